@@ -1,0 +1,20 @@
+# The two commands of the README. Each installs what it needs into the current Python.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: demo test install-demo install-test lint
+
+install-demo:
+	$(PIP) install -q -e ".[demo]"
+
+install-test:
+	$(PIP) install -q -e ".[test,demo]"
+
+demo: install-demo
+	$(PYTHON) -m rnncore demo
+
+lint:
+	$(PYTHON) -m ruff check rnncore tests benchmarks
+
+test: install-test lint
+	$(PYTHON) -m pytest -q

@@ -1,0 +1,10 @@
+"""rnncore: recurrent networks (RNN, GRU, LSTM) as a readable NumPy reference and a fast C core.
+
+``rnncore.nn`` is the NumPy reference (forward and backprop-through-time, training);
+the compiled engine, quantisation and model files build on it.
+"""
+
+from rnncore import nn
+
+__version__ = "0.1.0"
+__all__ = ["nn", "__version__"]

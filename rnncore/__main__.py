@@ -1,0 +1,3 @@
+from rnncore.cli import main
+
+raise SystemExit(main())
