@@ -1,0 +1,221 @@
+/* ARM NEON (armv7 hard-float NEON and aarch64 ASIMD) matrix kernels on rnncore's packed layouts.
+ *
+ * Compiled only with this file's own flags (armv7: -mfpu=neon -mfloat-abi=hard; aarch64: baseline).
+ *
+ * Layouts (docs/rnc-format.md, notes C_CONTRACT):
+ *   f32: rows padded to 16; float[(b*K + k)*16 + r] = W[16b + r, k].
+ *   q8 : rows padded to 16, inputs to Kp = roundup(K, 4);
+ *        byte[(b*Kp/4 + g)*64 + r*4 + j] = Wq[16b + r, 4g + j].
+ *
+ * q8 arithmetic (exact): within a 16-row x 4-input tile, each 16-byte register holds 4 rows x 4
+ * inputs; x's 4-byte group is broadcast to every 32-bit lane. vmull_s8 gives one int16 product per
+ * (row, input) lane (|w*x| <= 127*127 = 16129); a second group is added with vmlal_s8 (|sum| <=
+ * 32258 < 32767, no overflow), then vpadal_s16 widens pairwise into int32 lanes. Every partial sum
+ * is exact, so the int32 accumulators equal the generic kernel's bit for bit.
+ */
+#include "arm_kernels.h"
+
+#if defined(__ARM_NEON) || defined(__ARM_NEON__)
+#include <arm_neon.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ f32 */
+
+#if defined(__aarch64__)
+#define RNC_FMA_LANE(acc, w, v, lane) vfmaq_laneq_f32((acc), (w), (v), (lane))
+#define RNC_FMA_N(acc, w, s) vfmaq_n_f32((acc), (w), (s))
+#else
+/* armv7 NEON has no fused multiply-add without VFPv4; multiply then add (two roundings). */
+#define RNC_FMA_N(acc, w, s) vmlaq_n_f32((acc), (w), (s))
+#endif
+
+/* One 16-row block: y[0..15] = sum_k Wb[k*16 + r] * x[k]. Two accumulator sets (even/odd k)
+ * keep 8 independent FMA chains in flight. */
+static inline void f32_block(const float *Wb, int K, const float *x, float *out16)
+{
+    float32x4_t a0 = vdupq_n_f32(0.f), a1 = a0, a2 = a0, a3 = a0;
+    float32x4_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int k = 0;
+    for (; k + 2 <= K; k += 2) {
+        const float *w = Wb + (size_t)k * 16;
+        const float x0 = x[k], x1 = x[k + 1];
+        a0 = RNC_FMA_N(a0, vld1q_f32(w + 0), x0);
+        a1 = RNC_FMA_N(a1, vld1q_f32(w + 4), x0);
+        a2 = RNC_FMA_N(a2, vld1q_f32(w + 8), x0);
+        a3 = RNC_FMA_N(a3, vld1q_f32(w + 12), x0);
+        b0 = RNC_FMA_N(b0, vld1q_f32(w + 16), x1);
+        b1 = RNC_FMA_N(b1, vld1q_f32(w + 20), x1);
+        b2 = RNC_FMA_N(b2, vld1q_f32(w + 24), x1);
+        b3 = RNC_FMA_N(b3, vld1q_f32(w + 28), x1);
+    }
+    if (k < K) {
+        const float *w = Wb + (size_t)k * 16;
+        const float x0 = x[k];
+        a0 = RNC_FMA_N(a0, vld1q_f32(w + 0), x0);
+        a1 = RNC_FMA_N(a1, vld1q_f32(w + 4), x0);
+        a2 = RNC_FMA_N(a2, vld1q_f32(w + 8), x0);
+        a3 = RNC_FMA_N(a3, vld1q_f32(w + 12), x0);
+    }
+    vst1q_f32(out16 + 0, vaddq_f32(a0, b0));
+    vst1q_f32(out16 + 4, vaddq_f32(a1, b1));
+    vst1q_f32(out16 + 8, vaddq_f32(a2, b2));
+    vst1q_f32(out16 + 12, vaddq_f32(a3, b3));
+}
+
+void rnc_arm_gemv_f32_neon(const float *Wp, int R, int K, const float *x, float *y)
+{
+    const int nb = (R + 15) / 16;
+    for (int b = 0; b < nb; ++b) {
+        const float *Wb = Wp + (size_t)b * K * 16;
+        if (16 * b + 16 <= R) {
+            f32_block(Wb, K, x, y + 16 * b);
+        } else {
+            float tmp[16];
+            f32_block(Wb, K, x, tmp);
+            memcpy(y + 16 * b, tmp, sizeof(float) * (size_t)(R - 16 * b));
+        }
+    }
+}
+
+/* Four vectors at once share every weight load: 16 accumulators (aarch64 has 32 registers;
+ * on armv7 the compiler spills a little, still fewer loads than four gemv calls). */
+static inline void f32_block4(const float *Wb, int K, const float *x0, const float *x1,
+                              const float *x2, const float *x3, float *o0, float *o1, float *o2,
+                              float *o3)
+{
+    float32x4_t c[4][4];
+    for (int n = 0; n < 4; ++n)
+        for (int i = 0; i < 4; ++i) c[n][i] = vdupq_n_f32(0.f);
+    for (int k = 0; k < K; ++k) {
+        const float *w = Wb + (size_t)k * 16;
+        const float32x4_t w0 = vld1q_f32(w), w1 = vld1q_f32(w + 4), w2 = vld1q_f32(w + 8),
+                          w3 = vld1q_f32(w + 12);
+        const float s[4] = {x0[k], x1[k], x2[k], x3[k]};
+        for (int n = 0; n < 4; ++n) {
+            c[n][0] = RNC_FMA_N(c[n][0], w0, s[n]);
+            c[n][1] = RNC_FMA_N(c[n][1], w1, s[n]);
+            c[n][2] = RNC_FMA_N(c[n][2], w2, s[n]);
+            c[n][3] = RNC_FMA_N(c[n][3], w3, s[n]);
+        }
+    }
+    float *o[4] = {o0, o1, o2, o3};
+    for (int n = 0; n < 4; ++n)
+        for (int i = 0; i < 4; ++i) vst1q_f32(o[n] + 4 * i, c[n][i]);
+}
+
+void rnc_arm_gemm_f32_neon(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
+                           int ldy)
+{
+    const int nb = (R + 15) / 16;
+    int n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const float *x0 = X + (size_t)n * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+        for (int b = 0; b < nb; ++b) {
+            const float *Wb = Wp + (size_t)b * K * 16;
+            float t[4][16];
+            f32_block4(Wb, K, x0, x1, x2, x3, t[0], t[1], t[2], t[3]);
+            const int rows = (16 * b + 16 <= R) ? 16 : R - 16 * b;
+            for (int j = 0; j < 4; ++j)
+                memcpy(Y + (size_t)(n + j) * ldy + 16 * b, t[j], sizeof(float) * (size_t)rows);
+        }
+    }
+    for (; n < N; ++n) rnc_arm_gemv_f32_neon(Wp, R, K, X + (size_t)n * ldx, Y + (size_t)n * ldy);
+}
+
+/* ------------------------------------------------------------------ q8 */
+
+static inline int32x4_t bcast4(const int8_t *q)
+{
+    int32_t v;
+    memcpy(&v, q, 4);
+    return vdupq_n_s32(v);
+}
+
+/* Row sums from the pairwise accumulators: lo = [r0 j01, r0 j23, r1 j01, r1 j23],
+ * hi = [r2 .., r3 ..] -> [r0, r1, r2, r3]. */
+static inline int32x4_t pair_reduce(int32x4_t lo, int32x4_t hi)
+{
+#if defined(__aarch64__)
+    return vpaddq_s32(lo, hi);
+#else
+    return vcombine_s32(vpadd_s32(vget_low_s32(lo), vget_high_s32(lo)),
+                        vpadd_s32(vget_low_s32(hi), vget_high_s32(hi)));
+#endif
+}
+
+/* Two groups (8 inputs) of one 16-row block: t0 = group g tile (64 B), t1 = group g+1 tile. */
+#define Q8_TWO_GROUPS(t0, t1, x0, x1)                                                              \
+    do {                                                                                           \
+        const int8x8_t xl0 = vget_low_s8(x0), xl1 = vget_low_s8(x1);                             \
+        for (int i = 0; i < 4; ++i) {                                                              \
+            const int8x16_t w0 = vld1q_s8((t0) + 16 * i), w1 = vld1q_s8((t1) + 16 * i);            \
+            int16x8_t pl = vmull_s8(vget_low_s8(w0), xl0);                                         \
+            int16x8_t ph = vmull_s8(vget_high_s8(w0), xl0);                                        \
+            pl = vmlal_s8(pl, vget_low_s8(w1), xl1);                                               \
+            ph = vmlal_s8(ph, vget_high_s8(w1), xl1);                                              \
+            acc[2 * i] = vpadalq_s16(acc[2 * i], pl);                                              \
+            acc[2 * i + 1] = vpadalq_s16(acc[2 * i + 1], ph);                                      \
+        }                                                                                          \
+    } while (0)
+
+static inline void q8_block(const int8_t *Wb, int G, const int8_t *q, const int8_t *qtail,
+                            int32_t *out16)
+{
+    /* acc[2i]: rows 4i, 4i+1 (pairs of inputs); acc[2i+1]: rows 4i+2, 4i+3. */
+    int32x4_t acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = vdupq_n_s32(0);
+    const int Gfull = qtail ? G - 1 : G; /* groups whose 4 bytes of q are in bounds */
+    int g = 0;
+    for (; g + 2 <= Gfull; g += 2) {
+        const int8x16_t x0 = vreinterpretq_s8_s32(bcast4(q + 4 * g));
+        const int8x16_t x1 = vreinterpretq_s8_s32(bcast4(q + 4 * g + 4));
+        Q8_TWO_GROUPS(Wb + (size_t)g * 64, Wb + (size_t)(g + 1) * 64, x0, x1);
+    }
+    for (; g < G; ++g) { /* last odd group, or the zero-padded tail group */
+        const int8x16_t x0 = vreinterpretq_s8_s32(bcast4(g < Gfull ? q + 4 * g : qtail));
+        const int8_t *t0 = Wb + (size_t)g * 64;
+        const int8x8_t xl0 = vget_low_s8(x0);
+        for (int i = 0; i < 4; ++i) {
+            const int8x16_t w0 = vld1q_s8(t0 + 16 * i);
+            acc[2 * i] = vpadalq_s16(acc[2 * i], vmull_s8(vget_low_s8(w0), xl0));
+            acc[2 * i + 1] = vpadalq_s16(acc[2 * i + 1], vmull_s8(vget_high_s8(w0), xl0));
+        }
+    }
+    for (int i = 0; i < 4; ++i) vst1q_s32(out16 + 4 * i, pair_reduce(acc[2 * i], acc[2 * i + 1]));
+}
+
+/* The last partial group of q (K % 4 != 0) copied into a zero-padded 4-byte buffer, so no read
+ * goes past q[K-1]. Returns NULL when K is a multiple of 4. */
+static inline const int8_t *q_tail(const int8_t *q, int K, int8_t buf[4])
+{
+    if ((K & 3) == 0) return NULL;
+    memset(buf, 0, 4);
+    memcpy(buf, q + (K & ~3), (size_t)(K & 3));
+    return buf;
+}
+
+void rnc_arm_gemv_q8_neon(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
+{
+    const int G = (K + 3) / 4, nb = (R + 15) / 16;
+    int8_t tb[4];
+    const int8_t *tail = q_tail(q, K, tb);
+    for (int b = 0; b < nb; ++b) {
+        const int8_t *Wb = Wp + (size_t)b * G * 64;
+        if (16 * b + 16 <= R) {
+            q8_block(Wb, G, q, tail, acc + 16 * b);
+        } else {
+            int32_t tmp[16];
+            q8_block(Wb, G, q, tail, tmp);
+            memcpy(acc + 16 * b, tmp, sizeof(int32_t) * (size_t)(R - 16 * b));
+        }
+    }
+}
+
+void rnc_arm_gemm_q8_neon(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                          int32_t *Acc, int ldacc)
+{
+    for (int n = 0; n < N; ++n)
+        rnc_arm_gemv_q8_neon(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+}
+
+#endif /* NEON */

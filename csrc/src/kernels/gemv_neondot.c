@@ -1,0 +1,118 @@
+/* aarch64 dot-product (ARMv8.2-A DotProd, `sdot`) q8 kernels on rnncore's packed q8 layout.
+ *
+ * This file alone is compiled with -march=armv8.2-a+dotprod; it is only called after run-time
+ * detection (getauxval(AT_HWCAP) & HWCAP_ASIMDDP, see arch/arm_cpu.c).
+ *
+ * Layout: byte[(b*Kp/4 + g)*64 + r*4 + j] = Wq[16b + r, 4g + j]. One 16-byte register holds 4 rows
+ * x 4 inputs, x's 4-byte group is broadcast to every 32-bit lane and `sdot` adds the 4 products of
+ * each row into its int32 lane: exact, no horizontal sums, 4 instructions per 64 MACs.
+ * Two row blocks are kept in flight (8 independent accumulators) to cover the sdot latency.
+ */
+#include "arm_kernels.h"
+
+#if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#include <arm_neon.h>
+#include <string.h>
+
+static inline int8x16_t bcast4(const int8_t *q)
+{
+    int32_t v;
+    memcpy(&v, q, 4);
+    return vreinterpretq_s8_s32(vdupq_n_s32(v));
+}
+
+static inline int8x16_t group_x(const int8_t *q, int g, int Gfull, const int8_t *tail)
+{
+    return bcast4(g < Gfull ? q + 4 * g : tail);
+}
+
+/* Two blocks (32 rows) at once. */
+static inline void dot_block2(const int8_t *Wa, const int8_t *Wb, int G, int Gfull, const int8_t *q,
+                              const int8_t *tail, int32_t *oa, int32_t *ob)
+{
+    int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int g = 0; g < G; ++g) {
+        const int8x16_t x = group_x(q, g, Gfull, tail);
+        const int8_t *ta = Wa + (size_t)g * 64, *tb = Wb + (size_t)g * 64;
+        a0 = vdotq_s32(a0, vld1q_s8(ta + 0), x);
+        a1 = vdotq_s32(a1, vld1q_s8(ta + 16), x);
+        a2 = vdotq_s32(a2, vld1q_s8(ta + 32), x);
+        a3 = vdotq_s32(a3, vld1q_s8(ta + 48), x);
+        b0 = vdotq_s32(b0, vld1q_s8(tb + 0), x);
+        b1 = vdotq_s32(b1, vld1q_s8(tb + 16), x);
+        b2 = vdotq_s32(b2, vld1q_s8(tb + 32), x);
+        b3 = vdotq_s32(b3, vld1q_s8(tb + 48), x);
+    }
+    vst1q_s32(oa + 0, a0);
+    vst1q_s32(oa + 4, a1);
+    vst1q_s32(oa + 8, a2);
+    vst1q_s32(oa + 12, a3);
+    vst1q_s32(ob + 0, b0);
+    vst1q_s32(ob + 4, b1);
+    vst1q_s32(ob + 8, b2);
+    vst1q_s32(ob + 12, b3);
+}
+
+/* One block, two groups per iteration (two accumulator sets). */
+static inline void dot_block1(const int8_t *Wa, int G, int Gfull, const int8_t *q, const int8_t *tail,
+                              int32_t *oa)
+{
+    int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+    int g = 0;
+    for (; g + 2 <= G; g += 2) {
+        const int8x16_t x = group_x(q, g, Gfull, tail), y = group_x(q, g + 1, Gfull, tail);
+        const int8_t *t = Wa + (size_t)g * 64;
+        a0 = vdotq_s32(a0, vld1q_s8(t + 0), x);
+        a1 = vdotq_s32(a1, vld1q_s8(t + 16), x);
+        a2 = vdotq_s32(a2, vld1q_s8(t + 32), x);
+        a3 = vdotq_s32(a3, vld1q_s8(t + 48), x);
+        c0 = vdotq_s32(c0, vld1q_s8(t + 64), y);
+        c1 = vdotq_s32(c1, vld1q_s8(t + 80), y);
+        c2 = vdotq_s32(c2, vld1q_s8(t + 96), y);
+        c3 = vdotq_s32(c3, vld1q_s8(t + 112), y);
+    }
+    if (g < G) {
+        const int8x16_t x = group_x(q, g, Gfull, tail);
+        const int8_t *t = Wa + (size_t)g * 64;
+        a0 = vdotq_s32(a0, vld1q_s8(t + 0), x);
+        a1 = vdotq_s32(a1, vld1q_s8(t + 16), x);
+        a2 = vdotq_s32(a2, vld1q_s8(t + 32), x);
+        a3 = vdotq_s32(a3, vld1q_s8(t + 48), x);
+    }
+    vst1q_s32(oa + 0, vaddq_s32(a0, c0));
+    vst1q_s32(oa + 4, vaddq_s32(a1, c1));
+    vst1q_s32(oa + 8, vaddq_s32(a2, c2));
+    vst1q_s32(oa + 12, vaddq_s32(a3, c3));
+}
+
+void rnc_arm_gemv_q8_neondot(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
+{
+    const int G = (K + 3) / 4, nb = (R + 15) / 16;
+    int8_t tb[4] = {0, 0, 0, 0};
+    const int Gfull = K / 4;
+    if (K & 3) memcpy(tb, q + 4 * Gfull, (size_t)(K & 3));
+    const int full = R / 16; /* blocks whose 16 rows are all stored */
+    int b = 0;
+    for (; b + 2 <= full; b += 2)
+        dot_block2(Wp + (size_t)b * G * 64, Wp + (size_t)(b + 1) * G * 64, G, Gfull, q, tb,
+                   acc + 16 * b, acc + 16 * (b + 1));
+    for (; b < nb; ++b) {
+        const int8_t *Wb = Wp + (size_t)b * G * 64;
+        if (b < full) {
+            dot_block1(Wb, G, Gfull, q, tb, acc + 16 * b);
+        } else {
+            int32_t tmp[16];
+            dot_block1(Wb, G, Gfull, q, tb, tmp);
+            memcpy(acc + 16 * b, tmp, sizeof(int32_t) * (size_t)(R - 16 * b));
+        }
+    }
+}
+
+void rnc_arm_gemm_q8_neondot(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                             int32_t *Acc, int ldacc)
+{
+    for (int n = 0; n < N; ++n)
+        rnc_arm_gemv_q8_neondot(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+}
+
+#endif /* __aarch64__ && __ARM_FEATURE_DOTPROD */
