@@ -1,0 +1,667 @@
+"""Recurrent layers RNN, GRU and LSTM: stacking, bidirectionality, lengths, dropout, BPTT.
+
+A layer runs the single-step cells of :mod:`rnncore.nn.cells` over a whole sequence, for
+every layer of a stack and every direction, and back-propagates through time.
+
+Conventions (PyTorch's, see ``DESIGN.md``):
+
+* ``x`` is ``(B, T, I)`` (batch first, always); internally the layer works time-major.
+* parameters are named and shaped as in PyTorch's ``state_dict``: ``weight_ih_l{k}``,
+  ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``, ``weight_hr_l{k}`` (LSTM with
+  ``proj_size``), with suffix ``_reverse`` for the backward direction;
+* the output is ``[forward | backward]`` along features; final states are ordered
+  ``[l0_fwd, l0_bwd, l1_fwd, ...]``;
+* ``lengths`` follow packed-sequence semantics: outputs past a sequence's length are zero,
+  its state stops changing at its last valid step, and the backward direction starts at
+  its last valid step.
+
+State carried across calls: pass ``state=h_n`` (LSTM: ``state=(h_n, c_n)``) returned by the
+previous call to continue a stream. ``backward`` then gives the gradient within the current
+window only, plus ``dstate0``, the gradient with respect to the state passed in (truncated
+backpropagation through time simply ignores it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from rnncore.nn.cells import (
+    gru_cell_backward,
+    gru_cell_forward,
+    lstm_cell_backward,
+    lstm_cell_forward,
+    rnn_cell_backward,
+    rnn_cell_forward,
+)
+from rnncore.nn.module import Module, resolve_dtype
+
+__all__ = ["RNN", "GRU", "LSTM"]
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return int(value)
+
+
+class _Recurrent(Module):
+    """Machinery shared by RNN, GRU and LSTM; subclasses supply the time loop of one direction."""
+
+    is_recurrent = True
+    takes_lengths = True
+    gates = 1  # G: number of gate blocks stacked in weight_ih / weight_hh
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: str | np.dtype = "float64",
+        seed: int | None = None,
+        proj_size: int = 0,
+    ) -> None:
+        super().__init__()
+        self.input_size = _check_int("input_size", input_size, 1)
+        self.hidden_size = _check_int("hidden_size", hidden_size, 1)
+        self.num_layers = _check_int("num_layers", num_layers, 1)
+        self.proj_size = _check_int("proj_size", proj_size, 0)
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size: expected < hidden_size={hidden_size}, got {proj_size}")
+        if batch_first is not True:
+            raise ValueError(
+                f"batch_first: rnncore's layout is always (batch, time, features), so only True is "
+                f"accepted; got {batch_first!r}"
+            )
+        if not isinstance(bias, bool | np.bool_):
+            raise TypeError(f"bias: expected a bool, got {type(bias).__name__}")
+        if not isinstance(bidirectional, bool | np.bool_):
+            raise TypeError(f"bidirectional: expected a bool, got {type(bidirectional).__name__}")
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float | np.floating):
+            raise TypeError(f"dropout: expected a float in [0, 1), got {type(dropout).__name__}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout: expected a float in [0, 1), got {dropout}")
+        self.bias = bool(bias)
+        self.batch_first = True
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if self.bidirectional else 1
+        self.dtype = resolve_dtype(dtype)
+        self.output_size = self.proj_size or self.hidden_size  # size of h (P)
+        self._rng = np.random.default_rng(seed)
+
+        # PyTorch's initialisation: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in state_dict order.
+        G, H, P, D = self.gates, self.hidden_size, self.output_size, self.num_directions
+        k = 1.0 / math.sqrt(H)
+        for layer in range(self.num_layers):
+            layer_in = self.input_size if layer == 0 else D * P
+            for d in range(D):
+                sfx = self._suffix(layer, d)
+                shapes = [("weight_ih", (G * H, layer_in)), ("weight_hh", (G * H, P))]
+                if self.bias:
+                    shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
+                if self.proj_size:
+                    shapes += [("weight_hr", (P, H))]
+                for name, shape in shapes:
+                    self.params[name + sfx] = self._rng.uniform(-k, k, shape).astype(self.dtype)
+        self.zero_grad()
+        self._cache: dict[str, Any] | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def _suffix(layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _weights(self, layer: int, direction: int) -> dict[str, np.ndarray | None]:
+        sfx = self._suffix(layer, direction)
+        p = self.params
+        return {
+            "w_ih": p["weight_ih" + sfx],
+            "w_hh": p["weight_hh" + sfx],
+            "b_ih": p.get("bias_ih" + sfx),
+            "b_hh": p.get("bias_hh" + sfx),
+            "w_hr": p.get("weight_hr" + sfx),
+        }
+
+    def _state_shapes(self, batch: int) -> list[tuple[int, int, int]]:
+        """Shapes of the state arrays: ``[h]`` or, for the LSTM, ``[h, c]``."""
+        return [(self.num_layers * self.num_directions, batch, self.output_size)]
+
+    def zero_state(self, batch: int) -> Any:
+        """The all-zero initial state for ``batch`` sequences (what ``state=None`` means)."""
+        arrays = [np.zeros(s, self.dtype) for s in self._state_shapes(batch)]
+        return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+    def __repr__(self) -> str:
+        extra = self._repr_extra()
+        return (
+            f"{type(self).__name__}(input_size={self.input_size}, hidden_size={self.hidden_size}, "
+            f"num_layers={self.num_layers}, bias={self.bias}, dropout={self.dropout}, "
+            f"bidirectional={self.bidirectional}{extra}, dtype='{self.dtype.name}')"
+        )
+
+    def _repr_extra(self) -> str:
+        return ""
+
+    # -- validation ------------------------------------------------------------------------
+    def _check_x(self, x: Any) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(
+                f"x: expected a numpy.ndarray of shape (batch, time, {self.input_size}), "
+                f"got {type(x).__name__}"
+            )
+        if x.ndim != 3:
+            raise ValueError(
+                f"x: expected 3 dimensions (batch, time, {self.input_size}), got shape {x.shape}"
+            )
+        if x.dtype.kind != "f":
+            raise TypeError(f"x: expected a floating-point array ({self.dtype.name}), got dtype {x.dtype}")
+        if x.dtype != self.dtype:
+            raise TypeError(
+                f"x: dtype {x.dtype} does not match the layer's dtype {self.dtype.name}; "
+                f"convert with x.astype('{self.dtype.name}')"
+            )
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"x: expected {self.input_size} features (last axis), got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x: empty batch (shape {x.shape}); need at least one sequence")
+        if x.shape[1] == 0:
+            raise ValueError(f"x: zero time steps (shape {x.shape}); need at least one step")
+        return x
+
+    @staticmethod
+    def _resolve_lengths(lengths: Any, mask: Any, batch: int, steps: int) -> np.ndarray | None:
+        """Validate ``lengths`` (B,) or a prefix ``mask`` (B, T); return int lengths or None."""
+        if lengths is not None and mask is not None:
+            raise ValueError("lengths, mask: give one of them, not both")
+        if mask is not None:
+            if hasattr(mask, "detach"):
+                mask = mask.detach().cpu().numpy()
+            m = np.asarray(mask)
+            if m.dtype != np.bool_:
+                raise TypeError(
+                    f"mask: expected a boolean array of shape ({batch}, {steps}), got dtype {m.dtype}"
+                )
+            if m.shape != (batch, steps):
+                raise ValueError(f"mask: expected shape ({batch}, {steps}), got {m.shape}")
+            lengths = m.sum(axis=1)
+            if not np.array_equal(m, np.arange(steps)[None, :] < lengths[:, None]):
+                bad = int(np.flatnonzero((m != (np.arange(steps)[None, :] < lengths[:, None])).any(1))[0])
+                raise ValueError(
+                    f"mask: expected a prefix mask (True for the first lengths[b] steps, then False), "
+                    f"sequence {bad} is not: {m[bad].astype(int).tolist()}"
+                )
+            if lengths.min() < 1:
+                raise ValueError(
+                    f"mask: every sequence needs at least one valid step, sequence "
+                    f"{int(np.argmin(lengths))} has none"
+                )
+            lengths = lengths.astype(np.int64)
+        elif lengths is not None:
+            if hasattr(lengths, "detach"):
+                lengths = lengths.detach().cpu().numpy()
+            lengths = np.asarray(lengths)
+            if lengths.dtype.kind not in "iu":
+                raise TypeError(
+                    f"lengths: expected an integer array of shape ({batch},), got dtype {lengths.dtype}"
+                )
+            if lengths.shape != (batch,):
+                raise ValueError(
+                    f"lengths: expected shape ({batch},) (one per sequence), got {lengths.shape}"
+                )
+            if lengths.min() < 1 or lengths.max() > steps:
+                raise ValueError(
+                    f"lengths: expected every length in 1..{steps} (the time axis of x), got "
+                    f"min {lengths.min()}, max {lengths.max()}"
+                )
+            lengths = lengths.astype(np.int64)
+        if lengths is not None and lengths.min() == steps:
+            return None  # every sequence is full: no masking needed
+        return lengths
+
+    def _check_state(self, state: Any, batch: int, name: str = "state") -> list[np.ndarray]:
+        """Validate an initial state (or a state gradient); return the list ``[h]`` / ``[h, c]``."""
+        shapes = self._state_shapes(batch)
+        if state is None:
+            return [np.zeros(s, self.dtype) for s in shapes]
+        if len(shapes) == 1:
+            if isinstance(state, tuple | list):
+                raise TypeError(
+                    f"{name}: expected one array of shape {shapes[0]}, got a {type(state).__name__}"
+                )
+            arrays = [state]
+        else:
+            if not isinstance(state, tuple | list) or len(state) != 2:
+                raise TypeError(
+                    f"{name}: expected a pair (h, c) of shapes {shapes[0]}, {shapes[1]}, "
+                    f"got {type(state).__name__}"
+                )
+            arrays = list(state)
+        out = []
+        for what, a, shape in zip(("h", "c"), arrays, shapes, strict=False):
+            label = name if len(shapes) == 1 else f"{name}[{0 if what == 'h' else 1}] ({what})"
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"{label}: expected a numpy.ndarray of shape {shape}, got {type(a).__name__}")
+            if a.shape != shape:
+                raise ValueError(
+                    f"{label}: expected shape {shape} (num_layers*num_directions, batch, size), got {a.shape}"
+                )
+            if a.dtype.kind != "f":
+                raise TypeError(f"{label}: expected a floating-point array, got dtype {a.dtype}")
+            if a.dtype != self.dtype:
+                raise TypeError(
+                    f"{label}: dtype {a.dtype} does not match the layer's dtype {self.dtype.name}"
+                )
+            out.append(a)
+        return out
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(
+        self,
+        x: np.ndarray,
+        state: Any = None,
+        lengths: Any = None,
+        mask: Any = None,
+        train: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        """Run the stacked (bi)directional layer over whole sequences.
+
+        Parameters
+        ----------
+        x : (B, T, I) array of the layer's dtype
+        state : initial state, ``h0`` (L*D, B, P) -- LSTM: the pair ``(h0, c0)`` with
+            ``c0`` (L*D, B, H); None means zeros. Pass the previous call's final state to
+            continue a stream.
+        lengths : int array (B,), each in 1..T, or None (all sequences have length T)
+        mask : bool array (B, T), a prefix mask (alternative to ``lengths``)
+        train : keep what ``backward`` needs, and apply dropout between layers
+
+        Returns
+        -------
+        y : (B, T, D*P) outputs of the last layer, ``[forward | backward]``; zero past a length
+        h_n : (L*D, B, P) final states (LSTM: ``(h_n, c_n)``), taken at each sequence's last
+            valid step
+        """
+        x = self._check_x(x)
+        B, T, _ = x.shape
+        lengths = self._resolve_lengths(lengths, mask, B, T)
+        states0 = self._check_state(state, B)
+        L, D, P = self.num_layers, self.num_directions, self.output_size
+
+        # time-major working layout; M (T, B, 1) marks valid steps, R (T, B) reverses each
+        # sequence within its own length (R is its own inverse)
+        if lengths is None:
+            M = R = None
+            inp = np.ascontiguousarray(x.transpose(1, 0, 2))
+        else:
+            steps = np.arange(T)[:, None]
+            valid = steps < lengths[None, :]                       # (T, B)
+            M = valid[:, :, None]
+            R = np.where(valid, lengths[None, :] - 1 - steps, steps)
+            inp = np.where(M, x.transpose(1, 0, 2), 0).astype(self.dtype, copy=False)
+        cols = np.arange(B)[None, :]
+
+        finals: list[list[np.ndarray]] = [[] for _ in states0]
+        layer_caches = []
+        for layer in range(L):
+            drop = None
+            if layer > 0 and train and self.dropout > 0.0:
+                keep = self._rng.random(inp.shape, dtype=self.dtype) >= self.dropout
+                drop = keep.astype(self.dtype) / self.dtype.type(1.0 - self.dropout)
+                inp = inp * drop
+            out = np.empty((T, B, D * P), self.dtype)
+            dir_caches = []
+            for d in range(D):
+                w = self._weights(layer, d)
+                gx = self._input_projection(inp, w)                # (T, B, G*H)
+                if d == 1:
+                    gx = gx[::-1] if R is None else gx[R, cols]
+                s0 = [s[layer * D + d] for s in states0]
+                Y, sT, scan_cache = self._scan(gx, s0, w, M)       # Y (T, B, P) in loop order
+                if d == 1:
+                    Y = Y[::-1] if R is None else Y[R, cols]
+                out[:, :, d * P: (d + 1) * P] = Y
+                for k, s in enumerate(sT):
+                    finals[k].append(s)
+                dir_caches.append(scan_cache)
+            if M is not None:
+                out *= M  # outputs past each length are zero
+            layer_caches.append({"inp": inp, "drop": drop, "dirs": dir_caches})
+            inp = out
+        y = np.ascontiguousarray(inp.transpose(1, 0, 2))
+        final = [np.stack(f) for f in finals]
+        self._cache = (
+            {"B": B, "T": T, "M": M, "R": R, "cols": cols, "layers": layer_caches} if train else None
+        )
+        return y, (final[0] if len(final) == 1 else tuple(final))
+
+    def _input_projection(self, inp: np.ndarray, w: dict) -> np.ndarray:
+        """``gx = x W_ih^T + b_ih + b_hh`` for all steps at once: (T, B, I) -> (T, B, G*H)."""
+        T, B, n_in = inp.shape
+        gx = (inp.reshape(T * B, n_in) @ w["w_ih"].T).reshape(T, B, -1)
+        if w["b_ih"] is not None:
+            gx += w["b_ih"] + w["b_hh"]
+        return gx
+
+    # -- backward --------------------------------------------------------------------------
+    def backward(self, dy: np.ndarray | None = None, dstate: Any = None) -> tuple[np.ndarray, Any]:
+        """Backpropagation through time, accumulating parameter gradients into ``self.grads``.
+
+        Parameters
+        ----------
+        dy : (B, T, D*P) gradient of the loss w.r.t. ``y`` (None: zero)
+        dstate : gradient w.r.t. ``h_n`` (L*D, B, P) -- LSTM: the pair ``(dh_n, dc_n)``; None: zero
+
+        Returns
+        -------
+        dx : (B, T, I) gradient w.r.t. ``x`` (zero past each length)
+        dstate0 : gradient w.r.t. the initial state, shaped like it (LSTM: a pair)
+        """
+        if self._cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: no forward pass to differentiate; call "
+                f"forward(x, ..., train=True) first"
+            )
+        c = self._cache
+        B, T, M, R, cols = c["B"], c["T"], c["M"], c["R"], c["cols"]
+        L, D, P = self.num_layers, self.num_directions, self.output_size
+        if dy is None:
+            dinp = np.zeros((T, B, D * P), self.dtype)
+        else:
+            if not isinstance(dy, np.ndarray):
+                raise TypeError(
+                    f"dy: expected a numpy.ndarray of shape ({B}, {T}, {D * P}), got {type(dy).__name__}"
+                )
+            if dy.shape != (B, T, D * P):
+                raise ValueError(f"dy: expected shape ({B}, {T}, {D * P}) like the output y, got {dy.shape}")
+            if dy.dtype.kind != "f":
+                raise TypeError(f"dy: expected a floating-point array, got dtype {dy.dtype}")
+            dinp = np.ascontiguousarray(dy.transpose(1, 0, 2), dtype=self.dtype)
+            if M is not None:
+                dinp = dinp * M  # outputs past a length are constant zero
+        dfinal = self._check_state(dstate, B, name="dstate")
+        dstate0: list[list[np.ndarray]] = [[None] * (L * D) for _ in dfinal]
+
+        for layer in reversed(range(L)):
+            lc = c["layers"][layer]
+            inp = lc["inp"]
+            dx = np.zeros(inp.shape, self.dtype)
+            for d in range(D):
+                sfx = self._suffix(layer, d)
+                w = self._weights(layer, d)
+                dY = dinp[:, :, d * P: (d + 1) * P]
+                if d == 1:
+                    dY = dY[::-1] if R is None else dY[R, cols]
+                ds = [s[layer * D + d] for s in dfinal]
+                dgx, ds0, hidden_grads = self._scan_backward(dY, ds, lc["dirs"][d], w, M)
+                if d == 1:
+                    dgx = dgx[::-1] if R is None else dgx[R, cols]
+                for k, s in enumerate(ds0):
+                    dstate0[k][layer * D + d] = s
+                G_H = dgx.shape[2]
+                dgx2 = dgx.reshape(T * B, G_H)
+                self.grads["weight_ih" + sfx] += dgx2.T @ inp.reshape(T * B, -1)
+                dx += (dgx2 @ w["w_ih"]).reshape(inp.shape)
+                if self.bias:
+                    self.grads["bias_ih" + sfx] += dgx2.sum(axis=0)
+                for name, g in hidden_grads.items():
+                    if g is not None:
+                        self.grads[name + sfx] += g
+            if lc["drop"] is not None:
+                dx *= lc["drop"]
+            dinp = dx
+        if M is not None:
+            dinp *= M
+        dx_out = np.ascontiguousarray(dinp.transpose(1, 0, 2))
+        ds_out = [np.stack(s) for s in dstate0]
+        return dx_out, (ds_out[0] if len(ds_out) == 1 else tuple(ds_out))
+
+    # -- per-cell time loops (subclasses) --------------------------------------------------
+    def _scan(self, gx: np.ndarray, state0: list[np.ndarray], w: dict, M: np.ndarray | None):
+        """Run one direction of one layer; returns ``(Y (T,B,P), [final states], cache)``."""
+        raise NotImplementedError
+
+    def _scan_backward(self, dY: np.ndarray, dstate: list[np.ndarray], cache: Any, w: dict, M: Any):
+        """Returns ``(dgx (T,B,G*H), [dstate0], {param name: gradient})`` of one direction."""
+        raise NotImplementedError
+
+
+class RNN(_Recurrent):
+    """Elman RNN, ``h_t = phi(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``, like ``torch.nn.RNN``.
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers, bias, batch_first (must be True), dropout,
+    bidirectional : as in PyTorch
+    nonlinearity : ``"tanh"`` or ``"relu"``
+    dtype : ``"float64"`` or ``"float32"``
+    seed : seed of the numpy Generator used for initialisation and dropout
+
+    See :meth:`forward` and :meth:`backward` for the shapes.
+    """
+
+    gates = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: str | np.dtype = "float64",
+        seed: int | None = None,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype, seed)
+
+    def _repr_extra(self) -> str:
+        return f", nonlinearity='{self.nonlinearity}'"
+
+    def _scan(self, gx, state0, w, M):
+        (h,) = state0
+        T = gx.shape[0]
+        Hs = np.empty((T + 1,) + h.shape, self.dtype)  # Hs[t] = h_{t-1}, the state entering step t
+        Hs[0] = h
+        caches = []
+        for t in range(T):
+            h_new, cache = rnn_cell_forward(gx[t], h, w["w_hh"], self.nonlinearity)
+            h = h_new if M is None else np.where(M[t], h_new, h)
+            Hs[t + 1] = h
+            caches.append(cache)
+        return Hs[1:], [h], (Hs, caches)
+
+    def _scan_backward(self, dY, dstate, cache, w, M):
+        Hs, caches = cache
+        (dh,) = dstate
+        T, B, H = dY.shape
+        dA = np.empty((T, B, H), self.dtype)
+        for t in reversed(range(T)):
+            dh = dh + dY[t]
+            if M is None:
+                dA[t], dh = rnn_cell_backward(dh, caches[t], w["w_hh"])
+            else:
+                dh_new = dh * M[t]  # steps past the length leave the state unchanged
+                dA[t], dh_prev = rnn_cell_backward(dh_new, caches[t], w["w_hh"])
+                dh = dh_prev + (dh - dh_new)
+        dA2 = dA.reshape(T * B, H)
+        grads = {"weight_hh": dA2.T @ Hs[:-1].reshape(T * B, H)}
+        if self.bias:
+            grads["bias_hh"] = dA2.sum(axis=0)
+        return dA, [dh], grads
+
+
+class GRU(_Recurrent):
+    """Gated recurrent unit, like ``torch.nn.GRU`` (gate order r, z, n).
+
+    ``reset_after=True`` (default) is PyTorch's form ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``;
+    ``reset_after=False`` is the original form ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``
+    (ONNX default, Keras ``reset_after=False``). Both have the same parameters and shapes.
+    Other parameters as in :class:`RNN`.
+    """
+
+    gates = 3
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: str | np.dtype = "float64",
+        reset_after: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(reset_after, bool | np.bool_):
+            raise TypeError(f"reset_after: expected a bool, got {type(reset_after).__name__}")
+        self.reset_after = bool(reset_after)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype, seed)
+
+    def _repr_extra(self) -> str:
+        return f", reset_after={self.reset_after}"
+
+    def _input_projection(self, inp, w):
+        T, B, n_in = inp.shape
+        H = self.hidden_size
+        gx = (inp.reshape(T * B, n_in) @ w["w_ih"].T).reshape(T, B, 3 * H)
+        if w["b_ih"] is not None:
+            gx += w["b_ih"]
+            if self.reset_after:  # b_hn stays inside r * (W_hn h + b_hn)
+                gx[:, :, : 2 * H] += w["b_hh"][: 2 * H]
+            else:
+                gx += w["b_hh"]
+        return gx
+
+    def _scan(self, gx, state0, w, M):
+        (h,) = state0
+        T = gx.shape[0]
+        H = self.hidden_size
+        b_hn = w["b_hh"][2 * H:] if (self.reset_after and w["b_hh"] is not None) else None
+        Hs = np.empty((T + 1,) + h.shape, self.dtype)
+        Hs[0] = h
+        caches = []
+        for t in range(T):
+            h_new, cache = gru_cell_forward(gx[t], h, w["w_hh"], b_hn, self.reset_after)
+            h = h_new if M is None else np.where(M[t], h_new, h)
+            Hs[t + 1] = h
+            caches.append(cache)
+        return Hs[1:], [h], (Hs, caches)
+
+    def _scan_backward(self, dY, dstate, cache, w, M):
+        Hs, caches = cache
+        (dh,) = dstate
+        T, B, H = dY.shape
+        dGX = np.empty((T, B, 3 * H), self.dtype)
+        dGH = dGX if not self.reset_after else np.empty((T, B, 3 * H), self.dtype)
+        for t in reversed(range(T)):
+            dh = dh + dY[t]
+            dh_new = dh if M is None else dh * M[t]
+            dGX[t], dGH[t], dh_prev = gru_cell_backward(dh_new, caches[t], w["w_hh"])
+            dh = dh_prev if M is None else dh_prev + (dh - dh_new)
+        dGH2 = dGH.reshape(T * B, 3 * H)
+        Hprev = Hs[:-1].reshape(T * B, H)
+        if self.reset_after:
+            dW_hh = dGH2.T @ Hprev
+        else:  # the n rows of W_hh multiply r * h_prev, not h_prev
+            RH = np.stack([c[3] for c in caches]).reshape(T * B, H)
+            dW_hh = np.concatenate([dGH2[:, : 2 * H].T @ Hprev, dGH2[:, 2 * H:].T @ RH])
+        grads = {"weight_hh": dW_hh}
+        if self.bias:
+            grads["bias_hh"] = dGH2.sum(axis=0)
+        return dGX, [dh], grads
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory, like ``torch.nn.LSTM`` (gate order i, f, g, o), with ``proj_size``.
+
+    The state is the pair ``(h, c)``: ``h`` (L*D, B, P) with ``P = proj_size or hidden_size``,
+    ``c`` (L*D, B, H). With ``proj_size > 0``, ``h_t = (o_t * tanh(c_t)) W_hr^T`` and the
+    parameters include ``weight_hr_l{k}`` (P, H). Other parameters as in :class:`RNN`.
+    """
+
+    gates = 4
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        dtype: str | np.dtype = "float64",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype, seed, proj_size=proj_size)
+
+    def _repr_extra(self) -> str:
+        return f", proj_size={self.proj_size}" if self.proj_size else ""
+
+    def _state_shapes(self, batch):
+        LD = self.num_layers * self.num_directions
+        return [(LD, batch, self.output_size), (LD, batch, self.hidden_size)]
+
+    def _scan(self, gx, state0, w, M):
+        h, c = state0
+        T = gx.shape[0]
+        Hs = np.empty((T + 1,) + h.shape, self.dtype)
+        Hs[0] = h
+        caches = []
+        for t in range(T):
+            h_new, c_new, cache = lstm_cell_forward(gx[t], h, c, w["w_hh"], w["w_hr"])
+            if M is None:
+                h, c = h_new, c_new
+            else:
+                h, c = np.where(M[t], h_new, h), np.where(M[t], c_new, c)
+            Hs[t + 1] = h
+            caches.append(cache)
+        return Hs[1:], [h, c], (Hs, caches)
+
+    def _scan_backward(self, dY, dstate, cache, w, M):
+        Hs, caches = cache
+        dh, dc = dstate
+        T, B, P = dY.shape
+        H = self.hidden_size
+        dA = np.empty((T, B, 4 * H), self.dtype)
+        dHnew = np.empty((T, B, P), self.dtype) if w["w_hr"] is not None else None
+        for t in reversed(range(T)):
+            dh = dh + dY[t]
+            if M is None:
+                if dHnew is not None:
+                    dHnew[t] = dh
+                dA[t], dh, dc = lstm_cell_backward(dh, dc, caches[t], w["w_hh"], w["w_hr"])
+            else:
+                dh_new, dc_new = dh * M[t], dc * M[t]
+                if dHnew is not None:
+                    dHnew[t] = dh_new
+                dA[t], dh_prev, dc_prev = lstm_cell_backward(dh_new, dc_new, caches[t], w["w_hh"], w["w_hr"])
+                dh, dc = dh_prev + (dh - dh_new), dc_prev + (dc - dc_new)
+        dA2 = dA.reshape(T * B, 4 * H)
+        grads = {"weight_hh": dA2.T @ Hs[:-1].reshape(T * B, P)}
+        if self.bias:
+            grads["bias_hh"] = dA2.sum(axis=0)
+        if dHnew is not None:
+            Mout = np.stack([c[3] for c in caches]).reshape(T * B, H)  # m_t = o_t * tanh(c_t)
+            grads["weight_hr"] = dHnew.reshape(T * B, P).T @ Mout
+        return dA, [dh, dc], grads
