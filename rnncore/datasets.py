@@ -1,0 +1,115 @@
+"""Small real sequence datasets that ship inside PyPI packages (nothing is downloaded).
+
+``japanese_vowels()`` loads the JapaneseVowels speaker-recognition set bundled with
+``aeon`` (install the ``demo`` extra: ``pip install rnncore[demo]``): 9 speakers saying
+the vowel pair /ae/, each utterance a sequence of 7-29 frames of 12 LPC cepstrum
+coefficients; 270 training and 370 test utterances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncore.nn.module import resolve_dtype
+
+
+@dataclass
+class SequenceDataset:
+    """A padded, labelled train/test split of variable-length sequences.
+
+    Attributes
+    ----------
+    X_train, X_test : ndarray (N, T, F), zero past each sequence's length
+    len_train, len_test : ndarray (N,) int64, the valid lengths
+    y_train, y_test : ndarray (N,) int64, class indices in ``0 .. len(classes) - 1``
+    classes : list of the original class labels, ``classes[k]`` is index ``k``
+    mean, std : ndarray (F,), the per-channel statistics used for normalisation
+        (computed on the training split's valid steps; zeros/ones when not normalised)
+    """
+
+    X_train: np.ndarray
+    len_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    len_test: np.ndarray
+    y_test: np.ndarray
+    classes: list
+    mean: np.ndarray
+    std: np.ndarray
+
+    @property
+    def num_features(self) -> int:
+        return int(self.X_train.shape[2])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def pad_sequences(seqs: list[np.ndarray], max_len: int | None = None, dtype="float64"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Stack ``(T_i, F)`` arrays into a zero-padded ``(N, T, F)`` array and their lengths ``(N,)``."""
+    if len(seqs) == 0:
+        raise ValueError("seqs: expected at least one sequence, got an empty list")
+    lengths = np.array([s.shape[0] for s in seqs], dtype=np.int64)
+    T = int(lengths.max()) if max_len is None else int(max_len)
+    if lengths.max() > T:
+        raise ValueError(f"max_len: expected >= the longest sequence ({lengths.max()}), got {T}")
+    F = seqs[0].shape[1]
+    X = np.zeros((len(seqs), T, F), dtype=resolve_dtype(dtype))
+    for i, s in enumerate(seqs):
+        X[i, : s.shape[0]] = s
+    return X, lengths
+
+
+def _load_aeon_japanese_vowels(split: str):
+    try:
+        from aeon.datasets import load_japanese_vowels
+    except ImportError as e:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            "japanese_vowels() needs the 'aeon' package, which bundles the dataset; install it with "
+            "`pip install 'rnncore[demo]'` (or `pip install aeon==1.6.0`)"
+        ) from e
+    return load_japanese_vowels(split=split)
+
+
+def japanese_vowels(normalize: bool = True, dtype: str = "float64") -> SequenceDataset:
+    """The JapaneseVowels dataset as padded ``(N, T, 12)`` arrays with lengths and int labels.
+
+    Parameters
+    ----------
+    normalize : subtract the per-channel mean and divide by the per-channel standard
+        deviation, both computed on the valid steps of the *training* split only (the
+        test split is normalised with the training statistics). Padding stays zero.
+    dtype : "float64" or "float32"
+
+    Returns
+    -------
+    SequenceDataset with ``X_train (270, 29, 12)``, ``X_test (370, 29, 12)``, lengths
+    in 7..29 and labels 0..8 (speakers '1'..'9').
+    """
+    dt = resolve_dtype(dtype)
+    Xtr_raw, ytr_raw = _load_aeon_japanese_vowels("train")
+    Xte_raw, yte_raw = _load_aeon_japanese_vowels("test")
+    # aeon gives a list of (channels, T_i) arrays: transpose to (T_i, channels)
+    tr = [np.asarray(x, np.float64).T for x in Xtr_raw]
+    te = [np.asarray(x, np.float64).T for x in Xte_raw]
+    classes = sorted(set(np.asarray(ytr_raw).tolist()) | set(np.asarray(yte_raw).tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    y_train = np.array([index[c] for c in np.asarray(ytr_raw).tolist()], dtype=np.int64)
+    y_test = np.array([index[c] for c in np.asarray(yte_raw).tolist()], dtype=np.int64)
+    F = tr[0].shape[1]
+    if normalize:
+        allsteps = np.concatenate(tr, axis=0)
+        mean, std = allsteps.mean(axis=0), allsteps.std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+        tr = [(s - mean) / std for s in tr]
+        te = [(s - mean) / std for s in te]
+    else:
+        mean, std = np.zeros(F), np.ones(F)
+    T = max(max(s.shape[0] for s in tr), max(s.shape[0] for s in te))
+    X_train, len_train = pad_sequences(tr, T, dt)
+    X_test, len_test = pad_sequences(te, T, dt)
+    return SequenceDataset(X_train, len_train, y_train, X_test, len_test, y_test, classes, mean, std)

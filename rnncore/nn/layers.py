@@ -1,0 +1,468 @@
+"""Feed-forward blocks and sequence pooling, each with a hand-written backward.
+
+Every block follows the same contract as the recurrent layers:
+
+* ``forward(x, ..., train=False)`` computes the output; with ``train=True`` it also
+  keeps what ``backward`` needs (and :class:`Dropout` drops);
+* ``backward(dy)`` returns ``dx`` and *accumulates* parameter gradients into
+  ``self.grads`` (call ``zero_grad()`` between steps, like PyTorch's ``.grad``).
+
+Blocks with ``takes_lengths = True`` receive the sequences' valid ``lengths`` from
+:class:`Sequential`. Sequences are ``(batch, time, features)`` and positions past a
+sequence's length are padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as _Sequence
+
+import numpy as np
+
+from rnncore.nn.module import Module, resolve_dtype
+
+__all__ = [
+    "Linear",
+    "Embedding",
+    "Dropout",
+    "Sequential",
+    "LastStep",
+    "MaskedMean",
+    "AttentionPool",
+    "check_lengths",
+    "lengths_from_mask",
+    "mask_from_lengths",
+]
+
+
+# -- helpers shared with the losses and the training loop ------------------------------
+def _float_input(name: str, x: object, dtype: np.dtype, min_ndim: int = 1) -> np.ndarray:
+    """Return ``x`` as an array of ``dtype``; floating inputs only (ints are an error)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().numpy()
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{name}: expected a floating-point array, got dtype {x.dtype}")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name}: expected at least {min_ndim} dimensions, got shape {x.shape}")
+    return x.astype(dtype, copy=False)
+
+
+def check_lengths(lengths: object, batch: int, time: int, name: str = "lengths") -> np.ndarray:
+    """Validate ``lengths``: integer array of shape ``(batch,)`` with values in ``1..time``."""
+    lengths = np.asarray(lengths)
+    if lengths.dtype == bool or not np.issubdtype(lengths.dtype, np.integer):
+        raise TypeError(f"{name}: expected an integer array, got dtype {lengths.dtype}")
+    if lengths.shape != (batch,):
+        raise ValueError(f"{name}: expected shape ({batch},) (one length per sequence), got {lengths.shape}")
+    if batch and (lengths.min() < 1 or lengths.max() > time):
+        raise ValueError(
+            f"{name}: expected every length in 1..{time} (the time axis), "
+            f"got values in {int(lengths.min())}..{int(lengths.max())}"
+        )
+    return lengths.astype(np.int64, copy=False)
+
+
+def mask_from_lengths(lengths: np.ndarray, time: int) -> np.ndarray:
+    """``mask[b, t] = t < lengths[b]``, shape ``(batch, time)``, bool."""
+    return np.arange(time)[None, :] < np.asarray(lengths)[:, None]
+
+
+def lengths_from_mask(mask: object, batch: int, time: int, name: str = "mask") -> np.ndarray:
+    """Convert a boolean ``(batch, time)`` prefix mask (valid steps first) to lengths."""
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        raise TypeError(f"{name}: expected a boolean array, got dtype {mask.dtype}")
+    if mask.shape != (batch, time):
+        raise ValueError(f"{name}: expected shape ({batch}, {time}), got {mask.shape}")
+    lengths = mask.sum(axis=1).astype(np.int64)
+    if not np.array_equal(mask, mask_from_lengths(lengths, time)):
+        raise ValueError(
+            f"{name}: expected each row to be True for the valid steps then False (a prefix "
+            "mask)"
+        )
+    return check_lengths(lengths, batch, time, name)
+
+
+def _resolve_lengths(lengths, mask, batch: int, time: int) -> np.ndarray | None:
+    if lengths is not None and mask is not None:
+        raise ValueError("lengths, mask: give at most one of them")
+    if mask is not None:
+        return lengths_from_mask(mask, batch, time)
+    if lengths is not None:
+        return check_lengths(lengths, batch, time)
+    return None
+
+
+def _need(cache: object, who: str) -> None:
+    if cache is None:
+        raise RuntimeError(f"{who}.backward: call forward(..., train=True) first")
+
+
+def _check_dy(dy: object, shape: tuple, dtype: np.dtype, who: str) -> np.ndarray:
+    dy = _float_input("dy", dy, dtype)
+    if dy.shape != tuple(shape):
+        raise ValueError(f"{who}.backward: dy expected shape {tuple(shape)} (the output's), got {dy.shape}")
+    return dy
+
+
+# -- Linear ------------------------------------------------------------------------------
+class Linear(Module):
+    """``y = x W^T + b`` on the last axis, like ``torch.nn.Linear``.
+
+    Parameters
+    ----------
+    in_features, out_features : sizes
+    bias : whether to add a bias
+    dtype : "float64" or "float32"
+    seed : seed of the initialisation; weights and bias are drawn from
+        ``U(-1/sqrt(in_features), 1/sqrt(in_features))`` as in PyTorch
+
+    Shapes: ``x (..., in_features) -> y (..., out_features)``; ``weight (out, in)``, ``bias (out,)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype: str = "float64", seed: int | None = None) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"in_features, out_features: expected positive sizes, got {in_features}, {out_features}"
+            )
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.dtype = resolve_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(in_features)
+        self.params["weight"] = rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype)
+        if bias:
+            self.params["bias"] = rng.uniform(-bound, bound, out_features).astype(self.dtype)
+        self.zero_grad()
+        self._x: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        x = _float_input("x", x, self.dtype)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x: expected last dimension {self.in_features} (in_features), got shape "
+                f"{x.shape}"
+            )
+        y = x @ self.params["weight"].T
+        if "bias" in self.params:
+            y += self.params["bias"]
+        self._x = x if train else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._x, "Linear")
+        x = self._x
+        dy = _check_dy(dy, x.shape[:-1] + (self.out_features,), self.dtype, "Linear")
+        dy2, x2 = dy.reshape(-1, self.out_features), x.reshape(-1, self.in_features)
+        self.grads["weight"] += dy2.T @ x2
+        if "bias" in self.params:
+            self.grads["bias"] += dy2.sum(axis=0)
+        return dy @ self.params["weight"]
+
+
+# -- Embedding ---------------------------------------------------------------------------
+class Embedding(Module):
+    """Lookup table ``y[..., :] = weight[ids[...], :]``, like ``torch.nn.Embedding``.
+
+    Shapes: ``ids (...) int -> y (..., embedding_dim)``; ``weight (num_embeddings, embedding_dim)``,
+    initialised from ``N(0, 1)``. The row ``padding_idx`` (if given) starts at zero and gets no
+    gradient. ``backward`` returns ``None``: integer ids have no gradient.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 dtype: str = "float64", seed: int | None = None) -> None:
+        super().__init__()
+        if num_embeddings < 1 or embedding_dim < 1:
+            raise ValueError(
+                "num_embeddings, embedding_dim: expected positive sizes, "
+                f"got {num_embeddings}, {embedding_dim}"
+            )
+        if padding_idx is not None and not -num_embeddings <= padding_idx < num_embeddings:
+            raise ValueError(
+                f"padding_idx: expected in [{-num_embeddings}, {num_embeddings}), got "
+                f"{padding_idx}"
+            )
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.padding_idx = None if padding_idx is None else int(padding_idx) % num_embeddings
+        self.dtype = resolve_dtype(dtype)
+        w = np.random.default_rng(seed).standard_normal((num_embeddings, embedding_dim)).astype(self.dtype)
+        if self.padding_idx is not None:
+            w[self.padding_idx] = 0
+        self.params["weight"] = w
+        self.zero_grad()
+        self._ids: np.ndarray | None = None
+
+    def forward(self, ids: np.ndarray, train: bool = False) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.dtype == bool or not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"ids: expected an integer array of token ids, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            raise ValueError(
+                f"ids: expected values in 0..{self.num_embeddings - 1}, "
+                f"got {int(ids.min())}..{int(ids.max())}"
+            )
+        self._ids = ids if train else None
+        return self.params["weight"][ids]
+
+    def backward(self, dy: np.ndarray) -> None:
+        _need(self._ids, "Embedding")
+        ids = self._ids
+        dy = _check_dy(dy, ids.shape + (self.embedding_dim,), self.dtype, "Embedding")
+        flat_ids, flat_dy = ids.reshape(-1), dy.reshape(-1, self.embedding_dim)
+        if self.padding_idx is not None:
+            keep = flat_ids != self.padding_idx
+            flat_ids, flat_dy = flat_ids[keep], flat_dy[keep]
+        np.add.at(self.grads["weight"], flat_ids, flat_dy)
+        return None
+
+
+# -- Dropout -----------------------------------------------------------------------------
+class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability ``p`` and scale the
+    rest by ``1/(1-p)``; identity otherwise. ``rng`` is a seeded ``numpy.random.Generator``."""
+
+    def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p}")
+        self.p = float(p)
+        self.rng = np.random.default_rng(seed)
+        self._scale: np.ndarray | float | None = None
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"x: expected a floating-point array, got dtype {x.dtype}")
+        if not train or self.p == 0.0:
+            self._scale = 1.0 if train else None
+            return x
+        keep = self.rng.random(x.shape) >= self.p
+        scale = keep.astype(x.dtype) / (1.0 - self.p) if self.p < 1.0 else np.zeros_like(x)
+        self._scale = scale
+        return x * scale
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._scale, "Dropout")
+        return np.asarray(dy) * self._scale
+
+
+# -- pooling over time -------------------------------------------------------------------
+class _Pool(Module):
+    takes_lengths = True
+
+    def _prepare(self, x: object, lengths, mask) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x: expected a numpy array (batch, time, features), got {type(x).__name__}")
+        if x.ndim != 3:
+            raise ValueError(f"x: expected shape (batch, time, features), got {x.shape}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"x: expected a floating-point array, got dtype {x.dtype}")
+        B, T, _ = x.shape
+        if T == 0:
+            raise ValueError(f"x: expected at least one time step, got shape {x.shape}")
+        lengths = _resolve_lengths(lengths, mask, B, T)
+        if lengths is None:
+            lengths = np.full(B, T, np.int64)
+        return x, lengths
+
+
+class LastStep(_Pool):
+    """The output at each sequence's last valid step: ``y[b] = x[b, lengths[b] - 1]``.
+
+    With ``bidirectional=True`` the input's features are ``[forward | backward]`` halves and
+    the backward half is taken at ``t = 0``, where the backward direction ends (so both
+    halves have read the whole sequence). Shapes: ``x (B, T, F) -> y (B, F)``.
+    """
+
+    def __init__(self, bidirectional: bool = False) -> None:
+        super().__init__()
+        self.bidirectional = bool(bidirectional)
+        self._cache = None
+
+    def forward(self, x: np.ndarray, lengths=None, mask=None, train: bool = False) -> np.ndarray:
+        x, lengths = self._prepare(x, lengths, mask)
+        B, T, F = x.shape
+        rows, last = np.arange(B), lengths - 1
+        y = x[rows, last].copy()
+        if self.bidirectional:
+            if F % 2:
+                raise ValueError(f"x: bidirectional pooling needs an even feature size, got {F}")
+            y[:, F // 2:] = x[:, 0, F // 2:]
+        self._cache = (x.shape, x.dtype, last) if train else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, "LastStep")
+        shape, dtype, last = self._cache
+        B, T, F = shape
+        dy = _check_dy(dy, (B, F), dtype, "LastStep")
+        dx = np.zeros(shape, dtype)
+        rows = np.arange(B)
+        if self.bidirectional:
+            dx[rows, last, : F // 2] = dy[:, : F // 2]
+            dx[:, 0, F // 2:] += dy[:, F // 2:]
+        else:
+            dx[rows, last] = dy
+        return dx
+
+
+class MaskedMean(_Pool):
+    """Mean over each sequence's valid steps: ``y[b] = sum_{t < len_b} x[b, t] / len_b``.
+
+    Shapes: ``x (B, T, F) -> y (B, F)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = None
+
+    def forward(self, x: np.ndarray, lengths=None, mask=None, train: bool = False) -> np.ndarray:
+        x, lengths = self._prepare(x, lengths, mask)
+        w = mask_from_lengths(lengths, x.shape[1]).astype(x.dtype) / lengths[:, None].astype(x.dtype)
+        self._cache = (x.shape, w) if train else None
+        return np.einsum("bt,btf->bf", w, x)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, "MaskedMean")
+        shape, w = self._cache
+        dy = _check_dy(dy, (shape[0], shape[2]), w.dtype, "MaskedMean")
+        return w[:, :, None] * dy[:, None, :]
+
+
+class AttentionPool(_Pool):
+    """Additive (Bahdanau-style) attention pooling over the valid steps.
+
+    ``u_t = tanh(W x_t + b)``, ``e_t = v . u_t``, ``a = softmax_t(e)`` over ``t < len``
+    (padding gets weight 0), ``y = sum_t a_t x_t``.
+
+    Parameters are two sub-layers, keyed like their PyTorch counterparts
+    ``proj = nn.Linear(F, A)`` and ``score = nn.Linear(A, 1, bias=False)``:
+    ``proj.weight (A, F)``, ``proj.bias (A,)``, ``score.weight (1, A)``.
+    After ``forward`` the attention weights are in ``self.attention`` ``(B, T)``.
+
+    Shapes: ``x (B, T, F) -> y (B, F)``.
+    """
+
+    def __init__(self, input_size: int, attention_size: int | None = None,
+                 dtype: str = "float64", seed: int | None = None) -> None:
+        super().__init__()
+        A = int(attention_size or input_size)
+        rng = np.random.default_rng(seed)
+        s1, s2 = (int(s) for s in rng.integers(0, 2**31, 2))
+        self.proj = self.add_module("proj", Linear(input_size, A, dtype=dtype, seed=s1))
+        self.score = self.add_module("score", Linear(A, 1, bias=False, dtype=dtype, seed=s2))
+        self.dtype = resolve_dtype(dtype)
+        self.attention: np.ndarray | None = None
+        self._cache = None
+
+    def forward(self, x: np.ndarray, lengths=None, mask=None, train: bool = False) -> np.ndarray:
+        x, lengths = self._prepare(x, lengths, mask)
+        x = x.astype(self.dtype, copy=False)
+        valid = mask_from_lengths(lengths, x.shape[1])
+        u = np.tanh(self.proj.forward(x, train=train))            # (B, T, A)
+        e = self.score.forward(u, train=train)[..., 0]            # (B, T)
+        e = np.where(valid, e, -np.inf)
+        e = e - e.max(axis=1, keepdims=True)
+        a = np.exp(e)
+        a /= a.sum(axis=1, keepdims=True)                          # (B, T), 0 on padding
+        self.attention = a
+        self._cache = (x, u, a) if train else None
+        return np.einsum("bt,btf->bf", a, x)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, "AttentionPool")
+        x, u, a = self._cache
+        dy = _check_dy(dy, (x.shape[0], x.shape[2]), self.dtype, "AttentionPool")
+        dx = a[:, :, None] * dy[:, None, :]                        # through y = sum a_t x_t
+        da = np.einsum("btf,bf->bt", x, dy)
+        de = a * (da - np.sum(a * da, axis=1, keepdims=True))      # softmax backward
+        du = self.score.backward(de[..., None])
+        dx += self.proj.backward(du * (1.0 - u * u))               # tanh backward
+        return dx
+
+
+# -- Sequential --------------------------------------------------------------------------
+class Sequential(Module):
+    """Chain of modules; ``state_dict`` keys are prefixed by position (``"0.weight_ih_l0"``,
+    ``"2.weight"``) exactly like ``torch.nn.Sequential``.
+
+    ``forward(x, lengths=None, mask=None, state=None, train=False)``:
+
+    * a recurrent module (``is_recurrent = True``) gets ``lengths`` and its initial state
+      ``state[i]`` (``state`` is a list with one entry per recurrent module, ``None``
+      for zeros); its output ``y`` goes on and its final state is kept in
+      ``self.final_states`` (same list layout), e.g. to carry into the next call;
+    * a module with ``takes_lengths = True`` (the poolings) gets ``lengths``;
+    * any other module gets only ``x``.
+
+    ``backward(dy)`` runs the modules in reverse and returns ``dx`` (``None`` when the
+    first module is an :class:`Embedding`). No gradient flows into the initial states.
+    """
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], _Sequence):
+            modules = tuple(modules[0])
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"modules[{i}]: expected an rnncore.nn.Module, got {type(m).__name__}")
+            self.add_module(str(i), m)
+        self.final_states: list = []
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    @property
+    def recurrent_modules(self) -> list[Module]:
+        return [m for m in self if getattr(m, "is_recurrent", False)]
+
+    def forward(self, x: np.ndarray, lengths=None, mask=None, state: list | None = None,
+                train: bool = False) -> np.ndarray:
+        n_rec = len(self.recurrent_modules)
+        if state is not None and (not isinstance(state, list | tuple) or len(state) != n_rec):
+            got = f"a list of {len(state)}" if isinstance(state, list | tuple) else type(state).__name__
+            raise ValueError(
+                f"state: expected a list with one entry per recurrent module ({n_rec}), got "
+                f"{got}"
+            )
+        if mask is not None or lengths is not None:
+            arr = np.asarray(x)
+            if arr.ndim < 2:
+                raise ValueError(
+                    "x: lengths/mask need a time axis (batch, time, ...), got shape "
+                    f"{arr.shape}"
+                )
+            lengths = _resolve_lengths(lengths, mask, arr.shape[0], arr.shape[1])
+        finals, r = [], 0
+        for m in self:
+            if getattr(m, "is_recurrent", False):
+                x, h_n = m.forward(x, state=None if state is None else state[r], lengths=lengths, train=train)
+                finals.append(h_n)
+                r += 1
+            elif getattr(m, "takes_lengths", False):
+                x = m.forward(x, lengths=lengths, train=train)
+            else:
+                x = m.forward(x, train=train)
+        self.final_states = finals
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        for m in reversed(list(self)):
+            if dy is None:
+                raise RuntimeError(
+                    f"Sequential.backward: {type(m).__name__} follows a layer with integer "
+                    "input"
+                )
+            if getattr(m, "is_recurrent", False):
+                dy, _ = m.backward(dy)
+            else:
+                dy = m.backward(dy)
+        return dy

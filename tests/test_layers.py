@@ -1,0 +1,228 @@
+"""Blocks (Linear, Embedding, Dropout, poolings, Sequential): finite differences and PyTorch."""
+
+import numpy as np
+import pytest
+import torch
+from fake_recurrent import FakeRNN
+
+from rnncore.gradcheck import check_module
+from rnncore.nn.layers import (
+    AttentionPool,
+    Dropout,
+    Embedding,
+    LastStep,
+    Linear,
+    MaskedMean,
+    Sequential,
+    lengths_from_mask,
+    mask_from_lengths,
+)
+
+RNG = np.random.default_rng(1234)
+LENGTHS = np.array([5, 1, 3, 4])
+
+
+def t64(a, grad=False):
+    return torch.tensor(a, dtype=torch.float64, requires_grad=grad)
+
+
+# -- finite differences (float64) ---------------------------------------------------------
+@pytest.mark.parametrize("shape", [(4, 3), (2, 5, 3)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_gradcheck(shape, bias):
+    rep = check_module(Linear(3, 2, bias=bias, seed=0), RNG.standard_normal(shape))
+    assert rep.ok, rep
+    assert set(rep.errors) == {"input", "weight"} | ({"bias"} if bias else set())
+
+
+def test_embedding_gradcheck():
+    ids = RNG.integers(0, 6, (3, 4))
+    rep = check_module(Embedding(6, 3, seed=0), ids)
+    assert rep.ok and set(rep.errors) == {"weight"}, rep
+
+
+@pytest.mark.parametrize("lengths", [None, LENGTHS])
+def test_pooling_gradcheck(lengths):
+    x = RNG.standard_normal((4, 5, 6))
+    for m in (LastStep(), LastStep(bidirectional=True), MaskedMean(), AttentionPool(6, 3, seed=1)):
+        rep = check_module(m, x, lengths=lengths)
+        assert rep.ok, rep
+
+
+def test_attention_pool_with_mask_equals_lengths():
+    x = RNG.standard_normal((4, 5, 6))
+    m = AttentionPool(6, 4, seed=2)
+    a = m.forward(x, lengths=LENGTHS)
+    b = m.forward(x, mask=mask_from_lengths(LENGTHS, 5))
+    np.testing.assert_array_equal(a, b)
+    assert np.all(m.attention[~mask_from_lengths(LENGTHS, 5)] == 0)
+    np.testing.assert_allclose(m.attention.sum(1), 1.0)
+    assert set(m.state_dict()) == {"proj.weight", "proj.bias", "score.weight"}
+
+
+def test_dropout_gradcheck_and_semantics():
+    x = RNG.standard_normal((50, 40))
+    d = Dropout(0.3, seed=0)
+    assert d.forward(x) is x                                   # evaluation: identity
+    y = d.forward(x, train=True)
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], x[kept] / 0.7)
+    assert abs(1 - kept.mean() - 0.3) < 0.03
+    np.testing.assert_array_equal(d.backward(np.ones_like(x)), kept / 0.7)
+    rep = check_module(Dropout(0.5, seed=3), RNG.standard_normal((3, 4)))
+    assert rep.ok, rep
+    assert np.all(Dropout(1.0).forward(x, train=True) == 0)
+
+
+def test_sequential_gradcheck_with_recurrent_layer_and_lengths():
+    model = Sequential(FakeRNN(3, 5, seed=1), LastStep(), Linear(5, 4, seed=2))
+    assert list(model.state_dict()) == ["0.weight_ih_l0", "0.weight_hh_l0", "2.weight", "2.bias"]
+    rep = check_module(model, RNG.standard_normal((4, 6, 3)), lengths=np.array([6, 2, 3, 1]))
+    assert rep.ok, rep
+    assert set(rep.errors) == {"input", "0.weight_ih_l0", "0.weight_hh_l0", "2.weight", "2.bias"}
+
+
+def test_sequential_embedding_first_returns_none_and_checks_weights():
+    model = Sequential(Embedding(7, 3, seed=0), FakeRNN(3, 4), MaskedMean(), Linear(4, 2))
+    ids = RNG.integers(0, 7, (3, 5))
+    y = model.forward(ids, lengths=np.array([5, 3, 2]), train=True)
+    assert model.backward(np.ones_like(y)) is None
+    rep = check_module(model, ids, lengths=np.array([5, 3, 2]))
+    assert rep.ok and "0.weight" in rep.errors, rep
+
+
+def test_sequential_state_carry_equals_one_long_call():
+    model = Sequential(FakeRNN(2, 3), Linear(3, 1))
+    x = RNG.standard_normal((2, 8, 2))
+    full = model.forward(x)
+    first = model.forward(x[:, :5])
+    second = model.forward(x[:, 5:], state=model.final_states)
+    np.testing.assert_allclose(np.concatenate([first, second], 1), full, atol=1e-14)
+    with pytest.raises(ValueError, match="state"):
+        model.forward(x, state=[])
+
+
+def test_float32_blocks_keep_float32():
+    x = RNG.standard_normal((3, 4, 5)).astype(np.float32)
+    for m in (Linear(5, 2, dtype="float32"), LastStep(), MaskedMean(), AttentionPool(5, dtype="float32")):
+        y = m.forward(x, train=True) if isinstance(m, Linear) else m.forward(x, lengths=[4, 1, 2], train=True)
+        assert y.dtype == np.float32
+        assert m.backward(np.ones_like(y)).dtype == np.float32
+    assert Embedding(4, 3, dtype="float32").forward(np.array([[1, 2]])).dtype == np.float32
+
+
+# -- PyTorch --------------------------------------------------------------------------------
+def test_linear_matches_torch():
+    lin = Linear(7, 5, seed=3)
+    tl = torch.nn.Linear(7, 5).double()
+    tl.load_state_dict({k: torch.tensor(v) for k, v in lin.state_dict().items()})
+    x = RNG.standard_normal((3, 4, 7))
+    dy = RNG.standard_normal((3, 4, 5))
+    tx = t64(x, True)
+    ty = tl(tx)
+    ty.backward(t64(dy))
+    y = lin.forward(x, train=True)
+    dx = lin.backward(dy)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(lin.grads["weight"], tl.weight.grad.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(lin.grads["bias"], tl.bias.grad.numpy(), rtol=0, atol=1e-12)
+
+
+def test_linear_init_range_like_torch():
+    w = Linear(100, 50, seed=0).params["weight"]
+    assert np.abs(w).max() <= 0.1 and np.abs(w).max() > 0.09
+
+
+@pytest.mark.parametrize("padding_idx", [None, 2])
+def test_embedding_matches_torch(padding_idx):
+    emb = Embedding(6, 4, padding_idx=padding_idx, seed=1)
+    te = torch.nn.Embedding(6, 4, padding_idx=padding_idx).double()
+    te.load_state_dict({"weight": torch.tensor(emb.params["weight"])})
+    ids = RNG.integers(0, 6, (5, 7))
+    ids[0, :3] = 2
+    dy = RNG.standard_normal((5, 7, 4))
+    out = te(torch.tensor(ids))
+    out.backward(t64(dy))
+    np.testing.assert_array_equal(emb.forward(ids, train=True), out.detach().numpy())
+    emb.backward(dy)
+    np.testing.assert_allclose(emb.grads["weight"], te.weight.grad.numpy(), rtol=0, atol=1e-12)
+    if padding_idx is not None:
+        assert np.all(emb.params["weight"][padding_idx] == 0)
+
+
+def _torch_poolings(x, lengths, which, sd=None):
+    B, T, F = x.shape
+    mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+    if which == "last":
+        return x[torch.arange(B), torch.tensor(lengths) - 1]
+    if which == "mean":
+        return (x * mask[..., None]).sum(1) / torch.tensor(lengths, dtype=x.dtype)[:, None]
+    u = torch.tanh(x @ sd["proj.weight"].T + sd["proj.bias"])
+    e = (u @ sd["score.weight"].T)[..., 0].masked_fill(~mask, float("-inf"))
+    return (torch.softmax(e, 1)[..., None] * x).sum(1)
+
+
+@pytest.mark.parametrize("which", ["last", "mean", "attention"])
+def test_poolings_match_torch(which):
+    x = RNG.standard_normal((4, 5, 6))
+    dy = RNG.standard_normal((4, 6))
+    m = {"last": LastStep(), "mean": MaskedMean(), "attention": AttentionPool(6, 3, seed=5)}[which]
+    sd = {k: t64(v, True) for k, v in m.state_dict().items()}
+    tx = t64(x, True)
+    ty = _torch_poolings(tx, LENGTHS, which, sd)
+    ty.backward(t64(dy))
+    np.testing.assert_allclose(m.forward(x, lengths=LENGTHS, train=True), ty.detach().numpy(), atol=1e-12)
+    m.zero_grad()
+    np.testing.assert_allclose(m.backward(dy), tx.grad.numpy(), atol=1e-12)
+    for k, g in m.all_grads().items():
+        np.testing.assert_allclose(g, sd[k].grad.numpy(), atol=1e-12)
+
+
+def test_bidirectional_last_step_takes_backward_half_at_t0():
+    x = RNG.standard_normal((4, 5, 6))
+    y = LastStep(bidirectional=True).forward(x, lengths=LENGTHS)
+    np.testing.assert_array_equal(y[:, :3], x[np.arange(4), LENGTHS - 1, :3])
+    np.testing.assert_array_equal(y[:, 3:], x[:, 0, 3:])
+
+
+# -- bad input -------------------------------------------------------------------------------
+def test_bad_inputs_give_clear_errors():
+    lin = Linear(3, 2)
+    with pytest.raises(ValueError, match=r"x: expected last dimension 3"):
+        lin.forward(np.zeros((2, 4)))
+    with pytest.raises(TypeError, match=r"x: expected a floating-point array, got dtype int64"):
+        lin.forward(np.zeros((2, 3), np.int64))
+    with pytest.raises(TypeError, match="x: expected a numpy array"):
+        lin.forward([[1.0, 2.0, 3.0]])
+    with pytest.raises(RuntimeError, match="train=True"):
+        Linear(3, 2).backward(np.zeros((1, 2)))
+    lin.forward(np.zeros((2, 3)), train=True)
+    with pytest.raises(ValueError, match=r"dy expected shape \(2, 2\)"):
+        lin.backward(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="in_features"):
+        Linear(0, 2)
+    with pytest.raises(ValueError, match="dtype"):
+        Linear(2, 2, dtype="float16")
+    emb = Embedding(5, 2)
+    with pytest.raises(ValueError, match=r"ids: expected values in 0..4, got 0..5"):
+        emb.forward(np.array([0, 5]))
+    with pytest.raises(TypeError, match="ids: expected an integer array"):
+        emb.forward(np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"p: expected a probability"):
+        Dropout(1.5)
+    x = np.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match=r"lengths: expected every length in 1..3"):
+        LastStep().forward(x, lengths=np.array([0, 3]))
+    with pytest.raises(ValueError, match=r"lengths: expected every length in 1..3"):
+        MaskedMean().forward(x, lengths=np.array([2, 4]))
+    with pytest.raises(ValueError, match=r"lengths: expected shape \(2,\)"):
+        LastStep().forward(x, lengths=np.array([1, 2, 3]))
+    with pytest.raises(TypeError, match="lengths: expected an integer array"):
+        LastStep().forward(x, lengths=np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"x: expected shape \(batch, time, features\)"):
+        MaskedMean().forward(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="prefix mask"):
+        lengths_from_mask(np.array([[True, False, True], [True, True, True]]), 2, 3)
+    with pytest.raises(TypeError, match="modules\\[1\\]"):
+        Sequential(Linear(2, 2), "relu")
