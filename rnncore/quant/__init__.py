@@ -1,0 +1,35 @@
+"""int8 quantisation and the NumPy *quantised reference* of the C core's q8 kernels.
+
+* :mod:`rnncore.quant.scheme`: the bit-exact rules (per-row weight scales, per-vector
+  activation scales, exact int32 accumulators, float32 epilogue);
+* :mod:`rnncore.quant.reference`: q8 (and float) steps and sequences of RNN / GRU (both
+  forms) / LSTM stacks, bidirectional, with lengths, embedding and linear head;
+* :func:`calibrate`: static activation scales from data.
+"""
+
+from rnncore.quant.calibrate import calibrate
+from rnncore.quant.reference import (
+    Calibration,
+    QCell,
+    QLayer,
+    QLinear,
+    QMatrix,
+    QModel,
+    float_cell_step,
+    float_forward,
+    forward,
+    model_step,
+    q8_cell_step,
+    q8_forward,
+    q8_linear,
+    quantize_model,
+)
+from rnncore.quant.scheme import epilogue, int_matmul, quantize_activation, quantize_weights
+from rnncore.quant.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec, spec_from_model
+
+__all__ = [
+    "Calibration", "CellWeights", "LayerSpec", "LinearSpec", "ModelSpec", "QCell", "QLayer", "QLinear",
+    "QMatrix", "QModel", "calibrate", "epilogue", "float_cell_step", "float_forward", "forward",
+    "int_matmul", "model_step", "q8_cell_step", "q8_forward", "q8_linear", "quantize_activation",
+    "quantize_model", "quantize_weights", "spec_from_model",
+]

@@ -1,0 +1,459 @@
+"""The NumPy quantised reference: the executable spec of the C core's q8 kernels.
+
+It runs a :class:`QModel` (a :class:`~rnncore.quant.spec.ModelSpec` with int8 weights) step by
+step exactly as the C kernels do (notes/C_CONTRACT.md):
+
+* int32 accumulators ``W_q @ q(v)``, exact (see :func:`~rnncore.quant.scheme.int_matmul`);
+* float32 epilogue ``acc * (s_v * s_w) + b``, then the cell in float32 (``gi`` is the input
+  part with ``b_ih``, ``gh`` the recurrent part with ``b_hh``)::
+
+      RNN   h' = act(gi + gh)
+      GRU   r = sig(gi_r + gh_r); z = sig(gi_z + gh_z)
+            reset_after=True : n = tanh(gi_n + r * gh_n)
+            reset_after=False: n = tanh(gi_n + (W_hn q(r*h) * (s_rh * s_w) + b_hn))
+            h' = (1 - z) * n + z * h
+      LSTM  i, f, g, o = sig, sig, tanh, sig (gi + gh); c' = f c + i g; h' = o tanh(c')
+
+The same loops also run the float spec (:func:`float_forward`, float32 or float64), which
+is what the f32 kernels compute.
+
+States are lists with one entry per (layer, direction), ordered
+``[layer0_fwd, layer0_bwd, layer1_fwd, ...]``; each entry is ``h (B, H)`` or, for LSTM,
+the pair ``(h, c)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnncore.quant.scheme import F32, epilogue, int_matmul, quantize_activation, quantize_weights
+from rnncore.quant.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec
+
+# ------------------------------------------------------------------------------------------
+# quantised model
+
+
+@dataclass
+class QMatrix:
+    """An int8 weight matrix with one float32 scale per row: ``W ~= q * scale[:, None]``."""
+
+    q: np.ndarray  # (R, K) int8
+    scale: np.ndarray  # (R,) float32
+
+    @classmethod
+    def from_float(cls, w: np.ndarray) -> QMatrix:
+        return cls(*quantize_weights(w))
+
+    def dequantize(self) -> np.ndarray:
+        return self.q.astype(F32) * self.scale[:, None]
+
+
+@dataclass
+class QCell:
+    """One direction of one q8 layer."""
+
+    w_ih: QMatrix
+    w_hh: QMatrix
+    bias_ih: np.ndarray  # (G*H,) float32
+    bias_hh: np.ndarray  # (G*H,) float32
+
+
+@dataclass
+class QLayer:
+    """A q8 recurrent layer; ``x_scale`` / ``h_scale`` are static scales (None: dynamic).
+
+    With a static ``h_scale``, GRU(reset_after=False)'s ``r*h`` uses it too (``|r h| <= |h|``).
+    """
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    directions: list[QCell]
+    reset_after: bool = True
+    x_scale: float | None = None
+    h_scale: list[float | None] = field(default_factory=lambda: [None, None])
+
+    @property
+    def num_directions(self) -> int:
+        return len(self.directions)
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * self.num_directions
+
+
+@dataclass
+class QLinear:
+    w: QMatrix
+    bias: np.ndarray | None
+    activation: str = "none"
+    x_scale: float | None = None
+
+
+@dataclass
+class QModel:
+    """The q8 form of a :class:`ModelSpec`: int8 weights, float32 biases and embedding table."""
+
+    layers: list[QLayer]
+    embedding: np.ndarray | None = None
+    last_step: bool = False
+    head: QLinear | None = None
+
+
+@dataclass
+class Calibration:
+    """Static activation scales from data (max-abs / 127), one per quantised vector.
+
+    ``x_scale[l]`` is layer ``l``'s input scale, ``h_scale[l][d]`` its hidden-state scale per
+    direction, ``head_scale`` the head input's.
+    """
+
+    x_scale: list[float]
+    h_scale: list[list[float]]
+    head_scale: float | None = None
+
+
+def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> QModel:
+    """Quantise every weight matrix per row (biases and the embedding stay float32).
+
+    Parameters
+    ----------
+    spec : the float model
+    calibration : static activation scales, or None for dynamic quantisation everywhere
+    """
+    spec.validate()
+    layers = []
+    for k, ls in enumerate(spec.layers):
+        dirs = [QCell(QMatrix.from_float(w.weight_ih), QMatrix.from_float(w.weight_hh),
+                      np.asarray(w.bias_ih, F32), np.asarray(w.bias_hh, F32)) for w in ls.directions]
+        ql = QLayer(ls.cell, ls.input_size, ls.hidden_size, dirs, ls.reset_after)
+        if calibration is not None:
+            ql.x_scale = float(calibration.x_scale[k])
+            ql.h_scale = [float(s) for s in calibration.h_scale[k]]
+        else:
+            ql.h_scale = [None] * ls.num_directions
+        layers.append(ql)
+    head = None
+    if spec.head is not None:
+        b = None if spec.head.bias is None else np.asarray(spec.head.bias, F32)
+        head = QLinear(QMatrix.from_float(spec.head.weight), b, spec.head.activation,
+                       None if calibration is None else calibration.head_scale)
+    emb = None if spec.embedding is None else np.asarray(spec.embedding, F32)
+    return QModel(layers, emb, spec.last_step, head)
+
+
+# ------------------------------------------------------------------------------------------
+# activations (float32 in the q8 path, the input dtype in the float path)
+
+
+def sigmoid(a: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        one = a.dtype.type(1)
+        return (one / (one + np.exp(-a))).astype(a.dtype)
+
+
+def _act(name: str, a: np.ndarray) -> np.ndarray:
+    if name == "tanh":
+        return np.tanh(a)
+    if name == "relu":
+        return np.maximum(a, a.dtype.type(0))
+    if name == "sigmoid":
+        return sigmoid(a)
+    if name == "softmax":
+        e = np.exp(a - a.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True)).astype(a.dtype)
+    if name == "none":
+        return a
+    raise ValueError(f"activation: unknown {name!r}")
+
+
+# ------------------------------------------------------------------------------------------
+# one step of one cell
+
+
+def _cell_update(cell: str, hsz: int, gi: np.ndarray, gh: np.ndarray, h: np.ndarray,
+                 c: np.ndarray | None, gh_n_fn=None):
+    """The cell equations given the gate pre-activations (shared by float and q8).
+
+    ``gh_n_fn(r)`` computes GRU(reset_after=False)'s recurrent n-gate term from ``r``.
+    """
+    if cell in ("rnn_tanh", "rnn_relu"):
+        return _act(cell[4:], gi + gh), None
+    if cell == "gru":
+        r = sigmoid(gi[:, :hsz] + gh[:, :hsz])
+        z = sigmoid(gi[:, hsz:2 * hsz] + gh[:, hsz:2 * hsz])
+        if gh_n_fn is None:
+            n = np.tanh(gi[:, 2 * hsz:] + r * gh[:, 2 * hsz:])
+        else:
+            n = np.tanh(gi[:, 2 * hsz:] + gh_n_fn(r))
+        one = h.dtype.type(1)
+        return (one - z) * n + z * h, None
+    if cell == "lstm":
+        a = gi + gh
+        i, f = sigmoid(a[:, :hsz]), sigmoid(a[:, hsz:2 * hsz])
+        g, o = np.tanh(a[:, 2 * hsz:3 * hsz]), sigmoid(a[:, 3 * hsz:])
+        c2 = f * c + i * g
+        return o * np.tanh(c2), c2
+    raise ValueError(f"cell: unknown {cell!r}")
+
+
+def float_cell_step(layer: LayerSpec, d: int, x: np.ndarray, h: np.ndarray, c: np.ndarray | None = None,
+                    dtype=np.float64):
+    """One float step of direction ``d`` of ``layer``: ``x (B, I), h (B, H)[, c] -> h'[, c']``."""
+    w: CellWeights = layer.directions[d]
+    dt = np.dtype(dtype)
+    x, h = np.asarray(x, dt), np.asarray(h, dt)
+    w_ih, w_hh = np.asarray(w.weight_ih, dt), np.asarray(w.weight_hh, dt)
+    b_ih, b_hh = np.asarray(w.bias_ih, dt), np.asarray(w.bias_hh, dt)
+    hs = layer.hidden_size
+    gi = x @ w_ih.T + b_ih
+    if layer.cell == "gru" and not layer.reset_after:
+        gh = h @ w_hh.T + b_hh  # the n part is recomputed from r*h below
+        def gh_n(r):
+            return (r * h) @ w_hh[2 * hs:].T + b_hh[2 * hs:]
+        return _cell_update("gru", hs, gi, gh, h, None, gh_n)
+    gh = h @ w_hh.T + b_hh
+    return _cell_update(layer.cell, hs, gi, gh, h, None if c is None else np.asarray(c, dt))
+
+
+def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndarray | None = None,
+                 return_acc: bool = False):
+    """One q8 step of direction ``d`` of ``layer``.
+
+    Parameters
+    ----------
+    x : (B, I) float32 step input; h : (B, H) float32; c : (B, H) float32 (LSTM only)
+    return_acc : also return the int32 accumulators and the activation scales
+
+    Returns
+    -------
+    h' (B, H) float32, c' (B, H) float32 or None[, acc] where ``acc`` is a dict:
+    ``ih`` (B, G*H) int32 = W_ih_q @ q(x); ``hh`` (B, G*H) int32 = W_hh_q @ q(h) (for GRU
+    reset_after=False, rows 2H..3H are W_hn_q @ q(r*h)); ``x_scale``, ``h_scale`` (B,) float32
+    (and ``rh_scale``).
+    """
+    w = layer.directions[d]
+    hs = layer.hidden_size
+    x, h = np.asarray(x, F32), np.asarray(h, F32)
+    qx, sx = quantize_activation(x, layer.x_scale)
+    acc_ih = int_matmul(qx, w.w_ih.q)
+    gi = epilogue(acc_ih, sx, w.w_ih.scale, w.bias_ih)
+    qh, sh = quantize_activation(h, layer.h_scale[d])
+    info = {"ih": acc_ih, "x_scale": sx, "h_scale": sh}
+    if layer.cell == "gru" and not layer.reset_after:
+        acc_rz = int_matmul(qh, w.w_hh.q[:2 * hs])
+        gh = np.zeros((x.shape[0], 3 * hs), F32)
+        gh[:, :2 * hs] = epilogue(acc_rz, sh, w.w_hh.scale[:2 * hs], w.bias_hh[:2 * hs])
+        acc_n = []
+
+        def gh_n(r):
+            qrh, srh = quantize_activation(r * h, layer.h_scale[d])
+            a = int_matmul(qrh, w.w_hh.q[2 * hs:])
+            acc_n.append(a)
+            info["rh_scale"] = srh
+            return epilogue(a, srh, w.w_hh.scale[2 * hs:], w.bias_hh[2 * hs:])
+
+        h2, c2 = _cell_update("gru", hs, gi, gh, h, None, gh_n)
+        info["hh"] = np.concatenate([acc_rz, acc_n[0]], axis=1)
+    else:
+        acc_hh = int_matmul(qh, w.w_hh.q)
+        gh = epilogue(acc_hh, sh, w.w_hh.scale, w.bias_hh)
+        h2, c2 = _cell_update(layer.cell, hs, gi, gh, h, None if c is None else np.asarray(c, F32))
+        info["hh"] = acc_hh
+    h2 = h2.astype(F32)
+    c2 = None if c2 is None else c2.astype(F32)
+    return (h2, c2, info) if return_acc else (h2, c2)
+
+
+def q8_linear(head: QLinear, x: np.ndarray, return_acc: bool = False):
+    """The q8 head: ``act(W_q q(x) * (s_x s_w) + b)``; ``x (..., F)`` -> ``(..., O)`` float32."""
+    qx, sx = quantize_activation(np.asarray(x, F32), head.x_scale)
+    acc = int_matmul(qx, head.w.q)
+    y = _act(head.activation, epilogue(acc, sx, head.w.scale, head.bias))
+    return (y, acc) if return_acc else y
+
+
+def float_linear(head: LinearSpec, x: np.ndarray, dtype=np.float64) -> np.ndarray:
+    dt = np.dtype(dtype)
+    y = np.asarray(x, dt) @ np.asarray(head.weight, dt).T
+    if head.bias is not None:
+        y = y + np.asarray(head.bias, dt)
+    return _act(head.activation, y.astype(dt))
+
+
+# ------------------------------------------------------------------------------------------
+# sequences and whole models (shared loops)
+
+
+def _is_q8(model) -> bool:
+    return isinstance(model, QModel)
+
+
+def _zero_state(model, batch: int, dt) -> list:
+    state = []
+    for layer in model.layers:
+        for _ in range(layer.num_directions):
+            h = np.zeros((batch, layer.hidden_size), dt)
+            state.append((h, np.zeros_like(h)) if layer.cell == "lstm" else h)
+    return state
+
+
+def normalize_state(model, state, batch: int, dtype=F32) -> list:
+    """Accept ``None``, a list of per-(layer, direction) entries, or PyTorch-style arrays
+    ``h (L*D, B, H)`` / ``(h, c)``; return the list form (copies, ``dtype``)."""
+    dt = np.dtype(dtype)
+    if state is None:
+        return _zero_state(model, batch, dt)
+    if isinstance(state, list):
+        return [tuple(np.array(a, dt) for a in s) if isinstance(s, tuple) else np.array(s, dt)
+                for s in state]
+    has_c = isinstance(state, tuple)
+    h_all = np.asarray(state[0] if has_c else state, dt)
+    c_all = np.asarray(state[1], dt) if has_c else None
+    out, k = [], 0
+    for layer in model.layers:
+        for _ in range(layer.num_directions):
+            if layer.cell == "lstm":
+                out.append((h_all[k].copy(), c_all[k].copy()))
+            else:
+                out.append(h_all[k].copy())
+            k += 1
+    return out
+
+
+def stack_state(state: list):
+    """The list form -> PyTorch-style ``h (L*D, B, H)`` or ``(h, c)`` (uniform hidden sizes)."""
+    if isinstance(state[0], tuple):
+        return np.stack([s[0] for s in state]), np.stack([s[1] for s in state])
+    return np.stack(state)
+
+
+def _step_dir(model, layer, li, d, x, s, dtype):
+    h, c = (s if isinstance(s, tuple) else (s, None))
+    if _is_q8(model):
+        h2, c2 = q8_cell_step(layer, d, x, h, c)
+    else:
+        h2, c2 = float_cell_step(layer, d, x, h, c, dtype)
+    return (h2, c2) if c2 is not None else h2
+
+
+def _embed(model, x: np.ndarray, dt) -> np.ndarray:
+    if model.embedding is None:
+        return np.asarray(x, dt)
+    idx = np.asarray(x)
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"embedding input: expected integer indices, got dtype {idx.dtype}")
+    n = model.embedding.shape[0]
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"embedding input: indices must be in [0, {n}), got [{idx.min()}, {idx.max()}]")
+    return np.asarray(model.embedding, dt)[idx]
+
+
+def _head(model, y: np.ndarray, dt) -> np.ndarray:
+    if model.head is None:
+        return y
+    if _is_q8(model):
+        return q8_linear(model.head, y)
+    return float_linear(model.head, y, dt)
+
+
+def model_step(model, x: np.ndarray, state, dtype=np.float64):
+    """One streaming step of a unidirectional model (float spec or :class:`QModel`).
+
+    Parameters
+    ----------
+    x : (B, I) floats, or (B,) integer indices with an embedding
+    state : as :func:`normalize_state` accepts (None: zeros)
+
+    Returns
+    -------
+    y : (B, O) output (head output, or the last layer's h)
+    state : the new state, list form
+    """
+    dt = F32 if _is_q8(model) else np.dtype(dtype)
+    x = _embed(model, x, dt)
+    if any(layer.num_directions != 1 for layer in model.layers):
+        raise ValueError("model_step: a bidirectional model cannot stream; use the whole-sequence forward")
+    state = normalize_state(model, state, x.shape[0], dt)
+    new = []
+    for li, layer in enumerate(model.layers):
+        s = _step_dir(model, layer, li, 0, x, state[li], dt)
+        new.append(s)
+        x = s[0] if isinstance(s, tuple) else s
+    return _head(model, x, dt), new
+
+
+def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, record=None):
+    """Whole sequences through a float spec or a :class:`QModel`.
+
+    Parameters
+    ----------
+    X : (B, T, I) floats, or (B, T) integer indices with an embedding
+    lengths : (B,) ints in [0, T] (None: all T); positions t >= lengths[b] give zero output
+        and leave the state unchanged
+    state : initial state (None: zeros)
+    record : optional callback ``record(kind, layer, direction, array, live)`` seeing every
+        layer input (``"x"``), every direction's output (``"h"``) and the head input
+        (``"head"``); ``live`` masks the valid positions (used by calibration)
+
+    Returns
+    -------
+    y : (B, T, O) (or (B, O) with last-step pooling): head output, or the last layer's output
+    state : the final state, list form
+    """
+    dt = F32 if _is_q8(model) else np.dtype(dtype)
+    x = _embed(model, X, dt)
+    bsz, steps = x.shape[:2]
+    lengths = np.full(bsz, steps) if lengths is None else np.asarray(lengths)
+    state = normalize_state(model, state, bsz, dt)
+    final, k = [], 0
+    valid = np.arange(steps)[None, :] < lengths[:, None]
+    for li, layer in enumerate(model.layers):
+        if record is not None:
+            record("x", li, None, x, valid)
+        outs = []
+        for d in range(layer.num_directions):
+            s = state[k]
+            y = np.zeros((bsz, steps, layer.hidden_size), dt)
+            order = range(steps) if d == 0 else range(steps - 1, -1, -1)
+            for t in order:
+                live = (t < lengths)[:, None]
+                s2 = _step_dir(model, layer, li, d, x[:, t], s, dt)
+                if isinstance(s2, tuple):
+                    s = (np.where(live, s2[0], s[0]), np.where(live, s2[1], s[1]))
+                    y[:, t] = np.where(live, s2[0], 0)
+                else:
+                    s = np.where(live, s2, s)
+                    y[:, t] = np.where(live, s2, 0)
+            outs.append(y)
+            if record is not None:
+                record("h", li, d, y, valid)
+            final.append(s)
+            k += 1
+        x = np.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
+    if model.last_step:
+        idx = np.clip(lengths - 1, 0, None)
+        pooled = x[np.arange(bsz), idx]
+        pooled = np.where((lengths > 0)[:, None], pooled, 0)
+        if record is not None:
+            record("head", None, None, pooled, lengths > 0)
+        return _head(model, pooled, dt), final
+    if model.head is None:
+        return x, final
+    if record is not None:
+        record("head", None, None, x, valid)
+    y = _head(model, x, dt)
+    live = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
+    return np.where(live, y, 0).astype(dt), final
+
+
+def float_forward(spec: ModelSpec, X, lengths=None, state=None, dtype=np.float64):
+    """:func:`forward` of the float spec in ``dtype`` (float64: the accuracy reference)."""
+    return forward(spec, X, lengths, state, dtype)
+
+
+def q8_forward(qmodel: QModel, X, lengths=None, state=None):
+    """:func:`forward` of the q8 model (float32 epilogue, exact int accumulators)."""
+    return forward(qmodel, X, lengths, state)
