@@ -1,0 +1,142 @@
+"""Shared by the importers: turn a converted layer description into rnncore modules.
+
+Every importer converts the source framework's weights into PyTorch's ``state_dict``
+layout (names, shapes, gate order) and hands them here. Layers that the main
+reference covers become ``rc.nn.RNN/GRU/LSTM``; layers that need an ONNX-only option
+(other activations, ``clip``, ``input_forget``, peepholes) become
+:class:`rnncore.io.extended.ExtendedRecurrent`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from rnncore.io.extended import _DEFAULT_ACT, ExtendedRecurrent, make_activation
+from rnncore.nn.module import Module, resolve_dtype
+
+MODES = ("RNN", "GRU", "LSTM")
+
+
+def _reference_classes():
+    """The main reference's recurrent classes, or None while they are not available."""
+    try:
+        from rnncore.nn.recurrent import GRU, LSTM, RNN
+    except ImportError:  # pragma: no cover - only before rnncore.nn.recurrent exists
+        return None
+    return {"RNN": RNN, "GRU": GRU, "LSTM": LSTM}
+
+
+def _canonical_activations(mode: str, activations, D: int):
+    """Per-direction lists of (name, alpha, beta), or None when they are the defaults."""
+    if activations is None:
+        return None
+    n = len(_DEFAULT_ACT[mode])
+    specs = []
+    for a in activations:
+        if isinstance(a, str):
+            specs.append(make_activation(a)[1])
+        else:
+            name, alpha, beta = (tuple(a) + (None, None))[:3]
+            specs.append(make_activation(name, alpha, beta)[1])
+    if len(specs) == n:
+        specs = specs * D
+    if len(specs) != n * D:
+        raise ValueError(f"activations: {mode} needs {n} per direction ({n * D} in all), got {len(specs)}")
+    return [specs[d * n:(d + 1) * n] for d in range(D)]
+
+
+def recurrent(mode: str, state_dict: Mapping[str, np.ndarray], *, input_size: int, hidden_size: int,
+              num_layers: int = 1, bidirectional: bool = False, proj_size: int = 0,
+              nonlinearity: str = "tanh", reset_after: bool = True, activations=None,
+              clip: float | None = None, input_forget: bool = False, dtype: str = "float64") -> Module:
+    """Build a recurrent layer from a PyTorch-layout ``state_dict``.
+
+    ``activations`` (ONNX form, per direction lists of ``(name, alpha, beta)``), ``clip``,
+    ``input_forget`` and ``peephole_l*`` keys in ``state_dict`` select
+    :class:`ExtendedRecurrent` unless they are equivalent to the defaults (no clip,
+    ``f = sigmoid``, ``g = h = tanh``, zero peepholes).
+    """
+    mode = mode.upper()
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    D = 2 if bidirectional else 1
+    dt = resolve_dtype(dtype)
+    sd = {k: np.asarray(v, dtype=dt) for k, v in state_dict.items()}
+    acts = _canonical_activations(mode, activations, D)
+    if acts is not None and mode == "RNN":
+        names = {tuple(a[0] for a in d) for d in acts}
+        if names in ({("tanh",)}, {("relu",)}):
+            nonlinearity, acts = next(iter(names))[0], None
+    if acts is not None and mode != "RNN":
+        default = [make_activation(n)[1] for n in _DEFAULT_ACT[mode]]
+        if all(d == default for d in acts):
+            acts = None
+    peep = [k for k in sd if k.startswith("peephole_")]
+    if peep and all(not sd[k].any() for k in peep):
+        for k in peep:
+            del sd[k]
+        peep = []
+    extended = acts is not None or clip is not None or input_forget or peep
+    classes = _reference_classes()
+    if not extended and classes is not None:
+        kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                      bidirectional=bidirectional, dtype=dt.name)
+        if mode == "RNN":
+            kwargs["nonlinearity"] = nonlinearity
+        elif mode == "GRU":
+            kwargs["reset_after"] = reset_after
+        elif proj_size:
+            kwargs["proj_size"] = proj_size
+        layer = classes[mode](**kwargs)
+    else:
+        if acts is None and mode == "RNN":
+            acts = [[(nonlinearity, None, None)]] * D
+        layer = ExtendedRecurrent(mode, input_size, hidden_size, num_layers, bidirectional, proj_size,
+                                  reset_after=reset_after,
+                                  activations=None if acts is None else [a for d in acts for a in d],
+                                  clip=clip, input_forget=input_forget, peepholes=bool(peep),
+                                  dtype=dt.name)
+    layer.load_state_dict(sd)
+    return layer
+
+
+def linear(weight: np.ndarray, bias: np.ndarray | None, dtype: str = "float64") -> Module:
+    """``rc.nn.Linear`` with ``weight (out, in)`` and ``bias (out,)`` (zeros bias when None)."""
+    from rnncore.nn.layers import Linear
+
+    weight = np.asarray(weight)
+    out_f, in_f = weight.shape
+    layer = Linear(in_f, out_f, bias=bias is not None, dtype=dtype)
+    sd = {"weight": weight} if bias is None else {"weight": weight, "bias": np.asarray(bias).reshape(out_f)}
+    layer.load_state_dict(sd)
+    return layer
+
+
+def embedding(weight: np.ndarray, padding_idx: int | None = None, dtype: str = "float64") -> Module:
+    from rnncore.nn.layers import Embedding
+
+    weight = np.asarray(weight)
+    layer = Embedding(weight.shape[0], weight.shape[1], padding_idx=padding_idx, dtype=dtype)
+    layer.load_state_dict({"weight": weight})
+    return layer
+
+
+def pool(kind: str, bidirectional: bool = False) -> Module:
+    from rnncore.nn.layers import LastStep, MaskedMean
+
+    if kind == "last":
+        return LastStep(bidirectional=bidirectional)
+    if kind == "mean":
+        return MaskedMean()
+    raise ValueError(f"pool: expected 'last' or 'mean', got {kind!r}")
+
+
+def sequential(layers: Sequence[Module]) -> Module:
+    """One layer stays itself; several become ``rc.nn.Sequential``."""
+    if len(layers) == 1:
+        return layers[0]
+    from rnncore.nn.layers import Sequential
+
+    return Sequential(*layers)

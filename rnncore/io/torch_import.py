@@ -1,0 +1,215 @@
+"""Import PyTorch recurrent models: ``rc.io.from_torch(module_or_state_dict)``.
+
+rnncore's reference uses PyTorch's ``state_dict`` layout, so ``nn.RNN/GRU/LSTM`` weights
+copy over unchanged (gate order GRU ``r, z, n``, LSTM ``i, f, g, o``; PyTorch's GRU is the
+reset-after form). What needs care is everything around them:
+
+* ``batch_first=False`` modules read ``(T, B, F)``; the imported model always reads
+  ``(B, T, F)`` (rnncore's convention), whichever ``batch_first`` the source had.
+* ``dropout`` between layers only acts in training and is ignored.
+* ``bias=False`` becomes zero biases.
+* a container module (your own ``nn.Module`` subclass or ``nn.Sequential``) is imported
+  when its leaves are, in registration order, an optional ``nn.Embedding``, one or more
+  recurrent layers and ``nn.Linear`` heads (``nn.Dropout``/``nn.Identity`` are skipped).
+  Its ``forward`` is Python code that the importer cannot read, so it *runs* the module on
+  a random batch and keeps the interpretation — head on every step, on the last step
+  (``rc.nn.LastStep``) or on the mean over time (``rc.nn.MaskedMean``) — whose output
+  matches; if none does, it refuses rather than guess.
+
+torch is imported only inside :func:`from_torch`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from rnncore.io import _build
+from rnncore.nn.module import Module
+
+__all__ = ["from_torch"]
+
+_RECURRENT = {"RNN", "GRU", "LSTM"}
+_SKIPPED = {"Dropout", "Identity"}
+_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+
+def _recurrent_from_state_dict(sd: Mapping[str, object], mode: str | None, nonlinearity: str,
+                               dtype: str) -> Module:
+    sd = {k: _np(v) for k, v in sd.items()}
+    bad = [k for k in sd if not _KEY.match(k)]
+    if bad:
+        raise ValueError(f"from_torch: keys {bad} are not nn.RNN/GRU/LSTM parameters")
+    layers = 1 + max(int(_KEY.match(k).group(2)) for k in sd)
+    bidirectional = any(k.endswith("_reverse") for k in sd)
+    w_ih, w_hh = sd["weight_ih_l0"], sd["weight_hh_l0"]
+    proj = "weight_hr_l0" in sd
+    H = sd["weight_hr_l0"].shape[1] if proj else w_hh.shape[1]
+    P = w_hh.shape[1]
+    G = w_ih.shape[0] // H
+    inferred = {1: "RNN", 3: "GRU", 4: "LSTM"}.get(G) if w_ih.shape[0] == G * H else None
+    if mode is None:
+        if inferred is None:
+            raise ValueError(
+                f"from_torch: weight_ih_l0 {w_ih.shape} with hidden size {H} is not an RNN/GRU/LSTM")
+        mode = inferred
+    elif mode.upper() != inferred:
+        raise ValueError(f"from_torch: mode={mode!r} but the weight shapes say {inferred}")
+    D = 2 if bidirectional else 1
+    for k in range(layers):
+        for sfx in ("", "_reverse")[:D]:
+            for b in ("bias_ih", "bias_hh"):
+                sd.setdefault(f"{b}_l{k}{sfx}", np.zeros(G * H, w_ih.dtype))
+    return _build.recurrent(mode.upper(), sd, input_size=w_ih.shape[1], hidden_size=H, num_layers=layers,
+                            bidirectional=bidirectional, proj_size=P if proj else 0,
+                            nonlinearity=nonlinearity, dtype=dtype)
+
+
+def _convert_leaf(m, name: str, dtype: str):
+    """rnncore module for one torch leaf, or None for a skipped one."""
+    kind = type(m).__name__
+    if kind in _RECURRENT:
+        sd = {k: _np(v) for k, v in m.state_dict().items()}
+        return _recurrent_from_state_dict(sd, kind, getattr(m, "nonlinearity", "tanh"), dtype)
+    if kind == "Linear":
+        return _build.linear(_np(m.weight), None if m.bias is None else _np(m.bias), dtype)
+    if kind == "Embedding":
+        if m.max_norm is not None:
+            raise ValueError(f"from_torch: {name} (nn.Embedding with max_norm) renormalises rows at "
+                             "lookup time, which rnncore does not do")
+        return _build.embedding(_np(m.weight), m.padding_idx, dtype)
+    if kind in _SKIPPED:
+        return None
+    raise ValueError(
+        f"from_torch: unsupported module {name!r} of type {type(m).__module__}.{kind}; supported are "
+        "nn.RNN, nn.GRU, nn.LSTM, nn.Linear, nn.Embedding (nn.Dropout/nn.Identity are skipped)"
+    )
+
+
+def _leaves(module, prefix=""):
+    children = list(module.named_children())
+    if not children:
+        yield prefix or type(module).__name__, module
+        return
+    if list(module.named_parameters(recurse=False)):
+        raise ValueError(f"from_torch: module {prefix or type(module).__name__!r} "
+                         f"({type(module).__name__}) has parameters of its own besides its children")
+    for n, c in children:
+        yield from _leaves(c, f"{prefix}.{n}" if prefix else n)
+
+
+def _container(module, dtype: str, seed: int):
+    import torch
+
+    named = [(n, m) for n, m in _leaves(module)]
+    kinds = [type(m).__name__ for _, m in named]
+    converted = [(n, m, _convert_leaf(m, n, dtype)) for n, m in named]
+    converted = [(n, m, c) for n, m, c in converted if c is not None]
+    kinds = [type(m).__name__ for _, m, _ in converted]
+    order = "".join("E" if k == "Embedding" else "R" if k in _RECURRENT else "L" for k in kinds)
+    if not re.fullmatch(r"E?R+L*", order):
+        raise ValueError(
+            f"from_torch: {type(module).__name__} has leaves {kinds}; the importer handles an optional "
+            "Embedding, then recurrent layers, then Linear heads, in that registration order"
+        )
+    recs = [m for _, m, _ in converted if type(m).__name__ in _RECURRENT]
+    batch_first = {bool(r.batch_first) for r in recs}
+    if len(batch_first) != 1:
+        raise ValueError("from_torch: recurrent layers mix batch_first=True and False")
+    batch_first = batch_first.pop()
+    last = recs[-1]
+    bidir = bool(last.bidirectional)
+    body = [c for _, m, c in converted if type(m).__name__ in _RECURRENT or type(m).__name__ == "Embedding"]
+    heads = [c for _, m, c in converted if type(m).__name__ == "Linear"]
+
+    # a random batch, long enough that the interpretations give different numbers
+    g = np.random.default_rng(seed)
+    B, T = 3, 5
+    first = converted[0][1]
+    if type(first).__name__ == "Embedding":
+        x = g.integers(0, first.num_embeddings, (B, T))
+        xt = torch.as_tensor(x)
+    else:
+        x = g.standard_normal((B, T, first.input_size)).astype(dtype)
+        p = next(first.parameters())
+        xt = torch.as_tensor(x, dtype=p.dtype)
+    if not batch_first:
+        xt = xt.transpose(0, 1)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(xt)
+    finally:
+        module.train(was_training)
+    if isinstance(out, tuple | list):
+        out = out[0]
+    if not hasattr(out, "detach"):
+        raise ValueError(
+            f"from_torch: {type(module).__name__}.forward returned {type(out).__name__}, not a tensor")
+    out = _np(out).astype(np.float64)
+    tol = 1e-9 if next(module.parameters()).dtype == torch.float64 and dtype == "float64" else 1e-4
+    candidates = [("sequence", [])] + [(k, [_build.pool(k, bidir)]) for k in ("last", "mean")]
+    if bidir:
+        # h_n-style concat of the last step of the forward direction and t=0 of the backward one
+        # is LastStep(bidirectional=True); plain last step of the output is LastStep(False)
+        candidates.append(("last-output", [_build.pool("last", False)]))
+    for _name, pooling in candidates:
+        model = _build.sequential(body + pooling + heads)
+        y = model.forward(x)
+        if isinstance(y, tuple):
+            y = y[0]
+        ref = out
+        if not batch_first and not pooling and ref.ndim == 3:
+            ref = ref.transpose(1, 0, 2)
+        if y.shape == ref.shape and np.allclose(y, ref, rtol=tol, atol=tol):
+            return model
+    raise ValueError(
+        f"from_torch: could not tell how {type(module).__name__}.forward combines {kinds}: none of "
+        "'head on every step', 'last valid step' or 'mean over time' reproduces its output; build the "
+        "rnncore model with rc.nn.Sequential and load the converted weights instead"
+    )
+
+
+def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: str = "tanh",
+               dtype: str = "float64", seed: int = 0) -> Module:
+    """Convert a PyTorch model into an rnncore reference model.
+
+    Parameters
+    ----------
+    module_or_state_dict : ``nn.RNN``/``nn.GRU``/``nn.LSTM``, an ``nn.Linear`` /
+        ``nn.Embedding``, a container module of those (see the module docstring), or the
+        ``state_dict`` of one recurrent module (tensors or arrays)
+    mode : for a state dict, "RNN", "GRU" or "LSTM" (inferred from the shapes when None)
+    nonlinearity : for a state dict of an ``nn.RNN``: "tanh" (default) or "relu" — the
+        weights do not say which
+    dtype : "float64" or "float32", the dtype of the reference model
+    seed : seed of the random batch used to identify a container's pooling
+
+    Returns
+    -------
+    ``rc.nn.RNN/GRU/LSTM`` (forward ``x (B, T, I) -> (y, h_n)``), ``rc.nn.Linear``,
+    ``rc.nn.Embedding`` or ``rc.nn.Sequential`` (embedding, recurrent layers, optional
+    pooling, heads). Inputs are always batch-major ``(B, T, F)``.
+    """
+    if isinstance(module_or_state_dict, Mapping):
+        return _recurrent_from_state_dict(module_or_state_dict, mode, nonlinearity, dtype)
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("from_torch needs PyTorch for a module; pass its state_dict() otherwise") from e
+    m = module_or_state_dict
+    if not isinstance(m, torch.nn.Module):
+        raise TypeError(f"from_torch: expected a torch.nn.Module or a state dict, got {type(m).__name__}")
+    if not list(m.children()):
+        layer = _convert_leaf(m, type(m).__name__, dtype)
+        if layer is None:
+            raise ValueError(f"from_torch: {type(m).__name__} has nothing to import")
+        return layer
+    return _container(m, dtype, seed)
