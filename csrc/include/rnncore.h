@@ -1,0 +1,270 @@
+/*
+ * rnncore.h -- the whole public C API of the rnncore C core.
+ *
+ * C99, no dependencies, no allocation, no mutable global state.
+ *
+ *   - Every function returns an rnc_status (RNC_OK == 0), except rnc_status_str().
+ *     Nothing prints, exits or aborts on bad input.
+ *   - A model (rnc_model, caller-owned struct) points into a read-only .rnc buffer that must
+ *     outlive it (flash, mmap, a bytes object); rnc_model_init() validates the whole buffer
+ *     (magic, version, checksum, every size/offset/count/enum) before anything uses it.
+ *   - The working state of a stream lives in caller memory: rnc_state_size() tells how many
+ *     bytes, rnc_state_init() lays an rnc_state over them. Distinct states may run in parallel
+ *     threads on one model (the model is only read while running).
+ *   - Kernels are chosen per model from a kernel table by instruction set (ISA): the best one
+ *     this CPU supports, or the one named by the environment variable RNNCORE_ISA at
+ *     rnc_model_init() time, or the one set with rnc_model_set_isa().
+ *
+ * See docs/c-api.md for the full description and docs/rnc-format.md for the file format.
+ */
+#ifndef RNNCORE_H
+#define RNNCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RNC_VERSION_MAJOR 0
+#define RNC_VERSION_MINOR 1
+#define RNC_FORMAT_VERSION 1u  /* .rnc file version this library reads and writes */
+
+#define RNC_MAX_LAYERS 16u          /* recurrent layers per model */
+#define RNC_MAX_HIDDEN 65536u       /* hidden_size limit */
+#define RNC_MAX_FEATURES 1048576u   /* input_size / embedding_dim / head output limit */
+#define RNC_MAX_VOCAB 16777216u     /* embedding rows limit */
+
+/* ------------------------------------------------------------------------------------------
+ * Status codes
+ * ---------------------------------------------------------------------------------------- */
+typedef enum rnc_status {
+    RNC_OK = 0,
+    RNC_E_ARG = 1,          /* NULL pointer, zero batch, bad enum value passed by the caller */
+    RNC_E_MAGIC = 2,        /* not an .rnc buffer (bad magic) */
+    RNC_E_VERSION = 3,      /* .rnc format version not supported */
+    RNC_E_TRUNCATED = 4,    /* buffer shorter than the header or the declared file size */
+    RNC_E_CHECKSUM = 5,     /* CRC32 mismatch */
+    RNC_E_CORRUPT = 6,      /* inconsistent header/descriptor: size, offset, count, enum, overlap */
+    RNC_E_UNSUPPORTED = 7,  /* valid request the C core does not support */
+    RNC_E_ALIGN = 8,        /* buffer (model or state memory) not aligned as required */
+    RNC_E_ISA = 9,          /* ISA unknown, not compiled in, or not supported by this CPU */
+    RNC_E_SIZE = 10,        /* caller-provided memory too small / size arithmetic overflow */
+    RNC_E_VALUE = 11,       /* non-finite input value, token id out of range, bad length */
+    RNC_E_BIDIRECTIONAL = 12, /* step() on a model with a bidirectional layer (use run()) */
+    RNC_E_STATE = 13,       /* state was not initialised for this model */
+    RNC_STATUS_COUNT = 14
+} rnc_status;
+
+/* Short English description of a status ("ok", "bad magic", ...). Never NULL. */
+const char *rnc_status_str(rnc_status s);
+
+/* ------------------------------------------------------------------------------------------
+ * Enumerations (values are also the values stored in .rnc files)
+ * ---------------------------------------------------------------------------------------- */
+typedef enum rnc_precision { RNC_F32 = 0, RNC_Q8 = 1, RNC_PRECISION_COUNT = 2 } rnc_precision;
+
+typedef enum rnc_cell_kind {
+    RNC_RNN_TANH = 0,
+    RNC_RNN_RELU = 1,
+    RNC_GRU = 2,
+    RNC_LSTM = 3,
+    RNC_CELL_KIND_COUNT = 4
+} rnc_cell_kind;
+
+typedef enum rnc_activation {
+    RNC_ACT_NONE = 0,
+    RNC_ACT_RELU = 1,
+    RNC_ACT_SIGMOID = 2,
+    RNC_ACT_TANH = 3,
+    RNC_ACT_SOFTMAX = 4,
+    RNC_ACTIVATION_COUNT = 5
+} rnc_activation;
+
+/* Instruction-set paths. All values are declared here so that the header does not change when
+ * paths are added; a path exists in a build when rnc_isa_compiled() says so. */
+typedef enum rnc_isa {
+    RNC_ISA_GENERIC = 0,     /* portable C */
+    RNC_ISA_AVX2 = 1,        /* x86-64 AVX2 + FMA */
+    RNC_ISA_AVX512 = 2,      /* x86-64 AVX-512 F/BW/VL/DQ */
+    RNC_ISA_AVX512VNNI = 3,  /* AVX-512 + AVX512_VNNI */
+    RNC_ISA_AVXVNNI = 4,     /* AVX2 + AVX-VNNI (VEX vpdpbusd) */
+    RNC_ISA_AMX = 5,         /* AVX-512 VNNI + AMX-INT8 */
+    RNC_ISA_NEON = 6,        /* ARM NEON (armv7 / aarch64) */
+    RNC_ISA_NEONDOT = 7,     /* aarch64 NEON + dot product (sdot) */
+    RNC_ISA_COUNT = 8,
+    RNC_ISA_AUTO = 255       /* for rnc_model_set_isa(): RNNCORE_ISA if set, else the best path */
+} rnc_isa;
+
+/* ------------------------------------------------------------------------------------------
+ * ISA queries
+ * ---------------------------------------------------------------------------------------- */
+rnc_status rnc_isa_name(rnc_isa isa, const char **name);          /* "generic", "avx2", ... */
+rnc_status rnc_isa_from_name(const char *name, rnc_isa *isa);     /* inverse; RNC_E_ISA if unknown */
+rnc_status rnc_isa_compiled(rnc_isa isa, int *yes);               /* kernels for it in this build */
+rnc_status rnc_isa_cpu_supported(rnc_isa isa, int *yes);          /* CPU (+OS state) can run it */
+rnc_status rnc_isa_available(rnc_isa isa, int *yes);              /* compiled && cpu_supported */
+rnc_status rnc_isa_best(rnc_isa *isa);                            /* best available path */
+/* The path RNNCORE_ISA asks for (or the best one when unset); RNC_E_ISA when the variable names
+ * an unknown or unavailable path. */
+rnc_status rnc_isa_default(rnc_isa *isa);
+
+/* ------------------------------------------------------------------------------------------
+ * Model
+ * ---------------------------------------------------------------------------------------- */
+typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc_layer_get_info */
+    uint32_t kind, reset_after, dirs, input_size, hidden_size;
+    uint32_t gates, hp, kx, kh;   /* G, round16(H), padded K of W_ih and W_hh */
+    float x_scale, h_scale;       /* static activation scales (q8), 0 = dynamic */
+    struct {
+        const void *w_ih, *w_hh;
+        const float *s_ih, *s_hh, *b_ih, *b_hh;
+    } dir[2];
+    size_t h_offset, c_offset;    /* per batch row: h at h_offset*batch floats into rnc_state.h */
+} rnc_layer;
+
+typedef struct rnc_model {   /* caller-owned; fields are private, use the functions below */
+    const unsigned char *buf;
+    size_t file_size;
+    uint32_t precision, num_layers, input_size, output_size, uses_ids;
+    uint32_t embed_num, embed_dim, head, head_in, head_out, head_act, head_kx;
+    float head_scale;
+    const float *embed;
+    const void *head_w;
+    const float *head_s, *head_b;
+    rnc_layer layer[RNC_MAX_LAYERS];
+    size_t h_floats, c_floats;    /* per batch row */
+    size_t max_feat, max_kpad, max_gates_hp;
+    uint32_t isa;
+    int16_t kernel[4][RNC_PRECISION_COUNT]; /* kernel-table row per op, resolved for isa */
+    uint32_t magic_ok;
+} rnc_model;
+
+typedef struct rnc_model_info {
+    uint32_t precision;      /* rnc_precision */
+    uint32_t num_layers;
+    uint32_t uses_ids;       /* 1: input is int32 token ids (Embedding), one per step */
+    uint32_t input_size;     /* features per step (1 when uses_ids) */
+    uint32_t output_size;    /* features per step of the output (head_out, or D*H of the last layer) */
+    uint32_t bidirectional;  /* 1 if any layer is bidirectional (step() unavailable) */
+    uint32_t num_states;     /* sum over layers of directions (PyTorch's L*D) */
+    uint32_t embed_num;      /* vocabulary size (0 without Embedding) */
+    uint32_t has_head, head_activation;
+    size_t h_floats;         /* floats of all h per batch row (state layout below) */
+    size_t c_floats;         /* floats of all LSTM c per batch row */
+    size_t model_bytes;      /* file size */
+} rnc_model_info;
+
+typedef struct rnc_layer_info {
+    uint32_t kind;           /* rnc_cell_kind */
+    uint32_t reset_after;    /* GRU form (1 = PyTorch's) */
+    uint32_t directions;     /* 1 or 2 */
+    uint32_t input_size, hidden_size;
+    size_t h_offset;         /* this layer's h block starts at rnc_state.h + h_offset * batch */
+    size_t c_offset;         /* LSTM: c block at rnc_state.c + c_offset * batch (else 0) */
+} rnc_layer_info;
+
+/* Validate the .rnc buffer and point `model` into it. `buf` must stay valid and unchanged while
+ * the model is used, and be at least 4-byte aligned (64 recommended). `len` may exceed the file
+ * size declared in the header (trailing bytes are ignored). Selects the ISA from RNNCORE_ISA
+ * (RNC_E_ISA if it names an unavailable path) or the best available one. */
+rnc_status rnc_model_init(rnc_model *model, const void *buf, size_t len);
+rnc_status rnc_model_get_info(const rnc_model *model, rnc_model_info *info);
+rnc_status rnc_layer_get_info(const rnc_model *model, uint32_t layer, rnc_layer_info *info);
+/* Force the kernels of one ISA path (or RNC_ISA_AUTO). Not thread-safe against running steps. */
+rnc_status rnc_model_set_isa(rnc_model *model, rnc_isa isa);
+rnc_status rnc_model_get_isa(const rnc_model *model, rnc_isa *isa);
+
+/* ------------------------------------------------------------------------------------------
+ * State (caller memory)
+ *
+ * Layout of the float state, per stream batch B (documented, stable):
+ *   h: for each layer l, for each direction d (0 fwd, 1 bwd): B x H_l floats (row-major),
+ *      the blocks back to back in that order (PyTorch h_n order [l0 fwd, l0 bwd, l1 fwd, ...]).
+ *      Layer l's block starts at h + layer_info.h_offset * B.
+ *   c: the same for the LSTM layers only (other layers have no c).
+ * For a stack of equal-size layers this is exactly PyTorch's h_n (L*D, B, H) (and c_n).
+ * h and c may be read and written between calls (save/restore, set an initial state).
+ * ---------------------------------------------------------------------------------------- */
+typedef struct rnc_state {
+    const rnc_model *model;
+    size_t batch;
+    float *h;             /* h_count floats */
+    float *c;             /* c_count floats (NULL when no LSTM layer) */
+    size_t h_count, c_count;
+    unsigned char *work;  /* private scratch used by step()/run() */
+    size_t work_bytes;
+} rnc_state;
+
+/* Bytes of caller memory an rnc_state of `batch` rows needs (includes alignment slack). */
+rnc_status rnc_state_size(const rnc_model *model, size_t batch, size_t *bytes);
+/* Lay a state over `mem` (4-byte aligned, `bytes` >= rnc_state_size) and zero h and c. */
+rnc_status rnc_state_init(const rnc_model *model, size_t batch, void *mem, size_t bytes,
+                          rnc_state *state);
+rnc_status rnc_state_reset(rnc_state *state);  /* h = c = 0 */
+
+/* One step for every stream of the batch. x: (B, input_size) floats, row-major; y: (B,
+ * output_size). Updates the state. RNC_E_BIDIRECTIONAL when a layer is bidirectional;
+ * RNC_E_VALUE when x holds NaN/Inf (the state is then unchanged). */
+rnc_status rnc_step(const rnc_model *model, rnc_state *state, const float *x, float *y);
+/* Same for an Embedding model: ids (B) int32 in [0, embed_num). */
+rnc_status rnc_step_ids(const rnc_model *model, rnc_state *state, const int32_t *ids, float *y);
+
+/* Whole sequences. x: (B, T, input_size) floats; y: (B, T, output_size). lengths: B int32 in
+ * [0, T] or NULL (all T); PyTorch packed-sequence semantics: y is zero past a sequence's length,
+ * its state stops changing there, and a backward direction starts at its last valid step.
+ * The state holds the initial states on entry (h0/c0, both directions) and the final ones on
+ * return. scratch: caller memory of rnc_run_scratch_size(model, B, T) bytes (4-byte aligned). */
+rnc_status rnc_run_scratch_size(const rnc_model *model, size_t batch, size_t steps, size_t *bytes);
+rnc_status rnc_run(const rnc_model *model, rnc_state *state, const float *x,
+                   const int32_t *lengths, size_t steps, float *y, void *scratch,
+                   size_t scratch_bytes);
+rnc_status rnc_run_ids(const rnc_model *model, rnc_state *state, const int32_t *ids,
+                       const int32_t *lengths, size_t steps, float *y, void *scratch,
+                       size_t scratch_bytes);
+
+/* ------------------------------------------------------------------------------------------
+ * Kernel table (tests, benchmarks)
+ * ---------------------------------------------------------------------------------------- */
+typedef enum rnc_op {
+    RNC_OP_GEMV = 0,      /* y = W x for a batch of vectors (q8: int32 accumulators) */
+    RNC_OP_RNN_STEP = 1,  /* fused RNN step (tanh or relu) */
+    RNC_OP_GRU_STEP = 2,  /* fused GRU step (both reset forms) */
+    RNC_OP_LSTM_STEP = 3, /* fused LSTM step */
+    RNC_OP_COUNT = 4
+} rnc_op;
+
+typedef struct rnc_kernel_desc {
+    const char *name;     /* e.g. "q8_gru_step_avx2" */
+    uint32_t op;          /* rnc_op */
+    uint32_t precision;   /* rnc_precision */
+    uint32_t isa;         /* rnc_isa */
+} rnc_kernel_desc;
+
+rnc_status rnc_kernel_count(size_t *count);
+rnc_status rnc_kernel_info(size_t index, rnc_kernel_desc *desc);
+
+/* q8 product with the GEMV kernel of exactly `isa` (RNC_E_ISA if that table row is missing or
+ * the CPU lacks the ISA). packed: the q8 packed layout (docs/rnc-format.md) of an Rp x Kp int8
+ * matrix (Rp multiple of 16, Kp multiple of 4, values in [-127, 127]); xq: batch x Kp int8 in
+ * [-127, 127]; acc: batch x Rp int32 = exact sum_k W[r,k] * xq[b,k]. */
+rnc_status rnc_kernel_q8_gemv(rnc_isa isa, const int8_t *packed, size_t rp, size_t kp,
+                              const int8_t *xq, size_t batch, int32_t *acc);
+/* f32 product: packed f32 layout of an Rp x K matrix (Rp multiple of 16); x: batch x K;
+ * y: batch x Rp. */
+rnc_status rnc_kernel_f32_gemv(rnc_isa isa, const float *packed, size_t rp, size_t k,
+                               const float *x, size_t batch, float *y);
+/* The activation quantisation of C_CONTRACT.md: q[0..n) int8 and the scale s. static_scale > 0
+ * uses that scale (inv = 1.0f / static_scale); 0 = dynamic. RNC_E_VALUE on NaN/Inf. */
+rnc_status rnc_quantize_q8(const float *v, size_t n, float static_scale, int8_t *q, float *scale);
+/* The fast activations used by every kernel (max error in docs/c-api.md). */
+rnc_status rnc_fast_tanh(const float *x, size_t n, float *y);
+rnc_status rnc_fast_sigmoid(const float *x, size_t n, float *y);
+/* CRC32 (IEEE 802.3, zlib's) of a buffer, as stored in .rnc files. */
+rnc_status rnc_crc32(const void *data, size_t len, uint32_t *crc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RNNCORE_H */

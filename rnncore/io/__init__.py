@@ -1,0 +1,6 @@
+"""Model files and importers: the ``.rnc`` format (:mod:`rnncore.io.rnc`)."""
+
+from rnncore.io.rnc import read_rnc, write_rnc
+from rnncore.io.torch_import import from_torch
+
+__all__ = ["read_rnc", "write_rnc", "from_torch"]
