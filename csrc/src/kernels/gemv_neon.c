@@ -143,45 +143,71 @@ static inline int32x4_t pair_reduce(int32x4_t lo, int32x4_t hi)
 #endif
 }
 
-/* Two groups (8 inputs) of one 16-row block: t0 = group g tile (64 B), t1 = group g+1 tile. */
-#define Q8_TWO_GROUPS(t0, t1, x0, x1)                                                              \
+#if defined(__aarch64__)
+#define MULL_LO(w, x) vmull_s8(vget_low_s8(w), vget_low_s8(x))
+#define MULL_HI(w, x) vmull_high_s8((w), (x))
+#define MLAL_LO(p, w, x) vmlal_s8((p), vget_low_s8(w), vget_low_s8(x))
+#define MLAL_HI(p, w, x) vmlal_high_s8((p), (w), (x))
+#else
+#define MULL_LO(w, x) vmull_s8(vget_low_s8(w), vget_low_s8(x))
+#define MULL_HI(w, x) vmull_s8(vget_high_s8(w), vget_low_s8(x))
+#define MLAL_LO(p, w, x) vmlal_s8((p), vget_low_s8(w), vget_low_s8(x))
+#define MLAL_HI(p, w, x) vmlal_s8((p), vget_high_s8(w), vget_low_s8(x))
+#endif
+
+/* Rows 4i..4i+3 of two groups (w0: group g, w1: group g+1): lo accumulates rows (4i, 4i+1) and
+ * hi rows (4i+2, 4i+3), as input pairs. */
+#define Q8_TWO(w0, w1, lo, hi)                                                                     \
     do {                                                                                           \
-        const int8x8_t xl0 = vget_low_s8(x0), xl1 = vget_low_s8(x1);                             \
-        for (int i = 0; i < 4; ++i) {                                                              \
-            const int8x16_t w0 = vld1q_s8((t0) + 16 * i), w1 = vld1q_s8((t1) + 16 * i);            \
-            int16x8_t pl = vmull_s8(vget_low_s8(w0), xl0);                                         \
-            int16x8_t ph = vmull_s8(vget_high_s8(w0), xl0);                                        \
-            pl = vmlal_s8(pl, vget_low_s8(w1), xl1);                                               \
-            ph = vmlal_s8(ph, vget_high_s8(w1), xl1);                                              \
-            acc[2 * i] = vpadalq_s16(acc[2 * i], pl);                                              \
-            acc[2 * i + 1] = vpadalq_s16(acc[2 * i + 1], ph);                                      \
-        }                                                                                          \
+        lo = vpadalq_s16(lo, MLAL_LO(MULL_LO(w0, x0), w1, x1));                                    \
+        hi = vpadalq_s16(hi, MLAL_HI(MULL_HI(w0, x0), w1, x1));                                    \
     } while (0)
+#define Q8_ONE(w0, lo, hi)                                                                         \
+    do {                                                                                           \
+        lo = vpadalq_s16(lo, MULL_LO(w0, x0));                                                     \
+        hi = vpadalq_s16(hi, MULL_HI(w0, x0));                                                     \
+    } while (0)
+
+/* A 64-byte tile as four registers (separate loads: GCC pairs them into ldp; ld1 {4 registers}
+ * makes it add register moves here). */
+static inline int8x16x4_t load_tile(const int8_t *t)
+{
+    int8x16x4_t w;
+    w.val[0] = vld1q_s8(t);
+    w.val[1] = vld1q_s8(t + 16);
+    w.val[2] = vld1q_s8(t + 32);
+    w.val[3] = vld1q_s8(t + 48);
+    return w;
+}
 
 static inline void q8_block(const int8_t *Wb, int G, const int8_t *q, const int8_t *qtail,
                             int32_t *out16)
 {
-    /* acc[2i]: rows 4i, 4i+1 (pairs of inputs); acc[2i+1]: rows 4i+2, 4i+3. */
-    int32x4_t acc[8];
-    for (int i = 0; i < 8; ++i) acc[i] = vdupq_n_s32(0);
+    /* a0: rows 0,1 (as input pairs), a1: rows 2,3, a2: rows 4,5, ... a7: rows 14,15. */
+    int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     const int Gfull = qtail ? G - 1 : G; /* groups whose 4 bytes of q are in bounds */
     int g = 0;
     for (; g + 2 <= Gfull; g += 2) {
         const int8x16_t x0 = vreinterpretq_s8_s32(bcast4(q + 4 * g));
         const int8x16_t x1 = vreinterpretq_s8_s32(bcast4(q + 4 * g + 4));
-        Q8_TWO_GROUPS(Wb + (size_t)g * 64, Wb + (size_t)(g + 1) * 64, x0, x1);
+        const int8x16x4_t u = load_tile(Wb + (size_t)g * 64), v = load_tile(Wb + (size_t)g * 64 + 64);
+        Q8_TWO(u.val[0], v.val[0], a0, a1);
+        Q8_TWO(u.val[1], v.val[1], a2, a3);
+        Q8_TWO(u.val[2], v.val[2], a4, a5);
+        Q8_TWO(u.val[3], v.val[3], a6, a7);
     }
     for (; g < G; ++g) { /* last odd group, or the zero-padded tail group */
         const int8x16_t x0 = vreinterpretq_s8_s32(bcast4(g < Gfull ? q + 4 * g : qtail));
-        const int8_t *t0 = Wb + (size_t)g * 64;
-        const int8x8_t xl0 = vget_low_s8(x0);
-        for (int i = 0; i < 4; ++i) {
-            const int8x16_t w0 = vld1q_s8(t0 + 16 * i);
-            acc[2 * i] = vpadalq_s16(acc[2 * i], vmull_s8(vget_low_s8(w0), xl0));
-            acc[2 * i + 1] = vpadalq_s16(acc[2 * i + 1], vmull_s8(vget_high_s8(w0), xl0));
-        }
+        const int8x16x4_t u = load_tile(Wb + (size_t)g * 64);
+        Q8_ONE(u.val[0], a0, a1);
+        Q8_ONE(u.val[1], a2, a3);
+        Q8_ONE(u.val[2], a4, a5);
+        Q8_ONE(u.val[3], a6, a7);
     }
-    for (int i = 0; i < 4; ++i) vst1q_s32(out16 + 4 * i, pair_reduce(acc[2 * i], acc[2 * i + 1]));
+    vst1q_s32(out16 + 0, pair_reduce(a0, a1));
+    vst1q_s32(out16 + 4, pair_reduce(a2, a3));
+    vst1q_s32(out16 + 8, pair_reduce(a4, a5));
+    vst1q_s32(out16 + 12, pair_reduce(a6, a7));
 }
 
 /* The last partial group of q (K % 4 != 0) copied into a zero-padded 4-byte buffer, so no read

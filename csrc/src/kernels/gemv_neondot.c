@@ -21,27 +21,41 @@ static inline int8x16_t bcast4(const int8_t *q)
     return vreinterpretq_s8_s32(vdupq_n_s32(v));
 }
 
-static inline int8x16_t group_x(const int8_t *q, int g, int Gfull, const int8_t *tail)
-{
-    return bcast4(g < Gfull ? q + 4 * g : tail);
-}
+/* One 64-byte tile (16 rows x 4 inputs) with a single ld1 {4 registers} and 4 sdot. */
+#define DOT4(a0, a1, a2, a3, t, x)                                                                 \
+    do {                                                                                           \
+        const int8x16x4_t w_ = vld1q_s8_x4(t);                                                     \
+        a0 = vdotq_s32(a0, w_.val[0], (x));                                                        \
+        a1 = vdotq_s32(a1, w_.val[1], (x));                                                        \
+        a2 = vdotq_s32(a2, w_.val[2], (x));                                                        \
+        a3 = vdotq_s32(a3, w_.val[3], (x));                                                        \
+    } while (0)
 
-/* Two blocks (32 rows) at once. */
-static inline void dot_block2(const int8_t *Wa, const int8_t *Wb, int G, int Gfull, const int8_t *q,
+/* Two blocks (32 rows) at once, two groups per iteration: 16 sdot per 8 loads + 2 broadcasts.
+ * Gfull groups read q directly; a last partial group (K % 4 != 0) reads the zero-padded tail. */
+static inline void dot_block2(const int8_t *Wa, const int8_t *Wb, int Gfull, const int8_t *q,
                               const int8_t *tail, int32_t *oa, int32_t *ob)
 {
     int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    for (int g = 0; g < G; ++g) {
-        const int8x16_t x = group_x(q, g, Gfull, tail);
+    int g = 0;
+    for (; g + 2 <= Gfull; g += 2) {
+        const int8x16_t x = bcast4(q + 4 * g), y = bcast4(q + 4 * g + 4);
         const int8_t *ta = Wa + (size_t)g * 64, *tb = Wb + (size_t)g * 64;
-        a0 = vdotq_s32(a0, vld1q_s8(ta + 0), x);
-        a1 = vdotq_s32(a1, vld1q_s8(ta + 16), x);
-        a2 = vdotq_s32(a2, vld1q_s8(ta + 32), x);
-        a3 = vdotq_s32(a3, vld1q_s8(ta + 48), x);
-        b0 = vdotq_s32(b0, vld1q_s8(tb + 0), x);
-        b1 = vdotq_s32(b1, vld1q_s8(tb + 16), x);
-        b2 = vdotq_s32(b2, vld1q_s8(tb + 32), x);
-        b3 = vdotq_s32(b3, vld1q_s8(tb + 48), x);
+        DOT4(a0, a1, a2, a3, ta, x);
+        DOT4(b0, b1, b2, b3, tb, x);
+        DOT4(a0, a1, a2, a3, ta + 64, y);
+        DOT4(b0, b1, b2, b3, tb + 64, y);
+    }
+    if (g < Gfull) {
+        const int8x16_t x = bcast4(q + 4 * g);
+        DOT4(a0, a1, a2, a3, Wa + (size_t)g * 64, x);
+        DOT4(b0, b1, b2, b3, Wb + (size_t)g * 64, x);
+        ++g;
+    }
+    if (tail) {
+        const int8x16_t x = bcast4(tail);
+        DOT4(a0, a1, a2, a3, Wa + (size_t)g * 64, x);
+        DOT4(b0, b1, b2, b3, Wb + (size_t)g * 64, x);
     }
     vst1q_s32(oa + 0, a0);
     vst1q_s32(oa + 4, a1);
@@ -54,31 +68,22 @@ static inline void dot_block2(const int8_t *Wa, const int8_t *Wb, int G, int Gfu
 }
 
 /* One block, two groups per iteration (two accumulator sets). */
-static inline void dot_block1(const int8_t *Wa, int G, int Gfull, const int8_t *q, const int8_t *tail,
+static inline void dot_block1(const int8_t *Wa, int Gfull, const int8_t *q, const int8_t *tail,
                               int32_t *oa)
 {
     int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
     int g = 0;
-    for (; g + 2 <= G; g += 2) {
-        const int8x16_t x = group_x(q, g, Gfull, tail), y = group_x(q, g + 1, Gfull, tail);
+    for (; g + 2 <= Gfull; g += 2) {
+        const int8x16_t x = bcast4(q + 4 * g), y = bcast4(q + 4 * g + 4);
         const int8_t *t = Wa + (size_t)g * 64;
-        a0 = vdotq_s32(a0, vld1q_s8(t + 0), x);
-        a1 = vdotq_s32(a1, vld1q_s8(t + 16), x);
-        a2 = vdotq_s32(a2, vld1q_s8(t + 32), x);
-        a3 = vdotq_s32(a3, vld1q_s8(t + 48), x);
-        c0 = vdotq_s32(c0, vld1q_s8(t + 64), y);
-        c1 = vdotq_s32(c1, vld1q_s8(t + 80), y);
-        c2 = vdotq_s32(c2, vld1q_s8(t + 96), y);
-        c3 = vdotq_s32(c3, vld1q_s8(t + 112), y);
+        DOT4(a0, a1, a2, a3, t, x);
+        DOT4(c0, c1, c2, c3, t + 64, y);
     }
-    if (g < G) {
-        const int8x16_t x = group_x(q, g, Gfull, tail);
-        const int8_t *t = Wa + (size_t)g * 64;
-        a0 = vdotq_s32(a0, vld1q_s8(t + 0), x);
-        a1 = vdotq_s32(a1, vld1q_s8(t + 16), x);
-        a2 = vdotq_s32(a2, vld1q_s8(t + 32), x);
-        a3 = vdotq_s32(a3, vld1q_s8(t + 48), x);
+    if (g < Gfull) {
+        DOT4(a0, a1, a2, a3, Wa + (size_t)g * 64, bcast4(q + 4 * g));
+        ++g;
     }
+    if (tail) DOT4(c0, c1, c2, c3, Wa + (size_t)g * 64, bcast4(tail));
     vst1q_s32(oa + 0, vaddq_s32(a0, c0));
     vst1q_s32(oa + 4, vaddq_s32(a1, c1));
     vst1q_s32(oa + 8, vaddq_s32(a2, c2));
@@ -87,22 +92,25 @@ static inline void dot_block1(const int8_t *Wa, int G, int Gfull, const int8_t *
 
 void rnc_arm_gemv_q8_neondot(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
 {
-    const int G = (K + 3) / 4, nb = (R + 15) / 16;
+    const int G = (K + 3) / 4, nb = (R + 15) / 16, Gfull = K / 4;
     int8_t tb[4] = {0, 0, 0, 0};
-    const int Gfull = K / 4;
-    if (K & 3) memcpy(tb, q + 4 * Gfull, (size_t)(K & 3));
+    const int8_t *tail = NULL;
+    if (K & 3) {
+        memcpy(tb, q + 4 * Gfull, (size_t)(K & 3));
+        tail = tb;
+    }
     const int full = R / 16; /* blocks whose 16 rows are all stored */
     int b = 0;
     for (; b + 2 <= full; b += 2)
-        dot_block2(Wp + (size_t)b * G * 64, Wp + (size_t)(b + 1) * G * 64, G, Gfull, q, tb,
+        dot_block2(Wp + (size_t)b * G * 64, Wp + (size_t)(b + 1) * G * 64, Gfull, q, tail,
                    acc + 16 * b, acc + 16 * (b + 1));
     for (; b < nb; ++b) {
         const int8_t *Wb = Wp + (size_t)b * G * 64;
         if (b < full) {
-            dot_block1(Wb, G, Gfull, q, tb, acc + 16 * b);
+            dot_block1(Wb, Gfull, q, tail, acc + 16 * b);
         } else {
             int32_t tmp[16];
-            dot_block1(Wb, G, Gfull, q, tb, tmp);
+            dot_block1(Wb, Gfull, q, tail, tmp);
             memcpy(acc + 16 * b, tmp, sizeof(int32_t) * (size_t)(R - 16 * b));
         }
     }
