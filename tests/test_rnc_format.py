@@ -186,3 +186,22 @@ def test_bad_inputs_raise():
         read_rnc(bytes(bad))
     with pytest.raises(ValueError):
         read_rnc(b"XXXX" + good[4:])
+
+
+def test_static_scales_and_pooling_round_trip():
+    rng = np.random.default_rng(5)
+    spec = make_spec(rng, "gru", sizes=((3, 5),), bidirectional=True, precision="q8", head=2)
+    spec["layers"][0]["x_scale"] = 0.25
+    spec["layers"][0]["h_scale"] = [0.01, 0.02]
+    spec["head"]["in_scale"] = 0.5
+    spec["last_step"] = True
+    spec["last_step_bidirectional"] = True
+    back = read_rnc(write_rnc(spec))
+    assert back["last_step"] and back["last_step_bidirectional"]
+    layer = back["layers"][0]
+    assert layer["x_scale"] == np.float32(0.25)
+    assert layer["h_scale"] == [np.float32(0.01), np.float32(0.02)]
+    assert back["head"]["in_scale"] == 0.5
+    spec["precision"] = "f32"
+    with pytest.raises(ValueError):
+        write_rnc(spec)  # static scales exist only in q8 files

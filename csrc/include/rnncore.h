@@ -116,7 +116,7 @@ rnc_status rnc_isa_default(rnc_isa *isa);
 typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc_layer_get_info */
     uint32_t kind, reset_after, dirs, input_size, hidden_size;
     uint32_t gates, hp, kx, kh;   /* G, round16(H), padded K of W_ih and W_hh */
-    float x_scale, h_scale;       /* static activation scales (q8), 0 = dynamic */
+    float x_scale, h_scale[2];    /* static activation scales (q8), 0 = dynamic */
     struct {
         const void *w_ih, *w_hh;
         const float *s_ih, *s_hh, *b_ih, *b_hh;
@@ -127,7 +127,7 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
 typedef struct rnc_model {   /* caller-owned; fields are private, use the functions below */
     const unsigned char *buf;
     size_t file_size;
-    uint32_t precision, num_layers, input_size, output_size, uses_ids;
+    uint32_t precision, num_layers, input_size, output_size, uses_ids, last_step, last_step_bidir;
     uint32_t embed_num, embed_dim, head, head_in, head_out, head_act, head_kx;
     float head_scale;
     const float *embed;
@@ -154,6 +154,8 @@ typedef struct rnc_model_info {
     size_t h_floats;         /* floats of all h per batch row (state layout below) */
     size_t c_floats;         /* floats of all LSTM c per batch row */
     size_t model_bytes;      /* file size */
+    uint32_t last_step;      /* 1: run() pools the last valid step: y is (B, output_size) */
+    uint32_t last_step_bidirectional; /* ... and takes the backward half at t = 0 */
 } rnc_model_info;
 
 typedef struct rnc_layer_info {
@@ -211,7 +213,10 @@ rnc_status rnc_step(const rnc_model *model, rnc_state *state, const float *x, fl
 /* Same for an Embedding model: ids (B) int32 in [0, embed_num). */
 rnc_status rnc_step_ids(const rnc_model *model, rnc_state *state, const int32_t *ids, float *y);
 
-/* Whole sequences. x: (B, T, input_size) floats; y: (B, T, output_size). lengths: B int32 in
+/* Whole sequences. x: (B, T, input_size) floats; y: (B, T, output_size), or (B, output_size) when
+ * the model pools the last step (rnc_model_info.last_step: y[b] = head(out[b, lengths[b]-1]), the
+ * backward half at t = 0 with last_step_bidirectional; a zero vector for lengths[b] == 0, then
+ * the head). step() of a last_step model returns head(h_t) at every step. lengths: B int32 in
  * [0, T] or NULL (all T); PyTorch packed-sequence semantics: y is zero past a sequence's length,
  * its state stops changing there, and a backward direction starts at its last valid step.
  * The state holds the initial states on entry (h0/c0, both directions) and the final ones on

@@ -15,7 +15,9 @@ A model is described by a plain ``dict`` (the *spec*)::
                          "bias_ih": (G*H,), "bias_hh": (G*H,),        # optional (zeros)
                          "weight_ih_reverse": ..., ...},              # bidirectional only
              "x_scale": None, "h_scale": None},  # optional static q8 activation scales
-        ],
+        ],                                  # (h_scale: one float, or [fwd, bwd])
+        "last_step": False,                 # pool y[b, lengths[b]-1] before the head
+        "last_step_bidirectional": False,   # ... with the backward half taken at t = 0
         "head": None | {"weight": (O, D), "bias": (O,), "activation": "none" | "relu" | "sigmoid"
                         | "tanh" | "softmax", "in_scale": None},
     }
@@ -287,15 +289,21 @@ def write_rnc(spec: dict) -> bytes:
         while len(refs) < 2:
             refs.append([(0, 0)] * 6)
         flags = (1 if reset_after else 0) | (2 if bidir else 0)
+        hsc = layer.get("h_scale")
+        hsc = list(hsc) if isinstance(hsc, (list, tuple)) else [hsc, hsc if bidir else None]
+        if len(hsc) == 1:
+            hsc.append(None)
+        if not bidir:
+            hsc[1] = None
         desc = struct.pack(
-            "<IIIIffII",
+            "<IIIIfffI",
             KINDS[(kind, nonlin)],
             flags,
             i,
             h,
             _scale_field(layer.get("x_scale"), precision, f"layer {li} x_scale"),
-            _scale_field(layer.get("h_scale"), precision, f"layer {li} h_scale"),
-            0,
+            _scale_field(hsc[0], precision, f"layer {li} h_scale"),
+            _scale_field(hsc[1], precision, f"layer {li} h_scale (reverse)"),
             0,
         )
         for dref in refs:
@@ -332,7 +340,14 @@ def write_rnc(spec: dict) -> bytes:
     file_size = blob.pos
     if file_size >= 2**32:
         raise ValueError("model too large for the .rnc format (4 GiB)")
+    last_step = bool(spec.get("last_step", False))
+    last_bidir = bool(spec.get("last_step_bidirectional", False))
+    if last_bidir and not last_step:
+        raise ValueError("last_step_bidirectional needs last_step")
+    if last_bidir and not layers[-1].get("bidirectional", False):
+        raise ValueError("last_step_bidirectional needs a bidirectional last layer")
     flags = (1 if emb_w is not None else 0) | (2 if head is not None else 0)
+    flags |= (4 if last_step else 0) | (8 if last_bidir else 0)
     header = MAGIC + struct.pack(
         "<IIIIIIIIIIIIIfI",
         VERSION,
@@ -407,7 +422,10 @@ def read_rnc(data: bytes) -> dict:
     refs = struct.unpack_from("<8I", data, 64)
     emb_ref, hw_ref, hs_ref, hb_ref = (refs[0:2], refs[2:4], refs[4:6], refs[6:8])
 
-    out: dict[str, Any] = {"precision": precision, "input_size": input_size, "embedding": None}
+    if flags & ~15:
+        raise ValueError("bad header flags")
+    out: dict[str, Any] = {"precision": precision, "input_size": input_size, "embedding": None,
+                           "last_step": bool(flags & 4), "last_step_bidirectional": bool(flags & 8)}
     if flags & 1:
         out["embedding"] = {"weight": _tensor(data, emb_ref, np.float32, emb_num * emb_dim,
                                               "embedding").reshape(emb_num, emb_dim)}
@@ -426,7 +444,7 @@ def read_rnc(data: bytes) -> dict:
     layers = []
     for li in range(n_layers):
         base = HEADER_SIZE + li * LAYER_DESC_SIZE
-        kind_id, lflags, i, h, xs, hs = struct.unpack_from("<IIIIff", data, base)
+        kind_id, lflags, i, h, xs, hs, hs2 = struct.unpack_from("<IIIIfff", data, base)
         if kind_id not in _KIND_NAMES:
             raise ValueError(f"layer {li}: bad kind {kind_id}")
         kind, nonlin = _KIND_NAMES[kind_id]
@@ -438,7 +456,7 @@ def read_rnc(data: bytes) -> dict:
             "hidden_size": h,
             "bidirectional": bidir,
             "x_scale": xs or None,
-            "h_scale": hs or None,
+            "h_scale": [hs or None, hs2 or None] if bidir else [hs or None],
             "weights": {},
         }
         if kind == "rnn":
