@@ -22,14 +22,24 @@ from rnncore.quant.reference import (
     q8_cell_step,
     q8_forward,
     q8_linear,
+    qmodel_from_rnc,
     quantize_model,
 )
 from rnncore.quant.scheme import epilogue, int_matmul, quantize_activation, quantize_weights
-from rnncore.quant.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec, spec_from_model
+from rnncore.quant.spec import (
+    CellWeights,
+    LayerSpec,
+    LinearSpec,
+    ModelSpec,
+    spec_from_model,
+    spec_from_rnc,
+    to_rnc_spec,
+)
 
 __all__ = [
     "Calibration", "CellWeights", "LayerSpec", "LinearSpec", "ModelSpec", "QCell", "QLayer", "QLinear",
     "QMatrix", "QModel", "calibrate", "epilogue", "float_cell_step", "float_forward", "forward",
-    "int_matmul", "model_step", "q8_cell_step", "q8_forward", "q8_linear", "quantize_activation",
-    "quantize_model", "quantize_weights", "spec_from_model",
+    "int_matmul", "model_step", "q8_cell_step", "q8_forward", "q8_linear", "qmodel_from_rnc",
+    "quantize_activation", "quantize_model", "quantize_weights", "spec_from_model", "spec_from_rnc",
+    "to_rnc_spec",
 ]

@@ -24,7 +24,7 @@ the pair ``(h, c)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,7 +64,8 @@ class QCell:
 class QLayer:
     """A q8 recurrent layer; ``x_scale`` / ``h_scale`` are static scales (None: dynamic).
 
-    With a static ``h_scale``, GRU(reset_after=False)'s ``r*h`` uses it too (``|r h| <= |h|``).
+    One ``h_scale`` serves both directions and, for GRU(reset_after=False), ``r*h`` too
+    (``|r h| <= |h|``), as in the ``.rnc`` layer descriptor.
     """
 
     cell: str
@@ -73,7 +74,7 @@ class QLayer:
     directions: list[QCell]
     reset_after: bool = True
     x_scale: float | None = None
-    h_scale: list[float | None] = field(default_factory=lambda: [None, None])
+    h_scale: float | None = None
 
     @property
     def num_directions(self) -> int:
@@ -100,18 +101,19 @@ class QModel:
     embedding: np.ndarray | None = None
     last_step: bool = False
     head: QLinear | None = None
+    last_step_bidirectional: bool = False
 
 
 @dataclass
 class Calibration:
     """Static activation scales from data (max-abs / 127), one per quantised vector.
 
-    ``x_scale[l]`` is layer ``l``'s input scale, ``h_scale[l][d]`` its hidden-state scale per
-    direction, ``head_scale`` the head input's.
+    ``x_scale[l]`` is layer ``l``'s input scale, ``h_scale[l]`` its hidden-state scale (both
+    directions), ``head_scale`` the head input's.
     """
 
     x_scale: list[float]
-    h_scale: list[list[float]]
+    h_scale: list[float]
     head_scale: float | None = None
 
 
@@ -131,9 +133,7 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> Q
         ql = QLayer(ls.cell, ls.input_size, ls.hidden_size, dirs, ls.reset_after)
         if calibration is not None:
             ql.x_scale = float(calibration.x_scale[k])
-            ql.h_scale = [float(s) for s in calibration.h_scale[k]]
-        else:
-            ql.h_scale = [None] * ls.num_directions
+            ql.h_scale = float(calibration.h_scale[k])
         layers.append(ql)
     head = None
     if spec.head is not None:
@@ -141,7 +141,7 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> Q
         head = QLinear(QMatrix.from_float(spec.head.weight), b, spec.head.activation,
                        None if calibration is None else calibration.head_scale)
     emb = None if spec.embedding is None else np.asarray(spec.embedding, F32)
-    return QModel(layers, emb, spec.last_step, head)
+    return QModel(layers, emb, spec.last_step, head, spec.last_step_bidirectional)
 
 
 # ------------------------------------------------------------------------------------------
@@ -240,7 +240,7 @@ def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndar
     qx, sx = quantize_activation(x, layer.x_scale)
     acc_ih = int_matmul(qx, w.w_ih.q)
     gi = epilogue(acc_ih, sx, w.w_ih.scale, w.bias_ih)
-    qh, sh = quantize_activation(h, layer.h_scale[d])
+    qh, sh = quantize_activation(h, layer.h_scale)
     info = {"ih": acc_ih, "x_scale": sx, "h_scale": sh}
     if layer.cell == "gru" and not layer.reset_after:
         acc_rz = int_matmul(qh, w.w_hh.q[:2 * hs])
@@ -249,7 +249,7 @@ def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndar
         acc_n = []
 
         def gh_n(r):
-            qrh, srh = quantize_activation(r * h, layer.h_scale[d])
+            qrh, srh = quantize_activation(r * h, layer.h_scale)
             a = int_matmul(qrh, w.w_hh.q[2 * hs:])
             acc_n.append(a)
             info["rh_scale"] = srh
@@ -436,6 +436,9 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
     if model.last_step:
         idx = np.clip(lengths - 1, 0, None)
         pooled = x[np.arange(bsz), idx]
+        if model.last_step_bidirectional:
+            half = x.shape[2] // 2
+            pooled[:, half:] = x[:, 0, half:]
         pooled = np.where((lengths > 0)[:, None], pooled, 0)
         if record is not None:
             record("head", None, None, pooled, lengths > 0)
@@ -457,3 +460,29 @@ def float_forward(spec: ModelSpec, X, lengths=None, state=None, dtype=np.float64
 def q8_forward(qmodel: QModel, X, lengths=None, state=None):
     """:func:`forward` of the q8 model (float32 epilogue, exact int accumulators)."""
     return forward(qmodel, X, lengths, state)
+
+
+def qmodel_from_rnc(d: dict) -> QModel:
+    """The :class:`QModel` of a q8 ``.rnc`` file, from :func:`rnncore.io.rnc.read_rnc`'s
+    description: the *stored* int8 weights and scales, so the reference computes exactly the
+    integers the C core computes from that file."""
+    if d["precision"] != "q8":
+        raise ValueError(f"qmodel_from_rnc: expected a q8 model, got precision {d['precision']!r}")
+    layers = []
+    for layer in d["layers"]:
+        kind = layer["kind"] if layer["kind"] != "rnn" else "rnn_" + layer.get("nonlinearity", "tanh")
+        qw, sc, w = layer["qweights"], layer["scales"], layer["weights"]
+        dirs = [QCell(QMatrix(qw["weight_ih" + suf], sc["weight_ih" + suf]),
+                      QMatrix(qw["weight_hh" + suf], sc["weight_hh" + suf]),
+                      np.asarray(w["bias_ih" + suf], F32), np.asarray(w["bias_hh" + suf], F32))
+                for suf in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
+        layers.append(QLayer(kind, layer["input_size"], layer["hidden_size"], dirs,
+                             bool(layer.get("reset_after", True)), layer.get("x_scale"),
+                             layer.get("h_scale")))
+    emb = d.get("embedding")
+    head = d.get("head")
+    qhead = None
+    if head is not None:
+        qhead = QLinear(QMatrix(head["qweight"], head["scale"]), np.asarray(head["bias"], F32),
+                        head["activation"], head.get("in_scale"))
+    return QModel(layers, None if emb is None else np.asarray(emb["weight"], F32), False, qhead)

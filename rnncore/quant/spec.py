@@ -71,11 +71,18 @@ class LinearSpec:
 
 @dataclass
 class ModelSpec:
-    """Embedding? -> recurrent layers -> last step? -> linear head?"""
+    """Embedding? -> recurrent layers -> last step? -> linear head?
+
+    ``last_step`` pools ``y[b, lengths[b] - 1]`` (with ``last_step_bidirectional`` the backward
+    half at ``t = 0``, like ``rc.nn.LastStep(bidirectional=True)``); without it the head, if
+    any, applies at every step.
+    """
 
     layers: list[LayerSpec]
     embedding: np.ndarray | None = None
     last_step: bool = False
+    #: like ``rc.nn.LastStep(bidirectional=True)``: the backward half is taken at t = 0
+    last_step_bidirectional: bool = False
     head: LinearSpec | None = None
     meta: dict = field(default_factory=dict)
 
@@ -196,7 +203,10 @@ def spec_from_model(model: object) -> ModelSpec:
             stage = 1
         elif kind == "LastStep" and stage == 1:
             spec.last_step = True
+            spec.last_step_bidirectional = bool(getattr(m, "bidirectional", False))
             stage = 2
+        elif kind == "Dropout":
+            continue  # identity at inference
         elif kind == "Linear" and stage in (1, 2) and spec.head is None:
             sd = m.state_dict()
             spec.head = LinearSpec(_np(sd["weight"]), _np(sd["bias"]) if "bias" in sd else None)
@@ -206,5 +216,73 @@ def spec_from_model(model: object) -> ModelSpec:
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
                              "expected [Embedding] + recurrent layers + [LastStep] + [Linear] + [activation]")
+    spec.validate()
+    return spec
+
+
+# ------------------------------------------------------------------------------------------
+# the .rnc writer's description (rnncore.io.rnc) <-> ModelSpec
+
+_KIND_TO_RNC = {"rnn_tanh": ("rnn", "tanh"), "rnn_relu": ("rnn", "relu"), "gru": ("gru", None),
+                "lstm": ("lstm", None)}
+
+
+def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = True) -> dict:
+    """The ``dict`` that :func:`rnncore.io.rnc.write_rnc` takes.
+
+    Parameters
+    ----------
+    spec : the float model
+    precision : "f32" or "q8"
+    calibration : a :class:`~rnncore.quant.Calibration` (static q8 scales) or None (dynamic)
+    head : include the linear head (False when the engine applies it after pooling itself)
+    """
+    spec.validate()
+    layers = []
+    for k, ls in enumerate(spec.layers):
+        kind, nonlin = _KIND_TO_RNC[ls.cell]
+        weights = {}
+        for d, w in enumerate(ls.directions):
+            suf = "_reverse" if d else ""
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                weights[name + suf] = np.asarray(getattr(w, name), np.float32)
+        layer = {"kind": kind, "bidirectional": ls.num_directions == 2, "weights": weights,
+                 "input_size": ls.input_size, "hidden_size": ls.hidden_size}
+        if nonlin:
+            layer["nonlinearity"] = nonlin
+        if kind == "gru":
+            layer["reset_after"] = ls.reset_after
+        if calibration is not None:
+            layer["x_scale"] = calibration.x_scale[k]
+            layer["h_scale"] = calibration.h_scale[k]
+        layers.append(layer)
+    emb = None if spec.embedding is None else {"weight": np.asarray(spec.embedding, np.float32)}
+    out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
+           "embedding": emb}
+    if head and spec.head is not None:
+        w = np.asarray(spec.head.weight, np.float32)
+        b = np.zeros(w.shape[0]) if spec.head.bias is None else spec.head.bias
+        b = np.asarray(b, np.float32)
+        out["head"] = {"weight": w, "bias": b, "activation": spec.head.activation,
+                       "in_scale": None if calibration is None else calibration.head_scale}
+    return out
+
+
+def spec_from_rnc(d: dict) -> ModelSpec:
+    """A :class:`ModelSpec` from :func:`rnncore.io.rnc.read_rnc`'s description (q8 files give the
+    dequantised weights ``wq * s``)."""
+    layers = []
+    for layer in d["layers"]:
+        kind = layer["kind"] if layer["kind"] != "rnn" else "rnn_" + layer.get("nonlinearity", "tanh")
+        w = layer["weights"]
+        dirs = [CellWeights(w["weight_ih" + suf], w["weight_hh" + suf],
+                            w["bias_ih" + suf], w["bias_hh" + suf])
+                for suf in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
+        layers.append(LayerSpec(kind, layer["input_size"], layer["hidden_size"], dirs,
+                                bool(layer.get("reset_after", True))))
+    emb = d.get("embedding")
+    head = d.get("head")
+    lin = None if head is None else LinearSpec(head["weight"], head["bias"], head["activation"])
+    spec = ModelSpec(layers, None if emb is None else emb["weight"], head=lin)
     spec.validate()
     return spec
