@@ -227,8 +227,11 @@ class _Recurrent(Module):
             return None  # every sequence is full: no masking needed
         return lengths
 
-    def _check_state(self, state: Any, batch: int, name: str = "state") -> list[np.ndarray]:
-        """Validate an initial state (or a state gradient); return the list ``[h]`` / ``[h, c]``."""
+    def _check_state(
+        self, state: Any, batch: int, name: str = "state", cast: bool = False
+    ) -> list[np.ndarray]:
+        """Validate an initial state (or, with ``cast``, a state gradient of any float dtype, which
+        is converted to the layer's dtype); return the list ``[h]`` / ``[h, c]``."""
         shapes = self._state_shapes(batch)
         if state is None:
             return [np.zeros(s, self.dtype) for s in shapes]
@@ -256,7 +259,9 @@ class _Recurrent(Module):
                 )
             if a.dtype.kind != "f":
                 raise TypeError(f"{label}: expected a floating-point array, got dtype {a.dtype}")
-            if a.dtype != self.dtype:
+            if a.dtype != self.dtype and cast:
+                a = a.astype(self.dtype)
+            elif a.dtype != self.dtype:
                 raise TypeError(
                     f"{label}: dtype {a.dtype} does not match the layer's dtype {self.dtype.name}"
                 )
@@ -387,7 +392,7 @@ class _Recurrent(Module):
             dinp = np.ascontiguousarray(dy.transpose(1, 0, 2), dtype=self.dtype)
             if M is not None:
                 dinp = dinp * M  # outputs past a length are constant zero
-        dfinal = self._check_state(dstate, B, name="dstate")
+        dfinal = self._check_state(dstate, B, name="dstate", cast=True)
         dstate0: list[list[np.ndarray]] = [[None] * (L * D) for _ in dfinal]
 
         for layer in reversed(range(L)):
