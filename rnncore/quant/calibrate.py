@@ -33,11 +33,11 @@ def calibrate(model, X: np.ndarray, lengths=None) -> Calibration:
 
     Returns
     -------
-    Calibration with ``x_scale[layer]``, ``h_scale[layer]`` (max over directions) and ``head_scale``
+    Calibration with ``x_scale[layer]``, ``h_scale[layer][direction]`` and ``head_scale``
     """
     spec: ModelSpec = spec_from_model(model)
     xmax = [0.0] * len(spec.layers)
-    hmax = [0.0] * len(spec.layers)
+    hmax = [[0.0] * layer.num_directions for layer in spec.layers]
     head = [0.0]
 
     def record(kind, li, d, arr, live):
@@ -48,7 +48,7 @@ def calibrate(model, X: np.ndarray, lengths=None) -> Calibration:
         if kind == "x":
             xmax[li] = max(xmax[li], m)
         elif kind == "h":
-            hmax[li] = max(hmax[li], m)
+            hmax[li][d] = max(hmax[li][d], m)
         else:
             head[0] = max(head[0], m)
 
@@ -56,5 +56,5 @@ def calibrate(model, X: np.ndarray, lengths=None) -> Calibration:
     if spec.embedding is None and not np.all(np.isfinite(X)):
         raise ValueError("calibrate: X contains NaN or Inf")
     forward(spec, X, lengths, None, np.float32, record)
-    return Calibration([_scale(m) for m in xmax], [_scale(m) for m in hmax],
+    return Calibration([_scale(m) for m in xmax], [[_scale(m) for m in hs] for hs in hmax],
                        _scale(head[0]) if spec.head is not None else None)

@@ -24,7 +24,7 @@ the pair ``(h, c)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class QCell:
 class QLayer:
     """A q8 recurrent layer; ``x_scale`` / ``h_scale`` are static scales (None: dynamic).
 
-    One ``h_scale`` serves both directions and, for GRU(reset_after=False), ``r*h`` too
+    ``h_scale[d]`` is direction ``d``'s; it serves GRU(reset_after=False)'s ``r*h`` too
     (``|r h| <= |h|``), as in the ``.rnc`` layer descriptor.
     """
 
@@ -74,7 +74,7 @@ class QLayer:
     directions: list[QCell]
     reset_after: bool = True
     x_scale: float | None = None
-    h_scale: float | None = None
+    h_scale: list[float | None] = field(default_factory=lambda: [None, None])
 
     @property
     def num_directions(self) -> int:
@@ -108,12 +108,12 @@ class QModel:
 class Calibration:
     """Static activation scales from data (max-abs / 127), one per quantised vector.
 
-    ``x_scale[l]`` is layer ``l``'s input scale, ``h_scale[l]`` its hidden-state scale (both
-    directions), ``head_scale`` the head input's.
+    ``x_scale[l]`` is layer ``l``'s input scale, ``h_scale[l][d]`` its hidden-state scale per
+    direction, ``head_scale`` the head input's.
     """
 
     x_scale: list[float]
-    h_scale: list[float]
+    h_scale: list[list[float]]
     head_scale: float | None = None
 
 
@@ -133,7 +133,7 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> Q
         ql = QLayer(ls.cell, ls.input_size, ls.hidden_size, dirs, ls.reset_after)
         if calibration is not None:
             ql.x_scale = float(calibration.x_scale[k])
-            ql.h_scale = float(calibration.h_scale[k])
+            ql.h_scale = [float(s) for s in calibration.h_scale[k]]
         layers.append(ql)
     head = None
     if spec.head is not None:
@@ -240,7 +240,7 @@ def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndar
     qx, sx = quantize_activation(x, layer.x_scale)
     acc_ih = int_matmul(qx, w.w_ih.q)
     gi = epilogue(acc_ih, sx, w.w_ih.scale, w.bias_ih)
-    qh, sh = quantize_activation(h, layer.h_scale)
+    qh, sh = quantize_activation(h, layer.h_scale[d])
     info = {"ih": acc_ih, "x_scale": sx, "h_scale": sh}
     if layer.cell == "gru" and not layer.reset_after:
         acc_rz = int_matmul(qh, w.w_hh.q[:2 * hs])
@@ -249,7 +249,7 @@ def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndar
         acc_n = []
 
         def gh_n(r):
-            qrh, srh = quantize_activation(r * h, layer.h_scale)
+            qrh, srh = quantize_activation(r * h, layer.h_scale[d])
             a = int_matmul(qrh, w.w_hh.q[2 * hs:])
             acc_n.append(a)
             info["rh_scale"] = srh
@@ -478,11 +478,12 @@ def qmodel_from_rnc(d: dict) -> QModel:
                 for suf in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
         layers.append(QLayer(kind, layer["input_size"], layer["hidden_size"], dirs,
                              bool(layer.get("reset_after", True)), layer.get("x_scale"),
-                             layer.get("h_scale")))
+                             list(layer.get("h_scale") or [None, None])))
     emb = d.get("embedding")
     head = d.get("head")
     qhead = None
     if head is not None:
         qhead = QLinear(QMatrix(head["qweight"], head["scale"]), np.asarray(head["bias"], F32),
                         head["activation"], head.get("in_scale"))
-    return QModel(layers, None if emb is None else np.asarray(emb["weight"], F32), False, qhead)
+    return QModel(layers, None if emb is None else np.asarray(emb["weight"], F32), bool(d.get("last_step")),
+                  qhead, bool(d.get("last_step_bidirectional")))

@@ -254,11 +254,12 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
             layer["reset_after"] = ls.reset_after
         if calibration is not None:
             layer["x_scale"] = calibration.x_scale[k]
-            layer["h_scale"] = calibration.h_scale[k]
+            layer["h_scale"] = list(calibration.h_scale[k])
         layers.append(layer)
     emb = None if spec.embedding is None else {"weight": np.asarray(spec.embedding, np.float32)}
     out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
-           "embedding": emb}
+           "embedding": emb, "last_step": spec.last_step,
+           "last_step_bidirectional": spec.last_step_bidirectional}
     if head and spec.head is not None:
         w = np.asarray(spec.head.weight, np.float32)
         b = np.zeros(w.shape[0]) if spec.head.bias is None else spec.head.bias
@@ -283,6 +284,7 @@ def spec_from_rnc(d: dict) -> ModelSpec:
     emb = d.get("embedding")
     head = d.get("head")
     lin = None if head is None else LinearSpec(head["weight"], head["bias"], head["activation"])
-    spec = ModelSpec(layers, None if emb is None else emb["weight"], head=lin)
+    spec = ModelSpec(layers, None if emb is None else emb["weight"], bool(d.get("last_step")), lin)
+    spec.last_step_bidirectional = bool(d.get("last_step_bidirectional"))
     spec.validate()
     return spec
