@@ -50,7 +50,8 @@ def _canonical_activations(mode: str, activations, D: int):
 def recurrent(mode: str, state_dict: Mapping[str, np.ndarray], *, input_size: int, hidden_size: int,
               num_layers: int = 1, bidirectional: bool = False, proj_size: int = 0,
               nonlinearity: str = "tanh", reset_after: bool = True, activations=None,
-              clip: float | None = None, input_forget: bool = False, dtype: str = "float64") -> Module:
+              clip: float | None = None, input_forget: bool = False, reverse: bool = False,
+              dtype: str = "float64") -> Module:
     """Build a recurrent layer from a PyTorch-layout ``state_dict``.
 
     ``activations`` (ONNX form, per direction lists of ``(name, alpha, beta)``), ``clip``,
@@ -78,7 +79,7 @@ def recurrent(mode: str, state_dict: Mapping[str, np.ndarray], *, input_size: in
         for k in peep:
             del sd[k]
         peep = []
-    extended = acts is not None or clip is not None or input_forget or peep
+    extended = acts is not None or clip is not None or input_forget or peep or reverse
     classes = _reference_classes()
     if not extended and classes is not None:
         kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
@@ -97,7 +98,7 @@ def recurrent(mode: str, state_dict: Mapping[str, np.ndarray], *, input_size: in
                                   reset_after=reset_after,
                                   activations=None if acts is None else [a for d in acts for a in d],
                                   clip=clip, input_forget=input_forget, peepholes=bool(peep),
-                                  dtype=dt.name)
+                                  reverse=reverse, dtype=dt.name)
     layer.load_state_dict(sd)
     return layer
 

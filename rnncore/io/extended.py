@@ -102,6 +102,8 @@ class ExtendedRecurrent(Module):
     clip : clip threshold for the gate pre-activations, or None
     input_forget : LSTM only, couple the gates: ``f = 1 - i``
     peepholes : LSTM only, add the ``peephole_l*`` parameters ``(3, H)`` (rows i, f, o)
+    reverse : single direction that reads the sequence backwards (ONNX ``direction="reverse"``);
+        its parameters keep the unsuffixed names
     dtype : "float64" or "float32"
 
     Shapes: ``x (B, T, I) -> y (B, T, D*P)``, ``h_n (L*D, B, P)`` (LSTM: ``(h_n, c_n)``
@@ -113,7 +115,8 @@ class ExtendedRecurrent(Module):
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, proj_size: int = 0, reset_after: bool = True,
                  activations: Sequence | None = None, clip: float | None = None,
-                 input_forget: bool = False, peepholes: bool = False, dtype: str = "float64") -> None:
+                 input_forget: bool = False, peepholes: bool = False, reverse: bool = False,
+                 dtype: str = "float64") -> None:
         super().__init__()
         mode = mode.upper()
         if mode not in _GATES:
@@ -125,6 +128,9 @@ class ExtendedRecurrent(Module):
         self.proj_size, self.reset_after = int(proj_size), bool(reset_after)
         self.clip = None if clip is None else float(clip)
         self.input_forget, self.peepholes = bool(input_forget), bool(peepholes)
+        if reverse and self.bidirectional:
+            raise ValueError("reverse: a bidirectional layer already has a reverse direction")
+        self.reverse = bool(reverse)
         self.dtype = resolve_dtype(dtype)
         D = 2 if self.bidirectional else 1
         acts = activations if activations is not None else _DEFAULT_ACT[mode]
@@ -204,9 +210,10 @@ class ExtendedRecurrent(Module):
             for d in range(D):
                 i = k * D + d
                 sfx = "_reverse" if d else ""
-                xin = inp[rows, rev] if d else inp
+                backwards = bool(d) or self.reverse
+                xin = inp[rows, rev] if backwards else inp
                 y, h, c = self._run(xin, valid, k, sfx, d, h0[i], None if c0 is None else c0[i])
-                outs.append(y[rows, rev] if d else y)
+                outs.append(y[rows, rev] if backwards else y)
                 hs.append(h)
                 cs.append(c)
             inp = np.concatenate(outs, axis=2) if D == 2 else outs[0]

@@ -1,0 +1,1 @@
+"""Helpers that build ONNX test models for the importer's conformance tests."""
