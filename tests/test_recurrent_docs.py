@@ -40,3 +40,32 @@ def test_equation_references_point_at_the_quoted_code():
         else:
             n = int(line)
             assert first <= n <= last and code in src[n - 1], (path, n, code)
+
+
+def refresh_line_numbers() -> int:
+    """Rewrite the line numbers of docs/equations.md after the code moved; returns how many changed.
+
+    Run ``python tests/test_recurrent_docs.py`` after editing the referenced files.
+    """
+    path = ROOT / "docs" / "equations.md"
+    doc = path.read_text()
+    changed = 0
+
+    def fix(m: re.Match) -> str:
+        nonlocal changed
+        qualname, file, line, code = m.groups()
+        src = (ROOT / file).read_text().splitlines()
+        first, last = _functions(ROOT / file)[qualname]
+        hits = [i + 1 for i in range(first - 1, last) if code in src[i]]
+        if not hits:
+            raise SystemExit(f"{file}: `{code}` is no longer in {qualname}; edit docs/equations.md")
+        if hits[0] != int(line):
+            changed += 1
+        return f"[`{qualname}`, {file}:L{hits[0]}](../{file}#L{hits[0]}): `{code}`"
+
+    path.write_text(REF.sub(fix, doc))
+    return changed
+
+
+if __name__ == "__main__":
+    print(f"docs/equations.md: {refresh_line_numbers()} line references updated")
