@@ -26,3 +26,185 @@ def test_onnx_backend_node_case(case):
     for name, want in case.expected.items():
         # onnx's backend runner uses rtol=1e-3, atol=1e-7; the float64 reference is far closer
         np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6, err_msg=f"{case.name}: {name}")
+
+
+# -- cases the backend suite leaves out, checked against onnxruntime --------------------------
+CUSTOM = {
+    # name: (make_case kwargs, attribute whose removal must change the result, or None)
+    "gru_linear_before_reset": (dict(op="GRU", linear_before_reset=1), "linear_before_reset"),
+    "gru_lbr1_bidir_lengths_initial": (dict(op="GRU", linear_before_reset=1, direction="bidirectional",
+                                            seq_lens=[5, 2, 3], initial=True), "linear_before_reset"),
+    "gru_lbr0_bidir_lengths": (dict(op="GRU", direction="bidirectional", seq_lens=[1, 5, 3], initial=True),
+                               None),
+    "rnn_relu": (dict(op="RNN", activations=["Relu"]), "activations"),
+    "rnn_bidir_relu_tanh_lengths": (dict(op="RNN", direction="bidirectional", activations=["Relu", "Tanh"],
+                                         seq_lens=[3, 5, 1]), "activations"),
+    "lstm_bidir_lengths_initial": (dict(op="LSTM", direction="bidirectional", seq_lens=[4, 1, 5],
+                                        initial=True), None),
+    "lstm_reverse_lengths": (dict(op="LSTM", direction="reverse", seq_lens=[4, 1, 5]), None),
+    "rnn_clip": (dict(op="RNN", clip=0.5, scale=2.0), "clip"),
+    "gru_clip": (dict(op="GRU", clip=0.5, scale=2.0), "clip"),
+    "gru_clip_lbr": (dict(op="GRU", clip=0.5, scale=2.0, linear_before_reset=1), "clip"),
+    "lstm_clip": (dict(op="LSTM", clip=0.5, scale=2.0), "clip"),
+    "lstm_input_forget": (dict(op="LSTM", input_forget=1), "input_forget"),
+    "lstm_input_forget_peepholes_bidir": (dict(op="LSTM", input_forget=1, peepholes=True,
+                                               direction="bidirectional", seq_lens=[5, 3, 2]),
+                                          "input_forget"),
+    "lstm_peepholes_lengths_initial": (dict(op="LSTM", peepholes=True, seq_lens=[2, 5, 4], initial=True),
+                                       None),
+    "lstm_hardsigmoid_leakyrelu_softsign": (dict(op="LSTM",
+                                                 activations=["HardSigmoid", "LeakyRelu", "Softsign"],
+                                                 activation_alpha=[0.3, 0.1], activation_beta=[0.4]),
+                                            "activations"),
+    "gru_hardsigmoid_elu": (dict(op="GRU", activations=["HardSigmoid", "Elu"], activation_alpha=[0.25, 0.7],
+                                 activation_beta=[0.45]), "activations"),
+    "rnn_scaledtanh": (dict(op="RNN", activations=["ScaledTanh"], activation_alpha=[1.5],
+                            activation_beta=[0.7]), "activations"),
+    "rnn_affine": (dict(op="RNN", activations=["Affine"], activation_alpha=[0.5], activation_beta=[0.1]),
+                   "activations"),
+    "rnn_thresholdedrelu": (dict(op="RNN", activations=["ThresholdedRelu"], activation_alpha=[0.2]),
+                            "activations"),
+    "rnn_softplus": (dict(op="RNN", activations=["Softplus"]), "activations"),
+    "lstm_only_y_c": (dict(op="LSTM", outputs=("Y_c",)), None),
+    "gru_only_y": (dict(op="GRU", outputs=("Y",), linear_before_reset=1, seq_lens=[3, 3, 5]), None),
+}
+
+
+@pytest.mark.parametrize("name", list(CUSTOM))
+def test_custom_case_against_onnxruntime(name):
+    from onnx_cases.custom import make_case, run_onnxruntime
+
+    kw, ablate = CUSTOM[name]
+    model, feeds = make_case(**kw)
+    ref = run_onnxruntime(model, feeds)
+    got = onnx_run(from_onnx(model), feeds)
+    assert set(got) == set(ref)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-5, err_msg=f"{name}: {k}")
+    if ablate is not None:   # the option under test really changes the numbers
+        drop = {"activations", "activation_alpha", "activation_beta"} if ablate == "activations" else {ablate}
+        kw2 = {k: v for k, v in kw.items() if k not in drop}
+        plain = run_onnxruntime(*make_case(**kw2))
+        assert max(np.abs(plain[k] - ref[k]).max() for k in ref) > 1e-3
+
+
+def test_variable_lengths_zero_the_padding_and_hold_the_state():
+    from onnx_cases.custom import make_case
+
+    model, feeds = make_case("GRU", direction="bidirectional", seq_lens=[2, 5, 4])
+    m = from_onnx(model)
+    x = feeds["X"].transpose(1, 0, 2).astype(np.float64)
+    y, h = m.forward(x, lengths=np.array([2, 5, 4]))
+    assert not y[0, 2:].any() and y[0, :2].all()
+    y2, h2 = m.forward(x[:1, :2], lengths=None)
+    np.testing.assert_allclose(y2, y[:1, :2], atol=1e-12)
+    np.testing.assert_allclose(h2, h[:, :1], atol=1e-12)
+
+
+# -- graphs written by torch.onnx.export ------------------------------------------------------
+torch = pytest.importorskip("torch")   # in the test extra; importorskip only for a partial install
+
+
+class _Net(torch.nn.Module):
+    def __init__(self, kind="GRU", pool="last", batch_first=True, bidirectional=False, layers=2,
+                 embedding=False, relu=False):
+        super().__init__()
+        self.pool, self.batch_first, self.relu = pool, batch_first, relu
+        self.emb = torch.nn.Embedding(10, 3) if embedding else None
+        self.rnn = getattr(torch.nn, kind)(3, 4, num_layers=layers, batch_first=batch_first,
+                                           bidirectional=bidirectional)
+        self.fc = torch.nn.Linear(8 if bidirectional else 4, 2)
+
+    def forward(self, x):
+        if self.emb is not None:
+            x = self.emb(x)
+        y, h = self.rnn(x)
+        h = h[0] if isinstance(h, tuple) else h
+        if not self.batch_first:
+            y = y.transpose(0, 1)
+        z = {"last": lambda: y[:, -1], "mean": lambda: y.mean(1), "h": lambda: h[-1],
+             "hcat": lambda: torch.cat([h[-2], h[-1]], 1), "seq": lambda: y}[self.pool]()
+        return self.fc(torch.relu(z) if self.relu else z), h
+
+
+TORCH_EXPORTS = {
+    "gru2_last": (dict(), ["GRU", "LastStep", "Linear"]),
+    "lstm2_time_major_per_step": (dict(kind="LSTM", batch_first=False, pool="seq"), ["LSTM", "Linear"]),
+    "embedding_gru_h_n": (dict(embedding=True, pool="h"), ["Embedding", "GRU", "LastStep", "Linear"]),
+    "bilstm2_h_n_cat": (dict(kind="LSTM", bidirectional=True, pool="hcat"), ["LSTM", "LastStep", "Linear"]),
+    "rnn2_mean": (dict(kind="RNN", pool="mean"), ["RNN", "MaskedMean", "Linear"]),
+    "bigru1_last": (dict(bidirectional=True, layers=1), ["GRU", "LastStep", "Linear"]),
+}
+
+
+def _export(m, x):
+    import io
+
+    import onnx
+
+    f = io.BytesIO()
+    torch.onnx.export(m, (x,), f, dynamo=False, input_names=["x"], output_names=["logits", "h_n"],
+                      dynamic_axes={"x": {0: "a", 1: "b"}})
+    return onnx.load_from_string(f.getvalue())
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", list(TORCH_EXPORTS))
+def test_torch_onnx_export_round_trip(name):
+    cfg, structure = TORCH_EXPORTS[name]
+    torch.manual_seed(0)
+    m = _Net(**cfg).eval()
+    g = np.random.default_rng(0)
+    bf = cfg.get("batch_first", True)
+    if cfg.get("embedding"):
+        x_bt = g.integers(0, 10, (3, 6))
+    else:
+        x_bt = g.standard_normal((3, 6, 3)).astype(np.float32)
+    xt = torch.as_tensor(x_bt if bf else x_bt.transpose(1, 0, 2))
+    model = from_onnx(_export(m, xt))
+    assert [type(layer).__name__ for layer in model] == structure
+    with torch.no_grad():
+        logits, h_n = (t.numpy() for t in m(xt))
+    # the plain rnncore API: batch-major input, whatever layout the export had
+    x64 = x_bt if cfg.get("embedding") else x_bt.astype(np.float64)
+    np.testing.assert_allclose(model.forward(x64), logits, rtol=1e-5, atol=1e-5)
+    # and the ONNX signature (input layout, the extra h_n output)
+    got = onnx_run(model, {"x": xt.numpy()})
+    np.testing.assert_allclose(got["logits"], logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["h_n"], h_n, rtol=1e-5, atol=1e-5)
+
+
+# -- refusals name what they refuse -------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore")
+def test_unsupported_operator_is_named():
+    torch.manual_seed(0)
+    m = _Net(relu=True).eval()
+    with pytest.raises(ValueError, match=r"\(Relu\): operator not supported"):
+        from_onnx(_export(m, torch.randn(2, 5, 3)))
+
+
+def test_weights_given_as_graph_inputs_are_refused():
+    case = next(c for c in BACKEND_CASES if c.name == "test_gru_defaults")
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(case.model)
+    w = next(t for t in m.graph.initializer if t.name == "W")
+    m.graph.input.append(onnx.helper.make_tensor_value_info("W", w.data_type, list(w.dims)))
+    m.graph.initializer.remove(w)
+    with pytest.raises(ValueError, match="W must be a constant"):
+        from_onnx(m)
+
+
+def test_constant_nonzero_initial_state_is_refused():
+    from onnx import numpy_helper
+    from onnx_cases.custom import make_case
+
+    model, feeds = make_case("GRU", initial=True)
+    h0 = feeds.pop("initial_h")
+    keep = [i for i in model.graph.input if i.name != "initial_h"]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    model.graph.initializer.append(numpy_helper.from_array(h0, "initial_h"))
+    with pytest.raises(ValueError, match="constant non-zero initial_h"):
+        from_onnx(model)

@@ -611,13 +611,19 @@ class _Importer:
 
 def _merge_recurrent(layers: list[dict]) -> list[dict]:
     """Merge consecutive single-layer recurrent nodes of one kind into a stacked layer."""
+    def key(L):
+        D = 2 if L["bidirectional"] else 1
+        from rnncore.io.extended import _DEFAULT_ACT
+
+        acts = _build._canonical_activations(L["mode"], L["activations"] or _DEFAULT_ACT[L["mode"]], D)
+        return (L["mode"], L["hidden_size"], L["bidirectional"], L["reset_after"], L["clip"],
+                L["input_forget"], L["reverse"], any(k.startswith("peep") for k in L["sd"]),
+                tuple(tuple(d) for d in acts))
+
     out = []
     for L in layers:
         prev = out[-1] if out else None
-        plain = L["kind"] == "rnn" and not (L["activations"] or L["clip"] is not None or L["input_forget"]
-                                              or L["reverse"] or any(k.startswith("peep") for k in L["sd"]))
-        if (prev is not None and plain and prev["kind"] == "rnn" and prev.get("plain")
-                and all(prev[k] == L[k] for k in ("mode", "hidden_size", "bidirectional", "reset_after"))):
+        if prev is not None and L["kind"] == "rnn" and prev["kind"] == "rnn" and key(prev) == key(L):
             k = prev["num_layers"]
             for name, v in L["sd"].items():
                 prev["sd"][name.replace("_l0", f"_l{k}")] = v
@@ -626,7 +632,7 @@ def _merge_recurrent(layers: list[dict]) -> list[dict]:
             continue
         L = dict(L)
         if L["kind"] == "rnn":
-            L.update(plain=plain, num_layers=1, nodes=[L["node"]], sd=dict(L["sd"]))
+            L.update(num_layers=1, nodes=[L["node"]], sd=dict(L["sd"]))
         out.append(L)
     return out
 
