@@ -1,0 +1,820 @@
+"""Side-by-side latency of GRU/LSTM inference engines on one pinned core, one thread.
+
+Never run in CI. Set up the peers once (a separate virtual environment)::
+
+    bash benchmarks/peers/setup_peers.sh /work/peer-venv
+    /work/peer-venv/bin/python benchmarks/peers/compare_peers.py --out results/peers-zen4
+
+Every engine gets the same weights (a seeded ``torch.nn.GRU``/``LSTM``, I = H) and is checked
+against PyTorch fp32 on the same inputs (a 12-step stream with the state carried, and the
+sequence/batch calls) before it is timed; an engine that disagrees is reported and not timed.
+Timing interleaves the engines round by round (the start rotates), each sample being the mean of
+a burst of calls sized to ~10 ms; the tables give the median over rounds with min and p90.
+
+Figures (issue 9): streaming step at batch 1 (``step``), one sequence of T=100 at batch 1
+(``seq``), and 64 sequences of T=100 (``batch``, reported as time per call and sequences/s),
+for GRU and LSTM at H = 32, 64, 128, 256, 512. Machine floors in the same run: the int8 and fp32
+matrix-vector product of the step's weights (W_ih and W_hh, G*H x 2H) with the best ISA of the
+C core, and the peak multiply-accumulate rates, both measured by the C core's benchmark binary.
+
+Output in the results folder: ``results.json`` (every sample statistic), ``results.md`` (the
+tables) and ``step_latency.png`` (step latency against H, one line per engine, log scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# One thread everywhere: set before any engine is imported.
+for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+           "TF_NUM_INTEROP_THREADS", "ORT_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+GATES = {"gru": 3, "lstm": 4}
+
+
+# ----------------------------------------------------------------------------------- weights
+
+def make_weights(cell: str, H: int, seed: int) -> dict[str, np.ndarray]:
+    """PyTorch-initialised weights (uniform +-1/sqrt(H)) of a 1-layer cell with I = H."""
+    import torch
+
+    torch.manual_seed(seed)
+    mod = (torch.nn.GRU if cell == "gru" else torch.nn.LSTM)(H, H, batch_first=True)
+    return {k[:-3]: v.detach().numpy().astype(np.float32).copy()
+            for k, v in mod.state_dict().items()}  # weight_ih, weight_hh, bias_ih, bias_hh
+
+
+def make_inputs(H: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "stream": rng.uniform(-1, 1, (12, 1, H)).astype(np.float32),  # 12 steps, batch 1
+        "seq": rng.uniform(-1, 1, (1, 100, H)).astype(np.float32),
+        "batch": rng.uniform(-1, 1, (64, 100, H)).astype(np.float32),
+    }
+
+
+def torch_reference(cell: str, w: dict, inp: dict) -> dict[str, np.ndarray]:
+    """fp32 PyTorch outputs every engine is checked against: stream h_t, seq y, batch y."""
+    import torch
+
+    H = w["weight_hh"].shape[1]
+    mod = (torch.nn.GRU if cell == "gru" else torch.nn.LSTM)(H, H, batch_first=True)
+    mod.load_state_dict({k + "_l0": torch.from_numpy(v) for k, v in w.items()})
+    out = {}
+    with torch.inference_mode():
+        y, _ = mod(torch.from_numpy(inp["stream"][:, 0][None]))  # stream as one sequence
+        out["stream"] = y[0].numpy().copy()                    # (12, H)
+        out["seq"] = mod(torch.from_numpy(inp["seq"]))[0].numpy().copy()
+        out["batch"] = mod(torch.from_numpy(inp["batch"]))[0].numpy().copy()
+    return out
+
+
+# ----------------------------------------------------------------------------------- engines
+
+@dataclass
+class Case:
+    """One engine on one (cell, H): callables that run one unit of work, plus checks."""
+
+    engine: str
+    precision: str                     # fp32 | int8 | bf16
+    step: Callable[[], None] | None = None        # one streaming step (state carried)
+    stream: Callable[[np.ndarray], np.ndarray] | None = None   # (12,1,H) -> (12,H) from zero state
+    seq: Callable[[], np.ndarray] | None = None   # (1,100,H) -> (1,100,H)
+    batch: Callable[[], np.ndarray] | None = None  # (64,100,H) -> (64,100,H)
+    note: str = ""
+    errors: dict = field(default_factory=dict)
+
+
+def torch_cases(cell: str, w: dict, inp: dict) -> list[Case]:
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # only allowed once per process
+        pass
+    H = w["weight_hh"].shape[1]
+    Layer = torch.nn.GRU if cell == "gru" else torch.nn.LSTM
+    Cell = torch.nn.GRUCell if cell == "gru" else torch.nn.LSTMCell
+    sd = {k: torch.from_numpy(v) for k, v in w.items()}
+    cases = []
+
+    def layer_case(mod, name, prec, note=""):
+        x1 = torch.from_numpy(inp["stream"][0:1])       # (1,1,H): batch_first (B=1, T=1)
+        state = {"s": None}
+
+        def step():
+            with torch.inference_mode():
+                _, state["s"] = mod(x1, state["s"])
+
+        def stream(xs):
+            s, ys = None, []
+            with torch.inference_mode():
+                for t in range(xs.shape[0]):
+                    y, s = mod(torch.from_numpy(xs[t][None]), s)
+                    ys.append(y[0, 0].numpy().copy())
+            return np.stack(ys)
+
+        xs, xb = torch.from_numpy(inp["seq"]), torch.from_numpy(inp["batch"])
+
+        def seq():
+            with torch.inference_mode():
+                return mod(xs)[0].numpy()
+
+        def batch():
+            with torch.inference_mode():
+                return mod(xb)[0].numpy()
+
+        return Case(name, prec, step, stream, seq, batch, note)
+
+    def cell_case(mod, name, prec, note=""):
+        x1 = torch.from_numpy(inp["stream"][0])          # (1, H)
+        zero = torch.zeros(1, H)
+        state = {"s": zero if cell == "gru" else (zero, zero)}
+
+        def step():
+            with torch.inference_mode():
+                state["s"] = mod(x1, state["s"])
+
+        def stream(xs):
+            s, ys = (zero if cell == "gru" else (zero, zero)), []
+            with torch.inference_mode():
+                for t in range(xs.shape[0]):
+                    s = mod(torch.from_numpy(xs[t]), s)
+                    ys.append((s if cell == "gru" else s[0])[0].numpy().copy())
+            return np.stack(ys)
+
+        return Case(name, prec, step, stream, None, None, note)
+
+    m = Layer(H, H, batch_first=True).eval()
+    m.load_state_dict({k + "_l0": v for k, v in sd.items()})
+    cases.append(layer_case(m, f"PyTorch nn.{Layer.__name__}", "fp32"))
+    c = Cell(H, H).eval()
+    c.load_state_dict(sd)
+    cases.append(cell_case(c, f"PyTorch nn.{Cell.__name__}", "fp32"))
+    # Dynamic int8: quantize_dynamic must be applied to a container (on a bare nn.GRU it
+    # silently stays fp32).
+    # Weights are packed at quantisation time: load them first, then quantise.
+    src = torch.nn.Sequential(Layer(H, H, batch_first=True))
+    src[0].load_state_dict({k + "_l0": v for k, v in sd.items()})
+    q = quantize_dynamic(src, {Layer}, dtype=torch.qint8)
+    assert "quantized.dynamic" in type(q[0]).__module__, type(q[0])
+    cases.append(layer_case(q[0], f"PyTorch {Layer.__name__} dyn-int8", "int8"))
+    srcc = torch.nn.Sequential(Cell(H, H))
+    srcc[0].load_state_dict(sd)
+    qc = quantize_dynamic(srcc, {Cell}, dtype=torch.qint8)
+    assert "quantized.dynamic" in type(qc[0]).__module__, type(qc[0])
+    cases.append(cell_case(qc[0], f"PyTorch {Cell.__name__} dyn-int8", "int8"))
+    return cases
+
+
+# ONNX: gate orders GRU z,r,h (torch r,z,n) and LSTM i,o,f,c (torch i,f,g,o).
+def _onnx_perm(cell: str, H: int) -> np.ndarray:
+    order = [1, 0, 2] if cell == "gru" else [0, 3, 1, 2]
+    return np.concatenate([np.arange(g * H, (g + 1) * H) for g in order])
+
+
+def build_onnx(cell: str, w: dict, T: int, B: int, path: Path) -> None:
+    """A single ONNX GRU/LSTM node (PyTorch's GRU form: linear_before_reset=1), fixed shapes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    H = w["weight_hh"].shape[1]
+    p = _onnx_perm(cell, H)
+    inits = [
+        numpy_helper.from_array(w["weight_ih"][p][None], "W"),
+        numpy_helper.from_array(w["weight_hh"][p][None], "R"),
+        numpy_helper.from_array(np.concatenate([w["bias_ih"][p], w["bias_hh"][p]])[None], "B"),
+    ]
+    ins = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, H]),
+           helper.make_tensor_value_info("h0", TensorProto.FLOAT, [1, B, H])]
+    outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [T, 1, B, H]),
+            helper.make_tensor_value_info("hT", TensorProto.FLOAT, [1, B, H])]
+    if cell == "gru":
+        node = helper.make_node("GRU", ["X", "W", "R", "B", "", "h0"], ["Y", "hT"], hidden_size=H,
+                                linear_before_reset=1)
+    else:
+        ins.append(helper.make_tensor_value_info("c0", TensorProto.FLOAT, [1, B, H]))
+        outs.append(helper.make_tensor_value_info("cT", TensorProto.FLOAT, [1, B, H]))
+        node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "c0"], ["Y", "hT", "cT"],
+                                hidden_size=H)
+    graph = helper.make_graph([node], f"{cell}", ins, outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+class _OnnxRunner:
+    """Step / stream / seq / batch around one of three fixed-shape models (T,B) = (1,1), (100,1),
+    (100,64); `run(name, feeds)` is supplied by ORT or OpenVINO."""
+
+    def __init__(self, cell, H, inp, run):
+        self.cell, self.H, self.run = cell, H, run
+        self.x1 = np.ascontiguousarray(inp["stream"][0][None])                   # (1,1,H)
+        self.xs = np.ascontiguousarray(inp["seq"].transpose(1, 0, 2))            # (100,1,H)
+        self.xb = np.ascontiguousarray(inp["batch"].transpose(1, 0, 2))          # (100,64,H)
+        z = np.zeros((1, 1, H), np.float32)
+        self.s = [z, z] if cell == "lstm" else [z]
+
+    def _feeds(self, x, s):
+        f = {"X": x, "h0": s[0]}
+        if self.cell == "lstm":
+            f["c0"] = s[1]
+        return f
+
+    def step(self):
+        out = self.run("step", self._feeds(self.x1, self.s))
+        self.s = list(out[1:])
+
+    def stream(self, xs):
+        z = np.zeros((1, 1, self.H), np.float32)
+        s, ys = ([z, z] if self.cell == "lstm" else [z]), []
+        for t in range(xs.shape[0]):
+            out = self.run("step", self._feeds(np.ascontiguousarray(xs[t][None]), s))
+            s = list(out[1:])
+            ys.append(np.array(out[0]).reshape(-1).copy())
+        return np.stack(ys)
+
+    def _zero(self, B):
+        z = np.zeros((1, B, self.H), np.float32)
+        return [z, z] if self.cell == "lstm" else [z]
+
+    def seq(self):
+        y = np.asarray(self.run("seq", self._feeds(self.xs, self._zero(1)))[0])  # (T,1,1,H)
+        return y[:, 0].transpose(1, 0, 2)
+
+    def batch(self):
+        y = np.asarray(self.run("batch", self._feeds(self.xb, self._zero(64)))[0])  # (T,1,B,H)
+        return y[:, 0].transpose(1, 0, 2)
+
+
+def onnx_paths(cell, w, tmp: Path) -> dict[str, Path]:
+    H = w["weight_hh"].shape[1]
+    paths = {}
+    for name, (T, B) in {"step": (1, 1), "seq": (100, 1), "batch": (100, 64)}.items():
+        p = tmp / f"{cell}{H}_{name}.onnx"
+        build_onnx(cell, w, T, B, p)
+        paths[name] = p
+    return paths
+
+
+def ort_cases(cell, w, inp, tmp: Path) -> list[Case]:
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    H = w["weight_hh"].shape[1]
+    paths = onnx_paths(cell, w, tmp)
+
+    def sessions(ps):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return {k: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+                for k, p in ps.items()}
+
+    def case(ss, name, prec, note=""):
+        r = _OnnxRunner(cell, H, inp, lambda k, f: ss[k].run(None, f))
+        return Case(name, prec, r.step, r.stream, r.seq, r.batch, note)
+
+    cases = [case(sessions(paths), "ONNX Runtime", "fp32")]
+    if cell == "lstm":  # ORT has an int8 LSTM (DynamicQuantizeLSTM), no int8 GRU
+        qp = {}
+        for k, p in paths.items():
+            qp[k] = p.with_name(p.stem + "_int8.onnx")
+            quantize_dynamic(str(p), str(qp[k]), op_types_to_quantize=["LSTM"],
+                             weight_type=QuantType.QInt8)
+        import onnx
+
+        ops = {n.op_type for n in onnx.load(str(qp["step"])).graph.node}
+        assert "DynamicQuantizeLSTM" in ops, ops
+        cases.append(case(sessions(qp), "ONNX Runtime int8 (DynamicQuantizeLSTM)", "int8"))
+    return cases
+
+
+def openvino_cases(cell, w, inp, tmp: Path) -> list[Case]:
+    import openvino as ov
+
+    H = w["weight_hh"].shape[1]
+    paths = onnx_paths(cell, w, tmp)
+    core = ov.Core()
+    cases = []
+    for prec in ("f32", "bf16"):
+        cfg = {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+               "INFERENCE_PRECISION_HINT": prec, "ENABLE_CPU_PINNING": False}
+        reqs = {}
+        for k, p in paths.items():
+            reqs[k] = core.compile_model(core.read_model(str(p)), "CPU", cfg).create_infer_request()
+
+        def run(k, f, reqs=reqs):
+            res = reqs[k].infer(f)
+            return [res[o] for o in reqs[k].model_outputs]
+
+        r = _OnnxRunner(cell, H, inp, run)
+        cases.append(Case(f"OpenVINO {prec}", "fp32" if prec == "f32" else "bf16", r.step, r.stream,
+                          r.seq, r.batch, "INFERENCE_PRECISION_HINT=" + prec))
+    return cases
+
+
+def _ncnn_files(cell, w, tmp: Path) -> tuple[Path, Path]:
+    """ncnn param/bin: GRU gate order R,U,N with 4 bias rows (R, U, WN, BN); LSTM I,F,O,G with
+    4 bias rows; hidden (and cell) state as extra input/output blobs."""
+    H = w["weight_hh"].shape[1]
+    if cell == "gru":
+        order = [0, 1, 2]  # torch r,z,n == ncnn R,U,N
+        rows = lambda a: np.concatenate([a[g * H:(g + 1) * H] for g in order])  # noqa: E731
+        bih, bhh = w["bias_ih"], w["bias_hh"]
+        bias = np.stack([bih[:H] + bhh[:H], bih[H:2 * H] + bhh[H:2 * H], bih[2 * H:], bhh[2 * H:]])
+    else:
+        order = [0, 1, 3, 2]  # torch i,f,g,o -> ncnn I,F,O,G
+        rows = lambda a: np.concatenate([a[g * H:(g + 1) * H] for g in order])  # noqa: E731
+        b = rows(w["bias_ih"] + w["bias_hh"])
+        bias = b.reshape(4, H)
+    blobs = [rows(w["weight_ih"]), bias, rows(w["weight_hh"])]
+    binp = tmp / f"ncnn_{cell}{H}.bin"
+    with open(binp, "wb") as f:
+        for a in blobs:
+            f.write(np.zeros(1, np.uint32).tobytes())          # flag 0: raw float32
+            f.write(np.ascontiguousarray(a, np.float32).tobytes())
+    G = GATES[cell]
+    wsize = G * H * H
+    if cell == "gru":
+        lines = ["7767517", "3 4", "Input in0 0 1 in0", "Input in1 0 1 in1",
+                 f"GRU rnn 2 2 in0 in1 out0 out1 0={H} 1={wsize} 2=0"]
+    else:
+        lines = ["7767517", "4 6", "Input in0 0 1 in0", "Input in1 0 1 in1", "Input in2 0 1 in2",
+                 f"LSTM rnn 3 3 in0 in1 in2 out0 out1 out2 0={H} 1={wsize} 2=0 3={H}"]
+    parp = tmp / f"ncnn_{cell}{H}.param"
+    parp.write_text("\n".join(lines) + "\n")
+    return parp, binp
+
+
+def ncnn_cases(cell, w, inp, tmp: Path) -> list[Case]:
+    import ncnn
+
+    H = w["weight_hh"].shape[1]
+    parp, binp = _ncnn_files(cell, w, tmp)
+    net = ncnn.Net()
+    net.opt.num_threads = 1
+    net.opt.use_packing_layout = True
+    assert net.load_param(str(parp)) == 0 and net.load_model(str(binp)) == 0
+    nstate = 2 if cell == "lstm" else 1
+    keep = {}  # ncnn.Mat(ndarray) does not copy: keep the arrays alive
+
+    def run(x2d, states):
+        ex = net.create_extractor()
+        keep["x"], keep["s"] = x2d, states
+        ex.input("in0", ncnn.Mat(x2d))
+        for i, s in enumerate(states):
+            ex.input(f"in{i + 1}", ncnn.Mat(s))
+        outs = []
+        for i in range(nstate + 1):
+            ret, m = ex.extract(f"out{i}")
+            assert ret == 0
+            outs.append(np.array(m).copy())
+        return outs
+
+    x1 = np.ascontiguousarray(inp["stream"][0])  # (1, H): T=1 rows of H
+    st = {"s": [np.zeros(H, np.float32) for _ in range(nstate)]}
+
+    def step():
+        st["s"] = [o.reshape(H) for o in run(x1, st["s"])[1:]]
+
+    def stream(xs):
+        s, ys = [np.zeros(H, np.float32) for _ in range(nstate)], []
+        for t in range(xs.shape[0]):
+            o = run(np.ascontiguousarray(xs[t]), s)
+            s = [a.reshape(H) for a in o[1:]]
+            ys.append(o[0].reshape(-1))
+        return np.stack(ys)
+
+    xs = np.ascontiguousarray(inp["seq"][0])
+    xb = [np.ascontiguousarray(inp["batch"][b]) for b in range(64)]
+    z = [np.zeros(H, np.float32) for _ in range(nstate)]
+
+    def seq():
+        return run(xs, z)[0].reshape(1, 100, H)
+
+    def batch():  # ncnn's GRU/LSTM take one sequence: the batch is a loop
+        return np.stack([run(x, z)[0].reshape(100, H) for x in xb])
+
+    return [Case("ncnn", "fp32", step, stream, seq, batch, "batch = loop over 64 sequences")]
+
+
+def litert_cases(cell, w, inp, tmp: Path, python: str) -> list[Case]:
+    """LiteRT dynamic-range int8 from Keras models converted (in a subprocess, with TensorFlow)
+    once per (cell, H, shape)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    H = w["weight_hh"].shape[1]
+    wpath = tmp / f"w_{cell}{H}.npz"
+    np.savez(wpath, **w)
+    out = tmp / f"litert_{cell}{H}"
+    out.mkdir(exist_ok=True)
+    r = subprocess.run([python, str(HERE / "litert_convert.py"), cell, str(wpath), str(out)],
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError("LiteRT conversion failed: " + r.stderr[-2000:])
+    interps = {}
+    for k in ("step", "seq", "batch"):
+        it = Interpreter(model_path=str(out / f"{k}.tflite"), num_threads=1)
+        it.allocate_tensors()
+        # tensor indices by the Keras names, from the signature (the raw tensor names are not)
+        sig = it.get_signature_runner()
+        ins = {n: d["index"] for n, d in sig.get_input_details().items()}
+        outs = {n: d["index"] for n, d in sig.get_output_details().items()}
+        interps[k] = (it, ins, outs)
+
+    snames = ["h0", "c0"] if cell == "lstm" else ["h0"]
+    onames = ["y", "hT", "cT"] if cell == "lstm" else ["y", "hT"]
+
+    def call(k, x, states):  # the interpreter's own set_tensor / invoke / get_tensor
+        it, ins, outs = interps[k]
+        it.set_tensor(ins["x"], x)
+        for n, s in zip(snames, states, strict=True):
+            it.set_tensor(ins[n], s)
+        it.invoke()
+        return [it.get_tensor(outs[n]) for n in onames]
+
+    ns = 2 if cell == "lstm" else 1
+    z1 = [np.zeros((1, H), np.float32)] * ns
+    st = {"s": z1}
+    x1 = np.ascontiguousarray(inp["stream"][0][None])  # (1,1,H)
+
+    def step():
+        st["s"] = call("step", x1, st["s"])[1:]
+
+    def stream(xs):
+        s, ys = z1, []
+        for t in range(xs.shape[0]):
+            o = call("step", np.ascontiguousarray(xs[t][None]), s)
+            s = o[1:]
+            ys.append(o[0].reshape(-1).copy())
+        return np.stack(ys)
+
+    z64 = [np.zeros((64, H), np.float32)] * ns
+
+    def seq():
+        return call("seq", inp["seq"], z1)[0]
+
+    def batch():
+        return call("batch", inp["batch"], z64)[0]
+
+    return [Case("LiteRT dyn-int8", "int8", step, stream, seq, batch,
+                 "Keras -> TFLite, Optimize.DEFAULT (dynamic range)")]
+
+
+def rnncore_cases(cell, w, inp, isas: list[str]) -> list[Case]:
+    """rnncore through rc.compile, one case per precision x ISA."""
+    import rnncore as rc
+
+    H = w["weight_hh"].shape[1]
+    cases = []
+    Layer = rc.nn.GRU if cell == "gru" else rc.nn.LSTM
+    model = Layer(input_size=H, hidden_size=H, dtype="float32")
+    model.load_state_dict({k + "_l0": v for k, v in w.items()})
+    calib = inp["batch"][:8]
+    for prec in ("q8", "f32"):
+        for isa in isas:
+            os.environ["RNNCORE_ISA"] = isa
+            try:
+                eng = rc.compile(model, precision=prec, calibration=calib) if prec == "q8" else \
+                    rc.compile(model, precision=prec)
+            finally:
+                os.environ.pop("RNNCORE_ISA", None)
+            got_isa = getattr(eng, "isa", isa)
+            st = eng.stream(batch=1)
+            x1 = np.ascontiguousarray(inp["stream"][0])  # (1, H)
+            buf = np.empty((1, H), np.float32)
+
+            def step(st=st, x1=x1, buf=buf):
+                st.step(x1, out=buf)
+
+            def stream(xs, eng=eng):
+                s = eng.stream(batch=1)
+                return np.stack([np.array(s.step(np.ascontiguousarray(xs[t]))).reshape(-1)
+                                 for t in range(xs.shape[0])])
+
+            def seq(eng=eng):
+                return np.asarray(eng.run(inp["seq"]))
+
+            def batch(eng=eng):
+                return np.asarray(eng.run(inp["batch"]))
+
+            cases.append(Case(f"rnncore {prec} {got_isa}", "int8" if prec == "q8" else "fp32",
+                              step, stream, seq, batch, "step(x, out=buf)"))
+    return cases
+
+
+# ----------------------------------------------------------------------------------- floors
+
+def c_floors(cell: str, H: int, bench: Path | None) -> dict:
+    """int8 / fp32 matrix-vector floor of the step's weights and the peak MAC rates, from the C
+    core's benchmark binary (csrc/bench), on this same core."""
+    if bench is None or not bench.exists():
+        return {}
+    r = subprocess.run([str(bench), "--floor", "--cell", cell, "--hidden", str(H), "--json"],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        return {"error": r.stderr[-500:]}
+    try:
+        return json.loads(r.stdout)
+    except json.JSONDecodeError:
+        return {"error": r.stdout[-500:]}
+
+
+# ----------------------------------------------------------------------------------- timing
+
+def calibrate(fn: Callable[[], object], target_s: float) -> int:
+    fn()
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= target_s / 4 or n >= 1 << 20:
+            return max(1, int(n * target_s / max(dt, 1e-9)))
+        n *= 4
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], rounds: int, target_s: float) -> dict:
+    """Median / min / p90 over `rounds` of the mean time per call (seconds) of each callable;
+    each round runs every callable once in rotated order."""
+    ns = {k: calibrate(f, target_s) for k, f in fns.items()}
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    keys = list(fns)
+    for r in range(rounds):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            f, n = fns[k], ns[k]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                f()
+            samples[k].append((time.perf_counter() - t0) / n)
+    return {k: {"median": float(np.median(v)), "min": float(np.min(v)),
+                "p90": float(np.percentile(v, 90)), "calls_per_sample": ns[k], "rounds": len(v)}
+            for k, v in samples.items()}
+
+
+# ----------------------------------------------------------------------------------- checks
+
+TOL = {"fp32": 2e-4, "bf16": 6e-2, "int8": 6e-2}
+
+
+def check_case(case: Case, ref: dict, inp: dict) -> bool:
+    """Max |difference| to PyTorch fp32 on the stream (state carried), seq and batch outputs."""
+    ok = True
+    for name, fn, want in (("stream", case.stream, ref["stream"]), ("seq", case.seq, ref["seq"]),
+                           ("batch", case.batch, ref["batch"])):
+        if fn is None:
+            continue
+        got = fn(inp["stream"]) if name == "stream" else fn()
+        got = np.asarray(got, np.float32).reshape(want.shape)
+        err = float(np.max(np.abs(got - want)))
+        case.errors[name] = err
+        ok &= bool(err <= TOL[case.precision])
+    return ok
+
+
+# ----------------------------------------------------------------------------------- report
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def fmt_us(s: float) -> str:
+    us = s * 1e6
+    return f"{us:.2f}" if us < 100 else f"{us:.0f}"
+
+
+def write_markdown(res: dict, path: Path) -> None:
+    L = [f"# Peer benchmark ({res['cpu']})", "",
+         f"Command: `{res['command']}`  ", f"Date: {res['date']}; pinned CPU {res['pinned_cpu']}, "
+         "one thread per engine; median [min, p90] over interleaved rounds. "
+         "Errors are max |y - PyTorch fp32| over the checked outputs.", ""]
+    for fig, title, unit in (("step", "Streaming step, batch 1 (us per step)", "us"),
+                             ("seq", "One sequence T=100, batch 1 (us per call)", "us"),
+                             ("batch", "Batch 64 x T=100 (ms per call; sequences/s)", "ms")):
+        L += [f"## {title}", ""]
+        for cell in res["cells"]:
+            Hs = res["hidden"]
+            L += [f"### {cell.upper()}", "", "| engine | " + " | ".join(f"H={h}" for h in Hs) + " |",
+                  "|---|" + "---|" * len(Hs)]
+            engines = []
+            for h in Hs:
+                for e in res["runs"][cell][str(h)]["timings"].get(fig, {}):
+                    if e not in engines:
+                        engines.append(e)
+            for e in engines:
+                row = [e]
+                for h in Hs:
+                    t = res["runs"][cell][str(h)]["timings"].get(fig, {}).get(e)
+                    if t is None:
+                        row.append("—")
+                    elif unit == "ms":
+                        row.append(f"{t['median'] * 1e3:.2f} [{t['min'] * 1e3:.2f}, {t['p90'] * 1e3:.2f}]"
+                                   f"; {64 / t['median']:.0f}/s")
+                    else:
+                        row.append(f"{fmt_us(t['median'])} [{fmt_us(t['min'])}, {fmt_us(t['p90'])}]")
+                L.append("| " + " | ".join(row) + " |")
+            if fig == "step":
+                for key, label in (("q8_gemv_us", "floor: int8 matvec W_ih,W_hh (best ISA)"),
+                                   ("f32_gemv_us", "floor: fp32 matvec W_ih,W_hh (best ISA)")):
+                    row = [label]
+                    for h in Hs:
+                        fl = res["runs"][cell][str(h)].get("floor", {})
+                        row.append(f"{fl[key]:.2f}" if key in fl else "—")
+                    L.append("| " + " | ".join(row) + " |")
+            L.append("")
+    L += ["## Checks (max |error| vs PyTorch fp32; engines over tolerance are not timed)", "",
+          "| cell | H | engine | stream | seq | batch | ok |", "|---|---|---|---|---|---|---|"]
+    for cell in res["cells"]:
+        for h in res["hidden"]:
+            for e, c in res["runs"][cell][str(h)]["checks"].items():
+                er = c["errors"]
+                L.append(f"| {cell} | {h} | {e} | " + " | ".join(
+                    f"{er[k]:.1e}" if k in er else "—" for k in ("stream", "seq", "batch"))
+                    + f" | {'yes' if c['ok'] else 'NO: ' + c.get('why', '')} |")
+    skipped = res.get("skipped", {})
+    if skipped:
+        L += ["", "## Not run", ""] + [f"- {k}: {v}" for k, v in skipped.items()]
+    if res.get("peak"):
+        L += ["", f"Machine peaks (C core benchmark): {json.dumps(res['peak'])}"]
+    path.write_text("\n".join(L) + "\n")
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = res["cells"]
+    fig, axes = plt.subplots(1, len(cells), figsize=(7 * len(cells), 5.5), squeeze=False)
+    for ax, cell in zip(axes[0], cells, strict=True):
+        Hs = res["hidden"]
+        engines = []
+        for h in Hs:
+            for e in res["runs"][cell][str(h)]["timings"].get("step", {}):
+                if e not in engines:
+                    engines.append(e)
+        for e in engines:
+            xs, ys = [], []
+            for h in Hs:
+                t = res["runs"][cell][str(h)]["timings"].get("step", {}).get(e)
+                if t:
+                    xs.append(h)
+                    ys.append(t["median"] * 1e6)
+            style = "-o" if e.startswith("rnncore") else "--."
+            ax.plot(xs, ys, style, label=e, lw=2 if e.startswith("rnncore") else 1)
+        for key, label in (("q8_gemv_us", "floor int8 matvec"), ("f32_gemv_us", "floor fp32 matvec")):
+            xs = [h for h in Hs if key in res["runs"][cell][str(h)].get("floor", {})]
+            if xs:
+                ax.plot(xs, [res["runs"][cell][str(h)]["floor"][key] for h in xs], ":k" if "q8" in key
+                        else ":", color="gray", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(Hs, [str(h) for h in Hs])
+        ax.set_xlabel("hidden size H (= input size)")
+        ax.set_ylabel("step latency, batch 1 (us, log)")
+        ax.set_title(f"{cell.upper()} streaming step")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{res['cpu']} — one pinned core, one thread", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# ----------------------------------------------------------------------------------- main
+
+ENGINES = ("torch", "ort", "openvino", "ncnn", "litert", "rnncore")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="results folder (created)")
+    ap.add_argument("--cpu", type=int, default=None, help="core to pin (default: last allowed)")
+    ap.add_argument("--hidden", default="32,64,128,256,512")
+    ap.add_argument("--cells", default="gru,lstm")
+    ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--isas", default="auto",
+                    help="rnncore ISAs to time (comma list) or 'auto' = every one this CPU runs")
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--batch-rounds", type=int, default=3)
+    ap.add_argument("--target-ms", type=float, default=10.0, help="duration of one sample burst")
+    ap.add_argument("--figures", default="step,seq,batch")
+    ap.add_argument("--bench-bin", default=str(ROOT / "csrc" / "build" / "rnncore-bench"),
+                    help="C core benchmark binary for the matvec floors and peak rates")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = args.cpu if args.cpu is not None else allowed[-1]
+    os.sched_setaffinity(0, {cpu})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    Hs = [int(h) for h in args.hidden.split(",")]
+    cells = args.cells.split(",")
+    engines = args.engines.split(",")
+    figures = args.figures.split(",")
+    bench = Path(args.bench_bin)
+    res: dict = {"cpu": cpu_name(), "pinned_cpu": cpu, "hidden": Hs, "cells": cells,
+                 "command": " ".join([Path(sys.executable).name] + sys.argv),
+                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": {},
+                 "skipped": {}, "versions": {}}
+    for mod in ("torch", "onnxruntime", "openvino", "ncnn", "ai_edge_litert", "numpy", "rnncore"):
+        try:
+            res["versions"][mod] = str(__import__(mod).__version__)
+        except Exception as e:  # noqa: BLE001 - report what is missing, do not stop
+            res["versions"][mod] = f"missing ({type(e).__name__})"
+    isas = []
+    if "rnncore" in engines:
+        try:
+            import rnncore as rc
+
+            isas = (list(rc.available_isas()) if args.isas == "auto" else args.isas.split(","))
+        except Exception as e:  # noqa: BLE001
+            res["skipped"]["rnncore"] = f"{type(e).__name__}: {e}"
+    if res["skipped"].get("rnncore") is None and "rnncore" in engines and not isas:
+        res["skipped"]["rnncore"] = "no ISA available"
+    tmp = Path(tempfile.mkdtemp(prefix="rnncore-peers-"))
+    for cell in cells:
+        res["runs"][cell] = {}
+        for H in Hs:
+            w = make_weights(cell, H, args.seed + H)
+            inp = make_inputs(H, args.seed + 1000 + H)
+            ref = torch_reference(cell, w, inp)
+            cases: list[Case] = []
+            makers = {"torch": lambda c, w, i: torch_cases(c, w, i),
+                      "ort": lambda c, w, i: ort_cases(c, w, i, tmp),
+                      "openvino": lambda c, w, i: openvino_cases(c, w, i, tmp),
+                      "ncnn": lambda c, w, i: ncnn_cases(c, w, i, tmp),
+                      "litert": lambda c, w, i: litert_cases(c, w, i, tmp, sys.executable),
+                      "rnncore": lambda c, w, i: rnncore_cases(c, w, i, isas)}
+            for e in engines:
+                if e in res["skipped"]:
+                    continue
+                try:
+                    cases += makers[e](cell, w, inp)
+                except Exception as ex:  # noqa: BLE001 - an engine that cannot run is reported
+                    res["skipped"][f"{e} ({cell} H={H})"] = f"{type(ex).__name__}: {str(ex)[:300]}"
+            run = {"checks": {}, "timings": {}, "notes": {}}
+            good = []
+            for c in cases:
+                try:
+                    ok = check_case(c, ref, inp)
+                    why = "" if ok else f"error over {TOL[c.precision]}"
+                except Exception as ex:  # noqa: BLE001
+                    ok, why = False, f"{type(ex).__name__}: {str(ex)[:200]}"
+                run["checks"][c.engine] = {"ok": ok, "errors": c.errors, "why": why}
+                run["notes"][c.engine] = c.note
+                if ok:
+                    good.append(c)
+            for fig in figures:
+                fns = {c.engine: getattr(c, fig) for c in good if getattr(c, fig) is not None}
+                if not fns:
+                    continue
+                rounds = args.batch_rounds if fig == "batch" else args.rounds
+                target = args.target_ms / 1e3 * (5 if fig == "batch" else 1)
+                run["timings"][fig] = time_interleaved(fns, rounds, target)
+            run["floor"] = c_floors(cell, H, bench)
+            if "peak" in run["floor"]:
+                res["peak"] = run["floor"]["peak"]
+            res["runs"][cell][str(H)] = run
+            print(f"{cell} H={H}: " + ", ".join(
+                f"{k} {v['median'] * 1e6:.1f}us" for k, v in run["timings"].get("step", {}).items()),
+                flush=True)
+            (out / "results.json").write_text(json.dumps(res, indent=1))
+    write_markdown(res, out / "results.md")
+    plot(res, out / "step_latency.png")
+    print(f"wrote {out / 'results.md'} and {out / 'step_latency.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
