@@ -4,7 +4,7 @@
 the compiled engine, quantisation and model files build on it.
 """
 
-from rnncore import nn
+from rnncore import gradcheck, nn
 
 __version__ = "0.1.0"
-__all__ = ["nn", "__version__"]
+__all__ = ["nn", "gradcheck", "__version__"]
