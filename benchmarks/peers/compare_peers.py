@@ -335,47 +335,72 @@ def openvino_cases(cell, w, inp, tmp: Path) -> list[Case]:
     return cases
 
 
-def _ncnn_files(cell, w, tmp: Path) -> tuple[Path, Path]:
+def _ncnn_files(cell, w, tmp: Path, int8: bool = False) -> tuple[Path, Path]:
     """ncnn param/bin: GRU gate order R,U,N with 4 bias rows (R, U, WN, BN); LSTM I,F,O,G with
-    4 bias rows; hidden (and cell) state as extra input/output blobs."""
+    4 bias rows; hidden (and cell) state as extra input/output blobs.
+
+    int8 (as ncnn2int8 writes RNN layers, int8_scale_term=2): weights stored as int8 rows with
+    the int8 tag, one float scale 127/absmax per row (weight_xc then weight_hc scales, raw)."""
     H = w["weight_hh"].shape[1]
     if cell == "gru":
         order = [0, 1, 2]  # torch r,z,n == ncnn R,U,N
-        rows = lambda a: np.concatenate([a[g * H:(g + 1) * H] for g in order])  # noqa: E731
         bih, bhh = w["bias_ih"], w["bias_hh"]
         bias = np.stack([bih[:H] + bhh[:H], bih[H:2 * H] + bhh[H:2 * H], bih[2 * H:], bhh[2 * H:]])
     else:
         order = [0, 1, 3, 2]  # torch i,f,g,o -> ncnn I,F,O,G
-        rows = lambda a: np.concatenate([a[g * H:(g + 1) * H] for g in order])  # noqa: E731
-        b = rows(w["bias_ih"] + w["bias_hh"])
-        bias = b.reshape(4, H)
-    blobs = [rows(w["weight_ih"]), bias, rows(w["weight_hh"])]
-    binp = tmp / f"ncnn_{cell}{H}.bin"
+        bias = None
+
+    def rows(a):
+        return np.concatenate([a[g * H:(g + 1) * H] for g in order])
+
+    if bias is None:
+        bias = rows(w["bias_ih"] + w["bias_hh"]).reshape(4, H)
+    wx, wh = rows(w["weight_ih"]), rows(w["weight_hh"])
+
+    def f32_blob(a):
+        return np.zeros(1, np.uint32).tobytes() + np.ascontiguousarray(a, np.float32).tobytes()
+
+    def i8_blob(a):
+        m = np.abs(a).max(axis=1)
+        scale = np.where(m > 0, 127.0 / np.where(m > 0, m, 1), 1.0).astype(np.float32)
+        q = np.clip(np.rint(a * scale[:, None]), -127, 127).astype(np.int8).tobytes()
+        q += b"\0" * (-len(q) % 4)
+        return np.array([0x000D4B38], np.uint32).tobytes() + q, scale
+
+    binp = tmp / f"ncnn_{cell}{H}{'_int8' if int8 else ''}.bin"
     with open(binp, "wb") as f:
-        for a in blobs:
-            f.write(np.zeros(1, np.uint32).tobytes())          # flag 0: raw float32
-            f.write(np.ascontiguousarray(a, np.float32).tobytes())
-    G = GATES[cell]
-    wsize = G * H * H
+        if int8:
+            bx, sx = i8_blob(wx)
+            bh, sh = i8_blob(wh)
+            f.write(bx + f32_blob(bias) + bh + sx.tobytes() + sh.tobytes())
+        else:
+            f.write(f32_blob(wx) + f32_blob(bias) + f32_blob(wh))
+    wsize = GATES[cell] * H * H
+    extra = " 8=2" if int8 else ""
     if cell == "gru":
         lines = ["7767517", "3 4", "Input in0 0 1 in0", "Input in1 0 1 in1",
-                 f"GRU rnn 2 2 in0 in1 out0 out1 0={H} 1={wsize} 2=0"]
+                 f"GRU rnn 2 2 in0 in1 out0 out1 0={H} 1={wsize} 2=0{extra}"]
     else:
         lines = ["7767517", "4 6", "Input in0 0 1 in0", "Input in1 0 1 in1", "Input in2 0 1 in2",
-                 f"LSTM rnn 3 3 in0 in1 in2 out0 out1 out2 0={H} 1={wsize} 2=0 3={H}"]
-    parp = tmp / f"ncnn_{cell}{H}.param"
+                 f"LSTM rnn 3 3 in0 in1 in2 out0 out1 out2 0={H} 1={wsize} 2=0 3={H}{extra}"]
+    parp = binp.with_suffix(".param")
     parp.write_text("\n".join(lines) + "\n")
     return parp, binp
 
 
 def ncnn_cases(cell, w, inp, tmp: Path) -> list[Case]:
+    return [_ncnn_case(cell, w, inp, tmp, False), _ncnn_case(cell, w, inp, tmp, True)]
+
+
+def _ncnn_case(cell, w, inp, tmp: Path, int8: bool) -> Case:
     import ncnn
 
     H = w["weight_hh"].shape[1]
-    parp, binp = _ncnn_files(cell, w, tmp)
+    parp, binp = _ncnn_files(cell, w, tmp, int8)
     net = ncnn.Net()
     net.opt.num_threads = 1
     net.opt.use_packing_layout = True
+    net.opt.use_int8_inference = True
     assert net.load_param(str(parp)) == 0 and net.load_model(str(binp)) == 0
     nstate = 2 if cell == "lstm" else 1
     keep = {}  # ncnn.Mat(ndarray) does not copy: keep the arrays alive
@@ -417,7 +442,8 @@ def ncnn_cases(cell, w, inp, tmp: Path) -> list[Case]:
     def batch():  # ncnn's GRU/LSTM take one sequence: the batch is a loop
         return np.stack([run(x, z)[0].reshape(100, H) for x in xb])
 
-    return [Case("ncnn", "fp32", step, stream, seq, batch, "batch = loop over 64 sequences")]
+    return Case("ncnn int8" if int8 else "ncnn", "int8" if int8 else "fp32", step, stream, seq, batch,
+                "int8_scale_term=2 (per-row int8 weights); batch = loop" if int8 else "batch = loop")
 
 
 def litert_cases(cell, w, inp, tmp: Path, python: str) -> list[Case]:
@@ -484,24 +510,20 @@ def litert_cases(cell, w, inp, tmp: Path, python: str) -> list[Case]:
 
 
 def rnncore_cases(cell, w, inp, isas: list[str]) -> list[Case]:
-    """rnncore through rc.compile, one case per precision x ISA."""
+    """rnncore through rc.compile (dynamic q8 activation scales, like the peers' dynamic int8),
+    one case per precision x ISA path."""
     import rnncore as rc
 
     H = w["weight_hh"].shape[1]
     cases = []
     Layer = rc.nn.GRU if cell == "gru" else rc.nn.LSTM
-    model = Layer(input_size=H, hidden_size=H, dtype="float32")
+    model = Layer(input_size=H, hidden_size=H)
     model.load_state_dict({k + "_l0": v for k, v in w.items()})
-    calib = inp["batch"][:8]
     for prec in ("q8", "f32"):
         for isa in isas:
-            os.environ["RNNCORE_ISA"] = isa
-            try:
-                eng = rc.compile(model, precision=prec, calibration=calib) if prec == "q8" else \
-                    rc.compile(model, precision=prec)
-            finally:
-                os.environ.pop("RNNCORE_ISA", None)
-            got_isa = getattr(eng, "isa", isa)
+            eng = rc.compile(model, precision=prec)
+            eng.set_isa(isa)
+            assert eng.isa == isa, (eng.isa, isa)
             st = eng.stream(batch=1)
             x1 = np.ascontiguousarray(inp["stream"][0])  # (1, H)
             buf = np.empty((1, H), np.float32)
@@ -520,22 +542,56 @@ def rnncore_cases(cell, w, inp, isas: list[str]) -> list[Case]:
             def batch(eng=eng):
                 return np.asarray(eng.run(inp["batch"]))
 
-            cases.append(Case(f"rnncore {prec} {got_isa}", "int8" if prec == "q8" else "fp32",
-                              step, stream, seq, batch, "step(x, out=buf)"))
+            cases.append(Case(f"rnncore {prec} {isa}", "int8" if prec == "q8" else "fp32",
+                              step, stream, seq, batch, "stream.step(x, out=buf); engine.run(X)"))
     return cases
 
 
 # ----------------------------------------------------------------------------------- floors
 
-def c_floors(cell: str, H: int, bench: Path | None) -> dict:
-    """int8 / fp32 matrix-vector floor of the step's weights and the peak MAC rates, from the C
-    core's benchmark binary (csrc/bench), on this same core."""
-    if bench is None or not bench.exists():
-        return {}
-    r = subprocess.run([str(bench), "--floor", "--cell", cell, "--hidden", str(H), "--json"],
-                       capture_output=True, text=True, timeout=300)
+def build_floor(tmp: Path) -> tuple[Path | None, str]:
+    """Compile floor.c with the C core, every source with only its own ISA flags as listed in
+    csrc/sources.mk (NAME_SRCS compiled with NAME_FLAGS, all with COMMON_CFLAGS)."""
+    mk = ROOT / "csrc" / "sources.mk"
+    if not mk.exists():
+        return None, "csrc/sources.mk not found"
+    var: dict[str, str] = {}
+    text = mk.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        if "=" in line:
+            k, v = line.split("=", 1)
+            var[k.strip().rstrip(":+?")] = v.strip()
+    common = var.get("COMMON_CFLAGS", "-std=c99 -O3").split()
+    objs = []
+    cc = os.environ.get("CC", "cc")
+    for k, v in var.items():
+        if not k.endswith("_SRCS"):
+            continue
+        flags = var.get(k[:-5] + "_FLAGS", "").split()
+        for src in v.split():
+            o = tmp / (src.replace("/", "_") + ".o")
+            r = subprocess.run([cc, *common, *flags, "-Icsrc/include", "-Icsrc/src", "-c", f"csrc/{src}",
+                                "-o", str(o)], cwd=ROOT, capture_output=True, text=True)
+            if r.returncode != 0:  # e.g. ARM files on x86 with ARM-only flags
+                continue
+            objs.append(str(o))
+    exe = tmp / "floor"
+    r = subprocess.run([cc, "-std=c99", "-O2", "-I", str(ROOT / "csrc" / "include"), str(HERE / "floor.c"),
+                        *objs, "-lm", "-o", str(exe)], capture_output=True, text=True)
     if r.returncode != 0:
-        return {"error": r.stderr[-500:]}
+        return None, r.stderr[-500:]
+    return exe, ""
+
+
+def c_floors(cell: str, H: int, exe: Path | None) -> dict:
+    """int8 / fp32 matrix-vector floor of the step's weights and the peak MAC rates (floor.c)."""
+    if exe is None:
+        return {}
+    r = subprocess.run([str(exe), "--cell", cell, "--hidden", str(H)], capture_output=True, text=True,
+                       timeout=300)
+    if r.returncode != 0:
+        return {"error": (r.stderr or r.stdout)[-500:]}
     try:
         return json.loads(r.stdout)
     except json.JSONDecodeError:
@@ -728,8 +784,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-rounds", type=int, default=3)
     ap.add_argument("--target-ms", type=float, default=10.0, help="duration of one sample burst")
     ap.add_argument("--figures", default="step,seq,batch")
-    ap.add_argument("--bench-bin", default=str(ROOT / "csrc" / "build" / "rnncore-bench"),
-                    help="C core benchmark binary for the matvec floors and peak rates")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -742,7 +796,6 @@ def main(argv: list[str] | None = None) -> int:
     cells = args.cells.split(",")
     engines = args.engines.split(",")
     figures = args.figures.split(",")
-    bench = Path(args.bench_bin)
     res: dict = {"cpu": cpu_name(), "pinned_cpu": cpu, "hidden": Hs, "cells": cells,
                  "command": " ".join([Path(sys.executable).name] + sys.argv),
                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": {},
@@ -757,12 +810,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import rnncore as rc
 
-            isas = (list(rc.available_isas()) if args.isas == "auto" else args.isas.split(","))
+            isas = rc.isa()["available"] if args.isas == "auto" else args.isas.split(",")
+            isas = [i for i in isas if i != "generic"] or isas  # generic: not a contender
         except Exception as e:  # noqa: BLE001
             res["skipped"]["rnncore"] = f"{type(e).__name__}: {e}"
     if res["skipped"].get("rnncore") is None and "rnncore" in engines and not isas:
         res["skipped"]["rnncore"] = "no ISA available"
     tmp = Path(tempfile.mkdtemp(prefix="rnncore-peers-"))
+    floor_exe, why = build_floor(tmp)
+    if floor_exe is None:
+        res["skipped"]["floors"] = why
     for cell in cells:
         res["runs"][cell] = {}
         for H in Hs:
@@ -802,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds = args.batch_rounds if fig == "batch" else args.rounds
                 target = args.target_ms / 1e3 * (5 if fig == "batch" else 1)
                 run["timings"][fig] = time_interleaved(fns, rounds, target)
-            run["floor"] = c_floors(cell, H, bench)
+            run["floor"] = c_floors(cell, H, floor_exe)
             if "peak" in run["floor"]:
                 res["peak"] = run["floor"]["peak"]
             res["runs"][cell][str(H)] = run

@@ -1,0 +1,175 @@
+/* Machine floors for the peer benchmark (benchmarks/peers/compare_peers.py), in C with no Python:
+ *
+ *   - the int8 and fp32 matrix-vector products of one GRU/LSTM step's weights (W_ih: G*H x I and
+ *     W_hh: G*H x H, two separate packed matrices as in a model) with the C core's kernel of the
+ *     best ISA on this CPU (rnc_kernel_q8_gemv / rnc_kernel_f32_gemv, batch 1), and
+ *   - the peak multiply-accumulate rates of the core: register-only loops of independent
+ *     vpdpbusd (zmm, AVX-512 VNNI), vpmaddubsw+vpmaddwd (ymm, AVX2) and vfmadd231ps (zmm / ymm).
+ *
+ *   floor --cell gru|lstm --hidden H [--input I] [--isa NAME] [--json]
+ *
+ * Prints one JSON object: {"isa", "q8_gemv_us", "f32_gemv_us", "peak": {...}} (medians of 15
+ * samples, each the mean of a burst of ~2 ms). Weight values do not change the time (no
+ * data-dependent paths), so they are a fixed pattern.
+ */
+#define _POSIX_C_SOURCE 200112L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rnncore.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* median over 15 samples of the mean time (seconds) of fn(ctx) */
+static double time_median(void (*fn)(void *), void *ctx)
+{
+    double s[15];
+    long n = 1;
+    for (;;) { /* calibrate a ~2 ms burst */
+        const double t0 = now();
+        for (long i = 0; i < n; ++i) fn(ctx);
+        if (now() - t0 > 2e-3 || n > (1L << 26)) break;
+        n *= 2;
+    }
+    for (int r = 0; r < 15; ++r) {
+        const double t0 = now();
+        for (long i = 0; i < n; ++i) fn(ctx);
+        s[r] = (now() - t0) / (double)n;
+    }
+    qsort(s, 15, sizeof s[0], cmp_double);
+    return s[7];
+}
+
+typedef struct {
+    rnc_isa isa;
+    size_t rp, kx, kh;
+    const void *wih, *whh;
+    const void *x, *h;
+    void *out;
+} gemv_ctx;
+
+static void q8_step_products(void *p)
+{
+    gemv_ctx *c = p;
+    rnc_kernel_q8_gemv(c->isa, c->wih, c->rp, c->kx, c->x, 1, c->out);
+    rnc_kernel_q8_gemv(c->isa, c->whh, c->rp, c->kh, c->h, 1, (int32_t *)c->out + c->rp);
+}
+
+static void f32_step_products(void *p)
+{
+    gemv_ctx *c = p;
+    rnc_kernel_f32_gemv(c->isa, c->wih, c->rp, c->kx, c->x, 1, c->out);
+    rnc_kernel_f32_gemv(c->isa, c->whh, c->rp, c->kh, c->h, 1, (float *)c->out + c->rp);
+}
+
+/* ---------------------------------------------------------------- peak MAC rates (x86 only) */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define R10(op) op(0) op(1) op(2) op(3) op(4) op(5) op(6) op(7) op(8) op(9)
+#define VNNI_Z(i) "vpdpbusd %%zmm30, %%zmm31, %%zmm" #i "\n\t"
+#define FMA_Z(i) "vfmadd231ps %%zmm30, %%zmm31, %%zmm" #i "\n\t"
+#define FMA_Y(i) "vfmadd231ps %%ymm14, %%ymm15, %%ymm" #i "\n\t"
+#define MADD_Y(i) "vpmaddubsw %%ymm14, %%ymm15, %%ymm" #i "\n\tvpmaddwd %%ymm13, %%ymm" #i ", %%ymm" #i "\n\t"
+#define CLOB "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9"
+static void peak_vnni_z(void *p) { (void)p; for (int i = 0; i < 1000; ++i) __asm__ volatile(R10(VNNI_Z) ::: CLOB); }
+static void peak_fma_z(void *p) { (void)p; for (int i = 0; i < 1000; ++i) __asm__ volatile(R10(FMA_Z) ::: CLOB); }
+static void peak_fma_y(void *p) { (void)p; for (int i = 0; i < 1000; ++i) __asm__ volatile(R10(FMA_Y) ::: CLOB); }
+/* maddubs+maddwd chains are dependent pairs: 10 independent chains hide the latency */
+static void peak_madd_y(void *p) { (void)p; for (int i = 0; i < 1000; ++i) __asm__ volatile(R10(MADD_Y) ::: CLOB); }
+#endif
+
+int main(int argc, char **argv)
+{
+    const char *cell = "gru", *isa_name = NULL;
+    long H = 256, I = -1;
+    for (int i = 1; i < argc; ++i) {
+        if (!strcmp(argv[i], "--cell") && i + 1 < argc) cell = argv[++i];
+        else if (!strcmp(argv[i], "--hidden") && i + 1 < argc) H = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--input") && i + 1 < argc) I = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa_name = argv[++i];
+        else if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "--floor")) continue;
+        else {
+            fprintf(stderr, "usage: floor --cell gru|lstm|rnn --hidden H [--input I] [--isa NAME]\n");
+            return 2;
+        }
+    }
+    if (I < 0) I = H;
+    const long G = !strcmp(cell, "lstm") ? 4 : !strcmp(cell, "gru") ? 3 : 1;
+    if (H <= 0 || I <= 0 || H > 8192 || I > 8192) return 2;
+    rnc_isa isa;
+    if (isa_name ? rnc_isa_from_name(isa_name, &isa) : rnc_isa_best(&isa)) {
+        fprintf(stderr, "unknown or unavailable ISA\n");
+        return 2;
+    }
+    const char *name = "?";
+    rnc_isa_name(isa, &name);
+
+    gemv_ctx c;
+    c.isa = isa;
+    c.rp = (size_t)((G * H + 15) / 16 * 16);
+    const size_t kxq = (size_t)((I + 3) / 4 * 4), khq = (size_t)((H + 3) / 4 * 4);
+    /* q8 */
+    int8_t *wih = aligned_alloc(64, (c.rp * kxq + 63) / 64 * 64), *whh = aligned_alloc(64, (c.rp * khq + 63) / 64 * 64);
+    int8_t *xq = aligned_alloc(64, (kxq + 63) / 64 * 64), *hq = aligned_alloc(64, (khq + 63) / 64 * 64);
+    void *out = aligned_alloc(64, 2 * c.rp * sizeof(float));
+    if (!wih || !whh || !xq || !hq || !out) return 3;
+    for (size_t i = 0; i < c.rp * kxq; ++i) wih[i] = (int8_t)((int)(i * 37 % 255) - 127);
+    for (size_t i = 0; i < c.rp * khq; ++i) whh[i] = (int8_t)((int)(i * 53 % 255) - 127);
+    for (size_t i = 0; i < kxq; ++i) xq[i] = (int8_t)((int)(i * 11 % 255) - 127);
+    for (size_t i = 0; i < khq; ++i) hq[i] = (int8_t)((int)(i * 13 % 255) - 127);
+    c.kx = kxq; c.kh = khq; c.wih = wih; c.whh = whh; c.x = xq; c.h = hq; c.out = out;
+    if (rnc_kernel_q8_gemv(isa, wih, c.rp, kxq, xq, 1, out) != RNC_OK) return 4;
+    const double q8 = time_median(q8_step_products, &c);
+    free(wih); free(whh); free(xq); free(hq);
+    /* f32 */
+    float *fih = aligned_alloc(64, c.rp * (size_t)I * 4 + 64), *fhh = aligned_alloc(64, c.rp * (size_t)H * 4 + 64);
+    float *fx = aligned_alloc(64, (size_t)I * 4 + 64), *fh = aligned_alloc(64, (size_t)H * 4 + 64);
+    if (!fih || !fhh || !fx || !fh) return 3;
+    for (size_t i = 0; i < c.rp * (size_t)I; ++i) fih[i] = (float)(i % 17) * 0.01f;
+    for (size_t i = 0; i < c.rp * (size_t)H; ++i) fhh[i] = (float)(i % 19) * 0.01f;
+    for (long i = 0; i < I; ++i) fx[i] = 0.5f;
+    for (long i = 0; i < H; ++i) fh[i] = 0.25f;
+    c.kx = (size_t)I; c.kh = (size_t)H; c.wih = fih; c.whh = fhh; c.x = fx; c.h = fh;
+    if (rnc_kernel_f32_gemv(isa, fih, c.rp, (size_t)I, fx, 1, out) != RNC_OK) return 4;
+    const double f32 = time_median(f32_step_products, &c);
+    free(fih); free(fhh); free(fx); free(fh); free(out);
+
+    printf("{\"isa\": \"%s\", \"cell\": \"%s\", \"hidden\": %ld, \"input\": %ld, "
+           "\"q8_gemv_us\": %.4f, \"f32_gemv_us\": %.4f, \"macs\": %ld, \"peak\": {",
+           name, cell, H, I, q8 * 1e6, f32 * 1e6, G * H * (I + H));
+#if defined(__x86_64__) && defined(__GNUC__)
+    int first = 1;
+    int vnni = 0, avx512 = 0, avx2 = 0;
+    rnc_isa_available(RNC_ISA_AVX512VNNI, &vnni);
+    rnc_isa_available(RNC_ISA_AVX512, &avx512);
+    rnc_isa_available(RNC_ISA_AVX2, &avx2);
+    if (vnni) {
+        printf("\"int8_vpdpbusd_zmm_gmacs\": %.1f", 10.0 * 1000 * 64 / time_median(peak_vnni_z, NULL) * 1e-9);
+        first = 0;
+    }
+    if (avx512) {
+        printf("%s\"fp32_fma_zmm_gmacs\": %.1f", first ? "" : ", ", 10.0 * 1000 * 16 / time_median(peak_fma_z, NULL) * 1e-9);
+        first = 0;
+    }
+    if (avx2) {
+        printf("%s\"int8_maddubs_ymm_gmacs\": %.1f, \"fp32_fma_ymm_gmacs\": %.1f", first ? "" : ", ",
+               10.0 * 1000 * 32 / time_median(peak_madd_y, NULL) * 1e-9,
+               10.0 * 1000 * 8 / time_median(peak_fma_y, NULL) * 1e-9);
+    }
+#endif
+    printf("}}\n");
+    return 0;
+}
