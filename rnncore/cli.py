@@ -13,6 +13,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rnncore import demo
 
     demo.add_arguments(sub.add_parser("demo", help="train a GRU on JapaneseVowels (NumPy reference)"))
+    ex = sub.add_parser("export-c", help="a .rnc model as C source (const array + example main)")
+    ex.add_argument("model", help="the .rnc file")
+    ex.add_argument("-o", "--output", required=True, help="the .c file to write")
+    ex.add_argument("--name", default=None, help="C identifier prefix (default: the output file's stem)")
     args = parser.parse_args(argv)
     if args.command == "version":
         import rnncore
@@ -20,4 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(rnncore.__version__)
     elif args.command == "demo":
         demo.run(args)
+    elif args.command == "export-c":
+        from rnncore.io.export_c import export_c
+
+        export_c(args.model, args.output, name=args.name)
     return 0
