@@ -56,19 +56,46 @@ def max_relative_error(analytic: np.ndarray, numeric: np.ndarray, floor: float =
 
 
 # -- checkers a learner can point at any layer or loss -----------------------------------
+def scaled_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    """``max |a - n| / max(|a|, |n|)`` over the whole tensor: the error relative to the scale
+    of the tensor's gradient.
+
+    Unlike the element-wise :func:`max_relative_error`, it is not fooled by elements whose
+    true gradient is (nearly) zero, where the finite difference's own rounding error of
+    about ``1e-16 / eps`` dominates; a wrong formula still shows up as an O(1) error.
+    """
+    a, n = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
+    if a.shape != n.shape:
+        raise ValueError(f"analytic: shape {a.shape} differs from numeric {n.shape}")
+    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(n), initial=0.0)))
+    if scale == 0.0:
+        return 0.0
+    return float(np.max(np.abs(a - n))) / scale
+
+
 @dataclass
 class GradcheckReport:
     """The result of :func:`check_module` / :func:`check_loss`.
 
-    ``errors`` maps each checked tensor (``"input"``, ``"state"``, or a parameter name
-    like ``"weight_ih_l0"``) to the max relative error between the analytic gradient and
-    the central finite difference; ``ok`` is true when every error is below ``tol``.
+    For each checked tensor (``"input"``, ``"state"``, or a parameter name like
+    ``"weight_ih_l0"``): ``errors`` is the :func:`scaled_error` between the analytic
+    gradient and the central finite difference (the pass criterion: ``ok`` is true when
+    every one is below ``tol``), ``rel_errors`` the element-wise :func:`max_relative_error`
+    (for information), ``scales`` the largest gradient magnitude, ``shapes`` the shape.
     """
 
     what: str
     errors: dict[str, float] = field(default_factory=dict)
+    rel_errors: dict[str, float] = field(default_factory=dict)
+    scales: dict[str, float] = field(default_factory=dict)
     shapes: dict[str, tuple] = field(default_factory=dict)
     tol: float = 1e-6
+
+    def add(self, name: str, analytic: np.ndarray, numeric: np.ndarray) -> None:
+        self.errors[name] = scaled_error(analytic, numeric)
+        self.rel_errors[name] = max_relative_error(analytic, numeric)
+        self.scales[name] = float(np.max(np.abs(numeric), initial=0.0))
+        self.shapes[name] = tuple(np.shape(numeric))
 
     @property
     def max_error(self) -> float:
@@ -80,12 +107,14 @@ class GradcheckReport:
 
     def __str__(self) -> str:
         width = max([len(k) for k in self.errors] + [6])
-        lines = [f"gradient check of {self.what} (tolerance {self.tol:.0e})",
-                 f"  {'tensor':<{width}}  {'shape':<16} max rel. error"]
+        lines = [f"gradient check of {self.what}: max|analytic - numeric| / max|gradient| per tensor "
+                 f"(tolerance {self.tol:.0e})",
+                 f"  {'tensor':<{width}}  {'shape':<16}{'max|grad|':>10}{'error':>10}  {'elem. rel.':>10}"]
         for k, e in self.errors.items():
             flag = "ok" if e < self.tol else "FAIL"
-            lines.append(f"  {k:<{width}}  {str(self.shapes[k]):<16} {e:.2e}  {flag}")
-        lines.append(f"  => {'PASS' if self.ok else 'FAIL'} (max {self.max_error:.2e})")
+            lines.append(f"  {k:<{width}}  {str(self.shapes[k]):<16}{self.scales[k]:>10.2e}{e:>10.2e}  "
+                         f"{self.rel_errors[k]:>10.2e}  {flag}")
+        lines.append(f"  => {'PASS' if self.ok else 'FAIL'} (max error {self.max_error:.2e})")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -201,9 +230,7 @@ def check_module(module: Any, x: np.ndarray, *, eps: float = 1e-6, tol: float = 
     for name, p in params:
         targets.append((name, p, grads[name].copy()))
     for name, arr, analytic in targets:
-        numeric = numerical_gradient(scalar, arr, eps)
-        report.errors[name] = max_relative_error(analytic, numeric)
-        report.shapes[name] = tuple(arr.shape)
+        report.add(name, analytic, numerical_gradient(scalar, arr, eps))
     return report
 
 
@@ -221,6 +248,5 @@ def check_loss(loss: Any, inputs: np.ndarray, *args: Any, eps: float = 1e-6, tol
     analytic = np.array(loss.backward(), copy=True)
     numeric = numerical_gradient(lambda: loss.forward(inputs, *args, **kwargs), inputs, eps)
     report = GradcheckReport(type(loss).__name__, tol=tol)
-    report.errors["input"] = max_relative_error(analytic, numeric)
-    report.shapes["input"] = tuple(inputs.shape)
+    report.add("input", analytic, numeric)
     return report
