@@ -1,6 +1,8 @@
 """Model files and importers: the ``.rnc`` format (:mod:`rnncore.io.rnc`)."""
 
+from rnncore.io.keras_import import from_keras
+from rnncore.io.onnx_import import from_onnx
 from rnncore.io.rnc import read_rnc, write_rnc
 from rnncore.io.torch_import import from_torch
 
-__all__ = ["read_rnc", "write_rnc", "from_torch"]
+__all__ = ["read_rnc", "write_rnc", "from_torch", "from_keras", "from_onnx"]

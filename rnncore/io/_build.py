@@ -141,3 +141,64 @@ def sequential(layers: Sequence[Module]) -> Module:
     from rnncore.nn.layers import Sequential
 
     return Sequential(*layers)
+
+
+# -- layer descriptions -> modules ------------------------------------------------------------
+# An importer describes each layer as a dict: {"kind": "rnn", "mode", "sd" (PyTorch names, layer
+# index 0), "input_size", "hidden_size", "bidirectional", "reverse", "reset_after", "activations",
+# "clip", "input_forget", "node"}, {"kind": "linear", "weight", "bias"}, {"kind": "embedding",
+# "weight"}, {"kind": "pool", "pool": "last" | "mean", "bidirectional"} or {"kind": "reverse_time"}.
+def merge_recurrent(layers: list[dict]) -> list[dict]:
+    """Merge consecutive single-layer recurrent nodes of one kind into a stacked layer."""
+    def key(L):
+        D = 2 if L["bidirectional"] else 1
+        acts = _canonical_activations(L["mode"], L["activations"] or _DEFAULT_ACT[L["mode"]], D)
+        return (L["mode"], L["hidden_size"], L["bidirectional"], L["reset_after"], L["clip"],
+                L["input_forget"], L["reverse"], any(k.startswith("peep") for k in L["sd"]),
+                tuple(tuple(d) for d in acts))
+
+    out = []
+    for L in layers:
+        prev = out[-1] if out else None
+        if prev is not None and L["kind"] == "rnn" and prev["kind"] == "rnn" and key(prev) == key(L):
+            k = prev["num_layers"]
+            for name, v in L["sd"].items():
+                prev["sd"][name.replace("_l0", f"_l{k}")] = v
+            prev["num_layers"] += 1
+            prev["nodes"].append(L.get("node"))
+            continue
+        L = dict(L)
+        if L["kind"] == "rnn":
+            L.update(num_layers=1, nodes=[L.get("node")], sd=dict(L["sd"]))
+        out.append(L)
+    return out
+
+
+def build_layers(layers: list[dict], dtype: str) -> tuple[list[Module], dict]:
+    """Modules for the layer descriptions, stacked recurrent layers merged.
+
+    Returns the modules and ``{node: (recurrent module index, layer)}``.
+    """
+    from rnncore.io.extended import ReverseTime
+
+    modules, node_rows, r = [], {}, 0
+    for L in merge_recurrent(layers):
+        k = L["kind"]
+        if k == "rnn":
+            modules.append(recurrent(
+                L["mode"], L["sd"], input_size=L["input_size"], hidden_size=L["hidden_size"],
+                num_layers=L["num_layers"], bidirectional=L["bidirectional"], reset_after=L["reset_after"],
+                activations=L["activations"], clip=L["clip"], input_forget=L["input_forget"],
+                reverse=L["reverse"], dtype=dtype))
+            for j, n in enumerate(L["nodes"]):
+                node_rows[n] = (r, j)
+            r += 1
+        elif k == "linear":
+            modules.append(linear(L["weight"], L["bias"], dtype))
+        elif k == "embedding":
+            modules.append(embedding(L["weight"], L.get("padding_idx"), dtype))
+        elif k == "reverse_time":
+            modules.append(ReverseTime())
+        else:
+            modules.append(pool(L["pool"], L["bidirectional"]))
+    return modules, node_rows

@@ -261,3 +261,26 @@ class ExtendedRecurrent(Module):
             h = np.where(m, hn, h)
             ys[:, t] = np.where(m, hn, 0)
         return ys, h, c
+
+
+class ReverseTime(Module):
+    """Reverse each sequence in time within its own length: ``y[b, t] = x[b, len_b - 1 - t]``.
+
+    Positions past a sequence's length stay where they are. Keras' ``go_backwards=True``
+    is this module followed by an ordinary (forward) recurrent layer: Keras returns the
+    outputs in the reversed order too. Shapes: ``x (B, T, F) -> y (B, T, F)``.
+    """
+
+    takes_lengths = True
+
+    def forward(self, x: np.ndarray, lengths=None, mask=None, train: bool = False) -> np.ndarray:
+        if train:
+            raise NotImplementedError("ReverseTime is forward-only (an import target)")
+        x = np.asarray(x)
+        B, T = x.shape[:2]
+        if mask is not None:
+            lengths = np.asarray(mask, bool).sum(axis=1)
+        lengths = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        t = np.arange(T)[None, :]
+        idx = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+        return x[np.arange(B)[:, None], idx]

@@ -609,34 +609,6 @@ class _Importer:
             raise _Refused("from_onnx: sequence_lens feeds some recurrent nodes but not others")
 
 
-def _merge_recurrent(layers: list[dict]) -> list[dict]:
-    """Merge consecutive single-layer recurrent nodes of one kind into a stacked layer."""
-    def key(L):
-        D = 2 if L["bidirectional"] else 1
-        from rnncore.io.extended import _DEFAULT_ACT
-
-        acts = _build._canonical_activations(L["mode"], L["activations"] or _DEFAULT_ACT[L["mode"]], D)
-        return (L["mode"], L["hidden_size"], L["bidirectional"], L["reset_after"], L["clip"],
-                L["input_forget"], L["reverse"], any(k.startswith("peep") for k in L["sd"]),
-                tuple(tuple(d) for d in acts))
-
-    out = []
-    for L in layers:
-        prev = out[-1] if out else None
-        if prev is not None and L["kind"] == "rnn" and prev["kind"] == "rnn" and key(prev) == key(L):
-            k = prev["num_layers"]
-            for name, v in L["sd"].items():
-                prev["sd"][name.replace("_l0", f"_l{k}")] = v
-            prev["num_layers"] += 1
-            prev["nodes"].append(L["node"])
-            continue
-        L = dict(L)
-        if L["kind"] == "rnn":
-            L.update(num_layers=1, nodes=[L["node"]], sd=dict(L["sd"]))
-        out.append(L)
-    return out
-
-
 def _load(path_or_model):
     import onnx
 
@@ -706,25 +678,7 @@ def from_onnx(path_or_model, *, dtype: str = "float64") -> Module:
     for p in pipes:
         if p != pipe[:len(p)]:
             raise _Refused("from_onnx: the graph outputs come from different branches")
-    layers = _merge_recurrent([imp.layers[i] for i in pipe])
-    modules, node_rows, r = [], {}, 0
-    for L in layers:
-        k = L["kind"]
-        if k == "rnn":
-            modules.append(_build.recurrent(
-                L["mode"], L["sd"], input_size=L["input_size"], hidden_size=L["hidden_size"],
-                num_layers=L["num_layers"], bidirectional=L["bidirectional"], reset_after=L["reset_after"],
-                activations=L["activations"], clip=L["clip"], input_forget=L["input_forget"],
-                reverse=L["reverse"], dtype=dtype))
-            for j, n in enumerate(L["nodes"]):
-                node_rows[n] = (r, j)
-            r += 1
-        elif k == "linear":
-            modules.append(_build.linear(L["weight"], L["bias"], dtype))
-        elif k == "embedding":
-            modules.append(_build.embedding(L["weight"], None, dtype))
-        else:
-            modules.append(_build.pool(L["pool"], L["bidirectional"]))
+    modules, node_rows = _build.build_layers([imp.layers[i] for i in pipe], dtype)
     model = _build.sequential(modules)
     lay = imp.lab("X0")
     sig = OnnxSignature(input=imp.main, input_layout="TB" if lay == "T" else "BT", lengths=imp.lengths,
