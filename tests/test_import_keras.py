@@ -1,0 +1,146 @@
+"""rc.io.from_keras against Keras 3 itself (torch backend): outputs of imported models."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")   # before keras is imported
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from rnncore.io.keras_import import from_keras, keras_lengths  # noqa: E402
+
+L = keras.layers
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+MODELS = {
+    # name: (layers after Input((None, 3)), expected rnncore structure)
+    "gru_reset_after_last": (lambda: [L.GRU(5)], ["GRU", "LastStep"]),
+    "gru_reset_before_seq": (lambda: [L.GRU(5, reset_after=False, return_sequences=True)], ["GRU"]),
+    "gru_reset_before_no_bias": (lambda: [L.GRU(4, reset_after=False, use_bias=False)], ["GRU", "LastStep"]),
+    "lstm_stack_dense": (lambda: [L.LSTM(5, return_sequences=True), L.LSTM(5, return_sequences=True),
+                                  L.Dense(3)], ["LSTM", "Linear"]),
+    "lstm_lstm_last_dense": (lambda: [L.LSTM(5, return_sequences=True), L.LSTM(4), L.Dense(3)],
+                             ["LSTM", "LSTM", "LastStep", "Linear"]),
+    "simplernn_relu": (lambda: [L.SimpleRNN(5, activation="relu", return_sequences=True)], ["RNN"]),
+    "simplernn_tanh_last": (lambda: [L.SimpleRNN(5)], ["RNN", "LastStep"]),
+    "bidirectional_gru_stack": (lambda: [L.Bidirectional(L.GRU(4, return_sequences=True)),
+                                         L.Bidirectional(L.GRU(3)), L.Dense(2)],
+                                ["GRU", "GRU", "LastStep", "Linear"]),
+    "bidirectional_lstm_seq": (lambda: [L.Bidirectional(L.LSTM(4, return_sequences=True))], ["LSTM"]),
+    "bidirectional_gru_reset_before": (lambda: [L.Bidirectional(L.GRU(4, reset_after=False))],
+                                       ["GRU", "LastStep"]),
+    "go_backwards_seq": (lambda: [L.GRU(4, go_backwards=True, return_sequences=True)],
+                         ["ReverseTime", "GRU"]),
+    "go_backwards_last": (lambda: [L.LSTM(4, go_backwards=True)], ["ReverseTime", "LSTM", "LastStep"]),
+    "hard_sigmoid_gate": (lambda: [L.GRU(4, recurrent_activation="hard_sigmoid", return_sequences=True)],
+                          ["ExtendedRecurrent"]),
+    "lstm_relu_activation": (lambda: [L.LSTM(4, activation="relu")], ["ExtendedRecurrent", "LastStep"]),
+    "dropout_ignored_mean_pool": (lambda: [L.GRU(4, return_sequences=True, dropout=0.3), L.Dropout(0.5),
+                                           L.GlobalAveragePooling1D(), L.Dense(2)],
+                                  ["GRU", "MaskedMean", "Linear"]),
+}
+
+
+def _structure(m):
+    return [type(x).__name__ for x in m] if hasattr(m, "__iter__") else [type(m).__name__]
+
+
+def _build(name):
+    keras.utils.set_random_seed(0)
+    layers, structure = MODELS[name]
+    return keras.Sequential([keras.Input((None, 3))] + layers()), structure
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_sequential_model_matches_keras(name):
+    model, structure = _build(name)
+    # non-zero biases, so that every bias path is exercised
+    for w in model.weights:
+        if "bias" in w.path:
+            w.assign(np.random.default_rng(1).uniform(-0.5, 0.5, w.shape).astype("float32"))
+    ours = from_keras(model, check=False)
+    assert _structure(ours) == structure
+    x = np.random.default_rng(2).standard_normal((3, 7, 3)).astype(np.float32)
+    ref = keras.ops.convert_to_numpy(model(x))
+    y = ours.forward(x.astype(np.float64))
+    y = y[0] if isinstance(y, tuple) else y
+    np.testing.assert_allclose(y, ref, **TOL)
+
+
+def test_functional_model_and_saved_file(tmp_path):
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((None, 3))
+    h = L.Bidirectional(L.LSTM(4, return_sequences=True))(inp)
+    h = L.GRU(5, reset_after=False)(h)
+    out = L.Dense(2)(h)
+    model = keras.Model(inp, out)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    x = np.random.default_rng(4).standard_normal((2, 6, 3)).astype(np.float32)
+    ref = keras.ops.convert_to_numpy(model(x))
+    for source in (model, str(path)):
+        ours = from_keras(source, dtype="float32")
+        assert _structure(ours) == ["LSTM", "GRU", "LastStep", "Linear"]
+        np.testing.assert_allclose(ours.forward(x), ref, **TOL)
+
+
+def test_masking_becomes_lengths():
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((None, 3)), L.Masking(0.0), L.LSTM(4, return_sequences=True),
+                              L.Bidirectional(L.GRU(3)), L.Dense(2)])
+    ours = from_keras(model)
+    x = np.random.default_rng(6).standard_normal((3, 6, 3)).astype(np.float32)
+    lengths = np.array([6, 2, 4])
+    for b, n in enumerate(lengths):
+        x[b, n:] = 0.0
+    np.testing.assert_array_equal(keras_lengths(ours, x), lengths)
+    ref = keras.ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(ours.forward(x.astype(np.float64), lengths=lengths), ref, **TOL)
+    # without the lengths the padding would be read as data
+    assert not np.allclose(ours.forward(x.astype(np.float64)), ref, atol=1e-3)
+
+
+def test_embedding_mask_zero_sequence_output():
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential([keras.Input((None,), dtype="int32"), L.Embedding(12, 3, mask_zero=True),
+                              L.GRU(4, return_sequences=True), L.Dense(2)])
+    ours = from_keras(model)
+    assert _structure(ours) == ["Embedding", "GRU", "Linear"]
+    ids = np.random.default_rng(8).integers(1, 12, (3, 6))
+    ids[1, 3:] = 0
+    ids[2, 5:] = 0
+    lengths = keras_lengths(ours, ids)
+    np.testing.assert_array_equal(lengths, [6, 3, 5])
+    ref = keras.ops.convert_to_numpy(model(ids))
+    y = ours.forward(ids, lengths=lengths)
+    valid = np.arange(6)[None, :] < lengths[:, None]
+    # on the valid steps the outputs agree; on padding Keras repeats the last output, rnncore's
+    # recurrent layer gives zeros (then the Dense layer adds its bias)
+    np.testing.assert_allclose(y[valid], ref[valid], **TOL)
+
+
+def test_final_softmax_needs_consent():
+    keras.utils.set_random_seed(9)
+    model = keras.Sequential([keras.Input((None, 3)), L.GRU(4), L.Dense(3, activation="softmax")])
+    with pytest.raises(ValueError, match="strip_final_activation"):
+        from_keras(model)
+    ours = from_keras(model, strip_final_activation=True)
+    x = np.random.default_rng(10).standard_normal((4, 5, 3)).astype(np.float32)
+    logits = ours.forward(x.astype(np.float64))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(p / p.sum(1, keepdims=True), keras.ops.convert_to_numpy(model(x)), **TOL)
+
+
+@pytest.mark.parametrize("layers,match", [
+    (lambda: [L.Bidirectional(L.GRU(4), merge_mode="sum")], "merge_mode='sum'"),
+    (lambda: [L.GRU(4), L.Dense(3, activation="relu")], "activation 'relu'"),
+    (lambda: [L.Conv1D(4, 2), L.GRU(3)], "Conv1D"),
+    (lambda: [L.GRU(4, activation="gelu")], "activation 'gelu'"),
+])
+def test_refusals_name_the_layer(layers, match):
+    model = keras.Sequential([keras.Input((None, 3))] + layers())
+    with pytest.raises(ValueError, match=match):
+        from_keras(model)
