@@ -1,0 +1,81 @@
+# Cross builds of the C core for ARM Linux and their tests under qemu-user.
+# Included by csrc/Makefile (after sources.mk). Targets (run from csrc/):
+#
+#   make cross-aarch64 cross-armhf   static + shared library, rnncore-bench, C test programs
+#   make qemu-test                   the C tests under qemu-aarch64 -cpu cortex-a53 / cortex-a76
+#                                    and qemu-arm -cpu cortex-a7, every ISA path the CPU has
+#   make cross-size                  .text of the static library at -Os per target
+#
+# Toolchains (Debian packages gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, qemu-user) are
+# described in toolchains/<triple>.mk; override CROSS_aarch64=... for another compiler prefix.
+# Programs are linked statically so qemu needs no target sysroot (-L is not needed).
+
+CROSS_TOOLCHAIN_DIR := $(dir $(lastword $(MAKEFILE_LIST)))
+include $(CROSS_TOOLCHAIN_DIR)aarch64-linux-gnu.mk
+include $(CROSS_TOOLCHAIN_DIR)arm-linux-gnueabihf.mk
+
+CROSS_TARGETS := aarch64 armhf
+CROSS_BUILD ?= build/cross
+CROSS_WARN ?= -Wall -Wextra -Werror
+CROSS_OPT ?= -O3
+# ARM kernel lists in sources.mk: ARM_* (both), AARCH64_* (64-bit only), ARMV7_* (32-bit only);
+# per list <STEM>_FLAGS, and <STEM>_FLAGS_ARMV7 overriding it on armhf.
+CROSS_STEMS := $(patsubst %_SRCS,%,$(filter %_SRCS,$(.VARIABLES)))
+cross_stems_for = $(filter-out X86_% $(if $(filter aarch64,$(1)),ARMV7_%,AARCH64_%),$(CROSS_STEMS))
+cross_flags = $(if $(and $(filter armhf,$(1)),$($(2)_FLAGS_ARMV7)),$($(2)_FLAGS_ARMV7),$($(2)_FLAGS))
+# Test programs: every tests/test_*.c that is not x86-only.
+CROSS_TEST_SRCS ?= $(filter-out tests/test_x86%,$(wildcard tests/test_*.c))
+
+# $(1) = target, $(2) = optimisation flags, $(3) = build dir
+define CROSS_template
+$(3)/obj/%.o: %.c $$(wildcard include/*.h src/*.h src/kernels/*.h) | $(3)/obj
+	@mkdir -p $$(dir $$@)
+	$$(CROSS_$(1))gcc $$(COMMON_CFLAGS) $(2) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude -Isrc $$(XFLAGS) -c $$< -o $$@
+$(3)/obj:
+	@mkdir -p $$@
+$(foreach s,$(call cross_stems_for,$(1)),$(foreach f,$($(s)_SRCS),
+$(3)/obj/$(f:.c=.o): XFLAGS := $(call cross_flags,$(1),$(s))))
+$(1)_OBJS_$(notdir $(3)) := $(foreach s,$(call cross_stems_for,$(1)),$(patsubst %.c,$(3)/obj/%.o,$($(s)_SRCS)))
+$(3)/librnncore.a: $$($(1)_OBJS_$(notdir $(3)))
+	rm -f $$@ && $$(CROSS_$(1))ar rcs $$@ $$^
+$(3)/librnncore.so: $$($(1)_OBJS_$(notdir $(3)))
+	$$(CROSS_$(1))gcc -shared -o $$@ $$^ -lm
+endef
+
+$(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_template,$(t),$(CROSS_OPT),$(CROSS_BUILD)/$(t))))
+$(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_template,$(t),-Os,$(CROSS_BUILD)/$(t)-Os)))
+
+# Programs (static): rnncore-bench and the C tests.
+define CROSS_prog_template
+$(CROSS_BUILD)/$(1)/rnncore-bench: bench/rnncore_bench.c $(CROSS_BUILD)/$(1)/librnncore.a
+	$$(CROSS_$(1))gcc $$(COMMON_CFLAGS) $$(CROSS_OPT) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude $$< -static -L$(CROSS_BUILD)/$(1) -lrnncore -lm -o $$@
+$(CROSS_BUILD)/$(1)/tests/%: tests/%.c $(CROSS_BUILD)/$(1)/librnncore.a
+	@mkdir -p $$(dir $$@)
+	$$(CROSS_$(1))gcc $$(COMMON_CFLAGS) $$(CROSS_OPT) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude -Isrc $$< -static -L$(CROSS_BUILD)/$(1) -lrnncore -lm -o $$@
+cross-$(1): $(CROSS_BUILD)/$(1)/librnncore.a $(CROSS_BUILD)/$(1)/librnncore.so $(CROSS_BUILD)/$(1)/rnncore-bench $(patsubst tests/%.c,$(CROSS_BUILD)/$(1)/tests/%,$(CROSS_TEST_SRCS))
+endef
+$(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_prog_template,$(t))))
+
+.PHONY: cross cross-aarch64 cross-armhf cross-size qemu-test
+cross: cross-aarch64 cross-armhf
+
+# Every test program on every CPU model, forcing each ISA path the model supports
+# (RNNCORE_ISA=generic|neon|neondot); a CPU without the path must be refused, not crash.
+qemu-test: cross-aarch64 cross-armhf
+	@set -e; \
+	for t in $(CROSS_TARGETS); do \
+	  if [ $$t = aarch64 ]; then q="$(QEMU_aarch64)"; cpus="$(QEMU_CPUS_aarch64)"; \
+	  else q="$(QEMU_armhf)"; cpus="$(QEMU_CPUS_armhf)"; fi; \
+	  for cpu in $$cpus; do \
+	    for p in $(patsubst tests/%.c,%,$(CROSS_TEST_SRCS)); do \
+	      echo "== $$t $$cpu $$p"; \
+	      $$q -cpu $$cpu $(CROSS_BUILD)/$$t/tests/$$p; \
+	    done; \
+	  done; \
+	done
+
+cross-size: $(foreach t,$(CROSS_TARGETS),$(CROSS_BUILD)/$(t)-Os/librnncore.a)
+	@for t in $(CROSS_TARGETS); do \
+	  p=$$( [ $$t = aarch64 ] && echo "$(CROSS_aarch64)" || echo "$(CROSS_armhf)" ); \
+	  echo "== $$t -Os"; $${p}size -t $(CROSS_BUILD)/$$t-Os/librnncore.a | tail -1; \
+	done
