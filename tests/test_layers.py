@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 from fake_recurrent import FakeRNN
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnncore.gradcheck import check_module
 from rnncore.nn.layers import (
@@ -226,3 +228,36 @@ def test_bad_inputs_give_clear_errors():
         lengths_from_mask(np.array([[True, False, True], [True, True, True]]), 2, 3)
     with pytest.raises(TypeError, match="modules\\[1\\]"):
         Sequential(Linear(2, 2), "relu")
+
+
+def test_bidirectional_last_step_equals_torch_final_states_of_packed_gru():
+    import rnncore as rc
+
+    rng = np.random.default_rng(6)
+    x, lengths = rng.standard_normal((4, 6, 3)), np.array([6, 2, 5, 1])
+    gru = rc.nn.GRU(3, 5, bidirectional=True, seed=2)
+    tg = torch.nn.GRU(3, 5, batch_first=True, bidirectional=True).double()
+    tg.load_state_dict({k: torch.tensor(v) for k, v in gru.state_dict().items()})
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), torch.tensor(lengths), batch_first=True,
+                                                     enforce_sorted=False)
+    _, h_n = tg(packed)
+    pooled = Sequential(gru, LastStep(bidirectional=True)).forward(x, lengths=lengths)
+    np.testing.assert_allclose(pooled, torch.cat([h_n[0], h_n[1]], 1).detach().numpy(), atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(1, 6), F=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
+def test_poolings_match_torch_on_random_lengths(B, T, F, seed):
+    rng = np.random.default_rng(seed)
+    x, dy = rng.standard_normal((B, T, F)), rng.standard_normal((B, F))
+    lengths = rng.integers(1, T + 1, B)
+    blocks = (("last", LastStep()), ("mean", MaskedMean()), ("attention", AttentionPool(F, 3, seed=seed)))
+    for which, m in blocks:
+        sd = {k: t64(v, True) for k, v in m.state_dict().items()}
+        tx = t64(x, True)
+        ty = _torch_poolings(tx, lengths, which, sd)
+        ty.backward(t64(dy))
+        np.testing.assert_allclose(m.forward(x, lengths=lengths, train=True), ty.detach().numpy(), atol=1e-12)
+        np.testing.assert_allclose(m.backward(dy), tx.grad.numpy(), atol=1e-12)
+        for k, g in m.all_grads().items():
+            np.testing.assert_allclose(g, sd[k].grad.numpy(), atol=1e-12)

@@ -218,3 +218,19 @@ def test_bad_inputs_give_clear_errors():
         ctc.forward(np.zeros((1, 4, 3)), np.array([[1, 2]]), np.array([5]), np.array([2]))
     with pytest.raises(ValueError, match=r"target_lengths: expected shape \(1,\)"):
         ctc.forward(np.zeros((1, 4, 3)), np.array([[1, 2]]), np.array([4]), np.array([2, 2]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(1, 6), C=st.integers(2, 5), seed=st.integers(0, 2**31 - 1),
+       smoothing=st.sampled_from([0.0, 0.1]))
+def test_cross_entropy_per_step_matches_torch_on_random_lengths(B, T, C, seed, smoothing):
+    rng = np.random.default_rng(seed)
+    logits, target = rng.standard_normal((B, T, C)) * 3, rng.integers(0, C, (B, T))
+    lengths = rng.integers(1, T + 1, B)
+    valid = torch.tensor(mask_from_lengths(lengths, T))
+    loss = CrossEntropy(label_smoothing=smoothing)
+    v = loss.forward(logits, target, lengths=lengths)
+    tv, tg = torch_value_grad(
+        lambda z: F.cross_entropy(z[valid], torch.tensor(target)[valid], label_smoothing=smoothing), logits)
+    np.testing.assert_allclose(v, tv, **TOL)
+    np.testing.assert_allclose(loss.backward(), tg, **TOL)

@@ -223,3 +223,27 @@ def test_tbptt_with_lengths_keeps_ended_sequences_state_and_trains():
     assert last < first
     with pytest.raises(ValueError, match="window: expected a positive int"):
         truncated_bptt(m, rc.nn.MSE(), X, y, 0)
+
+
+def test_fit_token_ids_through_embedding_attention_and_dropout_learns_and_is_deterministic():
+    rng = np.random.default_rng(5)
+    N, T, V = 160, 10, 8
+    X = rng.integers(1, V, (N, T))
+    lengths = rng.integers(3, T + 1, N)
+    X[np.arange(T)[None, :] >= lengths[:, None]] = 0              # padding id
+    y = np.any((X == 3) & (np.arange(T)[None, :] < lengths[:, None]), axis=1).astype(np.int64)
+
+    def train():
+        m = rc.nn.Sequential(rc.nn.Embedding(V, 6, padding_idx=0, seed=0), rc.nn.GRU(6, 12, seed=1),
+                             rc.nn.Dropout(0.2, seed=2), rc.nn.AttentionPool(12, 8, seed=3),
+                             rc.nn.Linear(12, 2, seed=4))
+        h = fit(m, rc.nn.CrossEntropy(), rc.nn.AdamW(m, lr=0.02), X, y, lengths, epochs=12, batch_size=32,
+                seed=1, verbose=False)
+        return m, h
+
+    m, h = train()
+    _, h2 = train()
+    assert h["loss"] == h2["loss"]
+    assert h["loss"][-1] < 0.5 * h["loss"][0]
+    _, acc = evaluate(m, rc.nn.CrossEntropy(), X, y, lengths)
+    assert acc > 0.9
