@@ -116,10 +116,59 @@ void rnc_arm_gemv_q8_neondot(const int8_t *Wp, int R, int K, const int8_t *q, in
     }
 }
 
+/* Four vectors x one 16-row block: each weight tile is loaded once for four columns. */
+static inline void dot_block_n4(const int8_t *Wb, int Gfull, const int8_t *const q[4],
+                                const int8_t *const tail[4], int32_t *const o[4], int rows)
+{
+    int32x4_t c[4][4];
+    for (int n = 0; n < 4; ++n)
+        for (int i = 0; i < 4; ++i) c[n][i] = vdupq_n_s32(0);
+    const int G = Gfull + (tail[0] != NULL);
+    for (int g = 0; g < G; ++g) {
+        const int8x16x4_t w = vld1q_s8_x4(Wb + (size_t)g * 64);
+        for (int n = 0; n < 4; ++n) {
+            const int8x16_t x = bcast4(g < Gfull ? q[n] + 4 * g : tail[n]);
+            c[n][0] = vdotq_s32(c[n][0], w.val[0], x);
+            c[n][1] = vdotq_s32(c[n][1], w.val[1], x);
+            c[n][2] = vdotq_s32(c[n][2], w.val[2], x);
+            c[n][3] = vdotq_s32(c[n][3], w.val[3], x);
+        }
+    }
+    for (int n = 0; n < 4; ++n) {
+        if (rows == 16) {
+            for (int i = 0; i < 4; ++i) vst1q_s32(o[n] + 4 * i, c[n][i]);
+        } else {
+            int32_t tmp[16];
+            for (int i = 0; i < 4; ++i) vst1q_s32(tmp + 4 * i, c[n][i]);
+            memcpy(o[n], tmp, sizeof(int32_t) * (size_t)rows);
+        }
+    }
+}
+
 void rnc_arm_gemm_q8_neondot(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                              int32_t *Acc, int ldacc)
 {
-    for (int n = 0; n < N; ++n)
+    const int G = (K + 3) / 4, nb = (R + 15) / 16, Gfull = K / 4;
+    int n = 0;
+    for (; n + 4 <= N; n += 4) {
+        int8_t tb[4][4];
+        const int8_t *q[4], *tail[4];
+        for (int j = 0; j < 4; ++j) {
+            q[j] = Q + (size_t)(n + j) * ldq;
+            tail[j] = NULL;
+            if (K & 3) {
+                memset(tb[j], 0, 4);
+                memcpy(tb[j], q[j] + 4 * Gfull, (size_t)(K & 3));
+                tail[j] = tb[j];
+            }
+        }
+        for (int b = 0; b < nb; ++b) {
+            int32_t *o[4];
+            for (int j = 0; j < 4; ++j) o[j] = Acc + (size_t)(n + j) * ldacc + 16 * b;
+            dot_block_n4(Wp + (size_t)b * G * 64, Gfull, q, tail, o, R - 16 * b < 16 ? R - 16 * b : 16);
+        }
+    }
+    for (; n < N; ++n)
         rnc_arm_gemv_q8_neondot(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
 }
 
