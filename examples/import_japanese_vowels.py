@@ -66,7 +66,8 @@ def train_torch(kind: str, data, hidden: int = 32, epochs: int = 60, seed: int =
     return m.eval()
 
 
-def evaluate(kind: str, data, hidden: int = 32, epochs: int = 60, seed: int = 0, engines: bool = True) -> dict:
+def evaluate(kind: str, data, hidden: int = 32, epochs: int = 60, seed: int = 0,
+             engines: bool = True) -> dict:
     """Train ``kind`` ("GRU"/"LSTM"), import it, and compare every runtime on the test split."""
     import torch
 
