@@ -208,3 +208,28 @@ def test_constant_nonzero_initial_state_is_refused():
     model.graph.initializer.append(numpy_helper.from_array(h0, "initial_h"))
     with pytest.raises(ValueError, match="constant non-zero initial_h"):
         from_onnx(model)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", ["gru2_last", "lstm2_time_major_per_step"])
+def test_torch_dynamo_export_round_trip(name):
+    """torch.onnx.export's default (dynamo) exporter computes the reshape shapes from Shape/Slice/Mul."""
+    import logging
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    cfg, structure = TORCH_EXPORTS[name]
+    torch.manual_seed(0)
+    m = _Net(**cfg).eval()
+    bf = cfg.get("batch_first", True)
+    x_bt = np.random.default_rng(1).standard_normal((3, 6, 3)).astype(np.float32)
+    xt = torch.as_tensor(x_bt if bf else x_bt.transpose(1, 0, 2))
+    prog = torch.onnx.export(m, (xt,), dynamo=True, input_names=["x"], output_names=["logits", "h_n"],
+                             dynamic_shapes=({0: "a", 1: "b"},), verbose=False)
+    model = from_onnx(prog.model_proto)
+    assert [type(layer).__name__ for layer in model] == structure
+    with torch.no_grad():
+        logits, h_n = (t.numpy() for t in m(xt))
+    np.testing.assert_allclose(model.forward(x_bt.astype(np.float64)), logits, rtol=1e-5, atol=1e-5)
+    got = onnx_run(model, {"x": xt.numpy()})
+    np.testing.assert_allclose(got["logits"], logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["h_n"], h_n, rtol=1e-5, atol=1e-5)

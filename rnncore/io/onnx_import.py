@@ -367,23 +367,31 @@ class _Importer:
         self.refuse(node, "unsqueeze of the model's data")
 
     def op_Reshape(self, node, ins, a):
-        v = ins[0]
-        shape = ins[1]
+        v, shape = _known(ins[0]), _known(ins[1])
         if isinstance(v, np.ndarray) and isinstance(shape, np.ndarray):
             return [v.reshape(shape)]
+        if isinstance(v, _Sym) and isinstance(shape, np.ndarray) and shape.size <= 1:
+            return [_Sym(v.items, scalar=shape.size == 0)]
         s = self.data(v, node)
         items = list(shape.tolist()) if isinstance(shape, np.ndarray) else (
             shape.items if isinstance(shape, _Sym) else self.refuse(node, "reshape to a computed shape"))
         n = len(s.axes)
-        # only: merge the trailing (D, H) axes into one feature axis
+        # only: merge the trailing (D, H) axes into one feature axis. The leading items may be 0
+        # (copy), the axis' label (from Shape), its size, or one -1; a positive number on a batch
+        # or time axis is a size the exporter specialised to (the product still fixes the layout).
         if len(items) == n - 1 and tuple(s.axes[-2:]) == ("D", "H"):
-            ok = True
-            for i, it in enumerate(items[:-1]):
-                if not (it == 0 or (isinstance(it, str) and self.lab(it) == self.lab(s.axes[i]))
-                        or (s.sizes[i] is not None and it == s.sizes[i])):
-                    ok = False
             F = s.sizes[-2] * s.sizes[-1]
-            if ok and items[-1] in (-1, F):
+            lead = items[:-1]
+            ok = items[-1] == F or (items[-1] == -1 and -1 not in lead)
+            ok = ok and sum(1 for it in lead if it == -1) <= 1
+            for i, it in enumerate(lead):
+                if isinstance(it, str):
+                    ok = ok and self.lab(it) == self.lab(s.axes[i])
+                elif s.sizes[i] is not None:
+                    ok = ok and it in (0, -1, s.sizes[i])
+                else:
+                    ok = ok and (it in (0, -1) or it > 0)
+            if ok:
                 return [_Seq(s.axes[:-2] + ("F",), s.sizes[:-2] + (F,), s.pipe)]
         self.refuse(node, f"reshape of data with axes {tuple(self.lab(x) for x in s.axes)} to {items}")
 
@@ -566,6 +574,7 @@ class _Importer:
         return [_Seq(s.axes, s.sizes, self.add_layer(s.pipe[:-1], layer))]
 
     def _const_binary(self, node, ins, fn):
+        ins = [_known(v) for v in ins]
         if all(isinstance(v, np.ndarray) for v in ins):
             return [fn(ins[0], ins[1])]
         self.refuse(node, "element-wise arithmetic on the model's data is not supported")
@@ -607,6 +616,14 @@ class _Importer:
                     self.vals[name] = v
         if any(self.lengths_nodes) and not all(self.lengths_nodes):
             raise _Refused("from_onnx: sequence_lens feeds some recurrent nodes but not others")
+
+
+def _known(v):
+    """A shape vector whose items are all known becomes a constant."""
+    if isinstance(v, _Sym) and all(isinstance(i, int | np.integer) for i in v.items):
+        arr = np.array(v.items, np.int64)
+        return arr.reshape(()) if v.scalar else arr
+    return v
 
 
 def _load(path_or_model):
