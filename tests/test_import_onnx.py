@@ -233,3 +233,59 @@ def test_torch_dynamo_export_round_trip(name):
     got = onnx_run(model, {"x": xt.numpy()})
     np.testing.assert_allclose(got["logits"], logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got["h_n"], h_n, rtol=1e-5, atol=1e-5)
+
+
+# -- random configurations against onnxruntime --------------------------------------------------
+from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ACTS = {  # activations onnxruntime implements for these operators, with (alpha, beta) arity
+    "Relu": 0, "Tanh": 0, "Sigmoid": 0, "Softsign": 0, "Softplus": 0, "Affine": 2, "LeakyRelu": 1,
+    "ThresholdedRelu": 1, "ScaledTanh": 2, "HardSigmoid": 2, "Elu": 1,
+}
+
+
+@st.composite
+def _configs(draw):
+    op = draw(st.sampled_from(["RNN", "GRU", "LSTM"]))
+    direction = draw(st.sampled_from(["forward", "reverse", "bidirectional"]))
+    B, T = draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    kw = dict(op=op, direction=direction, B=B, T=T, I=draw(st.integers(1, 4)), H=draw(st.integers(1, 5)),
+              seed=draw(st.integers(0, 2**16)), initial=draw(st.booleans()))
+    if draw(st.booleans()):
+        kw["seq_lens"] = draw(st.lists(st.integers(1, T), min_size=B, max_size=B))
+    if draw(st.booleans()):
+        kw["clip"] = draw(st.floats(0.2, 3.0))
+    if op == "GRU":
+        kw["linear_before_reset"] = draw(st.integers(0, 1))
+    if op == "LSTM":
+        kw["peepholes"] = draw(st.booleans())
+        kw["input_forget"] = draw(st.integers(0, 1))
+    if draw(st.booleans()):
+        n = {"RNN": 1, "GRU": 2, "LSTM": 3}[op] * (2 if direction == "bidirectional" else 1)
+        acts = draw(st.lists(st.sampled_from(sorted(_ACTS)), min_size=n, max_size=n))
+        kw["activations"] = acts
+        n_a = sum(1 for a in acts if _ACTS[a] >= 1)
+        n_b = sum(1 for a in acts if _ACTS[a] >= 2)
+        if n_a:
+            kw["activation_alpha"] = draw(st.lists(st.floats(0.1, 1.5), min_size=n_a, max_size=n_a))
+        if n_b:
+            kw["activation_beta"] = draw(st.lists(st.floats(0.1, 1.0), min_size=n_b, max_size=n_b))
+    return kw
+
+
+@settings(max_examples=40, deadline=None)
+@given(_configs())
+def test_random_node_configurations_match_onnxruntime(kw):
+    from onnx_cases.custom import make_case, run_onnxruntime
+
+    model, feeds = make_case(**kw)
+    ref = run_onnxruntime(model, feeds)
+    # unbounded activations (Affine, Relu, ...) in every gate can blow up; float32 onnxruntime
+    # then overflows where the float64 reference does not: not a comparison of importers
+    assume(all(np.all(np.abs(v) < 1e3) for v in ref.values()))
+    got = onnx_run(from_onnx(model), feeds)
+    for k in ref:
+        # float32 onnxruntime: absolute error grows with the size of the values
+        scale = max(1.0, float(np.abs(ref[k]).max(initial=0)))
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-4, atol=1e-5 * scale, err_msg=f"{kw}: {k}")
