@@ -1,15 +1,114 @@
-"""Build script: pure-Python package plus (when present) the Cython binding of the C core.
+"""Build script: pure-Python package plus the Cython binding of the C core.
 
 Everything static lives in pyproject.toml; this file only declares compiled extensions,
 because they need numpy's include path and per-file compiler flags.
+
+The C sources and their flags come from ``csrc/sources.mk`` (the same lists csrc/Makefile
+uses): every ``<NAME>_SRCS`` list is compiled with ``COMMON_CFLAGS`` plus its own
+``<NAME>_FLAGS`` only, so each ISA's file gets just that ISA's flags; ``X86_*`` lists are
+built on x86-64 only and ``ARM_*`` / ``AARCH64_*`` lists on ARM only. The objects are
+linked into the ``rnncore._engine`` extension.
 """
 
-from setuptools import setup
+from __future__ import annotations
+
+import os
+import platform
+import re
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join(HERE, "csrc")
+
+
+def _read_sources_mk() -> dict[str, str]:
+    """``NAME = value`` assignments of csrc/sources.mk (continuation lines joined)."""
+    path = os.path.join(CSRC, "sources.mk")
+    if not os.path.exists(path):
+        return {}
+    text = open(path, encoding="utf-8").read().replace("\\\n", " ")
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([A-Z0-9_]+)\s*[:+]?=\s*(.*?)\s*(#.*)?$", line)
+        if m:
+            out[m.group(1)] = (out.get(m.group(1), "") + " " + m.group(2)).strip() if "+=" in line \
+                else m.group(2)
+    return out
+
+
+def _machine() -> str:
+    m = platform.machine().lower()
+    if m in ("x86_64", "amd64"):
+        return "x86"
+    if m.startswith(("aarch64", "arm64")):
+        return "aarch64"
+    if m.startswith("arm"):
+        return "arm"
+    return m
+
+
+def source_groups() -> list[tuple[list[str], list[str]]]:
+    """``[(sources, extra flags), ...]`` for this machine, from csrc/sources.mk."""
+    mk = _read_sources_mk()
+    machine = _machine()
+    groups = []
+    for name, value in mk.items():
+        if not name.endswith("_SRCS"):
+            continue
+        stem = name[: -len("_SRCS")]
+        if stem.startswith("X86_") and machine != "x86":
+            continue
+        if stem.startswith("AARCH64_") and machine != "aarch64":
+            continue
+        if stem.startswith("ARMV7_") and machine != "arm":
+            continue
+        if stem.startswith("ARM_") and machine not in ("arm", "aarch64"):
+            continue
+        flags = mk.get(f"{stem}_FLAGS", "").split()
+        if machine == "arm" and mk.get(f"{stem}_FLAGS_ARMV7"):
+            flags = mk[f"{stem}_FLAGS_ARMV7"].split()
+        srcs = [os.path.join("csrc", s) for s in value.split()]
+        if srcs:
+            groups.append((srcs, flags))
+    return groups
+
+
+class BuildExt(build_ext):
+    """build_ext that compiles each C source group with its own flags before the extension."""
+
+    def build_extension(self, ext: Extension) -> None:
+        groups = getattr(ext, "rnc_groups", [])
+        common = _read_sources_mk().get("COMMON_CFLAGS", "-std=c99 -O3 -fPIC").split()
+        objects = []
+        for srcs, flags in groups:
+            objects += self.compiler.compile(
+                srcs, output_dir=self.build_temp, include_dirs=ext.include_dirs,
+                extra_postargs=common + flags, depends=ext.depends)
+        ext.extra_objects = objects + list(ext.extra_objects or [])
+        super().build_extension(ext)
 
 
 def c_extensions() -> list:
-    """The Cython extension(s) wrapping ``csrc/``; empty until the C core lands."""
-    return []
+    """The Cython extension wrapping ``csrc/`` (empty when csrc/ is absent)."""
+    groups = source_groups()
+    if not groups or not all(os.path.exists(os.path.join(HERE, f)) for srcs, _ in groups for f in srcs):
+        return []  # no (complete) C core in this tree: pure-Python install
+    import numpy as np
+    from Cython.Build import cythonize
+
+    inc = [os.path.join("csrc", "include"), os.path.join("csrc", "src"), np.get_include()]
+    headers = [os.path.join(d, f) for d in ("csrc/include", "csrc/src", "csrc/src/kernels")
+               if os.path.isdir(os.path.join(HERE, d)) for f in os.listdir(os.path.join(HERE, d))
+               if f.endswith(".h")]
+    ext = Extension("rnncore._engine", ["rnncore/_engine.pyx"], include_dirs=inc, depends=headers,
+                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+    ext.rnc_groups = groups
+    exts = cythonize([ext], language_level=3, quiet=True)
+    for e in exts:
+        e.rnc_groups = groups
+    return exts
 
 
-setup(ext_modules=c_extensions())
+setup(ext_modules=c_extensions(), cmdclass={"build_ext": BuildExt})

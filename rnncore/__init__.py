@@ -4,7 +4,9 @@
 the compiled engine, quantisation and model files build on it.
 """
 
-from rnncore import gradcheck, nn
+from rnncore import gradcheck, io, nn, quant
+from rnncore.engine import Engine, compile, isa, load, save, set_isa
 
 __version__ = "0.1.0"
-__all__ = ["nn", "gradcheck", "__version__"]
+__all__ = ["nn", "gradcheck", "quant", "io", "Engine", "compile", "save", "load", "isa", "set_isa",
+           "__version__"]

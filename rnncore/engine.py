@@ -1,0 +1,400 @@
+"""Compiled inference on the C core: ``rc.compile``, ``rc.save``, ``rc.load``, ``rc.isa``.
+
+An :class:`Engine` holds one model as ``.rnc`` bytes (the file format of
+``docs/rnc-format.md``) and the C core's view of those bytes; what runs here runs unchanged
+from the same file on a board. Streams carry state between calls::
+
+    engine = rc.compile(model, precision="q8", calibration=X)
+    stream = engine.stream(batch=1)
+    y = stream.step(x)            # x (1, input_size) -> y (1, output_size)
+    saved = stream.state          # h (L*D, B, H) -- LSTM: (h, c) -- a copy
+    stream.state = saved          # restore
+    Y = engine.run(X, lengths)    # whole sequences, bidirectional layers allowed
+
+``rc.isa()`` says which instruction-set paths this CPU offers and which one is used;
+``rc.set_isa(name)`` (or the environment variable ``RNNCORE_ISA`` before import) forces one.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Any
+
+import numpy as np
+
+from rnncore.quant.reference import Calibration
+from rnncore.quant.spec import ModelSpec, spec_from_model, spec_from_rnc, to_rnc_spec
+
+try:
+    from rnncore import _engine
+except ImportError as e:  # pragma: no cover - only without a built extension
+    _engine = None
+    _IMPORT_ERROR = e
+
+PRECISIONS = ("f32", "q8")
+_ENGINES: weakref.WeakSet = weakref.WeakSet()
+_FORCED_ISA: list[str | None] = [None]
+
+
+def _ext():
+    if _engine is None:  # pragma: no cover
+        raise ImportError(f"rnncore's C extension is not built ({_IMPORT_ERROR}); "
+                          "install with `pip install -e .`")
+    return _engine
+
+
+# ----------------------------------------------------------------------------------------------
+# ISA selection
+
+
+def isa() -> dict[str, Any]:
+    """The instruction-set paths of the C core on this machine.
+
+    Returns
+    -------
+    dict with ``available`` (paths this build has and this CPU runs), ``compiled`` (paths in
+    this build), ``missing`` (compiled paths this CPU lacks), ``best``, and ``in_use``: the path
+    new engines use (``rc.set_isa``, else ``RNNCORE_ISA``, else ``best``).
+    """
+    ext = _ext()
+    table = ext.isa_table()
+    in_use = _FORCED_ISA[0] or ext.isa_default()
+    return {
+        "available": [t["name"] for t in table if t["available"]],
+        "compiled": [t["name"] for t in table if t["compiled"]],
+        "missing": [t["name"] for t in table if t["compiled"] and not t["cpu_supported"]],
+        "best": ext.isa_best(),
+        "in_use": in_use,
+    }
+
+
+def set_isa(name: str | None) -> None:
+    """Force the ISA path ``name`` ("generic", "avx2", ...) for every engine, present and future;
+    ``None`` or ``"auto"`` returns to ``RNNCORE_ISA`` / the best path.
+
+    Not thread-safe against steps running in other threads at the same moment.
+    Raises ``ValueError`` for an unknown path or one this CPU/build cannot run.
+    """
+    ext = _ext()
+    if name is None or name == "auto":
+        _FORCED_ISA[0] = None
+    else:
+        if not isinstance(name, str):
+            raise TypeError(f"isa: expected a string, got {type(name).__name__}")
+        ext.isa_from_name(name)  # raises for unknown names
+        avail = isa()["available"]
+        if name not in avail:
+            raise ValueError(f"isa: {name!r} is not available on this machine/build (available: {avail})")
+        _FORCED_ISA[0] = name
+    for eng in list(_ENGINES):
+        eng.set_isa(_FORCED_ISA[0] or "auto")
+
+
+# ----------------------------------------------------------------------------------------------
+# engine
+
+
+class Engine:
+    """A model compiled for the C core (see the module docstring).
+
+    Parameters
+    ----------
+    data : the ``.rnc`` bytes
+    spec : the float model the bytes were written from, if known (for reference checks)
+    """
+
+    def __init__(self, data: bytes, spec: ModelSpec | None = None) -> None:
+        ext = _ext()
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"data: expected the .rnc bytes, got {type(data).__name__}")
+        self.data = bytes(data)
+        self.spec = spec
+        self._model = ext.Model(self.data)
+        if _FORCED_ISA[0] is not None:
+            self._model.set_isa(_FORCED_ISA[0])
+        _ENGINES.add(self)
+
+    # -- description ------------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        return self._model.precision
+
+    @property
+    def input_size(self) -> int:
+        """Features per step (1 for a token-id model)."""
+        return self._model.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self._model.output_size
+
+    @property
+    def uses_ids(self) -> bool:
+        """True when the model starts with an embedding and takes integer token ids."""
+        return self._model.uses_ids
+
+    @property
+    def bidirectional(self) -> bool:
+        return self._model.bidirectional
+
+    @property
+    def layers(self) -> list[dict]:
+        return self._model.layers
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the model (the ``.rnc`` file) in bytes."""
+        return len(self.data)
+
+    def state_bytes(self, batch: int = 1) -> int:
+        """Bytes of working memory one stream of ``batch`` rows needs in C."""
+        return self._model.state_bytes(batch)
+
+    @property
+    def isa(self) -> str:
+        """The ISA path this engine's kernels use."""
+        return self._model.isa
+
+    def set_isa(self, name: str) -> None:
+        """Use ISA path ``name`` for this engine ("auto": RNNCORE_ISA or the best)."""
+        self._model.set_isa(name)
+
+    def __repr__(self) -> str:
+        kinds = "+".join(f"{layer['kind']}{'x2' if layer['directions'] == 2 else ''}({layer['hidden_size']})"
+                         for layer in self.layers)
+        return (f"Engine({kinds}, precision={self.precision!r}, in={self.input_size}, "
+                f"out={self.output_size}, bytes={self.nbytes}, isa={self.isa!r})")
+
+    # -- running ------------------------------------------------------------------------------
+    def stream(self, batch: int = 1) -> Stream:
+        """A new stateful stream of ``batch`` rows (state zero). Unidirectional models only."""
+        if not isinstance(batch, int | np.integer) or batch < 1:
+            raise ValueError(f"batch: expected a positive integer, got {batch!r}")
+        if self.bidirectional:
+            raise ValueError("stream: the model has a bidirectional layer, which needs whole "
+                             "sequences; use engine.run(X)")
+        return Stream(self, int(batch))
+
+    def run(self, X: np.ndarray, lengths=None, state=None, return_state: bool = False):
+        """Whole sequences.
+
+        Parameters
+        ----------
+        X : (B, T, input_size) floats, or (B, T) integer token ids
+        lengths : (B,) ints in [0, T] (None: all T); outputs past a length are zero
+        state : initial state as ``Stream.state`` gives it (None: zeros)
+        return_state : also return the final state
+
+        Returns
+        -------
+        Y : (B, T, output_size) float32, or (B, output_size) with last-step pooling
+        state : (if ``return_state``) the final state
+        """
+        arr = np.asarray(X)
+        if arr.ndim < 2:
+            raise ValueError("X: expected (batch, time, features) or (batch, time) ids, "
+                             f"got shape {arr.shape}")
+        s = Stream(self, int(arr.shape[0]), allow_bidirectional=True)
+        if state is not None:
+            s.state = state
+        y = s.run(X, lengths)
+        return (y, s.state) if return_state else y
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "wb") as f:
+            f.write(self.data)
+
+    def reference(self):
+        """The NumPy model the C core must agree with, from this engine's bytes: the
+        :class:`~rnncore.quant.QModel` of the stored int8 weights (q8), or the float spec (f32)."""
+        from rnncore.io.rnc import read_rnc
+        from rnncore.quant.reference import qmodel_from_rnc
+
+        d = read_rnc(self.data)
+        return qmodel_from_rnc(d) if d["precision"] == "q8" else spec_from_rnc(d)
+
+
+class Stream:
+    """A batch of streams with explicit state. ``step``, ``reset``, ``state``, ``run``.
+
+    ``step(x, out=buf)`` with a float32 C-contiguous ``x`` of shape ``(batch, input_size)`` and a
+    float32 ``buf`` of shape ``(batch, output_size)`` allocates nothing; ``step`` is the C
+    binding's method itself (no Python wrapper in between).
+    """
+
+    def __init__(self, engine: Engine, batch: int, allow_bidirectional: bool = False) -> None:
+        if engine.bidirectional and not allow_bidirectional:
+            raise ValueError("stream: bidirectional models run whole sequences only (engine.run)")
+        self.engine = engine
+        self._s = engine._model.stream(batch)
+        self.batch = batch
+        self.step = self._s.step  # bound C method: no Python frame per step
+        self.reset = self._s.reset
+        self.time_step = self._s.time_step
+
+    def run(self, X, lengths=None) -> np.ndarray:
+        """Whole sequences continuing from this stream's state (left at the final state)."""
+        return self._s.run(X, lengths)
+
+    @property
+    def input_shape(self) -> tuple:
+        return self._s.input_shape
+
+    @property
+    def output_shape(self) -> tuple:
+        return self._s.output_shape
+
+    # -- state ----------------------------------------------------------------------------------
+    def _layout(self):
+        layers = self.engine.layers
+        hs = {layer["hidden_size"] for layer in layers}
+        kinds = {layer["kind"] == "lstm" for layer in layers}
+        return layers, (len(hs) == 1 and len(kinds) == 1)
+
+    @property
+    def state(self):
+        """A copy of the state.
+
+        For a stack of equal-size layers: ``h (L*D, B, H)`` float32, PyTorch's ``h_n`` order
+        ``[l0 fwd, l0 bwd, l1 fwd, ...]``; LSTM stacks give the pair ``(h, c)``. Otherwise a list
+        with one entry per (layer, direction): ``h (B, H)`` or, for LSTM layers, ``(h, c)``.
+        Assigning either form (same shapes, floating dtype, finite) restores it.
+        """
+        h, c = self._s.raw_state()
+        layers, uniform = self._layout()
+        b = self.batch
+        entries = []
+        for layer in layers:
+            hsz, nd = layer["hidden_size"], layer["directions"]
+            hb = h[layer["h_offset"] * b: layer["h_offset"] * b + nd * b * hsz].reshape(nd, b, hsz)
+            cb = None
+            if layer["kind"] == "lstm":
+                cb = c[layer["c_offset"] * b: layer["c_offset"] * b + nd * b * hsz].reshape(nd, b, hsz)
+            for d in range(nd):
+                entries.append((hb[d].copy(), cb[d].copy()) if cb is not None else hb[d].copy())
+        if uniform:
+            if isinstance(entries[0], tuple):
+                return np.stack([e[0] for e in entries]), np.stack([e[1] for e in entries])
+            return np.stack(entries)
+        return entries
+
+    @state.setter
+    def state(self, value) -> None:
+        layers, uniform = self._layout()
+        b = self.batch
+        nstates = sum(layer["directions"] for layer in layers)
+        if isinstance(value, list):
+            entries = value
+        else:
+            is_pair = isinstance(value, tuple)
+            lstm = uniform and layers[0]["kind"] == "lstm"
+            if not uniform:
+                raise ValueError("state: this model's layers differ in size/kind; give a list with one "
+                                 "entry per (layer, direction)")
+            if lstm != is_pair:
+                raise ValueError("state: expected " + ("the pair (h, c)" if lstm else "an array h")
+                                 + f" for this model, got {type(value).__name__}")
+            parts = value if is_pair else (value,)
+            want = (nstates, b, layers[0]["hidden_size"])
+            for name, p in zip(("h", "c"), parts, strict=False):
+                _check_state_array(name, p, want)
+            entries = [(parts[0][k], parts[1][k]) if is_pair else parts[0][k] for k in range(nstates)]
+        if len(entries) != nstates:
+            raise ValueError(f"state: expected {nstates} entries (one per layer and direction), "
+                             f"got {len(entries)}")
+        h, c = self._s.raw_state()
+        h = h.copy()
+        c = None if c is None else c.copy()
+        k = 0
+        for li, layer in enumerate(layers):
+            hsz, nd = layer["hidden_size"], layer["directions"]
+            for d in range(nd):
+                e = entries[k]
+                lstm = layer["kind"] == "lstm"
+                if lstm != isinstance(e, tuple):
+                    want = "(h, c)" if lstm else "an array h"
+                    raise ValueError(f"state[{k}] (layer {li}): expected {want}")
+                eh = e[0] if lstm else e
+                _check_state_array(f"state[{k}] h", eh, (b, hsz))
+                o = layer["h_offset"] * b + d * b * hsz
+                h[o:o + b * hsz] = np.asarray(eh, np.float32).reshape(-1)
+                if lstm:
+                    _check_state_array(f"state[{k}] c", e[1], (b, hsz))
+                    o = layer["c_offset"] * b + d * b * hsz
+                    c[o:o + b * hsz] = np.asarray(e[1], np.float32).reshape(-1)
+                k += 1
+        self._s.set_raw_state(h, c)
+
+
+def _check_state_array(name: str, a, shape: tuple) -> None:
+    if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.floating):
+        got = f"dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise TypeError(f"{name}: expected a float array of shape {shape}, got {got}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name}: contains NaN or Inf")
+
+
+# ----------------------------------------------------------------------------------------------
+# compile / save / load
+
+
+def compile(model, precision: str = "f32", calibration=None) -> Engine:  # noqa: A001 - the API name
+    """Compile an ``rc.nn`` model for the C core.
+
+    Parameters
+    ----------
+    model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, or an ``rc.nn.Sequential`` of
+        ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (Dropout is skipped), or a
+        :class:`~rnncore.quant.ModelSpec`
+    precision : "f32" or "q8" (int8 weights, per-step int8 activations, float32 epilogue)
+    calibration : q8 only: None for dynamic activation scales, representative inputs
+        ``X (B, T, I)`` (or ``(X, lengths)``) to measure static scales with
+        :func:`rnncore.quant.calibrate`, or a :class:`~rnncore.quant.Calibration`
+
+    Returns
+    -------
+    Engine
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    spec = spec_from_model(model)
+    cal = None
+    if calibration is not None:
+        if precision != "q8":
+            raise ValueError("calibration: static activation scales exist only for precision='q8'")
+        if isinstance(calibration, Calibration):
+            cal = calibration
+        else:
+            from rnncore.quant.calibrate import calibrate
+
+            if isinstance(calibration, tuple) and len(calibration) == 2:
+                cal = calibrate(spec, calibration[0], calibration[1])
+            else:
+                cal = calibrate(spec, calibration)
+    from rnncore.io.rnc import write_rnc
+
+    return Engine(write_rnc(to_rnc_spec(spec, precision, cal)), spec)
+
+
+def save(model_or_engine, path: str | os.PathLike, precision: str = "f32") -> None:
+    """Write an ``.rnc`` file: an :class:`Engine`'s bytes, or an ``rc.nn`` model compiled
+    with ``precision``."""
+    eng = model_or_engine if isinstance(model_or_engine, Engine) else compile(model_or_engine, precision)
+    eng.save(path)
+
+
+def load(path_or_bytes) -> Engine:
+    """An :class:`Engine` from an ``.rnc`` file (path) or its bytes.
+
+    Raises ``ValueError`` with the C loader's reason for a file that is not a valid model
+    (truncated, corrupted, wrong version, sizes out of range, ...).
+    """
+    if isinstance(path_or_bytes, bytes | bytearray | memoryview):
+        data = bytes(path_or_bytes)
+    else:
+        with open(path_or_bytes, "rb") as f:
+            data = f.read()
+    return Engine(data)
