@@ -1,6 +1,10 @@
-/* Exactness tests of the x86 AVX-512 / AVX-512 VNNI / AVX-VNNI matrix kernels against plain C
- * loops over the unpacked matrix (an independent reference: the packers below follow
- * C_CONTRACT.md's layout formulas literally).
+/* Exactness tests of the x86 AVX-512 / AVX-512 VNNI / AVX-VNNI kernels.
+ *
+ * Products: against plain C loops over the unpacked matrix (an independent reference: the
+ * packers below follow C_CONTRACT.md's layout formulas literally) and the generic kernel.
+ * Fused cells (every kernel-table row of these ISAs that this CPU runs): against the generic
+ * row on the same arguments; q8 h, c and y must be bitwise equal (exact int32 products, then the
+ * same float32 epilogue), f32 within 1e-5 (only the summation order of the products differs).
  *
  * q8: the int32 accumulators must be EQUAL, for extreme values (every weight and input +-127,
  * alternating signs, zeros) and random ones, over shapes with rows not a multiple of 16, inputs
@@ -12,18 +16,22 @@
  * Paths the CPU lacks are reported as skipped by name. With -DRNC_TEST_AVXVNNI_EVEX the AVX-VNNI
  * file, rebuilt with its EVEX encoding, is tested too (see gemv_avxvnni.c).
  */
+#define _POSIX_C_SOURCE 200112L
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/kernels/kernels_avx512.h"
+#include "internal.h"
+#include "kernels/kernels_avx512.h"
+
+void rnc_x86_quantize_row_avx512_fn(const float *v, size_t n, size_t npad, float static_scale,
+                                    int8_t *q, float *scale);
 
 #if defined(RNC_TEST_AVXVNNI_EVEX)
-void rnc_x86_gemv_q8_avxvnni_evex(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc);
-void rnc_x86_gemm_q8_avxvnni_evex(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
-                                  int32_t *Acc, int ldacc);
+void rnc_q8_gemm_avxvnni_evex(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                              int32_t *Acc, int ldacc);
 #endif
 
 static int passed, failed;
@@ -87,10 +95,9 @@ static int8_t qval(int mode, size_t i)
     }
 }
 
-typedef void (*gemv_q8_fn)(const int8_t *, int, int, const int8_t *, int32_t *);
 typedef void (*gemm_q8_fn)(const int8_t *, int, int, int, const int8_t *, int, int32_t *, int);
 
-static void test_q8(const char *name, gemv_q8_fn gemv, gemm_q8_fn gemm)
+static void test_q8(const char *name, gemm_q8_fn gemm)
 {
     static const int shapes[][2] = {{1, 1},   {1, 4},   {3, 5},    {16, 4},   {17, 7},   {31, 33},
                                     {48, 16}, {64, 64}, {96, 32},  {100, 3},  {191, 129}, {384, 128},
@@ -117,12 +124,11 @@ static void test_q8(const char *name, gemv_q8_fn gemv, gemm_q8_fn gemm)
                         ref[(size_t)n * ldacc + r] = a;
                     }
                 int ok = 1;
-                if (N == 1) {
-                    for (int i = 0; i <= ldacc; ++i) got[i] = 0x5A5A5A5A;
-                    gemv(P, R, K, Q, got);
-                    ok = memcmp(got, ref, sizeof(int32_t) * R) == 0 && got[R] == 0x5A5A5A5A;
-                    check(ok, name, R, K, N, mode);
-                }
+                for (size_t i = 0; i <= (size_t)N * ldacc; ++i) got[i] = 0x5A5A5A5A;
+                rnc_q8_gemm_generic(P, R, K, N, Q, ldq, got, ldacc);
+                for (int n = 0; n < N; ++n)
+                    ok &= memcmp(got + (size_t)n * ldacc, ref + (size_t)n * ldacc, sizeof(int32_t) * R) == 0;
+                check(ok, "q8_gemm_generic (reference check)", R, K, N, mode);
                 for (size_t i = 0; i <= (size_t)N * ldacc; ++i) got[i] = 0x5A5A5A5A;
                 gemm(P, R, K, N, Q, ldq, got, ldacc);
                 ok = 1;
@@ -130,7 +136,7 @@ static void test_q8(const char *name, gemv_q8_fn gemv, gemm_q8_fn gemm)
                     ok &= memcmp(got + (size_t)n * ldacc, ref + (size_t)n * ldacc, sizeof(int32_t) * R) == 0;
                     for (int r = R; r < ldacc; ++r) ok &= got[(size_t)n * ldacc + r] == 0x5A5A5A5A;
                 }
-                check(ok, name, R, K, N, mode + 100);
+                check(ok, name, R, K, N, mode);
                 free(Q);
                 free(ref);
                 free(got);
@@ -156,11 +162,9 @@ static void test_f32(void)
             const size_t xn = (size_t)(N - 1) * ldx + K;
             float *X = malloc(sizeof(float) * xn), *Y = malloc(sizeof(float) * ((size_t)N * ldy + 1));
             for (size_t i = 0; i < xn; ++i) X[i] = (float)rnd(-1000, 1000) / 1000.0f;
-            for (int pass = 0; pass < 2; ++pass) {
-                if (pass == 0 && N > 1) continue;
+            {
                 for (size_t i = 0; i <= (size_t)N * ldy; ++i) Y[i] = 12345.0f;
-                if (pass == 0) rnc_x86_gemv_f32_avx512(P, R, K, X, Y);
-                else rnc_x86_gemm_f32_avx512(P, R, K, N, X, ldx, Y, ldy);
+                rnc_f32_gemm_avx512(P, R, K, N, X, ldx, Y, ldy);
                 int ok = 1;
                 for (int n = 0; n < N; ++n) {
                     for (int r = 0; r < R; ++r) {
@@ -174,7 +178,7 @@ static void test_f32(void)
                     }
                     for (int r = R; r < ldy; ++r) ok &= Y[(size_t)n * ldy + r] == 12345.0f;
                 }
-                check(ok, pass ? "f32_gemm_avx512" : "f32_gemv_avx512", R, K, N, 0);
+                check(ok, "f32_gemm_avx512", R, K, N, 0);
             }
             free(X);
             free(Y);
@@ -184,27 +188,252 @@ static void test_f32(void)
     }
 }
 
+/* ------------------------------------------------------------------ fused cells vs generic */
+
+static float frand(float a) { return a * (float)rnd(-100000, 100000) / 100000.0f; }
+
+typedef struct {
+    uint32_t kind, reset_after, B, I, H, G, Hp;
+    void *wih, *whh;
+    float *sih, *shh, *bih, *bhh, *x, *sx, *h, *c, *y;
+    int8_t *xq;
+    void *work;
+} cell_case;
+
+static void *zalloc(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (n + 63) / 64 * 64 + 64) != 0) abort();
+    memset(p, 0, (n + 63) / 64 * 64 + 64);
+    return p;
+}
+
+/* Random cell of the given shape; mode 1 saturates (weights and inputs at their extremes). */
+static void make_case(cell_case *t, int q8, uint32_t kind, uint32_t ra, uint32_t B, uint32_t I,
+                      uint32_t H, int mode)
+{
+    t->kind = kind;
+    t->reset_after = ra;
+    t->B = B;
+    t->I = I;
+    t->H = H;
+    t->G = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1;
+    t->Hp = (H + 15) / 16 * 16;
+    const uint32_t R = t->G * t->Hp, kx = (I + 3) / 4 * 4, kh = (H + 3) / 4 * 4;
+    if (q8) {
+        int8_t *a = zalloc((size_t)R * kx), *b = zalloc((size_t)R * kh);
+        int8_t *wa = zalloc((size_t)R * I), *wb = zalloc((size_t)R * H);
+        for (uint32_t g = 0; g < t->G; ++g)
+            for (uint32_t u = 0; u < H; ++u) {
+                const size_t r = (size_t)g * t->Hp + u;
+                for (uint32_t k = 0; k < I; ++k) wa[r * I + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
+                for (uint32_t k = 0; k < H; ++k) wb[r * H + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
+            }
+        pack_q8(wa, (int)R, (int)I, a);
+        pack_q8(wb, (int)R, (int)H, b);
+        free(wa);
+        free(wb);
+        t->wih = a;
+        t->whh = b;
+    } else {
+        float *a = zalloc(sizeof(float) * R * I), *b = zalloc(sizeof(float) * R * H);
+        float *wa = zalloc(sizeof(float) * R * I), *wb = zalloc(sizeof(float) * R * H);
+        for (uint32_t g = 0; g < t->G; ++g)
+            for (uint32_t u = 0; u < H; ++u) {
+                const size_t r = (size_t)g * t->Hp + u;
+                for (uint32_t k = 0; k < I; ++k) wa[r * I + k] = frand(mode ? 2.0f : 0.3f);
+                for (uint32_t k = 0; k < H; ++k) wb[r * H + k] = frand(mode ? 2.0f : 0.3f);
+            }
+        pack_f32(wa, (int)R, (int)I, a);
+        pack_f32(wb, (int)R, (int)H, b);
+        free(wa);
+        free(wb);
+        t->wih = a;
+        t->whh = b;
+    }
+    t->sih = zalloc(sizeof(float) * R);
+    t->shh = zalloc(sizeof(float) * R);
+    t->bih = zalloc(sizeof(float) * R);
+    t->bhh = zalloc(sizeof(float) * R);
+    for (uint32_t r = 0; r < R; ++r) {
+        t->sih[r] = 0.002f + frand(0.001f);
+        t->shh[r] = 0.002f + frand(0.001f);
+        t->bih[r] = frand(mode ? 3.0f : 0.2f);
+        t->bhh[r] = frand(mode ? 3.0f : 0.2f);
+    }
+    t->x = zalloc(sizeof(float) * B * I);
+    t->xq = zalloc((size_t)B * kx);
+    t->sx = zalloc(sizeof(float) * B);
+    for (uint32_t b = 0; b < B; ++b) {
+        for (uint32_t k = 0; k < I; ++k) {
+            t->x[b * I + k] = frand(mode ? 5.0f : 1.0f);
+            t->xq[b * kx + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
+        }
+        t->sx[b] = 0.01f + frand(0.005f);
+    }
+    t->h = zalloc(sizeof(float) * B * H);
+    t->c = zalloc(sizeof(float) * B * H);
+    t->y = zalloc(sizeof(float) * B * H);
+    for (size_t i = 0; i < (size_t)B * H; ++i) {
+        t->h[i] = frand(1.0f);
+        t->c[i] = frand(mode ? 4.0f : 1.0f);
+    }
+    t->work = zalloc(rnc__cell_work(t->G, H, B).total);
+}
+
+static void free_case(cell_case *t)
+{
+    void *p[] = {t->wih, t->whh, t->sih, t->shh, t->bih, t->bhh, t->x, t->xq, t->sx, t->h, t->c, t->y, t->work};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i) free(p[i]);
+}
+
+/* Run kernel `fn` for `steps` steps (h, c carried) on a copy of the state; results in h, c, y. */
+static void run_cell(const cell_case *t, rnc_cell_fn fn, int q8, int steps, float *h, float *c, float *y)
+{
+    memcpy(h, t->h, sizeof(float) * t->B * t->H);
+    memcpy(c, t->c, sizeof(float) * t->B * t->H);
+    rnc_cell_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = t->kind;
+    a.reset_after = t->reset_after;
+    a.batch = t->B;
+    a.I = t->I;
+    a.H = t->H;
+    a.Hp = t->Hp;
+    a.G = t->G;
+    a.w_ih = t->wih;
+    a.w_hh = t->whh;
+    a.s_ih = t->sih;
+    a.s_hh = t->shh;
+    a.b_ih = t->bih;
+    a.b_hh = t->bhh;
+    if (q8) {
+        a.xq = t->xq;
+        a.sx = t->sx;
+        a.ldxq = (t->I + 3) / 4 * 4;
+    } else {
+        a.x = t->x;
+        a.ldx = t->I;
+    }
+    a.h = h;
+    a.c = t->kind == RNC_LSTM ? c : NULL;
+    a.y = y;
+    a.ldy = t->H;
+    a.work = t->work;
+    for (int s = 0; s < steps; ++s) fn(&a);
+}
+
+static void test_cells(void)
+{
+    static const uint32_t shapes[][3] = {{1, 1, 1}, {2, 3, 5}, {3, 17, 16}, {1, 32, 32}, {5, 33, 47},
+                                         {4, 64, 128}, {1, 256, 256}};
+    static const uint32_t ops[][3] = {{RNC_OP_RNN_STEP, RNC_RNN_TANH, 1}, {RNC_OP_RNN_STEP, RNC_RNN_RELU, 1},
+                                      {RNC_OP_GRU_STEP, RNC_GRU, 1},      {RNC_OP_GRU_STEP, RNC_GRU, 0},
+                                      {RNC_OP_LSTM_STEP, RNC_LSTM, 1}};
+    for (size_t k = 0; k < rnc__kernel_count; ++k) {
+        const rnc_kernel *kr = &rnc__kernels[k];
+        if (kr->op == RNC_OP_GEMV) continue;
+        if (kr->isa != RNC_ISA_AVX512 && kr->isa != RNC_ISA_AVX512VNNI && kr->isa != RNC_ISA_AVXVNNI &&
+            kr->isa != RNC_ISA_AMX)
+            continue;
+        if (!rnc__cpu_supports(kr->isa)) {
+            printf("skipped: %s (CPU/OS lacks the ISA)\n", kr->name);
+            continue;
+        }
+        const int gen = rnc__find_kernel(kr->op, kr->precision, RNC_ISA_GENERIC);
+        const int q8 = kr->precision == RNC_Q8;
+        for (size_t o = 0; o < sizeof ops / sizeof ops[0]; ++o) {
+            if (ops[o][0] != kr->op) continue;
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
+                for (int mode = 0; mode < 2; ++mode) {
+                    cell_case t;
+                    const uint32_t B = shapes[s][0], I = shapes[s][1], H = shapes[s][2];
+                    make_case(&t, q8, ops[o][1], ops[o][2], B, I, H, mode);
+                    const size_t n = (size_t)B * H;
+                    float *h0 = malloc(4 * n), *c0 = malloc(4 * n), *y0 = malloc(4 * n);
+                    float *h1 = malloc(4 * n), *c1 = malloc(4 * n), *y1 = malloc(4 * n);
+                    /* q8: 3 steps (state carried), bitwise equal. f32: one step (a carried
+                     * rounding difference is amplified by W_hh), within the rounding bound of
+                     * a K-term sum in another order, K*2^-24*S with S >= sum |w||v|, carried
+                     * through the gates (Lipschitz <= 1) and LSTM's c' = f*c + i*g. */
+                    const int steps = q8 ? 3 : 1;
+                    run_cell(&t, rnc__kernels[gen].fn.cell, q8, steps, h0, c0, y0);
+                    run_cell(&t, kr->fn.cell, q8, steps, h1, c1, y1);
+                    int ok = 1;
+                    if (q8) {
+                        ok = !memcmp(h0, h1, 4 * n) && !memcmp(c0, c1, 4 * n) && !memcmp(y0, y1, 4 * n);
+                    } else {
+                        const double wmax = mode ? 2.0 : 0.3, xmax = mode ? 5.0 : 1.0, bmax = mode ? 6.0 : 0.4;
+                        double hmax = 0, cmax = 0;
+                        for (size_t i = 0; i < n; ++i) {
+                            hmax = fmax(hmax, fabs(t.h[i]));
+                            cmax = fmax(cmax, fabs(t.c[i]));
+                        }
+                        const double S = I * wmax * xmax + H * wmax * hmax + bmax;
+                        const double tol = (cmax + 3.0) * ((double)(I + H + 2) * ldexp(1.0, -24) * S) + 1e-6;
+                        for (size_t i = 0; i < n; ++i)
+                            ok &= fabs(h0[i] - h1[i]) <= tol && fabs(c0[i] - c1[i]) <= tol && y1[i] == h1[i];
+                    }
+                    char what[160];
+                    snprintf(what, sizeof what, "%s kind=%u reset_after=%u vs generic", kr->name,
+                             ops[o][1], ops[o][2]);
+                    check(ok, what, (int)H, (int)I, (int)B, mode);
+                    free(h0); free(c0); free(y0); free(h1); free(c1); free(y1);
+                    free_case(&t);
+                }
+        }
+    }
+}
+
+/* The AVX-512 activation quantisation equals util.c's, bit for bit, including NaN/Inf/-0,
+ * denormals, all-zero vectors, static scales and every tail length. */
+static void test_quantize(void)
+{
+    const float specials[] = {0.0f, -0.0f, 1e-40f, -1e-40f, 3.4e38f, -3.4e38f, 1.0f / 0.0f,
+                              -1.0f / 0.0f, 0.0f / 0.0f, 0.5f, -0.5f, 127.0f};
+    for (int trial = 0; trial < 400; ++trial) {
+        const size_t n = (size_t)rnd(0, 70), npad = n + (size_t)rnd(0, 5);
+        float v[80];
+        for (size_t i = 0; i < n; ++i) {
+            const int kind = rnd(0, 9);
+            v[i] = kind == 0 ? specials[rnd(0, 11)] : frand(kind == 1 ? 1e-3f : kind == 2 ? 1e6f : 3.0f);
+            if (trial % 7 == 0) v[i] = 0.0f;
+        }
+        const float st = trial % 3 == 0 ? 0.01f + frand(0.005f) : 0.0f;
+        int8_t q0[80], q1[80];
+        float s0 = -1.0f, s1 = -2.0f;
+        memset(q0, 0x55, sizeof q0);
+        memset(q1, 0x55, sizeof q1);
+        rnc__quantize_row(v, n, npad, st, q0, &s0);
+        rnc_x86_quantize_row_avx512_fn(v, n, npad, st, q1, &s1);
+        check(!memcmp(q0, q1, sizeof q0) && !memcmp(&s0, &s1, sizeof s0), "quantize_row_avx512", (int)n,
+              (int)npad, 1, trial);
+    }
+}
+
 int main(void)
 {
-#if defined(__x86_64__) || defined(_M_X64)
-    if (rnc_x86_has_avx512()) {
+#if RNC_X86
+    if (rnc__cpu_supports(RNC_ISA_AVX512)) {
         test_f32();
-        test_q8("q8_avx512", rnc_x86_gemv_q8_avx512, rnc_x86_gemm_q8_avx512);
+        test_q8("q8_gemm_avx512", rnc_q8_gemm_avx512);
+        test_quantize();
     } else {
-        printf("skipped: avx512 (CPU/OS lacks AVX-512 F/BW/VL/DQ)\n");
+        printf("skipped: avx512 products (CPU/OS lacks AVX-512 F/BW/VL/DQ)\n");
     }
-    if (rnc_x86_has_avx512vnni())
-        test_q8("q8_avx512vnni", rnc_x86_gemv_q8_avx512vnni, rnc_x86_gemm_q8_avx512vnni);
+    if (rnc__cpu_supports(RNC_ISA_AVX512VNNI))
+        test_q8("q8_gemm_avx512vnni", rnc_q8_gemm_avx512vnni);
     else
-        printf("skipped: avx512vnni (CPU/OS lacks AVX512_VNNI)\n");
-    if (rnc_x86_has_avxvnni())
-        test_q8("q8_avxvnni", rnc_x86_gemv_q8_avxvnni, rnc_x86_gemm_q8_avxvnni);
+        printf("skipped: avx512vnni products (CPU/OS lacks AVX512_VNNI)\n");
+    if (rnc__cpu_supports(RNC_ISA_AVXVNNI))
+        test_q8("q8_gemm_avxvnni", rnc_q8_gemm_avxvnni);
     else
-        printf("skipped: avxvnni (CPU/OS lacks AVX-VNNI)\n");
+        printf("skipped: avxvnni products (CPU/OS lacks AVX-VNNI)\n");
 #if defined(RNC_TEST_AVXVNNI_EVEX)
-    if (rnc_x86_has_avx512vnni())
-        test_q8("q8_avxvnni_evex", rnc_x86_gemv_q8_avxvnni_evex, rnc_x86_gemm_q8_avxvnni_evex);
+    if (rnc__cpu_supports(RNC_ISA_AVX512VNNI)) /* the AVX-VNNI file's logic, EVEX-encoded */
+        test_q8("q8_gemm_avxvnni (EVEX build)", rnc_q8_gemm_avxvnni_evex);
 #endif
+    test_cells();
 #else
     printf("skipped: not x86-64\n");
 #endif

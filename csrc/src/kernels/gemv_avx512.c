@@ -61,7 +61,7 @@ RNC_AI void f32_gemv_blocks(const float *Wb, size_t bstride, int K, const float 
     for (int m = 0; m < MB; ++m) store_f32(y, b + m, R, _mm512_add_ps(a[m], c[m]));
 }
 
-void rnc_x86_gemv_f32_avx512(const float *Wp, int R, int K, const float *x, float *y)
+static void gemv_f32(const float *Wp, int R, int K, const float *x, float *y)
 {
     const int B = (R + 15) / 16;
     const size_t bs = (size_t)K * 16;
@@ -108,11 +108,11 @@ RNC_AI void f32_gemm_rowblocks(const float *Wb, size_t bs, int K, int N, const f
     for (; n < N; ++n) f32_gemm_tile(Wb, bs, K, X + (size_t)n * ldx, ldx, Y + (size_t)n * ldy, ldy, b, R, MB, 1);
 }
 
-void rnc_x86_gemm_f32_avx512(const float *Wp, int R, int K, int N, const float *X, int ldx,
-                             float *Y, int ldy)
+void rnc_f32_gemm_avx512(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
+                         int ldy)
 {
     if (N < 3) {
-        for (int n = 0; n < N; ++n) rnc_x86_gemv_f32_avx512(Wp, R, K, X + (size_t)n * ldx, Y + (size_t)n * ldy);
+        for (int n = 0; n < N; ++n) gemv_f32(Wp, R, K, X + (size_t)n * ldx, Y + (size_t)n * ldy);
         return;
     }
     const int B = (R + 15) / 16;
@@ -184,7 +184,7 @@ RNC_AI void q8_tile(const int8_t *Wb, size_t bstride, int G, int K, const int8_t
         for (int m = 0; m < MB; ++m) store_i32(Acc + (size_t)n * ldacc, b + m, R, a[m][n]);
 }
 
-void rnc_x86_gemv_q8_avx512(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
+static void gemv_q8(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
 {
     const int G = (K + 3) / 4, B = (R + 15) / 16;
     const size_t bs = (size_t)G * 64;
@@ -195,9 +195,13 @@ void rnc_x86_gemv_q8_avx512(const int8_t *Wp, int R, int K, const int8_t *q, int
     else if (B - b == 1) q8_tile(Wp + (size_t)b * bs, bs, G, K, q, 0, acc, 0, b, R, 1, 1);
 }
 
-void rnc_x86_gemm_q8_avx512(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
-                            int32_t *Acc, int ldacc)
+void rnc_q8_gemm_avx512(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                        int32_t *Acc, int ldacc)
 {
+    if (N < 2) {
+        if (N == 1) gemv_q8(Wp, R, K, Q, Acc);
+        return;
+    }
     const int G = (K + 3) / 4, B = (R + 15) / 16;
     const size_t bs = (size_t)G * 64;
     for (int b = 0; b < B;) {

@@ -81,7 +81,7 @@ RNC_AI void gemv_blocks(const int8_t *Wb, size_t bstride, int G, int K, const in
     for (int m = 0; m < MB; ++m) store_rows(acc, b + m, R, a[m]);
 }
 
-void rnc_x86_gemv_q8_avx512vnni(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
+static void gemv_q8(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
 {
     const int G = (K + 3) / 4, B = (R + 15) / 16;
     const size_t bs = (size_t)G * 64;
@@ -157,12 +157,12 @@ RNC_AI void gemm_rowblocks(const int8_t *Wb, size_t bs, int G, int K, int N, con
                   MB, 1);
 }
 
-void rnc_x86_gemm_q8_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
-                                int32_t *Acc, int ldacc)
+void rnc_q8_gemm_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                            int32_t *Acc, int ldacc)
 {
     if (N < 3) {  /* too few columns to pay for the row corrections */
         for (int n = 0; n < N; ++n)
-            rnc_x86_gemv_q8_avx512vnni(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+            gemv_q8(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
         return;
     }
     const int G = (K + 3) / 4, B = (R + 15) / 16;

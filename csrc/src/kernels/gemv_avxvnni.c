@@ -38,9 +38,8 @@
 #define RNC_AI static inline __attribute__((always_inline))
 
 #if defined(RNC_AVXVNNI_VIA_EVEX)
-void rnc_x86_gemv_q8_avxvnni_evex(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc);
-void rnc_x86_gemm_q8_avxvnni_evex(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
-                                  int32_t *Acc, int ldacc);
+void rnc_q8_gemm_avxvnni_evex(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                              int32_t *Acc, int ldacc);
 #endif
 
 RNC_AI __m256i bcast_group(const int8_t *q, int K, int g, const int tail)
@@ -95,8 +94,7 @@ RNC_AI void gemv_blocks(const int8_t *Wb, size_t bstride, int G, int K, const in
     }
 }
 
-void RNC_AVXVNNI_FN(rnc_x86_gemv_q8_avxvnni)(const int8_t *Wp, int R, int K, const int8_t *q,
-                                               int32_t *acc)
+static void gemv_q8(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
 {
     const int G = (K + 3) / 4, B = (R + 15) / 16;
     const size_t bs = (size_t)G * 64;
@@ -179,12 +177,12 @@ RNC_AI void gemm_rowblocks(const int8_t *Wb, size_t bs, int G, int K, int N, con
                   MB, 1);
 }
 
-void RNC_AVXVNNI_FN(rnc_x86_gemm_q8_avxvnni)(const int8_t *Wp, int R, int K, int N, const int8_t *Q,
-                                               int ldq, int32_t *Acc, int ldacc)
+void RNC_AVXVNNI_FN(rnc_q8_gemm_avxvnni)(const int8_t *Wp, int R, int K, int N, const int8_t *Q,
+                                          int ldq, int32_t *Acc, int ldacc)
 {
     if (N < 3) {
         for (int n = 0; n < N; ++n)
-            RNC_AVXVNNI_FN(rnc_x86_gemv_q8_avxvnni)(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+            gemv_q8(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
         return;
     }
     const int G = (K + 3) / 4, B = (R + 15) / 16;

@@ -1,0 +1,128 @@
+/* AVX-512 versions of the float32 epilogue pieces of cell_template.h, written with intrinsics so
+ * that several independent dependency chains (the rational tanh, its division) are in flight,
+ * which the compiler's auto-vectorised loop does not achieve. Included by cells_avx512*.c
+ * (AVX-512F/BW flags) and plugged into the template through its RNC_CELL_UPDATE /
+ * RNC_QUANTIZE_ROW hooks.
+ *
+ * Bit-identical to the scalar code (activations.h, util.c's rnc__quantize_row): the same IEEE
+ * float32 operations in the same order, no contraction (files compiled with -ffp-contract=off),
+ * and each scalar select written as the min/max operand order that has the same result,
+ * NaN included: x > C ? C : x == vminps(C, x); x < -C ? -C : x == vmaxps(-C, x);
+ * a > m ? a : m == vmaxps(a, m). csrc/tests/test_x86_avx512.c checks the q8 cells bit for bit
+ * against the generic ones and the quantisation against rnc__quantize_row. */
+#ifndef RNC_EPILOGUE_AVX512_H
+#define RNC_EPILOGUE_AVX512_H
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#define RNC_EP_AI static inline __attribute__((always_inline))
+RNC_EP_AI __m512 rnc_x86_tanh16(__m512 x)
+{
+    const __m512 C = _mm512_set1_ps(7.90531110763549805f);
+    x = _mm512_min_ps(C, x);                                   /* x > C ? C : x (NaN kept) */
+    x = _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), C), x); /* x < -C ? -C : x */
+    const __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(-2.76076847742355e-16f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(2.00018790482477e-13f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(-8.60467152213735e-11f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(5.12229709037114e-08f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(1.48572235717979e-05f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(6.37261928875436e-04f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(4.89352455891786e-03f));
+    p = _mm512_mul_ps(p, x);
+    __m512 q = _mm512_set1_ps(1.19825839466702e-06f);
+    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(1.18534705686654e-04f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(2.26843463243900e-03f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(4.89352518554385e-03f));
+    __m512 r = _mm512_div_ps(p, q);
+    r = _mm512_min_ps(_mm512_set1_ps(1.0f), r);
+    r = _mm512_max_ps(_mm512_set1_ps(-1.0f), r);
+    return r;
+}
+RNC_EP_AI __m512 rnc_x86_sigmoid16(__m512 x)
+{
+    const __m512 h = _mm512_set1_ps(0.5f);
+    return _mm512_add_ps(h, _mm512_mul_ps(h, rnc_x86_tanh16(_mm512_mul_ps(h, x))));
+}
+
+/* The cell update of cell_template.h (rnc_cell_update_<sfx>): 16 units per vector, masked tail.
+ * kind: 0 RNN tanh, 1 RNN relu, 2 GRU (reset_after=1 form), 3 LSTM. */
+#define RNC_EP_LD(p, m) _mm512_maskz_loadu_ps((m), (p))
+static inline void rnc_x86_cell_update_avx512(uint32_t kind, uint32_t H, uint32_t Hp, const float *restrict gi,
+                                  const float *restrict gh, float *restrict h, float *restrict c,
+                                  float *restrict y)
+{
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    for (uint32_t u = 0; u < H; u += 16) {
+        const __mmask16 m = H - u >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - u)) - 1u);
+        __m512 hn;
+        switch (kind) {
+        case RNC_RNN_TANH: hn = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m))); break;
+        case RNC_RNN_RELU: hn = _mm512_max_ps(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)), zero); break;
+        case RNC_GRU: {
+            const __m512 r = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)));
+            const __m512 z = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + Hp + u, m), RNC_EP_LD(gh + Hp + u, m)));
+            const __m512 n = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + 2 * Hp + u, m),
+                                                   _mm512_mul_ps(r, RNC_EP_LD(gh + 2 * Hp + u, m))));
+            hn = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, z), n), _mm512_mul_ps(z, RNC_EP_LD(h + u, m)));
+            break;
+        }
+        default: {
+            const __m512 i = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)));
+            const __m512 f = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + Hp + u, m), RNC_EP_LD(gh + Hp + u, m)));
+            const __m512 g = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + 2 * Hp + u, m), RNC_EP_LD(gh + 2 * Hp + u, m)));
+            const __m512 o = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + 3 * Hp + u, m), RNC_EP_LD(gh + 3 * Hp + u, m)));
+            const __m512 c2 = _mm512_add_ps(_mm512_mul_ps(f, RNC_EP_LD(c + u, m)), _mm512_mul_ps(i, g));
+            _mm512_mask_storeu_ps(c + u, m, c2);
+            hn = _mm512_mul_ps(o, rnc_x86_tanh16(c2));
+            break;
+        }
+        }
+        _mm512_mask_storeu_ps(h + u, m, hn);
+        if (y) _mm512_mask_storeu_ps(y + u, m, hn);
+    }
+}
+
+/* util.c's rnc__quantize_row, bit for bit (max |v| ignoring NaN, v * (127 / m), NaN -> 0, clamp to
+ * +-127, round half to even by adding and subtracting 1.5 * 2^23, zero padding to npad). */
+static inline void rnc_x86_quantize_row_avx512(const float *v, size_t n, size_t npad, float static_scale,
+                                   int8_t *q, float *scale)
+{
+    float inv, s;
+    if (static_scale > 0.0f) {
+        s = static_scale;
+        inv = 1.0f / static_scale;
+    } else {
+        __m512 mv = _mm512_setzero_ps();
+        const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
+        for (size_t i = 0; i < n; i += 16) {
+            const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+            const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, v + i)), absmask));
+            mv = _mm512_max_ps(a, mv); /* a > m ? a : m: NaN never wins */
+        }
+        const float m = _mm512_reduce_max_ps(mv);
+        if (m == 0.0f) {
+            memset(q, 0, npad);
+            *scale = 0.0f;
+            return;
+        }
+        s = m / 127.0f;
+        inv = 127.0f / m;
+    }
+    const __m512 vinv = _mm512_set1_ps(inv), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, v + i), vinv);
+        p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p); /* NaN -> 0 */
+        p = _mm512_min_ps(hi, p);
+        p = _mm512_max_ps(lo, p);
+        p = _mm512_sub_ps(_mm512_add_ps(p, magic), magic);
+        _mm_mask_storeu_epi8(q + i, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(p)));
+    }
+    if (npad > n) memset(q + n, 0, npad - n);
+    *scale = s;
+}
+
+#endif
