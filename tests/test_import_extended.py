@@ -1,0 +1,64 @@
+"""ExtendedRecurrent (the ONNX-only cell options): backward against finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnncore.gradcheck import check_module
+from rnncore.io.extended import ExtendedRecurrent, ReverseTime
+
+CASES = {
+    "rnn_relu_clip": dict(mode="RNN", activations=["Relu"], clip=1.0),
+    "rnn_bidir_scaledtanh_softsign": dict(mode="RNN", bidirectional=True,
+                                          activations=[("ScaledTanh", 1.3, 0.6), "Softsign"]),
+    "gru_after_hardsigmoid_elu_clip": dict(mode="GRU", activations=[("HardSigmoid", 0.2, 0.5), ("Elu", 0.7)],
+                                           clip=1.5),
+    "gru_before_two_layers_reverse": dict(mode="GRU", reset_after=False, num_layers=2, reverse=True),
+    "gru_before_bidir_leaky_softplus": dict(mode="GRU", reset_after=False, bidirectional=True,
+                                            activations=["Sigmoid", ("LeakyRelu", 0.1)]),
+    "lstm_peepholes_clip": dict(mode="LSTM", peepholes=True, clip=1.2),
+    "lstm_input_forget_peepholes_bidir": dict(mode="LSTM", input_forget=True, peepholes=True,
+                                              bidirectional=True),
+    "lstm_proj_two_layers_affine": dict(mode="LSTM", proj_size=2, num_layers=2,
+                                        activations=["Sigmoid", ("Affine", 0.8, 0.1), "Softsign"]),
+}
+
+
+def _layer(cfg, seed=0):
+    m = ExtendedRecurrent(input_size=3, hidden_size=4, **cfg)
+    g = np.random.default_rng(seed)
+    for v in m.params.values():
+        v[...] = 0.5 * g.standard_normal(v.shape)
+    return m
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_backward_matches_finite_differences(name, with_lengths):
+    m = _layer(CASES[name])
+    g = np.random.default_rng(1)
+    B, T = 3, 5
+    x = g.standard_normal((B, T, 3))
+    kw = {"lengths": np.array([5, 2, 4])} if with_lengths else {}
+    LD = m.num_layers * (2 if m.bidirectional else 1)
+    P = m.proj_size or m.hidden_size
+    h0 = 0.3 * g.standard_normal((LD, B, P))
+    kw["state"] = (h0, 0.3 * g.standard_normal((LD, B, 4))) if m.mode == "LSTM" else h0
+    report = check_module(m, x, **kw)
+    assert report.ok, str(report)
+
+
+def test_train_forward_is_the_inference_forward():
+    m = _layer(CASES["lstm_input_forget_peepholes_bidir"])
+    x = np.random.default_rng(2).standard_normal((2, 4, 3))
+    y0, (h0, c0) = m.forward(x, lengths=np.array([4, 3]))
+    y1, (h1, c1) = m.forward(x, lengths=np.array([4, 3]), train=True)
+    np.testing.assert_array_equal(y0, y1)
+    np.testing.assert_array_equal(c0, c1)
+
+
+def test_reverse_time_reverses_within_lengths():
+    x = np.arange(2 * 4).reshape(2, 4, 1).astype(float)
+    y = ReverseTime().forward(x, lengths=np.array([4, 2]))
+    np.testing.assert_array_equal(y[:, :, 0], [[3, 2, 1, 0], [5, 4, 6, 7]])
