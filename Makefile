@@ -17,4 +17,5 @@ lint:
 	$(PYTHON) -m ruff check rnncore tests benchmarks
 
 test: install-test lint
+	$(MAKE) -C csrc test test-sanitize PYTHON=$(PYTHON)
 	$(PYTHON) -m pytest -q

@@ -1,16 +1,19 @@
 # Source lists of the C core, for csrc/Makefile and for setup.py (which may parse this file).
 # Every file is C99; the files of one ISA are compiled with only that ISA's flags.
-#   CORE_SRCS           no extra flags (portable; x86 ones use cpuid only)
-#   GENERIC_SRCS        no extra flags (the portable kernels)
-#   X86_AVX2_SRCS       -mavx2 -mfma            (x86-64 only)
+#   CORE_SRCS        no extra flags (portable; cpu.c uses cpuid / getauxval only)
+#   GENERIC_SRCS     no extra flags (the portable kernels)
+#   X86_AVX2_SRCS    X86_AVX2_FLAGS   (x86-64 builds only)
 # Future paths add a list + flags here and rows in src/kernel_table.c, e.g.
 #   X86_AVX512_SRCS     -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma
 #   X86_AVX512VNNI_SRCS -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma
-#   ARM_NEON_SRCS       (aarch64: none; armv7: -mfpu=neon)
+#   ARM_SRCS            (aarch64: none; armv7: -mfpu=neon)
 CORE_SRCS = src/model.c src/kernel_table.c src/cpu.c src/util.c
-GENERIC_SRCS = src/kernels/q8_cells_generic.c src/kernels/f32_cells_generic.c
-X86_AVX2_SRCS = src/kernels/q8_cells_avx2.c src/kernels/f32_cells_avx2.c
+GENERIC_SRCS = src/kernels/q8_gemm_generic.c src/kernels/f32_gemm_generic.c src/kernels/cells_generic.c
+X86_AVX2_SRCS = src/kernels/q8_gemm_avx2.c src/kernels/f32_gemm_avx2.c src/kernels/cells_avx2.c
 X86_AVX2_FLAGS = -mavx2 -mfma
-# Flags every file gets (besides -Iinclude -Isrc): no fast-math, no FP contraction, so that
-# every ISA's epilogue computes the same float32 operations.
+ARM_SRCS = src/arch/arm_cpu.c
+# Flags every file gets (besides -Iinclude): no fast-math and no FP contraction, so that every
+# ISA's epilogue computes the same float32 operations; -fno-strict-aliasing for the in-place
+# int32 -> float conversion of accumulators.
 COMMON_CFLAGS = -std=c99 -O3 -fPIC -ffp-contract=off -fno-strict-aliasing
+WARN_CFLAGS = -Wall -Wextra -Werror

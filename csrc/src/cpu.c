@@ -1,0 +1,73 @@
+/* Run-time CPU feature detection (no state: computed on every call; called at model init).
+ * x86: cpuid for the instruction sets and XGETBV for the register state the OS saves
+ * (YMM for AVX2/AVX-VNNI; opmask+ZMM for AVX-512; tile state for AMX).
+ * ARM: the auxiliary vector (arch/arm_cpu.c). */
+#include "internal.h"
+
+#if RNC_X86
+#include <cpuid.h>
+
+static uint64_t rnc_xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+typedef struct {
+    uint32_t ecx1, ebx7, ecx7, edx7, eax7_1;
+    uint64_t xcr0;
+} rnc_cpuid;
+
+static rnc_cpuid rnc_read_cpuid(void)
+{
+    rnc_cpuid c = {0, 0, 0, 0, 0, 0};
+    unsigned a, b, cx, d;
+    if (!__get_cpuid(0, &a, &b, &cx, &d)) return c;
+    const unsigned max = a;
+    if (__get_cpuid(1, &a, &b, &cx, &d)) c.ecx1 = cx;
+    if (max >= 7) {
+        __cpuid_count(7, 0, a, b, cx, d);
+        c.ebx7 = b;
+        c.ecx7 = cx;
+        c.edx7 = d;
+        __cpuid_count(7, 1, a, b, cx, d);
+        c.eax7_1 = a;
+    }
+    if (c.ecx1 & (1u << 27)) c.xcr0 = rnc_xgetbv0(); /* OSXSAVE */
+    return c;
+}
+#elif defined(__arm__) || defined(__aarch64__)
+int rnc_arm_has_neon(void);
+int rnc_arm_has_dotprod(void);
+#endif
+
+int rnc__cpu_supports(int isa)
+{
+    if (isa == RNC_ISA_GENERIC) return 1;
+#if RNC_X86
+    const rnc_cpuid c = rnc_read_cpuid();
+    const int ymm = (c.xcr0 & 0x6) == 0x6;
+    const int zmm = (c.xcr0 & 0xE6) == 0xE6;
+    const int avx2 = ymm && (c.ecx1 & (1u << 28)) && (c.ecx1 & (1u << 12)) && (c.ebx7 & (1u << 5));
+    const int avx512 = avx2 && zmm && (c.ebx7 & (1u << 16)) && (c.ebx7 & (1u << 17)) &&
+                       (c.ebx7 & (1u << 30)) && (c.ebx7 & (1u << 31));
+    const int vnni512 = avx512 && (c.ecx7 & (1u << 11));
+    switch (isa) {
+    case RNC_ISA_AVX2: return avx2;
+    case RNC_ISA_AVX512: return avx512;
+    case RNC_ISA_AVX512VNNI: return vnni512;
+    case RNC_ISA_AVXVNNI: return avx2 && (c.eax7_1 & (1u << 4));
+    case RNC_ISA_AMX:
+        return vnni512 && (c.edx7 & (1u << 24)) && (c.edx7 & (1u << 25)) &&
+               (c.xcr0 & 0x60000) == 0x60000;
+    default: return 0;
+    }
+#elif defined(__arm__) || defined(__aarch64__)
+    if (isa == RNC_ISA_NEON) return rnc_arm_has_neon();
+    if (isa == RNC_ISA_NEONDOT) return rnc_arm_has_neon() && rnc_arm_has_dotprod();
+    return 0;
+#else
+    return 0;
+#endif
+}

@@ -1,0 +1,126 @@
+/* Internal declarations of the C core: kernel signatures, the kernel table, shared helpers.
+ *
+ * Kernel contract (every ISA implements the same functions bit-compatibly):
+ *
+ *   GEMM (q8):  Acc[n*ldacc + r] = sum_{k<K} Wq[r,k] * Q[n*ldq + k]   for r < R, n < N (exact int32)
+ *   GEMM (f32): Y[n*ldy + r]     = sum_{k<K} W[r,k]  * X[n*ldx + k]
+ *       Wp is the packed layout (docs/rnc-format.md) of a matrix with round16(R') >= R rows
+ *       and K inputs (q8: the packed K is round4(K)); only rows < R are written and only
+ *       inputs < K are read.
+ *   CELL: one fused step of one layer direction for a batch (rnc_cell_args): the products of
+ *       W_ih x (unless gi is given) and W_hh h, the float32 epilogue, the state update.
+ *
+ * Adding an ISA: write its files (one ISA per file, compiled with only its flags), add rows to
+ * kernel_table.c; ops missing for an ISA fall back along rnc__isa_parent().
+ */
+#ifndef RNC_INTERNAL_H
+#define RNC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rnncore.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define RNC_X86 1
+#else
+#define RNC_X86 0
+#endif
+
+#define RNC_Q8_MAX_K 131072u /* 127*127*131072 < 2^31: int32 accumulators cannot overflow */
+
+typedef void (*rnc_gemm_q8_fn)(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                               int32_t *Acc, int ldacc);
+typedef void (*rnc_gemm_f32_fn)(const float *Wp, int R, int K, int N, const float *X, int ldx,
+                                float *Y, int ldy);
+
+typedef struct rnc_cell_args {
+    uint32_t kind;          /* rnc_cell_kind */
+    uint32_t reset_after;   /* GRU form */
+    uint32_t batch, I, H, Hp, G;
+    const void *w_ih, *w_hh;              /* packed (q8 int8 / f32 float) */
+    const float *s_ih, *s_hh;             /* q8 row scales */
+    const float *b_ih, *b_hh;             /* G*Hp */
+    float h_scale;                        /* q8 static scale of h (and r*h); 0 = dynamic */
+    /* input part: exactly one of (x | xq) and gi */
+    const float *x; size_t ldx;           /* f32: B x I */
+    const int8_t *xq; const float *sx; size_t ldxq; /* q8: B x round4(I), one scale per row */
+    const float *gi; size_t ldgi;         /* precomputed W_ih x + b_ih (G*Hp per row) */
+    float *h; float *c;                   /* B x H each (c: LSTM), updated in place */
+    float *y; size_t ldy;                 /* optional copy of h' per row */
+    const uint8_t *active;                /* NULL = every row; else rows with 0 are untouched */
+    void *work;                           /* >= rnc__cell_work_bytes() bytes, 64-aligned */
+} rnc_cell_args;
+
+typedef void (*rnc_cell_fn)(const rnc_cell_args *a);
+
+typedef struct rnc_kernel {
+    const char *name;
+    uint8_t op, precision, isa;
+    union {
+        rnc_gemm_q8_fn gemm_q8;
+        rnc_gemm_f32_fn gemm_f32;
+        rnc_cell_fn cell;
+    } fn;
+} rnc_kernel;
+
+/* kernel_table.c */
+extern const rnc_kernel rnc__kernels[];
+extern const size_t rnc__kernel_count;
+int rnc__isa_parent(int isa);                           /* -1 for generic */
+int rnc__find_kernel(int op, int precision, int isa);   /* exact row or -1 */
+int rnc__resolve_kernel(int op, int precision, int isa); /* along the fallback chain, or -1 */
+
+/* cpu.c */
+int rnc__cpu_supports(int isa);
+
+/* util.c: total functions (never fail): NaN is treated as 0, the max ignores NaN */
+void rnc__quantize_row(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
+                       float *scale);
+int rnc__all_finite(const float *v, size_t n);
+
+#define RNC_ALIGN_UP(n, a) (((n) + ((size_t)(a) - 1)) & ~((size_t)(a) - 1))
+
+/* The cell kernels' scratch (rnc_cell_args.work), one layout for every ISA. */
+typedef struct rnc_cell_work {
+    size_t acc_i, acc_h, hq, sh, gi_f, gh_f, rh, rq, acc_n, total; /* byte offsets, total size */
+} rnc_cell_work;
+
+static inline rnc_cell_work rnc__cell_work(uint32_t G, uint32_t H, uint32_t batch)
+{
+    rnc_cell_work w;
+    const size_t hp = RNC_ALIGN_UP((size_t)H, 16), kh = RNC_ALIGN_UP((size_t)H, 4);
+    const size_t ghp = (size_t)G * hp, b = batch;
+    size_t o = 0;
+    w.acc_i = o; o += RNC_ALIGN_UP(b * ghp * 4, 64);
+    w.acc_h = o; o += RNC_ALIGN_UP(b * ghp * 4, 64);
+    w.hq = o;    o += RNC_ALIGN_UP(b * kh, 64);
+    w.sh = o;    o += RNC_ALIGN_UP(b * 4, 64);
+    w.gi_f = o;  o += RNC_ALIGN_UP(ghp * 4, 64);
+    w.gh_f = o;  o += RNC_ALIGN_UP(ghp * 4, 64);
+    w.rh = o;    o += RNC_ALIGN_UP(hp * 4, 64);
+    w.rq = o;    o += RNC_ALIGN_UP(kh, 64);
+    w.acc_n = o; o += RNC_ALIGN_UP(hp * 4, 64);
+    w.total = o;
+    return w;
+}
+
+/* Kernel prototypes (one group per ISA file set). */
+#define RNC_DECLARE_ISA(sfx)                                                                      \
+    void rnc_q8_gemm_##sfx(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,       \
+                           int32_t *Acc, int ldacc);                                              \
+    void rnc_f32_gemm_##sfx(const float *Wp, int R, int K, int N, const float *X, int ldx,         \
+                            float *Y, int ldy);                                                   \
+    void rnc_q8_rnn_step_##sfx(const rnc_cell_args *a);                                           \
+    void rnc_q8_gru_step_##sfx(const rnc_cell_args *a);                                           \
+    void rnc_q8_lstm_step_##sfx(const rnc_cell_args *a);                                          \
+    void rnc_f32_rnn_step_##sfx(const rnc_cell_args *a);                                          \
+    void rnc_f32_gru_step_##sfx(const rnc_cell_args *a);                                          \
+    void rnc_f32_lstm_step_##sfx(const rnc_cell_args *a);
+
+RNC_DECLARE_ISA(generic)
+#if RNC_X86
+RNC_DECLARE_ISA(avx2)
+#endif
+
+#endif

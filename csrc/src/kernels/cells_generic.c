@@ -1,0 +1,3 @@
+/* Fused RNN/GRU/LSTM step kernels, q8 and f32, portable C (see cell_template.h). */
+#define RNC_SFX generic
+#include "cell_template.h"

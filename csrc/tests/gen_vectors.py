@@ -1,0 +1,225 @@
+"""Write the C tests' model files and expected outputs into a directory.
+
+Each case is ``<name>.rnc`` (written by ``rnncore.io.rnc.write_rnc``) and ``<name>.case``
+(inputs, expected outputs and final states; layout in ``write_case``). Expected values come from
+``rnncore.quant.reference`` (independent NumPy code): the float64 reference for f32 models, the
+q8 reference for q8 models. For q8 the reference's sigmoid/tanh are replaced by NumPy float32
+transcriptions of the C core's fast activations (same operations in the same order), so the C
+outputs must match the q8 reference to float32 rounding of softmax's exp only; without that
+substitution an activation difference of 4e-7 may flip the rounding of one int8 of h.
+
+Usage: python gen_vectors.py OUTDIR
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from rnncore.io.rnc import read_rnc, write_rnc  # noqa: E402
+from rnncore.quant import reference  # noqa: E402
+from rnncore.quant.reference import qmodel_from_rnc  # noqa: E402
+from rnncore.quant.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec  # noqa: E402
+
+F32 = np.float32
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+# ---- the C core's fast activations, transcribed operation by operation (float32) ----------
+_P = [-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+      1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03]
+_Q = [1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03]
+_CLAMP = F32(7.90531110763549805)
+
+
+def c_tanh(x):
+    x = np.asarray(x, F32)
+    x = np.minimum(np.maximum(x, -_CLAMP), _CLAMP).astype(F32)
+    x2 = (x * x).astype(F32)
+    p = np.full_like(x, F32(_P[0]))
+    for c in _P[1:]:
+        p = (p * x2 + F32(c)).astype(F32)
+    p = (p * x).astype(F32)
+    q = np.full_like(x, F32(_Q[0]))
+    for c in _Q[1:]:
+        q = (q * x2 + F32(c)).astype(F32)
+    r = (p / q).astype(F32)
+    return np.clip(r, F32(-1), F32(1)).astype(F32)
+
+
+def c_sigmoid(x):
+    x = np.asarray(x, F32)
+    return (F32(0.5) + F32(0.5) * c_tanh(F32(0.5) * x)).astype(F32)
+
+
+class _NpWithCTanh:
+    """numpy, except tanh is the C core's (float32 inputs only, as in the q8 path)."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def tanh(x):
+        x = np.asarray(x)
+        return c_tanh(x) if x.dtype == F32 else np.tanh(x)
+
+
+def q8_reference_forward(qmodel, X, lengths, state=None):
+    saved = reference.sigmoid, reference.np
+    reference.sigmoid = lambda a: c_sigmoid(a) if a.dtype == F32 else saved[0](a)
+    reference.np = _NpWithCTanh()
+    try:
+        return reference.q8_forward(qmodel, X, lengths, state)
+    finally:
+        reference.sigmoid, reference.np = saved
+
+
+def float_spec(d: dict) -> ModelSpec:
+    """The reference's float model of a read_rnc() description (f32 files: the exact weights)."""
+    layers = []
+    for layer in d["layers"]:
+        kind = layer["kind"] if layer["kind"] != "rnn" else "rnn_" + layer["nonlinearity"]
+        w = layer["weights"]
+        dirs = [CellWeights(w["weight_ih" + s], w["weight_hh" + s], w["bias_ih" + s], w["bias_hh" + s])
+                for s in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
+        layers.append(LayerSpec(kind, layer["input_size"], layer["hidden_size"], dirs,
+                                bool(layer.get("reset_after", True))))
+    head = d["head"]
+    return ModelSpec(
+        layers=layers,
+        embedding=None if d["embedding"] is None else d["embedding"]["weight"],
+        last_step=d["last_step"],
+        last_step_bidirectional=d["last_step_bidirectional"],
+        head=None if head is None else LinearSpec(head["weight"], head["bias"], head["activation"]),
+    )
+
+
+# ---- model construction --------------------------------------------------------------------
+def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="tanh", reset_after=True,
+              head=None, head_act="none", embedding=None, last_step=False, last_bidir=False,
+              scales=None):
+    layers, feat = [], sizes[0]
+    for h in sizes[1:]:
+        g = GATES[kind]
+        w = {}
+        for suf in [""] + (["_reverse"] if bidirectional else []):
+            w["weight_ih" + suf] = (rng.standard_normal((g * h, feat)) * 0.6).astype(F32)
+            w["weight_hh" + suf] = (rng.standard_normal((g * h, h)) * 0.6).astype(F32)
+            w["bias_ih" + suf] = (rng.standard_normal(g * h) * 0.3).astype(F32)
+            w["bias_hh" + suf] = (rng.standard_normal(g * h) * 0.3).astype(F32)
+        layer = {"kind": kind, "bidirectional": bidirectional, "weights": w, "nonlinearity": nonlinearity,
+                 "reset_after": reset_after}
+        if scales:
+            layer["x_scale"] = scales[0]
+            layer["h_scale"] = [scales[1]] * (2 if bidirectional else 1)
+        layers.append(layer)
+        feat = h * (2 if bidirectional else 1)
+    spec = {"precision": precision, "layers": layers, "input_size": sizes[0],
+            "last_step": last_step, "last_step_bidirectional": last_bidir}
+    if head:
+        spec["head"] = {"weight": (rng.standard_normal((head, feat)) * 0.5).astype(F32),
+                        "bias": (rng.standard_normal(head) * 0.2).astype(F32), "activation": head_act}
+        if scales:
+            spec["head"]["in_scale"] = scales[1]
+    if embedding:
+        spec["embedding"] = {"weight": rng.standard_normal((embedding, sizes[0])).astype(F32)}
+    return spec
+
+
+def flat_state(final):
+    hs = [s[0] if isinstance(s, tuple) else s for s in final]
+    cs = [s[1] for s in final if isinstance(s, tuple)]
+    h = np.concatenate([np.asarray(a, F32).reshape(-1) for a in hs])
+    c = np.concatenate([np.asarray(a, F32).reshape(-1) for a in cs]) if cs else np.zeros(0, F32)
+    return h, c
+
+
+def write_case(out: Path, name: str, spec: dict, batch: int, steps: int, mode: str, rng,
+               lengths=None, atol=1e-4, rtol=1e-4):
+    """<name>.case, little-endian:
+    u32 magic 'CASE', u32 mode (0 stream with rnc_step, 1 rnc_run), u32 B, T, in_w, out_w,
+    uses_ids, has_lengths, pooled; f32 atol, rtol; x (B,T,in_w) f32 or ids (B,T) i32;
+    lengths (B) i32 if has_lengths; y (B,T,out_w) or (B,out_w) when pooled;
+    u32 nh, h (nh f32); u32 nc, c (nc f32).
+    """
+    data = write_rnc(spec)
+    (out / f"{name}.rnc").write_bytes(data)
+    desc = read_rnc(data)
+    uses_ids = spec.get("embedding") is not None
+    in_w = 1 if uses_ids else spec["input_size"]
+    if uses_ids:
+        x = rng.integers(0, spec["embedding"]["weight"].shape[0], (batch, steps)).astype(np.int32)
+    else:
+        x = rng.standard_normal((batch, steps, in_w)).astype(F32)
+    lens = None if lengths is None else np.asarray(lengths, np.int64)
+    if spec["precision"] == "q8":
+        y, final = q8_reference_forward(qmodel_from_rnc(desc), x, lens)
+    else:
+        y, final = reference.float_forward(float_spec(desc), x, lens, dtype=np.float64)
+    y = np.asarray(y, F32)
+    h, c = flat_state(final)
+    pooled = bool(spec.get("last_step"))
+    out_w = y.shape[-1]
+    blob = struct.pack("<9I2f", 0x45534143, 0 if mode == "stream" else 1, batch, steps, in_w, out_w,
+                       int(uses_ids), int(lengths is not None), int(pooled), atol, rtol)
+    blob += x.astype(np.int32 if uses_ids else F32).tobytes()
+    if lengths is not None:
+        blob += np.asarray(lengths, np.int32).tobytes()
+    blob += y.tobytes()
+    blob += struct.pack("<I", h.size) + h.tobytes() + struct.pack("<I", c.size) + c.tobytes()
+    (out / f"{name}.case").write_bytes(blob)
+
+
+def main(outdir: str) -> None:
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(20261125)
+    q8 = {"atol": 2e-6, "rtol": 2e-6}
+    cases = [
+        # name, spec kwargs, batch, steps, mode, lengths, tolerances
+        ("gru_f32_stream", dict(kind="gru", sizes=[3, 5], precision="f32"), 2, 6, "stream", None, {}),
+        ("gru_q8_stream", dict(kind="gru", sizes=[3, 5], precision="q8"), 2, 6, "stream", None, q8),
+        ("lstm_q8_stack_head", dict(kind="lstm", sizes=[4, 17, 9], precision="q8", head=3,
+                                    head_act="softmax"), 3, 5, "stream", None, q8),
+        ("lstm_f32_stack_head", dict(kind="lstm", sizes=[4, 17, 9], precision="f32", head=3,
+                                     head_act="softmax"), 3, 5, "stream", None, {}),
+        ("rnn_relu_f32_emb", dict(kind="rnn", sizes=[6, 20], precision="f32", nonlinearity="relu",
+                                  embedding=11, head=2, head_act="sigmoid"), 2, 7, "stream", None, {}),
+        ("rnn_tanh_q8_emb", dict(kind="rnn", sizes=[6, 20], precision="q8", embedding=11, head=2,
+                                 head_act="relu"), 2, 7, "stream", None, q8),
+        ("gru_rb_q8_static", dict(kind="gru", sizes=[5, 33], precision="q8", reset_after=False,
+                                  scales=(0.03, 0.009), head=4, head_act="tanh"), 2, 6, "stream", None, q8),
+        ("gru_rb_f32", dict(kind="gru", sizes=[5, 33], precision="f32", reset_after=False), 2, 6,
+         "stream", None, {}),
+        ("lstm_q8_h1", dict(kind="lstm", sizes=[1, 1], precision="q8"), 1, 9, "stream", None, q8),
+        ("gru_q8_run_lengths", dict(kind="gru", sizes=[7, 16], precision="q8"), 3, 6, "run", [6, 0, 3], q8),
+        ("lstm_q8_bidir_run", dict(kind="lstm", sizes=[3, 8, 5], precision="q8", bidirectional=True,
+                                   head=3, head_act="tanh"), 3, 5, "run", [5, 0, 2], q8),
+        ("lstm_f32_bidir_run", dict(kind="lstm", sizes=[3, 8, 5], precision="f32", bidirectional=True,
+                                    head=3, head_act="tanh"), 3, 5, "run", [5, 0, 2], {}),
+        ("gru_f32_bidir_last", dict(kind="gru", sizes=[4, 6], precision="f32", bidirectional=True,
+                                    head=2, last_step=True, last_bidir=True), 3, 4, "run", [4, 1, 0], {}),
+        ("gru_q8_bidir_last", dict(kind="gru", sizes=[4, 6], precision="q8", bidirectional=True,
+                                   head=2, last_step=True, last_bidir=True), 3, 4, "run", [4, 1, 0], q8),
+        ("gru_rb_q8_bidir_run", dict(kind="gru", sizes=[4, 19], precision="q8", bidirectional=True,
+                                     reset_after=False), 2, 5, "run", [3, 5], q8),
+        ("rnn_q8_emb_last", dict(kind="rnn", sizes=[5, 12], precision="q8", embedding=9, last_step=True,
+                                 head=3, head_act="softmax"), 3, 6, "run", [6, 2, 1], q8),
+        ("rnn_f32_emb_last_nohead", dict(kind="rnn", sizes=[5, 12], precision="f32", embedding=9,
+                                         last_step=True), 2, 4, "run", [3, 4], {}),
+    ]
+    names = []
+    for name, kw, batch, steps, mode, lengths, tol in cases:
+        spec = make_spec(rng, **kw)
+        write_case(out, name, spec, batch, steps, mode, rng, lengths, **tol)
+        names.append(name)
+    (out / "cases.txt").write_text("\n".join(names) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "build/vectors")

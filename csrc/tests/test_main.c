@@ -1,0 +1,791 @@
+/* C tests of the rnncore core (plain runner, no framework).
+ *
+ *   test_rnncore VECTOR_DIR [--fuzz]
+ *
+ * 1. kernels: every kernel-table row of every ISA this CPU runs against the generic row and
+ *    against naive references: q8 GEMM int32 exactly equal (random, all +-127 extremes, sizes
+ *    1, odd, not multiples of 4/16, batch > 1), f32 GEMM within tolerance; fused cell kernels
+ *    (q8 bit-identical to generic, f32 within tolerance);
+ * 2. the fast activations' maximum error over a dense float32 sweep;
+ * 3. models written by gen_vectors.py against the NumPy references (step and run paths, lengths,
+ *    bidirectional, embedding, head, last-step pooling), on every available ISA; step == run;
+ *    state save/restore;
+ * 4. hostile buffers: truncated at every byte, every byte flipped, wrong version, oversized
+ *    counts/offsets (with a valid checksum), and (--fuzz) random mutations with the checksum
+ *    fixed so the parser goes deep; every failure must be a status, never a crash.
+ */
+#define _POSIX_C_SOURCE 200112L
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "kernels/activations.h"
+#include "rnncore.h"
+
+static int g_fail = 0, g_checks = 0;
+#define CHECK(cond, ...)                                                                          \
+    do {                                                                                          \
+        ++g_checks;                                                                               \
+        if (!(cond)) {                                                                            \
+            ++g_fail;                                                                             \
+            if (g_fail < 50) {                                                                    \
+                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                              \
+                fprintf(stderr, __VA_ARGS__);                                                     \
+                fprintf(stderr, "\n");                                                            \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 11);
+}
+static float rndf(void) { return (float)((double)rnd() / 2097152.0 / 1024.0 * 2.0 - 1.0); }
+static int8_t rnd_q(void) { return (int8_t)((int)(rnd() % 255) - 127); }
+
+static void *xmalloc(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64) != 0) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    memset(p, 0, n);
+    return p;
+}
+
+static const char *isa_str(int isa)
+{
+    const char *s = "?";
+    rnc_isa_name((rnc_isa)isa, &s);
+    return s;
+}
+
+/* ---------------------------------------------------------------------------- packing */
+static void pack_q8(const int8_t *w, int R, int K, int8_t *out) /* out: round16(R) x round4(K) */
+{
+    const int rp = (R + 15) / 16 * 16, kp = (K + 3) / 4 * 4;
+    memset(out, 0, (size_t)rp * kp);
+    for (int r = 0; r < R; ++r)
+        for (int k = 0; k < K; ++k)
+            out[((size_t)(r / 16) * (kp / 4) + k / 4) * 64 + (r % 16) * 4 + k % 4] = w[(size_t)r * K + k];
+}
+
+static void pack_f32(const float *w, int R, int K, float *out)
+{
+    const int rp = (R + 15) / 16 * 16;
+    memset(out, 0, sizeof(float) * rp * K);
+    for (int r = 0; r < R; ++r)
+        for (int k = 0; k < K; ++k) out[((size_t)(r / 16) * K + k) * 16 + r % 16] = w[(size_t)r * K + k];
+}
+
+/* ------------------------------------------------------------------------- GEMM tests */
+static void test_gemm_q8_case(int R, int K, int N, int mode)
+{
+    const int rp = (R + 15) / 16 * 16, kp = (K + 3) / 4 * 4;
+    int8_t *w = xmalloc((size_t)R * K), *wp = xmalloc((size_t)rp * kp), *x = xmalloc((size_t)N * kp);
+    int32_t *ref = xmalloc(sizeof(int32_t) * (size_t)N * rp), *got = xmalloc(sizeof(int32_t) * (size_t)N * rp);
+    for (int i = 0; i < R * K; ++i)
+        w[i] = mode == 0 ? rnd_q() : mode == 1 ? 127 : mode == 2 ? -127 : (i % 2 ? 127 : -127);
+    for (int n = 0; n < N; ++n)
+        for (int k = 0; k < kp; ++k)
+            x[(size_t)n * kp + k] = k >= K ? 0
+                                    : mode == 0 ? rnd_q()
+                                    : mode == 1 ? 127
+                                    : mode == 2 ? 127
+                                                : (k % 2 ? -127 : 127);
+    pack_q8(w, R, K, wp);
+    for (int n = 0; n < N; ++n)
+        for (int r = 0; r < rp; ++r) {
+            int64_t s = 0;
+            for (int k = 0; k < K && r < R; ++k) s += (int64_t)w[(size_t)r * K + k] * x[(size_t)n * kp + k];
+            ref[(size_t)n * rp + r] = (int32_t)s;
+        }
+    for (int isa = 0; isa < RNC_ISA_COUNT; ++isa) {
+        int avail = 0;
+        rnc_isa_available((rnc_isa)isa, &avail);
+        if (!avail || rnc__find_kernel(RNC_OP_GEMV, RNC_Q8, isa) < 0) continue;
+        memset(got, 0x55, sizeof(int32_t) * (size_t)N * rp);
+        rnc_status st = rnc_kernel_q8_gemv((rnc_isa)isa, wp, rp, kp, x, N, got);
+        CHECK(st == RNC_OK, "q8 gemv %s: %s", isa_str(isa), rnc_status_str(st));
+        int bad = 0;
+        for (size_t i = 0; i < (size_t)N * rp; ++i) bad += got[i] != ref[i];
+        CHECK(bad == 0, "q8 gemv %s R=%d K=%d N=%d mode=%d: %d accumulators differ", isa_str(isa), R, K,
+              N, mode, bad);
+        /* the raw kernel with R rows and unpadded K: writes rows < R only, reads k < K only */
+        const rnc_kernel *kr = &rnc__kernels[rnc__find_kernel(RNC_OP_GEMV, RNC_Q8, isa)];
+        int32_t *got2 = xmalloc(sizeof(int32_t) * (size_t)N * (R + 1));
+        int8_t *xu = xmalloc((size_t)N * K);
+        for (int n = 0; n < N; ++n) memcpy(xu + (size_t)n * K, x + (size_t)n * kp, (size_t)K);
+        for (size_t i = 0; i < (size_t)N * (R + 1); ++i) got2[i] = 0x7777;
+        kr->fn.gemm_q8(wp, R, K, N, xu, K, got2, R + 1);
+        bad = 0;
+        for (int n = 0; n < N; ++n) {
+            for (int r = 0; r < R; ++r) bad += got2[(size_t)n * (R + 1) + r] != ref[(size_t)n * rp + r];
+            bad += got2[(size_t)n * (R + 1) + R] != 0x7777;
+        }
+        CHECK(bad == 0, "q8 gemm %s raw R=%d K=%d N=%d: %d differ", isa_str(isa), R, K, N, bad);
+        free(got2);
+        free(xu);
+    }
+    free(w), free(wp), free(x), free(ref), free(got);
+}
+
+static void test_gemm_f32_case(int R, int K, int N)
+{
+    const int rp = (R + 15) / 16 * 16;
+    float *w = xmalloc(sizeof(float) * R * K), *wp = xmalloc(sizeof(float) * rp * K);
+    float *x = xmalloc(sizeof(float) * N * K), *got = xmalloc(sizeof(float) * N * rp);
+    double *ref = xmalloc(sizeof(double) * N * rp), *mag = xmalloc(sizeof(double) * N * rp);
+    for (int i = 0; i < R * K; ++i) w[i] = rndf();
+    for (int i = 0; i < N * K; ++i) x[i] = rndf() * 3.0f;
+    pack_f32(w, R, K, wp);
+    for (int n = 0; n < N; ++n)
+        for (int r = 0; r < rp; ++r) {
+            double s = 0, m = 0;
+            for (int k = 0; k < K && r < R; ++k) {
+                s += (double)w[(size_t)r * K + k] * x[(size_t)n * K + k];
+                m += fabs((double)w[(size_t)r * K + k] * x[(size_t)n * K + k]);
+            }
+            ref[(size_t)n * rp + r] = s;
+            mag[(size_t)n * rp + r] = m;
+        }
+    for (int isa = 0; isa < RNC_ISA_COUNT; ++isa) {
+        int avail = 0;
+        rnc_isa_available((rnc_isa)isa, &avail);
+        if (!avail || rnc__find_kernel(RNC_OP_GEMV, RNC_F32, isa) < 0) continue;
+        rnc_status st = rnc_kernel_f32_gemv((rnc_isa)isa, wp, rp, K, x, N, got);
+        CHECK(st == RNC_OK, "f32 gemv %s: %s", isa_str(isa), rnc_status_str(st));
+        int bad = 0;
+        for (size_t i = 0; i < (size_t)N * rp; ++i) {
+            /* float32 summation error bound: K * eps * sum |w x| */
+            const double tol = (K + 2) * 6e-8 * mag[i] + 1e-30;
+            bad += fabs(got[i] - ref[i]) > tol;
+        }
+        CHECK(bad == 0, "f32 gemv %s R=%d K=%d N=%d: %d outputs off", isa_str(isa), R, K, N, bad);
+    }
+    free(w), free(wp), free(x), free(got), free(ref), free(mag);
+}
+
+static void test_gemm(void)
+{
+    static const int Rs[] = {1, 5, 16, 17, 31, 48, 64, 65, 100, 129};
+    static const int Ks[] = {1, 2, 3, 4, 5, 7, 8, 13, 16, 33, 64, 257};
+    for (size_t i = 0; i < sizeof(Rs) / sizeof(Rs[0]); ++i)
+        for (size_t j = 0; j < sizeof(Ks) / sizeof(Ks[0]); ++j) {
+            const int N = 1 + (int)((i + j) % 3);
+            test_gemm_q8_case(Rs[i], Ks[j], N, 0);
+            test_gemm_f32_case(Rs[i], Ks[j], N);
+        }
+    for (int mode = 1; mode <= 3; ++mode) { /* all +-127: the maddubs saturation trap */
+        test_gemm_q8_case(64, 1024, 2, mode);
+        test_gemm_q8_case(17, 130, 1, mode);
+        test_gemm_q8_case(48, 4096, 1, mode);
+    }
+    /* largest exact K: 127*127*K must fit int32 */
+    test_gemm_q8_case(16, 131072, 1, 1);
+    printf("  gemm: q8 exact and f32 within bound on every available ISA\n");
+}
+
+/* ------------------------------------------------------------------------- cell kernels */
+static int kernel_op_for(uint32_t kind)
+{
+    return kind == RNC_GRU ? RNC_OP_GRU_STEP : kind == RNC_LSTM ? RNC_OP_LSTM_STEP : RNC_OP_RNN_STEP;
+}
+
+static void test_cell_case(uint32_t kind, uint32_t reset_after, int prec, int I, int H, int B,
+                           int use_gi, int masked)
+{
+    const int G = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1;
+    const int Hp = (H + 15) / 16 * 16, GHp = G * Hp, kx = (I + 3) / 4 * 4, kh = (H + 3) / 4 * 4;
+    float *wih = xmalloc(sizeof(float) * GHp * I), *whh = xmalloc(sizeof(float) * GHp * H);
+    int8_t *qih = xmalloc((size_t)GHp * I), *qhh = xmalloc((size_t)GHp * H);
+    void *pih = xmalloc(sizeof(float) * GHp * kx), *phh = xmalloc(sizeof(float) * GHp * kh);
+    float *sih = xmalloc(sizeof(float) * GHp), *shh = xmalloc(sizeof(float) * GHp);
+    float *bih = xmalloc(sizeof(float) * GHp), *bhh = xmalloc(sizeof(float) * GHp);
+    float *x = xmalloc(sizeof(float) * B * I), *sx = xmalloc(sizeof(float) * B);
+    int8_t *xq = xmalloc((size_t)B * kx);
+    float *gi = xmalloc(sizeof(float) * B * GHp);
+    float *h0 = xmalloc(sizeof(float) * B * H), *c0 = xmalloc(sizeof(float) * B * H);
+    float *href = xmalloc(sizeof(float) * B * H), *cref = xmalloc(sizeof(float) * B * H);
+    float *h = xmalloc(sizeof(float) * B * H), *c = xmalloc(sizeof(float) * B * H);
+    float *yref = xmalloc(sizeof(float) * B * H), *y = xmalloc(sizeof(float) * B * H);
+    uint8_t *active = xmalloc((size_t)B);
+    const rnc_cell_work wl = rnc__cell_work((uint32_t)G, (uint32_t)H, (uint32_t)B);
+    void *work = xmalloc(wl.total);
+    for (int r = 0; r < GHp; ++r) {
+        const int real = (r % Hp) < H;
+        for (int k = 0; k < I; ++k) wih[(size_t)r * I + k] = real ? rndf() : 0.0f;
+        for (int k = 0; k < H; ++k) whh[(size_t)r * H + k] = real ? rndf() : 0.0f;
+        sih[r] = real ? 1.0f / 127 : 0;
+        shh[r] = real ? 1.0f / 127 : 0;
+        bih[r] = real ? rndf() * 0.5f : 0;
+        bhh[r] = real ? rndf() * 0.5f : 0;
+        for (int k = 0; k < I; ++k) qih[(size_t)r * I + k] = real ? rnd_q() : 0;
+        for (int k = 0; k < H; ++k) qhh[(size_t)r * H + k] = real ? rnd_q() : 0;
+    }
+    if (prec == RNC_Q8) {
+        pack_q8(qih, GHp, I, pih);
+        pack_q8(qhh, GHp, H, phh);
+    } else {
+        pack_f32(wih, GHp, I, pih);
+        pack_f32(whh, GHp, H, phh);
+    }
+    for (int i = 0; i < B * I; ++i) x[i] = rndf() * 2;
+    for (int b = 0; b < B; ++b) rnc_quantize_q8(x + (size_t)b * I, I, 0, xq + (size_t)b * kx, &sx[b]);
+    for (int i = 0; i < B * GHp; ++i) gi[i] = rndf();
+    for (int i = 0; i < B * H; ++i) h0[i] = rndf(), c0[i] = rndf();
+    for (int b = 0; b < B; ++b) active[b] = masked ? (uint8_t)(b % 2 == 0) : 1;
+
+    const int op = kernel_op_for(kind);
+    const int kgen = rnc__find_kernel(op, prec, RNC_ISA_GENERIC);
+    for (int isa = 0; isa < RNC_ISA_COUNT; ++isa) {
+        int avail = 0;
+        rnc_isa_available((rnc_isa)isa, &avail);
+        const int k = rnc__find_kernel(op, prec, isa);
+        if (!avail || k < 0) continue;
+        for (int pass = 0; pass < 2; ++pass) {
+            const int row = pass == 0 ? kgen : k;
+            float *hh = pass == 0 ? href : h, *cc = pass == 0 ? cref : c, *yy = pass == 0 ? yref : y;
+            memcpy(hh, h0, sizeof(float) * B * H);
+            memcpy(cc, c0, sizeof(float) * B * H);
+            memset(yy, 0, sizeof(float) * B * H);
+            rnc_cell_args a;
+            memset(&a, 0, sizeof(a));
+            a.kind = kind, a.reset_after = reset_after, a.batch = (uint32_t)B, a.I = (uint32_t)I;
+            a.H = (uint32_t)H, a.Hp = (uint32_t)Hp, a.G = (uint32_t)G;
+            a.w_ih = pih, a.w_hh = phh, a.s_ih = sih, a.s_hh = shh, a.b_ih = bih, a.b_hh = bhh;
+            if (use_gi) {
+                a.gi = gi, a.ldgi = (size_t)GHp;
+            } else if (prec == RNC_Q8) {
+                a.xq = xq, a.sx = sx, a.ldxq = (size_t)kx;
+            } else {
+                a.x = x, a.ldx = (size_t)I;
+            }
+            a.h = hh, a.c = kind == RNC_LSTM ? cc : NULL, a.y = yy, a.ldy = (size_t)H;
+            a.active = masked ? active : NULL;
+            a.work = work;
+            rnc__kernels[row].fn.cell(&a);
+        }
+        int bad = 0;
+        double maxd = 0;
+        for (int i = 0; i < B * H; ++i) {
+            const double d1 = fabs((double)h[i] - href[i]), d2 = fabs((double)c[i] - cref[i]);
+            const double d3 = fabs((double)y[i] - yref[i]);
+            const double d = d1 > d2 ? (d1 > d3 ? d1 : d3) : (d2 > d3 ? d2 : d3);
+            if (d > maxd) maxd = d;
+            if (prec == RNC_Q8 ? d != 0.0 : d > 2e-5 * (1 + fabs(href[i]) + fabs(cref[i]))) ++bad;
+        }
+        for (int b = 0; masked && b < B; ++b)
+            if (!active[b])
+                for (int u = 0; u < H; ++u) {
+                    bad += h[(size_t)b * H + u] != h0[(size_t)b * H + u];
+                    bad += y[(size_t)b * H + u] != 0.0f;
+                }
+        CHECK(bad == 0, "%s cell kind=%u ra=%u %s I=%d H=%d B=%d gi=%d masked=%d: %d off (max %.3g)",
+              prec == RNC_Q8 ? "q8" : "f32", kind, reset_after, isa_str(isa), I, H, B, use_gi, masked,
+              bad, maxd);
+    }
+    free(wih), free(whh), free(qih), free(qhh), free(pih), free(phh), free(sih), free(shh);
+    free(bih), free(bhh), free(x), free(sx), free(xq), free(gi), free(h0), free(c0), free(href);
+    free(cref), free(h), free(c), free(yref), free(y), free(active), free(work);
+}
+
+static void test_cells(void)
+{
+    static const int sizes[][3] = {{1, 1, 1}, {3, 5, 2}, {7, 16, 1}, {16, 17, 3}, {33, 31, 2}, {64, 64, 4}};
+    for (int prec = 0; prec < 2; ++prec)
+        for (uint32_t kind = 0; kind < 4; ++kind)
+            for (uint32_t ra = 0; ra < (kind == RNC_GRU ? 2u : 1u); ++ra)
+                for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); ++s)
+                    for (int gi = 0; gi < 2; ++gi)
+                        test_cell_case(kind, kind == RNC_GRU ? 1 - ra : 0, prec, sizes[s][0], sizes[s][1],
+                                       sizes[s][2], gi, s % 2 == 1);
+    printf("  cells: q8 bit-identical to generic, f32 within 2e-5 on every available ISA\n");
+}
+
+/* ---------------------------------------------------------------------- activations */
+static void test_activations(int quick)
+{
+    double et = 0, es = 0;
+    float at = 0, as = 0;
+    /* every float32 bit pattern in [0, 20] with a stride (the extrema found by the full sweep,
+     * 5.82788 for tanh and 11.5491 for sigmoid, are included explicitly), both signs */
+    const uint32_t stride = quick ? 4099 : 61;
+    float xs[1];
+    for (uint32_t u = 0; u <= 0x41A00000u + stride; u += stride) {
+        for (int extra = 0; extra < 3; ++extra) {
+            float x;
+            if (extra == 0) memcpy(&x, &u, 4);
+            else x = extra == 1 ? 5.82788f : 11.5491f;
+            for (int sgn = 0; sgn < 2; ++sgn) {
+                xs[0] = sgn ? -x : x;
+                float t, s;
+                rnc_fast_tanh(xs, 1, &t);
+                rnc_fast_sigmoid(xs, 1, &s);
+                const double e1 = fabs((double)t - tanh((double)xs[0]));
+                const double e2 = fabs((double)s - 1.0 / (1.0 + exp(-(double)xs[0])));
+                if (e1 > et) et = e1, at = xs[0];
+                if (e2 > es) es = e2, as = xs[0];
+            }
+        }
+    }
+    /* saturation and specials */
+    const float big[] = {30.0f, -30.0f, 1e30f, -1e30f, 0.0f};
+    for (int i = 0; i < 5; ++i) {
+        float t, s;
+        rnc_fast_tanh(&big[i], 1, &t);
+        rnc_fast_sigmoid(&big[i], 1, &s);
+        CHECK(t >= -1.0f && t <= 1.0f && s >= 0.0f && s <= 1.0f, "activation range at %g", big[i]);
+    }
+    printf("  activations: max |err| tanh %.3g (at %.6g), sigmoid %.3g (at %.6g)\n", et, at, es, as);
+    CHECK(et <= 4.5e-7, "tanh max error %.3g above the documented 4.1e-7 bound", et);
+    CHECK(es <= 2.5e-7, "sigmoid max error %.3g above the documented 2.3e-7 bound", es);
+}
+
+/* ------------------------------------------------------------------------ quantisation */
+static void test_quantize(void)
+{
+    const float v[] = {0.5f, -1.0f, 0.25f, 1.0f / 254.0f, 3.0f / 254.0f, -0.0f};
+    int8_t q[6];
+    float s;
+    CHECK(rnc_quantize_q8(v, 6, 0, q, &s) == RNC_OK, "quantize");
+    /* m = 1, inv = 127: 63.5 -> 64 (ties to even), -127, 31.75 -> 32, 0.5 -> 0, 1.5 -> 2 */
+    CHECK(q[0] == 64 && q[1] == -127 && q[2] == 32 && q[3] == 0 && q[4] == 2 && q[5] == 0,
+          "quantize values %d %d %d %d %d %d", q[0], q[1], q[2], q[3], q[4], q[5]);
+    CHECK(s == 1.0f / 127.0f, "quantize scale");
+    const float z[3] = {0, 0, 0};
+    CHECK(rnc_quantize_q8(z, 3, 0, q, &s) == RNC_OK && s == 0.0f && !q[0] && !q[1] && !q[2], "zero vector");
+    const float nan[2] = {1.0f, NAN};
+    CHECK(rnc_quantize_q8(nan, 2, 0, q, &s) == RNC_E_VALUE, "NaN input must fail");
+    const float st[3] = {1.0f, -5.0f, 0.3f};
+    CHECK(rnc_quantize_q8(st, 3, 0.01f, q, &s) == RNC_OK && q[0] == 100 && q[1] == -127 && q[2] == 30 &&
+              s == 0.01f,
+          "static scale %d %d %d", q[0], q[1], q[2]);
+}
+
+/* ---------------------------------------------------------------------------- vectors */
+typedef struct {
+    unsigned char *buf;
+    size_t len;
+} blob;
+
+static blob read_file(const char *path)
+{
+    blob b = {NULL, 0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return b;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    b.buf = xmalloc((size_t)n + 64);
+    b.len = fread(b.buf, 1, (size_t)n, f) == (size_t)n ? (size_t)n : 0;
+    fclose(f);
+    return b;
+}
+
+typedef struct {
+    uint32_t mode, B, T, in_w, out_w, uses_ids, has_len, pooled;
+    float atol, rtol;
+    const void *x;
+    const int32_t *len;
+    const float *y, *h, *c;
+    uint32_t nh, nc;
+} vcase;
+
+static int parse_case(const blob *b, vcase *c)
+{
+    const unsigned char *p = b->buf;
+    uint32_t hd[9];
+    if (b->len < 44) return 0;
+    memcpy(hd, p, 36);
+    if (hd[0] != 0x45534143u) return 0;
+    c->mode = hd[1], c->B = hd[2], c->T = hd[3], c->in_w = hd[4], c->out_w = hd[5];
+    c->uses_ids = hd[6], c->has_len = hd[7], c->pooled = hd[8];
+    memcpy(&c->atol, p + 36, 4);
+    memcpy(&c->rtol, p + 40, 4);
+    size_t o = 44;
+    c->x = p + o;
+    o += (size_t)c->B * c->T * c->in_w * 4;
+    c->len = c->has_len ? (const int32_t *)(p + o) : NULL;
+    o += c->has_len ? (size_t)c->B * 4 : 0;
+    c->y = (const float *)(p + o);
+    o += (size_t)c->B * (c->pooled ? 1 : c->T) * c->out_w * 4;
+    memcpy(&c->nh, p + o, 4);
+    c->h = (const float *)(p + o + 4);
+    o += 4 + (size_t)c->nh * 4;
+    memcpy(&c->nc, p + o, 4);
+    c->c = (const float *)(p + o + 4);
+    o += 4 + (size_t)c->nc * 4;
+    return o == b->len;
+}
+
+static int close_enough(const float *got, const float *want, size_t n, float atol, float rtol, double *maxd)
+{
+    int bad = 0;
+    *maxd = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double d = fabs((double)got[i] - want[i]);
+        if (d > *maxd) *maxd = d;
+        if (!(d <= atol + rtol * fabs((double)want[i]))) ++bad;
+    }
+    return bad;
+}
+
+static void run_vector(const char *dir, const char *name, rnc_isa isa)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.rnc", dir, name);
+    blob mb = read_file(path);
+    snprintf(path, sizeof path, "%s/%s.case", dir, name);
+    blob cb = read_file(path);
+    vcase c;
+    CHECK(mb.len && cb.len && parse_case(&cb, &c), "%s: cannot read vectors", name);
+    if (!mb.len || !cb.len || !parse_case(&cb, &c)) return;
+    rnc_model m;
+    rnc_status st = rnc_model_init(&m, mb.buf, mb.len);
+    CHECK(st == RNC_OK, "%s: init: %s", name, rnc_status_str(st));
+    if (st != RNC_OK) return;
+    CHECK(rnc_model_set_isa(&m, isa) == RNC_OK, "%s: set_isa", name);
+    rnc_model_info info;
+    rnc_model_get_info(&m, &info);
+    CHECK(info.output_size == c.out_w && info.uses_ids == c.uses_ids, "%s: info", name);
+    CHECK(info.h_floats * c.B == c.nh && info.c_floats * c.B == c.nc, "%s: state sizes", name);
+    size_t sbytes, rbytes;
+    CHECK(rnc_state_size(&m, c.B, &sbytes) == RNC_OK, "state size");
+    CHECK(rnc_run_scratch_size(&m, c.B, c.T, &rbytes) == RNC_OK, "scratch size");
+    void *smem = xmalloc(sbytes), *scratch = xmalloc(rbytes);
+    rnc_state s;
+    CHECK(rnc_state_init(&m, c.B, smem, sbytes, &s) == RNC_OK, "state init");
+    const size_t ysize = (size_t)c.B * (c.pooled ? 1 : c.T) * c.out_w;
+    float *y = xmalloc(sizeof(float) * (ysize + 1));
+    double maxd;
+    int bad;
+    if (c.mode == 0) { /* stream: T calls of step */
+        float *xt = xmalloc(sizeof(float) * c.B * c.in_w), *yt = xmalloc(sizeof(float) * c.B * c.out_w);
+        for (uint32_t t = 0; t < c.T; ++t) {
+            for (uint32_t b = 0; b < c.B; ++b)
+                memcpy((char *)xt + (size_t)b * c.in_w * 4,
+                       (const char *)c.x + ((size_t)b * c.T + t) * c.in_w * 4, (size_t)c.in_w * 4);
+            st = c.uses_ids ? rnc_step_ids(&m, &s, (const int32_t *)xt, yt) : rnc_step(&m, &s, xt, yt);
+            CHECK(st == RNC_OK, "%s step: %s", name, rnc_status_str(st));
+            for (uint32_t b = 0; b < c.B; ++b)
+                memcpy(y + ((size_t)b * c.T + t) * c.out_w, yt + (size_t)b * c.out_w, (size_t)c.out_w * 4);
+        }
+        free(xt), free(yt);
+    } else {
+        st = c.uses_ids ? rnc_run_ids(&m, &s, c.x, c.len, c.T, y, scratch, rbytes)
+                        : rnc_run(&m, &s, c.x, c.len, c.T, y, scratch, rbytes);
+        CHECK(st == RNC_OK, "%s run: %s", name, rnc_status_str(st));
+    }
+    bad = close_enough(y, c.y, ysize, c.atol, c.rtol, &maxd);
+    CHECK(bad == 0, "%s [%s]: %d outputs off the reference (max diff %.3g)", name, isa_str(isa), bad, maxd);
+    bad = close_enough(s.h, c.h, c.nh, c.atol, c.rtol, &maxd);
+    CHECK(bad == 0, "%s [%s]: final h: %d off (max %.3g)", name, isa_str(isa), bad, maxd);
+    if (c.nc) {
+        bad = close_enough(s.c, c.c, c.nc, c.atol, c.rtol, &maxd);
+        CHECK(bad == 0, "%s [%s]: final c: %d off (max %.3g)", name, isa_str(isa), bad, maxd);
+    }
+    if (c.mode == 0) {
+        /* run() of the same inputs gives the step path's results exactly */
+        float *y2 = xmalloc(sizeof(float) * (ysize + 1));
+        float *h1 = xmalloc(sizeof(float) * (c.nh + 1));
+        memcpy(h1, s.h, sizeof(float) * c.nh);
+        rnc_state_reset(&s);
+        st = c.uses_ids ? rnc_run_ids(&m, &s, c.x, NULL, c.T, y2, scratch, rbytes)
+                        : rnc_run(&m, &s, c.x, NULL, c.T, y2, scratch, rbytes);
+        CHECK(st == RNC_OK, "%s run: %s", name, rnc_status_str(st));
+        if (!info.last_step)
+            CHECK(memcmp(y, y2, sizeof(float) * ysize) == 0, "%s [%s]: run != step", name, isa_str(isa));
+        CHECK(memcmp(h1, s.h, sizeof(float) * c.nh) == 0, "%s [%s]: run state != step state", name,
+              isa_str(isa));
+        /* save/restore mid-stream: run T/2 steps, save, run the rest; restore, run again: same */
+        free(y2), free(h1);
+    } else {
+        CHECK(rnc_step(&m, &s, (const float *)c.x, y) == (info.bidirectional ? RNC_E_BIDIRECTIONAL
+                                                          : c.uses_ids        ? RNC_E_ARG
+                                                                              : RNC_OK),
+              "%s: step status", name);
+    }
+    free(smem), free(scratch), free(y), free(mb.buf), free(cb.buf);
+}
+
+static void test_state_restore(const char *dir)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/lstm_q8_stack_head.rnc", dir);
+    blob mb = read_file(path);
+    rnc_model m;
+    CHECK(mb.len && rnc_model_init(&m, mb.buf, mb.len) == RNC_OK, "restore: init");
+    if (!mb.len) return;
+    size_t sb;
+    rnc_state_size(&m, 2, &sb);
+    void *mem = xmalloc(sb);
+    rnc_state s;
+    rnc_state_init(&m, 2, mem, sb, &s);
+    float x[8], y1[20][6], y2[20][6];
+    float *saved_h = xmalloc(sizeof(float) * s.h_count), *saved_c = xmalloc(sizeof(float) * s.c_count);
+    uint64_t seed = g_rng;
+    for (int t = 0; t < 20; ++t) {
+        for (int i = 0; i < 8; ++i) x[i] = rndf();
+        if (t == 10) {
+            memcpy(saved_h, s.h, sizeof(float) * s.h_count);
+            memcpy(saved_c, s.c, sizeof(float) * s.c_count);
+        }
+        rnc_step(&m, &s, x, y1[t]);
+    }
+    g_rng = seed;
+    rnc_state_reset(&s);
+    for (int t = 0; t < 20; ++t) {
+        for (int i = 0; i < 8; ++i) x[i] = rndf();
+        if (t == 10) {
+            memcpy(s.h, saved_h, sizeof(float) * s.h_count);
+            memcpy(s.c, saved_c, sizeof(float) * s.c_count);
+        }
+        if (t >= 10) rnc_step(&m, &s, x, y2[t]);
+    }
+    CHECK(memcmp(y1[10], y2[10], sizeof(float) * 6 * 10) == 0, "restored state continues identically");
+    /* NaN input: error, state untouched */
+    memcpy(saved_h, s.h, sizeof(float) * s.h_count);
+    x[3] = NAN;
+    CHECK(rnc_step(&m, &s, x, y1[0]) == RNC_E_VALUE, "NaN step must fail");
+    CHECK(memcmp(saved_h, s.h, sizeof(float) * s.h_count) == 0, "NaN step leaves the state");
+    free(mem), free(saved_h), free(saved_c), free(mb.buf);
+}
+
+/* ----------------------------------------------------------------------------- hostile */
+static void fix_crc(unsigned char *b, size_t len)
+{
+    uint32_t crc, fs;
+    memcpy(&fs, b + 8, 4);
+    if (fs > len || fs < 16) return;
+    rnc_crc32(b + 16, fs - 16, &crc);
+    memcpy(b + 12, &crc, 4);
+}
+
+/* Init; if it succeeds, run a step and a short run on whatever the file now says. */
+static rnc_status try_model(const unsigned char *buf, size_t len)
+{
+    rnc_model m;
+    rnc_status st = rnc_model_init(&m, buf, len);
+    if (st != RNC_OK) return st;
+    rnc_model_info info;
+    rnc_model_get_info(&m, &info);
+    size_t sb = 0, rb = 0;
+    if (rnc_state_size(&m, 2, &sb) != RNC_OK || rnc_run_scratch_size(&m, 2, 3, &rb) != RNC_OK) return st;
+    if (sb > (64u << 20) || rb > (64u << 20)) return st;
+    void *mem = xmalloc(sb), *scr = xmalloc(rb);
+    float *x = xmalloc(sizeof(float) * 6 * info.input_size), *y = xmalloc(sizeof(float) * 6 * info.output_size);
+    int32_t ids[6] = {0, 1, 0, 0, 1, 0}, lens[2] = {3, 1};
+    rnc_state s;
+    if (rnc_state_init(&m, 2, mem, sb, &s) == RNC_OK) {
+        for (uint32_t i = 0; i < 6 * info.input_size; ++i) x[i] = rndf();
+        if (info.uses_ids && info.embed_num < 2) ids[1] = ids[4] = 0;
+        if (info.uses_ids) {
+            rnc_step_ids(&m, &s, ids, y);
+            rnc_run_ids(&m, &s, ids, lens, 3, y, scr, rb);
+        } else {
+            rnc_step(&m, &s, x, y);
+            rnc_run(&m, &s, x, lens, 3, y, scr, rb);
+        }
+    }
+    free(mem), free(scr), free(x), free(y);
+    return st;
+}
+
+static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
+
+static void test_hostile(const char *dir, int fuzz)
+{
+    char path[1024];
+    const char *names[] = {"lstm_q8_bidir_run", "gru_f32_bidir_last", "rnn_q8_emb_last"};
+    for (int f = 0; f < 3; ++f) {
+        snprintf(path, sizeof path, "%s/%s.rnc", dir, names[f]);
+        blob mb = read_file(path);
+        CHECK(mb.len > 0, "read %s", path);
+        if (!mb.len) continue;
+        const size_t n = mb.len;
+        unsigned char *b = xmalloc(n + 64);
+        CHECK(try_model(mb.buf, n) == RNC_OK, "%s valid", names[f]);
+        int ok_trunc = 1, ok_flip = 1;
+        for (size_t len = 0; len < n; ++len) { /* truncated at every byte (copied: ASan sees the end) */
+            unsigned char *t = xmalloc(len + 1);
+            memcpy(t, mb.buf, len);
+            if (try_model(t, len) == RNC_OK) ok_trunc = 0;
+            free(t);
+        }
+        CHECK(ok_trunc, "%s: a truncated buffer was accepted", names[f]);
+        for (size_t i = 0; i < n; ++i) { /* every byte flipped */
+            memcpy(b, mb.buf, n);
+            b[i] ^= (unsigned char)(1u << (i % 8));
+            if (try_model(b, n) == RNC_OK) ok_flip = 0;
+        }
+        CHECK(ok_flip, "%s: a flipped byte was accepted", names[f]);
+        /* targeted header/descriptor edits with a valid checksum */
+        struct {
+            size_t off;
+            uint32_t val;
+            rnc_status want;
+        } edits[] = {
+            {4, 2, RNC_E_VERSION},          {8, 0xFFFFFFF0u, RNC_E_TRUNCATED}, {8, 20, RNC_E_CORRUPT},
+            {16, 64, RNC_E_CORRUPT},        {20, 7, RNC_E_CORRUPT},            {24, 0, RNC_E_CORRUPT},
+            {24, 1000, RNC_E_UNSUPPORTED},  {24, 15, RNC_E_CORRUPT},           {28, 0xFFFFFFFFu, RNC_E_CORRUPT},
+            {32, 0x10, RNC_E_CORRUPT},      {60, 64, RNC_E_CORRUPT},           {100, 1, RNC_E_CORRUPT},
+            {128 + 0, 9, RNC_E_CORRUPT},    {128 + 4, 4, RNC_E_CORRUPT},       {128 + 8, 999, RNC_E_CORRUPT},
+            {128 + 12, 0x40000000u, RNC_E_CORRUPT}, {128 + 12, 0, RNC_E_CORRUPT},
+            {128 + 32, 0xFFFFFFC0u, RNC_E_CORRUPT}, {128 + 36, 0xFFFFFFFFu, RNC_E_CORRUPT},
+            {128 + 32, 64, RNC_E_CORRUPT},  {128 + 32, 0x10000000u, RNC_E_CORRUPT}, {128 + 28, 1, RNC_E_CORRUPT},
+            {128 + 16, 0x7FC00000u, RNC_E_CORRUPT},
+        };
+        for (size_t e = 0; e < sizeof(edits) / sizeof(edits[0]); ++e) {
+            memcpy(b, mb.buf, n);
+            put32(b + edits[e].off, edits[e].val);
+            if (edits[e].off != 8) fix_crc(b, n);
+            else {
+                uint32_t crc;
+                rnc_crc32(b + 16, n - 16, &crc);
+                put32(b + 12, crc);
+            }
+            const rnc_status st = try_model(b, n);
+            CHECK(st != RNC_OK, "%s: edit @%zu=%u accepted", names[f], edits[e].off, edits[e].val);
+        }
+        /* two tensors at one place (b_hh := b_ih's reference, same length): overlap */
+        memcpy(b, mb.buf, n);
+        memcpy(b + 128 + 72, b + 128 + 64, 8);
+        fix_crc(b, n);
+        CHECK(try_model(b, n) == RNC_E_CORRUPT, "%s: overlapping tensors accepted", names[f]);
+        /* misaligned buffer, NULLs */
+        rnc_model m;
+        memcpy(b + 1, mb.buf, n);
+        CHECK(rnc_model_init(&m, b + 1, n) == RNC_E_ALIGN, "misaligned buffer");
+        CHECK(rnc_model_init(&m, NULL, n) == RNC_E_ARG, "NULL buffer");
+        CHECK(rnc_model_init(NULL, mb.buf, n) == RNC_E_ARG, "NULL model");
+        if (fuzz) { /* random mutations with the checksum fixed, so validation goes past the CRC */
+            int accepted = 0;
+            for (int it = 0; it < 4000; ++it) {
+                memcpy(b, mb.buf, n);
+                const int k = 1 + (int)(rnd() % 6);
+                for (int j = 0; j < k; ++j) {
+                    const size_t pos = rnd() % (it % 3 == 0 ? 256 : n);
+                    b[pos] = (unsigned char)(rnd() % 4 == 0 ? 0xFF : rnd());
+                }
+                if (rnd() % 2) fix_crc(b, n);
+                if (try_model(b, n) == RNC_OK) ++accepted;
+            }
+            printf("  fuzz %s: 4000 mutations, %d still valid models (ran them), no crash\n", names[f],
+                   accepted);
+        }
+        free(b), free(mb.buf);
+    }
+    printf("  hostile: truncation at every byte, every byte flipped, edited fields: all rejected\n");
+}
+
+static void test_api_misuse(const char *dir)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/gru_q8_stream.rnc", dir);
+    blob mb = read_file(path);
+    rnc_model m;
+    if (!mb.len || rnc_model_init(&m, mb.buf, mb.len) != RNC_OK) {
+        CHECK(0, "misuse: init");
+        return;
+    }
+    size_t sb;
+    CHECK(rnc_state_size(&m, 0, &sb) == RNC_E_ARG, "batch 0");
+    CHECK(rnc_state_size(&m, (size_t)1 << 40, &sb) == RNC_E_SIZE, "huge batch");
+    CHECK(rnc_run_scratch_size(&m, 1 << 20, (size_t)1 << 40, &sb) == RNC_E_SIZE, "huge T");
+    rnc_state_size(&m, 1, &sb);
+    unsigned char *mem = xmalloc(sb + 8);
+    rnc_state s;
+    CHECK(rnc_state_init(&m, 1, mem, sb - 1, &s) == RNC_E_SIZE, "small state memory");
+    CHECK(rnc_state_init(&m, 1, mem + 1, sb, &s) == RNC_E_ALIGN, "misaligned state");
+    CHECK(rnc_state_init(&m, 1, mem, sb, &s) == RNC_OK, "state");
+    float x[3] = {1, 2, 3}, y[5];
+    CHECK(rnc_step(&m, &s, NULL, y) == RNC_E_ARG, "NULL x");
+    CHECK(rnc_step_ids(&m, &s, (const int32_t *)x, y) == RNC_E_ARG, "ids to a float model");
+    rnc_model m2 = m;
+    rnc_state s2 = s;
+    s2.model = &m2;
+    CHECK(rnc_step(&m, &s2, x, y) == RNC_E_STATE, "state of another model");
+    x[1] = INFINITY;
+    CHECK(rnc_step(&m, &s, x, y) == RNC_E_VALUE, "Inf input");
+    int32_t lens[1] = {5};
+    size_t rb;
+    rnc_run_scratch_size(&m, 1, 2, &rb);
+    void *scr = xmalloc(rb);
+    float xs[6] = {0}, ys[10];
+    CHECK(rnc_run(&m, &s, xs, lens, 2, ys, scr, rb) == RNC_E_VALUE, "length > T");
+    lens[0] = -1;
+    CHECK(rnc_run(&m, &s, xs, lens, 2, ys, scr, rb) == RNC_E_VALUE, "negative length");
+    CHECK(rnc_run(&m, &s, xs, NULL, 2, ys, scr, rb - 1) == RNC_E_SIZE, "small scratch");
+    CHECK(rnc_run(&m, &s, xs, NULL, 0, ys, scr, rb) == RNC_OK, "T = 0");
+    CHECK(rnc_model_set_isa(&m, (rnc_isa)77) != RNC_OK, "bad isa");
+    rnc_isa isa;
+    CHECK(rnc_isa_from_name("sse9", &isa) == RNC_E_ISA, "unknown isa name");
+    for (int i = 0; i < RNC_ISA_COUNT; ++i) {
+        int av = 0;
+        rnc_isa_available((rnc_isa)i, &av);
+        CHECK((rnc_model_set_isa(&m, (rnc_isa)i) == RNC_OK) == (av != 0), "set_isa(%s)", isa_str(i));
+    }
+    CHECK(strcmp(rnc_status_str((rnc_status)999), "unknown status") == 0, "status str");
+    free(mem), free(scr), free(mb.buf);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : "build/vectors";
+    int fuzz = 0;
+    for (int i = 2; i < argc; ++i)
+        if (strcmp(argv[i], "--fuzz") == 0) fuzz = 1;
+
+    printf("rnncore C tests\n  ISA paths:");
+    for (int i = 0; i < RNC_ISA_COUNT; ++i) {
+        int comp = 0, cpu = 0;
+        rnc_isa_compiled((rnc_isa)i, &comp);
+        rnc_isa_cpu_supported((rnc_isa)i, &cpu);
+        printf(" %s[%s]", isa_str(i), comp && cpu ? "run" : comp ? "compiled, CPU lacks it" : cpu ? "CPU has it, not built" : "absent");
+    }
+    size_t nk;
+    rnc_kernel_count(&nk);
+    printf("\n  kernel table: %zu rows\n", nk);
+    rnc_isa best;
+    rnc_isa_best(&best);
+    printf("  best path: %s\n", isa_str(best));
+
+    test_quantize();
+    test_gemm();
+    test_cells();
+    test_activations(fuzz);
+
+    char path[1024];
+    snprintf(path, sizeof path, "%s/cases.txt", dir);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "no %s (run gen_vectors.py)", path);
+    int ncases = 0;
+    if (f) {
+        char name[256];
+        while (fscanf(f, "%255s", name) == 1) {
+            for (int i = 0; i < RNC_ISA_COUNT; ++i) {
+                int av = 0;
+                rnc_isa_available((rnc_isa)i, &av);
+                if (av) run_vector(dir, name, (rnc_isa)i);
+            }
+            ++ncases;
+        }
+        fclose(f);
+    }
+    printf("  vectors: %d models vs the NumPy references on every available ISA\n", ncases);
+    test_state_restore(dir);
+    test_api_misuse(dir);
+    test_hostile(dir, fuzz);
+
+    printf("%d checks, %d failures\n", g_checks, g_fail);
+    return g_fail ? 1 : 0;
+}
