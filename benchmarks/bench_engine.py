@@ -11,8 +11,10 @@ Measured, one thread, every ISA path this CPU runs:
 * Python call overhead: ``step(x, out)`` at H = 4 minus the C loop's time per step;
 * the fraction of this machine's multiply-accumulate peak reached by the step (C loop), with
   the peak measured in the same run by tight loops in the extension (AVX2 int8:
-  vpmaddubsw + vpmaddwd + vpaddd = 32 MACs; AVX2 f32: 8-wide FMA; AVX-512 VNNI: vpdpbusd =
-  64 MACs; AVX-512 f32: 16-wide FMA). A step does G*H*(I + H) MACs (G = 3 GRU, 4 LSTM).
+  vpmaddubsw + vpmaddwd + vpaddd = 32 MACs with the weights loaded from L1, as a GEMV streams
+  them; AVX2 f32: 8-wide FMA, the better of an L1-load loop and a register-only loop;
+  AVX-512 VNNI: vpdpbusd = 64 MACs; AVX-512 f32: 16-wide FMA), at the start and the end of the
+  run (the larger counts). A step does G*H*(I + H) MACs (G = 3 GRU, 4 LSTM).
 
 A table is printed at the end (with the CPU model); ratios compare only within one run.
 """
@@ -77,6 +79,10 @@ def c_time_step(eng, isa: str, batch: int = 1, n: int | None = None) -> float:
     return min(s.time_step(x, out, n) for _ in range(5))
 
 
+def test_00_peaks_first():
+    _measure_peaks()
+
+
 @pytest.mark.parametrize("h", HS)
 @pytest.mark.parametrize("precision", ["f32", "q8"])
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -127,8 +133,20 @@ def test_python_overhead():
     RESULTS["overhead"] = {(isa, p): _overhead(isa, p) for isa in STEP_ISAS for p in ("f32", "q8")}
 
 
+PEAK_KINDS = ("i8_avx2", "f32_avx2", "f32_avx2_reg", "i8_avx512vnni", "f32_avx512")
+
+
+def _measure_peaks() -> None:
+    """Peaks at the start and the end of the run; the larger counts (the machine may be shared)."""
+    old = RESULTS.setdefault("peaks", {})
+    for k in PEAK_KINDS:
+        old[k] = max(old.get(k, 0.0), _engine.peak_macs(k))
+
+
 def test_zz_print_table(capsys):
-    peaks = {k: _engine.peak_macs(k) for k in ("i8_avx2", "f32_avx2", "i8_avx512vnni", "f32_avx512")}
+    _measure_peaks()
+    peaks = dict(RESULTS["peaks"])
+    peaks["f32_avx2"] = max(peaks.pop("f32_avx2"), peaks.pop("f32_avx2_reg"))
     peak_for = {("avx2", "q8"): peaks["i8_avx2"], ("avx2", "f32"): peaks["f32_avx2"],
                 ("avx512", "f32"): peaks["f32_avx512"], ("avx512", "q8"): peaks["i8_avx2"] * 2,
                 ("avx512vnni", "q8"): peaks["i8_avx512vnni"], ("avx512vnni", "f32"): peaks["f32_avx512"]}

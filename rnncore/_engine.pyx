@@ -60,6 +60,23 @@ cdef extern from *:
         *sink = _mm256_cvtss_f32(a0);
         return iters * 10 * 8;
     }
+    __attribute__((target("avx2,fma")))
+    static long long rncpy_peak_f32_avx2_reg(long long iters, float *sink) {
+        /* register-only variant: acc = acc * m + c (loop-carried, so nothing can be hoisted) */
+        __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);  /* not 1.0: fma(a, 1, c) may become an add */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
+               a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+        for (long long i = 0; i < iters; i++) {
+    #define RNCPY_R(acc) acc = _mm256_fmadd_ps(acc, m, c)
+            RNCPY_R(a0); RNCPY_R(a1); RNCPY_R(a2); RNCPY_R(a3); RNCPY_R(a4); RNCPY_R(a5);
+            RNCPY_R(a6); RNCPY_R(a7); RNCPY_R(a8); RNCPY_R(a9); RNCPY_R(a10); RNCPY_R(a11);
+        }
+        a0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                           _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)),
+                                         _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11))));
+        *sink = _mm256_cvtss_f32(a0);
+        return iters * 12 * 8;
+    }
     __attribute__((target("avx512f,avx512bw,avx512vnni")))
     static long long rncpy_peak_i8_avx512vnni(long long iters, int32_t *sink) {
         static __attribute__((aligned(64))) int8_t buf[8 * 64];
@@ -102,6 +119,7 @@ cdef extern from *:
     static long long rncpy_peak_f32_avx2(long long iters, float *sink) { (void)iters; *sink = 0; return 0; }
     static long long rncpy_peak_i8_avx512vnni(long long iters, int32_t *sink) { (void)iters; *sink = 0; return 0; }
     static long long rncpy_peak_f32_avx512(long long iters, float *sink) { (void)iters; *sink = 0; return 0; }
+    static long long rncpy_peak_f32_avx2_reg(long long iters, float *sink) { (void)iters; *sink = 0; return 0; }
     #define RNCPY_HAVE_X86 0
     #endif
     """
@@ -109,6 +127,7 @@ cdef extern from *:
     long long rncpy_peak_f32_avx2(long long iters, float *sink) nogil
     long long rncpy_peak_i8_avx512vnni(long long iters, int32_t *sink) nogil
     long long rncpy_peak_f32_avx512(long long iters, float *sink) nogil
+    long long rncpy_peak_f32_avx2_reg(long long iters, float *sink) nogil
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,13 +310,13 @@ def crc32(data) -> int:
 def peak_macs(str kind, double seconds=0.05) -> float:
     """Measured multiply-accumulates per second of a tight loop: kind = "i8_avx2" (vpmaddubsw +
     vpmaddwd + vpaddd, 32 MACs), "f32_avx2" (8-wide FMA), "i8_avx512vnni" (vpdpbusd, 64 MACs),
-    "f32_avx512" (16-wide FMA). Returns 0.0 when this build has no such loop. Best of 5 runs."""
+    "f32_avx512" (16-wide FMA), "f32_avx2_reg" (8-wide FMA on registers only). Returns 0.0 when this build has no such loop. Best of 5 runs."""
     cdef long long iters = 1 << 16, macs = 0
     cdef int32_t si = 0
     cdef float sf = 0
     cdef double t0, t1, best = 0.0
     cdef int which
-    which = {"i8_avx2": 0, "f32_avx2": 1, "i8_avx512vnni": 2, "f32_avx512": 3}[kind]
+    which = {"i8_avx2": 0, "f32_avx2": 1, "i8_avx512vnni": 2, "f32_avx512": 3, "f32_avx2_reg": 4}[kind]
     for rep in range(7):
         with nogil:
             t0 = _now()
@@ -307,6 +326,8 @@ def peak_macs(str kind, double seconds=0.05) -> float:
                 macs = rncpy_peak_f32_avx2(iters, &sf)
             elif which == 2:
                 macs = rncpy_peak_i8_avx512vnni(iters, &si)
+            elif which == 4:
+                macs = rncpy_peak_f32_avx2_reg(iters, &sf)
             else:
                 macs = rncpy_peak_f32_avx512(iters, &sf)
             t1 = _now()

@@ -1,0 +1,244 @@
+"""Property tests of every kernel in the C kernel table, on every ISA path this CPU runs.
+
+The table (``rnncore._engine.kernels()``) drives the parametrisation: each row whose ISA is
+available here is tested; rows of ISAs this CPU lacks are listed in the session summary
+("rnncore C kernels by ISA", from tests/conftest.py).
+
+* GEMV q8: int32 accumulators **exactly** equal to ``rnncore.quant.int_matmul`` of the same int8
+  values (including all +-127, which would saturate a 16-bit ``maddubs`` sum);
+  GEMV f32: within the float32 summation bound ``(K + 2) * 2^-24 * sum_k |w_k x_k|`` of float64.
+* Fused steps (RNN/GRU both forms/LSTM): one step from the *same* state (read back from C) as
+  the reference:
+  - f32 vs the float64 reference ``rc.nn`` (float32-representable weights):
+    ``|dh| <= F32_STEP_TOL + (K + 2) * 2^-24 * sum|w x|`` with ``F32_STEP_TOL = 2e-6``
+    (the C core's fast activations are within 4.1e-7 (tanh) and 2.3e-7 (sigmoid) of the
+    true functions (csrc/src/kernels/activations.h); a cell update combines at most three such
+    terms with factors <= 2, plus a few float32 roundings of values <= 1);
+  - q8 vs the quantised reference ``rnncore.quant.q8_cell_step`` on the stored ints, within
+    ``Q8_STEP_TOL = 2e-6`` (relative to max(1, |h|)): the same integer accumulators, and the
+    same activation-error budget as f32 (the reference uses exact float32 tanh/sigmoid).
+    GRU(reset_after=False) quantises ``r*h``, where r comes from the fast sigmoid: one element
+    of ``q(r*h)`` may round the other way, which moves the n pre-activation by at most
+    ``max_r |Wq_n[r, :]|_inf * s_rh * s_w[r]``; that term is added.
+* The activation quantisation ``rnc_quantize_q8`` is bit-exact with ``quantize_activation``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engine_report import record
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rnncore as rc
+from rnncore import _engine
+from rnncore import quant as Q
+
+F32 = np.float32
+F32_STEP_TOL = 2e-6
+Q8_STEP_TOL = 2e-6
+U = 2.0 ** -24
+
+AVAILABLE = set(rc.isa()["available"])
+KERNELS = _engine.kernels()
+RUNNABLE = [k for k in KERNELS if k["isa"] in AVAILABLE]
+HYP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _ids(kern):
+    return kern["name"]
+
+
+def _round_up(n, m):
+    return (n + m - 1) // m * m
+
+
+def pack_q8(w: np.ndarray) -> np.ndarray:
+    """The contract's q8 layout, written out: block b of 16 rows, group g of 4 inputs = 64 bytes,
+    ``byte[(b*Kp/4 + g)*64 + r*4 + j] = W[16b + r, 4g + j]``."""
+    rp, kp = w.shape
+    out = np.zeros(rp * kp, np.int8)
+    for b in range(rp // 16):
+        for g in range(kp // 4):
+            base = (b * (kp // 4) + g) * 64
+            out[base:base + 64] = w[16 * b:16 * b + 16, 4 * g:4 * g + 4].reshape(-1)
+    return out
+
+
+def pack_f32(w: np.ndarray) -> np.ndarray:
+    """``float[(b*K + k)*16 + r] = W[16b + r, k]``."""
+    rp, k = w.shape
+    out = np.zeros(rp * k, F32)
+    for b in range(rp // 16):
+        for kk in range(k):
+            base = (b * k + kk) * 16
+            out[base:base + 16] = w[16 * b:16 * b + 16, kk]
+    return out
+
+
+def _int8_matrix(rng, shape, mode):
+    if mode == "random":
+        return rng.integers(-127, 128, shape).astype(np.int8)
+    if mode == "+127":
+        return np.full(shape, 127, np.int8)
+    if mode == "-127":
+        return np.full(shape, -127, np.int8)
+    if mode == "alternating":
+        a = np.full(shape, 127, np.int8)
+        a.reshape(-1)[1::2] = -127
+        return a
+    return np.zeros(shape, np.int8)
+
+
+MODES = st.sampled_from(["random", "+127", "-127", "alternating", "zeros"])
+
+
+# ------------------------------------------------------------------------------------------
+# GEMV kernels
+
+
+@pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] == "gemv" and k["precision"] == "q8"],
+                         ids=_ids)
+@HYP
+@given(r=st.integers(1, 80), k=st.integers(1, 90), b=st.integers(1, 5), wmode=MODES, xmode=MODES,
+       seed=st.integers(0, 2**31))
+def test_q8_gemv_accumulators_are_exact(kern, r, k, b, wmode, xmode, seed):
+    rng = np.random.default_rng(seed)
+    rp, kp = _round_up(r, 16), _round_up(k, 4)
+    w = np.zeros((rp, kp), np.int8)
+    w[:r, :k] = _int8_matrix(rng, (r, k), wmode)
+    x = np.zeros((b, kp), np.int8)
+    x[:, :k] = _int8_matrix(rng, (b, k), xmode)
+    acc = _engine.q8_gemv(kern["isa"], pack_q8(w), rp, kp, x)
+    np.testing.assert_array_equal(acc, Q.int_matmul(x, w))
+    record(kern["name"], kern["isa"])
+
+
+def test_q8_gemv_all_127_has_no_16_bit_saturation():
+    k = 1024
+    w = np.full((16, k), 127, np.int8)
+    w[1] = -127
+    x = np.full((2, k), 127, np.int8)
+    x[1] = -127
+    for kern in (k_ for k_ in RUNNABLE if k_["op"] == "gemv" and k_["precision"] == "q8"):
+        acc = _engine.q8_gemv(kern["isa"], pack_q8(w), 16, k, x)
+        assert acc[0, 0] == 127 * 127 * k and acc[0, 1] == -127 * 127 * k
+        assert acc[1, 0] == -127 * 127 * k and acc[1, 1] == 127 * 127 * k
+
+
+@pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] == "gemv" and k["precision"] == "f32"],
+                         ids=_ids)
+@HYP
+@given(r=st.integers(1, 80), k=st.integers(1, 90), b=st.integers(1, 5),
+       scale=st.sampled_from([0.0, 1e-3, 1.0, 1e3]), seed=st.integers(0, 2**31))
+def test_f32_gemv_within_float32_summation_bound(kern, r, k, b, scale, seed):
+    rng = np.random.default_rng(seed)
+    rp = _round_up(r, 16)
+    w = np.zeros((rp, k), F32)
+    w[:r] = rng.standard_normal((r, k)) * scale
+    x = rng.standard_normal((b, k)).astype(F32)
+    y = _engine.f32_gemv(kern["isa"], pack_f32(w), rp, k, x)
+    ref = x.astype(np.float64) @ w.astype(np.float64).T
+    bound = (k + 2) * U * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64).T)
+    assert np.all(np.abs(y - ref) <= bound + 1e-30)
+    record(kern["name"], kern["isa"])
+
+
+@HYP
+@given(n=st.integers(1, 100), scale=st.sampled_from([0.0, 1e-30, 1e-3, 1.0, 1e6]), static=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_c_activation_quantisation_is_bit_exact(n, scale, static, seed):
+    rng = np.random.default_rng(seed)
+    v = (rng.standard_normal(n) * scale).astype(F32)
+    s_static = float(F32(max(np.abs(v).max(), 1e-20) / 100)) if static else None
+    q, s = _engine.quantize_q8(v, s_static or 0.0)
+    q_ref, s_ref = Q.quantize_activation(v, s_static)
+    np.testing.assert_array_equal(q, q_ref)
+    assert s == s_ref
+
+
+# ------------------------------------------------------------------------------------------
+# fused step kernels, through a one-layer model with the ISA forced
+
+_CELLS = {"rnn_step": ["rnn_tanh", "rnn_relu"], "gru_step": ["gru", "gru_rb"], "lstm_step": ["lstm"]}
+
+
+def _layer(kind, i, h, seed, wscale):
+    if kind.startswith("rnn"):
+        m = rc.nn.RNN(i, h, nonlinearity=kind[4:], seed=seed)
+    elif kind.startswith("gru"):
+        m = rc.nn.GRU(i, h, reset_after=(kind == "gru"), seed=seed)
+    else:
+        m = rc.nn.LSTM(i, h, seed=seed)
+    for _, v in m.named_parameters():
+        v[...] = (v * wscale).astype(F32)
+    return m
+
+
+def _sum_abs(m, x, h):
+    """sum_k |w_rk x_k| + |w_rk h_k| + |b| per row, for the float32 summation bound."""
+    sd = m.state_dict()
+    return (np.abs(x) @ np.abs(sd["weight_ih_l0"]).T + np.abs(h) @ np.abs(sd["weight_hh_l0"]).T
+            + np.abs(sd["bias_ih_l0"]) + np.abs(sd["bias_hh_l0"]))
+
+
+@pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _CELLS], ids=_ids)
+@HYP
+@given(data=st.data(), i=st.integers(1, 40), h=st.integers(1, 40), b=st.integers(1, 4),
+       wscale=st.sampled_from([0.5, 1.0, 4.0]), xscale=st.sampled_from([0.0, 1.0, 30.0]),
+       seed=st.integers(0, 2**31))
+def test_step_kernel_one_step_from_the_same_state(kern, data, i, h, b, wscale, xscale, seed):
+    kind = data.draw(st.sampled_from(_CELLS[kern["op"]]))
+    m = _layer(kind, i, h, seed % 1000, wscale)
+    eng = rc.compile(m, precision=kern["precision"])
+    eng.set_isa(kern["isa"])
+    assert eng.isa == kern["isa"]
+    rng = np.random.default_rng(seed)
+    s = eng.stream(batch=b)
+    ref = eng.reference() if kern["precision"] == "q8" else None
+    for _t in range(3):
+        x = (rng.standard_normal((b, i)) * xscale).astype(F32)
+        st0 = s.state
+        h0 = st0[0][0] if isinstance(st0, tuple) else st0[0]
+        y = s.step(x).copy()
+        if kern["precision"] == "f32":
+            if isinstance(st0, tuple):
+                state64 = tuple(a.astype(np.float64) for a in st0)
+            else:
+                state64 = st0.astype(np.float64)
+            y_ref, _ = m.forward(x[:, None].astype(np.float64), state=state64)
+            y_ref = y_ref[:, 0]
+            tol = F32_STEP_TOL + (i + h + 2) * U * 4 * _sum_abs(m, x, h0).max()
+            if kind == "lstm":
+                tol *= 4
+        else:
+            layer = ref.layers[0]
+            c0 = st0[1][0] if isinstance(st0, tuple) else None
+            y_ref, _ = Q.q8_cell_step(layer, 0, x, h0, c0)
+            tol = Q8_STEP_TOL * max(1.0, float(np.abs(y_ref).max()))
+            if kind == "gru_rb":
+                w = layer.directions[0].w_hh
+                hs = layer.hidden_size
+                s_rh = Q.quantize_activation(np.abs(h0).max(axis=1, keepdims=True))[1]
+                tol += float(s_rh.max() * (np.abs(w.q[2 * hs:]).max(axis=1) * w.scale[2 * hs:]).max())
+        np.testing.assert_allclose(y, y_ref, atol=tol, rtol=0, err_msg=f"{kern['name']} {kind}")
+    record(kern["name"], kern["isa"])
+
+
+@pytest.mark.parametrize("isa", sorted(AVAILABLE))
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_run_with_lengths_and_batch_on_every_isa(isa, precision):
+    """The whole-sequence path (input projection for all steps at once) equals stepping the C core."""
+    m = rc.nn.GRU(7, 19, num_layers=2, seed=1)
+    eng = rc.compile(m, precision=precision)
+    eng.set_isa(isa)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 11, 7)).astype(F32)
+    lengths = np.array([11, 5, 1])
+    y = eng.run(x, lengths)
+    s = eng.stream(3)
+    ys = np.stack([s.step(x[:, t]).copy() for t in range(11)], axis=1)
+    for bi, n in enumerate(lengths):
+        np.testing.assert_allclose(y[bi, :n], ys[bi, :n], atol=2e-6, rtol=0)
+        assert np.all(y[bi, n:] == 0)
