@@ -11,9 +11,16 @@ CORE_SRCS = src/model.c src/kernel_table.c src/cpu.c src/util.c
 GENERIC_SRCS = src/kernels/q8_gemm_generic.c src/kernels/f32_gemm_generic.c src/kernels/cells_generic.c
 X86_AVX2_SRCS = src/kernels/q8_gemm_avx2.c src/kernels/f32_gemm_avx2.c src/kernels/cells_avx2.c
 X86_AVX2_FLAGS = -mavx2 -mfma
+X86_AVX512_SRCS = src/kernels/gemv_avx512.c src/kernels/cells_avx512.c
+X86_AVX512_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma
+X86_AVX512VNNI_SRCS = src/kernels/gemv_avx512vnni.c src/kernels/cells_avx512vnni.c
+X86_AVX512VNNI_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma
+X86_AVXVNNI_SRCS = src/kernels/gemv_avxvnni.c src/kernels/cells_avxvnni.c
+X86_AVXVNNI_FLAGS = -mavx2 -mfma -mavxvnni
 ARM_SRCS = src/arch/arm_cpu.c
 # Flags every file gets (besides -Iinclude): no fast-math and no FP contraction, so that every
 # ISA's epilogue computes the same float32 operations; -fno-strict-aliasing for the in-place
-# int32 -> float conversion of accumulators.
-COMMON_CFLAGS = -std=c99 -O3 -fPIC -ffp-contract=off -fno-strict-aliasing
+# int32 -> float conversion of accumulators; -fno-trapping-math (FP exceptions are never
+# enabled) lets the compiler if-convert the branch-free clamps and vectorise those loops.
+COMMON_CFLAGS = -std=c99 -O3 -fPIC -ffp-contract=off -fno-trapping-math -fno-strict-aliasing
 WARN_CFLAGS = -Wall -Wextra -Werror

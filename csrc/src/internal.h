@@ -121,6 +121,9 @@ static inline rnc_cell_work rnc__cell_work(uint32_t G, uint32_t H, uint32_t batc
 RNC_DECLARE_ISA(generic)
 #if RNC_X86
 RNC_DECLARE_ISA(avx2)
+RNC_DECLARE_ISA(avx512)
+RNC_DECLARE_ISA(avx512vnni)
+RNC_DECLARE_ISA(avxvnni)
 #endif
 
 #endif

@@ -29,6 +29,15 @@ const rnc_kernel rnc__kernels[] = {
     ROW_GEMM_Q8(rnc_q8_gemm_avx2, RNC_ISA_AVX2),
     ROW_GEMM_F32(rnc_f32_gemm_avx2, RNC_ISA_AVX2),
     ROWS_CELLS(avx2, RNC_ISA_AVX2),
+    /* AVX-512 F/BW/VL/DQ, AVX-512 VNNI, AVX-VNNI (kernels/gemv_<isa>.c, cells_<isa>.c); the f32
+     * products of the two VNNI paths are their parent's (AVX-512F, AVX2): no GEMV row. */
+    ROW_GEMM_Q8(rnc_q8_gemm_avx512, RNC_ISA_AVX512),
+    ROW_GEMM_F32(rnc_f32_gemm_avx512, RNC_ISA_AVX512),
+    ROWS_CELLS(avx512, RNC_ISA_AVX512),
+    ROW_GEMM_Q8(rnc_q8_gemm_avx512vnni, RNC_ISA_AVX512VNNI),
+    ROWS_CELLS(avx512vnni, RNC_ISA_AVX512VNNI),
+    ROW_GEMM_Q8(rnc_q8_gemm_avxvnni, RNC_ISA_AVXVNNI),
+    ROWS_CELLS(avxvnni, RNC_ISA_AVXVNNI),
 #endif
 };
 const size_t rnc__kernel_count = sizeof(rnc__kernels) / sizeof(rnc__kernels[0]);

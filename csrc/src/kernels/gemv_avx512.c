@@ -33,32 +33,24 @@ RNC_AI void store_f32(float *y, int b, int R, __m512 a)
     else _mm512_mask_storeu_ps(y + 16 * b, (__mmask16)((1u << n) - 1u), a);
 }
 
-/* MB (<= 4) row blocks of one vector; even and odd inputs go to separate accumulators so that
- * 2*MB independent FMA chains hide the FMA latency. */
+/* MB (<= 4) row blocks of one vector: MB independent FMA chains (4 chains x 4-cycle latency keep
+ * one zmm FMA per cycle). Every output is the FMA chain over k = 0, 1, ..., K-1 from 0, exactly
+ * as in the gemm tile below, so a product does not depend on how many columns were computed
+ * with it (the step path, N = batch, and the sequence path, N = batch * T, agree bit for bit). */
 RNC_AI void f32_gemv_blocks(const float *Wb, size_t bstride, int K, const float *x, float *y, int b,
                             int R, const int MB)
 {
-    __m512 a[4], c[4];
+    __m512 a[4];
 #pragma GCC unroll 4
-    for (int m = 0; m < MB; ++m) a[m] = c[m] = _mm512_setzero_ps();
-    int k = 0;
-    for (; k + 2 <= K; k += 2) {
-        const __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]);
+    for (int m = 0; m < MB; ++m) a[m] = _mm512_setzero_ps();
+    for (int k = 0; k < K; ++k) {
+        const __m512 xk = _mm512_set1_ps(x[k]);
         const float *w = Wb + (size_t)k * 16;
 #pragma GCC unroll 4
-        for (int m = 0; m < MB; ++m) {
-            a[m] = _mm512_fmadd_ps(_mm512_loadu_ps(w + (size_t)m * bstride), x0, a[m]);
-            c[m] = _mm512_fmadd_ps(_mm512_loadu_ps(w + (size_t)m * bstride + 16), x1, c[m]);
-        }
-    }
-    if (k < K) {
-        const __m512 x0 = _mm512_set1_ps(x[k]);
-        const float *w = Wb + (size_t)k * 16;
-#pragma GCC unroll 4
-        for (int m = 0; m < MB; ++m) a[m] = _mm512_fmadd_ps(_mm512_loadu_ps(w + (size_t)m * bstride), x0, a[m]);
+        for (int m = 0; m < MB; ++m) a[m] = _mm512_fmadd_ps(_mm512_loadu_ps(w + (size_t)m * bstride), xk, a[m]);
     }
 #pragma GCC unroll 4
-    for (int m = 0; m < MB; ++m) store_f32(y, b + m, R, _mm512_add_ps(a[m], c[m]));
+    for (int m = 0; m < MB; ++m) store_f32(y, b + m, R, a[m]);
 }
 
 static void gemv_f32(const float *Wp, int R, int K, const float *x, float *y)
