@@ -109,11 +109,19 @@ void rnc__quantize_row(const float *v, size_t n, size_t npad, float static_scale
         s = static_scale;
         inv = 1.0f / static_scale;
     } else {
-        float m = 0.0f;
+        /* max |v| ignoring NaN, on the bit patterns: for non-negative floats (and +Inf) the
+         * integer order is the float order; NaN patterns (> 0x7f800000) count as 0. Written so
+         * that compilers vectorise it. */
+        int32_t mu = 0;
         for (size_t i = 0; i < n; ++i) {
-            const float a = v[i] < 0.0f ? -v[i] : v[i];
-            m = a > m ? a : m; /* NaN never wins */
+            int32_t u;
+            memcpy(&u, &v[i], 4);
+            u &= 0x7fffffff;
+            u = u > 0x7f800000 ? 0 : u;
+            mu = mu > u ? mu : u;
         }
+        float m;
+        memcpy(&m, &mu, 4);
         if (m == 0.0f) {
             memset(q, 0, npad);
             *scale = 0.0f;
@@ -127,7 +135,7 @@ void rnc__quantize_row(const float *v, size_t n, size_t npad, float static_scale
         p = p == p ? p : 0.0f;           /* NaN (0 * inf) -> 0 */
         p = p > 127.0f ? 127.0f : p;
         p = p < -127.0f ? -127.0f : p;
-        q[i] = (int8_t)rnc_round_even(p);
+        q[i] = (int8_t)(int32_t)rnc_round_even(p);
     }
     if (npad > n) memset(q + n, 0, npad - n);
     *scale = s;

@@ -24,6 +24,14 @@
 #define RNC_CAT(a, b) RNC_CAT_(a, b)
 #define RNC_GEMM_Q8 RNC_CAT(rnc_q8_gemm_, RNC_SFX)
 #define RNC_GEMM_F32 RNC_CAT(rnc_f32_gemm_, RNC_SFX)
+/* Hooks: an ISA file may supply its own (bit-identical) cell update and activation quantiser,
+ * with the signatures of rnc_cell_update_<sfx> below and of rnc__quantize_row. */
+#ifndef RNC_CELL_UPDATE
+#define RNC_CELL_UPDATE RNC_CAT(rnc_cell_update_, RNC_SFX)
+#endif
+#ifndef RNC_QUANTIZE_ROW
+#define RNC_QUANTIZE_ROW rnc__quantize_row
+#endif
 
 /* The cell given float pre-activations gi (input part incl. b_ih) and gh (recurrent part incl.
  * b_hh), each G*Hp (gate g unit u at g*Hp + u). GRU reset_after=0 is handled by the caller. */
@@ -115,7 +123,7 @@ static void RNC_CAT(rnc_q8_cell_, RNC_SFX)(const rnc_cell_args *a)
         RNC_GEMM_Q8((const int8_t *)a->w_ih, (int)ghp, (int)I, (int)B, a->xq, (int)a->ldxq, acc_i,
                     (int)ghp);
     for (uint32_t b = 0; b < B; ++b)
-        rnc__quantize_row(a->h + (size_t)b * H, H, kh, a->h_scale, hq + b * kh, &sh[b]);
+        RNC_QUANTIZE_ROW(a->h + (size_t)b * H, H, kh, a->h_scale, hq + b * kh, &sh[b]);
     RNC_GEMM_Q8(w_hh, (int)(rb ? 2 * (size_t)Hp : ghp), (int)H, (int)B, hq, (int)kh, acc_h,
                 (int)ghp);
 
@@ -134,14 +142,14 @@ static void RNC_CAT(rnc_q8_cell_, RNC_SFX)(const rnc_cell_args *a)
         if (!rb) {
             RNC_CAT(rnc_q8_dequant_, RNC_SFX)((uint32_t)ghp, acc_h + b * ghp, sh[b], a->s_hh,
                                               a->b_hh, gh_f);
-            RNC_CAT(rnc_cell_update_, RNC_SFX)(a->kind, H, Hp, gi, gh_f, h,
+            RNC_CELL_UPDATE(a->kind, H, Hp, gi, gh_f, h,
                                                a->c ? a->c + (size_t)b * H : NULL, y);
         } else {
             float srh;
             RNC_CAT(rnc_q8_dequant_, RNC_SFX)(2 * Hp, acc_h + b * ghp, sh[b], a->s_hh, a->b_hh,
                                               gh_f);
             RNC_CAT(rnc_gru_rb_gates_, RNC_SFX)(H, Hp, gi, gh_f, h, rh);
-            rnc__quantize_row(rh, H, kh, a->h_scale, rq, &srh);
+            RNC_QUANTIZE_ROW(rh, H, kh, a->h_scale, rq, &srh);
             RNC_GEMM_Q8(w_hh + 2 * (size_t)Hp * kh, (int)Hp, (int)H, 1, rq, (int)kh, acc_n,
                         (int)Hp);
             RNC_CAT(rnc_q8_dequant_, RNC_SFX)(Hp, acc_n, srh, a->s_hh + 2 * Hp, a->b_hh + 2 * Hp,
@@ -190,7 +198,7 @@ static void RNC_CAT(rnc_f32_cell_, RNC_SFX)(const rnc_cell_args *a)
         float *y = a->y ? a->y + b * a->ldy : NULL;
         if (!rb) {
             RNC_CAT(rnc_f32_addb_, RNC_SFX)((uint32_t)ghp, acc_h + b * ghp, a->b_hh, gh_f);
-            RNC_CAT(rnc_cell_update_, RNC_SFX)(a->kind, H, Hp, gi, gh_f, h,
+            RNC_CELL_UPDATE(a->kind, H, Hp, gi, gh_f, h,
                                                a->c ? a->c + (size_t)b * H : NULL, y);
         } else {
             RNC_CAT(rnc_f32_addb_, RNC_SFX)(2 * Hp, acc_h + b * ghp, a->b_hh, gh_f);
