@@ -289,3 +289,50 @@ def test_random_node_configurations_match_onnxruntime(kw):
         # float32 onnxruntime: absolute error grows with the size of the values
         scale = max(1.0, float(np.abs(ref[k]).max(initial=0)))
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-4, atol=1e-5 * scale, err_msg=f"{kw}: {k}")
+
+
+class _Stateful(torch.nn.Module):
+    """A streaming step: the initial states are inputs, the final states outputs."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.rnn = getattr(torch.nn, kind)(3, 4, num_layers=2, batch_first=True, bidirectional=True)
+
+    def forward(self, x, h0, c0=None):
+        if self.kind == "LSTM":
+            y, (h, c) = self.rnn(x, (h0, c0))
+            return y, h, c
+        y, h = self.rnn(x, h0)
+        return y, h
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("kind", ["GRU", "LSTM"])
+def test_torch_export_with_state_inputs(kind):
+    import io
+
+    import onnx
+
+    torch.manual_seed(0)
+    m = _Stateful(kind).eval()
+    g = np.random.default_rng(0)
+    x = g.standard_normal((2, 5, 3)).astype(np.float32)
+    states = [g.standard_normal((4, 2, 4)).astype(np.float32) for _ in range(2 if kind == "LSTM" else 1)]
+    names = ["h0", "c0"][:len(states)]
+    outs = ["y", "h", "c"][:len(states) + 1]
+    f = io.BytesIO()
+    torch.onnx.export(m, (torch.as_tensor(x), *map(torch.as_tensor, states)), f, dynamo=False,
+                      input_names=["x", *names], output_names=outs,
+                      dynamic_axes={"x": {0: "b", 1: "t"}, **{n: {1: "b"} for n in names}})
+    model = from_onnx(onnx.load_from_string(f.getvalue()))
+    assert type(model).__name__ == kind and model.num_layers == 2
+    with torch.no_grad():
+        ref = [t.numpy() for t in m(torch.as_tensor(x), *map(torch.as_tensor, states))]
+    got = onnx_run(model, {"x": x, **dict(zip(names, states, strict=True))})
+    for name, r in zip(outs, ref, strict=True):
+        np.testing.assert_allclose(got[name], r, rtol=1e-5, atol=1e-5)
+    # the same through the plain API: the state is rnncore's (L*D, B, H) layout, as in PyTorch
+    st = tuple(s.astype(np.float64) for s in states)
+    y, h = model.forward(x.astype(np.float64), state=st if kind == "LSTM" else st[0])
+    np.testing.assert_allclose(y, ref[0], rtol=1e-5, atol=1e-5)

@@ -77,6 +77,14 @@ class _Input:
 
 
 @dataclass
+class _StateIn:
+    """Rows ``rows`` (along ``axis``) of a graph input that feeds initial states."""
+    name: str
+    rows: list
+    axis: int
+
+
+@dataclass
 class _Final:
     """Final states: ``entries[i] = (node, direction, 'h' | 'c')`` stacked on axis 'S'."""
     entries: list
@@ -95,7 +103,7 @@ class OnnxSignature:
     input: str
     input_layout: str                        # "BT" or "TB"
     lengths: str | None = None
-    states: list = field(default_factory=list)     # (input name, node, kind, axes)
+    states: list = field(default_factory=list)     # (input name, node, kind, axes, rows or None)
     outputs: list = field(default_factory=list)    # (name, "y", axes) / (name, "state", entries, axes)
     node_rows: dict = field(default_factory=dict)  # node -> (recurrent module index, layer)
     directions: dict = field(default_factory=dict)  # node -> D
@@ -294,9 +302,15 @@ class _Importer:
                 if v.any():
                     self.refuse(node, f"a constant non-zero initial_{kind} (feed it as an input instead)")
                 continue
+            axes = ("S", "B", "H") if layout == 0 else ("B", "S", "H")
+            if isinstance(v, _StateIn):
+                if v.axis != axes.index("S"):
+                    self.refuse(node, f"initial_{kind} sliced along axis {v.axis}, not the direction axis")
+                self.states.append((v.name, n, kind, axes, v.rows))
+                continue
             if not isinstance(v, _Input):
-                self.refuse(node, f"initial_{kind} must be zeros, absent or a graph input")
-            self.states.append((v.name, n, kind, ("S", "B", "H") if layout == 0 else ("B", "S", "H")))
+                self.refuse(node, f"initial_{kind} must be zeros, absent or a graph input (or rows of one)")
+            self.states.append((v.name, n, kind, axes, None))
         pipe = self.add_layer(X.pipe, layer)
         self.rnn_nodes.append(len(self.layers) - 1)
         self.node_pipe[n] = pipe
@@ -476,6 +490,13 @@ class _Importer:
             for i, ax in enumerate(axes if axes is not None else range(len(starts))):
                 sl[ax] = slice(starts[i], ends[i], steps[i] if steps else 1)
             return [v[tuple(sl)]]
+        if isinstance(v, _Input) and v.name != self.main and not v.integer and len(v.shape) == 3:
+            # rows of an initial-state input (torch slices h0 per layer)
+            ax = axes if axes is not None else list(range(len(starts)))
+            n_rows = v.shape[ax[0]] if len(ax) == 1 else None
+            if n_rows is None or (steps and steps[0] != 1):
+                self.refuse(node, f"slice of graph input {v.name!r} other than a block of rows of one axis")
+            return [_StateIn(v.name, list(range(n_rows))[slice(starts[0], ends[0])], ax[0] % 3)]
         if isinstance(v, _Final):
             ax = axes if axes is not None else list(range(len(starts)))
             if len(ax) != 1 or v.axes[ax[0] % 3] != "S":
@@ -700,10 +721,10 @@ def from_onnx(path_or_model, *, dtype: str = "float64") -> Module:
     lay = imp.lab("X0")
     sig = OnnxSignature(input=imp.main, input_layout="TB" if lay == "T" else "BT", lengths=imp.lengths,
                         node_rows=node_rows, directions=dict(imp.node_D))
-    for name, n, kind, axes in imp.states:
+    for name, n, kind, axes, rows in imp.states:
         if n not in node_rows:
             raise _Refused(f"from_onnx: initial state {name!r} feeds a node outside the model")
-        sig.states.append((name, n, kind, axes))
+        sig.states.append((name, n, kind, axes, rows))
     for name in outputs:
         v = imp.vals[name]
         if isinstance(v, _Seq):
@@ -735,13 +756,15 @@ def onnx_run(model: Module, feeds: dict) -> dict:
     recs = [m for m in (model if hasattr(model, "recurrent_modules") else [model])
             if getattr(m, "is_recurrent", False)]
     init = [None] * len(recs)
-    for name, n, kind, axes in sig.states:
+    for name, n, kind, axes, rows in sig.states:
         if feeds.get(name) is None:
             continue
         r, j = sig.node_rows[n]
         m, D = recs[r], sig.directions[n]
         v = np.asarray(feeds[name], _dtype_of(model))
-        v = np.transpose(v, [axes.index(a) for a in ("S", "B", "H")])        # (D, B, H)
+        v = np.transpose(v, [axes.index(a) for a in ("S", "B", "H")])        # (S, B, H)
+        if rows is not None:
+            v = v[rows]                                                        # (D, B, H)
         if init[r] is None:
             L = m.num_layers * (2 if m.bidirectional else 1)
             P = getattr(m, "proj_size", 0) or m.hidden_size
