@@ -47,6 +47,64 @@ static inline void rnc_store16(int32_t *dst, int rows, __m256i lo, __m256i hi)
     }
 }
 
+/* Two columns (vectors) at once: every weight load feeds both (halves the weight traffic for
+ * batches and for the whole-sequence input projection); two blocks in flight, 8 accumulators. */
+static void rnc_q8_gemm2_avx2(const int8_t *Wp, int R, int K, const int8_t *q0, const int8_t *q1,
+                              int32_t *acc0, int32_t *acc1)
+{
+    const int groups = (K + 3) / 4;
+    const size_t bstride = (size_t)groups * 64;
+    const int nb = (R + 15) / 16;
+    const __m256i ones = _mm256_set1_epi16(1);
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const int8_t *w0 = Wp + (size_t)b * bstride, *w1 = w0 + bstride;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        __m256i c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+        for (int g = 0; g < groups; ++g) {
+            const __m256i xb = rnc_bcast_group(q0, g, K), ax = _mm256_abs_epi8(xb);
+            const __m256i yb = rnc_bcast_group(q1, g, K), ay = _mm256_abs_epi8(yb);
+            const size_t o = (size_t)g * 64;
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(w0 + o));
+            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(w0 + o + 32));
+            const __m256i v2 = _mm256_loadu_si256((const __m256i *)(w1 + o));
+            const __m256i v3 = _mm256_loadu_si256((const __m256i *)(w1 + o + 32));
+#define RNC_MAC2(acc, v, xb_, ax_)                                                                \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ax_, _mm256_sign_epi8(v, xb_)), ones))
+            RNC_MAC2(a0, v0, xb, ax);
+            RNC_MAC2(a1, v1, xb, ax);
+            RNC_MAC2(a2, v2, xb, ax);
+            RNC_MAC2(a3, v3, xb, ax);
+            RNC_MAC2(c0, v0, yb, ay);
+            RNC_MAC2(c1, v1, yb, ay);
+            RNC_MAC2(c2, v2, yb, ay);
+            RNC_MAC2(c3, v3, yb, ay);
+        }
+        rnc_store16(acc0 + 16 * b, R - 16 * b, a0, a1);
+        rnc_store16(acc0 + 16 * (b + 1), R - 16 * (b + 1), a2, a3);
+        rnc_store16(acc1 + 16 * b, R - 16 * b, c0, c1);
+        rnc_store16(acc1 + 16 * (b + 1), R - 16 * (b + 1), c2, c3);
+    }
+    for (; b < nb; ++b) {
+        const int8_t *w0 = Wp + (size_t)b * bstride;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, c0 = a0, c1 = a0;
+        for (int g = 0; g < groups; ++g) {
+            const __m256i xb = rnc_bcast_group(q0, g, K), ax = _mm256_abs_epi8(xb);
+            const __m256i yb = rnc_bcast_group(q1, g, K), ay = _mm256_abs_epi8(yb);
+            const size_t o = (size_t)g * 64;
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(w0 + o));
+            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(w0 + o + 32));
+            RNC_MAC2(a0, v0, xb, ax);
+            RNC_MAC2(a1, v1, xb, ax);
+            RNC_MAC2(c0, v0, yb, ay);
+            RNC_MAC2(c1, v1, yb, ay);
+#undef RNC_MAC2
+        }
+        rnc_store16(acc0 + 16 * b, R - 16 * b, a0, a1);
+        rnc_store16(acc1 + 16 * b, R - 16 * b, c0, c1);
+    }
+}
+
 void rnc_q8_gemm_avx2(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                       int32_t *Acc, int ldacc)
 {
@@ -54,7 +112,11 @@ void rnc_q8_gemm_avx2(const int8_t *Wp, int R, int K, int N, const int8_t *Q, in
     const size_t bstride = (size_t)groups * 64; /* bytes per 16-row block */
     const int nb = (R + 15) / 16;
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int n = 0; n < N; ++n) {
+    int n0 = 0;
+    for (; n0 + 2 <= N; n0 += 2)
+        rnc_q8_gemm2_avx2(Wp, R, K, Q + (size_t)n0 * ldq, Q + (size_t)(n0 + 1) * ldq,
+                          Acc + (size_t)n0 * ldacc, Acc + (size_t)(n0 + 1) * ldacc);
+    for (int n = n0; n < N; ++n) {
         const int8_t *q = Q + (size_t)n * ldq;
         int32_t *acc = Acc + (size_t)n * ldacc;
         int b = 0;
