@@ -212,3 +212,21 @@ def test_unsupported_module_is_named():
         from_torch(m)
     with pytest.raises(ValueError, match="LayerNorm"):
         from_torch(torch.nn.LayerNorm(3))
+
+
+@pytest.mark.parametrize("cell,kw", [("RNNCell", dict(nonlinearity="relu")), ("GRUCell", {}), ("LSTMCell", {})])
+def test_cells_become_one_layer_networks(cell, kw):
+    torch.manual_seed(0)
+    m = getattr(torch.nn, cell)(4, 5, **kw).double()
+    x = np.random.default_rng(9).standard_normal((2, 6, 4))
+    h = c = torch.zeros(2, 5, dtype=torch.float64)
+    ys = []
+    with torch.no_grad():
+        for t in range(6):
+            if cell == "LSTMCell":
+                h, c = m(torch.as_tensor(x[:, t]), (h, c))
+            else:
+                h = m(torch.as_tensor(x[:, t]), h)
+            ys.append(h.numpy())
+    y, _ = from_torch(m).forward(x)
+    np.testing.assert_allclose(y, np.stack(ys, axis=1), atol=1e-10)

@@ -33,6 +33,7 @@ __all__ = ["from_torch"]
 
 _RECURRENT = {"RNN", "GRU", "LSTM"}
 _SKIPPED = {"Dropout", "Identity"}
+_CELLS = {"RNNCell": "RNN", "GRUCell": "GRU", "LSTMCell": "LSTM"}
 _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 
 
@@ -77,6 +78,10 @@ def _convert_leaf(m, name: str, dtype: str):
     if kind in _RECURRENT:
         sd = {k: _np(v) for k, v in m.state_dict().items()}
         return _recurrent_from_state_dict(sd, kind, getattr(m, "nonlinearity", "tanh"), dtype)
+    if kind in _CELLS:
+        # one step of a one-layer network: the cell's weights are layer 0's
+        sd = {f"{k}_l0": _np(v) for k, v in m.state_dict().items()}
+        return _recurrent_from_state_dict(sd, _CELLS[kind], getattr(m, "nonlinearity", "tanh"), dtype)
     if kind == "Linear":
         return _build.linear(_np(m.weight), None if m.bias is None else _np(m.bias), dtype)
     if kind == "Embedding":
@@ -88,7 +93,8 @@ def _convert_leaf(m, name: str, dtype: str):
         return None
     raise ValueError(
         f"from_torch: unsupported module {name!r} of type {type(m).__module__}.{kind}; supported are "
-        "nn.RNN, nn.GRU, nn.LSTM, nn.Linear, nn.Embedding (nn.Dropout/nn.Identity are skipped)"
+        "nn.RNN, nn.GRU, nn.LSTM, their Cell versions, nn.Linear, nn.Embedding "
+        "(nn.Dropout/nn.Identity are skipped)"
     )
 
 
@@ -184,7 +190,8 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
     Parameters
     ----------
     module_or_state_dict : ``nn.RNN``/``nn.GRU``/``nn.LSTM``, an ``nn.Linear`` /
-        ``nn.Embedding``, a container module of those (see the module docstring), or the
+        ``nn.Embedding``, an ``nn.RNNCell/GRUCell/LSTMCell`` (imported as the one-layer
+        network that applies it at every step), a container module of those (see the module docstring), or the
         ``state_dict`` of one recurrent module (tensors or arrays)
     mode : for a state dict, "RNN", "GRU" or "LSTM" (inferred from the shapes when None)
     nonlinearity : for a state dict of an ``nn.RNN``: "tanh" (default) or "relu" — the
