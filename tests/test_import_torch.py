@@ -214,7 +214,8 @@ def test_unsupported_module_is_named():
         from_torch(torch.nn.LayerNorm(3))
 
 
-@pytest.mark.parametrize("cell,kw", [("RNNCell", dict(nonlinearity="relu")), ("GRUCell", {}), ("LSTMCell", {})])
+@pytest.mark.parametrize("cell,kw", [("RNNCell", dict(nonlinearity="relu")), ("GRUCell", {}),
+                                     ("LSTMCell", {})])
 def test_cells_become_one_layer_networks(cell, kw):
     torch.manual_seed(0)
     m = getattr(torch.nn, cell)(4, 5, **kw).double()
