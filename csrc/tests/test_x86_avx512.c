@@ -110,7 +110,8 @@ static void test_q8(const char *name, gemm_q8_fn gemm)
         for (int mode = 0; mode < 6; ++mode) {
             for (size_t i = 0; i < (size_t)R * K; ++i) W[i] = wval(mode, i);
             pack_q8(W, R, K, P);
-            for (int N = 1; N <= 9; N += (N < 5 ? 1 : 4)) {
+            /* N = 1..5, 9, and for K > 1000 also 37: several column panels of the gemm */
+            for (int N = 1; N <= (K > 1000 ? 37 : 9); N += (N < 5 ? 1 : N < 9 ? 4 : 28)) {
                 const int ldq = K + (N > 1 ? 3 : 0), ldacc = R + (N > 1 ? 5 : 0);
                 const size_t qn = (size_t)(N - 1) * ldq + K; /* q ends exactly at the allocation end */
                 int8_t *Q = malloc(qn);

@@ -46,41 +46,64 @@ RNC_EP_AI __m512 rnc_x86_sigmoid16(__m512 x)
     return _mm512_add_ps(h, _mm512_mul_ps(h, rnc_x86_tanh16(_mm512_mul_ps(h, x))));
 }
 
-/* The cell update of cell_template.h (rnc_cell_update_<sfx>): 16 units per vector, masked tail.
- * kind: 0 RNN tanh, 1 RNN relu, 2 GRU (reset_after=1 form), 3 LSTM. */
+/* The cell update of cell_template.h (rnc_cell_update_<sfx>): 16 units per vector, two vectors
+ * per loop iteration (independent dependency chains for the out-of-order core), masked tail.
+ * kind: RNC_RNN_TANH, RNC_RNN_RELU, RNC_GRU (reset_after=1 form), RNC_LSTM. */
 #define RNC_EP_LD(p, m) _mm512_maskz_loadu_ps((m), (p))
-static inline void rnc_x86_cell_update_avx512(uint32_t kind, uint32_t H, uint32_t Hp, const float *restrict gi,
-                                  const float *restrict gh, float *restrict h, float *restrict c,
-                                  float *restrict y)
+#define RNC_EP_FULL ((__mmask16)0xFFFF)
+
+RNC_EP_AI void rnc_x86_unit16(uint32_t kind, uint32_t Hp, uint32_t u, __mmask16 m, const float *restrict gi,
+                              const float *restrict gh, float *restrict h, float *restrict c,
+                              float *restrict y)
 {
-    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-    for (uint32_t u = 0; u < H; u += 16) {
-        const __mmask16 m = H - u >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - u)) - 1u);
-        __m512 hn;
-        switch (kind) {
-        case RNC_RNN_TANH: hn = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m))); break;
-        case RNC_RNN_RELU: hn = _mm512_max_ps(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)), zero); break;
-        case RNC_GRU: {
-            const __m512 r = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)));
-            const __m512 z = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + Hp + u, m), RNC_EP_LD(gh + Hp + u, m)));
-            const __m512 n = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + 2 * Hp + u, m),
-                                                   _mm512_mul_ps(r, RNC_EP_LD(gh + 2 * Hp + u, m))));
-            hn = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, z), n), _mm512_mul_ps(z, RNC_EP_LD(h + u, m)));
-            break;
-        }
-        default: {
-            const __m512 i = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)));
-            const __m512 f = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + Hp + u, m), RNC_EP_LD(gh + Hp + u, m)));
-            const __m512 g = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + 2 * Hp + u, m), RNC_EP_LD(gh + 2 * Hp + u, m)));
-            const __m512 o = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + 3 * Hp + u, m), RNC_EP_LD(gh + 3 * Hp + u, m)));
-            const __m512 c2 = _mm512_add_ps(_mm512_mul_ps(f, RNC_EP_LD(c + u, m)), _mm512_mul_ps(i, g));
-            _mm512_mask_storeu_ps(c + u, m, c2);
-            hn = _mm512_mul_ps(o, rnc_x86_tanh16(c2));
-            break;
-        }
-        }
-        _mm512_mask_storeu_ps(h + u, m, hn);
-        if (y) _mm512_mask_storeu_ps(y + u, m, hn);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 hn;
+    if (kind == RNC_RNN_TANH) {
+        hn = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)));
+    } else if (kind == RNC_RNN_RELU) {
+        hn = _mm512_max_ps(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)), _mm512_setzero_ps());
+    } else if (kind == RNC_GRU) {
+        const __m512 r = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)));
+        const __m512 z = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + Hp + u, m), RNC_EP_LD(gh + Hp + u, m)));
+        const __m512 n = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + 2 * Hp + u, m),
+                                                      _mm512_mul_ps(r, RNC_EP_LD(gh + 2 * Hp + u, m))));
+        hn = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, z), n), _mm512_mul_ps(z, RNC_EP_LD(h + u, m)));
+    } else {
+        const __m512 i = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)));
+        const __m512 f = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + Hp + u, m), RNC_EP_LD(gh + Hp + u, m)));
+        const __m512 g = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + 2 * Hp + u, m), RNC_EP_LD(gh + 2 * Hp + u, m)));
+        const __m512 o = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + 3 * Hp + u, m), RNC_EP_LD(gh + 3 * Hp + u, m)));
+        const __m512 c2 = _mm512_add_ps(_mm512_mul_ps(f, RNC_EP_LD(c + u, m)), _mm512_mul_ps(i, g));
+        _mm512_mask_storeu_ps(c + u, m, c2);
+        hn = _mm512_mul_ps(o, rnc_x86_tanh16(c2));
+    }
+    _mm512_mask_storeu_ps(h + u, m, hn);
+    if (y) _mm512_mask_storeu_ps(y + u, m, hn);
+}
+
+RNC_EP_AI void rnc_x86_update_kind(uint32_t kind, uint32_t H, uint32_t Hp, const float *restrict gi,
+                                   const float *restrict gh, float *restrict h, float *restrict c,
+                                   float *restrict y)
+{
+    uint32_t u = 0;
+    for (; u + 32 <= H; u += 32) {
+        rnc_x86_unit16(kind, Hp, u, RNC_EP_FULL, gi, gh, h, c, y);
+        rnc_x86_unit16(kind, Hp, u + 16, RNC_EP_FULL, gi, gh, h, c, y);
+    }
+    for (; u < H; u += 16)
+        rnc_x86_unit16(kind, Hp, u, H - u >= 16 ? RNC_EP_FULL : (__mmask16)((1u << (H - u)) - 1u), gi, gh, h,
+                       c, y);
+}
+
+static inline void rnc_x86_cell_update_avx512(uint32_t kind, uint32_t H, uint32_t Hp,
+                                              const float *restrict gi, const float *restrict gh,
+                                              float *restrict h, float *restrict c, float *restrict y)
+{
+    switch (kind) { /* one loop per cell kind: the kind test leaves the loop */
+    case RNC_RNN_TANH: rnc_x86_update_kind(RNC_RNN_TANH, H, Hp, gi, gh, h, c, y); break;
+    case RNC_RNN_RELU: rnc_x86_update_kind(RNC_RNN_RELU, H, Hp, gi, gh, h, c, y); break;
+    case RNC_GRU: rnc_x86_update_kind(RNC_GRU, H, Hp, gi, gh, h, c, y); break;
+    default: rnc_x86_update_kind(RNC_LSTM, H, Hp, gi, gh, h, c, y); break;
     }
 }
 

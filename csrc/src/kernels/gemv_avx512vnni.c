@@ -167,11 +167,20 @@ void rnc_q8_gemm_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t 
     }
     const int G = (K + 3) / 4, B = (R + 15) / 16;
     const size_t bs = (size_t)G * 64;
-    int b = 0;
-    for (; b + 4 <= B; b += 4)
-        gemm_rowblocks(Wp + (size_t)b * bs, bs, G, K, N, Q, (size_t)ldq, Acc, (size_t)ldacc, b, R, 4);
-    for (; b < B; ++b)
-        gemm_rowblocks(Wp + (size_t)b * bs, bs, G, K, N, Q, (size_t)ldq, Acc, (size_t)ldacc, b, R, 1);
+    /* Column panels of about 16 KB of Q stay in L1 while every row block streams past them
+     * from L2 (a whole sequence's input projection has thousands of columns). */
+    int nc = (int)(16384 / (size_t)(G * 4)) & ~3;
+    nc = nc < 16 ? 16 : nc;
+    for (int n0 = 0; n0 < N; n0 += nc) {
+        const int nn = N - n0 < nc ? N - n0 : nc;
+        const int8_t *Qp = Q + (size_t)n0 * ldq;
+        int32_t *Ap = Acc + (size_t)n0 * ldacc;
+        int b = 0;
+        for (; b + 4 <= B; b += 4)
+            gemm_rowblocks(Wp + (size_t)b * bs, bs, G, K, nn, Qp, (size_t)ldq, Ap, (size_t)ldacc, b, R, 4);
+        for (; b < B; ++b)
+            gemm_rowblocks(Wp + (size_t)b * bs, bs, G, K, nn, Qp, (size_t)ldq, Ap, (size_t)ldacc, b, R, 1);
+    }
 }
 
 #else
