@@ -42,9 +42,11 @@ int rnc_arm_has_neon(void);
 int rnc_arm_has_dotprod(void);
 #endif
 
-int rnc__cpu_supports(int isa)
+/* Bit i set when the CPU (and OS) can run rnc_isa i: one cpuid/xgetbv pass (cpuid is slow in
+ * virtual machines, tens of microseconds, so callers query the mask once). */
+uint32_t rnc__cpu_isa_mask(void)
 {
-    if (isa == RNC_ISA_GENERIC) return 1;
+    uint32_t mask = 1u << RNC_ISA_GENERIC;
 #if RNC_X86
     const rnc_cpuid c = rnc_read_cpuid();
     const int ymm = (c.xcr0 & 0x6) == 0x6;
@@ -53,21 +55,23 @@ int rnc__cpu_supports(int isa)
     const int avx512 = avx2 && zmm && (c.ebx7 & (1u << 16)) && (c.ebx7 & (1u << 17)) &&
                        (c.ebx7 & (1u << 30)) && (c.ebx7 & (1u << 31));
     const int vnni512 = avx512 && (c.ecx7 & (1u << 11));
-    switch (isa) {
-    case RNC_ISA_AVX2: return avx2;
-    case RNC_ISA_AVX512: return avx512;
-    case RNC_ISA_AVX512VNNI: return vnni512;
-    case RNC_ISA_AVXVNNI: return avx2 && (c.eax7_1 & (1u << 4));
-    case RNC_ISA_AMX:
-        return vnni512 && (c.edx7 & (1u << 24)) && (c.edx7 & (1u << 25)) &&
-               (c.xcr0 & 0x60000) == 0x60000;
-    default: return 0;
-    }
+    const int avxvnni = avx2 && (c.eax7_1 & (1u << 4));
+    const int amx = vnni512 && (c.edx7 & (1u << 24)) && (c.edx7 & (1u << 25)) &&
+                    (c.xcr0 & 0x60000) == 0x60000;
+    mask |= (uint32_t)avx2 << RNC_ISA_AVX2 | (uint32_t)avx512 << RNC_ISA_AVX512 |
+            (uint32_t)vnni512 << RNC_ISA_AVX512VNNI | (uint32_t)avxvnni << RNC_ISA_AVXVNNI |
+            (uint32_t)amx << RNC_ISA_AMX;
 #elif defined(__arm__) || defined(__aarch64__)
-    if (isa == RNC_ISA_NEON) return rnc_arm_has_neon();
-    if (isa == RNC_ISA_NEONDOT) return rnc_arm_has_neon() && rnc_arm_has_dotprod();
-    return 0;
-#else
-    return 0;
+    const int neon = rnc_arm_has_neon();
+    mask |= (uint32_t)neon << RNC_ISA_NEON;
+    mask |= (uint32_t)(neon && rnc_arm_has_dotprod()) << RNC_ISA_NEONDOT;
 #endif
+    return mask;
+}
+
+int rnc__cpu_supports(int isa)
+{
+    if (isa == RNC_ISA_GENERIC) return 1;
+    if (isa < 0 || isa >= RNC_ISA_COUNT) return 0;
+    return (int)((rnc__cpu_isa_mask() >> isa) & 1u);
 }

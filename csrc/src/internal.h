@@ -73,6 +73,7 @@ int rnc__resolve_kernel(int op, int precision, int isa); /* along the fallback c
 
 /* cpu.c */
 int rnc__cpu_supports(int isa);
+uint32_t rnc__cpu_isa_mask(void);
 
 /* util.c: total functions (never fail): NaN is treated as 0, the max ignores NaN */
 void rnc__quantize_row(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,

@@ -135,13 +135,18 @@ rnc_status rnc_isa_cpu_supported(rnc_isa isa, int *yes)
     return RNC_OK;
 }
 
+static int isa_compiled(int isa)
+{
+    for (size_t i = 0; i < rnc__kernel_count; ++i)
+        if (rnc__kernels[i].isa == (uint8_t)isa) return 1;
+    return 0;
+}
+
 rnc_status rnc_isa_available(rnc_isa isa, int *yes)
 {
-    int c = 0, s = 0;
-    rnc_status st = rnc_isa_compiled(isa, &c);
-    if (st != RNC_OK) return st;
-    rnc_isa_cpu_supported(isa, &s);
-    *yes = c && s;
+    if (!yes) return RNC_E_ARG;
+    if ((unsigned)isa >= RNC_ISA_COUNT) return RNC_E_ISA;
+    *yes = isa_compiled(isa) && rnc__cpu_supports(isa);
     return RNC_OK;
 }
 
@@ -152,10 +157,9 @@ rnc_status rnc_isa_best(rnc_isa *isa)
                                     RNC_ISA_AVXVNNI, RNC_ISA_AVX2,       RNC_ISA_NEONDOT,
                                     RNC_ISA_NEON,    RNC_ISA_GENERIC};
     if (!isa) return RNC_E_ARG;
+    const uint32_t cpu = rnc__cpu_isa_mask();
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); ++i) {
-        int yes = 0;
-        rnc_isa_available(order[i], &yes);
-        if (yes) {
+        if (((cpu >> order[i]) & 1u) && isa_compiled(order[i])) {
             *isa = order[i];
             return RNC_OK;
         }
