@@ -17,6 +17,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex.add_argument("model", help="the .rnc file")
     ex.add_argument("-o", "--output", required=True, help="the .c file to write")
     ex.add_argument("--name", default=None, help="C identifier prefix (default: the output file's stem)")
+    from rnncore.io import convert
+
+    convert.add_arguments(sub.add_parser("convert", help="a PyTorch/Keras/ONNX model file to a .rnc file"))
     args = parser.parse_args(argv)
     if args.command == "version":
         import rnncore
@@ -28,4 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rnncore.io.export_c import export_c
 
         export_c(args.model, args.output, name=args.name)
+    elif args.command == "convert":
+        from rnncore.io import convert
+
+        convert.run(args)
     return 0

@@ -1,0 +1,80 @@
+"""``rnncore convert``: a model file from PyTorch, Keras or ONNX straight to a ``.rnc`` file.
+
+::
+
+    rnncore convert model.onnx -o model.rnc
+    rnncore convert model.keras -o model.rnc --precision q8 --calibration X_train.npy
+    rnncore convert gru_state_dict.pt -o model.rnc            # a recurrent layer's state_dict
+
+The source format follows the file extension: ``.onnx`` (:func:`rnncore.io.from_onnx`),
+``.keras`` (:func:`rnncore.io.from_keras`, ``KERAS_BACKEND`` defaults to ``torch`` here),
+``.pt`` / ``.pth`` (:func:`rnncore.io.from_torch`; by default only a ``state_dict`` is read,
+with ``torch.load(weights_only=True)``; a pickled whole module needs ``trust_pickle=True`` /
+``--trust-pickle`` because unpickling runs code from the file).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_any", "convert"]
+
+
+def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: str = "float32"):
+    """Import the model in ``source`` (format by extension) into an rnncore reference model."""
+    path = Path(source)
+    ext = path.suffix.lower()
+    if ext == ".onnx":
+        from rnncore.io.onnx_import import from_onnx
+
+        return from_onnx(path, dtype=dtype)
+    if ext == ".keras":
+        os.environ.setdefault("KERAS_BACKEND", "torch")
+        from rnncore.io.keras_import import from_keras
+
+        return from_keras(str(path), dtype=dtype)
+    if ext in (".pt", ".pth"):
+        import torch
+
+        from rnncore.io.torch_import import from_torch
+
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        return from_torch(obj, dtype=dtype)
+    raise ValueError(f"convert: unknown model file type {ext!r} (expected .onnx, .keras, .pt or .pth)")
+
+
+def convert(source: str | os.PathLike, output: str | os.PathLike, *, precision: str = "f32",
+            calibration: str | os.PathLike | np.ndarray | None = None, trust_pickle: bool = False):
+    """Import ``source`` and write it as the ``.rnc`` file ``output``; returns the engine.
+
+    ``calibration`` (q8 only): representative inputs ``(B, T, F)`` — an array or a ``.npy``
+    file — for static activation scales; None keeps dynamic per-step scales.
+    """
+    import rnncore as rc
+
+    model = load_any(source, trust_pickle=trust_pickle)
+    if isinstance(calibration, str | os.PathLike):
+        calibration = np.load(calibration)
+    if calibration is not None and np.asarray(calibration).dtype.kind == "f":
+        calibration = np.asarray(calibration, np.float32)
+    engine = rc.compile(model, precision=precision, calibration=calibration)
+    engine.save(output)
+    return engine
+
+
+def add_arguments(p) -> None:
+    p.add_argument("source", help="the model file: .onnx, .keras, .pt/.pth")
+    p.add_argument("-o", "--output", required=True, help="the .rnc file to write")
+    p.add_argument("--precision", choices=("f32", "q8"), default="f32")
+    p.add_argument("--calibration", default=None, help="q8: .npy file of inputs (B, T, F) for static scales")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help=".pt/.pth holding a whole pickled module (unpickling runs code from the file)")
+
+
+def run(args) -> None:
+    engine = convert(args.source, args.output, precision=args.precision, calibration=args.calibration,
+                     trust_pickle=args.trust_pickle)
+    print(f"{args.output}: {engine!r}")

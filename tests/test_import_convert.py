@@ -1,0 +1,84 @@
+"""``rnncore convert``: model files from PyTorch, Keras and ONNX to .rnc, run on the C engine."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import rnncore as rc
+from rnncore.cli import main
+
+
+def _close(got, ref, tol=1e-5):
+    scale = max(1.0, float(np.abs(ref).max()))
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * scale)
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.GRU(4, 6, num_layers=2, batch_first=True)
+        self.fc = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y[:, -1])
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_convert_onnx_f32_and_q8(tmp_path):
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    m = _Net().eval()
+    x = np.random.default_rng(0).standard_normal((3, 7, 4)).astype(np.float32)
+    src = tmp_path / "net.onnx"
+    torch.onnx.export(m, (torch.as_tensor(x),), str(src), dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "b", 1: "t"}})
+    ref = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    out = tmp_path / "net.rnc"
+    assert main(["convert", str(src), "-o", str(out)]) == 0
+    _close(rc.load(out).run(x), ref)
+    # q8 with a calibration file: the same bytes as compiling the imported model by hand
+    np.save(tmp_path / "calib.npy", x)
+    out8 = tmp_path / "net_q8.rnc"
+    assert main(["convert", str(src), "-o", str(out8), "--precision", "q8",
+                 "--calibration", str(tmp_path / "calib.npy")]) == 0
+    by_hand = rc.compile(rc.io.from_onnx(src, dtype="float32"), precision="q8", calibration=x)
+    by_hand.save(tmp_path / "by_hand.rnc")
+    assert out8.read_bytes() == (tmp_path / "by_hand.rnc").read_bytes()
+
+
+def test_convert_keras_file(tmp_path):
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((None, 4)), keras.layers.LSTM(5, return_sequences=True),
+                              keras.layers.GRU(4, reset_after=False), keras.layers.Dense(2)])
+    src = tmp_path / "net.keras"
+    model.save(src)
+    x = np.random.default_rng(1).standard_normal((2, 6, 4)).astype(np.float32)
+    out = tmp_path / "net.rnc"
+    assert main(["convert", str(src), "-o", str(out)]) == 0
+    _close(rc.load(out).run(x), keras.ops.convert_to_numpy(model(x)))
+
+
+def test_convert_torch_state_dict_and_refuse_pickles_by_default(tmp_path):
+    torch.manual_seed(2)
+    lstm = torch.nn.LSTM(4, 5, num_layers=2, batch_first=True)
+    torch.save(lstm.state_dict(), tmp_path / "sd.pt")
+    x = np.random.default_rng(2).standard_normal((2, 6, 4)).astype(np.float32)
+    with torch.no_grad():
+        ref = lstm(torch.as_tensor(x))[0].numpy()
+    assert main(["convert", str(tmp_path / "sd.pt"), "-o", str(tmp_path / "sd.rnc")]) == 0
+    _close(rc.load(tmp_path / "sd.rnc").run(x), ref)
+    torch.save(lstm, tmp_path / "whole.pt")
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        main(["convert", str(tmp_path / "whole.pt"), "-o", str(tmp_path / "whole.rnc")])
+    assert main(["convert", str(tmp_path / "whole.pt"), "-o", str(tmp_path / "whole.rnc"),
+                 "--trust-pickle"]) == 0
+    _close(rc.load(tmp_path / "whole.rnc").run(x), ref)
