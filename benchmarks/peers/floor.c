@@ -1,8 +1,8 @@
 /* Machine floors for the peer benchmark (benchmarks/peers/compare_peers.py), in C with no Python:
  *
  *   - the int8 and fp32 matrix-vector products of one GRU/LSTM step's weights (W_ih: G*H x I and
- *     W_hh: G*H x H, two separate packed matrices as in a model) with the C core's kernel of the
- *     best ISA on this CPU (rnc_kernel_q8_gemv / rnc_kernel_f32_gemv, batch 1), and
+ *     W_hh: G*H x H, two separate packed matrices as in a model) with the C core's GEMM kernel of
+ *     the best ISA on this CPU (the kernel-table row itself, batch 1: no API checks), and
  *   - the peak multiply-accumulate rates of the core: register-only loops of independent
  *     vpdpbusd (zmm, AVX-512 VNNI), vpmaddubsw+vpmaddwd (ymm, AVX2) and vfmadd231ps (zmm / ymm).
  *
@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "internal.h" /* the kernel table: the floor calls the kernel itself, no API checks */
 #include "rnncore.h"
 
 static double now(void)
@@ -26,6 +27,14 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void *amem(size_t n) /* 64-byte aligned, zeroed; exits on failure (a tool, not the core) */
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (n + 63) / 64 * 64 + 64) != 0) exit(3);
+    memset(p, 0, (n + 63) / 64 * 64 + 64);
+    return p;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -56,6 +65,8 @@ static double time_median(void (*fn)(void *), void *ctx)
 
 typedef struct {
     rnc_isa isa;
+    rnc_gemm_q8_fn q8;
+    rnc_gemm_f32_fn f32;
     size_t rp, kx, kh;
     const void *wih, *whh;
     const void *x, *h;
@@ -65,15 +76,15 @@ typedef struct {
 static void q8_step_products(void *p)
 {
     gemv_ctx *c = p;
-    rnc_kernel_q8_gemv(c->isa, c->wih, c->rp, c->kx, c->x, 1, c->out);
-    rnc_kernel_q8_gemv(c->isa, c->whh, c->rp, c->kh, c->h, 1, (int32_t *)c->out + c->rp);
+    c->q8(c->wih, (int)c->rp, (int)c->kx, 1, c->x, (int)c->kx, c->out, (int)c->rp);
+    c->q8(c->whh, (int)c->rp, (int)c->kh, 1, c->h, (int)c->kh, (int32_t *)c->out + c->rp, (int)c->rp);
 }
 
 static void f32_step_products(void *p)
 {
     gemv_ctx *c = p;
-    rnc_kernel_f32_gemv(c->isa, c->wih, c->rp, c->kx, c->x, 1, c->out);
-    rnc_kernel_f32_gemv(c->isa, c->whh, c->rp, c->kh, c->h, 1, (float *)c->out + c->rp);
+    c->f32(c->wih, (int)c->rp, (int)c->kx, 1, c->x, (int)c->kx, c->out, (int)c->rp);
+    c->f32(c->whh, (int)c->rp, (int)c->kh, 1, c->h, (int)c->kh, (float *)c->out + c->rp, (int)c->rp);
 }
 
 /* ---------------------------------------------------------------- peak MAC rates (x86 only) */
@@ -114,42 +125,62 @@ int main(int argc, char **argv)
         fprintf(stderr, "unknown or unavailable ISA\n");
         return 2;
     }
-    const char *name = "?";
+    const char *name = "?", *fname = "?";
     rnc_isa_name(isa, &name);
+    /* f32 products of a path without its own f32 row (the VNNI paths add only int8
+     * instructions) are its parent's: take the first ISA down the list that has the row. */
+    static const rnc_isa f32_order[] = {RNC_ISA_AMX, RNC_ISA_AVX512VNNI, RNC_ISA_AVX512, RNC_ISA_AVXVNNI,
+                                        RNC_ISA_AVX2, RNC_ISA_NEONDOT, RNC_ISA_NEON, RNC_ISA_GENERIC};
+    rnc_isa fisa = RNC_ISA_GENERIC;
+    {
+        float w[16 * 4] = {0}, xv[4] = {0}, yv[16];
+        int seen = 0;
+        for (size_t i = 0; i < sizeof f32_order / sizeof f32_order[0]; ++i) {
+            if (f32_order[i] == isa) seen = 1;
+            if (seen && rnc_kernel_f32_gemv(f32_order[i], w, 16, 4, xv, 1, yv) == RNC_OK) {
+                fisa = f32_order[i];
+                break;
+            }
+        }
+    }
+    rnc_isa_name(fisa, &fname);
 
     gemv_ctx c;
     c.isa = isa;
     c.rp = (size_t)((G * H + 15) / 16 * 16);
     const size_t kxq = (size_t)((I + 3) / 4 * 4), khq = (size_t)((H + 3) / 4 * 4);
     /* q8 */
-    int8_t *wih = aligned_alloc(64, (c.rp * kxq + 63) / 64 * 64), *whh = aligned_alloc(64, (c.rp * khq + 63) / 64 * 64);
-    int8_t *xq = aligned_alloc(64, (kxq + 63) / 64 * 64), *hq = aligned_alloc(64, (khq + 63) / 64 * 64);
-    void *out = aligned_alloc(64, 2 * c.rp * sizeof(float));
+    int8_t *wih = amem((c.rp * kxq + 63) / 64 * 64), *whh = amem((c.rp * khq + 63) / 64 * 64);
+    int8_t *xq = amem((kxq + 63) / 64 * 64), *hq = amem((khq + 63) / 64 * 64);
+    void *out = amem(2 * c.rp * sizeof(float));
     if (!wih || !whh || !xq || !hq || !out) return 3;
     for (size_t i = 0; i < c.rp * kxq; ++i) wih[i] = (int8_t)((int)(i * 37 % 255) - 127);
     for (size_t i = 0; i < c.rp * khq; ++i) whh[i] = (int8_t)((int)(i * 53 % 255) - 127);
     for (size_t i = 0; i < kxq; ++i) xq[i] = (int8_t)((int)(i * 11 % 255) - 127);
     for (size_t i = 0; i < khq; ++i) hq[i] = (int8_t)((int)(i * 13 % 255) - 127);
+    c.q8 = rnc__kernels[rnc__resolve_kernel(RNC_OP_GEMV, RNC_Q8, isa)].fn.gemm_q8;
+    c.f32 = rnc__kernels[rnc__resolve_kernel(RNC_OP_GEMV, RNC_F32, isa)].fn.gemm_f32;
     c.kx = kxq; c.kh = khq; c.wih = wih; c.whh = whh; c.x = xq; c.h = hq; c.out = out;
     if (rnc_kernel_q8_gemv(isa, wih, c.rp, kxq, xq, 1, out) != RNC_OK) return 4;
     const double q8 = time_median(q8_step_products, &c);
     free(wih); free(whh); free(xq); free(hq);
     /* f32 */
-    float *fih = aligned_alloc(64, c.rp * (size_t)I * 4 + 64), *fhh = aligned_alloc(64, c.rp * (size_t)H * 4 + 64);
-    float *fx = aligned_alloc(64, (size_t)I * 4 + 64), *fh = aligned_alloc(64, (size_t)H * 4 + 64);
+    float *fih = amem(c.rp * (size_t)I * 4 + 64), *fhh = amem(c.rp * (size_t)H * 4 + 64);
+    float *fx = amem((size_t)I * 4 + 64), *fh = amem((size_t)H * 4 + 64);
     if (!fih || !fhh || !fx || !fh) return 3;
     for (size_t i = 0; i < c.rp * (size_t)I; ++i) fih[i] = (float)(i % 17) * 0.01f;
     for (size_t i = 0; i < c.rp * (size_t)H; ++i) fhh[i] = (float)(i % 19) * 0.01f;
     for (long i = 0; i < I; ++i) fx[i] = 0.5f;
     for (long i = 0; i < H; ++i) fh[i] = 0.25f;
     c.kx = (size_t)I; c.kh = (size_t)H; c.wih = fih; c.whh = fhh; c.x = fx; c.h = fh;
-    if (rnc_kernel_f32_gemv(isa, fih, c.rp, (size_t)I, fx, 1, out) != RNC_OK) return 4;
+    c.isa = fisa;
+    if (rnc_kernel_f32_gemv(fisa, fih, c.rp, (size_t)I, fx, 1, out) != RNC_OK) return 4;
     const double f32 = time_median(f32_step_products, &c);
     free(fih); free(fhh); free(fx); free(fh); free(out);
 
-    printf("{\"isa\": \"%s\", \"cell\": \"%s\", \"hidden\": %ld, \"input\": %ld, "
+    printf("{\"isa\": \"%s\", \"f32_isa\": \"%s\", \"cell\": \"%s\", \"hidden\": %ld, \"input\": %ld, "
            "\"q8_gemv_us\": %.4f, \"f32_gemv_us\": %.4f, \"macs\": %ld, \"peak\": {",
-           name, cell, H, I, q8 * 1e6, f32 * 1e6, G * H * (I + H));
+           name, fname, cell, H, I, q8 * 1e6, f32 * 1e6, G * H * (I + H));
 #if defined(__x86_64__) && defined(__GNUC__)
     int first = 1;
     int vnni = 0, avx512 = 0, avx2 = 0;
