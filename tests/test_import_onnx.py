@@ -336,3 +336,43 @@ def test_torch_export_with_state_inputs(kind):
     st = tuple(s.astype(np.float64) for s in states)
     y, h = model.forward(x.astype(np.float64), state=st if kind == "LSTM" else st[0])
     np.testing.assert_allclose(y, ref[0], rtol=1e-5, atol=1e-5)
+
+
+def _replace_initializer(model, name, array):
+    from onnx import numpy_helper
+
+    for i, t in enumerate(model.graph.initializer):
+        if t.name == name:
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
+            return model
+    model.graph.initializer.append(numpy_helper.from_array(array.astype(np.float32), name))
+    return model
+
+
+@pytest.mark.parametrize("what,match", [
+    ("B", r"B has shape \(1, 12\), expected \(1, 24\)"),
+    ("W", "must have 3 axes"),
+    ("R", r"R has shape"),
+    ("direction", "does not fit direction='bidirectional'"),
+    ("activation", "unknown activation 'Gelu'"),
+])
+def test_malformed_nodes_are_refused_with_the_reason(what, match):
+    import onnx
+    from onnx_cases.custom import make_case
+
+    model, _ = make_case("GRU", H=4, I=3)
+    if what == "B":
+        _replace_initializer(model, "B", np.zeros((1, 12)))
+    elif what == "W":
+        _replace_initializer(model, "W", np.zeros((12, 3)))
+    elif what == "R":
+        _replace_initializer(model, "R", np.zeros((1, 12, 3)))
+    else:
+        node = model.graph.node[0]
+        for a in node.attribute:
+            if a.name == "direction" and what == "direction":
+                a.s = b"bidirectional"
+        if what == "activation":
+            node.attribute.append(onnx.helper.make_attribute("activations", ["Sigmoid", "Gelu"]))
+    with pytest.raises(ValueError, match=match):
+        from_onnx(model)

@@ -242,18 +242,26 @@ class _Importer:
         W = self.const(ins[1], node, "W").astype(np.float64)
         R = self.const(ins[2], node, "R").astype(np.float64)
         G = {"RNN": 1, "GRU": 3, "LSTM": 4}[mode]
+        if W.ndim != 3 or R.ndim != 3:
+            self.refuse(node, f"W {W.shape} and R {R.shape} must have 3 axes (directions, gates, ...)")
         D, GH, I = W.shape
         H = int(a.get("hidden_size", R.shape[-1]))
         direction = a.get("direction", "forward")
         if {"forward": 1, "reverse": 1, "bidirectional": 2}.get(direction) != D or GH != G * H:
             self.refuse(node, f"W {W.shape} does not fit direction={direction!r}, hidden_size={H}")
+        if R.shape != (D, G * H, H):
+            self.refuse(node, f"R has shape {R.shape}, expected {(D, G * H, H)}")
         if X.sizes[2] is not None and X.sizes[2] != I:
             self.refuse(node, f"W expects {I} input features, the data has {X.sizes[2]}")
         Bv = ins[3] if len(ins) > 3 and ins[3] is not None else np.zeros((D, 2 * G * H))
         Bv = self.const(Bv, node, "B").astype(np.float64)
+        if Bv.shape != (D, 2 * G * H):
+            self.refuse(node, f"B has shape {Bv.shape}, expected {(D, 2 * G * H)}")
         P = None
         if mode == "LSTM" and len(ins) > 7 and ins[7] is not None:
             P = self.const(ins[7], node, "P").astype(np.float64)
+            if P.shape != (D, 3 * H):
+                self.refuse(node, f"P has shape {P.shape}, expected {(D, 3 * H)}")
         # _GATE_PERM lists, for each torch gate position, the ONNX block it comes from
         perm = np.concatenate([np.arange(H) + H * k for k in _GATE_PERM[mode]])
         sd = {}
