@@ -69,14 +69,14 @@ def macs(cell: str, h: int, i: int) -> int:
 
 
 def c_time_step(eng, isa: str, batch: int = 1, n: int | None = None) -> float:
-    """Seconds per step in a C loop (min of 5)."""
+    """Seconds per step in a C loop (min of 9 short windows: the machine may be shared)."""
     eng.set_isa(isa)
     s = eng.stream(batch)
     x = np.random.default_rng(0).standard_normal((batch, eng.input_size)).astype(F32)
     out = np.empty((batch, eng.output_size), F32)
     per = s.time_step(x, out, 10)
-    n = n or max(50, min(200000, int(0.05 / max(per, 1e-8))))
-    return min(s.time_step(x, out, n) for _ in range(5))
+    n = n or max(20, min(100000, int(0.02 / max(per, 1e-8))))
+    return min(s.time_step(x, out, n) for _ in range(9))
 
 
 def test_00_peaks_first():
@@ -123,9 +123,13 @@ def _overhead(isa: str, precision: str) -> tuple[float, float, float]:
     step = s.step
     t = timeit.Timer("step(x, out)", globals={"step": step, "x": x, "out": out})
     base = timeit.Timer("pass")
-    n = 200000
-    py = min(t.repeat(7, n)) / n - min(base.repeat(7, n)) / n
-    c = c_time_step(eng, isa, n=n)
+    n = 20000
+    py = c = base_t = float("inf")
+    for _ in range(25):  # interleaved, min of each: robust to other load on the machine
+        py = min(py, t.timeit(n) / n)
+        base_t = min(base_t, base.timeit(n) / n)
+        c = min(c, s.time_step(x, out, n))
+    py -= base_t
     return py, c, py - c
 
 
@@ -133,7 +137,8 @@ def test_python_overhead():
     RESULTS["overhead"] = {(isa, p): _overhead(isa, p) for isa in STEP_ISAS for p in ("f32", "q8")}
 
 
-PEAK_KINDS = ("i8_avx2", "f32_avx2", "f32_avx2_reg", "i8_avx512vnni", "f32_avx512")
+PEAK_KINDS = ("i8_avx2", "f32_avx2", "f32_avx2_reg", "i8_avx512", "i8_avx512vnni", "f32_avx512",
+              "f32_avx512_reg")
 
 
 def _measure_peaks() -> None:
@@ -147,8 +152,12 @@ def test_zz_print_table(capsys):
     _measure_peaks()
     peaks = dict(RESULTS["peaks"])
     peaks["f32_avx2"] = max(peaks.pop("f32_avx2"), peaks.pop("f32_avx2_reg"))
+    # a wider path can always run the narrower one's loop: its peak is at least that
+    peaks["f32_avx512"] = max(peaks.pop("f32_avx512"), peaks.pop("f32_avx512_reg"), peaks["f32_avx2"])
+    peaks["i8_avx512"] = max(peaks["i8_avx512"], peaks["i8_avx2"])
+    peaks["i8_avx512vnni"] = max(peaks["i8_avx512vnni"], peaks["i8_avx512"])
     peak_for = {("avx2", "q8"): peaks["i8_avx2"], ("avx2", "f32"): peaks["f32_avx2"],
-                ("avx512", "f32"): peaks["f32_avx512"], ("avx512", "q8"): peaks["i8_avx2"] * 2,
+                ("avx512", "f32"): peaks["f32_avx512"], ("avx512", "q8"): peaks["i8_avx512"],
                 ("avx512vnni", "q8"): peaks["i8_avx512vnni"], ("avx512vnni", "f32"): peaks["f32_avx512"]}
     lines = [f"CPU: {cpu_model()}   rnncore ISA paths available: {ISAS}; step kernels: {STEP_ISAS}",
              "peak MAC/s (measured now): " + ", ".join(f"{k} {v / 1e9:.1f} G" for k, v in peaks.items() if v),

@@ -64,8 +64,11 @@ cdef extern from *:
     static long long rncpy_peak_f32_avx2_reg(long long iters, float *sink) {
         /* register-only variant: acc = acc * m + c (loop-carried, so nothing can be hoisted) */
         __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);  /* not 1.0: fma(a, 1, c) may become an add */
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
-               a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+        /* distinct starting values: identical chains could be merged by the compiler */
+        __m256 a0 = _mm256_set1_ps(0.0f), a1 = _mm256_set1_ps(0.1f), a2 = _mm256_set1_ps(0.2f),
+               a3 = _mm256_set1_ps(0.3f), a4 = _mm256_set1_ps(0.4f), a5 = _mm256_set1_ps(0.5f),
+               a6 = _mm256_set1_ps(0.6f), a7 = _mm256_set1_ps(0.7f), a8 = _mm256_set1_ps(0.8f),
+               a9 = _mm256_set1_ps(0.9f), a10 = _mm256_set1_ps(1.1f), a11 = _mm256_set1_ps(1.2f);
         for (long long i = 0; i < iters; i++) {
     #define RNCPY_R(acc) acc = _mm256_fmadd_ps(acc, m, c)
             RNCPY_R(a0); RNCPY_R(a1); RNCPY_R(a2); RNCPY_R(a3); RNCPY_R(a4); RNCPY_R(a5);
@@ -94,6 +97,43 @@ cdef extern from *:
         *sink = _mm512_reduce_add_epi32(a0);
         return iters * 8 * 64;
     }
+    __attribute__((target("avx512f,avx512bw")))
+    static long long rncpy_peak_i8_avx512(long long iters, int32_t *sink) {
+        /* AVX-512BW without VNNI: vpmaddubsw + vpmaddwd + vpaddd on zmm = 64 MACs */
+        static __attribute__((aligned(64))) int8_t buf[8 * 64];
+        __m512i one = _mm512_set1_epi16(1), x = _mm512_set1_epi8(3);
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int j = 0; j < 8 * 64; j++) buf[j] = (int8_t)(j % 7 - 3);
+        for (long long i = 0; i < iters; i++) {
+            __asm__ volatile("" ::: "memory");
+    #define RNCPY_W(acc, j) acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(x, \
+                _mm512_load_si512((const void *)(buf + 64 * (j)))), one))
+            RNCPY_W(a0, 0); RNCPY_W(a1, 1); RNCPY_W(a2, 2); RNCPY_W(a3, 3);
+            RNCPY_W(a4, 4); RNCPY_W(a5, 5); RNCPY_W(a6, 6); RNCPY_W(a7, 7);
+        }
+        a0 = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                              _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
+        *sink = _mm512_reduce_add_epi32(a0);
+        return iters * 8 * 64;
+    }
+    __attribute__((target("avx512f")))
+    static long long rncpy_peak_f32_avx512_reg(long long iters, float *sink) {
+        __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+        __m512 a0 = _mm512_set1_ps(0.0f), a1 = _mm512_set1_ps(0.1f), a2 = _mm512_set1_ps(0.2f),
+               a3 = _mm512_set1_ps(0.3f), a4 = _mm512_set1_ps(0.4f), a5 = _mm512_set1_ps(0.5f),
+               a6 = _mm512_set1_ps(0.6f), a7 = _mm512_set1_ps(0.7f), a8 = _mm512_set1_ps(0.8f),
+               a9 = _mm512_set1_ps(0.9f), a10 = _mm512_set1_ps(1.1f), a11 = _mm512_set1_ps(1.2f);
+        for (long long i = 0; i < iters; i++) {
+    #define RNCPY_S(acc) acc = _mm512_fmadd_ps(acc, m, c)
+            RNCPY_S(a0); RNCPY_S(a1); RNCPY_S(a2); RNCPY_S(a3); RNCPY_S(a4); RNCPY_S(a5);
+            RNCPY_S(a6); RNCPY_S(a7); RNCPY_S(a8); RNCPY_S(a9); RNCPY_S(a10); RNCPY_S(a11);
+        }
+        a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                           _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)),
+                                         _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11))));
+        *sink = _mm512_reduce_add_ps(a0);
+        return iters * 12 * 16;
+    }
     __attribute__((target("avx512f")))
     static long long rncpy_peak_f32_avx512(long long iters, float *sink) {
         static __attribute__((aligned(64))) float buf[10 * 16];
@@ -120,6 +160,8 @@ cdef extern from *:
     static long long rncpy_peak_i8_avx512vnni(long long iters, int32_t *sink) { (void)iters; *sink = 0; return 0; }
     static long long rncpy_peak_f32_avx512(long long iters, float *sink) { (void)iters; *sink = 0; return 0; }
     static long long rncpy_peak_f32_avx2_reg(long long iters, float *sink) { (void)iters; *sink = 0; return 0; }
+    static long long rncpy_peak_i8_avx512(long long iters, int32_t *sink) { (void)iters; *sink = 0; return 0; }
+    static long long rncpy_peak_f32_avx512_reg(long long iters, float *sink) { (void)iters; *sink = 0; return 0; }
     #define RNCPY_HAVE_X86 0
     #endif
     """
@@ -128,6 +170,8 @@ cdef extern from *:
     long long rncpy_peak_i8_avx512vnni(long long iters, int32_t *sink) nogil
     long long rncpy_peak_f32_avx512(long long iters, float *sink) nogil
     long long rncpy_peak_f32_avx2_reg(long long iters, float *sink) nogil
+    long long rncpy_peak_i8_avx512(long long iters, int32_t *sink) nogil
+    long long rncpy_peak_f32_avx512_reg(long long iters, float *sink) nogil
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,13 +354,15 @@ def crc32(data) -> int:
 def peak_macs(str kind, double seconds=0.05) -> float:
     """Measured multiply-accumulates per second of a tight loop: kind = "i8_avx2" (vpmaddubsw +
     vpmaddwd + vpaddd, 32 MACs), "f32_avx2" (8-wide FMA), "i8_avx512vnni" (vpdpbusd, 64 MACs),
-    "f32_avx512" (16-wide FMA), "f32_avx2_reg" (8-wide FMA on registers only). Returns 0.0 when this build has no such loop. Best of 5 runs."""
+    "f32_avx512" (16-wide FMA), "f32_avx2_reg" / "f32_avx512_reg" (FMA on registers only),
+    "i8_avx512" (vpmaddubsw + vpmaddwd + vpaddd on zmm, 64 MACs). Returns 0.0 when this build has no such loop. Best of 5 runs."""
     cdef long long iters = 1 << 16, macs = 0
     cdef int32_t si = 0
     cdef float sf = 0
     cdef double t0, t1, best = 0.0
     cdef int which
-    which = {"i8_avx2": 0, "f32_avx2": 1, "i8_avx512vnni": 2, "f32_avx512": 3, "f32_avx2_reg": 4}[kind]
+    which = {"i8_avx2": 0, "f32_avx2": 1, "i8_avx512vnni": 2, "f32_avx512": 3, "f32_avx2_reg": 4,
+             "i8_avx512": 5, "f32_avx512_reg": 6}[kind]
     for rep in range(7):
         with nogil:
             t0 = _now()
@@ -328,6 +374,10 @@ def peak_macs(str kind, double seconds=0.05) -> float:
                 macs = rncpy_peak_i8_avx512vnni(iters, &si)
             elif which == 4:
                 macs = rncpy_peak_f32_avx2_reg(iters, &sf)
+            elif which == 5:
+                macs = rncpy_peak_i8_avx512(iters, &si)
+            elif which == 6:
+                macs = rncpy_peak_f32_avx512_reg(iters, &sf)
             else:
                 macs = rncpy_peak_f32_avx512(iters, &sf)
             t1 = _now()
