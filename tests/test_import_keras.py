@@ -144,3 +144,22 @@ def test_refusals_name_the_layer(layers, match):
     model = keras.Sequential([keras.Input((None, 3))] + layers())
     with pytest.raises(ValueError, match=match):
         from_keras(model)
+
+
+@pytest.mark.parametrize("layers", [
+    lambda: [L.GRU(4, go_backwards=True)],
+    lambda: [L.Bidirectional(L.LSTM(4))],
+    lambda: [L.SimpleRNN(3, return_sequences=True), L.GlobalAveragePooling1D()],
+    lambda: [L.Bidirectional(L.GRU(4, return_sequences=True, reset_after=False)),
+             L.GRU(3, go_backwards=True)],
+], ids=["go_backwards", "bidirectional", "masked_mean", "bidir_then_backwards"])
+def test_masked_pooled_outputs_match(layers):
+    keras.utils.set_random_seed(11)
+    model = keras.Sequential([keras.Input((None, 3)), L.Masking(0.0)] + layers())
+    ours = from_keras(model)
+    x = np.random.default_rng(12).standard_normal((3, 6, 3)).astype(np.float32)
+    for b, n in enumerate([6, 2, 4]):
+        x[b, n:] = 0.0
+    ref = keras.ops.convert_to_numpy(model(x))
+    y = ours.forward(x.astype(np.float64), lengths=keras_lengths(ours, x))
+    np.testing.assert_allclose(y[0] if isinstance(y, tuple) else y, ref, **TOL)
