@@ -20,15 +20,15 @@ CROSS_WARN ?= -Wall -Wextra -Werror
 CROSS_OPT ?= -O3
 # ARM kernel lists in sources.mk: ARM_* (both), AARCH64_* (64-bit only), ARMV7_* (32-bit only);
 # per list <STEM>_FLAGS, and <STEM>_FLAGS_ARMV7 overriding it on armhf.
-CROSS_STEMS := $(patsubst %_SRCS,%,$(filter %_SRCS,$(.VARIABLES)))
-cross_stems_for = $(filter-out X86_% $(if $(filter aarch64,$(1)),ARMV7_%,AARCH64_%),$(CROSS_STEMS))
+CROSS_STEMS := CORE GENERIC $(patsubst %_SRCS,%,$(sort $(filter ARM_SRCS ARM_%_SRCS AARCH64_%_SRCS ARMV7_%_SRCS,$(.VARIABLES))))
+cross_stems_for = $(filter-out $(if $(filter aarch64,$(1)),ARMV7_%,AARCH64_%),$(CROSS_STEMS))
 cross_flags = $(if $(and $(filter armhf,$(1)),$($(2)_FLAGS_ARMV7)),$($(2)_FLAGS_ARMV7),$($(2)_FLAGS))
 # Test programs: every tests/test_*.c that is not x86-only.
 CROSS_TEST_SRCS ?= $(filter-out tests/test_x86%,$(wildcard tests/test_*.c))
 
 # $(1) = target, $(2) = optimisation flags, $(3) = build dir
 define CROSS_template
-$(3)/obj/%.o: %.c $$(wildcard include/*.h src/*.h src/kernels/*.h) | $(3)/obj
+$(3)/obj/%.o: %.c $$(wildcard include/*.h src/*.h src/kernels/*.h) sources.mk $(CROSS_TOOLCHAIN_DIR)cross.mk | $(3)/obj
 	@mkdir -p $$(dir $$@)
 	$$(CROSS_$(1))gcc $$(COMMON_CFLAGS) $(2) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude -Isrc $$(XFLAGS) -c $$< -o $$@
 $(3)/obj:

@@ -31,26 +31,48 @@ static inline int8x16_t bcast4(const int8_t *q)
         a3 = vdotq_s32(a3, w_.val[3], (x));                                                        \
     } while (0)
 
-/* Two blocks (32 rows) at once, two groups per iteration: 16 sdot per 8 loads + 2 broadcasts.
- * Gfull groups read q directly; a last partial group (K % 4 != 0) reads the zero-padded tail. */
+/* The same with the indexed form: x holds 4 groups (16 bytes of q), lane l selects group l. */
+#define DOT4L(a0, a1, a2, a3, t, x, l)                                                             \
+    do {                                                                                           \
+        const int8x16x4_t w_ = vld1q_s8_x4(t);                                                     \
+        a0 = vdotq_laneq_s32(a0, w_.val[0], (x), l);                                               \
+        a1 = vdotq_laneq_s32(a1, w_.val[1], (x), l);                                               \
+        a2 = vdotq_laneq_s32(a2, w_.val[2], (x), l);                                               \
+        a3 = vdotq_laneq_s32(a3, w_.val[3], (x), l);                                               \
+    } while (0)
+
+/* Two blocks (32 rows) at once, four groups per iteration: one 16-byte load of q feeds 32 sdot
+ * (indexed form, no broadcasts), 8 tile loads. Remaining whole groups one at a time (broadcast);
+ * a last partial group (K % 4 != 0) reads the zero-padded tail. */
 static inline void dot_block2(const int8_t *Wa, const int8_t *Wb, int Gfull, const int8_t *q,
                               const int8_t *tail, int32_t *oa, int32_t *ob)
 {
     int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     int g = 0;
-    for (; g + 2 <= Gfull; g += 2) {
-        const int8x16_t x = bcast4(q + 4 * g), y = bcast4(q + 4 * g + 4);
-        const int8_t *ta = Wa + (size_t)g * 64, *tb = Wb + (size_t)g * 64;
-        DOT4(a0, a1, a2, a3, ta, x);
-        DOT4(b0, b1, b2, b3, tb, x);
-        DOT4(a0, a1, a2, a3, ta + 64, y);
-        DOT4(b0, b1, b2, b3, tb + 64, y);
+    const int8_t *ta = Wa, *tb = Wb; /* advanced tile by tile: post-increment addressing */
+    for (; g + 4 <= Gfull; g += 4) {
+        const int8x16_t x = vld1q_s8(q + 4 * g);
+        DOT4L(a0, a1, a2, a3, ta, x, 0);
+        ta += 64;
+        DOT4L(b0, b1, b2, b3, tb, x, 0);
+        tb += 64;
+        DOT4L(a0, a1, a2, a3, ta, x, 1);
+        ta += 64;
+        DOT4L(b0, b1, b2, b3, tb, x, 1);
+        tb += 64;
+        DOT4L(a0, a1, a2, a3, ta, x, 2);
+        ta += 64;
+        DOT4L(b0, b1, b2, b3, tb, x, 2);
+        tb += 64;
+        DOT4L(a0, a1, a2, a3, ta, x, 3);
+        ta += 64;
+        DOT4L(b0, b1, b2, b3, tb, x, 3);
+        tb += 64;
     }
-    if (g < Gfull) {
+    for (; g < Gfull; ++g) {
         const int8x16_t x = bcast4(q + 4 * g);
         DOT4(a0, a1, a2, a3, Wa + (size_t)g * 64, x);
         DOT4(b0, b1, b2, b3, Wb + (size_t)g * 64, x);
-        ++g;
     }
     if (tail) {
         const int8x16_t x = bcast4(tail);
@@ -65,6 +87,61 @@ static inline void dot_block2(const int8_t *Wa, const int8_t *Wb, int Gfull, con
     vst1q_s32(ob + 4, b1);
     vst1q_s32(ob + 8, b2);
     vst1q_s32(ob + 12, b3);
+}
+
+/* Four blocks (64 rows) at once, four groups per iteration: 64 sdot per 16 tile loads and one
+ * 16-byte load of q. */
+static inline void dot_block4(const int8_t *W0, size_t stride, int Gfull, const int8_t *q,
+                              const int8_t *tail, int32_t *o)
+{
+    int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int32x4_t c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
+    const int8_t *ta = W0, *tb = W0 + stride, *tc = W0 + 2 * stride, *td = W0 + 3 * stride;
+    int g = 0;
+    for (; g + 4 <= Gfull; g += 4) {
+        const int8x16_t x = vld1q_s8(q + 4 * g);
+#define RNC_DOT_LANE(l)                                                                            \
+    DOT4L(a0, a1, a2, a3, ta, x, l);                                                               \
+    ta += 64;                                                                                      \
+    DOT4L(b0, b1, b2, b3, tb, x, l);                                                               \
+    tb += 64;                                                                                      \
+    DOT4L(c0, c1, c2, c3, tc, x, l);                                                               \
+    tc += 64;                                                                                      \
+    DOT4L(d0, d1, d2, d3, td, x, l);                                                               \
+    td += 64;
+        RNC_DOT_LANE(0)
+        RNC_DOT_LANE(1)
+        RNC_DOT_LANE(2)
+        RNC_DOT_LANE(3)
+#undef RNC_DOT_LANE
+    }
+    for (; g < Gfull + (tail != NULL); ++g) {
+        const int8x16_t x = bcast4(g < Gfull ? q + 4 * g : tail);
+        DOT4(a0, a1, a2, a3, ta, x);
+        DOT4(b0, b1, b2, b3, tb, x);
+        DOT4(c0, c1, c2, c3, tc, x);
+        DOT4(d0, d1, d2, d3, td, x);
+        ta += 64;
+        tb += 64;
+        tc += 64;
+        td += 64;
+    }
+    vst1q_s32(o + 0, a0);
+    vst1q_s32(o + 4, a1);
+    vst1q_s32(o + 8, a2);
+    vst1q_s32(o + 12, a3);
+    vst1q_s32(o + 16, b0);
+    vst1q_s32(o + 20, b1);
+    vst1q_s32(o + 24, b2);
+    vst1q_s32(o + 28, b3);
+    vst1q_s32(o + 32, c0);
+    vst1q_s32(o + 36, c1);
+    vst1q_s32(o + 40, c2);
+    vst1q_s32(o + 44, c3);
+    vst1q_s32(o + 48, d0);
+    vst1q_s32(o + 52, d1);
+    vst1q_s32(o + 56, d2);
+    vst1q_s32(o + 60, d3);
 }
 
 /* One block, two groups per iteration (two accumulator sets). */
@@ -101,6 +178,8 @@ void rnc_arm_gemv_q8_neondot(const int8_t *Wp, int R, int K, const int8_t *q, in
     }
     const int full = R / 16; /* blocks whose 16 rows are all stored */
     int b = 0;
+    for (; b + 4 <= full; b += 4)
+        dot_block4(Wp + (size_t)b * G * 64, (size_t)G * 64, Gfull, q, tail, acc + 16 * b);
     for (; b + 2 <= full; b += 2)
         dot_block2(Wp + (size_t)b * G * 64, Wp + (size_t)(b + 1) * G * 64, Gfull, q, tail,
                    acc + 16 * b, acc + 16 * (b + 1));
