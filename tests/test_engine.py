@@ -342,3 +342,17 @@ def test_per_step_head_and_mixed_stack(precision):
     _, st_ref = Q.forward(Q.spec_from_model(model), x[:, :3], dtype=np.float64)
     np.testing.assert_allclose(st[0], st_ref[0], atol=tol)
     np.testing.assert_allclose(st[1][1], st_ref[1][1], atol=tol * 10)
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_token_stream_equals_run(precision):
+    model = Sequential(Embedding(12, 5, seed=31), rc.nn.LSTM(5, 7, seed=32), Linear(7, 2, seed=33))
+    _f32_weights(model)
+    eng = rc.compile(model, precision=precision)
+    ids = np.random.default_rng(34).integers(0, 12, (3, 6))
+    y_run = eng.run(ids)
+    s = eng.stream(3)
+    y_step = np.stack([s.step(ids[:, t]).copy() for t in range(6)], axis=1)
+    np.testing.assert_allclose(y_step, y_run, atol=2e-6, rtol=0)
+    ref = model.forward(ids)
+    np.testing.assert_allclose(y_run, ref, atol=F32_TOL if precision == "f32" else Q8_BOUND, rtol=0)

@@ -146,7 +146,8 @@ def test_f32_gemv_within_float32_summation_bound(kern, r, k, b, scale, seed):
 
 
 @HYP
-@given(n=st.integers(1, 100), scale=st.sampled_from([0.0, 1e-30, 1e-3, 1.0, 1e6]), static=st.booleans(),
+@given(n=st.integers(1, 100), scale=st.sampled_from([0.0, 1e-40, 1e-30, 1e-3, 1.0, 1e6, 1e37]),
+       static=st.booleans(),
        seed=st.integers(0, 2**31))
 def test_c_activation_quantisation_is_bit_exact(n, scale, static, seed):
     rng = np.random.default_rng(seed)
