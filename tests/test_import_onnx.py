@@ -123,7 +123,8 @@ class _Net(torch.nn.Module):
         if not self.batch_first:
             y = y.transpose(0, 1)
         z = {"last": lambda: y[:, -1], "mean": lambda: y.mean(1), "h": lambda: h[-1],
-             "hcat": lambda: torch.cat([h[-2], h[-1]], 1), "seq": lambda: y}[self.pool]()
+             "hcat": lambda: torch.cat([h[-2], h[-1]], 1), "seq": lambda: y,
+             "keep": lambda: y[:, -1:]}[self.pool]()
         return self.fc(torch.relu(z) if self.relu else z), h
 
 
@@ -376,3 +377,30 @@ def test_malformed_nodes_are_refused_with_the_reason(what, match):
             node.attribute.append(onnx.helper.make_attribute("activations", ["Sigmoid", "Gelu"]))
     with pytest.raises(ValueError, match=match):
         from_onnx(model)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("opset", [9, 11, 13, 18])
+@pytest.mark.parametrize("cfg", [
+    dict(), dict(pool="keep", kind="LSTM"),
+    dict(kind="LSTM", batch_first=False, pool="seq", bidirectional=True),
+], ids=["last", "keep_last", "bilstm_time_major"])
+def test_torch_export_opsets(opset, cfg):
+    """Older opsets write y[:, -1] as Slice + Squeeze and use attributes instead of inputs."""
+    import io
+
+    import onnx
+
+    torch.manual_seed(0)
+    m = _Net(**cfg).eval()
+    x = np.random.default_rng(0).standard_normal((3, 6, 3)).astype(np.float32)
+    xt = torch.as_tensor(x if cfg.get("batch_first", True) else x.transpose(1, 0, 2))
+    f = io.BytesIO()
+    torch.onnx.export(m, (xt,), f, dynamo=False, opset_version=opset, input_names=["x"],
+                      output_names=["logits", "h_n"], dynamic_axes={"x": {0: "a", 1: "b"}})
+    model = from_onnx(onnx.load_from_string(f.getvalue()))
+    with torch.no_grad():
+        logits, h_n = (t.numpy() for t in m(xt))
+    got = onnx_run(model, {"x": xt.numpy()})
+    np.testing.assert_allclose(got["logits"], logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["h_n"], h_n, rtol=1e-5, atol=1e-5)

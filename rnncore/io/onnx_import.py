@@ -370,7 +370,7 @@ class _Importer:
         axes = sorted(x % len(s.axes) for x in axes)
         keep = [i for i in range(len(s.axes)) if i not in axes]
         for i in axes:
-            if not (s.axes[i] == "D" and s.sizes[i] == 1):
+            if not (s.axes[i] in ("D", "T1") and s.sizes[i] == 1):
                 self.refuse(node, f"squeezes axis {self.lab(s.axes[i])!r} of the data")
         new_axes = tuple("F" if s.axes[i] == "H" else s.axes[i] for i in keep)
         return [_Seq(new_axes, tuple(s.sizes[i] for i in keep), s.pipe)]
@@ -510,7 +510,17 @@ class _Importer:
             if len(ax) != 1 or v.axes[ax[0] % 3] != "S":
                 self.refuse(node, "slice of final states other than along the stack axis")
             return [_Final(v.entries[slice(starts[0], ends[0], steps[0] if steps else 1)], v.axes)]
-        self.refuse(node, "slice of the model's data")
+        s = self.data(v, node)
+        ax = [x % len(s.axes) for x in (axes if axes is not None else range(len(starts)))]
+        if (len(ax) == 1 and len(s.axes) == 3 and self.lab(s.axes[ax[0]]) == "T" and starts[0] == -1
+                and ends[0] >= 2**31 - 1 and (not steps or steps[0] == 1)):
+            # x[:, -1:] (older opsets write y[:, -1] as this Slice + Squeeze): the last step, kept
+            # as an axis of size 1 ('T1') until the Squeeze
+            layer = {"kind": "pool", "pool": "last", "bidirectional": False}
+            axes_ = tuple("T1" if i == ax[0] else a for i, a in enumerate(s.axes))
+            sizes = tuple(1 if i == ax[0] else z for i, z in enumerate(s.sizes))
+            return [_Seq(axes_, sizes, self.add_layer(s.pipe, layer))]
+        self.refuse(node, "slice of the model's data other than its last time step")
 
     def op_ConstantOfShape(self, node, ins, a):
         from onnx import numpy_helper
@@ -797,6 +807,8 @@ def onnx_run(model: Module, feeds: dict) -> dict:
                 D = sig.directions[max(sig.node_rows, key=sig.node_rows.get)]
                 yy = y.reshape(y.shape[0], y.shape[1], D, -1)
                 canon = ("B", "T", "D", "H")
+            elif "T1" in axes:                    # the last step kept as an axis of size 1
+                yy, canon = y[:, None], ("B", "T1", "F")
             elif len(axes) == 3:
                 yy, canon = y, ("B", "T", "F")
             else:
