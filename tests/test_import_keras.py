@@ -163,3 +163,17 @@ def test_masked_pooled_outputs_match(layers):
     ref = keras.ops.convert_to_numpy(model(x))
     y = ours.forward(x.astype(np.float64), lengths=keras_lengths(ours, x))
     np.testing.assert_allclose(y[0] if isinstance(y, tuple) else y, ref, **TOL)
+
+
+def test_time_distributed_dense_and_final_softmax_layer():
+    keras.utils.set_random_seed(13)
+    model = keras.Sequential([keras.Input((None, 3)), L.LSTM(4, return_sequences=True),
+                              L.TimeDistributed(L.Dense(5)), L.Softmax()])
+    with pytest.raises(ValueError, match="strip_final_activation"):
+        from_keras(model)
+    ours = from_keras(model, strip_final_activation=True)
+    assert _structure(ours) == ["LSTM", "Linear"]
+    x = np.random.default_rng(14).standard_normal((2, 6, 3)).astype(np.float32)
+    logits = ours.forward(x.astype(np.float64))
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(p / p.sum(-1, keepdims=True), keras.ops.convert_to_numpy(model(x)), **TOL)

@@ -20,7 +20,9 @@ the original form ``n = tanh(W_n x + b_n + R_n (r * h))`` (``reset_after=False``
 Supported layers, in a chain: ``InputLayer``, ``Masking``, ``Embedding``, ``SimpleRNN``,
 ``GRU``, ``LSTM`` (``return_sequences`` either way, ``go_backwards``, any activation that
 ONNX also has), ``Bidirectional`` (``merge_mode="concat"``), ``GlobalAveragePooling1D``,
-``Dense`` (linear; a final softmax/sigmoid only with ``strip_final_activation=True``),
+``Dense`` / ``TimeDistributed(Dense)`` (linear; a final softmax/sigmoid — in the ``Dense``
+or as a following ``Activation`` / ``Softmax`` layer — only with
+``strip_final_activation=True``),
 ``Dropout``-style layers (ignored). Masks (``Masking``, ``Embedding(mask_zero=True)``)
 become ``lengths``: the model's ``keras_mask`` attribute says how Keras derived the mask and
 :func:`keras_lengths` computes the lengths from a padded batch; only trailing padding is
@@ -164,7 +166,7 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
         k = type(layer).__name__
         if k in _SKIPPED:
             continue
-        if not seq and k not in ("Dense",):
+        if not seq and k not in ("Dense", "Activation", "Softmax"):
             raise ValueError(f"from_keras: layer {layer.name!r} ({k}) after the sequence was pooled")
         if k == "Masking":
             if descr:
@@ -192,16 +194,30 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                 raise ValueError(f"from_keras: {layer.name!r} must be channels_last")
             descr.append({"kind": "pool", "pool": "mean", "bidirectional": False})
             seq = False
-        elif k == "Dense":
-            act = getattr(layer.activation, "__name__", str(layer.activation))
+        elif k == "Dense" or (k == "TimeDistributed" and type(layer.layer).__name__ == "Dense"):
+            dense = layer.layer if k == "TimeDistributed" else layer      # Dense acts per step anyway
+            act = getattr(dense.activation, "__name__", str(dense.activation))
             last = all(type(x).__name__ in _SKIPPED for x in layers[i + 1:])
             if act != "linear" and not (strip_final_activation and last and act in ("softmax", "sigmoid")):
                 raise ValueError(
                     f"from_keras: Dense {layer.name!r} has activation {act!r}; rnncore heads are linear "
                     "(for a final softmax/sigmoid pass strip_final_activation=True to import the logits)")
             stripped = act if act != "linear" else None
-            w = layer.get_weights()
-            descr.append({"kind": "linear", "weight": w[0].T, "bias": w[1] if layer.use_bias else None})
+            w = dense.get_weights()
+            descr.append({"kind": "linear", "weight": w[0].T, "bias": w[1] if dense.use_bias else None})
+        elif k in ("Activation", "Softmax"):
+            act = "softmax" if k == "Softmax" else getattr(layer.activation, "__name__", "?")
+            last = all(type(x).__name__ in _SKIPPED for x in layers[i + 1:])
+            if act == "linear":
+                continue
+            if not (strip_final_activation and last and act in ("softmax", "sigmoid") and descr
+                    and descr[-1]["kind"] == "linear" and stripped is None):
+                raise ValueError(
+                    f"from_keras: {k} {layer.name!r} ({act!r}) is not supported; a final softmax/sigmoid "
+                    "after a Dense layer is dropped with strip_final_activation=True")
+            if k == "Softmax" and layer.axis not in (-1, 2):
+                raise ValueError(f"from_keras: Softmax {layer.name!r} over axis {layer.axis}")
+            stripped = act
         else:
             raise ValueError(f"from_keras: unsupported layer {layer.name!r} ({type(layer).__module__}.{k})")
     if not any(d["kind"] == "rnn" for d in descr):
