@@ -404,3 +404,34 @@ def test_torch_export_opsets(opset, cfg):
     got = onnx_run(model, {"x": xt.numpy()})
     np.testing.assert_allclose(got["logits"], logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got["h_n"], h_n, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("final", ["softmax", "log_softmax", "sigmoid"])
+def test_final_activation_needs_consent(final):
+    import io
+
+    import onnx
+
+    def act(z):
+        return torch.sigmoid(z) if final == "sigmoid" else getattr(torch, final)(z, -1)
+
+    class WithFinal(_Net):
+        def forward(self, x):
+            return act(super().forward(x)[0])
+
+    torch.manual_seed(0)
+    m = WithFinal().eval()
+    x = np.random.default_rng(0).standard_normal((3, 6, 3)).astype(np.float32)
+    f = io.BytesIO()
+    torch.onnx.export(m, (torch.as_tensor(x),), f, dynamo=False, input_names=["x"], output_names=["p"],
+                      dynamic_axes={"x": {0: "a", 1: "b"}})
+    proto = onnx.load_from_string(f.getvalue())
+    with pytest.raises(ValueError, match="strip_final_activation"):
+        from_onnx(proto)
+    model = from_onnx(proto, strip_final_activation=True)
+    assert len(model.onnx_io.stripped) == 1
+    logits = torch.as_tensor(model.forward(x.astype(np.float64)))
+    with torch.no_grad():
+        ref = m(torch.as_tensor(x)).double()
+    np.testing.assert_allclose(act(logits).numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)

@@ -107,6 +107,7 @@ class OnnxSignature:
     outputs: list = field(default_factory=list)    # (name, "y", axes) / (name, "state", entries, axes)
     node_rows: dict = field(default_factory=dict)  # node -> (recurrent module index, layer)
     directions: dict = field(default_factory=dict)  # node -> D
+    stripped: list = field(default_factory=list)   # final activations dropped (strip_final_activation)
 
 
 class _Refused(ValueError):
@@ -128,10 +129,12 @@ def _attrs(node) -> dict:
 
 
 class _Importer:
-    def __init__(self, model, dtype: str):
+    def __init__(self, model, dtype: str, strip_final_activation: bool = False):
         from onnx import numpy_helper
 
         self.dtype = dtype
+        self.strip = strip_final_activation
+        self.stripped: list = []
         g = model.graph
         self.g = g
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
@@ -612,6 +615,20 @@ class _Importer:
         layer = dict(last, bias=np.broadcast_to(b.reshape(-1), (last["weight"].shape[0],)).copy())
         return [_Seq(s.axes, s.sizes, self.add_layer(s.pipe[:-1], layer))]
 
+    def op_final_activation(self, node, ins, a):
+        s = self.data(ins[0], node)
+        outputs = {o.name for o in self.g.output}
+        axis = int(a.get("axis", -1))
+        last_axis = node.op_type == "Sigmoid" or axis in (-1, len(s.axes) - 1)
+        head = s.pipe and self.layers[s.pipe[-1]]["kind"] == "linear"
+        if not (self.strip and node.output[0] in outputs and last_axis and head):
+            self.refuse(node, "activation on the data (a final softmax/sigmoid after the head can be "
+                              "dropped with strip_final_activation=True)")
+        self.stripped.append(node.op_type)
+        return [s]
+
+    op_Softmax = op_LogSoftmax = op_Sigmoid = op_final_activation
+
     def _const_binary(self, node, ins, fn):
         ins = [_known(v) for v in ins]
         if all(isinstance(v, np.ndarray) for v in ins):
@@ -694,13 +711,16 @@ def weights_to_initializers(model, names):
     return m
 
 
-def from_onnx(path_or_model, *, dtype: str = "float64") -> Module:
+def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: bool = False) -> Module:
     """Convert an ONNX model with RNN/GRU/LSTM nodes into an rnncore reference model.
 
     Parameters
     ----------
     path_or_model : a ``.onnx`` path, the serialized bytes or an ``onnx.ModelProto``
     dtype : "float64" or "float32"
+    strip_final_activation : accept a ``Softmax`` / ``LogSoftmax`` / ``Sigmoid`` on the last
+        axis right after the head, as the graph's output, and drop it (the model then returns
+        the head's logits; ``model.onnx_io.stripped`` names the dropped op)
 
     Returns
     -------
@@ -716,7 +736,7 @@ def from_onnx(path_or_model, *, dtype: str = "float64") -> Module:
         import onnx  # noqa: F401
     except ImportError as e:  # pragma: no cover
         raise ImportError("from_onnx needs the 'onnx' package: pip install onnx") from e
-    imp = _Importer(_load(path_or_model), dtype)
+    imp = _Importer(_load(path_or_model), dtype, strip_final_activation)
     imp.run()
     g = imp.g
     outputs = [o.name for o in g.output]
@@ -738,7 +758,7 @@ def from_onnx(path_or_model, *, dtype: str = "float64") -> Module:
     model = _build.sequential(modules)
     lay = imp.lab("X0")
     sig = OnnxSignature(input=imp.main, input_layout="TB" if lay == "T" else "BT", lengths=imp.lengths,
-                        node_rows=node_rows, directions=dict(imp.node_D))
+                        node_rows=node_rows, directions=dict(imp.node_D), stripped=imp.stripped)
     for name, n, kind, axes, rows in imp.states:
         if n not in node_rows:
             raise _Refused(f"from_onnx: initial state {name!r} feeds a node outside the model")
