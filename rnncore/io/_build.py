@@ -19,15 +19,6 @@ from rnncore.nn.module import Module, resolve_dtype
 MODES = ("RNN", "GRU", "LSTM")
 
 
-def _reference_classes():
-    """The main reference's recurrent classes, or None while they are not available."""
-    try:
-        from rnncore.nn.recurrent import GRU, LSTM, RNN
-    except ImportError:  # pragma: no cover - only before rnncore.nn.recurrent exists
-        return None
-    return {"RNN": RNN, "GRU": GRU, "LSTM": LSTM}
-
-
 def _canonical_activations(mode: str, activations, D: int):
     """Per-direction lists of (name, alpha, beta), or None when they are the defaults."""
     if activations is None:
@@ -80,8 +71,10 @@ def recurrent(mode: str, state_dict: Mapping[str, np.ndarray], *, input_size: in
             del sd[k]
         peep = []
     extended = acts is not None or clip is not None or input_forget or peep or reverse
-    classes = _reference_classes()
-    if not extended and classes is not None:
+    if not extended:
+        from rnncore.nn.recurrent import GRU, LSTM, RNN
+
+        classes = {"RNN": RNN, "GRU": GRU, "LSTM": LSTM}
         kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
                       bidirectional=bidirectional, dtype=dt.name)
         if mode == "RNN":
