@@ -435,3 +435,15 @@ def test_final_activation_needs_consent(final):
     with torch.no_grad():
         ref = m(torch.as_tensor(x)).double()
     np.testing.assert_allclose(act(logits).numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_truncated_or_garbage_files_are_refused(tmp_path):
+    case = next(c for c in BACKEND_CASES if c.name == "test_lstm_defaults")
+    data = case.model.SerializeToString()
+    for bad in (data[: len(data) // 2], b"\x00\xff" * 40):
+        with pytest.raises(ValueError, match="from_onnx"):
+            from_onnx(bad)
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data[:7])
+    with pytest.raises(ValueError, match="from_onnx"):
+        from_onnx(path)

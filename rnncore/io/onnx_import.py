@@ -687,9 +687,14 @@ def _load(path_or_model):
 
     if isinstance(path_or_model, onnx.ModelProto):
         return path_or_model
-    if isinstance(path_or_model, bytes):
-        return onnx.load_from_string(path_or_model)
-    return onnx.load(str(path_or_model))
+    try:
+        if isinstance(path_or_model, bytes):
+            return onnx.load_from_string(path_or_model)
+        return onnx.load(str(path_or_model))
+    except OSError:
+        raise
+    except Exception as e:      # protobuf's DecodeError and friends
+        raise ValueError(f"from_onnx: not a readable ONNX model ({type(e).__name__}: {e})") from e
 
 
 def weights_to_initializers(model, names):
