@@ -231,3 +231,24 @@ def test_cells_become_one_layer_networks(cell, kw):
             ys.append(h.numpy())
     y, _ = from_torch(m).forward(x)
     np.testing.assert_allclose(y, np.stack(ys, axis=1), atol=1e-10)
+
+
+def test_container_driving_a_cell_in_its_own_loop():
+    class Stepper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = torch.nn.GRUCell(4, 5)
+            self.out = torch.nn.Linear(5, 2)
+
+        def forward(self, x):                    # x (B, T, F)
+            h = torch.zeros(x.shape[0], 5, dtype=x.dtype)
+            for t in range(x.shape[1]):
+                h = self.cell(x[:, t], h)
+            return self.out(h)
+
+    torch.manual_seed(3)
+    m = Stepper().double().eval()
+    ours = from_torch(m)
+    assert [type(x).__name__ for x in ours] == ["GRU", "LastStep", "Linear"]
+    x = np.random.default_rng(10).standard_normal((3, 7, 4))
+    np.testing.assert_allclose(ours.forward(x), _run_torch(m, torch.as_tensor(x)), atol=1e-10)

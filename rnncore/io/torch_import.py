@@ -113,25 +113,26 @@ def _leaves(module, prefix=""):
 def _container(module, dtype: str, seed: int):
     import torch
 
-    named = [(n, m) for n, m in _leaves(module)]
-    kinds = [type(m).__name__ for _, m in named]
+    named = list(_leaves(module))
     converted = [(n, m, _convert_leaf(m, n, dtype)) for n, m in named]
     converted = [(n, m, c) for n, m, c in converted if c is not None]
     kinds = [type(m).__name__ for _, m, _ in converted]
-    order = "".join("E" if k == "Embedding" else "R" if k in _RECURRENT else "L" for k in kinds)
+    rec_kinds = _RECURRENT | set(_CELLS)
+    order = "".join("E" if k == "Embedding" else "R" if k in rec_kinds else "L" for k in kinds)
     if not re.fullmatch(r"E?R+L*", order):
         raise ValueError(
             f"from_torch: {type(module).__name__} has leaves {kinds}; the importer handles an optional "
             "Embedding, then recurrent layers, then Linear heads, in that registration order"
         )
-    recs = [m for _, m, _ in converted if type(m).__name__ in _RECURRENT]
-    batch_first = {bool(r.batch_first) for r in recs}
+    recs = [m for _, m, _ in converted if type(m).__name__ in rec_kinds]
+    # a cell is driven by the module's own loop over time; the check below finds out if it is batch-first
+    batch_first = {bool(getattr(r, "batch_first", True)) for r in recs}
     if len(batch_first) != 1:
         raise ValueError("from_torch: recurrent layers mix batch_first=True and False")
     batch_first = batch_first.pop()
     last = recs[-1]
-    bidir = bool(last.bidirectional)
-    body = [c for _, m, c in converted if type(m).__name__ in _RECURRENT or type(m).__name__ == "Embedding"]
+    bidir = bool(getattr(last, "bidirectional", False))
+    body = [c for _, m, c in converted if type(m).__name__ in rec_kinds or type(m).__name__ == "Embedding"]
     heads = [c for _, m, c in converted if type(m).__name__ == "Linear"]
 
     # a random batch, long enough that the interpretations give different numbers
