@@ -8,8 +8,8 @@
  *
  *   floor --cell gru|lstm --hidden H [--input I] [--isa NAME] [--json]
  *
- * Prints one JSON object: {"isa", "q8_gemv_us", "f32_gemv_us", "peak": {...}} (medians of 15
- * samples, each the mean of a burst of ~2 ms). Weight values do not change the time (no
+ * Prints one JSON object: {"isa", "q8_gemv_us", "f32_gemv_us", "peak": {...}} (median per-call
+ * times over ~20 ms of calls). Weight values do not change the time (no
  * data-dependent paths), so they are a fixed pattern.
  */
 #define _POSIX_C_SOURCE 200112L
@@ -43,24 +43,33 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* median over 15 samples of the mean time (seconds) of fn(ctx) */
+/* median per-call time (seconds) of fn(ctx) over ~20 ms of calls, each call timed on its own
+ * (minus the clock's own median cost), so that a preempted call on a busy machine is one outlier
+ * and not part of every sample */
+#define MAX_CALLS 200000
+static double g_t[MAX_CALLS];
 static double time_median(void (*fn)(void *), void *ctx)
 {
-    double s[15];
-    long n = 1;
-    for (;;) { /* calibrate a ~2 ms burst */
+    double c[1001];
+    for (int i = 0; i < 1001; ++i) {
         const double t0 = now();
-        for (long i = 0; i < n; ++i) fn(ctx);
-        if (now() - t0 > 2e-3 || n > (1L << 26)) break;
-        n *= 2;
+        c[i] = now() - t0;
     }
-    for (int r = 0; r < 15; ++r) {
-        const double t0 = now();
-        for (long i = 0; i < n; ++i) fn(ctx);
-        s[r] = (now() - t0) / (double)n;
+    qsort(c, 1001, sizeof c[0], cmp_double);
+    const double clock_cost = c[500];
+    for (int i = 0; i < 10; ++i) fn(ctx); /* warm caches */
+    double t0 = now();
+    fn(ctx);
+    const double one = now() - t0;
+    long n = (long)(0.02 / (one > 1e-8 ? one : 1e-8));
+    n = n < 101 ? 101 : n > MAX_CALLS ? MAX_CALLS : n;
+    for (long i = 0; i < n; ++i) {
+        t0 = now();
+        fn(ctx);
+        g_t[i] = now() - t0 - clock_cost;
     }
-    qsort(s, 15, sizeof s[0], cmp_double);
-    return s[7];
+    qsort(g_t, (size_t)n, sizeof g_t[0], cmp_double);
+    return g_t[n / 2];
 }
 
 typedef struct {
