@@ -782,13 +782,17 @@ def write_markdown(res: dict, path: Path) -> None:
 
 
 def plot(res: dict, path: Path) -> None:
+    """Step latency against H (log-log), one line per engine: peers thin and dashed, rnncore bold,
+    the machine floors dotted black (int8) and dash-dotted grey (fp32)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cells = res["cells"]
-    fig, axes = plt.subplots(1, len(cells), figsize=(7 * len(cells), 5.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(cells), figsize=(8 * len(cells), 6.5), squeeze=False)
+    peer_colors = plt.get_cmap("tab20").colors
+    ours = {"q8": ["#d62728", "#ff7f0e", "#8c564b", "#e377c2"], "f32": ["#1f77b4", "#17becf", "#2ca02c"]}
     for ax, cell in zip(axes[0], cells, strict=True):
         Hs = res["hidden"]
         engines = []
@@ -796,6 +800,7 @@ def plot(res: dict, path: Path) -> None:
             for e in res["runs"][cell][str(h)]["timings"].get("step", {}):
                 if e not in engines:
                     engines.append(e)
+        npeer, nq8, nf32 = 0, 0, 0
         for e in engines:
             xs, ys = [], []
             for h in Hs:
@@ -803,24 +808,33 @@ def plot(res: dict, path: Path) -> None:
                 if t:
                     xs.append(h)
                     ys.append(t["median"] * 1e6)
-            style = "-o" if e.startswith("rnncore") else "--."
-            ax.plot(xs, ys, style, label=e, lw=2 if e.startswith("rnncore") else 1)
-        for key, label in (("q8_gemv_us", "floor int8 matvec"), ("f32_gemv_us", "floor fp32 matvec")):
+            if e.startswith("rnncore q8"):
+                ax.plot(xs, ys, "-o", color=ours["q8"][nq8 % 4], lw=2.5, ms=6, label=e, zorder=5)
+                nq8 += 1
+            elif e.startswith("rnncore"):
+                ax.plot(xs, ys, "-s", color=ours["f32"][nf32 % 3], lw=2.0, ms=5, label=e, zorder=4)
+                nf32 += 1
+            else:
+                ax.plot(xs, ys, "--", marker="x", color=peer_colors[(2 * npeer + 1) % 20], lw=1, ms=4,
+                        label=e)
+                npeer += 1
+        for key, label, style in (("q8_gemv_us", "floor: int8 matvec (best ISA)", ":"),
+                                  ("f32_gemv_us", "floor: fp32 matvec (best ISA)", "-.")):
             xs = [h for h in Hs if key in res["runs"][cell][str(h)].get("floor", {})]
             if xs:
-                ax.plot(xs, [res["runs"][cell][str(h)]["floor"][key] for h in xs], ":k" if "q8" in key
-                        else ":", color="gray", label=label)
+                ax.plot(xs, [res["runs"][cell][str(h)]["floor"][key] for h in xs], style,
+                        color="black" if "q8" in key else "grey", lw=1.5, label=label)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(Hs, [str(h) for h in Hs])
         ax.set_xlabel("hidden size H (= input size)")
-        ax.set_ylabel("step latency, batch 1 (us, log)")
-        ax.set_title(f"{cell.upper()} streaming step")
+        ax.set_ylabel("step latency, batch 1 (us, log scale)")
+        ax.set_title(f"{cell.upper()} streaming step (Python call, state carried)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{res['cpu']} — one pinned core, one thread", fontsize=10)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.suptitle(f"{res['cpu']}, one pinned core, one thread ({res['date']})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
 # ----------------------------------------------------------------------------------- main
