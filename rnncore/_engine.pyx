@@ -355,7 +355,8 @@ def peak_macs(str kind, double seconds=0.05) -> float:
     """Measured multiply-accumulates per second of a tight loop: kind = "i8_avx2" (vpmaddubsw +
     vpmaddwd + vpaddd, 32 MACs), "f32_avx2" (8-wide FMA), "i8_avx512vnni" (vpdpbusd, 64 MACs),
     "f32_avx512" (16-wide FMA), "f32_avx2_reg" / "f32_avx512_reg" (FMA on registers only),
-    "i8_avx512" (vpmaddubsw + vpmaddwd + vpaddd on zmm, 64 MACs). Returns 0.0 when this build has no such loop. Best of 5 runs."""
+    "i8_avx512" (vpmaddubsw + vpmaddwd + vpaddd on zmm, 64 MACs). Returns 0.0 when this build
+    has no such loop or this CPU cannot run it. Best of the runs."""
     cdef long long iters = 1 << 16, macs = 0
     cdef int32_t si = 0
     cdef float sf = 0
@@ -363,6 +364,11 @@ def peak_macs(str kind, double seconds=0.05) -> float:
     cdef int which
     which = {"i8_avx2": 0, "f32_avx2": 1, "i8_avx512vnni": 2, "f32_avx512": 3, "f32_avx2_reg": 4,
              "i8_avx512": 5, "f32_avx512_reg": 6}[kind]
+    # never run a loop this CPU (or OS) cannot execute: ask the C core's cpuid + XGETBV checks
+    need = {0: "avx2", 1: "avx2", 4: "avx2", 2: "avx512vnni", 3: "avx512", 5: "avx512", 6: "avx512"}[which]
+    cdef int yes = 0
+    if rnc_isa_cpu_supported(<rnc_isa><int>isa_from_name(need), &yes) != RNC_OK or not yes:
+        return 0.0
     for rep in range(7):
         with nogil:
             t0 = _now()
