@@ -331,3 +331,23 @@ def test_the_ints_stored_in_an_rnc_file_are_the_reference_quantisation():
     np.testing.assert_array_equal(stored.head.w.q, ours.head.w.q)
     x = rng.standard_normal((2, 6, 5)).astype(F32)
     np.testing.assert_array_equal(Q.q8_forward(stored, x)[0], Q.q8_forward(ours, x)[0])
+
+
+@pytest.mark.parametrize("kind", ["rnn_relu", "gru", "gru_rb", "lstm"])
+def test_q8_reference_over_100_steps_vs_rc_nn(kind):
+    """The same bound against rnncore's own float64 reference (rc.nn), incl. GRU reset_after=False."""
+    import rnncore as rc
+
+    if kind.startswith("rnn"):
+        m = rc.nn.RNN(10, 24, num_layers=2, nonlinearity="relu", seed=16)
+    elif kind.startswith("gru"):
+        m = rc.nn.GRU(10, 24, num_layers=2, reset_after=(kind == "gru"), seed=16)
+    else:
+        m = rc.nn.LSTM(10, 24, num_layers=2, seed=16)
+    spec = Q.spec_from_model(m)
+    x = np.random.default_rng(17).standard_normal((3, 100, 10))
+    y64, _ = m.forward(x)
+    yq, _ = Q.q8_forward(Q.quantize_model(spec), x.astype(F32))
+    assert np.abs(yq - y64).max() <= Q8_BOUND_100
+    yf, _ = Q.float_forward(spec, x)
+    np.testing.assert_allclose(yf, y64, atol=1e-12)
