@@ -414,6 +414,10 @@ static int mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 static rnc_status step_work(const rnc_model *m, size_t batch, rnc_step_work *w)
 {
     uint64_t o = 0, cell = 0, B = batch;
+    /* rnc__cell_work computes in size_t: make sure nothing in it can wrap (32-bit hosts) */
+    const uint64_t bound = B * ((uint64_t)m->max_gates_hp * 8 + 4 * RNC_MAX_HIDDEN + 256) +
+                           (uint64_t)m->max_gates_hp * 8 + 16 * (uint64_t)RNC_MAX_HIDDEN + 1024;
+    if (bound > (uint64_t)SIZE_MAX / 4) return RNC_E_SIZE;
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_cell_work cw = rnc__cell_work(m->layer[l].gates, m->layer[l].hidden_size,
                                                 (uint32_t)batch);

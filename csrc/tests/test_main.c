@@ -502,11 +502,24 @@ static void run_vector(const char *dir, const char *name, rnc_isa isa)
         st = c.uses_ids ? rnc_run_ids(&m, &s, c.x, NULL, c.T, y2, scratch, rbytes)
                         : rnc_run(&m, &s, c.x, NULL, c.T, y2, scratch, rbytes);
         CHECK(st == RNC_OK, "%s run: %s", name, rnc_status_str(st));
-        if (!info.last_step)
-            CHECK(memcmp(y, y2, sizeof(float) * ysize) == 0, "%s [%s]: run != step", name, isa_str(isa));
-        CHECK(memcmp(h1, s.h, sizeof(float) * c.nh) == 0, "%s [%s]: run state != step state", name,
-              isa_str(isa));
-        /* save/restore mid-stream: run T/2 steps, save, run the rest; restore, run again: same */
+        /* q8: bit for bit (same quantisation per vector, exact accumulators, same epilogue).
+         * f32: the products may be summed differently for one column and for many (a kernel
+         * may block columns), so equal to float rounding; generic/avx2 are column-invariant. */
+        const int exact = info.precision == RNC_Q8 || isa == RNC_ISA_GENERIC || isa == RNC_ISA_AVX2;
+        if (exact) {
+            if (!info.last_step)
+                CHECK(memcmp(y, y2, sizeof(float) * ysize) == 0, "%s [%s]: run != step", name,
+                      isa_str(isa));
+            CHECK(memcmp(h1, s.h, sizeof(float) * c.nh) == 0, "%s [%s]: run state != step state",
+                  name, isa_str(isa));
+        } else {
+            if (!info.last_step) {
+                bad = close_enough(y2, y, ysize, 1e-5f, 1e-5f, &maxd);
+                CHECK(bad == 0, "%s [%s]: run != step (max %.3g)", name, isa_str(isa), maxd);
+            }
+            bad = close_enough(s.h, h1, c.nh, 1e-5f, 1e-5f, &maxd);
+            CHECK(bad == 0, "%s [%s]: run state != step state (max %.3g)", name, isa_str(isa), maxd);
+        }
         free(y2), free(h1);
     } else {
         CHECK(rnc_step(&m, &s, (const float *)c.x, y) == (info.bidirectional ? RNC_E_BIDIRECTIONAL
@@ -699,8 +712,8 @@ static void test_api_misuse(const char *dir)
     }
     size_t sb;
     CHECK(rnc_state_size(&m, 0, &sb) == RNC_E_ARG, "batch 0");
-    CHECK(rnc_state_size(&m, (size_t)1 << 40, &sb) == RNC_E_SIZE, "huge batch");
-    CHECK(rnc_run_scratch_size(&m, 1 << 20, (size_t)1 << 40, &sb) == RNC_E_SIZE, "huge T");
+    CHECK(rnc_state_size(&m, SIZE_MAX / 4, &sb) == RNC_E_SIZE, "huge batch"); /* 32-bit clean */
+    CHECK(rnc_run_scratch_size(&m, 1 << 20, SIZE_MAX / 4, &sb) == RNC_E_SIZE, "huge T");
     rnc_state_size(&m, 1, &sb);
     unsigned char *mem = xmalloc(sb + 8);
     rnc_state s;
