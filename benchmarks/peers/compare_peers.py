@@ -773,12 +773,88 @@ def write_markdown(res: dict, path: Path) -> None:
                 L.append(f"| {cell} | {h} | {e} | " + " | ".join(
                     f"{er[k]:.1e}" if k in er else "—" for k in ("stream", "seq", "batch"))
                     + f" | {'yes' if c['ok'] else 'NO: ' + c.get('why', '')} |")
+    L += ["", "## Issue 9 targets on this run", ""] + targets(res)
     skipped = res.get("skipped", {})
     if skipped:
         L += ["", "## Not run", ""] + [f"- {k}: {v}" for k, v in skipped.items()]
     if res.get("peak"):
         L += ["", f"Machine peaks (C core benchmark): {json.dumps(res['peak'])}"]
     path.write_text("\n".join(L) + "\n")
+
+
+def targets(res: dict) -> list[str]:
+    """Issue 9's targets evaluated on this run (rnncore = the default, best ISA path)."""
+    best = res.get("rnncore_best_isa")
+    if not best:
+        return ["rnncore was not timed: no targets evaluated"]
+    q8, f32 = f"rnncore q8 {best}", None
+    L = [f"rnncore rows used: `{q8}` and the f32 row of the same path's f32 kernels", ""]
+    L += ["| target | cell | H | rnncore | reference | ratio | met |", "|---|---|---|---|---|---|---|"]
+
+    def med(cell, h, fig, eng):
+        t = res["runs"][cell][str(h)]["timings"].get(fig, {}).get(eng)
+        return None if t is None else t["median"]
+
+    def others(cell, h, fig):
+        return {e: v["median"] for e, v in res["runs"][cell][str(h)]["timings"].get(fig, {}).items()
+                if not e.startswith("rnncore")}
+
+    for cell in res["cells"]:
+        f32 = next((e for h in res["hidden"] for e in res["runs"][cell][str(h)]["timings"].get("step", {})
+                    if e.startswith("rnncore f32")
+                    and e.split()[-1] in (best, "avx512" if best == "avx512vnni" else best,
+                                          "avx2" if best == "avxvnni" else best)), None)
+        for h in res["hidden"]:
+            ours, oth = med(cell, h, "step", q8), others(cell, h, "step")
+            if ours is None or not oth:
+                continue
+            fe, fv = min(oth.items(), key=lambda kv: kv[1])
+            if h <= 128:
+                r = fv / ours
+                L.append(f"| q8 step >= 3x fastest other (H<=128) | {cell} | {h} | {ours * 1e6:.2f} us | "
+                         f"{fe} {fv * 1e6:.2f} us | {r:.1f}x | {'yes' if r >= 3 else 'NO'} |")
+            else:
+                r = fv / ours
+                L.append(f"| q8 step faster than every other (H>=256) | {cell} | {h} | {ours * 1e6:.2f} us | "
+                         f"{fe} {fv * 1e6:.2f} us | {r:.2f}x | {'yes' if r > 1 else 'NO'} |")
+                fl = res["runs"][cell][str(h)].get("floor", {}).get("q8_gemv_us")
+                if fl:
+                    r = ours * 1e6 / fl
+                    ok = "yes" if r <= 1.3 else "NO"
+                    L.append(f"| q8 step <= 1.3x int8 matvec floor (H>=256) | {cell} | {h} | "
+                             f"{ours * 1e6:.2f} us | floor {fl:.2f} us | {r:.2f}x | {ok} |")
+            if h >= 128 and f32:
+                fo = med(cell, h, "step", f32)
+                fl = res["runs"][cell][str(h)].get("floor", {}).get("f32_gemv_us")
+                if fo and fl:
+                    r = fo * 1e6 / fl
+                    L.append(f"| f32 step <= 1.3x fp32 matvec floor (H>=128) | {cell} | {h} | "
+                             f"{fo * 1e6:.2f} us ({f32}) | floor {fl:.2f} us | {r:.2f}x | "
+                             f"{'yes' if r <= 1.3 else 'NO'} |")
+        if "256" in res["runs"][cell]:
+            ours, oth = med(cell, 256, "seq", q8), others(cell, 256, "seq")
+            if ours and oth:
+                fe, fv = min(oth.items(), key=lambda kv: kv[1])
+                r = fv / ours
+                L.append(f"| T=100 batch 1 q8 >= 1.5x fastest other | {cell} | 256 | {ours * 1e6:.0f} us | "
+                         f"{fe} {fv * 1e6:.0f} us | {r:.1f}x | {'yes' if r >= 1.5 else 'NO'} |")
+        for h in res["hidden"]:
+            ours = med(cell, h, "batch", q8)
+            if ours is None:
+                continue
+            tq = med(cell, h, "batch", f"PyTorch {'GRU' if cell == 'gru' else 'LSTM'} dyn-int8")
+            tv = med(cell, h, "batch", "OpenVINO f32")
+            if tq:
+                r = tq / ours
+                ok = "yes" if r >= 2 else "NO"
+                L.append(f"| batch 64xT=100 q8 >= 2x PyTorch dyn-int8 throughput | {cell} | {h} | "
+                         f"{ours * 1e3:.1f} ms | {tq * 1e3:.1f} ms | {r:.2f}x | {ok} |")
+            if tv:
+                r = tv / ours
+                ok = "yes" if r >= 1 else "NO"
+                L.append(f"| batch 64xT=100 q8 >= OpenVINO f32 throughput | {cell} | {h} | "
+                         f"{ours * 1e3:.1f} ms | {tv * 1e3:.1f} ms | {r:.2f}x | {ok} |")
+    return L
 
 
 def plot(res: dict, path: Path) -> None:
@@ -883,6 +959,7 @@ def main(argv: list[str] | None = None) -> int:
 
             isas = rc.isa()["available"] if args.isas == "auto" else args.isas.split(",")
             isas = [i for i in isas if i != "generic"] or isas  # generic: not a contender
+            res["rnncore_best_isa"] = rc.isa()["best"]
         except Exception as e:  # noqa: BLE001
             res["skipped"]["rnncore"] = f"{type(e).__name__}: {e}"
     if res["skipped"].get("rnncore") is None and "rnncore" in engines and not isas:
