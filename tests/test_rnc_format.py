@@ -205,3 +205,24 @@ def test_static_scales_and_pooling_round_trip():
     spec["precision"] = "f32"
     with pytest.raises(ValueError):
         write_rnc(spec)  # static scales exist only in q8 files
+
+
+def test_reader_rejects_mutations_with_value_error():
+    """Random byte mutations (half with the checksum fixed so parsing goes deep): the reader
+    either returns a description or raises ValueError, nothing else."""
+    rng = np.random.default_rng(6)
+    data = write_rnc(make_spec(rng, "lstm", sizes=((3, 5), (0, 7)), bidirectional=True, precision="q8",
+                               head=3, embedding=4))
+    outcomes = {"ok": 0, "ValueError": 0}
+    for it in range(400):
+        b = bytearray(data)
+        for _ in range(int(rng.integers(1, 5))):
+            b[int(rng.integers(0, 256 if it % 2 else len(b)))] = int(rng.integers(0, 256))
+        if it % 3:
+            struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])))
+        try:
+            read_rnc(bytes(b))
+            outcomes["ok"] += 1
+        except ValueError:
+            outcomes["ValueError"] += 1
+    assert outcomes["ValueError"] > 100

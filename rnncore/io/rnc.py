@@ -380,14 +380,20 @@ def write_rnc(spec: dict) -> bytes:
 # ----------------------------------------------------------------------------------------------
 # reader
 # ----------------------------------------------------------------------------------------------
-def _tensor(data: bytes, ref: tuple[int, int], dtype, count: int, what: str) -> np.ndarray:
+def _tensor(data: bytes, ref: tuple[int, int], dtype, count: int, what: str,
+            nonneg: bool = False) -> np.ndarray:
+    """A tensor by reference, with the C loader's value checks (finite floats, no int8 -128)."""
     off, n = ref
     size = np.dtype(dtype).itemsize * count
     if n != size or off % ALIGN or off + n > len(data) or off < HEADER_SIZE:
         raise ValueError(f"bad tensor reference for {what}: offset {off}, {n} bytes (expected {size})")
-    return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"), count=count, offset=off).astype(
-        dtype
-    )
+    arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"), count=count, offset=off).astype(dtype)
+    if arr.dtype == np.int8:
+        if np.any(arr == -128):
+            raise ValueError(f"{what}: int8 weight -128 (must be in [-127, 127])")
+    elif not np.all(np.isfinite(arr)) or (nonneg and np.any(arr < 0)):
+        raise ValueError(f"{what}: non-finite{' or negative' if nonneg else ''} values")
+    return arr
 
 
 def read_rnc(data: bytes) -> dict:
@@ -437,14 +443,17 @@ def read_rnc(data: bytes) -> dict:
             return _unpad_gates(w, g, h, hp), None, None
         kp = _round_up(k, K_GROUP)
         wq = unpack_q8(_tensor(data, wref, np.int8, g * hp * kp, what), g * hp, kp)[:, :k]
-        s = _tensor(data, sref, np.float32, g * hp, what + " scales")
+        s = _tensor(data, sref, np.float32, g * hp, what + " scales", nonneg=True)
         wq, s = _unpad_gates(wq, g, h, hp), _unpad_gates(s, g, h, hp)
-        return (wq.astype(np.float32) * s[:, None]).astype(np.float32), wq, s
+        with np.errstate(over="ignore"):  # a (valid) huge scale may dequantise to inf
+            return (wq.astype(np.float32) * s[:, None]).astype(np.float32), wq, s
 
     layers = []
     for li in range(n_layers):
         base = HEADER_SIZE + li * LAYER_DESC_SIZE
         kind_id, lflags, i, h, xs, hs, hs2 = struct.unpack_from("<IIIIfff", data, base)
+        if not all(np.isfinite(v) and v >= 0 for v in (xs, hs, hs2)):
+            raise ValueError(f"layer {li}: bad static scale")
         if kind_id not in _KIND_NAMES:
             raise ValueError(f"layer {li}: bad kind {kind_id}")
         kind, nonlin = _KIND_NAMES[kind_id]
