@@ -251,9 +251,11 @@ rnc_status rnc_kernel_count(size_t *count);
 rnc_status rnc_kernel_info(size_t index, rnc_kernel_desc *desc);
 
 /* q8 product with the GEMV kernel of exactly `isa` (RNC_E_ISA if that table row is missing or
- * the CPU lacks the ISA). packed: the q8 packed layout (docs/rnc-format.md) of an Rp x Kp int8
- * matrix (Rp multiple of 16, Kp multiple of 4, values in [-127, 127]); xq: batch x Kp int8 in
- * [-127, 127]; acc: batch x Rp int32 = exact sum_k W[r,k] * xq[b,k]. */
+ * the CPU lacks the ISA; the CPU is queried on every call, which costs tens of microseconds in
+ * a VM: time rnc_step for latencies). packed: the q8 packed layout (docs/rnc-format.md) of an
+ * Rp x Kp int8 matrix (Rp multiple of 16, Kp multiple of 4 and <= 131072, values in
+ * [-127, 127]); xq: batch x Kp int8 in [-127, 127]; acc: batch x Rp int32 = exact
+ * sum_k W[r,k] * xq[b,k]. */
 rnc_status rnc_kernel_q8_gemv(rnc_isa isa, const int8_t *packed, size_t rp, size_t kp,
                               const int8_t *xq, size_t batch, int32_t *acc);
 /* f32 product: packed f32 layout of an Rp x K matrix (Rp multiple of 16); x: batch x K;
