@@ -80,6 +80,27 @@ void rnc__quantize_row(const float *v, size_t n, size_t npad, float static_scale
                        float *scale);
 int rnc__all_finite(const float *v, size_t n);
 
+/* The activation quantiser of an ISA path: where the path has a vectorised one that is bit for bit
+ * rnc__quantize_row (AVX-512: kernels/epilogue_avx512.h, tested in tests/test_x86_avx512.c), that
+ * one, else the portable one. `isa` is the model's selected path, so the CPU runs it. */
+#if RNC_X86
+void rnc_x86_quantize_row_avx512_fn(const float *v, size_t n, size_t npad, float static_scale,
+                                    int8_t *q, float *scale);
+#endif
+static inline void rnc__quantize_row_isa(uint32_t isa, const float *v, size_t n, size_t npad,
+                                         float static_scale, int8_t *q, float *scale)
+{
+#if RNC_X86
+    if (isa == RNC_ISA_AVX512 || isa == RNC_ISA_AVX512VNNI) {
+        rnc_x86_quantize_row_avx512_fn(v, n, npad, static_scale, q, scale);
+        return;
+    }
+#else
+    (void)isa;
+#endif
+    rnc__quantize_row(v, n, npad, static_scale, q, scale);
+}
+
 #define RNC_ALIGN_UP(n, a) (((n) + ((size_t)(a) - 1)) & ~((size_t)(a) - 1))
 
 /* The cell kernels' scratch (rnc_cell_args.work), one layout for every ISA. */

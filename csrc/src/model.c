@@ -523,7 +523,8 @@ static void apply_head(const rnc_model *m, const float *in, size_t rows, size_t 
     const uint32_t O = m->head_out, op = (uint32_t)r16(O), K = m->head_in, kx = m->head_kx;
     if (m->precision == RNC_Q8) {
         for (size_t r = 0; r < rows; ++r)
-            rnc__quantize_row(in + r * ld_in, K, kx, m->head_scale, xq + r * kx, &sx[r]);
+            rnc__quantize_row_isa(m->isa, in + r * ld_in, K, kx, m->head_scale, xq + r * kx,
+                                  &sx[r]);
         rnc__kernels[m->kernel[RNC_OP_GEMV][RNC_Q8]].fn.gemm_q8(
             (const int8_t *)m->head_w, (int)O, (int)K, (int)rows, xq, (int)kx, (int32_t *)acc,
             (int)op);
@@ -626,7 +627,8 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         cell_args_base(m, L, 0, s, &a, wk + w.cell);
         if (m->precision == RNC_Q8) {
             for (size_t b = 0; b < B; ++b)
-                rnc__quantize_row(in + b * in_w, in_w, L->kx, L->x_scale, xq + b * L->kx, &sx[b]);
+                rnc__quantize_row_isa(m->isa, in + b * in_w, in_w, L->kx, L->x_scale,
+                                      xq + b * L->kx, &sx[b]);
             a.xq = xq;
             a.sx = sx;
             a.ldxq = L->kx;
@@ -747,7 +749,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         if (BT) memset(out, 0, sizeof(float) * BT * DH);
         if (m->precision == RNC_Q8)
             for (size_t n = 0; n < BT; ++n)
-                rnc__quantize_row(cur + n * cur_w, cur_w, L->kx, L->x_scale, xq + n * L->kx, &sx[n]);
+                rnc__quantize_row_isa(m->isa, cur + n * cur_w, cur_w, L->kx, L->x_scale,
+                                      xq + n * L->kx, &sx[n]);
         for (uint32_t d = 0; d < L->dirs; ++d) {
             if (BT) {
                 /* the input projection of every (b, t) as one matrix product */
