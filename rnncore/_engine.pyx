@@ -433,6 +433,10 @@ cdef class Model:
             raise ValueError("model data: empty buffer (not an .rnc file)")
         with nogil:
             st = rnc_model_init(&self.m, p, n)
+        if st == RNC_E_ISA:
+            import os
+            _raise(st, f"RNNCORE_ISA={os.environ.get('RNNCORE_ISA')!r} (available: "
+                       f"{[t['name'] for t in isa_table() if t['available']]})")
         if st != RNC_OK:
             _raise(st, "invalid .rnc model")
         rnc_model_get_info(&self.m, &self.info)

@@ -308,6 +308,9 @@ def test_rnncore_isa_environment_variable():
     env["RNNCORE_ISA"] = "bogus"
     bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "RNNCORE_ISA" in bad.stderr
+    code2 = "import rnncore as rc; rc.compile(rc.nn.GRU(2, 3))"
+    bad = subprocess.run([sys.executable, "-c", code2], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "ValueError: RNNCORE_ISA='bogus'" in bad.stderr
 
 
 @pytest.mark.parametrize("precision", ["f32", "q8"])
