@@ -18,6 +18,13 @@ X86_AVX512VNNI_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -
 X86_AVXVNNI_SRCS = src/kernels/gemv_avxvnni.c src/kernels/cells_avxvnni.c
 X86_AVXVNNI_FLAGS = -mavx2 -mfma -mavxvnni
 ARM_SRCS = src/arch/arm_cpu.c
+# ARM NEON (armv7 hard-float with -mfpu=neon, aarch64 baseline) and aarch64 dot product (sdot);
+# chosen at run time from getauxval (arch/arm_cpu.c). Cross builds: toolchains/cross.mk.
+ARM_NEON_SRCS = src/kernels/gemv_neon.c src/kernels/cells_neon.c
+ARM_NEON_FLAGS =
+ARM_NEON_FLAGS_ARMV7 = -mfpu=neon
+AARCH64_NEONDOT_SRCS = src/kernels/gemv_neondot.c src/kernels/cells_neondot.c
+AARCH64_NEONDOT_FLAGS = -march=armv8.2-a+dotprod
 # Flags every file gets (besides -Iinclude): no fast-math and no FP contraction, so that every
 # ISA's epilogue computes the same float32 operations; -fno-strict-aliasing for the in-place
 # int32 -> float conversion of accumulators; -fno-trapping-math (FP exceptions are never

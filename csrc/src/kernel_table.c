@@ -21,6 +21,13 @@
         ROW_CELL(rnc_f32_gru_step_##sfx, RNC_OP_GRU_STEP, RNC_F32, isa),                          \
         ROW_CELL(rnc_f32_lstm_step_##sfx, RNC_OP_LSTM_STEP, RNC_F32, isa)
 
+#if defined(__arm__) || defined(__aarch64__)
+RNC_DECLARE_ISA(neon)    /* kernels/gemv_neon.c, cells_neon.c */
+#endif
+#if defined(__aarch64__)
+RNC_DECLARE_ISA(neondot) /* kernels/gemv_neondot.c, cells_neondot.c */
+#endif
+
 const rnc_kernel rnc__kernels[] = {
     ROW_GEMM_Q8(rnc_q8_gemm_generic, RNC_ISA_GENERIC),
     ROW_GEMM_F32(rnc_f32_gemm_generic, RNC_ISA_GENERIC),
@@ -38,6 +45,16 @@ const rnc_kernel rnc__kernels[] = {
     ROWS_CELLS(avx512vnni, RNC_ISA_AVX512VNNI),
     ROW_GEMM_Q8(rnc_q8_gemm_avxvnni, RNC_ISA_AVXVNNI),
     ROWS_CELLS(avxvnni, RNC_ISA_AVXVNNI),
+#endif
+#if defined(__arm__) || defined(__aarch64__)
+    /* ARM NEON; the dot-product path's f32 products are NEON's (no GEMV row) */
+    ROW_GEMM_Q8(rnc_q8_gemm_neon, RNC_ISA_NEON),
+    ROW_GEMM_F32(rnc_f32_gemm_neon, RNC_ISA_NEON),
+    ROWS_CELLS(neon, RNC_ISA_NEON),
+#endif
+#if defined(__aarch64__)
+    ROW_GEMM_Q8(rnc_q8_gemm_neondot, RNC_ISA_NEONDOT),
+    ROWS_CELLS(neondot, RNC_ISA_NEONDOT),
 #endif
 };
 const size_t rnc__kernel_count = sizeof(rnc__kernels) / sizeof(rnc__kernels[0]);

@@ -2,7 +2,8 @@
 # Included by csrc/Makefile (after sources.mk). Targets (run from csrc/):
 #
 #   make cross-aarch64 cross-armhf   static + shared library, rnncore-bench, C test programs
-#   make qemu-test                   the C tests under qemu-aarch64 -cpu cortex-a53 / cortex-a76
+#   make qemu-test                   the C tests (with --fuzz: quick activation sweep + fuzzing)
+#                                    under qemu-aarch64 -cpu cortex-a53 / cortex-a76
 #                                    and qemu-arm -cpu cortex-a7, every ISA path the CPU has
 #   make cross-size                  .text of the static library at -Os per target
 #
@@ -61,7 +62,7 @@ cross: cross-aarch64 cross-armhf
 
 # Every test program on every CPU model, forcing each ISA path the model supports
 # (RNNCORE_ISA=generic|neon|neondot); a CPU without the path must be refused, not crash.
-qemu-test: cross-aarch64 cross-armhf
+qemu-test: cross-aarch64 cross-armhf $(VECTORS)
 	@set -e; \
 	for t in $(CROSS_TARGETS); do \
 	  if [ $$t = aarch64 ]; then q="$(QEMU_aarch64)"; cpus="$(QEMU_CPUS_aarch64)"; \
@@ -69,7 +70,7 @@ qemu-test: cross-aarch64 cross-armhf
 	  for cpu in $$cpus; do \
 	    for p in $(patsubst tests/%.c,%,$(CROSS_TEST_SRCS)); do \
 	      echo "== $$t $$cpu $$p"; \
-	      $$q -cpu $$cpu $(CROSS_BUILD)/$$t/tests/$$p; \
+	      $$q -cpu $$cpu $(CROSS_BUILD)/$$t/tests/$$p $(BUILD)/vectors --fuzz; \
 	    done; \
 	  done; \
 	done

@@ -22,52 +22,70 @@
 /* ------------------------------------------------------------------ f32 */
 
 #if defined(__aarch64__)
-#define RNC_FMA_LANE(acc, w, v, lane) vfmaq_laneq_f32((acc), (w), (v), (lane))
 #define RNC_FMA_N(acc, w, s) vfmaq_n_f32((acc), (w), (s))
 #else
 /* armv7 NEON has no fused multiply-add without VFPv4; multiply then add (two roundings). */
 #define RNC_FMA_N(acc, w, s) vmlaq_n_f32((acc), (w), (s))
 #endif
 
-/* One 16-row block: y[0..15] = sum_k Wb[k*16 + r] * x[k]. Two accumulator sets (even/odd k)
- * keep 8 independent FMA chains in flight. */
+/* Every f32 product below computes each output the same way: acc = 0; for k = 0..K-1 ascending:
+ * acc = acc + W[r,k] * x[k] (aarch64: fused multiply-add; armv7: multiply, then add), so the
+ * result does not depend on how many vectors or row blocks are done together (a step and a
+ * whole-sequence run give the same bits). ILP comes from several row blocks / vectors at once. */
+
+/* One 16-row block (4 independent chains). */
 static inline void f32_block(const float *Wb, int K, const float *x, float *out16)
 {
     float32x4_t a0 = vdupq_n_f32(0.f), a1 = a0, a2 = a0, a3 = a0;
-    float32x4_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    int k = 0;
-    for (; k + 2 <= K; k += 2) {
+    for (int k = 0; k < K; ++k) {
         const float *w = Wb + (size_t)k * 16;
-        const float x0 = x[k], x1 = x[k + 1];
-        a0 = RNC_FMA_N(a0, vld1q_f32(w + 0), x0);
-        a1 = RNC_FMA_N(a1, vld1q_f32(w + 4), x0);
-        a2 = RNC_FMA_N(a2, vld1q_f32(w + 8), x0);
-        a3 = RNC_FMA_N(a3, vld1q_f32(w + 12), x0);
-        b0 = RNC_FMA_N(b0, vld1q_f32(w + 16), x1);
-        b1 = RNC_FMA_N(b1, vld1q_f32(w + 20), x1);
-        b2 = RNC_FMA_N(b2, vld1q_f32(w + 24), x1);
-        b3 = RNC_FMA_N(b3, vld1q_f32(w + 28), x1);
+        const float xk = x[k];
+        a0 = RNC_FMA_N(a0, vld1q_f32(w + 0), xk);
+        a1 = RNC_FMA_N(a1, vld1q_f32(w + 4), xk);
+        a2 = RNC_FMA_N(a2, vld1q_f32(w + 8), xk);
+        a3 = RNC_FMA_N(a3, vld1q_f32(w + 12), xk);
     }
-    if (k < K) {
-        const float *w = Wb + (size_t)k * 16;
-        const float x0 = x[k];
-        a0 = RNC_FMA_N(a0, vld1q_f32(w + 0), x0);
-        a1 = RNC_FMA_N(a1, vld1q_f32(w + 4), x0);
-        a2 = RNC_FMA_N(a2, vld1q_f32(w + 8), x0);
-        a3 = RNC_FMA_N(a3, vld1q_f32(w + 12), x0);
+    vst1q_f32(out16 + 0, a0);
+    vst1q_f32(out16 + 4, a1);
+    vst1q_f32(out16 + 8, a2);
+    vst1q_f32(out16 + 12, a3);
+}
+
+/* Two 16-row blocks (8 independent chains), stride = K*16 floats between them. */
+static inline void f32_block2(const float *Wa, size_t stride, int K, const float *x, float *out32)
+{
+    const float *Wb = Wa + stride;
+    float32x4_t a0 = vdupq_n_f32(0.f), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int k = 0; k < K; ++k) {
+        const float *w = Wa + (size_t)k * 16, *v = Wb + (size_t)k * 16;
+        const float xk = x[k];
+        a0 = RNC_FMA_N(a0, vld1q_f32(w + 0), xk);
+        a1 = RNC_FMA_N(a1, vld1q_f32(w + 4), xk);
+        a2 = RNC_FMA_N(a2, vld1q_f32(w + 8), xk);
+        a3 = RNC_FMA_N(a3, vld1q_f32(w + 12), xk);
+        b0 = RNC_FMA_N(b0, vld1q_f32(v + 0), xk);
+        b1 = RNC_FMA_N(b1, vld1q_f32(v + 4), xk);
+        b2 = RNC_FMA_N(b2, vld1q_f32(v + 8), xk);
+        b3 = RNC_FMA_N(b3, vld1q_f32(v + 12), xk);
     }
-    vst1q_f32(out16 + 0, vaddq_f32(a0, b0));
-    vst1q_f32(out16 + 4, vaddq_f32(a1, b1));
-    vst1q_f32(out16 + 8, vaddq_f32(a2, b2));
-    vst1q_f32(out16 + 12, vaddq_f32(a3, b3));
+    vst1q_f32(out32 + 0, a0);
+    vst1q_f32(out32 + 4, a1);
+    vst1q_f32(out32 + 8, a2);
+    vst1q_f32(out32 + 12, a3);
+    vst1q_f32(out32 + 16, b0);
+    vst1q_f32(out32 + 20, b1);
+    vst1q_f32(out32 + 24, b2);
+    vst1q_f32(out32 + 28, b3);
 }
 
 void rnc_arm_gemv_f32_neon(const float *Wp, int R, int K, const float *x, float *y)
 {
-    const int nb = (R + 15) / 16;
-    for (int b = 0; b < nb; ++b) {
+    const int nb = (R + 15) / 16, full = R / 16;
+    int b = 0;
+    for (; b + 2 <= full; b += 2) f32_block2(Wp + (size_t)b * K * 16, (size_t)K * 16, K, x, y + 16 * b);
+    for (; b < nb; ++b) {
         const float *Wb = Wp + (size_t)b * K * 16;
-        if (16 * b + 16 <= R) {
+        if (b < full) {
             f32_block(Wb, K, x, y + 16 * b);
         } else {
             float tmp[16];
