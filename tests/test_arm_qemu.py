@@ -1,0 +1,118 @@
+"""The C core cross-compiled for ARM and run under qemu-user (CPU models with and without the
+dot-product extension): every kernel-table row against the generic one, the models written by the
+NumPy references, hostile files and fuzzing (csrc/tests/test_main.c), on
+
+* ``qemu-aarch64 -cpu cortex-a53`` (ARMv8.0: NEON, no dot product),
+* ``qemu-aarch64 -cpu cortex-a76`` (ARMv8.2 with ``sdot``),
+* ``qemu-arm -cpu cortex-a7`` (32-bit ARMv7-A hard-float with NEON),
+
+plus run-time dispatch (``getauxval``) and forcing with ``RNNCORE_ISA`` through ``rnncore-bench``.
+The toolchains are Debian packages installed by ``.ci/run`` (gcc-aarch64-linux-gnu,
+gcc-arm-linux-gnueabihf, qemu-user): a machine without them fails here, it does not skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CSRC = ROOT / "csrc"
+TOOLS = ("aarch64-linux-gnu-gcc", "arm-linux-gnueabihf-gcc", "qemu-aarch64", "qemu-arm")
+# (target, qemu, cpu, best ISA the dispatcher must pick, ISAs the CPU can run)
+CPUS = [
+    ("aarch64", "qemu-aarch64", "cortex-a53", "neon", {"generic", "neon"}),
+    ("aarch64", "qemu-aarch64", "cortex-a76", "neondot", {"generic", "neon", "neondot"}),
+    ("armhf", "qemu-arm", "cortex-a7", "neon", {"generic", "neon"}),
+]
+
+
+def _require_tools() -> None:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"ARM toolchain/emulator missing: {missing} (apt-get install gcc-aarch64-linux-gnu "
+                    "gcc-arm-linux-gnueabihf qemu-user; .ci/run does this)")
+
+
+def _make(*targets: str) -> str:
+    r = subprocess.run(["make", "-C", str(CSRC), "-j2", *targets], capture_output=True, text=True)
+    assert r.returncode == 0, f"make {' '.join(targets)} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def cross_build() -> Path:
+    """Static + shared libraries, rnncore-bench and the C tests for aarch64 and armhf
+    (-Wall -Wextra -Werror), and the test vectors of the NumPy references."""
+    _require_tools()
+    _make("cross", "vectors")
+    out = CSRC / "build" / "cross"
+    for t in ("aarch64", "armhf"):
+        for f in ("librnncore.a", "librnncore.so", "rnncore-bench", "tests/test_main"):
+            assert (out / t / f).is_file(), f"{t}/{f} not built"
+    return out
+
+
+def _qemu(qemu: str, cpu: str, args: list[str], env: dict | None = None, timeout: int = 600):
+    return subprocess.run([qemu, "-cpu", cpu, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=CSRC)
+
+
+def test_cross_libraries_are_arm(cross_build: Path) -> None:
+    """The libraries are for the right machine (the shared one too)."""
+    for t, machine in (("aarch64", "AArch64"), ("armhf", "ARM")):
+        r = subprocess.run(["readelf", "-h", str(cross_build / t / "librnncore.so")], capture_output=True,
+                           text=True, check=True)
+        assert re.search(rf"Machine:\s+{machine}\b", r.stdout), r.stdout
+
+
+@pytest.mark.parametrize("target,qemu,cpu,best,runs", CPUS, ids=[c[2] for c in CPUS])
+def test_c_tests_under_qemu(cross_build: Path, target, qemu, cpu, best, runs) -> None:
+    """csrc/tests/test_main.c on the emulated CPU: every ISA path the CPU has against the generic
+    kernels (q8 accumulators and cells bit for bit, f32 within the bound) and every model of
+    gen_vectors.py against the NumPy references, on every available path."""
+    r = _qemu(qemu, cpu, [str(cross_build / target / "tests" / "test_main"), "build/vectors", "--fuzz"])
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert re.search(r"^\d+ checks, 0 failures$", r.stdout, re.M), r.stdout[-3000:]
+    paths = dict(re.findall(r" (\w+)\[([^\]]+)\]", r.stdout.split("\n", 2)[1]))
+    ran = {isa for isa, how in paths.items() if how == "run"}
+    assert ran == runs, paths
+    assert f"best path: {best}" in r.stdout
+    assert "vectors: " in r.stdout and "models vs the NumPy references on every available ISA" in r.stdout
+
+
+@pytest.mark.parametrize("target,qemu,cpu,best,runs", CPUS, ids=[c[2] for c in CPUS])
+def test_dispatch_and_forcing(cross_build: Path, target, qemu, cpu, best, runs) -> None:
+    """rnncore-bench picks the dot-product path on the Cortex-A76 and NEON on the A53 / A7;
+    RNNCORE_ISA forces a path the CPU has and refuses one it lacks (no crash)."""
+    bench = str(cross_build / target / "rnncore-bench")
+    args = [bench, "--cell", "gru", "--hidden", "40", "--input", "12", "--steps", "5", "--seq", "7",
+            "--repeat", "2", "--json"]
+    r = _qemu(qemu, cpu, args, env={"RNNCORE_ISA": ""})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["isa"] == best
+    assert out["model"]["macs_per_step"] == 3 * 40 * (12 + 40)
+    for isa in ("generic", "neon", "neondot"):
+        r = _qemu(qemu, cpu, args, env={"RNNCORE_ISA": isa})
+        if isa in runs:
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout)["isa"] == isa
+        else:
+            assert r.returncode == 1 and "rnc_model_init" in r.stderr, (r.returncode, r.stderr)
+            assert "ISA" in r.stderr or "isa" in r.stderr
+
+
+def test_aarch64_library_size(cross_build: Path) -> None:
+    """Target: the aarch64 static library's code at -Os is at most 64 KiB."""
+    out = _make("cross-size")
+    m = re.search(r"== aarch64 -Os\n\s*(\d+)\s+(\d+)\s+(\d+)", out)
+    assert m, out
+    text = int(m.group(1))
+    assert 0 < text <= 64 * 1024, f"aarch64 -Os .text = {text} bytes"
