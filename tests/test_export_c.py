@@ -1,0 +1,117 @@
+"""``rnncore export-c``: the model as a const C array plus an example program, cross-built for
+aarch64, run under qemu (with and without the dot-product extension), and compared with the
+Python engine (the Cython binding of the same C core on this x86 host).
+
+q8 outputs must be identical bit for bit: the int32 accumulators are exact on every ISA and the
+float32 epilogue is the same IEEE operations everywhere (no FP contraction). f32 outputs agree to
+float rounding (the products are summed in different orders on NEON and AVX).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnncore as rc
+from rnncore.io.export_c import export_c
+from rnncore.io.rnc import write_rnc
+
+ROOT = Path(__file__).resolve().parents[1]
+CSRC = ROOT / "csrc"
+TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64")
+
+
+@pytest.fixture(scope="module")
+def aarch64_lib() -> Path:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing {missing} (apt-get install gcc-aarch64-linux-gnu qemu-user; .ci/run does this)")
+    r = subprocess.run(["make", "-C", str(CSRC), "-j2", "cross-aarch64"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return CSRC / "build" / "cross" / "aarch64" / "librnncore.a"
+
+
+def _weights(rng, g: int, h: int, i: int, suffix: str = "") -> dict:
+    return {f"weight_ih{suffix}": rng.uniform(-0.5, 0.5, (g * h, i)),
+            f"weight_hh{suffix}": rng.uniform(-0.5, 0.5, (g * h, h)),
+            f"bias_ih{suffix}": rng.uniform(-0.2, 0.2, g * h),
+            f"bias_hh{suffix}": rng.uniform(-0.2, 0.2, g * h)}
+
+
+def _models():
+    rng = np.random.default_rng(7)
+    gru = {"precision": "q8", "input_size": 7,
+           "layers": [{"kind": "gru", "weights": _weights(rng, 3, 19, 7)},
+                      {"kind": "gru", "reset_after": False, "weights": _weights(rng, 3, 21, 19)}],
+           "head": {"weight": rng.uniform(-0.5, 0.5, (5, 21)), "bias": rng.uniform(-0.1, 0.1, 5),
+                    "activation": "none"}}
+    lstm = {"precision": "f32", "input_size": 6,
+            "layers": [{"kind": "lstm", "weights": _weights(rng, 4, 33, 6)}],
+            "head": {"weight": rng.uniform(-0.5, 0.5, (3, 33)), "bias": rng.uniform(-0.1, 0.1, 3),
+                     "activation": "tanh"}}
+    bi = {"precision": "q8", "input_size": 5,
+          "layers": [{"kind": "lstm", "bidirectional": True,
+                      "weights": {**_weights(rng, 4, 17, 5), **_weights(rng, 4, 17, 5, "_reverse")}}]}
+    return {"gru_q8": gru, "lstm_f32": lstm, "bilstm_q8": bi}
+
+
+@pytest.mark.parametrize("name", ["gru_q8", "lstm_f32", "bilstm_q8"])
+def test_export_c_runs_on_aarch64(aarch64_lib: Path, tmp_path: Path, name: str) -> None:
+    spec = _models()[name]
+    data = write_rnc(spec)
+    model = tmp_path / f"{name}.rnc"
+    model.write_bytes(data)
+    src = tmp_path / f"{name}.c"
+    r = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(model), "-o", str(src)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    text = src.read_text()
+    assert f"{name}_data" in text and f"#define {name.upper()}_SIZE {len(data)}u" in text
+    exe = tmp_path / name
+    r = subprocess.run(["aarch64-linux-gnu-gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
+                        f"-I{CSRC / 'include'}", str(src), str(aarch64_lib), "-static", "-lm",
+                        "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+    rng = np.random.default_rng(1)
+    steps = 23
+    x = rng.uniform(-2, 2, (steps, spec["input_size"])).astype(np.float32)
+    inp = tmp_path / "x.f32"
+    x.astype("<f4").tofile(inp)
+
+    eng = rc.load(data)
+    want = eng.run(x[None])[0]
+    assert np.abs(want).max() > 0.05 and np.isfinite(want).all()
+    modes = [["--run"]] if eng.bidirectional else [[], ["--run"]]
+    for cpu in ("cortex-a53", "cortex-a76"):
+        for mode in modes:
+            r = subprocess.run(["qemu-aarch64", "-cpu", cpu, str(exe), *mode, str(inp)], capture_output=True,
+                               text=True, timeout=300)
+            assert r.returncode == 0, r.stderr
+            got = np.array([[float(v) for v in line.split()] for line in r.stdout.splitlines()], np.float32)
+            assert got.shape == want.shape, (got.shape, want.shape)
+            if spec["precision"] == "q8":
+                np.testing.assert_array_equal(got, want, err_msg=f"{name} {cpu} {mode}")
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6, err_msg=f"{name} {cpu} {mode}")
+
+
+def test_export_c_rejects_non_rnc(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="magic"):
+        export_c(b"not a model", tmp_path / "x.c")
+
+
+def test_export_c_identifier(tmp_path: Path) -> None:
+    data = write_rnc(_models()["gru_q8"])
+    text = export_c(data, tmp_path / "9-model.c")
+    assert "model_9_model_data" in text
+    # the array holds exactly the file's bytes
+    body = text[text.index("= {{") + 4:text.index("}};")]
+    got = bytes(int(v, 16) for v in body.replace(",", " ").split())
+    assert got == data
