@@ -57,6 +57,13 @@ cross-$(1): $(CROSS_BUILD)/$(1)/librnncore.a $(CROSS_BUILD)/$(1)/librnncore.so $
 endef
 $(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_prog_template,$(t))))
 
+# Standalone shared library for this host (the objects of `make lib`, which are -fPIC), as an
+# embedded user or an FFI (tests/test_cffi.py) loads it.
+.PHONY: shared
+shared: $(BUILD)/librnncore.so
+$(BUILD)/librnncore.so: $(OBJS)
+	$(CC) -shared -o $@ $^ -lm
+
 .PHONY: cross cross-aarch64 cross-armhf cross-size qemu-test
 cross: cross-aarch64 cross-armhf
 
