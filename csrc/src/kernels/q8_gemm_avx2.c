@@ -60,23 +60,26 @@ RNC_AI void rnc_q8_blocks(const int8_t *w0, size_t bstride, int NB, int K, const
     const int gfull = K / 4, groups = (K + 3) / 4;
     const int8_t *w1 = w0 + bstride, *w2 = w1 + bstride, *w3 = w2 + bstride;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    for (int g = 0; g < groups; ++g) {
-        const __m256i xb = g < gfull ? rnc_bcast4(q + 4 * g) : _mm256_set1_epi32(rnc_tail_group(q, K));
-        const __m256i ax = _mm256_abs_epi8(xb);
-        const size_t o = (size_t)g * 64;
-        RNC_MAC(a0, RNC_LD(w0 + o), xb, ax);
-        RNC_MAC(a1, RNC_LD(w0 + o + 32), xb, ax);
-        if (NB >= 2) {
-            RNC_MAC(a2, RNC_LD(w1 + o), xb, ax);
-            RNC_MAC(a3, RNC_LD(w1 + o + 32), xb, ax);
-        }
-        if (NB >= 4) {
-            RNC_MAC(a4, RNC_LD(w2 + o), xb, ax);
-            RNC_MAC(a5, RNC_LD(w2 + o + 32), xb, ax);
-            RNC_MAC(a6, RNC_LD(w3 + o), xb, ax);
-            RNC_MAC(a7, RNC_LD(w3 + o + 32), xb, ax);
-        }
-    }
+#define RNC_GROUP(g_, xb_)                                                                        \
+    do {                                                                                          \
+        const __m256i xb = (xb_), ax = _mm256_abs_epi8(xb);                                       \
+        const size_t o = (size_t)(g_) * 64;                                                       \
+        RNC_MAC(a0, RNC_LD(w0 + o), xb, ax);                                                      \
+        RNC_MAC(a1, RNC_LD(w0 + o + 32), xb, ax);                                                 \
+        if (NB >= 2) {                                                                            \
+            RNC_MAC(a2, RNC_LD(w1 + o), xb, ax);                                                  \
+            RNC_MAC(a3, RNC_LD(w1 + o + 32), xb, ax);                                             \
+        }                                                                                         \
+        if (NB >= 4) {                                                                            \
+            RNC_MAC(a4, RNC_LD(w2 + o), xb, ax);                                                  \
+            RNC_MAC(a5, RNC_LD(w2 + o + 32), xb, ax);                                             \
+            RNC_MAC(a6, RNC_LD(w3 + o), xb, ax);                                                  \
+            RNC_MAC(a7, RNC_LD(w3 + o + 32), xb, ax);                                             \
+        }                                                                                         \
+    } while (0)
+    for (int g = 0; g < gfull; ++g) RNC_GROUP(g, rnc_bcast4(q + 4 * g));
+    if (groups > gfull) RNC_GROUP(gfull, _mm256_set1_epi32(rnc_tail_group(q, K)));
+#undef RNC_GROUP
     rnc_store16(acc, rows_left, a0, a1);
     if (NB >= 2) rnc_store16(acc + 16, rows_left - 16, a2, a3);
     if (NB >= 4) {
