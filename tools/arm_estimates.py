@@ -24,6 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rnncore.io.rnc import write_rnc  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "csrc" / "src" / "kernels"
 CFLAGS = ["-std=c99", "-O3", "-ffp-contract=off", "-fno-strict-aliasing", f"-I{KERNELS}"]
@@ -99,32 +104,19 @@ def loops() -> dict[str, tuple[list[str], str]]:
     neon = compile_asm(KERNELS / "gemv_neon.c", [])
     dot = compile_asm(KERNELS / "gemv_neondot.c", ["-march=armv8.2-a+dotprod"])
     return {
-        # name: (loop, mattr); work per iteration in `work_per_iter`
         "f32 neon": (hot_loop(neon, "rnc_arm_gemv_f32_neon", "fmla"), "+neon"),
         "q8 neon": (hot_loop(neon, "rnc_arm_gemv_q8_neon", "smlal"), "+neon"),
         "q8 neondot": (hot_loop(dot, "rnc_arm_gemv_q8_neondot", "sdot"), "+neon,+dotprod"),
     }
 
 
-# multiply-accumulates per loop iteration (see the kernels: f32 16 rows x 2 inputs; q8 neon 16 rows x
-# 8 inputs; q8 neondot 32 rows x 8 inputs)
-WORK = {"f32 neon": 32, "q8 neon": 128, "q8 neondot": 256}
+# multiply-accumulates per instruction of each kind (sdot: 16 int8 products; smull/smlal(2): 8;
+# fmla .4s: 4): the work of one loop iteration follows from its instructions
+MACS_PER_INSN = {"sdot": 16, "smull": 8, "smull2": 8, "smlal": 8, "smlal2": 8, "fmla": 4}
 
 
-def step_iters(kind: str, gates: int, h: int, i: int) -> int:
-    """Inner-loop iterations of one step (W_ih x and W_hh h) at batch 1, padded sizes."""
-    hp = (h + 15) // 16 * 16
-    rows = gates * hp
-    total = 0
-    for k in (i, h):
-        kp = (k + 3) // 4 * 4
-        if kind == "f32 neon":
-            total += rows // 16 * (k // 2)
-        elif kind == "q8 neon":
-            total += rows // 16 * (kp // 8)
-        else:
-            total += rows // 32 * (kp // 8)
-    return total
+def loop_macs(loop: list[str]) -> int:
+    return sum(MACS_PER_INSN.get(line.split()[0], 0) for line in loop)
 
 
 def mca_table(h_list: list[int]) -> str:
@@ -139,18 +131,19 @@ def mca_table(h_list: list[int]) -> str:
     out.append("|---|---:|---:|" + "---:|" * len(CORES))
     cyc: dict[tuple[str, str], float] = {}
     for name, (loop, mattr) in ls.items():
-        row = [name, str(len(loop)), str(WORK[name])]
+        row = [name, str(len(loop)), str(loop_macs(loop))]
         for core, mcpu, _, _ in CORES:
             if name == "q8 neondot" and mcpu in ("cortex-a53", "cortex-a72"):
                 row.append("n/a (no sdot)")
                 continue
             c, _ = mca_cycles(loop, mcpu, mattr)
-            cyc[(name, core)] = c
+            cyc[(name, core)] = c / loop_macs(loop)  # cycles per multiply-accumulate
             row.append(f"{c:.2f}")
         out.append("| " + " | ".join(row) + " |")
     out.append("")
     for cell, gates in (("GRU", 3), ("LSTM", 4)):
-        out.append(f"### {cell} step, batch 1, input size = H: matrix part (inner loops only), estimated")
+        out.append(f"### {cell} step, batch 1, input size = H: products only (inner-loop cycles per MAC x "
+                   "MACs), estimated")
         out.append("")
         out.append("| H | MACs | path | " + " | ".join(f"{c[0]} @ {c[2]} GHz" for c in CORES) + " |")
         out.append("|---:|---:|---|" + "---:|" * len(CORES))
@@ -162,21 +155,22 @@ def mca_table(h_list: list[int]) -> str:
                     if (name, core) not in cyc:
                         row.append("—")
                         continue
-                    c = cyc[(name, core)] * step_iters(name, gates, h, h)
+                    c = cyc[(name, core)] * macs
                     row.append(f"{c / (ghz * 1e3):.2f} µs ({c / 1e3:.1f} kcyc)")
                 out.append("| " + " | ".join(row) + " |")
         out.append("")
     return "\n".join(out)
 
 
-def mac_limit_a53(macs: int) -> str:
-    """Cycles of the multiplies alone on the Cortex-A53 model: the q8 NEON path needs MACs/8 SMULL/SMLAL
-    (.8b, 8 products each); their reciprocal throughput from llvm-mca."""
-    text = "smull v0.8h, v1.8b, v2.8b\nsmlal v3.8h, v4.8b, v5.8b\nsmull2 v6.8h, v7.16b, v2.16b\n" \
-           "smlal2 v16.8h, v17.16b, v5.16b\n"
+def mac_limit_a53(macs: int) -> float:
+    """Cycles of the multiplies alone on the Cortex-A53 model: plain NEON needs MACs/8 SMULL/SMLAL
+    (8 int8 products each, exact in 16 bits); 8 independent ones per iteration (no dependency
+    chain), at the throughput llvm-mca's A53 model gives them."""
+    text = "".join(f"smull v{i}.8h, v{i + 8}.8b, v{i + 16}.8b\n" for i in range(4)) + \
+        "".join(f"smlal2 v{i}.8h, v{i + 8}.16b, v{i + 16}.16b\n" for i in range(4, 8))
     r = subprocess.run([llvm_mca(), "-mtriple=aarch64-linux-gnu", "-mcpu=cortex-a53", "-iterations=1000"],
                        input=text, capture_output=True, text=True, check=True)
-    per_mul = int(re.search(r"Total Cycles:\s+(\d+)", r.stdout).group(1)) / 4000.0
+    per_mul = int(re.search(r"Total Cycles:\s+(\d+)", r.stdout).group(1)) / 8000.0
     return per_mul * macs / 8
 
 
@@ -226,24 +220,37 @@ def main() -> None:
     if a.cmd == "mca":
         print(mca_table(a.hidden))
         macs = 3 * 128 * 2 * 128
-        print(f"\nCortex-A53 multiply-instruction floor for the q8 GRU step at H=128 ({macs} MACs, "
-              f"SMULL/SMLAL .8b at the model's throughput): {mac_limit_a53(macs):.0f} cycles")
+        loop = loops()["q8 neon"][0]
+        est = mca_cycles(loop, "cortex-a53", "+neon")[0] / loop_macs(loop) * macs
+        floor = mac_limit_a53(macs)
+        print(f"\nCortex-A53, q8 GRU step at H=128 ({macs} MACs): products {est:.0f} cycles "
+              f"({est / 1200:.1f} µs at 1.2 GHz); multiply floor (SMULL/SMLAL .8b alone, 8 MACs each, "
+              f"independent) {floor:.0f} cycles ({floor / 1200:.1f} µs); ratio {est / floor:.2f}")
     else:
         nm = subprocess.run(["aarch64-linux-gnu-nm", "--defined-only", a.lib], capture_output=True, text=True,
                             check=True).stdout
         lib_syms = {p.split()[2] for p in nm.splitlines() if len(p.split()) == 3}
         res = {}
+        gates = {"gru": 3, "lstm": 4, "rnn_tanh": 1, "rnn_relu": 1}[a.cell]
+        rng = np.random.default_rng(0)
+        h = a.hidden
+        spec = {"precision": "q8", "input_size": h,
+                "layers": [{"kind": a.cell.split("_")[0], "nonlinearity": a.cell.split("_")[-1],
+                            "weights": {"weight_ih": rng.uniform(-0.1, 0.1, (gates * h, h)),
+                                        "weight_hh": rng.uniform(-0.1, 0.1, (gates * h, h))}}]}
+        tmp = tempfile.NamedTemporaryFile(suffix=".rnc", delete=False)
+        tmp.write(write_rnc(spec))
+        tmp.close()
         for isa in ("neon", "neondot"):
             n_steps = 4
-            c1 = count_step(a.bench, "cortex-a76", isa, ["--cell", a.cell, "--hidden", str(a.hidden),
-                                                         "--precision", "q8"], lib_syms, steps=n_steps)
-            c0 = count_step(a.bench, "cortex-a76", isa, ["--cell", a.cell, "--hidden", str(a.hidden),
-                                                         "--precision", "q8"], lib_syms, steps=0)
+            c1 = count_step(a.bench, "cortex-a76", isa, ["--model", tmp.name], lib_syms, steps=n_steps)
+            c0 = count_step(a.bench, "cortex-a76", isa, ["--model", tmp.name], lib_syms, steps=0)
             per = (sum(c1.values()) - sum(c0.values())) / n_steps
             res[isa] = per
             top = collections.Counter({k: (c1[k] - c0.get(k, 0)) / n_steps for k in c1}).most_common(4)
             print(f"{isa}: {per:.0f} instructions per q8 {a.cell} step at H={a.hidden} (batch 1); top: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in top))
+        os.unlink(tmp.name)
         print(f"ratio neon / neondot: {res['neon'] / res['neondot']:.2f}")
 
 
