@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnncore.gradcheck import check_module
+from rnncore.nn import GRU, CrossEntropy
 from rnncore.nn.layers import (
     AttentionPool,
     Dropout,
@@ -261,3 +262,21 @@ def test_poolings_match_torch_on_random_lengths(B, T, F, seed):
         np.testing.assert_allclose(m.backward(dy), tx.grad.numpy(), atol=1e-12)
         for k, g in m.all_grads().items():
             np.testing.assert_allclose(g, sd[k].grad.numpy(), atol=1e-12)
+
+
+def test_constructor_sizes_and_sequential_state_errors_name_the_argument():
+    with pytest.raises(TypeError, match="in_features: expected an int >= 1, got float 3.5"):
+        Linear(3.5, 2)
+    with pytest.raises(ValueError, match="out_features: expected an int >= 1, got 0"):
+        Linear(3, 0)
+    with pytest.raises(TypeError, match="embedding_dim: expected an int >= 1, got str '4'"):
+        Embedding(5, "4")
+    seq = Sequential(GRU(3, 4), LastStep(), Linear(4, 2))
+    x = np.zeros((2, 5, 3))
+    with pytest.raises(TypeError, match=r"state: expected a list with one entry per recurrent module \(1\), "
+                                        r"got ndarray"):
+        seq.forward(x, state=np.zeros((1, 2, 4)))
+    with pytest.raises(ValueError, match=r"state: expected a list .* got a list of 2"):
+        seq.forward(x, state=[None, None])
+    with pytest.raises(ValueError, match=r"logits: empty input \(shape \(0, 3\)\)"):
+        CrossEntropy().forward(np.zeros((0, 3)), np.zeros(0, int))

@@ -39,7 +39,7 @@ def test_load_state_dict_rejects_wrong_keys_and_shapes():
     m = make_tree()
     sd = m.state_dict()
     sd["2.weight"] = sd.pop("1.weight")
-    with pytest.raises(KeyError, match=r"missing keys \['1.weight'\].*unexpected keys \['2.weight'\]"):
+    with pytest.raises(ValueError, match=r"missing keys \['1.weight'\].*unexpected keys \['2.weight'\]"):
         m.load_state_dict(sd)
     sd = m.state_dict()
     sd["0.bias"] = np.zeros(4)
@@ -47,7 +47,40 @@ def test_load_state_dict_rejects_wrong_keys_and_shapes():
         m.load_state_dict(sd)
 
 
+def test_load_state_dict_rejects_non_mappings_and_non_numbers():
+    m = make_tree()
+    with pytest.raises(TypeError, match=r"state_dict: expected a mapping .* got list"):
+        m.load_state_dict([np.zeros((3, 2))])
+    sd = {k: np.zeros(v.shape, complex) for k, v in m.state_dict().items()}
+    with pytest.raises(TypeError, match=r"0.weight: expected real numbers, got .*complex128"):
+        m.load_state_dict(sd)
+
+
+def test_load_state_dict_takes_a_torch_modules_own_state_dict_and_parameters():
+    """Tensors straight from torch: float32 into float64 (cast like Tensor.copy_), requires_grad
+    parameters, bfloat16 (no numpy dtype)."""
+    torch = pytest.importorskip("torch")
+    import rnncore as rc
+
+    tm = torch.nn.GRU(3, 4, batch_first=True)
+    ours = rc.nn.GRU(3, 4)
+    for source in (tm.state_dict(), dict(tm.named_parameters())):
+        ours.load_state_dict(source)
+        for k, v in tm.state_dict().items():
+            np.testing.assert_array_equal(ours.params[k], v.numpy().astype(np.float64))
+    ours.load_state_dict(tm.to(torch.bfloat16).state_dict())
+    for k, v in tm.state_dict().items():
+        np.testing.assert_array_equal(ours.params[k], v.float().numpy().astype(np.float64))
+
+
 def test_resolve_dtype():
     assert resolve_dtype("float32") == np.float32
+    assert resolve_dtype(np.float64) == np.float64
     with pytest.raises(ValueError, match="dtype"):
         resolve_dtype("int8")
+    with pytest.raises(ValueError, match=r"dtype: expected 'float64' or 'float32', got 'nonsense'"):
+        resolve_dtype("nonsense")
+    torch = pytest.importorskip("torch")
+    assert resolve_dtype(torch.float32) == np.float32 and resolve_dtype(torch.float64) == np.float64
+    with pytest.raises(ValueError, match=r"dtype: expected 'float64' or 'float32', got torch.float16"):
+        resolve_dtype(torch.float16)

@@ -191,7 +191,7 @@ class ExtendedRecurrent(Module):
         return [flat[d * n:(d + 1) * n] for d in range(D)]
 
     # -- forward ---------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, state=None, lengths=None, mask=None, train: bool = False):
+    def forward(self, x: np.ndarray, state=None, lengths=None, train: bool = False, *, mask=None):
         """Run the whole sequence; see the class docstring for shapes.
 
         ``state``: initial ``h_0 (L*D, B, P)`` (LSTM: ``(h_0, c_0)``), zeros when None.
@@ -466,7 +466,7 @@ class ReverseTime(Module):
 
     takes_lengths = True
 
-    def forward(self, x: np.ndarray, lengths=None, mask=None, train: bool = False) -> np.ndarray:
+    def forward(self, x: np.ndarray, lengths=None, train: bool = False, *, mask=None) -> np.ndarray:
         if train:
             raise NotImplementedError("ReverseTime is forward-only (an import target)")
         x = np.asarray(x)

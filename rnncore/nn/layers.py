@@ -18,7 +18,7 @@ from collections.abc import Sequence as _Sequence
 
 import numpy as np
 
-from rnncore.nn.module import Module, resolve_dtype
+from rnncore.nn.module import Module, check_int, resolve_dtype
 
 __all__ = [
     "Linear",
@@ -124,11 +124,8 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  dtype: str = "float64", seed: int | None = None) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(
-                f"in_features, out_features: expected positive sizes, got {in_features}, {out_features}"
-            )
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = check_int("in_features", in_features, 1)
+        self.out_features = check_int("out_features", out_features, 1)
         self.dtype = resolve_dtype(dtype)
         rng = np.random.default_rng(seed)
         bound = 1.0 / np.sqrt(in_features)
@@ -174,11 +171,8 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  dtype: str = "float64", seed: int | None = None) -> None:
         super().__init__()
-        if num_embeddings < 1 or embedding_dim < 1:
-            raise ValueError(
-                "num_embeddings, embedding_dim: expected positive sizes, "
-                f"got {num_embeddings}, {embedding_dim}"
-            )
+        check_int("num_embeddings", num_embeddings, 1)
+        check_int("embedding_dim", embedding_dim, 1)
         if padding_idx is not None and not -num_embeddings <= padding_idx < num_embeddings:
             raise ValueError(
                 f"padding_idx: expected in [{-num_embeddings}, {num_embeddings}), got "
@@ -281,7 +275,7 @@ class LastStep(_Pool):
         self.bidirectional = bool(bidirectional)
         self._cache = None
 
-    def forward(self, x: np.ndarray, lengths=None, mask=None, train: bool = False) -> np.ndarray:
+    def forward(self, x: np.ndarray, lengths=None, train: bool = False, *, mask=None) -> np.ndarray:
         x, lengths = self._prepare(x, lengths, mask)
         B, T, F = x.shape
         rows, last = np.arange(B), lengths - 1
@@ -318,7 +312,7 @@ class MaskedMean(_Pool):
         super().__init__()
         self._cache = None
 
-    def forward(self, x: np.ndarray, lengths=None, mask=None, train: bool = False) -> np.ndarray:
+    def forward(self, x: np.ndarray, lengths=None, train: bool = False, *, mask=None) -> np.ndarray:
         x, lengths = self._prepare(x, lengths, mask)
         w = mask_from_lengths(lengths, x.shape[1]).astype(x.dtype) / lengths[:, None].astype(x.dtype)
         self._cache = (x.shape, w) if train else None
@@ -357,7 +351,7 @@ class AttentionPool(_Pool):
         self.attention: np.ndarray | None = None
         self._cache = None
 
-    def forward(self, x: np.ndarray, lengths=None, mask=None, train: bool = False) -> np.ndarray:
+    def forward(self, x: np.ndarray, lengths=None, train: bool = False, *, mask=None) -> np.ndarray:
         x, lengths = self._prepare(x, lengths, mask)
         x = x.astype(self.dtype, copy=False)
         valid = mask_from_lengths(lengths, x.shape[1])
@@ -388,7 +382,7 @@ class Sequential(Module):
     """Chain of modules; ``state_dict`` keys are prefixed by position (``"0.weight_ih_l0"``,
     ``"2.weight"``) exactly like ``torch.nn.Sequential``.
 
-    ``forward(x, lengths=None, mask=None, state=None, train=False)``:
+    ``forward(x, lengths=None, state=None, train=False, *, mask=None)``:
 
     * a recurrent module (``is_recurrent = True``) gets ``lengths`` and its initial state
       ``state[i]`` (``state`` is a list with one entry per recurrent module, ``None``
@@ -424,14 +418,18 @@ class Sequential(Module):
     def recurrent_modules(self) -> list[Module]:
         return [m for m in self if getattr(m, "is_recurrent", False)]
 
-    def forward(self, x: np.ndarray, lengths=None, mask=None, state: list | None = None,
-                train: bool = False) -> np.ndarray:
+    def forward(self, x: np.ndarray, lengths=None, state: list | None = None, train: bool = False,
+                *, mask=None) -> np.ndarray:
         n_rec = len(self.recurrent_modules)
-        if state is not None and (not isinstance(state, list | tuple) or len(state) != n_rec):
-            got = f"a list of {len(state)}" if isinstance(state, list | tuple) else type(state).__name__
+        if state is not None and not isinstance(state, list | tuple):
+            raise TypeError(
+                f"state: expected a list with one entry per recurrent module ({n_rec}), got "
+                f"{type(state).__name__}"
+            )
+        if state is not None and len(state) != n_rec:
             raise ValueError(
                 f"state: expected a list with one entry per recurrent module ({n_rec}), got "
-                f"{got}"
+                f"a list of {len(state)}"
             )
         if mask is not None or lengths is not None:
             arr = np.asarray(x)

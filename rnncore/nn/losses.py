@@ -123,7 +123,9 @@ class CrossEntropy(Loss):
         per = -np.sum(q * logp, axis=-1) * valid                    # per example / per step
         n = valid.sum()
         if n == 0:
-            raise ValueError("lengths/mask: no valid step to average over")
+            what = "lengths/mask: no valid step" if lengths is not None or mask is not None else \
+                f"logits: empty input (shape {logits.shape})"
+            raise ValueError(f"{what}; nothing to average over")
         denom = float(n) if self.reduction == "mean" else 1.0
         grad = (np.exp(logp) - q) * (valid[..., None] / denom)
         self._grad = grad.astype(logits.dtype, copy=False)

@@ -23,20 +23,39 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
 def resolve_dtype(dtype: str | np.dtype | type) -> np.dtype:
-    """Return the numpy dtype for ``"float64"``/``"float32"`` (or the numpy types themselves)."""
-    dt = np.dtype(dtype) if not isinstance(dtype, str) else np.dtype(DTYPES.get(dtype, dtype))
-    if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+    """Return the numpy dtype for ``"float64"``/``"float32"`` (or the numpy/torch types themselves)."""
+    name = str(dtype).removeprefix("torch.") if type(dtype).__module__ == "torch" else dtype
+    try:
+        dt = np.dtype(DTYPES.get(name, name)) if isinstance(name, str) else np.dtype(name)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in (np.dtype(np.float64), np.dtype(np.float32)):  # (None == float64!)
         raise ValueError(f"dtype: expected 'float64' or 'float32', got {dtype!r}")
     return dt
 
 
+def check_int(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` as an int (Python or NumPy integer, not bool) that is ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return int(value)
+
+
 def _as_array(name: str, value: object) -> np.ndarray:
-    """Accept numpy arrays and torch tensors (without importing torch)."""
+    """Accept numpy arrays and torch tensors (without importing torch); real numbers only."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if str(getattr(value, "dtype", "")) in ("torch.bfloat16", "torch.float16"):
+            value = value.float()  # bfloat16 has no numpy equivalent
+        value = value.numpy()
     if not isinstance(value, np.ndarray | np.generic | list | tuple | float | int):
         raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(value).__name__}")
-    return np.asarray(value)
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected real numbers, got an array of dtype {value.dtype}")
+    return value
 
 
 class Module:
@@ -87,15 +106,22 @@ class Module:
     def load_state_dict(self, state_dict: Mapping[str, object], strict: bool = True) -> None:
         """Copy values into the parameters (numpy arrays or torch tensors).
 
-        Raises ``KeyError`` listing missing/unexpected keys (when ``strict``) and
-        ``ValueError`` naming the key, the expected and the received shape.
+        Raises ``TypeError`` if ``state_dict`` is not a mapping, and ``ValueError`` listing
+        the missing/unexpected keys (when ``strict``) or naming the key, the expected and the
+        received shape. Values are cast to the parameter's dtype (like ``Tensor.copy_``).
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"state_dict: expected a mapping name -> array (e.g. torch_module.state_dict()), "
+                f"got {type(state_dict).__name__}"
+            )
         own = OrderedDict(self.named_parameters())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
-            raise KeyError(
-                f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            raise ValueError(
+                f"load_state_dict: missing keys {missing}, unexpected keys {unexpected} "
+                f"(expected the keys of {type(self).__name__}.state_dict())"
             )
         for k, target in own.items():
             if k not in state_dict:

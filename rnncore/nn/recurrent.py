@@ -36,17 +36,9 @@ from rnncore.nn.cells import (
     rnn_cell_backward,
     rnn_cell_forward,
 )
-from rnncore.nn.module import Module, resolve_dtype
+from rnncore.nn.module import Module, check_int, resolve_dtype
 
 __all__ = ["RNN", "GRU", "LSTM"]
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)
 
 
 class _Recurrent(Module):
@@ -70,10 +62,10 @@ class _Recurrent(Module):
         proj_size: int = 0,
     ) -> None:
         super().__init__()
-        self.input_size = _check_int("input_size", input_size, 1)
-        self.hidden_size = _check_int("hidden_size", hidden_size, 1)
-        self.num_layers = _check_int("num_layers", num_layers, 1)
-        self.proj_size = _check_int("proj_size", proj_size, 0)
+        self.input_size = check_int("input_size", input_size, 1)
+        self.hidden_size = check_int("hidden_size", hidden_size, 1)
+        self.num_layers = check_int("num_layers", num_layers, 1)
+        self.proj_size = check_int("proj_size", proj_size, 0)
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size: expected < hidden_size={hidden_size}, got {proj_size}")
         if batch_first is not True:
@@ -154,9 +146,10 @@ class _Recurrent(Module):
     # -- validation ------------------------------------------------------------------------
     def _check_x(self, x: Any) -> np.ndarray:
         if not isinstance(x, np.ndarray):
+            hint = "; convert a torch tensor with x.detach().numpy()" if hasattr(x, "detach") else ""
             raise TypeError(
                 f"x: expected a numpy.ndarray of shape (batch, time, {self.input_size}), "
-                f"got {type(x).__name__}"
+                f"got {type(x).__name__}{hint}"
             )
         if x.ndim != 3:
             raise ValueError(
@@ -252,7 +245,10 @@ class _Recurrent(Module):
         for what, a, shape in zip(("h", "c"), arrays, shapes, strict=False):
             label = name if len(shapes) == 1 else f"{name}[{0 if what == 'h' else 1}] ({what})"
             if not isinstance(a, np.ndarray):
-                raise TypeError(f"{label}: expected a numpy.ndarray of shape {shape}, got {type(a).__name__}")
+                hint = "; convert a torch tensor with .detach().numpy()" if hasattr(a, "detach") else ""
+                raise TypeError(
+                    f"{label}: expected a numpy.ndarray of shape {shape}, got {type(a).__name__}{hint}"
+                )
             if a.shape != shape:
                 raise ValueError(
                     f"{label}: expected shape {shape} (num_layers*num_directions, batch, size), got {a.shape}"
@@ -274,8 +270,9 @@ class _Recurrent(Module):
         x: np.ndarray,
         state: Any = None,
         lengths: Any = None,
-        mask: Any = None,
         train: bool = False,
+        *,
+        mask: Any = None,
     ) -> tuple[np.ndarray, Any]:
         """Run the stacked (bi)directional layer over whole sequences.
 
@@ -285,9 +282,10 @@ class _Recurrent(Module):
         state : initial state, ``h0`` (L*D, B, P) -- LSTM: the pair ``(h0, c0)`` with
             ``c0`` (L*D, B, H); None means zeros. Pass the previous call's final state to
             continue a stream.
-        lengths : int array (B,), each in 1..T, or None (all sequences have length T)
-        mask : bool array (B, T), a prefix mask (alternative to ``lengths``)
+        lengths : int array (B,), each in 1..T (a list or torch tensor too), or None (all
+            sequences have length T)
         train : keep what ``backward`` needs, and apply dropout between layers
+        mask : bool array (B, T), a prefix mask (alternative to ``lengths``; keyword only)
 
         Returns
         -------
@@ -295,6 +293,8 @@ class _Recurrent(Module):
         h_n : (L*D, B, P) final states (LSTM: ``(h_n, c_n)``), taken at each sequence's last
             valid step
         """
+        if not isinstance(train, bool | np.bool_):
+            raise TypeError(f"train: expected a bool, got {type(train).__name__} {train!r}")
         x = self._check_x(x)
         B, T, _ = x.shape
         lengths = self._resolve_lengths(lengths, mask, B, T)
@@ -359,6 +359,9 @@ class _Recurrent(Module):
     # -- backward --------------------------------------------------------------------------
     def backward(self, dy: np.ndarray | None = None, dstate: Any = None) -> tuple[np.ndarray, Any]:
         """Backpropagation through time, accumulating parameter gradients into ``self.grads``.
+
+        Differentiates the last ``forward(..., train=True)``. Calling it again adds the same
+        gradients again (like ``retain_graph=True`` in PyTorch); ``zero_grad()`` clears them.
 
         Parameters
         ----------
