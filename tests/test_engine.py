@@ -123,6 +123,20 @@ def test_embedding_recurrent_laststep_head(precision):
         assert np.abs(y - ref).max() <= Q8_BOUND
 
 
+def test_f32_reference_read_back_from_the_file_keeps_embedding_pooling_and_head():
+    # Engine.reference() rebuilds the float model from the .rnc bytes alone; it must be the
+    # same model as the rc.nn one it was compiled from (head, pooling and embedding included).
+    model = Sequential(Embedding(30, 8, seed=5), rc.nn.GRU(8, 12, bidirectional=True, seed=6),
+                       LastStep(bidirectional=True), Linear(24, 4, seed=7))
+    _f32_weights(model)
+    ids = np.random.default_rng(8).integers(0, 30, (3, 7))
+    lengths = np.array([7, 2, 5])
+    spec = rc.compile(model, precision="f32").reference()
+    assert spec.head is not None and spec.last_step and spec.last_step_bidirectional
+    y, _ = Q.float_forward(spec, ids, lengths)
+    np.testing.assert_allclose(y, model.forward(ids, lengths=lengths), atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("precision", ["f32", "q8"])
 def test_stream_with_head_equals_run(precision):
     lstm = rc.nn.LSTM(7, 16, num_layers=2, seed=9)

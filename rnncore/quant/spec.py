@@ -284,7 +284,8 @@ def spec_from_rnc(d: dict) -> ModelSpec:
     emb = d.get("embedding")
     head = d.get("head")
     lin = None if head is None else LinearSpec(head["weight"], head["bias"], head["activation"])
-    spec = ModelSpec(layers, None if emb is None else emb["weight"], bool(d.get("last_step")), lin)
-    spec.last_step_bidirectional = bool(d.get("last_step_bidirectional"))
+    spec = ModelSpec(layers, embedding=None if emb is None else emb["weight"],
+                     last_step=bool(d.get("last_step")),
+                     last_step_bidirectional=bool(d.get("last_step_bidirectional")), head=lin)
     spec.validate()
     return spec
