@@ -54,8 +54,8 @@ def rnn_cell_forward(
     h : (B, H) new hidden state
     cache : ``(h, nonlinearity)``
     """
-    a = gx + h_prev @ w_hh.T
-    h = np.tanh(a, out=a) if nonlinearity == "tanh" else np.maximum(a, 0, out=a)
+    a = gx + h_prev @ w_hh.T                                   # (B, H)  a_t = gx_t + h_{t-1} W_hh^T
+    h = np.tanh(a, out=a) if nonlinearity == "tanh" else np.maximum(a, 0, out=a)  # (B, H)  h_t = phi(a_t)
     return h, (h, nonlinearity)
 
 
@@ -82,8 +82,8 @@ def rnn_cell_backward(dh: np.ndarray, cache: tuple, w_hh: np.ndarray) -> tuple[n
     dh_prev : (B, H) gradient with respect to ``h_{t-1}``
     """
     h, nonlinearity = cache
-    da = dh * (1 - h * h) if nonlinearity == "tanh" else dh * (h > 0)
-    dh_prev = da @ w_hh
+    da = dh * (1 - h * h) if nonlinearity == "tanh" else dh * (h > 0)   # (B, H)  da = dh * phi'(a)
+    dh_prev = da @ w_hh                                        # (B, H)  dh_{t-1} = da W_hh
     return da, dh_prev
 
 
@@ -186,25 +186,25 @@ def gru_cell_backward(
     """
     h_prev, rz, n, extra, reset_after = cache
     H = h_prev.shape[1]
-    r, z = rz[:, :H], rz[:, H:]
-    dn = dh * (1 - z)
-    dz = dh * (h_prev - n)
-    da_n = dn * (1 - n * n)
+    r, z = rz[:, :H], rz[:, H:]                                # (B, H) each
+    dn = dh * (1 - z)                                          # (B, H)  h = (1 - z) n + z h_prev
+    dz = dh * (h_prev - n)                                     # (B, H)
+    da_n = dn * (1 - n * n)                                    # (B, H)  through n = tanh(a_n)
     drz = np.empty_like(rz)                                    # (B, 2H) [dr | dz]
     if reset_after:
         drz[:, :H] = da_n * extra                              # dr = da_n * hn
     else:
-        drh = da_n @ w_hh[2 * H:]                              # (B, H)
-        drz[:, :H] = drh * h_prev
+        drh = da_n @ w_hh[2 * H:]                              # (B, H)  drh = da_n W_hn
+        drz[:, :H] = drh * h_prev                              # dr = drh * h_prev
     drz[:, H:] = dz
     da_rz = drz * rz * (1 - rz)                                # [da_r | da_z]
     dgx = np.concatenate([da_rz, da_n], axis=1)                # (B, 3H)
     if reset_after:
-        dgh = np.concatenate([da_rz, da_n * r], axis=1)       # (B, 3H)
-        dh_prev = dh * z + dgh @ w_hh
+        dgh = np.concatenate([da_rz, da_n * r], axis=1)       # (B, 3H)  [da_r | da_z | dhn]
+        dh_prev = dh * z + dgh @ w_hh                          # (B, H)
     else:
-        dgh = dgx
-        dh_prev = dh * z + drh * r + da_rz @ w_hh[: 2 * H]
+        dgh = dgx                                              # (B, 3H)  [da_r | da_z | da_n]
+        dh_prev = dh * z + drh * r + da_rz @ w_hh[: 2 * H]     # (B, H)
     return dgx, dgh, dh_prev
 
 
@@ -251,10 +251,10 @@ def lstm_cell_forward(
     gates = sigmoid(a)                                         # i, f, o (g is overwritten)
     gates[:, 2 * H: 3 * H] = np.tanh(a[:, 2 * H: 3 * H])       # g
     i, f, g, o = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
-    c = f * c_prev + i * g
-    tanh_c = np.tanh(c)
-    m = o * tanh_c
-    h = m if w_hr is None else m @ w_hr.T
+    c = f * c_prev + i * g                                     # (B, H)
+    tanh_c = np.tanh(c)                                        # (B, H)
+    m = o * tanh_c                                             # (B, H)
+    h = m if w_hr is None else m @ w_hr.T                      # (B, P)
     return h, c, (gates, c_prev, tanh_c, m)
 
 
@@ -297,15 +297,15 @@ def lstm_cell_backward(
     gates, c_prev, tanh_c, _m = cache
     H = c_prev.shape[1]
     i, f, g, o = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
-    dm = dh if w_hr is None else dh @ w_hr
-    dc = dc + dm * o * (1 - tanh_c * tanh_c)
-    dgates = np.empty_like(gates)                              # [di | df | dg | do]
-    dgates[:, :H] = dc * g
-    dgates[:, H: 2 * H] = dc * c_prev
-    dgates[:, 2 * H: 3 * H] = dc * i
-    dgates[:, 3 * H:] = dm * tanh_c
-    dc_prev = dc * f
-    da = dgates * gates * (1 - gates)                          # sigmoid' for i, f, o
+    dm = dh if w_hr is None else dh @ w_hr                     # (B, H)
+    dc = dc + dm * o * (1 - tanh_c * tanh_c)                   # (B, H)  total gradient w.r.t. c_t
+    dgates = np.empty_like(gates)                              # (B, 4H) [di | df | dg | do]
+    dgates[:, :H] = dc * g                                     # di
+    dgates[:, H: 2 * H] = dc * c_prev                          # df
+    dgates[:, 2 * H: 3 * H] = dc * i                           # dg
+    dgates[:, 3 * H:] = dm * tanh_c                            # do
+    dc_prev = dc * f                                           # (B, H)
+    da = dgates * gates * (1 - gates)                          # (B, 4H) sigmoid' for i, f, o
     da[:, 2 * H: 3 * H] = dgates[:, 2 * H: 3 * H] * (1 - g * g)  # tanh' for g
-    dh_prev = da @ w_hh
+    dh_prev = da @ w_hh                                        # (B, P)
     return da, dh_prev, dc_prev
