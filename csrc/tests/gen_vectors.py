@@ -212,6 +212,16 @@ def main(outdir: str) -> None:
                                  head=3, head_act="softmax"), 3, 6, "run", [6, 2, 1], q8),
         ("rnn_f32_emb_last_nohead", dict(kind="rnn", sizes=[5, 12], precision="f32", embedding=9,
                                          last_step=True), 2, 4, "run", [3, 4], {}),
+        # batches of >= 4 sequences: run() projects the inputs step by step (model.c)
+        ("gru_q8_stream_b5", dict(kind="gru", sizes=[7, 16], precision="q8"), 5, 6, "stream", None, q8),
+        ("lstm_f32_stream_b5", dict(kind="lstm", sizes=[4, 17, 9], precision="f32", head=3,
+                                    head_act="softmax"), 5, 5, "stream", None, {}),
+        ("lstm_q8_bidir_run_b6", dict(kind="lstm", sizes=[3, 8, 5], precision="q8", bidirectional=True,
+                                      head=3, head_act="tanh"), 6, 5, "run", [5, 0, 2, 4, 1, 5], q8),
+        ("gru_rb_f32_bidir_run_b4", dict(kind="gru", sizes=[4, 19], precision="f32", bidirectional=True,
+                                         reset_after=False), 4, 5, "run", [3, 5, 0, 1], {}),
+        ("rnn_q8_emb_last_b4", dict(kind="rnn", sizes=[5, 12], precision="q8", embedding=9, last_step=True,
+                                    head=3, head_act="softmax"), 4, 6, "run", [6, 2, 1, 0], q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:
