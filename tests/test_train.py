@@ -247,3 +247,28 @@ def test_fit_token_ids_through_embedding_attention_and_dropout_learns_and_is_det
     assert h["loss"][-1] < 0.5 * h["loss"][0]
     _, acc = evaluate(m, rc.nn.CrossEntropy(), X, y, lengths)
     assert acc > 0.9
+
+
+def test_fit_takes_a_bare_recurrent_layer_and_matches_a_torch_sgd_step():
+    """fit(GRU) trains on the layer's output y: one full-batch SGD step equals torch's."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((4, 5, 3)), rng.standard_normal((4, 5, 4))
+    tm = torch.nn.GRU(3, 4, batch_first=True, dtype=torch.float64)
+    gru = rc.nn.GRU(3, 4)
+    gru.load_state_dict(tm.state_dict())
+    fit(gru, rc.nn.MSE(), rc.nn.SGD(gru, lr=0.1), X, Y, epochs=1, batch_size=4, shuffle=False,
+        metric=None, verbose=False)
+    opt = torch.optim.SGD(tm.parameters(), lr=0.1)
+    torch.nn.functional.mse_loss(tm(torch.tensor(X))[0], torch.tensor(Y)).backward()
+    opt.step()
+    for k, v in tm.state_dict().items():
+        np.testing.assert_allclose(gru.params[k], v.numpy(), rtol=0, atol=1e-12, err_msg=k)
+
+
+def test_optimizer_of_another_model_is_refused():
+    m, other = seq_model(0), seq_model(1)
+    X, Y = np.zeros((2, 3, 3)), np.zeros((2, 3), int)
+    with pytest.raises(ValueError, match="optimizer: built on a different model"):
+        fit(m, rc.nn.CrossEntropy(), rc.nn.Adam(other), X, Y[:, 0], verbose=False)
+    with pytest.raises(ValueError, match="optimizer: built on a different model"):
+        truncated_bptt(m, rc.nn.CrossEntropy(), X, Y, 2, optimizer=rc.nn.SGD(other, lr=0.1))

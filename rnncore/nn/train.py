@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rnncore.nn.layers import check_lengths, mask_from_lengths
+from rnncore.nn.layers import Sequential, check_lengths, mask_from_lengths
 from rnncore.nn.optim import Optimizer, clip_grad_norm_
 
 __all__ = ["fit", "evaluate", "predict", "truncated_bptt", "accuracy"]
@@ -52,6 +52,31 @@ def accuracy(out: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None) 
     against int targets, or ``logit > 0`` against binary targets; valid steps only."""
     c, n = _accuracy_counts(out, y, lengths)
     return c / n if n else float("nan")
+
+
+# -- the model -------------------------------------------------------------------------------
+def _as_model(model: Any) -> Any:
+    """A bare recurrent layer returns ``(y, h_n)``; train it as ``Sequential(layer)`` (same arrays)."""
+    if not hasattr(model, "forward") or not hasattr(model, "backward"):
+        raise TypeError(
+            f"model: expected an rnncore.nn module (forward/backward), got {type(model).__name__}")
+    if getattr(model, "is_recurrent", False):
+        return Sequential(model)
+    return model
+
+
+def _check_optimizer(optimizer: Any, model: Any) -> None:
+    """Refuse an optimiser built on other arrays than the model's (it would train nothing)."""
+    modules = getattr(optimizer, "modules", None)
+    if modules is None or not hasattr(model, "named_parameters"):
+        return
+    theirs = {id(p) for m in modules for _, p in m.named_parameters()}
+    ours = [name for name, p in model.named_parameters() if id(p) not in theirs]
+    if ours and len(ours) == len(list(model.named_parameters())):
+        raise ValueError(
+            "optimizer: built on a different model (none of the model's parameters is in it); "
+            f"build it on this one, e.g. {type(optimizer).__name__}(model, lr=...)"
+        )
 
 
 # -- batching ------------------------------------------------------------------------------
@@ -98,6 +123,7 @@ def _weight(out, lb) -> float:
 
 def predict(model, X: np.ndarray, lengths: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
     """Model outputs in evaluation mode (no dropout), computed in batches and concatenated."""
+    model = _as_model(model)
     X = np.asarray(X)
     outs = []
     for s in range(0, X.shape[0], batch_size):
@@ -114,6 +140,7 @@ def predict(model, X: np.ndarray, lengths: np.ndarray | None = None, batch_size:
 def evaluate(model, loss, X: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None,
              metric: str | Callable | None = "accuracy", batch_size: int = 256) -> tuple[float, float | None]:
     """Mean loss and metric over a dataset, in evaluation mode. Returns ``(loss, metric)``."""
+    model = _as_model(model)
     X, y, lengths = _check_data(X, y, lengths, "")
     tot, wsum, mc, mn = 0.0, 0.0, 0.0, 0.0
     outs = []
@@ -165,7 +192,8 @@ def fit(
     Parameters
     ----------
     model : a module with ``forward(x, lengths=None, train=False)`` / ``backward(dy)``
-        (typically :class:`~rnncore.nn.Sequential`)
+        (typically :class:`~rnncore.nn.Sequential`; a bare ``RNN/GRU/LSTM`` is trained on
+        its output ``y``)
     loss : an rnncore loss; per-step outputs ``(B, T, F)`` get ``lengths=``
     optimizer : built on ``model``
     X : (N, T, F) inputs (or (N, T) token ids); y : (N,) or (N, T, ...) targets
@@ -188,6 +216,8 @@ def fit(
         ``val_<metric>`` (with validation), ``grad_norm`` (mean pre-clipping norm),
         ``time`` (seconds since the start); and ``best_epoch`` (int).
     """
+    model = _as_model(model)
+    _check_optimizer(optimizer, model)
     X, y, lengths = _check_data(X, y, lengths, "")
     if not isinstance(epochs, int | np.integer) or epochs < 1:
         raise ValueError(f"epochs: expected a positive int, got {epochs!r}")
@@ -310,7 +340,8 @@ def truncated_bptt(model, loss, X: np.ndarray, y: np.ndarray, window: int, lengt
 
     Parameters
     ----------
-    model : a :class:`~rnncore.nn.Sequential` (it takes ``state=`` and sets ``final_states``)
+    model : a :class:`~rnncore.nn.Sequential` (it takes ``state=`` and sets ``final_states``),
+        or a bare ``RNN/GRU/LSTM`` (trained on its output ``y``)
     loss : a per-step loss, e.g. ``CrossEntropy()`` on ``(B, T, C)`` outputs
     X : (B, T, F) ; y : (B, T, ...) per-step targets
     window : steps per window (k)
@@ -322,6 +353,9 @@ def truncated_bptt(model, loss, X: np.ndarray, y: np.ndarray, window: int, lengt
     -------
     (mean loss over windows weighted by their valid steps, final states)
     """
+    model = _as_model(model)
+    if optimizer is not None:
+        _check_optimizer(optimizer, model)
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim < 2 or y.shape[:2] != X.shape[:2]:
         raise ValueError(f"y: expected per-step targets of shape {X.shape[:2]} + (...), got {y.shape}")
