@@ -177,3 +177,32 @@ def test_time_distributed_dense_and_final_softmax_layer():
     logits = ours.forward(x.astype(np.float64))
     p = np.exp(logits - logits.max(-1, keepdims=True))
     np.testing.assert_allclose(p / p.sum(-1, keepdims=True), keras.ops.convert_to_numpy(model(x)), **TOL)
+
+
+def test_bad_paths_and_objects_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="from_keras: no such file: .*nope.keras"):
+        from_keras(tmp_path / "nope.keras")
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="is not a .keras file"):
+        from_keras(garbage)
+    with pytest.raises(TypeError, match="from_keras: expected a keras model .* got int"):
+        from_keras(3)
+
+
+def test_missing_keras_backend_gets_a_hint(tmp_path):
+    """Keras' default backend is TensorFlow; without it and without KERAS_BACKEND the user is told
+    what to set (checked in a fresh interpreter, since keras is already imported here)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("TensorFlow is installed: keras imports with its default backend")
+    path = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((None, 3)), L.GRU(2)]).save(path)
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path)  # no ~/.keras/keras.json choosing a backend
+    code = f"import rnncore as rc; rc.io.from_keras({str(path)!r})"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "set KERAS_BACKEND=torch" in r.stderr, r.stderr[-2000:]

@@ -447,3 +447,7 @@ def test_truncated_or_garbage_files_are_refused(tmp_path):
     path.write_bytes(data[:7])
     with pytest.raises(ValueError, match="from_onnx"):
         from_onnx(path)
+    with pytest.raises(TypeError, match="from_onnx: expected a path, .* got NoneType"):
+        from_onnx(None)
+    with pytest.raises(FileNotFoundError):
+        from_onnx(tmp_path / "missing.onnx")

@@ -34,6 +34,9 @@ calling (any backend works; the tests use ``torch``).
 
 from __future__ import annotations
 
+import os
+import zipfile
+
 import numpy as np
 
 from rnncore.io import _build
@@ -130,10 +133,25 @@ def _bidirectional(layer) -> dict:
 
 def _load(model_or_path):
     if not isinstance(model_or_path, str | bytes) and not hasattr(model_or_path, "__fspath__"):
+        if not hasattr(model_or_path, "get_weights") and not hasattr(model_or_path, "layers"):
+            raise TypeError(f"from_keras: expected a keras model or layer, or the path of a .keras file, "
+                            f"got {type(model_or_path).__name__}")
         return model_or_path
-    import keras
-
-    return keras.saving.load_model(str(model_or_path), compile=False)
+    path = os.fsdecode(model_or_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"from_keras: no such file: {path!r}")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise ValueError(f"from_keras: {path!r} is not a .keras file (Keras 3 saves a zip archive)")
+    try:
+        import keras
+    except ModuleNotFoundError as e:
+        if e.name == "keras" or os.environ.get("KERAS_BACKEND"):
+            raise
+        raise ImportError(
+            f"from_keras: importing keras needs its backend ({e.name!r} is not installed); set "
+            "KERAS_BACKEND=torch (or jax/tensorflow, whichever is installed) before keras is imported"
+        ) from e
+    return keras.saving.load_model(path, compile=False)
 
 
 def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation: bool = False,

@@ -687,6 +687,9 @@ def _load(path_or_model):
 
     if isinstance(path_or_model, onnx.ModelProto):
         return path_or_model
+    if not isinstance(path_or_model, str | bytes) and not hasattr(path_or_model, "__fspath__"):
+        raise TypeError(f"from_onnx: expected a path, the model's bytes or an onnx.ModelProto, "
+                        f"got {type(path_or_model).__name__}")
     try:
         if isinstance(path_or_model, bytes):
             return onnx.load_from_string(path_or_model)
