@@ -329,7 +329,7 @@ class _Recurrent(Module):
                 gx = self._input_projection(inp, w)                # (T, B, G*H)
                 if d == 1:
                     gx = gx[::-1] if R is None else gx[R, cols]
-                s0 = [s[layer * D + d] for s in states0]
+                s0 = [s[layer * D + d] for s in states0]          # [h0 (B, P)] (LSTM: + c0 (B, H))
                 Y, sT, scan_cache = self._scan(gx, s0, w, M)       # Y (T, B, P) in loop order
                 if d == 1:
                     Y = Y[::-1] if R is None else Y[R, cols]
@@ -497,9 +497,9 @@ class RNN(_Recurrent):
         Hs, caches = cache
         (dh,) = dstate
         T, B, H = dY.shape
-        dA = np.empty((T, B, H), self.dtype)
+        dA = np.empty((T, B, H), self.dtype)                       # d(pre-activation) per step
         for t in reversed(range(T)):
-            dh = dh + dY[t]
+            dh = dh + dY[t]                                        # output + what step t+1 sent back
             if M is None:
                 dA[t], dh = rnn_cell_backward(dh, caches[t], w["w_hh"])
             else:
@@ -577,7 +577,8 @@ class GRU(_Recurrent):
         Hs, caches = cache
         (dh,) = dstate
         T, B, H = dY.shape
-        dGX = np.empty((T, B, 3 * H), self.dtype)
+        dGX = np.empty((T, B, 3 * H), self.dtype)                  # d(input projection) per step
+        # d(recurrent pre-activation): the same array in the original form, where dgh == dgx
         dGH = dGX if not self.reset_after else np.empty((T, B, 3 * H), self.dtype)
         for t in reversed(range(T)):
             dh = dh + dY[t]
@@ -651,7 +652,8 @@ class LSTM(_Recurrent):
         dh, dc = dstate
         T, B, P = dY.shape
         H = self.hidden_size
-        dA = np.empty((T, B, 4 * H), self.dtype)
+        dA = np.empty((T, B, 4 * H), self.dtype)                   # d(pre-activation) per step
+        # with a projection: d(h_t) per step, for dW_hr = sum_t dh_t^T m_t
         dHnew = np.empty((T, B, P), self.dtype) if w["w_hr"] is not None else None
         for t in reversed(range(T)):
             dh = dh + dY[t]
