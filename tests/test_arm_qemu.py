@@ -109,6 +109,34 @@ def test_dispatch_and_forcing(cross_build: Path, target, qemu, cpu, best, runs) 
             assert "ISA" in r.stderr or "isa" in r.stderr
 
 
+def test_bench_loads_a_model_file(cross_build: Path, tmp_path: Path) -> None:
+    """rnncore-bench --model: a .rnc written by Python, run on the emulated Cortex-A53."""
+    import numpy as np
+
+    from rnncore.io.rnc import write_rnc
+
+    rng = np.random.default_rng(5)
+    h, i = 24, 9
+    spec = {"precision": "q8", "input_size": i,
+            "layers": [{"kind": "lstm", "weights": {"weight_ih": rng.normal(size=(4 * h, i)),
+                                                    "weight_hh": rng.normal(size=(4 * h, h))}}],
+            "head": {"weight": rng.normal(size=(3, h)), "bias": np.zeros(3), "activation": "none"}}
+    data = write_rnc(spec)
+    path = tmp_path / "m.rnc"
+    path.write_bytes(data)
+    bench = str(cross_build / "aarch64" / "rnncore-bench")
+    r = _qemu("qemu-aarch64", "cortex-a53", [bench, "--model", str(path), "--steps", "3", "--seq", "4",
+                                             "--repeat", "1", "--json"])
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["model"]["model_bytes"] == len(data)
+    assert out["model"]["macs_per_step"] == 4 * h * (i + h) + 3 * h
+    assert out["isa"] == "neon" and out["step"]["n"] == 3 and out["sequence"]["n"] == 1
+    path.write_bytes(data[:-1])  # truncated: refused with a status, no crash
+    r = _qemu("qemu-aarch64", "cortex-a53", [bench, "--model", str(path)])
+    assert r.returncode == 1 and "rnc_model_init" in r.stderr
+
+
 def test_aarch64_library_size(cross_build: Path) -> None:
     """Target: the aarch64 static library's code at -Os is at most 64 KiB."""
     out = _make("cross-size")

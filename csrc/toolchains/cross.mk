@@ -57,6 +57,12 @@ cross-$(1): $(CROSS_BUILD)/$(1)/librnncore.a $(CROSS_BUILD)/$(1)/librnncore.so $
 endef
 $(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_prog_template,$(t))))
 
+# rnncore-bench for this host
+.PHONY: bench
+bench: $(BUILD)/rnncore-bench
+$(BUILD)/rnncore-bench: bench/rnncore_bench.c $(BUILD)/librnncore.a
+	$(CC) $(CFLAGS_ALL) $< $(BUILD)/librnncore.a -lm -o $@
+
 # Standalone shared library for this host (the objects of `make lib`, which are -fPIC), as an
 # embedded user or an FFI (tests/test_cffi.py) loads it.
 .PHONY: shared
