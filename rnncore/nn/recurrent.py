@@ -376,7 +376,8 @@ class _Recurrent(Module):
         if self._cache is None:
             raise RuntimeError(
                 f"{type(self).__name__}.backward: no forward pass to differentiate; call "
-                f"forward(x, ..., train=True) first"
+                f"forward(x, ..., train=True) first (a forward with train=False in between "
+                f"drops what backward needs)"
             )
         c = self._cache
         B, T, M, R, cols = c["B"], c["T"], c["M"], c["R"], c["cols"]
