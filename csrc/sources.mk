@@ -22,7 +22,7 @@ ARM_SRCS = src/arch/arm_cpu.c
 # chosen at run time from getauxval (arch/arm_cpu.c). Cross builds: toolchains/cross.mk.
 ARM_NEON_SRCS = src/kernels/gemv_neon.c src/kernels/cells_neon.c
 ARM_NEON_FLAGS =
-ARM_NEON_FLAGS_ARMV7 = -mfpu=neon
+ARM_NEON_FLAGS_ARMV7 = -march=armv7-a -mfpu=neon
 AARCH64_NEONDOT_SRCS = src/kernels/gemv_neondot.c src/kernels/cells_neondot.c
 AARCH64_NEONDOT_FLAGS = -march=armv8.2-a+dotprod
 # Flags every file gets (besides -Iinclude): no fast-math and no FP contraction, so that every

@@ -5,6 +5,7 @@ NumPy references, hostile files and fuzzing (csrc/tests/test_main.c), on
 * ``qemu-aarch64 -cpu cortex-a53`` (ARMv8.0: NEON, no dot product),
 * ``qemu-aarch64 -cpu cortex-a76`` (ARMv8.2 with ``sdot``),
 * ``qemu-arm -cpu cortex-a7`` (32-bit ARMv7-A hard-float with NEON),
+* ``qemu-arm -cpu cortex-r5f`` (ARMv7 with VFP but no NEON: the generic fallback),
 
 plus run-time dispatch (``getauxval``) and forcing with ``RNNCORE_ISA`` through ``rnncore-bench``.
 The toolchains are Debian packages installed by ``.ci/run`` (gcc-aarch64-linux-gnu,
@@ -30,6 +31,8 @@ CPUS = [
     ("aarch64", "qemu-aarch64", "cortex-a53", "neon", {"generic", "neon"}),
     ("aarch64", "qemu-aarch64", "cortex-a76", "neondot", {"generic", "neon", "neondot"}),
     ("armhf", "qemu-arm", "cortex-a7", "neon", {"generic", "neon"}),
+    # ARMv7 with VFPv3-D16 and no NEON (HWCAP_NEON absent): the same binary falls back to generic
+    ("armhf", "qemu-arm", "cortex-r5f", "generic", {"generic"}),
 ]
 
 

@@ -5,4 +5,5 @@ CROSS_armhf ?= arm-linux-gnueabihf-
 # -mfpu=neon, and run after HWCAP_NEON is seen at run time.
 ARCHFLAGS_armhf ?= -march=armv7-a -mfloat-abi=hard -mfpu=vfpv3-d16
 QEMU_armhf ?= qemu-arm
-QEMU_CPUS_armhf ?= cortex-a7
+# cortex-a7: NEON; cortex-r5f: ARMv7 with VFPv3-D16 and no NEON (the generic fallback)
+QEMU_CPUS_armhf ?= cortex-a7 cortex-r5f
