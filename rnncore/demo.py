@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 from collections.abc import Sequence
 
@@ -68,6 +69,9 @@ def run(args: argparse.Namespace) -> dict:
         if getattr(args, name) < 1:
             raise SystemExit(f"rnncore demo: --{name.replace('_', '-')} must be a positive integer, "
                              f"got {getattr(args, name)}")
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise SystemExit(f"rnncore demo: --out {args.out}: the directory {out_dir} does not exist")
     t_start = time.perf_counter()
     ds = japanese_vowels(dtype=args.dtype)
     print(f"JapaneseVowels (from aeon): {len(ds.y_train)} train / {len(ds.y_test)} test utterances, "

@@ -38,3 +38,5 @@ def test_demo_default_output_path_and_bad_option(tmp_path):
     assert (tmp_path / "demo_model.npz").exists()
     bad = run("--epochs", "0", cwd=tmp_path)
     assert bad.returncode != 0 and "--epochs must be a positive integer, got 0" in bad.stderr
+    bad = run("--out", str(tmp_path / "no" / "such" / "dir" / "m.npz"), cwd=tmp_path)
+    assert bad.returncode != 0 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
