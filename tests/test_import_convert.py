@@ -77,8 +77,19 @@ def test_convert_torch_state_dict_and_refuse_pickles_by_default(tmp_path):
     assert main(["convert", str(tmp_path / "sd.pt"), "-o", str(tmp_path / "sd.rnc")]) == 0
     _close(rc.load(tmp_path / "sd.rnc").run(x), ref)
     torch.save(lstm, tmp_path / "whole.pt")
-    with pytest.raises(Exception, match="[Ww]eights only"):
+    with pytest.raises(SystemExit, match="not a plain state_dict .*--trust-pickle"):
         main(["convert", str(tmp_path / "whole.pt"), "-o", str(tmp_path / "whole.rnc")])
     assert main(["convert", str(tmp_path / "whole.pt"), "-o", str(tmp_path / "whole.rnc"),
                  "--trust-pickle"]) == 0
     _close(rc.load(tmp_path / "whole.rnc").run(x), ref)
+
+
+def test_convert_command_errors_are_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"rnncore convert: .*nope.onnx: no such file"):
+        main(["convert", str(tmp_path / "nope.onnx"), "-o", str(tmp_path / "x.rnc")])
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(SystemExit, match=r"unknown model file type '.txt'"):
+        main(["convert", str(tmp_path / "notes.txt"), "-o", str(tmp_path / "x.rnc")])
+    (tmp_path / "bad.onnx").write_bytes(b"\x00\xff" * 10)
+    with pytest.raises(SystemExit, match=r"bad.onnx: ValueError: from_onnx: not a readable ONNX model"):
+        main(["convert", str(tmp_path / "bad.onnx"), "-o", str(tmp_path / "x.rnc")])

@@ -16,6 +16,7 @@ with ``torch.load(weights_only=True)``; a pickled whole module needs ``trust_pic
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,16 @@ def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: st
 
         from rnncore.io.torch_import import from_torch
 
-        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        except pickle.UnpicklingError as e:
+            if trust_pickle:
+                raise
+            raise ValueError(
+                f"{path} is not a plain state_dict (torch.load(weights_only=True) refused it: "
+                f"{str(e).splitlines()[0]}); if it is a pickled module from a source you trust, "
+                "pass trust_pickle=True / --trust-pickle (unpickling runs code from the file)"
+            ) from e
         return from_torch(obj, dtype=dtype)
     raise ValueError(f"convert: unknown model file type {ext!r} (expected .onnx, .keras, .pt or .pth)")
 
@@ -75,6 +85,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    engine = convert(args.source, args.output, precision=args.precision, calibration=args.calibration,
-                     trust_pickle=args.trust_pickle)
+    """The command: a user's mistake (missing file, unknown format, a model the importers or the
+    engine refuse) ends with one line naming it, not a traceback."""
+    if not os.path.isfile(args.source):
+        raise SystemExit(f"rnncore convert: {args.source}: no such file")
+    try:
+        engine = convert(args.source, args.output, precision=args.precision, calibration=args.calibration,
+                         trust_pickle=args.trust_pickle)
+    except (OSError, ValueError, TypeError, ImportError) as e:
+        raise SystemExit(f"rnncore convert: {args.source}: {type(e).__name__}: {e}") from e
     print(f"{args.output}: {engine!r}")
