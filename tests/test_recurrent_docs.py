@@ -45,6 +45,17 @@ def test_equation_references_point_at_the_quoted_code():
             f"{path}:{n} is not `{code}` in the code of {qualname}; run python tests/test_recurrent_docs.py")
 
 
+def test_the_python_snippets_of_the_page_run_and_pass(capsys):
+    """Section 6's "check it yourself" code runs as printed and its errors are far below 1e-6."""
+    doc = (ROOT / "docs" / "equations.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/equations.md", "exec"), {"__name__": "__doc_snippet__"})
+    errors = [float(v) for v in capsys.readouterr().out.split()]
+    assert errors and all(e < 1e-6 for e in errors)
+
+
 def refresh_line_numbers() -> int:
     """Rewrite the line numbers of docs/equations.md after the code moved; returns how many changed.
 
