@@ -150,3 +150,16 @@ def test_float32_layer_fed_float64_is_an_error_like_torch():
     with pytest.raises(TypeError, match=r"x: dtype float64 does not match the layer's dtype float32; "
                                         r"convert with x.astype\('float32'\)"):
         ours.forward(np.zeros((1, 2, 3)))
+
+
+def test_modules_are_callable_like_torch_modules():
+    tm, ours = pair("LSTM", 3, 4, num_layers=2)
+    x = np.random.default_rng(6).standard_normal((2, 5, 3))
+    assert_same(ours(x, lengths=[5, 2]), torch_run(tm, x, lengths=[5, 2]))
+    head = rc.nn.Linear(4, 2)
+    tl = torch.nn.Linear(4, 2, dtype=torch.float64)
+    head.load_state_dict(tl.state_dict())
+    z = np.random.default_rng(7).standard_normal((3, 4))
+    np.testing.assert_allclose(head(z), tl(torch.tensor(z)).detach().numpy(), rtol=0, atol=ATOL)
+    seq = rc.nn.Sequential(ours, rc.nn.LastStep(), head)
+    np.testing.assert_array_equal(seq(x, lengths=[5, 2]), seq.forward(x, lengths=[5, 2]))

@@ -66,6 +66,13 @@ class Module:
         self.grads: OrderedDict[str, np.ndarray] = OrderedDict()
         self._modules: OrderedDict[str, Module] = OrderedDict()
 
+    def __call__(self, *args, **kwargs):
+        """``module(x, ...)`` is ``module.forward(x, ...)``, as in PyTorch."""
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):  # pragma: no cover - every layer defines it
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
     # -- structure ---------------------------------------------------------------------
     def add_module(self, name: str, module: Module) -> Module:
         self._modules[name] = module
