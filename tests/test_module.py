@@ -24,6 +24,12 @@ def test_state_dict_keys_are_prefixed_like_torch_sequential():
     assert list(make_tree().state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
 
 
+def test_parameters_are_the_live_arrays_in_state_dict_order():
+    m = make_tree()
+    assert [p.shape for p in m.parameters()] == [(3, 2), (3,), (3, 2), (3,)]
+    assert next(m.parameters()) is m._modules["0"].params["weight"]
+
+
 def test_load_state_dict_writes_in_place_and_returns_copies():
     m = make_tree()
     live = m._modules["1"].params["weight"]

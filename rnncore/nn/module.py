@@ -88,6 +88,11 @@ class Module:
         for name, m in self._modules.items():
             yield from m.named_parameters(prefix + name + ".")
 
+    def parameters(self) -> Iterator[np.ndarray]:
+        """Yield every parameter array (live), in :meth:`state_dict` order."""
+        for _, v in self.named_parameters():
+            yield v
+
     def named_grads(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
         """Yield ``(name, gradient)`` in the order of :meth:`named_parameters`."""
         for k in self.params:
