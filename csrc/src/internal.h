@@ -81,11 +81,14 @@ void rnc__quantize_row(const float *v, size_t n, size_t npad, float static_scale
 int rnc__all_finite(const float *v, size_t n);
 
 /* The activation quantiser of an ISA path: where the path has a vectorised one that is bit for bit
- * rnc__quantize_row (AVX-512: kernels/epilogue_avx512.h, tested in tests/test_x86_avx512.c), that
- * one, else the portable one. `isa` is the model's selected path, so the CPU runs it. */
+ * rnc__quantize_row (AVX-512 / AVX-VNNI: kernels/epilogue_avx512.h / epilogue_avxvnni.h, tested in
+ * tests/test_x86_avx512.c), that one, else the portable one. `isa` is the model's selected path,
+ * so the CPU runs it. */
 #if RNC_X86
 void rnc_x86_quantize_row_avx512_fn(const float *v, size_t n, size_t npad, float static_scale,
                                     int8_t *q, float *scale);
+void rnc_x86_quantize_row_avx2_fn(const float *v, size_t n, size_t npad, float static_scale,
+                                  int8_t *q, float *scale);
 #endif
 static inline void rnc__quantize_row_isa(uint32_t isa, const float *v, size_t n, size_t npad,
                                          float static_scale, int8_t *q, float *scale)
@@ -93,6 +96,10 @@ static inline void rnc__quantize_row_isa(uint32_t isa, const float *v, size_t n,
 #if RNC_X86
     if (isa == RNC_ISA_AVX512 || isa == RNC_ISA_AVX512VNNI) {
         rnc_x86_quantize_row_avx512_fn(v, n, npad, static_scale, q, scale);
+        return;
+    }
+    if (isa == RNC_ISA_AVXVNNI) { /* kernels/cells_avxvnni.c (AVX2 intrinsics) */
+        rnc_x86_quantize_row_avx2_fn(v, n, npad, static_scale, q, scale);
         return;
     }
 #else

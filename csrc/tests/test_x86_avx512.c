@@ -24,10 +24,16 @@
 #include <string.h>
 
 #include "internal.h"
+#include "kernels/activations.h"
 #include "kernels/kernels_avx512.h"
 
 void rnc_x86_quantize_row_avx512_fn(const float *v, size_t n, size_t npad, float static_scale,
                                     int8_t *q, float *scale);
+/* tests/test_x86_epilogue_avx2.c (AVX2 build of kernels/epilogue_avxvnni.h) */
+void rnc_test_cell_update_avx2(uint32_t kind, uint32_t H, uint32_t Hp, const float *gi, const float *gh,
+                               float *h, float *c, float *y);
+void rnc_test_quantize_row_avx2(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
+                                float *scale);
 
 #if defined(RNC_TEST_AVXVNNI_EVEX)
 void rnc_q8_gemm_avxvnni_evex(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
@@ -421,6 +427,74 @@ static void test_quantize(void)
     }
 }
 
+/* The AVX2 epilogue (used by the AVX-VNNI cells, which this CPU may not run) against the scalar
+ * formulas of cell_template.h, compiled here with the same flags: bitwise equal. */
+static void ref_update(uint32_t kind, uint32_t H, uint32_t Hp, const float *gi, const float *gh, float *h,
+                       float *c, float *y)
+{
+    for (uint32_t u = 0; u < H; ++u) {
+        float hn;
+        if (kind == RNC_RNN_TANH) {
+            hn = rnc_tanhf(gi[u] + gh[u]);
+        } else if (kind == RNC_RNN_RELU) {
+            hn = rnc_reluf(gi[u] + gh[u]);
+        } else if (kind == RNC_GRU) {
+            const float r = rnc_sigmoidf(gi[u] + gh[u]);
+            const float z = rnc_sigmoidf(gi[Hp + u] + gh[Hp + u]);
+            const float n = rnc_tanhf(gi[2 * Hp + u] + r * gh[2 * Hp + u]);
+            hn = (1.0f - z) * n + z * h[u];
+        } else {
+            const float i = rnc_sigmoidf(gi[u] + gh[u]);
+            const float f = rnc_sigmoidf(gi[Hp + u] + gh[Hp + u]);
+            const float g = rnc_tanhf(gi[2 * Hp + u] + gh[2 * Hp + u]);
+            const float o = rnc_sigmoidf(gi[3 * Hp + u] + gh[3 * Hp + u]);
+            c[u] = f * c[u] + i * g;
+            hn = o * rnc_tanhf(c[u]);
+        }
+        h[u] = hn;
+        y[u] = hn;
+    }
+}
+
+static void test_epilogue_avx2(void)
+{
+    static const uint32_t Hs[] = {1, 5, 8, 15, 16, 17, 31, 33, 64, 100};
+    const float specials[] = {0.0f, -0.0f, 1e-40f, 30.0f, -30.0f, 7.9053111f, -7.9053111f, 1e30f, -1e30f};
+    for (uint32_t kind = 0; kind < 4; ++kind)
+        for (size_t hi = 0; hi < sizeof Hs / sizeof Hs[0]; ++hi)
+            for (int mode = 0; mode < 3; ++mode) {
+                const uint32_t H = Hs[hi], Hp = (H + 15) / 16 * 16, G = 4;
+                float gi[4 * 112], gh[4 * 112], h0[112], c0[112], y0[112], h1[112], c1[112], y1[112];
+                for (uint32_t i = 0; i < G * Hp; ++i) {
+                    gi[i] = mode == 2 ? specials[rnd(0, 8)] : frand(mode ? 12.0f : 2.0f);
+                    gh[i] = frand(mode ? 12.0f : 2.0f);
+                }
+                for (uint32_t i = 0; i < H; ++i) {
+                    h0[i] = h1[i] = frand(1.0f);
+                    c0[i] = c1[i] = frand(mode ? 20.0f : 2.0f);
+                }
+                ref_update(kind, H, Hp, gi, gh, h0, c0, y0);
+                rnc_test_cell_update_avx2(kind, H, Hp, gi, gh, h1, c1, y1);
+                check(!memcmp(h0, h1, 4 * H) && !memcmp(c0, c1, 4 * H) && !memcmp(y0, y1, 4 * H),
+                      "cell_update_avx2 vs scalar", (int)H, (int)kind, 1, mode);
+            }
+    const float qs[] = {0.0f, -0.0f, 1e-40f, 3.4e38f, -3.4e38f, 1.0f / 0.0f, -1.0f / 0.0f, 0.0f / 0.0f, 0.5f};
+    for (int trial = 0; trial < 400; ++trial) {
+        const size_t n = (size_t)rnd(0, 70), npad = n + (size_t)rnd(0, 5);
+        float v[80];
+        for (size_t i = 0; i < n; ++i) v[i] = rnd(0, 9) == 0 ? qs[rnd(0, 8)] : frand(trial % 2 ? 1e4f : 3.0f);
+        const float st = trial % 3 == 0 ? 0.01f + frand(0.005f) : 0.0f;
+        int8_t q0[80], q1[80];
+        float s0 = -1.0f, s1 = -2.0f;
+        memset(q0, 0x55, sizeof q0);
+        memset(q1, 0x55, sizeof q1);
+        rnc__quantize_row(v, n, npad, st, q0, &s0);
+        rnc_test_quantize_row_avx2(v, n, npad, st, q1, &s1);
+        check(!memcmp(q0, q1, sizeof q0) && !memcmp(&s0, &s1, sizeof s0), "quantize_row_avx2", (int)n,
+              (int)npad, 1, trial);
+    }
+}
+
 int main(void)
 {
 #if RNC_X86
@@ -443,6 +517,10 @@ int main(void)
     if (rnc__cpu_supports(RNC_ISA_AVX512VNNI)) /* the AVX-VNNI file's logic, EVEX-encoded */
         test_q8("q8_gemm_avxvnni (EVEX build)", rnc_q8_gemm_avxvnni_evex);
 #endif
+    if (rnc__cpu_supports(RNC_ISA_AVX2))
+        test_epilogue_avx2();
+    else
+        printf("skipped: AVX2 epilogue (CPU/OS lacks AVX2)\n");
     test_cells();
 #else
     printf("skipped: not x86-64\n");
