@@ -62,3 +62,23 @@ def test_reverse_time_reverses_within_lengths():
     x = np.arange(2 * 4).reshape(2, 4, 1).astype(float)
     y = ReverseTime().forward(x, lengths=np.array([4, 2]))
     np.testing.assert_array_equal(y[:, :, 0], [[3, 2, 1, 0], [5, 4, 6, 7]])
+
+
+def test_lengths_and_masks_are_validated_not_rounded():
+    """Fractional lengths and non-prefix masks would silently give other numbers: refused."""
+    m = _layer(CASES["gru_after_hardsigmoid_elu_clip"])
+    x = np.zeros((2, 5, 3))
+    with pytest.raises(TypeError, match=r"lengths: expected an integer array .* float64"):
+        m.forward(x, lengths=[2.7, 5.0])
+    with pytest.raises(TypeError, match="mask: expected a boolean array"):
+        m.forward(x, mask=np.ones((2, 5)))
+    with pytest.raises(ValueError, match="mask: expected a prefix mask"):
+        m.forward(x, mask=np.array([[1, 0, 1, 0, 0], [1, 1, 1, 1, 1]], bool))
+    with pytest.raises(TypeError, match="x: expected a floating-point array"):
+        m.forward(np.ones((2, 5, 3), int))
+    with pytest.raises(TypeError, match="train: expected a bool"):
+        m.forward(x, train="no")
+    mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], bool)
+    np.testing.assert_array_equal(m.forward(x, mask=mask)[0], m.forward(x, lengths=[2, 5])[0])
+    with pytest.raises(TypeError, match="lengths: expected an integer array"):
+        ReverseTime().forward(x, lengths=[1.5, 2.0])

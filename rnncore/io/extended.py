@@ -111,6 +111,28 @@ _GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 _DEFAULT_ACT = {"RNN": ("tanh",), "GRU": ("sigmoid", "tanh"), "LSTM": ("sigmoid", "tanh", "tanh")}
 
 
+def _lengths(lengths, mask, B: int, T: int) -> np.ndarray:
+    """Integer lengths (B,) from ``lengths`` or a boolean prefix ``mask`` (B, T); 0 is allowed
+    (ONNX's ``sequence_lens``), fractions and non-prefix masks are refused, never rounded."""
+    if lengths is not None and mask is not None:
+        raise ValueError("lengths, mask: give one of them, not both")
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.dtype != np.bool_:
+            raise TypeError(f"mask: expected a boolean array of shape ({B}, {T}), got dtype {m.dtype}")
+        if m.shape != (B, T):
+            raise ValueError(f"mask: expected shape ({B}, {T}), got {m.shape}")
+        lengths = m.sum(axis=1)
+        if not np.array_equal(m, np.arange(T)[None, :] < lengths[:, None]):
+            raise ValueError("mask: expected a prefix mask (True for the first lengths[b] steps, then False)")
+    if lengths is None:
+        return np.full(B, T, np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.dtype == np.bool_ or lengths.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected an integer array of shape ({B},), got dtype {lengths.dtype}")
+    return lengths.astype(np.int64)
+
+
 class ExtendedRecurrent(Module):
     """A stacked, optionally bidirectional RNN/GRU/LSTM with the ONNX operator options.
 
@@ -199,13 +221,16 @@ class ExtendedRecurrent(Module):
         output and leave its state unchanged; the reverse direction starts at each
         sequence's last valid step. ``train=True`` keeps what :meth:`backward` needs.
         """
-        x = np.asarray(x, dtype=self.dtype)
+        if not isinstance(train, bool | np.bool_):
+            raise TypeError(f"train: expected a bool, got {type(train).__name__} {train!r}")
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            raise TypeError(f"x: expected a floating-point array, got dtype {x.dtype}")
+        x = x.astype(self.dtype, copy=False)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"x: expected shape (batch, time, {self.input_size}), got {x.shape}")
         B, T, _ = x.shape
-        if mask is not None:
-            lengths = np.asarray(mask, bool).sum(axis=1)
-        lengths = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        lengths = _lengths(lengths, mask, B, T)
         if lengths.shape != (B,) or (lengths < 0).any() or (lengths > T).any():
             raise ValueError(f"lengths: expected shape ({B},) with values in 0..{T}, got {lengths}")
         D, H, P = (2 if self.bidirectional else 1), self.hidden_size, self.proj_size or self.hidden_size
@@ -470,10 +495,12 @@ class ReverseTime(Module):
         if train:
             raise NotImplementedError("ReverseTime is forward-only (an import target)")
         x = np.asarray(x)
+        if x.ndim < 2:
+            raise ValueError(f"x: expected (batch, time, ...), got shape {x.shape}")
         B, T = x.shape[:2]
-        if mask is not None:
-            lengths = np.asarray(mask, bool).sum(axis=1)
-        lengths = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        lengths = _lengths(lengths, mask, B, T)
+        if lengths.shape != (B,) or (lengths < 0).any() or (lengths > T).any():
+            raise ValueError(f"lengths: expected shape ({B},) with values in 0..{T}, got {lengths}")
         t = np.arange(T)[None, :]
         idx = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
         return x[np.arange(B)[:, None], idx]
