@@ -278,5 +278,7 @@ def test_constructor_sizes_and_sequential_state_errors_name_the_argument():
         seq.forward(x, state=np.zeros((1, 2, 4)))
     with pytest.raises(ValueError, match=r"state: expected a list .* got a list of 2"):
         seq.forward(x, state=[None, None])
+    with pytest.raises(TypeError, match=r"p: expected a probability in \[0, 1\], got str '0.5'"):
+        Dropout("0.5")
     with pytest.raises(ValueError, match=r"logits: empty input \(shape \(0, 3\)\)"):
         CrossEntropy().forward(np.zeros((0, 3)), np.zeros(0, int))

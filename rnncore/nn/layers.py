@@ -219,6 +219,8 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
         super().__init__()
+        if isinstance(p, bool) or not isinstance(p, int | float | np.integer | np.floating):
+            raise TypeError(f"p: expected a probability in [0, 1], got {type(p).__name__} {p!r}")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p: expected a probability in [0, 1], got {p}")
         self.p = float(p)
