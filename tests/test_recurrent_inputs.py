@@ -163,3 +163,19 @@ def test_modules_are_callable_like_torch_modules():
     np.testing.assert_allclose(head(z), tl(torch.tensor(z)).detach().numpy(), rtol=0, atol=ATOL)
     seq = rc.nn.Sequential(ours, rc.nn.LastStep(), head)
     np.testing.assert_array_equal(seq(x, lengths=[5, 2]), seq.forward(x, lengths=[5, 2]))
+
+
+def test_a_list_of_ragged_sequences_is_pointed_to_pad_sequences_which_matches_torch_packing():
+    from rnncore.datasets import pad_sequences
+
+    tm, ours = pair("GRU", 3, 4, bidirectional=True)
+    rng = np.random.default_rng(8)
+    seqs = [rng.standard_normal((n, 3)) for n in (5, 2, 4)]
+    with pytest.raises(TypeError, match=r"got list; for sequences of different lengths, .*pad_sequences"):
+        ours.forward(seqs)
+    X, lengths = pad_sequences(seqs)
+    packed = torch.nn.utils.rnn.pack_sequence([torch.tensor(s) for s in seqs], enforce_sorted=False)
+    with torch.no_grad():
+        yt, ht = tm(packed)
+    yt, _ = torch.nn.utils.rnn.pad_packed_sequence(yt, batch_first=True)
+    assert_same(ours(X, lengths=lengths), (yt.numpy(), ht.numpy()))

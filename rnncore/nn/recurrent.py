@@ -147,6 +147,9 @@ class _Recurrent(Module):
     def _check_x(self, x: Any) -> np.ndarray:
         if not isinstance(x, np.ndarray):
             hint = "; convert a torch tensor with x.detach().numpy()" if hasattr(x, "detach") else ""
+            if isinstance(x, list | tuple):
+                hint = ("; for sequences of different lengths, X, lengths = "
+                        "rnncore.datasets.pad_sequences(list_of_(T_i, I)_arrays)")
             raise TypeError(
                 f"x: expected a numpy.ndarray of shape (batch, time, {self.input_size}), "
                 f"got {type(x).__name__}{hint}"
