@@ -133,6 +133,8 @@ def test_backward_twice_adds_the_gradients_again(kind):
 
 def test_torch_tensors_where_arrays_are_expected_get_a_hint():
     ours = rc.nn.GRU(3, 4)
+    with pytest.raises(ValueError, match=r"got shape \(5, 3\); one sequence \(time, features\) is x\[None\]"):
+        ours.forward(np.zeros((5, 3)))  # torch would take it as one unbatched sequence
     x = torch.zeros(2, 5, 3, dtype=torch.float64)
     with pytest.raises(TypeError, match=r"x: expected a numpy.ndarray .* got Tensor; convert .*numpy\(\)"):
         ours.forward(x)

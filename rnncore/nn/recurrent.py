@@ -155,8 +155,9 @@ class _Recurrent(Module):
                 f"got {type(x).__name__}{hint}"
             )
         if x.ndim != 3:
+            hint = "; one sequence (time, features) is x[None]" if x.ndim == 2 else ""
             raise ValueError(
-                f"x: expected 3 dimensions (batch, time, {self.input_size}), got shape {x.shape}"
+                f"x: expected 3 dimensions (batch, time, {self.input_size}), got shape {x.shape}{hint}"
             )
         if x.dtype.kind != "f":
             raise TypeError(f"x: expected a floating-point array ({self.dtype.name}), got dtype {x.dtype}")
