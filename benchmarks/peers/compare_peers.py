@@ -778,7 +778,7 @@ def write_markdown(res: dict, path: Path) -> None:
     if skipped:
         L += ["", "## Not run", ""] + [f"- {k}: {v}" for k, v in skipped.items()]
     if res.get("peak"):
-        L += ["", f"Machine peaks (C core benchmark): {json.dumps(res['peak'])}"]
+        L += ["", f"Machine peaks (floor.c register loops, GMAC/s): {json.dumps(res['peak'])}"]
     path.write_text("\n".join(L) + "\n")
 
 
