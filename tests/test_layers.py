@@ -282,3 +282,32 @@ def test_constructor_sizes_and_sequential_state_errors_name_the_argument():
         Dropout("0.5")
     with pytest.raises(ValueError, match=r"logits: empty input \(shape \(0, 3\)\)"):
         CrossEntropy().forward(np.zeros((0, 3)), np.zeros(0, int))
+
+
+def test_per_step_head_is_zero_past_each_length_and_equals_torch_before():
+    # DESIGN.md: positions past a sequence's length give zero output -- also after a Linear
+    # head, which on torch's padded output would put its bias there. Valid steps equal torch.
+    import rnncore as rc
+
+    rng = np.random.default_rng(11)
+    x, lengths = rng.standard_normal((3, 5, 2)), np.array([5, 2, 1])
+    gru, head = rc.nn.GRU(2, 4, seed=3), Linear(4, 3, seed=4)
+    model = Sequential(gru, head)
+    y = model.forward(x, lengths=lengths, train=True)
+    tg, tl = torch.nn.GRU(2, 4, batch_first=True).double(), torch.nn.Linear(4, 3).double()
+    tg.load_state_dict({k: torch.tensor(v) for k, v in gru.state_dict().items()})
+    tl.load_state_dict({k: torch.tensor(v) for k, v in head.state_dict().items()})
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), torch.tensor(lengths), batch_first=True,
+                                                     enforce_sorted=False)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(tg(packed)[0], batch_first=True, total_length=5)
+    ref = tl(out).detach().numpy()
+    valid = np.arange(5)[None, :] < lengths[:, None]
+    np.testing.assert_allclose(y[valid], ref[valid], atol=1e-12)
+    assert np.all(y[~valid] == 0) and np.abs(ref[~valid]).min() > 0
+    # the gradient of anything placed on the padded positions is zero
+    model.zero_grad()
+    dy = rng.standard_normal(y.shape) * ~valid[..., None]
+    model.backward(dy)
+    assert all(np.all(g == 0) for g in model.all_grads().values())
+    rep = check_module(model, x, lengths=lengths)
+    assert rep.ok, rep

@@ -406,6 +406,7 @@ class Sequential(Module):
                 raise TypeError(f"modules[{i}]: expected an rnncore.nn.Module, got {type(m).__name__}")
             self.add_module(str(i), m)
         self.final_states: list = []
+        self._valid: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -441,7 +442,7 @@ class Sequential(Module):
                     f"{arr.shape}"
                 )
             lengths = _resolve_lengths(lengths, mask, arr.shape[0], arr.shape[1])
-        finals, r = [], 0
+        finals, r, pooled = [], 0, False
         for m in self:
             if getattr(m, "is_recurrent", False):
                 x, h_n = m.forward(x, state=None if state is None else state[r], lengths=lengths, train=train)
@@ -449,12 +450,22 @@ class Sequential(Module):
                 r += 1
             elif getattr(m, "takes_lengths", False):
                 x = m.forward(x, lengths=lengths, train=train)
+                pooled = True
             else:
                 x = m.forward(x, train=train)
         self.final_states = finals
+        # Per-step outputs past a sequence's length are zero (DESIGN.md), also after a head
+        # such as Linear that would otherwise put its bias there; the C engine does the same.
+        self._valid = None
+        if lengths is not None and not pooled and x.ndim >= 3:
+            self._valid = np.arange(x.shape[1])[None, :] < lengths[:, None]     # (B, T)
+            x = np.where(self._valid.reshape(self._valid.shape + (1,) * (x.ndim - 2)), x, x.dtype.type(0))
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        if self._valid is not None:
+            dy = np.asarray(dy)
+            dy = np.where(self._valid.reshape(self._valid.shape + (1,) * (dy.ndim - 2)), dy, dy.dtype.type(0))
         for m in reversed(list(self)):
             if dy is None:
                 raise RuntimeError(
