@@ -81,8 +81,8 @@ void rnc__quantize_row(const float *v, size_t n, size_t npad, float static_scale
 int rnc__all_finite(const float *v, size_t n);
 
 /* The activation quantiser of an ISA path: where the path has a vectorised one that is bit for bit
- * rnc__quantize_row (AVX-512 / AVX-VNNI: kernels/epilogue_avx512.h / epilogue_avxvnni.h, tested in
- * tests/test_x86_avx512.c), that one, else the portable one. `isa` is the model's selected path,
+ * rnc__quantize_row (AVX-512: kernels/epilogue_avx512.h; AVX2 and AVX-VNNI: kernels/epilogue_avx2.h;
+ * tested in tests/test_main.c and tests/test_x86_avx512.c), that one, else the portable one. `isa` is the model's selected path,
  * so the CPU runs it. */
 #if RNC_X86
 void rnc_x86_quantize_row_avx512_fn(const float *v, size_t n, size_t npad, float static_scale,
@@ -98,7 +98,7 @@ static inline void rnc__quantize_row_isa(uint32_t isa, const float *v, size_t n,
         rnc_x86_quantize_row_avx512_fn(v, n, npad, static_scale, q, scale);
         return;
     }
-    if (isa == RNC_ISA_AVXVNNI) { /* kernels/cells_avxvnni.c (AVX2 intrinsics) */
+    if (isa == RNC_ISA_AVX2 || isa == RNC_ISA_AVXVNNI) { /* kernels/cells_avx2.c */
         rnc_x86_quantize_row_avx2_fn(v, n, npad, static_scale, q, scale);
         return;
     }

@@ -29,7 +29,7 @@
 
 void rnc_x86_quantize_row_avx512_fn(const float *v, size_t n, size_t npad, float static_scale,
                                     int8_t *q, float *scale);
-/* tests/test_x86_epilogue_avx2.c (AVX2 build of kernels/epilogue_avxvnni.h) */
+/* tests/test_x86_epilogue_avx2.c (AVX2 build of kernels/epilogue_avx2.h) */
 void rnc_test_cell_update_avx2(uint32_t kind, uint32_t H, uint32_t Hp, const float *gi, const float *gh,
                                float *h, float *c, float *y);
 void rnc_test_quantize_row_avx2(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,

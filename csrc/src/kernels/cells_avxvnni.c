@@ -1,9 +1,9 @@
 /* Fused RNN/GRU/LSTM step kernels, AVX-VNNI build of cell_template.h: q8 products with 256-bit
  * VEX vpdpbusd (gemv_avxvnni.c); f32 products are the AVX2+FMA ones (AVX-VNNI adds only int8
- * instructions). Cell update and activation quantisation from epilogue_avxvnni.h (AVX2
+ * instructions). Cell update and activation quantisation from epilogue_avx2.h (the AVX2 path's
  * intrinsics, 8 lanes), the same float32 operations as every other ISA. */
 #include "../internal.h"
-#include "epilogue_avxvnni.h"
+#include "epilogue_avx2.h"
 #include "kernels_avx512.h"
 
 void rnc_f32_gemm_avx2(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
@@ -17,14 +17,7 @@ void rnc_f32_gemm_avxvnni(const float *Wp, int R, int K, int N, const float *X, 
 }
 
 /* the intrinsics epilogue through the template's hooks (bit-identical to the scalar one) */
-#define RNC_CELL_UPDATE rnc_x86_cell_update_avx2
-#define RNC_QUANTIZE_ROW rnc_x86_quantize_row_avx2
+#define RNC_CELL_UPDATE rnc_avx2_cell_update
+#define RNC_QUANTIZE_ROW rnc_avx2_quantize_row
 #define RNC_SFX avxvnni
 #include "cell_template.h"
-
-/* The quantiser of the AVX-VNNI path for model.c (rnc__quantize_row_isa). */
-void rnc_x86_quantize_row_avx2_fn(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
-                                  float *scale)
-{
-    rnc_x86_quantize_row_avx2(v, n, npad, static_scale, q, scale);
-}
