@@ -546,8 +546,22 @@ def _describe(a) -> str:
     return f"{type(a).__name__}"
 
 
+def _real_array(x, str name, str want):
+    """``x`` as an ndarray of real numbers (float or integer; a TypeError naming ``name`` for
+    None, strings, objects, bool or complex)."""
+    a = x if isinstance(x, np.ndarray) else np.asarray(x) if x is not None else None
+    if a is None or a.dtype.kind not in "fiu":
+        got = _describe(a) if a is not None else "None"
+        raise TypeError(f"{name}: expected {want}, got {got}")
+    return a
+
+
 cdef class Stream:
-    """A stateful batch of streams of one model: ``y = s.step(x)``; ``s.reset()``; ``s.state``."""
+    """A stateful batch of streams of one model: ``y = s.step(x)``; ``s.reset()``; ``s.state``.
+
+    One stream is one mutable state: calling it from two threads at the same time raises a
+    ``RuntimeError`` (use one stream per thread; streams of one model run in parallel).
+    """
 
     cdef Model model
     cdef rnc_state st
@@ -555,6 +569,7 @@ cdef class Stream:
     cdef readonly Py_ssize_t batch
     cdef Py_ssize_t nin, nout
     cdef bint ids
+    cdef bint busy  # set (with the GIL held) while C runs on this state without the GIL
 
     def __cinit__(self, Model model, Py_ssize_t batch=1):
         if batch < 1:
@@ -601,15 +616,11 @@ cdef class Stream:
                 raise ValueError(f"x: token ids must be in [0, {self.model.info.embed_num}), got "
                                  f"[{a.min()}, {a.max()}]")
             return np.ascontiguousarray(a, dtype=np.int32)
-        if isinstance(x, np.ndarray) and not (np.issubdtype(x.dtype, np.floating)
-                                              or np.issubdtype(x.dtype, np.integer)):
-            raise TypeError(f"x: expected a float32 array of shape ({self.batch}, {self.nin}), got "
-                            f"{_describe(x)}")
-        a = np.ascontiguousarray(x, dtype=np.float32)
-        if a.shape != (self.batch, self.nin):
+        xa = _real_array(x, "x", f"a float32 array of shape ({self.batch}, {self.nin})")
+        if xa.shape != (self.batch, self.nin):
             raise ValueError(f"x: expected shape ({self.batch}, {self.nin}) (batch, input_size), got "
-                             f"{_describe(x if isinstance(x, np.ndarray) else a)}")
-        return a
+                             f"{_describe(xa)}")
+        return np.ascontiguousarray(xa, dtype=np.float32)
 
     def step(self, x, out=None):
         """One time step for every stream of the batch.
@@ -636,12 +647,16 @@ cdef class Stream:
                              f"({self.batch}, {self.nout}), got {_describe(out)}")
         cdef void *xp = cnp.PyArray_DATA(<cnp.ndarray>x)
         cdef float *yp = <float *>cnp.PyArray_DATA(<cnp.ndarray>out)
+        if self.busy:
+            self._raise_busy()
+        self.busy = True
         if self.ids:
             with nogil:
                 st = rnc_step_ids(&self.model.m, &self.st, <const int32_t *>xp, yp)
         else:
             with nogil:
                 st = rnc_step(&self.model.m, &self.st, <const float *>xp, yp)
+        self.busy = False
         if st != RNC_OK:
             self._step_error(st, x)
         return out
@@ -653,8 +668,14 @@ cdef class Stream:
             raise ValueError("step: the model has a bidirectional layer; use run() on whole sequences")
         _raise(<rnc_status>st, "step")
 
+    def _raise_busy(self):
+        raise RuntimeError("stream: already running in another thread; a stream is one state and "
+                           "takes one call at a time (give each thread its own engine.stream())")
+
     def reset(self):
         """Zero every h (and c)."""
+        if self.busy:
+            self._raise_busy()
         rnc_state_reset(&self.st)
 
     def run(self, X, lengths=None):
@@ -674,13 +695,11 @@ cdef class Stream:
                                  f"[{a.min()}, {a.max()}]")
             xa = np.ascontiguousarray(a, dtype=np.int32)
         else:
-            if isinstance(X, np.ndarray) and not (np.issubdtype(X.dtype, np.floating)
-                                                  or np.issubdtype(X.dtype, np.integer)):
-                raise TypeError(f"X: expected a float array (batch, T, {self.nin}), got {_describe(X)}")
-            xa = np.ascontiguousarray(X, dtype=np.float32)
-            if xa.ndim != 3 or xa.shape[0] != b or xa.shape[2] != self.nin:
+            xr = _real_array(X, "X", f"a float array (batch, T, {self.nin})")
+            if xr.ndim != 3 or xr.shape[0] != b or xr.shape[2] != self.nin:
                 raise ValueError(f"X: expected shape ({b}, T, {self.nin}) (batch, time, features), "
-                                 f"got {_describe(X if isinstance(X, np.ndarray) else xa)}")
+                                 f"got {_describe(xr)}")
+            xa = np.ascontiguousarray(xr, dtype=np.float32)
         t = xa.shape[1]
         cdef cnp.ndarray la
         cdef const int32_t *lp = NULL
@@ -707,6 +726,9 @@ cdef class Stream:
         cdef void *sp = cnp.PyArray_DATA(scratch)
         cdef void *xp = cnp.PyArray_DATA(xarr)
         cdef float *yp = <float *>cnp.PyArray_DATA(yarr)
+        if self.busy:
+            self._raise_busy()
+        self.busy = True
         if self.ids:
             with nogil:
                 st = rnc_run_ids(&self.model.m, &self.st, <const int32_t *>xp, lp, <size_t>t, yp, sp,
@@ -714,6 +736,7 @@ cdef class Stream:
         else:
             with nogil:
                 st = rnc_run(&self.model.m, &self.st, <const float *>xp, lp, <size_t>t, yp, sp, nscratch)
+        self.busy = False
         if st != RNC_OK:
             if st == RNC_E_VALUE and not self.ids:
                 raise ValueError(f"X: contains NaN or Inf ({_status_text(st)})")
@@ -723,6 +746,8 @@ cdef class Stream:
     # -- state ------------------------------------------------------------------------------
     def raw_state(self):
         """Copies of the flat C state arrays ``(h, c)`` (c is None without an LSTM layer)."""
+        if self.busy:
+            self._raise_busy()
         h = np.array(<float[:self.st.h_count]>self.st.h) if self.st.h_count else np.zeros(0, np.float32)
         c = np.array(<float[:self.st.c_count]>self.st.c) if self.st.c_count else None
         return h, c
@@ -743,6 +768,8 @@ cdef class Stream:
                 raise ValueError(f"state c: expected {self.st.c_count} floats, got {ca.shape[0]}")
             if not np.all(np.isfinite(ca)):
                 raise ValueError("state c: contains NaN or Inf")
+        if self.busy:
+            self._raise_busy()
         cdef float *hp = <float *>cnp.PyArray_DATA(ha)
         for i in range(self.st.h_count):
             self.st.h[i] = hp[i]
@@ -763,11 +790,15 @@ cdef class Stream:
         cdef long long i
         cdef double t0, t1
         cdef rnc_status st = RNC_OK
+        if self.busy:
+            self._raise_busy()
+        self.busy = True
         with nogil:
             t0 = _now()
             for i in range(n):
                 st = rnc_step(&self.model.m, &self.st, xp, yp)
             t1 = _now()
+        self.busy = False
         if st != RNC_OK:
             _raise(st, "time_step")
         return (t1 - t0) / n

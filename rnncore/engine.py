@@ -59,7 +59,12 @@ def isa() -> dict[str, Any]:
     """
     ext = _ext()
     table = ext.isa_table()
-    in_use = _FORCED_ISA[0] or ext.isa_default()
+    try:
+        in_use = _FORCED_ISA[0] or ext.isa_default()
+    except ValueError:
+        avail = [t["name"] for t in table if t["available"]]
+        raise ValueError(f"RNNCORE_ISA={os.environ.get('RNNCORE_ISA')!r} is not a path this machine/build "
+                         f"runs (available: {avail}); unset it or name one of those") from None
     return {
         "available": [t["name"] for t in table if t["available"]],
         "compiled": [t["name"] for t in table if t["compiled"]],
@@ -160,6 +165,10 @@ class Engine:
         """Use ISA path ``name`` for this engine ("auto": RNNCORE_ISA or the best)."""
         self._model.set_isa(name)
 
+    def __reduce__(self):
+        # pickle / copy.deepcopy / multiprocessing: the .rnc bytes (and the float spec) are the model
+        return (Engine, (self.data, self.spec))
+
     def __repr__(self) -> str:
         kinds = "+".join(f"{layer['kind']}{'x2' if layer['directions'] == 2 else ''}({layer['hidden_size']})"
                          for layer in self.layers)
@@ -176,15 +185,17 @@ class Engine:
                              "sequences; use engine.run(X)")
         return Stream(self, int(batch))
 
-    def run(self, X: np.ndarray, lengths=None, state=None, return_state: bool = False):
+    def run(self, X: np.ndarray, lengths=None, state=None, return_state: bool = False, *, mask=None):
         """Whole sequences.
 
         Parameters
         ----------
-        X : (B, T, input_size) floats, or (B, T) integer token ids
+        X : (B, T, input_size) floats, or (B, T) integer token ids. Every value must be finite,
+            padding past a length included (pad with zeros): NaN/Inf anywhere is a ValueError
         lengths : (B,) ints in [0, T] (None: all T); outputs past a length are zero
         state : initial state as ``Stream.state`` gives it (None: zeros)
         return_state : also return the final state
+        mask : (B, T) bool prefix mask, instead of ``lengths`` (keyword only)
 
         Returns
         -------
@@ -195,10 +206,12 @@ class Engine:
         if arr.ndim < 2:
             raise ValueError("X: expected (batch, time, features) or (batch, time) ids, "
                              f"got shape {arr.shape}")
+        if arr.shape[0] == 0:
+            raise ValueError(f"X: empty batch (shape {arr.shape}); give at least one sequence")
         s = Stream(self, int(arr.shape[0]), allow_bidirectional=True)
         if state is not None:
             s.state = state
-        y = s.run(X, lengths)
+        y = s.run(X, lengths, mask=mask)
         return (y, s.state) if return_state else y
 
     def save(self, path: str | os.PathLike) -> None:
@@ -233,9 +246,16 @@ class Stream:
         self.reset = self._s.reset
         self.time_step = self._s.time_step
 
-    def run(self, X, lengths=None) -> np.ndarray:
-        """Whole sequences continuing from this stream's state (left at the final state)."""
+    def run(self, X, lengths=None, *, mask=None) -> np.ndarray:
+        """Whole sequences continuing from this stream's state (left at the final state);
+        ``lengths`` (B,) or a (B, T) boolean prefix ``mask`` as in :meth:`Engine.run`."""
+        if mask is not None:
+            lengths = _lengths_from_mask(mask, lengths, self.batch, np.shape(X))
         return self._s.run(X, lengths)
+
+    def __reduce__(self):
+        # pickle / copy.deepcopy: the engine, the batch and a copy of the state
+        return (_restore_stream, (self.engine, self.batch, self.state))
 
     @property
     def input_shape(self) -> tuple:
@@ -327,6 +347,75 @@ class Stream:
         self._s.set_raw_state(h, c)
 
 
+def _refuse_extended(model) -> None:
+    """The ONNX-option layers of ``rnncore.io.extended`` have no C kernels: say so by name."""
+    mods = list(model._modules.items()) if type(model).__name__ == "Sequential" and hasattr(
+        model, "_modules") else [("", model)]
+    for name, mod in mods:
+        if type(mod).__module__ == "rnncore.io.extended":
+            where = f"module {name!r} ({type(mod).__name__})" if name else type(mod).__name__
+            raise ValueError(
+                f"compile: {where} is not supported by the C core (ONNX-only options: clip, activations, "
+                "peepholes, input_forget, reverse, proj_size); it runs in the NumPy reference only. "
+                "Plain RNN/GRU/LSTM layers compile: use rc.nn.RNN/GRU/LSTM")
+
+
+def _restore_stream(engine: Engine, batch: int, state) -> Stream:
+    s = engine.stream(batch)
+    s.state = state
+    return s
+
+
+def _lengths_from_mask(mask, lengths, batch: int, xshape: tuple) -> np.ndarray:
+    """Lengths (B,) from a (B, T) boolean prefix mask (True for the first lengths[b] steps)."""
+    if lengths is not None:
+        raise ValueError("lengths, mask: give one of them, not both")
+    m = np.asarray(mask)
+    steps = xshape[1] if len(xshape) >= 2 else None
+    if m.dtype != np.bool_:
+        raise TypeError(f"mask: expected a boolean array of shape ({batch}, T), got dtype {m.dtype}")
+    if m.shape != (batch, steps):
+        raise ValueError(f"mask: expected shape ({batch}, {steps}) (batch, time of X), got {m.shape}")
+    n = m.sum(axis=1)
+    bad = m != (np.arange(steps)[None, :] < n[:, None])
+    if bad.any():
+        b = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise ValueError("mask: expected a prefix mask (True for the first lengths[b] steps, then "
+                         f"False); sequence {b} is not: {m[b].astype(int).tolist()}")
+    return n.astype(np.int64)
+
+
+def _check_calibration(spec: ModelSpec, X, lengths) -> None:
+    """Shapes of q8 calibration data, checked before any arithmetic (ValueError/TypeError)."""
+    a = np.asarray(X)
+    if spec.embedding is not None:
+        vocab = np.shape(spec.embedding)[0]
+        if a.dtype.kind not in "iu" or a.ndim != 2:
+            raise TypeError(f"calibration: expected integer token ids (batch, T) for a model with an "
+                            f"embedding, got shape {a.shape}, dtype {a.dtype}")
+        if a.size and (a.min() < 0 or a.max() >= vocab):
+            raise ValueError(f"calibration: token ids must be in [0, {vocab}), got [{a.min()}, {a.max()}]")
+    else:
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"calibration: expected a float array (batch, T, {spec.input_size}), got "
+                            f"dtype {a.dtype}")
+        if a.ndim != 3 or a.shape[2] != spec.input_size:
+            raise ValueError(f"calibration: expected X of shape (batch, T, {spec.input_size}) "
+                             f"(input_size {spec.input_size}), got {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"calibration: X has no steps to measure (shape {a.shape})")
+    if lengths is not None:
+        n = np.asarray(lengths)
+        if n.dtype.kind not in "iu" or n.shape != (a.shape[0],):
+            raise ValueError(f"calibration: lengths: expected {a.shape[0]} integers (one per sequence), "
+                             f"got shape {n.shape}, dtype {n.dtype}")
+        if n.min() < 0 or n.max() > a.shape[1]:
+            raise ValueError(f"calibration: lengths: expected values in [0, {a.shape[1]}], got "
+                             f"[{n.min()}, {n.max()}]")
+        if n.max() == 0:
+            raise ValueError("calibration: every length is 0; no steps to measure")
+
+
 def _check_state_array(name: str, a, shape: tuple) -> None:
     if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.floating):
         got = f"dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
@@ -360,6 +449,7 @@ def compile(model, precision: str = "f32", calibration=None) -> Engine:  # noqa:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    _refuse_extended(model)
     spec = spec_from_model(model)
     cal = None
     if calibration is not None:
@@ -370,10 +460,10 @@ def compile(model, precision: str = "f32", calibration=None) -> Engine:  # noqa:
         else:
             from rnncore.quant.calibrate import calibrate
 
-            if isinstance(calibration, tuple) and len(calibration) == 2:
-                cal = calibrate(spec, calibration[0], calibration[1])
-            else:
-                cal = calibrate(spec, calibration)
+            cx, cl = calibration if isinstance(calibration, tuple) and len(calibration) == 2 \
+                else (calibration, None)
+            _check_calibration(spec, cx, cl)
+            cal = calibrate(spec, cx, cl)
     from rnncore.io.rnc import write_rnc
 
     return Engine(write_rnc(to_rnc_spec(spec, precision, cal)), spec)
@@ -394,6 +484,9 @@ def load(path_or_bytes) -> Engine:
     """
     if isinstance(path_or_bytes, bytes | bytearray | memoryview):
         data = bytes(path_or_bytes)
+    elif not isinstance(path_or_bytes, str | os.PathLike):
+        # open(3) would read file descriptor 3
+        raise TypeError(f"path: expected a file path or the .rnc bytes, got {type(path_or_bytes).__name__}")
     else:
         with open(path_or_bytes, "rb") as f:
             data = f.read()

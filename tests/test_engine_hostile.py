@@ -1,0 +1,350 @@
+"""The compiled engine used the way a hurried edge-ML engineer uses it.
+
+Every case gives either the right answer (checked against the float64 NumPy reference ``rc.nn``
+or the quantised reference ``rnncore.quant`` on the engine's stored int8 weights) or a
+ValueError/TypeError (RuntimeError for a stream called from two threads at once) that names the
+argument, what was expected and what was received.
+
+Tolerances are those of tests/test_engine.py (``F32_TOL``: float32 rounding + the C core's fast
+tanh/sigmoid over a few steps; ``Q8_SEQ_TOL``: one int8 rounding flip of q(h) on a later step).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import rnncore as rc
+from rnncore import quant as Q
+
+F32 = np.float32
+F32_TOL = 5e-5
+Q8_SEQ_TOL = 5e-3
+
+
+def _f32_weights(model):
+    for _, v in model.named_parameters():
+        v[...] = v.astype(F32).astype(v.dtype)
+    return model
+
+
+@pytest.fixture(scope="module")
+def gru():
+    return _f32_weights(rc.nn.GRU(4, 8, num_layers=2, seed=11))
+
+
+@pytest.fixture(scope="module")
+def gru_engine(gru):
+    return rc.compile(gru, "f32")
+
+
+def _ref_steps(model, xs):
+    """Reference outputs of the steps xs (B, T, I) from a zero state: (B, T, H)."""
+    y, _ = model.forward(np.asarray(xs, np.float64))
+    return y
+
+
+# ------------------------------------------------------------------------------------------
+# step / run inputs
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int64, np.int8, np.uint8])
+def test_step_and_run_convert_real_dtypes_like_float32(gru, gru_engine, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.integers(-3, 4, size=(2, 3, 4)).astype(dtype)
+    if np.dtype(dtype).kind == "u":
+        x = np.abs(x).astype(dtype)
+    y_ref = _ref_steps(gru, x.astype(np.float64))
+    s = gru_engine.stream(2)
+    ys = np.stack([s.step(x[:, t]) for t in range(3)], axis=1)
+    np.testing.assert_allclose(ys, y_ref, atol=F32_TOL, rtol=0)
+    np.testing.assert_allclose(gru_engine.run(x), y_ref, atol=F32_TOL, rtol=0)
+
+
+@pytest.mark.parametrize("bad,got", [(None, "None"), ("abc", "dtype <U3"), (np.ones((2, 4), bool), "bool"),
+                                     (np.ones((2, 4), complex), "complex128"),
+                                     (np.array([[object()] * 4] * 2), "object")])
+def test_step_and_run_refuse_non_real_inputs_with_a_type_error(gru_engine, bad, got):
+    s = gru_engine.stream(2)
+    with pytest.raises(TypeError, match=rf"x: expected a float32 array of shape \(2, 4\), got .*{got}"):
+        s.step(bad)
+    badX = bad if bad is None or isinstance(bad, str) else bad[:, None, :]
+    with pytest.raises(TypeError, match=r"X: expected a float array \(batch, T, 4\), got"):
+        s.run(badX)
+    np.testing.assert_array_equal(s.state, 0)  # nothing ran
+
+
+def test_non_contiguous_inputs_give_the_contiguous_answer(gru, gru_engine):
+    rng = np.random.default_rng(2)
+    big = rng.standard_normal((6, 5, 8)).astype(F32)
+    X = big[::2, :, ::2]  # (3, 5, 4), strided in batch and features
+    assert not X.flags.c_contiguous
+    y_ref = _ref_steps(gru, X)
+    np.testing.assert_allclose(gru_engine.run(X), y_ref, atol=F32_TOL, rtol=0)
+    s = gru_engine.stream(3)
+    xt = np.asfortranarray(X[:, 0])
+    np.testing.assert_allclose(s.step(xt), y_ref[:, 0], atol=F32_TOL, rtol=0)
+
+
+def test_wrong_batch_and_bad_out_buffers_leave_the_state(gru_engine):
+    s = gru_engine.stream(2)
+    s.step(np.ones((2, 4), F32))
+    before = s.state
+    with pytest.raises(ValueError, match=r"x: expected shape \(2, 4\) \(batch, input_size\), "
+                                         r"got shape \(3, 4\)"):
+        s.step(np.ones((3, 4), F32))
+    x = np.ones((2, 4), F32)
+    ro = np.zeros((2, 8), F32)
+    ro.setflags(write=False)
+    for out in (np.zeros((2, 8)), np.zeros((2, 9), F32), np.zeros((8, 2), F32).T, ro, [0.0] * 16,
+                np.zeros((1, 2, 8), F32)):
+        with pytest.raises(ValueError, match=r"out: expected a writable C-contiguous float32 array of "
+                                             r"shape \(2, 8\), got"):
+            s.step(x, out=out)
+    np.testing.assert_array_equal(s.state, before)
+
+
+def test_lengths_as_list_mask_and_bad_lengths(gru, gru_engine):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3, 6, 4)).astype(F32)
+    lengths = [6, 2, 4]
+    y_ref, h_ref = gru.forward(X.astype(np.float64), lengths=np.array(lengths))
+    y, h = gru_engine.run(X, lengths, return_state=True)
+    np.testing.assert_allclose(y, y_ref, atol=F32_TOL, rtol=0)
+    np.testing.assert_allclose(h, h_ref, atol=F32_TOL, rtol=0)
+    mask = np.arange(6)[None, :] < np.array(lengths)[:, None]
+    y_m, h_m = gru_engine.run(X, mask=mask, return_state=True)
+    np.testing.assert_array_equal(y_m, y)
+    np.testing.assert_array_equal(h_m, h)
+    np.testing.assert_array_equal(gru_engine.stream(3).run(X, mask=mask), y)
+    with pytest.raises(ValueError, match="lengths, mask: give one of them"):
+        gru_engine.run(X, lengths, mask=mask)
+    with pytest.raises(TypeError, match="mask: expected a boolean array"):
+        gru_engine.run(X, mask=mask.astype(int))
+    with pytest.raises(ValueError, match=r"mask: expected shape \(3, 6\)"):
+        gru_engine.run(X, mask=mask[:, :5])
+    holes = mask.copy()
+    holes[0, 2] = False
+    with pytest.raises(ValueError, match="mask: expected a prefix mask.*sequence 0"):
+        gru_engine.run(X, mask=holes)
+    for bad, msg in [([6, 7, 1], r"lengths: expected values in \[0, 6\], got \[1, 7\]"),
+                     ([-1, 2, 3], r"lengths: expected values in \[0, 6\]"),
+                     ([2**40, 1, 1], r"lengths: expected values in \[0, 6\]"),
+                     ([6, 2], "lengths: expected 3 integers"),
+                     ([6.0, 2.0, 4.0], "lengths: expected 3 integers")]:
+        with pytest.raises(ValueError, match=msg):
+            gru_engine.run(X, bad)
+
+
+def test_empty_batch_and_zero_steps(gru_engine):
+    with pytest.raises(ValueError, match=r"X: empty batch"):
+        gru_engine.run(np.zeros((0, 5, 4), F32))
+    with pytest.raises(ValueError, match="batch: expected a positive integer, got 0"):
+        gru_engine.stream(0)
+    # T = 0: no output, the state passes through unchanged
+    h0 = np.random.default_rng(4).standard_normal((2, 3, 8)).astype(F32)
+    y, h = gru_engine.run(np.zeros((3, 0, 4), F32), state=h0, return_state=True)
+    assert y.shape == (3, 0, 8)
+    np.testing.assert_array_equal(h, h0)
+
+
+def test_nan_in_padding_is_refused_and_zero_padding_is_ignored(gru, gru_engine):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((2, 4, 4)).astype(F32)
+    X[1, 2:] = np.nan
+    with pytest.raises(ValueError, match="X: contains NaN or Inf"):
+        gru_engine.run(X, [4, 2])
+    X[1, 2:] = 0
+    y_ref, _ = gru.forward(X.astype(np.float64), lengths=np.array([4, 2]))
+    np.testing.assert_allclose(gru_engine.run(X, [4, 2]), y_ref, atol=F32_TOL, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------
+# state
+
+
+def test_lstm_state_forms_are_checked():
+    lstm = _f32_weights(rc.nn.LSTM(3, 5, num_layers=2, seed=12))
+    s = rc.compile(lstm, "f32").stream(2)
+    h = np.random.default_rng(6).standard_normal((2, 2, 5))
+    c = np.random.default_rng(7).standard_normal((2, 2, 5))
+    with pytest.raises(ValueError, match=r"state: expected the pair \(h, c\) for this model, got ndarray"):
+        s.state = h
+    with pytest.raises(ValueError, match=r"state: expected the pair \(h, c\) for this model, got NoneType"):
+        s.state = None
+    with pytest.raises(ValueError, match=r"h: expected shape \(2, 2, 5\), got \(4, 2, 5\)"):
+        s.state = (np.zeros((4, 2, 5)), np.zeros((4, 2, 5)))
+    with pytest.raises(TypeError, match="c: expected a float array"):
+        s.state = (h, c.astype(int))
+    with pytest.raises(ValueError, match=r"state\[0\] \(layer 0\): expected \(h, c\)"):
+        s.state = [h[0], h[1]]
+    # the list form (one (h, c) per layer) and the pair form set the same state, which the
+    # reference continues from
+    s.state = [(h[0], c[0]), (h[1], c[1])]
+    x = np.random.default_rng(8).standard_normal((2, 1, 3))
+    y_ref, _ = lstm.forward(x, state=(h, c))
+    np.testing.assert_allclose(s.step(x[:, 0]), y_ref[:, 0], atol=F32_TOL, rtol=0)
+    s.state = (h, c)
+    np.testing.assert_allclose(s.step(x[:, 0]), y_ref[:, 0], atol=F32_TOL, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------
+# compile / calibration / load
+
+
+def test_compile_names_the_module_it_cannot_run():
+    from rnncore.io.extended import ExtendedRecurrent
+
+    with pytest.raises(ValueError, match="proj_size"):
+        rc.compile(rc.nn.LSTM(4, 8, proj_size=4))
+    for pool in (rc.nn.MaskedMean(), rc.nn.AttentionPool(8)):
+        with pytest.raises(ValueError, match=rf"module '1' \({type(pool).__name__}\) is not supported"):
+            rc.compile(rc.nn.Sequential(rc.nn.GRU(4, 8), pool, rc.nn.Linear(8, 2)))
+    with pytest.raises(ValueError, match="ExtendedRecurrent is not supported by the C core"):
+        rc.compile(ExtendedRecurrent("LSTM", 3, 4, clip=1.0))
+    with pytest.raises(ValueError, match=r"module '0' \(ExtendedRecurrent\) is not supported"):
+        rc.compile(rc.nn.Sequential(ExtendedRecurrent("GRU", 3, 4), rc.nn.Linear(4, 2)))
+    with pytest.raises(ValueError, match="compile: expected an rc.nn recurrent layer"):
+        rc.compile(object())
+
+
+def test_q8_calibration_shapes_are_checked_before_any_arithmetic(gru):
+    X = np.random.default_rng(9).standard_normal((3, 5, 4)).astype(F32)
+    cases = [(np.zeros((3, 5, 3)), ValueError,
+              r"calibration: expected X of shape \(batch, T, 4\).*got \(3, 5, 3\)"),
+             (np.zeros((5, 4)), ValueError, r"calibration: expected X of shape \(batch, T, 4\)"),
+             ([X], ValueError, r"got \(1, 3, 5, 4\)"),
+             (np.zeros((0, 5, 4)), ValueError, "no steps to measure"),
+             (X.astype(complex), TypeError, "calibration: expected a float array"),
+             ((X, [9, 9, 9]), ValueError, r"calibration: lengths: expected values in \[0, 5\]"),
+             ((X, [5, 5]), ValueError, "calibration: lengths: expected 3 integers"),
+             ((X, [0, 0, 0]), ValueError, "every length is 0")]
+    for cal, exc, msg in cases:
+        with pytest.raises(exc, match=msg):
+            rc.compile(gru, "q8", calibration=cal)
+    # valid calibration with lengths runs and equals the quantised reference of its own bytes
+    eng = rc.compile(gru, "q8", calibration=(X, [5, 3, 1]))
+    y_q, _ = Q.q8_forward(eng.reference(), X, np.array([5, 3, 1]))
+    np.testing.assert_allclose(eng.run(X, [5, 3, 1]), y_q, atol=Q8_SEQ_TOL, rtol=0)
+
+
+def test_load_of_things_that_are_not_models(tmp_path, gru_engine):
+    with pytest.raises(TypeError, match="path: expected a file path or the .rnc bytes, got int"):
+        rc.load(3)  # would otherwise read file descriptor 3
+    with pytest.raises(IsADirectoryError):
+        rc.load(tmp_path)
+    (tmp_path / "notes.txt").write_text("hello, not a model")
+    with pytest.raises(ValueError, match="bad magic"):
+        rc.load(tmp_path / "notes.txt")
+    (tmp_path / "empty.rnc").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty buffer"):
+        rc.load(str(tmp_path / "empty.rnc"))
+    (tmp_path / "half.rnc").write_bytes(gru_engine.data[: len(gru_engine.data) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        rc.load(tmp_path / "half.rnc")
+
+
+# ------------------------------------------------------------------------------------------
+# ISA selection
+
+
+def test_set_isa_refuses_unknown_and_unavailable_paths(gru_engine):
+    with pytest.raises(ValueError, match=r"isa: expected one of \['generic'.*got 'nonsense'"):
+        rc.set_isa("nonsense")
+    with pytest.raises(TypeError, match="isa: expected a string, got int"):
+        rc.set_isa(3)
+    lacking = [n for n in ("neon", "neondot", "amx", "avxvnni") if n not in rc.isa()["available"]]
+    assert lacking, "x86 never runs neon"
+    with pytest.raises(ValueError, match=rf"'{lacking[0]}' is not available on this machine"):
+        rc.set_isa(lacking[0])
+    with pytest.raises(ValueError, match="set_isa"):
+        gru_engine.set_isa(lacking[0])
+    assert rc.isa()["in_use"] == gru_engine.isa  # nothing changed
+
+
+def test_garbage_rnncore_isa_names_the_variable():
+    code = ("import rnncore as rc\n"
+            "for f in (rc.isa, lambda: rc.compile(rc.nn.GRU(2, 3))):\n"
+            "    try:\n        f()\n    except ValueError as e:\n        print('ERR', e)\n")
+    env = dict(os.environ, RNNCORE_ISA="garbage")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("ERR")]
+    assert len(lines) == 2, out.stdout + out.stderr
+    for ln in lines:
+        assert "RNNCORE_ISA='garbage'" in ln and "available" in ln and "generic" in ln
+
+
+# ------------------------------------------------------------------------------------------
+# pickling, threads, large sizes
+
+
+def test_engine_and_stream_pickle_and_deepcopy(gru, gru_engine):
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((2, 6, 4)).astype(F32)
+    y_ref = _ref_steps(gru, X)
+    for eng in (pickle.loads(pickle.dumps(gru_engine)), copy.deepcopy(gru_engine)):
+        np.testing.assert_allclose(eng.run(X), y_ref, atol=F32_TOL, rtol=0)
+    s = gru_engine.stream(2)
+    for t in range(3):
+        s.step(X[:, t])
+    s2 = pickle.loads(pickle.dumps(s))  # carries the state
+    s3 = copy.deepcopy(s)
+    for t in range(3, 6):
+        for st in (s, s2, s3):
+            np.testing.assert_allclose(st.step(X[:, t]), y_ref[:, t], atol=F32_TOL, rtol=0)
+
+
+def test_one_stream_from_two_threads_at_once_is_refused_and_never_corrupts():
+    eng = rc.compile(rc.nn.GRU(4, 4, seed=13), "f32")
+    s = eng.stream(1)
+    x = np.full((1, 4), 0.1, F32)
+    out = np.empty((1, 4), F32)
+    n = 300_000
+    started = threading.Event()
+
+    def worker():
+        started.set()
+        s.time_step(x, out, n)  # n steps in one C call without the GIL
+
+    th = threading.Thread(target=worker)
+    th.start()
+    started.wait()
+    refused = accepted = 0
+    while th.is_alive():
+        try:
+            s.step(x)
+            accepted += 1
+        except RuntimeError as e:
+            assert "already running in another thread" in str(e)
+            refused += 1
+    th.join()
+    assert refused > 0
+    # every step has the same input, so n + accepted whole steps from zero, in any order, give
+    # one state: bit for bit that of a fresh stream doing them serially (a torn step would not)
+    fresh = eng.stream(1)
+    fresh.time_step(x, out, n + accepted)
+    np.testing.assert_array_equal(s.state, fresh.state)
+
+
+def test_large_hidden_and_large_batch_equal_the_references():
+    rnn = _f32_weights(rc.nn.RNN(4, 4096, seed=14))
+    X = np.random.default_rng(11).standard_normal((2, 3, 4)).astype(F32)
+    y_ref = _ref_steps(rnn, X)
+    np.testing.assert_allclose(rc.compile(rnn, "f32").run(X), y_ref, atol=F32_TOL, rtol=0)
+    q = rc.compile(rnn, "q8")
+    y_q, _ = Q.q8_forward(q.reference(), X, None)
+    np.testing.assert_allclose(q.run(X), y_q, atol=Q8_SEQ_TOL, rtol=0)
+    lstm = _f32_weights(rc.nn.LSTM(8, 16, seed=15))
+    Xb = np.random.default_rng(12).standard_normal((512, 5, 8)).astype(F32)
+    yb_ref = _ref_steps(lstm, Xb)
+    eng = rc.compile(lstm, "f32")
+    np.testing.assert_allclose(eng.run(Xb), yb_ref, atol=F32_TOL, rtol=0)
+    s = eng.stream(512)
+    np.testing.assert_allclose(s.step(Xb[:, 0]), yb_ref[:, 0], atol=F32_TOL, rtol=0)
