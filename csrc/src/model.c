@@ -483,6 +483,12 @@ static rnc_status check_state(const rnc_model *m, const rnc_state *s)
     if (s->model != m || !s->h || s->batch == 0 || s->h_count != m->h_floats * s->batch ||
         s->c_count != m->c_floats * s->batch)
         return RNC_E_STATE;
+    /* The same rnc_model re-initialised with another model (e.g. after a firmware update) keeps
+     * s->model and may keep h/c counts while needing more scratch: check the work area too. */
+    rnc_step_work w;
+    if (s->batch > MAX_BATCH || step_work(m, s->batch, &w) != RNC_OK || !s->work ||
+        s->work_bytes < w.total)
+        return RNC_E_STATE;
     return RNC_OK;
 }
 

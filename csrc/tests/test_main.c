@@ -751,6 +751,56 @@ static void test_api_misuse(const char *dir)
     free(mem), free(scr), free(mb.buf);
 }
 
+/* A state made for one model must not run a model with bigger scratch needs loaded later into the
+ * same rnc_model (an in-place model update keeps s->model; here the h/c counts even match). Was a
+ * heap overflow of the state's work area (ASan), now RNC_E_STATE. */
+static void test_state_after_model_reinit(const char *dir)
+{
+    static const char *pairs[][2] = {{"gru_rb_f32.rnc", "gru_rb_q8_static.rnc"},
+                                     {"rnn_f32_emb_last_nohead.rnc", "rnn_q8_emb_last.rnc"},
+                                     {"lstm_f32_bidir_run.rnc", "lstm_f32_stack_head.rnc"}};
+    for (int k = 0; k < 3; ++k) {
+        char pa[1024], pb[1024];
+        snprintf(pa, sizeof pa, "%s/%s", dir, pairs[k][0]);
+        snprintf(pb, sizeof pb, "%s/%s", dir, pairs[k][1]);
+        blob a = read_file(pa), b = read_file(pb);
+        rnc_model m;
+        rnc_model_info ia, ib;
+        size_t sa = 0, sb = 0, rb = 0;
+        if (!a.len || !b.len || rnc_model_init(&m, a.buf, a.len) != RNC_OK) {
+            CHECK(0, "reinit: load %s", pairs[k][0]);
+            free(a.buf), free(b.buf);
+            continue;
+        }
+        rnc_model_get_info(&m, &ia);
+        rnc_state_size(&m, 1, &sa);
+        unsigned char *mem = xmalloc(sa);
+        rnc_state s;
+        CHECK(rnc_state_init(&m, 1, mem, sa, &s) == RNC_OK, "reinit: state");
+        CHECK(rnc_model_init(&m, b.buf, b.len) == RNC_OK, "reinit: load %s", pairs[k][1]);
+        rnc_model_get_info(&m, &ib);
+        rnc_state_size(&m, 1, &sb);
+        CHECK(ia.h_floats == ib.h_floats && ia.c_floats == ib.c_floats && sb > sa,
+              "reinit: %s should match h/c and need more state", pairs[k][1]);
+        float x[64] = {0}, y[4096];
+        int32_t ids[64] = {0};
+        if (!ib.bidirectional) {
+            const rnc_status st = ib.uses_ids ? rnc_step_ids(&m, &s, ids, y) : rnc_step(&m, &s, x, y);
+            CHECK(st == RNC_E_STATE, "reinit: step with the old state gave %d", (int)st);
+        }
+        rnc_run_scratch_size(&m, 1, 1, &rb);
+        void *scr = xmalloc(rb);
+        const rnc_status st = ib.uses_ids ? rnc_run_ids(&m, &s, ids, NULL, 1, y, scr, rb)
+                                          : rnc_run(&m, &s, x, NULL, 1, y, scr, rb);
+        CHECK(st == RNC_E_STATE, "reinit: run with the old state gave %d", (int)st);
+        /* a fresh state for the new model runs */
+        unsigned char *mem2 = xmalloc(sb);
+        CHECK(rnc_state_init(&m, 1, mem2, sb, &s) == RNC_OK && rnc_run(&m, &s, x, NULL, 1, y, scr, rb) ==
+                  (ib.uses_ids ? RNC_E_ARG : RNC_OK), "reinit: new state");
+        free(mem), free(mem2), free(scr), free(a.buf), free(b.buf);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "build/vectors";
@@ -797,6 +847,7 @@ int main(int argc, char **argv)
     printf("  vectors: %d models vs the NumPy references on every available ISA\n", ncases);
     test_state_restore(dir);
     test_api_misuse(dir);
+    test_state_after_model_reinit(dir);
     test_hostile(dir, fuzz);
 
     printf("%d checks, %d failures\n", g_checks, g_fail);
