@@ -192,7 +192,8 @@ class Engine:
         ----------
         X : (B, T, input_size) floats, or (B, T) integer token ids. Every value must be finite,
             padding past a length included (pad with zeros): NaN/Inf anywhere is a ValueError
-        lengths : (B,) ints in [0, T] (None: all T); outputs past a length are zero
+        lengths : (B,) ints in [0, T] (None: all T); outputs past a length are zero; a length of 0
+            keeps that sequence's state (with last-step pooling it pools zeros: head(0))
         state : initial state as ``Stream.state`` gives it (None: zeros)
         return_state : also return the final state
         mask : (B, T) bool prefix mask, instead of ``lengths`` (keyword only)

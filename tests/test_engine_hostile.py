@@ -348,3 +348,16 @@ def test_large_hidden_and_large_batch_equal_the_references():
     np.testing.assert_allclose(eng.run(Xb), yb_ref, atol=F32_TOL, rtol=0)
     s = eng.stream(512)
     np.testing.assert_allclose(s.step(Xb[:, 0]), yb_ref[:, 0], atol=F32_TOL, rtol=0)
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_length_zero_with_last_step_pooling_pools_zeros(precision):
+    lin = rc.nn.Linear(8, 3, seed=2)
+    model = rc.nn.Sequential(rc.nn.GRU(4, 8, seed=1), rc.nn.LastStep(), lin)
+    X = np.random.default_rng(13).standard_normal((2, 5, 4)).astype(F32)
+    y = rc.compile(model, precision).run(X, [0, 5])
+    # head(0) = bias, as docs/c-api.md states (the reference refuses length 0)
+    np.testing.assert_allclose(y[0], dict(lin.named_parameters())["bias"], atol=1e-7, rtol=0)
+    y_ref = model.forward(X[1:].astype(np.float64))
+    y_ref = y_ref[0] if isinstance(y_ref, tuple) else y_ref
+    np.testing.assert_allclose(y[1], y_ref[0], atol=F32_TOL if precision == "f32" else 0.05, rtol=0)
