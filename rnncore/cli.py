@@ -30,7 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "export-c":
         from rnncore.io.export_c import export_c
 
-        export_c(args.model, args.output, name=args.name)
+        try:
+            export_c(args.model, args.output, name=args.name)
+        except (OSError, ValueError) as e:  # one line naming the file, not a traceback
+            raise SystemExit(f"rnncore export-c: {getattr(e, 'filename', None) or args.model}: "
+                             f"{getattr(e, 'strerror', None) or e}") from e
     elif args.command == "convert":
         from rnncore.io import convert
 

@@ -361,3 +361,33 @@ def test_length_zero_with_last_step_pooling_pools_zeros(precision):
     y_ref = model.forward(X[1:].astype(np.float64))
     y_ref = y_ref[0] if isinstance(y_ref, tuple) else y_ref
     np.testing.assert_allclose(y[1], y_ref[0], atol=F32_TOL if precision == "f32" else 0.05, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------
+# rnncore export-c with files that are not models
+
+
+def test_export_c_validates_the_whole_model_and_cli_errors_are_one_line(tmp_path, gru_engine):
+    from rnncore.io.export_c import export_c
+
+    data = gru_engine.data
+    half, flipped = data[: len(data) // 2], bytearray(data)
+    flipped[len(data) // 2] ^= 0x40
+    with pytest.raises(ValueError, match="not a valid .rnc model: model buffer truncated"):
+        export_c(half, tmp_path / "half.c")
+    with pytest.raises(ValueError, match="not a valid .rnc model: .*checksum"):
+        export_c(bytes(flipped), tmp_path / "flipped.c")
+    assert not (tmp_path / "half.c").exists() and not (tmp_path / "flipped.c").exists()
+    (tmp_path / "half.rnc").write_bytes(half)
+    (tmp_path / "m.rnc").write_bytes(data)
+    cases = [([str(tmp_path / "half.rnc")], "half.rnc: not a valid .rnc model: model buffer truncated"),
+             ([str(tmp_path / "missing.rnc")], "missing.rnc: No such file or directory"),
+             ([str(tmp_path)], "Is a directory"),
+             ([str(tmp_path / "m.rnc"), "-o", str(tmp_path / "no" / "dir.c")], "dir.c: No such file")]
+    for args, msg in cases:
+        argv = args if "-o" in args else args + ["-o", str(tmp_path / "out.c")]
+        r = subprocess.run([sys.executable, "-m", "rnncore", "export-c", *argv], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith("rnncore export-c: ") and msg in r.stderr, r.stderr
+    assert not (tmp_path / "out.c").exists()

@@ -145,6 +145,20 @@ def _c_name(name: str) -> str:
     return n
 
 
+def _validate(data: bytes) -> None:
+    """The C loader's verdict on ``data`` (skipped only without the built extension)."""
+    try:
+        from rnncore import _engine
+    except ImportError:  # pragma: no cover - the extension is part of every install
+        return
+    try:
+        _engine.Model(data)
+    except ValueError as e:
+        if "RNNCORE_ISA" not in str(e):  # an unusable ISA choice here says nothing about the file
+            why = str(e).removeprefix("invalid .rnc model: ")
+            raise ValueError(f"not a valid .rnc model: {why}") from None
+
+
 def export_c(model: bytes | str | Path, out: str | Path | None = None, name: str | None = None,
              source: str | None = None) -> str:
     """C source of a ``.rnc`` model: a const byte array and an example ``main``.
@@ -152,8 +166,9 @@ def export_c(model: bytes | str | Path, out: str | Path | None = None, name: str
     Parameters
     ----------
     model : bytes or path
-        The ``.rnc`` file (its bytes or its path). Only the magic number is checked here; the C
-        core validates the whole file at ``rnc_model_init``.
+        The ``.rnc`` file (its bytes or its path), validated completely by the C loader (the
+        same checks as ``rnc_model_init`` on the board) before anything is written: a truncated
+        or corrupted file is a ``ValueError`` here, not a program that fails on the device.
     out : path, optional
         Where to write the source; the name of the array defaults to this file's stem.
     name : str, optional
@@ -173,6 +188,7 @@ def export_c(model: bytes | str | Path, out: str | Path | None = None, name: str
         data = bytes(model)
     if data[:4] != MAGIC:
         raise ValueError("not an .rnc file (bad magic)")
+    _validate(data)
     if name is None:
         name = Path(out).stem if out is not None else "model"
     name = _c_name(name)
