@@ -25,7 +25,10 @@
 #define RNC_GEMM_Q8 RNC_CAT(rnc_q8_gemm_, RNC_SFX)
 #define RNC_GEMM_F32 RNC_CAT(rnc_f32_gemm_, RNC_SFX)
 /* Hooks: an ISA file may supply its own (bit-identical) cell update and activation quantiser,
- * with the signatures of rnc_cell_update_<sfx> below and of rnc__quantize_row. */
+ * with the signatures of rnc_cell_update_<sfx> below and of rnc__quantize_row; and optionally
+ * RNC_Q8_UPDATE, the q8 dequantisation fused with the cell update (all cells but GRU
+ * reset_after=0): (kind, H, Hp, acc_i or NULL, s_x, s_ih, b_ih, gi (when acc_i is NULL), acc_h,
+ * s_h, s_hh, b_hh, h, c, y), bit-identical to rnc_q8_dequant_<sfx> + the cell update. */
 #ifndef RNC_CELL_UPDATE
 #define RNC_CELL_UPDATE RNC_CAT(rnc_cell_update_, RNC_SFX)
 #endif
@@ -129,6 +132,16 @@ static void RNC_CAT(rnc_q8_cell_, RNC_SFX)(const rnc_cell_args *a)
 
     for (uint32_t b = 0; b < B; ++b) {
         if (a->active && !a->active[b]) continue;
+        float *h = a->h + (size_t)b * H;
+        float *y = a->y ? a->y + b * a->ldy : NULL;
+#ifdef RNC_Q8_UPDATE
+        if (!rb) { /* dequantisation fused into the cell update */
+            RNC_Q8_UPDATE(a->kind, H, Hp, a->gi ? NULL : acc_i + b * ghp, a->gi ? 0.0f : a->sx[b],
+                          a->s_ih, a->b_ih, a->gi ? a->gi + b * a->ldgi : NULL, acc_h + b * ghp,
+                          sh[b], a->s_hh, a->b_hh, h, a->c ? a->c + (size_t)b * H : NULL, y);
+            continue;
+        }
+#endif
         const float *gi;
         if (a->gi) {
             gi = a->gi + b * a->ldgi;
@@ -137,8 +150,6 @@ static void RNC_CAT(rnc_q8_cell_, RNC_SFX)(const rnc_cell_args *a)
                                               a->b_ih, gi_f);
             gi = gi_f;
         }
-        float *h = a->h + (size_t)b * H;
-        float *y = a->y ? a->y + b * a->ldy : NULL;
         if (!rb) {
             RNC_CAT(rnc_q8_dequant_, RNC_SFX)((uint32_t)ghp, acc_h + b * ghp, sh[b], a->s_hh,
                                               a->b_hh, gh_f);

@@ -10,8 +10,9 @@
  * a > m ? a : m == vmaxps(a, m); x > 0 ? x : 0 == vmaxps(x, 0) (second operand on NaN... and
  * relu(NaN) = 0 in both). The C tests compare the AVX2 cells with the generic ones bit for bit.
  *
- * Over-reads: gi/gh are read in 8-lane vectors up to round8(H) <= Hp (in bounds: those arrays
- * have G*Hp entries); h, c, y are accessed with masks past H. */
+ * Over-reads: gi/gh (and the q8 accumulators, row scales and biases) are read in 8-lane vectors
+ * up to round8(H) <= Hp (in bounds: those arrays have G*Hp entries); h, c, y are accessed with
+ * masks past H. */
 #ifndef RNC_EPILOGUE_AVX2_H
 #define RNC_EPILOGUE_AVX2_H
 #include <immintrin.h>
@@ -22,6 +23,7 @@
 #include "../internal.h"
 
 #define RNC_AVX2_AI static inline __attribute__((always_inline))
+#define RNC_AVX2_NW 4 /* 8-unit chunks in lockstep in the cell update */
 
 RNC_AVX2_AI __m256 rnc_avx2_tanh8(__m256 x)
 {
@@ -53,6 +55,50 @@ RNC_AVX2_AI __m256 rnc_avx2_sigmoid8(__m256 x)
     return _mm256_add_ps(h, _mm256_mul_ps(h, rnc_avx2_tanh8(_mm256_mul_ps(h, x))));
 }
 
+/* The same two functions on N vectors in lockstep (each vector gets exactly the operations of
+ * rnc_avx2_tanh8 / rnc_avx2_sigmoid8, so bit-identical): the activations are long dependency
+ * chains (a 6-step Horner polynomial and a division), and interleaving N independent chains in
+ * program order lets the core overlap them instead of waiting on each one. */
+RNC_AVX2_AI void rnc_avx2_tanh8n(__m256 *v, int N)
+{
+    static const float P[7] = {-2.76076847742355e-16f, 2.00018790482477e-13f, -8.60467152213735e-11f,
+                               5.12229709037114e-08f,  1.48572235717979e-05f, 6.37261928875436e-04f,
+                               4.89352455891786e-03f};
+    static const float Q[4] = {1.19825839466702e-06f, 1.18534705686654e-04f, 2.26843463243900e-03f,
+                               4.89352518554385e-03f};
+    const __m256 C = _mm256_set1_ps(7.90531110763549805f);
+    __m256 x2[RNC_AVX2_NW], p[RNC_AVX2_NW], q[RNC_AVX2_NW];
+    int j, k;
+    for (j = 0; j < N; ++j) {
+        v[j] = _mm256_min_ps(C, v[j]);
+        v[j] = _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), C), v[j]);
+        x2[j] = _mm256_mul_ps(v[j], v[j]);
+        p[j] = _mm256_set1_ps(P[0]);
+        q[j] = _mm256_set1_ps(Q[0]);
+    }
+    for (k = 1; k < 7; ++k) {
+        for (j = 0; j < N; ++j) {
+            p[j] = _mm256_add_ps(_mm256_mul_ps(p[j], x2[j]), _mm256_set1_ps(P[k]));
+            if (k < 4) q[j] = _mm256_add_ps(_mm256_mul_ps(q[j], x2[j]), _mm256_set1_ps(Q[k]));
+        }
+    }
+    for (j = 0; j < N; ++j) {
+        p[j] = _mm256_mul_ps(p[j], v[j]);
+        __m256 r = _mm256_div_ps(p[j], q[j]);
+        r = _mm256_min_ps(_mm256_set1_ps(1.0f), r);
+        v[j] = _mm256_max_ps(_mm256_set1_ps(-1.0f), r);
+    }
+}
+
+RNC_AVX2_AI void rnc_avx2_sigmoid8n(__m256 *v, int N)
+{
+    const __m256 h = _mm256_set1_ps(0.5f);
+    int j;
+    for (j = 0; j < N; ++j) v[j] = _mm256_mul_ps(h, v[j]);
+    rnc_avx2_tanh8n(v, N);
+    for (j = 0; j < N; ++j) v[j] = _mm256_add_ps(h, _mm256_mul_ps(h, v[j]));
+}
+
 RNC_AVX2_AI __m256i rnc_avx2_mask(size_t left)
 {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -60,44 +106,180 @@ RNC_AVX2_AI __m256i rnc_avx2_mask(size_t left)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), idx);
 }
 
-static inline void rnc_avx2_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, const float *restrict gi,
-                                        const float *restrict gh, float *restrict h, float *restrict c,
-                                        float *restrict y)
+/* One 8-unit chunk of the cell update from the pre-activations gi[g], gh[g] of its gates (the
+ * scalar formulas of cell_template.h, in the same order); h, c, y masked to the m lanes. */
+RNC_AVX2_AI void rnc_avx2_update8(uint32_t kind, const __m256 *gi, const __m256 *gh, __m256i m,
+                                  float *restrict h, float *restrict c, float *restrict y)
 {
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    (void)Hp;
-    for (uint32_t u = 0; u < H; u += 8) {
-        const __m256i m = rnc_avx2_mask(H - u);
-        __m256 hn;
-#define LD(p) _mm256_loadu_ps(p)
-        switch (kind) {
-        case RNC_RNN_TANH: hn = rnc_avx2_tanh8(_mm256_add_ps(LD(gi + u), LD(gh + u))); break;
-        case RNC_RNN_RELU: hn = _mm256_max_ps(_mm256_add_ps(LD(gi + u), LD(gh + u)), zero); break;
-        case RNC_GRU: {
-            const __m256 r = rnc_avx2_sigmoid8(_mm256_add_ps(LD(gi + u), LD(gh + u)));
-            const __m256 z = rnc_avx2_sigmoid8(_mm256_add_ps(LD(gi + Hp + u), LD(gh + Hp + u)));
-            const __m256 n = rnc_avx2_tanh8(
-                _mm256_add_ps(LD(gi + 2 * Hp + u), _mm256_mul_ps(r, LD(gh + 2 * Hp + u))));
-            hn = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(one, z), n),
-                               _mm256_mul_ps(z, _mm256_maskload_ps(h + u, m)));
-            break;
-        }
-        default: {
-            const __m256 i = rnc_avx2_sigmoid8(_mm256_add_ps(LD(gi + u), LD(gh + u)));
-            const __m256 f = rnc_avx2_sigmoid8(_mm256_add_ps(LD(gi + Hp + u), LD(gh + Hp + u)));
-            const __m256 g = rnc_avx2_tanh8(_mm256_add_ps(LD(gi + 2 * Hp + u), LD(gh + 2 * Hp + u)));
-            const __m256 o = rnc_avx2_sigmoid8(_mm256_add_ps(LD(gi + 3 * Hp + u), LD(gh + 3 * Hp + u)));
-            const __m256 c2 = _mm256_add_ps(_mm256_mul_ps(f, _mm256_maskload_ps(c + u, m)),
-                                            _mm256_mul_ps(i, g));
-            _mm256_maskstore_ps(c + u, m, c2);
-            hn = _mm256_mul_ps(o, rnc_avx2_tanh8(c2));
-            break;
-        }
-        }
-#undef LD
-        _mm256_maskstore_ps(h + u, m, hn);
-        if (y) _mm256_maskstore_ps(y + u, m, hn);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 hn;
+    switch (kind) {
+    case RNC_RNN_TANH: hn = rnc_avx2_tanh8(_mm256_add_ps(gi[0], gh[0])); break;
+    case RNC_RNN_RELU: hn = _mm256_max_ps(_mm256_add_ps(gi[0], gh[0]), _mm256_setzero_ps()); break;
+    case RNC_GRU: {
+        const __m256 r = rnc_avx2_sigmoid8(_mm256_add_ps(gi[0], gh[0]));
+        const __m256 z = rnc_avx2_sigmoid8(_mm256_add_ps(gi[1], gh[1]));
+        const __m256 n = rnc_avx2_tanh8(_mm256_add_ps(gi[2], _mm256_mul_ps(r, gh[2])));
+        hn = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(one, z), n),
+                           _mm256_mul_ps(z, _mm256_maskload_ps(h, m)));
+        break;
     }
+    default: {
+        const __m256 i = rnc_avx2_sigmoid8(_mm256_add_ps(gi[0], gh[0]));
+        const __m256 f = rnc_avx2_sigmoid8(_mm256_add_ps(gi[1], gh[1]));
+        const __m256 g = rnc_avx2_tanh8(_mm256_add_ps(gi[2], gh[2]));
+        const __m256 o = rnc_avx2_sigmoid8(_mm256_add_ps(gi[3], gh[3]));
+        const __m256 c2 = _mm256_add_ps(_mm256_mul_ps(f, _mm256_maskload_ps(c, m)), _mm256_mul_ps(i, g));
+        _mm256_maskstore_ps(c, m, c2);
+        hn = _mm256_mul_ps(o, rnc_avx2_tanh8(c2));
+        break;
+    }
+    }
+    _mm256_maskstore_ps(h, m, hn);
+    if (y) _mm256_maskstore_ps(y, m, hn);
+}
+
+RNC_AVX2_AI uint32_t rnc_avx2_gates(uint32_t kind)
+{
+    return kind == RNC_GRU ? 3u : kind == RNC_LSTM ? 4u : 1u;
+}
+
+/* The pre-activation of 8 units at offset o: q8, acc * (s_v * s_w) + b (int32 -> float with the
+ * default rounding, the product s_v * s_w first, no FMA: rnc_q8_dequant's operations); or the
+ * float f[o] when acc is NULL (f32 cells, and q8's input part in whole-sequence mode). */
+RNC_AVX2_AI __m256 rnc_avx2_pre8(const int32_t *acc, __m256 sv, const float *sw, const float *b,
+                                 const float *f, size_t o)
+{
+    if (!acc) return _mm256_loadu_ps(f + o);
+    const __m256 a = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + o)));
+    return _mm256_add_ps(_mm256_mul_ps(a, _mm256_mul_ps(sv, _mm256_loadu_ps(sw + o))),
+                         _mm256_loadu_ps(b + o));
+}
+
+/* N full 8-unit chunks from unit u in lockstep (N <= RNC_AVX2_NW), each gate's activation done
+ * for all N chunks together; the operations of rnc_avx2_update8 per chunk. */
+RNC_AVX2_AI void rnc_avx2_update_n(uint32_t kind, int N, uint32_t Hp, uint32_t u,
+                                   const int32_t *acc_i, __m256 svi, const float *s_ih,
+                                   const float *b_ih, const float *gi, const int32_t *acc_h,
+                                   __m256 svh, const float *s_hh, const float *b_hh,
+                                   const float *gh, float *restrict h, float *restrict c,
+                                   float *restrict y)
+{
+#define RNC_PI(g, j) rnc_avx2_pre8(acc_i, svi, s_ih, b_ih, gi, (size_t)(g) * Hp + u + 8 * (j))
+#define RNC_PH(g, j) rnc_avx2_pre8(acc_h, svh, s_hh, b_hh, gh, (size_t)(g) * Hp + u + 8 * (j))
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 a[RNC_AVX2_NW], b[RNC_AVX2_NW], t[RNC_AVX2_NW];
+    int j;
+    switch (kind) {
+    case RNC_RNN_TANH:
+        for (j = 0; j < N; ++j) t[j] = _mm256_add_ps(RNC_PI(0, j), RNC_PH(0, j));
+        rnc_avx2_tanh8n(t, N);
+        break;
+    case RNC_RNN_RELU:
+        for (j = 0; j < N; ++j)
+            t[j] = _mm256_max_ps(_mm256_add_ps(RNC_PI(0, j), RNC_PH(0, j)), _mm256_setzero_ps());
+        break;
+    case RNC_GRU:
+        for (j = 0; j < N; ++j) a[j] = _mm256_add_ps(RNC_PI(0, j), RNC_PH(0, j));
+        rnc_avx2_sigmoid8n(a, N); /* r */
+        for (j = 0; j < N; ++j) b[j] = _mm256_add_ps(RNC_PI(1, j), RNC_PH(1, j));
+        rnc_avx2_sigmoid8n(b, N); /* z */
+        for (j = 0; j < N; ++j) t[j] = _mm256_add_ps(RNC_PI(2, j), _mm256_mul_ps(a[j], RNC_PH(2, j)));
+        rnc_avx2_tanh8n(t, N); /* n */
+        for (j = 0; j < N; ++j)
+            t[j] = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(one, b[j]), t[j]),
+                                 _mm256_mul_ps(b[j], _mm256_loadu_ps(h + u + 8 * j)));
+        break;
+    default: { /* LSTM */
+        __m256 g[RNC_AVX2_NW];
+        for (j = 0; j < N; ++j) a[j] = _mm256_add_ps(RNC_PI(0, j), RNC_PH(0, j));
+        rnc_avx2_sigmoid8n(a, N); /* i */
+        for (j = 0; j < N; ++j) b[j] = _mm256_add_ps(RNC_PI(1, j), RNC_PH(1, j));
+        rnc_avx2_sigmoid8n(b, N); /* f */
+        for (j = 0; j < N; ++j) g[j] = _mm256_add_ps(RNC_PI(2, j), RNC_PH(2, j));
+        rnc_avx2_tanh8n(g, N); /* g */
+        for (j = 0; j < N; ++j) { /* c' = f*c + i*g */
+            t[j] = _mm256_add_ps(_mm256_mul_ps(b[j], _mm256_loadu_ps(c + u + 8 * j)),
+                                 _mm256_mul_ps(a[j], g[j]));
+            _mm256_storeu_ps(c + u + 8 * j, t[j]);
+        }
+        rnc_avx2_tanh8n(t, N);
+        for (j = 0; j < N; ++j) a[j] = _mm256_add_ps(RNC_PI(3, j), RNC_PH(3, j));
+        rnc_avx2_sigmoid8n(a, N); /* o */
+        for (j = 0; j < N; ++j) t[j] = _mm256_mul_ps(a[j], t[j]);
+        break;
+    }
+    }
+#undef RNC_PI
+#undef RNC_PH
+    for (j = 0; j < N; ++j) {
+        _mm256_storeu_ps(h + u + 8 * j, t[j]);
+        if (y) _mm256_storeu_ps(y + u + 8 * j, t[j]);
+    }
+}
+
+/* The last chunk of fewer than 8 units: h, c, y masked past H. */
+RNC_AVX2_AI void rnc_avx2_update_tail(uint32_t kind, uint32_t H, uint32_t Hp, uint32_t u,
+                                      const int32_t *acc_i, __m256 svi, const float *s_ih,
+                                      const float *b_ih, const float *gi, const int32_t *acc_h,
+                                      __m256 svh, const float *s_hh, const float *b_hh,
+                                      const float *gh, float *h, float *c, float *y)
+{
+    __m256 vi[4], vh[4];
+    for (uint32_t g = 0; g < rnc_avx2_gates(kind); ++g) {
+        vi[g] = rnc_avx2_pre8(acc_i, svi, s_ih, b_ih, gi, (size_t)g * Hp + u);
+        vh[g] = rnc_avx2_pre8(acc_h, svh, s_hh, b_hh, gh, (size_t)g * Hp + u);
+    }
+    rnc_avx2_update8(kind, vi, vh, rnc_avx2_mask(H - u), h + u, c ? c + u : NULL, y ? y + u : NULL);
+}
+
+RNC_AVX2_AI void rnc_avx2_update_k(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i,
+                                   float sxi, const float *s_ih, const float *b_ih,
+                                   const float *gi, const int32_t *acc_h, float sxh,
+                                   const float *s_hh, const float *b_hh, const float *gh, float *h,
+                                   float *c, float *y)
+{
+    const __m256 svi = _mm256_set1_ps(sxi), svh = _mm256_set1_ps(sxh);
+    uint32_t u = 0;
+    for (; u + 8 * RNC_AVX2_NW <= H; u += 8 * RNC_AVX2_NW)
+        rnc_avx2_update_n(kind, RNC_AVX2_NW, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
+                          b_hh, gh, h, c, y);
+    for (; u + 8 <= H; u += 8)
+        rnc_avx2_update_n(kind, 1, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, gh, h,
+                          c, y);
+    if (u < H)
+        rnc_avx2_update_tail(kind, H, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, gh,
+                             h, c, y);
+}
+
+/* The cell update (cell_template.h's RNC_CELL_UPDATE hook) from float gi, gh; and the q8
+ * epilogue fused with it (the RNC_Q8_UPDATE hook): the pre-activations of each chunk of units
+ * are made in registers from the int32 accumulators and go straight into the update, instead of
+ * a pass writing gi/gh to memory and one reading them back; acc_i NULL: the input part is the
+ * float gi (whole-sequence mode). One specialised loop per cell kind. */
+#define RNC_AVX2_BY_KIND(kind, ...)                                                               \
+    do {                                                                                          \
+        switch (kind) {                                                                           \
+        case RNC_RNN_TANH: rnc_avx2_update_k(RNC_RNN_TANH, __VA_ARGS__); break;                    \
+        case RNC_RNN_RELU: rnc_avx2_update_k(RNC_RNN_RELU, __VA_ARGS__); break;                    \
+        case RNC_GRU: rnc_avx2_update_k(RNC_GRU, __VA_ARGS__); break;                              \
+        default: rnc_avx2_update_k(RNC_LSTM, __VA_ARGS__); break;                                  \
+        }                                                                                         \
+    } while (0)
+
+static inline void rnc_avx2_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, const float *gi,
+                                        const float *gh, float *h, float *c, float *y)
+{
+    RNC_AVX2_BY_KIND(kind, H, Hp, NULL, 0.0f, NULL, NULL, gi, NULL, 0.0f, NULL, NULL, gh, h, c, y);
+}
+
+static inline void rnc_avx2_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i,
+                                      float sxi, const float *s_ih, const float *b_ih,
+                                      const float *gi, const int32_t *acc_h, float sxh,
+                                      const float *s_hh, const float *b_hh, float *h, float *c,
+                                      float *y)
+{
+    RNC_AVX2_BY_KIND(kind, H, Hp, acc_i, sxi, s_ih, b_ih, gi, acc_h, sxh, s_hh, b_hh, NULL, h, c, y);
 }
 
 /* util.c's rnc__quantize_row, bit for bit. */
