@@ -33,6 +33,7 @@ except ImportError as e:  # pragma: no cover - only without a built extension
     _IMPORT_ERROR = e
 
 PRECISIONS = ("f32", "q8")
+_MAX_BATCH = 1 << 24  # the C core's limit (csrc/src/model.c MAX_BATCH)
 _ENGINES: weakref.WeakSet = weakref.WeakSet()
 _FORCED_ISA: list[str | None] = [None]
 
@@ -180,6 +181,8 @@ class Engine:
         """A new stateful stream of ``batch`` rows (state zero). Unidirectional models only."""
         if not isinstance(batch, int | np.integer) or batch < 1:
             raise ValueError(f"batch: expected a positive integer, got {batch!r}")
+        if batch > _MAX_BATCH:
+            raise ValueError(f"batch: at most {_MAX_BATCH} (2**24) streams, got {batch}")
         if self.bidirectional:
             raise ValueError("stream: the model has a bidirectional layer, which needs whole "
                              "sequences; use engine.run(X)")
@@ -209,6 +212,8 @@ class Engine:
                              f"got shape {arr.shape}")
         if arr.shape[0] == 0:
             raise ValueError(f"X: empty batch (shape {arr.shape}); give at least one sequence")
+        if arr.shape[0] > _MAX_BATCH:
+            raise ValueError(f"X: at most {_MAX_BATCH} (2**24) sequences per call, got {arr.shape[0]}")
         s = Stream(self, int(arr.shape[0]), allow_bidirectional=True)
         if state is not None:
             s.state = state
