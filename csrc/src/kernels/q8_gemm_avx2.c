@@ -68,9 +68,41 @@ static inline int32_t rnc_negsum(const int8_t *q, int K)
     return s;
 }
 
-/* NB blocks (1, 2 or 4) of one column; the group loop is unrolled by two. */
+/* One column's |x| and xor mask m made once per call (in xa, xm, zero-padded to round4(K) <=
+ * RNC_Q8_PREP_MAX), so that each group of 4 inputs costs two broadcast loads instead of a
+ * broadcast, vpabsb and vpcmpgtb (measured: 2 x 768x256 GEMMs 4.41 -> 4.19 us). Returns the
+ * column's correction (rnc_negsum). */
+#define RNC_Q8_PREP_MAX 1024
+static inline int32_t rnc_q8_prep(const int8_t *q, int K, int8_t *xa, int8_t *xm)
+{
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i sum = zero;
+    int k = 0;
+    for (; k + 32 <= K; k += 32) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(q + k));
+        const __m256i a = _mm256_abs_epi8(v), m = _mm256_cmpgt_epi8(zero, v);
+        _mm256_storeu_si256((__m256i *)(xa + k), a);
+        _mm256_storeu_si256((__m256i *)(xm + k), m);
+        sum = _mm256_add_epi64(sum, _mm256_sad_epu8(_mm256_and_si256(a, m), zero));
+    }
+    int64_t t[4];
+    _mm256_storeu_si256((__m256i *)t, sum);
+    int32_t corr = (int32_t)(t[0] + t[1] + t[2] + t[3]);
+    for (; k < K; ++k) {
+        const int8_t v = q[k];
+        xa[k] = (int8_t)(v < 0 ? -v : v);
+        xm[k] = (int8_t)(v < 0 ? -1 : 0);
+        corr += v < 0 ? -v : 0;
+    }
+    for (; k < (K + 3) / 4 * 4; ++k) xa[k] = xm[k] = 0;
+    return corr;
+}
+
+/* NB blocks (1, 2 or 4) of one column; the group loop is unrolled by two. With xa/xm (pre = 1,
+ * a constant after inlining): |x| and m from rnc_q8_prep, else made per group from q. */
 RNC_AI void rnc_q8_blocks(const int8_t *w0, size_t bstride, int NB, int K, const int8_t *q,
-                          int32_t *acc, int rows_left, int32_t corr)
+                          int32_t *acc, int rows_left, int32_t corr, int pre, const int8_t *xa,
+                          const int8_t *xm)
 {
     const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
     const int gfull = K / 4, groups = (K + 3) / 4;
@@ -78,7 +110,9 @@ RNC_AI void rnc_q8_blocks(const int8_t *w0, size_t bstride, int NB, int K, const
     __m256i a0 = _mm256_set1_epi32(corr), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
 #define RNC_GROUP(g_, xb_)                                                                        \
     do {                                                                                          \
-        const __m256i xb = (xb_), ax = _mm256_abs_epi8(xb), m = _mm256_cmpgt_epi8(zero, xb);      \
+        const __m256i xb = pre ? zero : (xb_);                                                    \
+        const __m256i ax = pre ? rnc_bcast4(xa + 4 * (g_)) : _mm256_abs_epi8(xb);                 \
+        const __m256i m = pre ? rnc_bcast4(xm + 4 * (g_)) : _mm256_cmpgt_epi8(zero, xb);          \
         const size_t o = (size_t)(g_) * 64;                                                       \
         RNC_MAC(a0, RNC_LD(w0 + o), m, ax);                                                       \
         RNC_MAC(a1, RNC_LD(w0 + o + 32), m, ax);                                                  \
@@ -99,7 +133,7 @@ RNC_AI void rnc_q8_blocks(const int8_t *w0, size_t bstride, int NB, int K, const
         RNC_GROUP(g + 1, rnc_bcast4(q + 4 * g + 4));
     }
     if (g < gfull) RNC_GROUP(g, rnc_bcast4(q + 4 * g));
-    if (groups > gfull) RNC_GROUP(gfull, _mm256_set1_epi32(rnc_tail_group(q, K)));
+    if (groups > gfull) RNC_GROUP(gfull, pre ? zero : _mm256_set1_epi32(rnc_tail_group(q, K)));
 #undef RNC_GROUP
     rnc_store16(acc, rows_left, a0, a1);
     if (NB >= 2) rnc_store16(acc + 16, rows_left - 16, a2, a3);
@@ -147,6 +181,21 @@ RNC_AI void rnc_q8_blocks2(const int8_t *w0, size_t bstride, int NB, int K, cons
     }
 }
 
+/* One column, every block: four at a time, then two, then one. */
+#define RNC_Q8_COLUMN(pre, xa, xm)                                                                \
+    do {                                                                                          \
+        int b = 0;                                                                                \
+        for (; b + 4 <= nb; b += 4)                                                               \
+            rnc_q8_blocks(Wp + (size_t)b * bstride, bstride, 4, K, q, acc + 16 * b, R - 16 * b,    \
+                          corr, pre, xa, xm);                                                     \
+        for (; b + 2 <= nb; b += 2)                                                               \
+            rnc_q8_blocks(Wp + (size_t)b * bstride, bstride, 2, K, q, acc + 16 * b, R - 16 * b,    \
+                          corr, pre, xa, xm);                                                     \
+        for (; b < nb; ++b)                                                                       \
+            rnc_q8_blocks(Wp + (size_t)b * bstride, bstride, 1, K, q, acc + 16 * b, R - 16 * b,    \
+                          corr, pre, xa, xm);                                                     \
+    } while (0)
+
 void rnc_q8_gemm_avx2(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                       int32_t *Acc, int ldacc)
 {
@@ -168,16 +217,13 @@ void rnc_q8_gemm_avx2(const int8_t *Wp, int R, int K, int N, const int8_t *Q, in
     for (; n < N; ++n) {
         const int8_t *q = Q + (size_t)n * ldq;
         int32_t *acc = Acc + (size_t)n * ldacc;
-        const int32_t corr = rnc_negsum(q, K);
-        int b = 0;
-        for (; b + 4 <= nb; b += 4)
-            rnc_q8_blocks(Wp + (size_t)b * bstride, bstride, 4, K, q, acc + 16 * b, R - 16 * b,
-                          corr);
-        for (; b + 2 <= nb; b += 2)
-            rnc_q8_blocks(Wp + (size_t)b * bstride, bstride, 2, K, q, acc + 16 * b, R - 16 * b,
-                          corr);
-        for (; b < nb; ++b)
-            rnc_q8_blocks(Wp + (size_t)b * bstride, bstride, 1, K, q, acc + 16 * b, R - 16 * b,
-                          corr);
+        if (K <= (int)RNC_Q8_PREP_MAX) {
+            int8_t xa[RNC_Q8_PREP_MAX], xm[RNC_Q8_PREP_MAX];
+            const int32_t corr = rnc_q8_prep(q, K, xa, xm);
+            RNC_Q8_COLUMN(1, xa, xm);
+        } else {
+            const int32_t corr = rnc_negsum(q, K);
+            RNC_Q8_COLUMN(0, NULL, NULL);
+        }
     }
 }
