@@ -393,3 +393,21 @@ def test_export_c_validates_the_whole_model_and_cli_errors_are_one_line(tmp_path
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.startswith("rnncore export-c: ") and msg in r.stderr, r.stderr
     assert not (tmp_path / "out.c").exists()
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_step_in_place_out_is_x(precision):
+    """``step(x, out=x)`` (input_size == output_size) equals the reference: the C step reads x
+    before it writes y. (The C rnc_run refuses overlapping x / y; csrc/tests checks it.)"""
+    m = _f32_weights(rc.nn.GRU(8, 8, num_layers=2, seed=16))
+    eng = rc.compile(m, precision)
+    X = np.random.default_rng(14).standard_normal((3, 4, 8)).astype(F32)
+    s1, s2 = eng.stream(3), eng.stream(3)
+    for t in range(4):
+        want = s1.step(X[:, t])
+        buf = X[:, t].copy()
+        got = s2.step(buf, out=buf)
+        assert got is buf
+        np.testing.assert_array_equal(got, want)
+    if precision == "f32":
+        np.testing.assert_allclose(want, _ref_steps(m, X)[:, -1], atol=F32_TOL, rtol=0)

@@ -220,7 +220,8 @@ rnc_status rnc_step_ids(const rnc_model *model, rnc_state *state, const int32_t 
  * [0, T] or NULL (all T); PyTorch packed-sequence semantics: y is zero past a sequence's length,
  * its state stops changing there, and a backward direction starts at its last valid step.
  * The state holds the initial states on entry (h0/c0, both directions) and the final ones on
- * return. scratch: caller memory of rnc_run_scratch_size(model, B, T) bytes (4-byte aligned). */
+ * return. scratch: caller memory of rnc_run_scratch_size(model, B, T) bytes (4-byte aligned).
+ * x (or ids), y and scratch must not overlap (RNC_E_ARG); rnc_step allows y == x. */
 rnc_status rnc_run_scratch_size(const rnc_model *model, size_t batch, size_t steps, size_t *bytes);
 rnc_status rnc_run(const rnc_model *model, rnc_state *state, const float *x,
                    const int32_t *lengths, size_t steps, float *y, void *scratch,

@@ -707,6 +707,12 @@ rnc_status rnc_run_scratch_size(const rnc_model *m, size_t batch, size_t steps, 
     return RNC_OK;
 }
 
+static int ranges_overlap(const void *a, uint64_t na, const void *b, uint64_t nb)
+{
+    const uintptr_t pa = (uintptr_t)a, pb = (uintptr_t)b;
+    return na && nb && a && b && pa < pb + nb && pb < pa + na;
+}
+
 static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, const int32_t *ids,
                              const int32_t *lengths, size_t T, float *y, void *scratch,
                              size_t scratch_bytes)
@@ -719,6 +725,15 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     rnc_run_work w;
     TRY(run_work(m, B, T, &w));
     if (scratch_bytes < w.total) return RNC_E_SIZE;
+    {   /* x (or ids), y and scratch must not overlap: layers write y (and scratch) while later
+         * steps of x are still to be read (in-place rnc_run gave wrong outputs) */
+        const uint64_t nx = (uint64_t)B * T * (ids ? 1u : m->input_size) * 4u;
+        const uint64_t ny = (uint64_t)out_rows * m->output_size * 4u;
+        const void *in = ids ? (const void *)ids : (const void *)x;
+        if (ranges_overlap(in, nx, y, ny) || ranges_overlap(in, nx, scratch, scratch_bytes) ||
+            ranges_overlap(y, ny, scratch, scratch_bytes))
+            return RNC_E_ARG;
+    }
     if (lengths)
         for (size_t b = 0; b < B; ++b)
             if (lengths[b] < 0 || (size_t)lengths[b] > T) return RNC_E_VALUE;

@@ -801,6 +801,42 @@ static void test_state_after_model_reinit(const char *dir)
     }
 }
 
+/* rnc_run with overlapping x / y / scratch (e.g. in place, y = x) computed wrong outputs: layers
+ * write y while later steps of x are still to be read. Now RNC_E_ARG. (rnc_step in place, y = x,
+ * stays allowed: tests/test_engine_hostile.py checks it against the reference.) */
+static void test_run_overlap(const char *dir)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/gru_f32_stream.rnc", dir);
+    blob mb = read_file(path);
+    rnc_model m;
+    rnc_model_info info;
+    if (!mb.len || rnc_model_init(&m, mb.buf, mb.len) != RNC_OK) {
+        CHECK(0, "overlap: init");
+        free(mb.buf);
+        return;
+    }
+    rnc_model_get_info(&m, &info);
+    const size_t B = 2, T = 3, I = info.input_size, O = info.output_size, W = I > O ? I : O;
+    size_t sb = 0, rb = 0;
+    rnc_state_size(&m, B, &sb);
+    rnc_run_scratch_size(&m, B, T, &rb);
+    unsigned char *mem = xmalloc(sb);
+    unsigned char *scr = xmalloc(rb + 4 * B * T * W);
+    float *buf = xmalloc(4 * B * T * W), *y = xmalloc(4 * B * T * O);
+    for (size_t i = 0; i < B * T * W; ++i) buf[i] = (float)(i % 5) * 0.25f - 0.5f;
+    rnc_state s;
+    CHECK(rnc_state_init(&m, B, mem, sb, &s) == RNC_OK, "overlap: state");
+    CHECK(rnc_run(&m, &s, buf, NULL, T, buf, scr, rb) == RNC_E_ARG, "overlap: run with y == x");
+    CHECK(rnc_run(&m, &s, buf, NULL, T, buf + 1, scr, rb) == RNC_E_ARG, "overlap: y inside x");
+    CHECK(rnc_run(&m, &s, buf, NULL, T, y, (unsigned char *)buf, rb) == RNC_E_ARG, "overlap: scratch on x");
+    CHECK(rnc_run(&m, &s, (float *)(void *)(scr + rb), NULL, T, y, scr, rb + 4) == RNC_E_ARG,
+          "overlap: x inside scratch");
+    CHECK(rnc_run(&m, &s, buf, NULL, T, y, scr, rb) == RNC_OK, "overlap: separate buffers run");
+    CHECK(rnc_run(&m, &s, buf, NULL, 0, buf, scr, rb) == RNC_OK, "overlap: T = 0 has nothing to overlap");
+    free(mem), free(scr), free(buf), free(y), free(mb.buf);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "build/vectors";
@@ -848,6 +884,7 @@ int main(int argc, char **argv)
     test_state_restore(dir);
     test_api_misuse(dir);
     test_state_after_model_reinit(dir);
+    test_run_overlap(dir);
     test_hostile(dir, fuzz);
 
     printf("%d checks, %d failures\n", g_checks, g_fail);
