@@ -1,7 +1,25 @@
 /* Fused RNN/GRU/LSTM step kernels, AVX-512 VNNI build of cell_template.h: q8 products with
  * 512-bit vpdpbusd (gemv_avx512vnni.c); f32 products are the AVX-512F ones (VNNI adds only int8
  * instructions). Cell update and activation quantisation from epilogue_avx512.h; its float32
- * operations are those of every other ISA, so q8 outputs equal the generic kernel's exactly. */
+ * operations are those of every other ISA, so q8 outputs equal the generic kernel's exactly.
+ *
+ * Batches (>= RNC_VNNI_FUSED_MIN_BATCH rows, the input given as quantised x: run()'s per-step
+ * mode and rnc_step; not GRU reset_after=0) take a fused q8 step instead of the template's two
+ * GEMMs + dequantisation + update: for each block of 16 hidden units, the G gate row blocks of
+ * W_ih are run over every batch row (tiles of NB rows: G x NB accumulators in registers), scaled
+ * and biased into a small buffer, then those of W_hh, and each tile's cell update follows its
+ * recurrent product. A unit block's weights (G x round4(K) x 16 bytes per matrix) stay in L1
+ * across all rows of the batch, the products run at the vpdpbusd peak (the offset correction
+ * -128 * rowsum is the accumulators' initial value), and no G*Hp-wide int32 / float arrays per
+ * row go through memory. Same integers (exact int32 sums), same float32 operations in the same
+ * order as the template (acc * (s_v * s_w) + b, then the cell of epilogue_avx512.h), so the
+ * outputs are bit-identical to the generic kernel's (csrc/tests/test_vnni_fused.c).
+ *
+ * Measured (Zen 4, one core, B = 64, T = 100, H = I = 256 / 512): the products alone run at
+ * ~240 GMAC/s (the vpdpbusd peak, 64 MAC per cycle); the float32 epilogue (the rational tanh with
+ * its division, ~25 vector operations per 16 units per gate) shares the vector pipes with
+ * vpdpbusd and does not overlap with it, so it adds ~20-30 % to the product time.
+ */
 #include "../internal.h"
 #include "epilogue_avx512.h"
 #include "kernels_avx512.h"
@@ -14,8 +32,282 @@ void rnc_f32_gemm_avx512vnni(const float *Wp, int R, int K, int N, const float *
     rnc_f32_gemm_avx512(Wp, R, K, N, X, ldx, Y, ldy);
 }
 
+/* The template's q8 steps get a _tmpl suffix; the table's names are defined below. */
+#define rnc_q8_rnn_step_avx512vnni rnc_q8_rnn_step_avx512vnni_tmpl
+#define rnc_q8_gru_step_avx512vnni rnc_q8_gru_step_avx512vnni_tmpl
+#define rnc_q8_lstm_step_avx512vnni rnc_q8_lstm_step_avx512vnni_tmpl
+void rnc_q8_rnn_step_avx512vnni_tmpl(const rnc_cell_args *a);
+void rnc_q8_gru_step_avx512vnni_tmpl(const rnc_cell_args *a);
+void rnc_q8_lstm_step_avx512vnni_tmpl(const rnc_cell_args *a);
+
 /* intrinsics epilogue (bit-identical, more in flight) through the template's hooks */
 #define RNC_CELL_UPDATE rnc_x86_cell_update_avx512
 #define RNC_QUANTIZE_ROW rnc_x86_quantize_row_avx512
 #define RNC_SFX avx512vnni
 #include "cell_template.h"
+
+#undef rnc_q8_rnn_step_avx512vnni
+#undef rnc_q8_gru_step_avx512vnni
+#undef rnc_q8_lstm_step_avx512vnni
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+
+/* From this many batch rows on, a step takes the fused path (measured on Zen 4: at 4 to 8 rows the
+ * template's GEMM, which shares each row block's offset correction across the whole call, is
+ * ahead; from 16 rows on the fused step is level or faster, most for LSTM and H = 512). */
+#define RNC_VNNI_FUSED_MIN_BATCH 16u
+/* batch rows per tile: G x NB accumulators (12 for GRU, 16 for LSTM) + G weight vectors */
+#define RNC_NB_GRU 4
+#define RNC_NB_LSTM 4
+#define RNC_NB_RNN 8
+#define RNC_FA static inline __attribute__((always_inline))
+
+/* One 4-byte group of a quantised vector, broadcast, with the offset 128 (q ^ 0x80 as unsigned).
+ * The vectors are zero-padded to round4(K) (x by the caller, h here), so whole groups are read. */
+RNC_FA __m512i fused_bcast(const int8_t *q, int g)
+{
+    int32_t v;
+    memcpy(&v, q + 4 * g, 4);
+    return _mm512_xor_si512(_mm512_set1_epi32(v), _mm512_set1_epi8((char)0x80));
+}
+
+/* out[m*NB + n] = init[m] + sum_g dpbusd(q_n ^ 0x80, W_m) over ng groups: with init = -128 * rowsum,
+ * exactly sum_k W q. A separate (not inlined) function per (G, NB), so that the compiler keeps the
+ * G x NB accumulators in registers without copies across the loop. */
+RNC_FA void fused_acc_body(const int8_t *const *W, int ng, const int8_t *const *Q, const __m512i *init,
+                           __m512i *out, const int G, const int NB)
+{
+    __m512i a[4][8];
+#pragma GCC unroll 4
+    for (int m = 0; m < G; ++m)
+#pragma GCC unroll 8
+        for (int n = 0; n < NB; ++n) a[m][n] = init[m];
+    const int8_t *q[8];
+#pragma GCC unroll 8
+    for (int n = 0; n < NB; ++n) q[n] = Q[n];
+    const int8_t *w0 = W[0], *w1 = G > 1 ? W[1] : W[0], *w2 = G > 2 ? W[2] : W[0], *w3 = G > 3 ? W[3] : W[0];
+    for (int g = 0; g < ng; ++g) {
+        __m512i w[4];
+        w[0] = _mm512_loadu_si512((const void *)(w0 + (size_t)g * 64));
+        if (G > 1) w[1] = _mm512_loadu_si512((const void *)(w1 + (size_t)g * 64));
+        if (G > 2) w[2] = _mm512_loadu_si512((const void *)(w2 + (size_t)g * 64));
+        if (G > 3) w[3] = _mm512_loadu_si512((const void *)(w3 + (size_t)g * 64));
+#pragma GCC unroll 8
+        for (int n = 0; n < NB; ++n) {
+            const __m512i xu = fused_bcast(q[n], g);
+#pragma GCC unroll 4
+            for (int m = 0; m < G; ++m) a[m][n] = _mm512_dpbusd_epi32(a[m][n], xu, w[m]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < G; ++m)
+#pragma GCC unroll 8
+        for (int n = 0; n < NB; ++n) out[m * NB + n] = a[m][n];
+}
+
+#define FUSED_ACC(G, NB)                                                                          \
+    static __attribute__((noinline)) void fused_acc_##G##_##NB(const int8_t *const *W, int ng,      \
+                                                               const int8_t *const *Q,             \
+                                                               const __m512i *init, __m512i *out)  \
+    {                                                                                             \
+        fused_acc_body(W, ng, Q, init, out, G, NB);                                               \
+    }
+FUSED_ACC(1, 1)
+FUSED_ACC(1, 2)
+FUSED_ACC(1, 3)
+FUSED_ACC(1, 4)
+FUSED_ACC(1, 5)
+FUSED_ACC(1, 6)
+FUSED_ACC(1, 7)
+FUSED_ACC(1, 8)
+FUSED_ACC(3, 1)
+FUSED_ACC(3, 2)
+FUSED_ACC(3, 3)
+FUSED_ACC(3, 4)
+FUSED_ACC(3, 5)
+FUSED_ACC(3, 6)
+FUSED_ACC(3, 7)
+FUSED_ACC(3, 8)
+FUSED_ACC(4, 1)
+FUSED_ACC(4, 2)
+FUSED_ACC(4, 3)
+FUSED_ACC(4, 4)
+FUSED_ACC(4, 5)
+FUSED_ACC(4, 6)
+FUSED_ACC(4, 7)
+FUSED_ACC(4, 8)
+
+typedef void (*fused_acc_fn)(const int8_t *const *, int, const int8_t *const *, const __m512i *, __m512i *);
+static const fused_acc_fn fused_acc_tab[3][8] = {
+    {fused_acc_1_1, fused_acc_1_2, fused_acc_1_3, fused_acc_1_4, fused_acc_1_5, fused_acc_1_6, fused_acc_1_7, fused_acc_1_8},
+    {fused_acc_3_1, fused_acc_3_2, fused_acc_3_3, fused_acc_3_4, fused_acc_3_5, fused_acc_3_6, fused_acc_3_7, fused_acc_3_8},
+    {fused_acc_4_1, fused_acc_4_2, fused_acc_4_3, fused_acc_4_4, fused_acc_4_5, fused_acc_4_6, fused_acc_4_7, fused_acc_4_8}};
+
+RNC_FA void fused_acc(const int8_t *const *W, int ng, const int8_t *const *Q, const __m512i *init, __m512i *out,
+                      const int G, int NB)
+{
+    fused_acc_tab[G == 1 ? 0 : G == 3 ? 1 : 2][NB - 1](W, ng, Q, init, out);
+}
+
+/* -128 * rowsum(W) of one row block (the offset's correction), as int32 lanes. */
+RNC_FA __m512i fused_corr(const int8_t *W, int ng)
+{
+    const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    __m512i c = _mm512_setzero_si512();
+    for (int g = 0; g < ng; ++g) c = _mm512_dpbusd_epi32(c, k80, _mm512_loadu_si512((const void *)(W + (size_t)g * 64)));
+    return _mm512_sub_epi32(_mm512_setzero_si512(), c);
+}
+
+/* (float)acc * (s_v * s_w) + b: the template's rnc_q8_dequant, 16 rows. */
+RNC_FA __m512 fused_dequant(__m512i acc, float sv, const float *sw, const float *b)
+{
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(_mm512_set1_ps(sv), _mm512_loadu_ps(sw))),
+                         _mm512_loadu_ps(b));
+}
+
+/* The cell updates of units u .. u+15 of batch rows n0 .. n0+np-1 (pre in fused_part's layout),
+ * gate by gate across the rows, so that the rows' independent float chains (the rational tanh and
+ * its division) are in flight together. The float32 operations of each lane are exactly those of
+ * rnc_x86_unit16_v (epilogue_avx512.h) in the same order. */
+RNC_FA __m512 fused_pre(const float *pre, uint32_t j, int G, int k) { return _mm512_loadu_ps(pre + ((size_t)j * 2 * G + k) * 16); }
+
+RNC_FA void fused_update_rows(const rnc_cell_args *a, uint32_t kind, const int G, uint32_t u, __mmask16 msk,
+                              uint32_t n0, uint32_t np, const float *pre)
+{
+    const uint32_t H = a->H;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 hn[8], t0[8], t1[8];
+    if (kind == RNC_RNN_TANH) {
+        for (uint32_t j = 0; j < np; ++j) hn[j] = rnc_x86_tanh16(_mm512_add_ps(fused_pre(pre, j, G, 0), fused_pre(pre, j, G, 1)));
+    } else if (kind == RNC_RNN_RELU) {
+        for (uint32_t j = 0; j < np; ++j)
+            hn[j] = _mm512_max_ps(_mm512_add_ps(fused_pre(pre, j, G, 0), fused_pre(pre, j, G, 1)), _mm512_setzero_ps());
+    } else if (kind == RNC_GRU) {
+        for (uint32_t j = 0; j < np; ++j) {
+            t0[j] = rnc_x86_sigmoid16(_mm512_add_ps(fused_pre(pre, j, G, 0), fused_pre(pre, j, G, 3))); /* r */
+            t1[j] = rnc_x86_sigmoid16(_mm512_add_ps(fused_pre(pre, j, G, 1), fused_pre(pre, j, G, 4))); /* z */
+        }
+        for (uint32_t j = 0; j < np; ++j) {
+            const __m512 n = rnc_x86_tanh16(_mm512_add_ps(fused_pre(pre, j, G, 2), _mm512_mul_ps(t0[j], fused_pre(pre, j, G, 5))));
+            const __m512 h = _mm512_maskz_loadu_ps(msk, a->h + (size_t)(n0 + j) * H + u);
+            hn[j] = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, t1[j]), n), _mm512_mul_ps(t1[j], h));
+        }
+    } else {
+        __m512 gg[8], o[8];
+        for (uint32_t j = 0; j < np; ++j) {
+            t0[j] = rnc_x86_sigmoid16(_mm512_add_ps(fused_pre(pre, j, G, 0), fused_pre(pre, j, G, 4))); /* i */
+            t1[j] = rnc_x86_sigmoid16(_mm512_add_ps(fused_pre(pre, j, G, 1), fused_pre(pre, j, G, 5))); /* f */
+        }
+        for (uint32_t j = 0; j < np; ++j) {
+            gg[j] = rnc_x86_tanh16(_mm512_add_ps(fused_pre(pre, j, G, 2), fused_pre(pre, j, G, 6)));   /* g */
+            o[j] = rnc_x86_sigmoid16(_mm512_add_ps(fused_pre(pre, j, G, 3), fused_pre(pre, j, G, 7)));  /* o */
+        }
+        for (uint32_t j = 0; j < np; ++j) {
+            const uint32_t b = n0 + j;
+            float *c = a->c + (size_t)b * H + u;
+            const __m512 c2 = _mm512_add_ps(_mm512_mul_ps(t1[j], _mm512_maskz_loadu_ps(msk, c)), _mm512_mul_ps(t0[j], gg[j]));
+            if (!a->active || a->active[b]) _mm512_mask_storeu_ps(c, msk, c2);
+            t0[j] = c2;
+        }
+        for (uint32_t j = 0; j < np; ++j) hn[j] = _mm512_mul_ps(o[j], rnc_x86_tanh16(t0[j]));
+    }
+    for (uint32_t j = 0; j < np; ++j) {
+        const uint32_t b = n0 + j;
+        if (a->active && !a->active[b]) continue;
+        _mm512_mask_storeu_ps(a->h + (size_t)b * H + u, msk, hn[j]);
+        if (a->y) _mm512_mask_storeu_ps(a->y + b * a->ldy + u, msk, hn[j]);
+    }
+}
+
+/* The input (part 0) or recurrent (part 1) product of one tile: units u .. u+15 (gate row blocks
+ * at g*Hp + u) of batch rows n0 .. n0+NB-1, scaled and biased into pre (2G vectors of 16 floats
+ * per row: the input parts, then the recurrent parts). */
+RNC_FA void fused_part(const rnc_cell_args *a, const int G, int NB, int part, uint32_t u, uint32_t n0,
+                       const int8_t *const *W, const __m512i *corr, int ng, const int8_t *q, size_t ldq,
+                       const float *sv, float *pre)
+{
+    const uint32_t Hp = a->Hp;
+    const float *sw = part ? a->s_hh : a->s_ih, *bias = part ? a->b_hh : a->b_ih;
+    const int8_t *Q[8];
+    __m512i acc[32];
+    for (int n = 0; n < NB; ++n) Q[n] = q + (size_t)(n0 + n) * ldq;
+    fused_acc(W, ng, Q, corr, acc, G, NB);
+    for (int n = 0; n < NB; ++n) {
+        float *p = pre + ((size_t)(n0 + n) * 2 * G + (size_t)part * G) * 16;
+#pragma GCC unroll 4
+        for (int m = 0; m < G; ++m)
+            _mm512_storeu_ps(p + m * 16, fused_dequant(acc[m * NB + n], sv[n0 + n], sw + m * Hp + u, bias + m * Hp + u));
+    }
+}
+
+RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const int NB)
+{
+    const uint32_t B = a->batch, H = a->H, Hp = a->Hp;
+    const size_t kh = RNC_ALIGN_UP((size_t)H, 4), kx = RNC_ALIGN_UP((size_t)a->I, 4);
+    const int gx = (int)(kx / 4), gh = (int)(kh / 4);
+    const rnc_cell_work wl = rnc__cell_work(a->G, H, B);
+    unsigned char *w = (unsigned char *)a->work;
+    int8_t *hq = (int8_t *)(w + wl.hq);
+    float *sh = (float *)(w + wl.sh);
+    /* B x 2G x 16 floats of one unit block's pre-activations, in acc_i + acc_h (2 x B x G*Hp x 4
+     * contiguous bytes, 64-aligned: at least B x 2G x 64) */
+    float *pre = (float *)(w + wl.acc_i);
+    for (uint32_t b = 0; b < B; ++b)
+        rnc_x86_quantize_row_avx512(a->h + (size_t)b * H, H, kh, a->h_scale, hq + b * kh, &sh[b]);
+    const int8_t *wih = (const int8_t *)a->w_ih, *whh = (const int8_t *)a->w_hh;
+    for (uint32_t u = 0; u < H; u += 16) {
+        const __mmask16 msk = H - u >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - u)) - 1u);
+        const int8_t *Wi[4], *Wh[4];
+        __m512i ci[4], ch[4];
+#pragma GCC unroll 4
+        for (int m = 0; m < G; ++m) {
+            const size_t blk = ((size_t)m * Hp + u) / 16;
+            Wi[m] = wih + blk * (size_t)gx * 64;
+            Wh[m] = whh + blk * (size_t)gh * 64;
+            ci[m] = fused_corr(Wi[m], gx);
+            ch[m] = fused_corr(Wh[m], gh);
+        }
+        /* W_ih's blocks stay in L1 across every row of the batch, then W_hh's */
+        for (uint32_t n0 = 0; n0 < B; n0 += (uint32_t)NB) {
+            const int nb = B - n0 >= (uint32_t)NB ? NB : (int)(B - n0);
+            fused_part(a, G, nb, 0, u, n0, Wi, ci, gx, a->xq, a->ldxq, a->sx, pre);
+        }
+        for (uint32_t n0 = 0; n0 < B; n0 += (uint32_t)NB) {
+            const int nb = B - n0 >= (uint32_t)NB ? NB : (int)(B - n0);
+            fused_part(a, G, nb, 1, u, n0, Wh, ch, gh, hq, kh, sh, pre);
+            fused_update_rows(a, kind, G, u, msk, n0, (uint32_t)nb, pre + (size_t)n0 * 2 * G * 16);
+        }
+    }
+}
+
+static int fused_ok(const rnc_cell_args *a)
+{
+    return a->batch >= RNC_VNNI_FUSED_MIN_BATCH && !a->gi && a->xq &&
+           !(a->kind == RNC_GRU && !a->reset_after);
+}
+
+void rnc_q8_rnn_step_avx512vnni(const rnc_cell_args *a)
+{
+    if (!fused_ok(a)) rnc_q8_rnn_step_avx512vnni_tmpl(a);
+    else if (a->kind == RNC_RNN_RELU) fused_step(a, RNC_RNN_RELU, 1, RNC_NB_RNN);
+    else fused_step(a, RNC_RNN_TANH, 1, RNC_NB_RNN);
+}
+
+void rnc_q8_gru_step_avx512vnni(const rnc_cell_args *a)
+{
+    if (!fused_ok(a)) rnc_q8_gru_step_avx512vnni_tmpl(a);
+    else fused_step(a, RNC_GRU, 3, RNC_NB_GRU);
+}
+
+void rnc_q8_lstm_step_avx512vnni(const rnc_cell_args *a)
+{
+    if (!fused_ok(a)) rnc_q8_lstm_step_avx512vnni_tmpl(a);
+    else fused_step(a, RNC_LSTM, 4, RNC_NB_LSTM);
+}
+
+#else
+void rnc_q8_rnn_step_avx512vnni(const rnc_cell_args *a) { rnc_q8_rnn_step_avx512vnni_tmpl(a); }
+void rnc_q8_gru_step_avx512vnni(const rnc_cell_args *a) { rnc_q8_gru_step_avx512vnni_tmpl(a); }
+void rnc_q8_lstm_step_avx512vnni(const rnc_cell_args *a) { rnc_q8_lstm_step_avx512vnni_tmpl(a); }
+#endif

@@ -52,33 +52,47 @@ RNC_EP_AI __m512 rnc_x86_sigmoid16(__m512 x)
 #define RNC_EP_LD(p, m) _mm512_maskz_loadu_ps((m), (p))
 #define RNC_EP_FULL ((__mmask16)0xFFFF)
 
-RNC_EP_AI void rnc_x86_unit16(uint32_t kind, uint32_t Hp, uint32_t u, __mmask16 m, const float *restrict gi,
-                              const float *restrict gh, float *restrict h, float *restrict c,
-                              float *restrict y)
+/* The cell update of 16 units (u .. u+15, lanes in m) from pre-activations already in registers:
+ * gi[g], gh[g] = gate g's input and recurrent parts (incl. biases). The q8 batch kernel of
+ * cells_avx512vnni.c calls it straight from its accumulators; rnc_x86_unit16 after loading them. */
+RNC_EP_AI void rnc_x86_unit16_v(uint32_t kind, uint32_t u, __mmask16 m, const __m512 *gi, const __m512 *gh,
+                                float *restrict h, float *restrict c, float *restrict y)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
     __m512 hn;
     if (kind == RNC_RNN_TANH) {
-        hn = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)));
+        hn = rnc_x86_tanh16(_mm512_add_ps(gi[0], gh[0]));
     } else if (kind == RNC_RNN_RELU) {
-        hn = _mm512_max_ps(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)), _mm512_setzero_ps());
+        hn = _mm512_max_ps(_mm512_add_ps(gi[0], gh[0]), _mm512_setzero_ps());
     } else if (kind == RNC_GRU) {
-        const __m512 r = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)));
-        const __m512 z = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + Hp + u, m), RNC_EP_LD(gh + Hp + u, m)));
-        const __m512 n = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + 2 * Hp + u, m),
-                                                      _mm512_mul_ps(r, RNC_EP_LD(gh + 2 * Hp + u, m))));
+        const __m512 r = rnc_x86_sigmoid16(_mm512_add_ps(gi[0], gh[0]));
+        const __m512 z = rnc_x86_sigmoid16(_mm512_add_ps(gi[1], gh[1]));
+        const __m512 n = rnc_x86_tanh16(_mm512_add_ps(gi[2], _mm512_mul_ps(r, gh[2])));
         hn = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, z), n), _mm512_mul_ps(z, RNC_EP_LD(h + u, m)));
     } else {
-        const __m512 i = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + u, m), RNC_EP_LD(gh + u, m)));
-        const __m512 f = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + Hp + u, m), RNC_EP_LD(gh + Hp + u, m)));
-        const __m512 g = rnc_x86_tanh16(_mm512_add_ps(RNC_EP_LD(gi + 2 * Hp + u, m), RNC_EP_LD(gh + 2 * Hp + u, m)));
-        const __m512 o = rnc_x86_sigmoid16(_mm512_add_ps(RNC_EP_LD(gi + 3 * Hp + u, m), RNC_EP_LD(gh + 3 * Hp + u, m)));
+        const __m512 i = rnc_x86_sigmoid16(_mm512_add_ps(gi[0], gh[0]));
+        const __m512 f = rnc_x86_sigmoid16(_mm512_add_ps(gi[1], gh[1]));
+        const __m512 g = rnc_x86_tanh16(_mm512_add_ps(gi[2], gh[2]));
+        const __m512 o = rnc_x86_sigmoid16(_mm512_add_ps(gi[3], gh[3]));
         const __m512 c2 = _mm512_add_ps(_mm512_mul_ps(f, RNC_EP_LD(c + u, m)), _mm512_mul_ps(i, g));
         _mm512_mask_storeu_ps(c + u, m, c2);
         hn = _mm512_mul_ps(o, rnc_x86_tanh16(c2));
     }
     _mm512_mask_storeu_ps(h + u, m, hn);
     if (y) _mm512_mask_storeu_ps(y + u, m, hn);
+}
+
+RNC_EP_AI void rnc_x86_unit16(uint32_t kind, uint32_t Hp, uint32_t u, __mmask16 m, const float *restrict gi,
+                              const float *restrict gh, float *restrict h, float *restrict c,
+                              float *restrict y)
+{
+    const uint32_t G = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1;
+    __m512 vi[4], vh[4];
+    for (uint32_t g = 0; g < G; ++g) {
+        vi[g] = RNC_EP_LD(gi + g * Hp + u, m);
+        vh[g] = RNC_EP_LD(gh + g * Hp + u, m);
+    }
+    rnc_x86_unit16_v(kind, u, m, vi, vh, h, c, y);
 }
 
 RNC_EP_AI void rnc_x86_update_kind(uint32_t kind, uint32_t H, uint32_t Hp, const float *restrict gi,
