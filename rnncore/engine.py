@@ -155,7 +155,9 @@ class Engine:
 
     def state_bytes(self, batch: int = 1) -> int:
         """Bytes of working memory one stream of ``batch`` rows needs in C."""
-        return self._model.state_bytes(batch)
+        if not isinstance(batch, int | np.integer) or isinstance(batch, bool) or not 1 <= batch <= _MAX_BATCH:
+            raise ValueError(f"batch: expected an integer in [1, {_MAX_BATCH}], got {batch!r}")
+        return self._model.state_bytes(int(batch))
 
     @property
     def isa(self) -> str:

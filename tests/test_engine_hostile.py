@@ -150,6 +150,9 @@ def test_empty_batch_and_zero_steps(gru_engine):
         gru_engine.stream(0)
     with pytest.raises(ValueError, match=r"batch: at most 16777216 \(2\*\*24\) streams, got 1099511627776"):
         gru_engine.stream(2**40)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"batch: expected an integer in \[1, 16777216\]"):
+            gru_engine.state_bytes(bad)
     # T = 0: no output, the state passes through unchanged
     h0 = np.random.default_rng(4).standard_normal((2, 3, 8)).astype(F32)
     y, h = gru_engine.run(np.zeros((3, 0, 4), F32), state=h0, return_state=True)
