@@ -15,7 +15,8 @@
  * multiply pipes on AMD Zen 4: the GEMM went from ~73 to ~89 GMAC/s (768x256, N=1).
  *
  * One column: four 16-row blocks in flight (8 accumulators), the group loop unrolled by two.
- * Two columns: two blocks x two columns, each weight load feeding both. Full 4-input groups are
+ * Two columns: two blocks x two columns, each weight load feeding both. For K <= 1024, each
+ * column's |x| and m are made once per call into stack buffers (rnc_q8_prep). Full 4-input groups are
  * read directly; a partial last group (K % 4) is assembled once per column, so no input past K
  * is read.
  */
@@ -143,10 +144,12 @@ RNC_AI void rnc_q8_blocks(const int8_t *w0, size_t bstride, int NB, int K, const
     }
 }
 
-/* NB blocks (1 or 2) of two columns sharing every weight load. */
+/* NB blocks (1 or 2) of two columns sharing every weight load; pre as in rnc_q8_blocks, with
+ * xa[0], xm[0] for column 0 and xa[1], xm[1] for column 1. */
 RNC_AI void rnc_q8_blocks2(const int8_t *w0, size_t bstride, int NB, int K, const int8_t *q0,
                            const int8_t *q1, int32_t *acc0, int32_t *acc1, int rows_left,
-                           int32_t corr0, int32_t corr1)
+                           int32_t corr0, int32_t corr1, int pre, const int8_t *const *xa,
+                           const int8_t *const *xm)
 {
     const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
     const int gfull = K / 4, groups = (K + 3) / 4;
@@ -154,11 +157,17 @@ RNC_AI void rnc_q8_blocks2(const int8_t *w0, size_t bstride, int NB, int K, cons
     __m256i a0 = _mm256_set1_epi32(corr0), a1 = a0, a2 = a0, a3 = a0;
     __m256i c0 = _mm256_set1_epi32(corr1), c1 = c0, c2 = c0, c3 = c0;
     for (int g = 0; g < groups; ++g) {
-        const int full = g < gfull;
-        const __m256i xb = full ? rnc_bcast4(q0 + 4 * g) : _mm256_set1_epi32(rnc_tail_group(q0, K));
-        const __m256i yb = full ? rnc_bcast4(q1 + 4 * g) : _mm256_set1_epi32(rnc_tail_group(q1, K));
-        const __m256i ax = _mm256_abs_epi8(xb), ay = _mm256_abs_epi8(yb);
-        const __m256i mx = _mm256_cmpgt_epi8(zero, xb), my = _mm256_cmpgt_epi8(zero, yb);
+        __m256i ax, ay, mx, my;
+        if (pre) {
+            ax = rnc_bcast4(xa[0] + 4 * g), mx = rnc_bcast4(xm[0] + 4 * g);
+            ay = rnc_bcast4(xa[1] + 4 * g), my = rnc_bcast4(xm[1] + 4 * g);
+        } else {
+            const int full = g < gfull;
+            const __m256i xb = full ? rnc_bcast4(q0 + 4 * g) : _mm256_set1_epi32(rnc_tail_group(q0, K));
+            const __m256i yb = full ? rnc_bcast4(q1 + 4 * g) : _mm256_set1_epi32(rnc_tail_group(q1, K));
+            ax = _mm256_abs_epi8(xb), ay = _mm256_abs_epi8(yb);
+            mx = _mm256_cmpgt_epi8(zero, xb), my = _mm256_cmpgt_epi8(zero, yb);
+        }
         const size_t o = (size_t)g * 64;
         const __m256i v0 = RNC_LD(w0 + o), v1 = RNC_LD(w0 + o + 32);
         RNC_MAC(a0, v0, mx, ax);
@@ -196,6 +205,18 @@ RNC_AI void rnc_q8_blocks2(const int8_t *w0, size_t bstride, int NB, int K, cons
                           corr, pre, xa, xm);                                                     \
     } while (0)
 
+/* Two columns, every block: two at a time, then one. */
+#define RNC_Q8_COLUMNS2(pre, xa, xm)                                                              \
+    do {                                                                                          \
+        int b = 0;                                                                                \
+        for (; b + 2 <= nb; b += 2)                                                               \
+            rnc_q8_blocks2(Wp + (size_t)b * bstride, bstride, 2, K, q0, q1, c0 + 16 * b,           \
+                           c1 + 16 * b, R - 16 * b, k0, k1, pre, xa, xm);                         \
+        for (; b < nb; ++b)                                                                       \
+            rnc_q8_blocks2(Wp + (size_t)b * bstride, bstride, 1, K, q0, q1, c0 + 16 * b,           \
+                           c1 + 16 * b, R - 16 * b, k0, k1, pre, xa, xm);                         \
+    } while (0)
+
 void rnc_q8_gemm_avx2(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                       int32_t *Acc, int ldacc)
 {
@@ -205,14 +226,15 @@ void rnc_q8_gemm_avx2(const int8_t *Wp, int R, int K, int N, const int8_t *Q, in
     for (; n + 2 <= N; n += 2) {
         const int8_t *q0 = Q + (size_t)n * ldq, *q1 = q0 + ldq;
         int32_t *c0 = Acc + (size_t)n * ldacc, *c1 = c0 + ldacc;
-        const int32_t k0 = rnc_negsum(q0, K), k1 = rnc_negsum(q1, K);
-        int b = 0;
-        for (; b + 2 <= nb; b += 2)
-            rnc_q8_blocks2(Wp + (size_t)b * bstride, bstride, 2, K, q0, q1, c0 + 16 * b, c1 + 16 * b,
-                           R - 16 * b, k0, k1);
-        for (; b < nb; ++b)
-            rnc_q8_blocks2(Wp + (size_t)b * bstride, bstride, 1, K, q0, q1, c0 + 16 * b, c1 + 16 * b,
-                           R - 16 * b, k0, k1);
+        if (K <= (int)RNC_Q8_PREP_MAX) {
+            int8_t a0[RNC_Q8_PREP_MAX], m0[RNC_Q8_PREP_MAX], a1[RNC_Q8_PREP_MAX], m1[RNC_Q8_PREP_MAX];
+            const int8_t *xa[2] = {a0, a1}, *xm[2] = {m0, m1};
+            const int32_t k0 = rnc_q8_prep(q0, K, a0, m0), k1 = rnc_q8_prep(q1, K, a1, m1);
+            RNC_Q8_COLUMNS2(1, xa, xm);
+        } else {
+            const int32_t k0 = rnc_negsum(q0, K), k1 = rnc_negsum(q1, K);
+            RNC_Q8_COLUMNS2(0, NULL, NULL);
+        }
     }
     for (; n < N; ++n) {
         const int8_t *q = Q + (size_t)n * ldq;
