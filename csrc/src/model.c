@@ -767,7 +767,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         const size_t H = L->hidden_size, DH = H * L->dirs, ghp = (size_t)L->gates * L->hp;
         const int direct = (l + 1 == m->num_layers) && !m->head && !m->last_step;
         float *out = direct ? y : (cur == seq_a ? seq_b : seq_a);
-        if (BT) memset(out, 0, sizeof(float) * BT * DH);
+        /* positions past a length stay zero; without lengths every (b, t) is written by the
+         * steps below (both directions), so the 4*B*T*D*H-byte clear is skipped */
+        if (BT && lengths) memset(out, 0, sizeof(float) * BT * DH);
         if (m->precision == RNC_Q8)
             for (size_t n = 0; n < BT; ++n)
                 rnc__quantize_row_isa(m->isa, cur + n * cur_w, cur_w, L->kx, L->x_scale,
