@@ -526,7 +526,7 @@ cdef inline bint _fast_f32(object a, Py_ssize_t d0, Py_ssize_t d1) noexcept:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     if cnp.PyArray_TYPE(arr) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(arr) != 2 \
-            or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
         return False
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
     return dims[0] == d0 and dims[1] == d1
@@ -537,12 +537,14 @@ cdef inline bint _fast_i32(object a, Py_ssize_t d0) noexcept:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     return cnp.PyArray_TYPE(arr) == cnp.NPY_INT32 and cnp.PyArray_NDIM(arr) == 1 \
-        and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_DIMS(arr)[0] == d0
+        and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr) \
+        and cnp.PyArray_DIMS(arr)[0] == d0
 
 
 def _describe(a) -> str:
     if isinstance(a, np.ndarray):
-        return f"shape {a.shape}, dtype {a.dtype}" + ("" if a.flags.c_contiguous else ", non-contiguous")
+        return (f"shape {a.shape}, dtype {a.dtype}" + ("" if a.flags.c_contiguous else ", non-contiguous")
+                + ("" if a.flags.aligned else ", misaligned"))
     return f"{type(a).__name__}"
 
 
@@ -615,12 +617,12 @@ cdef class Stream:
             if a.size and (a.min() < 0 or a.max() >= self.model.info.embed_num):
                 raise ValueError(f"x: token ids must be in [0, {self.model.info.embed_num}), got "
                                  f"[{a.min()}, {a.max()}]")
-            return np.ascontiguousarray(a, dtype=np.int32)
+            return np.require(a, np.int32, ("C", "A"))
         xa = _real_array(x, "x", f"a float32 array of shape ({self.batch}, {self.nin})")
         if xa.shape != (self.batch, self.nin):
             raise ValueError(f"x: expected shape ({self.batch}, {self.nin}) (batch, input_size), got "
                              f"{_describe(xa)}")
-        return np.ascontiguousarray(xa, dtype=np.float32)
+        return np.require(xa, np.float32, ("C", "A"))
 
     def step(self, x, out=None):
         """One time step for every stream of the batch.
@@ -643,7 +645,7 @@ cdef class Stream:
         if out is None:
             out = np.empty((self.batch, self.nout), np.float32)
         elif not _fast_f32(out, self.batch, self.nout) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
-            raise ValueError(f"out: expected a writable C-contiguous float32 array of shape "
+            raise ValueError(f"out: expected a writable, aligned, C-contiguous float32 array of shape "
                              f"({self.batch}, {self.nout}), got {_describe(out)}")
         cdef void *xp = cnp.PyArray_DATA(<cnp.ndarray>x)
         cdef float *yp = <float *>cnp.PyArray_DATA(<cnp.ndarray>out)
@@ -693,13 +695,13 @@ cdef class Stream:
             if a.size and (a.min() < 0 or a.max() >= self.model.info.embed_num):
                 raise ValueError(f"X: token ids must be in [0, {self.model.info.embed_num}), got "
                                  f"[{a.min()}, {a.max()}]")
-            xa = np.ascontiguousarray(a, dtype=np.int32)
+            xa = np.require(a, np.int32, ("C", "A"))
         else:
             xr = _real_array(X, "X", f"a float array (batch, T, {self.nin})")
             if xr.ndim != 3 or xr.shape[0] != b or xr.shape[2] != self.nin:
                 raise ValueError(f"X: expected shape ({b}, T, {self.nin}) (batch, time, features), "
                                  f"got {_describe(xr)}")
-            xa = np.ascontiguousarray(xr, dtype=np.float32)
+            xa = np.require(xr, np.float32, ("C", "A"))
         t = xa.shape[1]
         cdef cnp.ndarray la
         cdef const int32_t *lp = NULL
@@ -709,7 +711,7 @@ cdef class Stream:
                 raise ValueError(f"lengths: expected {b} integers (one per sequence), got {_describe(lraw)}")
             if b and (lraw.min() < 0 or lraw.max() > t):
                 raise ValueError(f"lengths: expected values in [0, {t}], got [{lraw.min()}, {lraw.max()}]")
-            la = np.ascontiguousarray(lraw, dtype=np.int32)
+            la = np.require(lraw, np.int32, ("C", "A"))
             lp = <const int32_t *>cnp.PyArray_DATA(la)
         if self.model.info.last_step:
             y = np.zeros((b, self.nout), np.float32)
@@ -753,7 +755,7 @@ cdef class Stream:
         return h, c
 
     def set_raw_state(self, h, c=None):
-        cdef cnp.ndarray ha = np.ascontiguousarray(h, dtype=np.float32).reshape(-1)
+        cdef cnp.ndarray ha = np.require(h, np.float32, ("C", "A")).reshape(-1)
         cdef size_t i
         if <size_t>ha.shape[0] != self.st.h_count:
             raise ValueError(f"state h: expected {self.st.h_count} floats, got {ha.shape[0]}")
@@ -763,7 +765,7 @@ cdef class Stream:
         if self.st.c_count:
             if c is None:
                 raise ValueError("state c: this model has LSTM layers; c is required")
-            ca = np.ascontiguousarray(c, dtype=np.float32).reshape(-1)
+            ca = np.require(c, np.float32, ("C", "A")).reshape(-1)
             if <size_t>ca.shape[0] != self.st.c_count:
                 raise ValueError(f"state c: expected {self.st.c_count} floats, got {ca.shape[0]}")
             if not np.all(np.isfinite(ca)):

@@ -105,8 +105,8 @@ def test_wrong_batch_and_bad_out_buffers_leave_the_state(gru_engine):
     ro.setflags(write=False)
     for out in (np.zeros((2, 8)), np.zeros((2, 9), F32), np.zeros((8, 2), F32).T, ro, [0.0] * 16,
                 np.zeros((1, 2, 8), F32)):
-        with pytest.raises(ValueError, match=r"out: expected a writable C-contiguous float32 array of "
-                                             r"shape \(2, 8\), got"):
+        with pytest.raises(ValueError, match=r"out: expected a writable, aligned, C-contiguous float32 "
+                                             r"array of shape \(2, 8\), got"):
             s.step(x, out=out)
     np.testing.assert_array_equal(s.state, before)
 
@@ -414,3 +414,27 @@ def test_step_in_place_out_is_x(precision):
         np.testing.assert_array_equal(got, want)
     if precision == "f32":
         np.testing.assert_allclose(want, _ref_steps(m, X)[:, -1], atol=F32_TOL, rtol=0)
+
+
+def test_misaligned_arrays_are_copied_or_refused(gru, gru_engine):
+    """A float32 view at an odd byte offset (np.frombuffer of a packet) is copied to an aligned
+    array for x / X / lengths / state (right answer) and refused for out= (it cannot be written in
+    place); the C core itself answers RNC_E_ALIGN (csrc/tests)."""
+    X = np.random.default_rng(15).standard_normal((2, 3, 4)).astype(F32)
+
+    def odd(a):
+        raw = bytearray(a.nbytes + 1)
+        v = np.frombuffer(raw, a.dtype, count=a.size, offset=1).reshape(a.shape)
+        v[...] = a
+        assert not v.flags.aligned and v.flags.c_contiguous
+        return v
+
+    y_ref = _ref_steps(gru, X)
+    s = gru_engine.stream(2)
+    np.testing.assert_allclose(s.step(odd(X[:, 0])), y_ref[:, 0], atol=F32_TOL, rtol=0)
+    np.testing.assert_allclose(gru_engine.run(odd(X), odd(np.array([3, 3], np.int32))), y_ref,
+                               atol=F32_TOL, rtol=0)
+    s.state = odd(s.state.astype(F32))
+    np.testing.assert_allclose(s.step(X[:, 1]), y_ref[:, 1], atol=F32_TOL, rtol=0)
+    with pytest.raises(ValueError, match=r"out: expected a writable, aligned.*misaligned"):
+        s.step(X[:, 2], out=odd(np.zeros((2, 8), F32)))

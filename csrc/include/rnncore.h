@@ -207,7 +207,7 @@ rnc_status rnc_state_init(const rnc_model *model, size_t batch, void *mem, size_
 rnc_status rnc_state_reset(rnc_state *state);  /* h = c = 0 */
 
 /* One step for every stream of the batch. x: (B, input_size) floats, row-major; y: (B,
- * output_size). Updates the state. RNC_E_BIDIRECTIONAL when a layer is bidirectional;
+ * output_size); both 4-byte aligned (RNC_E_ALIGN). Updates the state. RNC_E_BIDIRECTIONAL when a layer is bidirectional;
  * RNC_E_VALUE when x holds NaN/Inf (the state is then unchanged). */
 rnc_status rnc_step(const rnc_model *model, rnc_state *state, const float *x, float *y);
 /* Same for an Embedding model: ids (B) int32 in [0, embed_num). */
@@ -221,7 +221,8 @@ rnc_status rnc_step_ids(const rnc_model *model, rnc_state *state, const int32_t 
  * its state stops changing there, and a backward direction starts at its last valid step.
  * The state holds the initial states on entry (h0/c0, both directions) and the final ones on
  * return. scratch: caller memory of rnc_run_scratch_size(model, B, T) bytes (4-byte aligned).
- * x (or ids), y and scratch must not overlap (RNC_E_ARG); rnc_step allows y == x. */
+ * x (or ids), y and scratch must not overlap (RNC_E_ARG); rnc_step allows y == x.
+ * x/ids, y and lengths must be 4-byte aligned (RNC_E_ALIGN). */
 rnc_status rnc_run_scratch_size(const rnc_model *model, size_t batch, size_t steps, size_t *bytes);
 rnc_status rnc_run(const rnc_model *model, rnc_state *state, const float *x,
                    const int32_t *lengths, size_t steps, float *y, void *scratch,

@@ -607,6 +607,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
 {
     TRY(check_state(m, s));
     if (!y || (!x && !ids)) return RNC_E_ARG;
+    if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y) & 3u) return RNC_E_ALIGN; /* ARMv7 VFP faults */
     if ((ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
     if (model_bidir(m)) return RNC_E_BIDIRECTIONAL;
     const size_t B = s->batch;
@@ -722,6 +723,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     const size_t B = s->batch;
     const size_t out_rows = m->last_step ? B : B * T;
     if (!scratch || (out_rows && !y) || (T && !x && !ids)) return RNC_E_ARG;
+    if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y | (uintptr_t)lengths) & 3u) return RNC_E_ALIGN;
     rnc_run_work w;
     TRY(run_work(m, B, T, &w));
     if (scratch_bytes < w.total) return RNC_E_SIZE;

@@ -834,6 +834,22 @@ static void test_run_overlap(const char *dir)
           "overlap: x inside scratch");
     CHECK(rnc_run(&m, &s, buf, NULL, T, y, scr, rb) == RNC_OK, "overlap: separate buffers run");
     CHECK(rnc_run(&m, &s, buf, NULL, 0, buf, scr, rb) == RNC_OK, "overlap: T = 0 has nothing to overlap");
+    /* misaligned x / y / lengths (a float read from a byte stream at an odd offset): RNC_E_ALIGN
+     * before anything is read or written, not a fault (ARMv7 VFP loads need 4-byte alignment) */
+    const float *odd_x = (const float *)(const void *)((const unsigned char *)buf + 1);
+    float *odd_y = (float *)(void *)((unsigned char *)y + 2);
+    const int32_t lens[2] = {3, 1};
+    const int32_t *odd_len = (const int32_t *)(const void *)((const unsigned char *)scr + rb + 1);
+    memcpy(scr + rb + 1, lens, sizeof lens);
+    rnc_state_reset(&s);
+    CHECK(rnc_step(&m, &s, odd_x, y) == RNC_E_ALIGN, "align: step x");
+    CHECK(rnc_step(&m, &s, buf, odd_y) == RNC_E_ALIGN, "align: step y");
+    CHECK(rnc_run(&m, &s, odd_x, NULL, T, y, scr, rb) == RNC_E_ALIGN, "align: run x");
+    CHECK(rnc_run(&m, &s, buf, NULL, T, odd_y, scr, rb) == RNC_E_ALIGN, "align: run y");
+    CHECK(rnc_run(&m, &s, buf, odd_len, T, y, scr, rb) == RNC_E_ALIGN, "align: run lengths");
+    int zero = 1;
+    for (size_t i = 0; i < s.h_count; ++i) zero &= s.h[i] == 0.0f;
+    CHECK(zero, "align: the state is untouched");
     free(mem), free(scr), free(buf), free(y), free(mb.buf);
 }
 
