@@ -785,6 +785,8 @@ cdef class Stream:
         """Seconds per ``rnc_step`` call, timed over ``n`` calls in a C loop (no Python)."""
         if self.ids:
             raise ValueError("time_step: float-input models only")
+        if n < 1:
+            raise ValueError(f"n: expected a positive number of steps, got {n}")
         if not _fast_f32(x, self.batch, self.nin) or not _fast_f32(out, self.batch, self.nout):
             raise ValueError("time_step: x and out must be C-contiguous float32 of the step shapes")
         cdef const float *xp = <const float *>cnp.PyArray_DATA(<cnp.ndarray>x)

@@ -318,6 +318,8 @@ def test_one_stream_from_two_threads_at_once_is_refused_and_never_corrupts():
         started.set()
         s.time_step(x, out, n)  # n steps in one C call without the GIL
 
+    with pytest.raises(ValueError, match="n: expected a positive number of steps, got 0"):
+        s.time_step(x, out, 0)
     th = threading.Thread(target=worker)
     th.start()
     started.wait()
