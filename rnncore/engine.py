@@ -312,6 +312,9 @@ class Stream:
         layers, uniform = self._layout()
         b = self.batch
         nstates = sum(layer["directions"] for layer in layers)
+        if (isinstance(value, list) and len(value) == 2 and uniform and layers[0]["kind"] == "lstm"
+                and all(isinstance(v, np.ndarray) and v.ndim == 3 for v in value)):
+            value = tuple(value)  # [h_n, c_n] as a PyTorch user may pass it: the pair
         if isinstance(value, list):
             entries = value
         else:

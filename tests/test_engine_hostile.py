@@ -198,6 +198,11 @@ def test_lstm_state_forms_are_checked():
     np.testing.assert_allclose(s.step(x[:, 0]), y_ref[:, 0], atol=F32_TOL, rtol=0)
     s.state = (h, c)
     np.testing.assert_allclose(s.step(x[:, 0]), y_ref[:, 0], atol=F32_TOL, rtol=0)
+    s.state = [h, c]  # PyTorch's [h_n, c_n] as a list: the pair too
+    np.testing.assert_allclose(s.step(x[:, 0]), y_ref[:, 0], atol=F32_TOL, rtol=0)
+    one = rc.compile(_f32_weights(rc.nn.LSTM(3, 5, seed=17)), "f32").stream(2)
+    one.state = [h[:1], c[:1]]
+    np.testing.assert_array_equal(one.state[1], c[:1].astype(F32))
 
 
 # ------------------------------------------------------------------------------------------
