@@ -551,6 +551,8 @@ def _describe(a) -> str:
 def _real_array(x, str name, str want):
     """``x`` as an ndarray of real numbers (float or integer; a TypeError naming ``name`` for
     None, strings, objects, bool or complex)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor (also one that requires grad)
+        x = x.detach().cpu().numpy()
     a = x if isinstance(x, np.ndarray) else np.asarray(x) if x is not None else None
     if a is None or a.dtype.kind not in "fiu":
         got = _describe(a) if a is not None else "None"

@@ -208,6 +208,7 @@ class Engine:
         Y : (B, T, output_size) float32, or (B, output_size) with last-step pooling
         state : (if ``return_state``) the final state
         """
+        X = _as_numpy(X)
         arr = np.asarray(X)
         if arr.ndim < 2:
             raise ValueError("X: expected (batch, time, features) or (batch, time) ids, "
@@ -257,9 +258,10 @@ class Stream:
     def run(self, X, lengths=None, *, mask=None) -> np.ndarray:
         """Whole sequences continuing from this stream's state (left at the final state);
         ``lengths`` (B,) or a (B, T) boolean prefix ``mask`` as in :meth:`Engine.run`."""
+        X = _as_numpy(X)
         if mask is not None:
-            lengths = _lengths_from_mask(mask, lengths, self.batch, np.shape(X))
-        return self._s.run(X, lengths)
+            lengths = _lengths_from_mask(_as_numpy(mask), lengths, self.batch, np.shape(X))
+        return self._s.run(X, _as_numpy(lengths))
 
     def __reduce__(self):
         # pickle / copy.deepcopy: the engine, the batch and a copy of the state
@@ -312,6 +314,10 @@ class Stream:
         layers, uniform = self._layout()
         b = self.batch
         nstates = sum(layer["directions"] for layer in layers)
+        value = _as_numpy(value)
+        if isinstance(value, tuple | list):
+            value = type(value)(_as_numpy(v) if not isinstance(v, tuple | list) else tuple(map(_as_numpy, v))
+                                for v in value)
         if (isinstance(value, list) and len(value) == 2 and uniform and layers[0]["kind"] == "lstm"
                 and all(isinstance(v, np.ndarray) and v.ndim == 3 for v in value)):
             value = tuple(value)  # [h_n, c_n] as a PyTorch user may pass it: the pair
@@ -425,6 +431,11 @@ def _check_calibration(spec: ModelSpec, X, lengths) -> None:
                              f"[{n.min()}, {n.max()}]")
         if n.max() == 0:
             raise ValueError("calibration: every length is 0; no steps to measure")
+
+
+def _as_numpy(a):
+    """torch tensors (PyTorch users' h0/c0) as numpy arrays; anything else unchanged."""
+    return a.detach().cpu().numpy() if hasattr(a, "detach") and hasattr(a, "cpu") else a
 
 
 def _check_state_array(name: str, a, shape: tuple) -> None:

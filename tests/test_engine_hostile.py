@@ -445,3 +445,21 @@ def test_misaligned_arrays_are_copied_or_refused(gru, gru_engine):
     np.testing.assert_allclose(s.step(X[:, 1]), y_ref[:, 1], atol=F32_TOL, rtol=0)
     with pytest.raises(ValueError, match=r"out: expected a writable, aligned.*misaligned"):
         s.step(X[:, 2], out=odd(np.zeros((2, 8), F32)))
+
+
+def test_torch_tensors_as_inputs_and_state(gru, gru_engine):
+    """What a PyTorch user passes: tensors (requiring grad too) for x, X, lengths, mask and h0."""
+    import torch
+    rng = np.random.default_rng(18)
+    X = rng.standard_normal((2, 4, 4)).astype(F32)
+    h0 = rng.standard_normal((2, 2, 8)).astype(F32)
+    y_ref, h_ref = gru.forward(X.astype(np.float64), state=h0.astype(np.float64), lengths=np.array([4, 2]))
+    Xt = torch.tensor(X, requires_grad=True)
+    y, h = gru_engine.run(Xt, torch.tensor([4, 2]), state=torch.tensor(h0), return_state=True)
+    np.testing.assert_allclose(y, y_ref, atol=F32_TOL, rtol=0)
+    np.testing.assert_allclose(h, h_ref, atol=F32_TOL, rtol=0)
+    mask = torch.arange(4)[None, :] < torch.tensor([4, 2])[:, None]
+    np.testing.assert_array_equal(gru_engine.run(Xt, mask=mask, state=h0), y)
+    s = gru_engine.stream(2)
+    s.state = torch.tensor(h0)
+    np.testing.assert_allclose(s.step(Xt[:, 0]), y_ref[:, 0], atol=F32_TOL, rtol=0)
