@@ -512,4 +512,11 @@ def load(path_or_bytes) -> Engine:
     else:
         with open(path_or_bytes, "rb") as f:
             data = f.read()
-    return Engine(data)
+    try:
+        return Engine(data)
+    except ValueError as e:
+        if "bad magic" not in str(e):
+            raise
+        where = "" if isinstance(path_or_bytes, bytes | bytearray | memoryview) else f"{path_or_bytes}: "
+        raise ValueError(f"{where}{e}; a PyTorch/Keras/ONNX model is imported with rc.io.from_torch / "
+                         "from_keras / from_onnx (or `rnncore convert`), then rc.compile / rc.save") from None
