@@ -463,3 +463,41 @@ def test_torch_tensors_as_inputs_and_state(gru, gru_engine):
     s = gru_engine.stream(2)
     s.state = torch.tensor(h0)
     np.testing.assert_allclose(s.step(Xt[:, 0]), y_ref[:, 0], atol=F32_TOL, rtol=0)
+
+
+def test_export_c_compiles_as_strict_c_and_as_cpp_and_runs(tmp_path, gru, gru_engine):
+    """The exported file in a C++ firmware project (ESP-IDF, Arduino, Zephyr C++) or built with
+    -pedantic -Werror: compiles, links with the host library, and its example main prints the
+    engine's step outputs."""
+    import shutil
+
+    from rnncore.io.export_c import export_c
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    csrc = os.path.join(root, "csrc")
+    r = subprocess.run(["make", "-C", csrc, "lib"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    lib = os.path.join(csrc, "build", "librnncore.a")
+    inc = os.path.join(csrc, "include")
+    src = tmp_path / "model.c"
+    export_c(gru_engine.data, src)
+    X = np.random.default_rng(19).standard_normal((1, 4, 4)).astype(F32)
+    X[0].tofile(tmp_path / "in.f32")
+    want = gru_engine.stream(1)
+    want = np.stack([want.step(X[:, t])[0] for t in range(4)])
+    cxx = shutil.which("g++")
+    assert cxx, "g++ is required (installed by .ci/run)"
+    builds = [(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I", inc, str(src), lib,
+                "-lm"], "c"),
+              ([cxx, "-x", "c++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", inc, str(src),
+                "-x", "none", lib, "-lm"], "cpp")]
+    for cmd, tag in builds:
+        exe = tmp_path / f"demo_{tag}"
+        r = subprocess.run([*cmd, "-o", str(exe)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, tag + r.stderr[-3000:]
+        out = subprocess.run([str(exe), str(tmp_path / "in.f32")], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        got = np.array([[float(v) for v in ln.split()] for ln in out.stdout.strip().splitlines()])
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=tag)
+        # and against the float64 reference
+        np.testing.assert_allclose(got, _ref_steps(gru, X)[0], atol=F32_TOL, rtol=0)

@@ -50,6 +50,15 @@ static const union {{
 _TEMPLATE_TAIL = """\
 }}}};
 
+/* extern "C" with external linkage in C++ too (a const at namespace scope would be static) */
+#ifdef __cplusplus
+extern "C" {{
+#endif
+extern const unsigned char *const {name}_data;
+extern const size_t {name}_size;
+#ifdef __cplusplus
+}}
+#endif
 const unsigned char *const {name}_data = {name}_blob.bytes;
 const size_t {name}_size = {upper}_SIZE;
 
@@ -87,10 +96,10 @@ int main(int argc, char **argv)
         return 1;
     }}
     size_t cap = 256, T = 0;
-    unsigned char *in = malloc(cap * feat * 4);
+    unsigned char *in = (unsigned char *)malloc(cap * feat * 4);
     while (in && fread(in + T * feat * 4, 4, feat, f) == feat) {{
         if (++T == cap) {{
-            unsigned char *p = realloc(in, (cap *= 2) * feat * 4);
+            unsigned char *p = (unsigned char *)realloc(in, (cap *= 2) * feat * 4);
             if (!p) {{
                 free(in);
                 in = NULL;
@@ -105,7 +114,7 @@ int main(int argc, char **argv)
     rnc_state_size(&model, 1, &state_bytes);
     rnc_run_scratch_size(&model, 1, T ? T : 1, &scratch_bytes);
     void *state_mem = malloc(state_bytes), *scratch = malloc(scratch_bytes ? scratch_bytes : 1);
-    float *y = malloc(sizeof(float) * (T ? T : 1) * out);
+    float *y = (float *)malloc(sizeof(float) * (T ? T : 1) * out);
     if (!state_mem || !scratch || !y) return fail("memory", RNC_E_SIZE);
     rnc_state state;
     s = rnc_state_init(&model, 1, state_mem, state_bytes, &state);
