@@ -58,9 +58,9 @@ void rnc_q8_lstm_step_avx512vnni_tmpl(const rnc_cell_args *a);
  * ahead; from 16 rows on the fused step is level or faster, most for LSTM and H = 512). */
 #define RNC_VNNI_FUSED_MIN_BATCH 16u
 /* batch rows per tile: G x NB accumulators (12 for GRU, 16 for LSTM) + G weight vectors */
-#define RNC_NB_GRU 4
-#define RNC_NB_LSTM 4
-#define RNC_NB_RNN 8
+#define RNC_NB_GRU 4  /* <= 4: fused_acc_tab */
+#define RNC_NB_LSTM 4 /* <= 4 */
+#define RNC_NB_RNN 8  /* <= 8 */
 #define RNC_FA static inline __attribute__((always_inline))
 
 /* One 4-byte group of a quantised vector, broadcast, with the offset 128 (q ^ 0x80 as unsigned).
@@ -125,24 +125,17 @@ FUSED_ACC(3, 1)
 FUSED_ACC(3, 2)
 FUSED_ACC(3, 3)
 FUSED_ACC(3, 4)
-FUSED_ACC(3, 5)
-FUSED_ACC(3, 6)
-FUSED_ACC(3, 7)
-FUSED_ACC(3, 8)
 FUSED_ACC(4, 1)
 FUSED_ACC(4, 2)
 FUSED_ACC(4, 3)
 FUSED_ACC(4, 4)
-FUSED_ACC(4, 5)
-FUSED_ACC(4, 6)
-FUSED_ACC(4, 7)
-FUSED_ACC(4, 8)
 
 typedef void (*fused_acc_fn)(const int8_t *const *, int, const int8_t *const *, const __m512i *, __m512i *);
+/* [G = 1, 3, 4][NB - 1]: the tile widths fused_step uses (RNC_NB_* and every narrower tail) */
 static const fused_acc_fn fused_acc_tab[3][8] = {
     {fused_acc_1_1, fused_acc_1_2, fused_acc_1_3, fused_acc_1_4, fused_acc_1_5, fused_acc_1_6, fused_acc_1_7, fused_acc_1_8},
-    {fused_acc_3_1, fused_acc_3_2, fused_acc_3_3, fused_acc_3_4, fused_acc_3_5, fused_acc_3_6, fused_acc_3_7, fused_acc_3_8},
-    {fused_acc_4_1, fused_acc_4_2, fused_acc_4_3, fused_acc_4_4, fused_acc_4_5, fused_acc_4_6, fused_acc_4_7, fused_acc_4_8}};
+    {fused_acc_3_1, fused_acc_3_2, fused_acc_3_3, fused_acc_3_4, 0, 0, 0, 0},
+    {fused_acc_4_1, fused_acc_4_2, fused_acc_4_3, fused_acc_4_4, 0, 0, 0, 0}};
 
 RNC_FA void fused_acc(const int8_t *const *W, int ng, const int8_t *const *Q, const __m512i *init, __m512i *out,
                       const int G, int NB)
