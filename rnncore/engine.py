@@ -402,6 +402,21 @@ def _lengths_from_mask(mask, lengths, batch: int, xshape: tuple) -> np.ndarray:
     return n.astype(np.int64)
 
 
+def _check_calibration_object(spec: ModelSpec, cal: Calibration) -> None:
+    """A Calibration measured on another model (other layer count, directions or head) is refused."""
+    want = [layer.num_directions for layer in spec.layers]
+    got_x, got_h = len(cal.x_scale), [len(h) for h in cal.h_scale]
+    if got_x != len(want) or got_h != want or (cal.head_scale is None) != (spec.head is None):
+        raise ValueError(
+            f"calibration: a Calibration for {got_x} layer(s) with directions {got_h} and "
+            f"{'no ' if cal.head_scale is None else ''}head scale, but this model has {len(want)} layer(s) "
+            f"with directions {want} and {'a' if spec.head is not None else 'no'} head; calibrate this model")
+    scales = list(cal.x_scale) + [v for h in cal.h_scale for v in h] + (
+        [cal.head_scale] if cal.head_scale is not None else [])
+    if not all(np.isfinite(v) and v >= 0 for v in scales):  # 0: dynamic, as in the .rnc file
+        raise ValueError(f"calibration: scales must be finite and >= 0, got {scales}")
+
+
 def _check_calibration(spec: ModelSpec, X, lengths) -> None:
     """Shapes of q8 calibration data, checked before any arithmetic (ValueError/TypeError)."""
     a = np.asarray(X)
@@ -478,6 +493,7 @@ def compile(model, precision: str = "f32", calibration=None) -> Engine:  # noqa:
         if precision != "q8":
             raise ValueError("calibration: static activation scales exist only for precision='q8'")
         if isinstance(calibration, Calibration):
+            _check_calibration_object(spec, calibration)
             cal = calibration
         else:
             from rnncore.quant.calibrate import calibrate

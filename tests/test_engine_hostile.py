@@ -239,6 +239,19 @@ def test_q8_calibration_shapes_are_checked_before_any_arithmetic(gru):
     for cal, exc, msg in cases:
         with pytest.raises(exc, match=msg):
             rc.compile(gru, "q8", calibration=cal)
+    # a Calibration object measured on another model is refused, not silently misapplied
+    from rnncore.quant.calibrate import calibrate
+
+    other = calibrate(rc.nn.GRU(4, 8, num_layers=3, seed=1), X)
+    with pytest.raises(ValueError, match=r"calibration: a Calibration for 3 layer\(s\).*this model has 2"):
+        rc.compile(gru, "q8", calibration=other)
+    with pytest.raises(ValueError, match=r"directions \[1\].*directions \[2\]"):
+        rc.compile(rc.nn.GRU(4, 8, bidirectional=True, seed=2), "q8",
+                   calibration=calibrate(rc.nn.GRU(4, 8, seed=2), X))
+    own = calibrate(gru, X)
+    own.x_scale[0] = float("nan")
+    with pytest.raises(ValueError, match="scales must be finite and >= 0"):
+        rc.compile(gru, "q8", calibration=own)
     # valid calibration with lengths runs and equals the quantised reference of its own bytes
     eng = rc.compile(gru, "q8", calibration=(X, [5, 3, 1]))
     y_q, _ = Q.q8_forward(eng.reference(), X, np.array([5, 3, 1]))
