@@ -195,8 +195,8 @@ class Engine:
 
         Parameters
         ----------
-        X : (B, T, input_size) floats, or (B, T) integer token ids. Every value must be finite,
-            padding past a length included (pad with zeros): NaN/Inf anywhere is a ValueError
+        X : (B, T, input_size) floats, or (B, T) integer token ids. Every value within the lengths
+            must be finite (NaN/Inf there is a ValueError); padding past a length may be anything
         lengths : (B,) ints in [0, T] (None: all T); outputs past a length are zero; a length of 0
             keeps that sequence's state (with last-step pooling it pools zeros: head(0))
         state : initial state as ``Stream.state`` gives it (None: zeros)
@@ -261,7 +261,21 @@ class Stream:
         X = _as_numpy(X)
         if mask is not None:
             lengths = _lengths_from_mask(_as_numpy(mask), lengths, self.batch, np.shape(X))
-        return self._s.run(X, _as_numpy(lengths))
+        lengths = _as_numpy(lengths)
+        try:
+            return self._s.run(X, lengths)
+        except ValueError as e:
+            # NaN/Inf only past the lengths (NaN-padded data): padding never reaches the state or
+            # the output, so run it zero-padded; NaN/Inf in a valid step stays an error
+            if lengths is None or "NaN or Inf" not in str(e) or self.engine.uses_ids:
+                raise
+            xa = np.array(X, np.float32)
+            valid = np.arange(xa.shape[1])[None, :] < np.asarray(lengths)[:, None]
+            if not np.isfinite(xa[valid]).all():
+                raise ValueError("X: contains NaN or Inf within the lengths (the state is "
+                                 "unchanged)") from None
+            xa[~valid] = 0
+            return self._s.run(xa, lengths)
 
     def __reduce__(self):
         # pickle / copy.deepcopy: the engine, the batch and a copy of the state

@@ -160,15 +160,28 @@ def test_empty_batch_and_zero_steps(gru_engine):
     np.testing.assert_array_equal(h, h0)
 
 
-def test_nan_in_padding_is_refused_and_zero_padding_is_ignored(gru, gru_engine):
+def test_nan_padding_past_the_lengths_is_ignored_and_nan_inside_is_refused(gru, gru_engine):
+    """DESIGN.md: positions past a length give zero output and do not change the state, so NaN
+    padding (pandas-style) gives the zero-padded answer; NaN within a length is an error."""
     rng = np.random.default_rng(5)
     X = rng.standard_normal((2, 4, 4)).astype(F32)
-    X[1, 2:] = np.nan
-    with pytest.raises(ValueError, match="X: contains NaN or Inf"):
-        gru_engine.run(X, [4, 2])
-    X[1, 2:] = 0
-    y_ref, _ = gru.forward(X.astype(np.float64), lengths=np.array([4, 2]))
-    np.testing.assert_allclose(gru_engine.run(X, [4, 2]), y_ref, atol=F32_TOL, rtol=0)
+    Xp = X.copy()
+    Xp[1, 2:] = np.nan
+    Xp[1, 3, 0] = np.inf
+    Xz = X.copy()
+    Xz[1, 2:] = 0
+    y_ref, h_ref = gru.forward(Xz.astype(np.float64), lengths=np.array([4, 2]))
+    y, h = gru_engine.run(Xp, [4, 2], return_state=True)
+    np.testing.assert_allclose(y, y_ref, atol=F32_TOL, rtol=0)
+    np.testing.assert_allclose(h, h_ref, atol=F32_TOL, rtol=0)
+    assert np.isnan(Xp[1, 2:, 1:]).all()  # the caller's array is not modified
+    np.testing.assert_array_equal(gru_engine.run(Xp, mask=np.arange(4)[None, :] < np.array([[4], [2]])), y)
+    s = gru_engine.stream(2)
+    before = s.state
+    for lengths in ([4, 3], None):
+        with pytest.raises(ValueError, match="X: contains NaN or Inf"):
+            s.run(Xp, lengths)
+        np.testing.assert_array_equal(s.state, before)
 
 
 # ------------------------------------------------------------------------------------------
