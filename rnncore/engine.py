@@ -545,8 +545,9 @@ def load(path_or_bytes) -> Engine:
     try:
         return Engine(data)
     except ValueError as e:
-        if "bad magic" not in str(e):
+        if isinstance(path_or_bytes, bytes | bytearray | memoryview) and "bad magic" not in str(e):
             raise
         where = "" if isinstance(path_or_bytes, bytes | bytearray | memoryview) else f"{path_or_bytes}: "
-        raise ValueError(f"{where}{e}; a PyTorch/Keras/ONNX model is imported with rc.io.from_torch / "
-                         "from_keras / from_onnx (or `rnncore convert`), then rc.compile / rc.save") from None
+        hint = ("; a PyTorch/Keras/ONNX model is imported with rc.io.from_torch / from_keras / from_onnx "
+                "(or `rnncore convert`), then rc.compile / rc.save") if "bad magic" in str(e) else ""
+        raise ValueError(f"{where}{e}{hint}") from None
