@@ -692,7 +692,9 @@ cdef class Stream:
         cdef Py_ssize_t b = self.batch, t
         if self.ids:
             a = np.asarray(X)
-            if not np.issubdtype(a.dtype, np.integer) or a.ndim != 2 or a.shape[0] != b:
+            if not np.issubdtype(a.dtype, np.integer):
+                raise TypeError(f"X: expected integer token ids of shape ({b}, T), got {_describe(a)}")
+            if a.ndim != 2 or a.shape[0] != b:
                 raise ValueError(f"X: expected integer token ids of shape ({b}, T), got {_describe(a)}")
             if a.size and (a.min() < 0 or a.max() >= self.model.info.embed_num):
                 raise ValueError(f"X: token ids must be in [0, {self.model.info.embed_num}), got "

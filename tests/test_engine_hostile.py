@@ -527,3 +527,19 @@ def test_export_c_compiles_as_strict_c_and_as_cpp_and_runs(tmp_path, gru, gru_en
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=tag)
         # and against the float64 reference
         np.testing.assert_allclose(got, _ref_steps(gru, X)[0], atol=F32_TOL, rtol=0)
+
+
+def test_token_models_type_and_shape_errors():
+    model = rc.nn.Sequential(rc.nn.layers.Embedding(10, 3, seed=20), rc.nn.GRU(3, 4, seed=21))
+    eng = rc.compile(model, "f32")
+    with pytest.raises(TypeError, match=r"X: expected integer token ids of shape \(2, T\), got .*float64"):
+        eng.run(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"X: expected integer token ids of shape \(2, T\), "
+                                         r"got shape \(2, 3, 1\)"):
+        eng.stream(2).run(np.zeros((2, 3, 1), int))
+    with pytest.raises(TypeError, match="x: expected integer token ids"):
+        eng.stream(2).step(None)
+    ids = np.array([[1, 9, 0], [4, 4, 2]])
+    y_ref = model.forward(ids)
+    y_ref = y_ref[0] if isinstance(y_ref, tuple) else y_ref
+    np.testing.assert_allclose(eng.run(ids.astype(np.uint8)), y_ref, atol=F32_TOL, rtol=0)
