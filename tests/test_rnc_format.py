@@ -48,7 +48,7 @@ def make_spec(rng, kind="gru", sizes=((3, 5),), bidirectional=False, precision="
 
 
 def direct_quant(w):
-    """Straight from C_CONTRACT.md, row by row, in float32 scalars."""
+    """Straight from docs/q8-contract.md, row by row, in float32 scalars."""
     w = np.asarray(w, np.float32)
     q = np.zeros(w.shape, np.int8)
     s = np.zeros(w.shape[0], np.float32)

@@ -264,7 +264,7 @@ rnc_status rnc_kernel_q8_gemv(rnc_isa isa, const int8_t *packed, size_t rp, size
  * y: batch x Rp. */
 rnc_status rnc_kernel_f32_gemv(rnc_isa isa, const float *packed, size_t rp, size_t k,
                                const float *x, size_t batch, float *y);
-/* The activation quantisation of C_CONTRACT.md: q[0..n) int8 and the scale s. static_scale > 0
+/* The activation quantisation of docs/q8-contract.md: q[0..n) int8 and the scale s. static_scale > 0
  * uses that scale (inv = 1.0f / static_scale); 0 = dynamic. RNC_E_VALUE on NaN/Inf. */
 rnc_status rnc_quantize_q8(const float *v, size_t n, float static_scale, int8_t *q, float *scale);
 /* The fast activations used by every kernel (max error in docs/c-api.md). */

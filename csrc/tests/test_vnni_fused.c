@@ -7,7 +7,7 @@
  *     (inactive rows must stay untouched) and without;
  *   - random weights and inputs, and extreme ones (every weight and input +-127);
  *   - dynamic and static (calibrated) h scales; y rows with a stride larger than H.
- * The weights are packed here from C_CONTRACT.md's layout formula, independently of the library.
+ * The weights are packed here from docs/q8-contract.md's layout formula, independently of the library.
  * Skipped (reported) when the CPU or OS lacks AVX-512 VNNI.
  */
 #define _POSIX_C_SOURCE 200112L

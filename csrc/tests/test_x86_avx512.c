@@ -1,7 +1,7 @@
 /* Exactness tests of the x86 AVX-512 / AVX-512 VNNI / AVX-VNNI kernels.
  *
  * Products: against plain C loops over the unpacked matrix (an independent reference: the
- * packers below follow C_CONTRACT.md's layout formulas literally) and the generic kernel.
+ * packers below follow docs/q8-contract.md's layout formulas literally) and the generic kernel.
  * Fused cells (every kernel-table row of these ISAs that this CPU runs): against the generic
  * row on the same arguments; q8 h, c and y must be bitwise equal (exact int32 products, then the
  * same float32 epilogue), f32 within 1e-5 (only the summation order of the products differs).

@@ -25,7 +25,7 @@ A model is described by a plain ``dict`` (the *spec*)::
 Weight names follow PyTorch's ``state_dict`` (gate order GRU ``r, z, n``, LSTM ``i, f, g, o``);
 a layer suffix such as ``weight_ih_l0`` / ``weight_ih_l0_reverse`` is accepted too.
 ``write_rnc(spec)`` returns the file bytes: for ``"q8"`` it quantises every weight matrix per
-row exactly as ``notes/C_CONTRACT.md`` fixes (symmetric int8 in [-127, 127], one float32 scale per
+row exactly as ``docs/q8-contract.md`` fixes (symmetric int8 in [-127, 127], one float32 scale per
 row) and stores it in the packed layout the C kernels read. ``read_rnc(data)`` parses and checks a
 file and returns the same kind of description, unpacked (for q8 also the stored integers and
 scales, which the quantised reference uses).
@@ -75,7 +75,7 @@ def _as_f32(a: Any, name: str) -> np.ndarray:
 
 
 def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row symmetric int8 quantisation (C_CONTRACT.md).
+    """Per-row symmetric int8 quantisation (docs/q8-contract.md).
 
     Parameters
     ----------

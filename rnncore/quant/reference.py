@@ -1,7 +1,7 @@
 """The NumPy quantised reference: the executable spec of the C core's q8 kernels.
 
 It runs a :class:`QModel` (a :class:`~rnncore.quant.spec.ModelSpec` with int8 weights) step by
-step exactly as the C kernels do (notes/C_CONTRACT.md):
+step exactly as the C kernels do (docs/q8-contract.md):
 
 * int32 accumulators ``W_q @ q(v)``, exact (see :func:`~rnncore.quant.scheme.int_matmul`);
 * float32 epilogue ``acc * (s_v * s_w) + b``, then the cell in float32 (``gi`` is the input

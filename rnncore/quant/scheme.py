@@ -1,6 +1,6 @@
 """The q8 (hybrid int8) quantisation rules, bit for bit as the C kernels apply them.
 
-Every rule here is the executable form of ``notes/C_CONTRACT.md``:
+Every rule here is the executable form of ``docs/q8-contract.md``:
 
 * **weights**, one float32 scale per output row ``r`` of ``W (R, K)``::
 

@@ -2,7 +2,7 @@
  *
  * Compiled only with this file's flags: -mavx512f -mavx512bw -mavx512vl -mavx512vnni.
  *
- * Layout (C_CONTRACT.md): rows padded to 16, inputs to Kp = roundup(K, 4);
+ * Layout (docs/q8-contract.md): rows padded to 16, inputs to Kp = roundup(K, 4);
  *   byte[(b*Kp/4 + g)*64 + r*4 + j] = Wq[16b + r, 4g + j].
  * A 16-row x 4-input tile is exactly one zmm register; x's 4-byte group is broadcast to all 16
  * dword lanes, and one vpdpbusd adds the 4 products of each row into that row's int32 lane.

@@ -2,7 +2,7 @@
  *
  * Compiled only with this file's own flags (armv7: -mfpu=neon -mfloat-abi=hard; aarch64: baseline).
  *
- * Layouts (docs/rnc-format.md, notes C_CONTRACT):
+ * Layouts (docs/rnc-format.md, docs/q8-contract.md):
  *   f32: rows padded to 16; float[(b*K + k)*16 + r] = W[16b + r, k].
  *   q8 : rows padded to 16, inputs to Kp = roundup(K, 4);
  *        byte[(b*Kp/4 + g)*64 + r*4 + j] = Wq[16b + r, 4g + j].

@@ -1,5 +1,5 @@
 /* x86 AVX-512 / AVX-512 VNNI / AVX-VNNI matrix kernels (internal). Weights in rnncore's packed
- * layouts (C_CONTRACT.md, docs/rnc-format.md); R = rows actually written, K = inputs (unpadded).
+ * layouts (docs/q8-contract.md, docs/rnc-format.md); R = rows actually written, K = inputs (unpadded).
  * Outputs are written for rows 0..R-1 only; inputs are read for 0..K-1 only (no over-read).
  *
  *   gemm: Y[n*ldy + r] = sum_k W[r,k] X[n*ldx + k], n < N  (q8: int32, exact)
