@@ -138,6 +138,8 @@ def test_bench_loads_a_model_file(cross_build: Path, tmp_path: Path) -> None:
     path.write_bytes(data[:-1])  # truncated: refused with a status, no crash
     r = _qemu("qemu-aarch64", "cortex-a53", [bench, "--model", str(path)])
     assert r.returncode == 1 and "rnc_model_init" in r.stderr
+    r = _qemu("qemu-aarch64", "cortex-a53", [bench, "--model", str(tmp_path)])  # a directory
+    assert r.returncode != 0 and "cannot read" in r.stderr and "Is a directory" in r.stderr
 
 
 def test_aarch64_library_size(cross_build: Path) -> None:

@@ -178,6 +178,11 @@ static int load_file(const char *path, size_t *len)
         return -1;
     }
     size_t n = fread(g_model, 1, sizeof g_model, f);
+    if (ferror(f)) { /* e.g. a directory: fopen succeeds, reading fails (EISDIR) */
+        fprintf(stderr, "rnncore-bench: cannot read %s: %s\n", path, strerror(errno));
+        fclose(f);
+        return -1;
+    }
     int more = fgetc(f) != EOF;
     fclose(f);
     if (more) {
