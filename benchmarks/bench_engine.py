@@ -22,11 +22,11 @@ A table is printed at the end (with the CPU model); ratios compare only within o
 from __future__ import annotations
 
 import os
-import platform
 import timeit
 
 import numpy as np
 import pytest
+from machine import cpu_name
 
 import rnncore as rc
 from rnncore import _engine
@@ -39,17 +39,6 @@ STEP_ISAS = sorted({k["isa"] for k in _engine.kernels() if k["op"].endswith("_st
                    key=ISAS.index)
 RESULTS: dict = {"step": {}, "c_step": {}, "seq": {}, "bytes": {}}
 F32 = np.float32
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 _ENGINES: dict = {}
@@ -185,7 +174,7 @@ def test_zz_print_table(capsys):
     peak_for = {("avx2", "q8"): peaks["i8_avx2"], ("avx2", "f32"): peaks["f32_avx2"],
                 ("avx512", "f32"): peaks["f32_avx512"], ("avx512", "q8"): peaks["i8_avx512"],
                 ("avx512vnni", "q8"): peaks["i8_avx512vnni"], ("avx512vnni", "f32"): peaks["f32_avx512"]}
-    lines = [f"CPU: {cpu_model()}   rnncore ISA paths available: {ISAS}; step kernels: {STEP_ISAS}",
+    lines = [f"CPU: {cpu_name()}   rnncore ISA paths available: {ISAS}; step kernels: {STEP_ISAS}",
              "peak MAC/s (measured now): " + ", ".join(f"{k} {v / 1e9:.1f} G" for k, v in peaks.items() if v),
              "",
              "streaming step, batch 1, I = H "
