@@ -17,6 +17,8 @@ X86_AVX512VNNI_SRCS = src/kernels/gemv_avx512vnni.c src/kernels/cells_avx512vnni
 X86_AVX512VNNI_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma
 X86_AVXVNNI_SRCS = src/kernels/gemv_avxvnni.c src/kernels/cells_avxvnni.c
 X86_AVXVNNI_FLAGS = -mavx2 -mfma -mavxvnni
+X86_AMX_SRCS = src/kernels/gemm_amx.c
+X86_AMX_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mamx-tile -mamx-int8
 ARM_SRCS = src/arch/arm_cpu.c
 # ARM NEON (armv7 hard-float with -mfpu=neon, aarch64 baseline) and aarch64 dot product (sdot);
 # chosen at run time from getauxval (arch/arm_cpu.c). Cross builds: toolchains/cross.mk.

@@ -2,10 +2,37 @@
  * x86: cpuid for the instruction sets and XGETBV for the register state the OS saves
  * (YMM for AVX2/AVX-VNNI; opmask+ZMM for AVX-512; tile state for AMX).
  * ARM: the auxiliary vector (arch/arm_cpu.c). */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE /* syscall() under -std=c99 */
+#endif
 #include "internal.h"
 
 #if RNC_X86
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+/* Linux keeps the AMX tile data state off until a process asks for it (since 5.16); a tile
+ * instruction before that raises SIGILL. The request is idempotent and per process. */
+#define RNC_ARCH_REQ_XCOMP_PERM 0x1023
+#define RNC_XFEATURE_XTILEDATA 18
+int rnc__amx_request_permission(void)
+{
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    return syscall(SYS_arch_prctl, RNC_ARCH_REQ_XCOMP_PERM, RNC_XFEATURE_XTILEDATA) == 0;
+#else
+    return 0; /* other systems: not enabled by this library (the AVX-512 VNNI path is used) */
+#endif
+}
+
+int rnc__amx_usable(uint32_t cpuid7_edx, uint64_t xcr0, int (*request_permission)(void))
+{
+    const int cpu = (cpuid7_edx & (1u << 24)) && (cpuid7_edx & (1u << 25)); /* AMX-TILE, AMX-INT8 */
+    const int os = (xcr0 & 0x60000) == 0x60000;                            /* XTILECFG, XTILEDATA */
+    return cpu && os && request_permission && request_permission() == 1;
+}
 
 static uint64_t rnc_xgetbv0(void)
 {
@@ -56,8 +83,7 @@ uint32_t rnc__cpu_isa_mask(void)
                        (c.ebx7 & (1u << 30)) && (c.ebx7 & (1u << 31));
     const int vnni512 = avx512 && (c.ecx7 & (1u << 11));
     const int avxvnni = avx2 && (c.eax7_1 & (1u << 4));
-    const int amx = vnni512 && (c.edx7 & (1u << 24)) && (c.edx7 & (1u << 25)) &&
-                    (c.xcr0 & 0x60000) == 0x60000;
+    const int amx = vnni512 && rnc__amx_usable(c.edx7, c.xcr0, rnc__amx_request_permission);
     mask |= (uint32_t)avx2 << RNC_ISA_AVX2 | (uint32_t)avx512 << RNC_ISA_AVX512 |
             (uint32_t)vnni512 << RNC_ISA_AVX512VNNI | (uint32_t)avxvnni << RNC_ISA_AVXVNNI |
             (uint32_t)amx << RNC_ISA_AMX;

@@ -94,7 +94,7 @@ static inline void rnc__quantize_row_isa(uint32_t isa, const float *v, size_t n,
                                          float static_scale, int8_t *q, float *scale)
 {
 #if RNC_X86
-    if (isa == RNC_ISA_AVX512 || isa == RNC_ISA_AVX512VNNI) {
+    if (isa == RNC_ISA_AVX512 || isa == RNC_ISA_AVX512VNNI || isa == RNC_ISA_AMX) {
         rnc_x86_quantize_row_avx512_fn(v, n, npad, static_scale, q, scale);
         return;
     }
@@ -153,6 +153,14 @@ RNC_DECLARE_ISA(avx2)
 RNC_DECLARE_ISA(avx512)
 RNC_DECLARE_ISA(avx512vnni)
 RNC_DECLARE_ISA(avxvnni)
+/* AMX-INT8 (kernels/gemm_amx.c): only the q8 product; every other op is avx512vnni's */
+void rnc_q8_gemm_amx(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc,
+                     int ldacc);
+/* cpu.c: AMX is usable when cpuid reports AMX-TILE and AMX-INT8, the OS enables the tile state
+ * in XCR0 (bits 17, 18) and grants this process the tile data (`request_permission` returns 1;
+ * Linux: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)). Pure, for the tests. */
+int rnc__amx_usable(uint32_t cpuid7_edx, uint64_t xcr0, int (*request_permission)(void));
+int rnc__amx_request_permission(void);
 #endif
 
 #endif

@@ -45,6 +45,9 @@ const rnc_kernel rnc__kernels[] = {
     ROWS_CELLS(avx512vnni, RNC_ISA_AVX512VNNI),
     ROW_GEMM_Q8(rnc_q8_gemm_avxvnni, RNC_ISA_AVXVNNI),
     ROWS_CELLS(avxvnni, RNC_ISA_AVXVNNI),
+    /* AMX-INT8 (kernels/gemm_amx.c): the q8 product of many columns (sequence projections,
+     * heads); the cells and the f32 products are avx512vnni's / avx512's */
+    ROW_GEMM_Q8(rnc_q8_gemm_amx, RNC_ISA_AMX),
 #endif
 #if defined(__arm__) || defined(__aarch64__)
     /* ARM NEON; the dot-product path's f32 products are NEON's (no GEMV row) */
