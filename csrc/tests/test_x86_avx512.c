@@ -107,7 +107,9 @@ static void test_q8(const char *name, gemm_q8_fn gemm)
 {
     static const int shapes[][2] = {{1, 1},   {1, 4},   {3, 5},    {16, 4},   {17, 7},   {31, 33},
                                     {48, 16}, {64, 64}, {96, 32},  {100, 3},  {191, 129}, {384, 128},
-                                    {768, 256}, {1536, 512}, {80, 1025}};
+                                    {768, 256}, {1536, 512}, {80, 1025},
+                                    /* K around the AVX-512 kernel's 1024-input chunks, K % 64 != 0 */
+                                    {16, 1024}, {47, 1028}, {20, 2051}, {33, 4097}, {130, 67}};
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     for (int s = 0; s < nshapes; ++s) {
         const int R = shapes[s][0], K = shapes[s][1];
@@ -116,8 +118,8 @@ static void test_q8(const char *name, gemm_q8_fn gemm)
         for (int mode = 0; mode < 6; ++mode) {
             for (size_t i = 0; i < (size_t)R * K; ++i) W[i] = wval(mode, i);
             pack_q8(W, R, K, P);
-            /* N = 1..5, 9, and for K > 1000 also 37: several column panels of the gemm */
-            for (int N = 1; N <= (K > 1000 ? 37 : 9); N += (N < 5 ? 1 : N < 9 ? 4 : 28)) {
+            /* N = 1..9 (every remainder of 4-column panels), and for K > 1000 also 37 */
+            for (int N = 1; N <= (K > 1000 ? 37 : 9); N += (N < 9 ? 1 : 28)) {
                 const int ldq = K + (N > 1 ? 3 : 0), ldacc = R + (N > 1 ? 5 : 0);
                 const size_t qn = (size_t)(N - 1) * ldq + K; /* q ends exactly at the allocation end */
                 int8_t *Q = malloc(qn);
