@@ -153,9 +153,13 @@ RNC_DECLARE_ISA(avx2)
 RNC_DECLARE_ISA(avx512)
 RNC_DECLARE_ISA(avx512vnni)
 RNC_DECLARE_ISA(avxvnni)
-/* AMX-INT8 (kernels/gemm_amx.c): only the q8 product; every other op is avx512vnni's */
+/* AMX-INT8 (kernels/gemm_amx.c, cells_amx.c): the q8 product and q8 cells; f32 ops are the parents' */
 void rnc_q8_gemm_amx(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc,
                      int ldacc);
+/* kernels/cells_amx.c: q8 cells, AMX products from 16 batch rows on, else avx512vnni's cells */
+void rnc_q8_rnn_step_amx(const rnc_cell_args *a);
+void rnc_q8_gru_step_amx(const rnc_cell_args *a);
+void rnc_q8_lstm_step_amx(const rnc_cell_args *a);
 /* cpu.c: AMX is usable when cpuid reports AMX-TILE and AMX-INT8, the OS enables the tile state
  * in XCR0 (bits 17, 18) and grants this process the tile data (`request_permission` returns 1;
  * Linux: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)). Pure, for the tests. */

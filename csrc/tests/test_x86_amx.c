@@ -10,10 +10,16 @@
  *    every row, so an over-read or over-write is caught (ASan in the sanitizer build).
  * 2. The real kernel (AMX instructions) on the same cases when this CPU and OS grant AMX;
  *    elsewhere its fallback to AVX-512 VNNI for few columns (N < 16), which runs without tiles.
- * 3. rnc__amx_usable: cpuid bits x XCR0 bits x the OS permission (granted / refused), and the
+ * 3. The q8 cells of the AMX path (cells_amx.c: the cell template over the tile kernel), built
+ *    with the emulated tiles, against the generic cells: h, c and y bitwise equal after 3 steps
+ *    with the state carried, for batches below, at and above a tile of 16 rows, every cell kind,
+ *    random and saturated weights. The real cells where AMX is granted; elsewhere their batch
+ *    < 16 branch (the avx512vnni cells).
+ * 4. rnc__amx_usable: cpuid bits x XCR0 bits x the OS permission (granted / refused), and the
  *    real permission request agreeing with what the CPU reports (refused where there is no AMX),
  *    so dispatch falls back to avx512vnni.
  */
+#define _POSIX_C_SOURCE 200112L
 #include <cpuid.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +30,9 @@
 
 void rnc_q8_gemm_amx_emulated(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                               int32_t *Acc, int ldacc);
+void rnc_q8_rnn_step_amx_emulated(const rnc_cell_args *a);
+void rnc_q8_gru_step_amx_emulated(const rnc_cell_args *a);
+void rnc_q8_lstm_step_amx_emulated(const rnc_cell_args *a);
 
 typedef void (*gemm_q8_fn)(const int8_t *, int, int, int, const int8_t *, int, int32_t *, int);
 
@@ -128,6 +137,113 @@ static void test_gemm(const char *name, gemm_q8_fn gemm, int max_n)
           (int)RNC_Q8_MAX_K - 3, 2, 1);
 }
 
+/* ------------------------------------------------------------------ cells */
+static float frand(float a) { return a * (float)rnd(-100000, 100000) / 100000.0f; }
+
+static void *zalloc(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (n + 63) / 64 * 64 + 64) != 0) abort();
+    memset(p, 0, (n + 63) / 64 * 64 + 64);
+    return p;
+}
+
+/* One random layer (kind, reset_after, B, I, H); mode 1 saturates weights and inputs. `fn` and
+ * the generic kernel each run 3 steps from the same state; h, c, y must be bitwise equal. */
+static int cell_case(rnc_cell_fn fn, rnc_cell_fn gen, uint32_t kind, uint32_t ra, uint32_t B,
+                     uint32_t I, uint32_t H, int mode)
+{
+    const uint32_t G = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1, Hp = (H + 15) / 16 * 16;
+    const uint32_t R = G * Hp, kx = (I + 3) / 4 * 4, kh = (H + 3) / 4 * 4;
+    int8_t *wa = zalloc((size_t)R * I), *wb = zalloc((size_t)R * H);
+    int8_t *pa = zalloc((size_t)R * kx), *pb = zalloc((size_t)R * kh), *xq = zalloc((size_t)B * kx);
+    float *s_ih = zalloc(4 * R), *s_hh = zalloc(4 * R), *b_ih = zalloc(4 * R), *b_hh = zalloc(4 * R);
+    float *sx = zalloc(4 * B), *h0 = zalloc(4 * (size_t)B * H), *c0 = zalloc(4 * (size_t)B * H);
+    float *st[2][3];
+    for (uint32_t g = 0; g < G; ++g)
+        for (uint32_t u = 0; u < H; ++u) {
+            const size_t r = (size_t)g * Hp + u;
+            for (uint32_t k = 0; k < I; ++k) wa[r * I + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
+            for (uint32_t k = 0; k < H; ++k) wb[r * H + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
+        }
+    pack_q8(wa, (int)R, (int)I, pa);
+    pack_q8(wb, (int)R, (int)H, pb);
+    for (uint32_t r = 0; r < R; ++r) {
+        s_ih[r] = 0.002f + frand(0.001f);
+        s_hh[r] = 0.002f + frand(0.001f);
+        b_ih[r] = frand(mode ? 3.0f : 0.2f);
+        b_hh[r] = frand(mode ? 3.0f : 0.2f);
+    }
+    for (uint32_t b = 0; b < B; ++b) {
+        for (uint32_t k = 0; k < I; ++k) xq[b * kx + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
+        sx[b] = 0.01f + frand(0.005f);
+    }
+    for (size_t i = 0; i < (size_t)B * H; ++i) {
+        h0[i] = frand(1.0f);
+        c0[i] = frand(mode ? 4.0f : 1.0f);
+    }
+    void *work = zalloc(rnc__cell_work(G, H, B).total);
+    for (int v = 0; v < 2; ++v) {
+        for (int j = 0; j < 3; ++j) st[v][j] = zalloc(4 * (size_t)B * H);
+        memcpy(st[v][0], h0, 4 * (size_t)B * H);
+        memcpy(st[v][1], c0, 4 * (size_t)B * H);
+        rnc_cell_args a;
+        memset(&a, 0, sizeof a);
+        a.kind = kind;
+        a.reset_after = ra;
+        a.batch = B;
+        a.I = I;
+        a.H = H;
+        a.Hp = Hp;
+        a.G = G;
+        a.w_ih = pa;
+        a.w_hh = pb;
+        a.s_ih = s_ih;
+        a.s_hh = s_hh;
+        a.b_ih = b_ih;
+        a.b_hh = b_hh;
+        a.xq = xq;
+        a.sx = sx;
+        a.ldxq = kx;
+        a.h = st[v][0];
+        a.c = kind == RNC_LSTM ? st[v][1] : NULL;
+        a.y = st[v][2];
+        a.ldy = H;
+        a.work = work;
+        for (int s = 0; s < 3; ++s) (v ? fn : gen)(&a);
+    }
+    int ok = 1;
+    for (int j = 0; j < 3; ++j) ok &= memcmp(st[0][j], st[1][j], 4 * (size_t)B * H) == 0;
+    void *p[] = {wa, wb, pa, pb, xq, s_ih, s_hh, b_ih, b_hh, sx, h0, c0, work,
+                 st[0][0], st[0][1], st[0][2], st[1][0], st[1][1], st[1][2]};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i) free(p[i]);
+    return ok;
+}
+
+static void test_cells(const char *name, rnc_cell_fn rnn, rnc_cell_fn gru, rnc_cell_fn lstm,
+                       uint32_t max_b)
+{
+    static const uint32_t shapes[][3] = {{1, 5, 3}, {3, 17, 16}, {15, 33, 47}, {16, 32, 32},
+                                         {17, 64, 33}, {40, 70, 64}};
+    static const uint32_t kinds[][2] = {{RNC_RNN_TANH, 1}, {RNC_RNN_RELU, 1}, {RNC_GRU, 1},
+                                        {RNC_GRU, 0}, {RNC_LSTM, 1}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; ++k) {
+        const uint32_t kind = kinds[k][0], ra = kinds[k][1];
+        const int op = kind == RNC_GRU ? RNC_OP_GRU_STEP : kind == RNC_LSTM ? RNC_OP_LSTM_STEP : RNC_OP_RNN_STEP;
+        const rnc_cell_fn gen = rnc__kernels[rnc__find_kernel(op, RNC_Q8, RNC_ISA_GENERIC)].fn.cell;
+        const rnc_cell_fn fn = kind == RNC_GRU ? gru : kind == RNC_LSTM ? lstm : rnn;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
+            if (shapes[s][0] > max_b) continue;
+            for (int mode = 0; mode < 2; ++mode) {
+                char what[120];
+                snprintf(what, sizeof what, "%s kind=%u reset_after=%u vs generic", name, kind, ra);
+                check(cell_case(fn, gen, kind, ra, shapes[s][0], shapes[s][1], shapes[s][2], mode), what,
+                      (int)shapes[s][2], (int)shapes[s][1], (int)shapes[s][0], mode);
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ availability */
 static int calls;
 static int grant(void) { ++calls; return 1; }
@@ -193,6 +309,16 @@ int main(void)
     } else {
         printf("skipped: rnc_q8_gemm_amx (CPU lacks AMX and AVX-512 VNNI)\n");
     }
+    if (rnc__cpu_supports(RNC_ISA_AVX512)) /* the emulated cells use the AVX-512 epilogue */
+        test_cells("rnc_q8_*_step_amx_emulated", rnc_q8_rnn_step_amx_emulated,
+                   rnc_q8_gru_step_amx_emulated, rnc_q8_lstm_step_amx_emulated, 1000);
+    else
+        printf("skipped: the emulated AMX cells (CPU lacks AVX-512)\n");
+    if (rnc__cpu_supports(RNC_ISA_AMX))
+        test_cells("rnc_q8_*_step_amx", rnc_q8_rnn_step_amx, rnc_q8_gru_step_amx, rnc_q8_lstm_step_amx, 1000);
+    else if (rnc__cpu_supports(RNC_ISA_AVX512VNNI))
+        test_cells("rnc_q8_*_step_amx (batch < 16: avx512vnni)", rnc_q8_rnn_step_amx, rnc_q8_gru_step_amx,
+                   rnc_q8_lstm_step_amx, 15);
     printf("x86 amx: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

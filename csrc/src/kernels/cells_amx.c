@@ -1,0 +1,56 @@
+/* Fused q8 RNN/GRU/LSTM steps of the AMX path: batches of at least RNC_AMX_MIN_BATCH rows take
+ * the cell template with AMX products (gemm_amx.c: W_ih x and W_hh h of all rows as tiles of 16
+ * rows x 16 weight rows) and the AVX-512 epilogue; smaller batches are the AVX-512 VNNI cells.
+ * Same int32 accumulators (exact) and the same float32 epilogue as every ISA: q8 outputs equal
+ * the generic kernel's bit for bit. The f32 cells of this path are avx512vnni's (the parent).
+ *
+ * Built twice: with this file's flags (sources.mk: X86_AMX_FLAGS) for the library, and with
+ * -DRNC_AMX_EMULATE and AVX-512 flags only for tests/test_x86_amx.c, where the same template
+ * calls the emulated tile kernel (rnc_q8_*_step_amx_emulated, every batch size). */
+#include "../internal.h"
+#include "epilogue_avx512.h"
+
+#if (defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AVX512VNNI__)) ||                  \
+    (defined(RNC_AMX_EMULATE) && defined(__AVX512F__))
+
+#define RNC_CELL_UPDATE rnc_x86_cell_update_avx512
+#define RNC_QUANTIZE_ROW rnc_x86_quantize_row_avx512
+/* the template names its products rnc_{q8,f32}_gemm_<sfx>: point them at the AMX product and
+ * at the AVX-512F f32 product (the f32 cells compiled here are unused: not in the table) */
+#if defined(RNC_AMX_EMULATE)
+void rnc_q8_gemm_amx_emulated(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                              int32_t *Acc, int ldacc);
+#define rnc_f32_gemm_amx_emulated rnc_f32_gemm_avx512
+#define RNC_SFX amx_emulated
+#else
+#define rnc_q8_gemm_amx_tiles rnc_q8_gemm_amx
+#define rnc_f32_gemm_amx_tiles rnc_f32_gemm_avx512
+#define RNC_SFX amx_tiles
+#endif
+#include "cell_template.h"
+
+#if !defined(RNC_AMX_EMULATE)
+/* Below 16 rows an A tile would be mostly padding: the VNNI cells (with their own fused small-
+ * and large-batch steps) are faster there. */
+#define RNC_AMX_MIN_BATCH 16u
+void rnc_q8_rnn_step_amx(const rnc_cell_args *a)
+{
+    if (a->batch >= RNC_AMX_MIN_BATCH) rnc_q8_rnn_step_amx_tiles(a);
+    else rnc_q8_rnn_step_avx512vnni(a);
+}
+void rnc_q8_gru_step_amx(const rnc_cell_args *a)
+{
+    if (a->batch >= RNC_AMX_MIN_BATCH) rnc_q8_gru_step_amx_tiles(a);
+    else rnc_q8_gru_step_avx512vnni(a);
+}
+void rnc_q8_lstm_step_amx(const rnc_cell_args *a)
+{
+    if (a->batch >= RNC_AMX_MIN_BATCH) rnc_q8_lstm_step_amx_tiles(a);
+    else rnc_q8_lstm_step_avx512vnni(a);
+}
+#endif
+
+#else
+/* Built without AMX flags (another architecture or an old compiler): keep the unit non-empty. */
+typedef int rnc_cells_amx_unused;
+#endif
