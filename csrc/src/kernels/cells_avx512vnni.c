@@ -274,6 +274,283 @@ RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const
     }
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Small batches (B < RNC_VNNI_SMALL_MAX_BATCH), row by row, software-pipelined: the products of
+ * unit block j (its G gate row blocks of W_hh; in step mode W_ih's first) run in 8 chunks of input
+ * groups, and after each chunk one eighth (a "stage") of the cell update of unit block j - 1.
+ *
+ * Why: at batch 1 the product streams W_hh from L2 (bandwidth-bound; the vector pipes are half
+ * idle), and the cell update of 16 units is ~150 dependent float operations (rational tanh, its
+ * division) with a long latency chain. The template runs it after the whole product (GEMM, then
+ * a dequantisation pass, then an update pass: nothing overlaps); a block's update placed whole
+ * after its product fills the scheduler while it waits on its chain, which stalls the next
+ * block's weight loads (measured: no gain). Cut into short stages between the chunks, each
+ * stage's chain is hidden under the next chunk's loads.
+ *
+ * Same integers (the sign trick of gemv_avx512vnni.c: dpbusd(|q|, sign(q) * W), exact int32),
+ * and each lane computes exactly the float32 operations of the template's rnc_q8_dequant +
+ * rnc_x86_unit16_v (epilogue_avx512.h) with the same operands in the same order; rnc_x86_tanh16
+ * is split into stages without changing any operation: bit-identical outputs.
+ * ---------------------------------------------------------------------------------------- */
+#define RNC_VNNI_SMALL_MAX_BATCH 2u
+#define RNC_STAGES 8
+
+/* a[m] += sum over groups g0 .. g1-1 of dpbusd(|q_g|, sign(q_g) * W[m]_g) (q zero-padded) */
+RNC_FA void small_acc(const int8_t *const *W, int g0, int g1, const int8_t *q, __m512i *a, const int M)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    for (int g = g0; g < g1; ++g) {
+        int32_t v;
+        memcpy(&v, q + 4 * g, 4);
+        const __m512i xb = _mm512_set1_epi32(v);
+        const __mmask64 neg = _mm512_movepi8_mask(xb); /* bytes where q < 0 */
+        const __m512i xa = _mm512_abs_epi8(xb);
+#pragma GCC unroll 4
+        for (int m = 0; m < M; ++m) {
+            __m512i w = _mm512_loadu_si512((const void *)(W[m] + (size_t)g * 64));
+            w = _mm512_mask_sub_epi8(w, neg, zero, w); /* sign(q) * W, in [-127, 127] */
+            a[m] = _mm512_dpbusd_epi32(a[m], xa, w);
+        }
+    }
+}
+
+/* rnc_x86_tanh16 in stages (the same operations on the same values) */
+typedef struct {
+    __m512 x, x2, p, q;
+} small_tanh;
+
+RNC_FA void th_0(small_tanh *t, __m512 x)
+{
+    const __m512 C = _mm512_set1_ps(7.90531110763549805f);
+    x = _mm512_min_ps(C, x);
+    x = _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), C), x);
+    t->x = x;
+    t->x2 = _mm512_mul_ps(x, x);
+    t->p = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(-2.76076847742355e-16f), t->x2), _mm512_set1_ps(2.00018790482477e-13f));
+    t->q = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(1.19825839466702e-06f), t->x2), _mm512_set1_ps(1.18534705686654e-04f));
+}
+RNC_FA void th_1(small_tanh *t)
+{
+    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(-8.60467152213735e-11f));
+    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(5.12229709037114e-08f));
+    t->q = _mm512_add_ps(_mm512_mul_ps(t->q, t->x2), _mm512_set1_ps(2.26843463243900e-03f));
+}
+RNC_FA void th_2(small_tanh *t)
+{
+    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(1.48572235717979e-05f));
+    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(6.37261928875436e-04f));
+    t->q = _mm512_add_ps(_mm512_mul_ps(t->q, t->x2), _mm512_set1_ps(4.89352518554385e-03f));
+}
+RNC_FA __m512 th_3(small_tanh *t)
+{
+    __m512 p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(4.89352455891786e-03f));
+    p = _mm512_mul_ps(p, t->x);
+    __m512 r = _mm512_div_ps(p, t->q);
+    r = _mm512_min_ps(_mm512_set1_ps(1.0f), r);
+    return _mm512_max_ps(_mm512_set1_ps(-1.0f), r);
+}
+
+/* The cell update of one unit block in flight: its accumulators (recurrent part; the input part
+ * as floats in gi) and the values carried from stage to stage. */
+typedef struct {
+    __m512i acc[4];
+    const float *gi; /* G gate vectors, gi + m * ldg */
+    size_t ldg;
+    uint32_t u;
+    __mmask16 msk;
+    small_tanh t[4];
+    __m512 v[4], gh2;
+} small_epi;
+
+/* Stage k (0 .. RNC_STAGES-1) of the update of e (rnc_x86_unit16_v's operations, in order). */
+RNC_FA void small_stage(const rnc_cell_args *a, uint32_t kind, const int G, const int k, small_epi *e, float sh,
+                        float *h, float *c, float *y)
+{
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const uint32_t Hp = a->Hp, u = e->u;
+    const __mmask16 msk = e->msk;
+    if (k == 0) { /* pre-activations; the sigmoid's 0.5 * x; the first tanh stage */
+        __m512 s[4];
+#pragma GCC unroll 4
+        for (int m = 0; m < G; ++m) {
+            const size_t r = (size_t)m * Hp + u;
+            const __m512 gh = fused_dequant(e->acc[m], sh, a->s_hh + r, a->b_hh + r);
+            const __m512 gi = _mm512_maskz_loadu_ps(msk, e->gi + m * e->ldg);
+            if (kind == RNC_GRU && m == 2) {
+                e->gh2 = gh;
+                e->v[2] = gi;
+            } else {
+                s[m] = _mm512_add_ps(gi, gh);
+            }
+        }
+        if (kind == RNC_RNN_RELU) {
+            const __m512 hn = _mm512_max_ps(s[0], _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(h + u, msk, hn);
+            if (y) _mm512_mask_storeu_ps(y + u, msk, hn);
+        } else if (kind == RNC_RNN_TANH) {
+            th_0(&e->t[0], s[0]);
+        } else if (kind == RNC_GRU) {
+            th_0(&e->t[0], _mm512_mul_ps(half, s[0]));
+            th_0(&e->t[1], _mm512_mul_ps(half, s[1]));
+        } else {
+            th_0(&e->t[0], _mm512_mul_ps(half, s[0]));
+            th_0(&e->t[1], _mm512_mul_ps(half, s[1]));
+            th_0(&e->t[2], s[2]);
+            th_0(&e->t[3], _mm512_mul_ps(half, s[3]));
+        }
+        return;
+    }
+    if (kind == RNC_RNN_RELU) return;
+    const int nt = kind == RNC_LSTM ? 4 : kind == RNC_GRU ? 2 : 1; /* tanh chains of stages 1-3 */
+    if (k == 1 || k == 2) {
+#pragma GCC unroll 4
+        for (int m = 0; m < nt; ++m) {
+            if (k == 1) th_1(&e->t[m]);
+            else th_2(&e->t[m]);
+        }
+        return;
+    }
+    if (k == 3) {
+        if (kind == RNC_RNN_TANH) {
+            const __m512 hn = th_3(&e->t[0]);
+            _mm512_mask_storeu_ps(h + u, msk, hn);
+            if (y) _mm512_mask_storeu_ps(y + u, msk, hn);
+        } else {
+#pragma GCC unroll 4
+            for (int m = 0; m < nt; ++m) {
+                const __m512 t = th_3(&e->t[m]);
+                e->v[m == 2 && kind == RNC_GRU ? 3 : m] =
+                    (kind == RNC_LSTM && m == 2) ? t : _mm512_add_ps(half, _mm512_mul_ps(half, t));
+            }
+        }
+        return;
+    }
+    if (kind == RNC_RNN_TANH) return;
+    /* stages 4-7: GRU n = tanh(gi_n + r * gh_n), h' = (1 - z) * n + z * h;
+     *             LSTM c' = f * c + i * g, h' = o * tanh(c') */
+    if (k == 4) {
+        if (kind == RNC_GRU) {
+            th_0(&e->t[0], _mm512_add_ps(e->v[2], _mm512_mul_ps(e->v[0], e->gh2)));
+        } else {
+            const __m512 c2 = _mm512_add_ps(_mm512_mul_ps(e->v[1], _mm512_maskz_loadu_ps(msk, c + u)),
+                                            _mm512_mul_ps(e->v[0], e->v[2]));
+            _mm512_mask_storeu_ps(c + u, msk, c2);
+            th_0(&e->t[0], c2);
+        }
+    } else if (k == 5) {
+        th_1(&e->t[0]);
+    } else if (k == 6) {
+        th_2(&e->t[0]);
+    } else {
+        const __m512 t = th_3(&e->t[0]);
+        __m512 hn;
+        if (kind == RNC_GRU)
+            hn = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, e->v[1]), t),
+                               _mm512_mul_ps(e->v[1], _mm512_maskz_loadu_ps(msk, h + u)));
+        else
+            hn = _mm512_mul_ps(e->v[3], t);
+        _mm512_mask_storeu_ps(h + u, msk, hn);
+        if (y) _mm512_mask_storeu_ps(y + u, msk, hn);
+    }
+}
+
+/* Unit block j of a row: its W_hh row-block pointers, zeroed accumulators, and in step mode its
+ * input part W_ih x scaled and biased into gbuf (rnc_q8_dequant). */
+RNC_FA void small_begin(const rnc_cell_args *a, const int G, const int seq, uint32_t u, const int8_t *xq, float sx,
+                        int gx, int gh, const int8_t **Wh, __m512i *acc, float *gbuf)
+{
+    const uint32_t Hp = a->Hp;
+#pragma GCC unroll 4
+    for (int m = 0; m < G; ++m) {
+        Wh[m] = (const int8_t *)a->w_hh + (((size_t)m * Hp + u) / 16) * (size_t)gh * 64;
+        acc[m] = _mm512_setzero_si512();
+    }
+    if (seq) return;
+    const int8_t *Wi[4];
+    __m512i ai[4];
+#pragma GCC unroll 4
+    for (int m = 0; m < G; ++m) {
+        Wi[m] = (const int8_t *)a->w_ih + (((size_t)m * Hp + u) / 16) * (size_t)gx * 64;
+        ai[m] = _mm512_setzero_si512();
+    }
+    small_acc(Wi, 0, gx, xq, ai, G);
+#pragma GCC unroll 4
+    for (int m = 0; m < G; ++m) {
+        const size_t r = (size_t)m * Hp + u;
+        _mm512_store_ps(gbuf + 16 * m, fused_dequant(ai[m], sx, a->s_ih + r, a->b_ih + r));
+    }
+}
+
+/* Block u's accumulators go in flight (its update runs during the next block's products). */
+RNC_FA void small_launch(const rnc_cell_args *a, const int G, const int seq, uint32_t b, uint32_t u,
+                         const __m512i *acc, const float *gbuf, small_epi *e)
+{
+    const uint32_t H = a->H;
+#pragma GCC unroll 4
+    for (int m = 0; m < G; ++m) e->acc[m] = acc[m];
+    e->u = u;
+    e->msk = H - u >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - u)) - 1u);
+    e->gi = seq ? a->gi + b * a->ldgi + u : gbuf;
+    e->ldg = seq ? a->Hp : 16;
+}
+
+/* One row: unit blocks 0 .. nb-1, the update of block j - 1 interleaved with the products of j. */
+RNC_FA void small_row(const rnc_cell_args *a, uint32_t kind, const int G, const int seq, uint32_t b,
+                      const int8_t *hq, float sh, int gx, int gh)
+{
+    const uint32_t H = a->H, nb = (H + 15) / 16;
+    float *h = a->h + (size_t)b * H, *c = a->c ? a->c + (size_t)b * H : NULL;
+    float *y = a->y ? a->y + b * a->ldy : NULL;
+    const int8_t *xq = seq ? NULL : a->xq + b * a->ldxq;
+    const float sx = seq ? 0.0f : a->sx[b];
+    float gbuf[2][4 * 16] __attribute__((aligned(64))); /* step mode: blocks j - 1 and j */
+    small_epi e;
+    const int8_t *Wh[4];
+    __m512i acc[4];
+    small_begin(a, G, seq, 0, xq, sx, gx, gh, Wh, acc, gbuf[0]);
+    small_acc(Wh, 0, gh, hq, acc, G);
+    small_launch(a, G, seq, b, 0, acc, gbuf[0], &e);
+    for (uint32_t j = 1; j < nb; ++j) {
+        small_begin(a, G, seq, 16 * j, xq, sx, gx, gh, Wh, acc, gbuf[j & 1]);
+#pragma GCC unroll 8
+        for (int k = 0; k < RNC_STAGES; ++k) {
+            small_acc(Wh, gh * k / RNC_STAGES, gh * (k + 1) / RNC_STAGES, hq, acc, G);
+            small_stage(a, kind, G, k, &e, sh, h, c, y);
+        }
+        small_launch(a, G, seq, b, 16 * j, acc, gbuf[j & 1], &e);
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < RNC_STAGES; ++k) small_stage(a, kind, G, k, &e, sh, h, c, y);
+}
+
+RNC_FA void small_step_mode(const rnc_cell_args *a, uint32_t kind, const int G, const int seq)
+{
+    const uint32_t B = a->batch, H = a->H;
+    const size_t kh = RNC_ALIGN_UP((size_t)H, 4), kx = RNC_ALIGN_UP((size_t)a->I, 4);
+    const rnc_cell_work wl = rnc__cell_work(a->G, H, B);
+    unsigned char *w = (unsigned char *)a->work;
+    int8_t *hq = (int8_t *)(w + wl.hq);
+    float *sh = (float *)(w + wl.sh);
+    for (uint32_t b = 0; b < B; ++b) /* every row's h is quantised before any row is updated */
+        rnc_x86_quantize_row_avx512(a->h + (size_t)b * H, H, kh, a->h_scale, hq + b * kh, &sh[b]);
+    for (uint32_t b = 0; b < B; ++b) {
+        if (a->active && !a->active[b]) continue;
+        small_row(a, kind, G, seq, b, hq + b * kh, sh[b], (int)(kx / 4), (int)(kh / 4));
+    }
+}
+
+/* seq: the input part is given as float pre-activations (run's whole-sequence mode) */
+RNC_FA void small_step(const rnc_cell_args *a, uint32_t kind, const int G)
+{
+    if (a->gi) small_step_mode(a, kind, G, 1);
+    else small_step_mode(a, kind, G, 0);
+}
+
+static int small_ok(const rnc_cell_args *a)
+{
+    return a->batch < RNC_VNNI_SMALL_MAX_BATCH && (a->gi || a->xq) && !(a->kind == RNC_GRU && !a->reset_after);
+}
+
 static int fused_ok(const rnc_cell_args *a)
 {
     return a->batch >= RNC_VNNI_FUSED_MIN_BATCH && !a->gi && a->xq &&
@@ -282,20 +559,25 @@ static int fused_ok(const rnc_cell_args *a)
 
 void rnc_q8_rnn_step_avx512vnni(const rnc_cell_args *a)
 {
-    if (!fused_ok(a)) rnc_q8_rnn_step_avx512vnni_tmpl(a);
+    if (small_ok(a)) {
+        if (a->kind == RNC_RNN_RELU) small_step(a, RNC_RNN_RELU, 1);
+        else small_step(a, RNC_RNN_TANH, 1);
+    } else if (!fused_ok(a)) rnc_q8_rnn_step_avx512vnni_tmpl(a);
     else if (a->kind == RNC_RNN_RELU) fused_step(a, RNC_RNN_RELU, 1, RNC_NB_RNN);
     else fused_step(a, RNC_RNN_TANH, 1, RNC_NB_RNN);
 }
 
 void rnc_q8_gru_step_avx512vnni(const rnc_cell_args *a)
 {
-    if (!fused_ok(a)) rnc_q8_gru_step_avx512vnni_tmpl(a);
+    if (small_ok(a)) small_step(a, RNC_GRU, 3);
+    else if (!fused_ok(a)) rnc_q8_gru_step_avx512vnni_tmpl(a);
     else fused_step(a, RNC_GRU, 3, RNC_NB_GRU);
 }
 
 void rnc_q8_lstm_step_avx512vnni(const rnc_cell_args *a)
 {
-    if (!fused_ok(a)) rnc_q8_lstm_step_avx512vnni_tmpl(a);
+    if (small_ok(a)) small_step(a, RNC_LSTM, 4);
+    else if (!fused_ok(a)) rnc_q8_lstm_step_avx512vnni_tmpl(a);
     else fused_step(a, RNC_LSTM, 4, RNC_NB_LSTM);
 }
 
