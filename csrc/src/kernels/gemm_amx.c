@@ -94,12 +94,27 @@ typedef struct {
             cfg_.colsb[i_] = 64;                                                                  \
             cfg_.rows[i_] = 16;                                                                   \
         }                                                                                         \
+        RNC_AMX_BARRIER();                                                                        \
         _tile_loadconfig(&cfg_);                                                                  \
     } while (0)
+/* GCC's tile intrinsics are asm statements that take the addresses as plain register operands
+ * (tileloadd/tilestored) or name only 8 bytes of the 64-byte configuration (ldtilecfg): the
+ * compiler does not see the memory they read or write, so it could drop the staging copies as
+ * dead stores or read a staging tile before tilestored has filled it. A compiler barrier before
+ * every load and after every store makes the memory effects explicit (free at run time). */
+#define RNC_AMX_BARRIER() __asm__ __volatile__("" ::: "memory")
 #define AMX_END() _tile_release()
 #define TILE_ZERO(i) _tile_zero(i)
-#define TILE_LOAD(i, p, stride) _tile_loadd(i, p, (long)(stride))
-#define TILE_STORE(i, p, stride) _tile_stored(i, p, (long)(stride))
+#define TILE_LOAD(i, p, stride)                                                                   \
+    do {                                                                                          \
+        RNC_AMX_BARRIER();                                                                        \
+        _tile_loadd(i, p, (long)(stride));                                                        \
+    } while (0)
+#define TILE_STORE(i, p, stride)                                                                  \
+    do {                                                                                          \
+        _tile_stored(i, p, (long)(stride));                                                       \
+        RNC_AMX_BARRIER();                                                                        \
+    } while (0)
 #define TILE_DPBSSD(c, a, b) _tile_dpbssd(c, a, b)
 #define RNC_AMX_GEMM rnc_q8_gemm_amx
 #endif
