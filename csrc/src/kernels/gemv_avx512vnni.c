@@ -27,6 +27,7 @@
  * vpdpbusd peak on Zen 4 for L1-resident blocks).
  */
 #include "kernels_avx512.h"
+#include "seq_avx512vnni.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
@@ -123,10 +124,27 @@ RNC_AI void gemm_group(const int8_t *Wb, size_t bstride, int g, int K, const int
     }
 }
 
-/* MB row blocks x NB columns (MB, NB <= 4). */
+/* Dequantised output (rnc_q8_gemm_deq_avx512vnni): Y = (float)acc * (sx[n] * sw[r]) + bias[r], the
+ * float32 operations of the sequence path's scalar loop (model.c), in the same order. */
+typedef struct {
+    const float *sx, *sw, *bias;
+} deq_out;
+
+RNC_AI void store_deq(float *y, const deq_out *d, int n, int b, int R, __m512i a)
+{
+    const int r = 16 * b, left = R - r;
+    const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+    const __m512 v = _mm512_add_ps(
+        _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(_mm512_set1_ps(d->sx[n]), _mm512_maskz_loadu_ps(m, d->sw + r))),
+        _mm512_maskz_loadu_ps(m, d->bias + r));
+    _mm512_mask_storeu_ps(y + r, m, v);
+}
+
+/* MB row blocks x NB columns (MB, NB <= 4); d != NULL: dequantised float output (Acc is a float
+ * array then; column n0 + n's scale is d->sx[n0 + n], the caller passes d with sx at n0). */
 RNC_AI void gemm_tile(const int8_t *Wb, size_t bstride, int G, int K, const int8_t *Q, size_t ldq,
                       const __m512i *corr, int32_t *Acc, size_t ldacc, int b, int R, const int MB,
-                      const int NB)
+                      const int NB, const deq_out *d)
 {
     __m512i a[4][4];
 #pragma GCC unroll 4
@@ -139,30 +157,51 @@ RNC_AI void gemm_tile(const int8_t *Wb, size_t bstride, int G, int K, const int8
 #pragma GCC unroll 4
     for (int n = 0; n < NB; ++n)
 #pragma GCC unroll 4
-        for (int m = 0; m < MB; ++m)
-            store_rows(Acc + (size_t)n * ldacc, b + m, R, _mm512_sub_epi32(a[m][n], corr[m]));
+        for (int m = 0; m < MB; ++m) {
+            if (d) store_deq((float *)(void *)(Acc + (size_t)n * ldacc), d, n, b + m, R, _mm512_sub_epi32(a[m][n], corr[m]));
+            else store_rows(Acc + (size_t)n * ldacc, b + m, R, _mm512_sub_epi32(a[m][n], corr[m]));
+        }
 }
 
 RNC_AI void gemm_rowblocks(const int8_t *Wb, size_t bs, int G, int K, int N, const int8_t *Q,
-                           size_t ldq, int32_t *Acc, size_t ldacc, int b, int R, const int MB)
+                           size_t ldq, int32_t *Acc, size_t ldacc, int b, int R, const int MB,
+                           const deq_out *d0)
 {
     __m512i corr[4];
     row_corrections(Wb, bs, G, corr, MB);
+    deq_out dn;
+    const deq_out *d = NULL;
+    if (d0) {
+        dn = *d0;
+        d = &dn;
+    }
     int n = 0;
-    for (; n + 4 <= N; n += 4)
+    for (; n + 4 <= N; n += 4) {
+        if (d0) dn.sx = d0->sx + n;
         gemm_tile(Wb, bs, G, K, Q + (size_t)n * ldq, ldq, corr, Acc + (size_t)n * ldacc, ldacc, b, R,
-                  MB, 4);
-    for (; n < N; ++n)
+                  MB, 4, d);
+    }
+    for (; n < N; ++n) {
+        if (d0) dn.sx = d0->sx + n;
         gemm_tile(Wb, bs, G, K, Q + (size_t)n * ldq, ldq, corr, Acc + (size_t)n * ldacc, ldacc, b, R,
-                  MB, 1);
+                  MB, 1, d);
+    }
 }
 
-void rnc_q8_gemm_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
-                            int32_t *Acc, int ldacc)
+RNC_AI void gemm_q8(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc, int ldacc,
+                    const deq_out *d0)
 {
     if (N < 3) {  /* too few columns to pay for the row corrections */
-        for (int n = 0; n < N; ++n)
-            gemv_q8(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+        for (int n = 0; n < N; ++n) {
+            int32_t *acc = Acc + (size_t)n * ldacc;
+            gemv_q8(Wp, R, K, Q + (size_t)n * ldq, acc);
+            if (d0) /* in place: each 16-lane group is read before it is overwritten */
+                for (int b = 0; 16 * b < R; ++b) {
+                    const int left = R - 16 * b;
+                    const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+                    store_deq((float *)(void *)acc, d0, n, b, R, _mm512_maskz_loadu_epi32(m, acc + 16 * b));
+                }
+        }
         return;
     }
     const int G = (K + 3) / 4, B = (R + 15) / 16;
@@ -175,12 +214,32 @@ void rnc_q8_gemm_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t 
         const int nn = N - n0 < nc ? N - n0 : nc;
         const int8_t *Qp = Q + (size_t)n0 * ldq;
         int32_t *Ap = Acc + (size_t)n0 * ldacc;
+        deq_out dp;
+        if (d0) {
+            dp = *d0;
+            dp.sx = d0->sx + n0;
+        }
         int b = 0;
         for (; b + 4 <= B; b += 4)
-            gemm_rowblocks(Wp + (size_t)b * bs, bs, G, K, nn, Qp, (size_t)ldq, Ap, (size_t)ldacc, b, R, 4);
+            gemm_rowblocks(Wp + (size_t)b * bs, bs, G, K, nn, Qp, (size_t)ldq, Ap, (size_t)ldacc, b, R, 4,
+                           d0 ? &dp : NULL);
         for (; b < B; ++b)
-            gemm_rowblocks(Wp + (size_t)b * bs, bs, G, K, nn, Qp, (size_t)ldq, Ap, (size_t)ldacc, b, R, 1);
+            gemm_rowblocks(Wp + (size_t)b * bs, bs, G, K, nn, Qp, (size_t)ldq, Ap, (size_t)ldacc, b, R, 1,
+                           d0 ? &dp : NULL);
     }
+}
+
+void rnc_q8_gemm_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                            int32_t *Acc, int ldacc)
+{
+    gemm_q8(Wp, R, K, N, Q, ldq, Acc, ldacc, NULL);
+}
+
+void rnc_q8_gemm_deq_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                                const float *sx, const float *sw, const float *bias, float *Y, int ldy)
+{
+    const deq_out d = {sx, sw, bias};
+    gemm_q8(Wp, R, K, N, Q, ldq, (int32_t *)(void *)Y, ldy, &d);
 }
 
 #else
