@@ -83,7 +83,12 @@ uint32_t rnc__cpu_isa_mask(void)
                        (c.ebx7 & (1u << 30)) && (c.ebx7 & (1u << 31));
     const int vnni512 = avx512 && (c.ecx7 & (1u << 11));
     const int avxvnni = avx2 && (c.eax7_1 & (1u << 4));
+#if defined(RNC_TEST_PRETEND_AMX)
+    /* test build only (csrc/Makefile test-amx-emulated): the AMX path's tiles are emulated in C */
+    const int amx = vnni512;
+#else
     const int amx = vnni512 && rnc__amx_usable(c.edx7, c.xcr0, rnc__amx_request_permission);
+#endif
     mask |= (uint32_t)avx2 << RNC_ISA_AVX2 | (uint32_t)avx512 << RNC_ISA_AVX512 |
             (uint32_t)vnni512 << RNC_ISA_AVX512VNNI | (uint32_t)avxvnni << RNC_ISA_AVXVNNI |
             (uint32_t)amx << RNC_ISA_AMX;

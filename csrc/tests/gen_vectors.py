@@ -222,6 +222,11 @@ def main(outdir: str) -> None:
                                          reset_after=False), 4, 5, "run", [3, 5, 0, 1], {}),
         ("rnn_q8_emb_last_b4", dict(kind="rnn", sizes=[5, 12], precision="q8", embedding=9, last_step=True,
                                     head=3, head_act="softmax"), 4, 6, "run", [6, 2, 1, 0], q8),
+        # batches of >= 16 rows: the fused AVX-512 VNNI batch step and the AMX path's tile products
+        ("gru_q8_run_b17", dict(kind="gru", sizes=[7, 16], precision="q8"), 17, 4, "run",
+         [4, 0, 3, 1, 2, 4, 4, 3, 2, 1, 0, 4, 3, 2, 1, 4, 2], q8),
+        ("lstm_q8_stream_b16", dict(kind="lstm", sizes=[5, 20, 9], precision="q8", head=3,
+                                    head_act="softmax"), 16, 3, "stream", None, q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

@@ -13,7 +13,9 @@
  * 3. The q8 cells of the AMX path (cells_amx.c: the cell template over the tile kernel), built
  *    with the emulated tiles, against the generic cells: h, c and y bitwise equal after 3 steps
  *    with the state carried, for batches below, at and above a tile of 16 rows, every cell kind,
- *    random and saturated weights. The real cells where AMX is granted; elsewhere their batch
+ *    random and saturated weights, and with inactive rows (variable lengths) left untouched.
+ *    (`make test-amx-emulated` runs the whole library and its model tests with the emulated
+ *    AMX path selected, under ASan/UBSan.) The real cells where AMX is granted; elsewhere their batch
  *    < 16 branch (the avx512vnni cells).
  * 4. rnc__amx_usable: cpuid bits x XCR0 bits x the OS permission (granted / refused), and the
  *    real permission request agreeing with what the CPU reports (refused where there is no AMX),
@@ -148,8 +150,9 @@ static void *zalloc(size_t n)
     return p;
 }
 
-/* One random layer (kind, reset_after, B, I, H); mode 1 saturates weights and inputs. `fn` and
- * the generic kernel each run 3 steps from the same state; h, c, y must be bitwise equal. */
+/* One random layer (kind, reset_after, B, I, H); mode 1 saturates weights and inputs, mode 2
+ * leaves every third row inactive (a variable-length batch: those rows must stay untouched).
+ * `fn` and the generic kernel each run 3 steps from the same state; h, c, y bitwise equal. */
 static int cell_case(rnc_cell_fn fn, rnc_cell_fn gen, uint32_t kind, uint32_t ra, uint32_t B,
                      uint32_t I, uint32_t H, int mode)
 {
@@ -163,26 +166,28 @@ static int cell_case(rnc_cell_fn fn, rnc_cell_fn gen, uint32_t kind, uint32_t ra
     for (uint32_t g = 0; g < G; ++g)
         for (uint32_t u = 0; u < H; ++u) {
             const size_t r = (size_t)g * Hp + u;
-            for (uint32_t k = 0; k < I; ++k) wa[r * I + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
-            for (uint32_t k = 0; k < H; ++k) wb[r * H + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
+            for (uint32_t k = 0; k < I; ++k) wa[r * I + k] = mode == 1 ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
+            for (uint32_t k = 0; k < H; ++k) wb[r * H + k] = mode == 1 ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
         }
     pack_q8(wa, (int)R, (int)I, pa);
     pack_q8(wb, (int)R, (int)H, pb);
     for (uint32_t r = 0; r < R; ++r) {
         s_ih[r] = 0.002f + frand(0.001f);
         s_hh[r] = 0.002f + frand(0.001f);
-        b_ih[r] = frand(mode ? 3.0f : 0.2f);
-        b_hh[r] = frand(mode ? 3.0f : 0.2f);
+        b_ih[r] = frand(mode == 1 ? 3.0f : 0.2f);
+        b_hh[r] = frand(mode == 1 ? 3.0f : 0.2f);
     }
     for (uint32_t b = 0; b < B; ++b) {
-        for (uint32_t k = 0; k < I; ++k) xq[b * kx + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
+        for (uint32_t k = 0; k < I; ++k) xq[b * kx + k] = mode == 1 ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
         sx[b] = 0.01f + frand(0.005f);
     }
     for (size_t i = 0; i < (size_t)B * H; ++i) {
         h0[i] = frand(1.0f);
-        c0[i] = frand(mode ? 4.0f : 1.0f);
+        c0[i] = frand(mode == 1 ? 4.0f : 1.0f);
     }
     void *work = zalloc(rnc__cell_work(G, H, B).total);
+    uint8_t *active = zalloc(B);
+    for (uint32_t b = 0; b < B; ++b) active[b] = (uint8_t)(mode != 2 || b % 3 != 1);
     for (int v = 0; v < 2; ++v) {
         for (int j = 0; j < 3; ++j) st[v][j] = zalloc(4 * (size_t)B * H);
         memcpy(st[v][0], h0, 4 * (size_t)B * H);
@@ -210,11 +215,15 @@ static int cell_case(rnc_cell_fn fn, rnc_cell_fn gen, uint32_t kind, uint32_t ra
         a.y = st[v][2];
         a.ldy = H;
         a.work = work;
+        a.active = mode == 2 ? active : NULL;
         for (int s = 0; s < 3; ++s) (v ? fn : gen)(&a);
     }
     int ok = 1;
     for (int j = 0; j < 3; ++j) ok &= memcmp(st[0][j], st[1][j], 4 * (size_t)B * H) == 0;
-    void *p[] = {wa, wb, pa, pb, xq, s_ih, s_hh, b_ih, b_hh, sx, h0, c0, work,
+    if (mode == 2) /* inactive rows kept their state */
+        for (uint32_t b = 0; b < B; ++b)
+            if (!active[b]) ok &= memcmp(st[1][0] + (size_t)b * H, h0 + (size_t)b * H, 4 * (size_t)H) == 0;
+    void *p[] = {wa, wb, pa, pb, xq, s_ih, s_hh, b_ih, b_hh, sx, h0, c0, work, active,
                  st[0][0], st[0][1], st[0][2], st[1][0], st[1][1], st[1][2]};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i) free(p[i]);
     return ok;
@@ -234,7 +243,7 @@ static void test_cells(const char *name, rnc_cell_fn rnn, rnc_cell_fn gru, rnc_c
         const rnc_cell_fn fn = kind == RNC_GRU ? gru : kind == RNC_LSTM ? lstm : rnn;
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
             if (shapes[s][0] > max_b) continue;
-            for (int mode = 0; mode < 2; ++mode) {
+            for (int mode = 0; mode < 3; ++mode) {
                 char what[120];
                 snprintf(what, sizeof what, "%s kind=%u reset_after=%u vs generic", name, kind, ra);
                 check(cell_case(fn, gen, kind, ra, shapes[s][0], shapes[s][1], shapes[s][2], mode), what,

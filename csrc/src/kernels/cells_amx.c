@@ -6,7 +6,8 @@
  *
  * Built twice: with this file's flags (sources.mk: X86_AMX_FLAGS) for the library, and with
  * -DRNC_AMX_EMULATE and AVX-512 flags only for tests/test_x86_amx.c, where the same template
- * calls the emulated tile kernel (rnc_q8_*_step_amx_emulated, every batch size). */
+ * calls the emulated tile kernel (rnc_q8_*_step_amx_emulated, every batch size); with
+ * RNC_AMX_EMULATE_LIBRARY as well, under the real names (make test-amx-emulated). */
 #include "../internal.h"
 #include "epilogue_avx512.h"
 
@@ -17,7 +18,7 @@
 #define RNC_QUANTIZE_ROW rnc_x86_quantize_row_avx512
 /* the template names its products rnc_{q8,f32}_gemm_<sfx>: point them at the AMX product and
  * at the AVX-512F f32 product (the f32 cells compiled here are unused: not in the table) */
-#if defined(RNC_AMX_EMULATE)
+#if defined(RNC_AMX_EMULATE) && !defined(RNC_AMX_EMULATE_LIBRARY)
 void rnc_q8_gemm_amx_emulated(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                               int32_t *Acc, int ldacc);
 #define rnc_f32_gemm_amx_emulated rnc_f32_gemm_avx512
@@ -29,7 +30,7 @@ void rnc_q8_gemm_amx_emulated(const int8_t *Wp, int R, int K, int N, const int8_
 #endif
 #include "cell_template.h"
 
-#if !defined(RNC_AMX_EMULATE)
+#if !defined(RNC_AMX_EMULATE) || defined(RNC_AMX_EMULATE_LIBRARY)
 /* Below 16 rows an A tile would be mostly padding: the VNNI cells (with their own fused small-
  * and large-batch steps) are faster there. */
 #define RNC_AMX_MIN_BATCH 16u

@@ -30,7 +30,9 @@
  * The kernel body is written once over six tile macros. With RNC_AMX_EMULATE they are plain C
  * (an exact model of the instructions' semantics, tests/test_x86_amx.c), so the blocking, edges
  * and layout are tested on CPUs without AMX; the build with the real instructions is the same
- * code. Before the first tile instruction Linux must grant the process the tile data state
+ * code; with RNC_AMX_EMULATE_LIBRARY too, the emulated kernel takes the real names so a whole
+ * library with the AMX path runs its model tests on a CPU without AMX (make test-amx-emulated).
+ * Before the first tile instruction Linux must grant the process the tile data state
  * (arch_prctl(ARCH_REQ_XCOMP_PERM)); cpu.c asks for it and reports AMX unavailable when refused,
  * so dispatch then stays on avx512vnni.
  */
@@ -76,7 +78,14 @@ static void emu_dpbssd(int8_t c[16][64], int8_t a[16][64], int8_t b[16][64])
             memcpy(&c[m][4 * n], &acc, 4);
         }
 }
+#if defined(RNC_AMX_EMULATE_LIBRARY)
+/* the whole library with emulated tiles (csrc/Makefile test-amx-emulated): real names */
+#define RNC_AMX_GEMM rnc_q8_gemm_amx
+#define RNC_AMX_MIN_N 16
+#else
 #define RNC_AMX_GEMM rnc_q8_gemm_amx_emulated
+#define RNC_AMX_MIN_N 1
+#endif
 #else
 /* ---- the real instructions ---- */
 #include <immintrin.h>
@@ -117,6 +126,7 @@ typedef struct {
     } while (0)
 #define TILE_DPBSSD(c, a, b) _tile_dpbssd(c, a, b)
 #define RNC_AMX_GEMM rnc_q8_gemm_amx
+#define RNC_AMX_MIN_N 16
 #endif
 
 /* Tile numbers: C(n-block i, r-block j) = 2*i + j; A(i) = 4 + i; B(j) = 6 + j. The tile
@@ -169,8 +179,7 @@ typedef struct {
         }                                                                                         \
     } while (0)
 
-/* The tile kernel for every N (the emulated build is tested with all N; the real entry point
- * below sends few columns to AVX-512 VNNI). */
+/* The tile kernel, for every N. */
 static void amx_tiles(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                       int32_t *Acc, int ldacc)
 {
@@ -210,17 +219,10 @@ static void amx_tiles(const int8_t *Wp, int R, int K, int N, const int8_t *Q, in
     AMX_END();
 }
 
-#if defined(RNC_AMX_EMULATE)
+/* The entry point: fewer than RNC_AMX_MIN_N columns go to AVX-512 VNNI. The tile-only test build
+ * names it rnc_q8_gemm_amx_emulated and sends every N through the tiles. */
 void RNC_AMX_GEMM(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc,
                   int ldacc);
-void RNC_AMX_GEMM(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc,
-                  int ldacc)
-{
-    if (R <= 0 || K <= 0 || N <= 0) return;
-    amx_tiles(Wp, R, K, N, Q, ldq, Acc, ldacc);
-}
-#else
-#define RNC_AMX_MIN_N 16
 void RNC_AMX_GEMM(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc,
                   int ldacc)
 {
@@ -231,7 +233,6 @@ void RNC_AMX_GEMM(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ld
     }
     amx_tiles(Wp, R, K, N, Q, ldq, Acc, ldacc);
 }
-#endif
 
 #else
 /* Built without AMX flags (another architecture or an old compiler): keep the unit non-empty. */
