@@ -29,6 +29,8 @@
 #include <string.h>
 
 #include "internal.h"
+#define RNC_TEST_SEED 777u
+#include "test_common.h"
 
 void rnc_q8_gemm_amx_emulated(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                               int32_t *Acc, int ldacc);
@@ -37,35 +39,6 @@ void rnc_q8_gru_step_amx_emulated(const rnc_cell_args *a);
 void rnc_q8_lstm_step_amx_emulated(const rnc_cell_args *a);
 
 typedef void (*gemm_q8_fn)(const int8_t *, int, int, int, const int8_t *, int, int32_t *, int);
-
-static int passed, failed;
-
-static void check(int ok, const char *what, int R, int K, int N, int mode)
-{
-    if (ok) {
-        ++passed;
-    } else {
-        ++failed;
-        printf("FAIL %s R=%d K=%d N=%d mode=%d\n", what, R, K, N, mode);
-    }
-}
-
-static uint32_t rng = 777u;
-static int rnd(int lo, int hi) /* uniform in [lo, hi] */
-{
-    rng = rng * 1664525u + 1013904223u;
-    return lo + (int)((rng >> 8) % (uint32_t)(hi - lo + 1));
-}
-
-/* docs/q8-contract.md: byte[(b*Kp/4 + g)*64 + r*4 + j] = Wq[16b + r, 4g + j], zero padding */
-static void pack_q8(const int8_t *W, int R, int K, int8_t *P)
-{
-    const int Rp = (R + 15) / 16 * 16, Kp = (K + 3) / 4 * 4;
-    memset(P, 0, (size_t)Rp * Kp);
-    for (int r = 0; r < R; ++r)
-        for (int k = 0; k < K; ++k)
-            P[((size_t)(r / 16) * (Kp / 4) + k / 4) * 64 + (r % 16) * 4 + k % 4] = W[(size_t)r * K + k];
-}
 
 /* modes: 0 W +127 / q -127; 1 both -127; 2 alternating +-127; 3 random; 4 random with zeros */
 static int8_t val(int mode, size_t i, int is_w)
@@ -140,16 +113,6 @@ static void test_gemm(const char *name, gemm_q8_fn gemm, int max_n)
 }
 
 /* ------------------------------------------------------------------ cells */
-static float frand(float a) { return a * (float)rnd(-100000, 100000) / 100000.0f; }
-
-static void *zalloc(size_t n)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, 64, (n + 63) / 64 * 64 + 64) != 0) abort();
-    memset(p, 0, (n + 63) / 64 * 64 + 64);
-    return p;
-}
-
 /* One random layer (kind, reset_after, B, I, H); mode 1 saturates weights and inputs, mode 2
  * leaves every third row inactive (a variable-length batch: those rows must stay untouched).
  * `fn` and the generic kernel each run 3 steps from the same state; h, c, y bitwise equal. */

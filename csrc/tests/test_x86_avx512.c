@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "test_common.h"
 #include "kernels/activations.h"
 #include "kernels/kernels_avx512.h"
 
@@ -39,42 +40,6 @@ void rnc_test_quantize_row_avx2(const float *v, size_t n, size_t npad, float sta
 void rnc_q8_gemm_avxvnni_evex(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                               int32_t *Acc, int ldacc);
 #endif
-
-static int passed, failed;
-
-static void check(int ok, const char *what, int R, int K, int N, int mode)
-{
-    if (ok) {
-        ++passed;
-    } else {
-        ++failed;
-        printf("FAIL %s R=%d K=%d N=%d mode=%d\n", what, R, K, N, mode);
-    }
-}
-
-static uint32_t rng = 12345u;
-static int rnd(int lo, int hi) /* uniform in [lo, hi] */
-{
-    rng = rng * 1664525u + 1013904223u;
-    return lo + (int)((rng >> 8) % (uint32_t)(hi - lo + 1));
-}
-
-static void pack_q8(const int8_t *W, int R, int K, int8_t *P)
-{
-    const int Rp = (R + 15) / 16 * 16, Kp = (K + 3) / 4 * 4;
-    memset(P, 0, (size_t)Rp * Kp);
-    for (int r = 0; r < R; ++r)
-        for (int k = 0; k < K; ++k)
-            P[((size_t)(r / 16) * (Kp / 4) + k / 4) * 64 + (r % 16) * 4 + k % 4] = W[(size_t)r * K + k];
-}
-
-static void pack_f32(const float *W, int R, int K, float *P)
-{
-    const int Rp = (R + 15) / 16 * 16;
-    memset(P, 0, sizeof(float) * (size_t)Rp * K);
-    for (int r = 0; r < R; ++r)
-        for (int k = 0; k < K; ++k) P[((size_t)(r / 16) * K + k) * 16 + r % 16] = W[(size_t)r * K + k];
-}
 
 /* value generators: mode 0 all +127 / q -127; 1 all -127; 2 alternating +-127; 3 random;
  * 4 random with zeros; 5 W +-127 random signs, q +127 */
@@ -208,8 +173,6 @@ static void test_f32(void)
 
 /* ------------------------------------------------------------------ fused cells vs generic */
 
-static float frand(float a) { return a * (float)rnd(-100000, 100000) / 100000.0f; }
-
 typedef struct {
     uint32_t kind, reset_after, B, I, H, G, Hp;
     void *wih, *whh;
@@ -219,14 +182,6 @@ typedef struct {
     int8_t *xq;
     void *work;
 } cell_case;
-
-static void *zalloc(size_t n)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, 64, (n + 63) / 64 * 64 + 64) != 0) abort();
-    memset(p, 0, (n + 63) / 64 * 64 + 64);
-    return p;
-}
 
 /* Random cell of the given shape; mode 1 saturates (weights and inputs at their extremes). */
 static void make_case(cell_case *t, int q8, uint32_t kind, uint32_t ra, uint32_t B, uint32_t I,
