@@ -275,7 +275,7 @@ RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const
 }
 
 /* ------------------------------------------------------------------------------------------
- * Small batches (B < RNC_VNNI_SMALL_MAX_BATCH), row by row, software-pipelined: the products of
+ * Small batches (see small_ok), row by row, software-pipelined: the products of
  * unit block j (its G gate row blocks of W_hh; in step mode W_ih's first) run in 8 chunks of input
  * groups, and after each chunk one eighth (a "stage") of the cell update of unit block j - 1.
  *
@@ -292,7 +292,7 @@ RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const
  * rnc_x86_unit16_v (epilogue_avx512.h) with the same operands in the same order; rnc_x86_tanh16
  * is split into stages without changing any operation: bit-identical outputs.
  * ---------------------------------------------------------------------------------------- */
-#define RNC_VNNI_SMALL_MAX_BATCH 2u
+#define RNC_VNNI_SMALL_MAX_BATCH 4u
 #define RNC_STAGES 8
 
 /* a[m] += sum over groups g0 .. g1-1 of dpbusd(|q_g|, sign(q_g) * W[m]_g) (q zero-padded) */
@@ -362,15 +362,18 @@ typedef struct {
     __m512 v[4], gh2;
 } small_epi;
 
-/* Stage k (0 .. RNC_STAGES-1) of the update of e (rnc_x86_unit16_v's operations, in order). */
+/* Stage k (0 .. RNC_STAGES-1) of the update of e (rnc_x86_unit16_v's operations on the same operands),
+ * about the same work per stage: 0 the pre-activations, 1-4 the gates' tanh chains (tanh, or the
+ * sigmoid's 0.5 + 0.5 tanh(0.5 x)), 5-7 the state: GRU n = tanh(gi_n + r * gh_n),
+ * h' = (1 - z) * n + z * h; LSTM c' = f * c + i * g, h' = o * tanh(c'). */
 RNC_FA void small_stage(const rnc_cell_args *a, uint32_t kind, const int G, const int k, small_epi *e, float sh,
                         float *h, float *c, float *y)
 {
     const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
     const uint32_t Hp = a->Hp, u = e->u;
     const __mmask16 msk = e->msk;
-    if (k == 0) { /* pre-activations; the sigmoid's 0.5 * x; the first tanh stage */
-        __m512 s[4];
+    const int nt = kind == RNC_LSTM ? 4 : kind == RNC_GRU ? 2 : 1; /* gate tanh chains */
+    if (k == 0) {
 #pragma GCC unroll 4
         for (int m = 0; m < G; ++m) {
             const size_t r = (size_t)m * Hp + u;
@@ -379,68 +382,66 @@ RNC_FA void small_stage(const rnc_cell_args *a, uint32_t kind, const int G, cons
             if (kind == RNC_GRU && m == 2) {
                 e->gh2 = gh;
                 e->v[2] = gi;
+            } else if (kind == RNC_RNN_RELU) {
+                const __m512 hn = _mm512_max_ps(_mm512_add_ps(gi, gh), _mm512_setzero_ps());
+                _mm512_mask_storeu_ps(h + u, msk, hn);
+                if (y) _mm512_mask_storeu_ps(y + u, msk, hn);
+            } else if (kind == RNC_RNN_TANH || (kind == RNC_LSTM && m == 2)) {
+                e->v[m] = _mm512_add_ps(gi, gh);
             } else {
-                s[m] = _mm512_add_ps(gi, gh);
+                e->v[m] = _mm512_mul_ps(half, _mm512_add_ps(gi, gh)); /* sigmoid: tanh(0.5 x) */
             }
-        }
-        if (kind == RNC_RNN_RELU) {
-            const __m512 hn = _mm512_max_ps(s[0], _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(h + u, msk, hn);
-            if (y) _mm512_mask_storeu_ps(y + u, msk, hn);
-        } else if (kind == RNC_RNN_TANH) {
-            th_0(&e->t[0], s[0]);
-        } else if (kind == RNC_GRU) {
-            th_0(&e->t[0], _mm512_mul_ps(half, s[0]));
-            th_0(&e->t[1], _mm512_mul_ps(half, s[1]));
-        } else {
-            th_0(&e->t[0], _mm512_mul_ps(half, s[0]));
-            th_0(&e->t[1], _mm512_mul_ps(half, s[1]));
-            th_0(&e->t[2], s[2]);
-            th_0(&e->t[3], _mm512_mul_ps(half, s[3]));
         }
         return;
     }
     if (kind == RNC_RNN_RELU) return;
-    const int nt = kind == RNC_LSTM ? 4 : kind == RNC_GRU ? 2 : 1; /* tanh chains of stages 1-3 */
-    if (k == 1 || k == 2) {
+    if (k == 1) {
 #pragma GCC unroll 4
-        for (int m = 0; m < nt; ++m) {
-            if (k == 1) th_1(&e->t[m]);
-            else th_2(&e->t[m]);
-        }
-        return;
-    }
-    if (k == 3) {
+        for (int m = 0; m < nt; ++m) th_0(&e->t[m], e->v[m]);
+    } else if (k == 2) {
+#pragma GCC unroll 4
+        for (int m = 0; m < nt; ++m) th_1(&e->t[m]);
+    } else if (k == 3) {
+#pragma GCC unroll 4
+        for (int m = 0; m < nt; ++m) th_2(&e->t[m]);
+    } else if (k == 4) {
         if (kind == RNC_RNN_TANH) {
             const __m512 hn = th_3(&e->t[0]);
             _mm512_mask_storeu_ps(h + u, msk, hn);
             if (y) _mm512_mask_storeu_ps(y + u, msk, hn);
-        } else {
-#pragma GCC unroll 4
-            for (int m = 0; m < nt; ++m) {
-                const __m512 t = th_3(&e->t[m]);
-                e->v[m == 2 && kind == RNC_GRU ? 3 : m] =
-                    (kind == RNC_LSTM && m == 2) ? t : _mm512_add_ps(half, _mm512_mul_ps(half, t));
-            }
+            return;
         }
+        __m512 g[4];
+#pragma GCC unroll 4
+        for (int m = 0; m < nt; ++m) {
+            const __m512 t = th_3(&e->t[m]);
+            g[m] = (kind == RNC_LSTM && m == 2) ? t : _mm512_add_ps(half, _mm512_mul_ps(half, t));
+        }
+        if (kind == RNC_GRU) { /* r = g[0], z = g[1] */
+            e->v[1] = g[1];
+            th_0(&e->t[0], _mm512_add_ps(e->v[2], _mm512_mul_ps(g[0], e->gh2)));
+        } else { /* i, f, g, o */
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; ++m) e->v[m] = g[m];
+        }
+    } else if (kind == RNC_RNN_TANH) {
         return;
-    }
-    if (kind == RNC_RNN_TANH) return;
-    /* stages 4-7: GRU n = tanh(gi_n + r * gh_n), h' = (1 - z) * n + z * h;
-     *             LSTM c' = f * c + i * g, h' = o * tanh(c') */
-    if (k == 4) {
+    } else if (k == 5) {
         if (kind == RNC_GRU) {
-            th_0(&e->t[0], _mm512_add_ps(e->v[2], _mm512_mul_ps(e->v[0], e->gh2)));
+            th_1(&e->t[0]);
         } else {
             const __m512 c2 = _mm512_add_ps(_mm512_mul_ps(e->v[1], _mm512_maskz_loadu_ps(msk, c + u)),
                                             _mm512_mul_ps(e->v[0], e->v[2]));
             _mm512_mask_storeu_ps(c + u, msk, c2);
             th_0(&e->t[0], c2);
         }
-    } else if (k == 5) {
-        th_1(&e->t[0]);
     } else if (k == 6) {
-        th_2(&e->t[0]);
+        if (kind == RNC_GRU) {
+            th_2(&e->t[0]);
+        } else {
+            th_1(&e->t[0]);
+            th_2(&e->t[0]);
+        }
     } else {
         const __m512 t = th_3(&e->t[0]);
         __m512 hn;
@@ -546,9 +547,14 @@ RNC_FA void small_step(const rnc_cell_args *a, uint32_t kind, const int G)
     else small_step_mode(a, kind, G, 0);
 }
 
+/* Whole-sequence mode (gi given): rows one after the other, each streaming W_hh (measured on Zen 4,
+ * T = 100, LSTM H = 256: batch 2 860 -> 785 us, batch 3 1255 -> 1178 us against the template).
+ * Step mode only at batch 1: from 2 rows the template's W_ih product shares each weight load
+ * across the rows, which this path does not (batch 3, LSTM H = 256: 15.9 -> 16.4 us a step). */
 static int small_ok(const rnc_cell_args *a)
 {
-    return a->batch < RNC_VNNI_SMALL_MAX_BATCH && (a->gi || a->xq) && !(a->kind == RNC_GRU && !a->reset_after);
+    return (a->gi ? a->batch < RNC_VNNI_SMALL_MAX_BATCH : a->batch == 1 && a->xq) &&
+           !(a->kind == RNC_GRU && !a->reset_after);
 }
 
 static int fused_ok(const rnc_cell_args *a)
