@@ -558,7 +558,7 @@ def rnncore_cases(cell, w, inp, isas: list[str]) -> list[Case]:
     model.load_state_dict({k + "_l0": v for k, v in w.items()})
     for prec in ("q8", "f32"):
         for isa in isas:
-            if prec == "f32" and isa in ("avx512vnni", "avxvnni", "neondot"):
+            if prec == "f32" and isa in ("avx512vnni", "avxvnni", "amx", "neondot"):
                 continue  # int8-only extensions: their f32 kernels are the parent path's
             eng = rc.compile(model, precision=prec)
             eng.set_isa(isa)
