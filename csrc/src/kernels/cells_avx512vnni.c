@@ -23,6 +23,7 @@
 #include "../internal.h"
 #include "epilogue_avx512.h"
 #include "kernels_avx512.h"
+#include "seq_avx512vnni.h"
 
 void rnc_f32_gemm_avx512vnni(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
                              int ldy);
@@ -551,6 +552,85 @@ RNC_FA void small_step(const rnc_cell_args *a, uint32_t kind, const int G)
  * T = 100, LSTM H = 256: batch 2 860 -> 785 us, batch 3 1255 -> 1178 us against the template).
  * Step mode only at batch 1: from 2 rows the template's W_ih product shares each weight load
  * across the rows, which this path does not (batch 3, LSTM H = 256: 15.9 -> 16.4 us a step). */
+/* ------------------------------------------------------------------------------------------
+ * Whole-sequence mode at batch 2-3 with W_hh's row corrections given (rnc_q8_seq_step_avx512vnni):
+ * each weight vector loaded once for all rows, the offset trick (the accumulators start at
+ * corr = -128 * rowsum; dpbusd(q ^ 0x80, W) per row: exact int32), then each row's cell update of
+ * the block (rnc_q8_dequant + rnc_x86_unit16_v, as the template: bit-identical).
+ * ---------------------------------------------------------------------------------------- */
+RNC_FA void multi_acc(const int8_t *const *W, int ng, const int8_t *const *qx, __m512i *a, const int G, const int NB)
+{
+    for (int g = 0; g < ng; ++g) {
+        __m512i xu[3];
+#pragma GCC unroll 3
+        for (int n = 0; n < NB; ++n) {
+            int32_t v;
+            memcpy(&v, qx[n] + 4 * g, 4);
+            xu[n] = _mm512_set1_epi32(v);
+        }
+#pragma GCC unroll 4
+        for (int m = 0; m < G; ++m) {
+            const __m512i w = _mm512_loadu_si512((const void *)(W[m] + (size_t)g * 64));
+#pragma GCC unroll 3
+            for (int n = 0; n < NB; ++n) a[m * NB + n] = _mm512_dpbusd_epi32(a[m * NB + n], xu[n], w);
+        }
+    }
+}
+
+RNC_FA void multi_step(const rnc_cell_args *a, uint32_t kind, const int G, const int NB, const int32_t *corr)
+{
+    const uint32_t H = a->H, Hp = a->Hp;
+    const size_t kh = RNC_ALIGN_UP((size_t)H, 4);
+    const int gh = (int)(kh / 4);
+    const rnc_cell_work wl = rnc__cell_work(a->G, H, a->batch);
+    unsigned char *w = (unsigned char *)a->work;
+    int8_t *hq = (int8_t *)(w + wl.hq);
+    float *sh = (float *)(w + wl.sh);
+    const int8_t *qx[3];
+    for (int n = 0; n < NB; ++n) { /* every row's h is quantised before any row is updated */
+        rnc_x86_quantize_row_avx512(a->h + (size_t)n * H, H, kh, a->h_scale, hq + n * kh, &sh[n]);
+        qx[n] = hq + n * kh;
+    }
+    /* q ^ 0x80 = q + 128 as an unsigned byte (the zero padding becomes 0x80, against zero weights) */
+    for (size_t i = 0; i < (size_t)NB * kh; i += 64) {
+        const size_t left = (size_t)NB * kh - i;
+        const __mmask64 m = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+        _mm512_mask_storeu_epi8(hq + i, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, hq + i), _mm512_set1_epi8((char)0x80)));
+    }
+    for (uint32_t u = 0; u < H; u += 16) {
+        const __mmask16 msk = H - u >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - u)) - 1u);
+        const int8_t *W[4];
+        __m512i acc[12];
+#pragma GCC unroll 4
+        for (int m = 0; m < G; ++m) {
+            W[m] = (const int8_t *)a->w_hh + (((size_t)m * Hp + u) / 16) * (size_t)gh * 64;
+            const __m512i c0 = _mm512_loadu_si512((const void *)(corr + (size_t)m * Hp + u));
+#pragma GCC unroll 3
+            for (int n = 0; n < NB; ++n) acc[m * NB + n] = c0;
+        }
+        multi_acc(W, gh, qx, acc, G, NB);
+        for (int n = 0; n < NB; ++n) {
+            if (a->active && !a->active[n]) continue;
+            const float *gi = a->gi + n * a->ldgi;
+            __m512 vi[4], vh[4];
+#pragma GCC unroll 4
+            for (int m = 0; m < G; ++m) {
+                const size_t r = (size_t)m * Hp + u;
+                vi[m] = _mm512_maskz_loadu_ps(msk, gi + r);
+                vh[m] = fused_dequant(acc[m * NB + n], sh[n], a->s_hh + r, a->b_hh + r);
+            }
+            rnc_x86_unit16_v(kind, u, msk, vi, vh, a->h + (size_t)n * H, a->c ? a->c + (size_t)n * H : NULL,
+                             a->y ? a->y + n * a->ldy : NULL);
+        }
+    }
+}
+
+RNC_FA void multi_kind(const rnc_cell_args *a, uint32_t kind, const int G, const int32_t *corr)
+{
+    if (a->batch == 2) multi_step(a, kind, G, 2, corr);
+    else multi_step(a, kind, G, 3, corr);
+}
+
 static int small_ok(const rnc_cell_args *a)
 {
     return (a->gi ? a->batch < RNC_VNNI_SMALL_MAX_BATCH : a->batch == 1 && a->xq) &&
@@ -587,7 +667,30 @@ void rnc_q8_lstm_step_avx512vnni(const rnc_cell_args *a)
     else fused_step(a, RNC_LSTM, 4, RNC_NB_LSTM);
 }
 
+void rnc_q8_seq_step_avx512vnni(const rnc_cell_args *a, const int32_t *corr_hh)
+{
+    if (corr_hh && a->gi && (a->batch == 2 || a->batch == 3) && !(a->kind == RNC_GRU && !a->reset_after)) {
+        if (a->kind == RNC_GRU) multi_kind(a, RNC_GRU, 3, corr_hh);
+        else if (a->kind == RNC_LSTM) multi_kind(a, RNC_LSTM, 4, corr_hh);
+        else if (a->kind == RNC_RNN_RELU) multi_kind(a, RNC_RNN_RELU, 1, corr_hh);
+        else multi_kind(a, RNC_RNN_TANH, 1, corr_hh);
+    } else if (a->kind == RNC_GRU) {
+        rnc_q8_gru_step_avx512vnni(a);
+    } else if (a->kind == RNC_LSTM) {
+        rnc_q8_lstm_step_avx512vnni(a);
+    } else {
+        rnc_q8_rnn_step_avx512vnni(a);
+    }
+}
+
 #else
+void rnc_q8_seq_step_avx512vnni(const rnc_cell_args *a, const int32_t *corr_hh)
+{
+    (void)corr_hh;
+    if (a->kind == RNC_GRU) rnc_q8_gru_step_avx512vnni_tmpl(a);
+    else if (a->kind == RNC_LSTM) rnc_q8_lstm_step_avx512vnni_tmpl(a);
+    else rnc_q8_rnn_step_avx512vnni_tmpl(a);
+}
 void rnc_q8_rnn_step_avx512vnni(const rnc_cell_args *a) { rnc_q8_rnn_step_avx512vnni_tmpl(a); }
 void rnc_q8_gru_step_avx512vnni(const rnc_cell_args *a) { rnc_q8_gru_step_avx512vnni_tmpl(a); }
 void rnc_q8_lstm_step_avx512vnni(const rnc_cell_args *a) { rnc_q8_lstm_step_avx512vnni_tmpl(a); }
