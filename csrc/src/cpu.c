@@ -70,8 +70,12 @@ int rnc_arm_has_dotprod(void);
 #endif
 
 /* Bit i set when the CPU (and OS) can run rnc_isa i: one cpuid/xgetbv pass (cpuid is slow in
- * virtual machines, tens of microseconds, so callers query the mask once). */
-uint32_t rnc__cpu_isa_mask(void)
+ * virtual machines, tens of microseconds, so callers query the mask once). The AMX bit is only
+ * evaluated when ask_amx is set, because evaluating it asks Linux for the tile state, which is
+ * process-wide and not free of side effects (afterwards the kernel refuses sigaltstack() stacks
+ * too small for the 8 KiB tile state): a process that forces another path (RNNCORE_ISA, set_isa)
+ * and never asks for the best path or for AMX never makes the request. */
+static uint32_t isa_mask(int ask_amx)
 {
     uint32_t mask = 1u << RNC_ISA_GENERIC;
 #if RNC_X86
@@ -86,8 +90,9 @@ uint32_t rnc__cpu_isa_mask(void)
 #if defined(RNC_TEST_PRETEND_AMX)
     /* test build only (csrc/Makefile test-amx-emulated): the AMX path's tiles are emulated in C */
     const int amx = vnni512;
+    (void)ask_amx;
 #else
-    const int amx = vnni512 && rnc__amx_usable(c.edx7, c.xcr0, rnc__amx_request_permission);
+    const int amx = ask_amx && vnni512 && rnc__amx_usable(c.edx7, c.xcr0, rnc__amx_request_permission);
 #endif
     mask |= (uint32_t)avx2 << RNC_ISA_AVX2 | (uint32_t)avx512 << RNC_ISA_AVX512 |
             (uint32_t)vnni512 << RNC_ISA_AVX512VNNI | (uint32_t)avxvnni << RNC_ISA_AVXVNNI |
@@ -96,13 +101,19 @@ uint32_t rnc__cpu_isa_mask(void)
     const int neon = rnc_arm_has_neon();
     mask |= (uint32_t)neon << RNC_ISA_NEON;
     mask |= (uint32_t)(neon && rnc_arm_has_dotprod()) << RNC_ISA_NEONDOT;
+    (void)ask_amx;
+#else
+    (void)ask_amx;
 #endif
     return mask;
 }
+
+/* Every path the CPU and OS can run (asks for AMX: used to pick the best path). */
+uint32_t rnc__cpu_isa_mask(void) { return isa_mask(1); }
 
 int rnc__cpu_supports(int isa)
 {
     if (isa == RNC_ISA_GENERIC) return 1;
     if (isa < 0 || isa >= RNC_ISA_COUNT) return 0;
-    return (int)((rnc__cpu_isa_mask() >> isa) & 1u);
+    return (int)((isa_mask(isa == RNC_ISA_AMX) >> isa) & 1u);
 }
