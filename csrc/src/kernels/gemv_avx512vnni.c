@@ -124,49 +124,6 @@ RNC_AI void gemm_group(const int8_t *Wb, size_t bstride, int g, int K, const int
     }
 }
 
-/* The full groups of one tile, in a function of its own per (MB, NB): inlined into the large
- * GEMM body, GCC kept the 16 accumulators of the 4 x 4 tile moving between registers (two copies
- * per vpdpbusd, spills: ~212 GMAC/s at R = 1024, K = 256, N = 100 on Zen 4); alone, they stay put. */
-RNC_AI void tile_loop_body(const int8_t *Wb, size_t bstride, int Gf, const int8_t *Q, size_t ldq, __m512i *out,
-                           const int MB, const int NB)
-{
-    const __m512i k80 = _mm512_set1_epi8((char)0x80);
-    __m512i a[4][4];
-#pragma GCC unroll 4
-    for (int m = 0; m < MB; ++m)
-#pragma GCC unroll 4
-        for (int n = 0; n < NB; ++n) a[m][n] = _mm512_setzero_si512();
-    for (int g = 0; g < Gf; ++g) {
-        __m512i w[4];
-#pragma GCC unroll 4
-        for (int m = 0; m < MB; ++m)
-            w[m] = _mm512_loadu_si512((const void *)(Wb + (size_t)m * bstride + (size_t)g * 64));
-#pragma GCC unroll 4
-        for (int n = 0; n < NB; ++n) {
-            int32_t v;
-            memcpy(&v, Q + (size_t)n * ldq + 4 * (size_t)g, 4);
-            const __m512i xu = _mm512_xor_si512(_mm512_set1_epi32(v), k80);
-#pragma GCC unroll 4
-            for (int m = 0; m < MB; ++m) a[m][n] = _mm512_dpbusd_epi32(a[m][n], xu, w[m]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int m = 0; m < MB; ++m)
-#pragma GCC unroll 4
-        for (int n = 0; n < NB; ++n) out[m * 4 + n] = a[m][n];
-}
-
-#define TILE_LOOP(MB, NB)                                                                          \
-    static __attribute__((noinline)) void tile_loop_##MB##_##NB(const int8_t *Wb, size_t bstride, int Gf, \
-                                                                const int8_t *Q, size_t ldq, __m512i *out) \
-    {                                                                                              \
-        tile_loop_body(Wb, bstride, Gf, Q, ldq, out, MB, NB);                                      \
-    }
-TILE_LOOP(4, 4)
-TILE_LOOP(4, 1)
-TILE_LOOP(1, 4)
-TILE_LOOP(1, 1)
-
 /* Dequantised output (rnc_q8_gemm_deq_avx512vnni): Y = (float)acc * (sx[n] * sw[r]) + bias[r], the
  * float32 operations of the sequence path's scalar loop (model.c), in the same order. */
 typedef struct {
@@ -189,16 +146,13 @@ RNC_AI void gemm_tile(const int8_t *Wb, size_t bstride, int G, int K, const int8
                       const __m512i *corr, int32_t *Acc, size_t ldacc, int b, int R, const int MB,
                       const int NB, const deq_out *d)
 {
-    __m512i a[4][4], t[16];
-    const int Gf = K / 4;
-    if (MB == 4 && NB == 4) tile_loop_4_4(Wb, bstride, Gf, Q, ldq, t);
-    else if (MB == 4) tile_loop_4_1(Wb, bstride, Gf, Q, ldq, t);
-    else if (NB == 4) tile_loop_1_4(Wb, bstride, Gf, Q, ldq, t);
-    else tile_loop_1_1(Wb, bstride, Gf, Q, ldq, t);
+    __m512i a[4][4];
 #pragma GCC unroll 4
     for (int m = 0; m < MB; ++m)
 #pragma GCC unroll 4
-        for (int n = 0; n < NB; ++n) a[m][n] = t[m * 4 + n];
+        for (int n = 0; n < NB; ++n) a[m][n] = _mm512_setzero_si512();
+    const int Gf = K / 4;
+    for (int g = 0; g < Gf; ++g) gemm_group(Wb, bstride, g, K, Q, ldq, a, MB, NB, 0);
     if (Gf < G) gemm_group(Wb, bstride, Gf, K, Q, ldq, a, MB, NB, 1);
 #pragma GCC unroll 4
     for (int n = 0; n < NB; ++n)
