@@ -789,13 +789,15 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         for (uint32_t d = 0; d < L->dirs; ++d) {
             if (BT && !per_step) {
                 /* the input projection of every (b, t) as one matrix product */
+#if RNC_X86
                 if (m->precision == RNC_Q8 && m->isa == RNC_ISA_AVX512VNNI) {
-#if RNC_X86 /* the same integers and float32 operations, the scaling in the GEMM's store */
+                    /* the same integers and float32 operations, the scaling in the GEMM's store */
                     rnc_q8_gemm_deq_avx512vnni((const int8_t *)L->dir[d].w_ih, (int)ghp, (int)L->input_size,
                                                (int)BT, xq, (int)L->kx, sx, L->dir[d].s_ih, L->dir[d].b_ih,
                                                gi, (int)ghp);
+                } else
 #endif
-                } else if (m->precision == RNC_Q8) {
+                if (m->precision == RNC_Q8) {
                     int32_t *acc = (int32_t *)gi;
                     rnc__kernels[m->kernel[RNC_OP_GEMV][RNC_Q8]].fn.gemm_q8(
                         (const int8_t *)L->dir[d].w_ih, (int)ghp, (int)L->input_size, (int)BT, xq,
