@@ -222,6 +222,10 @@ def main(outdir: str) -> None:
                                          reset_after=False), 4, 5, "run", [3, 5, 0, 1], {}),
         ("rnn_q8_emb_last_b4", dict(kind="rnn", sizes=[5, 12], precision="q8", embedding=9, last_step=True,
                                     head=3, head_act="softmax"), 4, 6, "run", [6, 2, 1, 0], q8),
+        # whole-sequence mode below batch 4 (one projection of all B*T inputs, >= 16 columns)
+        ("gru_q8_run_b1", dict(kind="gru", sizes=[9, 40], precision="q8"), 1, 20, "run", None, q8),
+        ("lstm_q8_run_b2_lengths", dict(kind="lstm", sizes=[6, 33, 17], precision="q8", head=2,
+                                        head_act="sigmoid"), 2, 19, "run", [19, 11], q8),
         # batches of >= 16 rows: the fused AVX-512 VNNI batch step and the AMX path's tile products
         ("gru_q8_run_b17", dict(kind="gru", sizes=[7, 16], precision="q8"), 17, 4, "run",
          [4, 0, 3, 1, 2, 4, 4, 3, 2, 1, 0, 4, 3, 2, 1, 4, 2], q8),

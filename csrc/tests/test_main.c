@@ -439,7 +439,22 @@ static int close_enough(const float *got, const float *want, size_t n, float ato
     return bad;
 }
 
-static void run_vector(const char *dir, const char *name, rnc_isa isa)
+/* The generic path's outputs and final state of one vector case, for the cross-ISA check. */
+typedef struct {
+    float *y, *h, *c;
+} isa_ref;
+
+static float *dup_floats(const float *v, size_t n)
+{
+    float *p = xmalloc(sizeof(float) * (n + 1));
+    memcpy(p, v, sizeof(float) * n);
+    return p;
+}
+
+/* One vector case on one ISA: against the NumPy reference (tolerance), run == step, and for q8
+ * every ISA's outputs and final state bit-identical to the generic path's (`ref`, filled by the
+ * generic run, which comes first). */
+static void run_vector(const char *dir, const char *name, rnc_isa isa, isa_ref *ref)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.rnc", dir, name);
@@ -492,6 +507,16 @@ static void run_vector(const char *dir, const char *name, rnc_isa isa)
     if (c.nc) {
         bad = close_enough(s.c, c.c, c.nc, c.atol, c.rtol, &maxd);
         CHECK(bad == 0, "%s [%s]: final c: %d off (max %.3g)", name, isa_str(isa), bad, maxd);
+    }
+    if (isa == RNC_ISA_GENERIC) {
+        ref->y = dup_floats(y, ysize);
+        ref->h = dup_floats(s.h, c.nh);
+        ref->c = dup_floats(c.nc ? s.c : s.h, c.nc);
+    } else if (info.precision == RNC_Q8 && ref->y) {
+        CHECK(memcmp(y, ref->y, sizeof(float) * ysize) == 0 && memcmp(s.h, ref->h, sizeof(float) * c.nh) == 0 &&
+                  (!c.nc || memcmp(s.c, ref->c, sizeof(float) * c.nc) == 0),
+              "%s [%s]: q8 %s outputs or state differ from the generic path's", name, isa_str(isa),
+              c.mode == 0 ? "step" : "run");
     }
     if (c.mode == 0) {
         /* run() of the same inputs gives the step path's results exactly */
@@ -887,16 +912,19 @@ int main(int argc, char **argv)
     if (f) {
         char name[256];
         while (fscanf(f, "%255s", name) == 1) {
-            for (int i = 0; i < RNC_ISA_COUNT; ++i) {
+            isa_ref ref = {NULL, NULL, NULL};
+            for (int i = 0; i < RNC_ISA_COUNT; ++i) { /* generic (0) first: the q8 reference */
                 int av = 0;
                 rnc_isa_available((rnc_isa)i, &av);
-                if (av) run_vector(dir, name, (rnc_isa)i);
+                if (av) run_vector(dir, name, (rnc_isa)i, &ref);
             }
+            free(ref.y), free(ref.h), free(ref.c);
             ++ncases;
         }
         fclose(f);
     }
-    printf("  vectors: %d models vs the NumPy references on every available ISA\n", ncases);
+    printf("  vectors: %d models vs the NumPy references on every available ISA (q8: bit-identical to generic)\n",
+           ncases);
     test_state_restore(dir);
     test_api_misuse(dir);
     test_state_after_model_reinit(dir);
