@@ -825,10 +825,12 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
             const rnc_cell_fn fn = cell_fn(m, L->kind);
 #if RNC_X86
             const int32_t *corr = NULL;
-            /* avx512vnni at batch 2-3: W_hh's row corrections (offset trick) made once for the T
-             * steps, so that a step loads each weight vector once for all rows; in the sequence
-             * buffer this layer no longer reads (its q8 input is in xq; neither x nor out) */
-            if (m->precision == RNC_Q8 && m->isa == RNC_ISA_AVX512VNNI && !per_step && B > 1 && T >= 4) {
+            /* avx512vnni (and amx, whose cells below 16 rows are avx512vnni's) at batch 2-3: W_hh's
+             * row corrections (offset trick) made once for the T steps, so that a step loads each
+             * weight vector once for all rows; in the sequence buffer this layer no longer reads
+             * (its q8 input is in xq; neither x nor out) */
+            if (m->precision == RNC_Q8 && (m->isa == RNC_ISA_AVX512VNNI || m->isa == RNC_ISA_AMX) &&
+                !per_step && B > 1 && T >= 4) {
                 int32_t *buf = (int32_t *)(void *)(cur == seq_a ? seq_a : seq_b);
                 if (ghp * 4 <= w.xq - w.seq_b) {
                     rnc_q8_rowcorr_avx512vnni((const int8_t *)L->dir[d].w_hh, (int)ghp, (int)H, buf);
