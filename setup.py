@@ -49,8 +49,8 @@ def _machine() -> str:
     return m
 
 
-def source_groups() -> list[tuple[list[str], list[str]]]:
-    """``[(sources, extra flags), ...]`` for this machine, from csrc/sources.mk."""
+def source_groups() -> list[tuple[str, list[str], list[str]]]:
+    """``[(group name, sources, extra flags), ...]`` for this machine, from csrc/sources.mk."""
     mk = _read_sources_mk()
     machine = _machine()
     groups = []
@@ -71,21 +71,51 @@ def source_groups() -> list[tuple[list[str], list[str]]]:
             flags = mk[f"{stem}_FLAGS_ARMV7"].split()
         srcs = [os.path.join("csrc", s) for s in value.split()]
         if srcs:
-            groups.append((srcs, flags))
+            groups.append((stem, srcs, flags))
     return groups
 
 
 class BuildExt(build_ext):
-    """build_ext that compiles each C source group with its own flags before the extension."""
+    """build_ext that compiles each C source group with its own flags before the extension.
+
+    Groups listed in sources.mk's ``OPTIONAL_GROUPS`` whose flags the compiler rejects (e.g.
+    ``-mamx-tile`` before GCC 11) are left out, and ``-DRNC_NO_<GROUP>`` is passed to every
+    file, so the kernel table has no rows for them; ``rc.isa()`` then lists them as not compiled.
+    """
+
+    def _flags_ok(self, flags: list[str]) -> bool:
+        import tempfile
+
+        from setuptools.errors import CompileError
+
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "rnc_probe.c")
+            with open(src, "w", encoding="utf-8") as f:
+                f.write("int rnc_probe;\n")
+            try:
+                self.compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+            except CompileError:
+                return False
+        return True
 
     def build_extension(self, ext: Extension) -> None:
         groups = getattr(ext, "rnc_groups", [])
-        common = _read_sources_mk().get("COMMON_CFLAGS", "-std=c99 -O3 -fPIC").split()
+        mk = _read_sources_mk()
+        common = mk.get("COMMON_CFLAGS", "-std=c99 -O3 -fPIC").split()
+        optional = set(mk.get("OPTIONAL_GROUPS", "").split())
+        kept, no_isa = [], []
+        for stem, srcs, flags in groups:
+            if stem in optional and not self._flags_ok(flags):
+                no_isa.append(f"-DRNC_NO_{stem}")
+                print(f"rnncore: leaving out {stem} (the compiler rejects {' '.join(flags)})")
+                continue
+            kept.append((srcs, flags))
         objects = []
-        for srcs, flags in groups:
+        for srcs, flags in kept:
             objects += self.compiler.compile(
                 srcs, output_dir=self.build_temp, include_dirs=ext.include_dirs,
-                extra_postargs=common + flags, depends=ext.depends)
+                extra_postargs=common + no_isa + flags, depends=ext.depends)
+        ext.extra_compile_args = list(ext.extra_compile_args or []) + no_isa
         ext.extra_objects = objects + list(ext.extra_objects or [])
         super().build_extension(ext)
 
@@ -93,7 +123,7 @@ class BuildExt(build_ext):
 def c_extensions() -> list:
     """The Cython extension wrapping ``csrc/`` (empty when csrc/ is absent)."""
     groups = source_groups()
-    if not groups or not all(os.path.exists(os.path.join(HERE, f)) for srcs, _ in groups for f in srcs):
+    if not groups or not all(os.path.exists(os.path.join(HERE, f)) for _, srcs, _ in groups for f in srcs):
         return []  # no (complete) C core in this tree: pure-Python install
     import numpy as np
     from Cython.Build import cythonize

@@ -18,6 +18,10 @@ X86_AVX512VNNI_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -
 X86_AVXVNNI_SRCS = src/kernels/gemv_avxvnni.c src/kernels/cells_avxvnni.c
 X86_AVXVNNI_FLAGS = -mavx2 -mfma -mavxvnni
 X86_AMX_SRCS = src/kernels/gemm_amx.c src/kernels/cells_amx.c
+# Groups a compiler may not know (-mavxvnni, -mamx-*: GCC >= 11, clang >= 12): when it rejects a
+# group's flags, csrc/Makefile and setup.py leave the group out and define RNC_NO_<GROUP> for every
+# file (kernel_table.c then has no rows for it); the other paths are unaffected.
+OPTIONAL_GROUPS = X86_AVXVNNI X86_AMX
 X86_AMX_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mamx-tile -mamx-int8
 ARM_SRCS = src/arch/arm_cpu.c
 # ARM NEON (armv7 hard-float with -mfpu=neon, aarch64 baseline) and aarch64 dot product (sdot);

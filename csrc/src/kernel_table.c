@@ -43,15 +43,19 @@ const rnc_kernel rnc__kernels[] = {
     ROWS_CELLS(avx512, RNC_ISA_AVX512),
     ROW_GEMM_Q8(rnc_q8_gemm_avx512vnni, RNC_ISA_AVX512VNNI),
     ROWS_CELLS(avx512vnni, RNC_ISA_AVX512VNNI),
+#if !defined(RNC_NO_X86_AVXVNNI) /* left out when the compiler lacks -mavxvnni (sources.mk) */
     ROW_GEMM_Q8(rnc_q8_gemm_avxvnni, RNC_ISA_AVXVNNI),
     ROWS_CELLS(avxvnni, RNC_ISA_AVXVNNI),
+#endif
     /* AMX-INT8 (kernels/gemm_amx.c, cells_amx.c): the q8 product of many columns (sequence
      * projections, heads) and q8 cells whose batch products use tiles from 16 rows on; the f32
      * ops are the parents' (avx512vnni -> avx512) */
+#if !defined(RNC_NO_X86_AMX) /* left out when the compiler lacks -mamx-tile/-mamx-int8 */
     ROW_GEMM_Q8(rnc_q8_gemm_amx, RNC_ISA_AMX),
     ROW_CELL(rnc_q8_rnn_step_amx, RNC_OP_RNN_STEP, RNC_Q8, RNC_ISA_AMX),
     ROW_CELL(rnc_q8_gru_step_amx, RNC_OP_GRU_STEP, RNC_Q8, RNC_ISA_AMX),
     ROW_CELL(rnc_q8_lstm_step_amx, RNC_OP_LSTM_STEP, RNC_Q8, RNC_ISA_AMX),
+#endif
 #endif
 #if defined(__arm__) || defined(__aarch64__)
     /* ARM NEON; the dot-product path's f32 products are NEON's (no GEMV row) */

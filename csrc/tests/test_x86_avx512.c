@@ -490,10 +490,14 @@ int main(void)
         test_q8("q8_gemm_avx512vnni", rnc_q8_gemm_avx512vnni);
     else
         printf("skipped: avx512vnni products (CPU/OS lacks AVX512_VNNI)\n");
+#if !defined(RNC_NO_X86_AVXVNNI)
     if (rnc__cpu_supports(RNC_ISA_AVXVNNI))
         test_q8("q8_gemm_avxvnni", rnc_q8_gemm_avxvnni);
     else
         printf("skipped: avxvnni products (CPU/OS lacks AVX-VNNI)\n");
+#else
+    printf("skipped: avxvnni products (not built: the compiler lacks -mavxvnni)\n");
+#endif
 #if defined(RNC_TEST_AVXVNNI_EVEX)
     if (rnc__cpu_supports(RNC_ISA_AVX512VNNI)) /* the AVX-VNNI file's logic, EVEX-encoded */
         test_q8("q8_gemm_avxvnni (EVEX build)", rnc_q8_gemm_avxvnni_evex);
