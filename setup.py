@@ -117,6 +117,9 @@ class BuildExt(build_ext):
                 extra_postargs=common + no_isa + flags, depends=ext.depends)
         ext.extra_compile_args = list(ext.extra_compile_args or []) + no_isa
         ext.extra_objects = objects + list(ext.extra_objects or [])
+        # build_ext relinks only when the .pyx or a depends entry is newer than the extension:
+        # without the objects here, an edited C source was recompiled but the old .so kept
+        ext.depends = list(ext.depends or []) + objects
         super().build_extension(ext)
 
 
