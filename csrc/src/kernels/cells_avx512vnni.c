@@ -73,11 +73,24 @@ RNC_FA __m512i fused_bcast(const int8_t *q, int g)
     return _mm512_xor_si512(_mm512_set1_epi32(v), _mm512_set1_epi8((char)0x80));
 }
 
-/* out[m*NB + n] = init[m] + sum_g dpbusd(q_n ^ 0x80, W_m) over ng groups: with init = -128 * rowsum,
- * exactly sum_k W q. A separate (not inlined) function per (G, NB), so that the compiler keeps the
- * G x NB accumulators in registers without copies across the loop. */
+/* (float)acc * (s_v * s_w) + b: the template's rnc_q8_dequant, 16 rows. */
+RNC_FA __m512 fused_dequant(__m512i acc, float sv, const float *sw, const float *b)
+{
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(_mm512_set1_ps(sv), _mm512_loadu_ps(sw))),
+                         _mm512_loadu_ps(b));
+}
+
+/* The pre-activations of G gate row blocks x NB batch rows: acc[m][n] = init[m] + sum_g dpbusd(q_n ^
+ * 0x80, W_m) over ng groups (with init = -128 * rowsum, exactly sum_k W q), then scaled and biased
+ * (fused_dequant, row n's scale sv[n], gate m's sw + m * ldw, b + m * ldw) into out + n * ldo + m * 16.
+ * A separate (not inlined) function per (G, NB), so that the compiler keeps the G x NB accumulators
+ * in registers without copies across the loop; they are scaled straight from the registers instead
+ * of going through memory as int32 and being reloaded at once by the caller (512-bit stores
+ * reloaded right away forward badly on Zen 4: passing the initial values per (m, n) through memory
+ * the same way cost ~2 ms of a 21 ms LSTM H=256 batch-64 run). */
 RNC_FA void fused_acc_body(const int8_t *const *W, int ng, const int8_t *const *Q, const __m512i *init,
-                           __m512i *out, const int G, const int NB)
+                           const float *sv, const float *sw, const float *b, size_t ldw, float *out, size_t ldo,
+                           const int G, const int NB)
 {
     __m512i a[4][8];
 #pragma GCC unroll 4
@@ -101,18 +114,25 @@ RNC_FA void fused_acc_body(const int8_t *const *W, int ng, const int8_t *const *
             for (int m = 0; m < G; ++m) a[m][n] = _mm512_dpbusd_epi32(a[m][n], xu, w[m]);
         }
     }
+    /* an empty asm per accumulator: without it GCC copied all G x NB accumulators between
+     * registers (and spilled two) in every iteration of the loop above */
 #pragma GCC unroll 4
     for (int m = 0; m < G; ++m)
 #pragma GCC unroll 8
-        for (int n = 0; n < NB; ++n) out[m * NB + n] = a[m][n];
+        for (int n = 0; n < NB; ++n) __asm__("" : "+v"(a[m][n]));
+#pragma GCC unroll 8
+    for (int n = 0; n < NB; ++n)
+#pragma GCC unroll 4
+        for (int m = 0; m < G; ++m)
+            _mm512_storeu_ps(out + n * ldo + m * 16, fused_dequant(a[m][n], sv[n], sw + m * ldw, b + m * ldw));
 }
 
 #define FUSED_ACC(G, NB)                                                                          \
-    static __attribute__((noinline)) void fused_acc_##G##_##NB(const int8_t *const *W, int ng,      \
-                                                               const int8_t *const *Q,             \
-                                                               const __m512i *init, __m512i *out)  \
+    static __attribute__((noinline)) void fused_acc_##G##_##NB(                                    \
+        const int8_t *const *W, int ng, const int8_t *const *Q, const __m512i *init, const float *sv, \
+        const float *sw, const float *b, size_t ldw, float *out, size_t ldo)                       \
     {                                                                                             \
-        fused_acc_body(W, ng, Q, init, out, G, NB);                                               \
+        fused_acc_body(W, ng, Q, init, sv, sw, b, ldw, out, ldo, G, NB);                          \
     }
 FUSED_ACC(1, 1)
 FUSED_ACC(1, 2)
@@ -131,33 +151,37 @@ FUSED_ACC(4, 2)
 FUSED_ACC(4, 3)
 FUSED_ACC(4, 4)
 
-typedef void (*fused_acc_fn)(const int8_t *const *, int, const int8_t *const *, const __m512i *, __m512i *);
+typedef void (*fused_acc_fn)(const int8_t *const *, int, const int8_t *const *, const __m512i *, const float *,
+                             const float *, const float *, size_t, float *, size_t);
 /* [G = 1, 3, 4][NB - 1]: the tile widths fused_step uses (RNC_NB_* and every narrower tail) */
 static const fused_acc_fn fused_acc_tab[3][8] = {
     {fused_acc_1_1, fused_acc_1_2, fused_acc_1_3, fused_acc_1_4, fused_acc_1_5, fused_acc_1_6, fused_acc_1_7, fused_acc_1_8},
     {fused_acc_3_1, fused_acc_3_2, fused_acc_3_3, fused_acc_3_4, 0, 0, 0, 0},
     {fused_acc_4_1, fused_acc_4_2, fused_acc_4_3, fused_acc_4_4, 0, 0, 0, 0}};
 
-RNC_FA void fused_acc(const int8_t *const *W, int ng, const int8_t *const *Q, const __m512i *init, __m512i *out,
-                      const int G, int NB)
+RNC_FA void fused_acc(const int8_t *const *W, int ng, const int8_t *const *Q, const __m512i *init, const float *sv,
+                      const float *sw, const float *b, size_t ldw, float *out, size_t ldo, const int G, int NB)
 {
-    fused_acc_tab[G == 1 ? 0 : G == 3 ? 1 : 2][NB - 1](W, ng, Q, init, out);
+    fused_acc_tab[G == 1 ? 0 : G == 3 ? 1 : 2][NB - 1](W, ng, Q, init, sv, sw, b, ldw, out, ldo);
 }
 
 /* -128 * rowsum(W) of one row block (the offset's correction), as int32 lanes. */
 RNC_FA __m512i fused_corr(const int8_t *W, int ng)
 {
+    /* four independent chains (exact int32 sums in any order) instead of one chain of ng
+     * dependent vpdpbusd (their latency, 8 x 64 per unit block and step at LSTM H=256) */
     const __m512i k80 = _mm512_set1_epi8((char)0x80);
-    __m512i c = _mm512_setzero_si512();
-    for (int g = 0; g < ng; ++g) c = _mm512_dpbusd_epi32(c, k80, _mm512_loadu_si512((const void *)(W + (size_t)g * 64)));
+    __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+    int g = 0;
+    for (; g + 4 <= ng; g += 4) {
+        c0 = _mm512_dpbusd_epi32(c0, k80, _mm512_loadu_si512((const void *)(W + (size_t)g * 64)));
+        c1 = _mm512_dpbusd_epi32(c1, k80, _mm512_loadu_si512((const void *)(W + (size_t)(g + 1) * 64)));
+        c2 = _mm512_dpbusd_epi32(c2, k80, _mm512_loadu_si512((const void *)(W + (size_t)(g + 2) * 64)));
+        c3 = _mm512_dpbusd_epi32(c3, k80, _mm512_loadu_si512((const void *)(W + (size_t)(g + 3) * 64)));
+    }
+    for (; g < ng; ++g) c0 = _mm512_dpbusd_epi32(c0, k80, _mm512_loadu_si512((const void *)(W + (size_t)g * 64)));
+    const __m512i c = _mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3));
     return _mm512_sub_epi32(_mm512_setzero_si512(), c);
-}
-
-/* (float)acc * (s_v * s_w) + b: the template's rnc_q8_dequant, 16 rows. */
-RNC_FA __m512 fused_dequant(__m512i acc, float sv, const float *sw, const float *b)
-{
-    return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(_mm512_set1_ps(sv), _mm512_loadu_ps(sw))),
-                         _mm512_loadu_ps(b));
 }
 
 /* The cell updates of units u .. u+15 of batch rows n0 .. n0+np-1 (pre in fused_part's layout),
@@ -224,15 +248,9 @@ RNC_FA void fused_part(const rnc_cell_args *a, const int G, int NB, int part, ui
     const uint32_t Hp = a->Hp;
     const float *sw = part ? a->s_hh : a->s_ih, *bias = part ? a->b_hh : a->b_ih;
     const int8_t *Q[8];
-    __m512i acc[32];
     for (int n = 0; n < NB; ++n) Q[n] = q + (size_t)(n0 + n) * ldq;
-    fused_acc(W, ng, Q, corr, acc, G, NB);
-    for (int n = 0; n < NB; ++n) {
-        float *p = pre + ((size_t)(n0 + n) * 2 * G + (size_t)part * G) * 16;
-#pragma GCC unroll 4
-        for (int m = 0; m < G; ++m)
-            _mm512_storeu_ps(p + m * 16, fused_dequant(acc[m * NB + n], sv[n0 + n], sw + m * Hp + u, bias + m * Hp + u));
-    }
+    fused_acc(W, ng, Q, corr, sv + n0, sw + u, bias + u, Hp, pre + ((size_t)n0 * 2 * G + (size_t)part * G) * 16,
+              (size_t)2 * G * 16, G, NB);
 }
 
 RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const int NB)
