@@ -674,6 +674,9 @@ typedef struct {
     size_t seq_a, seq_b, xq, sx, gi, head, pooled, active, total;
 } rnc_run_work;
 
+/* From this many sequences on, run() projects the inputs step by step inside the cell (run_common) */
+#define RUN_PER_STEP_MIN_BATCH 4u
+
 static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_run_work *w)
 {
     uint64_t bt, o = 0, t;
@@ -689,7 +692,11 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     ADD(seq_b, bt, (uint64_t)m->max_feat * 4);
     ADD(xq, bt, (uint64_t)m->max_kpad);
     ADD(sx, bt, 4);
-    ADD(gi, bt, (uint64_t)m->max_gates_hp * 4);
+    /* per-step mode keeps only one step's x scales there: no B*T*G*Hp floats (26 MB at B=64,
+     * T=100, LSTM H=256), which as part of a > 32 MB scratch made every Python run() map fresh
+     * pages (glibc serves such blocks by mmap and unmaps them on free) */
+    if (batch >= RUN_PER_STEP_MIN_BATCH) ADD(gi, batch, 4);
+    else ADD(gi, bt, (uint64_t)m->max_gates_hp * 4);
     ADD(head, bt, op * 4);
     ADD(pooled, batch, (uint64_t)m->max_feat * 4);
     ADD(active, batch, 1);
@@ -785,7 +792,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
          * keep the single product over all (b, t), whose T columns amortise the weights. Both
          * give the same bits: the same products (exact int32 / an order independent of the
          * column count) and the same float32 epilogue. */
-        const int per_step = B >= 4;
+        const int per_step = B >= RUN_PER_STEP_MIN_BATCH; /* run_work sizes gi for it */
         for (uint32_t d = 0; d < L->dirs; ++d) {
             if (BT && !per_step) {
                 /* the input projection of every (b, t) as one matrix product */
