@@ -481,6 +481,9 @@ static void run_vector(const char *dir, const char *name, rnc_isa isa, isa_ref *
     CHECK(rnc_state_init(&m, c.B, smem, sbytes, &s) == RNC_OK, "state init");
     const size_t ysize = (size_t)c.B * (c.pooled ? 1 : c.T) * c.out_w;
     float *y = xmalloc(sizeof(float) * (ysize + 1));
+    /* NaN, not zeros: run must write every output (zeros past the lengths included); the Python
+     * binding hands it uninitialised memory */
+    for (size_t i = 0; i < ysize; ++i) y[i] = NAN;
     double maxd;
     int bad;
     if (c.mode == 0) { /* stream: T calls of step */
@@ -521,6 +524,7 @@ static void run_vector(const char *dir, const char *name, rnc_isa isa, isa_ref *
     if (c.mode == 0) {
         /* run() of the same inputs gives the step path's results exactly */
         float *y2 = xmalloc(sizeof(float) * (ysize + 1));
+        for (size_t i = 0; i < ysize; ++i) y2[i] = NAN;
         float *h1 = xmalloc(sizeof(float) * (c.nh + 1));
         memcpy(h1, s.h, sizeof(float) * c.nh);
         rnc_state_reset(&s);
