@@ -692,10 +692,10 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     ADD(seq_b, bt, (uint64_t)m->max_feat * 4);
     ADD(xq, bt, (uint64_t)m->max_kpad);
     ADD(sx, bt, 4);
-    /* per-step mode keeps only one step's x scales there: no B*T*G*Hp floats (26 MB at B=64,
-     * T=100, LSTM H=256), which as part of a > 32 MB scratch made every Python run() map fresh
-     * pages (glibc serves such blocks by mmap and unmaps them on free) */
-    if (batch >= RUN_PER_STEP_MIN_BATCH) ADD(gi, batch, 4);
+    /* per-step mode has no use for gi: no B*T*G*Hp floats (26 MB at B=64, T=100, LSTM H=256),
+     * which as part of a > 32 MB scratch made every Python run() map fresh pages (glibc serves
+     * such blocks by mmap and unmaps them on free) */
+    if (batch >= RUN_PER_STEP_MIN_BATCH) ADD(gi, 0, 4);
     else ADD(gi, bt, (uint64_t)m->max_gates_hp * 4);
     ADD(head, bt, op * 4);
     ADD(pooled, batch, (uint64_t)m->max_feat * 4);
@@ -780,10 +780,16 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         /* positions past a length stay zero; without lengths every (b, t) is written by the
          * steps below (both directions), so the 4*B*T*D*H-byte clear is skipped */
         if (BT && lengths) memset(out, 0, sizeof(float) * BT * DH);
+        const int per_step = B >= RUN_PER_STEP_MIN_BATCH; /* see below; run_work sizes gi for it */
+        /* per-step mode stores the quantised inputs step-major, row (t, b) at t * B + b: one
+         * step's B rows are contiguous (in (b, t) order they sat T * kx bytes apart, at B = 64,
+         * T = 100, kx = 256 on only 16 of L1's 64 sets, re-read from L2 for every unit block) */
         if (m->precision == RNC_Q8)
-            for (size_t n = 0; n < BT; ++n)
+            for (size_t n = 0; n < BT; ++n) {
+                const size_t r = per_step ? (n % T) * B + n / T : n;
                 rnc__quantize_row_isa(m->isa, cur + n * cur_w, cur_w, L->kx, L->x_scale,
-                                      xq + n * L->kx, &sx[n]);
+                                      xq + r * L->kx, &sx[r]);
+            }
         /* Batches of >= 4 sequences project their inputs step by step inside the cell (one GEMM
          * of B columns per step, like rnc_step): B columns already amortise each weight load,
          * and the B x (G*Hp) pre-activations stay in cache, where the whole-sequence product
@@ -792,7 +798,6 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
          * keep the single product over all (b, t), whose T columns amortise the weights. Both
          * give the same bits: the same products (exact int32 / an order independent of the
          * column count) and the same float32 epilogue. */
-        const int per_step = B >= RUN_PER_STEP_MIN_BATCH; /* run_work sizes gi for it */
         for (uint32_t d = 0; d < L->dirs; ++d) {
             if (BT && !per_step) {
                 /* the input projection of every (b, t) as one matrix product */
@@ -854,12 +859,10 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 }
                 if (!any) continue;
                 if (per_step) { /* the cell computes W_ih x_t of every row itself */
-                    if (m->precision == RNC_Q8) {
-                        float *sx_t = gi; /* unused as pre-activations in this mode */
-                        for (size_t b = 0; b < B; ++b) sx_t[b] = sx[b * T + t];
-                        a.xq = xq + t * L->kx;
-                        a.ldxq = T * L->kx;
-                        a.sx = sx_t;
+                    if (m->precision == RNC_Q8) { /* step t's rows, contiguous (above) */
+                        a.xq = xq + t * B * L->kx;
+                        a.ldxq = L->kx;
+                        a.sx = sx + t * B;
                     } else {
                         a.x = cur + t * cur_w;
                         a.ldx = T * cur_w;
