@@ -109,8 +109,10 @@ typedef struct {
 /* GCC's tile intrinsics are asm statements that take the addresses as plain register operands
  * (tileloadd/tilestored) or name only 8 bytes of the 64-byte configuration (ldtilecfg): the
  * compiler does not see the memory they read or write, so it could drop the staging copies as
- * dead stores or read a staging tile before tilestored has filled it. A compiler barrier before
- * every load and after every store makes the memory effects explicit (free at run time). */
+ * dead stores, refill the staging tile for the next load before this one has read it, or read a
+ * staging tile before tilestored has filled it. Compiler barriers on both sides of every tile load
+ * and store (volatile asm statements keep their order among themselves) make the memory effects
+ * explicit; they cost nothing at run time. */
 #define RNC_AMX_BARRIER() __asm__ __volatile__("" ::: "memory")
 #define AMX_END() _tile_release()
 #define TILE_ZERO(i) _tile_zero(i)
@@ -118,9 +120,11 @@ typedef struct {
     do {                                                                                          \
         RNC_AMX_BARRIER();                                                                        \
         _tile_loadd(i, p, (long)(stride));                                                        \
+        RNC_AMX_BARRIER();                                                                        \
     } while (0)
 #define TILE_STORE(i, p, stride)                                                                  \
     do {                                                                                          \
+        RNC_AMX_BARRIER();                                                                        \
         _tile_stored(i, p, (long)(stride));                                                       \
         RNC_AMX_BARRIER();                                                                        \
     } while (0)
