@@ -113,82 +113,27 @@ static void test_gemm(const char *name, gemm_q8_fn gemm, int max_n)
 }
 
 /* ------------------------------------------------------------------ cells */
-/* One random layer (kind, reset_after, B, I, H); mode 1 saturates weights and inputs, mode 2
- * leaves every third row inactive (a variable-length batch: those rows must stay untouched).
- * `fn` and the generic kernel each run 3 steps from the same state; h, c, y bitwise equal. */
-static int cell_case(rnc_cell_fn fn, rnc_cell_fn gen, uint32_t kind, uint32_t ra, uint32_t B,
+/* One random q8 layer (kind, reset_after, B, I, H; test_common.h's make_case); mode 1 saturates
+ * weights and inputs, mode 2 leaves every third row inactive (a variable-length batch: those rows
+ * must stay untouched). `fn` and the generic kernel each run 3 steps from the same state; h, c,
+ * y bitwise equal. */
+static int cell_vs_generic(rnc_cell_fn fn, rnc_cell_fn gen, uint32_t kind, uint32_t ra, uint32_t B,
                      uint32_t I, uint32_t H, int mode)
 {
-    const uint32_t G = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1, Hp = (H + 15) / 16 * 16;
-    const uint32_t R = G * Hp, kx = (I + 3) / 4 * 4, kh = (H + 3) / 4 * 4;
-    int8_t *wa = zalloc((size_t)R * I), *wb = zalloc((size_t)R * H);
-    int8_t *pa = zalloc((size_t)R * kx), *pb = zalloc((size_t)R * kh), *xq = zalloc((size_t)B * kx);
-    float *s_ih = zalloc(4 * R), *s_hh = zalloc(4 * R), *b_ih = zalloc(4 * R), *b_hh = zalloc(4 * R);
-    float *sx = zalloc(4 * B), *h0 = zalloc(4 * (size_t)B * H), *c0 = zalloc(4 * (size_t)B * H);
-    float *st[2][3];
-    for (uint32_t g = 0; g < G; ++g)
-        for (uint32_t u = 0; u < H; ++u) {
-            const size_t r = (size_t)g * Hp + u;
-            for (uint32_t k = 0; k < I; ++k) wa[r * I + k] = mode == 1 ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
-            for (uint32_t k = 0; k < H; ++k) wb[r * H + k] = mode == 1 ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
-        }
-    pack_q8(wa, (int)R, (int)I, pa);
-    pack_q8(wb, (int)R, (int)H, pb);
-    for (uint32_t r = 0; r < R; ++r) {
-        s_ih[r] = 0.002f + frand(0.001f);
-        s_hh[r] = 0.002f + frand(0.001f);
-        b_ih[r] = frand(mode == 1 ? 3.0f : 0.2f);
-        b_hh[r] = frand(mode == 1 ? 3.0f : 0.2f);
-    }
-    for (uint32_t b = 0; b < B; ++b) {
-        for (uint32_t k = 0; k < I; ++k) xq[b * kx + k] = mode == 1 ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
-        sx[b] = 0.01f + frand(0.005f);
-    }
-    for (size_t i = 0; i < (size_t)B * H; ++i) {
-        h0[i] = frand(1.0f);
-        c0[i] = frand(mode == 1 ? 4.0f : 1.0f);
-    }
-    void *work = zalloc(rnc__cell_work(G, H, B).total);
-    uint8_t *active = zalloc(B);
-    for (uint32_t b = 0; b < B; ++b) active[b] = (uint8_t)(mode != 2 || b % 3 != 1);
-    for (int v = 0; v < 2; ++v) {
-        for (int j = 0; j < 3; ++j) st[v][j] = zalloc(4 * (size_t)B * H);
-        memcpy(st[v][0], h0, 4 * (size_t)B * H);
-        memcpy(st[v][1], c0, 4 * (size_t)B * H);
-        rnc_cell_args a;
-        memset(&a, 0, sizeof a);
-        a.kind = kind;
-        a.reset_after = ra;
-        a.batch = B;
-        a.I = I;
-        a.H = H;
-        a.Hp = Hp;
-        a.G = G;
-        a.w_ih = pa;
-        a.w_hh = pb;
-        a.s_ih = s_ih;
-        a.s_hh = s_hh;
-        a.b_ih = b_ih;
-        a.b_hh = b_hh;
-        a.xq = xq;
-        a.sx = sx;
-        a.ldxq = kx;
-        a.h = st[v][0];
-        a.c = kind == RNC_LSTM ? st[v][1] : NULL;
-        a.y = st[v][2];
-        a.ldy = H;
-        a.work = work;
-        a.active = mode == 2 ? active : NULL;
-        for (int s = 0; s < 3; ++s) (v ? fn : gen)(&a);
-    }
-    int ok = 1;
-    for (int j = 0; j < 3; ++j) ok &= memcmp(st[0][j], st[1][j], 4 * (size_t)B * H) == 0;
+    cell_case t;
+    make_case(&t, 1, kind, ra, B, I, H, mode == 1);
+    const size_t n = (size_t)B * H;
+    const int form = mode == 2 ? RUN_STEP_MASKED : RUN_STEP;
+    float *h0 = malloc(4 * n), *c0 = malloc(4 * n), *y0 = malloc(4 * n);
+    float *h1 = malloc(4 * n), *c1 = malloc(4 * n), *y1 = malloc(4 * n);
+    run_cell(&t, gen, 1, 3, h0, c0, y0, form);
+    run_cell(&t, fn, 1, 3, h1, c1, y1, form);
+    int ok = !memcmp(h0, h1, 4 * n) && !memcmp(c0, c1, 4 * n) && !memcmp(y0, y1, 4 * n);
     if (mode == 2) /* inactive rows kept their state */
         for (uint32_t b = 0; b < B; ++b)
-            if (!active[b]) ok &= memcmp(st[1][0] + (size_t)b * H, h0 + (size_t)b * H, 4 * (size_t)H) == 0;
-    void *p[] = {wa, wb, pa, pb, xq, s_ih, s_hh, b_ih, b_hh, sx, h0, c0, work, active,
-                 st[0][0], st[0][1], st[0][2], st[1][0], st[1][1], st[1][2]};
-    for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i) free(p[i]);
+            if (!t.active[b]) ok &= memcmp(h1 + (size_t)b * H, t.h + (size_t)b * H, 4 * (size_t)H) == 0;
+    free(h0), free(c0), free(y0), free(h1), free(c1), free(y1);
+    free_case(&t);
     return ok;
 }
 
@@ -209,7 +154,7 @@ static void test_cells(const char *name, rnc_cell_fn rnn, rnc_cell_fn gru, rnc_c
             for (int mode = 0; mode < 3; ++mode) {
                 char what[120];
                 snprintf(what, sizeof what, "%s kind=%u reset_after=%u vs generic", name, kind, ra);
-                check(cell_case(fn, gen, kind, ra, shapes[s][0], shapes[s][1], shapes[s][2], mode), what,
+                check(cell_vs_generic(fn, gen, kind, ra, shapes[s][0], shapes[s][1], shapes[s][2], mode), what,
                       (int)shapes[s][2], (int)shapes[s][1], (int)shapes[s][0], mode);
             }
         }

@@ -173,150 +173,6 @@ static void test_f32(void)
 
 /* ------------------------------------------------------------------ fused cells vs generic */
 
-typedef struct {
-    uint32_t kind, reset_after, B, I, H, G, Hp;
-    void *wih, *whh;
-    float *sih, *shh, *bih, *bhh, *x, *sx, *h, *c, *y;
-    float *gi;        /* sequence mode: precomputed input part, B rows of ldgi = G*Hp + 3 floats */
-    uint8_t *active;  /* sequence mode: rows with 0 are left untouched */
-    int8_t *xq;
-    void *work;
-} cell_case;
-
-/* Random cell of the given shape; mode 1 saturates (weights and inputs at their extremes). */
-static void make_case(cell_case *t, int q8, uint32_t kind, uint32_t ra, uint32_t B, uint32_t I,
-                      uint32_t H, int mode)
-{
-    t->kind = kind;
-    t->reset_after = ra;
-    t->B = B;
-    t->I = I;
-    t->H = H;
-    t->G = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1;
-    t->Hp = (H + 15) / 16 * 16;
-    const uint32_t R = t->G * t->Hp, kx = (I + 3) / 4 * 4, kh = (H + 3) / 4 * 4;
-    if (q8) {
-        int8_t *a = zalloc((size_t)R * kx), *b = zalloc((size_t)R * kh);
-        int8_t *wa = zalloc((size_t)R * I), *wb = zalloc((size_t)R * H);
-        for (uint32_t g = 0; g < t->G; ++g)
-            for (uint32_t u = 0; u < H; ++u) {
-                const size_t r = (size_t)g * t->Hp + u;
-                for (uint32_t k = 0; k < I; ++k) wa[r * I + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
-                for (uint32_t k = 0; k < H; ++k) wb[r * H + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
-            }
-        pack_q8(wa, (int)R, (int)I, a);
-        pack_q8(wb, (int)R, (int)H, b);
-        free(wa);
-        free(wb);
-        t->wih = a;
-        t->whh = b;
-    } else {
-        float *a = zalloc(sizeof(float) * R * I), *b = zalloc(sizeof(float) * R * H);
-        float *wa = zalloc(sizeof(float) * R * I), *wb = zalloc(sizeof(float) * R * H);
-        for (uint32_t g = 0; g < t->G; ++g)
-            for (uint32_t u = 0; u < H; ++u) {
-                const size_t r = (size_t)g * t->Hp + u;
-                for (uint32_t k = 0; k < I; ++k) wa[r * I + k] = frand(mode ? 2.0f : 0.3f);
-                for (uint32_t k = 0; k < H; ++k) wb[r * H + k] = frand(mode ? 2.0f : 0.3f);
-            }
-        pack_f32(wa, (int)R, (int)I, a);
-        pack_f32(wb, (int)R, (int)H, b);
-        free(wa);
-        free(wb);
-        t->wih = a;
-        t->whh = b;
-    }
-    t->sih = zalloc(sizeof(float) * R);
-    t->shh = zalloc(sizeof(float) * R);
-    t->bih = zalloc(sizeof(float) * R);
-    t->bhh = zalloc(sizeof(float) * R);
-    for (uint32_t r = 0; r < R; ++r) {
-        t->sih[r] = 0.002f + frand(0.001f);
-        t->shh[r] = 0.002f + frand(0.001f);
-        t->bih[r] = frand(mode ? 3.0f : 0.2f);
-        t->bhh[r] = frand(mode ? 3.0f : 0.2f);
-    }
-    t->x = zalloc(sizeof(float) * B * I);
-    t->xq = zalloc((size_t)B * kx);
-    t->sx = zalloc(sizeof(float) * B);
-    for (uint32_t b = 0; b < B; ++b) {
-        for (uint32_t k = 0; k < I; ++k) {
-            t->x[b * I + k] = frand(mode ? 5.0f : 1.0f);
-            t->xq[b * kx + k] = mode ? (rnd(0, 1) ? 127 : -127) : (int8_t)rnd(-127, 127);
-        }
-        t->sx[b] = 0.01f + frand(0.005f);
-    }
-    t->h = zalloc(sizeof(float) * B * H);
-    t->c = zalloc(sizeof(float) * B * H);
-    t->y = zalloc(sizeof(float) * B * H);
-    for (size_t i = 0; i < (size_t)B * H; ++i) {
-        t->h[i] = frand(1.0f);
-        t->c[i] = frand(mode ? 4.0f : 1.0f);
-    }
-    const size_t ldgi = (size_t)R + 3;
-    t->gi = zalloc(sizeof(float) * B * ldgi);
-    t->active = zalloc(B);
-    for (uint32_t b = 0; b < B; ++b) {
-        for (size_t r = 0; r < ldgi; ++r) t->gi[b * ldgi + r] = frand(mode ? 6.0f : 1.0f);
-        t->active[b] = (uint8_t)(B == 1 || b % 3 != 1);
-    }
-    t->work = zalloc(rnc__cell_work(t->G, H, B).total);
-}
-
-static void free_case(cell_case *t)
-{
-    void *p[] = {t->wih, t->whh, t->sih, t->shh, t->bih, t->bhh, t->x,  t->xq,
-                 t->sx,  t->h,   t->c,   t->y,   t->gi,  t->active, t->work};
-    for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i) free(p[i]);
-}
-
-/* Run kernel `fn` for `steps` steps (h, c carried) on a copy of the state; results in h, c, y.
- * seq: the whole-sequence form instead (input part given as float gi, inactive rows, no y). */
-static void run_cell(const cell_case *t, rnc_cell_fn fn, int q8, int steps, float *h, float *c, float *y,
-                     int seq)
-{
-    memcpy(h, t->h, sizeof(float) * t->B * t->H);
-    memcpy(c, t->c, sizeof(float) * t->B * t->H);
-    rnc_cell_args a;
-    memset(&a, 0, sizeof a);
-    a.kind = t->kind;
-    a.reset_after = t->reset_after;
-    a.batch = t->B;
-    a.I = t->I;
-    a.H = t->H;
-    a.Hp = t->Hp;
-    a.G = t->G;
-    a.w_ih = t->wih;
-    a.w_hh = t->whh;
-    a.s_ih = t->sih;
-    a.s_hh = t->shh;
-    a.b_ih = t->bih;
-    a.b_hh = t->bhh;
-    if (q8) {
-        a.xq = t->xq;
-        a.sx = t->sx;
-        a.ldxq = (t->I + 3) / 4 * 4;
-    } else {
-        a.x = t->x;
-        a.ldx = t->I;
-    }
-    a.h = h;
-    a.c = t->kind == RNC_LSTM ? c : NULL;
-    a.y = y;
-    a.ldy = t->H;
-    a.work = t->work;
-    if (seq) {
-        a.x = NULL;
-        a.xq = NULL;
-        a.gi = t->gi;
-        a.ldgi = (size_t)t->G * t->Hp + 3;
-        a.active = t->active;
-        a.y = NULL;
-        memset(y, 0, sizeof(float) * t->B * t->H);
-    }
-    for (int s = 0; s < steps; ++s) fn(&a);
-}
-
 static void test_cells(void)
 {
     static const uint32_t shapes[][3] = {{1, 1, 1}, {2, 3, 5}, {3, 17, 16}, {1, 32, 32}, {5, 33, 47},
@@ -340,7 +196,7 @@ static void test_cells(void)
             if (ops[o][0] != kr->op) continue;
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
                 for (int mode = 0; mode < 4; ++mode) {
-                    const int seq = mode >= 2; /* modes 2, 3: the whole-sequence form of 0, 1 */
+                    const int form = mode >= 2 ? RUN_SEQ : RUN_STEP; /* modes 2, 3: the sequence form of 0, 1 */
                     cell_case t;
                     const uint32_t B = shapes[s][0], I = shapes[s][1], H = shapes[s][2];
                     make_case(&t, q8, ops[o][1], ops[o][2], B, I, H, mode & 1);
@@ -352,8 +208,8 @@ static void test_cells(void)
                      * a K-term sum in another order, K*2^-24*S with S >= sum |w||v|, carried
                      * through the gates (Lipschitz <= 1) and LSTM's c' = f*c + i*g. */
                     const int steps = q8 ? 3 : 1;
-                    run_cell(&t, rnc__kernels[gen].fn.cell, q8, steps, h0, c0, y0, seq);
-                    run_cell(&t, kr->fn.cell, q8, steps, h1, c1, y1, seq);
+                    run_cell(&t, rnc__kernels[gen].fn.cell, q8, steps, h0, c0, y0, form);
+                    run_cell(&t, kr->fn.cell, q8, steps, h1, c1, y1, form);
                     int ok = 1;
                     if (q8) {
                         ok = !memcmp(h0, h1, 4 * n) && !memcmp(c0, c1, 4 * n) && !memcmp(y0, y1, 4 * n);
@@ -369,7 +225,7 @@ static void test_cells(void)
                         const double tol = (cmax + 3.0) * ((double)(I + H + 2) * ldexp(1.0, -24) * S) + 1e-6;
                         for (size_t i = 0; i < n; ++i)
                             ok &= fabs(h0[i] - h1[i]) <= tol && fabs(c0[i] - c1[i]) <= tol &&
-                                  y1[i] == (seq ? 0.0f : h1[i]);
+                                  y1[i] == (form == RUN_SEQ ? 0.0f : h1[i]);
                     }
                     char what[160];
                     snprintf(what, sizeof what, "%s kind=%u reset_after=%u vs generic", kr->name,
