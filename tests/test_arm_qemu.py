@@ -15,13 +15,13 @@ gcc-arm-linux-gnueabihf, qemu-user): a machine without them fails here, it does 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from child_env import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
@@ -44,7 +44,8 @@ def _require_tools() -> None:
 
 
 def _make(*targets: str) -> str:
-    r = subprocess.run(["make", "-C", str(CSRC), "-j2", *targets], capture_output=True, text=True)
+    r = subprocess.run(["make", "-C", str(CSRC), "-j2", *targets], capture_output=True, text=True,
+                       env=child_env())
     assert r.returncode == 0, f"make {' '.join(targets)} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     return r.stdout
 
@@ -64,7 +65,7 @@ def cross_build() -> Path:
 
 def _qemu(qemu: str, cpu: str, args: list[str], env: dict | None = None, timeout: int = 600):
     return subprocess.run([qemu, "-cpu", cpu, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=CSRC)
+                          env=child_env(**(env or {})), cwd=CSRC)
 
 
 def test_cross_libraries_are_arm(cross_build: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from child_env import child_env
 
 import rnncore as rc
 from rnncore.io.export_c import export_c
@@ -31,7 +32,8 @@ def aarch64_lib() -> Path:
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         pytest.fail(f"missing {missing} (apt-get install gcc-aarch64-linux-gnu qemu-user; .ci/run does this)")
-    r = subprocess.run(["make", "-C", str(CSRC), "-j2", "cross-aarch64"], capture_output=True, text=True)
+    r = subprocess.run(["make", "-C", str(CSRC), "-j2", "cross-aarch64"], capture_output=True, text=True,
+                       env=child_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return CSRC / "build" / "cross" / "aarch64" / "librnncore.a"
 
@@ -76,7 +78,7 @@ def test_export_c_runs_on_aarch64(aarch64_lib: Path, tmp_path: Path, name: str) 
     r = subprocess.run(["aarch64-linux-gnu-gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
                         f"-I{CSRC / 'include'}", str(src), str(aarch64_lib), "-static", "-lm",
                         "-o", str(exe)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=child_env())
     assert r.returncode == 0, r.stderr
 
     rng = np.random.default_rng(1)
@@ -92,7 +94,7 @@ def test_export_c_runs_on_aarch64(aarch64_lib: Path, tmp_path: Path, name: str) 
     for cpu in ("cortex-a53", "cortex-a76"):
         for mode in modes:
             r = subprocess.run(["qemu-aarch64", "-cpu", cpu, str(exe), *mode, str(inp)], capture_output=True,
-                               text=True, timeout=300)
+                               text=True, timeout=300, env=child_env())
             assert r.returncode == 0, r.stderr
             got = np.array([[float(v) for v in line.split()] for line in r.stdout.splitlines()], np.float32)
             assert got.shape == want.shape, (got.shape, want.shape)
