@@ -108,6 +108,19 @@ static inline void rnc__quantize_row_isa(uint32_t isa, const float *v, size_t n,
     rnc__quantize_row(v, n, npad, static_scale, q, scale);
 }
 
+static inline uint64_t r16(uint64_t n) { return (n + 15) & ~(uint64_t)15; }
+static inline uint64_t r4(uint64_t n) { return (n + 3) & ~(uint64_t)3; }
+
+/* return the status of x unless it is RNC_OK */
+#define TRY(x)                                                                                    \
+    do {                                                                                          \
+        rnc_status st_ = (x);                                                                     \
+        if (st_ != RNC_OK) return st_;                                                            \
+    } while (0)
+
+/* loader.c: validate the .rnc buffer b (len bytes) and point m's fields into it */
+rnc_status rnc__load(rnc_model *m, const unsigned char *b, size_t len);
+
 #define RNC_ALIGN_UP(n, a) (((n) + ((size_t)(a) - 1)) & ~((size_t)(a) - 1))
 
 /* The cell kernels' scratch (rnc_cell_args.work), one layout for every ISA. */
