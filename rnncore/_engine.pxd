@@ -103,6 +103,14 @@ cdef extern from "rnncore.h" nogil:
         uint32_t op
         uint32_t precision
         uint32_t isa
+        uint32_t input
+        uint32_t flags
+        uint32_t min_batch
+        uint32_t max_batch
+
+    rnc_status rnc_model_plan_row(const rnc_model *model, uint32_t layer, uint32_t op,
+                                  uint32_t precision, size_t batch, uint32_t input, int corr,
+                                  size_t *row)
 
     rnc_status rnc_kernel_count(size_t *count)
     rnc_status rnc_kernel_info(size_t index, rnc_kernel_desc *desc)

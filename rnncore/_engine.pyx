@@ -248,12 +248,20 @@ def isa_default() -> str:
 # ----------------------------------------------------------------------------------------------
 # kernel table and kernel-level entry points (tests, benchmarks)
 
-_OPS = ("gemv", "rnn_step", "gru_step", "lstm_step")
+_OPS = ("gemv", "rnn_step", "gru_step", "lstm_step", "quantize", "gemm_deq", "rowcorr")
 _PRECISIONS = ("f32", "q8")
+_INPUTS = ("any", "x", "gi")
 
 
 def kernels() -> list:
-    """The C kernel table: one dict per kernel (name, op, precision, isa)."""
+    """The C kernel table (csrc/src/kernel_list.h): one dict per row.
+
+    Keys: ``name``, ``op`` (one of ``_OPS``), ``precision``, ``isa``, ``input`` (``"any"``, ``"x"``:
+    the input vector given, as in steps and per-step runs; ``"gi"``: its projection given, as in
+    whole-sequence runs below 4 sequences), ``corr`` (needs W_hh's row corrections),
+    ``gru_rb`` (serves GRU reset_after=False), ``min_batch``, ``max_batch`` (rows for cells,
+    columns for products; ``None`` = unbounded).
+    """
     cdef size_t n, i
     cdef rnc_kernel_desc d
     rnc_kernel_count(&n)
@@ -262,9 +270,11 @@ def kernels() -> list:
         st = rnc_kernel_info(i, &d)
         if st != RNC_OK:
             _raise(st, f"kernel_info({i})")
-        out.append({"name": d.name.decode(), "op": _OPS[d.op] if d.op < 4 else str(d.op),
+        out.append({"name": d.name.decode(), "op": _OPS[d.op] if d.op < len(_OPS) else str(d.op),
                     "precision": _PRECISIONS[d.precision] if d.precision < 2 else str(d.precision),
-                    "isa": isa_name(d.isa)})
+                    "isa": isa_name(d.isa), "input": _INPUTS[d.input] if d.input < 3 else str(d.input),
+                    "corr": bool(d.flags & 1), "gru_rb": not (d.flags & 2),
+                    "min_batch": d.min_batch, "max_batch": d.max_batch or None})
     return out
 
 
@@ -518,6 +528,25 @@ cdef class Model:
 
     def stream(self, Py_ssize_t batch=1):
         return Stream(self, batch)
+
+    def plan_row(self, int layer, str op, Py_ssize_t batch, str input="x", bint corr=False) -> str:
+        """Name of the kernel-table row the model's plan runs: ``layer``'s cell (``op`` its
+        ``*_step``, ``input`` ``"x"`` or ``"gi"``) or, with ``layer=-1``, the model-wide ``op``
+        (``"gemv"``, ``"gemm_deq"``, ``"quantize"``, ``"rowcorr"``) at ``batch`` rows / columns."""
+        cdef size_t row = 0
+        cdef uint32_t lay = 0xFFFFFFFF if layer < 0 else <uint32_t>layer
+        cdef uint32_t prec = 1 if self.precision == "q8" else 0
+        if op not in _OPS:
+            raise ValueError(f"op: expected one of {_OPS}, got {op!r}")
+        if input not in ("x", "gi"):
+            raise ValueError(f"input: expected 'x' or 'gi', got {input!r}")
+        if batch < 1:
+            raise ValueError(f"batch: expected >= 1, got {batch}")
+        cdef rnc_status st = rnc_model_plan_row(&self.m, lay, <uint32_t>_OPS.index(op), prec,
+                                                <size_t>batch, 1 if input == "x" else 2, corr, &row)
+        if st != RNC_OK:
+            _raise(st, f"plan_row({layer}, {op!r}, {batch}, {input!r})")
+        return kernels()[row]["name"]
 
 
 cdef inline bint _fast_f32(object a, Py_ssize_t d0, Py_ssize_t d1) noexcept:

@@ -184,17 +184,53 @@ def _sum_abs(m, x, h):
             + np.abs(sd["bias_ih_l0"]) + np.abs(sd["bias_hh_l0"]))
 
 
+def _kinds(kern):
+    """The cell kinds a row serves (rows flagged not to serve GRU reset_after=False skip gru_rb)."""
+    return [k for k in _CELLS[kern["op"]] if kern["gru_rb"] or k != "gru_rb"]
+
+
+def _reach(eng, kern, inputs=("x", "gi")):
+    """(input, batch) at which the plan of ``eng`` (ISA forced to the row's) runs row ``kern``,
+    with the row corrections available, or None. Whole-sequence runs give the cells their
+    projection ("gi") only below 4 sequences."""
+    lo = kern["min_batch"]
+    hi = min(kern["max_batch"] or lo + 20, lo + 20)
+    for inp in inputs:
+        if kern["input"] not in ("any", inp):
+            continue
+        for b in range(lo, (min(hi, 3) if inp == "gi" else hi) + 1):
+            if eng._model.plan_row(0, kern["op"], b, inp, corr=True) == kern["name"]:
+                return inp, b
+    return None
+
+
 @pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _CELLS], ids=_ids)
+def test_every_cell_row_is_reached_by_the_plan(kern):
+    """Each cell row of an ISA this CPU runs is the plan's choice for some batch and input mode
+    (the tests below then run it there): no row of the table is dead."""
+    for kind in _kinds(kern):
+        eng = rc.compile(_layer(kind, 5, 7, 0, 1.0), precision=kern["precision"])
+        eng.set_isa(kern["isa"])
+        assert _reach(eng, kern) is not None, f"{kern['name']} ({kind}) is never chosen by the plan"
+
+
+@pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _CELLS and k["input"] != "gi"], ids=_ids)
 @HYP
-@given(data=st.data(), i=st.integers(1, 40), h=st.integers(1, 40), b=st.integers(1, 4),
+@given(data=st.data(), i=st.integers(1, 40), h=st.integers(1, 40), extra=st.integers(0, 2),
        wscale=st.sampled_from([0.5, 1.0, 4.0]), xscale=st.sampled_from([0.0, 1.0, 30.0]),
        seed=st.integers(0, 2**31))
-def test_step_kernel_one_step_from_the_same_state(kern, data, i, h, b, wscale, xscale, seed):
-    kind = data.draw(st.sampled_from(_CELLS[kern["op"]]))
+def test_step_kernel_one_step_from_the_same_state(kern, data, i, h, extra, wscale, xscale, seed):
+    """Steps (the input vector given) at a batch where the plan runs this row (the row's first
+    such batch, plus 0-2 rows where the plan still picks it), against the NumPy references."""
+    kind = data.draw(st.sampled_from(_kinds(kern)))
     m = _layer(kind, i, h, seed % 1000, wscale)
     eng = rc.compile(m, precision=kern["precision"])
     eng.set_isa(kern["isa"])
     assert eng.isa == kern["isa"]
+    _, b = _reach(eng, kern, ("x",))
+    if eng._model.plan_row(0, kern["op"], b + extra, "x") == kern["name"]:
+        b += extra
+    assert eng._model.plan_row(0, kern["op"], b, "x") == kern["name"]
     rng = np.random.default_rng(seed)
     s = eng.stream(batch=b)
     ref = eng.reference() if kern["precision"] == "q8" else None
@@ -224,6 +260,36 @@ def test_step_kernel_one_step_from_the_same_state(kern, data, i, h, b, wscale, x
                 s_rh = Q.quantize_activation(np.abs(h0).max(axis=1, keepdims=True))[1]
                 tol += float(s_rh.max() * (np.abs(w.q[2 * hs:]).max(axis=1) * w.scale[2 * hs:]).max())
         np.testing.assert_allclose(y, y_ref, atol=tol, rtol=0, err_msg=f"{kern['name']} {kind}")
+    record(kern["name"], kern["isa"])
+
+
+@pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _CELLS and k["precision"] == "q8"
+                                  and k["input"] != "x"], ids=_ids)
+@HYP
+@given(data=st.data(), i=st.integers(1, 40), h=st.integers(1, 40), t=st.integers(4, 9),
+       seed=st.integers(0, 2**31))
+def test_sequence_rows_bit_identical_to_generic(kern, data, i, h, t, seed):
+    """Whole-sequence runs (the projection given) at a batch where the plan runs this row: outputs
+    and final state bit-identical to the generic path's (the q8 contract), with lengths."""
+    kind = data.draw(st.sampled_from(_kinds(kern)))
+    m = _layer(kind, i, h, seed % 1000, 1.0)
+    eng = rc.compile(m, precision="q8")
+    eng.set_isa(kern["isa"])
+    reach = _reach(eng, kern, ("gi",))
+    if reach is None:  # an "any" row the plan only runs with the input vector given
+        return
+    b = reach[1]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, t, i)).astype(F32)
+    lengths = rng.integers(1, t + 1, b)
+    lengths[0] = t
+    y, s = eng.run(x, lengths, return_state=True)
+    eng.set_isa("generic")
+    y0, s0 = eng.run(x, lengths, return_state=True)
+    np.testing.assert_array_equal(y, y0, err_msg=f"{kern['name']} {kind}")
+    for a, a0 in zip(s if isinstance(s, tuple) else (s,), s0 if isinstance(s0, tuple) else (s0,),
+                         strict=True):
+        np.testing.assert_array_equal(a, a0)
     record(kern["name"], kern["isa"])
 
 
@@ -294,3 +360,36 @@ def test_random_stacks_with_lengths_on_every_isa(isa, precision, data):
         if k["isa"] == isa and k["precision"] == precision and k["op"] == {"r": "rnn_step", "g": "gru_step",
                                                                             "l": "lstm_step"}[kind[0]]:
             record(k["name"], isa)
+
+
+# ------------------------------------------------------------------------------------------
+# the model-wide q8 rows (activation quantiser, dequantising projection, row corrections),
+# through a model whose plan runs them
+
+_MODEL_OPS = ("quantize", "gemm_deq", "rowcorr")
+
+
+@pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _MODEL_OPS], ids=_ids)
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_model_rows_bit_identical_to_generic(kern, kind):
+    """A q8 stack with a head, ISA forced to the row's, at a batch and length where the plan runs
+    the row (checked with plan_row): outputs and final state bit-identical to the generic path's.
+    The row corrections are made only for the cells that take them (the multi rows); the generic
+    ones, which no plan's cell takes, are checked against the others in the C tests."""
+    m = rc.nn.Sequential(_layer(kind, 9, 21, 3, 1.0), rc.nn.Linear(21, 5, seed=4))
+    eng = rc.compile(m, precision="q8")
+    eng.set_isa(kern["isa"])
+    b, t = 2, max(8, kern["min_batch"])  # whole-sequence mode: one projection of b*t columns
+    assert eng._model.plan_row(-1, kern["op"], b * t) == kern["name"]
+    used = kern["op"] != "rowcorr" or "multi" in eng._model.plan_row(0, f"{kind}_step", b, "gi", corr=True)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((b, t, 9)).astype(F32)
+    y, s = eng.run(x, np.array([t, t - 3]), return_state=True)
+    eng.set_isa("generic")
+    y0, s0 = eng.run(x, np.array([t, t - 3]), return_state=True)
+    np.testing.assert_array_equal(y, y0)
+    for a, a0 in zip(s if isinstance(s, tuple) else (s,), s0 if isinstance(s0, tuple) else (s0,),
+                         strict=True):
+        np.testing.assert_array_equal(a, a0)
+    if used:
+        record(kern["name"], kern["isa"])

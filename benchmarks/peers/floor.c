@@ -167,8 +167,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < c.rp * khq; ++i) whh[i] = (int8_t)((int)(i * 53 % 255) - 127);
     for (size_t i = 0; i < kxq; ++i) xq[i] = (int8_t)((int)(i * 11 % 255) - 127);
     for (size_t i = 0; i < khq; ++i) hq[i] = (int8_t)((int)(i * 13 % 255) - 127);
-    c.q8 = rnc__kernels[rnc__resolve_kernel(RNC_OP_GEMV, RNC_Q8, isa)].fn.gemm_q8;
-    c.f32 = rnc__kernels[rnc__resolve_kernel(RNC_OP_GEMV, RNC_F32, isa)].fn.gemm_f32;
+    c.q8 = rnc__kernels[rnc__pick_kernel(RNC_OP_GEMV, RNC_Q8, isa, 1, RNC_IN_X, 0, 0)].fn.gemm_q8;
+    c.f32 = rnc__kernels[rnc__pick_kernel(RNC_OP_GEMV, RNC_F32, isa, 1, RNC_IN_X, 0, 0)].fn.gemm_f32;
     c.kx = kxq; c.kh = khq; c.wih = wih; c.whh = whh; c.x = xq; c.h = hq; c.out = out;
     if (rnc_kernel_q8_gemv(isa, wih, c.rp, kxq, xq, 1, out) != RNC_OK) return 4;
     const double q8 = time_median(q8_step_products, &c);

@@ -10,8 +10,8 @@
  *   CELL: one fused step of one layer direction for a batch (rnc_cell_args): the products of
  *       W_ih x (unless gi is given) and W_hh h, the float32 epilogue, the state update.
  *
- * Adding an ISA: write its files (one ISA per file, compiled with only its flags), add rows to
- * kernel_table.c; ops missing for an ISA fall back along rnc__isa_parent().
+ * Adding an ISA: write its files (one ISA per file, compiled with only its flags), add its lines
+ * to kernel_list.h; ops missing for an ISA fall back along rnc__isa_parent() (docs/c-api.md).
  */
 #ifndef RNC_INTERNAL_H
 #define RNC_INTERNAL_H
@@ -33,6 +33,19 @@ typedef void (*rnc_gemm_q8_fn)(const int8_t *Wp, int R, int K, int N, const int8
                                int32_t *Acc, int ldacc);
 typedef void (*rnc_gemm_f32_fn)(const float *Wp, int R, int K, int N, const float *X, int ldx,
                                 float *Y, int ldy);
+/* q8 activation quantisation of one row (docs/q8-contract.md): q[0..npad) (zero past n) and its
+ * scale. Total: NaN is treated as 0, the max ignores NaN. */
+typedef void (*rnc_quantize_fn)(const float *v, size_t n, size_t npad, float static_scale,
+                                int8_t *q, float *scale);
+/* The q8 projection with its dequantisation, for n < N, r < R:
+ *   Y[n*ldy + r] = (float)acc[n][r] * (sx[n] * sw[r]) + bias[r],  acc = exact int32 W Q
+ * in this float32 order (bit-identical on every row of the table). */
+typedef void (*rnc_gemm_deq_fn)(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                                const float *sx, const float *sw, const float *bias, float *Y,
+                                int ldy);
+/* corr[r] = -128 * sum_k W[r,k] for r < round16(R) of a packed q8 matrix of K inputs: the row
+ * corrections ("kernel sums") of the unsigned-offset trick (dpbusd(q ^ 0x80, W) = W q + 128 W 1). */
+typedef void (*rnc_rowcorr_fn)(const int8_t *Wp, int R, int K, int32_t *corr);
 
 typedef struct rnc_cell_args {
     uint32_t kind;          /* rnc_cell_kind */
@@ -49,17 +62,29 @@ typedef struct rnc_cell_args {
     float *h; float *c;                   /* B x H each (c: LSTM), updated in place */
     float *y; size_t ldy;                 /* optional copy of h' per row */
     const uint8_t *active;                /* NULL = every row; else rows with 0 are untouched */
+    const int32_t *corr_hh;               /* W_hh's row corrections (rows flagged RNC_K_CORR) */
     void *work;                           /* >= rnc__cell_work_bytes() bytes, 64-aligned */
 } rnc_cell_args;
 
 typedef void (*rnc_cell_fn)(const rnc_cell_args *a);
 
+/* What a row serves (rnc_kernel.input): any input, the input vector given (x or xq: rnc_step and
+ * rnc_run's per-step mode), or its projection given (gi: rnc_run's whole-sequence mode). */
+enum { RNC_IN_ANY = 0, RNC_IN_X = 1, RNC_IN_GI = 2 };
+/* rnc_kernel.flags: RNC_K_CORR needs rnc_cell_args.corr_hh; RNC_K_NO_GRU_RB does not serve
+ * GRU reset_after = 0 (the r*h form). */
+enum { RNC_K_CORR = 1, RNC_K_NO_GRU_RB = 2 };
+
 typedef struct rnc_kernel {
     const char *name;
-    uint8_t op, precision, isa;
+    uint8_t op, precision, isa, input, flags;
+    uint32_t min_batch, max_batch; /* rows (cells) or columns N (products) served; 0 = no bound */
     union {
         rnc_gemm_q8_fn gemm_q8;
         rnc_gemm_f32_fn gemm_f32;
+        rnc_quantize_fn quantize;
+        rnc_gemm_deq_fn gemm_deq;
+        rnc_rowcorr_fn rowcorr;
         rnc_cell_fn cell;
     } fn;
 } rnc_kernel;
@@ -68,45 +93,22 @@ typedef struct rnc_kernel {
 extern const rnc_kernel rnc__kernels[];
 extern const size_t rnc__kernel_count;
 int rnc__isa_parent(int isa);                           /* -1 for generic */
-int rnc__find_kernel(int op, int precision, int isa);   /* exact row or -1 */
-int rnc__resolve_kernel(int op, int precision, int isa); /* along the fallback chain, or -1 */
+int rnc__find_kernel(int op, int precision, int isa);   /* first row of exactly isa, or -1 */
+/* The row serving `batch` rows (cells) or columns (products) of input mode `input` (RNC_IN_X or
+ * RNC_IN_GI), for a GRU of the r*h form when gru_rb, with row corrections available when corr:
+ * the first matching row in table order along isa's fallback chain, or -1. */
+int rnc__kernel_serves(const struct rnc_kernel *k, uint32_t batch, int input, int gru_rb, int corr);
+int rnc__pick_kernel(int op, int precision, int isa, uint32_t batch, int input, int gru_rb,
+                     int corr);
 
 /* cpu.c */
 int rnc__cpu_supports(int isa);
 uint32_t rnc__cpu_isa_mask(void);
 
 /* util.c: total functions (never fail): NaN is treated as 0, the max ignores NaN */
-void rnc__quantize_row(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
+void rnc_q8_quantize_generic(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
                        float *scale);
 int rnc__all_finite(const float *v, size_t n);
-
-/* The activation quantiser of an ISA path: where the path has a vectorised one that is bit for bit
- * rnc__quantize_row (AVX-512: kernels/epilogue_avx512.h; AVX2 and AVX-VNNI: kernels/epilogue_avx2.h;
- * tested in tests/test_main.c and tests/test_x86_avx512.c), that one, else the portable one. `isa` is the model's selected path,
- * so the CPU runs it. */
-#if RNC_X86
-void rnc_x86_quantize_row_avx512_fn(const float *v, size_t n, size_t npad, float static_scale,
-                                    int8_t *q, float *scale);
-void rnc_x86_quantize_row_avx2_fn(const float *v, size_t n, size_t npad, float static_scale,
-                                  int8_t *q, float *scale);
-#endif
-static inline void rnc__quantize_row_isa(uint32_t isa, const float *v, size_t n, size_t npad,
-                                         float static_scale, int8_t *q, float *scale)
-{
-#if RNC_X86
-    if (isa == RNC_ISA_AVX512 || isa == RNC_ISA_AVX512VNNI || isa == RNC_ISA_AMX) {
-        rnc_x86_quantize_row_avx512_fn(v, n, npad, static_scale, q, scale);
-        return;
-    }
-    if (isa == RNC_ISA_AVX2 || isa == RNC_ISA_AVXVNNI) { /* kernels/cells_avx2.c */
-        rnc_x86_quantize_row_avx2_fn(v, n, npad, static_scale, q, scale);
-        return;
-    }
-#else
-    (void)isa;
-#endif
-    rnc__quantize_row(v, n, npad, static_scale, q, scale);
-}
 
 static inline uint64_t r16(uint64_t n) { return (n + 15) & ~(uint64_t)15; }
 static inline uint64_t r4(uint64_t n) { return (n + 3) & ~(uint64_t)3; }
@@ -147,7 +149,25 @@ static inline rnc_cell_work rnc__cell_work(uint32_t G, uint32_t H, uint32_t batc
     return w;
 }
 
-/* Kernel prototypes (one group per ISA file set). */
+/* Kernel prototypes: one per row of the kernel list (kernel_list.h). */
+#include "kernel_list.h"
+#define RNC_DECL_GEMV_Q8(f) void f(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc, int ldacc);
+#define RNC_DECL_GEMV_F32(f) void f(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y, int ldy);
+#define RNC_DECL_QUANTIZE_Q8(f) void f(const float *v, size_t n, size_t npad, float static_scale, int8_t *q, float *scale);
+#define RNC_DECL_GEMM_DEQ_Q8(f) void f(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, const float *sx, const float *sw, const float *bias, float *Y, int ldy);
+#define RNC_DECL_ROWCORR_Q8(f) void f(const int8_t *Wp, int R, int K, int32_t *corr);
+#define RNC_DECL_RNN_STEP_Q8(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_GRU_STEP_Q8(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_LSTM_STEP_Q8(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_RNN_STEP_F32(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_GRU_STEP_F32(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_LSTM_STEP_F32(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_ROW(op, prec, f, isa, input, flags, bmin, bmax) RNC_DECL_##op##_##prec(f)
+RNC_KERNEL_LIST(RNC_DECL_ROW)
+#undef RNC_DECL_ROW
+
+/* Every function of an ISA's file set that cell_template.h names (products and cells); the table
+ * rows among them are declared above as well. */
 #define RNC_DECLARE_ISA(sfx)                                                                      \
     void rnc_q8_gemm_##sfx(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,       \
                            int32_t *Acc, int ldacc);                                              \
@@ -160,19 +180,14 @@ static inline rnc_cell_work rnc__cell_work(uint32_t G, uint32_t H, uint32_t batc
     void rnc_f32_gru_step_##sfx(const rnc_cell_args *a);                                          \
     void rnc_f32_lstm_step_##sfx(const rnc_cell_args *a);
 
-RNC_DECLARE_ISA(generic)
+/* Helpers outside the table: the f32 products the VNNI paths' cell templates call (their
+ * parents' products under the template's names). */
+void rnc_f32_gemm_avx512vnni(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
+                             int ldy);
+void rnc_f32_gemm_avxvnni(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
+                          int ldy);
+
 #if RNC_X86
-RNC_DECLARE_ISA(avx2)
-RNC_DECLARE_ISA(avx512)
-RNC_DECLARE_ISA(avx512vnni)
-RNC_DECLARE_ISA(avxvnni)
-/* AMX-INT8 (kernels/gemm_amx.c, cells_amx.c): the q8 product and q8 cells; f32 ops are the parents' */
-void rnc_q8_gemm_amx(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc,
-                     int ldacc);
-/* kernels/cells_amx.c: q8 cells, AMX products from 16 batch rows on, else avx512vnni's cells */
-void rnc_q8_rnn_step_amx(const rnc_cell_args *a);
-void rnc_q8_gru_step_amx(const rnc_cell_args *a);
-void rnc_q8_lstm_step_amx(const rnc_cell_args *a);
 /* cpu.c: AMX is usable when cpuid reports AMX-TILE and AMX-INT8, the OS enables the tile state
  * in XCR0 (bits 17, 18) and grants this process the tile data (`request_permission` returns 1;
  * Linux: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)). Pure, for the tests. */

@@ -1,74 +1,35 @@
-/* The kernel table: every kernel named by op, precision and ISA. It drives dispatch
- * (rnc_model_set_isa resolves one row per op and precision), the C tests (which run every row
- * this CPU supports against the generic one) and the benchmarks.
+/* The kernel table: every kernel the engine calls, named by op, precision, strategy and ISA,
+ * with the batch range and input mode it serves (rows from kernel_list.h). It is the only door:
+ * rnc_model_set_isa builds the model's plan from it (rnc__pick_kernel), the C tests run every
+ * row this CPU supports against its generic twin, and the Python tests and benchmarks read it
+ * through rnc_kernel_info.
  *
- * Adding an ISA path = adding its files (one ISA per file, own flags, see sources.mk) and rows
- * here. An op without a row for an ISA falls back to the ISA's parent (rnc__isa_parent), so a
- * path may provide only its products (GEMM) and reuse everything else.
+ * Adding an ISA path = adding its files (one ISA per file, own flags, see sources.mk), a parent
+ * in rnc__isa_parent and its lines in kernel_list.h. An op without a row for an ISA falls back to
+ * the ISA's parent, so a path may provide only its products (GEMM) and reuse everything else.
  */
 #include <string.h>
 
 #include "internal.h"
 
-#define ROW_GEMM_Q8(f, isa) {#f, RNC_OP_GEMV, RNC_Q8, isa, {.gemm_q8 = f}}
-#define ROW_GEMM_F32(f, isa) {#f, RNC_OP_GEMV, RNC_F32, isa, {.gemm_f32 = f}}
-#define ROW_CELL(f, op, prec, isa) {#f, op, prec, isa, {.cell = f}}
-#define ROWS_CELLS(sfx, isa)                                                                      \
-    ROW_CELL(rnc_q8_rnn_step_##sfx, RNC_OP_RNN_STEP, RNC_Q8, isa),                                \
-        ROW_CELL(rnc_q8_gru_step_##sfx, RNC_OP_GRU_STEP, RNC_Q8, isa),                            \
-        ROW_CELL(rnc_q8_lstm_step_##sfx, RNC_OP_LSTM_STEP, RNC_Q8, isa),                          \
-        ROW_CELL(rnc_f32_rnn_step_##sfx, RNC_OP_RNN_STEP, RNC_F32, isa),                          \
-        ROW_CELL(rnc_f32_gru_step_##sfx, RNC_OP_GRU_STEP, RNC_F32, isa),                          \
-        ROW_CELL(rnc_f32_lstm_step_##sfx, RNC_OP_LSTM_STEP, RNC_F32, isa)
+/* the union member of each op's function */
+#define RNC_FN_GEMV_Q8 gemm_q8
+#define RNC_FN_GEMV_F32 gemm_f32
+#define RNC_FN_QUANTIZE_Q8 quantize
+#define RNC_FN_GEMM_DEQ_Q8 gemm_deq
+#define RNC_FN_ROWCORR_Q8 rowcorr
+#define RNC_FN_RNN_STEP_Q8 cell
+#define RNC_FN_GRU_STEP_Q8 cell
+#define RNC_FN_LSTM_STEP_Q8 cell
+#define RNC_FN_RNN_STEP_F32 cell
+#define RNC_FN_GRU_STEP_F32 cell
+#define RNC_FN_LSTM_STEP_F32 cell
+#define RNC_ROW(op, prec, f, isa, input, flags, bmin, bmax)                                      \
+    {#f, RNC_OP_##op, RNC_##prec, isa, input, flags, bmin, bmax, {.RNC_FN_##op##_##prec = f}},
 
-#if defined(__arm__) || defined(__aarch64__)
-RNC_DECLARE_ISA(neon)    /* kernels/gemv_neon.c, cells_neon.c */
-#endif
-#if defined(__aarch64__)
-RNC_DECLARE_ISA(neondot) /* kernels/gemv_neondot.c, cells_neondot.c */
-#endif
-
-const rnc_kernel rnc__kernels[] = {
-    ROW_GEMM_Q8(rnc_q8_gemm_generic, RNC_ISA_GENERIC),
-    ROW_GEMM_F32(rnc_f32_gemm_generic, RNC_ISA_GENERIC),
-    ROWS_CELLS(generic, RNC_ISA_GENERIC),
-#if RNC_X86
-    ROW_GEMM_Q8(rnc_q8_gemm_avx2, RNC_ISA_AVX2),
-    ROW_GEMM_F32(rnc_f32_gemm_avx2, RNC_ISA_AVX2),
-    ROWS_CELLS(avx2, RNC_ISA_AVX2),
-    /* AVX-512 F/BW/VL/DQ, AVX-512 VNNI, AVX-VNNI (kernels/gemv_<isa>.c, cells_<isa>.c); the f32
-     * products of the two VNNI paths are their parent's (AVX-512F, AVX2): no GEMV row. */
-    ROW_GEMM_Q8(rnc_q8_gemm_avx512, RNC_ISA_AVX512),
-    ROW_GEMM_F32(rnc_f32_gemm_avx512, RNC_ISA_AVX512),
-    ROWS_CELLS(avx512, RNC_ISA_AVX512),
-    ROW_GEMM_Q8(rnc_q8_gemm_avx512vnni, RNC_ISA_AVX512VNNI),
-    ROWS_CELLS(avx512vnni, RNC_ISA_AVX512VNNI),
-#if !defined(RNC_NO_X86_AVXVNNI) /* left out when the compiler lacks -mavxvnni (sources.mk) */
-    ROW_GEMM_Q8(rnc_q8_gemm_avxvnni, RNC_ISA_AVXVNNI),
-    ROWS_CELLS(avxvnni, RNC_ISA_AVXVNNI),
-#endif
-    /* AMX-INT8 (kernels/gemm_amx.c, cells_amx.c): the q8 product of many columns (sequence
-     * projections, heads) and q8 cells whose batch products use tiles from 16 rows on; the f32
-     * ops are the parents' (avx512vnni -> avx512) */
-#if !defined(RNC_NO_X86_AMX) /* left out when the compiler lacks -mamx-tile/-mamx-int8 */
-    ROW_GEMM_Q8(rnc_q8_gemm_amx, RNC_ISA_AMX),
-    ROW_CELL(rnc_q8_rnn_step_amx, RNC_OP_RNN_STEP, RNC_Q8, RNC_ISA_AMX),
-    ROW_CELL(rnc_q8_gru_step_amx, RNC_OP_GRU_STEP, RNC_Q8, RNC_ISA_AMX),
-    ROW_CELL(rnc_q8_lstm_step_amx, RNC_OP_LSTM_STEP, RNC_Q8, RNC_ISA_AMX),
-#endif
-#endif
-#if defined(__arm__) || defined(__aarch64__)
-    /* ARM NEON; the dot-product path's f32 products are NEON's (no GEMV row) */
-    ROW_GEMM_Q8(rnc_q8_gemm_neon, RNC_ISA_NEON),
-    ROW_GEMM_F32(rnc_f32_gemm_neon, RNC_ISA_NEON),
-    ROWS_CELLS(neon, RNC_ISA_NEON),
-#endif
-#if defined(__aarch64__)
-    ROW_GEMM_Q8(rnc_q8_gemm_neondot, RNC_ISA_NEONDOT),
-    ROWS_CELLS(neondot, RNC_ISA_NEONDOT),
-#endif
-};
+const rnc_kernel rnc__kernels[] = {RNC_KERNEL_LIST(RNC_ROW)};
 const size_t rnc__kernel_count = sizeof(rnc__kernels) / sizeof(rnc__kernels[0]);
+#undef RNC_ROW
 
 static const char *const isa_names[RNC_ISA_COUNT] = {
     "generic", "avx2", "avx512", "avx512vnni", "avxvnni", "amx", "neon", "neondot"};
@@ -96,12 +57,24 @@ int rnc__find_kernel(int op, int precision, int isa)
     return -1;
 }
 
-int rnc__resolve_kernel(int op, int precision, int isa)
+int rnc__kernel_serves(const rnc_kernel *k, uint32_t batch, int input, int gru_rb, int corr)
 {
-    for (; isa >= 0; isa = rnc__isa_parent(isa)) {
-        const int k = rnc__find_kernel(op, precision, isa);
-        if (k >= 0) return k;
-    }
+    if (batch < k->min_batch || (k->max_batch && batch > k->max_batch)) return 0;
+    if (k->input != RNC_IN_ANY && k->input != input) return 0;
+    if ((k->flags & RNC_K_CORR) && !corr) return 0;
+    if ((k->flags & RNC_K_NO_GRU_RB) && gru_rb) return 0;
+    return 1;
+}
+
+int rnc__pick_kernel(int op, int precision, int isa, uint32_t batch, int input, int gru_rb, int corr)
+{
+    for (; isa >= 0; isa = rnc__isa_parent(isa))
+        for (size_t i = 0; i < rnc__kernel_count; ++i) {
+            const rnc_kernel *k = &rnc__kernels[i];
+            if (k->op == op && k->precision == precision && k->isa == isa &&
+                rnc__kernel_serves(k, batch, input, gru_rb, corr))
+                return (int)i;
+        }
     return -1;
 }
 
@@ -119,6 +92,10 @@ rnc_status rnc_kernel_info(size_t index, rnc_kernel_desc *desc)
     desc->op = rnc__kernels[index].op;
     desc->precision = rnc__kernels[index].precision;
     desc->isa = rnc__kernels[index].isa;
+    desc->input = rnc__kernels[index].input;
+    desc->flags = rnc__kernels[index].flags;
+    desc->min_batch = rnc__kernels[index].min_batch;
+    desc->max_batch = rnc__kernels[index].max_batch;
     return RNC_OK;
 }
 

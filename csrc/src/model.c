@@ -1,22 +1,98 @@
-/* Model loading (validation of the whole .rnc buffer), ISA selection, state, step and run.
- * No allocation: the model points into the caller's read-only buffer; state and scratch are
- * caller memory. */
+/* The executor: ISA selection and the per-model plan, state, step and run. Steps and runs call
+ * kernels only through the plan (kernel-table rows resolved once by rnc_model_set_isa); nothing
+ * here names an ISA. No allocation: the model points into the caller's read-only buffer (loaded
+ * by loader.c); state and scratch are caller memory. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "kernels/activations.h"
-#include "kernels/seq_avx512vnni.h"
 
 #define RNC_MODEL_OK 0x524E434Du
 #define MAX_BATCH (1u << 24)
 
-static int model_bidir(const rnc_model *m)
+/* ------------------------------------------------------------------------------------------
+ * the plan
+ * ---------------------------------------------------------------------------------------- */
+/* Resolve one op of the plan for `isa`: the batch axis cut at every row's bounds, each piece
+ * served by rnc__pick_kernel's row (with and without row corrections), equal neighbours merged. */
+static rnc_status plan_op(rnc_plan_op *p, int op, int prec, int isa, int input, int gru_rb)
 {
-    for (uint32_t l = 0; l < m->num_layers; ++l)
-        if (m->layer[l].dirs == 2) return 1;
-    return 0;
+    uint32_t cut[64];
+    size_t nc = 0;
+    cut[nc++] = 1;
+    for (size_t i = 0; i < rnc__kernel_count; ++i) {
+        const rnc_kernel *k = &rnc__kernels[i];
+        if (k->op != op || k->precision != prec) continue;
+        if (k->min_batch > 1 && nc < 64) cut[nc++] = k->min_batch;
+        if (k->max_batch && k->max_batch < UINT32_MAX && nc < 64) cut[nc++] = k->max_batch + 1;
+    }
+    for (size_t i = 1; i < nc; ++i) /* insertion sort */
+        for (size_t j = i; j > 0 && cut[j - 1] > cut[j]; --j) {
+            const uint32_t t = cut[j];
+            cut[j] = cut[j - 1];
+            cut[j - 1] = t;
+        }
+    p->n = 0;
+    for (size_t i = 0; i < nc; ++i) {
+        if (i && cut[i] == cut[i - 1]) continue;
+        size_t e = i + 1;
+        while (e < nc && cut[e] == cut[i]) ++e;
+        const uint32_t lo = cut[i], hi = e < nc ? cut[e] - 1 : UINT32_MAX;
+        const int row = rnc__pick_kernel(op, prec, isa, lo, input, gru_rb, 1);
+        const int plain = rnc__pick_kernel(op, prec, isa, lo, input, gru_rb, 0);
+        if (row < 0 || plain < 0) return RNC_E_ISA;
+        if (p->n && p->pick[p->n - 1].row == row && p->pick[p->n - 1].row_plain == plain) {
+            p->pick[p->n - 1].hi = hi;
+            continue;
+        }
+        if (p->n == RNC_PLAN_PICKS) return RNC_E_ISA;
+        p->pick[p->n].lo = lo;
+        p->pick[p->n].hi = hi;
+        p->pick[p->n].row = (int16_t)row;
+        p->pick[p->n].row_plain = (int16_t)plain;
+        p->n++;
+    }
+    return RNC_OK;
+}
+
+/* The row of a resolved op for `batch` (>= 1) rows or columns, with or without row corrections. */
+static const rnc_kernel *plan_pick(const rnc_plan_op *p, size_t batch, int corr)
+{
+    uint32_t i = 0;
+    while (i + 1 < p->n && batch > p->pick[i].hi) ++i;
+    return &rnc__kernels[corr ? p->pick[i].row : p->pick[i].row_plain];
+}
+
+/* Does the plan's row for `batch` take row corrections (and so gain from making them)? */
+static int plan_wants_corr(const rnc_plan_op *p, size_t batch)
+{
+    return plan_pick(p, batch, 1) != plan_pick(p, batch, 0);
+}
+
+static int cell_op(uint32_t kind)
+{
+    return kind == RNC_GRU ? RNC_OP_GRU_STEP : kind == RNC_LSTM ? RNC_OP_LSTM_STEP : RNC_OP_RNN_STEP;
+}
+
+static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
+{
+    memset(p, 0, sizeof(*p));
+    const int q8 = m->precision == RNC_Q8;
+    TRY(plan_op(&p->gemm[RNC_F32], RNC_OP_GEMV, RNC_F32, isa, RNC_IN_X, 0));
+    TRY(plan_op(&p->gemm[RNC_Q8], RNC_OP_GEMV, RNC_Q8, isa, RNC_IN_X, 0));
+    TRY(plan_op(&p->gemm_deq, RNC_OP_GEMM_DEQ, RNC_Q8, isa, RNC_IN_X, 0));
+    TRY(plan_op(&p->quantize, RNC_OP_QUANTIZE, RNC_Q8, isa, RNC_IN_X, 0));
+    TRY(plan_op(&p->rowcorr, RNC_OP_ROWCORR, RNC_Q8, isa, RNC_IN_X, 0));
+    for (uint32_t l = 0; l < m->num_layers; ++l) {
+        const rnc_layer *L = &m->layer[l];
+        const int prec = q8 ? RNC_Q8 : RNC_F32, rb = L->kind == RNC_GRU && !L->reset_after;
+        TRY(plan_op(&p->cell_x[l], cell_op(L->kind), prec, isa, RNC_IN_X, rb));
+        TRY(plan_op(&p->cell_gi[l], cell_op(L->kind), prec, isa, RNC_IN_GI, rb));
+        if (L->dirs == 2) p->bidirectional = 1;
+    }
+    return RNC_OK;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -47,15 +123,31 @@ rnc_status rnc_model_set_isa(rnc_model *m, rnc_isa isa)
     int yes = 0;
     TRY(rnc_isa_available(isa, &yes));
     if (!yes) return RNC_E_ISA;
-    int16_t k[4][RNC_PRECISION_COUNT];
-    for (int op = 0; op < RNC_OP_COUNT; ++op)
-        for (int p = 0; p < RNC_PRECISION_COUNT; ++p) {
-            const int row = rnc__resolve_kernel(op, p, isa);
-            if (row < 0) return RNC_E_ISA;
-            k[op][p] = (int16_t)row;
-        }
-    memcpy(m->kernel, k, sizeof(k));
+    rnc_plan plan;
+    TRY(build_plan(m, (int)isa, &plan));
+    m->plan = plan;
     m->isa = (uint32_t)isa;
+    return RNC_OK;
+}
+
+rnc_status rnc_model_plan_row(const rnc_model *m, uint32_t layer, uint32_t op, uint32_t precision,
+                              size_t batch, uint32_t input, int corr, size_t *row)
+{
+    if (!m || !row || m->magic_ok != RNC_MODEL_OK || batch == 0 || batch > UINT32_MAX)
+        return RNC_E_ARG;
+    const rnc_plan *p = &m->plan;
+    const rnc_plan_op *o = NULL;
+    if (layer == RNC_PLAN_MODEL) {
+        if (op == RNC_OP_GEMV && precision < RNC_PRECISION_COUNT) o = &p->gemm[precision];
+        else if (precision == RNC_Q8 && op == RNC_OP_GEMM_DEQ) o = &p->gemm_deq;
+        else if (precision == RNC_Q8 && op == RNC_OP_QUANTIZE) o = &p->quantize;
+        else if (precision == RNC_Q8 && op == RNC_OP_ROWCORR) o = &p->rowcorr;
+    } else if (layer < m->num_layers && op == (uint32_t)cell_op(m->layer[layer].kind) &&
+               precision == m->precision && (input == RNC_IN_X || input == RNC_IN_GI)) {
+        o = input == RNC_IN_X ? &p->cell_x[layer] : &p->cell_gi[layer];
+    }
+    if (!o) return RNC_E_ARG;
+    *row = (size_t)(plan_pick(o, batch, corr) - rnc__kernels);
     return RNC_OK;
 }
 
@@ -92,7 +184,7 @@ rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)
     info->uses_ids = m->uses_ids;
     info->input_size = m->uses_ids ? 1 : m->input_size;
     info->output_size = m->output_size;
-    info->bidirectional = (uint32_t)model_bidir(m);
+    info->bidirectional = m->plan.bidirectional;
     for (uint32_t l = 0; l < m->num_layers; ++l) info->num_states += m->layer[l].dirs;
     info->embed_num = m->embed_num;
     info->has_head = m->head;
@@ -251,10 +343,10 @@ static void apply_head(const rnc_model *m, const float *in, size_t rows, size_t 
 {
     const uint32_t O = m->head_out, op = (uint32_t)r16(O), K = m->head_in, kx = m->head_kx;
     if (m->precision == RNC_Q8) {
+        const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
         for (size_t r = 0; r < rows; ++r)
-            rnc__quantize_row_isa(m->isa, in + r * ld_in, K, kx, m->head_scale, xq + r * kx,
-                                  &sx[r]);
-        rnc__kernels[m->kernel[RNC_OP_GEMV][RNC_Q8]].fn.gemm_q8(
+            quantize(in + r * ld_in, K, kx, m->head_scale, xq + r * kx, &sx[r]);
+        plan_pick(&m->plan.gemm[RNC_Q8], rows, 0)->fn.gemm_q8(
             (const int8_t *)m->head_w, (int)O, (int)K, (int)rows, xq, (int)kx, (int32_t *)acc,
             (int)op);
         const int32_t *a = (const int32_t *)acc;
@@ -265,7 +357,7 @@ static void apply_head(const rnc_model *m, const float *in, size_t rows, size_t 
             activation_row(m->head_act, yr, O);
         }
     } else {
-        rnc__kernels[m->kernel[RNC_OP_GEMV][RNC_F32]].fn.gemm_f32(
+        plan_pick(&m->plan.gemm[RNC_F32], rows, 0)->fn.gemm_f32(
             (const float *)m->head_w, (int)O, (int)K, (int)rows, in, (int)ld_in, (float *)acc,
             (int)op);
         const float *a = (const float *)acc;
@@ -275,13 +367,6 @@ static void apply_head(const rnc_model *m, const float *in, size_t rows, size_t 
             activation_row(m->head_act, yr, O);
         }
     }
-}
-
-static rnc_cell_fn cell_fn(const rnc_model *m, uint32_t kind)
-{
-    const int op = kind == RNC_GRU ? RNC_OP_GRU_STEP : kind == RNC_LSTM ? RNC_OP_LSTM_STEP
-                                                                         : RNC_OP_RNN_STEP;
-    return rnc__kernels[m->kernel[op][m->precision]].fn.cell;
 }
 
 static void cell_args_base(const rnc_model *m, const rnc_layer *L, uint32_t d, rnc_state *s,
@@ -332,7 +417,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     if (!y || (!x && !ids)) return RNC_E_ARG;
     if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y) & 3u) return RNC_E_ALIGN; /* ARMv7 VFP faults */
     if ((ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
-    if (model_bidir(m)) return RNC_E_BIDIRECTIONAL;
+    if (m->plan.bidirectional) return RNC_E_BIDIRECTIONAL;
     const size_t B = s->batch;
     rnc_step_work w;
     TRY(step_work(m, B, &w));
@@ -351,14 +436,14 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     }
     int8_t *xq = (int8_t *)(wk + w.xq);
     float *sx = (float *)(wk + w.sx);
+    const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         rnc_cell_args a;
         cell_args_base(m, L, 0, s, &a, wk + w.cell);
         if (m->precision == RNC_Q8) {
             for (size_t b = 0; b < B; ++b)
-                rnc__quantize_row_isa(m->isa, in + b * in_w, in_w, L->kx, L->x_scale,
-                                      xq + b * L->kx, &sx[b]);
+                quantize(in + b * in_w, in_w, L->kx, L->x_scale, xq + b * L->kx, &sx[b]);
             a.xq = xq;
             a.sx = sx;
             a.ldxq = L->kx;
@@ -366,7 +451,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             a.x = in;
             a.ldx = in_w;
         }
-        cell_fn(m, L->kind)(&a);
+        plan_pick(&m->plan.cell_x[l], B, 0)->fn.cell(&a);
         in = a.h;
         in_w = L->hidden_size;
     }
@@ -393,7 +478,7 @@ rnc_status rnc_step_ids(const rnc_model *m, rnc_state *s, const int32_t *ids, fl
  * run
  * ---------------------------------------------------------------------------------------- */
 typedef struct {
-    size_t seq_a, seq_b, xq, sx, gi, head, pooled, active, total;
+    size_t seq_a, seq_b, xq, sx, gi, head, pooled, active, corr, total;
 } rnc_run_work;
 
 /* From this many sequences on, run() projects the inputs step by step inside the cell (run_common) */
@@ -422,6 +507,7 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     ADD(head, bt, op * 4);
     ADD(pooled, batch, (uint64_t)m->max_feat * 4);
     ADD(active, batch, 1);
+    ADD(corr, m->precision == RNC_Q8 ? m->max_gates_hp : 0, 4);
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     w->total = (size_t)o + 64;
@@ -481,6 +567,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     float *sx = (float *)(base + w.sx), *gi = (float *)(base + w.gi);
     float *pooled = (float *)(base + w.pooled);
     uint8_t *active = (uint8_t *)(base + w.active);
+    int32_t *corr_hh = (int32_t *)(void *)(base + w.corr);
 #define LEN(b) (lengths ? (size_t)lengths[b] : T)
 
     const float *cur;
@@ -494,6 +581,16 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         cur_w = m->input_size;
     }
     const size_t BT = B * T;
+    const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
+    /* Batches of >= 4 sequences project their inputs step by step inside the cell (one GEMM
+     * of B columns per step, like rnc_step): B columns already amortise each weight load,
+     * and the B x (G*Hp) pre-activations stay in cache, where the whole-sequence product
+     * writes B*T*G*Hp floats (20 MB at B=64, T=100, GRU H=256) and reads them back one
+     * scattered row at a time (measured 2-3x slower at B=64 on Zen 4). Fewer sequences
+     * keep the single product over all (b, t), whose T columns amortise the weights. Both
+     * give the same bits: the same products (exact int32 / an order independent of the
+     * column count) and the same float32 epilogue. */
+    const int per_step = B >= RUN_PER_STEP_MIN_BATCH; /* run_work sizes gi for it */
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const size_t H = L->hidden_size, DH = H * L->dirs, ghp = (size_t)L->gates * L->hp;
@@ -502,48 +599,28 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         /* positions past a length stay zero; without lengths every (b, t) is written by the
          * steps below (both directions), so the 4*B*T*D*H-byte clear is skipped */
         if (BT && lengths) memset(out, 0, sizeof(float) * BT * DH);
-        const int per_step = B >= RUN_PER_STEP_MIN_BATCH; /* see below; run_work sizes gi for it */
         /* per-step mode stores the quantised inputs step-major, row (t, b) at t * B + b: one
          * step's B rows are contiguous (in (b, t) order they sat T * kx bytes apart, at B = 64,
          * T = 100, kx = 256 on only 16 of L1's 64 sets, re-read from L2 for every unit block) */
         if (m->precision == RNC_Q8)
             for (size_t n = 0; n < BT; ++n) {
                 const size_t r = per_step ? (n % T) * B + n / T : n;
-                rnc__quantize_row_isa(m->isa, cur + n * cur_w, cur_w, L->kx, L->x_scale,
-                                      xq + r * L->kx, &sx[r]);
+                quantize(cur + n * cur_w, cur_w, L->kx, L->x_scale, xq + r * L->kx, &sx[r]);
             }
-        /* Batches of >= 4 sequences project their inputs step by step inside the cell (one GEMM
-         * of B columns per step, like rnc_step): B columns already amortise each weight load,
-         * and the B x (G*Hp) pre-activations stay in cache, where the whole-sequence product
-         * writes B*T*G*Hp floats (20 MB at B=64, T=100, GRU H=256) and reads them back one
-         * scattered row at a time (measured 2-3x slower at B=64 on Zen 4). Fewer sequences
-         * keep the single product over all (b, t), whose T columns amortise the weights. Both
-         * give the same bits: the same products (exact int32 / an order independent of the
-         * column count) and the same float32 epilogue. */
+        const rnc_plan_op *cells = per_step ? &m->plan.cell_x[l] : &m->plan.cell_gi[l];
+        /* a cell that loads each W_hh vector once for all rows needs W_hh's row corrections:
+         * made once per sequence and direction, when the T steps repay them */
+        const int corr = m->precision == RNC_Q8 && T >= 4 && plan_wants_corr(cells, B);
+        const rnc_cell_fn fn = plan_pick(cells, B, corr)->fn.cell;
         for (uint32_t d = 0; d < L->dirs; ++d) {
             if (BT && !per_step) {
                 /* the input projection of every (b, t) as one matrix product */
-#if RNC_X86
-                if (m->precision == RNC_Q8 && m->isa == RNC_ISA_AVX512VNNI) {
-                    /* the same integers and float32 operations, the scaling in the GEMM's store */
-                    rnc_q8_gemm_deq_avx512vnni((const int8_t *)L->dir[d].w_ih, (int)ghp, (int)L->input_size,
-                                               (int)BT, xq, (int)L->kx, sx, L->dir[d].s_ih, L->dir[d].b_ih,
-                                               gi, (int)ghp);
-                } else
-#endif
                 if (m->precision == RNC_Q8) {
-                    int32_t *acc = (int32_t *)gi;
-                    rnc__kernels[m->kernel[RNC_OP_GEMV][RNC_Q8]].fn.gemm_q8(
+                    plan_pick(&m->plan.gemm_deq, BT, 0)->fn.gemm_deq(
                         (const int8_t *)L->dir[d].w_ih, (int)ghp, (int)L->input_size, (int)BT, xq,
-                        (int)L->kx, acc, (int)ghp);
-                    const float *sw = L->dir[d].s_ih, *bi = L->dir[d].b_ih;
-                    for (size_t n = 0; n < BT; ++n) {
-                        const float sv = sx[n];
-                        for (size_t r = 0; r < ghp; ++r)
-                            gi[n * ghp + r] = (float)acc[n * ghp + r] * (sv * sw[r]) + bi[r];
-                    }
+                        (int)L->kx, sx, L->dir[d].s_ih, L->dir[d].b_ih, gi, (int)ghp);
                 } else {
-                    rnc__kernels[m->kernel[RNC_OP_GEMV][RNC_F32]].fn.gemm_f32(
+                    plan_pick(&m->plan.gemm[RNC_F32], BT, 0)->fn.gemm_f32(
                         (const float *)L->dir[d].w_ih, (int)ghp, (int)L->input_size, (int)BT, cur,
                         (int)cur_w, gi, (int)ghp);
                     const float *bi = L->dir[d].b_ih;
@@ -556,22 +633,11 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
             a.ldgi = T * ghp;
             a.ldy = T * DH;
             a.active = active;
-            const rnc_cell_fn fn = cell_fn(m, L->kind);
-#if RNC_X86
-            const int32_t *corr = NULL;
-            /* avx512vnni (and amx, whose cells below 16 rows are avx512vnni's) at batch 2-3: W_hh's
-             * row corrections (offset trick) made once for the T steps, so that a step loads each
-             * weight vector once for all rows; in the sequence buffer this layer no longer reads
-             * (its q8 input is in xq; neither x nor out) */
-            if (m->precision == RNC_Q8 && (m->isa == RNC_ISA_AVX512VNNI || m->isa == RNC_ISA_AMX) &&
-                !per_step && B > 1 && T >= 4) {
-                int32_t *buf = (int32_t *)(void *)(cur == seq_a ? seq_a : seq_b);
-                if (ghp * 4 <= w.xq - w.seq_b) {
-                    rnc_q8_rowcorr_avx512vnni((const int8_t *)L->dir[d].w_hh, (int)ghp, (int)H, buf);
-                    corr = buf;
-                }
+            if (corr) {
+                plan_pick(&m->plan.rowcorr, 1, 0)->fn.rowcorr((const int8_t *)L->dir[d].w_hh, (int)ghp,
+                                                              (int)H, corr_hh);
+                a.corr_hh = corr_hh;
             }
-#endif
             for (size_t step = 0; step < T; ++step) {
                 const size_t t = d ? T - 1 - step : step;
                 int any = 0;
@@ -593,12 +659,6 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     a.gi = gi + t * ghp;
                 }
                 a.y = out + t * DH + d * H;
-#if RNC_X86
-                if (corr) {
-                    rnc_q8_seq_step_avx512vnni(&a, corr);
-                    continue;
-                }
-#endif
                 fn(&a);
             }
         }

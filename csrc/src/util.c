@@ -101,7 +101,7 @@ static inline float rnc_round_even(float p)
     return t - magic;
 }
 
-void rnc__quantize_row(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
+void rnc_q8_quantize_generic(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
                        float *scale)
 {
     float inv, s;
@@ -146,7 +146,7 @@ rnc_status rnc_quantize_q8(const float *v, size_t n, float static_scale, int8_t 
     if ((!v && n) || (!q && n) || !scale) return RNC_E_ARG;
     if (!(static_scale >= 0.0f) || !rnc__all_finite(&static_scale, 1)) return RNC_E_ARG;
     if (!rnc__all_finite(v, n)) return RNC_E_VALUE;
-    rnc__quantize_row(v, n, n, static_scale, q, scale);
+    rnc_q8_quantize_generic(v, n, n, static_scale, q, scale);
     return RNC_OK;
 }
 

@@ -246,13 +246,20 @@ static void test_cell_case(uint32_t kind, uint32_t reset_after, int prec, int I,
 
     const int op = kernel_op_for(kind);
     const int kgen = rnc__find_kernel(op, prec, RNC_ISA_GENERIC);
-    for (int isa = 0; isa < RNC_ISA_COUNT; ++isa) {
+    int32_t *corr = xmalloc(sizeof(int32_t) * GHp);
+    if (prec == RNC_Q8) rnc_q8_rowcorr_generic(phh, GHp, H, corr);
+    /* every row of the op serving this batch and input (each ISA's strategies), vs generic */
+    for (size_t k = 0; k < rnc__kernel_count; ++k) {
+        const rnc_kernel *kr = &rnc__kernels[k];
+        const int isa = kr->isa;
         int avail = 0;
         rnc_isa_available((rnc_isa)isa, &avail);
-        const int k = rnc__find_kernel(op, prec, isa);
-        if (!avail || k < 0) continue;
+        if (!avail || kr->op != op || kr->precision != prec ||
+            !rnc__kernel_serves(kr, (uint32_t)B, use_gi ? RNC_IN_GI : RNC_IN_X,
+                                kind == RNC_GRU && !reset_after, 1))
+            continue;
         for (int pass = 0; pass < 2; ++pass) {
-            const int row = pass == 0 ? kgen : k;
+            const int row = pass == 0 ? kgen : (int)k;
             float *hh = pass == 0 ? href : h, *cc = pass == 0 ? cref : c, *yy = pass == 0 ? yref : y;
             memcpy(hh, h0, sizeof(float) * B * H);
             memcpy(cc, c0, sizeof(float) * B * H);
@@ -272,6 +279,7 @@ static void test_cell_case(uint32_t kind, uint32_t reset_after, int prec, int I,
             a.h = hh, a.c = kind == RNC_LSTM ? cc : NULL, a.y = yy, a.ldy = (size_t)H;
             a.active = masked ? active : NULL;
             a.work = work;
+            a.corr_hh = corr;
             rnc__kernels[row].fn.cell(&a);
         }
         int bad = 0;
@@ -289,13 +297,12 @@ static void test_cell_case(uint32_t kind, uint32_t reset_after, int prec, int I,
                     bad += h[(size_t)b * H + u] != h0[(size_t)b * H + u];
                     bad += y[(size_t)b * H + u] != 0.0f;
                 }
-        CHECK(bad == 0, "%s cell kind=%u ra=%u %s I=%d H=%d B=%d gi=%d masked=%d: %d off (max %.3g)",
-              prec == RNC_Q8 ? "q8" : "f32", kind, reset_after, isa_str(isa), I, H, B, use_gi, masked,
-              bad, maxd);
+        CHECK(bad == 0, "%s kind=%u ra=%u I=%d H=%d B=%d gi=%d masked=%d: %d off (max %.3g)", kr->name,
+              kind, reset_after, I, H, B, use_gi, masked, bad, maxd);
     }
     free(wih), free(whh), free(qih), free(qhh), free(pih), free(phh), free(sih), free(shh);
     free(bih), free(bhh), free(x), free(sx), free(xq), free(gi), free(h0), free(c0), free(href);
-    free(cref), free(h), free(c), free(yref), free(y), free(active), free(work);
+    free(cref), free(h), free(c), free(yref), free(y), free(active), free(work), free(corr);
 }
 
 static void test_cells(void)
@@ -348,6 +355,65 @@ static void test_activations(int quick)
     printf("  activations: max |err| tanh %.3g (at %.6g), sigmoid %.3g (at %.6g)\n", et, at, es, as);
     CHECK(et <= 4.5e-7, "tanh max error %.3g above the documented 4.1e-7 bound", et);
     CHECK(es <= 2.5e-7, "sigmoid max error %.3g above the documented 2.3e-7 bound", es);
+}
+
+/* ---------------------------------------------- quantiser, projection, row-correction rows */
+/* Every QUANTIZE, GEMM_DEQ and ROWCORR row of the kernel table this CPU runs, bitwise against its
+ * generic twin, at every shape of its column range; every such row must be reached. */
+static void test_table_ops(void)
+{
+    static const int shapes[][3] = {{1, 1, 1}, {16, 4, 3}, {17, 33, 5}, {48, 100, 16}, {70, 257, 40},
+                                    {33, 7, 17}};
+    static const float specials[] = {NAN, INFINITY, -INFINITY, 1e-40f, -0.0f, 3e38f};
+    for (size_t k = 0; k < rnc__kernel_count; ++k) {
+        const rnc_kernel *kr = &rnc__kernels[k];
+        int avail = 0, reached = 0;
+        rnc_isa_available((rnc_isa)kr->isa, &avail);
+        if (!avail || (kr->op != RNC_OP_QUANTIZE && kr->op != RNC_OP_GEMM_DEQ && kr->op != RNC_OP_ROWCORR))
+            continue;
+        const rnc_kernel *gen = &rnc__kernels[rnc__find_kernel(kr->op, kr->precision, RNC_ISA_GENERIC)];
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
+            const int R = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+            const int rp = (R + 15) / 16 * 16, kp = (K + 3) / 4 * 4, ldy = rp + 3;
+            if (!rnc__kernel_serves(kr, kr->op == RNC_OP_GEMM_DEQ ? (uint32_t)N : 1u, RNC_IN_X, 0, 1)) continue;
+            ++reached;
+            int8_t *w = xmalloc((size_t)R * K), *wp = xmalloc((size_t)rp * kp), *q = xmalloc((size_t)N * kp);
+            float *sx = xmalloc(4 * (size_t)N), *sw = xmalloc(4 * (size_t)rp), *b = xmalloc(4 * (size_t)rp);
+            float *y0 = xmalloc(4 * (size_t)N * ldy), *y1 = xmalloc(4 * (size_t)N * ldy);
+            for (size_t i = 0; i < (size_t)R * K; ++i) w[i] = s % 2 ? (rnd() % 2 ? 127 : -127) : rnd_q();
+            pack_q8(w, R, K, wp);
+            for (size_t i = 0; i < (size_t)N * kp; ++i) q[i] = (i % kp) < (size_t)K ? rnd_q() : 0;
+            for (int n = 0; n < N; ++n) sx[n] = 0.01f + 0.005f * rndf();
+            for (int r = 0; r < rp; ++r) sw[r] = 0.002f + 0.001f * rndf(), b[r] = rndf();
+            int same = 1;
+            if (kr->op == RNC_OP_GEMM_DEQ) {
+                gen->fn.gemm_deq(wp, R, K, N, q, kp, sx, sw, b, y0, ldy);
+                kr->fn.gemm_deq(wp, R, K, N, q, kp, sx, sw, b, y1, ldy);
+                for (int n = 0; n < N; ++n) same &= !memcmp(y0 + (size_t)n * ldy, y1 + (size_t)n * ldy, 4 * (size_t)R);
+            } else if (kr->op == RNC_OP_ROWCORR) {
+                gen->fn.rowcorr(wp, R, K, (int32_t *)y0);
+                kr->fn.rowcorr(wp, R, K, (int32_t *)y1);
+                same = !memcmp(y0, y1, 4 * (size_t)rp);
+            } else {
+                float *v = xmalloc(4 * (size_t)K);
+                int8_t *q0 = xmalloc((size_t)kp + 8), *q1 = xmalloc((size_t)kp + 8);
+                for (int st = 0; st < 2; ++st) {
+                    for (int i = 0; i < K; ++i) v[i] = rndf() * (s % 2 ? 1e4f : 1.0f);
+                    if (s >= 2) v[rnd() % (uint32_t)K] = specials[rnd() % 6];
+                    float s0 = -1, s1 = -2;
+                    memset(q1, 0x55, (size_t)kp + 8);
+                    gen->fn.quantize(v, (size_t)K, (size_t)kp + 8, st ? 0.05f : 0.0f, q0, &s0);
+                    kr->fn.quantize(v, (size_t)K, (size_t)kp + 8, st ? 0.05f : 0.0f, q1, &s1);
+                    same &= !memcmp(q0, q1, (size_t)kp + 8) && !memcmp(&s0, &s1, 4);
+                }
+                free(v), free(q0), free(q1);
+            }
+            CHECK(same, "%s R=%d K=%d N=%d differs from %s", kr->name, R, K, N, gen->name);
+            free(w), free(wp), free(q), free(sx), free(sw), free(b), free(y0), free(y1);
+        }
+        CHECK(reached > 0, "%s: no case within its range", kr->name);
+    }
+    printf("  quantiser, projection and row-correction rows: bit-identical to generic on every available ISA\n");
 }
 
 /* ------------------------------------------------------------------------ quantisation */
@@ -904,6 +970,7 @@ int main(int argc, char **argv)
     printf("  best path: %s\n", isa_str(best));
 
     test_quantize();
+    test_table_ops();
     test_gemm();
     test_cells();
     test_activations(fuzz);

@@ -86,7 +86,9 @@ static void one_case(uint32_t kind, uint32_t ra, uint32_t B, uint32_t I, uint32_
     const rnc_cell_work wl = rnc__cell_work(G, H, B);
     void *work = zalloc(wl.total + 64);
     const int op = kind == RNC_GRU ? RNC_OP_GRU_STEP : kind == RNC_LSTM ? RNC_OP_LSTM_STEP : RNC_OP_RNN_STEP;
-    const int rows[2] = {rnc__find_kernel(op, RNC_Q8, RNC_ISA_GENERIC), rnc__find_kernel(op, RNC_Q8, RNC_ISA_AVX512VNNI)};
+    /* the row the avx512vnni plan runs for this batch, the input vector given (fused from 16 rows) */
+    const int rows[2] = {rnc__find_kernel(op, RNC_Q8, RNC_ISA_GENERIC),
+                         rnc__pick_kernel(op, RNC_Q8, RNC_ISA_AVX512VNNI, B, RNC_IN_X, kind == RNC_GRU && !ra, 0)};
     for (int v = 0; v < 2; ++v) {
         h[v] = zalloc(4 * n);
         c[v] = zalloc(4 * n);

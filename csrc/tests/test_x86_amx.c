@@ -233,9 +233,8 @@ int main(void)
         printf("skipped: the emulated AMX cells (CPU lacks AVX-512)\n");
     if (rnc__cpu_supports(RNC_ISA_AMX))
         test_cells("rnc_q8_*_step_amx", rnc_q8_rnn_step_amx, rnc_q8_gru_step_amx, rnc_q8_lstm_step_amx, 1000);
-    else if (rnc__cpu_supports(RNC_ISA_AVX512VNNI))
-        test_cells("rnc_q8_*_step_amx (batch < 16: avx512vnni)", rnc_q8_rnn_step_amx, rnc_q8_gru_step_amx,
-                   rnc_q8_lstm_step_amx, 15);
+    else
+        printf("skipped: rnc_q8_*_step_amx (CPU/OS lacks AMX; below 16 rows the plan takes avx512vnni's)\n");
     printf("x86 amx: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -25,7 +25,7 @@
 #define RNC_GEMM_Q8 RNC_CAT(rnc_q8_gemm_, RNC_SFX)
 #define RNC_GEMM_F32 RNC_CAT(rnc_f32_gemm_, RNC_SFX)
 /* Hooks: an ISA file may supply its own (bit-identical) cell update and activation quantiser,
- * with the signatures of rnc_cell_update_<sfx> below and of rnc__quantize_row; and optionally
+ * with the signatures of rnc_cell_update_<sfx> below and of rnc_q8_quantize_generic; and optionally
  * RNC_Q8_UPDATE, the q8 dequantisation fused with the cell update (all cells but GRU
  * reset_after=0): (kind, H, Hp, acc_i or NULL, s_x, s_ih, b_ih, gi (when acc_i is NULL), acc_h,
  * s_h, s_hh, b_hh, h, c, y), bit-identical to rnc_q8_dequant_<sfx> + the cell update. */
@@ -33,7 +33,7 @@
 #define RNC_CELL_UPDATE RNC_CAT(rnc_cell_update_, RNC_SFX)
 #endif
 #ifndef RNC_QUANTIZE_ROW
-#define RNC_QUANTIZE_ROW rnc__quantize_row
+#define RNC_QUANTIZE_ROW rnc_q8_quantize_generic
 #endif
 
 /* The cell given float pre-activations gi (input part incl. b_ih) and gh (recurrent part incl.

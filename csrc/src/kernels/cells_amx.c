@@ -1,6 +1,8 @@
-/* Fused q8 RNN/GRU/LSTM steps of the AMX path: batches of at least RNC_AMX_MIN_BATCH rows take
- * the cell template with AMX products (gemm_amx.c: W_ih x and W_hh h of all rows as tiles of 16
- * rows x 16 weight rows) and the AVX-512 epilogue; smaller batches are the AVX-512 VNNI cells.
+/* Fused q8 RNN/GRU/LSTM steps of the AMX path: the cell template with AMX products (gemm_amx.c:
+ * W_ih x and W_hh h of all rows as tiles of 16 rows x 16 weight rows) and the AVX-512 epilogue.
+ * The rows serve batches of 16 rows and more (kernel_list.h): below, an A tile would be mostly
+ * padding and the plan takes the AVX-512 VNNI cells (with their own small- and large-batch
+ * strategies), which are faster there.
  * Same int32 accumulators (exact) and the same float32 epilogue as every ISA: q8 outputs equal
  * the generic kernel's bit for bit. The f32 cells of this path are avx512vnni's (the parent).
  *
@@ -24,31 +26,15 @@ void rnc_q8_gemm_amx_emulated(const int8_t *Wp, int R, int K, int N, const int8_
 #define rnc_f32_gemm_amx_emulated rnc_f32_gemm_avx512
 #define RNC_SFX amx_emulated
 #else
-#define rnc_q8_gemm_amx_tiles rnc_q8_gemm_amx
-#define rnc_f32_gemm_amx_tiles rnc_f32_gemm_avx512
-#define RNC_SFX amx_tiles
+#define rnc_f32_gemm_amx rnc_f32_gemm_avx512
+#define RNC_SFX amx
 #endif
 #include "cell_template.h"
 
 #if !defined(RNC_AMX_EMULATE) || defined(RNC_AMX_EMULATE_LIBRARY)
-/* Below 16 rows an A tile would be mostly padding: the VNNI cells (with their own fused small-
- * and large-batch steps) are faster there. */
-#define RNC_AMX_MIN_BATCH 16u
-void rnc_q8_rnn_step_amx(const rnc_cell_args *a)
-{
-    if (a->batch >= RNC_AMX_MIN_BATCH) rnc_q8_rnn_step_amx_tiles(a);
-    else rnc_q8_rnn_step_avx512vnni(a);
-}
-void rnc_q8_gru_step_amx(const rnc_cell_args *a)
-{
-    if (a->batch >= RNC_AMX_MIN_BATCH) rnc_q8_gru_step_amx_tiles(a);
-    else rnc_q8_gru_step_avx512vnni(a);
-}
-void rnc_q8_lstm_step_amx(const rnc_cell_args *a)
-{
-    if (a->batch >= RNC_AMX_MIN_BATCH) rnc_q8_lstm_step_amx_tiles(a);
-    else rnc_q8_lstm_step_avx512vnni(a);
-}
+/* The projection of 16 columns and more (below, the parent's: kernel_list.h) */
+#include "gemm_deq.h"
+RNC_DEFINE_Q8_GEMM_DEQ(amx)
 #endif
 
 #else

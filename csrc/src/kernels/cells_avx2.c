@@ -8,9 +8,12 @@
 #define RNC_SFX avx2
 #include "cell_template.h"
 
-/* The quantiser of the AVX2 and AVX-VNNI paths for model.c (rnc__quantize_row_isa). */
-void rnc_x86_quantize_row_avx2_fn(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
-                                  float *scale)
+#include "gemm_deq.h"
+RNC_DEFINE_Q8_GEMM_DEQ(avx2)
+
+/* The quantiser of the AVX2 path (and of AVX-VNNI, its child). */
+void rnc_q8_quantize_avx2(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
+                          float *scale)
 {
     rnc_avx2_quantize_row(v, n, npad, static_scale, q, scale);
 }

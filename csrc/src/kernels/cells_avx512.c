@@ -84,11 +84,12 @@ static inline void rnc_avx512_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, 
 #define RNC_SFX avx512
 #include "cell_template.h"
 
-/* For csrc/tests/test_x86_avx512.c: the AVX-512 quantisation as a callable function. */
-void rnc_x86_quantize_row_avx512_fn(const float *v, size_t n, size_t npad, float static_scale,
-                                    int8_t *q, float *scale);
-void rnc_x86_quantize_row_avx512_fn(const float *v, size_t n, size_t npad, float static_scale,
-                                    int8_t *q, float *scale)
+#include "gemm_deq.h"
+RNC_DEFINE_Q8_GEMM_DEQ(avx512)
+
+/* The quantiser of the AVX-512 path (and of avx512vnni and amx, its children). */
+void rnc_q8_quantize_avx512(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
+                            float *scale)
 {
     rnc_x86_quantize_row_avx512(v, n, npad, static_scale, q, scale);
 }

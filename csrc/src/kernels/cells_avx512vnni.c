@@ -3,7 +3,7 @@
  * instructions). Cell update and activation quantisation from epilogue_avx512.h; its float32
  * operations are those of every other ISA, so q8 outputs equal the generic kernel's exactly.
  *
- * Batches (>= RNC_VNNI_FUSED_MIN_BATCH rows, the input given as quantised x: run()'s per-step
+ * Batches (>= 16 rows, the input given as quantised x: run()'s per-step
  * mode and rnc_step; not GRU reset_after=0) take a fused q8 step instead of the template's two
  * GEMMs + dequantisation + update: for each block of 16 hidden units, the G gate row blocks of
  * W_ih are run over every batch row (tiles of NB rows: G x NB accumulators in registers), scaled
@@ -23,7 +23,6 @@
 #include "../internal.h"
 #include "epilogue_avx512.h"
 #include "kernels_avx512.h"
-#include "seq_avx512vnni.h"
 
 void rnc_f32_gemm_avx512vnni(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
                              int ldy);
@@ -33,31 +32,18 @@ void rnc_f32_gemm_avx512vnni(const float *Wp, int R, int K, int N, const float *
     rnc_f32_gemm_avx512(Wp, R, K, N, X, ldx, Y, ldy);
 }
 
-/* The template's q8 steps get a _tmpl suffix; the table's names are defined below. */
-#define rnc_q8_rnn_step_avx512vnni rnc_q8_rnn_step_avx512vnni_tmpl
-#define rnc_q8_gru_step_avx512vnni rnc_q8_gru_step_avx512vnni_tmpl
-#define rnc_q8_lstm_step_avx512vnni rnc_q8_lstm_step_avx512vnni_tmpl
-void rnc_q8_rnn_step_avx512vnni_tmpl(const rnc_cell_args *a);
-void rnc_q8_gru_step_avx512vnni_tmpl(const rnc_cell_args *a);
-void rnc_q8_lstm_step_avx512vnni_tmpl(const rnc_cell_args *a);
-
 /* intrinsics epilogue (bit-identical, more in flight) through the template's hooks */
 #define RNC_CELL_UPDATE rnc_x86_cell_update_avx512
 #define RNC_QUANTIZE_ROW rnc_x86_quantize_row_avx512
 #define RNC_SFX avx512vnni
 #include "cell_template.h"
 
-#undef rnc_q8_rnn_step_avx512vnni
-#undef rnc_q8_gru_step_avx512vnni
-#undef rnc_q8_lstm_step_avx512vnni
-
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 
-/* From this many batch rows on, a step takes the fused path (measured on Zen 4: at 4 to 8 rows the
- * template's GEMM, which shares each row block's offset correction across the whole call, is
+/* The fused step serves 16 batch rows and more (kernel_list.h; measured on Zen 4: at 4 to 8 rows
+ * the template's GEMM, which shares each row block's offset correction across the whole call, is
  * ahead; from 16 rows on the fused step is level or faster, most for LSTM and H = 512). */
-#define RNC_VNNI_FUSED_MIN_BATCH 16u
 /* batch rows per tile: G x NB accumulators (12 for GRU, 16 for LSTM) + G weight vectors */
 #define RNC_NB_GRU 4  /* <= 4: fused_acc_tab */
 #define RNC_NB_LSTM 4 /* <= 4 */
@@ -315,7 +301,6 @@ RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const
  * rnc_x86_unit16_v (epilogue_avx512.h) with the same operands in the same order; rnc_x86_tanh16
  * is split into stages without changing any operation: bit-identical outputs.
  * ---------------------------------------------------------------------------------------- */
-#define RNC_VNNI_SMALL_MAX_BATCH 4u
 #define RNC_STAGES 8
 
 /* a[m] += sum over groups g0 .. g1-1 of dpbusd(|q_g|, sign(q_g) * W[m]_g) (q zero-padded) */
@@ -575,7 +560,7 @@ RNC_FA void small_step(const rnc_cell_args *a, uint32_t kind, const int G)
  * Step mode only at batch 1: from 2 rows the template's W_ih product shares each weight load
  * across the rows, which this path does not (batch 3, LSTM H = 256: 15.9 -> 16.4 us a step). */
 /* ------------------------------------------------------------------------------------------
- * Whole-sequence mode at batch 2-3 with W_hh's row corrections given (rnc_q8_seq_step_avx512vnni):
+ * Whole-sequence mode at batch 2-3 with W_hh's row corrections given (the multi rows):
  * each weight vector loaded once for all rows, the offset trick (the accumulators start at
  * corr = -128 * rowsum; dpbusd(q ^ 0x80, W) per row: exact int32), then each row's cell update of
  * the block (rnc_q8_dequant + rnc_x86_unit16_v, as the template: bit-identical).
@@ -653,67 +638,43 @@ RNC_FA void multi_kind(const rnc_cell_args *a, uint32_t kind, const int G, const
     else multi_step(a, kind, G, 3, corr);
 }
 
-static int small_ok(const rnc_cell_args *a)
-{
-    return (a->gi ? a->batch < RNC_VNNI_SMALL_MAX_BATCH : a->batch == 1 && a->xq) &&
-           !(a->kind == RNC_GRU && !a->reset_after);
-}
-
-static int fused_ok(const rnc_cell_args *a)
-{
-    return a->batch >= RNC_VNNI_FUSED_MIN_BATCH && !a->gi && a->xq &&
-           !(a->kind == RNC_GRU && !a->reset_after);
-}
-
-void rnc_q8_rnn_step_avx512vnni(const rnc_cell_args *a)
-{
-    if (small_ok(a)) {
-        if (a->kind == RNC_RNN_RELU) small_step(a, RNC_RNN_RELU, 1);
-        else small_step(a, RNC_RNN_TANH, 1);
-    } else if (!fused_ok(a)) rnc_q8_rnn_step_avx512vnni_tmpl(a);
-    else if (a->kind == RNC_RNN_RELU) fused_step(a, RNC_RNN_RELU, 1, RNC_NB_RNN);
-    else fused_step(a, RNC_RNN_TANH, 1, RNC_NB_RNN);
-}
-
-void rnc_q8_gru_step_avx512vnni(const rnc_cell_args *a)
-{
-    if (small_ok(a)) small_step(a, RNC_GRU, 3);
-    else if (!fused_ok(a)) rnc_q8_gru_step_avx512vnni_tmpl(a);
-    else fused_step(a, RNC_GRU, 3, RNC_NB_GRU);
-}
-
-void rnc_q8_lstm_step_avx512vnni(const rnc_cell_args *a)
-{
-    if (small_ok(a)) small_step(a, RNC_LSTM, 4);
-    else if (!fused_ok(a)) rnc_q8_lstm_step_avx512vnni_tmpl(a);
-    else fused_step(a, RNC_LSTM, 4, RNC_NB_LSTM);
-}
-
-void rnc_q8_seq_step_avx512vnni(const rnc_cell_args *a, const int32_t *corr_hh)
-{
-    if (corr_hh && a->gi && (a->batch == 2 || a->batch == 3) && !(a->kind == RNC_GRU && !a->reset_after)) {
-        if (a->kind == RNC_GRU) multi_kind(a, RNC_GRU, 3, corr_hh);
-        else if (a->kind == RNC_LSTM) multi_kind(a, RNC_LSTM, 4, corr_hh);
-        else if (a->kind == RNC_RNN_RELU) multi_kind(a, RNC_RNN_RELU, 1, corr_hh);
-        else multi_kind(a, RNC_RNN_TANH, 1, corr_hh);
-    } else if (a->kind == RNC_GRU) {
-        rnc_q8_gru_step_avx512vnni(a);
-    } else if (a->kind == RNC_LSTM) {
-        rnc_q8_lstm_step_avx512vnni(a);
-    } else {
-        rnc_q8_rnn_step_avx512vnni(a);
+/* The strategies as kernel-table rows (kernel_list.h: which batches and inputs each serves; the
+ * plan calls a row only there). Each is bit-identical to the template (exact int32 sums, the same
+ * float32 epilogue). */
+#define RNC_VNNI_STRATEGIES(cell, KIND, G, NB)                                                    \
+    void rnc_q8_##cell##_step_multi_avx512vnni(const rnc_cell_args *a)                            \
+    {                                                                                             \
+        if (a->batch == 2) multi_step(a, KIND, G, 2, a->corr_hh);                                 \
+        else multi_step(a, KIND, G, 3, a->corr_hh);                                               \
+    }                                                                                             \
+    void rnc_q8_##cell##_step_small_avx512vnni(const rnc_cell_args *a) { small_step(a, KIND, G); } \
+    void rnc_q8_##cell##_step_b1_avx512vnni(const rnc_cell_args *a) { small_step(a, KIND, G); }    \
+    void rnc_q8_##cell##_step_fused_avx512vnni(const rnc_cell_args *a) { fused_step(a, KIND, G, NB); }
+RNC_VNNI_STRATEGIES(gru, RNC_GRU, 3, RNC_NB_GRU)
+RNC_VNNI_STRATEGIES(lstm, RNC_LSTM, 4, RNC_NB_LSTM)
+/* RNN: tanh and relu share the row; each kind gets its own inlined body */
+RNC_VNNI_STRATEGIES(rnn_tanh, RNC_RNN_TANH, 1, RNC_NB_RNN)
+RNC_VNNI_STRATEGIES(rnn_relu, RNC_RNN_RELU, 1, RNC_NB_RNN)
+#define RNC_VNNI_RNN(strategy)                                                                    \
+    void rnc_q8_rnn_step_##strategy##_avx512vnni(const rnc_cell_args *a)                          \
+    {                                                                                             \
+        if (a->kind == RNC_RNN_RELU) rnc_q8_rnn_relu_step_##strategy##_avx512vnni(a);             \
+        else rnc_q8_rnn_tanh_step_##strategy##_avx512vnni(a);                                     \
     }
-}
+RNC_VNNI_RNN(multi)
+RNC_VNNI_RNN(small)
+RNC_VNNI_RNN(b1)
+RNC_VNNI_RNN(fused)
 
 #else
-void rnc_q8_seq_step_avx512vnni(const rnc_cell_args *a, const int32_t *corr_hh)
-{
-    (void)corr_hh;
-    if (a->kind == RNC_GRU) rnc_q8_gru_step_avx512vnni_tmpl(a);
-    else if (a->kind == RNC_LSTM) rnc_q8_lstm_step_avx512vnni_tmpl(a);
-    else rnc_q8_rnn_step_avx512vnni_tmpl(a);
-}
-void rnc_q8_rnn_step_avx512vnni(const rnc_cell_args *a) { rnc_q8_rnn_step_avx512vnni_tmpl(a); }
-void rnc_q8_gru_step_avx512vnni(const rnc_cell_args *a) { rnc_q8_gru_step_avx512vnni_tmpl(a); }
-void rnc_q8_lstm_step_avx512vnni(const rnc_cell_args *a) { rnc_q8_lstm_step_avx512vnni_tmpl(a); }
+/* Built without AVX-512 VNNI (only the emulated-AMX test build's headers reach here): the
+ * strategies' names as the template. */
+#define RNC_VNNI_AS_TEMPLATE(cell)                                                                \
+    void rnc_q8_##cell##_step_multi_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); } \
+    void rnc_q8_##cell##_step_small_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); } \
+    void rnc_q8_##cell##_step_b1_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); }    \
+    void rnc_q8_##cell##_step_fused_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); }
+RNC_VNNI_AS_TEMPLATE(rnn)
+RNC_VNNI_AS_TEMPLATE(gru)
+RNC_VNNI_AS_TEMPLATE(lstm)
 #endif

@@ -21,3 +21,6 @@ void rnc_f32_gemm_avxvnni(const float *Wp, int R, int K, int N, const float *X, 
 #define RNC_QUANTIZE_ROW rnc_avx2_quantize_row
 #define RNC_SFX avxvnni
 #include "cell_template.h"
+
+#include "gemm_deq.h"
+RNC_DEFINE_Q8_GEMM_DEQ(avxvnni)

@@ -24,4 +24,7 @@ void rnc_f32_gemm_neon(const float *Wp, int R, int K, int N, const float *X, int
 
 #define RNC_SFX neon
 #include "cell_template.h"
+
+#include "gemm_deq.h"
+RNC_DEFINE_Q8_GEMM_DEQ(neon)
 #endif

@@ -25,4 +25,7 @@ void rnc_f32_gemm_neondot(const float *Wp, int R, int K, int N, const float *X, 
 
 #define RNC_SFX neondot
 #include "cell_template.h"
+
+#include "gemm_deq.h"
+RNC_DEFINE_Q8_GEMM_DEQ(neondot)
 #endif

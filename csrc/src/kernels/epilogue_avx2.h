@@ -3,7 +3,7 @@
  * clamps (x > C ? C : x) into vector code. Included by cells_avx2.c (-mavx2 -mfma) and plugged
  * into the template through its RNC_CELL_UPDATE / RNC_QUANTIZE_ROW hooks.
  *
- * Bit-identical to the scalar code (activations.h, util.c's rnc__quantize_row): the same IEEE
+ * Bit-identical to the scalar code (activations.h, util.c's rnc_q8_quantize_generic): the same IEEE
  * float32 operations in the same order, no FMA (the file is compiled with -ffp-contract=off and
  * uses separate mul/add intrinsics), each scalar select written as the min/max operand order with
  * the same result, NaN included: x > C ? C : x == vminps(C, x); x < -C ? -C : x == vmaxps(-C, x);
@@ -282,7 +282,7 @@ static inline void rnc_avx2_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, co
     RNC_AVX2_BY_KIND(kind, H, Hp, acc_i, sxi, s_ih, b_ih, gi, acc_h, sxh, s_hh, b_hh, NULL, h, c, y);
 }
 
-/* util.c's rnc__quantize_row, bit for bit. */
+/* util.c's rnc_q8_quantize_generic, bit for bit. */
 static inline void rnc_avx2_quantize_row(const float *v, size_t n, size_t npad, float static_scale,
                                          int8_t *q, float *scale)
 {

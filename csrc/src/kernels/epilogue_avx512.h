@@ -4,12 +4,12 @@
  * (AVX-512F/BW flags) and plugged into the template through its RNC_CELL_UPDATE /
  * RNC_QUANTIZE_ROW hooks.
  *
- * Bit-identical to the scalar code (activations.h, util.c's rnc__quantize_row): the same IEEE
+ * Bit-identical to the scalar code (activations.h, util.c's rnc_q8_quantize_generic): the same IEEE
  * float32 operations in the same order, no contraction (files compiled with -ffp-contract=off),
  * and each scalar select written as the min/max operand order that has the same result,
  * NaN included: x > C ? C : x == vminps(C, x); x < -C ? -C : x == vmaxps(-C, x);
  * a > m ? a : m == vmaxps(a, m). csrc/tests/test_x86_avx512.c checks the q8 cells bit for bit
- * against the generic ones and the quantisation against rnc__quantize_row. */
+ * against the generic ones and the quantisation against rnc_q8_quantize_generic. */
 #ifndef RNC_EPILOGUE_AVX512_H
 #define RNC_EPILOGUE_AVX512_H
 #include <immintrin.h>
@@ -121,7 +121,7 @@ static inline void rnc_x86_cell_update_avx512(uint32_t kind, uint32_t H, uint32_
     }
 }
 
-/* util.c's rnc__quantize_row, bit for bit (max |v| ignoring NaN, v * (127 / m), NaN -> 0, clamp to
+/* util.c's rnc_q8_quantize_generic, bit for bit (max |v| ignoring NaN, v * (127 / m), NaN -> 0, clamp to
  * +-127, round half to even by adding and subtracting 1.5 * 2^23, zero padding to npad). */
 static inline void rnc_x86_quantize_row_avx512(const float *v, size_t n, size_t npad, float static_scale,
                                    int8_t *q, float *scale)

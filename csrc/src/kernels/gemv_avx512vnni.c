@@ -27,7 +27,6 @@
  * vpdpbusd peak on Zen 4 for L1-resident blocks).
  */
 #include "kernels_avx512.h"
-#include "seq_avx512vnni.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>

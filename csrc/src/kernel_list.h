@@ -1,0 +1,131 @@
+/* The kernel list: every ISA entry point the engine calls, one line each. It generates the
+ * kernels' declarations (internal.h), the rows of the kernel table (kernel_table.c), and with
+ * them the C test loop (tests/test_main.c runs every row this CPU supports against its _generic
+ * twin) and the Python property tests and benchmarks (rnc_kernel_info, rnncore._engine.kernels()).
+ *
+ *   X(op, precision, function, isa, input, flags, min_batch, max_batch)
+ *
+ * op/precision: RNC_OP_<op>, RNC_<precision>. Names spell datatype, op, strategy and ISA:
+ * rnc_<q8|f32>_<op>[_<strategy>]_<isa>. input: what the row serves (RNC_IN_ANY, RNC_IN_X: the
+ * input vector given, RNC_IN_GI: its projection given). flags: RNC_K_CORR (needs W_hh's row
+ * corrections), RNC_K_NO_GRU_RB (not the GRU r*h form). min_batch..max_batch: the batch rows
+ * (cells) or columns (products) the row serves, 0 = unbounded. Within an ISA the first matching
+ * row wins (specialised strategies before the general one); an ISA without a matching row uses
+ * its parent's (kernel_table.c: rnc__isa_parent). Every op has a generic row serving everything.
+ */
+#ifndef RNC_KERNEL_LIST_H
+#define RNC_KERNEL_LIST_H
+
+#define RNC_KERNELS_CELLS(X, sfx, isa)                                                            \
+    X(RNN_STEP, Q8, rnc_q8_rnn_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                              \
+    X(GRU_STEP, Q8, rnc_q8_gru_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                              \
+    X(LSTM_STEP, Q8, rnc_q8_lstm_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                            \
+    X(RNN_STEP, F32, rnc_f32_rnn_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                            \
+    X(GRU_STEP, F32, rnc_f32_gru_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                            \
+    X(LSTM_STEP, F32, rnc_f32_lstm_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
+
+/* portable C (kernels/q8_gemm_generic.c, f32_gemm_generic.c, cells_generic.c, util.c): the
+ * twin of every row */
+#define RNC_KERNELS_GENERIC(X)                                                                    \
+    X(GEMV, Q8, rnc_q8_gemm_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                        \
+    X(GEMV, F32, rnc_f32_gemm_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                      \
+    X(QUANTIZE, Q8, rnc_q8_quantize_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                \
+    X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                \
+    X(ROWCORR, Q8, rnc_q8_rowcorr_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                  \
+    RNC_KERNELS_CELLS(X, generic, RNC_ISA_GENERIC)
+
+#if defined(__x86_64__) || defined(_M_X64)
+/* AVX2 + FMA (q8_gemm_avx2.c, f32_gemm_avx2.c, cells_avx2.c) */
+#define RNC_KERNELS_AVX2(X)                                                                       \
+    X(GEMV, Q8, rnc_q8_gemm_avx2, RNC_ISA_AVX2, RNC_IN_ANY, 0, 1, 0)                              \
+    X(GEMV, F32, rnc_f32_gemm_avx2, RNC_ISA_AVX2, RNC_IN_ANY, 0, 1, 0)                            \
+    X(QUANTIZE, Q8, rnc_q8_quantize_avx2, RNC_ISA_AVX2, RNC_IN_ANY, 0, 1, 0)                      \
+    X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_avx2, RNC_ISA_AVX2, RNC_IN_ANY, 0, 1, 0)                      \
+    RNC_KERNELS_CELLS(X, avx2, RNC_ISA_AVX2)
+/* AVX-512 F/BW/VL/DQ (gemv_avx512.c, cells_avx512.c) */
+#define RNC_KERNELS_AVX512(X)                                                                     \
+    X(GEMV, Q8, rnc_q8_gemm_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                          \
+    X(GEMV, F32, rnc_f32_gemm_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                        \
+    X(QUANTIZE, Q8, rnc_q8_quantize_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                  \
+    X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                  \
+    RNC_KERNELS_CELLS(X, avx512, RNC_ISA_AVX512)
+/* AVX-512 VNNI (gemv_avx512vnni.c, cells_avx512vnni.c); f32 and the quantiser are AVX-512F's.
+ * q8 cell strategies, fastest first (measured on Zen 4; cells_avx512vnni.c):
+ *   multi: whole-sequence mode at 2-3 rows, each W_hh vector loaded once for all rows, the row
+ *          corrections made once per sequence;
+ *   small: whole-sequence mode below 4 rows, per 16-unit block with the epilogue interleaved;
+ *   b1:    the same per-block kernel for one row with its quantised input (rnc_step);
+ *   fused: 16 rows and more with the input given, each unit block's weights in L1 for all rows;
+ *   (no suffix): the cell template (two GEMMs, dequantisation, update), every batch. */
+#define RNC_KERNELS_AVX512VNNI_CELL(X, op, cell)                                                  \
+    X(op, Q8, rnc_q8_##cell##_step_multi_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_GI,               \
+      RNC_K_CORR | RNC_K_NO_GRU_RB, 2, 3)                                                         \
+    X(op, Q8, rnc_q8_##cell##_step_small_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_GI,               \
+      RNC_K_NO_GRU_RB, 1, 3)                                                                      \
+    X(op, Q8, rnc_q8_##cell##_step_b1_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_X, RNC_K_NO_GRU_RB,  \
+      1, 1)                                                                                       \
+    X(op, Q8, rnc_q8_##cell##_step_fused_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_X,                \
+      RNC_K_NO_GRU_RB, 16, 0)                                                                     \
+    X(op, Q8, rnc_q8_##cell##_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)
+#define RNC_KERNELS_AVX512VNNI(X)                                                                 \
+    X(GEMV, Q8, rnc_q8_gemm_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)                  \
+    X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)          \
+    X(ROWCORR, Q8, rnc_q8_rowcorr_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)            \
+    RNC_KERNELS_AVX512VNNI_CELL(X, RNN_STEP, rnn)                                                 \
+    RNC_KERNELS_AVX512VNNI_CELL(X, GRU_STEP, gru)                                                 \
+    RNC_KERNELS_AVX512VNNI_CELL(X, LSTM_STEP, lstm)                                               \
+    X(RNN_STEP, F32, rnc_f32_rnn_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)        \
+    X(GRU_STEP, F32, rnc_f32_gru_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)        \
+    X(LSTM_STEP, F32, rnc_f32_lstm_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)
+/* AVX-VNNI (gemv_avxvnni.c, cells_avxvnni.c): q8 products with VEX vpdpbusd; f32 and the
+ * quantiser are AVX2's. Left out when the compiler lacks -mavxvnni (sources.mk). */
+#if !defined(RNC_NO_X86_AVXVNNI)
+#define RNC_KERNELS_AVXVNNI(X)                                                                    \
+    X(GEMV, Q8, rnc_q8_gemm_avxvnni, RNC_ISA_AVXVNNI, RNC_IN_ANY, 0, 1, 0)                        \
+    X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_avxvnni, RNC_ISA_AVXVNNI, RNC_IN_ANY, 0, 1, 0)                \
+    RNC_KERNELS_CELLS(X, avxvnni, RNC_ISA_AVXVNNI)
+#else
+#define RNC_KERNELS_AVXVNNI(X)
+#endif
+/* AMX-INT8 (gemm_amx.c, cells_amx.c): tile products from 16 columns on (sequence projections,
+ * heads) and q8 cells whose batch products use tiles (16 rows on); below that, and every f32
+ * op, the parent's (avx512vnni). Left out when the compiler lacks -mamx-tile/-mamx-int8. */
+#if !defined(RNC_NO_X86_AMX)
+#define RNC_KERNELS_AMX(X)                                                                        \
+    X(GEMV, Q8, rnc_q8_gemm_amx, RNC_ISA_AMX, RNC_IN_ANY, 0, 16, 0)                               \
+    X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_amx, RNC_ISA_AMX, RNC_IN_ANY, 0, 16, 0)                       \
+    X(RNN_STEP, Q8, rnc_q8_rnn_step_amx, RNC_ISA_AMX, RNC_IN_ANY, 0, 16, 0)                       \
+    X(GRU_STEP, Q8, rnc_q8_gru_step_amx, RNC_ISA_AMX, RNC_IN_ANY, 0, 16, 0)                       \
+    X(LSTM_STEP, Q8, rnc_q8_lstm_step_amx, RNC_ISA_AMX, RNC_IN_ANY, 0, 16, 0)
+#else
+#define RNC_KERNELS_AMX(X)
+#endif
+#define RNC_KERNELS_ARCH(X)                                                                       \
+    RNC_KERNELS_AVX2(X) RNC_KERNELS_AVX512(X) RNC_KERNELS_AVX512VNNI(X) RNC_KERNELS_AVXVNNI(X)    \
+    RNC_KERNELS_AMX(X)
+
+#elif defined(__arm__) || defined(__aarch64__)
+/* ARM NEON (gemv_neon.c, cells_neon.c); the quantiser is the portable one */
+#define RNC_KERNELS_NEON(X)                                                                       \
+    X(GEMV, Q8, rnc_q8_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                              \
+    X(GEMV, F32, rnc_f32_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                            \
+    X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                      \
+    RNC_KERNELS_CELLS(X, neon, RNC_ISA_NEON)
+/* aarch64 dot product (gemv_neondot.c, cells_neondot.c); f32 products are NEON's */
+#if defined(__aarch64__)
+#define RNC_KERNELS_NEONDOT(X)                                                                    \
+    X(GEMV, Q8, rnc_q8_gemm_neondot, RNC_ISA_NEONDOT, RNC_IN_ANY, 0, 1, 0)                        \
+    X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neondot, RNC_ISA_NEONDOT, RNC_IN_ANY, 0, 1, 0)                \
+    RNC_KERNELS_CELLS(X, neondot, RNC_ISA_NEONDOT)
+#else
+#define RNC_KERNELS_NEONDOT(X)
+#endif
+#define RNC_KERNELS_ARCH(X) RNC_KERNELS_NEON(X) RNC_KERNELS_NEONDOT(X)
+
+#else
+#define RNC_KERNELS_ARCH(X)
+#endif
+
+#define RNC_KERNEL_LIST(X) RNC_KERNELS_GENERIC(X) RNC_KERNELS_ARCH(X)
+
+#endif
