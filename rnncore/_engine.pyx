@@ -776,7 +776,8 @@ cdef class Stream:
         self.busy = False
         if st != RNC_OK:
             if st == RNC_E_VALUE and not self.ids:
-                raise ValueError(f"X: contains NaN or Inf ({_status_text(st)})")
+                raise ValueError("X: contains NaN or Inf within the lengths (the state is unchanged; "
+                                 "padding past a length may be anything)")
             _raise(st, "run")
         return y
 

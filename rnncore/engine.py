@@ -261,21 +261,7 @@ class Stream:
         X = _as_numpy(X)
         if mask is not None:
             lengths = _lengths_from_mask(_as_numpy(mask), lengths, self.batch, np.shape(X))
-        lengths = _as_numpy(lengths)
-        try:
-            return self._s.run(X, lengths)
-        except ValueError as e:
-            # NaN/Inf only past the lengths (NaN-padded data): padding never reaches the state or
-            # the output, so run it zero-padded; NaN/Inf in a valid step stays an error
-            if lengths is None or "NaN or Inf" not in str(e) or self.engine.uses_ids:
-                raise
-            xa = np.array(X, np.float32)
-            valid = np.arange(xa.shape[1])[None, :] < np.asarray(lengths)[:, None]
-            if not np.isfinite(xa[valid]).all():
-                raise ValueError("X: contains NaN or Inf within the lengths (the state is "
-                                 "unchanged)") from None
-            xa[~valid] = 0
-            return self._s.run(xa, lengths)
+        return self._s.run(X, _as_numpy(lengths))
 
     def __reduce__(self):
         # pickle / copy.deepcopy: the engine, the batch and a copy of the state

@@ -161,8 +161,8 @@ def test_empty_batch_and_zero_steps(gru_engine):
 
 
 def test_nan_padding_past_the_lengths_is_ignored_and_nan_inside_is_refused(gru, gru_engine):
-    """DESIGN.md: positions past a length give zero output and do not change the state, so NaN
-    padding (pandas-style) gives the zero-padded answer; NaN within a length is an error."""
+    """Positions past a length give zero output and do not change the state (docs/c-api.md), so
+    NaN padding (pandas-style) gives the zero-padded answer; NaN within a length is an error."""
     rng = np.random.default_rng(5)
     X = rng.standard_normal((2, 4, 4)).astype(F32)
     Xp = X.copy()
@@ -176,12 +176,39 @@ def test_nan_padding_past_the_lengths_is_ignored_and_nan_inside_is_refused(gru, 
     np.testing.assert_allclose(h, h_ref, atol=F32_TOL, rtol=0)
     assert np.isnan(Xp[1, 2:, 1:]).all()  # the caller's array is not modified
     np.testing.assert_array_equal(gru_engine.run(Xp, mask=np.arange(4)[None, :] < np.array([[4], [2]])), y)
+    np.testing.assert_array_equal(y, gru_engine.run(Xz, [4, 2]))
     s = gru_engine.stream(2)
     before = s.state
     for lengths in ([4, 3], None):
         with pytest.raises(ValueError, match="X: contains NaN or Inf"):
             s.run(Xp, lengths)
         np.testing.assert_array_equal(s.state, before)
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+@pytest.mark.parametrize("batch", [1, 3, 5, 17])
+def test_nan_padding_reaches_c_and_gives_the_zero_padded_bits(precision, batch):
+    """The C core checks finiteness only within each sequence's length (one call, no NumPy
+    fallback): NaN/Inf padding gives exactly the zero-padded outputs and state, in the
+    whole-sequence (batch < 4) and per-step (batch >= 4) modes, with and without a head."""
+    rng = np.random.default_rng(batch)
+    for model in (rc.nn.LSTM(3, 11, num_layers=2, bidirectional=True, seed=1),
+                  rc.nn.Sequential(rc.nn.GRU(3, 9, seed=2), rc.nn.Linear(9, 4, seed=3))):
+        eng = rc.compile(model, precision=precision)
+        X = rng.standard_normal((batch, 6, 3)).astype(F32)
+        lengths = rng.integers(0, 7, batch)
+        lengths[0] = 6
+        pad = np.arange(6)[None, :] >= lengths[:, None]
+        Xp, Xz = X.copy(), X.copy()
+        Xp[pad] = np.nan
+        Xp[pad & (np.arange(6)[None, :] % 2 == 0)] = np.inf
+        Xz[pad] = 0
+        y, s = eng.run(Xp, lengths, return_state=True)
+        y0, s0 = eng.run(Xz, lengths, return_state=True)
+        np.testing.assert_array_equal(y, y0)
+        for a, a0 in zip(s if isinstance(s, tuple) else (s,), s0 if isinstance(s0, tuple) else (s0,),
+                         strict=True):
+            np.testing.assert_array_equal(a, a0)
 
 
 # ------------------------------------------------------------------------------------------

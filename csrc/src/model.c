@@ -555,10 +555,13 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     if (lengths)
         for (size_t b = 0; b < B; ++b)
             if (lengths[b] < 0 || (size_t)lengths[b] > T) return RNC_E_VALUE;
-    if (ids) {
+    if (ids) { /* every id, padding included: all are gathered */
         TRY(check_ids(m, ids, B * T));
-    } else if (T && !rnc__all_finite(x, B * T * m->input_size)) {
-        return RNC_E_VALUE;
+    } else { /* within each sequence's length: padding never reaches a state or an output */
+        for (size_t b = 0; b < B; ++b)
+            if (!rnc__all_finite(x + b * T * m->input_size,
+                                 (lengths ? (size_t)lengths[b] : T) * m->input_size))
+                return RNC_E_VALUE;
     }
     unsigned char *base = (unsigned char *)scratch;
     base += RNC_ALIGN_UP((uintptr_t)base, 64) - (uintptr_t)base;
