@@ -101,12 +101,12 @@ def mca_cycles(loop: list[str], mcpu: str, mattr: str) -> tuple[float, int]:
 
 
 def loops() -> dict[str, tuple[list[str], str]]:
-    neon = compile_asm(KERNELS / "gemv_neon.c", [])
-    dot = compile_asm(KERNELS / "gemv_neondot.c", ["-march=armv8.2-a+dotprod"])
+    neon = compile_asm(KERNELS / "gemm_neon.c", [])
+    dot = compile_asm(KERNELS / "q8_gemm_neondot.c", ["-march=armv8.2-a+dotprod"])
     return {
-        "f32 neon": (hot_loop(neon, "rnc_arm_gemv_f32_neon", "fmla"), "+neon"),
-        "q8 neon": (hot_loop(neon, "rnc_arm_gemv_q8_neon", "smlal"), "+neon"),
-        "q8 neondot": (hot_loop(dot, "rnc_arm_gemv_q8_neondot", "sdot"), "+neon,+dotprod"),
+        "f32 neon": (hot_loop(neon, "rnc_f32_gemv_neon", "fmla"), "+neon"),
+        "q8 neon": (hot_loop(neon, "rnc_q8_gemv_neon", "smlal"), "+neon"),
+        "q8 neondot": (hot_loop(dot, "rnc_q8_gemv_neondot", "sdot"), "+neon,+dotprod"),
     }
 
 

@@ -42,14 +42,14 @@
     X(QUANTIZE, Q8, rnc_q8_quantize_avx2, RNC_ISA_AVX2, RNC_IN_ANY, 0, 1, 0)                      \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_avx2, RNC_ISA_AVX2, RNC_IN_ANY, 0, 1, 0)                      \
     RNC_KERNELS_CELLS(X, avx2, RNC_ISA_AVX2)
-/* AVX-512 F/BW/VL/DQ (gemv_avx512.c, cells_avx512.c) */
+/* AVX-512 F/BW/VL/DQ (gemm_avx512.c, cells_avx512.c) */
 #define RNC_KERNELS_AVX512(X)                                                                     \
     X(GEMV, Q8, rnc_q8_gemm_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                          \
     X(GEMV, F32, rnc_f32_gemm_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                        \
     X(QUANTIZE, Q8, rnc_q8_quantize_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                  \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                  \
     RNC_KERNELS_CELLS(X, avx512, RNC_ISA_AVX512)
-/* AVX-512 VNNI (gemv_avx512vnni.c, cells_avx512vnni.c); f32 and the quantiser are AVX-512F's.
+/* AVX-512 VNNI (q8_gemm_avx512vnni.c, cells_avx512vnni.c); f32 and the quantiser are AVX-512F's.
  * q8 cell strategies, fastest first (measured on Zen 4; cells_avx512vnni.c):
  *   multi: whole-sequence mode at 2-3 rows, each W_hh vector loaded once for all rows, the row
  *          corrections made once per sequence;
@@ -77,7 +77,7 @@
     X(RNN_STEP, F32, rnc_f32_rnn_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)        \
     X(GRU_STEP, F32, rnc_f32_gru_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)        \
     X(LSTM_STEP, F32, rnc_f32_lstm_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)
-/* AVX-VNNI (gemv_avxvnni.c, cells_avxvnni.c): q8 products with VEX vpdpbusd; f32 and the
+/* AVX-VNNI (q8_gemm_avxvnni.c, cells_avxvnni.c): q8 products with VEX vpdpbusd; f32 and the
  * quantiser are AVX2's. Left out when the compiler lacks -mavxvnni (sources.mk). */
 #if !defined(RNC_NO_X86_AVXVNNI)
 #define RNC_KERNELS_AVXVNNI(X)                                                                    \
@@ -87,7 +87,7 @@
 #else
 #define RNC_KERNELS_AVXVNNI(X)
 #endif
-/* AMX-INT8 (gemm_amx.c, cells_amx.c): tile products from 16 columns on (sequence projections,
+/* AMX-INT8 (q8_gemm_amx.c, cells_amx.c): tile products from 16 columns on (sequence projections,
  * heads) and q8 cells whose batch products use tiles (16 rows on); below that, and every f32
  * op, the parent's (avx512vnni). Left out when the compiler lacks -mamx-tile/-mamx-int8. */
 #if !defined(RNC_NO_X86_AMX)
@@ -105,13 +105,13 @@
     RNC_KERNELS_AMX(X)
 
 #elif defined(__arm__) || defined(__aarch64__)
-/* ARM NEON (gemv_neon.c, cells_neon.c); the quantiser is the portable one */
+/* ARM NEON (gemm_neon.c, cells_neon.c); the quantiser is the portable one */
 #define RNC_KERNELS_NEON(X)                                                                       \
     X(GEMV, Q8, rnc_q8_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                              \
     X(GEMV, F32, rnc_f32_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                            \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                      \
     RNC_KERNELS_CELLS(X, neon, RNC_ISA_NEON)
-/* aarch64 dot product (gemv_neondot.c, cells_neondot.c); f32 products are NEON's */
+/* aarch64 dot product (q8_gemm_neondot.c, cells_neondot.c); f32 products are NEON's */
 #if defined(__aarch64__)
 #define RNC_KERNELS_NEONDOT(X)                                                                    \
     X(GEMV, Q8, rnc_q8_gemm_neondot, RNC_ISA_NEONDOT, RNC_IN_ANY, 0, 1, 0)                        \

@@ -1,4 +1,4 @@
-/* Tests of the AMX-INT8 path (src/kernels/gemm_amx.c) and of its availability check.
+/* Tests of the AMX-INT8 path (src/kernels/q8_gemm_amx.c) and of its availability check.
  *
  * 1. The tile kernel, built with -DRNC_AMX_EMULATE (the six tile instructions as plain C, the
  *    same kernel body as the real build), against a plain triple loop over the unpacked matrix

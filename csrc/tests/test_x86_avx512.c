@@ -14,7 +14,7 @@
  * or a write past R would be caught by ASan (and a guard check without it).
  *
  * Paths the CPU lacks are reported as skipped by name. With -DRNC_TEST_AVXVNNI_EVEX the AVX-VNNI
- * file, rebuilt with its EVEX encoding, is tested too (see gemv_avxvnni.c).
+ * file, rebuilt with its EVEX encoding, is tested too (see q8_gemm_avxvnni.c).
  */
 #define _POSIX_C_SOURCE 200112L
 #include <math.h>

@@ -1,4 +1,4 @@
-/* Fused q8 RNN/GRU/LSTM steps of the AMX path: the cell template with AMX products (gemm_amx.c:
+/* Fused q8 RNN/GRU/LSTM steps of the AMX path: the cell template with AMX products (q8_gemm_amx.c:
  * W_ih x and W_hh h of all rows as tiles of 16 rows x 16 weight rows) and the AVX-512 epilogue.
  * The rows serve batches of 16 rows and more (kernel_list.h): below, an A tile would be mostly
  * padding and the plan takes the AVX-512 VNNI cells (with their own small- and large-batch

@@ -1,5 +1,5 @@
 /* Fused RNN/GRU/LSTM step kernels, q8 and f32, AVX-512 (F/BW/VL/DQ) build of cell_template.h:
- * products in gemv_avx512.c (f32 FMA, q8 vpmaddubsw+vpmaddwd); the cell update and the
+ * products in gemm_avx512.c (f32 FMA, q8 vpmaddubsw+vpmaddwd); the cell update and the
  * activation quantisation from epilogue_avx512.h (intrinsics, 16 lanes), q8: the cell update
  * fused with the dequantisation (below). Same float32
  * operations as every other ISA (no FP contraction), so q8 outputs equal the generic kernel's

@@ -1,5 +1,5 @@
 /* Fused RNN/GRU/LSTM step kernels, AVX-512 VNNI build of cell_template.h: q8 products with
- * 512-bit vpdpbusd (gemv_avx512vnni.c); f32 products are the AVX-512F ones (VNNI adds only int8
+ * 512-bit vpdpbusd (q8_gemm_avx512vnni.c); f32 products are the AVX-512F ones (VNNI adds only int8
  * instructions). Cell update and activation quantisation from epilogue_avx512.h; its float32
  * operations are those of every other ISA, so q8 outputs equal the generic kernel's exactly.
  *
@@ -296,7 +296,7 @@ RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const
  * corrections made once per sequence (2.63 us: the vector ALUs are not the limit), software
  * prefetch, smaller LSTM stages.
  *
- * Same integers (the sign trick of gemv_avx512vnni.c: dpbusd(|q|, sign(q) * W), exact int32),
+ * Same integers (the sign trick of q8_gemm_avx512vnni.c: dpbusd(|q|, sign(q) * W), exact int32),
  * and each lane computes exactly the float32 operations of the template's rnc_q8_dequant +
  * rnc_x86_unit16_v (epilogue_avx512.h) with the same operands in the same order; rnc_x86_tanh16
  * is split into stages without changing any operation: bit-identical outputs.

@@ -1,5 +1,5 @@
 /* Fused RNN/GRU/LSTM step kernels, AVX-VNNI build of cell_template.h: q8 products with 256-bit
- * VEX vpdpbusd (gemv_avxvnni.c); f32 products are the AVX2+FMA ones (AVX-VNNI adds only int8
+ * VEX vpdpbusd (q8_gemm_avxvnni.c); f32 products are the AVX2+FMA ones (AVX-VNNI adds only int8
  * instructions). Cell update and activation quantisation from epilogue_avx2.h (the AVX2 path's
  * intrinsics, 8 lanes), the same float32 operations as every other ISA. */
 #include "../internal.h"

@@ -1,5 +1,5 @@
 /* Fused RNN/GRU/LSTM step kernels, q8 and f32, ARM NEON build of cell_template.h (armv7 with
- * -mfpu=neon, aarch64 baseline): products in gemv_neon.c (f32 16-row blocks; q8 smull/smlal +
+ * -mfpu=neon, aarch64 baseline): products in gemm_neon.c (f32 16-row blocks; q8 smull/smlal +
  * sadalp, exact int32), the float epilogue as in every other ISA (no FP contraction; GCC does not
  * vectorise float32 with armv7 NEON, which is not IEEE-exact, and vectorises it on aarch64 where
  * it is), so q8 outputs equal the generic kernel's bit for bit. */
@@ -9,18 +9,6 @@
 #include "../internal.h"
 
 RNC_DECLARE_ISA(neon)
-
-void rnc_q8_gemm_neon(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc,
-                      int ldacc)
-{
-    rnc_arm_gemm_q8_neon(Wp, R, K, N, Q, ldq, Acc, ldacc);
-}
-
-void rnc_f32_gemm_neon(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
-                       int ldy)
-{
-    rnc_arm_gemm_f32_neon(Wp, R, K, N, X, ldx, Y, ldy);
-}
 
 #define RNC_SFX neon
 #include "cell_template.h"

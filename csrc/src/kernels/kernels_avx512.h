@@ -5,7 +5,7 @@
  *   gemm: Y[n*ldy + r] = sum_k W[r,k] X[n*ldx + k], n < N  (q8: int32, exact)
  *   N = 1 is the matrix-vector product of a streaming step; with more columns each weight load
  *   serves several of them (avx512: from N = 2; the VNNI kernels from N = 3, where the offset
- *   trick's row corrections pay off; AMX, gemm_amx.c: tiles from N = 16).
+ *   trick's row corrections pay off; AMX, q8_gemm_amx.c: tiles from N = 16).
  *
  * Each ISA lives in its own file compiled with only its own flags; the CPU checks (cpuid +
  * XGETBV for the OS-enabled register state) are in cpu.c (rnc__cpu_supports). */

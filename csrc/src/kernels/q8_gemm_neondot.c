@@ -167,7 +167,7 @@ static inline void dot_block1(const int8_t *Wa, int Gfull, const int8_t *q, cons
     vst1q_s32(oa + 12, vaddq_s32(a3, c3));
 }
 
-void rnc_arm_gemv_q8_neondot(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
+void rnc_q8_gemv_neondot(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
 {
     const int G = (K + 3) / 4, nb = (R + 15) / 16, Gfull = K / 4;
     int8_t tb[4] = {0, 0, 0, 0};
@@ -224,7 +224,7 @@ static inline void dot_block_n4(const int8_t *Wb, int Gfull, const int8_t *const
     }
 }
 
-void rnc_arm_gemm_q8_neondot(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+void rnc_q8_gemm_neondot(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                              int32_t *Acc, int ldacc)
 {
     const int G = (K + 3) / 4, nb = (R + 15) / 16, Gfull = K / 4;
@@ -248,7 +248,7 @@ void rnc_arm_gemm_q8_neondot(const int8_t *Wp, int R, int K, int N, const int8_t
         }
     }
     for (; n < N; ++n)
-        rnc_arm_gemv_q8_neondot(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+        rnc_q8_gemv_neondot(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
 }
 
 #endif /* __aarch64__ && __ARM_FEATURE_DOTPROD */

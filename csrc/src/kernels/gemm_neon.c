@@ -78,7 +78,7 @@ static inline void f32_block2(const float *Wa, size_t stride, int K, const float
     vst1q_f32(out32 + 28, b3);
 }
 
-void rnc_arm_gemv_f32_neon(const float *Wp, int R, int K, const float *x, float *y)
+void rnc_f32_gemv_neon(const float *Wp, int R, int K, const float *x, float *y)
 {
     const int nb = (R + 15) / 16, full = R / 16;
     int b = 0;
@@ -121,7 +121,7 @@ static inline void f32_block4(const float *Wb, int K, const float *x0, const flo
         for (int i = 0; i < 4; ++i) vst1q_f32(o[n] + 4 * i, c[n][i]);
 }
 
-void rnc_arm_gemm_f32_neon(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
+void rnc_f32_gemm_neon(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
                            int ldy)
 {
     const int nb = (R + 15) / 16;
@@ -137,7 +137,7 @@ void rnc_arm_gemm_f32_neon(const float *Wp, int R, int K, int N, const float *X,
                 memcpy(Y + (size_t)(n + j) * ldy + 16 * b, t[j], sizeof(float) * (size_t)rows);
         }
     }
-    for (; n < N; ++n) rnc_arm_gemv_f32_neon(Wp, R, K, X + (size_t)n * ldx, Y + (size_t)n * ldy);
+    for (; n < N; ++n) rnc_f32_gemv_neon(Wp, R, K, X + (size_t)n * ldx, Y + (size_t)n * ldy);
 }
 
 /* ------------------------------------------------------------------ q8 */
@@ -238,7 +238,7 @@ static inline const int8_t *q_tail(const int8_t *q, int K, int8_t buf[4])
     return buf;
 }
 
-void rnc_arm_gemv_q8_neon(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
+void rnc_q8_gemv_neon(const int8_t *Wp, int R, int K, const int8_t *q, int32_t *acc)
 {
     const int G = (K + 3) / 4, nb = (R + 15) / 16;
     int8_t tb[4];
@@ -255,11 +255,11 @@ void rnc_arm_gemv_q8_neon(const int8_t *Wp, int R, int K, const int8_t *q, int32
     }
 }
 
-void rnc_arm_gemm_q8_neon(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+void rnc_q8_gemm_neon(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                           int32_t *Acc, int ldacc)
 {
     for (int n = 0; n < N; ++n)
-        rnc_arm_gemv_q8_neon(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+        rnc_q8_gemv_neon(Wp, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
 }
 
 #endif /* NEON */
