@@ -638,23 +638,32 @@ RNC_FA void multi_kind(const rnc_cell_args *a, uint32_t kind, const int G, const
     else multi_step(a, kind, G, 3, corr);
 }
 
-/* The strategies as kernel-table rows (kernel_list.h: which batches and inputs each serves; the
- * plan calls a row only there). Each is bit-identical to the template (exact int32 sums, the same
- * float32 epilogue). */
-#define RNC_VNNI_STRATEGIES(cell, KIND, G, NB)                                                    \
-    void rnc_q8_##cell##_step_multi_avx512vnni(const rnc_cell_args *a)                            \
+/* The strategies as kernel-table rows (kernel_list.h: which batches, inputs and GRU forms each
+ * serves; the plan calls a row only there, as do the tests). Each is bit-identical to the
+ * template (exact int32 sums, the same float32 epilogue). */
+#define RNC_VNNI_STRATEGIES(storage, cell, KIND, G, NB)                                           \
+    storage void rnc_q8_##cell##_step_multi_avx512vnni(const rnc_cell_args *a)                    \
     {                                                                                             \
         if (a->batch == 2) multi_step(a, KIND, G, 2, a->corr_hh);                                 \
         else multi_step(a, KIND, G, 3, a->corr_hh);                                               \
     }                                                                                             \
-    void rnc_q8_##cell##_step_small_avx512vnni(const rnc_cell_args *a) { small_step(a, KIND, G); } \
-    void rnc_q8_##cell##_step_b1_avx512vnni(const rnc_cell_args *a) { small_step(a, KIND, G); }    \
-    void rnc_q8_##cell##_step_fused_avx512vnni(const rnc_cell_args *a) { fused_step(a, KIND, G, NB); }
-RNC_VNNI_STRATEGIES(gru, RNC_GRU, 3, RNC_NB_GRU)
-RNC_VNNI_STRATEGIES(lstm, RNC_LSTM, 4, RNC_NB_LSTM)
+    storage void rnc_q8_##cell##_step_small_avx512vnni(const rnc_cell_args *a)                    \
+    {                                                                                             \
+        small_step_mode(a, KIND, G, 1);                                                           \
+    }                                                                                             \
+    storage void rnc_q8_##cell##_step_b1_avx512vnni(const rnc_cell_args *a)                       \
+    {                                                                                             \
+        small_step_mode(a, KIND, G, 0);                                                           \
+    }                                                                                             \
+    storage void rnc_q8_##cell##_step_fused_avx512vnni(const rnc_cell_args *a)                    \
+    {                                                                                             \
+        fused_step(a, KIND, G, NB);                                                               \
+    }
+RNC_VNNI_STRATEGIES(, gru, RNC_GRU, 3, RNC_NB_GRU)
+RNC_VNNI_STRATEGIES(, lstm, RNC_LSTM, 4, RNC_NB_LSTM)
 /* RNN: tanh and relu share the row; each kind gets its own inlined body */
-RNC_VNNI_STRATEGIES(rnn_tanh, RNC_RNN_TANH, 1, RNC_NB_RNN)
-RNC_VNNI_STRATEGIES(rnn_relu, RNC_RNN_RELU, 1, RNC_NB_RNN)
+RNC_VNNI_STRATEGIES(static, rnn_tanh, RNC_RNN_TANH, 1, RNC_NB_RNN)
+RNC_VNNI_STRATEGIES(static, rnn_relu, RNC_RNN_RELU, 1, RNC_NB_RNN)
 #define RNC_VNNI_RNN(strategy)                                                                    \
     void rnc_q8_rnn_step_##strategy##_avx512vnni(const rnc_cell_args *a)                          \
     {                                                                                             \
