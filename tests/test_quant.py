@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnncore import quant as Q
 from rnncore.quant.spec import layers_from_state_dict
@@ -51,6 +53,30 @@ def test_weight_quantisation_matches_the_formula_on_random_rows():
         assert wq[r].tolist() == expect
     err = np.abs(wq * s[:, None] - w)
     assert np.all(err <= s[:, None] / 2 * (1 + 1e-5))
+
+
+@settings(max_examples=200, deadline=None)
+@given(r=st.integers(1, 12), k=st.integers(0, 12), seed=st.integers(0, 2**31 - 1),
+       scale=st.sampled_from([0.0, 1e-45, 1e-40, 1e-38, 1e-30, 1e-3, 1.0, 1e3, 1e30, 3e38]),
+       e=st.integers(-140, 120))
+def test_the_writer_and_the_reference_quantise_weights_identically(r, k, seed, scale, e):
+    """``write_rnc``'s per-row quantiser and the quantised reference's give the same ints and
+    scales on every finite matrix: zero rows, subnormal maxima (whose scale underflows to 0),
+    huge values, ties, empty rows."""
+    from rnncore.io.rnc import quantize_rows
+
+    rng = np.random.default_rng(seed)
+    w = (rng.uniform(-1.0, 1.0, (r, k)) * scale).astype(F32)
+    if k:
+        w[rng.random((r, k)) < 0.2] = 0
+        w[0] = 0
+    if r > 2 and k:  # exact ties w / s = n + 0.5 (power-of-two factors keep them exact)
+        w[-1] = np.resize(np.array([127.0, 0.5, 2.5, -1.5, -126.5], F32), k) * F32(2.0 ** e)
+    q1, s1 = quantize_rows(w)
+    q2, s2 = Q.quantize_weights(w)
+    assert q1.dtype == q2.dtype == np.int8 and s1.dtype == s2.dtype == np.float32
+    np.testing.assert_array_equal(q1, q2)
+    np.testing.assert_array_equal(s1.view(np.uint32), s2.view(np.uint32))
 
 
 def test_dynamic_activation_quantisation_hand_cases():
