@@ -22,7 +22,10 @@ Equations (PyTorch gate order, ``a_* = x W_*^T + b_i* + h R_*^T + b_h*``,
           g = g(clip(a_g)),  c' = f * c + i * g,  o = f(clip(a_o + p_o * c'))
           h' = o * h(c')  (then h' W_hr^T with proj_size)
 
-``f, g, h`` are the per-direction activations (defaults sigmoid/tanh/tanh, RNN: tanh).
+``f, g, h`` are the per-direction activations (defaults sigmoid/tanh/tanh, RNN: tanh);
+sigmoid, tanh and relu and the GRU/LSTM state updates are :mod:`rnncore.nn`'s
+(:mod:`rnncore.nn.functional`, :func:`rnncore.nn.cells.gru_blend`,
+:func:`rnncore.nn.cells.lstm_state`), the clip and the other activations are added here.
 Peepholes are the parameter ``peephole_l{k}{_reverse}`` of shape ``(3, H)``, rows
 ``p_i, p_f, p_o``.
 """
@@ -33,6 +36,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rnncore.nn import cells
+from rnncore.nn import functional as F
 from rnncore.nn.module import Module, resolve_dtype
 
 __all__ = ["ExtendedRecurrent", "ReverseTime", "ACTIVATIONS", "make_activation", "activation_derivative"]
@@ -53,16 +58,6 @@ ACTIVATIONS: dict[str, tuple[int, float, float]] = {
 }
 
 
-def _sigmoid(a: np.ndarray) -> np.ndarray:
-    # split by sign so exp never overflows
-    out = np.empty_like(a)
-    pos = a >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-a[pos]))
-    e = np.exp(a[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
-
-
 def make_activation(name: str, alpha: float | None = None, beta: float | None = None):
     """Return ``(function, (name, alpha, beta))`` for an ONNX activation name (case-insensitive)."""
     key = name.lower()
@@ -72,9 +67,9 @@ def make_activation(name: str, alpha: float | None = None, beta: float | None = 
     a = da if alpha is None else float(alpha)
     b = db if beta is None else float(beta)
     funcs = {
-        "relu": lambda v: np.maximum(v, 0),
-        "tanh": np.tanh,
-        "sigmoid": _sigmoid,
+        "relu": F.relu,
+        "tanh": F.tanh,
+        "sigmoid": F.sigmoid,
         "softsign": lambda v: v / (1 + np.abs(v)),
         "softplus": lambda v: np.logaddexp(0, v),
         "affine": lambda v: a * v + b,
@@ -90,11 +85,11 @@ def make_activation(name: str, alpha: float | None = None, beta: float | None = 
 def activation_derivative(spec: tuple):
     """``f'(v)`` as a function of the pre-activation ``v`` for a ``(name, alpha, beta)`` spec."""
     key, a, b = spec
-    sig = _sigmoid
+    sig = F.sigmoid
     derivs = {
-        "relu": lambda v: (v > 0).astype(v.dtype),
-        "tanh": lambda v: 1 - np.tanh(v) ** 2,
-        "sigmoid": lambda v: sig(v) * (1 - sig(v)),
+        "relu": lambda v: F.relu_grad(F.relu(v)),
+        "tanh": lambda v: F.tanh_grad(F.tanh(v)),
+        "sigmoid": lambda v: F.sigmoid_grad(sig(v)),
         "softsign": lambda v: 1 / (1 + np.abs(v)) ** 2,
         "softplus": lambda v: sig(v),
         "affine": lambda v: np.full_like(v, a),
@@ -305,7 +300,7 @@ class ExtendedRecurrent(Module):
                     s["an"] = gx[:, t, 2 * H:] + (r * h) @ R[2 * H:].T + bh[2 * H:]
                 n = g(cl(s["an"]))
                 s.update(r=r, z=z, n=n)
-                hn = (1 - z) * n + z * h
+                hn = cells.gru_blend(n, z, h)
             else:
                 f, g, hact = acts
                 a = gx[:, t] + gh
@@ -319,7 +314,7 @@ class ExtendedRecurrent(Module):
                     f_g = f(cl(s["af"]))
                 s["ag"] = a[:, 2 * H:3 * H]
                 g_g = g(cl(s["ag"]))
-                cn = f_g * c + i_g * g_g
+                cn = cells.lstm_state(i_g, f_g, g_g, c)
                 s["ao"] = a[:, 3 * H:] + ph[2] * cn
                 o_g = f(cl(s["ao"]))
                 hh = o_g * hact(cn)
