@@ -379,11 +379,13 @@ class Stream:
 
 
 def _refuse_extended(model) -> None:
-    """The ONNX-option layers of ``rnncore.io.extended`` have no C kernels: say so by name."""
+    """The ONNX-option layers of ``rnncore.nn.extended`` have no C kernels: say so by name."""
+    from rnncore.nn.extended import ExtendedRecurrent, ReverseTime
+
     mods = list(model._modules.items()) if type(model).__name__ == "Sequential" and hasattr(
         model, "_modules") else [("", model)]
     for name, mod in mods:
-        if type(mod).__module__ == "rnncore.io.extended":
+        if isinstance(mod, ExtendedRecurrent | ReverseTime):
             where = f"module {name!r} ({type(mod).__name__})" if name else type(mod).__name__
             raise ValueError(
                 f"compile: {where} is not supported by the C core (ONNX-only options: clip, activations, "

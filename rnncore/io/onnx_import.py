@@ -280,7 +280,7 @@ class _Importer:
         acts = a.get("activations")
         if acts is not None:
             alphas, betas = list(a.get("activation_alpha", [])), list(a.get("activation_beta", []))
-            from rnncore.io.extended import ACTIVATIONS
+            from rnncore.nn.extended import ACTIVATIONS
 
             spec = []
             for name in acts:
@@ -732,7 +732,7 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
 
     Returns
     -------
-    ``rc.nn.RNN/GRU/LSTM``, :class:`rnncore.io.extended.ExtendedRecurrent` (for ONNX-only
+    ``rc.nn.RNN/GRU/LSTM``, :class:`rnncore.nn.extended.ExtendedRecurrent` (for ONNX-only
     options) or ``rc.nn.Sequential``; it reads ``x (B, T, F)``. ``model.onnx_io`` is an
     :class:`OnnxSignature` describing how the ONNX inputs and outputs map onto ``forward``.
 

@@ -23,7 +23,7 @@ product. ``docs/equations.md`` derives every line.
 The cell updates *from the pre-activations* (:func:`rnn_update`, :func:`gru_gates`,
 :func:`gru_candidate`, :func:`gru_blend`, :func:`lstm_update`, :func:`lstm_state`) are the one
 copy of the cell maths: the quantised reference (:mod:`rnncore.quant.reference`, whose
-pre-activations come from int8 products) and :class:`rnncore.io.extended.ExtendedRecurrent`
+pre-activations come from int8 products) and :class:`rnncore.nn.extended.ExtendedRecurrent`
 call them too. The activations are :mod:`rnncore.nn.functional`'s.
 """
 

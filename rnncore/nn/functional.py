@@ -31,7 +31,7 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
       from the C kernels' only through their tanh approximation (docs/q8-contract.md).
 
     The float reference (:mod:`rnncore.nn.cells`), the quantised reference
-    (:mod:`rnncore.quant.reference`) and :class:`rnncore.io.extended.ExtendedRecurrent` all
+    (:mod:`rnncore.quant.reference`) and :class:`rnncore.nn.extended.ExtendedRecurrent` all
     call this function.
 
     Parameters
