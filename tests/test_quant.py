@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnncore import quant as Q
-from rnncore.quant.spec import layers_from_state_dict
+from rnncore.spec import layers_from_state_dict
 
 F32 = np.float32
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from rnncore.nn.extended import _DEFAULT_ACT, ExtendedRecurrent, make_activation
 from rnncore.nn.module import Module, resolve_dtype
+from rnncore.spec import ModelSpec, spec_from_model
 
 MODES = ("RNN", "GRU", "LSTM")
 
@@ -195,3 +196,9 @@ def build_layers(layers: list[dict], dtype: str) -> tuple[list[Module], dict]:
         else:
             modules.append(pool(L["pool"], L["bidirectional"]))
     return modules, node_rows
+
+
+def as_spec(model: Module, want: bool) -> Module | ModelSpec:
+    """``model``, or with ``want`` its :class:`~rnncore.spec.ModelSpec` (what ``as_spec=True``
+    of the importers returns)."""
+    return spec_from_model(model) if want else model

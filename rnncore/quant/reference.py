@@ -1,6 +1,6 @@
 """The NumPy quantised reference: the executable spec of the C core's q8 kernels.
 
-It runs a :class:`QModel` (a :class:`~rnncore.quant.spec.ModelSpec` with int8 weights) step by
+It runs a :class:`QModel` (a :class:`~rnncore.spec.ModelSpec` with int8 weights) step by
 step exactly as the C kernels do (docs/q8-contract.md):
 
 * int32 accumulators ``W_q @ q(v)``, exact (see :func:`~rnncore.quant.scheme.int_matmul`);
@@ -36,7 +36,7 @@ import numpy as np
 from rnncore.nn import cells
 from rnncore.nn import functional as F
 from rnncore.quant.scheme import F32, epilogue, int_matmul, quantize_activation, quantize_weights
-from rnncore.quant.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec
+from rnncore.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec
 
 # ------------------------------------------------------------------------------------------
 # quantised model

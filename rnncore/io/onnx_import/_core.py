@@ -20,6 +20,7 @@ from rnncore.io.onnx_import._values import (
     _Seq,
 )
 from rnncore.nn.module import Module
+from rnncore.spec import ModelSpec
 
 
 def _attrs(node) -> dict:
@@ -208,7 +209,8 @@ def weights_to_initializers(model, names):
     return m
 
 
-def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: bool = False) -> Module:
+def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: bool = False,
+              as_spec: bool = False) -> Module | ModelSpec:
     """Convert an ONNX model with RNN/GRU/LSTM nodes into an rnncore reference model.
 
     Parameters
@@ -218,6 +220,9 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
     strip_final_activation : accept a ``Softmax`` / ``LogSoftmax`` / ``Sigmoid`` on the last
         axis right after the head, as the graph's output, and drop it (the model then returns
         the head's logits; ``model.onnx_io.stripped`` names the dropped op)
+    as_spec : return the model's :class:`~rnncore.spec.ModelSpec` (the description the C core,
+        the references and the ``.rnc`` writer read) instead of the ``rc.nn`` model; a model
+        the C core cannot run is refused (ValueError naming the module)
 
     Returns
     -------
@@ -271,6 +276,6 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
         else:
             sig.outputs.append((name, "state", list(v.entries), ("B", "H")))
     model.onnx_io = sig
-    return model
+    return _build.as_spec(model, as_spec)
 
 
