@@ -402,3 +402,39 @@ def test_q8_reference_over_100_steps_vs_rc_nn(kind):
     assert np.abs(yq - y64).max() <= Q8_BOUND_100
     yf, _ = Q.float_forward(spec, x)
     np.testing.assert_allclose(yf, y64, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "gru", "lstm"])
+def test_the_reference_activations_can_be_replaced_as_the_c_vectors_do(kind, monkeypatch):
+    """csrc/tests/gen_vectors.py swaps ``reference.sigmoid`` and ``reference.np`` for the C core's
+    fast float32 activations to compare the C q8 outputs bit for bit: the q8 step must call
+    the module's hooks, not a copy bound elsewhere."""
+    from rnncore.quant import reference
+
+    calls = []
+
+    class _Np:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def tanh(x):
+            calls.append("tanh")
+            return np.tanh(x)
+
+    def sig(a):
+        calls.append("sigmoid")
+        return F32(0.5) + F32(0.5) * np.tanh(F32(0.5) * a)
+
+    rng = np.random.default_rng(7)
+    g = {"rnn_tanh": 1, "gru": 3, "lstm": 4}[kind]
+    sd = {"weight_ih_l0": rng.standard_normal((g * 4, 3)), "weight_hh_l0": rng.standard_normal((g * 4, 4))}
+    qm = Q.quantize_model(Q.ModelSpec(layers_from_state_dict(kind, sd, 1, False)))
+    x, h = rng.standard_normal((2, 3)).astype(F32), rng.standard_normal((2, 4)).astype(F32)
+    c = np.zeros_like(h) if kind == "lstm" else None
+    want = Q.q8_cell_step(qm.layers[0], 0, x, h, c)
+    monkeypatch.setattr(reference, "sigmoid", sig)
+    monkeypatch.setattr(reference, "np", _Np())
+    got = Q.q8_cell_step(qm.layers[0], 0, x, h, c)
+    assert "tanh" in calls and (kind == "rnn_tanh" or "sigmoid" in calls)
+    np.testing.assert_array_equal(got[0], want[0])  # the same functions, so the same numbers

@@ -24,35 +24,55 @@ The cell updates *from the pre-activations* (:func:`rnn_update`, :func:`gru_gate
 :func:`gru_candidate`, :func:`gru_blend`, :func:`lstm_update`, :func:`lstm_state`) are the one
 copy of the cell maths: the quantised reference (:mod:`rnncore.quant.reference`, whose
 pre-activations come from int8 products) and :class:`rnncore.nn.extended.ExtendedRecurrent`
-call them too. The activations are :mod:`rnncore.nn.functional`'s.
+call them too. They perform the float operations in the order docs/q8-contract.md fixes for the
+C kernels (e.g. ``(1 - z) * n + z * h``), so that the q8 reference can follow the C core bit
+for bit. Their activations are :mod:`rnncore.nn.functional`'s unless an :class:`Activations`
+is passed: the C core's own tests substitute its fast float32 approximations that way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
-from rnncore.nn.functional import sigmoid
+from rnncore.nn import functional as F
+
+
+@dataclass(frozen=True)
+class Activations:
+    """The activation functions a cell update applies (each ``(B, n) -> (B, n)``, same dtype)."""
+
+    sigmoid: Callable[[np.ndarray], np.ndarray] = F.sigmoid
+    tanh: Callable[[np.ndarray], np.ndarray] = F.tanh
+    relu: Callable[[np.ndarray], np.ndarray] = F.relu
+
+
+#: :mod:`rnncore.nn.functional`'s activations, the default of every update
+FUNCTIONAL = Activations()
 
 # ---------------------------------------------------------------------------------------
 # Elman RNN:  h_t = phi(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),  phi = tanh or relu
 # ---------------------------------------------------------------------------------------
 
 
-def rnn_update(a: np.ndarray, nonlinearity: str = "tanh") -> np.ndarray:
+def rnn_update(a: np.ndarray, nonlinearity: str = "tanh", act: Activations = FUNCTIONAL) -> np.ndarray:
     """The Elman update ``h_t = phi(a_t)`` from the pre-activation.
 
     Parameters
     ----------
-    a : (B, H) pre-activation ``gx_t + h_{t-1} W_hh^T``; overwritten with the result
+    a : (B, H) pre-activation ``gx_t + h_{t-1} W_hh^T``
     nonlinearity : ``"tanh"`` or ``"relu"``
+    act : the activation functions
 
     Returns
     -------
-    h : (B, H), the array ``a``
+    h : (B, H)
     """
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
-    h = np.tanh(a, out=a) if nonlinearity == "tanh" else np.maximum(a, 0, out=a)  # (B, H)  h_t = phi(a_t)
+    h = act.tanh(a) if nonlinearity == "tanh" else act.relu(a)  # (B, H)  h_t = phi(a_t)
     return h
 
 
@@ -116,22 +136,23 @@ def rnn_cell_backward(dh: np.ndarray, cache: tuple, w_hh: np.ndarray) -> tuple[n
 # ---------------------------------------------------------------------------------------
 
 
-def gru_gates(a_rz: np.ndarray) -> np.ndarray:
+def gru_gates(a_rz: np.ndarray, act: Activations = FUNCTIONAL) -> np.ndarray:
     """The reset and update gates ``[r | z] = sigmoid([a_r | a_z])``.
 
     Parameters
     ----------
     a_rz : (B, 2H) pre-activations ``gx_{r,z} + h_{t-1} W_h{r,z}^T``
+    act : the activation functions
 
     Returns
     -------
     rz : (B, 2H) ``[r | z]``
     """
-    rz = sigmoid(a_rz)                                         # (B, 2H)  [r | z]
+    rz = act.sigmoid(a_rz)                                     # (B, 2H)  [r | z]
     return rz
 
 
-def gru_candidate(gx_n: np.ndarray, gh_n: np.ndarray) -> np.ndarray:
+def gru_candidate(gx_n: np.ndarray, gh_n: np.ndarray, act: Activations = FUNCTIONAL) -> np.ndarray:
     """The candidate ``n_t = tanh(gx_n + gh_n)``.
 
     Parameters
@@ -140,17 +161,18 @@ def gru_candidate(gx_n: np.ndarray, gh_n: np.ndarray) -> np.ndarray:
         original form)
     gh_n : (B, H) the recurrent part, reset gate applied: ``r * (h W_hn^T + b_hn)``
         (``reset_after=True``) or ``(r * h) W_hn^T`` (``reset_after=False``)
+    act : the activation functions
 
     Returns
     -------
     n : (B, H)
     """
-    n = np.tanh(gx_n + gh_n)                                   # (B, H)
+    n = act.tanh(gx_n + gh_n)                                  # (B, H)
     return n
 
 
 def gru_blend(n: np.ndarray, z: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
-    """The GRU state ``h_t = (1 - z_t) * n_t + z_t * h_{t-1}``, as ``n + z * (h_prev - n)``.
+    """The GRU state ``h_t = (1 - z_t) * n_t + z_t * h_{t-1}`` (the C kernels' operation order).
 
     Parameters
     ----------
@@ -160,7 +182,7 @@ def gru_blend(n: np.ndarray, z: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
     -------
     h : (B, H)
     """
-    h = n + z * (h_prev - n)                                   # (1 - z) n + z h_prev
+    h = (1 - z) * n + z * h_prev                               # (B, H)
     return h
 
 
@@ -291,7 +313,8 @@ def lstm_state(i: np.ndarray, f: np.ndarray, g: np.ndarray, c_prev: np.ndarray) 
     return c
 
 
-def lstm_update(a: np.ndarray, c_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def lstm_update(a: np.ndarray, c_prev: np.ndarray,
+                act: Activations = FUNCTIONAL) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The LSTM update from the pre-activations (before any projection).
 
     Equations::
@@ -303,17 +326,18 @@ def lstm_update(a: np.ndarray, c_prev: np.ndarray) -> tuple[np.ndarray, np.ndarr
     ----------
     a : (B, 4H) pre-activations ``gx_t + h_{t-1} W_hh^T``
     c_prev : (B, H)
+    act : the activation functions
 
     Returns
     -------
     gates : (B, 4H) ``[i | f | g | o]``;  c : (B, H);  tanh_c : (B, H);  m : (B, H)
     """
     H = c_prev.shape[1]
-    gates = sigmoid(a)                                         # i, f, o (g is overwritten)
-    gates[:, 2 * H: 3 * H] = np.tanh(a[:, 2 * H: 3 * H])       # g
+    gates = act.sigmoid(a)                                     # i, f, o (g is overwritten)
+    gates[:, 2 * H: 3 * H] = act.tanh(a[:, 2 * H: 3 * H])      # g
     i, f, g, o = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
     c = lstm_state(i, f, g, c_prev)                            # (B, H)
-    tanh_c = np.tanh(c)                                        # (B, H)
+    tanh_c = act.tanh(c)                                       # (B, H)
     m = o * tanh_c                                             # (B, H)
     return gates, c, tanh_c, m
 

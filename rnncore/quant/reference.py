@@ -155,14 +155,24 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> Q
 # activations and cell updates: rnncore.nn's (float32 in the q8 path, the input dtype in the
 # float path); only the pre-activations differ between the float and the q8 references
 
+#: the sigmoid of both references (:func:`rnncore.nn.functional.sigmoid`). This module's
+#: ``sigmoid`` and ``np.tanh`` are looked up at every step, so the C core's test vectors
+#: (csrc/tests/gen_vectors.py) can substitute float32 transcriptions of its fast activations
+#: and compare the C q8 outputs with this reference bit for bit.
+sigmoid = F.sigmoid
+
+
+def _activations() -> cells.Activations:
+    return cells.Activations(sigmoid=sigmoid, tanh=np.tanh, relu=F.relu)
+
 
 def _act(name: str, a: np.ndarray) -> np.ndarray:
     if name == "tanh":
-        return F.tanh(a)
+        return np.tanh(a)
     if name == "relu":
         return F.relu(a)
     if name == "sigmoid":
-        return F.sigmoid(a)
+        return sigmoid(a)
     if name == "softmax":
         e = np.exp(a - a.max(axis=-1, keepdims=True))
         return (e / e.sum(axis=-1, keepdims=True)).astype(a.dtype)
@@ -183,16 +193,17 @@ def _cell_update(cell: str, hsz: int, gi: np.ndarray, gh: np.ndarray, h: np.ndar
     ``b_hh``; ``gh_n_fn(r)`` computes GRU(reset_after=False)'s recurrent n-gate term from ``r``.
     The updates are :mod:`rnncore.nn.cells`' (the float reference's).
     """
+    act = _activations()
     if cell in ("rnn_tanh", "rnn_relu"):
-        return cells.rnn_update(gi + gh, cell[4:]), None
+        return cells.rnn_update(gi + gh, cell[4:], act), None
     if cell == "gru":
-        rz = cells.gru_gates(gi[:, :2 * hsz] + gh[:, :2 * hsz])
+        rz = cells.gru_gates(gi[:, :2 * hsz] + gh[:, :2 * hsz], act)
         r = rz[:, :hsz]
         gh_n = r * gh[:, 2 * hsz:] if gh_n_fn is None else gh_n_fn(r)
-        n = cells.gru_candidate(gi[:, 2 * hsz:], gh_n)
+        n = cells.gru_candidate(gi[:, 2 * hsz:], gh_n, act)
         return cells.gru_blend(n, rz[:, hsz:], h), None
     if cell == "lstm":
-        _, c2, _, m = cells.lstm_update(gi + gh, c)
+        _, c2, _, m = cells.lstm_update(gi + gh, c, act)
         return m, c2
     raise ValueError(f"cell: unknown {cell!r}")
 
