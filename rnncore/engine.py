@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rnncore.quant.reference import Calibration
-from rnncore.quant.spec import ModelSpec, spec_from_model, spec_from_rnc, to_rnc_spec
+from rnncore.spec import PRECISIONS, ModelSpec, build_rnc, spec_from_rnc  # noqa: F401 (PRECISIONS: API)
 
 try:
     from rnncore import _engine
@@ -32,7 +31,6 @@ except ImportError as e:  # pragma: no cover - only without a built extension
     _engine = None
     _IMPORT_ERROR = e
 
-PRECISIONS = ("f32", "q8")
 _MAX_BATCH = 1 << 24  # the C core's limit (csrc/src/model.c MAX_BATCH)
 _ENGINES: weakref.WeakSet = weakref.WeakSet()
 _FORCED_ISA: list[str | None] = [None]
@@ -364,19 +362,6 @@ class Stream:
         self._s.set_raw_state(h, c)
 
 
-def _refuse_extended(model) -> None:
-    """The ONNX-option layers of ``rnncore.io.extended`` have no C kernels: say so by name."""
-    mods = list(model._modules.items()) if type(model).__name__ == "Sequential" and hasattr(
-        model, "_modules") else [("", model)]
-    for name, mod in mods:
-        if type(mod).__module__ == "rnncore.io.extended":
-            where = f"module {name!r} ({type(mod).__name__})" if name else type(mod).__name__
-            raise ValueError(
-                f"compile: {where} is not supported by the C core (ONNX-only options: clip, activations, "
-                "peepholes, input_forget, reverse, proj_size); it runs in the NumPy reference only. "
-                "Plain RNN/GRU/LSTM layers compile: use rc.nn.RNN/GRU/LSTM")
-
-
 def _restore_stream(engine: Engine, batch: int, state) -> Stream:
     s = engine.stream(batch)
     s.state = state
@@ -400,52 +385,6 @@ def _lengths_from_mask(mask, lengths, batch: int, xshape: tuple) -> np.ndarray:
         raise ValueError("mask: expected a prefix mask (True for the first lengths[b] steps, then "
                          f"False); sequence {b} is not: {m[b].astype(int).tolist()}")
     return n.astype(np.int64)
-
-
-def _check_calibration_object(spec: ModelSpec, cal: Calibration) -> None:
-    """A Calibration measured on another model (other layer count, directions or head) is refused."""
-    want = [layer.num_directions for layer in spec.layers]
-    got_x, got_h = len(cal.x_scale), [len(h) for h in cal.h_scale]
-    if got_x != len(want) or got_h != want or (cal.head_scale is None) != (spec.head is None):
-        raise ValueError(
-            f"calibration: a Calibration for {got_x} layer(s) with directions {got_h} and "
-            f"{'no ' if cal.head_scale is None else ''}head scale, but this model has {len(want)} layer(s) "
-            f"with directions {want} and {'a' if spec.head is not None else 'no'} head; calibrate this model")
-    scales = list(cal.x_scale) + [v for h in cal.h_scale for v in h] + (
-        [cal.head_scale] if cal.head_scale is not None else [])
-    if not all(np.isfinite(v) and v >= 0 for v in scales):  # 0: dynamic, as in the .rnc file
-        raise ValueError(f"calibration: scales must be finite and >= 0, got {scales}")
-
-
-def _check_calibration(spec: ModelSpec, X, lengths) -> None:
-    """Shapes of q8 calibration data, checked before any arithmetic (ValueError/TypeError)."""
-    a = np.asarray(X)
-    if spec.embedding is not None:
-        vocab = np.shape(spec.embedding)[0]
-        if a.dtype.kind not in "iu" or a.ndim != 2:
-            raise TypeError(f"calibration: expected integer token ids (batch, T) for a model with an "
-                            f"embedding, got shape {a.shape}, dtype {a.dtype}")
-        if a.size and (a.min() < 0 or a.max() >= vocab):
-            raise ValueError(f"calibration: token ids must be in [0, {vocab}), got [{a.min()}, {a.max()}]")
-    else:
-        if a.dtype.kind not in "fiu":
-            raise TypeError(f"calibration: expected a float array (batch, T, {spec.input_size}), got "
-                            f"dtype {a.dtype}")
-        if a.ndim != 3 or a.shape[2] != spec.input_size:
-            raise ValueError(f"calibration: expected X of shape (batch, T, {spec.input_size}) "
-                             f"(input_size {spec.input_size}), got {a.shape}")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"calibration: X has no steps to measure (shape {a.shape})")
-    if lengths is not None:
-        n = np.asarray(lengths)
-        if n.dtype.kind not in "iu" or n.shape != (a.shape[0],):
-            raise ValueError(f"calibration: lengths: expected {a.shape[0]} integers (one per sequence), "
-                             f"got shape {n.shape}, dtype {n.dtype}")
-        if n.min() < 0 or n.max() > a.shape[1]:
-            raise ValueError(f"calibration: lengths: expected values in [0, {a.shape[1]}], got "
-                             f"[{n.min()}, {n.max()}]")
-        if n.max() == 0:
-            raise ValueError("calibration: every length is 0; no steps to measure")
 
 
 def _as_numpy(a):
@@ -484,27 +423,8 @@ def compile(model, precision: str = "f32", calibration=None) -> Engine:  # noqa:
     -------
     Engine
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
-    _refuse_extended(model)
-    spec = spec_from_model(model)
-    cal = None
-    if calibration is not None:
-        if precision != "q8":
-            raise ValueError("calibration: static activation scales exist only for precision='q8'")
-        if isinstance(calibration, Calibration):
-            _check_calibration_object(spec, calibration)
-            cal = calibration
-        else:
-            from rnncore.quant.calibrate import calibrate
-
-            cx, cl = calibration if isinstance(calibration, tuple) and len(calibration) == 2 \
-                else (calibration, None)
-            _check_calibration(spec, cx, cl)
-            cal = calibrate(spec, cx, cl)
-    from rnncore.io.rnc import write_rnc
-
-    return Engine(write_rnc(to_rnc_spec(spec, precision, cal)), spec)
+    data, spec = build_rnc(model, precision, calibration)
+    return Engine(data, spec)
 
 
 def save(model_or_engine, path: str | os.PathLike, precision: str = "f32") -> None:

@@ -250,7 +250,7 @@ def test_lstm_state_forms_are_checked():
 
 
 def test_compile_names_the_module_it_cannot_run():
-    from rnncore.io.extended import ExtendedRecurrent
+    from rnncore.nn.extended import ExtendedRecurrent
 
     with pytest.raises(ValueError, match="proj_size"):
         rc.compile(rc.nn.LSTM(4, 8, proj_size=4))

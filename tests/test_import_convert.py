@@ -93,3 +93,71 @@ def test_convert_command_errors_are_one_line(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"\x00\xff" * 10)
     with pytest.raises(SystemExit, match=r"bad.onnx: ValueError: from_onnx: not a readable ONNX model"):
         main(["convert", str(tmp_path / "bad.onnx"), "-o", str(tmp_path / "x.rnc")])
+
+
+def test_convert_needs_no_compiled_extension(tmp_path):
+    """``rnncore convert`` writes the file in Python (ModelSpec -> write_rnc): with the C extension
+    unimportable it still runs, and its bytes are those rc.compile loads."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(3)
+    gru = torch.nn.GRU(4, 5, batch_first=True)
+    torch.save(gru.state_dict(), tmp_path / "sd.pt")
+    x = np.random.default_rng(3).standard_normal((2, 6, 4)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", x)
+    code = ("import sys; sys.modules['rnncore._engine'] = None\n"   # any import of it now fails
+            "from rnncore.cli import main\n"
+            f"main(['convert', {str(tmp_path / 'sd.pt')!r}, '-o', {str(tmp_path / 'sd.rnc')!r}, "
+            f"'--precision', 'q8', '--calibration', {str(tmp_path / 'calib.npy')!r}])\n"
+            "import rnncore as rc\n"
+            "try:\n    rc.load(sys.argv[1])\nexcept ImportError:\n    print('no engine')\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sd.rnc")], capture_output=True,
+                         text=True, env=dict(os.environ), check=True).stdout
+    assert "no engine" in out and "precision='q8'" in out
+    by_hand = rc.compile(rc.io.from_torch(gru.state_dict(), dtype="float32"), precision="q8", calibration=x)
+    by_hand.save(tmp_path / "by_hand.rnc")
+    assert (tmp_path / "sd.rnc").read_bytes() == (tmp_path / "by_hand.rnc").read_bytes()
+    with torch.no_grad():
+        ref = gru(torch.as_tensor(x))[0].numpy()
+    assert np.abs(rc.load(tmp_path / "sd.rnc").run(x) - ref).max() < 0.05
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_importers_emit_the_one_model_description(tmp_path):
+    """``as_spec=True``: from_torch / from_keras / from_onnx return a ModelSpec, which the float
+    reference runs to the source framework's outputs and which build_rnc writes."""
+    import onnxruntime as ort
+
+    from rnncore import quant as Q
+    from rnncore.spec import ModelSpec, build_rnc
+
+    torch.manual_seed(4)
+    m = _Net().eval()
+    x = np.random.default_rng(4).standard_normal((3, 7, 4)).astype(np.float32)
+    with torch.no_grad():
+        ref = m(torch.as_tensor(x)).numpy()
+    lstm = torch.nn.LSTM(4, 5, batch_first=True)
+    with torch.no_grad():
+        ref_lstm = lstm(torch.as_tensor(x))[0].numpy()
+    src = tmp_path / "net.onnx"
+    torch.onnx.export(m, (torch.as_tensor(x),), str(src), dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "b", 1: "t"}})
+    ref_onnx = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    keras.utils.set_random_seed(5)
+    km = keras.Sequential([keras.Input((None, 4)), keras.layers.GRU(6, reset_after=False),
+                           keras.layers.Dense(2)])
+    ref_keras = keras.ops.convert_to_numpy(km(x))
+    cases = [(rc.io.from_torch(lstm, as_spec=True), ref_lstm),
+             (rc.io.from_onnx(src, as_spec=True), ref_onnx),
+             (rc.io.from_keras(km, as_spec=True), ref_keras)]
+    for spec, want in cases:
+        assert isinstance(spec, ModelSpec)
+        got, _ = Q.float_forward(spec, x)
+        _close(got, want)
+        data, spec2 = build_rnc(spec, "q8")
+        assert spec2 is spec and data[:4] == b"RNCM"
+    assert cases[1][0].last_step and cases[1][0].head is not None and ref.shape == ref_onnx.shape

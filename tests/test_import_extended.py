@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rnncore.gradcheck import check_module
-from rnncore.io.extended import ExtendedRecurrent, ReverseTime
+from rnncore.nn.extended import ExtendedRecurrent, ReverseTime
 
 CASES = {
     "rnn_relu_clip": dict(mode="RNN", activations=["Relu"], clip=1.0),
@@ -82,3 +82,12 @@ def test_lengths_and_masks_are_validated_not_rounded():
     np.testing.assert_array_equal(m.forward(x, mask=mask)[0], m.forward(x, lengths=[2, 5])[0])
     with pytest.raises(TypeError, match="lengths: expected an integer array"):
         ReverseTime().forward(x, lengths=[1.5, 2.0])
+
+
+def test_the_former_module_path_still_imports_the_same_classes():
+    """docs/importers.md named ``rnncore.io.extended`` before the layer moved to ``rnncore.nn``."""
+    import rnncore.io.extended as old
+    import rnncore.nn.extended as new
+
+    for name in old.__all__:
+        assert getattr(old, name) is getattr(new, name)

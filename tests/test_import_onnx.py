@@ -451,3 +451,33 @@ def test_truncated_or_garbage_files_are_refused(tmp_path):
         from_onnx(None)
     with pytest.raises(FileNotFoundError):
         from_onnx(tmp_path / "missing.onnx")
+
+
+def test_the_op_registry_dispatches_by_op_type_and_names_an_unknown_op_and_its_node():
+    from onnx import TensorProto, helper
+
+    from rnncore.io.onnx_import import OPS, register
+
+    assert {"RNN", "GRU", "LSTM", "Gemm", "Transpose", "Slice"} <= set(OPS)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4])
+    node = helper.make_node("Erf", ["x"], ["y"], name="the_erf")
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]))
+    with pytest.raises(ValueError, match=r"node 'the_erf' \(Erf\): operator not supported .*'Erf'"):
+        from_onnx(model)
+    # a handler registered for the op type is what the importer calls for its nodes
+    seen = []
+
+    @register("Erf")
+    def erf(imp, node, ins, a):
+        seen.append(node.name)
+        return [imp.data(ins[0], node)]
+
+    try:
+        with pytest.raises(ValueError, match="no recurrent node reaches a graph output"):
+            from_onnx(model)
+        assert seen == ["the_erf"]
+        with pytest.raises(ValueError, match="'Erf' already has a handler"):
+            register("Erf")(erf)
+    finally:
+        del OPS["Erf"]

@@ -111,7 +111,7 @@ def test_state_dict_with_foreign_keys_is_refused():
 # -- the forward-only ExtendedRecurrent (target of ONNX-only options) on the default paths --
 @pytest.mark.parametrize("mode,kw", [c for c in CONFIGS if "bias" not in c[1]])
 def test_extended_recurrent_matches_torch(mode, kw):
-    from rnncore.io.extended import ExtendedRecurrent
+    from rnncore.nn.extended import ExtendedRecurrent
 
     m = _torch_layer(mode, kw, True, torch.float64)
     x = np.random.default_rng(6).standard_normal((3, 6, 4))

@@ -393,3 +393,23 @@ def test_model_rows_bit_identical_to_generic(kern, kind):
         np.testing.assert_array_equal(a, a0)
     if used:
         record(kern["name"], kern["isa"])
+
+
+def test_the_references_sigmoid_has_the_c_cores_form():
+    """``rnncore.nn.functional.sigmoid`` (the one sigmoid of the float, q8 and ONNX-option
+    references) and the C core's ``rnc_sigmoidf`` are both ``0.5 + 0.5 tanh(0.5 x)`` in float32,
+    so they differ only through the C core's tanh approximation (docs/q8-contract.md)."""
+    from rnncore.nn.functional import sigmoid
+
+    f32 = np.float32
+    x = np.concatenate([np.linspace(-30, 30, 20001, dtype=f32),
+                        np.array([0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 1e30, -1e30], f32)])
+    half = f32(0.5)
+    np.testing.assert_array_equal(_engine.fast_sigmoid(x), half + half * _engine.fast_tanh(half * x))
+    y = sigmoid(x)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, half + half * np.tanh(half * x))
+    with np.errstate(over="ignore"):  # exp(1e30) = inf gives the exact 0
+        exact = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    assert np.abs(y - exact).max() < 1.2e-7  # within two float32 ulps of the true sigmoid
+    assert np.abs(_engine.fast_sigmoid(x) - y).max() <= 2.3e-7 + 1.2e-7  # the documented budgets

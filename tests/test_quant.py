@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnncore import quant as Q
-from rnncore.quant.spec import layers_from_state_dict
+from rnncore.spec import layers_from_state_dict
 
 F32 = np.float32
 
@@ -51,6 +53,55 @@ def test_weight_quantisation_matches_the_formula_on_random_rows():
         assert wq[r].tolist() == expect
     err = np.abs(wq * s[:, None] - w)
     assert np.all(err <= s[:, None] / 2 * (1 + 1e-5))
+
+
+def _contract_quantise(w):
+    """docs/q8-contract.md's weight rule written out row by row in float32 scalars."""
+    q = np.zeros(w.shape, np.int8)
+    s = np.zeros(w.shape[0], F32)
+    for r in range(w.shape[0]):
+        m = F32(np.max(np.abs(w[r]))) if w.shape[1] else F32(0)
+        s[r] = m / F32(127)
+        if s[r] == 0:
+            continue
+        for k in range(w.shape[1]):
+            q[r, k] = int(np.clip(np.rint(F32(w[r, k]) / s[r]), -127, 127))
+    return q, s
+
+
+@settings(max_examples=200, deadline=None)
+@given(r=st.integers(1, 12), k=st.integers(0, 12), seed=st.integers(0, 2**31 - 1),
+       scale=st.sampled_from([0.0, 1e-45, 1e-40, 1e-38, 1e-30, 1e-3, 1.0, 1e3, 1e30, 3e38]),
+       e=st.integers(-140, 120))
+def test_the_one_weight_quantiser_follows_the_contract_on_edge_cases(r, k, seed, scale, e):
+    """``quantize_weights`` (which ``write_rnc`` uses too, as ``rnc.quantize_rows``) against the
+    contract written out: zero rows, subnormal maxima (whose scale underflows to 0), huge values,
+    exact ties, empty rows."""
+    rng = np.random.default_rng(seed)
+    w = (rng.uniform(-1.0, 1.0, (r, k)) * scale).astype(F32)
+    if k:
+        w[rng.random((r, k)) < 0.2] = 0
+        w[0] = 0
+    if r > 2 and k:  # exact ties w / s = n + 0.5 (power-of-two factors keep them exact)
+        w[-1] = np.resize(np.array([127.0, 0.5, 2.5, -1.5, -126.5], F32), k) * F32(2.0 ** e)
+    q1, s1 = Q.quantize_weights(w)
+    q2, s2 = _contract_quantise(w)
+    assert q1.dtype == np.int8 and s1.dtype == np.float32
+    np.testing.assert_array_equal(q1, q2)
+    np.testing.assert_array_equal(s1.view(np.uint32), s2.view(np.uint32))
+
+
+def test_the_rnc_writer_quantises_with_the_reference_quantiser():
+    """One implementation: the writer's ``quantize_rows`` is ``quantize_weights`` (not a copy
+    that could drift), and a non-finite weight is refused the same way."""
+    from rnncore.io import rnc
+
+    w = np.random.default_rng(3).standard_normal((5, 7)).astype(F32)
+    for a, b in zip(rnc.quantize_rows(w), Q.quantize_weights(w), strict=True):
+        np.testing.assert_array_equal(a, b)
+    w[2, 3] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        rnc.quantize_rows(w)
 
 
 def test_dynamic_activation_quantisation_hand_cases():
@@ -351,3 +402,39 @@ def test_q8_reference_over_100_steps_vs_rc_nn(kind):
     assert np.abs(yq - y64).max() <= Q8_BOUND_100
     yf, _ = Q.float_forward(spec, x)
     np.testing.assert_allclose(yf, y64, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "gru", "lstm"])
+def test_the_reference_activations_can_be_replaced_as_the_c_vectors_do(kind, monkeypatch):
+    """csrc/tests/gen_vectors.py swaps ``reference.sigmoid`` and ``reference.np`` for the C core's
+    fast float32 activations to compare the C q8 outputs bit for bit: the q8 step must call
+    the module's hooks, not a copy bound elsewhere."""
+    from rnncore.quant import reference
+
+    calls = []
+
+    class _Np:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def tanh(x):
+            calls.append("tanh")
+            return np.tanh(x)
+
+    def sig(a):
+        calls.append("sigmoid")
+        return F32(0.5) + F32(0.5) * np.tanh(F32(0.5) * a)
+
+    rng = np.random.default_rng(7)
+    g = {"rnn_tanh": 1, "gru": 3, "lstm": 4}[kind]
+    sd = {"weight_ih_l0": rng.standard_normal((g * 4, 3)), "weight_hh_l0": rng.standard_normal((g * 4, 4))}
+    qm = Q.quantize_model(Q.ModelSpec(layers_from_state_dict(kind, sd, 1, False)))
+    x, h = rng.standard_normal((2, 3)).astype(F32), rng.standard_normal((2, 4)).astype(F32)
+    c = np.zeros_like(h) if kind == "lstm" else None
+    want = Q.q8_cell_step(qm.layers[0], 0, x, h, c)
+    monkeypatch.setattr(reference, "sigmoid", sig)
+    monkeypatch.setattr(reference, "np", _Np())
+    got = Q.q8_cell_step(qm.layers[0], 0, x, h, c)
+    assert "tanh" in calls and (kind == "rnn_tanh" or "sigmoid" in calls)
+    np.testing.assert_array_equal(got[0], want[0])  # the same functions, so the same numbers

@@ -4,7 +4,7 @@ Every importer converts the source framework's weights into PyTorch's ``state_di
 layout (names, shapes, gate order) and hands them here. Layers that the main
 reference covers become ``rc.nn.RNN/GRU/LSTM``; layers that need an ONNX-only option
 (other activations, ``clip``, ``input_forget``, peepholes) become
-:class:`rnncore.io.extended.ExtendedRecurrent`.
+:class:`rnncore.nn.extended.ExtendedRecurrent`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from rnncore.io.extended import _DEFAULT_ACT, ExtendedRecurrent, make_activation
+from rnncore.nn.extended import _DEFAULT_ACT, ExtendedRecurrent, make_activation
 from rnncore.nn.module import Module, resolve_dtype
+from rnncore.spec import ModelSpec, spec_from_model
 
 MODES = ("RNN", "GRU", "LSTM")
 
@@ -172,7 +173,7 @@ def build_layers(layers: list[dict], dtype: str) -> tuple[list[Module], dict]:
 
     Returns the modules and ``{node: (recurrent module index, layer)}``.
     """
-    from rnncore.io.extended import ReverseTime
+    from rnncore.nn.extended import ReverseTime
 
     modules, node_rows, r = [], {}, 0
     for L in merge_recurrent(layers):
@@ -195,3 +196,9 @@ def build_layers(layers: list[dict], dtype: str) -> tuple[list[Module], dict]:
         else:
             modules.append(pool(L["pool"], L["bidirectional"]))
     return modules, node_rows
+
+
+def as_spec(model: Module, want: bool) -> Module | ModelSpec:
+    """``model``, or with ``want`` its :class:`~rnncore.spec.ModelSpec` (what ``as_spec=True``
+    of the importers returns)."""
+    return spec_from_model(model) if want else model

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_any", "convert"]
+from rnncore.spec import ModelSpec, build_rnc
+
+__all__ = ["load_any", "convert", "describe"]
 
 
 def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: str = "float32"):
@@ -57,22 +59,35 @@ def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: st
 
 
 def convert(source: str | os.PathLike, output: str | os.PathLike, *, precision: str = "f32",
-            calibration: str | os.PathLike | np.ndarray | None = None, trust_pickle: bool = False):
-    """Import ``source`` and write it as the ``.rnc`` file ``output``; returns the engine.
+            calibration: str | os.PathLike | np.ndarray | None = None,
+            trust_pickle: bool = False) -> ModelSpec:
+    """Import ``source`` and write it as the ``.rnc`` file ``output``.
 
-    ``calibration`` (q8 only): representative inputs ``(B, T, F)`` — an array or a ``.npy``
-    file — for static activation scales; None keeps dynamic per-step scales.
+    Pure Python (:func:`rnncore.spec.build_rnc`: the model's :class:`~rnncore.spec.ModelSpec`,
+    the q8 calibration, :func:`rnncore.io.rnc.write_rnc`); the compiled engine is not needed.
+    ``calibration`` (q8 only): representative inputs ``(B, T, F)`` -- an array or a ``.npy``
+    file -- for static activation scales; None keeps dynamic per-step scales.
+
+    Returns
+    -------
+    the written model's :class:`~rnncore.spec.ModelSpec`
     """
-    import rnncore as rc
-
     model = load_any(source, trust_pickle=trust_pickle)
     if isinstance(calibration, str | os.PathLike):
         calibration = np.load(calibration)
     if calibration is not None and np.asarray(calibration).dtype.kind == "f":
         calibration = np.asarray(calibration, np.float32)
-    engine = rc.compile(model, precision=precision, calibration=calibration)
-    engine.save(output)
-    return engine
+    data, spec = build_rnc(model, precision, calibration)
+    Path(output).write_bytes(data)
+    return spec
+
+
+def describe(spec: ModelSpec, precision: str, nbytes: int) -> str:
+    """One line about a written model: layers, precision, sizes, bytes."""
+    kinds = "+".join(f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
+                     for layer in spec.layers)
+    return (f"{kinds}, precision={precision!r}, in={spec.input_size}, out={spec.output_size}, "
+            f"bytes={nbytes}")
 
 
 def add_arguments(p) -> None:
@@ -90,8 +105,8 @@ def run(args) -> None:
     if not os.path.isfile(args.source):
         raise SystemExit(f"rnncore convert: {args.source}: no such file")
     try:
-        engine = convert(args.source, args.output, precision=args.precision, calibration=args.calibration,
-                         trust_pickle=args.trust_pickle)
+        spec = convert(args.source, args.output, precision=args.precision, calibration=args.calibration,
+                       trust_pickle=args.trust_pickle)
     except (OSError, ValueError, TypeError, ImportError) as e:
         raise SystemExit(f"rnncore convert: {args.source}: {type(e).__name__}: {e}") from e
-    print(f"{args.output}: {engine!r}")
+    print(f"{args.output}: {describe(spec, args.precision, os.path.getsize(args.output))}")

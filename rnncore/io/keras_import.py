@@ -41,6 +41,7 @@ import numpy as np
 
 from rnncore.io import _build
 from rnncore.nn.module import Module
+from rnncore.spec import ModelSpec
 
 __all__ = ["from_keras", "keras_lengths"]
 
@@ -155,7 +156,7 @@ def _load(model_or_path):
 
 
 def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation: bool = False,
-               check: bool = True, seed: int = 0) -> Module:
+               check: bool = True, seed: int = 0, as_spec: bool = False) -> Module | ModelSpec:
     """Convert a Keras 3 model (or a ``.keras`` file) into an rnncore reference model.
 
     Parameters
@@ -168,6 +169,9 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     check : run the Keras model and the imported one on a random batch and raise if they
         differ (always on for functional models, whose wiring is not read otherwise)
     seed : seed of that batch
+    as_spec : return the model's :class:`~rnncore.spec.ModelSpec` (the description the C core,
+        the references and the ``.rnc`` writer read) instead of the ``rc.nn`` model; a model
+        the C core cannot run is refused (ValueError naming the module)
 
     Returns
     -------
@@ -248,7 +252,7 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     functional = kind not in ("Sequential",) + tuple(_MODE) and hasattr(model, "inputs")
     if check or functional:
         _check(model, out, descr, seed, dtype, stripped)
-    return out
+    return _build.as_spec(out, as_spec)
 
 
 def _check(model, out: Module, descr: list[dict], seed: int, dtype: str, stripped: str | None) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from rnncore.io import _build
 from rnncore.nn.module import Module
+from rnncore.spec import ModelSpec
 
 __all__ = ["from_torch"]
 
@@ -185,7 +186,7 @@ def _container(module, dtype: str, seed: int):
 
 
 def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: str = "tanh",
-               dtype: str = "float64", seed: int = 0) -> Module:
+               dtype: str = "float64", seed: int = 0, as_spec: bool = False) -> Module | ModelSpec:
     """Convert a PyTorch model into an rnncore reference model.
 
     Parameters
@@ -199,6 +200,9 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
         weights do not say which
     dtype : "float64" or "float32", the dtype of the reference model
     seed : seed of the random batch used to identify a container's pooling
+    as_spec : return the model's :class:`~rnncore.spec.ModelSpec` (the description the C core,
+        the references and the ``.rnc`` writer read) instead of the ``rc.nn`` model; a model
+        the C core cannot run is refused (ValueError naming the module)
 
     Returns
     -------
@@ -207,7 +211,8 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
     pooling, heads). Inputs are always batch-major ``(B, T, F)``.
     """
     if isinstance(module_or_state_dict, Mapping):
-        return _recurrent_from_state_dict(module_or_state_dict, mode, nonlinearity, dtype)
+        model = _recurrent_from_state_dict(module_or_state_dict, mode, nonlinearity, dtype)
+        return _build.as_spec(model, as_spec)
     try:
         import torch
     except ImportError as e:  # pragma: no cover
@@ -219,5 +224,5 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
         layer = _convert_leaf(m, type(m).__name__, dtype)
         if layer is None:
             raise ValueError(f"from_torch: {type(m).__name__} has nothing to import")
-        return layer
-    return _container(m, dtype, seed)
+        return _build.as_spec(layer, as_spec)
+    return _build.as_spec(_container(m, dtype, seed), as_spec)

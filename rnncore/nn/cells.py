@@ -19,17 +19,61 @@ inside ``r * (W_hn h + b_hn)`` and is passed to the cell. Likewise the parameter
 a step are outer products (``dW_hh += da^T h_prev``, ``dW_ih += da^T x_t``, ``db += sum_b da``);
 backward returns ``da`` and the layer sums those products over all steps with one matrix
 product. ``docs/equations.md`` derives every line.
+
+The cell updates *from the pre-activations* (:func:`rnn_update`, :func:`gru_gates`,
+:func:`gru_candidate`, :func:`gru_blend`, :func:`lstm_update`, :func:`lstm_state`) are the one
+copy of the cell maths: the quantised reference (:mod:`rnncore.quant.reference`, whose
+pre-activations come from int8 products) and :class:`rnncore.nn.extended.ExtendedRecurrent`
+call them too. They perform the float operations in the order docs/q8-contract.md fixes for the
+C kernels (e.g. ``(1 - z) * n + z * h``), so that the q8 reference can follow the C core bit
+for bit. Their activations are :mod:`rnncore.nn.functional`'s unless an :class:`Activations`
+is passed: the C core's own tests substitute its fast float32 approximations that way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
-from rnncore.nn.functional import sigmoid
+from rnncore.nn import functional as F
+
+
+@dataclass(frozen=True)
+class Activations:
+    """The activation functions a cell update applies (each ``(B, n) -> (B, n)``, same dtype)."""
+
+    sigmoid: Callable[[np.ndarray], np.ndarray] = F.sigmoid
+    tanh: Callable[[np.ndarray], np.ndarray] = F.tanh
+    relu: Callable[[np.ndarray], np.ndarray] = F.relu
+
+
+#: :mod:`rnncore.nn.functional`'s activations, the default of every update
+FUNCTIONAL = Activations()
 
 # ---------------------------------------------------------------------------------------
 # Elman RNN:  h_t = phi(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),  phi = tanh or relu
 # ---------------------------------------------------------------------------------------
+
+
+def rnn_update(a: np.ndarray, nonlinearity: str = "tanh", act: Activations = FUNCTIONAL) -> np.ndarray:
+    """The Elman update ``h_t = phi(a_t)`` from the pre-activation.
+
+    Parameters
+    ----------
+    a : (B, H) pre-activation ``gx_t + h_{t-1} W_hh^T``
+    nonlinearity : ``"tanh"`` or ``"relu"``
+    act : the activation functions
+
+    Returns
+    -------
+    h : (B, H)
+    """
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+    h = act.tanh(a) if nonlinearity == "tanh" else act.relu(a)  # (B, H)  h_t = phi(a_t)
+    return h
 
 
 def rnn_cell_forward(
@@ -55,7 +99,7 @@ def rnn_cell_forward(
     cache : ``(h, nonlinearity)``
     """
     a = gx + h_prev @ w_hh.T                                   # (B, H)  a_t = gx_t + h_{t-1} W_hh^T
-    h = np.tanh(a, out=a) if nonlinearity == "tanh" else np.maximum(a, 0, out=a)  # (B, H)  h_t = phi(a_t)
+    h = rnn_update(a, nonlinearity)                            # (B, H)  h_t = phi(a_t)
     return h, (h, nonlinearity)
 
 
@@ -90,6 +134,56 @@ def rnn_cell_backward(dh: np.ndarray, cache: tuple, w_hh: np.ndarray) -> tuple[n
 # ---------------------------------------------------------------------------------------
 # GRU, gate order r, z, n (PyTorch)
 # ---------------------------------------------------------------------------------------
+
+
+def gru_gates(a_rz: np.ndarray, act: Activations = FUNCTIONAL) -> np.ndarray:
+    """The reset and update gates ``[r | z] = sigmoid([a_r | a_z])``.
+
+    Parameters
+    ----------
+    a_rz : (B, 2H) pre-activations ``gx_{r,z} + h_{t-1} W_h{r,z}^T``
+    act : the activation functions
+
+    Returns
+    -------
+    rz : (B, 2H) ``[r | z]``
+    """
+    rz = act.sigmoid(a_rz)                                     # (B, 2H)  [r | z]
+    return rz
+
+
+def gru_candidate(gx_n: np.ndarray, gh_n: np.ndarray, act: Activations = FUNCTIONAL) -> np.ndarray:
+    """The candidate ``n_t = tanh(gx_n + gh_n)``.
+
+    Parameters
+    ----------
+    gx_n : (B, H) the input part of the n gate (``x_t W_in^T + b_in``, + ``b_hn`` in the
+        original form)
+    gh_n : (B, H) the recurrent part, reset gate applied: ``r * (h W_hn^T + b_hn)``
+        (``reset_after=True``) or ``(r * h) W_hn^T`` (``reset_after=False``)
+    act : the activation functions
+
+    Returns
+    -------
+    n : (B, H)
+    """
+    n = act.tanh(gx_n + gh_n)                                  # (B, H)
+    return n
+
+
+def gru_blend(n: np.ndarray, z: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
+    """The GRU state ``h_t = (1 - z_t) * n_t + z_t * h_{t-1}`` (the C kernels' operation order).
+
+    Parameters
+    ----------
+    n, z, h_prev : (B, H) candidate, update gate, previous state
+
+    Returns
+    -------
+    h : (B, H)
+    """
+    h = (1 - z) * n + z * h_prev                               # (B, H)
+    return h
 
 
 def gru_cell_forward(
@@ -133,15 +227,15 @@ def gru_cell_forward(
     if reset_after:
         gh = h_prev @ w_hh.T                                   # (B, 3H)  [W_hr h | W_hz h | W_hn h]
         hn = gh[:, 2 * H:] if b_hn is None else gh[:, 2 * H:] + b_hn
-        rz = sigmoid(gx[:, : 2 * H] + gh[:, : 2 * H])          # (B, 2H)  [r | z]
-        n = np.tanh(gx[:, 2 * H:] + rz[:, :H] * hn)            # (B, H)
+        rz = gru_gates(gx[:, : 2 * H] + gh[:, : 2 * H])        # (B, 2H)  [r | z]
+        n = gru_candidate(gx[:, 2 * H:], rz[:, :H] * hn)       # (B, H)
         extra = hn
     else:
-        rz = sigmoid(gx[:, : 2 * H] + h_prev @ w_hh[: 2 * H].T)  # (B, 2H)  [r | z]
+        rz = gru_gates(gx[:, : 2 * H] + h_prev @ w_hh[: 2 * H].T)  # (B, 2H)  [r | z]
         rh = rz[:, :H] * h_prev                                # (B, H)
-        n = np.tanh(gx[:, 2 * H:] + rh @ w_hh[2 * H:].T)       # (B, H)
+        n = gru_candidate(gx[:, 2 * H:], rh @ w_hh[2 * H:].T)  # (B, H)
         extra = rh
-    h = n + rz[:, H:] * (h_prev - n)                           # (1 - z) n + z h_prev
+    h = gru_blend(n, rz[:, H:], h_prev)                        # (B, H)
     return h, (h_prev, rz, n, extra, reset_after)
 
 
@@ -213,6 +307,41 @@ def gru_cell_backward(
 # ---------------------------------------------------------------------------------------
 
 
+def lstm_state(i: np.ndarray, f: np.ndarray, g: np.ndarray, c_prev: np.ndarray) -> np.ndarray:
+    """The cell state ``c_t = f_t * c_{t-1} + i_t * g_t``; all (B, H)."""
+    c = f * c_prev + i * g                                     # (B, H)
+    return c
+
+
+def lstm_update(a: np.ndarray, c_prev: np.ndarray,
+                act: Activations = FUNCTIONAL) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The LSTM update from the pre-activations (before any projection).
+
+    Equations::
+
+        [i | f | g | o] = [sigmoid | sigmoid | tanh | sigmoid](a)     (B, 4H)
+        c_t = f * c_{t-1} + i * g;   m_t = o * tanh(c_t)              (B, H)
+
+    Parameters
+    ----------
+    a : (B, 4H) pre-activations ``gx_t + h_{t-1} W_hh^T``
+    c_prev : (B, H)
+    act : the activation functions
+
+    Returns
+    -------
+    gates : (B, 4H) ``[i | f | g | o]``;  c : (B, H);  tanh_c : (B, H);  m : (B, H)
+    """
+    H = c_prev.shape[1]
+    gates = act.sigmoid(a)                                     # i, f, o (g is overwritten)
+    gates[:, 2 * H: 3 * H] = act.tanh(a[:, 2 * H: 3 * H])      # g
+    i, f, g, o = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
+    c = lstm_state(i, f, g, c_prev)                            # (B, H)
+    tanh_c = act.tanh(c)                                       # (B, H)
+    m = o * tanh_c                                             # (B, H)
+    return gates, c, tanh_c, m
+
+
 def lstm_cell_forward(
     gx: np.ndarray,
     h_prev: np.ndarray,
@@ -246,14 +375,8 @@ def lstm_cell_forward(
     h : (B, P), c : (B, H)
     cache : ``(gates, c_prev, tanh_c, m)`` with ``gates = [i | f | g | o]`` (B, 4H)
     """
-    H = c_prev.shape[1]
     a = gx + h_prev @ w_hh.T                                   # (B, 4H)
-    gates = sigmoid(a)                                         # i, f, o (g is overwritten)
-    gates[:, 2 * H: 3 * H] = np.tanh(a[:, 2 * H: 3 * H])       # g
-    i, f, g, o = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H: 3 * H], gates[:, 3 * H:]
-    c = f * c_prev + i * g                                     # (B, H)
-    tanh_c = np.tanh(c)                                        # (B, H)
-    m = o * tanh_c                                             # (B, H)
+    gates, c, tanh_c, m = lstm_update(a, c_prev)               # (B, 4H), (B, H) x 3
     h = m if w_hr is None else m @ w_hr.T                      # (B, P)
     return h, c, (gates, c_prev, tanh_c, m)
 

@@ -20,10 +20,27 @@ import numpy as np
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:
-    """Logistic sigmoid ``1 / (1 + exp(-a))``, elementwise.
+    """Logistic sigmoid ``1 / (1 + exp(-a))``, elementwise: the one sigmoid of every reference.
 
     Computed as ``0.5 * tanh(0.5 a) + 0.5``, which is the same function (because
-    ``tanh(u) = 2 sigmoid(2u) - 1``) but never overflows for large ``|a|``.
+    ``tanh(u) = 2 sigmoid(2u) - 1``), for two reasons:
+
+    * it never overflows for large ``|a|`` (``exp(-a)`` does), in float32 and float64;
+    * it is the C core's formula (``rnc_sigmoidf`` in ``csrc/src/kernels/activations.h``:
+      ``0.5f + 0.5f * tanh(0.5f x)``), so in float32 the quantised reference's sigmoid differs
+      from the C kernels' only through their tanh approximation (docs/q8-contract.md).
+
+    The float reference (:mod:`rnncore.nn.cells`), the quantised reference
+    (:mod:`rnncore.quant.reference`) and :class:`rnncore.nn.extended.ExtendedRecurrent` all
+    call this function.
+
+    Parameters
+    ----------
+    a : ndarray (...), float32 or float64
+
+    Returns
+    -------
+    ndarray (...), the dtype of ``a``
     """
     y = np.tanh(0.5 * a)
     y *= 0.5

@@ -42,7 +42,8 @@ __all__ = ["RNN", "GRU", "LSTM"]
 
 
 class _Recurrent(Module):
-    """Machinery shared by RNN, GRU and LSTM; subclasses supply the time loop of one direction."""
+    """Machinery shared by RNN, GRU and LSTM, including the one time loop (:meth:`_scan`,
+    :meth:`_scan_backward`); subclasses supply one step of their cell."""
 
     is_recurrent = True
     takes_lengths = True
@@ -437,13 +438,73 @@ class _Recurrent(Module):
         ds_out = [np.stack(s) for s in dstate0]
         return dx_out, (ds_out[0] if len(ds_out) == 1 else tuple(ds_out))
 
-    # -- per-cell time loops (subclasses) --------------------------------------------------
+    # -- the time loop: one scan for every cell type ----------------------------------------
     def _scan(self, gx: np.ndarray, state0: list[np.ndarray], w: dict, M: np.ndarray | None):
-        """Run one direction of one layer; returns ``(Y (T,B,P), [final states], cache)``."""
-        raise NotImplementedError
+        """Run one direction of one layer over time (in loop order).
+
+        Parameters
+        ----------
+        gx : (T, B, G*H) input projection
+        state0 : ``[h0 (B, P)]`` (LSTM: ``[h0, c0 (B, H)]``)
+        w : the direction's weights (:meth:`_weights`)
+        M : (T, B, 1) bool, valid steps, or None (all valid)
+
+        Returns
+        -------
+        Y : (T, B, P) the states ``h_1 .. h_T``; the final state list; the cache for
+        :meth:`_scan_backward` (``Hs (T+1, B, P)`` with ``Hs[t] = h_{t-1}``, and the cell caches)
+        """
+        state = list(state0)
+        T = gx.shape[0]
+        Hs = np.empty((T + 1,) + state[0].shape, self.dtype)  # Hs[t] = h_{t-1}, the state entering step t
+        Hs[0] = state[0]
+        caches = []
+        for t in range(T):
+            new, cache = self._cell_forward(gx[t], state, w)
+            # past a sequence's length the state stays at its last valid step
+            state = new if M is None else [np.where(M[t], n, s) for n, s in zip(new, state, strict=True)]
+            Hs[t + 1] = state[0]
+            caches.append(cache)
+        return Hs[1:], state, (Hs, caches)
 
     def _scan_backward(self, dY: np.ndarray, dstate: list[np.ndarray], cache: Any, w: dict, M: Any):
-        """Returns ``(dgx (T,B,G*H), [dstate0], {param name: gradient})`` of one direction."""
+        """BPTT through one direction of one layer (in loop order).
+
+        Parameters
+        ----------
+        dY : (T, B, P) gradient w.r.t. the outputs; dstate : ``[dh_T]`` (LSTM: ``[dh_T, dc_T]``)
+        cache : from :meth:`_scan`;  w : the direction's weights;  M : as in :meth:`_scan`
+
+        Returns
+        -------
+        dgx : (T, B, G*H) gradient w.r.t. the input projection; ``[dstate0]``;
+        ``{param name: gradient}`` of the hidden weights, summed over time
+        """
+        Hs, caches = cache
+        ds = list(dstate)                                          # [dh] (LSTM: [dh, dc])
+        T = dY.shape[0]
+        steps: list[Any] = [None] * T                              # per-step gradients of the cell
+        for t in reversed(range(T)):
+            ds[0] = ds[0] + dY[t]                                  # dh: output + what step t+1 sent back
+            ds_new = ds if M is None else [d * M[t] for d in ds]  # past a length: the state is unchanged
+            steps[t], ds_prev = self._cell_backward(ds_new, caches[t], w)
+            ds = ds_prev if M is None else [p + (d - n) for p, d, n in zip(ds_prev, ds, ds_new, strict=True)]
+        per_step = [np.stack(k).astype(self.dtype, copy=False) for k in zip(*steps, strict=True)]
+        dgx, grads = self._hidden_grads(per_step, Hs, caches, w)
+        return dgx, ds, grads
+
+    # -- one step of the cell (subclasses) ---------------------------------------------------
+    def _cell_forward(self, gx_t: np.ndarray, state: list[np.ndarray], w: dict):
+        """One step: ``gx_t (B, G*H)``, ``[h (B, P)(, c (B, H))]`` -> ``([h', (c')], cache)``."""
+        raise NotImplementedError
+
+    def _cell_backward(self, ds: list[np.ndarray], cache: Any, w: dict):
+        """Backward through one step: ``[dh(, dc)]`` -> ``(per-step gradients, [dh_prev(, dc_prev)])``."""
+        raise NotImplementedError
+
+    def _hidden_grads(self, per_step: list[np.ndarray], Hs: np.ndarray, caches: list, w: dict):
+        """From the per-step gradients stacked over time (each (T, B, .)): ``(dgx (T, B, G*H),
+        {param name: gradient of the hidden weights}``)."""
         raise NotImplementedError
 
 
@@ -485,37 +546,22 @@ class RNN(_Recurrent):
     def _repr_extra(self) -> str:
         return f", nonlinearity='{self.nonlinearity}'"
 
-    def _scan(self, gx, state0, w, M):
-        (h,) = state0
-        T = gx.shape[0]
-        Hs = np.empty((T + 1,) + h.shape, self.dtype)  # Hs[t] = h_{t-1}, the state entering step t
-        Hs[0] = h
-        caches = []
-        for t in range(T):
-            h_new, cache = rnn_cell_forward(gx[t], h, w["w_hh"], self.nonlinearity)
-            h = h_new if M is None else np.where(M[t], h_new, h)
-            Hs[t + 1] = h
-            caches.append(cache)
-        return Hs[1:], [h], (Hs, caches)
+    def _cell_forward(self, gx_t, state, w):
+        h, cache = rnn_cell_forward(gx_t, state[0], w["w_hh"], self.nonlinearity)
+        return [h], cache
 
-    def _scan_backward(self, dY, dstate, cache, w, M):
-        Hs, caches = cache
-        (dh,) = dstate
-        T, B, H = dY.shape
-        dA = np.empty((T, B, H), self.dtype)                       # d(pre-activation) per step
-        for t in reversed(range(T)):
-            dh = dh + dY[t]                                        # output + what step t+1 sent back
-            if M is None:
-                dA[t], dh = rnn_cell_backward(dh, caches[t], w["w_hh"])
-            else:
-                dh_new = dh * M[t]  # steps past the length leave the state unchanged
-                dA[t], dh_prev = rnn_cell_backward(dh_new, caches[t], w["w_hh"])
-                dh = dh_prev + (dh - dh_new)
+    def _cell_backward(self, ds, cache, w):
+        da, dh_prev = rnn_cell_backward(ds[0], cache, w["w_hh"])
+        return (da,), [dh_prev]
+
+    def _hidden_grads(self, per_step, Hs, caches, w):
+        (dA,) = per_step                                           # d(pre-activation) per step
+        T, B, H = dA.shape
         dA2 = dA.reshape(T * B, H)
         grads = {"weight_hh": dA2.T @ Hs[:-1].reshape(T * B, H)}
         if self.bias:
             grads["bias_hh"] = dA2.sum(axis=0)
-        return dA, [dh], grads
+        return dA, grads
 
 
 class GRU(_Recurrent):
@@ -563,33 +609,22 @@ class GRU(_Recurrent):
                 gx += w["b_hh"]
         return gx
 
-    def _scan(self, gx, state0, w, M):
-        (h,) = state0
-        T = gx.shape[0]
+    def _cell_forward(self, gx_t, state, w):
         H = self.hidden_size
         b_hn = w["b_hh"][2 * H:] if (self.reset_after and w["b_hh"] is not None) else None
-        Hs = np.empty((T + 1,) + h.shape, self.dtype)
-        Hs[0] = h
-        caches = []
-        for t in range(T):
-            h_new, cache = gru_cell_forward(gx[t], h, w["w_hh"], b_hn, self.reset_after)
-            h = h_new if M is None else np.where(M[t], h_new, h)
-            Hs[t + 1] = h
-            caches.append(cache)
-        return Hs[1:], [h], (Hs, caches)
+        h, cache = gru_cell_forward(gx_t, state[0], w["w_hh"], b_hn, self.reset_after)
+        return [h], cache
 
-    def _scan_backward(self, dY, dstate, cache, w, M):
-        Hs, caches = cache
-        (dh,) = dstate
-        T, B, H = dY.shape
-        dGX = np.empty((T, B, 3 * H), self.dtype)                  # d(input projection) per step
-        # d(recurrent pre-activation): the same array in the original form, where dgh == dgx
-        dGH = dGX if not self.reset_after else np.empty((T, B, 3 * H), self.dtype)
-        for t in reversed(range(T)):
-            dh = dh + dY[t]
-            dh_new = dh if M is None else dh * M[t]
-            dGX[t], dGH[t], dh_prev = gru_cell_backward(dh_new, caches[t], w["w_hh"])
-            dh = dh_prev if M is None else dh_prev + (dh - dh_new)
+    def _cell_backward(self, ds, cache, w):
+        dgx, dgh, dh_prev = gru_cell_backward(ds[0], cache, w["w_hh"])
+        # in the original form dgh is dgx (the same array)
+        return ((dgx, dgh) if self.reset_after else (dgx,)), [dh_prev]
+
+    def _hidden_grads(self, per_step, Hs, caches, w):
+        dGX = per_step[0]                                          # d(input projection) per step
+        dGH = per_step[1] if self.reset_after else dGX             # d(recurrent pre-activation)
+        T, B, H3 = dGX.shape
+        H = H3 // 3
         dGH2 = dGH.reshape(T * B, 3 * H)
         Hprev = Hs[:-1].reshape(T * B, H)
         if self.reset_after:
@@ -600,7 +635,7 @@ class GRU(_Recurrent):
         grads = {"weight_hh": dW_hh}
         if self.bias:
             grads["bias_hh"] = dGH2.sum(axis=0)
-        return dGX, [dh], grads
+        return dGX, grads
 
 
 class LSTM(_Recurrent):
@@ -636,47 +671,25 @@ class LSTM(_Recurrent):
         LD = self.num_layers * self.num_directions
         return [(LD, batch, self.output_size), (LD, batch, self.hidden_size)]
 
-    def _scan(self, gx, state0, w, M):
-        h, c = state0
-        T = gx.shape[0]
-        Hs = np.empty((T + 1,) + h.shape, self.dtype)
-        Hs[0] = h
-        caches = []
-        for t in range(T):
-            h_new, c_new, cache = lstm_cell_forward(gx[t], h, c, w["w_hh"], w["w_hr"])
-            if M is None:
-                h, c = h_new, c_new
-            else:
-                h, c = np.where(M[t], h_new, h), np.where(M[t], c_new, c)
-            Hs[t + 1] = h
-            caches.append(cache)
-        return Hs[1:], [h, c], (Hs, caches)
+    def _cell_forward(self, gx_t, state, w):
+        h, c, cache = lstm_cell_forward(gx_t, state[0], state[1], w["w_hh"], w["w_hr"])
+        return [h, c], cache
 
-    def _scan_backward(self, dY, dstate, cache, w, M):
-        Hs, caches = cache
-        dh, dc = dstate
-        T, B, P = dY.shape
-        H = self.hidden_size
-        dA = np.empty((T, B, 4 * H), self.dtype)                   # d(pre-activation) per step
-        # with a projection: d(h_t) per step, for dW_hr = sum_t dh_t^T m_t
-        dHnew = np.empty((T, B, P), self.dtype) if w["w_hr"] is not None else None
-        for t in reversed(range(T)):
-            dh = dh + dY[t]
-            if M is None:
-                if dHnew is not None:
-                    dHnew[t] = dh
-                dA[t], dh, dc = lstm_cell_backward(dh, dc, caches[t], w["w_hh"], w["w_hr"])
-            else:
-                dh_new, dc_new = dh * M[t], dc * M[t]
-                if dHnew is not None:
-                    dHnew[t] = dh_new
-                dA[t], dh_prev, dc_prev = lstm_cell_backward(dh_new, dc_new, caches[t], w["w_hh"], w["w_hr"])
-                dh, dc = dh_prev + (dh - dh_new), dc_prev + (dc - dc_new)
+    def _cell_backward(self, ds, cache, w):
+        da, dh_prev, dc_prev = lstm_cell_backward(ds[0], ds[1], cache, w["w_hh"], w["w_hr"])
+        # with a projection also d(h_t), for dW_hr = sum_t dh_t^T m_t
+        return ((da, ds[0]) if w["w_hr"] is not None else (da,)), [dh_prev, dc_prev]
+
+    def _hidden_grads(self, per_step, Hs, caches, w):
+        dA = per_step[0]                                           # d(pre-activation) per step
+        T, B, H4 = dA.shape
+        H, P = H4 // 4, Hs.shape[2]
         dA2 = dA.reshape(T * B, 4 * H)
         grads = {"weight_hh": dA2.T @ Hs[:-1].reshape(T * B, P)}
         if self.bias:
             grads["bias_hh"] = dA2.sum(axis=0)
-        if dHnew is not None:
+        if w["w_hr"] is not None:
+            dHnew = per_step[1]
             Mout = np.stack([c[3] for c in caches]).reshape(T * B, H)  # m_t = o_t * tanh(c_t)
             grads["weight_hr"] = dHnew.reshape(T * B, P).T @ Mout
-        return dA, [dh, dc], grads
+        return dA, grads

@@ -26,7 +26,7 @@ from rnncore.quant.reference import (
     quantize_model,
 )
 from rnncore.quant.scheme import epilogue, int_matmul, quantize_activation, quantize_weights
-from rnncore.quant.spec import (
+from rnncore.spec import (
     CellWeights,
     LayerSpec,
     LinearSpec,

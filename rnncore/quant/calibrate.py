@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnncore.quant.reference import Calibration, forward
-from rnncore.quant.spec import ModelSpec, spec_from_model
+from rnncore.spec import ModelSpec, spec_from_model
 
 _F32 = np.float32
 
@@ -27,7 +27,7 @@ def calibrate(model, X: np.ndarray, lengths=None) -> Calibration:
 
     Parameters
     ----------
-    model : an ``rc.nn`` model or a :class:`~rnncore.quant.spec.ModelSpec`
+    model : an ``rc.nn`` model or a :class:`~rnncore.spec.ModelSpec`
     X : (B, T, I) floats (or (B, T) indices with an embedding), representative inputs
     lengths : (B,) valid lengths (None: all T); padding is ignored
 

@@ -1,6 +1,6 @@
 """The NumPy quantised reference: the executable spec of the C core's q8 kernels.
 
-It runs a :class:`QModel` (a :class:`~rnncore.quant.spec.ModelSpec` with int8 weights) step by
+It runs a :class:`QModel` (a :class:`~rnncore.spec.ModelSpec` with int8 weights) step by
 step exactly as the C kernels do (docs/q8-contract.md):
 
 * int32 accumulators ``W_q @ q(v)``, exact (see :func:`~rnncore.quant.scheme.int_matmul`);
@@ -13,6 +13,11 @@ step exactly as the C kernels do (docs/q8-contract.md):
             reset_after=False: n = tanh(gi_n + (W_hn q(r*h) * (s_rh * s_w) + b_hn))
             h' = (1 - z) * n + z * h
       LSTM  i, f, g, o = sig, sig, tanh, sig (gi + gh); c' = f c + i g; h' = o tanh(c')
+
+  The cell updates are the float reference's own (:mod:`rnncore.nn.cells`: ``rnn_update``,
+  ``gru_gates`` / ``gru_candidate`` / ``gru_blend``, ``lstm_update``; the sigmoid of
+  :func:`rnncore.nn.functional.sigmoid`, which documents why it has the C core's form): the
+  q8 path differs from the float one only in how the pre-activations are computed.
 
 The same loops also run the float spec (:func:`float_forward`, float32 or float64), which
 is what the f32 kernels compute.
@@ -28,8 +33,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rnncore.nn import cells
+from rnncore.nn import functional as F
 from rnncore.quant.scheme import F32, epilogue, int_matmul, quantize_activation, quantize_weights
-from rnncore.quant.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec
+from rnncore.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec
 
 # ------------------------------------------------------------------------------------------
 # quantised model
@@ -145,20 +152,25 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> Q
 
 
 # ------------------------------------------------------------------------------------------
-# activations (float32 in the q8 path, the input dtype in the float path)
+# activations and cell updates: rnncore.nn's (float32 in the q8 path, the input dtype in the
+# float path); only the pre-activations differ between the float and the q8 references
+
+#: the sigmoid of both references (:func:`rnncore.nn.functional.sigmoid`). This module's
+#: ``sigmoid`` and ``np.tanh`` are looked up at every step, so the C core's test vectors
+#: (csrc/tests/gen_vectors.py) can substitute float32 transcriptions of its fast activations
+#: and compare the C q8 outputs with this reference bit for bit.
+sigmoid = F.sigmoid
 
 
-def sigmoid(a: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        one = a.dtype.type(1)
-        return (one / (one + np.exp(-a))).astype(a.dtype)
+def _activations() -> cells.Activations:
+    return cells.Activations(sigmoid=sigmoid, tanh=np.tanh, relu=F.relu)
 
 
 def _act(name: str, a: np.ndarray) -> np.ndarray:
     if name == "tanh":
         return np.tanh(a)
     if name == "relu":
-        return np.maximum(a, a.dtype.type(0))
+        return F.relu(a)
     if name == "sigmoid":
         return sigmoid(a)
     if name == "softmax":
@@ -177,25 +189,22 @@ def _cell_update(cell: str, hsz: int, gi: np.ndarray, gh: np.ndarray, h: np.ndar
                  c: np.ndarray | None, gh_n_fn=None):
     """The cell equations given the gate pre-activations (shared by float and q8).
 
-    ``gh_n_fn(r)`` computes GRU(reset_after=False)'s recurrent n-gate term from ``r``.
+    ``gi (B, G*H)`` is the input part with ``b_ih``, ``gh (B, G*H)`` the recurrent part with
+    ``b_hh``; ``gh_n_fn(r)`` computes GRU(reset_after=False)'s recurrent n-gate term from ``r``.
+    The updates are :mod:`rnncore.nn.cells`' (the float reference's).
     """
+    act = _activations()
     if cell in ("rnn_tanh", "rnn_relu"):
-        return _act(cell[4:], gi + gh), None
+        return cells.rnn_update(gi + gh, cell[4:], act), None
     if cell == "gru":
-        r = sigmoid(gi[:, :hsz] + gh[:, :hsz])
-        z = sigmoid(gi[:, hsz:2 * hsz] + gh[:, hsz:2 * hsz])
-        if gh_n_fn is None:
-            n = np.tanh(gi[:, 2 * hsz:] + r * gh[:, 2 * hsz:])
-        else:
-            n = np.tanh(gi[:, 2 * hsz:] + gh_n_fn(r))
-        one = h.dtype.type(1)
-        return (one - z) * n + z * h, None
+        rz = cells.gru_gates(gi[:, :2 * hsz] + gh[:, :2 * hsz], act)
+        r = rz[:, :hsz]
+        gh_n = r * gh[:, 2 * hsz:] if gh_n_fn is None else gh_n_fn(r)
+        n = cells.gru_candidate(gi[:, 2 * hsz:], gh_n, act)
+        return cells.gru_blend(n, rz[:, hsz:], h), None
     if cell == "lstm":
-        a = gi + gh
-        i, f = sigmoid(a[:, :hsz]), sigmoid(a[:, hsz:2 * hsz])
-        g, o = np.tanh(a[:, 2 * hsz:3 * hsz]), sigmoid(a[:, 3 * hsz:])
-        c2 = f * c + i * g
-        return o * np.tanh(c2), c2
+        _, c2, _, m = cells.lstm_update(gi + gh, c, act)
+        return m, c2
     raise ValueError(f"cell: unknown {cell!r}")
 
 

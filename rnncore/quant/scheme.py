@@ -35,6 +35,9 @@ _ONE = F32(1.0)
 def quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-row symmetric int8 quantisation of a weight matrix.
 
+    The only implementation: the ``.rnc`` writer (``rnncore.io.rnc.quantize_rows``) and the
+    quantised reference (:class:`~rnncore.quant.reference.QMatrix`) both call it.
+
     Parameters
     ----------
     w : ndarray (R, K), any float dtype (converted to float32 first)

@@ -1,0 +1,281 @@
+"""The importer core: load the model, walk the graph node by node, dispatch each node to its
+op handler (:mod:`~rnncore.io.onnx_import._registry`), then build the rnncore model from the
+layers the handlers recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnncore.io import _build
+
+# the handler modules register their ops on import
+from rnncore.io.onnx_import import ops_graph, ops_head, ops_recurrent  # noqa: F401
+from rnncore.io.onnx_import._registry import OPS
+from rnncore.io.onnx_import._values import (
+    OnnxSignature,
+    _Final,
+    _FinalCat,
+    _Input,
+    _Refused,
+    _Seq,
+)
+from rnncore.nn.module import Module
+from rnncore.spec import ModelSpec
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode()
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [s.decode() for s in v]
+        out[a.name] = v
+    return out
+
+
+class _Importer:
+    def __init__(self, model, dtype: str, strip_final_activation: bool = False):
+        from onnx import numpy_helper
+
+        self.dtype = dtype
+        self.strip = strip_final_activation
+        self.stripped: list = []
+        g = model.graph
+        self.g = g
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+        self.vals: dict = {}
+        for t in g.initializer:
+            self.vals[t.name] = numpy_helper.to_array(t)
+        for i in g.input:
+            if i.name in self.vals:
+                continue
+            tt = i.type.tensor_type
+            shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+            integer = tt.elem_type in (6, 7, 2, 3, 4, 5, 12, 13)   # int32/int64/uint8/int8/...
+            self.vals[i.name] = _Input(i.name, shape, integer)
+        self.layers: list[dict] = []
+        self.main: str | None = None
+        self.alias: dict = {}
+        self.lengths: str | None = None
+        self.lengths_nodes: list = []
+        self.states: list = []
+        self.rnn_nodes: list = []        # layer index of each recurrent node, in order
+        self.node_pipe: dict = {}        # node index -> pipe of its Y
+        self.node_D: dict = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def refuse(self, node, why):
+        raise _Refused(f"from_onnx: node {node.name or '?'!r} ({node.op_type}): {why}")
+
+    def lab(self, a):
+        while a in self.alias:
+            a = self.alias[a]
+        return a
+
+    def data(self, v, node):
+        """The value as model data (turning the graph input it is into the model's input)."""
+        if isinstance(v, _Input):
+            if self.main is not None and self.main != v.name:
+                self.refuse(node, f"a second data input {v.name!r} (the model's input is {self.main!r})")
+            self.main = v.name
+            if v.integer:
+                if len(v.shape) != 2:
+                    self.refuse(node, f"integer input {v.name!r} must be (batch, time) token ids")
+                s = _Seq(("X0", "X1"), (None, None), (), integer=True)
+            else:
+                if len(v.shape) != 3:
+                    self.refuse(node, f"input {v.name!r} must have 3 axes, got {v.shape}")
+                s = _Seq(("X0", "X1", "F"), (None, None, v.shape[2]), ())
+            self.vals[v.name] = s
+            return s
+        if isinstance(v, _FinalCat | _Final):
+            return self.pool_from_final(v, node)
+        if not isinstance(v, _Seq):
+            self.refuse(node, f"expected the model's data here, got {type(v).__name__.strip('_')}")
+        return v
+
+    def const(self, v, node, what):
+        if isinstance(v, np.ndarray):
+            return v
+        if isinstance(v, np.generic):
+            return np.asarray(v)
+        self.refuse(node, f"{what} must be a constant (initializer), got {type(v).__name__.strip('_')}")
+
+    def axes_arg(self, node, ins, a):
+        """The ``axes`` of Squeeze / Unsqueeze / ReduceMean: an attribute (old opsets) or input 1."""
+        if "axes" in a:
+            return list(a["axes"])
+        if len(ins) > 1 and ins[1] is not None:
+            return [int(x) for x in np.atleast_1d(self.const(ins[1], node, "axes"))]
+        return None
+
+    def add_layer(self, pipe, layer):
+        self.layers.append(layer)
+        return pipe + (len(self.layers) - 1,)
+
+    def pool_from_final(self, v, node):
+        """h_n of the last layer, used as features: the same as pooling the last step."""
+        if isinstance(v, _Final):
+            if len(v.entries) != 1 or len(v.axes) != 3:
+                self.refuse(node, "final states of several layers/directions used as features")
+            entries = v.entries
+        else:
+            entries = v.entries
+        nodes = {e[0] for e in entries}
+        if len(nodes) != 1 or any(e[2] != "h" for e in entries):
+            self.refuse(node, "only the hidden final state of one recurrent node can feed a head")
+        n = nodes.pop()
+        D = self.node_D[n]
+        dirs = [e[1] for e in entries]
+        if dirs not in ([0], [0, 1]) or len(dirs) != D:
+            self.refuse(node, f"final-state directions {dirs} of a {D}-direction node are not a last-step "
+                              "pooling (use both, forward first)")
+        if self.layers[self.node_pipe[n][-1]].get("reverse"):
+            self.refuse(node, "final state of a reverse-only node used as features")
+        pipe = self.node_pipe[n]
+        H = self.layers[pipe[-1]]["hidden_size"]
+        return _Seq(("B", "F"), (None, D * H), self.add_layer(pipe, {"kind": "pool", "pool": "last",
+                                                                      "bidirectional": D == 2}))
+
+    def resolve_time(self, s: _Seq, node, want: tuple):
+        """Match the first two axes of ``s`` to ``want`` (('T', 'B') or ('B', 'T'))."""
+        for a, w in zip(s.axes[:2], want, strict=True):
+            a = self.lab(a)
+            if a in ("X0", "X1"):
+                self.alias[a] = w
+            elif a != w:
+                self.refuse(node, f"reads its input as {want + ('F',)} but the data is "
+                                  f"{tuple(self.lab(x) for x in s.axes)}")
+
+    # -- driver: walk the graph, dispatch every node through the op registry ---------------
+    def run(self):
+        for node in self.g.node:
+            if node.domain not in ("", "ai.onnx"):
+                self.refuse(node, f"operator domain {node.domain!r}")
+            handler = OPS.get(node.op_type)
+            if handler is None:
+                self.refuse(node, f"operator not supported by the rnncore importer: no handler for op type "
+                                  f"{node.op_type!r} (supported: {', '.join(sorted(OPS))})")
+            ins = [self.vals[i] if i else None for i in node.input]
+            for name, i in zip(node.input, ins, strict=True):
+                if name and i is None:
+                    self.refuse(node, f"input {name!r} is not available")
+            outs = handler(self, node, ins, _attrs(node))
+            for name, v in zip(node.output, outs, strict=False):
+                if name:
+                    self.vals[name] = v
+        if any(self.lengths_nodes) and not all(self.lengths_nodes):
+            raise _Refused("from_onnx: sequence_lens feeds some recurrent nodes but not others")
+
+
+def _load(path_or_model):
+    import onnx
+
+    if isinstance(path_or_model, onnx.ModelProto):
+        return path_or_model
+    if not isinstance(path_or_model, str | bytes) and not hasattr(path_or_model, "__fspath__"):
+        raise TypeError(f"from_onnx: expected a path, the model's bytes or an onnx.ModelProto, "
+                        f"got {type(path_or_model).__name__}")
+    try:
+        if isinstance(path_or_model, bytes):
+            return onnx.load_from_string(path_or_model)
+        return onnx.load(str(path_or_model))
+    except OSError:
+        raise
+    except Exception as e:      # protobuf's DecodeError and friends
+        raise ValueError(f"from_onnx: not a readable ONNX model ({type(e).__name__}: {e})") from e
+
+
+def weights_to_initializers(model, names):
+    """Copy of ``model`` where the graph inputs ``names`` (a dict name -> array) are initializers.
+
+    ONNX's own backend tests feed ``W``, ``R``, ``B`` and ``P`` as graph inputs; an importer
+    needs them as constants.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    keep = [i for i in m.graph.input if i.name not in names]
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    for n, v in names.items():
+        m.graph.initializer.append(numpy_helper.from_array(np.asarray(v), n))
+    return m
+
+
+def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: bool = False,
+              as_spec: bool = False) -> Module | ModelSpec:
+    """Convert an ONNX model with RNN/GRU/LSTM nodes into an rnncore reference model.
+
+    Parameters
+    ----------
+    path_or_model : a ``.onnx`` path, the serialized bytes or an ``onnx.ModelProto``
+    dtype : "float64" or "float32"
+    strip_final_activation : accept a ``Softmax`` / ``LogSoftmax`` / ``Sigmoid`` on the last
+        axis right after the head, as the graph's output, and drop it (the model then returns
+        the head's logits; ``model.onnx_io.stripped`` names the dropped op)
+    as_spec : return the model's :class:`~rnncore.spec.ModelSpec` (the description the C core,
+        the references and the ``.rnc`` writer read) instead of the ``rc.nn`` model; a model
+        the C core cannot run is refused (ValueError naming the module)
+
+    Returns
+    -------
+    ``rc.nn.RNN/GRU/LSTM``, :class:`rnncore.nn.extended.ExtendedRecurrent` (for ONNX-only
+    options) or ``rc.nn.Sequential``; it reads ``x (B, T, F)``. ``model.onnx_io`` is an
+    :class:`OnnxSignature` describing how the ONNX inputs and outputs map onto ``forward``.
+
+    Raises
+    ------
+    ValueError naming the node (and op type) the importer does not understand.
+    """
+    try:
+        import onnx  # noqa: F401
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("from_onnx needs the 'onnx' package: pip install onnx") from e
+    imp = _Importer(_load(path_or_model), dtype, strip_final_activation)
+    imp.run()
+    g = imp.g
+    outputs = [o.name for o in g.output]
+    # the model is the longest chain of layers that reaches an output
+    pipes = []
+    for name in outputs:
+        v = imp.vals[name]
+        if isinstance(v, _Seq):
+            pipes.append(v.pipe)
+        elif isinstance(v, _Final | _FinalCat):
+            pipes.append(imp.node_pipe[v.entries[0][0]])
+    if not pipes or not imp.rnn_nodes:
+        raise _Refused("from_onnx: no recurrent node reaches a graph output")
+    pipe = max(pipes, key=len)
+    for p in pipes:
+        if p != pipe[:len(p)]:
+            raise _Refused("from_onnx: the graph outputs come from different branches")
+    modules, node_rows = _build.build_layers([imp.layers[i] for i in pipe], dtype)
+    model = _build.sequential(modules)
+    lay = imp.lab("X0")
+    sig = OnnxSignature(input=imp.main, input_layout="TB" if lay == "T" else "BT", lengths=imp.lengths,
+                        node_rows=node_rows, directions=dict(imp.node_D), stripped=imp.stripped)
+    for name, n, kind, axes, rows in imp.states:
+        if n not in node_rows:
+            raise _Refused(f"from_onnx: initial state {name!r} feeds a node outside the model")
+        sig.states.append((name, n, kind, axes, rows))
+    for name in outputs:
+        v = imp.vals[name]
+        if isinstance(v, _Seq):
+            if v.pipe != pipe:
+                raise _Refused(f"from_onnx: output {name!r} is an intermediate result of the model")
+            sig.outputs.append((name, "y", tuple(imp.lab(x) for x in v.axes)))
+        elif isinstance(v, _Final):
+            sig.outputs.append((name, "state", list(v.entries), v.axes))
+        else:
+            sig.outputs.append((name, "state", list(v.entries), ("B", "H")))
+    model.onnx_io = sig
+    return _build.as_spec(model, as_spec)
+
+

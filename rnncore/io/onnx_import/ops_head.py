@@ -1,0 +1,106 @@
+"""Heads and pooling after the recurrent layers: ``Gemm``, ``MatMul`` + ``Add``, ``ReduceMean``
+over time, a droppable final ``Softmax`` / ``Sigmoid``, and constant arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnncore.io.onnx_import._registry import register
+from rnncore.io.onnx_import._values import _known, _Seq
+
+
+def _linear(imp, node, s, weight, bias):
+    if s.sizes[-1] is not None and s.sizes[-1] != weight.shape[1]:
+        imp.refuse(node, f"weight {weight.shape} does not fit {s.sizes[-1]} features")
+    pipe = imp.add_layer(s.pipe, {"kind": "linear", "weight": weight, "bias": bias})
+    return _Seq(s.axes, s.sizes[:-1] + (weight.shape[0],), pipe)
+
+
+@register("Gemm")
+def op_gemm(imp, node, ins, a):
+    s = imp.data(ins[0], node)
+    if a.get("transA", 0):
+        imp.refuse(node, "transA=1")
+    Bm = imp.const(ins[1], node, "B").astype(np.float64) * float(a.get("alpha", 1.0))
+    weight = Bm if a.get("transB", 0) else Bm.T
+    bias = None
+    if len(ins) > 2 and ins[2] is not None:
+        C = imp.const(ins[2], node, "C").astype(np.float64) * float(a.get("beta", 1.0))
+        if C.size not in (1, weight.shape[0]) or (C.ndim == 2 and C.shape[0] != 1):
+            imp.refuse(node, f"bias C of shape {C.shape} is not per output")
+        bias = np.broadcast_to(C.reshape(-1), (weight.shape[0],)).copy()
+    return [_linear(imp, node, s, weight, bias)]
+
+
+@register("MatMul")
+def op_mat_mul(imp, node, ins, a):
+    s = imp.data(ins[0], node)
+    Wm = imp.const(ins[1], node, "the second operand").astype(np.float64)
+    if Wm.ndim != 2:
+        imp.refuse(node, "matmul with a weight that is not a matrix")
+    return [_linear(imp, node, s, Wm.T, None)]
+
+
+@register("Add")
+def op_add(imp, node, ins, a):
+    if all(isinstance(v, np.ndarray) for v in ins):
+        return [ins[0] + ins[1]]
+    if isinstance(ins[0], np.ndarray):
+        ins = ins[::-1]
+    s, b = imp.data(ins[0], node), imp.const(ins[1], node, "the addend")
+    last = imp.layers[s.pipe[-1]] if s.pipe else None
+    if last is None or last["kind"] != "linear" or last["bias"] is not None:
+        imp.refuse(node, "add that is not the bias of a MatMul")
+    b = np.asarray(b, np.float64)
+    if b.size not in (1, last["weight"].shape[0]):
+        imp.refuse(node, f"bias of shape {b.shape} is not per output")
+    layer = dict(last, bias=np.broadcast_to(b.reshape(-1), (last["weight"].shape[0],)).copy())
+    return [_Seq(s.axes, s.sizes, imp.add_layer(s.pipe[:-1], layer))]
+
+
+@register("Softmax", "LogSoftmax", "Sigmoid")
+def op_final_activation(imp, node, ins, a):
+    s = imp.data(ins[0], node)
+    outputs = {o.name for o in imp.g.output}
+    axis = int(a.get("axis", -1))
+    last_axis = node.op_type == "Sigmoid" or axis in (-1, len(s.axes) - 1)
+    head = s.pipe and imp.layers[s.pipe[-1]]["kind"] == "linear"
+    if not (imp.strip and node.output[0] in outputs and last_axis and head):
+        imp.refuse(node, "activation on the data (a final softmax/sigmoid after the head can be "
+                          "dropped with strip_final_activation=True)")
+    imp.stripped.append(node.op_type)
+    return [s]
+
+
+def _const_binary(imp, node, ins, fn):
+    ins = [_known(v) for v in ins]
+    if all(isinstance(v, np.ndarray) for v in ins):
+        return [fn(ins[0], ins[1])]
+    imp.refuse(node, "element-wise arithmetic on the model's data is not supported")
+
+
+@register("Sub")
+def op_sub(imp, node, ins, a):
+    return _const_binary(imp, node, ins, np.subtract)
+
+
+@register("Mul")
+def op_mul(imp, node, ins, a):
+    return _const_binary(imp, node, ins, np.multiply)
+
+
+@register("Div")
+def op_div(imp, node, ins, a):
+    return _const_binary(imp, node, ins, lambda x, y: x // y if x.dtype.kind in "iu" else x / y)
+
+
+@register("ReduceMean")
+def op_reduce_mean(imp, node, ins, a):
+    s = imp.data(ins[0], node)
+    axes = imp.axes_arg(node, ins, a)
+    if (axes is None or len(axes) != 1 or imp.lab(s.axes[axes[0] % len(s.axes)]) != "T"
+            or a.get("keepdims", 1) or len(s.axes) != 3):
+        imp.refuse(node, "ReduceMean other than the mean over time (keepdims=0)")
+    keep = [i for i in range(3) if i != axes[0] % 3]
+    return [_Seq(tuple(s.axes[i] for i in keep), tuple(s.sizes[i] for i in keep),
+                 imp.add_layer(s.pipe, {"kind": "pool", "pool": "mean", "bidirectional": False}))]

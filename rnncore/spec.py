@@ -1,0 +1,409 @@
+"""A plain description of an inference model: what the C core runs and the references compute.
+
+A :class:`ModelSpec` is an optional embedding table, a stack of recurrent layers (each one
+layer of one cell type, one or two directions), an optional last-step pooling and an optional
+linear head. It holds float weights named and shaped as in PyTorch's ``state_dict``. It is the
+one description of a model that everything else reads or writes:
+
+* :func:`spec_from_model` builds it from ``rc.nn`` models, and the importers emit it
+  (``from_torch`` / ``from_keras`` / ``from_onnx`` with ``as_spec=True``);
+* :func:`rnncore.quant.quantize_model` turns it into the q8 form, the references run it;
+* :func:`to_rnc_spec` is its one conversion to :func:`rnncore.io.rnc.write_rnc`'s ``dict``
+  (:func:`spec_from_rnc` the way back), and :func:`build_rnc` writes a model's ``.rnc``
+  bytes without the compiled engine (``rc.compile`` and ``rnncore convert`` use it).
+
+(Formerly ``rnncore.quant.spec``, which re-exports it.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: gates per cell type (PyTorch order: GRU r,z,n; LSTM i,f,g,o)
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
+HEAD_ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "softmax")
+
+
+@dataclass
+class CellWeights:
+    """One direction of one layer: ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``, biases ``(G*H,)``."""
+
+    weight_ih: np.ndarray
+    weight_hh: np.ndarray
+    bias_ih: np.ndarray
+    bias_hh: np.ndarray
+
+
+@dataclass
+class LayerSpec:
+    """One recurrent layer: cell type, sizes, and one :class:`CellWeights` per direction."""
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    directions: list[CellWeights]
+    reset_after: bool = True
+
+    @property
+    def num_directions(self) -> int:
+        return len(self.directions)
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * self.num_directions
+
+    def validate(self) -> None:
+        if self.cell not in GATES:
+            raise ValueError(f"cell: expected one of {sorted(GATES)}, got {self.cell!r}")
+        if self.num_directions not in (1, 2):
+            raise ValueError(f"directions: expected 1 or 2, got {self.num_directions}")
+        g, h, i = GATES[self.cell], self.hidden_size, self.input_size
+        for w in self.directions:
+            for name, shape in (("weight_ih", (g * h, i)), ("weight_hh", (g * h, h)),
+                                ("bias_ih", (g * h,)), ("bias_hh", (g * h,))):
+                got = np.shape(getattr(w, name))
+                if got != shape:
+                    raise ValueError(f"{self.cell} layer {name}: expected shape {shape}, got {got}")
+
+
+@dataclass
+class LinearSpec:
+    """``y = act(x @ weight.T + bias)`` with ``weight (O, F)``, ``bias (O,)``."""
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    activation: str = "none"
+
+
+@dataclass
+class ModelSpec:
+    """Embedding? -> recurrent layers -> last step? -> linear head?
+
+    ``last_step`` pools ``y[b, lengths[b] - 1]`` (with ``last_step_bidirectional`` the backward
+    half at ``t = 0``, like ``rc.nn.LastStep(bidirectional=True)``); without it the head, if
+    any, applies at every step.
+    """
+
+    layers: list[LayerSpec]
+    embedding: np.ndarray | None = None
+    last_step: bool = False
+    #: like ``rc.nn.LastStep(bidirectional=True)``: the backward half is taken at t = 0
+    last_step_bidirectional: bool = False
+    head: LinearSpec | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].input_size
+
+    @property
+    def bidirectional(self) -> bool:
+        return any(layer.num_directions == 2 for layer in self.layers)
+
+    @property
+    def output_size(self) -> int:
+        if self.head is not None:
+            return int(np.shape(self.head.weight)[0])
+        return self.layers[-1].output_size
+
+    def validate(self) -> None:
+        if not self.layers:
+            raise ValueError("model: at least one recurrent layer is required")
+        if self.embedding is not None and np.shape(self.embedding)[1] != self.layers[0].input_size:
+            raise ValueError(
+                f"embedding dim {np.shape(self.embedding)[1]} != first layer input_size "
+                f"{self.layers[0].input_size}")
+        prev = None
+        for k, layer in enumerate(self.layers):
+            layer.validate()
+            if prev is not None and layer.input_size != prev:
+                raise ValueError(f"layer {k}: input_size {layer.input_size}, previous layer gives {prev}")
+            prev = layer.output_size
+        if self.head is not None:
+            o_f = np.shape(self.head.weight)
+            if len(o_f) != 2 or o_f[1] != prev:
+                raise ValueError(f"head weight: expected shape (O, {prev}), got {o_f}")
+            if self.head.activation not in HEAD_ACTIVATIONS:
+                raise ValueError(f"head activation: expected one of {HEAD_ACTIVATIONS}, "
+                                 f"got {self.head.activation!r}")
+
+
+def _np(v: object) -> np.ndarray:
+    if hasattr(v, "detach"):
+        v = v.detach().cpu().numpy()
+    return np.asarray(v)
+
+
+def layers_from_state_dict(cell: str, sd: dict, num_layers: int, bidirectional: bool,
+                           reset_after: bool = True, prefix: str = "") -> list[LayerSpec]:
+    """Build :class:`LayerSpec` s from PyTorch-named weights (``weight_ih_l0``, ``..._reverse``).
+
+    Missing biases are zeros (PyTorch ``bias=False``).
+    """
+    layers = []
+    for k in range(num_layers):
+        dirs = []
+        for suffix in ("", "_reverse")[: 2 if bidirectional else 1]:
+            key = f"{prefix}%s_l{k}{suffix}"
+            if key % "weight_ih" not in sd:
+                raise KeyError(f"state_dict: missing {key % 'weight_ih'!r}")
+            w_ih, w_hh = _np(sd[key % "weight_ih"]), _np(sd[key % "weight_hh"])
+            zeros = np.zeros(w_ih.shape[0])
+            b_ih = _np(sd[key % "bias_ih"]) if key % "bias_ih" in sd else zeros
+            b_hh = _np(sd[key % "bias_hh"]) if key % "bias_hh" in sd else zeros
+            dirs.append(CellWeights(w_ih, w_hh, b_ih, b_hh))
+        layers.append(LayerSpec(cell, dirs[0].weight_ih.shape[1], dirs[0].weight_hh.shape[1], dirs,
+                                reset_after))
+    return layers
+
+
+def _cell_of(module: object) -> str | None:
+    name = type(module).__name__.lower()
+    if name in ("gru", "grucell"):
+        return "gru"
+    if name in ("lstm", "lstmcell"):
+        return "lstm"
+    if name in ("rnn", "rnncell"):
+        nl = getattr(module, "nonlinearity", "tanh")
+        return f"rnn_{nl}"
+    return None
+
+
+def _recurrent_layers(module: object) -> list[LayerSpec]:
+    cell = _cell_of(module)
+    if getattr(module, "proj_size", 0):
+        raise ValueError("LSTM proj_size is not supported by the compiled engine")
+    sd = module.state_dict()
+    num_layers = int(getattr(module, "num_layers", 1))
+    bidirectional = bool(getattr(module, "bidirectional", False))
+    reset_after = bool(getattr(module, "reset_after", True))
+    return layers_from_state_dict(cell, sd, num_layers, bidirectional, reset_after)
+
+
+def spec_from_model(model: object) -> ModelSpec:
+    """Describe an ``rc.nn`` model (a recurrent layer, or a Sequential of
+    ``[Embedding] + recurrent layer(s) + [LastStep] + [Linear [+ activation]]``).
+
+    Raises ``ValueError`` naming the first module that the C core cannot run.
+    """
+    if isinstance(model, ModelSpec):
+        model.validate()
+        return model
+    _refuse_extended(model)
+    if _cell_of(model) is not None:
+        spec = ModelSpec(_recurrent_layers(model))
+        spec.validate()
+        return spec
+    children = list(model.children()) if hasattr(model, "children") else None
+    if not children:
+        raise ValueError("compile: expected an rc.nn recurrent layer or Sequential, "
+                         f"got {type(model).__name__}")
+    spec = ModelSpec(layers=[])
+    stage = 0  # 0: before recurrent, 1: recurrent, 2: after last-step, 3: after head
+    for name, m in children:
+        kind = type(m).__name__
+        cell = _cell_of(m)
+        if kind == "Embedding" and stage == 0 and spec.embedding is None:
+            spec.embedding = _np(m.state_dict()["weight"])
+        elif cell is not None and stage <= 1:
+            spec.layers.extend(_recurrent_layers(m))
+            stage = 1
+        elif kind == "LastStep" and stage == 1:
+            spec.last_step = True
+            spec.last_step_bidirectional = bool(getattr(m, "bidirectional", False))
+            stage = 2
+        elif kind == "Dropout":
+            continue  # identity at inference
+        elif kind == "Linear" and stage in (1, 2) and spec.head is None:
+            sd = m.state_dict()
+            spec.head = LinearSpec(_np(sd["weight"]), _np(sd["bias"]) if "bias" in sd else None)
+            stage = 3
+        elif kind.lower() in HEAD_ACTIVATIONS and stage == 3 and spec.head.activation == "none":
+            spec.head.activation = kind.lower()
+        else:
+            raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
+                             "expected [Embedding] + recurrent layers + [LastStep] + [Linear] + [activation]")
+    spec.validate()
+    return spec
+
+
+# ------------------------------------------------------------------------------------------
+# the .rnc writer's description (rnncore.io.rnc) <-> ModelSpec
+
+_KIND_TO_RNC = {"rnn_tanh": ("rnn", "tanh"), "rnn_relu": ("rnn", "relu"), "gru": ("gru", None),
+                "lstm": ("lstm", None)}
+
+
+def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = True) -> dict:
+    """The ``dict`` that :func:`rnncore.io.rnc.write_rnc` takes.
+
+    Parameters
+    ----------
+    spec : the float model
+    precision : "f32" or "q8"
+    calibration : a :class:`~rnncore.quant.Calibration` (static q8 scales) or None (dynamic)
+    head : include the linear head (False when the engine applies it after pooling itself)
+    """
+    spec.validate()
+    layers = []
+    for k, ls in enumerate(spec.layers):
+        kind, nonlin = _KIND_TO_RNC[ls.cell]
+        weights = {}
+        for d, w in enumerate(ls.directions):
+            suf = "_reverse" if d else ""
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                weights[name + suf] = np.asarray(getattr(w, name), np.float32)
+        layer = {"kind": kind, "bidirectional": ls.num_directions == 2, "weights": weights,
+                 "input_size": ls.input_size, "hidden_size": ls.hidden_size}
+        if nonlin:
+            layer["nonlinearity"] = nonlin
+        if kind == "gru":
+            layer["reset_after"] = ls.reset_after
+        if calibration is not None:
+            layer["x_scale"] = calibration.x_scale[k]
+            layer["h_scale"] = list(calibration.h_scale[k])
+        layers.append(layer)
+    emb = None if spec.embedding is None else {"weight": np.asarray(spec.embedding, np.float32)}
+    out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
+           "embedding": emb, "last_step": spec.last_step,
+           "last_step_bidirectional": spec.last_step_bidirectional}
+    if head and spec.head is not None:
+        w = np.asarray(spec.head.weight, np.float32)
+        b = np.zeros(w.shape[0]) if spec.head.bias is None else spec.head.bias
+        b = np.asarray(b, np.float32)
+        out["head"] = {"weight": w, "bias": b, "activation": spec.head.activation,
+                       "in_scale": None if calibration is None else calibration.head_scale}
+    return out
+
+
+def spec_from_rnc(d: dict) -> ModelSpec:
+    """A :class:`ModelSpec` from :func:`rnncore.io.rnc.read_rnc`'s description (q8 files give the
+    dequantised weights ``wq * s``)."""
+    layers = []
+    for layer in d["layers"]:
+        kind = layer["kind"] if layer["kind"] != "rnn" else "rnn_" + layer.get("nonlinearity", "tanh")
+        w = layer["weights"]
+        dirs = [CellWeights(w["weight_ih" + suf], w["weight_hh" + suf],
+                            w["bias_ih" + suf], w["bias_hh" + suf])
+                for suf in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
+        layers.append(LayerSpec(kind, layer["input_size"], layer["hidden_size"], dirs,
+                                bool(layer.get("reset_after", True))))
+    emb = d.get("embedding")
+    head = d.get("head")
+    lin = None if head is None else LinearSpec(head["weight"], head["bias"], head["activation"])
+    spec = ModelSpec(layers, embedding=None if emb is None else emb["weight"],
+                     last_step=bool(d.get("last_step")),
+                     last_step_bidirectional=bool(d.get("last_step_bidirectional")), head=lin)
+    spec.validate()
+    return spec
+
+
+# ------------------------------------------------------------------------------------------
+# model -> .rnc bytes, in Python (no compiled extension needed)
+
+PRECISIONS = ("f32", "q8")
+
+
+def build_rnc(model: object, precision: str = "f32", calibration: object = None) -> tuple[bytes, ModelSpec]:
+    """Describe ``model`` and write it as ``.rnc`` bytes: what ``rc.compile`` loads and
+    ``rnncore convert`` writes, without the C engine.
+
+    Parameters
+    ----------
+    model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, an ``rc.nn.Sequential`` of
+        ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (Dropout is skipped), or a
+        :class:`ModelSpec`
+    precision : "f32" or "q8"
+    calibration : q8 only: None (dynamic activation scales), representative inputs
+        ``X (B, T, I)`` (or ``(X, lengths)``) measured with :func:`rnncore.quant.calibrate`, or a
+        :class:`~rnncore.quant.Calibration`
+
+    Returns
+    -------
+    data : the file's bytes (:func:`rnncore.io.rnc.write_rnc` of :func:`to_rnc_spec`)
+    spec : the model's :class:`ModelSpec`
+    """
+    from rnncore.io.rnc import write_rnc
+    from rnncore.quant.reference import Calibration
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    spec = spec_from_model(model)
+    cal = None
+    if calibration is not None:
+        if precision != "q8":
+            raise ValueError("calibration: static activation scales exist only for precision='q8'")
+        if isinstance(calibration, Calibration):
+            _check_calibration_object(spec, calibration)
+            cal = calibration
+        else:
+            from rnncore.quant.calibrate import calibrate
+
+            cx, cl = calibration if isinstance(calibration, tuple) and len(calibration) == 2 \
+                else (calibration, None)
+            _check_calibration(spec, cx, cl)
+            cal = calibrate(spec, cx, cl)
+    return write_rnc(to_rnc_spec(spec, precision, cal)), spec
+
+
+def _refuse_extended(model) -> None:
+    """The ONNX-option layers of ``rnncore.nn.extended`` have no C kernels: say so by name."""
+    from rnncore.nn.extended import ExtendedRecurrent, ReverseTime
+
+    mods = list(model._modules.items()) if type(model).__name__ == "Sequential" and hasattr(
+        model, "_modules") else [("", model)]
+    for name, mod in mods:
+        if isinstance(mod, ExtendedRecurrent | ReverseTime):
+            where = f"module {name!r} ({type(mod).__name__})" if name else type(mod).__name__
+            raise ValueError(
+                f"compile: {where} is not supported by the C core (ONNX-only options: clip, activations, "
+                "peepholes, input_forget, reverse, proj_size); it runs in the NumPy reference only. "
+                "Plain RNN/GRU/LSTM layers compile: use rc.nn.RNN/GRU/LSTM")
+
+
+def _check_calibration_object(spec: ModelSpec, cal) -> None:
+    """A Calibration measured on another model (other layer count, directions or head) is refused."""
+    want = [layer.num_directions for layer in spec.layers]
+    got_x, got_h = len(cal.x_scale), [len(h) for h in cal.h_scale]
+    if got_x != len(want) or got_h != want or (cal.head_scale is None) != (spec.head is None):
+        raise ValueError(
+            f"calibration: a Calibration for {got_x} layer(s) with directions {got_h} and "
+            f"{'no ' if cal.head_scale is None else ''}head scale, but this model has {len(want)} layer(s) "
+            f"with directions {want} and {'a' if spec.head is not None else 'no'} head; calibrate this model")
+    scales = list(cal.x_scale) + [v for h in cal.h_scale for v in h] + (
+        [cal.head_scale] if cal.head_scale is not None else [])
+    if not all(np.isfinite(v) and v >= 0 for v in scales):  # 0: dynamic, as in the .rnc file
+        raise ValueError(f"calibration: scales must be finite and >= 0, got {scales}")
+
+
+def _check_calibration(spec: ModelSpec, X, lengths) -> None:
+    """Shapes of q8 calibration data, checked before any arithmetic (ValueError/TypeError)."""
+    a = np.asarray(X)
+    if spec.embedding is not None:
+        vocab = np.shape(spec.embedding)[0]
+        if a.dtype.kind not in "iu" or a.ndim != 2:
+            raise TypeError(f"calibration: expected integer token ids (batch, T) for a model with an "
+                            f"embedding, got shape {a.shape}, dtype {a.dtype}")
+        if a.size and (a.min() < 0 or a.max() >= vocab):
+            raise ValueError(f"calibration: token ids must be in [0, {vocab}), got [{a.min()}, {a.max()}]")
+    else:
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"calibration: expected a float array (batch, T, {spec.input_size}), got "
+                            f"dtype {a.dtype}")
+        if a.ndim != 3 or a.shape[2] != spec.input_size:
+            raise ValueError(f"calibration: expected X of shape (batch, T, {spec.input_size}) "
+                             f"(input_size {spec.input_size}), got {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"calibration: X has no steps to measure (shape {a.shape})")
+    if lengths is not None:
+        n = np.asarray(lengths)
+        if n.dtype.kind not in "iu" or n.shape != (a.shape[0],):
+            raise ValueError(f"calibration: lengths: expected {a.shape[0]} integers (one per sequence), "
+                             f"got shape {n.shape}, dtype {n.dtype}")
+        if n.min() < 0 or n.max() > a.shape[1]:
+            raise ValueError(f"calibration: lengths: expected values in [0, {a.shape[1]}], got "
+                             f"[{n.min()}, {n.max()}]")
+        if n.max() == 0:
+            raise ValueError("calibration: every length is 0; no steps to measure")
