@@ -1,9 +1,10 @@
 """A tiny recurrent Module used to test the containers independently of rnncore.nn.RNN.
 
 ``h_t = tanh(W_ih x_t + W_hh h_{t-1})``, one layer, one direction, following the
-recurrent-layer interface of DESIGN.md: ``forward(x, state=None, lengths=None, train=False)
--> (y, h_n)`` with ``y (B, T, H)`` zero past each length and ``h_n (1, B, H)`` taken at the
-last valid step; ``backward(dy, dstate=None) -> (dx, dstate0)``.
+recurrent-layer interface of rnncore.nn (docs/equations.md):
+``forward(x, state=None, lengths=None, train=False) -> (y, h_n)`` with ``y (B, T, H)`` zero past
+each length and ``h_n (1, B, H)`` taken at the last valid step;
+``backward(dy, dstate=None) -> (dx, dstate0)``.
 """
 
 from __future__ import annotations

@@ -285,7 +285,7 @@ def test_constructor_sizes_and_sequential_state_errors_name_the_argument():
 
 
 def test_per_step_head_is_zero_past_each_length_and_equals_torch_before():
-    # DESIGN.md: positions past a sequence's length give zero output -- also after a Linear
+    # docs/equations.md: positions past a sequence's length give zero output -- also after a Linear
     # head, which on torch's padded output would put its bias there. Valid steps equal torch.
     import rnncore as rc
 

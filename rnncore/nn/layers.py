@@ -454,7 +454,7 @@ class Sequential(Module):
             else:
                 x = m.forward(x, train=train)
         self.final_states = finals
-        # Per-step outputs past a sequence's length are zero (DESIGN.md), also after a head
+        # Per-step outputs past a sequence's length are zero (docs/equations.md), also after a head
         # such as Linear that would otherwise put its bias there; the C engine does the same.
         self._valid = None
         if lengths is not None and not pooled and x.ndim >= 3:

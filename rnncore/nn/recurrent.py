@@ -3,7 +3,7 @@
 A layer runs the single-step cells of :mod:`rnncore.nn.cells` over a whole sequence, for
 every layer of a stack and every direction, and back-propagates through time.
 
-Conventions (PyTorch's, see ``DESIGN.md``):
+Conventions (PyTorch's, see ``docs/equations.md``):
 
 * ``x`` is ``(B, T, I)`` (batch first, always); internally the layer works time-major.
 * parameters are named and shaped as in PyTorch's ``state_dict``: ``weight_ih_l{k}``,
