@@ -124,7 +124,7 @@ class BuildExt(build_ext):
 
 
 def c_extensions() -> list:
-    """The Cython extension wrapping ``csrc/`` (empty when csrc/ is absent)."""
+    """The Cython extensions wrapping ``csrc/`` (empty when csrc/ is absent)."""
     groups = source_groups()
     if not groups or not all(os.path.exists(os.path.join(HERE, f)) for _, srcs, _ in groups for f in srcs):
         return []  # no (complete) C core in this tree: pure-Python install
@@ -135,10 +135,13 @@ def c_extensions() -> list:
     headers = [os.path.join(d, f) for d in ("csrc/include", "csrc/src", "csrc/src/kernels")
                if os.path.isdir(os.path.join(HERE, d)) for f in os.listdir(os.path.join(HERE, d))
                if f.endswith(".h")]
-    ext = Extension("rnncore._engine", ["rnncore/_engine.pyx"], include_dirs=inc, depends=headers,
-                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
-    ext.rnc_groups = groups
-    exts = cythonize([ext], language_level=3, quiet=True)
+    # _engine: models and streams; _kernels: the kernel table's entry points and the peak-rate
+    # loops (tests, benchmarks). Both link the C core's objects (compiled once: build_ext skips
+    # up-to-date objects).
+    exts = [Extension(name, [f"rnncore/{name.split('.')[1]}.pyx"], include_dirs=inc, depends=headers,
+                      define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+            for name in ("rnncore._engine", "rnncore._kernels")]
+    exts = cythonize(exts, language_level=3, quiet=True)
     for e in exts:
         e.rnc_groups = groups
     return exts

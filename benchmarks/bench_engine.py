@@ -29,13 +29,13 @@ import pytest
 from machine import cpu_name
 
 import rnncore as rc
-from rnncore import _engine
+from rnncore import _engine, _kernels
 
 QUICK = bool(os.environ.get("RNNCORE_BENCH_QUICK"))
 HS = [32, 128, 256] if QUICK else [32, 64, 128, 256, 512]
 SEQ_HS = [64, 256]
 ISAS = [t["name"] for t in _engine.isa_table() if t["available"]]
-STEP_ISAS = sorted({k["isa"] for k in _engine.kernels() if k["op"].endswith("_step")} & set(ISAS),
+STEP_ISAS = sorted({k["isa"] for k in _kernels.kernels() if k["op"].endswith("_step")} & set(ISAS),
                    key=ISAS.index)
 RESULTS: dict = {"step": {}, "c_step": {}, "seq": {}, "bytes": {}}
 F32 = np.float32
@@ -142,8 +142,8 @@ def test_targets_interleaved():
             for _ in range(15):
                 tf = min(tf, streams["f32"][0].time_step(streams["f32"][1], streams["f32"][2], n))
                 tq = min(tq, streams["q8"][0].time_step(streams["q8"][1], streams["q8"][2], n))
-                pi = max(pi, _engine.peak_macs("i8_avx2", 0.01))
-                pf = max(pf, _engine.peak_macs("f32_avx2", 0.01), _engine.peak_macs("f32_avx2_reg", 0.01))
+                pi = max(pi, _kernels.peak_macs("i8_avx2", 0.01))
+                pf = max(pf, _kernels.peak_macs("f32_avx2", 0.01), _kernels.peak_macs("f32_avx2_reg", 0.01))
             rows[(cell, h)] = (tf, tq, pi, pf)
     RESULTS["targets"] = rows
 
@@ -160,7 +160,7 @@ def _measure_peaks() -> None:
     """Peaks at the start and the end of the run; the larger counts (the machine may be shared)."""
     old = RESULTS.setdefault("peaks", {})
     for k in PEAK_KINDS:
-        old[k] = max(old.get(k, 0.0), _engine.peak_macs(k))
+        old[k] = max(old.get(k, 0.0), _kernels.peak_macs(k))
 
 
 def test_zz_print_table(capsys):

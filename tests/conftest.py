@@ -8,13 +8,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     try:
         from engine_report import RAN
 
-        from rnncore import _engine
+        from rnncore import _engine, _kernels
     except ImportError:
         return
     if not RAN["kernels"]:
         return
     table = _engine.isa_table()
-    kernels = _engine.kernels()
+    kernels = _kernels.kernels()
     tr = terminalreporter
     tr.section("rnncore C kernels by ISA")
     for t in table:

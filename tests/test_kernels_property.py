@@ -1,6 +1,6 @@
 """Property tests of every kernel in the C kernel table, on every ISA path this CPU runs.
 
-The table (``rnncore._engine.kernels()``) drives the parametrisation: each row whose ISA is
+The table (``rnncore._kernels.kernels()``) drives the parametrisation: each row whose ISA is
 available here is tested; rows of ISAs this CPU lacks are listed in the session summary
 ("rnncore C kernels by ISA", from tests/conftest.py).
 
@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rnncore as rc
-from rnncore import _engine
+from rnncore import _kernels
 from rnncore import quant as Q
 
 F32 = np.float32
@@ -41,7 +41,7 @@ Q8_STEP_TOL = 2e-6
 U = 2.0 ** -24
 
 AVAILABLE = set(rc.isa()["available"])
-KERNELS = _engine.kernels()
+KERNELS = _kernels.kernels()
 RUNNABLE = [k for k in KERNELS if k["isa"] in AVAILABLE]
 HYP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -110,7 +110,7 @@ def test_q8_gemv_accumulators_are_exact(kern, r, k, b, wmode, xmode, seed):
     w[:r, :k] = _int8_matrix(rng, (r, k), wmode)
     x = np.zeros((b, kp), np.int8)
     x[:, :k] = _int8_matrix(rng, (b, k), xmode)
-    acc = _engine.q8_gemv(kern["isa"], pack_q8(w), rp, kp, x)
+    acc = _kernels.q8_gemv(kern["isa"], pack_q8(w), rp, kp, x)
     np.testing.assert_array_equal(acc, Q.int_matmul(x, w))
     record(kern["name"], kern["isa"])
 
@@ -122,7 +122,7 @@ def test_q8_gemv_all_127_has_no_16_bit_saturation():
     x = np.full((2, k), 127, np.int8)
     x[1] = -127
     for kern in (k_ for k_ in RUNNABLE if k_["op"] == "gemv" and k_["precision"] == "q8"):
-        acc = _engine.q8_gemv(kern["isa"], pack_q8(w), 16, k, x)
+        acc = _kernels.q8_gemv(kern["isa"], pack_q8(w), 16, k, x)
         assert acc[0, 0] == 127 * 127 * k and acc[0, 1] == -127 * 127 * k
         assert acc[1, 0] == -127 * 127 * k and acc[1, 1] == 127 * 127 * k
 
@@ -138,7 +138,7 @@ def test_f32_gemv_within_float32_summation_bound(kern, r, k, b, scale, seed):
     w = np.zeros((rp, k), F32)
     w[:r] = rng.standard_normal((r, k)) * scale
     x = rng.standard_normal((b, k)).astype(F32)
-    y = _engine.f32_gemv(kern["isa"], pack_f32(w), rp, k, x)
+    y = _kernels.f32_gemv(kern["isa"], pack_f32(w), rp, k, x)
     ref = x.astype(np.float64) @ w.astype(np.float64).T
     bound = (k + 2) * U * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64).T)
     assert np.all(np.abs(y - ref) <= bound + 1e-30)
@@ -153,7 +153,7 @@ def test_c_activation_quantisation_is_bit_exact(n, scale, static, seed):
     rng = np.random.default_rng(seed)
     v = (rng.standard_normal(n) * scale).astype(F32)
     s_static = float(F32(max(np.abs(v).max(), 1e-20) / 100)) if static else None
-    q, s = _engine.quantize_q8(v, s_static or 0.0)
+    q, s = _kernels.quantize_q8(v, s_static or 0.0)
     q_ref, s_ref = Q.quantize_activation(v, s_static)
     np.testing.assert_array_equal(q, q_ref)
     assert s == s_ref
@@ -405,11 +405,11 @@ def test_the_references_sigmoid_has_the_c_cores_form():
     x = np.concatenate([np.linspace(-30, 30, 20001, dtype=f32),
                         np.array([0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 1e30, -1e30], f32)])
     half = f32(0.5)
-    np.testing.assert_array_equal(_engine.fast_sigmoid(x), half + half * _engine.fast_tanh(half * x))
+    np.testing.assert_array_equal(_kernels.fast_sigmoid(x), half + half * _kernels.fast_tanh(half * x))
     y = sigmoid(x)
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y, half + half * np.tanh(half * x))
     with np.errstate(over="ignore"):  # exp(1e30) = inf gives the exact 0
         exact = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
     assert np.abs(y - exact).max() < 1.2e-7  # within two float32 ulps of the true sigmoid
-    assert np.abs(_engine.fast_sigmoid(x) - y).max() <= 2.3e-7 + 1.2e-7  # the documented budgets
+    assert np.abs(_kernels.fast_sigmoid(x) - y).max() <= 2.3e-7 + 1.2e-7  # the documented budgets
