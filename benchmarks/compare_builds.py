@@ -1,0 +1,153 @@
+"""Two builds of rnncore side by side: bit-equality of their outputs and their speed, interleaved.
+
+    python benchmarks/compare_builds.py OLD_ROOT NEW_ROOT [--rounds 5] [--quick] [--cpu 1]
+
+Each root is a checkout whose extension is built in place (``python setup.py build_ext
+--inplace``). Each measurement runs in a child process importing that checkout's ``rnncore``,
+pinned to one core (``--cpu``), old and new alternating for ``--rounds`` rounds; a case's figure is
+its minimum over the rounds (the machine may be shared), the table gives new / old.
+
+* bits: random models (RNN tanh/relu, GRU both forms, LSTM; 1-2 layers; uni/bidirectional; H not a
+  multiple of 16), f32 and q8, every ISA path both builds run, batches 1, 2, 3, 4, 15, 16, 17, 64,
+  random lengths, whole sequences and steps: SHA-256 of the outputs and final states must match;
+* speed: the figures of benchmarks/bench_engine.py on the default (best) path: the step at batch
+  1 in a C loop, and ``engine.run`` at batch 1/4/16/64 x T = 100, H = 32 ... 512, GRU and LSTM,
+  q8 and f32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import timeit
+
+F32 = "float32"
+HS = [32, 64, 128, 256, 512]
+RUN_BATCHES = [1, 4, 16, 64]
+
+
+def _child_bits() -> dict:
+    import numpy as np
+
+    import rnncore as rc
+    from rnncore import _engine
+
+    isas = [t["name"] for t in _engine.isa_table() if t["available"]]
+    out = {}
+    rng = np.random.default_rng(0)
+    kinds = ["rnn_tanh", "rnn_relu", "gru", "gru_rb", "lstm"]
+    for case in range(40):
+        kind = kinds[case % 5]
+        layers, bidir = 1 + case % 2, case % 3 == 0
+        i, h = int(rng.integers(1, 40)), int(rng.integers(1, 70))
+        h += h % 16 == 0
+        if kind.startswith("rnn"):
+            m = rc.nn.RNN(i, h, layers, nonlinearity=kind[4:], bidirectional=bidir, seed=case)
+        elif kind.startswith("gru"):
+            m = rc.nn.GRU(i, h, layers, bidirectional=bidir, reset_after=kind == "gru", seed=case)
+        else:
+            m = rc.nn.LSTM(i, h, layers, bidirectional=bidir, seed=case)
+        for precision in ("f32", "q8"):
+            eng = rc.compile(m, precision=precision)
+            for b in (1, 2, 3, 4, 15, 16, 17, 64):
+                t = int(rng.integers(1, 12))
+                x = rng.standard_normal((b, t, i)).astype(F32)
+                lengths = rng.integers(0, t + 1, b)
+                for isa in isas:
+                    eng.set_isa(isa)
+                    y, st = eng.run(x, lengths, return_state=True)
+                    parts = [y] + list(st if isinstance(st, tuple) else (st,))
+                    if not bidir:
+                        s = eng.stream(b)
+                        parts += [s.step(x[:, k]).copy() for k in range(t)]
+                    d = hashlib.sha256(b"".join(np.ascontiguousarray(p).tobytes() for p in parts))
+                    out[f"{case}/{kind}/L{layers}/bi{int(bidir)}/{precision}/b{b}/{isa}"] = d.hexdigest()
+    return out
+
+
+def _child_speed(quick: bool) -> dict:
+    import numpy as np
+
+    import rnncore as rc
+
+    hs = [32, 128, 512] if quick else HS
+    res = {}
+    for cell in ("gru", "lstm"):
+        for precision in ("q8", "f32"):
+            for h in hs:
+                m = rc.nn.GRU(h, h, seed=0) if cell == "gru" else rc.nn.LSTM(h, h, seed=0)
+                eng = rc.compile(m, precision=precision)
+                s = eng.stream(1)
+                x = np.random.default_rng(0).standard_normal((1, h)).astype(F32)
+                o = np.empty((1, eng.output_size), F32)
+                per = s.time_step(x, o, 10)
+                n = max(20, min(100000, int(0.02 / max(per, 1e-8))))
+                res[f"step b1 {cell} {precision} H={h}"] = min(s.time_step(x, o, n) for _ in range(5))
+                for b in RUN_BATCHES:
+                    xs = np.random.default_rng(1).standard_normal((b, 100, h)).astype(F32)
+                    eng.run(xs)
+                    def run(eng=eng, xs=xs):
+                        eng.run(xs)
+                    once = timeit.timeit(run, number=1)
+                    k = max(1, int(0.02 / max(once, 1e-7)))
+                    res[f"run b{b} T=100 {cell} {precision} H={h}"] = min(
+                        timeit.timeit(run, number=k) / k for _ in range(5))
+    return res
+
+
+def _spawn(root: str, what: str, cpu: int, quick: bool) -> dict:
+    code = ("import sys, json, os; sys.path.insert(0, sys.argv[1]); "
+            f"os.sched_setaffinity(0, {{{cpu}}}); "
+            "import compare_builds as c; "
+            f"print(json.dumps(c._child_{what}({'' if what == 'bits' else str(quick)})))")
+    env = {k: v for k, v in os.environ.items() if k not in ("RNNCORE_ISA", "PYTHONPATH")}
+    env["PYTHONPATH"] = os.path.dirname(os.path.abspath(__file__))
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    r = subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True, env=env,
+                       cwd=root)
+    if r.returncode:
+        raise SystemExit(f"{root}: {r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--cpu", type=int, default=1)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--no-bits", action="store_true")
+    a = p.parse_args()
+    from machine import cpu_name
+
+    print(f"CPU: {cpu_name()}; pinned to core {a.cpu}")
+    if not a.no_bits:
+        b_old, b_new = _spawn(a.old, "bits", a.cpu, a.quick), _spawn(a.new, "bits", a.cpu, a.quick)
+        common = sorted(set(b_old) & set(b_new))
+        diff = [k for k in common if b_old[k] != b_new[k]]
+        print(f"bits: {len(common)} (model, precision, batch, ISA) cases in both builds, "
+              f"{len(diff)} differ" + (f": {diff[:10]}" if diff else " (all outputs and states identical)"))
+    best: dict = {"old": {}, "new": {}}
+    for r in range(a.rounds):
+        for which in (("old", "new") if r % 2 == 0 else ("new", "old")):
+            got = _spawn(getattr(a, which), "speed", a.cpu, a.quick)
+            for k, v in got.items():
+                best[which][k] = min(v, best[which].get(k, v))
+    print(f"{'case':<36} {'old us':>10} {'new us':>10} {'new/old':>8}")
+    ratios = []
+    for k in best["old"]:
+        o, n = best["old"][k], best["new"][k]
+        ratios.append(n / o)
+        print(f"{k:<36} {o * 1e6:10.2f} {n * 1e6:10.2f} {n / o:8.3f}")
+    ratios.sort()
+    print(f"new/old over {len(ratios)} cases: min {ratios[0]:.3f}, median {ratios[len(ratios) // 2]:.3f}, "
+          f"max {ratios[-1]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
