@@ -56,7 +56,7 @@ def test_wrong_magic_and_version(model_bytes):
     with pytest.raises(ValueError, match="(?i)magic"):
         rc.load(bytes(b))
     b = bytearray(model_bytes["f32"])
-    struct.pack_into("<I", b, 4, 2)
+    struct.pack_into("<I", b, 4, 3)  # 1 and 2 are versions the loader reads
     with pytest.raises(ValueError, match="(?i)version"):
         rc.load(_fix_crc(b))
 
