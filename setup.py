@@ -8,6 +8,10 @@ uses): every ``<NAME>_SRCS`` list is compiled with ``COMMON_CFLAGS`` plus its ow
 ``<NAME>_FLAGS`` only, so each ISA's file gets just that ISA's flags; ``X86_*`` lists are
 built on x86-64 only and ``ARM_*`` / ``AARCH64_*`` lists on ARM only. The objects are
 linked into the ``rnncore._engine`` extension.
+
+The ``.rnc`` byte layout ``csrc/src/rnc_layout.h`` is also read by the Python writer/reader
+(``rnncore/io/rnc_layout.py``); ``build_py`` copies it into the package so that installed
+wheels, which carry no ``csrc/``, find it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import re
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(HERE, "csrc")
@@ -147,4 +152,14 @@ def c_extensions() -> list:
     return exts
 
 
-setup(ext_modules=c_extensions(), cmdclass={"build_ext": BuildExt})
+class BuildPy(build_py):
+    """build_py that also puts csrc/src/rnc_layout.h next to rnncore/io/rnc_layout.py."""
+
+    def run(self) -> None:
+        super().run()
+        src = os.path.join(CSRC, "src", "rnc_layout.h")
+        if os.path.exists(src) and not self.editable_mode:
+            self.copy_file(src, os.path.join(self.build_lib, "rnncore", "io", "rnc_layout.h"))
+
+
+setup(ext_modules=c_extensions(), cmdclass={"build_ext": BuildExt, "build_py": BuildPy})

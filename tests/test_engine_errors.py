@@ -15,6 +15,8 @@ import pytest
 
 import rnncore as rc
 from rnncore.engine import Engine
+from rnncore.io.rnc import RECORD_KINDS, read_rnc, write_rnc
+from rnncore.io.rnc_layout import LAYOUT
 
 F32 = np.float32
 
@@ -56,7 +58,7 @@ def test_wrong_magic_and_version(model_bytes):
     with pytest.raises(ValueError, match="(?i)magic"):
         rc.load(bytes(b))
     b = bytearray(model_bytes["f32"])
-    struct.pack_into("<I", b, 4, 2)
+    struct.pack_into("<I", b, LAYOUT["hdr2"].fields["version"].offset, 3)
     with pytest.raises(ValueError, match="(?i)version"):
         rc.load(_fix_crc(b))
 
@@ -66,9 +68,21 @@ def test_oversized_declared_size_and_counts(model_bytes):
     struct.pack_into("<I", b, 8, len(b) + 64)  # file_size beyond the buffer
     with pytest.raises(ValueError, match="rnc"):
         rc.load(bytes(b))
-    for off, val in ((24, 17), (24, 0), (28, 2**30), (48, 2**31)):  # layers, input_size, head_out
-        b = bytearray(model_bytes["q8"])
+    data = model_bytes["q8"]
+    hdr = LAYOUT["hdr2"].fields
+    head = _record(data, RECORD_KINDS["linear"]) + LAYOUT["rec_linear"].fields["out_features"].offset
+    for off, val in ((hdr["num_records"].offset, 17), (hdr["num_records"].offset, 0),
+                     (hdr["input_size"].offset, 2**30), (head, 2**31)):
+        b = bytearray(data)
         struct.pack_into("<I", b, off, val)
+        with pytest.raises(ValueError, match="rnc"):
+            rc.load(_fix_crc(b))
+    # version 1 files too (layers, input_size, head_out)
+    v1 = write_rnc(read_rnc(data), version=1)
+    f1 = LAYOUT["hdr1"].fields
+    for name, val in (("num_layers", 17), ("num_layers", 0), ("input_size", 2**30), ("head_out", 2**31)):
+        b = bytearray(v1)
+        struct.pack_into("<I", b, f1[name].offset, val)
         with pytest.raises(ValueError, match="rnc"):
             rc.load(_fix_crc(b))
     # a longer buffer than the declared file size is fine (ignored tail)
@@ -76,9 +90,39 @@ def test_oversized_declared_size_and_counts(model_bytes):
     assert eng.output_size == 2
 
 
+def _record(data: bytes, kind: int) -> int:
+    """Offset of the first version 2 record of `kind`."""
+    pos = LAYOUT["hdr2"].size
+    while LAYOUT["rec"].unpack(data, pos)["kind"] != kind:
+        pos += LAYOUT["rec"].unpack(data, pos)["size"]
+    return pos
+
+
+def test_v2_record_sequences_the_core_cannot_run_are_unsupported(model_bytes):
+    """Unknown record kinds and known kinds out of order: 'not supported'; broken records:
+    'inconsistent'."""
+    data = model_bytes["f32"]  # recurrent, recurrent, linear
+    lin = _record(data, RECORD_KINDS["linear"])
+    for kind in (99, RECORD_KINDS["embedding"], RECORD_KINDS["recurrent"]):
+        b = bytearray(data)
+        # an unknown kind, an embedding after the layers (both: cannot run), a 48-byte "recurrent" record
+        struct.pack_into("<I", b, lin, kind)
+        with pytest.raises(ValueError, match="not supported" if kind != RECORD_KINDS["recurrent"]
+                           else "inconsistent"):
+            rc.load(_fix_crc(b))
+    b = bytearray(data)
+    struct.pack_into("<I", b, LAYOUT["hdr2"].size, RECORD_KINDS["linear"])  # a head first
+    with pytest.raises(ValueError, match="not supported"):
+        rc.load(_fix_crc(b))
+    b = bytearray(data)
+    struct.pack_into("<I", b, lin + 4, 40)  # a record size that no longer fills records_size
+    with pytest.raises(ValueError, match="inconsistent"):
+        rc.load(_fix_crc(b))
+
+
 @pytest.mark.parametrize("precision", ["f32", "q8"])
 def test_structural_corruption_with_a_valid_checksum_never_crashes(model_bytes, precision):
-    """Random bytes in the header and layer descriptors, checksum fixed: reject or run, never crash."""
+    """Random bytes in the header and layer records, checksum fixed: reject or run, never crash."""
     data = model_bytes[precision]
     rng = np.random.default_rng(3)
     rejected = 0

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnncore.io.rnc import (
+    RECORD_KINDS,
     pack_f32,
     pack_q8,
     quantize_rows,
@@ -19,6 +20,7 @@ from rnncore.io.rnc import (
     unpack_q8,
     write_rnc,
 )
+from rnncore.io.rnc_layout import LAYOUT
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
@@ -144,15 +146,25 @@ def test_round_trip(kind, precision, bidirectional):
         np.testing.assert_array_equal(head["weight"], spec["head"]["weight"])
 
 
-def test_tensors_aligned_and_padding_zero():
+def _first_cellw(data: bytes) -> int:
+    """Offset of layer 0's direction-0 tensor references, found through the layout."""
+    if LAYOUT["hdr1"].unpack(data)["version"] == 1:
+        return LAYOUT["hdr1"].size + LAYOUT["desc1"].fields["dir0"].offset
+    pos = LAYOUT["hdr2"].size
+    while LAYOUT["rec"].unpack(data, pos)["kind"] != RECORD_KINDS["recurrent"]:
+        pos += LAYOUT["rec"].unpack(data, pos)["size"]
+    return pos + LAYOUT.constants["REC_RECURRENT_DIR0"]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_tensors_aligned_and_padding_zero(version):
     rng = np.random.default_rng(3)
-    data = write_rnc(make_spec(rng, "lstm", sizes=((3, 5),), precision="q8"))
-    refs = struct.unpack_from("<12I", data, 128 + 32)
-    for j in range(6):
-        off, n = refs[2 * j], refs[2 * j + 1]
+    data = write_rnc(make_spec(rng, "lstm", sizes=((3, 5),), precision="q8"), version=version)
+    refs = LAYOUT["cellw"].unpack(data, _first_cellw(data))
+    for off, n in refs.values():
         assert off % 64 == 0 and n > 0 and off + n <= len(data)
     # w_hh of the LSTM: 4 gates x 16 rows x round4(5)=8 inputs; rows 5..15 of each gate are zero
-    off = refs[2]
+    off = refs["w_hh"][0]
     wq = unpack_q8(np.frombuffer(data, np.int8, 64 * 8, off), 64, 8)
     for g in range(4):
         assert not wq[g * 16 + 5:(g + 1) * 16].any()
@@ -181,9 +193,11 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError):
         read_rnc(bytes(bad))
     bad = bytearray(good)
-    bad[4] = 2
-    with pytest.raises(ValueError):
+    bad[4] = 3
+    with pytest.raises(ValueError, match="version 3"):
         read_rnc(bytes(bad))
+    with pytest.raises(ValueError, match="version"):
+        write_rnc(make_spec(rng, "gru"), version=3)
     with pytest.raises(ValueError):
         read_rnc(b"XXXX" + good[4:])
 
@@ -207,12 +221,13 @@ def test_static_scales_and_pooling_round_trip():
         write_rnc(spec)  # static scales exist only in q8 files
 
 
-def test_reader_rejects_mutations_with_value_error():
+@pytest.mark.parametrize("version", [1, 2])
+def test_reader_rejects_mutations_with_value_error(version):
     """Random byte mutations (half with the checksum fixed so parsing goes deep): the reader
     either returns a description or raises ValueError, nothing else."""
     rng = np.random.default_rng(6)
     data = write_rnc(make_spec(rng, "lstm", sizes=((3, 5), (0, 7)), bidirectional=True, precision="q8",
-                               head=3, embedding=4))
+                               head=3, embedding=4), version=version)
     outcomes = {"ok": 0, "ValueError": 0}
     for it in range(400):
         b = bytearray(data)
@@ -226,3 +241,191 @@ def test_reader_rejects_mutations_with_value_error():
         except ValueError:
             outcomes["ValueError"] += 1
     assert outcomes["ValueError"] > 100
+
+
+# ----------------------------------------------------------------------------------------------
+# the layout description (csrc/src/rnc_layout.h) and format version 2
+# ----------------------------------------------------------------------------------------------
+def _c_compiler():
+    import shutil
+    import sysconfig
+
+    cc = (sysconfig.get_config_var("CC") or "").split()
+    for cand in ([cc[0]] if cc else []) + ["cc", "gcc", "clang"]:
+        if shutil.which(cand):
+            return shutil.which(cand)
+    return None
+
+
+def test_layout_python_parse_equals_the_c_preprocessor(tmp_path):
+    """Compile rnc_layout.h and print, through its X-macros and generated accessors, every structure
+    size, field offset/type, constant, and the header fields of a v1 and a v2 file: all must be
+    what the Python parser and unpacker see."""
+    import subprocess
+
+    cc = _c_compiler()
+    if cc is None:
+        pytest.skip("no C compiler")
+    consts = "\n".join(f'    printf("C {k} %llu\\n", (unsigned long long)(RNC_{k}));'
+                       for k in sorted(LAYOUT.constants))
+
+    def dump(struct_name, var):
+        lines = []
+        for f in LAYOUT[struct_name].fields.values():
+            acc = f"rnc_{struct_name}_{f.name}({var})"
+            if f.type == "U32":
+                lines.append(f'    printf("V {struct_name} {f.name} %u\\n", (unsigned){acc});')
+            elif f.type == "F32":
+                lines.append(f'    printf("V {struct_name} {f.name} %.9g\\n", (double){acc});')
+            elif f.type == "REF":
+                lines.append(f'    printf("V {struct_name} {f.name} %u %u\\n", '
+                             f'(unsigned)rnc_ref_offset({acc}), (unsigned)rnc_ref_nbytes({acc}));')
+        return "\n".join(lines)
+
+    src = f"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "rnc_layout.h"
+#define P_S(s, n) printf("S %s %u %u\\n", #s, (unsigned)(n), (unsigned)RNC_SIZE_##s);
+#define P_F(s, f, off, t) \\
+    printf("X %s %s %u %s %u\\n", #s, #f, (unsigned)(off), #t, (unsigned)RNC_AT_##s##_##f);
+static unsigned char buf[1 << 16];
+static void load(const char *path) {{
+    FILE *fp = fopen(path, "rb");
+    if (!fp || fread(buf, 1, sizeof buf, fp) == 0) exit(2);
+    fclose(fp);
+}}
+int main(int argc, char **argv) {{
+    (void)argc;
+    RNC_LAYOUT_STRUCTS(P_S)
+    RNC_LAYOUT_ALL_FIELDS(P_F)
+{consts}
+    load(argv[1]);
+{dump("hdr1", "buf")}
+    load(argv[2]);
+{dump("hdr2", "buf")}
+{dump("rec_recurrent", "buf + RNC_SIZE_hdr2")}
+    return 0;
+}}
+"""
+    (tmp_path / "t.c").write_text(src)
+    inc = LAYOUT.path.parent
+    exe = tmp_path / "t"
+    subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{inc}", str(tmp_path / "t.c"),
+                    "-o", str(exe)], check=True, capture_output=True)
+    rng = np.random.default_rng(9)
+    spec = make_spec(rng, "gru", sizes=((3, 5),), bidirectional=True, precision="q8", head=2)
+    spec["layers"][0]["x_scale"] = 0.125
+    spec["head"]["in_scale"] = 0.75
+    (tmp_path / "v1.rnc").write_bytes(write_rnc(spec, version=1))
+    (tmp_path / "v2.rnc").write_bytes(write_rnc(spec, version=2))
+    out = subprocess.run([str(exe), str(tmp_path / "v1.rnc"), str(tmp_path / "v2.rnc")], check=True,
+                         capture_output=True, text=True).stdout.splitlines()
+    c_structs = {ln.split()[1]: (int(ln.split()[2]), int(ln.split()[3])) for ln in out if ln[0] == "S"}
+    assert c_structs == {n: (s.size, s.size) for n, s in LAYOUT.structs.items()}
+    c_fields = sorted((p[1], p[2], int(p[3]), p[4], int(p[5])) for p in (ln.split() for ln in out)
+                      if p[0] == "X")
+    py_fields = sorted((s.name, f.name, f.offset, f.type, f.offset) for s in LAYOUT.structs.values()
+                       for f in s.fields.values())
+    assert c_fields == py_fields
+    c_consts = {p[1]: int(p[2]) for p in (ln.split() for ln in out) if p[0] == "C"}
+    assert c_consts == LAYOUT.constants
+    # values read by the C accessors == values unpacked by Python, for both versions' headers
+    data = {"hdr1": (tmp_path / "v1.rnc").read_bytes(), "hdr2": (tmp_path / "v2.rnc").read_bytes()}
+    data["rec_recurrent"] = data["hdr2"]
+    base = {"hdr1": 0, "hdr2": 0, "rec_recurrent": LAYOUT["hdr2"].size}
+    seen = 0
+    for p in (ln.split() for ln in out):
+        if p[0] != "V":
+            continue
+        want = LAYOUT[p[1]].unpack(data[p[1]], base[p[1]])[p[2]]
+        got = tuple(int(v) for v in p[3:]) if isinstance(want, tuple) else (
+            float(p[3]) if isinstance(want, float) else int(p[3]))
+        assert got == want, (p[1], p[2])
+        seen += 1
+    assert seen == sum(1 for n in ("hdr1", "hdr2", "rec_recurrent") for f in LAYOUT[n].fields.values()
+                       if f.type != "CELLW")
+
+
+def test_layout_fields_do_not_overlap_and_fit():
+    for s in LAYOUT.structs.values():
+        spans = sorted((f.offset, f.offset + f.size, f.name) for f in s.fields.values())
+        for (_, e0, a), (o1, _, b) in zip(spans, spans[1:], strict=False):
+            assert o1 >= e0, f"{s.name}: {a} and {b} overlap"
+        assert all(e <= s.size for _, e, _ in spans), s.name
+        assert all(f.offset % 4 == 0 for f in s.fields.values()), s.name
+    # records: every record structure starts with the common prefix (kind, size)
+    for name in ("rec_embedding", "rec_recurrent", "rec_last_step", "rec_linear"):
+        f = LAYOUT[name].fields
+        assert (f["kind"].offset, f["size"].offset) == (0, 4) and LAYOUT[name].size % 8 == 0
+
+
+def _records(data: bytes) -> list[tuple[int, int, int]]:
+    h = LAYOUT["hdr2"].unpack(data)
+    pos, out = LAYOUT["hdr2"].size, []
+    for _ in range(h["num_records"]):
+        r = LAYOUT["rec"].unpack(data, pos)
+        out.append((pos, r["kind"], r["size"]))
+        pos += r["size"]
+    return out
+
+
+def test_v2_is_an_ordered_list_of_self_sizing_records():
+    rng = np.random.default_rng(10)
+    spec = make_spec(rng, "lstm", sizes=((3, 5), (0, 7)), bidirectional=True, precision="f32", head=3,
+                     embedding=4)
+    spec["last_step"] = True
+    data = write_rnc(spec)
+    h = LAYOUT["hdr2"].unpack(data)
+    assert (h["magic"], h["version"], h["header_size"], h["input_size"], h["flags"]) == (
+        0x4D434E52, 2, 64, 0, 0)  # input 0: token ids
+    recs = _records(data)
+    k = RECORD_KINDS
+    # docs/rnc-format.md: embedding 24 bytes, recurrent 40 + 48 per direction, last_step 16, linear 48
+    assert [(kind, size) for _, kind, size in recs] == [
+        (k["embedding"], 24), (k["recurrent"], 136), (k["recurrent"], 136), (k["last_step"], 16),
+        (k["linear"], 48)]
+    assert h["records_size"] == sum(size for _, _, size in recs)
+    first_tensor = min(off for pos, kind, _ in recs if kind == k["recurrent"]
+                       for off, n in LAYOUT["cellw"].unpack(data, pos + 40).values() if n)
+    assert first_tensor >= 64 + h["records_size"] and first_tensor % 64 == 0
+
+
+def _edited(data: bytes, edits: list[tuple[int, bytes]]) -> bytes:
+    b = bytearray(data)
+    for off, val in edits:
+        b[off:off + len(val)] = val
+    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])) & 0xFFFFFFFF)
+    return bytes(b)
+
+
+def test_v2_reader_refuses_unknown_kinds_wrong_order_and_broken_records():
+    rng = np.random.default_rng(11)
+    spec = make_spec(rng, "gru", sizes=((3, 5),), precision="q8", head=2)
+    spec["last_step"] = True
+    data = write_rnc(spec)
+    recs = _records(data)  # recurrent, last_step, linear
+    u32 = lambda v: struct.pack("<I", v)  # noqa: E731
+    (r0, _, s0), (r1, _, s1), (r2, k2, s2) = recs
+    with pytest.raises(ValueError, match="unsupported record sequence.*unknown kind 77"):
+        read_rnc(_edited(data, [(r2, u32(77))]))
+    swapped = data[r1:r1 + s1]
+    with pytest.raises(ValueError, match="unsupported record sequence"):  # linear before last_step
+        read_rnc(_edited(data, [(r1, data[r2:r2 + s2]), (r1 + s2, swapped)]))
+    with pytest.raises(ValueError, match="record 0: size 4"):
+        read_rnc(_edited(data, [(r0 + 4, u32(4))]))
+    no_pool = write_rnc({**spec, "last_step": False})
+    (_, _, _), (lin, _, _) = _records(no_pool)
+    with pytest.raises(ValueError, match="size 48, expected 16"):  # a last_step record of the wrong size
+        read_rnc(_edited(no_pool, [(lin, u32(RECORD_KINDS["last_step"]))]))
+    with pytest.raises(ValueError, match="reserved"):
+        read_rnc(_edited(data, [(r1 + 12, u32(1))]))
+    with pytest.raises(ValueError, match="overlap"):  # b_hh := b_ih
+        cw = r0 + 40
+        read_rnc(_edited(data, [(cw + 40, data[cw + 32:cw + 40])]))
+    with pytest.raises(ValueError, match="input_size 0"):
+        read_rnc(_edited(data, [(24, u32(0))]))
+    with pytest.raises(ValueError, match="num_records 0"):
+        read_rnc(_edited(data, [(28, u32(0))]))
+    assert k2 == RECORD_KINDS["linear"]
+    read_rnc(_edited(data, []))  # the untouched file reads

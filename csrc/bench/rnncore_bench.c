@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "rnncore.h"
+#include "../src/rnc_layout.h" /* the .rnc byte layout (src/ is not on the include path) */
 
 #ifndef RNC_BENCH_MODEL_BYTES
 #define RNC_BENCH_MODEL_BYTES (64u << 20) /* largest model file */
@@ -95,8 +96,8 @@ static unsigned char *alloc_tensor(size_t *end, size_t n, unsigned char *ref)
 {
     size_t off = r64(*end);
     if (off + n > sizeof g_model || off > 0xFFFFFFFFu) return NULL;
-    put_u32(ref, (uint32_t)off);
-    put_u32(ref + 4, (uint32_t)n);
+    put_u32(ref + RNC_AT_ref_offset, (uint32_t)off);
+    put_u32(ref + RNC_AT_ref_nbytes, (uint32_t)n);
     *end = off + n;
     return g_model + off;
 }
@@ -140,32 +141,35 @@ static int write_matrix(const bench_cfg *c, size_t *end, unsigned char *ref_w, u
 
 static int build_random_model(const bench_cfg *c, size_t *file_size)
 {
+    /* a format version 1 file (the loader reads 1 and 2), fields placed by src/rnc_layout.h */
     memset(g_model, 0, sizeof g_model);
     unsigned char *h = g_model;
     memcpy(h, "RNCM", 4);
-    put_u32(h + 4, RNC_FORMAT_VERSION);
-    put_u32(h + 16, 128);
-    put_u32(h + 20, c->q8 ? RNC_Q8 : RNC_F32);
-    put_u32(h + 24, c->layers);
-    put_u32(h + 28, c->input);
-    put_u32(h + 60, 128);
-    size_t end = r64(128 + 128 * (size_t)c->layers);
+    put_u32(h + RNC_AT_hdr1_version, RNC_V1);
+    put_u32(h + RNC_AT_hdr1_header_size, RNC_SIZE_hdr1);
+    put_u32(h + RNC_AT_hdr1_precision, c->q8 ? RNC_Q8 : RNC_F32);
+    put_u32(h + RNC_AT_hdr1_num_layers, c->layers);
+    put_u32(h + RNC_AT_hdr1_input_size, c->input);
+    put_u32(h + RNC_AT_hdr1_layer_desc_size, RNC_SIZE_desc1);
+    size_t end = r64(RNC_SIZE_hdr1 + RNC_SIZE_desc1 * (size_t)c->layers);
     for (unsigned l = 0; l < c->layers; ++l) {
-        unsigned char *d = g_model + 128 + 128 * l;
+        unsigned char *d = g_model + RNC_SIZE_hdr1 + RNC_SIZE_desc1 * l;
         const size_t in = l == 0 ? c->input : c->hidden;
-        put_u32(d + 0, c->kind);
-        put_u32(d + 4, c->kind == RNC_GRU ? 1u : 0u); /* GRU: reset_after (PyTorch's form) */
-        put_u32(d + 8, (uint32_t)in);
-        put_u32(d + 12, c->hidden);
-        unsigned char *refs = d + 32; /* w_ih, w_hh, s_ih, s_hh, b_ih, b_hh */
-        if (write_matrix(c, &end, refs + 0, refs + 16, refs + 32, in) ||
-            write_matrix(c, &end, refs + 8, refs + 24, refs + 40, c->hidden))
+        put_u32(d + RNC_AT_desc1_kind, c->kind);
+        /* GRU: reset_after (PyTorch's form) */
+        put_u32(d + RNC_AT_desc1_flags, c->kind == RNC_GRU ? RNC_LAYER_FLAG_RESET_AFTER : 0u);
+        put_u32(d + RNC_AT_desc1_input_size, (uint32_t)in);
+        put_u32(d + RNC_AT_desc1_hidden_size, c->hidden);
+        unsigned char *w = d + RNC_AT_desc1_dir0; /* direction 0's tensor references */
+        if (write_matrix(c, &end, w + RNC_AT_cellw_w_ih, w + RNC_AT_cellw_s_ih, w + RNC_AT_cellw_b_ih, in) ||
+            write_matrix(c, &end, w + RNC_AT_cellw_w_hh, w + RNC_AT_cellw_s_hh, w + RNC_AT_cellw_b_hh,
+                         c->hidden))
             return -1;
     }
-    put_u32(h + 8, (uint32_t)end);
+    put_u32(h + RNC_AT_hdr1_file_size, (uint32_t)end);
     uint32_t crc = 0;
-    if (rnc_crc32(g_model + 16, end - 16, &crc) != RNC_OK) return -1;
-    put_u32(h + 12, crc);
+    if (rnc_crc32(g_model + RNC_CRC_START, end - RNC_CRC_START, &crc) != RNC_OK) return -1;
+    put_u32(h + RNC_AT_hdr1_crc32, crc);
     *file_size = end;
     return 0;
 }

@@ -29,7 +29,8 @@ extern "C" {
 
 #define RNC_VERSION_MAJOR 0
 #define RNC_VERSION_MINOR 1
-#define RNC_FORMAT_VERSION 1u  /* .rnc file version this library reads and writes */
+#define RNC_FORMAT_VERSION 2u      /* newest .rnc file version this library reads (what rnncore writes) */
+#define RNC_FORMAT_VERSION_MIN 1u  /* oldest .rnc file version this library still reads */
 
 #define RNC_MAX_LAYERS 16u          /* recurrent layers per model */
 #define RNC_MAX_HIDDEN 65536u       /* hidden_size limit */

@@ -1,7 +1,8 @@
 """Write the C tests' model files and expected outputs into a directory.
 
-Each case is ``<name>.rnc`` (written by ``rnncore.io.rnc.write_rnc``) and ``<name>.case``
-(inputs, expected outputs and final states; layout in ``write_case``). Expected values come from
+Each case is ``<name>.rnc`` (format version 2, written by ``rnncore.io.rnc.write_rnc``), the same
+model as version 1 in ``<name>.v1.rnc`` (test_main.c checks both load and give bit-identical
+outputs) and ``<name>.case`` (inputs, expected outputs and final states; layout in ``write_case``). Expected values come from
 ``rnncore.quant.reference`` (independent NumPy code): the float64 reference for f32 models, the
 q8 reference for q8 models. For q8 the reference's sigmoid/tanh are replaced by NumPy float32
 transcriptions of the C core's fast activations (same operations in the same order), so the C
@@ -147,8 +148,9 @@ def write_case(out: Path, name: str, spec: dict, batch: int, steps: int, mode: s
     lengths (B) i32 if has_lengths; y (B,T,out_w) or (B,out_w) when pooled;
     u32 nh, h (nh f32); u32 nc, c (nc f32).
     """
-    data = write_rnc(spec)
+    data = write_rnc(spec, version=2)
     (out / f"{name}.rnc").write_bytes(data)
+    (out / f"{name}.v1.rnc").write_bytes(write_rnc(spec, version=1))
     desc = read_rnc(data)
     uses_ids = spec.get("embedding") is not None
     in_w = 1 if uses_ids else spec["input_size"]

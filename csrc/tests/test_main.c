@@ -23,6 +23,7 @@
 
 #include "internal.h"
 #include "kernels/activations.h"
+#include "rnc_layout.h"
 #include "rnncore.h"
 
 static int g_fail = 0, g_checks = 0;
@@ -519,11 +520,14 @@ static float *dup_floats(const float *v, size_t n)
 
 /* One vector case on one ISA: against the NumPy reference (tolerance), run == step, and for q8
  * every ISA's outputs and final state bit-identical to the generic path's (`ref`, filled by the
- * generic run, which comes first). */
-static void run_vector(const char *dir, const char *name, rnc_isa isa, isa_ref *ref)
+ * generic run, which comes first). `ext` picks the file: ".rnc" (format version 2) or ".v1.rnc"
+ * (the same model as version 1). `mine` (optional) receives this run's outputs and final state;
+ * with `same`, they must be bit-identical to those (the other version's file on this ISA). */
+static void run_vector(const char *dir, const char *name, const char *ext, rnc_isa isa, isa_ref *ref,
+                       isa_ref *mine, const isa_ref *same)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.rnc", dir, name);
+    snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
     blob mb = read_file(path);
     snprintf(path, sizeof path, "%s/%s.case", dir, name);
     blob cb = read_file(path);
@@ -576,6 +580,17 @@ static void run_vector(const char *dir, const char *name, rnc_isa isa, isa_ref *
     if (c.nc) {
         bad = close_enough(s.c, c.c, c.nc, c.atol, c.rtol, &maxd);
         CHECK(bad == 0, "%s [%s]: final c: %d off (max %.3g)", name, isa_str(isa), bad, maxd);
+    }
+    if (mine) {
+        mine->y = dup_floats(y, ysize);
+        mine->h = dup_floats(s.h, c.nh);
+        mine->c = dup_floats(c.nc ? s.c : s.h, c.nc);
+    }
+    if (same && same->y) {
+        CHECK(memcmp(y, same->y, sizeof(float) * ysize) == 0 && memcmp(s.h, same->h, sizeof(float) * c.nh) == 0 &&
+                  (!c.nc || memcmp(s.c, same->c, sizeof(float) * c.nc) == 0),
+              "%s%s [%s]: outputs or final state differ from the other format version's", name, ext,
+              isa_str(isa));
     }
     if (isa == RNC_ISA_GENERIC) {
         ref->y = dup_floats(y, ysize);
@@ -710,18 +725,202 @@ static rnc_status try_model(const unsigned char *buf, size_t len)
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 
+typedef struct {
+    size_t off;
+    uint32_t val;
+    rnc_status want; /* RNC_OK here: any failure will do */
+} edit;
+
+/* Apply each edit to a copy (checksum fixed; file_size edits: over the buffer), expect a refusal. */
+static void check_edits(const char *name, const blob *mb, unsigned char *b, const edit *edits, size_t ne)
+{
+    const size_t n = mb->len;
+    for (size_t e = 0; e < ne; ++e) {
+        memcpy(b, mb->buf, n);
+        put32(b + edits[e].off, edits[e].val);
+        if (edits[e].off != RNC_AT_hdr1_file_size) fix_crc(b, n);
+        else {
+            uint32_t crc;
+            rnc_crc32(b + RNC_CRC_START, n - RNC_CRC_START, &crc);
+            put32(b + RNC_AT_hdr1_crc32, crc);
+        }
+        const rnc_status st = try_model(b, n);
+        if (edits[e].want == RNC_OK)
+            CHECK(st != RNC_OK, "%s: edit @%zu=%u accepted", name, edits[e].off, edits[e].val);
+        else
+            CHECK(st == edits[e].want, "%s: edit @%zu=%#x gave %s, expected %s", name, edits[e].off,
+                  edits[e].val, rnc_status_str(st), rnc_status_str(edits[e].want));
+    }
+}
+
+/* Byte offset of record i of a version 2 file (the file must be valid). */
+static size_t rec_at(const unsigned char *b, uint32_t i)
+{
+    size_t pos = RNC_SIZE_hdr2;
+    for (uint32_t k = 0; k < i; ++k) pos += rnc_rec_size(b + pos);
+    return pos;
+}
+
+/* Byte offset of the first record of `kind`, 0 when there is none. */
+static size_t rec_find(const unsigned char *b, uint32_t kind)
+{
+    for (uint32_t i = 0; i < rnc_hdr2_num_records(b); ++i)
+        if (rnc_rec_kind(b + rec_at(b, i)) == kind) return rec_at(b, i);
+    return 0;
+}
+
+/* Version 2 field edits with a valid checksum: each must give exactly its status (structure:
+ * RNC_E_CORRUPT; a record sequence the executor cannot run, unknown kinds included:
+ * RNC_E_UNSUPPORTED). */
+static void hostile_v2_edits(const char *name, const blob *mb, unsigned char *b)
+{
+    const unsigned char *m = mb->buf;
+    const uint32_t nrec = rnc_hdr2_num_records(m), rsize = rnc_hdr2_records_size(m);
+    const size_t r0 = rec_at(m, 0), rl = rec_at(m, nrec - 1), rr = rec_find(m, RNC_REC_RECURRENT);
+    const size_t lin = rec_find(m, RNC_REC_LINEAR), last = rec_find(m, RNC_REC_LAST_STEP);
+    const size_t w0 = rr + RNC_REC_RECURRENT_DIR0; /* direction 0's cellw */
+    const uint32_t w_ih_off = rnc_ref_offset(rnc_cellw_w_ih(m + w0));
+    const int emb = rnc_rec_kind(m + r0) == RNC_REC_EMBEDDING;
+    CHECK(rr && lin, "%s: expected recurrent and linear records", name);
+    edit e[64];
+    size_t ne = 0;
+#define ADD(o, v, w) (e[ne].off = (o), e[ne].val = (v), e[ne].want = (w), ++ne)
+    ADD(RNC_AT_hdr2_version, 3, RNC_E_VERSION);
+    ADD(RNC_AT_hdr2_file_size, 0xFFFFFFF0u, RNC_E_TRUNCATED);
+    ADD(RNC_AT_hdr2_file_size, 20, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_header_size, 128, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_precision, 7, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_input_size, 0xFFFFFFFFu, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_input_size, emb ? 5u : 0u, RNC_E_CORRUPT); /* ids input <=> embedding first */
+    ADD(RNC_AT_hdr2_num_records, 0, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_num_records, nrec + 1, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_num_records, nrec - 1, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_num_records, 0x7FFFFFFFu, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_records_size, rsize + 8, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_records_size, rsize - 8, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_records_size, 0xFFFFFFF0u, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_flags, 1, RNC_E_CORRUPT);
+    ADD(RNC_AT_hdr2_flags + 4, 1, RNC_E_CORRUPT); /* reserved */
+    ADD(RNC_SIZE_hdr2 - 4, 0x100, RNC_E_CORRUPT); /* reserved */
+    /* record structure */
+    ADD(r0 + RNC_AT_rec_size, 0, RNC_E_CORRUPT);
+    ADD(r0 + RNC_AT_rec_size, 4, RNC_E_CORRUPT);
+    ADD(r0 + RNC_AT_rec_size, rnc_rec_size(m + r0) + 4, RNC_E_CORRUPT);
+    ADD(r0 + RNC_AT_rec_size, rnc_rec_size(m + r0) + 8, RNC_E_CORRUPT);
+    ADD(r0 + RNC_AT_rec_size, 0xFFFFFFF8u, RNC_E_CORRUPT);
+    ADD(rl + RNC_AT_rec_size, rnc_rec_size(m + rl) - 8, RNC_E_CORRUPT);
+    /* unknown kinds (the record sizes still walk): a file this library cannot run */
+    ADD(r0 + RNC_AT_rec_kind, 99, RNC_E_UNSUPPORTED);
+    ADD(r0 + RNC_AT_rec_kind, 0, RNC_E_UNSUPPORTED);
+    ADD(rl + RNC_AT_rec_kind, 0xFFFFFFFFu, RNC_E_UNSUPPORTED);
+    /* known kinds in an order the executor does not run */
+    ADD(r0 + RNC_AT_rec_kind, RNC_REC_LINEAR, RNC_E_UNSUPPORTED);          /* head first */
+    ADD(rr + RNC_AT_rec_kind, RNC_REC_LAST_STEP, RNC_E_UNSUPPORTED);       /* no recurrent before */
+    /* a second embedding, or one before last_step; else the header's input_size is not 0 */
+    ADD(rr + RNC_AT_rec_kind, RNC_REC_EMBEDDING, emb || last ? RNC_E_UNSUPPORTED : RNC_E_CORRUPT);
+    /* the recurrent record */
+    ADD(rr + RNC_AT_rec_recurrent_cell, 9, RNC_E_CORRUPT);
+    ADD(rr + RNC_AT_rec_recurrent_flags, 4, RNC_E_CORRUPT);
+    ADD(rr + RNC_AT_rec_recurrent_flags, rnc_rec_recurrent_flags(m + rr) ^ RNC_LAYER_FLAG_BIDIR,
+        RNC_E_CORRUPT); /* the record's size no longer matches its directions */
+    ADD(rr + RNC_AT_rec_recurrent_input_size, 999, RNC_E_CORRUPT);
+    ADD(rr + RNC_AT_rec_recurrent_hidden_size, 0x40000000u, RNC_E_CORRUPT);
+    ADD(rr + RNC_AT_rec_recurrent_hidden_size, 0, RNC_E_CORRUPT);
+    ADD(rr + RNC_AT_rec_recurrent_x_scale, 0x7FC00000u, RNC_E_CORRUPT);
+    ADD(rr + RNC_AT_rec_recurrent_h_scale, 0xBF800000u, RNC_E_CORRUPT); /* -1.0f */
+    ADD(rr + RNC_AT_rec_recurrent_h_scale_reverse + 4, 1, RNC_E_CORRUPT); /* reserved */
+    ADD(w0 + RNC_AT_cellw_w_ih + RNC_AT_ref_offset, 0xFFFFFFC0u, RNC_E_CORRUPT);
+    ADD(w0 + RNC_AT_cellw_w_ih + RNC_AT_ref_nbytes, 0xFFFFFFFFu, RNC_E_CORRUPT);
+    ADD(w0 + RNC_AT_cellw_w_ih + RNC_AT_ref_offset, 64, RNC_E_CORRUPT);  /* inside the records */
+    ADD(w0 + RNC_AT_cellw_w_ih + RNC_AT_ref_offset, w_ih_off + 4, RNC_E_CORRUPT); /* misaligned */
+    ADD(w0 + RNC_AT_cellw_b_hh + RNC_AT_ref_offset, 0, RNC_E_CORRUPT);   /* half absent */
+    ADD(w0 + RNC_AT_cellw_s_ih + RNC_AT_ref_nbytes, rnc_ref_nbytes(rnc_cellw_s_ih(m + w0)) + 64,
+        RNC_E_CORRUPT);
+    /* the linear head and the pooling */
+    ADD(lin + RNC_AT_rec_linear_activation, 9, RNC_E_CORRUPT);
+    ADD(lin + RNC_AT_rec_linear_out_features, 0, RNC_E_CORRUPT);
+    ADD(lin + RNC_AT_rec_linear_in_features, 3, RNC_E_CORRUPT);
+    ADD(lin + RNC_AT_rec_linear_in_scale, 0x7F800000u, RNC_E_CORRUPT);
+    ADD(lin + RNC_AT_rec_linear_bias + RNC_AT_ref_nbytes, 4, RNC_E_CORRUPT);
+    if (last) {
+        ADD(last + RNC_AT_rec_last_step_flags, 2, RNC_E_CORRUPT);
+        ADD(last + RNC_AT_rec_last_step_flags + 4, 1, RNC_E_CORRUPT); /* reserved */
+    }
+    if (emb) {
+        ADD(r0 + RNC_AT_rec_embedding_num, 0, RNC_E_CORRUPT);
+        ADD(r0 + RNC_AT_rec_embedding_dim, 7, RNC_E_CORRUPT);
+        ADD(r0 + RNC_AT_rec_embedding_weight + RNC_AT_ref_nbytes, 0, RNC_E_CORRUPT);
+    }
+#undef ADD
+    check_edits(name, mb, b, e, ne);
+
+    /* two tensors at one place (b_hh := b_ih's reference, same length): overlap */
+    memcpy(b, m, mb->len);
+    memcpy(b + w0 + RNC_AT_cellw_b_hh, b + w0 + RNC_AT_cellw_b_ih, RNC_SIZE_ref);
+    fix_crc(b, mb->len);
+    CHECK(try_model(b, mb->len) == RNC_E_CORRUPT, "%s: overlapping tensors accepted", name);
+    /* the last two records swapped (a valid record list in the wrong order) */
+    memcpy(b, m, mb->len);
+    const size_t rp = rec_at(m, nrec - 2), sp = rnc_rec_size(m + rp), sl = rnc_rec_size(m + rl);
+    memcpy(b + rp, m + rl, sl);
+    memcpy(b + rp + sl, m + rp, sp);
+    fix_crc(b, mb->len);
+    CHECK(try_model(b, mb->len) == RNC_E_UNSUPPORTED, "%s: records in the wrong order accepted", name);
+}
+
+/* Version 1 header/descriptor edits with a valid checksum: all refused. */
+static void hostile_v1_edits(const char *name, const blob *mb, unsigned char *b)
+{
+    const size_t d = RNC_SIZE_hdr1, w0 = d + RNC_AT_desc1_dir0;
+    const edit e[] = {
+        {RNC_AT_hdr1_version, 3, RNC_E_VERSION},
+        {RNC_AT_hdr1_file_size, 0xFFFFFFF0u, RNC_E_TRUNCATED},
+        {RNC_AT_hdr1_file_size, 20, RNC_E_CORRUPT},
+        {RNC_AT_hdr1_header_size, 64, RNC_E_CORRUPT},
+        {RNC_AT_hdr1_precision, 7, RNC_E_CORRUPT},
+        {RNC_AT_hdr1_num_layers, 0, RNC_E_CORRUPT},
+        {RNC_AT_hdr1_num_layers, 1000, RNC_E_UNSUPPORTED},
+        {RNC_AT_hdr1_num_layers, 15, RNC_OK},
+        {RNC_AT_hdr1_input_size, 0xFFFFFFFFu, RNC_E_CORRUPT},
+        {RNC_AT_hdr1_flags, 0x10, RNC_E_CORRUPT},
+        {RNC_AT_hdr1_layer_desc_size, 64, RNC_E_CORRUPT},
+        {RNC_AT_hdr1_head_bias + RNC_SIZE_ref + 4, 1, RNC_E_CORRUPT}, /* reserved */
+        {d + RNC_AT_desc1_kind, 9, RNC_E_CORRUPT},
+        {d + RNC_AT_desc1_flags, 4, RNC_E_CORRUPT},
+        {d + RNC_AT_desc1_input_size, 999, RNC_E_CORRUPT},
+        {d + RNC_AT_desc1_hidden_size, 0x40000000u, RNC_E_CORRUPT},
+        {d + RNC_AT_desc1_hidden_size, 0, RNC_E_CORRUPT},
+        {w0 + RNC_AT_cellw_w_ih + RNC_AT_ref_offset, 0xFFFFFFC0u, RNC_E_CORRUPT},
+        {w0 + RNC_AT_cellw_w_ih + RNC_AT_ref_nbytes, 0xFFFFFFFFu, RNC_E_CORRUPT},
+        {w0 + RNC_AT_cellw_w_ih + RNC_AT_ref_offset, 64, RNC_E_CORRUPT},
+        {w0 + RNC_AT_cellw_w_ih + RNC_AT_ref_offset, 0x10000000u, RNC_E_CORRUPT},
+        {d + RNC_AT_desc1_h_scale_reverse + 4, 1, RNC_E_CORRUPT}, /* reserved */
+        {d + RNC_AT_desc1_x_scale, 0x7FC00000u, RNC_E_CORRUPT},
+    };
+    check_edits(name, mb, b, e, sizeof e / sizeof e[0]);
+    /* two tensors at one place (b_hh := b_ih's reference, same length): overlap */
+    memcpy(b, mb->buf, mb->len);
+    memcpy(b + w0 + RNC_AT_cellw_b_hh, b + w0 + RNC_AT_cellw_b_ih, RNC_SIZE_ref);
+    fix_crc(b, mb->len);
+    CHECK(try_model(b, mb->len) == RNC_E_CORRUPT, "%s: overlapping tensors accepted", name);
+}
+
 static void test_hostile(const char *dir, int fuzz)
 {
     char path[1024];
     const char *names[] = {"lstm_q8_bidir_run", "gru_f32_bidir_last", "rnn_q8_emb_last"};
-    for (int f = 0; f < 3; ++f) {
-        snprintf(path, sizeof path, "%s/%s.rnc", dir, names[f]);
+    for (int f = 0; f < 6; ++f) {
+        const int v1 = f >= 3;
+        char name[300];
+        snprintf(name, sizeof name, "%s%s", names[f % 3], v1 ? ".v1.rnc" : ".rnc");
+        snprintf(path, sizeof path, "%s/%s", dir, name);
         blob mb = read_file(path);
         CHECK(mb.len > 0, "read %s", path);
         if (!mb.len) continue;
         const size_t n = mb.len;
         unsigned char *b = xmalloc(n + 64);
-        CHECK(try_model(mb.buf, n) == RNC_OK, "%s valid", names[f]);
+        CHECK(try_model(mb.buf, n) == RNC_OK, "%s valid", name);
+        CHECK(rnc_hdr1_version(mb.buf) == (v1 ? RNC_V1 : RNC_V2), "%s: format version", name);
         int ok_trunc = 1, ok_flip = 1;
         for (size_t len = 0; len < n; ++len) { /* truncated at every byte (copied: ASan sees the end) */
             unsigned char *t = xmalloc(len + 1);
@@ -729,46 +928,15 @@ static void test_hostile(const char *dir, int fuzz)
             if (try_model(t, len) == RNC_OK) ok_trunc = 0;
             free(t);
         }
-        CHECK(ok_trunc, "%s: a truncated buffer was accepted", names[f]);
+        CHECK(ok_trunc, "%s: a truncated buffer was accepted", name);
         for (size_t i = 0; i < n; ++i) { /* every byte flipped */
             memcpy(b, mb.buf, n);
             b[i] ^= (unsigned char)(1u << (i % 8));
             if (try_model(b, n) == RNC_OK) ok_flip = 0;
         }
-        CHECK(ok_flip, "%s: a flipped byte was accepted", names[f]);
-        /* targeted header/descriptor edits with a valid checksum */
-        struct {
-            size_t off;
-            uint32_t val;
-            rnc_status want;
-        } edits[] = {
-            {4, 2, RNC_E_VERSION},          {8, 0xFFFFFFF0u, RNC_E_TRUNCATED}, {8, 20, RNC_E_CORRUPT},
-            {16, 64, RNC_E_CORRUPT},        {20, 7, RNC_E_CORRUPT},            {24, 0, RNC_E_CORRUPT},
-            {24, 1000, RNC_E_UNSUPPORTED},  {24, 15, RNC_E_CORRUPT},           {28, 0xFFFFFFFFu, RNC_E_CORRUPT},
-            {32, 0x10, RNC_E_CORRUPT},      {60, 64, RNC_E_CORRUPT},           {100, 1, RNC_E_CORRUPT},
-            {128 + 0, 9, RNC_E_CORRUPT},    {128 + 4, 4, RNC_E_CORRUPT},       {128 + 8, 999, RNC_E_CORRUPT},
-            {128 + 12, 0x40000000u, RNC_E_CORRUPT}, {128 + 12, 0, RNC_E_CORRUPT},
-            {128 + 32, 0xFFFFFFC0u, RNC_E_CORRUPT}, {128 + 36, 0xFFFFFFFFu, RNC_E_CORRUPT},
-            {128 + 32, 64, RNC_E_CORRUPT},  {128 + 32, 0x10000000u, RNC_E_CORRUPT}, {128 + 28, 1, RNC_E_CORRUPT},
-            {128 + 16, 0x7FC00000u, RNC_E_CORRUPT},
-        };
-        for (size_t e = 0; e < sizeof(edits) / sizeof(edits[0]); ++e) {
-            memcpy(b, mb.buf, n);
-            put32(b + edits[e].off, edits[e].val);
-            if (edits[e].off != 8) fix_crc(b, n);
-            else {
-                uint32_t crc;
-                rnc_crc32(b + 16, n - 16, &crc);
-                put32(b + 12, crc);
-            }
-            const rnc_status st = try_model(b, n);
-            CHECK(st != RNC_OK, "%s: edit @%zu=%u accepted", names[f], edits[e].off, edits[e].val);
-        }
-        /* two tensors at one place (b_hh := b_ih's reference, same length): overlap */
-        memcpy(b, mb.buf, n);
-        memcpy(b + 128 + 72, b + 128 + 64, 8);
-        fix_crc(b, n);
-        CHECK(try_model(b, n) == RNC_E_CORRUPT, "%s: overlapping tensors accepted", names[f]);
+        CHECK(ok_flip, "%s: a flipped byte was accepted", name);
+        if (v1) hostile_v1_edits(name, &mb, b);
+        else hostile_v2_edits(name, &mb, b);
         /* misaligned buffer, NULLs */
         rnc_model m;
         memcpy(b + 1, mb.buf, n);
@@ -787,12 +955,13 @@ static void test_hostile(const char *dir, int fuzz)
                 if (rnd() % 2) fix_crc(b, n);
                 if (try_model(b, n) == RNC_OK) ++accepted;
             }
-            printf("  fuzz %s: 4000 mutations, %d still valid models (ran them), no crash\n", names[f],
+            printf("  fuzz %s: 4000 mutations, %d still valid models (ran them), no crash\n", name,
                    accepted);
         }
         free(b), free(mb.buf);
     }
-    printf("  hostile: truncation at every byte, every byte flipped, edited fields: all rejected\n");
+    printf("  hostile (v2 and v1 files): truncation at every byte, every byte flipped, edited fields "
+           "(v2: exact statuses), overlaps, records out of order or of unknown kinds: all rejected\n");
 }
 
 static void test_api_misuse(const char *dir)
@@ -983,19 +1152,24 @@ int main(int argc, char **argv)
     if (f) {
         char name[256];
         while (fscanf(f, "%255s", name) == 1) {
-            isa_ref ref = {NULL, NULL, NULL};
+            isa_ref ref = {NULL, NULL, NULL}, ref1 = {NULL, NULL, NULL};
             for (int i = 0; i < RNC_ISA_COUNT; ++i) { /* generic (0) first: the q8 reference */
                 int av = 0;
                 rnc_isa_available((rnc_isa)i, &av);
-                if (av) run_vector(dir, name, (rnc_isa)i, &ref);
+                if (!av) continue;
+                /* the version 2 file, then the same model as version 1: same outputs, bit for bit */
+                isa_ref v2 = {NULL, NULL, NULL};
+                run_vector(dir, name, ".rnc", (rnc_isa)i, &ref, &v2, NULL);
+                run_vector(dir, name, ".v1.rnc", (rnc_isa)i, &ref1, NULL, &v2);
+                free(v2.y), free(v2.h), free(v2.c);
             }
-            free(ref.y), free(ref.h), free(ref.c);
+            free(ref.y), free(ref.h), free(ref.c), free(ref1.y), free(ref1.h), free(ref1.c);
             ++ncases;
         }
         fclose(f);
     }
-    printf("  vectors: %d models vs the NumPy references on every available ISA (q8: bit-identical to generic)\n",
-           ncases);
+    printf("  vectors: %d models vs the NumPy references on every available ISA (q8: bit-identical to "
+           "generic), each as a format v2 and a v1 file (outputs bit-identical)\n", ncases);
     test_state_restore(dir);
     test_api_misuse(dir);
     test_state_after_model_reinit(dir);

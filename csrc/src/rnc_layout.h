@@ -1,0 +1,220 @@
+/* rnc_layout.h -- THE byte layout of .rnc files (docs/rnc-format.md), versions 1 and 2.
+ *
+ * This file is the single description of every header, record and sub-structure field: the C
+ * loader (src/loader.c) reads fields only through the accessors generated below, and the Python
+ * writer/reader (rnncore/io/rnc_layout.py) parses this very file to pack and unpack them.
+ * tests/test_rnc_format.py compiles this header and checks that the C preprocessor and the Python
+ * parser see the same table.
+ *
+ * Rules the Python parser relies on (keep them when editing):
+ *   - a structure is declared by one  S(name, size_in_bytes)  entry in RNC_LAYOUT_STRUCTS;
+ *   - a field is one  X(struct, field, byte_offset, TYPE)  entry, TYPE one of
+ *       U32  little-endian unsigned 32-bit        F32  IEEE binary32
+ *       REF  tensor reference: u32 offset + u32 nbytes (8 bytes; (0, 0) = absent)
+ *       CELLW  an embedded cellw structure (48 bytes);
+ *   - a constant is one  #define RNC_NAME <decimal or 0x hex>u  line.
+ * Every byte of a structure that no field names is reserved and must be zero (the loader and the
+ * reader check that). Offsets are relative to the structure's start.
+ */
+#ifndef RNC_LAYOUT_H
+#define RNC_LAYOUT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define RNC_MAGIC 0x4D434E52u /* "RNCM" read as a little-endian u32 */
+#define RNC_ALIGN 64u         /* tensor offsets are multiples of this */
+
+/* ---- structures (name, size) ---------------------------------------------------------------- */
+#define RNC_LAYOUT_STRUCTS(S)                                                                     \
+    S(ref, 8)          /* a tensor reference (type REF) */                                        \
+    S(hdr1, 128)       /* version 1 header, at offset 0 */                                        \
+    S(desc1, 128)      /* version 1 layer descriptor, layer l at 128 + 128 l */                   \
+    S(cellw, 48)       /* the six tensors of one direction of a recurrent layer (v1 and v2) */    \
+    S(hdr2, 64)        /* version 2 header, at offset 0 */                                        \
+    S(rec, 8)          /* version 2: the prefix every record starts with */                       \
+    S(rec_embedding, 24)                                                                          \
+    S(rec_recurrent, 40) /* fixed part; then one cellw per direction */                           \
+    S(rec_last_step, 16)                                                                          \
+    S(rec_linear, 48)
+
+/* ---- both versions ------------------------------------------------------------------------ */
+#define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
+
+/* a tensor: byte offset from the start of the file and byte length; (0, 0) = absent */
+#define RNC_FIELDS_ref(X)                                                                         \
+    X(ref, offset, 0, U32)                                                                        \
+    X(ref, nbytes, 4, U32)
+
+/* ---- version 1 ------------------------------------------------------------------------------ */
+#define RNC_V1 1u
+#define RNC_V1_HEADER_SIZE 128u
+#define RNC_V1_DESC_SIZE 128u
+#define RNC_V1_DESC_DIR0 32u    /* cellw of direction d at desc + RNC_V1_DESC_DIR0 + 48 d */
+#define RNC_V1_FLAG_EMBEDDING 1u
+#define RNC_V1_FLAG_HEAD 2u
+#define RNC_V1_FLAG_LAST_STEP 4u
+#define RNC_V1_FLAG_LAST_STEP_BIDIR 8u
+
+#define RNC_FIELDS_hdr1(X)                                                                        \
+    X(hdr1, magic, 0, U32)                                                                        \
+    X(hdr1, version, 4, U32)                                                                      \
+    X(hdr1, file_size, 8, U32)                                                                    \
+    X(hdr1, crc32, 12, U32)                                                                       \
+    X(hdr1, header_size, 16, U32)                                                                 \
+    X(hdr1, precision, 20, U32)                                                                   \
+    X(hdr1, num_layers, 24, U32)                                                                  \
+    X(hdr1, input_size, 28, U32)                                                                  \
+    X(hdr1, flags, 32, U32)                                                                       \
+    X(hdr1, embed_num, 36, U32)                                                                   \
+    X(hdr1, embed_dim, 40, U32)                                                                   \
+    X(hdr1, head_in, 44, U32)                                                                     \
+    X(hdr1, head_out, 48, U32)                                                                    \
+    X(hdr1, head_activation, 52, U32)                                                             \
+    X(hdr1, head_in_scale, 56, F32)                                                               \
+    X(hdr1, layer_desc_size, 60, U32)                                                             \
+    X(hdr1, embedding, 64, REF)                                                                   \
+    X(hdr1, head_weight, 72, REF)                                                                 \
+    X(hdr1, head_scale, 80, REF)                                                                  \
+    X(hdr1, head_bias, 88, REF)
+
+#define RNC_FIELDS_desc1(X)                                                                       \
+    X(desc1, kind, 0, U32)                                                                        \
+    X(desc1, flags, 4, U32)                                                                       \
+    X(desc1, input_size, 8, U32)                                                                  \
+    X(desc1, hidden_size, 12, U32)                                                                \
+    X(desc1, x_scale, 16, F32)                                                                    \
+    X(desc1, h_scale, 20, F32)                                                                    \
+    X(desc1, h_scale_reverse, 24, F32)                                                            \
+    X(desc1, dir0, 32, CELLW)                                                                     \
+    X(desc1, dir1, 80, CELLW)
+
+/* one direction's tensors (v1 descriptors and v2 recurrent records) */
+#define RNC_FIELDS_cellw(X)                                                                       \
+    X(cellw, w_ih, 0, REF)                                                                        \
+    X(cellw, w_hh, 8, REF)                                                                        \
+    X(cellw, s_ih, 16, REF)                                                                       \
+    X(cellw, s_hh, 24, REF)                                                                       \
+    X(cellw, b_ih, 32, REF)                                                                       \
+    X(cellw, b_hh, 40, REF)
+
+/* recurrent layer flags (v1 descriptor flags, v2 rec_recurrent flags) */
+#define RNC_LAYER_FLAG_RESET_AFTER 1u
+#define RNC_LAYER_FLAG_BIDIR 2u
+
+/* ---- version 2 ------------------------------------------------------------------------------ */
+#define RNC_V2 2u
+#define RNC_V2_HEADER_SIZE 64u
+
+#define RNC_FIELDS_hdr2(X)                                                                        \
+    X(hdr2, magic, 0, U32)                                                                        \
+    X(hdr2, version, 4, U32)                                                                      \
+    X(hdr2, file_size, 8, U32)                                                                    \
+    X(hdr2, crc32, 12, U32)                                                                       \
+    X(hdr2, header_size, 16, U32)                                                                 \
+    X(hdr2, precision, 20, U32)                                                                   \
+    X(hdr2, input_size, 24, U32)                                                                  \
+    X(hdr2, num_records, 28, U32)                                                                 \
+    X(hdr2, records_size, 32, U32)                                                                \
+    X(hdr2, flags, 36, U32)
+
+/* Records follow the header back to back (records_size bytes). Each starts with kind and size
+ * (its whole size in bytes, prefix included, a multiple of 8): a reader can step over any record. */
+#define RNC_FIELDS_rec(X)                                                                         \
+    X(rec, kind, 0, U32)                                                                          \
+    X(rec, size, 4, U32)
+
+#define RNC_REC_EMBEDDING 1u
+#define RNC_REC_RECURRENT 2u
+#define RNC_REC_LAST_STEP 3u
+#define RNC_REC_LINEAR 4u
+
+#define RNC_FIELDS_rec_embedding(X)                                                               \
+    X(rec_embedding, kind, 0, U32)                                                                \
+    X(rec_embedding, size, 4, U32)                                                                \
+    X(rec_embedding, num, 8, U32)                                                                 \
+    X(rec_embedding, dim, 12, U32)                                                                \
+    X(rec_embedding, weight, 16, REF)
+
+/* size = 40 + 48 * directions; direction d's cellw at RNC_REC_RECURRENT_DIR0 + 48 d */
+#define RNC_REC_RECURRENT_DIR0 40u
+#define RNC_FIELDS_rec_recurrent(X)                                                               \
+    X(rec_recurrent, kind, 0, U32)                                                                \
+    X(rec_recurrent, size, 4, U32)                                                                \
+    X(rec_recurrent, cell, 8, U32)                                                                \
+    X(rec_recurrent, flags, 12, U32)                                                              \
+    X(rec_recurrent, input_size, 16, U32)                                                         \
+    X(rec_recurrent, hidden_size, 20, U32)                                                        \
+    X(rec_recurrent, x_scale, 24, F32)                                                            \
+    X(rec_recurrent, h_scale, 28, F32)                                                            \
+    X(rec_recurrent, h_scale_reverse, 32, F32)
+
+#define RNC_LAST_STEP_FLAG_BIDIR 1u
+#define RNC_FIELDS_rec_last_step(X)                                                               \
+    X(rec_last_step, kind, 0, U32)                                                                \
+    X(rec_last_step, size, 4, U32)                                                                \
+    X(rec_last_step, flags, 8, U32)
+
+#define RNC_FIELDS_rec_linear(X)                                                                  \
+    X(rec_linear, kind, 0, U32)                                                                   \
+    X(rec_linear, size, 4, U32)                                                                   \
+    X(rec_linear, in_features, 8, U32)                                                            \
+    X(rec_linear, out_features, 12, U32)                                                          \
+    X(rec_linear, activation, 16, U32)                                                            \
+    X(rec_linear, in_scale, 20, F32)                                                              \
+    X(rec_linear, weight, 24, REF)                                                                \
+    X(rec_linear, scale, 32, REF)                                                                 \
+    X(rec_linear, bias, 40, REF)
+
+/* ---- generated C view ----------------------------------------------------------------------- */
+#define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
+    RNC_FIELDS_ref(X) RNC_FIELDS_hdr1(X) RNC_FIELDS_desc1(X) RNC_FIELDS_cellw(X) RNC_FIELDS_hdr2(X)                  \
+    RNC_FIELDS_rec(X) RNC_FIELDS_rec_embedding(X) RNC_FIELDS_rec_recurrent(X)                      \
+    RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X)
+
+/* sizes of the field types (CELLW: an embedded cellw structure) */
+#define RNC_TYPE_SIZE_U32 4u
+#define RNC_TYPE_SIZE_F32 4u
+#define RNC_TYPE_SIZE_REF 8u
+#define RNC_TYPE_SIZE_CELLW 48u
+
+/* RNC_SIZE_<struct> and RNC_AT_<struct>_<field> (byte offset) constants */
+#define RNC__SIZE_ENUM(s, n) RNC_SIZE_##s = n,
+enum rnc_layout_sizes { RNC_LAYOUT_STRUCTS(RNC__SIZE_ENUM) RNC_SIZE_END_ };
+#define RNC__AT_ENUM(s, f, off, t) RNC_AT_##s##_##f = off,
+enum rnc_layout_offsets { RNC_LAYOUT_ALL_FIELDS(RNC__AT_ENUM) RNC_AT_END_ };
+
+static inline uint32_t rnc__rd32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static inline float rnc__rdf32(const unsigned char *p)
+{
+    const uint32_t u = rnc__rd32(p);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Accessors, one per field, on a pointer to the structure's first byte:
+ *   uint32_t rnc_<struct>_<field>(p)               U32
+ *   float rnc_<struct>_<field>(p)                  F32
+ *   const unsigned char *rnc_<struct>_<field>(p)   REF and CELLW (the bytes of the sub-structure) */
+#define RNC__ACC_U32(s, f, off)                                                                   \
+    static inline uint32_t rnc_##s##_##f(const unsigned char *p) { return rnc__rd32(p + (off)); }
+#define RNC__ACC_F32(s, f, off)                                                                   \
+    static inline float rnc_##s##_##f(const unsigned char *p) { return rnc__rdf32(p + (off)); }
+#define RNC__ACC_REF(s, f, off)                                                                   \
+    static inline const unsigned char *rnc_##s##_##f(const unsigned char *p) { return p + (off); }
+#define RNC__ACC_CELLW(s, f, off) RNC__ACC_REF(s, f, off)
+#define RNC__ACCESSOR(s, f, off, t) RNC__ACC_##t(s, f, off)
+RNC_LAYOUT_ALL_FIELDS(RNC__ACCESSOR)
+
+/* the fields of one structure as (offset, size) spans, for the reserved-bytes check */
+typedef struct rnc_span {
+    uint16_t off, size;
+} rnc_span;
+#define RNC__SPAN(s, f, off, t) {off, RNC_TYPE_SIZE_##t},
+
+#endif /* RNC_LAYOUT_H */
