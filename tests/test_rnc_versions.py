@@ -149,3 +149,19 @@ def test_compiled_models_write_v2_and_load_both(tmp_path):
         v1 = write_rnc(read_rnc(eng.data), version=1)
         x = np.random.default_rng(2).standard_normal((2, 5, 3)).astype(F32)
         np.testing.assert_array_equal(rc.load(v1).run(x), rc.load(path).run(x))
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_write_rnc_takes_the_model_spec(precision):
+    """``write_rnc`` takes the one model description (a ModelSpec, as importers give it) and
+    writes the same bytes as the model's own path (``build_rnc``); precision is required for it
+    and refused for a dict."""
+    from rnncore.spec import build_rnc, spec_from_model, to_rnc_spec
+
+    m = rc.nn.Sequential(rc.nn.LSTM(5, 9, num_layers=2, seed=1), rc.nn.LastStep(), rc.nn.Linear(9, 3, seed=2))
+    data, spec = build_rnc(m, precision)
+    assert write_rnc(spec_from_model(m), precision=precision) == data
+    with pytest.raises(ValueError, match="precision"):
+        write_rnc(spec)
+    with pytest.raises(ValueError, match="precision"):
+        write_rnc(to_rnc_spec(spec, precision), precision=precision)

@@ -426,13 +426,17 @@ def _emit_v2(plan: dict) -> bytes:
 _CELLW = ("w_ih", "w_hh", "s_ih", "s_hh", "b_ih", "b_hh")  # cellw fields, in _PARAMS order
 
 
-def write_rnc(spec: dict, version: int = VERSION) -> bytes:
+def write_rnc(spec: Any, version: int = VERSION, *, precision: str | None = None) -> bytes:
     """Serialise a model description to ``.rnc`` bytes (see module docstring for ``spec``).
 
     Parameters
     ----------
-    spec : dict
-        the model description (module docstring).
+    spec : dict or rnncore.spec.ModelSpec
+        the model description: the file-level dict (module docstring), or the one description
+        importers and ``rc.nn`` models give (:class:`rnncore.spec.ModelSpec`, written through
+        :func:`rnncore.spec.to_rnc_spec` with ``precision``).
+    precision : str, optional
+        "f32" or "q8", for a ``ModelSpec`` only (a dict names its own).
     version : int
         file format version: 2 (default, an ordered list of layer records) or 1 (the fixed header
         and layer descriptors; kept so that older readers and the v1 tests have files).
@@ -450,6 +454,14 @@ def write_rnc(spec: dict, version: int = VERSION) -> bytes:
     """
     if version not in VERSIONS:
         raise ValueError(f"version: expected one of {VERSIONS}, got {version!r}")
+    from rnncore.spec import ModelSpec, to_rnc_spec
+
+    if isinstance(spec, ModelSpec):
+        if precision is None:
+            raise ValueError("precision: a ModelSpec is written as 'f32' or 'q8'; got None")
+        spec = to_rnc_spec(spec, precision)
+    elif precision is not None:
+        raise ValueError(f"precision: only for a ModelSpec (a dict names its own), got {precision!r}")
     plan = _plan(spec)
     return _emit_v1(plan) if version == _C["V1"] else _emit_v2(plan)
 
