@@ -58,7 +58,7 @@ def cross_build() -> Path:
     _make("cross", "vectors")
     out = CSRC / "build" / "cross"
     for t in ("aarch64", "armhf"):
-        for f in ("librnncore.a", "librnncore.so", "rnncore-bench", "tests/test_main"):
+        for f in ("librnncore.a", "librnncore.so", "rnncore-bench", "tests/test_main", "tests/test_kernels"):
             assert (out / t / f).is_file(), f"{t}/{f} not built"
     return out
 
@@ -89,6 +89,15 @@ def test_c_tests_under_qemu(cross_build: Path, target, qemu, cpu, best, runs) ->
     assert ran == runs, paths
     assert f"best path: {best}" in r.stdout
     assert "vectors: " in r.stdout and "models vs the NumPy references on every available ISA" in r.stdout
+    # the kernel table's cell rows (csrc/tests/test_kernels.c): every row of the paths this CPU
+    # has against its generic twin; rows of paths it lacks reported by name
+    r = _qemu(qemu, cpu, [str(cross_build / target / "tests" / "test_kernels")])
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    got = re.search(r"^kernel-table cells: (\d+) passed, 0 failed$", r.stdout, re.M)
+    assert got and (int(got.group(1)) > 0) == bool(runs - {"generic"}), r.stdout[-3000:]
+    for isa, how in paths.items():  # built for a CPU that lacks it: its rows named as skipped
+        if how == "compiled, CPU lacks it":
+            assert re.search(rf"^skipped: rnc_q8_gru_step_{isa} ", r.stdout, re.M), r.stdout
 
 
 @pytest.mark.parametrize("target,qemu,cpu,best,runs", CPUS, ids=[c[2] for c in CPUS])

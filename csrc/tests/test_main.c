@@ -195,129 +195,7 @@ static void test_gemm(void)
     printf("  gemm: q8 exact and f32 within bound on every available ISA\n");
 }
 
-/* ------------------------------------------------------------------------- cell kernels */
-static int kernel_op_for(uint32_t kind)
-{
-    return kind == RNC_GRU ? RNC_OP_GRU_STEP : kind == RNC_LSTM ? RNC_OP_LSTM_STEP : RNC_OP_RNN_STEP;
-}
-
-static void test_cell_case(uint32_t kind, uint32_t reset_after, int prec, int I, int H, int B,
-                           int use_gi, int masked)
-{
-    const int G = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1;
-    const int Hp = (H + 15) / 16 * 16, GHp = G * Hp, kx = (I + 3) / 4 * 4, kh = (H + 3) / 4 * 4;
-    float *wih = xmalloc(sizeof(float) * GHp * I), *whh = xmalloc(sizeof(float) * GHp * H);
-    int8_t *qih = xmalloc((size_t)GHp * I), *qhh = xmalloc((size_t)GHp * H);
-    void *pih = xmalloc(sizeof(float) * GHp * kx), *phh = xmalloc(sizeof(float) * GHp * kh);
-    float *sih = xmalloc(sizeof(float) * GHp), *shh = xmalloc(sizeof(float) * GHp);
-    float *bih = xmalloc(sizeof(float) * GHp), *bhh = xmalloc(sizeof(float) * GHp);
-    float *x = xmalloc(sizeof(float) * B * I), *sx = xmalloc(sizeof(float) * B);
-    int8_t *xq = xmalloc((size_t)B * kx);
-    float *gi = xmalloc(sizeof(float) * B * GHp);
-    float *h0 = xmalloc(sizeof(float) * B * H), *c0 = xmalloc(sizeof(float) * B * H);
-    float *href = xmalloc(sizeof(float) * B * H), *cref = xmalloc(sizeof(float) * B * H);
-    float *h = xmalloc(sizeof(float) * B * H), *c = xmalloc(sizeof(float) * B * H);
-    float *yref = xmalloc(sizeof(float) * B * H), *y = xmalloc(sizeof(float) * B * H);
-    uint8_t *active = xmalloc((size_t)B);
-    const rnc_cell_work wl = rnc__cell_work((uint32_t)G, (uint32_t)H, (uint32_t)B);
-    void *work = xmalloc(wl.total);
-    for (int r = 0; r < GHp; ++r) {
-        const int real = (r % Hp) < H;
-        for (int k = 0; k < I; ++k) wih[(size_t)r * I + k] = real ? rndf() : 0.0f;
-        for (int k = 0; k < H; ++k) whh[(size_t)r * H + k] = real ? rndf() : 0.0f;
-        sih[r] = real ? 1.0f / 127 : 0;
-        shh[r] = real ? 1.0f / 127 : 0;
-        bih[r] = real ? rndf() * 0.5f : 0;
-        bhh[r] = real ? rndf() * 0.5f : 0;
-        for (int k = 0; k < I; ++k) qih[(size_t)r * I + k] = real ? rnd_q() : 0;
-        for (int k = 0; k < H; ++k) qhh[(size_t)r * H + k] = real ? rnd_q() : 0;
-    }
-    if (prec == RNC_Q8) {
-        pack_q8(qih, GHp, I, pih);
-        pack_q8(qhh, GHp, H, phh);
-    } else {
-        pack_f32(wih, GHp, I, pih);
-        pack_f32(whh, GHp, H, phh);
-    }
-    for (int i = 0; i < B * I; ++i) x[i] = rndf() * 2;
-    for (int b = 0; b < B; ++b) rnc_quantize_q8(x + (size_t)b * I, I, 0, xq + (size_t)b * kx, &sx[b]);
-    for (int i = 0; i < B * GHp; ++i) gi[i] = rndf();
-    for (int i = 0; i < B * H; ++i) h0[i] = rndf(), c0[i] = rndf();
-    for (int b = 0; b < B; ++b) active[b] = masked ? (uint8_t)(b % 2 == 0) : 1;
-
-    const int op = kernel_op_for(kind);
-    const int kgen = rnc__find_kernel(op, prec, RNC_ISA_GENERIC);
-    int32_t *corr = xmalloc(sizeof(int32_t) * GHp);
-    if (prec == RNC_Q8) rnc_q8_rowcorr_generic(phh, GHp, H, corr);
-    /* every row of the op serving this batch and input (each ISA's strategies), vs generic */
-    for (size_t k = 0; k < rnc__kernel_count; ++k) {
-        const rnc_kernel *kr = &rnc__kernels[k];
-        const int isa = kr->isa;
-        int avail = 0;
-        rnc_isa_available((rnc_isa)isa, &avail);
-        if (!avail || kr->op != op || kr->precision != prec ||
-            !rnc__kernel_serves(kr, (uint32_t)B, use_gi ? RNC_IN_GI : RNC_IN_X,
-                                kind == RNC_GRU && !reset_after, 1))
-            continue;
-        for (int pass = 0; pass < 2; ++pass) {
-            const int row = pass == 0 ? kgen : (int)k;
-            float *hh = pass == 0 ? href : h, *cc = pass == 0 ? cref : c, *yy = pass == 0 ? yref : y;
-            memcpy(hh, h0, sizeof(float) * B * H);
-            memcpy(cc, c0, sizeof(float) * B * H);
-            memset(yy, 0, sizeof(float) * B * H);
-            rnc_cell_args a;
-            memset(&a, 0, sizeof(a));
-            a.kind = kind, a.reset_after = reset_after, a.batch = (uint32_t)B, a.I = (uint32_t)I;
-            a.H = (uint32_t)H, a.Hp = (uint32_t)Hp, a.G = (uint32_t)G;
-            a.w_ih = pih, a.w_hh = phh, a.s_ih = sih, a.s_hh = shh, a.b_ih = bih, a.b_hh = bhh;
-            if (use_gi) {
-                a.gi = gi, a.ldgi = (size_t)GHp;
-            } else if (prec == RNC_Q8) {
-                a.xq = xq, a.sx = sx, a.ldxq = (size_t)kx;
-            } else {
-                a.x = x, a.ldx = (size_t)I;
-            }
-            a.h = hh, a.c = kind == RNC_LSTM ? cc : NULL, a.y = yy, a.ldy = (size_t)H;
-            a.active = masked ? active : NULL;
-            a.work = work;
-            a.corr_hh = corr;
-            rnc__kernels[row].fn.cell(&a);
-        }
-        int bad = 0;
-        double maxd = 0;
-        for (int i = 0; i < B * H; ++i) {
-            const double d1 = fabs((double)h[i] - href[i]), d2 = fabs((double)c[i] - cref[i]);
-            const double d3 = fabs((double)y[i] - yref[i]);
-            const double d = d1 > d2 ? (d1 > d3 ? d1 : d3) : (d2 > d3 ? d2 : d3);
-            if (d > maxd) maxd = d;
-            if (prec == RNC_Q8 ? d != 0.0 : d > 2e-5 * (1 + fabs(href[i]) + fabs(cref[i]))) ++bad;
-        }
-        for (int b = 0; masked && b < B; ++b)
-            if (!active[b])
-                for (int u = 0; u < H; ++u) {
-                    bad += h[(size_t)b * H + u] != h0[(size_t)b * H + u];
-                    bad += y[(size_t)b * H + u] != 0.0f;
-                }
-        CHECK(bad == 0, "%s kind=%u ra=%u I=%d H=%d B=%d gi=%d masked=%d: %d off (max %.3g)", kr->name,
-              kind, reset_after, I, H, B, use_gi, masked, bad, maxd);
-    }
-    free(wih), free(whh), free(qih), free(qhh), free(pih), free(phh), free(sih), free(shh);
-    free(bih), free(bhh), free(x), free(sx), free(xq), free(gi), free(h0), free(c0), free(href);
-    free(cref), free(h), free(c), free(yref), free(y), free(active), free(work), free(corr);
-}
-
-static void test_cells(void)
-{
-    static const int sizes[][3] = {{1, 1, 1}, {3, 5, 2}, {7, 16, 1}, {16, 17, 3}, {33, 31, 2}, {64, 64, 4}};
-    for (int prec = 0; prec < 2; ++prec)
-        for (uint32_t kind = 0; kind < 4; ++kind)
-            for (uint32_t ra = 0; ra < (kind == RNC_GRU ? 2u : 1u); ++ra)
-                for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); ++s)
-                    for (int gi = 0; gi < 2; ++gi)
-                        test_cell_case(kind, kind == RNC_GRU ? 1 - ra : 0, prec, sizes[s][0], sizes[s][1],
-                                       sizes[s][2], gi, s % 2 == 1);
-    printf("  cells: q8 bit-identical to generic, f32 within 2e-5 on every available ISA\n");
-}
+/* The cell rows are tests/test_kernels.c's table-driven loop. */
 
 /* ---------------------------------------------------------------------- activations */
 static void test_activations(int quick)
@@ -1141,7 +1019,6 @@ int main(int argc, char **argv)
     test_quantize();
     test_table_ops();
     test_gemm();
-    test_cells();
     test_activations(fuzz);
 
     char path[1024];

@@ -2,9 +2,7 @@
  *
  * Products: against plain C loops over the unpacked matrix (an independent reference: the
  * packers below follow docs/q8-contract.md's layout formulas literally) and the generic kernel.
- * Fused cells (every kernel-table row of these ISAs that this CPU runs): against the generic
- * row on the same arguments; q8 h, c and y must be bitwise equal (exact int32 products, then the
- * same float32 epilogue), f32 within 1e-5 (only the summation order of the products differs).
+ * (The fused cells of every ISA are tests/test_kernels.c's table-driven loop.)
  *
  * q8: the int32 accumulators must be EQUAL, for extreme values (every weight and input +-127,
  * alternating signs, zeros) and random ones, over shapes with rows not a multiple of 16, inputs
@@ -169,80 +167,6 @@ static void test_f32(void)
     }
 }
 
-/* ------------------------------------------------------------------ fused cells vs generic */
-
-static void test_cells(void)
-{
-    static const uint32_t shapes[][3] = {{1, 1, 1}, {2, 3, 5}, {3, 17, 16}, {1, 32, 32}, {5, 33, 47},
-                                         {4, 64, 128}, {1, 256, 256}, {16, 20, 24}, {17, 9, 33}};
-    static const uint32_t ops[][3] = {{RNC_OP_RNN_STEP, RNC_RNN_TANH, 1}, {RNC_OP_RNN_STEP, RNC_RNN_RELU, 1},
-                                      {RNC_OP_GRU_STEP, RNC_GRU, 1},      {RNC_OP_GRU_STEP, RNC_GRU, 0},
-                                      {RNC_OP_LSTM_STEP, RNC_LSTM, 1}};
-    for (size_t k = 0; k < rnc__kernel_count; ++k) {
-        const rnc_kernel *kr = &rnc__kernels[k];
-        if (kr->op != RNC_OP_RNN_STEP && kr->op != RNC_OP_GRU_STEP && kr->op != RNC_OP_LSTM_STEP) continue;
-        if (kr->isa != RNC_ISA_AVX512 && kr->isa != RNC_ISA_AVX512VNNI && kr->isa != RNC_ISA_AVXVNNI &&
-            kr->isa != RNC_ISA_AMX)
-            continue;
-        if (!rnc__cpu_supports(kr->isa)) {
-            printf("skipped: %s (CPU/OS lacks the ISA)\n", kr->name);
-            continue;
-        }
-        const int gen = rnc__find_kernel(kr->op, kr->precision, RNC_ISA_GENERIC);
-        const int q8 = kr->precision == RNC_Q8;
-        int cases = 0;
-        for (size_t o = 0; o < sizeof ops / sizeof ops[0]; ++o) {
-            if (ops[o][0] != kr->op) continue;
-            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
-                for (int mode = 0; mode < 4; ++mode) {
-                    const int form = mode >= 2 ? RUN_SEQ : RUN_STEP; /* modes 2, 3: the sequence form of 0, 1 */
-                    cell_case t;
-                    const uint32_t B = shapes[s][0], I = shapes[s][1], H = shapes[s][2];
-                    make_case(&t, q8, ops[o][1], ops[o][2], B, I, H, mode & 1);
-                    if (!row_serves_case(kr, &t, form)) { /* outside the row's batches/inputs */
-                        free_case(&t);
-                        continue;
-                    }
-                    ++cases;
-                    const size_t n = (size_t)B * H;
-                    float *h0 = malloc(4 * n), *c0 = malloc(4 * n), *y0 = malloc(4 * n);
-                    float *h1 = malloc(4 * n), *c1 = malloc(4 * n), *y1 = malloc(4 * n);
-                    /* q8: 3 steps (state carried), bitwise equal. f32: one step (a carried
-                     * rounding difference is amplified by W_hh), within the rounding bound of
-                     * a K-term sum in another order, K*2^-24*S with S >= sum |w||v|, carried
-                     * through the gates (Lipschitz <= 1) and LSTM's c' = f*c + i*g. */
-                    const int steps = q8 ? 3 : 1;
-                    run_cell(&t, rnc__kernels[gen].fn.cell, q8, steps, h0, c0, y0, form);
-                    run_cell(&t, kr->fn.cell, q8, steps, h1, c1, y1, form);
-                    int ok = 1;
-                    if (q8) {
-                        ok = !memcmp(h0, h1, 4 * n) && !memcmp(c0, c1, 4 * n) && !memcmp(y0, y1, 4 * n);
-                    } else {
-                        const int sat = mode & 1;
-                        const double wmax = sat ? 2.0 : 0.3, xmax = sat ? 5.0 : 1.0, bmax = sat ? 6.0 : 0.4;
-                        double hmax = 0, cmax = 0;
-                        for (size_t i = 0; i < n; ++i) {
-                            hmax = fmax(hmax, fabs(t.h[i]));
-                            cmax = fmax(cmax, fabs(t.c[i]));
-                        }
-                        const double S = I * wmax * xmax + H * wmax * hmax + bmax;
-                        const double tol = (cmax + 3.0) * ((double)(I + H + 2) * ldexp(1.0, -24) * S) + 1e-6;
-                        for (size_t i = 0; i < n; ++i)
-                            ok &= fabs(h0[i] - h1[i]) <= tol && fabs(c0[i] - c1[i]) <= tol &&
-                                  y1[i] == (form == RUN_SEQ ? 0.0f : h1[i]);
-                    }
-                    char what[160];
-                    snprintf(what, sizeof what, "%s kind=%u reset_after=%u vs generic", kr->name,
-                             ops[o][1], ops[o][2]);
-                    check(ok, what, (int)H, (int)I, (int)B, mode);
-                    free(h0); free(c0); free(y0); free(h1); free(c1); free(y1);
-                    free_case(&t);
-                }
-        }
-        check(cases > 0, kr->name, 0, 0, 0, 0); /* every row reached */
-    }
-}
-
 /* The AVX-512 activation quantisation equals util.c's, bit for bit, including NaN/Inf/-0,
  * denormals, all-zero vectors, static scales and every tail length. */
 static void test_quantize(void)
@@ -367,7 +291,6 @@ int main(void)
         test_epilogue_avx2();
     else
         printf("skipped: AVX2 epilogue (CPU/OS lacks AVX2)\n");
-    test_cells();
 #else
     printf("skipped: not x86-64\n");
 #endif

@@ -1,0 +1,104 @@
+/* The kernel table's cell rows, table-driven, on every architecture (native and under qemu for
+ * ARM): every RNN/GRU/LSTM step row of every ISA this CPU runs, against its generic twin on the
+ * same arguments, at every case within the row's batch range, input mode and GRU forms (a row no
+ * case reaches fails). Cases (tests/test_common.h): shapes with H and I not multiples of 16 or 4,
+ * 1 to 17 rows, random and saturating weights and inputs, the step form (input given, y
+ * written) and the whole-sequence form (projection given, inactive rows, row corrections).
+ * q8: h, c and y bitwise equal over 3 steps with the state carried (exact int32 products, the
+ * same float32 epilogue); f32: one step within the float32 summation bound (the products' order
+ * may differ). Rows of ISAs this CPU lacks are reported as skipped by name. */
+#define _POSIX_C_SOURCE 200112L
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "test_common.h"
+
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__)
+/* Debian's aarch64-linux-gnu-gcc 12 stops with an internal compiler error vectorising the f32
+ * tolerance loop's fmax reductions below (vect_transform_reduction); a test needs no vectors. */
+#pragma GCC optimize("no-tree-vectorize")
+#endif
+
+static void test_cells(void)
+{
+    static const uint32_t shapes[][3] = {{1, 1, 1}, {2, 3, 5}, {3, 17, 16}, {1, 32, 32}, {5, 33, 47},
+                                         {4, 64, 128}, {1, 256, 256}, {16, 20, 24}, {17, 9, 33}};
+    static const uint32_t ops[][3] = {{RNC_OP_RNN_STEP, RNC_RNN_TANH, 1}, {RNC_OP_RNN_STEP, RNC_RNN_RELU, 1},
+                                      {RNC_OP_GRU_STEP, RNC_GRU, 1},      {RNC_OP_GRU_STEP, RNC_GRU, 0},
+                                      {RNC_OP_LSTM_STEP, RNC_LSTM, 1}};
+    for (size_t k = 0; k < rnc__kernel_count; ++k) {
+        const rnc_kernel *kr = &rnc__kernels[k];
+        if (kr->op != RNC_OP_RNN_STEP && kr->op != RNC_OP_GRU_STEP && kr->op != RNC_OP_LSTM_STEP) continue;
+        if (kr->isa == RNC_ISA_GENERIC) continue;
+        int avail = 0;
+        rnc_isa_available((rnc_isa)kr->isa, &avail);
+        if (!avail) {
+            printf("skipped: %s (CPU/OS lacks the ISA)\n", kr->name);
+            continue;
+        }
+        const int gen = rnc__find_kernel(kr->op, kr->precision, RNC_ISA_GENERIC);
+        const int q8 = kr->precision == RNC_Q8;
+        int cases = 0;
+        for (size_t o = 0; o < sizeof ops / sizeof ops[0]; ++o) {
+            if (ops[o][0] != kr->op) continue;
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
+                for (int mode = 0; mode < 4; ++mode) {
+                    const int form = mode >= 2 ? RUN_SEQ : RUN_STEP; /* modes 2, 3: the sequence form of 0, 1 */
+                    cell_case t;
+                    const uint32_t B = shapes[s][0], I = shapes[s][1], H = shapes[s][2];
+                    make_case(&t, q8, ops[o][1], ops[o][2], B, I, H, mode & 1);
+                    if (!row_serves_case(kr, &t, form)) { /* outside the row's batches/inputs */
+                        free_case(&t);
+                        continue;
+                    }
+                    ++cases;
+                    const size_t n = (size_t)B * H;
+                    float *h0 = malloc(4 * n), *c0 = malloc(4 * n), *y0 = malloc(4 * n);
+                    float *h1 = malloc(4 * n), *c1 = malloc(4 * n), *y1 = malloc(4 * n);
+                    /* q8: 3 steps (state carried), bitwise equal. f32: one step (a carried
+                     * rounding difference is amplified by W_hh), within the rounding bound of
+                     * a K-term sum in another order, K*2^-24*S with S >= sum |w||v|, carried
+                     * through the gates (Lipschitz <= 1) and LSTM's c' = f*c + i*g. */
+                    const int steps = q8 ? 3 : 1;
+                    run_cell(&t, rnc__kernels[gen].fn.cell, q8, steps, h0, c0, y0, form);
+                    run_cell(&t, kr->fn.cell, q8, steps, h1, c1, y1, form);
+                    int ok = 1;
+                    if (q8) {
+                        ok = !memcmp(h0, h1, 4 * n) && !memcmp(c0, c1, 4 * n) && !memcmp(y0, y1, 4 * n);
+                    } else {
+                        const int sat = mode & 1;
+                        const double wmax = sat ? 2.0 : 0.3, xmax = sat ? 5.0 : 1.0, bmax = sat ? 6.0 : 0.4;
+                        double hmax = 0, cmax = 0;
+                        for (size_t i = 0; i < n; ++i) {
+                            hmax = fmax(hmax, fabs(t.h[i]));
+                            cmax = fmax(cmax, fabs(t.c[i]));
+                        }
+                        const double S = I * wmax * xmax + H * wmax * hmax + bmax;
+                        const double tol = (cmax + 3.0) * ((double)(I + H + 2) * ldexp(1.0, -24) * S) + 1e-6;
+                        for (size_t i = 0; i < n; ++i)
+                            ok &= fabs(h0[i] - h1[i]) <= tol && fabs(c0[i] - c1[i]) <= tol &&
+                                  y1[i] == (form == RUN_SEQ ? 0.0f : h1[i]);
+                    }
+                    char what[160];
+                    snprintf(what, sizeof what, "%s kind=%u reset_after=%u vs generic", kr->name,
+                             ops[o][1], ops[o][2]);
+                    check(ok, what, (int)H, (int)I, (int)B, mode);
+                    free(h0); free(c0); free(y0); free(h1); free(c1); free(y1);
+                    free_case(&t);
+                }
+        }
+        check(cases > 0, kr->name, 0, 0, 0, 0); /* every row reached */
+    }
+}
+
+
+int main(void)
+{
+    test_cells();
+    printf("kernel-table cells: %d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
