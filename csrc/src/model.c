@@ -292,7 +292,8 @@ rnc_status rnc_state_reset(rnc_state *s)
     return RNC_OK;
 }
 
-static rnc_status check_state(const rnc_model *m, const rnc_state *s)
+/* A state usable with m; its step scratch layout in *w (computed once per call). */
+static rnc_status check_state(const rnc_model *m, const rnc_state *s, rnc_step_work *w)
 {
     if (!m || m->magic_ok != RNC_MODEL_OK || !s) return RNC_E_ARG;
     if (s->model != m || !s->h || s->batch == 0 || s->h_count != m->h_floats * s->batch ||
@@ -300,9 +301,8 @@ static rnc_status check_state(const rnc_model *m, const rnc_state *s)
         return RNC_E_STATE;
     /* The same rnc_model re-initialised with another model (e.g. after a firmware update) keeps
      * s->model and may keep h/c counts while needing more scratch: check the work area too. */
-    rnc_step_work w;
-    if (s->batch > MAX_BATCH || step_work(m, s->batch, &w) != RNC_OK || !s->work ||
-        s->work_bytes < w.total)
+    if (s->batch > MAX_BATCH || step_work(m, s->batch, w) != RNC_OK || !s->work ||
+        s->work_bytes < w->total)
         return RNC_E_STATE;
     return RNC_OK;
 }
@@ -413,14 +413,13 @@ static void gather(const rnc_model *m, const int32_t *ids, size_t n, float *out)
 static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
                               const int32_t *ids, float *y)
 {
-    TRY(check_state(m, s));
+    rnc_step_work w;
+    TRY(check_state(m, s, &w));
     if (!y || (!x && !ids)) return RNC_E_ARG;
     if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y) & 3u) return RNC_E_ALIGN; /* ARMv7 VFP faults */
     if ((ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
     if (m->plan.bidirectional) return RNC_E_BIDIRECTIONAL;
     const size_t B = s->batch;
-    rnc_step_work w;
-    TRY(step_work(m, B, &w));
     unsigned char *wk = s->work;
     const float *in;
     size_t in_w;
@@ -534,7 +533,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                              const int32_t *lengths, size_t T, float *y, void *scratch,
                              size_t scratch_bytes)
 {
-    TRY(check_state(m, s));
+    rnc_step_work sw;
+    TRY(check_state(m, s, &sw));
     if ((ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
     const size_t B = s->batch;
     const size_t out_rows = m->last_step ? B : B * T;
