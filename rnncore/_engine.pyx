@@ -36,7 +36,7 @@ cdef int _raise(rnc_status st, str what) except -1:
 
 
 #: kernel-table op names, in rnc_op order (csrc/include/rnncore.h)
-_OPS = ("gemv", "rnn_step", "gru_step", "lstm_step", "quantize", "gemm_deq", "rowcorr")
+_OPS = ("gemv", "rnn_step", "gru_step", "lstm_step", "quantize", "gemm_deq")
 _PRECISIONS = ("f32", "q8")
 
 
@@ -216,10 +216,11 @@ cdef class Model:
     def stream(self, Py_ssize_t batch=1):
         return Stream(self, batch)
 
-    def plan_row(self, int layer, str op, Py_ssize_t batch, str input="x", bint corr=False) -> str:
+    def plan_row(self, int layer, str op, Py_ssize_t batch, str input="x", bint sums=False) -> str:
         """Name of the kernel-table row the model's plan runs: ``layer``'s cell (``op`` its
-        ``*_step``, ``input`` ``"x"`` or ``"gi"``) or, with ``layer=-1``, the model-wide ``op``
-        (``"gemv"``, ``"gemm_deq"``, ``"quantize"``, ``"rowcorr"``) at ``batch`` rows / columns."""
+        ``*_step``, ``input`` ``"x"`` or ``"gi"``; ``sums``: W_hh's kernel sums available, as in
+        q8 files of version 2) or, with ``layer=-1``, the model-wide ``op`` (``"gemv"``,
+        ``"gemm_deq"``, ``"quantize"``) at ``batch`` rows / columns."""
         cdef size_t row = 0
         cdef uint32_t lay = 0xFFFFFFFF if layer < 0 else <uint32_t>layer
         cdef uint32_t prec = 1 if self.precision == "q8" else 0
@@ -230,7 +231,7 @@ cdef class Model:
         if batch < 1:
             raise ValueError(f"batch: expected >= 1, got {batch}")
         cdef rnc_status st = rnc_model_plan_row(&self.m, lay, <uint32_t>_OPS.index(op), prec,
-                                                <size_t>batch, 1 if input == "x" else 2, corr, &row)
+                                                <size_t>batch, 1 if input == "x" else 2, sums, &row)
         if st != RNC_OK:
             _raise(st, f"plan_row({layer}, {op!r}, {batch}, {input!r})")
         cdef rnc_kernel_desc d

@@ -202,7 +202,7 @@ def kernels() -> list:
 
     Keys: ``name``, ``op`` (one of ``_OPS``), ``precision``, ``isa``, ``input`` (``"any"``, ``"x"``:
     the input vector given, as in steps and per-step runs; ``"gi"``: its projection given, as in
-    whole-sequence runs below 4 sequences), ``corr`` (needs W_hh's row corrections),
+    whole-sequence runs below 4 sequences), ``sums`` (needs W_hh's kernel sums),
     ``gru_rb`` (serves GRU reset_after=False), ``min_batch``, ``max_batch`` (rows for cells,
     columns for products; ``None`` = unbounded).
     """
@@ -217,7 +217,7 @@ def kernels() -> list:
         out.append({"name": d.name.decode(), "op": _OPS[d.op] if d.op < len(_OPS) else str(d.op),
                     "precision": _PRECISIONS[d.precision] if d.precision < 2 else str(d.precision),
                     "isa": isa_name(d.isa), "input": _INPUTS[d.input] if d.input < 3 else str(d.input),
-                    "corr": bool(d.flags & 1), "gru_rb": not (d.flags & 2),
+                    "sums": bool(d.flags & 1), "gru_rb": not (d.flags & 2),
                     "min_batch": d.min_batch, "max_batch": d.max_batch or None})
     return out
 

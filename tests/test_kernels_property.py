@@ -191,7 +191,7 @@ def _kinds(kern):
 
 def _reach(eng, kern, inputs=("x", "gi")):
     """(input, batch) at which the plan of ``eng`` (ISA forced to the row's) runs row ``kern``,
-    with the row corrections available, or None. Whole-sequence runs give the cells their
+    with W_hh's kernel sums available (q8 files carry them), or None. Whole-sequence runs give the cells their
     projection ("gi") only below 4 sequences."""
     lo = kern["min_batch"]
     hi = min(kern["max_batch"] or lo + 20, lo + 20)
@@ -199,7 +199,7 @@ def _reach(eng, kern, inputs=("x", "gi")):
         if kern["input"] not in ("any", inp):
             continue
         for b in range(lo, (min(hi, 3) if inp == "gi" else hi) + 1):
-            if eng._model.plan_row(0, kern["op"], b, inp, corr=True) == kern["name"]:
+            if eng._model.plan_row(0, kern["op"], b, inp, sums=True) == kern["name"]:
                 return inp, b
     return None
 
@@ -363,25 +363,22 @@ def test_random_stacks_with_lengths_on_every_isa(isa, precision, data):
 
 
 # ------------------------------------------------------------------------------------------
-# the model-wide q8 rows (activation quantiser, dequantising projection, row corrections),
+# the model-wide q8 rows (activation quantiser, dequantising projection),
 # through a model whose plan runs them
 
-_MODEL_OPS = ("quantize", "gemm_deq", "rowcorr")
+_MODEL_OPS = ("quantize", "gemm_deq")
 
 
 @pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _MODEL_OPS], ids=_ids)
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_model_rows_bit_identical_to_generic(kern, kind):
     """A q8 stack with a head, ISA forced to the row's, at a batch and length where the plan runs
-    the row (checked with plan_row): outputs and final state bit-identical to the generic path's.
-    The row corrections are made only for the cells that take them (the multi rows); the generic
-    ones, which no plan's cell takes, are checked against the others in the C tests."""
+    the row (checked with plan_row): outputs and final state bit-identical to the generic path's."""
     m = rc.nn.Sequential(_layer(kind, 9, 21, 3, 1.0), rc.nn.Linear(21, 5, seed=4))
     eng = rc.compile(m, precision="q8")
     eng.set_isa(kern["isa"])
     b, t = 2, max(8, kern["min_batch"])  # whole-sequence mode: one projection of b*t columns
     assert eng._model.plan_row(-1, kern["op"], b * t) == kern["name"]
-    used = kern["op"] != "rowcorr" or "multi" in eng._model.plan_row(0, f"{kind}_step", b, "gi", corr=True)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((b, t, 9)).astype(F32)
     y, s = eng.run(x, np.array([t, t - 3]), return_state=True)
@@ -391,8 +388,7 @@ def test_model_rows_bit_identical_to_generic(kern, kind):
     for a, a0 in zip(s if isinstance(s, tuple) else (s,), s0 if isinstance(s0, tuple) else (s0,),
                          strict=True):
         np.testing.assert_array_equal(a, a0)
-    if used:
-        record(kern["name"], kern["isa"])
+    record(kern["name"], kern["isa"])
 
 
 def test_the_references_sigmoid_has_the_c_cores_form():

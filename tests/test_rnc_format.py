@@ -381,13 +381,13 @@ def test_v2_is_an_ordered_list_of_self_sizing_records():
         0x4D434E52, 2, 64, 0, 0)  # input 0: token ids
     recs = _records(data)
     k = RECORD_KINDS
-    # docs/rnc-format.md: embedding 24 bytes, recurrent 40 + 48 per direction, last_step 16, linear 48
+    # docs/rnc-format.md: embedding 24 bytes, recurrent 48 + 48 per direction, last_step 16, linear 48
     assert [(kind, size) for _, kind, size in recs] == [
-        (k["embedding"], 24), (k["recurrent"], 136), (k["recurrent"], 136), (k["last_step"], 16),
+        (k["embedding"], 24), (k["recurrent"], 144), (k["recurrent"], 144), (k["last_step"], 16),
         (k["linear"], 48)]
     assert h["records_size"] == sum(size for _, _, size in recs)
     first_tensor = min(off for pos, kind, _ in recs if kind == k["recurrent"]
-                       for off, n in LAYOUT["cellw"].unpack(data, pos + 40).values() if n)
+                       for off, n in LAYOUT["cellw"].unpack(data, pos + 48).values() if n)
     assert first_tensor >= 64 + h["records_size"] and first_tensor % 64 == 0
 
 
@@ -429,3 +429,32 @@ def test_v2_reader_refuses_unknown_kinds_wrong_order_and_broken_records():
         read_rnc(_edited(data, [(28, u32(0))]))
     assert k2 == RECORD_KINDS["linear"]
     read_rnc(_edited(data, []))  # the untouched file reads
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_v2_q8_files_carry_w_hh_kernel_sums_that_reader_and_loader_check(bidirectional):
+    """docs/rnc-format.md: a q8 recurrent record's w_hh_sums hold sum_k Wq_hh[r, k] for every
+    padded row of each direction (int32); f32 records have none. A wrong sum is refused by the
+    Python reader (naming the field and row) and by the C loader."""
+    import rnncore as rc
+
+    rng = np.random.default_rng(3)
+    spec = make_spec(rng, "lstm", sizes=((6, 19),), bidirectional=bidirectional, precision="q8")
+    data = write_rnc(spec)
+    pos, kind, _ = _records(data)[0]
+    assert kind == RECORD_KINDS["recurrent"]
+    off, n = LAYOUT["rec_recurrent"].unpack(data, pos)["w_hh_sums"]
+    d = read_rnc(data)["layers"][0]
+    hp = 32  # round16(19)
+    sums = np.frombuffer(data, "<i4", n // 4, off).reshape(-1, 4, hp)
+    for k, sfx in enumerate(["", "_reverse"][: 1 + bidirectional]):
+        wq = d["qweights"]["weight_hh" + sfx].astype(np.int64).reshape(4, 19, 19)
+        np.testing.assert_array_equal(sums[k, :, :19], wq.sum(axis=2))
+        assert not sums[k, :, 19:].any()  # padding rows
+    bad = _edited(data, [(off + 4 * 5, struct.pack("<i", int(sums[0, 0, 5]) + 1))])
+    with pytest.raises(ValueError, match="w_hh_sums: direction 0 row 5"):
+        read_rnc(bad)
+    with pytest.raises(ValueError, match="inconsistent"):
+        rc.load(bad)
+    f32 = write_rnc(make_spec(rng, "lstm", sizes=((6, 19),), precision="f32"))
+    assert LAYOUT["rec_recurrent"].unpack(f32, _records(f32)[0][0])["w_hh_sums"] == (0, 0)

@@ -121,6 +121,7 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
     struct {
         const void *w_ih, *w_hh;
         const float *s_ih, *s_hh, *b_ih, *b_hh;
+        const int32_t *hh_sums;   /* q8 v2: sum_k Wq_hh[r, k] per row (G*Hp), else NULL */
     } dir[2];
     size_t h_offset, c_offset;    /* per batch row: h at h_offset*batch floats into rnc_state.h */
 } rnc_layer;
@@ -132,13 +133,13 @@ typedef struct rnc_plan_op {
     uint32_t n;                   /* picks in use; batch ranges ascending, covering 1..2^32-1 */
     struct {
         uint32_t lo, hi;          /* batch rows (cells) / columns (products) served */
-        int16_t row;              /* kernel-table row with the row corrections available */
-        int16_t row_plain;        /* ... and without */
+        int16_t row;              /* kernel-table row with W_hh's kernel sums available */
+        int16_t row_plain;        /* ... and without (v1 files) */
     } pick[RNC_PLAN_PICKS];
 } rnc_plan_op;
 typedef struct rnc_plan {
     rnc_plan_op gemm[RNC_PRECISION_COUNT]; /* products by columns: heads, f32 projections */
-    rnc_plan_op gemm_deq, quantize, rowcorr; /* q8 */
+    rnc_plan_op gemm_deq, quantize; /* q8 */
     rnc_plan_op cell_x[RNC_MAX_LAYERS];    /* each layer's cell, the input vector given */
     rnc_plan_op cell_gi[RNC_MAX_LAYERS];   /* ... its projection given */
     uint32_t bidirectional;       /* any layer has two directions (no rnc_step) */
@@ -261,8 +262,7 @@ typedef enum rnc_op {
     RNC_OP_LSTM_STEP = 3, /* fused LSTM step */
     RNC_OP_QUANTIZE = 4,  /* q8: quantise one activation row */
     RNC_OP_GEMM_DEQ = 5,  /* q8: input projection with its dequantisation (float32 out) */
-    RNC_OP_ROWCORR = 6,   /* q8: a matrix's row corrections (-128 * row sum) */
-    RNC_OP_COUNT = 7
+    RNC_OP_COUNT = 6
 } rnc_op;
 
 typedef struct rnc_kernel_desc {
@@ -272,7 +272,7 @@ typedef struct rnc_kernel_desc {
     uint32_t isa;         /* rnc_isa */
     uint32_t input;       /* 0: any input, 1: the input vector given (steps, per-step runs),
                              2: its projection given (whole-sequence runs below 4 sequences) */
-    uint32_t flags;       /* 1: needs the row corrections, 2: not GRU reset_after = 0 */
+    uint32_t flags;       /* 1: needs W_hh's kernel sums (v2 q8 files), 2: not GRU reset_after = 0 */
     uint32_t min_batch, max_batch; /* batch rows (cells) or columns (products); 0 = unbounded */
 } rnc_kernel_desc;
 
@@ -280,11 +280,11 @@ rnc_status rnc_kernel_count(size_t *count);
 rnc_status rnc_kernel_info(size_t index, rnc_kernel_desc *desc);
 /* The kernel-table row the model's plan runs for `layer`'s cell (or, with layer ==
  * RNC_PLAN_MODEL, for the op's model-wide product: op RNC_OP_GEMV / RNC_OP_GEMM_DEQ / ...) at
- * `batch` rows (columns), input mode `input` (1: input vector, 2: projection), with the row
- * corrections available (`corr`). */
+ * `batch` rows (columns), input mode `input` (1: input vector, 2: projection), with W_hh's
+ * kernel sums available (`sums`: q8 v2 files have them). */
 #define RNC_PLAN_MODEL 0xFFFFFFFFu
 rnc_status rnc_model_plan_row(const rnc_model *model, uint32_t layer, uint32_t op,
-                              uint32_t precision, size_t batch, uint32_t input, int corr,
+                              uint32_t precision, size_t batch, uint32_t input, int sums,
                               size_t *row);
 
 /* q8 product with the GEMV kernel of exactly `isa` (RNC_E_ISA if that table row is missing or

@@ -43,9 +43,10 @@ typedef void (*rnc_quantize_fn)(const float *v, size_t n, size_t npad, float sta
 typedef void (*rnc_gemm_deq_fn)(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                                 const float *sx, const float *sw, const float *bias, float *Y,
                                 int ldy);
-/* corr[r] = -128 * sum_k W[r,k] for r < round16(R) of a packed q8 matrix of K inputs: the row
- * corrections ("kernel sums") of the unsigned-offset trick (dpbusd(q ^ 0x80, W) = W q + 128 W 1). */
-typedef void (*rnc_rowcorr_fn)(const int8_t *Wp, int R, int K, int32_t *corr);
+/* sums[r] = sum_k W[r,k] for r < round16(R) of a packed q8 matrix of K inputs: its "kernel sums"
+ * (the unsigned-offset products dpbusd(q ^ 0x80, W) = W q + 128 sums start from -128 sums).
+ * The writer stores them in v2 files (docs/rnc-format.md), the loader checks them with this. */
+void rnc_q8_rowsum_generic(const int8_t *Wp, int R, int K, int32_t *sums);
 
 typedef struct rnc_cell_args {
     uint32_t kind;          /* rnc_cell_kind */
@@ -62,7 +63,7 @@ typedef struct rnc_cell_args {
     float *h; float *c;                   /* B x H each (c: LSTM), updated in place */
     float *y; size_t ldy;                 /* optional copy of h' per row */
     const uint8_t *active;                /* NULL = every row; else rows with 0 are untouched */
-    const int32_t *corr_hh;               /* W_hh's row corrections (rows flagged RNC_K_CORR) */
+    const int32_t *hh_sums;               /* W_hh's kernel sums, G*Hp (rows flagged RNC_K_SUMS) */
     void *work;                           /* >= rnc__cell_work_bytes() bytes, 64-aligned */
 } rnc_cell_args;
 
@@ -71,9 +72,9 @@ typedef void (*rnc_cell_fn)(const rnc_cell_args *a);
 /* What a row serves (rnc_kernel.input): any input, the input vector given (x or xq: rnc_step and
  * rnc_run's per-step mode), or its projection given (gi: rnc_run's whole-sequence mode). */
 enum { RNC_IN_ANY = 0, RNC_IN_X = 1, RNC_IN_GI = 2 };
-/* rnc_kernel.flags: RNC_K_CORR needs rnc_cell_args.corr_hh; RNC_K_NO_GRU_RB does not serve
+/* rnc_kernel.flags: RNC_K_SUMS needs rnc_cell_args.hh_sums; RNC_K_NO_GRU_RB does not serve
  * GRU reset_after = 0 (the r*h form). */
-enum { RNC_K_CORR = 1, RNC_K_NO_GRU_RB = 2 };
+enum { RNC_K_SUMS = 1, RNC_K_NO_GRU_RB = 2 };
 
 typedef struct rnc_kernel {
     const char *name;
@@ -84,7 +85,6 @@ typedef struct rnc_kernel {
         rnc_gemm_f32_fn gemm_f32;
         rnc_quantize_fn quantize;
         rnc_gemm_deq_fn gemm_deq;
-        rnc_rowcorr_fn rowcorr;
         rnc_cell_fn cell;
     } fn;
 } rnc_kernel;
@@ -95,11 +95,11 @@ extern const size_t rnc__kernel_count;
 int rnc__isa_parent(int isa);                           /* -1 for generic */
 int rnc__find_kernel(int op, int precision, int isa);   /* first row of exactly isa, or -1 */
 /* The row serving `batch` rows (cells) or columns (products) of input mode `input` (RNC_IN_X or
- * RNC_IN_GI), for a GRU of the r*h form when gru_rb, with row corrections available when corr:
+ * RNC_IN_GI), for a GRU of the r*h form when gru_rb, with W_hh's kernel sums available when sums:
  * the first matching row in table order along isa's fallback chain, or -1. */
-int rnc__kernel_serves(const struct rnc_kernel *k, uint32_t batch, int input, int gru_rb, int corr);
+int rnc__kernel_serves(const struct rnc_kernel *k, uint32_t batch, int input, int gru_rb, int sums);
 int rnc__pick_kernel(int op, int precision, int isa, uint32_t batch, int input, int gru_rb,
-                     int corr);
+                     int sums);
 
 /* cpu.c */
 int rnc__cpu_supports(int isa);
@@ -155,7 +155,6 @@ static inline rnc_cell_work rnc__cell_work(uint32_t G, uint32_t H, uint32_t batc
 #define RNC_DECL_GEMV_F32(f) void f(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y, int ldy);
 #define RNC_DECL_QUANTIZE_Q8(f) void f(const float *v, size_t n, size_t npad, float static_scale, int8_t *q, float *scale);
 #define RNC_DECL_GEMM_DEQ_Q8(f) void f(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, const float *sx, const float *sw, const float *bias, float *Y, int ldy);
-#define RNC_DECL_ROWCORR_Q8(f) void f(const int8_t *Wp, int R, int K, int32_t *corr);
 #define RNC_DECL_RNN_STEP_Q8(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_GRU_STEP_Q8(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_LSTM_STEP_Q8(f) void f(const rnc_cell_args *a);

@@ -7,8 +7,8 @@
  *
  * op/precision: RNC_OP_<op>, RNC_<precision>. Names spell datatype, op, strategy and ISA:
  * rnc_<q8|f32>_<op>[_<strategy>]_<isa>. input: what the row serves (RNC_IN_ANY, RNC_IN_X: the
- * input vector given, RNC_IN_GI: its projection given). flags: RNC_K_CORR (needs W_hh's row
- * corrections), RNC_K_NO_GRU_RB (not the GRU r*h form). min_batch..max_batch: the batch rows
+ * input vector given, RNC_IN_GI: its projection given). flags: RNC_K_SUMS (needs W_hh's kernel
+ * sums, stored in v2 files), RNC_K_NO_GRU_RB (not the GRU r*h form). min_batch..max_batch: the batch rows
  * (cells) or columns (products) the row serves, 0 = unbounded. Within an ISA the first matching
  * row wins (specialised strategies before the general one); an ISA without a matching row uses
  * its parent's (kernel_table.c: rnc__isa_parent). Every op has a generic row serving everything.
@@ -31,7 +31,6 @@
     X(GEMV, F32, rnc_f32_gemm_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                      \
     X(QUANTIZE, Q8, rnc_q8_quantize_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                \
-    X(ROWCORR, Q8, rnc_q8_rowcorr_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                  \
     RNC_KERNELS_CELLS(X, generic, RNC_ISA_GENERIC)
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -51,15 +50,15 @@
     RNC_KERNELS_CELLS(X, avx512, RNC_ISA_AVX512)
 /* AVX-512 VNNI (q8_gemm_avx512vnni.c, cells_avx512vnni.c); f32 and the quantiser are AVX-512F's.
  * q8 cell strategies, fastest first (measured on Zen 4; cells_avx512vnni.c):
- *   multi: whole-sequence mode at 2-3 rows, each W_hh vector loaded once for all rows, the row
- *          corrections made once per sequence;
+ *   multi: whole-sequence mode at 2-3 rows, each W_hh vector loaded once for all rows, the
+ *          accumulators starting from -128 * W_hh's kernel sums (precomputed in the file);
  *   small: whole-sequence mode below 4 rows, per 16-unit block with the epilogue interleaved;
  *   b1:    the same per-block kernel for one row with its quantised input (rnc_step);
  *   fused: 16 rows and more with the input given, each unit block's weights in L1 for all rows;
  *   (no suffix): the cell template (two GEMMs, dequantisation, update), every batch. */
 #define RNC_KERNELS_AVX512VNNI_CELL(X, op, cell)                                                  \
     X(op, Q8, rnc_q8_##cell##_step_multi_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_GI,               \
-      RNC_K_CORR | RNC_K_NO_GRU_RB, 2, 3)                                                         \
+      RNC_K_SUMS | RNC_K_NO_GRU_RB, 2, 3)                                                         \
     X(op, Q8, rnc_q8_##cell##_step_small_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_GI,               \
       RNC_K_NO_GRU_RB, 1, 3)                                                                      \
     X(op, Q8, rnc_q8_##cell##_step_b1_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_X, RNC_K_NO_GRU_RB,  \
@@ -70,7 +69,6 @@
 #define RNC_KERNELS_AVX512VNNI(X)                                                                 \
     X(GEMV, Q8, rnc_q8_gemm_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)                  \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)          \
-    X(ROWCORR, Q8, rnc_q8_rowcorr_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)            \
     RNC_KERNELS_AVX512VNNI_CELL(X, RNN_STEP, rnn)                                                 \
     RNC_KERNELS_AVX512VNNI_CELL(X, GRU_STEP, gru)                                                 \
     RNC_KERNELS_AVX512VNNI_CELL(X, LSTM_STEP, lstm)                                               \

@@ -17,7 +17,6 @@
 #define RNC_FN_GEMV_F32 gemm_f32
 #define RNC_FN_QUANTIZE_Q8 quantize
 #define RNC_FN_GEMM_DEQ_Q8 gemm_deq
-#define RNC_FN_ROWCORR_Q8 rowcorr
 #define RNC_FN_RNN_STEP_Q8 cell
 #define RNC_FN_GRU_STEP_Q8 cell
 #define RNC_FN_LSTM_STEP_Q8 cell
@@ -57,22 +56,22 @@ int rnc__find_kernel(int op, int precision, int isa)
     return -1;
 }
 
-int rnc__kernel_serves(const rnc_kernel *k, uint32_t batch, int input, int gru_rb, int corr)
+int rnc__kernel_serves(const rnc_kernel *k, uint32_t batch, int input, int gru_rb, int sums)
 {
     if (batch < k->min_batch || (k->max_batch && batch > k->max_batch)) return 0;
     if (k->input != RNC_IN_ANY && k->input != input) return 0;
-    if ((k->flags & RNC_K_CORR) && !corr) return 0;
+    if ((k->flags & RNC_K_SUMS) && !sums) return 0;
     if ((k->flags & RNC_K_NO_GRU_RB) && gru_rb) return 0;
     return 1;
 }
 
-int rnc__pick_kernel(int op, int precision, int isa, uint32_t batch, int input, int gru_rb, int corr)
+int rnc__pick_kernel(int op, int precision, int isa, uint32_t batch, int input, int gru_rb, int sums)
 {
     for (; isa >= 0; isa = rnc__isa_parent(isa))
         for (size_t i = 0; i < rnc__kernel_count; ++i) {
             const rnc_kernel *k = &rnc__kernels[i];
             if (k->op == op && k->precision == precision && k->isa == isa &&
-                rnc__kernel_serves(k, batch, input, gru_rb, corr))
+                rnc__kernel_serves(k, batch, input, gru_rb, sums))
                 return (int)i;
         }
     return -1;

@@ -164,7 +164,27 @@ typedef struct {
     uint32_t cell, flags, input_size, hidden_size;
     float x_scale, h_scale[2];
     const unsigned char *dir[2]; /* cellw structures; dir[1] NULL when unidirectional (v2) */
+    const unsigned char *hh_sums; /* v2: the reference to W_hh's kernel sums; v1: NULL */
 } layer_src;
+
+/* W_hh's kernel sums as stored (v2, q8): every direction's G*Hp int32, each equal to the sum of
+ * its packed row (checked here, so a kernel may start its accumulators from them). */
+static rnc_status get_hh_sums(rnc_ctx *c, rnc_layer *L, const unsigned char *ref, uint64_t rows)
+{
+    const void *p;
+    TRY(get_ref(c, ref, rows * 4 * L->dirs, &p));
+    const int32_t *s = (const int32_t *)p;
+    for (uint32_t k = 0; k < L->dirs; ++k, s += rows) {
+        int32_t want[16];
+        const size_t block = (size_t)L->kh / 4 * 64; /* bytes of 16 packed rows */
+        for (uint64_t b = 0; b < rows / 16; ++b) {
+            rnc_q8_rowsum_generic((const int8_t *)L->dir[k].w_hh + b * block, 16, (int)L->kh, want);
+            if (memcmp(want, s + 16 * b, sizeof(want)) != 0) return RNC_E_CORRUPT;
+        }
+        L->dir[k].hh_sums = s;
+    }
+    return RNC_OK;
+}
 
 /* Recurrent layer number m->num_layers: checks against the running feature width c->feat. */
 static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
@@ -216,6 +236,11 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
                        &L->dir[k].s_hh));
         TRY(get_vector(c, rnc_cellw_b_ih(w), rows, &L->dir[k].b_ih));
         TRY(get_vector(c, rnc_cellw_b_hh(w), rows, &L->dir[k].b_hh));
+    }
+    if (s->hh_sums) { /* v2: present exactly for q8 */
+        const void *p;
+        if (prec == RNC_Q8) TRY(get_hh_sums(c, L, s->hh_sums, rows));
+        else TRY(get_ref(c, s->hh_sums, 0, &p));
     }
     L->h_offset = (size_t)c->hsum;
     c->hsum += (uint64_t)dirs * H;
@@ -334,7 +359,8 @@ static rnc_status load_v1(rnc_model *m, const unsigned char *b, size_t len)
         const layer_src s = {rnc_desc1_kind(d), rnc_desc1_flags(d), rnc_desc1_input_size(d),
                              rnc_desc1_hidden_size(d), rnc_desc1_x_scale(d),
                              {rnc_desc1_h_scale(d), rnc_desc1_h_scale_reverse(d)},
-                             {rnc_desc1_dir0(d), rnc_desc1_dir1(d)}};
+                             {rnc_desc1_dir0(d), rnc_desc1_dir1(d)},
+                             NULL};
         TRY(load_layer(&c, m, &s));
     }
     if (flags & RNC_V1_FLAG_LAST_STEP)
@@ -395,7 +421,8 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         const layer_src s = {rnc_rec_recurrent_cell(r), flags, rnc_rec_recurrent_input_size(r),
                              rnc_rec_recurrent_hidden_size(r), rnc_rec_recurrent_x_scale(r),
                              {rnc_rec_recurrent_h_scale(r), rnc_rec_recurrent_h_scale_reverse(r)},
-                             {d0, dirs == 2 ? d0 + RNC_SIZE_cellw : NULL}};
+                             {d0, dirs == 2 ? d0 + RNC_SIZE_cellw : NULL},
+                             rnc_rec_recurrent_w_hh_sums(r)};
         return load_layer(c, m, &s);
     }
     case RNC_REC_LAST_STEP: {

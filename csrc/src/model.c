@@ -16,7 +16,7 @@
  * the plan
  * ---------------------------------------------------------------------------------------- */
 /* Resolve one op of the plan for `isa`: the batch axis cut at every row's bounds, each piece
- * served by rnc__pick_kernel's row (with and without row corrections), equal neighbours merged. */
+ * served by rnc__pick_kernel's row (with and without W_hh's kernel sums), equal neighbours merged. */
 static rnc_status plan_op(rnc_plan_op *p, int op, int prec, int isa, int input, int gru_rb)
 {
     uint32_t cut[64];
@@ -57,18 +57,13 @@ static rnc_status plan_op(rnc_plan_op *p, int op, int prec, int isa, int input, 
     return RNC_OK;
 }
 
-/* The row of a resolved op for `batch` (>= 1) rows or columns, with or without row corrections. */
-static const rnc_kernel *plan_pick(const rnc_plan_op *p, size_t batch, int corr)
+/* The row of a resolved op for `batch` (>= 1) rows or columns, with or without W_hh's kernel
+ * sums. */
+static const rnc_kernel *plan_pick(const rnc_plan_op *p, size_t batch, int sums)
 {
     uint32_t i = 0;
     while (i + 1 < p->n && batch > p->pick[i].hi) ++i;
-    return &rnc__kernels[corr ? p->pick[i].row : p->pick[i].row_plain];
-}
-
-/* Does the plan's row for `batch` take row corrections (and so gain from making them)? */
-static int plan_wants_corr(const rnc_plan_op *p, size_t batch)
-{
-    return plan_pick(p, batch, 1) != plan_pick(p, batch, 0);
+    return &rnc__kernels[sums ? p->pick[i].row : p->pick[i].row_plain];
 }
 
 static int cell_op(uint32_t kind)
@@ -84,7 +79,6 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
     TRY(plan_op(&p->gemm[RNC_Q8], RNC_OP_GEMV, RNC_Q8, isa, RNC_IN_X, 0));
     TRY(plan_op(&p->gemm_deq, RNC_OP_GEMM_DEQ, RNC_Q8, isa, RNC_IN_X, 0));
     TRY(plan_op(&p->quantize, RNC_OP_QUANTIZE, RNC_Q8, isa, RNC_IN_X, 0));
-    TRY(plan_op(&p->rowcorr, RNC_OP_ROWCORR, RNC_Q8, isa, RNC_IN_X, 0));
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const int prec = q8 ? RNC_Q8 : RNC_F32, rb = L->kind == RNC_GRU && !L->reset_after;
@@ -131,7 +125,7 @@ rnc_status rnc_model_set_isa(rnc_model *m, rnc_isa isa)
 }
 
 rnc_status rnc_model_plan_row(const rnc_model *m, uint32_t layer, uint32_t op, uint32_t precision,
-                              size_t batch, uint32_t input, int corr, size_t *row)
+                              size_t batch, uint32_t input, int sums, size_t *row)
 {
     if (!m || !row || m->magic_ok != RNC_MODEL_OK || batch == 0 || batch > UINT32_MAX)
         return RNC_E_ARG;
@@ -141,13 +135,12 @@ rnc_status rnc_model_plan_row(const rnc_model *m, uint32_t layer, uint32_t op, u
         if (op == RNC_OP_GEMV && precision < RNC_PRECISION_COUNT) o = &p->gemm[precision];
         else if (precision == RNC_Q8 && op == RNC_OP_GEMM_DEQ) o = &p->gemm_deq;
         else if (precision == RNC_Q8 && op == RNC_OP_QUANTIZE) o = &p->quantize;
-        else if (precision == RNC_Q8 && op == RNC_OP_ROWCORR) o = &p->rowcorr;
     } else if (layer < m->num_layers && op == (uint32_t)cell_op(m->layer[layer].kind) &&
                precision == m->precision && (input == RNC_IN_X || input == RNC_IN_GI)) {
         o = input == RNC_IN_X ? &p->cell_x[layer] : &p->cell_gi[layer];
     }
     if (!o) return RNC_E_ARG;
-    *row = (size_t)(plan_pick(o, batch, corr) - rnc__kernels);
+    *row = (size_t)(plan_pick(o, batch, sums) - rnc__kernels);
     return RNC_OK;
 }
 
@@ -390,6 +383,7 @@ static void cell_args_base(const rnc_model *m, const rnc_layer *L, uint32_t d, r
     a->h = s->h + (L->h_offset + (size_t)d * L->hidden_size) * s->batch;
     a->c = L->kind == RNC_LSTM ? s->c + (L->c_offset + (size_t)d * L->hidden_size) * s->batch
                                : NULL;
+    a->hh_sums = L->dir[d].hh_sums;
     a->work = work;
 }
 
@@ -450,7 +444,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             a.x = in;
             a.ldx = in_w;
         }
-        plan_pick(&m->plan.cell_x[l], B, 0)->fn.cell(&a);
+        plan_pick(&m->plan.cell_x[l], B, L->dir[0].hh_sums != NULL)->fn.cell(&a);
         in = a.h;
         in_w = L->hidden_size;
     }
@@ -477,7 +471,7 @@ rnc_status rnc_step_ids(const rnc_model *m, rnc_state *s, const int32_t *ids, fl
  * run
  * ---------------------------------------------------------------------------------------- */
 typedef struct {
-    size_t seq_a, seq_b, xq, sx, gi, head, pooled, active, corr, total;
+    size_t seq_a, seq_b, xq, sx, gi, head, pooled, active, total;
 } rnc_run_work;
 
 /* From this many sequences on, run() projects the inputs step by step inside the cell (run_common) */
@@ -506,7 +500,6 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     ADD(head, bt, op * 4);
     ADD(pooled, batch, (uint64_t)m->max_feat * 4);
     ADD(active, batch, 1);
-    ADD(corr, m->precision == RNC_Q8 ? m->max_gates_hp : 0, 4);
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     w->total = (size_t)o + 64;
@@ -570,7 +563,6 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     float *sx = (float *)(base + w.sx), *gi = (float *)(base + w.gi);
     float *pooled = (float *)(base + w.pooled);
     uint8_t *active = (uint8_t *)(base + w.active);
-    int32_t *corr_hh = (int32_t *)(void *)(base + w.corr);
 #define LEN(b) (lengths ? (size_t)lengths[b] : T)
 
     const float *cur;
@@ -611,10 +603,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 quantize(cur + n * cur_w, cur_w, L->kx, L->x_scale, xq + r * L->kx, &sx[r]);
             }
         const rnc_plan_op *cells = per_step ? &m->plan.cell_x[l] : &m->plan.cell_gi[l];
-        /* a cell that loads each W_hh vector once for all rows needs W_hh's row corrections:
-         * made once per sequence and direction, when the T steps repay them */
-        const int corr = m->precision == RNC_Q8 && T >= 4 && plan_wants_corr(cells, B);
-        const rnc_cell_fn fn = plan_pick(cells, B, corr)->fn.cell;
+        /* cells that start from W_hh's kernel sums run where the file has them (q8, v2) */
+        const rnc_cell_fn fn = plan_pick(cells, B, L->dir[0].hh_sums != NULL)->fn.cell;
         for (uint32_t d = 0; d < L->dirs; ++d) {
             if (BT && !per_step) {
                 /* the input projection of every (b, t) as one matrix product */
@@ -636,11 +626,6 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
             a.ldgi = T * ghp;
             a.ldy = T * DH;
             a.active = active;
-            if (corr) {
-                plan_pick(&m->plan.rowcorr, 1, 0)->fn.rowcorr((const int8_t *)L->dir[d].w_hh, (int)ghp,
-                                                              (int)H, corr_hh);
-                a.corr_hh = corr_hh;
-            }
             for (size_t step = 0; step < T; ++step) {
                 const size_t t = d ? T - 1 - step : step;
                 int any = 0;

@@ -34,7 +34,7 @@
     S(hdr2, 64)        /* version 2 header, at offset 0 */                                        \
     S(rec, 8)          /* version 2: the prefix every record starts with */                       \
     S(rec_embedding, 24)                                                                          \
-    S(rec_recurrent, 40) /* fixed part; then one cellw per direction */                           \
+    S(rec_recurrent, 48) /* fixed part; then one cellw per direction */                           \
     S(rec_last_step, 16)                                                                          \
     S(rec_linear, 48)
 
@@ -136,8 +136,11 @@
     X(rec_embedding, dim, 12, U32)                                                                \
     X(rec_embedding, weight, 16, REF)
 
-/* size = 40 + 48 * directions; direction d's cellw at RNC_REC_RECURRENT_DIR0 + 48 d */
-#define RNC_REC_RECURRENT_DIR0 40u
+/* size = 48 + 48 * directions; direction d's cellw at RNC_REC_RECURRENT_DIR0 + 48 d.
+ * w_hh_sums (q8; absent for f32): every direction's W_hh row sums, int32, direction after
+ * direction, G*Hp each: sum_k Wq_hh[r, k] (the "kernel sums" of the unsigned-offset products,
+ * precomputed by the writer, checked by the loader). */
+#define RNC_REC_RECURRENT_DIR0 48u
 #define RNC_FIELDS_rec_recurrent(X)                                                               \
     X(rec_recurrent, kind, 0, U32)                                                                \
     X(rec_recurrent, size, 4, U32)                                                                \
@@ -147,7 +150,8 @@
     X(rec_recurrent, hidden_size, 20, U32)                                                        \
     X(rec_recurrent, x_scale, 24, F32)                                                            \
     X(rec_recurrent, h_scale, 28, F32)                                                            \
-    X(rec_recurrent, h_scale_reverse, 32, F32)
+    X(rec_recurrent, h_scale_reverse, 32, F32)                                                    \
+    X(rec_recurrent, w_hh_sums, 40, REF)
 
 #define RNC_LAST_STEP_FLAG_BIDIR 1u
 #define RNC_FIELDS_rec_last_step(X)                                                               \

@@ -73,7 +73,7 @@ typedef struct {
     float *gi;        /* sequence mode: precomputed input part, B rows of ldgi = G*Hp + 3 floats */
     uint8_t *active;  /* sequence mode: rows with 0 are left untouched */
     int8_t *xq;
-    int32_t *corr;    /* q8: W_hh's row corrections (rnc_q8_rowcorr_generic), for rows that take them */
+    int32_t *sums;    /* q8: W_hh's kernel sums (rnc_q8_rowsum_generic), for rows that take them */
     void *work;
 } cell_case;
 
@@ -156,8 +156,8 @@ static inline void make_case(cell_case *t, int q8, uint32_t kind, uint32_t ra, u
         t->active[b] = (uint8_t)(B == 1 || b % 3 != 1);
     }
     t->work = zalloc(rnc__cell_work(t->G, H, B).total);
-    t->corr = zalloc(sizeof(int32_t) * R);
-    if (q8) rnc_q8_rowcorr_generic((const int8_t *)t->whh, (int)R, (int)H, t->corr);
+    t->sums = zalloc(sizeof(int32_t) * R);
+    if (q8) rnc_q8_rowsum_generic((const int8_t *)t->whh, (int)R, (int)H, t->sums);
 }
 
 /* Does kernel-table row k serve this case in this form (its batch range, input, GRU form)? */
@@ -171,7 +171,7 @@ static inline int row_serves_case(const rnc_kernel *k, const cell_case *t, int f
 static inline void free_case(cell_case *t)
 {
     void *p[] = {t->wih, t->whh, t->sih, t->shh, t->bih, t->bhh, t->x,  t->xq,
-                 t->sx,  t->h,   t->c,   t->y,   t->gi,  t->active, t->work, t->corr};
+                 t->sx,  t->h,   t->c,   t->y,   t->gi,  t->active, t->work, t->sums};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; ++i) free(p[i]);
 }
 
@@ -212,7 +212,7 @@ static inline void run_cell(const cell_case *t, rnc_cell_fn fn, int q8, int step
     a.y = y;
     a.ldy = t->H;
     a.work = t->work;
-    a.corr_hh = t->corr;
+    a.hh_sums = t->sums;
     if (form == RUN_STEP_MASKED) {
         a.active = t->active;
         memset(y, 0, sizeof(float) * t->B * t->H);

@@ -3,7 +3,7 @@
  * same arguments, at every case within the row's batch range, input mode and GRU forms (a row no
  * case reaches fails). Cases (tests/test_common.h): shapes with H and I not multiples of 16 or 4,
  * 1 to 17 rows, random and saturating weights and inputs, the step form (input given, y
- * written) and the whole-sequence form (projection given, inactive rows, row corrections).
+ * written) and the whole-sequence form (projection given, inactive rows, W_hh's kernel sums).
  * q8: h, c and y bitwise equal over 3 steps with the state carried (exact int32 products, the
  * same float32 epilogue); f32: one step within the float32 summation bound (the products' order
  * may differ). Rows of ISAs this CPU lacks are reported as skipped by name. */

@@ -237,7 +237,7 @@ static void test_activations(int quick)
 }
 
 /* ---------------------------------------------- quantiser, projection, row-correction rows */
-/* Every QUANTIZE, GEMM_DEQ and ROWCORR row of the kernel table this CPU runs, bitwise against its
+/* Every QUANTIZE and GEMM_DEQ row of the kernel table this CPU runs, bitwise against its
  * generic twin, at every shape of its column range; every such row must be reached. */
 static void test_table_ops(void)
 {
@@ -248,7 +248,7 @@ static void test_table_ops(void)
         const rnc_kernel *kr = &rnc__kernels[k];
         int avail = 0, reached = 0;
         rnc_isa_available((rnc_isa)kr->isa, &avail);
-        if (!avail || (kr->op != RNC_OP_QUANTIZE && kr->op != RNC_OP_GEMM_DEQ && kr->op != RNC_OP_ROWCORR))
+        if (!avail || (kr->op != RNC_OP_QUANTIZE && kr->op != RNC_OP_GEMM_DEQ))
             continue;
         const rnc_kernel *gen = &rnc__kernels[rnc__find_kernel(kr->op, kr->precision, RNC_ISA_GENERIC)];
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
@@ -265,14 +265,20 @@ static void test_table_ops(void)
             for (int n = 0; n < N; ++n) sx[n] = 0.01f + 0.005f * rndf();
             for (int r = 0; r < rp; ++r) sw[r] = 0.002f + 0.001f * rndf(), b[r] = rndf();
             int same = 1;
+            if (kr->isa == RNC_ISA_GENERIC && kr->op == RNC_OP_GEMM_DEQ) { /* kernel sums vs the rows */
+                int32_t *sums = xmalloc(4 * (size_t)rp);
+                rnc_q8_rowsum_generic(wp, R, K, sums);
+                for (int r = 0; r < rp; ++r) {
+                    int32_t want = 0;
+                    for (int k = 0; r < R && k < K; ++k) want += w[(size_t)r * K + k];
+                    CHECK(sums[r] == want, "rnc_q8_rowsum_generic R=%d K=%d row %d", R, K, r);
+                }
+                free(sums);
+            }
             if (kr->op == RNC_OP_GEMM_DEQ) {
                 gen->fn.gemm_deq(wp, R, K, N, q, kp, sx, sw, b, y0, ldy);
                 kr->fn.gemm_deq(wp, R, K, N, q, kp, sx, sw, b, y1, ldy);
                 for (int n = 0; n < N; ++n) same &= !memcmp(y0 + (size_t)n * ldy, y1 + (size_t)n * ldy, 4 * (size_t)R);
-            } else if (kr->op == RNC_OP_ROWCORR) {
-                gen->fn.rowcorr(wp, R, K, (int32_t *)y0);
-                kr->fn.rowcorr(wp, R, K, (int32_t *)y1);
-                same = !memcmp(y0, y1, 4 * (size_t)rp);
             } else {
                 float *v = xmalloc(4 * (size_t)K);
                 int8_t *q0 = xmalloc((size_t)kp + 8), *q1 = xmalloc((size_t)kp + 8);
@@ -292,7 +298,7 @@ static void test_table_ops(void)
         }
         CHECK(reached > 0, "%s: no case within its range", kr->name);
     }
-    printf("  quantiser, projection and row-correction rows: bit-identical to generic on every available ISA\n");
+    printf("  quantiser and projection rows: bit-identical to generic on every available ISA\n");
 }
 
 /* ------------------------------------------------------------------------ quantisation */
@@ -714,6 +720,20 @@ static void hostile_v2_edits(const char *name, const blob *mb, unsigned char *b)
     ADD(w0 + RNC_AT_cellw_b_hh + RNC_AT_ref_offset, 0, RNC_E_CORRUPT);   /* half absent */
     ADD(w0 + RNC_AT_cellw_s_ih + RNC_AT_ref_nbytes, rnc_ref_nbytes(rnc_cellw_s_ih(m + w0)) + 64,
         RNC_E_CORRUPT);
+    {   /* W_hh's kernel sums: present exactly for q8, each the sum of its row */
+        const unsigned char *sr = rnc_rec_recurrent_w_hh_sums(m + rr);
+        if (rnc_hdr2_precision(m) == RNC_Q8) {
+            const uint32_t at = rnc_ref_offset(sr);
+            ADD(at, rnc__rd32(m + at) + 1, RNC_E_CORRUPT);                         /* row 0 off by 1 */
+            ADD(at + rnc_ref_nbytes(sr) - 4, rnc__rd32(m + at + rnc_ref_nbytes(sr) - 4) ^ 1u,
+                RNC_E_CORRUPT);                                                   /* the last row */
+            ADD(rr + RNC_AT_rec_recurrent_w_hh_sums + RNC_AT_ref_nbytes, rnc_ref_nbytes(sr) - 4,
+                RNC_E_CORRUPT);
+            ADD(rr + RNC_AT_rec_recurrent_w_hh_sums + RNC_AT_ref_offset, 0, RNC_E_CORRUPT); /* half absent */
+        } else {
+            ADD(rr + RNC_AT_rec_recurrent_w_hh_sums + RNC_AT_ref_nbytes, 64, RNC_E_CORRUPT); /* f32: none */
+        }
+    }
     /* the linear head and the pooling */
     ADD(lin + RNC_AT_rec_linear_activation, 9, RNC_E_CORRUPT);
     ADD(lin + RNC_AT_rec_linear_out_features, 0, RNC_E_CORRUPT);

@@ -376,6 +376,19 @@ def _emit_v1(plan: dict) -> bytes:
     return _finish([body] + blob.parts, blob.pos)
 
 
+def _hh_sums(lp: dict) -> np.ndarray:
+    """W_hh's kernel sums of a q8 layer, every direction: ``(D * G*Hp,)`` int32,
+    ``sum_k Wq_hh[r, k]`` of each packed row (its padding is zero), as the C core's multi-row cells
+    start their accumulators from them (docs/rnc-format.md)."""
+    sums = []
+    for d in lp["dirs"]:
+        packed = np.asarray(d[1], np.int8)  # W_hh: blocks of 16 rows x groups of 4 inputs
+        kp = _round_up(lp["hidden_size"], K_GROUP)
+        blocks = packed.reshape(-1, kp // K_GROUP, ROW_BLOCK, K_GROUP).astype(np.int32)
+        sums.append(blocks.sum(axis=(1, 3)).reshape(-1))
+    return np.concatenate(sums).astype(np.int32)
+
+
 def _emit_v2(plan: dict) -> bytes:
     """Header, then records in model order: [embedding] recurrent+ [last_step] [linear]."""
     hdr, cellw = LAYOUT["hdr2"], LAYOUT["cellw"]
@@ -395,10 +408,11 @@ def _emit_v2(plan: dict) -> bytes:
                                   dim=emb.shape[1], weight=blob.add(emb.reshape(-1))))
     for lp in plan["layers"]:
         size = _C["REC_RECURRENT_DIR0"] + cellw.size * len(lp["dirs"])
+        sums = blob.add(_hh_sums(lp)) if plan["precision"] == "q8" else (0, 0)
         rec = r_rec.pack(kind=RECORD_KINDS["recurrent"], size=size, cell=lp["cell"], flags=lp["flags"],
                          input_size=lp["input_size"], hidden_size=lp["hidden_size"],
                          x_scale=lp["x_scale"], h_scale=lp["h_scale"][0],
-                         h_scale_reverse=lp["h_scale"][1])
+                         h_scale_reverse=lp["h_scale"][1], w_hh_sums=sums)
         for d in lp["dirs"]:
             rec += cellw.pack(**dict(zip(_CELLW, [blob.add(t) for t in d], strict=True)))
         records.append(rec)
@@ -645,7 +659,8 @@ def _parse_v2(data: bytes) -> dict:
                 "cell": r["cell"], "flags": r["flags"], "input_size": r["input_size"],
                 "hidden_size": r["hidden_size"], "x_scale": r["x_scale"],
                 "h_scale": [r["h_scale"], r["h_scale_reverse"]],
-                "dirs": [d0 + LAYOUT["cellw"].size * d for d in range(ndir)], "absent_dirs": []})
+                "dirs": [d0 + LAYOUT["cellw"].size * d for d in range(ndir)], "absent_dirs": [],
+                "hh_sums": r["w_hh_sums"]})
         elif kind == "last_step":
             if r["flags"] & ~_C["LAST_STEP_FLAG_BIDIR"]:
                 raise ValueError(f"record {i} (last_step): flags {r['flags']:#x} (known bits "
@@ -774,6 +789,21 @@ def _describe(data: bytes, p: dict) -> dict:
             for name in ("bias_ih", "bias_hh"):
                 b = rd.tensor(pr[name], np.float32, g * hp, f"layer {li} {name}{suf}")
                 layer["weights"][name + suf] = _unpad_gates(b, g, h, hp)
+        if lp.get("hh_sums") is not None:  # v2: W_hh's kernel sums, exactly for q8
+            what = f"layer {li} w_hh_sums"
+            if precision == "f32":
+                rd.absent(lp["hh_sums"], what)
+            else:
+                ndir = len(lp["dirs"])
+                got = rd.tensor(lp["hh_sums"], np.int32, ndir * g * hp, what).reshape(ndir, g * hp)
+                for d in range(ndir):
+                    wq = layer["qweights"]["weight_hh" + ("_reverse" if d else "")]
+                    want = _pad_gates(wq.astype(np.int64).sum(axis=1), g, h, hp)
+                    bad = np.flatnonzero(got[d] != want)
+                    if bad.size:
+                        r = int(bad[0])
+                        raise ValueError(f"{what}: direction {d} row {r} is {int(got[d, r])}, expected "
+                                         f"{int(want[r])} (the sum of its W_hh row)")
         layers.append(layer)
         feat = h * (2 if bidir else 1)
     out["layers"] = layers

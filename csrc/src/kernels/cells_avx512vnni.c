@@ -560,9 +560,10 @@ RNC_FA void small_step(const rnc_cell_args *a, uint32_t kind, const int G)
  * Step mode only at batch 1: from 2 rows the template's W_ih product shares each weight load
  * across the rows, which this path does not (batch 3, LSTM H = 256: 15.9 -> 16.4 us a step). */
 /* ------------------------------------------------------------------------------------------
- * Whole-sequence mode at batch 2-3 with W_hh's row corrections given (the multi rows):
- * each weight vector loaded once for all rows, the offset trick (the accumulators start at
- * corr = -128 * rowsum; dpbusd(q ^ 0x80, W) per row: exact int32), then each row's cell update of
+ * Whole-sequence mode at batch 2-3 with W_hh's kernel sums given (the multi rows; the writer
+ * stores them in the file): each weight vector loaded once for all rows, the offset trick (the
+ * accumulators start at -128 * sums (|sums| <= 127 * 131072, so the product fits int32);
+ * dpbusd(q ^ 0x80, W) per row: exact int32), then each row's cell update of
  * the block (rnc_q8_dequant + rnc_x86_unit16_v, as the template: bit-identical).
  * ---------------------------------------------------------------------------------------- */
 RNC_FA void multi_acc(const int8_t *const *W, int ng, const int8_t *const *qx, __m512i *a, const int G, const int NB)
@@ -584,7 +585,7 @@ RNC_FA void multi_acc(const int8_t *const *W, int ng, const int8_t *const *qx, _
     }
 }
 
-RNC_FA void multi_step(const rnc_cell_args *a, uint32_t kind, const int G, const int NB, const int32_t *corr)
+RNC_FA void multi_step(const rnc_cell_args *a, uint32_t kind, const int G, const int NB, const int32_t *sums)
 {
     const uint32_t H = a->H, Hp = a->Hp;
     const size_t kh = RNC_ALIGN_UP((size_t)H, 4);
@@ -611,7 +612,8 @@ RNC_FA void multi_step(const rnc_cell_args *a, uint32_t kind, const int G, const
 #pragma GCC unroll 4
         for (int m = 0; m < G; ++m) {
             W[m] = (const int8_t *)a->w_hh + (((size_t)m * Hp + u) / 16) * (size_t)gh * 64;
-            const __m512i c0 = _mm512_loadu_si512((const void *)(corr + (size_t)m * Hp + u));
+            const __m512i s = _mm512_loadu_si512((const void *)(sums + (size_t)m * Hp + u));
+            const __m512i c0 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 7));
 #pragma GCC unroll 3
             for (int n = 0; n < NB; ++n) acc[m * NB + n] = c0;
         }
@@ -632,20 +634,14 @@ RNC_FA void multi_step(const rnc_cell_args *a, uint32_t kind, const int G, const
     }
 }
 
-RNC_FA void multi_kind(const rnc_cell_args *a, uint32_t kind, const int G, const int32_t *corr)
-{
-    if (a->batch == 2) multi_step(a, kind, G, 2, corr);
-    else multi_step(a, kind, G, 3, corr);
-}
-
 /* The strategies as kernel-table rows (kernel_list.h: which batches, inputs and GRU forms each
  * serves; the plan calls a row only there, as do the tests). Each is bit-identical to the
  * template (exact int32 sums, the same float32 epilogue). */
 #define RNC_VNNI_STRATEGIES(storage, cell, KIND, G, NB)                                           \
     storage void rnc_q8_##cell##_step_multi_avx512vnni(const rnc_cell_args *a)                    \
     {                                                                                             \
-        if (a->batch == 2) multi_step(a, KIND, G, 2, a->corr_hh);                                 \
-        else multi_step(a, KIND, G, 3, a->corr_hh);                                               \
+        if (a->batch == 2) multi_step(a, KIND, G, 2, a->hh_sums);                                 \
+        else multi_step(a, KIND, G, 3, a->hh_sums);                                               \
     }                                                                                             \
     storage void rnc_q8_##cell##_step_small_avx512vnni(const rnc_cell_args *a)                    \
     {                                                                                             \

@@ -241,24 +241,6 @@ void rnc_q8_gemm_deq_avx512vnni(const int8_t *Wp, int R, int K, int N, const int
     gemm_q8(Wp, R, K, N, Q, ldq, (int32_t *)(void *)Y, ldy, &d);
 }
 
-void rnc_q8_rowcorr_avx512vnni(const int8_t *Wp, int R, int K, int32_t *corr)
-{
-    const int G = (K + 3) / 4, B = (R + 15) / 16;
-    const size_t bs = (size_t)G * 64;
-    int b = 0;
-    for (; b + 4 <= B; b += 4) {
-        __m512i c[4];
-        row_corrections(Wp + (size_t)b * bs, bs, G, c, 4);
-        for (int m = 0; m < 4; ++m)
-            _mm512_storeu_si512((void *)(corr + 16 * (b + m)), _mm512_sub_epi32(_mm512_setzero_si512(), c[m]));
-    }
-    for (; b < B; ++b) {
-        __m512i c[4];
-        row_corrections(Wp + (size_t)b * bs, bs, G, c, 1);
-        _mm512_storeu_si512((void *)(corr + 16 * b), _mm512_sub_epi32(_mm512_setzero_si512(), c[0]));
-    }
-}
-
 #else
 /* Built without AVX-512 VNNI flags (another architecture or compiler): keep the unit non-empty. */
 typedef int rnc_gemv_avx512vnni_unused;

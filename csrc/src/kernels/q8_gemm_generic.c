@@ -28,9 +28,9 @@ void rnc_q8_gemm_generic(const int8_t *Wp, int R, int K, int N, const int8_t *Q,
     }
 }
 
-/* corr[r] = -128 * sum_k Wq[r,k] for r < round16(R) (rnc_rowcorr_fn): the packed rows summed
- * whole (their padding is zero). */
-void rnc_q8_rowcorr_generic(const int8_t *Wp, int R, int K, int32_t *corr)
+/* sums[r] = sum_k Wq[r,k] for r < round16(R) (internal.h): the packed rows summed whole (their
+ * padding is zero). */
+void rnc_q8_rowsum_generic(const int8_t *Wp, int R, int K, int32_t *sums)
 {
     const int groups = (K + 3) / 4;
     const int nb = (R + 15) / 16;
@@ -39,6 +39,6 @@ void rnc_q8_rowcorr_generic(const int8_t *Wp, int R, int K, int32_t *corr)
         int32_t s[16] = {0};
         for (int g = 0; g < groups; ++g)
             for (int i = 0; i < 64; ++i) s[i / 4] += wb[(size_t)g * 64 + i];
-        for (int r = 0; r < 16; ++r) corr[16 * b + r] = -128 * s[r];
+        for (int r = 0; r < 16; ++r) sums[16 * b + r] = s[r];
     }
 }
