@@ -155,6 +155,8 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     const void *head_w;
     const float *head_s, *head_b;
     rnc_layer layer[RNC_MAX_LAYERS];
+    uint32_t num_stages;          /* the model's layers in order, by record kind (rnc_layout.h: */
+    uint8_t stage[RNC_MAX_LAYERS + 3]; /* embedding, recurrent (layer[] in order), last_step, linear) */
     size_t h_floats, c_floats;    /* per batch row */
     size_t max_feat, max_kpad, max_gates_hp;
     uint32_t isa;

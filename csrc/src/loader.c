@@ -146,6 +146,14 @@ static rnc_status get_vector(rnc_ctx *c, const unsigned char *ref, uint64_t coun
 /* ------------------------------------------------------------------------------------------
  * the model's parts, shared by both versions
  * ---------------------------------------------------------------------------------------- */
+/* The model's layers in file order, by record kind: what the executor walks (model.c). */
+static rnc_status add_stage(rnc_model *m, uint32_t kind)
+{
+    if (m->num_stages >= sizeof(m->stage)) return RNC_E_UNSUPPORTED;
+    m->stage[m->num_stages++] = (uint8_t)kind;
+    return RNC_OK;
+}
+
 static rnc_status load_embedding(rnc_ctx *c, rnc_model *m, uint32_t num, uint32_t dim,
                                  const unsigned char *ref)
 {
@@ -157,7 +165,7 @@ static rnc_status load_embedding(rnc_ctx *c, rnc_model *m, uint32_t num, uint32_
     m->uses_ids = 1;
     m->embed_num = num;
     m->embed_dim = dim;
-    return RNC_OK;
+    return add_stage(m, RNC_REC_EMBEDDING);
 }
 
 typedef struct {
@@ -251,7 +259,7 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     c->feat = (uint64_t)dirs * H;
     if (c->feat > c->max_feat) c->max_feat = c->feat;
     m->num_layers++;
-    return RNC_OK;
+    return add_stage(m, RNC_REC_RECURRENT);
 }
 
 static rnc_status load_last_step(rnc_model *m, uint32_t bidir)
@@ -259,7 +267,7 @@ static rnc_status load_last_step(rnc_model *m, uint32_t bidir)
     m->last_step = 1;
     m->last_step_bidir = bidir ? 1 : 0;
     if (bidir && (m->num_layers == 0 || m->layer[m->num_layers - 1].dirs != 2)) return RNC_E_CORRUPT;
-    return RNC_OK;
+    return add_stage(m, RNC_REC_LAST_STEP);
 }
 
 static rnc_status load_head(rnc_ctx *c, rnc_model *m, uint32_t in, uint32_t out, uint32_t act,
@@ -282,7 +290,7 @@ static rnc_status load_head(rnc_ctx *c, rnc_model *m, uint32_t in, uint32_t out,
     m->head_kx = (uint32_t)(prec == RNC_Q8 ? r4(in) : in);
     m->head_scale = scale;
     if (m->head_kx > c->max_kx) c->max_kx = m->head_kx;
-    return RNC_OK;
+    return add_stage(m, RNC_REC_LINEAR);
 }
 
 /* After the last part: the output width, overlap check and the executor's size summaries. */

@@ -8,6 +8,7 @@
 
 #include "internal.h"
 #include "kernels/activations.h"
+#include "rnc_layout.h" /* the layer kinds (RNC_REC_*) of rnc_model.stage */
 
 #define RNC_MODEL_OK 0x524E434Du
 #define MAX_BATCH (1u << 24)
@@ -415,43 +416,51 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     if (m->plan.bidirectional) return RNC_E_BIDIRECTIONAL;
     const size_t B = s->batch;
     unsigned char *wk = s->work;
-    const float *in;
-    size_t in_w;
-    if (ids) {
-        TRY(check_ids(m, ids, B));
-        gather(m, ids, B, (float *)(wk + w.xin));
-        in = (const float *)(wk + w.xin);
-        in_w = m->embed_dim;
-    } else {
-        if (!rnc__all_finite(x, B * m->input_size)) return RNC_E_VALUE;
-        in = x;
-        in_w = m->input_size;
-    }
+    if (ids) TRY(check_ids(m, ids, B));
+    else if (!rnc__all_finite(x, B * m->input_size)) return RNC_E_VALUE;
+    const float *in = x;
+    size_t in_w = m->input_size;
     int8_t *xq = (int8_t *)(wk + w.xq);
     float *sx = (float *)(wk + w.sx);
     const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
-    for (uint32_t l = 0; l < m->num_layers; ++l) {
-        const rnc_layer *L = &m->layer[l];
-        rnc_cell_args a;
-        cell_args_base(m, L, 0, s, &a, wk + w.cell);
-        if (m->precision == RNC_Q8) {
-            for (size_t b = 0; b < B; ++b)
-                quantize(in + b * in_w, in_w, L->kx, L->x_scale, xq + b * L->kx, &sx[b]);
-            a.xq = xq;
-            a.sx = sx;
-            a.ldxq = L->kx;
-        } else {
-            a.x = in;
-            a.ldx = in_w;
+    int y_written = 0;
+    uint32_t l = 0;
+    for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
+        switch (m->stage[i]) {
+        case RNC_REC_EMBEDDING:
+            gather(m, ids, B, (float *)(wk + w.xin));
+            in = (const float *)(wk + w.xin);
+            in_w = m->embed_dim;
+            break;
+        case RNC_REC_RECURRENT: {
+            const rnc_layer *L = &m->layer[l];
+            rnc_cell_args a;
+            cell_args_base(m, L, 0, s, &a, wk + w.cell);
+            if (m->precision == RNC_Q8) {
+                for (size_t b = 0; b < B; ++b)
+                    quantize(in + b * in_w, in_w, L->kx, L->x_scale, xq + b * L->kx, &sx[b]);
+                a.xq = xq;
+                a.sx = sx;
+                a.ldxq = L->kx;
+            } else {
+                a.x = in;
+                a.ldx = in_w;
+            }
+            plan_pick(&m->plan.cell_x[l], B, L->dir[0].hh_sums != NULL)->fn.cell(&a);
+            in = a.h;
+            in_w = L->hidden_size;
+            ++l;
+            break;
         }
-        plan_pick(&m->plan.cell_x[l], B, L->dir[0].hh_sums != NULL)->fn.cell(&a);
-        in = a.h;
-        in_w = L->hidden_size;
+        case RNC_REC_LAST_STEP: /* a step is its sequence's last step */
+            break;
+        default: /* RNC_REC_LINEAR, the last (the loader admits no other order) */
+            apply_head(m, in, B, in_w, y, xq, sx, wk + w.head);
+            y_written = 1;
+            break;
+        }
     }
-    if (m->head)
-        apply_head(m, in, B, in_w, y, xq, sx, wk + w.head);
-    else
-        memcpy(y, in, sizeof(float) * B * in_w);
+    if (!y_written) memcpy(y, in, sizeof(float) * B * in_w);
     return RNC_OK;
 }
 
@@ -565,16 +574,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     uint8_t *active = (uint8_t *)(base + w.active);
 #define LEN(b) (lengths ? (size_t)lengths[b] : T)
 
-    const float *cur;
-    size_t cur_w;
-    if (ids) {
-        gather(m, ids, B * T, seq_a);
-        cur = seq_a;
-        cur_w = m->embed_dim;
-    } else {
-        cur = x;
-        cur_w = m->input_size;
-    }
+    const float *cur = x;
+    size_t cur_w = m->input_size;
     const size_t BT = B * T;
     const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
     /* Batches of >= 4 sequences project their inputs step by step inside the cell (one GEMM
@@ -586,10 +587,52 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
      * give the same bits: the same products (exact int32 / an order independent of the
      * column count) and the same float32 epilogue. */
     const int per_step = B >= RUN_PER_STEP_MIN_BATCH; /* run_work sizes gi for it */
-    for (uint32_t l = 0; l < m->num_layers; ++l) {
-        const rnc_layer *L = &m->layer[l];
+    float *head_acc = (float *)(base + w.head);
+    int pooled_rows = 0; /* cur holds B rows (after last_step), not B*T; the last stage writes y */
+    uint32_t l = 0;
+    for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
+        const int last = i + 1 == m->num_stages;
+        if (m->stage[i] == RNC_REC_EMBEDDING) {
+            gather(m, ids, BT, seq_a);
+            cur = seq_a;
+            cur_w = m->embed_dim;
+            continue;
+        }
+        if (m->stage[i] == RNC_REC_LAST_STEP) { /* each sequence's last valid step */
+            float *dst = last ? y : pooled;
+            for (size_t b = 0; b < B; ++b) {
+                float *pr = dst + b * cur_w;
+                const size_t len = LEN(b);
+                if (len == 0) {
+                    memset(pr, 0, sizeof(float) * cur_w);
+                    continue;
+                }
+                memcpy(pr, cur + (b * T + len - 1) * cur_w, sizeof(float) * cur_w);
+                if (m->last_step_bidir) { /* the backward half at its first step */
+                    const size_t half = cur_w / 2;
+                    memcpy(pr + half, cur + (b * T) * cur_w + half, sizeof(float) * half);
+                }
+            }
+            cur = dst;
+            pooled_rows = 1;
+            continue;
+        }
+        if (m->stage[i] == RNC_REC_LINEAR) { /* the last (the loader admits no other order) */
+            if (pooled_rows) {
+                apply_head(m, cur, B, cur_w, y, xq, sx, head_acc);
+            } else if (BT) { /* per step; zero past each length */
+                apply_head(m, cur, BT, cur_w, y, xq, sx, head_acc);
+                const size_t O = m->head_out;
+                for (size_t b = 0; b < B; ++b)
+                    for (size_t t = LEN(b); t < T; ++t) memset(y + (b * T + t) * O, 0, sizeof(float) * O);
+            }
+            continue;
+        }
+        /* RNC_REC_RECURRENT: layer l */
+        const uint32_t li = l++;
+        const rnc_layer *L = &m->layer[li];
         const size_t H = L->hidden_size, DH = H * L->dirs, ghp = (size_t)L->gates * L->hp;
-        const int direct = (l + 1 == m->num_layers) && !m->head && !m->last_step;
+        const int direct = last;
         float *out = direct ? y : (cur == seq_a ? seq_b : seq_a);
         /* positions past a length stay zero; without lengths every (b, t) is written by the
          * steps below (both directions), so the 4*B*T*D*H-byte clear is skipped */
@@ -602,7 +645,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 const size_t r = per_step ? (n % T) * B + n / T : n;
                 quantize(cur + n * cur_w, cur_w, L->kx, L->x_scale, xq + r * L->kx, &sx[r]);
             }
-        const rnc_plan_op *cells = per_step ? &m->plan.cell_x[l] : &m->plan.cell_gi[l];
+        const rnc_plan_op *cells = per_step ? &m->plan.cell_x[li] : &m->plan.cell_gi[li];
         /* cells that start from W_hh's kernel sums run where the file has them (q8, v2) */
         const rnc_cell_fn fn = plan_pick(cells, B, L->dir[0].hh_sums != NULL)->fn.cell;
         for (uint32_t d = 0; d < L->dirs; ++d) {
@@ -652,31 +695,6 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         }
         cur = out;
         cur_w = DH;
-    }
-    float *head_acc = (float *)(base + w.head);
-    if (m->last_step) {
-        for (size_t b = 0; b < B; ++b) {
-            float *pr = pooled + b * cur_w;
-            const size_t len = LEN(b);
-            if (len == 0) {
-                memset(pr, 0, sizeof(float) * cur_w);
-                continue;
-            }
-            memcpy(pr, cur + (b * T + len - 1) * cur_w, sizeof(float) * cur_w);
-            if (m->last_step_bidir) {
-                const size_t half = cur_w / 2;
-                memcpy(pr + half, cur + (b * T) * cur_w + half, sizeof(float) * half);
-            }
-        }
-        if (m->head)
-            apply_head(m, pooled, B, cur_w, y, xq, sx, head_acc);
-        else
-            memcpy(y, pooled, sizeof(float) * B * cur_w);
-    } else if (m->head && BT) {
-        apply_head(m, cur, BT, cur_w, y, xq, sx, head_acc);
-        const size_t O = m->head_out;
-        for (size_t b = 0; b < B; ++b)
-            for (size_t t = LEN(b); t < T; ++t) memset(y + (b * T + t) * O, 0, sizeof(float) * O);
     }
 #undef LEN
     return RNC_OK;
