@@ -280,8 +280,8 @@ RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const
 }
 
 /* ------------------------------------------------------------------------------------------
- * Small batches (see small_ok), row by row, software-pipelined: the products of
- * unit block j (its G gate row blocks of W_hh; in step mode W_ih's first) run in 8 chunks of input
+ * Small batches (the small and b1 rows of kernel_list.h), row by row, software-pipelined: the
+ * products of unit block j (its G gate row blocks of W_hh; in step mode W_ih's first) run in 8 chunks of input
  * groups, and after each chunk one eighth (a "stage") of the cell update of unit block j - 1.
  *
  * Why: at batch 1 the product streams W_hh from L2 (bandwidth-bound; the vector pipes are half
@@ -532,6 +532,7 @@ RNC_FA void small_row(const rnc_cell_args *a, uint32_t kind, const int G, const 
     for (int k = 0; k < RNC_STAGES; ++k) small_stage(a, kind, G, k, &e, sh, h, c, y);
 }
 
+/* seq: the input part is given as float pre-activations (run's whole-sequence mode) */
 RNC_FA void small_step_mode(const rnc_cell_args *a, uint32_t kind, const int G, const int seq)
 {
     const uint32_t B = a->batch, H = a->H;
@@ -546,13 +547,6 @@ RNC_FA void small_step_mode(const rnc_cell_args *a, uint32_t kind, const int G, 
         if (a->active && !a->active[b]) continue;
         small_row(a, kind, G, seq, b, hq + b * kh, sh[b], (int)(kx / 4), (int)(kh / 4));
     }
-}
-
-/* seq: the input part is given as float pre-activations (run's whole-sequence mode) */
-RNC_FA void small_step(const rnc_cell_args *a, uint32_t kind, const int G)
-{
-    if (a->gi) small_step_mode(a, kind, G, 1);
-    else small_step_mode(a, kind, G, 0);
 }
 
 /* Whole-sequence mode (gi given): rows one after the other, each streaming W_hh (measured on Zen 4,
