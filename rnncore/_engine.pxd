@@ -1,5 +1,7 @@
-# Declarations of the C core's public API (csrc/include/rnncore.h) used by rnncore/_engine.pyx.
+# Declarations of the C core's public API (csrc/include/rnncore.h) used by rnncore/_engine.pyx and
+# rnncore/_kernels.pyx (which cimports this file), and the small helpers both use.
 from libc.stdint cimport int8_t, int32_t, uint32_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 
 cdef extern from "rnncore.h" nogil:
@@ -122,3 +124,19 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_fast_tanh(const float *x, size_t n, float *y)
     rnc_status rnc_fast_sigmoid(const float *x, size_t n, float *y)
     rnc_status rnc_crc32(const void *data, size_t len, uint32_t *crc)
+
+
+# ---- helpers shared by both extensions
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec + 1e-9 * <double>ts.tv_nsec
+
+
+cdef inline str _status_text(rnc_status st):
+    return rnc_status_str(st).decode("utf-8", "replace")
+
+
+cdef inline int _raise(rnc_status st, str what) except -1:
+    raise ValueError(f"{what}: {_status_text(st)} (rnc_status {<int>st})")

@@ -10,7 +10,6 @@ and allocates nothing.
 
 cimport numpy as cnp
 from libc.stdint cimport int8_t, int32_t, uint32_t
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import numpy as np
 
@@ -19,20 +18,6 @@ cnp.import_array()
 
 # ----------------------------------------------------------------------------------------------
 # status, ISA
-
-
-cdef inline double _now() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>ts.tv_sec + 1e-9 * <double>ts.tv_nsec
-
-
-cdef str _status_text(rnc_status st):
-    return rnc_status_str(st).decode("utf-8", "replace")
-
-
-cdef int _raise(rnc_status st, str what) except -1:
-    raise ValueError(f"{what}: {_status_text(st)} (rnc_status {<int>st})")
 
 
 #: kernel-table op names, in rnc_op order (csrc/include/rnncore.h)

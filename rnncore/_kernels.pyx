@@ -7,7 +7,6 @@ Each call into C that computes runs with the GIL released.
 
 cimport numpy as cnp
 from libc.stdint cimport int8_t, int32_t, uint32_t
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from rnncore._engine cimport *
 
@@ -175,20 +174,6 @@ cdef extern from *:
     long long rncpy_peak_f32_avx2_reg(long long iters, float *sink) nogil
     long long rncpy_peak_i8_avx512(long long iters, int32_t *sink) nogil
     long long rncpy_peak_f32_avx512_reg(long long iters, float *sink) nogil
-
-
-cdef inline double _now() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>ts.tv_sec + 1e-9 * <double>ts.tv_nsec
-
-
-cdef str _status_text(rnc_status st):
-    return rnc_status_str(st).decode("utf-8", "replace")
-
-
-cdef int _raise(rnc_status st, str what) except -1:
-    raise ValueError(f"{what}: {_status_text(st)} (rnc_status {<int>st})")
 
 
 # ----------------------------------------------------------------------------------------------
