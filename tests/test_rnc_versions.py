@@ -9,6 +9,9 @@ so the comparison is not only "v2 equals v1".
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,41 +22,16 @@ from rnncore.quant import reference
 from rnncore.quant.reference import qmodel_from_rnc
 from rnncore.quant.spec import spec_from_rnc
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "csrc" / "tests"))
+import gen_vectors  # noqa: E402
+
 F32 = np.float32
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
-def make_spec(seed: int, kind: str, sizes: list[int], precision: str, *, bidirectional: bool = False,
-              nonlinearity: str = "tanh", reset_after: bool = True, head: int | None = None,
-              head_act: str = "none", embedding: int | None = None, last_step: bool = False,
-              last_bidir: bool = False, scales: tuple[float, float] | None = None) -> dict:
-    """A random model description; ``sizes`` = [input, hidden_0, hidden_1, ...]."""
-    rng = np.random.default_rng(seed)
-    layers, feat = [], sizes[0]
-    for h in sizes[1:]:
-        g = GATES[kind]
-        w = {}
-        for suf in [""] + (["_reverse"] if bidirectional else []):
-            w["weight_ih" + suf] = (rng.standard_normal((g * h, feat)) * 0.6).astype(F32)
-            w["weight_hh" + suf] = (rng.standard_normal((g * h, h)) * 0.6).astype(F32)
-            w["bias_ih" + suf] = (rng.standard_normal(g * h) * 0.3).astype(F32)
-            w["bias_hh" + suf] = (rng.standard_normal(g * h) * 0.3).astype(F32)
-        layer = {"kind": kind, "bidirectional": bidirectional, "weights": w,
-                 "nonlinearity": nonlinearity, "reset_after": reset_after}
-        if scales:
-            layer["x_scale"], layer["h_scale"] = scales[0], [scales[1]] * (2 if bidirectional else 1)
-        layers.append(layer)
-        feat = h * (2 if bidirectional else 1)
-    spec = {"precision": precision, "layers": layers, "input_size": sizes[0], "last_step": last_step,
-            "last_step_bidirectional": last_bidir}
-    if head:
-        spec["head"] = {"weight": (rng.standard_normal((head, feat)) * 0.5).astype(F32),
-                        "bias": (rng.standard_normal(head) * 0.2).astype(F32), "activation": head_act}
-        if scales:
-            spec["head"]["in_scale"] = scales[1]
-    if embedding:
-        spec["embedding"] = {"weight": rng.standard_normal((embedding, sizes[0])).astype(F32)}
-    return spec
+def make_spec(seed: int, kind: str, sizes: list[int], precision: str, **kw) -> dict:
+    """A random model description (the C test vectors' builder, csrc/tests/gen_vectors.py);
+    ``sizes`` = [input, hidden_0, hidden_1, ...]."""
+    return gen_vectors.make_spec(np.random.default_rng(seed), kind, sizes, precision, **kw)
 
 
 CASES = {
