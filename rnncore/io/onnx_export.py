@@ -206,6 +206,10 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     if path is not None and not isinstance(path, str | os.PathLike):
         raise TypeError(f"to_onnx: path: expected a file path or None, got {type(path).__name__}")
     spec = _describe(model)
+    F_last = spec.layers[-1].output_size
+    if spec.last_step and spec.last_step_bidirectional and F_last % 2:
+        raise ValueError(f"to_onnx: bidirectional last-step pooling needs an even feature size, the last "
+                         f"recurrent layer gives {F_last}")
 
     g = _Graph()
     FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
