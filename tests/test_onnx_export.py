@@ -374,3 +374,44 @@ def test_missing_onnx_package_is_named(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ImportError, match=r"to_onnx needs the 'onnx' package"):
         rc.io.to_onnx(rc.nn.GRU(3, 4), None)
+
+
+# -- the importer's side of the last-step pooling ------------------------------------------------
+def _gather_last_step_graph(with_lengths: bool):
+    """x -> GRU [sequence_lens] -> y (B, T, H) -> y[:, -1], written by hand."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((1, 9, 2)).astype(np.float32)
+    R = rng.standard_normal((1, 9, 3)).astype(np.float32)
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("GRU", ["xt", "W", "R", "", "len" if with_lengths else ""], ["Y"],
+                              hidden_size=3, linear_before_reset=1),
+             helper.make_node("Transpose", ["Y"], ["Yb"], perm=[2, 0, 1, 3]),
+             helper.make_node("Reshape", ["Yb", "shape"], ["Yf"]),
+             helper.make_node("Gather", ["Yf", "last"], ["y"], axis=1)]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", 2])]
+    if with_lengths:
+        inputs.append(helper.make_tensor_value_info("len", TensorProto.INT32, ["B"]))
+    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"),
+             numpy_helper.from_array(np.array([0, 0, -1], np.int64), "shape"),
+             numpy_helper.from_array(np.array(-1, np.int64), "last")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_importer_refuses_the_padded_last_step():
+    """With sequence_lens, y[:, -1] is zero for the shorter sequences (onnxruntime), which is not
+    rnncore's LastStep: from_onnx must refuse it rather than import a different model."""
+    from rnncore.io.onnx_import import onnx_run
+
+    x = np.random.default_rng(1).standard_normal((3, 4, 2)).astype(np.float32)
+    proto = _gather_last_step_graph(True)
+    y = _session(proto).run(None, {"x": x, "len": np.array([4, 2, 1], np.int32)})[0]
+    assert not y[1:].any()                                  # the padding, not the last valid step
+    with pytest.raises(ValueError, match=r"\(Gather\): the last time step of outputs computed with seq"):
+        rc.io.from_onnx(proto)
+    proto = _gather_last_step_graph(False)                  # without lengths it is the last step
+    np.testing.assert_allclose(onnx_run(rc.io.from_onnx(proto), {"x": x})["y"],
+                               _session(proto).run(None, {"x": x})[0], rtol=RTOL, atol=ATOL)

@@ -124,10 +124,20 @@ def op_gather(imp, node, ins, a):
     if idx.ndim != 0 or imp.lab(s.axes[axis]) != "T" or int(idx) != -1 or len(s.axes) != 3:
         imp.refuse(node, f"gather of index {idx.tolist()} on data axis {imp.lab(s.axes[axis])!r} "
                           "(only the last time step, index -1, is understood)")
+    _refuse_padded_last_step(imp, node)
     layer = {"kind": "pool", "pool": "last", "bidirectional": False}
     keep = [i for i in range(3) if i != axis % 3]
     return [_Seq(tuple(s.axes[i] for i in keep), tuple(s.sizes[i] for i in keep),
                  imp.add_layer(s.pipe, layer))]
+
+
+def _refuse_padded_last_step(imp, node):
+    """``y[:, -1]`` is rnncore's ``LastStep`` only when every sequence runs the whole time axis:
+    with ``sequence_lens`` it is the zero padding of the shorter sequences."""
+    if imp.lengths is not None:
+        imp.refuse(node, "the last time step of outputs computed with sequence_lens is the zero padding of "
+                          "sequences shorter than the time axis, not their last valid step (rnncore's "
+                          "LastStep); use the node's final state Y_h as the features instead")
 
 
 @register("Shape")
@@ -203,6 +213,7 @@ def op_slice(imp, node, ins, a):
             and ends[0] >= 2**31 - 1 and (not steps or steps[0] == 1)):
         # x[:, -1:] (older opsets write y[:, -1] as this Slice + Squeeze): the last step, kept
         # as an axis of size 1 ('T1') until the Squeeze
+        _refuse_padded_last_step(imp, node)
         layer = {"kind": "pool", "pool": "last", "bidirectional": False}
         axes_ = tuple("T1" if i == ax[0] else a for i, a in enumerate(s.axes))
         sizes = tuple(1 if i == ax[0] else z for i, z in enumerate(s.sizes))
