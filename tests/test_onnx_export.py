@@ -415,3 +415,32 @@ def test_importer_refuses_the_padded_last_step():
     proto = _gather_last_step_graph(False)                  # without lengths it is the last step
     np.testing.assert_allclose(onnx_run(rc.io.from_onnx(proto), {"x": x})["y"],
                                _session(proto).run(None, {"x": x})[0], rtol=RTOL, atol=ATOL)
+
+
+# -- model files and engines -------------------------------------------------------------------
+def test_f32_rnc_file_and_engine_export(tmp_path):
+    """An f32 .rnc (path, bytes) or an rc.Engine exports; onnxruntime matches the C engine."""
+    from rnncore.spec import build_rnc
+
+    model = rc.nn.Sequential(*[_f32_weights(m) for m in (
+        rc.nn.Embedding(7, 4, seed=1), rc.nn.LSTM(4, 5, bidirectional=True, seed=2), rc.nn.LastStep(True),
+        rc.nn.Linear(10, 3, seed=3))])
+    data, spec = build_rnc(model, "f32")
+    path = tmp_path / "m.rnc"
+    path.write_bytes(data)
+    tokens = np.random.default_rng(2).integers(0, 7, (4, 6))
+    L = np.array([6, 1, 3, 5])
+    want, _ = float_forward(spec, tokens, L)
+    for src in (path, str(path), data):
+        proto = rc.io.to_onnx(src, None, lengths=True)
+        got = _session(proto).run(None, {"tokens": tokens, "lengths": L.astype(np.int32)})[0]
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    pytest.importorskip("rnncore._engine", reason="the compiled extension is not built")
+    engine = rc.compile(model, precision="f32")
+    proto = rc.io.to_onnx(engine, None, lengths=True)
+    got = _session(proto).run(None, {"tokens": tokens, "lengths": L.astype(np.int32)})[0]
+    np.testing.assert_allclose(got, engine.run(tokens, lengths=L), rtol=RTOL, atol=ATOL)
+    with pytest.raises(ValueError, match=r"to_onnx: engine has precision 'q8'; only f32 models export"):
+        rc.io.to_onnx(rc.compile(model, precision="q8"), None)
+    with pytest.raises(ValueError, match=r"to_onnx: model bytes: not an .rnc file"):
+        rc.io.to_onnx(b"garbage", None)

@@ -2,7 +2,9 @@
 
 The model is first described as a :class:`~rnncore.spec.ModelSpec` (the one description
 that ``rc.compile``, the references and the ``.rnc`` writer read, built by
-:func:`~rnncore.spec.spec_from_model`), then written with standard ONNX operators only:
+:func:`~rnncore.spec.spec_from_model` from ``rc.nn`` models and by
+:func:`~rnncore.spec.spec_from_rnc` from f32 ``.rnc`` files and engines), then written with
+standard ONNX operators only:
 
 * each recurrent layer is one ONNX ``RNN`` / ``GRU`` / ``LSTM`` node (``layout=0``, time-major
   inside the graph), ``direction="bidirectional"`` for two directions. Weights are the exact
@@ -73,6 +75,8 @@ def _describe(model: object) -> ModelSpec:
         except ValueError as e:
             raise ValueError(f"to_onnx: model: {e}") from None
         return model
+    if isinstance(model, str | os.PathLike | bytes | bytearray) or type(model).__name__ == "Engine":
+        return _spec_of_rnc(model)
     mods = (list(model._modules.items()) if type(model).__name__ == "Sequential"
             and hasattr(model, "_modules") else [("", model)])
     for name, m in mods:
@@ -92,6 +96,30 @@ def _describe(model: object) -> ModelSpec:
         msg = str(e)
         msg = msg[len("compile: "):] if msg.startswith("compile: ") else msg
         raise ValueError(f"to_onnx: {msg}") from None
+
+
+def _spec_of_rnc(model: object) -> ModelSpec:
+    """The float model inside an f32 ``.rnc`` file (a path, its bytes, or an ``rc.Engine``)."""
+    from rnncore.io.rnc import read_rnc
+    from rnncore.spec import spec_from_rnc
+
+    if isinstance(model, str | os.PathLike):
+        with open(model, "rb") as f:
+            data, what = f.read(), f"model file {os.fspath(model)!r}"
+    elif isinstance(model, bytes | bytearray):
+        data, what = bytes(model), "model bytes"
+    else:
+        data, what = model.data, "engine"
+    try:
+        d = read_rnc(data)
+    except ValueError as e:
+        raise ValueError(f"to_onnx: {what}: {e}") from None
+    if d["precision"] != "f32":
+        raise ValueError(
+            f"to_onnx: {what} has precision {d['precision']!r}; only f32 models export (the q8 engine's "
+            "int8 arithmetic is not what ONNX's float RNN/GRU/LSTM operators compute). Export the float "
+            "model it was compiled from, or an f32 .rnc file")
+    return spec_from_rnc(d)
 
 
 def _uniform_state(spec: ModelSpec) -> bool:
@@ -162,9 +190,10 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     Parameters
     ----------
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, an ``rc.nn.Sequential`` of
-        ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (``Dropout`` is skipped), or a
+        ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (``Dropout`` is skipped), a
         :class:`~rnncore.spec.ModelSpec` (a head may then have an activation: ``relu``,
-        ``sigmoid``, ``tanh`` or ``softmax``)
+        ``sigmoid``, ``tanh`` or ``softmax``), or an f32 model file: an ``rc.Engine``, a ``.rnc``
+        path or its bytes (q8 models are refused: their int8 arithmetic is not ONNX's)
     path : the ``.onnx`` file to write, or None to only return the model
     lengths : add the graph input ``lengths`` int32 ``(batch,)`` (valid steps per sequence,
         ONNX ``sequence_lens`` of every recurrent node); without it every sequence runs ``time``
