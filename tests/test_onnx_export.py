@@ -444,3 +444,16 @@ def test_f32_rnc_file_and_engine_export(tmp_path):
         rc.io.to_onnx(rc.compile(model, precision="q8"), None)
     with pytest.raises(ValueError, match=r"to_onnx: model bytes: not an .rnc file"):
         rc.io.to_onnx(b"garbage", None)
+
+
+def test_docs_snippet_runs(tmp_path, monkeypatch, capsys):
+    """The example of docs/importers.md ("Exporting to ONNX") runs on its own and agrees."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "importers.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Exporting to ONNX"):]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/importers.md (to_onnx)", "exec"), {"__name__": "__doc_snippet__"})
+    assert float(capsys.readouterr().out.split()[-1]) < 1e-6
