@@ -367,3 +367,21 @@ def test_evaluate_and_accuracy_report_nan_not_an_accuracy_on_nan_outputs():
     assert np.isnan(accuracy(outs, np.array([[1, 1, 0]]), lengths=np.array([3])))
     # binary logits
     assert np.isnan(accuracy(np.array([0.5, np.inf]), np.array([1.0, 1.0])))
+
+
+def test_truncated_bptt_with_an_optimizer_stops_before_a_non_finite_update():
+    from rnncore.nn.train import NonFiniteError
+
+    rng = np.random.default_rng(0)
+    model = rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0), rc.nn.Linear(4, 2, seed=1))
+    X = rng.standard_normal((2, 12, 3))
+    y = rng.integers(0, 2, (2, 12))
+    X[1, 7, 0] = np.inf                            # window 2 (steps 4..7)
+    opt = rc.nn.SGD(model, lr=0.1)
+    truncated_bptt(model, rc.nn.CrossEntropy(), X[:, :4], y[:, :4], window=4, optimizer=opt)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    model2 = rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0), rc.nn.Linear(4, 2, seed=1))
+    with pytest.raises(NonFiniteError, match=r"window of steps 4\.\.7"):
+        truncated_bptt(model2, rc.nn.CrossEntropy(), X, y, window=4, optimizer=rc.nn.SGD(model2, lr=0.1))
+    for k, v in model2.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)

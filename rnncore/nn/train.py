@@ -438,6 +438,12 @@ def truncated_bptt(model, loss, X: np.ndarray, y: np.ndarray, window: int, lengt
     Returns
     -------
     (mean loss over windows weighted by their valid steps, final states)
+
+    Raises
+    ------
+    NonFiniteError
+        with an ``optimizer``, at a window whose loss or gradient norm is NaN/Inf (before its
+        update: the weights are those before that window; ``batch`` is the window's number)
     """
     model = _as_model(model)
     if optimizer is not None:
@@ -471,6 +477,12 @@ def truncated_bptt(model, loss, X: np.ndarray, y: np.ndarray, window: int, lengt
         value = loss.forward(out, yb, lengths=lb)
         model.backward(loss.backward())
         if optimizer is not None:
+            gnorm = _grad_norm(model) if math.isfinite(value) else float("nan")
+            if not (math.isfinite(value) and math.isfinite(gnorm)):
+                raise NonFiniteError(
+                    f"truncated_bptt: non-finite loss {value} / gradient norm {gnorm} in the window of "
+                    f"steps {s}..{s + Tw - 1}; the weights are those before this window", 0, s // window + 1,
+                    value, gnorm)
             if clip is not None:
                 clip_grad_norm_(model, clip)
             optimizer.step()
