@@ -20,6 +20,7 @@ cdef extern from "rnncore.h" nogil:
         RNC_E_VALUE
         RNC_E_BIDIRECTIONAL
         RNC_E_STATE
+        RNC_E_NONFINITE
         RNC_STATUS_COUNT
 
     ctypedef enum rnc_isa:
@@ -79,7 +80,16 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_model_set_isa(rnc_model *model, rnc_isa isa)
     rnc_status rnc_model_get_isa(const rnc_model *model, rnc_isa *isa)
 
+    ctypedef struct rnc_nonfinite:
+        uint32_t layer
+        uint32_t direction
+        size_t row
+        size_t step
+
+    size_t RNC_NONFINITE_ON_ENTRY
+
     ctypedef struct rnc_state:
+        rnc_nonfinite nonfinite
         size_t batch
         float *h
         float *c

@@ -376,7 +376,29 @@ cdef class Stream:
             raise ValueError(f"x: contains NaN or Inf ({_status_text(<rnc_status>st)}); the state is unchanged")
         if st == RNC_E_BIDIRECTIONAL:
             raise ValueError("step: the model has a bidirectional layer; use run() on whole sequences")
+        if st == RNC_E_NONFINITE:
+            self._nonfinite_error("step")
         _raise(<rnc_status>st, "step")
+
+    def _nonfinite_error(self, str who):
+        """FloatingPointError for RNC_E_NONFINITE, naming the layer, sequence and step."""
+        cdef rnc_nonfinite nf = self.st.nonfinite
+        nl = self.model.info.num_layers
+        row = f"sequence {nf.row}" if who == "run" else f"stream row {nf.row}"
+        if nf.layer >= nl:
+            what = "the head's output (before its activation) is NaN/Inf"
+        else:
+            what = (f"layer {nf.layer} (ReLU RNN{', backward' if nf.direction else ''}) state is "
+                    "NaN/Inf")
+        if nf.step == RNC_NONFINITE_ON_ENTRY:
+            raise FloatingPointError(
+                f"{who}: {what} in the state passed in ({row}), left there by an earlier overflow; "
+                "reset() the stream or assign a finite stream.state")
+        at = f", step {nf.step}" if who == "run" else ""
+        raise FloatingPointError(
+            f"{who}: {what} at {row}{at} (float32 overflow; the NumPy reference gives Inf/NaN "
+            "from here on); no output is returned and the state is left as computed: reset() the "
+            "stream or assign a finite stream.state before going on")
 
     def _raise_busy(self):
         raise RuntimeError("stream: already running in another thread; a stream is one state and "
@@ -455,6 +477,8 @@ cdef class Stream:
             if st == RNC_E_VALUE and not self.ids:
                 raise ValueError("X: contains NaN or Inf within the lengths (the state is unchanged; "
                                  "padding past a length may be anything)")
+            if st == RNC_E_NONFINITE:
+                self._nonfinite_error("run")
             _raise(st, "run")
         return y
 

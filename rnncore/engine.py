@@ -205,6 +205,14 @@ class Engine:
         -------
         Y : (B, T, output_size) float32, or (B, output_size) with last-step pooling
         state : (if ``return_state``) the final state
+
+        Raises
+        ------
+        FloatingPointError
+            when a ReLU RNN state or a linear head's output overflows float32 (NaN/Inf), naming
+            the layer, sequence and step (``docs/c-api.md``, "Non-finite values"); ``Stream.step``
+            and ``Stream.run`` raise it too, and then refuse the stream's state until ``reset()``
+            or a finite ``state`` is assigned
         """
         X = _as_numpy(X)
         arr = np.asarray(X)

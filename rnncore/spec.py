@@ -344,7 +344,7 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None)
             cx, cl = calibration if isinstance(calibration, tuple) and len(calibration) == 2 \
                 else (calibration, None)
             _check_calibration(spec, cx, cl)
-            cal = calibrate(spec, cx, cl)
+            cal = calibrate(spec, cx, cl, _stacklevel=4)   # a warning points at compile's caller
     return write_rnc(to_rnc_spec(spec, precision, cal)), spec
 
 

@@ -272,3 +272,116 @@ def test_optimizer_of_another_model_is_refused():
         fit(m, rc.nn.CrossEntropy(), rc.nn.Adam(other), X, Y[:, 0], verbose=False)
     with pytest.raises(ValueError, match="optimizer: built on a different model"):
         truncated_bptt(m, rc.nn.CrossEntropy(), X, Y, 2, optimizer=rc.nn.SGD(other, lr=0.1))
+
+
+# -- non-finite losses and gradients (issue 14: fit with one Inf in the data) ---------------------
+def _toy(n=48, T=6, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, T, 3))
+    y = (X[:, :, 0].sum(1) > 0).astype(np.int64)
+    return X, y
+
+
+def _toy_model(seed=0):
+    return rc.nn.Sequential(rc.nn.GRU(3, 8, seed=seed), rc.nn.LastStep(), rc.nn.Linear(8, 2, seed=seed + 1))
+
+
+def test_fit_raises_on_one_inf_in_the_data_before_any_weight_turns_nan():
+    from rnncore.nn.train import NonFiniteError
+
+    X, y = _toy()
+    X[20, 3, 1] = np.inf                           # batch 3 of 6 (batch_size 8, no shuffle)
+    model = _toy_model()
+    with pytest.raises(NonFiniteError, match=r"epoch 1, batch 3 of 6") as e:
+        fit(model, rc.nn.CrossEntropy(), rc.nn.Adam(model, lr=1e-2), X, y, epochs=2, batch_size=8,
+            shuffle=False, verbose=False)
+    assert isinstance(e.value, FloatingPointError)
+    assert (e.value.epoch, e.value.batch) == (1, 3)
+    # the GRU saturates on the Inf (finite loss); its gradient is NaN
+    assert not (np.isfinite(e.value.loss) and np.isfinite(e.value.grad_norm))
+    assert "20" in str(e.value) and "on_nonfinite='skip'" in str(e.value)
+    # the weights are exactly those after batches 1-2 (trained without the bad one)
+    ref = _toy_model()
+    fit(ref, rc.nn.CrossEntropy(), rc.nn.Adam(ref, lr=1e-2), X[:16], y[:16], epochs=1, batch_size=8,
+        shuffle=False, verbose=False)
+    for k, v in model.state_dict().items():
+        assert np.all(np.isfinite(v)), k
+        np.testing.assert_array_equal(v, ref.state_dict()[k], err_msg=k)
+
+
+def test_fit_skip_leaves_the_bad_batch_out_with_a_warning():
+    X, y = _toy()
+    X[20, 3, 1] = np.inf
+    model = _toy_model()
+    with pytest.warns(RuntimeWarning, match=r"skipped the batch with non-finite .* epoch 1, batch 3"):
+        hist = fit(model, rc.nn.CrossEntropy(), rc.nn.Adam(model, lr=1e-2), X, y, epochs=2, batch_size=8,
+                   shuffle=False, verbose=False, on_nonfinite="skip")
+    assert hist["skipped"] == [1, 1]
+    assert all(np.isfinite(hist["loss"])) and all(np.isfinite(hist["accuracy"]))
+    # exactly training without sequences 16..23 (the skipped batch): same updates in the same order
+    keep = np.r_[0:16, 24:48]
+    ref = _toy_model()
+    href = fit(ref, rc.nn.CrossEntropy(), rc.nn.Adam(ref, lr=1e-2), X[keep], y[keep], epochs=2, batch_size=8,
+               shuffle=False, verbose=False)
+    for k, v in model.state_dict().items():
+        assert np.all(np.isfinite(v)), k
+        np.testing.assert_array_equal(v, ref.state_dict()[k], err_msg=k)
+    np.testing.assert_allclose(hist["loss"], href["loss"], rtol=1e-12)
+
+
+def test_fit_raises_when_the_logits_overflow():
+    from rnncore.nn.train import NonFiniteError
+
+    X, y = _toy(n=16)
+    model = _toy_model()
+    w = model[-1].params["weight"]
+    w[0], w[1] = 1e308, -1e308                     # logits overflow to +-inf: loss inf or nan
+    with pytest.raises(NonFiniteError, match=r"epoch 1, batch 1 of 2"):
+        fit(model, rc.nn.CrossEntropy(), rc.nn.SGD(model, lr=1e-3), X, y, epochs=1, batch_size=8,
+            shuffle=False, verbose=False)
+    assert np.all(w[0] == 1e308) and np.all(w[1] == -1e308)   # not updated
+
+
+def test_fit_on_nonfinite_is_checked():
+    X, y = _toy(n=8)
+    model = _toy_model()
+    with pytest.raises(ValueError, match=r"on_nonfinite: expected 'raise' or 'skip', got 'ignore'"):
+        fit(model, rc.nn.CrossEntropy(), rc.nn.SGD(model, lr=1e-3), X, y, on_nonfinite="ignore")
+
+
+def test_evaluate_and_accuracy_report_nan_not_an_accuracy_on_nan_outputs():
+    X, y = _toy(n=16)
+    model = _toy_model()
+    for _, p in model.named_parameters():          # weights NaN, as fit on one Inf used to leave them
+        p[...] = np.nan
+    loss, acc = evaluate(model, rc.nn.CrossEntropy(), X, y)
+    assert np.isnan(loss) and np.isnan(acc)        # was (nan, accuracy of argmax(NaN) = class 0)
+    out = np.array([[0.0, 1.0], [np.nan, 0.0]])
+    assert np.isnan(accuracy(out, np.array([1, 0])))
+    assert accuracy(out[:1], np.array([1])) == 1.0
+    # per-step: a NaN past a length is not counted
+    outs = np.zeros((1, 3, 2))
+    outs[0, :, 1] = 1.0
+    outs[0, 2] = np.nan
+    assert accuracy(outs, np.array([[1, 1, 0]]), lengths=np.array([2])) == 1.0
+    assert np.isnan(accuracy(outs, np.array([[1, 1, 0]]), lengths=np.array([3])))
+    # binary logits
+    assert np.isnan(accuracy(np.array([0.5, np.inf]), np.array([1.0, 1.0])))
+
+
+def test_truncated_bptt_with_an_optimizer_stops_before_a_non_finite_update():
+    from rnncore.nn.train import NonFiniteError
+
+    rng = np.random.default_rng(0)
+    model = rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0), rc.nn.Linear(4, 2, seed=1))
+    X = rng.standard_normal((2, 12, 3))
+    y = rng.integers(0, 2, (2, 12))
+    X[1, 7, 0] = np.inf                            # window 2 (steps 4..7)
+    opt = rc.nn.SGD(model, lr=0.1)
+    truncated_bptt(model, rc.nn.CrossEntropy(), X[:, :4], y[:, :4], window=4, optimizer=opt)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    model2 = rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0), rc.nn.Linear(4, 2, seed=1))
+    with pytest.raises(NonFiniteError, match=r"window of steps 4\.\.7"):
+        truncated_bptt(model2, rc.nn.CrossEntropy(), X, y, window=4, optimizer=rc.nn.SGD(model2, lr=0.1))
+    for k, v in model2.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)

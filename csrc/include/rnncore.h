@@ -55,7 +55,8 @@ typedef enum rnc_status {
     RNC_E_VALUE = 11,       /* non-finite input value, token id out of range, bad length */
     RNC_E_BIDIRECTIONAL = 12, /* step() on a model with a bidirectional layer (use run()) */
     RNC_E_STATE = 13,       /* state was not initialised for this model */
-    RNC_STATUS_COUNT = 14
+    RNC_E_NONFINITE = 14,   /* a state or head output became NaN/Inf (overflow): see rnc_state.nonfinite */
+    RNC_STATUS_COUNT = 15
 } rnc_status;
 
 /* Short English description of a status ("ok", "bad magic", ...). Never NULL. */
@@ -212,6 +213,16 @@ rnc_status rnc_model_get_isa(const rnc_model *model, rnc_isa *isa);
  * For a stack of equal-size layers this is exactly PyTorch's h_n (L*D, B, H) (and c_n).
  * h and c may be read and written between calls (save/restore, set an initial state).
  * ---------------------------------------------------------------------------------------- */
+/* Where rnc_step/rnc_run found the values that made them return RNC_E_NONFINITE. */
+typedef struct rnc_nonfinite {
+    uint32_t layer;       /* recurrent layer index, or num_layers for the head (Linear) */
+    uint32_t direction;   /* 0 forward, 1 backward */
+    size_t row;           /* batch row (stream / sequence) */
+    size_t step;          /* run: time step t of the call; step: 0; RNC_NONFINITE_ON_ENTRY: the
+                             state passed in already held NaN/Inf in that layer */
+} rnc_nonfinite;
+#define RNC_NONFINITE_ON_ENTRY ((size_t)-1)
+
 typedef struct rnc_state {
     const rnc_model *model;
     size_t batch;
@@ -220,6 +231,7 @@ typedef struct rnc_state {
     size_t h_count, c_count;
     unsigned char *work;  /* private scratch used by step()/run() */
     size_t work_bytes;
+    rnc_nonfinite nonfinite; /* set when step()/run() return RNC_E_NONFINITE */
 } rnc_state;
 
 /* Bytes of caller memory an rnc_state of `batch` rows needs (includes alignment slack). */
@@ -231,7 +243,13 @@ rnc_status rnc_state_reset(rnc_state *state);  /* h = c = 0 */
 
 /* One step for every stream of the batch. x: (B, input_size) floats, row-major; y: (B,
  * output_size); both 4-byte aligned (RNC_E_ALIGN). Updates the state. RNC_E_BIDIRECTIONAL when a layer is bidirectional;
- * RNC_E_VALUE when x holds NaN/Inf (the state is then unchanged). */
+ * RNC_E_VALUE when x holds NaN/Inf (the state is then unchanged).
+ * RNC_E_NONFINITE when a ReLU RNN layer's new state or the head's output (before its activation)
+ * holds NaN/Inf (float32 overflow; the other cells' states are bounded), or a ReLU layer's state
+ * holds NaN/Inf on entry; state->nonfinite says where. y is then not written and the state is
+ * left as computed: reset or restore it (every later step/run refuses it). Same in f32 and q8
+ * and on every ISA path (docs/c-api.md, "Non-finite values"). rnc_run returns the same status
+ * (y and the state then partly written). */
 rnc_status rnc_step(const rnc_model *model, rnc_state *state, const float *x, float *y);
 /* Same for an Embedding model: ids (B) int32 in [0, embed_num). */
 rnc_status rnc_step_ids(const rnc_model *model, rnc_state *state, const int32_t *ids, float *y);

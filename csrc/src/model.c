@@ -331,9 +331,11 @@ static void activation_row(uint32_t act, float *y, uint32_t n)
     }
 }
 
-/* y (rows x O) = act(W in + b); in: rows x ld_in floats; xq/sx/acc: scratch for `rows`. */
-static void apply_head(const rnc_model *m, const float *in, size_t rows, size_t ld_in, float *y,
-                       int8_t *xq, float *sx, void *acc)
+/* y (rows x O) = act(W in + b); in: rows x ld_in floats; xq/sx/acc: scratch for `rows`.
+ * Returns `rows`, or the first row whose W in + b is not finite (float32 overflow: a linear head
+ * is unbounded; the activations would map NaN to a number), where it stops. */
+static size_t apply_head(const rnc_model *m, const float *in, size_t rows, size_t ld_in, float *y,
+                         int8_t *xq, float *sx, void *acc)
 {
     const uint32_t O = m->head_out, op = (uint32_t)r16(O), K = m->head_in, kx = m->head_kx;
     if (m->precision == RNC_Q8) {
@@ -348,6 +350,7 @@ static void apply_head(const rnc_model *m, const float *in, size_t rows, size_t 
             float *yr = y + r * O;
             for (uint32_t o = 0; o < O; ++o)
                 yr[o] = (float)a[r * op + o] * (sx[r] * m->head_s[o]) + m->head_b[o];
+            if (!rnc__all_finite(yr, O)) return r;
             activation_row(m->head_act, yr, O);
         }
     } else {
@@ -358,9 +361,52 @@ static void apply_head(const rnc_model *m, const float *in, size_t rows, size_t 
         for (size_t r = 0; r < rows; ++r) {
             float *yr = y + r * O;
             for (uint32_t o = 0; o < O; ++o) yr[o] = a[r * op + o] + m->head_b[o];
+            if (!rnc__all_finite(yr, O)) return r;
             activation_row(m->head_act, yr, O);
         }
     }
+    return rows;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * non-finite states (docs/c-api.md, "Non-finite values")
+ *
+ * GRU and LSTM h and tanh RNN h are bounded by their activations (|h| <= 1) and an LSTM's c
+ * grows by at most 1 per step; a ReLU RNN's h and a linear head are not, and can overflow
+ * float32. Their next step would turn the Inf into a number (Inf - Inf = NaN, which
+ * max(x, 0) and the q8 quantiser map to 0), so they are checked: after every ReLU cell and
+ * every head row, and a ReLU layer's state on entry. Other cells pay nothing.
+ * ---------------------------------------------------------------------------------------- */
+static rnc_status nonfinite(rnc_state *s, uint32_t layer, uint32_t d, size_t row, size_t step)
+{
+    s->nonfinite.layer = layer;
+    s->nonfinite.direction = d;
+    s->nonfinite.row = row;
+    s->nonfinite.step = step;
+    return RNC_E_NONFINITE;
+}
+
+/* RNC_E_NONFINITE (with its place) when direction d of ReLU layer l holds NaN/Inf in a row. */
+static rnc_status check_relu_state(const rnc_model *m, rnc_state *s, uint32_t l, uint32_t d,
+                                   size_t step)
+{
+    const rnc_layer *L = &m->layer[l];
+    const size_t H = L->hidden_size, B = s->batch;
+    const float *h = s->h + (L->h_offset + (size_t)d * H) * B;
+    if (rnc__all_finite(h, B * H)) return RNC_OK;
+    for (size_t b = 0; b < B; ++b)
+        if (!rnc__all_finite(h + b * H, H)) return nonfinite(s, l, d, b, step);
+    return RNC_OK;
+}
+
+/* Every ReLU layer's state finite on entry of step/run. */
+static rnc_status check_relu_states(const rnc_model *m, rnc_state *s)
+{
+    for (uint32_t l = 0; l < m->num_layers; ++l)
+        if (m->layer[l].kind == RNC_RNN_RELU)
+            for (uint32_t d = 0; d < m->layer[l].dirs; ++d)
+                TRY(check_relu_state(m, s, l, d, RNC_NONFINITE_ON_ENTRY));
+    return RNC_OK;
 }
 
 static void cell_args_base(const rnc_model *m, const rnc_layer *L, uint32_t d, rnc_state *s,
@@ -418,6 +464,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     unsigned char *wk = s->work;
     if (ids) TRY(check_ids(m, ids, B));
     else if (!rnc__all_finite(x, B * m->input_size)) return RNC_E_VALUE;
+    TRY(check_relu_states(m, s));
     const float *in = x;
     size_t in_w = m->input_size;
     int8_t *xq = (int8_t *)(wk + w.xq);
@@ -447,6 +494,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
                 a.ldx = in_w;
             }
             plan_pick(&m->plan.cell_x[l], B, L->dir[0].hh_sums != NULL)->fn.cell(&a);
+            if (L->kind == RNC_RNN_RELU) TRY(check_relu_state(m, s, l, 0, 0));
             in = a.h;
             in_w = L->hidden_size;
             ++l;
@@ -454,10 +502,12 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         }
         case RNC_REC_LAST_STEP: /* a step is its sequence's last step */
             break;
-        default: /* RNC_REC_LINEAR, the last (the loader admits no other order) */
-            apply_head(m, in, B, in_w, y, xq, sx, wk + w.head);
+        default: { /* RNC_REC_LINEAR, the last (the loader admits no other order) */
+            const size_t bad = apply_head(m, in, B, in_w, y, xq, sx, wk + w.head);
+            if (bad < B) return nonfinite(s, m->num_layers, 0, bad, 0);
             y_written = 1;
             break;
+        }
         }
     }
     if (!y_written) memcpy(y, in, sizeof(float) * B * in_w);
@@ -565,6 +615,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                                  (lengths ? (size_t)lengths[b] : T) * m->input_size))
                 return RNC_E_VALUE;
     }
+    TRY(check_relu_states(m, s));
     unsigned char *base = (unsigned char *)scratch;
     base += RNC_ALIGN_UP((uintptr_t)base, 64) - (uintptr_t)base;
     float *seq_a = (float *)(base + w.seq_a), *seq_b = (float *)(base + w.seq_b);
@@ -619,9 +670,11 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         }
         if (m->stage[i] == RNC_REC_LINEAR) { /* the last (the loader admits no other order) */
             if (pooled_rows) {
-                apply_head(m, cur, B, cur_w, y, xq, sx, head_acc);
+                const size_t bad = apply_head(m, cur, B, cur_w, y, xq, sx, head_acc);
+                if (bad < B) return nonfinite(s, m->num_layers, 0, bad, LEN(bad) ? LEN(bad) - 1 : 0);
             } else if (BT) { /* per step; zero past each length */
-                apply_head(m, cur, BT, cur_w, y, xq, sx, head_acc);
+                const size_t bad = apply_head(m, cur, BT, cur_w, y, xq, sx, head_acc);
+                if (bad < BT) return nonfinite(s, m->num_layers, 0, bad / T, bad % T);
                 const size_t O = m->head_out;
                 for (size_t b = 0; b < B; ++b)
                     for (size_t t = LEN(b); t < T; ++t) memset(y + (b * T + t) * O, 0, sizeof(float) * O);
@@ -691,6 +744,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 }
                 a.y = out + t * DH + d * H;
                 fn(&a);
+                if (L->kind == RNC_RNN_RELU) TRY(check_relu_state(m, s, li, d, t));
             }
         }
         cur = out;

@@ -21,6 +21,7 @@ const char *rnc_status_str(rnc_status s)
     case RNC_E_VALUE: return "invalid value (NaN/Inf input, token id out of range, bad length)";
     case RNC_E_BIDIRECTIONAL: return "step() needs a unidirectional model (use run())";
     case RNC_E_STATE: return "state not initialised for this model";
+    case RNC_E_NONFINITE: return "state or output became NaN/Inf (overflow)";
     default: return "unknown status";
     }
 }

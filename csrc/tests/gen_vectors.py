@@ -240,6 +240,17 @@ def main(outdir: str) -> None:
         write_case(out, name, spec, batch, steps, mode, rng, lengths, **tol)
         names.append(name)
     (out / "cases.txt").write_text("\n".join(names) + "\n")
+    # a ReLU RNN whose state overflows float32 (test_nonfinite in test_main.c): I = 1, H = 2,
+    # h_t = relu(x_t + W_hh h_{t-1}), W_hh = 1e30 [[1, 1], [1, -1]]; from x = 1: (1, 1), (2e30, 1),
+    # then (inf, inf) at step 2
+    for precision in ("f32", "q8"):
+        spec = make_spec(np.random.default_rng(0), "rnn", [1, 2], precision, nonlinearity="relu")
+        w = spec["layers"][0]["weights"]
+        w["weight_ih"][...] = 1.0
+        w["weight_hh"][...] = np.array([[1e30, 1e30], [1e30, -1e30]], F32)
+        w["bias_ih"][...] = 0.0
+        w["bias_hh"][...] = 0.0
+        (out / f"relu_overflow_{precision}.rnc").write_bytes(write_rnc(spec, version=2))
 
 
 if __name__ == "__main__":

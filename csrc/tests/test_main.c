@@ -1015,6 +1015,79 @@ static void test_run_overlap(const char *dir)
     free(mem), free(scr), free(buf), free(y), free(mb.buf);
 }
 
+/* A ReLU RNN whose state overflows float32 (gen_vectors.py: relu_overflow_*.rnc): on every
+ * available ISA and both precisions, rnc_step and rnc_run return RNC_E_NONFINITE at step 2 of
+ * row 1 (rows 0 and 2 stay 0), then refuse the state left behind until it is reset; the NumPy
+ * reference goes on with Inf/NaN, the kernels used to restart from 0 (docs/c-api.md). */
+static void test_nonfinite(const char *dir)
+{
+    static const char *const prec[2] = {"f32", "q8"};
+    int nrun = 0;
+    for (int p = 0; p < 2; ++p) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/relu_overflow_%s.rnc", dir, prec[p]);
+        blob mb = read_file(path);
+        rnc_model m;
+        CHECK(mb.len && rnc_model_init(&m, mb.buf, mb.len) == RNC_OK, "nonfinite: init %s", path);
+        if (!mb.len) continue;
+        for (int i = 0; i < RNC_ISA_COUNT; ++i) {
+            int av = 0;
+            rnc_isa_available((rnc_isa)i, &av);
+            if (!av) continue;
+            CHECK(rnc_model_set_isa(&m, (rnc_isa)i) == RNC_OK, "nonfinite: set_isa");
+            const char *n = isa_str(i);
+            size_t sb, rb;
+            rnc_state_size(&m, 3, &sb);
+            rnc_run_scratch_size(&m, 3, 6, &rb);
+            void *mem = xmalloc(sb), *scratch = xmalloc(rb);
+            rnc_state s;
+            rnc_state_init(&m, 3, mem, sb, &s);
+            float x[3][6], xt[3], y[3][2], yr[3][6][2];
+            for (int b = 0; b < 3; ++b)
+                for (int t = 0; t < 6; ++t) x[b][t] = b == 1 ? 1.0f : 0.0f;
+            /* step: (1, 1), (2e30, 1), then the overflow */
+            for (int t = 0; t < 2; ++t) {
+                for (int b = 0; b < 3; ++b) xt[b] = x[b][t];
+                CHECK(rnc_step(&m, &s, xt, &y[0][0]) == RNC_OK, "nonfinite %s %s: step %d", prec[p], n, t);
+            }
+            CHECK(y[1][0] > 1e30f && y[1][1] == 1.0f && y[0][0] == 0.0f && y[2][1] == 0.0f,
+                  "nonfinite %s %s: step 1 gave %g %g", prec[p], n, (double)y[1][0], (double)y[1][1]);
+            y[0][0] = 7.0f;
+            memset(&s.nonfinite, 0xFF, sizeof s.nonfinite);
+            rnc_status st = rnc_step(&m, &s, xt, &y[0][0]);
+            CHECK(st == RNC_E_NONFINITE && s.nonfinite.layer == 0 && s.nonfinite.direction == 0 &&
+                      s.nonfinite.row == 1 && s.nonfinite.step == 0 && y[0][0] == 7.0f,
+                  "nonfinite %s %s: overflowing step gave %d (layer %u row %zu step %zu)", prec[p], n,
+                  (int)st, s.nonfinite.layer, s.nonfinite.row, s.nonfinite.step);
+            st = rnc_step(&m, &s, xt, &y[0][0]);
+            CHECK(st == RNC_E_NONFINITE && s.nonfinite.row == 1 && s.nonfinite.step == RNC_NONFINITE_ON_ENTRY,
+                  "nonfinite %s %s: the state left behind must be refused (got %d)", prec[p], n, (int)st);
+            CHECK(rnc_run(&m, &s, &x[0][0], NULL, 6, &yr[0][0][0], scratch, rb) == RNC_E_NONFINITE &&
+                      s.nonfinite.step == RNC_NONFINITE_ON_ENTRY,
+                  "nonfinite %s %s: run from the state left behind", prec[p], n);
+            /* run from zero: the overflow at step 2 of row 1 */
+            rnc_state_reset(&s);
+            memset(&s.nonfinite, 0xFF, sizeof s.nonfinite);
+            st = rnc_run(&m, &s, &x[0][0], NULL, 6, &yr[0][0][0], scratch, rb);
+            CHECK(st == RNC_E_NONFINITE && s.nonfinite.layer == 0 && s.nonfinite.row == 1 &&
+                      s.nonfinite.step == 2,
+                  "nonfinite %s %s: run gave %d (row %zu step %zu)", prec[p], n, (int)st, s.nonfinite.row,
+                  s.nonfinite.step);
+            /* lengths that end before the overflow: ok */
+            const int32_t len[3] = {6, 2, 6};
+            rnc_state_reset(&s);
+            CHECK(rnc_run(&m, &s, &x[0][0], len, 6, &yr[0][0][0], scratch, rb) == RNC_OK &&
+                      yr[1][1][0] > 1e30f && yr[1][2][0] == 0.0f && yr[0][5][0] == 0.0f,
+                  "nonfinite %s %s: run within the lengths", prec[p], n);
+            free(mem), free(scratch);
+            ++nrun;
+        }
+        free(mb.buf);
+    }
+    printf("  non-finite states: a ReLU RNN overflowing float32, f32 and q8 on %d (precision, ISA) "
+           "pairs: RNC_E_NONFINITE at the step, never a number\n", nrun);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "build/vectors";
@@ -1068,6 +1141,7 @@ int main(int argc, char **argv)
     printf("  vectors: %d models vs the NumPy references on every available ISA (q8: bit-identical to "
            "generic), each as a format v2 and a v1 file (outputs bit-identical)\n", ncases);
     test_state_restore(dir);
+    test_nonfinite(dir);
     test_api_misuse(dir);
     test_state_after_model_reinit(dir);
     test_run_overlap(dir);

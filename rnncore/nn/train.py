@@ -12,26 +12,50 @@
 Everything random (the order of the mini-batches) comes from one seeded
 ``numpy.random.Generator``, so two runs with the same seed and the same initial model
 give identical histories.
+
+A batch whose loss or gradient norm is not finite (NaN or Inf, e.g. from one Inf in the
+data) never updates the weights: ``fit`` raises :class:`NonFiniteError` naming the epoch
+and the batch (``on_nonfinite="raise"``, the default, like PyTorch's
+``clip_grad_norm_(error_if_nonfinite=True)`` and Keras' ``TerminateOnNaN``), or skips the
+batch with a ``RuntimeWarning`` (``on_nonfinite="skip"``). ``evaluate`` and ``accuracy``
+report an accuracy of NaN when an output they count is NaN or Inf (the loss is then NaN
+or Inf too): an argmax of NaN logits is not a prediction.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from rnncore.nn.layers import Sequential, check_lengths, mask_from_lengths
-from rnncore.nn.optim import Optimizer, clip_grad_norm_
+from rnncore.nn.optim import Optimizer, _pairs, clip_grad_norm_
 
-__all__ = ["fit", "evaluate", "predict", "truncated_bptt", "accuracy"]
+__all__ = ["fit", "evaluate", "predict", "truncated_bptt", "accuracy", "NonFiniteError"]
+
+
+class NonFiniteError(FloatingPointError):
+    """A training step met a NaN/Inf loss or gradient norm (``fit(on_nonfinite="raise")``).
+
+    Attributes ``epoch`` and ``batch`` (1-based, as the progress line counts them), ``loss``
+    and ``grad_norm`` (the non-finite value(s); ``grad_norm`` is NaN when the loss already
+    was not finite and no gradient was computed).
+    """
+
+    def __init__(self, message: str, epoch: int, batch: int, loss: float, grad_norm: float) -> None:
+        super().__init__(message)
+        self.epoch, self.batch, self.loss, self.grad_norm = epoch, batch, loss, grad_norm
 
 
 # -- metrics -------------------------------------------------------------------------------
 def _accuracy_counts(out: np.ndarray, y: np.ndarray, lengths: np.ndarray | None) -> tuple[float, float]:
-    """(number correct, number counted) for class logits or binary logits."""
+    """(number correct, number counted) for class logits or binary logits; the number correct
+    is NaN when an output that is counted is NaN or Inf (no valid prediction)."""
     if np.issubdtype(np.asarray(y).dtype, np.integer) and out.ndim == np.ndim(y) + 1 and out.shape[-1] > 1:
         correct = np.argmax(out, axis=-1) == y                       # multi-class logits
     elif out.shape == np.shape(y):
@@ -39,17 +63,23 @@ def _accuracy_counts(out: np.ndarray, y: np.ndarray, lengths: np.ndarray | None)
     else:
         raise ValueError(f"metric: cannot compare output of shape {out.shape} with targets of shape "
                          f"{np.shape(y)} (expected class logits (..., C) with int targets, or binary logits)")
+    finite = np.isfinite(out)
+    if out.ndim > correct.ndim:                                      # class logits: all C finite
+        finite = finite.all(axis=-1)
     if lengths is not None and out.ndim >= 3:                        # per-step: valid steps only
         valid = mask_from_lengths(lengths, out.shape[1])
         valid = valid.reshape(valid.shape + (1,) * (correct.ndim - 2))
         valid = np.broadcast_to(valid, correct.shape)
-        return float(np.sum(correct & valid)), float(np.sum(valid))
-    return float(np.sum(correct)), float(correct.size)
+        bad = bool(np.any(valid & ~finite))
+        return (float("nan") if bad else float(np.sum(correct & valid))), float(np.sum(valid))
+    bad = not bool(np.all(finite))
+    return (float("nan") if bad else float(np.sum(correct))), float(correct.size)
 
 
 def accuracy(out: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None) -> float:
     """Fraction of correct predictions: ``argmax`` of class logits ``(B, C)`` / ``(B, T, C)``
-    against int targets, or ``logit > 0`` against binary targets; valid steps only."""
+    against int targets, or ``logit > 0`` against binary targets; valid steps only.
+    NaN when a counted output is NaN or Inf."""
     c, n = _accuracy_counts(out, y, lengths)
     return c / n if n else float("nan")
 
@@ -139,7 +169,11 @@ def predict(model, X: np.ndarray, lengths: np.ndarray | None = None, batch_size:
 
 def evaluate(model, loss, X: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None,
              metric: str | Callable | None = "accuracy", batch_size: int = 256) -> tuple[float, float | None]:
-    """Mean loss and metric over a dataset, in evaluation mode. Returns ``(loss, metric)``."""
+    """Mean loss and metric over a dataset, in evaluation mode. Returns ``(loss, metric)``.
+
+    With ``metric="accuracy"`` the accuracy is NaN when any counted output is NaN or Inf
+    (the loss is then not finite either): NaN logits predict nothing. A callable metric
+    gets the outputs as they are."""
     model = _as_model(model)
     X, y, lengths = _check_data(X, y, lengths, "")
     tot, wsum, mc, mn = 0.0, 0.0, 0.0, 0.0
@@ -186,6 +220,7 @@ def fit(
     trim: bool = True,
     verbose: bool = True,
     print_fn: Callable[[str], Any] = print,
+    on_nonfinite: str = "raise",
 ) -> dict[str, list]:
     """Train ``model`` with mini-batch gradient descent.
 
@@ -209,14 +244,27 @@ def fit(
     seed : seed of the ``numpy.random.Generator`` that shuffles the batches
     trim : cut each batch's time axis to its longest sequence (faster; results equal)
     verbose, print_fn : one progress line per epoch
+    on_nonfinite : "raise" or "skip". A batch whose loss or gradient norm (before clipping)
+        is NaN or Inf never updates the weights. "raise" (default) stops with
+        :class:`NonFiniteError` (a ``FloatingPointError``) naming the epoch and batch;
+        "skip" leaves the batch out (weights, loss and metric) with a ``RuntimeWarning``
+        and goes on; ``history["skipped"]`` counts the skipped batches per epoch.
 
     Returns
     -------
     history : dict of per-epoch lists ``epoch``, ``loss``, ``<metric>``, ``val_loss``,
         ``val_<metric>`` (with validation), ``grad_norm`` (mean pre-clipping norm),
-        ``time`` (seconds since the start); and ``best_epoch`` (int).
+        ``time`` (seconds since the start), ``skipped``; and ``best_epoch`` (int).
+
+    Raises
+    ------
+    NonFiniteError
+        with ``on_nonfinite="raise"``, at the first batch with a non-finite loss or gradient
+        norm (the weights are those before that batch)
     """
     model = _as_model(model)
+    if on_nonfinite not in ("raise", "skip"):
+        raise ValueError(f"on_nonfinite: expected 'raise' or 'skip', got {on_nonfinite!r}")
     _check_optimizer(optimizer, model)
     X, y, lengths = _check_data(X, y, lengths, "")
     if not isinstance(epochs, int | np.integer) or epochs < 1:
@@ -241,7 +289,7 @@ def fit(
 
     rng = np.random.default_rng(seed)
     N = X.shape[0]
-    history: dict[str, Any] = {"epoch": [], "loss": [], "grad_norm": [], "time": []}
+    history: dict[str, Any] = {"epoch": [], "loss": [], "grad_norm": [], "time": [], "skipped": []}
     if mname:
         history[mname] = []
     if validation is not None:
@@ -252,13 +300,32 @@ def fit(
     t0 = time.perf_counter()
     for epoch in range(1, int(epochs) + 1):
         order = rng.permutation(N) if shuffle else np.arange(N)
-        tot, wsum, mc, mn, norms, mvals = 0.0, 0.0, 0.0, 0.0, [], []
+        tot, wsum, mc, mn, norms, mvals, skipped = 0.0, 0.0, 0.0, 0.0, [], [], 0
         for s in range(0, N, batch_size):
             xb, yb, lb = _batch(X, y, lengths, order[s: s + batch_size], trim)
             model.zero_grad()
             out = model.forward(xb, lengths=lb, train=True)
             value = _loss_value(loss, out, yb, lb)
-            model.backward(loss.backward())
+            gnorm = float("nan")
+            if math.isfinite(value):
+                model.backward(loss.backward())
+                gnorm = _grad_norm(model)
+            if not (math.isfinite(value) and math.isfinite(gnorm)):
+                what = (f"loss {value}" if not math.isfinite(value)
+                        else f"gradient norm {gnorm} (loss {value:.6g})")
+                where = (f"epoch {epoch}, batch {s // batch_size + 1} of "
+                         f"{-(-N // batch_size)} (sequences {order[s: s + batch_size][:8].tolist()}"
+                         f"{', ...' if min(batch_size, N - s) > 8 else ''})")
+                if on_nonfinite == "raise":
+                    raise NonFiniteError(
+                        f"fit: non-finite {what} at {where}; the weights are those before this batch. "
+                        "Check the data (np.isfinite(X).all()), lower the learning rate or set clip=, "
+                        "or pass on_nonfinite='skip' to skip such batches", epoch, s // batch_size + 1,
+                        value, gnorm)
+                warnings.warn(f"fit: skipped the batch with non-finite {what} at {where}",
+                              RuntimeWarning, stacklevel=2)
+                skipped += 1
+                continue
             if clip is not None:
                 norms.append(clip_grad_norm_(model, clip))
             optimizer.step()
@@ -269,15 +336,22 @@ def fit(
                 mc, mn = mc + c, mn + n
             elif callable(metric):
                 mvals.append(metric(out, yb, lb))
+        epoch_loss = tot / wsum if wsum else float("nan")              # nan: every batch skipped
         history["epoch"].append(epoch)
-        history["loss"].append(tot / wsum)
+        history["loss"].append(epoch_loss)
         history["grad_norm"].append(float(np.mean(norms)) if norms else float("nan"))
+        history["skipped"].append(skipped)
         if mname:
-            history[mname].append(mc / mn if metric == "accuracy" else float(np.mean(mvals)))
-        line = f"epoch {epoch:>3}/{epochs}  loss {tot / wsum:.4f}"
+            if metric == "accuracy":
+                history[mname].append(mc / mn if mn else float("nan"))
+            else:
+                history[mname].append(float(np.mean(mvals)) if mvals else float("nan"))
+        line = f"epoch {epoch:>3}/{epochs}  loss {epoch_loss:.4f}"
         if mname:
             line += f"  {mname} {history[mname][-1]:.4f}"
-        monitored = tot / wsum
+        if skipped:
+            line += f"  skipped {skipped}"
+        monitored = epoch_loss
         if validation is not None:
             vloss, vmetric = evaluate(model, loss, Xv, yv, lv, metric=metric)
             history["val_loss"].append(vloss)
@@ -305,6 +379,18 @@ def fit(
         model.load_state_dict(best_state)
     history["best_epoch"] = best_epoch
     return history
+
+
+def _grad_norm(model) -> float:
+    """Global L2 norm of all gradients (what ``clip_grad_norm_`` returns), inf on overflow."""
+    if not hasattr(model, "all_grads"):     # a duck-typed model: check its loss only
+        return 0.0
+    total = 0.0
+    for _, _, g in _pairs([model]):
+        if not np.all(np.isfinite(g)):
+            return float("nan")
+        total += float(np.sum(np.square(g, dtype=np.float64)))
+    return math.sqrt(total)
 
 
 # -- truncated BPTT --------------------------------------------------------------------------
@@ -352,6 +438,12 @@ def truncated_bptt(model, loss, X: np.ndarray, y: np.ndarray, window: int, lengt
     Returns
     -------
     (mean loss over windows weighted by their valid steps, final states)
+
+    Raises
+    ------
+    NonFiniteError
+        with an ``optimizer``, at a window whose loss or gradient norm is NaN/Inf (before its
+        update: the weights are those before that window; ``batch`` is the window's number)
     """
     model = _as_model(model)
     if optimizer is not None:
@@ -385,6 +477,12 @@ def truncated_bptt(model, loss, X: np.ndarray, y: np.ndarray, window: int, lengt
         value = loss.forward(out, yb, lengths=lb)
         model.backward(loss.backward())
         if optimizer is not None:
+            gnorm = _grad_norm(model) if math.isfinite(value) else float("nan")
+            if not (math.isfinite(value) and math.isfinite(gnorm)):
+                raise NonFiniteError(
+                    f"truncated_bptt: non-finite loss {value} / gradient norm {gnorm} in the window of "
+                    f"steps {s}..{s + Tw - 1}; the weights are those before this window", 0, s // window + 1,
+                    value, gnorm)
             if clip is not None:
                 clip_grad_norm_(model, clip)
             optimizer.step()

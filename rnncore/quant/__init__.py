@@ -7,7 +7,7 @@
 * :func:`calibrate`: static activation scales from data.
 """
 
-from rnncore.quant.calibrate import calibrate
+from rnncore.quant.calibrate import CalibrationWarning, calibrate
 from rnncore.quant.reference import (
     Calibration,
     QCell,
@@ -37,7 +37,8 @@ from rnncore.spec import (
 )
 
 __all__ = [
-    "Calibration", "CellWeights", "LayerSpec", "LinearSpec", "ModelSpec", "QCell", "QLayer", "QLinear",
+    "Calibration", "CalibrationWarning", "CellWeights", "LayerSpec", "LinearSpec", "ModelSpec", "QCell",
+    "QLayer", "QLinear",
     "QMatrix", "QModel", "calibrate", "epilogue", "float_cell_step", "float_forward", "forward",
     "int_matmul", "model_step", "q8_cell_step", "q8_forward", "q8_linear", "qmodel_from_rnc",
     "quantize_activation", "quantize_model", "quantize_weights", "spec_from_model", "spec_from_rnc",

@@ -4,9 +4,27 @@ Runs the float model (float32, the precision the engine runs in) over ``X`` and 
 largest magnitude of every vector the q8 kernels quantise: each layer's input, each
 direction's hidden state, and the head input. The scale is ``max|v| / 127``, so those
 values map onto the full int8 range; larger values at run time clip to +-127.
+
+Static scales are only as good as the data they are measured on. ``calibrate`` raises on
+NaN/Inf and warns (:class:`CalibrationWarning`) on data that cannot give usable scales:
+
+* fewer than ``MIN_SEQUENCES`` (16) sequences of non-zero length or fewer than
+  ``MIN_VECTORS`` (100) input vectors (valid (sequence, step) pairs): a maximum measured on a
+  handful of vectors misses the extremes of real data;
+* all zeros (``max |x| == 0``): no input scale can be measured (it defaults to 1/127, so real
+  inputs clip at +-1), and the states follow the biases only;
+* constant (every valid input vector equal): the states see one trajectory;
+* tiny magnitudes (``0 < max |x| < TINY`` = 0.01; inputs normalised as usual reach 2-5):
+  real inputs clip at +-max|x|;
+* a quantised vector (a deeper layer's input, a hidden state, the head input) that is zero on
+  all the data: its scale defaults to 1/127.
+
+docs/q8-contract.md ("Static or dynamic activation scales") has the measured errors.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -14,6 +32,13 @@ from rnncore.quant.reference import Calibration, forward
 from rnncore.spec import ModelSpec, spec_from_model
 
 _F32 = np.float32
+MIN_VECTORS = 100      # fewer valid input vectors than this: CalibrationWarning
+MIN_SEQUENCES = 16     # fewer sequences (of non-zero length) than this: CalibrationWarning
+TINY = 1e-2            # 0 < max |x| below this: CalibrationWarning
+
+
+class CalibrationWarning(UserWarning):
+    """Calibration data that cannot give usable static q8 scales (see the module docstring)."""
 
 
 def _scale(m: float) -> float:
@@ -22,7 +47,7 @@ def _scale(m: float) -> float:
     return float(m / _F32(127.0)) if m > 0 else float(_F32(1.0) / _F32(127.0))
 
 
-def calibrate(model, X: np.ndarray, lengths=None) -> Calibration:
+def calibrate(model, X: np.ndarray, lengths=None, *, _stacklevel: int = 2) -> Calibration:
     """Per-layer static input and hidden-state scales (max-abs / 127) measured on ``X``.
 
     Parameters
@@ -34,6 +59,11 @@ def calibrate(model, X: np.ndarray, lengths=None) -> Calibration:
     Returns
     -------
     Calibration with ``x_scale[layer]``, ``h_scale[layer][direction]`` and ``head_scale``
+
+    Warns
+    -----
+    CalibrationWarning
+        on degenerate data (too few vectors, all zeros, constant, tiny; the module docstring)
     """
     spec: ModelSpec = spec_from_model(model)
     xmax = [0.0] * len(spec.layers)
@@ -56,5 +86,48 @@ def calibrate(model, X: np.ndarray, lengths=None) -> Calibration:
     if spec.embedding is None and not np.all(np.isfinite(X)):
         raise ValueError("calibrate: X contains NaN or Inf")
     forward(spec, X, lengths, None, np.float32, record)
+    problems = _degenerate(X, lengths, spec.embedding is not None)
+    for li, m in enumerate(xmax):
+        if li and m == 0:
+            problems.append(f"layer {li}'s input (layer {li - 1}'s output) is 0 on all of it")
+    for li, hs in enumerate(hmax):
+        for d, m in enumerate(hs):
+            if m == 0:
+                problems.append(f"layer {li}'s hidden state{' (backward)' if d else ''} is 0 on all of it")
+    if spec.head is not None and head[0] == 0 and spec.layers:
+        problems.append("the head's input is 0 on all of it")
+    if problems:
+        warnings.warn(
+            "calibrate: degenerate calibration data: " + "; ".join(problems) + ". Static scales "
+            "measured on it clip real inputs and states (q8 errors of 0.1-0.5 instead of ~0.01, "
+            "docs/q8-contract.md). Give a few hundred representative sequences, preprocessed as "
+            "at run time, or calibration=None for dynamic scales.", CalibrationWarning,
+            stacklevel=_stacklevel)
     return Calibration([_scale(m) for m in xmax], [[_scale(m) for m in hs] for hs in hmax],
                        _scale(head[0]) if spec.head is not None else None)
+
+
+def _degenerate(X: np.ndarray, lengths, ids: bool) -> list[str]:
+    """What makes the calibration inputs X unusable (the module docstring's criteria)."""
+    if X.ndim < 2:
+        return []
+    T = X.shape[1]
+    lens = np.full(X.shape[0], T) if lengths is None else np.asarray(lengths).astype(np.int64)
+    valid = np.arange(T)[None, :] < lens[:, None]
+    v = X[valid]                                     # (vectors, I) or (vectors,) ids
+    out = []
+    nseq = int(np.sum(lens > 0))
+    if v.shape[0] < MIN_VECTORS or nseq < MIN_SEQUENCES:
+        out.append(f"only {nseq} sequences, {v.shape[0]} input vectors (sequences x valid steps; at "
+                   f"least {MIN_SEQUENCES} sequences and {MIN_VECTORS} vectors expected)")
+    if v.shape[0] == 0:
+        return out
+    if not ids:
+        m = float(np.max(np.abs(v)))
+        if m == 0:
+            return out + ["X is all zeros"]
+        if m < TINY:
+            out.append(f"X has tiny magnitudes (max |x| = {m:.3g} < {TINY:g})")
+    if v.shape[0] > 1 and np.all(v == v[:1]):
+        out.append("every input vector is the same (constant X)" if not ids else "every token id is the same")
+    return out
