@@ -17,12 +17,16 @@ give identical histories.
 from __future__ import annotations
 
 import copy
+import functools
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from rnncore import blas
+from rnncore.nn.history import CSVLogger
 from rnncore.nn.layers import Sequential, check_lengths, mask_from_lengths
 from rnncore.nn.optim import Optimizer, clip_grad_norm_
 
@@ -166,6 +170,16 @@ def evaluate(model, loss, X: np.ndarray, y: np.ndarray, lengths: np.ndarray | No
 
 
 # -- fit -------------------------------------------------------------------------------------
+def _with_blas_threads(f: Callable) -> Callable:
+    """Run ``f`` with at most ``blas_threads`` BLAS threads (its keyword argument; None: as is)."""
+    @functools.wraps(f)
+    def run(*args: Any, blas_threads: int | None = 1, **kwargs: Any) -> Any:
+        with blas.blas_threads(blas_threads):
+            return f(*args, blas_threads=blas_threads, **kwargs)
+    return run
+
+
+@_with_blas_threads
 def fit(
     model,
     loss,
@@ -186,6 +200,8 @@ def fit(
     trim: bool = True,
     verbose: bool = True,
     print_fn: Callable[[str], Any] = print,
+    history_csv: str | os.PathLike | CSVLogger | None = None,
+    blas_threads: int | None = 1,
 ) -> dict[str, list]:
     """Train ``model`` with mini-batch gradient descent.
 
@@ -209,6 +225,11 @@ def fit(
     seed : seed of the ``numpy.random.Generator`` that shuffles the batches
     trim : cut each batch's time axis to its longest sequence (faster; results equal)
     verbose, print_fn : one progress line per epoch
+    history_csv : a path (or a :class:`~rnncore.nn.CSVLogger`): write the history there,
+        one row per epoch as it ends (Keras' ``CSVLogger`` columns; ``epoch`` counts from 1)
+    blas_threads : run with at most this many BLAS threads, restored afterwards
+        (:func:`rnncore.blas.blas_threads`); the default 1 is fastest for small models.
+        None leaves numpy's BLAS as it is
 
     Returns
     -------
@@ -249,6 +270,11 @@ def fit(
         if mname:
             history["val_" + mname] = []
     best, best_epoch, best_state, waited = np.inf, 0, None, 0
+    csv_log = CSVLogger(history_csv) if isinstance(history_csv, str | os.PathLike) else history_csv
+    if csv_log is not None and not isinstance(csv_log, CSVLogger):
+        raise TypeError(f"history_csv: expected a path or a CSVLogger, got {type(history_csv).__name__}")
+    if csv_log is not None:
+        csv_log.on_train_begin(history)
     t0 = time.perf_counter()
     for epoch in range(1, int(epochs) + 1):
         order = rng.permutation(N) if shuffle else np.arange(N)
@@ -288,6 +314,8 @@ def fit(
             monitored = vloss
         elapsed = time.perf_counter() - t0
         history["time"].append(elapsed)
+        if csv_log is not None:
+            csv_log.on_epoch_end(history)
         if verbose:
             print_fn(f"{line}  {elapsed:.1f}s")
         if monitored < best:
