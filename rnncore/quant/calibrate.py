@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncore.progress import Progress
 from rnncore.quant.reference import Calibration, forward
 from rnncore.spec import ModelSpec, spec_from_model
 
@@ -22,7 +23,7 @@ def _scale(m: float) -> float:
     return float(m / _F32(127.0)) if m > 0 else float(_F32(1.0) / _F32(127.0))
 
 
-def calibrate(model, X: np.ndarray, lengths=None) -> Calibration:
+def calibrate(model, X: np.ndarray, lengths=None, verbose: bool | None = None) -> Calibration:
     """Per-layer static input and hidden-state scales (max-abs / 127) measured on ``X``.
 
     Parameters
@@ -30,6 +31,8 @@ def calibrate(model, X: np.ndarray, lengths=None) -> Calibration:
     model : an ``rc.nn`` model or a :class:`~rnncore.spec.ModelSpec`
     X : (B, T, I) floats (or (B, T) indices with an embedding), representative inputs
     lengths : (B,) valid lengths (None: all T); padding is ignored
+    verbose : a progress line on stderr (:class:`rnncore.progress.Progress`): True always,
+        False never, None (default) on a terminal when the calibration takes over a second
 
     Returns
     -------
@@ -55,6 +58,7 @@ def calibrate(model, X: np.ndarray, lengths=None) -> Calibration:
     X = np.asarray(X)
     if spec.embedding is None and not np.all(np.isfinite(X)):
         raise ValueError("calibrate: X contains NaN or Inf")
-    forward(spec, X, lengths, None, np.float32, record)
+    with Progress(f"calibrating on {X.shape[0]} sequences", verbose) as progress:
+        forward(spec, X, lengths, None, np.float32, record, progress=progress.update)
     return Calibration([_scale(m) for m in xmax], [[_scale(m) for m in hs] for hs in hmax],
                        _scale(head[0]) if spec.head is not None else None)
