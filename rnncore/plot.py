@@ -1,4 +1,4 @@
-"""Figures with matplotlib (the optional ``plot`` extra): training curves.
+"""Figures with matplotlib (the optional ``plot`` extra): training curves, latency against size.
 
 matplotlib is imported only when a function here is called; without it the call raises an
 ``ImportError`` that says how to install it (``pip install "rnncore[plot]"``).
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["history"]
+__all__ = ["history", "latency"]
 
 
 def _pyplot():
@@ -84,6 +84,53 @@ def history(history: dict[str, list] | str | os.PathLike, path: str | os.PathLik
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(os.fspath(path), dpi=100)
+        plt.close(fig)
+    return fig
+
+
+def latency(series: dict[str, dict[int, float]], path: str | os.PathLike | None = None,
+            panel: str | None = None, title: str | None = None, xlabel: str = "hidden size H",
+            ylabel: str = "latency (us, log scale)", unit: float = 1e6):
+    """Latency against model size, one line per engine/precision (log-log axes).
+
+    Parameters
+    ----------
+    series : ``{label: {size: seconds}}``, e.g. ``{"q8 avx512vnni": {32: 2.1e-7, 64: 3.0e-7}}``;
+        or ``{panel: {label: {size: seconds}}}`` with ``panel`` set to ``"panels"`` for one
+        panel per key (e.g. ``"gru"``, ``"lstm"``)
+    path : save there and close; None: return the open figure
+    panel : None (one panel) or ``"panels"``
+    title, xlabel, ylabel : texts; ``unit`` multiplies the seconds (1e6: microseconds)
+
+    Returns
+    -------
+    the Figure; each line's x data are the sizes (sorted) and its y data ``seconds * unit``
+    """
+    panels = series if panel == "panels" else {"": series}
+    if not panels or not all(isinstance(v, dict) and v for v in panels.values()):
+        raise ValueError("series: expected {label: {size: seconds}} (or panels of those), non-empty")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for ax, (name, lines) in zip(axes[0], panels.items(), strict=True):
+        sizes: set[int] = set()
+        for lab, pts in lines.items():
+            xs = sorted(pts)
+            sizes.update(xs)
+            ax.plot(xs, [pts[x] * unit for x in xs], "-o", ms=4, label=lab)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sorted(sizes), [str(x) for x in sorted(sizes)])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if name:
+            ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     if path is not None:
         fig.savefig(os.fspath(path), dpi=100)

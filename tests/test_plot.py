@@ -3,6 +3,7 @@ written by fit plots the same; without matplotlib the error says how to install 
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -85,3 +86,35 @@ def test_importing_rnncore_does_not_import_matplotlib():
     code = "import sys, rnncore; print('matplotlib' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_latency_lines_are_the_measurements(tmp_path):
+    series = {"GRU": {"f32 avx2": {64: 2e-6, 32: 1e-6, 128: 5e-6}, "q8 avx2": {32: 0.5e-6, 64: 1e-6}},
+              "LSTM": {"f32 avx2": {32: 1.5e-6}}}
+    fig = rc.plot.latency(series, tmp_path / "lat.png", panel="panels", title="t")
+    assert (tmp_path / "lat.png").read_bytes()[:4] == b"\x89PNG"
+    assert [ax.get_title() for ax in fig.axes] == ["GRU", "LSTM"]
+    gru = lines(fig.axes[0])
+    assert gru["f32 avx2"].get_xdata().tolist() == [32, 64, 128]
+    assert gru["f32 avx2"].get_ydata().tolist() == pytest.approx([1.0, 2.0, 5.0], rel=1e-12)   # microseconds
+    assert gru["q8 avx2"].get_ydata().tolist() == pytest.approx([0.5, 1.0], rel=1e-12)
+    assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_yscale() == "log"
+    one = rc.plot.latency({"a": {1: 1.0}}, unit=1e3)
+    assert len(one.axes) == 1 and lines(one.axes[0])["a"].get_ydata().tolist() == [1000.0]
+    with pytest.raises(ValueError, match="series"):
+        rc.plot.latency({})
+
+
+def test_peer_benchmark_redraws_its_figure_from_results_json(tmp_path):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    results = root / "benchmarks" / "peers" / "results" / "epyc-zen4" / "results.json"
+    shutil.copy(results, tmp_path / "results.json")
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "peers" / "compare_peers.py"),
+                        "--replot", str(tmp_path / "results.json")], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "step_latency.png").read_bytes()[:4] == b"\x89PNG"
