@@ -2,6 +2,8 @@
 
     python -m pytest benchmarks/bench_engine.py -q -s          # or: python benchmarks/bench_engine.py
     RNNCORE_BENCH_QUICK=1 ...                                  # fewer sizes, shorter runs
+    python benchmarks/bench_engine.py --plot step_latency.png  # + the step latency against H (matplotlib)
+                                                               # (under pytest: RNNCORE_BENCH_PLOT=path)
 
 Measured, one thread, every ISA path this CPU runs:
 
@@ -32,6 +34,7 @@ import rnncore as rc
 from rnncore import _engine, _kernels
 
 QUICK = bool(os.environ.get("RNNCORE_BENCH_QUICK"))
+PLOT = os.environ.get("RNNCORE_BENCH_PLOT")
 HS = [32, 128, 256] if QUICK else [32, 64, 128, 256, 512]
 SEQ_HS = [64, 256]
 ISAS = [t["name"] for t in _engine.isa_table() if t["available"]]
@@ -235,9 +238,27 @@ def test_zz_print_table(capsys):
                     lines.append(f"  {cell:<5}{h:>5}  f32 {f:>9}  q8 {q:>9}  ratio {q / f:.3f}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+        if PLOT:
+            plot_step_latency(PLOT)
+            print(f"wrote {PLOT}")
+
+
+def plot_step_latency(path: str) -> None:
+    """The C-loop step latency (batch 1, I = H) against H: a panel per cell, a line per ISA and precision."""
+    series: dict = {}
+    for (isa, cell, p, h), t in RESULTS["c_step"].items():
+        series.setdefault(cell.upper(), {}).setdefault(f"{p} {isa}", {})[h] = t
+    rc.plot.latency(series, path, panel="panels", ylabel="step latency, batch 1, C loop (us, log scale)",
+                    xlabel="hidden size H (= input size)",
+                    title=f"rnncore streaming step, one thread: {cpu_name()}")
 
 
 if __name__ == "__main__":
+    import sys
+
+    if "--plot" in sys.argv:
+        os.environ["RNNCORE_BENCH_PLOT"] = sys.argv[sys.argv.index("--plot") + 1]
+        PLOT = os.environ["RNNCORE_BENCH_PLOT"]
     raise SystemExit(pytest.main([__file__, "-q", "-s", "-p", "no:cacheprovider",
                                   "--benchmark-min-time=0.02", "--benchmark-max-time=0.3",
                                   "--benchmark-columns=min,median,rounds"]))

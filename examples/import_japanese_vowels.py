@@ -1,7 +1,7 @@
 """Train GRU and LSTM classifiers in PyTorch on JapaneseVowels, import them into rnncore, compare.
 
 The task-level check of the importers: a model trained on real, variable-length data
-(JapaneseVowels, 9 speakers, 7-29 frames of 12 LPC coefficients, bundled with ``aeon``)
+(JapaneseVowels, 9 speakers, 7-29 frames of 12 LPC coefficients, shipped in ``rnncore/data/``)
 keeps its predictions after ``rc.io.from_torch`` — on the NumPy reference and on the
 compiled C engine in f32 — and loses at most a fraction of a point in int8 (q8).
 

@@ -4,9 +4,9 @@
 the compiled engine, quantisation and model files build on it.
 """
 
-from rnncore import gradcheck, io, nn, quant
+from rnncore import gradcheck, io, nn, plot, quant
 from rnncore.engine import Engine, compile, isa, load, save, set_isa
 
 __version__ = "0.1.0"
-__all__ = ["nn", "gradcheck", "quant", "io", "Engine", "compile", "save", "load", "isa", "set_isa",
+__all__ = ["nn", "gradcheck", "quant", "io", "plot", "Engine", "compile", "save", "load", "isa", "set_isa",
            "__version__"]

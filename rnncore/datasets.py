@@ -1,14 +1,16 @@
-"""Small real sequence datasets that ship inside PyPI packages (nothing is downloaded).
+"""Small real sequence datasets carried inside the package (nothing is downloaded).
 
-``japanese_vowels()`` loads the JapaneseVowels speaker-recognition set bundled with
-``aeon`` (install the ``demo`` extra: ``pip install rnncore[demo]``): 9 speakers saying
-the vowel pair /ae/, each utterance a sequence of 7-29 frames of 12 LPC cepstrum
-coefficients; 270 training and 370 test utterances.
+``japanese_vowels()`` loads the JapaneseVowels speaker-recognition set (UCI Machine Learning
+Repository, Kudo, Toyama & Shimbo 1999, CC BY 4.0; ``rnncore/data/README.md`` has the
+citation and how the file was made): 9 speakers saying the vowel pair /ae/, each utterance
+a sequence of 7-29 frames of 12 LPC cepstrum coefficients; 270 training and 370 test
+utterances. It is stored in ``rnncore/data/japanese_vowels.npz`` (380 KB) and needs only numpy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 
@@ -64,15 +66,24 @@ def pad_sequences(seqs: list[np.ndarray], max_len: int | None = None, dtype="flo
     return X, lengths
 
 
-def _load_aeon_japanese_vowels(split: str):
-    try:
-        from aeon.datasets import load_japanese_vowels
-    except ImportError as e:  # pragma: no cover - exercised only without the extra
-        raise ImportError(
-            "japanese_vowels() needs the 'aeon' package, which bundles the dataset; install it with "
-            "`pip install 'rnncore[demo]'` (or `pip install aeon==1.6.0`)"
-        ) from e
-    return load_japanese_vowels(split=split)
+def japanese_vowels_raw() -> dict[str, tuple[list[np.ndarray], list[str]]]:
+    """The JapaneseVowels utterances as stored: ``{"train": (seqs, labels), "test": ...}``.
+
+    ``seqs`` is a list of ``(T_i, 12)`` float64 arrays (the values of the UEA archive's
+    ``.ts`` files, parsed exactly) and ``labels`` the speakers' labels ``"1"`` .. ``"9"``.
+    """
+    with (resources.files("rnncore") / "data" / "japanese_vowels.npz").open("rb") as f:
+        with np.load(f, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    classes = [str(c) for c in d["classes"]]
+    out = {}
+    for split in ("train", "test"):
+        # exact: see tools/make_japanese_vowels.py
+        values = d[f"{split}_values"].astype(np.float64) / d["scale"]
+        ends = np.cumsum(d[f"{split}_lengths"].astype(np.int64))
+        seqs = np.split(values, ends[:-1], axis=0)
+        out[split] = (seqs, [classes[i] for i in d[f"{split}_labels"]])
+    return out
 
 
 def japanese_vowels(normalize: bool = True, dtype: str = "float64") -> SequenceDataset:
@@ -91,11 +102,8 @@ def japanese_vowels(normalize: bool = True, dtype: str = "float64") -> SequenceD
     in 7..29 and labels 0..8 (speakers '1'..'9').
     """
     dt = resolve_dtype(dtype)
-    Xtr_raw, ytr_raw = _load_aeon_japanese_vowels("train")
-    Xte_raw, yte_raw = _load_aeon_japanese_vowels("test")
-    # aeon gives a list of (channels, T_i) arrays: transpose to (T_i, channels)
-    tr = [np.asarray(x, np.float64).T for x in Xtr_raw]
-    te = [np.asarray(x, np.float64).T for x in Xte_raw]
+    raw = japanese_vowels_raw()
+    (tr, ytr_raw), (te, yte_raw) = raw["train"], raw["test"]
     classes = sorted(set(np.asarray(ytr_raw).tolist()) | set(np.asarray(yte_raw).tolist()))
     index = {c: i for i, c in enumerate(classes)}
     y_train = np.array([index[c] for c in np.asarray(ytr_raw).tolist()], dtype=np.int64)

@@ -1,6 +1,7 @@
 """``rnncore demo``: train a GRU speaker classifier on JapaneseVowels with the NumPy reference.
 
-The data ships inside the ``aeon`` package (the ``demo`` extra), so nothing is downloaded.
+The data ships inside rnncore (``rnncore/data/``, UCI Japanese Vowels), so nothing is downloaded
+and nothing but numpy is needed.
 Model: ``GRU(12 -> H)`` -> output at each utterance's last valid step -> ``Linear(H -> 9)``,
 trained with Adam and global gradient-norm clipping at 1.0 on per-channel normalised,
 variable-length sequences. Prints one progress line per epoch and the test accuracy,
@@ -36,17 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def single_thread_blas() -> contextlib.AbstractContextManager:
-    """Limit numpy's BLAS to one thread (``threadpoolctl``, installed with aeon) if available.
+    """Limit numpy's BLAS to one thread (:func:`rnncore.blas.blas_threads`, no dependency).
 
     The matrices of this model are small (batch 16 x hidden 64): a multi-threaded BLAS
     spends more time synchronising than computing, and is several times slower when the
-    other cores are busy.
+    other cores are busy. (``fit`` does this itself; the evaluation runs in it too.)
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with aeon
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    from rnncore.blas import blas_threads
+
+    return blas_threads(1)
 
 
 def build_model(hidden: int, num_classes: int = 9, input_size: int = 12, seed: int = 0,
@@ -76,7 +75,8 @@ def run(args: argparse.Namespace) -> dict:
         raise SystemExit(f"rnncore demo: --out {args.out}: the directory {out_dir} does not exist")
     t_start = time.perf_counter()
     ds = japanese_vowels(dtype=args.dtype)
-    print(f"JapaneseVowels (from aeon): {len(ds.y_train)} train / {len(ds.y_test)} test utterances, "
+    print(f"JapaneseVowels (UCI, shipped with rnncore): {len(ds.y_train)} train / {len(ds.y_test)} test "
+          "utterances, "
           f"{ds.num_features} channels, lengths {ds.len_train.min()}..{ds.len_train.max()}, "
           f"{ds.num_classes} speakers")
     model = build_model(args.hidden, ds.num_classes, ds.num_features, args.seed, args.dtype)

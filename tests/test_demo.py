@@ -17,7 +17,7 @@ def test_demo_trains_prints_progress_and_saves(tmp_path):
     r = run("--epochs", "2", "--hidden", "8", "--seed", "3", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[0].startswith("JapaneseVowels (from aeon): 270 train / 370 test")
+    assert lines[0].startswith("JapaneseVowels (UCI, shipped with rnncore): 270 train / 370 test")
     assert "GRU(12 -> 8) -> LastStep -> Linear(8 -> 9)" in lines[1]
     epochs = [s for s in lines if s.startswith("epoch")]
     assert len(epochs) == 2

@@ -912,7 +912,9 @@ ENGINES = ("torch", "ort", "openvino", "ncnn", "litert", "rnncore")
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="results folder (created)")
+    ap.add_argument("--out", help="results folder (created)")
+    ap.add_argument("--replot", metavar="RESULTS_JSON",
+                    help="only redraw step_latency.png next to a results.json of an earlier run")
     ap.add_argument("--cpu", type=int, default=None, help="core to pin (default: last allowed)")
     ap.add_argument("--hidden", default="32,64,128,256,512")
     ap.add_argument("--cells", default="gru,lstm")
@@ -925,6 +927,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figures", default="step,seq,batch")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.replot:
+        src = Path(args.replot)
+        plot(json.loads(src.read_text()), src.with_name("step_latency.png"))
+        print(f"wrote {src.with_name('step_latency.png')}")
+        return 0
+    if not args.out:
+        ap.error("--out is required (or --replot RESULTS_JSON)")
 
     allowed = sorted(os.sched_getaffinity(0))
     cpu = args.cpu if args.cpu is not None else allowed[-1]

@@ -25,7 +25,9 @@ or Inf too): an argmax of NaN logits is not a prediction.
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -33,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from rnncore import blas
+from rnncore.nn.history import CSVLogger
 from rnncore.nn.layers import Sequential, check_lengths, mask_from_lengths
 from rnncore.nn.optim import Optimizer, _pairs, clip_grad_norm_
 
@@ -200,6 +204,16 @@ def evaluate(model, loss, X: np.ndarray, y: np.ndarray, lengths: np.ndarray | No
 
 
 # -- fit -------------------------------------------------------------------------------------
+def _with_blas_threads(f: Callable) -> Callable:
+    """Run ``f`` with at most ``blas_threads`` BLAS threads (its keyword argument; None: as is)."""
+    @functools.wraps(f)
+    def run(*args: Any, blas_threads: int | None = 1, **kwargs: Any) -> Any:
+        with blas.blas_threads(blas_threads):
+            return f(*args, blas_threads=blas_threads, **kwargs)
+    return run
+
+
+@_with_blas_threads
 def fit(
     model,
     loss,
@@ -221,6 +235,8 @@ def fit(
     verbose: bool = True,
     print_fn: Callable[[str], Any] = print,
     on_nonfinite: str = "raise",
+    history_csv: str | os.PathLike | CSVLogger | None = None,
+    blas_threads: int | None = 1,
 ) -> dict[str, list]:
     """Train ``model`` with mini-batch gradient descent.
 
@@ -249,6 +265,11 @@ def fit(
         :class:`NonFiniteError` (a ``FloatingPointError``) naming the epoch and batch;
         "skip" leaves the batch out (weights, loss and metric) with a ``RuntimeWarning``
         and goes on; ``history["skipped"]`` counts the skipped batches per epoch.
+    history_csv : a path (or a :class:`~rnncore.nn.CSVLogger`): write the history there,
+        one row per epoch as it ends (Keras' ``CSVLogger`` columns; ``epoch`` counts from 1)
+    blas_threads : run with at most this many BLAS threads, restored afterwards
+        (:func:`rnncore.blas.blas_threads`); the default 1 is fastest for small models.
+        None leaves numpy's BLAS as it is
 
     Returns
     -------
@@ -297,6 +318,11 @@ def fit(
         if mname:
             history["val_" + mname] = []
     best, best_epoch, best_state, waited = np.inf, 0, None, 0
+    csv_log = CSVLogger(history_csv) if isinstance(history_csv, str | os.PathLike) else history_csv
+    if csv_log is not None and not isinstance(csv_log, CSVLogger):
+        raise TypeError(f"history_csv: expected a path or a CSVLogger, got {type(history_csv).__name__}")
+    if csv_log is not None:
+        csv_log.on_train_begin(history)
     t0 = time.perf_counter()
     for epoch in range(1, int(epochs) + 1):
         order = rng.permutation(N) if shuffle else np.arange(N)
@@ -362,6 +388,8 @@ def fit(
             monitored = vloss
         elapsed = time.perf_counter() - t0
         history["time"].append(elapsed)
+        if csv_log is not None:
+            csv_log.on_epoch_end(history)
         if verbose:
             print_fn(f"{line}  {elapsed:.1f}s")
         if monitored < best:

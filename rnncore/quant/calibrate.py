@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 
+from rnncore.progress import Progress
 from rnncore.quant.reference import Calibration, forward
 from rnncore.spec import ModelSpec, spec_from_model
 
@@ -47,7 +48,8 @@ def _scale(m: float) -> float:
     return float(m / _F32(127.0)) if m > 0 else float(_F32(1.0) / _F32(127.0))
 
 
-def calibrate(model, X: np.ndarray, lengths=None, *, _stacklevel: int = 2) -> Calibration:
+def calibrate(model, X: np.ndarray, lengths=None, verbose: bool | None = None, *,
+              _stacklevel: int = 2) -> Calibration:
     """Per-layer static input and hidden-state scales (max-abs / 127) measured on ``X``.
 
     Parameters
@@ -55,6 +57,8 @@ def calibrate(model, X: np.ndarray, lengths=None, *, _stacklevel: int = 2) -> Ca
     model : an ``rc.nn`` model or a :class:`~rnncore.spec.ModelSpec`
     X : (B, T, I) floats (or (B, T) indices with an embedding), representative inputs
     lengths : (B,) valid lengths (None: all T); padding is ignored
+    verbose : a progress line on stderr (:class:`rnncore.progress.Progress`): True always,
+        False never, None (default) on a terminal when the calibration takes over a second
 
     Returns
     -------
@@ -85,7 +89,8 @@ def calibrate(model, X: np.ndarray, lengths=None, *, _stacklevel: int = 2) -> Ca
     X = np.asarray(X)
     if spec.embedding is None and not np.all(np.isfinite(X)):
         raise ValueError("calibrate: X contains NaN or Inf")
-    forward(spec, X, lengths, None, np.float32, record)
+    with Progress(f"calibrating on {X.shape[0]} sequences", verbose) as progress:
+        forward(spec, X, lengths, None, np.float32, record, progress=progress.update)
     problems = _degenerate(X, lengths, spec.embedding is not None)
     for li, m in enumerate(xmax):
         if li and m == 0:

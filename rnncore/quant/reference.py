@@ -394,7 +394,7 @@ def model_step(model, x: np.ndarray, state, dtype=np.float64):
     return _head(model, x, dt), new
 
 
-def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, record=None):
+def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, record=None, progress=None):
     """Whole sequences through a float spec or a :class:`QModel`.
 
     Parameters
@@ -406,6 +406,8 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
     record : optional callback ``record(kind, layer, direction, array, live)`` seeing every
         layer input (``"x"``), every direction's output (``"h"``) and the head input
         (``"head"``); ``live`` masks the valid positions (used by calibration)
+    progress : optional callback ``progress(done, total)`` after every time step of every
+        layer and direction (``total`` = T x the number of layer directions)
 
     Returns
     -------
@@ -419,6 +421,7 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
     state = normalize_state(model, state, bsz, dt)
     final, k = [], 0
     valid = np.arange(steps)[None, :] < lengths[:, None]
+    total, done = steps * sum(layer.num_directions for layer in model.layers), 0
     for li, layer in enumerate(model.layers):
         if record is not None:
             record("x", li, None, x, valid)
@@ -436,6 +439,9 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
                 else:
                     s = np.where(live, s2, s)
                     y[:, t] = np.where(live, s2, 0)
+                if progress is not None:
+                    done += 1
+                    progress(done, total)
             outs.append(y)
             if record is not None:
                 record("h", li, d, y, valid)
