@@ -28,8 +28,10 @@ def _pyplot():
 
 
 def _metric_names(h: dict[str, Any]) -> list[str]:
-    """``loss`` first, then every other per-epoch series that is not a validation copy or a clock."""
-    names = [k for k, v in h.items() if isinstance(v, list) and k not in ("epoch", "time", "grad_norm")
+    """``loss`` first, then every other per-epoch series that is not a validation copy, a clock
+    or bookkeeping (the gradient norm, the count of skipped batches)."""
+    bookkeeping = ("epoch", "time", "grad_norm", "skipped")
+    names = [k for k, v in h.items() if isinstance(v, list) and k not in bookkeeping
              and not k.startswith("val_")]
     return sorted(names, key=lambda k: (k != "loss", k))
 

@@ -43,7 +43,8 @@ def test_csv_has_keras_columns_and_exactly_the_history(tmp_path):
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     # Keras' CSVLogger: "epoch" then the logs' keys sorted
-    assert rows[0] == ["epoch", "accuracy", "grad_norm", "loss", "time", "val_accuracy", "val_loss"]
+    assert rows[0] == ["epoch", "accuracy", "grad_norm", "loss", "skipped", "time", "val_accuracy",
+                       "val_loss"]
     assert len(rows) == 1 + 3
     for i, row in enumerate(rows[1:]):
         assert int(row[0]) == h["epoch"][i] == i + 1
@@ -78,7 +79,7 @@ def test_csv_append_separator_and_errors(tmp_path):
         train(CSVLogger(path, append=True), epochs=1, validation=False)
     semi = tmp_path / "s.csv"
     h = train(CSVLogger(semi, separator=";"), epochs=2)
-    assert open(semi).readline().strip() == "epoch;accuracy;grad_norm;loss;time;val_accuracy;val_loss"
+    assert open(semi).readline().strip() == "epoch;accuracy;grad_norm;loss;skipped;time;val_accuracy;val_loss"
     assert read_history_csv(semi, separator=";")["val_loss"] == h["val_loss"]
     with pytest.raises(TypeError, match="history_csv: expected a path or a CSVLogger, got int"):
         train(3)
