@@ -203,9 +203,10 @@ def test_info_text_and_forced_isa(files):
     assert "model: gru(16) > last_step > linear(16->3)" in out
     assert "layer 0: gru 5 -> 16, reset_after, static activation scales" in out
     assert "ISA path: generic" in out
-    rows = [w for line in out.splitlines() if "batch" in line and ("step:" in line or "run T=" in line)
-            for w in line.replace(";", " ").replace(",", " ").split() if w.startswith("rnc_")]
-    assert rows and all(w.endswith("_generic") for w in rows), rows
+    plan = out[out.index("kernel-table rows the plan picks on generic"):].splitlines()[1:]
+    assert plan[0] == "  batch 1, one step (rnc_step):"
+    rows = [line.split()[-1] for line in plan if line.startswith("    ")]
+    assert len(rows) == 3 + 4 and all(w.startswith("rnc_q8_") and w.endswith("_generic") for w in rows), plan
 
 
 # -- quantize --------------------------------------------------------------------------------------
@@ -477,3 +478,38 @@ def test_convert_strip_final_activation_keras(tmp_path):
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     np.testing.assert_allclose(p, keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+def test_readme_command_line_block_runs(tmp_path):
+    """Every command of the README's "Command line" block, run as written in a directory holding
+    the files it names (a q8 and an f32 model, inputs, a PyTorch GRU's state_dict)."""
+    import re
+    import shlex
+
+    torch = pytest.importorskip("torch")
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    block = re.search(r"## Command line\n\n```bash\n(.*?)```", text, re.S).group(1)
+    commands = [line.split(" #")[0].strip() for line in block.splitlines()]
+    commands = [c for c in commands if c and not c.startswith("#")]
+    assert len(commands) >= 7 and all(c.startswith("rnncore ") for c in commands), commands
+    model = classifier(features=12)
+    X = np.random.default_rng(0).standard_normal((4, 10, 12)).astype(F32)
+    np.save(tmp_path / "X.npy", X)
+    rc.compile(model, "q8", calibration=X).save(tmp_path / "model.rnc")
+    rc.compile(model, "f32").save(tmp_path / "model_f32.rnc")
+    torch.save(torch.nn.GRU(12, 8, batch_first=True).state_dict(), tmp_path / "gru.pt")
+    for c in commands:
+        r = cli(*shlex.split(c)[1:], cwd=tmp_path)
+        assert r.returncode == 0 and r.stdout.strip() and not r.stderr.strip(), (c, r.stdout, r.stderr)
+    assert (tmp_path / "model_q8.rnc").read_bytes() == (tmp_path / "model.rnc").read_bytes()
+    assert rc.load(tmp_path / "gru.rnc").precision == "q8" and (tmp_path / "model.c").exists()
+
+
+def test_bench_engine_without_pytest_benchmark_says_how_to_install():
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:benchmark", "-p", "no:cacheprovider",
+                        os.path.join(ROOT, "benchmarks", "bench_engine.py"), "-q"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 4, (r.stdout, r.stderr)  # pytest's usage error
+    assert "needs pytest-benchmark" in r.stderr and "pip install -e '.[bench]'" in r.stderr
+    assert "fixture 'benchmark' not found" not in r.stdout + r.stderr

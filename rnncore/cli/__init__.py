@@ -98,6 +98,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:  # one line naming the file, not a traceback
             raise CLIError(f"{getattr(e, 'filename', None) or args.model}: "
                            f"{getattr(e, 'strerror', None) or e}") from e
+        import os
+
+        print(f"{args.output}: C source of {args.model} ({os.path.getsize(args.model)} bytes of model)")
     elif cmd == "convert":
         from rnncore.io import convert
 

@@ -187,10 +187,15 @@ def format_text(info: dict) -> str:
             if mode not in row["plan"]:
                 continue
             p = row["plan"][mode]
-            what = "step" if mode == "step" else f"run T={T}"
-            parts = [f"cells {', '.join(p['cells'])}"]
-            parts += [f"{k} {p[k]}" for k in ("projection", "quantize", "head") if k in p]
-            out.append(f"  batch {row['batch']:>5} {what:>9}: " + "; ".join(parts))
+            what = "one step (rnc_step)" if mode == "step" else f"whole sequences of T={T} (rnc_run)"
+            out.append(f"  batch {row['batch']}, {what}:")
+            if "projection" in p:
+                out.append(f"    {'input projection':<17} {p['projection']}")
+            for k, name in enumerate(p["cells"]):
+                out.append(f"    {f'layer {k} cell':<17} {name}")
+            for key in ("quantize", "head"):
+                if key in p:
+                    out.append(f"    {key:<17} {p[key]}")
     return "\n".join(out)
 
 
