@@ -470,14 +470,56 @@ def test_convert_strip_final_activation_keras(tmp_path):
                               keras.layers.Dense(3, activation="softmax")])
     model.save(tmp_path / "soft.keras")
     e = main_error(["convert", tmp_path / "soft.keras", "-o", tmp_path / "x.rnc"])
-    assert "--strip-final-activation" in e
+    assert "--strip-final-activation" in e and "--keep-final-activation" in e
+    x = np.random.default_rng(0).standard_normal((3, 7, 4)).astype(F32)
+    probs = keras.ops.convert_to_numpy(model(x))
+    # kept: the .rnc head applies the softmax, in f32 and in q8
+    for precision, tol in (("f32", 1e-5), ("q8", 0.05)):
+        assert main(["convert", str(tmp_path / "soft.keras"), "-o", str(tmp_path / f"k{precision}.rnc"),
+                     "--keep-final-activation", "--precision", precision]) == 0
+        np.testing.assert_allclose(rc.load(tmp_path / f"k{precision}.rnc").run(x), probs, atol=tol)
     assert main(["convert", str(tmp_path / "soft.keras"), "-o", str(tmp_path / "x.rnc"),
                  "--strip-final-activation"]) == 0
-    x = np.random.default_rng(0).standard_normal((3, 7, 4)).astype(F32)
     logits = rc.load(tmp_path / "x.rnc").run(x)
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
-    np.testing.assert_allclose(p, keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+    np.testing.assert_allclose(p, probs, atol=1e-5)
+    assert not np.allclose(logits, probs, atol=1e-2)  # the stripped file outputs logits, not probabilities
+
+
+def test_convert_final_activation_onnx(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    net = _net()
+    x = np.random.default_rng(2).standard_normal((2, 6, 4)).astype(F32)
+    for op, fn in (("sigmoid", torch.sigmoid), ("log_softmax", lambda v: torch.log_softmax(v, -1))):
+        class Head(torch.nn.Module):
+            def __init__(self, fn=fn):
+                super().__init__()
+                self.net, self.fn = net, fn
+
+            def forward(self, v):
+                return self.fn(self.net(v))
+
+        src = tmp_path / f"{op}.onnx"
+        torch.onnx.export(Head(), (torch.as_tensor(x),), str(src), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "b", 1: "t"}})
+        with torch.no_grad():
+            want = Head()(torch.as_tensor(x)).numpy()
+        out = tmp_path / f"{op}.rnc"
+        if op == "sigmoid":
+            assert main(["convert", str(src), "-o", str(out), "--keep-final-activation"]) == 0
+            np.testing.assert_allclose(rc.load(out).run(x), want, atol=1e-5)
+            assert main(["convert", str(src), "-o", str(out), "--strip-final-activation"]) == 0
+            with torch.no_grad():
+                np.testing.assert_allclose(rc.load(out).run(x), net(torch.as_tensor(x)).numpy(), atol=1e-5)
+        else:  # LogSoftmax has no .rnc head activation: kept is refused, stripped works
+            e = main_error(["convert", src, "-o", out, "--keep-final-activation"])
+            assert "LogSoftmax cannot be kept" in e and "--strip-final-activation" in e
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["convert", str(src), "-o", str(out), "--keep-final-activation", "--strip-final-activation"])
+    assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
 def test_readme_command_line_block_runs(tmp_path):

@@ -76,6 +76,35 @@ def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: st
     raise ValueError(f"convert: unknown model file type {ext!r} (expected .onnx, .keras, .pt or .pth)")
 
 
+def stripped_activation(model) -> str | None:
+    """The final softmax/sigmoid an importer dropped (``strip_final_activation=True``), or None."""
+    keras = getattr(model, "keras_stripped", None)
+    if keras is not None:
+        return keras
+    onnx_io = getattr(model, "onnx_io", None)
+    ops = list(getattr(onnx_io, "stripped", None) or [])
+    if not ops:
+        return None
+    names = {"Softmax": "softmax", "Sigmoid": "sigmoid"}
+    if ops[-1] not in names:
+        raise ValueError(f"the final {ops[-1]} cannot be kept in an .rnc head (it supports softmax and "
+                         "sigmoid); drop it with --strip-final-activation")
+    return names[ops[-1]]
+
+
+def with_final_activation(model, activation: str | None) -> ModelSpec:
+    """``model``'s :class:`ModelSpec` with ``activation`` applied to its head's output (the .rnc
+    head's activation), as the source model did before it was stripped."""
+    from rnncore.spec import spec_from_model
+
+    spec = spec_from_model(model)
+    if activation is not None:
+        if spec.head is None:  # pragma: no cover - the importers strip only after a Dense/Gemm head
+            raise ValueError(f"a final {activation} needs a linear head to keep it on")
+        spec.head.activation = activation
+    return spec
+
+
 def _missing_class(e: BaseException) -> str:
     """One line for a pickled module whose class (or its module) cannot be imported here."""
     m = re.search(r"Can't get attribute '([^']+)' on <module '([^']+)'", str(e))
@@ -123,7 +152,9 @@ def describe(spec: ModelSpec, precision: str, nbytes: int) -> str:
     """One line about a written model: layers, precision, sizes, bytes."""
     kinds = "+".join(f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
                      for layer in spec.layers)
-    return (f"{kinds}, precision={precision!r}, in={spec.input_size}, out={spec.output_size}, "
+    act = "" if spec.head is None or spec.head.activation == "none" else \
+        f", head activation {spec.head.activation}"
+    return (f"{kinds}, precision={precision!r}, in={spec.input_size}, out={spec.output_size}{act}, "
             f"bytes={nbytes}")
 
 
@@ -136,8 +167,12 @@ def add_arguments(p) -> None:
     add_calibration_arguments(p)
     p.add_argument("--trust-pickle", action="store_true",
                    help=".pt/.pth holding a whole pickled module (unpickling runs code from the file)")
-    p.add_argument("--strip-final-activation", action="store_true",
-                   help=".keras/.onnx: drop a final softmax/sigmoid (the .rnc outputs the logits)")
+    final = p.add_mutually_exclusive_group()
+    final.add_argument("--strip-final-activation", action="store_true",
+                       help=".keras/.onnx: drop a final softmax/sigmoid (the .rnc outputs the logits)")
+    final.add_argument("--keep-final-activation", action="store_true",
+                       help=".keras/.onnx: keep a final softmax/sigmoid as the .rnc head's activation "
+                            "(the .rnc outputs what the source model does)")
 
 
 def run(args) -> None:
@@ -153,13 +188,16 @@ def run(args) -> None:
     calibration = load_calibration(args, args.precision)
     try:
         model = load_any(args.source, trust_pickle=args.trust_pickle,
-                         strip_final_activation=args.strip_final_activation)
+                         strip_final_activation=args.strip_final_activation or args.keep_final_activation)
+        if args.keep_final_activation:
+            model = with_final_activation(model, stripped_activation(model))
     except ImportError as e:
         raise CLIError(f"{args.source}: needs a package that is not installed ({e})") from e
     except (OSError, ValueError, TypeError) as e:
         msg = str(e)
         if "strip_final_activation=True" in msg:
-            msg += " (rnncore convert: --strip-final-activation)"
+            msg += (" (rnncore convert: --keep-final-activation keeps it as the .rnc head's activation, "
+                    "--strip-final-activation outputs the logits)")
         raise CLIError(f"{args.source}: {msg}") from e
     args.model = args.source  # what build() blames for the model's own errors
     data = build(model, args.precision, calibration, args)
@@ -169,4 +207,5 @@ def run(args) -> None:
         raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
     from rnncore.spec import spec_from_model
 
-    print(f"{args.output}: {describe(spec_from_model(model), args.precision, len(data))}")
+    spec = model if isinstance(model, ModelSpec) else spec_from_model(model)
+    print(f"{args.output}: {describe(spec, args.precision, len(data))}")
