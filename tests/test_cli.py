@@ -315,6 +315,7 @@ def test_bench_q8_model_against_its_f32_file_and_text_output(files):
     y8, y32 = rc.load(d / "m8.rnc").run(X), rc.load(d / "m32.rnc").run(X)
     assert ck["q8_vs_f32"]["max_abs_err"] == float(np.abs(y8 - y32).max()) > 0
     assert ck["q8_vs_f32"]["max_abs_f32_output"] == float(np.abs(y32).max())
+    assert ck["q8_vs_f32"]["argmax_agreement"] == float(np.mean(y8.argmax(1) == y32.argmax(1)))
     # against the NumPy q8 reference built here from the float model and its calibration
     from rnncore import quant as Q
 

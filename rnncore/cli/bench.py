@@ -281,6 +281,8 @@ def check(engine, data: bytes, X: np.ndarray, lengths, args: argparse.Namespace)
         y32, y8 = y, other.run(X, lengths)
     out["q8_vs_f32"] = {"other": source, "max_abs_err": float(np.abs(y8 - y32).max()),
                         "max_abs_f32_output": float(np.abs(y32).max())}
+    if y32.ndim == 2 and y32.shape[1] > 1:  # one vector per sequence (a classifier): same top-1?
+        out["q8_vs_f32"]["argmax_agreement"] = float(np.mean(y8.argmax(1) == y32.argmax(1)))
     return out
 
 
@@ -385,8 +387,10 @@ def format_text(r: dict) -> str:
         o.append(f"  {r['precision']} engine vs {v['reference']}: "
                  f"max abs error {v['max_abs_err']:.3g}{exact}")
         q = ck["q8_vs_f32"]
+        agree = "" if "argmax_agreement" not in q else \
+            f"; same argmax on {q['argmax_agreement']:.2%} of sequences"
         o.append(f"  q8 vs f32 ({q['other']}): max abs error {q['max_abs_err']:.3g} "
-                 f"(f32 outputs up to {q['max_abs_f32_output']:.3g})")
+                 f"(f32 outputs up to {q['max_abs_f32_output']:.3g}){agree}")
     return "\n".join(o)
 
 
