@@ -102,6 +102,9 @@ def test_module_repr_nests_like_pytorch():
         "    (proj): Linear(in_features=4, out_features=5, bias=True, dtype='float64')",
         "    (score): Linear(in_features=5, out_features=1, bias=False, dtype='float64')"]
     assert "object at 0x" not in repr(rc.nn.Adam(m, lr=0.01)) and "lr=0.01" in repr(rc.nn.Adam(m, lr=0.01))
+    spec = rc.quant.spec_from_model(m)
+    assert repr(spec) == "ModelSpec(embedding(10x4) > grux2(8) > last_step > linear(16->3))"
+    assert repr(spec.layers[0]) == "LayerSpec('gru', input_size=4, hidden_size=8, directions=2)"
 
 
 def test_engine_and_stream_repr(files):
