@@ -372,6 +372,13 @@ def test_bench_errors_are_one_line(files, tmp_path):
     assert e.endswith("argument --batch: expected a positive integer, got 0")
     e = one_line_error(cli("bench", str(d / "m32.rnc"), "--threads", "two"), status=2)
     assert e.endswith("argument --threads: expected a positive integer, got 'two'")
+    e = main_error(["bench", d / "m8.rnc", "--calibration", d / "X.npy", *QUICK])
+    assert e.endswith("here " + str(d / "m8.rnc") + " is already q8")
+    e = main_error(["bench", d / "m32.rnc", "--calibration", tmp_path / "wrong.npy", "--batch", "1",
+                    "--threads", "1", *QUICK])
+    assert e.startswith(f"rnncore bench: --calibration {tmp_path / 'wrong.npy'}: expected X of shape")
+    e = one_line_error(cli("info", str(d / "m32.rnc"), "--batch", "1,99999999"), status=2)
+    assert e.endswith("argument --batch: batch sizes are at most 16777216 (2**24), got 99999999")
     r = cli("--debug", "bench", str(tmp_path / "missing.rnc"))
     assert r.returncode == 1 and "Traceback" in r.stderr
 

@@ -47,6 +47,9 @@ def positive_float(s: str) -> float:
     return v
 
 
+MAX_BATCH = 1 << 24  # the C core's limit (csrc/src/model.c MAX_BATCH)
+
+
 def int_list(s: str) -> list[int]:
     """``"1,8,64"`` -> ``[1, 8, 64]`` (positive integers, duplicates dropped, order kept)."""
     out: list[int] = []
@@ -56,6 +59,15 @@ def int_list(s: str) -> list[int]:
             out.append(v)
     if not out:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {s!r}")
+    return out
+
+
+def batch_list(s: str) -> list[int]:
+    """:func:`int_list` of batch sizes, each at most the C core's 2**24."""
+    out = int_list(s)
+    big = [v for v in out if v > MAX_BATCH]
+    if big:
+        raise argparse.ArgumentTypeError(f"batch sizes are at most {MAX_BATCH} (2**24), got {big[0]}")
     return out
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from rnncore.cli._common import (
     CLIError,
+    batch_list,
     int_list,
     load_engine,
     load_npy,
@@ -44,7 +45,7 @@ from rnncore.cli._common import (
     positive_float,
     positive_int,
 )
-from rnncore.cli.quantize import add_calibration_arguments, load_calibration
+from rnncore.cli.quantize import add_calibration_arguments, build, load_calibration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="valid steps per --input sequence (B,), for whole-sequence runs and the check")
     p.add_argument("--seq-len", type=positive_int, default=100, metavar="T",
                    help="steps per random sequence (default 100)")
-    p.add_argument("--batch", type=int_list, default=[1, 8, 64], metavar="B[,B...]",
+    p.add_argument("--batch", type=batch_list, default=[1, 8, 64], metavar="B[,B...]",
                    help="batch sizes to sweep (default 1,8,64)")
     p.add_argument("--threads", type=int_list, default=None, metavar="N[,N...]",
                    help="thread counts, one stream per thread (default 1 and this machine's CPU count)")
@@ -239,7 +240,7 @@ def check(engine, data: bytes, X: np.ndarray, lengths, args: argparse.Namespace)
     import rnncore as rc
     from rnncore.io.rnc import read_rnc
     from rnncore.quant.reference import float_forward, q8_forward, qmodel_from_rnc
-    from rnncore.spec import build_rnc, spec_from_rnc
+    from rnncore.spec import spec_from_rnc
 
     d = read_rnc(data)
     y = engine.run(X, lengths)
@@ -273,7 +274,7 @@ def check(engine, data: bytes, X: np.ndarray, lengths, args: argparse.Namespace)
                                "max_abs_err": float(np.abs(y - ref).max())}
         if other is None:
             cal = load_calibration(args, "q8")
-            other = rc.Engine(build_rnc(spec, "q8", cal)[0])
+            other = rc.Engine(build(spec, "q8", cal, args))
             source = ("q8 quantised here, " + (f"static scales from {args.calibration}" if cal is not None
                                                  else "dynamic scales"))
         else:
@@ -294,6 +295,11 @@ def bench(args: argparse.Namespace) -> dict:
 
     rss0 = peak_rss_bytes()
     data, engine = load_engine(args.model, args.isa)
+    if args.calibration is not None and (engine.precision != "f32" or args.compare or args.no_check):
+        why = ("the q8 side comes from --compare" if args.compare else "there is no check (--no-check)"
+               if args.no_check else f"{args.model} is already {engine.precision}")
+        raise CLIError(f"--calibration: it calibrates the q8 model the check quantises from an f32 model; "
+                       f"here {why}")
     X, lengths, input_desc = make_inputs(engine, args)
     threads = args.threads or sorted({1, os.cpu_count() or 1})
     res: dict = {"model": args.model, "describe": engine.describe(), "precision": engine.precision,
@@ -395,5 +401,8 @@ def format_text(r: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    r = bench(args)
+    try:
+        r = bench(args)
+    except MemoryError as e:
+        raise CLIError(f"out of memory (batch sizes {args.batch}; try smaller ones): {e}") from e
     print(json.dumps(r, indent=2) if args.json else format_text(r))

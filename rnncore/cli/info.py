@@ -14,7 +14,7 @@ import json
 import struct
 import zlib
 
-from rnncore.cli._common import CLIError, int_list, load_engine, positive_int
+from rnncore.cli._common import CLIError, batch_list, load_engine, positive_int
 
 #: batch from which ``rnc_run`` runs the cells per step on the inputs (csrc/src/model.c
 #: RUN_PER_STEP_MIN_BATCH); below it, one input projection over all (b, t) and cells on it
@@ -25,7 +25,7 @@ _CELL_OP = {"rnn_tanh": "rnn_step", "rnn_relu": "rnn_step", "gru": "gru_step", "
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the .rnc file")
-    p.add_argument("--batch", type=int_list, default=[1, 8, 64], metavar="B[,B...]",
+    p.add_argument("--batch", type=batch_list, default=[1, 8, 64], metavar="B[,B...]",
                    help="batch sizes for the plan and memory tables (default 1,8,64)")
     p.add_argument("--seq-len", type=positive_int, default=100, metavar="T",
                    help="sequence length for the whole-sequence rows and scratch (default 100)")
