@@ -25,10 +25,16 @@ from rnncore.cli._common import CLIError
 __all__ = ["main", "CLIError"]
 
 
+def _first_line(doc: str) -> str:
+    return doc.splitlines()[0].replace("``", "")
+
+
 def _parser() -> argparse.ArgumentParser:
     from rnncore import __version__
 
-    parser = argparse.ArgumentParser(prog="rnncore", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="rnncore", description="Recurrent networks (RNN, GRU, LSTM): inspect, benchmark, quantise, "
+        "convert and export .rnc models; `rnncore COMMAND -h` for a command's options (docs/cli.md).")
     parser.add_argument("--version", action="version", version=f"rnncore {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     # --debug also after the subcommand; SUPPRESS keeps a subparser from resetting the top-level value
@@ -41,13 +47,13 @@ def _parser() -> argparse.ArgumentParser:
 
     info.add_arguments(sub.add_parser(
         "info", parents=[common], help="layers, sizes, precision, ISA path and kernels, memory, checksum",
-        description=info.__doc__.splitlines()[0]))
+        description=_first_line(info.__doc__)))
     bench.add_arguments(sub.add_parser(
         "bench", parents=[common], help="latency percentiles, batch/thread sweeps, peak RSS, q8 error",
-        description=bench.__doc__.splitlines()[0]))
+        description=_first_line(bench.__doc__)))
     quantize.add_arguments(sub.add_parser(
         "quantize", parents=[common], help="an f32 .rnc model as q8 (optionally calibrated)",
-        description=quantize.__doc__.splitlines()[0]))
+        description=_first_line(quantize.__doc__)))
     from rnncore.io import convert
 
     convert.add_arguments(sub.add_parser("convert", parents=[common],
