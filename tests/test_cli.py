@@ -105,6 +105,10 @@ def test_module_repr_nests_like_pytorch():
     spec = rc.quant.spec_from_model(m)
     assert repr(spec) == "ModelSpec(embedding(10x4) > grux2(8) > last_step > linear(16->3))"
     assert repr(spec.layers[0]) == "LayerSpec('gru', input_size=4, hidden_size=8, directions=2)"
+    q = rc.compile(m, "q8").reference()
+    assert repr(q) == "QModel(embedding(10x4) > grux2(8) > last_step > linear(16->3), int8 weights, " \
+        "dynamic activation scales)"
+    assert repr(q.layers[0].directions[0].w_hh) == "QMatrix(shape=(24, 8), int8, per-row float32 scales)"
 
 
 def test_engine_and_stream_repr(files):
