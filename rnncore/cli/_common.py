@@ -91,7 +91,7 @@ def load_engine(path: str, isa: str | None = None):
     if isa is not None:
         set_isa(isa)
     try:
-        return data, rc.load(data)
+        return data, rc.Engine(data)  # the C loader's reason, without rc.load's Python-API hint
     except ValueError as e:
         hint = ("; a PyTorch/Keras/ONNX model becomes an .rnc file with `rnncore convert`"
                 if "bad magic" in str(e) else "")
