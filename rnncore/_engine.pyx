@@ -185,11 +185,25 @@ cdef class Model:
             _raise(st, "state_size")
         return n
 
+    def run_scratch_bytes(self, size_t batch, size_t steps) -> int:
+        """Bytes of scratch ``rnc_run`` needs for ``batch`` sequences of ``steps`` steps."""
+        cdef size_t n = 0
+        cdef rnc_status st = rnc_run_scratch_size(&self.m, batch, steps, &n)
+        if st != RNC_OK:
+            _raise(st, "run_scratch_size")
+        return n
+
     @property
     def isa(self) -> str:
         cdef rnc_isa i
         rnc_model_get_isa(&self.m, &i)
         return isa_name(<int>i)
+
+    def __repr__(self) -> str:
+        kinds = "+".join(f"{l['kind']}{'x2' if l['directions'] == 2 else ''}({l['hidden_size']})"
+                         for l in self.layers)
+        return (f"<rnncore._engine.Model {kinds}, precision={self.precision!r}, in={self.input_size}, "
+                f"out={self.output_size}, bytes={self.model_bytes}, isa={self.isa!r}>")
 
     def set_isa(self, str name):
         """Use the kernels of ISA path ``name`` ("auto": RNNCORE_ISA or the best)."""
@@ -300,6 +314,10 @@ cdef class Stream:
         st = rnc_state_init(&model.m, <size_t>batch, cnp.PyArray_DATA(mem), n, &self.st)
         if st != RNC_OK:
             _raise(st, "state_init")
+
+    def __repr__(self) -> str:
+        return (f"<rnncore._engine.Stream batch={self.batch}, in={self.input_shape}, "
+                f"out={self.output_shape}, precision={self.model.precision!r}, isa={self.model.isa!r}>")
 
     @property
     def engine_model(self) -> Model:

@@ -29,8 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"passes over the data (default {d['epochs']})")
     parser.add_argument("--hidden", type=int, default=d["hidden"],
                         help=f"GRU hidden size (default {d['hidden']})")
-    parser.add_argument("--seed", type=int, default=d["seed"], help="seed of initialisation and shuffling")
-    parser.add_argument("--lr", type=float, default=d["lr"], help=f"Adam learning rate (default {d['lr']})")
+    from rnncore.cli._common import non_negative_int, positive_float
+
+    parser.add_argument("--seed", type=non_negative_int, default=d["seed"],
+                        help="seed of initialisation and shuffling")
+    parser.add_argument("--lr", type=positive_float, default=d["lr"],
+                        help=f"Adam learning rate (default {d['lr']})")
     parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="sequences per step")
     parser.add_argument("--dtype", choices=["float64", "float32"], default=d["dtype"])
     parser.add_argument("--out", default=d["out"], help=f"where to save the weights (default ./{d['out']})")

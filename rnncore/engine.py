@@ -157,6 +157,16 @@ class Engine:
             raise ValueError(f"batch: expected an integer in [1, {_MAX_BATCH}], got {batch!r}")
         return self._model.state_bytes(int(batch))
 
+    def run_scratch_bytes(self, batch: int = 1, steps: int = 1) -> int:
+        """Bytes of scratch :meth:`run` allocates for ``batch`` sequences of ``steps`` steps (on top
+        of :meth:`state_bytes`; from C, ``rnc_run_scratch_size``)."""
+        for name, v in (("batch", batch), ("steps", steps)):
+            if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if batch > _MAX_BATCH:
+            raise ValueError(f"batch: expected an integer in [1, {_MAX_BATCH}], got {batch!r}")
+        return self._model.run_scratch_bytes(int(batch), int(steps))
+
     @property
     def isa(self) -> str:
         """The ISA path this engine's kernels use."""
@@ -170,10 +180,21 @@ class Engine:
         # pickle / copy.deepcopy / multiprocessing: the .rnc bytes (and the float spec) are the model
         return (Engine, (self.data, self.spec))
 
+    def describe(self) -> str:
+        """The stack in one line, e.g. ``gru(64) > last_step > linear(64->9)`` (``x2``: bidirectional)."""
+        m = self._model
+        parts = [f"embedding({m.embed_num}x{self.layers[0]['input_size']})"] if m.uses_ids else []
+        parts += [f"{layer['kind']}{'x2' if layer['directions'] == 2 else ''}({layer['hidden_size']})"
+                  for layer in self.layers]
+        if m.last_step:
+            parts.append("last_step")
+        if m.has_head:
+            last = self.layers[-1]
+            parts.append(f"linear({last['hidden_size'] * last['directions']}->{self.output_size})")
+        return " > ".join(parts)
+
     def __repr__(self) -> str:
-        kinds = "+".join(f"{layer['kind']}{'x2' if layer['directions'] == 2 else ''}({layer['hidden_size']})"
-                         for layer in self.layers)
-        return (f"Engine({kinds}, precision={self.precision!r}, in={self.input_size}, "
+        return (f"Engine({self.describe()}, precision={self.precision!r}, in={self.input_size}, "
                 f"out={self.output_size}, bytes={self.nbytes}, isa={self.isa!r})")
 
     # -- running ------------------------------------------------------------------------------
@@ -260,6 +281,11 @@ class Stream:
         self.step = self._s.step  # bound C method: no Python frame per step
         self.reset = self._s.reset
         self.time_step = self._s.time_step
+
+    def __repr__(self) -> str:
+        e = self.engine
+        return (f"Stream(batch={self.batch}, in={self.input_shape}, out={self.output_shape}, "
+                f"precision={e.precision!r}, isa={e.isa!r})")
 
     def run(self, X, lengths=None, *, mask=None) -> np.ndarray:
         """Whole sequences continuing from this stream's state (left at the final state);

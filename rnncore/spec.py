@@ -50,6 +50,11 @@ class LayerSpec:
     def num_directions(self) -> int:
         return len(self.directions)
 
+    def __repr__(self) -> str:
+        form = "" if self.cell != "gru" or self.reset_after else ", reset_after=False"
+        return (f"LayerSpec({self.cell!r}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"directions={self.num_directions}{form})")
+
     @property
     def output_size(self) -> int:
         return self.hidden_size * self.num_directions
@@ -76,6 +81,11 @@ class LinearSpec:
     bias: np.ndarray | None = None
     activation: str = "none"
 
+    def __repr__(self) -> str:
+        o, f = np.shape(self.weight)
+        return (f"LinearSpec(in_features={f}, out_features={o}, bias={self.bias is not None}, "
+                f"activation={self.activation!r})")
+
 
 @dataclass
 class ModelSpec:
@@ -97,6 +107,20 @@ class ModelSpec:
     @property
     def input_size(self) -> int:
         return self.layers[0].input_size
+
+    def __repr__(self) -> str:
+        """``ModelSpec(embedding(VxD) > gru(64) > last_step > linear(64->9))``: the stack, no arrays."""
+        parts = [] if self.embedding is None else [f"embedding({np.shape(self.embedding)[0]}x"
+                                                   f"{np.shape(self.embedding)[1]})"]
+        parts += [f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
+                  for layer in self.layers]
+        if self.last_step:
+            parts.append("last_step")
+        if self.head is not None:
+            o, f = np.shape(self.head.weight)
+            act = "" if self.head.activation == "none" else f" > {self.head.activation}"
+            parts.append(f"linear({f}->{o}){act}")
+        return f"ModelSpec({' > '.join(parts)})"
 
     @property
     def bidirectional(self) -> bool:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +28,28 @@ from rnncore.spec import ModelSpec, build_rnc
 __all__ = ["load_any", "convert", "describe"]
 
 
-def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: str = "float32"):
-    """Import the model in ``source`` (format by extension) into an rnncore reference model."""
+_CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: str = "float32",
+             strip_final_activation: bool = False):
+    """Import the model in ``source`` (format by extension) into an rnncore reference model.
+
+    ``strip_final_activation`` (.keras / .onnx): accept a final softmax/sigmoid and drop it, so
+    the model outputs the logits. A ``.pt`` training checkpoint (a dict with a ``state_dict`` /
+    ``model_state_dict`` entry) is read through that entry.
+    """
     path = Path(source)
     ext = path.suffix.lower()
     if ext == ".onnx":
         from rnncore.io.onnx_import import from_onnx
 
-        return from_onnx(path, dtype=dtype)
+        return from_onnx(path, dtype=dtype, strip_final_activation=strip_final_activation)
     if ext == ".keras":
         os.environ.setdefault("KERAS_BACKEND", "torch")
         from rnncore.io.keras_import import from_keras
 
-        return from_keras(str(path), dtype=dtype)
+        return from_keras(str(path), dtype=dtype, strip_final_activation=strip_final_activation)
     if ext in (".pt", ".pth"):
         import torch
 
@@ -54,13 +65,68 @@ def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: st
                 f"{str(e).splitlines()[0]}); if it is a pickled module from a source you trust, "
                 "pass trust_pickle=True / --trust-pickle (unpickling runs code from the file)"
             ) from e
+        except (AttributeError, ImportError) as e:  # only with trust_pickle: the class is not importable
+            raise ValueError(_missing_class(e)) from e
+        if isinstance(obj, Mapping):
+            for key in _CHECKPOINT_KEYS:  # a training checkpoint: {"epoch": ..., "state_dict": {...}}
+                if isinstance(obj.get(key), Mapping):
+                    obj = obj[key]
+                    break
         return from_torch(obj, dtype=dtype)
     raise ValueError(f"convert: unknown model file type {ext!r} (expected .onnx, .keras, .pt or .pth)")
 
 
+def stripped_activation(model) -> str | None:
+    """The final softmax/sigmoid an importer dropped (``strip_final_activation=True``), or None."""
+    keras = getattr(model, "keras_stripped", None)
+    if keras is not None:
+        return keras
+    onnx_io = getattr(model, "onnx_io", None)
+    ops = list(getattr(onnx_io, "stripped", None) or [])
+    if not ops:
+        return None
+    names = {"Softmax": "softmax", "Sigmoid": "sigmoid"}
+    if ops[-1] not in names:
+        raise ValueError(f"the final {ops[-1]} cannot be kept in an .rnc head (it supports softmax and "
+                         "sigmoid); drop it with --strip-final-activation")
+    return names[ops[-1]]
+
+
+def with_final_activation(model, activation: str | None) -> ModelSpec:
+    """``model``'s :class:`ModelSpec` with ``activation`` applied to its head's output (the .rnc
+    head's activation), as the source model did before it was stripped."""
+    from rnncore.spec import spec_from_model
+
+    spec = spec_from_model(model)
+    if activation is not None:
+        if spec.head is None:  # pragma: no cover - the importers strip only after a Dense/Gemm head
+            raise ValueError(f"a final {activation} needs a linear head to keep it on")
+        spec.head.activation = activation
+    return spec
+
+
+def _missing_class(e: BaseException) -> str:
+    """One line for a pickled module whose class (or its module) cannot be imported here."""
+    m = re.search(r"Can't get attribute '([^']+)' on <module '([^']+)'", str(e))
+    if m:
+        cls, mod = m.group(1), m.group(2)
+        if mod == "__main__" or mod.endswith(".__main__"):  # python -m rnncore: rnncore.__main__
+            what = (f"the pickled module's class {cls!r} was defined in the script that saved the "
+                    "file (__main__), which is not running here")
+        else:
+            what = f"the pickled module's class {cls!r} is not in module {mod!r} here"
+    elif isinstance(e, ImportError) and e.name:
+        what = f"the pickled module's class comes from module {e.name!r}, which is not importable here"
+    else:
+        return f"unpickling the module failed: {e}"
+    return (f"{what}; load the file in Python where the class is defined and call "
+            "rc.io.from_torch(module), make its module importable (PYTHONPATH), or save "
+            "module.state_dict() or an ONNX export (torch.onnx.export) instead")
+
+
 def convert(source: str | os.PathLike, output: str | os.PathLike, *, precision: str = "f32",
             calibration: str | os.PathLike | np.ndarray | None = None,
-            trust_pickle: bool = False) -> ModelSpec:
+            trust_pickle: bool = False, strip_final_activation: bool = False) -> ModelSpec:
     """Import ``source`` and write it as the ``.rnc`` file ``output``.
 
     Pure Python (:func:`rnncore.spec.build_rnc`: the model's :class:`~rnncore.spec.ModelSpec`,
@@ -72,7 +138,7 @@ def convert(source: str | os.PathLike, output: str | os.PathLike, *, precision: 
     -------
     the written model's :class:`~rnncore.spec.ModelSpec`
     """
-    model = load_any(source, trust_pickle=trust_pickle)
+    model = load_any(source, trust_pickle=trust_pickle, strip_final_activation=strip_final_activation)
     if isinstance(calibration, str | os.PathLike):
         calibration = np.load(calibration)
     if calibration is not None and np.asarray(calibration).dtype.kind == "f":
@@ -86,27 +152,60 @@ def describe(spec: ModelSpec, precision: str, nbytes: int) -> str:
     """One line about a written model: layers, precision, sizes, bytes."""
     kinds = "+".join(f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
                      for layer in spec.layers)
-    return (f"{kinds}, precision={precision!r}, in={spec.input_size}, out={spec.output_size}, "
+    act = "" if spec.head is None or spec.head.activation == "none" else \
+        f", head activation {spec.head.activation}"
+    return (f"{kinds}, precision={precision!r}, in={spec.input_size}, out={spec.output_size}{act}, "
             f"bytes={nbytes}")
 
 
 def add_arguments(p) -> None:
+    from rnncore.cli.quantize import add_calibration_arguments
+
     p.add_argument("source", help="the model file: .onnx, .keras, .pt/.pth")
     p.add_argument("-o", "--output", required=True, help="the .rnc file to write")
     p.add_argument("--precision", choices=("f32", "q8"), default="f32")
-    p.add_argument("--calibration", default=None, help="q8: .npy file of inputs (B, T, F) for static scales")
+    add_calibration_arguments(p)
     p.add_argument("--trust-pickle", action="store_true",
                    help=".pt/.pth holding a whole pickled module (unpickling runs code from the file)")
+    final = p.add_mutually_exclusive_group()
+    final.add_argument("--strip-final-activation", action="store_true",
+                       help=".keras/.onnx: drop a final softmax/sigmoid (the .rnc outputs the logits)")
+    final.add_argument("--keep-final-activation", action="store_true",
+                       help=".keras/.onnx: keep a final softmax/sigmoid as the .rnc head's activation "
+                            "(the .rnc outputs what the source model does)")
 
 
 def run(args) -> None:
     """The command: a user's mistake (missing file, unknown format, a model the importers or the
-    engine refuse) ends with one line naming it, not a traceback."""
+    engine refuse, bad calibration data) ends with one line naming the file at fault, not a
+    traceback."""
+    from rnncore.cli._common import CLIError, check_output_path
+    from rnncore.cli.quantize import build, load_calibration
+
     if not os.path.isfile(args.source):
-        raise SystemExit(f"rnncore convert: {args.source}: no such file")
+        raise CLIError(f"{args.source}: no such file")
+    check_output_path(args.output)
+    calibration = load_calibration(args, args.precision)
     try:
-        spec = convert(args.source, args.output, precision=args.precision, calibration=args.calibration,
-                       trust_pickle=args.trust_pickle)
-    except (OSError, ValueError, TypeError, ImportError) as e:
-        raise SystemExit(f"rnncore convert: {args.source}: {type(e).__name__}: {e}") from e
-    print(f"{args.output}: {describe(spec, args.precision, os.path.getsize(args.output))}")
+        model = load_any(args.source, trust_pickle=args.trust_pickle,
+                         strip_final_activation=args.strip_final_activation or args.keep_final_activation)
+        if args.keep_final_activation:
+            model = with_final_activation(model, stripped_activation(model))
+    except ImportError as e:
+        raise CLIError(f"{args.source}: needs a package that is not installed ({e})") from e
+    except (OSError, ValueError, TypeError) as e:
+        msg = str(e)
+        if "strip_final_activation=True" in msg:
+            msg += (" (rnncore convert: --keep-final-activation keeps it as the .rnc head's activation, "
+                    "--strip-final-activation outputs the logits)")
+        raise CLIError(f"{args.source}: {msg}") from e
+    args.model = args.source  # what build() blames for the model's own errors
+    data = build(model, args.precision, calibration, args)
+    try:
+        Path(args.output).write_bytes(data)
+    except OSError as e:
+        raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
+    from rnncore.spec import spec_from_model
+
+    spec = model if isinstance(model, ModelSpec) else spec_from_model(model)
+    print(f"{args.output}: {describe(spec, args.precision, len(data))}")

@@ -176,7 +176,8 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     Returns
     -------
     ``rc.nn.RNN/GRU/LSTM`` or ``rc.nn.Sequential`` reading ``x (B, T, F)``; its
-    ``keras_mask`` attribute is ``None``, ``("value", mask_value)`` or ``("zero", None)``.
+    ``keras_mask`` attribute is ``None``, ``("value", mask_value)`` or ``("zero", None)``, its
+    ``keras_stripped`` attribute the dropped final activation (``"softmax"``/``"sigmoid"``) or None.
     """
     model = _load(model_or_path)
     kind = type(model).__name__
@@ -249,6 +250,7 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     modules, _ = _build.build_layers(descr, dtype)
     out = _build.sequential(modules)
     out.keras_mask = mask
+    out.keras_stripped = stripped  # the final activation dropped by strip_final_activation, or None
     functional = kind not in ("Sequential",) + tuple(_MODE) and hasattr(model, "inputs")
     if check or functional:
         _check(model, out, descr, seed, dtype, stripped)

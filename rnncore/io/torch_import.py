@@ -44,10 +44,10 @@ def _np(t) -> np.ndarray:
 
 def _recurrent_from_state_dict(sd: Mapping[str, object], mode: str | None, nonlinearity: str,
                                dtype: str) -> Module:
-    sd = {k: _np(v) for k, v in sd.items()}
-    bad = [k for k in sd if not _KEY.match(k)]
+    bad = [k for k in sd if not (isinstance(k, str) and _KEY.match(k))]
     if bad:
-        raise ValueError(f"from_torch: keys {bad} are not nn.RNN/GRU/LSTM parameters")
+        _refuse_state_dict(sd, bad)
+    sd = {k: _np(v) for k, v in sd.items()}
     layers = 1 + max(int(_KEY.match(k).group(2)) for k in sd)
     bidirectional = any(k.endswith("_reverse") for k in sd)
     w_ih, w_hh = sd["weight_ih_l0"], sd["weight_hh_l0"]
@@ -71,6 +71,21 @@ def _recurrent_from_state_dict(sd: Mapping[str, object], mode: str | None, nonli
     return _build.recurrent(mode.upper(), sd, input_size=w_ih.shape[1], hidden_size=H, num_layers=layers,
                             bidirectional=bidirectional, proj_size=P if proj else 0,
                             nonlinearity=nonlinearity, dtype=dtype)
+
+
+def _refuse_state_dict(sd: Mapping, bad: list) -> None:
+    """Say what a state dict that is not one recurrent module's is, and what to do instead."""
+    keys = [k for k in sd if isinstance(k, str)]
+    owners = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in keys if "." in k))
+    if owners and any(_KEY.match(k.rsplit(".", 1)[1]) for k in keys if "." in k):
+        shown = ", ".join(repr(o) for o in owners[:6]) + (", ..." if len(owners) > 6 else "")
+        raise ValueError(
+            f"from_torch: this is the state_dict of a container module (submodules {shown}); a "
+            "state_dict does not say how the module's forward combines them. Build the module in "
+            "PyTorch, module.load_state_dict(state_dict), then rc.io.from_torch(module); or export it "
+            "with torch.onnx.export and import the .onnx (rnncore convert model.onnx -o model.rnc)")
+    raise ValueError(f"from_torch: keys {bad[:8]}{' ...' if len(bad) > 8 else ''} are not "
+                     "nn.RNN/GRU/LSTM parameters (expected weight_ih_l0, weight_hh_l0, bias_ih_l0, ...)")
 
 
 def _convert_leaf(m, name: str, dtype: str):

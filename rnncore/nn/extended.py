@@ -208,6 +208,21 @@ class ExtendedRecurrent(Module):
         return [flat[d * n:(d + 1) * n] for d in range(D)]
 
     # -- forward ---------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        parts = [repr(self.mode), f"input_size={self.input_size}", f"hidden_size={self.hidden_size}",
+                 f"num_layers={self.num_layers}", f"bidirectional={self.bidirectional}"]
+        if self.proj_size:
+            parts.append(f"proj_size={self.proj_size}")
+        if self.mode == "GRU" and not self.reset_after:
+            parts.append("reset_after=False")
+        if self.clip is not None:
+            parts.append(f"clip={self.clip}")
+        for flag in ("input_forget", "peepholes", "reverse"):
+            if getattr(self, flag):
+                parts.append(f"{flag}=True")
+        parts.append(f"activations={self.activations}")
+        return ", ".join(parts) + f", dtype='{self.dtype.name}'"
+
     def forward(self, x: np.ndarray, state=None, lengths=None, train: bool = False, *, mask=None):
         """Run the whole sequence; see the class docstring for shapes.
 

@@ -135,6 +135,10 @@ class Linear(Module):
         self.zero_grad()
         self._x: np.ndarray | None = None
 
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={'bias' in self.params}, dtype='{self.dtype.name}'")
+
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         x = _float_input("x", x, self.dtype)
         if x.shape[-1] != self.in_features:
@@ -188,6 +192,10 @@ class Embedding(Module):
         self.zero_grad()
         self._ids: np.ndarray | None = None
 
+    def extra_repr(self) -> str:
+        pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}, dtype='{self.dtype.name}'"
+
     def forward(self, ids: np.ndarray, train: bool = False) -> np.ndarray:
         ids = np.asarray(ids)
         if ids.dtype == bool or not np.issubdtype(ids.dtype, np.integer):
@@ -226,6 +234,9 @@ class Dropout(Module):
         self.p = float(p)
         self.rng = np.random.default_rng(seed)
         self._scale: np.ndarray | float | None = None
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         x = np.asarray(x)
@@ -276,6 +287,9 @@ class LastStep(_Pool):
         super().__init__()
         self.bidirectional = bool(bidirectional)
         self._cache = None
+
+    def extra_repr(self) -> str:
+        return "bidirectional=True" if self.bidirectional else ""
 
     def forward(self, x: np.ndarray, lengths=None, train: bool = False, *, mask=None) -> np.ndarray:
         x, lengths = self._prepare(x, lengths, mask)
@@ -352,6 +366,9 @@ class AttentionPool(_Pool):
         self.dtype = resolve_dtype(dtype)
         self.attention: np.ndarray | None = None
         self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.proj.in_features}, attention_size={self.proj.out_features}"
 
     def forward(self, x: np.ndarray, lengths=None, train: bool = False, *, mask=None) -> np.ndarray:
         x, lengths = self._prepare(x, lengths, mask)

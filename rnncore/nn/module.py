@@ -145,5 +145,19 @@ class Module:
                 )
             target[...] = value.astype(target.dtype, copy=False)
 
+    # -- printing ------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The constructor arguments shown between the parentheses of ``repr`` (as in PyTorch)."""
+        return ""
+
+    def __repr__(self) -> str:
+        """``Name(args)``, with the sub-modules nested one per line, PyTorch's layout."""
+        extra = self.extra_repr()
+        if not self._modules:
+            return f"{type(self).__name__}({extra})"
+        lines = [f"  {extra}"] if extra else []
+        lines += [f"  ({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
     def num_parameters(self) -> int:
         return int(sum(v.size for _, v in self.named_parameters()))

@@ -65,6 +65,12 @@ class Optimizer:
         self.lr = _positive("lr", lr)
         self.state: dict[str, dict[str, np.ndarray | int]] = {}
 
+    def __repr__(self) -> str:
+        hyper = {k: v for k, v in vars(self).items() if k not in ("modules", "state")}
+        n = sum(m.num_parameters() for m in self.modules)
+        return (f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in hyper.items())}; "
+                f"{n} parameters)")
+
     def zero_grad(self) -> None:
         for m in self.modules:
             m.zero_grad()

@@ -56,6 +56,9 @@ class QMatrix:
     def dequantize(self) -> np.ndarray:
         return self.q.astype(F32) * self.scale[:, None]
 
+    def __repr__(self) -> str:
+        return f"QMatrix(shape={tuple(np.shape(self.q))}, int8, per-row float32 scales)"
+
 
 @dataclass
 class QCell:
@@ -91,6 +94,12 @@ class QLayer:
     def output_size(self) -> int:
         return self.hidden_size * self.num_directions
 
+    def __repr__(self) -> str:
+        form = "" if self.cell != "gru" or self.reset_after else ", reset_after=False"
+        scales = "static" if self.x_scale is not None else "dynamic"
+        return (f"QLayer({self.cell!r}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"directions={self.num_directions}{form}, {scales} scales)")
+
 
 @dataclass
 class QLinear:
@@ -109,6 +118,20 @@ class QModel:
     last_step: bool = False
     head: QLinear | None = None
     last_step_bidirectional: bool = False
+
+    def __repr__(self) -> str:
+        parts = [] if self.embedding is None else [f"embedding({np.shape(self.embedding)[0]}x"
+                                                   f"{np.shape(self.embedding)[1]})"]
+        parts += [f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
+                  for layer in self.layers]
+        if self.last_step:
+            parts.append("last_step")
+        if self.head is not None:
+            o, f = np.shape(self.head.w.q)
+            act = "" if self.head.activation == "none" else f" > {self.head.activation}"
+            parts.append(f"linear({f}->{o}){act}")
+        scales = "static" if any(layer.x_scale is not None for layer in self.layers) else "dynamic"
+        return f"QModel({' > '.join(parts)}, int8 weights, {scales} activation scales)"
 
 
 @dataclass

@@ -1,0 +1,204 @@
+"""``rnncore info MODEL.rnc``: what a model file holds and how the C core runs it on this machine.
+
+Layers and sizes, precision and activation scales (q8: static or dynamic), parameters; the ISA
+path this machine runs and, per batch size, the kernel-table rows the model's plan picks
+(``rnc_model_plan_row``, ``docs/c-api.md``); the memory a stream and a whole-sequence run
+need; the file's size, format version and checksum (the stored CRC32, verified, and SHA-256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import struct
+import zlib
+
+from rnncore.cli._common import CLIError, batch_list, load_engine, positive_int
+
+#: batch from which ``rnc_run`` runs the cells per step on the inputs (csrc/src/model.c
+#: RUN_PER_STEP_MIN_BATCH); below it, one input projection over all (b, t) and cells on it
+RUN_PER_STEP_MIN_BATCH = 4
+
+_CELL_OP = {"rnn_tanh": "rnn_step", "rnn_relu": "rnn_step", "gru": "gru_step", "lstm": "lstm_step"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="the .rnc file")
+    p.add_argument("--batch", type=batch_list, default=[1, 8, 64], metavar="B[,B...]",
+                   help="batch sizes for the plan and memory tables (default 1,8,64)")
+    p.add_argument("--seq-len", type=positive_int, default=100, metavar="T",
+                   help="sequence length for the whole-sequence rows and scratch (default 100)")
+    p.add_argument("--isa", default=None, help="show the plan of this ISA path (default: the one in use)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def header(data: bytes) -> dict:
+    """Format version, declared size and CRC32 of ``.rnc`` bytes (``docs/rnc-format.md``), and
+    whether the CRC32 matches (``zlib.crc32`` of bytes ``[16, file_size)``)."""
+    version, file_size, crc = struct.unpack_from("<III", data, 4)
+    actual = zlib.crc32(data[16:file_size]) & 0xFFFFFFFF
+    return {"version": version, "file_size": file_size, "crc32": f"{crc:08x}", "crc32_ok": crc == actual}
+
+
+def plan_rows(engine, batch: int, steps: int, sums: bool) -> dict:
+    """The kernel-table rows one streaming step and one whole-sequence run of ``batch`` rows
+    (``steps`` steps) call, as ``model.c`` picks them.
+
+    Returns ``{"step": {...}, "run": {...}}``, each with ``cells`` (one row per layer) and, where
+    the model uses them, ``quantize`` (q8 activations), ``projection`` (``run`` below
+    :data:`RUN_PER_STEP_MIN_BATCH` sequences: the input projection over all (b, t)) and ``head``.
+    """
+    m = engine._model
+    q8 = engine.precision == "q8"
+    cells_x = [m.plan_row(k, _CELL_OP[layer["kind"]], batch, "x", sums)
+               for k, layer in enumerate(engine.layers)]
+    step: dict = {"cells": cells_x}
+    if q8:
+        step["quantize"] = m.plan_row(-1, "quantize", 1)
+    if m.has_head:
+        step["head"] = m.plan_row(-1, "gemv", batch)
+    run: dict = {}
+    per_step = batch >= RUN_PER_STEP_MIN_BATCH
+    bt = batch * steps
+    if per_step:
+        run["cells"] = cells_x
+    else:
+        run["cells"] = [m.plan_row(k, _CELL_OP[layer["kind"]], batch, "gi", sums)
+                        for k, layer in enumerate(engine.layers)]
+        run["projection"] = m.plan_row(-1, "gemm_deq" if q8 else "gemv", bt)
+    if q8:
+        run["quantize"] = step["quantize"]
+    if m.has_head:
+        run["head"] = m.plan_row(-1, "gemv", batch if m.last_step else bt)
+    return {"step": step, "run": run}
+
+
+def describe(path: str, batches: list[int], steps: int, isa: str | None = None) -> dict:
+    """Everything ``rnncore info`` prints, as a dict (the ``--json`` output)."""
+    import rnncore as rc
+    from rnncore.io.rnc import read_rnc
+
+    data, engine = load_engine(path, isa)
+    try:
+        d = read_rnc(data)
+    except ValueError as e:  # the C loader accepted it; the Python reader should too
+        raise CLIError(f"{path}: {e}") from e
+    hdr = header(data)
+    q8 = d["precision"] == "q8"
+    m = engine._model
+    layers = []
+    total = 0 if d["embedding"] is None else int(d["embedding"]["weight"].size)
+    for k, (el, dl) in enumerate(zip(engine.layers, d["layers"], strict=True)):
+        n = sum(int(w.size) for w in dl["weights"].values())
+        total += n
+        entry = {"index": k, "kind": el["kind"], "directions": el["directions"],
+                 "input_size": el["input_size"], "hidden_size": el["hidden_size"], "parameters": n}
+        if el["kind"] == "gru":
+            entry["gru_form"] = "reset_after" if el["reset_after"] else "reset_before"
+        if q8:
+            entry["scales"] = "static" if dl["x_scale"] is not None else "dynamic"
+        layers.append(entry)
+    head = None
+    if d["head"] is not None:
+        h = d["head"]
+        head = {"in_features": int(h["weight"].shape[1]), "out_features": int(h["weight"].shape[0]),
+                "activation": h["activation"], "parameters": int(h["weight"].size + h["bias"].size)}
+        if q8:
+            head["scales"] = "static" if h["in_scale"] is not None else "dynamic"
+        total += head["parameters"]
+    sums = q8 and hdr["version"] >= 2
+    info = {
+        "file": path,
+        "file_bytes": len(data),
+        "format_version": hdr["version"],
+        "crc32": hdr["crc32"],
+        "crc32_ok": hdr["crc32_ok"],
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "model": engine.describe(),
+        "precision": engine.precision,
+        "input": ({"token_ids": True, "vocabulary": m.embed_num,
+                   "embedding_dim": int(d["embedding"]["weight"].shape[1])} if engine.uses_ids
+                  else {"token_ids": False, "features": engine.input_size}),
+        "output_size": engine.output_size,
+        "layers": layers,
+        "last_step": ("bidirectional" if d["last_step_bidirectional"] else True) if d["last_step"] else False,
+        "head": head,
+        "parameters": total,
+        "isa": {"in_use": engine.isa, **{k: v for k, v in rc.isa().items() if k != "in_use"}},
+        "seq_len": steps,
+        "batches": [],
+    }
+    for b in batches:
+        row = {"batch": b, "state_bytes": engine.state_bytes(b),
+               "run_scratch_bytes": engine.run_scratch_bytes(b, steps)}
+        row["plan"] = plan_rows(engine, b, steps, sums) if not engine.bidirectional else \
+            {"run": plan_rows(engine, b, steps, sums)["run"]}
+        info["batches"].append(row)
+    return info
+
+
+def _bytes(n: int) -> str:
+    if n < 10 * 1024:
+        return f"{n} B"
+    if n < 10 * 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024 / 1024:.1f} MiB"
+
+
+def format_text(info: dict) -> str:
+    out = []
+    ok = "ok" if info["crc32_ok"] else "MISMATCH"
+    out.append(f"{info['file']}: {info['file_bytes']} bytes, .rnc version {info['format_version']}, "
+               f"crc32 {info['crc32']} ({ok}), sha256 {info['sha256'][:16]}...")
+    inp = info["input"]
+    src = (f"token ids < {inp['vocabulary']} (embedding dim {inp['embedding_dim']})" if inp["token_ids"]
+           else f"{inp['features']} features")
+    out.append(f"model: {info['model']}")
+    out.append(f"  precision {info['precision']}, input {src} per step, output {info['output_size']}"
+               f"{' (per sequence: last step)' if info['last_step'] else ' per step'}, "
+               f"{info['parameters']} parameters")
+    for layer in info["layers"]:
+        extra = f", {layer['gru_form']}" if "gru_form" in layer else ""
+        extra += f", {layer['scales']} activation scales" if "scales" in layer else ""
+        bi = ", bidirectional" if layer["directions"] == 2 else ""
+        out.append(f"  layer {layer['index']}: {layer['kind']} {layer['input_size']} -> "
+                   f"{layer['hidden_size']}{bi}{extra}, {layer['parameters']} parameters")
+    if info["last_step"]:
+        out.append("  last_step: each sequence's last valid step"
+                   + (" (backward half at t=0)" if info["last_step"] == "bidirectional" else ""))
+    if info["head"]:
+        h = info["head"]
+        act = "" if h["activation"] == "none" else f", then {h['activation']}"
+        sc = f", {h['scales']} activation scales" if "scales" in h else ""
+        out.append(f"  head: linear {h['in_features']} -> {h['out_features']}{act}{sc}, "
+                   f"{h['parameters']} parameters")
+    isa = info["isa"]
+    out.append(f"ISA path: {isa['in_use']} (best here {isa['best']}; "
+               f"available: {', '.join(isa['available'])})")
+    T = info["seq_len"]
+    out.append(f"memory per batch (state: one stream; scratch: one run of T={T} steps, on top):")
+    for row in info["batches"]:
+        out.append(f"  batch {row['batch']:>5}: state {_bytes(row['state_bytes']):>10}, "
+                   f"run scratch {_bytes(row['run_scratch_bytes']):>10}")
+    out.append(f"kernel-table rows the plan picks on {isa['in_use']} (csrc/src/kernel_list.h):")
+    for row in info["batches"]:
+        for mode in ("step", "run"):
+            if mode not in row["plan"]:
+                continue
+            p = row["plan"][mode]
+            what = "one step (rnc_step)" if mode == "step" else f"whole sequences of T={T} (rnc_run)"
+            out.append(f"  batch {row['batch']}, {what}:")
+            if "projection" in p:
+                out.append(f"    {'input projection':<17} {p['projection']}")
+            for k, name in enumerate(p["cells"]):
+                out.append(f"    {f'layer {k} cell':<17} {name}")
+            for key in ("quantize", "head"):
+                if key in p:
+                    out.append(f"    {key:<17} {p[key]}")
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> None:
+    info = describe(args.model, args.batch, args.seq_len, args.isa)
+    print(json.dumps(info, indent=2) if args.json else format_text(info))

@@ -1,0 +1,96 @@
+"""``rnncore quantize IN.rnc -o OUT.rnc``: an f32 model file as a q8 one.
+
+The f32 file's weights are the float32 model, so this is what ``rc.compile(model,
+precision="q8", calibration=X)`` writes for the model it came from, byte for byte: per-row int8
+weights and, with ``--calibration X.npy`` (representative inputs ``(B, T, F)``, or ``(B, T)``
+token ids), static activation scales measured on ``X`` (:func:`rnncore.quant.calibrate`);
+without it, dynamic per-step scales.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from rnncore.cli._common import CLIError, check_output_path, load_npy, read_model_bytes
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="the f32 .rnc file")
+    p.add_argument("-o", "--output", required=True, help="the q8 .rnc file to write")
+    p.add_argument("--precision", choices=("q8",), default="q8", help="the precision to write (q8)")
+    add_calibration_arguments(p)
+
+
+def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration", default=None, metavar="X.npy",
+                   help="q8: representative inputs (B, T, F) floats or (B, T) token ids, for static "
+                        "activation scales (default: dynamic per-step scales)")
+    p.add_argument("--calibration-lengths", default=None, metavar="L.npy",
+                   help="valid steps per calibration sequence (B,) (default: all T)")
+
+
+def load_calibration(args: argparse.Namespace, precision: str):
+    """The calibration data of ``--calibration`` / ``--calibration-lengths`` (None without),
+    every error blamed on the calibration file."""
+    if args.calibration is None:
+        if args.calibration_lengths is not None:
+            raise CLIError("--calibration-lengths needs --calibration")
+        return None
+    if precision != "q8":
+        raise CLIError("--calibration: static activation scales exist only for --precision q8")
+    x = load_npy(args.calibration, "--calibration")
+    if x.dtype.kind == "f":
+        x = np.asarray(x, np.float32)
+    if args.calibration_lengths is None:
+        return x
+    n = load_npy(args.calibration_lengths, "--calibration-lengths")
+    return x, n
+
+
+def build(spec, precision: str, calibration, args: argparse.Namespace) -> bytes:
+    """``build_rnc`` with calibration mistakes blamed on the calibration file."""
+    from rnncore.spec import build_rnc
+
+    try:
+        data, _ = build_rnc(spec, precision, calibration)
+    except (ValueError, TypeError) as e:
+        msg = str(e)
+        if calibration is not None and msg.startswith(("calibration", "calibrate")):
+            on_lengths = msg.startswith("calibration: lengths") or "every length is 0" in msg
+            if on_lengths and args.calibration_lengths:
+                where = f"--calibration-lengths {args.calibration_lengths}"
+                msg = msg.removeprefix("calibration: lengths: ")
+            else:
+                where = f"--calibration {args.calibration}"
+            raise CLIError(f"{where}: {msg.removeprefix('calibration: ').removeprefix('calibrate: ')}") from e
+        raise CLIError(f"{args.model}: {msg}") from e
+    return data
+
+
+def run(args: argparse.Namespace) -> None:
+    from rnncore.io.rnc import read_rnc
+    from rnncore.spec import spec_from_rnc
+
+    data = read_model_bytes(args.model)
+    try:
+        d = read_rnc(data)
+    except ValueError as e:
+        hint = ("; a PyTorch/Keras/ONNX model is quantised with `rnncore convert SRC -o OUT.rnc "
+                "--precision q8`" if "bad magic" in str(e) else "")
+        raise CLIError(f"{args.model}: {e}{hint}") from e
+    if d["precision"] != "f32":
+        raise CLIError(f"{args.model}: already {d['precision']}; quantize reads an f32 model")
+    check_output_path(args.output)
+    calibration = load_calibration(args, args.precision)
+    out = build(spec_from_rnc(d), args.precision, calibration, args)
+    try:
+        with open(args.output, "wb") as f:
+            f.write(out)
+    except OSError as e:
+        raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
+    scales = "static activation scales from " + args.calibration if calibration is not None \
+        else "dynamic activation scales"
+    print(f"{args.output}: {args.precision}, {scales}, {len(out)} bytes "
+          f"(from {len(data)} bytes f32, {len(out) / len(data):.2f}x)")
