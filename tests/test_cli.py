@@ -547,14 +547,15 @@ def test_readme_command_line_block_runs(tmp_path):
     import re
     import shlex
 
-    torch = pytest.importorskip("torch")
+    import torch
+
     text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     block = re.search(r"## Command line\n\n```bash\n(.*?)```", text, re.S).group(1)
     commands = [line.split(" #")[0].strip() for line in block.splitlines()]
     commands = [c for c in commands if c and not c.startswith("#")]
     assert len(commands) >= 7 and all(c.startswith("rnncore ") for c in commands), commands
     model = classifier(features=12)
-    X = np.random.default_rng(0).standard_normal((4, 10, 12)).astype(F32)
+    X = np.random.default_rng(0).standard_normal((32, 10, 12)).astype(F32)  # enough to calibrate on
     np.save(tmp_path / "X.npy", X)
     rc.compile(model, "q8", calibration=X).save(tmp_path / "model.rnc")
     rc.compile(model, "f32").save(tmp_path / "model_f32.rnc")
@@ -564,6 +565,17 @@ def test_readme_command_line_block_runs(tmp_path):
         assert r.returncode == 0 and r.stdout.strip() and not r.stderr.strip(), (c, r.stdout, r.stderr)
     assert (tmp_path / "model_q8.rnc").read_bytes() == (tmp_path / "model.rnc").read_bytes()
     assert rc.load(tmp_path / "gru.rnc").precision == "q8" and (tmp_path / "model.c").exists()
+
+
+def test_a_warning_is_one_line_named_like_errors(tmp_path):
+    """Degenerate calibration data (4 sequences) warns: one stderr line, the command named."""
+    model = classifier(features=12)
+    rc.compile(model, "f32").save(tmp_path / "m.rnc")
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).standard_normal((4, 10, 12)).astype(F32))
+    r = cli("quantize", "m.rnc", "-o", "q.rnc", "--calibration", "X.npy", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("rnncore quantize: warning: calibrate: degenerate calibration data: only 4 ")
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_bench_engine_without_pytest_benchmark_says_how_to_install():

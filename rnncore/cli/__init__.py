@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from rnncore.cli._common import CLIError
@@ -119,7 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     error (exit status 1) or argparse's (status 2)."""
     args = _parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        with warnings.catch_warnings():
+            if not getattr(args, "debug", False):   # a warning is one line too, named like errors
+                warnings.showwarning = lambda message, *_a, **_k: print(
+                    f"rnncore {args.command}: warning: {message}", file=sys.stderr)
+            return _dispatch(args)
     except CLIError as e:
         if getattr(args, "debug", False):
             raise
