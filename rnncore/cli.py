@@ -17,6 +17,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex.add_argument("model", help="the .rnc file")
     ex.add_argument("-o", "--output", required=True, help="the .c file to write")
     ex.add_argument("--name", default=None, help="C identifier prefix (default: the output file's stem)")
+    ex.add_argument("--max-bytes", type=int, default=None,
+                    help="largest model file read (default 2 GiB, rnncore.io.files.MAX_MODEL_BYTES)")
     from rnncore.io import convert
 
     convert.add_arguments(sub.add_parser("convert", help="a PyTorch/Keras/ONNX model file to a .rnc file"))
@@ -29,12 +31,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo.run(args)
     elif args.command == "export-c":
         from rnncore.io.export_c import export_c
+        from rnncore.io.files import MAX_MODEL_BYTES
 
         try:
-            export_c(args.model, args.output, name=args.name)
+            export_c(args.model, args.output, name=args.name,
+                     max_bytes=MAX_MODEL_BYTES if args.max_bytes is None else args.max_bytes)
         except (OSError, ValueError) as e:  # one line naming the file, not a traceback
-            raise SystemExit(f"rnncore export-c: {getattr(e, 'filename', None) or args.model}: "
-                             f"{getattr(e, 'strerror', None) or e}") from e
+            where = getattr(e, "filename", None) or args.model
+            why = " ".join((getattr(e, "strerror", None) or str(e)).split())
+            raise SystemExit(f"rnncore export-c: {why}" if why.startswith(f"{where}: ")
+                             else f"rnncore export-c: {where}: {why}") from e
     elif args.command == "convert":
         from rnncore.io import convert
 

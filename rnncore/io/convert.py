@@ -21,25 +21,32 @@ from pathlib import Path
 
 import numpy as np
 
+from rnncore.io.files import MAX_MODEL_BYTES, check_file
 from rnncore.spec import ModelSpec, build_rnc
 
 __all__ = ["load_any", "convert", "describe"]
 
 
-def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: str = "float32"):
-    """Import the model in ``source`` (format by extension) into an rnncore reference model."""
+def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: str = "float32",
+             max_bytes: int = MAX_MODEL_BYTES):
+    """Import the model in ``source`` (format by extension) into an rnncore reference model.
+
+    ``source`` must be a regular file of at most ``max_bytes`` (default 2 GiB,
+    :data:`rnncore.io.files.MAX_MODEL_BYTES`), checked before any importer reads it.
+    """
     path = Path(source)
     ext = path.suffix.lower()
     if ext == ".onnx":
         from rnncore.io.onnx_import import from_onnx
 
-        return from_onnx(path, dtype=dtype)
+        return from_onnx(path, dtype=dtype, max_bytes=max_bytes)
     if ext == ".keras":
         os.environ.setdefault("KERAS_BACKEND", "torch")
         from rnncore.io.keras_import import from_keras
 
-        return from_keras(str(path), dtype=dtype)
+        return from_keras(str(path), dtype=dtype, max_bytes=max_bytes)
     if ext in (".pt", ".pth"):
+        check_file(path, max_bytes, "PyTorch model file")  # before torch.load reads it
         import torch
 
         from rnncore.io.torch_import import from_torch
@@ -60,20 +67,22 @@ def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: st
 
 def convert(source: str | os.PathLike, output: str | os.PathLike, *, precision: str = "f32",
             calibration: str | os.PathLike | np.ndarray | None = None,
-            trust_pickle: bool = False) -> ModelSpec:
+            trust_pickle: bool = False, max_bytes: int = MAX_MODEL_BYTES) -> ModelSpec:
     """Import ``source`` and write it as the ``.rnc`` file ``output``.
 
     Pure Python (:func:`rnncore.spec.build_rnc`: the model's :class:`~rnncore.spec.ModelSpec`,
     the q8 calibration, :func:`rnncore.io.rnc.write_rnc`); the compiled engine is not needed.
     ``calibration`` (q8 only): representative inputs ``(B, T, F)`` -- an array or a ``.npy``
-    file -- for static activation scales; None keeps dynamic per-step scales.
+    file -- for static activation scales; None keeps dynamic per-step scales. ``max_bytes``
+    bounds both input files (default 2 GiB); larger or non-regular files are refused unread.
 
     Returns
     -------
     the written model's :class:`~rnncore.spec.ModelSpec`
     """
-    model = load_any(source, trust_pickle=trust_pickle)
+    model = load_any(source, trust_pickle=trust_pickle, max_bytes=max_bytes)
     if isinstance(calibration, str | os.PathLike):
+        check_file(calibration, max_bytes, "calibration file")
         calibration = np.load(calibration)
     if calibration is not None and np.asarray(calibration).dtype.kind == "f":
         calibration = np.asarray(calibration, np.float32)
@@ -97,16 +106,19 @@ def add_arguments(p) -> None:
     p.add_argument("--calibration", default=None, help="q8: .npy file of inputs (B, T, F) for static scales")
     p.add_argument("--trust-pickle", action="store_true",
                    help=".pt/.pth holding a whole pickled module (unpickling runs code from the file)")
+    p.add_argument("--max-bytes", type=int, default=MAX_MODEL_BYTES,
+                   help="largest input file read (default 2 GiB); larger and non-regular files are refused")
 
 
 def run(args) -> None:
     """The command: a user's mistake (missing file, unknown format, a model the importers or the
     engine refuse) ends with one line naming it, not a traceback."""
-    if not os.path.isfile(args.source):
+    if not os.path.exists(args.source):
         raise SystemExit(f"rnncore convert: {args.source}: no such file")
     try:
         spec = convert(args.source, args.output, precision=args.precision, calibration=args.calibration,
-                       trust_pickle=args.trust_pickle)
+                       trust_pickle=args.trust_pickle, max_bytes=args.max_bytes)
     except (OSError, ValueError, TypeError, ImportError) as e:
-        raise SystemExit(f"rnncore convert: {args.source}: {type(e).__name__}: {e}") from e
+        why = " ".join(str(e).split()).removeprefix(f"{args.source}: ")
+        raise SystemExit(f"rnncore convert: {args.source}: {type(e).__name__}: {why}") from e
     print(f"{args.output}: {describe(spec, args.precision, os.path.getsize(args.output))}")
