@@ -752,7 +752,9 @@ static rnc_status load_v2(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
     m->input_size = in_size;
     c->feat = c->max_feat = in_size;
     pos = RNC_SIZE_hdr2;
-    for (uint32_t i = 0; i < nrec; ++i) { /* nrec <= MAX_PARTS: the sequence admits no more */
+    /* i < MAX_PARTS here: the sequence admits at most 1 embedding before the recurrent records, and
+     * the 17th recurrent one is refused (MSG_LAYERS) before any later record is reached */
+    for (uint32_t i = 0; i < nrec; ++i) {
         const uint32_t size = rnc_rec_size(b + pos);
         c->part = i;
         c->part_kind[i] = (uint8_t)rnc_rec_kind(b + pos);
