@@ -75,6 +75,7 @@ cdef extern from "rnncore.h" nogil:
         size_t c_offset
 
     rnc_status rnc_model_init(rnc_model *model, const void *buf, size_t len)
+    rnc_status rnc_model_error(const rnc_model *model, const char **text)
     rnc_status rnc_model_get_info(const rnc_model *model, rnc_model_info *info)
     rnc_status rnc_layer_get_info(const rnc_model *model, uint32_t layer, rnc_layer_info *info)
     rnc_status rnc_model_set_isa(rnc_model *model, rnc_isa isa)

@@ -111,6 +111,7 @@ cdef class Model:
         cdef rnc_status st
         cdef rnc_layer_info li
         cdef uint32_t k
+        cdef const char *why = NULL
         if n == 0:
             raise ValueError("model data: empty buffer (not an .rnc file)")
         with nogil:
@@ -120,7 +121,13 @@ cdef class Model:
             _raise(st, f"RNNCORE_ISA={os.environ.get('RNNCORE_ISA')!r} (available: "
                        f"{[t['name'] for t in isa_table() if t['available']]})")
         if st != RNC_OK:
-            _raise(st, "invalid .rnc model")
+            rnc_model_error(&self.m, &why)
+            detail = why.decode("utf-8", "replace") if why != NULL else ""
+            err = ValueError(f"invalid .rnc model: {_status_text(st)}: {detail} (rnc_status {<int>st})"
+                             if detail else f"invalid .rnc model: {_status_text(st)} (rnc_status {<int>st})")
+            err.status = <int>st  # the rnc_status and the loader's one line ("<part>: <field>: ...")
+            err.detail = detail
+            raise err
         rnc_model_get_info(&self.m, &self.info)
         self.layers = []
         for k in range(self.info.num_layers):

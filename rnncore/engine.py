@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rnncore.io.files import MAX_MODEL_BYTES, read_file
 from rnncore.spec import PRECISIONS, ModelSpec, build_rnc, spec_from_rnc  # noqa: F401 (PRECISIONS: API)
 
 try:
@@ -468,11 +469,20 @@ def save(model_or_engine, path: str | os.PathLike, precision: str = "f32") -> No
     eng.save(path)
 
 
-def load(path_or_bytes) -> Engine:
+def load(path_or_bytes, *, max_bytes: int = MAX_MODEL_BYTES) -> Engine:
     """An :class:`Engine` from an ``.rnc`` file (path) or its bytes.
 
+    Parameters
+    ----------
+    path_or_bytes : str, os.PathLike, bytes, bytearray or memoryview
+    max_bytes : int
+        largest file read from a path (default :data:`rnncore.io.files.MAX_MODEL_BYTES`, 2 GiB);
+        a larger file, or one that is not a regular file (a FIFO, ``/dev/zero``, ...), is refused
+        before it is read.
+
     Raises ``ValueError`` with the C loader's reason for a file that is not a valid model
-    (truncated, corrupted, wrong version, sizes out of range, ...).
+    (truncated, corrupted, wrong version, sizes out of range, ...): the status and the offending
+    field, e.g. ``record 1 (recurrent layer 0): dir0.w_hh: ...``.
     """
     if isinstance(path_or_bytes, bytes | bytearray | memoryview):
         data = bytes(path_or_bytes)
@@ -480,8 +490,7 @@ def load(path_or_bytes) -> Engine:
         # open(3) would read file descriptor 3
         raise TypeError(f"path: expected a file path or the .rnc bytes, got {type(path_or_bytes).__name__}")
     else:
-        with open(path_or_bytes, "rb") as f:
-            data = f.read()
+        data = read_file(path_or_bytes, max_bytes, ".rnc model file")
     try:
         return Engine(data)
     except ValueError as e:

@@ -194,7 +194,7 @@ def test_bad_inputs_raise():
         read_rnc(bytes(bad))
     bad = bytearray(good)
     bad[4] = 3
-    with pytest.raises(ValueError, match="version 3"):
+    with pytest.raises(ValueError, match="header: version: 3 "):
         read_rnc(bytes(bad))
     with pytest.raises(ValueError, match="version"):
         write_rnc(make_spec(rng, "gru"), version=3)
@@ -407,25 +407,29 @@ def test_v2_reader_refuses_unknown_kinds_wrong_order_and_broken_records():
     recs = _records(data)  # recurrent, last_step, linear
     u32 = lambda v: struct.pack("<I", v)  # noqa: E731
     (r0, _, s0), (r1, _, s1), (r2, k2, s2) = recs
-    with pytest.raises(ValueError, match="unsupported record sequence.*unknown kind 77"):
+    with pytest.raises(ValueError, match=r"record 2: kind: kind 77 \(unknown\) cannot come after last_step"):
         read_rnc(_edited(data, [(r2, u32(77))]))
     swapped = data[r1:r1 + s1]
-    with pytest.raises(ValueError, match="unsupported record sequence"):  # linear before last_step
+    with pytest.raises(ValueError, match=r"record 2: kind: kind 3 \(last_step\) cannot come after linear"):
+        # linear before last_step
         read_rnc(_edited(data, [(r1, data[r2:r2 + s2]), (r1 + s2, swapped)]))
-    with pytest.raises(ValueError, match="record 0: size 4"):
+    with pytest.raises(ValueError, match="record 0: size: 4, expected a multiple of 8"):
         read_rnc(_edited(data, [(r0 + 4, u32(4))]))
     no_pool = write_rnc({**spec, "last_step": False})
     (_, _, _), (lin, _, _) = _records(no_pool)
-    with pytest.raises(ValueError, match="size 48, expected 16"):  # a last_step record of the wrong size
+    # a last_step record of the wrong size
+    with pytest.raises(ValueError, match=r"record 1 \(last_step\): size: 48, expected 16"):
         read_rnc(_edited(no_pool, [(lin, u32(RECORD_KINDS["last_step"]))]))
-    with pytest.raises(ValueError, match="reserved"):
+    with pytest.raises(ValueError, match=r"record 1 \(last_step\): reserved: byte 12 of the 16-byte "
+                                         "structure is 0x1"):
         read_rnc(_edited(data, [(r1 + 12, u32(1))]))
-    with pytest.raises(ValueError, match="overlap"):  # b_hh := b_ih
-        cw = r0 + 40
+    with pytest.raises(ValueError, match=r"record 0 \(recurrent, layer 0\): dir0.b_hh: bytes .* overlap "
+                                         r"record 0 \(recurrent, layer 0\): dir0.b_ih"):  # b_hh := b_ih
+        cw = r0 + 48  # direction 0's cellw; b_ih at +32, b_hh at +40
         read_rnc(_edited(data, [(cw + 40, data[cw + 32:cw + 40])]))
-    with pytest.raises(ValueError, match="input_size 0"):
+    with pytest.raises(ValueError, match="header: input_size: 0 without an embedding record"):
         read_rnc(_edited(data, [(24, u32(0))]))
-    with pytest.raises(ValueError, match="num_records 0"):
+    with pytest.raises(ValueError, match="header: num_records: 0, expected 1"):
         read_rnc(_edited(data, [(28, u32(0))]))
     assert k2 == RECORD_KINDS["linear"]
     read_rnc(_edited(data, []))  # the untouched file reads
@@ -452,9 +456,10 @@ def test_v2_q8_files_carry_w_hh_kernel_sums_that_reader_and_loader_check(bidirec
         np.testing.assert_array_equal(sums[k, :, :19], wq.sum(axis=2))
         assert not sums[k, :, 19:].any()  # padding rows
     bad = _edited(data, [(off + 4 * 5, struct.pack("<i", int(sums[0, 0, 5]) + 1))])
-    with pytest.raises(ValueError, match="w_hh_sums: direction 0 row 5"):
+    want = rf"record 0 \(recurrent, layer 0\): w_hh_sums: direction 0 row 5 is {int(sums[0, 0, 5]) + 1}"
+    with pytest.raises(ValueError, match=want):
         read_rnc(bad)
-    with pytest.raises(ValueError, match="inconsistent"):
+    with pytest.raises(ValueError, match="inconsistent model file .*: " + want):
         rc.load(bad)
     f32 = write_rnc(make_spec(rng, "lstm", sizes=((6, 19),), precision="f32"))
     assert LAYOUT["rec_recurrent"].unpack(f32, _records(f32)[0][0])["w_hh_sums"] == (0, 0)

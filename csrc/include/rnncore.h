@@ -146,7 +146,10 @@ typedef struct rnc_plan {
     uint32_t bidirectional;       /* any layer has two directions (no rnc_step) */
 } rnc_plan;
 
+#define RNC_ERROR_TEXT_SIZE 256u /* bytes of rnc_model's error text, NUL included */
+
 typedef struct rnc_model {   /* caller-owned; fields are private, use the functions below */
+    char error[RNC_ERROR_TEXT_SIZE]; /* why rnc_model_init refused the buffer (rnc_model_error) */
     const unsigned char *buf;
     size_t file_size;
     uint32_t precision, num_layers, input_size, output_size, uses_ids, last_step, last_step_bidir;
@@ -196,6 +199,12 @@ typedef struct rnc_layer_info {
  * size declared in the header (trailing bytes are ignored). Selects the ISA from RNNCORE_ISA
  * (RNC_E_ISA if it names an unavailable path) or the best available one. */
 rnc_status rnc_model_init(rnc_model *model, const void *buf, size_t len);
+/* Why rnc_model_init refused a buffer, in one line naming the part and the field and the value
+ * found: "<part>: <field>: <problem>", e.g. "record 1 (recurrent, layer 0): dir0.w_hh: offset 1280
+ * + 960 bytes past the end of the file (2048 bytes)" (docs/rnc-format.md, "What the C loader
+ * checks"). *text points into the model (valid until its next rnc_model_init) and is "" after a
+ * successful init. The model is otherwise unusable after a refusal, as before. */
+rnc_status rnc_model_error(const rnc_model *model, const char **text);
 rnc_status rnc_model_get_info(const rnc_model *model, rnc_model_info *info);
 rnc_status rnc_layer_get_info(const rnc_model *model, uint32_t layer, rnc_layer_info *info);
 /* Force the kernels of one ISA path (or RNC_ISA_AUTO). Not thread-safe against running steps. */

@@ -20,125 +20,286 @@ static int host_little_endian(void)
     return b == 1;
 }
 
-#define MAX_TENSORS (RNC_MAX_LAYERS * 12 + 4)
+/* tensors of the largest model: 16 bidirectional layers of 6 per direction + W_hh's kernel sums
+ * (v2 q8), an embedding and a head (weight, scales, bias) */
+#define MAX_TENSORS (RNC_MAX_LAYERS * 13 + 4)
+#define MAX_PARTS (RNC_MAX_LAYERS + 3) /* v2 records that hold tensors: [embedding] recurrent+ ... */
+#define PART_HEADER 0xFFFFFFFFu
+#define NO_DIR 0xFFu
+
+/* the ranges of rnc_layout.h are rnncore.h's limits and enumerations */
+typedef char rnc_limits_agree[(RNC_FILE_PRECISIONS == RNC_PRECISION_COUNT &&
+                               RNC_FILE_CELL_KINDS == RNC_CELL_KIND_COUNT &&
+                               RNC_FILE_ACTIVATIONS == RNC_ACTIVATION_COUNT &&
+                               RNC_FILE_MAX_LAYERS == RNC_MAX_LAYERS &&
+                               RNC_FILE_MAX_HIDDEN == RNC_MAX_HIDDEN &&
+                               RNC_FILE_MAX_FEATURES == RNC_MAX_FEATURES &&
+                               RNC_FILE_MAX_VOCAB == RNC_MAX_VOCAB && RNC_FILE_Q8_MAX_K == RNC_Q8_MAX_K)
+                                  ? 1
+                                  : -1];
+
+/* the refusals of rnc_layout.h: text and status by message number */
+#define RNC__MSG_ID(n, st, t) MSG_##n,
+enum rnc_msg { RNC_MESSAGES(RNC__MSG_ID) MSG_COUNT_ };
+#define RNC__MSG_TEXT(n, st, t) t,
+static const char *const msg_text[] = {RNC_MESSAGES(RNC__MSG_TEXT)};
+#define RNC__MSG_STATUS(n, st, t) RNC_E_##st,
+static const rnc_status msg_status[] = {RNC_MESSAGES(RNC__MSG_STATUS)};
+
+/* a field's name, checked at compile time to be a field of structure s */
+#define FIELD(s, f) ((void)RNC_AT_##s##_##f, #f)
 
 typedef struct {
     const unsigned char *buf;
     uint64_t size, data_start;
     uint32_t n_refs;
     uint64_t ref_off[MAX_TENSORS], ref_end[MAX_TENSORS];
+    const char *ref_field[MAX_TENSORS]; /* where each tensor's reference sits, for the overlap */
+    uint8_t ref_part[MAX_TENSORS], ref_dir[MAX_TENSORS]; /* 0xFF: the header / no direction */
     /* running totals over the recurrent layers loaded so far */
     uint64_t feat, hsum, csum, max_kx, max_ghp, max_feat;
+    /* where the loader reads: the part (PART_HEADER, v1 descriptor / v2 record number) and the
+     * direction (NO_DIR outside a cellw); v2: each part's record kind and layer number */
+    uint32_t version, part, dir;
+    uint8_t part_kind[MAX_PARTS], part_layer[MAX_PARTS];
+    char *err; /* rnc_model.error */
 } rnc_ctx;
 
+/* ---- the refusal's text, without printf (no allocation, no locale) ------------------------- */
+typedef struct {
+    char *p;
+    size_t n, cap;
+} text_buf;
+
+static void put_s(text_buf *t, const char *s)
+{
+    for (; *s && t->n + 1 < t->cap; ++s) t->p[t->n++] = *s;
+    t->p[t->n] = 0;
+}
+
+static void put_num(text_buf *t, uint64_t v, unsigned base, int negative)
+{
+    char d[24];
+    int k = 0;
+    do {
+        d[k++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    if (negative) d[k++] = '-';
+    while (k > 0 && t->n + 1 < t->cap) t->p[t->n++] = d[--k];
+    t->p[t->n] = 0;
+}
+
+/* fmt with %llu %lld %llx (taking a[0], a[1], ... in order) and %s (taking str[0], str[1], ...) */
+static void put_fmt(text_buf *t, const char *fmt, const uint64_t *a, const char *const *str)
+{
+    char one[2] = {0, 0};
+    for (const char *f = fmt; *f; ++f) {
+        if (f[0] == '%' && f[1] == 's') {
+            put_s(t, *str++);
+            f += 1;
+        } else if (f[0] == '%' && f[1] == 'l' && f[2] == 'l' && (f[3] == 'u' || f[3] == 'x' || f[3] == 'd')) {
+            const uint64_t v = *a++;
+            if (f[3] == 'd' && (int64_t)v < 0) put_num(t, (uint64_t)0 - v, 10, 1);
+            else put_num(t, v, f[3] == 'x' ? 16 : 10, 0);
+            f += 3;
+        } else {
+            one[0] = *f;
+            put_s(t, one);
+        }
+    }
+}
+
+static const char *kind_name(uint32_t kind)
+{
+    switch (kind) {
+    case RNC_REC_EMBEDDING: return "embedding";
+    case RNC_REC_RECURRENT: return "recurrent";
+    case RNC_REC_LAST_STEP: return "last_step";
+    case RNC_REC_LINEAR: return "linear";
+    default: return "unknown";
+    }
+}
+
+/* "<part>: " of part p, direction dir: header / layer l descriptor / record i (kind[, layer l]) */
+static void put_where(text_buf *t, const rnc_ctx *c, uint32_t part, uint32_t dir, const char *field)
+{
+    const uint64_t a[2] = {part, part < MAX_PARTS ? c->part_layer[part] : 0};
+    if (part == PART_HEADER) put_s(t, "header");
+    else if (c->version == RNC_V1) put_fmt(t, "layer %llu descriptor", a, NULL);
+    else if (part >= MAX_PARTS || c->part_kind[part] == 0) put_fmt(t, "record %llu", a, NULL);
+    else if (c->part_kind[part] == RNC_REC_RECURRENT)
+        put_fmt(t, "record %llu (recurrent, layer %llu)", a, NULL);
+    else {
+        const char *k = kind_name(c->part_kind[part]);
+        put_fmt(t, "record %llu (%s)", a, &k);
+    }
+    put_s(t, ": ");
+    if (dir != NO_DIR) {
+        const uint64_t d = dir;
+        put_fmt(t, "dir%llu.", &d, NULL);
+    }
+    put_s(t, field);
+}
+
+/* Refuse: the model's error text "<part>: <field>: <message>" and the message's status. */
+static rnc_status fail_with(const rnc_ctx *c, const char *field, enum rnc_msg msg, const uint64_t *a,
+                            const char *const *str)
+{
+    text_buf t = {c->err, 0, RNC_ERROR_TEXT_SIZE};
+    t.p[0] = 0;
+    put_where(&t, c, c->part, c->dir, field);
+    put_s(&t, ": ");
+    put_fmt(&t, msg_text[msg], a, str);
+    return msg_status[msg];
+}
+
+static rnc_status fail(const rnc_ctx *c, const char *field, enum rnc_msg msg, uint64_t a0, uint64_t a1,
+                       uint64_t a2, const char *str)
+{
+    const uint64_t a[3] = {a0, a1, a2};
+    return fail_with(c, field, msg, a, &str);
+}
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
 /* Every byte of a structure that no field of rnc_layout.h names must be zero. */
-static rnc_status check_reserved(const unsigned char *p, uint32_t size, const rnc_span *spans, size_t n)
+static rnc_status check_reserved(const rnc_ctx *c, const unsigned char *p, uint32_t size,
+                                 const rnc_span *spans, size_t n)
 {
     for (uint32_t i = 0; i < size; ++i) {
         int named = 0;
         for (size_t k = 0; k < n && !named; ++k)
             named = i >= spans[k].off && i < (uint32_t)spans[k].off + spans[k].size;
-        if (!named && p[i]) return RNC_E_CORRUPT;
+        if (!named && p[i]) return fail(c, "reserved", MSG_RESERVED, i, size, p[i], NULL);
     }
     return RNC_OK;
 }
-#define CHECK_RESERVED(s, p)                                                                      \
+#define CHECK_RESERVED(c, s, p)                                                                   \
     do {                                                                                          \
         static const rnc_span spans_[] = {RNC_FIELDS_##s(RNC__SPAN)};                             \
-        TRY(check_reserved((p), RNC_SIZE_##s, spans_, sizeof spans_ / sizeof spans_[0]));         \
+        TRY(check_reserved((c), (p), RNC_SIZE_##s, spans_, sizeof spans_ / sizeof spans_[0]));    \
     } while (0)
 
 /* A tensor reference at p: absent iff expect == 0; else exact length, 64-aligned, in bounds. */
-static rnc_status get_ref(rnc_ctx *c, const unsigned char *p, uint64_t expect, const void **out)
+static rnc_status get_ref(rnc_ctx *c, const char *field, const unsigned char *p, uint64_t expect,
+                          const void **out)
 {
     const uint64_t off = rnc_ref_offset(p), n = rnc_ref_nbytes(p);
     *out = NULL;
-    if (expect == 0) return (off || n) ? RNC_E_CORRUPT : RNC_OK;
-    if (n != expect || off % RNC_ALIGN || off < c->data_start || off > c->size || n > c->size - off)
-        return RNC_E_CORRUPT;
-    if (c->n_refs >= MAX_TENSORS) return RNC_E_CORRUPT;
+    if (expect == 0) return (off || n) ? fail(c, field, MSG_REF_ABSENT, off, n, 0, NULL) : RNC_OK;
+    if (n != expect) return fail(c, field, MSG_REF_BYTES, n, expect, 0, NULL);
+    if (off % RNC_ALIGN) return fail(c, field, MSG_REF_ALIGN, off, 0, 0, NULL);
+    if (off < c->data_start) return fail(c, field, MSG_REF_BEFORE, off, c->data_start, 0, NULL);
+    if (off > c->size || n > c->size - off) return fail(c, field, MSG_REF_PAST_END, off, n, c->size, NULL);
+    if (c->n_refs >= MAX_TENSORS) return fail(c, field, MSG_REF_COUNT, MAX_TENSORS, 0, 0, NULL);
     c->ref_off[c->n_refs] = off;
     c->ref_end[c->n_refs] = off + n;
+    c->ref_field[c->n_refs] = field;
+    c->ref_part[c->n_refs] = (uint8_t)(c->part == PART_HEADER ? 0xFFu : c->part); /* < MAX_PARTS */
+    c->ref_dir[c->n_refs] = (uint8_t)c->dir;
     c->n_refs++;
     *out = c->buf + off;
     return RNC_OK;
 }
 
-/* No two tensors may overlap. */
+/* No two tensors may overlap: the later one (by offset, file order among equal offsets) is named. */
 static rnc_status check_overlap(rnc_ctx *c)
 {
-    for (uint32_t i = 1; i < c->n_refs; ++i) { /* insertion sort by offset (<= 196 entries) */
+    for (uint32_t i = 1; i < c->n_refs; ++i) { /* stable insertion sort by offset (<= 196 entries) */
         const uint64_t o = c->ref_off[i], e = c->ref_end[i];
+        const char *f = c->ref_field[i];
+        const uint8_t pt = c->ref_part[i], d = c->ref_dir[i];
         uint32_t j = i;
         for (; j > 0 && c->ref_off[j - 1] > o; --j) {
             c->ref_off[j] = c->ref_off[j - 1];
             c->ref_end[j] = c->ref_end[j - 1];
+            c->ref_field[j] = c->ref_field[j - 1];
+            c->ref_part[j] = c->ref_part[j - 1];
+            c->ref_dir[j] = c->ref_dir[j - 1];
         }
         c->ref_off[j] = o;
         c->ref_end[j] = e;
+        c->ref_field[j] = f;
+        c->ref_part[j] = pt;
+        c->ref_dir[j] = d;
     }
-    for (uint32_t i = 1; i < c->n_refs; ++i)
-        if (c->ref_off[i] < c->ref_end[i - 1]) return RNC_E_CORRUPT;
+    for (uint32_t i = 1; i < c->n_refs; ++i) {
+        if (c->ref_off[i] >= c->ref_end[i - 1]) continue;
+        char other[96];
+        text_buf t = {other, 0, sizeof other};
+        put_where(&t, c, c->ref_part[i - 1] == 0xFFu ? PART_HEADER : c->ref_part[i - 1], c->ref_dir[i - 1],
+                  c->ref_field[i - 1]);
+        c->part = c->ref_part[i] == 0xFFu ? PART_HEADER : c->ref_part[i];
+        c->dir = c->ref_dir[i];
+        const uint64_t a[4] = {c->ref_off[i], c->ref_end[i], c->ref_off[i - 1], c->ref_end[i - 1]};
+        const char *o = other;
+        return fail_with(c, c->ref_field[i], MSG_OVERLAP, a, &o);
+    }
     return RNC_OK;
 }
 
-static int finite_f(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (u & 0x7F800000u) != 0x7F800000u;
-}
+static int finite_f(float f) { return (f32_bits(f) & 0x7F800000u) != 0x7F800000u; }
 
-static rnc_status check_floats(const void *p, uint64_t count, int nonneg)
+static rnc_status check_floats(const rnc_ctx *c, const char *field, const void *p, uint64_t count,
+                               int nonneg)
 {
     const float *f = (const float *)p;
-    for (uint64_t i = 0; i < count; ++i)
-        if (!finite_f(f[i]) || (nonneg && f[i] < 0.0f)) return RNC_E_CORRUPT;
+    for (uint64_t i = 0; i < count; ++i) {
+        if (!finite_f(f[i])) return fail(c, field, MSG_NOT_FINITE, i, 0, 0, NULL);
+        if (nonneg && f[i] < 0.0f) return fail(c, field, MSG_NEGATIVE, i, 0, 0, NULL);
+    }
     return RNC_OK;
 }
 
-static rnc_status check_q8(const void *p, uint64_t count)
+static rnc_status check_q8(const rnc_ctx *c, const char *field, const void *p, uint64_t count)
 {
     const int8_t *q = (const int8_t *)p;
     for (uint64_t i = 0; i < count; ++i)
-        if (q[i] == -128) return RNC_E_CORRUPT;
+        if (q[i] == -128) return fail(c, field, MSG_Q8_MIN, i, 0, 0, NULL);
     return RNC_OK;
 }
 
-static rnc_status check_static_scale(float s, uint32_t precision)
+static rnc_status check_static_scale(const rnc_ctx *c, const char *field, float s, uint32_t precision)
 {
-    if (!finite_f(s) || s < 0.0f) return RNC_E_CORRUPT;
-    if (precision == RNC_F32 && s != 0.0f) return RNC_E_CORRUPT;
+    if (!finite_f(s) || s < 0.0f) return fail(c, field, MSG_SCALE, f32_bits(s), 0, 0, NULL);
+    if (precision == RNC_F32 && s != 0.0f) return fail(c, field, MSG_SCALE_F32, f32_bits(s), 0, 0, NULL);
     return RNC_OK;
 }
 
 /* A weight matrix of R (padded) rows and K inputs: its packed bytes, scales and value checks. */
-static rnc_status get_matrix(rnc_ctx *c, uint32_t prec, const unsigned char *wref,
-                             const unsigned char *sref, uint64_t rows, uint64_t k,
+static rnc_status get_matrix(rnc_ctx *c, uint32_t prec, const char *wname, const unsigned char *wref,
+                             const char *sname, const unsigned char *sref, uint64_t rows, uint64_t k,
                              const void **w, const float **s)
 {
     const void *sp = NULL;
     if (prec == RNC_Q8) {
-        if (r4(k) > RNC_Q8_MAX_K) return RNC_E_UNSUPPORTED;
-        TRY(get_ref(c, wref, rows * r4(k), w));
-        TRY(get_ref(c, sref, rows * 4, &sp));
-        TRY(check_q8(*w, rows * r4(k)));
-        TRY(check_floats(sp, rows, 1));
+        if (r4(k) > RNC_Q8_MAX_K) return fail(c, wname, MSG_Q8_K, r4(k), RNC_Q8_MAX_K, 0, NULL);
+        TRY(get_ref(c, wname, wref, rows * r4(k), w));
+        TRY(get_ref(c, sname, sref, rows * 4, &sp));
+        TRY(check_q8(c, wname, *w, rows * r4(k)));
+        TRY(check_floats(c, sname, sp, rows, 1));
     } else {
-        TRY(get_ref(c, wref, rows * k * 4, w));
-        TRY(get_ref(c, sref, 0, &sp));
-        TRY(check_floats(*w, rows * k, 0));
+        TRY(get_ref(c, wname, wref, rows * k * 4, w));
+        TRY(get_ref(c, sname, sref, 0, &sp));
+        TRY(check_floats(c, wname, *w, rows * k, 0));
     }
     *s = (const float *)sp;
     return RNC_OK;
 }
 
 /* A bias (or any f32 vector) of `count` floats. */
-static rnc_status get_vector(rnc_ctx *c, const unsigned char *ref, uint64_t count, const float **v)
+static rnc_status get_vector(rnc_ctx *c, const char *field, const unsigned char *ref, uint64_t count,
+                             const float **v)
 {
     const void *p;
-    TRY(get_ref(c, ref, count * 4, &p));
-    TRY(check_floats(p, count, 0));
+    TRY(get_ref(c, field, ref, count * 4, &p));
+    TRY(check_floats(c, field, p, count, 0));
     *v = (const float *)p;
     return RNC_OK;
 }
@@ -149,18 +310,24 @@ static rnc_status get_vector(rnc_ctx *c, const unsigned char *ref, uint64_t coun
 /* The model's layers in file order, by record kind: what the executor walks (model.c). */
 static rnc_status add_stage(rnc_model *m, uint32_t kind)
 {
-    if (m->num_stages >= sizeof(m->stage)) return RNC_E_UNSUPPORTED;
+    if (m->num_stages >= sizeof(m->stage)) return RNC_E_UNSUPPORTED; /* bounded by the sequence */
     m->stage[m->num_stages++] = (uint8_t)kind;
     return RNC_OK;
 }
 
-static rnc_status load_embedding(rnc_ctx *c, rnc_model *m, uint32_t num, uint32_t dim,
-                                 const unsigned char *ref)
+/* the names of an embedding's fields: v1 header or v2 record */
+typedef struct {
+    const char *num, *dim, *weight;
+} embed_names;
+
+static rnc_status load_embedding(rnc_ctx *c, rnc_model *m, const embed_names *f, uint32_t num,
+                                 uint32_t dim, const unsigned char *ref)
 {
     const void *p;
-    if (num == 0 || num > RNC_MAX_VOCAB || dim == 0 || dim > RNC_MAX_FEATURES) return RNC_E_CORRUPT;
-    TRY(get_ref(c, ref, (uint64_t)num * dim * 4, &p));
-    TRY(check_floats(p, (uint64_t)num * dim, 0));
+    if (num == 0 || num > RNC_MAX_VOCAB) return fail(c, f->num, MSG_RANGE, num, 1, RNC_MAX_VOCAB, NULL);
+    if (dim == 0 || dim > RNC_MAX_FEATURES) return fail(c, f->dim, MSG_RANGE, dim, 1, RNC_MAX_FEATURES, NULL);
+    TRY(get_ref(c, f->weight, ref, (uint64_t)num * dim * 4, &p));
+    TRY(check_floats(c, f->weight, p, (uint64_t)num * dim, 0));
     m->embed = (const float *)p;
     m->uses_ids = 1;
     m->embed_num = num;
@@ -169,6 +336,7 @@ static rnc_status load_embedding(rnc_ctx *c, rnc_model *m, uint32_t num, uint32_
 }
 
 typedef struct {
+    const char *cell_field; /* "kind" (v1 descriptor) or "cell" (v2 record) */
     uint32_t cell, flags, input_size, hidden_size;
     float x_scale, h_scale[2];
     const unsigned char *dir[2]; /* cellw structures; dir[1] NULL when unidirectional (v2) */
@@ -179,15 +347,21 @@ typedef struct {
  * its packed row (checked here, so a kernel may start its accumulators from them). */
 static rnc_status get_hh_sums(rnc_ctx *c, rnc_layer *L, const unsigned char *ref, uint64_t rows)
 {
+    const char *field = FIELD(rec_recurrent, w_hh_sums);
     const void *p;
-    TRY(get_ref(c, ref, rows * 4 * L->dirs, &p));
+    TRY(get_ref(c, field, ref, rows * 4 * L->dirs, &p));
     const int32_t *s = (const int32_t *)p;
     for (uint32_t k = 0; k < L->dirs; ++k, s += rows) {
         int32_t want[16];
         const size_t block = (size_t)L->kh / 4 * 64; /* bytes of 16 packed rows */
         for (uint64_t b = 0; b < rows / 16; ++b) {
             rnc_q8_rowsum_generic((const int8_t *)L->dir[k].w_hh + b * block, 16, (int)L->kh, want);
-            if (memcmp(want, s + 16 * b, sizeof(want)) != 0) return RNC_E_CORRUPT;
+            for (uint32_t r = 0; r < 16; ++r)
+                if (want[r] != s[16 * b + r]) {
+                    const uint64_t a[4] = {k, 16 * b + r, (uint64_t)(int64_t)s[16 * b + r],
+                                           (uint64_t)(int64_t)want[r]};
+                    return fail_with(c, field, MSG_HH_SUM, a, NULL);
+                }
         }
         L->dir[k].hh_sums = s;
     }
@@ -199,12 +373,18 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
 {
     const uint32_t prec = m->precision, kind = s->cell, lf = s->flags, I = s->input_size;
     const uint32_t H = s->hidden_size;
-    if (m->num_layers >= RNC_MAX_LAYERS) return RNC_E_UNSUPPORTED;
+    const uint32_t known = RNC_LAYER_FLAG_RESET_AFTER | RNC_LAYER_FLAG_BIDIR;
+    if (m->num_layers >= RNC_MAX_LAYERS)
+        return fail(c, s->cell_field, MSG_LAYERS, RNC_MAX_LAYERS, 0, 0, NULL);
     rnc_layer *L = &m->layer[m->num_layers];
-    if (kind >= RNC_CELL_KIND_COUNT || (lf & ~(RNC_LAYER_FLAG_RESET_AFTER | RNC_LAYER_FLAG_BIDIR)))
-        return RNC_E_CORRUPT;
-    if ((lf & RNC_LAYER_FLAG_RESET_AFTER) && kind != RNC_GRU) return RNC_E_CORRUPT;
-    if (I != c->feat || H == 0 || H > RNC_MAX_HIDDEN) return RNC_E_CORRUPT;
+    if (kind >= RNC_CELL_KIND_COUNT)
+        return fail(c, s->cell_field, MSG_RANGE, kind, 0, RNC_CELL_KIND_COUNT - 1, NULL);
+    if (lf & ~known) return fail(c, FIELD(desc1, flags), MSG_FLAGS, lf, known, 0, NULL);
+    if ((lf & RNC_LAYER_FLAG_RESET_AFTER) && kind != RNC_GRU)
+        return fail(c, FIELD(desc1, flags), MSG_RESET_AFTER, lf, 0, 0, NULL);
+    if (I != c->feat) return fail(c, FIELD(desc1, input_size), MSG_EXPECT, I, c->feat, 0, NULL);
+    if (H == 0 || H > RNC_MAX_HIDDEN)
+        return fail(c, FIELD(desc1, hidden_size), MSG_RANGE, H, 1, RNC_MAX_HIDDEN, NULL);
     const uint32_t dirs = (lf & RNC_LAYER_FLAG_BIDIR) ? 2 : 1;
     L->kind = kind;
     L->reset_after = (lf & RNC_LAYER_FLAG_RESET_AFTER) ? 1 : 0;
@@ -218,37 +398,40 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     L->x_scale = s->x_scale;
     L->h_scale[0] = s->h_scale[0];
     L->h_scale[1] = s->h_scale[1];
-    TRY(check_static_scale(L->x_scale, prec));
-    TRY(check_static_scale(L->h_scale[0], prec));
-    TRY(check_static_scale(L->h_scale[1], prec));
-    if (dirs == 1 && L->h_scale[1] != 0.0f) return RNC_E_CORRUPT;
+    TRY(check_static_scale(c, FIELD(desc1, x_scale), L->x_scale, prec));
+    TRY(check_static_scale(c, FIELD(desc1, h_scale), L->h_scale[0], prec));
+    TRY(check_static_scale(c, FIELD(desc1, h_scale_reverse), L->h_scale[1], prec));
+    if (dirs == 1 && L->h_scale[1] != 0.0f)
+        return fail(c, FIELD(desc1, h_scale_reverse), MSG_SCALE_UNIDIR, f32_bits(L->h_scale[1]), 0, 0, NULL);
     const uint64_t rows = (uint64_t)L->gates * L->hp;
     for (uint32_t k = 0; k < 2; ++k) {
         const unsigned char *w = s->dir[k];
         memset(&L->dir[k], 0, sizeof(L->dir[k]));
+        c->dir = k;
         if (k >= dirs) {
             const void *p;
             if (w) { /* v1: the unused direction's references are all absent */
-                TRY(get_ref(c, rnc_cellw_w_ih(w), 0, &p));
-                TRY(get_ref(c, rnc_cellw_w_hh(w), 0, &p));
-                TRY(get_ref(c, rnc_cellw_s_ih(w), 0, &p));
-                TRY(get_ref(c, rnc_cellw_s_hh(w), 0, &p));
-                TRY(get_ref(c, rnc_cellw_b_ih(w), 0, &p));
-                TRY(get_ref(c, rnc_cellw_b_hh(w), 0, &p));
+                TRY(get_ref(c, FIELD(cellw, w_ih), rnc_cellw_w_ih(w), 0, &p));
+                TRY(get_ref(c, FIELD(cellw, w_hh), rnc_cellw_w_hh(w), 0, &p));
+                TRY(get_ref(c, FIELD(cellw, s_ih), rnc_cellw_s_ih(w), 0, &p));
+                TRY(get_ref(c, FIELD(cellw, s_hh), rnc_cellw_s_hh(w), 0, &p));
+                TRY(get_ref(c, FIELD(cellw, b_ih), rnc_cellw_b_ih(w), 0, &p));
+                TRY(get_ref(c, FIELD(cellw, b_hh), rnc_cellw_b_hh(w), 0, &p));
             }
             continue;
         }
-        TRY(get_matrix(c, prec, rnc_cellw_w_ih(w), rnc_cellw_s_ih(w), rows, I, &L->dir[k].w_ih,
-                       &L->dir[k].s_ih));
-        TRY(get_matrix(c, prec, rnc_cellw_w_hh(w), rnc_cellw_s_hh(w), rows, H, &L->dir[k].w_hh,
-                       &L->dir[k].s_hh));
-        TRY(get_vector(c, rnc_cellw_b_ih(w), rows, &L->dir[k].b_ih));
-        TRY(get_vector(c, rnc_cellw_b_hh(w), rows, &L->dir[k].b_hh));
+        TRY(get_matrix(c, prec, FIELD(cellw, w_ih), rnc_cellw_w_ih(w), FIELD(cellw, s_ih),
+                       rnc_cellw_s_ih(w), rows, I, &L->dir[k].w_ih, &L->dir[k].s_ih));
+        TRY(get_matrix(c, prec, FIELD(cellw, w_hh), rnc_cellw_w_hh(w), FIELD(cellw, s_hh),
+                       rnc_cellw_s_hh(w), rows, H, &L->dir[k].w_hh, &L->dir[k].s_hh));
+        TRY(get_vector(c, FIELD(cellw, b_ih), rnc_cellw_b_ih(w), rows, &L->dir[k].b_ih));
+        TRY(get_vector(c, FIELD(cellw, b_hh), rnc_cellw_b_hh(w), rows, &L->dir[k].b_hh));
     }
+    c->dir = NO_DIR;
     if (s->hh_sums) { /* v2: present exactly for q8 */
         const void *p;
         if (prec == RNC_Q8) TRY(get_hh_sums(c, L, s->hh_sums, rows));
-        else TRY(get_ref(c, s->hh_sums, 0, &p));
+        else TRY(get_ref(c, FIELD(rec_recurrent, w_hh_sums), s->hh_sums, 0, &p));
     }
     L->h_offset = (size_t)c->hsum;
     c->hsum += (uint64_t)dirs * H;
@@ -262,27 +445,35 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     return add_stage(m, RNC_REC_RECURRENT);
 }
 
-static rnc_status load_last_step(rnc_model *m, uint32_t bidir)
+static rnc_status load_last_step(rnc_ctx *c, rnc_model *m, const char *field, uint32_t flags, uint32_t bidir)
 {
     m->last_step = 1;
     m->last_step_bidir = bidir ? 1 : 0;
-    if (bidir && (m->num_layers == 0 || m->layer[m->num_layers - 1].dirs != 2)) return RNC_E_CORRUPT;
+    if (bidir && (m->num_layers == 0 || m->layer[m->num_layers - 1].dirs != 2))
+        return fail(c, field, MSG_LAST_BIDIR, flags, 0, 0, NULL);
     return add_stage(m, RNC_REC_LAST_STEP);
 }
 
-static rnc_status load_head(rnc_ctx *c, rnc_model *m, uint32_t in, uint32_t out, uint32_t act,
-                            float scale, const unsigned char *wref, const unsigned char *sref,
-                            const unsigned char *bref)
+/* the names of a head's fields: v1 header or v2 linear record */
+typedef struct {
+    const char *in, *out, *act, *scale, *weight, *wscale, *bias;
+} head_names;
+
+static rnc_status load_head(rnc_ctx *c, rnc_model *m, const head_names *f, uint32_t in, uint32_t out,
+                            uint32_t act, float scale, const unsigned char *wref,
+                            const unsigned char *sref, const unsigned char *bref)
 {
     const uint32_t prec = m->precision;
-    if (in != c->feat || out == 0 || out > RNC_MAX_FEATURES || act >= RNC_ACTIVATION_COUNT)
-        return RNC_E_CORRUPT;
-    TRY(check_static_scale(scale, prec));
+    if (in != c->feat) return fail(c, f->in, MSG_EXPECT, in, c->feat, 0, NULL);
+    if (out == 0 || out > RNC_MAX_FEATURES) return fail(c, f->out, MSG_RANGE, out, 1, RNC_MAX_FEATURES, NULL);
+    if (act >= RNC_ACTIVATION_COUNT)
+        return fail(c, f->act, MSG_RANGE, act, 0, RNC_ACTIVATION_COUNT - 1, NULL);
+    TRY(check_static_scale(c, f->scale, scale, prec));
     const uint64_t op = r16(out);
     const float *s;
-    TRY(get_matrix(c, prec, wref, sref, op, in, &m->head_w, &s));
+    TRY(get_matrix(c, prec, f->weight, wref, f->wscale, sref, op, in, &m->head_w, &s));
     m->head_s = s;
-    TRY(get_vector(c, bref, op, &m->head_b));
+    TRY(get_vector(c, f->bias, bref, op, &m->head_b));
     m->head = 1;
     m->head_in = in;
     m->head_out = out;
@@ -296,7 +487,10 @@ static rnc_status load_head(rnc_ctx *c, rnc_model *m, uint32_t in, uint32_t out,
 /* After the last part: the output width, overlap check and the executor's size summaries. */
 static rnc_status finish(rnc_ctx *c, rnc_model *m)
 {
-    if (c->feat > RNC_MAX_FEATURES) return RNC_E_UNSUPPORTED;
+    c->part = PART_HEADER;
+    c->dir = NO_DIR;
+    if (c->feat > RNC_MAX_FEATURES)
+        return fail(c, "output", MSG_OUTPUT_WIDTH, c->feat, RNC_MAX_FEATURES, 0, NULL);
     m->output_size = m->head ? m->head_out : (uint32_t)c->feat;
     TRY(check_overlap(c));
     if (c->max_kx < r4(m->input_size)) c->max_kx = r4(m->input_size);
@@ -308,18 +502,19 @@ static rnc_status finish(rnc_ctx *c, rnc_model *m)
     return RNC_OK;
 }
 
-/* Common header checks: file size, checksum, byte order; starts the context. */
-static rnc_status begin(rnc_ctx *c, const unsigned char *b, size_t len, uint32_t file_size,
-                        uint32_t crc_field, uint32_t header_size)
+/* Common header checks: file size, checksum, byte order. */
+static rnc_status begin(rnc_ctx *c, const unsigned char *b, size_t len, uint32_t header_size)
 {
-    if (file_size < header_size) return RNC_E_CORRUPT;
-    if (file_size > len) return RNC_E_TRUNCATED;
+    if (len < header_size) return fail(c, FIELD(hdr1, file_size), MSG_SHORT, len, header_size, 0, NULL);
+    const uint32_t file_size = rnc_hdr1_file_size(b); /* same place in every version */
+    if (file_size < header_size)
+        return fail(c, FIELD(hdr1, file_size), MSG_FILE_SIZE_SMALL, file_size, header_size, 0, NULL);
+    if (file_size > len) return fail(c, FIELD(hdr1, file_size), MSG_FILE_SIZE_BIG, file_size, len, 0, NULL);
     uint32_t crc;
     rnc_crc32(b + RNC_CRC_START, file_size - RNC_CRC_START, &crc);
-    if (crc != crc_field) return RNC_E_CHECKSUM;
-    if (!host_little_endian()) return RNC_E_UNSUPPORTED;
-    memset(c, 0, sizeof(*c));
-    c->buf = b;
+    if (crc != rnc_hdr1_crc32(b))
+        return fail(c, FIELD(hdr1, crc32), MSG_CRC, rnc_hdr1_crc32(b), crc, 0, NULL);
+    if (!host_little_endian()) return fail(c, FIELD(hdr1, magic), MSG_BIG_ENDIAN, 0, 0, 0, NULL);
     c->size = file_size;
     return RNC_OK;
 }
@@ -327,67 +522,90 @@ static rnc_status begin(rnc_ctx *c, const unsigned char *b, size_t len, uint32_t
 /* ------------------------------------------------------------------------------------------
  * version 1: 128-byte header, 128-byte descriptor per recurrent layer
  * ---------------------------------------------------------------------------------------- */
-static rnc_status load_v1(rnc_model *m, const unsigned char *b, size_t len)
+static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size_t len)
 {
-    rnc_ctx c;
-    if (len < RNC_SIZE_hdr1) return RNC_E_TRUNCATED;
-    TRY(begin(&c, b, len, rnc_hdr1_file_size(b), rnc_hdr1_crc32(b), RNC_SIZE_hdr1));
+    TRY(begin(c, b, len, RNC_SIZE_hdr1));
     const uint32_t prec = rnc_hdr1_precision(b), nl = rnc_hdr1_num_layers(b);
     const uint32_t in_size = rnc_hdr1_input_size(b), flags = rnc_hdr1_flags(b);
-    if (rnc_hdr1_header_size(b) != RNC_V1_HEADER_SIZE || rnc_hdr1_layer_desc_size(b) != RNC_V1_DESC_SIZE)
-        return RNC_E_CORRUPT;
+    if (rnc_hdr1_header_size(b) != RNC_V1_HEADER_SIZE)
+        return fail(c, FIELD(hdr1, header_size), MSG_EXPECT, rnc_hdr1_header_size(b), RNC_V1_HEADER_SIZE, 0,
+                    NULL);
+    if (rnc_hdr1_layer_desc_size(b) != RNC_V1_DESC_SIZE)
+        return fail(c, FIELD(hdr1, layer_desc_size), MSG_EXPECT, rnc_hdr1_layer_desc_size(b),
+                    RNC_V1_DESC_SIZE, 0, NULL);
     const uint32_t known = RNC_V1_FLAG_EMBEDDING | RNC_V1_FLAG_HEAD | RNC_V1_FLAG_LAST_STEP |
                            RNC_V1_FLAG_LAST_STEP_BIDIR;
-    if (prec >= RNC_PRECISION_COUNT || (flags & ~known)) return RNC_E_CORRUPT;
-    if (nl == 0) return RNC_E_CORRUPT;
-    if (nl > RNC_MAX_LAYERS) return RNC_E_UNSUPPORTED;
-    CHECK_RESERVED(hdr1, b);
-    c.data_start = ((uint64_t)RNC_SIZE_hdr1 + (uint64_t)RNC_SIZE_desc1 * nl + RNC_ALIGN - 1) &
-                   ~(uint64_t)(RNC_ALIGN - 1);
-    if (c.data_start > c.size) return RNC_E_CORRUPT;
-    if (in_size == 0 || in_size > RNC_MAX_FEATURES) return RNC_E_CORRUPT;
+    if (prec >= RNC_PRECISION_COUNT)
+        return fail(c, FIELD(hdr1, precision), MSG_RANGE, prec, 0, RNC_PRECISION_COUNT - 1, NULL);
+    if (flags & ~known) return fail(c, FIELD(hdr1, flags), MSG_FLAGS, flags, known, 0, NULL);
+    if (nl == 0) return fail(c, FIELD(hdr1, num_layers), MSG_RANGE, nl, 1, RNC_MAX_LAYERS, NULL);
+    if (nl > RNC_MAX_LAYERS)
+        return fail(c, FIELD(hdr1, num_layers), MSG_RANGE_UNSUPPORTED, nl, 1, RNC_MAX_LAYERS, NULL);
+    CHECK_RESERVED(c, hdr1, b);
+    c->data_start = ((uint64_t)RNC_SIZE_hdr1 + (uint64_t)RNC_SIZE_desc1 * nl + RNC_ALIGN - 1) &
+                    ~(uint64_t)(RNC_ALIGN - 1);
+    if (c->data_start > c->size)
+        return fail(c, FIELD(hdr1, num_layers), MSG_TENSOR_AREA, c->data_start, c->size, 0, NULL);
+    if (in_size == 0 || in_size > RNC_MAX_FEATURES)
+        return fail(c, FIELD(hdr1, input_size), MSG_RANGE, in_size, 1, RNC_MAX_FEATURES, NULL);
 
     m->buf = b;
-    m->file_size = c.size;
+    m->file_size = c->size;
     m->precision = prec;
     m->input_size = in_size;
-    c.feat = c.max_feat = in_size;
+    c->feat = c->max_feat = in_size;
 
     const void *p;
     if (flags & RNC_V1_FLAG_EMBEDDING) {
-        if (rnc_hdr1_embed_dim(b) != in_size) return RNC_E_CORRUPT;
-        TRY(load_embedding(&c, m, rnc_hdr1_embed_num(b), rnc_hdr1_embed_dim(b), rnc_hdr1_embedding(b)));
+        static const embed_names en = {"embed_num", "embed_dim", "embedding"};
+        if (rnc_hdr1_embed_dim(b) != in_size)
+            return fail(c, FIELD(hdr1, embed_dim), MSG_EXPECT, rnc_hdr1_embed_dim(b), in_size, 0, NULL);
+        TRY(load_embedding(c, m, &en, rnc_hdr1_embed_num(b), rnc_hdr1_embed_dim(b), rnc_hdr1_embedding(b)));
     } else {
-        if (rnc_hdr1_embed_num(b) || rnc_hdr1_embed_dim(b)) return RNC_E_CORRUPT;
-        TRY(get_ref(&c, rnc_hdr1_embedding(b), 0, &p));
+        if (rnc_hdr1_embed_num(b))
+            return fail(c, FIELD(hdr1, embed_num), MSG_NONZERO, rnc_hdr1_embed_num(b), 0, 0, "embedding");
+        if (rnc_hdr1_embed_dim(b))
+            return fail(c, FIELD(hdr1, embed_dim), MSG_NONZERO, rnc_hdr1_embed_dim(b), 0, 0, "embedding");
+        TRY(get_ref(c, FIELD(hdr1, embedding), rnc_hdr1_embedding(b), 0, &p));
     }
     for (uint32_t l = 0; l < nl; ++l) {
         const unsigned char *d = b + RNC_SIZE_hdr1 + (size_t)RNC_SIZE_desc1 * l;
-        CHECK_RESERVED(desc1, d);
-        const layer_src s = {rnc_desc1_kind(d), rnc_desc1_flags(d), rnc_desc1_input_size(d),
-                             rnc_desc1_hidden_size(d), rnc_desc1_x_scale(d),
+        c->part = l;
+        CHECK_RESERVED(c, desc1, d);
+        const layer_src s = {FIELD(desc1, kind), rnc_desc1_kind(d), rnc_desc1_flags(d),
+                             rnc_desc1_input_size(d), rnc_desc1_hidden_size(d), rnc_desc1_x_scale(d),
                              {rnc_desc1_h_scale(d), rnc_desc1_h_scale_reverse(d)},
                              {rnc_desc1_dir0(d), rnc_desc1_dir1(d)},
                              NULL};
-        TRY(load_layer(&c, m, &s));
+        TRY(load_layer(c, m, &s));
     }
+    c->part = PART_HEADER;
     if (flags & RNC_V1_FLAG_LAST_STEP)
-        TRY(load_last_step(m, flags & RNC_V1_FLAG_LAST_STEP_BIDIR));
+        TRY(load_last_step(c, m, FIELD(hdr1, flags), flags, flags & RNC_V1_FLAG_LAST_STEP_BIDIR));
     else if (flags & RNC_V1_FLAG_LAST_STEP_BIDIR)
-        return RNC_E_CORRUPT;
+        return fail(c, FIELD(hdr1, flags), MSG_LAST_BIDIR_ALONE, flags, 0, 0, NULL);
     if (flags & RNC_V1_FLAG_HEAD) {
-        TRY(load_head(&c, m, rnc_hdr1_head_in(b), rnc_hdr1_head_out(b), rnc_hdr1_head_activation(b),
+        static const head_names hn = {"head_in", "head_out", "head_activation", "head_in_scale",
+                                      "head_weight", "head_scale", "head_bias"};
+        TRY(load_head(c, m, &hn, rnc_hdr1_head_in(b), rnc_hdr1_head_out(b), rnc_hdr1_head_activation(b),
                       rnc_hdr1_head_in_scale(b), rnc_hdr1_head_weight(b), rnc_hdr1_head_scale(b),
                       rnc_hdr1_head_bias(b)));
     } else {
-        if (rnc_hdr1_head_in(b) || rnc_hdr1_head_out(b) || rnc_hdr1_head_activation(b) ||
-            rnc_hdr1_head_in_scale(b) != 0.0f)
-            return RNC_E_CORRUPT;
-        TRY(get_ref(&c, rnc_hdr1_head_weight(b), 0, &p));
-        TRY(get_ref(&c, rnc_hdr1_head_scale(b), 0, &p));
-        TRY(get_ref(&c, rnc_hdr1_head_bias(b), 0, &p));
+        if (rnc_hdr1_head_in(b))
+            return fail(c, FIELD(hdr1, head_in), MSG_NONZERO, rnc_hdr1_head_in(b), 0, 0, "head");
+        if (rnc_hdr1_head_out(b))
+            return fail(c, FIELD(hdr1, head_out), MSG_NONZERO, rnc_hdr1_head_out(b), 0, 0, "head");
+        if (rnc_hdr1_head_activation(b))
+            return fail(c, FIELD(hdr1, head_activation), MSG_NONZERO, rnc_hdr1_head_activation(b), 0, 0,
+                        "head");
+        if (rnc_hdr1_head_in_scale(b) != 0.0f)
+            return fail(c, FIELD(hdr1, head_in_scale), MSG_NONZERO, f32_bits(rnc_hdr1_head_in_scale(b)), 0, 0,
+                        "head");
+        TRY(get_ref(c, FIELD(hdr1, head_weight), rnc_hdr1_head_weight(b), 0, &p));
+        TRY(get_ref(c, FIELD(hdr1, head_scale), rnc_hdr1_head_scale(b), 0, &p));
+        TRY(get_ref(c, FIELD(hdr1, head_bias), rnc_hdr1_head_bias(b), 0, &p));
     }
-    return finish(&c, m);
+    return finish(c, m);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -408,112 +626,162 @@ static int next_stage(int stage, uint32_t kind)
     }
 }
 
+static const char *const stage_place[5] = {"first", "after an embedding", "after a recurrent record",
+                                           "after last_step", "after linear"};
+
 static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, uint32_t size)
 {
+    const char *fsize = FIELD(rec, size);
     switch (rnc_rec_kind(r)) {
-    case RNC_REC_EMBEDDING:
-        if (size != RNC_SIZE_rec_embedding) return RNC_E_CORRUPT;
-        CHECK_RESERVED(rec_embedding, r);
-        TRY(load_embedding(c, m, rnc_rec_embedding_num(r), rnc_rec_embedding_dim(r),
+    case RNC_REC_EMBEDDING: {
+        static const embed_names en = {"num", "dim", "weight"};
+        if (size != RNC_SIZE_rec_embedding)
+            return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_embedding, 0, NULL);
+        CHECK_RESERVED(c, rec_embedding, r);
+        TRY(load_embedding(c, m, &en, rnc_rec_embedding_num(r), rnc_rec_embedding_dim(r),
                            rnc_rec_embedding_weight(r)));
         m->input_size = m->embed_dim;
         c->feat = c->max_feat = m->embed_dim;
         return RNC_OK;
+    }
     case RNC_REC_RECURRENT: {
-        if (size < RNC_SIZE_rec_recurrent) return RNC_E_CORRUPT;
-        CHECK_RESERVED(rec_recurrent, r);
+        if (size < RNC_SIZE_rec_recurrent)
+            return fail(c, fsize, MSG_EXPECT, size, RNC_REC_RECURRENT_DIR0 + RNC_SIZE_cellw, 0, NULL);
+        CHECK_RESERVED(c, rec_recurrent, r);
         const uint32_t flags = rnc_rec_recurrent_flags(r);
         const uint32_t dirs = (flags & RNC_LAYER_FLAG_BIDIR) ? 2 : 1;
-        if (size != RNC_REC_RECURRENT_DIR0 + (uint32_t)RNC_SIZE_cellw * dirs) return RNC_E_CORRUPT;
+        if (size != RNC_REC_RECURRENT_DIR0 + (uint32_t)RNC_SIZE_cellw * dirs)
+            return fail(c, fsize, MSG_EXPECT, size, RNC_REC_RECURRENT_DIR0 + (uint64_t)RNC_SIZE_cellw * dirs,
+                        0,
+                        NULL);
         const unsigned char *d0 = r + RNC_REC_RECURRENT_DIR0;
-        const layer_src s = {rnc_rec_recurrent_cell(r), flags, rnc_rec_recurrent_input_size(r),
-                             rnc_rec_recurrent_hidden_size(r), rnc_rec_recurrent_x_scale(r),
+        const layer_src s = {FIELD(rec_recurrent, cell), rnc_rec_recurrent_cell(r), flags,
+                             rnc_rec_recurrent_input_size(r), rnc_rec_recurrent_hidden_size(r),
+                             rnc_rec_recurrent_x_scale(r),
                              {rnc_rec_recurrent_h_scale(r), rnc_rec_recurrent_h_scale_reverse(r)},
                              {d0, dirs == 2 ? d0 + RNC_SIZE_cellw : NULL},
                              rnc_rec_recurrent_w_hh_sums(r)};
         return load_layer(c, m, &s);
     }
     case RNC_REC_LAST_STEP: {
-        if (size != RNC_SIZE_rec_last_step) return RNC_E_CORRUPT;
-        CHECK_RESERVED(rec_last_step, r);
+        if (size != RNC_SIZE_rec_last_step)
+            return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_last_step, 0, NULL);
+        CHECK_RESERVED(c, rec_last_step, r);
         const uint32_t flags = rnc_rec_last_step_flags(r);
-        if (flags & ~RNC_LAST_STEP_FLAG_BIDIR) return RNC_E_CORRUPT;
-        return load_last_step(m, flags & RNC_LAST_STEP_FLAG_BIDIR);
+        if (flags & ~RNC_LAST_STEP_FLAG_BIDIR)
+            return fail(c, FIELD(rec_last_step, flags), MSG_FLAGS, flags, RNC_LAST_STEP_FLAG_BIDIR, 0, NULL);
+        return load_last_step(c, m, FIELD(rec_last_step, flags), flags, flags & RNC_LAST_STEP_FLAG_BIDIR);
     }
-    case RNC_REC_LINEAR:
-        if (size != RNC_SIZE_rec_linear) return RNC_E_CORRUPT;
-        CHECK_RESERVED(rec_linear, r);
-        return load_head(c, m, rnc_rec_linear_in_features(r), rnc_rec_linear_out_features(r),
-                         rnc_rec_linear_activation(r), rnc_rec_linear_in_scale(r),
-                         rnc_rec_linear_weight(r), rnc_rec_linear_scale(r), rnc_rec_linear_bias(r));
+    case RNC_REC_LINEAR: {
+        static const head_names hn = {"in_features", "out_features", "activation", "in_scale",
+                                      "weight", "scale", "bias"};
+        if (size != RNC_SIZE_rec_linear)
+            return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_linear, 0, NULL);
+        CHECK_RESERVED(c, rec_linear, r);
+        return load_head(c, m, &hn, rnc_rec_linear_in_features(r), rnc_rec_linear_out_features(r),
+                         rnc_rec_linear_activation(r), rnc_rec_linear_in_scale(r), rnc_rec_linear_weight(r),
+                         rnc_rec_linear_scale(r), rnc_rec_linear_bias(r));
+    }
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }
 }
 
-static rnc_status load_v2(rnc_model *m, const unsigned char *b, size_t len)
+static rnc_status load_v2(rnc_ctx *c, rnc_model *m, const unsigned char *b, size_t len)
 {
-    rnc_ctx c;
-    if (len < RNC_SIZE_hdr2) return RNC_E_TRUNCATED;
-    TRY(begin(&c, b, len, rnc_hdr2_file_size(b), rnc_hdr2_crc32(b), RNC_SIZE_hdr2));
+    TRY(begin(c, b, len, RNC_SIZE_hdr2));
     const uint32_t prec = rnc_hdr2_precision(b), in_size = rnc_hdr2_input_size(b);
     const uint32_t nrec = rnc_hdr2_num_records(b), rsize = rnc_hdr2_records_size(b);
-    if (rnc_hdr2_header_size(b) != RNC_V2_HEADER_SIZE || prec >= RNC_PRECISION_COUNT ||
-        rnc_hdr2_flags(b) != 0)
-        return RNC_E_CORRUPT;
-    CHECK_RESERVED(hdr2, b);
-    if (nrec == 0 || in_size > RNC_MAX_FEATURES) return RNC_E_CORRUPT;
-    if (rsize > c.size - RNC_SIZE_hdr2) return RNC_E_CORRUPT;
+    if (rnc_hdr2_header_size(b) != RNC_V2_HEADER_SIZE)
+        return fail(c, FIELD(hdr2, header_size), MSG_EXPECT, rnc_hdr2_header_size(b), RNC_V2_HEADER_SIZE, 0,
+                    NULL);
+    if (prec >= RNC_PRECISION_COUNT)
+        return fail(c, FIELD(hdr2, precision), MSG_RANGE, prec, 0, RNC_PRECISION_COUNT - 1, NULL);
+    if (rnc_hdr2_flags(b) != 0) return fail(c, FIELD(hdr2, flags), MSG_FLAGS, rnc_hdr2_flags(b), 0, 0, NULL);
+    CHECK_RESERVED(c, hdr2, b);
+    if (nrec == 0) return fail(c, FIELD(hdr2, num_records), MSG_RANGE, nrec, 1, 0xFFFFFFFFu, NULL);
+    if (in_size > RNC_MAX_FEATURES)
+        return fail(c, FIELD(hdr2, input_size), MSG_RANGE, in_size, 0, RNC_MAX_FEATURES, NULL);
+    if (rsize > c->size - RNC_SIZE_hdr2)
+        return fail(c, FIELD(hdr2, records_size), MSG_RECORDS_SIZE, rsize, c->size - RNC_SIZE_hdr2, 0, NULL);
     const uint64_t rec_end = (uint64_t)RNC_SIZE_hdr2 + rsize;
-    c.data_start = (rec_end + RNC_ALIGN - 1) & ~(uint64_t)(RNC_ALIGN - 1);
-    if (c.data_start > c.size) return RNC_E_CORRUPT;
+    c->data_start = (rec_end + RNC_ALIGN - 1) & ~(uint64_t)(RNC_ALIGN - 1);
+    if (c->data_start > c->size)
+        return fail(c, FIELD(hdr2, records_size), MSG_TENSOR_AREA, c->data_start, c->size, 0, NULL);
 
     /* 1. structure: nrec records of size >= 8, multiples of 8, filling records_size exactly */
     uint64_t pos = RNC_SIZE_hdr2;
     for (uint32_t i = 0; i < nrec; ++i) {
-        if (rec_end - pos < RNC_SIZE_rec) return RNC_E_CORRUPT;
+        c->part = i;
+        if (rec_end - pos < RNC_SIZE_rec)
+            return fail(c, FIELD(rec, size), MSG_REC_SHORT, pos, rec_end - pos, 0, NULL);
         const uint32_t size = rnc_rec_size(b + pos);
-        if (size < RNC_SIZE_rec || size % 8 || size > rec_end - pos) return RNC_E_CORRUPT;
+        if (size < RNC_SIZE_rec || size % 8 || size > rec_end - pos)
+            return fail(c, FIELD(rec, size), MSG_REC_SIZE, size, rec_end - pos, 0, NULL);
         pos += size;
     }
-    if (pos != rec_end) return RNC_E_CORRUPT;
+    c->part = PART_HEADER;
+    if (pos != rec_end) return fail(c, FIELD(hdr2, records_size), MSG_REC_END, rsize, nrec, pos, NULL);
 
     /* 2. sequence: only what the executor runs; anything else (unknown kinds included) is a file
      * this library cannot run */
     int stage = 0;
     pos = RNC_SIZE_hdr2;
     for (uint32_t i = 0; i < nrec; ++i) {
-        stage = next_stage(stage, rnc_rec_kind(b + pos));
-        if (stage < 0) return RNC_E_UNSUPPORTED;
+        const uint32_t kind = rnc_rec_kind(b + pos);
+        const int next = next_stage(stage, kind);
+        if (next < 0) {
+            const uint64_t a[1] = {kind};
+            const char *str[2] = {kind_name(kind), stage_place[stage]};
+            c->part = i;
+            return fail_with(c, FIELD(rec, kind), MSG_SEQUENCE, a, str);
+        }
+        stage = next;
         pos += rnc_rec_size(b + pos);
     }
-    if (stage < 2) return RNC_E_UNSUPPORTED; /* no recurrent layer */
+    if (stage < 2) return fail(c, FIELD(hdr2, num_records), MSG_NO_RECURRENT, nrec, 0, 0, NULL);
 
     /* 3. contents: the model input is token ids (input_size 0) exactly when an embedding leads */
     const int has_embedding = rnc_rec_kind(b + RNC_SIZE_hdr2) == RNC_REC_EMBEDDING;
-    if (has_embedding != (in_size == 0)) return RNC_E_CORRUPT;
+    if (has_embedding && in_size != 0)
+        return fail(c, FIELD(hdr2, input_size), MSG_INPUT_IDS, in_size, 0, 0, NULL);
+    if (!has_embedding && in_size == 0)
+        return fail(c, FIELD(hdr2, input_size), MSG_INPUT_FEATURES, RNC_MAX_FEATURES, 0, 0, NULL);
     m->buf = b;
-    m->file_size = c.size;
+    m->file_size = c->size;
     m->precision = prec;
     m->input_size = in_size;
-    c.feat = c.max_feat = in_size;
+    c->feat = c->max_feat = in_size;
     pos = RNC_SIZE_hdr2;
+    /* i < MAX_PARTS here: the sequence admits at most 1 embedding before the recurrent records, and
+     * the 17th recurrent one is refused (MSG_LAYERS) before any later record is reached */
     for (uint32_t i = 0; i < nrec; ++i) {
         const uint32_t size = rnc_rec_size(b + pos);
-        TRY(load_record(&c, m, b + pos, size));
+        c->part = i;
+        c->part_kind[i] = (uint8_t)rnc_rec_kind(b + pos);
+        c->part_layer[i] = (uint8_t)m->num_layers;
+        TRY(load_record(c, m, b + pos, size));
         pos += size;
     }
-    return finish(&c, m);
+    return finish(c, m);
 }
 
 rnc_status rnc__load(rnc_model *m, const unsigned char *b, size_t len)
 {
+    rnc_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.buf = b;
+    c.err = m->error;
+    c.part = PART_HEADER;
+    c.dir = NO_DIR;
     /* magic and version sit at the same place in every version */
-    if (len < 4) return RNC_E_TRUNCATED;
-    if (rnc_hdr1_magic(b) != RNC_MAGIC) return RNC_E_MAGIC;
-    if (len < 8) return RNC_E_TRUNCATED;
-    switch (rnc_hdr1_version(b)) {
-    case RNC_V1: return load_v1(m, b, len);
-    case RNC_V2: return load_v2(m, b, len);
-    default: return RNC_E_VERSION;
+    if (len < 4) return fail(&c, FIELD(hdr1, magic), MSG_SHORT, len, 4, 0, NULL);
+    if (rnc_hdr1_magic(b) != RNC_MAGIC)
+        return fail(&c, FIELD(hdr1, magic), MSG_MAGIC, rnc_hdr1_magic(b), 0, 0, NULL);
+    if (len < 8) return fail(&c, FIELD(hdr1, version), MSG_SHORT, len, 8, 0, NULL);
+    c.version = rnc_hdr1_version(b);
+    switch (c.version) {
+    case RNC_V1: return load_v1(&c, m, b, len);
+    case RNC_V2: return load_v2(&c, m, b, len);
+    default: return fail(&c, FIELD(hdr1, version), MSG_VERSION, c.version, 0, 0, NULL);
     }
 }

@@ -159,14 +159,25 @@ rnc_status rnc_model_init(rnc_model *m, const void *buf, size_t len)
     if (!buf) return RNC_E_ARG;
     if ((uintptr_t)buf % 4) return RNC_E_ALIGN;
     rnc_status st = rnc__load(m, (const unsigned char *)buf, len);
-    if (st != RNC_OK) {
+    if (st != RNC_OK) { /* keep only the loader's reason */
+        char why[sizeof(m->error)];
+        memcpy(why, m->error, sizeof(why));
         memset(m, 0, sizeof(*m));
+        memcpy(m->error, why, sizeof(why));
         return st;
     }
+    memset(m->error, 0, sizeof(m->error));
     m->magic_ok = RNC_MODEL_OK;
     st = rnc_model_set_isa(m, RNC_ISA_AUTO);
     if (st != RNC_OK) memset(m, 0, sizeof(*m));
     return st;
+}
+
+rnc_status rnc_model_error(const rnc_model *m, const char **text)
+{
+    if (!m || !text) return RNC_E_ARG;
+    *text = m->error;
+    return RNC_OK;
 }
 
 rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)

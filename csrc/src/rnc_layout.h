@@ -41,6 +41,17 @@
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
 
+/* Ranges of the values the loader accepts (rnncore.h's public limits and enums, checked equal in
+ * loader.c; the Python reader takes them from here). Enumerations are 0 .. COUNT - 1. */
+#define RNC_FILE_PRECISIONS 2u   /* 0 f32, 1 q8 */
+#define RNC_FILE_CELL_KINDS 4u   /* 0 rnn tanh, 1 rnn relu, 2 gru, 3 lstm */
+#define RNC_FILE_ACTIVATIONS 5u  /* head: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 softmax */
+#define RNC_FILE_MAX_LAYERS 16u  /* recurrent layers */
+#define RNC_FILE_MAX_HIDDEN 65536u
+#define RNC_FILE_MAX_FEATURES 1048576u /* input_size, embedding dim, head out_features */
+#define RNC_FILE_MAX_VOCAB 16777216u   /* embedding rows */
+#define RNC_FILE_Q8_MAX_K 131072u      /* q8: padded inputs per weight row (int32 sums cannot overflow) */
+
 /* a tensor: byte offset from the start of the file and byte length; (0, 0) = absent */
 #define RNC_FIELDS_ref(X)                                                                         \
     X(ref, offset, 0, U32)                                                                        \
@@ -169,6 +180,57 @@
     X(rec_linear, weight, 24, REF)                                                                \
     X(rec_linear, scale, 32, REF)                                                                 \
     X(rec_linear, bias, 40, REF)
+
+/* ---- the loader's refusals ---------------------------------------------------------------- *
+ * Every refusal is one line "<part>: <field>: <problem>" (docs/rnc-format.md): the part is
+ * "header", "layer <l> descriptor" (v1), "record <i>" / "record <i> (<kind>)" (v2); the field is a
+ * field name of this file ("dir1.w_hh" inside a direction's cellw); the problem is one of the
+ * messages below, with its status. The C loader (loader.c) and the Python reader (rnncore/io/rnc.py)
+ * both format these texts: %llu / %lld decimal, %llx hex, %s a string, the arguments in order.
+ * Rule for the Python parser: one  M(NAME, STATUS, "text")  entry per line. */
+#define RNC_MESSAGES(M)                                                                           \
+    M(SHORT, TRUNCATED, "buffer of %llu bytes, shorter than the %llu bytes this check needs")     \
+    M(MAGIC, MAGIC, "0x%llx, expected 0x4d434e52 (RNCM)")                                          \
+    M(VERSION, VERSION, "%llu (this loader reads versions 1 and 2)")                               \
+    M(FILE_SIZE_SMALL, CORRUPT, "%llu, smaller than the %llu-byte header")                        \
+    M(FILE_SIZE_BIG, TRUNCATED, "%llu, but the buffer has %llu bytes")                            \
+    M(CRC, CHECKSUM, "stored 0x%llx, computed 0x%llx")                                             \
+    M(BIG_ENDIAN, UNSUPPORTED, "this host is big-endian (the loader reads in place)")             \
+    M(EXPECT, CORRUPT, "%llu, expected %llu")                                                      \
+    M(RANGE, CORRUPT, "%llu, expected %llu..%llu")                                                 \
+    M(RANGE_UNSUPPORTED, UNSUPPORTED, "%llu, the C core runs %llu..%llu")                          \
+    M(FLAGS, CORRUPT, "0x%llx has unknown bits (known: 0x%llx)")                                   \
+    M(RESERVED, CORRUPT, "byte %llu of the %llu-byte structure is 0x%llx (reserved bytes are 0)")  \
+    M(TENSOR_AREA, CORRUPT, "the tensor area would start at %llu, past the end of the file (%llu bytes)") \
+    M(REF_ABSENT, CORRUPT, "tensor (offset %llu, %llu bytes) where none belongs (expected 0, 0)") \
+    M(REF_BYTES, CORRUPT, "tensor of %llu bytes, expected %llu")                                   \
+    M(REF_ALIGN, CORRUPT, "offset %llu is not a multiple of 64")                                   \
+    M(REF_BEFORE, CORRUPT, "offset %llu is before the tensor area (from %llu)")                    \
+    M(REF_PAST_END, CORRUPT, "offset %llu + %llu bytes past the end of the file (%llu bytes)")     \
+    M(REF_COUNT, CORRUPT, "more than %llu tensors")                                                \
+    M(OVERLAP, CORRUPT, "bytes %llu..%llu overlap %s (bytes %llu..%llu)")                          \
+    M(NOT_FINITE, CORRUPT, "value %llu is NaN or Inf")                                             \
+    M(NEGATIVE, CORRUPT, "value %llu is negative")                                                 \
+    M(Q8_MIN, CORRUPT, "value %llu is -128 (q8 weights are in -127..127)")                         \
+    M(Q8_K, UNSUPPORTED, "%llu padded inputs per row, the q8 kernels take at most %llu")          \
+    M(SCALE, CORRUPT, "bits 0x%llx: not a finite value >= 0")                                      \
+    M(SCALE_F32, CORRUPT, "bits 0x%llx: nonzero in an f32 file (static scales are q8 only)")       \
+    M(SCALE_UNIDIR, CORRUPT, "bits 0x%llx: nonzero in a unidirectional layer")                     \
+    M(RESET_AFTER, CORRUPT, "0x%llx: reset_after (0x1) on a layer that is not a GRU")             \
+    M(LAYERS, UNSUPPORTED, "more than %llu recurrent layers")                                      \
+    M(LAST_BIDIR, CORRUPT, "0x%llx: bidirectional last-step pooling needs a bidirectional last layer") \
+    M(LAST_BIDIR_ALONE, CORRUPT, "0x%llx: last-step bidirectional (0x8) without last-step (0x4)") \
+    M(NONZERO, CORRUPT, "0x%llx, expected 0 without the %s flag")                                  \
+    M(HH_SUM, CORRUPT, "direction %llu row %llu is %lld, expected %lld (the sum of its W_hh row)") \
+    M(REC_SHORT, CORRUPT, "starts at %llu, %llu bytes before the end of the record list (a record needs 8)") \
+    M(REC_SIZE, CORRUPT, "%llu, expected a multiple of 8 in 8..%llu")                              \
+    M(REC_END, CORRUPT, "%llu, but the %llu records end at byte %llu")                              \
+    M(RECORDS_SIZE, CORRUPT, "%llu, past the end of the file (%llu bytes after the header)")       \
+    M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding] recurrent+ [last_step] [linear]") \
+    M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding] recurrent+ [last_step] [linear]") \
+    M(INPUT_IDS, CORRUPT, "%llu, expected 0 (an embedding record comes first: the input is token ids)") \
+    M(INPUT_FEATURES, CORRUPT, "0 without an embedding record, expected 1..%llu")                  \
+    M(OUTPUT_WIDTH, UNSUPPORTED, "%llu output features, the C core runs at most %llu")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \

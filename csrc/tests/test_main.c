@@ -582,6 +582,15 @@ static rnc_status try_model(const unsigned char *buf, size_t len)
 {
     rnc_model m;
     rnc_status st = rnc_model_init(&m, buf, len);
+    if (st >= RNC_E_MAGIC && st <= RNC_E_UNSUPPORTED) { /* a loader refusal names part and field */
+        const char *why = NULL, *sep = NULL;
+        const int got = rnc_model_error(&m, &why) == RNC_OK && why;
+        if (got) sep = strstr(why, ": ");
+        CHECK(got && strlen(why) < RNC_ERROR_TEXT_SIZE && sep && strstr(sep + 2, ": ") &&
+                  (!strncmp(why, "header: ", 8) || !strncmp(why, "record ", 7) || !strncmp(why, "layer ", 6)),
+              "refusal %s without its '<part>: <field>: <problem>' line: '%s'", rnc_status_str(st),
+              got ? why : "(null)");
+    }
     if (st != RNC_OK) return st;
     rnc_model_info info;
     rnc_model_get_info(&m, &info);

@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("model", help="the .rnc file")
     ex.add_argument("-o", "--output", required=True, help="the .c file to write")
     ex.add_argument("--name", default=None, help="C identifier prefix (default: the output file's stem)")
+    ex.add_argument("--max-bytes", type=int, default=None,
+                    help="largest model file read (default 2 GiB, rnncore.io.files.MAX_MODEL_BYTES)")
     from rnncore import demo
 
     demo.add_arguments(sub.add_parser("demo", parents=[common],
@@ -99,12 +101,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise CLIError(f"needs a package that is not installed: {e}") from e
     elif cmd == "export-c":
         from rnncore.io.export_c import export_c
+        from rnncore.io.files import MAX_MODEL_BYTES
 
         try:
-            export_c(args.model, args.output, name=args.name)
+            export_c(args.model, args.output, name=args.name,
+                     max_bytes=MAX_MODEL_BYTES if args.max_bytes is None else args.max_bytes)
         except (OSError, ValueError) as e:  # one line naming the file, not a traceback
-            raise CLIError(f"{getattr(e, 'filename', None) or args.model}: "
-                           f"{getattr(e, 'strerror', None) or e}") from e
+            where = getattr(e, "filename", None) or args.model
+            why = " ".join((getattr(e, "strerror", None) or str(e)).split())
+            raise CLIError(why if why.startswith(f"{where}: ") else f"{where}: {why}") from e
         import os
 
         print(f"{args.output}: C source of {args.model} ({os.path.getsize(args.model)} bytes of model)")

@@ -112,8 +112,12 @@ def set_isa(name: str) -> None:
 
 
 def load_npy(path: str, what: str) -> np.ndarray:
-    """An array from a ``.npy`` file (or the first array of an ``.npz``), errors naming ``what``."""
+    """An array from a ``.npy`` file (or the first array of an ``.npz``), errors naming ``what``;
+    special files and files above ``rnncore.io.files.MAX_MODEL_BYTES`` are refused unread."""
+    from rnncore.io.files import check_file
+
     try:
+        check_file(path, what=f"{what} file")
         with open(path, "rb") as f:
             magic = f.read(6)
         if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):

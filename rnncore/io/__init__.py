@@ -4,7 +4,8 @@
 from rnncore.io.keras_import import from_keras
 from rnncore.io.onnx_export import to_onnx
 from rnncore.io.onnx_import import from_onnx
-from rnncore.io.rnc import read_rnc, write_rnc
+from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc, write_rnc
 from rnncore.io.torch_import import from_torch
 
-__all__ = ["read_rnc", "write_rnc", "from_torch", "from_keras", "from_onnx", "to_onnx"]
+__all__ = ["read_rnc", "check_rnc", "RncFormatError", "write_rnc", "from_torch", "from_keras", "from_onnx",
+           "to_onnx"]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnncore.io.files import MAX_MODEL_BYTES, check_file
 from rnncore.spec import ModelSpec, build_rnc
 
 __all__ = ["load_any", "convert", "describe"]
@@ -32,9 +33,11 @@ _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
 
 
 def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: str = "float32",
-             strip_final_activation: bool = False):
+             strip_final_activation: bool = False, max_bytes: int = MAX_MODEL_BYTES):
     """Import the model in ``source`` (format by extension) into an rnncore reference model.
 
+    ``source`` must be a regular file of at most ``max_bytes`` (default 2 GiB,
+    :data:`rnncore.io.files.MAX_MODEL_BYTES`), checked before any importer reads it.
     ``strip_final_activation`` (.keras / .onnx): accept a final softmax/sigmoid and drop it, so
     the model outputs the logits. A ``.pt`` training checkpoint (a dict with a ``state_dict`` /
     ``model_state_dict`` entry) is read through that entry.
@@ -44,13 +47,16 @@ def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: st
     if ext == ".onnx":
         from rnncore.io.onnx_import import from_onnx
 
-        return from_onnx(path, dtype=dtype, strip_final_activation=strip_final_activation)
+        return from_onnx(path, dtype=dtype, strip_final_activation=strip_final_activation,
+                         max_bytes=max_bytes)
     if ext == ".keras":
         os.environ.setdefault("KERAS_BACKEND", "torch")
         from rnncore.io.keras_import import from_keras
 
-        return from_keras(str(path), dtype=dtype, strip_final_activation=strip_final_activation)
+        return from_keras(str(path), dtype=dtype, strip_final_activation=strip_final_activation,
+                          max_bytes=max_bytes)
     if ext in (".pt", ".pth"):
+        check_file(path, max_bytes, "PyTorch model file")  # before torch.load reads it
         import torch
 
         from rnncore.io.torch_import import from_torch
@@ -126,20 +132,24 @@ def _missing_class(e: BaseException) -> str:
 
 def convert(source: str | os.PathLike, output: str | os.PathLike, *, precision: str = "f32",
             calibration: str | os.PathLike | np.ndarray | None = None,
-            trust_pickle: bool = False, strip_final_activation: bool = False) -> ModelSpec:
+            trust_pickle: bool = False, strip_final_activation: bool = False,
+            max_bytes: int = MAX_MODEL_BYTES) -> ModelSpec:
     """Import ``source`` and write it as the ``.rnc`` file ``output``.
 
     Pure Python (:func:`rnncore.spec.build_rnc`: the model's :class:`~rnncore.spec.ModelSpec`,
     the q8 calibration, :func:`rnncore.io.rnc.write_rnc`); the compiled engine is not needed.
     ``calibration`` (q8 only): representative inputs ``(B, T, F)`` -- an array or a ``.npy``
-    file -- for static activation scales; None keeps dynamic per-step scales.
+    file -- for static activation scales; None keeps dynamic per-step scales. ``max_bytes``
+    bounds both input files (default 2 GiB); larger or non-regular files are refused unread.
 
     Returns
     -------
     the written model's :class:`~rnncore.spec.ModelSpec`
     """
-    model = load_any(source, trust_pickle=trust_pickle, strip_final_activation=strip_final_activation)
+    model = load_any(source, trust_pickle=trust_pickle, strip_final_activation=strip_final_activation,
+                     max_bytes=max_bytes)
     if isinstance(calibration, str | os.PathLike):
+        check_file(calibration, max_bytes, "calibration file")
         calibration = np.load(calibration)
     if calibration is not None and np.asarray(calibration).dtype.kind == "f":
         calibration = np.asarray(calibration, np.float32)
@@ -173,6 +183,8 @@ def add_arguments(p) -> None:
     final.add_argument("--keep-final-activation", action="store_true",
                        help=".keras/.onnx: keep a final softmax/sigmoid as the .rnc head's activation "
                             "(the .rnc outputs what the source model does)")
+    p.add_argument("--max-bytes", type=int, default=MAX_MODEL_BYTES,
+                   help="largest input file read (default 2 GiB); larger and non-regular files are refused")
 
 
 def run(args) -> None:
@@ -182,12 +194,12 @@ def run(args) -> None:
     from rnncore.cli._common import CLIError, check_output_path
     from rnncore.cli.quantize import build, load_calibration
 
-    if not os.path.isfile(args.source):
+    if not os.path.exists(args.source):
         raise CLIError(f"{args.source}: no such file")
     check_output_path(args.output)
     calibration = load_calibration(args, args.precision)
     try:
-        model = load_any(args.source, trust_pickle=args.trust_pickle,
+        model = load_any(args.source, trust_pickle=args.trust_pickle, max_bytes=args.max_bytes,
                          strip_final_activation=args.strip_final_activation or args.keep_final_activation)
         if args.keep_final_activation:
             model = with_final_activation(model, stripped_activation(model))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rnncore.io.files import MAX_MODEL_BYTES, read_file
 from rnncore.io.rnc import MAGIC
 
 _TEMPLATE_HEAD = """\
@@ -169,7 +170,7 @@ def _validate(data: bytes) -> None:
 
 
 def export_c(model: bytes | str | Path, out: str | Path | None = None, name: str | None = None,
-             source: str | None = None) -> str:
+             source: str | None = None, *, max_bytes: int = MAX_MODEL_BYTES) -> str:
     """C source of a ``.rnc`` model: a const byte array and an example ``main``.
 
     Parameters
@@ -184,6 +185,9 @@ def export_c(model: bytes | str | Path, out: str | Path | None = None, name: str
         C identifier prefix (default: the output file's stem, else ``"model"``).
     source : str, optional
         Name of the source file, for the comment.
+    max_bytes : int
+        Largest file read from a path (default 2 GiB, :data:`rnncore.io.files.MAX_MODEL_BYTES`);
+        a larger or non-regular file (a FIFO, ``/dev/zero``) is refused before it is read.
 
     Returns
     -------
@@ -192,7 +196,7 @@ def export_c(model: bytes | str | Path, out: str | Path | None = None, name: str
     """
     if isinstance(model, (str, Path)):
         source = source or Path(model).name
-        data = Path(model).read_bytes()
+        data = read_file(model, max_bytes, ".rnc model file")
     else:
         data = bytes(model)
     if data[:4] != MAGIC:

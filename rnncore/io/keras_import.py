@@ -40,6 +40,7 @@ import zipfile
 import numpy as np
 
 from rnncore.io import _build
+from rnncore.io.files import MAX_MODEL_BYTES, check_file
 from rnncore.nn.module import Module
 from rnncore.spec import ModelSpec
 
@@ -132,15 +133,16 @@ def _bidirectional(layer) -> dict:
     return L
 
 
-def _load(model_or_path):
+def _load(model_or_path, max_bytes: int = MAX_MODEL_BYTES):
     if not isinstance(model_or_path, str | bytes) and not hasattr(model_or_path, "__fspath__"):
         if not hasattr(model_or_path, "get_weights") and not hasattr(model_or_path, "layers"):
             raise TypeError(f"from_keras: expected a keras model or layer, or the path of a .keras file, "
                             f"got {type(model_or_path).__name__}")
         return model_or_path
     path = os.fsdecode(model_or_path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"from_keras: no such file: {path!r}")
+    check_file(path, max_bytes, "Keras model file")  # a regular file within the limit
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
         raise ValueError(f"from_keras: {path!r} is not a .keras file (Keras 3 saves a zip archive)")
     try:
@@ -156,7 +158,8 @@ def _load(model_or_path):
 
 
 def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation: bool = False,
-               check: bool = True, seed: int = 0, as_spec: bool = False) -> Module | ModelSpec:
+               check: bool = True, seed: int = 0, as_spec: bool = False,
+               max_bytes: int = MAX_MODEL_BYTES) -> Module | ModelSpec:
     """Convert a Keras 3 model (or a ``.keras`` file) into an rnncore reference model.
 
     Parameters
@@ -172,6 +175,9 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     as_spec : return the model's :class:`~rnncore.spec.ModelSpec` (the description the C core,
         the references and the ``.rnc`` writer read) instead of the ``rc.nn`` model; a model
         the C core cannot run is refused (ValueError naming the module)
+    max_bytes : largest ``.keras`` file read from a path (default 2 GiB,
+        :data:`rnncore.io.files.MAX_MODEL_BYTES`); a larger or non-regular file (a FIFO,
+        ``/dev/zero``) is refused before it is read
 
     Returns
     -------
@@ -179,7 +185,7 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     ``keras_mask`` attribute is ``None``, ``("value", mask_value)`` or ``("zero", None)``, its
     ``keras_stripped`` attribute the dropped final activation (``"softmax"``/``"sigmoid"``) or None.
     """
-    model = _load(model_or_path)
+    model = _load(model_or_path, max_bytes)
     kind = type(model).__name__
     layers = list(model.layers) if hasattr(model, "layers") and kind not in _MODE else [model]
     descr: list[dict] = []

@@ -37,6 +37,7 @@ and scales, which the quantised reference uses).
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import zlib
@@ -66,10 +67,10 @@ ACTIVATIONS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
 _KIND_NAMES = {0: ("rnn", "tanh"), 1: ("rnn", "relu"), 2: ("gru", None), 3: ("lstm", None)}
 _PARAMS = ("weight_ih", "weight_hh", "s_ih", "s_hh", "bias_ih", "bias_hh")
 
-MAX_LAYERS = 16
-MAX_HIDDEN = 65536
-MAX_FEATURES = 1048576
-MAX_VOCAB = 16777216
+MAX_LAYERS = _C["FILE_MAX_LAYERS"]  # the C core's limits (rnc_layout.h RNC_FILE_*)
+MAX_HIDDEN = _C["FILE_MAX_HIDDEN"]
+MAX_FEATURES = _C["FILE_MAX_FEATURES"]
+MAX_VOCAB = _C["FILE_MAX_VOCAB"]
 
 
 def _round_up(n: int, m: int) -> int:
@@ -481,198 +482,491 @@ def write_rnc(spec: Any, version: int = VERSION, *, precision: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------
-# reader
+# reader: the C loader's checks (csrc/src/loader.c), in its order, with its messages
 # ----------------------------------------------------------------------------------------------
-class _Reader:
-    """Tensor access with the C loader's checks: alignment, bounds, exact length, no overlap,
-    finite floats, no int8 -128."""
+class RncFormatError(ValueError):
+    """A refused ``.rnc`` file: the same one line as the C loader's ``rnc_model_error``.
 
-    def __init__(self, data: bytes, data_start: int) -> None:
-        self.data = data
-        self.data_start = data_start
-        self.spans: list[tuple[int, int, str]] = []
+    Attributes
+    ----------
+    status : str
+        ``"MAGIC"``, ``"VERSION"``, ``"TRUNCATED"``, ``"CHECKSUM"``, ``"CORRUPT"`` or
+        ``"UNSUPPORTED"`` (the C loader's ``RNC_E_<status>``).
+    message : str
+        the name of the check's entry in rnc_layout.h's ``RNC_MESSAGES`` (``"REF_PAST_END"``, ...).
+    detail : str
+        ``"<part>: <field>: <problem>"``, e.g. ``"record 1 (recurrent, layer 0): dir0.w_hh: offset
+        1280 + 960 bytes past the end of the file (2048 bytes)"``; also ``str(error)``.
+    """
 
-    def tensor(self, ref: tuple[int, int], dtype, count: int, what: str,
-               nonneg: bool = False) -> np.ndarray:
+    def __init__(self, status: str, detail: str, message: str = "") -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.message = message  # the RNC_MESSAGES entry (e.g. "REF_PAST_END")
+
+
+_HEADER = None  # the part: the header (else the v1 descriptor / v2 record number)
+_ERROR_TEXT = 255  # characters the C loader keeps (RNC_ERROR_TEXT_SIZE - 1)
+_MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 13 + 4  # loader.c MAX_TENSORS
+_STAGE_PLACE = ("first", "after an embedding", "after a recurrent record", "after last_step", "after linear")
+_KIND_TEXT = {v: k for k, v in RECORD_KINDS.items()}
+
+
+def _r4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _r16(n: int) -> int:
+    return (n + 15) & ~15
+
+
+def _f32(bits: int) -> float:
+    """The binary32 value of ``bits`` (the C loader prints the bits of float fields)."""
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+class _Loader:
+    """A line-by-line mirror of csrc/src/loader.c (same checks, same order, same messages from
+    rnc_layout.h's RNC_MESSAGES); tests/test_rnc_agreement.py holds the two to the same verdict
+    and the same text on thousands of mutated files. The tensors it returns are views of ``b``."""
+
+    def __init__(self, b: bytes) -> None:
+        self.b = b
+        self.size = 0
+        self.data_start = 0
+        self.refs: list[tuple[int, int, str, int | None, int | None]] = []  # off, end, field, part, dir
+        self.feat = 0
+        self.version = 0
+        self.part: int | None = _HEADER
+        self.dir: int | None = None
+        self.part_kind: dict[int, int] = {}
+        self.part_layer: dict[int, int] = {}
+        self.precision = 0
+        self.input_size = 0
+        self.embedding: tuple[int, int, np.ndarray] | None = None
+        self.layers: list[dict] = []
+        self.last_step: bool | None = None
+        self.head: dict | None = None
+
+    # -- the refusal's text ------------------------------------------------------------------
+    def where(self, part: int | None, d: int | None, field: str) -> str:
+        if part is _HEADER:
+            w = "header"
+        elif self.version == _C["V1"]:
+            w = f"layer {part} descriptor"
+        elif part not in self.part_kind:
+            w = f"record {part}"
+        elif self.part_kind[part] == RECORD_KINDS["recurrent"]:
+            w = f"record {part} (recurrent, layer {self.part_layer[part]})"
+        else:
+            w = f"record {part} ({_KIND_TEXT[self.part_kind[part]]})"
+        return f"{w}: " + (f"dir{d}." if d is not None else "") + field
+
+    def fail(self, field: str, msg: str, *args: Any) -> RncFormatError:
+        m = LAYOUT.messages[msg]
+        text = f"{self.where(self.part, self.dir, field)}: {m.format(*args)}"
+        return RncFormatError(m.status, text[:_ERROR_TEXT], msg)
+
+    def u32(self, at: int) -> int:
+        return struct.unpack_from("<I", self.b, at)[0]
+
+    def unpack(self, st, base: int = 0) -> dict:
+        """The structure's fields, F32 ones as their raw bits (a NaN's payload kept)."""
+        r = st.unpack(self.b, base)
+        for f in st.fields.values():
+            if f.type == "F32":
+                r[f.name] = self.u32(base + f.offset)
+        return r
+
+    def check_reserved(self, st, base: int) -> None:
+        bad = st.reserved_nonzero(self.b, base)
+        if bad:
+            raise self.fail("reserved", "RESERVED", bad[0], st.size, self.b[base + bad[0]])
+
+    # -- tensors -------------------------------------------------------------------------------
+    def get_ref(self, field: str, ref: tuple[int, int], expect: int) -> int | None:
         off, n = ref
-        size = np.dtype(dtype).itemsize * count
-        if n != size or off % ALIGN or off < self.data_start or off + n > len(self.data):
-            raise ValueError(
-                f"{what}: bad tensor reference (offset {off}, {n} bytes); expected {size} bytes at a "
-                f"multiple of {ALIGN} in [{self.data_start}, {len(self.data)})"
-            )
-        self.spans.append((off, off + n, what))
-        arr = np.frombuffer(self.data, dtype=np.dtype(dtype).newbyteorder("<"), count=count,
-                            offset=off).astype(dtype)
-        if arr.dtype == np.int8:
-            if np.any(arr == -128):
-                raise ValueError(f"{what}: int8 weight -128 (must be in [-127, 127])")
-        elif not np.all(np.isfinite(arr)) or (nonneg and np.any(arr < 0)):
-            raise ValueError(f"{what}: non-finite{' or negative' if nonneg else ''} values")
-        return arr
+        if expect == 0:
+            if off or n:
+                raise self.fail(field, "REF_ABSENT", off, n)
+            return None
+        if n != expect:
+            raise self.fail(field, "REF_BYTES", n, expect)
+        if off % ALIGN:
+            raise self.fail(field, "REF_ALIGN", off)
+        if off < self.data_start:
+            raise self.fail(field, "REF_BEFORE", off, self.data_start)
+        if off > self.size or n > self.size - off:
+            raise self.fail(field, "REF_PAST_END", off, n, self.size)
+        if len(self.refs) >= _MAX_TENSORS:
+            raise self.fail(field, "REF_COUNT", _MAX_TENSORS)
+        self.refs.append((off, off + n, field, self.part, self.dir))
+        return off
 
-    def absent(self, ref: tuple[int, int], what: str) -> None:
-        if tuple(ref) != (0, 0):
-            raise ValueError(f"{what}: expected an absent tensor (0, 0), got {tuple(ref)}")
+    def check_floats(self, field: str, off: int, count: int, nonneg: bool) -> np.ndarray:
+        a = np.frombuffer(self.b, "<f4", count, off)
+        bad = ~np.isfinite(a) | ((a < 0) if nonneg else False)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise self.fail(field, "NOT_FINITE" if not np.isfinite(a[i]) else "NEGATIVE", i)
+        return a.astype(np.float32)
 
-    def check_overlap(self) -> None:
-        spans = sorted(self.spans)
-        for (_, e0, w0), (o1, _, w1) in zip(spans, spans[1:], strict=False):
+    def check_q8(self, field: str, off: int, count: int) -> np.ndarray:
+        q = np.frombuffer(self.b, np.int8, count, off)
+        bad = q == -128
+        if bad.any():
+            raise self.fail(field, "Q8_MIN", int(np.argmax(bad)))
+        return q
+
+    def check_static_scale(self, field: str, bits: int) -> None:
+        v = _f32(bits)
+        if not math.isfinite(v) or v < 0:
+            raise self.fail(field, "SCALE", bits)
+        if self.precision == _C_F32 and v != 0:
+            raise self.fail(field, "SCALE_F32", bits)
+
+    def get_matrix(self, wname: str, wref, sname: str, sref, rows: int, k: int):
+        """(packed weights, scales or None)."""
+        if self.precision == _C_Q8:
+            if _r4(k) > _C["FILE_Q8_MAX_K"]:
+                raise self.fail(wname, "Q8_K", _r4(k), _C["FILE_Q8_MAX_K"])
+            w = self.get_ref(wname, wref, rows * _r4(k))
+            s = self.get_ref(sname, sref, rows * 4)
+            return self.check_q8(wname, w, rows * _r4(k)), self.check_floats(sname, s, rows, True)
+        w = self.get_ref(wname, wref, rows * k * 4)
+        self.get_ref(sname, sref, 0)
+        return self.check_floats(wname, w, rows * k, False), None
+
+    def get_vector(self, field: str, ref, count: int) -> np.ndarray:
+        return self.check_floats(field, self.get_ref(field, ref, count * 4), count, False)
+
+    # -- the model's parts ---------------------------------------------------------------------
+    def load_embedding(self, names: tuple[str, str, str], num: int, dim: int, ref) -> None:
+        if not 1 <= num <= _C["FILE_MAX_VOCAB"]:
+            raise self.fail(names[0], "RANGE", num, 1, _C["FILE_MAX_VOCAB"])
+        if not 1 <= dim <= _C["FILE_MAX_FEATURES"]:
+            raise self.fail(names[1], "RANGE", dim, 1, _C["FILE_MAX_FEATURES"])
+        off = self.get_ref(names[2], ref, num * dim * 4)
+        self.embedding = (num, dim, self.check_floats(names[2], off, num * dim, False))
+
+    def load_layer(self, cell_field: str, r: dict, dirs_at: list[int | None], hh_sums) -> None:
+        """``r``: the descriptor's / record's fields; ``dirs_at``: each cellw's offset (None: v2
+        unidirectional's missing second direction)."""
+        kind, lf, i, h = r[cell_field], r["flags"], r["input_size"], r["hidden_size"]
+        known = _C["LAYER_FLAG_RESET_AFTER"] | _C["LAYER_FLAG_BIDIR"]
+        if len(self.layers) >= _C["FILE_MAX_LAYERS"]:
+            raise self.fail(cell_field, "LAYERS", _C["FILE_MAX_LAYERS"])
+        if kind >= _C["FILE_CELL_KINDS"]:
+            raise self.fail(cell_field, "RANGE", kind, 0, _C["FILE_CELL_KINDS"] - 1)
+        if lf & ~known:
+            raise self.fail("flags", "FLAGS", lf, known)
+        if lf & _C["LAYER_FLAG_RESET_AFTER"] and kind != KINDS[("gru", None)]:
+            raise self.fail("flags", "RESET_AFTER", lf)
+        if i != self.feat:
+            raise self.fail("input_size", "EXPECT", i, self.feat)
+        if not 1 <= h <= _C["FILE_MAX_HIDDEN"]:
+            raise self.fail("hidden_size", "RANGE", h, 1, _C["FILE_MAX_HIDDEN"])
+        ndir = 2 if lf & _C["LAYER_FLAG_BIDIR"] else 1
+        g = GATES[_KIND_NAMES[kind][0]]
+        hp = _r16(h)
+        kh = _r4(h) if self.precision == _C_Q8 else h
+        self.check_static_scale("x_scale", r["x_scale"])
+        self.check_static_scale("h_scale", r["h_scale"])
+        self.check_static_scale("h_scale_reverse", r["h_scale_reverse"])
+        if ndir == 1 and _f32(r["h_scale_reverse"]) != 0:
+            raise self.fail("h_scale_reverse", "SCALE_UNIDIR", r["h_scale_reverse"])
+        rows = g * hp
+        cw = LAYOUT["cellw"]
+        dirs = []
+        for k in range(2):
+            at = dirs_at[k]
+            self.dir = k
+            if k >= ndir:
+                if at is not None:  # v1: the unused direction's references are all absent
+                    refs = cw.unpack(self.b, at)
+                    for f in ("w_ih", "w_hh", "s_ih", "s_hh", "b_ih", "b_hh"):
+                        self.get_ref(f, refs[f], 0)
+                continue
+            refs = cw.unpack(self.b, at)
+            w_ih, s_ih = self.get_matrix("w_ih", refs["w_ih"], "s_ih", refs["s_ih"], rows, i)
+            w_hh, s_hh = self.get_matrix("w_hh", refs["w_hh"], "s_hh", refs["s_hh"], rows, h)
+            b_ih = self.get_vector("b_ih", refs["b_ih"], rows)
+            b_hh = self.get_vector("b_hh", refs["b_hh"], rows)
+            dirs.append({"w_ih": w_ih, "s_ih": s_ih, "w_hh": w_hh, "s_hh": s_hh, "b_ih": b_ih, "b_hh": b_hh})
+        self.dir = None
+        if hh_sums is not None:  # v2: present exactly for q8
+            if self.precision == _C_Q8:
+                off = self.get_ref("w_hh_sums", hh_sums, rows * 4 * ndir)
+                got = np.frombuffer(self.b, "<i4", rows * ndir, off).reshape(ndir, rows)
+                for k, d in enumerate(dirs):
+                    blocks = d["w_hh"].reshape(rows // ROW_BLOCK, kh // K_GROUP, ROW_BLOCK, K_GROUP)
+                    want = blocks.astype(np.int64).sum(axis=(1, 3)).reshape(-1)
+                    bad = np.flatnonzero(got[k] != want)
+                    if bad.size:
+                        row = int(bad[0])
+                        raise self.fail("w_hh_sums", "HH_SUM", k, row, int(got[k, row]), int(want[row]))
+            else:
+                self.get_ref("w_hh_sums", hh_sums, 0)
+        self.layers.append({"cell": kind, "flags": lf, "input_size": i, "hidden_size": h,
+                            "x_scale": _f32(r["x_scale"]),
+                            "h_scale": [_f32(r["h_scale"]), _f32(r["h_scale_reverse"])],
+                            "dirs": dirs})
+        self.feat = ndir * h
+
+    def load_last_step(self, field: str, flags: int, bidir: bool) -> None:
+        self.last_step = bool(bidir)
+        if bidir and (not self.layers or not self.layers[-1]["flags"] & _C["LAYER_FLAG_BIDIR"]):
+            raise self.fail(field, "LAST_BIDIR", flags)
+
+    def load_head(self, names: tuple[str, ...], vals: tuple, refs: tuple) -> None:
+        fin, fout, fact, fscale, fw, fs, fb = names
+        n_in, n_out, act, scale = vals
+        if n_in != self.feat:
+            raise self.fail(fin, "EXPECT", n_in, self.feat)
+        if not 1 <= n_out <= _C["FILE_MAX_FEATURES"]:
+            raise self.fail(fout, "RANGE", n_out, 1, _C["FILE_MAX_FEATURES"])
+        if act >= _C["FILE_ACTIVATIONS"]:
+            raise self.fail(fact, "RANGE", act, 0, _C["FILE_ACTIVATIONS"] - 1)
+        self.check_static_scale(fscale, scale)
+        op = _r16(n_out)
+        w, s = self.get_matrix(fw, refs[0], fs, refs[1], op, n_in)
+        b = self.get_vector(fb, refs[2], op)
+        self.head = {"in": n_in, "out": n_out, "activation": act, "in_scale": _f32(scale), "w": w, "s": s,
+                     "b": b}
+
+    def finish(self) -> None:
+        self.part, self.dir = _HEADER, None
+        if self.feat > _C["FILE_MAX_FEATURES"]:
+            raise self.fail("output", "OUTPUT_WIDTH", self.feat, _C["FILE_MAX_FEATURES"])
+        refs = sorted(self.refs, key=lambda r: r[0])  # stable, as loader.c's insertion sort
+        for (o0, e0, f0, p0, d0), (o1, e1, f1, p1, d1) in zip(refs, refs[1:], strict=False):
             if o1 < e0:
-                raise ValueError(f"tensors overlap: {w0} ends at {e0}, {w1} starts at {o1}")
+                self.part, self.dir = p1, d1
+                raise self.fail(f1, "OVERLAP", o1, e1, self.where(p0, d0, f0), o0, e0)
 
+    def begin(self, header_size: int) -> None:
+        b = self.b
+        if len(b) < header_size:
+            raise self.fail("file_size", "SHORT", len(b), header_size)
+        file_size = self.u32(8)
+        if file_size < header_size:
+            raise self.fail("file_size", "FILE_SIZE_SMALL", file_size, header_size)
+        if file_size > len(b):
+            raise self.fail("file_size", "FILE_SIZE_BIG", file_size, len(b))
+        crc = zlib.crc32(b[_C["CRC_START"]:file_size]) & 0xFFFFFFFF
+        if crc != self.u32(12):
+            raise self.fail("crc32", "CRC", self.u32(12), crc)
+        self.size = file_size
 
-def _check_reserved(st, data: bytes, base: int, what: str) -> None:
-    bad = st.reserved_nonzero(data, base)
-    if bad:
-        raise ValueError(f"{what}: reserved bytes must be zero, got nonzero at offsets {bad[:4]}")
+    # -- version 1 -----------------------------------------------------------------------------
+    def load_v1(self) -> None:
+        hs, ds = LAYOUT["hdr1"], LAYOUT["desc1"]
+        self.begin(hs.size)
+        h = self.unpack(hs)
+        prec, nl, in_size, flags = h["precision"], h["num_layers"], h["input_size"], h["flags"]
+        if h["header_size"] != _C["V1_HEADER_SIZE"]:
+            raise self.fail("header_size", "EXPECT", h["header_size"], _C["V1_HEADER_SIZE"])
+        if h["layer_desc_size"] != _C["V1_DESC_SIZE"]:
+            raise self.fail("layer_desc_size", "EXPECT", h["layer_desc_size"], _C["V1_DESC_SIZE"])
+        known = (_C["V1_FLAG_EMBEDDING"] | _C["V1_FLAG_HEAD"] | _C["V1_FLAG_LAST_STEP"]
+                 | _C["V1_FLAG_LAST_STEP_BIDIR"])
+        if prec >= _C["FILE_PRECISIONS"]:
+            raise self.fail("precision", "RANGE", prec, 0, _C["FILE_PRECISIONS"] - 1)
+        if flags & ~known:
+            raise self.fail("flags", "FLAGS", flags, known)
+        if nl == 0:
+            raise self.fail("num_layers", "RANGE", nl, 1, _C["FILE_MAX_LAYERS"])
+        if nl > _C["FILE_MAX_LAYERS"]:
+            raise self.fail("num_layers", "RANGE_UNSUPPORTED", nl, 1, _C["FILE_MAX_LAYERS"])
+        self.check_reserved(hs, 0)
+        self.data_start = _round_up(hs.size + ds.size * nl, ALIGN)
+        if self.data_start > self.size:
+            raise self.fail("num_layers", "TENSOR_AREA", self.data_start, self.size)
+        if not 1 <= in_size <= _C["FILE_MAX_FEATURES"]:
+            raise self.fail("input_size", "RANGE", in_size, 1, _C["FILE_MAX_FEATURES"])
+        self.precision, self.input_size = prec, in_size
+        self.feat = in_size
+        if flags & _C["V1_FLAG_EMBEDDING"]:
+            if h["embed_dim"] != in_size:
+                raise self.fail("embed_dim", "EXPECT", h["embed_dim"], in_size)
+            self.load_embedding(("embed_num", "embed_dim", "embedding"), h["embed_num"], h["embed_dim"],
+                                h["embedding"])
+        else:
+            for f in ("embed_num", "embed_dim"):
+                if h[f]:
+                    raise self.fail(f, "NONZERO", h[f], "embedding")
+            self.get_ref("embedding", h["embedding"], 0)
+        for li in range(nl):
+            base = hs.size + ds.size * li
+            self.part = li
+            self.check_reserved(ds, base)
+            d = self.unpack(ds, base)
+            self.load_layer("kind", d, [d["dir0"], d["dir1"]], None)
+        self.part = _HEADER
+        if flags & _C["V1_FLAG_LAST_STEP"]:
+            self.load_last_step("flags", flags, bool(flags & _C["V1_FLAG_LAST_STEP_BIDIR"]))
+        elif flags & _C["V1_FLAG_LAST_STEP_BIDIR"]:
+            raise self.fail("flags", "LAST_BIDIR_ALONE", flags)
+        names = ("head_in", "head_out", "head_activation", "head_in_scale", "head_weight", "head_scale",
+                 "head_bias")
+        if flags & _C["V1_FLAG_HEAD"]:
+            self.load_head(names, tuple(h[f] for f in names[:4]), tuple(h[f] for f in names[4:]))
+        else:
+            for f in names[:4]:
+                if (_f32(h[f]) if f == "head_in_scale" else h[f]) != 0:
+                    raise self.fail(f, "NONZERO", h[f], "head")
+            for f in names[4:]:
+                self.get_ref(f, h[f], 0)
+        self.finish()
 
-
-def _check_header_common(data: bytes, header_size: int) -> bytes:
-    hdr = LAYOUT["hdr1"].unpack(data)  # magic, version, file_size and crc32 sit alike in both
-    file_size = hdr["file_size"]
-    if file_size > len(data) or file_size < header_size:
-        raise ValueError(f"truncated .rnc file: file_size {file_size}, buffer {len(data)} bytes, "
-                         f"header {header_size} bytes")
-    data = data[:file_size]
-    crc = zlib.crc32(data[_C["CRC_START"]:]) & 0xFFFFFFFF
-    if crc != hdr["crc32"]:
-        raise ValueError(f".rnc checksum mismatch: stored {hdr['crc32']:#010x}, computed {crc:#010x}")
-    return data
-
-
-def _parse_v1(data: bytes) -> dict:
-    hdr_s, desc_s = LAYOUT["hdr1"], LAYOUT["desc1"]
-    if len(data) < hdr_s.size:
-        raise ValueError(f"truncated .rnc file: {len(data)} bytes, the v1 header needs {hdr_s.size}")
-    data = _check_header_common(data, hdr_s.size)
-    h = hdr_s.unpack(data)
-    if h["header_size"] != hdr_s.size or h["layer_desc_size"] != desc_s.size:
-        raise ValueError(f"bad .rnc header: header_size {h['header_size']} (expected {hdr_s.size}), "
-                         f"layer_desc_size {h['layer_desc_size']} (expected {desc_s.size})")
-    _check_reserved(hdr_s, data, 0, "v1 header")
-    n = h["num_layers"]
-    if not 1 <= n <= MAX_LAYERS or hdr_s.size + n * desc_s.size > len(data):
-        raise ValueError(f"bad layer count: num_layers {n} (expected 1..{MAX_LAYERS} descriptors "
-                         f"within the file)")
-    flags = h["flags"]
-    known = (_C["V1_FLAG_EMBEDDING"] | _C["V1_FLAG_HEAD"] | _C["V1_FLAG_LAST_STEP"]
-             | _C["V1_FLAG_LAST_STEP_BIDIR"])
-    if flags & ~known:
-        raise ValueError(f"bad header flags {flags:#x} (known bits {known:#x})")
-    parts: dict[str, Any] = {"precision": h["precision"], "input_size": h["input_size"],
-                             "data_start": _round_up(hdr_s.size + n * desc_s.size, ALIGN)}
-    parts["embedding"] = ((h["embed_num"], h["embed_dim"], h["embedding"])
-                          if flags & _C["V1_FLAG_EMBEDDING"] else None)
-    if parts["embedding"] is None and (h["embed_num"], h["embed_dim"], h["embedding"]) != (0, 0, (0, 0)):
-        raise ValueError("embedding fields must be zero without the embedding flag")
-    if parts["embedding"] is not None and h["embed_dim"] != h["input_size"]:
-        raise ValueError(f"embed_dim {h['embed_dim']} != input_size {h['input_size']}")
-    layers = []
-    for li in range(n):
-        base = hdr_s.size + li * desc_s.size
-        _check_reserved(desc_s, data, base, f"layer {li} descriptor")
-        d = desc_s.unpack(data, base)
-        bidir = bool(d["flags"] & _C["LAYER_FLAG_BIDIR"])
-        layers.append({"cell": d["kind"], "flags": d["flags"], "input_size": d["input_size"],
-                       "hidden_size": d["hidden_size"], "x_scale": d["x_scale"],
-                       "h_scale": [d["h_scale"], d["h_scale_reverse"]],
-                       "dirs": [d["dir0"], d["dir1"]] if bidir else [d["dir0"]],
-                       "absent_dirs": [] if bidir else [d["dir1"]]})
-    parts["layers"] = layers
-    parts["last_step"] = None
-    if flags & _C["V1_FLAG_LAST_STEP"]:
-        parts["last_step"] = bool(flags & _C["V1_FLAG_LAST_STEP_BIDIR"])
-    elif flags & _C["V1_FLAG_LAST_STEP_BIDIR"]:
-        raise ValueError("flags: last_step_bidirectional without last_step")
-    parts["head"] = None
-    head_fields = (h["head_in"], h["head_out"], h["head_activation"], h["head_in_scale"])
-    head_refs = [h["head_weight"], h["head_scale"], h["head_bias"]]
-    if flags & _C["V1_FLAG_HEAD"]:
-        parts["head"] = dict(zip(("in", "out", "activation", "in_scale"), head_fields, strict=True),
-                             refs=head_refs)
-    elif head_fields != (0, 0, 0, 0.0) or any(tuple(r) != (0, 0) for r in head_refs):
-        raise ValueError("head fields must be zero without the head flag")
-    return data, parts
-
-
-def _parse_v2(data: bytes) -> dict:
-    hdr_s, rec_s = LAYOUT["hdr2"], LAYOUT["rec"]
-    if len(data) < hdr_s.size:
-        raise ValueError(f"truncated .rnc file: {len(data)} bytes, the v2 header needs {hdr_s.size}")
-    data = _check_header_common(data, hdr_s.size)
-    h = hdr_s.unpack(data)
-    if h["header_size"] != hdr_s.size:
-        raise ValueError(f"bad .rnc header: header_size {h['header_size']} (expected {hdr_s.size})")
-    if h["flags"] != 0:
-        raise ValueError(f"bad .rnc header: flags {h['flags']:#x} (expected 0)")
-    _check_reserved(hdr_s, data, 0, "v2 header")
-    nrec, rsize = h["num_records"], h["records_size"]
-    end = hdr_s.size + rsize
-    if nrec == 0 or end > len(data) or _round_up(end, ALIGN) > len(data):
-        raise ValueError(f"bad record list: num_records {nrec} (expected >= 1), records_size {rsize} "
-                         f"(must fit in the file of {len(data)} bytes)")
-    recs = []
-    pos = hdr_s.size
-    for i in range(nrec):
-        if end - pos < rec_s.size:
-            raise ValueError(f"record {i}: starts at {pos}, past the record list's end {end}")
-        r = rec_s.unpack(data, pos)
-        if r["size"] < rec_s.size or r["size"] % 8 or r["size"] > end - pos:
-            raise ValueError(f"record {i}: size {r['size']} (expected a multiple of 8, >= {rec_s.size}, "
-                             f"<= {end - pos})")
-        recs.append((pos, r["kind"], r["size"]))
-        pos += r["size"]
-    if pos != end:
-        raise ValueError(f"bad record list: {nrec} records end at {pos}, records_size says {end}")
-    names = {v: k for k, v in RECORD_KINDS.items()}
-    seq = [names.get(k, f"unknown kind {k}") for _, k, _ in recs]
-    if not re.fullmatch(r"(embedding,)?(recurrent,)+(last_step,)?(linear,)?", "".join(s + "," for s in seq)):
-        raise ValueError(f"unsupported record sequence {seq}: the C core runs "
-                         "[embedding] recurrent+ [last_step] [linear]")
-    parts: dict[str, Any] = {"precision": h["precision"], "input_size": h["input_size"],
-                             "data_start": _round_up(end, ALIGN), "embedding": None, "layers": [],
-                             "last_step": None, "head": None}
-    if (seq[0] == "embedding") != (h["input_size"] == 0):
-        raise ValueError(f"input_size {h['input_size']}: expected 0 exactly when an embedding record "
-                         "comes first (the input is token ids)")
-    for i, (pos, _, size) in enumerate(recs):
-        kind = seq[i]
-        if kind == "recurrent":
-            st = LAYOUT["rec_recurrent"]
-            r = st.unpack(data, pos)
+    # -- version 2 -----------------------------------------------------------------------------
+    def load_record(self, pos: int, size: int) -> None:
+        kind = self.u32(pos)
+        if kind == RECORD_KINDS["embedding"]:
+            st = LAYOUT["rec_embedding"]
+            if size != st.size:
+                raise self.fail("size", "EXPECT", size, st.size)
+            self.check_reserved(st, pos)
+            r = self.unpack(st, pos)
+            self.load_embedding(("num", "dim", "weight"), r["num"], r["dim"], r["weight"])
+            self.input_size = self.feat = r["dim"]
+        elif kind == RECORD_KINDS["recurrent"]:
+            st, cw, d0 = LAYOUT["rec_recurrent"], LAYOUT["cellw"], _C["REC_RECURRENT_DIR0"]
+            if size < st.size:
+                raise self.fail("size", "EXPECT", size, d0 + cw.size)
+            self.check_reserved(st, pos)
+            r = self.unpack(st, pos)
             ndir = 2 if r["flags"] & _C["LAYER_FLAG_BIDIR"] else 1
-            want = _C["REC_RECURRENT_DIR0"] + LAYOUT["cellw"].size * ndir
+            if size != d0 + cw.size * ndir:
+                raise self.fail("size", "EXPECT", size, d0 + cw.size * ndir)
+            self.load_layer("cell", r, [pos + d0, pos + d0 + cw.size if ndir == 2 else None], r["w_hh_sums"])
+        elif kind == RECORD_KINDS["last_step"]:
+            st = LAYOUT["rec_last_step"]
+            if size != st.size:
+                raise self.fail("size", "EXPECT", size, st.size)
+            self.check_reserved(st, pos)
+            flags = self.unpack(st, pos)["flags"]
+            if flags & ~_C["LAST_STEP_FLAG_BIDIR"]:
+                raise self.fail("flags", "FLAGS", flags, _C["LAST_STEP_FLAG_BIDIR"])
+            self.load_last_step("flags", flags, bool(flags & _C["LAST_STEP_FLAG_BIDIR"]))
+        else:  # linear (the sequence admits nothing else)
+            st = LAYOUT["rec_linear"]
+            if size != st.size:
+                raise self.fail("size", "EXPECT", size, st.size)
+            self.check_reserved(st, pos)
+            r = self.unpack(st, pos)
+            names = ("in_features", "out_features", "activation", "in_scale", "weight", "scale", "bias")
+            self.load_head(names, (r["in_features"], r["out_features"], r["activation"], r["in_scale"]),
+                           (r["weight"], r["scale"], r["bias"]))
+
+    def load_v2(self) -> None:
+        hs, rec = LAYOUT["hdr2"], LAYOUT["rec"]
+        self.begin(hs.size)
+        h = self.unpack(hs)
+        prec, in_size, nrec, rsize = h["precision"], h["input_size"], h["num_records"], h["records_size"]
+        if h["header_size"] != _C["V2_HEADER_SIZE"]:
+            raise self.fail("header_size", "EXPECT", h["header_size"], _C["V2_HEADER_SIZE"])
+        if prec >= _C["FILE_PRECISIONS"]:
+            raise self.fail("precision", "RANGE", prec, 0, _C["FILE_PRECISIONS"] - 1)
+        if h["flags"] != 0:
+            raise self.fail("flags", "FLAGS", h["flags"], 0)
+        self.check_reserved(hs, 0)
+        if nrec == 0:
+            raise self.fail("num_records", "RANGE", nrec, 1, 0xFFFFFFFF)
+        if in_size > _C["FILE_MAX_FEATURES"]:
+            raise self.fail("input_size", "RANGE", in_size, 0, _C["FILE_MAX_FEATURES"])
+        if rsize > self.size - hs.size:
+            raise self.fail("records_size", "RECORDS_SIZE", rsize, self.size - hs.size)
+        rec_end = hs.size + rsize
+        self.data_start = _round_up(rec_end, ALIGN)
+        if self.data_start > self.size:
+            raise self.fail("records_size", "TENSOR_AREA", self.data_start, self.size)
+        # 1. structure
+        pos, recs = hs.size, []
+        for i in range(nrec):
+            self.part = i
+            if rec_end - pos < rec.size:
+                raise self.fail("size", "REC_SHORT", pos, rec_end - pos)
+            size = self.u32(pos + 4)
+            if size < rec.size or size % 8 or size > rec_end - pos:
+                raise self.fail("size", "REC_SIZE", size, rec_end - pos)
+            recs.append((pos, size))
+            pos += size
+        self.part = _HEADER
+        if pos != rec_end:
+            raise self.fail("records_size", "REC_END", rsize, nrec, pos)
+        # 2. sequence: [embedding] recurrent+ [last_step] [linear]
+        stage = 0
+        for i, (pos, _) in enumerate(recs):
+            kind = self.u32(pos)
+            nxt = _next_stage(stage, kind)
+            if nxt < 0:
+                self.part = i
+                raise self.fail("kind", "SEQUENCE", kind, _KIND_TEXT.get(kind, "unknown"),
+                                _STAGE_PLACE[stage])
+            stage = nxt
+        if stage < 2:
+            raise self.fail("num_records", "NO_RECURRENT", nrec)
+        # 3. contents
+        has_embedding = self.u32(hs.size) == RECORD_KINDS["embedding"]
+        if has_embedding and in_size != 0:
+            raise self.fail("input_size", "INPUT_IDS", in_size)
+        if not has_embedding and in_size == 0:
+            raise self.fail("input_size", "INPUT_FEATURES", _C["FILE_MAX_FEATURES"])
+        self.precision, self.input_size = prec, in_size
+        self.feat = in_size
+        for i, (pos, size) in enumerate(recs):
+            self.part = i
+            self.part_kind[i] = self.u32(pos)
+            self.part_layer[i] = len(self.layers)
+            self.load_record(pos, size)
+        self.finish()
+
+    def load(self) -> None:
+        b = self.b
+        if len(b) < 4:
+            raise self.fail("magic", "SHORT", len(b), 4)
+        if self.u32(0) != _C["MAGIC"]:
+            raise self.fail("magic", "MAGIC", self.u32(0))
+        if len(b) < 8:
+            raise self.fail("version", "SHORT", len(b), 8)
+        self.version = self.u32(4)
+        if self.version == _C["V1"]:
+            self.load_v1()
+        elif self.version == _C["V2"]:
+            self.load_v2()
         else:
-            st = LAYOUT["rec_" + kind]
-            r = st.unpack(data, pos) if size >= st.size else None
-            want = st.size
-        if size != want:
-            raise ValueError(f"record {i} ({kind}): size {size}, expected {want}")
-        _check_reserved(st, data, pos, f"record {i} ({kind})")
-        if kind == "embedding":
-            parts["embedding"] = (r["num"], r["dim"], r["weight"])
-            parts["input_size"] = r["dim"]
-        elif kind == "recurrent":
-            d0 = pos + _C["REC_RECURRENT_DIR0"]
-            parts["layers"].append({
-                "cell": r["cell"], "flags": r["flags"], "input_size": r["input_size"],
-                "hidden_size": r["hidden_size"], "x_scale": r["x_scale"],
-                "h_scale": [r["h_scale"], r["h_scale_reverse"]],
-                "dirs": [d0 + LAYOUT["cellw"].size * d for d in range(ndir)], "absent_dirs": [],
-                "hh_sums": r["w_hh_sums"]})
-        elif kind == "last_step":
-            if r["flags"] & ~_C["LAST_STEP_FLAG_BIDIR"]:
-                raise ValueError(f"record {i} (last_step): flags {r['flags']:#x} (known bits "
-                                 f"{_C['LAST_STEP_FLAG_BIDIR']:#x})")
-            parts["last_step"] = bool(r["flags"] & _C["LAST_STEP_FLAG_BIDIR"])
-        else:
-            parts["head"] = {"in": r["in_features"], "out": r["out_features"],
-                             "activation": r["activation"], "in_scale": r["in_scale"],
-                             "refs": [r["weight"], r["scale"], r["bias"]]}
-    if len(parts["layers"]) > MAX_LAYERS:
-        raise ValueError(f"{len(parts['layers'])} recurrent records (the C core runs 1..{MAX_LAYERS})")
-    return data, parts
+            raise self.fail("version", "VERSION", self.version)
+
+
+def _next_stage(stage: int, kind: int) -> int:
+    """loader.c next_stage: where a record kind may stand in [embedding] recurrent+ [last_step] [linear]."""
+    k = RECORD_KINDS
+    if kind == k["embedding"]:
+        return 1 if stage == 0 else -1
+    if kind == k["recurrent"]:
+        return 2 if stage <= 2 else -1
+    if kind == k["last_step"]:
+        return 3 if stage == 2 else -1
+    if kind == k["linear"]:
+        return 4 if stage in (2, 3) else -1
+    return -1
+
+
+_C_F32, _C_Q8 = PRECISIONS["f32"], PRECISIONS["q8"]
+
+
+def check_rnc(data: bytes) -> None:
+    """Check ``.rnc`` bytes exactly as the C loader does (``rnc_model_init``), without the engine.
+
+    Raises
+    ------
+    RncFormatError
+        (a ``ValueError``) with the C loader's status and its one line, ``"<part>: <field>:
+        <problem>"`` (docs/rnc-format.md, "What the loader checks").
+    """
+    _Loader(bytes(data)).load()
 
 
 def read_rnc(data: bytes) -> dict:
@@ -685,150 +979,77 @@ def read_rnc(data: bytes) -> dict:
 
     Raises
     ------
-    ValueError
-        when the bytes are not a valid ``.rnc`` file (magic, version, checksum, sizes), naming the
-        field, the expected and the received value.
+    RncFormatError
+        (a ``ValueError``) when the bytes are not a file the C loader accepts: the checks are the
+        C loader's, in its order, and the message is its one line naming the part, the field, the
+        value found and the one expected (``docs/rnc-format.md``).
     """
-    data = bytes(data)
-    if len(data) < 8 or data[:4] != MAGIC:
-        raise ValueError(f"not an .rnc file (bad magic {data[:4]!r}, expected {MAGIC!r}, or too short)")
-    version = LAYOUT["hdr1"].unpack(data[:LAYOUT["hdr1"].size].ljust(LAYOUT["hdr1"].size, b"\0"))["version"]
-    if version not in VERSIONS:
-        raise ValueError(f"unsupported .rnc version {version} (this reader reads {VERSIONS})")
-    data, p = _parse_v1(data) if version == _C["V1"] else _parse_v2(data)
-    return _describe(data, p)
+    ld = _Loader(bytes(data))
+    ld.load()
+    return _describe(ld)
 
 
-def _describe(data: bytes, p: dict) -> dict:
-    """The description of a parsed file (version-independent ``p``, see _parse_v1/_parse_v2)."""
-    if p["precision"] not in PRECISIONS.values():
-        raise ValueError(f"precision {p['precision']}: expected one of {sorted(PRECISIONS.values())}")
-    precision = "q8" if p["precision"] == PRECISIONS["q8"] else "f32"
-    rd = _Reader(data, p["data_start"])
-    if not 1 <= p["input_size"] <= MAX_FEATURES:
-        raise ValueError(f"input_size {p['input_size']}: expected 1..{MAX_FEATURES}")
-    out: dict[str, Any] = {"precision": precision, "input_size": p["input_size"], "embedding": None,
-                           "last_step": p["last_step"] is not None,
-                           "last_step_bidirectional": bool(p["last_step"])}
-    if p["embedding"] is not None:
-        num, dim, ref = p["embedding"]
-        if not (1 <= num <= MAX_VOCAB and 1 <= dim <= MAX_FEATURES):
-            raise ValueError(f"embedding: num {num} (expected 1..{MAX_VOCAB}), dim {dim} "
-                             f"(expected 1..{MAX_FEATURES})")
-        out["embedding"] = {"weight": rd.tensor(ref, np.float32, num * dim, "embedding").reshape(num, dim)}
+def _describe(ld: _Loader) -> dict:
+    """The description of a loaded file (version-independent)."""
+    precision = "q8" if ld.precision == _C_Q8 else "f32"
+    out: dict[str, Any] = {"precision": precision, "input_size": ld.input_size, "embedding": None,
+                           "last_step": ld.last_step is not None,
+                           "last_step_bidirectional": bool(ld.last_step)}
+    if ld.embedding is not None:
+        num, dim, w = ld.embedding
+        out["embedding"] = {"weight": w.reshape(num, dim)}
 
-    def matrix(wref, sref, g, h, k, what):
+    def matrix(w, s, g, h, k):
         hp = _round_up(h, ROW_BLOCK)
-        if precision == "f32":
-            w = unpack_f32(rd.tensor(wref, np.float32, g * hp * k, what), g * hp, k)
-            rd.absent(sref, what + " scales")
-            return _unpad_gates(w, g, h, hp), None, None
+        if s is None:
+            return _unpad_gates(unpack_f32(w, g * hp, k), g, h, hp), None, None
         kp = _round_up(k, K_GROUP)
-        wq = unpack_q8(rd.tensor(wref, np.int8, g * hp * kp, what), g * hp, kp)[:, :k]
-        s = rd.tensor(sref, np.float32, g * hp, what + " scales", nonneg=True)
+        wq = unpack_q8(w, g * hp, kp)[:, :k]
         wq, s = _unpad_gates(wq, g, h, hp), _unpad_gates(s, g, h, hp)
         with np.errstate(over="ignore"):  # a (valid) huge scale may dequantise to inf
             return (wq.astype(np.float32) * s[:, None]).astype(np.float32), wq, s
 
-    def static_scale(v, what):
-        if not (np.isfinite(v) and v >= 0) or (precision == "f32" and v != 0):
-            raise ValueError(f"{what}: static scale {v} (expected finite, >= 0, and 0 in f32 files)")
-        return v or None
-
     layers = []
     feat = out["input_size"]
-    for li, lp in enumerate(p["layers"]):
-        if lp["cell"] not in _KIND_NAMES:
-            raise ValueError(f"layer {li}: cell kind {lp['cell']} (expected one of {sorted(_KIND_NAMES)})")
+    for lp in ld.layers:
         kind, nonlin = _KIND_NAMES[lp["cell"]]
-        lflags = lp["flags"]
-        known = _C["LAYER_FLAG_RESET_AFTER"] | _C["LAYER_FLAG_BIDIR"]
-        if lflags & ~known or (lflags & _C["LAYER_FLAG_RESET_AFTER"] and kind != "gru"):
-            raise ValueError(f"layer {li}: flags {lflags:#x} (known bits {known:#x}, reset_after for "
-                             "GRU only)")
+        bidir = bool(lp["flags"] & _C["LAYER_FLAG_BIDIR"])
         i, h = lp["input_size"], lp["hidden_size"]
-        if i != feat or not 1 <= h <= MAX_HIDDEN:
-            raise ValueError(f"layer {li}: input_size {i} (expected {feat}), hidden_size {h} "
-                             f"(expected 1..{MAX_HIDDEN})")
-        g = GATES[kind]
-        bidir = bool(lflags & _C["LAYER_FLAG_BIDIR"])
-        xs = static_scale(lp["x_scale"], f"layer {li} x_scale")
-        hs = [static_scale(v, f"layer {li} h_scale") for v in lp["h_scale"]]
-        if not bidir and hs[1] is not None:
-            raise ValueError(f"layer {li}: h_scale_reverse {hs[1]} in a unidirectional layer (expected 0)")
-        layer: dict[str, Any] = {
-            "kind": kind,
-            "input_size": i,
-            "hidden_size": h,
-            "bidirectional": bidir,
-            "x_scale": xs,
-            "h_scale": hs if bidir else hs[:1],
-            "weights": {},
-        }
+        g, hp = GATES[kind], _round_up(h, ROW_BLOCK)
+        hs = [v or None for v in lp["h_scale"]]
+        layer: dict[str, Any] = {"kind": kind, "input_size": i, "hidden_size": h, "bidirectional": bidir,
+                                 "x_scale": lp["x_scale"] or None, "h_scale": hs if bidir else hs[:1],
+                                 "weights": {}}
         if kind == "rnn":
             layer["nonlinearity"] = nonlin
         if kind == "gru":
-            layer["reset_after"] = bool(lflags & _C["LAYER_FLAG_RESET_AFTER"])
+            layer["reset_after"] = bool(lp["flags"] & _C["LAYER_FLAG_RESET_AFTER"])
         if precision == "q8":
             layer["qweights"], layer["scales"] = {}, {}
-        hp = _round_up(h, ROW_BLOCK)
-        for at in lp["absent_dirs"]:
-            for name, ref in LAYOUT["cellw"].unpack(data, at).items():
-                rd.absent(ref, f"layer {li} (unidirectional) reverse {name}")
-        for d, at in enumerate(lp["dirs"]):
+        for d, t in enumerate(lp["dirs"]):
             suf = "_reverse" if d else ""
-            r = LAYOUT["cellw"].unpack(data, at)
-            pr = {name: r[f] for name, f in zip(_PARAMS, _CELLW, strict=True)}
-            for name, k in (("weight_ih", i), ("weight_hh", h)):
-                sname = "s_ih" if name == "weight_ih" else "s_hh"
-                wf, wq, s = matrix(pr[name], pr[sname], g, h, k, f"layer {li} {name}{suf}")
+            for name, w, s, k in (("weight_ih", t["w_ih"], t["s_ih"], i),
+                                  ("weight_hh", t["w_hh"], t["s_hh"], h)):
+                wf, wq, sc = matrix(w, s, g, h, k)
                 layer["weights"][name + suf] = wf
                 if wq is not None:
                     layer["qweights"][name + suf] = wq
-                    layer["scales"][name + suf] = s
-            for name in ("bias_ih", "bias_hh"):
-                b = rd.tensor(pr[name], np.float32, g * hp, f"layer {li} {name}{suf}")
-                layer["weights"][name + suf] = _unpad_gates(b, g, h, hp)
-        if lp.get("hh_sums") is not None:  # v2: W_hh's kernel sums, exactly for q8
-            what = f"layer {li} w_hh_sums"
-            if precision == "f32":
-                rd.absent(lp["hh_sums"], what)
-            else:
-                ndir = len(lp["dirs"])
-                got = rd.tensor(lp["hh_sums"], np.int32, ndir * g * hp, what).reshape(ndir, g * hp)
-                for d in range(ndir):
-                    wq = layer["qweights"]["weight_hh" + ("_reverse" if d else "")]
-                    want = _pad_gates(wq.astype(np.int64).sum(axis=1), g, h, hp)
-                    bad = np.flatnonzero(got[d] != want)
-                    if bad.size:
-                        r = int(bad[0])
-                        raise ValueError(f"{what}: direction {d} row {r} is {int(got[d, r])}, expected "
-                                         f"{int(want[r])} (the sum of its W_hh row)")
+                    layer["scales"][name + suf] = sc
+            for name, key in (("bias_ih", "b_ih"), ("bias_hh", "b_hh")):
+                layer["weights"][name + suf] = _unpad_gates(t[key], g, h, hp)
         layers.append(layer)
         feat = h * (2 if bidir else 1)
     out["layers"] = layers
-    if p["last_step"] and not layers[-1]["bidirectional"]:
-        raise ValueError("last_step_bidirectional needs a bidirectional last layer")
     out["output_size"] = feat
     out["head"] = None
-    hp_ = p["head"]
-    if hp_ is not None:
-        act = {v: k for k, v in ACTIVATIONS.items()}.get(hp_["activation"])
-        if act is None:
-            raise ValueError(f"head activation {hp_['activation']} (expected one of "
-                             f"{sorted(ACTIVATIONS.values())})")
-        if hp_["in"] != feat or not 1 <= hp_["out"] <= MAX_FEATURES:
-            raise ValueError(f"head: in_features {hp_['in']} (expected {feat}), out_features "
-                             f"{hp_['out']} (expected 1..{MAX_FEATURES})")
-        wref, sref, bref = hp_["refs"]
-        wf, wq, s = matrix(wref, sref, 1, hp_["out"], hp_["in"], "head weight")
-        op = _round_up(hp_["out"], ROW_BLOCK)
-        hb = rd.tensor(bref, np.float32, op, "head bias")[:hp_["out"]].copy()
-        head = {"weight": wf, "bias": hb, "activation": act,
-                "in_scale": static_scale(hp_["in_scale"], "head in_scale")}
+    hd = ld.head
+    if hd is not None:
+        wf, wq, s = matrix(hd["w"], hd["s"], 1, hd["out"], hd["in"])
+        head = {"weight": wf, "bias": hd["b"][:hd["out"]].copy(),
+                "activation": {v: k for k, v in ACTIVATIONS.items()}[hd["activation"]],
+                "in_scale": hd["in_scale"] or None}
         if wq is not None:
             head["qweight"], head["scale"] = wq, s
         out["head"] = head
-        out["output_size"] = hp_["out"]
-    rd.check_overlap()
+        out["output_size"] = hd["out"]
     return out

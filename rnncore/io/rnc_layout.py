@@ -1,10 +1,12 @@
 """The ``.rnc`` byte layout, read from the C core's own description ``csrc/src/rnc_layout.h``.
 
 That header lists every structure (``S(name, size)``), every field (``X(struct, field, offset,
-TYPE)``) and the format's constants (``#define RNC_NAME value``); the C loader reads fields
-through accessors generated from it and this module packs and unpacks with the same table, so the
-two cannot disagree about an offset. ``tests/test_rnc_format.py`` compiles the header and checks
-that the C preprocessor sees exactly the table parsed here.
+TYPE)``), the format's constants (``#define RNC_NAME value``: sizes, flags, record kinds and the
+value ranges the loader accepts) and the loader's refusals (``M(NAME, STATUS, "text")``); the C
+loader reads fields through accessors generated from it and this module packs and unpacks with the
+same table, so the two cannot disagree about an offset, a limit or the text of an error.
+``tests/test_rnc_format.py`` compiles the header and checks that the C preprocessor sees exactly
+the table parsed here.
 
 The header is found next to this module (wheels carry a copy, see ``setup.py``) or in the source
 tree's ``csrc/src``.
@@ -26,6 +28,8 @@ TYPE_SIZES = {"U32": 4, "F32": 4, "REF": 8, "CELLW": 48}
 _STRUCT_RE = re.compile(r"\bS\((\w+),\s*(\d+)\)")
 _FIELD_RE = re.compile(r"\bX\((\w+),\s*(\w+),\s*(\d+),\s*(U32|F32|REF|CELLW)\)")
 _CONST_RE = re.compile(r"^#define\s+RNC_(\w+)\s+(0x[0-9A-Fa-f]+|\d+)u?\b", re.M)
+_MSG_RE = re.compile(r'^\s+M\((\w+),\s*(\w+),\s*"((?:[^"\\]|\\.)*)"\)', re.M)
+_C_DIRECTIVES = {"%llu": "%d", "%lld": "%d", "%llx": "%x", "%s": "%s"}
 
 
 @dataclass(frozen=True)
@@ -100,12 +104,28 @@ class Struct:
 
 
 @dataclass(frozen=True)
+class Message:
+    """One refusal of the loader: its status (``"CORRUPT"``, ``"TRUNCATED"``, ... the
+    ``RNC_E_<status>`` of ``rnncore.h``) and its text (C directives ``%llu %lld %llx %s``)."""
+
+    name: str
+    status: str
+    text: str
+
+    def format(self, *args: Any) -> str:
+        """The text with ``args`` in order, exactly as the C loader prints it."""
+        py = re.sub(r"%ll[udx]|%s", lambda m: _C_DIRECTIVES[m.group(0)], self.text)
+        return py % args
+
+
+@dataclass(frozen=True)
 class Layout:
-    """Every structure and constant of ``rnc_layout.h``."""
+    """Every structure, constant and loader message of ``rnc_layout.h``."""
 
     structs: dict[str, Struct]
     constants: dict[str, int]
     path: Path
+    messages: dict[str, Message]
 
     def __getitem__(self, name: str) -> Struct:
         return self.structs[name]
@@ -134,7 +154,9 @@ def parse(text: str, path: Path | None = None) -> Layout:
         fields[s][name] = f
     consts = {m.group(1): int(m.group(2), 0) for m in _CONST_RE.finditer(text)}
     structs = {name: Struct(name, size, fields[name]) for name, size in sizes.items()}
-    return Layout(structs, consts, path or Path("<text>"))
+    messages = {m.group(1): Message(m.group(1), m.group(2), m.group(3).replace('\\"', '"'))
+                for m in _MSG_RE.finditer(text)}
+    return Layout(structs, consts, path or Path("<text>"), messages)
 
 
 def load() -> Layout:

@@ -4,9 +4,12 @@ layers the handlers recorded."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from rnncore.io import _build
+from rnncore.io.files import MAX_MODEL_BYTES, check_file
 
 # the handler modules register their ops on import
 from rnncore.io.onnx_import import ops_graph, ops_head, ops_recurrent  # noqa: F401
@@ -172,7 +175,7 @@ class _Importer:
             raise _Refused("from_onnx: sequence_lens feeds some recurrent nodes but not others")
 
 
-def _load(path_or_model):
+def _load(path_or_model, max_bytes: int = MAX_MODEL_BYTES):
     import onnx
 
     if isinstance(path_or_model, onnx.ModelProto):
@@ -180,10 +183,12 @@ def _load(path_or_model):
     if not isinstance(path_or_model, str | bytes) and not hasattr(path_or_model, "__fspath__"):
         raise TypeError(f"from_onnx: expected a path, the model's bytes or an onnx.ModelProto, "
                         f"got {type(path_or_model).__name__}")
+    if not isinstance(path_or_model, bytes):
+        check_file(path_or_model, max_bytes, "ONNX model file")  # before onnx reads it whole
     try:
         if isinstance(path_or_model, bytes):
             return onnx.load_from_string(path_or_model)
-        return onnx.load(str(path_or_model))
+        return onnx.load(os.fspath(path_or_model))
     except OSError:
         raise
     except Exception as e:      # protobuf's DecodeError and friends
@@ -210,7 +215,7 @@ def weights_to_initializers(model, names):
 
 
 def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: bool = False,
-              as_spec: bool = False) -> Module | ModelSpec:
+              as_spec: bool = False, max_bytes: int = MAX_MODEL_BYTES) -> Module | ModelSpec:
     """Convert an ONNX model with RNN/GRU/LSTM nodes into an rnncore reference model.
 
     Parameters
@@ -223,6 +228,9 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
     as_spec : return the model's :class:`~rnncore.spec.ModelSpec` (the description the C core,
         the references and the ``.rnc`` writer read) instead of the ``rc.nn`` model; a model
         the C core cannot run is refused (ValueError naming the module)
+    max_bytes : largest ``.onnx`` file read from a path (default 2 GiB,
+        :data:`rnncore.io.files.MAX_MODEL_BYTES`); a larger or non-regular file (a FIFO,
+        ``/dev/zero``) is refused before it is read
 
     Returns
     -------
@@ -238,7 +246,7 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
         import onnx  # noqa: F401
     except ImportError as e:  # pragma: no cover
         raise ImportError("from_onnx needs the 'onnx' package: pip install onnx") from e
-    imp = _Importer(_load(path_or_model), dtype, strip_final_activation)
+    imp = _Importer(_load(path_or_model, max_bytes), dtype, strip_final_activation)
     imp.run()
     g = imp.g
     outputs = [o.name for o in g.output]

@@ -1,0 +1,180 @@
+"""Mutated ``.rnc`` files for the loader/reader agreement test (tests/test_rnc_agreement.py).
+
+From a set of valid models (f32/q8; GRU in both forms, LSTM, RNN tanh/relu; embedding, heads,
+last-step pooling in both forms, bidirectional; versions 1 and 2), deterministic mutations:
+every 32-bit word of the structural part (header, descriptors or records) set to edge values
+(length, count, offset and enum edits), random byte flips there and in the tensor area,
+NaN/Inf/negative floats and int8 -128 in the tensors, truncations (with ``file_size`` cut too,
+so the parser is reached) and extensions. The checksum is fixed up after each edit except in a
+few cases that test the checksum itself.
+
+Run as a script it prints how many mutated files the Python reader and the C loader disagree on:
+``PYTHONPATH=$PWD python3 tests/rnc_mutations.py``.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "csrc" / "tests"))
+import gen_vectors  # noqa: E402
+
+from rnncore.io.rnc import write_rnc  # noqa: E402
+
+# name -> (gen_vectors.make_spec arguments, file version)
+SEEDS: dict[str, tuple[dict, int]] = {
+    "gru_f32_v2": (dict(kind="gru", sizes=[3, 5], precision="f32"), 2),
+    "gru_before_q8_static_head_v2": (dict(kind="gru", sizes=[5, 7], precision="q8", reset_after=False,
+                                          scales=(0.03, 0.009), head=4, head_act="tanh"), 2),
+    "lstm_q8_bidir_head_v2": (dict(kind="lstm", sizes=[3, 4], precision="q8", bidirectional=True, head=3,
+                                   head_act="softmax"), 2),
+    "lstm_f32_stack_last_step_v2": (dict(kind="lstm", sizes=[4, 5, 3], precision="f32", last_step=True), 2),
+    "rnn_relu_f32_embedding_head_v2": (dict(kind="rnn", sizes=[6, 4], precision="f32", nonlinearity="relu",
+                                            embedding=5, head=2, head_act="relu"), 2),
+    "rnn_tanh_q8_embedding_last_step_head_v2": (dict(kind="rnn", sizes=[5, 6], precision="q8", embedding=4,
+                                                     last_step=True, head=3, head_act="sigmoid"), 2),
+    "gru_q8_bidir_last_bidir_v2": (dict(kind="gru", sizes=[4, 3], precision="q8", bidirectional=True, head=2,
+                                        last_step=True, last_bidir=True), 2),
+    "gru_f32_head_v1": (dict(kind="gru", sizes=[3, 5], precision="f32", head=2, head_act="none"), 1),
+    "gru_before_q8_bidir_v1": (dict(kind="gru", sizes=[4, 3], precision="q8", reset_after=False,
+                                    bidirectional=True), 1),
+    "lstm_q8_embedding_last_bidir_head_v1": (dict(kind="lstm", sizes=[3, 4], precision="q8", embedding=6,
+                                                  bidirectional=True, last_step=True, last_bidir=True, head=2,
+                                                  head_act="tanh"), 1),
+    "rnn_relu_f32_stack_static_v1": (dict(kind="rnn", sizes=[2, 5, 3], precision="f32",
+                                          nonlinearity="relu", last_step=True), 1),
+}
+
+U32_EDGES = (0, 1, 2, 3, 4, 5, 7, 8, 16, 17, 63, 64, 65, 127, 128, 255, 0x100, 0xFFFF, 0x10000,
+             0x7FFFFFFF, 0x80000000, 0xFFFFFFC0, 0xFFFFFFFF)
+F32_EDGES = (0x7FC00000, 0x7F800001, 0xFFC00001, 0x7F800000, 0xFF800000, 0xBF800000, 0x80000000,
+             0x3F800000)  # NaN quiet and signalling, Inf, -Inf, -1, -0, 1
+
+
+def seed_files() -> dict[str, bytes]:
+    """The valid models the mutations start from."""
+    out = {}
+    for i, (name, (kw, version)) in enumerate(SEEDS.items()):
+        spec = gen_vectors.make_spec(np.random.default_rng(100 + i), **kw)
+        out[name] = write_rnc(spec, version=version)
+    return out
+
+
+def fix_crc(b: bytearray) -> bytes:
+    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])) & 0xFFFFFFFF)
+    return bytes(b)
+
+
+def _structure_end(data: bytes) -> int:
+    """Bytes of header + descriptors/records (everything before the tensor area's first tensor)."""
+    version = struct.unpack_from("<I", data, 4)[0]
+    if version == 1:
+        return 128 + 128 * struct.unpack_from("<I", data, 24)[0]
+    return 64 + struct.unpack_from("<I", data, 32)[0]
+
+
+def mutations(data: bytes, rng: np.random.Generator, n_random: int = 120) -> Iterator[tuple[str, bytes]]:
+    """(description, mutated bytes) for one valid file."""
+    n = len(data)
+    end = _structure_end(data)
+    # 1. every structural u32 word (CRC word excluded) to edge values and to its value +- 1, +- 64
+    for at in range(0, end, 4):
+        if at == 12:
+            continue
+        v = struct.unpack_from("<I", data, at)[0]
+        vals = set(U32_EDGES) | {(v + d) & 0xFFFFFFFF for d in (1, -1, 64, -64, 8, -8)} | {n, n - 64, n + 64}
+        if at % 8 == 0:  # maybe a tensor offset: to another tensor's place, or inside the header
+            vals |= {64, 128, end}
+        for val in sorted(vals - {v}):
+            b = bytearray(data)
+            struct.pack_into("<I", b, at, val)
+            yield f"word {at} = {val:#x}", fix_crc(b)
+        for fv in F32_EDGES:  # float fields (scales) to NaN/Inf/negative
+            b = bytearray(data)
+            struct.pack_into("<I", b, at, fv)
+            yield f"word {at} = f32 bits {fv:#x}", fix_crc(b)
+    # 2. random byte flips in the structure, and anywhere
+    for k in range(n_random):
+        b = bytearray(data)
+        lim = end if k % 2 == 0 else n
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(16, lim))
+            b[i] ^= int(rng.integers(1, 256))
+        yield f"flip {k}", fix_crc(b)
+    # 3. tensor values: NaN/Inf/negative floats, int8 -128, anywhere in the tensor area
+    for k in range(n_random // 2):
+        b = bytearray(data)
+        i = int(rng.integers(end, n - 4)) & ~3
+        if k % 3 == 2:
+            b[i + int(rng.integers(0, 4))] = 0x80
+        else:
+            struct.pack_into("<I", b, i, F32_EDGES[k % len(F32_EDGES)])
+        yield f"tensor word {i}", fix_crc(b)
+    # 4. truncations: the buffer only; and with file_size cut too (CRC fixed: the parser is reached)
+    for cut in sorted({0, 3, 4, 7, 8, 15, 16, 63, 64, 127, 128, end, end + 1, n - 64, n - 1}):
+        if 0 <= cut < n:
+            yield f"truncated to {cut}", data[:cut]
+            if cut >= 16:
+                b = bytearray(data[:cut])
+                struct.pack_into("<I", b, 8, cut)
+                yield f"truncated to {cut}, file_size fixed", fix_crc(b)
+    # 5. extended: trailing bytes (ignored), and counted in file_size (tensor area grows)
+    yield "64 trailing bytes", data + bytes(64)
+    b = bytearray(data + bytes(64))
+    struct.pack_into("<I", b, 8, n + 64)
+    yield "file_size + 64 zero bytes", fix_crc(b)
+    # 6. a few without the checksum fixed
+    for k in range(4):
+        b = bytearray(data)
+        b[int(rng.integers(16, n))] ^= 1 << k
+        yield f"flip {k}, checksum stale", bytes(b)
+
+
+def all_mutations() -> Iterator[tuple[str, str, bytes]]:
+    """(seed name, description, bytes) over every seed, deterministic."""
+    for i, (name, data) in enumerate(seed_files().items()):
+        rng = np.random.default_rng(7 + i)
+        for what, b in mutations(data, rng):
+            yield name, what, b
+
+
+def verdicts(data: bytes) -> tuple[str | None, str | None]:
+    """(Python reader's error or None, C loader's error or None)."""
+    from rnncore import _engine
+    from rnncore.io.rnc import read_rnc
+
+    try:
+        read_rnc(data)
+        py = None
+    except ValueError as e:
+        py = str(e)
+    try:
+        _engine.Model(data) if data else None
+        c = None if data else "empty"
+    except ValueError as e:
+        c = str(e)
+    return py, c
+
+
+if __name__ == "__main__":
+    total = differ = text_differ = 0
+    examples = []
+    for name, what, b in all_mutations():
+        py, c = verdicts(b)
+        total += 1
+        if (py is None) != (c is None):
+            differ += 1
+            if len(examples) < 10:
+                examples.append((name, what, py, c))
+        elif py is not None and c != "empty" and py not in c:
+            text_differ += 1  # both refuse, but the C line does not carry the reader's
+    print(f"{total} mutated files, {differ} accepted by one and refused by the other, "
+          f"{text_differ} refused by both with different reasons")
+    for e in examples:
+        print("  ", e)
