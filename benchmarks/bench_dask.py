@@ -1,0 +1,111 @@
+"""Batch-scoring throughput: one process against a local Dask cluster, on the same data.
+
+The data: ``--sequences`` synthetic sensor recordings of ``--features`` channels, lengths uniform
+in ``[--min-len, --max-len]``, as ``(id, x (T_i, F))`` records in ``--partitions`` partitions.
+The model: the demo's shape, GRU(F -> H) -> last valid step -> Linear(H -> 9), random weights,
+compiled f32 and q8. Three ways to score every record (rnncore.integrations.dask):
+
+* ``1 process``: ``score_records`` over each partition in turn, in this process;
+* ``dask 1x1`` / ``dask 2x1``: ``score_bag`` on a ``LocalCluster`` of 1 / 2 worker processes with
+  one thread each, the input partitions already in the workers' memory (``persist``, as if the
+  workers had read them from storage) and the outputs left there (``persist`` + ``wait``); the
+  ``+gather`` column adds bringing every ``(id, y)`` back to this process.
+
+Sequences/s and steps/s (sum of the lengths) are the best of ``--repeat`` runs. Every way's
+outputs are checked equal to the first's.
+
+    python benchmarks/bench_dask.py [--sequences 40000] [--hidden 64] [--batch-size 64] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from machine import cpu_name
+
+
+def make_partition(part: int, n: int, features: int, min_len: int, max_len: int, seed: int):
+    rng = np.random.default_rng([seed, part])
+    lens = rng.integers(min_len, max_len + 1, n)
+    return [(part * n + i, rng.standard_normal((int(t), features)).astype(np.float32))
+            for i, t in enumerate(lens)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sequences", type=int, default=40000)
+    ap.add_argument("--partitions", type=int, default=16)
+    ap.add_argument("--features", type=int, default=12)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--min-len", type=int, default=20)
+    ap.add_argument("--max-len", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import dask
+    import dask.bag as db
+    import distributed
+
+    import rnncore as rc
+    from rnncore.integrations.dask import EngineScorer, score_bag, score_records
+
+    per = args.sequences // args.partitions
+    parts = [make_partition(p, per, args.features, args.min_len, args.max_len, args.seed)
+             for p in range(args.partitions)]
+    n = per * args.partitions
+    steps = sum(len(x) for part in parts for _, x in part)
+    model = rc.nn.Sequential(rc.nn.GRU(args.features, args.hidden, seed=args.seed), rc.nn.LastStep(),
+                             rc.nn.Linear(args.hidden, 9, seed=args.seed + 1))
+    engines = {p: rc.compile(model, p) for p in ("f32", "q8")}
+
+    print(f"CPU: {cpu_name()}; isa {rc.isa()['in_use']}; {n} sequences, {steps} steps "
+          f"(lengths {args.min_len}..{args.max_len}), {args.partitions} partitions, "
+          f"GRU({args.features}->{args.hidden}) + last step + Linear({args.hidden}->9), "
+          f"batch_size {args.batch_size}; best of {args.repeat}")
+    print(f"{'precision':<10}{'way':<12}{'seconds':>9}{'seq/s':>10}{'steps/s':>12}{'+gather s':>11}")
+
+    results: dict[str, list] = {}
+
+    def show(prec, way, sec, gather=None):
+        g = f"{gather:11.2f}" if gather is not None else f"{'':>11}"
+        print(f"{prec:<10}{way:<12}{sec:9.2f}{n / sec:10.0f}{steps / sec:12.3g}{g}", flush=True)
+
+    for prec, engine in engines.items():
+        best = float("inf")
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            out = [score_records(engine, part, args.batch_size) for part in parts]
+            best = min(best, time.perf_counter() - t0)
+        results[prec] = [y for part in out for _, y in part]
+        show(prec, "1 process", best)
+
+    for workers in (1, 2):
+        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster, distributed.Client(cluster):
+            # the input made on the workers (as if read from storage there) and kept in their memory
+            bag = db.from_delayed([dask.delayed(make_partition)(p, per, args.features, args.min_len,
+                                                                args.max_len, args.seed)
+                                   for p in range(args.partitions)]).persist()
+            distributed.wait(distributed.futures_of(bag))
+            for prec, engine in engines.items():
+                scorer = EngineScorer(engine, args.batch_size)
+                best = best_g = float("inf")
+                for _ in range(args.repeat):
+                    t0 = time.perf_counter()
+                    scored = score_bag(scorer, bag).persist()
+                    distributed.wait(distributed.futures_of(scored))
+                    t1 = time.perf_counter()
+                    got = scored.compute()
+                    t2 = time.perf_counter()
+                    best, best_g = min(best, t1 - t0), min(best_g, t2 - t0)
+                    del scored
+                assert all(np.array_equal(y, w) for (_, y), w in zip(got, results[prec], strict=True))
+                show(prec, f"dask {workers}x1", best, best_g)
+
+
+if __name__ == "__main__":
+    main()
