@@ -11,8 +11,12 @@ to float rounding.
 
 from __future__ import annotations
 
+import os
 import pickle
 import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +24,7 @@ import pytest
 import rnncore as rc
 from rnncore.integrations import dask as rcd
 
+ROOT = Path(__file__).resolve().parents[1]
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 I = 5
 
@@ -141,8 +146,9 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+    with dask.config.set(rcd.WORKER_CONFIG), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster, distributed.Client(cluster) as c:
         yield c
 
 
@@ -171,12 +177,36 @@ def test_score_bag_on_two_worker_processes_equals_engine_run(client):
     assert len(per_worker) == 2
     for engines in per_worker.values():
         assert len(engines) == 2 and len({d for d, _ in engines}) == 2
-    # the workers run one engine call at a time on one thread, BLAS limited to one thread
-    info = client.run(lambda dask_worker: (dask_worker.state.nthreads,
-                                           __import__("os").environ.get("OPENBLAS_NUM_THREADS")))
-    assert set(info.values()) == {(1, "1")}
+    # the workers run one engine call at a time on one thread, BLAS limited to one thread, and
+    # without MALLOC_TRIM_THRESHOLD_ (WORKER_CONFIG)
+    info = client.run(lambda dask_worker: (dask_worker.state.nthreads, _environ("OPENBLAS_NUM_THREADS"),
+                                           _environ("MALLOC_TRIM_THRESHOLD_")))
+    assert list(info.values()) == [(1, "1", None)] * 2
 
 
-def test_score_bag_checks_its_bag():
+def _environ(name: str):
+    import os
+
+    return os.environ.get(name)
+
+
+def test_score_bag_checks_its_arguments():
+    import dask.bag as db
+
+    engine = rc.compile(MODELS["rnn-seq"]())
     with pytest.raises(TypeError, match="bag: expected a dask.bag.Bag of \\(id, x\\) records, got list"):
-        rcd.score_bag(rc.compile(MODELS["rnn-seq"]()), [("a", np.zeros((2, I)))])
+        rcd.score_bag(engine, [("a", np.zeros((2, I)))])
+    bag = db.from_sequence([("a", np.zeros((2, I)))])
+    with pytest.raises(ValueError, match="batch_size, isa: an EngineScorer has its own"):
+        rcd.score_bag(rcd.EngineScorer(engine), bag, batch_size=8)
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer, got -1"):
+        rcd.score_bag(engine, bag, batch_size=-1)
+
+
+def test_the_example_runs_on_two_workers():
+    # docs/distributed.md includes examples/dask_scoring.py; it asserts its own results
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / "dask_scoring.py"), "--recordings", "2000",
+                          "--partitions", "4"], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2000 recordings scored; the first 5 equal engine.run bit for bit" in res.stdout

@@ -40,7 +40,20 @@ import numpy as np
 
 from rnncore.engine import Engine
 
-__all__ = ["EngineScorer", "score_bag", "score_records"]
+__all__ = ["WORKER_CONFIG", "EngineScorer", "score_bag", "score_records"]
+
+WORKER_CONFIG: dict[str, Any] = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+"""Dask configuration for clusters that score: ``dask.config.set(WORKER_CONFIG)`` before the first
+worker of the process starts (``LocalCluster``), or on the workers' machines
+``DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None`` before ``dask worker``.
+
+Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand freed memory back
+to the OS). glibc's malloc then gives back the blocks of every engine call (state, scratch,
+outputs) and the next call faults their pages in again: on the Zen 4 machine of
+docs/distributed.md, about 11,000 page faults per 2,500 sequences and a worker 1.5-2x slower
+than one process, with any value of the variable tried (65536 to 64 MiB, with or without
+``MALLOC_MMAP_THRESHOLD_``); without it, no faults after the first partition. This setting leaves
+the variable unset. The nanny's other variables (``OMP/MKL/OPENBLAS_NUM_THREADS=1``) stay."""
 
 # Engines built in this process, by (SHA-256 of the .rnc bytes, isa): a scorer unpickled again
 # for every task (the multiprocessing scheduler, Spark) builds its engine once per process.
@@ -87,12 +100,16 @@ def score_records(engine: Engine, records: Iterable[tuple[Any, np.ndarray]],
     lengths = np.array([x.shape[0] for x in xs], dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
     out: list[np.ndarray | None] = [None] * len(xs)
+    # one padding buffer for the partition, as large as its longest batch (no allocation per
+    # batch, see WORKER_CONFIG). Padding past a length may hold anything the engine accepts (an
+    # earlier record's values); it never reaches an output.
+    feat = xs[0].shape[1:]
+    buf = np.zeros(min(int(batch_size), len(xs)) * int(lengths.max()) * int(np.prod(feat)), xs[0].dtype)
     for start in range(0, len(order), int(batch_size)):
         idx = order[start:start + int(batch_size)]
         lens = lengths[idx]
         T = int(lens.max())
-        first = xs[idx[0]]
-        X = np.zeros((len(idx), T) + first.shape[1:], dtype=first.dtype)
+        X = buf[:len(idx) * T * int(np.prod(feat))].reshape((len(idx), T) + feat)
         for row, j in enumerate(idx):
             X[row, :lengths[j]] = xs[j]
         try:
@@ -194,14 +211,14 @@ def _score_partition(records, scorer: EngineScorer) -> list[tuple[Any, np.ndarra
     return scorer(list(records))
 
 
-def score_bag(engine: Engine | EngineScorer, bag, batch_size: int = 64, isa: str | None = None):
+def score_bag(engine: Engine | EngineScorer, bag, batch_size: int | None = None, isa: str | None = None):
     """Score a ``dask.bag`` of ``(id, x)`` records with a compiled engine (lazily).
 
     Parameters
     ----------
-    engine : an :class:`~rnncore.Engine` (or an :class:`EngineScorer`, whose settings are used)
+    engine : an :class:`~rnncore.Engine`, or an :class:`EngineScorer` (which has its settings)
     bag : ``dask.bag.Bag`` of ``(id, x)`` records as :func:`score_records` takes them
-    batch_size, isa : as :class:`EngineScorer`
+    batch_size, isa : as :class:`EngineScorer` (None: 64 rows, each worker's best path)
 
     Returns
     -------
@@ -215,6 +232,12 @@ def score_bag(engine: Engine | EngineScorer, bag, batch_size: int = 64, isa: str
 
     if not isinstance(bag, db.Bag):
         raise TypeError(f"bag: expected a dask.bag.Bag of (id, x) records, got {type(bag).__name__}")
-    scorer = engine if isinstance(engine, EngineScorer) else EngineScorer(engine, batch_size, isa)
+    if isinstance(engine, EngineScorer):
+        if batch_size is not None or isa is not None:
+            raise ValueError("batch_size, isa: an EngineScorer has its own; give them to EngineScorer, "
+                             "or pass the engine")
+        scorer = engine
+    else:
+        scorer = EngineScorer(engine, 64 if batch_size is None else batch_size, isa)
     model = dask.delayed(scorer, pure=True, traverse=False)
     return bag.map_partitions(_score_partition, model)
