@@ -118,6 +118,8 @@ class Linear(Module):
     seed : seed of the initialisation; weights and bias are drawn from
         ``U(-1/sqrt(in_features), 1/sqrt(in_features))`` as in PyTorch
 
+    Notes
+    -----
     Shapes: ``x (..., in_features) -> y (..., out_features)``; ``weight (out, in)``, ``bias (out,)``.
     """
 

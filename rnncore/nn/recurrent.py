@@ -518,8 +518,8 @@ class RNN(_Recurrent):
     nonlinearity : ``"tanh"`` or ``"relu"``
     dtype : ``"float64"`` or ``"float32"``
     seed : seed of the numpy Generator used for initialisation and dropout
-
-    See :meth:`forward` and :meth:`backward` for the shapes.
+        (the shapes of the inputs and outputs are given by :meth:`forward` and
+        :meth:`backward`)
     """
 
     gates = 1
