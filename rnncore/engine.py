@@ -480,9 +480,12 @@ def load(path_or_bytes, *, max_bytes: int = MAX_MODEL_BYTES) -> Engine:
         a larger file, or one that is not a regular file (a FIFO, ``/dev/zero``, ...), is refused
         before it is read.
 
-    Raises ``ValueError`` with the C loader's reason for a file that is not a valid model
-    (truncated, corrupted, wrong version, sizes out of range, ...): the status and the offending
-    field, e.g. ``record 1 (recurrent layer 0): dir0.w_hh: ...``.
+    Raises
+    ------
+    ValueError
+        with the C loader's reason for a file that is not a valid model (truncated, corrupted,
+        wrong version, sizes out of range, ...): the status and the offending field, e.g.
+        ``record 1 (recurrent layer 0): dir0.w_hh: ...``.
     """
     if isinstance(path_or_bytes, bytes | bytearray | memoryview):
         data = bytes(path_or_bytes)

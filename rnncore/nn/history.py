@@ -31,6 +31,8 @@ class CSVLogger:
     append : False (default): overwrite the file when training starts; True: append the
         rows to an existing file (its header is kept and must name the same columns)
 
+    Notes
+    -----
     Pass it as ``fit(..., history_csv=CSVLogger("train.csv", append=True))``; a plain path
     is ``CSVLogger(path)``.
     """
