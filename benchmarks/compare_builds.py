@@ -10,6 +10,8 @@ its minimum over the rounds (the machine may be shared), the table gives new / o
 * bits: random models (RNN tanh/relu, GRU both forms, LSTM; 1-2 layers; uni/bidirectional; H not a
   multiple of 16), f32 and q8, every ISA path both builds run, batches 1, 2, 3, 4, 15, 16, 17, 64,
   random lengths, whole sequences and steps: SHA-256 of the outputs and final states must match;
+* bits of long sequences: T and lengths just below, at and above the multiples of rnc_run's
+  chunks of steps, every ISA, with and without lengths (outputs and final states);
 * speed: the figures of benchmarks/bench_engine.py on the default (best) path: the step at batch
   1 in a C loop, and ``engine.run`` at batch 1/4/16/64 x T = 100, H = 32 ... 512, GRU and LSTM,
   q8 and f32.
@@ -95,6 +97,35 @@ def _child_bits() -> dict:
                         parts += [s.step(x[:, k]).copy() for k in range(t)]
                     d = hashlib.sha256(b"".join(np.ascontiguousarray(p).tobytes() for p in parts))
                     out[f"{name}/{precision}/b{b}/{isa}"] = d.hexdigest()
+    # long sequences: T and lengths around the multiples of rnc_run's chunks (128 steps below 4
+    # sequences, 512 // B from 4 on), every stack above and 2-layer bidirectional cells
+    long_models = dict(stacks)
+    long_models["bigru-2"] = lambda: nn.GRU(5, 19, num_layers=2, bidirectional=True, seed=9)
+    long_models["bilstm-2"] = lambda: nn.LSTM(5, 17, num_layers=2, bidirectional=True, seed=10)
+    long_models["birnn-relu-head"] = lambda: nn.Sequential(
+        nn.RNN(4, 18, nonlinearity="relu", bidirectional=True, seed=11), nn.Linear(36, 3, seed=12))
+    long_models["grurb"] = lambda: nn.GRU(6, 23, reset_after=False, seed=13)
+    for name, make in long_models.items():
+        m = make()
+        for precision in ("f32", "q8"):
+            eng = rc.compile(m, precision=precision)
+            for b, t in ((1, 127), (1, 128), (1, 129), (2, 257), (3, 300), (4, 129), (5, 205),
+                         (17, 61), (64, 17)):
+                c = 128 if b < 4 else 512 // b
+                near = [n for k in range(1, t // c + 1) for n in (k * c - 1, k * c, k * c + 1)
+                        if n <= t] + [t, 0]
+                lengths = rng.choice(near, b)
+                lengths[0] = t
+                x = (rng.integers(0, 30, (b, t)).astype(np.int32) if name.startswith("emb")
+                     else rng.standard_normal((b, t, eng.input_size)).astype(F32))
+                for isa in isas:
+                    eng.set_isa(isa)
+                    for ln in (None, lengths):
+                        y, st = eng.run(x, ln, return_state=True)
+                        parts = [y] + list(st if isinstance(st, tuple) else (st,))
+                        d = hashlib.sha256(b"".join(np.ascontiguousarray(p).tobytes() for p in parts))
+                        form = "len" if ln is not None else "full"
+                        out[f"long/{name}/{precision}/b{b}/T{t}/{form}/{isa}"] = d.hexdigest()
     return out
 
 
