@@ -99,7 +99,7 @@ def _child_bits() -> dict:
                     d = hashlib.sha256(b"".join(np.ascontiguousarray(p).tobytes() for p in parts))
                     out[f"{name}/{precision}/b{b}/{isa}"] = d.hexdigest()
     # long sequences: T and lengths around the multiples of rnc_run's chunks (128 steps below 4
-    # sequences, 512 // B from 4 on), every stack above and 2-layer bidirectional cells
+    # sequences, 4096 // B from 4 on), every stack above and 2-layer bidirectional cells
     long_models = dict(stacks)
     long_models["bigru-2"] = lambda: nn.GRU(5, 19, num_layers=2, bidirectional=True, seed=9)
     long_models["bilstm-2"] = lambda: nn.LSTM(5, 17, num_layers=2, bidirectional=True, seed=10)
@@ -110,9 +110,9 @@ def _child_bits() -> dict:
         m = make()
         for precision in ("f32", "q8"):
             eng = rc.compile(m, precision=precision)
-            for b, t in ((1, 127), (1, 128), (1, 129), (2, 257), (3, 300), (4, 129), (5, 205),
-                         (17, 61), (64, 17)):
-                c = 128 if b < 4 else 512 // b
+            for b, t in ((1, 127), (1, 128), (1, 129), (2, 257), (3, 300), (4, 1025), (5, 1639),
+                         (17, 482), (64, 129)):
+                c = 128 if b < 4 else 4096 // b
                 near = [n for k in range(1, t // c + 1) for n in (k * c - 1, k * c, k * c + 1)
                         if n <= t] + [t, 0]
                 lengths = rng.choice(near, b)

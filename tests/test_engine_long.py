@@ -1,7 +1,7 @@
 """Long sequences: ``run`` in chunks of steps, its memory bound, threads and a 10^6-step stream.
 
 ``rnc_run`` processes the time axis in chunks (docs/c-api.md, "Running": 128 steps below 4
-sequences, 512 // B steps from 4 on), carrying the state across chunks; the backward direction
+sequences, 4096 // B steps from 4 on), carrying the state across chunks; the backward direction
 of a bidirectional layer runs its chunks from the end. The chunk size must change no bit, so the
 cases below put T and the lengths just below, at and above multiples of the chunk and compare
 with paths that do not chunk the same way:
@@ -36,7 +36,7 @@ F32 = np.float32
 F32_TOL = 5e-5  # as tests/test_engine.py (contractive cells: errors do not grow with T)
 Q8_SEQ_TOL = 5e-3
 CHUNK = 128  # rnc_run's steps per chunk below 4 sequences (model.c: RUN_CHUNK_STEPS)
-ROWS = 512  # rows per chunk from 4 sequences on (RUN_CHUNK_ROWS): 512 // B steps
+ROWS = 4096  # rows per chunk from 4 sequences on (RUN_CHUNK_ROWS): 4096 // B steps
 
 ISAS = [t["name"] for t in _engine.isa_table() if t["available"]]
 
@@ -91,7 +91,7 @@ def _chunk_lengths(t: int, b: int, rng, zero: bool = True) -> np.ndarray:
     return np.array((picks + [t] * b)[:b])
 
 
-CASES = [(1, 127), (1, 128), (1, 129), (2, 256), (3, 257), (4, 129), (5, 205), (64, 17)]
+CASES = [(1, 127), (1, 128), (1, 129), (2, 256), (3, 257), (4, 1025), (5, 1639), (64, 129)]
 
 
 @pytest.mark.parametrize("precision", ["f32", "q8"])
@@ -121,7 +121,7 @@ def _direction_model(m, suffix: str, kind: str):
 
 @pytest.mark.parametrize("precision", ["f32", "q8"])
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
-@pytest.mark.parametrize("b,t", [(1, 128), (1, 300), (3, 257), (5, 205)])
+@pytest.mark.parametrize("b,t", [(1, 128), (1, 300), (3, 257), (5, 1639)])
 def test_bidirectional_run_equals_each_direction_stepped_bitwise(kind, precision, b, t):
     """The backward direction runs its chunks from the end: its half of the output is the
     reverse-weight model stepped over each sequence reversed (within its length)."""
@@ -162,7 +162,7 @@ def test_run_on_pieces_with_the_state_carried_equals_one_run(precision, b):
             np.testing.assert_array_equal(a, r)
 
 
-@pytest.mark.parametrize("b,t", [(1, 300), (3, 257), (5, 205)])
+@pytest.mark.parametrize("b,t", [(1, 300), (3, 257), (5, 1639)])
 def test_long_run_q8_is_the_same_on_every_isa(b, t):
     model = Sequential(rc.nn.GRU(6, 21, num_layers=2, bidirectional=True, seed=3),
                        Linear(42, 5, seed=4))
@@ -180,7 +180,7 @@ def test_long_run_q8_is_the_same_on_every_isa(b, t):
 
 
 @pytest.mark.parametrize("precision", ["f32", "q8"])
-@pytest.mark.parametrize("b,t", [(2, 257), (5, 205)])
+@pytest.mark.parametrize("b,t", [(2, 257), (5, 820)])
 def test_long_bidirectional_stack_equals_the_numpy_reference(precision, b, t):
     m = _make("lstm", 5, 10, 2, bidir=True, seed=7)
     eng = rc.compile(m, precision=precision)
@@ -200,7 +200,7 @@ def test_long_bidirectional_stack_equals_the_numpy_reference(precision, b, t):
 
 
 @pytest.mark.parametrize("precision", ["f32", "q8"])
-@pytest.mark.parametrize("b,t", [(1, 300), (3, 129), (6, 90)])
+@pytest.mark.parametrize("b,t", [(1, 300), (3, 129), (6, 683)])
 def test_long_embedding_and_head_equal_the_reference_and_the_steps(precision, b, t):
     model = Sequential(Embedding(40, 8, seed=1), rc.nn.GRU(8, 12, num_layers=2, seed=2),
                        Linear(12, 4, seed=3))

@@ -495,9 +495,12 @@ typedef struct {
  * product of RUN_CHUNK_STEPS columns per sequence (enough to amortise each weight load; LSTM
  * H = 1024: 3 x 128 x 4096 floats = 6 MB of projections). */
 #define RUN_CHUNK_STEPS 128u
-/* Rows (b, t) per chunk from RUN_PER_STEP_MIN_BATCH sequences on (at least one step), and per
- * head product. */
-#define RUN_CHUNK_ROWS 512u
+/* Rows (b, t) per chunk from RUN_PER_STEP_MIN_BATCH sequences on (at least one step): only their
+ * quantised inputs are kept (q8), and quantising many steps ahead of the cells is measurably
+ * faster than a few (B = 64, H = 64: 7% slower with 8 steps per chunk). */
+#define RUN_CHUNK_ROWS 4096u
+/* Rows (b, t) per head product. */
+#define RUN_HEAD_ROWS 512u
 
 static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_run_work *w)
 {
@@ -509,7 +512,7 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     if (chunk > steps) chunk = steps;
     if (chunk == 0) chunk = 1;
     const uint64_t rows = batch * chunk; /* <= max(batch, RUN_CHUNK_ROWS) */
-    uint64_t head_rows = bt < RUN_CHUNK_ROWS ? bt : RUN_CHUNK_ROWS;
+    uint64_t head_rows = bt < RUN_HEAD_ROWS ? bt : RUN_HEAD_ROWS;
     if (head_rows < batch) head_rows = batch; /* the pooled head: B rows */
     if (!m->head) head_rows = 1;
     const uint64_t qrows = rows > head_rows ? rows : head_rows; /* the head quantises in xq too */
