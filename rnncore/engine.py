@@ -235,6 +235,14 @@ class Engine:
             the layer, sequence and step (``docs/c-api.md``, "Non-finite values"); ``Stream.step``
             and ``Stream.run`` raise it too, and then refuse the stream's state until ``reset()``
             or a finite ``state`` is assigned
+
+        Notes
+        -----
+        Memory: besides ``Y``, a run allocates a scratch of a few hundred KB to a few MB whatever
+        T is (the C core walks the time axis in chunks of steps, docs/c-api.md), plus, for a
+        stack, the sequences between layers (B x T x the layers' output widths). ``X`` is used
+        in place when it is C-contiguous float32 (ids: int32); any other dtype or layout is
+        first copied into one.
         """
         X = _as_numpy(X)
         arr = np.asarray(X)

@@ -270,7 +270,9 @@ rnc_status rnc_step_ids(const rnc_model *model, rnc_state *state, const int32_t 
  * [0, T] or NULL (all T); PyTorch packed-sequence semantics: y is zero past a sequence's length,
  * its state stops changing there, and a backward direction starts at its last valid step.
  * The state holds the initial states on entry (h0/c0, both directions) and the final ones on
- * return. scratch: caller memory of rnc_run_scratch_size(model, B, T) bytes (4-byte aligned).
+ * return. scratch: caller memory of rnc_run_scratch_size(model, B, T) bytes (4-byte aligned):
+ * buffers for one chunk of steps (the time axis is processed in chunks: bounded whatever T is)
+ * plus, for a stack, the sequences between layers (docs/c-api.md, "Scratch contract").
  * x (or ids), y and scratch must not overlap (RNC_E_ARG); rnc_step allows y == x.
  * x/ids, y and lengths must be 4-byte aligned (RNC_E_ALIGN). */
 rnc_status rnc_run_scratch_size(const rnc_model *model, size_t batch, size_t steps, size_t *bytes);

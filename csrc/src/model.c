@@ -540,39 +540,73 @@ rnc_status rnc_step_ids(const rnc_model *m, rnc_state *s, const int32_t *ids, fl
 /* ------------------------------------------------------------------------------------------
  * run
  * ---------------------------------------------------------------------------------------- */
+/* The scratch of rnc_run: the sequences between layers (seq_a, seq_b: B*T rows, only for the
+ * recurrent layers whose output is not y), and per chunk of steps the gathered embeddings (emb),
+ * the quantised inputs (xq, sx), the input projection (gi) and the head's products (head): a
+ * bounded number of rows whatever T is. */
 typedef struct {
-    size_t seq_a, seq_b, xq, sx, gi, head, pooled, active, total;
+    size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, total;
+    size_t chunk;     /* steps per chunk (>= 1) */
+    size_t head_rows; /* rows of (b, t) per head product (>= 1) */
 } rnc_run_work;
 
 /* From this many sequences on, run() projects the inputs step by step inside the cell (run_common) */
 #define RUN_PER_STEP_MIN_BATCH 4u
+/* Steps per chunk below RUN_PER_STEP_MIN_BATCH sequences: the input projection of a chunk is one
+ * product of RUN_CHUNK_STEPS columns per sequence (enough to amortise each weight load; LSTM
+ * H = 1024: 3 x 128 x 4096 floats = 6 MB of projections). */
+#define RUN_CHUNK_STEPS 128u
+/* Rows (b, t) per chunk from RUN_PER_STEP_MIN_BATCH sequences on (at least one step): only their
+ * quantised inputs are kept (q8), and quantising many steps ahead of the cells is measurably
+ * faster than a few (B = 64, H = 64: 7% slower with 8 steps per chunk). */
+#define RUN_CHUNK_ROWS 4096u
+/* Rows (b, t) per head product. */
+#define RUN_HEAD_ROWS 512u
 
 static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_run_work *w)
 {
     uint64_t bt, o = 0, t;
     if (!mul_ok(batch, steps, &bt) || bt > 0x7FFFFFFFu) return RNC_E_SIZE;
     const uint64_t op = r16(m->head_out);
+    const int per_step = batch >= RUN_PER_STEP_MIN_BATCH;
+    uint64_t chunk = per_step ? RUN_CHUNK_ROWS / batch : RUN_CHUNK_STEPS;
+    if (chunk > steps) chunk = steps;
+    if (chunk == 0) chunk = 1;
+    const uint64_t rows = batch * chunk; /* <= max(batch, RUN_CHUNK_ROWS) */
+    uint64_t head_rows = bt < RUN_HEAD_ROWS ? bt : RUN_HEAD_ROWS;
+    if (head_rows < batch) head_rows = batch; /* the pooled head: B rows */
+    if (!m->head) head_rows = 1;
+    const uint64_t qrows = rows > head_rows ? rows : head_rows; /* the head quantises in xq too */
+    /* the recurrent layers writing a sequence buffer (not y: every one but a last stage) */
+    uint64_t mid = 0, mid_w = 0;
+    for (uint32_t l = 0; l < m->num_layers; ++l) {
+        const int to_y = l + 1 == m->num_layers && m->stage[m->num_stages - 1] == RNC_REC_RECURRENT;
+        const uint64_t dh = (uint64_t)m->layer[l].hidden_size * m->layer[l].dirs;
+        if (to_y) continue;
+        ++mid;
+        if (dh > mid_w) mid_w = dh;
+    }
 #define ADD(field, a, b_)                                                                         \
     do {                                                                                          \
         if (!mul_ok((a), (b_), &t) || t > ((uint64_t)1 << 60)) return RNC_E_SIZE;                 \
         w->field = (size_t)o;                                                                     \
         o += RNC_ALIGN_UP(t, 64);                                                                 \
     } while (0)
-    ADD(seq_a, bt, (uint64_t)m->max_feat * 4);
-    ADD(seq_b, bt, (uint64_t)m->max_feat * 4);
-    ADD(xq, bt, (uint64_t)m->max_kpad);
-    ADD(sx, bt, 4);
-    /* per-step mode has no use for gi: no B*T*G*Hp floats (26 MB at B=64, T=100, LSTM H=256),
-     * which as part of a > 32 MB scratch made every Python run() map fresh pages (glibc serves
-     * such blocks by mmap and unmaps them on free) */
-    if (batch >= RUN_PER_STEP_MIN_BATCH) ADD(gi, 0, 4);
-    else ADD(gi, bt, (uint64_t)m->max_gates_hp * 4);
-    ADD(head, bt, op * 4);
+    ADD(seq_a, mid >= 1 ? bt : 0, mid_w * 4);
+    ADD(seq_b, mid >= 2 ? bt : 0, mid_w * 4);
+    ADD(emb, m->uses_ids ? rows : 0, (uint64_t)m->embed_dim * 4);
+    ADD(xq, qrows, (uint64_t)m->max_kpad);
+    ADD(sx, qrows, 4);
+    /* per-step mode has no use for gi: no B*chunk*G*Hp floats */
+    ADD(gi, per_step ? 0 : rows, (uint64_t)m->max_gates_hp * 4);
+    ADD(head, head_rows, op * 4);
     ADD(pooled, batch, (uint64_t)m->max_feat * 4);
     ADD(active, batch, 1);
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     w->total = (size_t)o + 64;
+    w->chunk = (size_t)chunk;
+    w->head_rows = (size_t)head_rows;
     return RNC_OK;
 }
 
@@ -630,24 +664,33 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     unsigned char *base = (unsigned char *)scratch;
     base += RNC_ALIGN_UP((uintptr_t)base, 64) - (uintptr_t)base;
     float *seq_a = (float *)(base + w.seq_a), *seq_b = (float *)(base + w.seq_b);
+    float *emb = (float *)(base + w.emb);
     int8_t *xq = (int8_t *)(base + w.xq);
     float *sx = (float *)(base + w.sx), *gi = (float *)(base + w.gi);
     float *pooled = (float *)(base + w.pooled);
     uint8_t *active = (uint8_t *)(base + w.active);
 #define LEN(b) (lengths ? (size_t)lengths[b] : T)
 
+    /* The layers run one after the other over the whole sequences (a bidirectional layer needs
+     * all of its input before its output), each direction over chunks of w.chunk steps (the
+     * backward one from the last chunk): per chunk the inputs are gathered (embedding),
+     * quantised (q8, per row) and projected, then the cell steps through the chunk. Every
+     * (b, t) gets the same per-row quantisation and the same products (exact int32 / a column's
+     * sum independent of the column count) as in one product over all steps: the chunk size
+     * changes no bit. */
     const float *cur = x;
     size_t cur_w = m->input_size;
-    const size_t BT = B * T;
+    int gather_ids = 0; /* layer 0 gathers its chunks' embeddings */
+    const size_t BT = B * T, C = w.chunk, nchunks = (T + C - 1) / C;
     const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
     /* Batches of >= 4 sequences project their inputs step by step inside the cell (one GEMM
      * of B columns per step, like rnc_step): B columns already amortise each weight load,
-     * and the B x (G*Hp) pre-activations stay in cache, where the whole-sequence product
-     * writes B*T*G*Hp floats (20 MB at B=64, T=100, GRU H=256) and reads them back one
-     * scattered row at a time (measured 2-3x slower at B=64 on Zen 4). Fewer sequences
-     * keep the single product over all (b, t), whose T columns amortise the weights. Both
-     * give the same bits: the same products (exact int32 / an order independent of the
-     * column count) and the same float32 epilogue. */
+     * and the B x (G*Hp) pre-activations stay in cache, where a product over the chunk's
+     * B*C columns would write them all and read them back one scattered row at a time
+     * (measured 2-3x slower at B=64 on Zen 4). Fewer sequences project a chunk's C steps per
+     * sequence as one product, whose C columns amortise the weights. Both give the same bits:
+     * the same products (exact int32 / an order independent of the column count) and the same
+     * float32 epilogue. */
     const int per_step = B >= RUN_PER_STEP_MIN_BATCH; /* run_work sizes gi for it */
     float *head_acc = (float *)(base + w.head);
     int pooled_rows = 0; /* cur holds B rows (after last_step), not B*T; the last stage writes y */
@@ -655,8 +698,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         const int last = i + 1 == m->num_stages;
         if (m->stage[i] == RNC_REC_EMBEDDING) {
-            gather(m, ids, BT, seq_a);
-            cur = seq_a;
+            gather_ids = 1;
+            cur = NULL;
             cur_w = m->embed_dim;
             continue;
         }
@@ -683,10 +726,14 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
             if (pooled_rows) {
                 const size_t bad = apply_head(m, cur, B, cur_w, y, xq, sx, head_acc);
                 if (bad < B) return nonfinite(s, m->num_layers, 0, bad, LEN(bad) ? LEN(bad) - 1 : 0);
-            } else if (BT) { /* per step; zero past each length */
-                const size_t bad = apply_head(m, cur, BT, cur_w, y, xq, sx, head_acc);
-                if (bad < BT) return nonfinite(s, m->num_layers, 0, bad / T, bad % T);
+            } else if (BT) { /* per step, w.head_rows rows at a time; zero past each length */
                 const size_t O = m->head_out;
+                for (size_t n0 = 0; n0 < BT; n0 += w.head_rows) {
+                    const size_t rows = BT - n0 < w.head_rows ? BT - n0 : w.head_rows;
+                    const size_t bad = apply_head(m, cur + n0 * cur_w, rows, cur_w, y + n0 * O, xq, sx,
+                                                  head_acc);
+                    if (bad < rows) return nonfinite(s, m->num_layers, 0, (n0 + bad) / T, (n0 + bad) % T);
+                }
                 for (size_t b = 0; b < B; ++b)
                     for (size_t t = LEN(b); t < T; ++t) memset(y + (b * T + t) * O, 0, sizeof(float) * O);
             }
@@ -696,68 +743,91 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         const uint32_t li = l++;
         const rnc_layer *L = &m->layer[li];
         const size_t H = L->hidden_size, DH = H * L->dirs, ghp = (size_t)L->gates * L->hp;
-        const int direct = last;
-        float *out = direct ? y : (cur == seq_a ? seq_b : seq_a);
+        const size_t kx = L->kx;
+        float *out = last ? y : (cur == seq_a ? seq_b : seq_a);
         /* positions past a length stay zero; without lengths every (b, t) is written by the
          * steps below (both directions), so the 4*B*T*D*H-byte clear is skipped */
         if (BT && lengths) memset(out, 0, sizeof(float) * BT * DH);
-        /* per-step mode stores the quantised inputs step-major, row (t, b) at t * B + b: one
-         * step's B rows are contiguous (in (b, t) order they sat T * kx bytes apart, at B = 64,
-         * T = 100, kx = 256 on only 16 of L1's 64 sets, re-read from L2 for every unit block) */
-        if (m->precision == RNC_Q8)
-            for (size_t n = 0; n < BT; ++n) {
-                const size_t r = per_step ? (n % T) * B + n / T : n;
-                quantize(cur + n * cur_w, cur_w, L->kx, L->x_scale, xq + r * L->kx, &sx[r]);
-            }
         const rnc_plan_op *cells = per_step ? &m->plan.cell_x[li] : &m->plan.cell_gi[li];
         /* cells that start from W_hh's kernel sums run where the file has them (q8, v2) */
         const rnc_cell_fn fn = plan_pick(cells, B, L->dir[0].hh_sums != NULL)->fn.cell;
         for (uint32_t d = 0; d < L->dirs; ++d) {
-            if (BT && !per_step) {
-                /* the input projection of every (b, t) as one matrix product */
-                if (m->precision == RNC_Q8) {
-                    plan_pick(&m->plan.gemm_deq, BT, 0)->fn.gemm_deq(
-                        (const int8_t *)L->dir[d].w_ih, (int)ghp, (int)L->input_size, (int)BT, xq,
-                        (int)L->kx, sx, L->dir[d].s_ih, L->dir[d].b_ih, gi, (int)ghp);
-                } else {
-                    plan_pick(&m->plan.gemm[RNC_F32], BT, 0)->fn.gemm_f32(
-                        (const float *)L->dir[d].w_ih, (int)ghp, (int)L->input_size, (int)BT, cur,
-                        (int)cur_w, gi, (int)ghp);
-                    const float *bi = L->dir[d].b_ih;
-                    for (size_t n = 0; n < BT; ++n)
-                        for (size_t r = 0; r < ghp; ++r) gi[n * ghp + r] = gi[n * ghp + r] + bi[r];
-                }
-            }
             rnc_cell_args a;
             cell_args_base(m, L, d, s, &a, s->work);
-            a.ldgi = T * ghp;
             a.ldy = T * DH;
             a.active = active;
-            for (size_t step = 0; step < T; ++step) {
-                const size_t t = d ? T - 1 - step : step;
+            for (size_t ci = 0; ci < nchunks; ++ci) {
+                const size_t t0 = (d ? nchunks - 1 - ci : ci) * C;
+                const size_t n = T - t0 < C ? T - t0 : C;
                 int any = 0;
-                for (size_t b = 0; b < B; ++b) {
-                    active[b] = t < LEN(b);
-                    any |= active[b];
-                }
+                for (size_t b = 0; b < B; ++b) any |= t0 < LEN(b);
                 if (!any) continue;
-                if (per_step) { /* the cell computes W_ih x_t of every row itself */
-                    if (m->precision == RNC_Q8) { /* step t's rows, contiguous (above) */
-                        a.xq = xq + t * B * L->kx;
-                        a.ldxq = L->kx;
-                        a.sx = sx + t * B;
-                    } else {
-                        a.x = cur + t * cur_w;
-                        a.ldx = T * cur_w;
-                    }
+                /* the chunk's input: row (b, t0 + j) at in + b * ld_in + j * cur_w */
+                const float *in;
+                size_t ld_in;
+                if (gather_ids) {
+                    for (size_t b = 0; b < B; ++b) gather(m, ids + b * T + t0, n, emb + b * n * cur_w);
+                    in = emb;
+                    ld_in = n * cur_w;
                 } else {
-                    a.gi = gi + t * ghp;
+                    in = cur + t0 * cur_w;
+                    ld_in = T * cur_w;
                 }
-                a.y = out + t * DH + d * H;
-                fn(&a);
-                if (L->kind == RNC_RNN_RELU) TRY(check_relu_state(m, s, li, d, t));
+                /* q8: per-step mode stores the quantised inputs step-major, row (j, b) at
+                 * j * B + b (one step's B rows contiguous); otherwise (b, j) at b * n + j */
+                if (m->precision == RNC_Q8)
+                    for (size_t b = 0; b < B; ++b)
+                        for (size_t j = 0; j < n; ++j) {
+                            const size_t r = per_step ? j * B + b : b * n + j;
+                            quantize(in + b * ld_in + j * cur_w, cur_w, kx, L->x_scale, xq + r * kx,
+                                     &sx[r]);
+                        }
+                if (!per_step) { /* the chunk's input projection, one product per sequence */
+                    for (size_t b = 0; b < B; ++b) {
+                        float *g = gi + b * n * ghp;
+                        if (m->precision == RNC_Q8) {
+                            plan_pick(&m->plan.gemm_deq, n, 0)->fn.gemm_deq(
+                                (const int8_t *)L->dir[d].w_ih, (int)ghp, (int)L->input_size, (int)n,
+                                xq + b * n * kx, (int)kx, sx + b * n, L->dir[d].s_ih, L->dir[d].b_ih,
+                                g, (int)ghp);
+                        } else {
+                            plan_pick(&m->plan.gemm[RNC_F32], n, 0)->fn.gemm_f32(
+                                (const float *)L->dir[d].w_ih, (int)ghp, (int)L->input_size, (int)n,
+                                in + b * ld_in, (int)cur_w, g, (int)ghp);
+                            const float *bi = L->dir[d].b_ih;
+                            for (size_t j = 0; j < n; ++j)
+                                for (size_t r = 0; r < ghp; ++r) g[j * ghp + r] = g[j * ghp + r] + bi[r];
+                        }
+                    }
+                    a.ldgi = n * ghp;
+                }
+                for (size_t k = 0; k < n; ++k) {
+                    const size_t j = d ? n - 1 - k : k, t = t0 + j;
+                    any = 0;
+                    for (size_t b = 0; b < B; ++b) {
+                        active[b] = t < LEN(b);
+                        any |= active[b];
+                    }
+                    if (!any) continue;
+                    if (per_step) { /* the cell computes W_ih x_t of every row itself */
+                        if (m->precision == RNC_Q8) { /* step t's rows, contiguous (above) */
+                            a.xq = xq + j * B * kx;
+                            a.ldxq = kx;
+                            a.sx = sx + j * B;
+                        } else {
+                            a.x = in + j * cur_w;
+                            a.ldx = ld_in;
+                        }
+                    } else {
+                        a.gi = gi + j * ghp;
+                    }
+                    a.y = out + t * DH + d * H;
+                    fn(&a);
+                    if (L->kind == RNC_RNN_RELU) TRY(check_relu_state(m, s, li, d, t));
+                }
             }
         }
+        gather_ids = 0;
         cur = out;
         cur_w = DH;
     }
