@@ -16,6 +16,8 @@ demo: install-demo
 lint:
 	$(PYTHON) -m ruff check rnncore tests benchmarks
 
+# The C core's tests with the default compiler (and ASan/UBSan), then again with clang.
 test: install-test lint
 	$(MAKE) -C csrc test test-sanitize PYTHON=$(PYTHON)
+	$(MAKE) -C csrc test-clang PYTHON=$(PYTHON)
 	$(PYTHON) -m pytest -q
