@@ -16,8 +16,9 @@ demo: install-demo
 lint:
 	$(PYTHON) -m ruff check rnncore tests benchmarks
 
-# The C core's tests with the default compiler (and ASan/UBSan), then again with clang.
+# The C core's tests with the default compiler (and ASan/UBSan), again with clang, and a short
+# libFuzzer run of the model loader (csrc/Makefile fuzz-smoke; the long campaign: docs/fuzzing.md).
 test: install-test lint
 	$(MAKE) -C csrc test test-sanitize PYTHON=$(PYTHON)
-	$(MAKE) -C csrc test-clang PYTHON=$(PYTHON)
+	$(MAKE) -C csrc test-clang fuzz-smoke PYTHON=$(PYTHON)
 	$(PYTHON) -m pytest -q
