@@ -529,7 +529,8 @@ def _check_reserved(st, data: bytes, base: int, what: str) -> None:
 
 
 def _check_header_common(data: bytes, header_size: int) -> bytes:
-    hdr = LAYOUT["hdr1"].unpack(data)  # magic, version, file_size and crc32 sit alike in both
+    # magic, version, file_size and crc32 sit alike in both (v2's header is shorter than v1's)
+    hdr = LAYOUT["hdr1"].unpack(data[:LAYOUT["hdr1"].size].ljust(LAYOUT["hdr1"].size, b"\0"))
     file_size = hdr["file_size"]
     if file_size > len(data) or file_size < header_size:
         raise ValueError(f"truncated .rnc file: file_size {file_size}, buffer {len(data)} bytes, "
