@@ -48,6 +48,10 @@ class _Importer:
         self.g = g
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.vals: dict = {}
+        for v in list(g.input) + list(g.output):
+            if v.type.WhichOneof("value") != "tensor_type" or v.type.tensor_type.elem_type == 0:
+                raise _Refused(f"from_onnx: graph {'input' if v in g.input else 'output'} {v.name!r} "
+                               "must be a tensor of a defined element type")
         for t in g.initializer:
             try:
                 self.vals[t.name] = numpy_helper.to_array(t)
