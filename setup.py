@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
+from sysconfig import get_platform
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -83,12 +85,18 @@ def source_groups() -> list[tuple[str, list[str], list[str]]]:
 class BuildExt(build_ext):
     """build_ext that compiles each C source group with its own flags before the extension.
 
-    Groups listed in sources.mk's ``OPTIONAL_GROUPS`` whose flags the compiler rejects (e.g.
-    ``-mamx-tile`` before GCC 11) are left out, and ``-DRNC_NO_<GROUP>`` is passed to every
+    Groups listed in sources.mk's ``OPTIONAL_GROUPS`` are kept when the compiler accepts their
+    flags and, with them, announces their features (``csrc/src/kernels/isa_target.h`` defines
+    ``RNC_TARGET_<GROUP>`` from GCC's and clang's macro spellings, the same probe as
+    csrc/Makefile's); otherwise they are left out and ``-DRNC_NO_<GROUP>`` is passed to every
     file, so the kernel table has no rows for them; ``rc.isa()`` then lists them as not compiled.
+
+    An undefined symbol fails the build instead of the first ``import rnncore``: the C core's
+    objects are linked alone with ``-Wl,--no-undefined`` (Linux; they need only libc and libm),
+    and the finished extension is loaded with every symbol bound at once (``RTLD_NOW``).
     """
 
-    def _flags_ok(self, flags: list[str]) -> bool:
+    def _group_ok(self, stem: str, flags: list[str]) -> bool:
         import tempfile
 
         from setuptools.errors import CompileError
@@ -96,12 +104,32 @@ class BuildExt(build_ext):
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "rnc_probe.c")
             with open(src, "w", encoding="utf-8") as f:
-                f.write("int rnc_probe;\n")
+                f.write(f'#include "isa_target.h"\n#ifndef RNC_TARGET_{stem}\n'
+                        f'#error "{stem}: these flags do not enable its features"\n#endif\n'
+                        "int rnc_probe;\n")
             try:
-                self.compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+                self.compiler.compile([src], output_dir=tmp, extra_postargs=flags,
+                                      include_dirs=[os.path.join(CSRC, "src", "kernels")])
             except CompileError:
                 return False
         return True
+
+    def _check_core_links(self, objects: list[str]) -> None:
+        """Link the C core's objects into a throwaway shared object with -Wl,--no-undefined."""
+        import tempfile
+
+        from setuptools.errors import LinkError
+
+        if not sys.platform.startswith("linux"):
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                self.compiler.link_shared_object(
+                    objects, os.path.join(tmp, "librnncore_check.so"), libraries=["m"],
+                    extra_postargs=["-Wl,--no-undefined"])
+            except LinkError as e:
+                raise LinkError(f"rnncore: the C core references symbols none of its objects "
+                                f"define (see the linker's message above): {e}") from e
 
     def build_extension(self, ext: Extension) -> None:
         groups = getattr(ext, "rnc_groups", [])
@@ -110,9 +138,10 @@ class BuildExt(build_ext):
         optional = set(mk.get("OPTIONAL_GROUPS", "").split())
         kept, no_isa = [], []
         for stem, srcs, flags in groups:
-            if stem in optional and not self._flags_ok(flags):
+            if stem in optional and not self._group_ok(stem, flags):
                 no_isa.append(f"-DRNC_NO_{stem}")
-                print(f"rnncore: leaving out {stem} (the compiler rejects {' '.join(flags)})")
+                print(f"rnncore: leaving out {stem} (the compiler rejects {' '.join(flags)} "
+                      "or does not enable its features with them)")
                 continue
             kept.append((srcs, flags))
         objects = []
@@ -120,12 +149,21 @@ class BuildExt(build_ext):
             objects += self.compiler.compile(
                 srcs, output_dir=self.build_temp, include_dirs=ext.include_dirs,
                 extra_postargs=common + no_isa + flags, depends=ext.depends)
+        self._check_core_links(objects)
         ext.extra_compile_args = list(ext.extra_compile_args or []) + no_isa
         ext.extra_objects = objects + list(ext.extra_objects or [])
         # build_ext relinks only when the .pyx or a depends entry is newer than the extension:
         # without the objects here, an edited C source was recompiled but the old .so kept
         ext.depends = list(ext.depends or []) + objects
         super().build_extension(ext)
+        if not self.plat_name or self.plat_name == get_platform():  # not a cross build
+            import ctypes
+
+            path = self.get_ext_fullpath(ext.name)
+            try:
+                ctypes.CDLL(path, mode=os.RTLD_NOW)
+            except OSError as e:
+                raise RuntimeError(f"rnncore: the built extension {path} does not load: {e}") from e
 
 
 def c_extensions() -> list:

@@ -39,9 +39,18 @@ _FORCED_ISA: list[str | None] = [None]
 
 def _ext():
     if _engine is None:  # pragma: no cover
-        raise ImportError(f"rnncore's C extension is not built ({_IMPORT_ERROR}); "
-                          "install with `pip install -e .`")
+        raise ImportError(_import_error_message(_IMPORT_ERROR)) from _IMPORT_ERROR
     return _engine
+
+
+def _import_error_message(e: ImportError) -> str:
+    """Why ``rnncore._engine`` cannot be used: not built at all, or built but failing to load."""
+    if isinstance(e, ModuleNotFoundError) and e.name == "rnncore._engine":
+        return (f"rnncore's C extension is not built ({e}); build it with `pip install -e .` "
+                "(or `python setup.py build_ext --inplace` in a source tree)")
+    return (f"rnncore's C extension is present but fails to load ({e}): a broken or stale build, "
+            "not a missing one; rebuild it from a clean tree (`python setup.py build_ext --inplace "
+            "--force`, or reinstall the wheel) and report the error if it persists")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -67,3 +67,57 @@ def test_c_core_builds_without_optional_isa_groups(tmp_path):
         assert re.search(rf"\b{isa}\[(absent|CPU has it, not built)\]", out), out[-3000:]
     assert "avx512vnni[run]" in out or "avx2[run]" in out or "generic[run]" in out
     assert "AMX and/or AVX-VNNI left out" in out and ", 0 failures" in out
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 ISA groups")
+def test_c_core_leaves_out_groups_whose_flags_enable_nothing(tmp_path):
+    """A compiler that accepts -mavxvnni / -mamx-* but does not announce the features with them (as
+    clang 14 spelled AMX's macros __AMXTILE__ / __AMXINT8__, which the AMX files did not test) must
+    not give a kernel table listing kernels whose files compiled to nothing (an undefined
+    rnc_q8_gemm_amx at link time): the probe (src/kernels/isa_target.h) leaves those groups out."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    wrapper = tmp_path / "quietcc"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do shift; case "$a" in -mavxvnni|-mamx-tile|-mamx-int8) ;; '
+        '*) set -- "$@" "$a";; esac; done\n'
+        f'exec {cc} "$@"\n')
+    wrapper.chmod(0o755)
+    build = tmp_path / "build"
+    proc = subprocess.run(
+        ["make", "-C", str(CSRC), f"CC={wrapper}", f"BUILD={build}", f"{build}/test_kernels"],
+        capture_output=True, text=True, timeout=900, env=child_env())
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert "-DRNC_NO_X86_AVXVNNI" in out and "-DRNC_NO_X86_AMX" in out, out[-3000:]
+    run = subprocess.run([str(build / "test_kernels")], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0 and ", 0 failed" in run.stdout + run.stderr, run.stdout[-3000:]
+    assert "avxvnni" not in run.stdout and "amx" not in run.stdout
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 ISA groups")
+@pytest.mark.parametrize("cc", ["cc", "clang"])
+@pytest.mark.parametrize("src, group, symbol", [
+    ("q8_gemm_amx.c", "X86_AMX", "rnc_q8_gemm_amx"), ("cells_amx.c", "X86_AMX", "rnc_q8_lstm_step_amx"),
+    ("q8_gemm_avxvnni.c", "X86_AVXVNNI", "rnc_q8_gemm_avxvnni"),
+    ("cells_avxvnni.c", "X86_AVXVNNI", "rnc_q8_gru_step_avxvnni")])
+def test_group_file_without_its_features_is_an_error(cc, src, group, symbol, tmp_path):
+    """A group's file compiled for the library without its features stops the build (#error)
+    instead of compiling to nothing; with -DRNC_NO_<GROUP> (the group left out) it compiles; with
+    the group's flags (sources.mk) it defines its kernels, whichever compiler (GCC and clang spell
+    the AMX macros differently)."""
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} is not installed")
+    mk = (CSRC / "sources.mk").read_text()
+    flags = re.search(rf"^{group}_FLAGS = (.*)$", mk, re.M).group(1).split()
+    obj = tmp_path / "k.o"
+    base = [cc, "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-Iinclude", "-c", f"src/kernels/{src}",
+            "-o", str(obj)]
+    bare = subprocess.run(base, cwd=CSRC, capture_output=True, text=True)
+    assert bare.returncode != 0 and f"{src} needs" in bare.stderr, bare.stderr[-2000:]
+    left_out = subprocess.run(base + [f"-DRNC_NO_{group}"], cwd=CSRC, capture_output=True, text=True)
+    assert left_out.returncode == 0, left_out.stderr[-2000:]
+    ok = subprocess.run(base + flags, cwd=CSRC, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    syms = subprocess.run(["nm", "--defined-only", str(obj)], capture_output=True, text=True).stdout
+    assert re.search(rf" T {symbol}$", syms, re.M), syms[-2000:]

@@ -154,7 +154,10 @@ def _load(model_or_path, max_bytes: int = MAX_MODEL_BYTES):
             f"from_keras: importing keras needs its backend ({e.name!r} is not installed); set "
             "KERAS_BACKEND=torch (or jax/tensorflow, whichever is installed) before keras is imported"
         ) from e
-    return keras.saving.load_model(path, compile=False)
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - zip, JSON, HDF5 and Keras config errors alike
+        raise ValueError(f"from_keras: Keras cannot load {path!r} ({type(e).__name__}: {e})") from e
 
 
 def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation: bool = False,
@@ -184,6 +187,16 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     ``rc.nn.RNN/GRU/LSTM`` or ``rc.nn.Sequential`` reading ``x (B, T, F)``; its
     ``keras_mask`` attribute is ``None``, ``("value", mask_value)`` or ``("zero", None)``, its
     ``keras_stripped`` attribute the dropped final activation (``"softmax"``/``"sigmoid"``) or None.
+
+    Raises
+    ------
+    ValueError
+        for a file Keras cannot load (naming the file and Keras's error), a layer or option the
+        importer does not support (naming the layer), or an import that does not reproduce Keras.
+    FileNotFoundError
+        when the path does not exist.
+    TypeError
+        when ``model_or_path`` is neither a Keras model or layer nor a path.
     """
     model = _load(model_or_path, max_bytes)
     kind = type(model).__name__

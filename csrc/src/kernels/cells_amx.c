@@ -11,10 +11,10 @@
  * calls the emulated tile kernel (rnc_q8_*_step_amx_emulated, every batch size); with
  * RNC_AMX_EMULATE_LIBRARY as well, under the real names (make test-amx-emulated). */
 #include "../internal.h"
-#include "epilogue_avx512.h"
+#include "isa_target.h"
 
-#if (defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AVX512VNNI__)) ||                  \
-    (defined(RNC_AMX_EMULATE) && defined(__AVX512F__))
+#if defined(RNC_TARGET_X86_AMX) || (defined(RNC_AMX_EMULATE) && defined(__AVX512F__))
+#include "epilogue_avx512.h"
 
 #define RNC_CELL_UPDATE rnc_x86_cell_update_avx512
 #define RNC_QUANTIZE_ROW rnc_x86_quantize_row_avx512
@@ -37,7 +37,9 @@ void rnc_q8_gemm_amx_emulated(const int8_t *Wp, int R, int K, int N, const int8_
 RNC_DEFINE_Q8_GEMM_DEQ(amx)
 #endif
 
+#elif RNC_X86 && !defined(RNC_NO_X86_AMX) && !defined(RNC_AMX_EMULATE)
+#error "cells_amx.c needs AMX-TILE, AMX-INT8 and AVX-512 VNNI (sources.mk X86_AMX_FLAGS) unless RNC_NO_X86_AMX"
 #else
-/* Built without AMX flags (another architecture or an old compiler): keep the unit non-empty. */
+/* The AMX group left out (-DRNC_NO_X86_AMX) or another architecture: keep the unit non-empty. */
 typedef int rnc_cells_amx_unused;
 #endif

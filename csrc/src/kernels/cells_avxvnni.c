@@ -3,6 +3,9 @@
  * instructions). Cell update and activation quantisation from epilogue_avx2.h (the AVX2 path's
  * intrinsics, 8 lanes), the same float32 operations as every other ISA. */
 #include "../internal.h"
+#include "isa_target.h"
+
+#if defined(RNC_TARGET_X86_AVXVNNI)
 #include "epilogue_avx2.h"
 #include "kernels_avx512.h"
 
@@ -24,3 +27,11 @@ void rnc_f32_gemm_avxvnni(const float *Wp, int R, int K, int N, const float *X, 
 
 #include "gemm_deq.h"
 RNC_DEFINE_Q8_GEMM_DEQ(avxvnni)
+
+#elif RNC_X86 && !defined(RNC_NO_X86_AVXVNNI)
+#error "cells_avxvnni.c needs AVX-VNNI and AVX2 (sources.mk X86_AVXVNNI_FLAGS) unless RNC_NO_X86_AVXVNNI"
+#else
+/* The AVX-VNNI group left out (-DRNC_NO_X86_AVXVNNI) or another architecture: keep the unit
+ * non-empty. */
+typedef int rnc_cells_avxvnni_unused;
+#endif

@@ -40,9 +40,9 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "isa_target.h"
 
-#if (defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AVX512VNNI__)) ||                  \
-    defined(RNC_AMX_EMULATE)
+#if defined(RNC_TARGET_X86_AMX) || defined(RNC_AMX_EMULATE)
 
 #if defined(RNC_AMX_EMULATE)
 /* ---- plain-C model of the tile instructions (palette 1: 8 tiles of up to 16 x 64 bytes) ---- */
@@ -238,7 +238,9 @@ void RNC_AMX_GEMM(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ld
     amx_tiles(Wp, R, K, N, Q, ldq, Acc, ldacc);
 }
 
+#elif RNC_X86 && !defined(RNC_NO_X86_AMX)
+#error "q8_gemm_amx.c needs AMX-TILE, AMX-INT8 and AVX-512 VNNI (sources.mk X86_AMX_FLAGS) unless RNC_NO_X86_AMX"
 #else
-/* Built without AMX flags (another architecture or an old compiler): keep the unit non-empty. */
+/* The AMX group left out (-DRNC_NO_X86_AMX) or another architecture: keep the unit non-empty. */
 typedef int rnc_gemm_amx_unused;
 #endif

@@ -16,6 +16,7 @@
  * (_mm256_dpbusd_epi32) and gets the function-name suffix _evex, so the C tests check this file's
  * logic on AVX-512 VNNI machines too; only the VEX encoding itself then goes unexecuted.
  */
+#include "isa_target.h"
 #include "kernels_avx512.h"
 
 #if defined(RNC_AVXVNNI_VIA_EVEX)
@@ -24,7 +25,7 @@
 #define RNC_DPBUSD256(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
 #define RNC_AVXVNNI_FN(name) name##_evex
 #endif
-#elif defined(__AVXVNNI__) && defined(__AVX2__)
+#elif defined(RNC_TARGET_X86_AVXVNNI)
 #define RNC_AVXVNNI_OK 1
 #define RNC_DPBUSD256(acc, u, s) _mm256_dpbusd_avx_epi32((acc), (u), (s))
 #define RNC_AVXVNNI_FN(name) name
@@ -194,6 +195,10 @@ void RNC_AVXVNNI_FN(rnc_q8_gemm_avxvnni)(const int8_t *Wp, int R, int K, int N, 
         gemm_rowblocks(Wp + (size_t)b * bs, bs, G, K, N, Q, (size_t)ldq, Acc, (size_t)ldacc, b, R, 1);
 }
 
+#elif !defined(RNC_AVXVNNI_VIA_EVEX) && (defined(__x86_64__) || defined(_M_X64)) && !defined(RNC_NO_X86_AVXVNNI)
+#error "q8_gemm_avxvnni.c needs AVX-VNNI and AVX2 (sources.mk X86_AVXVNNI_FLAGS) unless RNC_NO_X86_AVXVNNI"
 #else
+/* The AVX-VNNI group left out (-DRNC_NO_X86_AVXVNNI) or another architecture: keep the unit
+ * non-empty. */
 typedef int rnc_gemv_avxvnni_unused;
 #endif

@@ -51,8 +51,16 @@ class _Importer:
         self.g = g
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.vals: dict = {}
+        for v in list(g.input) + list(g.output):
+            if v.type.WhichOneof("value") != "tensor_type" or v.type.tensor_type.elem_type == 0:
+                raise _Refused(f"from_onnx: graph {'input' if v in g.input else 'output'} {v.name!r} "
+                               "must be a tensor of a defined element type")
         for t in g.initializer:
-            self.vals[t.name] = numpy_helper.to_array(t)
+            try:
+                self.vals[t.name] = numpy_helper.to_array(t)
+            except Exception as e:  # noqa: BLE001 - an unknown element type, data of the wrong size, ...
+                raise _Refused(f"from_onnx: initializer {t.name!r} cannot be read "
+                               f"({type(e).__name__}: {e})") from e
         for i in g.input:
             if i.name in self.vals:
                 continue
@@ -71,6 +79,25 @@ class _Importer:
         self.node_D: dict = {}
 
     # -- helpers ---------------------------------------------------------------------------
+    def check_attribute_types(self, node) -> None:
+        """Refuse attributes the operator's schema (at the model's opset) does not declare, or
+        declares with another type (what ``onnx.checker`` and onnxruntime refuse too)."""
+        from onnx import AttributeProto, defs
+
+        try:
+            schema = defs.get_schema(node.op_type, self.opset, "")
+        except Exception:  # noqa: BLE001 - no schema at this opset: the handler decides
+            return
+        for a in node.attribute:
+            want = schema.attributes.get(a.name)
+            if want is None:
+                self.refuse(node, f"attribute {a.name!r} is not an attribute of {node.op_type} "
+                                  f"(opset {self.opset})")
+            if a.type != want.type:
+                self.refuse(node, f"attribute {a.name!r}: expected type "
+                                  f"{AttributeProto.AttributeType.Name(want.type)}, got "
+                                  f"{AttributeProto.AttributeType.Name(a.type)}")
+
     def refuse(self, node, why):
         raise _Refused(f"from_onnx: node {node.name or '?'!r} ({node.op_type}): {why}")
 
@@ -163,11 +190,17 @@ class _Importer:
             if handler is None:
                 self.refuse(node, f"operator not supported by the rnncore importer: no handler for op type "
                                   f"{node.op_type!r} (supported: {', '.join(sorted(OPS))})")
-            ins = [self.vals[i] if i else None for i in node.input]
+            ins = [self.vals.get(i) if i else None for i in node.input]
             for name, i in zip(node.input, ins, strict=True):
                 if name and i is None:
-                    self.refuse(node, f"input {name!r} is not available")
-            outs = handler(self, node, ins, _attrs(node))
+                    self.refuse(node, f"input {name!r} is not available (no graph input, initializer "
+                                      "or earlier node output has that name)")
+            self.check_attribute_types(node)
+            try:
+                outs = handler(self, node, ins, _attrs(node))
+            except (TypeError, KeyError, IndexError, AttributeError) as e:
+                # a malformed node the handler's checks did not anticipate: named, not a crash
+                self.refuse(node, f"malformed node ({type(e).__name__}: {e})")
             for name, v in zip(node.output, outs, strict=False):
                 if name:
                     self.vals[name] = v
@@ -253,7 +286,10 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
     # the model is the longest chain of layers that reaches an output
     pipes = []
     for name in outputs:
-        v = imp.vals[name]
+        v = imp.vals.get(name)
+        if v is None:
+            raise _Refused(f"from_onnx: graph output {name!r} is produced by no node, initializer "
+                           "or input")
         if isinstance(v, _Seq):
             pipes.append(v.pipe)
         elif isinstance(v, _Final | _FinalCat):
@@ -274,7 +310,10 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
             raise _Refused(f"from_onnx: initial state {name!r} feeds a node outside the model")
         sig.states.append((name, n, kind, axes, rows))
     for name in outputs:
-        v = imp.vals[name]
+        v = imp.vals.get(name)
+        if v is None:
+            raise _Refused(f"from_onnx: graph output {name!r} is produced by no node, initializer "
+                           "or input")
         if isinstance(v, _Seq):
             if v.pipe != pipe:
                 raise _Refused(f"from_onnx: output {name!r} is an intermediate result of the model")

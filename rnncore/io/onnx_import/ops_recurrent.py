@@ -23,8 +23,14 @@ def op_recurrent(imp, node, ins, a):
         imp.refuse(node, f"X must be (T, B, F) or (B, T, F) data, got axes {X.axes}")
     layout = int(a.get("layout", 0))
     imp.resolve_time(X, node, ("T", "B") if layout == 0 else ("B", "T"))
-    W = imp.const(ins[1], node, "W").astype(np.float64)
-    R = imp.const(ins[2], node, "R").astype(np.float64)
+    W, R = imp.const(ins[1], node, "W"), imp.const(ins[2], node, "R")
+    given = [("W", W), ("R", R)] + [(n, imp.const(ins[i], node, n)) for i, n in ((3, "B"), (7, "P"))
+                                    if len(ins) > i and ins[i] is not None]
+    dtypes = {n: t.dtype for n, t in given}
+    if any(t.dtype.kind != "f" for _, t in given) or len(set(dtypes.values())) > 1:
+        imp.refuse(node, f"W, R, B and P must be floating-point tensors of one type (ONNX type T), "
+                         f"got {', '.join(f'{n}: {d}' for n, d in dtypes.items())}")
+    W, R = W.astype(np.float64), R.astype(np.float64)
     G = {"RNN": 1, "GRU": 3, "LSTM": 4}[mode]
     if W.ndim != 3 or R.ndim != 3:
         imp.refuse(node, f"W {W.shape} and R {R.shape} must have 3 axes (directions, gates, ...)")
@@ -46,6 +52,9 @@ def op_recurrent(imp, node, ins, a):
         P = imp.const(ins[7], node, "P").astype(np.float64)
         if P.shape != (D, 3 * H):
             imp.refuse(node, f"P has shape {P.shape}, expected {(D, 3 * H)}")
+    for name, t in (("W", W), ("R", R), ("B", Bv), ("P", P)):
+        if t is not None and not np.all(np.isfinite(t)):
+            imp.refuse(node, f"{name} holds non-finite values (NaN or Inf): a corrupt model")
     # _GATE_PERM lists, for each torch gate position, the ONNX block it comes from
     perm = np.concatenate([np.arange(H) + H * k for k in _GATE_PERM[mode]])
     sd = {}
@@ -60,6 +69,10 @@ def op_recurrent(imp, node, ins, a):
             sd[f"peephole_l0{sfx}"] = np.stack([p_i, p_f, p_o])
     acts = a.get("activations")
     if acts is not None:
+        n_acts = {"RNN": 1, "GRU": 2, "LSTM": 3}[mode] * D
+        if len(acts) != n_acts:
+            imp.refuse(node, f"activations: {mode} with direction={direction!r} takes {n_acts} "
+                             f"functions, got {len(acts)}")
         alphas, betas = list(a.get("activation_alpha", [])), list(a.get("activation_beta", []))
         from rnncore.nn.extended import ACTIVATIONS
 
@@ -72,16 +85,24 @@ def op_recurrent(imp, node, ins, a):
             be = betas.pop(0) if n_par >= 2 and betas else None
             spec.append((name, al, be))
         acts = spec
+    clip = a.get("clip")
+    if clip is not None and not (np.isfinite(clip) and clip > 0):
+        imp.refuse(node, f"clip must be a positive finite threshold, got {clip}")
+    if H < 1:
+        imp.refuse(node, f"hidden_size must be positive, got {H}")
     layer = {"kind": "rnn", "mode": mode, "sd": sd, "input_size": I, "hidden_size": H,
              "bidirectional": D == 2, "reverse": direction == "reverse",
              "reset_after": bool(a.get("linear_before_reset", 0)), "activations": acts,
-             "clip": a.get("clip"), "input_forget": bool(a.get("input_forget", 0)),
+             "clip": clip, "input_forget": bool(a.get("input_forget", 0)),
              "node": len(imp.rnn_nodes)}
     n = len(imp.rnn_nodes)
     lens = ins[4] if len(ins) > 4 else None
     if lens is not None:
         if not isinstance(lens, _Input):
             imp.refuse(node, "sequence_lens must be a graph input (a constant one is refused)")
+        if not lens.integer or len(lens.shape) != 1:
+            imp.refuse(node, f"sequence_lens must be a 1-axis integer input (batch,), got {lens.name!r} "
+                             f"with shape {lens.shape}{'' if lens.integer else ' of floats'}")
         if imp.lengths not in (None, lens.name):
             imp.refuse(node, "different sequence_lens inputs on different nodes")
         imp.lengths = lens.name
@@ -102,6 +123,10 @@ def op_recurrent(imp, node, ins, a):
             continue
         if not isinstance(v, _Input):
             imp.refuse(node, f"initial_{kind} must be zeros, absent or a graph input (or rows of one)")
+        if v.name == imp.main or v.integer or len(v.shape) != 3 or v.shape[2] not in (None, H):
+            imp.refuse(node, f"initial_{kind} {v.name!r} must be a float state input with axes {axes} "
+                             f"and H = {H}, not the data input, got shape {v.shape}"
+                             f"{' of integers' if v.integer else ''}")
         imp.states.append((v.name, n, kind, axes, None))
     pipe = imp.add_layer(X.pipe, layer)
     imp.rnn_nodes.append(len(imp.layers) - 1)

@@ -1,0 +1,65 @@
+"""Write the seed corpus of the libFuzzer harness (fuzz_model.c): small .rnc models of every kind.
+
+Built with the C tests' model builder (tests/gen_vectors.py make_spec) and rnncore's writer, in
+format versions 2 and 1: f32 and q8; RNN tanh and relu, GRU in both reset forms, LSTM; one- and
+two-layer stacks; bidirectional layers; embeddings; heads with every activation; last-step pooling
+(both forms); static q8 scales. Sizes are small (hidden 2..20) so that an execution is cheap and
+the fuzzer's mutations land in headers and records as often as in weights; hidden 17..20 spans two
+16-row blocks.
+
+Usage: python make_seeds.py OUTDIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+import gen_vectors  # noqa: E402
+
+from rnncore.io.rnc import write_rnc  # noqa: E402
+
+CASES = [
+    # name: make_spec keyword arguments (precision added below)
+    ("rnn_tanh", dict(kind="rnn", sizes=[3, 4])),
+    ("rnn_relu_head", dict(kind="rnn", sizes=[3, 5], nonlinearity="relu", head=2, head_act="relu")),
+    ("gru", dict(kind="gru", sizes=[2, 4])),
+    ("gru_rb_head", dict(kind="gru", sizes=[3, 5], reset_after=False, head=3, head_act="softmax")),
+    ("lstm_stack", dict(kind="lstm", sizes=[3, 4, 3], head=2, head_act="sigmoid")),
+    ("lstm_h17", dict(kind="lstm", sizes=[5, 17])),
+    ("gru_bidir", dict(kind="gru", sizes=[3, 4], bidirectional=True, head=2, head_act="tanh")),
+    ("gru_rb_bidir", dict(kind="gru", sizes=[2, 3], bidirectional=True, reset_after=False)),
+    ("lstm_bidir_last", dict(kind="lstm", sizes=[2, 3], bidirectional=True, last_step=True,
+                             last_bidir=True, head=2)),
+    ("rnn_emb_last", dict(kind="rnn", sizes=[4, 5], embedding=6, last_step=True, head=3,
+                          head_act="softmax")),
+    ("gru_emb", dict(kind="gru", sizes=[3, 20], embedding=5)),
+    ("rnn_bidir_stack", dict(kind="rnn", sizes=[2, 3, 2], bidirectional=True)),
+]
+
+
+def main(outdir: str) -> None:
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2026)
+    n = 0
+    for name, kw in CASES:
+        for precision in ("f32", "q8"):
+            variants = [("", {})]
+            if precision == "q8" and not kw.get("embedding"):
+                variants.append(("_static", {"scales": (0.03, 0.01)}))
+            for suffix, extra in variants:
+                spec = gen_vectors.make_spec(rng, precision=precision, **kw, **extra)
+                for version in (2, 1):
+                    (out / f"{name}_{precision}{suffix}.v{version}.rnc").write_bytes(
+                        write_rnc(spec, version=version))
+                    n += 1
+    print(f"{n} seed models in {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "build/fuzz/seeds")
