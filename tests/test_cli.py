@@ -371,8 +371,9 @@ def test_bench_errors_are_one_line(files, tmp_path):
     assert e == f"rnncore bench: {tmp_path / 'missing.rnc'}: No such file or directory"
     (tmp_path / "notes.txt").write_text("hello")
     e = main_error(["info", tmp_path / "notes.txt"])
-    assert e == (f"rnncore info: {tmp_path / 'notes.txt'}: invalid .rnc model: not an .rnc model (bad magic) "
-                 "(rnc_status 2); a PyTorch/Keras/ONNX model becomes an .rnc file with `rnncore convert`")
+    assert e == (f"rnncore info: {tmp_path / 'notes.txt'}: invalid .rnc model: not an .rnc model "
+                 "(bad magic): header: magic: 0x6c6c6568, expected 0x4d434e52 (RNCM) (rnc_status 2); "
+                 "a PyTorch/Keras/ONNX model becomes an .rnc file with `rnncore convert`")
     (tmp_path / "cut.rnc").write_bytes((d / "m32.rnc").read_bytes()[:100])
     e = one_line_error(cli("info", str(tmp_path / "cut.rnc")))
     assert e.startswith(f"rnncore info: {tmp_path / 'cut.rnc'}: ")

@@ -1,6 +1,6 @@
 """The JapaneseVowels dataset carried in rnncore/data/: the UCI description's counts, values as
-written in the archive's .ts text, exact float parsing, and (when aeon is installed) equality
-with aeon's loader; the file is package data of the wheel and the sdist."""
+written in the archive's .ts text, exact float parsing; the file is package data of the wheel and
+the sdist."""
 
 from __future__ import annotations
 
@@ -67,16 +67,6 @@ def test_padded_dataset_is_built_from_the_raw_utterances(raw):
         for i, s in enumerate(seqs):
             assert np.array_equal(X[i, : len(s)], s) and not X[i, len(s):].any()
         assert (y + 1).tolist() == [int(c) for c in labels]
-
-
-def test_equal_to_aeon_when_it_is_installed():
-    aeon = pytest.importorskip("aeon.datasets", reason="aeon is optional; the values are checked above")
-    for split in ("train", "test"):
-        X, y = aeon.load_japanese_vowels(split=split)
-        seqs, labels = japanese_vowels_raw()[split]
-        assert len(X) == len(seqs) and list(map(str, y)) == labels
-        for a, b in zip(X, seqs, strict=True):
-            assert np.array_equal(np.asarray(a, np.float64).T, b)
 
 
 def test_sdist_carries_the_dataset_and_its_readme(tmp_path):

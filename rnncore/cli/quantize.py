@@ -77,9 +77,10 @@ def run(args: argparse.Namespace) -> None:
     try:
         d = read_rnc(data)
     except ValueError as e:
-        hint = ("; a PyTorch/Keras/ONNX model is quantised with `rnncore convert SRC -o OUT.rnc "
-                "--precision q8`" if "bad magic" in str(e) else "")
-        raise CLIError(f"{args.model}: {e}{hint}") from e
+        if getattr(e, "message", None) == "MAGIC":  # rnc.RncFormatError: the magic number is wrong
+            raise CLIError(f"{args.model}: not an .rnc file ({e}); a PyTorch/Keras/ONNX model is "
+                           "quantised with `rnncore convert SRC -o OUT.rnc --precision q8`") from e
+        raise CLIError(f"{args.model}: {e}") from e
     if d["precision"] != "f32":
         raise CLIError(f"{args.model}: already {d['precision']}; quantize reads an f32 model")
     check_output_path(args.output)

@@ -206,7 +206,7 @@ def run(args) -> None:
     except ImportError as e:
         raise CLIError(f"{args.source}: needs a package that is not installed ({e})") from e
     except (OSError, ValueError, TypeError) as e:
-        msg = str(e)
+        msg = " ".join(str(e).split()).removeprefix(f"{args.source}: ")  # the path is said once
         if "strip_final_activation=True" in msg:
             msg += (" (rnncore convert: --keep-final-activation keeps it as the .rnc head's activation, "
                     "--strip-final-activation outputs the logits)")
