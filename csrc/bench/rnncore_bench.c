@@ -9,7 +9,7 @@
  *   rnncore-bench [--model FILE.rnc | --cell gru|lstm|rnn_tanh|rnn_relu --hidden H
  *                  [--input I] [--layers L] [--precision q8|f32]]
  *                 [--isa NAME] [--batch B] [--steps N] [--seq T] [--repeat R] [--warmup W]
- *                 [--breakdown] [--json]
+ *                 [--breakdown [--part KEY]] [--json]
  *
  * --repeat 0 skips the sequences, --steps 0 the streaming steps (with --warmup 0, e.g. to count
  * the instructions of N steps under qemu: tools/arm_estimates.py).
@@ -21,6 +21,8 @@
  * and by difference the cell update (cell - products - quantise h) and the rest of the step
  * (checks, dispatch: step - quantise x - cells - store). Each part is a loop of --steps calls,
  * timed --repeat times (interleaved with the other parts); the minimum per call is printed.
+ * --part KEY (step, quantise_x, quantise_h, products, cell, store) runs only that part, e.g. to
+ * count its instructions per call under qemu (N and 2N calls, --warmup 0 --repeat 1).
  *
  * All memory is static (sizes below, overridable with -D at compile time).
  */
@@ -274,7 +276,7 @@ static int usage(void)
             "usage: rnncore-bench [--model FILE.rnc | --cell gru|lstm|rnn_tanh|rnn_relu --hidden H\n"
             "                      [--input I] [--layers L] [--precision q8|f32]]\n"
             "                     [--isa NAME] [--batch B] [--steps N] [--seq T] [--repeat R]"
-            " [--warmup W] [--breakdown] [--json]\n");
+            " [--warmup W] [--breakdown [--part KEY]] [--json]\n");
     return 2;
 }
 
@@ -354,7 +356,7 @@ static int bd_part(bd_ctx *c, int p)
 }
 
 static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float *y, size_t iters,
-                         size_t rounds, size_t warmup, int json, const char *isa_str)
+                         size_t rounds, size_t warmup, int json, const char *isa_str, int only)
 {
     bd_ctx c;
     memset(&c, 0, sizeof c);
@@ -433,10 +435,14 @@ static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float
     for (int p = 0; p < P_TIMED; ++p)
         for (size_t i = 0; i < warmup; ++i)
             if (bd_part(&c, p)) return 1;
-    /* the cell reads the quantised x: give it this step's */
+    /* a state in its working range (a zero h is quantised by a shortcut), and the quantised x
+     * the cells read */
+    for (int i = 0; i < 8; ++i)
+        if (bd_part(&c, P_STEP)) return 1;
     bd_part(&c, P_QX);
     for (size_t r = 0; r < rounds; ++r)
         for (int p = 0; p < P_TIMED; ++p) {
+            if (only >= 0 && p != only) continue;
             if (!c.q8 && (p == P_QX || p == P_QH)) {
                 best[p] = 0;
                 continue;
@@ -450,6 +456,11 @@ static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float
             const double dt = (now_us() - t0) / (double)iters;
             if (dt < best[p]) best[p] = dt;
         }
+    if (only >= 0) {
+        printf(json ? "{\"part\": \"%s\", \"us\": %.5f}\n" : "%s %.5f us per call\n",
+               part_key[only], best[only]);
+        return 0;
+    }
     best[P_UPDATE] = best[P_CELL] - best[P_PROD] - best[P_QH];
     best[P_REST] = best[P_STEP] - best[P_QX] - best[P_CELL] - best[P_STORE];
     const char *rows[P_COUNT];
@@ -494,7 +505,7 @@ int main(int argc, char **argv)
     const char *model_path = NULL, *isa_name = NULL;
     bench_cfg cfg = {RNC_GRU, 3, 128, 0, 1, 1};
     size_t batch = 1, steps = 1000, seq = 100, repeat = 20, warmup = 20;
-    int json = 0, breakdown = 0;
+    int json = 0, breakdown = 0, only_part = -1;
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { json = 1; continue; }
@@ -503,6 +514,11 @@ int main(int argc, char **argv)
         ++i;
         if (!strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--isa")) isa_name = v;
+        else if (!strcmp(a, "--part")) {
+            for (int p = 0; p < P_TIMED; ++p)
+                if (!strcmp(v, part_key[p])) only_part = p;
+            if (only_part < 0) return usage();
+        }
         else if (!strcmp(a, "--cell")) {
             if (!strcmp(v, "gru")) cfg.kind = RNC_GRU, cfg.gates = 3;
             else if (!strcmp(v, "lstm")) cfg.kind = RNC_LSTM, cfg.gates = 4;
@@ -571,7 +587,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < batch * seq; ++i) ids[i] = (int32_t)(rnd32() % (mi.embed_num ? mi.embed_num : 1));
     rnc_state state;
     CHECK(rnc_state_init(&model, batch, state_mem, state_bytes, &state));
-    if (breakdown) return run_breakdown(&model, &state, x, y, steps, repeat, warmup, json, isa_str);
+    if (breakdown)
+        return run_breakdown(&model, &state, x, y, steps, repeat, warmup, json, isa_str, only_part);
 
     /* streaming steps: x_t taken from the sequence buffer in turn */
     const int bidir = mi.bidirectional != 0;
