@@ -9,10 +9,20 @@
  *   rnncore-bench [--model FILE.rnc | --cell gru|lstm|rnn_tanh|rnn_relu --hidden H
  *                  [--input I] [--layers L] [--precision q8|f32]]
  *                 [--isa NAME] [--batch B] [--steps N] [--seq T] [--repeat R] [--warmup W]
- *                 [--json]
+ *                 [--breakdown [--part KEY]] [--json]
  *
  * --repeat 0 skips the sequences, --steps 0 the streaming steps (with --warmup 0, e.g. to count
  * the instructions of N steps under qemu: tools/arm_estimates.py).
+ *
+ * --breakdown (batch 1, unidirectional, no embedding) times the parts of one rnc_step, each
+ * through the kernel-table row the model's plan runs (rnc_model_plan_row): the whole step, the
+ * quantisation of x and of h (the QUANTIZE row), the products W_ih x and W_hh h (the GEMV row),
+ * the cell row (which quantises h, multiplies and updates), the state store (h' copied to y),
+ * and by difference the cell update (cell - products - quantise h) and the rest of the step
+ * (checks, dispatch: step - quantise x - cells - store). Each part is a loop of --steps calls,
+ * timed --repeat times (interleaved with the other parts); the minimum per call is printed.
+ * --part KEY (step, quantise_x, quantise_h, products, cell, store) runs only that part, e.g. to
+ * count its instructions per call under qemu (N and 2N calls, --warmup 0 --repeat 1).
  *
  * All memory is static (sizes below, overridable with -D at compile time).
  */
@@ -27,6 +37,7 @@
 
 #include "rnncore.h"
 #include "../src/rnc_layout.h" /* the .rnc byte layout (src/ is not on the include path) */
+#include "../src/internal.h"   /* the kernel table, for --breakdown */
 
 #ifndef RNC_BENCH_MODEL_BYTES
 #define RNC_BENCH_MODEL_BYTES (64u << 20) /* largest model file */
@@ -83,8 +94,7 @@ static void put_f32(unsigned char *p, float f)
     memcpy(&v, &f, 4);
     put_u32(p, v);
 }
-static size_t r16(size_t n) { return (n + 15u) & ~(size_t)15u; }
-static size_t r4(size_t n) { return (n + 3u) & ~(size_t)3u; }
+/* r16, r4: internal.h */
 static size_t r64(size_t n) { return (n + 63u) & ~(size_t)63u; }
 
 typedef struct {
@@ -266,7 +276,7 @@ static int usage(void)
             "usage: rnncore-bench [--model FILE.rnc | --cell gru|lstm|rnn_tanh|rnn_relu --hidden H\n"
             "                      [--input I] [--layers L] [--precision q8|f32]]\n"
             "                     [--isa NAME] [--batch B] [--steps N] [--seq T] [--repeat R]"
-            " [--warmup W] [--json]\n");
+            " [--warmup W] [--breakdown [--part KEY]] [--json]\n");
     return 2;
 }
 
@@ -279,19 +289,236 @@ static int usage(void)
         }                                                                                          \
     } while (0)
 
+/* ------------------------------------------------------------------ --breakdown */
+
+enum { P_STEP, P_QX, P_QH, P_PROD, P_CELL, P_STORE, P_TIMED, P_UPDATE = P_TIMED, P_REST, P_COUNT };
+static const char *const part_name[P_COUNT] = {
+    "step (rnc_step)", "quantise x", "quantise h", "products W_ih x + W_hh h", "cell (whole row)",
+    "state store (h' -> y)", "cell update (by difference)", "rest: checks, dispatch (by difference)"};
+static const char *const part_key[P_COUNT] = {"step", "quantise_x", "quantise_h", "products",
+                                              "cell", "store", "update", "rest"};
+
+typedef struct {
+    const rnc_model *m;
+    rnc_state *s;
+    const float *x;
+    float *y;
+    int8_t *xq[RNC_MAX_LAYERS], *hq;
+    float sx[RNC_MAX_LAYERS], sh;
+    void *acc, *acc2, *work;
+    int q8;
+    const rnc_kernel *quant, *gemv, *cell[RNC_MAX_LAYERS];
+    rnc_cell_args args[RNC_MAX_LAYERS];
+} bd_ctx;
+
+/* one call of part p (every layer's share of it) */
+static int bd_part(bd_ctx *c, int p)
+{
+    const rnc_model *m = c->m;
+    const float *in = c->x;
+    size_t in_w = m->input_size;
+    for (uint32_t l = 0; l < m->num_layers; ++l) {
+        const rnc_layer *L = &m->layer[l];
+        const int R = (int)(L->gates * L->hp);
+        rnc_cell_args *a = &c->args[l];
+        switch (p) {
+        case P_QX:
+            if (c->q8) c->quant->fn.quantize(in, in_w, L->kx, L->x_scale, c->xq[l], &c->sx[l]);
+            break;
+        case P_QH:
+            if (c->q8) c->quant->fn.quantize(a->h, L->hidden_size, L->kh, L->h_scale[0], c->hq, &c->sh);
+            break;
+        case P_PROD:
+            if (c->q8) {
+                c->gemv->fn.gemm_q8((const int8_t *)L->dir[0].w_ih, R, (int)L->kx, 1, c->xq[l],
+                                    (int)L->kx, (int32_t *)c->acc, R);
+                c->gemv->fn.gemm_q8((const int8_t *)L->dir[0].w_hh, R, (int)L->kh, 1, c->hq,
+                                    (int)L->kh, (int32_t *)c->acc2, R);
+            } else {
+                c->gemv->fn.gemm_f32((const float *)L->dir[0].w_ih, R, (int)L->input_size, 1, in,
+                                     (int)in_w, (float *)c->acc, R);
+                c->gemv->fn.gemm_f32((const float *)L->dir[0].w_hh, R, (int)L->hidden_size, 1,
+                                     a->h, (int)L->hidden_size, (float *)c->acc2, R);
+            }
+            break;
+        case P_CELL:
+            c->cell[l]->fn.cell(a);
+            break;
+        default:
+            break;
+        }
+        in = a->h;
+        in_w = L->hidden_size;
+    }
+    if (p == P_STORE) memcpy(c->y, in, sizeof(float) * in_w);
+    if (p == P_STEP) return rnc_step(m, c->s, c->x, c->y) != RNC_OK;
+    return 0;
+}
+
+static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float *y, size_t iters,
+                         size_t rounds, size_t warmup, int json, const char *isa_str, int only)
+{
+    bd_ctx c;
+    memset(&c, 0, sizeof c);
+    rnc_model_info mi;
+    rnc_model_get_info(m, &mi);
+    if (s->batch != 1 || mi.bidirectional || mi.uses_ids || mi.has_head) {
+        fprintf(stderr, "rnncore-bench: --breakdown needs batch 1 and a unidirectional model "
+                        "without embedding or head\n");
+        return 1;
+    }
+    if (!iters) iters = 1;
+    if (!rounds) rounds = 1;
+    c.m = m, c.s = s, c.x = x, c.y = y, c.q8 = m->precision == RNC_Q8;
+    size_t row, gemv_row, quant_row = 0, cell_rows[RNC_MAX_LAYERS];
+    CHECK(rnc_model_plan_row(m, RNC_PLAN_MODEL, RNC_OP_GEMV, m->precision, 1, RNC_IN_X, 0, &gemv_row));
+    c.gemv = &rnc__kernels[gemv_row];
+    if (c.q8) {
+        CHECK(rnc_model_plan_row(m, RNC_PLAN_MODEL, RNC_OP_QUANTIZE, RNC_Q8, 1, RNC_IN_X, 0, &quant_row));
+        c.quant = &rnc__kernels[quant_row];
+    }
+    size_t max_r = 0, work = 0;
+    for (uint32_t l = 0; l < m->num_layers; ++l) {
+        const rnc_layer *L = &m->layer[l];
+        static const uint32_t ops[] = {RNC_OP_RNN_STEP, RNC_OP_RNN_STEP, RNC_OP_GRU_STEP, RNC_OP_LSTM_STEP};
+        CHECK(rnc_model_plan_row(m, l, ops[L->kind & 3u], m->precision, 1, RNC_IN_X,
+                                 L->dir[0].hh_sums != NULL, &row));
+        cell_rows[l] = row;
+        c.cell[l] = &rnc__kernels[row];
+        const rnc_cell_work cw = rnc__cell_work(L->gates, L->hidden_size, 1);
+        if (cw.total > work) work = cw.total;
+        if ((size_t)L->gates * L->hp > max_r) max_r = (size_t)L->gates * L->hp;
+        c.xq[l] = arena(L->kx + 64);
+        if (!c.xq[l]) return 1;
+    }
+    c.hq = arena(m->max_kpad + 64);
+    c.acc = arena(4 * max_r);
+    c.acc2 = arena(4 * max_r);
+    c.work = arena(work);
+    if (!c.hq || !c.acc || !c.acc2 || !c.work) {
+        fprintf(stderr, "rnncore-bench: working memory exceeds the static arena\n");
+        return 1;
+    }
+    /* the cells' arguments as rnc_step builds them (model.c: cell_args_base) */
+    for (uint32_t l = 0; l < m->num_layers; ++l) {
+        const rnc_layer *L = &m->layer[l];
+        rnc_cell_args *a = &c.args[l];
+        a->kind = L->kind;
+        a->reset_after = L->reset_after;
+        a->batch = 1;
+        a->I = L->input_size;
+        a->H = L->hidden_size;
+        a->Hp = L->hp;
+        a->G = L->gates;
+        a->w_ih = L->dir[0].w_ih;
+        a->w_hh = L->dir[0].w_hh;
+        a->s_ih = L->dir[0].s_ih;
+        a->s_hh = L->dir[0].s_hh;
+        a->b_ih = L->dir[0].b_ih;
+        a->b_hh = L->dir[0].b_hh;
+        a->h_scale = c.q8 ? L->h_scale[0] : 0.0f;
+        a->h = s->h + L->h_offset;
+        a->c = L->kind == RNC_LSTM ? s->c + L->c_offset : NULL;
+        a->hh_sums = L->dir[0].hh_sums;
+        a->work = c.work;
+        if (c.q8) {
+            a->xq = c.xq[l];
+            a->sx = &c.sx[l];
+            a->ldxq = L->kx;
+        } else {
+            a->x = l == 0 ? x : c.args[l - 1].h;
+            a->ldx = l == 0 ? m->input_size : m->layer[l - 1].hidden_size;
+        }
+    }
+    double best[P_COUNT];
+    for (int p = 0; p < P_COUNT; ++p) best[p] = 1e300;
+    for (int p = 0; p < P_TIMED; ++p)
+        for (size_t i = 0; i < warmup; ++i)
+            if (bd_part(&c, p)) return 1;
+    /* a state in its working range (a zero h is quantised by a shortcut), and the quantised x
+     * the cells read */
+    for (int i = 0; i < 8; ++i)
+        if (bd_part(&c, P_STEP)) return 1;
+    bd_part(&c, P_QX);
+    for (size_t r = 0; r < rounds; ++r)
+        for (int p = 0; p < P_TIMED; ++p) {
+            if (only >= 0 && p != only) continue;
+            if (!c.q8 && (p == P_QX || p == P_QH)) {
+                best[p] = 0;
+                continue;
+            }
+            const double t0 = now_us();
+            for (size_t i = 0; i < iters; ++i)
+                if (bd_part(&c, p)) {
+                    fprintf(stderr, "rnncore-bench: step failed\n");
+                    return 1;
+                }
+            const double dt = (now_us() - t0) / (double)iters;
+            if (dt < best[p]) best[p] = dt;
+        }
+    if (only >= 0) {
+        printf(json ? "{\"part\": \"%s\", \"us\": %.5f}\n" : "%s %.5f us per call\n",
+               part_key[only], best[only]);
+        return 0;
+    }
+    best[P_UPDATE] = best[P_CELL] - best[P_PROD] - best[P_QH];
+    best[P_REST] = best[P_STEP] - best[P_QX] - best[P_CELL] - best[P_STORE];
+    const char *rows[P_COUNT];
+    for (int p = 0; p < P_COUNT; ++p) rows[p] = "";
+    rows[P_QX] = rows[P_QH] = c.q8 ? rnc__kernels[quant_row].name : "-";
+    rows[P_PROD] = rnc__kernels[gemv_row].name;
+    rows[P_CELL] = rnc__kernels[cell_rows[0]].name;
+    rows[P_STEP] = "rnc_step";
+    rows[P_STORE] = "memcpy";
+    rnc_layer_info l0;
+    rnc_layer_get_info(m, 0, &l0);
+    if (json) {
+        printf("{\"isa\": \"%s\", \"precision\": \"%s\", \"cell\": \"%s\", \"hidden\": %u, "
+               "\"input\": %u, \"layers\": %u, \"iters\": %zu, \"rounds\": %zu, \"parts\": [",
+               isa_str, c.q8 ? "q8" : "f32", kind_name(l0.kind), l0.hidden_size, mi.input_size,
+               mi.num_layers, iters, rounds);
+        for (int p = 0; p < P_COUNT; ++p)
+            printf("%s{\"part\": \"%s\", \"row\": \"%s\", \"row_index\": %d, \"us\": %.5f, "
+                   "\"share\": %.4f}",
+                   p ? ", " : "", part_key[p], rows[p],
+                   p == P_QX || p == P_QH ? (c.q8 ? (int)quant_row : -1)
+                   : p == P_PROD          ? (int)gemv_row
+                   : p == P_CELL          ? (int)cell_rows[0]
+                                          : -1,
+                   best[p], best[p] / best[P_STEP]);
+        printf("]}\n");
+        return 0;
+    }
+    printf("rnncore-bench --breakdown: %s %s H=%u I=%u layers=%u, isa %s, batch 1\n",
+           kind_name(l0.kind), c.q8 ? "q8" : "f32", l0.hidden_size, mi.input_size, mi.num_layers,
+           isa_str);
+    printf("(minimum over %zu rounds of %zu calls, all layers)\n\n", rounds, iters);
+    printf("%-40s %-36s %10s %7s\n", "part", "kernel-table row", "us/step", "share");
+    for (int p = 0; p < P_COUNT; ++p)
+        printf("%-40s %-36s %10.4f %6.1f%%\n", part_name[p], rows[p], best[p],
+               100.0 * best[p] / best[P_STEP]);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *isa_name = NULL;
     bench_cfg cfg = {RNC_GRU, 3, 128, 0, 1, 1};
     size_t batch = 1, steps = 1000, seq = 100, repeat = 20, warmup = 20;
-    int json = 0;
+    int json = 0, breakdown = 0, only_part = -1;
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!strcmp(a, "--breakdown")) { breakdown = 1; continue; }
         if (!v) return usage();
         ++i;
         if (!strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--isa")) isa_name = v;
+        else if (!strcmp(a, "--part")) {
+            for (int p = 0; p < P_TIMED; ++p)
+                if (!strcmp(v, part_key[p])) only_part = p;
+            if (only_part < 0) return usage();
+        }
         else if (!strcmp(a, "--cell")) {
             if (!strcmp(v, "gru")) cfg.kind = RNC_GRU, cfg.gates = 3;
             else if (!strcmp(v, "lstm")) cfg.kind = RNC_LSTM, cfg.gates = 4;
@@ -360,6 +587,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < batch * seq; ++i) ids[i] = (int32_t)(rnd32() % (mi.embed_num ? mi.embed_num : 1));
     rnc_state state;
     CHECK(rnc_state_init(&model, batch, state_mem, state_bytes, &state));
+    if (breakdown)
+        return run_breakdown(&model, &state, x, y, steps, repeat, warmup, json, isa_str, only_part);
 
     /* streaming steps: x_t taken from the sequence buffer in turn */
     const int bidir = mi.bidirectional != 0;

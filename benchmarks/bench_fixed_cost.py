@@ -1,0 +1,205 @@
+"""Where a small step's time goes: the fixed cost of one batch-1 q8 step, per ISA path, from C.
+
+    python benchmarks/bench_fixed_cost.py                     # GRU/LSTM/RNN, H = 16 32 64 128, every ISA
+    python benchmarks/bench_fixed_cost.py --cells gru --hidden 64 --isa avx2 avx512vnni
+    python benchmarks/bench_fixed_cost.py --arm               # + aarch64 instruction counts under qemu
+
+For each model (input size = H, one layer, written as a ``.rnc`` file) and each ISA path this CPU
+runs, ``rnncore-bench --breakdown`` (csrc/bench/rnncore_bench.c, built here with
+``make -C csrc bench`` unless ``--bench`` names one) times in C loops, each through the kernel-table
+row the model's plan runs: the whole ``rnc_step``, the quantisation of x and of h (the QUANTIZE
+row), the products W_ih x and W_hh h (the GEMV row), the cell row, the state store (h' copied to
+y), and by difference the cell update (cell - products - quantise h) and the rest of the step
+(checks and dispatch). Figures are the minimum per call over ``--repeat`` interleaved windows (the
+machine may be shared). Where the cell row is fused (the AVX-512 VNNI ``b1`` kernels interleave
+their products with the update), the separate GEMV call is not the cell's own product loop, so the
+update "by difference" is an estimate of what the cell adds beyond a plain GEMV.
+
+``--arm`` cross-builds the static aarch64 ``rnncore-bench`` (``make -C csrc
+build/cross/aarch64/rnncore-bench``: Debian ``gcc-aarch64-linux-gnu``) and counts executed
+instructions per step under ``qemu-aarch64`` (Debian ``qemu-user``) with the qemu-icount plugin
+(``--icount-dir``, default ``../shared/tools/qemu-icount`` beside the repository or
+``$RNNCORE_QEMU_ICOUNT``): per function of the step (N and 2N steps, the difference / N) and per
+breakdown part, on a Cortex-A76 (``neondot``: sdot) and a Cortex-A53 (``neon``). Skipped with a
+message when the toolchain, qemu or the plugin's sources are missing. QEMU models no timing: these
+are instructions, not cycles.
+
+The C bench is also the driver to time an independent implementation beside rnncore: it loads any
+``.rnc`` and prints µs per step (``rnncore-bench --model F.rnc --isa avx2 --breakdown --part step``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from machine import cpu_name
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PARTS = ["step", "quantise_x", "quantise_h", "products", "cell", "store", "update", "rest"]
+ARM_TARGETS = [("cortex-a76", "neondot"), ("cortex-a53", "neon")]
+
+
+def build_bench() -> Path:
+    """The host rnncore-bench (``make -C csrc bench``)."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "bench"], check=True)
+    return ROOT / "csrc" / "build" / "rnncore-bench"
+
+
+def write_model(cell: str, h: int, precision: str, path: Path) -> None:
+    """A one-layer model of ``cell`` with input size = hidden size = ``h`` (seeded), as ``.rnc``."""
+    import rnncore as rc
+
+    cls = {"gru": rc.nn.GRU, "lstm": rc.nn.LSTM, "rnn": rc.nn.RNN}[cell]
+    rc.save(cls(h, h, seed=0), path, precision=precision)
+
+
+def available_isas() -> list[str]:
+    from rnncore import _engine
+
+    return [t["name"] for t in _engine.isa_table() if t["available"]]
+
+
+def breakdown(bench: Path, model: Path, isa: str, steps: int, repeat: int) -> dict:
+    """``rnncore-bench --breakdown --json`` for one model and ISA: its parsed JSON."""
+    out = subprocess.run([str(bench), "--model", str(model), "--isa", isa, "--breakdown", "--json",
+                          "--steps", str(steps), "--repeat", str(repeat), "--warmup", "100"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def _share(p: dict, step: float, *keys: str) -> str:
+    us = sum(p[k] for k in keys)
+    return f"{us:.3f} ({100 * us / step:.0f}%)"
+
+
+def format_table(results: list[dict]) -> str:
+    """One Markdown table: µs per step and each part's µs (share of the step)."""
+    head = ("| cell | H | ISA | step µs | quantise x + h | products | cell update | state store "
+            "| checks, dispatch |")
+    lines = [head, "|" + "---|" * 9]
+    for r in results:
+        p = {q["part"]: q["us"] for q in r["parts"]}
+        step = p["step"]
+        cells = [_share(p, step, *keys) for keys in
+                 (("quantise_x", "quantise_h"), ("products",), ("update",), ("store",), ("rest",))]
+        lines.append(f"| {r['cell']} | {r['hidden']} | {r['isa']} | {step:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ ARM: instructions under qemu
+
+
+def arm_missing(icount_dir: Path) -> str | None:
+    """Why the ARM mode cannot run here, or None."""
+    for tool in ("aarch64-linux-gnu-gcc", "aarch64-linux-gnu-nm", "qemu-aarch64", "cc"):
+        if not shutil.which(tool):
+            return f"{tool} not found"
+    for f in ("build.sh", "icount.py", "icount.c"):
+        if not (icount_dir / f).exists():
+            return f"{icount_dir / f} not found (--icount-dir)"
+    return None
+
+
+def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int) -> list[dict]:
+    """Executed instructions per q8 step (batch 1, I = H) of the aarch64 build, per function and
+    per breakdown part, for each of ARM_TARGETS."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "build/cross/aarch64/rnncore-bench"],
+                   check=True)
+    bench = ROOT / "csrc" / "build" / "cross" / "aarch64" / "rnncore-bench"
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["bash", str(icount_dir / "build.sh"), d], check=True, capture_output=True)
+        os.environ["ICOUNT_PLUGIN"] = str(Path(d) / "libicount.so")
+        spec = importlib.util.spec_from_file_location("icount", icount_dir / "icount.py")
+        icount = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(icount)
+        model = Path(d) / "m.rnc"
+        write_model(cell, hidden, "q8", model)
+        for cpu, isa in ARM_TARGETS:
+            base = [str(bench), "--model", str(model), "--isa", isa, "--breakdown", "--steps", "{N}",
+                    "--repeat", "1", "--warmup", "0", "--part"]
+            total, _, _, funcs = icount.per_step(cpu, n, base + ["step"], hist=True)
+            parts = {p: icount.per_step(cpu, n, base + [p])[0]
+                     for p in ("quantise_x", "quantise_h", "products", "cell", "store")}
+            parts["step"] = total
+            parts["update"] = parts["cell"] - parts["products"] - parts["quantise_h"]
+            out.append({"cpu": cpu, "isa": isa, "hidden": hidden, "cell": cell, "step": total,
+                        "functions": funcs, "parts": parts})
+    return out
+
+
+def format_arm(res: list[dict]) -> str:
+    lines = []
+    for r in res:
+        h, step = r["hidden"], r["step"]
+        lines.append(f"\n{r['cpu']} ({r['isa']}), q8 {r['cell']} H = {h}, batch 1: "
+                     f"{step:,.0f} instructions per step")
+        lines.append("| function | instructions per step | share | per hidden unit |")
+        lines.append("|---|---|---|---|")
+        for name, v in r["functions"]:
+            if v >= 1:
+                lines.append(f"| `{name}` | {v:,.0f} | {100 * v / step:.1f}% | {v / h:.1f} |")
+        lines.append("\n| breakdown part (--part) | instructions per call | share |")
+        lines.append("|---|---|---|")
+        for k in ("quantise_x", "quantise_h", "products", "cell", "update", "store"):
+            v = r["parts"][k]
+            lines.append(f"| {k}{' (cell - products - quantise h)' if k == 'update' else ''} | "
+                         f"{v:,.0f} | {100 * v / step:.1f}% |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", nargs="+", default=["gru", "lstm", "rnn"], choices=["gru", "lstm", "rnn"])
+    ap.add_argument("--hidden", nargs="+", type=int, default=[16, 32, 64, 128])
+    ap.add_argument("--precision", default="q8", choices=["q8", "f32"])
+    ap.add_argument("--isa", nargs="+", help="ISA paths (default: every one this CPU runs)")
+    ap.add_argument("--bench", type=Path, help="a built rnncore-bench (default: make -C csrc bench)")
+    ap.add_argument("--steps", type=int, default=2000, help="calls per timed window")
+    ap.add_argument("--repeat", type=int, default=30, help="windows per part (the minimum is kept)")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--arm", action="store_true", help="aarch64 instruction counts under qemu")
+    ap.add_argument("--arm-only", action="store_true", help="only the ARM counts")
+    ap.add_argument("--arm-hidden", type=int, default=64)
+    ap.add_argument("--icount-dir", type=Path,
+                    default=Path(os.environ.get("RNNCORE_QEMU_ICOUNT",
+                                                ROOT.parent / "shared" / "tools" / "qemu-icount")))
+    a = ap.parse_args(argv)
+    results: dict = {"cpu": cpu_name(), "x86": [], "arm": []}
+    if not a.arm_only:
+        bench = a.bench or build_bench()
+        isas = a.isa or available_isas()
+        with tempfile.TemporaryDirectory() as d:
+            for cell in a.cells:
+                for h in a.hidden:
+                    model = Path(d) / f"{cell}{h}.rnc"
+                    write_model(cell, h, a.precision, model)
+                    for isa in isas:
+                        results["x86"].append(breakdown(bench, model, isa, a.steps, a.repeat))
+        print(f"CPU: {results['cpu']}; {a.precision}, batch 1, I = H, one layer; µs per step "
+              f"(minimum of {a.repeat} windows of {a.steps} calls), each part's µs (share of the step)\n")
+        print(format_table(results["x86"]))
+    if a.arm or a.arm_only:
+        why = arm_missing(a.icount_dir)
+        if why:
+            print(f"\nARM instruction counts skipped: {why}")
+        else:
+            results["arm"] = arm_counts(a.icount_dir, a.arm_hidden, "gru", 200)
+            print("\nExecuted aarch64 instructions (qemu-aarch64 + qemu-icount, gcc -O3 static build)")
+            print(format_arm(results["arm"]))
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
