@@ -176,142 +176,159 @@ static inline int32_t fl_load4(const void *p)
 #define FL_T512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define FL_T256 __attribute__((target("avx2,fma")))
 
+/* One group of g row blocks (g a constant after inlining: the accumulators stay in registers).
+ * Each block has two accumulators, one for the even and one for the odd input groups, so that
+ * up to eight independent dot-product chains hide the instruction latency. */
+#define FL_INLINE __attribute__((always_inline)) static inline
+
+FL_T512 FL_INLINE void fl_q8_vnni_group(const int8_t *t, long nk, const uint8_t *xu, const int32_t *rowsum128,
+                                        int32_t *y, const int g)
+{
+    __m512i e[FL_G], o[FL_G];
+#pragma GCC unroll 4
+    for (int i = 0; i < g; ++i) e[i] = o[i] = _mm512_setzero_si512();
+    long k = 0;
+    for (; k + 2 <= nk; k += 2, t += 2 * 64 * g) {
+        const __m512i xe = _mm512_set1_epi32(fl_load4(xu + 4 * k));
+        const __m512i xo = _mm512_set1_epi32(fl_load4(xu + 4 * k + 4));
+#pragma GCC unroll 4
+        for (int i = 0; i < g; ++i) {
+            e[i] = _mm512_dpbusd_epi32(e[i], xe, _mm512_load_si512((const void *)(t + 64 * i)));
+            o[i] = _mm512_dpbusd_epi32(o[i], xo, _mm512_load_si512((const void *)(t + 64 * (g + i))));
+        }
+    }
+    if (k < nk) {
+        const __m512i xe = _mm512_set1_epi32(fl_load4(xu + 4 * k));
+#pragma GCC unroll 4
+        for (int i = 0; i < g; ++i) e[i] = _mm512_dpbusd_epi32(e[i], xe, _mm512_load_si512((const void *)(t + 64 * i)));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < g; ++i)
+        _mm512_storeu_si512((void *)(y + 16 * i),
+                            _mm512_sub_epi32(_mm512_add_epi32(e[i], o[i]),
+                                             _mm512_loadu_si512((const void *)(rowsum128 + 16 * i))));
+}
+
 FL_T512 static void fl_q8_vnni(const fl_q8_args *a)
 {
     const long nb = a->Rp / 16, nk = a->Kp / 4;
-    long b0 = 0;
-    for (; b0 + FL_G <= nb; b0 += FL_G) { /* four row blocks in flight, one x broadcast each k */
+    for (long b0 = 0; b0 < nb; b0 += FL_G) {
         const int8_t *t = a->w + fl_group_base(b0, nk, 64);
-        /* two accumulators per block (even and odd input groups): eight dot-product chains
-         * hide vpdpbusd's latency */
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, b0v = a0, b1 = a0, b2 = a0, b3 = a0;
-        long k = 0;
-        for (; k + 2 <= nk; k += 2, t += 8 * 64) {
-            const __m512i xb = _mm512_set1_epi32(fl_load4(a->xu + 4 * k));
-            const __m512i xc = _mm512_set1_epi32(fl_load4(a->xu + 4 * k + 4));
-            a0 = _mm512_dpbusd_epi32(a0, xb, _mm512_load_si512((const void *)t));
-            a1 = _mm512_dpbusd_epi32(a1, xb, _mm512_load_si512((const void *)(t + 64)));
-            a2 = _mm512_dpbusd_epi32(a2, xb, _mm512_load_si512((const void *)(t + 128)));
-            a3 = _mm512_dpbusd_epi32(a3, xb, _mm512_load_si512((const void *)(t + 192)));
-            b0v = _mm512_dpbusd_epi32(b0v, xc, _mm512_load_si512((const void *)(t + 256)));
-            b1 = _mm512_dpbusd_epi32(b1, xc, _mm512_load_si512((const void *)(t + 320)));
-            b2 = _mm512_dpbusd_epi32(b2, xc, _mm512_load_si512((const void *)(t + 384)));
-            b3 = _mm512_dpbusd_epi32(b3, xc, _mm512_load_si512((const void *)(t + 448)));
-        }
-        if (k < nk) {
-            const __m512i xb = _mm512_set1_epi32(fl_load4(a->xu + 4 * k));
-            a0 = _mm512_dpbusd_epi32(a0, xb, _mm512_load_si512((const void *)t));
-            a1 = _mm512_dpbusd_epi32(a1, xb, _mm512_load_si512((const void *)(t + 64)));
-            a2 = _mm512_dpbusd_epi32(a2, xb, _mm512_load_si512((const void *)(t + 128)));
-            a3 = _mm512_dpbusd_epi32(a3, xb, _mm512_load_si512((const void *)(t + 192)));
-        }
-        a0 = _mm512_add_epi32(a0, b0v);
-        a1 = _mm512_add_epi32(a1, b1);
-        a2 = _mm512_add_epi32(a2, b2);
-        a3 = _mm512_add_epi32(a3, b3);
         const int32_t *c = a->rowsum128 + 16 * b0;
         int32_t *y = a->y + 16 * b0;
-        _mm512_storeu_si512((void *)y, _mm512_sub_epi32(a0, _mm512_loadu_si512((const void *)c)));
-        _mm512_storeu_si512((void *)(y + 16), _mm512_sub_epi32(a1, _mm512_loadu_si512((const void *)(c + 16))));
-        _mm512_storeu_si512((void *)(y + 32), _mm512_sub_epi32(a2, _mm512_loadu_si512((const void *)(c + 32))));
-        _mm512_storeu_si512((void *)(y + 48), _mm512_sub_epi32(a3, _mm512_loadu_si512((const void *)(c + 48))));
-    }
-    if (b0 < nb) { /* the last group: g < 4 blocks */
-        const long g = nb - b0;
-        const int8_t *t = a->w + fl_group_base(b0, nk, 64);
-        __m512i acc[FL_G - 1];
-        for (long bi = 0; bi < g; ++bi) acc[bi] = _mm512_setzero_si512();
-        for (long k = 0; k < nk; ++k) {
-            const __m512i xb = _mm512_set1_epi32(fl_load4(a->xu + 4 * k));
-            for (long bi = 0; bi < g; ++bi, t += 64)
-                acc[bi] = _mm512_dpbusd_epi32(acc[bi], xb, _mm512_load_si512((const void *)t));
+        switch (nb - b0 < FL_G ? nb - b0 : FL_G) {
+        case 1: fl_q8_vnni_group(t, nk, a->xu, c, y, 1); break;
+        case 2: fl_q8_vnni_group(t, nk, a->xu, c, y, 2); break;
+        case 3: fl_q8_vnni_group(t, nk, a->xu, c, y, 3); break;
+        default: fl_q8_vnni_group(t, nk, a->xu, c, y, 4); break;
         }
-        for (long bi = 0; bi < g; ++bi)
-            _mm512_storeu_si512((void *)(a->y + 16 * (b0 + bi)),
-                                _mm512_sub_epi32(acc[bi], _mm512_loadu_si512((const void *)(a->rowsum128 + 16 * (b0 + bi)))));
     }
 }
 
-FL_T256 static inline __m256i fl_dot8(__m256i acc, __m256i xb, const int8_t *t, __m256i ones)
+FL_T256 FL_INLINE __m256i fl_dot8(__m256i acc, __m256i xb, const int8_t *t, __m256i ones)
 {
     const __m256i w = _mm256_load_si256((const __m256i *)t);
     const __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xb, w));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, ones));
 }
 
+FL_T256 FL_INLINE void fl_q8_avx2_group(const int8_t *t, long nk, const int8_t *x, int32_t *y, const int g)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[2 * FL_G];
+#pragma GCC unroll 8
+    for (int i = 0; i < 2 * g; ++i) acc[i] = _mm256_setzero_si256();
+    for (long k = 0; k < nk; ++k, t += 64 * g) {
+        const __m256i xb = _mm256_set1_epi32(fl_load4(x + 4 * k));
+#pragma GCC unroll 8
+        for (int i = 0; i < 2 * g; ++i) acc[i] = fl_dot8(acc[i], xb, t + 32 * i, ones);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 2 * g; ++i) _mm256_storeu_si256((__m256i *)(y + 8 * i), acc[i]);
+}
+
 FL_T256 static void fl_q8_avx2(const fl_q8_args *a)
 {
     const long nb = a->Rp / 16, nk = a->Kp / 4;
-    const __m256i ones = _mm256_set1_epi16(1);
     for (long b0 = 0; b0 < nb; b0 += FL_G) {
-        const long g = nb - b0 < FL_G ? nb - b0 : FL_G;
         const int8_t *t = a->w + fl_group_base(b0, nk, 64);
-        __m256i acc[2 * FL_G];
-        for (int i = 0; i < 2 * FL_G; ++i) acc[i] = _mm256_setzero_si256();
-        if (g == FL_G) {
-            for (long k = 0; k < nk; ++k, t += 4 * 64) {
-                const __m256i xb = _mm256_set1_epi32(fl_load4(a->x + 4 * k));
-                acc[0] = fl_dot8(acc[0], xb, t, ones);
-                acc[1] = fl_dot8(acc[1], xb, t + 32, ones);
-                acc[2] = fl_dot8(acc[2], xb, t + 64, ones);
-                acc[3] = fl_dot8(acc[3], xb, t + 96, ones);
-                acc[4] = fl_dot8(acc[4], xb, t + 128, ones);
-                acc[5] = fl_dot8(acc[5], xb, t + 160, ones);
-                acc[6] = fl_dot8(acc[6], xb, t + 192, ones);
-                acc[7] = fl_dot8(acc[7], xb, t + 224, ones);
-            }
-        } else {
-            for (long k = 0; k < nk; ++k) {
-                const __m256i xb = _mm256_set1_epi32(fl_load4(a->x + 4 * k));
-                for (long bi = 0; bi < g; ++bi, t += 64) {
-                    acc[2 * bi] = fl_dot8(acc[2 * bi], xb, t, ones);
-                    acc[2 * bi + 1] = fl_dot8(acc[2 * bi + 1], xb, t + 32, ones);
-                }
-            }
+        int32_t *y = a->y + 16 * b0;
+        switch (nb - b0 < FL_G ? nb - b0 : FL_G) {
+        case 1: fl_q8_avx2_group(t, nk, a->x, y, 1); break;
+        case 2: fl_q8_avx2_group(t, nk, a->x, y, 2); break;
+        case 3: fl_q8_avx2_group(t, nk, a->x, y, 3); break;
+        default: fl_q8_avx2_group(t, nk, a->x, y, 4); break;
         }
-        for (long i = 0; i < 2 * g; ++i) _mm256_storeu_si256((__m256i *)(a->y + 16 * b0 + 8 * i), acc[i]);
     }
+}
+
+/* fp32: per block an even-k and an odd-k accumulator (eight FMA chains for four blocks). The
+ * two are added at the end, so the sum order is not a plain loop's: the self-test uses data whose
+ * every partial sum is exact. */
+FL_T512 FL_INLINE void fl_f32_avx512_group(const float *t, long K, const float *x, float *y, const int g)
+{
+    __m512 e[FL_G], o[FL_G];
+#pragma GCC unroll 4
+    for (int i = 0; i < g; ++i) e[i] = o[i] = _mm512_setzero_ps();
+    long k = 0;
+    for (; k + 2 <= K; k += 2, t += 32 * g) {
+        const __m512 xe = _mm512_set1_ps(x[k]), xo = _mm512_set1_ps(x[k + 1]);
+#pragma GCC unroll 4
+        for (int i = 0; i < g; ++i) {
+            e[i] = _mm512_fmadd_ps(_mm512_load_ps(t + 16 * i), xe, e[i]);
+            o[i] = _mm512_fmadd_ps(_mm512_load_ps(t + 16 * (g + i)), xo, o[i]);
+        }
+    }
+    if (k < K) {
+        const __m512 xe = _mm512_set1_ps(x[k]);
+#pragma GCC unroll 4
+        for (int i = 0; i < g; ++i) e[i] = _mm512_fmadd_ps(_mm512_load_ps(t + 16 * i), xe, e[i]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < g; ++i) _mm512_storeu_ps(y + 16 * i, _mm512_add_ps(e[i], o[i]));
 }
 
 FL_T512 static void fl_f32_avx512(const fl_f32_args *a)
 {
     const long nb = a->Rp / 16;
     for (long b0 = 0; b0 < nb; b0 += FL_G) {
-        const long g = nb - b0 < FL_G ? nb - b0 : FL_G;
         const float *t = a->w + fl_group_base(b0, a->K, 64) / 4;
-        __m512 acc[FL_G];
-        for (int i = 0; i < FL_G; ++i) acc[i] = _mm512_setzero_ps();
-        if (g == FL_G) {
-            for (long k = 0; k < a->K; ++k, t += 64) {
-                const __m512 xb = _mm512_set1_ps(a->x[k]);
-                acc[0] = _mm512_fmadd_ps(_mm512_load_ps(t), xb, acc[0]);
-                acc[1] = _mm512_fmadd_ps(_mm512_load_ps(t + 16), xb, acc[1]);
-                acc[2] = _mm512_fmadd_ps(_mm512_load_ps(t + 32), xb, acc[2]);
-                acc[3] = _mm512_fmadd_ps(_mm512_load_ps(t + 48), xb, acc[3]);
-            }
-        } else {
-            for (long k = 0; k < a->K; ++k) {
-                const __m512 xb = _mm512_set1_ps(a->x[k]);
-                for (long bi = 0; bi < g; ++bi, t += 16) acc[bi] = _mm512_fmadd_ps(_mm512_load_ps(t), xb, acc[bi]);
-            }
+        float *y = a->y + 16 * b0;
+        switch (nb - b0 < FL_G ? nb - b0 : FL_G) {
+        case 1: fl_f32_avx512_group(t, a->K, a->x, y, 1); break;
+        case 2: fl_f32_avx512_group(t, a->K, a->x, y, 2); break;
+        case 3: fl_f32_avx512_group(t, a->K, a->x, y, 3); break;
+        default: fl_f32_avx512_group(t, a->K, a->x, y, 4); break;
         }
-        for (long i = 0; i < g; ++i) _mm512_storeu_ps(a->y + 16 * (b0 + i), acc[i]);
     }
+}
+
+FL_T256 FL_INLINE void fl_f32_avx2_group(const float *t, long K, const float *x, float *y, const int g)
+{
+    __m256 acc[2 * FL_G];
+#pragma GCC unroll 8
+    for (int i = 0; i < 2 * g; ++i) acc[i] = _mm256_setzero_ps();
+    for (long k = 0; k < K; ++k, t += 16 * g) {
+        const __m256 xb = _mm256_set1_ps(x[k]);
+#pragma GCC unroll 8
+        for (int i = 0; i < 2 * g; ++i) acc[i] = _mm256_fmadd_ps(_mm256_load_ps(t + 8 * i), xb, acc[i]);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 2 * g; ++i) _mm256_storeu_ps(y + 8 * i, acc[i]);
 }
 
 FL_T256 static void fl_f32_avx2(const fl_f32_args *a)
 {
     const long nb = a->Rp / 16;
     for (long b0 = 0; b0 < nb; b0 += FL_G) {
-        const long g = nb - b0 < FL_G ? nb - b0 : FL_G;
         const float *t = a->w + fl_group_base(b0, a->K, 64) / 4;
-        __m256 acc[2 * FL_G];
-        for (int i = 0; i < 2 * FL_G; ++i) acc[i] = _mm256_setzero_ps();
-        for (long k = 0; k < a->K; ++k) {
-            const __m256 xb = _mm256_set1_ps(a->x[k]);
-            for (long i = 0; i < 2 * g; ++i, t += 8) acc[i] = _mm256_fmadd_ps(_mm256_load_ps(t), xb, acc[i]);
+        float *y = a->y + 16 * b0;
+        switch (nb - b0 < FL_G ? nb - b0 : FL_G) {
+        case 1: fl_f32_avx2_group(t, a->K, a->x, y, 1); break;
+        case 2: fl_f32_avx2_group(t, a->K, a->x, y, 2); break;
+        case 3: fl_f32_avx2_group(t, a->K, a->x, y, 3); break;
+        default: fl_f32_avx2_group(t, a->K, a->x, y, 4); break;
         }
-        for (long i = 0; i < 2 * g; ++i) _mm256_storeu_ps(a->y + 16 * b0 + 8 * i, acc[i]);
     }
 }
 #endif
