@@ -441,9 +441,11 @@ static int fl_self_test(void)
     return fails || !ran ? 1 : 0;
 }
 
-/* Per-call times of fn(ctx) over ~20 ms of calls, each call timed on its own (minus the clock's
+/* Per-call times of fn(ctx) over ~20 ms of calls, each sample timed on its own (minus the clock's
  * own median cost), so that a preempted call on a busy machine is one outlier and not part of
- * every sample. Returns the median (seconds); *min_s gets the minimum. */
+ * every sample. A sample is one call, or for calls under ~1 us a run of back-to-back calls that
+ * takes ~1 us (divided by their count), so that the clock's resolution (tens of ns) does not
+ * dominate. Returns the median (seconds); *min_s gets the minimum. */
 #define MAX_CALLS 200000
 static double g_t[MAX_CALLS];
 static double time_calls(void (*fn)(void *), void *ctx, double *min_s)
@@ -459,12 +461,20 @@ static double time_calls(void (*fn)(void *), void *ctx, double *min_s)
     double t0 = now();
     fn(ctx);
     const double one = now() - t0;
-    long n = (long)(0.02 / (one > 1e-8 ? one : 1e-8));
+    long reps = 1;
+    if (one < 1e-6) {
+        t0 = now();
+        for (int i = 0; i < 1000; ++i) fn(ctx);
+        const double per = (now() - t0) / 1000;
+        reps = per >= 1e-6 ? 1 : per > 1e-9 ? (long)(1e-6 / per) + 1 : 1000;
+    }
+    const double sample = one > 1e-8 ? one * (double)reps : 1e-8;
+    long n = (long)(0.02 / sample);
     n = n < 101 ? 101 : n > MAX_CALLS ? MAX_CALLS : n;
     for (long i = 0; i < n; ++i) {
         t0 = now();
-        fn(ctx);
-        g_t[i] = now() - t0 - clock_cost;
+        for (long r = 0; r < reps; ++r) fn(ctx);
+        g_t[i] = (now() - t0 - clock_cost) / (double)reps;
     }
     qsort(g_t, (size_t)n, sizeof g_t[0], cmp_double);
     if (min_s) *min_s = g_t[0];

@@ -80,7 +80,8 @@ def main() -> None:
         fm = f["q8_gemv_min_us"]
 
         def mm(key: str, f=f) -> str:
-            return f"{f[key.replace('_us', '_min_us')]:.2f} [{f[key]:.2f}]"
+            d = 3 if f[key] < 1 else 2
+            return f"{f[key.replace('_us', '_min_us')]:.{d}f} [{f[key]:.{d}f}]"
 
         print(f"| {f['hidden']} | {mm('q8_gemv_us')} | {mm('rnncore_q8_gemv_us')} | "
               f"{mm('rnncore_step_us')} | "
