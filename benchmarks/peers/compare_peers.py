@@ -751,8 +751,12 @@ def write_markdown(res: dict, path: Path) -> None:
                         row.append(f"{fmt_us(t['median'])} [{fmt_us(t['min'])}, {fmt_us(t['p90'])}]")
                 L.append("| " + " | ".join(row) + " |")
             if fig == "step":
-                for key, label in (("q8_gemv_us", "floor: int8 matvec [W_ih|W_hh] (independent kernel)"),
-                                   ("f32_gemv_us", "floor: fp32 matvec [W_ih|W_hh] (independent kernel)"),
+                # runs before floor.c had its own kernel (no "floor_variant") timed rnncore's rows
+                indep = any("floor_variant" in res["runs"][cell][str(h)].get("floor", {}) for h in Hs)
+                kind = ("W_ih,W_hh as one product (independent kernel)" if indep
+                        else "W_ih,W_hh (rnncore's kernel, best ISA)")
+                for key, label in (("q8_gemv_us", f"floor: int8 matvec {kind}"),
+                                   ("f32_gemv_us", f"floor: fp32 matvec {kind}"),
                                    ("rnncore_q8_gemv_us", "rnncore q8 GEMV rows W_ih,W_hh (C, no step)"),
                                    ("rnncore_f32_gemv_us", "rnncore f32 GEMV rows W_ih,W_hh (C, no step)")):
                     row = [label]
