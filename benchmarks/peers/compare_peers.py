@@ -14,9 +14,10 @@ rounds.
 
 Figures (issue 9): streaming step at batch 1 (``step``), one sequence of T=100 at batch 1
 (``seq``), and 64 sequences of T=100 (``batch``, reported as time per call and sequences/s),
-for GRU and LSTM at H = 32, 64, 128, 256, 512. Machine floors in the same run: the int8 and fp32
-matrix-vector product of the step's weights (W_ih and W_hh, G*H x 2H) with the best ISA of the
-C core, and the peak multiply-accumulate rates, both measured by the C core's benchmark binary.
+for GRU and LSTM at H = 32, 64, 128, 256, 512. Machine floors in the same run (``floor.c``): the
+int8 and fp32 matrix-vector product of the step's weights (W_ih and W_hh as one G*H x 2H product)
+with an independent best-effort kernel (not rnncore's), rnncore's own GEMV kernel rows for the
+same products, and the peak multiply-accumulate rates.
 
 Output in the results folder: ``results.json`` (every sample statistic), ``results.md`` (the
 tables) and ``step_latency.png`` (step latency against H, one line per engine, log scale).
@@ -626,7 +627,9 @@ def build_floor(tmp: Path) -> tuple[Path | None, str]:
 
 
 def c_floors(cell: str, H: int, exe: Path | None) -> dict:
-    """int8 / fp32 matrix-vector floor of the step's weights and the peak MAC rates (floor.c)."""
+    """floor.c's figures: the independent int8 / fp32 matrix-vector floor of the step's weights
+    (``q8_gemv_us``, ``f32_gemv_us``), rnncore's own GEMV rows (``rnncore_*_gemv_us``) and the
+    peak MAC rates."""
     if exe is None:
         return {}
     r = subprocess.run([str(exe), "--cell", cell, "--hidden", str(H)], capture_output=True, text=True,
@@ -748,8 +751,14 @@ def write_markdown(res: dict, path: Path) -> None:
                         row.append(f"{fmt_us(t['median'])} [{fmt_us(t['min'])}, {fmt_us(t['p90'])}]")
                 L.append("| " + " | ".join(row) + " |")
             if fig == "step":
-                for key, label in (("q8_gemv_us", "floor: int8 matvec W_ih,W_hh (best ISA)"),
-                                   ("f32_gemv_us", "floor: fp32 matvec W_ih,W_hh (best ISA)")):
+                # runs before floor.c had its own kernel (no "floor_variant") timed rnncore's rows
+                indep = any("floor_variant" in res["runs"][cell][str(h)].get("floor", {}) for h in Hs)
+                kind = ("W_ih,W_hh as one product (independent kernel)" if indep
+                        else "W_ih,W_hh (rnncore's kernel, best ISA)")
+                for key, label in (("q8_gemv_us", f"floor: int8 matvec {kind}"),
+                                   ("f32_gemv_us", f"floor: fp32 matvec {kind}"),
+                                   ("rnncore_q8_gemv_us", "rnncore q8 GEMV rows W_ih,W_hh (C, no step)"),
+                                   ("rnncore_f32_gemv_us", "rnncore f32 GEMV rows W_ih,W_hh (C, no step)")):
                     row = [label]
                     for h in Hs:
                         fl = res["runs"][cell][str(h)].get("floor", {})
@@ -886,8 +895,8 @@ def plot(res: dict, path: Path) -> None:
                 ax.plot(xs, ys, "--", marker="x", color=peer_colors[(2 * npeer + 1) % 20], lw=1, ms=4,
                         label=e)
                 npeer += 1
-        for key, label, style in (("q8_gemv_us", "floor: int8 matvec (best ISA)", ":"),
-                                  ("f32_gemv_us", "floor: fp32 matvec (best ISA)", "-.")):
+        for key, label, style in (("q8_gemv_us", "floor: int8 matvec (independent kernel)", ":"),
+                                  ("f32_gemv_us", "floor: fp32 matvec (independent kernel)", "-.")):
             xs = [h for h in Hs if key in res["runs"][cell][str(h)].get("floor", {})]
             if xs:
                 ax.plot(xs, [res["runs"][cell][str(h)]["floor"][key] for h in xs], style,
