@@ -149,3 +149,33 @@ def test_a_linear_head_that_overflows(precision, isa):
     last.set_isa(isa)
     with pytest.raises(FloatingPointError, match=r"the head's output .* at sequence 1, step 1"):
         last.run(X, lengths=np.array([3, 2]))
+
+
+def nan_preactivation_relu_rnn() -> rc.nn.RNN:
+    """Step 0 from x = 1: h = relu(b) = (1e30, 1e30); step 1: W_hh h holds 1e60 and -1e60, both
+    past float32: Inf - Inf = NaN with separate products, +Inf with a fused multiply-add (the
+    exact product is finite), so each ISA path meets NaN or Inf; relu must keep the NaN (the
+    old max(x, 0) made it 0 on the generic path, a silent restart the fuzzer found)."""
+    m = rc.nn.RNN(1, 2, nonlinearity="relu", dtype="float32")
+    sd = {k: np.zeros_like(v) for k, v in m.state_dict().items()}
+    sd["weight_ih_l0"][...] = 1e30
+    sd["weight_hh_l0"][...] = np.array([[1e30, -1e30], [0.0, 0.0]], F32)
+    m.load_state_dict(sd)
+    return m
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_a_nan_preactivation_is_reported_on_every_path(isa):
+    eng = rc.compile(nan_preactivation_relu_rnn(), "f32")
+    eng.set_isa(isa)
+    X = np.ones((1, 3, 1), F32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref, _ = nan_preactivation_relu_rnn().forward(X)
+    assert np.all(np.isfinite(ref[0, 0])) and not np.isfinite(ref[0, 1, 0])  # the reference: NaN/Inf
+    s = eng.stream(1)
+    np.testing.assert_array_equal(s.step(X[:, 0]), ref[:, 0])
+    with pytest.raises(FloatingPointError, match=r"step: layer 0 \(ReLU RNN\) state is NaN/Inf"):
+        s.step(X[:, 1])
+    with pytest.raises(FloatingPointError, match=r"run: layer 0 \(ReLU RNN\) state is NaN/Inf at "
+                                                 r"sequence 0, step 1"):
+        eng.run(X)

@@ -43,9 +43,11 @@ static inline float rnc_sigmoidf(float x)
     return 0.5f + 0.5f * rnc_tanhf(0.5f * x);
 }
 
+/* max(x, 0) that keeps NaN (a NaN pre-activation comes from Inf - Inf: overflow, which the
+ * engine must report, not turn into 0; docs/c-api.md "Non-finite values"); -0 gives +0. */
 static inline float rnc_reluf(float x)
 {
-    return x > 0.0f ? x : 0.0f;
+    return x > 0.0f ? x : (x == x ? 0.0f : x);
 }
 
 #endif

@@ -186,7 +186,7 @@ RNC_FA void fused_update_rows(const rnc_cell_args *a, uint32_t kind, const int G
         for (uint32_t j = 0; j < np; ++j) hn[j] = rnc_x86_tanh16(_mm512_add_ps(fused_pre(pre, j, G, 0), fused_pre(pre, j, G, 1)));
     } else if (kind == RNC_RNN_RELU) {
         for (uint32_t j = 0; j < np; ++j)
-            hn[j] = _mm512_max_ps(_mm512_add_ps(fused_pre(pre, j, G, 0), fused_pre(pre, j, G, 1)), _mm512_setzero_ps());
+            hn[j] = rnc_x86_relu16(_mm512_add_ps(fused_pre(pre, j, G, 0), fused_pre(pre, j, G, 1)));
     } else if (kind == RNC_GRU) {
         for (uint32_t j = 0; j < np; ++j) {
             t0[j] = rnc_x86_sigmoid16(_mm512_add_ps(fused_pre(pre, j, G, 0), fused_pre(pre, j, G, 3))); /* r */
@@ -391,7 +391,7 @@ RNC_FA void small_stage(const rnc_cell_args *a, uint32_t kind, const int G, cons
                 e->gh2 = gh;
                 e->v[2] = gi;
             } else if (kind == RNC_RNN_RELU) {
-                const __m512 hn = _mm512_max_ps(_mm512_add_ps(gi, gh), _mm512_setzero_ps());
+                const __m512 hn = rnc_x86_relu16(_mm512_add_ps(gi, gh));
                 _mm512_mask_storeu_ps(h + u, msk, hn);
                 if (y) _mm512_mask_storeu_ps(y + u, msk, hn);
             } else if (kind == RNC_RNN_TANH || (kind == RNC_LSTM && m == 2)) {

@@ -7,8 +7,8 @@
  * float32 operations in the same order, no FMA (the file is compiled with -ffp-contract=off and
  * uses separate mul/add intrinsics), each scalar select written as the min/max operand order with
  * the same result, NaN included: x > C ? C : x == vminps(C, x); x < -C ? -C : x == vmaxps(-C, x);
- * a > m ? a : m == vmaxps(a, m); x > 0 ? x : 0 == vmaxps(x, 0) (second operand on NaN... and
- * relu(NaN) = 0 in both). The C tests compare the AVX2 cells with the generic ones bit for bit.
+ * a > m ? a : m == vmaxps(a, m); relu keeps NaN in both (rnc_reluf, rnc_avx2_relu8). The C tests
+ * compare the AVX2 cells with the generic ones bit for bit.
  *
  * Over-reads: gi/gh (and the q8 accumulators, row scales and biases) are read in 8-lane vectors
  * up to round8(H) <= Hp (in bounds: those arrays have G*Hp entries); h, c, y are accessed with
@@ -24,6 +24,11 @@
 
 #define RNC_AVX2_AI static inline __attribute__((always_inline))
 #define RNC_AVX2_NW 4 /* 8-unit chunks in lockstep in the cell update */
+/* rnc_reluf on 8 lanes: max(x, 0) where x is a number (-0 gives +0), x itself where it is NaN */
+RNC_AVX2_AI __m256 rnc_avx2_relu8(__m256 x)
+{
+    return _mm256_blendv_ps(_mm256_max_ps(x, _mm256_setzero_ps()), x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
 
 RNC_AVX2_AI __m256 rnc_avx2_tanh8(__m256 x)
 {
@@ -115,7 +120,7 @@ RNC_AVX2_AI void rnc_avx2_update8(uint32_t kind, const __m256 *gi, const __m256 
     __m256 hn;
     switch (kind) {
     case RNC_RNN_TANH: hn = rnc_avx2_tanh8(_mm256_add_ps(gi[0], gh[0])); break;
-    case RNC_RNN_RELU: hn = _mm256_max_ps(_mm256_add_ps(gi[0], gh[0]), _mm256_setzero_ps()); break;
+    case RNC_RNN_RELU: hn = rnc_avx2_relu8(_mm256_add_ps(gi[0], gh[0])); break;
     case RNC_GRU: {
         const __m256 r = rnc_avx2_sigmoid8(_mm256_add_ps(gi[0], gh[0]));
         const __m256 z = rnc_avx2_sigmoid8(_mm256_add_ps(gi[1], gh[1]));
@@ -177,7 +182,7 @@ RNC_AVX2_AI void rnc_avx2_update_n(uint32_t kind, int N, uint32_t Hp, uint32_t u
         break;
     case RNC_RNN_RELU:
         for (j = 0; j < N; ++j)
-            t[j] = _mm256_max_ps(_mm256_add_ps(RNC_PI(0, j), RNC_PH(0, j)), _mm256_setzero_ps());
+            t[j] = rnc_avx2_relu8(_mm256_add_ps(RNC_PI(0, j), RNC_PH(0, j)));
         break;
     case RNC_GRU:
         for (j = 0; j < N; ++j) a[j] = _mm256_add_ps(RNC_PI(0, j), RNC_PH(0, j));

@@ -40,6 +40,11 @@ RNC_EP_AI __m512 rnc_x86_tanh16(__m512 x)
     r = _mm512_max_ps(_mm512_set1_ps(-1.0f), r);
     return r;
 }
+/* rnc_reluf on 16 lanes: max(x, 0) where x is a number (-0 gives +0), x itself where it is NaN */
+RNC_EP_AI __m512 rnc_x86_relu16(__m512 x)
+{
+    return _mm512_mask_max_ps(x, _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), x, _mm512_setzero_ps());
+}
 RNC_EP_AI __m512 rnc_x86_sigmoid16(__m512 x)
 {
     const __m512 h = _mm512_set1_ps(0.5f);
@@ -63,7 +68,7 @@ RNC_EP_AI void rnc_x86_unit16_v(uint32_t kind, uint32_t u, __mmask16 m, const __
     if (kind == RNC_RNN_TANH) {
         hn = rnc_x86_tanh16(_mm512_add_ps(gi[0], gh[0]));
     } else if (kind == RNC_RNN_RELU) {
-        hn = _mm512_max_ps(_mm512_add_ps(gi[0], gh[0]), _mm512_setzero_ps());
+        hn = rnc_x86_relu16(_mm512_add_ps(gi[0], gh[0]));
     } else if (kind == RNC_GRU) {
         const __m512 r = rnc_x86_sigmoid16(_mm512_add_ps(gi[0], gh[0]));
         const __m512 z = rnc_x86_sigmoid16(_mm512_add_ps(gi[1], gh[1]));
