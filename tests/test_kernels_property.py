@@ -192,18 +192,32 @@ def _kinds(kern):
 
 
 def _reach(eng, kern, inputs=("x", "gi")):
-    """(input, batch) at which the plan of ``eng`` (ISA forced to the row's) runs row ``kern``,
-    with W_hh's kernel sums available (q8 files carry them), or None. Whole-sequence runs give the cells their
+    """(input, batch, sums) at which the plan of ``eng`` (ISA forced to the row's) runs row
+    ``kern``, or None: first with W_hh's kernel sums (what a q8 v2 file carries), then without
+    (a v1 file: :func:`_compile` with ``sums=False``). Whole-sequence runs give the cells their
     projection ("gi") only below 4 sequences."""
     lo = kern["min_batch"]
     hi = min(kern["max_batch"] or lo + 20, lo + 20)
-    for inp in inputs:
-        if kern["input"] not in ("any", inp):
-            continue
-        for b in range(lo, (min(hi, 3) if inp == "gi" else hi) + 1):
-            if eng._model.plan_row(0, kern["op"], b, inp, sums=True) == kern["name"]:
-                return inp, b
+    for sums in (True, False):
+        for inp in inputs:
+            if kern["input"] not in ("any", inp):
+                continue
+            for b in range(lo, (min(hi, 3) if inp == "gi" else hi) + 1):
+                if eng._model.plan_row(0, kern["op"], b, inp, sums=sums) == kern["name"]:
+                    return inp, b, sums
     return None
+
+
+def _compile(m, precision, sums=True):
+    """The engine of ``m``; for q8 without kernel sums (``sums=False``) from a version 1 file,
+    which has none, so the plan runs the rows that compute W_hh's offset correction themselves."""
+    if precision == "f32" or sums:
+        return rc.compile(m, precision=precision)
+    from rnncore.io.rnc import write_rnc
+    from rnncore.spec import build_rnc
+
+    _, spec = build_rnc(m, precision, None)
+    return rc.load(write_rnc(spec, 1, precision=precision))
 
 
 @pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _CELLS], ids=_ids)
@@ -228,11 +242,13 @@ def test_step_kernel_one_step_from_the_same_state(kern, data, i, h, extra, wscal
     m = _layer(kind, i, h, seed % 1000, wscale)
     eng = rc.compile(m, precision=kern["precision"])
     eng.set_isa(kern["isa"])
+    _, b, sums = _reach(eng, kern, ("x",))
+    eng = _compile(m, kern["precision"], sums)
+    eng.set_isa(kern["isa"])
     assert eng.isa == kern["isa"]
-    _, b = _reach(eng, kern, ("x",))
-    if eng._model.plan_row(0, kern["op"], b + extra, "x") == kern["name"]:
+    if eng._model.plan_row(0, kern["op"], b + extra, "x", sums=sums) == kern["name"]:
         b += extra
-    assert eng._model.plan_row(0, kern["op"], b, "x") == kern["name"]
+    assert eng._model.plan_row(0, kern["op"], b, "x", sums=sums) == kern["name"]
     rng = np.random.default_rng(seed)
     s = eng.stream(batch=b)
     ref = eng.reference() if kern["precision"] == "q8" else None
@@ -283,6 +299,8 @@ def test_sequence_rows_bit_identical_to_generic(kern, data, i, h, t, seed):
         assert _reach(eng, kern, ("x",)) is not None, kern["name"]  # test above covers it there
         return
     b = reach[1]
+    eng = _compile(m, "q8", reach[2])
+    eng.set_isa(kern["isa"])
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((b, t, i)).astype(F32)
     lengths = rng.integers(1, t + 1, b)

@@ -55,6 +55,7 @@
  *   small: whole-sequence mode below 4 rows, per 16-unit block with the epilogue interleaved;
  *   b1:    the same per-block kernel for one row with its quantised input (rnc_step);
  *   fused: 16 rows and more with the input given, each unit block's weights in L1 for all rows;
+ *          fused_sums: the same, W_hh's offset correction from its kernel sums (v2 files);
  *   (no suffix): the cell template (two GEMMs, dequantisation, update), every batch. */
 #define RNC_KERNELS_AVX512VNNI_CELL(X, op, cell)                                                  \
     X(op, Q8, rnc_q8_##cell##_step_multi_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_GI,               \
@@ -63,6 +64,8 @@
       RNC_K_NO_GRU_RB, 1, 3)                                                                      \
     X(op, Q8, rnc_q8_##cell##_step_b1_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_X, RNC_K_NO_GRU_RB,  \
       1, 1)                                                                                       \
+    X(op, Q8, rnc_q8_##cell##_step_fused_sums_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_X,           \
+      RNC_K_SUMS | RNC_K_NO_GRU_RB, 16, 0)                                                        \
     X(op, Q8, rnc_q8_##cell##_step_fused_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_X,                \
       RNC_K_NO_GRU_RB, 16, 0)                                                                     \
     X(op, Q8, rnc_q8_##cell##_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)

@@ -239,7 +239,8 @@ RNC_FA void fused_part(const rnc_cell_args *a, const int G, int NB, int part, ui
               (size_t)2 * G * 16, G, NB);
 }
 
-RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const int NB)
+/* sums: W_hh's kernel sums (the fused_sums rows) or NULL (computed here per step, fused_corr) */
+RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const int NB, const int32_t *sums)
 {
     const uint32_t B = a->batch, H = a->H, Hp = a->Hp;
     const size_t kh = RNC_ALIGN_UP((size_t)H, 4), kx = RNC_ALIGN_UP((size_t)a->I, 4);
@@ -264,7 +265,11 @@ RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const
             Wi[m] = wih + blk * (size_t)gx * 64;
             Wh[m] = whh + blk * (size_t)gh * 64;
             ci[m] = fused_corr(Wi[m], gx);
-            ch[m] = fused_corr(Wh[m], gh);
+            if (sums) /* -128 * sum: the same int32 lanes as fused_corr's */
+                ch[m] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                         _mm512_slli_epi32(_mm512_loadu_si512((const void *)(sums + blk * 16)), 7));
+            else
+                ch[m] = fused_corr(Wh[m], gh);
         }
         /* W_ih's blocks stay in L1 across every row of the batch, then W_hh's */
         for (uint32_t n0 = 0; n0 < B; n0 += (uint32_t)NB) {
@@ -645,9 +650,13 @@ RNC_FA void multi_step(const rnc_cell_args *a, uint32_t kind, const int G, const
     {                                                                                             \
         small_step_mode(a, KIND, G, 0);                                                           \
     }                                                                                             \
+    storage void rnc_q8_##cell##_step_fused_sums_avx512vnni(const rnc_cell_args *a)               \
+    {                                                                                             \
+        fused_step(a, KIND, G, NB, a->hh_sums);                                                   \
+    }                                                                                             \
     storage void rnc_q8_##cell##_step_fused_avx512vnni(const rnc_cell_args *a)                    \
     {                                                                                             \
-        fused_step(a, KIND, G, NB);                                                               \
+        fused_step(a, KIND, G, NB, NULL);                                                         \
     }
 RNC_VNNI_STRATEGIES(, gru, RNC_GRU, 3, RNC_NB_GRU)
 RNC_VNNI_STRATEGIES(, lstm, RNC_LSTM, 4, RNC_NB_LSTM)
@@ -663,6 +672,7 @@ RNC_VNNI_STRATEGIES(static, rnn_relu, RNC_RNN_RELU, 1, RNC_NB_RNN)
 RNC_VNNI_RNN(multi)
 RNC_VNNI_RNN(small)
 RNC_VNNI_RNN(b1)
+RNC_VNNI_RNN(fused_sums)
 RNC_VNNI_RNN(fused)
 
 #else
@@ -672,6 +682,7 @@ RNC_VNNI_RNN(fused)
     void rnc_q8_##cell##_step_multi_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); } \
     void rnc_q8_##cell##_step_small_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); } \
     void rnc_q8_##cell##_step_b1_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); }    \
+    void rnc_q8_##cell##_step_fused_sums_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); } \
     void rnc_q8_##cell##_step_fused_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); }
 RNC_VNNI_AS_TEMPLATE(rnn)
 RNC_VNNI_AS_TEMPLATE(gru)
