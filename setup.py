@@ -144,11 +144,16 @@ class BuildExt(build_ext):
                       "or does not enable its features with them)")
                 continue
             kept.append((srcs, flags))
-        objects = []
-        for srcs, flags in kept:
-            objects += self.compiler.compile(
-                srcs, output_dir=self.build_temp, include_dirs=ext.include_dirs,
-                extra_postargs=common + no_isa + flags, depends=ext.depends)
+        # one compiler process per source, as many at once as there are CPUs (the compiler
+        # object only spawns them); objects keep the sources' order
+        from concurrent.futures import ThreadPoolExecutor
+
+        jobs = [(src, flags) for srcs, flags in kept for src in srcs]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            done = pool.map(lambda job: self.compiler.compile(
+                [job[0]], output_dir=self.build_temp, include_dirs=ext.include_dirs,
+                extra_postargs=common + no_isa + job[1], depends=ext.depends), jobs)
+            objects = [obj for objs in done for obj in objs]
         self._check_core_links(objects)
         ext.extra_compile_args = list(ext.extra_compile_args or []) + no_isa
         ext.extra_objects = objects + list(ext.extra_objects or [])
