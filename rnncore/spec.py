@@ -87,6 +87,21 @@ class LinearSpec:
                 f"activation={self.activation!r})")
 
 
+def stack_text(embedding, layers, last_step: bool, head) -> str:
+    """``embedding(VxD) > gru(64) > last_step > linear(64->9) > softmax``: a stack in one line
+    (``ModelSpec`` and the quantised reference's ``QModel`` print it); ``head`` is None or
+    ``((out, in), activation)``."""
+    parts = [] if embedding is None else [f"embedding({np.shape(embedding)[0]}x{np.shape(embedding)[1]})"]
+    parts += [f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
+              for layer in layers]
+    if last_step:
+        parts.append("last_step")
+    if head is not None:
+        (o, f), activation = head
+        parts.append(f"linear({f}->{o})" + ("" if activation == "none" else f" > {activation}"))
+    return " > ".join(parts)
+
+
 @dataclass
 class ModelSpec:
     """Embedding? -> recurrent layers -> last step? -> linear head?
@@ -110,17 +125,8 @@ class ModelSpec:
 
     def __repr__(self) -> str:
         """``ModelSpec(embedding(VxD) > gru(64) > last_step > linear(64->9))``: the stack, no arrays."""
-        parts = [] if self.embedding is None else [f"embedding({np.shape(self.embedding)[0]}x"
-                                                   f"{np.shape(self.embedding)[1]})"]
-        parts += [f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
-                  for layer in self.layers]
-        if self.last_step:
-            parts.append("last_step")
-        if self.head is not None:
-            o, f = np.shape(self.head.weight)
-            act = "" if self.head.activation == "none" else f" > {self.head.activation}"
-            parts.append(f"linear({f}->{o}){act}")
-        return f"ModelSpec({' > '.join(parts)})"
+        head = None if self.head is None else (np.shape(self.head.weight), self.head.activation)
+        return f"ModelSpec({stack_text(self.embedding, self.layers, self.last_step, head)})"
 
     @property
     def bidirectional(self) -> bool:

@@ -36,7 +36,7 @@ import numpy as np
 from rnncore.nn import cells
 from rnncore.nn import functional as F
 from rnncore.quant.scheme import F32, epilogue, int_matmul, quantize_activation, quantize_weights
-from rnncore.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec
+from rnncore.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec, stack_text
 
 # ------------------------------------------------------------------------------------------
 # quantised model
@@ -120,18 +120,10 @@ class QModel:
     last_step_bidirectional: bool = False
 
     def __repr__(self) -> str:
-        parts = [] if self.embedding is None else [f"embedding({np.shape(self.embedding)[0]}x"
-                                                   f"{np.shape(self.embedding)[1]})"]
-        parts += [f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
-                  for layer in self.layers]
-        if self.last_step:
-            parts.append("last_step")
-        if self.head is not None:
-            o, f = np.shape(self.head.w.q)
-            act = "" if self.head.activation == "none" else f" > {self.head.activation}"
-            parts.append(f"linear({f}->{o}){act}")
+        head = None if self.head is None else (np.shape(self.head.w.q), self.head.activation)
         scales = "static" if any(layer.x_scale is not None for layer in self.layers) else "dynamic"
-        return f"QModel({' > '.join(parts)}, int8 weights, {scales} activation scales)"
+        return (f"QModel({stack_text(self.embedding, self.layers, self.last_step, head)}, int8 weights, "
+                f"{scales} activation scales)")
 
 
 @dataclass
