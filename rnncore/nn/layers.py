@@ -123,6 +123,8 @@ class Linear(Module):
     Shapes: ``x (..., in_features) -> y (..., out_features)``; ``weight (out, in)``, ``bias (out,)``.
     """
 
+    per_step = True  # acts on each step alone (Sequential.stream runs it on any chunk)
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  dtype: str = "float64", seed: int | None = None) -> None:
         super().__init__()
@@ -173,6 +175,8 @@ class Embedding(Module):
     initialised from ``N(0, 1)``. The row ``padding_idx`` (if given) starts at zero and gets no
     gradient. ``backward`` returns ``None``: integer ids have no gradient.
     """
+
+    per_step = True
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  dtype: str = "float64", seed: int | None = None) -> None:
@@ -226,6 +230,8 @@ class Embedding(Module):
 class Dropout(Module):
     """Inverted dropout: in training, zero each element with probability ``p`` and scale the
     rest by ``1/(1-p)``; identity otherwise. ``rng`` is a seeded ``numpy.random.Generator``."""
+
+    per_step = True
 
     def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
         super().__init__()
@@ -469,7 +475,7 @@ class Sequential(Module):
                 r += 1
             elif getattr(m, "takes_lengths", False):
                 x = m.forward(x, lengths=lengths, train=train)
-                pooled = True
+                pooled = pooled or not getattr(m, "keeps_time", False)
             else:
                 x = m.forward(x, train=train)
         self.final_states = finals
@@ -480,6 +486,64 @@ class Sequential(Module):
             self._valid = np.arange(x.shape[1])[None, :] < lengths[:, None]     # (B, T)
             x = np.where(self._valid.reshape(self._valid.shape + (1,) * (x.ndim - 2)), x, x.dtype.type(0))
         return x
+
+    # -- streaming -----------------------------------------------------------------------------
+    def stream_state(self, batch: int) -> list:
+        """The initial stream state: one entry per module (None for a module without state).
+
+        A recurrent module's entry is its zero state; a layer over time (Conv1d, pooling,
+        LogMelSpectrogram) holds the inputs its next outputs still need. Raises ``TypeError``
+        naming the first module that cannot run on a stream (a bidirectional recurrent layer, a
+        pooling over the whole sequence, a layer over time with padding on the right).
+        """
+        batch = check_int("batch", batch, 1)
+        states: list = []
+        for i, m in enumerate(self):
+            if getattr(m, "is_recurrent", False):
+                if getattr(m, "bidirectional", False):
+                    raise TypeError(f"modules[{i}]: a bidirectional {type(m).__name__} needs the whole "
+                                    "sequence; it cannot stream")
+                states.append(m.zero_state(batch))
+            elif hasattr(m, "stream_state"):
+                try:
+                    states.append(m.stream_state(batch))
+                except ValueError as e:
+                    raise TypeError(f"modules[{i}]: {e}") from None
+            elif getattr(m, "per_step", False):
+                states.append(None)
+            else:
+                raise TypeError(
+                    f"modules[{i}]: {type(m).__name__} needs the whole sequence; it cannot stream")
+        return states
+
+    def stream(self, x: np.ndarray, state: list | None = None) -> tuple[np.ndarray, list]:
+        """Run the next chunk of a stream: ``x (B, n, ...)`` with ``n >= 0`` steps (one frame:
+        ``n = 1``). Returns ``(y (B, n_out, ...), state)``; pass ``state`` to the next call
+        (None: :meth:`stream_state`). In inference mode (no dropout, BatchNorm's running
+        statistics); the outputs of all chunks, concatenated, equal ``forward`` of the whole
+        sequence.
+        """
+        arr = np.asarray(x)
+        if arr.ndim < 2:
+            raise ValueError(f"x: expected a chunk (batch, steps, ...), got shape {arr.shape}")
+        if state is None:
+            state = self.stream_state(arr.shape[0])
+        if not isinstance(state, list | tuple) or len(state) != len(self):
+            got = f"a list of {len(state)}" if isinstance(state, list | tuple) else type(state).__name__
+            raise ValueError(f"state: expected the list from stream_state() ({len(self)} entries), got {got}")
+        new: list = []
+        for m, s in zip(self, state, strict=True):
+            if getattr(m, "is_recurrent", False):
+                if x.shape[1] == 0:                                     # nothing arrived: state unchanged
+                    x = np.zeros((x.shape[0], 0, m.output_size), x.dtype)  # streams: one direction
+                else:
+                    x, s = m.forward(x, state=s)
+            elif hasattr(m, "stream"):
+                x, s = m.stream(x, s)
+            else:
+                x = m.forward(x)
+            new.append(s)
+        return x, new
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         if self._valid is not None:

@@ -6,7 +6,9 @@ A :class:`Module` owns
   shaped exactly as PyTorch's ``state_dict`` names them (``weight_ih_l0``, ``bias``, ...);
 * ``grads``: the same keys, filled by ``backward`` (accumulated, like PyTorch's ``.grad``:
   call :meth:`zero_grad` between steps);
-* sub-modules, registered with :meth:`add_module`; their keys are prefixed ``"name."``.
+* sub-modules, registered with :meth:`add_module`; their keys are prefixed ``"name."``;
+* ``buffers``: arrays that are state but not trained (BatchNorm's running statistics), in
+  ``state_dict`` after the module's parameters as in PyTorch, never seen by optimisers.
 
 Optimisers update the arrays in ``params`` in place, so a module never has to be
 told its weights changed.
@@ -65,6 +67,7 @@ class Module:
         self.params: OrderedDict[str, np.ndarray] = OrderedDict()
         self.grads: OrderedDict[str, np.ndarray] = OrderedDict()
         self._modules: OrderedDict[str, Module] = OrderedDict()
+        self.buffers: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def __call__(self, *args, **kwargs):
         """``module(x, ...)`` is ``module.forward(x, ...)``, as in PyTorch."""
@@ -87,6 +90,16 @@ class Module:
             yield prefix + k, v
         for name, m in self._modules.items():
             yield from m.named_parameters(prefix + name + ".")
+
+    def named_state(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(name, array)`` for every parameter and buffer, in PyTorch's ``state_dict`` order
+        (a module's parameters, its buffers, then its sub-modules)."""
+        for k, v in self.params.items():
+            yield prefix + k, v
+        for k, v in getattr(self, "buffers", {}).items():
+            yield prefix + k, v
+        for name, m in self._modules.items():
+            yield from m.named_state(prefix + name + ".")
 
     def parameters(self) -> Iterator[np.ndarray]:
         """Yield every parameter array (live), in :meth:`state_dict` order."""
@@ -112,8 +125,8 @@ class Module:
 
     # -- state_dict ----------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Copies of every parameter, keyed and shaped as in PyTorch."""
-        return OrderedDict((k, v.copy()) for k, v in self.named_parameters())
+        """Copies of every parameter (and buffer), keyed and shaped as in PyTorch."""
+        return OrderedDict((k, v.copy()) for k, v in self.named_state())
 
     def load_state_dict(self, state_dict: Mapping[str, object], strict: bool = True) -> None:
         """Copy values into the parameters (numpy arrays or torch tensors).
@@ -127,7 +140,7 @@ class Module:
                 f"state_dict: expected a mapping name -> array (e.g. torch_module.state_dict()), "
                 f"got {type(state_dict).__name__}"
             )
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict(self.named_state())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):

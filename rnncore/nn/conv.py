@@ -1,0 +1,663 @@
+"""Front-end layers over time: Conv1d, a Conv1d within each step's frame, |complex|, pooling.
+
+Every layer here works on rnncore's layout ``(batch, time, features)`` and follows the block
+contract of :mod:`rnncore.nn.layers` (``forward(x, train=...)`` keeps an explicit cache,
+``backward(dy)`` returns ``dx`` and accumulates ``self.grads``). Equations: ``docs/layers.md``.
+
+One gather does every window: a padded position ``p`` of a length-``L`` input reads
+
+* ``x[p - pad_left]`` inside the input,
+* the *pad slot* (an extra row appended to the input, holding 0, or ``-inf`` for max
+  pooling) outside it with ``padding_mode="zeros"``, or the mirrored element
+  (``x[-r]`` / ``x[2(L-1) - r]``, PyTorch's ``reflect``) with ``padding_mode="reflect"``,
+
+so ``cols = x_ext[:, index]`` with ``index (L_out, k)`` holds the ``k`` taps
+``p = l*stride + j*dilation`` of every output ``l``, and the backward scatters ``dcols``
+back through the same index (``np.add.at``: taps may share an element).
+
+Streaming (:meth:`stream`): a layer over time whose padding is on the left only (``"causal"``,
+``"valid"``, ``(left, 0)``) keeps the inputs that later outputs still need in its stream
+state: the buffer starts as the ``left`` padding (zeros) and after each chunk keeps the inputs
+from the first tap of the next output on -- with stride 1 exactly the last
+``(k - 1) * dilation`` inputs. Feeding a sequence chunk by chunk (one frame at a time, or any
+split) returns the same outputs as one ``forward`` over the whole sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rnncore.nn.layers import _check_dy, _float_input, _need, _resolve_lengths, mask_from_lengths
+from rnncore.nn.module import Module, check_int, resolve_dtype
+
+__all__ = [
+    "Conv1d",
+    "FrameConv1d",
+    "Magnitude",
+    "MaxPool1d",
+    "AvgPool1d",
+    "window_index",
+    "conv_output_length",
+]
+
+
+# -- the window index shared by every layer here -------------------------------------------
+def _pair(name: str, padding: object) -> tuple[int, int]:
+    if isinstance(padding, tuple | list) and len(padding) == 2:
+        return check_int(f"{name}[0]", padding[0], 0), check_int(f"{name}[1]", padding[1], 0)
+    if isinstance(padding, int | np.integer) and not isinstance(padding, bool):
+        p = check_int(name, padding, 0)
+        return p, p
+    raise TypeError(f"{name}: expected an int >= 0 or a pair (left, right), got {padding!r}")
+
+
+def conv_output_length(
+    length: int, kernel_size: int, stride: int = 1, dilation: int = 1, pad_left: int = 0, pad_right: int = 0
+) -> int:
+    """``floor((L + left + right - dilation (k - 1) - 1) / stride) + 1``, or 0 if the padded
+    input is shorter than one window (PyTorch's formula, ``ceil_mode=False``)."""
+    span = dilation * (kernel_size - 1) + 1
+    padded = length + pad_left + pad_right
+    return 0 if padded < span else (padded - span) // stride + 1
+
+
+def window_index(
+    length: int,
+    kernel_size: int,
+    stride: int = 1,
+    dilation: int = 1,
+    pad_left: int = 0,
+    pad_right: int = 0,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """Indices ``(L_out, k)`` into ``x_ext`` (the input with one pad slot appended at index ``L``).
+
+    ``index[l, j]`` is where tap ``j`` of output ``l`` reads: padded position
+    ``p = l*stride + j*dilation``, real position ``r = p - pad_left``; ``r`` if ``0 <= r < L``,
+    otherwise the pad slot ``L`` (``"zeros"``) or the mirror image of ``r`` (``"reflect"``).
+    """
+    n_out = conv_output_length(length, kernel_size, stride, dilation, pad_left, pad_right)
+    p = np.arange(n_out)[:, None] * stride + np.arange(kernel_size)[None, :] * dilation
+    r = p - pad_left
+    if padding_mode == "reflect":
+        if length and max(pad_left, pad_right) >= length:
+            raise ValueError(
+                f"padding: reflect padding must be < the input length {length}, got ({pad_left}, {pad_right})"
+            )
+        r = np.where(r < 0, -r, r)
+        r = np.where(r >= length, 2 * (length - 1) - r, r)
+        return r.astype(np.intp)
+    if padding_mode != "zeros":
+        raise ValueError(f"padding_mode: expected 'zeros' or 'reflect', got {padding_mode!r}")
+    return np.where((r >= 0) & (r < length), r, length).astype(np.intp)
+
+
+def _gather(x: np.ndarray, index: np.ndarray, pad_value: float = 0.0) -> np.ndarray:
+    """``x (N, L, C)`` -> ``cols (N, L_out, k, C)``, ``cols[n, l, j] = x_ext[n, index[l, j]]``."""
+    N, _, C = x.shape
+    x_ext = np.concatenate([x, np.full((N, 1, C), pad_value, x.dtype)], axis=1)
+    return x_ext[:, index]
+
+
+def _scatter(dcols: np.ndarray, index: np.ndarray, length: int) -> np.ndarray:
+    """The adjoint of :func:`_gather`: ``dx (N, L, C)`` summing every tap that read an element."""
+    N, _, k, C = dcols.shape
+    dx_ext = np.zeros((N, length + 1, C), dcols.dtype)
+    for j in range(k):
+        np.add.at(dx_ext, (slice(None), index[:, j]), dcols[:, :, j])
+    return dx_ext[:, :length]
+
+
+def _conv_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, index: np.ndarray, groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``y[n, l, o] = b[o] + sum_{j, c} w[o, c, j] cols[n, l, j, g(o) C_g + c]`` per group.
+
+    ``x (N, L, C_in)``, ``w (C_out, C_in/groups, k)`` -> ``y (N, L_out, C_out)``, ``cols``.
+    """
+    cols = _gather(x, index)  # (N, L_out, k, C_in)
+    N, Lo, k, Ci = cols.shape
+    Co = w.shape[0]
+    cg = cols.reshape(N, Lo, k, groups, Ci // groups)
+    wg = w.reshape(groups, Co // groups, Ci // groups, k)
+    y = np.einsum("nljgc,gocj->nlgo", cg, wg, optimize=True).reshape(N, Lo, Co)
+    if b is not None:
+        y += b
+    return y, cols
+
+
+def _conv_backward(
+    dy: np.ndarray, cols: np.ndarray, w: np.ndarray, index: np.ndarray, length: int, groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dx (N, L, C_in), dw like w, db (C_out,))`` of :func:`_conv_forward`."""
+    N, Lo, k, Ci = cols.shape
+    Co = w.shape[0]
+    cg = cols.reshape(N, Lo, k, groups, Ci // groups)
+    wg = w.reshape(groups, Co // groups, Ci // groups, k)
+    dyg = dy.reshape(N, Lo, groups, Co // groups)
+    dw = np.einsum("nlgo,nljgc->gocj", dyg, cg, optimize=True).reshape(w.shape)
+    dcols = np.einsum("nlgo,gocj->nljgc", dyg, wg, optimize=True).reshape(cols.shape)
+    return _scatter(dcols, index, length), dw, dy.sum(axis=(0, 1))
+
+
+def _init_conv(
+    module: Module,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    groups: int,
+    bias: bool,
+    seed: int | None,
+) -> None:
+    """PyTorch's default initialisation: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
+    ``fan_in = in_channels / groups * kernel_size``, for weight and bias."""
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"groups: expected a divisor of in_channels={in_channels} and out_channels={out_channels}, "
+            f"got {groups}"
+        )
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(in_channels // groups * kernel_size)
+    module.params["weight"] = rng.uniform(
+        -bound, bound, (out_channels, in_channels // groups, kernel_size)
+    ).astype(module.dtype)
+    if bias:
+        module.params["bias"] = rng.uniform(-bound, bound, out_channels).astype(module.dtype)
+    module.zero_grad()
+
+
+class _TimeWindow(Module):
+    """Shared by Conv1d and the poolings: windows over the time axis, lengths, streaming."""
+
+    takes_lengths = True
+    keeps_time = True  # Sequential: not a pooling to one vector (its outputs stay per step)
+    kernel_size: int
+    stride: int
+    dilation: int
+    pad_left: int
+    pad_right: int
+    pad_value = 0.0
+    channels: int  # input features C
+
+    def _padding(self, padding: object) -> tuple[int, int]:
+        span = self.dilation * (self.kernel_size - 1)
+        if padding == "valid":
+            return 0, 0
+        if padding == "causal":
+            return span, 0
+        if padding == "same":
+            if self.stride != 1:
+                raise ValueError(f"padding: 'same' needs stride=1 (as in PyTorch), got stride={self.stride}")
+            return span // 2, span - span // 2  # PyTorch puts the odd one on the right
+        if isinstance(padding, str):
+            raise ValueError(
+                f"padding: expected 'valid', 'same', 'causal', an int or (left, right), got {padding!r}"
+            )
+        return _pair("padding", padding)
+
+    def _check(self, x: object) -> np.ndarray:
+        x = _float_input("x", x, self.dtype)
+        if x.ndim != 3 or x.shape[2] != self.channels:
+            raise ValueError(f"x: expected shape (batch, time, {self.channels}), got {x.shape}")
+        return x
+
+    def _index(self, length: int, whole: bool) -> np.ndarray:
+        pl, pr = (self.pad_left, self.pad_right) if whole else (0, 0)
+        idx = window_index(length, self.kernel_size, self.stride, self.dilation, pl, pr)
+        if whole and idx.shape[0] == 0:
+            raise ValueError(
+                f"x: {length} time steps are fewer than one window of {type(self).__name__} "
+                f"(dilation*(kernel_size-1)+1 = {self.dilation * (self.kernel_size - 1) + 1} with padding "
+                f"({pl}, {pr}))"
+            )
+        return idx
+
+    def _mask_input(self, x: np.ndarray, lengths: Any, mask: Any) -> tuple[np.ndarray, Any]:
+        """With lengths: zero the input past each length (what running each sequence alone with
+        zero padding sees). Only when the output keeps the time axis step for step."""
+        lengths = _resolve_lengths(lengths, mask, x.shape[0], x.shape[1])
+        if lengths is None:
+            return x, None
+        if self.stride != 1 or self.pad_left + self.pad_right != self.dilation * (self.kernel_size - 1):
+            raise ValueError(
+                f"lengths: {type(self).__name__} changes the number of steps (stride={self.stride}, padding="
+                f"({self.pad_left}, {self.pad_right})), so per-sequence lengths cannot follow it; use "
+                "equal-length sequences, or stride 1 with padding 'same' or 'causal'"
+            )
+        valid = mask_from_lengths(lengths, x.shape[1])[:, :, None]
+        return np.where(valid, x, x.dtype.type(0)), valid
+
+    # -- streaming ---------------------------------------------------------------------------
+    def stream_state(self, batch: int) -> np.ndarray:
+        """The initial stream state: the left padding, ``(batch, pad_left, C)`` of the pad value."""
+        if self.pad_right:
+            raise ValueError(
+                f"{type(self).__name__}: streaming needs padding on the left only ('causal', 'valid' or "
+                f"(left, 0)), got ({self.pad_left}, {self.pad_right}): a right padding needs future inputs"
+            )
+        return np.full((batch, self.pad_left, self.channels), self.pad_value, self.dtype)
+
+    def stream(self, x: np.ndarray, state: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Run a chunk ``x (B, n, C)`` (``n >= 0``) of a stream; returns ``(y (B, n_out, F), state)``.
+
+        ``state`` (None: :meth:`stream_state`) holds the inputs the next outputs still need; the
+        outputs of all chunks, concatenated, equal ``forward`` of the whole sequence.
+        """
+        x = self._check(x)
+        if state is None:
+            state = self.stream_state(x.shape[0])
+        buf = np.concatenate([state, x], axis=1)
+        idx = self._index(buf.shape[1], whole=False)
+        y = self._apply(buf, idx, train=False)
+        return y, buf[:, idx.shape[0] * self.stride :].copy()
+
+
+# -- Conv1d over time -----------------------------------------------------------------------
+class Conv1d(_TimeWindow):
+    """1-D convolution over time, PyTorch's ``nn.Conv1d`` on rnncore's ``(batch, time, features)``.
+
+    .. math:: y[b, t, o] = \\mathrm{bias}[o] + \\sum_{c \\in g(o)} \\sum_{j<k} W[o, c, j]\\,
+              x_{pad}[b,\\ t\\,s + j\\,d,\\ c]
+
+    (cross-correlation, as in every framework); ``x_pad`` is ``x`` with ``pad_left`` zeros before
+    and ``pad_right`` after; ``g(o)`` is the ``C_in/groups`` input channels of output ``o``'s
+    group.
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size : ``C_in``, ``C_out``, ``k``
+    stride, dilation, groups : ``s``, ``d``, groups (both channel counts divisible by it)
+    padding : ``"valid"`` (none), ``"same"`` (``d(k-1)`` split as PyTorch, stride 1),
+        ``"causal"`` (``d(k-1)`` on the left: output ``t`` sees inputs ``<= t``, streamable),
+        an int (both sides) or ``(left, right)``
+    bias, dtype, seed : as :class:`rnncore.nn.Linear`; initialisation as PyTorch
+
+    Notes
+    -----
+    Shapes: ``x (B, T, C_in) -> y (B, T_out, C_out)``, ``T_out = floor((T + left + right -
+    d(k-1) - 1)/s) + 1``; ``weight (C_out, C_in/groups, k)`` and ``bias (C_out,)`` exactly as
+    PyTorch's ``state_dict`` (so ``torch.nn.Conv1d(...)(x.transpose(1, 2)).transpose(1, 2)`` is
+    the same function). With ``lengths`` (stride 1, 'same'/'causal' padding only) the input
+    past each length is taken as zero.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: str | int | tuple[int, int] = "valid",
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        dtype: str = "float64",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = self.channels = check_int("in_channels", in_channels, 1)
+        self.out_channels = check_int("out_channels", out_channels, 1)
+        self.kernel_size = check_int("kernel_size", kernel_size, 1)
+        self.stride = check_int("stride", stride, 1)
+        self.dilation = check_int("dilation", dilation, 1)
+        self.groups = check_int("groups", groups, 1)
+        self.dtype = resolve_dtype(dtype)
+        self.padding = padding
+        self.pad_left, self.pad_right = self._padding(padding)
+        _init_conv(self, self.in_channels, self.out_channels, self.kernel_size, self.groups, bias, seed)
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding!r}, dilation={self.dilation}, groups={self.groups}, "
+            f"bias={'bias' in self.params}"
+        )
+
+    def record(self) -> dict:
+        """The layer as a record description (kind, integer fields, tensors): a future ``.rnc`` kind."""
+        return {
+            "kind": "conv1d",
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "dilation": self.dilation,
+            "groups": self.groups,
+            "pad_left": self.pad_left,
+            "pad_right": self.pad_right,
+            "tensors": dict(self.params),
+        }
+
+    def _apply(self, x: np.ndarray, idx: np.ndarray, train: bool) -> np.ndarray:
+        y, cols = _conv_forward(x, self.params["weight"], self.params.get("bias"), idx, self.groups)
+        self._cache = (cols, idx, x.shape[1]) if train else None
+        return y
+
+    def forward(
+        self, x: np.ndarray, lengths: Any = None, train: bool = False, *, mask: Any = None
+    ) -> np.ndarray:
+        """``x (B, T, C_in) -> y (B, T_out, C_out)``; see the class docstring."""
+        x = self._check(x)
+        x, valid = self._mask_input(x, lengths, mask)
+        y = self._apply(x, self._index(x.shape[1], whole=True), train)
+        self._valid = valid if train else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """``dy (B, T_out, C_out) -> dx (B, T, C_in)``; accumulates ``grads["weight"]``, ``["bias"]``."""
+        _need(self._cache, "Conv1d")
+        cols, idx, length = self._cache
+        dy = _check_dy(dy, (cols.shape[0], cols.shape[1], self.out_channels), self.dtype, "Conv1d")
+        dx, dw, db = _conv_backward(dy, cols, self.params["weight"], idx, length, self.groups)
+        self.grads["weight"] += dw
+        if "bias" in self.params:
+            self.grads["bias"] += db
+        if self._valid is not None:
+            dx *= self._valid
+        return dx
+
+
+# -- Conv1d within each step's frame --------------------------------------------------------
+class FrameConv1d(Module):
+    """A Conv1d applied inside every step's frame: the STFT-by-convolution of Silero VAD.
+
+    Each step ``t`` carries a frame of ``C_in`` channels of ``L`` samples, flattened
+    channel-major (``frame[c*L + i]``, PyTorch's ``(C, L)`` order); the layer convolves along the
+    frame's own sample axis, independently at each step, and returns the ``C_out x L_out``
+    result flattened the same way:
+
+    .. math:: Y_t[o, l] = \\mathrm{bias}[o] + \\sum_{c \\in g(o)} \\sum_{j<k} W[o,c,j]\\,
+              F_{t,pad}[c,\\ l\\,s + j\\,d]
+
+    With ``W`` holding ``cos``/``-sin`` rows of a windowed DFT and stride ``hop``, ``Y_t`` is the
+    real and imaginary STFT of the frame (follow with :class:`Magnitude`).
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, seed :
+        as :class:`Conv1d`
+    frame_length : ``L``, the samples per channel of each step's frame
+    padding : int or ``(left, right)``, within the frame
+    padding_mode : ``"zeros"`` or ``"reflect"`` (``torch.nn.functional.pad(mode="reflect")``)
+
+    Notes
+    -----
+    Shapes: ``x (B, T, C_in*L) -> y (B, T, C_out*L_out)``; ``weight (C_out, C_in/groups, k)``.
+    Per step, so streaming is frame by frame without state.
+    """
+
+    per_step = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        frame_length: int,
+        stride: int = 1,
+        padding: int | tuple[int, int] = 0,
+        padding_mode: str = "zeros",
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        dtype: str = "float64",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = check_int("in_channels", in_channels, 1)
+        self.out_channels = check_int("out_channels", out_channels, 1)
+        self.kernel_size = check_int("kernel_size", kernel_size, 1)
+        self.frame_length = check_int("frame_length", frame_length, 1)
+        self.stride = check_int("stride", stride, 1)
+        self.dilation = check_int("dilation", dilation, 1)
+        self.groups = check_int("groups", groups, 1)
+        self.pad_left, self.pad_right = _pair("padding", padding)
+        if padding_mode not in ("zeros", "reflect"):
+            raise ValueError(f"padding_mode: expected 'zeros' or 'reflect', got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        self.dtype = resolve_dtype(dtype)
+        self.index = window_index(
+            self.frame_length,
+            self.kernel_size,
+            self.stride,
+            self.dilation,
+            self.pad_left,
+            self.pad_right,
+            padding_mode,
+        )
+        self.out_length = self.index.shape[0]
+        if self.out_length == 0:
+            raise ValueError(
+                f"frame_length: {frame_length} (+ padding) is shorter than one window of the kernel"
+            )
+        _init_conv(self, self.in_channels, self.out_channels, self.kernel_size, self.groups, bias, seed)
+        self._cache = None
+
+    @property
+    def in_features(self) -> int:
+        return self.in_channels * self.frame_length
+
+    @property
+    def out_features(self) -> int:
+        return self.out_channels * self.out_length
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"frame_length={self.frame_length}, stride={self.stride}, padding=({self.pad_left}, "
+            f"{self.pad_right}), padding_mode='{self.padding_mode}', out_length={self.out_length}"
+        )
+
+    def record(self) -> dict:
+        """The layer as a record description: a future ``.rnc`` kind."""
+        return {
+            "kind": "frame_conv1d",
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": self.kernel_size,
+            "frame_length": self.frame_length,
+            "stride": self.stride,
+            "dilation": self.dilation,
+            "groups": self.groups,
+            "pad_left": self.pad_left,
+            "pad_right": self.pad_right,
+            "padding_mode": self.padding_mode,
+            "tensors": dict(self.params),
+        }
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        """``x (B, T, C_in*L) -> y (B, T, C_out*L_out)``."""
+        x = _float_input("x", x, self.dtype)
+        if x.ndim != 3 or x.shape[2] != self.in_features:
+            raise ValueError(
+                f"x: expected shape (batch, time, {self.in_features}) = in_channels*frame_length, "
+                f"got {x.shape}"
+            )
+        B, T, _ = x.shape
+        frames = x.reshape(B * T, self.in_channels, self.frame_length).transpose(0, 2, 1)  # (BT, L, C_in)
+        y, cols = _conv_forward(
+            frames, self.params["weight"], self.params.get("bias"), self.index, self.groups
+        )
+        self._cache = (cols, B, T) if train else None
+        return np.ascontiguousarray(y.transpose(0, 2, 1)).reshape(B, T, self.out_features)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """``dy (B, T, C_out*L_out) -> dx (B, T, C_in*L)``; accumulates the weight gradients."""
+        _need(self._cache, "FrameConv1d")
+        cols, B, T = self._cache
+        dy = _check_dy(dy, (B, T, self.out_features), self.dtype, "FrameConv1d")
+        dyf = dy.reshape(B * T, self.out_channels, self.out_length).transpose(0, 2, 1)
+        dx, dw, db = _conv_backward(
+            dyf, cols, self.params["weight"], self.index, self.frame_length, self.groups
+        )
+        self.grads["weight"] += dw
+        if "bias" in self.params:
+            self.grads["bias"] += db
+        return np.ascontiguousarray(dx.transpose(0, 2, 1)).reshape(B, T, self.in_features)
+
+
+class Magnitude(Module):
+    """``|re + i im| = sqrt(re^2 + im^2)`` of features ``[re | im]`` (the two halves of the last axis).
+
+    After a :class:`FrameConv1d` whose first ``C_out/2`` channels are the real and the rest the
+    imaginary part, the halves of the channel-major frame are exactly those channels.
+
+    Backward: ``d|z|/d re = re/|z|``, ``d|z|/d im = im/|z|``, taken as 0 where ``|z| = 0``.
+    Shapes: ``x (..., 2M) -> y (..., M)``.
+    """
+
+    per_step = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = None
+
+    def record(self) -> dict:
+        return {"kind": "magnitude"}
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating) or x.ndim < 1 or x.shape[-1] % 2:
+            raise ValueError(f"x: expected floating features [re | im] of even size, got {x.dtype} {x.shape}")
+        M = x.shape[-1] // 2
+        re, im = x[..., :M], x[..., M:]
+        y = np.sqrt(re * re + im * im)
+        self._cache = (re, im, y) if train else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, "Magnitude")
+        re, im, y = self._cache
+        dy = _check_dy(dy, y.shape, y.dtype, "Magnitude")
+        safe = np.where(y > 0, y, 1)
+        g = np.where(y > 0, dy / safe, 0)
+        return np.concatenate([g * re, g * im], axis=-1)
+
+
+# -- pooling over time ----------------------------------------------------------------------
+class _TimePool(_TimeWindow):
+    dilation = 1
+
+    def __init__(
+        self,
+        kernel_size: int,
+        stride: int | None,
+        padding: int | tuple[int, int] | str,
+        channels: int,
+        dtype: str,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = check_int("kernel_size", kernel_size, 1)
+        self.stride = self.kernel_size if stride is None else check_int("stride", stride, 1)
+        self.channels = check_int("channels", channels, 1)
+        self.dtype = resolve_dtype(dtype)
+        self.padding = padding
+        self.pad_left, self.pad_right = self._padding(padding)
+        if max(self.pad_left, self.pad_right) > self.kernel_size // 2 and padding != "causal":
+            raise ValueError(
+                f"padding: expected at most kernel_size // 2 = {self.kernel_size // 2} (as PyTorch), "
+                f"got {padding!r}"
+            )
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}"
+
+    def record(self) -> dict:
+        return {
+            "kind": self.kind,
+            "channels": self.channels,
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "pad_left": self.pad_left,
+            "pad_right": self.pad_right,
+        }
+
+    def forward(
+        self, x: np.ndarray, lengths: Any = None, train: bool = False, *, mask: Any = None
+    ) -> np.ndarray:
+        """``x (B, T, C) -> y (B, T_out, C)``."""
+        x = self._check(x)
+        x, valid = self._mask_input(x, lengths, mask)
+        y = self._apply(x, self._index(x.shape[1], whole=True), train)
+        self._valid = valid if train else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, type(self).__name__)
+        shape, idx, length, weights = self._cache
+        dy = _check_dy(dy, (shape[0], shape[1], self.channels), self.dtype, type(self).__name__)
+        dx = _scatter(weights * dy[:, :, None, :], idx, length)
+        if self._valid is not None:
+            dx *= self._valid
+        return dx
+
+
+class MaxPool1d(_TimePool):
+    """Max over windows of time, PyTorch's ``nn.MaxPool1d`` (``ceil_mode=False``) on ``(B, T, C)``.
+
+    .. math:: y[b, t, c] = \\max_{j<k} x_{pad}[b,\\ t\\,s + j,\\ c]
+
+    ``x_pad`` pads with ``-inf``. Backward: the gradient goes to the first maximum of each window
+    (as PyTorch). ``padding``: int (both sides, ``<= k/2``), ``(left, right)`` or ``"causal"``
+    (``k-1`` on the left, streamable). ``stride`` defaults to ``kernel_size``. ``channels`` is the
+    feature size ``C``. Shapes: ``x (B, T, C) -> y (B, T_out, C)``.
+    """
+
+    kind = "max_pool1d"
+    pad_value = -np.inf
+
+    def __init__(
+        self,
+        kernel_size: int,
+        channels: int,
+        stride: int | None = None,
+        padding: int | tuple[int, int] | str = 0,
+        dtype: str = "float64",
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, channels, dtype)
+
+    def _apply(self, x: np.ndarray, idx: np.ndarray, train: bool) -> np.ndarray:
+        cols = _gather(x, idx, pad_value=-np.inf)  # (B, T_out, k, C)
+        first = np.argmax(cols, axis=2)  # the first maximum, like PyTorch
+        y = np.take_along_axis(cols, first[:, :, None, :], axis=2)[:, :, 0]
+        if train:
+            onehot = (np.arange(self.kernel_size)[None, None, :, None] == first[:, :, None, :]).astype(
+                x.dtype
+            )
+            self._cache = (y.shape, idx, x.shape[1], onehot)
+        else:
+            self._cache = None
+        return y
+
+
+class AvgPool1d(_TimePool):
+    """Mean over windows of time, PyTorch's ``nn.AvgPool1d`` (``count_include_pad=True``).
+
+    .. math:: y[b, t, c] = \\frac{1}{k} \\sum_{j<k} x_{pad}[b,\\ t\\,s + j,\\ c]
+
+    (zero padding counted in the ``k``). Backward: ``dx`` receives ``dy / k`` from every window
+    that holds it. Parameters and shapes as :class:`MaxPool1d`.
+    """
+
+    kind = "avg_pool1d"
+
+    def __init__(
+        self,
+        kernel_size: int,
+        channels: int,
+        stride: int | None = None,
+        padding: int | tuple[int, int] | str = 0,
+        dtype: str = "float64",
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, channels, dtype)
+
+    def _apply(self, x: np.ndarray, idx: np.ndarray, train: bool) -> np.ndarray:
+        cols = _gather(x, idx)
+        y = cols.mean(axis=2)
+        w = np.full((1, 1, self.kernel_size, 1), 1.0 / self.kernel_size, x.dtype)
+        self._cache = (y.shape, idx, x.shape[1], w) if train else None
+        return y

@@ -1,0 +1,234 @@
+"""Per-step activations and the residual add, each with a hand-written backward.
+
+All act element by element (so per step: streaming is frame by frame without state) and keep
+the input's dtype. Equations (``a`` the input, ``y`` the output, ``dy`` the incoming gradient):
+
+============  ==========================================  ==========================================
+layer         forward                                     ``dx = dy * ...``
+============  ==========================================  ==========================================
+ReLU          ``max(a, 0)``                               ``[a > 0]``
+Sigmoid       ``1 / (1 + exp(-a))``                       ``y (1 - y)``
+Tanh          ``tanh(a)``                                 ``1 - y^2``
+HardSigmoid   ``clip(alpha a + beta, 0, 1)``              ``alpha [0 < alpha a + beta < 1]``
+GELU          ``a Phi(a)``, ``Phi`` the normal CDF        ``Phi(a) + a phi(a)``
+GELU tanh     ``a/2 (1 + tanh(u))``,                      ``(1 + t)/2 + a/2 (1 - t^2) du/da``,
+              ``u = sqrt(2/pi) (a + 0.044715 a^3)``       ``t = tanh(u)``
+============  ==========================================  ==========================================
+
+``HardSigmoid()`` is PyTorch's (``alpha = 1/6, beta = 1/2``); ONNX's and Keras 2's
+``hard_sigmoid`` is ``alpha = 0.2, beta = 0.5``. ``GELU(approximate="none" | "tanh")`` is
+PyTorch's ``nn.GELU``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from rnncore.nn.functional import sigmoid
+from rnncore.nn.layers import _check_dy, _need
+from rnncore.nn.module import Module
+
+__all__ = ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Residual", "erf"]
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(a: np.ndarray) -> np.ndarray:
+    """The error function element by element (``math.erf``, correctly rounded to float64),
+    returned in ``a``'s dtype."""
+    a = np.asarray(a)
+    return _erf(a.astype(np.float64)).astype(a.dtype if a.dtype.kind == "f" else np.float64)
+
+
+def _floating(x: object) -> np.ndarray:
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"x: expected a floating-point array, got dtype {x.dtype}")
+    return x
+
+
+class _Activation(Module):
+    per_step = True
+    kind = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache: Any = None
+
+    def record(self) -> dict:
+        """The layer as a record description: a future ``.rnc`` kind."""
+        return {"kind": self.kind}
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        """``x (...) -> y (...)``, element by element."""
+        x = _floating(x)
+        y = self._f(x)
+        self._cache = (x, y) if train else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, type(self).__name__)
+        x, y = self._cache
+        dy = _check_dy(dy, y.shape, y.dtype, type(self).__name__)
+        return dy * self._df(x, y)
+
+
+class ReLU(_Activation):
+    """``y = max(x, 0)``; ``dx = dy [x > 0]``."""
+
+    kind = "relu"
+
+    def _f(self, x):
+        return np.maximum(x, 0)
+
+    def _df(self, x, y):
+        return (x > 0).astype(x.dtype)
+
+
+class Sigmoid(_Activation):
+    """``y = 1 / (1 + exp(-x))`` (:func:`rnncore.nn.functional.sigmoid`); ``dx = dy y (1 - y)``."""
+
+    kind = "sigmoid"
+
+    def _f(self, x):
+        return sigmoid(x)
+
+    def _df(self, x, y):
+        return y * (1 - y)
+
+
+class Tanh(_Activation):
+    """``y = tanh(x)``; ``dx = dy (1 - y^2)``."""
+
+    kind = "tanh"
+
+    def _f(self, x):
+        return np.tanh(x)
+
+    def _df(self, x, y):
+        return 1 - y * y
+
+
+class HardSigmoid(_Activation):
+    """``y = clip(alpha x + beta, 0, 1)``; ``dx = dy alpha`` inside ``(0, 1)``, else 0.
+
+    Defaults are PyTorch's ``nn.Hardsigmoid`` (``relu6(x + 3) / 6``); ``alpha=0.2, beta=0.5`` is
+    ONNX's ``HardSigmoid`` and Keras 2's ``hard_sigmoid``.
+    """
+
+    kind = "hard_sigmoid"
+
+    def __init__(self, alpha: float = 1.0 / 6.0, beta: float = 0.5) -> None:
+        super().__init__()
+        self.alpha, self.beta = float(alpha), float(beta)
+        if not (math.isfinite(self.alpha) and math.isfinite(self.beta)) or self.alpha == 0:
+            raise ValueError(f"alpha, beta: expected finite numbers with alpha != 0, got {alpha!r}, {beta!r}")
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}"
+
+    def record(self) -> dict:
+        return {"kind": self.kind, "alpha": self.alpha, "beta": self.beta}
+
+    def _f(self, x):
+        return np.clip(x * x.dtype.type(self.alpha) + x.dtype.type(self.beta), 0, 1)
+
+    def _df(self, x, y):
+        a = x * x.dtype.type(self.alpha) + x.dtype.type(self.beta)
+        return ((a > 0) & (a < 1)).astype(x.dtype) * x.dtype.type(self.alpha)
+
+
+class GELU(_Activation):
+    """Gaussian error linear unit, PyTorch's ``nn.GELU(approximate=...)``.
+
+    ``approximate="none"``: ``y = x Phi(x) = x/2 (1 + erf(x / sqrt 2))``,
+    ``dx = dy (Phi(x) + x phi(x))`` with ``phi(x) = exp(-x^2/2) / sqrt(2 pi)``.
+
+    ``approximate="tanh"``: ``y = x/2 (1 + tanh(u))``, ``u = sqrt(2/pi) (x + 0.044715 x^3)``,
+    ``dx = dy ((1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2))``, ``t = tanh(u)``.
+    """
+
+    kind = "gelu"
+    _C = math.sqrt(2.0 / math.pi)
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def extra_repr(self) -> str:
+        return f"approximate='{self.approximate}'"
+
+    def record(self) -> dict:
+        return {"kind": self.kind, "approximate": self.approximate}
+
+    def _f(self, x):
+        if self.approximate == "tanh":
+            return 0.5 * x * (1 + np.tanh(self._C * (x + 0.044715 * x**3)))
+        return 0.5 * x * (1 + erf(x / math.sqrt(2.0)))
+
+    def _df(self, x, y):
+        if self.approximate == "tanh":
+            t = np.tanh(self._C * (x + 0.044715 * x**3))
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * self._C * (1 + 3 * 0.044715 * x * x)
+        cdf = 0.5 * (1 + erf(x / math.sqrt(2.0)))
+        pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return (cdf + x * pdf).astype(x.dtype)
+
+
+class Residual(Module):
+    """``y = x + f(x)`` around a sub-module ``f`` whose output has ``x``'s shape.
+
+    Backward: ``dx = dy + f.backward(dy)``. Streams when ``f`` does (its stream state is the
+    residual's), provided each chunk's output has the chunk's length (stride 1, causal).
+    ``state_dict`` keys are ``"fn.<name>"``.
+    """
+
+    def __init__(self, fn: Module) -> None:
+        super().__init__()
+        if not isinstance(fn, Module) or getattr(fn, "is_recurrent", False):
+            raise TypeError(f"fn: expected a non-recurrent rnncore.nn.Module, got {type(fn).__name__}")
+        self.fn = self.add_module("fn", fn)
+        self.per_step = bool(getattr(fn, "per_step", False))
+        self.takes_lengths = bool(getattr(fn, "takes_lengths", False))
+        self.keeps_time = True
+
+    def record(self) -> dict:
+        return {
+            "kind": "residual",
+            "fn": self.fn.record() if hasattr(self.fn, "record") else type(self.fn).__name__,
+        }
+
+    def _add(self, x: np.ndarray, fx: np.ndarray) -> np.ndarray:
+        if fx.shape != np.shape(x):
+            raise ValueError(f"Residual: f(x) has shape {fx.shape}, x has {np.shape(x)}; they must agree")
+        return x + fx
+
+    def forward(
+        self, x: np.ndarray, lengths: Any = None, train: bool = False, *, mask: Any = None
+    ) -> np.ndarray:
+        """``x (B, T, F) -> x + f(x)``."""
+        if self.takes_lengths:
+            return self._add(x, self.fn.forward(x, lengths=lengths, train=train, mask=mask))
+        if lengths is not None or mask is not None:
+            raise ValueError(f"lengths: {type(self.fn).__name__} does not take lengths")
+        return self._add(x, self.fn.forward(x, train=train))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy + self.fn.backward(dy)
+
+    def stream_state(self, batch: int) -> Any:
+        return self.fn.stream_state(batch) if hasattr(self.fn, "stream_state") else None
+
+    def stream(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        if hasattr(self.fn, "stream"):
+            fx, state = self.fn.stream(x, state)
+        elif self.per_step:
+            fx = self.fn.forward(x)
+        else:
+            raise TypeError(f"Residual: {type(self.fn).__name__} cannot stream")
+        return self._add(x, fx), state
