@@ -1,13 +1,21 @@
 """The NumPy reference: cells with forward and BPTT, layers, losses, optimisers, training."""
 
+from rnncore.nn.conv import AvgPool1d, Conv1d, FrameConv1d, Magnitude, MaxPool1d
 from rnncore.nn.history import CSVLogger
 from rnncore.nn.layers import AttentionPool, Dropout, Embedding, LastStep, Linear, MaskedMean, Sequential
+from rnncore.nn.lncells import LayerNormGRU, LayerNormLSTM
 from rnncore.nn.losses import CTC, MAE, MSE, BCEWithLogits, CrossEntropy
 from rnncore.nn.module import Module
+from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
 from rnncore.nn.optim import SGD, Adam, AdamW, clip_grad_norm_
+from rnncore.nn.pointwise import GELU, HardSigmoid, ReLU, Residual, Sigmoid, Tanh
 from rnncore.nn.recurrent import GRU, LSTM, RNN
 
 __all__ = ["Module", "RNN", "GRU", "LSTM"]
 __all__ += ["Linear", "Embedding", "Dropout", "Sequential", "LastStep", "MaskedMean", "AttentionPool"]
 __all__ += ["CrossEntropy", "BCEWithLogits", "MSE", "MAE", "CTC"]
 __all__ += ["SGD", "Adam", "AdamW", "clip_grad_norm_", "CSVLogger"]
+__all__ += ["LayerNormGRU", "LayerNormLSTM"]
+__all__ += ["Conv1d", "FrameConv1d", "Magnitude", "MaxPool1d", "AvgPool1d"]
+__all__ += ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Residual"]
+__all__ += ["LayerNorm", "BatchNorm1d", "fold_batchnorm", "fold_batchnorms"]
