@@ -5,6 +5,7 @@ from rnncore.nn.history import CSVLogger
 from rnncore.nn.layers import AttentionPool, Dropout, Embedding, LastStep, Linear, MaskedMean, Sequential
 from rnncore.nn.lncells import LayerNormGRU, LayerNormLSTM
 from rnncore.nn.losses import CTC, MAE, MSE, BCEWithLogits, CrossEntropy
+from rnncore.nn.melspec import LogMelSpectrogram
 from rnncore.nn.module import Module
 from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
 from rnncore.nn.optim import SGD, Adam, AdamW, clip_grad_norm_
@@ -19,3 +20,4 @@ __all__ += ["LayerNormGRU", "LayerNormLSTM"]
 __all__ += ["Conv1d", "FrameConv1d", "Magnitude", "MaxPool1d", "AvgPool1d"]
 __all__ += ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Residual"]
 __all__ += ["LayerNorm", "BatchNorm1d", "fold_batchnorm", "fold_batchnorms"]
+__all__ += ["LogMelSpectrogram"]
