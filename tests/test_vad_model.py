@@ -106,7 +106,8 @@ def test_log_mel_front_end_model_trains():
     X, y = make_data(48, 12, seed=4)                       # frames of 32 = 2 hops
     Xs = X.reshape(48, 24, hop)
     model = Sequential(LogMelSpectrogram(SR, n_fft=32, hop_length=32, n_mels=12, center=False),
-                       Conv1d(12, 8, 2, padding="causal", seed=1), ReLU(), GRU(8, 8, seed=2), Linear(8, 1, seed=3))
+                       Conv1d(12, 8, 2, padding="causal", seed=1), ReLU(), GRU(8, 8, seed=2),
+                       Linear(8, 1, seed=3))
     assert model.forward(Xs).shape == (48, 12, 1)          # one mel frame per labelled frame
     hist = fit(model, BCEWithLogits(), Adam(model, lr=1e-2), Xs, y, epochs=8, batch_size=12, verbose=False)
     assert hist["loss"][-1] < 0.6 * hist["loss"][0], hist["loss"]

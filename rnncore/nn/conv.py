@@ -258,8 +258,7 @@ class _TimeWindow(Module):
 class Conv1d(_TimeWindow):
     """1-D convolution over time, PyTorch's ``nn.Conv1d`` on rnncore's ``(batch, time, features)``.
 
-    .. math:: y[b, t, o] = \\mathrm{bias}[o] + \\sum_{c \\in g(o)} \\sum_{j<k} W[o, c, j]\\,
-              x_{pad}[b,\\ t\\,s + j\\,d,\\ c]
+    ``y[b, t, o] = bias[o] + sum_{c in g(o)} sum_{j<k} W[o, c, j] x_pad[b, t*s + j*d, c]``
 
     (cross-correlation, as in every framework); ``x_pad`` is ``x`` with ``pad_left`` zeros before
     and ``pad_right`` after; ``g(o)`` is the ``C_in/groups`` input channels of output ``o``'s
@@ -369,8 +368,7 @@ class FrameConv1d(Module):
     frame's own sample axis, independently at each step, and returns the ``C_out x L_out``
     result flattened the same way:
 
-    .. math:: Y_t[o, l] = \\mathrm{bias}[o] + \\sum_{c \\in g(o)} \\sum_{j<k} W[o,c,j]\\,
-              F_{t,pad}[c,\\ l\\,s + j\\,d]
+    ``Y_t[o, l] = bias[o] + sum_{c in g(o)} sum_{j<k} W[o, c, j] frame_t_pad[c, l*s + j*d]``
 
     With ``W`` holding ``cos``/``-sin`` rows of a windowed DFT and stride ``hop``, ``Y_t`` is the
     real and imaginary STFT of the frame (follow with :class:`Magnitude`).
@@ -599,7 +597,7 @@ class _TimePool(_TimeWindow):
 class MaxPool1d(_TimePool):
     """Max over windows of time, PyTorch's ``nn.MaxPool1d`` (``ceil_mode=False``) on ``(B, T, C)``.
 
-    .. math:: y[b, t, c] = \\max_{j<k} x_{pad}[b,\\ t\\,s + j,\\ c]
+    ``y[b, t, c] = max_{j<k} x_pad[b, t*s + j, c]``
 
     ``x_pad`` pads with ``-inf``. Backward: the gradient goes to the first maximum of each window
     (as PyTorch). ``padding``: int (both sides, ``<= k/2``), ``(left, right)`` or ``"causal"``
@@ -637,7 +635,7 @@ class MaxPool1d(_TimePool):
 class AvgPool1d(_TimePool):
     """Mean over windows of time, PyTorch's ``nn.AvgPool1d`` (``count_include_pad=True``).
 
-    .. math:: y[b, t, c] = \\frac{1}{k} \\sum_{j<k} x_{pad}[b,\\ t\\,s + j,\\ c]
+    ``y[b, t, c] = (1/k) sum_{j<k} x_pad[b, t*s + j, c]``
 
     (zero padding counted in the ``k``). Backward: ``dx`` receives ``dy / k`` from every window
     that holds it. Parameters and shapes as :class:`MaxPool1d`.

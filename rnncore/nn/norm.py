@@ -73,8 +73,8 @@ def layer_norm_backward(
 class LayerNorm(Module):
     """Layer normalisation over the last axis, PyTorch's ``nn.LayerNorm(N)``.
 
-    .. math:: y = \\frac{x - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}} \\odot \\gamma + \\beta,\\qquad
-              \\mu = \\tfrac1N \\textstyle\\sum_i x_i,\\ \\sigma^2 = \\tfrac1N \\sum_i (x_i - \\mu)^2
+    ``y = (x - mu) / sqrt(var + eps) * gamma + beta``, with ``mu = mean_i x_i`` and
+    ``var = mean_i (x_i - mu)^2`` over the last axis (``N`` features).
 
     Parameters
     ----------
@@ -151,9 +151,8 @@ class BatchNorm1d(Module):
     Training (``train=True``), statistics over the batch and time (the valid steps only, when
     ``lengths`` are given):
 
-    .. math:: \\mu_c = \\tfrac1N \\textstyle\\sum_{b,t} x_{btc},\\quad
-              \\sigma_c^2 = \\tfrac1N \\sum_{b,t} (x_{btc} - \\mu_c)^2,\\quad
-              y = \\frac{x - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}}\\,\\gamma + \\beta
+    ``mu_c = (1/N) sum_{b,t} x[b, t, c]``, ``var_c = (1/N) sum_{b,t} (x[b, t, c] - mu_c)^2``,
+    ``y = (x - mu) / sqrt(var + eps) * gamma + beta``
 
     and the running statistics move ``r <- (1 - m) r + m s`` with the unbiased variance
     ``N/(N-1) sigma^2`` (``momentum=None``: the cumulative average, as PyTorch). Inference uses
