@@ -1,4 +1,4 @@
-"""docs/equations.md points at real code: every referenced line shows the quoted code.
+"""docs/equations.md and docs/layers.md point at real code: every referenced line shows the quoted code.
 
 References look like ``[`qualname`, rnncore/nn/cells.py:L57](...): `code` ``. The line
 number must be exact, inside the named function and past its docstring (so that an
@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = re.compile(r"\[`([\w.]+)`, (rnncore/nn/\w+\.py):L(\d+)\]\([^)]*\): `([^`]+)`")
@@ -33,10 +35,14 @@ def _functions(path: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def test_equation_references_point_at_the_quoted_code():
-    doc = (ROOT / "docs" / "equations.md").read_text()
+DOCS = {"equations.md": 50, "layers.md": 25}  # page -> at least this many references
+
+
+@pytest.mark.parametrize("page", sorted(DOCS))
+def test_equation_references_point_at_the_quoted_code(page):
+    doc = (ROOT / "docs" / page).read_text()
     refs = REF.findall(doc)
-    assert len(refs) > 50
+    assert len(refs) > DOCS[page]
     for qualname, path, line, code in refs:
         src = (ROOT / path).read_text().splitlines()
         first, last = _functions(ROOT / path)[qualname]
@@ -45,23 +51,24 @@ def test_equation_references_point_at_the_quoted_code():
             f"{path}:{n} is not `{code}` in the code of {qualname}; run python tests/test_recurrent_docs.py")
 
 
-def test_the_python_snippets_of_the_page_run_and_pass(capsys):
-    """Section 6's "check it yourself" code runs as printed and its errors are far below 1e-6."""
-    doc = (ROOT / "docs" / "equations.md").read_text()
+@pytest.mark.parametrize("page", sorted(DOCS))
+def test_the_python_snippets_of_the_page_run_and_pass(capsys, page):
+    """The pages' Python code runs as printed and the errors it prints are far below 1e-6."""
+    doc = (ROOT / "docs" / page).read_text()
     blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
     assert blocks
     for block in blocks:
-        exec(compile(block, "docs/equations.md", "exec"), {"__name__": "__doc_snippet__"})
+        exec(compile(block, f"docs/{page}", "exec"), {"__name__": "__doc_snippet__"})
     errors = [float(v) for v in capsys.readouterr().out.split()]
     assert errors and all(e < 1e-6 for e in errors)
 
 
-def refresh_line_numbers() -> int:
-    """Rewrite the line numbers of docs/equations.md after the code moved; returns how many changed.
+def refresh_line_numbers(page: str = "equations.md") -> int:
+    """Rewrite the line numbers of docs/<page> after the code moved; returns how many changed.
 
     Run ``python tests/test_recurrent_docs.py`` after editing the referenced files.
     """
-    path = ROOT / "docs" / "equations.md"
+    path = ROOT / "docs" / page
     doc = path.read_text()
     changed = 0
 
@@ -72,7 +79,7 @@ def refresh_line_numbers() -> int:
         first, last = _functions(ROOT / file)[qualname]
         hits = [i + 1 for i in range(first - 1, last) if code in src[i]]
         if not hits:
-            raise SystemExit(f"{file}: `{code}` is no longer in {qualname}; edit docs/equations.md")
+            raise SystemExit(f"{file}: `{code}` is no longer in {qualname}; edit docs/{page}")
         if hits[0] != int(line):
             changed += 1
         return f"[`{qualname}`, {file}:L{hits[0]}](../{file}#L{hits[0]}): `{code}`"
@@ -82,4 +89,5 @@ def refresh_line_numbers() -> int:
 
 
 if __name__ == "__main__":
-    print(f"docs/equations.md: {refresh_line_numbers()} line references updated")
+    for page in sorted(DOCS):
+        print(f"docs/{page}: {refresh_line_numbers(page)} line references updated")
