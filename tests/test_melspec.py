@@ -166,3 +166,10 @@ def test_stream_equals_whole_signal(dtype, tol):
         np.testing.assert_allclose(got, whole, rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="center=False"):
         LogMelSpectrogram(16000, n_fft=64).stream_state(1)
+
+
+def test_lengths_are_refused_by_name():
+    from rnncore.nn import Sequential
+    m = Sequential(LogMelSpectrogram(8000, n_fft=8, hop_length=4, n_mels=3, center=False))
+    with pytest.raises(ValueError, match="lengths: LogMelSpectrogram"):
+        m.forward(np.zeros((2, 6, 4)), lengths=np.array([6, 3]))

@@ -153,7 +153,7 @@ class LogMelSpectrogram(Module):
     No parameters (the filterbank and the DFT are fixed); ``backward`` gives ``dx``.
     """
 
-    takes_lengths = False
+    takes_lengths = True  # to refuse them: samples in, frames out (Sequential passes lengths here)
     keeps_time = True
 
     def __init__(
@@ -255,8 +255,15 @@ class LogMelSpectrogram(Module):
         self._cache = (re, im, p, mel) if train else None
         return y.astype(self.dtype, copy=False)
 
-    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        """``x (B, T, S) -> y (B, F, n_mels)`` over the whole signal."""
+    def forward(
+        self, x: np.ndarray, lengths: Any = None, train: bool = False, *, mask: Any = None
+    ) -> np.ndarray:
+        """``x (B, T, S) -> y (B, F, n_mels)`` over the whole signal (``lengths``/``mask``: refused)."""
+        if lengths is not None or mask is not None:
+            raise ValueError(
+                "lengths: LogMelSpectrogram turns samples into frames, so per-sequence lengths of its input "
+                "do not apply to its output; use equal-length signals (or stream each one)"
+            )
         wav = self._waveform(x)
         N = wav.shape[1]
         if self.center and self.pad_mode == "reflect" and N <= self.pad:
