@@ -110,6 +110,17 @@ def _scatter(dcols: np.ndarray, index: np.ndarray, length: int) -> np.ndarray:
     return dx_ext[:, :length]
 
 
+def _as_rows(cols: np.ndarray, w: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the windows as rows and the weights as a matrix:
+    ``cols (N, L_out, k, C_in) -> (g, N*L_out, k*C_g)`` and ``w (C_out, C_g, k) -> (g, C_out/g, k*C_g)``
+    (both ordered tap-major, ``[j, c]``), so that the convolution is one matrix product per group."""
+    N, Lo, k, Ci = cols.shape
+    Co, Cg = w.shape[0], Ci // groups
+    rows = cols.reshape(N * Lo, k, groups, Cg).transpose(2, 0, 1, 3).reshape(groups, N * Lo, k * Cg)
+    mat = w.reshape(groups, Co // groups, Cg, k).transpose(0, 1, 3, 2).reshape(groups, Co // groups, k * Cg)
+    return rows, mat
+
+
 def _conv_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, index: np.ndarray, groups: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -118,11 +129,9 @@ def _conv_forward(
     ``x (N, L, C_in)``, ``w (C_out, C_in/groups, k)`` -> ``y (N, L_out, C_out)``, ``cols``.
     """
     cols = _gather(x, index)  # (N, L_out, k, C_in)
-    N, Lo, k, Ci = cols.shape
-    Co = w.shape[0]
-    cg = cols.reshape(N, Lo, k, groups, Ci // groups)
-    wg = w.reshape(groups, Co // groups, Ci // groups, k)
-    y = np.einsum("nljgc,gocj->nlgo", cg, wg, optimize=True).reshape(N, Lo, Co)
+    N, Lo = cols.shape[:2]
+    rows, mat = _as_rows(cols, w, groups)
+    y = (rows @ mat.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(N, Lo, w.shape[0])  # (g, NL, Co/g) -> y
     if b is not None:
         y += b
     return y, cols
@@ -133,12 +142,13 @@ def _conv_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(dx (N, L, C_in), dw like w, db (C_out,))`` of :func:`_conv_forward`."""
     N, Lo, k, Ci = cols.shape
-    Co = w.shape[0]
-    cg = cols.reshape(N, Lo, k, groups, Ci // groups)
-    wg = w.reshape(groups, Co // groups, Ci // groups, k)
-    dyg = dy.reshape(N, Lo, groups, Co // groups)
-    dw = np.einsum("nlgo,nljgc->gocj", dyg, cg, optimize=True).reshape(w.shape)
-    dcols = np.einsum("nlgo,gocj->nljgc", dyg, wg, optimize=True).reshape(cols.shape)
+    Co, Cg = w.shape[0], Ci // groups
+    rows, mat = _as_rows(cols, w, groups)
+    dyg = dy.reshape(N * Lo, groups, Co // groups).transpose(1, 0, 2)  # (g, N*L_out, C_out/g)
+    dmat = dyg.transpose(0, 2, 1) @ rows  # (g, C_out/g, k*C_g)
+    dw = dmat.reshape(groups, Co // groups, k, Cg).transpose(0, 1, 3, 2).reshape(w.shape)
+    drows = dyg @ mat  # (g, N*L_out, k*C_g)
+    dcols = drows.reshape(groups, N, Lo, k, Cg).transpose(1, 2, 3, 0, 4).reshape(cols.shape)
     return _scatter(dcols, index, length), dw, dy.sum(axis=(0, 1))
 
 
