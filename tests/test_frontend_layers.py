@@ -488,3 +488,113 @@ def test_stream_refuses_layers_that_need_the_whole_sequence():
         Sequential(GRU(2, 3), LastStep()).stream_state(1)
     with pytest.raises(TypeError, match=r"modules\[0\].*right"):
         Sequential(Conv1d(2, 2, 3, padding="same")).stream_state(1)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-6)])
+def test_sequential_streams_with_stride_and_every_per_step_layer(dtype, tol):
+    """A stride-2 pooling makes half the steps produce no output: the GRU after it gets empty
+    chunks and must keep its state; BatchNorm (inference), GELU, HardSigmoid, Tanh and a residual
+    causal Conv1d run per step or with their own state."""
+    bn = BatchNorm1d(6, dtype=dtype)
+    bn.buffers["running_mean"][...] = RNG.standard_normal(6)
+    bn.buffers["running_var"][...] = RNG.uniform(0.5, 2.0, 6)
+    model = Sequential(
+        Conv1d(4, 6, 3, padding="causal", dilation=2, dtype=dtype, seed=1),
+        bn,
+        GELU("tanh"),
+        Residual(Conv1d(6, 6, 2, padding="causal", dtype=dtype, seed=2)),
+        AvgPool1d(2, 6, dtype=dtype),
+        GRU(6, 5, dtype=dtype, seed=3),
+        Tanh(),
+        LayerNorm(5, dtype=dtype),
+        Linear(5, 2, dtype=dtype, seed=4),
+        HardSigmoid(),
+    )
+    x = RNG.standard_normal((3, 12, 4)).astype(dtype)
+    whole = model.forward(x)
+    assert whole.shape == (3, 6, 2)
+    state, outs = model.stream_state(3), []
+    for t in range(12):
+        y, state = model.stream(x[:, t : t + 1], state)
+        assert y.shape == (3, t % 2, 2)
+        outs.append(y)
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), whole, rtol=tol, atol=tol)
+
+
+def test_every_layer_describes_itself_as_a_record():
+    layers = [
+        Conv1d(2, 4, 3, padding="causal", seed=1),
+        FrameConv1d(1, 4, 3, frame_length=8),
+        Magnitude(),
+        MaxPool1d(2, 3),
+        AvgPool1d(2, 3),
+        ReLU(),
+        Sigmoid(),
+        Tanh(),
+        HardSigmoid(0.2, 0.5),
+        GELU("tanh"),
+        LayerNorm(3),
+        BatchNorm1d(3),
+        Residual(Linear(3, 3)),
+    ]
+    kinds = [m.record()["kind"] for m in layers]
+    assert kinds == [
+        "conv1d",
+        "frame_conv1d",
+        "magnitude",
+        "max_pool1d",
+        "avg_pool1d",
+        "relu",
+        "sigmoid",
+        "tanh",
+        "hard_sigmoid",
+        "gelu",
+        "layer_norm",
+        "scale_shift",
+        "residual",
+    ]
+    rec = layers[0].record()
+    assert (rec["pad_left"], rec["pad_right"], rec["kernel_size"]) == (2, 0, 3)
+    assert rec["tensors"]["weight"] is layers[0].params["weight"]
+    assert layers[8].record()["alpha"] == 0.2
+
+
+def test_sequential_with_lengths_equals_each_sequence_alone_and_trains_with_batchnorm():
+    from rnncore.nn import MSE, Adam
+    from rnncore.nn.train import fit
+
+    model = Sequential(
+        Conv1d(3, 5, 3, padding="causal", bias=False, seed=1),
+        BatchNorm1d(5),
+        ReLU(),
+        GRU(5, 4, seed=2),
+        Linear(4, 1, seed=3),
+    )
+    x = RNG.standard_normal((3, 7, 3))
+    lengths = np.array([7, 4, 2])
+    model.forward(x, lengths=lengths, train=True)  # moves the running statistics
+    y = model.forward(x, lengths=lengths)  # inference: per step, per sequence
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(y[b, :n], model.forward(x[b : b + 1, :n])[0], rtol=1e-12, atol=1e-12)
+        assert np.all(y[b, n:] == 0)
+    rep = check_module(model, x, lengths=lengths)  # (a conv bias before BatchNorm has gradient 0: none here)
+    assert rep.ok, rep
+    biased = Sequential(Conv1d(3, 5, 3, padding="causal", seed=1), BatchNorm1d(5), Linear(5, 1, seed=3))
+    biased.forward(x, lengths=lengths, train=True)
+    biased.backward(RNG.standard_normal((3, 7, 1)))
+    assert np.abs(biased[0].grads["bias"]).max() < 1e-14  # BatchNorm subtracts every per-channel shift
+    X = RNG.standard_normal((40, 7, 3))
+    target = np.cumsum(X[:, :, :1], axis=1) * 0.3  # a running sum: needs the recurrence
+    hist = fit(
+        model,
+        MSE(),
+        Adam(model, lr=1e-2),
+        X,
+        target,
+        lengths=np.full(40, 7),
+        epochs=15,
+        batch_size=8,
+        metric=None,
+        verbose=False,
+    )
+    assert hist["loss"][-1] < 0.5 * hist["loss"][0], hist["loss"]
