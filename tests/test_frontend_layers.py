@@ -614,3 +614,21 @@ def test_activation_layers_after_the_head_compile_into_the_engine(act):
             rc.compile(Sequential(GRU(3, 5, dtype="float32"), Linear(5, 2, dtype="float32"), bad))
     with pytest.raises(ValueError, match=r"module '0' \(Conv1d\) is not supported"):
         rc.compile(Sequential(Conv1d(3, 3, 2, padding="causal", dtype="float32"), GRU(3, 5, dtype="float32")))
+
+
+def test_extended_recurrent_streams_and_reverse_is_refused():
+    from rnncore.nn.extended import ExtendedRecurrent
+
+    rec = ExtendedRecurrent("LSTM", 3, 4, peepholes=True, clip=2.0)
+    for v in rec.params.values():
+        v[...] = RNG.uniform(-0.5, 0.5, v.shape)
+    model = Sequential(Conv1d(2, 3, 2, padding="causal", seed=1), rec, Linear(4, 1, seed=2))
+    x = RNG.standard_normal((2, 8, 2))
+    whole = model.forward(x)
+    state, outs = model.stream_state(2), []
+    for n in (3, 0, 1, 4):
+        y, state = model.stream(x[:, sum(o.shape[1] for o in outs) :][:, :n], state)
+        outs.append(y)
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), whole, rtol=1e-12, atol=1e-12)
+    with pytest.raises(TypeError, match=r"modules\[0\]: a bidirectional or reverse ExtendedRecurrent"):
+        Sequential(ExtendedRecurrent("GRU", 2, 3, reverse=True)).stream_state(1)

@@ -500,10 +500,10 @@ class Sequential(Module):
         states: list = []
         for i, m in enumerate(self):
             if getattr(m, "is_recurrent", False):
-                if getattr(m, "bidirectional", False):
-                    raise TypeError(f"modules[{i}]: a bidirectional {type(m).__name__} needs the whole "
-                                    "sequence; it cannot stream")
-                states.append(m.zero_state(batch))
+                if getattr(m, "bidirectional", False) or getattr(m, "reverse", False):
+                    raise TypeError(f"modules[{i}]: a bidirectional or reverse {type(m).__name__} needs the "
+                                    "whole sequence; it cannot stream")
+                states.append(m.zero_state(batch) if hasattr(m, "zero_state") else None)  # None: zeros
             elif hasattr(m, "stream_state"):
                 try:
                     states.append(m.stream_state(batch))
@@ -535,7 +535,8 @@ class Sequential(Module):
         for m, s in zip(self, state, strict=True):
             if getattr(m, "is_recurrent", False):
                 if x.shape[1] == 0:                                     # nothing arrived: state unchanged
-                    x = np.zeros((x.shape[0], 0, m.output_size), x.dtype)  # streams: one direction
+                    width = getattr(m, "output_size", None) or m.proj_size or m.hidden_size  # one direction
+                    x = np.zeros((x.shape[0], 0, width), x.dtype)
                 else:
                     x, s = m.forward(x, state=s)
             elif hasattr(m, "stream"):
