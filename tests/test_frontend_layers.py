@@ -632,3 +632,29 @@ def test_extended_recurrent_streams_and_reverse_is_refused():
     np.testing.assert_allclose(np.concatenate(outs, axis=1), whole, rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match=r"modules\[0\]: a bidirectional or reverse ExtendedRecurrent"):
         Sequential(ExtendedRecurrent("GRU", 2, 3, reverse=True)).stream_state(1)
+
+
+@pytest.mark.parametrize("padding,dilation", [(2, 1), ("same", 2), ((3, 1), 1)])
+def test_conv1d_reflect_padding_matches_torch(padding, dilation):
+    m = Conv1d(3, 4, 3, padding=padding, dilation=dilation, padding_mode="reflect", seed=3)
+    x = RNG.standard_normal((2, 8, 3))
+    xt = t64(x, grad=True)
+    xp = torch.nn.functional.pad(to_torch_layout(xt), (m.pad_left, m.pad_right), mode="reflect")
+    ref = to_torch_layout(torch_conv(m)(xp))
+    dy = RNG.standard_normal(ref.shape)
+    (ref * t64(dy)).sum().backward()
+    np.testing.assert_allclose(m.forward(x, train=True), ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(m.backward(dy), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    if padding == 2:  # PyTorch's own padding_mode="reflect"
+        tc = torch.nn.Conv1d(3, 4, 3, padding=2, padding_mode="reflect").double()
+        tc.load_state_dict({k: t64(v) for k, v in m.state_dict().items()})
+        np.testing.assert_allclose(
+            m.forward(x),
+            to_torch_layout(tc(to_torch_layout(t64(x)))).detach().numpy(),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+    rep = check_module(m, x)
+    assert rep.ok, rep
+    with pytest.raises(ValueError, match="padding_mode='zeros'"):
+        Conv1d(3, 4, 3, padding="causal", padding_mode="reflect").stream_state(1)

@@ -189,6 +189,7 @@ class _TimeWindow(Module):
     pad_left: int
     pad_right: int
     pad_value = 0.0
+    padding_mode = "zeros"
     channels: int  # input features C
 
     def _padding(self, padding: object) -> tuple[int, int]:
@@ -215,7 +216,7 @@ class _TimeWindow(Module):
 
     def _index(self, length: int, whole: bool) -> np.ndarray:
         pl, pr = (self.pad_left, self.pad_right) if whole else (0, 0)
-        idx = window_index(length, self.kernel_size, self.stride, self.dilation, pl, pr)
+        idx = window_index(length, self.kernel_size, self.stride, self.dilation, pl, pr, self.padding_mode)
         if whole and idx.shape[0] == 0:
             raise ValueError(
                 f"x: {length} time steps are fewer than one window of {type(self).__name__} "
@@ -230,6 +231,11 @@ class _TimeWindow(Module):
         lengths = _resolve_lengths(lengths, mask, x.shape[0], x.shape[1])
         if lengths is None:
             return x, None
+        if self.padding_mode != "zeros":
+            raise ValueError(
+                f"lengths: {type(self).__name__} with padding_mode={self.padding_mode!r} would reflect "
+                "the padding past each length; use padding_mode='zeros' or equal-length sequences"
+            )
         if self.stride != 1 or self.pad_left + self.pad_right != self.dilation * (self.kernel_size - 1):
             raise ValueError(
                 f"lengths: {type(self).__name__} changes the number of steps (stride={self.stride}, padding="
@@ -242,6 +248,11 @@ class _TimeWindow(Module):
     # -- streaming ---------------------------------------------------------------------------
     def stream_state(self, batch: int) -> np.ndarray:
         """The initial stream state: the left padding, ``(batch, pad_left, C)`` of the pad value."""
+        if self.padding_mode != "zeros" and self.pad_left:
+            raise ValueError(
+                f"{type(self).__name__}: streaming needs padding_mode='zeros' (a reflected left "
+                f"padding reads inputs that have not arrived), got {self.padding_mode!r}"
+            )
         if self.pad_right:
             raise ValueError(
                 f"{type(self).__name__}: streaming needs padding on the left only ('causal', 'valid' or "
@@ -282,6 +293,7 @@ class Conv1d(_TimeWindow):
         ``"causal"`` (``d(k-1)`` on the left: output ``t`` sees inputs ``<= t``, streamable),
         an int (both sides) or ``(left, right)``
     bias, dtype, seed : as :class:`rnncore.nn.Linear`; initialisation as PyTorch
+    padding_mode : ``"zeros"`` or ``"reflect"`` (PyTorch's ``padding_mode``; reflect does not stream)
 
     Notes
     -----
@@ -304,8 +316,12 @@ class Conv1d(_TimeWindow):
         bias: bool = True,
         dtype: str = "float64",
         seed: int | None = None,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
+        if padding_mode not in ("zeros", "reflect"):
+            raise ValueError(f"padding_mode: expected 'zeros' or 'reflect', got {padding_mode!r}")
+        self.padding_mode = padding_mode
         self.in_channels = self.channels = check_int("in_channels", in_channels, 1)
         self.out_channels = check_int("out_channels", out_channels, 1)
         self.kernel_size = check_int("kernel_size", kernel_size, 1)
@@ -337,6 +353,7 @@ class Conv1d(_TimeWindow):
             "groups": self.groups,
             "pad_left": self.pad_left,
             "pad_right": self.pad_right,
+            "padding_mode": self.padding_mode,
             "tensors": dict(self.params),
         }
 
