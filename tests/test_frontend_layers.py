@@ -658,3 +658,28 @@ def test_conv1d_reflect_padding_matches_torch(padding, dilation):
     assert rep.ok, rep
     with pytest.raises(ValueError, match="padding_mode='zeros'"):
         Conv1d(3, 4, 3, padding="causal", padding_mode="reflect").stream_state(1)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        MaxPool1d(3, 2, stride=1, padding="same"),
+        MaxPool1d(3, 2, stride=1, padding="causal"),
+        AvgPool1d(3, 2, stride=1, padding="same"),
+        Conv1d(2, 3, 3, padding="causal", seed=4),
+    ],
+    ids=repr,
+)
+def test_layers_over_time_with_lengths_equal_each_sequence_alone(layer):
+    x = -np.abs(RNG.standard_normal((3, 6, 2))) - 1.0  # all negative: a 0 padding would win a max
+    lengths = np.array([6, 4, 1])
+    y = layer.forward(x, lengths=lengths)
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(y[b, :n], layer.forward(x[b : b + 1, :n])[0], rtol=1e-12, atol=1e-12)
+        assert np.all(y[b, n:] == 0)
+    rep = check_module(layer, x, lengths=lengths)
+    assert rep.ok, rep
+    model = Sequential(layer, Linear(layer.channels if not isinstance(layer, Conv1d) else 3, 2, seed=1))
+    model.forward(x, lengths=lengths, train=True)
+    assert np.all(np.isfinite(model.backward(np.ones((3, 6, 2)))))
+    assert all(np.all(np.isfinite(g)) for _, g in model.named_grads())

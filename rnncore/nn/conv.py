@@ -226,8 +226,9 @@ class _TimeWindow(Module):
         return idx
 
     def _mask_input(self, x: np.ndarray, lengths: Any, mask: Any) -> tuple[np.ndarray, Any]:
-        """With lengths: zero the input past each length (what running each sequence alone with
-        zero padding sees). Only when the output keeps the time axis step for step."""
+        """With lengths: set the input past each length to the pad value (what running each
+        sequence alone with its padding sees: 0, or -inf for max pooling); the outputs there are
+        then set to 0 (:meth:`_mask_output`). Only when the output keeps the time axis step for step."""
         lengths = _resolve_lengths(lengths, mask, x.shape[0], x.shape[1])
         if lengths is None:
             return x, None
@@ -243,7 +244,12 @@ class _TimeWindow(Module):
                 "equal-length sequences, or stride 1 with padding 'same' or 'causal'"
             )
         valid = mask_from_lengths(lengths, x.shape[1])[:, :, None]
-        return np.where(valid, x, x.dtype.type(0)), valid
+        return np.where(valid, x, x.dtype.type(self.pad_value)), valid
+
+    @staticmethod
+    def _mask_output(y: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        """Outputs past each length are 0 (as every per-step output of rnncore), never -inf."""
+        return y if valid is None else np.where(valid, y, y.dtype.type(0))
 
     # -- streaming ---------------------------------------------------------------------------
     def stream_state(self, batch: int) -> np.ndarray:
@@ -370,13 +376,15 @@ class Conv1d(_TimeWindow):
         x, valid = self._mask_input(x, lengths, mask)
         y = self._apply(x, self._index(x.shape[1], whole=True), train)
         self._valid = valid if train else None
-        return y
+        return self._mask_output(y, valid)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """``dy (B, T_out, C_out) -> dx (B, T, C_in)``; accumulates ``grads["weight"]``, ``["bias"]``."""
         _need(self._cache, "Conv1d")
         cols, idx, length = self._cache
         dy = _check_dy(dy, (cols.shape[0], cols.shape[1], self.out_channels), self.dtype, "Conv1d")
+        if self._valid is not None:
+            dy = dy * self._valid  # the outputs past each length are constant 0
         dx, dw, db = _conv_backward(dy, cols, self.params["weight"], idx, length, self.groups)
         self.grads["weight"] += dw
         if "bias" in self.params:
@@ -609,12 +617,14 @@ class _TimePool(_TimeWindow):
         x, valid = self._mask_input(x, lengths, mask)
         y = self._apply(x, self._index(x.shape[1], whole=True), train)
         self._valid = valid if train else None
-        return y
+        return self._mask_output(y, valid)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         _need(self._cache, type(self).__name__)
         shape, idx, length, weights = self._cache
         dy = _check_dy(dy, (shape[0], shape[1], self.channels), self.dtype, type(self).__name__)
+        if self._valid is not None:
+            dy = dy * self._valid  # the outputs past each length are constant 0
         dx = _scatter(weights * dy[:, :, None, :], idx, length)
         if self._valid is not None:
             dx *= self._valid
