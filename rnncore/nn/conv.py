@@ -307,7 +307,7 @@ class Conv1d(_TimeWindow):
     d(k-1) - 1)/s) + 1``; ``weight (C_out, C_in/groups, k)`` and ``bias (C_out,)`` exactly as
     PyTorch's ``state_dict`` (so ``torch.nn.Conv1d(...)(x.transpose(1, 2)).transpose(1, 2)`` is
     the same function). With ``lengths`` (stride 1, 'same'/'causal' padding only) the input
-    past each length is taken as zero.
+    past each length is taken as zero and the outputs there are 0.
     """
 
     def __init__(
