@@ -24,7 +24,7 @@ class TorchLNRecurrent(torch.nn.Module):
         super().__init__()
         self.cell, self.per_gate, self.eps = cell, per_gate, eps
         self.p = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.tensor(v)) for k, v in sd.items()})
-        self.H = sd["weight_hh"].shape[1]
+        self.H = sd["weight_ih"].shape[0] // (4 if cell == "lstm" else 3)
 
     def ln(self, a, name):
         G = a.shape[-1] // self.H
@@ -42,6 +42,8 @@ class TorchLNRecurrent(torch.nn.Module):
                 c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                 cn = F.layer_norm(c_new, (H,), self.p["ln_c_weight"], self.p["ln_c_bias"], self.eps)
                 h_new = torch.sigmoid(o) * torch.tanh(cn)
+                if "weight_hr" in self.p:  # projection, as torch.nn.LSTM(proj_size=...)
+                    h_new = h_new @ self.p["weight_hr"].T
             else:
                 r = torch.sigmoid(u[:, :H] + v[:, :H])
                 z = torch.sigmoid(u[:, H : 2 * H] + v[:, H : 2 * H])
@@ -142,3 +144,34 @@ def test_streams_in_a_sequential(dtype, tol, cls):
         y, state = model.stream(x[:, t : t + 1], state)
         outs.append(y)
     np.testing.assert_allclose(np.concatenate(outs, 1), whole, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("per_gate", [True, False])
+def test_projection_matches_torch_reference_and_gradcheck(per_gate):
+    m = _randomise(LayerNormLSTM(3, 5, per_gate=per_gate, proj_size=2, seed=4))
+    assert m.params["weight_hh"].shape == (20, 2) and m.params["weight_hr"].shape == (2, 5)
+    x = RNG.standard_normal((2, 4, 3))
+    h0, c0 = RNG.standard_normal((1, 2, 2)), RNG.standard_normal((1, 2, 5))
+    ref = TorchLNRecurrent("lstm", m.state_dict(), per_gate).double()
+    xt, ht, ct = (torch.tensor(a, requires_grad=True) for a in (x, h0[0], c0[0]))
+    yr, hr, cr = ref(xt, ht, ct, np.array([4, 3]))
+    dy = RNG.standard_normal(yr.shape)
+    ((yr * torch.tensor(dy)).sum() + hr.sum() + cr.sum()).backward()
+    y, (h, c) = m.forward(x, state=(h0, c0), lengths=np.array([4, 3]), train=True)
+    assert y.shape == (2, 4, 2) and h.shape == (1, 2, 2) and c.shape == (1, 2, 5)
+    np.testing.assert_allclose(y, yr.detach().numpy(), rtol=1e-12, atol=1e-12)
+    m.zero_grad()
+    dx, (dh0, dc0) = m.backward(dy, dstate=(np.ones((1, 2, 2)), np.ones((1, 2, 5))))
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dh0[0], ht.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dc0[0], ct.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for k, p in ref.p.items():
+        np.testing.assert_allclose(m.grads[k], p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
+    rep = check_module(m, np.ascontiguousarray(x[:, :3]), state=(h0, c0))
+    assert rep.ok and "weight_hr" in rep.errors, rep
+    model = Sequential(m, Linear(2, 1, seed=1))
+    whole, state, outs = model.forward(x), None, []
+    for t in range(4):
+        yy, state = model.stream(x[:, t : t + 1], state)
+        outs.append(yy)
+    np.testing.assert_allclose(np.concatenate(outs, 1), whole, rtol=1e-12, atol=1e-12)

@@ -12,7 +12,7 @@ LSTM (gates ``i, f, g, o``, ``G = 4``)::
     a_t = LN(x_t W_ih^T; gamma_ih, beta_ih) + LN(h_{t-1} W_hh^T; gamma_hh, beta_hh)      (B, 4H)
     i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o);   g = tanh(a_g)
     c_t = f * c_{t-1} + i * g
-    h_t = o * tanh(LN(c_t; gamma_c, beta_c))
+    h_t = o * tanh(LN(c_t; gamma_c, beta_c))              (proj_size P: h_t = (o * tanh(...)) W_hr^T)
 
 GRU (gates ``r, z, n``, ``G = 3``; PyTorch's form, the reset gate scales the normalised
 recurrent part of ``n``)::
@@ -60,13 +60,17 @@ class _LayerNormRecurrent(_Recurrent):
         eps: float = 1e-5,
         dtype: str | np.dtype = "float64",
         seed: int | None = None,
+        proj_size: int = 0,
     ) -> None:
         Module.__init__(self)
         self.input_size = check_int("input_size", input_size, 1)
         self.hidden_size = check_int("hidden_size", hidden_size, 1)
-        self.num_layers, self.num_directions, self.proj_size = 1, 1, 0
+        self.num_layers, self.num_directions = 1, 1
+        self.proj_size = check_int("proj_size", proj_size, 0)
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size: expected < hidden_size={hidden_size}, got {proj_size}")
         self.bidirectional, self.batch_first, self.bias, self.dropout = False, True, True, 0.0
-        self.output_size = self.hidden_size
+        self.output_size = self.proj_size or self.hidden_size  # size of h (P)
         self.per_gate = bool(per_gate)
         self.eps = float(eps)
         if not self.eps > 0:
@@ -76,7 +80,9 @@ class _LayerNormRecurrent(_Recurrent):
         G, H = self.gates, self.hidden_size
         k = 1.0 / math.sqrt(H)
         self.params["weight_ih"] = self._rng.uniform(-k, k, (G * H, self.input_size)).astype(self.dtype)
-        self.params["weight_hh"] = self._rng.uniform(-k, k, (G * H, H)).astype(self.dtype)
+        self.params["weight_hh"] = self._rng.uniform(-k, k, (G * H, self.output_size)).astype(self.dtype)
+        if self.proj_size:
+            self.params["weight_hr"] = self._rng.uniform(-k, k, (self.proj_size, H)).astype(self.dtype)
         for name in ("ih", "hh"):
             self.params[f"ln_{name}_weight"] = np.ones(G * H, self.dtype)
             self.params[f"ln_{name}_bias"] = np.zeros(G * H, self.dtype)
@@ -84,7 +90,8 @@ class _LayerNormRecurrent(_Recurrent):
         self._cache: dict | None = None
 
     def _repr_extra(self) -> str:
-        return f", per_gate={self.per_gate}, eps={self.eps}"
+        proj = f", proj_size={self.proj_size}" if self.proj_size else ""
+        return f"{proj}, per_gate={self.per_gate}, eps={self.eps}"
 
     def record(self) -> dict:
         """The layer as a record description: a future ``.rnc`` kind."""
@@ -92,6 +99,7 @@ class _LayerNormRecurrent(_Recurrent):
             "kind": "ln_" + type(self).__name__[9:].lower(),
             "input_size": self.input_size,
             "hidden_size": self.hidden_size,
+            "proj_size": self.proj_size,
             "per_gate": self.per_gate,
             "eps": self.eps,
             "tensors": dict(self.params),
@@ -141,7 +149,7 @@ class _LayerNormRecurrent(_Recurrent):
         M = None if lengths is None else (np.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, I)
         u, ln_x = self._ln(xt @ self.params["weight_ih"].T, "ih")  # (T, B, G*H), every step at once
-        Y = np.empty((T, B, self.hidden_size), self.dtype)
+        Y = np.empty((T, B, self.output_size), self.dtype)
         caches = []
         for t in range(T):
             new, cache = self._step(u[t], s)
@@ -163,13 +171,13 @@ class _LayerNormRecurrent(_Recurrent):
         xt, M, steps = c["x"], c["M"], c["steps"]
         T, B, _ = xt.shape
         dY = (
-            np.zeros((T, B, self.hidden_size), self.dtype)
+            np.zeros((T, B, self.output_size), self.dtype)
             if dy is None
             else np.ascontiguousarray(np.asarray(dy, self.dtype).transpose(1, 0, 2))
         )
-        if dY.shape != (T, B, self.hidden_size):
+        if dY.shape != (T, B, self.output_size):
             raise ValueError(
-                f"dy: expected shape ({B}, {T}, {self.hidden_size}) like the output y, got {np.shape(dy)}"
+                f"dy: expected shape ({B}, {T}, {self.output_size}) like the output y, got {np.shape(dy)}"
             )
         if M is not None:
             dY = dY * M
@@ -206,9 +214,11 @@ class LayerNormLSTM(_LayerNormRecurrent):
     per_gate : normalise each gate's ``H`` pre-activations separately (True) or all ``4H`` together
     eps : LayerNorm's epsilon
     forget_bias : initial value of the forget block of ``ln_ih_bias``
+    proj_size : ``P > 0`` projects the output as PyTorch's LSTM does,
+        ``h_t = (o * tanh(LN(c_t))) W_hr^T`` with ``weight_hr (P, H)``; ``weight_hh`` is then ``(4H, P)``
     dtype, seed : as :class:`rnncore.nn.LSTM`
 
-    Shapes: ``x (B, T, I) -> y (B, T, H)``, state ``(h, c)`` each ``(1, B, H)``.
+    Shapes: ``x (B, T, I) -> y (B, T, P)``, state ``(h (1, B, P), c (1, B, H))``, ``P = proj_size or H``.
     """
 
     gates = 4
@@ -222,8 +232,9 @@ class LayerNormLSTM(_LayerNormRecurrent):
         forget_bias: float = 0.0,
         dtype: str | np.dtype = "float64",
         seed: int | None = None,
+        proj_size: int = 0,
     ) -> None:
-        super().__init__(input_size, hidden_size, per_gate, eps, dtype, seed)
+        super().__init__(input_size, hidden_size, per_gate, eps, dtype, seed, proj_size)
         H = self.hidden_size
         self.params["ln_ih_bias"][H : 2 * H] = forget_bias
         self.params["ln_c_weight"] = np.ones(H, self.dtype)
@@ -231,7 +242,7 @@ class LayerNormLSTM(_LayerNormRecurrent):
         self.zero_grad()
 
     def _state_shapes(self, batch):
-        return [(1, batch, self.hidden_size), (1, batch, self.hidden_size)]
+        return [(1, batch, self.output_size), (1, batch, self.hidden_size)]
 
     def _step(self, u_t: np.ndarray, s: list[np.ndarray]):
         h, c = s
@@ -243,11 +254,16 @@ class LayerNormLSTM(_LayerNormRecurrent):
         c_new = f * c + i * g
         cn, ln_c = layer_norm(c_new, self.params["ln_c_weight"], self.params["ln_c_bias"], self.eps)
         tc = np.tanh(cn)
-        return [o * tc, c_new], (h, c, i, f, g, o, tc, ln_c, ln_h)
+        m = o * tc
+        h_new = m @ self.params["weight_hr"].T if self.proj_size else m  # projection (P, H)
+        return [h_new, c_new], (h, c, i, f, g, o, tc, ln_c, ln_h, m)
 
     def _step_backward(self, ds: list[np.ndarray], cache: tuple):
         dh, dc = ds
-        h, c, i, f, g, o, tc, ln_c, ln_h = cache
+        h, c, i, f, g, o, tc, ln_c, ln_h, m = cache
+        if self.proj_size:  # h = m W_hr^T
+            self.grads["weight_hr"] += dh.T @ m
+            dh = dh @ self.params["weight_hr"]
         do = dh * tc
         dcn = dh * o * (1 - tc * tc)
         dc_ln, dgc, dbc = layer_norm_backward(dcn, ln_c)
