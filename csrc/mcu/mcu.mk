@@ -21,8 +21,9 @@ MCU_CFLAGS = -std=c99 $(MCU_OPT) -mthumb -mfloat-abi=hard -ffreestanding -ffunct
 MCU_LDFLAGS = -nostdlib -Lmcu -Wl,--gc-sections
 MCU_INT_SRCS = src/int/s8_matvec_generic.c src/int/s8_matvec_dsp.c src/int/s8_matvec_mve.c
 MCU_INT_HDRS = $(wildcard src/int/*.h) mcu/semihost.h
-MCU_QEMU = timeout 300 $(QEMU_SYSTEM_ARM) -nographic -monitor none -serial none \
-    -semihosting-config enable=on,target=native
+# semihosting output through a stdio chardev (without it qemu writes to the terminal, not stdout)
+MCU_QEMU = timeout 300 $(QEMU_SYSTEM_ARM) -nographic -monitor none -serial none -chardev stdio,id=sh0 \
+    -semihosting-config enable=on,target=native,chardev=sh0
 
 .PHONY: test-cortex-m bench-cortex-m mcu-tools
 mcu-tools:
