@@ -6,7 +6,7 @@
 #include "semihost.h"
 
 void mcu_puts(const char *s) { fputs(s, stdout); }
-void mcu_put_int(long long v) { printf("%lld", v); }
+void mcu_put_int(long v) { printf("%ld", v); }
 void mcu_put_hex(uint32_t v) { printf("0x%08lx", (unsigned long)v); }
 int mcu_cmdline(char *buf, int len) {
     (void)len;

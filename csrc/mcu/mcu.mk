@@ -43,16 +43,28 @@ $(MCU_BUILD)/%/bench_s8.elf: mcu/bench_s8.c mcu/startup.c $(MCU_INT_SRCS) $(MCU_
 	@mkdir -p $(dir $@)
 	$(MCU_CC) $(MCU_CFLAGS) -mcpu=$* $(MCU_LDFLAGS) -T$(MCU_LD_$*) -Wl,-Map=$(@:.elf=.map) \
 	    mcu/startup.c mcu/bench_s8.c $(MCU_INT_SRCS) -lgcc -o $@
+# the test image with everything but the link compiled by clang (the kernels' inline assembly and
+# MVE intrinsics in both compilers); -fshort-enums: the arm-none-eabi ABI of GCC's libraries
+MCU_CLANG ?= clang
+MCU_CLANG_SRCS = mcu/startup.c mcu/test_s8.c $(MCU_INT_SRCS)
+$(MCU_BUILD)/clang/%/test_s8.elf: mcu/test_s8.c mcu/startup.c $(MCU_INT_SRCS) $(MCU_INT_HDRS) $(MCU_BUILD)/s8_vectors.h mcu/sections.ld mcu/mps2.ld mcu/mps3.ld | mcu-tools
+	@mkdir -p $(dir $@)
+	$(foreach f,$(MCU_CLANG_SRCS),$(MCU_CLANG) --target=arm-none-eabi -fshort-enums $(MCU_CFLAGS) -mcpu=$* \
+	    -I$(MCU_BUILD) -c $(f) -o $(dir $@)$(notdir $(f:.c=.o)) &&) true
+	$(MCU_CC) -mcpu=$* -mthumb -mfloat-abi=hard $(MCU_LDFLAGS) -T$(MCU_LD_$*) -Wl,-Map=$(@:.elf=.map) \
+	    $(foreach f,$(MCU_CLANG_SRCS),$(dir $@)$(notdir $(f:.c=.o))) -lgcc -o $@
+
 # the same test on the build machine (hosted C library behind semihost.h)
 $(MCU_BUILD)/host/test_s8: mcu/test_s8.c mcu/host_semihost.c $(MCU_INT_SRCS) $(MCU_INT_HDRS) $(MCU_BUILD)/s8_vectors.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -O2 $(WARN_CFLAGS) $(EXTRA_CFLAGS) -Imcu -Isrc/int -I$(MCU_BUILD) mcu/test_s8.c mcu/host_semihost.c \
 	    $(MCU_INT_SRCS) -o $@
 
-test-cortex-m: $(foreach c,$(MCU_CORES),$(MCU_BUILD)/$(c)/test_s8.elf) $(MCU_BUILD)/host/test_s8
+MCU_TEST_IMAGES = $(foreach c,$(MCU_CORES),$(MCU_BUILD)/$(c)/test_s8.elf $(MCU_BUILD)/clang/$(c)/test_s8.elf)
+test-cortex-m: $(MCU_TEST_IMAGES) $(MCU_BUILD)/host/test_s8
 	$(MCU_BUILD)/host/test_s8
-	@$(foreach c,$(MCU_CORES),echo "== $(c) ($(MCU_MACHINE_$(c)))" && \
-	    $(MCU_QEMU) -M $(MCU_MACHINE_$(c)) -kernel $(MCU_BUILD)/$(c)/test_s8.elf && ) true
+	@$(foreach c,$(MCU_CORES),$(foreach cc,gcc clang,echo "== $(c) ($(MCU_MACHINE_$(c))), $(cc)" && \
+	    $(MCU_QEMU) -M $(MCU_MACHINE_$(c)) -kernel $(MCU_BUILD)/$(if $(filter clang,$(cc)),clang/)$(c)/test_s8.elf && )) true
 
 ICOUNT ?=
 bench-cortex-m: $(foreach c,$(MCU_CORES),$(MCU_BUILD)/$(c)/bench_s8.elf)

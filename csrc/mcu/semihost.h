@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 void mcu_puts(const char *s);        /* the string as is (no newline added) */
-void mcu_put_int(long long v);       /* decimal */
+void mcu_put_int(long v);            /* decimal */
 void mcu_put_hex(uint32_t v);        /* 0x%08x */
 int mcu_cmdline(char *buf, int len); /* qemu's -append text, 0-terminated; -1 if none */
 void mcu_exit(int status) __attribute__((noreturn));

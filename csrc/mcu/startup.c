@@ -33,9 +33,9 @@ static int semihost(int op, const void *arg) {
 
 void mcu_puts(const char *s) { semihost(0x04, s); /* SYS_WRITE0 */ }
 
-void mcu_put_int(long long v) {
-    char buf[24], *p = buf + sizeof buf;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+void mcu_put_int(long v) {
+    char buf[16], *p = buf + sizeof buf;
+    unsigned long u = v < 0 ? 0ul - (unsigned long)v : (unsigned long)v;
     *--p = 0;
     do {
         *--p = (char)('0' + (int)(u % 10));
