@@ -2,11 +2,11 @@
 
 Writes a C header: int8 matrices and vectors, int32 biases and the expected products computed
 independently in NumPy with int64 arithmetic (y = bias + W[:, :cols] @ x). Shapes cover rows and
-columns that are not multiples of the kernels' steps (2 and 4 rows, 4, 8 and 16 columns), leading
-dimensions larger than cols (odd ones too, with nonzero bytes between cols and ldw that must not be
-read into the sums), matrices and vectors starting at every byte offset modulo 16, no bias, the
-extremes -128 / 127 and the longest rows the contract allows (RNC_S8_MAX_COLS), and the products
-of a GRU with H = 64, I = 16.
+columns that are not multiples of the kernels' steps (4 rows; 4 and 16 columns), leading
+dimensions larger than cols (odd ones too, with nonzero bytes between cols and ldw that must not
+be read into the sums), matrices and vectors starting at every byte offset modulo 16, no bias, no
+columns or no rows, the extremes -128 / 127, the longest rows the contract allows
+(RNC_S8_MAX_COLS), and the products of a GRU with H = 64, I = 16.
 
     python3 gen_s8_vectors.py OUT.h
 """
@@ -97,6 +97,9 @@ def main(path: str) -> None:
         w = np.full((rows, cols + 3), wv, np.int8)
         w[:, cols:] = -wv // 2
         case(w, np.full(cols, xv, np.int8), np.full(rows, b, np.int32), cols, 3, 1)
+    # empty: no columns (y = bias), no rows (nothing written)
+    case(rand8(3, 2), rand8(0), np.array([5, -7, 1 << 29], np.int32), 0, 1, 2)
+    case(rand8(0, 5), rand8(5), None, 5, 0, 0)
     # the products of a GRU step with H = 64, I = 16: W_ih (3H x I), W_hh (3H x H)
     for cols in (16, 64):
         case(rand8(192, cols), rand8(cols),
