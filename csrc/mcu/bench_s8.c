@@ -8,6 +8,7 @@
  * (bench_cortex_m.py does this). The weights are const arrays (flash), x, h and the outputs RAM. */
 #include <stdint.h>
 
+#include "s16_act.h"
 #include "s8_kernel_list.h"
 #include "semihost.h"
 
@@ -65,6 +66,23 @@ int main(void) {
     if (streq(work, "list")) mcu_puts("gru_products_" isa "\n"), found = 1;
     RNC_S8_KERNELS(GRU)
 #undef GRU
+#if defined(RNC_S8_HAVE_MVE)
+    /* the elementwise rows on one GRU step's worth: 3 x 64 requantised gates, 2 x 64 sigmoids,
+     * 64 tanh */
+    static int16_t g16[3 * H], a16[3 * H];
+    static int32_t mult[3 * H], shift[3 * H];
+    for (int i = 0; i < 3 * H; i++) mult[i] = 1 << 30, shift[i] = -(i % 9);
+    if (streq(work, "act_gru_mve")) {
+        for (long i = 0; i < reps; i++) {
+            rnc_s32_requant_s16_mve(g16, gi, mult, shift, 0, 3 * H);
+            rnc_s32_requant_s16_mve(g16, gh, mult, shift, g16, 3 * H);
+            rnc_s16_sigmoid_mve(a16, g16, 2 * H, 3);
+            rnc_s16_tanh_mve(a16 + 2 * H, g16 + 2 * H, H, 3);
+        }
+        found = 1;
+    }
+    if (streq(work, "list")) mcu_puts("act_gru_mve\n"), found = 1;
+#endif
     if (!found) {
         mcu_puts("bench_s8: unknown work '");
         mcu_puts(work);

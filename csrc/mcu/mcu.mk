@@ -19,7 +19,8 @@ MCU_OPT ?= -O3
 MCU_CFLAGS = -std=c99 $(MCU_OPT) -mthumb -mfloat-abi=hard -ffreestanding -ffunction-sections \
     -fdata-sections $(WARN_CFLAGS) -Imcu -Isrc/int
 MCU_LDFLAGS = -nostdlib -Lmcu -Wl,--gc-sections
-MCU_INT_SRCS = src/int/s8_matvec_generic.c src/int/s8_matvec_dsp.c src/int/s8_matvec_mve.c
+MCU_INT_SRCS = src/int/s8_matvec_generic.c src/int/s8_matvec_dsp.c src/int/s8_matvec_mve.c \
+    src/int/s16_act_mve.c
 MCU_INT_HDRS = $(wildcard src/int/*.h) mcu/semihost.h
 # semihosting output through a stdio chardev (without it qemu writes to the terminal, not stdout)
 MCU_QEMU = timeout 300 $(QEMU_SYSTEM_ARM) -nographic -monitor none -serial none -chardev stdio,id=sh0 \
