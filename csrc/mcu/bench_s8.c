@@ -70,8 +70,9 @@ int main(void) {
     /* the elementwise rows on one GRU step's worth: 3 x 64 requantised gates, 2 x 64 sigmoids,
      * 64 tanh */
     static int16_t g16[3 * H], a16[3 * H];
-    static int32_t mult[3 * H], shift[3 * H];
-    for (int i = 0; i < 3 * H; i++) mult[i] = 1 << 30, shift[i] = -(i % 9);
+    static int32_t mult[3 * H];
+    static int8_t shift[3 * H];
+    for (int i = 0; i < 3 * H; i++) mult[i] = 1 << 30, shift[i] = (int8_t)-(i % 9);
     if (streq(work, "act_gru_mve")) {
         for (long i = 0; i < reps; i++) {
             rnc_s32_requant_s16_mve(g16, gi, mult, shift, 0, 3 * H);

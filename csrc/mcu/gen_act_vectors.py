@@ -98,7 +98,7 @@ def main(path: str) -> None:
         want += list(fx.sat16(fx.mbqm(a, mm, s) + ad))
     lines.append(f"static const int32_t rq_acc[{len(acc)}] = {{" + c_list(acc) + "};")
     lines.append(f"static const int32_t rq_m[{len(m)}] = {{" + c_list(m) + "};")
-    lines.append(f"static const int32_t rq_shift[{len(sh)}] = {{" + c_list(sh) + "};")
+    lines.append(f"static const int8_t rq_shift[{len(sh)}] = {{" + c_list(sh) + "};")
     lines.append(f"static const int16_t rq_add[{len(add)}] = {{" + c_list(add) + "};")
     lines.append(f"static const int16_t rq_want[{len(want)}] = {{" + c_list(want) + "};")
     lines.append(f"static const int32_t rq_cases[{len(cases)}][3] = {{"

@@ -7,18 +7,21 @@
  *            int64, so saturating in int32 first gives the same)
  *
  * This file declares the rows a target has (see s8_kernel_list.h for how rows are chosen); the
- * MVE rows take 0 <= int_bits <= 6, and shifts with acc * 2^max(shift, 0) within int32 (as
- * TFLite's MultiplyByQuantizedMultiplier). */
+ * MVE rows take 0 <= int_bits <= 6; shifts are int8 in [-31, 30], and acc * 2^max(shift, 0)
+ * saturates to int32 as in the portable step (src/int/int_cells.c). */
 #ifndef RNC_S16_ACT_H
 #define RNC_S16_ACT_H
 
 #include "s8_kernel_list.h"
 
 #if defined(RNC_S8_HAVE_MVE)
+#include <arm_mve.h>
 void rnc_s16_sigmoid_mve(int16_t *y, const int16_t *x, int n, int int_bits);
 void rnc_s16_tanh_mve(int16_t *y, const int16_t *x, int n, int int_bits);
-void rnc_s32_requant_s16_mve(int16_t *g, const int32_t *acc, const int32_t *m, const int32_t *shift,
+void rnc_s32_requant_s16_mve(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *shift,
                              const int16_t *add, int n);
+/* MBQM on four int32 lanes (shift in [-31, 30]; x 2^max(shift, 0) saturated to int32) */
+int32x4_t rnc_s32_mbqm_mve(int32x4_t x, int32x4_t m, int32x4_t shift);
 #endif
 
 #endif

@@ -93,23 +93,24 @@ void rnc_s16_tanh_mve(int16_t *y, const int16_t *x, int n, int int_bits) {
     }
 }
 
-/* MultiplyByQuantizedMultiplier on four lanes: RDBPOT(SRDHM(x 2^left, m), right) */
-static inline int32x4_t mbqm4(int32x4_t x, int32x4_t m, int32x4_t shift) {
+/* MultiplyByQuantizedMultiplier on four lanes: RDBPOT(SRDHM(x 2^left, m), right), x 2^left
+ * saturated to int32 (VQSHL) */
+int32x4_t rnc_s32_mbqm_mve(int32x4_t x, int32x4_t m, int32x4_t shift) {
     int32x4_t left = vmaxq_s32(shift, vdupq_n_s32(0));
     int32x4_t neg_right = vminq_s32(shift, vdupq_n_s32(0)); /* -right */
-    int32x4_t v = vqrdmulhq_s32(vshlq_s32(x, left), m);
+    int32x4_t v = vqrdmulhq_s32(vqshlq_s32(x, left), m);
     /* -1 for negative values when right > 0 (neg_right's sign bit set), else 0 */
     int32x4_t fixup = vshrq_n_s32(vandq_s32(v, neg_right), 31);
     return vrshlq_s32(vqaddq_s32(v, fixup), neg_right);
 }
 
-void rnc_s32_requant_s16_mve(int16_t *g, const int32_t *acc, const int32_t *m, const int32_t *shift,
+void rnc_s32_requant_s16_mve(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *shift,
                              const int16_t *add, int n) {
     const int32x4_t lo = vdupq_n_s32(-32768), hi = vdupq_n_s32(32767);
     for (int i = 0; i < n; i += 4) {
         mve_pred16_t p = vctp32q((uint32_t)(n - i));
-        int32x4_t v = mbqm4(vldrwq_z_s32(acc + i, p), vldrwq_z_s32(m + i, p),
-                            vldrwq_z_s32(shift + i, p));
+        int32x4_t v = rnc_s32_mbqm_mve(vldrwq_z_s32(acc + i, p), vldrwq_z_s32(m + i, p),
+                                       vldrbq_z_s32(shift + i, p));
         if (add) v = vqaddq_s32(v, vldrhq_z_s32(add + i, p)); /* |sum| < 2^31 + 2^15: saturate */
         v = vminq_s32(vmaxq_s32(v, lo), hi);
         vstrhq_p_s32(g + i, v, p);
