@@ -11,8 +11,9 @@ which TFLite's integer LSTM calls for its int16 sigmoid and tanh):
 * ``SRDHM(a, b) = round(a * b / 2^31)``, ties upwards (+1/2 -> 1, -1/2 -> 0), saturating the one overflow
   ``a = b = -2^31`` (:func:`srdhm`);
 * ``RDBPOT(x, e) = round(x / 2^e)``, ties away from zero (:func:`rdbpot`);
-* ``MBQM(x, m, shift) = RDBPOT(SRDHM(x * 2^max(shift, 0), m), max(-shift, 0))`` (two
-  roundings: TFLite's default, not its ``TFLITE_SINGLE_ROUNDING`` build) (:func:`mbqm`);
+* ``MBQM(x, m, shift) = RDBPOT(SRDHM(sat32(x * 2^max(shift, 0)), m), max(-shift, 0))`` (two
+  roundings: TFLite's default, not its ``TFLITE_SINGLE_ROUNDING`` build; TFLite leaves the
+  overflow of ``x * 2^shift`` undefined, rnncore saturates it) (:func:`mbqm`);
 * ``sigmoid_q15(x, k)`` / ``tanh_q15(x, k)``: the int16 input has ``k`` integer bits (Q k.15-k),
   the output is Q0.15; gemmlowp's ``logistic`` and ``tanh`` on ``FixedPoint<int16_t, k>``.
 """
@@ -108,12 +109,13 @@ def rdbpot(x, exponent) -> np.ndarray:
 def mbqm(x, m, shift) -> np.ndarray:
     """``MultiplyByQuantizedMultiplier(int32 x, m, shift)`` = ``x * m * 2^(shift - 31)``, rounded.
 
-    ``RDBPOT(SRDHM(x * 2^left, m), right)`` with ``left = max(shift, 0)``, ``right = max(-shift, 0)``.
+    ``RDBPOT(SRDHM(sat32(x * 2^left), m), right)`` with ``left = max(shift, 0)``,
+    ``right = max(-shift, 0)``.
     """
     x, m, shift = _a(x), _a(m), _a(shift)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
-    return rdbpot(srdhm(x * (I64(1) << left), m), right)
+    return rdbpot(srdhm(np.clip(x * (I64(1) << left), INT32_MIN, INT32_MAX), m), right)
 
 
 def cwise_mul_shift(a, b, shift) -> np.ndarray:
