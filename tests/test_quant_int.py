@@ -257,6 +257,26 @@ def test_classifier_head_and_error_table():
     assert tab["max_abs_err"] < 0.1 * max(1.0, tab["max_abs_float"])
 
 
+def test_demo_gru_integer_model_keeps_its_test_accuracy_within_one_point():
+    """The demo's JapaneseVowels classifier (GRU 12->64, last step, Linear 64->9), trained here."""
+    import rnncore as rc
+    from rnncore.datasets import japanese_vowels
+    from rnncore.demo import build_model, single_thread_blas
+    from rnncore.nn.train import fit
+    ds = japanese_vowels()
+    model = build_model(64, ds.num_classes, ds.num_features, 0)
+    with single_thread_blas():
+        fit(model, rc.nn.CrossEntropy(), rc.nn.Adam(model, lr=5e-3), ds.X_train, ds.y_train, ds.len_train,
+            epochs=12, batch_size=16, clip=1.0, seed=0, verbose=False)
+    yf = qi.float_sequence(model, ds.X_test, ds.len_test)
+    qm = qi.quantize_int_model(model, qi.calibrate_int(model, ds.X_train, ds.len_train))
+    yq, _ = qi.int_forward(qm, ds.X_test, ds.len_test)
+    acc_f = np.mean(yf.argmax(-1) == ds.y_test)
+    acc_q = np.mean(yq.argmax(-1) == ds.y_test)
+    assert acc_f > 0.95                      # a trained model, not chance (1/9)
+    assert acc_q >= acc_f - 0.01, (acc_f, acc_q)
+
+
 def test_quantize_cell_errors_name_the_argument():
     with pytest.raises(ValueError, match="cell expected"):
         qi.quantize_cell("xlstm", np.zeros((4, 2)), np.zeros((4, 1)), None, None,

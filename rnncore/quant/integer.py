@@ -385,13 +385,26 @@ def _check_unidirectional(spec: ModelSpec) -> None:
             raise ValueError(f"integer model: layer {k} has an LSTM projection (unsupported)")
 
 
-def float_sequence(spec: ModelSpec, X: np.ndarray, record=None) -> np.ndarray:
+def _last(x: np.ndarray, lengths) -> np.ndarray:
+    """``x (B, T, F)`` at each sequence's last valid step (``lengths - 1``; all T if None)."""
+    if lengths is None:
+        return x[:, -1]
+    lengths = np.asarray(lengths)
+    if np.any(lengths < 1) or np.any(lengths > x.shape[1]):
+        raise ValueError(f"lengths: expected values in [1, {x.shape[1]}], "
+                         f"got [{lengths.min()}, {lengths.max()}]")
+    return x[np.arange(x.shape[0]), lengths - 1]
+
+
+def float_sequence(spec: ModelSpec, X: np.ndarray, lengths=None, record=None) -> np.ndarray:
     """The float64 model the integer one approximates: ``X (B, T, I)`` -> head output
-    ((B, O) with last-step pooling, else (B, T, O)) or the last layer's h sequence."""
+    ((B, O) with last-step pooling at ``lengths - 1``, else (B, T, O)) or the last layer's h
+    sequence. ``record(layer, x, h, c, pre)`` sees the valid rows of every step."""
     spec = spec_from_model(spec)
     _check_unidirectional(spec)
     x = np.asarray(X, np.float64)
     B, T = x.shape[:2]
+    lens = np.full(B, T) if lengths is None else np.asarray(lengths)
     for k, layer in enumerate(spec.layers):
         w = layer.directions[0]
         h = np.zeros((B, layer.hidden_size))
@@ -401,11 +414,13 @@ def float_sequence(spec: ModelSpec, X: np.ndarray, record=None) -> np.ndarray:
             h, c2, pre = _float_step(layer.cell, layer.reset_after, w, x[:, t], h, c)
             c = c if c2 is None else c2
             ys[:, t] = h
-            if record is not None:
-                record(k, x[:, t], h, c2, pre)
+            live = t < lens
+            if record is not None and live.any():
+                record(k, x[live, t], h[live], None if c2 is None else c2[live],
+                       None if pre is None else pre[live])
         x = ys
     if spec.last_step:
-        x = x[:, -1]
+        x = _last(x, lengths)
     if spec.head is None:
         return x
     y = x @ np.asarray(spec.head.weight, np.float64).T
@@ -414,8 +429,9 @@ def float_sequence(spec: ModelSpec, X: np.ndarray, record=None) -> np.ndarray:
     return y
 
 
-def calibrate_int(model, X: np.ndarray) -> IntCalibration:
-    """Ranges for :func:`quantize_int_model` from representative inputs ``X (B, T, I)``.
+def calibrate_int(model, X: np.ndarray, lengths=None) -> IntCalibration:
+    """Ranges for :func:`quantize_int_model` from representative inputs ``X (B, T, I)`` (valid
+    steps ``t < lengths`` only).
 
     The same data rules as the q8 :func:`~rnncore.quant.calibrate` (its degenerate-data checks
     warn with :class:`~rnncore.quant.CalibrationWarning`).
@@ -428,7 +444,7 @@ def calibrate_int(model, X: np.ndarray) -> IntCalibration:
     X = np.asarray(X, np.float64)
     if not np.all(np.isfinite(X)):
         raise ValueError("calibrate_int: X contains NaN or Inf")
-    problems = _degenerate(X, None, False)
+    problems = _degenerate(X, lengths, False)
     if problems:
         warnings.warn("calibrate_int: degenerate calibration data: " + "; ".join(problems),
                       CalibrationWarning, stacklevel=2)
@@ -444,7 +460,7 @@ def calibrate_int(model, X: np.ndarray) -> IntCalibration:
             ca[k] = max(ca[k], float(np.abs(c).max()))
         if pre is not None:
             pa[k] = max(pa[k], float(np.abs(pre).max()))
-    float_sequence(spec, X, record)
+    float_sequence(spec, X, lengths, record)
     return IntCalibration(xr, hr, ca, pa)
 
 
@@ -486,8 +502,9 @@ def _requantize_input(cell: IntCell, layer, prev: IntCell) -> IntCell:
     return cell
 
 
-def int_forward(model: IntModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer inference on float inputs ``X (B, T, I)`` (quantised with the model's input scale).
+def int_forward(model: IntModel, X: np.ndarray, lengths=None) -> tuple[np.ndarray, np.ndarray]:
+    """Integer inference on float inputs ``X (B, T, I)`` (quantised with the model's input scale);
+    last-step pooling takes each sequence's step ``lengths - 1``.
 
     Returns
     -------
@@ -500,7 +517,7 @@ def int_forward(model: IntModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         x8, _ = int_cell_sequence(cell, x8)
     h8 = x8
     last = model.layers[-1]
-    feats = h8[:, -1] if model.last_step else h8
+    feats = _last(h8, lengths) if model.last_step else h8
     if model.head is None:
         return dequantize_s8(feats, last.h_scale, last.h_zp), h8
     acc = s8_matvec(model.head.w, feats.reshape(-1, feats.shape[-1]), model.head.b)
@@ -511,15 +528,17 @@ def int_forward(model: IntModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return y, h8
 
 
-def error_table(model, X: np.ndarray, calibration_X: np.ndarray | None = None) -> dict:
+def error_table(model, X: np.ndarray, calibration_X: np.ndarray | None = None, lengths=None,
+                calibration_lengths=None) -> dict:
     """The integer model next to the float one on ``X``: max and mean |y_int - y_float|, the
     float output's max |y|, and (for a head) the argmax agreement.
     """
     spec = spec_from_model(model)
-    cal = calibrate_int(spec, X if calibration_X is None else calibration_X)
+    cal = (calibrate_int(spec, X, lengths) if calibration_X is None
+           else calibrate_int(spec, calibration_X, calibration_lengths))
     qm = quantize_int_model(spec, cal)
-    yf = float_sequence(spec, X)
-    yq, _ = int_forward(qm, X)
+    yf = float_sequence(spec, X, lengths)
+    yq, _ = int_forward(qm, X, lengths)
     err = np.abs(yq - yf)
     out = {"max_abs_err": float(err.max()), "mean_abs_err": float(err.mean()),
            "max_abs_float": float(np.abs(yf).max())}

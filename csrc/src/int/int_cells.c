@@ -173,14 +173,19 @@ void rnc_int_cell_reset(const rnc_int_cell *c, int8_t *h8, int16_t *s16) {
     if (s16) memset(s16, 0, (size_t)c->hidden_size * sizeof(int16_t));
 }
 
-/* g[r] = sat16(MBQM(acc_ih[r]) ) for rows [r0, r1): the input part of the pre-activations */
-static void requant_rows(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *e, int n) {
-    for (int r = 0; r < n; r++) g[r] = (int16_t)sat16(mbqm(acc[r], m[r], e[r]));
-}
-
-/* g[r] = sat16(MBQM(acc_hh[r]) + g[r]): the recurrent part added with saturation */
-static void requant_add_rows(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *e, int n) {
-    for (int r = 0; r < n; r++) g[r] = (int16_t)sat16(mbqm(acc[r], m[r], e[r]) + g[r]);
+/* The pre-activations of `rows` rows, H rows at a time through acc[H] (so the int32 scratch is
+ * H words, not G*H): g[r] = sat16(MBQM(W[r] v + b[r])) or, with add, sat16(MBQM(...) + g[r]). */
+static void gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, const int8_t *W, int cols,
+                      const int32_t *b, const int32_t *m, const int8_t *e, const int8_t *v, int rows, int block,
+                      int add) {
+    for (int r0 = 0; r0 < rows; r0 += block) {
+        const int n = rows - r0 < block ? rows - r0 : block;
+        matvec(acc, W + (long)r0 * cols, cols, b + r0, v, n, cols);
+        if (add)
+            for (int r = 0; r < n; r++) g[r0 + r] = (int16_t)sat16(mbqm(acc[r], m[r0 + r], e[r0 + r]) + g[r0 + r]);
+        else
+            for (int r = 0; r < n; r++) g[r0 + r] = (int16_t)sat16(mbqm(acc[r], m[r0 + r], e[r0 + r]));
+    }
 }
 
 int rnc_int_cell_step(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
@@ -190,15 +195,14 @@ int rnc_int_cell_step(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8
     if ((c->cell == RNC_INT_LSTM || c->cell == RNC_INT_GRU) && !s16) return RNC_INT_E_ARG;
     if (!scratch || ((uintptr_t)scratch & 3u) || scratch_bytes < RNC_INT_SCRATCH_BYTES(G, H))
         return RNC_INT_E_SCRATCH;
-    int32_t *acc = (int32_t *)scratch;
-    int16_t *g = (int16_t *)(acc + GH);
-    int8_t *rh8 = (int8_t *)(g + GH);
+    int32_t *acc = (int32_t *)scratch; /* H */
+    int16_t *g = (int16_t *)(acc + H); /* G*H */
+    int8_t *rh8 = (int8_t *)(g + GH);  /* H */
 
+    /* input part of every gate, then the recurrent part of those that add it whole */
+    gate_part(g, acc, matvec, c->w_ih, I, c->b_ih, c->m_ih, c->e_ih, x8, GH, H, 0);
     if (c->cell == RNC_INT_LSTM) {
-        matvec(acc, c->w_ih, I, c->b_ih, x8, GH, I);
-        requant_rows(g, acc, c->m_ih, c->e_ih, GH);
-        matvec(acc, c->w_hh, H, c->b_hh, h8, GH, H);
-        requant_add_rows(g, acc, c->m_hh, c->e_hh, GH);
+        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, GH, H, 1);
         const int cell_int_bits = 15 + c->cell_shift;
         for (int k = 0; k < H; k++) {
             const int32_t i = sigmoid_q15(g[k], GATE_INT_BITS);
@@ -214,16 +218,15 @@ int rnc_int_cell_step(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8
         return RNC_INT_OK;
     }
     if (c->cell == RNC_INT_GRU) {
-        /* r, z: input part + recurrent part; n: the input part alone first */
-        matvec(acc, c->w_ih, I, c->b_ih, x8, GH, I);
-        requant_rows(g, acc, c->m_ih, c->e_ih, GH);
-        const int n_rows = c->linear_before_reset ? GH : 2 * H;
-        matvec(acc, c->w_hh, H, c->b_hh, h8, n_rows, H);
-        requant_add_rows(g, acc, c->m_hh, c->e_hh, 2 * H);
+        const int8_t *w_hn = c->w_hh + (long)2 * H * H;
+        const int32_t *b_hn = c->b_hh + 2 * H, *m_hn = c->m_hh + 2 * H;
+        const int8_t *e_hn = c->e_hh + 2 * H;
+        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
         if (c->linear_before_reset) {
+            matvec(acc, w_hn, H, b_hn, h8, H, H);
             for (int k = 0; k < H; k++) {
                 const int32_t r = sigmoid_q15(g[k], GATE_INT_BITS);
-                const int32_t g_hn = sat16(mbqm(acc[2 * H + k], c->m_hh[2 * H + k], c->e_hh[2 * H + k]));
+                const int32_t g_hn = sat16(mbqm(acc[k], m_hn[k], e_hn[k]));
                 g[2 * H + k] = (int16_t)tanh_q15(sat16(g[2 * H + k] + cwise_mul_shift(r, g_hn, 15)), GATE_INT_BITS);
             }
         } else {
@@ -231,11 +234,9 @@ int rnc_int_cell_step(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8
                 const int32_t r = sigmoid_q15(g[k], GATE_INT_BITS);
                 rh8[k] = (int8_t)sat8(mbqm(r * s16[k], c->m_rh, (int)c->e_rh) + c->h_zp);
             }
-            matvec(acc + 2 * H, c->w_hh + (long)2 * H * H, H, c->b_hh + 2 * H, rh8, H, H);
-            for (int k = 0; k < H; k++) {
-                const int r2 = 2 * H + k;
-                g[r2] = (int16_t)tanh_q15(sat16(mbqm(acc[r2], c->m_hh[r2], c->e_hh[r2]) + g[r2]), GATE_INT_BITS);
-            }
+            matvec(acc, w_hn, H, b_hn, rh8, H, H);
+            for (int k = 0; k < H; k++)
+                g[2 * H + k] = (int16_t)tanh_q15(sat16(mbqm(acc[k], m_hn[k], e_hn[k]) + g[2 * H + k]), GATE_INT_BITS);
         }
         for (int k = 0; k < H; k++) {
             const int32_t z = sigmoid_q15(g[H + k], GATE_INT_BITS);
@@ -247,10 +248,7 @@ int rnc_int_cell_step(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8
         return RNC_INT_OK;
     }
     /* RNN: h8 is read by the recurrent product before it is overwritten */
-    matvec(acc, c->w_ih, I, c->b_ih, x8, H, I);
-    requant_rows(g, acc, c->m_ih, c->e_ih, H);
-    matvec(acc, c->w_hh, H, c->b_hh, h8, H, H);
-    requant_add_rows(g, acc, c->m_hh, c->e_hh, H);
+    gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
     for (int k = 0; k < H; k++) {
         const int32_t a = c->cell == RNC_INT_RNN_TANH ? tanh_q15(g[k], GATE_INT_BITS) : (g[k] > 0 ? g[k] : 0);
         h8[k] = (int8_t)sat8(mbqm(a, c->m_h, (int)c->e_h) + c->h_zp);

@@ -29,8 +29,9 @@
 #define RNC_INT_E_ARG (-1)     /* a NULL pointer, a bad size, a shift out of range */
 #define RNC_INT_E_SCRATCH (-2) /* scratch smaller than RNC_INT_SCRATCH_BYTES or misaligned */
 
-/* int32 accumulators (G*H) + int16 pre-activations (G*H) + int8 r*h (H), rounded up to 4. */
-#define RNC_INT_SCRATCH_BYTES(G, H) ((size_t)(G) * (H) * 4u + (((size_t)(G) * (H) * 2u + (H) + 3u) & ~(size_t)3u))
+/* int32 accumulators of one gate block (H) + int16 pre-activations (G*H) + int8 r*h (H), rounded
+ * up to 4 bytes: 704 bytes for the GRU H = 64 (plus the state: 192 bytes). */
+#define RNC_INT_SCRATCH_BYTES(G, H) ((size_t)(H) * 4u + (((size_t)(G) * (H) * 2u + (size_t)(H) + 3u) & ~(size_t)3u))
 
 typedef struct {
     int32_t cell;                /* RNC_INT_LSTM / _GRU / _RNN_TANH / _RNN_RELU */
