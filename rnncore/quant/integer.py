@@ -312,13 +312,33 @@ def quantize_cell(cell: str, weight_ih, weight_hh, bias_ih, bias_hh, *, x_range:
 
 @dataclass
 class IntHead:
-    """The linear head on the int8 features: ``logits ~= s_x s_w[r] acc[r]`` (acc int32)."""
+    """The linear head on the int8 features, integer logits on one common scale::
+
+        acc[r] = b_eff[r] + sum_k W8[r, k] h8[k]                 (int32; ~ logit / (s_x s_w[r]))
+        y[r] = MBQM(acc[r], M_o[r])      M_o[r] = s_x s_w[r] / s_out,  s_out = s_x max_r s_w[r] / 2^8
+
+    so ``logit[r] ~= s_out y[r]`` and the argmax needs no float.
+    """
 
     w: np.ndarray             # (O, F) int8
     b: np.ndarray             # (O,) int32, zero point folded in
-    w_scale: np.ndarray       # (O,) float64
-    x_scale: float
+    m_o: np.ndarray           # (O,) int32
+    e_o: np.ndarray           # (O,) int32
+    out_scale: float
     activation: str = "none"
+
+    @property
+    def in_features(self) -> int:
+        return int(self.w.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.w.shape[0])
+
+
+def int_linear(head: IntHead, h8: np.ndarray) -> np.ndarray:
+    """``h8 (B, F)`` int8 -> integer logits ``y (B, O)`` (int64 holding int32 values)."""
+    return fx.mbqm(s8_matvec(head.w, h8, head.b), head.m_o, head.e_o)
 
 
 @dataclass
@@ -486,8 +506,10 @@ def quantize_int_model(model, calibration: IntCalibration) -> IntModel:
             raise ValueError(f"integer model: head activation {spec.head.activation!r} unsupported")
         w8, s_w = _quantize_rows(spec.head.weight)
         last = layers[-1]
-        head = IntHead(w8, _bias_eff(spec.head.bias, w8, last.h_scale, s_w, last.h_zp), s_w,
-                       last.h_scale, spec.head.activation)
+        out_scale = last.h_scale * float(s_w.max()) / 2 ** 8
+        m_o, e_o = quantize_multipliers(last.h_scale * s_w / out_scale)
+        head = IntHead(w8, _bias_eff(spec.head.bias, w8, last.h_scale, s_w, last.h_zp), m_o, e_o,
+                       out_scale, spec.head.activation)
     return IntModel(layers, head, spec.last_step)
 
 
@@ -508,7 +530,7 @@ def int_forward(model: IntModel, X: np.ndarray, lengths=None) -> tuple[np.ndarra
 
     Returns
     -------
-    y : the head output as reals (``s_x s_w acc``; softmax if the head has it) or the last
+    y : the head output as reals (``s_out y_int``; softmax if the head has it) or the last
         layer's h dequantised; (B, O) with last-step pooling, else (B, T, O)
     h8 : the last layer's int8 h sequence (B, T, H)
     """
@@ -520,8 +542,8 @@ def int_forward(model: IntModel, X: np.ndarray, lengths=None) -> tuple[np.ndarra
     feats = _last(h8, lengths) if model.last_step else h8
     if model.head is None:
         return dequantize_s8(feats, last.h_scale, last.h_zp), h8
-    acc = s8_matvec(model.head.w, feats.reshape(-1, feats.shape[-1]), model.head.b)
-    y = (acc * (model.head.x_scale * model.head.w_scale)).reshape(feats.shape[:-1] + (-1,))
+    yq = int_linear(model.head, feats.reshape(-1, feats.shape[-1]))
+    y = (model.head.out_scale * yq).reshape(feats.shape[:-1] + (-1,))
     if model.head.activation == "softmax":
         e = np.exp(y - y.max(axis=-1, keepdims=True))
         y = e / e.sum(axis=-1, keepdims=True)

@@ -255,3 +255,14 @@ int rnc_int_cell_step(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8
     }
     return RNC_INT_OK;
 }
+
+int rnc_int_linear_run(const rnc_int_linear *l, rnc_s8_matvec_fn matvec, const int8_t *x8, int32_t *y) {
+    if (!l || !matvec || !x8 || !y || !l->w || !l->b || !l->m || !l->e || l->in_features < 1 ||
+        l->in_features > RNC_S8_MAX_COLS || l->out_features < 1 || l->out_features > RNC_S8_MAX_COLS)
+        return RNC_INT_E_ARG;
+    for (int r = 0; r < l->out_features; r++)
+        if (l->e[r] < -31 || l->e[r] > 30 || l->m[r] < 0) return RNC_INT_E_ARG;
+    matvec(y, l->w, l->in_features, l->b, x8, l->out_features, l->in_features);
+    for (int r = 0; r < l->out_features; r++) y[r] = mbqm(y[r], l->m[r], l->e[r]);
+    return RNC_INT_OK;
+}

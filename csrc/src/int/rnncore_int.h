@@ -49,6 +49,18 @@ typedef struct {
     int32_t cell_clip;           /* LSTM: |c| <= cell_clip when > 0 */
 } rnc_int_cell;
 
+/* The linear head: y[r] = MBQM(b[r] + sum_k w[r, k] x8[k], m[r], e[r]), integer logits on one
+ * common scale (rnncore.quant.integer.IntHead). */
+typedef struct {
+    int32_t in_features, out_features; /* 1..RNC_S8_MAX_COLS */
+    const int8_t *w;                   /* (out, in) int8 row-major */
+    const int32_t *b, *m;              /* (out) */
+    const int8_t *e;                   /* (out), shifts in [-31, 30] */
+} rnc_int_linear;
+
+/* y[out_features] (int32; also the accumulators, so no scratch). RNC_INT_OK or RNC_INT_E_ARG. */
+int rnc_int_linear_run(const rnc_int_linear *l, rnc_s8_matvec_fn matvec, const int8_t *x8, int32_t *y);
+
 /* Number of gate blocks of a cell kind (4, 3, 1, 1), 0 for an unknown kind. */
 int rnc_int_gates(int32_t cell);
 
