@@ -16,6 +16,9 @@ images. It defines::
     } rnc_int_vector;
     static const rnc_int_vector rnc_int_vectors[RNC_INT_NVECTORS];
 
+and one linear head case: ``rnc_int_head_vector`` (an ``rnc_int_linear``, 64 -> 12), its
+``RNC_INT_HEAD_NX`` inputs ``head_x`` (8 x 64 int8) and expected int32 logits ``head_y`` (8 x 12).
+
 Every case starts from the zero state (``rnc_int_cell_reset``: h8 = h_zp, s16 = 0), batch 1.
 The cases cover every cell kind and GRU form, the LSTM of tests/data/lstm_int8.tflite (the
 parameters LiteRT runs, see tests/test_quant_int.py), saturated int8 inputs, a zero weight row,
@@ -120,8 +123,28 @@ def header(small: bool = False) -> str:
             f"{p + 's16' if s16 else 'NULL'}}}")
     lines.append(f"\n#define RNC_INT_NVECTORS {len(entries)}\n")
     lines.append("static const rnc_int_vector rnc_int_vectors[RNC_INT_NVECTORS] = {\n")
-    lines.append(",\n".join(entries) + "\n};\n\n#endif\n")
+    lines.append(",\n".join(entries) + "\n};\n\n")
+    lines.append(_head_vector())
+    lines.append("#endif\n")
     return "".join(lines)
+
+
+def _head_vector() -> str:
+    """One linear head (rnc_int_linear_run): 12 outputs of 64 int8 features, 8 input vectors."""
+    rng = np.random.default_rng(99)
+    w8, s_w = qi._quantize_rows(rng.standard_normal((12, 64)))
+    s_x, zp_x = 0.02, -3
+    out_scale = s_x * float(s_w.max()) / 2 ** 8
+    m_o, e_o = qi.quantize_multipliers(s_x * s_w / out_scale)
+    head = qi.IntHead(w8, qi._bias_eff(rng.standard_normal(12), w8, s_x, s_w, zp_x), m_o, e_o, out_scale)
+    x8 = rng.integers(-128, 128, (8, 64)).astype(np.int8)
+    y = qi.int_linear(head, x8)
+    return ("".join([_arr("int8_t", "head_w", head.w), _arr("int32_t", "head_b", head.b),
+                     _arr("int32_t", "head_m", head.m_o), _arr("int8_t", "head_e", head.e_o),
+                     _arr("int8_t", "head_x", x8), _arr("int32_t", "head_y", y)])
+            + "/* rnc_int_linear_run(&rnc_int_head_vector, mv, head_x + 64 k, y) == head_y + 12 k, k < 8 */\n"
+            "#define RNC_INT_HEAD_NX 8\n"
+            "static const rnc_int_linear rnc_int_head_vector = {64, 12, head_w, head_b, head_m, head_e};\n\n")
 
 
 if __name__ == "__main__":

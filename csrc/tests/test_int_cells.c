@@ -65,14 +65,38 @@ static int check_errors(void) {
     return bad;
 }
 
+static int check_head(void) {
+    const rnc_int_linear *l = &rnc_int_head_vector;
+    int32_t y[64];
+    for (int k = 0; k < RNC_INT_HEAD_NX; k++) {
+        if (rnc_int_linear_run(l, rnc_s8_matvec_generic, head_x + k * l->in_features, y) != RNC_INT_OK) {
+            printf("FAIL head: rnc_int_linear_run refused the vector\n");
+            return 1;
+        }
+        for (int r = 0; r < l->out_features; r++)
+            if (y[r] != head_y[k * l->out_features + r]) {
+                printf("FAIL head: input %d output %d: %ld (want %ld)\n", k, r, (long)y[r],
+                       (long)head_y[k * l->out_features + r]);
+                return 1;
+            }
+    }
+    rnc_int_linear bad = *l;
+    bad.in_features = 0;
+    if (rnc_int_linear_run(&bad, rnc_s8_matvec_generic, head_x, y) != RNC_INT_E_ARG) {
+        printf("FAIL head: in_features 0 accepted\n");
+        return 1;
+    }
+    return 0;
+}
+
 int main(void) {
-    int fails = 0, steps = 0;
+    int fails = check_head(), steps = 0;
     for (int k = 0; k < RNC_INT_NVECTORS; k++) {
         fails += run_vector(&rnc_int_vectors[k]);
         steps += rnc_int_vectors[k].steps;
     }
     fails += check_errors();
-    printf("integer cells: %d vectors, %d steps, %s\n", RNC_INT_NVECTORS, steps,
+    printf("integer cells: %d vectors, %d steps, and a linear head: %s\n", RNC_INT_NVECTORS, steps,
            fails ? "MISMATCH" : "bit-exact to the NumPy spec");
     return fails != 0;
 }
