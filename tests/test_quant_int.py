@@ -277,6 +277,18 @@ def test_demo_gru_integer_model_keeps_its_test_accuracy_within_one_point():
     assert acc_q >= acc_f - 0.01, (acc_f, acc_q)
 
 
+def test_lstm_cell_scale_is_the_power_of_two_above_max_c_within_tflites_range():
+    rng = np.random.default_rng(4)
+    w_ih, w_hh, b = rng.standard_normal((16, 3)) * 0.3, rng.standard_normal((16, 4)) * 0.3, np.zeros(16)
+    for c_absmax, shift in ((3.0, -13), (4.0, -13), (4.1, -12), (0.01, -15), (1000.0, -9)):
+        cell = qi.quantize_cell("lstm", w_ih, w_hh, b, b, x_range=(-1, 1), h_range=(-1, 1), c_absmax=c_absmax)
+        assert cell.cell_shift == shift, c_absmax
+        qi.int_cell_sequence(cell, rng.integers(-128, 128, (2, 5, 3)))
+    cell.cell_shift = -16
+    with pytest.raises(ValueError, match="cell_shift"):
+        cell.validate()
+
+
 def test_quantize_cell_errors_name_the_argument():
     with pytest.raises(ValueError, match="cell expected"):
         qi.quantize_cell("xlstm", np.zeros((4, 2)), np.zeros((4, 1)), None, None,

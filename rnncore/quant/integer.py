@@ -142,9 +142,9 @@ class IntCell:
                 raise ValueError(f"IntCell.{name}: expected shape {want}, got {got}")
         if not -128 <= self.x_zp <= 127 or not -128 <= self.h_zp <= 127:
             raise ValueError(f"IntCell: zero points must be int8, got x_zp={self.x_zp}, h_zp={self.h_zp}")
-        if self.cell == "lstm" and not -15 - 15 < self.cell_shift <= -9:
-            raise ValueError(f"IntCell.cell_shift: expected in [-29, -9] (TFLite: tanh needs <= 6 "
-                             f"integer bits), got {self.cell_shift}")
+        if self.cell == "lstm" and not -15 <= self.cell_shift <= -9:
+            raise ValueError(f"IntCell.cell_shift: expected in [-15, -9] (tanh of the cell takes 0 to 6 "
+                             f"integer bits, as TFLite), got {self.cell_shift}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def quantize_cell(cell: str, weight_ih, weight_hh, bias_ih, bias_hh, *, x_range:
                 m_ih, e_ih, m_hh, e_hh, 0, 0, s_x, zp_x, s_h, zp_h, linear_before_reset,
                 gate_scale=gate_scale)
     if cell == "lstm":
-        c.cell_shift = int(np.clip(math.ceil(math.log2(max(c_absmax, 2.0 ** -15))) - 15, -15 - 14, -9))
+        c.cell_shift = int(np.clip(math.ceil(math.log2(max(c_absmax, 2.0 ** -15))) - 15, -15, -9))
         c.m_h, c.e_h = fx.quantize_multiplier(2.0 ** -30 / s_h)
     elif cell == "gru":
         c.m_h, c.e_h = fx.quantize_multiplier(2.0 ** -15 / s_h)

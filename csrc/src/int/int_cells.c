@@ -159,7 +159,7 @@ int rnc_int_cell_check(const rnc_int_cell *c) {
     if (c->h_zp < -128 || c->h_zp > 127 || c->e_h < -31 || c->e_h > 30 || c->m_h < 0 || c->m_rh < 0 ||
         c->e_rh < -31 || c->e_rh > 30)
         return RNC_INT_E_ARG;
-    if (c->cell == RNC_INT_LSTM && (c->cell_shift < -29 || c->cell_shift > -9 || c->cell_clip < 0))
+    if (c->cell == RNC_INT_LSTM && (c->cell_shift < -15 || c->cell_shift > -9 || c->cell_clip < 0))
         return RNC_INT_E_ARG;
     for (int r = 0; r < G * c->hidden_size; r++)
         if (c->e_ih[r] < -31 || c->e_ih[r] > 30 || c->e_hh[r] < -31 || c->e_hh[r] > 30 || c->m_ih[r] < 0 ||

@@ -45,7 +45,7 @@ typedef struct {
     int32_t m_h, e_h;            /* state -> h8 */
     int32_t m_rh, e_rh;          /* GRU lbr=0: r * h16 (Q0.30) -> int8 */
     int32_t h_zp;                /* zero point of h8, [-128, 127] */
-    int32_t cell_shift;          /* LSTM: the cell scale is 2^cell_shift, [-29, -9] */
+    int32_t cell_shift;          /* LSTM: the cell scale is 2^cell_shift, [-15, -9] */
     int32_t cell_clip;           /* LSTM: |c| <= cell_clip when > 0 */
 } rnc_int_cell;
 
