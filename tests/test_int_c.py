@@ -48,3 +48,16 @@ def test_c_integer_step_is_bit_exact_to_the_spec_and_the_check_can_fail(tmp_path
     bad = header[:m.start(2)] + str(int(m.group(2)) + 1) + header[m.end(2):]
     ko = _build(tmp_path, bad)
     assert ko.returncode != 0 and "FAIL gru_lbr0_i8_h16: step 0" in ko.stdout
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_c_integer_step_is_bit_exact_on_random_cells(tmp_path, seed):
+    sys.path.insert(0, str(CSRC / "tests"))
+    try:
+        import gen_int_vectors
+    finally:
+        sys.path.pop(0)
+    cases = gen_int_vectors.random_cases(seed, 40)
+    run = _build(tmp_path, gen_int_vectors.header(case_list=cases))
+    assert run.returncode == 0, run.stdout
+    assert "40 vectors" in run.stdout and "bit-exact" in run.stdout
