@@ -125,6 +125,53 @@ def estimate(per_addr: dict[int, float], insns: list[tuple[int, str]], cpu: str,
     return total
 
 
+def map_sections(path: str) -> dict[str, int]:
+    """Input sections of a GNU ld map file (-ffunction-sections / -fdata-sections: one per
+    function or array) -> size in bytes."""
+    out: dict[str, int] = {}
+    pending = None
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"^ (\.(?:text|rodata|data|bss)\.\S+)"
+                         r"(?:\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+\S+)?\s*$", line)
+            if m and m.group(2):
+                out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(3), 16)
+                pending = None
+            elif m:
+                pending = m.group(1)
+            elif pending:
+                m2 = re.match(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+\S+", line)
+                if m2:
+                    out[pending] = out.get(pending, 0) + int(m2.group(2), 16)
+                pending = None
+    return out
+
+
+def memory_table(cores: list[str], build: str, image: str, name: str, vectors: str) -> None:
+    """Flash (the model's const arrays) and RAM (state and scratch, the kws_* arrays of
+    bench_step.c) of vector NAME, from each core's linker map."""
+    text = open(vectors).read()
+    m = re.search(r'\{"' + re.escape(name) + r'", \{[^,]+, \d+, \d+, \d+, (v\d+_)w_ih', text)
+    if not m:
+        raise SystemExit(f"--memory: no vector {name!r} in {vectors}")
+    prefix = m.group(1)
+    print(f"\nMemory of {name} (from the linker map; bytes):\n")
+    print("| core | W_ih + W_hh (flash) | biases, multipliers, shifts (flash) | model in flash "
+          "| state h8 + s16 (RAM) | scratch (RAM) | state + scratch |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for spec in cores:
+        core = spec.split(":")[0]
+        secs = map_sections(os.path.join(build, core, image.replace(".elf", ".map")))
+        model = {k.split(".")[-1][len(prefix):]: v for k, v in secs.items()
+                 if k.startswith(".rodata." + prefix)}
+        weights = model.get("w_ih", 0) + model.get("w_hh", 0)
+        rest = sum(model.get(k, 0) for k in ("b_ih", "b_hh", "m_ih", "m_hh", "e_ih", "e_hh"))
+        state = secs.get(".bss.kws_h8", 0) + secs.get(".bss.kws_s16", 0)
+        scratch = secs.get(".bss.kws_scratch", 0)
+        print(f"| {core} | {weights:,} | {rest:,} | {weights + rest:,} | {state} | {scratch} "
+              f"| {state + scratch} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("cores", nargs="+", help="CORE:MACHINE, e.g. cortex-m4:mps2-an386")
@@ -136,6 +183,9 @@ def main() -> None:
     ap.add_argument("--mca", default="llvm-mca-14")
     ap.add_argument("--objdump", default="llvm-objdump-14")
     ap.add_argument("--mhz", type=float, default=80.0)
+    ap.add_argument("--only", default="", help="comma-separated prefixes of the works to run")
+    ap.add_argument("--memory", default="", help="a vector name: its flash and RAM from the map")
+    ap.add_argument("--vectors", default="", help="the int_vectors.h the image was built with")
     a = ap.parse_args()
     if not a.icount or not os.path.exists(a.icount):
         ap.error(f"--icount: the plugin's .so is required, got {a.icount!r} "
@@ -148,7 +198,10 @@ def main() -> None:
             elf = os.path.join(a.build, core, a.image)
             works = run(a.qemu, machine, elf, "list", None, None).split()
             insns = disassemble(elf, core, a.objdump) if core in MCA_CPUS else []
+            only = tuple(p for p in a.only.split(",") if p)
             for work in works:
+                if only and not work.startswith(only):
+                    continue
                 h = []
                 for reps in (1, 1 + a.reps):
                     path = os.path.join(tmp, f"{reps}.hist")
@@ -161,6 +214,8 @@ def main() -> None:
                     c = estimate(per_addr, insns, MCA_CPUS[core], TRIPLE[core], a.mca)
                     cyc, us = f"{c:,.0f}", f"{c / a.mhz:,.1f}"
                 print(f"| {core} | {work} | {count:,.0f} | {cyc} | {us} |", flush=True)
+    if a.memory:
+        memory_table(a.cores, a.build, a.image, a.memory, a.vectors)
 
 
 if __name__ == "__main__":

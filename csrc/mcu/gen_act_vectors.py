@@ -14,10 +14,13 @@ shifts -31..30 (left shifts only where acc * 2^shift fits int32, the routine's c
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from rnncore.quant import fixedpoint as fx
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from rnncore.quant import fixedpoint as fx  # noqa: E402
 
 STRIDE = 7
 INT_BITS = range(7)
