@@ -1,8 +1,8 @@
 # Bare-metal Cortex-M images run under qemu-system-arm (csrc/mcu, docs/deploy-cortex-m.md):
 #   make test-cortex-m     on each core, with GCC and with clang: the integer products' rows
 #                          against NumPy's vectors (test_s8), the integer step's rows on the
-#                          spec's vectors (test_int_step), and on the M55 the MVE elementwise
-#                          rows on the whole int16 domain (test_act); test_s8 also on the host
+#                          spec's vectors (test_int_step), the elementwise work of the DSP and
+#                          MVE steps on the whole int16 domain (test_act); test_s8 also on the host
 #   make bench-cortex-m ICOUNT=/path/libicount.so   executed instructions per call (qemu plugin)
 # Needs arm-none-eabi-gcc (Debian: gcc-arm-none-eabi; only its libgcc is linked, no libc),
 # clang and qemu-system-arm. Each core is a qemu machine with its own memory map (mcu/mps2.ld,
@@ -71,8 +71,8 @@ $(MCU_BUILD)/host/test_s8: mcu/test_s8.c mcu/host_semihost.c $(MCU_INT_HDRS) src
 	$(CC) -std=c99 -O2 $(WARN_CFLAGS) $(EXTRA_CFLAGS) -Imcu -Isrc/int -I$(MCU_BUILD) mcu/test_s8.c mcu/host_semihost.c \
 	    src/int/s8_matvec_generic.c -o $@
 
-# (core, program) pairs: every program on every core, test_act where MVE is
-MCU_TESTS = $(foreach c,$(MCU_CORES),$(c):test_s8 $(c):test_int_step) cortex-m55:test_act
+# (core, program) pairs: every program on every core
+MCU_TESTS = $(foreach c,$(MCU_CORES),$(c):test_s8 $(c):test_act $(c):test_int_step)
 mcu_core = $(word 1,$(subst :, ,$(1)))
 mcu_prog = $(word 2,$(subst :, ,$(1)))
 MCU_TEST_IMAGES = $(foreach t,$(MCU_TESTS),$(foreach d,$(MCU_BUILD) $(MCU_BUILD)/clang,$(d)/$(call mcu_core,$(t))/$(call mcu_prog,$(t)).elf))

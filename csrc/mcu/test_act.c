@@ -1,11 +1,19 @@
-/* The elementwise rows of this target (src/int/s16_act.h) against NumPy's fixed-point reference
+/* The elementwise work of this target's step rows against NumPy's fixed-point reference
  * (gen_act_vectors.py): sigmoid and tanh on the whole int16 domain for int_bits 0..6 (every 7th
- * output compared, all of them hashed), the requantisation on every tail length. */
+ * output compared, all of them hashed), the requantisation on every tail length. The MVE rows
+ * (s16_act.h) and the DSP step's block functions (static in int_cells_dsp.c, included here with
+ * its step renamed). */
 #include <stdint.h>
 
 #include "act_vectors.h"
 #include "s16_act.h"
 #include "semihost.h"
+
+#if defined(RNC_S8_HAVE_DSP)
+#define rnc_int_cell_step_dsp test_act_step_dsp_copy
+#include "int_cells_dsp.c"
+#undef rnc_int_cell_step_dsp
+#endif
 
 static int16_t in[65536], out[65536 + 8];
 
@@ -61,18 +69,23 @@ static int check_act(const char *name, act_fn fn, const int16_t (*sub)[ACT_NSUB]
     return failed;
 }
 
-static int check_requant(void) {
+typedef void (*requant_fn)(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *shift,
+                           const int16_t *add, int n);
+
+static int check_requant(const char *name, requant_fn fn) {
     int failed = 0, n_cases = (int)(sizeof rq_cases / sizeof rq_cases[0]);
     for (int c = 0; c < n_cases; c++) {
         int n = (int)rq_cases[c][0], off = (int)rq_cases[c][2];
         for (int i = 0; i < n + 8; i++) out[i] = 0x5A5A;
-        rnc_s32_requant_s16_mve(out, rq_acc + off, rq_m + off, rq_shift + off,
-                                rq_cases[c][1] ? rq_add + off : (const int16_t *)0, n);
+        fn(out, rq_acc + off, rq_m + off, rq_shift + off,
+           rq_cases[c][1] ? rq_add + off : (const int16_t *)0, n);
         for (int i = 0; i < n + 8; i++) {
             int16_t want = i < n ? rq_want[off + i] : 0x5A5A;
             if (out[i] != want) {
                 if (failed < 5) {
-                    mcu_puts("FAIL rnc_s32_requant_s16_mve n=");
+                    mcu_puts("FAIL ");
+                    mcu_puts(name);
+                    mcu_puts(" n=");
                     mcu_put_int(n);
                     mcu_puts(" i=");
                     mcu_put_int(i);
@@ -88,7 +101,8 @@ static int check_requant(void) {
         }
     }
     mcu_puts(failed ? "FAIL " : "ok   ");
-    mcu_puts("rnc_s32_requant_s16_mve: ");
+    mcu_puts(name);
+    mcu_puts(": ");
     mcu_put_int(n_cases - failed);
     mcu_puts("/");
     mcu_put_int(n_cases);
@@ -98,15 +112,23 @@ static int check_requant(void) {
 
 int main(void) {
     for (int i = 0; i < 65536; i++) in[i] = (int16_t)(i - 32768);
-    int failed = 0;
+    int failed = 0, rows = 0;
+#if defined(RNC_S8_HAVE_DSP)
+    failed += check_act("sigmoid_block (int_cells_dsp.c)", sigmoid_block, act_sigmoid_sub, act_sigmoid_hash);
+    failed += check_act("tanh_block (int_cells_dsp.c)", tanh_block, act_tanh_sub, act_tanh_hash);
+    failed += check_requant("requant (int_cells_dsp.c)", requant);
+    rows += 3;
+#endif
 #if defined(RNC_S8_HAVE_MVE)
     failed += check_act("rnc_s16_sigmoid_mve", rnc_s16_sigmoid_mve, act_sigmoid_sub, act_sigmoid_hash);
     failed += check_act("rnc_s16_tanh_mve", rnc_s16_tanh_mve, act_tanh_sub, act_tanh_hash);
-    failed += check_requant();
-#else
-    mcu_puts("test_act: this target has no elementwise rows\n");
-    return 1;
+    failed += check_requant("rnc_s32_requant_s16_mve", rnc_s32_requant_s16_mve);
+    rows += 3;
 #endif
+    if (!rows) {
+        mcu_puts("test_act: this target has no elementwise rows\n");
+        return 1;
+    }
     mcu_puts(failed ? "test_act: FAILED\n" : "test_act: all rows passed\n");
     return failed ? 1 : 0;
 }

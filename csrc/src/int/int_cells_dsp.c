@@ -24,25 +24,23 @@ static inline int32_t clamp16(int32_t x) { return x < -32768 ? -32768 : x > 3276
 static inline int32_t clamp8(int32_t x) { return x < -128 ? -128 : x > 127 ? 127 : x; }
 static inline int32_t wrap16(int32_t x) { return (int32_t)(int16_t)(uint16_t)(uint32_t)x; }
 
-/* int16 SRDHM; the result exceeds int16 only for a = b = -2^15 */
-static inline int32_t srd16(int32_t a, int32_t b) {
-    int32_t v = (a * b + (1 << 14)) >> 15;
-    return v > 32767 ? 32767 : v;
-}
+/* int16 SRDHM. The result exceeds int16 only for a = b = -2^15, which no call here can pass:
+ * every call has one operand that is a positive constant, a square's factor in [-2^12, 2^12), the
+ * reciprocal's d in [2^14, 2^15), or 1 - d x >= 2^13 - (2^15 - 1); so no saturation. */
+static inline int32_t srd16(int32_t a, int32_t b) { return (a * b + (1 << 14)) >> 15; }
 
-/* int32 SRDHM; the result exceeds int32 only for a = b = -2^31 */
-static inline int32_t srd32(int32_t a, int32_t b) {
-    int64_t v = ((int64_t)a * b + (1 << 30)) >> 31;
-    return v > 2147483647 ? 2147483647 : (int32_t)v;
+/* int32 SRDHM for m >= 0 (rnc_int_cell_check): a = m = -2^31, its one overflow, cannot occur */
+static inline int32_t srd32(int32_t a, int32_t m) {
+    return (int32_t)(((int64_t)a * m + (1 << 30)) >> 31);
 }
 
 /* RoundingDivideByPOT(x, e), 0 <= e <= 31, ties away from zero */
 static inline int32_t rdbpot(int32_t x, int e) {
-    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
+    const int32_t mask = (int32_t)((1u << e) - 1u);
     return (x >> e) + ((x & mask) > ((mask >> 1) + (x < 0)));
 }
 
-/* MultiplyByQuantizedMultiplier, x 2^left saturated to int32 */
+/* MultiplyByQuantizedMultiplier (m >= 0), x 2^left saturated to int32 */
 static inline int32_t mbqm(int32_t x, int32_t m, int shift) {
     if (shift > 0) {
         int64_t xl = (int64_t)x * ((int64_t)1 << shift);
