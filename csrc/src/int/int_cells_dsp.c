@@ -24,9 +24,10 @@ static inline int32_t clamp16(int32_t x) { return x < -32768 ? -32768 : x > 3276
 static inline int32_t clamp8(int32_t x) { return x < -128 ? -128 : x > 127 ? 127 : x; }
 static inline int32_t wrap16(int32_t x) { return (int32_t)(int16_t)(uint16_t)(uint32_t)x; }
 
-/* int16 SRDHM. The result exceeds int16 only for a = b = -2^15, which no call here can pass:
- * every call has one operand that is a positive constant, a square's factor in [-2^12, 2^12), the
- * reciprocal's d in [2^14, 2^15), or 1 - d x >= 2^13 - (2^15 - 1); so no saturation. */
+/* int16 SRDHM without its saturation: the result exceeds int16 only for a = b = -2^15, and every
+ * call has an operand that cannot be -2^15 (a positive constant, a square's factor in [-2^12,
+ * 2^12), the reciprocal's d in [2^14, 2^15), or its Newton iterate x, which stays positive);
+ * csrc/mcu/test_act.c checks every int16 input. */
 static inline int32_t srd16(int32_t a, int32_t b) { return (a * b + (1 << 14)) >> 15; }
 
 /* int32 SRDHM for m >= 0 (rnc_int_cell_check): a = m = -2^31, its one overflow, cannot occur */
