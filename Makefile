@@ -21,9 +21,11 @@ lint:
 docs:
 	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
 
-# The C core's tests with the default compiler (and ASan/UBSan), again with clang, and a short
-# libFuzzer run of the model loader (csrc/Makefile fuzz-smoke; the long campaign: docs/fuzzing.md).
+# The C core's tests with the default compiler (and ASan/UBSan), again with clang, the integer
+# kernels on bare-metal Cortex-M4/M7/M55 images under qemu-system-arm (docs/deploy-cortex-m.md),
+# and a short libFuzzer run of the model loader (csrc/Makefile fuzz-smoke; the long campaign:
+# docs/fuzzing.md).
 test: install-test lint docs
-	$(MAKE) -C csrc test test-sanitize PYTHON=$(PYTHON)
+	$(MAKE) -C csrc test test-sanitize test-cortex-m PYTHON=$(PYTHON)
 	$(MAKE) -C csrc test-clang fuzz-smoke PYTHON=$(PYTHON)
 	$(PYTHON) -m pytest -q

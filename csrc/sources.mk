@@ -23,6 +23,9 @@ X86_AMX_SRCS = src/kernels/q8_gemm_amx.c src/kernels/cells_amx.c
 # file (kernel_table.c then has no rows for it); the other paths are unaffected.
 OPTIONAL_GROUPS = X86_AVXVNNI X86_AMX
 X86_AMX_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mamx-tile -mamx-int8
+# The fully-integer step of the Cortex-M path (rnncore_int.h): not in librnncore or the Python
+# extension (the name does not end in _SRCS); built by csrc/Makefile test-int and firmware.
+INT_CORE = src/int/int_cells.c src/int/s8_matvec_generic.c
 ARM_SRCS = src/arch/arm_cpu.c
 # ARM NEON (armv7 hard-float with -mfpu=neon, aarch64 baseline) and aarch64 dot product (sdot);
 # chosen at run time from getauxval (arch/arm_cpu.c). Cross builds: toolchains/cross.mk.

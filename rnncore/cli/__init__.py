@@ -6,7 +6,7 @@
     rnncore bench MODEL.rnc [--json] ...        latency percentiles, batch and thread sweeps, accuracy
     rnncore quantize IN.rnc -o OUT.rnc          an f32 model as q8 [--calibration X.npy]
     rnncore convert SRC -o OUT.rnc              a PyTorch/Keras/ONNX model file as .rnc
-    rnncore export-c MODEL.rnc -o MODEL.c       the model as C source
+    rnncore export-c MODEL.rnc -o MODEL.c       the model as C source (--target cortex-m: integer)
     rnncore demo                                train a GRU on JapaneseVowels
     rnncore version | rnncore --version
 
@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--name", default=None, help="C identifier prefix (default: the output file's stem)")
     ex.add_argument("--max-bytes", type=int, default=None,
                     help="largest model file read (default 2 GiB, rnncore.io.files.MAX_MODEL_BYTES)")
+    ex.add_argument("--target", choices=("host", "cortex-m"), default="host",
+                    help="host: the .rnc bytes for the C core (default); cortex-m: a fully-integer model "
+                         "(const arrays + static arena, docs/integer.md), needs --calibration")
+    ex.add_argument("--calibration", default=None, metavar="X.npy",
+                    help="cortex-m: representative inputs (B, T, F) for the integer scales")
+    ex.add_argument("--calibration-lengths", default=None, metavar="L.npy",
+                    help="cortex-m: valid steps per calibration sequence (B,) (default: all T)")
     from rnncore import demo
 
     demo.add_arguments(sub.add_parser("demo", parents=[common],
@@ -99,7 +106,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             demo.run(args)
         except ImportError as e:  # an optional package the demo needs
             raise CLIError(f"needs a package that is not installed: {e}") from e
+    elif cmd == "export-c" and args.target == "cortex-m":
+        from rnncore.cli import export_int
+
+        export_int.run(args)
     elif cmd == "export-c":
+        if args.calibration is not None or args.calibration_lengths is not None:
+            raise CLIError("--calibration: only with --target cortex-m (q8 scales: rnncore quantize)")
         from rnncore.io.export_c import export_c
         from rnncore.io.files import MAX_MODEL_BYTES
 

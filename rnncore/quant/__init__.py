@@ -5,6 +5,10 @@
 * :mod:`rnncore.quant.reference`: q8 (and float) steps and sequences of RNN / GRU (both
   forms) / LSTM stacks, bidirectional, with lengths, embedding and linear head;
 * :func:`calibrate`: static activation scales from data.
+
+The fully-integer path (microcontrollers, no float in a step; docs/integer.md) is in
+:mod:`rnncore.quant.integer` (the spec), :mod:`rnncore.quant.fixedpoint` (TFLite's fixed-point
+arithmetic) and :mod:`rnncore.quant.tflite` (TFLite integer LSTMs read as its cells).
 """
 
 from rnncore.quant.calibrate import CalibrationWarning, calibrate

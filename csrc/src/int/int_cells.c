@@ -1,0 +1,268 @@
+/* The fully-integer cell step (rnncore_int.h), line for line rnncore/quant/fixedpoint.py and
+ * rnncore/quant/integer.py. Integer arithmetic only: int32 with int64 products; right shifts of
+ * negative values are arithmetic (as on every compiler this project supports). */
+#include "rnncore_int.h"
+
+#include <string.h>
+
+#define I16_MIN (-32768)
+#define I16_MAX 32767
+#define I32_MIN (-2147483647 - 1)
+#define I32_MAX 2147483647
+
+static inline int32_t sat16(int32_t x) { return x < I16_MIN ? I16_MIN : x > I16_MAX ? I16_MAX : x; }
+static inline int32_t sat8(int32_t x) { return x < -128 ? -128 : x > 127 ? 127 : x; }
+/* (int16_t)x, two's-complement wrap-around, without implementation-defined conversions */
+static inline int32_t wrap16(int32_t x) { return (int32_t)(((uint32_t)x + 32768u) & 0xFFFFu) - 32768; }
+
+/* ---- multiplier + shift (TFLite common.h) -------------------------------------------- */
+
+/* SaturatingRoundingDoublingHighMul(int32 a, int32 b) */
+static inline int32_t srdhm(int32_t a, int32_t b) {
+    if (a == b && a == I32_MIN) return I32_MAX;
+    const int64_t ab = (int64_t)a * b;
+    const int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* RoundingDivideByPOT(x, e), 0 <= e <= 31: round to nearest, ties away from zero */
+static inline int32_t rdbpot(int32_t x, int e) {
+    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0);
+    return (x >> e) + (remainder > threshold);
+}
+
+/* MultiplyByQuantizedMultiplier(x, m, shift), x * 2^left saturated to int32 */
+static inline int32_t mbqm(int32_t x, int32_t m, int shift) {
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    int64_t xl = (int64_t)x * ((int64_t)1 << left);
+    xl = xl < I32_MIN ? I32_MIN : xl > I32_MAX ? I32_MAX : xl;
+    return rdbpot(srdhm((int32_t)xl, m), right);
+}
+
+/* TFLite CwiseMul(int16 a, int16 b, shift): (int16_t)RDBPOT(a b, shift) */
+static inline int32_t cwise_mul_shift(int32_t a, int32_t b, int shift) { return wrap16(rdbpot(a * b, shift)); }
+
+/* ---- gemmlowp FixedPoint<int16_t, k> ------------------------------------------------- */
+
+static inline int32_t trunc_div(int32_t a, int32_t d) { return a / d; } /* C division truncates */
+
+/* gemmlowp GEMMLOWP_CHECKED_FIXEDPOINT_CONSTANT for int16: RDBPOT(raw32, 16) */
+#define C16(raw32) rdbpot((raw32), 16)
+
+static inline int32_t srdhm16(int32_t a, int32_t b) {
+    if (a == b && a == I16_MIN) return I16_MAX;
+    const int32_t ab = a * b;
+    const int32_t nudge = ab >= 0 ? (1 << 14) : (1 - (1 << 14));
+    return wrap16(trunc_div(ab + nudge, 1 << 15));
+}
+
+/* SaturatingRoundingMultiplyByPOT<e> on int16 */
+static inline int32_t sat_mul_pot16(int32_t x, int e) {
+    if (e == 0) return x;
+    if (e < 0) return rdbpot(x, -e);
+    const int32_t threshold = (1 << (15 - e)) - 1;
+    if (x > threshold) return I16_MAX;
+    if (x < -threshold) return I16_MIN;
+    return wrap16(x * (1 << e));
+}
+
+static inline int32_t rounding_half_sum16(int32_t a, int32_t b) {
+    const int32_t s = a + b;
+    return wrap16(trunc_div(s + (s >= 0 ? 1 : -1), 2));
+}
+
+#define ONE_Q15 I16_MAX
+
+/* exp(a) for a in [-1/4, 0), Q0.15 */
+static int32_t exp_on_interval_q15(int32_t a) {
+    const int32_t constant_term = C16(1895147668);
+    const int32_t constant_1_over_3 = C16(715827883);
+    const int32_t x = wrap16(a + (1 << 12));
+    const int32_t x2 = srdhm16(x, x);
+    const int32_t x3 = srdhm16(x2, x);
+    const int32_t x4 = srdhm16(x2, x2);
+    const int32_t x4_over_4 = sat_mul_pot16(x4, -2);
+    const int32_t poly = sat_mul_pot16(wrap16(srdhm16(wrap16(x4_over_4 + x3), constant_1_over_3) + x2), -1);
+    return sat16(constant_term + srdhm16(constant_term, wrap16(x + poly)));
+}
+
+static const int32_t exp_barrel[7][2] = {{-2, 1672461947}, {-1, 1302514674}, {0, 790015084}, {1, 290630308},
+                                         {2, 39332535},   {3, 720401},      {4, 242}};
+
+/* exp(a) for a <= 0 with int_bits integer bits, Q0.15 */
+static int32_t exp_on_negative_values_q15(int32_t a, int int_bits) {
+    const int frac = 15 - int_bits;
+    const int32_t quarter = 1 << (frac - 2);
+    const int32_t a_mod_quarter_minus_quarter = wrap16((a & (quarter - 1)) - quarter);
+    int32_t result = exp_on_interval_q15(sat_mul_pot16(a_mod_quarter_minus_quarter, int_bits));
+    const int32_t remainder = wrap16(a_mod_quarter_minus_quarter - a);
+    for (int k = 0; k < 7; k++) {
+        const int e = (int)exp_barrel[k][0];
+        if (int_bits > e && (remainder & (1 << (frac + e)))) result = srdhm16(result, C16(exp_barrel[k][1]));
+    }
+    if (int_bits > 5 && a < C16(-(1 << (36 - int_bits)))) result = 0;
+    return a == 0 ? ONE_Q15 : result;
+}
+
+/* 1 / d for d in [1/2, 1] (Q0.15): Newton-Raphson from 48/17 - 32/17 d, Q2.13 */
+static int32_t newton_reciprocal_q13(int32_t half_denominator) {
+    int32_t x = wrap16(C16(1515870810) + srdhm16(half_denominator, C16(-1010580540)));
+    for (int k = 0; k < 3; k++) {
+        const int32_t one_minus_dx = wrap16((1 << 13) - srdhm16(half_denominator, x));
+        x = wrap16(x + sat_mul_pot16(srdhm16(x, one_minus_dx), 2));
+    }
+    return x;
+}
+
+static int32_t sigmoid_q15(int32_t a, int int_bits) {
+    if (a == 0) return 1 << 14;
+    const int32_t abs_a = a > 0 ? a : wrap16(-a);
+    const int32_t e = exp_on_negative_values_q15(wrap16(-abs_a), int_bits);
+    const int32_t if_positive = sat_mul_pot16(newton_reciprocal_q13(rounding_half_sum16(e, ONE_Q15)), 1);
+    return a > 0 ? if_positive : wrap16(ONE_Q15 - if_positive);
+}
+
+static int32_t tanh_q15(int32_t a, int int_bits) {
+    if (a == 0) return 0;
+    const int32_t n = a < 0 ? a : wrap16(-a);
+    const int32_t e = exp_on_negative_values_q15(n, int_bits + 1);
+    const int32_t x = newton_reciprocal_q13(rounding_half_sum16(e, ONE_Q15));
+    const int32_t t = sat_mul_pot16(wrap16(x - (1 << 13)), 2);
+    return a < 0 ? wrap16(-t) : t;
+}
+
+/* ---- the cells ---------------------------------------------------------------------- */
+
+#define GATE_INT_BITS 3
+
+int rnc_int_gates(int32_t cell) {
+    switch (cell) {
+    case RNC_INT_LSTM: return 4;
+    case RNC_INT_GRU: return 3;
+    case RNC_INT_RNN_TANH:
+    case RNC_INT_RNN_RELU: return 1;
+    default: return 0;
+    }
+}
+
+int rnc_int_cell_check(const rnc_int_cell *c) {
+    if (!c) return RNC_INT_E_ARG;
+    const int G = rnc_int_gates(c->cell);
+    if (!G || c->input_size < 1 || c->input_size > RNC_S8_MAX_COLS || c->hidden_size < 1 ||
+        c->hidden_size > RNC_S8_MAX_COLS || (int64_t)G * c->hidden_size > RNC_S8_MAX_COLS * 4)
+        return RNC_INT_E_ARG;
+    if (!c->w_ih || !c->w_hh || !c->b_ih || !c->b_hh || !c->m_ih || !c->m_hh || !c->e_ih || !c->e_hh)
+        return RNC_INT_E_ARG;
+    if (c->h_zp < -128 || c->h_zp > 127 || c->e_h < -31 || c->e_h > 30 || c->m_h < 0 || c->m_rh < 0 ||
+        c->e_rh < -31 || c->e_rh > 30)
+        return RNC_INT_E_ARG;
+    if (c->cell == RNC_INT_LSTM && (c->cell_shift < -15 || c->cell_shift > -9 || c->cell_clip < 0))
+        return RNC_INT_E_ARG;
+    for (int r = 0; r < G * c->hidden_size; r++)
+        if (c->e_ih[r] < -31 || c->e_ih[r] > 30 || c->e_hh[r] < -31 || c->e_hh[r] > 30 || c->m_ih[r] < 0 ||
+            c->m_hh[r] < 0)
+            return RNC_INT_E_ARG;
+    return RNC_INT_OK;
+}
+
+void rnc_int_cell_reset(const rnc_int_cell *c, int8_t *h8, int16_t *s16) {
+    memset(h8, (int)(int8_t)c->h_zp, (size_t)c->hidden_size);
+    if (s16) memset(s16, 0, (size_t)c->hidden_size * sizeof(int16_t));
+}
+
+/* The pre-activations of `rows` rows, H rows at a time through acc[H] (so the int32 scratch is
+ * H words, not G*H): g[r] = sat16(MBQM(W[r] v + b[r])) or, with add, sat16(MBQM(...) + g[r]). */
+static void gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, const int8_t *W, int cols,
+                      const int32_t *b, const int32_t *m, const int8_t *e, const int8_t *v, int rows, int block,
+                      int add) {
+    for (int r0 = 0; r0 < rows; r0 += block) {
+        const int n = rows - r0 < block ? rows - r0 : block;
+        matvec(acc, W + (long)r0 * cols, cols, b + r0, v, n, cols);
+        if (add)
+            for (int r = 0; r < n; r++) g[r0 + r] = (int16_t)sat16(mbqm(acc[r], m[r0 + r], e[r0 + r]) + g[r0 + r]);
+        else
+            for (int r = 0; r < n; r++) g[r0 + r] = (int16_t)sat16(mbqm(acc[r], m[r0 + r], e[r0 + r]));
+    }
+}
+
+int rnc_int_cell_step(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
+                      int16_t *s16, void *scratch, size_t scratch_bytes) {
+    if (rnc_int_cell_check(c) != RNC_INT_OK || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
+    const int G = rnc_int_gates(c->cell), H = c->hidden_size, I = c->input_size, GH = G * H;
+    if ((c->cell == RNC_INT_LSTM || c->cell == RNC_INT_GRU) && !s16) return RNC_INT_E_ARG;
+    if (!scratch || ((uintptr_t)scratch & 3u) || scratch_bytes < RNC_INT_SCRATCH_BYTES(G, H))
+        return RNC_INT_E_SCRATCH;
+    int32_t *acc = (int32_t *)scratch; /* H */
+    int16_t *g = (int16_t *)(acc + H); /* G*H */
+    int8_t *rh8 = (int8_t *)(g + GH);  /* H */
+
+    /* input part of every gate, then the recurrent part of those that add it whole */
+    gate_part(g, acc, matvec, c->w_ih, I, c->b_ih, c->m_ih, c->e_ih, x8, GH, H, 0);
+    if (c->cell == RNC_INT_LSTM) {
+        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, GH, H, 1);
+        const int cell_int_bits = 15 + c->cell_shift;
+        for (int k = 0; k < H; k++) {
+            const int32_t i = sigmoid_q15(g[k], GATE_INT_BITS);
+            const int32_t f = sigmoid_q15(g[H + k], GATE_INT_BITS);
+            const int32_t gg = tanh_q15(g[2 * H + k], GATE_INT_BITS);
+            const int32_t o = sigmoid_q15(g[3 * H + k], GATE_INT_BITS);
+            int32_t c2 = sat16(cwise_mul_shift(f, s16[k], 15) + cwise_mul_shift(i, gg, 30 + c->cell_shift));
+            if (c->cell_clip > 0) c2 = c2 < -c->cell_clip ? -c->cell_clip : c2 > c->cell_clip ? c->cell_clip : c2;
+            const int32_t tc = tanh_q15(c2, cell_int_bits);
+            s16[k] = (int16_t)c2;
+            h8[k] = (int8_t)sat8(mbqm(o * tc, c->m_h, (int)c->e_h) + c->h_zp);
+        }
+        return RNC_INT_OK;
+    }
+    if (c->cell == RNC_INT_GRU) {
+        const int8_t *w_hn = c->w_hh + (long)2 * H * H;
+        const int32_t *b_hn = c->b_hh + 2 * H, *m_hn = c->m_hh + 2 * H;
+        const int8_t *e_hn = c->e_hh + 2 * H;
+        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
+        if (c->linear_before_reset) {
+            matvec(acc, w_hn, H, b_hn, h8, H, H);
+            for (int k = 0; k < H; k++) {
+                const int32_t r = sigmoid_q15(g[k], GATE_INT_BITS);
+                const int32_t g_hn = sat16(mbqm(acc[k], m_hn[k], e_hn[k]));
+                g[2 * H + k] = (int16_t)tanh_q15(sat16(g[2 * H + k] + cwise_mul_shift(r, g_hn, 15)), GATE_INT_BITS);
+            }
+        } else {
+            for (int k = 0; k < H; k++) {
+                const int32_t r = sigmoid_q15(g[k], GATE_INT_BITS);
+                rh8[k] = (int8_t)sat8(mbqm(r * s16[k], c->m_rh, (int)c->e_rh) + c->h_zp);
+            }
+            matvec(acc, w_hn, H, b_hn, rh8, H, H);
+            for (int k = 0; k < H; k++)
+                g[2 * H + k] = (int16_t)tanh_q15(sat16(mbqm(acc[k], m_hn[k], e_hn[k]) + g[2 * H + k]), GATE_INT_BITS);
+        }
+        for (int k = 0; k < H; k++) {
+            const int32_t z = sigmoid_q15(g[H + k], GATE_INT_BITS);
+            const int32_t n = g[2 * H + k];
+            const int32_t h16 = sat16(rdbpot(((1 << 15) - z) * n + z * s16[k], 15));
+            s16[k] = (int16_t)h16;
+            h8[k] = (int8_t)sat8(mbqm(h16, c->m_h, (int)c->e_h) + c->h_zp);
+        }
+        return RNC_INT_OK;
+    }
+    /* RNN: h8 is read by the recurrent product before it is overwritten */
+    gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
+    for (int k = 0; k < H; k++) {
+        const int32_t a = c->cell == RNC_INT_RNN_TANH ? tanh_q15(g[k], GATE_INT_BITS) : (g[k] > 0 ? g[k] : 0);
+        h8[k] = (int8_t)sat8(mbqm(a, c->m_h, (int)c->e_h) + c->h_zp);
+    }
+    return RNC_INT_OK;
+}
+
+int rnc_int_linear_run(const rnc_int_linear *l, rnc_s8_matvec_fn matvec, const int8_t *x8, int32_t *y) {
+    if (!l || !matvec || !x8 || !y || !l->w || !l->b || !l->m || !l->e || l->in_features < 1 ||
+        l->in_features > RNC_S8_MAX_COLS || l->out_features < 1 || l->out_features > RNC_S8_MAX_COLS)
+        return RNC_INT_E_ARG;
+    for (int r = 0; r < l->out_features; r++)
+        if (l->e[r] < -31 || l->e[r] > 30 || l->m[r] < 0) return RNC_INT_E_ARG;
+    matvec(y, l->w, l->in_features, l->b, x8, l->out_features, l->in_features);
+    for (int r = 0; r < l->out_features; r++) y[r] = mbqm(y[r], l->m[r], l->e[r]);
+    return RNC_INT_OK;
+}

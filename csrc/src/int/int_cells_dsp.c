@@ -1,0 +1,205 @@
+/* The integer cell step (rnncore_int.h) for Armv7E-M / Armv8-M cores with the DSP extension
+ * (Cortex-M4, M7, M33, M55 without MVE): the products through the caller's rnc_s8_matvec_fn (the
+ * DSP row), and the elementwise work on whole gate blocks, written for a 32-bit core with a
+ * single-cycle multiplier. Every value is the portable step's (int_cells.c) bit for bit; what
+ * changes is how the same fixed-point definitions are computed:
+ *
+ *   SaturatingRoundingDoublingHighMul = (a b + 2^(n-2)) >> (n-1), the one overflow saturated (a
+ *     multiply-add and a shift; gemmlowp's nudge 1 - 2^(n-2) for negative products and
+ *     truncating division give the same value for every pair: both are floor((ab + 2^(n-2)) /
+ *     2^(n-1)));
+ *   SaturatingRoundingMultiplyByPOT<e > 0> on int16 = clamp16(x 2^e);
+ *   RoundingHalfSum(e, 1) = (e + 2^15) >> 1 (e = exp(-|x|) >= 0);
+ *   the exp barrel's conditional multiplies as selects (no branches).
+ *
+ * Same arguments, checks, scratch (its layout too) and results as rnc_int_cell_step. */
+#include "rnncore_int.h"
+#include "s8_kernel_list.h"
+
+#if defined(RNC_S8_HAVE_DSP)
+
+#define GATE_INT_BITS 3
+
+static inline int32_t clamp16(int32_t x) { return x < -32768 ? -32768 : x > 32767 ? 32767 : x; }
+static inline int32_t clamp8(int32_t x) { return x < -128 ? -128 : x > 127 ? 127 : x; }
+static inline int32_t wrap16(int32_t x) { return (int32_t)(int16_t)(uint16_t)(uint32_t)x; }
+
+/* int16 SRDHM without its saturation: the result exceeds int16 only for a = b = -2^15, and every
+ * call has an operand that cannot be -2^15 (a positive constant, a square's factor in [-2^12,
+ * 2^12), the reciprocal's d in [2^14, 2^15), or its Newton iterate x, which stays positive);
+ * csrc/mcu/test_act.c checks every int16 input. */
+static inline int32_t srd16(int32_t a, int32_t b) { return (a * b + (1 << 14)) >> 15; }
+
+/* int32 SRDHM for m >= 0 (rnc_int_cell_check): a = m = -2^31, its one overflow, cannot occur */
+static inline int32_t srd32(int32_t a, int32_t m) {
+    return (int32_t)(((int64_t)a * m + (1 << 30)) >> 31);
+}
+
+/* RoundingDivideByPOT(x, e), 0 <= e <= 31, ties away from zero */
+static inline int32_t rdbpot(int32_t x, int e) {
+    const int32_t mask = (int32_t)((1u << e) - 1u);
+    return (x >> e) + ((x & mask) > ((mask >> 1) + (x < 0)));
+}
+
+/* MultiplyByQuantizedMultiplier (m >= 0), x 2^left saturated to int32 */
+static inline int32_t mbqm(int32_t x, int32_t m, int shift) {
+    if (shift > 0) {
+        int64_t xl = (int64_t)x * ((int64_t)1 << shift);
+        x = xl < -2147483647 - 1 ? -2147483647 - 1 : xl > 2147483647 ? 2147483647 : (int32_t)xl;
+        return srd32(x, m);
+    }
+    return rdbpot(srd32(x, m), -shift);
+}
+
+/* exp(a) for a in [-1/4, 0), Q0.15 */
+static inline int32_t exp_interval(int32_t a) {
+    const int32_t constant_term = 28918, one_third = 10923; /* C16(1895147668), C16(715827883) */
+    const int32_t x = wrap16(a + (1 << 12));
+    const int32_t x2 = srd16(x, x), x3 = srd16(x2, x), x4 = srd16(x2, x2);
+    const int32_t x4_over_4 = rdbpot(x4, 2);
+    const int32_t poly = rdbpot(wrap16(srd16(wrap16(x4_over_4 + x3), one_third) + x2), 1);
+    return clamp16(constant_term + srd16(constant_term, wrap16(x + poly)));
+}
+
+/* exp(-2^e), e = -2..4, as gemmlowp's int16 constants (C16 of the Q0.31 values) */
+static const int16_t exp_barrel16[7] = {25520, 19875, 12055, 4435, 600, 11, 0};
+
+/* exp(a) for a <= 0 with k integer bits (0 <= k <= 7), Q0.15 */
+static inline int32_t exp_negative(int32_t a, int k) {
+    const int frac = 15 - k;
+    const int32_t quarter = 1 << (frac - 2);
+    const int32_t amq = wrap16((a & (quarter - 1)) - quarter);
+    int32_t result = exp_interval(clamp16(amq * (1 << k)));
+    const int32_t remainder = wrap16(amq - a);
+    for (int e = -2; e <= 4 && e < k; e++) {
+        const int32_t scaled = srd16(result, exp_barrel16[e + 2]);
+        result = (remainder & (1 << (frac + e))) ? scaled : result;
+    }
+    if (k > 5 && a < rdbpot(-(1 << (36 - k)), 16)) result = 0;
+    return a == 0 ? 32767 : result;
+}
+
+/* 1 / ((1 + e) / 2), Q2.13, e >= 0 in Q0.15: three Newton-Raphson steps */
+static inline int32_t reciprocal_q13(int32_t e) {
+    const int32_t d = (e + 32768) >> 1;
+    int32_t x = wrap16(23130 + srd16(d, -15420)); /* C16(1515870810), C16(-1010580540) */
+    for (int i = 0; i < 3; i++) {
+        const int32_t one_minus_dx = wrap16((1 << 13) - srd16(d, x));
+        x = wrap16(x + clamp16(srd16(x, one_minus_dx) * 4));
+    }
+    return x;
+}
+
+static void sigmoid_block(int16_t *y, const int16_t *x, int n, int k) {
+    for (int i = 0; i < n; i++) {
+        const int32_t a = x[i];
+        const int32_t if_positive = clamp16(reciprocal_q13(exp_negative(a > 0 ? -a : a, k)) * 2);
+        y[i] = (int16_t)(a == 0 ? 1 << 14 : a > 0 ? if_positive : wrap16(32767 - if_positive));
+    }
+}
+
+static void tanh_block(int16_t *y, const int16_t *x, int n, int k) {
+    for (int i = 0; i < n; i++) {
+        const int32_t a = x[i];
+        const int32_t r = reciprocal_q13(exp_negative(a < 0 ? a : -a, k + 1));
+        const int32_t t = clamp16(wrap16(r - (1 << 13)) * 4);
+        y[i] = (int16_t)(a == 0 ? 0 : a < 0 ? wrap16(-t) : t);
+    }
+}
+
+/* g[r] = sat16(MBQM(acc[r], m[r], e[r]) + add[r]) (add NULL: 0; the sum saturated in int64) */
+static void requant(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *e,
+                    const int16_t *add, int n) {
+    for (int r = 0; r < n; r++) {
+        int64_t v = mbqm(acc[r], m[r], e[r]);
+        if (add) v += add[r];
+        g[r] = (int16_t)(v < -32768 ? -32768 : v > 32767 ? 32767 : v);
+    }
+}
+
+/* TFLite CwiseMul(a, b, shift) = (int16_t)RDBPOT(a b, shift) */
+static inline int32_t cwise_mul_shift(int32_t a, int32_t b, int shift) {
+    return wrap16(rdbpot(a * b, shift));
+}
+
+static inline int8_t out8(const rnc_int_cell *c, int32_t v) {
+    return (int8_t)clamp8(mbqm(v, c->m_h, (int)c->e_h) + c->h_zp);
+}
+
+/* the pre-activations of `rows` rows, H rows at a time through acc[H] (the portable step's
+ * gate_part) */
+static void gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, const int8_t *W, int cols,
+                      const int32_t *b, const int32_t *m, const int8_t *e, const int8_t *v, int rows,
+                      int block, int add) {
+    for (int r0 = 0; r0 < rows; r0 += block) {
+        const int n = rows - r0 < block ? rows - r0 : block;
+        matvec(acc, W + (long)r0 * cols, cols, b + r0, v, n, cols);
+        requant(g + r0, acc, m + r0, e + r0, add ? g + r0 : 0, n);
+    }
+}
+
+int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
+    if (rnc_int_cell_check(c) != RNC_INT_OK || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
+    const int G = rnc_int_gates(c->cell), H = c->hidden_size, I = c->input_size, GH = G * H;
+    if ((c->cell == RNC_INT_LSTM || c->cell == RNC_INT_GRU) && !s16) return RNC_INT_E_ARG;
+    if (!scratch || ((uintptr_t)scratch & 3u) || scratch_bytes < RNC_INT_SCRATCH_BYTES(G, H))
+        return RNC_INT_E_SCRATCH;
+    int32_t *acc = (int32_t *)scratch; /* H */
+    int16_t *g = (int16_t *)(acc + H); /* G*H */
+    int8_t *rh8 = (int8_t *)(g + GH);  /* H */
+
+    gate_part(g, acc, matvec, c->w_ih, I, c->b_ih, c->m_ih, c->e_ih, x8, GH, H, 0);
+    if (c->cell == RNC_INT_LSTM) {
+        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, GH, H, 1);
+        int16_t *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+        sigmoid_block(gi, gi, 2 * H, GATE_INT_BITS); /* i, f */
+        tanh_block(gg, gg, H, GATE_INT_BITS);
+        sigmoid_block(go, go, H, GATE_INT_BITS);
+        for (int k = 0; k < H; k++) {
+            int32_t c2 = clamp16(cwise_mul_shift(gf[k], s16[k], 15) +
+                                 cwise_mul_shift(gi[k], gg[k], 30 + c->cell_shift));
+            if (c->cell_clip > 0) c2 = c2 < -c->cell_clip ? -c->cell_clip : c2 > c->cell_clip ? c->cell_clip : c2;
+            s16[k] = (int16_t)c2;
+        }
+        tanh_block(gg, s16, H, 15 + c->cell_shift); /* tanh(c'), over g's consumed block */
+        for (int k = 0; k < H; k++) h8[k] = out8(c, go[k] * gg[k]);
+        return RNC_INT_OK;
+    }
+    if (c->cell == RNC_INT_GRU) {
+        const int8_t *w_hn = c->w_hh + (long)2 * H * H;
+        const int32_t *b_hn = c->b_hh + 2 * H, *m_hn = c->m_hh + 2 * H;
+        const int8_t *e_hn = c->e_hh + 2 * H;
+        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
+        int16_t *gr = g, *gz = g + H, *gn = g + 2 * H;
+        sigmoid_block(gr, gr, 2 * H, GATE_INT_BITS); /* r, z */
+        if (c->linear_before_reset) {
+            matvec(acc, w_hn, H, b_hn, h8, H, H);
+            for (int k = 0; k < H; k++) {
+                const int32_t g_hn = clamp16(mbqm(acc[k], m_hn[k], e_hn[k]));
+                gn[k] = (int16_t)clamp16(gn[k] + cwise_mul_shift(gr[k], g_hn, 15));
+            }
+        } else {
+            for (int k = 0; k < H; k++)
+                rh8[k] = (int8_t)clamp8(mbqm(gr[k] * s16[k], c->m_rh, (int)c->e_rh) + c->h_zp);
+            matvec(acc, w_hn, H, b_hn, rh8, H, H);
+            requant(gn, acc, m_hn, e_hn, gn, H);
+        }
+        tanh_block(gn, gn, H, GATE_INT_BITS);
+        for (int k = 0; k < H; k++) {
+            const int32_t z = gz[k];
+            const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * gn[k] + z * s16[k], 15));
+            s16[k] = (int16_t)h16;
+            h8[k] = out8(c, h16);
+        }
+        return RNC_INT_OK;
+    }
+    /* RNN: h8 is read by the recurrent product before it is overwritten */
+    gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
+    if (c->cell == RNC_INT_RNN_TANH) tanh_block(g, g, H, GATE_INT_BITS);
+    for (int k = 0; k < H; k++) h8[k] = out8(c, c->cell == RNC_INT_RNN_RELU && g[k] < 0 ? 0 : g[k]);
+    return RNC_INT_OK;
+}
+#else
+typedef int rnc_int_cells_dsp_unavailable;
+#endif

@@ -1,0 +1,52 @@
+"""``rnncore export-c MODEL.rnc -o kws.c --target cortex-m --calibration X.npy``: a fully-integer
+C model for a microcontroller.
+
+The ``.rnc`` file's float model is calibrated on ``X`` (``(B, T, F)`` representative inputs,
+``--calibration-lengths L.npy`` for their valid steps), quantised to integers
+(:mod:`rnncore.quant.integer`) and written as C source by
+:func:`rnncore.io.export_int_c.export_int_c`: ``kws.c`` (const arrays in flash, a static arena)
+and ``kws.h``. docs/integer.md has the arithmetic, the memory budget and how to build it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rnncore.cli._common import CLIError, check_output_path, load_npy, read_model_bytes
+
+
+def run(args: argparse.Namespace) -> None:
+    from rnncore.io.export_int_c import export_int_c
+    from rnncore.io.rnc import read_rnc
+    from rnncore.quant import integer as qi
+    from rnncore.spec import spec_from_rnc
+
+    if args.calibration is None:
+        raise CLIError("--target cortex-m needs --calibration X.npy: integer models have static scales "
+                       "measured on representative inputs (B, T, F)")
+    data = read_model_bytes(args.model)
+    try:
+        spec = spec_from_rnc(read_rnc(data))
+    except ValueError as e:
+        raise CLIError(f"{args.model}: {e}") from e
+    check_output_path(args.output)
+    x = load_npy(args.calibration, "--calibration")
+    lengths = None if args.calibration_lengths is None else load_npy(args.calibration_lengths,
+                                                                     "--calibration-lengths")
+    if x.ndim != 3 or x.dtype.kind != "f":
+        raise CLIError(f"--calibration {args.calibration}: expected floats of shape (B, T, F), "
+                       f"got {x.dtype} {x.shape}")
+    try:
+        cal = qi.calibrate_int(spec, x, lengths)
+    except ValueError as e:
+        raise CLIError(f"--calibration {args.calibration}: {e}") from e
+    try:
+        model = qi.quantize_int_model(spec, cal)
+        budget = export_int_c(model, args.output, name=args.name)
+    except ValueError as e:
+        raise CLIError(f"{args.model}: {e}") from e
+    except OSError as e:
+        raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
+    print(f"{args.output} (+ .h): fully-integer model for Cortex-M: {budget['flash_bytes']} bytes const "
+          f"(flash), {budget['arena_bytes']} bytes static arena (state {budget['state_bytes']} + scratch "
+          f"{budget['scratch_bytes']})")

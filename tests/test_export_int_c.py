@@ -1,0 +1,130 @@
+"""``export-c --target cortex-m``: the generated C model (const arrays + static arena) computes the
+NumPy integer spec bit for bit (host compiler), and compiles freestanding for a Cortex-M4 with
+the weights in .rodata and only the arena in .bss."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnncore.io.export_int_c import export_int_c
+from rnncore.quant import integer as qi
+from rnncore.spec import LinearSpec, ModelSpec, layers_from_state_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+INT = ROOT / "csrc" / "src" / "int"
+CC = shutil.which("cc") or shutil.which("gcc")
+ARM = shutil.which("arm-none-eabi-gcc")
+
+DRIVER = r"""
+#include <stdio.h>
+#include "m.h"
+int main(void) {
+    int8_t x[M_INPUT_SIZE];
+    int steps;
+    if (scanf("%d", &steps) != 1) return 2;
+    m_reset();
+    for (int t = 0; t < steps; t++) {
+        for (int i = 0; i < M_INPUT_SIZE; i++) {
+            int v;
+            if (scanf("%d", &v) != 1) return 2;
+            x[i] = (int8_t)v;
+        }
+        if (m_step(x)) return 3;
+        const int8_t *h = m_output();
+        for (int k = 0; k < M_HIDDEN_SIZE; k++) printf("%d ", h[k]);
+#ifdef M_NUM_LOGITS
+        int32_t y[M_NUM_LOGITS];
+        if (m_head(y)) return 4;
+        for (int k = 0; k < M_NUM_LOGITS; k++) printf("%ld ", (long)y[k]);
+#endif
+        printf("\n");
+    }
+    return 0;
+}
+"""
+
+
+def _model(kind: str, layers: int, head: bool, seed: int = 0):
+    torch.manual_seed(seed)
+    cls = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}.get(kind, torch.nn.RNN)
+    kw = {"nonlinearity": kind[4:]} if kind.startswith("rnn") else {}
+    m = cls(6, 20, num_layers=layers, batch_first=True, **kw).double()
+    spec = ModelSpec(layers_from_state_dict(kind, m.state_dict(), layers, False))
+    if head:
+        spec.last_step = True
+        spec.head = LinearSpec(np.random.default_rng(seed).standard_normal((5, 20)), np.full(5, 0.1))
+    rng = np.random.default_rng(seed + 1)
+    return qi.quantize_int_model(spec, qi.calibrate_int(spec, rng.standard_normal((32, 20, 6))))
+
+
+@pytest.mark.skipif(CC is None, reason="no C compiler")
+@pytest.mark.parametrize("kind,layers,head", [("gru", 2, True), ("lstm", 1, True), ("rnn_relu", 2, False)])
+def test_exported_model_is_bit_exact_to_the_spec(tmp_path, kind, layers, head):
+    qm = _model(kind, layers, head)
+    budget = export_int_c(qm, tmp_path / "m.c")
+    assert budget["arena_bytes"] == budget["state_bytes"] + budget["scratch_bytes"]
+    (tmp_path / "main.c").write_text(DRIVER)
+    exe = tmp_path / "m"
+    subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{INT}", f"-I{tmp_path}",
+                    str(tmp_path / "main.c"), str(tmp_path / "m.c"), str(INT / "int_cells.c"),
+                    str(INT / "s8_matvec_generic.c"), "-o", str(exe)], check=True)
+    x8 = np.random.default_rng(5).integers(-128, 128, (15, 6)).astype(np.int8)
+    stdin = f"{len(x8)}\n" + "\n".join(" ".join(map(str, row)) for row in x8)
+    run = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True)
+    got = np.array([[int(v) for v in line.split()] for line in run.stdout.splitlines()])
+    h = x8[None]
+    for cell in qm.layers:
+        h, _ = qi.int_cell_sequence(cell, h)
+    want = h[0].astype(np.int64)
+    if head:
+        want = np.concatenate([want, qi.int_linear(qm.head, h[0])], axis=1)
+    assert got.shape == want.shape and np.array_equal(got, want)
+
+
+@pytest.mark.skipif(ARM is None, reason="arm-none-eabi-gcc not installed")
+def test_exported_model_compiles_for_cortex_m4_with_weights_in_rodata(tmp_path):
+    qm = _model("gru", 1, True)
+    budget = export_int_c(qm, tmp_path / "kws.c")
+    obj = tmp_path / "kws.o"
+    subprocess.run([ARM, "-std=c99", "-O2", "-mcpu=cortex-m4", "-mthumb", "-ffreestanding", "-Wall",
+                    "-Wextra", "-Werror", f"-I{INT}", "-c", str(tmp_path / "kws.c"), "-o", str(obj)],
+                   check=True)
+    size = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], capture_output=True, text=True, check=True)
+    sections = {p[0]: int(p[1]) for p in (line.split() for line in size.stdout.splitlines()) if len(p) >= 2
+                and p[1].isdigit()}
+    assert sections[".bss"] == budget["arena_bytes"]
+    assert sections.get(".data", 0) == 0
+    assert sections[".rodata"] >= budget["flash_bytes"]
+
+
+def test_cli_export_c_target_cortex_m(tmp_path):
+    import sys
+
+    from rnncore.spec import build_rnc
+    torch.manual_seed(3)
+    m = torch.nn.GRU(6, 12, batch_first=True)
+    spec = ModelSpec(layers_from_state_dict("gru", m.state_dict(), 1, False))
+    data, _ = build_rnc(spec, "f32")
+    (tmp_path / "m.rnc").write_bytes(data)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((32, 10, 6)).astype(np.float32))
+    cmd = [sys.executable, "-m", "rnncore", "export-c", str(tmp_path / "m.rnc"), "-o",
+           str(tmp_path / "kws.c"), "--target", "cortex-m"]
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    bad = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "needs --calibration" in bad.stderr
+    ok = subprocess.run(cmd + ["--calibration", str(tmp_path / "x.npy")], capture_output=True, text=True,
+                        env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "static arena" in ok.stdout
+    assert "rnc_int_cell_step" in (tmp_path / "kws.c").read_text()
+    assert "#define KWS_ARENA_BYTES" in (tmp_path / "kws.h").read_text()
+    host = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(tmp_path / "m.rnc"), "-o",
+                           str(tmp_path / "h.c"), "--calibration", str(tmp_path / "x.npy")],
+                          capture_output=True, text=True, env=env)
+    assert host.returncode == 1 and "only with --target cortex-m" in host.stderr
