@@ -107,11 +107,15 @@ def _run_litert(it, x8):
     return it.get_tensor(it.get_output_details()[0]["index"])
 
 
-def test_integer_lstm_reproduces_litert_bit_for_bit():
+@pytest.mark.parametrize("fixture", ["lstm_int8.tflite", "lstm_int8_zp.tflite"])
+def test_integer_lstm_reproduces_litert_bit_for_bit(fixture):
+    """lstm_int8_zp.tflite: h mostly positive, the state's and output's zero point is -127."""
     lite = _litert()
     from rnncore.quant.tflite import read_tflite_lstm
-    cell, info = read_tflite_lstm(DATA / "lstm_int8.tflite")
-    it = lite.Interpreter(model_path=str(DATA / "lstm_int8.tflite"))
+    cell, info = read_tflite_lstm(DATA / fixture)
+    if fixture == "lstm_int8_zp.tflite":
+        assert cell.h_zp == info["state_zp"] == -127
+    it = lite.Interpreter(model_path=str(DATA / fixture))
     it.allocate_tensors()
     inp = it.get_input_details()[0]
     assert inp["quantization"] == pytest.approx((cell.x_scale, cell.x_zp))

@@ -3,7 +3,11 @@
 Run with a Python that has TensorFlow (the tests never need it: they read the file with
 LiteRT and the flatbuffer schema):
 
-    /work/tfvenv/bin/python tools/make_tflite_lstm.py [out.tflite]
+    /work/tfvenv/bin/python tools/make_tflite_lstm.py [out.tflite [--positive]]
+
+Without arguments it writes both fixtures: tests/data/lstm_int8.tflite and
+tests/data/lstm_int8_zp.tflite (gates biased so that h is mostly positive: nonzero zero points
+of the state and output, which exercise the zero-point terms of the kernel).
 
 Why not ``TFLiteConverter.from_keras_model``: with Keras 3 (TensorFlow 2.21) the converter
 no longer fuses a Keras LSTM into TFLite's LSTM op; it converts the time loop op by op
@@ -31,7 +35,7 @@ from tensorflow.lite.python.optimize import calibrator
 T, I, H = 12, 5, 8
 
 
-def keras_weights(seed: int = 18):
+def keras_weights(seed: int = 18, positive: bool = False):
     """A Keras LSTM's kernel (I, 4H), recurrent kernel (H, 4H), bias (4H,), gates i, f, c, o."""
     tf.keras.utils.set_random_seed(seed)
     layer = tf.keras.layers.LSTM(H, return_sequences=True)
@@ -41,6 +45,11 @@ def keras_weights(seed: int = 18):
     k = (rng.standard_normal((I, 4 * H)) * 0.6).astype(np.float32)
     r = (rng.standard_normal((H, 4 * H)) * 0.6).astype(np.float32)
     b = (rng.standard_normal(4 * H) * 0.3).astype(np.float32)
+    if positive:   # input, cell and output gates biased open and positive: h > 0 mostly, zp_h != 0
+        k[:, 2 * H:3 * H] = np.abs(k[:, 2 * H:3 * H]) * 0.3
+        r[:, 2 * H:3 * H] = np.abs(r[:, 2 * H:3 * H]) * 0.3
+        b[:H] += 2.0
+        b[2 * H:] += 1.5
     layer.set_weights([k, r, b])
     return layer, k, r, b
 
@@ -101,8 +110,8 @@ def float_model(k, r, b) -> bytes:
     return bytes(builder.Output())
 
 
-def main(out: str) -> None:
-    layer, k, r, b = keras_weights()
+def main(out: str, positive: bool = False) -> None:
+    layer, k, r, b = keras_weights(positive=positive)
     blob = float_model(k, r, b)
     rng = np.random.default_rng(18)
     data = [np.tanh(rng.standard_normal((1, T, I)) * 1.5).astype(np.float32) * 2.0 for _ in range(200)]
@@ -128,4 +137,8 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/data/lstm_int8.tflite")
+    if len(sys.argv) > 1:
+        main(sys.argv[1], positive="--positive" in sys.argv)
+    else:
+        main("tests/data/lstm_int8.tflite")
+        main("tests/data/lstm_int8_zp.tflite", positive=True)

@@ -20,7 +20,7 @@ and one linear head case: ``rnc_int_head_vector`` (an ``rnc_int_linear``, 64 -> 
 ``RNC_INT_HEAD_NX`` inputs ``head_x`` (8 x 64 int8) and expected int32 logits ``head_y`` (8 x 12).
 
 Every case starts from the zero state (``rnc_int_cell_reset``: h8 = h_zp, s16 = 0), batch 1.
-The cases cover every cell kind and GRU form, the LSTM of tests/data/lstm_int8.tflite (the
+The cases cover every cell kind and GRU form, the LSTMs of tests/data/lstm_int8*.tflite (the
 parameters LiteRT runs, see tests/test_quant_int.py), saturated int8 inputs, a zero weight row,
 multipliers above 1 (positive shifts), a clipped LSTM cell, and the H = 64, I = 16 GRU of the
 issue's Cortex-M target. ``--small`` leaves out the TFLite case (no ai-edge-litert needed).
@@ -69,6 +69,8 @@ def cases(small: bool = False):
         from rnncore.quant.tflite import read_tflite_lstm
         cell, _ = read_tflite_lstm(ROOT / "tests" / "data" / "lstm_int8.tflite")
         out.append(("tflite_lstm", cell, _inputs(cell, 12, 1)))
+        cell, _ = read_tflite_lstm(ROOT / "tests" / "data" / "lstm_int8_zp.tflite")
+        out.append(("tflite_lstm_zp", cell, _inputs(cell, 12, 2)))
     specs = [
         ("lstm_i8_h16", dict(kind="lstm", I=8, H=16, seed=2)),
         ("lstm_clip_shift11", dict(kind="lstm", I=5, H=12, seed=3, c_absmax=12.0, zero_row=True)),

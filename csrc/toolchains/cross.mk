@@ -24,8 +24,9 @@ CROSS_OPT ?= -O3
 CROSS_STEMS := CORE GENERIC $(patsubst %_SRCS,%,$(sort $(filter ARM_SRCS ARM_%_SRCS AARCH64_%_SRCS ARMV7_%_SRCS,$(.VARIABLES))))
 cross_stems_for = $(filter-out $(if $(filter aarch64,$(1)),ARMV7_%,AARCH64_%),$(CROSS_STEMS))
 cross_flags = $(if $(and $(filter armhf,$(1)),$($(2)_FLAGS_ARMV7)),$($(2)_FLAGS_ARMV7),$($(2)_FLAGS))
-# Test programs: every tests/test_*.c that is not x86-only.
-CROSS_TEST_SRCS ?= $(filter-out tests/test_x86%,$(wildcard tests/test_*.c))
+# Test programs: every tests/test_*.c that is not x86-only, nor the integer step's
+# (test_int_cells.c links src/int and a generated header: `make test-int`, and the Cortex-M images).
+CROSS_TEST_SRCS ?= $(filter-out tests/test_x86% tests/test_int%,$(wildcard tests/test_*.c))
 
 # $(1) = target, $(2) = optimisation flags, $(3) = build dir
 define CROSS_template

@@ -53,7 +53,8 @@ rounded product ``RDBPOT(a b, k)``:
 Why gemmlowp's sigmoid/tanh rather than CMSIS-NN's 256-entry interpolated table: TFLite's
 integer LSTM (the kernel LiteRT runs, ``tensor_utils::ApplySigmoid`` / ``ApplyTanh``) uses
 them, so a TFLite-quantised LSTM is reproduced bit for bit (tests/test_quant_int.py);
-CMSIS-NN and TFLite Micro use a table and differ from LiteRT by a few Q0.15 steps.
+CMSIS-NN and TFLite Micro use a table, a different approximation (not measured here), so their
+outputs need not equal LiteRT's bit for bit.
 """
 
 from __future__ import annotations
