@@ -208,6 +208,8 @@ class _LayerNormRecurrent(_Recurrent):
 class LayerNormLSTM(_LayerNormRecurrent):
     """Layer-normalised LSTM, one layer (equations in the module docstring).
 
+    Shapes: ``x (B, T, I) -> y (B, T, P)``, state ``(h (1, B, P), c (1, B, H))``, ``P = proj_size or H``.
+
     Parameters
     ----------
     input_size, hidden_size : ``I``, ``H``
@@ -217,8 +219,6 @@ class LayerNormLSTM(_LayerNormRecurrent):
     proj_size : ``P > 0`` projects the output as PyTorch's LSTM does,
         ``h_t = (o * tanh(LN(c_t))) W_hr^T`` with ``weight_hr (P, H)``; ``weight_hh`` is then ``(4H, P)``
     dtype, seed : as :class:`rnncore.nn.LSTM`
-
-    Shapes: ``x (B, T, I) -> y (B, T, P)``, state ``(h (1, B, P), c (1, B, H))``, ``P = proj_size or H``.
     """
 
     gates = 4
