@@ -161,6 +161,10 @@ static inline rnc_cell_work rnc__cell_work(uint32_t G, uint32_t H, uint32_t batc
 #define RNC_DECL_RNN_STEP_F32(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_GRU_STEP_F32(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_LSTM_STEP_F32(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_SPGEMV_Q8(f) RNC_DECL_GEMV_Q8(f)
+#define RNC_DECL_RNN_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_GRU_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_LSTM_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_ROW(op, prec, f, isa, input, flags, bmin, bmax) RNC_DECL_##op##_##prec(f)
 RNC_KERNEL_LIST(RNC_DECL_ROW)
 #undef RNC_DECL_ROW

@@ -1,0 +1,99 @@
+/* Block-sparse q8 product and cells, AVX-512 VNNI (q8_sparse.h; flags of X86_AVX512VNNI_SRCS).
+ *
+ * A 16 x 4 block is one zmm (an 8 x 4 block one ymm): input group g of the column is broadcast to
+ * every dword lane and one vpdpbusd adds the 4 products of each row. vpdpbusd takes unsigned x
+ * signed bytes; the offset trick makes the input unsigned: dpbusd(q ^ 0x80, W) = W q + 128 rowsum,
+ * and the stored row sums (spq8 "sums") take the 128 rowsum off at the end. Exact: every partial
+ * sum is a 32-bit sum of four products, |sum| <= Kp * 255 * 127 < 2^31. Four accumulators per row
+ * block hide the multiply latency. */
+#include "q8_sparse.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#include <immintrin.h>
+
+#include "kernels_avx512.h"
+#include "epilogue_avx512.h"
+
+#define RNC_SAI static inline __attribute__((always_inline))
+
+RNC_SAI __m512i sp_x16(const int8_t *q, uint16_t g)
+{
+    return _mm512_set1_epi32(rnc__group4(q, g) ^ (int32_t)0x80808080u);
+}
+
+RNC_SAI __m256i sp_x8(const int8_t *q, uint16_t g)
+{
+    return _mm256_set1_epi32(rnc__group4(q, g) ^ (int32_t)0x80808080u);
+}
+
+static void sp_col16(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
+{
+    const uint16_t *c = S->cols;
+    const int8_t *w = S->blocks;
+    for (uint32_t b = 0; b < S->row_blocks && 16 * (int)b < R; ++b) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        uint32_t i = S->rowptr[b];
+        const uint32_t e = S->rowptr[b + 1];
+        for (; i + 4 <= e; i += 4) {
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[i]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
+            a1 = _mm512_dpbusd_epi32(a1, sp_x16(q, c[i + 1]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i + 64)));
+            a2 = _mm512_dpbusd_epi32(a2, sp_x16(q, c[i + 2]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i + 128)));
+            a3 = _mm512_dpbusd_epi32(a3, sp_x16(q, c[i + 3]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i + 192)));
+        }
+        for (; i < e; ++i)
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[i]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
+        const int rows = rnc__sparse_rows(S, b, R);
+        const __mmask16 m = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1u);
+        const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, S->sums + 16 * b), 7);
+        const __m512i s = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), corr);
+        _mm512_mask_storeu_epi32(acc + 16 * b, m, s);
+    }
+}
+
+static void sp_col8(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
+{
+    const uint16_t *c = S->cols;
+    const int8_t *w = S->blocks;
+    for (uint32_t b = 0; b < S->row_blocks && 8 * (int)b < R; ++b) {
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        uint32_t i = S->rowptr[b];
+        const uint32_t e = S->rowptr[b + 1];
+        for (; i + 4 <= e; i += 4) {
+            a0 = _mm256_dpbusd_epi32(a0, sp_x8(q, c[i]), _mm256_loadu_si256((const void *)(w + 32 * (size_t)i)));
+            a1 = _mm256_dpbusd_epi32(a1, sp_x8(q, c[i + 1]), _mm256_loadu_si256((const void *)(w + 32 * (size_t)i + 32)));
+            a2 = _mm256_dpbusd_epi32(a2, sp_x8(q, c[i + 2]), _mm256_loadu_si256((const void *)(w + 32 * (size_t)i + 64)));
+            a3 = _mm256_dpbusd_epi32(a3, sp_x8(q, c[i + 3]), _mm256_loadu_si256((const void *)(w + 32 * (size_t)i + 96)));
+        }
+        for (; i < e; ++i)
+            a0 = _mm256_dpbusd_epi32(a0, sp_x8(q, c[i]), _mm256_loadu_si256((const void *)(w + 32 * (size_t)i)));
+        const int rows = rnc__sparse_rows(S, b, R);
+        const __mmask8 m = rows >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << rows) - 1u);
+        const __m256i corr = _mm256_slli_epi32(_mm256_maskz_loadu_epi32(m, S->sums + 8 * b), 7);
+        const __m256i s = _mm256_sub_epi32(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)), corr);
+        _mm256_mask_storeu_epi32(acc + 8 * b, m, s);
+    }
+}
+
+void rnc_q8_gemm_sparse_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                                   int32_t *Acc, int ldacc)
+{
+    const rnc_sparse_q8 *S = rnc__sparse_of(Wp);
+    if (!S->bh) {
+        rnc_q8_gemm_avx512vnni(S->dense, R, K, N, Q, ldq, Acc, ldacc);
+        return;
+    }
+    for (int n = 0; n < N; ++n) {
+        if (S->bh == 16) sp_col16(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+        else sp_col8(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+    }
+}
+
+#define RNC_CELL_UPDATE rnc_x86_cell_update_avx512
+#define RNC_QUANTIZE_ROW rnc_x86_quantize_row_avx512
+#define RNC_SFX sparse_avx512vnni
+#define rnc_f32_gemm_sparse_avx512vnni rnc_f32_gemm_avx512
+#include "cell_template.h"
+
+#else
+typedef int rnc_q8_sparse_avx512vnni_unused;
+#endif
