@@ -380,7 +380,8 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
             _check_calibration(spec, cx, cl)
             cal = calibrate(spec, cx, cl, _stacklevel=4)   # a warning points at compile's caller
     if sparse is not None and sparse is not False and precision != "q8":
-        raise ValueError(f"sparse: block-sparse weights exist only for precision='q8', got precision={precision!r}")
+        raise ValueError("sparse: block-sparse weights exist only for precision='q8', "
+                         f"got precision={precision!r}")
     out = to_rnc_spec(spec, precision, cal)
     if sparse is not None:
         out["sparse"] = sparse

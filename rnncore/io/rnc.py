@@ -211,7 +211,8 @@ def _sparse_options(sparse: Any) -> dict | None:
     opts = dict(SPARSE_DEFAULT)
     if sparse is not True:
         if not isinstance(sparse, dict) or set(sparse) - set(opts):
-            raise ValueError(f"sparse: expected None, True or a dict with keys {sorted(opts)}, got {sparse!r}")
+            raise ValueError(f"sparse: expected None, True or a dict with keys {sorted(opts)}, "
+                             f"got {sparse!r}")
         opts.update(sparse)
     d, bh = opts["max_density"], opts["block_rows"]
     if not (isinstance(d, (int, float)) and 0.0 <= float(d) <= 1.0):
@@ -735,7 +736,8 @@ class _Loader:
         h = st.unpack(self.b, off)
         bh, rb, nnz = h["block_rows"], h["row_blocks"], h["nnz"]
         if bh not in (_C["SPQ8_BLOCK_ROWS_MIN"], _C["SPQ8_BLOCK_ROWS_MAX"]):
-            raise self.fail(w + ".block_rows", "RANGE", bh, _C["SPQ8_BLOCK_ROWS_MIN"], _C["SPQ8_BLOCK_ROWS_MAX"])
+            raise self.fail(w + ".block_rows", "RANGE", bh, _C["SPQ8_BLOCK_ROWS_MIN"],
+                            _C["SPQ8_BLOCK_ROWS_MAX"])
         if rb != rows // bh:
             raise self.fail(w + ".row_blocks", "EXPECT", rb, rows // bh)
         if h["groups"] != groups:
@@ -797,7 +799,8 @@ class _Loader:
         unidirectional's missing second direction)."""
         kind, lf, i, h = r[cell_field], r["flags"], r["input_size"], r["hidden_size"]
         sparse_flags = _C["LAYER_FLAG_SPARSE_IH"] | _C["LAYER_FLAG_SPARSE_HH"]
-        known = _C["LAYER_FLAG_RESET_AFTER"] | _C["LAYER_FLAG_BIDIR"] | (0 if self.version == _C["V1"] else sparse_flags)
+        known = (_C["LAYER_FLAG_RESET_AFTER"] | _C["LAYER_FLAG_BIDIR"]
+                 | (0 if self.version == _C["V1"] else sparse_flags))
         if len(self.layers) >= _C["FILE_MAX_LAYERS"]:
             raise self.fail(cell_field, "LAYERS", _C["FILE_MAX_LAYERS"])
         if kind >= _C["FILE_CELL_KINDS"]:
