@@ -31,7 +31,7 @@ AVAILABLE = rc.isa()["available"]
 def _prune_blocks(m, density, bh, rng):
     """Zero whole bh x 4 blocks of every weight matrix (in the writer's gate-padded layout),
     keeping about ``density`` of them."""
-    for name, v in m.named_parameters():
+    for _name, v in m.named_parameters():
         if v.ndim != 2:
             continue
         gh, k = v.shape
@@ -114,7 +114,7 @@ def test_threshold_and_dense_fallbacks():
     assert rc.compile(m, "q8", sparse=True).data == rc.compile(m, "q8").data
     rb = _pruned("gru", [8, 16], 0.2, 16, seed=1)
     rb2 = rc.nn.GRU(8, 16, reset_after=False, seed=1)
-    for (n, v), (_, v2) in zip(rb.named_parameters(), rb2.named_parameters(), strict=True):
+    for (_n, v), (_, v2) in zip(rb.named_parameters(), rb2.named_parameters(), strict=True):
         v2[...] = v
     # GRU reset_after=False stays dense (its r*h product takes a row range of W_hh)
     assert rc.compile(rb2, "q8", sparse=True).data == rc.compile(rb2, "q8").data
@@ -130,7 +130,8 @@ def test_threshold_and_dense_fallbacks():
     w_ih = dict(m3.named_parameters())["weight_ih_l0"]
     w_ih[...] = np.random.default_rng(1).standard_normal(w_ih.shape)
     data = rc.compile(m3, "q8", sparse=True).data
-    flags = struct.unpack_from("<I", data, LAYOUT["hdr2"].size + LAYOUT["rec_recurrent"].fields["flags"].offset)[0]
+    at = LAYOUT["hdr2"].size + LAYOUT["rec_recurrent"].fields["flags"].offset
+    flags = struct.unpack_from("<I", data, at)[0]
     assert flags & 12 == 8
     X = np.random.default_rng(2).standard_normal((2, 6, 8)).astype(np.float32)
     assert np.array_equal(rc.compile(m3, "q8").run(X), rc.load(data).run(X))
