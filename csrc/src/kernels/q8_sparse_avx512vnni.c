@@ -50,6 +50,31 @@ static void sp_col16(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *ac
     }
 }
 
+/* Four columns at once (sequence projections): each block's weights loaded once for all four. */
+static void sp_cols16x4(const rnc_sparse_q8 *S, int R, const int8_t *Q, size_t ldq, int32_t *Acc, size_t ldacc)
+{
+    const uint16_t *c = S->cols;
+    const int8_t *w = S->blocks;
+    const int8_t *q0 = Q, *q1 = Q + ldq, *q2 = Q + 2 * ldq, *q3 = Q + 3 * ldq;
+    for (uint32_t b = 0; b < S->row_blocks && 16 * (int)b < R; ++b) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (uint32_t i = S->rowptr[b]; i < S->rowptr[b + 1]; ++i) {
+            const __m512i wv = _mm512_loadu_si512((const void *)(w + 64 * (size_t)i));
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q0, c[i]), wv);
+            a1 = _mm512_dpbusd_epi32(a1, sp_x16(q1, c[i]), wv);
+            a2 = _mm512_dpbusd_epi32(a2, sp_x16(q2, c[i]), wv);
+            a3 = _mm512_dpbusd_epi32(a3, sp_x16(q3, c[i]), wv);
+        }
+        const int rows = rnc__sparse_rows(S, b, R);
+        const __mmask16 m = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1u);
+        const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, S->sums + 16 * b), 7);
+        _mm512_mask_storeu_epi32(Acc + 16 * b, m, _mm512_sub_epi32(a0, corr));
+        _mm512_mask_storeu_epi32(Acc + ldacc + 16 * b, m, _mm512_sub_epi32(a1, corr));
+        _mm512_mask_storeu_epi32(Acc + 2 * ldacc + 16 * b, m, _mm512_sub_epi32(a2, corr));
+        _mm512_mask_storeu_epi32(Acc + 3 * ldacc + 16 * b, m, _mm512_sub_epi32(a3, corr));
+    }
+}
+
 static void sp_col8(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
 {
     const uint16_t *c = S->cols;
@@ -82,7 +107,11 @@ void rnc_q8_gemm_sparse_avx512vnni(const int8_t *Wp, int R, int K, int N, const 
         rnc_q8_gemm_avx512vnni(S->dense, R, K, N, Q, ldq, Acc, ldacc);
         return;
     }
-    for (int n = 0; n < N; ++n) {
+    int n = 0;
+    if (S->bh == 16)
+        for (; n + 4 <= N; n += 4)
+            sp_cols16x4(S, R, Q + (size_t)n * ldq, (size_t)ldq, Acc + (size_t)n * ldacc, (size_t)ldacc);
+    for (; n < N; ++n) {
         if (S->bh == 16) sp_col16(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
         else sp_col8(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
     }
