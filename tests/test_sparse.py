@@ -209,3 +209,76 @@ def test_sparse_refusals_agree_between_c_and_python(what, at, new):
     assert (py is None) == (c is None), (what, py, c)
     assert py is not None, what
     assert py in c, (what, py, c)
+
+
+# ------------------------------------------------------------------------------------------
+# training: gradual block pruning
+def test_block_mask_keeps_the_largest_blocks():
+    from rnncore.nn import block_mask
+
+    w = np.zeros((16, 8))
+    w[:, 0:4] = 1.0  # block 0: score 64
+    w[:, 4:8] = 2.0  # block 1: score 256
+    m = block_mask(w, 0.5, 16)
+    assert m[:, 4:].all() and not m[:, :4].any()
+    # 8-row blocks: 4 blocks, 2 kept; a forced (diagonal) block counts toward them, the other
+    # goes to the larger blocks (the first of the two equal ones)
+    assert block_mask(w, 0.5, 8)[:, 4:].all() and not block_mask(w, 0.5, 8)[:, :4].any()
+    keep = np.zeros((16, 8), bool)
+    keep[0, 0] = True
+    m = block_mask(w, 0.5, 8, keep)
+    assert m[:8, :].all() and not m[8:, :].any()
+    assert block_mask(w, 1.0, 16).all()
+
+
+@pytest.mark.parametrize("opt_name", ["sgd_momentum", "sgd_nesterov", "adam", "adam_amsgrad", "adamw"])
+def test_pruning_reaches_the_targets_and_no_optimiser_regrows(opt_name):
+    from rnncore.nn import BlockPruning
+    from rnncore.nn.train import fit
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((48, 8, 12))
+    y = (X[:, :, 0].sum(1) > 0).astype(int)
+    m = rc.nn.Sequential(rc.nn.LSTM(12, 32, seed=1), rc.nn.LastStep(), rc.nn.Linear(32, 2, seed=1))
+    opt = {"sgd_momentum": lambda: rc.nn.SGD(m, lr=0.05, momentum=0.9, weight_decay=1e-3),
+           "sgd_nesterov": lambda: rc.nn.SGD(m, lr=0.05, momentum=0.9, nesterov=True),
+           "adam": lambda: rc.nn.Adam(m, lr=1e-2, weight_decay=1e-3),
+           "adam_amsgrad": lambda: rc.nn.Adam(m, lr=1e-2, amsgrad=True),
+           "adamw": lambda: rc.nn.AdamW(m, lr=1e-2)}[opt_name]()
+    pr = BlockPruning(m, density={"ih": 0.5, "hh": (0.25, 0.5, 0.25, 0.5)}, end_epoch=2, keep_diagonal=False)
+    h = fit(m, rc.nn.CrossEntropy(), opt, X, y, epochs=4, batch_size=16, verbose=False, prune=pr)
+    assert h["density"][0] > h["density"][1]  # the cubic ramp: denser after the first epoch
+    dens = pr.block_density(m)
+    # 12 inputs: 3 groups x 2 row blocks = 6 blocks per gate (ceil(0.5*6) = 3); W_hh: 8 groups x 2
+    assert dens["0.weight_ih_l0"] == [0.5] * 4
+    assert dens["0.weight_hh_l0"] == [0.25, 0.5, 0.25, 0.5]
+    params = dict(m.named_parameters())
+    for name, mask in pr.masks.items():
+        assert np.all(params[name][~mask] == 0), name
+        for v in opt.state[name].values():
+            if isinstance(v, np.ndarray):
+                assert np.all(v[~mask] == 0), (name, opt_name)
+    # more steps with the masks held: nothing regrows
+    fit(m, rc.nn.CrossEntropy(), opt, X, y, epochs=1, batch_size=16, verbose=False)
+    for name, mask in pr.masks.items():
+        assert np.all(params[name][~mask] == 0), name
+    # the pruned model compiles block-sparse, bit-identical to its dense form
+    lstm = m._modules["0"]
+    X32 = X[:3].astype(np.float32)
+    assert np.array_equal(rc.compile(lstm, "q8").run(X32), rc.compile(lstm, "q8", sparse=True).run(X32))
+    assert rc.compile(lstm, "q8", sparse=True)._model.plan_row(0, "lstm_step_sparse", 1, "x")
+
+
+def test_keep_diagonal_keeps_the_recurrent_diagonal():
+    from rnncore.nn import BlockPruning
+
+    m = rc.nn.GRU(4, 40, seed=3)
+    pr = BlockPruning(m, density=0.1, end_epoch=1, keep_diagonal=True, matrices="hh")
+    pr.update(m, None, epoch=1.0)
+    w = dict(m.named_parameters())["weight_hh_l0"].reshape(3, 40, 40)
+    assert all(np.all(np.diagonal(w[g]) != 0) for g in range(3))
+    assert np.all(dict(m.named_parameters())["weight_ih_l0"] != 0)  # "hh" only
+    with pytest.raises(ValueError, match="density"):
+        BlockPruning(m, density=(0.5, 0.5))
+    with pytest.raises(ValueError, match="block_rows"):
+        BlockPruning(m, block_rows=4)
