@@ -50,6 +50,41 @@ static void sp_col16(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *ac
     }
 }
 
+#define SP_XBUF 4096
+
+RNC_SAI __m512i sp_b16(const int8_t *qx, uint16_t g)
+{
+    int32_t v;
+    memcpy(&v, qx + 4 * (size_t)g, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* sp_col16 on an input already offset (qx = q ^ 0x80) */
+static void sp_col16x(const rnc_sparse_q8 *S, int R, const int8_t *qx, int32_t *acc)
+{
+    const uint16_t *c = S->cols;
+    const int8_t *w = S->blocks;
+    for (uint32_t b = 0; b < S->row_blocks && 16 * (int)b < R; ++b) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        uint32_t i = S->rowptr[b];
+        const uint32_t e = S->rowptr[b + 1];
+        for (; i + 4 <= e; i += 4) {
+            const int8_t *t = w + 64 * (size_t)i;
+            a0 = _mm512_dpbusd_epi32(a0, sp_b16(qx, c[i]), _mm512_loadu_si512((const void *)t));
+            a1 = _mm512_dpbusd_epi32(a1, sp_b16(qx, c[i + 1]), _mm512_loadu_si512((const void *)(t + 64)));
+            a2 = _mm512_dpbusd_epi32(a2, sp_b16(qx, c[i + 2]), _mm512_loadu_si512((const void *)(t + 128)));
+            a3 = _mm512_dpbusd_epi32(a3, sp_b16(qx, c[i + 3]), _mm512_loadu_si512((const void *)(t + 192)));
+        }
+        for (; i < e; ++i)
+            a0 = _mm512_dpbusd_epi32(a0, sp_b16(qx, c[i]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
+        const int rows = rnc__sparse_rows(S, b, R);
+        const __mmask16 m = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1u);
+        const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, S->sums + 16 * b), 7);
+        const __m512i s = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), corr);
+        _mm512_mask_storeu_epi32(acc + 16 * b, m, s);
+    }
+}
+
 /* Four columns at once (sequence projections): each block's weights loaded once for all four. */
 static void sp_cols16x4(const rnc_sparse_q8 *S, int R, const int8_t *Q, size_t ldq, int32_t *Acc, size_t ldacc)
 {
@@ -111,14 +146,38 @@ void rnc_q8_gemm_sparse_avx512vnni(const int8_t *Wp, int R, int K, int N, const 
     if (S->bh == 16)
         for (; n + 4 <= N; n += 4)
             sp_cols16x4(S, R, Q + (size_t)n * ldq, (size_t)ldq, Acc + (size_t)n * ldacc, (size_t)ldacc);
+    /* one column with K <= SP_XBUF: q ^ 0x80 made once into a stack buffer, so that each
+     * block's input group is a plain broadcast load */
+    const size_t kp = ((size_t)K + 3) & ~(size_t)3;
+    if (S->bh == 16 && kp <= SP_XBUF) {
+        int8_t qx[SP_XBUF] __attribute__((aligned(64)));
+        for (; n < N; ++n) {
+            const int8_t *q = Q + (size_t)n * ldq;
+            size_t k = 0;
+            for (; k + 64 <= kp; k += 64)
+                _mm512_store_si512((void *)(qx + k), _mm512_xor_si512(_mm512_loadu_si512((const void *)(q + k)),
+                                                                       _mm512_set1_epi8((char)0x80)));
+            if (k < kp) {
+                const __mmask64 mk = ((__mmask64)1 << (kp - k)) - 1;
+                _mm512_mask_storeu_epi8(qx + k, mk, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mk, q + k),
+                                                                     _mm512_set1_epi8((char)0x80)));
+            }
+            sp_col16x(S, R, qx, Acc + (size_t)n * ldacc);
+        }
+        return;
+    }
     for (; n < N; ++n) {
         if (S->bh == 16) sp_col16(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
         else sp_col8(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
     }
 }
 
+/* the epilogue: AVX-512's cell update and quantiser, and the dequantisation fused with the
+ * update from epilogue_avx2.h (the same float32 operations as every ISA's) */
+#include "epilogue_avx2.h"
 #define RNC_CELL_UPDATE rnc_x86_cell_update_avx512
 #define RNC_QUANTIZE_ROW rnc_x86_quantize_row_avx512
+#define RNC_Q8_UPDATE rnc_avx2_q8_update
 #define RNC_SFX sparse_avx512vnni
 #define rnc_f32_gemm_sparse_avx512vnni rnc_f32_gemm_avx512
 #include "cell_template.h"
