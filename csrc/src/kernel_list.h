@@ -128,7 +128,8 @@
 #define RNC_KERNELS_NEONDOT(X)                                                                    \
     X(GEMV, Q8, rnc_q8_gemm_neondot, RNC_ISA_NEONDOT, RNC_IN_ANY, 0, 1, 0)                        \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neondot, RNC_ISA_NEONDOT, RNC_IN_ANY, 0, 1, 0)                \
-    RNC_KERNELS_CELLS(X, neondot, RNC_ISA_NEONDOT)
+    RNC_KERNELS_CELLS(X, neondot, RNC_ISA_NEONDOT)                                                \
+    RNC_KERNELS_SPARSE(X, neondot, RNC_ISA_NEONDOT)
 #else
 #define RNC_KERNELS_NEONDOT(X)
 #endif
