@@ -15,7 +15,7 @@ X86_AVX512_SRCS = src/kernels/gemm_avx512.c src/kernels/cells_avx512.c
 X86_AVX512_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma
 X86_AVX512VNNI_SRCS = src/kernels/q8_gemm_avx512vnni.c src/kernels/cells_avx512vnni.c src/kernels/q8_sparse_avx512vnni.c
 X86_AVX512VNNI_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma
-X86_AVXVNNI_SRCS = src/kernels/q8_gemm_avxvnni.c src/kernels/cells_avxvnni.c
+X86_AVXVNNI_SRCS = src/kernels/q8_gemm_avxvnni.c src/kernels/cells_avxvnni.c src/kernels/q8_sparse_avxvnni.c
 X86_AVXVNNI_FLAGS = -mavx2 -mfma -mavxvnni
 X86_AMX_SRCS = src/kernels/q8_gemm_amx.c src/kernels/cells_amx.c
 # Groups a compiler may not know (-mavxvnni, -mamx-*: GCC >= 11, clang >= 12): when it rejects a

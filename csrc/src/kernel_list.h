@@ -95,7 +95,8 @@
 #define RNC_KERNELS_AVXVNNI(X)                                                                    \
     X(GEMV, Q8, rnc_q8_gemm_avxvnni, RNC_ISA_AVXVNNI, RNC_IN_ANY, 0, 1, 0)                        \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_avxvnni, RNC_ISA_AVXVNNI, RNC_IN_ANY, 0, 1, 0)                \
-    RNC_KERNELS_CELLS(X, avxvnni, RNC_ISA_AVXVNNI)
+    RNC_KERNELS_CELLS(X, avxvnni, RNC_ISA_AVXVNNI)                                                \
+    RNC_KERNELS_SPARSE(X, avxvnni, RNC_ISA_AVXVNNI)
 #else
 #define RNC_KERNELS_AVXVNNI(X)
 #endif
