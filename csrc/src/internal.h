@@ -52,7 +52,7 @@ typedef struct rnc_cell_args {
     uint32_t kind;          /* rnc_cell_kind */
     uint32_t reset_after;   /* GRU form */
     uint32_t batch, I, H, Hp, G;
-    const void *w_ih, *w_hh;              /* packed (q8 int8 / f32 float) */
+    const void *w_ih, *w_hh;              /* packed (q8 int8 / f32 float); *_SPARSE rows: rnc_sparse_q8 */
     const float *s_ih, *s_hh;             /* q8 row scales */
     const float *b_ih, *b_hh;             /* G*Hp */
     float h_scale;                        /* q8 static scale of h (and r*h); 0 = dynamic */
