@@ -282,3 +282,6 @@ def test_keep_diagonal_keeps_the_recurrent_diagonal():
         BlockPruning(m, density=(0.5, 0.5))
     with pytest.raises(ValueError, match="block_rows"):
         BlockPruning(m, block_rows=4)
+    other = rc.nn.GRU(4, 40, seed=4)
+    with pytest.raises(ValueError, match="optimizer"):
+        pr.update(m, rc.nn.Adam([m, other]), epoch=1.0)

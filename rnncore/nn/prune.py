@@ -151,6 +151,10 @@ class BlockPruning:
             w *= mask
             self.masks[name] = mask
         if optimizer is not None:
+            mods = getattr(optimizer, "modules", None)
+            if not mods or len(mods) != 1 or mods[0] is not model:
+                raise ValueError("optimizer: expected an optimiser built on this model alone (its masks "
+                                 "are keyed by the model's parameter names)")
             optimizer.masks = dict(self.masks)
 
     def block_density(self, model: Module) -> dict[str, list[float]]:
