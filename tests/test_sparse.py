@@ -20,6 +20,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import rnncore as rc
 from rnncore import _engine
@@ -285,3 +287,26 @@ def test_keep_diagonal_keeps_the_recurrent_diagonal():
     other = rc.nn.GRU(4, 40, seed=4)
     with pytest.raises(ValueError, match="optimizer"):
         pr.update(m, rc.nn.Adam([m, other]), epoch=1.0)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["gru", "lstm", "rnn_tanh", "rnn_relu"]), i=st.integers(1, 40),
+       h=st.integers(1, 40), density=st.sampled_from([0.0, 0.1, 0.3, 0.6, 1.0]), bh=st.sampled_from([8, 16]),
+       seed=st.integers(0, 2**31))
+def test_random_sparse_layers_bit_identical_on_every_isa(kind, i, h, density, bh, seed):
+    """Random shapes and densities (empty and full matrices included): the sparse engine's run
+    (batch 1-3: the projection given; 5: per step) and steps equal the dense engine's bits."""
+    m = _pruned(kind, [i, h], density, bh, seed=seed % 1000)
+    dense = rc.compile(m, "q8")
+    sp = rc.compile(m, "q8", sparse={"max_density": 1.0, "block_rows": bh})
+    rng = np.random.default_rng(seed)
+    for isa in AVAILABLE:
+        dense.set_isa(isa)
+        sp.set_isa(isa)
+        for b in (1, 3, 5):
+            X = (rng.standard_normal((b, 7, i)) * 3).astype(np.float32)
+            assert np.array_equal(dense.run(X), sp.run(X)), (isa, b)
+        s0, s1 = dense.stream(2), sp.stream(2)
+        for t in range(3):
+            x = rng.standard_normal((2, i)).astype(np.float32)
+            assert np.array_equal(s0.step(x), s1.step(x)), (isa, t)
