@@ -20,6 +20,7 @@ import zlib
 
 import numpy as np
 import pytest
+from engine_report import record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,6 +96,9 @@ def test_sparse_engine_bit_identical_to_dense_on_every_isa(kind, sizes, bh, bidi
             assert np.array_equal(y0, y1), (isa, b)
             for a0, a1 in zip(_flat(s0), _flat(s1), strict=True):
                 assert np.array_equal(a0, a1), (isa, b)
+            record(sp._model.plan_row(0, op, b, "x"), isa)
+            if b < 4:
+                record(sp._model.plan_row(-1, "spgemv", b * 11), isa)  # the projection of the run
             if not bidir:
                 t0, t1 = dense.stream(b), sp.stream(b)
                 for t in range(4):
