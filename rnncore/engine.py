@@ -458,7 +458,7 @@ def _check_state_array(name: str, a, shape: tuple) -> None:
 # compile / save / load
 
 
-def compile(model, precision: str = "f32", calibration=None) -> Engine:  # noqa: A001 - the API name
+def compile(model, precision: str = "f32", calibration=None, sparse=None) -> Engine:  # noqa: A001 - the API name
     """Compile an ``rc.nn`` model for the C core.
 
     Parameters
@@ -470,12 +470,17 @@ def compile(model, precision: str = "f32", calibration=None) -> Engine:  # noqa:
     calibration : q8 only: None for dynamic activation scales, representative inputs
         ``X (B, T, I)`` (or ``(X, lengths)``) to measure static scales with
         :func:`rnncore.quant.calibrate`, or a :class:`~rnncore.quant.Calibration`
+    sparse : q8 only: None (dense), True or ``{"max_density": d, "block_rows": 8 | 16}``: each
+        weight matrix whose share of nonzero ``block_rows`` x 4 blocks is at most d (default 0.5,
+        16-row blocks) is stored block-sparse and run by the block-sparse kernels (the same
+        outputs, bit for bit, as its dense form); the others stay dense. For pruned models
+        (:class:`rnncore.nn.BlockPruning`).
 
     Returns
     -------
     Engine
     """
-    data, spec = build_rnc(model, precision, calibration)
+    data, spec = build_rnc(model, precision, calibration, sparse)
     return Engine(data, spec)
 
 

@@ -336,7 +336,8 @@ def spec_from_rnc(d: dict) -> ModelSpec:
 PRECISIONS = ("f32", "q8")
 
 
-def build_rnc(model: object, precision: str = "f32", calibration: object = None) -> tuple[bytes, ModelSpec]:
+def build_rnc(model: object, precision: str = "f32", calibration: object = None,
+              sparse: object = None) -> tuple[bytes, ModelSpec]:
     """Describe ``model`` and write it as ``.rnc`` bytes: what ``rc.compile`` loads and
     ``rnncore convert`` writes, without the C engine.
 
@@ -349,6 +350,9 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None)
     calibration : q8 only: None (dynamic activation scales), representative inputs
         ``X (B, T, I)`` (or ``(X, lengths)``) measured with :func:`rnncore.quant.calibrate`, or a
         :class:`~rnncore.quant.Calibration`
+    sparse : q8 only: None (dense weights), True or ``{"max_density": d, "block_rows": 8 | 16}``:
+        each weight matrix whose share of nonzero blocks is at most d (default 0.5, 16-row blocks)
+        is stored block-sparse (docs/rnc-format.md), the others stay dense
 
     Returns
     -------
@@ -375,7 +379,13 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None)
                 else (calibration, None)
             _check_calibration(spec, cx, cl)
             cal = calibrate(spec, cx, cl, _stacklevel=4)   # a warning points at compile's caller
-    return write_rnc(to_rnc_spec(spec, precision, cal)), spec
+    if sparse is not None and sparse is not False and precision != "q8":
+        raise ValueError("sparse: block-sparse weights exist only for precision='q8', "
+                         f"got precision={precision!r}")
+    out = to_rnc_spec(spec, precision, cal)
+    if sparse is not None:
+        out["sparse"] = sparse
+    return write_rnc(out), spec
 
 
 def _refuse_extended(model) -> None:

@@ -1,6 +1,7 @@
 """``rnncore export-c``: the model as a const C array plus an example program, cross-built for
 aarch64, run under qemu (with and without the dot-product extension), and compared with the
-Python engine (the Cython binding of the same C core on this x86 host).
+Python engine (the Cython binding of the same C core on this x86 host); one model with
+block-sparse q8 weights (the generic sparse rows on the A53, the sdot ones on the A76).
 
 q8 outputs must be identical bit for bit: the int32 accumulators are exact on every ISA and the
 float32 epilogue is the same IEEE operations everywhere (no FP contraction). f32 outputs agree to
@@ -59,10 +60,29 @@ def _models():
     bi = {"precision": "q8", "input_size": 5,
           "layers": [{"kind": "lstm", "bidirectional": True,
                       "weights": {**_weights(rng, 4, 17, 5), **_weights(rng, 4, 17, 5, "_reverse")}}]}
-    return {"gru_q8": gru, "lstm_f32": lstm, "bilstm_q8": bi}
+    sparse = {"precision": "q8", "input_size": 9, "sparse": {"max_density": 0.9, "block_rows": 16},
+              "layers": [{"kind": "lstm", "weights": _pruned(rng, _weights(rng, 4, 33, 9), 4, 33)},
+                         {"kind": "gru", "weights": _pruned(rng, _weights(rng, 3, 20, 33), 3, 20)}],
+              "head": {"weight": rng.uniform(-0.5, 0.5, (4, 20)), "bias": rng.uniform(-0.1, 0.1, 4),
+                       "activation": "none"}}
+    return {"gru_q8": gru, "lstm_f32": lstm, "bilstm_q8": bi, "sparse_q8": sparse}
 
 
-@pytest.mark.parametrize("name", ["gru_q8", "lstm_f32", "bilstm_q8"])
+def _pruned(rng, w: dict, g: int, h: int) -> dict:
+    """The weight matrices with about 60 % of their 16 x 4 blocks (in the writer's gate-padded
+    layout) zeroed: stored block-sparse by the writer, run by the sparse kernels."""
+    out = dict(w)
+    for key, v in w.items():
+        if not key.startswith("weight"):
+            continue
+        k = v.shape[1]
+        hp, kp = -(-h // 16) * 16, -(-k // 4) * 4
+        keep = np.repeat(np.repeat(rng.random((g, hp // 16, kp // 4)) < 0.4, 16, axis=1), 4, axis=2)
+        out[key] = (v.reshape(g, h, k) * keep[:, :h, :k]).reshape(g * h, k)
+    return out
+
+
+@pytest.mark.parametrize("name", ["gru_q8", "lstm_f32", "bilstm_q8", "sparse_q8"])
 def test_export_c_runs_on_aarch64(aarch64_lib: Path, tmp_path: Path, name: str) -> None:
     spec = _models()[name]
     data = write_rnc(spec)
@@ -88,6 +108,9 @@ def test_export_c_runs_on_aarch64(aarch64_lib: Path, tmp_path: Path, name: str) 
     x.astype("<f4").tofile(inp)
 
     eng = rc.load(data)
+    if "sparse" in spec:  # every layer's weights stored block-sparse (layer flags 4 | 8)
+        assert all(eng._model.plan_row(li, op, 1, "x").startswith(f"rnc_q8_{op}")
+                   for li, op in ((0, "lstm_step_sparse"), (1, "gru_step_sparse")))
     want = eng.run(x[None])[0]
     assert np.abs(want).max() > 0.05 and np.isfinite(want).all()
     modes = [["--run"]] if eng.bidirectional else [[], ["--run"]]

@@ -362,6 +362,11 @@ static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float
     memset(&c, 0, sizeof c);
     rnc_model_info mi;
     rnc_model_get_info(m, &mi);
+    for (uint32_t l = 0; l < m->num_layers; ++l)
+        if (m->layer[l].sparse) {
+            fprintf(stderr, "rnncore-bench: --breakdown times dense layers only (layer %u is block-sparse)\n", l);
+            return 2;
+        }
     if (s->batch != 1 || mi.bidirectional || mi.uses_ids || mi.has_head) {
         fprintf(stderr, "rnncore-bench: --breakdown needs batch 1 and a unidirectional model "
                         "without embedding or head\n");

@@ -3,7 +3,8 @@
 Built with the C tests' model builder (tests/gen_vectors.py make_spec) and rnncore's writer, in
 format versions 2 and 1: f32 and q8; RNN tanh and relu, GRU in both reset forms, LSTM; one- and
 two-layer stacks; bidirectional layers; embeddings; heads with every activation; last-step pooling
-(both forms); static q8 scales. Sizes are small (hidden 2..20) so that an execution is cheap and
+(both forms); static q8 scales; q8 models with every weight matrix stored block-sparse (8- and
+16-row blocks). Sizes are small (hidden 2..20) so that an execution is cheap and
 the fuzzer's mutations land in headers and records as often as in weights; hidden 17..20 spans two
 16-row blocks.
 
@@ -57,6 +58,11 @@ def main(outdir: str) -> None:
                 for version in (2, 1):
                     (out / f"{name}_{precision}{suffix}.v{version}.rnc").write_bytes(
                         write_rnc(spec, version=version))
+                    n += 1
+                if precision == "q8" and kw.get("reset_after", True):  # block-sparse weights (v2)
+                    bh = 8 if n % 2 else 16
+                    (out / f"{name}_{precision}{suffix}_sparse{bh}.v2.rnc").write_bytes(
+                        write_rnc({**spec, "sparse": {"max_density": 1.0, "block_rows": bh}}))
                     n += 1
     print(f"{n} seed models in {out}")
 

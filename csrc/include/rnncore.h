@@ -115,6 +115,20 @@ rnc_status rnc_isa_default(rnc_isa *isa);
 /* ------------------------------------------------------------------------------------------
  * Model
  * ---------------------------------------------------------------------------------------- */
+/* A block-sparse q8 matrix (private; docs/rnc-format.md, "Block-sparse q8 weights"): row block
+ * b's blocks are i = rowptr[b] .. rowptr[b+1]-1, block i covers inputs 4 cols[i] .. +3 and holds
+ * bh*4 bytes (byte r*4 + j = W[bh b + r, 4 cols[i] + j]). In a sparse layer (rnc_layer.sparse)
+ * both matrices are passed to the kernels as this structure; a dense one has bh = 0 and `dense`
+ * (the packed layout). */
+typedef struct rnc_sparse_q8 {
+    const uint32_t *rowptr;
+    const int32_t *sums;          /* per row: sum_k W[r, k] */
+    const uint16_t *cols;
+    const int8_t *blocks;
+    const int8_t *dense;
+    uint32_t bh, row_blocks, nnz;
+} rnc_sparse_q8;
+
 typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc_layer_get_info */
     uint32_t kind, reset_after, dirs, input_size, hidden_size;
     uint32_t gates, hp, kx, kh;   /* G, round16(H), padded K of W_ih and W_hh */
@@ -123,7 +137,9 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
         const void *w_ih, *w_hh;
         const float *s_ih, *s_hh, *b_ih, *b_hh;
         const int32_t *hh_sums;   /* q8 v2: sum_k Wq_hh[r, k] per row (G*Hp), else NULL */
+        rnc_sparse_q8 sp_ih, sp_hh; /* sparse layers: what the cells get as w_ih, w_hh */
     } dir[2];
+    uint32_t sparse;              /* RNC_LAYER_FLAG_SPARSE_IH | _HH (rnc_layout.h), 0 = dense */
     size_t h_offset, c_offset;    /* per batch row: h at h_offset*batch floats into rnc_state.h */
 } rnc_layer;
 
@@ -141,6 +157,7 @@ typedef struct rnc_plan_op {
 typedef struct rnc_plan {
     rnc_plan_op gemm[RNC_PRECISION_COUNT]; /* products by columns: heads, f32 projections */
     rnc_plan_op gemm_deq, quantize; /* q8 */
+    rnc_plan_op spgemv;           /* q8 block-sparse products (sparse layers' projections) */
     rnc_plan_op cell_x[RNC_MAX_LAYERS];    /* each layer's cell, the input vector given */
     rnc_plan_op cell_gi[RNC_MAX_LAYERS];   /* ... its projection given */
     uint32_t bidirectional;       /* any layer has two directions (no rnc_step) */
@@ -293,7 +310,11 @@ typedef enum rnc_op {
     RNC_OP_LSTM_STEP = 3, /* fused LSTM step */
     RNC_OP_QUANTIZE = 4,  /* q8: quantise one activation row */
     RNC_OP_GEMM_DEQ = 5,  /* q8: input projection with its dequantisation (float32 out) */
-    RNC_OP_COUNT = 6
+    RNC_OP_SPGEMV = 6,    /* q8: block-sparse product (the matrix an rnc_sparse_q8) */
+    RNC_OP_RNN_STEP_SPARSE = 7,  /* the fused steps of layers with block-sparse weights */
+    RNC_OP_GRU_STEP_SPARSE = 8,
+    RNC_OP_LSTM_STEP_SPARSE = 9,
+    RNC_OP_COUNT = 10
 } rnc_op;
 
 typedef struct rnc_kernel_desc {

@@ -52,7 +52,7 @@ typedef struct rnc_cell_args {
     uint32_t kind;          /* rnc_cell_kind */
     uint32_t reset_after;   /* GRU form */
     uint32_t batch, I, H, Hp, G;
-    const void *w_ih, *w_hh;              /* packed (q8 int8 / f32 float) */
+    const void *w_ih, *w_hh;              /* packed (q8 int8 / f32 float); *_SPARSE rows: rnc_sparse_q8 */
     const float *s_ih, *s_hh;             /* q8 row scales */
     const float *b_ih, *b_hh;             /* G*Hp */
     float h_scale;                        /* q8 static scale of h (and r*h); 0 = dynamic */
@@ -161,6 +161,10 @@ static inline rnc_cell_work rnc__cell_work(uint32_t G, uint32_t H, uint32_t batc
 #define RNC_DECL_RNN_STEP_F32(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_GRU_STEP_F32(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_LSTM_STEP_F32(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_SPGEMV_Q8(f) RNC_DECL_GEMV_Q8(f)
+#define RNC_DECL_RNN_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_GRU_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_LSTM_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_ROW(op, prec, f, isa, input, flags, bmin, bmax) RNC_DECL_##op##_##prec(f)
 RNC_KERNEL_LIST(RNC_DECL_ROW)
 #undef RNC_DECL_ROW

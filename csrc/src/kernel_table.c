@@ -23,6 +23,10 @@
 #define RNC_FN_RNN_STEP_F32 cell
 #define RNC_FN_GRU_STEP_F32 cell
 #define RNC_FN_LSTM_STEP_F32 cell
+#define RNC_FN_SPGEMV_Q8 gemm_q8
+#define RNC_FN_RNN_STEP_SPARSE_Q8 cell
+#define RNC_FN_GRU_STEP_SPARSE_Q8 cell
+#define RNC_FN_LSTM_STEP_SPARSE_Q8 cell
 #define RNC_ROW(op, prec, f, isa, input, flags, bmin, bmax)                                      \
     {#f, RNC_OP_##op, RNC_##prec, isa, input, flags, bmin, bmax, {.RNC_FN_##op##_##prec = f}},
 

@@ -304,6 +304,83 @@ static rnc_status get_vector(rnc_ctx *c, const char *field, const unsigned char 
     return RNC_OK;
 }
 
+/* the names of a sparse matrix's fields in refusals: the cellw field, then its spq8 fields */
+typedef struct {
+    const char *w, *block_rows, *row_blocks, *groups, *nnz, *rowptr, *sums, *cols, *blocks;
+} sparse_names;
+static const sparse_names sparse_ih = {"w_ih", "w_ih.block_rows", "w_ih.row_blocks", "w_ih.groups",
+                                       "w_ih.nnz", "w_ih.rowptr", "w_ih.sums", "w_ih.cols", "w_ih.blocks"};
+static const sparse_names sparse_hh = {"w_hh", "w_hh.block_rows", "w_hh.row_blocks", "w_hh.groups",
+                                       "w_hh.nnz", "w_hh.rowptr", "w_hh.sums", "w_hh.cols", "w_hh.blocks"};
+
+/* A block-sparse q8 matrix of `rows` (padded) rows and k inputs (rnc_layout.h, spq8): every count
+ * and offset of its parts, the row pointers, the block columns, the weights and the row sums. */
+static rnc_status get_sparse(rnc_ctx *c, const sparse_names *f, const unsigned char *wref,
+                             uint64_t rows, uint64_t k, rnc_sparse_q8 *S)
+{
+    (void)RNC_AT_spq8_block_rows;
+    const uint64_t kp = r4(k), groups = kp / 4, n = rnc_ref_nbytes(wref);
+    if (kp > RNC_Q8_MAX_K) return fail(c, f->w, MSG_Q8_K, kp, RNC_Q8_MAX_K, 0, NULL);
+    if (n < RNC_SIZE_spq8) return fail(c, f->w, MSG_SPARSE_SHORT, n, RNC_SIZE_spq8, 0, NULL);
+    const void *p;
+    TRY(get_ref(c, f->w, wref, n, &p));
+    const unsigned char *h = (const unsigned char *)p;
+    CHECK_RESERVED(c, spq8, h);
+    const uint64_t bh = rnc_spq8_block_rows(h), rb = rnc_spq8_row_blocks(h), nnz = rnc_spq8_nnz(h);
+    if (bh != RNC_SPQ8_BLOCK_ROWS_MIN && bh != RNC_SPQ8_BLOCK_ROWS_MAX)
+        return fail(c, f->block_rows, MSG_RANGE, bh, RNC_SPQ8_BLOCK_ROWS_MIN, RNC_SPQ8_BLOCK_ROWS_MAX, NULL);
+    if (rb != rows / bh) return fail(c, f->row_blocks, MSG_EXPECT, rb, rows / bh, 0, NULL);
+    if (rnc_spq8_groups(h) != groups) return fail(c, f->groups, MSG_EXPECT, rnc_spq8_groups(h), groups, 0, NULL);
+    if (nnz > rb * groups) return fail(c, f->nnz, MSG_RANGE, nnz, 0, rb * groups, NULL);
+    const uint64_t sums_off = RNC_SIZE_spq8 + 4 * (rb + 1), cols_off = sums_off + 4 * rows;
+    const uint64_t blk_off = RNC_ALIGN_UP(cols_off + 2 * nnz, 64), end = blk_off + nnz * bh * 4;
+    if (n != end) return fail(c, f->w, MSG_REF_BYTES, n, end, 0, NULL);
+    const uint32_t *rowptr = (const uint32_t *)(const void *)(h + RNC_SIZE_spq8);
+    const int32_t *sums = (const int32_t *)(const void *)(h + sums_off);
+    const uint16_t *cols = (const uint16_t *)(const void *)(h + cols_off);
+    const int8_t *blocks = (const int8_t *)(const void *)(h + blk_off);
+    if (rowptr[0] != 0) return fail(c, f->rowptr, MSG_SPARSE_ROWPTR, 0, rowptr[0], 0, NULL);
+    for (uint64_t b = 0; b < rb; ++b) {
+        if (rowptr[b + 1] < rowptr[b])
+            return fail(c, f->rowptr, MSG_SPARSE_ROWPTR, b + 1, rowptr[b + 1], rowptr[b], NULL);
+        if (rowptr[b + 1] - rowptr[b] > groups)
+            return fail(c, f->rowptr, MSG_SPARSE_ROWLEN, b, rowptr[b + 1] - rowptr[b], groups, NULL);
+    }
+    if (rowptr[rb] != nnz) return fail(c, f->rowptr, MSG_EXPECT, rowptr[rb], nnz, 0, NULL);
+    TRY(check_q8(c, f->blocks, blocks, nnz * bh * 4));
+    for (uint64_t b = 0; b < rb; ++b) {
+        int64_t want[16] = {0};
+        for (uint64_t i = rowptr[b]; i < rowptr[b + 1]; ++i) {
+            const uint64_t lo = i > rowptr[b] ? (uint64_t)cols[i - 1] + 1 : 0;
+            if (cols[i] < lo || cols[i] >= groups) {
+                const uint64_t a[4] = {i, cols[i], lo, groups - 1};
+                return fail_with(c, f->cols, MSG_SPARSE_COL, a, NULL);
+            }
+            const int8_t *t = blocks + i * bh * 4;
+            for (uint64_t r = 0; r < bh; ++r)
+                for (uint64_t j = 0; j < 4; ++j) {
+                    if (4 * (uint64_t)cols[i] + j >= k && t[4 * r + j])
+                        return fail(c, f->blocks, MSG_SPARSE_PAD, i, 4 * (uint64_t)cols[i] + j, k, NULL);
+                    want[r] += t[4 * r + j];
+                }
+        }
+        for (uint64_t r = 0; r < bh; ++r)
+            if (want[r] != sums[b * bh + r]) {
+                const uint64_t a[3] = {b * bh + r, (uint64_t)(int64_t)sums[b * bh + r], (uint64_t)want[r]};
+                return fail_with(c, f->sums, MSG_SPARSE_SUM, a, NULL);
+            }
+    }
+    S->rowptr = rowptr;
+    S->sums = sums;
+    S->cols = cols;
+    S->blocks = blocks;
+    S->dense = NULL;
+    S->bh = (uint32_t)bh;
+    S->row_blocks = (uint32_t)rb;
+    S->nnz = (uint32_t)nnz;
+    return RNC_OK;
+}
+
 /* ------------------------------------------------------------------------------------------
  * the model's parts, shared by both versions
  * ---------------------------------------------------------------------------------------- */
@@ -352,6 +429,15 @@ static rnc_status get_hh_sums(rnc_ctx *c, rnc_layer *L, const unsigned char *ref
     TRY(get_ref(c, field, ref, rows * 4 * L->dirs, &p));
     const int32_t *s = (const int32_t *)p;
     for (uint32_t k = 0; k < L->dirs; ++k, s += rows) {
+        if (L->dir[k].sp_hh.bh) { /* block-sparse: its sums, checked against its blocks */
+            for (uint64_t r = 0; r < rows; ++r)
+                if (L->dir[k].sp_hh.sums[r] != s[r]) {
+                    const uint64_t a[4] = {k, r, (uint64_t)(int64_t)s[r], (uint64_t)(int64_t)L->dir[k].sp_hh.sums[r]};
+                    return fail_with(c, field, MSG_HH_SUM, a, NULL);
+                }
+            L->dir[k].hh_sums = s;
+            continue;
+        }
         int32_t want[16];
         const size_t block = (size_t)L->kh / 4 * 64; /* bytes of 16 packed rows */
         for (uint64_t b = 0; b < rows / 16; ++b) {
@@ -373,7 +459,8 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
 {
     const uint32_t prec = m->precision, kind = s->cell, lf = s->flags, I = s->input_size;
     const uint32_t H = s->hidden_size;
-    const uint32_t known = RNC_LAYER_FLAG_RESET_AFTER | RNC_LAYER_FLAG_BIDIR;
+    const uint32_t sparse_flags = RNC_LAYER_FLAG_SPARSE_IH | RNC_LAYER_FLAG_SPARSE_HH;
+    const uint32_t known = RNC_LAYER_FLAG_RESET_AFTER | RNC_LAYER_FLAG_BIDIR | (c->version == RNC_V1 ? 0 : sparse_flags);
     if (m->num_layers >= RNC_MAX_LAYERS)
         return fail(c, s->cell_field, MSG_LAYERS, RNC_MAX_LAYERS, 0, 0, NULL);
     rnc_layer *L = &m->layer[m->num_layers];
@@ -385,7 +472,10 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     if (I != c->feat) return fail(c, FIELD(desc1, input_size), MSG_EXPECT, I, c->feat, 0, NULL);
     if (H == 0 || H > RNC_MAX_HIDDEN)
         return fail(c, FIELD(desc1, hidden_size), MSG_RANGE, H, 1, RNC_MAX_HIDDEN, NULL);
+    if ((lf & sparse_flags) && (prec != RNC_Q8 || (kind == RNC_GRU && !(lf & RNC_LAYER_FLAG_RESET_AFTER))))
+        return fail(c, FIELD(desc1, flags), MSG_SPARSE_FORM, lf, 0, 0, NULL);
     const uint32_t dirs = (lf & RNC_LAYER_FLAG_BIDIR) ? 2 : 1;
+    L->sparse = lf & sparse_flags;
     L->kind = kind;
     L->reset_after = (lf & RNC_LAYER_FLAG_RESET_AFTER) ? 1 : 0;
     L->dirs = dirs;
@@ -420,10 +510,28 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
             }
             continue;
         }
-        TRY(get_matrix(c, prec, FIELD(cellw, w_ih), rnc_cellw_w_ih(w), FIELD(cellw, s_ih),
-                       rnc_cellw_s_ih(w), rows, I, &L->dir[k].w_ih, &L->dir[k].s_ih));
-        TRY(get_matrix(c, prec, FIELD(cellw, w_hh), rnc_cellw_w_hh(w), FIELD(cellw, s_hh),
-                       rnc_cellw_s_hh(w), rows, H, &L->dir[k].w_hh, &L->dir[k].s_hh));
+        if (L->sparse & RNC_LAYER_FLAG_SPARSE_IH) {
+            const void *sp;
+            TRY(get_sparse(c, &sparse_ih, rnc_cellw_w_ih(w), rows, I, &L->dir[k].sp_ih));
+            TRY(get_ref(c, FIELD(cellw, s_ih), rnc_cellw_s_ih(w), rows * 4, &sp));
+            TRY(check_floats(c, FIELD(cellw, s_ih), sp, rows, 1));
+            L->dir[k].s_ih = (const float *)sp;
+        } else {
+            TRY(get_matrix(c, prec, FIELD(cellw, w_ih), rnc_cellw_w_ih(w), FIELD(cellw, s_ih),
+                           rnc_cellw_s_ih(w), rows, I, &L->dir[k].w_ih, &L->dir[k].s_ih));
+            L->dir[k].sp_ih.dense = (const int8_t *)L->dir[k].w_ih;
+        }
+        if (L->sparse & RNC_LAYER_FLAG_SPARSE_HH) {
+            const void *sp;
+            TRY(get_sparse(c, &sparse_hh, rnc_cellw_w_hh(w), rows, H, &L->dir[k].sp_hh));
+            TRY(get_ref(c, FIELD(cellw, s_hh), rnc_cellw_s_hh(w), rows * 4, &sp));
+            TRY(check_floats(c, FIELD(cellw, s_hh), sp, rows, 1));
+            L->dir[k].s_hh = (const float *)sp;
+        } else {
+            TRY(get_matrix(c, prec, FIELD(cellw, w_hh), rnc_cellw_w_hh(w), FIELD(cellw, s_hh),
+                           rnc_cellw_s_hh(w), rows, H, &L->dir[k].w_hh, &L->dir[k].s_hh));
+            L->dir[k].sp_hh.dense = (const int8_t *)L->dir[k].w_hh;
+        }
         TRY(get_vector(c, FIELD(cellw, b_ih), rnc_cellw_b_ih(w), rows, &L->dir[k].b_ih));
         TRY(get_vector(c, FIELD(cellw, b_hh), rnc_cellw_b_hh(w), rows, &L->dir[k].b_hh));
     }

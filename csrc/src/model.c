@@ -8,6 +8,7 @@
 
 #include "internal.h"
 #include "kernels/activations.h"
+#include "kernels/gemm_deq.h" /* rnc__dequant_in_place: sparse layers' projections */
 #include "rnc_layout.h" /* the layer kinds (RNC_REC_*) of rnc_model.stage */
 
 #define RNC_MODEL_OK 0x524E434Du
@@ -72,6 +73,12 @@ static int cell_op(uint32_t kind)
     return kind == RNC_GRU ? RNC_OP_GRU_STEP : kind == RNC_LSTM ? RNC_OP_LSTM_STEP : RNC_OP_RNN_STEP;
 }
 
+/* the cell op of layer L: its block-sparse form when it has block-sparse weights */
+static int layer_op(const rnc_layer *L)
+{
+    return cell_op(L->kind) + (L->sparse ? RNC_OP_RNN_STEP_SPARSE - RNC_OP_RNN_STEP : 0);
+}
+
 static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
 {
     memset(p, 0, sizeof(*p));
@@ -80,11 +87,12 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
     TRY(plan_op(&p->gemm[RNC_Q8], RNC_OP_GEMV, RNC_Q8, isa, RNC_IN_X, 0));
     TRY(plan_op(&p->gemm_deq, RNC_OP_GEMM_DEQ, RNC_Q8, isa, RNC_IN_X, 0));
     TRY(plan_op(&p->quantize, RNC_OP_QUANTIZE, RNC_Q8, isa, RNC_IN_X, 0));
+    TRY(plan_op(&p->spgemv, RNC_OP_SPGEMV, RNC_Q8, isa, RNC_IN_X, 0));
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const int prec = q8 ? RNC_Q8 : RNC_F32, rb = L->kind == RNC_GRU && !L->reset_after;
-        TRY(plan_op(&p->cell_x[l], cell_op(L->kind), prec, isa, RNC_IN_X, rb));
-        TRY(plan_op(&p->cell_gi[l], cell_op(L->kind), prec, isa, RNC_IN_GI, rb));
+        TRY(plan_op(&p->cell_x[l], layer_op(L), prec, isa, RNC_IN_X, rb));
+        TRY(plan_op(&p->cell_gi[l], layer_op(L), prec, isa, RNC_IN_GI, rb));
         if (L->dirs == 2) p->bidirectional = 1;
     }
     return RNC_OK;
@@ -136,7 +144,8 @@ rnc_status rnc_model_plan_row(const rnc_model *m, uint32_t layer, uint32_t op, u
         if (op == RNC_OP_GEMV && precision < RNC_PRECISION_COUNT) o = &p->gemm[precision];
         else if (precision == RNC_Q8 && op == RNC_OP_GEMM_DEQ) o = &p->gemm_deq;
         else if (precision == RNC_Q8 && op == RNC_OP_QUANTIZE) o = &p->quantize;
-    } else if (layer < m->num_layers && op == (uint32_t)cell_op(m->layer[layer].kind) &&
+        else if (precision == RNC_Q8 && op == RNC_OP_SPGEMV) o = &p->spgemv;
+    } else if (layer < m->num_layers && op == (uint32_t)layer_op(&m->layer[layer]) &&
                precision == m->precision && (input == RNC_IN_X || input == RNC_IN_GI)) {
         o = input == RNC_IN_X ? &p->cell_x[layer] : &p->cell_gi[layer];
     }
@@ -431,8 +440,8 @@ static void cell_args_base(const rnc_model *m, const rnc_layer *L, uint32_t d, r
     a->H = L->hidden_size;
     a->Hp = L->hp;
     a->G = L->gates;
-    a->w_ih = L->dir[d].w_ih;
-    a->w_hh = L->dir[d].w_hh;
+    a->w_ih = L->sparse ? (const void *)&L->dir[d].sp_ih : L->dir[d].w_ih;
+    a->w_hh = L->sparse ? (const void *)&L->dir[d].sp_hh : L->dir[d].w_hh;
     a->s_ih = L->dir[d].s_ih;
     a->s_hh = L->dir[d].s_hh;
     a->b_ih = L->dir[d].b_ih;
@@ -785,7 +794,14 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 if (!per_step) { /* the chunk's input projection, one product per sequence */
                     for (size_t b = 0; b < B; ++b) {
                         float *g = gi + b * n * ghp;
-                        if (m->precision == RNC_Q8) {
+                        if (L->sparse & RNC_LAYER_FLAG_SPARSE_IH) { /* gemm_deq.h's order */
+                            plan_pick(&m->plan.spgemv, n, 0)->fn.gemm_q8(
+                                (const int8_t *)(const void *)&L->dir[d].sp_ih, (int)ghp,
+                                (int)L->input_size, (int)n, xq + b * n * kx, (int)kx,
+                                (int32_t *)(void *)g, (int)ghp);
+                            rnc__dequant_in_place(g, (int)ghp, (int)n, (int)ghp, sx + b * n,
+                                                  L->dir[d].s_ih, L->dir[d].b_ih);
+                        } else if (m->precision == RNC_Q8) {
                             plan_pick(&m->plan.gemm_deq, n, 0)->fn.gemm_deq(
                                 (const int8_t *)L->dir[d].w_ih, (int)ghp, (int)L->input_size, (int)n,
                                 xq + b * n * kx, (int)kx, sx + b * n, L->dir[d].s_ih, L->dir[d].b_ih,

@@ -36,7 +36,8 @@
     S(rec_embedding, 24)                                                                          \
     S(rec_recurrent, 48) /* fixed part; then one cellw per direction */                           \
     S(rec_last_step, 16)                                                                          \
-    S(rec_linear, 48)
+    S(rec_linear, 48)                                                                             \
+    S(spq8, 16)        /* version 2: the header of a block-sparse q8 matrix */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -112,6 +113,11 @@
 /* recurrent layer flags (v1 descriptor flags, v2 rec_recurrent flags) */
 #define RNC_LAYER_FLAG_RESET_AFTER 1u
 #define RNC_LAYER_FLAG_BIDIR 2u
+/* v2, q8 only: every direction's W_ih (resp. W_hh) is block-sparse (spq8 below), the cellw's
+ * w_ih (w_hh) reference pointing at that tensor instead of the dense packed matrix. Not with
+ * GRU reset_after = 0 (its r*h product takes a row range of W_hh). */
+#define RNC_LAYER_FLAG_SPARSE_IH 4u
+#define RNC_LAYER_FLAG_SPARSE_HH 8u
 
 /* ---- version 2 ------------------------------------------------------------------------------ */
 #define RNC_V2 2u
@@ -181,6 +187,28 @@
     X(rec_linear, scale, 32, REF)                                                                 \
     X(rec_linear, bias, 40, REF)
 
+/* A block-sparse q8 matrix (v2, layer flags SPARSE_IH / SPARSE_HH) of R rows (G*Hp) and K inputs
+ * (Kp = round4(K), groups = Kp/4), cut into blocks of block_rows rows x 4 inputs; only the blocks
+ * holding a nonzero weight are stored. One tensor of these parts, each at its offset from the
+ * tensor's start:
+ *   0                    spq8 (16 bytes)
+ *   16                   rowptr: u32 x (row_blocks + 1), rowptr[0] = 0, non-decreasing, last = nnz
+ *   s = 16 + 4 (row_blocks+1)  sums: i32 x R, sum_k Wq[r, k] of each row (the kernel sums of the
+ *                        unsigned-offset products, as w_hh_sums; checked by the loader)
+ *   s + 4 R              cols: u16 x nnz, the input group of each block; strictly increasing
+ *                        within a row block, < groups
+ *   round64(s + 4 R + 2 nnz) the blocks: nnz x (block_rows * 4) int8, block i of row block b (i in
+ *                        rowptr[b] .. rowptr[b+1]) byte r*4 + j = Wq[block_rows b + r, 4 cols[i] + j]
+ * nbytes is exactly the end of the blocks; weights are in -127..127 and zero at inputs >= K. The
+ * dense matrix is the stored blocks at their places and zero elsewhere; row_blocks * block_rows = R. */
+#define RNC_SPQ8_BLOCK_ROWS_MIN 8u
+#define RNC_SPQ8_BLOCK_ROWS_MAX 16u /* block_rows is 8 or 16 */
+#define RNC_FIELDS_spq8(X)                                                                        \
+    X(spq8, block_rows, 0, U32)                                                                   \
+    X(spq8, row_blocks, 4, U32)                                                                   \
+    X(spq8, groups, 8, U32)                                                                       \
+    X(spq8, nnz, 12, U32)
+
 /* ---- the loader's refusals ---------------------------------------------------------------- *
  * Every refusal is one line "<part>: <field>: <problem>" (docs/rnc-format.md): the part is
  * "header", "layer <l> descriptor" (v1), "record <i>" / "record <i> (<kind>)" (v2); the field is a
@@ -230,13 +258,20 @@
     M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding] recurrent+ [last_step] [linear]") \
     M(INPUT_IDS, CORRUPT, "%llu, expected 0 (an embedding record comes first: the input is token ids)") \
     M(INPUT_FEATURES, CORRUPT, "0 without an embedding record, expected 1..%llu")                  \
-    M(OUTPUT_WIDTH, UNSUPPORTED, "%llu output features, the C core runs at most %llu")
+    M(OUTPUT_WIDTH, UNSUPPORTED, "%llu output features, the C core runs at most %llu")           \
+    M(SPARSE_FORM, CORRUPT, "0x%llx: block-sparse weights need a q8 file and not GRU reset_after = 0") \
+    M(SPARSE_SHORT, CORRUPT, "tensor of %llu bytes, shorter than its %llu-byte header")            \
+    M(SPARSE_ROWPTR, CORRUPT, "row block %llu starts at block %llu, before the previous (%llu)")  \
+    M(SPARSE_ROWLEN, CORRUPT, "row block %llu has %llu blocks, more than its %llu input groups")   \
+    M(SPARSE_COL, CORRUPT, "block %llu: input group %llu, expected %llu..%llu (increasing, < groups)") \
+    M(SPARSE_PAD, CORRUPT, "block %llu: nonzero weight at input %llu >= %llu inputs")            \
+    M(SPARSE_SUM, CORRUPT, "row %llu is %lld, expected %lld (the sum of its blocks)")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
     RNC_FIELDS_ref(X) RNC_FIELDS_hdr1(X) RNC_FIELDS_desc1(X) RNC_FIELDS_cellw(X) RNC_FIELDS_hdr2(X)                  \
     RNC_FIELDS_rec(X) RNC_FIELDS_rec_embedding(X) RNC_FIELDS_rec_recurrent(X)                      \
-    RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X)
+    RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

@@ -198,6 +198,71 @@ def _matrix(w: np.ndarray, precision: str, g: int, h: int, hp: int, k: int):
     return pack_q8(full), s
 
 
+#: block-sparse q8 weights (docs/rnc-format.md): a q8 matrix is stored block-sparse when the share
+#: of its ``block_rows`` x 4 blocks holding a nonzero weight is at most ``max_density``
+SPARSE_DEFAULT = {"max_density": 0.5, "block_rows": 16}
+
+
+def _sparse_options(sparse: Any) -> dict | None:
+    """``sparse`` of a spec / ``write_rnc``: None or False (dense), True (the defaults) or a dict
+    with ``max_density`` (0..1) and ``block_rows`` (8 or 16)."""
+    if sparse is None or sparse is False:
+        return None
+    opts = dict(SPARSE_DEFAULT)
+    if sparse is not True:
+        if not isinstance(sparse, dict) or set(sparse) - set(opts):
+            raise ValueError(f"sparse: expected None, True or a dict with keys {sorted(opts)}, "
+                             f"got {sparse!r}")
+        opts.update(sparse)
+    d, bh = opts["max_density"], opts["block_rows"]
+    if not (isinstance(d, (int, float)) and 0.0 <= float(d) <= 1.0):
+        raise ValueError(f"sparse['max_density']: expected a number in 0..1, got {d!r}")
+    if bh not in (_C["SPQ8_BLOCK_ROWS_MIN"], _C["SPQ8_BLOCK_ROWS_MAX"]):
+        raise ValueError(f"sparse['block_rows']: expected 8 or 16, got {bh!r}")
+    return {"max_density": float(d), "block_rows": int(bh)}
+
+
+def block_density(wq: np.ndarray, block_rows: int) -> float:
+    """Share of the ``block_rows`` x 4 blocks of a padded q8 matrix ``(R, Kp)`` holding a nonzero
+    weight."""
+    r, kp = wq.shape
+    nz = wq.reshape(r // block_rows, block_rows, kp // K_GROUP, K_GROUP).any(axis=(1, 3))
+    return float(nz.mean()) if nz.size else 0.0
+
+
+def pack_sparse_q8(wq: np.ndarray, block_rows: int) -> np.ndarray:
+    """The block-sparse tensor (rnc_layout.h, spq8) of a padded q8 matrix ``(R, Kp)`` (R a
+    multiple of 16, Kp of 4, zero past the inputs): header, row pointers, row sums, block
+    columns, blocks; as bytes (uint8)."""
+    r, kp = wq.shape
+    groups, rb = kp // K_GROUP, r // block_rows
+    blocks = wq.reshape(rb, block_rows, groups, K_GROUP).transpose(0, 2, 1, 3)  # (rb, groups, bh, 4)
+    nz = blocks.any(axis=(2, 3))
+    rowptr = np.concatenate([[0], np.cumsum(nz.sum(axis=1))]).astype("<u4")
+    cols = np.nonzero(nz)[1].astype("<u2")
+    data = blocks[nz].reshape(-1).astype(np.int8)
+    sums = wq.astype(np.int64).sum(axis=1).astype("<i4")
+    head = LAYOUT["spq8"].pack(block_rows=block_rows, row_blocks=rb, groups=groups, nnz=len(cols))
+    body = head + rowptr.tobytes() + sums.tobytes() + cols.tobytes()
+    body += b"\0" * (_round_up(len(body), ALIGN) - len(body))
+    return np.frombuffer(body + data.tobytes(), np.uint8)
+
+
+def unpack_sparse_q8(t: np.ndarray, r: int, kp: int) -> np.ndarray:
+    """Inverse of :func:`pack_sparse_q8` (a tensor the reader has checked): ``(R, Kp)`` int8."""
+    b = bytes(np.asarray(t, np.uint8))
+    h = LAYOUT["spq8"].unpack(b, 0)
+    bh, rb, nnz = h["block_rows"], h["row_blocks"], h["nnz"]
+    rowptr = np.frombuffer(b, "<u4", rb + 1, LAYOUT["spq8"].size)
+    cols_off = LAYOUT["spq8"].size + 4 * (rb + 1) + 4 * r
+    cols = np.frombuffer(b, "<u2", nnz, cols_off)
+    blk = np.frombuffer(b, np.int8, nnz * bh * 4, _round_up(cols_off + 2 * nnz, ALIGN)).reshape(nnz, bh, 4)
+    out = np.zeros((rb, kp // K_GROUP, bh, K_GROUP), np.int8)
+    rows_of = np.repeat(np.arange(rb), np.diff(rowptr))
+    out[rows_of, cols] = blk
+    return out.transpose(0, 2, 1, 3).reshape(r, kp)
+
+
 def _scale_field(v: Any, precision: str, name: str) -> float:
     if v is None or v == 0:
         return 0.0
@@ -219,6 +284,7 @@ def _plan(spec: dict) -> dict[str, Any]:
     ``activation``, ``in_scale``, ``tensors`` = weight, scale, bias).
     """
     precision = spec.get("precision", "f32")
+    sparse_opts = _sparse_options(spec.get("sparse"))
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'f32' or 'q8', not {precision!r}")
     layers = list(spec.get("layers", []))
@@ -282,6 +348,19 @@ def _plan(spec: dict) -> dict[str, Any]:
             p_ih, s_ih = _matrix(w_ih, precision, g, h, hp, i)
             p_hh, s_hh = _matrix(w_hh, precision, g, h, hp, h)
             dirs.append([p_ih, p_hh, s_ih, s_hh, _pad_gates(b_ih, g, h, hp), _pad_gates(b_hh, g, h, hp)])
+        sp_flags = 0
+        sparse_dirs: list[list] = [[None, None] for _ in dirs]
+        # not GRU reset_after=False: its r*h product takes a row range of the dense W_hh
+        if sparse_opts and precision == "q8" and not (kind == "gru" and not reset_after):
+            for j, (flag, k_in, which) in enumerate(((_C["LAYER_FLAG_SPARSE_IH"], i, 0),
+                                                     (_C["LAYER_FLAG_SPARSE_HH"], h, 1))):
+                kp = _round_up(k_in, K_GROUP)
+                full = [unpack_q8(d[which], g * hp, kp) for d in dirs]
+                bh = sparse_opts["block_rows"]
+                if max(block_density(f, bh) for f in full) <= sparse_opts["max_density"]:
+                    sp_flags |= flag
+                    for dd, f in enumerate(full):
+                        sparse_dirs[dd][j] = pack_sparse_q8(f, bh)
         hsc = layer.get("h_scale")
         hsc = list(hsc) if isinstance(hsc, (list, tuple)) else [hsc, hsc if bidir else None]
         if len(hsc) == 1:
@@ -292,6 +371,8 @@ def _plan(spec: dict) -> dict[str, Any]:
             "cell": KINDS[(kind, nonlin)],
             "flags": (_C["LAYER_FLAG_RESET_AFTER"] if reset_after else 0)
             | (_C["LAYER_FLAG_BIDIR"] if bidir else 0),
+            "sparse_flags": sp_flags,
+            "sparse": sparse_dirs,
             "input_size": i,
             "hidden_size": h,
             "x_scale": _scale_field(layer.get("x_scale"), precision, f"layer {li} x_scale"),
@@ -410,12 +491,14 @@ def _emit_v2(plan: dict) -> bytes:
     for lp in plan["layers"]:
         size = _C["REC_RECURRENT_DIR0"] + cellw.size * len(lp["dirs"])
         sums = blob.add(_hh_sums(lp)) if plan["precision"] == "q8" else (0, 0)
-        rec = r_rec.pack(kind=RECORD_KINDS["recurrent"], size=size, cell=lp["cell"], flags=lp["flags"],
+        rec = r_rec.pack(kind=RECORD_KINDS["recurrent"], size=size, cell=lp["cell"],
+                         flags=lp["flags"] | lp["sparse_flags"],
                          input_size=lp["input_size"], hidden_size=lp["hidden_size"],
                          x_scale=lp["x_scale"], h_scale=lp["h_scale"][0],
                          h_scale_reverse=lp["h_scale"][1], w_hh_sums=sums)
-        for d in lp["dirs"]:
-            rec += cellw.pack(**dict(zip(_CELLW, [blob.add(t) for t in d], strict=True)))
+        for d, sp in zip(lp["dirs"], lp["sparse"], strict=True):
+            tensors = [sp[0] if sp[0] is not None else d[0], sp[1] if sp[1] is not None else d[1]] + d[2:]
+            rec += cellw.pack(**dict(zip(_CELLW, [blob.add(t) for t in tensors], strict=True)))
         records.append(rec)
     if plan["last_step"] is not None:
         records.append(r_last.pack(kind=RECORD_KINDS["last_step"], size=r_last.size,
@@ -638,6 +721,67 @@ class _Loader:
         self.get_ref(sname, sref, 0)
         return self.check_floats(wname, w, rows * k, False), None
 
+    def get_sparse(self, w: str, wref, rows: int, k: int) -> np.ndarray:
+        """A block-sparse q8 matrix (loader.c's get_sparse, same checks in the same order): its
+        dense packed form."""
+        kp = _r4(k)
+        groups, n = kp // K_GROUP, wref[1]
+        if kp > _C["FILE_Q8_MAX_K"]:
+            raise self.fail(w, "Q8_K", kp, _C["FILE_Q8_MAX_K"])
+        st = LAYOUT["spq8"]
+        if n < st.size:
+            raise self.fail(w, "SPARSE_SHORT", n, st.size)
+        off = self.get_ref(w, wref, n)
+        self.check_reserved(st, off)
+        h = st.unpack(self.b, off)
+        bh, rb, nnz = h["block_rows"], h["row_blocks"], h["nnz"]
+        if bh not in (_C["SPQ8_BLOCK_ROWS_MIN"], _C["SPQ8_BLOCK_ROWS_MAX"]):
+            raise self.fail(w + ".block_rows", "RANGE", bh, _C["SPQ8_BLOCK_ROWS_MIN"],
+                            _C["SPQ8_BLOCK_ROWS_MAX"])
+        if rb != rows // bh:
+            raise self.fail(w + ".row_blocks", "EXPECT", rb, rows // bh)
+        if h["groups"] != groups:
+            raise self.fail(w + ".groups", "EXPECT", h["groups"], groups)
+        if nnz > rb * groups:
+            raise self.fail(w + ".nnz", "RANGE", nnz, 0, rb * groups)
+        sums_off = st.size + 4 * (rb + 1)
+        cols_off = sums_off + 4 * rows
+        blk_off = _round_up(cols_off + 2 * nnz, ALIGN)
+        end = blk_off + nnz * bh * 4
+        if n != end:
+            raise self.fail(w, "REF_BYTES", n, end)
+        rowptr = np.frombuffer(self.b, "<u4", rb + 1, off + st.size).astype(np.int64)
+        sums = np.frombuffer(self.b, "<i4", rows, off + sums_off)
+        cols = np.frombuffer(self.b, "<u2", nnz, off + cols_off).astype(np.int64)
+        if rowptr[0] != 0:
+            raise self.fail(w + ".rowptr", "SPARSE_ROWPTR", 0, int(rowptr[0]), 0)
+        for b in range(rb):
+            if rowptr[b + 1] < rowptr[b]:
+                raise self.fail(w + ".rowptr", "SPARSE_ROWPTR", b + 1, int(rowptr[b + 1]), int(rowptr[b]))
+            if rowptr[b + 1] - rowptr[b] > groups:
+                raise self.fail(w + ".rowptr", "SPARSE_ROWLEN", b, int(rowptr[b + 1] - rowptr[b]), groups)
+        if rowptr[rb] != nnz:
+            raise self.fail(w + ".rowptr", "EXPECT", int(rowptr[rb]), nnz)
+        blk = self.check_q8(w + ".blocks", off + blk_off, nnz * bh * 4).reshape(nnz, bh, 4)
+        for b in range(rb):
+            want = np.zeros(bh, np.int64)
+            for i in range(int(rowptr[b]), int(rowptr[b + 1])):
+                lo = int(cols[i - 1]) + 1 if i > rowptr[b] else 0
+                if not lo <= cols[i] < groups:
+                    raise self.fail(w + ".cols", "SPARSE_COL", i, int(cols[i]), lo, groups - 1)
+                t = blk[i]
+                for r in range(bh):
+                    for j in range(4):
+                        if 4 * int(cols[i]) + j >= k and t[r, j]:
+                            raise self.fail(w + ".blocks", "SPARSE_PAD", i, 4 * int(cols[i]) + j, k)
+                want += t.astype(np.int64).sum(axis=1)
+            bad = np.flatnonzero(sums[b * bh:(b + 1) * bh] != want)
+            if bad.size:
+                r = b * bh + int(bad[0])
+                raise self.fail(w + ".sums", "SPARSE_SUM", r, int(sums[r]), int(want[bad[0]]))
+        dense = unpack_sparse_q8(np.frombuffer(self.b, np.uint8, n, off), rows, kp)
+        return pack_q8(dense)
+
     def get_vector(self, field: str, ref, count: int) -> np.ndarray:
         return self.check_floats(field, self.get_ref(field, ref, count * 4), count, False)
 
@@ -654,7 +798,9 @@ class _Loader:
         """``r``: the descriptor's / record's fields; ``dirs_at``: each cellw's offset (None: v2
         unidirectional's missing second direction)."""
         kind, lf, i, h = r[cell_field], r["flags"], r["input_size"], r["hidden_size"]
-        known = _C["LAYER_FLAG_RESET_AFTER"] | _C["LAYER_FLAG_BIDIR"]
+        sparse_flags = _C["LAYER_FLAG_SPARSE_IH"] | _C["LAYER_FLAG_SPARSE_HH"]
+        known = (_C["LAYER_FLAG_RESET_AFTER"] | _C["LAYER_FLAG_BIDIR"]
+                 | (0 if self.version == _C["V1"] else sparse_flags))
         if len(self.layers) >= _C["FILE_MAX_LAYERS"]:
             raise self.fail(cell_field, "LAYERS", _C["FILE_MAX_LAYERS"])
         if kind >= _C["FILE_CELL_KINDS"]:
@@ -663,6 +809,9 @@ class _Loader:
             raise self.fail("flags", "FLAGS", lf, known)
         if lf & _C["LAYER_FLAG_RESET_AFTER"] and kind != KINDS[("gru", None)]:
             raise self.fail("flags", "RESET_AFTER", lf)
+        if lf & sparse_flags and (self.precision != _C_Q8 or (
+                kind == KINDS[("gru", None)] and not lf & _C["LAYER_FLAG_RESET_AFTER"])):
+            raise self.fail("flags", "SPARSE_FORM", lf)
         if i != self.feat:
             raise self.fail("input_size", "EXPECT", i, self.feat)
         if not 1 <= h <= _C["FILE_MAX_HIDDEN"]:
@@ -689,8 +838,16 @@ class _Loader:
                         self.get_ref(f, refs[f], 0)
                 continue
             refs = cw.unpack(self.b, at)
-            w_ih, s_ih = self.get_matrix("w_ih", refs["w_ih"], "s_ih", refs["s_ih"], rows, i)
-            w_hh, s_hh = self.get_matrix("w_hh", refs["w_hh"], "s_hh", refs["s_hh"], rows, h)
+            mats = []
+            for wn, sn, flag, kk in (("w_ih", "s_ih", "LAYER_FLAG_SPARSE_IH", i),
+                                     ("w_hh", "s_hh", "LAYER_FLAG_SPARSE_HH", h)):
+                if lf & _C[flag]:
+                    wd = self.get_sparse(wn, refs[wn], rows, kk)
+                    sv = self.check_floats(sn, self.get_ref(sn, refs[sn], rows * 4), rows, True)
+                    mats.append((wd, sv))
+                else:
+                    mats.append(self.get_matrix(wn, refs[wn], sn, refs[sn], rows, kk))
+            (w_ih, s_ih), (w_hh, s_hh) = mats
             b_ih = self.get_vector("b_ih", refs["b_ih"], rows)
             b_hh = self.get_vector("b_hh", refs["b_hh"], rows)
             dirs.append({"w_ih": w_ih, "s_ih": s_ih, "w_hh": w_hh, "s_hh": s_hh, "b_ih": b_ih, "b_hh": b_hh})

@@ -10,6 +10,7 @@ from rnncore.nn.module import Module
 from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
 from rnncore.nn.optim import SGD, Adam, AdamW, clip_grad_norm_
 from rnncore.nn.pointwise import GELU, HardSigmoid, ReLU, Residual, Sigmoid, Tanh
+from rnncore.nn.prune import BlockPruning, block_mask
 from rnncore.nn.recurrent import GRU, LSTM, RNN
 
 __all__ = ["Module", "RNN", "GRU", "LSTM"]
@@ -21,3 +22,4 @@ __all__ += ["Conv1d", "FrameConv1d", "Magnitude", "MaxPool1d", "AvgPool1d"]
 __all__ += ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Residual"]
 __all__ += ["LayerNorm", "BatchNorm1d", "fold_batchnorm", "fold_batchnorms"]
 __all__ += ["LogMelSpectrogram"]
+__all__ += ["BlockPruning", "block_mask"]

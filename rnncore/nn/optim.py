@@ -64,6 +64,9 @@ class Optimizer:
         self.modules = _modules(module)
         self.lr = _positive("lr", lr)
         self.state: dict[str, dict[str, np.ndarray | int]] = {}
+        #: pruning masks by parameter name (True = kept; rnncore.nn.BlockPruning sets them): a
+        #: masked entry's gradient, weight and per-weight state stay zero, so it never regrows
+        self.masks: dict[str, np.ndarray] = {}
 
     def __repr__(self) -> str:
         hyper = {k: v for k, v in vars(self).items() if k not in ("modules", "state")}
@@ -77,7 +80,16 @@ class Optimizer:
 
     def step(self) -> None:
         for name, p, g in _pairs(self.modules):
-            self._update(self.state.setdefault(name, {}), p, g)
+            mask = self.masks.get(name)
+            if mask is None:
+                self._update(self.state.setdefault(name, {}), p, g)
+                continue
+            state = self.state.setdefault(name, {})
+            self._update(state, p, g * mask)
+            p *= mask
+            for v in state.values():  # momentum buffers, Adam moments
+                if isinstance(v, np.ndarray) and v.shape == p.shape:
+                    v *= mask
 
     def _update(self, state: dict, p: np.ndarray, g: np.ndarray) -> None:  # pragma: no cover
         raise NotImplementedError

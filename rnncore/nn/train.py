@@ -237,6 +237,7 @@ def fit(
     on_nonfinite: str = "raise",
     history_csv: str | os.PathLike | CSVLogger | None = None,
     blas_threads: int | None = 1,
+    prune: Any = None,
 ) -> dict[str, list]:
     """Train ``model`` with mini-batch gradient descent.
 
@@ -270,6 +271,10 @@ def fit(
     blas_threads : run with at most this many BLAS threads, restored afterwards
         (:func:`rnncore.blas.blas_threads`); the default 1 is fastest for small models.
         None leaves numpy's BLAS as it is
+    prune : a :class:`~rnncore.nn.BlockPruning` (gradual block-magnitude pruning): its masks
+        are updated after every batch at the fractional epoch reached, the pruned weights zeroed
+        and the masks handed to the optimiser (so no update regrows them);
+        ``history["density"]`` records the mean kept share of blocks after each epoch
 
     Returns
     -------
@@ -355,6 +360,8 @@ def fit(
             if clip is not None:
                 norms.append(clip_grad_norm_(model, clip))
             optimizer.step()
+            if prune is not None:
+                prune.update(model, optimizer, epoch - 1 + min(s + batch_size, N) / N)
             w = _weight(out, lb)
             tot, wsum = tot + value * w, wsum + w
             if metric == "accuracy":
@@ -367,6 +374,9 @@ def fit(
         history["loss"].append(epoch_loss)
         history["grad_norm"].append(float(np.mean(norms)) if norms else float("nan"))
         history["skipped"].append(skipped)
+        if prune is not None:
+            dens = [d for v in prune.block_density(model).values() for d in v]
+            history.setdefault("density", []).append(float(np.mean(dens)))
         if mname:
             if metric == "accuracy":
                 history[mname].append(mc / mn if mn else float("nan"))

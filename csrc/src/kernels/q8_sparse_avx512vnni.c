@@ -1,0 +1,187 @@
+/* Block-sparse q8 product and cells, AVX-512 VNNI (q8_sparse.h; flags of X86_AVX512VNNI_SRCS).
+ *
+ * A 16 x 4 block is one zmm (an 8 x 4 block one ymm): input group g of the column is broadcast to
+ * every dword lane and one vpdpbusd adds the 4 products of each row. vpdpbusd takes unsigned x
+ * signed bytes; the offset trick makes the input unsigned: dpbusd(q ^ 0x80, W) = W q + 128 rowsum,
+ * and the stored row sums (spq8 "sums") take the 128 rowsum off at the end. Exact: every partial
+ * sum is a 32-bit sum of four products, |sum| <= Kp * 255 * 127 < 2^31. Four accumulators per row
+ * block hide the multiply latency. */
+#include "q8_sparse.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#include <immintrin.h>
+
+#include "kernels_avx512.h"
+#include "epilogue_avx512.h"
+
+#define RNC_SAI static inline __attribute__((always_inline))
+
+RNC_SAI __m512i sp_x16(const int8_t *q, uint16_t g)
+{
+    return _mm512_set1_epi32(rnc__group4(q, g) ^ (int32_t)0x80808080u);
+}
+
+RNC_SAI __m256i sp_x8(const int8_t *q, uint16_t g)
+{
+    return _mm256_set1_epi32(rnc__group4(q, g) ^ (int32_t)0x80808080u);
+}
+
+static void sp_col16(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
+{
+    const uint16_t *c = S->cols;
+    const int8_t *w = S->blocks;
+    for (uint32_t b = 0; b < S->row_blocks && 16 * (int)b < R; ++b) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        uint32_t i = S->rowptr[b];
+        const uint32_t e = S->rowptr[b + 1];
+        for (; i + 4 <= e; i += 4) {
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[i]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
+            a1 = _mm512_dpbusd_epi32(a1, sp_x16(q, c[i + 1]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i + 64)));
+            a2 = _mm512_dpbusd_epi32(a2, sp_x16(q, c[i + 2]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i + 128)));
+            a3 = _mm512_dpbusd_epi32(a3, sp_x16(q, c[i + 3]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i + 192)));
+        }
+        for (; i < e; ++i)
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[i]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
+        const int rows = rnc__sparse_rows(S, b, R);
+        const __mmask16 m = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1u);
+        const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, S->sums + 16 * b), 7);
+        const __m512i s = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), corr);
+        _mm512_mask_storeu_epi32(acc + 16 * b, m, s);
+    }
+}
+
+#define SP_XBUF 4096
+
+RNC_SAI __m512i sp_b16(const int8_t *qx, uint16_t g)
+{
+    int32_t v;
+    memcpy(&v, qx + 4 * (size_t)g, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* sp_col16 on an input already offset (qx = q ^ 0x80) */
+static void sp_col16x(const rnc_sparse_q8 *S, int R, const int8_t *qx, int32_t *acc)
+{
+    const uint16_t *c = S->cols;
+    const int8_t *w = S->blocks;
+    for (uint32_t b = 0; b < S->row_blocks && 16 * (int)b < R; ++b) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        uint32_t i = S->rowptr[b];
+        const uint32_t e = S->rowptr[b + 1];
+        for (; i + 4 <= e; i += 4) {
+            const int8_t *t = w + 64 * (size_t)i;
+            a0 = _mm512_dpbusd_epi32(a0, sp_b16(qx, c[i]), _mm512_loadu_si512((const void *)t));
+            a1 = _mm512_dpbusd_epi32(a1, sp_b16(qx, c[i + 1]), _mm512_loadu_si512((const void *)(t + 64)));
+            a2 = _mm512_dpbusd_epi32(a2, sp_b16(qx, c[i + 2]), _mm512_loadu_si512((const void *)(t + 128)));
+            a3 = _mm512_dpbusd_epi32(a3, sp_b16(qx, c[i + 3]), _mm512_loadu_si512((const void *)(t + 192)));
+        }
+        for (; i < e; ++i)
+            a0 = _mm512_dpbusd_epi32(a0, sp_b16(qx, c[i]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
+        const int rows = rnc__sparse_rows(S, b, R);
+        const __mmask16 m = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1u);
+        const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, S->sums + 16 * b), 7);
+        const __m512i s = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), corr);
+        _mm512_mask_storeu_epi32(acc + 16 * b, m, s);
+    }
+}
+
+/* Four columns at once (sequence projections): each block's weights loaded once for all four. */
+static void sp_cols16x4(const rnc_sparse_q8 *S, int R, const int8_t *Q, size_t ldq, int32_t *Acc, size_t ldacc)
+{
+    const uint16_t *c = S->cols;
+    const int8_t *w = S->blocks;
+    const int8_t *q0 = Q, *q1 = Q + ldq, *q2 = Q + 2 * ldq, *q3 = Q + 3 * ldq;
+    for (uint32_t b = 0; b < S->row_blocks && 16 * (int)b < R; ++b) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (uint32_t i = S->rowptr[b]; i < S->rowptr[b + 1]; ++i) {
+            const __m512i wv = _mm512_loadu_si512((const void *)(w + 64 * (size_t)i));
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q0, c[i]), wv);
+            a1 = _mm512_dpbusd_epi32(a1, sp_x16(q1, c[i]), wv);
+            a2 = _mm512_dpbusd_epi32(a2, sp_x16(q2, c[i]), wv);
+            a3 = _mm512_dpbusd_epi32(a3, sp_x16(q3, c[i]), wv);
+        }
+        const int rows = rnc__sparse_rows(S, b, R);
+        const __mmask16 m = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1u);
+        const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, S->sums + 16 * b), 7);
+        _mm512_mask_storeu_epi32(Acc + 16 * b, m, _mm512_sub_epi32(a0, corr));
+        _mm512_mask_storeu_epi32(Acc + ldacc + 16 * b, m, _mm512_sub_epi32(a1, corr));
+        _mm512_mask_storeu_epi32(Acc + 2 * ldacc + 16 * b, m, _mm512_sub_epi32(a2, corr));
+        _mm512_mask_storeu_epi32(Acc + 3 * ldacc + 16 * b, m, _mm512_sub_epi32(a3, corr));
+    }
+}
+
+static void sp_col8(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
+{
+    const uint16_t *c = S->cols;
+    const int8_t *w = S->blocks;
+    for (uint32_t b = 0; b < S->row_blocks && 8 * (int)b < R; ++b) {
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        uint32_t i = S->rowptr[b];
+        const uint32_t e = S->rowptr[b + 1];
+        for (; i + 4 <= e; i += 4) {
+            a0 = _mm256_dpbusd_epi32(a0, sp_x8(q, c[i]), _mm256_loadu_si256((const void *)(w + 32 * (size_t)i)));
+            a1 = _mm256_dpbusd_epi32(a1, sp_x8(q, c[i + 1]), _mm256_loadu_si256((const void *)(w + 32 * (size_t)i + 32)));
+            a2 = _mm256_dpbusd_epi32(a2, sp_x8(q, c[i + 2]), _mm256_loadu_si256((const void *)(w + 32 * (size_t)i + 64)));
+            a3 = _mm256_dpbusd_epi32(a3, sp_x8(q, c[i + 3]), _mm256_loadu_si256((const void *)(w + 32 * (size_t)i + 96)));
+        }
+        for (; i < e; ++i)
+            a0 = _mm256_dpbusd_epi32(a0, sp_x8(q, c[i]), _mm256_loadu_si256((const void *)(w + 32 * (size_t)i)));
+        const int rows = rnc__sparse_rows(S, b, R);
+        const __mmask8 m = rows >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << rows) - 1u);
+        const __m256i corr = _mm256_slli_epi32(_mm256_maskz_loadu_epi32(m, S->sums + 8 * b), 7);
+        const __m256i s = _mm256_sub_epi32(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)), corr);
+        _mm256_mask_storeu_epi32(acc + 8 * b, m, s);
+    }
+}
+
+void rnc_q8_gemm_sparse_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                                   int32_t *Acc, int ldacc)
+{
+    const rnc_sparse_q8 *S = rnc__sparse_of(Wp);
+    if (!S->bh) {
+        rnc_q8_gemm_avx512vnni(S->dense, R, K, N, Q, ldq, Acc, ldacc);
+        return;
+    }
+    int n = 0;
+    if (S->bh == 16)
+        for (; n + 4 <= N; n += 4)
+            sp_cols16x4(S, R, Q + (size_t)n * ldq, (size_t)ldq, Acc + (size_t)n * ldacc, (size_t)ldacc);
+    /* one column with K <= SP_XBUF: q ^ 0x80 made once into a stack buffer, so that each
+     * block's input group is a plain broadcast load */
+    const size_t kp = ((size_t)K + 3) & ~(size_t)3;
+    if (S->bh == 16 && kp <= SP_XBUF) {
+        int8_t qx[SP_XBUF] __attribute__((aligned(64)));
+        for (; n < N; ++n) {
+            const int8_t *q = Q + (size_t)n * ldq;
+            size_t k = 0;
+            for (; k + 64 <= kp; k += 64)
+                _mm512_store_si512((void *)(qx + k), _mm512_xor_si512(_mm512_loadu_si512((const void *)(q + k)),
+                                                                       _mm512_set1_epi8((char)0x80)));
+            if (k < kp) {
+                const __mmask64 mk = ((__mmask64)1 << (kp - k)) - 1;
+                _mm512_mask_storeu_epi8(qx + k, mk, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mk, q + k),
+                                                                     _mm512_set1_epi8((char)0x80)));
+            }
+            sp_col16x(S, R, qx, Acc + (size_t)n * ldacc);
+        }
+        return;
+    }
+    for (; n < N; ++n) {
+        if (S->bh == 16) sp_col16(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+        else sp_col8(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+    }
+}
+
+/* the epilogue: AVX-512's cell update and quantiser, and the dequantisation fused with the
+ * update from epilogue_avx2.h (the same float32 operations as every ISA's) */
+#include "epilogue_avx2.h"
+#define RNC_CELL_UPDATE rnc_x86_cell_update_avx512
+#define RNC_QUANTIZE_ROW rnc_x86_quantize_row_avx512
+#define RNC_Q8_UPDATE rnc_avx2_q8_update
+#define RNC_SFX sparse_avx512vnni
+#define rnc_f32_gemm_sparse_avx512vnni rnc_f32_gemm_avx512
+#include "cell_template.h"
+
+#else
+typedef int rnc_q8_sparse_avx512vnni_unused;
+#endif

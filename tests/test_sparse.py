@@ -1,0 +1,316 @@
+"""Block-sparse q8 weights (docs/rnc-format.md, "Block-sparse q8 weights"; issue 17 item 1).
+
+* A model whose weights are zero in whole blocks, compiled with ``sparse=`` (its matrices stored
+  as spq8 tensors, run by the ``*_sparse`` kernel rows) gives outputs and final states **bit for
+  bit** equal to the same model compiled dense, on every ISA this CPU runs: steps at several
+  batch sizes, whole-sequence runs with lengths (both run modes: the projection given below 4
+  sequences, per step from 4), stacked and bidirectional layers, 8- and 16-row blocks. The dense
+  q8 path is held against the NumPy q8 reference by test_kernels_property.py / test_engine.py.
+* The Python reader turns a sparse file back into exactly the int8 weights of the dense file.
+* Every refusal of the loader's sparse checks: the C loader and the Python reader refuse the same
+  mutated file with the same text.
+* Training: ``BlockPruning`` reaches its target block density per gate, keeps the recurrent
+  diagonal when asked, and no optimiser regrows a pruned weight.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from engine_report import record
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rnncore as rc
+from rnncore import _engine
+from rnncore.io.rnc import LAYOUT, block_density, pack_q8, read_rnc, unpack_q8
+
+AVAILABLE = rc.isa()["available"]
+
+
+def _prune_blocks(m, density, bh, rng):
+    """Zero whole bh x 4 blocks of every weight matrix (in the writer's gate-padded layout),
+    keeping about ``density`` of them."""
+    for _name, v in m.named_parameters():
+        if v.ndim != 2:
+            continue
+        gh, k = v.shape
+        g = 4 if "lstm" in type(m).__name__.lower() else 3 if "gru" in type(m).__name__.lower() else 1
+        h = gh // g
+        hp, kp = -(-h // 16) * 16, -(-k // 4) * 4
+        w = np.zeros((g, hp, kp), v.dtype)
+        w[:, :h, :k] = v.reshape(g, h, k)
+        keep = rng.random((g, hp // bh, kp // 4)) < density
+        w *= np.repeat(np.repeat(keep, bh, axis=1), 4, axis=2)
+        v[...] = w[:, :h, :k].reshape(gh, k)
+    return m
+
+
+def _pruned(kind, sizes, density, bh, seed, bidirectional=False):
+    rng = np.random.default_rng(seed)
+    layers = []
+    feat = sizes[0]
+    for h in sizes[1:]:
+        kw = dict(seed=seed, bidirectional=bidirectional)
+        lay = (rc.nn.LSTM(feat, h, **kw) if kind == "lstm" else rc.nn.GRU(feat, h, **kw) if kind == "gru"
+               else rc.nn.RNN(feat, h, nonlinearity=kind[4:], **kw))
+        _prune_blocks(lay, density, bh, rng)
+        layers.append(lay)
+        feat = h * (2 if bidirectional else 1)
+    return layers[0] if len(layers) == 1 else rc.nn.Sequential(*layers)
+
+
+def _flat(state):
+    if isinstance(state, (list, tuple)):
+        return [a for s in state for a in _flat(s)]
+    return [np.asarray(state)]
+
+
+CASES = [("gru", [7, 19], 16, False), ("lstm", [5, 33], 8, False), ("rnn_tanh", [9, 20], 16, False),
+         ("rnn_relu", [6, 17], 8, False), ("gru", [4, 21, 18], 8, False), ("lstm", [6, 13], 16, True),
+         ("gru", [37, 45], 16, True)]
+
+
+@pytest.mark.parametrize("kind,sizes,bh,bidir", CASES)
+def test_sparse_engine_bit_identical_to_dense_on_every_isa(kind, sizes, bh, bidir):
+    m = _pruned(kind, sizes, 0.3, bh, seed=len(sizes) * 7 + bh)
+    dense = rc.compile(m, "q8")
+    sp = rc.compile(m, "q8", sparse={"max_density": 0.9, "block_rows": bh})
+    assert len(sp.data) < len(dense.data)
+    op = ("lstm" if kind == "lstm" else kind[:3]) + "_step_sparse"
+    rng = np.random.default_rng(1)
+    for isa in AVAILABLE:
+        dense.set_isa(isa)
+        sp.set_isa(isa)
+        assert sp._model.plan_row(0, op, 1, "x").endswith("_sparse_" + (isa if isa in (
+            "generic", "avx2", "avx512vnni") else {"avx512": "avx2", "avxvnni": "avx2", "amx": "avx512vnni",
+                                                    "neon": "generic", "neondot": "generic"}[isa]))
+        for b in (1, 2, 5, 17):
+            X = (rng.standard_normal((b, 11, sizes[0])) * 2).astype(np.float32)
+            lengths = rng.integers(0, 12, b) if b > 1 else None
+            y0, s0 = dense.run(X, lengths, return_state=True)
+            y1, s1 = sp.run(X, lengths, return_state=True)
+            assert np.array_equal(y0, y1), (isa, b)
+            for a0, a1 in zip(_flat(s0), _flat(s1), strict=True):
+                assert np.array_equal(a0, a1), (isa, b)
+            record(sp._model.plan_row(0, op, b, "x"), isa)
+            if b < 4:
+                record(sp._model.plan_row(-1, "spgemv", b * 11), isa)  # the projection of the run
+            if not bidir:
+                t0, t1 = dense.stream(b), sp.stream(b)
+                for t in range(4):
+                    assert np.array_equal(t0.step(X[:, t].copy()), t1.step(X[:, t].copy())), (isa, b, t)
+
+
+def test_reader_gives_the_dense_weights_back():
+    m = _pruned("lstm", [10, 24], 0.4, 16, seed=3)
+    d0 = read_rnc(rc.compile(m, "q8").data)
+    d1 = read_rnc(rc.compile(m, "q8", sparse=True).data)
+    for a, b in zip(d0["layers"], d1["layers"], strict=True):
+        for key in ("qweights", "scales"):
+            for n in a[key]:
+                assert np.array_equal(a[key][n], b[key][n]), (key, n)
+
+
+def test_threshold_and_dense_fallbacks():
+    m = rc.nn.GRU(8, 16, seed=0)  # dense weights: no matrix passes the threshold
+    assert rc.compile(m, "q8", sparse=True).data == rc.compile(m, "q8").data
+    rb = _pruned("gru", [8, 16], 0.2, 16, seed=1)
+    rb2 = rc.nn.GRU(8, 16, reset_after=False, seed=1)
+    for (_n, v), (_, v2) in zip(rb.named_parameters(), rb2.named_parameters(), strict=True):
+        v2[...] = v
+    # GRU reset_after=False stays dense (its r*h product takes a row range of W_hh)
+    assert rc.compile(rb2, "q8", sparse=True).data == rc.compile(rb2, "q8").data
+    with pytest.raises(ValueError, match="sparse"):
+        rc.compile(rb, "f32", sparse=True)
+    with pytest.raises(ValueError, match="block_rows"):
+        rc.compile(rb, "q8", sparse={"block_rows": 4})
+    with pytest.raises(ValueError, match="max_density"):
+        rc.compile(rb, "q8", sparse={"max_density": 2})
+    # only W_hh pruned: W_ih stays dense, W_hh sparse (layer flag 8 only)
+    m3 = rc.nn.LSTM(8, 32, seed=2)
+    _prune_blocks(m3, 0.25, 16, np.random.default_rng(0))
+    w_ih = dict(m3.named_parameters())["weight_ih_l0"]
+    w_ih[...] = np.random.default_rng(1).standard_normal(w_ih.shape)
+    data = rc.compile(m3, "q8", sparse=True).data
+    at = LAYOUT["hdr2"].size + LAYOUT["rec_recurrent"].fields["flags"].offset
+    flags = struct.unpack_from("<I", data, at)[0]
+    assert flags & 12 == 8
+    X = np.random.default_rng(2).standard_normal((2, 6, 8)).astype(np.float32)
+    assert np.array_equal(rc.compile(m3, "q8").run(X), rc.load(data).run(X))
+
+
+def test_block_density_and_pack_roundtrip():
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (32, 12)).astype(np.int8)
+    w[:16, 4:8] = 0
+    w[16:, :] = 0
+    assert block_density(w, 16) == pytest.approx(2 / 6)
+    assert block_density(w, 8) == pytest.approx(4 / 12)
+    assert np.array_equal(unpack_q8(pack_q8(w), 32, 12), w)
+
+
+# ------------------------------------------------------------------------------------------
+# the loader's refusals, C and Python alike
+def _fix_crc(b: bytearray) -> bytes:
+    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])) & 0xFFFFFFFF)
+    return bytes(b)
+
+
+def _verdicts(data):
+    try:
+        read_rnc(data)
+        py = None
+    except ValueError as e:
+        py = str(e)
+    try:
+        _engine.Model(data)
+        c = None
+    except ValueError as e:
+        c = str(e)
+    return py, c
+
+
+def _sparse_file():
+    m = _pruned("gru", [6, 18], 0.4, 8, seed=5)  # K = 6: the last input group is padded
+    data = rc.compile(m, "q8", sparse={"max_density": 0.95, "block_rows": 8}).data
+    rec = LAYOUT["hdr2"].size
+    cw = rec + 48
+    off, n = struct.unpack_from("<II", data, cw + LAYOUT["cellw"].fields["w_ih"].offset)
+    return bytearray(data), off, n
+
+
+def _mutations():
+    data, off, n = _sparse_file()
+    rb = struct.unpack_from("<I", data, off + 4)[0]
+    nnz = struct.unpack_from("<I", data, off + 12)[0]
+    rows = rb * 8
+    sums = off + 16 + 4 * (rb + 1)
+    cols = sums + 4 * rows
+    blocks = off + -(-(cols - off + 2 * nnz) // 64) * 64
+    yield "block_rows 4", off, struct.pack("<I", 4)
+    yield "row_blocks - 1", off + 4, struct.pack("<I", rb - 1)
+    yield "groups + 1", off + 8, struct.pack("<I", 3)
+    yield "nnz + 1", off + 12, struct.pack("<I", nnz + 1)
+    yield "nnz huge", off + 12, struct.pack("<I", 10**6)
+    yield "rowptr[0] = 1", off + 16, struct.pack("<I", 1)
+    yield "rowptr[1] = 9", off + 20, struct.pack("<I", 9)
+    yield "rowptr decreasing", off + 24, struct.pack("<I", 0)
+    yield "sums[0] + 1", sums, struct.pack("<i", struct.unpack_from("<i", data, sums)[0] + 1)
+    yield "col out of range", cols, struct.pack("<H", 2)
+    yield "col repeated", cols + 2, data[cols:cols + 2]
+    yield "weight -128", blocks, b"\x80"
+    yield "padding weight", blocks + 2, b"\x05"  # inputs 6, 7 of group 1 are padding
+    yield "layer flag on GRU reset_after=0", LAYOUT["hdr2"].size + 12, struct.pack("<I", 4)
+
+
+@pytest.mark.parametrize("what,at,new", list(_mutations()), ids=lambda v: v if isinstance(v, str) else "")
+def test_sparse_refusals_agree_between_c_and_python(what, at, new):
+    data, _, _ = _sparse_file()
+    data[at:at + len(new)] = new
+    py, c = _verdicts(_fix_crc(data))
+    assert (py is None) == (c is None), (what, py, c)
+    assert py is not None, what
+    assert py in c, (what, py, c)
+
+
+# ------------------------------------------------------------------------------------------
+# training: gradual block pruning
+def test_block_mask_keeps_the_largest_blocks():
+    from rnncore.nn import block_mask
+
+    w = np.zeros((16, 8))
+    w[:, 0:4] = 1.0  # block 0: score 64
+    w[:, 4:8] = 2.0  # block 1: score 256
+    m = block_mask(w, 0.5, 16)
+    assert m[:, 4:].all() and not m[:, :4].any()
+    # 8-row blocks: 4 blocks, 2 kept; a forced (diagonal) block counts toward them, the other
+    # goes to the larger blocks (the first of the two equal ones)
+    assert block_mask(w, 0.5, 8)[:, 4:].all() and not block_mask(w, 0.5, 8)[:, :4].any()
+    keep = np.zeros((16, 8), bool)
+    keep[0, 0] = True
+    m = block_mask(w, 0.5, 8, keep)
+    assert m[:8, :].all() and not m[8:, :].any()
+    assert block_mask(w, 1.0, 16).all()
+
+
+@pytest.mark.parametrize("opt_name", ["sgd_momentum", "sgd_nesterov", "adam", "adam_amsgrad", "adamw"])
+def test_pruning_reaches_the_targets_and_no_optimiser_regrows(opt_name):
+    from rnncore.nn import BlockPruning
+    from rnncore.nn.train import fit
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((48, 8, 12))
+    y = (X[:, :, 0].sum(1) > 0).astype(int)
+    m = rc.nn.Sequential(rc.nn.LSTM(12, 32, seed=1), rc.nn.LastStep(), rc.nn.Linear(32, 2, seed=1))
+    opt = {"sgd_momentum": lambda: rc.nn.SGD(m, lr=0.05, momentum=0.9, weight_decay=1e-3),
+           "sgd_nesterov": lambda: rc.nn.SGD(m, lr=0.05, momentum=0.9, nesterov=True),
+           "adam": lambda: rc.nn.Adam(m, lr=1e-2, weight_decay=1e-3),
+           "adam_amsgrad": lambda: rc.nn.Adam(m, lr=1e-2, amsgrad=True),
+           "adamw": lambda: rc.nn.AdamW(m, lr=1e-2)}[opt_name]()
+    pr = BlockPruning(m, density={"ih": 0.5, "hh": (0.25, 0.5, 0.25, 0.5)}, end_epoch=2, keep_diagonal=False)
+    h = fit(m, rc.nn.CrossEntropy(), opt, X, y, epochs=4, batch_size=16, verbose=False, prune=pr)
+    assert h["density"][0] > h["density"][1]  # the cubic ramp: denser after the first epoch
+    dens = pr.block_density(m)
+    # 12 inputs: 3 groups x 2 row blocks = 6 blocks per gate (ceil(0.5*6) = 3); W_hh: 8 groups x 2
+    assert dens["0.weight_ih_l0"] == [0.5] * 4
+    assert dens["0.weight_hh_l0"] == [0.25, 0.5, 0.25, 0.5]
+    params = dict(m.named_parameters())
+    for name, mask in pr.masks.items():
+        assert np.all(params[name][~mask] == 0), name
+        for v in opt.state[name].values():
+            if isinstance(v, np.ndarray):
+                assert np.all(v[~mask] == 0), (name, opt_name)
+    # more steps with the masks held: nothing regrows
+    fit(m, rc.nn.CrossEntropy(), opt, X, y, epochs=1, batch_size=16, verbose=False)
+    for name, mask in pr.masks.items():
+        assert np.all(params[name][~mask] == 0), name
+    # the pruned model compiles block-sparse, bit-identical to its dense form
+    lstm = m._modules["0"]
+    X32 = X[:3].astype(np.float32)
+    assert np.array_equal(rc.compile(lstm, "q8").run(X32), rc.compile(lstm, "q8", sparse=True).run(X32))
+    assert rc.compile(lstm, "q8", sparse=True)._model.plan_row(0, "lstm_step_sparse", 1, "x")
+
+
+def test_keep_diagonal_keeps_the_recurrent_diagonal():
+    from rnncore.nn import BlockPruning
+
+    m = rc.nn.GRU(4, 40, seed=3)
+    pr = BlockPruning(m, density=0.1, end_epoch=1, keep_diagonal=True, matrices="hh")
+    pr.update(m, None, epoch=1.0)
+    w = dict(m.named_parameters())["weight_hh_l0"].reshape(3, 40, 40)
+    assert all(np.all(np.diagonal(w[g]) != 0) for g in range(3))
+    assert np.all(dict(m.named_parameters())["weight_ih_l0"] != 0)  # "hh" only
+    with pytest.raises(ValueError, match="density"):
+        BlockPruning(m, density=(0.5, 0.5))
+    with pytest.raises(ValueError, match="block_rows"):
+        BlockPruning(m, block_rows=4)
+    other = rc.nn.GRU(4, 40, seed=4)
+    with pytest.raises(ValueError, match="optimizer"):
+        pr.update(m, rc.nn.Adam([m, other]), epoch=1.0)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["gru", "lstm", "rnn_tanh", "rnn_relu"]), i=st.integers(1, 40),
+       h=st.integers(1, 40), density=st.sampled_from([0.0, 0.1, 0.3, 0.6, 1.0]), bh=st.sampled_from([8, 16]),
+       seed=st.integers(0, 2**31))
+def test_random_sparse_layers_bit_identical_on_every_isa(kind, i, h, density, bh, seed):
+    """Random shapes and densities (empty and full matrices included): the sparse engine's run
+    (batch 1-3: the projection given; 5: per step) and steps equal the dense engine's bits."""
+    m = _pruned(kind, [i, h], density, bh, seed=seed % 1000)
+    dense = rc.compile(m, "q8")
+    sp = rc.compile(m, "q8", sparse={"max_density": 1.0, "block_rows": bh})
+    rng = np.random.default_rng(seed)
+    for isa in AVAILABLE:
+        dense.set_isa(isa)
+        sp.set_isa(isa)
+        for b in (1, 3, 5):
+            X = (rng.standard_normal((b, 7, i)) * 3).astype(np.float32)
+            assert np.array_equal(dense.run(X), sp.run(X)), (isa, b)
+        s0, s1 = dense.stream(2), sp.stream(2)
+        for t in range(3):
+            x = rng.standard_normal((2, i)).astype(np.float32)
+            assert np.array_equal(s0.step(x), s1.step(x)), (isa, t)
