@@ -25,10 +25,11 @@ DRIVER = r"""
 #include <stdio.h>
 #include "m.h"
 int main(void) {
-    int8_t x[M_INPUT_SIZE];
+    int8_t x[M_INPUT_SIZE] = {0};
     int steps;
     if (scanf("%d", &steps) != 1) return 2;
-    m_reset();
+    if (m_step(x) != -1) return 6; /* before the reset: RNC_INT_E_ARG, nothing run */
+    if (m_reset()) return 5;
     for (int t = 0; t < steps; t++) {
         for (int i = 0; i < M_INPUT_SIZE; i++) {
             int v;
@@ -98,7 +99,7 @@ def test_exported_model_compiles_for_cortex_m4_with_weights_in_rodata(tmp_path):
     size = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], capture_output=True, text=True, check=True)
     sections = {p[0]: int(p[1]) for p in (line.split() for line in size.stdout.splitlines()) if len(p) >= 2
                 and p[1].isdigit()}
-    assert sections[".bss"] == budget["arena_bytes"]
+    assert sections[".bss"] == budget["ram_bytes"] == budget["arena_bytes"] + 4
     assert sections.get(".data", 0) == 0
     assert sections[".rodata"] >= budget["flash_bytes"]
 
@@ -122,7 +123,7 @@ def test_cli_export_c_target_cortex_m(tmp_path):
                         env=env)
     assert ok.returncode == 0, ok.stderr
     assert "static arena" in ok.stdout
-    assert "#define RNC_INT_STEP RNC_INT_CELL_STEP" in (tmp_path / "kws.c").read_text()
+    assert "#define RNC_INT_RUN RNC_INT_CELL_RUN" in (tmp_path / "kws.c").read_text()
     assert "#define KWS_ARENA_BYTES" in (tmp_path / "kws.h").read_text()
     host = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(tmp_path / "m.rnc"), "-o",
                            str(tmp_path / "h.c"), "--calibration", str(tmp_path / "x.npy")],
@@ -198,7 +199,7 @@ def test_exported_model_on_cortex_m_under_qemu(tmp_path, core, which):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0] == f"rows rnc_int_cell_step_{isa} rnc_s8_matvec_{isa}"
+    assert lines[0] == f"rows rnc_int_cell_run_{isa} rnc_s8_matvec_{isa}"
     got = np.array([[int(v) for v in line.split()] for line in lines[1:]])
     h = x8[None]
     for cell in qm.layers:
@@ -206,11 +207,13 @@ def test_exported_model_on_cortex_m_under_qemu(tmp_path, core, which):
     want = np.concatenate([h[0].astype(np.int64), qi.int_linear(qm.head, h[0])], axis=1)
     assert got.shape == want.shape and np.array_equal(got, want)
 
-    # placement: m.o's const arrays in FLASH (below 0x20000000), its arena the only RAM it takes
+    # placement: m.o's const arrays in FLASH (below 0x20000000), its arena and the reset's flag
+    # the only RAM it takes
     secs = _map_sections(map_file.read_text(), "m.o")
     rodata = [s for s in secs if s[0].startswith(".rodata") and s[2]]
     ram = [s for s in secs if s[0].startswith((".bss", ".data")) and s[2]]
     assert rodata and all(addr < 0x20000000 for _, addr, _ in rodata)
     assert sum(size for _, _, size in rodata) >= budget["flash_bytes"]
-    assert [s[0] for s in ram] == [".bss.m_arena"] and ram[0][1] >= 0x20000000
-    assert ram[0][2] == budget["arena_bytes"]
+    assert sorted(s[0] for s in ram) == [".bss.m_arena", ".bss.m_checked"]
+    assert all(addr >= 0x20000000 for _, addr, _ in ram)
+    assert {s[0]: s[2] for s in ram} == {".bss.m_arena": budget["arena_bytes"], ".bss.m_checked": 4}

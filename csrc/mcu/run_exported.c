@@ -15,7 +15,10 @@ int main(void) {
     mcu_puts(" ");
     mcu_puts(m_matvec_row);
     mcu_puts("\n");
-    m_reset();
+    if (m_reset()) {
+        mcu_puts("FAIL: m_reset\n");
+        return 1;
+    }
     for (int t = 0; t < M_STEPS; t++) {
         int rc = m_step(m_inputs + (long)t * M_INPUT_SIZE);
         if (rc) {
