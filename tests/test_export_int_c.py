@@ -25,10 +25,11 @@ DRIVER = r"""
 #include <stdio.h>
 #include "m.h"
 int main(void) {
-    int8_t x[M_INPUT_SIZE];
+    int8_t x[M_INPUT_SIZE] = {0};
     int steps;
     if (scanf("%d", &steps) != 1) return 2;
-    m_reset();
+    if (m_step(x) != -1) return 6; /* before the reset: RNC_INT_E_ARG, nothing run */
+    if (m_reset()) return 5;
     for (int t = 0; t < steps; t++) {
         for (int i = 0; i < M_INPUT_SIZE; i++) {
             int v;
@@ -98,7 +99,7 @@ def test_exported_model_compiles_for_cortex_m4_with_weights_in_rodata(tmp_path):
     size = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], capture_output=True, text=True, check=True)
     sections = {p[0]: int(p[1]) for p in (line.split() for line in size.stdout.splitlines()) if len(p) >= 2
                 and p[1].isdigit()}
-    assert sections[".bss"] == budget["arena_bytes"]
+    assert sections[".bss"] == budget["ram_bytes"] == budget["arena_bytes"] + 4
     assert sections.get(".data", 0) == 0
     assert sections[".rodata"] >= budget["flash_bytes"]
 
@@ -122,9 +123,97 @@ def test_cli_export_c_target_cortex_m(tmp_path):
                         env=env)
     assert ok.returncode == 0, ok.stderr
     assert "static arena" in ok.stdout
-    assert "rnc_int_cell_step" in (tmp_path / "kws.c").read_text()
+    assert "#define RNC_INT_RUN RNC_INT_CELL_RUN" in (tmp_path / "kws.c").read_text()
     assert "#define KWS_ARENA_BYTES" in (tmp_path / "kws.h").read_text()
     host = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(tmp_path / "m.rnc"), "-o",
                            str(tmp_path / "h.c"), "--calibration", str(tmp_path / "x.npy")],
                           capture_output=True, text=True, env=env)
     assert host.returncode == 1 and "only with --target cortex-m" in host.stderr
+
+
+MCU = ROOT / "csrc" / "mcu"
+QEMU = shutil.which("qemu-system-arm")
+CORES = {"cortex-m4": ("mps2-an386", "mps2.ld", "dsp"), "cortex-m7": ("mps2-an500", "mps2.ld", "dsp"),
+         "cortex-m55": ("mps3-an547", "mps3.ld", "mve")}
+INT_SRCS = ["int_cells.c", "int_cells_dsp.c", "int_cells_mve.c", "s8_matvec_generic.c", "s8_matvec_dsp.c",
+            "s8_matvec_mve.c", "s16_act_mve.c"]
+
+
+def _kws_model(seed: int = 7):
+    """The keyword-spotting-sized cell of issue 18: GRU I = 16, H = 64, with a 12-logit head."""
+    torch.manual_seed(seed)
+    m = torch.nn.GRU(16, 64, batch_first=True).double()
+    spec = ModelSpec(layers_from_state_dict("gru", m.state_dict(), 1, False))
+    spec.last_step = True
+    spec.head = LinearSpec(np.random.default_rng(seed).standard_normal((12, 64)) * 0.3, np.zeros(12))
+    x = np.random.default_rng(seed + 1).standard_normal((32, 25, 16))
+    return qi.quantize_int_model(spec, qi.calibrate_int(spec, x))
+
+
+def _map_sections(map_text: str, obj_name: str) -> list[tuple[str, int, int]]:
+    """(input section, address, size) of every section the image keeps from ``obj_name`` (the
+    map after "Linker script and memory map"; the sections --gc-sections discarded come before)."""
+    out, pending = [], None
+    kept = map_text[map_text.index("Linker script and memory map"):]
+    for line in kept.splitlines():
+        p = line.split()
+        if len(p) == 1 and p[0].startswith("."):
+            pending = p[0]
+            continue
+        if pending and len(p) == 3 and p[0].startswith("0x") and p[2].endswith(obj_name):
+            out.append((pending, int(p[0], 16), int(p[1], 16)))
+        elif len(p) == 4 and p[0].startswith(".") and p[1].startswith("0x") and p[3].endswith(obj_name):
+            out.append((p[0], int(p[1], 16), int(p[2], 16)))
+        pending = None
+    return out
+
+
+@pytest.mark.skipif(ARM is None or QEMU is None, reason="arm-none-eabi-gcc or qemu-system-arm not installed")
+@pytest.mark.parametrize("core", sorted(CORES))
+@pytest.mark.parametrize("which", ["gru_kws", "lstm2"])
+def test_exported_model_on_cortex_m_under_qemu(tmp_path, core, which):
+    """The generated code, built for the core with its best step and products rows (DSP on M4/M7,
+    MVE on M55), computes every step's h8 and logits of the NumPy spec bit for bit under
+    qemu-system-arm; the linker map puts the model's const arrays in FLASH and only the arena in
+    RAM."""
+    machine, ld, isa = CORES[core]
+    qm = _kws_model() if which == "gru_kws" else _model("lstm", 2, True)
+    budget = export_int_c(qm, tmp_path / "m.c")
+    steps, n_in = 12, qm.layers[0].input_size
+    x8 = np.random.default_rng(11).integers(-128, 128, (steps, n_in)).astype(np.int8)
+    (tmp_path / "m_inputs.h").write_text(
+        f"#define M_STEPS {steps}\nstatic const int8_t m_inputs[{x8.size}] = {{"
+        + ", ".join(str(int(v)) for v in x8.ravel()) + "};\n")
+    cflags = [f"-mcpu={core}", "-std=c99", "-O3", "-mthumb", "-mfloat-abi=hard", "-ffreestanding",
+              "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra", "-Werror", f"-I{MCU}", f"-I{INT}",
+              f"-I{tmp_path}"]
+    subprocess.run([ARM, *cflags, "-c", str(tmp_path / "m.c"), "-o", str(tmp_path / "m.o")], check=True)
+    elf, map_file = tmp_path / "m.elf", tmp_path / "m.map"
+    subprocess.run([ARM, *cflags, "-nostdlib", f"-L{MCU}", "-Wl,--gc-sections", f"-T{ld}",
+                    f"-Wl,-Map={map_file}", str(MCU / "startup.c"), str(MCU / "run_exported.c"),
+                    str(tmp_path / "m.o"), *[str(INT / f) for f in INT_SRCS], "-lgcc", "-o", str(elf)],
+                   check=True)
+    run = subprocess.run(["timeout", "300", QEMU, "-M", machine, "-nographic", "-monitor", "none",
+                          "-serial", "none", "-chardev", "stdio,id=sh0",
+                          "-semihosting-config", "enable=on,target=native,chardev=sh0", "-kernel", str(elf)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"rows rnc_int_cell_run_{isa} rnc_s8_matvec_{isa}"
+    got = np.array([[int(v) for v in line.split()] for line in lines[1:]])
+    h = x8[None]
+    for cell in qm.layers:
+        h, _ = qi.int_cell_sequence(cell, h)
+    want = np.concatenate([h[0].astype(np.int64), qi.int_linear(qm.head, h[0])], axis=1)
+    assert got.shape == want.shape and np.array_equal(got, want)
+
+    # placement: m.o's const arrays in FLASH (below 0x20000000), its arena and the reset's flag
+    # the only RAM it takes
+    secs = _map_sections(map_file.read_text(), "m.o")
+    rodata = [s for s in secs if s[0].startswith(".rodata") and s[2]]
+    ram = [s for s in secs if s[0].startswith((".bss", ".data")) and s[2]]
+    assert rodata and all(addr < 0x20000000 for _, addr, _ in rodata)
+    assert sum(size for _, _, size in rodata) >= budget["flash_bytes"]
+    assert sorted(s[0] for s in ram) == [".bss.m_arena", ".bss.m_checked"]
+    assert all(addr >= 0x20000000 for _, addr, _ in ram)
+    assert {s[0]: s[2] for s in ram} == {".bss.m_arena": budget["arena_bytes"], ".bss.m_checked": 4}

@@ -2,7 +2,9 @@
  * WORK = <vector name>_<variant>, one step per repetition on the vector's inputs in turn, the
  * state carried. Variants: "generic" = the portable step with the generic products (the generic
  * integer path); "<isa>" = the portable step with that products row; "step_dsp" / "step_mve" =
- * the DSP / MVE step with the DSP / MVE products (RNC_INT_CELL_STEP + RNC_S8_MATVEC). The state and scratch of the GRU H = 64, I = 16 cell are their own
+ * the DSP / MVE step with the DSP / MVE products (RNC_INT_CELL_STEP + RNC_S8_MATVEC); "run_dsp" /
+ * "run_mve" = their twins without the per-call cell check (RNC_INT_CELL_RUN, what the exported
+ * model calls after validating at reset). The state and scratch of the GRU H = 64, I = 16 cell are their own
  * arrays (kws_*), so that the map file gives its RAM. */
 #include <stdint.h>
 
@@ -69,11 +71,17 @@ int main(void) {
         if (list) mcu_puts(v->name), mcu_puts("_step_dsp\n");
         else if (match(work, v->name, "step_dsp"))
             return run(v, rnc_int_cell_step_dsp, rnc_s8_matvec_dsp, reps);
+        if (list) mcu_puts(v->name), mcu_puts("_run_dsp\n");
+        else if (match(work, v->name, "run_dsp"))
+            return run(v, rnc_int_cell_run_dsp, rnc_s8_matvec_dsp, reps);
 #endif
 #if defined(RNC_S8_HAVE_MVE)
         if (list) mcu_puts(v->name), mcu_puts("_step_mve\n");
         else if (match(work, v->name, "step_mve"))
             return run(v, rnc_int_cell_step_mve, rnc_s8_matvec_mve, reps);
+        if (list) mcu_puts(v->name), mcu_puts("_run_mve\n");
+        else if (match(work, v->name, "run_mve"))
+            return run(v, rnc_int_cell_run_mve, rnc_s8_matvec_mve, reps);
 #endif
     }
     if (list) return 0;

@@ -11,7 +11,9 @@
 
 #if defined(RNC_S8_HAVE_DSP)
 #define rnc_int_cell_step_dsp test_act_step_dsp_copy
+#define rnc_int_cell_run_dsp test_act_run_dsp_copy
 #include "int_cells_dsp.c"
+#undef rnc_int_cell_run_dsp
 #undef rnc_int_cell_step_dsp
 #endif
 

@@ -8,7 +8,12 @@
 
 static int32_t scratch[(RNC_INT_SCRATCH_BYTES(4, 1024) + 3) / 4];
 
-static int run_vector(const rnc_int_vector *v) {
+typedef int (*step_fn)(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
+                       int16_t *s16, void *scratch, size_t scratch_bytes);
+
+/* every step of the vector through `step` (rnc_int_cell_step, or rnc_int_cell_run after the
+ * one check above) */
+static int run_vector(const rnc_int_vector *v, step_fn step) {
     const rnc_int_cell *c = &v->cell;
     const int H = c->hidden_size, I = c->input_size;
     int8_t h8[1024];
@@ -20,7 +25,7 @@ static int run_vector(const rnc_int_vector *v) {
     rnc_int_cell_reset(c, h8, s16);
     const size_t need = RNC_INT_SCRATCH_BYTES(rnc_int_gates(c->cell), H);
     for (int t = 0; t < v->steps; t++) {
-        int rc = rnc_int_cell_step(c, rnc_s8_matvec_generic, v->x + (long)t * I, h8, s16, scratch, need);
+        int rc = step(c, rnc_s8_matvec_generic, v->x + (long)t * I, h8, s16, scratch, need);
         if (rc != RNC_INT_OK) {
             printf("FAIL %s: step %d returned %d\n", v->name, t, rc);
             return 1;
@@ -48,6 +53,9 @@ static int check_errors(void) {
     bad |= rnc_int_cell_step(c, rnc_s8_matvec_generic, x8, h8, s16, (char *)scratch + 2, need) != RNC_INT_E_SCRATCH;
     bad |= rnc_int_cell_step(c, NULL, x8, h8, s16, scratch, need) != RNC_INT_E_ARG;
     bad |= rnc_int_cell_step(c, rnc_s8_matvec_generic, x8, h8, NULL, scratch, need) != RNC_INT_E_ARG;
+    bad |= rnc_int_cell_run(c, rnc_s8_matvec_generic, x8, h8, s16, scratch, need - 1) != RNC_INT_E_SCRATCH;
+    bad |= rnc_int_cell_run(NULL, rnc_s8_matvec_generic, x8, h8, s16, scratch, need) != RNC_INT_E_ARG;
+    bad |= rnc_int_cell_run(c, rnc_s8_matvec_generic, x8, NULL, s16, scratch, need) != RNC_INT_E_ARG;
     rnc_int_cell broken = *c;
     broken.hidden_size = 0;
     bad |= rnc_int_cell_check(&broken) != RNC_INT_E_ARG;
@@ -57,6 +65,7 @@ static int check_errors(void) {
     broken = *c;
     broken.e_h = 31;
     bad |= rnc_int_cell_check(&broken) != RNC_INT_E_ARG;
+    bad |= rnc_int_cell_step(&broken, rnc_s8_matvec_generic, x8, h8, s16, scratch, need) != RNC_INT_E_ARG;
     broken = *c;
     broken.cell_shift = -8;
     bad |= broken.cell == RNC_INT_LSTM && rnc_int_cell_check(&broken) != RNC_INT_E_ARG;
@@ -92,7 +101,8 @@ static int check_head(void) {
 int main(void) {
     int fails = check_head(), steps = 0;
     for (int k = 0; k < RNC_INT_NVECTORS; k++) {
-        fails += run_vector(&rnc_int_vectors[k]);
+        fails += run_vector(&rnc_int_vectors[k], rnc_int_cell_step);
+        fails += run_vector(&rnc_int_vectors[k], rnc_int_cell_run);
         steps += rnc_int_vectors[k].steps;
     }
     fails += check_errors();

@@ -122,8 +122,10 @@ static inline int32_t cwise_mul_shift(int32_t a, int32_t b, int shift) {
     return wrap16(rdbpot(a * b, shift));
 }
 
-static inline int8_t out8(const rnc_int_cell *c, int32_t v) {
-    return (int8_t)clamp8(mbqm(v, c->m_h, (int)c->e_h) + c->h_zp);
+/* the int8 output; the callers keep m_h, e_h, h_zp in locals: their int8 stores (h8) may alias
+ * the cell as far as the compiler knows, which would reload the fields every unit */
+static inline int8_t out8(int32_t v, int32_t m_h, int e_h, int32_t h_zp) {
+    return (int8_t)clamp8(mbqm(v, m_h, e_h) + h_zp);
 }
 
 /* the pre-activations of `rows` rows, H rows at a time through acc[H] (the portable step's
@@ -138,9 +140,9 @@ static void gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, const i
     }
 }
 
-int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
-                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
-    if (rnc_int_cell_check(c) != RNC_INT_OK || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
+int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+                         int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
+    if (!c || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
     const int G = rnc_int_gates(c->cell), H = c->hidden_size, I = c->input_size, GH = G * H;
     if ((c->cell == RNC_INT_LSTM || c->cell == RNC_INT_GRU) && !s16) return RNC_INT_E_ARG;
     if (!scratch || ((uintptr_t)scratch & 3u) || scratch_bytes < RNC_INT_SCRATCH_BYTES(G, H))
@@ -148,6 +150,8 @@ int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const 
     int32_t *acc = (int32_t *)scratch; /* H */
     int16_t *g = (int16_t *)(acc + H); /* G*H */
     int8_t *rh8 = (int8_t *)(g + GH);  /* H */
+    const int32_t m_h = c->m_h, h_zp = c->h_zp;
+    const int e_h = (int)c->e_h;
 
     gate_part(g, acc, matvec, c->w_ih, I, c->b_ih, c->m_ih, c->e_ih, x8, GH, H, 0);
     if (c->cell == RNC_INT_LSTM) {
@@ -163,7 +167,7 @@ int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const 
             s16[k] = (int16_t)c2;
         }
         tanh_block(gg, s16, H, 15 + c->cell_shift); /* tanh(c'), over g's consumed block */
-        for (int k = 0; k < H; k++) h8[k] = out8(c, go[k] * gg[k]);
+        for (int k = 0; k < H; k++) h8[k] = out8(go[k] * gg[k], m_h, e_h, h_zp);
         return RNC_INT_OK;
     }
     if (c->cell == RNC_INT_GRU) {
@@ -180,8 +184,9 @@ int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const 
                 gn[k] = (int16_t)clamp16(gn[k] + cwise_mul_shift(gr[k], g_hn, 15));
             }
         } else {
-            for (int k = 0; k < H; k++)
-                rh8[k] = (int8_t)clamp8(mbqm(gr[k] * s16[k], c->m_rh, (int)c->e_rh) + c->h_zp);
+            const int32_t m_rh = c->m_rh;
+            const int e_rh = (int)c->e_rh;
+            for (int k = 0; k < H; k++) rh8[k] = out8(gr[k] * s16[k], m_rh, e_rh, h_zp);
             matvec(acc, w_hn, H, b_hn, rh8, H, H);
             requant(gn, acc, m_hn, e_hn, gn, H);
         }
@@ -190,15 +195,22 @@ int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const 
             const int32_t z = gz[k];
             const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * gn[k] + z * s16[k], 15));
             s16[k] = (int16_t)h16;
-            h8[k] = out8(c, h16);
+            h8[k] = out8(h16, m_h, e_h, h_zp);
         }
         return RNC_INT_OK;
     }
     /* RNN: h8 is read by the recurrent product before it is overwritten */
     gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
     if (c->cell == RNC_INT_RNN_TANH) tanh_block(g, g, H, GATE_INT_BITS);
-    for (int k = 0; k < H; k++) h8[k] = out8(c, c->cell == RNC_INT_RNN_RELU && g[k] < 0 ? 0 : g[k]);
+    const int relu = c->cell == RNC_INT_RNN_RELU;
+    for (int k = 0; k < H; k++) h8[k] = out8(relu && g[k] < 0 ? 0 : g[k], m_h, e_h, h_zp);
     return RNC_INT_OK;
+}
+
+int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
+    if (rnc_int_cell_check(c) != RNC_INT_OK) return RNC_INT_E_ARG;
+    return rnc_int_cell_run_dsp(c, matvec, x8, h8, s16, scratch, scratch_bytes);
 }
 #else
 typedef int rnc_int_cells_dsp_unavailable;

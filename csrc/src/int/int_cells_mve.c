@@ -47,9 +47,9 @@ static void gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, const i
     }
 }
 
-int rnc_int_cell_step_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
-                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
-    if (rnc_int_cell_check(c) != RNC_INT_OK || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
+int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+                         int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
+    if (!c || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
     const int G = rnc_int_gates(c->cell), H = c->hidden_size, I = c->input_size, GH = G * H;
     if ((c->cell == RNC_INT_LSTM || c->cell == RNC_INT_GRU) && !s16) return RNC_INT_E_ARG;
     if (!scratch || ((uintptr_t)scratch & 3u) || scratch_bytes < RNC_INT_SCRATCH_BYTES(G, H))
@@ -135,6 +135,12 @@ int rnc_int_cell_step_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const 
         store_h8(h8 + k, a, c, p);
     }
     return RNC_INT_OK;
+}
+
+int rnc_int_cell_step_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
+    if (rnc_int_cell_check(c) != RNC_INT_OK) return RNC_INT_E_ARG;
+    return rnc_int_cell_run_mve(c, matvec, x8, h8, s16, scratch, scratch_bytes);
 }
 #else
 typedef int rnc_int_cells_mve_unavailable;

@@ -72,6 +72,13 @@ int rnc_int_cell_check(const rnc_int_cell *c);
 int rnc_int_cell_step(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
                       int16_t *s16, void *scratch, size_t scratch_bytes);
 
+/* rnc_int_cell_step without rnc_int_cell_check: for a cell the caller has validated once
+ * (rnc_int_cell_check(c) == RNC_INT_OK, e.g. at load) and not changed since; checks only the
+ * pointers and the scratch. The per-row check of the multipliers and shifts costs ~5 % of a
+ * Cortex-M4 step (docs/deploy-cortex-m.md). Same results bit for bit. */
+int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
+                     int16_t *s16, void *scratch, size_t scratch_bytes);
+
 /* The zero state of real 0: h8 = h_zp, s16 = 0. */
 void rnc_int_cell_reset(const rnc_int_cell *c, int8_t *h8, int16_t *s16);
 
