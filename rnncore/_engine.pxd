@@ -45,8 +45,12 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_isa_best(rnc_isa *isa)
     rnc_status rnc_isa_default(rnc_isa *isa)
 
+    ctypedef struct rnc_plan:
+        uint32_t bidirectional
+        uint32_t reverse
+
     ctypedef struct rnc_model:
-        pass
+        rnc_plan plan
 
     ctypedef struct rnc_model_info:
         uint32_t precision

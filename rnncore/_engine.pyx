@@ -158,6 +158,11 @@ cdef class Model:
         return bool(self.info.bidirectional)
 
     @property
+    def reverse(self) -> bool:
+        """A layer reads its sequences backwards (cell option): whole sequences only."""
+        return bool(self.m.plan.reverse)
+
+    @property
     def num_states(self) -> int:
         return self.info.num_states
 
@@ -400,7 +405,7 @@ cdef class Stream:
         if st == RNC_E_VALUE and not self.ids:
             raise ValueError(f"x: contains NaN or Inf ({_status_text(<rnc_status>st)}); the state is unchanged")
         if st == RNC_E_BIDIRECTIONAL:
-            raise ValueError("step: the model has a bidirectional layer; use run() on whole sequences")
+            raise ValueError("step: the model has a bidirectional or reverse layer; use run() on whole sequences")
         if st == RNC_E_NONFINITE:
             self._nonfinite_error("step")
         _raise(<rnc_status>st, "step")

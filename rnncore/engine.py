@@ -217,6 +217,9 @@ class Engine:
         if self.bidirectional:
             raise ValueError("stream: the model has a bidirectional layer, which needs whole "
                              "sequences; use engine.run(X)")
+        if self._model.reverse:
+            raise ValueError("stream: the model has a reverse layer (it reads each sequence from its "
+                             "end), which needs whole sequences; use engine.run(X)")
         return Stream(self, int(batch))
 
     def run(self, X: np.ndarray, lengths=None, state=None, return_state: bool = False, *, mask=None):
@@ -291,8 +294,8 @@ class Stream:
     """
 
     def __init__(self, engine: Engine, batch: int, allow_bidirectional: bool = False) -> None:
-        if engine.bidirectional and not allow_bidirectional:
-            raise ValueError("stream: bidirectional models run whole sequences only (engine.run)")
+        if (engine.bidirectional or engine._model.reverse) and not allow_bidirectional:
+            raise ValueError("stream: bidirectional and reverse models run whole sequences only (engine.run)")
         self.engine = engine
         self._s = engine._model.stream(batch)
         self.batch = batch

@@ -36,15 +36,31 @@ class CellWeights:
     bias_hh: np.ndarray
 
 
+#: the cell options a layer may carry (ONNX RNN/GRU/LSTM attributes, learned initial states);
+#: see :class:`LayerSpec`
+OPTION_KEYS = ("reverse", "input_forget", "clip", "activations", "peepholes", "initial_h", "initial_c")
+
+
 @dataclass
 class LayerSpec:
-    """One recurrent layer: cell type, sizes, and one :class:`CellWeights` per direction."""
+    """One recurrent layer: cell type, sizes, and one :class:`CellWeights` per direction.
+
+    ``options`` (None: the plain cell) holds the ONNX operator options and learned initial
+    states, the equations of :class:`rnncore.nn.extended.ExtendedRecurrent`: ``reverse``
+    (one direction reading each sequence backwards), ``input_forget`` (LSTM ``f = 1 - i``),
+    ``clip`` (float or None), ``activations`` (per direction, ``(name, alpha, beta)`` per
+    activation slot: RNN ``f``; GRU ``f, g``; LSTM ``f, g, h``; None: the cell's defaults),
+    ``peepholes`` ``(D, 3, H)`` (rows ``p_i, p_f, p_o``), ``initial_h`` / ``initial_c``
+    ``(D, H)``: the state every sequence starts from when none is given (and what
+    ``stream.reset()`` restores).
+    """
 
     cell: str
     input_size: int
     hidden_size: int
     directions: list[CellWeights]
     reset_after: bool = True
+    options: dict | None = None
 
     @property
     def num_directions(self) -> int:
@@ -71,6 +87,17 @@ class LayerSpec:
                 got = np.shape(getattr(w, name))
                 if got != shape:
                     raise ValueError(f"{self.cell} layer {name}: expected shape {shape}, got {got}")
+        if self.options:
+            unknown = set(self.options) - set(OPTION_KEYS)
+            if unknown:
+                raise ValueError(f"options: unknown keys {sorted(unknown)}; known: {OPTION_KEYS}")
+            D = self.num_directions
+            for key, shape in (("peepholes", (D, 3, h)), ("initial_h", (D, h)), ("initial_c", (D, h))):
+                v = self.options.get(key)
+                if v is not None and np.shape(v) != shape:
+                    raise ValueError(f"options[{key!r}]: expected shape {shape}, got {np.shape(v)}")
+            if self.options.get("reverse") and D == 2:
+                raise ValueError("options['reverse']: a bidirectional layer already reads backwards")
 
 
 @dataclass
@@ -93,7 +120,7 @@ def stack_text(embedding, layers, last_step: bool, head) -> str:
     ``((out, in), activation)``."""
     parts = [] if embedding is None else [f"embedding({np.shape(embedding)[0]}x{np.shape(embedding)[1]})"]
     parts += [f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
-              for layer in layers]
+              f"{'+options' if getattr(layer, 'options', None) else ''}" for layer in layers]
     if last_step:
         parts.append("last_step")
     if head is not None:
@@ -221,7 +248,9 @@ def spec_from_model(model: object) -> ModelSpec:
     if isinstance(model, ModelSpec):
         model.validate()
         return model
-    _refuse_extended(model)
+    model = _fold_extended(model)
+    if isinstance(model, ModelSpec):
+        return model
     if _cell_of(model) is not None:
         spec = ModelSpec(_recurrent_layers(model))
         spec.validate()
@@ -237,6 +266,12 @@ def spec_from_model(model: object) -> ModelSpec:
         cell = _cell_of(m)
         if kind == "Embedding" and stage == 0 and spec.embedding is None:
             spec.embedding = _np(m.state_dict()["weight"])
+        elif kind == "ExtendedRecurrent" and stage <= 1:
+            spec.layers.extend(extended_layers(m))
+            stage = 1
+        elif kind == "ReverseTime":
+            raise ValueError(f"compile: module {name!r} (ReverseTime) is not supported by the C core "
+                             "(it reverses whole sequences, Keras go_backwards)")
         elif cell is not None and stage <= 1:
             spec.layers.extend(_recurrent_layers(m))
             stage = 1
@@ -294,6 +329,8 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
         if calibration is not None:
             layer["x_scale"] = calibration.x_scale[k]
             layer["h_scale"] = list(calibration.h_scale[k])
+        if ls.options:
+            layer["options"] = dict(ls.options)
         layers.append(layer)
     emb = None if spec.embedding is None else {"weight": np.asarray(spec.embedding, np.float32)}
     out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
@@ -319,7 +356,7 @@ def spec_from_rnc(d: dict) -> ModelSpec:
                             w["bias_ih" + suf], w["bias_hh" + suf])
                 for suf in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
         layers.append(LayerSpec(kind, layer["input_size"], layer["hidden_size"], dirs,
-                                bool(layer.get("reset_after", True))))
+                                bool(layer.get("reset_after", True)), layer.get("options")))
     emb = d.get("embedding")
     head = d.get("head")
     lin = None if head is None else LinearSpec(head["weight"], head["bias"], head["activation"])
@@ -378,19 +415,59 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None)
     return write_rnc(to_rnc_spec(spec, precision, cal)), spec
 
 
-def _refuse_extended(model) -> None:
-    """The ONNX-option layers of ``rnncore.nn.extended`` have no C kernels: say so by name."""
-    from rnncore.nn.extended import ExtendedRecurrent, ReverseTime
+def extended_layers(mod) -> list[LayerSpec]:
+    """The :class:`LayerSpec` s (with ``options``) of an
+    :class:`rnncore.nn.extended.ExtendedRecurrent`.
 
-    mods = list(model._modules.items()) if type(model).__name__ == "Sequential" and hasattr(
-        model, "_modules") else [("", model)]
-    for name, mod in mods:
-        if isinstance(mod, ExtendedRecurrent | ReverseTime):
-            where = f"module {name!r} ({type(mod).__name__})" if name else type(mod).__name__
-            raise ValueError(
-                f"compile: {where} is not supported by the C core (ONNX-only options: clip, activations, "
-                "peepholes, input_forget, reverse, proj_size); it runs in the NumPy reference only. "
-                "Plain RNN/GRU/LSTM layers compile: use rc.nn.RNN/GRU/LSTM")
+    Raises ``ValueError`` for what the C core does not run (``proj_size``)."""
+    if mod.proj_size:
+        raise ValueError("compile: ExtendedRecurrent with proj_size is not supported by the C core")
+    mode = mod.mode
+    D = 2 if mod.bidirectional else 1
+    sd = {k: _np(v) for k, v in mod.state_dict().items()}
+    init = getattr(mod, "initial_state", None)
+    if init is not None and mode == "LSTM":
+        h0_all, c0_all = (np.asarray(v) for v in init)
+    else:
+        h0_all, c0_all = (None if init is None else np.asarray(init)), None
+    acts = [[(n, float(a), float(b)) for n, a, b in d] for d in mod.activations]
+    cell = {"GRU": "gru", "LSTM": "lstm"}.get(mode, "rnn_tanh")
+    if mode == "RNN" and all(d == [("relu", 0.0, 0.0)] for d in acts):
+        cell = "rnn_relu"
+    layers = []
+    for k in range(mod.num_layers):
+        sub = {n.replace(f"_l{k}", "_l0"): v for n, v in sd.items()
+               if n.endswith(f"_l{k}") or n.endswith(f"_l{k}_reverse")}
+        [ls] = layers_from_state_dict(cell, sub, 1, mod.bidirectional, mod.reset_after)
+        opts: dict = {"activations": acts}
+        if mod.reverse:
+            opts["reverse"] = True
+        if mod.clip is not None:
+            opts["clip"] = mod.clip
+        if mod.input_forget:
+            opts["input_forget"] = True
+        if mod.peepholes:
+            sfx = ("", "_reverse")[:D]
+            opts["peepholes"] = np.stack([sd[f"peephole_l{k}{s}"] for s in sfx])
+        if h0_all is not None:
+            opts["initial_h"] = h0_all[k * D:(k + 1) * D]
+        if c0_all is not None:
+            opts["initial_c"] = c0_all[k * D:(k + 1) * D]
+        ls.options = opts
+        layers.append(ls)
+    return layers
+
+
+def _fold_extended(model):
+    """An :class:`rnncore.nn.extended.ExtendedRecurrent` becomes its :class:`ModelSpec` (options in
+    ``LayerSpec.options``); other models are returned as they are."""
+    from rnncore.nn.extended import ExtendedRecurrent
+
+    if isinstance(model, ExtendedRecurrent):
+        spec = ModelSpec(extended_layers(model))
+        spec.validate()
+        return spec
+    return model
 
 
 def _check_calibration_object(spec: ModelSpec, cal) -> None:

@@ -125,6 +125,16 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
         const int32_t *hh_sums;   /* q8 v2: sum_k Wq_hh[r, k] per row (G*Hp), else NULL */
     } dir[2];
     size_t h_offset, c_offset;    /* per batch row: h at h_offset*batch floats into rnc_state.h */
+    uint32_t variant;             /* the record has cell options (opt): the variant cell runs */
+    uint32_t unbounded;           /* the state can overflow float32 (ReLU-like activations): checked */
+    struct {                      /* cell options (v2 files, docs/rnc-format.md "Cell options") */
+        uint32_t flags;           /* RNC_CELLOPT_* of rnc_layout.h */
+        float clip;
+        uint8_t act[2][3];        /* per direction, activation slots (RNN f; GRU f, g; LSTM f, g, h) */
+        float alpha[2][3], beta[2][3];
+        const float *peepholes;   /* D x 3 x H (p_i, p_f, p_o) or NULL */
+        const float *initial_h, *initial_c; /* D x H or NULL: the state reset/init give */
+    } opt;
 } rnc_layer;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved
@@ -144,6 +154,7 @@ typedef struct rnc_plan {
     rnc_plan_op cell_x[RNC_MAX_LAYERS];    /* each layer's cell, the input vector given */
     rnc_plan_op cell_gi[RNC_MAX_LAYERS];   /* ... its projection given */
     uint32_t bidirectional;       /* any layer has two directions (no rnc_step) */
+    uint32_t reverse;             /* any layer reads its sequences backwards (no rnc_step) */
 } rnc_plan;
 
 #define RNC_ERROR_TEXT_SIZE 256u /* bytes of rnc_model's error text, NUL included */

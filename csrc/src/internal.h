@@ -69,6 +69,20 @@ typedef struct rnc_cell_args {
 
 typedef void (*rnc_cell_fn)(const rnc_cell_args *a);
 
+/* The cell with options (kernels/cells_variant.c): one direction's options and the plan's
+ * product rows for B columns and for 1 (the GRU r*h product). */
+typedef struct rnc_cell_variant {
+    uint32_t q8, flags;                    /* precision; RNC_CELLOPT_* */
+    float clip;
+    const uint8_t *act;                    /* 3 activation slots, RNC_CELLACT_* */
+    const float *alpha, *beta;             /* their parameters */
+    const float *peep;                     /* LSTM peepholes 3 x H (p_i, p_f, p_o) or NULL */
+    rnc_gemm_q8_fn gemm_q8, gemm_q8_1;
+    rnc_gemm_f32_fn gemm_f32, gemm_f32_1;
+    rnc_quantize_fn quantize;
+} rnc_cell_variant;
+void rnc__cell_variant(const rnc_cell_args *a, const rnc_cell_variant *v);
+
 /* What a row serves (rnc_kernel.input): any input, the input vector given (x or xq: rnc_step and
  * rnc_run's per-step mode), or its projection given (gi: rnc_run's whole-sequence mode). */
 enum { RNC_IN_ANY = 0, RNC_IN_X = 1, RNC_IN_GI = 2 };

@@ -85,6 +85,8 @@ class QLayer:
     reset_after: bool = True
     x_scale: float | None = None
     h_scale: list[float | None] = field(default_factory=lambda: [None, None])
+    #: the cell options (:class:`rnncore.spec.LayerSpec`'s ``options``), None for the plain cell
+    options: dict | None = None
 
     @property
     def num_directions(self) -> int:
@@ -152,7 +154,8 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> Q
     for k, ls in enumerate(spec.layers):
         dirs = [QCell(QMatrix.from_float(w.weight_ih), QMatrix.from_float(w.weight_hh),
                       np.asarray(w.bias_ih, F32), np.asarray(w.bias_hh, F32)) for w in ls.directions]
-        ql = QLayer(ls.cell, ls.input_size, ls.hidden_size, dirs, ls.reset_after)
+        ql = QLayer(ls.cell, ls.input_size, ls.hidden_size, dirs, ls.reset_after,
+                    options=ls.options or None)
         if calibration is not None:
             ql.x_scale = float(calibration.x_scale[k])
             ql.h_scale = [float(s) for s in calibration.h_scale[k]]
@@ -223,6 +226,102 @@ def _cell_update(cell: str, hsz: int, gi: np.ndarray, gh: np.ndarray, h: np.ndar
     raise ValueError(f"cell: unknown {cell!r}")
 
 
+# ------------------------------------------------------------------------------------------
+# the cell options (LayerSpec.options): ONNX activations, clip, peepholes, input_forget. The
+# equations are rnncore.nn.extended.ExtendedRecurrent's; written here in the C core's operation
+# order (csrc/src/kernels/cells_variant.c), with this module's ``sigmoid`` and ``np`` hooks.
+
+_DEFAULT_OPT_ACTS = {"rnn_tanh": ["tanh"], "rnn_relu": ["relu"], "gru": ["sigmoid", "tanh"],
+                     "lstm": ["sigmoid", "tanh", "tanh"]}
+
+
+def variant_activation(name: str, alpha: float, beta: float, v: np.ndarray) -> np.ndarray:
+    """One ONNX cell activation in ``v``'s dtype (``alpha``/``beta`` rounded to it, as stored)."""
+    dt = v.dtype.type
+    a, b = dt(alpha), dt(beta)
+    zero, one = dt(0), dt(1)
+    if name == "sigmoid":
+        return sigmoid(v)
+    if name == "tanh":
+        return np.tanh(v)
+    if name == "relu":
+        return F.relu(v)
+    if name == "hardsigmoid":
+        return np.minimum(np.maximum(a * v + b, zero), one)
+    if name == "affine":
+        return a * v + b
+    if name == "leakyrelu":
+        return np.where(v >= zero, v, a * v)
+    if name == "thresholdedrelu":
+        return np.where(v > a, v, zero)
+    if name == "scaledtanh":
+        return a * np.tanh(b * v)
+    if name == "elu":
+        return np.where(v >= zero, v, a * (np.exp(np.minimum(v, zero)) - one))
+    if name == "softsign":
+        return v / (one + np.abs(v))
+    if name == "softplus":
+        return np.maximum(v, zero) + np.log1p(np.exp(-np.abs(v)))
+    raise ValueError(f"activation: unknown {name!r}")
+
+
+def _variant_acts(layer, d: int) -> list:
+    acts = (layer.options or {}).get("activations")
+    if acts is None:
+        return [(n, 0.0, 0.0) for n in _DEFAULT_OPT_ACTS[layer.cell]]
+    return [(n.lower(), float(a or 0.0), float(b or 0.0)) for n, a, b in
+            ((tuple(x) + (None, None))[:3] if not isinstance(x, str) else (x, None, None) for x in acts[d])]
+
+
+def _variant_update(layer, d: int, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c, gh_n_fn=None):
+    """The cell with options (``layer.options``): ``gi``/``gh`` as in :func:`_cell_update`."""
+    o = layer.options or {}
+    hsz = layer.hidden_size
+    dt = gi.dtype.type
+    acts = _variant_acts(layer, d)
+
+    def act(k, v):
+        return variant_activation(*acts[k], v)
+
+    clip = o.get("clip")
+
+    def cl(v):
+        if clip is None:
+            return v
+        c_ = dt(clip)
+        return np.minimum(np.maximum(v, -c_), c_)
+
+    if layer.cell in ("rnn_tanh", "rnn_relu"):
+        return act(0, cl(gi + gh)), None
+    if layer.cell == "gru":
+        r = act(0, cl(gi[:, :hsz] + gh[:, :hsz]))
+        z = act(0, cl(gi[:, hsz:2 * hsz] + gh[:, hsz:2 * hsz]))
+        gh_n = r * gh[:, 2 * hsz:] if gh_n_fn is None else gh_n_fn(r)
+        n = act(1, cl(gi[:, 2 * hsz:] + gh_n))
+        return cells.gru_blend(n, z, h), None
+    a = gi + gh
+    peep = o.get("peepholes")
+    p = None if peep is None else np.asarray(peep[d], gi.dtype)
+    ai = a[:, :hsz] if p is None else a[:, :hsz] + p[0] * c
+    i = act(0, cl(ai))
+    if o.get("input_forget"):
+        f = 1 - i
+    else:
+        af = a[:, hsz:2 * hsz] if p is None else a[:, hsz:2 * hsz] + p[1] * c
+        f = act(0, cl(af))
+    g = act(1, cl(a[:, 2 * hsz:3 * hsz]))
+    c2 = cells.lstm_state(i, f, g, c)
+    ao = a[:, 3 * hsz:] if p is None else a[:, 3 * hsz:] + p[2] * c2
+    og = act(0, cl(ao))
+    return og * act(2, c2), c2
+
+
+def _update(layer, d: int, gi, gh, h, c, gh_n_fn=None):
+    if layer.options:
+        return _variant_update(layer, d, gi, gh, h, c, gh_n_fn)
+    return _cell_update(layer.cell, layer.hidden_size, gi, gh, h, c, gh_n_fn)
+
+
 def float_cell_step(layer: LayerSpec, d: int, x: np.ndarray, h: np.ndarray, c: np.ndarray | None = None,
                     dtype=np.float64):
     """One float step of direction ``d`` of ``layer``: ``x (B, I), h (B, H)[, c] -> h'[, c']``."""
@@ -237,9 +336,9 @@ def float_cell_step(layer: LayerSpec, d: int, x: np.ndarray, h: np.ndarray, c: n
         gh = h @ w_hh.T + b_hh  # the n part is recomputed from r*h below
         def gh_n(r):
             return (r * h) @ w_hh[2 * hs:].T + b_hh[2 * hs:]
-        return _cell_update("gru", hs, gi, gh, h, None, gh_n)
+        return _update(layer, d, gi, gh, h, None, gh_n)
     gh = h @ w_hh.T + b_hh
-    return _cell_update(layer.cell, hs, gi, gh, h, None if c is None else np.asarray(c, dt))
+    return _update(layer, d, gi, gh, h, None if c is None else np.asarray(c, dt))
 
 
 def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndarray | None = None,
@@ -279,12 +378,12 @@ def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndar
             info["rh_scale"] = srh
             return epilogue(a, srh, w.w_hh.scale[2 * hs:], w.bias_hh[2 * hs:])
 
-        h2, c2 = _cell_update("gru", hs, gi, gh, h, None, gh_n)
+        h2, c2 = _update(layer, d, gi, gh, h, None, gh_n)
         info["hh"] = np.concatenate([acc_rz, acc_n[0]], axis=1)
     else:
         acc_hh = int_matmul(qh, w.w_hh.q)
         gh = epilogue(acc_hh, sh, w.w_hh.scale, w.bias_hh)
-        h2, c2 = _cell_update(layer.cell, hs, gi, gh, h, None if c is None else np.asarray(c, F32))
+        h2, c2 = _update(layer, d, gi, gh, h, None if c is None else np.asarray(c, F32))
         info["hh"] = acc_hh
     h2 = h2.astype(F32)
     c2 = None if c2 is None else c2.astype(F32)
@@ -316,12 +415,24 @@ def _is_q8(model) -> bool:
 
 
 def _zero_state(model, batch: int, dt) -> list:
+    """The state a sequence starts from when none is given: zeros, or the layer's learned
+    ``initial_h`` / ``initial_c`` (options) for every batch row."""
     state = []
     for layer in model.layers:
-        for _ in range(layer.num_directions):
+        o = getattr(layer, "options", None) or {}
+        for d in range(layer.num_directions):
             h = np.zeros((batch, layer.hidden_size), dt)
-            state.append((h, np.zeros_like(h)) if layer.cell == "lstm" else h)
+            c = np.zeros_like(h)
+            if o.get("initial_h") is not None:
+                h[:] = np.asarray(o["initial_h"][d], dt)
+            if o.get("initial_c") is not None:
+                c[:] = np.asarray(o["initial_c"][d], dt)
+            state.append((h, c) if layer.cell == "lstm" else h)
     return state
+
+
+def _reverse(layer) -> bool:
+    return bool((getattr(layer, "options", None) or {}).get("reverse"))
 
 
 def normalize_state(model, state, batch: int, dtype=F32) -> list:
@@ -398,8 +509,9 @@ def model_step(model, x: np.ndarray, state, dtype=np.float64):
     """
     dt = F32 if _is_q8(model) else np.dtype(dtype)
     x = _embed(model, x, dt)
-    if any(layer.num_directions != 1 for layer in model.layers):
-        raise ValueError("model_step: a bidirectional model cannot stream; use the whole-sequence forward")
+    if any(layer.num_directions != 1 or _reverse(layer) for layer in model.layers):
+        raise ValueError("model_step: a bidirectional or reverse model cannot stream; use the whole-sequence "
+                         "forward")
     state = normalize_state(model, state, x.shape[0], dt)
     new = []
     for li, layer in enumerate(model.layers):
@@ -444,7 +556,8 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
         for d in range(layer.num_directions):
             s = state[k]
             y = np.zeros((bsz, steps, layer.hidden_size), dt)
-            order = range(steps) if d == 0 else range(steps - 1, -1, -1)
+            backwards = d == 1 or _reverse(layer)
+            order = range(steps) if not backwards else range(steps - 1, -1, -1)
             for t in order:
                 live = (t < lengths)[:, None]
                 s2 = _step_dir(model, layer, li, d, x[:, t], s, dt)
@@ -508,7 +621,7 @@ def qmodel_from_rnc(d: dict) -> QModel:
                 for suf in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
         layers.append(QLayer(kind, layer["input_size"], layer["hidden_size"], dirs,
                              bool(layer.get("reset_after", True)), layer.get("x_scale"),
-                             list(layer.get("h_scale") or [None, None])))
+                             list(layer.get("h_scale") or [None, None]), layer.get("options")))
     emb = d.get("embedding")
     head = d.get("head")
     qhead = None
