@@ -648,7 +648,7 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
                              rnc_desc1_input_size(d), rnc_desc1_hidden_size(d), rnc_desc1_x_scale(d),
                              {rnc_desc1_h_scale(d), rnc_desc1_h_scale_reverse(d)},
                              {rnc_desc1_dir0(d), rnc_desc1_dir1(d)},
-                             NULL};
+                             NULL, NULL, 0};
         TRY(load_layer(c, m, &s));
     }
     c->part = PART_HEADER;
