@@ -38,7 +38,8 @@ class CellWeights:
 
 #: the cell options a layer may carry (ONNX RNN/GRU/LSTM attributes, learned initial states);
 #: see :class:`LayerSpec`
-OPTION_KEYS = ("reverse", "input_forget", "clip", "activations", "peepholes", "initial_h", "initial_c")
+OPTION_KEYS = ("reverse", "reverse_output", "input_forget", "clip", "activations", "peepholes", "initial_h",
+               "initial_c")
 
 
 @dataclass
@@ -47,7 +48,9 @@ class LayerSpec:
 
     ``options`` (None: the plain cell) holds the ONNX operator options and learned initial
     states, the equations of :class:`rnncore.nn.extended.ExtendedRecurrent`: ``reverse``
-    (one direction reading each sequence backwards), ``input_forget`` (LSTM ``f = 1 - i``),
+    (one direction reading each sequence backwards), ``reverse_output`` (with ``reverse``: the
+    outputs in processing order, ``y[b, t]`` after reading ``x[b, len_b - 1 - t]``, Keras'
+    ``go_backwards``: ``ReverseTime`` before a forward layer), ``input_forget`` (LSTM ``f = 1 - i``),
     ``clip`` (float or None), ``activations`` (per direction, ``(name, alpha, beta)`` per
     activation slot: RNN ``f``; GRU ``f, g``; LSTM ``f, g, h``; None: the cell's defaults),
     ``peepholes`` ``(D, 3, H)`` (rows ``p_i, p_f, p_o``), ``initial_h`` / ``initial_c``
@@ -261,7 +264,12 @@ def spec_from_model(model: object) -> ModelSpec:
                          f"got {type(model).__name__}")
     spec = ModelSpec(layers=[])
     stage = 0  # 0: before recurrent, 1: recurrent, 2: after last-step, 3: after head
+    reverse_next = None  # a ReverseTime waiting for its recurrent layer
     for name, m in children:
+        if reverse_next is not None and not (type(m).__name__ == "ExtendedRecurrent" or _cell_of(m)):
+            raise ValueError(f"compile: module {reverse_next!r} (ReverseTime) must come right before a "
+                             "recurrent layer (Keras go_backwards) to compile")
+        n_before = len(spec.layers)
         kind = type(m).__name__
         cell = _cell_of(m)
         if kind == "Embedding" and stage == 0 and spec.embedding is None:
@@ -269,9 +277,9 @@ def spec_from_model(model: object) -> ModelSpec:
         elif kind == "ExtendedRecurrent" and stage <= 1:
             spec.layers.extend(extended_layers(m))
             stage = 1
-        elif kind == "ReverseTime":
-            raise ValueError(f"compile: module {name!r} (ReverseTime) is not supported by the C core "
-                             "(it reverses whole sequences, Keras go_backwards)")
+        elif kind == "ReverseTime":   # Keras go_backwards: folded into the next recurrent layer
+            reverse_next = name
+            continue
         elif cell is not None and stage <= 1:
             spec.layers.extend(_recurrent_layers(m))
             stage = 1
@@ -290,6 +298,12 @@ def spec_from_model(model: object) -> ModelSpec:
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
                              "expected [Embedding] + recurrent layers + [LastStep] + [Linear] + [activation]")
+        if reverse_next is not None and len(spec.layers) > n_before:
+            _fold_reverse_time(spec.layers, n_before, reverse_next)
+            reverse_next = None
+    if reverse_next is not None:
+        raise ValueError(f"compile: module {reverse_next!r} (ReverseTime) must come right before a "
+                         "recurrent layer (Keras go_backwards) to compile")
     spec.validate()
     return spec
 
@@ -456,6 +470,18 @@ def extended_layers(mod) -> list[LayerSpec]:
         ls.options = opts
         layers.append(ls)
     return layers
+
+
+def _fold_reverse_time(layers: list[LayerSpec], first: int, name: str) -> None:
+    """``ReverseTime`` then a forward layer (Keras ``go_backwards``) = that layer reading each
+    sequence from its end with its outputs in processing order (options ``reverse`` and
+    ``reverse_output``). Only a one-layer, one-direction, forward recurrent module folds."""
+    new = layers[first:]
+    o = new[0].options or {}
+    if len(new) != 1 or new[0].num_directions != 1 or o.get("reverse"):
+        raise ValueError(f"compile: module {name!r} (ReverseTime) before a stacked, bidirectional or "
+                         "reverse recurrent module does not compile; only go_backwards on one layer")
+    new[0].options = {**o, "reverse": True, "reverse_output": True}
 
 
 def _fold_extended(model):

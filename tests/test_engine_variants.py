@@ -140,15 +140,15 @@ def _q8_reference(qmodel, X, lengths, state=None):
 
 
 VARIANTS = {
-    "lstm_peep_clip_acts": ("LSTM", dict(peepholes=True, clip=0.7,
-                                         activations=[("hardsigmoid", 0.2, 0.5), ("leakyrelu", 0.1), "softsign"])),
+    "lstm_peep_clip_acts": ("LSTM", dict(
+        peepholes=True, clip=0.7, activations=[("hardsigmoid", 0.2, 0.5), ("leakyrelu", 0.1), "softsign"])),
     "lstm_input_forget_reverse": ("LSTM", dict(input_forget=True, reverse=True)),
     "lstm_peep_bidir_stack": ("LSTM", dict(peepholes=True, bidirectional=True, num_layers=2)),
     "gru_rb_clip_hardsigmoid_elu": ("GRU", dict(reset_after=False, clip=0.5,
                                                 activations=[("hardsigmoid", 0.3, 0.4), ("elu", 0.7)])),
     "gru_ra_hardsigmoid": ("GRU", dict(activations=[("hardsigmoid", 0.2, 0.5), "tanh"])),
-    "gru_bidir_softplus": ("GRU", dict(bidirectional=True,
-                                       activations=["sigmoid", "tanh", ("hardsigmoid", 0.2, 0.5), "softplus"])),
+    "gru_bidir_softplus": ("GRU", dict(
+        bidirectional=True, activations=["sigmoid", "tanh", ("hardsigmoid", 0.2, 0.5), "softplus"])),
     "gru_reverse_thresholded": ("GRU", dict(reverse=True, activations=["sigmoid", ("thresholdedrelu", 0.3)])),
     "rnn_scaledtanh_stack": ("RNN", dict(activations=[("scaledtanh", 1.5, 0.7)], num_layers=2)),
     "rnn_affine": ("RNN", dict(activations=[("affine", 0.5, 0.1)])),
@@ -278,3 +278,58 @@ def test_unbounded_activation_overflow_is_reported():
     eng = rc.compile(m, precision="f32")
     with pytest.raises(FloatingPointError):
         eng.run(np.ones((1, 20, 1), F32))
+
+
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("clip", [None, 1.5])
+def test_every_direction_and_clip_through_the_f32_engine(op, direction, clip):
+    from onnx_cases.custom import make_case, run_onnxruntime
+
+    kw = dict(seq_lens=[3, 5, 2], initial=True, scale=1.5, seed=4)
+    if clip is not None:
+        kw["clip"] = clip
+    if op == "LSTM":
+        kw["peepholes"] = True
+    model, feeds = make_case(op, direction=direction, **kw)
+    ref = run_onnxruntime(model, feeds)
+    got = _engine_run(model, feeds)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=2e-5, err_msg=k)
+
+
+# -- Keras: go_backwards and hard_sigmoid through the engine ---------------------------------------
+@pytest.mark.parametrize("cell", ["GRU", "LSTM", "SimpleRNN"])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_keras_go_backwards_and_hard_sigmoid_through_the_engine(cell, return_sequences):
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    from rnncore.io.keras_import import from_keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(5)
+    kw = {} if cell == "SimpleRNN" else {"recurrent_activation": "hard_sigmoid"}
+    model = keras.Sequential([keras.Input((None, 4)), L.Masking(0.0),
+                              getattr(L, cell)(6, go_backwards=True, return_sequences=return_sequences, **kw),
+                              L.Dense(3)])
+    x = np.random.default_rng(6).standard_normal((3, 7, 4)).astype(F32)
+    # Keras reverses the padded sequence (its outputs in processing order start with the padding),
+    # rnncore each sequence within its length (ReverseTime): the sequences of outputs agree on
+    # unpadded batches, the last outputs on padded ones too
+    lengths = np.array([7, 7, 7]) if return_sequences else np.array([7, 4, 2])
+    for b, n in enumerate(lengths):
+        x[b, n:] = 0
+    ref = keras.ops.convert_to_numpy(model(x))
+    imported = from_keras(model, dtype="float32")
+    eng = rc.compile(imported, precision="f32")
+    got = eng.run(x, lengths=lengths)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, imported.forward(x, lengths=lengths), rtol=1e-5, atol=1e-6)
+    spec = spec_from_model(imported)
+    assert spec.layers[0].options["reverse"] and spec.layers[0].options["reverse_output"]
+    q = rc.compile(imported, precision="q8")
+    want, _ = _q8_reference(R.qmodel_from_rnc(read_rnc(q.data)), x, lengths)
+    np.testing.assert_array_equal(q.run(x, lengths=lengths), want)

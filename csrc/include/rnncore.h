@@ -256,13 +256,14 @@ typedef struct rnc_state {
 
 /* Bytes of caller memory an rnc_state of `batch` rows needs (includes alignment slack). */
 rnc_status rnc_state_size(const rnc_model *model, size_t batch, size_t *bytes);
-/* Lay a state over `mem` (4-byte aligned, `bytes` >= rnc_state_size) and zero h and c. */
+/* Lay a state over `mem` (4-byte aligned, `bytes` >= rnc_state_size) and zero h and c (or write
+ * the layers' learned initial states, cell options of the file, into every row). */
 rnc_status rnc_state_init(const rnc_model *model, size_t batch, void *mem, size_t bytes,
                           rnc_state *state);
-rnc_status rnc_state_reset(rnc_state *state);  /* h = c = 0 */
+rnc_status rnc_state_reset(rnc_state *state);  /* h = c = 0 (or the learned initial states) */
 
 /* One step for every stream of the batch. x: (B, input_size) floats, row-major; y: (B,
- * output_size); both 4-byte aligned (RNC_E_ALIGN). Updates the state. RNC_E_BIDIRECTIONAL when a layer is bidirectional;
+ * output_size); both 4-byte aligned (RNC_E_ALIGN). Updates the state. RNC_E_BIDIRECTIONAL when a layer is bidirectional or reverse;
  * RNC_E_VALUE when x holds NaN/Inf (the state is then unchanged).
  * RNC_E_NONFINITE when a ReLU RNN layer's new state or the head's output (before its activation)
  * holds NaN/Inf (float32 overflow; the other cells' states are bounded), or a ReLU layer's state

@@ -364,6 +364,8 @@ static rnc_status load_options(rnc_ctx *c, rnc_layer *L, const unsigned char *o)
     }
     if ((f & RNC_CELLOPT_REVERSE) && L->dirs == 2)
         return fail(c, "opt.flags", MSG_OPT_REVERSE_BIDIR, f, 0, 0, NULL);
+    if ((f & RNC_CELLOPT_REVERSE_OUTPUT) && !(f & RNC_CELLOPT_REVERSE))
+        return fail(c, "opt.flags", MSG_OPT_REVERSE_OUTPUT, f, 0, 0, NULL);
     const float clip = rnc_cellopt_clip(o);
     if ((f & RNC_CELLOPT_CLIP) ? !(finite_f(clip) && clip > 0.0f) : f32_bits(clip) != 0)
         return fail(c, "opt.clip", MSG_OPT_CLIP, f32_bits(clip), 0, 0, NULL);

@@ -878,6 +878,16 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 }
             }
         }
+        if ((L->opt.flags & RNC_CELLOPT_REVERSE_OUTPUT) && BT) /* processing order (go_backwards) */
+            for (size_t b = 0; b < B; ++b)
+                for (size_t i0 = 0, i1 = LEN(b); i0 + 1 < i1; ++i0, --i1) {
+                    float *p0 = out + (b * T + i0) * DH, *p1 = out + (b * T + i1 - 1) * DH;
+                    for (size_t k = 0; k < DH; ++k) {
+                        const float t = p0[k];
+                        p0[k] = p1[k];
+                        p1[k] = t;
+                    }
+                }
         gather_ids = 0;
         cur = out;
         cur_w = DH;

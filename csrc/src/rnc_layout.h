@@ -128,7 +128,8 @@
 #define RNC_CELLOPT_PEEPHOLES 8u    /* LSTM peephole weights */
 #define RNC_CELLOPT_INITIAL_H 16u
 #define RNC_CELLOPT_INITIAL_C 32u   /* LSTM */
-#define RNC_CELLOPT_FLAGS_ALL 63u
+#define RNC_CELLOPT_REVERSE_OUTPUT 64u /* with reverse: outputs in processing order (Keras go_backwards) */
+#define RNC_CELLOPT_FLAGS_ALL 127u
 #define RNC_CELLACT_SIGMOID 0u
 #define RNC_CELLACT_TANH 1u
 #define RNC_CELLACT_RELU 2u
@@ -286,6 +287,7 @@
     M(OUTPUT_WIDTH, UNSUPPORTED, "%llu output features, the C core runs at most %llu")             \
     M(OPT_LSTM, CORRUPT, "0x%llx: %s exists only for an LSTM")                                     \
     M(OPT_REVERSE_BIDIR, CORRUPT, "0x%llx: reverse (0x1) on a bidirectional layer")               \
+    M(OPT_REVERSE_OUTPUT, CORRUPT, "0x%llx: reverse_output (0x40) without reverse (0x1)")          \
     M(OPT_CLIP, CORRUPT, "bits 0x%llx: expected a finite value > 0 with the clip flag (0x4), else 0") \
     M(OPT_PARAM, CORRUPT, "bits 0x%llx: not a finite value")                                       \
     M(OPT_UNUSED, CORRUPT, "%llu, expected 0 (a slot this cell does not use)")

@@ -32,7 +32,8 @@ reads). Both versions' field offsets come from ``csrc/src/rnc_layout.h`` through
 quantises every weight matrix per row exactly as ``docs/q8-contract.md`` fixes (symmetric int8 in
 [-127, 127], one float32 scale per row) and stores it in the packed layout the C kernels read.
 A layer's ``options`` (format version 2 only) is a dict of the ONNX RNN/GRU/LSTM attributes and
-learned initial states: ``reverse``, ``input_forget`` (bools), ``clip`` (float or None),
+learned initial states: ``reverse``, ``reverse_output`` (with ``reverse``: the outputs in
+processing order, Keras' ``go_backwards``), ``input_forget`` (bools), ``clip`` (float or None),
 ``activations`` (per direction, a list of ``(name, alpha, beta)``, names of
 :data:`CELL_ACTIVATIONS`; None: the cell's defaults), ``peepholes`` ``(D, 3, H)`` rows ``p_i, p_f,
 p_o``, ``initial_h`` / ``initial_c`` ``(D, H)`` (None: absent). Options equal to the defaults are
@@ -82,8 +83,8 @@ CELL_ACTIVATIONS = {"sigmoid": _C["CELLACT_SIGMOID"], "tanh": _C["CELLACT_TANH"]
 _CELL_ACT_NAMES = {v: k for k, v in CELL_ACTIVATIONS.items()}
 #: activations per cell (ONNX: RNN f; GRU f, g; LSTM f, g, h) and their defaults
 CELL_ACT_SLOTS = {"rnn": 1, "gru": 2, "lstm": 3}
-_DEFAULT_CELL_ACTS = {("rnn", "tanh"): ["tanh"], ("rnn", "relu"): ["relu"], ("gru", None): ["sigmoid", "tanh"],
-                      ("lstm", None): ["sigmoid", "tanh", "tanh"]}
+_DEFAULT_CELL_ACTS = {("rnn", "tanh"): ["tanh"], ("rnn", "relu"): ["relu"],
+                      ("gru", None): ["sigmoid", "tanh"], ("lstm", None): ["sigmoid", "tanh", "tanh"]}
 
 MAX_LAYERS = _C["FILE_MAX_LAYERS"]  # the C core's limits (rnc_layout.h RNC_FILE_*)
 MAX_HIDDEN = _C["FILE_MAX_HIDDEN"]
@@ -356,8 +357,8 @@ def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool,
     """The options block of one layer (None when every option has its default value)."""
     if not opts:
         return None
-    unknown = set(opts) - {"reverse", "input_forget", "clip", "activations", "peepholes", "initial_h",
-                           "initial_c"}
+    unknown = set(opts) - {"reverse", "reverse_output", "input_forget", "clip", "activations", "peepholes",
+                           "initial_h", "initial_c"}
     if unknown:
         raise ValueError(f"layer {li} options: unknown {sorted(unknown)}")
     D = 2 if bidir else 1
@@ -367,6 +368,10 @@ def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool,
         if bidir:
             raise ValueError(f"layer {li} options: reverse on a bidirectional layer")
         flags |= _C["CELLOPT_REVERSE"]
+    if opts.get("reverse_output"):
+        if not opts.get("reverse"):
+            raise ValueError(f"layer {li} options: reverse_output needs reverse")
+        flags |= _C["CELLOPT_REVERSE_OUTPUT"]
     lstm_only = [k for k in ("input_forget", "peepholes", "initial_c") if opts.get(k) is not None
                  and opts.get(k) is not False]
     if lstm_only and kind != "lstm":
@@ -393,7 +398,8 @@ def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool,
             name, al, be = (tuple(a) + (None, None))[:3] if not isinstance(a, str) else (a, None, None)
             name = str(name).lower()
             if name not in CELL_ACTIVATIONS:
-                raise ValueError(f"layer {li} options: activation {name!r} is not one of {sorted(CELL_ACTIVATIONS)}")
+                raise ValueError(f"layer {li} options: activation {name!r} is not one of "
+                                 f"{sorted(CELL_ACTIVATIONS)}")
             al, be = float(np.float32(al or 0.0)), float(np.float32(be or 0.0))
             if not (math.isfinite(al) and math.isfinite(be)):
                 raise ValueError(f"layer {li} options: activation {name} alpha/beta must be finite")
@@ -842,6 +848,8 @@ class _Loader:
                     raise self.fail("opt.flags", "OPT_LSTM", f, name)
         if f & _C["CELLOPT_REVERSE"] and ndir == 2:
             raise self.fail("opt.flags", "OPT_REVERSE_BIDIR", f)
+        if f & _C["CELLOPT_REVERSE_OUTPUT"] and not f & _C["CELLOPT_REVERSE"]:
+            raise self.fail("opt.flags", "OPT_REVERSE_OUTPUT", f)
         clip = _f32(o["clip"])
         if (f & _C["CELLOPT_CLIP"] and not (math.isfinite(clip) and clip > 0)) or (
                 not f & _C["CELLOPT_CLIP"] and o["clip"] != 0):
@@ -867,6 +875,7 @@ class _Loader:
             if row:
                 acts.append(row)
         out: dict[str, Any] = {"reverse": bool(f & _C["CELLOPT_REVERSE"]),
+                               "reverse_output": bool(f & _C["CELLOPT_REVERSE_OUTPUT"]),
                                "input_forget": bool(f & _C["CELLOPT_INPUT_FORGET"]),
                                "clip": clip if f & _C["CELLOPT_CLIP"] else None, "activations": acts}
         for key, bit, count in (("peepholes", "CELLOPT_PEEPHOLES", ndir * 3 * h),

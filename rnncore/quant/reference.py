@@ -570,6 +570,11 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
                 if progress is not None:
                     done += 1
                     progress(done, total)
+            if (getattr(layer, "options", None) or {}).get("reverse_output"):
+                # processing order (Keras go_backwards): reverse each sequence within its length
+                tt = np.arange(steps)[None, :]
+                idx = np.where(tt < lengths[:, None], lengths[:, None] - 1 - tt, tt)
+                y = y[np.arange(bsz)[:, None], idx]
             outs.append(y)
             if record is not None:
                 record("h", li, d, y, valid)
