@@ -77,6 +77,7 @@ cdef extern from "rnncore.h" nogil:
         uint32_t hidden_size
         size_t h_offset
         size_t c_offset
+        uint32_t proj_size
 
     rnc_status rnc_model_init(rnc_model *model, const void *buf, size_t len)
     rnc_status rnc_model_error(const rnc_model *model, const char **text)

@@ -135,7 +135,8 @@ cdef class Model:
             self.layers.append({"kind": ("rnn_tanh", "rnn_relu", "gru", "lstm")[li.kind],
                                 "reset_after": bool(li.reset_after), "directions": li.directions,
                                 "input_size": li.input_size, "hidden_size": li.hidden_size,
-                                "h_offset": li.h_offset, "c_offset": li.c_offset})
+                                "h_offset": li.h_offset, "c_offset": li.c_offset,
+                                "state_size": li.proj_size or li.hidden_size})
 
     @property
     def precision(self) -> str:

@@ -39,7 +39,7 @@ class CellWeights:
 #: the cell options a layer may carry (ONNX RNN/GRU/LSTM attributes, learned initial states);
 #: see :class:`LayerSpec`
 OPTION_KEYS = ("reverse", "reverse_output", "input_forget", "clip", "activations", "peepholes", "initial_h",
-               "initial_c")
+               "initial_c", "proj")
 
 
 @dataclass
@@ -54,8 +54,10 @@ class LayerSpec:
     ``clip`` (float or None), ``activations`` (per direction, ``(name, alpha, beta)`` per
     activation slot: RNN ``f``; GRU ``f, g``; LSTM ``f, g, h``; None: the cell's defaults),
     ``peepholes`` ``(D, 3, H)`` (rows ``p_i, p_f, p_o``), ``initial_h`` / ``initial_c``
-    ``(D, H)``: the state every sequence starts from when none is given (and what
-    ``stream.reset()`` restores).
+    ``(D, H)`` (``initial_h``: ``(D, P)`` with a projection): the state every sequence starts
+    from when none is given (and what ``stream.reset()`` restores), ``proj`` ``(D, P, H)``: an
+    LSTM's projection ``W_hr`` (PyTorch ``proj_size = P``: ``h = (o * tanh(c)) W_hr^T``, and
+    ``weight_hh`` is then ``(4H, P)``).
     """
 
     cell: str
@@ -75,8 +77,14 @@ class LayerSpec:
                 f"directions={self.num_directions}{form})")
 
     @property
+    def state_size(self) -> int:
+        """The width of h (and of each direction's output): the projection's P, else H."""
+        proj = None if not self.options else self.options.get("proj")
+        return self.hidden_size if proj is None else int(np.shape(proj)[1])
+
+    @property
     def output_size(self) -> int:
-        return self.hidden_size * self.num_directions
+        return self.state_size * self.num_directions
 
     def validate(self) -> None:
         if self.cell not in GATES:
@@ -85,7 +93,7 @@ class LayerSpec:
             raise ValueError(f"directions: expected 1 or 2, got {self.num_directions}")
         g, h, i = GATES[self.cell], self.hidden_size, self.input_size
         for w in self.directions:
-            for name, shape in (("weight_ih", (g * h, i)), ("weight_hh", (g * h, h)),
+            for name, shape in (("weight_ih", (g * h, i)), ("weight_hh", (g * h, self.state_size)),
                                 ("bias_ih", (g * h,)), ("bias_hh", (g * h,))):
                 got = np.shape(getattr(w, name))
                 if got != shape:
@@ -95,7 +103,12 @@ class LayerSpec:
             if unknown:
                 raise ValueError(f"options: unknown keys {sorted(unknown)}; known: {OPTION_KEYS}")
             D = self.num_directions
-            for key, shape in (("peepholes", (D, 3, h)), ("initial_h", (D, h)), ("initial_c", (D, h))):
+            p = self.state_size
+            if self.options.get("proj") is not None and (self.cell != "lstm" or not 0 < p < h):
+                raise ValueError(f"options['proj']: an LSTM projection (D, P, {h}) with 0 < P < {h}, "
+                                 f"got {np.shape(self.options['proj'])} on a {self.cell}")
+            for key, shape in (("peepholes", (D, 3, h)), ("initial_h", (D, p)), ("initial_c", (D, h)),
+                               ("proj", (D, p, h))):
                 v = self.options.get(key)
                 if v is not None and np.shape(v) != shape:
                     raise ValueError(f"options[{key!r}]: expected shape {shape}, got {np.shape(v)}")
@@ -214,6 +227,12 @@ def layers_from_state_dict(cell: str, sd: dict, num_layers: int, bidirectional: 
             b_ih = _np(sd[key % "bias_ih"]) if key % "bias_ih" in sd else zeros
             b_hh = _np(sd[key % "bias_hh"]) if key % "bias_hh" in sd else zeros
             dirs.append(CellWeights(w_ih, w_hh, b_ih, b_hh))
+        hr = [f"{prefix}weight_hr_l{k}{s}" for s in ("", "_reverse")[: 2 if bidirectional else 1]]
+        if hr[0] in sd:   # LSTM proj_size: hidden_size from W_hr (P, H), W_hh is (4H, P)
+            proj = np.stack([_np(sd[n]) for n in hr])
+            layers.append(LayerSpec(cell, dirs[0].weight_ih.shape[1], proj.shape[2], dirs, reset_after,
+                                    {"proj": proj}))
+            continue
         layers.append(LayerSpec(cell, dirs[0].weight_ih.shape[1], dirs[0].weight_hh.shape[1], dirs,
                                 reset_after))
     return layers
@@ -233,8 +252,6 @@ def _cell_of(module: object) -> str | None:
 
 def _recurrent_layers(module: object) -> list[LayerSpec]:
     cell = _cell_of(module)
-    if getattr(module, "proj_size", 0):
-        raise ValueError("LSTM proj_size is not supported by the compiled engine")
     sd = module.state_dict()
     num_layers = int(getattr(module, "num_layers", 1))
     bidirectional = bool(getattr(module, "bidirectional", False))
@@ -369,8 +386,10 @@ def spec_from_rnc(d: dict) -> ModelSpec:
         dirs = [CellWeights(w["weight_ih" + suf], w["weight_hh" + suf],
                             w["bias_ih" + suf], w["bias_hh" + suf])
                 for suf in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
+        o = layer.get("options")
+        o = None if o is None else {k: v for k, v in o.items() if k in OPTION_KEYS}
         layers.append(LayerSpec(kind, layer["input_size"], layer["hidden_size"], dirs,
-                                bool(layer.get("reset_after", True)), layer.get("options")))
+                                bool(layer.get("reset_after", True)), o))
     emb = d.get("embedding")
     head = d.get("head")
     lin = None if head is None else LinearSpec(head["weight"], head["bias"], head["activation"])
@@ -433,9 +452,7 @@ def extended_layers(mod) -> list[LayerSpec]:
     """The :class:`LayerSpec` s (with ``options``) of an
     :class:`rnncore.nn.extended.ExtendedRecurrent`.
 
-    Raises ``ValueError`` for what the C core does not run (``proj_size``)."""
-    if mod.proj_size:
-        raise ValueError("compile: ExtendedRecurrent with proj_size is not supported by the C core")
+    """
     mode = mod.mode
     D = 2 if mod.bidirectional else 1
     sd = {k: _np(v) for k, v in mod.state_dict().items()}
@@ -453,7 +470,7 @@ def extended_layers(mod) -> list[LayerSpec]:
         sub = {n.replace(f"_l{k}", "_l0"): v for n, v in sd.items()
                if n.endswith(f"_l{k}") or n.endswith(f"_l{k}_reverse")}
         [ls] = layers_from_state_dict(cell, sub, 1, mod.bidirectional, mod.reset_after)
-        opts: dict = {"activations": acts}
+        opts: dict = {"activations": acts, **(ls.options or {})}
         if mod.reverse:
             opts["reverse"] = True
         if mod.clip is not None:

@@ -333,3 +333,62 @@ def test_keras_go_backwards_and_hard_sigmoid_through_the_engine(cell, return_seq
     q = rc.compile(imported, precision="q8")
     want, _ = _q8_reference(R.qmodel_from_rnc(read_rnc(q.data)), x, lengths)
     np.testing.assert_array_equal(q.run(x, lengths=lengths), want)
+
+
+# -- LSTM with projection (PyTorch's proj_size) ----------------------------------------------------
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_torch_lstm_proj_size_through_the_engine(bidirectional):
+    import torch
+
+    from rnncore.io.torch_import import from_torch
+
+    torch.manual_seed(7)
+    m = torch.nn.LSTM(5, 12, num_layers=2, proj_size=4, batch_first=True, bidirectional=bidirectional).eval()
+    g = np.random.default_rng(8)
+    x = g.standard_normal((3, 8, 5)).astype(F32)
+    h0 = g.standard_normal((2 * (2 if bidirectional else 1), 3, 4)).astype(F32)
+    c0 = g.standard_normal((h0.shape[0], 3, 12)).astype(F32)
+    with torch.no_grad():
+        y, (h, c) = m(torch.as_tensor(x), (torch.as_tensor(h0), torch.as_tensor(c0)))
+    imported = from_torch(m, dtype="float32")
+    eng = rc.compile(imported, precision="f32")
+    got, (hn, cn) = eng.run(x, state=(h0, c0), return_state=True)
+    np.testing.assert_allclose(got, y.numpy(), rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(hn, h.numpy(), rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(cn, c.numpy(), rtol=1e-5, atol=2e-6)
+    lengths = np.array([8, 3, 5])
+    q = rc.compile(imported, precision="q8")
+    qm = R.qmodel_from_rnc(read_rnc(q.data))
+    want, final = _q8_reference(qm, x, lengths, state=(h0, c0))
+    yq, (hq, cq) = q.run(x, lengths=lengths, state=(h0, c0), return_state=True)
+    np.testing.assert_array_equal(yq, want)
+    np.testing.assert_array_equal(hq, np.stack([s[0] for s in final]))
+    np.testing.assert_array_equal(cq, np.stack([s[1] for s in final]))
+    assert np.abs(yq[0] - y.numpy()[0]).max() < 0.02
+
+
+@pytest.mark.parametrize("prec", ["f32", "q8"])
+def test_proj_lstm_with_options_streams_like_it_runs(prec):
+    g = np.random.default_rng(9)
+    m = ExtendedRecurrent("LSTM", 3, 10, proj_size=4, peepholes=True, clip=1.0, dtype="float32")
+    for v in m.params.values():
+        v[...] = g.standard_normal(v.shape) * 0.6
+    m.initial_state = ((g.standard_normal((1, 4)) * 0.5).astype(F32),
+                       (g.standard_normal((1, 10)) * 0.5).astype(F32))
+    x = g.standard_normal((2, 7, 3)).astype(F32)
+    y_np, _ = m.forward(x)
+    eng = rc.compile(m, precision=prec)
+    whole = eng.run(x)
+    s = eng.stream(batch=2)
+    steps = np.stack([s.step(x[:, t]).copy() for t in range(7)], 1)
+    if prec == "q8":
+        np.testing.assert_array_equal(steps, whole)
+        want, _ = _q8_reference(R.qmodel_from_rnc(read_rnc(eng.data)), x, None)
+        np.testing.assert_array_equal(whole, want)
+    else:
+        np.testing.assert_allclose(steps, whole, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(whole, y_np, rtol=1e-5, atol=2e-6)
+    h, c = s.state
+    assert h.shape == (1, 2, 4) and c.shape == (1, 2, 10)
+    s.reset()
+    np.testing.assert_array_equal(s.state[0], np.broadcast_to(m.initial_state[0][:, None], (1, 2, 4)))

@@ -126,6 +126,7 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
     } dir[2];
     size_t h_offset, c_offset;    /* per batch row: h at h_offset*batch floats into rnc_state.h */
     uint32_t variant;             /* the record has cell options (opt): the variant cell runs */
+    uint32_t proj, out;           /* LSTM projection P (0: none); h / output width per direction */
     uint32_t unbounded;           /* the state can overflow float32 (ReLU-like activations): checked */
     struct {                      /* cell options (v2 files, docs/rnc-format.md "Cell options") */
         uint32_t flags;           /* RNC_CELLOPT_* of rnc_layout.h */
@@ -133,7 +134,9 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
         uint8_t act[2][3];        /* per direction, activation slots (RNN f; GRU f, g; LSTM f, g, h) */
         float alpha[2][3], beta[2][3];
         const float *peepholes;   /* D x 3 x H (p_i, p_f, p_o) or NULL */
-        const float *initial_h, *initial_c; /* D x H or NULL: the state reset/init give */
+        const float *initial_h, *initial_c; /* D x out, D x H or NULL: the state reset/init give */
+        const void *w_hr;         /* proj: D * round16(P) packed rows of H inputs */
+        const float *s_hr;        /* q8: their row scales */
     } opt;
 } rnc_layer;
 
@@ -203,6 +206,7 @@ typedef struct rnc_layer_info {
     uint32_t input_size, hidden_size;
     size_t h_offset;         /* this layer's h block starts at rnc_state.h + h_offset * batch */
     size_t c_offset;         /* LSTM: c block at rnc_state.c + c_offset * batch (else 0) */
+    uint32_t proj_size;      /* LSTM projection (cell option): h is proj_size wide; 0 = none */
 } rnc_layer_info;
 
 /* Validate the .rnc buffer and point `model` into it. `buf` must stay valid and unchanged while

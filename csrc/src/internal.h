@@ -65,6 +65,7 @@ typedef struct rnc_cell_args {
     const uint8_t *active;                /* NULL = every row; else rows with 0 are untouched */
     const int32_t *hh_sums;               /* W_hh's kernel sums, G*Hp (rows flagged RNC_K_SUMS) */
     void *work;                           /* >= rnc__cell_work_bytes() bytes, 64-aligned */
+    uint32_t P;                           /* LSTM projection (variant cell only): h is P wide; 0 */
 } rnc_cell_args;
 
 typedef void (*rnc_cell_fn)(const rnc_cell_args *a);
@@ -77,6 +78,8 @@ typedef struct rnc_cell_variant {
     const uint8_t *act;                    /* 3 activation slots, RNC_CELLACT_* */
     const float *alpha, *beta;             /* their parameters */
     const float *peep;                     /* LSTM peepholes 3 x H (p_i, p_f, p_o) or NULL */
+    const void *w_hr;                      /* proj: this direction's packed W_hr (round16(P) x H) */
+    const float *s_hr;                     /* q8: its row scales */
     rnc_gemm_q8_fn gemm_q8, gemm_q8_1;
     rnc_gemm_f32_fn gemm_f32, gemm_f32_1;
     rnc_quantize_fn quantize;

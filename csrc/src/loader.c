@@ -347,7 +347,7 @@ typedef struct {
 
 /* The cell options of a v2 recurrent record (rnc_layout.h, cellopt), the checks of
  * rnncore/io/rnc.py's load_options in its order. */
-static rnc_status load_options(rnc_ctx *c, rnc_layer *L, const unsigned char *o)
+static rnc_status load_options(rnc_ctx *c, rnc_layer *L, const unsigned char *o, uint32_t prec)
 {
     static const char *const act_f[6] = {"opt.act_d0_0", "opt.act_d0_1", "opt.act_d0_2",
                                          "opt.act_d1_0", "opt.act_d1_1", "opt.act_d1_2"};
@@ -356,6 +356,7 @@ static rnc_status load_options(rnc_ctx *c, rnc_layer *L, const unsigned char *o)
     static const char *const beta_f[6] = {"opt.beta_d0_0", "opt.beta_d0_1", "opt.beta_d0_2",
                                           "opt.beta_d1_0", "opt.beta_d1_1", "opt.beta_d1_2"};
     const uint32_t f = rnc_cellopt_flags(o), lstm = L->kind == RNC_LSTM;
+    CHECK_RESERVED(c, cellopt, o);
     if (f & ~RNC_CELLOPT_FLAGS_ALL) return fail(c, "opt.flags", MSG_FLAGS, f, RNC_CELLOPT_FLAGS_ALL, 0, NULL);
     if (!lstm) {
         if (f & RNC_CELLOPT_INPUT_FORGET) return fail(c, "opt.flags", MSG_OPT_LSTM, f, 0, 0, "input_forget");
@@ -402,10 +403,17 @@ static rnc_status load_options(rnc_ctx *c, rnc_layer *L, const unsigned char *o)
     const void *p;
     if (f & RNC_CELLOPT_PEEPHOLES) TRY(get_vector(c, "opt.peepholes", rnc_cellopt_peepholes(o), D * 3 * H, &L->opt.peepholes));
     else TRY(get_ref(c, "opt.peepholes", rnc_cellopt_peepholes(o), 0, &p));
-    if (f & RNC_CELLOPT_INITIAL_H) TRY(get_vector(c, "opt.initial_h", rnc_cellopt_initial_h(o), D * H, &L->opt.initial_h));
+    if (f & RNC_CELLOPT_INITIAL_H) TRY(get_vector(c, "opt.initial_h", rnc_cellopt_initial_h(o), D * L->out, &L->opt.initial_h));
     else TRY(get_ref(c, "opt.initial_h", rnc_cellopt_initial_h(o), 0, &p));
     if (f & RNC_CELLOPT_INITIAL_C) TRY(get_vector(c, "opt.initial_c", rnc_cellopt_initial_c(o), D * H, &L->opt.initial_c));
     else TRY(get_ref(c, "opt.initial_c", rnc_cellopt_initial_c(o), 0, &p));
+    if (L->proj) {
+        TRY(get_matrix(c, prec, "opt.w_hr", rnc_cellopt_w_hr(o), "opt.s_hr", rnc_cellopt_s_hr(o),
+                       D * r16(L->proj), H, &L->opt.w_hr, &L->opt.s_hr));
+    } else {
+        TRY(get_ref(c, "opt.w_hr", rnc_cellopt_w_hr(o), 0, &p));
+        TRY(get_ref(c, "opt.s_hr", rnc_cellopt_s_hr(o), 0, &p));
+    }
     L->opt.flags = f;
     L->opt.clip = clip;
     L->variant = 1;
@@ -455,6 +463,9 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     if (I != c->feat) return fail(c, FIELD(desc1, input_size), MSG_EXPECT, I, c->feat, 0, NULL);
     if (H == 0 || H > RNC_MAX_HIDDEN)
         return fail(c, FIELD(desc1, hidden_size), MSG_RANGE, H, 1, RNC_MAX_HIDDEN, NULL);
+    /* LSTM projection (cell option): h, the output and W_hh's inputs are P wide */
+    const uint32_t P = s->opt ? rnc_cellopt_proj_size(s->opt) : 0, HW = P ? P : H;
+    if (P && (kind != RNC_LSTM || P >= H)) return fail(c, "opt.proj_size", MSG_OPT_PROJ, P, H - 1, 0, NULL);
     const uint32_t dirs = (lf & RNC_LAYER_FLAG_BIDIR) ? 2 : 1;
     L->kind = kind;
     L->reset_after = (lf & RNC_LAYER_FLAG_RESET_AFTER) ? 1 : 0;
@@ -464,7 +475,9 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     L->gates = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1;
     L->hp = (uint32_t)r16(H);
     L->kx = (uint32_t)(prec == RNC_Q8 ? r4(I) : I);
-    L->kh = (uint32_t)(prec == RNC_Q8 ? r4(H) : H);
+    L->kh = (uint32_t)(prec == RNC_Q8 ? r4(HW) : HW);
+    L->proj = P;
+    L->out = HW;
     L->x_scale = s->x_scale;
     L->h_scale[0] = s->h_scale[0];
     L->h_scale[1] = s->h_scale[1];
@@ -493,7 +506,7 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
         TRY(get_matrix(c, prec, FIELD(cellw, w_ih), rnc_cellw_w_ih(w), FIELD(cellw, s_ih),
                        rnc_cellw_s_ih(w), rows, I, &L->dir[k].w_ih, &L->dir[k].s_ih));
         TRY(get_matrix(c, prec, FIELD(cellw, w_hh), rnc_cellw_w_hh(w), FIELD(cellw, s_hh),
-                       rnc_cellw_s_hh(w), rows, H, &L->dir[k].w_hh, &L->dir[k].s_hh));
+                       rnc_cellw_s_hh(w), rows, HW, &L->dir[k].w_hh, &L->dir[k].s_hh));
         TRY(get_vector(c, FIELD(cellw, b_ih), rnc_cellw_b_ih(w), rows, &L->dir[k].b_ih));
         TRY(get_vector(c, FIELD(cellw, b_hh), rnc_cellw_b_hh(w), rows, &L->dir[k].b_hh));
     }
@@ -506,14 +519,14 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     memset(&L->opt, 0, sizeof(L->opt));
     L->variant = 0;
     L->unbounded = kind == RNC_RNN_RELU;
-    if (s->opt) TRY(load_options(c, L, s->opt));
+    if (s->opt) TRY(load_options(c, L, s->opt, prec));
     L->h_offset = (size_t)c->hsum;
-    c->hsum += (uint64_t)dirs * H;
+    c->hsum += (uint64_t)dirs * HW;
     L->c_offset = (size_t)(kind == RNC_LSTM ? c->csum : 0);
     if (kind == RNC_LSTM) c->csum += (uint64_t)dirs * H;
     if (L->kx > c->max_kx) c->max_kx = L->kx;
     if (rows > c->max_ghp) c->max_ghp = rows;
-    c->feat = (uint64_t)dirs * H;
+    c->feat = (uint64_t)dirs * HW;
     if (c->feat > c->max_feat) c->max_feat = c->feat;
     m->num_layers++;
     return add_stage(m, RNC_REC_RECURRENT);

@@ -213,6 +213,7 @@ rnc_status rnc_layer_get_info(const rnc_model *m, uint32_t layer, rnc_layer_info
     info->directions = L->dirs;
     info->input_size = L->input_size;
     info->hidden_size = L->hidden_size;
+    info->proj_size = L->proj;
     info->h_offset = L->h_offset;
     info->c_offset = L->c_offset;
     return RNC_OK;
@@ -277,11 +278,11 @@ static void initial_state(rnc_state *s)
     if (s->c) memset(s->c, 0, s->c_count * 4);
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
-        const size_t H = L->hidden_size;
+        const size_t H = L->hidden_size, W = L->out;
         for (uint32_t d = 0; d < L->dirs; ++d)
             for (size_t b = 0; b < B; ++b) {
                 if (L->opt.initial_h)
-                    memcpy(s->h + (L->h_offset + d * H) * B + b * H, L->opt.initial_h + d * H, 4 * H);
+                    memcpy(s->h + (L->h_offset + d * W) * B + b * W, L->opt.initial_h + d * W, 4 * W);
                 if (L->opt.initial_c)
                     memcpy(s->c + (L->c_offset + d * H) * B + b * H, L->opt.initial_c + d * H, 4 * H);
             }
@@ -423,7 +424,7 @@ static rnc_status check_relu_state(const rnc_model *m, rnc_state *s, uint32_t l,
                                    size_t step)
 {
     const rnc_layer *L = &m->layer[l];
-    const size_t H = L->hidden_size, B = s->batch;
+    const size_t H = L->out, B = s->batch;
     const float *h = s->h + (L->h_offset + (size_t)d * H) * B;
     if (rnc__all_finite(h, B * H)) return RNC_OK;
     for (size_t b = 0; b < B; ++b)
@@ -459,7 +460,8 @@ static void cell_args_base(const rnc_model *m, const rnc_layer *L, uint32_t d, r
     a->b_ih = L->dir[d].b_ih;
     a->b_hh = L->dir[d].b_hh;
     a->h_scale = m->precision == RNC_Q8 ? L->h_scale[d] : 0.0f;
-    a->h = s->h + (L->h_offset + (size_t)d * L->hidden_size) * s->batch;
+    a->h = s->h + (L->h_offset + (size_t)d * L->out) * s->batch;
+    a->P = L->proj;
     a->c = L->kind == RNC_LSTM ? s->c + (L->c_offset + (size_t)d * L->hidden_size) * s->batch
                                : NULL;
     a->hh_sums = L->dir[d].hh_sums;
@@ -478,6 +480,12 @@ static void cell_variant(const rnc_model *m, const rnc_layer *L, uint32_t d, siz
     v->alpha = L->opt.alpha[d];
     v->beta = L->opt.beta[d];
     v->peep = L->opt.peepholes ? L->opt.peepholes + (size_t)d * 3 * L->hidden_size : NULL;
+    if (L->proj) {
+        const size_t rows = r16(L->proj), k = m->precision == RNC_Q8 ? r4(L->hidden_size) : L->hidden_size;
+        v->w_hr = m->precision == RNC_Q8 ? (const void *)((const int8_t *)L->opt.w_hr + d * rows * k)
+                                         : (const void *)((const float *)L->opt.w_hr + d * rows * k);
+        v->s_hr = L->opt.s_hr ? L->opt.s_hr + d * rows : NULL;
+    }
     v->gemm_q8 = plan_pick(&m->plan.gemm[RNC_Q8], batch, 0)->fn.gemm_q8;
     v->gemm_q8_1 = plan_pick(&m->plan.gemm[RNC_Q8], 1, 0)->fn.gemm_q8;
     v->gemm_f32 = plan_pick(&m->plan.gemm[RNC_F32], batch, 0)->fn.gemm_f32;
@@ -553,7 +561,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             }
             if (L->unbounded) TRY(check_relu_state(m, s, l, 0, 0));
             in = a.h;
-            in_w = L->hidden_size;
+            in_w = L->out;
             ++l;
             break;
         }
@@ -627,7 +635,7 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     uint64_t mid = 0, mid_w = 0;
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const int to_y = l + 1 == m->num_layers && m->stage[m->num_stages - 1] == RNC_REC_RECURRENT;
-        const uint64_t dh = (uint64_t)m->layer[l].hidden_size * m->layer[l].dirs;
+        const uint64_t dh = (uint64_t)m->layer[l].out * m->layer[l].dirs;
         if (to_y) continue;
         ++mid;
         if (dh > mid_w) mid_w = dh;
@@ -788,7 +796,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         /* RNC_REC_RECURRENT: layer l */
         const uint32_t li = l++;
         const rnc_layer *L = &m->layer[li];
-        const size_t H = L->hidden_size, DH = H * L->dirs, ghp = (size_t)L->gates * L->hp;
+        const size_t H = L->out, DH = H * L->dirs, ghp = (size_t)L->gates * L->hp;
         const size_t kx = L->kx;
         float *out = last ? y : (cur == seq_a ? seq_b : seq_a);
         /* positions past a length stay zero; without lengths every (b, t) is written by the

@@ -37,7 +37,7 @@
     S(rec_recurrent, 48) /* fixed part; then one cellw per direction */                           \
     S(rec_last_step, 16)                                                                          \
     S(rec_linear, 48)                                                                             \
-    S(cellopt, 104)    /* v2 recurrent record with RNC_LAYER_FLAG_OPTIONS: after its cellw's */
+    S(cellopt, 128)    /* v2 recurrent record with RNC_LAYER_FLAG_OPTIONS: after its cellw's */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -117,11 +117,14 @@
 
 /* The cell options of a v2 recurrent record (ONNX RNN/GRU/LSTM attributes, learned initial
  * states). Present exactly when the record's flags have RNC_LAYER_FLAG_OPTIONS (the record is then
- * 48 + 48 D + 104 bytes); a layer without it runs the default cell. act_d<d>_<k> is the k-th
+ * 48 + 48 D + 128 bytes); a layer without it runs the default cell. act_d<d>_<k> is the k-th
  * activation of direction d (ONNX order: RNN f; GRU f, g; LSTM f, g, h), one of RNC_CELLACT_*, with
  * its alpha_/beta_ parameters; slots the cell does not use (and direction 1 of a unidirectional
  * layer) are 0. peepholes: LSTM, D x 3 x H floats (rows p_i, p_f, p_o); initial_h / initial_c:
- * D x H floats, the state rnc_state_init / rnc_state_reset give every batch row (else zeros). */
+ * D x P floats (initial_c: D x H), the state rnc_state_init / rnc_state_reset give every batch row
+ * (else zeros). proj_size P (LSTM, 0 < P < H; 0 = none): h' = W_hr (o * h(c')) as PyTorch's
+ * proj_size, W_hr of every direction one packed matrix of D * round16(P) rows and H inputs (w_hr;
+ * q8: s_hr its row scales); the layer's h, output and W_hh's inputs are then P wide. */
 #define RNC_CELLOPT_REVERSE 1u      /* one direction that reads each sequence backwards */
 #define RNC_CELLOPT_INPUT_FORGET 2u /* LSTM: f = 1 - i */
 #define RNC_CELLOPT_CLIP 4u         /* gate pre-activations clipped to [-clip, clip] */
@@ -165,7 +168,10 @@
     X(cellopt, beta_d1_2, 76, F32)                                                                \
     X(cellopt, peepholes, 80, REF)                                                                \
     X(cellopt, initial_h, 88, REF)                                                                \
-    X(cellopt, initial_c, 96, REF)
+    X(cellopt, initial_c, 96, REF)                                                                \
+    X(cellopt, proj_size, 104, U32)                                                               \
+    X(cellopt, w_hr, 112, REF)                                                                    \
+    X(cellopt, s_hr, 120, REF)
 
 /* ---- version 2 ------------------------------------------------------------------------------ */
 #define RNC_V2 2u
@@ -290,7 +296,8 @@
     M(OPT_REVERSE_OUTPUT, CORRUPT, "0x%llx: reverse_output (0x40) without reverse (0x1)")          \
     M(OPT_CLIP, CORRUPT, "bits 0x%llx: expected a finite value > 0 with the clip flag (0x4), else 0") \
     M(OPT_PARAM, CORRUPT, "bits 0x%llx: not a finite value")                                       \
-    M(OPT_UNUSED, CORRUPT, "%llu, expected 0 (a slot this cell does not use)")
+    M(OPT_UNUSED, CORRUPT, "%llu, expected 0 (a slot this cell does not use)")                     \
+    M(OPT_PROJ, CORRUPT, "%llu, expected 0, or 1..%llu for an LSTM (proj_size < hidden_size)")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \

@@ -129,6 +129,15 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
                     o["initial_c"] = (rng.standard_normal((D, h)) * 0.5).astype(F32)
             if "activations" in o:
                 o["activations"] = [o["activations"]] * D
+            if isinstance(o.get("proj"), int):   # LSTM projection to P: W_hr (D, P, H), W_hh (4H, P)
+                p = o["proj"]
+                o["proj"] = (rng.standard_normal((D, p, h)) * 0.5).astype(F32)
+                for suf in [""] + (["_reverse"] if bidirectional else []):
+                    w["weight_hh" + suf] = (rng.standard_normal((4 * h, p)) * 0.6).astype(F32)
+                if "initial_h" in o:
+                    o["initial_h"] = o["initial_h"][:, :p].copy()
+                layer["hidden_size"] = h
+                h = p   # the next layer's input width
             layer["options"] = o
         layers.append(layer)
         feat = h * (2 if bidirectional else 1)
@@ -267,6 +276,11 @@ def main(outdir: str) -> None:
          4, 5, "run", [5, 1, 3, 0], {}),
         ("rnn_opts_q8_scaledtanh_b5", dict(kind="rnn", sizes=[6, 12, 7], precision="q8", options=dict(
             activations=[("scaledtanh", 1.5, 0.7)], clip=2.0)), 5, 4, "stream", None, q8),
+        ("lstm_proj_q8_stack_stream", dict(kind="lstm", sizes=[4, 11, 9], precision="q8", head=2,
+                                           options=dict(proj=5, initial=True, peepholes=True)),
+         3, 5, "stream", None, q8),
+        ("lstm_proj_f32_bidir_run", dict(kind="lstm", sizes=[4, 11], precision="f32", bidirectional=True,
+                                         options=dict(proj=3)), 3, 5, "run", [5, 0, 2], {}),
         ("lstm_go_backwards_q8_last", dict(kind="lstm", sizes=[4, 10], precision="q8", last_step=True, head=2,
                                            options=dict(reverse=True, reverse_output=True)),
          3, 5, "run", [5, 2, 1], q8),

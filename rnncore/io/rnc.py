@@ -280,6 +280,8 @@ def _plan(spec: dict) -> dict[str, Any]:
             raise ValueError(f"layer {li}: sizes out of range (hidden_size {h} in 1..{MAX_HIDDEN}, "
                              f"input_size {i} in 1..{MAX_FEATURES})")
         hp = _round_up(h, ROW_BLOCK)
+        proj = None if not layer.get("options") else layer["options"].get("proj")
+        hw = h if proj is None else int(np.shape(proj)[1])   # h's width (LSTM projection: P)
         dirs = []
         for d in range(2 if bidir else 1):
             suf = "_reverse" if d else ""
@@ -290,7 +292,7 @@ def _plan(spec: dict) -> dict[str, Any]:
                 raise ValueError(f"layer {li}: missing {e.args[0]}") from None
             b_ih = _as_f32(w.get("bias_ih" + suf, np.zeros(g * h)), f"layer {li} bias_ih{suf}")
             b_hh = _as_f32(w.get("bias_hh" + suf, np.zeros(g * h)), f"layer {li} bias_hh{suf}")
-            if w_ih.shape != (g * h, i) or w_hh.shape != (g * h, h):
+            if w_ih.shape != (g * h, i) or w_hh.shape != (g * h, hw):
                 raise ValueError(
                     f"layer {li}: weight_ih{suf} {w_ih.shape} / weight_hh{suf} {w_hh.shape} do not "
                     f"match kind={kind}, input_size={i}, hidden_size={h}"
@@ -299,7 +301,7 @@ def _plan(spec: dict) -> dict[str, Any]:
                 raise ValueError(f"layer {li}: biases must have shape ({g * h},), got "
                                  f"{b_ih.shape} / {b_hh.shape}")
             p_ih, s_ih = _matrix(w_ih, precision, g, h, hp, i)
-            p_hh, s_hh = _matrix(w_hh, precision, g, h, hp, h)
+            p_hh, s_hh = _matrix(w_hh, precision, g, h, hp, hw)
             dirs.append([p_ih, p_hh, s_ih, s_hh, _pad_gates(b_ih, g, h, hp), _pad_gates(b_hh, g, h, hp)])
         hsc = layer.get("h_scale")
         hsc = list(hsc) if isinstance(hsc, (list, tuple)) else [hsc, hsc if bidir else None]
@@ -307,13 +309,14 @@ def _plan(spec: dict) -> dict[str, Any]:
             hsc.append(None)
         if not bidir:
             hsc[1] = None
-        opts = _plan_options(layer.get("options"), kind, nonlin, bidir, h, li)
+        opts = _plan_options(layer.get("options"), kind, nonlin, bidir, h, li, precision)
         planned.append({
             "cell": KINDS[(kind, nonlin)],
             "flags": (_C["LAYER_FLAG_RESET_AFTER"] if reset_after else 0)
             | (_C["LAYER_FLAG_BIDIR"] if bidir else 0)
             | (_C["LAYER_FLAG_OPTIONS"] if opts is not None else 0),
             "options": opts,
+            "out": hw,
             "input_size": i,
             "hidden_size": h,
             "x_scale": _scale_field(layer.get("x_scale"), precision, f"layer {li} x_scale"),
@@ -321,7 +324,7 @@ def _plan(spec: dict) -> dict[str, Any]:
                         _scale_field(hsc[1], precision, f"layer {li} h_scale (reverse)")],
             "dirs": dirs,
         })
-        feat = h * (2 if bidir else 1)
+        feat = hw * (2 if bidir else 1)
 
     head = spec.get("head")
     head_plan = None
@@ -353,12 +356,12 @@ def _plan(spec: dict) -> dict[str, Any]:
 
 
 def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool, h: int,
-                  li: int) -> dict | None:
+                  li: int, precision: str = "f32") -> dict | None:
     """The options block of one layer (None when every option has its default value)."""
     if not opts:
         return None
     unknown = set(opts) - {"reverse", "reverse_output", "input_forget", "clip", "activations", "peepholes",
-                           "initial_h", "initial_c"}
+                           "initial_h", "initial_c", "proj"}
     if unknown:
         raise ValueError(f"layer {li} options: unknown {sorted(unknown)}")
     D = 2 if bidir else 1
@@ -372,6 +375,17 @@ def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool,
         if not opts.get("reverse"):
             raise ValueError(f"layer {li} options: reverse_output needs reverse")
         flags |= _C["CELLOPT_REVERSE_OUTPUT"]
+    proj, p_size, proj_t = opts.get("proj"), 0, [None, None]
+    if proj is not None:
+        proj = _as_f32(proj, f"layer {li} proj")
+        p_size = proj.shape[1] if proj.ndim == 3 else 0
+        if kind != "lstm" or proj.shape != (D, p_size, h) or not 1 <= p_size < h:
+            raise ValueError(f"layer {li} options: proj (LSTM projection) must be ({D}, P, {h}) with "
+                             f"0 < P < {h}, got {proj.shape} for a {kind}")
+        packed = [_matrix(proj[d], precision, 1, p_size, _round_up(p_size, ROW_BLOCK), h) for d in range(D)]
+        proj_t = [np.concatenate([p for p, _ in packed]),
+                  None if packed[0][1] is None else np.concatenate([s for _, s in packed])]
+    hw = p_size or h
     lstm_only = [k for k in ("input_forget", "peepholes", "initial_c") if opts.get(k) is not None
                  and opts.get(k) is not False]
     if lstm_only and kind != "lstm":
@@ -406,7 +420,7 @@ def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool,
             slots[3 * d + k] = (CELL_ACTIVATIONS[name], al, be)
     tensors = []
     for key, flag, shape in (("peepholes", "CELLOPT_PEEPHOLES", (D, 3, h)),
-                             ("initial_h", "CELLOPT_INITIAL_H", (D, h)),
+                             ("initial_h", "CELLOPT_INITIAL_H", (D, hw)),
                              ("initial_c", "CELLOPT_INITIAL_C", (D, h))):
         v = opts.get(key)
         if v is None:
@@ -419,9 +433,10 @@ def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool,
         tensors.append(v.reshape(-1))
     plain = all(slots[3 * d + k] == (CELL_ACTIVATIONS[default[k][0]], 0.0, 0.0)
                 for d in range(D) for k in range(n))
-    if flags == 0 and plain:
+    if flags == 0 and plain and not p_size:
         return None
-    return {"flags": flags, "clip": clip or 0.0, "slots": slots, "tensors": tensors}
+    return {"flags": flags, "clip": clip or 0.0, "slots": slots, "tensors": tensors, "proj_size": p_size,
+            "proj": proj_t}
 
 
 def _finish(parts: list[bytes], file_size: int) -> bytes:
@@ -481,7 +496,7 @@ def _hh_sums(lp: dict) -> np.ndarray:
     sums = []
     for d in lp["dirs"]:
         packed = np.asarray(d[1], np.int8)  # W_hh: blocks of 16 rows x groups of 4 inputs
-        kp = _round_up(lp["hidden_size"], K_GROUP)
+        kp = _round_up(lp["out"], K_GROUP)
         blocks = packed.reshape(-1, kp // K_GROUP, ROW_BLOCK, K_GROUP).astype(np.int32)
         sums.append(blocks.sum(axis=(1, 3)).reshape(-1))
     return np.concatenate(sums).astype(np.int32)
@@ -552,6 +567,8 @@ def _pack_options(o: dict, blob) -> bytes:
         vals["act_" + sfx], vals["alpha_" + sfx], vals["beta_" + sfx] = code, al, be
     for key, t in zip(("peepholes", "initial_h", "initial_c"), o["tensors"], strict=True):
         vals[key] = blob.add(t)
+    vals["proj_size"] = o["proj_size"]
+    vals["w_hr"], vals["s_hr"] = (blob.add(t) for t in o["proj"])
     return LAYOUT["cellopt"].pack(**vals)
 
 
@@ -785,10 +802,14 @@ class _Loader:
             raise self.fail("input_size", "EXPECT", i, self.feat)
         if not 1 <= h <= _C["FILE_MAX_HIDDEN"]:
             raise self.fail("hidden_size", "RANGE", h, 1, _C["FILE_MAX_HIDDEN"])
+        p_size = self.u32(opt_at + LAYOUT["cellopt"].fields["proj_size"].offset) if opt_at is not None else 0
+        if p_size and (kind != KINDS[("lstm", None)] or p_size >= h):
+            raise self.fail("opt.proj_size", "OPT_PROJ", p_size, h - 1)
+        hw = p_size or h
         ndir = 2 if lf & _C["LAYER_FLAG_BIDIR"] else 1
         g = GATES[_KIND_NAMES[kind][0]]
         hp = _r16(h)
-        kh = _r4(h) if self.precision == _C_Q8 else h
+        kh = _r4(hw) if self.precision == _C_Q8 else hw
         self.check_static_scale("x_scale", r["x_scale"])
         self.check_static_scale("h_scale", r["h_scale"])
         self.check_static_scale("h_scale_reverse", r["h_scale_reverse"])
@@ -808,7 +829,7 @@ class _Loader:
                 continue
             refs = cw.unpack(self.b, at)
             w_ih, s_ih = self.get_matrix("w_ih", refs["w_ih"], "s_ih", refs["s_ih"], rows, i)
-            w_hh, s_hh = self.get_matrix("w_hh", refs["w_hh"], "s_hh", refs["s_hh"], rows, h)
+            w_hh, s_hh = self.get_matrix("w_hh", refs["w_hh"], "s_hh", refs["s_hh"], rows, hw)
             b_ih = self.get_vector("b_ih", refs["b_ih"], rows)
             b_hh = self.get_vector("b_hh", refs["b_hh"], rows)
             dirs.append({"w_ih": w_ih, "s_ih": s_ih, "w_hh": w_hh, "s_hh": s_hh, "b_ih": b_ih, "b_hh": b_hh})
@@ -826,18 +847,19 @@ class _Loader:
                         raise self.fail("w_hh_sums", "HH_SUM", k, row, int(got[k, row]), int(want[row]))
             else:
                 self.get_ref("w_hh_sums", hh_sums, 0)
-        options = self.load_options(opt_at, kind, ndir, h) if opt_at is not None else None
+        options = self.load_options(opt_at, kind, ndir, h, hw) if opt_at is not None else None
         self.layers.append({"cell": kind, "flags": lf, "input_size": i, "hidden_size": h,
                             "x_scale": _f32(r["x_scale"]),
                             "h_scale": [_f32(r["h_scale"]), _f32(r["h_scale_reverse"])],
-                            "dirs": dirs, "options": options})
-        self.feat = ndir * h
+                            "dirs": dirs, "options": options, "out": hw})
+        self.feat = ndir * hw
 
-    def load_options(self, at: int, kind: int, ndir: int, h: int) -> dict:
-        """loader.c load_options: the cellopt of a recurrent record."""
+    def load_options(self, at: int, kind: int, ndir: int, h: int, hw: int) -> dict:
+        """loader.c load_options: the cellopt of a recurrent record (``hw``: h's width)."""
         st = LAYOUT["cellopt"]
         o = self.unpack(st, at)
         f = o["flags"]
+        self.check_reserved(st, at)
         lstm = kind == KINDS[("lstm", None)]
         if f & ~_C["CELLOPT_FLAGS_ALL"]:
             raise self.fail("opt.flags", "FLAGS", f, _C["CELLOPT_FLAGS_ALL"])
@@ -879,13 +901,20 @@ class _Loader:
                                "input_forget": bool(f & _C["CELLOPT_INPUT_FORGET"]),
                                "clip": clip if f & _C["CELLOPT_CLIP"] else None, "activations": acts}
         for key, bit, count in (("peepholes", "CELLOPT_PEEPHOLES", ndir * 3 * h),
-                                ("initial_h", "CELLOPT_INITIAL_H", ndir * h),
+                                ("initial_h", "CELLOPT_INITIAL_H", ndir * hw),
                                 ("initial_c", "CELLOPT_INITIAL_C", ndir * h)):
             if f & _C[bit]:
                 out[key] = self.get_vector("opt." + key, o[key], count)
             else:
                 self.get_ref("opt." + key, o[key], 0)
                 out[key] = None
+        out["proj"] = None
+        if o["proj_size"]:
+            out["proj"] = self.get_matrix("opt.w_hr", o["w_hr"], "opt.s_hr", o["s_hr"],
+                                          ndir * _r16(o["proj_size"]), h)
+        else:
+            self.get_ref("opt.w_hr", o["w_hr"], 0)
+            self.get_ref("opt.s_hr", o["s_hr"], 0)
         return out
 
     def load_last_step(self, field: str, flags: int, bidir: bool) -> None:
@@ -1205,16 +1234,28 @@ def _describe(ld: _Loader) -> dict:
             D = 2 if bidir else 1
             if o["peepholes"] is not None:
                 o["peepholes"] = o["peepholes"].reshape(D, 3, h).copy()
-            for key in ("initial_h", "initial_c"):
-                if o[key] is not None:
-                    o[key] = o[key].reshape(D, h).copy()
+            hw = lp["out"]
+            if o["initial_h"] is not None:
+                o["initial_h"] = o["initial_h"].reshape(D, hw).copy()
+            if o["initial_c"] is not None:
+                o["initial_c"] = o["initial_c"].reshape(D, h).copy()
+            if o["proj"] is not None:   # D matrices of round16(P) packed rows, H inputs
+                w, s = o["proj"]
+                rp = _round_up(hw, ROW_BLOCK)
+                per = len(w) // D
+                mats = [matrix(w[d * per:(d + 1) * per], None if s is None else s[d * rp:(d + 1) * rp],
+                               1, hw, h) for d in range(D)]
+                o["proj"] = np.stack([m[0] for m in mats])
+                if mats[0][1] is not None:
+                    o["proj_q"] = np.stack([m[1] for m in mats])
+                    o["proj_scale"] = np.stack([m[2] for m in mats])
             layer["options"] = o
         if precision == "q8":
             layer["qweights"], layer["scales"] = {}, {}
         for d, t in enumerate(lp["dirs"]):
             suf = "_reverse" if d else ""
             for name, w, s, k in (("weight_ih", t["w_ih"], t["s_ih"], i),
-                                  ("weight_hh", t["w_hh"], t["s_hh"], h)):
+                                  ("weight_hh", t["w_hh"], t["s_hh"], lp["out"])):
                 wf, wq, sc = matrix(w, s, g, h, k)
                 layer["weights"][name + suf] = wf
                 if wq is not None:
@@ -1223,7 +1264,7 @@ def _describe(ld: _Loader) -> dict:
             for name, key in (("bias_ih", "b_ih"), ("bias_hh", "b_hh")):
                 layer["weights"][name + suf] = _unpad_gates(t[key], g, h, hp)
         layers.append(layer)
-        feat = h * (2 if bidir else 1)
+        feat = lp["out"] * (2 if bidir else 1)
     out["layers"] = layers
     out["output_size"] = feat
     out["head"] = None

@@ -68,6 +68,7 @@ class QCell:
     w_hh: QMatrix
     bias_ih: np.ndarray  # (G*H,) float32
     bias_hh: np.ndarray  # (G*H,) float32
+    w_hr: QMatrix | None = None  # LSTM projection (P, H), options["proj"]
 
 
 @dataclass
@@ -93,8 +94,14 @@ class QLayer:
         return len(self.directions)
 
     @property
+    def state_size(self) -> int:
+        """The width of h: the LSTM projection's P, else H."""
+        proj = None if not self.options else self.options.get("proj")
+        return self.hidden_size if proj is None else int(np.shape(proj)[1])
+
+    @property
     def output_size(self) -> int:
-        return self.hidden_size * self.num_directions
+        return self.state_size * self.num_directions
 
     def __repr__(self) -> str:
         form = "" if self.cell != "gru" or self.reset_after else ", reset_after=False"
@@ -152,8 +159,11 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> Q
     spec.validate()
     layers = []
     for k, ls in enumerate(spec.layers):
+        proj = None if not ls.options else ls.options.get("proj")
         dirs = [QCell(QMatrix.from_float(w.weight_ih), QMatrix.from_float(w.weight_hh),
-                      np.asarray(w.bias_ih, F32), np.asarray(w.bias_hh, F32)) for w in ls.directions]
+                      np.asarray(w.bias_ih, F32), np.asarray(w.bias_hh, F32),
+                      None if proj is None else QMatrix.from_float(np.asarray(proj[d])))
+                for d, w in enumerate(ls.directions)]
         ql = QLayer(ls.cell, ls.input_size, ls.hidden_size, dirs, ls.reset_after,
                     options=ls.options or None)
         if calibration is not None:
@@ -338,7 +348,11 @@ def float_cell_step(layer: LayerSpec, d: int, x: np.ndarray, h: np.ndarray, c: n
             return (r * h) @ w_hh[2 * hs:].T + b_hh[2 * hs:]
         return _update(layer, d, gi, gh, h, None, gh_n)
     gh = h @ w_hh.T + b_hh
-    return _update(layer, d, gi, gh, h, None if c is None else np.asarray(c, dt))
+    h2, c2 = _update(layer, d, gi, gh, h, None if c is None else np.asarray(c, dt))
+    proj = None if not layer.options else layer.options.get("proj")
+    if proj is not None:   # LSTM projection: h = m W_hr^T
+        h2 = h2 @ np.asarray(proj[d], dt).T
+    return h2, c2
 
 
 def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndarray | None = None,
@@ -385,6 +399,11 @@ def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndar
         gh = epilogue(acc_hh, sh, w.w_hh.scale, w.bias_hh)
         h2, c2 = _update(layer, d, gi, gh, h, None if c is None else np.asarray(c, F32))
         info["hh"] = acc_hh
+        if w.w_hr is not None:   # LSTM projection: h = W_hr q(m) * (s_m s_hr) + 0, m's scale dynamic
+            qm, sm = quantize_activation(np.asarray(h2, F32), None)
+            acc_hr = int_matmul(qm, w.w_hr.q)
+            h2 = epilogue(acc_hr, sm, w.w_hr.scale, np.zeros(w.w_hr.q.shape[0], F32))
+            info["hr"] = acc_hr
     h2 = h2.astype(F32)
     c2 = None if c2 is None else c2.astype(F32)
     return (h2, c2, info) if return_acc else (h2, c2)
@@ -421,8 +440,8 @@ def _zero_state(model, batch: int, dt) -> list:
     for layer in model.layers:
         o = getattr(layer, "options", None) or {}
         for d in range(layer.num_directions):
-            h = np.zeros((batch, layer.hidden_size), dt)
-            c = np.zeros_like(h)
+            h = np.zeros((batch, getattr(layer, "state_size", layer.hidden_size)), dt)
+            c = np.zeros((batch, layer.hidden_size), dt)
             if o.get("initial_h") is not None:
                 h[:] = np.asarray(o["initial_h"][d], dt)
             if o.get("initial_c") is not None:
@@ -555,7 +574,7 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
         outs = []
         for d in range(layer.num_directions):
             s = state[k]
-            y = np.zeros((bsz, steps, layer.hidden_size), dt)
+            y = np.zeros((bsz, steps, getattr(layer, "state_size", layer.hidden_size)), dt)
             backwards = d == 1 or _reverse(layer)
             order = range(steps) if not backwards else range(steps - 1, -1, -1)
             for t in order:
@@ -620,10 +639,12 @@ def qmodel_from_rnc(d: dict) -> QModel:
     for layer in d["layers"]:
         kind = layer["kind"] if layer["kind"] != "rnn" else "rnn_" + layer.get("nonlinearity", "tanh")
         qw, sc, w = layer["qweights"], layer["scales"], layer["weights"]
+        o = layer.get("options") or {}
         dirs = [QCell(QMatrix(qw["weight_ih" + suf], sc["weight_ih" + suf]),
                       QMatrix(qw["weight_hh" + suf], sc["weight_hh" + suf]),
-                      np.asarray(w["bias_ih" + suf], F32), np.asarray(w["bias_hh" + suf], F32))
-                for suf in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
+                      np.asarray(w["bias_ih" + suf], F32), np.asarray(w["bias_hh" + suf], F32),
+                      None if o.get("proj_q") is None else QMatrix(o["proj_q"][d], o["proj_scale"][d]))
+                for d, suf in enumerate(("", "_reverse")[: 2 if layer["bidirectional"] else 1])]
         layers.append(QLayer(kind, layer["input_size"], layer["hidden_size"], dirs,
                              bool(layer.get("reset_after", True)), layer.get("x_scale"),
                              list(layer.get("h_scale") or [None, None]), layer.get("options")))

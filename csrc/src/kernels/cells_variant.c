@@ -15,6 +15,8 @@
  *   LSTM  i = f(clip((gi_i + gh_i) + p_i * c)),  f = 1 - i (input_forget) or f(clip((gi_f + gh_f) + p_f * c))
  *         g = g(clip(gi_g + gh_g)),  c' = f * c + i * g
  *         o = f(clip((gi_o + gh_o) + p_o * c')), h' = o * h(c')
+ *         proj_size P: m = o * h(c'), h' = W_hr m (q8: W_hr q(m) * (s_m * s_hr) + 0, m's scale
+ *         dynamic); h and W_hh's inputs are then P wide
  * (without peepholes the "+ p * c" terms are absent, not added as zeros).
  */
 #include <math.h>
@@ -56,9 +58,10 @@ static float clipf(const rnc_cell_variant *v, float x)
 #define ACT(k, x) act(v->act[k], v->alpha[k], v->beta[k], (x))
 
 /* One row's update given gi, gh (G*Hp, biases included); ghn: GRU reset_after = 0's n-gate
- * recurrent term (from r*h), else NULL. */
+ * recurrent term (from r*h), else NULL. LSTM: writes o * h(c') to h (H values: the caller's
+ * buffer for m when projecting). */
 static void update_row(const rnc_cell_args *a, const rnc_cell_variant *v, const float *gi,
-                       const float *gh, const float *ghn, float *h, float *c, float *y)
+                       const float *gh, const float *ghn, float *h, float *c)
 {
     const uint32_t H = a->H, Hp = a->Hp;
     uint32_t u;
@@ -104,7 +107,6 @@ static void update_row(const rnc_cell_args *a, const rnc_cell_variant *v, const 
         for (u = 0; u < H; ++u) h[u] = ACT(0, clipf(v, gi[u] + gh[u]));
         break;
     }
-    if (y) memcpy(y, h, sizeof(float) * H);
 }
 
 static void dequant(uint32_t n, const int32_t *acc, float sv, const float *sw, const float *b, float *out)
@@ -120,7 +122,8 @@ static void addb(uint32_t n, const float *x, const float *b, float *out)
 static void q8_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
 {
     const uint32_t B = a->batch, H = a->H, Hp = a->Hp, G = a->G, I = a->I;
-    const size_t ghp = (size_t)G * Hp, kh = RNC_ALIGN_UP((size_t)H, 4);
+    const uint32_t P = a->P, HW = P ? P : H; /* h's width */
+    const size_t ghp = (size_t)G * Hp, kh = RNC_ALIGN_UP((size_t)H, 4), khw = RNC_ALIGN_UP((size_t)HW, 4);
     const int rb = a->kind == RNC_GRU && !a->reset_after;
     const rnc_cell_work wl = rnc__cell_work(G, H, B);
     unsigned char *w = (unsigned char *)a->work;
@@ -134,11 +137,11 @@ static void q8_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
     if (!a->gi)
         v->gemm_q8((const int8_t *)a->w_ih, (int)ghp, (int)I, (int)B, a->xq, (int)a->ldxq, acc_i, (int)ghp);
     for (uint32_t b = 0; b < B; ++b)
-        v->quantize(a->h + (size_t)b * H, H, kh, a->h_scale, hq + b * kh, &sh[b]);
-    v->gemm_q8(w_hh, (int)(rb ? 2 * (size_t)Hp : ghp), (int)H, (int)B, hq, (int)kh, acc_h, (int)ghp);
+        v->quantize(a->h + (size_t)b * HW, HW, khw, a->h_scale, hq + b * khw, &sh[b]);
+    v->gemm_q8(w_hh, (int)(rb ? 2 * (size_t)Hp : ghp), (int)HW, (int)B, hq, (int)khw, acc_h, (int)ghp);
     for (uint32_t b = 0; b < B; ++b) {
         if (a->active && !a->active[b]) continue;
-        float *h = a->h + (size_t)b * H, *c = a->c ? a->c + (size_t)b * H : NULL;
+        float *h = a->h + (size_t)b * HW, *c = a->c ? a->c + (size_t)b * H : NULL;
         float *y = a->y ? a->y + b * a->ldy : NULL;
         const float *gi;
         if (a->gi) {
@@ -149,7 +152,16 @@ static void q8_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
         }
         if (!rb) {
             dequant((uint32_t)ghp, acc_h + b * ghp, sh[b], a->s_hh, a->b_hh, gh_f);
-            update_row(a, v, gi, gh_f, NULL, h, c, y);
+            if (P) { /* m = o h(c') into rh, then h = W_hr q(m) */
+                float sm;
+                update_row(a, v, gi, gh_f, NULL, rh, c);
+                v->quantize(rh, H, kh, 0.0f, rq, &sm);
+                v->gemm_q8_1((const int8_t *)v->w_hr, (int)P, (int)H, 1, rq, (int)kh, acc_n,
+                             (int)RNC_ALIGN_UP((size_t)P, 16));
+                for (uint32_t p = 0; p < P; ++p) h[p] = (float)acc_n[p] * (sm * v->s_hr[p]) + 0.0f;
+            } else {
+                update_row(a, v, gi, gh_f, NULL, h, c);
+            }
         } else {
             float srh;
             dequant(2 * Hp, acc_h + b * ghp, sh[b], a->s_hh, a->b_hh, gh_f);
@@ -157,14 +169,16 @@ static void q8_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
             v->quantize(rh, H, kh, a->h_scale, rq, &srh);
             v->gemm_q8_1(w_hh + 2 * (size_t)Hp * kh, (int)Hp, (int)H, 1, rq, (int)kh, acc_n, (int)Hp);
             dequant(Hp, acc_n, srh, a->s_hh + 2 * Hp, a->b_hh + 2 * Hp, rh);
-            update_row(a, v, gi, gh_f, rh, h, c, y);
+            update_row(a, v, gi, gh_f, rh, h, c);
         }
+        if (y) memcpy(y, h, sizeof(float) * HW);
     }
 }
 
 static void f32_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
 {
     const uint32_t B = a->batch, H = a->H, Hp = a->Hp, G = a->G, I = a->I;
+    const uint32_t P = a->P, HW = P ? P : H; /* h's width */
     const size_t ghp = (size_t)G * Hp;
     const int rb = a->kind == RNC_GRU && !a->reset_after;
     const rnc_cell_work wl = rnc__cell_work(G, H, B);
@@ -177,10 +191,10 @@ static void f32_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
     if (!a->gi)
         v->gemm_f32((const float *)a->w_ih, (int)ghp, (int)I, (int)B, a->x, (int)a->ldx, acc_i, (int)ghp);
     /* h is read by the product for every row before any row is updated */
-    v->gemm_f32(w_hh, (int)(rb ? 2 * (size_t)Hp : ghp), (int)H, (int)B, a->h, (int)H, acc_h, (int)ghp);
+    v->gemm_f32(w_hh, (int)(rb ? 2 * (size_t)Hp : ghp), (int)HW, (int)B, a->h, (int)HW, acc_h, (int)ghp);
     for (uint32_t b = 0; b < B; ++b) {
         if (a->active && !a->active[b]) continue;
-        float *h = a->h + (size_t)b * H, *c = a->c ? a->c + (size_t)b * H : NULL;
+        float *h = a->h + (size_t)b * HW, *c = a->c ? a->c + (size_t)b * H : NULL;
         float *y = a->y ? a->y + b * a->ldy : NULL;
         const float *gi;
         if (a->gi) {
@@ -191,14 +205,22 @@ static void f32_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
         }
         if (!rb) {
             addb((uint32_t)ghp, acc_h + b * ghp, a->b_hh, gh_f);
-            update_row(a, v, gi, gh_f, NULL, h, c, y);
+            if (P) { /* m = o h(c') into rh, then h = W_hr m */
+                update_row(a, v, gi, gh_f, NULL, rh, c);
+                v->gemm_f32_1((const float *)v->w_hr, (int)P, (int)H, 1, rh, (int)H, acc_n,
+                              (int)RNC_ALIGN_UP((size_t)P, 16));
+                memcpy(h, acc_n, sizeof(float) * P);
+            } else {
+                update_row(a, v, gi, gh_f, NULL, h, c);
+            }
         } else {
             addb(2 * Hp, acc_h + b * ghp, a->b_hh, gh_f);
             for (uint32_t u = 0; u < H; ++u) rh[u] = ACT(0, clipf(v, gi[u] + gh_f[u])) * h[u];
             v->gemm_f32_1(w_hh + 2 * (size_t)Hp * H, (int)Hp, (int)H, 1, rh, (int)H, acc_n, (int)Hp);
             addb(Hp, acc_n, a->b_hh + 2 * Hp, rh);
-            update_row(a, v, gi, gh_f, rh, h, c, y);
+            update_row(a, v, gi, gh_f, rh, h, c);
         }
+        if (y) memcpy(y, h, sizeof(float) * HW);
     }
 }
 
