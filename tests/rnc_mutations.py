@@ -60,7 +60,7 @@ SEEDS: dict[str, tuple[dict, int]] = {
                                       options=dict(reverse=True, reverse_output=True)), 2),
     "lstm_q8_proj_bidir_v2": (dict(kind="lstm", sizes=[3, 5], precision="q8", bidirectional=True, head=2,
                                    options=dict(proj=2, initial=True)), 2),
-    "lstm_f32_proj_v2": (dict(kind="lstm", sizes=[2, 6, 3], precision="f32", options=dict(proj=4)), 2),
+    "lstm_f32_proj_v2": (dict(kind="lstm", sizes=[2, 6, 5], precision="f32", options=dict(proj=4)), 2),
 }
 
 U32_EDGES = (0, 1, 2, 3, 4, 5, 7, 8, 16, 17, 63, 64, 65, 127, 128, 255, 0x100, 0xFFFF, 0x10000,
