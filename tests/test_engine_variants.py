@@ -392,3 +392,45 @@ def test_proj_lstm_with_options_streams_like_it_runs(prec):
     assert h.shape == (1, 2, 4) and c.shape == (1, 2, 10)
     s.reset()
     np.testing.assert_array_equal(s.state[0], np.broadcast_to(m.initial_state[0][:, None], (1, 2, 4)))
+
+
+@pytest.mark.parametrize("name", ["lstm_peep_clip_acts", "lstm_input_forget_reverse"])
+def test_export_c_runs_models_with_cell_options(tmp_path, name):
+    """export-c: the exported program (the library built by csrc/Makefile) prints the engine's
+    outputs: steps, or one rnc_run for a reverse layer."""
+    import subprocess
+
+    from rnncore.io.export_c import export_c
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["make", "-C", str(root / "csrc"), "lib"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    eng = rc.compile(_variant(name), precision="q8")
+    src = tmp_path / "model.c"
+    export_c(eng.data, src)
+    x = np.random.default_rng(11).standard_normal((1, 6, 3)).astype(F32)
+    x[0].tofile(tmp_path / "in.f32")
+    exe = tmp_path / "demo"
+    r = subprocess.run(["cc", "-std=c99", "-O2", "-I", str(root / "csrc" / "include"), str(src),
+                        str(root / "csrc" / "build" / "librnncore.a"), "-lm", "-o", str(exe)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = subprocess.run([str(exe), str(tmp_path / "in.f32")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    got = np.array([[float(v) for v in ln.split()] for ln in out.stdout.strip().splitlines()])
+    np.testing.assert_allclose(got, eng.run(x)[0], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["lstm_peep_clip_acts", "gru_rb_clip_hardsigmoid_elu",
+                                  "rnn_scaledtanh_stack"])
+def test_q8_static_scales_with_cell_options_are_bit_exact(name):
+    m = _variant(name)
+    g = np.random.default_rng(12)
+    cal = g.standard_normal((16, 10, 3)).astype(F32)
+    eng = rc.compile(m, precision="q8", calibration=cal)
+    d = read_rnc(eng.data)
+    assert d["layers"][0]["x_scale"] is not None and d["layers"][0]["h_scale"][0] is not None
+    x = g.standard_normal((3, 9, 3)).astype(F32)
+    lengths = np.array([9, 5, 2])
+    want, _ = _q8_reference(R.qmodel_from_rnc(d), x, lengths)
+    np.testing.assert_array_equal(eng.run(x, lengths=lengths), want)
