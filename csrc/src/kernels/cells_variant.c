@@ -57,54 +57,104 @@ static float clipf(const rnc_cell_variant *v, float x)
 
 #define ACT(k, x) act(v->act[k], v->alpha[k], v->beta[k], (x))
 
-/* One row's update given gi, gh (G*Hp, biases included); ghn: GRU reset_after = 0's n-gate
- * recurrent term (from r*h), else NULL. LSTM: writes o * h(c') to h (H values: the caller's
- * buffer for m when projecting). */
+/* x[0..n) = act(clip(x)) in place: one loop per activation (branch-free bodies the compiler
+ * vectorises), the same float32 operations as act(clipf(x)) element by element. */
+static void act_vec(const rnc_cell_variant *v, uint32_t k, float *x, uint32_t n)
+{
+    const float al = v->alpha[k], be = v->beta[k];
+    uint32_t i;
+    if (v->flags & RNC_CELLOPT_CLIP) {
+        const float lo = -v->clip, hi = v->clip;
+        for (i = 0; i < n; ++i) {
+            float t = x[i] > lo ? x[i] : lo;
+            x[i] = t < hi ? t : hi;
+        }
+    }
+    switch (v->act[k]) {
+    case RNC_CELLACT_SIGMOID: for (i = 0; i < n; ++i) x[i] = rnc_sigmoidf(x[i]); break;
+    case RNC_CELLACT_TANH: for (i = 0; i < n; ++i) x[i] = rnc_tanhf(x[i]); break;
+    case RNC_CELLACT_RELU: for (i = 0; i < n; ++i) x[i] = rnc_reluf(x[i]); break;
+    case RNC_CELLACT_HARDSIGMOID:
+        for (i = 0; i < n; ++i) {
+            float t = al * x[i] + be;
+            t = t > 0.0f ? t : 0.0f;
+            x[i] = t < 1.0f ? t : 1.0f;
+        }
+        break;
+    case RNC_CELLACT_AFFINE: for (i = 0; i < n; ++i) x[i] = al * x[i] + be; break;
+    case RNC_CELLACT_LEAKYRELU: for (i = 0; i < n; ++i) x[i] = x[i] >= 0.0f ? x[i] : al * x[i]; break;
+    case RNC_CELLACT_THRESHOLDEDRELU: for (i = 0; i < n; ++i) x[i] = x[i] > al ? x[i] : 0.0f; break;
+    case RNC_CELLACT_SCALEDTANH: for (i = 0; i < n; ++i) x[i] = al * rnc_tanhf(be * x[i]); break;
+    default: for (i = 0; i < n; ++i) x[i] = act(v->act[k], al, be, x[i]); break; /* exp / log1p */
+    }
+}
+
+/* One row's update given gi and gh (G*Hp, biases included; gh is this row's scratch, overwritten
+ * gate by gate); ghn: GRU reset_after = 0's n-gate recurrent term (from r*h), else NULL. LSTM:
+ * writes o * h(c') to h (H values: the caller's buffer for m when projecting). */
 static void update_row(const rnc_cell_args *a, const rnc_cell_variant *v, const float *gi,
-                       const float *gh, const float *ghn, float *h, float *c)
+                       float *gh, const float *ghn, float *h, float *c)
 {
     const uint32_t H = a->H, Hp = a->Hp;
     uint32_t u;
     switch (a->kind) {
-    case RNC_GRU:
-        for (u = 0; u < H; ++u) {
-            const float z = ACT(0, clipf(v, gi[Hp + u] + gh[Hp + u]));
-            float n;
-            if (ghn) {
-                n = ACT(1, clipf(v, gi[2 * Hp + u] + ghn[u]));
-            } else {
-                const float r = ACT(0, clipf(v, gi[u] + gh[u]));
-                n = ACT(1, clipf(v, gi[2 * Hp + u] + r * gh[2 * Hp + u]));
-            }
-            h[u] = (1.0f - z) * n + z * h[u];
+    case RNC_GRU: {
+        float *r = gh, *z = gh + Hp, *n = gh + 2 * Hp;
+        for (u = 0; u < H; ++u) z[u] = gi[Hp + u] + z[u];
+        act_vec(v, 0, z, H);
+        if (ghn) {
+            for (u = 0; u < H; ++u) n[u] = gi[2 * Hp + u] + ghn[u];
+        } else {
+            for (u = 0; u < H; ++u) r[u] = gi[u] + r[u];
+            act_vec(v, 0, r, H);
+            for (u = 0; u < H; ++u) n[u] = gi[2 * Hp + u] + r[u] * n[u];
         }
+        act_vec(v, 1, n, H);
+        for (u = 0; u < H; ++u) h[u] = (1.0f - z[u]) * n[u] + z[u] * h[u];
         break;
+    }
     case RNC_LSTM: {
         const float *p = v->peep;
-        for (u = 0; u < H; ++u) {
-            float ai = gi[u] + gh[u];
-            if (p) ai = ai + p[u] * c[u];
-            const float i = ACT(0, clipf(v, ai));
-            float f;
-            if (v->flags & RNC_CELLOPT_INPUT_FORGET) {
-                f = 1.0f - i;
-            } else {
-                float af = gi[Hp + u] + gh[Hp + u];
-                if (p) af = af + p[H + u] * c[u];
-                f = ACT(0, clipf(v, af));
-            }
-            const float g = ACT(1, clipf(v, gi[2 * Hp + u] + gh[2 * Hp + u]));
-            const float c2 = f * c[u] + i * g;
-            float ao = gi[3 * Hp + u] + gh[3 * Hp + u];
-            if (p) ao = ao + p[2 * H + u] * c2;
-            const float o = ACT(0, clipf(v, ao));
-            c[u] = c2;
-            h[u] = o * ACT(2, c2);
+        float *i = gh, *f = gh + Hp, *g = gh + 2 * Hp, *o = gh + 3 * Hp;
+        if (p) {
+            for (u = 0; u < H; ++u) i[u] = (gi[u] + i[u]) + p[u] * c[u];
+        } else {
+            for (u = 0; u < H; ++u) i[u] = gi[u] + i[u];
         }
+        act_vec(v, 0, i, H);
+        if (v->flags & RNC_CELLOPT_INPUT_FORGET) {
+            for (u = 0; u < H; ++u) f[u] = 1.0f - i[u];
+        } else {
+            if (p) {
+                for (u = 0; u < H; ++u) f[u] = (gi[Hp + u] + f[u]) + p[H + u] * c[u];
+            } else {
+                for (u = 0; u < H; ++u) f[u] = gi[Hp + u] + f[u];
+            }
+            act_vec(v, 0, f, H);
+        }
+        for (u = 0; u < H; ++u) g[u] = gi[2 * Hp + u] + g[u];
+        act_vec(v, 1, g, H);
+        for (u = 0; u < H; ++u) c[u] = f[u] * c[u] + i[u] * g[u];
+        if (p) {
+            for (u = 0; u < H; ++u) o[u] = (gi[3 * Hp + u] + o[u]) + p[2 * H + u] * c[u];
+        } else {
+            for (u = 0; u < H; ++u) o[u] = gi[3 * Hp + u] + o[u];
+        }
+        act_vec(v, 0, o, H);
+        /* h(c') without the clip (ONNX clips pre-activations only): into f, then h = o h(c') */
+        memcpy(f, c, sizeof(float) * H);
+        {
+            rnc_cell_variant nv = *v;
+            nv.flags &= ~RNC_CELLOPT_CLIP;
+            act_vec(&nv, 2, f, H);
+        }
+        for (u = 0; u < H; ++u) h[u] = o[u] * f[u];
         break;
     }
     default: /* RNN */
-        for (u = 0; u < H; ++u) h[u] = ACT(0, clipf(v, gi[u] + gh[u]));
+        for (u = 0; u < H; ++u) gh[u] = gi[u] + gh[u];
+        act_vec(v, 0, gh, H);
+        memcpy(h, gh, sizeof(float) * H);
         break;
     }
 }
