@@ -45,8 +45,12 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_isa_best(rnc_isa *isa)
     rnc_status rnc_isa_default(rnc_isa *isa)
 
+    ctypedef struct rnc_plan:
+        uint32_t bidirectional
+        uint32_t reverse
+
     ctypedef struct rnc_model:
-        pass
+        rnc_plan plan
 
     ctypedef struct rnc_model_info:
         uint32_t precision
@@ -73,6 +77,7 @@ cdef extern from "rnncore.h" nogil:
         uint32_t hidden_size
         size_t h_offset
         size_t c_offset
+        uint32_t proj_size
 
     rnc_status rnc_model_init(rnc_model *model, const void *buf, size_t len)
     rnc_status rnc_model_error(const rnc_model *model, const char **text)

@@ -136,7 +136,8 @@ cdef class Model:
             self.layers.append({"kind": ("rnn_tanh", "rnn_relu", "gru", "lstm")[li.kind],
                                 "reset_after": bool(li.reset_after), "directions": li.directions,
                                 "input_size": li.input_size, "hidden_size": li.hidden_size,
-                                "h_offset": li.h_offset, "c_offset": li.c_offset})
+                                "h_offset": li.h_offset, "c_offset": li.c_offset,
+                                "state_size": li.proj_size or li.hidden_size})
 
     @property
     def precision(self) -> str:
@@ -157,6 +158,11 @@ cdef class Model:
     @property
     def bidirectional(self) -> bool:
         return bool(self.info.bidirectional)
+
+    @property
+    def reverse(self) -> bool:
+        """A layer reads its sequences backwards (cell option): whole sequences only."""
+        return bool(self.m.plan.reverse)
 
     @property
     def num_states(self) -> int:
@@ -401,7 +407,7 @@ cdef class Stream:
         if st == RNC_E_VALUE and not self.ids:
             raise ValueError(f"x: contains NaN or Inf ({_status_text(<rnc_status>st)}); the state is unchanged")
         if st == RNC_E_BIDIRECTIONAL:
-            raise ValueError("step: the model has a bidirectional layer; use run() on whole sequences")
+            raise ValueError("step: the model has a bidirectional or reverse layer; use run() on whole sequences")
         if st == RNC_E_NONFINITE:
             self._nonfinite_error("step")
         _raise(<rnc_status>st, "step")

@@ -200,7 +200,7 @@ class Engine:
             parts.append("last_step")
         if m.has_head:
             last = self.layers[-1]
-            parts.append(f"linear({last['hidden_size'] * last['directions']}->{self.output_size})")
+            parts.append(f"linear({last['state_size'] * last['directions']}->{self.output_size})")
         return " > ".join(parts)
 
     def __repr__(self) -> str:
@@ -217,6 +217,9 @@ class Engine:
         if self.bidirectional:
             raise ValueError("stream: the model has a bidirectional layer, which needs whole "
                              "sequences; use engine.run(X)")
+        if self._model.reverse:
+            raise ValueError("stream: the model has a reverse layer (it reads each sequence from its "
+                             "end), which needs whole sequences; use engine.run(X)")
         return Stream(self, int(batch))
 
     def run(self, X: np.ndarray, lengths=None, state=None, return_state: bool = False, *, mask=None):
@@ -291,8 +294,8 @@ class Stream:
     """
 
     def __init__(self, engine: Engine, batch: int, allow_bidirectional: bool = False) -> None:
-        if engine.bidirectional and not allow_bidirectional:
-            raise ValueError("stream: bidirectional models run whole sequences only (engine.run)")
+        if (engine.bidirectional or engine._model.reverse) and not allow_bidirectional:
+            raise ValueError("stream: bidirectional and reverse models run whole sequences only (engine.run)")
         self.engine = engine
         self._s = engine._model.stream(batch)
         self.batch = batch
@@ -328,7 +331,7 @@ class Stream:
     # -- state ----------------------------------------------------------------------------------
     def _layout(self):
         layers = self.engine.layers
-        hs = {layer["hidden_size"] for layer in layers}
+        hs = {(layer["hidden_size"], layer["state_size"]) for layer in layers}
         kinds = {layer["kind"] == "lstm" for layer in layers}
         return layers, (len(hs) == 1 and len(kinds) == 1)
 
@@ -346,8 +349,8 @@ class Stream:
         b = self.batch
         entries = []
         for layer in layers:
-            hsz, nd = layer["hidden_size"], layer["directions"]
-            hb = h[layer["h_offset"] * b: layer["h_offset"] * b + nd * b * hsz].reshape(nd, b, hsz)
+            hsz, psz, nd = layer["hidden_size"], layer["state_size"], layer["directions"]
+            hb = h[layer["h_offset"] * b: layer["h_offset"] * b + nd * b * psz].reshape(nd, b, psz)
             cb = None
             if layer["kind"] == "lstm":
                 cb = c[layer["c_offset"] * b: layer["c_offset"] * b + nd * b * hsz].reshape(nd, b, hsz)
@@ -383,9 +386,9 @@ class Stream:
                 raise ValueError("state: expected " + ("the pair (h, c)" if lstm else "an array h")
                                  + f" for this model, got {type(value).__name__}")
             parts = value if is_pair else (value,)
-            want = (nstates, b, layers[0]["hidden_size"])
+            want = {"h": (nstates, b, layers[0]["state_size"]), "c": (nstates, b, layers[0]["hidden_size"])}
             for name, p in zip(("h", "c"), parts, strict=False):
-                _check_state_array(name, p, want)
+                _check_state_array(name, p, want[name])
             entries = [(parts[0][k], parts[1][k]) if is_pair else parts[0][k] for k in range(nstates)]
         if len(entries) != nstates:
             raise ValueError(f"state: expected {nstates} entries (one per layer and direction), "
@@ -395,7 +398,7 @@ class Stream:
         c = None if c is None else c.copy()
         k = 0
         for li, layer in enumerate(layers):
-            hsz, nd = layer["hidden_size"], layer["directions"]
+            hsz, psz, nd = layer["hidden_size"], layer["state_size"], layer["directions"]
             for d in range(nd):
                 e = entries[k]
                 lstm = layer["kind"] == "lstm"
@@ -403,9 +406,9 @@ class Stream:
                     want = "(h, c)" if lstm else "an array h"
                     raise ValueError(f"state[{k}] (layer {li}): expected {want}")
                 eh = e[0] if lstm else e
-                _check_state_array(f"state[{k}] h", eh, (b, hsz))
-                o = layer["h_offset"] * b + d * b * hsz
-                h[o:o + b * hsz] = np.asarray(eh, np.float32).reshape(-1)
+                _check_state_array(f"state[{k}] h", eh, (b, psz))
+                o = layer["h_offset"] * b + d * b * psz
+                h[o:o + b * psz] = np.asarray(eh, np.float32).reshape(-1)
                 if lstm:
                     _check_state_array(f"state[{k}] c", e[1], (b, hsz))
                     o = layer["c_offset"] * b + d * b * hsz

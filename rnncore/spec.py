@@ -36,15 +36,36 @@ class CellWeights:
     bias_hh: np.ndarray
 
 
+#: the cell options a layer may carry (ONNX RNN/GRU/LSTM attributes, learned initial states);
+#: see :class:`LayerSpec`
+OPTION_KEYS = ("reverse", "reverse_output", "input_forget", "clip", "activations", "peepholes", "initial_h",
+               "initial_c", "proj")
+
+
 @dataclass
 class LayerSpec:
-    """One recurrent layer: cell type, sizes, and one :class:`CellWeights` per direction."""
+    """One recurrent layer: cell type, sizes, and one :class:`CellWeights` per direction.
+
+    ``options`` (None: the plain cell) holds the ONNX operator options and learned initial
+    states, the equations of :class:`rnncore.nn.extended.ExtendedRecurrent`: ``reverse``
+    (one direction reading each sequence backwards), ``reverse_output`` (with ``reverse``: the
+    outputs in processing order, ``y[b, t]`` after reading ``x[b, len_b - 1 - t]``, Keras'
+    ``go_backwards``: ``ReverseTime`` before a forward layer), ``input_forget`` (LSTM ``f = 1 - i``),
+    ``clip`` (float or None), ``activations`` (per direction, ``(name, alpha, beta)`` per
+    activation slot: RNN ``f``; GRU ``f, g``; LSTM ``f, g, h``; None: the cell's defaults),
+    ``peepholes`` ``(D, 3, H)`` (rows ``p_i, p_f, p_o``), ``initial_h`` / ``initial_c``
+    ``(D, H)`` (``initial_h``: ``(D, P)`` with a projection): the state every sequence starts
+    from when none is given (and what ``stream.reset()`` restores), ``proj`` ``(D, P, H)``: an
+    LSTM's projection ``W_hr`` (PyTorch ``proj_size = P``: ``h = (o * tanh(c)) W_hr^T``, and
+    ``weight_hh`` is then ``(4H, P)``).
+    """
 
     cell: str
     input_size: int
     hidden_size: int
     directions: list[CellWeights]
     reset_after: bool = True
+    options: dict | None = None
 
     @property
     def num_directions(self) -> int:
@@ -56,8 +77,14 @@ class LayerSpec:
                 f"directions={self.num_directions}{form})")
 
     @property
+    def state_size(self) -> int:
+        """The width of h (and of each direction's output): the projection's P, else H."""
+        proj = None if not self.options else self.options.get("proj")
+        return self.hidden_size if proj is None else int(np.shape(proj)[1])
+
+    @property
     def output_size(self) -> int:
-        return self.hidden_size * self.num_directions
+        return self.state_size * self.num_directions
 
     def validate(self) -> None:
         if self.cell not in GATES:
@@ -66,11 +93,27 @@ class LayerSpec:
             raise ValueError(f"directions: expected 1 or 2, got {self.num_directions}")
         g, h, i = GATES[self.cell], self.hidden_size, self.input_size
         for w in self.directions:
-            for name, shape in (("weight_ih", (g * h, i)), ("weight_hh", (g * h, h)),
+            for name, shape in (("weight_ih", (g * h, i)), ("weight_hh", (g * h, self.state_size)),
                                 ("bias_ih", (g * h,)), ("bias_hh", (g * h,))):
                 got = np.shape(getattr(w, name))
                 if got != shape:
                     raise ValueError(f"{self.cell} layer {name}: expected shape {shape}, got {got}")
+        if self.options:
+            unknown = set(self.options) - set(OPTION_KEYS)
+            if unknown:
+                raise ValueError(f"options: unknown keys {sorted(unknown)}; known: {OPTION_KEYS}")
+            D = self.num_directions
+            p = self.state_size
+            if self.options.get("proj") is not None and (self.cell != "lstm" or not 0 < p < h):
+                raise ValueError(f"options['proj']: an LSTM projection (D, P, {h}) with 0 < P < {h}, "
+                                 f"got {np.shape(self.options['proj'])} on a {self.cell}")
+            for key, shape in (("peepholes", (D, 3, h)), ("initial_h", (D, p)), ("initial_c", (D, h)),
+                               ("proj", (D, p, h))):
+                v = self.options.get(key)
+                if v is not None and np.shape(v) != shape:
+                    raise ValueError(f"options[{key!r}]: expected shape {shape}, got {np.shape(v)}")
+            if self.options.get("reverse") and D == 2:
+                raise ValueError("options['reverse']: a bidirectional layer already reads backwards")
 
 
 @dataclass
@@ -93,7 +136,7 @@ def stack_text(embedding, layers, last_step: bool, head) -> str:
     ``((out, in), activation)``."""
     parts = [] if embedding is None else [f"embedding({np.shape(embedding)[0]}x{np.shape(embedding)[1]})"]
     parts += [f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
-              for layer in layers]
+              f"{'+options' if getattr(layer, 'options', None) else ''}" for layer in layers]
     if last_step:
         parts.append("last_step")
     if head is not None:
@@ -184,6 +227,12 @@ def layers_from_state_dict(cell: str, sd: dict, num_layers: int, bidirectional: 
             b_ih = _np(sd[key % "bias_ih"]) if key % "bias_ih" in sd else zeros
             b_hh = _np(sd[key % "bias_hh"]) if key % "bias_hh" in sd else zeros
             dirs.append(CellWeights(w_ih, w_hh, b_ih, b_hh))
+        hr = [f"{prefix}weight_hr_l{k}{s}" for s in ("", "_reverse")[: 2 if bidirectional else 1]]
+        if hr[0] in sd:   # LSTM proj_size: hidden_size from W_hr (P, H), W_hh is (4H, P)
+            proj = np.stack([_np(sd[n]) for n in hr])
+            layers.append(LayerSpec(cell, dirs[0].weight_ih.shape[1], proj.shape[2], dirs, reset_after,
+                                    {"proj": proj}))
+            continue
         layers.append(LayerSpec(cell, dirs[0].weight_ih.shape[1], dirs[0].weight_hh.shape[1], dirs,
                                 reset_after))
     return layers
@@ -203,8 +252,6 @@ def _cell_of(module: object) -> str | None:
 
 def _recurrent_layers(module: object) -> list[LayerSpec]:
     cell = _cell_of(module)
-    if getattr(module, "proj_size", 0):
-        raise ValueError("LSTM proj_size is not supported by the compiled engine")
     sd = module.state_dict()
     num_layers = int(getattr(module, "num_layers", 1))
     bidirectional = bool(getattr(module, "bidirectional", False))
@@ -221,7 +268,9 @@ def spec_from_model(model: object) -> ModelSpec:
     if isinstance(model, ModelSpec):
         model.validate()
         return model
-    _refuse_extended(model)
+    model = _fold_extended(model)
+    if isinstance(model, ModelSpec):
+        return model
     if _cell_of(model) is not None:
         spec = ModelSpec(_recurrent_layers(model))
         spec.validate()
@@ -232,11 +281,22 @@ def spec_from_model(model: object) -> ModelSpec:
                          f"got {type(model).__name__}")
     spec = ModelSpec(layers=[])
     stage = 0  # 0: before recurrent, 1: recurrent, 2: after last-step, 3: after head
+    reverse_next = None  # a ReverseTime waiting for its recurrent layer
     for name, m in children:
+        if reverse_next is not None and not (type(m).__name__ == "ExtendedRecurrent" or _cell_of(m)):
+            raise ValueError(f"compile: module {reverse_next!r} (ReverseTime) must come right before a "
+                             "recurrent layer (Keras go_backwards) to compile")
+        n_before = len(spec.layers)
         kind = type(m).__name__
         cell = _cell_of(m)
         if kind == "Embedding" and stage == 0 and spec.embedding is None:
             spec.embedding = _np(m.state_dict()["weight"])
+        elif kind == "ExtendedRecurrent" and stage <= 1:
+            spec.layers.extend(extended_layers(m))
+            stage = 1
+        elif kind == "ReverseTime":   # Keras go_backwards: folded into the next recurrent layer
+            reverse_next = name
+            continue
         elif cell is not None and stage <= 1:
             spec.layers.extend(_recurrent_layers(m))
             stage = 1
@@ -255,6 +315,12 @@ def spec_from_model(model: object) -> ModelSpec:
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
                              "expected [Embedding] + recurrent layers + [LastStep] + [Linear] + [activation]")
+        if reverse_next is not None and len(spec.layers) > n_before:
+            _fold_reverse_time(spec.layers, n_before, reverse_next)
+            reverse_next = None
+    if reverse_next is not None:
+        raise ValueError(f"compile: module {reverse_next!r} (ReverseTime) must come right before a "
+                         "recurrent layer (Keras go_backwards) to compile")
     spec.validate()
     return spec
 
@@ -294,6 +360,8 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
         if calibration is not None:
             layer["x_scale"] = calibration.x_scale[k]
             layer["h_scale"] = list(calibration.h_scale[k])
+        if ls.options:
+            layer["options"] = dict(ls.options)
         layers.append(layer)
     emb = None if spec.embedding is None else {"weight": np.asarray(spec.embedding, np.float32)}
     out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
@@ -318,8 +386,10 @@ def spec_from_rnc(d: dict) -> ModelSpec:
         dirs = [CellWeights(w["weight_ih" + suf], w["weight_hh" + suf],
                             w["bias_ih" + suf], w["bias_hh" + suf])
                 for suf in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
+        o = layer.get("options")
+        o = None if o is None else {k: v for k, v in o.items() if k in OPTION_KEYS}
         layers.append(LayerSpec(kind, layer["input_size"], layer["hidden_size"], dirs,
-                                bool(layer.get("reset_after", True))))
+                                bool(layer.get("reset_after", True)), o))
     emb = d.get("embedding")
     head = d.get("head")
     lin = None if head is None else LinearSpec(head["weight"], head["bias"], head["activation"])
@@ -388,19 +458,69 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     return write_rnc(out), spec
 
 
-def _refuse_extended(model) -> None:
-    """The ONNX-option layers of ``rnncore.nn.extended`` have no C kernels: say so by name."""
-    from rnncore.nn.extended import ExtendedRecurrent, ReverseTime
+def extended_layers(mod) -> list[LayerSpec]:
+    """The :class:`LayerSpec` s (with ``options``) of an
+    :class:`rnncore.nn.extended.ExtendedRecurrent`.
 
-    mods = list(model._modules.items()) if type(model).__name__ == "Sequential" and hasattr(
-        model, "_modules") else [("", model)]
-    for name, mod in mods:
-        if isinstance(mod, ExtendedRecurrent | ReverseTime):
-            where = f"module {name!r} ({type(mod).__name__})" if name else type(mod).__name__
-            raise ValueError(
-                f"compile: {where} is not supported by the C core (ONNX-only options: clip, activations, "
-                "peepholes, input_forget, reverse, proj_size); it runs in the NumPy reference only. "
-                "Plain RNN/GRU/LSTM layers compile: use rc.nn.RNN/GRU/LSTM")
+    """
+    mode = mod.mode
+    D = 2 if mod.bidirectional else 1
+    sd = {k: _np(v) for k, v in mod.state_dict().items()}
+    init = getattr(mod, "initial_state", None)
+    if init is not None and mode == "LSTM":
+        h0_all, c0_all = (np.asarray(v) for v in init)
+    else:
+        h0_all, c0_all = (None if init is None else np.asarray(init)), None
+    acts = [[(n, float(a), float(b)) for n, a, b in d] for d in mod.activations]
+    cell = {"GRU": "gru", "LSTM": "lstm"}.get(mode, "rnn_tanh")
+    if mode == "RNN" and all(d == [("relu", 0.0, 0.0)] for d in acts):
+        cell = "rnn_relu"
+    layers = []
+    for k in range(mod.num_layers):
+        sub = {n.replace(f"_l{k}", "_l0"): v for n, v in sd.items()
+               if n.endswith(f"_l{k}") or n.endswith(f"_l{k}_reverse")}
+        [ls] = layers_from_state_dict(cell, sub, 1, mod.bidirectional, mod.reset_after)
+        opts: dict = {"activations": acts, **(ls.options or {})}
+        if mod.reverse:
+            opts["reverse"] = True
+        if mod.clip is not None:
+            opts["clip"] = mod.clip
+        if mod.input_forget:
+            opts["input_forget"] = True
+        if mod.peepholes:
+            sfx = ("", "_reverse")[:D]
+            opts["peepholes"] = np.stack([sd[f"peephole_l{k}{s}"] for s in sfx])
+        if h0_all is not None:
+            opts["initial_h"] = h0_all[k * D:(k + 1) * D]
+        if c0_all is not None:
+            opts["initial_c"] = c0_all[k * D:(k + 1) * D]
+        ls.options = opts
+        layers.append(ls)
+    return layers
+
+
+def _fold_reverse_time(layers: list[LayerSpec], first: int, name: str) -> None:
+    """``ReverseTime`` then a forward layer (Keras ``go_backwards``) = that layer reading each
+    sequence from its end with its outputs in processing order (options ``reverse`` and
+    ``reverse_output``). Only a one-layer, one-direction, forward recurrent module folds."""
+    new = layers[first:]
+    o = new[0].options or {}
+    if len(new) != 1 or new[0].num_directions != 1 or o.get("reverse"):
+        raise ValueError(f"compile: module {name!r} (ReverseTime) before a stacked, bidirectional or "
+                         "reverse recurrent module does not compile; only go_backwards on one layer")
+    new[0].options = {**o, "reverse": True, "reverse_output": True}
+
+
+def _fold_extended(model):
+    """An :class:`rnncore.nn.extended.ExtendedRecurrent` becomes its :class:`ModelSpec` (options in
+    ``LayerSpec.options``); other models are returned as they are."""
+    from rnncore.nn.extended import ExtendedRecurrent
+
+    if isinstance(model, ExtendedRecurrent):
+        spec = ModelSpec(extended_layers(model))
+        spec.validate()
+        return spec
+    return model
 
 
 def _check_calibration_object(spec: ModelSpec, cal) -> None:

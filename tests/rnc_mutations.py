@@ -49,6 +49,18 @@ SEEDS: dict[str, tuple[dict, int]] = {
                                                   head_act="tanh"), 1),
     "rnn_relu_f32_stack_static_v1": (dict(kind="rnn", sizes=[2, 5, 3], precision="f32",
                                           nonlinearity="relu", last_step=True), 1),
+    # cell options (the cellopt block after a recurrent record's directions)
+    "lstm_q8_options_v2": (dict(kind="lstm", sizes=[3, 4], precision="q8", head=2, options=dict(
+        peepholes=True, initial=True, clip=0.5, input_forget=True,
+        activations=[("hardsigmoid", 0.2, 0.5), ("elu", 1.0, 0), ("tanh", 0, 0)])), 2),
+    "gru_f32_bidir_options_v2": (dict(kind="gru", sizes=[3, 4], precision="f32", bidirectional=True,
+                                      options=dict(initial=True, activations=[("sigmoid", 0, 0),
+                                                                              ("scaledtanh", 1.5, 0.5)])), 2),
+    "rnn_q8_reverse_output_v2": (dict(kind="rnn", sizes=[2, 3], precision="q8", last_step=True,
+                                      options=dict(reverse=True, reverse_output=True)), 2),
+    "lstm_q8_proj_bidir_v2": (dict(kind="lstm", sizes=[3, 5], precision="q8", bidirectional=True, head=2,
+                                   options=dict(proj=2, initial=True)), 2),
+    "lstm_f32_proj_v2": (dict(kind="lstm", sizes=[2, 6, 5], precision="f32", options=dict(proj=4)), 2),
 }
 
 U32_EDGES = (0, 1, 2, 3, 4, 5, 7, 8, 16, 17, 63, 64, 65, 127, 128, 255, 0x100, 0xFFFF, 0x10000,

@@ -244,8 +244,7 @@ def test_bidirectional_cannot_stream_and_token_errors():
 def test_compile_rejects_what_the_c_core_cannot_run():
     with pytest.raises(ValueError, match="precision"):
         rc.compile(rc.nn.GRU(2, 3), precision="f16")
-    with pytest.raises(ValueError, match="proj_size"):
-        rc.compile(rc.nn.LSTM(2, 4, proj_size=2))
+    assert rc.compile(rc.nn.LSTM(2, 4, proj_size=2)).output_size == 2   # compiles since issue 16
     with pytest.raises(ValueError, match="not supported"):
         rc.compile(rc.nn.Sequential(rc.nn.layers.Linear(2, 3), rc.nn.GRU(3, 3)))
     with pytest.raises(ValueError, match="calibration"):

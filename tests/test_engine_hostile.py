@@ -250,17 +250,18 @@ def test_lstm_state_forms_are_checked():
 
 
 def test_compile_names_the_module_it_cannot_run():
-    from rnncore.nn.extended import ExtendedRecurrent
+    from rnncore.nn.extended import ExtendedRecurrent, ReverseTime
 
-    with pytest.raises(ValueError, match="proj_size"):
-        rc.compile(rc.nn.LSTM(4, 8, proj_size=4))
     for pool in (rc.nn.MaskedMean(), rc.nn.AttentionPool(8)):
         with pytest.raises(ValueError, match=rf"module '1' \({type(pool).__name__}\) is not supported"):
             rc.compile(rc.nn.Sequential(rc.nn.GRU(4, 8), pool, rc.nn.Linear(8, 2)))
-    with pytest.raises(ValueError, match="ExtendedRecurrent is not supported by the C core"):
-        rc.compile(ExtendedRecurrent("LSTM", 3, 4, clip=1.0))
-    with pytest.raises(ValueError, match=r"module '0' \(ExtendedRecurrent\) is not supported"):
-        rc.compile(rc.nn.Sequential(ExtendedRecurrent("GRU", 3, 4), rc.nn.Linear(4, 2)))
+    # the ONNX-option layers compile (issue 16); ReverseTime only right before one forward layer
+    with pytest.raises(ValueError, match=r"module '1' \(ReverseTime\) must come right before a recurrent"):
+        rc.compile(rc.nn.Sequential(rc.nn.GRU(4, 8), ReverseTime(), rc.nn.Linear(8, 2)))
+    with pytest.raises(ValueError, match=r"module '0' \(ReverseTime\) before a stacked, bidirectional"):
+        rc.compile(rc.nn.Sequential(ReverseTime(), rc.nn.GRU(4, 8, bidirectional=True)))
+    with pytest.raises(ValueError, match=r"module '2' \(ExtendedRecurrent\) is not supported"):
+        rc.compile(rc.nn.Sequential(rc.nn.GRU(3, 4), rc.nn.LastStep(), ExtendedRecurrent("GRU", 4, 4)))
     with pytest.raises(ValueError, match="compile: expected an rc.nn recurrent layer"):
         rc.compile(object())
 

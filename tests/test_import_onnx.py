@@ -197,17 +197,39 @@ def test_weights_given_as_graph_inputs_are_refused():
         from_onnx(m)
 
 
-def test_constant_nonzero_initial_state_is_refused():
+def _constant_initial(op, rows_equal=True):
     from onnx import numpy_helper
     from onnx_cases.custom import make_case
 
-    model, feeds = make_case("GRU", initial=True)
-    h0 = feeds.pop("initial_h")
-    keep = [i for i in model.graph.input if i.name != "initial_h"]
-    del model.graph.input[:]
-    model.graph.input.extend(keep)
-    model.graph.initializer.append(numpy_helper.from_array(h0, "initial_h"))
-    with pytest.raises(ValueError, match="constant non-zero initial_h"):
+    model, feeds = make_case(op, initial=True)
+    for k in ("initial_h", "initial_c")[: 2 if op == "LSTM" else 1]:
+        v = feeds.pop(k)
+        if rows_equal:
+            v = np.repeat(v[:, :1], v.shape[1], axis=1)
+            feeds_const = v
+        else:
+            feeds_const = v
+        keep = [i for i in model.graph.input if i.name != k]
+        del model.graph.input[:]
+        model.graph.input.extend(keep)
+        model.graph.initializer.append(numpy_helper.from_array(feeds_const, k))
+    return model, feeds
+
+
+@pytest.mark.parametrize("op", ["GRU", "LSTM"])
+def test_constant_initial_state_is_a_learned_initial_state(op):
+    from onnx_cases.custom import run_onnxruntime
+
+    model, feeds = _constant_initial(op)
+    ref = run_onnxruntime(model, feeds)
+    got = onnx_run(from_onnx(model), feeds)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+def test_constant_initial_state_that_differs_between_rows_is_refused():
+    model, _ = _constant_initial("GRU", rows_equal=False)
+    with pytest.raises(ValueError, match="differs between batch rows"):
         from_onnx(model)
 
 

@@ -141,6 +141,19 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
     } dir[2];
     uint32_t sparse;              /* RNC_LAYER_FLAG_SPARSE_IH | _HH (rnc_layout.h), 0 = dense */
     size_t h_offset, c_offset;    /* per batch row: h at h_offset*batch floats into rnc_state.h */
+    uint32_t variant;             /* the record has cell options (opt): the variant cell runs */
+    uint32_t proj, out;           /* LSTM projection P (0: none); h / output width per direction */
+    uint32_t unbounded;           /* the state can overflow float32 (ReLU-like activations): checked */
+    struct {                      /* cell options (v2 files, docs/rnc-format.md "Cell options") */
+        uint32_t flags;           /* RNC_CELLOPT_* of rnc_layout.h */
+        float clip;
+        uint8_t act[2][3];        /* per direction, activation slots (RNN f; GRU f, g; LSTM f, g, h) */
+        float alpha[2][3], beta[2][3];
+        const float *peepholes;   /* D x 3 x H (p_i, p_f, p_o) or NULL */
+        const float *initial_h, *initial_c; /* D x out, D x H or NULL: the state reset/init give */
+        const void *w_hr;         /* proj: D * round16(P) packed rows of H inputs */
+        const float *s_hr;        /* q8: their row scales */
+    } opt;
 } rnc_layer;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved
@@ -161,6 +174,7 @@ typedef struct rnc_plan {
     rnc_plan_op cell_x[RNC_MAX_LAYERS];    /* each layer's cell, the input vector given */
     rnc_plan_op cell_gi[RNC_MAX_LAYERS];   /* ... its projection given */
     uint32_t bidirectional;       /* any layer has two directions (no rnc_step) */
+    uint32_t reverse;             /* any layer reads its sequences backwards (no rnc_step) */
 } rnc_plan;
 
 #define RNC_ERROR_TEXT_SIZE 256u /* bytes of rnc_model's error text, NUL included */
@@ -209,6 +223,7 @@ typedef struct rnc_layer_info {
     uint32_t input_size, hidden_size;
     size_t h_offset;         /* this layer's h block starts at rnc_state.h + h_offset * batch */
     size_t c_offset;         /* LSTM: c block at rnc_state.c + c_offset * batch (else 0) */
+    uint32_t proj_size;      /* LSTM projection (cell option): h is proj_size wide; 0 = none */
 } rnc_layer_info;
 
 /* Validate the .rnc buffer and point `model` into it. `buf` must stay valid and unchanged while
@@ -262,13 +277,14 @@ typedef struct rnc_state {
 
 /* Bytes of caller memory an rnc_state of `batch` rows needs (includes alignment slack). */
 rnc_status rnc_state_size(const rnc_model *model, size_t batch, size_t *bytes);
-/* Lay a state over `mem` (4-byte aligned, `bytes` >= rnc_state_size) and zero h and c. */
+/* Lay a state over `mem` (4-byte aligned, `bytes` >= rnc_state_size) and zero h and c (or write
+ * the layers' learned initial states, cell options of the file, into every row). */
 rnc_status rnc_state_init(const rnc_model *model, size_t batch, void *mem, size_t bytes,
                           rnc_state *state);
-rnc_status rnc_state_reset(rnc_state *state);  /* h = c = 0 */
+rnc_status rnc_state_reset(rnc_state *state);  /* h = c = 0 (or the learned initial states) */
 
 /* One step for every stream of the batch. x: (B, input_size) floats, row-major; y: (B,
- * output_size); both 4-byte aligned (RNC_E_ALIGN). Updates the state. RNC_E_BIDIRECTIONAL when a layer is bidirectional;
+ * output_size); both 4-byte aligned (RNC_E_ALIGN). Updates the state. RNC_E_BIDIRECTIONAL when a layer is bidirectional or reverse;
  * RNC_E_VALUE when x holds NaN/Inf (the state is then unchanged).
  * RNC_E_NONFINITE when a ReLU RNN layer's new state or the head's output (before its activation)
  * holds NaN/Inf (float32 overflow; the other cells' states are bounded), or a ReLU layer's state

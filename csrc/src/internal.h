@@ -65,9 +65,26 @@ typedef struct rnc_cell_args {
     const uint8_t *active;                /* NULL = every row; else rows with 0 are untouched */
     const int32_t *hh_sums;               /* W_hh's kernel sums, G*Hp (rows flagged RNC_K_SUMS) */
     void *work;                           /* >= rnc__cell_work_bytes() bytes, 64-aligned */
+    uint32_t P;                           /* LSTM projection (variant cell only): h is P wide; 0 */
 } rnc_cell_args;
 
 typedef void (*rnc_cell_fn)(const rnc_cell_args *a);
+
+/* The cell with options (kernels/cells_variant.c): one direction's options and the plan's
+ * product rows for B columns and for 1 (the GRU r*h product). */
+typedef struct rnc_cell_variant {
+    uint32_t q8, flags;                    /* precision; RNC_CELLOPT_* */
+    float clip;
+    const uint8_t *act;                    /* 3 activation slots, RNC_CELLACT_* */
+    const float *alpha, *beta;             /* their parameters */
+    const float *peep;                     /* LSTM peepholes 3 x H (p_i, p_f, p_o) or NULL */
+    const void *w_hr;                      /* proj: this direction's packed W_hr (round16(P) x H) */
+    const float *s_hr;                     /* q8: its row scales */
+    rnc_gemm_q8_fn gemm_q8, gemm_q8_1;
+    rnc_gemm_f32_fn gemm_f32, gemm_f32_1;
+    rnc_quantize_fn quantize;
+} rnc_cell_variant;
+void rnc__cell_variant(const rnc_cell_args *a, const rnc_cell_variant *v);
 
 /* What a row serves (rnc_kernel.input): any input, the input vector given (x or xq: rnc_step and
  * rnc_run's per-step mode), or its projection given (gi: rnc_run's whole-sequence mode). */

@@ -22,7 +22,7 @@ static int host_little_endian(void)
 
 /* tensors of the largest model: 16 bidirectional layers of 6 per direction + W_hh's kernel sums
  * (v2 q8), an embedding and a head (weight, scales, bias) */
-#define MAX_TENSORS (RNC_MAX_LAYERS * 13 + 4)
+#define MAX_TENSORS (RNC_MAX_LAYERS * 16 + 4) /* + 3 of each layer's options (v2) */
 #define MAX_PARTS (RNC_MAX_LAYERS + 3) /* v2 records that hold tensors: [embedding] recurrent+ ... */
 #define PART_HEADER 0xFFFFFFFFu
 #define NO_DIR 0xFFu
@@ -418,7 +418,84 @@ typedef struct {
     float x_scale, h_scale[2];
     const unsigned char *dir[2]; /* cellw structures; dir[1] NULL when unidirectional (v2) */
     const unsigned char *hh_sums; /* v2: the reference to W_hh's kernel sums; v1: NULL */
+    const unsigned char *opt;     /* v2 with RNC_LAYER_FLAG_OPTIONS: the cellopt; else NULL */
+    int v2;
 } layer_src;
+
+/* The cell options of a v2 recurrent record (rnc_layout.h, cellopt), the checks of
+ * rnncore/io/rnc.py's load_options in its order. */
+static rnc_status load_options(rnc_ctx *c, rnc_layer *L, const unsigned char *o, uint32_t prec)
+{
+    static const char *const act_f[6] = {"opt.act_d0_0", "opt.act_d0_1", "opt.act_d0_2",
+                                         "opt.act_d1_0", "opt.act_d1_1", "opt.act_d1_2"};
+    static const char *const alpha_f[6] = {"opt.alpha_d0_0", "opt.alpha_d0_1", "opt.alpha_d0_2",
+                                           "opt.alpha_d1_0", "opt.alpha_d1_1", "opt.alpha_d1_2"};
+    static const char *const beta_f[6] = {"opt.beta_d0_0", "opt.beta_d0_1", "opt.beta_d0_2",
+                                          "opt.beta_d1_0", "opt.beta_d1_1", "opt.beta_d1_2"};
+    const uint32_t f = rnc_cellopt_flags(o), lstm = L->kind == RNC_LSTM;
+    CHECK_RESERVED(c, cellopt, o);
+    if (f & ~RNC_CELLOPT_FLAGS_ALL) return fail(c, "opt.flags", MSG_FLAGS, f, RNC_CELLOPT_FLAGS_ALL, 0, NULL);
+    if (!lstm) {
+        if (f & RNC_CELLOPT_INPUT_FORGET) return fail(c, "opt.flags", MSG_OPT_LSTM, f, 0, 0, "input_forget");
+        if (f & RNC_CELLOPT_PEEPHOLES) return fail(c, "opt.flags", MSG_OPT_LSTM, f, 0, 0, "peepholes");
+        if (f & RNC_CELLOPT_INITIAL_C) return fail(c, "opt.flags", MSG_OPT_LSTM, f, 0, 0, "initial_c");
+    }
+    if ((f & RNC_CELLOPT_REVERSE) && L->dirs == 2)
+        return fail(c, "opt.flags", MSG_OPT_REVERSE_BIDIR, f, 0, 0, NULL);
+    if ((f & RNC_CELLOPT_REVERSE_OUTPUT) && !(f & RNC_CELLOPT_REVERSE))
+        return fail(c, "opt.flags", MSG_OPT_REVERSE_OUTPUT, f, 0, 0, NULL);
+    const float clip = rnc_cellopt_clip(o);
+    if ((f & RNC_CELLOPT_CLIP) ? !(finite_f(clip) && clip > 0.0f) : f32_bits(clip) != 0)
+        return fail(c, "opt.clip", MSG_OPT_CLIP, f32_bits(clip), 0, 0, NULL);
+    const uint32_t n = L->kind == RNC_GRU ? 2 : L->kind == RNC_LSTM ? 3 : 1;
+    const uint32_t code[6] = {rnc_cellopt_act_d0_0(o), rnc_cellopt_act_d0_1(o), rnc_cellopt_act_d0_2(o),
+                              rnc_cellopt_act_d1_0(o), rnc_cellopt_act_d1_1(o), rnc_cellopt_act_d1_2(o)};
+    const float al[6] = {rnc_cellopt_alpha_d0_0(o), rnc_cellopt_alpha_d0_1(o), rnc_cellopt_alpha_d0_2(o),
+                         rnc_cellopt_alpha_d1_0(o), rnc_cellopt_alpha_d1_1(o), rnc_cellopt_alpha_d1_2(o)};
+    const float be[6] = {rnc_cellopt_beta_d0_0(o), rnc_cellopt_beta_d0_1(o), rnc_cellopt_beta_d0_2(o),
+                         rnc_cellopt_beta_d1_0(o), rnc_cellopt_beta_d1_1(o), rnc_cellopt_beta_d1_2(o)};
+    L->unbounded = L->kind == RNC_RNN_RELU;
+    for (uint32_t i = 0; i < 6; ++i) {
+        const uint32_t d = i / 3, k = i % 3;
+        if (d < L->dirs && k < n) {
+            if (code[i] >= RNC_FILE_CELL_ACTIVATIONS)
+                return fail(c, act_f[i], MSG_RANGE, code[i], 0, RNC_FILE_CELL_ACTIVATIONS - 1, NULL);
+            if (!finite_f(al[i])) return fail(c, alpha_f[i], MSG_OPT_PARAM, f32_bits(al[i]), 0, 0, NULL);
+            if (!finite_f(be[i])) return fail(c, beta_f[i], MSG_OPT_PARAM, f32_bits(be[i]), 0, 0, NULL);
+            L->opt.act[d][k] = (uint8_t)code[i];
+            L->opt.alpha[d][k] = al[i];
+            L->opt.beta[d][k] = be[i];
+            /* the activations whose output is not bounded by a constant: the state can overflow */
+            if (code[i] != RNC_CELLACT_SIGMOID && code[i] != RNC_CELLACT_TANH &&
+                code[i] != RNC_CELLACT_HARDSIGMOID && code[i] != RNC_CELLACT_SCALEDTANH &&
+                code[i] != RNC_CELLACT_SOFTSIGN)
+                L->unbounded = 1;
+        } else {
+            if (code[i]) return fail(c, act_f[i], MSG_OPT_UNUSED, code[i], 0, 0, NULL);
+            if (f32_bits(al[i])) return fail(c, alpha_f[i], MSG_OPT_UNUSED, f32_bits(al[i]), 0, 0, NULL);
+            if (f32_bits(be[i])) return fail(c, beta_f[i], MSG_OPT_UNUSED, f32_bits(be[i]), 0, 0, NULL);
+        }
+    }
+    const uint64_t H = L->hidden_size, D = L->dirs;
+    const void *p;
+    if (f & RNC_CELLOPT_PEEPHOLES) TRY(get_vector(c, "opt.peepholes", rnc_cellopt_peepholes(o), D * 3 * H, &L->opt.peepholes));
+    else TRY(get_ref(c, "opt.peepholes", rnc_cellopt_peepholes(o), 0, &p));
+    if (f & RNC_CELLOPT_INITIAL_H) TRY(get_vector(c, "opt.initial_h", rnc_cellopt_initial_h(o), D * L->out, &L->opt.initial_h));
+    else TRY(get_ref(c, "opt.initial_h", rnc_cellopt_initial_h(o), 0, &p));
+    if (f & RNC_CELLOPT_INITIAL_C) TRY(get_vector(c, "opt.initial_c", rnc_cellopt_initial_c(o), D * H, &L->opt.initial_c));
+    else TRY(get_ref(c, "opt.initial_c", rnc_cellopt_initial_c(o), 0, &p));
+    if (L->proj) {
+        TRY(get_matrix(c, prec, "opt.w_hr", rnc_cellopt_w_hr(o), "opt.s_hr", rnc_cellopt_s_hr(o),
+                       D * r16(L->proj), H, &L->opt.w_hr, &L->opt.s_hr));
+    } else {
+        TRY(get_ref(c, "opt.w_hr", rnc_cellopt_w_hr(o), 0, &p));
+        TRY(get_ref(c, "opt.s_hr", rnc_cellopt_s_hr(o), 0, &p));
+    }
+    L->opt.flags = f;
+    L->opt.clip = clip;
+    L->variant = 1;
+    return RNC_OK;
+}
 
 /* W_hh's kernel sums as stored (v2, q8): every direction's G*Hp int32, each equal to the sum of
  * its packed row (checked here, so a kernel may start its accumulators from them). */
@@ -460,7 +537,8 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     const uint32_t prec = m->precision, kind = s->cell, lf = s->flags, I = s->input_size;
     const uint32_t H = s->hidden_size;
     const uint32_t sparse_flags = RNC_LAYER_FLAG_SPARSE_IH | RNC_LAYER_FLAG_SPARSE_HH;
-    const uint32_t known = RNC_LAYER_FLAG_RESET_AFTER | RNC_LAYER_FLAG_BIDIR | (c->version == RNC_V1 ? 0 : sparse_flags);
+    const uint32_t known = RNC_LAYER_FLAG_RESET_AFTER | RNC_LAYER_FLAG_BIDIR |
+                           (s->v2 ? sparse_flags | RNC_LAYER_FLAG_OPTIONS : 0u);
     if (m->num_layers >= RNC_MAX_LAYERS)
         return fail(c, s->cell_field, MSG_LAYERS, RNC_MAX_LAYERS, 0, 0, NULL);
     rnc_layer *L = &m->layer[m->num_layers];
@@ -472,8 +550,12 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     if (I != c->feat) return fail(c, FIELD(desc1, input_size), MSG_EXPECT, I, c->feat, 0, NULL);
     if (H == 0 || H > RNC_MAX_HIDDEN)
         return fail(c, FIELD(desc1, hidden_size), MSG_RANGE, H, 1, RNC_MAX_HIDDEN, NULL);
-    if ((lf & sparse_flags) && (prec != RNC_Q8 || (kind == RNC_GRU && !(lf & RNC_LAYER_FLAG_RESET_AFTER))))
+    if ((lf & sparse_flags) && (prec != RNC_Q8 || (lf & RNC_LAYER_FLAG_OPTIONS) ||
+                                (kind == RNC_GRU && !(lf & RNC_LAYER_FLAG_RESET_AFTER))))
         return fail(c, FIELD(desc1, flags), MSG_SPARSE_FORM, lf, 0, 0, NULL);
+    /* LSTM projection (cell option): h, the output and W_hh's inputs are P wide */
+    const uint32_t P = s->opt ? rnc_cellopt_proj_size(s->opt) : 0, HW = P ? P : H;
+    if (P && (kind != RNC_LSTM || P >= H)) return fail(c, "opt.proj_size", MSG_OPT_PROJ, P, H - 1, 0, NULL);
     const uint32_t dirs = (lf & RNC_LAYER_FLAG_BIDIR) ? 2 : 1;
     L->sparse = lf & sparse_flags;
     L->kind = kind;
@@ -484,7 +566,9 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     L->gates = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1;
     L->hp = (uint32_t)r16(H);
     L->kx = (uint32_t)(prec == RNC_Q8 ? r4(I) : I);
-    L->kh = (uint32_t)(prec == RNC_Q8 ? r4(H) : H);
+    L->kh = (uint32_t)(prec == RNC_Q8 ? r4(HW) : HW);
+    L->proj = P;
+    L->out = HW;
     L->x_scale = s->x_scale;
     L->h_scale[0] = s->h_scale[0];
     L->h_scale[1] = s->h_scale[1];
@@ -529,7 +613,7 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
             L->dir[k].s_hh = (const float *)sp;
         } else {
             TRY(get_matrix(c, prec, FIELD(cellw, w_hh), rnc_cellw_w_hh(w), FIELD(cellw, s_hh),
-                           rnc_cellw_s_hh(w), rows, H, &L->dir[k].w_hh, &L->dir[k].s_hh));
+                           rnc_cellw_s_hh(w), rows, HW, &L->dir[k].w_hh, &L->dir[k].s_hh));
             L->dir[k].sp_hh.dense = (const int8_t *)L->dir[k].w_hh;
         }
         TRY(get_vector(c, FIELD(cellw, b_ih), rnc_cellw_b_ih(w), rows, &L->dir[k].b_ih));
@@ -541,13 +625,17 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
         if (prec == RNC_Q8) TRY(get_hh_sums(c, L, s->hh_sums, rows));
         else TRY(get_ref(c, FIELD(rec_recurrent, w_hh_sums), s->hh_sums, 0, &p));
     }
+    memset(&L->opt, 0, sizeof(L->opt));
+    L->variant = 0;
+    L->unbounded = kind == RNC_RNN_RELU;
+    if (s->opt) TRY(load_options(c, L, s->opt, prec));
     L->h_offset = (size_t)c->hsum;
-    c->hsum += (uint64_t)dirs * H;
+    c->hsum += (uint64_t)dirs * HW;
     L->c_offset = (size_t)(kind == RNC_LSTM ? c->csum : 0);
     if (kind == RNC_LSTM) c->csum += (uint64_t)dirs * H;
     if (L->kx > c->max_kx) c->max_kx = L->kx;
     if (rows > c->max_ghp) c->max_ghp = rows;
-    c->feat = (uint64_t)dirs * H;
+    c->feat = (uint64_t)dirs * HW;
     if (c->feat > c->max_feat) c->max_feat = c->feat;
     m->num_layers++;
     return add_stage(m, RNC_REC_RECURRENT);
@@ -684,7 +772,7 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
                              rnc_desc1_input_size(d), rnc_desc1_hidden_size(d), rnc_desc1_x_scale(d),
                              {rnc_desc1_h_scale(d), rnc_desc1_h_scale_reverse(d)},
                              {rnc_desc1_dir0(d), rnc_desc1_dir1(d)},
-                             NULL};
+                             NULL, NULL, 0};
         TRY(load_layer(c, m, &s));
     }
     c->part = PART_HEADER;
@@ -758,17 +846,18 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         CHECK_RESERVED(c, rec_recurrent, r);
         const uint32_t flags = rnc_rec_recurrent_flags(r);
         const uint32_t dirs = (flags & RNC_LAYER_FLAG_BIDIR) ? 2 : 1;
-        if (size != RNC_REC_RECURRENT_DIR0 + (uint32_t)RNC_SIZE_cellw * dirs)
-            return fail(c, fsize, MSG_EXPECT, size, RNC_REC_RECURRENT_DIR0 + (uint64_t)RNC_SIZE_cellw * dirs,
-                        0,
-                        NULL);
+        const uint32_t opt = (flags & RNC_LAYER_FLAG_OPTIONS) ? (uint32_t)RNC_SIZE_cellopt : 0u;
+        if (size != RNC_REC_RECURRENT_DIR0 + (uint32_t)RNC_SIZE_cellw * dirs + opt)
+            return fail(c, fsize, MSG_EXPECT, size,
+                        RNC_REC_RECURRENT_DIR0 + (uint64_t)RNC_SIZE_cellw * dirs + opt, 0, NULL);
         const unsigned char *d0 = r + RNC_REC_RECURRENT_DIR0;
         const layer_src s = {FIELD(rec_recurrent, cell), rnc_rec_recurrent_cell(r), flags,
                              rnc_rec_recurrent_input_size(r), rnc_rec_recurrent_hidden_size(r),
                              rnc_rec_recurrent_x_scale(r),
                              {rnc_rec_recurrent_h_scale(r), rnc_rec_recurrent_h_scale_reverse(r)},
                              {d0, dirs == 2 ? d0 + RNC_SIZE_cellw : NULL},
-                             rnc_rec_recurrent_w_hh_sums(r)};
+                             rnc_rec_recurrent_w_hh_sums(r),
+                             opt ? d0 + (size_t)RNC_SIZE_cellw * dirs : NULL, 1};
         return load_layer(c, m, &s);
     }
     case RNC_REC_LAST_STEP: {

@@ -94,6 +94,7 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
         TRY(plan_op(&p->cell_x[l], layer_op(L), prec, isa, RNC_IN_X, rb));
         TRY(plan_op(&p->cell_gi[l], layer_op(L), prec, isa, RNC_IN_GI, rb));
         if (L->dirs == 2) p->bidirectional = 1;
+        if (L->opt.flags & RNC_CELLOPT_REVERSE) p->reverse = 1;
     }
     return RNC_OK;
 }
@@ -221,6 +222,7 @@ rnc_status rnc_layer_get_info(const rnc_model *m, uint32_t layer, rnc_layer_info
     info->directions = L->dirs;
     info->input_size = L->input_size;
     info->hidden_size = L->hidden_size;
+    info->proj_size = L->proj;
     info->h_offset = L->h_offset;
     info->c_offset = L->c_offset;
     return RNC_OK;
@@ -275,6 +277,27 @@ rnc_status rnc_state_size(const rnc_model *m, size_t batch, size_t *bytes)
     return RNC_OK;
 }
 
+/* h and c as a sequence starts: zeros, or a layer's learned initial states (cell options) for
+ * every batch row. */
+static void initial_state(rnc_state *s)
+{
+    const rnc_model *m = s->model;
+    const size_t B = s->batch;
+    memset(s->h, 0, s->h_count * 4);
+    if (s->c) memset(s->c, 0, s->c_count * 4);
+    for (uint32_t l = 0; l < m->num_layers; ++l) {
+        const rnc_layer *L = &m->layer[l];
+        const size_t H = L->hidden_size, W = L->out;
+        for (uint32_t d = 0; d < L->dirs; ++d)
+            for (size_t b = 0; b < B; ++b) {
+                if (L->opt.initial_h)
+                    memcpy(s->h + (L->h_offset + d * W) * B + b * W, L->opt.initial_h + d * W, 4 * W);
+                if (L->opt.initial_c)
+                    memcpy(s->c + (L->c_offset + d * H) * B + b * H, L->opt.initial_c + d * H, 4 * H);
+            }
+    }
+}
+
 rnc_status rnc_state_init(const rnc_model *m, size_t batch, void *mem, size_t bytes, rnc_state *s)
 {
     size_t need;
@@ -294,15 +317,14 @@ rnc_status rnc_state_init(const rnc_model *m, size_t batch, void *mem, size_t by
     const uintptr_t end = (uintptr_t)(p + (s->h_count + s->c_count) * 4);
     s->work = p + (RNC_ALIGN_UP(end, 64) - (uintptr_t)p);
     s->work_bytes = need - (size_t)(s->work - p);
-    memset(p, 0, (s->h_count + s->c_count) * 4);
+    initial_state(s);
     return RNC_OK;
 }
 
 rnc_status rnc_state_reset(rnc_state *s)
 {
     if (!s || !s->model || !s->h) return RNC_E_ARG;
-    memset(s->h, 0, s->h_count * 4);
-    if (s->c) memset(s->c, 0, s->c_count * 4);
+    initial_state(s);
     return RNC_OK;
 }
 
@@ -411,7 +433,7 @@ static rnc_status check_relu_state(const rnc_model *m, rnc_state *s, uint32_t l,
                                    size_t step)
 {
     const rnc_layer *L = &m->layer[l];
-    const size_t H = L->hidden_size, B = s->batch;
+    const size_t H = L->out, B = s->batch;
     const float *h = s->h + (L->h_offset + (size_t)d * H) * B;
     if (rnc__all_finite(h, B * H)) return RNC_OK;
     for (size_t b = 0; b < B; ++b)
@@ -423,7 +445,7 @@ static rnc_status check_relu_state(const rnc_model *m, rnc_state *s, uint32_t l,
 static rnc_status check_relu_states(const rnc_model *m, rnc_state *s)
 {
     for (uint32_t l = 0; l < m->num_layers; ++l)
-        if (m->layer[l].kind == RNC_RNN_RELU)
+        if (m->layer[l].unbounded)
             for (uint32_t d = 0; d < m->layer[l].dirs; ++d)
                 TRY(check_relu_state(m, s, l, d, RNC_NONFINITE_ON_ENTRY));
     return RNC_OK;
@@ -447,11 +469,37 @@ static void cell_args_base(const rnc_model *m, const rnc_layer *L, uint32_t d, r
     a->b_ih = L->dir[d].b_ih;
     a->b_hh = L->dir[d].b_hh;
     a->h_scale = m->precision == RNC_Q8 ? L->h_scale[d] : 0.0f;
-    a->h = s->h + (L->h_offset + (size_t)d * L->hidden_size) * s->batch;
+    a->h = s->h + (L->h_offset + (size_t)d * L->out) * s->batch;
+    a->P = L->proj;
     a->c = L->kind == RNC_LSTM ? s->c + (L->c_offset + (size_t)d * L->hidden_size) * s->batch
                                : NULL;
     a->hh_sums = L->dir[d].hh_sums;
     a->work = work;
+}
+
+/* The variant cell's options for direction d and the plan's product rows for `batch` columns. */
+static void cell_variant(const rnc_model *m, const rnc_layer *L, uint32_t d, size_t batch,
+                         rnc_cell_variant *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->q8 = m->precision == RNC_Q8;
+    v->flags = L->opt.flags;
+    v->clip = L->opt.clip;
+    v->act = L->opt.act[d];
+    v->alpha = L->opt.alpha[d];
+    v->beta = L->opt.beta[d];
+    v->peep = L->opt.peepholes ? L->opt.peepholes + (size_t)d * 3 * L->hidden_size : NULL;
+    if (L->proj) {
+        const size_t rows = r16(L->proj), k = m->precision == RNC_Q8 ? r4(L->hidden_size) : L->hidden_size;
+        v->w_hr = m->precision == RNC_Q8 ? (const void *)((const int8_t *)L->opt.w_hr + d * rows * k)
+                                         : (const void *)((const float *)L->opt.w_hr + d * rows * k);
+        v->s_hr = L->opt.s_hr ? L->opt.s_hr + d * rows : NULL;
+    }
+    v->gemm_q8 = plan_pick(&m->plan.gemm[RNC_Q8], batch, 0)->fn.gemm_q8;
+    v->gemm_q8_1 = plan_pick(&m->plan.gemm[RNC_Q8], 1, 0)->fn.gemm_q8;
+    v->gemm_f32 = plan_pick(&m->plan.gemm[RNC_F32], batch, 0)->fn.gemm_f32;
+    v->gemm_f32_1 = plan_pick(&m->plan.gemm[RNC_F32], 1, 0)->fn.gemm_f32;
+    v->quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
 }
 
 static rnc_status check_ids(const rnc_model *m, const int32_t *ids, size_t n)
@@ -479,7 +527,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     if (!y || (!x && !ids)) return RNC_E_ARG;
     if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y) & 3u) return RNC_E_ALIGN; /* ARMv7 VFP faults */
     if ((ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
-    if (m->plan.bidirectional) return RNC_E_BIDIRECTIONAL;
+    if (m->plan.bidirectional || m->plan.reverse) return RNC_E_BIDIRECTIONAL;
     const size_t B = s->batch;
     unsigned char *wk = s->work;
     if (ids) TRY(check_ids(m, ids, B));
@@ -513,10 +561,16 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
                 a.x = in;
                 a.ldx = in_w;
             }
-            plan_pick(&m->plan.cell_x[l], B, L->dir[0].hh_sums != NULL)->fn.cell(&a);
-            if (L->kind == RNC_RNN_RELU) TRY(check_relu_state(m, s, l, 0, 0));
+            if (L->variant) {
+                rnc_cell_variant v;
+                cell_variant(m, L, 0, B, &v);
+                rnc__cell_variant(&a, &v);
+            } else {
+                plan_pick(&m->plan.cell_x[l], B, L->dir[0].hh_sums != NULL)->fn.cell(&a);
+            }
+            if (L->unbounded) TRY(check_relu_state(m, s, l, 0, 0));
             in = a.h;
-            in_w = L->hidden_size;
+            in_w = L->out;
             ++l;
             break;
         }
@@ -590,7 +644,7 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     uint64_t mid = 0, mid_w = 0;
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const int to_y = l + 1 == m->num_layers && m->stage[m->num_stages - 1] == RNC_REC_RECURRENT;
-        const uint64_t dh = (uint64_t)m->layer[l].hidden_size * m->layer[l].dirs;
+        const uint64_t dh = (uint64_t)m->layer[l].out * m->layer[l].dirs;
         if (to_y) continue;
         ++mid;
         if (dh > mid_w) mid_w = dh;
@@ -751,7 +805,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         /* RNC_REC_RECURRENT: layer l */
         const uint32_t li = l++;
         const rnc_layer *L = &m->layer[li];
-        const size_t H = L->hidden_size, DH = H * L->dirs, ghp = (size_t)L->gates * L->hp;
+        const size_t H = L->out, DH = H * L->dirs, ghp = (size_t)L->gates * L->hp;
         const size_t kx = L->kx;
         float *out = last ? y : (cur == seq_a ? seq_b : seq_a);
         /* positions past a length stay zero; without lengths every (b, t) is written by the
@@ -761,12 +815,16 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         /* cells that start from W_hh's kernel sums run where the file has them (q8, v2) */
         const rnc_cell_fn fn = plan_pick(cells, B, L->dir[0].hh_sums != NULL)->fn.cell;
         for (uint32_t d = 0; d < L->dirs; ++d) {
+            /* backwards: the second direction, or a reverse layer's only one */
+            const int bw = d || (L->opt.flags & RNC_CELLOPT_REVERSE);
             rnc_cell_args a;
+            rnc_cell_variant v;
             cell_args_base(m, L, d, s, &a, s->work);
+            if (L->variant) cell_variant(m, L, d, B, &v);
             a.ldy = T * DH;
             a.active = active;
             for (size_t ci = 0; ci < nchunks; ++ci) {
-                const size_t t0 = (d ? nchunks - 1 - ci : ci) * C;
+                const size_t t0 = (bw ? nchunks - 1 - ci : ci) * C;
                 const size_t n = T - t0 < C ? T - t0 : C;
                 int any = 0;
                 for (size_t b = 0; b < B; ++b) any |= t0 < LEN(b);
@@ -818,7 +876,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     a.ldgi = n * ghp;
                 }
                 for (size_t k = 0; k < n; ++k) {
-                    const size_t j = d ? n - 1 - k : k, t = t0 + j;
+                    const size_t j = bw ? n - 1 - k : k, t = t0 + j;
                     any = 0;
                     for (size_t b = 0; b < B; ++b) {
                         active[b] = t < LEN(b);
@@ -838,11 +896,22 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                         a.gi = gi + j * ghp;
                     }
                     a.y = out + t * DH + d * H;
-                    fn(&a);
-                    if (L->kind == RNC_RNN_RELU) TRY(check_relu_state(m, s, li, d, t));
+                    if (L->variant) rnc__cell_variant(&a, &v);
+                    else fn(&a);
+                    if (L->unbounded) TRY(check_relu_state(m, s, li, d, t));
                 }
             }
         }
+        if ((L->opt.flags & RNC_CELLOPT_REVERSE_OUTPUT) && BT) /* processing order (go_backwards) */
+            for (size_t b = 0; b < B; ++b)
+                for (size_t i0 = 0, i1 = LEN(b); i0 + 1 < i1; ++i0, --i1) {
+                    float *p0 = out + (b * T + i0) * DH, *p1 = out + (b * T + i1 - 1) * DH;
+                    for (size_t k = 0; k < DH; ++k) {
+                        const float t = p0[k];
+                        p0[k] = p1[k];
+                        p1[k] = t;
+                    }
+                }
         gather_ids = 0;
         cur = out;
         cur_w = DH;

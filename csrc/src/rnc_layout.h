@@ -37,7 +37,8 @@
     S(rec_recurrent, 48) /* fixed part; then one cellw per direction */                           \
     S(rec_last_step, 16)                                                                          \
     S(rec_linear, 48)                                                                             \
-    S(spq8, 16)        /* version 2: the header of a block-sparse q8 matrix */
+    S(spq8, 16)        /* version 2: the header of a block-sparse q8 matrix */                    \
+    S(cellopt, 128)    /* v2 recurrent record with RNC_LAYER_FLAG_OPTIONS: after its cellw's */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -118,6 +119,65 @@
  * GRU reset_after = 0 (its r*h product takes a row range of W_hh). */
 #define RNC_LAYER_FLAG_SPARSE_IH 4u
 #define RNC_LAYER_FLAG_SPARSE_HH 8u
+#define RNC_LAYER_FLAG_OPTIONS 16u /* v2 only: a cellopt follows the record's cellw's */
+
+/* The cell options of a v2 recurrent record (ONNX RNN/GRU/LSTM attributes, learned initial
+ * states). Present exactly when the record's flags have RNC_LAYER_FLAG_OPTIONS (the record is then
+ * 48 + 48 D + 128 bytes); a layer without it runs the default cell. act_d<d>_<k> is the k-th
+ * activation of direction d (ONNX order: RNN f; GRU f, g; LSTM f, g, h), one of RNC_CELLACT_*, with
+ * its alpha_/beta_ parameters; slots the cell does not use (and direction 1 of a unidirectional
+ * layer) are 0. peepholes: LSTM, D x 3 x H floats (rows p_i, p_f, p_o); initial_h / initial_c:
+ * D x P floats (initial_c: D x H), the state rnc_state_init / rnc_state_reset give every batch row
+ * (else zeros). proj_size P (LSTM, 0 < P < H; 0 = none): h' = W_hr (o * h(c')) as PyTorch's
+ * proj_size, W_hr of every direction one packed matrix of D * round16(P) rows and H inputs (w_hr;
+ * q8: s_hr its row scales); the layer's h, output and W_hh's inputs are then P wide. */
+#define RNC_CELLOPT_REVERSE 1u      /* one direction that reads each sequence backwards */
+#define RNC_CELLOPT_INPUT_FORGET 2u /* LSTM: f = 1 - i */
+#define RNC_CELLOPT_CLIP 4u         /* gate pre-activations clipped to [-clip, clip] */
+#define RNC_CELLOPT_PEEPHOLES 8u    /* LSTM peephole weights */
+#define RNC_CELLOPT_INITIAL_H 16u
+#define RNC_CELLOPT_INITIAL_C 32u   /* LSTM */
+#define RNC_CELLOPT_REVERSE_OUTPUT 64u /* with reverse: outputs in processing order (Keras go_backwards) */
+#define RNC_CELLOPT_FLAGS_ALL 127u
+#define RNC_CELLACT_SIGMOID 0u
+#define RNC_CELLACT_TANH 1u
+#define RNC_CELLACT_RELU 2u
+#define RNC_CELLACT_HARDSIGMOID 3u  /* min(max(alpha x + beta, 0), 1) */
+#define RNC_CELLACT_AFFINE 4u       /* alpha x + beta */
+#define RNC_CELLACT_LEAKYRELU 5u    /* x >= 0 ? x : alpha x */
+#define RNC_CELLACT_THRESHOLDEDRELU 6u /* x > alpha ? x : 0 */
+#define RNC_CELLACT_SCALEDTANH 7u   /* alpha tanh(beta x) */
+#define RNC_CELLACT_ELU 8u          /* x >= 0 ? x : alpha (exp(x) - 1) */
+#define RNC_CELLACT_SOFTSIGN 9u     /* x / (1 + |x|) */
+#define RNC_CELLACT_SOFTPLUS 10u    /* max(x, 0) + log1p(exp(-|x|)) */
+#define RNC_FILE_CELL_ACTIVATIONS 11u
+#define RNC_FIELDS_cellopt(X)                                                                     \
+    X(cellopt, flags, 0, U32)                                                                     \
+    X(cellopt, clip, 4, F32)                                                                      \
+    X(cellopt, act_d0_0, 8, U32)                                                                  \
+    X(cellopt, act_d0_1, 12, U32)                                                                 \
+    X(cellopt, act_d0_2, 16, U32)                                                                 \
+    X(cellopt, act_d1_0, 20, U32)                                                                 \
+    X(cellopt, act_d1_1, 24, U32)                                                                 \
+    X(cellopt, act_d1_2, 28, U32)                                                                 \
+    X(cellopt, alpha_d0_0, 32, F32)                                                               \
+    X(cellopt, alpha_d0_1, 36, F32)                                                               \
+    X(cellopt, alpha_d0_2, 40, F32)                                                               \
+    X(cellopt, alpha_d1_0, 44, F32)                                                               \
+    X(cellopt, alpha_d1_1, 48, F32)                                                               \
+    X(cellopt, alpha_d1_2, 52, F32)                                                               \
+    X(cellopt, beta_d0_0, 56, F32)                                                                \
+    X(cellopt, beta_d0_1, 60, F32)                                                                \
+    X(cellopt, beta_d0_2, 64, F32)                                                                \
+    X(cellopt, beta_d1_0, 68, F32)                                                                \
+    X(cellopt, beta_d1_1, 72, F32)                                                                \
+    X(cellopt, beta_d1_2, 76, F32)                                                                \
+    X(cellopt, peepholes, 80, REF)                                                                \
+    X(cellopt, initial_h, 88, REF)                                                                \
+    X(cellopt, initial_c, 96, REF)                                                                \
+    X(cellopt, proj_size, 104, U32)                                                               \
+    X(cellopt, w_hr, 112, REF)                                                                    \
+    X(cellopt, s_hr, 120, REF)
 
 /* ---- version 2 ------------------------------------------------------------------------------ */
 #define RNC_V2 2u
@@ -259,19 +319,26 @@
     M(INPUT_IDS, CORRUPT, "%llu, expected 0 (an embedding record comes first: the input is token ids)") \
     M(INPUT_FEATURES, CORRUPT, "0 without an embedding record, expected 1..%llu")                  \
     M(OUTPUT_WIDTH, UNSUPPORTED, "%llu output features, the C core runs at most %llu")           \
-    M(SPARSE_FORM, CORRUPT, "0x%llx: block-sparse weights need a q8 file and not GRU reset_after = 0") \
+    M(SPARSE_FORM, CORRUPT, "0x%llx: block-sparse weights need a q8 file, no cell options and not GRU reset_after = 0") \
     M(SPARSE_SHORT, CORRUPT, "tensor of %llu bytes, shorter than its %llu-byte header")            \
     M(SPARSE_ROWPTR, CORRUPT, "row block %llu starts at block %llu, before the previous (%llu)")  \
     M(SPARSE_ROWLEN, CORRUPT, "row block %llu has %llu blocks, more than its %llu input groups")   \
     M(SPARSE_COL, CORRUPT, "block %llu: input group %llu, expected %llu..%llu (increasing, < groups)") \
     M(SPARSE_PAD, CORRUPT, "block %llu: nonzero weight at input %llu >= %llu inputs")            \
-    M(SPARSE_SUM, CORRUPT, "row %llu is %lld, expected %lld (the sum of its blocks)")
+    M(SPARSE_SUM, CORRUPT, "row %llu is %lld, expected %lld (the sum of its blocks)") \
+    M(OPT_LSTM, CORRUPT, "0x%llx: %s exists only for an LSTM")                                     \
+    M(OPT_REVERSE_BIDIR, CORRUPT, "0x%llx: reverse (0x1) on a bidirectional layer")               \
+    M(OPT_REVERSE_OUTPUT, CORRUPT, "0x%llx: reverse_output (0x40) without reverse (0x1)")          \
+    M(OPT_CLIP, CORRUPT, "bits 0x%llx: expected a finite value > 0 with the clip flag (0x4), else 0") \
+    M(OPT_PARAM, CORRUPT, "bits 0x%llx: not a finite value")                                       \
+    M(OPT_UNUSED, CORRUPT, "%llu, expected 0 (a slot this cell does not use)")                     \
+    M(OPT_PROJ, CORRUPT, "%llu, expected 0, or 1..%llu for an LSTM (proj_size < hidden_size)")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
     RNC_FIELDS_ref(X) RNC_FIELDS_hdr1(X) RNC_FIELDS_desc1(X) RNC_FIELDS_cellw(X) RNC_FIELDS_hdr2(X)                  \
     RNC_FIELDS_rec(X) RNC_FIELDS_rec_embedding(X) RNC_FIELDS_rec_recurrent(X)                      \
-    RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X)
+    RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X) RNC_FIELDS_cellopt(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

@@ -1,7 +1,8 @@
 """Write the C tests' model files and expected outputs into a directory.
 
 Each case is ``<name>.rnc`` (format version 2, written by ``rnncore.io.rnc.write_rnc``), the same
-model as version 1 in ``<name>.v1.rnc`` (test_main.c checks both load and give bit-identical
+model as version 1 in ``<name>.v1.rnc`` (not for models with cell options, which v1 cannot hold;
+test_main.c checks both load and give bit-identical
 outputs) and ``<name>.case`` (inputs, expected outputs and final states; layout in ``write_case``). Expected values come from
 ``rnncore.quant.reference`` (independent NumPy code): the float64 reference for f32 models, the
 q8 reference for q8 models. For q8 the reference's sigmoid/tanh are replaced by NumPy float32
@@ -103,7 +104,7 @@ def float_spec(d: dict) -> ModelSpec:
 # ---- model construction --------------------------------------------------------------------
 def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="tanh", reset_after=True,
               head=None, head_act="none", embedding=None, last_step=False, last_bidir=False,
-              scales=None):
+              scales=None, options=None):
     layers, feat = [], sizes[0]
     for h in sizes[1:]:
         g = GATES[kind]
@@ -118,6 +119,26 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
         if scales:
             layer["x_scale"] = scales[0]
             layer["h_scale"] = [scales[1]] * (2 if bidirectional else 1)
+        if options is not None:   # cell options; "peepholes" / "initial" True: random tensors
+            o, D = dict(options), 2 if bidirectional else 1
+            if o.pop("peepholes", False):
+                o["peepholes"] = (rng.standard_normal((D, 3, h)) * 0.5).astype(F32)
+            if o.pop("initial", False):
+                o["initial_h"] = (rng.standard_normal((D, h)) * 0.5).astype(F32)
+                if kind == "lstm":
+                    o["initial_c"] = (rng.standard_normal((D, h)) * 0.5).astype(F32)
+            if "activations" in o:
+                o["activations"] = [o["activations"]] * D
+            if isinstance(o.get("proj"), int):   # LSTM projection to P: W_hr (D, P, H), W_hh (4H, P)
+                p = o["proj"]
+                o["proj"] = (rng.standard_normal((D, p, h)) * 0.5).astype(F32)
+                for suf in [""] + (["_reverse"] if bidirectional else []):
+                    w["weight_hh" + suf] = (rng.standard_normal((4 * h, p)) * 0.6).astype(F32)
+                if "initial_h" in o:
+                    o["initial_h"] = o["initial_h"][:, :p].copy()
+                layer["hidden_size"] = h
+                h = p   # the next layer's input width
+            layer["options"] = o
         layers.append(layer)
         feat = h * (2 if bidirectional else 1)
     spec = {"precision": precision, "layers": layers, "input_size": sizes[0],
@@ -150,7 +171,8 @@ def write_case(out: Path, name: str, spec: dict, batch: int, steps: int, mode: s
     """
     data = write_rnc(spec, version=2)
     (out / f"{name}.rnc").write_bytes(data)
-    (out / f"{name}.v1.rnc").write_bytes(write_rnc(spec, version=1))
+    if not any(layer.get("options") for layer in spec["layers"]):   # v1 has no cell options
+        (out / f"{name}.v1.rnc").write_bytes(write_rnc(spec, version=1))
     desc = read_rnc(data)
     uses_ids = spec.get("embedding") is not None
     in_w = 1 if uses_ids else spec["input_size"]
@@ -161,6 +183,10 @@ def write_case(out: Path, name: str, spec: dict, batch: int, steps: int, mode: s
     lens = None if lengths is None else np.asarray(lengths, np.int64)
     if spec["precision"] == "q8":
         y, final = q8_reference_forward(qmodel_from_rnc(desc), x, lens)
+    elif any(layer.get("options") for layer in desc["layers"]):
+        from rnncore.spec import spec_from_rnc
+
+        y, final = reference.float_forward(spec_from_rnc(desc), x, lens, dtype=np.float64)
     else:
         y, final = reference.float_forward(float_spec(desc), x, lens, dtype=np.float64)
     y = np.asarray(y, F32)
@@ -233,6 +259,31 @@ def main(outdir: str) -> None:
          [4, 0, 3, 1, 2, 4, 4, 3, 2, 1, 0, 4, 3, 2, 1, 4, 2], q8),
         ("lstm_q8_stream_b16", dict(kind="lstm", sizes=[5, 20, 9], precision="q8", head=3,
                                     head_act="softmax"), 16, 3, "stream", None, q8),
+        # cell options (the variant cell, kernels/cells_variant.c); format v2 only
+        ("lstm_opts_q8_stream", dict(kind="lstm", sizes=[4, 17, 9], precision="q8", head=3, options=dict(
+            peepholes=True, initial=True, clip=0.8,
+            activations=[("hardsigmoid", 0.2, 0.5), ("softsign", 0, 0), ("tanh", 0, 0)])),
+         2, 6, "stream", None, q8),
+        ("lstm_opts_f32_b5", dict(kind="lstm", sizes=[4, 9], precision="f32", options=dict(
+            input_forget=True, peepholes=True, initial=True)), 5, 5, "stream", None, {}),
+        ("gru_rb_opts_q8_reverse", dict(kind="gru", sizes=[5, 19], precision="q8", reset_after=False,
+                                        options=dict(reverse=True, clip=0.6, initial=True,
+                                                     activations=[("sigmoid", 0, 0), ("leakyrelu", 0.1, 0)])),
+         3, 6, "run", [6, 2, 0], q8),
+        ("gru_opts_f32_bidir_elu", dict(
+            kind="gru", sizes=[3, 8], precision="f32", bidirectional=True,
+            options=dict(activations=[("hardsigmoid", 0.25, 0.45), ("elu", 0.7, 0)])),
+         4, 5, "run", [5, 1, 3, 0], {}),
+        ("rnn_opts_q8_scaledtanh_b5", dict(kind="rnn", sizes=[6, 12, 7], precision="q8", options=dict(
+            activations=[("scaledtanh", 1.5, 0.7)], clip=2.0)), 5, 4, "stream", None, q8),
+        ("lstm_proj_q8_stack_stream", dict(kind="lstm", sizes=[4, 11, 9], precision="q8", head=2,
+                                           options=dict(proj=5, initial=True, peepholes=True)),
+         3, 5, "stream", None, q8),
+        ("lstm_proj_f32_bidir_run", dict(kind="lstm", sizes=[4, 11], precision="f32", bidirectional=True,
+                                         options=dict(proj=3)), 3, 5, "run", [5, 0, 2], {}),
+        ("lstm_go_backwards_q8_last", dict(kind="lstm", sizes=[4, 10], precision="q8", last_step=True, head=2,
+                                           options=dict(reverse=True, reverse_output=True)),
+         3, 5, "run", [5, 2, 1], q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

@@ -43,13 +43,16 @@ def recurrent(mode: str, state_dict: Mapping[str, np.ndarray], *, input_size: in
               num_layers: int = 1, bidirectional: bool = False, proj_size: int = 0,
               nonlinearity: str = "tanh", reset_after: bool = True, activations=None,
               clip: float | None = None, input_forget: bool = False, reverse: bool = False,
+              initial_h: np.ndarray | None = None, initial_c: np.ndarray | None = None,
               dtype: str = "float64") -> Module:
     """Build a recurrent layer from a PyTorch-layout ``state_dict``.
 
     ``activations`` (ONNX form, per direction lists of ``(name, alpha, beta)``), ``clip``,
     ``input_forget`` and ``peephole_l*`` keys in ``state_dict`` select
     :class:`ExtendedRecurrent` unless they are equivalent to the defaults (no clip,
-    ``f = sigmoid``, ``g = h = tanh``, zero peepholes).
+    ``f = sigmoid``, ``g = h = tanh``, zero peepholes). ``initial_h`` / ``initial_c``
+    ``(L*D, H)``: a learned initial state (a constant of the source model), the state every
+    sequence starts from when none is given (ExtendedRecurrent's ``initial_state``).
     """
     mode = mode.upper()
     if mode not in MODES:
@@ -71,7 +74,8 @@ def recurrent(mode: str, state_dict: Mapping[str, np.ndarray], *, input_size: in
         for k in peep:
             del sd[k]
         peep = []
-    extended = acts is not None or clip is not None or input_forget or peep or reverse
+    init = initial_h is not None or initial_c is not None
+    extended = acts is not None or clip is not None or input_forget or peep or reverse or init
     if not extended:
         from rnncore.nn.recurrent import GRU, LSTM, RNN
 
@@ -94,6 +98,11 @@ def recurrent(mode: str, state_dict: Mapping[str, np.ndarray], *, input_size: in
                                   clip=clip, input_forget=input_forget, peepholes=bool(peep),
                                   reverse=reverse, dtype=dt.name)
     layer.load_state_dict(sd)
+    if init:
+        D_L = num_layers * D
+        h0 = np.zeros((D_L, hidden_size), dt) if initial_h is None else np.asarray(initial_h, dt)
+        c0 = np.zeros((D_L, hidden_size), dt) if initial_c is None else np.asarray(initial_c, dt)
+        layer.initial_state = (h0, c0) if mode == "LSTM" else h0
     return layer
 
 
@@ -147,9 +156,11 @@ def merge_recurrent(layers: list[dict]) -> list[dict]:
     def key(L):
         D = 2 if L["bidirectional"] else 1
         acts = _canonical_activations(L["mode"], L["activations"] or _DEFAULT_ACT[L["mode"]], D)
+        # a layer with a learned initial state stays on its own (its own module)
+        init = id(L) if L.get("initial_h") is not None or L.get("initial_c") is not None else None
         return (L["mode"], L["hidden_size"], L["bidirectional"], L["reset_after"], L["clip"],
                 L["input_forget"], L["reverse"], any(k.startswith("peep") for k in L["sd"]),
-                tuple(tuple(d) for d in acts))
+                tuple(tuple(d) for d in acts), init)
 
     out = []
     for L in layers:
@@ -183,7 +194,8 @@ def build_layers(layers: list[dict], dtype: str) -> tuple[list[Module], dict]:
                 L["mode"], L["sd"], input_size=L["input_size"], hidden_size=L["hidden_size"],
                 num_layers=L["num_layers"], bidirectional=L["bidirectional"], reset_after=L["reset_after"],
                 activations=L["activations"], clip=L["clip"], input_forget=L["input_forget"],
-                reverse=L["reverse"], dtype=dtype))
+                reverse=L["reverse"], initial_h=L.get("initial_h"), initial_c=L.get("initial_c"),
+                dtype=dtype))
             for j, n in enumerate(L["nodes"]):
                 node_rows[n] = (r, j)
             r += 1

@@ -7,7 +7,8 @@ and ``rnc_model_init`` points straight into it, nothing is copied or allocated b
 The example ``main`` (left out with ``-DRNC_EXPORT_NO_MAIN``) reads the input sequence as raw
 little-endian float32 rows of ``input_size`` values (int32 token ids for an Embedding model) from
 a file or stdin, runs it one ``rnc_step`` per row (``--run``: one ``rnc_run`` over the whole
-sequence; bidirectional models always use ``rnc_run``) and prints one output row per line.
+sequence; models with a bidirectional or reverse layer always use ``rnc_run``) and prints one
+output row per line.
 """
 
 from __future__ import annotations
@@ -122,6 +123,12 @@ int main(int argc, char **argv)
     if (s != RNC_OK) return fail("rnc_state_init", s);
 
     size_t rows = T;
+    if (!use_run && T) {{ /* a reverse layer (cell option) reads whole sequences: rnc_step says so */
+        s = info.uses_ids ? rnc_step_ids(&model, &state, (const int32_t *)(void *)in, y)
+                          : rnc_step(&model, &state, (const float *)(void *)in, y);
+        if (s == RNC_E_BIDIRECTIONAL) use_run = 1;
+        else if (s != RNC_OK) return fail("rnc_step", s);
+    }}
     if (use_run) {{
         s = info.uses_ids ? rnc_run_ids(&model, &state, (const int32_t *)(void *)in, NULL, T, y, scratch,
                                         scratch_bytes)
@@ -130,7 +137,7 @@ int main(int argc, char **argv)
         if (s != RNC_OK) return fail("rnc_run", s);
         if (info.last_step) rows = 1; /* run() pooled the last step: one output row */
     }} else {{
-        for (size_t t = 0; t < T; ++t) {{
+        for (size_t t = 1; t < T; ++t) {{ /* step 0 ran above */
             s = info.uses_ids ? rnc_step_ids(&model, &state, (const int32_t *)(void *)in + t, y + t * out)
                               : rnc_step(&model, &state, (const float *)(void *)in + t * feat, y + t * out);
             if (s != RNC_OK) return fail("rnc_step", s);

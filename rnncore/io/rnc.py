@@ -14,7 +14,8 @@ A model is described by a plain ``dict`` (the *spec*)::
              "weights": {"weight_ih": (G*H, I), "weight_hh": (G*H, H),
                          "bias_ih": (G*H,), "bias_hh": (G*H,),        # optional (zeros)
                          "weight_ih_reverse": ..., ...},              # bidirectional only
-             "x_scale": None, "h_scale": None},  # optional static q8 activation scales
+             "x_scale": None, "h_scale": None,   # optional static q8 activation scales
+             "options": None},                  # optional cell options (CELL_OPTIONS below)
         ],                                  # (h_scale: one float, or [fwd, bwd])
         "last_step": False,                 # pool y[b, lengths[b]-1] before the head
         "last_step_bidirectional": False,   # ... with the backward half taken at t = 0
@@ -30,6 +31,13 @@ reads). Both versions' field offsets come from ``csrc/src/rnc_layout.h`` through
 :mod:`rnncore.io.rnc_layout`, the description the C loader is generated from. For ``"q8"`` it
 quantises every weight matrix per row exactly as ``docs/q8-contract.md`` fixes (symmetric int8 in
 [-127, 127], one float32 scale per row) and stores it in the packed layout the C kernels read.
+A layer's ``options`` (format version 2 only) is a dict of the ONNX RNN/GRU/LSTM attributes and
+learned initial states: ``reverse``, ``reverse_output`` (with ``reverse``: the outputs in
+processing order, Keras' ``go_backwards``), ``input_forget`` (bools), ``clip`` (float or None),
+``activations`` (per direction, a list of ``(name, alpha, beta)``, names of
+:data:`CELL_ACTIVATIONS`; None: the cell's defaults), ``peepholes`` ``(D, 3, H)`` rows ``p_i, p_f,
+p_o``, ``initial_h`` / ``initial_c`` ``(D, H)`` (None: absent). Options equal to the defaults are
+not written (the file is then byte for byte the plain layer's).
 ``read_rnc(data)`` parses and checks a file of either version and returns the same kind of
 description (identical for both versions of one model), unpacked (for q8 also the stored integers
 and scales, which the quantised reference uses).
@@ -66,6 +74,17 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 ACTIVATIONS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
 _KIND_NAMES = {0: ("rnn", "tanh"), 1: ("rnn", "relu"), 2: ("gru", None), 3: ("lstm", None)}
 _PARAMS = ("weight_ih", "weight_hh", "s_ih", "s_hh", "bias_ih", "bias_hh")
+#: the cell activations of the options block (rnc_layout.h RNC_CELLACT_*), ONNX names lower-cased
+CELL_ACTIVATIONS = {"sigmoid": _C["CELLACT_SIGMOID"], "tanh": _C["CELLACT_TANH"], "relu": _C["CELLACT_RELU"],
+                    "hardsigmoid": _C["CELLACT_HARDSIGMOID"], "affine": _C["CELLACT_AFFINE"],
+                    "leakyrelu": _C["CELLACT_LEAKYRELU"], "thresholdedrelu": _C["CELLACT_THRESHOLDEDRELU"],
+                    "scaledtanh": _C["CELLACT_SCALEDTANH"], "elu": _C["CELLACT_ELU"],
+                    "softsign": _C["CELLACT_SOFTSIGN"], "softplus": _C["CELLACT_SOFTPLUS"]}
+_CELL_ACT_NAMES = {v: k for k, v in CELL_ACTIVATIONS.items()}
+#: activations per cell (ONNX: RNN f; GRU f, g; LSTM f, g, h) and their defaults
+CELL_ACT_SLOTS = {"rnn": 1, "gru": 2, "lstm": 3}
+_DEFAULT_CELL_ACTS = {("rnn", "tanh"): ["tanh"], ("rnn", "relu"): ["relu"],
+                      ("gru", None): ["sigmoid", "tanh"], ("lstm", None): ["sigmoid", "tanh", "tanh"]}
 
 MAX_LAYERS = _C["FILE_MAX_LAYERS"]  # the C core's limits (rnc_layout.h RNC_FILE_*)
 MAX_HIDDEN = _C["FILE_MAX_HIDDEN"]
@@ -327,6 +346,8 @@ def _plan(spec: dict) -> dict[str, Any]:
             raise ValueError(f"layer {li}: sizes out of range (hidden_size {h} in 1..{MAX_HIDDEN}, "
                              f"input_size {i} in 1..{MAX_FEATURES})")
         hp = _round_up(h, ROW_BLOCK)
+        proj = None if not layer.get("options") else layer["options"].get("proj")
+        hw = h if proj is None else int(np.shape(proj)[1])   # h's width (LSTM projection: P)
         dirs = []
         for d in range(2 if bidir else 1):
             suf = "_reverse" if d else ""
@@ -337,7 +358,7 @@ def _plan(spec: dict) -> dict[str, Any]:
                 raise ValueError(f"layer {li}: missing {e.args[0]}") from None
             b_ih = _as_f32(w.get("bias_ih" + suf, np.zeros(g * h)), f"layer {li} bias_ih{suf}")
             b_hh = _as_f32(w.get("bias_hh" + suf, np.zeros(g * h)), f"layer {li} bias_hh{suf}")
-            if w_ih.shape != (g * h, i) or w_hh.shape != (g * h, h):
+            if w_ih.shape != (g * h, i) or w_hh.shape != (g * h, hw):
                 raise ValueError(
                     f"layer {li}: weight_ih{suf} {w_ih.shape} / weight_hh{suf} {w_hh.shape} do not "
                     f"match kind={kind}, input_size={i}, hidden_size={h}"
@@ -346,12 +367,13 @@ def _plan(spec: dict) -> dict[str, Any]:
                 raise ValueError(f"layer {li}: biases must have shape ({g * h},), got "
                                  f"{b_ih.shape} / {b_hh.shape}")
             p_ih, s_ih = _matrix(w_ih, precision, g, h, hp, i)
-            p_hh, s_hh = _matrix(w_hh, precision, g, h, hp, h)
+            p_hh, s_hh = _matrix(w_hh, precision, g, h, hp, hw)
             dirs.append([p_ih, p_hh, s_ih, s_hh, _pad_gates(b_ih, g, h, hp), _pad_gates(b_hh, g, h, hp)])
         sp_flags = 0
         sparse_dirs: list[list] = [[None, None] for _ in dirs]
         # not GRU reset_after=False: its r*h product takes a row range of the dense W_hh
-        if sparse_opts and precision == "q8" and not (kind == "gru" and not reset_after):
+        # nor with cell options (the variant cell takes dense products)
+        if sparse_opts and precision == "q8" and not layer.get("options") and not (kind == "gru" and not reset_after):
             for j, (flag, k_in, which) in enumerate(((_C["LAYER_FLAG_SPARSE_IH"], i, 0),
                                                      (_C["LAYER_FLAG_SPARSE_HH"], h, 1))):
                 kp = _round_up(k_in, K_GROUP)
@@ -367,12 +389,16 @@ def _plan(spec: dict) -> dict[str, Any]:
             hsc.append(None)
         if not bidir:
             hsc[1] = None
+        opts = _plan_options(layer.get("options"), kind, nonlin, bidir, h, li, precision)
         planned.append({
             "cell": KINDS[(kind, nonlin)],
             "flags": (_C["LAYER_FLAG_RESET_AFTER"] if reset_after else 0)
-            | (_C["LAYER_FLAG_BIDIR"] if bidir else 0),
+            | (_C["LAYER_FLAG_BIDIR"] if bidir else 0)
+            | (_C["LAYER_FLAG_OPTIONS"] if opts is not None else 0),
             "sparse_flags": sp_flags,
             "sparse": sparse_dirs,
+            "options": opts,
+            "out": hw,
             "input_size": i,
             "hidden_size": h,
             "x_scale": _scale_field(layer.get("x_scale"), precision, f"layer {li} x_scale"),
@@ -380,7 +406,7 @@ def _plan(spec: dict) -> dict[str, Any]:
                         _scale_field(hsc[1], precision, f"layer {li} h_scale (reverse)")],
             "dirs": dirs,
         })
-        feat = h * (2 if bidir else 1)
+        feat = hw * (2 if bidir else 1)
 
     head = spec.get("head")
     head_plan = None
@@ -411,6 +437,90 @@ def _plan(spec: dict) -> dict[str, Any]:
             "last_step": last_bidir if last_step else None, "head": head_plan}
 
 
+def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool, h: int,
+                  li: int, precision: str = "f32") -> dict | None:
+    """The options block of one layer (None when every option has its default value)."""
+    if not opts:
+        return None
+    unknown = set(opts) - {"reverse", "reverse_output", "input_forget", "clip", "activations", "peepholes",
+                           "initial_h", "initial_c", "proj"}
+    if unknown:
+        raise ValueError(f"layer {li} options: unknown {sorted(unknown)}")
+    D = 2 if bidir else 1
+    n = CELL_ACT_SLOTS[kind]
+    flags = 0
+    if opts.get("reverse"):
+        if bidir:
+            raise ValueError(f"layer {li} options: reverse on a bidirectional layer")
+        flags |= _C["CELLOPT_REVERSE"]
+    if opts.get("reverse_output"):
+        if not opts.get("reverse"):
+            raise ValueError(f"layer {li} options: reverse_output needs reverse")
+        flags |= _C["CELLOPT_REVERSE_OUTPUT"]
+    proj, p_size, proj_t = opts.get("proj"), 0, [None, None]
+    if proj is not None:
+        proj = _as_f32(proj, f"layer {li} proj")
+        p_size = proj.shape[1] if proj.ndim == 3 else 0
+        if kind != "lstm" or proj.shape != (D, p_size, h) or not 1 <= p_size < h:
+            raise ValueError(f"layer {li} options: proj (LSTM projection) must be ({D}, P, {h}) with "
+                             f"0 < P < {h}, got {proj.shape} for a {kind}")
+        packed = [_matrix(proj[d], precision, 1, p_size, _round_up(p_size, ROW_BLOCK), h) for d in range(D)]
+        proj_t = [np.concatenate([p for p, _ in packed]),
+                  None if packed[0][1] is None else np.concatenate([s for _, s in packed])]
+    hw = p_size or h
+    lstm_only = [k for k in ("input_forget", "peepholes", "initial_c") if opts.get(k) is not None
+                 and opts.get(k) is not False]
+    if lstm_only and kind != "lstm":
+        raise ValueError(f"layer {li} options: {', '.join(lstm_only)} exist only for an LSTM")
+    if opts.get("input_forget"):
+        flags |= _C["CELLOPT_INPUT_FORGET"]
+    clip = opts.get("clip")
+    if clip is not None:
+        clip = float(np.float32(clip))
+        if not (math.isfinite(clip) and clip > 0):
+            raise ValueError(f"layer {li} options: clip must be a positive finite number, got {clip}")
+        flags |= _C["CELLOPT_CLIP"]
+    acts = opts.get("activations")
+    default = [(a, 0.0, 0.0) for a in _DEFAULT_CELL_ACTS[(kind, nonlin)]]
+    if acts is None:
+        acts = [default] * D
+    acts = [list(d) for d in acts]
+    if len(acts) != D or any(len(d) != n for d in acts):
+        raise ValueError(f"layer {li} options: activations needs {D} direction(s) of {n}, got "
+                         f"{[len(d) for d in acts]}")
+    slots = [(0, 0.0, 0.0)] * 6
+    for d, row in enumerate(acts):
+        for k, a in enumerate(row):
+            name, al, be = (tuple(a) + (None, None))[:3] if not isinstance(a, str) else (a, None, None)
+            name = str(name).lower()
+            if name not in CELL_ACTIVATIONS:
+                raise ValueError(f"layer {li} options: activation {name!r} is not one of "
+                                 f"{sorted(CELL_ACTIVATIONS)}")
+            al, be = float(np.float32(al or 0.0)), float(np.float32(be or 0.0))
+            if not (math.isfinite(al) and math.isfinite(be)):
+                raise ValueError(f"layer {li} options: activation {name} alpha/beta must be finite")
+            slots[3 * d + k] = (CELL_ACTIVATIONS[name], al, be)
+    tensors = []
+    for key, flag, shape in (("peepholes", "CELLOPT_PEEPHOLES", (D, 3, h)),
+                             ("initial_h", "CELLOPT_INITIAL_H", (D, hw)),
+                             ("initial_c", "CELLOPT_INITIAL_C", (D, h))):
+        v = opts.get(key)
+        if v is None:
+            tensors.append(None)
+            continue
+        v = _as_f32(v, f"layer {li} {key}")
+        if v.shape != shape:
+            raise ValueError(f"layer {li} options: {key} must have shape {shape}, got {v.shape}")
+        flags |= _C[flag]
+        tensors.append(v.reshape(-1))
+    plain = all(slots[3 * d + k] == (CELL_ACTIVATIONS[default[k][0]], 0.0, 0.0)
+                for d in range(D) for k in range(n))
+    if flags == 0 and plain and not p_size:
+        return None
+    return {"flags": flags, "clip": clip or 0.0, "slots": slots, "tensors": tensors, "proj_size": p_size,
+            "proj": proj_t}
+
+
 def _finish(parts: list[bytes], file_size: int) -> bytes:
     out = bytearray(b"".join(parts))
     assert len(out) == file_size
@@ -422,6 +532,9 @@ def _finish(parts: list[bytes], file_size: int) -> bytes:
 def _emit_v1(plan: dict) -> bytes:
     hdr, desc, cellw = LAYOUT["hdr1"], LAYOUT["desc1"], LAYOUT["cellw"]
     n_layers = len(plan["layers"])
+    if any(lp["options"] is not None for lp in plan["layers"]):
+        raise ValueError("cell options (reverse, clip, activations, peepholes, input_forget, initial "
+                         "states) need format version 2")
     data_start = _round_up(hdr.size + desc.size * n_layers, ALIGN)
     blob = _Blob(data_start)
     descs = []
@@ -465,7 +578,7 @@ def _hh_sums(lp: dict) -> np.ndarray:
     sums = []
     for d in lp["dirs"]:
         packed = np.asarray(d[1], np.int8)  # W_hh: blocks of 16 rows x groups of 4 inputs
-        kp = _round_up(lp["hidden_size"], K_GROUP)
+        kp = _round_up(lp["out"], K_GROUP)
         blocks = packed.reshape(-1, kp // K_GROUP, ROW_BLOCK, K_GROUP).astype(np.int32)
         sums.append(blocks.sum(axis=(1, 3)).reshape(-1))
     return np.concatenate(sums).astype(np.int32)
@@ -478,7 +591,7 @@ def _emit_v2(plan: dict) -> bytes:
                                                        "rec_last_step", "rec_linear"))
     emb, head = plan["embedding"], plan["head"]
     sizes = [r_emb.size] if emb is not None else []
-    sizes += [_C["REC_RECURRENT_DIR0"] + cellw.size * len(lp["dirs"]) for lp in plan["layers"]]
+    sizes += [_rec_size(lp) for lp in plan["layers"]]
     sizes += [r_last.size] if plan["last_step"] is not None else []
     sizes += [r_lin.size] if head else []
     records_size = sum(sizes)
@@ -489,7 +602,7 @@ def _emit_v2(plan: dict) -> bytes:
         records.append(r_emb.pack(kind=RECORD_KINDS["embedding"], size=r_emb.size, num=emb.shape[0],
                                   dim=emb.shape[1], weight=blob.add(emb.reshape(-1))))
     for lp in plan["layers"]:
-        size = _C["REC_RECURRENT_DIR0"] + cellw.size * len(lp["dirs"])
+        size = _rec_size(lp)
         sums = blob.add(_hh_sums(lp)) if plan["precision"] == "q8" else (0, 0)
         rec = r_rec.pack(kind=RECORD_KINDS["recurrent"], size=size, cell=lp["cell"],
                          flags=lp["flags"] | lp["sparse_flags"],
@@ -499,6 +612,8 @@ def _emit_v2(plan: dict) -> bytes:
         for d, sp in zip(lp["dirs"], lp["sparse"], strict=True):
             tensors = [sp[0] if sp[0] is not None else d[0], sp[1] if sp[1] is not None else d[1]] + d[2:]
             rec += cellw.pack(**dict(zip(_CELLW, [blob.add(t) for t in tensors], strict=True)))
+        if lp["options"] is not None:
+            rec += _pack_options(lp["options"], blob)
         records.append(rec)
     if plan["last_step"] is not None:
         records.append(r_last.pack(kind=RECORD_KINDS["last_step"], size=r_last.size,
@@ -522,6 +637,23 @@ def _emit_v2(plan: dict) -> bytes:
 
 
 _CELLW = ("w_ih", "w_hh", "s_ih", "s_hh", "b_ih", "b_hh")  # cellw fields, in _PARAMS order
+_OPT_SLOTS = ("d0_0", "d0_1", "d0_2", "d1_0", "d1_1", "d1_2")  # cellopt act_/alpha_/beta_ suffixes
+
+
+def _rec_size(lp: dict) -> int:
+    extra = LAYOUT["cellopt"].size if lp["options"] is not None else 0
+    return _C["REC_RECURRENT_DIR0"] + LAYOUT["cellw"].size * len(lp["dirs"]) + extra
+
+
+def _pack_options(o: dict, blob) -> bytes:
+    vals: dict[str, Any] = {"flags": o["flags"], "clip": o["clip"]}
+    for sfx, (code, al, be) in zip(_OPT_SLOTS, o["slots"], strict=True):
+        vals["act_" + sfx], vals["alpha_" + sfx], vals["beta_" + sfx] = code, al, be
+    for key, t in zip(("peepholes", "initial_h", "initial_c"), o["tensors"], strict=True):
+        vals[key] = blob.add(t)
+    vals["proj_size"] = o["proj_size"]
+    vals["w_hr"], vals["s_hr"] = (blob.add(t) for t in o["proj"])
+    return LAYOUT["cellopt"].pack(**vals)
 
 
 def write_rnc(spec: Any, version: int = VERSION, *, precision: str | None = None) -> bytes:
@@ -591,7 +723,7 @@ class RncFormatError(ValueError):
 
 _HEADER = None  # the part: the header (else the v1 descriptor / v2 record number)
 _ERROR_TEXT = 255  # characters the C loader keeps (RNC_ERROR_TEXT_SIZE - 1)
-_MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 13 + 4  # loader.c MAX_TENSORS
+_MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 16 + 4  # loader.c MAX_TENSORS
 _STAGE_PLACE = ("first", "after an embedding", "after a recurrent record", "after last_step", "after linear")
 _KIND_TEXT = {v: k for k, v in RECORD_KINDS.items()}
 
@@ -794,13 +926,16 @@ class _Loader:
         off = self.get_ref(names[2], ref, num * dim * 4)
         self.embedding = (num, dim, self.check_floats(names[2], off, num * dim, False))
 
-    def load_layer(self, cell_field: str, r: dict, dirs_at: list[int | None], hh_sums) -> None:
+    def load_layer(self, cell_field: str, r: dict, dirs_at: list[int | None], hh_sums,
+                   opt_at: int | None = None) -> None:
         """``r``: the descriptor's / record's fields; ``dirs_at``: each cellw's offset (None: v2
-        unidirectional's missing second direction)."""
+        unidirectional's missing second direction); ``opt_at``: the cellopt's offset (v2 with
+        the options flag)."""
         kind, lf, i, h = r[cell_field], r["flags"], r["input_size"], r["hidden_size"]
         sparse_flags = _C["LAYER_FLAG_SPARSE_IH"] | _C["LAYER_FLAG_SPARSE_HH"]
-        known = (_C["LAYER_FLAG_RESET_AFTER"] | _C["LAYER_FLAG_BIDIR"]
-                 | (0 if self.version == _C["V1"] else sparse_flags))
+        known = _C["LAYER_FLAG_RESET_AFTER"] | _C["LAYER_FLAG_BIDIR"]
+        if self.version == _C["V2"]:
+            known |= sparse_flags | _C["LAYER_FLAG_OPTIONS"]
         if len(self.layers) >= _C["FILE_MAX_LAYERS"]:
             raise self.fail(cell_field, "LAYERS", _C["FILE_MAX_LAYERS"])
         if kind >= _C["FILE_CELL_KINDS"]:
@@ -809,17 +944,21 @@ class _Loader:
             raise self.fail("flags", "FLAGS", lf, known)
         if lf & _C["LAYER_FLAG_RESET_AFTER"] and kind != KINDS[("gru", None)]:
             raise self.fail("flags", "RESET_AFTER", lf)
-        if lf & sparse_flags and (self.precision != _C_Q8 or (
+        if lf & sparse_flags and (self.precision != _C_Q8 or lf & _C["LAYER_FLAG_OPTIONS"] or (
                 kind == KINDS[("gru", None)] and not lf & _C["LAYER_FLAG_RESET_AFTER"])):
             raise self.fail("flags", "SPARSE_FORM", lf)
         if i != self.feat:
             raise self.fail("input_size", "EXPECT", i, self.feat)
         if not 1 <= h <= _C["FILE_MAX_HIDDEN"]:
             raise self.fail("hidden_size", "RANGE", h, 1, _C["FILE_MAX_HIDDEN"])
+        p_size = self.u32(opt_at + LAYOUT["cellopt"].fields["proj_size"].offset) if opt_at is not None else 0
+        if p_size and (kind != KINDS[("lstm", None)] or p_size >= h):
+            raise self.fail("opt.proj_size", "OPT_PROJ", p_size, h - 1)
+        hw = p_size or h
         ndir = 2 if lf & _C["LAYER_FLAG_BIDIR"] else 1
         g = GATES[_KIND_NAMES[kind][0]]
         hp = _r16(h)
-        kh = _r4(h) if self.precision == _C_Q8 else h
+        kh = _r4(hw) if self.precision == _C_Q8 else hw
         self.check_static_scale("x_scale", r["x_scale"])
         self.check_static_scale("h_scale", r["h_scale"])
         self.check_static_scale("h_scale_reverse", r["h_scale_reverse"])
@@ -840,7 +979,7 @@ class _Loader:
             refs = cw.unpack(self.b, at)
             mats = []
             for wn, sn, flag, kk in (("w_ih", "s_ih", "LAYER_FLAG_SPARSE_IH", i),
-                                     ("w_hh", "s_hh", "LAYER_FLAG_SPARSE_HH", h)):
+                                     ("w_hh", "s_hh", "LAYER_FLAG_SPARSE_HH", hw)):
                 if lf & _C[flag]:
                     wd = self.get_sparse(wn, refs[wn], rows, kk)
                     sv = self.check_floats(sn, self.get_ref(sn, refs[sn], rows * 4), rows, True)
@@ -865,11 +1004,75 @@ class _Loader:
                         raise self.fail("w_hh_sums", "HH_SUM", k, row, int(got[k, row]), int(want[row]))
             else:
                 self.get_ref("w_hh_sums", hh_sums, 0)
+        options = self.load_options(opt_at, kind, ndir, h, hw) if opt_at is not None else None
         self.layers.append({"cell": kind, "flags": lf, "input_size": i, "hidden_size": h,
                             "x_scale": _f32(r["x_scale"]),
                             "h_scale": [_f32(r["h_scale"]), _f32(r["h_scale_reverse"])],
-                            "dirs": dirs})
-        self.feat = ndir * h
+                            "dirs": dirs, "options": options, "out": hw})
+        self.feat = ndir * hw
+
+    def load_options(self, at: int, kind: int, ndir: int, h: int, hw: int) -> dict:
+        """loader.c load_options: the cellopt of a recurrent record (``hw``: h's width)."""
+        st = LAYOUT["cellopt"]
+        o = self.unpack(st, at)
+        f = o["flags"]
+        self.check_reserved(st, at)
+        lstm = kind == KINDS[("lstm", None)]
+        if f & ~_C["CELLOPT_FLAGS_ALL"]:
+            raise self.fail("opt.flags", "FLAGS", f, _C["CELLOPT_FLAGS_ALL"])
+        if not lstm:
+            for bit, name in (("CELLOPT_INPUT_FORGET", "input_forget"), ("CELLOPT_PEEPHOLES", "peepholes"),
+                              ("CELLOPT_INITIAL_C", "initial_c")):
+                if f & _C[bit]:
+                    raise self.fail("opt.flags", "OPT_LSTM", f, name)
+        if f & _C["CELLOPT_REVERSE"] and ndir == 2:
+            raise self.fail("opt.flags", "OPT_REVERSE_BIDIR", f)
+        if f & _C["CELLOPT_REVERSE_OUTPUT"] and not f & _C["CELLOPT_REVERSE"]:
+            raise self.fail("opt.flags", "OPT_REVERSE_OUTPUT", f)
+        clip = _f32(o["clip"])
+        if (f & _C["CELLOPT_CLIP"] and not (math.isfinite(clip) and clip > 0)) or (
+                not f & _C["CELLOPT_CLIP"] and o["clip"] != 0):
+            raise self.fail("opt.clip", "OPT_CLIP", o["clip"])
+        n = CELL_ACT_SLOTS[_KIND_NAMES[kind][0]]
+        acts: list[list[tuple[str, float, float]]] = []
+        for d in range(2):
+            row = []
+            for k in range(3):
+                sfx = f"d{d}_{k}"
+                code, al, be = o["act_" + sfx], o["alpha_" + sfx], o["beta_" + sfx]
+                if d < ndir and k < n:
+                    if code >= _C["FILE_CELL_ACTIVATIONS"]:
+                        raise self.fail("opt.act_" + sfx, "RANGE", code, 0, _C["FILE_CELL_ACTIVATIONS"] - 1)
+                    for name, bits in (("alpha_", al), ("beta_", be)):
+                        if not math.isfinite(_f32(bits)):
+                            raise self.fail("opt." + name + sfx, "OPT_PARAM", bits)
+                    row.append((_CELL_ACT_NAMES[code], _f32(al), _f32(be)))
+                else:
+                    for name, v in (("act_", code), ("alpha_", al), ("beta_", be)):
+                        if v != 0:
+                            raise self.fail("opt." + name + sfx, "OPT_UNUSED", v)
+            if row:
+                acts.append(row)
+        out: dict[str, Any] = {"reverse": bool(f & _C["CELLOPT_REVERSE"]),
+                               "reverse_output": bool(f & _C["CELLOPT_REVERSE_OUTPUT"]),
+                               "input_forget": bool(f & _C["CELLOPT_INPUT_FORGET"]),
+                               "clip": clip if f & _C["CELLOPT_CLIP"] else None, "activations": acts}
+        for key, bit, count in (("peepholes", "CELLOPT_PEEPHOLES", ndir * 3 * h),
+                                ("initial_h", "CELLOPT_INITIAL_H", ndir * hw),
+                                ("initial_c", "CELLOPT_INITIAL_C", ndir * h)):
+            if f & _C[bit]:
+                out[key] = self.get_vector("opt." + key, o[key], count)
+            else:
+                self.get_ref("opt." + key, o[key], 0)
+                out[key] = None
+        out["proj"] = None
+        if o["proj_size"]:
+            out["proj"] = self.get_matrix("opt.w_hr", o["w_hr"], "opt.s_hr", o["s_hr"],
+                                          ndir * _r16(o["proj_size"]), h)
+        else:
+            self.get_ref("opt.w_hr", o["w_hr"], 0)
+            self.get_ref("opt.s_hr", o["s_hr"], 0)
+        return out
 
     def load_last_step(self, field: str, flags: int, bidir: bool) -> None:
         self.last_step = bool(bidir)
@@ -995,9 +1198,11 @@ class _Loader:
             self.check_reserved(st, pos)
             r = self.unpack(st, pos)
             ndir = 2 if r["flags"] & _C["LAYER_FLAG_BIDIR"] else 1
-            if size != d0 + cw.size * ndir:
-                raise self.fail("size", "EXPECT", size, d0 + cw.size * ndir)
-            self.load_layer("cell", r, [pos + d0, pos + d0 + cw.size if ndir == 2 else None], r["w_hh_sums"])
+            opt = LAYOUT["cellopt"].size if r["flags"] & _C["LAYER_FLAG_OPTIONS"] else 0
+            if size != d0 + cw.size * ndir + opt:
+                raise self.fail("size", "EXPECT", size, d0 + cw.size * ndir + opt)
+            self.load_layer("cell", r, [pos + d0, pos + d0 + cw.size if ndir == 2 else None], r["w_hh_sums"],
+                            pos + d0 + cw.size * ndir if opt else None)
         elif kind == RECORD_KINDS["last_step"]:
             st = LAYOUT["rec_last_step"]
             if size != st.size:
@@ -1181,12 +1386,33 @@ def _describe(ld: _Loader) -> dict:
             layer["nonlinearity"] = nonlin
         if kind == "gru":
             layer["reset_after"] = bool(lp["flags"] & _C["LAYER_FLAG_RESET_AFTER"])
+        if lp.get("options") is not None:
+            o = dict(lp["options"])
+            D = 2 if bidir else 1
+            if o["peepholes"] is not None:
+                o["peepholes"] = o["peepholes"].reshape(D, 3, h).copy()
+            hw = lp["out"]
+            if o["initial_h"] is not None:
+                o["initial_h"] = o["initial_h"].reshape(D, hw).copy()
+            if o["initial_c"] is not None:
+                o["initial_c"] = o["initial_c"].reshape(D, h).copy()
+            if o["proj"] is not None:   # D matrices of round16(P) packed rows, H inputs
+                w, s = o["proj"]
+                rp = _round_up(hw, ROW_BLOCK)
+                per = len(w) // D
+                mats = [matrix(w[d * per:(d + 1) * per], None if s is None else s[d * rp:(d + 1) * rp],
+                               1, hw, h) for d in range(D)]
+                o["proj"] = np.stack([m[0] for m in mats])
+                if mats[0][1] is not None:
+                    o["proj_q"] = np.stack([m[1] for m in mats])
+                    o["proj_scale"] = np.stack([m[2] for m in mats])
+            layer["options"] = o
         if precision == "q8":
             layer["qweights"], layer["scales"] = {}, {}
         for d, t in enumerate(lp["dirs"]):
             suf = "_reverse" if d else ""
             for name, w, s, k in (("weight_ih", t["w_ih"], t["s_ih"], i),
-                                  ("weight_hh", t["w_hh"], t["s_hh"], h)):
+                                  ("weight_hh", t["w_hh"], t["s_hh"], lp["out"])):
                 wf, wq, sc = matrix(w, s, g, h, k)
                 layer["weights"][name + suf] = wf
                 if wq is not None:
@@ -1195,7 +1421,7 @@ def _describe(ld: _Loader) -> dict:
             for name, key in (("bias_ih", "b_ih"), ("bias_hh", "b_hh")):
                 layer["weights"][name + suf] = _unpad_gates(t[key], g, h, hp)
         layers.append(layer)
-        feat = h * (2 if bidir else 1)
+        feat = lp["out"] * (2 if bidir else 1)
     out["layers"] = layers
     out["output_size"] = feat
     out["head"] = None

@@ -172,6 +172,10 @@ class ExtendedRecurrent(Module):
         self.reverse = bool(reverse)
         self.dtype = resolve_dtype(dtype)
         self._cache = None
+        #: learned initial state (a constant of an imported model): ``h_0 (L*D, P)`` (LSTM: the pair
+        #: with ``c_0 (L*D, H)``), the state every sequence starts from when ``forward`` gets
+        #: none; None: zeros
+        self.initial_state = None
         D = 2 if self.bidirectional else 1
         acts = activations if activations is not None else _DEFAULT_ACT[mode]
         per_dir = self._normalise_activations(acts, D)
@@ -245,7 +249,13 @@ class ExtendedRecurrent(Module):
             raise ValueError(f"lengths: expected shape ({B},) with values in 0..{T}, got {lengths}")
         D, H, P = (2 if self.bidirectional else 1), self.hidden_size, self.proj_size or self.hidden_size
         LD = self.num_layers * D
-        if state is None:
+        if state is None and self.initial_state is not None:
+            init = self.initial_state if self.mode == "LSTM" else (self.initial_state, np.zeros((LD, H)))
+            h0 = np.broadcast_to(np.asarray(init[0], self.dtype)[:, None], (LD, B, P)).copy()
+            c0 = np.broadcast_to(np.asarray(init[1], self.dtype)[:, None], (LD, B, H)).copy()
+            if self.mode != "LSTM":
+                c0 = None
+        elif state is None:
             h0 = np.zeros((LD, B, P), self.dtype)
             c0 = np.zeros((LD, B, H), self.dtype)
         elif self.mode == "LSTM":

@@ -68,6 +68,7 @@ class QCell:
     w_hh: QMatrix
     bias_ih: np.ndarray  # (G*H,) float32
     bias_hh: np.ndarray  # (G*H,) float32
+    w_hr: QMatrix | None = None  # LSTM projection (P, H), options["proj"]
 
 
 @dataclass
@@ -85,14 +86,22 @@ class QLayer:
     reset_after: bool = True
     x_scale: float | None = None
     h_scale: list[float | None] = field(default_factory=lambda: [None, None])
+    #: the cell options (:class:`rnncore.spec.LayerSpec`'s ``options``), None for the plain cell
+    options: dict | None = None
 
     @property
     def num_directions(self) -> int:
         return len(self.directions)
 
     @property
+    def state_size(self) -> int:
+        """The width of h: the LSTM projection's P, else H."""
+        proj = None if not self.options else self.options.get("proj")
+        return self.hidden_size if proj is None else int(np.shape(proj)[1])
+
+    @property
     def output_size(self) -> int:
-        return self.hidden_size * self.num_directions
+        return self.state_size * self.num_directions
 
     def __repr__(self) -> str:
         form = "" if self.cell != "gru" or self.reset_after else ", reset_after=False"
@@ -150,9 +159,13 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> Q
     spec.validate()
     layers = []
     for k, ls in enumerate(spec.layers):
+        proj = None if not ls.options else ls.options.get("proj")
         dirs = [QCell(QMatrix.from_float(w.weight_ih), QMatrix.from_float(w.weight_hh),
-                      np.asarray(w.bias_ih, F32), np.asarray(w.bias_hh, F32)) for w in ls.directions]
-        ql = QLayer(ls.cell, ls.input_size, ls.hidden_size, dirs, ls.reset_after)
+                      np.asarray(w.bias_ih, F32), np.asarray(w.bias_hh, F32),
+                      None if proj is None else QMatrix.from_float(np.asarray(proj[d])))
+                for d, w in enumerate(ls.directions)]
+        ql = QLayer(ls.cell, ls.input_size, ls.hidden_size, dirs, ls.reset_after,
+                    options=ls.options or None)
         if calibration is not None:
             ql.x_scale = float(calibration.x_scale[k])
             ql.h_scale = [float(s) for s in calibration.h_scale[k]]
@@ -223,6 +236,102 @@ def _cell_update(cell: str, hsz: int, gi: np.ndarray, gh: np.ndarray, h: np.ndar
     raise ValueError(f"cell: unknown {cell!r}")
 
 
+# ------------------------------------------------------------------------------------------
+# the cell options (LayerSpec.options): ONNX activations, clip, peepholes, input_forget. The
+# equations are rnncore.nn.extended.ExtendedRecurrent's; written here in the C core's operation
+# order (csrc/src/kernels/cells_variant.c), with this module's ``sigmoid`` and ``np`` hooks.
+
+_DEFAULT_OPT_ACTS = {"rnn_tanh": ["tanh"], "rnn_relu": ["relu"], "gru": ["sigmoid", "tanh"],
+                     "lstm": ["sigmoid", "tanh", "tanh"]}
+
+
+def variant_activation(name: str, alpha: float, beta: float, v: np.ndarray) -> np.ndarray:
+    """One ONNX cell activation in ``v``'s dtype (``alpha``/``beta`` rounded to it, as stored)."""
+    dt = v.dtype.type
+    a, b = dt(alpha), dt(beta)
+    zero, one = dt(0), dt(1)
+    if name == "sigmoid":
+        return sigmoid(v)
+    if name == "tanh":
+        return np.tanh(v)
+    if name == "relu":
+        return F.relu(v)
+    if name == "hardsigmoid":
+        return np.minimum(np.maximum(a * v + b, zero), one)
+    if name == "affine":
+        return a * v + b
+    if name == "leakyrelu":
+        return np.where(v >= zero, v, a * v)
+    if name == "thresholdedrelu":
+        return np.where(v > a, v, zero)
+    if name == "scaledtanh":
+        return a * np.tanh(b * v)
+    if name == "elu":
+        return np.where(v >= zero, v, a * (np.exp(np.minimum(v, zero)) - one))
+    if name == "softsign":
+        return v / (one + np.abs(v))
+    if name == "softplus":
+        return np.maximum(v, zero) + np.log1p(np.exp(-np.abs(v)))
+    raise ValueError(f"activation: unknown {name!r}")
+
+
+def _variant_acts(layer, d: int) -> list:
+    acts = (layer.options or {}).get("activations")
+    if acts is None:
+        return [(n, 0.0, 0.0) for n in _DEFAULT_OPT_ACTS[layer.cell]]
+    return [(n.lower(), float(a or 0.0), float(b or 0.0)) for n, a, b in
+            ((tuple(x) + (None, None))[:3] if not isinstance(x, str) else (x, None, None) for x in acts[d])]
+
+
+def _variant_update(layer, d: int, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c, gh_n_fn=None):
+    """The cell with options (``layer.options``): ``gi``/``gh`` as in :func:`_cell_update`."""
+    o = layer.options or {}
+    hsz = layer.hidden_size
+    dt = gi.dtype.type
+    acts = _variant_acts(layer, d)
+
+    def act(k, v):
+        return variant_activation(*acts[k], v)
+
+    clip = o.get("clip")
+
+    def cl(v):
+        if clip is None:
+            return v
+        c_ = dt(clip)
+        return np.minimum(np.maximum(v, -c_), c_)
+
+    if layer.cell in ("rnn_tanh", "rnn_relu"):
+        return act(0, cl(gi + gh)), None
+    if layer.cell == "gru":
+        r = act(0, cl(gi[:, :hsz] + gh[:, :hsz]))
+        z = act(0, cl(gi[:, hsz:2 * hsz] + gh[:, hsz:2 * hsz]))
+        gh_n = r * gh[:, 2 * hsz:] if gh_n_fn is None else gh_n_fn(r)
+        n = act(1, cl(gi[:, 2 * hsz:] + gh_n))
+        return cells.gru_blend(n, z, h), None
+    a = gi + gh
+    peep = o.get("peepholes")
+    p = None if peep is None else np.asarray(peep[d], gi.dtype)
+    ai = a[:, :hsz] if p is None else a[:, :hsz] + p[0] * c
+    i = act(0, cl(ai))
+    if o.get("input_forget"):
+        f = 1 - i
+    else:
+        af = a[:, hsz:2 * hsz] if p is None else a[:, hsz:2 * hsz] + p[1] * c
+        f = act(0, cl(af))
+    g = act(1, cl(a[:, 2 * hsz:3 * hsz]))
+    c2 = cells.lstm_state(i, f, g, c)
+    ao = a[:, 3 * hsz:] if p is None else a[:, 3 * hsz:] + p[2] * c2
+    og = act(0, cl(ao))
+    return og * act(2, c2), c2
+
+
+def _update(layer, d: int, gi, gh, h, c, gh_n_fn=None):
+    if layer.options:
+        return _variant_update(layer, d, gi, gh, h, c, gh_n_fn)
+    return _cell_update(layer.cell, layer.hidden_size, gi, gh, h, c, gh_n_fn)
+
+
 def float_cell_step(layer: LayerSpec, d: int, x: np.ndarray, h: np.ndarray, c: np.ndarray | None = None,
                     dtype=np.float64):
     """One float step of direction ``d`` of ``layer``: ``x (B, I), h (B, H)[, c] -> h'[, c']``."""
@@ -237,9 +346,13 @@ def float_cell_step(layer: LayerSpec, d: int, x: np.ndarray, h: np.ndarray, c: n
         gh = h @ w_hh.T + b_hh  # the n part is recomputed from r*h below
         def gh_n(r):
             return (r * h) @ w_hh[2 * hs:].T + b_hh[2 * hs:]
-        return _cell_update("gru", hs, gi, gh, h, None, gh_n)
+        return _update(layer, d, gi, gh, h, None, gh_n)
     gh = h @ w_hh.T + b_hh
-    return _cell_update(layer.cell, hs, gi, gh, h, None if c is None else np.asarray(c, dt))
+    h2, c2 = _update(layer, d, gi, gh, h, None if c is None else np.asarray(c, dt))
+    proj = None if not layer.options else layer.options.get("proj")
+    if proj is not None:   # LSTM projection: h = m W_hr^T
+        h2 = h2 @ np.asarray(proj[d], dt).T
+    return h2, c2
 
 
 def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndarray | None = None,
@@ -279,13 +392,18 @@ def q8_cell_step(layer: QLayer, d: int, x: np.ndarray, h: np.ndarray, c: np.ndar
             info["rh_scale"] = srh
             return epilogue(a, srh, w.w_hh.scale[2 * hs:], w.bias_hh[2 * hs:])
 
-        h2, c2 = _cell_update("gru", hs, gi, gh, h, None, gh_n)
+        h2, c2 = _update(layer, d, gi, gh, h, None, gh_n)
         info["hh"] = np.concatenate([acc_rz, acc_n[0]], axis=1)
     else:
         acc_hh = int_matmul(qh, w.w_hh.q)
         gh = epilogue(acc_hh, sh, w.w_hh.scale, w.bias_hh)
-        h2, c2 = _cell_update(layer.cell, hs, gi, gh, h, None if c is None else np.asarray(c, F32))
+        h2, c2 = _update(layer, d, gi, gh, h, None if c is None else np.asarray(c, F32))
         info["hh"] = acc_hh
+        if w.w_hr is not None:   # LSTM projection: h = W_hr q(m) * (s_m s_hr) + 0, m's scale dynamic
+            qm, sm = quantize_activation(np.asarray(h2, F32), None)
+            acc_hr = int_matmul(qm, w.w_hr.q)
+            h2 = epilogue(acc_hr, sm, w.w_hr.scale, np.zeros(w.w_hr.q.shape[0], F32))
+            info["hr"] = acc_hr
     h2 = h2.astype(F32)
     c2 = None if c2 is None else c2.astype(F32)
     return (h2, c2, info) if return_acc else (h2, c2)
@@ -316,12 +434,24 @@ def _is_q8(model) -> bool:
 
 
 def _zero_state(model, batch: int, dt) -> list:
+    """The state a sequence starts from when none is given: zeros, or the layer's learned
+    ``initial_h`` / ``initial_c`` (options) for every batch row."""
     state = []
     for layer in model.layers:
-        for _ in range(layer.num_directions):
-            h = np.zeros((batch, layer.hidden_size), dt)
-            state.append((h, np.zeros_like(h)) if layer.cell == "lstm" else h)
+        o = getattr(layer, "options", None) or {}
+        for d in range(layer.num_directions):
+            h = np.zeros((batch, getattr(layer, "state_size", layer.hidden_size)), dt)
+            c = np.zeros((batch, layer.hidden_size), dt)
+            if o.get("initial_h") is not None:
+                h[:] = np.asarray(o["initial_h"][d], dt)
+            if o.get("initial_c") is not None:
+                c[:] = np.asarray(o["initial_c"][d], dt)
+            state.append((h, c) if layer.cell == "lstm" else h)
     return state
+
+
+def _reverse(layer) -> bool:
+    return bool((getattr(layer, "options", None) or {}).get("reverse"))
 
 
 def normalize_state(model, state, batch: int, dtype=F32) -> list:
@@ -398,8 +528,9 @@ def model_step(model, x: np.ndarray, state, dtype=np.float64):
     """
     dt = F32 if _is_q8(model) else np.dtype(dtype)
     x = _embed(model, x, dt)
-    if any(layer.num_directions != 1 for layer in model.layers):
-        raise ValueError("model_step: a bidirectional model cannot stream; use the whole-sequence forward")
+    if any(layer.num_directions != 1 or _reverse(layer) for layer in model.layers):
+        raise ValueError("model_step: a bidirectional or reverse model cannot stream; use the whole-sequence "
+                         "forward")
     state = normalize_state(model, state, x.shape[0], dt)
     new = []
     for li, layer in enumerate(model.layers):
@@ -443,8 +574,9 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
         outs = []
         for d in range(layer.num_directions):
             s = state[k]
-            y = np.zeros((bsz, steps, layer.hidden_size), dt)
-            order = range(steps) if d == 0 else range(steps - 1, -1, -1)
+            y = np.zeros((bsz, steps, getattr(layer, "state_size", layer.hidden_size)), dt)
+            backwards = d == 1 or _reverse(layer)
+            order = range(steps) if not backwards else range(steps - 1, -1, -1)
             for t in order:
                 live = (t < lengths)[:, None]
                 s2 = _step_dir(model, layer, li, d, x[:, t], s, dt)
@@ -457,6 +589,11 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
                 if progress is not None:
                     done += 1
                     progress(done, total)
+            if (getattr(layer, "options", None) or {}).get("reverse_output"):
+                # processing order (Keras go_backwards): reverse each sequence within its length
+                tt = np.arange(steps)[None, :]
+                idx = np.where(tt < lengths[:, None], lengths[:, None] - 1 - tt, tt)
+                y = y[np.arange(bsz)[:, None], idx]
             outs.append(y)
             if record is not None:
                 record("h", li, d, y, valid)
@@ -502,13 +639,15 @@ def qmodel_from_rnc(d: dict) -> QModel:
     for layer in d["layers"]:
         kind = layer["kind"] if layer["kind"] != "rnn" else "rnn_" + layer.get("nonlinearity", "tanh")
         qw, sc, w = layer["qweights"], layer["scales"], layer["weights"]
+        o = layer.get("options") or {}
         dirs = [QCell(QMatrix(qw["weight_ih" + suf], sc["weight_ih" + suf]),
                       QMatrix(qw["weight_hh" + suf], sc["weight_hh" + suf]),
-                      np.asarray(w["bias_ih" + suf], F32), np.asarray(w["bias_hh" + suf], F32))
-                for suf in ("", "_reverse")[: 2 if layer["bidirectional"] else 1]]
+                      np.asarray(w["bias_ih" + suf], F32), np.asarray(w["bias_hh" + suf], F32),
+                      None if o.get("proj_q") is None else QMatrix(o["proj_q"][d], o["proj_scale"][d]))
+                for d, suf in enumerate(("", "_reverse")[: 2 if layer["bidirectional"] else 1])]
         layers.append(QLayer(kind, layer["input_size"], layer["hidden_size"], dirs,
                              bool(layer.get("reset_after", True)), layer.get("x_scale"),
-                             list(layer.get("h_scale") or [None, None])))
+                             list(layer.get("h_scale") or [None, None]), layer.get("options")))
     emb = d.get("embedding")
     head = d.get("head")
     qhead = None

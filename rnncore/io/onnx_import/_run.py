@@ -11,7 +11,10 @@ from rnncore.nn.module import Module
 def onnx_run(model: Module, feeds: dict) -> dict:
     """Run an imported model with the ONNX graph's input names and layouts.
 
-    Returns ``{output name: array}`` shaped as the ONNX graph's outputs.
+    Returns ``{output name: array}`` shaped as the ONNX graph's outputs. A sequence of length 0
+    gets ONNX's semantics (onnxruntime's): zero ``Y`` and zero final states ``Y_h`` / ``Y_c``,
+    where rnncore's layers and engine keep the initial state (docs/equations.md, "Sequences of
+    length 0").
     """
     sig: OnnxSignature = model.onnx_io
     x = np.asarray(feeds[sig.input])
@@ -72,7 +75,10 @@ def onnx_run(model: Module, feeds: dict) -> dict:
                 r, j = sig.node_rows[n]
                 f = finals[r]
                 f = (f[0] if hc == "h" else f[1]) if isinstance(f, tuple) else f
-                rows.append(f[j * sig.directions[n] + d])
+                row = f[j * sig.directions[n] + d]
+                if lengths is not None and (lengths == 0).any():   # ONNX: an empty sequence's state is 0
+                    row = np.where((lengths == 0)[:, None], 0, row).astype(row.dtype)
+                rows.append(row)
             st = np.stack(rows)                                             # (S, B, H)
             if axes == ("B", "H"):
                 out[name] = np.concatenate(rows, axis=-1)

@@ -112,8 +112,19 @@ def op_recurrent(imp, node, ins, a):
         if v is None or isinstance(v, _Zeros):
             continue
         if isinstance(v, np.ndarray):
-            if v.any():
-                imp.refuse(node, f"a constant non-zero initial_{kind} (feed it as an input instead)")
+            if v.any():   # a learned initial state: the same for every sequence of the batch
+                st = np.asarray(v, np.float64)
+                if layout == 1 and st.ndim == 3:
+                    st = np.swapaxes(st, 0, 1)                              # (D, B, H)
+                if st.ndim != 3 or st.shape[0] != D or st.shape[2] != H or not np.all(st == st[:, :1]):
+                    imp.refuse(node, f"a constant initial_{kind} of shape {v.shape} that differs between "
+                                     "batch rows (a learned initial state is one (D, 1, H) value; feed a "
+                                     "per-sequence state as a graph input instead)")
+                if not np.all(np.isfinite(st)):
+                    imp.refuse(node, f"initial_{kind} holds non-finite values (NaN or Inf)")
+                if kind == "c" and mode != "LSTM":
+                    imp.refuse(node, "initial_c exists only for an LSTM")
+                layer["initial_" + kind] = st[:, 0]
             continue
         axes = ("S", "B", "H") if layout == 0 else ("B", "S", "H")
         if isinstance(v, _StateIn):
