@@ -71,13 +71,14 @@ RNC_NEON_AI void rnc_neon_sigmoid4n(float32x4_t *v, int N)
     for (j = 0; j < N; ++j) v[j] = vaddq_f32(h, vmulq_f32(h, v[j]));
 }
 
-/* The pre-activation of 4 units at offset o: q8, acc * (s_v * s_w) + b (int32 -> float rounded
- * to nearest, the product s_v * s_w first: rnc_q8_dequant's operations); or f[o] when acc is NULL
- * (f32 cells, and q8's input part in whole-sequence mode). */
+/* The pre-activation of 4 units at offset o: the float f[o] when f is given (f32 cells, and
+ * q8's input part in whole-sequence mode); else q8, acc * (s_v * s_w) + b (int32 -> float rounded
+ * to nearest, the product s_v * s_w first: rnc_q8_dequant's operations). The callers pass f as a
+ * constant NULL or a pointer known to be non-NULL, so the test folds away. */
 RNC_NEON_AI float32x4_t rnc_neon_pre4(const int32_t *acc, float32x4_t sv, const float *sw,
                                       const float *b, const float *f, size_t o)
 {
-    if (!acc) return vld1q_f32(f + o);
+    if (f) return vld1q_f32(f + o);
     const float32x4_t a = vcvtq_f32_s32(vld1q_s32(acc + o));
     return vaddq_f32(vmulq_f32(a, vmulq_f32(sv, vld1q_f32(sw + o))), vld1q_f32(b + o));
 }
@@ -145,7 +146,7 @@ RNC_NEON_AI void rnc_neon_update_n(uint32_t kind, int N, uint32_t Hp, uint32_t u
 RNC_NEON_AI float rnc_neon_pre1(const int32_t *acc, float sv, const float *sw, const float *b,
                                 const float *f, size_t o)
 {
-    return acc ? (float)acc[o] * (sv * sw[o]) + b[o] : f[o];
+    return f ? f[o] : (float)acc[o] * (sv * sw[o]) + b[o];
 }
 
 RNC_NEON_AI void rnc_neon_update_tail(uint32_t kind, uint32_t H, uint32_t Hp, uint32_t u0,
@@ -230,7 +231,11 @@ static inline void rnc_neon_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, co
                                       const float *s_hh, const float *b_hh, float *h, float *c,
                                       float *y)
 {
-    RNC_NEON_BY_KIND(kind, H, Hp, acc_i, sxi, s_ih, b_ih, gi, acc_h, sxh, s_hh, b_hh, NULL, h, c, y);
+    if (gi) /* whole-sequence mode: the input part given */
+        RNC_NEON_BY_KIND(kind, H, Hp, NULL, 0.0f, NULL, NULL, gi, acc_h, sxh, s_hh, b_hh, NULL, h, c, y);
+    else
+        RNC_NEON_BY_KIND(kind, H, Hp, acc_i, sxi, s_ih, b_ih, NULL, acc_h, sxh, s_hh, b_hh, NULL, h, c,
+                         y);
 }
 
 /* 4 values of the quantiser's second pass: v * inv, NaN -> 0, clamped, rounded to nearest even */
