@@ -38,8 +38,10 @@ void rnc_q8_quantize_avx2(const float *v, size_t n, size_t npad, float static_sc
 /* Above this H the template is used: there the products dominate, and the GEMM's four adjacent
  * row blocks (one weight stream) beat the G gate blocks of a unit block read side by side
  * (measured on Zen 4, GRU step, I = H: H = 256 5.06 -> 5.16-5.24 us, H = 384 11.3 -> 11.6 us with
- * this path; H = 128 1.55 -> 1.51 us, H = 64 0.53 -> 0.50 us). */
-#define RNC_B1_MAX_H 128
+ * this path; H = 128 1.55 -> 1.51 us, H = 64 0.53 -> 0.50 us). A one-gate RNN shares each
+ * broadcast input group among 2 vectors only (the GEMM: 8), and hands over from H = 128 on (0.64
+ * -> 0.68 us there; H = 64 level, H = 32 0.162 -> 0.141 us). */
+#define RNC_B1_MAX_H(G) ((G) == 1 ? 64u : 128u)
 
 /* acc[2m], acc[2m + 1] (rows 0-7, 8-15 of W[m]'s block) += the products of groups 0 .. ng-1 */
 RNC_AI void b1_acc(const int8_t *const *W, int ng, const int8_t *xa, const int8_t *xm, __m256i *acc,
@@ -190,17 +192,17 @@ RNC_AI void b1_step(const rnc_cell_args *a, uint32_t kind, const int G, const in
     }
 }
 
-/* The strategies as kernel-table rows (kernel_list.h); H above RNC_B1_MAX_H and inputs longer
+/* The strategies as kernel-table rows (kernel_list.h); H above RNC_B1_MAX_H(G) and inputs longer
  * than RNC_B1_PREP_MAX take the template (the same results). */
 #define RNC_AVX2_STRATEGIES(storage, cell, tmpl, KIND, G)                                         \
     storage void rnc_q8_##cell##_step_small_avx2(const rnc_cell_args *a)                          \
     {                                                                                             \
-        if (a->H > RNC_B1_MAX_H) rnc_q8_##tmpl##_step_avx2(a);                                    \
+        if (a->H > RNC_B1_MAX_H(G)) rnc_q8_##tmpl##_step_avx2(a);                                 \
         else b1_step(a, KIND, G, 1);                                                              \
     }                                                                                             \
     storage void rnc_q8_##cell##_step_b1_avx2(const rnc_cell_args *a)                             \
     {                                                                                             \
-        if (a->H > RNC_B1_MAX_H || a->I > RNC_B1_PREP_MAX) rnc_q8_##tmpl##_step_avx2(a);          \
+        if (a->H > RNC_B1_MAX_H(G) || a->I > RNC_B1_PREP_MAX) rnc_q8_##tmpl##_step_avx2(a);       \
         else b1_step(a, KIND, G, 0);                                                              \
     }
 RNC_AVX2_STRATEGIES(, gru, gru, RNC_GRU, 3)
