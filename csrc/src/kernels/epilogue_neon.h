@@ -259,15 +259,22 @@ static inline void rnc_neon_quantize_row(const float *v, size_t n, size_t npad, 
         inv = 1.0f / static_scale;
     } else {
         const uint32x4_t absm = vdupq_n_u32(0x7fffffffu), inf = vdupq_n_u32(0x7f800000u);
-        uint32x4_t m0 = vdupq_n_u32(0), m1 = m0;
+        uint32x4_t m0 = vdupq_n_u32(0), m1 = m0, m2 = m0, m3 = m0;
         size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            const uint32x4_t a = vandq_u32(vld1q_u32((const uint32_t *)(const void *)(v + i)), absm);
-            const uint32x4_t b = vandq_u32(vld1q_u32((const uint32_t *)(const void *)(v + i + 4)), absm);
-            m0 = vmaxq_u32(m0, vbicq_u32(a, vcgtq_u32(a, inf)));
-            m1 = vmaxq_u32(m1, vbicq_u32(b, vcgtq_u32(b, inf)));
+#define RNC_NEON_MAXABS(m, o)                                                                     \
+    do {                                                                                          \
+        const uint32x4_t a_ = vandq_u32(vld1q_u32((const uint32_t *)(const void *)(v + i + (o))), absm); \
+        m = vmaxq_u32(m, vbicq_u32(a_, vcgtq_u32(a_, inf)));                                      \
+    } while (0)
+        for (; i + 16 <= n; i += 16) {
+            RNC_NEON_MAXABS(m0, 0);
+            RNC_NEON_MAXABS(m1, 4);
+            RNC_NEON_MAXABS(m2, 8);
+            RNC_NEON_MAXABS(m3, 12);
         }
-        uint32_t mu = vmaxvq_u32(vmaxq_u32(m0, m1));
+        for (; i + 4 <= n; i += 4) RNC_NEON_MAXABS(m0, 0);
+#undef RNC_NEON_MAXABS
+        uint32_t mu = vmaxvq_u32(vmaxq_u32(vmaxq_u32(m0, m1), vmaxq_u32(m2, m3)));
         for (; i < n; ++i) {
             uint32_t u;
             memcpy(&u, &v[i], 4);
@@ -287,6 +294,13 @@ static inline void rnc_neon_quantize_row(const float *v, size_t n, size_t npad, 
     }
     const float32x4_t vinv = vdupq_n_f32(inv), hi = vdupq_n_f32(127.0f), lo = vdupq_n_f32(-127.0f);
     size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const int16x8_t w0 = vcombine_s16(vmovn_s32(rnc_neon_q4(v + i, vinv, lo, hi)),
+                                          vmovn_s32(rnc_neon_q4(v + i + 4, vinv, lo, hi)));
+        const int16x8_t w1 = vcombine_s16(vmovn_s32(rnc_neon_q4(v + i + 8, vinv, lo, hi)),
+                                          vmovn_s32(rnc_neon_q4(v + i + 12, vinv, lo, hi)));
+        vst1q_s8(q + i, vcombine_s8(vmovn_s16(w0), vmovn_s16(w1)));
+    }
     for (; i + 8 <= n; i += 8) {
         const int16x8_t w = vcombine_s16(vmovn_s32(rnc_neon_q4(v + i, vinv, lo, hi)),
                                          vmovn_s32(rnc_neon_q4(v + i + 4, vinv, lo, hi)));
