@@ -21,8 +21,8 @@ void rnc_q8_quantize_avx2(const float *v, size_t n, size_t npad, float static_sc
 }
 
 /* ------------------------------------------------------------------------------------------
- * Small batches, row by row (the b1 row: rnc_step, the input vector given; the small row:
- * whole-sequence mode at 1-3 rows, the input projection given). For each block of 16 hidden
+ * One row (the b1 row: rnc_step, the input vector given; the small row: whole-sequence mode, the
+ * input projection given; the code runs any batch row by row). For each block of 16 hidden
  * units, the G gate row blocks of W_ih (step mode) and of W_hh run over the inputs with all 2G
  * accumulators in registers (two independent sets for a one-gate RNN), so the broadcast |x| and
  * sign mask of each 4-input group feed 2G multiply chains; the block's int32 sums are stored and
