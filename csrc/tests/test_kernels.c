@@ -26,7 +26,11 @@
 static void test_cells(void)
 {
     static const uint32_t shapes[][3] = {{1, 1, 1}, {2, 3, 5}, {3, 17, 16}, {1, 32, 32}, {5, 33, 47},
-                                         {4, 64, 128}, {1, 256, 256}, {16, 20, 24}, {17, 9, 33}};
+                                         {4, 64, 128}, {1, 256, 256}, {16, 20, 24}, {17, 9, 33},
+                                         /* one-row kernels' unit-block tails (AVX2 b1/small,
+                                          * NEON 4-lane update): odd and even block counts, partial
+                                          * 8- and 4-unit chunks */
+                                         {1, 33, 47}, {1, 20, 72}, {1, 9, 100}, {2, 24, 56}};
     static const uint32_t ops[][3] = {{RNC_OP_RNN_STEP, RNC_RNN_TANH, 1}, {RNC_OP_RNN_STEP, RNC_RNN_RELU, 1},
                                       {RNC_OP_GRU_STEP, RNC_GRU, 1},      {RNC_OP_GRU_STEP, RNC_GRU, 0},
                                       {RNC_OP_LSTM_STEP, RNC_LSTM, 1}};

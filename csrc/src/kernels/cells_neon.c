@@ -10,9 +10,24 @@
 
 RNC_DECLARE_ISA(neon)
 
+#if defined(__aarch64__) /* intrinsics epilogue (bit-identical) through the template's hooks */
+#include "epilogue_neon.h"
+#define RNC_CELL_UPDATE rnc_neon_cell_update
+#define RNC_Q8_UPDATE rnc_neon_q8_update
+#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
+#endif
 #define RNC_SFX neon
 #include "cell_template.h"
 
 #include "gemm_deq.h"
 RNC_DEFINE_Q8_GEMM_DEQ(neon)
+
+#if defined(__aarch64__)
+/* The quantiser of the aarch64 NEON path (and of neondot, its child). */
+void rnc_q8_quantize_neon(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
+                          float *scale)
+{
+    rnc_neon_quantize_row(v, n, npad, static_scale, q, scale);
+}
+#endif
 #endif

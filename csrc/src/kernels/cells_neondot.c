@@ -13,6 +13,12 @@ RNC_DECLARE_ISA(neondot)
  * names it after its suffix */
 #define rnc_f32_gemm_neondot rnc_f32_gemm_neon
 
+#if defined(__aarch64__) /* intrinsics epilogue (bit-identical) through the template's hooks */
+#include "epilogue_neon.h"
+#define RNC_CELL_UPDATE rnc_neon_cell_update
+#define RNC_Q8_UPDATE rnc_neon_q8_update
+#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
+#endif
 #define RNC_SFX neondot
 #include "cell_template.h"
 

@@ -205,6 +205,28 @@ static inline void q8_block(const int8_t *Wb, int G, const int8_t *q, const int8
     int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     const int Gfull = qtail ? G - 1 : G; /* groups whose 4 bytes of q are in bounds */
     int g = 0;
+    for (; g + 4 <= Gfull; g += 4) { /* one 16-byte load of q for four groups */
+        const int32x4_t xq = vreinterpretq_s32_s8(vld1q_s8(q + 4 * g));
+        const int32x2_t xl = vget_low_s32(xq), xh = vget_high_s32(xq);
+        const int8x16x4_t u = load_tile(Wb + (size_t)g * 64), v = load_tile(Wb + (size_t)g * 64 + 64);
+        const int8x16x4_t s = load_tile(Wb + (size_t)g * 64 + 128), t = load_tile(Wb + (size_t)g * 64 + 192);
+        {
+            const int8x16_t x0 = vreinterpretq_s8_s32(vdupq_lane_s32(xl, 0));
+            const int8x16_t x1 = vreinterpretq_s8_s32(vdupq_lane_s32(xl, 1));
+            Q8_TWO(u.val[0], v.val[0], a0, a1);
+            Q8_TWO(u.val[1], v.val[1], a2, a3);
+            Q8_TWO(u.val[2], v.val[2], a4, a5);
+            Q8_TWO(u.val[3], v.val[3], a6, a7);
+        }
+        {
+            const int8x16_t x0 = vreinterpretq_s8_s32(vdupq_lane_s32(xh, 0));
+            const int8x16_t x1 = vreinterpretq_s8_s32(vdupq_lane_s32(xh, 1));
+            Q8_TWO(s.val[0], t.val[0], a0, a1);
+            Q8_TWO(s.val[1], t.val[1], a2, a3);
+            Q8_TWO(s.val[2], t.val[2], a4, a5);
+            Q8_TWO(s.val[3], t.val[3], a6, a7);
+        }
+    }
     for (; g + 2 <= Gfull; g += 2) {
         const int8x16_t x0 = vreinterpretq_s8_s32(bcast4(q + 4 * g));
         const int8x16_t x1 = vreinterpretq_s8_s32(bcast4(q + 4 * g + 4));

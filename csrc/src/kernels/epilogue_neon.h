@@ -1,0 +1,320 @@
+/* aarch64 NEON versions of the float32 epilogue pieces of cell_template.h: the cell update, the
+ * q8 dequantisation fused with it, and the activation quantiser. Included by cells_neon.c and
+ * cells_neondot.c on aarch64 only (armv7 NEON float arithmetic flushes denormals and has no
+ * division: there the template's scalar C stays) and plugged into the template through its
+ * RNC_CELL_UPDATE / RNC_Q8_UPDATE / RNC_QUANTIZE_ROW hooks.
+ *
+ * Bit-identical to the scalar code (activations.h, util.c's rnc_q8_quantize_generic): the same
+ * IEEE float32 operations in the same order, no FMA (separate vmulq/vaddq, -ffp-contract=off),
+ * each scalar select as the instruction with the same result, NaN included (a quiet NaN operand
+ * is returned as it is by fmin/fmax): x > C ? C : x == vminq(C, x); x < -C ? -C : x ==
+ * vmaxq(-C, x); relu x > 0 ? x : (x == x ? 0 : x) == vmaxq(x, 0) (fmax(-0, +0) = +0); the
+ * quantiser's NaN-ignoring max on the bit patterns == vmaxq_u32 on the masked patterns. A last
+ * group of fewer than 4 units runs the scalar functions of activations.h. The C tests compare
+ * these cells with the generic ones bit for bit (tests/test_kernels.c, under qemu for ARM).
+ *
+ * Over-reads: gi/gh (and the q8 accumulators, row scales and biases) are read in 4-lane vectors
+ * up to round4(H) <= Hp (in bounds: those arrays have G*Hp entries); h, c, y are written only
+ * below H. */
+#ifndef RNC_EPILOGUE_NEON_H
+#define RNC_EPILOGUE_NEON_H
+#include <arm_neon.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../internal.h"
+#include "activations.h"
+
+#define RNC_NEON_AI static inline __attribute__((always_inline))
+#define RNC_NEON_NW 2 /* 4-unit chunks in lockstep in the cell update */
+
+/* rnc_tanhf on N vectors of 4 lanes in lockstep (the same operations per lane). */
+RNC_NEON_AI void rnc_neon_tanh4n(float32x4_t *v, int N)
+{
+    static const float P[7] = {-2.76076847742355e-16f, 2.00018790482477e-13f, -8.60467152213735e-11f,
+                               5.12229709037114e-08f,  1.48572235717979e-05f, 6.37261928875436e-04f,
+                               4.89352455891786e-03f};
+    static const float Q[4] = {1.19825839466702e-06f, 1.18534705686654e-04f, 2.26843463243900e-03f,
+                               4.89352518554385e-03f};
+    const float32x4_t C = vdupq_n_f32(RNC_TANH_CLAMP), nC = vdupq_n_f32(-RNC_TANH_CLAMP);
+    float32x4_t x2[RNC_NEON_NW], p[RNC_NEON_NW], q[RNC_NEON_NW];
+    int j, k;
+    for (j = 0; j < N; ++j) {
+        v[j] = vminq_f32(C, v[j]);
+        v[j] = vmaxq_f32(nC, v[j]);
+        x2[j] = vmulq_f32(v[j], v[j]);
+        p[j] = vdupq_n_f32(P[0]);
+        q[j] = vdupq_n_f32(Q[0]);
+    }
+    for (k = 1; k < 7; ++k) {
+        for (j = 0; j < N; ++j) {
+            p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), vdupq_n_f32(P[k]));
+            if (k < 4) q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), vdupq_n_f32(Q[k]));
+        }
+    }
+    for (j = 0; j < N; ++j) {
+        p[j] = vmulq_f32(p[j], v[j]);
+        float32x4_t r = vdivq_f32(p[j], q[j]);
+        r = vminq_f32(vdupq_n_f32(1.0f), r);
+        v[j] = vmaxq_f32(vdupq_n_f32(-1.0f), r);
+    }
+}
+
+/* rnc_sigmoidf: 0.5 + 0.5 * tanh(0.5 x) */
+RNC_NEON_AI void rnc_neon_sigmoid4n(float32x4_t *v, int N)
+{
+    const float32x4_t h = vdupq_n_f32(0.5f);
+    int j;
+    for (j = 0; j < N; ++j) v[j] = vmulq_f32(h, v[j]);
+    rnc_neon_tanh4n(v, N);
+    for (j = 0; j < N; ++j) v[j] = vaddq_f32(h, vmulq_f32(h, v[j]));
+}
+
+/* The pre-activation of 4 units at offset o: the float f[o] when f is given (f32 cells, and
+ * q8's input part in whole-sequence mode); else q8, acc * (s_v * s_w) + b (int32 -> float rounded
+ * to nearest, the product s_v * s_w first: rnc_q8_dequant's operations). The callers pass f as a
+ * constant NULL or a pointer known to be non-NULL, so the test folds away. */
+RNC_NEON_AI float32x4_t rnc_neon_pre4(const int32_t *acc, float32x4_t sv, const float *sw,
+                                      const float *b, const float *f, size_t o)
+{
+    if (f) return vld1q_f32(f + o);
+    const float32x4_t a = vcvtq_f32_s32(vld1q_s32(acc + o));
+    return vaddq_f32(vmulq_f32(a, vmulq_f32(sv, vld1q_f32(sw + o))), vld1q_f32(b + o));
+}
+
+/* N full 4-unit chunks from unit u in lockstep (N <= RNC_NEON_NW), the operations of
+ * cell_template.h's update per lane. */
+RNC_NEON_AI void rnc_neon_update_n(uint32_t kind, int N, uint32_t Hp, uint32_t u,
+                                   const int32_t *acc_i, float32x4_t svi, const float *s_ih,
+                                   const float *b_ih, const float *gi, const int32_t *acc_h,
+                                   float32x4_t svh, const float *s_hh, const float *b_hh,
+                                   const float *gh, float *restrict h, float *restrict c,
+                                   float *restrict y)
+{
+#define RNC_PI(g, j) rnc_neon_pre4(acc_i, svi, s_ih, b_ih, gi, (size_t)(g) * Hp + u + 4 * (j))
+#define RNC_PH(g, j) rnc_neon_pre4(acc_h, svh, s_hh, b_hh, gh, (size_t)(g) * Hp + u + 4 * (j))
+    const float32x4_t one = vdupq_n_f32(1.0f);
+    float32x4_t a[RNC_NEON_NW], b[RNC_NEON_NW], t[RNC_NEON_NW];
+    int j;
+    switch (kind) {
+    case RNC_RNN_TANH:
+        for (j = 0; j < N; ++j) t[j] = vaddq_f32(RNC_PI(0, j), RNC_PH(0, j));
+        rnc_neon_tanh4n(t, N);
+        break;
+    case RNC_RNN_RELU:
+        for (j = 0; j < N; ++j) t[j] = vmaxq_f32(vaddq_f32(RNC_PI(0, j), RNC_PH(0, j)), vdupq_n_f32(0.0f));
+        break;
+    case RNC_GRU:
+        for (j = 0; j < N; ++j) a[j] = vaddq_f32(RNC_PI(0, j), RNC_PH(0, j));
+        rnc_neon_sigmoid4n(a, N); /* r */
+        for (j = 0; j < N; ++j) b[j] = vaddq_f32(RNC_PI(1, j), RNC_PH(1, j));
+        rnc_neon_sigmoid4n(b, N); /* z */
+        for (j = 0; j < N; ++j) t[j] = vaddq_f32(RNC_PI(2, j), vmulq_f32(a[j], RNC_PH(2, j)));
+        rnc_neon_tanh4n(t, N); /* n */
+        for (j = 0; j < N; ++j)
+            t[j] = vaddq_f32(vmulq_f32(vsubq_f32(one, b[j]), t[j]), vmulq_f32(b[j], vld1q_f32(h + u + 4 * j)));
+        break;
+    default: { /* LSTM */
+        float32x4_t g[RNC_NEON_NW];
+        for (j = 0; j < N; ++j) a[j] = vaddq_f32(RNC_PI(0, j), RNC_PH(0, j));
+        rnc_neon_sigmoid4n(a, N); /* i */
+        for (j = 0; j < N; ++j) b[j] = vaddq_f32(RNC_PI(1, j), RNC_PH(1, j));
+        rnc_neon_sigmoid4n(b, N); /* f */
+        for (j = 0; j < N; ++j) g[j] = vaddq_f32(RNC_PI(2, j), RNC_PH(2, j));
+        rnc_neon_tanh4n(g, N); /* g */
+        for (j = 0; j < N; ++j) { /* c' = f*c + i*g */
+            t[j] = vaddq_f32(vmulq_f32(b[j], vld1q_f32(c + u + 4 * j)), vmulq_f32(a[j], g[j]));
+            vst1q_f32(c + u + 4 * j, t[j]);
+        }
+        rnc_neon_tanh4n(t, N);
+        for (j = 0; j < N; ++j) a[j] = vaddq_f32(RNC_PI(3, j), RNC_PH(3, j));
+        rnc_neon_sigmoid4n(a, N); /* o */
+        for (j = 0; j < N; ++j) t[j] = vmulq_f32(a[j], t[j]);
+        break;
+    }
+    }
+#undef RNC_PI
+#undef RNC_PH
+    for (j = 0; j < N; ++j) {
+        vst1q_f32(h + u + 4 * j, t[j]);
+        if (y) vst1q_f32(y + u + 4 * j, t[j]);
+    }
+}
+
+/* The last units (fewer than 4): the scalar template code on the same pre-activations. */
+RNC_NEON_AI float rnc_neon_pre1(const int32_t *acc, float sv, const float *sw, const float *b,
+                                const float *f, size_t o)
+{
+    return f ? f[o] : (float)acc[o] * (sv * sw[o]) + b[o];
+}
+
+RNC_NEON_AI void rnc_neon_update_tail(uint32_t kind, uint32_t H, uint32_t Hp, uint32_t u0,
+                                      const int32_t *acc_i, float sxi, const float *s_ih,
+                                      const float *b_ih, const float *gi, const int32_t *acc_h,
+                                      float sxh, const float *s_hh, const float *b_hh,
+                                      const float *gh, float *h, float *c, float *y)
+{
+#define RNC_SI(g) rnc_neon_pre1(acc_i, sxi, s_ih, b_ih, gi, (size_t)(g) * Hp + u)
+#define RNC_SH(g) rnc_neon_pre1(acc_h, sxh, s_hh, b_hh, gh, (size_t)(g) * Hp + u)
+    for (uint32_t u = u0; u < H; ++u) {
+        float hn;
+        switch (kind) {
+        case RNC_RNN_TANH: hn = rnc_tanhf(RNC_SI(0) + RNC_SH(0)); break;
+        case RNC_RNN_RELU: hn = rnc_reluf(RNC_SI(0) + RNC_SH(0)); break;
+        case RNC_GRU: {
+            const float r = rnc_sigmoidf(RNC_SI(0) + RNC_SH(0));
+            const float z = rnc_sigmoidf(RNC_SI(1) + RNC_SH(1));
+            const float n = rnc_tanhf(RNC_SI(2) + r * RNC_SH(2));
+            hn = (1.0f - z) * n + z * h[u];
+            break;
+        }
+        default: {
+            const float i = rnc_sigmoidf(RNC_SI(0) + RNC_SH(0));
+            const float f = rnc_sigmoidf(RNC_SI(1) + RNC_SH(1));
+            const float g = rnc_tanhf(RNC_SI(2) + RNC_SH(2));
+            const float o = rnc_sigmoidf(RNC_SI(3) + RNC_SH(3));
+            const float c2 = f * c[u] + i * g;
+            c[u] = c2;
+            hn = o * rnc_tanhf(c2);
+            break;
+        }
+        }
+        h[u] = hn;
+        if (y) y[u] = hn;
+    }
+#undef RNC_SI
+#undef RNC_SH
+}
+
+RNC_NEON_AI void rnc_neon_update_k(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i,
+                                   float sxi, const float *s_ih, const float *b_ih,
+                                   const float *gi, const int32_t *acc_h, float sxh,
+                                   const float *s_hh, const float *b_hh, const float *gh, float *h,
+                                   float *c, float *y)
+{
+    const float32x4_t svi = vdupq_n_f32(sxi), svh = vdupq_n_f32(sxh);
+    uint32_t u = 0;
+    for (; u + 4 * RNC_NEON_NW <= H; u += 4 * RNC_NEON_NW)
+        rnc_neon_update_n(kind, RNC_NEON_NW, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
+                          b_hh, gh, h, c, y);
+    for (; u + 4 <= H; u += 4)
+        rnc_neon_update_n(kind, 1, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, gh, h,
+                          c, y);
+    if (u < H)
+        rnc_neon_update_tail(kind, H, Hp, u, acc_i, sxi, s_ih, b_ih, gi, acc_h, sxh, s_hh, b_hh, gh,
+                             h, c, y);
+}
+
+/* The template's hooks: the cell update from float gi, gh; and the q8 dequantisation fused with
+ * it (the pre-activations made in registers from the int32 accumulators; acc_i NULL: the input
+ * part is the float gi). One specialised loop per cell kind. */
+#define RNC_NEON_BY_KIND(kind, ...)                                                               \
+    do {                                                                                          \
+        switch (kind) {                                                                           \
+        case RNC_RNN_TANH: rnc_neon_update_k(RNC_RNN_TANH, __VA_ARGS__); break;                    \
+        case RNC_RNN_RELU: rnc_neon_update_k(RNC_RNN_RELU, __VA_ARGS__); break;                    \
+        case RNC_GRU: rnc_neon_update_k(RNC_GRU, __VA_ARGS__); break;                              \
+        default: rnc_neon_update_k(RNC_LSTM, __VA_ARGS__); break;                                  \
+        }                                                                                         \
+    } while (0)
+
+static inline void rnc_neon_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, const float *gi,
+                                        const float *gh, float *h, float *c, float *y)
+{
+    RNC_NEON_BY_KIND(kind, H, Hp, NULL, 0.0f, NULL, NULL, gi, NULL, 0.0f, NULL, NULL, gh, h, c, y);
+}
+
+static inline void rnc_neon_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i,
+                                      float sxi, const float *s_ih, const float *b_ih,
+                                      const float *gi, const int32_t *acc_h, float sxh,
+                                      const float *s_hh, const float *b_hh, float *h, float *c,
+                                      float *y)
+{
+    if (gi) /* whole-sequence mode: the input part given */
+        RNC_NEON_BY_KIND(kind, H, Hp, NULL, 0.0f, NULL, NULL, gi, acc_h, sxh, s_hh, b_hh, NULL, h, c, y);
+    else
+        RNC_NEON_BY_KIND(kind, H, Hp, acc_i, sxi, s_ih, b_ih, NULL, acc_h, sxh, s_hh, b_hh, NULL, h, c,
+                         y);
+}
+
+/* 4 values of the quantiser's second pass: v * inv, NaN -> 0, clamped, rounded to nearest even */
+RNC_NEON_AI int32x4_t rnc_neon_q4(const float *v, float32x4_t inv, float32x4_t lo, float32x4_t hi)
+{
+    float32x4_t p = vmulq_f32(vld1q_f32(v), inv);
+    p = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(p), vceqq_f32(p, p)));
+    return vcvtnq_s32_f32(vmaxq_f32(lo, vminq_f32(hi, p)));
+}
+
+/* util.c's rnc_q8_quantize_generic, bit for bit: the maximum of the |v| bit patterns with NaN
+ * patterns as 0 (vmaxq_u32), then v * inv with NaN -> 0, clamped to [-127, 127] and rounded to
+ * nearest even (fcvtns; the generic code's 1.5 * 2^23 addition gives the same integer for
+ * |p| <= 127). */
+static inline void rnc_neon_quantize_row(const float *v, size_t n, size_t npad, float static_scale,
+                                         int8_t *q, float *scale)
+{
+    float inv, s;
+    if (static_scale > 0.0f) {
+        s = static_scale;
+        inv = 1.0f / static_scale;
+    } else {
+        const uint32x4_t absm = vdupq_n_u32(0x7fffffffu), inf = vdupq_n_u32(0x7f800000u);
+        uint32x4_t m0 = vdupq_n_u32(0), m1 = m0, m2 = m0, m3 = m0;
+        size_t i = 0;
+#define RNC_NEON_MAXABS(m, o)                                                                     \
+    do {                                                                                          \
+        const uint32x4_t a_ = vandq_u32(vld1q_u32((const uint32_t *)(const void *)(v + i + (o))), absm); \
+        m = vmaxq_u32(m, vbicq_u32(a_, vcgtq_u32(a_, inf)));                                      \
+    } while (0)
+        for (; i + 16 <= n; i += 16) {
+            RNC_NEON_MAXABS(m0, 0);
+            RNC_NEON_MAXABS(m1, 4);
+            RNC_NEON_MAXABS(m2, 8);
+            RNC_NEON_MAXABS(m3, 12);
+        }
+        for (; i + 4 <= n; i += 4) RNC_NEON_MAXABS(m0, 0);
+#undef RNC_NEON_MAXABS
+        uint32_t mu = vmaxvq_u32(vmaxq_u32(vmaxq_u32(m0, m1), vmaxq_u32(m2, m3)));
+        for (; i < n; ++i) {
+            uint32_t u;
+            memcpy(&u, &v[i], 4);
+            u &= 0x7fffffffu;
+            u = u > 0x7f800000u ? 0 : u;
+            mu = mu > u ? mu : u;
+        }
+        float m;
+        memcpy(&m, &mu, 4);
+        if (m == 0.0f) {
+            memset(q, 0, npad);
+            *scale = 0.0f;
+            return;
+        }
+        s = m / 127.0f;
+        inv = 127.0f / m;
+    }
+    const float32x4_t vinv = vdupq_n_f32(inv), hi = vdupq_n_f32(127.0f), lo = vdupq_n_f32(-127.0f);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const int16x8_t w0 = vcombine_s16(vmovn_s32(rnc_neon_q4(v + i, vinv, lo, hi)),
+                                          vmovn_s32(rnc_neon_q4(v + i + 4, vinv, lo, hi)));
+        const int16x8_t w1 = vcombine_s16(vmovn_s32(rnc_neon_q4(v + i + 8, vinv, lo, hi)),
+                                          vmovn_s32(rnc_neon_q4(v + i + 12, vinv, lo, hi)));
+        vst1q_s8(q + i, vcombine_s8(vmovn_s16(w0), vmovn_s16(w1)));
+    }
+    for (; i + 8 <= n; i += 8) {
+        const int16x8_t w = vcombine_s16(vmovn_s32(rnc_neon_q4(v + i, vinv, lo, hi)),
+                                         vmovn_s32(rnc_neon_q4(v + i + 4, vinv, lo, hi)));
+        vst1_s8(q + i, vmovn_s16(w));
+    }
+    for (; i < n; ++i) {
+        float p = v[i] * inv;
+        p = p == p ? p : 0.0f;
+        p = p > 127.0f ? 127.0f : p;
+        p = p < -127.0f ? -127.0f : p;
+        q[i] = (int8_t)vcvtns_s32_f32(p);
+    }
+    if (npad > n) memset(q + n, 0, npad - n);
+    *scale = s;
+}
+
+#endif
