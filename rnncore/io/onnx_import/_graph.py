@@ -142,8 +142,16 @@ class _Builder:
         g = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.known: dict = {}
+        for v in list(g.input) + list(g.output):
+            if v.type.WhichOneof("value") != "tensor_type" or v.type.tensor_type.elem_type == 0:
+                raise _Refused(f"from_onnx: graph {'input' if v in g.input else 'output'} {v.name!r} "
+                               "must be a tensor of a defined element type")
         for t in g.initializer:
-            self.known[t.name] = self._const(numpy_helper.to_array(t))
+            try:
+                self.known[t.name] = self._const(numpy_helper.to_array(t))
+            except Exception as e:  # noqa: BLE001 - an unknown element type, data of the wrong size, ...
+                raise _Refused(f"from_onnx: initializer {t.name!r} cannot be read "
+                               f"({type(e).__name__}: {e})") from e
         init = set(self.known)
         graph_inputs = [i.name for i in g.input if i.name not in init]
         self.inputs = list(graph_inputs if inputs is None else inputs)
@@ -194,34 +202,47 @@ class _Builder:
 
     def build(self) -> OnnxGraph:
         for node in self.nodes:
-            if node.domain not in ("", "ai.onnx"):
-                self.refuse(node, f"operator domain {node.domain!r} is not ONNX's")
-            a = _attrs(node)
-            fn = _PURE.get(node.op_type)
-            if fn is None and node.op_type in _FOLD and not any(i in self.runtime for i in node.input if i):
-                fn = _FOLD[node.op_type]      # a layer op on constants only: folded with NumPy
-            if fn is not None:
-                ins_rt = [i for i in node.input if i and i in self.runtime]
-                if not ins_rt:        # fold it
-                    try:
-                        outs = fn(self, node, a, [self.known[i] if i else None for i in node.input])
-                    except KeyError as e:
-                        self.refuse(node, f"input {e} is not available")
-                    for name, v in zip(node.output, outs, strict=False):
-                        if name:
-                            self.known[name] = v
-                    continue
-                self._keep(node, lambda vals, fn=fn, node=node, a=a: fn(self, node, a, vals))
-                continue
-            maker = _LAYERS.get(node.op_type)
-            if maker is None:
-                known = ", ".join(sorted(set(_PURE) | set(_LAYERS)))
-                self.refuse(node, f"operator not supported by rnncore: no layer or operation for op type "
-                                  f"{node.op_type!r} (supported: {known})")
-            for i in node.input:
-                if i and i not in self.runtime and i not in self.known:
-                    self.refuse(node, f"input {i!r} is not available")
-            self._keep(node, maker(self, node, a))
+            try:
+                self._node(node)
+            except _Refused:
+                raise
+            except (TypeError, KeyError, IndexError, AttributeError, ValueError, ArithmeticError) as e:
+                # a malformed node (or constants that do not fit it): named, not a crash
+                self.refuse(node, f"malformed node ({type(e).__name__}: {e})", "check the model with "
+                                  "onnx.checker.check_model(model, full_check=True)")
+        return self._model()
+
+    def _node(self, node) -> None:
+        if node.domain not in ("", "ai.onnx"):
+            self.refuse(node, f"operator domain {node.domain!r} is not ONNX's")
+        a = _attrs(node)
+        fn = _PURE.get(node.op_type)
+        if fn is None and node.op_type in _FOLD and not any(i in self.runtime for i in node.input if i):
+            fn = _FOLD[node.op_type]      # a layer op on constants only: folded with NumPy
+        if fn is not None:
+            ins_rt = [i for i in node.input if i and i in self.runtime]
+            if not ins_rt:        # fold it
+                try:
+                    outs = fn(self, node, a, [self.known[i] if i else None for i in node.input])
+                except KeyError as e:
+                    self.refuse(node, f"input {e} is not available")
+                for name, v in zip(node.output, outs, strict=False):
+                    if name:
+                        self.known[name] = v
+                return
+            self._keep(node, lambda vals, fn=fn, node=node, a=a: fn(self, node, a, vals))
+            return
+        maker = _LAYERS.get(node.op_type)
+        if maker is None:
+            known = ", ".join(sorted(set(_PURE) | set(_LAYERS)))
+            self.refuse(node, f"operator not supported by rnncore: no layer or operation for op type "
+                              f"{node.op_type!r} (supported: {known})")
+        for i in node.input:
+            if i and i not in self.runtime and i not in self.known:
+                self.refuse(node, f"input {i!r} is not available")
+        self._keep(node, maker(self, node, a))
+
+    def _model(self) -> OnnxGraph:
         consts = {}
         for s in self.steps:
             for i in s.inputs:
