@@ -250,7 +250,7 @@ def weights_to_initializers(model, names):
 
 def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: bool = False,
               as_spec: bool = False, max_bytes: int = MAX_MODEL_BYTES, inputs: list | None = None,
-              outputs: list | None = None) -> Module | ModelSpec:
+              outputs: list | None = None, graph: bool = True) -> Module | ModelSpec:
     """Convert an ONNX model with RNN/GRU/LSTM nodes into an rnncore reference model.
 
     Parameters
@@ -270,6 +270,9 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
         ``inputs`` (default: the graph's own inputs and outputs) as an
         :class:`~rnncore.io.onnx_import._graph.OnnxGraph` (e.g. the recurrent tail after an
         image CNN)
+    graph : False: only a chain of recurrent layers and a head (what ``rc.compile``, ``.rnc``
+        files and ``rnncore convert`` need); a graph that is not one is refused naming the
+        node instead of imported as an ``OnnxGraph``. ``as_spec=True`` implies it.
 
     Returns
     -------
@@ -301,7 +304,7 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
     try:
         return _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec)
     except _Refused as chain_error:
-        if as_spec:
+        if as_spec or not graph:
             raise
         try:
             return build_graph(onnx_model, dtype)

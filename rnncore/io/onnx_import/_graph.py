@@ -146,9 +146,16 @@ class _Builder:
             if v.type.WhichOneof("value") != "tensor_type" or v.type.tensor_type.elem_type == 0:
                 raise _Refused(f"from_onnx: graph {'input' if v in g.input else 'output'} {v.name!r} "
                                "must be a tensor of a defined element type")
+        self.declared: dict = {}     # tensor name -> declared shape (None for an unknown axis)
+        for v in list(g.input) + list(g.value_info) + list(g.output):
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
+                self.declared[v.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                              for d in v.type.tensor_type.shape.dim)
+        self.raw: dict = {}          # initializers in their own element type (for type checks)
         for t in g.initializer:
             try:
-                self.known[t.name] = self._const(numpy_helper.to_array(t))
+                self.raw[t.name] = numpy_helper.to_array(t)
+                self.known[t.name] = self._const(self.raw[t.name])
             except Exception as e:  # noqa: BLE001 - an unknown element type, data of the wrong size, ...
                 raise _Refused(f"from_onnx: initializer {t.name!r} cannot be read "
                                f"({type(e).__name__}: {e})") from e
@@ -193,6 +200,12 @@ class _Builder:
                         f"{list(node.output)[:1]} as an input")
         raise _Refused(f"from_onnx: node {node.name or '?'!r} ({node.op_type}): {why}; {hint}")
 
+    def shape_of(self, name: str):
+        """The tensor's shape where the import knows it (a constant, a declared shape), else None."""
+        if name in self.known:
+            return tuple(np.shape(self.known[name]))
+        return self.declared.get(name)
+
     def const(self, node, name: str, what: str):
         if name not in self.known:
             self.refuse(node, f"{what} ({name!r}) must be a constant (an initializer or computed from "
@@ -215,6 +228,9 @@ class _Builder:
     def _node(self, node) -> None:
         if node.domain not in ("", "ai.onnx"):
             self.refuse(node, f"operator domain {node.domain!r} is not ONNX's")
+        from rnncore.io.onnx_import._core import _Importer
+
+        _Importer.check_attribute_types(self, node)     # what onnxruntime refuses, refused
         a = _attrs(node)
         fn = _PURE.get(node.op_type)
         if fn is None and node.op_type in _FOLD and not any(i in self.runtime for i in node.input if i):
@@ -240,9 +256,15 @@ class _Builder:
         for i in node.input:
             if i and i not in self.runtime and i not in self.known:
                 self.refuse(node, f"input {i!r} is not available")
+        if node.input and node.input[0] not in self.runtime:
+            self.refuse(node, f"its data input {node.input[0]!r} is a constant, not computed from the "
+                              f"graph's inputs {self.inputs}", "fix the model's wiring")
         self._keep(node, maker(self, node, a))
 
     def _model(self) -> OnnxGraph:
+        if not self.outputs or not self.steps:
+            raise _Refused(f"from_onnx: the graph computes nothing from its inputs (inputs {self.inputs}, "
+                           f"outputs {self.outputs}, {len(self.steps)} nodes on the data)")
         consts = {}
         for s in self.steps:
             for i in s.inputs:
@@ -521,6 +543,10 @@ def _conv(b, node, a):
         b.refuse(node, f"auto_pad={a['auto_pad']!r}", "export with explicit pads")
     O, Cg, k = W.shape
     groups = int(a.get("group", 1))
+    shp = b.shape_of(node.input[0])
+    if shp is not None and (len(shp) != 3 or shp[1] not in (None, Cg * groups)):
+        b.refuse(node, f"X {node.input[0]!r} is declared with shape {shp}; W {W.shape} with group={groups} "
+                       f"expects (N, {Cg * groups}, L)", "fix the model's shapes")
     pads = list(a.get("pads", [0, 0]))
     m = Conv1d(Cg * groups, O, k, stride=int(a.get("strides", [1])[0]), padding=(pads[0], pads[1]),
                dilation=int(a.get("dilations", [1])[0]), groups=groups, bias=len(node.input) > 2
@@ -638,13 +664,14 @@ def _recurrent(b, node, a):
 
     shim = _NodeShim(b, node)
     ins = [_Seq(("T", "B", "F"), (None, None, None), ())]
-    for k in (1, 2, 3):
-        ins.append(b.known.get(node.input[k]) if len(node.input) > k and node.input[k] else None)
-        if ins[-1] is not None:
-            ins[-1] = np.asarray(ins[-1], np.float64 if ins[-1].dtype.kind == "f" else ins[-1].dtype)
-    ins += [None, None, None]
+    def weight(k):    # the initializer as stored (its element type is checked), else the folded value
+        name = node.input[k] if len(node.input) > k and node.input[k] else None
+        return None if name is None else b.raw.get(name, b.known.get(name))
+
+    ins += [weight(1), weight(2), weight(3), None, None, None]
     if len(node.input) > 7 and node.input[7]:
-        ins.append(np.asarray(b.const(node, node.input[7], "P"), np.float64))
+        b.const(node, node.input[7], "P")
+        ins.append(weight(7))
     for k, n in ((1, "W"), (2, "R")):
         if ins[k] is None:
             b.const(node, node.input[k], n)
@@ -652,6 +679,10 @@ def _recurrent(b, node, a):
         b.const(node, node.input[3], "B")
     op_recurrent(shim, node, ins, a)
     L = shim.layers[-1]
+    shp = b.shape_of(node.input[0])
+    if shp is not None and (len(shp) != 3 or shp[2] not in (None, L["input_size"])):
+        b.refuse(node, f"X {node.input[0]!r} is declared with shape {shp}; W expects (T, B, "
+                       f"{L['input_size']}) data", "fix the model's shapes")
     m = _build.recurrent(L["mode"], L["sd"], input_size=L["input_size"], hidden_size=L["hidden_size"],
                          bidirectional=L["bidirectional"], reset_after=L["reset_after"],
                          activations=L["activations"], clip=L["clip"], input_forget=L["input_forget"],
@@ -659,6 +690,19 @@ def _recurrent(b, node, a):
     layout = int(a.get("layout", 0))
     lstm = node.op_type == "LSTM"
     D, H = (2 if L["bidirectional"] else 1), L["hidden_size"]
+    xb = None if shp is None else shp[1 - layout]          # the data's declared batch size
+    for k, kind in ((5, "h"), (6, "c")):
+        name = node.input[k] if len(node.input) > k and node.input[k] else None
+        st = None if name is None else b.shape_of(name)
+        if st is None:
+            continue
+        want = (D, xb, H) if layout == 0 else (xb, D, H)
+        if len(st) != 3 or any(w is not None and v not in (None, w) for v, w in zip(st, want, strict=True)) \
+                or (name in b.known and xb is None):
+            why = " (a constant state fixes the batch size the data leaves open)" if xb is None else ""
+            b.refuse(node, f"initial_{kind} {name!r} has shape {st}, expected {want} for data of shape "
+                           f"{shp}{why}",
+                     "fix the model's shapes, or feed the state as a graph input")
     n_out = len(node.output)
 
     def run(x):
@@ -705,5 +749,17 @@ _FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_
 
 
 def build_graph(model, dtype: str = "float64", inputs=None, outputs=None) -> OnnxGraph:
-    """The graph (or the sub-graph from ``inputs`` to ``outputs``) as an :class:`OnnxGraph`."""
+    """The graph (or the sub-graph from ``inputs`` to ``outputs``) as an :class:`OnnxGraph`.
+
+    The model must pass ONNX's type inference
+    (``onnx.shape_inference.infer_shapes(check_type=True)``): a graph onnxruntime refuses for
+    its types is refused here, not run."""
+    import onnx
+
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True)
+    except Exception as e:  # noqa: BLE001 - ValidationError, InferenceError, ...
+        msg = str(e).strip().splitlines()
+        raise _Refused(f"from_onnx: the graph's types do not check (onnx.shape_inference: "
+                       f"{msg[0] if msg else type(e).__name__})") from e
     return _Builder(model, dtype, inputs, outputs).build()

@@ -11,8 +11,11 @@ from rnncore.nn.module import Module
 def onnx_run(model: Module, feeds: dict) -> dict:
     """Run an imported model with the ONNX graph's input names and layouts.
 
-    Returns ``{output name: array}`` shaped as the ONNX graph's outputs.
+    Returns ``{output name: array}`` shaped as the ONNX graph's outputs. An
+    :class:`~rnncore.io.onnx_import._graph.OnnxGraph` runs its graph (``model.run(feeds)``).
     """
+    if hasattr(model, "output_names") and hasattr(model, "run"):
+        return model.run({k: v for k, v in feeds.items() if k in model.input_names})
     sig: OnnxSignature = model.onnx_io
     x = np.asarray(feeds[sig.input])
     if sig.input_layout == "TB":
