@@ -310,10 +310,11 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
             return build_graph(onnx_model, dtype)
         except _Refused as graph_error:
             # a node no rnncore layer runs: the whole-graph message names it and what to do;
-            # otherwise the graph is malformed and the chain importer's check says how
+            # otherwise both importers' reasons
             if "no layer or operation for op type" in str(graph_error):
                 raise graph_error from None
-            raise chain_error from None
+            raise _Refused(f"{chain_error}; imported as a whole graph: "
+                           f"{str(graph_error).removeprefix('from_onnx: ')}") from None
 
 
 def _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec):
