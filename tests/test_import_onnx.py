@@ -177,11 +177,25 @@ def test_torch_onnx_export_round_trip(name):
 
 # -- refusals name what they refuse -------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore")
-def test_unsupported_operator_is_named():
+def test_relu_on_the_data_imports_as_a_graph_and_the_chain_importer_names_it():
+    """A Relu between the recurrent layer and the head is no chain rnncore.compile runs: the whole
+    graph imports as an OnnxGraph (equal to PyTorch), and as_spec=True names the node."""
+    from rnncore.io.onnx_import import OnnxGraph
+
     torch.manual_seed(0)
     m = _Net(relu=True).eval()
+    proto = _export(m, torch.randn(2, 5, 3))
     with pytest.raises(ValueError, match=r"\(Relu\): operator not supported"):
-        from_onnx(_export(m, torch.randn(2, 5, 3)))
+        from_onnx(proto, as_spec=True)
+    g = from_onnx(proto)
+    assert isinstance(g, OnnxGraph)
+    x = np.random.default_rng(3).standard_normal((4, 7, 3)).astype(np.float32)
+    with torch.no_grad():
+        ref = m(torch.as_tensor(x))
+    ref = ref[0] if isinstance(ref, tuple) else ref
+    got = g(x)
+    got = got[0] if isinstance(got, tuple) else got
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_weights_given_as_graph_inputs_are_refused():
@@ -227,10 +241,23 @@ def test_constant_initial_state_is_a_learned_initial_state(op):
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-5, err_msg=k)
 
 
-def test_constant_initial_state_that_differs_between_rows_is_refused():
-    model, _ = _constant_initial("GRU", rows_equal=False)
+def test_constant_initial_state_that_differs_between_rows_runs_as_a_graph():
+    model, feeds = _constant_initial("GRU", rows_equal=False)
     with pytest.raises(ValueError, match="differs between batch rows"):
+        from_onnx(model, as_spec=True)
+    # the chain importer refuses it; the whole-graph import needs the data's batch fixed (a
+    # constant state of batch N needs data of batch N: onnxruntime's GRU does not broadcast it)
+    with pytest.raises(ValueError, match="a constant state fixes the batch size"):
         from_onnx(model)
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = feeds["X"].shape[1]
+    # the NumPy graph model runs the learned initial state: equal to onnxruntime
+    import onnxruntime as ort
+
+    g = from_onnx(model)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    got = g.run(feeds)
+    for name, r in zip(g.output_names, ref, strict=True):
+        np.testing.assert_allclose(got[name], r, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -450,7 +477,10 @@ def test_final_activation_needs_consent(final):
                       dynamic_axes={"x": {0: "a", 1: "b"}})
     proto = onnx.load_from_string(f.getvalue())
     with pytest.raises(ValueError, match="strip_final_activation"):
-        from_onnx(proto)
+        from_onnx(proto, as_spec=True)
+    whole = from_onnx(proto)      # the graph as it is, final activation included
+    with torch.no_grad():
+        np.testing.assert_allclose(whole(x), m(torch.as_tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
     model = from_onnx(proto, strip_final_activation=True)
     assert len(model.onnx_io.stripped) == 1
     logits = torch.as_tensor(model.forward(x.astype(np.float64)))
@@ -497,7 +527,7 @@ def test_the_op_registry_dispatches_by_op_type_and_names_an_unknown_op_and_its_n
 
     try:
         with pytest.raises(ValueError, match="no recurrent node reaches a graph output"):
-            from_onnx(model)
+            from_onnx(model, as_spec=True)
         assert seen == ["the_erf"]
         with pytest.raises(ValueError, match="'Erf' already has a handler"):
             register("Erf")(erf)

@@ -47,8 +47,9 @@ def load_any(source: str | os.PathLike, *, trust_pickle: bool = False, dtype: st
     if ext == ".onnx":
         from rnncore.io.onnx_import import from_onnx
 
+        # graph=False: a file to convert must be a chain the C engine runs, not an OnnxGraph
         return from_onnx(path, dtype=dtype, strip_final_activation=strip_final_activation,
-                         max_bytes=max_bytes)
+                         max_bytes=max_bytes, graph=False)
     if ext == ".keras":
         os.environ.setdefault("KERAS_BACKEND", "torch")
         from rnncore.io.keras_import import from_keras

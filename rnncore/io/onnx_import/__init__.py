@@ -27,7 +27,15 @@ reads batch-major ``(B, T, F)`` like every rnncore model. ``model.onnx_io`` reco
 ONNX graph's inputs and outputs map onto it, and :func:`onnx_run` runs the model with ONNX
 feeds and returns ONNX-shaped outputs (used by the conformance tests).
 
-Refused on purpose: a non-zero *constant* initial state (rnncore layers have no learned
+3. **Whole graphs.** A graph that is not such a chain (a front-end before the recurrent layer,
+   element-wise ops on the data, several data inputs, a learned initial state), or any graph
+   imported with ``from_onnx(path, inputs=[...], outputs=[...])``, becomes an
+   :class:`OnnxGraph` (:mod:`._graph`): constant sub-graphs folded, shape arithmetic kept as
+   exact integer operations on the data's actual shape, the layers as rnncore layers, and a
+   ``forward`` that takes the graph's inputs and returns its outputs by the graph's names and
+   layouts. It runs on the NumPy reference (``as_spec=True`` refuses it).
+
+The chain importer refuses on purpose: a non-zero *constant* initial state (rnncore layers have no learned
 initial state; feed it as ``state``), a constant ``sequence_lens``, ``sequence_lens`` on
 some recurrent nodes but not others, weights that are graph inputs rather than
 initializers (use :func:`weights_to_initializers`), and element-wise ops on the data.
@@ -41,8 +49,10 @@ with ONNX feeds. An op type without a handler is refused with its name and the n
 """
 
 from rnncore.io.onnx_import._core import from_onnx, weights_to_initializers
+from rnncore.io.onnx_import._graph import OnnxGraph
 from rnncore.io.onnx_import._registry import OPS, register
 from rnncore.io.onnx_import._run import onnx_run
 from rnncore.io.onnx_import._values import OnnxSignature
 
-__all__ = ["from_onnx", "onnx_run", "weights_to_initializers", "OnnxSignature", "OPS", "register"]
+__all__ = ["from_onnx", "onnx_run", "weights_to_initializers", "OnnxSignature", "OnnxGraph", "OPS",
+           "register"]

@@ -13,6 +13,7 @@ from rnncore.io.files import MAX_MODEL_BYTES, check_file
 
 # the handler modules register their ops on import
 from rnncore.io.onnx_import import ops_graph, ops_head, ops_recurrent  # noqa: F401
+from rnncore.io.onnx_import._graph import build_graph
 from rnncore.io.onnx_import._registry import OPS
 from rnncore.io.onnx_import._values import (
     OnnxSignature,
@@ -248,7 +249,8 @@ def weights_to_initializers(model, names):
 
 
 def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: bool = False,
-              as_spec: bool = False, max_bytes: int = MAX_MODEL_BYTES) -> Module | ModelSpec:
+              as_spec: bool = False, max_bytes: int = MAX_MODEL_BYTES, inputs: list | None = None,
+              outputs: list | None = None, graph: bool = True) -> Module | ModelSpec:
     """Convert an ONNX model with RNN/GRU/LSTM nodes into an rnncore reference model.
 
     Parameters
@@ -264,12 +266,26 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
     max_bytes : largest ``.onnx`` file read from a path (default 2 GiB,
         :data:`rnncore.io.files.MAX_MODEL_BYTES`); a larger or non-regular file (a FIFO,
         ``/dev/zero``) is refused before it is read
+    inputs, outputs : tensor names: import the sub-graph that computes ``outputs`` from
+        ``inputs`` (default: the graph's own inputs and outputs) as an
+        :class:`~rnncore.io.onnx_import._graph.OnnxGraph` (e.g. the recurrent tail after an
+        image CNN)
+    graph : False: only a chain of recurrent layers and a head (what ``rc.compile``, ``.rnc``
+        files and ``rnncore convert`` need); a graph that is not one is refused naming the
+        node instead of imported as an ``OnnxGraph``. ``as_spec=True`` implies it.
 
     Returns
     -------
     ``rc.nn.RNN/GRU/LSTM``, :class:`rnncore.nn.extended.ExtendedRecurrent` (for ONNX-only
     options) or ``rc.nn.Sequential``; it reads ``x (B, T, F)``. ``model.onnx_io`` is an
     :class:`OnnxSignature` describing how the ONNX inputs and outputs map onto ``forward``.
+
+    A graph that is not one chain of recurrent layers and a head (a front-end before the
+    recurrent layer, shape arithmetic, element-wise ops, several inputs and outputs), or any
+    graph imported with ``inputs`` / ``outputs``, becomes an
+    :class:`~rnncore.io.onnx_import._graph.OnnxGraph`: a graph model of rnncore layers whose
+    ``forward`` takes the graph's inputs and returns its outputs (names and layouts as in the
+    graph). It runs on the NumPy reference; ``as_spec=True`` refuses it.
 
     Raises
     ------
@@ -279,7 +295,30 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
         import onnx  # noqa: F401
     except ImportError as e:  # pragma: no cover
         raise ImportError("from_onnx needs the 'onnx' package: pip install onnx") from e
-    imp = _Importer(_load(path_or_model, max_bytes), dtype, strip_final_activation)
+    onnx_model = _load(path_or_model, max_bytes)
+    if inputs is not None or outputs is not None:
+        if as_spec:
+            raise _Refused("from_onnx: as_spec=True with inputs/outputs: a sub-graph imports as an "
+                           "OnnxGraph, which the C engine does not run")
+        return build_graph(onnx_model, dtype, inputs, outputs)
+    try:
+        return _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec)
+    except _Refused as chain_error:
+        if as_spec or not graph:
+            raise
+        try:
+            return build_graph(onnx_model, dtype)
+        except _Refused as graph_error:
+            # a node no rnncore layer runs: the whole-graph message names it and what to do;
+            # otherwise both importers' reasons
+            if "no layer or operation for op type" in str(graph_error):
+                raise graph_error from None
+            raise _Refused(f"{chain_error}; imported as a whole graph: "
+                           f"{str(graph_error).removeprefix('from_onnx: ')}") from None
+
+
+def _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec):
+    imp = _Importer(onnx_model, dtype, strip_final_activation)
     imp.run()
     g = imp.g
     outputs = [o.name for o in g.output]

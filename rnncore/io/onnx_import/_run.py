@@ -14,8 +14,11 @@ def onnx_run(model: Module, feeds: dict) -> dict:
     Returns ``{output name: array}`` shaped as the ONNX graph's outputs. A sequence of length 0
     gets ONNX's semantics (onnxruntime's): zero ``Y`` and zero final states ``Y_h`` / ``Y_c``,
     where rnncore's layers and engine keep the initial state (docs/equations.md, "Sequences of
-    length 0").
+    length 0"). An
+    :class:`~rnncore.io.onnx_import._graph.OnnxGraph` runs its graph (``model.run(feeds)``).
     """
+    if hasattr(model, "output_names") and hasattr(model, "run"):
+        return model.run({k: v for k, v in feeds.items() if k in model.input_names})
     sig: OnnxSignature = model.onnx_io
     x = np.asarray(feeds[sig.input])
     if sig.input_layout == "TB":

@@ -1,0 +1,765 @@
+"""Whole-graph import: an ONNX graph as a small graph model of rnncore layers.
+
+The pipeline importer (:mod:`._core`) turns a graph that *is* one chain of recurrent layers and
+a head into an ``rc.nn`` model the C engine compiles. A real model puts the recurrent layer
+between a front-end and a head (Silero VAD: STFT-by-Conv -> Conv/ReLU -> LSTM -> Conv ->
+Sigmoid) or between an image CNN and ``view(T*b, h) -> Linear -> view(T, b, -1)`` (CRNN). For
+those, :class:`OnnxGraph` keeps the graph's own structure:
+
+* every node whose inputs are all constants (initializers, ``Constant``, and what is computed
+  from them) is **folded** at import time;
+* the shape arithmetic on the data (``Shape``, ``Gather``, ``Unsqueeze``, ``Concat``, ``Mul``,
+  ``Reshape`` ...) is kept as exact integer operations on the data's *actual* shape, evaluated
+  when the model runs -- so ``view(T*b, h)`` and ``view(T, b, -1)`` hold for every ``T`` and
+  ``b``, not only the export's example sizes;
+* the layers become rnncore layers: ``RNN``/``GRU``/``LSTM`` (every ONNX attribute, through
+  the same conversion as the pipeline importer), 1-D ``Conv`` (:class:`~rnncore.nn.conv.Conv1d`),
+  ``Gemm`` and ``MatMul`` by a constant (:class:`~rnncore.nn.layers.Linear`),
+  ``LayerNormalization`` (:class:`~rnncore.nn.norm.LayerNorm`), ``BatchNormalization``
+  (:class:`~rnncore.nn.norm.BatchNorm1d`, inference), ``Relu``/``Sigmoid``/``Tanh``/
+  ``HardSigmoid`` (:mod:`rnncore.nn.pointwise`); the element-wise arithmetic between them
+  (``Add``, ``Mul``, ``Pow``, ``Sqrt`` ... of the STFT magnitude, a residual) is NumPy.
+
+``OnnxGraph.forward`` takes the graph's inputs (positionally in graph order, or by name) and
+returns its outputs in graph order, with the graph's names (:attr:`OnnxGraph.input_names`,
+:attr:`OnnxGraph.output_names`) and layouts -- recurrent state inputs and outputs included.
+A node rnncore cannot run is refused with its name, its op type and what to do
+(``from_onnx(path, inputs=[...], outputs=[...])`` imports the sub-graph between named tensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from rnncore.io.onnx_import._values import _Refused
+from rnncore.nn.module import Module, resolve_dtype
+
+# ONNX TensorProto element types -> NumPy (floats become the model's dtype)
+_INT_TYPES = {2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
+              9: np.bool_, 12: np.uint32, 13: np.uint64}
+_FLOAT_TYPES = (1, 10, 11, 16)
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode()
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [s.decode() for s in v]
+        out[a.name] = v
+    return out
+
+
+class _Step:
+    """One node kept for run time: ``fn(list of input arrays) -> list of output arrays``."""
+
+    __slots__ = ("name", "op", "inputs", "outputs", "fn")
+
+    def __init__(self, name: str, op: str, inputs: list, outputs: list, fn: Callable) -> None:
+        self.name, self.op, self.inputs, self.outputs, self.fn = name, op, inputs, outputs, fn
+
+
+class OnnxGraph(Module):
+    """An imported ONNX (sub-)graph run with rnncore layers (see the module docstring).
+
+    Attributes
+    ----------
+    input_names, output_names : the graph's input / output tensor names, in graph order
+    steps : the nodes kept for run time (constant sub-graphs are folded away)
+    """
+
+    def __init__(self, input_names: list, output_names: list, steps: list, consts: dict,
+                 dtype: np.dtype) -> None:
+        super().__init__()
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+        self.steps = steps
+        self.consts = consts
+        self.dtype = dtype
+
+    def extra_repr(self) -> str:
+        return (f"inputs={self.input_names}, outputs={self.output_names}, "
+                f"{len(self.steps)} nodes, dtype='{self.dtype.name}'")
+
+    def run(self, feeds: dict) -> dict:
+        """Run the graph: ``feeds`` maps every input name to an array; returns name -> array."""
+        missing = [n for n in self.input_names if n not in feeds]
+        extra = [n for n in feeds if n not in self.input_names]
+        if missing or extra:
+            raise ValueError(f"feeds: expected the inputs {self.input_names}, got {sorted(feeds)}"
+                             f"{' (missing ' + str(missing) + ')' if missing else ''}")
+        vals = dict(self.consts)
+        for n in self.input_names:
+            v = np.asarray(feeds[n])
+            vals[n] = v.astype(self.dtype) if v.dtype.kind == "f" else v
+        for s in self.steps:
+            try:
+                outs = s.fn([vals[i] if i else None for i in s.inputs])
+            except _Refused:
+                raise
+            except (ValueError, IndexError) as e:
+                raise ValueError(f"OnnxGraph: node {s.name!r} ({s.op}) failed on these inputs: {e}") from e
+            for name, v in zip(s.outputs, outs, strict=False):
+                if name:
+                    vals[name] = v
+        return {n: vals[n] for n in self.output_names}
+
+    def forward(self, *args, train: bool = False, **feeds):
+        """``forward(*inputs)`` or ``forward(name=array, ...)``: the graph's outputs, in graph order
+        (one array when the graph has one output, else a tuple)."""
+        if train:
+            raise NotImplementedError("OnnxGraph is an inference model (train=False)")
+        if args:
+            if len(args) > len(self.input_names) or set(self.input_names[:len(args)]) & set(feeds):
+                raise TypeError(f"forward: expected the inputs {self.input_names}, got {len(args)} "
+                                f"positional and {sorted(feeds)} by name")
+            feeds = {**dict(zip(self.input_names, args, strict=False)), **feeds}
+        out = self.run(feeds)
+        res = tuple(out[n] for n in self.output_names)
+        return res[0] if len(res) == 1 else res
+
+
+# -- NumPy ops on shapes and data ------------------------------------------------------------
+def _ints(v) -> list:
+    return [int(x) for x in np.atleast_1d(np.asarray(v))]
+
+
+def _norm_axes(axes, rank: int) -> list:
+    return sorted(a + rank if a < 0 else a for a in axes)
+
+
+class _Builder:
+    def __init__(self, model, dtype: str, inputs, outputs) -> None:
+        from onnx import numpy_helper
+
+        self.dt = resolve_dtype(dtype)
+        g = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+        self.known: dict = {}
+        for v in list(g.input) + list(g.output):
+            if v.type.WhichOneof("value") != "tensor_type" or v.type.tensor_type.elem_type == 0:
+                raise _Refused(f"from_onnx: graph {'input' if v in g.input else 'output'} {v.name!r} "
+                               "must be a tensor of a defined element type")
+        self.declared: dict = {}     # tensor name -> declared shape (None for an unknown axis)
+        for v in list(g.input) + list(g.value_info) + list(g.output):
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
+                self.declared[v.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                              for d in v.type.tensor_type.shape.dim)
+        self.raw: dict = {}          # initializers in their own element type (for type checks)
+        for t in g.initializer:
+            try:
+                self.raw[t.name] = numpy_helper.to_array(t)
+                self.known[t.name] = self._const(self.raw[t.name])
+            except Exception as e:  # noqa: BLE001 - an unknown element type, data of the wrong size, ...
+                raise _Refused(f"from_onnx: initializer {t.name!r} cannot be read "
+                               f"({type(e).__name__}: {e})") from e
+        init = set(self.known)
+        graph_inputs = [i.name for i in g.input if i.name not in init]
+        self.inputs = list(graph_inputs if inputs is None else inputs)
+        self.outputs = [o.name for o in g.output] if outputs is None else list(outputs)
+        produced = {o for n in g.node for o in n.output if o}
+        for name in self.inputs:
+            if name not in produced and name not in graph_inputs:
+                raise _Refused(f"from_onnx: inputs: {name!r} is no tensor of the graph (graph inputs: "
+                               f"{graph_inputs}; or a node's output)")
+        for name in self.outputs:
+            if name not in produced and name not in graph_inputs and name not in init:
+                raise _Refused(f"from_onnx: outputs: {name!r} is no tensor of the graph (graph outputs: "
+                               f"{[o.name for o in g.output]}; or a node's output)")
+        # the nodes the outputs need, stopping at the chosen inputs
+        by_out = {o: n for n in g.node for o in n.output if o}
+        need, stack, seen = set(), list(self.outputs), set()
+        while stack:
+            t = stack.pop()
+            if t in seen or t in self.inputs or t in init:
+                continue
+            seen.add(t)
+            n = by_out.get(t)
+            if n is None:
+                raise _Refused(f"from_onnx: tensor {t!r} is needed for the outputs {self.outputs} but is "
+                               f"not computed from the inputs {self.inputs} (add it to inputs=[...])")
+            need.add(id(n))
+            stack.extend(i for i in n.input if i)
+        self.nodes = [n for n in g.node if id(n) in need]
+        self.steps: list = []
+        self.runtime = set(self.inputs)
+
+    def _const(self, a):
+        a = np.asarray(a)
+        return a.astype(self.dt) if a.dtype.kind == "f" else a
+
+    def refuse(self, node, why: str, hint: str | None = None):
+        hint = hint or ("import the part around it: from_onnx(path, inputs=[...], outputs=[...]) with "
+                        f"its input {list(node.input)[:1]} as an output or its output "
+                        f"{list(node.output)[:1]} as an input")
+        raise _Refused(f"from_onnx: node {node.name or '?'!r} ({node.op_type}): {why}; {hint}")
+
+    def shape_of(self, name: str):
+        """The tensor's shape where the import knows it (a constant, a declared shape), else None."""
+        if name in self.known:
+            return tuple(np.shape(self.known[name]))
+        return self.declared.get(name)
+
+    def const(self, node, name: str, what: str):
+        if name not in self.known:
+            self.refuse(node, f"{what} ({name!r}) must be a constant (an initializer or computed from "
+                              "constants), rnncore layers hold their weights",
+                        "make it an initializer (rnncore.io.onnx_import.weights_to_initializers)")
+        return self.known[name]
+
+    def build(self) -> OnnxGraph:
+        for node in self.nodes:
+            try:
+                self._node(node)
+            except _Refused:
+                raise
+            except (TypeError, KeyError, IndexError, AttributeError, ValueError, ArithmeticError) as e:
+                # a malformed node (or constants that do not fit it): named, not a crash
+                self.refuse(node, f"malformed node ({type(e).__name__}: {e})", "check the model with "
+                                  "onnx.checker.check_model(model, full_check=True)")
+        return self._model()
+
+    def _node(self, node) -> None:
+        if node.domain not in ("", "ai.onnx"):
+            self.refuse(node, f"operator domain {node.domain!r} is not ONNX's")
+        from rnncore.io.onnx_import._core import _Importer
+
+        _Importer.check_attribute_types(self, node)     # what onnxruntime refuses, refused
+        a = _attrs(node)
+        fn = _PURE.get(node.op_type)
+        if fn is None and node.op_type in _FOLD and not any(i in self.runtime for i in node.input if i):
+            fn = _FOLD[node.op_type]      # a layer op on constants only: folded with NumPy
+        if fn is not None:
+            ins_rt = [i for i in node.input if i and i in self.runtime]
+            if not ins_rt:        # fold it
+                try:
+                    outs = fn(self, node, a, [self.known[i] if i else None for i in node.input])
+                except KeyError as e:
+                    self.refuse(node, f"input {e} is not available")
+                for name, v in zip(node.output, outs, strict=False):
+                    if name:
+                        self.known[name] = v
+                return
+            self._keep(node, lambda vals, fn=fn, node=node, a=a: fn(self, node, a, vals))
+            return
+        maker = _LAYERS.get(node.op_type)
+        if maker is None:
+            known = ", ".join(sorted(set(_PURE) | set(_LAYERS)))
+            self.refuse(node, f"operator not supported by rnncore: no layer or operation for op type "
+                              f"{node.op_type!r} (supported: {known})")
+        for i in node.input:
+            if i and i not in self.runtime and i not in self.known:
+                self.refuse(node, f"input {i!r} is not available")
+        if node.input and node.input[0] not in self.runtime:
+            self.refuse(node, f"its data input {node.input[0]!r} is a constant, not computed from the "
+                              f"graph's inputs {self.inputs}", "fix the model's wiring")
+        self._keep(node, maker(self, node, a))
+
+    def _model(self) -> OnnxGraph:
+        if not self.outputs or not self.steps:
+            raise _Refused(f"from_onnx: the graph computes nothing from its inputs (inputs {self.inputs}, "
+                           f"outputs {self.outputs}, {len(self.steps)} nodes on the data)")
+        consts = {}
+        for s in self.steps:
+            for i in s.inputs:
+                if i and i not in self.runtime:
+                    consts[i] = self.known[i]
+        for o in self.outputs:
+            if o not in self.runtime:
+                consts[o] = self.known[o]
+        model = OnnxGraph(self.inputs, self.outputs, self.steps, consts, self.dt)
+        for k, s in enumerate(self.steps):
+            m = getattr(s.fn, "module", None)
+            if m is not None:
+                model.add_module(f"{k}_{s.op.lower()}", m)
+        return model
+
+    def _keep(self, node, fn) -> None:
+        self.steps.append(_Step(node.name or "?", node.op_type, list(node.input), list(node.output), fn))
+        self.runtime.update(o for o in node.output if o)
+
+
+# each pure op: fn(builder, node, attrs, input arrays) -> list of outputs
+def _cast(b, node, a, x):
+    to = int(a["to"])
+    if to in _FLOAT_TYPES:
+        return [np.asarray(x[0]).astype(b.dt)]
+    if to not in _INT_TYPES:
+        b.refuse(node, f"Cast to element type {to}")
+    return [np.asarray(x[0]).astype(_INT_TYPES[to])]
+
+
+def _shape(b, node, a, x):
+    s = np.array(np.shape(x[0]), np.int64)
+    r = len(s)
+    start, end = a.get("start", 0), a.get("end", r)
+    return [s[start:end]]
+
+
+def _gather(b, node, a, x):
+    return [np.take(x[0], np.asarray(x[1]).astype(np.int64), axis=int(a.get("axis", 0)))]
+
+
+def _axes(b, node, a, x, k=1):
+    if "axes" in a:
+        return list(a["axes"])
+    if len(x) > k and x[k] is not None:
+        return _ints(x[k])
+    return None
+
+
+def _unsqueeze(b, node, a, x):
+    axes = _axes(b, node, a, x)
+    y = np.asarray(x[0])
+    for ax in _norm_axes(axes, y.ndim + len(axes)):
+        y = np.expand_dims(y, ax)
+    return [y]
+
+
+def _squeeze(b, node, a, x):
+    axes = _axes(b, node, a, x)
+    y = np.asarray(x[0])
+    if axes is None:
+        return [np.squeeze(y)]
+    axes = _norm_axes(axes, y.ndim)
+    if any(y.shape[ax] != 1 for ax in axes):
+        b.refuse(node, f"squeezes axes {axes} of a tensor of shape {y.shape}")
+    return [np.squeeze(y, axis=tuple(axes))]
+
+
+def _concat(b, node, a, x):
+    return [np.concatenate([np.asarray(v) for v in x], axis=int(a["axis"]))]
+
+
+def _reshape(b, node, a, x):
+    y = np.asarray(x[0])
+    shape = _ints(x[1]) if len(x) > 1 else list(a["shape"])
+    if not int(a.get("allowzero", 0)):
+        shape = [y.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return [y.reshape(shape)]
+
+
+def _flatten(b, node, a, x):
+    y = np.asarray(x[0])
+    ax = int(a.get("axis", 1))
+    ax = ax + y.ndim if ax < 0 else ax
+    return [y.reshape(int(np.prod(y.shape[:ax])), -1)]
+
+
+def _slice(b, node, a, x):
+    y = np.asarray(x[0])
+    if b.opset < 10:
+        starts, ends = list(a["starts"]), list(a["ends"])
+        axes = list(a.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = _ints(x[1]), _ints(x[2])
+        axes = _ints(x[3]) if len(x) > 3 and x[3] is not None else list(range(len(starts)))
+        steps = _ints(x[4]) if len(x) > 4 and x[4] is not None else [1] * len(starts)
+    sl = [slice(None)] * y.ndim
+    for s, e, ax, st in zip(starts, ends, axes, steps, strict=True):
+        n = y.shape[ax]
+        # ONNX clamps to [0, n] (forward) / [-1, n-1] (backward); INT_MAX-style ends included
+        s = s + n if s < 0 else s
+        e = e + n if e < 0 else e
+        if st > 0:
+            s, e = min(max(s, 0), n), min(max(e, 0), n)
+        else:
+            s, e = min(max(s, -1), n - 1), min(max(e, -1), n - 1)
+        sl[ax] = slice(s, e if e >= 0 else None, st)
+    return [y[tuple(sl)]]
+
+
+def _transpose(b, node, a, x):
+    return [np.transpose(x[0], a.get("perm"))]
+
+
+def _constant(b, node, a, x):
+    from onnx import numpy_helper
+
+    if "value" in a:
+        return [b._const(numpy_helper.to_array(a["value"]))]
+    for k, dt in (("value_float", b.dt), ("value_int", np.int64)):
+        if k in a:
+            return [np.asarray(a[k], dt)]
+    for k, dt in (("value_floats", b.dt), ("value_ints", np.int64)):
+        if k in a:
+            return [np.asarray(list(a[k]), dt)]
+    b.refuse(node, f"Constant with attributes {sorted(a)}")
+
+
+def _constant_of_shape(b, node, a, x):
+    from onnx import numpy_helper
+
+    v = b._const(numpy_helper.to_array(a["value"])) if "value" in a else np.zeros(1, b.dt)
+    return [np.full(_ints(x[0]) if np.size(x[0]) else [], v.reshape(-1)[0], v.dtype)]
+
+
+def _expand(b, node, a, x):
+    y = np.asarray(x[0])
+    return [np.broadcast_to(y, np.broadcast_shapes(y.shape, tuple(_ints(x[1])))).copy()]
+
+
+def _range(b, node, a, x):
+    return [np.arange(x[0], x[1], x[2]).astype(np.asarray(x[0]).dtype)]
+
+
+def _div(p, q):
+    p, q = np.asarray(p), np.asarray(q)
+    if p.dtype.kind in "iu" and q.dtype.kind in "iu":
+        return np.trunc(p / q).astype(np.result_type(p, q))   # ONNX integer Div truncates
+    return p / q
+
+
+def _binary(f):
+    def op(b, node, a, x):
+        p, q = np.asarray(x[0]), np.asarray(x[1])
+        if p.dtype.kind == "f" or q.dtype.kind == "f":
+            p, q = p.astype(b.dt, copy=False), q.astype(b.dt, copy=False)
+        return [np.asarray(f(p, q))]
+    return op
+
+
+def _unary(f):
+    return lambda b, node, a, x: [np.asarray(f(np.asarray(x[0])))]
+
+
+def _softmax(log: bool):
+    def op(b, node, a, x):
+        y = np.asarray(x[0])
+        ax = int(a.get("axis", -1 if b.opset >= 13 else 1))
+        if b.opset < 13:      # opsets 1-12: softmax over the flattened axes from `axis` on
+            shp = y.shape
+            y2 = y.reshape(int(np.prod(shp[:ax % y.ndim])), -1)
+            z = y2 - y2.max(axis=1, keepdims=True)
+            out = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            return [(out if log else np.exp(out)).reshape(shp)]
+        z = y - y.max(axis=ax, keepdims=True)
+        out = z - np.log(np.exp(z).sum(axis=ax, keepdims=True))
+        return [out if log else np.exp(out)]
+    return op
+
+
+def _pad(b, node, a, x):
+    y = np.asarray(x[0])
+    mode = a.get("mode", "constant")
+    if b.opset < 11:
+        pads, value, axes = list(a["pads"]), float(a.get("value", 0.0)), None
+    else:
+        pads = _ints(x[1])
+        value = np.asarray(x[2]).reshape(-1)[0] if len(x) > 2 and x[2] is not None and np.size(x[2]) else 0
+        axes = _ints(x[3]) if len(x) > 3 and x[3] is not None else None
+    axes = list(range(y.ndim)) if axes is None else [ax + y.ndim if ax < 0 else ax for ax in axes]
+    n = len(axes)
+    if len(pads) != 2 * n:
+        b.refuse(node, f"pads {pads} do not fit {n} axes")
+    width = [(0, 0)] * y.ndim
+    for k, ax in enumerate(axes):
+        width[ax] = (pads[k], pads[k + n])
+    if any(p < 0 for w in width for p in w):
+        b.refuse(node, f"negative pads {pads} (cropping)")
+    if mode == "constant":
+        return [np.pad(y, width, mode="constant", constant_values=value)]
+    if mode in ("reflect", "edge"):
+        return [np.pad(y, width, mode=mode)]
+    b.refuse(node, f"mode {mode!r}")
+
+
+def _hard_sigmoid_np(b, node, a, x):
+    al, be = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    return [np.clip(al * np.asarray(x[0]) + be, 0, 1)]
+
+
+def _leaky(b, node, a, x):
+    y = np.asarray(x[0])
+    return [np.where(y >= 0, y, float(a.get("alpha", 0.01)) * y)]
+
+
+def _where(b, node, a, x):
+    return [np.where(np.asarray(x[0]).astype(bool), x[1], x[2])]
+
+
+def _identity(b, node, a, x):
+    return [x[0]]
+
+
+def _dropout(b, node, a, x):        # inference: the identity (and an all-true mask)
+    return [x[0], np.ones(np.shape(x[0]), bool)][:len(node.output)]
+
+
+def _matmul_np(b, node, a, x):
+    return [np.matmul(x[0], x[1])]
+
+
+def _sigmoid_np(v):
+    return 0.5 * (1.0 + np.tanh(0.5 * v))     # = 1 / (1 + exp(-v)), no overflow
+
+
+_PURE: dict = {
+    "Identity": _identity, "Cast": _cast, "Shape": _shape, "Gather": _gather, "Unsqueeze": _unsqueeze,
+    "Squeeze": _squeeze, "Concat": _concat, "Reshape": _reshape, "Flatten": _flatten, "Slice": _slice,
+    "Transpose": _transpose, "Constant": _constant, "ConstantOfShape": _constant_of_shape,
+    "Expand": _expand, "Range": _range, "Pad": _pad, "Where": _where, "Dropout": _dropout,
+    "Add": _binary(np.add), "Sub": _binary(np.subtract), "Mul": _binary(np.multiply), "Div": _binary(_div),
+    "Pow": _binary(np.power), "Max": _binary(np.maximum), "Min": _binary(np.minimum),
+    "Equal": _binary(np.equal), "Less": _binary(np.less), "Greater": _binary(np.greater),
+    "Sqrt": _unary(np.sqrt), "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Exp": _unary(np.exp),
+    "Log": _unary(np.log), "Not": _unary(np.logical_not),
+    "Softmax": _softmax(False), "LogSoftmax": _softmax(True), "LeakyRelu": _leaky,
+}
+
+
+# -- rnncore layers ------------------------------------------------------------------------
+def _with_module(fn, module):
+    fn.module = module
+    return fn
+
+
+def _act_layer(cls_name: str):
+    def make(b, node, a):
+        from rnncore.nn import pointwise
+
+        if cls_name == "HardSigmoid":
+            m = pointwise.HardSigmoid(alpha=float(a.get("alpha", 0.2)), beta=float(a.get("beta", 0.5)))
+        else:
+            m = getattr(pointwise, cls_name)()
+        return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
+    return make
+
+
+def _conv(b, node, a):
+    from rnncore.nn.conv import Conv1d
+
+    W = b.const(node, node.input[1], "W")
+    if W.ndim != 3:
+        b.refuse(node, f"a {W.ndim - 2}-D convolution (weight {W.shape}); rnncore has Conv1d only")
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        b.refuse(node, f"auto_pad={a['auto_pad']!r}", "export with explicit pads")
+    O, Cg, k = W.shape
+    groups = int(a.get("group", 1))
+    shp = b.shape_of(node.input[0])
+    if shp is not None and (len(shp) != 3 or shp[1] not in (None, Cg * groups)):
+        b.refuse(node, f"X {node.input[0]!r} is declared with shape {shp}; W {W.shape} with group={groups} "
+                       f"expects (N, {Cg * groups}, L)", "fix the model's shapes")
+    pads = list(a.get("pads", [0, 0]))
+    m = Conv1d(Cg * groups, O, k, stride=int(a.get("strides", [1])[0]), padding=(pads[0], pads[1]),
+               dilation=int(a.get("dilations", [1])[0]), groups=groups, bias=len(node.input) > 2
+               and bool(node.input[2]), dtype=b.dt.name)
+    m.params["weight"] = W.astype(b.dt)
+    if "bias" in m.params:
+        m.params["bias"] = b.const(node, node.input[2], "B").astype(b.dt)
+
+    def run(x):
+        X = np.asarray(x[0])
+        if X.ndim != 3:
+            raise ValueError(f"X: expected (N, C, L), got shape {X.shape}")
+        return [m.forward(X.astype(b.dt, copy=False).transpose(0, 2, 1)).transpose(0, 2, 1)]
+    return _with_module(run, m)
+
+
+def _linear_from(b, weight, bias):
+    from rnncore.nn.layers import Linear
+
+    out, inn = weight.shape
+    m = Linear(inn, out, bias=bias is not None, dtype=b.dt.name)
+    m.params["weight"] = np.ascontiguousarray(weight, dtype=b.dt)
+    if bias is not None:
+        m.params["bias"] = np.asarray(bias, b.dt)
+    return m
+
+
+def _matmul(b, node, a):
+    if node.input[1] not in b.known or np.ndim(b.known[node.input[1]]) != 2:
+        return lambda x: _matmul_np(b, node, a, x)
+    m = _linear_from(b, b.known[node.input[1]].T, None)
+    return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
+
+
+def _gemm(b, node, a):
+    B = b.const(node, node.input[1], "B")
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    if int(a.get("transA", 0)):
+        b.refuse(node, "transA=1 (the data transposed)", "export without the transpose")
+    Wt = (B if int(a.get("transB", 0)) else B.T) * alpha
+    bias = None
+    if len(node.input) > 2 and node.input[2]:
+        C = np.asarray(b.const(node, node.input[2], "C")) * beta
+        if C.size not in (1, Wt.shape[0]):
+            b.refuse(node, f"C of shape {C.shape} is not a bias of {Wt.shape[0]} features")
+        bias = np.broadcast_to(C.reshape(-1), (Wt.shape[0],))
+    m = _linear_from(b, Wt, bias)
+    return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
+
+
+def _layer_norm(b, node, a):
+    from rnncore.nn.norm import LayerNorm
+
+    scale = b.const(node, node.input[1], "Scale")
+    if int(a.get("axis", -1)) != -1 or scale.ndim != 1:
+        b.refuse(node, f"normalises axes from {a.get('axis')} on (rnncore's LayerNorm: the last axis)")
+    has_b = len(node.input) > 2 and bool(node.input[2])
+    m = LayerNorm(scale.shape[0], eps=float(a.get("epsilon", 1e-5)), bias=has_b, dtype=b.dt.name)
+    m.params["weight"] = scale.astype(b.dt)
+    if has_b:
+        m.params["bias"] = b.const(node, node.input[2], "B").astype(b.dt)
+    return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
+
+
+def _batch_norm(b, node, a):
+    from rnncore.nn.norm import BatchNorm1d
+
+    if len(node.output) > 1 and any(node.output[1:]):
+        b.refuse(node, "training-mode outputs (running mean/var)", "export the model in eval mode")
+    sc, bi, mean, var = (b.const(node, node.input[k], n) for k, n in
+                         ((1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")))
+    m = BatchNorm1d(sc.shape[0], eps=float(a.get("epsilon", 1e-5)), dtype=b.dt.name)
+    m.params["weight"], m.params["bias"] = sc.astype(b.dt), bi.astype(b.dt)
+    m.buffers["running_mean"], m.buffers["running_var"] = mean.astype(b.dt), var.astype(b.dt)
+
+    def run(x):
+        X = np.asarray(x[0]).astype(b.dt, copy=False)      # (N, C, ...): channels on axis 1
+        Xl = np.moveaxis(X, 1, -1)
+        return [np.moveaxis(m.forward(Xl.reshape(-1, 1, Xl.shape[-1])).reshape(Xl.shape), -1, 1)]
+    return _with_module(run, m)
+
+
+class _NodeShim:
+    """Just what :func:`ops_recurrent.op_recurrent` asks of the pipeline importer, to convert one
+    recurrent node's weights and attributes into a layer description."""
+
+    def __init__(self, b, node) -> None:
+        self.b, self.layers, self.rnn_nodes, self.lengths = b, [], [], None
+        self.lengths_nodes, self.states, self.node_pipe, self.node_D = [], [], {}, {}
+
+    def data(self, v, node):
+        return v
+
+    def resolve_time(self, s, node, want):
+        return None
+
+    def const(self, v, node, what):
+        if isinstance(v, np.ndarray):
+            return v
+        self.b.refuse(node, f"{what} must be a constant (initializer)",
+                      "make it an initializer (rnncore.io.onnx_import.weights_to_initializers)")
+
+    def refuse(self, node, why):
+        self.b.refuse(node, why, "see docs/importers.md for the recurrent attributes rnncore runs")
+
+    def add_layer(self, pipe, layer):
+        self.layers.append(layer)
+        return pipe + (len(self.layers) - 1,)
+
+
+def _recurrent(b, node, a):
+    from rnncore.io import _build
+    from rnncore.io.onnx_import._values import _Seq
+    from rnncore.io.onnx_import.ops_recurrent import op_recurrent
+
+    shim = _NodeShim(b, node)
+    ins = [_Seq(("T", "B", "F"), (None, None, None), ())]
+    def weight(k):    # the initializer as stored (its element type is checked), else the folded value
+        name = node.input[k] if len(node.input) > k and node.input[k] else None
+        return None if name is None else b.raw.get(name, b.known.get(name))
+
+    ins += [weight(1), weight(2), weight(3), None, None, None]
+    if len(node.input) > 7 and node.input[7]:
+        b.const(node, node.input[7], "P")
+        ins.append(weight(7))
+    for k, n in ((1, "W"), (2, "R")):
+        if ins[k] is None:
+            b.const(node, node.input[k], n)
+    if len(node.input) > 3 and node.input[3] and ins[3] is None:
+        b.const(node, node.input[3], "B")
+    op_recurrent(shim, node, ins, a)
+    L = shim.layers[-1]
+    shp = b.shape_of(node.input[0])
+    if shp is not None and (len(shp) != 3 or shp[2] not in (None, L["input_size"])):
+        b.refuse(node, f"X {node.input[0]!r} is declared with shape {shp}; W expects (T, B, "
+                       f"{L['input_size']}) data", "fix the model's shapes")
+    m = _build.recurrent(L["mode"], L["sd"], input_size=L["input_size"], hidden_size=L["hidden_size"],
+                         bidirectional=L["bidirectional"], reset_after=L["reset_after"],
+                         activations=L["activations"], clip=L["clip"], input_forget=L["input_forget"],
+                         reverse=L["reverse"], dtype=b.dt.name)
+    layout = int(a.get("layout", 0))
+    lstm = node.op_type == "LSTM"
+    D, H = (2 if L["bidirectional"] else 1), L["hidden_size"]
+    xb = None if shp is None else shp[1 - layout]          # the data's declared batch size
+    for k, kind in ((5, "h"), (6, "c")):
+        name = node.input[k] if len(node.input) > k and node.input[k] else None
+        st = None if name is None else b.shape_of(name)
+        if st is None:
+            continue
+        want = (D, xb, H) if layout == 0 else (xb, D, H)
+        if len(st) != 3 or any(w is not None and v not in (None, w) for v, w in zip(st, want, strict=True)) \
+                or (name in b.known and xb is None):
+            why = " (a constant state fixes the batch size the data leaves open)" if xb is None else ""
+            b.refuse(node, f"initial_{kind} {name!r} has shape {st}, expected {want} for data of shape "
+                           f"{shp}{why}",
+                     "fix the model's shapes, or feed the state as a graph input")
+    n_out = len(node.output)
+
+    def run(x):
+        X = np.asarray(x[0]).astype(b.dt, copy=False)
+        if X.ndim != 3:
+            raise ValueError(f"X: expected 3 axes, got shape {X.shape}")
+        Xb = X.transpose(1, 0, 2) if layout == 0 else X                    # (B, T, I)
+        B_ = Xb.shape[0]
+        lens = x[4] if len(x) > 4 else None
+        st = []
+        for k in (5, 6):
+            v = x[k] if len(x) > k else None
+            if v is None:
+                v = np.zeros((D, B_, H), b.dt)
+            else:
+                v = np.asarray(v).astype(b.dt, copy=False)
+                if layout == 1:
+                    v = v.transpose(1, 0, 2)
+            st.append(v)
+        state = (st[0], st[1]) if lstm else st[0]
+        if lens is not None:
+            lens = np.asarray(lens).astype(np.int64)
+        y, fin = m.forward(Xb, state=state, lengths=lens)
+        hN, cN = fin if lstm else (fin, None)
+        Tn = Xb.shape[1]
+        Y = y.reshape(B_, Tn, D, H)
+        Y = Y.transpose(1, 2, 0, 3) if layout == 0 else Y.transpose(0, 1, 2, 3)
+        outs = [Y, hN if layout == 0 else hN.transpose(1, 0, 2)]
+        if lstm:
+            outs.append(cN if layout == 0 else cN.transpose(1, 0, 2))
+        return outs[:n_out]
+    return _with_module(run, m)
+
+
+_LAYERS: dict = {
+    "Relu": _act_layer("ReLU"), "Sigmoid": _act_layer("Sigmoid"), "Tanh": _act_layer("Tanh"),
+    "HardSigmoid": _act_layer("HardSigmoid"), "Conv": _conv, "MatMul": _matmul, "Gemm": _gemm,
+    "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
+    "RNN": _recurrent, "GRU": _recurrent, "LSTM": _recurrent,
+}
+# constant folding of these needs no layer: fold with NumPy
+_FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_np), "Tanh": _unary(np.tanh),
+         "HardSigmoid": _hard_sigmoid_np, "MatMul": _matmul_np}
+
+
+def build_graph(model, dtype: str = "float64", inputs=None, outputs=None) -> OnnxGraph:
+    """The graph (or the sub-graph from ``inputs`` to ``outputs``) as an :class:`OnnxGraph`.
+
+    The model must pass ONNX's type inference
+    (``onnx.shape_inference.infer_shapes(check_type=True)``): a graph onnxruntime refuses for
+    its types is refused here, not run."""
+    import onnx
+
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True)
+    except Exception as e:  # noqa: BLE001 - ValidationError, InferenceError, ...
+        msg = str(e).strip().splitlines()
+        raise _Refused(f"from_onnx: the graph's types do not check (onnx.shape_inference: "
+                       f"{msg[0] if msg else type(e).__name__})") from e
+    return _Builder(model, dtype, inputs, outputs).build()
