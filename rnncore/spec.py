@@ -266,7 +266,8 @@ _KIND_TO_RNC = {"rnn_tanh": ("rnn", "tanh"), "rnn_relu": ("rnn", "relu"), "gru":
                 "lstm": ("lstm", None)}
 
 
-def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = True) -> dict:
+def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = True,
+                state_scale: str | None = None) -> dict:
     """The ``dict`` that :func:`rnncore.io.rnc.write_rnc` takes.
 
     Parameters
@@ -275,8 +276,18 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
     precision : "f32" or "q8"
     calibration : a :class:`~rnncore.quant.Calibration` (static q8 scales) or None (dynamic)
     head : include the linear head (False when the engine applies it after pooling itself)
+    state_scale : q8 state scales (:func:`rnncore.quant.scheme.activation_scales`): None (the
+        calibration's, else dynamic), "dynamic", or "bounded" (1/127, GRU/LSTM/tanh RNN only)
     """
+    from rnncore.quant.scheme import activation_scales
+
     spec.validate()
+    if state_scale is not None and precision != "q8":
+        raise ValueError(f"state_scale: q8 activation scales exist only for precision='q8', got "
+                         f"state_scale={state_scale!r} with precision={precision!r}")
+    xs, hs, head_scale = activation_scales([ls.cell for ls in spec.layers],
+                                           [ls.num_directions for ls in spec.layers],
+                                           head and spec.head is not None, state_scale, calibration)
     layers = []
     for k, ls in enumerate(spec.layers):
         kind, nonlin = _KIND_TO_RNC[ls.cell]
@@ -291,9 +302,10 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
             layer["nonlinearity"] = nonlin
         if kind == "gru":
             layer["reset_after"] = ls.reset_after
-        if calibration is not None:
-            layer["x_scale"] = calibration.x_scale[k]
-            layer["h_scale"] = list(calibration.h_scale[k])
+        if xs[k] is not None:
+            layer["x_scale"] = xs[k]
+        if any(v is not None for v in hs[k]):
+            layer["h_scale"] = hs[k]
         layers.append(layer)
     emb = None if spec.embedding is None else {"weight": np.asarray(spec.embedding, np.float32)}
     out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
@@ -304,7 +316,7 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
         b = np.zeros(w.shape[0]) if spec.head.bias is None else spec.head.bias
         b = np.asarray(b, np.float32)
         out["head"] = {"weight": w, "bias": b, "activation": spec.head.activation,
-                       "in_scale": None if calibration is None else calibration.head_scale}
+                       "in_scale": head_scale}
     return out
 
 
@@ -336,7 +348,8 @@ def spec_from_rnc(d: dict) -> ModelSpec:
 PRECISIONS = ("f32", "q8")
 
 
-def build_rnc(model: object, precision: str = "f32", calibration: object = None) -> tuple[bytes, ModelSpec]:
+def build_rnc(model: object, precision: str = "f32", calibration: object = None,
+              state_scale: str | None = None) -> tuple[bytes, ModelSpec]:
     """Describe ``model`` and write it as ``.rnc`` bytes: what ``rc.compile`` loads and
     ``rnncore convert`` writes, without the C engine.
 
@@ -349,6 +362,9 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None)
     calibration : q8 only: None (dynamic activation scales), representative inputs
         ``X (B, T, I)`` (or ``(X, lengths)``) measured with :func:`rnncore.quant.calibrate`, or a
         :class:`~rnncore.quant.Calibration`
+    state_scale : q8 only: the hidden states' scales: None (the calibration's, else dynamic),
+        "dynamic", or "bounded" (the fixed scale 1/127 of states in [-1, 1]: GRU, LSTM, tanh RNN;
+        docs/q8-contract.md, "The bounded state scale")
 
     Returns
     -------
@@ -375,7 +391,7 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None)
                 else (calibration, None)
             _check_calibration(spec, cx, cl)
             cal = calibrate(spec, cx, cl, _stacklevel=4)   # a warning points at compile's caller
-    return write_rnc(to_rnc_spec(spec, precision, cal)), spec
+    return write_rnc(to_rnc_spec(spec, precision, cal, state_scale=state_scale)), spec
 
 
 def _refuse_extended(model) -> None:

@@ -12,8 +12,8 @@
 RNC_DEFINE_Q8_GEMM_DEQ(avx2)
 
 /* The quantiser of the AVX2 path (and of AVX-VNNI, its child). */
-void rnc_q8_quantize_avx2(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
-                          float *scale)
+void rnc_q8_quantize_avx2(const float *v, size_t n, size_t npad, float static_scale, float static_inv,
+                          int8_t *q, float *scale)
 {
-    rnc_avx2_quantize_row(v, n, npad, static_scale, q, scale);
+    rnc_avx2_quantize_row(v, n, npad, static_scale, static_inv, q, scale);
 }

@@ -129,12 +129,12 @@ static inline void rnc_x86_cell_update_avx512(uint32_t kind, uint32_t H, uint32_
 /* util.c's rnc_q8_quantize_generic, bit for bit (max |v| ignoring NaN, v * (127 / m), NaN -> 0, clamp to
  * +-127, round half to even by adding and subtracting 1.5 * 2^23, zero padding to npad). */
 static inline void rnc_x86_quantize_row_avx512(const float *v, size_t n, size_t npad, float static_scale,
-                                   int8_t *q, float *scale)
+                                               float static_inv, int8_t *q, float *scale)
 {
     float inv, s;
     if (static_scale > 0.0f) {
         s = static_scale;
-        inv = 1.0f / static_scale;
+        inv = static_inv;
     } else {
         __m512 mv = _mm512_setzero_ps();
         const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
