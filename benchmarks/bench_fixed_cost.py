@@ -174,9 +174,9 @@ def arm_missing(icount_dir: Path) -> str | None:
     return None
 
 
-def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int) -> list[dict]:
-    """Executed instructions per q8 step (batch 1, I = H) of the aarch64 build, per function and
-    per breakdown part, for each of ARM_TARGETS."""
+def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int, scales: str = "dynamic") -> list[dict]:
+    """Executed instructions per q8 step (batch 1, I = H; activation scales as ``scales``) of the
+    aarch64 build, per function and per breakdown part, for each of ARM_TARGETS."""
     subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "build/cross/aarch64/rnncore-bench"],
                    check=True)
     bench = ROOT / "csrc" / "build" / "cross" / "aarch64" / "rnncore-bench"
@@ -188,7 +188,7 @@ def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int) -> list[dict]:
         icount = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(icount)
         model = Path(d) / "m.rnc"
-        write_model(cell, hidden, "q8", model)
+        write_model(cell, hidden, "q8", model, scales)
         for cpu, isa in ARM_TARGETS:
             base = [str(bench), "--model", str(model), "--isa", isa, "--breakdown", "--steps", "{N}",
                     "--repeat", "1", "--warmup", "0", "--part"]
@@ -198,8 +198,22 @@ def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int) -> list[dict]:
             parts["step"] = total
             parts["update"] = parts["cell"] - parts["products"] - parts["quantise_h"]
             out.append({"cpu": cpu, "isa": isa, "hidden": hidden, "cell": cell, "step": total,
-                        "functions": funcs, "parts": parts})
+                        "scales": scales, "functions": funcs, "parts": parts})
     return out
+
+
+def format_arm_scales(res: list[dict], scales: list[str]) -> str:
+    """One Markdown table: instructions per step and for quantising x and h, per scale setting."""
+    by = {(r["cpu"], r["isa"], r["scales"]): r for r in res}
+    lines = ["| CPU (ISA) | scales | instructions per step | quantise x + h | step / " + scales[0] + " |",
+             "|---|---|---|---|---|"]
+    for cpu, isa in ARM_TARGETS:
+        base = by[cpu, isa, scales[0]]["step"]
+        for s in scales:
+            r = by[cpu, isa, s]
+            q = r["parts"]["quantise_x"] + r["parts"]["quantise_h"]
+            lines.append(f"| {cpu} ({isa}) | {s} | {r['step']:,.0f} | {q:,.0f} | {r['step'] / base:.3f} |")
+    return "\n".join(lines)
 
 
 def format_arm(res: list[dict]) -> str:
@@ -272,9 +286,13 @@ def main(argv: list[str] | None = None) -> None:
         if why:
             print(f"\nARM instruction counts skipped: {why}")
         else:
-            results["arm"] = arm_counts(a.icount_dir, a.arm_hidden, "gru", 200)
+            for s in a.scales:
+                results["arm"] += arm_counts(a.icount_dir, a.arm_hidden, "gru", 200, s)
             print("\nExecuted aarch64 instructions (qemu-aarch64 + qemu-icount, gcc -O3 static build)")
-            print(format_arm(results["arm"]))
+            if len(a.scales) > 1:
+                print(format_arm_scales(results["arm"], a.scales))
+            else:
+                print(format_arm(results["arm"]))
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
 

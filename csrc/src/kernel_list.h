@@ -106,10 +106,18 @@
     RNC_KERNELS_AMX(X)
 
 #elif defined(__arm__) || defined(__aarch64__)
-/* ARM NEON (gemm_neon.c, cells_neon.c); the quantiser is the portable one */
+/* ARM NEON (gemm_neon.c, cells_neon.c); the quantiser is aarch64's (quantize_neon.h), on armv7
+ * the portable one */
+#if defined(__aarch64__)
+#define RNC_KERNELS_NEON_QUANTIZE(X)                                                              \
+    X(QUANTIZE, Q8, rnc_q8_quantize_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)
+#else
+#define RNC_KERNELS_NEON_QUANTIZE(X)
+#endif
 #define RNC_KERNELS_NEON(X)                                                                       \
     X(GEMV, Q8, rnc_q8_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                              \
     X(GEMV, F32, rnc_f32_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                            \
+    RNC_KERNELS_NEON_QUANTIZE(X)                                                                  \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                      \
     RNC_KERNELS_CELLS(X, neon, RNC_ISA_NEON)
 /* aarch64 dot product (q8_gemm_neondot.c, cells_neondot.c); f32 products are NEON's */

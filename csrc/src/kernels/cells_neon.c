@@ -10,6 +10,18 @@
 
 RNC_DECLARE_ISA(neon)
 
+#if defined(__aarch64__)
+#include "quantize_neon.h"
+#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
+
+/* The QUANTIZE row of the aarch64 NEON path (and of NEONDOT, its child). */
+void rnc_q8_quantize_neon(const float *v, size_t n, size_t npad, float static_scale,
+                          float static_inv, int8_t *q, float *scale)
+{
+    rnc_neon_quantize_row(v, n, npad, static_scale, static_inv, q, scale);
+}
+#endif
+
 #define RNC_SFX neon
 #include "cell_template.h"
 

@@ -13,6 +13,9 @@ RNC_DECLARE_ISA(neondot)
  * names it after its suffix */
 #define rnc_f32_gemm_neondot rnc_f32_gemm_neon
 
+#include "quantize_neon.h"
+#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
+
 #define RNC_SFX neondot
 #include "cell_template.h"
 
