@@ -497,7 +497,8 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             cell_args_base(m, L, 0, s, &a, wk + w.cell);
             if (m->precision == RNC_Q8) {
                 for (size_t b = 0; b < B; ++b)
-                    quantize(in + b * in_w, in_w, L->kx, L->x_scale, L->x_inv, xq + b * L->kx, &sx[b]);
+                    quantize(in + b * in_w, in_w, L->kx, L->x_scale, L->x_inv, xq + b * L->kx,
+                             &sx[b]);
                 a.xq = xq;
                 a.sx = sx;
                 a.ldxq = L->kx;
@@ -780,8 +781,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     for (size_t b = 0; b < B; ++b)
                         for (size_t j = 0; j < n; ++j) {
                             const size_t r = per_step ? j * B + b : b * n + j;
-                            quantize(in + b * ld_in + j * cur_w, cur_w, kx, L->x_scale, L->x_inv, xq + r * kx,
-                                     &sx[r]);
+                            quantize(in + b * ld_in + j * cur_w, cur_w, kx, L->x_scale, L->x_inv,
+                                     xq + r * kx, &sx[r]);
                         }
                 if (!per_step) { /* the chunk's input projection, one product per sequence */
                     for (size_t b = 0; b < B; ++b) {
