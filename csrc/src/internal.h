@@ -35,8 +35,8 @@ typedef void (*rnc_gemm_f32_fn)(const float *Wp, int R, int K, int N, const floa
                                 float *Y, int ldy);
 /* q8 activation quantisation of one row (docs/q8-contract.md): q[0..npad) (zero past n) and its
  * scale. static_scale > 0: that scale, with static_inv = 1.0f / static_scale (computed once, at
- * load: rnc_layer.x_inv, h_inv), no scan; else dynamic (max-abs). Total: NaN is treated as 0,
- * the max ignores NaN. */
+ * load: rnc_layer.x_inv, h_inv; 0 = compute it here), no scan; else dynamic (max-abs). Total:
+ * NaN is treated as 0, the max ignores NaN. */
 typedef void (*rnc_quantize_fn)(const float *v, size_t n, size_t npad, float static_scale,
                                 float static_inv, int8_t *q, float *scale);
 /* The q8 projection with its dequantisation, for n < N, r < R:
@@ -58,7 +58,7 @@ typedef struct rnc_cell_args {
     const float *s_ih, *s_hh;             /* q8 row scales */
     const float *b_ih, *b_hh;             /* G*Hp */
     float h_scale;                        /* q8 static scale of h (and r*h); 0 = dynamic */
-    float h_inv;                          /* 1.0f / h_scale (0 when dynamic) */
+    float h_inv;                          /* 1.0f / h_scale (0: dynamic, or computed per call) */
     /* input part: exactly one of (x | xq) and gi */
     const float *x; size_t ldx;           /* f32: B x I */
     const int8_t *xq; const float *sx; size_t ldxq; /* q8: B x round4(I), one scale per row */

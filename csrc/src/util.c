@@ -108,7 +108,7 @@ void rnc_q8_quantize_generic(const float *v, size_t n, size_t npad, float static
     float inv, s;
     if (static_scale > 0.0f) {
         s = static_scale;
-        inv = static_inv;
+        inv = static_inv > 0.0f ? static_inv : 1.0f / static_scale; /* a caller without it */
     } else {
         /* max |v| ignoring NaN, on the bit patterns: for non-negative floats (and +Inf) the
          * integer order is the float order; NaN patterns (> 0x7f800000) count as 0. Written so

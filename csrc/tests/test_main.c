@@ -293,6 +293,11 @@ static void test_table_ops(void)
                     gen->fn.quantize(v, (size_t)K, (size_t)kp + 8, sc, inv, q0, &s0);
                     kr->fn.quantize(v, (size_t)K, (size_t)kp + 8, sc, inv, q1, &s1);
                     same &= !memcmp(q0, q1, (size_t)kp + 8) && !memcmp(&s0, &s1, 4);
+                    if (st) { /* no precomputed inverse given (0): the row computes it, same bits */
+                        memset(q1, 0x55, (size_t)kp + 8);
+                        kr->fn.quantize(v, (size_t)K, (size_t)kp + 8, sc, 0.0f, q1, &s1);
+                        same &= !memcmp(q0, q1, (size_t)kp + 8) && !memcmp(&s0, &s1, 4);
+                    }
                 }
                 free(v), free(q0), free(q1);
             }

@@ -294,7 +294,7 @@ static inline void rnc_avx2_quantize_row(const float *v, size_t n, size_t npad, 
     float inv, s;
     if (static_scale > 0.0f) {
         s = static_scale;
-        inv = static_inv;
+        inv = static_inv > 0.0f ? static_inv : 1.0f / static_scale; /* a caller without it */
     } else {
         __m256 mv = _mm256_setzero_ps();
         const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));

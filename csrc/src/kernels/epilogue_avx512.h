@@ -134,7 +134,7 @@ static inline void rnc_x86_quantize_row_avx512(const float *v, size_t n, size_t 
     float inv, s;
     if (static_scale > 0.0f) {
         s = static_scale;
-        inv = static_inv;
+        inv = static_inv > 0.0f ? static_inv : 1.0f / static_scale; /* a caller without it */
     } else {
         __m512 mv = _mm512_setzero_ps();
         const __m512i absmask = _mm512_set1_epi32(0x7fffffff);

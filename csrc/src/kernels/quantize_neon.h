@@ -24,7 +24,7 @@ static inline void rnc_neon_quantize_row(const float *v, size_t n, size_t npad, 
     size_t i;
     if (static_scale > 0.0f) {
         s = static_scale;
-        inv = static_inv;
+        inv = static_inv > 0.0f ? static_inv : 1.0f / static_scale; /* a caller without it */
     } else {
         uint32x4_t mu = vdupq_n_u32(0);
         const uint32x4_t absmask = vdupq_n_u32(0x7fffffffu), inf = vdupq_n_u32(0x7f800000u);
