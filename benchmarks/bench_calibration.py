@@ -7,6 +7,9 @@ the model is a classifier, and the time of one ``engine.run`` over the test set 
 ``--repeat`` interleaved rounds).
 
 * ``dynamic``: ``calibration=None``, one scale per vector per step, measured at run time;
+* ``dynamic x, bounded h``: ``state_scale="bounded"``: the inputs dynamic, the hidden states with
+  the fixed scale 1/127 (they lie in [-1, 1]);
+* ``static x, bounded h``: calibrated input scales and the bounded state scale;
 * ``static: ordinary``: calibrated on the training inputs (the normal use);
 * ``static: all zeros``, ``static: tiny (x 1e-3)``, ``static: 2 sequences``, ``static:
   constant``: degenerate calibration data (``compile`` warns on each since issue 14).
@@ -33,23 +36,26 @@ F32 = np.float32
 
 
 def cases(X_cal: np.ndarray, lengths_cal):
+    """(label, calibration, state_scale) of every engine compared."""
     L = lengths_cal
-    yield "dynamic", None
-    yield "static: ordinary", (X_cal, L)
-    yield "static: all zeros", (np.zeros_like(X_cal), L)
-    yield "static: tiny (x 1e-3)", (X_cal * F32(1e-3), L)
-    yield "static: 2 sequences", (X_cal[:2], None if L is None else L[:2])
-    yield "static: constant", (np.broadcast_to(X_cal[:1, :1], X_cal.shape).copy(), L)
+    yield "dynamic", None, None
+    yield "dynamic x, bounded h", None, "bounded"
+    yield "static: ordinary", (X_cal, L), None
+    yield "static x, bounded h", (X_cal, L), "bounded"
+    yield "static: all zeros", (np.zeros_like(X_cal), L), None
+    yield "static: tiny (x 1e-3)", (X_cal * F32(1e-3), L), None
+    yield "static: 2 sequences", (X_cal[:2], None if L is None else L[:2]), None
+    yield "static: constant", (np.broadcast_to(X_cal[:1, :1], X_cal.shape).copy(), L), None
 
 
 def measure(name, model, X_cal, L_cal, X, L, y_true, repeat):
     f32 = rc.compile(model, "f32").run(X, L)
     scale = float(np.max(np.abs(f32)))
     engines = []
-    for label, cal in cases(X_cal, L_cal):
+    for label, cal, state_scale in cases(X_cal, L_cal):
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            eng = rc.compile(model, "q8", calibration=cal)
+            eng = rc.compile(model, "q8", calibration=cal, state_scale=state_scale)
         engines.append((label, eng, any(issubclass(x.category, rc.quant.CalibrationWarning) for x in w)))
     best = [np.inf] * len(engines)
     for _ in range(repeat):                       # interleaved rounds, best of each

@@ -3,6 +3,7 @@
     python benchmarks/bench_fixed_cost.py                     # GRU/LSTM/RNN, H = 16 32 64 128, every ISA
     python benchmarks/bench_fixed_cost.py --cells gru --hidden 64 --isa avx2 avx512vnni
     python benchmarks/bench_fixed_cost.py --arm               # + aarch64 instruction counts under qemu
+    python benchmarks/bench_fixed_cost.py --cells gru --scales dynamic bounded static   # scale settings
 
 For each model (input size = H, one layer, written as a ``.rnc`` file) and each ISA path this CPU
 runs, ``rnncore-bench --breakdown`` (csrc/bench/rnncore_bench.c, built here with
@@ -55,12 +56,33 @@ def build_bench() -> Path:
     return ROOT / "csrc" / "build" / "rnncore-bench"
 
 
-def write_model(cell: str, h: int, precision: str, path: Path) -> None:
-    """A one-layer model of ``cell`` with input size = hidden size = ``h`` (seeded), as ``.rnc``."""
+#: ``--scales``: how the q8 activation scales of the timed model are set (docs/q8-contract.md)
+SCALES = {"dynamic": "x and h: max-abs per vector and step",
+          "bounded": "x dynamic, h the bounded state scale 1/127 (state_scale='bounded')",
+          "static": "x calibrated, h 1/127 (calibration=X, state_scale='bounded')",
+          "calibrated": "x and h calibrated (calibration=X)"}
+
+
+def write_model(cell: str, h: int, precision: str, path: Path, scales: str = "dynamic") -> None:
+    """A one-layer model of ``cell`` with input size = hidden size = ``h`` (seeded), as ``.rnc``;
+    q8 activation scales as ``scales`` (:data:`SCALES`; calibrated on seeded N(0, 1) inputs)."""
+    import warnings
+
+    import numpy as np
+
     import rnncore as rc
 
     cls = {"gru": rc.nn.GRU, "lstm": rc.nn.LSTM, "rnn": rc.nn.RNN}[cell]
-    rc.save(cls(h, h, seed=0), path, precision=precision)
+    m = cls(h, h, seed=0)
+    if scales == "dynamic":
+        rc.save(m, path, precision=precision)
+        return
+    X = np.random.default_rng(1).standard_normal((32, 20, h)).astype(np.float32)
+    cal = X if scales in ("static", "calibrated") else None
+    with warnings.catch_warnings():   # 32 sequences: fewer than calibrate's advice, enough here
+        warnings.simplefilter("ignore", rc.quant.CalibrationWarning)
+        rc.compile(m, precision, calibration=cal,
+                   state_scale=None if scales == "calibrated" else "bounded").save(path)
 
 
 def available_isas() -> list[str]:
@@ -96,6 +118,48 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def compare_scales(bench: Path, a: argparse.Namespace, isas: list[str]) -> list[dict]:
+    """Every (cell, H, ISA) with each of ``a.scales``: the minimum step and quantisation µs over
+    ``a.rounds`` rounds, the models of one (cell, H, ISA) run one after the other in each round."""
+    rows: dict = {}
+    with tempfile.TemporaryDirectory() as d:
+        paths = {}
+        for cell in a.cells:
+            for h in a.hidden:
+                for s in a.scales:
+                    paths[cell, h, s] = Path(d) / f"{cell}{h}_{s}.rnc"
+                    write_model(cell, h, "q8", paths[cell, h, s], s)
+        for _ in range(a.rounds):
+            for cell in a.cells:
+                for h in a.hidden:
+                    for isa in isas:
+                        for s in a.scales:
+                            p = {q["part"]: q["us"] for q in
+                                 breakdown(bench, paths[cell, h, s], isa, a.steps, a.repeat)["parts"]}
+                            new = {"cell": cell, "hidden": h, "isa": isa, "scales": s, "step": 1e9,
+                                   "quantise": 1e9}
+                            r = rows.setdefault((cell, h, isa, s), new)
+                            r["step"] = min(r["step"], p["step"])
+                            r["quantise"] = min(r["quantise"], p["quantise_x"] + p["quantise_h"])
+    return list(rows.values())
+
+
+def format_scales(rows: list[dict], scales: list[str]) -> str:
+    """One Markdown table: per (cell, H, ISA) the step µs of each scale setting (quantisation µs in
+    parentheses) and each setting's step time relative to the first."""
+    by = {(r["cell"], r["hidden"], r["isa"], r["scales"]): r for r in rows}
+    keys = sorted({k[:3] for k in by}, key=lambda k: (k[0], k[2], k[1]))
+    head = "| cell | H | ISA | " + " | ".join(f"{s} µs (quantise)" for s in scales) + " | " + \
+        " | ".join(f"{s} / {scales[0]}" for s in scales[1:]) + " |"
+    lines = [head, "|" + "---|" * (3 + 2 * len(scales) - 1)]
+    for k in keys:
+        base = by[k + (scales[0],)]["step"]
+        cells = [f"{by[k + (s,)]['step']:.3f} ({by[k + (s,)]['quantise']:.3f})" for s in scales]
+        ratios = [f"{by[k + (s,)]['step'] / base:.2f}" for s in scales[1:]]
+        lines.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(cells + ratios) + " |")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ ARM: instructions under qemu
 
 
@@ -110,9 +174,9 @@ def arm_missing(icount_dir: Path) -> str | None:
     return None
 
 
-def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int) -> list[dict]:
-    """Executed instructions per q8 step (batch 1, I = H) of the aarch64 build, per function and
-    per breakdown part, for each of ARM_TARGETS."""
+def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int, scales: str = "dynamic") -> list[dict]:
+    """Executed instructions per q8 step (batch 1, I = H; activation scales as ``scales``) of the
+    aarch64 build, per function and per breakdown part, for each of ARM_TARGETS."""
     subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "build/cross/aarch64/rnncore-bench"],
                    check=True)
     bench = ROOT / "csrc" / "build" / "cross" / "aarch64" / "rnncore-bench"
@@ -124,7 +188,7 @@ def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int) -> list[dict]:
         icount = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(icount)
         model = Path(d) / "m.rnc"
-        write_model(cell, hidden, "q8", model)
+        write_model(cell, hidden, "q8", model, scales)
         for cpu, isa in ARM_TARGETS:
             base = [str(bench), "--model", str(model), "--isa", isa, "--breakdown", "--steps", "{N}",
                     "--repeat", "1", "--warmup", "0", "--part"]
@@ -134,8 +198,22 @@ def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int) -> list[dict]:
             parts["step"] = total
             parts["update"] = parts["cell"] - parts["products"] - parts["quantise_h"]
             out.append({"cpu": cpu, "isa": isa, "hidden": hidden, "cell": cell, "step": total,
-                        "functions": funcs, "parts": parts})
+                        "scales": scales, "functions": funcs, "parts": parts})
     return out
+
+
+def format_arm_scales(res: list[dict], scales: list[str]) -> str:
+    """One Markdown table: instructions per step and for quantising x and h, per scale setting."""
+    by = {(r["cpu"], r["isa"], r["scales"]): r for r in res}
+    lines = ["| CPU (ISA) | scales | instructions per step | quantise x + h | step / " + scales[0] + " |",
+             "|---|---|---|---|---|"]
+    for cpu, isa in ARM_TARGETS:
+        base = by[cpu, isa, scales[0]]["step"]
+        for s in scales:
+            r = by[cpu, isa, s]
+            q = r["parts"]["quantise_x"] + r["parts"]["quantise_h"]
+            lines.append(f"| {cpu} ({isa}) | {s} | {r['step']:,.0f} | {q:,.0f} | {r['step'] / base:.3f} |")
+    return "\n".join(lines)
 
 
 def format_arm(res: list[dict]) -> str:
@@ -167,6 +245,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bench", type=Path, help="a built rnncore-bench (default: make -C csrc bench)")
     ap.add_argument("--steps", type=int, default=2000, help="calls per timed window")
     ap.add_argument("--repeat", type=int, default=30, help="windows per part (the minimum is kept)")
+    ap.add_argument("--scales", nargs="+", default=["dynamic"], choices=list(SCALES),
+                    help="q8 activation scales of the timed models (several: a table comparing "
+                         "their step times, models timed in interleaved rounds)")
+    ap.add_argument("--rounds", type=int, default=3, help="with several --scales: interleaved rounds")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--arm", action="store_true", help="aarch64 instruction counts under qemu")
     ap.add_argument("--arm-only", action="store_true", help="only the ARM counts")
@@ -179,24 +261,38 @@ def main(argv: list[str] | None = None) -> None:
     if not a.arm_only:
         bench = a.bench or build_bench()
         isas = a.isa or available_isas()
-        with tempfile.TemporaryDirectory() as d:
-            for cell in a.cells:
-                for h in a.hidden:
-                    model = Path(d) / f"{cell}{h}.rnc"
-                    write_model(cell, h, a.precision, model)
-                    for isa in isas:
-                        results["x86"].append(breakdown(bench, model, isa, a.steps, a.repeat))
-        print(f"CPU: {results['cpu']}; {a.precision}, batch 1, I = H, one layer; µs per step "
-              f"(minimum of {a.repeat} windows of {a.steps} calls), each part's µs (share of the step)\n")
-        print(format_table(results["x86"]))
+        if len(a.scales) > 1:
+            results["scales"] = compare_scales(bench, a, isas)
+            print(f"CPU: {results['cpu']}; q8, batch 1, I = H, one layer; µs per step and for the "
+                  f"quantisation of x and h (minimum over {a.rounds} interleaved rounds of {a.repeat} "
+                  f"windows of {a.steps} calls)")
+            for s in a.scales:
+                print(f"  {s}: {SCALES[s]}")
+            print()
+            print(format_scales(results["scales"], a.scales))
+        else:
+            with tempfile.TemporaryDirectory() as d:
+                for cell in a.cells:
+                    for h in a.hidden:
+                        model = Path(d) / f"{cell}{h}.rnc"
+                        write_model(cell, h, a.precision, model, a.scales[0])
+                        for isa in isas:
+                            results["x86"].append(breakdown(bench, model, isa, a.steps, a.repeat))
+            print(f"CPU: {results['cpu']}; {a.precision}, batch 1, I = H, one layer; µs per step "
+                  f"(minimum of {a.repeat} windows of {a.steps} calls), each part's µs (share of the step)\n")
+            print(format_table(results["x86"]))
     if a.arm or a.arm_only:
         why = arm_missing(a.icount_dir)
         if why:
             print(f"\nARM instruction counts skipped: {why}")
         else:
-            results["arm"] = arm_counts(a.icount_dir, a.arm_hidden, "gru", 200)
+            for s in a.scales:
+                results["arm"] += arm_counts(a.icount_dir, a.arm_hidden, "gru", 200, s)
             print("\nExecuted aarch64 instructions (qemu-aarch64 + qemu-icount, gcc -O3 static build)")
-            print(format_arm(results["arm"]))
+            if len(a.scales) > 1:
+                print(format_arm_scales(results["arm"], a.scales))
+            else:
+                print(format_arm(results["arm"]))
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
 

@@ -461,7 +461,8 @@ def _check_state_array(name: str, a, shape: tuple) -> None:
 # compile / save / load
 
 
-def compile(model, precision: str = "f32", calibration=None, sparse=None) -> Engine:  # noqa: A001 - the API name
+def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the API name
+            state_scale: str | None = None, sparse=None) -> Engine:
     """Compile an ``rc.nn`` model for the C core.
 
     Parameters
@@ -473,6 +474,10 @@ def compile(model, precision: str = "f32", calibration=None, sparse=None) -> Eng
     calibration : q8 only: None for dynamic activation scales, representative inputs
         ``X (B, T, I)`` (or ``(X, lengths)``) to measure static scales with
         :func:`rnncore.quant.calibrate`, or a :class:`~rnncore.quant.Calibration`
+    state_scale : q8 only: the hidden states' scales. None (default): the calibration's when
+        calibrated, else dynamic (max-abs per vector and step); "dynamic": always dynamic;
+        "bounded": the fixed scale 1/127 of a state bounded in [-1, 1] (GRU, LSTM, tanh RNN; a
+        ReLU layer is refused), no per-step scan (docs/q8-contract.md, "The bounded state scale")
     sparse : q8 only: None (dense), True or ``{"max_density": d, "block_rows": 8 | 16}``: each
         weight matrix whose share of nonzero ``block_rows`` x 4 blocks is at most d (default 0.5,
         16-row blocks) is stored block-sparse and run by the block-sparse kernels (the same
@@ -483,7 +488,7 @@ def compile(model, precision: str = "f32", calibration=None, sparse=None) -> Eng
     -------
     Engine
     """
-    data, spec = build_rnc(model, precision, calibration, sparse)
+    data, spec = build_rnc(model, precision, calibration, state_scale, sparse)
     return Engine(data, spec)
 
 

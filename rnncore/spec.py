@@ -332,7 +332,8 @@ _KIND_TO_RNC = {"rnn_tanh": ("rnn", "tanh"), "rnn_relu": ("rnn", "relu"), "gru":
                 "lstm": ("lstm", None)}
 
 
-def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = True) -> dict:
+def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = True,
+                state_scale: str | None = None) -> dict:
     """The ``dict`` that :func:`rnncore.io.rnc.write_rnc` takes.
 
     Parameters
@@ -341,8 +342,24 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
     precision : "f32" or "q8"
     calibration : a :class:`~rnncore.quant.Calibration` (static q8 scales) or None (dynamic)
     head : include the linear head (False when the engine applies it after pooling itself)
+    state_scale : q8 state scales (:func:`rnncore.quant.scheme.activation_scales`): None (the
+        calibration's, else dynamic), "dynamic", or "bounded" (1/127, GRU/LSTM/tanh RNN only)
     """
+    from rnncore.quant.scheme import activation_scales
+
     spec.validate()
+    if state_scale == "bounded":
+        for k, ls in enumerate(spec.layers):
+            if ls.options:
+                raise ValueError(f"state_scale='bounded': layer {k} has cell options "
+                                 f"({', '.join(sorted(ls.options))}); its state is not bounded in "
+                                 "[-1, 1] by construction: use state_scale=None or 'dynamic'")
+    if state_scale is not None and precision != "q8":
+        raise ValueError(f"state_scale: q8 activation scales exist only for precision='q8', got "
+                         f"state_scale={state_scale!r} with precision={precision!r}")
+    xs, hs, head_scale = activation_scales([ls.cell for ls in spec.layers],
+                                           [ls.num_directions for ls in spec.layers],
+                                           head and spec.head is not None, state_scale, calibration)
     layers = []
     for k, ls in enumerate(spec.layers):
         kind, nonlin = _KIND_TO_RNC[ls.cell]
@@ -357,9 +374,10 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
             layer["nonlinearity"] = nonlin
         if kind == "gru":
             layer["reset_after"] = ls.reset_after
-        if calibration is not None:
-            layer["x_scale"] = calibration.x_scale[k]
-            layer["h_scale"] = list(calibration.h_scale[k])
+        if xs[k] is not None:
+            layer["x_scale"] = xs[k]
+        if any(v is not None for v in hs[k]):
+            layer["h_scale"] = hs[k]
         if ls.options:
             layer["options"] = dict(ls.options)
         layers.append(layer)
@@ -372,7 +390,7 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
         b = np.zeros(w.shape[0]) if spec.head.bias is None else spec.head.bias
         b = np.asarray(b, np.float32)
         out["head"] = {"weight": w, "bias": b, "activation": spec.head.activation,
-                       "in_scale": None if calibration is None else calibration.head_scale}
+                       "in_scale": head_scale}
     return out
 
 
@@ -407,7 +425,7 @@ PRECISIONS = ("f32", "q8")
 
 
 def build_rnc(model: object, precision: str = "f32", calibration: object = None,
-              sparse: object = None) -> tuple[bytes, ModelSpec]:
+              state_scale: str | None = None, sparse: object = None) -> tuple[bytes, ModelSpec]:
     """Describe ``model`` and write it as ``.rnc`` bytes: what ``rc.compile`` loads and
     ``rnncore convert`` writes, without the C engine.
 
@@ -420,6 +438,9 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     calibration : q8 only: None (dynamic activation scales), representative inputs
         ``X (B, T, I)`` (or ``(X, lengths)``) measured with :func:`rnncore.quant.calibrate`, or a
         :class:`~rnncore.quant.Calibration`
+    state_scale : q8 only: the hidden states' scales: None (the calibration's, else dynamic),
+        "dynamic", or "bounded" (the fixed scale 1/127 of states in [-1, 1]: GRU, LSTM, tanh RNN;
+        docs/q8-contract.md, "The bounded state scale")
     sparse : q8 only: None (dense weights), True or ``{"max_density": d, "block_rows": 8 | 16}``:
         each weight matrix whose share of nonzero blocks is at most d (default 0.5, 16-row blocks)
         is stored block-sparse (docs/rnc-format.md), the others stay dense
@@ -452,7 +473,7 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     if sparse is not None and sparse is not False and precision != "q8":
         raise ValueError("sparse: block-sparse weights exist only for precision='q8', "
                          f"got precision={precision!r}")
-    out = to_rnc_spec(spec, precision, cal)
+    out = to_rnc_spec(spec, precision, cal, state_scale=state_scale)
     if sparse is not None:
         out["sparse"] = sparse
     return write_rnc(out), spec

@@ -587,3 +587,30 @@ def test_bench_engine_without_pytest_benchmark_says_how_to_install():
     assert r.returncode == 4, (r.stdout, r.stderr)  # pytest's usage error
     assert "needs pytest-benchmark" in r.stderr and "pip install -e '.[bench]'" in r.stderr
     assert "fixture 'benchmark' not found" not in r.stdout + r.stderr
+
+
+def test_quantize_and_info_with_the_bounded_state_scale(files, tmp_path):
+    d, model, X = files["dir"], files["model"], files["X"]
+    out = tmp_path / "b.rnc"
+    r = cli("quantize", str(d / "m32.rnc"), "-o", str(out), "--state-scale", "bounded")
+    assert r.returncode == 0, r.stderr
+    assert "dynamic activation scales, bounded state scales" in r.stdout
+    assert out.read_bytes() == rc.compile(model, "q8", state_scale="bounded").data
+    assert main(["quantize", str(d / "m32.rnc"), "-o", str(out), "--calibration", str(d / "X.npy"),
+                 "--state-scale", "bounded"]) == 0
+    assert out.read_bytes() == rc.compile(model, "q8", calibration=X, state_scale="bounded").data
+    info = cli("info", str(out))
+    assert info.returncode == 0, info.stderr
+    assert "static input, bounded (1/127) state activation scales" in info.stdout
+    assert "bounded (1/127) activation scales" in info.stdout         # the head's input
+    e = one_line_error(cli("quantize", str(d / "m32.rnc"), "-o", str(out), "--state-scale", "fixed"),
+                       status=2)
+    assert "argument --state-scale: invalid choice: 'fixed'" in e
+
+
+def test_the_bounded_state_scale_is_refused_for_a_relu_layer(tmp_path):
+    src = tmp_path / "relu.rnc"
+    rc.save(rc.nn.RNN(3, 4, nonlinearity="relu", seed=0), src)
+    e = one_line_error(cli("quantize", str(src), "-o", str(tmp_path / "q.rnc"), "--state-scale", "bounded"))
+    assert e.startswith("rnncore quantize: --state-scale bounded: layer 0 is a 'rnn_relu' layer, whose "
+                        "state is unbounded")

@@ -208,16 +208,24 @@ def _reach(eng, kern, inputs=("x", "gi")):
     return None
 
 
-def _compile(m, precision, sums=True):
+def _compile(m, precision, sums=True, state_scale=None):
     """The engine of ``m``; for q8 without kernel sums (``sums=False``) from a version 1 file,
-    which has none, so the plan runs the rows that compute W_hh's offset correction themselves."""
-    if precision == "f32" or sums:
+    which has none, so the plan runs the rows that compute W_hh's offset correction themselves.
+    ``state_scale="bounded"``: the bounded state scale 1/127 (q8 only)."""
+    if precision == "f32":
         return rc.compile(m, precision=precision)
+    if sums:
+        return rc.compile(m, precision=precision, state_scale=state_scale)
     from rnncore.io.rnc import write_rnc
-    from rnncore.spec import build_rnc
+    from rnncore.spec import build_rnc, to_rnc_spec
 
     _, spec = build_rnc(m, precision, None)
-    return rc.load(write_rnc(spec, 1, precision=precision))
+    return rc.load(write_rnc(to_rnc_spec(spec, precision, state_scale=state_scale), 1))
+
+
+def _state_scales(kind, precision):
+    """The q8 state scales a cell kind can use: dynamic, and bounded where its state is."""
+    return [None, "bounded"] if precision == "q8" and kind != "rnn_relu" else [None]
 
 
 @pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _CELLS], ids=_ids)
@@ -239,11 +247,12 @@ def test_step_kernel_one_step_from_the_same_state(kern, data, i, h, extra, wscal
     """Steps (the input vector given) at a batch where the plan runs this row (the row's first
     such batch, plus 0-2 rows where the plan still picks it), against the NumPy references."""
     kind = data.draw(st.sampled_from(_kinds(kern)))
+    state_scale = data.draw(st.sampled_from(_state_scales(kind, kern["precision"])))
     m = _layer(kind, i, h, seed % 1000, wscale)
     eng = rc.compile(m, precision=kern["precision"])
     eng.set_isa(kern["isa"])
     _, b, sums = _reach(eng, kern, ("x",))
-    eng = _compile(m, kern["precision"], sums)
+    eng = _compile(m, kern["precision"], sums, state_scale)
     eng.set_isa(kern["isa"])
     assert eng.isa == kern["isa"]
     if eng._model.plan_row(0, kern["op"], b + extra, "x", sums=sums) == kern["name"]:
@@ -275,7 +284,7 @@ def test_step_kernel_one_step_from_the_same_state(kern, data, i, h, extra, wscal
             if kind == "gru_rb":
                 w = layer.directions[0].w_hh
                 hs = layer.hidden_size
-                s_rh = Q.quantize_activation(np.abs(h0).max(axis=1, keepdims=True))[1]
+                s_rh = Q.quantize_activation(np.abs(h0).max(axis=1, keepdims=True), layer.h_scale[0])[1]
                 tol += float(s_rh.max() * (np.abs(w.q[2 * hs:]).max(axis=1) * w.scale[2 * hs:]).max())
         np.testing.assert_allclose(y, y_ref, atol=tol, rtol=0, err_msg=f"{kern['name']} {kind}")
     record(kern["name"], kern["isa"])
@@ -291,6 +300,7 @@ def test_sequence_rows_bit_identical_to_generic(kern, data, i, h, t, seed):
     and final state bit-identical to the generic path's (the q8 contract), with lengths. (The
     generic rows are held against the NumPy q8 reference: test_random_stacks_with_lengths_on_every_isa.)"""
     kind = data.draw(st.sampled_from(_kinds(kern)))
+    state_scale = data.draw(st.sampled_from(_state_scales(kind, "q8")))
     m = _layer(kind, i, h, seed % 1000, 1.0)
     eng = rc.compile(m, precision="q8")
     eng.set_isa(kern["isa"])
@@ -299,7 +309,7 @@ def test_sequence_rows_bit_identical_to_generic(kern, data, i, h, t, seed):
         assert _reach(eng, kern, ("x",)) is not None, kern["name"]  # test above covers it there
         return
     b = reach[1]
-    eng = _compile(m, "q8", reach[2])
+    eng = _compile(m, "q8", reach[2], state_scale)
     eng.set_isa(kern["isa"])
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((b, t, i)).astype(F32)
@@ -357,6 +367,7 @@ def test_random_stacks_with_lengths_on_every_isa(isa, precision, data):
     b, t = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 9))
     lengths = np.array(data.draw(st.lists(st.integers(1, t), min_size=b, max_size=b)))
     seed = data.draw(st.integers(0, 2**16))
+    state_scale = data.draw(st.sampled_from(_state_scales(kind, precision)))
     if kind.startswith("rnn"):
         m = rc.nn.RNN(i, h, layers, nonlinearity=kind[4:], bidirectional=bidir, seed=seed)
     elif kind.startswith("gru"):
@@ -366,7 +377,7 @@ def test_random_stacks_with_lengths_on_every_isa(isa, precision, data):
     for _, v in m.named_parameters():
         v[...] = v.astype(F32)
     x = np.random.default_rng(seed).standard_normal((b, t, i)).astype(F32)
-    eng = rc.compile(m, precision=precision)
+    eng = _compile(m, precision, True, state_scale)
     eng.set_isa(isa)
     y, st_c = eng.run(x, lengths, return_state=True)
     if precision == "f32":
@@ -399,12 +410,13 @@ _MODEL_OPS = ("quantize", "gemm_deq")
 @pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _MODEL_OPS and k["isa"] != "generic"],
                          ids=_ids)
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
-def test_model_rows_bit_identical_to_generic(kern, kind):
+@pytest.mark.parametrize("state_scale", [None, "bounded"])
+def test_model_rows_bit_identical_to_generic(kern, kind, state_scale):
     """A q8 stack with a head, ISA forced to the row's, at a batch and length where the plan runs
     the row (checked with plan_row): outputs and final state bit-identical to the generic path's.
     (The generic rows are held against the NumPy q8 reference in the random-stack test.)"""
     m = rc.nn.Sequential(_layer(kind, 9, 21, 3, 1.0), rc.nn.Linear(21, 5, seed=4))
-    eng = rc.compile(m, precision="q8")
+    eng = rc.compile(m, precision="q8", state_scale=state_scale)
     eng.set_isa(kern["isa"])
     b, t = 2, max(8, kern["min_batch"])  # whole-sequence mode: one projection of b*t columns
     assert eng._model.plan_row(-1, kern["op"], b * t) == kern["name"]

@@ -323,10 +323,11 @@ static int bd_part(bd_ctx *c, int p)
         rnc_cell_args *a = &c->args[l];
         switch (p) {
         case P_QX:
-            if (c->q8) c->quant->fn.quantize(in, in_w, L->kx, L->x_scale, c->xq[l], &c->sx[l]);
+            if (c->q8) c->quant->fn.quantize(in, in_w, L->kx, L->x_scale, L->x_inv, c->xq[l], &c->sx[l]);
             break;
         case P_QH:
-            if (c->q8) c->quant->fn.quantize(a->h, L->hidden_size, L->kh, L->h_scale[0], c->hq, &c->sh);
+            if (c->q8) c->quant->fn.quantize(a->h, L->hidden_size, L->kh, L->h_scale[0], L->h_inv[0], c->hq,
+                                             &c->sh);
             break;
         case P_PROD:
             if (c->q8) {
@@ -422,6 +423,7 @@ static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float
         a->b_ih = L->dir[0].b_ih;
         a->b_hh = L->dir[0].b_hh;
         a->h_scale = c.q8 ? L->h_scale[0] : 0.0f;
+        a->h_inv = c.q8 ? L->h_inv[0] : 0.0f;
         a->h = s->h + L->h_offset;
         a->c = L->kind == RNC_LSTM ? s->c + L->c_offset : NULL;
         a->hh_sums = L->dir[0].hh_sums;

@@ -133,6 +133,7 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
     uint32_t kind, reset_after, dirs, input_size, hidden_size;
     uint32_t gates, hp, kx, kh;   /* G, round16(H), padded K of W_ih and W_hh */
     float x_scale, h_scale[2];    /* static activation scales (q8), 0 = dynamic */
+    float x_inv, h_inv[2];        /* their inverses 1.0f / scale (0 when dynamic), set at load */
     struct {
         const void *w_ih, *w_hh;
         const float *s_ih, *s_hh, *b_ih, *b_hh;
@@ -185,7 +186,7 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t file_size;
     uint32_t precision, num_layers, input_size, output_size, uses_ids, last_step, last_step_bidir;
     uint32_t embed_num, embed_dim, head, head_in, head_out, head_act, head_kx;
-    float head_scale;
+    float head_scale, head_inv;   /* the head input's static scale (0 = dynamic), 1.0f / it */
     const float *embed;
     const void *head_w;
     const float *head_s, *head_b;

@@ -34,9 +34,11 @@ typedef void (*rnc_gemm_q8_fn)(const int8_t *Wp, int R, int K, int N, const int8
 typedef void (*rnc_gemm_f32_fn)(const float *Wp, int R, int K, int N, const float *X, int ldx,
                                 float *Y, int ldy);
 /* q8 activation quantisation of one row (docs/q8-contract.md): q[0..npad) (zero past n) and its
- * scale. Total: NaN is treated as 0, the max ignores NaN. */
+ * scale. static_scale > 0: that scale, with static_inv = 1.0f / static_scale (computed once, at
+ * load: rnc_layer.x_inv, h_inv; 0 = compute it here), no scan; else dynamic (max-abs). Total:
+ * NaN is treated as 0, the max ignores NaN. */
 typedef void (*rnc_quantize_fn)(const float *v, size_t n, size_t npad, float static_scale,
-                                int8_t *q, float *scale);
+                                float static_inv, int8_t *q, float *scale);
 /* The q8 projection with its dequantisation, for n < N, r < R:
  *   Y[n*ldy + r] = (float)acc[n][r] * (sx[n] * sw[r]) + bias[r],  acc = exact int32 W Q
  * in this float32 order (bit-identical on every row of the table). */
@@ -56,6 +58,7 @@ typedef struct rnc_cell_args {
     const float *s_ih, *s_hh;             /* q8 row scales */
     const float *b_ih, *b_hh;             /* G*Hp */
     float h_scale;                        /* q8 static scale of h (and r*h); 0 = dynamic */
+    float h_inv;                          /* 1.0f / h_scale (0: dynamic, or computed per call) */
     /* input part: exactly one of (x | xq) and gi */
     const float *x; size_t ldx;           /* f32: B x I */
     const int8_t *xq; const float *sx; size_t ldxq; /* q8: B x round4(I), one scale per row */
@@ -123,8 +126,8 @@ int rnc__cpu_supports(int isa);
 uint32_t rnc__cpu_isa_mask(void);
 
 /* util.c: total functions (never fail): NaN is treated as 0, the max ignores NaN */
-void rnc_q8_quantize_generic(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
-                       float *scale);
+void rnc_q8_quantize_generic(const float *v, size_t n, size_t npad, float static_scale,
+                             float static_inv, int8_t *q, float *scale);
 int rnc__all_finite(const float *v, size_t n);
 
 static inline uint64_t r16(uint64_t n) { return (n + 15) & ~(uint64_t)15; }
@@ -170,7 +173,7 @@ static inline rnc_cell_work rnc__cell_work(uint32_t G, uint32_t H, uint32_t batc
 #include "kernel_list.h"
 #define RNC_DECL_GEMV_Q8(f) void f(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc, int ldacc);
 #define RNC_DECL_GEMV_F32(f) void f(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y, int ldy);
-#define RNC_DECL_QUANTIZE_Q8(f) void f(const float *v, size_t n, size_t npad, float static_scale, int8_t *q, float *scale);
+#define RNC_DECL_QUANTIZE_Q8(f) void f(const float *v, size_t n, size_t npad, float static_scale, float static_inv, int8_t *q, float *scale);
 #define RNC_DECL_GEMM_DEQ_Q8(f) void f(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, const float *sx, const float *sw, const float *bias, float *Y, int ldy);
 #define RNC_DECL_RNN_STEP_Q8(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_GRU_STEP_Q8(f) void f(const rnc_cell_args *a);

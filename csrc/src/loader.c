@@ -272,6 +272,10 @@ static rnc_status check_static_scale(const rnc_ctx *c, const char *field, float 
     return RNC_OK;
 }
 
+/* The inverse of a static q8 scale, computed once here instead of per quantised vector (the
+ * quantisers take it with the scale: docs/q8-contract.md); 0 for a dynamic scale. */
+static float static_inv(float s) { return s > 0.0f ? 1.0f / s : 0.0f; }
+
 /* A weight matrix of R (padded) rows and K inputs: its packed bytes, scales and value checks. */
 static rnc_status get_matrix(rnc_ctx *c, uint32_t prec, const char *wname, const unsigned char *wref,
                              const char *sname, const unsigned char *sref, uint64_t rows, uint64_t k,
@@ -577,6 +581,9 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     TRY(check_static_scale(c, FIELD(desc1, h_scale_reverse), L->h_scale[1], prec));
     if (dirs == 1 && L->h_scale[1] != 0.0f)
         return fail(c, FIELD(desc1, h_scale_reverse), MSG_SCALE_UNIDIR, f32_bits(L->h_scale[1]), 0, 0, NULL);
+    L->x_inv = static_inv(L->x_scale);
+    L->h_inv[0] = static_inv(L->h_scale[0]);
+    L->h_inv[1] = static_inv(L->h_scale[1]);
     const uint64_t rows = (uint64_t)L->gates * L->hp;
     for (uint32_t k = 0; k < 2; ++k) {
         const unsigned char *w = s->dir[k];
@@ -676,6 +683,7 @@ static rnc_status load_head(rnc_ctx *c, rnc_model *m, const head_names *f, uint3
     m->head_act = act;
     m->head_kx = (uint32_t)(prec == RNC_Q8 ? r4(in) : in);
     m->head_scale = scale;
+    m->head_inv = static_inv(scale);
     if (m->head_kx > c->max_kx) c->max_kx = m->head_kx;
     return add_stage(m, RNC_REC_LINEAR);
 }

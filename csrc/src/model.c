@@ -383,7 +383,7 @@ static size_t apply_head(const rnc_model *m, const float *in, size_t rows, size_
     if (m->precision == RNC_Q8) {
         const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
         for (size_t r = 0; r < rows; ++r)
-            quantize(in + r * ld_in, K, kx, m->head_scale, xq + r * kx, &sx[r]);
+            quantize(in + r * ld_in, K, kx, m->head_scale, m->head_inv, xq + r * kx, &sx[r]);
         plan_pick(&m->plan.gemm[RNC_Q8], rows, 0)->fn.gemm_q8(
             (const int8_t *)m->head_w, (int)O, (int)K, (int)rows, xq, (int)kx, (int32_t *)acc,
             (int)op);
@@ -469,6 +469,7 @@ static void cell_args_base(const rnc_model *m, const rnc_layer *L, uint32_t d, r
     a->b_ih = L->dir[d].b_ih;
     a->b_hh = L->dir[d].b_hh;
     a->h_scale = m->precision == RNC_Q8 ? L->h_scale[d] : 0.0f;
+    a->h_inv = m->precision == RNC_Q8 ? L->h_inv[d] : 0.0f;
     a->h = s->h + (L->h_offset + (size_t)d * L->out) * s->batch;
     a->P = L->proj;
     a->c = L->kind == RNC_LSTM ? s->c + (L->c_offset + (size_t)d * L->hidden_size) * s->batch
@@ -553,7 +554,8 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             cell_args_base(m, L, 0, s, &a, wk + w.cell);
             if (m->precision == RNC_Q8) {
                 for (size_t b = 0; b < B; ++b)
-                    quantize(in + b * in_w, in_w, L->kx, L->x_scale, xq + b * L->kx, &sx[b]);
+                    quantize(in + b * in_w, in_w, L->kx, L->x_scale, L->x_inv, xq + b * L->kx,
+                             &sx[b]);
                 a.xq = xq;
                 a.sx = sx;
                 a.ldxq = L->kx;
@@ -846,8 +848,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     for (size_t b = 0; b < B; ++b)
                         for (size_t j = 0; j < n; ++j) {
                             const size_t r = per_step ? j * B + b : b * n + j;
-                            quantize(in + b * ld_in + j * cur_w, cur_w, kx, L->x_scale, xq + r * kx,
-                                     &sx[r]);
+                            quantize(in + b * ld_in + j * cur_w, cur_w, kx, L->x_scale, L->x_inv,
+                                     xq + r * kx, &sx[r]);
                         }
                 if (!per_step) { /* the chunk's input projection, one product per sequence */
                     for (size_t b = 0; b < B; ++b) {

@@ -102,13 +102,13 @@ static inline float rnc_round_even(float p)
     return t - magic;
 }
 
-void rnc_q8_quantize_generic(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
-                       float *scale)
+void rnc_q8_quantize_generic(const float *v, size_t n, size_t npad, float static_scale,
+                             float static_inv, int8_t *q, float *scale)
 {
     float inv, s;
     if (static_scale > 0.0f) {
         s = static_scale;
-        inv = 1.0f / static_scale;
+        inv = static_inv > 0.0f ? static_inv : 1.0f / static_scale; /* a caller without it */
     } else {
         /* max |v| ignoring NaN, on the bit patterns: for non-negative floats (and +Inf) the
          * integer order is the float order; NaN patterns (> 0x7f800000) count as 0. Written so
@@ -147,7 +147,8 @@ rnc_status rnc_quantize_q8(const float *v, size_t n, float static_scale, int8_t 
     if ((!v && n) || (!q && n) || !scale) return RNC_E_ARG;
     if (!(static_scale >= 0.0f) || !rnc__all_finite(&static_scale, 1)) return RNC_E_ARG;
     if (!rnc__all_finite(v, n)) return RNC_E_VALUE;
-    rnc_q8_quantize_generic(v, n, n, static_scale, q, scale);
+    rnc_q8_quantize_generic(v, n, n, static_scale, static_scale > 0.0f ? 1.0f / static_scale : 0.0f,
+                            q, scale);
     return RNC_OK;
 }
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from rnncore.io.rnc import read_rnc, write_rnc  # noqa: E402
 from rnncore.quant import reference  # noqa: E402
 from rnncore.quant.reference import qmodel_from_rnc  # noqa: E402
+from rnncore.quant.scheme import BOUNDED_STATE_SCALE  # noqa: E402
 from rnncore.quant.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec  # noqa: E402
 
 F32 = np.float32
@@ -104,7 +105,9 @@ def float_spec(d: dict) -> ModelSpec:
 # ---- model construction --------------------------------------------------------------------
 def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="tanh", reset_after=True,
               head=None, head_act="none", embedding=None, last_step=False, last_bidir=False,
-              scales=None, options=None):
+              scales=None, options=None, bounded=False):
+    """bounded: the bounded state scale 1/127 (state_scale="bounded") on every state, every layer
+    input but the first (dynamic, or scales[0]) and the head input."""
     layers, feat = [], sizes[0]
     for h in sizes[1:]:
         g = GATES[kind]
@@ -139,6 +142,10 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
                 layer["hidden_size"] = h
                 h = p   # the next layer's input width
             layer["options"] = o
+        if bounded:
+            layer["h_scale"] = [BOUNDED_STATE_SCALE] * (2 if bidirectional else 1)
+            if layers:
+                layer["x_scale"] = BOUNDED_STATE_SCALE
         layers.append(layer)
         feat = h * (2 if bidirectional else 1)
     spec = {"precision": precision, "layers": layers, "input_size": sizes[0],
@@ -148,6 +155,8 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
                         "bias": (rng.standard_normal(head) * 0.2).astype(F32), "activation": head_act}
         if scales:
             spec["head"]["in_scale"] = scales[1]
+        if bounded:
+            spec["head"]["in_scale"] = BOUNDED_STATE_SCALE
     if embedding:
         spec["embedding"] = {"weight": rng.standard_normal((embedding, sizes[0])).astype(F32)}
     return spec
@@ -284,6 +293,19 @@ def main(outdir: str) -> None:
         ("lstm_go_backwards_q8_last", dict(kind="lstm", sizes=[4, 10], precision="q8", last_step=True, head=2,
                                            options=dict(reverse=True, reverse_output=True)),
          3, 5, "run", [5, 2, 1], q8),
+        # the bounded state scale (state_scale="bounded"): batch 1 (b1 rows), 2-3 (small, multi),
+        # 16+ (fused), both GRU forms, bidirectional, with a dynamic and a static first input
+        ("gru_q8_bounded_b1", dict(kind="gru", sizes=[6, 24], precision="q8", head=3, head_act="tanh",
+                                   bounded=True), 1, 12, "stream", None, q8),
+        ("lstm_q8_bounded_stack_run", dict(kind="lstm", sizes=[5, 20, 9], precision="q8", head=2,
+                                           head_act="softmax", bounded=True), 3, 9, "run", [9, 4, 0], q8),
+        ("gru_rb_q8_bounded_bidir", dict(kind="gru", sizes=[4, 19], precision="q8", reset_after=False,
+                                         bidirectional=True, bounded=True), 2, 5, "run", [3, 5], q8),
+        ("rnn_q8_bounded_static_x_b17", dict(kind="rnn", sizes=[7, 16], precision="q8", scales=(0.03, 0.009),
+                                             head=2, bounded=True), 17, 4, "run",
+         [4, 0, 3, 1, 2, 4, 4, 3, 2, 1, 0, 4, 3, 2, 1, 4, 2], q8),
+        ("gru_q8_bounded_stream_b2", dict(kind="gru", sizes=[7, 16, 16], precision="q8", bounded=True), 2, 6,
+         "stream", None, q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

@@ -282,14 +282,22 @@ static void test_table_ops(void)
             } else {
                 float *v = xmalloc(4 * (size_t)K);
                 int8_t *q0 = xmalloc((size_t)kp + 8), *q1 = xmalloc((size_t)kp + 8);
-                for (int st = 0; st < 2; ++st) {
-                    for (int i = 0; i < K; ++i) v[i] = rndf() * (s % 2 ? 1e4f : 1.0f);
+                /* dynamic, a static scale, the bounded state scale 1/127 (inverse 127) */
+                for (int st = 0; st < 3; ++st) {
+                    const float sc = st == 0 ? 0.0f : st == 1 ? 0.05f : 1.0f / 127.0f;
+                    const float inv = st ? 1.0f / sc : 0.0f;
+                    for (int i = 0; i < K; ++i) v[i] = rndf() * (s % 2 && st < 2 ? 1e4f : 1.0f);
                     if (s >= 2) v[rnd() % (uint32_t)K] = specials[rnd() % 6];
                     float s0 = -1, s1 = -2;
                     memset(q1, 0x55, (size_t)kp + 8);
-                    gen->fn.quantize(v, (size_t)K, (size_t)kp + 8, st ? 0.05f : 0.0f, q0, &s0);
-                    kr->fn.quantize(v, (size_t)K, (size_t)kp + 8, st ? 0.05f : 0.0f, q1, &s1);
+                    gen->fn.quantize(v, (size_t)K, (size_t)kp + 8, sc, inv, q0, &s0);
+                    kr->fn.quantize(v, (size_t)K, (size_t)kp + 8, sc, inv, q1, &s1);
                     same &= !memcmp(q0, q1, (size_t)kp + 8) && !memcmp(&s0, &s1, 4);
+                    if (st) { /* no precomputed inverse given (0): the row computes it, same bits */
+                        memset(q1, 0x55, (size_t)kp + 8);
+                        kr->fn.quantize(v, (size_t)K, (size_t)kp + 8, sc, 0.0f, q1, &s1);
+                        same &= !memcmp(q0, q1, (size_t)kp + 8) && !memcmp(&s0, &s1, 4);
+                    }
                 }
                 free(v), free(q0), free(q1);
             }

@@ -112,6 +112,7 @@ static void one_case(uint32_t kind, uint32_t ra, uint32_t B, uint32_t I, uint32_
         a.b_ih = bih;
         a.b_hh = bhh;
         a.h_scale = h_scale;
+        a.h_inv = h_scale > 0.0f ? 1.0f / h_scale : 0.0f;
         a.xq = xq;
         a.sx = sx;
         a.ldxq = kx;
@@ -154,9 +155,9 @@ int main(void)
     static const uint32_t kinds[][2] = {{RNC_RNN_TANH, 1}, {RNC_RNN_RELU, 1}, {RNC_GRU, 1}, {RNC_GRU, 0}, {RNC_LSTM, 1}};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; ++k)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
-            for (int mode = 0; mode < 4; ++mode)
-                one_case(kinds[k][0], kinds[k][1], shapes[s][0], shapes[s][1], shapes[s][2], mode & 1, mode >> 1,
-                         mode == 3 ? 0.01f : 0.0f);
+            for (int mode = 0; mode < 5; ++mode) /* 3: a static h scale; 4: the bounded one, 1/127 */
+                one_case(kinds[k][0], kinds[k][1], shapes[s][0], shapes[s][1], shapes[s][2], mode & 1,
+                         (mode >> 1) & 1, mode == 3 ? 0.01f : mode == 4 ? 1.0f / 127.0f : 0.0f);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -186,8 +186,8 @@ static void test_quantize(void)
         float s0 = -1.0f, s1 = -2.0f;
         memset(q0, 0x55, sizeof q0);
         memset(q1, 0x55, sizeof q1);
-        rnc_q8_quantize_generic(v, n, npad, st, q0, &s0);
-        rnc_q8_quantize_avx512(v, n, npad, st, q1, &s1);
+        rnc_q8_quantize_generic(v, n, npad, st, st > 0.0f ? 1.0f / st : 0.0f, q0, &s0);
+        rnc_q8_quantize_avx512(v, n, npad, st, st > 0.0f ? 1.0f / st : 0.0f, q1, &s1);
         check(!memcmp(q0, q1, sizeof q0) && !memcmp(&s0, &s1, sizeof s0), "quantize_row_avx512", (int)n,
               (int)npad, 1, trial);
     }
@@ -254,7 +254,7 @@ static void test_epilogue_avx2(void)
         float s0 = -1.0f, s1 = -2.0f;
         memset(q0, 0x55, sizeof q0);
         memset(q1, 0x55, sizeof q1);
-        rnc_q8_quantize_generic(v, n, npad, st, q0, &s0);
+        rnc_q8_quantize_generic(v, n, npad, st, st > 0.0f ? 1.0f / st : 0.0f, q0, &s0);
         rnc_test_quantize_row_avx2(v, n, npad, st, q1, &s1);
         check(!memcmp(q0, q1, sizeof q0) && !memcmp(&s0, &s1, sizeof s0), "quantize_row_avx2", (int)n,
               (int)npad, 1, trial);

@@ -18,5 +18,6 @@ void rnc_test_cell_update_avx2(uint32_t kind, uint32_t H, uint32_t Hp, const flo
 void rnc_test_quantize_row_avx2(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
                                 float *scale)
 {
-    rnc_avx2_quantize_row(v, n, npad, static_scale, q, scale);
+    rnc_avx2_quantize_row(v, n, npad, static_scale, static_scale > 0.0f ? 1.0f / static_scale : 0.0f, q,
+                          scale);
 }

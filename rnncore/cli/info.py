@@ -23,6 +23,25 @@ RUN_PER_STEP_MIN_BATCH = 4
 _CELL_OP = {"rnn_tanh": "rnn_step", "rnn_relu": "rnn_step", "gru": "gru_step", "lstm": "lstm_step"}
 
 
+
+def _scale_kind(s) -> str:
+    from rnncore.quant.scheme import BOUNDED_STATE_SCALE
+
+    if s is None:
+        return "dynamic"
+    return "bounded (1/127)" if float(s) == BOUNDED_STATE_SCALE else "static"
+
+
+def _scales(x_scale, h_scale=None) -> str:
+    """A layer's (or the head's) q8 activation scales in words: "static", "dynamic", or e.g.
+    "dynamic input, bounded (1/127) state" (docs/q8-contract.md)."""
+    x = _scale_kind(x_scale)
+    if h_scale is None:
+        return x
+    kinds = {_scale_kind(s) for s in h_scale}
+    h = kinds.pop() if len(kinds) == 1 else "mixed"
+    return x if x == h else f"{x} input, {h} state"
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the .rnc file")
     p.add_argument("--batch", type=batch_list, default=[1, 8, 64], metavar="B[,B...]",
@@ -97,7 +116,7 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
         if el["kind"] == "gru":
             entry["gru_form"] = "reset_after" if el["reset_after"] else "reset_before"
         if q8:
-            entry["scales"] = "static" if dl["x_scale"] is not None else "dynamic"
+            entry["scales"] = _scales(dl["x_scale"], dl["h_scale"])
         layers.append(entry)
     head = None
     if d["head"] is not None:
@@ -105,7 +124,7 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
         head = {"in_features": int(h["weight"].shape[1]), "out_features": int(h["weight"].shape[0]),
                 "activation": h["activation"], "parameters": int(h["weight"].size + h["bias"].size)}
         if q8:
-            head["scales"] = "static" if h["in_scale"] is not None else "dynamic"
+            head["scales"] = _scales(h["in_scale"])
         total += head["parameters"]
     sums = q8 and hdr["version"] >= 2
     info = {

@@ -4,7 +4,7 @@ The f32 file's weights are the float32 model, so this is what ``rc.compile(model
 precision="q8", calibration=X)`` writes for the model it came from, byte for byte: per-row int8
 weights and, with ``--calibration X.npy`` (representative inputs ``(B, T, F)``, or ``(B, T)``
 token ids), static activation scales measured on ``X`` (:func:`rnncore.quant.calibrate`);
-without it, dynamic per-step scales.
+without it, dynamic per-step scales. ``--state-scale bounded`` is ``state_scale="bounded"``.
 """
 
 from __future__ import annotations
@@ -29,11 +29,17 @@ def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
                         "activation scales (default: dynamic per-step scales)")
     p.add_argument("--calibration-lengths", default=None, metavar="L.npy",
                    help="valid steps per calibration sequence (B,) (default: all T)")
+    p.add_argument("--state-scale", default=None, choices=("dynamic", "bounded"),
+                   help="q8: the scale of GRU/LSTM/tanh-RNN states: 'bounded' = the fixed 1/127 of "
+                        "states in [-1, 1], no per-step scan; 'dynamic' = per step even when "
+                        "calibrated (default: the calibration's, else dynamic; docs/q8-contract.md)")
 
 
 def load_calibration(args: argparse.Namespace, precision: str):
     """The calibration data of ``--calibration`` / ``--calibration-lengths`` (None without),
     every error blamed on the calibration file."""
+    if getattr(args, "state_scale", None) is not None and precision != "q8":
+        raise CLIError(f"--state-scale {args.state_scale}: activation scales exist only for --precision q8")
     if args.calibration is None:
         if args.calibration_lengths is not None:
             raise CLIError("--calibration-lengths needs --calibration")
@@ -53,10 +59,13 @@ def build(spec, precision: str, calibration, args: argparse.Namespace) -> bytes:
     """``build_rnc`` with calibration mistakes blamed on the calibration file."""
     from rnncore.spec import build_rnc
 
+    state_scale = getattr(args, "state_scale", None)
     try:
-        data, _ = build_rnc(spec, precision, calibration)
+        data, _ = build_rnc(spec, precision, calibration, state_scale)
     except (ValueError, TypeError) as e:
         msg = str(e)
+        if msg.startswith("state_scale"):
+            raise CLIError(f"--state-scale {state_scale}: {msg.split(': ', 1)[1]}") from e
         if calibration is not None and msg.startswith(("calibration", "calibrate")):
             on_lengths = msg.startswith("calibration: lengths") or "every length is 0" in msg
             if on_lengths and args.calibration_lengths:
@@ -93,5 +102,7 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
     scales = "static activation scales from " + args.calibration if calibration is not None \
         else "dynamic activation scales"
+    if args.state_scale is not None:
+        scales += f", {args.state_scale} state scales"
     print(f"{args.output}: {args.precision}, {scales}, {len(out)} bytes "
           f"(from {len(data)} bytes f32, {len(out) / len(data):.2f}x)")

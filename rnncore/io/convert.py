@@ -133,14 +133,15 @@ def _missing_class(e: BaseException) -> str:
 
 def convert(source: str | os.PathLike, output: str | os.PathLike, *, precision: str = "f32",
             calibration: str | os.PathLike | np.ndarray | None = None,
-            trust_pickle: bool = False, strip_final_activation: bool = False,
+            state_scale: str | None = None, trust_pickle: bool = False, strip_final_activation: bool = False,
             max_bytes: int = MAX_MODEL_BYTES) -> ModelSpec:
     """Import ``source`` and write it as the ``.rnc`` file ``output``.
 
     Pure Python (:func:`rnncore.spec.build_rnc`: the model's :class:`~rnncore.spec.ModelSpec`,
     the q8 calibration, :func:`rnncore.io.rnc.write_rnc`); the compiled engine is not needed.
     ``calibration`` (q8 only): representative inputs ``(B, T, F)`` -- an array or a ``.npy``
-    file -- for static activation scales; None keeps dynamic per-step scales. ``max_bytes``
+    file -- for static activation scales; None keeps dynamic per-step scales. ``state_scale``
+    (q8 only): None, "dynamic" or "bounded", as in :func:`rnncore.compile`. ``max_bytes``
     bounds both input files (default 2 GiB); larger or non-regular files are refused unread.
 
     Returns
@@ -154,7 +155,7 @@ def convert(source: str | os.PathLike, output: str | os.PathLike, *, precision: 
         calibration = np.load(calibration)
     if calibration is not None and np.asarray(calibration).dtype.kind == "f":
         calibration = np.asarray(calibration, np.float32)
-    data, spec = build_rnc(model, precision, calibration)
+    data, spec = build_rnc(model, precision, calibration, state_scale)
     Path(output).write_bytes(data)
     return spec
 

@@ -29,7 +29,14 @@ from rnncore.quant.reference import (
     qmodel_from_rnc,
     quantize_model,
 )
-from rnncore.quant.scheme import epilogue, int_matmul, quantize_activation, quantize_weights
+from rnncore.quant.scheme import (
+    BOUNDED_STATE_SCALE,
+    activation_scales,
+    epilogue,
+    int_matmul,
+    quantize_activation,
+    quantize_weights,
+)
 from rnncore.spec import (
     CellWeights,
     LayerSpec,
@@ -41,10 +48,9 @@ from rnncore.spec import (
 )
 
 __all__ = [
-    "Calibration", "CalibrationWarning", "CellWeights", "LayerSpec", "LinearSpec", "ModelSpec", "QCell",
-    "QLayer", "QLinear",
-    "QMatrix", "QModel", "calibrate", "epilogue", "float_cell_step", "float_forward", "forward",
-    "int_matmul", "model_step", "q8_cell_step", "q8_forward", "q8_linear", "qmodel_from_rnc",
-    "quantize_activation", "quantize_model", "quantize_weights", "spec_from_model", "spec_from_rnc",
-    "to_rnc_spec",
+    "BOUNDED_STATE_SCALE", "Calibration", "CalibrationWarning", "CellWeights", "LayerSpec", "LinearSpec",
+    "ModelSpec", "QCell", "QLayer", "QLinear", "QMatrix", "QModel", "activation_scales", "calibrate",
+    "epilogue", "float_cell_step", "float_forward", "forward", "int_matmul", "model_step",
+    "q8_cell_step", "q8_forward", "q8_linear", "qmodel_from_rnc", "quantize_activation",
+    "quantize_model", "quantize_weights", "spec_from_model", "spec_from_rnc", "to_rnc_spec",
 ]

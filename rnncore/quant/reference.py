@@ -35,7 +35,14 @@ import numpy as np
 
 from rnncore.nn import cells
 from rnncore.nn import functional as F
-from rnncore.quant.scheme import F32, epilogue, int_matmul, quantize_activation, quantize_weights
+from rnncore.quant.scheme import (
+    F32,
+    activation_scales,
+    epilogue,
+    int_matmul,
+    quantize_activation,
+    quantize_weights,
+)
 from rnncore.spec import CellWeights, LayerSpec, LinearSpec, ModelSpec, stack_text
 
 # ------------------------------------------------------------------------------------------
@@ -106,6 +113,8 @@ class QLayer:
     def __repr__(self) -> str:
         form = "" if self.cell != "gru" or self.reset_after else ", reset_after=False"
         scales = "static" if self.x_scale is not None else "dynamic"
+        if self.h_scale[0] is not None and self.x_scale is None:
+            scales = "dynamic input, static state"
         return (f"QLayer({self.cell!r}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
                 f"directions={self.num_directions}{form}, {scales} scales)")
 
@@ -148,15 +157,24 @@ class Calibration:
     head_scale: float | None = None
 
 
-def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> QModel:
+def quantize_model(spec: ModelSpec, calibration: Calibration | None = None,
+                   state_scale: str | None = None) -> QModel:
     """Quantise every weight matrix per row (biases and the embedding stay float32).
 
     Parameters
     ----------
     spec : the float model
     calibration : static activation scales, or None for dynamic quantisation everywhere
+    state_scale : the hidden states' scales: None (the calibration's, else dynamic), "dynamic",
+        or "bounded" (the fixed :data:`~rnncore.quant.scheme.BOUNDED_STATE_SCALE` = 1/127 of
+        GRU, LSTM and tanh-RNN states, which lie in [-1, 1], for every vector made of them:
+        the states, the deeper layers' inputs, the head input; a ReLU layer is refused;
+        :func:`~rnncore.quant.scheme.activation_scales`)
     """
     spec.validate()
+    xs, hs, head_scale = activation_scales([ls.cell for ls in spec.layers],
+                                           [ls.num_directions for ls in spec.layers],
+                                           spec.head is not None, state_scale, calibration)
     layers = []
     for k, ls in enumerate(spec.layers):
         proj = None if not ls.options else ls.options.get("proj")
@@ -164,17 +182,15 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None) -> Q
                       np.asarray(w.bias_ih, F32), np.asarray(w.bias_hh, F32),
                       None if proj is None else QMatrix.from_float(np.asarray(proj[d])))
                 for d, w in enumerate(ls.directions)]
-        ql = QLayer(ls.cell, ls.input_size, ls.hidden_size, dirs, ls.reset_after,
+        ql = QLayer(ls.cell, ls.input_size, ls.hidden_size, dirs, ls.reset_after, xs[k],
                     options=ls.options or None)
-        if calibration is not None:
-            ql.x_scale = float(calibration.x_scale[k])
-            ql.h_scale = [float(s) for s in calibration.h_scale[k]]
+        if any(v is not None for v in hs[k]):
+            ql.h_scale = hs[k]
         layers.append(ql)
     head = None
     if spec.head is not None:
         b = None if spec.head.bias is None else np.asarray(spec.head.bias, F32)
-        head = QLinear(QMatrix.from_float(spec.head.weight), b, spec.head.activation,
-                       None if calibration is None else calibration.head_scale)
+        head = QLinear(QMatrix.from_float(spec.head.weight), b, spec.head.activation, head_scale)
     emb = None if spec.embedding is None else np.asarray(spec.embedding, F32)
     return QModel(layers, emb, spec.last_step, head, spec.last_step_bidirectional)
 

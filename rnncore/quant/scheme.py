@@ -17,6 +17,10 @@ Every rule here is the executable form of ``docs/q8-contract.md``:
 
   all in float32 (the product ``v * inv`` is rounded to float32 first, then to the nearest
   integer, ties to even). A *static* (calibrated) scale ``s`` uses ``inv = 1 / s`` instead.
+* **bounded state scale** (``state_scale="bounded"``): the hidden state of a GRU, LSTM or tanh
+  RNN lies in [-1, 1], so it is quantised with the static scale
+  :data:`BOUNDED_STATE_SCALE` = float32(1 / 127), whose inverse is exactly 127 in float32:
+  ``q = rint(h * 127)``, never clipped (docs/q8-contract.md, "The bounded state scale").
 * **accumulators**: ``acc[r] = sum_k Wq[r, k] * q[k]``, exact int32.
 * **epilogue**: ``pre[r] = float32(acc[r]) * (s_v * s_w[r]) + b[r]``, the scale product first,
   all float32.
@@ -30,6 +34,68 @@ F32 = np.float32
 QMAX = 127
 _F127 = F32(127.0)
 _ONE = F32(1.0)
+
+#: The static scale of a bounded hidden state (``state_scale="bounded"``): float32(1 / 127),
+#: bits 0x3C010204. ``1 / BOUNDED_STATE_SCALE`` is exactly 127.0 in float32, so the quantiser's
+#: product is ``h * 127`` and ``|h| <= 1`` gives ``|q| <= 127`` without clipping.
+BOUNDED_STATE_SCALE = float(_ONE / _F127)
+#: The cells whose hidden state is bounded by its activations (``|h| <= 1``): GRU (a convex mix
+#: of tanh and the previous h), LSTM (sigmoid x tanh) and the tanh RNN. A ReLU RNN's is not.
+BOUNDED_CELLS = ("gru", "lstm", "rnn_tanh")
+#: ``state_scale`` values: None (the default: the calibration's state scales when calibrated,
+#: else dynamic), "dynamic" (max-abs per vector) or "bounded" (:data:`BOUNDED_STATE_SCALE`;
+#: :func:`activation_scales`).
+STATE_SCALES = (None, "dynamic", "bounded")
+
+
+def activation_scales(cells: list[str], num_directions: list[int], has_head: bool,
+                      state_scale: str | None = None, calibration=None):
+    """The static scale of every quantised vector of a model (None: dynamic).
+
+    Parameters
+    ----------
+    cells : each layer's cell ("gru" | "lstm" | "rnn_tanh" | "rnn_relu")
+    num_directions : each layer's directions (1 or 2)
+    has_head : the model has a linear head
+    state_scale : one of :data:`STATE_SCALES`. "bounded" gives every vector that is made of
+        bounded states the scale :data:`BOUNDED_STATE_SCALE`: each direction's hidden state
+        (and GRU's ``r*h``), every layer's input but the first (the previous layer's output)
+        and the head's input; the first layer's input keeps the calibration's scale (or is
+        dynamic). "dynamic" makes the states dynamic even when calibrated.
+    calibration : a :class:`~rnncore.quant.reference.Calibration` or None
+
+    Returns
+    -------
+    x_scale : list, one per layer; h_scale : list of lists, one per layer and direction;
+    head_scale : float or None
+
+    Raises
+    ------
+    ValueError
+        for an unknown ``state_scale``, or "bounded" with a ReLU RNN layer (unbounded state)
+    """
+    if state_scale not in STATE_SCALES:
+        raise ValueError(f"state_scale: expected one of {STATE_SCALES}, got {state_scale!r}")
+    n = len(cells)
+    cal = calibration
+    x = [None if cal is None else float(cal.x_scale[k]) for k in range(n)]
+    h = [[None] * num_directions[k] if cal is None else [float(v) for v in cal.h_scale[k]]
+         for k in range(n)]
+    head = None if cal is None or not has_head else cal.head_scale
+    if state_scale == "dynamic":
+        h = [[None] * num_directions[k] for k in range(n)]
+    elif state_scale == "bounded":
+        for k, cell in enumerate(cells):
+            if cell not in BOUNDED_CELLS:
+                raise ValueError(f"state_scale='bounded': layer {k} is a {cell!r} layer, whose state is "
+                                 f"unbounded; expected only {BOUNDED_CELLS} layers (or state_scale=None "
+                                 "or 'dynamic')")
+            h[k] = [BOUNDED_STATE_SCALE] * num_directions[k]
+            if k:
+                x[k] = BOUNDED_STATE_SCALE
+        if has_head and n:
+            head = BOUNDED_STATE_SCALE
+    return x, h, head
 
 
 def quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -126,7 +126,7 @@ static void RNC_CAT(rnc_q8_cell_, RNC_SFX)(const rnc_cell_args *a)
         RNC_GEMM_Q8((const int8_t *)a->w_ih, (int)ghp, (int)I, (int)B, a->xq, (int)a->ldxq, acc_i,
                     (int)ghp);
     for (uint32_t b = 0; b < B; ++b)
-        RNC_QUANTIZE_ROW(a->h + (size_t)b * H, H, kh, a->h_scale, hq + b * kh, &sh[b]);
+        RNC_QUANTIZE_ROW(a->h + (size_t)b * H, H, kh, a->h_scale, a->h_inv, hq + b * kh, &sh[b]);
     RNC_GEMM_Q8(w_hh, (int)(rb ? 2 * (size_t)Hp : ghp), (int)H, (int)B, hq, (int)kh, acc_h,
                 (int)ghp);
 
@@ -160,7 +160,7 @@ static void RNC_CAT(rnc_q8_cell_, RNC_SFX)(const rnc_cell_args *a)
             RNC_CAT(rnc_q8_dequant_, RNC_SFX)(2 * Hp, acc_h + b * ghp, sh[b], a->s_hh, a->b_hh,
                                               gh_f);
             RNC_CAT(rnc_gru_rb_gates_, RNC_SFX)(H, Hp, gi, gh_f, h, rh);
-            RNC_QUANTIZE_ROW(rh, H, kh, a->h_scale, rq, &srh);
+            RNC_QUANTIZE_ROW(rh, H, kh, a->h_scale, a->h_inv, rq, &srh);
             RNC_GEMM_Q8(w_hh + 2 * (size_t)Hp * kh, (int)Hp, (int)H, 1, rq, (int)kh, acc_n,
                         (int)Hp);
             RNC_CAT(rnc_q8_dequant_, RNC_SFX)(Hp, acc_n, srh, a->s_hh + 2 * Hp, a->b_hh + 2 * Hp,

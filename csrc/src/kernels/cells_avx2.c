@@ -14,10 +14,10 @@
 RNC_DEFINE_Q8_GEMM_DEQ(avx2)
 
 /* The quantiser of the AVX2 path (and of AVX-VNNI, its child). */
-void rnc_q8_quantize_avx2(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
-                          float *scale)
+void rnc_q8_quantize_avx2(const float *v, size_t n, size_t npad, float static_scale, float static_inv,
+                          int8_t *q, float *scale)
 {
-    rnc_avx2_quantize_row(v, n, npad, static_scale, q, scale);
+    rnc_avx2_quantize_row(v, n, npad, static_scale, static_inv, q, scale);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ RNC_AI void b1_step(const rnc_cell_args *a, uint32_t kind, const int G, const in
     int8_t *hq = (int8_t *)(w + wl.hq);
     float *sh = (float *)(w + wl.sh);
     for (uint32_t b = 0; b < B; ++b) /* every row's h is quantised before any row is updated */
-        rnc_avx2_quantize_row(a->h + (size_t)b * H, H, kh, a->h_scale, hq + b * kh, &sh[b]);
+        rnc_avx2_quantize_row(a->h + (size_t)b * H, H, kh, a->h_scale, a->h_inv, hq + b * kh, &sh[b]);
     for (uint32_t b = 0; b < B; ++b) {
         if (a->active && !a->active[b]) continue;
         b1_row(a, kind, G, seq, b, hq + b * kh, sh[b], acc_i + b * ghp, acc_h + b * ghp);

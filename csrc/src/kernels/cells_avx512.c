@@ -88,8 +88,8 @@ static inline void rnc_avx512_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, 
 RNC_DEFINE_Q8_GEMM_DEQ(avx512)
 
 /* The quantiser of the AVX-512 path (and of avx512vnni and amx, its children). */
-void rnc_q8_quantize_avx512(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
-                            float *scale)
+void rnc_q8_quantize_avx512(const float *v, size_t n, size_t npad, float static_scale,
+                            float static_inv, int8_t *q, float *scale)
 {
-    rnc_x86_quantize_row_avx512(v, n, npad, static_scale, q, scale);
+    rnc_x86_quantize_row_avx512(v, n, npad, static_scale, static_inv, q, scale);
 }

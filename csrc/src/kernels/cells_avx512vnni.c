@@ -253,7 +253,7 @@ RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const
      * contiguous bytes, 64-aligned: at least B x 2G x 64) */
     float *pre = (float *)(w + wl.acc_i);
     for (uint32_t b = 0; b < B; ++b)
-        rnc_x86_quantize_row_avx512(a->h + (size_t)b * H, H, kh, a->h_scale, hq + b * kh, &sh[b]);
+        rnc_x86_quantize_row_avx512(a->h + (size_t)b * H, H, kh, a->h_scale, a->h_inv, hq + b * kh, &sh[b]);
     const int8_t *wih = (const int8_t *)a->w_ih, *whh = (const int8_t *)a->w_hh;
     for (uint32_t u = 0; u < H; u += 16) {
         const __mmask16 msk = H - u >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - u)) - 1u);
@@ -547,7 +547,7 @@ RNC_FA void small_step_mode(const rnc_cell_args *a, uint32_t kind, const int G, 
     int8_t *hq = (int8_t *)(w + wl.hq);
     float *sh = (float *)(w + wl.sh);
     for (uint32_t b = 0; b < B; ++b) /* every row's h is quantised before any row is updated */
-        rnc_x86_quantize_row_avx512(a->h + (size_t)b * H, H, kh, a->h_scale, hq + b * kh, &sh[b]);
+        rnc_x86_quantize_row_avx512(a->h + (size_t)b * H, H, kh, a->h_scale, a->h_inv, hq + b * kh, &sh[b]);
     for (uint32_t b = 0; b < B; ++b) {
         if (a->active && !a->active[b]) continue;
         small_row(a, kind, G, seq, b, hq + b * kh, sh[b], (int)(kx / 4), (int)(kh / 4));
@@ -595,7 +595,7 @@ RNC_FA void multi_step(const rnc_cell_args *a, uint32_t kind, const int G, const
     float *sh = (float *)(w + wl.sh);
     const int8_t *qx[3];
     for (int n = 0; n < NB; ++n) { /* every row's h is quantised before any row is updated */
-        rnc_x86_quantize_row_avx512(a->h + (size_t)n * H, H, kh, a->h_scale, hq + n * kh, &sh[n]);
+        rnc_x86_quantize_row_avx512(a->h + (size_t)n * H, H, kh, a->h_scale, a->h_inv, hq + n * kh, &sh[n]);
         qx[n] = hq + n * kh;
     }
     /* q ^ 0x80 = q + 128 as an unsigned byte (the zero padding becomes 0x80, against zero weights) */

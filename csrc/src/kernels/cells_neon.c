@@ -24,10 +24,10 @@ RNC_DEFINE_Q8_GEMM_DEQ(neon)
 
 #if defined(__aarch64__)
 /* The quantiser of the aarch64 NEON path (and of neondot, its child). */
-void rnc_q8_quantize_neon(const float *v, size_t n, size_t npad, float static_scale, int8_t *q,
-                          float *scale)
+void rnc_q8_quantize_neon(const float *v, size_t n, size_t npad, float static_scale,
+                          float static_inv, int8_t *q, float *scale)
 {
-    rnc_neon_quantize_row(v, n, npad, static_scale, q, scale);
+    rnc_neon_quantize_row(v, n, npad, static_scale, static_inv, q, scale);
 }
 #endif
 #endif

@@ -187,7 +187,7 @@ static void q8_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
     if (!a->gi)
         v->gemm_q8((const int8_t *)a->w_ih, (int)ghp, (int)I, (int)B, a->xq, (int)a->ldxq, acc_i, (int)ghp);
     for (uint32_t b = 0; b < B; ++b)
-        v->quantize(a->h + (size_t)b * HW, HW, khw, a->h_scale, hq + b * khw, &sh[b]);
+        v->quantize(a->h + (size_t)b * HW, HW, khw, a->h_scale, a->h_inv, hq + b * khw, &sh[b]);
     v->gemm_q8(w_hh, (int)(rb ? 2 * (size_t)Hp : ghp), (int)HW, (int)B, hq, (int)khw, acc_h, (int)ghp);
     for (uint32_t b = 0; b < B; ++b) {
         if (a->active && !a->active[b]) continue;
@@ -205,7 +205,7 @@ static void q8_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
             if (P) { /* m = o h(c') into rh, then h = W_hr q(m) */
                 float sm;
                 update_row(a, v, gi, gh_f, NULL, rh, c);
-                v->quantize(rh, H, kh, 0.0f, rq, &sm);
+                v->quantize(rh, H, kh, 0.0f, 0.0f, rq, &sm);
                 v->gemm_q8_1((const int8_t *)v->w_hr, (int)P, (int)H, 1, rq, (int)kh, acc_n,
                              (int)RNC_ALIGN_UP((size_t)P, 16));
                 for (uint32_t p = 0; p < P; ++p) h[p] = (float)acc_n[p] * (sm * v->s_hr[p]) + 0.0f;
@@ -216,7 +216,7 @@ static void q8_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
             float srh;
             dequant(2 * Hp, acc_h + b * ghp, sh[b], a->s_hh, a->b_hh, gh_f);
             for (uint32_t u = 0; u < H; ++u) rh[u] = ACT(0, clipf(v, gi[u] + gh_f[u])) * h[u];
-            v->quantize(rh, H, kh, a->h_scale, rq, &srh);
+            v->quantize(rh, H, kh, a->h_scale, a->h_inv, rq, &srh);
             v->gemm_q8_1(w_hh + 2 * (size_t)Hp * kh, (int)Hp, (int)H, 1, rq, (int)kh, acc_n, (int)Hp);
             dequant(Hp, acc_n, srh, a->s_hh + 2 * Hp, a->b_hh + 2 * Hp, rh);
             update_row(a, v, gi, gh_f, rh, h, c);

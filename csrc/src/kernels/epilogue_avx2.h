@@ -289,12 +289,12 @@ static inline void rnc_avx2_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, co
 
 /* util.c's rnc_q8_quantize_generic, bit for bit. */
 static inline void rnc_avx2_quantize_row(const float *v, size_t n, size_t npad, float static_scale,
-                                         int8_t *q, float *scale)
+                                         float static_inv, int8_t *q, float *scale)
 {
     float inv, s;
     if (static_scale > 0.0f) {
         s = static_scale;
-        inv = 1.0f / static_scale;
+        inv = static_inv > 0.0f ? static_inv : 1.0f / static_scale; /* a caller without it */
     } else {
         __m256 mv = _mm256_setzero_ps();
         const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));

@@ -127,14 +127,14 @@ static inline void rnc_x86_cell_update_avx512(uint32_t kind, uint32_t H, uint32_
 }
 
 /* util.c's rnc_q8_quantize_generic, bit for bit (max |v| ignoring NaN, v * (127 / m), NaN -> 0, clamp to
- * +-127, round half to even by adding and subtracting 1.5 * 2^23, zero padding to npad). */
+ * +-127, round half to even, zero padding to npad). */
 static inline void rnc_x86_quantize_row_avx512(const float *v, size_t n, size_t npad, float static_scale,
-                                   int8_t *q, float *scale)
+                                               float static_inv, int8_t *q, float *scale)
 {
     float inv, s;
     if (static_scale > 0.0f) {
         s = static_scale;
-        inv = 1.0f / static_scale;
+        inv = static_inv > 0.0f ? static_inv : 1.0f / static_scale; /* a caller without it */
     } else {
         __m512 mv = _mm512_setzero_ps();
         const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
@@ -153,15 +153,16 @@ static inline void rnc_x86_quantize_row_avx512(const float *v, size_t n, size_t 
         inv = 127.0f / m;
     }
     const __m512 vinv = _mm512_set1_ps(inv), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
     for (size_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
         __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, v + i), vinv);
-        p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(p, p, _CMP_ORD_Q), p); /* NaN -> 0 */
-        p = _mm512_min_ps(hi, p);
-        p = _mm512_max_ps(lo, p);
-        p = _mm512_sub_ps(_mm512_add_ps(p, magic), magic);
-        _mm_mask_storeu_epi8(q + i, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(p)));
+        /* min/max return their second operand when one is NaN: NaN stays NaN, +-Inf clamps */
+        p = _mm512_max_ps(lo, _mm512_min_ps(hi, p));
+        /* round to nearest, ties to even (embedded, whatever MXCSR says): the generic rounding for
+         * |p| <= 127; NaN converts to 0x80000000, whose low byte (vpmovdb truncates) is 0: the
+         * generic NaN -> 0 */
+        const __m512i r = _mm512_cvt_roundps_epi32(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_mask_storeu_epi8(q + i, m, _mm512_cvtepi32_epi8(r));
     }
     if (npad > n) memset(q + n, 0, npad - n);
     *scale = s;

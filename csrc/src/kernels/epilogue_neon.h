@@ -251,12 +251,12 @@ RNC_NEON_AI int32x4_t rnc_neon_q4(const float *v, float32x4_t inv, float32x4_t l
  * nearest even (fcvtns; the generic code's 1.5 * 2^23 addition gives the same integer for
  * |p| <= 127). */
 static inline void rnc_neon_quantize_row(const float *v, size_t n, size_t npad, float static_scale,
-                                         int8_t *q, float *scale)
+                                         float static_inv, int8_t *q, float *scale)
 {
     float inv, s;
     if (static_scale > 0.0f) {
         s = static_scale;
-        inv = 1.0f / static_scale;
+        inv = static_inv > 0.0f ? static_inv : 1.0f / static_scale; /* a caller without it */
     } else {
         const uint32x4_t absm = vdupq_n_u32(0x7fffffffu), inf = vdupq_n_u32(0x7f800000u);
         uint32x4_t m0 = vdupq_n_u32(0), m1 = m0, m2 = m0, m3 = m0;
