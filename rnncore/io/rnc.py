@@ -373,7 +373,8 @@ def _plan(spec: dict) -> dict[str, Any]:
         sparse_dirs: list[list] = [[None, None] for _ in dirs]
         # not GRU reset_after=False: its r*h product takes a row range of the dense W_hh
         # nor with cell options (the variant cell takes dense products)
-        if sparse_opts and precision == "q8" and not layer.get("options") and not (kind == "gru" and not reset_after):
+        if (sparse_opts and precision == "q8" and not layer.get("options")
+                and not (kind == "gru" and not reset_after)):
             for j, (flag, k_in, which) in enumerate(((_C["LAYER_FLAG_SPARSE_IH"], i, 0),
                                                      (_C["LAYER_FLAG_SPARSE_HH"], h, 1))):
                 kp = _round_up(k_in, K_GROUP)
