@@ -17,6 +17,7 @@ from rnncore.io.onnx_import._graph import build_graph
 from rnncore.io.onnx_import._registry import OPS
 from rnncore.io.onnx_import._values import (
     OnnxSignature,
+    _attrs,
     _Final,
     _FinalCat,
     _Input,
@@ -25,20 +26,6 @@ from rnncore.io.onnx_import._values import (
 )
 from rnncore.nn.module import Module
 from rnncore.spec import ModelSpec
-
-
-def _attrs(node) -> dict:
-    from onnx import helper
-
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        if isinstance(v, bytes):
-            v = v.decode()
-        elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [s.decode() for s in v]
-        out[a.name] = v
-    return out
 
 
 class _Importer:

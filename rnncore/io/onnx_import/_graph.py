@@ -33,27 +33,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rnncore.io.onnx_import._values import _Refused
+from rnncore.io.onnx_import._values import _attrs, _Refused
 from rnncore.nn.module import Module, resolve_dtype
 
 # ONNX TensorProto element types -> NumPy (floats become the model's dtype)
 _INT_TYPES = {2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
               9: np.bool_, 12: np.uint32, 13: np.uint64}
 _FLOAT_TYPES = (1, 10, 11, 16)
-
-
-def _attrs(node) -> dict:
-    from onnx import helper
-
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        if isinstance(v, bytes):
-            v = v.decode()
-        elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [s.decode() for s in v]
-        out[a.name] = v
-    return out
 
 
 class _Step:

@@ -79,6 +79,21 @@ class _Refused(ValueError):
     pass
 
 
+def _attrs(node) -> dict:
+    """A node's attributes as Python values (strings decoded), by name."""
+    from onnx import helper
+
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode()
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [s.decode() for s in v]
+        out[a.name] = v
+    return out
+
+
 def _known(v):
     """A shape vector whose items are all known becomes a constant."""
     if isinstance(v, _Sym) and all(isinstance(i, int | np.integer) for i in v.items):
