@@ -1,0 +1,65 @@
+"""Block-sparse q8 on ARM without the dot product: executed instructions per step under qemu.
+
+    python benchmarks/bench_sparse_arm.py            # GRU/LSTM, H = 128, 256, Cortex-A53
+
+For a random GRU/LSTM (I = H) pruned to block density d (rnncore.nn.BlockPruning, 16 x 4 blocks,
+W_ih and W_hh) and compiled with ``sparse=...``, the aarch64 ``rnncore-bench`` (``make -C csrc
+build/cross/aarch64/rnncore-bench``) runs batch-1 steps under ``qemu-aarch64 -cpu cortex-a53``
+(NEON, no ``sdot``) with the qemu-icount plugin (../shared/tools/qemu-icount, built into a
+temporary directory); the count per step is the difference of two runs (N and 2N steps). Rows:
+the dense model on the ``neon`` path, the sparse model on ``generic`` and on ``neon``. qemu models
+no timing: these are instruction counts, not cycles.
+"""
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import rnncore as rc  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hidden", type=int, nargs="+", default=[128, 256])
+    ap.add_argument("--densities", type=float, nargs="+", default=[0.5, 0.3, 0.2])
+    ap.add_argument("--cpu", default="cortex-a53")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--icount-dir", type=Path, default=ROOT.parent / "shared" / "tools" / "qemu-icount")
+    a = ap.parse_args()
+    subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "build/cross/aarch64/rnncore-bench"], check=True)
+    bench = str(ROOT / "csrc" / "build" / "cross" / "aarch64" / "rnncore-bench")
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["bash", str(a.icount_dir / "build.sh"), d], check=True, capture_output=True)
+        os.environ["ICOUNT_PLUGIN"] = str(Path(d) / "libicount.so")
+        spec = importlib.util.spec_from_file_location("icount", a.icount_dir / "icount.py")
+        ic = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ic)
+        print(f"{a.cpu}, q8, batch 1, I = H: executed instructions per step (qemu; no timing)")
+        print("| cell | H | d | dense, neon | sparse, generic | sparse, neon | dense / sparse neon |")
+        print("|---|--:|--:|--:|--:|--:|--:|")
+        for cell in ("gru", "lstm"):
+            for H in a.hidden:
+                def count(path: str, isa: str) -> float:
+                    argv = [bench, "--model", path, "--isa", isa, "--steps", "{N}", "--repeat", "1",
+                            "--warmup", "0"]
+                    return ic.per_step(a.cpu, a.steps, argv)[0]
+                m = getattr(rc.nn, cell.upper())(H, H)
+                dense_path = str(Path(d) / "dense.rnc")
+                rc.compile(m, "q8").save(dense_path)
+                dense = count(dense_path, "neon")
+                for dens in a.densities:
+                    rc.nn.BlockPruning(m, density=dens, start_epoch=0, end_epoch=1).update(m, None, epoch=2.0)
+                    path = str(Path(d) / "sparse.rnc")
+                    rc.compile(m, "q8", sparse={"max_density": dens + 0.01, "block_rows": 16}).save(path)
+                    g, n = count(path, "generic"), count(path, "neon")
+                    print(f"| {cell.upper()} | {H} | {dens} | {dense:,.0f} | {g:,.0f} | {n:,.0f} "
+                          f"| {dense / n:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

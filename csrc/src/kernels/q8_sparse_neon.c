@@ -1,0 +1,129 @@
+/* Block-sparse q8 product and cells, ARM NEON without the dot product (q8_sparse.h; flags of
+ * ARM_NEON_SRCS: armv7 with -mfpu=neon, aarch64 baseline, e.g. Cortex-A53/A72).
+ *
+ * A 16 x 4 block is four 16-byte registers, register k holding rows 4k..4k+3 (4 inputs each);
+ * an 8 x 4 block two. The input group is broadcast to every 32-bit lane. `smull` of a register's
+ * low half gives the 8 products of rows 4k, 4k+1 as int16 and `sadalp` adds their input pairs
+ * into int32 lanes [r j01, r j23, r+1 j01, r+1 j23] (the high half: rows 4k+2, 4k+3), as
+ * gemm_neon.c's dense kernel does. Two blocks of one row block share the int16 step (`smlal`):
+ * |w|, |q| <= 127 (the loader refuses -128 weights, the quantiser clamps to -127..127), so two
+ * products add to at most 2 * 127^2 = 32258 < 2^15. Exact int32 sums: the same integers as every
+ * other ISA. */
+#include "arm_kernels.h"
+
+#if defined(__ARM_NEON) || defined(__ARM_NEON__)
+#include <arm_neon.h>
+
+#include "q8_sparse.h"
+
+RNC_DECLARE_ISA(neon)
+
+static inline int8x8_t sp_bcast(const int8_t *q, uint16_t g)
+{
+    return vreinterpret_s8_s32(vdup_n_s32(rnc__group4(q, g)));
+}
+
+/* rows (r, r+1) of register w (low half) and (r+2, r+3) (high half) times x, input pairs added */
+#define SP_ONE(w, x, lo, hi)                                                                       \
+    do {                                                                                           \
+        lo = vpadalq_s16(lo, vmull_s8(vget_low_s8(w), x));                                         \
+        hi = vpadalq_s16(hi, vmull_s8(vget_high_s8(w), x));                                        \
+    } while (0)
+/* the same for two blocks (w0 times x0 plus w1 times x1) through one int16 step */
+#define SP_TWO(w0, x0, w1, x1, lo, hi)                                                             \
+    do {                                                                                           \
+        lo = vpadalq_s16(lo, vmlal_s8(vmull_s8(vget_low_s8(w0), x0), vget_low_s8(w1), x1));        \
+        hi = vpadalq_s16(hi, vmlal_s8(vmull_s8(vget_high_s8(w0), x0), vget_high_s8(w1), x1));      \
+    } while (0)
+
+/* [r0 j01, r0 j23, r1 j01, r1 j23], [r2 .., r3 ..] -> [r0, r1, r2, r3] */
+static inline int32x4_t sp_reduce(int32x4_t lo, int32x4_t hi)
+{
+#if defined(__aarch64__)
+    return vpaddq_s32(lo, hi);
+#else
+    return vcombine_s32(vpadd_s32(vget_low_s32(lo), vget_high_s32(lo)),
+                        vpadd_s32(vget_low_s32(hi), vget_high_s32(hi)));
+#endif
+}
+
+static inline void sp_store4(int32_t *dst, int rows, int32x4_t v)
+{
+    if (rows >= 4) {
+        vst1q_s32(dst, v);
+    } else if (rows > 0) {
+        int32_t t[4];
+        vst1q_s32(t, v);
+        memcpy(dst, t, sizeof(int32_t) * (size_t)rows);
+    }
+}
+
+static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
+{
+    const uint16_t *c = S->cols;
+    const int8_t *w = S->blocks;
+    const uint32_t bh = S->bh;
+    for (uint32_t b = 0; b < S->row_blocks && (int)(bh * b) < R; ++b) {
+        int32x4_t l0 = vdupq_n_s32(0), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0, l3 = l0, h3 = l0;
+        uint32_t i = S->rowptr[b];
+        const uint32_t e = S->rowptr[b + 1];
+        if (bh == 16) {
+            for (; i + 2 <= e; i += 2) {
+                const int8x8_t x0 = sp_bcast(q, c[i]), x1 = sp_bcast(q, c[i + 1]);
+                const int8_t *w0 = w + 64 * (size_t)i, *w1 = w0 + 64;
+                SP_TWO(vld1q_s8(w0), x0, vld1q_s8(w1), x1, l0, h0);
+                SP_TWO(vld1q_s8(w0 + 16), x0, vld1q_s8(w1 + 16), x1, l1, h1);
+                SP_TWO(vld1q_s8(w0 + 32), x0, vld1q_s8(w1 + 32), x1, l2, h2);
+                SP_TWO(vld1q_s8(w0 + 48), x0, vld1q_s8(w1 + 48), x1, l3, h3);
+            }
+            for (; i < e; ++i) {
+                const int8x8_t x0 = sp_bcast(q, c[i]);
+                const int8_t *w0 = w + 64 * (size_t)i;
+                SP_ONE(vld1q_s8(w0), x0, l0, h0);
+                SP_ONE(vld1q_s8(w0 + 16), x0, l1, h1);
+                SP_ONE(vld1q_s8(w0 + 32), x0, l2, h2);
+                SP_ONE(vld1q_s8(w0 + 48), x0, l3, h3);
+            }
+        } else {
+            for (; i + 2 <= e; i += 2) {
+                const int8x8_t x0 = sp_bcast(q, c[i]), x1 = sp_bcast(q, c[i + 1]);
+                const int8_t *w0 = w + 32 * (size_t)i, *w1 = w0 + 32; /* blocks i and i + 1 */
+                SP_TWO(vld1q_s8(w0), x0, vld1q_s8(w1), x1, l0, h0);
+                SP_TWO(vld1q_s8(w0 + 16), x0, vld1q_s8(w1 + 16), x1, l1, h1);
+            }
+            for (; i < e; ++i) {
+                const int8x8_t x0 = sp_bcast(q, c[i]);
+                const int8_t *w0 = w + 32 * (size_t)i;
+                SP_ONE(vld1q_s8(w0), x0, l0, h0);
+                SP_ONE(vld1q_s8(w0 + 16), x0, l1, h1);
+            }
+        }
+        const int rows = rnc__sparse_rows(S, b, R);
+        int32_t *dst = acc + bh * b;
+        sp_store4(dst, rows, sp_reduce(l0, h0));
+        sp_store4(dst + 4, rows - 4, sp_reduce(l1, h1));
+        if (bh == 16) {
+            sp_store4(dst + 8, rows - 8, sp_reduce(l2, h2));
+            sp_store4(dst + 12, rows - 12, sp_reduce(l3, h3));
+        }
+    }
+}
+
+void rnc_q8_gemm_sparse_neon(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                             int32_t *Acc, int ldacc)
+{
+    const rnc_sparse_q8 *S = rnc__sparse_of(Wp);
+    if (!S->bh) {
+        rnc_q8_gemm_neon(S->dense, R, K, N, Q, ldq, Acc, ldacc);
+        return;
+    }
+    for (int n = 0; n < N; ++n) sp_col(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+}
+
+#define RNC_SFX sparse_neon
+#define rnc_f32_gemm_sparse_neon rnc_f32_gemm_neon
+#include "cell_template.h"
+
+#else
+typedef int rnc_q8_sparse_neon_unused;
+#endif
