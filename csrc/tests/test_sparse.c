@@ -75,7 +75,7 @@ static int avail(const rnc_kernel *k)
 
 static void product_cases(const char *name, rnc_gemm_q8_fn fn)
 {
-    static const int shapes[][2] = {{16, 4}, {32, 5}, {48, 37}, {64, 128}, {96, 33}, {256, 259}, {768, 512}};
+    static const int shapes[][2] = {{16, 4}, {32, 5}, {48, 37}, {64, 128}, {96, 33}, {256, 259}, {768, 512}, {32, 4101}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
         for (uint32_t bh = 8; bh <= 16; bh += 8)
             for (int mode = 0; mode < 4; ++mode) {

@@ -16,9 +16,11 @@
 
 #define RNC_SAI static inline __attribute__((always_inline))
 
-RNC_SAI __m512i sp_x16(const int8_t *q, uint16_t g)
+/* Input group g of q as every dword lane, XORed with `off`: 0x80808080 makes a signed input the
+ * unsigned operand of vpdpbusd; 0 for an input already offset. Inlined with a constant `off`. */
+RNC_SAI __m512i sp_x16(const int8_t *q, uint16_t g, int32_t off)
 {
-    return _mm512_set1_epi32(rnc__group4(q, g) ^ (int32_t)0x80808080u);
+    return _mm512_set1_epi32(rnc__group4(q, g) ^ off);
 }
 
 RNC_SAI __m256i sp_x8(const int8_t *q, uint16_t g)
@@ -26,41 +28,17 @@ RNC_SAI __m256i sp_x8(const int8_t *q, uint16_t g)
     return _mm256_set1_epi32(rnc__group4(q, g) ^ (int32_t)0x80808080u);
 }
 
-static void sp_col16(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
+/* Row block b's 16 sums (s: every row's W q + 128 rowsum) less 128 rowsum, stored below row R. */
+RNC_SAI void sp_store16(const rnc_sparse_q8 *S, uint32_t b, int R, __m512i s, int32_t *acc)
 {
-    const uint16_t *c = S->cols;
-    const int8_t *w = S->blocks;
-    for (uint32_t b = 0; b < S->row_blocks && 16 * (int)b < R; ++b) {
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-        uint32_t i = S->rowptr[b];
-        const uint32_t e = S->rowptr[b + 1];
-        for (; i + 4 <= e; i += 4) {
-            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[i]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
-            a1 = _mm512_dpbusd_epi32(a1, sp_x16(q, c[i + 1]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i + 64)));
-            a2 = _mm512_dpbusd_epi32(a2, sp_x16(q, c[i + 2]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i + 128)));
-            a3 = _mm512_dpbusd_epi32(a3, sp_x16(q, c[i + 3]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i + 192)));
-        }
-        for (; i < e; ++i)
-            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[i]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
-        const int rows = rnc__sparse_rows(S, b, R);
-        const __mmask16 m = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1u);
-        const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, S->sums + 16 * b), 7);
-        const __m512i s = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), corr);
-        _mm512_mask_storeu_epi32(acc + 16 * b, m, s);
-    }
+    const int rows = rnc__sparse_rows(S, b, R);
+    const __mmask16 m = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1u);
+    const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, S->sums + 16 * b), 7);
+    _mm512_mask_storeu_epi32(acc + 16 * b, m, _mm512_sub_epi32(s, corr));
 }
 
-#define SP_XBUF 4096
-
-RNC_SAI __m512i sp_b16(const int8_t *qx, uint16_t g)
-{
-    int32_t v;
-    memcpy(&v, qx + 4 * (size_t)g, 4);
-    return _mm512_set1_epi32(v);
-}
-
-/* sp_col16 on an input already offset (qx = q ^ 0x80) */
-static void sp_col16x(const rnc_sparse_q8 *S, int R, const int8_t *qx, int32_t *acc)
+/* One column, 16-row blocks; `off` as sp_x16's (0x80808080: q signed; 0: q already offset). */
+RNC_SAI void sp_col16(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc, int32_t off)
 {
     const uint16_t *c = S->cols;
     const int8_t *w = S->blocks;
@@ -70,20 +48,18 @@ static void sp_col16x(const rnc_sparse_q8 *S, int R, const int8_t *qx, int32_t *
         const uint32_t e = S->rowptr[b + 1];
         for (; i + 4 <= e; i += 4) {
             const int8_t *t = w + 64 * (size_t)i;
-            a0 = _mm512_dpbusd_epi32(a0, sp_b16(qx, c[i]), _mm512_loadu_si512((const void *)t));
-            a1 = _mm512_dpbusd_epi32(a1, sp_b16(qx, c[i + 1]), _mm512_loadu_si512((const void *)(t + 64)));
-            a2 = _mm512_dpbusd_epi32(a2, sp_b16(qx, c[i + 2]), _mm512_loadu_si512((const void *)(t + 128)));
-            a3 = _mm512_dpbusd_epi32(a3, sp_b16(qx, c[i + 3]), _mm512_loadu_si512((const void *)(t + 192)));
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[i], off), _mm512_loadu_si512((const void *)t));
+            a1 = _mm512_dpbusd_epi32(a1, sp_x16(q, c[i + 1], off), _mm512_loadu_si512((const void *)(t + 64)));
+            a2 = _mm512_dpbusd_epi32(a2, sp_x16(q, c[i + 2], off), _mm512_loadu_si512((const void *)(t + 128)));
+            a3 = _mm512_dpbusd_epi32(a3, sp_x16(q, c[i + 3], off), _mm512_loadu_si512((const void *)(t + 192)));
         }
         for (; i < e; ++i)
-            a0 = _mm512_dpbusd_epi32(a0, sp_b16(qx, c[i]), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
-        const int rows = rnc__sparse_rows(S, b, R);
-        const __mmask16 m = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1u);
-        const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, S->sums + 16 * b), 7);
-        const __m512i s = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), corr);
-        _mm512_mask_storeu_epi32(acc + 16 * b, m, s);
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[i], off), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
+        sp_store16(S, b, R, _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), acc);
     }
 }
+
+#define SP_XBUF 4096
 
 /* Four columns at once (sequence projections): each block's weights loaded once for all four. */
 static void sp_cols16x4(const rnc_sparse_q8 *S, int R, const int8_t *Q, size_t ldq, int32_t *Acc, size_t ldacc)
@@ -95,18 +71,16 @@ static void sp_cols16x4(const rnc_sparse_q8 *S, int R, const int8_t *Q, size_t l
         __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
         for (uint32_t i = S->rowptr[b]; i < S->rowptr[b + 1]; ++i) {
             const __m512i wv = _mm512_loadu_si512((const void *)(w + 64 * (size_t)i));
-            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q0, c[i]), wv);
-            a1 = _mm512_dpbusd_epi32(a1, sp_x16(q1, c[i]), wv);
-            a2 = _mm512_dpbusd_epi32(a2, sp_x16(q2, c[i]), wv);
-            a3 = _mm512_dpbusd_epi32(a3, sp_x16(q3, c[i]), wv);
+            const int32_t off = (int32_t)0x80808080u;
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q0, c[i], off), wv);
+            a1 = _mm512_dpbusd_epi32(a1, sp_x16(q1, c[i], off), wv);
+            a2 = _mm512_dpbusd_epi32(a2, sp_x16(q2, c[i], off), wv);
+            a3 = _mm512_dpbusd_epi32(a3, sp_x16(q3, c[i], off), wv);
         }
-        const int rows = rnc__sparse_rows(S, b, R);
-        const __mmask16 m = rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1u);
-        const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, S->sums + 16 * b), 7);
-        _mm512_mask_storeu_epi32(Acc + 16 * b, m, _mm512_sub_epi32(a0, corr));
-        _mm512_mask_storeu_epi32(Acc + ldacc + 16 * b, m, _mm512_sub_epi32(a1, corr));
-        _mm512_mask_storeu_epi32(Acc + 2 * ldacc + 16 * b, m, _mm512_sub_epi32(a2, corr));
-        _mm512_mask_storeu_epi32(Acc + 3 * ldacc + 16 * b, m, _mm512_sub_epi32(a3, corr));
+        sp_store16(S, b, R, a0, Acc);
+        sp_store16(S, b, R, a1, Acc + ldacc);
+        sp_store16(S, b, R, a2, Acc + 2 * ldacc);
+        sp_store16(S, b, R, a3, Acc + 3 * ldacc);
     }
 }
 
@@ -162,12 +136,12 @@ void rnc_q8_gemm_sparse_avx512vnni(const int8_t *Wp, int R, int K, int N, const 
                 _mm512_mask_storeu_epi8(qx + k, mk, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mk, q + k),
                                                                      _mm512_set1_epi8((char)0x80)));
             }
-            sp_col16x(S, R, qx, Acc + (size_t)n * ldacc);
+            sp_col16(S, R, qx, Acc + (size_t)n * ldacc, 0);
         }
         return;
     }
     for (; n < N; ++n) {
-        if (S->bh == 16) sp_col16(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
+        if (S->bh == 16) sp_col16(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc, (int32_t)0x80808080u);
         else sp_col8(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
     }
 }
