@@ -150,7 +150,8 @@ def sequential(layers: Sequence[Module]) -> Module:
 # An importer describes each layer as a dict: {"kind": "rnn", "mode", "sd" (PyTorch names, layer
 # index 0), "input_size", "hidden_size", "bidirectional", "reverse", "reset_after", "activations",
 # "clip", "input_forget", "node"}, {"kind": "linear", "weight", "bias"}, {"kind": "embedding",
-# "weight"}, {"kind": "pool", "pool": "last" | "mean", "bidirectional"} or {"kind": "reverse_time"}.
+# "weight"}, {"kind": "pool", "pool": "last" | "mean", "bidirectional"}, {"kind": "reverse_time"} or
+# {"kind": "module", "module": an rnncore layer built by the importer}.
 def merge_recurrent(layers: list[dict]) -> list[dict]:
     """Merge consecutive single-layer recurrent nodes of one kind into a stacked layer."""
     def key(L):
@@ -205,6 +206,8 @@ def build_layers(layers: list[dict], dtype: str) -> tuple[list[Module], dict]:
             modules.append(embedding(L["weight"], L.get("padding_idx"), dtype))
         elif k == "reverse_time":
             modules.append(ReverseTime())
+        elif k == "module":     # a layer the importer built itself (convolution, pooling, norm ...)
+            modules.append(L["module"])
         else:
             modules.append(pool(L["pool"], L["bidirectional"]))
     return modules, node_rows
