@@ -19,7 +19,8 @@ def _torch(m, xt):
     """PyTorch's pooling of ``xt (B, T, C)`` with m's options (symmetric padding)."""
     assert m.pad_left == m.pad_right
     if isinstance(m, MaxPool1d):
-        tm = torch.nn.MaxPool1d(m.kernel_size, m.stride, m.pad_left, dilation=m.dilation, ceil_mode=m.ceil_mode)
+        tm = torch.nn.MaxPool1d(m.kernel_size, m.stride, m.pad_left, dilation=m.dilation,
+                                ceil_mode=m.ceil_mode)
     else:
         tm = torch.nn.AvgPool1d(m.kernel_size, m.stride, m.pad_left, ceil_mode=m.ceil_mode,
                                 count_include_pad=m.count_include_pad)
