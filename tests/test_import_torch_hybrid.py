@@ -141,6 +141,30 @@ def test_sequential_in_pytorchs_own_layout_returns_channels_first():
     _check(net, "BFT", "BFT", 4)
 
 
+def test_embedding_conv_lstm_h_n():
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(11, 4)
+            self.conv = nn.Conv1d(4, 6, 3, padding="same")
+            self.lstm = nn.LSTM(6, 5, batch_first=True, num_layers=2)
+            self.fc = nn.Linear(5, 2)
+
+        def forward(self, ids):
+            z = torch.tanh(self.conv(self.emb(ids).transpose(1, 2))).transpose(1, 2)
+            _, (h, c) = self.lstm(z)
+            return self.fc(h[-1])
+
+    torch.manual_seed(6)
+    net = Tokens().double().eval()
+    model = from_torch(net)
+    assert model.torch_layout == ("BT", "BF")
+    ids = RNG.integers(0, 11, (3, 9))
+    with torch.no_grad():
+        ref = net(torch.from_numpy(ids)).numpy()
+    np.testing.assert_allclose(model.forward(ids), ref, rtol=0, atol=1e-10)
+
+
 def test_what_the_chain_cannot_express_is_refused_by_name():
     class Residual(nn.Module):
         def __init__(self):

@@ -20,9 +20,12 @@ the original form ``n = tanh(W_n x + b_n + R_n (r * h))`` (``reset_after=False``
 Supported layers, in a chain: ``InputLayer``, ``Masking``, ``Embedding``, ``SimpleRNN``,
 ``GRU``, ``LSTM`` (``return_sequences`` either way, ``go_backwards``, any activation that
 ONNX also has), ``Bidirectional`` (``merge_mode="concat"``), ``GlobalAveragePooling1D``,
-``Dense`` / ``TimeDistributed(Dense)`` (linear; a final softmax/sigmoid — in the ``Dense``
-or as a following ``Activation`` / ``Softmax`` layer — only with
-``strip_final_activation=True``),
+``Dense`` / ``TimeDistributed(Dense)`` (linear or with a relu/sigmoid/tanh/gelu/hard_sigmoid
+activation, imported as a following activation layer; a final softmax/sigmoid — in the
+``Dense`` or as a following ``Activation`` / ``Softmax`` layer — is dropped with
+``strip_final_activation=True``), ``Activation`` / ``ReLU`` layers, the front-end layers
+``Conv1D``, ``MaxPooling1D``, ``AveragePooling1D``, ``LayerNormalization`` and
+``BatchNormalization`` (inference; conversions in ``docs/importers.md``), and
 ``Dropout``-style layers (ignored). Masks (``Masking``, ``Embedding(mask_zero=True)``)
 become ``lengths``: the model's ``keras_mask`` attribute says how Keras derived the mask and
 :func:`keras_lengths` computes the lengths from a padded batch; only trailing padding is

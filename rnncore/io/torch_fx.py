@@ -303,8 +303,6 @@ class _Tracer:
             self.add(_convert_leaf(m, node.target, self.dtype))
             return _Data(("X0", "X1", "F"))
         if kind in ("RNN", "GRU", "LSTM"):
-            if isinstance(x, _Data) and self.integer and len(x.axes) == 3 and x.axes[:2] == ("X0", "X1"):
-                pass
             self.need(node, x, "BTF" if m.batch_first else "TBF")
             self.add(_convert_leaf(m, node.target, self.dtype))
             return _RnnOut(x.axes, self.modules[-1], m)
