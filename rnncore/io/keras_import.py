@@ -438,7 +438,7 @@ def _check(model, out: Module, descr: list[dict], seed: int, dtype: str, strippe
     import keras
 
     g = np.random.default_rng(seed)
-    B, T = 2, 12
+    B, T = 2, 24
     first = descr[0]
     if first["kind"] == "embedding":
         x = g.integers(1, first["weight"].shape[0], (B, T))
