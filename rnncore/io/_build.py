@@ -150,7 +150,8 @@ def sequential(layers: Sequence[Module]) -> Module:
 # An importer describes each layer as a dict: {"kind": "rnn", "mode", "sd" (PyTorch names, layer
 # index 0), "input_size", "hidden_size", "bidirectional", "reverse", "reset_after", "activations",
 # "clip", "input_forget", "node"}, {"kind": "linear", "weight", "bias"}, {"kind": "embedding",
-# "weight"}, {"kind": "pool", "pool": "last" | "mean", "bidirectional"} or {"kind": "reverse_time"}.
+# "weight"}, {"kind": "pool", "pool": "last" | "mean", "bidirectional"}, {"kind": "reverse_time"} or
+# {"kind": "module", "module": an rnncore layer built by the importer}.
 def merge_recurrent(layers: list[dict]) -> list[dict]:
     """Merge consecutive single-layer recurrent nodes of one kind into a stacked layer."""
     def key(L):
@@ -205,6 +206,8 @@ def build_layers(layers: list[dict], dtype: str) -> tuple[list[Module], dict]:
             modules.append(embedding(L["weight"], L.get("padding_idx"), dtype))
         elif k == "reverse_time":
             modules.append(ReverseTime())
+        elif k == "module":     # a layer the importer built itself (convolution, pooling, norm ...)
+            modules.append(L["module"])
         else:
             modules.append(pool(L["pool"], L["bidirectional"]))
     return modules, node_rows
@@ -214,3 +217,64 @@ def as_spec(model: Module, want: bool) -> Module | ModelSpec:
     """``model``, or with ``want`` its :class:`~rnncore.spec.ModelSpec` (what ``as_spec=True``
     of the importers returns)."""
     return spec_from_model(model) if want else model
+
+
+# -- front-end and per-step layers (shared by the Keras and PyTorch importers) -----------------
+def conv1d(weight: np.ndarray, bias: np.ndarray | None, *, stride: int = 1, padding: object = 0,
+           dilation: int = 1, groups: int = 1, padding_mode: str = "zeros",
+           dtype: str = "float64") -> Module:
+    """``rc.nn.Conv1d`` with PyTorch's ``weight (C_out, C_in/groups, k)`` and ``bias (C_out,)``."""
+    from rnncore.nn.conv import Conv1d
+
+    weight = np.asarray(weight)
+    c_out, c_g, k = weight.shape
+    m = Conv1d(c_g * groups, c_out, k, stride=stride, padding=padding, dilation=dilation, groups=groups,
+               bias=bias is not None, dtype=dtype, padding_mode=padding_mode)
+    m.load_state_dict({"weight": weight} if bias is None else {"weight": weight, "bias": np.asarray(bias)})
+    return m
+
+
+def layer_norm(weight: np.ndarray | None, bias: np.ndarray | None, eps: float, features: int,
+               dtype: str = "float64") -> Module:
+    """``rc.nn.LayerNorm`` over the last axis (``weight``/``bias`` None: not learned)."""
+    from rnncore.nn.norm import LayerNorm
+
+    m = LayerNorm(features, eps=eps, elementwise_affine=weight is not None or bias is not None,
+                  bias=bias is not None, dtype=dtype)
+    dt = resolve_dtype(dtype)
+    if weight is not None or bias is not None:
+        m.params["weight"] = (np.ones(features) if weight is None else np.asarray(weight)).astype(dt)
+    if bias is not None:
+        m.params["bias"] = np.asarray(bias).astype(dt)
+    return m
+
+
+def batch_norm(mean: np.ndarray, var: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
+               eps: float, dtype: str = "float64") -> Module:
+    """``rc.nn.BatchNorm1d`` holding the running statistics (the layer in inference)."""
+    from rnncore.nn.norm import BatchNorm1d
+
+    dt = resolve_dtype(dtype)
+    n = np.asarray(mean).shape[0]
+    m = BatchNorm1d(n, eps=eps, dtype=dtype)
+    m.params["weight"] = (np.ones(n) if weight is None else np.asarray(weight)).astype(dt)
+    m.params["bias"] = (np.zeros(n) if bias is None else np.asarray(bias)).astype(dt)
+    m.buffers["running_mean"] = np.asarray(mean).astype(dt)
+    m.buffers["running_var"] = np.asarray(var).astype(dt)
+    return m
+
+
+#: activation name -> rnncore.nn.pointwise class name and keyword arguments
+ACTIVATIONS = {
+    "relu": ("ReLU", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
+    "hardsigmoid": ("HardSigmoid", {}),     # PyTorch's and Keras 3's: relu6(x + 3) / 6
+    "gelu": ("GELU", {}), "gelu_tanh": ("GELU", {"approximate": "tanh"}),
+}
+
+
+def activation(name: str) -> Module:
+    """The ``rnncore.nn.pointwise`` layer of an activation of :data:`ACTIVATIONS`."""
+    from rnncore.nn import pointwise
+
+    cls, kw = ACTIVATIONS[name]
+    return getattr(pointwise, cls)(**kw)

@@ -20,9 +20,12 @@ the original form ``n = tanh(W_n x + b_n + R_n (r * h))`` (``reset_after=False``
 Supported layers, in a chain: ``InputLayer``, ``Masking``, ``Embedding``, ``SimpleRNN``,
 ``GRU``, ``LSTM`` (``return_sequences`` either way, ``go_backwards``, any activation that
 ONNX also has), ``Bidirectional`` (``merge_mode="concat"``), ``GlobalAveragePooling1D``,
-``Dense`` / ``TimeDistributed(Dense)`` (linear; a final softmax/sigmoid — in the ``Dense``
-or as a following ``Activation`` / ``Softmax`` layer — only with
-``strip_final_activation=True``),
+``Dense`` / ``TimeDistributed(Dense)`` (linear or with a relu/sigmoid/tanh/gelu/hard_sigmoid
+activation, imported as a following activation layer; a final softmax/sigmoid — in the
+``Dense`` or as a following ``Activation`` / ``Softmax`` layer — is dropped with
+``strip_final_activation=True``), ``Activation`` / ``ReLU`` layers, the front-end layers
+``Conv1D``, ``MaxPooling1D``, ``AveragePooling1D``, ``LayerNormalization`` and
+``BatchNormalization`` (inference; conversions in ``docs/importers.md``), and
 ``Dropout``-style layers (ignored). Masks (``Masking``, ``Embedding(mask_zero=True)``)
 become ``lengths``: the model's ``keras_mask`` attribute says how Keras derived the mask and
 :func:`keras_lengths` computes the lengths from a padded batch; only trailing padding is
@@ -160,6 +163,136 @@ def _load(model_or_path, max_bytes: int = MAX_MODEL_BYTES):
         raise ValueError(f"from_keras: Keras cannot load {path!r} ({type(e).__name__}: {e})") from e
 
 
+# Keras activation name -> rnncore.io._build.ACTIVATIONS name (a per-step layer)
+_ACT_LAYER = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "hard_sigmoid": "hardsigmoid",
+              "gelu": "gelu"}
+_FRONT = ("Conv1D", "MaxPooling1D", "AveragePooling1D")   # layers over time
+
+
+def _act_name(fn) -> str:
+    return getattr(fn, "__name__", str(fn))
+
+
+def _act_module(layer, name: str) -> dict:
+    """The description of a per-step activation layer, or a refusal naming the layer."""
+    if name not in _ACT_LAYER:
+        raise ValueError(
+            f"from_keras: layer {layer.name!r} ({type(layer).__name__}) uses activation {name!r}; supported "
+            f"as a layer: {sorted(_ACT_LAYER)} and 'linear' (a final softmax/sigmoid can be dropped with "
+            "strip_final_activation=True)")
+    return {"kind": "module", "module": _build.activation(_ACT_LAYER[name])}
+
+
+def _channels_last(layer) -> None:
+    fmt = getattr(layer, "data_format", "channels_last")
+    if fmt not in (None, "channels_last"):
+        raise ValueError(f"from_keras: {type(layer).__name__} {layer.name!r} has data_format={fmt!r}; "
+                         "rnncore reads (batch, time, features), Keras' channels_last")
+
+
+def _same_padding(layer, k: int, stride: int, dilation: int, pooling: bool):
+    """Keras' ``padding="same"`` as rnncore's ``(padding, ceil_mode)``.
+
+    Keras (TensorFlow) pads ``d(k-1)+1 - 1`` in all at stride 1, the odd one on the right (PyTorch's
+    ``"same"``); at a larger stride the total depends on the input length, except for a window of at
+    most 2 steps, which never pads on the left: ``ceil_mode`` without padding."""
+    if stride == 1:
+        return "same", False
+    if pooling and k <= 2:
+        return 0, True
+    raise ValueError(
+        f"from_keras: {type(layer).__name__} {layer.name!r} has padding='same' with strides={stride}: Keras "
+        "then pads by an amount that depends on the input length, which rnncore's fixed padding cannot "
+        "express (use strides=1, padding='valid'/'causal', or a pool_size of at most 2)")
+
+
+def _front_layer(layer, k: str, channels: int | None, dtype: str) -> list[dict]:
+    """Descriptions of Conv1D / pooling / normalisation layers (and a fused activation)."""
+    if k == "Conv1D":
+        _channels_last(layer)
+        kernel = layer.get_weights()[0]                      # (k, C_in/groups, C_out)
+        bias = layer.get_weights()[1] if layer.use_bias else None
+        ks, stride, dil = kernel.shape[0], int(layer.strides[0]), int(layer.dilation_rate[0])
+        pad = layer.padding
+        if pad == "same":
+            pad, _ = _same_padding(layer, ks, stride, dil, False)
+        weight = kernel.transpose(2, 1, 0)                   # PyTorch's (C_out, C_in/groups, k)
+        groups = int(getattr(layer, "groups", 1))
+        out = [{"kind": "module", "module": _build.conv1d(
+            weight, bias, stride=stride, padding=pad, dilation=dil, groups=groups, dtype=dtype),
+            "in": weight.shape[1] * groups, "out": weight.shape[0]}]
+        act = _act_name(layer.activation)
+        return out + ([] if act == "linear" else [_act_module(layer, act)])
+    if k in ("MaxPooling1D", "AveragePooling1D"):
+        from rnncore.nn.conv import AvgPool1d, MaxPool1d
+
+        _channels_last(layer)
+        if channels is None:
+            raise ValueError(f"from_keras: {k} {layer.name!r}: the number of features before it is unknown")
+        ks, stride = int(layer.pool_size[0]), int(layer.strides[0])
+        pad, ceil = (0, False) if layer.padding == "valid" else _same_padding(layer, ks, stride, 1, True)
+        if k == "MaxPooling1D":
+            return [{"kind": "module", "module": MaxPool1d(
+                ks, channels, stride=stride, padding=pad, ceil_mode=ceil, dtype=dtype), "out": channels}]
+        # Keras averages over the real inputs of each window (the padding is not counted)
+        return [{"kind": "module", "module": AvgPool1d(
+            ks, channels, stride=stride, padding=pad, ceil_mode=ceil, count_include_pad=False, dtype=dtype),
+            "out": channels}]
+    if k == "LayerNormalization":
+        axis = layer.axis if isinstance(layer.axis, int) else list(layer.axis)
+        rms = bool(getattr(layer, "rms_scaling", False))
+        if axis not in (-1, 2, [-1], [2]) or rms:
+            raise ValueError(f"from_keras: LayerNormalization {layer.name!r} over axis {layer.axis}"
+                             f"{' with rms_scaling' if rms else ''}; rnncore's LayerNorm normalises the "
+                             "last axis (mean and variance)")
+        beta = _np(layer.beta) if layer.center else None
+        gamma = _np(layer.gamma) if layer.scale else None
+        n = (gamma if gamma is not None else beta).shape[0] if (layer.scale or layer.center) else channels
+        if n is None:
+            raise ValueError(f"from_keras: LayerNormalization {layer.name!r}: unknown feature size")
+        eps = float(layer.epsilon)
+        return [{"kind": "module", "module": _build.layer_norm(
+            gamma, beta, eps, n, dtype), "out": n}]
+    if k == "BatchNormalization":
+        if layer.axis not in (-1, 2, [-1], [2]):
+            raise ValueError(f"from_keras: BatchNormalization {layer.name!r} over axis {layer.axis}; rnncore "
+                             "normalises the features, the last axis")
+        mean, var = _np(layer.moving_mean), _np(layer.moving_variance)
+        gamma = _np(layer.gamma) if layer.scale else None
+        beta = _np(layer.beta) if layer.center else None
+        eps = float(layer.epsilon)
+        return [{"kind": "module", "module": _build.batch_norm(mean, var, gamma, beta, eps, dtype),
+                 "out": mean.shape[0]}]
+    raise AssertionError(k)  # pragma: no cover
+
+
+def _input_features(model) -> int | None:
+    """The feature size of the model's input, where Keras says it."""
+    try:
+        shape = model.inputs[0].shape
+        return int(shape[-1]) if len(shape) == 3 and shape[-1] is not None else None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+
+def _np(v) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(v))
+
+
+def _features(d: dict) -> int | None:
+    """The feature size after a layer description, where it says."""
+    if d["kind"] == "rnn":
+        return d["hidden_size"] * (2 if d["bidirectional"] else 1)
+    if d["kind"] == "linear":
+        return d["weight"].shape[0]
+    if d["kind"] == "embedding":
+        return d["weight"].shape[1]
+    return d.get("out")
+
+
+
 def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation: bool = False,
                check: bool = True, seed: int = 0, as_spec: bool = False,
                max_bytes: int = MAX_MODEL_BYTES) -> Module | ModelSpec:
@@ -204,12 +337,17 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     descr: list[dict] = []
     mask, stripped = None, None
     seq = True                      # is the running value still a sequence?
+    features = _input_features(model)
+    per_step = ("Dense", "Activation", "Softmax", "ReLU", "BatchNormalization", "LayerNormalization")
     for i, layer in enumerate(layers):
         k = type(layer).__name__
         if k in _SKIPPED:
             continue
-        if not seq and k not in ("Dense", "Activation", "Softmax"):
+        if descr:
+            features = _features(descr[-1]) or features
+        if not seq and k not in per_step:
             raise ValueError(f"from_keras: layer {layer.name!r} ({k}) after the sequence was pooled")
+        last = all(type(x).__name__ in _SKIPPED for x in layers[i + 1:])
         if k == "Masking":
             if descr:
                 raise ValueError(f"from_keras: Masking {layer.name!r} must come first")
@@ -231,6 +369,11 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             if not L["return_sequences"]:
                 descr.append({"kind": "pool", "pool": "last", "bidirectional": L["bidirectional"]})
                 seq = False
+        elif k in _FRONT or k in ("BatchNormalization", "LayerNormalization"):
+            if mask is not None and k in _FRONT:
+                raise ValueError(f"from_keras: {k} {layer.name!r} after a mask: the lengths of the "
+                                 "sequences would not follow the layer over time")
+            descr += _front_layer(layer, k, features, dtype)
         elif k == "GlobalAveragePooling1D":
             if getattr(layer, "data_format", "channels_last") != "channels_last":
                 raise ValueError(f"from_keras: {layer.name!r} must be channels_last")
@@ -238,30 +381,45 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             seq = False
         elif k == "Dense" or (k == "TimeDistributed" and type(layer.layer).__name__ == "Dense"):
             dense = layer.layer if k == "TimeDistributed" else layer      # Dense acts per step anyway
-            act = getattr(dense.activation, "__name__", str(dense.activation))
-            last = all(type(x).__name__ in _SKIPPED for x in layers[i + 1:])
-            if act != "linear" and not (strip_final_activation and last and act in ("softmax", "sigmoid")):
+            act = _act_name(dense.activation)
+            strip = strip_final_activation and last and act in ("softmax", "sigmoid")
+            if act not in _ACT_LAYER and act != "linear" and not strip:
                 raise ValueError(
-                    f"from_keras: Dense {layer.name!r} has activation {act!r}; rnncore heads are linear "
-                    "(for a final softmax/sigmoid pass strip_final_activation=True to import the logits)")
-            stripped = act if act != "linear" else None
+                    f"from_keras: Dense {layer.name!r} has activation {act!r}; supported: 'linear', "
+                    f"{sorted(_ACT_LAYER)} (for a final softmax/sigmoid pass strip_final_activation=True to "
+                    "import the logits)")
             w = dense.get_weights()
             descr.append({"kind": "linear", "weight": w[0].T, "bias": w[1] if dense.use_bias else None})
-        elif k in ("Activation", "Softmax"):
-            act = "softmax" if k == "Softmax" else getattr(layer.activation, "__name__", "?")
-            last = all(type(x).__name__ in _SKIPPED for x in layers[i + 1:])
+            if strip:
+                stripped = act
+            elif act != "linear":
+                descr.append(_act_module(layer, act))
+        elif k in ("Activation", "Softmax", "ReLU"):
+            act = "softmax" if k == "Softmax" else "relu" if k == "ReLU" else _act_name(layer.activation)
+            if k == "ReLU" and (layer.max_value is not None or float(layer.negative_slope) != 0
+                                or float(layer.threshold) != 0):
+                raise ValueError(f"from_keras: ReLU {layer.name!r} with max_value/negative_slope/threshold; "
+                                 "rnncore's ReLU is max(x, 0)")
             if act == "linear":
                 continue
-            if not (strip_final_activation and last and act in ("softmax", "sigmoid") and descr
+            if (strip_final_activation and last and act in ("softmax", "sigmoid") and descr
                     and descr[-1]["kind"] == "linear" and stripped is None):
+                if k == "Softmax" and layer.axis not in (-1, 2):
+                    raise ValueError(f"from_keras: Softmax {layer.name!r} over axis {layer.axis}")
+                stripped = act
+            elif act in _ACT_LAYER and k != "Softmax":
+                descr.append(_act_module(layer, act))
+            else:
                 raise ValueError(
-                    f"from_keras: {k} {layer.name!r} ({act!r}) is not supported; a final softmax/sigmoid "
-                    "after a Dense layer is dropped with strip_final_activation=True")
-            if k == "Softmax" and layer.axis not in (-1, 2):
-                raise ValueError(f"from_keras: Softmax {layer.name!r} over axis {layer.axis}")
-            stripped = act
+                    f"from_keras: {k} {layer.name!r} ({act!r}) is not supported; supported activations: "
+                    f"{sorted(_ACT_LAYER)}; a final softmax/sigmoid after a Dense layer is dropped with "
+                    "strip_final_activation=True")
         else:
-            raise ValueError(f"from_keras: unsupported layer {layer.name!r} ({type(layer).__module__}.{k})")
+            raise ValueError(
+                f"from_keras: unsupported layer {layer.name!r} ({type(layer).__module__}.{k}); supported: "
+                "InputLayer, Masking, Embedding, SimpleRNN, GRU, LSTM, Bidirectional, Conv1D, MaxPooling1D, "
+                "AveragePooling1D, BatchNormalization, LayerNormalization, GlobalAveragePooling1D, Dense, "
+                "TimeDistributed(Dense), Activation, ReLU, Softmax (final), Dropout-style layers")
     if not any(d["kind"] == "rnn" for d in descr):
         raise ValueError("from_keras: the model has no SimpleRNN/GRU/LSTM layer")
     # go_backwards: Keras returns the outputs in processing order, i.e. ReverseTime + forward layer;
@@ -280,13 +438,17 @@ def _check(model, out: Module, descr: list[dict], seed: int, dtype: str, strippe
     import keras
 
     g = np.random.default_rng(seed)
-    B, T = 2, 5
+    B, T = 2, 24
     first = descr[0]
     if first["kind"] == "embedding":
         x = g.integers(1, first["weight"].shape[0], (B, T))
     else:
-        r = next(d for d in descr if d["kind"] == "rnn")
-        x = g.standard_normal((B, T, r["input_size"])).astype(np.float32)
+        F = _input_features(model)
+        if F is None:
+            d = first
+            F = d.get("in") or d.get("input_size") or d.get("out")
+            F = F or (d["weight"].shape[1] if d["kind"] == "linear" else None)
+        x = g.standard_normal((B, T, F)).astype(np.float32)
     ref = keras.ops.convert_to_numpy(model(x))
     xin = x if x.dtype.kind in "iu" else x.astype(dtype)
     y = out.forward(xin)

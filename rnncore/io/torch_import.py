@@ -15,6 +15,12 @@ reset-after form). What needs care is everything around them:
   a random batch and keeps the interpretation — head on every step, on the last step
   (``rc.nn.LastStep``) or on the mean over time (``rc.nn.MaskedMean``) — whose output
   matches; if none does, it refuses rather than guess.
+* a container that also holds front-end layers (``nn.Conv1d``, ``nn.MaxPool1d``/``AvgPool1d``,
+  ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules) is read from its ``forward`` with
+  ``torch.fx`` (:mod:`rnncore.io.torch_fx`): a chain of layers, transposes/permutes between
+  PyTorch's ``(B, C, T)`` and ``(B, T, F)``, ``y[:, -1]``, ``y.mean(1)``, ``h_n[-1]`` and
+  activation functions; the imported model reads and returns ``(B, T, F)``, and its
+  ``torch_layout`` says which axes the module's own input and output had.
 
 torch is imported only inside :func:`from_torch`.
 """
@@ -223,7 +229,9 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
     -------
     ``rc.nn.RNN/GRU/LSTM`` (forward ``x (B, T, I) -> (y, h_n)``), ``rc.nn.Linear``,
     ``rc.nn.Embedding`` or ``rc.nn.Sequential`` (embedding, recurrent layers, optional
-    pooling, heads). Inputs are always batch-major ``(B, T, F)``.
+    pooling, heads; with front-end layers: the chain of the module's ``forward``, with a
+    ``torch_layout`` attribute ``(input axes, output axes)`` of the module, e.g.
+    ``("BFT", "BTF")``). Inputs are always batch-major ``(B, T, F)``.
     """
     if isinstance(module_or_state_dict, Mapping):
         model = _recurrent_from_state_dict(module_or_state_dict, mode, nonlinearity, dtype)
@@ -240,4 +248,8 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
         if layer is None:
             raise ValueError(f"from_torch: {type(m).__name__} has nothing to import")
         return _build.as_spec(layer, as_spec)
+    from rnncore.io.torch_fx import from_torch_fx, needs_fx
+
+    if needs_fx(m):
+        return _build.as_spec(from_torch_fx(m, dtype, seed), as_spec)
     return _build.as_spec(_container(m, dtype, seed), as_spec)

@@ -54,13 +54,30 @@ def _pair(name: str, padding: object) -> tuple[int, int]:
 
 
 def conv_output_length(
-    length: int, kernel_size: int, stride: int = 1, dilation: int = 1, pad_left: int = 0, pad_right: int = 0
+    length: int,
+    kernel_size: int,
+    stride: int = 1,
+    dilation: int = 1,
+    pad_left: int = 0,
+    pad_right: int = 0,
+    ceil_mode: bool = False,
 ) -> int:
     """``floor((L + left + right - dilation (k - 1) - 1) / stride) + 1``, or 0 if the padded
-    input is shorter than one window (PyTorch's formula, ``ceil_mode=False``)."""
+    input is shorter than one window (PyTorch's formula).
+
+    ``ceil_mode=True`` rounds up instead, dropping a last window that would start in the right
+    padding (PyTorch's and ONNX's pooling rule).
+    """
     span = dilation * (kernel_size - 1) + 1
     padded = length + pad_left + pad_right
-    return 0 if padded < span else (padded - span) // stride + 1
+    if padded < span:
+        return 0
+    n = (padded - span) // stride + 1
+    if ceil_mode and (padded - span) % stride:
+        n += 1
+        if (n - 1) * stride >= length + pad_left:
+            n -= 1
+    return n
 
 
 def window_index(
@@ -71,14 +88,17 @@ def window_index(
     pad_left: int = 0,
     pad_right: int = 0,
     padding_mode: str = "zeros",
+    ceil_mode: bool = False,
 ) -> np.ndarray:
     """Indices ``(L_out, k)`` into ``x_ext`` (the input with one pad slot appended at index ``L``).
 
     ``index[l, j]`` is where tap ``j`` of output ``l`` reads: padded position
     ``p = l*stride + j*dilation``, real position ``r = p - pad_left``; ``r`` if ``0 <= r < L``,
     otherwise the pad slot ``L`` (``"zeros"``) or the mirror image of ``r`` (``"reflect"``).
+    ``ceil_mode``: the number of outputs of :func:`conv_output_length` with ``ceil_mode``
+    (taps past the right padding read the pad slot).
     """
-    n_out = conv_output_length(length, kernel_size, stride, dilation, pad_left, pad_right)
+    n_out = conv_output_length(length, kernel_size, stride, dilation, pad_left, pad_right, ceil_mode)
     p = np.arange(n_out)[:, None] * stride + np.arange(kernel_size)[None, :] * dilation
     r = p - pad_left
     if padding_mode == "reflect":
@@ -179,7 +199,11 @@ def _init_conv(
 
 
 class _TimeWindow(Module):
-    """Shared by Conv1d and the poolings: windows over the time axis, lengths, streaming."""
+    """Shared by Conv1d and the poolings: windows over the time axis, lengths, streaming.
+
+    A subclass sets its window in ``__init__`` with :meth:`_window` and computes its outputs
+    from the windows' indices in ``_apply(x, index, train)`` / ``_backward(dy) -> dx``.
+    """
 
     takes_lengths = True
     keeps_time = True  # Sequential: not a pooling to one vector (its outputs stay per step)
@@ -190,7 +214,17 @@ class _TimeWindow(Module):
     pad_right: int
     pad_value = 0.0
     padding_mode = "zeros"
+    ceil_mode = False
     channels: int  # input features C
+
+    def _window(self, kernel_size: int, stride: int, dilation: int, padding: object) -> None:
+        """Check and set ``kernel_size``, ``stride``, ``dilation``, ``padding`` and the
+        ``(pad_left, pad_right)`` it means."""
+        self.kernel_size = check_int("kernel_size", kernel_size, 1)
+        self.stride = check_int("stride", stride, 1)
+        self.dilation = check_int("dilation", dilation, 1)
+        self.padding = padding
+        self.pad_left, self.pad_right = self._padding(padding)
 
     def _padding(self, padding: object) -> tuple[int, int]:
         span = self.dilation * (self.kernel_size - 1)
@@ -215,8 +249,13 @@ class _TimeWindow(Module):
         return x
 
     def _index(self, length: int, whole: bool) -> np.ndarray:
+        """The indices of each output's window (:func:`window_index`): over the whole sequence
+        with its padding, or over a stream buffer that already holds the left padding."""
         pl, pr = (self.pad_left, self.pad_right) if whole else (0, 0)
-        idx = window_index(length, self.kernel_size, self.stride, self.dilation, pl, pr, self.padding_mode)
+        idx = window_index(
+            length, self.kernel_size, self.stride, self.dilation, pl, pr, self.padding_mode,
+            self.ceil_mode and whole,
+        )
         if whole and idx.shape[0] == 0:
             raise ValueError(
                 f"x: {length} time steps are fewer than one window of {type(self).__name__} "
@@ -243,13 +282,38 @@ class _TimeWindow(Module):
                 f"({self.pad_left}, {self.pad_right})), so per-sequence lengths cannot follow it; use "
                 "equal-length sequences, or stride 1 with padding 'same' or 'causal'"
             )
+        self._check_lengths_supported()
         valid = mask_from_lengths(lengths, x.shape[1])[:, :, None]
         return np.where(valid, x, x.dtype.type(self.pad_value)), valid
+
+    def _check_lengths_supported(self) -> None:
+        """Refuse ``lengths`` where masking the input is not running each sequence alone."""
 
     @staticmethod
     def _mask_output(y: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
         """Outputs past each length are 0 (as every per-step output of rnncore), never -inf."""
         return y if valid is None else np.where(valid, y, y.dtype.type(0))
+
+    def forward(
+        self, x: np.ndarray, lengths: Any = None, train: bool = False, *, mask: Any = None
+    ) -> np.ndarray:
+        """``x (B, T, C) -> y (B, T_out, F)``; see the class docstring."""
+        x = self._check(x)
+        x, valid = self._mask_input(x, lengths, mask)
+        y = self._apply(x, self._index(x.shape[1], whole=True), train)
+        self._valid = valid if train else None
+        return self._mask_output(y, valid)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """``dy (B, T_out, F) -> dx (B, T, C)``; accumulates the parameters' gradients."""
+        _need(self._cache, type(self).__name__)
+        dy = _check_dy(dy, self._out_shape(), self.dtype, type(self).__name__)
+        if self._valid is not None:
+            dy = dy * self._valid  # the outputs past each length are constant 0
+        dx = self._backward(dy)
+        if self._valid is not None:
+            dx *= self._valid
+        return dx
 
     # -- streaming ---------------------------------------------------------------------------
     def stream_state(self, batch: int) -> np.ndarray:
@@ -259,12 +323,17 @@ class _TimeWindow(Module):
                 f"{type(self).__name__}: streaming needs padding_mode='zeros' (a reflected left "
                 f"padding reads inputs that have not arrived), got {self.padding_mode!r}"
             )
-        if self.pad_right:
+        if self.pad_right or self.ceil_mode:
             raise ValueError(
                 f"{type(self).__name__}: streaming needs padding on the left only ('causal', 'valid' or "
-                f"(left, 0)), got ({self.pad_left}, {self.pad_right}): a right padding needs future inputs"
+                f"(left, 0)) and ceil_mode=False, got ({self.pad_left}, {self.pad_right}), "
+                f"ceil_mode={self.ceil_mode}: the right end needs future inputs"
             )
+        self._check_stream_supported()
         return np.full((batch, self.pad_left, self.channels), self.pad_value, self.dtype)
+
+    def _check_stream_supported(self) -> None:
+        """Refuse streaming where the layer's own options need the whole sequence."""
 
     def stream(self, x: np.ndarray, state: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Run a chunk ``x (B, n, C)`` (``n >= 0``) of a stream; returns ``(y (B, n_out, F), state)``.
@@ -279,7 +348,6 @@ class _TimeWindow(Module):
         idx = self._index(buf.shape[1], whole=False)
         y = self._apply(buf, idx, train=False)
         return y, buf[:, idx.shape[0] * self.stride :].copy()
-
 
 # -- Conv1d over time -----------------------------------------------------------------------
 class Conv1d(_TimeWindow):
@@ -330,13 +398,9 @@ class Conv1d(_TimeWindow):
         self.padding_mode = padding_mode
         self.in_channels = self.channels = check_int("in_channels", in_channels, 1)
         self.out_channels = check_int("out_channels", out_channels, 1)
-        self.kernel_size = check_int("kernel_size", kernel_size, 1)
-        self.stride = check_int("stride", stride, 1)
-        self.dilation = check_int("dilation", dilation, 1)
+        self._window(kernel_size, stride, dilation, padding)
         self.groups = check_int("groups", groups, 1)
         self.dtype = resolve_dtype(dtype)
-        self.padding = padding
-        self.pad_left, self.pad_right = self._padding(padding)
         _init_conv(self, self.in_channels, self.out_channels, self.kernel_size, self.groups, bias, seed)
         self._cache = None
 
@@ -368,29 +432,16 @@ class Conv1d(_TimeWindow):
         self._cache = (cols, idx, x.shape[1]) if train else None
         return y
 
-    def forward(
-        self, x: np.ndarray, lengths: Any = None, train: bool = False, *, mask: Any = None
-    ) -> np.ndarray:
-        """``x (B, T, C_in) -> y (B, T_out, C_out)``; see the class docstring."""
-        x = self._check(x)
-        x, valid = self._mask_input(x, lengths, mask)
-        y = self._apply(x, self._index(x.shape[1], whole=True), train)
-        self._valid = valid if train else None
-        return self._mask_output(y, valid)
+    def _out_shape(self) -> tuple[int, int, int]:
+        cols = self._cache[0]
+        return cols.shape[0], cols.shape[1], self.out_channels
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """``dy (B, T_out, C_out) -> dx (B, T, C_in)``; accumulates ``grads["weight"]``, ``["bias"]``."""
-        _need(self._cache, "Conv1d")
+    def _backward(self, dy: np.ndarray) -> np.ndarray:
         cols, idx, length = self._cache
-        dy = _check_dy(dy, (cols.shape[0], cols.shape[1], self.out_channels), self.dtype, "Conv1d")
-        if self._valid is not None:
-            dy = dy * self._valid  # the outputs past each length are constant 0
         dx, dw, db = _conv_backward(dy, cols, self.params["weight"], idx, length, self.groups)
         self.grads["weight"] += dw
         if "bias" in self.params:
             self.grads["bias"] += db
-        if self._valid is not None:
-            dx *= self._valid
         return dx
 
 
@@ -572,8 +623,6 @@ class Magnitude(Module):
 
 # -- pooling over time ----------------------------------------------------------------------
 class _TimePool(_TimeWindow):
-    dilation = 1
-
     def __init__(
         self,
         kernel_size: int,
@@ -581,14 +630,16 @@ class _TimePool(_TimeWindow):
         padding: int | tuple[int, int] | str,
         channels: int,
         dtype: str,
+        dilation: int = 1,
+        ceil_mode: bool = False,
     ) -> None:
         super().__init__()
-        self.kernel_size = check_int("kernel_size", kernel_size, 1)
-        self.stride = self.kernel_size if stride is None else check_int("stride", stride, 1)
+        self._window(kernel_size, kernel_size if stride is None else stride, dilation, padding)
         self.channels = check_int("channels", channels, 1)
         self.dtype = resolve_dtype(dtype)
-        self.padding = padding
-        self.pad_left, self.pad_right = self._padding(padding)
+        if not isinstance(ceil_mode, bool | np.bool_):
+            raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
+        self.ceil_mode = bool(ceil_mode)
         if max(self.pad_left, self.pad_right) > self.kernel_size // 2 and padding != "causal":
             raise ValueError(
                 f"padding: expected at most kernel_size // 2 = {self.kernel_size // 2} (as PyTorch), "
@@ -597,7 +648,9 @@ class _TimePool(_TimeWindow):
         self._cache = None
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}"
+        extra = f", dilation={self.dilation}" if self.dilation != 1 else ""
+        extra += ", ceil_mode=True" if self.ceil_mode else ""
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}{extra}"
 
     def record(self) -> dict:
         return {
@@ -607,39 +660,30 @@ class _TimePool(_TimeWindow):
             "stride": self.stride,
             "pad_left": self.pad_left,
             "pad_right": self.pad_right,
+            "dilation": self.dilation,
+            "ceil_mode": self.ceil_mode,
         }
 
-    def forward(
-        self, x: np.ndarray, lengths: Any = None, train: bool = False, *, mask: Any = None
-    ) -> np.ndarray:
-        """``x (B, T, C) -> y (B, T_out, C)``."""
-        x = self._check(x)
-        x, valid = self._mask_input(x, lengths, mask)
-        y = self._apply(x, self._index(x.shape[1], whole=True), train)
-        self._valid = valid if train else None
-        return self._mask_output(y, valid)
+    def _out_shape(self) -> tuple[int, int, int]:
+        shape = self._cache[0]
+        return shape[0], shape[1], self.channels
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        _need(self._cache, type(self).__name__)
-        shape, idx, length, weights = self._cache
-        dy = _check_dy(dy, (shape[0], shape[1], self.channels), self.dtype, type(self).__name__)
-        if self._valid is not None:
-            dy = dy * self._valid  # the outputs past each length are constant 0
-        dx = _scatter(weights * dy[:, :, None, :], idx, length)
-        if self._valid is not None:
-            dx *= self._valid
-        return dx
+    def _backward(self, dy: np.ndarray) -> np.ndarray:
+        _, idx, length, weights = self._cache
+        return _scatter(weights * dy[:, :, None, :], idx, length)
 
 
 class MaxPool1d(_TimePool):
-    """Max over windows of time, PyTorch's ``nn.MaxPool1d`` (``ceil_mode=False``) on ``(B, T, C)``.
+    """Max over windows of time, PyTorch's ``nn.MaxPool1d`` on ``(B, T, C)``.
 
-    ``y[b, t, c] = max_{j<k} x_pad[b, t*s + j, c]``
+    ``y[b, t, c] = max_{j<k} x_pad[b, t*s + j*d, c]``
 
     ``x_pad`` pads with ``-inf``. Backward: the gradient goes to the first maximum of each window
-    (as PyTorch). ``padding``: int (both sides, ``<= k/2``), ``(left, right)`` or ``"causal"``
-    (``k-1`` on the left, streamable). ``stride`` defaults to ``kernel_size``. ``channels`` is the
-    feature size ``C``. Shapes: ``x (B, T, C) -> y (B, T_out, C)``.
+    (as PyTorch). ``padding``: int (both sides, ``<= k/2``),
+    ``(left, right)`` or ``"causal"`` (``d(k-1)`` on the left, streamable). ``stride`` defaults
+    to ``kernel_size``. ``channels`` is the feature size ``C``. ``dilation`` ``d``; ``ceil_mode``
+    rounds the number of outputs up (PyTorch's and ONNX's rule: a last window that would start
+    in the right padding is dropped). Shapes: ``x (B, T, C) -> y (B, T_out, C)``.
     """
 
     kind = "max_pool1d"
@@ -652,8 +696,10 @@ class MaxPool1d(_TimePool):
         stride: int | None = None,
         padding: int | tuple[int, int] | str = 0,
         dtype: str = "float64",
+        dilation: int = 1,
+        ceil_mode: bool = False,
     ) -> None:
-        super().__init__(kernel_size, stride, padding, channels, dtype)
+        super().__init__(kernel_size, stride, padding, channels, dtype, dilation, ceil_mode)
 
     def _apply(self, x: np.ndarray, idx: np.ndarray, train: bool) -> np.ndarray:
         cols = _gather(x, idx, pad_value=-np.inf)  # (B, T_out, k, C)
@@ -670,12 +716,16 @@ class MaxPool1d(_TimePool):
 
 
 class AvgPool1d(_TimePool):
-    """Mean over windows of time, PyTorch's ``nn.AvgPool1d`` (``count_include_pad=True``).
+    """Mean over windows of time, PyTorch's ``nn.AvgPool1d``.
 
-    ``y[b, t, c] = (1/k) sum_{j<k} x_pad[b, t*s + j, c]``
+    ``y[b, t, c] = (1/n_t) sum_{j<k} x_pad[b, t*s + j*d, c]``
 
-    (zero padding counted in the ``k``). Backward: ``dx`` receives ``dy / k`` from every window
-    that holds it. Parameters and shapes as :class:`MaxPool1d`.
+    with zero padding. ``n_t`` counts the taps of window ``t``: with ``count_include_pad=True``
+    (PyTorch's default) those inside the padded input ``[0, L + left + right)`` (``k`` unless
+    ``ceil_mode`` lets the window run past the right padding), with ``count_include_pad=False``
+    (Keras' and TFLite's ``"same"``) those inside the input only. Backward: ``dx`` receives
+    ``dy / n_t`` from every window ``t`` that holds it. Parameters and shapes as
+    :class:`MaxPool1d`; ``dilation`` is ONNX's (PyTorch's AvgPool1d has none).
     """
 
     kind = "avg_pool1d"
@@ -687,12 +737,54 @@ class AvgPool1d(_TimePool):
         stride: int | None = None,
         padding: int | tuple[int, int] | str = 0,
         dtype: str = "float64",
+        dilation: int = 1,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
     ) -> None:
-        super().__init__(kernel_size, stride, padding, channels, dtype)
+        super().__init__(kernel_size, stride, padding, channels, dtype, dilation, ceil_mode)
+        if not isinstance(count_include_pad, bool | np.bool_):
+            raise TypeError(f"count_include_pad: expected a bool, got {count_include_pad!r}")
+        self.count_include_pad = bool(count_include_pad)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.count_include_pad else ", count_include_pad=False")
+
+    def record(self) -> dict:
+        return {**super().record(), "count_include_pad": self.count_include_pad}
+
+    def _check_lengths_supported(self) -> None:
+        if not self.count_include_pad:
+            raise ValueError(
+                "lengths: AvgPool1d with count_include_pad=False divides by the real inputs of each "
+                "window, which the padding past each length would change; use equal-length sequences"
+            )
+
+    def _check_stream_supported(self) -> None:
+        if not self.count_include_pad and self.pad_left:
+            raise ValueError(
+                "AvgPool1d: streaming with count_include_pad=False and a left padding is not supported "
+                "(the stream buffer holds the padding as inputs)"
+            )
+
+    def _divisor(self, idx: np.ndarray, length: int) -> np.ndarray:
+        """``n_t`` of each window: ``idx (T_out, k)`` -> ``(T_out,)``, see the class docstring.
+
+        (A stream buffer holds its left padding and has no right one, so every window of a
+        stream lies inside ``[0, length + left + right)``.)"""
+        if not self.count_include_pad:
+            return (idx != length).sum(axis=1)  # taps that read the input, not the pad slot
+        taps = np.arange(idx.shape[0])[:, None] * self.stride + np.arange(self.kernel_size) * self.dilation
+        return (taps < length + self.pad_left + self.pad_right).sum(axis=1)
 
     def _apply(self, x: np.ndarray, idx: np.ndarray, train: bool) -> np.ndarray:
         cols = _gather(x, idx)
-        y = cols.mean(axis=2)
-        w = np.full((1, 1, self.kernel_size, 1), 1.0 / self.kernel_size, x.dtype)
+        n = self._divisor(idx, x.shape[1])
+        if np.all(n == self.kernel_size):
+            y = cols.mean(axis=2)
+            w = np.full((1, 1, self.kernel_size, 1), 1.0 / self.kernel_size, x.dtype)
+        else:
+            y = cols.sum(axis=2) / n[None, :, None].astype(x.dtype)
+            inv = (1.0 / n).astype(x.dtype)
+            w = np.broadcast_to(inv[None, :, None, None], (1, idx.shape[0], self.kernel_size, 1))
         self._cache = (y.shape, idx, x.shape[1], w) if train else None
         return y

@@ -12,7 +12,7 @@ from rnncore.io import _build
 from rnncore.io.files import MAX_MODEL_BYTES, check_file
 
 # the handler modules register their ops on import
-from rnncore.io.onnx_import import ops_graph, ops_head, ops_recurrent  # noqa: F401
+from rnncore.io.onnx_import import ops_front, ops_graph, ops_head, ops_recurrent  # noqa: F401
 from rnncore.io.onnx_import._graph import build_graph
 from rnncore.io.onnx_import._registry import OPS
 from rnncore.io.onnx_import._values import (

@@ -175,6 +175,7 @@ class _Builder:
         self.nodes = [n for n in g.node if id(n) in need]
         self.steps: list = []
         self.runtime = set(self.inputs)
+        self.inferred: dict = {}     # tensor name -> shape from ONNX's shape inference (build_graph)
 
     def _const(self, a):
         a = np.asarray(a)
@@ -615,6 +616,71 @@ def _batch_norm(b, node, a):
     return _with_module(run, m)
 
 
+def pool_options(node, a, refuse) -> dict:
+    """The options of a 1-D ``MaxPool`` / ``AveragePool`` node as keyword arguments of
+    :class:`~rnncore.nn.conv.MaxPool1d` / :class:`~rnncore.nn.conv.AvgPool1d` (without
+    ``channels``); ``refuse(why)`` for what they cannot express."""
+    k = list(a.get("kernel_shape", []))
+    if len(k) != 1:
+        refuse(f"a {len(k)}-D pooling (kernel_shape {k}); rnncore pools over time only (1-D, X (N, C, L))")
+    k = int(k[0])
+    stride = int(list(a.get("strides", [1]))[0])
+    dilation = int(list(a.get("dilations", [1]))[0])
+    pads = [int(v) for v in a.get("pads", [0, 0])]
+    auto = a.get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        if stride != 1:
+            refuse(f"auto_pad={auto!r} with strides [{stride}]: the padding would depend on the input length "
+                   "(export with explicit pads)")
+        span = dilation * (k - 1)
+        pads = [span // 2, span - span // 2] if auto == "SAME_UPPER" else [span - span // 2, span // 2]
+    elif auto == "VALID":
+        pads = [0, 0]
+    elif auto != "NOTSET":
+        refuse(f"auto_pad={auto!r}")
+    if len(pads) != 2 or min(pads) < 0:
+        refuse(f"pads {pads}: expected [begin, end] >= 0 of the one spatial axis")
+    if max(pads) > k // 2:
+        refuse(f"pads {pads} larger than kernel_shape[0] // 2 = {k // 2} (PyTorch's limit, which rnncore's "
+               "pooling keeps)")
+    out = {"kernel_size": k, "stride": stride, "padding": (pads[0], pads[1]), "dilation": dilation,
+           "ceil_mode": bool(int(a.get("ceil_mode", 0)))}
+    if node.op_type == "AveragePool":
+        out["count_include_pad"] = bool(int(a.get("count_include_pad", 0)))
+    elif len(node.output) > 1 and node.output[1]:
+        refuse("the Indices output (argmax positions)")
+    return out
+
+
+def _pool(b, node, a):
+    from rnncore.nn.conv import AvgPool1d, MaxPool1d
+
+    opts = pool_options(node, a, lambda why: b.refuse(node, why, "see docs/importers.md (pooling)"))
+    shp = b.shape_of(node.input[0]) or b.inferred.get(node.input[0])
+    if shp is not None and len(shp) != 3:
+        b.refuse(node, f"X {node.input[0]!r} has shape {shp}; rnncore pools (N, C, L) over L",
+                 "see docs/importers.md (pooling)")
+    cls = MaxPool1d if node.op_type == "MaxPool" else AvgPool1d
+    made: dict = {}
+
+    def module(C: int):
+        if C not in made:     # the channels only fix the input check: one module per channel count
+            made[C] = cls(channels=C, dtype=b.dt.name, **opts)
+        return made[C]
+
+    C = None if shp is None else shp[1]
+    m = module(C) if C else None
+
+    def run(x):
+        X = np.asarray(x[0])
+        if X.ndim != 3:
+            raise ValueError(f"X: expected (N, C, L), got shape {X.shape}")
+        mod = module(X.shape[1])
+        return [mod.forward(X.astype(b.dt, copy=False).transpose(0, 2, 1)).transpose(0, 2, 1)]
+    return _with_module(run, m) if m is not None else run
+
+
 class _NodeShim:
     """Just what :func:`ops_recurrent.op_recurrent` asks of the pipeline importer, to convert one
     recurrent node's weights and attributes into a layer description."""
@@ -728,6 +794,7 @@ _LAYERS: dict = {
     "HardSigmoid": _act_layer("HardSigmoid"), "Conv": _conv, "MatMul": _matmul, "Gemm": _gemm,
     "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
     "RNN": _recurrent, "GRU": _recurrent, "LSTM": _recurrent,
+    "MaxPool": _pool, "AveragePool": _pool,
 }
 # constant folding of these needs no layer: fold with NumPy
 _FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_np), "Tanh": _unary(np.tanh),
@@ -743,9 +810,14 @@ def build_graph(model, dtype: str = "float64", inputs=None, outputs=None) -> Onn
     import onnx
 
     try:
-        onnx.shape_inference.infer_shapes(model, check_type=True)
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True)
     except Exception as e:  # noqa: BLE001 - ValidationError, InferenceError, ...
         msg = str(e).strip().splitlines()
         raise _Refused(f"from_onnx: the graph's types do not check (onnx.shape_inference: "
                        f"{msg[0] if msg else type(e).__name__})") from e
-    return _Builder(model, dtype, inputs, outputs).build()
+    b = _Builder(model, dtype, inputs, outputs)
+    b.inferred = {v.name: tuple(d.dim_value if d.HasField("dim_value") else None
+                                for d in v.type.tensor_type.shape.dim)
+                  for v in inferred.graph.value_info
+                  if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+    return b.build()

@@ -1,0 +1,400 @@
+"""Import a PyTorch module whose ``forward`` is a chain of layers, read with ``torch.fx``.
+
+``from_torch`` sends a container here when it holds front-end layers (``nn.Conv1d``,
+``nn.MaxPool1d`` / ``nn.AvgPool1d``, ``nn.BatchNorm1d``, ``nn.LayerNorm``, activations) next to its
+recurrent layers. ``torch.fx.symbolic_trace`` records the ``forward`` as a graph of module calls
+and tensor operations; the importer walks it as one chain and keeps, for the data, the *meaning*
+of each axis (batch ``B``, time ``T``, features ``F``):
+
+* ``x.transpose(1, 2)``, ``x.permute(0, 2, 1)``, ``torch.transpose`` only move the labels (the
+  rnncore model always holds ``(B, T, F)``, so a transpose costs nothing there);
+* ``nn.Conv1d``, the poolings and a 3-D ``nn.BatchNorm1d`` read PyTorch's ``(B, C, T)``: the data
+  must be ``(B, F, T)`` there; ``nn.Linear``, ``nn.LayerNorm`` need the features last; a recurrent
+  layer reads ``(B, T, F)`` (``batch_first=True``) or ``(T, B, F)``;
+* ``y, h = rnn(x)`` then ``y`` (the per-step outputs), ``y[:, -1]`` (``rc.nn.LastStep``),
+  ``y.mean(1)`` (``rc.nn.MaskedMean``), ``h[-1]`` of a one-direction layer (its last step);
+  activations as modules, ``torch.relu(x)`` / ``F.relu`` / ``x.relu()`` (and sigmoid, tanh, gelu,
+  hardsigmoid); ``nn.Dropout`` / ``nn.Identity`` / ``.contiguous()`` are skipped.
+
+The first layer fixes what the module's input is: a module that starts with ``nn.Conv1d``
+reads ``(B, C, T)``, one that transposes first reads ``(B, T, F)``. The imported model reads and
+returns rnncore's ``(B, T, F)`` whatever the module's layout; ``model.torch_layout`` says what the
+module's input and output axes were (``("BFT", "BTF")``: feed the module ``x.transpose(1, 2)`` of
+what you feed rnncore). Anything else -- a residual, two inputs, an op not listed -- is refused,
+naming the node; the result is also run against the module on a random batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnncore.io import _build
+from rnncore.nn.module import Module
+
+_FRONT = {"Conv1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d", "LayerNorm", "ReLU", "Sigmoid", "Tanh",
+          "Hardsigmoid", "GELU"}
+_ACT_MODULES = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Hardsigmoid": "hardsigmoid"}
+_SUPPORTED = ("nn.RNN/GRU/LSTM, nn.Linear, nn.Embedding, nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, "
+              "nn.BatchNorm1d, nn.LayerNorm, nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU, nn.Dropout/Identity")
+
+
+def needs_fx(module) -> bool:
+    """Does the container hold a layer only this importer handles?"""
+    return any(type(m).__name__ in _FRONT for m in module.modules())
+
+
+class _Data:
+    """The data: its axis labels (``X0..`` until a layer fixes their meaning, then ``B``/``T``/``F``)."""
+
+    def __init__(self, axes: tuple) -> None:
+        self.axes = axes
+
+
+class _RnnOut:
+    """``rnn(x)``: the tuple (outputs, final state)."""
+
+    def __init__(self, axes: tuple, module, rnn) -> None:
+        self.axes, self.module, self.rnn = axes, module, rnn
+
+
+class _State:
+    """``h_n`` (or ``(h_n, c_n)`` of an LSTM, ``part`` None) of one recurrent layer."""
+
+    def __init__(self, rnn, part) -> None:
+        self.rnn, self.part = rnn, part
+
+
+class _Tracer:
+    def __init__(self, module, dtype: str) -> None:
+        self.root, self.dtype = module, dtype
+        self.alias: dict = {}
+        self.modules: list[Module] = []
+        self.input_axes: tuple = ()
+        self.integer = False
+
+    def lab(self, a: str) -> str:
+        while a in self.alias:
+            a = self.alias[a]
+        return a
+
+    def labels(self, axes: tuple) -> str:
+        return "".join(self.lab(a) if self.lab(a) in "BTF" else "?" for a in axes)
+
+    def refuse(self, node, why: str):
+        if node.op == "call_module":
+            what = f"module {node.target!r}, {type(self.root.get_submodule(node.target)).__name__}"
+        else:
+            what = f"{node.op} {self._target(node)}"
+        raise ValueError(f"from_torch: {type(self.root).__name__}: node {node.name!r} ({what}): {why}")
+
+    @staticmethod
+    def _target(node) -> str:
+        t = node.target
+        return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+
+    def need(self, node, v, want: str) -> None:
+        """The data ``v`` must have the axes ``want`` (e.g. ``"BFT"``): fix the open labels."""
+        if not isinstance(v, _Data):
+            self.refuse(node, f"expected the data here, got {type(v).__name__.strip('_')}")
+        if len(v.axes) != len(want):
+            self.refuse(node, f"expected {len(want)}-D data {tuple(want)}, got {len(v.axes)}-D "
+                              f"{tuple(self.labels(v.axes))}")
+        for a, w in zip(v.axes, want, strict=True):
+            a = self.lab(a)
+            if a.startswith("X"):
+                if any(self.lab(b) == w for b in v.axes if not self.lab(b).startswith("X")):
+                    self.refuse(node, f"reads its data as {tuple(want)}, but it is "
+                                      f"{tuple(self.labels(v.axes))}")
+                self.alias[a] = w
+            elif a != w:
+                self.refuse(node, f"reads its data as {tuple(want)}, but it is {tuple(self.labels(v.axes))} "
+                                  "(a transpose is missing or too many)")
+
+    def add(self, m: Module) -> None:
+        self.modules.append(m)
+
+    # -- the walk ----------------------------------------------------------------------------
+    def run(self):
+        import torch.fx as fx
+
+        try:
+            gm = fx.symbolic_trace(self.root)
+        except Exception as e:  # noqa: BLE001 - fx's TraceError, control flow on tensors, ...
+            raise ValueError(
+                f"from_torch: {type(self.root).__name__}.forward cannot be traced by torch.fx "
+                f"({type(e).__name__}: {e}); write it as a plain chain of layers and transposes") from e
+        vals: dict = {}
+        data_node = None
+        live = {n for n in gm.graph.nodes if n.users or n.op == "output"}
+        for node in gm.graph.nodes:
+            if node not in live:
+                continue
+            if node.op == "placeholder":
+                if data_node is not None:
+                    if node.args and node.args[0] is None:
+                        continue        # an optional argument left at None (e.g. h0=None)
+                    self.refuse(node, "a second input; the imported model reads one tensor")
+                self.input_axes = ("X0", "X1", "X2")
+                vals[node] = _Data(self.input_axes)
+                data_node = node
+                continue
+            if node.op == "output":
+                out = node.args[0]
+                if isinstance(out, tuple | list):
+                    if len(out) != 1:
+                        self.refuse(node, "several outputs; the imported model returns one tensor")
+                    out = out[0]
+                v = vals.get(out)
+                if not isinstance(v, _Data):
+                    self.refuse(node, "the output is not the data (a tuple or a state)")
+                return v
+            args = [vals.get(a, a) if isinstance(a, fx.Node) else a for a in node.args]
+            srcs = [a for a in node.args if isinstance(a, fx.Node)]
+            if any(s not in vals for s in srcs):
+                self.refuse(node, "reads a value the importer does not track")
+            if len([s for s in srcs if isinstance(vals[s], _Data | _RnnOut | _State)]) > 1:
+                self.refuse(node, "combines two values of the data (a residual or a concatenation)")
+            vals[node] = self.op(node, args, gm)
+        raise AssertionError("torch.fx graph without output")  # pragma: no cover
+
+    def op(self, node, args, gm):
+        if node.op == "call_module":
+            return self.call_module(node, gm.get_submodule(node.target), args)
+        name = self._target(node)
+        x = args[0] if args else None
+        kw = node.kwargs
+        if name == "getitem":
+            return self.getitem(node, x, args[1])
+        if name in ("contiguous", "dropout", "float") or (name == "to" and not kw):
+            return x
+        if name in ("transpose", "swapaxes"):
+            if not isinstance(x, _Data):
+                self.refuse(node, "transpose of something other than the data")
+            a, b = (int(v) % len(x.axes) for v in args[1:3])
+            axes = list(x.axes)
+            axes[a], axes[b] = axes[b], axes[a]
+            return _Data(tuple(axes))
+        if name == "permute":
+            dims = args[1] if len(args) == 2 and isinstance(args[1], tuple | list) else args[1:]
+            n = len(x.axes) if isinstance(x, _Data) else -1
+            if n < 0 or sorted(int(d) % n for d in dims) != list(range(n)):
+                self.refuse(node, f"permute {dims} of data with {len(getattr(x, 'axes', ()))} axes")
+            return _Data(tuple(x.axes[int(d) % len(x.axes)] for d in dims))
+        act = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "hardsigmoid": "hardsigmoid",
+               "gelu": "gelu"}.get(name)
+        if act is not None:
+            if not isinstance(x, _Data):
+                self.refuse(node, "activation of something other than the data")
+            if act == "gelu" and kw.get("approximate", "none") == "tanh":
+                act = "gelu_tanh"
+            extra = set(kw) - {"approximate", "inplace"}
+            if extra:
+                self.refuse(node, f"arguments {sorted(extra)}")
+            self.add(_build.activation(act))
+            return x
+        if name == "mean":
+            dims = args[1] if len(args) > 1 else kw.get("dim")
+            dims = dims if isinstance(dims, tuple | list) else (dims,)
+            if not isinstance(x, _Data) or len(dims) != 1 or kw.get("keepdim") or len(x.axes) != 3:
+                self.refuse(node, "mean other than over the time axis of (B, T, F) data (keepdim=False)")
+            d = int(dims[0]) % 3
+            self.need(node, x, "BTF" if d == 1 else "TBF" if d == 0 else "BFT")
+            self.add(_build.pool("mean"))
+            return _Data(("B", "F"))
+        self.refuse(node, "not a layer or operation the importer understands; supported: "
+                          f"{_SUPPORTED}, transpose/permute, y[:, -1], y.mean(1), h_n[-1], activations")
+
+    def getitem(self, node, x, idx):
+        if isinstance(x, _RnnOut):
+            if idx == 0:
+                return _Data(x.axes)
+            if idx == 1:
+                return _State(x.rnn, None)
+        if isinstance(x, _State) and x.part is None and type(x.rnn).__name__ == "LSTM" and idx in (0, 1):
+            return _State(x.rnn, idx)
+        if isinstance(x, _State) and idx == -1:
+            rnn = x.rnn
+            if rnn.bidirectional or x.part == 1 or (x.part is None and type(rnn).__name__ == "LSTM"):
+                self.refuse(node, "only h_n[-1] of a one-direction layer is understood (its last step)")
+            self.add(_build.pool("last", False))
+            return _Data(("B", "F"))
+        if isinstance(x, _Data) and len(x.axes) == 3:
+            labs = self.labels(x.axes)
+            if isinstance(idx, tuple) and len(idx) == 2 and idx[0] == slice(None) and idx[1] == -1:
+                self.need(node, x, "BTF")
+            elif idx == -1:
+                self.need(node, x, "TBF")
+            else:
+                self.refuse(node, f"indexing {idx!r} of data {tuple(labs)} (only the last step, y[:, -1])")
+            self.add(_build.pool("last", False))
+            return _Data(("B", "F"))
+        self.refuse(node, f"indexing {idx!r} of {type(x).__name__.strip('_')}")
+
+    def call_module(self, node, m, args):
+        from rnncore.io.torch_import import _convert_leaf
+
+        kind = type(m).__name__
+        x = args[0] if args else None
+        if len(args) != 1 or node.kwargs:
+            if not (kind in ("RNN", "GRU", "LSTM") and len(args) == 2 and args[1] is None):
+                self.refuse(node, f"{kind} called with {len(args)} arguments; the importer follows one "
+                                  "tensor")
+        if kind in ("Dropout", "Identity"):
+            return x
+        if kind in _ACT_MODULES or kind == "GELU":
+            self.add(_build.activation(_ACT_MODULES.get(kind) or
+                                       ("gelu_tanh" if m.approximate == "tanh" else "gelu")))
+            return x
+        if kind == "Conv1d":
+            self.need(node, x, "BFT")
+            if m.padding_mode not in ("zeros", "reflect"):
+                self.refuse(node, f"padding_mode={m.padding_mode!r} (rnncore: 'zeros', 'reflect')")
+            pad = m.padding if isinstance(m.padding, str) else int(m.padding[0])
+            self.add(_build.conv1d(_np(m.weight), None if m.bias is None else _np(m.bias), stride=m.stride[0],
+                                   padding=pad, dilation=m.dilation[0], groups=m.groups,
+                                   padding_mode=m.padding_mode, dtype=self.dtype))
+            return x
+        if kind in ("MaxPool1d", "AvgPool1d"):
+            from rnncore.nn.conv import AvgPool1d, MaxPool1d
+
+            self.need(node, x, "BFT")
+
+            def one(v):
+                return int(v[0]) if isinstance(v, tuple | list) else int(v)
+
+            opts = {"kernel_size": one(m.kernel_size), "stride": one(m.stride), "padding": one(m.padding),
+                    "ceil_mode": bool(m.ceil_mode), "dtype": self.dtype}
+            if kind == "MaxPool1d":
+                if m.return_indices:
+                    self.refuse(node, "return_indices=True")
+                layer = MaxPool1d(channels=self._channels(node), dilation=one(m.dilation), **opts)
+            else:
+                layer = AvgPool1d(channels=self._channels(node), count_include_pad=bool(m.count_include_pad),
+                                  **opts)
+            self.add(layer)
+            return x
+        if kind == "BatchNorm1d":
+            if not m.track_running_stats or m.running_mean is None:
+                self.refuse(node, "track_running_stats=False normalises with each batch's statistics, "
+                                  "also in eval mode")
+            self.need(node, x, "BFT" if isinstance(x, _Data) and len(x.axes) == 3 else "BF")
+            self.add(_build.batch_norm(_np(m.running_mean), _np(m.running_var),
+                                       None if m.weight is None else _np(m.weight),
+                                       None if m.bias is None else _np(m.bias), m.eps, self.dtype))
+            return x
+        if kind == "LayerNorm":
+            if len(m.normalized_shape) != 1:
+                self.refuse(node, f"normalized_shape={tuple(m.normalized_shape)}: rnncore normalises the "
+                                  "last axis only")
+            self._features_last(node, x)
+            self.add(_build.layer_norm(None if m.weight is None else _np(m.weight),
+                                       None if m.bias is None else _np(m.bias), m.eps,
+                                       m.normalized_shape[0], self.dtype))
+            return x
+        if kind == "Linear":
+            self._features_last(node, x)
+            self.add(_convert_leaf(m, node.target, self.dtype))
+            return x
+        if kind == "Embedding":
+            if not isinstance(x, _Data) or x.axes != self.input_axes or self.modules:
+                self.refuse(node, "an nn.Embedding must read the module's input (token ids)")
+            self.integer = True
+            self.input_axes = ("X0", "X1")
+            self.add(_convert_leaf(m, node.target, self.dtype))
+            return _Data(("X0", "X1", "F"))
+        if kind in ("RNN", "GRU", "LSTM"):
+            self.need(node, x, "BTF" if m.batch_first else "TBF")
+            self.add(_convert_leaf(m, node.target, self.dtype))
+            return _RnnOut(x.axes, self.modules[-1], m)
+        self.refuse(node, f"unsupported module {node.target!r} of type {type(m).__module__}.{kind}; "
+                          f"supported: {_SUPPORTED}")
+
+    def _features_last(self, node, x) -> None:
+        if not isinstance(x, _Data) or len(x.axes) not in (2, 3):
+            self.refuse(node, "expected the data here")
+        if len(x.axes) == 2:
+            self.need(node, x, "BF")
+            return
+        last = self.lab(x.axes[-1])
+        if last.startswith("X"):
+            self.alias[last] = "F"
+        elif last != "F":
+            self.refuse(node, f"reads the features on the last axis, but the data is "
+                              f"{tuple(self.labels(x.axes))}")
+
+    def _channels(self, node) -> int:
+        """The data's feature count before a pooling: the last sized layer's output, else (a
+        pooling that reads the input) the input size of the module's first convolution."""
+        for m in reversed(self.modules):
+            for attr in ("out_channels", "channels", "num_features", "normalized_shape", "out_features"):
+                if hasattr(m, attr):
+                    return int(getattr(m, attr))
+            if hasattr(m, "hidden_size"):
+                return int(m.params["weight_hh_l0"].shape[1]) * (2 if m.bidirectional else 1)
+        first = next((c for c in self.root.modules() if hasattr(c, "in_channels")), None)
+        if first is None:
+            self.refuse(node, "the number of channels before the pooling is unknown")
+        return int(first.in_channels)
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _in_size(m) -> int | None:
+    for attr in ("in_channels", "input_size", "in_features", "normalized_shape", "num_features", "channels"):
+        if hasattr(m, attr):
+            return int(getattr(m, attr))
+    return None
+
+
+def from_torch_fx(module, dtype: str, seed: int):
+    """The rnncore ``Sequential`` of a traced chain (see the module docstring)."""
+    import torch
+
+    tr = _Tracer(module, dtype)
+    out = tr.run()
+    from rnncore.nn.layers import Sequential
+
+    if not tr.modules:
+        raise ValueError(f"from_torch: {type(module).__name__} has no layer to import")
+    model = Sequential(*tr.modules)
+    in_lab = "".join(tr.lab(a) for a in tr.input_axes)
+    out_lab = "".join(tr.lab(a) for a in out.axes)
+    if any(c not in "BTF" for c in in_lab + out_lab):
+        raise ValueError(f"from_torch: {type(module).__name__}: the meaning of the input axes "
+                         f"{in_lab} is not fixed by any layer")
+    model.torch_layout = (in_lab, out_lab)
+    # run both on a random batch: the chain read from the trace must be the module's function
+    g = np.random.default_rng(seed)
+    sizes = {"B": 3, "T": 24}
+    first = next(m for m in tr.modules)
+    if tr.integer:
+        x = g.integers(0, first.params["weight"].shape[0], (3, 24))
+        xt = torch.as_tensor(x if in_lab == "BT" else x.T)
+    else:
+        sizes["F"] = _in_size(first)
+        if sizes["F"] is None:
+            raise ValueError(f"from_torch: {type(module).__name__}: cannot tell the input's feature size")
+        x = g.standard_normal((3, 24, sizes["F"]))
+        p = next(module.parameters(), None)
+        perm = ["BTF".index(c) for c in in_lab]
+        xt = torch.as_tensor(x.transpose(perm), dtype=p.dtype if p is not None else torch.float32)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            ref = module(xt)
+    finally:
+        module.train(was_training)
+    ref = _np(ref).astype(np.float64)
+    if out_lab in ("BFT", "TBF", "FBT", "FTB", "TFB"):
+        ref = ref.transpose([out_lab.index(c) for c in "BTF"])
+    y = model.forward(x.astype(dtype) if x.dtype.kind == "f" else x)
+    y = y[0] if isinstance(y, tuple) else y
+    tol = 1e-4
+    if y.shape != ref.shape or not np.allclose(y, ref, rtol=tol, atol=tol):
+        diff = np.max(np.abs(y - ref)) if y.shape == ref.shape else f"shape {y.shape} vs {ref.shape}"
+        raise ValueError(f"from_torch: the chain read from {type(module).__name__}.forward does not "
+                         f"reproduce its output on a random batch (difference {diff})")
+    return model
