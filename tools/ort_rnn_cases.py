@@ -235,7 +235,7 @@ class Env(dict):
         if tok in self:
             return copy.deepcopy(self[tok])
         if re.fullmatch(r"[\w\s*()-]+", tok) and any(w in self for w in re.findall(r"[A-Za-z_]\w*", tok)):
-            return eval(tok, {}, dict(self))  # products of scalars: batch_size * seq_length
+            return eval(tok, {"__builtins__": {}}, dict(self))  # scalar arithmetic: batch_size * seq_length
         return number(tok)
 
 
@@ -246,12 +246,18 @@ def interpret(body: str, env: Env | None = None, on_call=None) -> Env:
         g = m.groupdict()
         if kind in ("vec", "fill", "sized", "scalar"):
             # declarations the cases do not use may not be plain data (``int num_directions =
-            # direction == "bidirectional" ? 2 : 1;`` in a helper): leave them out; a case that
-            # needs one fails on the missing name
+            # direction == "bidirectional" ? 2 : 1;`` in a helper): the name is dropped (no stale
+            # value survives a failed reassignment); a case that needs it fails on the missing name
             try:
                 _declare(kind, g, env)
             except (ValueError, NameError, KeyError, SyntaxError, TypeError):
-                pass
+                names = (
+                    [g["name"]]
+                    if g.get("name")
+                    else [d.split("=", 1)[0].strip() for d in split_args(g["decls"])]
+                )
+                for name in names:
+                    env.pop(name, None)
         elif kind == "loop":
             v = number(g["v"])
             for i in range(int(g["a"]), int(g["b"])):
