@@ -172,3 +172,15 @@ def test_a_value_off_by_more_than_the_tolerance_fails_the_comparison():
     t["data"][1] += 3 * (case["tolerance"]["atol"] + case["tolerance"]["rtol"] * abs(t["data"][1]))
     with pytest.raises(AssertionError, match="Y_h"):
         _check(got, case, "f32 engine")
+
+
+@pytest.mark.parametrize(
+    "test", ["GRUTest.ONNXRuntime_TestGRUOpZeroSeqInMiddle", "LSTMTest.ONNXRuntime_TestLSTMZeroSeqInMiddle"]
+)
+def test_lengths_of_0_reach_a_plain_layer(test):
+    """These cases import as plain rc.nn layers (which refuse length 0 themselves): onnx_run's ONNX rule is
+    what the comparison above checks for them."""
+    case = next(c for c in RUNS if c["test"] == test)
+    model, feeds = build(case)
+    assert 0 in feeds["sequence_lens"]
+    assert type(from_onnx(model, dtype="float64")) in (rc.nn.GRU, rc.nn.LSTM)
