@@ -6,6 +6,7 @@ import numpy as np
 
 from rnncore.io.onnx_import._values import OnnxSignature
 from rnncore.nn.module import Module
+from rnncore.nn.recurrent import _Recurrent
 
 
 def onnx_run(model: Module, feeds: dict) -> dict:
@@ -50,7 +51,19 @@ def onnx_run(model: Module, feeds: dict) -> dict:
         init[r][0 if kind == "h" else 1][j * D:(j + 1) * D] = v
     init = [None if s is None else (tuple(s) if len(s) == 2 else s[0]) for s in init]
     if len(recs) == 1 and recs[0] is model:
-        y, h = model.forward(x, state=init[0], lengths=lengths)
+        run_lengths, empty = lengths, None
+        if (lengths is not None and isinstance(model, _Recurrent) and lengths.size and (lengths == 0).any()
+                and lengths.min() >= 0 and lengths.max() <= x.shape[1]):
+            # the plain rc.nn layers refuse length 0 (docs/equations.md, "Sequences of length
+            # 0"); ONNX's result for an empty sequence is zero Y at every step and zero final
+            # states whatever the initial state, so run it for one step and write ONNX's zeros
+            # over its Y here and over its states below (lengths out of range go to the layer
+            # as they are, which names them)
+            empty = lengths == 0
+            run_lengths = np.where(empty, 1, lengths)
+        y, h = model.forward(x, state=init[0], lengths=run_lengths)
+        if empty is not None:
+            y = np.where(empty[:, None, None], 0, y).astype(y.dtype)
         finals = [h]
     else:
         y = model.forward(x, lengths=lengths, state=init)
