@@ -83,6 +83,11 @@ typedef struct rnc_cell_variant {
     const float *peep;                     /* LSTM peepholes 3 x H (p_i, p_f, p_o) or NULL */
     const void *w_hr;                      /* proj: this direction's packed W_hr (round16(P) x H) */
     const float *s_hr;                     /* q8: its row scales */
+    /* layer norm (RNC_CELLOPT_LAYER_NORM): this direction's gains then shifts, 2 x G*H (ln_ih,
+     * ln_hh) and 2 x H (ln_c, LSTM); NULL without */
+    const float *ln_ih, *ln_hh, *ln_c;
+    float ln_eps;
+    uint32_t ln_per_gate;
     rnc_gemm_q8_fn gemm_q8, gemm_q8_1;
     rnc_gemm_f32_fn gemm_f32, gemm_f32_1;
     rnc_quantize_fn quantize;
