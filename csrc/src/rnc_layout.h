@@ -184,9 +184,10 @@
 /* The layer normalisation of a layer-normalised GRU / LSTM (Ba et al. 2016; rnncore.nn.lncells):
  * present exactly when the cellopt's flags have RNC_CELLOPT_LAYER_NORM (the record is then
  * 48 + 48 D + 128 + 32 bytes). With G gates and N = G*H:
- *   a_ih = LN(W_ih x; ln_ih), a_hh = LN(W_hh h; ln_hh) take the place of W_ih x + b_ih and
- *   W_hh h + b_hh in the cell (b_ih, b_hh are then zero: the shifts play their part), and the LSTM
- *   computes h' = o * h(LN(c'; ln_c)) (then the projection, if any).
+ *   a_ih = LN(W_ih x + b_ih; ln_ih), a_hh = LN(W_hh h + b_hh; ln_hh) take the place of
+ *   W_ih x + b_ih and W_hh h + b_hh in the cell (rnncore.nn.lncells' layers have zero biases: the
+ *   shifts play their part), and the LSTM computes h' = o * h(LN(c'; ln_c)) (then the
+ *   projection, if any).
  * LN(v; g, b)_k = ((v_k - mu) * r) * g_k + b_k, mu = sum(v) / n, r = 1 / sqrt(sum((v - mu)^2) / n
  * + eps) over each gate's H values (flag PER_GATE) or all N together; the float32 operation order
  * (the sums in 8 lanes) is docs/q8-contract.md's. ln_ih, ln_hh: D x 2 x N floats, per direction
