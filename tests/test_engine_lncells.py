@@ -281,3 +281,26 @@ def test_q8_static_scales_are_bit_exact(cls):
     lengths = np.array([9, 5, 2])
     want, _ = gen_vectors.q8_reference_forward(R.qmodel_from_rnc(d), x, lengths)
     np.testing.assert_array_equal(eng.run(x, lengths=lengths), want)
+
+
+@pytest.mark.parametrize("kind,options", [("gru", {"per_gate": False}), ("lstm", {})])
+def test_bidirectional_and_reverse_layer_norm_specs(kind, options):
+    """The format holds D blocks of gains and shifts: a bidirectional stack and a reverse layer
+    (hand-built specs; rnncore.nn's layers are one direction) against the references."""
+    g = np.random.default_rng(17)
+    for bidir, extra in ((True, {}), (False, {"reverse": True})):
+        d = gen_vectors.make_spec(g, kind=kind, sizes=[3, 6, 5], precision="f32", bidirectional=bidir,
+                                  options=dict(layer_norm=options, **extra))
+        for layer in d["layers"]:
+            for k in layer["weights"]:
+                if k.startswith("bias"):
+                    layer["weights"][k][:] = 0
+        data = write_rnc(d)
+        x = g.standard_normal((3, 7, 3)).astype(F32)
+        lengths = np.array([7, 2, 5])
+        spec = spec_from_rnc(read_rnc(data))
+        y64, _ = R.float_forward(spec, x.astype(np.float64), lengths)
+        np.testing.assert_allclose(rc.load(data).run(x, lengths=lengths), y64, rtol=0, atol=1e-5)
+        q = rc.compile(spec, precision="q8")
+        want, _ = gen_vectors.q8_reference_forward(R.qmodel_from_rnc(read_rnc(q.data)), x, lengths)
+        np.testing.assert_array_equal(q.run(x, lengths=lengths), want)
