@@ -304,3 +304,12 @@ def test_bidirectional_and_reverse_layer_norm_specs(kind, options):
         q = rc.compile(spec, precision="q8")
         want, _ = gen_vectors.q8_reference_forward(R.qmodel_from_rnc(read_rnc(q.data)), x, lengths)
         np.testing.assert_array_equal(q.run(x, lengths=lengths), want)
+
+
+def test_to_onnx_refuses_layer_norm_instead_of_dropping_it(tmp_path):
+    from rnncore.io.onnx_export import to_onnx
+
+    m = _model(LayerNormGRU, 3, 4, seed=18)
+    for model in (m, Sequential(m, Linear(4, 2, seed=1)), rc.compile(m)):
+        with pytest.raises(ValueError, match="layer 0 is a layer-normalised GRU .* does not export"):
+            to_onnx(model, tmp_path / "m.onnx")
