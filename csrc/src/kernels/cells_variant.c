@@ -247,19 +247,15 @@ static void q8_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
     const uint32_t P = a->P, HW = P ? P : H; /* h's width */
     const size_t ghp = (size_t)G * Hp, kh = RNC_ALIGN_UP((size_t)H, 4), khw = RNC_ALIGN_UP((size_t)HW, 4);
     const int rb = a->kind == RNC_GRU && !a->reset_after;
-    const rnc_cell_work wl = rnc__cell_work(G, H, B);
-    unsigned char *w = (unsigned char *)a->work;
-    int32_t *acc_i = (int32_t *)(w + wl.acc_i), *acc_h = (int32_t *)(w + wl.acc_h);
-    int8_t *hq = (int8_t *)(w + wl.hq), *rq = (int8_t *)(w + wl.rq);
-    float *sh = (float *)(w + wl.sh), *gi_f = (float *)(w + wl.gi_f), *gh_f = (float *)(w + wl.gh_f);
-    float *rh = (float *)(w + wl.rh);
-    int32_t *acc_n = (int32_t *)(w + wl.acc_n);
+    const rnc_q8_areas ar = rnc__q8_areas(a);
+    int32_t *acc_i = ar.acc_i, *acc_h = ar.acc_h, *acc_n = ar.acc_n;
+    int8_t *hq = ar.hq, *rq = ar.rq;
+    float *sh = ar.sh, *gi_f = ar.gi_f, *gh_f = ar.gh_f, *rh = ar.rh;
     const int8_t *w_hh = (const int8_t *)a->w_hh;
 
     if (!a->gi)
         v->gemm_q8((const int8_t *)a->w_ih, (int)ghp, (int)I, (int)B, a->xq, (int)a->ldxq, acc_i, (int)ghp);
-    for (uint32_t b = 0; b < B; ++b)
-        v->quantize(a->h + (size_t)b * HW, HW, khw, a->h_scale, a->h_inv, hq + b * khw, &sh[b]);
+    rnc__q8_quantize_h(a, v->quantize, HW, hq, sh);
     v->gemm_q8(w_hh, (int)(rb ? 2 * (size_t)Hp : ghp), (int)HW, (int)B, hq, (int)khw, acc_h, (int)ghp);
     for (uint32_t b = 0; b < B; ++b) {
         if (a->active && !a->active[b]) continue;
