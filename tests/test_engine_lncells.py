@@ -313,3 +313,15 @@ def test_to_onnx_refuses_layer_norm_instead_of_dropping_it(tmp_path):
     for model in (m, Sequential(m, Linear(4, 2, seed=1)), rc.compile(m)):
         with pytest.raises(ValueError, match="layer 0 is a layer-normalised GRU .* does not export"):
             to_onnx(model, tmp_path / "m.onnx")
+
+
+def test_rnncore_info_names_the_layer_norm_and_counts_its_parameters(tmp_path):
+    m = _model(LayerNormGRU, 3, 8, seed=19, per_gate=False)
+    p = tmp_path / "m.rnc"
+    rc.save(rc.compile(m, precision="q8"), p)
+    r = subprocess.run([sys.executable, "-m", "rnncore", "info", str(p)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    n = sum(v.size for v in m.params.values()) + 2 * 24   # + the zero biases b_ih, b_hh (3H each)
+    want = f"layer 0: gru 3 -> 8, reset_after, layer norm (joint), dynamic activation scales, {n} parameters"
+    assert want in r.stdout, r.stdout
