@@ -33,6 +33,19 @@ HS = [32, 64, 128, 256, 512]
 RUN_BATCHES = [1, 4, 16, 64]
 
 
+def _extended(mode, i, h, **kw):
+    """An ExtendedRecurrent (cell options: the variant cell) with random weights."""
+    import numpy as np
+
+    from rnncore.nn.extended import ExtendedRecurrent
+
+    m = ExtendedRecurrent(mode, i, h, dtype=F32, **kw)
+    g = np.random.default_rng(h)
+    for v in m.params.values():
+        v[...] = g.standard_normal(v.shape) * 0.6
+    return m
+
+
 def _child_bits() -> dict:
     import numpy as np
 
@@ -79,6 +92,11 @@ def _child_bits() -> dict:
         "bilstm-last": lambda: nn.Sequential(nn.LSTM(5, 17, bidirectional=True, seed=6),
                                              nn.LastStep(bidirectional=True)),
         "rnn-head": lambda: nn.Sequential(nn.RNN(7, 23, seed=7), nn.Linear(23, 3, seed=8)),
+        # the variant cell (cell options): LSTM peepholes + clip, GRU r*h form, LSTM projection
+        "opt-lstm-peep": lambda: _extended("LSTM", 6, 19, peepholes=True, clip=0.9),
+        "opt-gru-rb": lambda: _extended("GRU", 6, 21, reset_after=False,
+                                        activations=[("hardsigmoid", 0.2, 0.5), "tanh"]),
+        "opt-lstm-proj": lambda: _extended("LSTM", 6, 18, proj_size=7),
     }
     for name, make in stacks.items():
         m = make()

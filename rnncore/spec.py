@@ -39,7 +39,7 @@ class CellWeights:
 #: the cell options a layer may carry (ONNX RNN/GRU/LSTM attributes, learned initial states);
 #: see :class:`LayerSpec`
 OPTION_KEYS = ("reverse", "reverse_output", "input_forget", "clip", "activations", "peepholes", "initial_h",
-               "initial_c", "proj")
+               "initial_c", "proj", "layer_norm")
 
 
 @dataclass
@@ -57,7 +57,10 @@ class LayerSpec:
     ``(D, H)`` (``initial_h``: ``(D, P)`` with a projection): the state every sequence starts
     from when none is given (and what ``stream.reset()`` restores), ``proj`` ``(D, P, H)``: an
     LSTM's projection ``W_hr`` (PyTorch ``proj_size = P``: ``h = (o * tanh(c)) W_hr^T``, and
-    ``weight_hh`` is then ``(4H, P)``).
+    ``weight_hh`` is then ``(4H, P)``), ``layer_norm``: a layer-normalised GRU (reset_after) or
+    LSTM (:mod:`rnncore.nn.lncells`), a dict ``per_gate`` (bool), ``eps`` (float), ``ih``, ``hh``
+    ``(D, 2, G*H)`` and (LSTM) ``c`` ``(D, 2, H)``, per direction the LayerNorm gains then shifts
+    (``ln_ih_weight``, ``ln_ih_bias``, ...); the layer's biases are then zero.
     """
 
     cell: str
@@ -114,6 +117,17 @@ class LayerSpec:
                     raise ValueError(f"options[{key!r}]: expected shape {shape}, got {np.shape(v)}")
             if self.options.get("reverse") and D == 2:
                 raise ValueError("options['reverse']: a bidirectional layer already reads backwards")
+            ln = self.options.get("layer_norm")
+            if ln is not None:
+                if self.cell not in ("gru", "lstm") or (self.cell == "gru" and not self.reset_after):
+                    raise ValueError("options['layer_norm']: a layer-normalised GRU (reset_after) or LSTM, "
+                                     f"got a {self.cell}{'' if self.reset_after else ' (reset_after=False)'}")
+                n = g * h
+                for key, shape in (("ih", (D, 2, n)), ("hh", (D, 2, n)),
+                                   ("c", (D, 2, h) if self.cell == "lstm" else None)):
+                    got = None if ln.get(key) is None else np.shape(ln[key])
+                    if got != shape:
+                        raise ValueError(f"options['layer_norm'][{key!r}]: expected shape {shape}, got {got}")
 
 
 @dataclass
@@ -259,6 +273,26 @@ def _recurrent_layers(module: object) -> list[LayerSpec]:
     return layers_from_state_dict(cell, sd, num_layers, bidirectional, reset_after)
 
 
+_LN_KINDS = ("LayerNormLSTM", "LayerNormGRU")
+
+
+def layer_norm_layer(mod) -> LayerSpec:
+    """The :class:`LayerSpec` of an :class:`rnncore.nn.lncells.LayerNormLSTM` / ``LayerNormGRU``:
+    zero biases, ``options['layer_norm']`` (and ``options['proj']`` for ``proj_size``)."""
+    sd = {k: _np(v) for k, v in mod.state_dict().items()}
+    cell = "lstm" if type(mod).__name__ == "LayerNormLSTM" else "gru"
+    zeros = np.zeros(sd["weight_ih"].shape[0], sd["weight_ih"].dtype)
+    w = CellWeights(sd["weight_ih"], sd["weight_hh"], zeros, zeros.copy())
+    ln = {"per_gate": bool(mod.per_gate), "eps": float(mod.eps),
+          "ih": np.stack([sd["ln_ih_weight"], sd["ln_ih_bias"]])[None],
+          "hh": np.stack([sd["ln_hh_weight"], sd["ln_hh_bias"]])[None],
+          "c": np.stack([sd["ln_c_weight"], sd["ln_c_bias"]])[None] if cell == "lstm" else None}
+    opts: dict = {"layer_norm": ln}
+    if "weight_hr" in sd:
+        opts["proj"] = sd["weight_hr"][None]
+    return LayerSpec(cell, mod.input_size, mod.hidden_size, [w], True, opts)
+
+
 def spec_from_model(model: object) -> ModelSpec:
     """Describe an ``rc.nn`` model (a recurrent layer, or a Sequential of
     ``[Embedding] + recurrent layer(s) + [LastStep] + [Linear [+ activation]]``).
@@ -275,6 +309,10 @@ def spec_from_model(model: object) -> ModelSpec:
         spec = ModelSpec(_recurrent_layers(model))
         spec.validate()
         return spec
+    if type(model).__name__ in _LN_KINDS:
+        spec = ModelSpec([layer_norm_layer(model)])
+        spec.validate()
+        return spec
     children = list(model.children()) if hasattr(model, "children") else None
     if not children:
         raise ValueError("compile: expected an rc.nn recurrent layer or Sequential, "
@@ -283,7 +321,8 @@ def spec_from_model(model: object) -> ModelSpec:
     stage = 0  # 0: before recurrent, 1: recurrent, 2: after last-step, 3: after head
     reverse_next = None  # a ReverseTime waiting for its recurrent layer
     for name, m in children:
-        if reverse_next is not None and not (type(m).__name__ == "ExtendedRecurrent" or _cell_of(m)):
+        if reverse_next is not None and not (type(m).__name__ in ("ExtendedRecurrent",) + _LN_KINDS
+                                             or _cell_of(m)):
             raise ValueError(f"compile: module {reverse_next!r} (ReverseTime) must come right before a "
                              "recurrent layer (Keras go_backwards) to compile")
         n_before = len(spec.layers)
@@ -293,6 +332,9 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.embedding = _np(m.state_dict()["weight"])
         elif kind == "ExtendedRecurrent" and stage <= 1:
             spec.layers.extend(extended_layers(m))
+            stage = 1
+        elif kind in _LN_KINDS and stage <= 1:
+            spec.layers.append(layer_norm_layer(m))
             stage = 1
         elif kind == "ReverseTime":   # Keras go_backwards: folded into the next recurrent layer
             reverse_next = name

@@ -61,6 +61,11 @@ SEEDS: dict[str, tuple[dict, int]] = {
     "lstm_q8_proj_bidir_v2": (dict(kind="lstm", sizes=[3, 5], precision="q8", bidirectional=True, head=2,
                                    options=dict(proj=2, initial=True)), 2),
     "lstm_f32_proj_v2": (dict(kind="lstm", sizes=[2, 6, 5], precision="f32", options=dict(proj=4)), 2),
+    # layer-normalised cells (a cellln after the cellopt)
+    "lstm_q8_layer_norm_proj_v2": (dict(kind="lstm", sizes=[3, 5], precision="q8", head=2, options=dict(
+        layer_norm={}, proj=3, initial=True)), 2),
+    "gru_f32_layer_norm_joint_bidir_v2": (dict(kind="gru", sizes=[2, 4], precision="f32", bidirectional=True,
+                                               options=dict(layer_norm={"per_gate": False})), 2),
 }
 
 U32_EDGES = (0, 1, 2, 3, 4, 5, 7, 8, 16, 17, 63, 64, 65, 127, 128, 255, 0x100, 0xFFFF, 0x10000,

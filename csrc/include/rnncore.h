@@ -154,6 +154,11 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
         const float *initial_h, *initial_c; /* D x out, D x H or NULL: the state reset/init give */
         const void *w_hr;         /* proj: D * round16(P) packed rows of H inputs */
         const float *s_hr;        /* q8: their row scales */
+        /* layer norm (flag RNC_CELLOPT_LAYER_NORM, rnc_layout.h cellln): per direction gains then
+         * shifts, D x 2 x G*H (ln_ih, ln_hh) and D x 2 x H (ln_c, LSTM), or NULL */
+        const float *ln_ih, *ln_hh, *ln_c;
+        float ln_eps;
+        uint32_t ln_flags;        /* RNC_CELLLN_* */
     } opt;
 } rnc_layer;
 

@@ -83,6 +83,11 @@ typedef struct rnc_cell_variant {
     const float *peep;                     /* LSTM peepholes 3 x H (p_i, p_f, p_o) or NULL */
     const void *w_hr;                      /* proj: this direction's packed W_hr (round16(P) x H) */
     const float *s_hr;                     /* q8: its row scales */
+    /* layer norm (RNC_CELLOPT_LAYER_NORM): this direction's gains then shifts, 2 x G*H (ln_ih,
+     * ln_hh) and 2 x H (ln_c, LSTM); NULL without */
+    const float *ln_ih, *ln_hh, *ln_c;
+    float ln_eps;
+    uint32_t ln_per_gate;
     rnc_gemm_q8_fn gemm_q8, gemm_q8_1;
     rnc_gemm_f32_fn gemm_f32, gemm_f32_1;
     rnc_quantize_fn quantize;
@@ -167,6 +172,43 @@ static inline rnc_cell_work rnc__cell_work(uint32_t G, uint32_t H, uint32_t batc
     w.acc_n = o; o += RNC_ALIGN_UP(hp * 4, 64);
     w.total = o;
     return w;
+}
+
+/* The q8 cells' work areas in rnc_cell_args.work (rnc__cell_work's layout): the products'
+ * accumulators, h's int8 codes and scales (hq, sh), the float pre-activations of one row
+ * (gi_f, gh_f), r*h or the projection's input (rh) and its codes (rq), the one-column product
+ * (acc_n). */
+typedef struct rnc_q8_areas {
+    int32_t *acc_i, *acc_h, *acc_n;
+    int8_t *hq, *rq;
+    float *sh, *gi_f, *gh_f, *rh;
+} rnc_q8_areas;
+
+static inline rnc_q8_areas rnc__q8_areas(const rnc_cell_args *a)
+{
+    const rnc_cell_work wl = rnc__cell_work(a->G, a->H, a->batch);
+    unsigned char *w = (unsigned char *)a->work;
+    rnc_q8_areas r;
+    r.acc_i = (int32_t *)(w + wl.acc_i);
+    r.acc_h = (int32_t *)(w + wl.acc_h);
+    r.acc_n = (int32_t *)(w + wl.acc_n);
+    r.hq = (int8_t *)(w + wl.hq);
+    r.rq = (int8_t *)(w + wl.rq);
+    r.sh = (float *)(w + wl.sh);
+    r.gi_f = (float *)(w + wl.gi_f);
+    r.gh_f = (float *)(w + wl.gh_f);
+    r.rh = (float *)(w + wl.rh);
+    return r;
+}
+
+/* Step 1 of a q8 cell: every batch row of h (hw floats wide) quantised into hq (round4(hw) codes
+ * per row) with its scale in sh, h's static scale a->h_scale (0: dynamic). */
+static inline void rnc__q8_quantize_h(const rnc_cell_args *a, rnc_quantize_fn quantize, uint32_t hw,
+                                      int8_t *hq, float *sh)
+{
+    const size_t khw = RNC_ALIGN_UP((size_t)hw, 4);
+    for (uint32_t b = 0; b < a->batch; ++b)
+        quantize(a->h + (size_t)b * hw, hw, khw, a->h_scale, a->h_inv, hq + b * khw, &sh[b]);
 }
 
 /* Kernel prototypes: one per row of the kernel list (kernel_list.h). */

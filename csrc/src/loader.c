@@ -423,12 +423,42 @@ typedef struct {
     const unsigned char *dir[2]; /* cellw structures; dir[1] NULL when unidirectional (v2) */
     const unsigned char *hh_sums; /* v2: the reference to W_hh's kernel sums; v1: NULL */
     const unsigned char *opt;     /* v2 with RNC_LAYER_FLAG_OPTIONS: the cellopt; else NULL */
+    const unsigned char *ln;      /* ... whose flags have RNC_CELLOPT_LAYER_NORM: the cellln; else NULL */
     int v2;
 } layer_src;
 
+/* The layer normalisation of a v2 recurrent record (rnc_layout.h, cellln), the checks of
+ * rnncore/io/rnc.py's load_layer_norm in its order; f: the cellopt's flags. */
+static rnc_status load_layer_norm(rnc_ctx *c, rnc_layer *L, const unsigned char *n, uint32_t f)
+{
+    static const uint32_t other[3] = {RNC_CELLOPT_INPUT_FORGET, RNC_CELLOPT_CLIP, RNC_CELLOPT_PEEPHOLES};
+    static const char *const other_name[3] = {"input_forget", "clip", "peepholes"};
+    const uint32_t lf = rnc_cellln_flags(n);
+    const float eps = rnc_cellln_eps(n);
+    const uint64_t H = L->hidden_size, D = L->dirs, N = (uint64_t)L->gates * H;
+    const void *p;
+    CHECK_RESERVED(c, cellln, n);
+    if (L->kind != RNC_GRU && L->kind != RNC_LSTM)
+        return fail(c, "opt.flags", MSG_OPT_LN_FORM, f, 0, 0, "an RNN cell (GRU and LSTM only)");
+    if (L->kind == RNC_GRU && !L->reset_after)
+        return fail(c, "opt.flags", MSG_OPT_LN_FORM, f, 0, 0, "GRU reset_after = 0");
+    for (uint32_t i = 0; i < 3; ++i)
+        if (f & other[i]) return fail(c, "opt.flags", MSG_OPT_LN_FORM, f, 0, 0, other_name[i]);
+    if (lf & ~RNC_CELLLN_FLAGS_ALL) return fail(c, "ln.flags", MSG_FLAGS, lf, RNC_CELLLN_FLAGS_ALL, 0, NULL);
+    if (!(finite_f(eps) && eps > 0.0f)) return fail(c, "ln.eps", MSG_OPT_LN_EPS, f32_bits(eps), 0, 0, NULL);
+    TRY(get_vector(c, "ln.ln_ih", rnc_cellln_ln_ih(n), D * 2 * N, &L->opt.ln_ih));
+    TRY(get_vector(c, "ln.ln_hh", rnc_cellln_ln_hh(n), D * 2 * N, &L->opt.ln_hh));
+    if (L->kind == RNC_LSTM) TRY(get_vector(c, "ln.ln_c", rnc_cellln_ln_c(n), D * 2 * H, &L->opt.ln_c));
+    else TRY(get_ref(c, "ln.ln_c", rnc_cellln_ln_c(n), 0, &p));
+    L->opt.ln_eps = eps;
+    L->opt.ln_flags = lf;
+    return RNC_OK;
+}
+
 /* The cell options of a v2 recurrent record (rnc_layout.h, cellopt), the checks of
- * rnncore/io/rnc.py's load_options in its order. */
-static rnc_status load_options(rnc_ctx *c, rnc_layer *L, const unsigned char *o, uint32_t prec)
+ * rnncore/io/rnc.py's load_options in its order; ln: the cellln when the flags ask for one. */
+static rnc_status load_options(rnc_ctx *c, rnc_layer *L, const unsigned char *o, const unsigned char *ln,
+                               uint32_t prec)
 {
     static const char *const act_f[6] = {"opt.act_d0_0", "opt.act_d0_1", "opt.act_d0_2",
                                          "opt.act_d1_0", "opt.act_d1_1", "opt.act_d1_2"};
@@ -495,6 +525,7 @@ static rnc_status load_options(rnc_ctx *c, rnc_layer *L, const unsigned char *o,
         TRY(get_ref(c, "opt.w_hr", rnc_cellopt_w_hr(o), 0, &p));
         TRY(get_ref(c, "opt.s_hr", rnc_cellopt_s_hr(o), 0, &p));
     }
+    if (f & RNC_CELLOPT_LAYER_NORM) TRY(load_layer_norm(c, L, ln, f));
     L->opt.flags = f;
     L->opt.clip = clip;
     L->variant = 1;
@@ -635,7 +666,7 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     memset(&L->opt, 0, sizeof(L->opt));
     L->variant = 0;
     L->unbounded = kind == RNC_RNN_RELU;
-    if (s->opt) TRY(load_options(c, L, s->opt, prec));
+    if (s->opt) TRY(load_options(c, L, s->opt, s->ln, prec));
     L->h_offset = (size_t)c->hsum;
     c->hsum += (uint64_t)dirs * HW;
     L->c_offset = (size_t)(kind == RNC_LSTM ? c->csum : 0);
@@ -780,7 +811,7 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
                              rnc_desc1_input_size(d), rnc_desc1_hidden_size(d), rnc_desc1_x_scale(d),
                              {rnc_desc1_h_scale(d), rnc_desc1_h_scale_reverse(d)},
                              {rnc_desc1_dir0(d), rnc_desc1_dir1(d)},
-                             NULL, NULL, 0};
+                             NULL, NULL, NULL, 0};
         TRY(load_layer(c, m, &s));
     }
     c->part = PART_HEADER;
@@ -855,9 +886,15 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         const uint32_t flags = rnc_rec_recurrent_flags(r);
         const uint32_t dirs = (flags & RNC_LAYER_FLAG_BIDIR) ? 2 : 1;
         const uint32_t opt = (flags & RNC_LAYER_FLAG_OPTIONS) ? (uint32_t)RNC_SIZE_cellopt : 0u;
-        if (size != RNC_REC_RECURRENT_DIR0 + (uint32_t)RNC_SIZE_cellw * dirs + opt)
-            return fail(c, fsize, MSG_EXPECT, size,
-                        RNC_REC_RECURRENT_DIR0 + (uint64_t)RNC_SIZE_cellw * dirs + opt, 0, NULL);
+        /* the cellopt's flags decide whether a cellln follows: read them only when the record is
+         * long enough to hold the cellopt (else the size check below refuses it) */
+        const uint32_t opt_at = RNC_REC_RECURRENT_DIR0 + (uint32_t)RNC_SIZE_cellw * dirs;
+        const uint32_t ln = opt && size >= opt_at + opt &&
+                                    (rnc_cellopt_flags(r + opt_at) & RNC_CELLOPT_LAYER_NORM)
+                                ? (uint32_t)RNC_SIZE_cellln
+                                : 0u;
+        if (size != opt_at + opt + ln)
+            return fail(c, fsize, MSG_EXPECT, size, (uint64_t)opt_at + opt + ln, 0, NULL);
         const unsigned char *d0 = r + RNC_REC_RECURRENT_DIR0;
         const layer_src s = {FIELD(rec_recurrent, cell), rnc_rec_recurrent_cell(r), flags,
                              rnc_rec_recurrent_input_size(r), rnc_rec_recurrent_hidden_size(r),
@@ -865,7 +902,8 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
                              {rnc_rec_recurrent_h_scale(r), rnc_rec_recurrent_h_scale_reverse(r)},
                              {d0, dirs == 2 ? d0 + RNC_SIZE_cellw : NULL},
                              rnc_rec_recurrent_w_hh_sums(r),
-                             opt ? d0 + (size_t)RNC_SIZE_cellw * dirs : NULL, 1};
+                             opt ? d0 + (size_t)RNC_SIZE_cellw * dirs : NULL,
+                             ln ? r + opt_at + opt : NULL, 1};
         return load_layer(c, m, &s);
     }
     case RNC_REC_LAST_STEP: {

@@ -496,6 +496,14 @@ static void cell_variant(const rnc_model *m, const rnc_layer *L, uint32_t d, siz
                                          : (const void *)((const float *)L->opt.w_hr + d * rows * k);
         v->s_hr = L->opt.s_hr ? L->opt.s_hr + d * rows : NULL;
     }
+    if (L->opt.flags & RNC_CELLOPT_LAYER_NORM) {
+        const size_t N = (size_t)L->gates * L->hidden_size;
+        v->ln_ih = L->opt.ln_ih + d * 2 * N;
+        v->ln_hh = L->opt.ln_hh + d * 2 * N;
+        v->ln_c = L->opt.ln_c ? L->opt.ln_c + d * 2 * (size_t)L->hidden_size : NULL;
+        v->ln_eps = L->opt.ln_eps;
+        v->ln_per_gate = (L->opt.ln_flags & RNC_CELLLN_PER_GATE) ? 1u : 0u;
+    }
     v->gemm_q8 = plan_pick(&m->plan.gemm[RNC_Q8], batch, 0)->fn.gemm_q8;
     v->gemm_q8_1 = plan_pick(&m->plan.gemm[RNC_Q8], 1, 0)->fn.gemm_q8;
     v->gemm_f32 = plan_pick(&m->plan.gemm[RNC_F32], batch, 0)->fn.gemm_f32;

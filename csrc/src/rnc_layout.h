@@ -38,7 +38,8 @@
     S(rec_last_step, 16)                                                                          \
     S(rec_linear, 48)                                                                             \
     S(spq8, 16)        /* version 2: the header of a block-sparse q8 matrix */                    \
-    S(cellopt, 128)    /* v2 recurrent record with RNC_LAYER_FLAG_OPTIONS: after its cellw's */
+    S(cellopt, 128)    /* v2 recurrent record with RNC_LAYER_FLAG_OPTIONS: after its cellw's */ \
+    S(cellln, 32)      /* v2: after the cellopt when its flags have RNC_CELLOPT_LAYER_NORM */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -138,7 +139,8 @@
 #define RNC_CELLOPT_INITIAL_H 16u
 #define RNC_CELLOPT_INITIAL_C 32u   /* LSTM */
 #define RNC_CELLOPT_REVERSE_OUTPUT 64u /* with reverse: outputs in processing order (Keras go_backwards) */
-#define RNC_CELLOPT_FLAGS_ALL 127u
+#define RNC_CELLOPT_LAYER_NORM 128u /* GRU (reset_after) / LSTM: layer-normalised cell, a cellln follows */
+#define RNC_CELLOPT_FLAGS_ALL 255u
 #define RNC_CELLACT_SIGMOID 0u
 #define RNC_CELLACT_TANH 1u
 #define RNC_CELLACT_RELU 2u
@@ -178,6 +180,27 @@
     X(cellopt, proj_size, 104, U32)                                                               \
     X(cellopt, w_hr, 112, REF)                                                                    \
     X(cellopt, s_hr, 120, REF)
+
+/* The layer normalisation of a layer-normalised GRU / LSTM (Ba et al. 2016; rnncore.nn.lncells):
+ * present exactly when the cellopt's flags have RNC_CELLOPT_LAYER_NORM (the record is then
+ * 48 + 48 D + 128 + 32 bytes). With G gates and N = G*H:
+ *   a_ih = LN(W_ih x + b_ih; ln_ih), a_hh = LN(W_hh h + b_hh; ln_hh) take the place of
+ *   W_ih x + b_ih and W_hh h + b_hh in the cell (rnncore.nn.lncells' layers have zero biases: the
+ *   shifts play their part), and the LSTM computes h' = o * h(LN(c'; ln_c)) (then the
+ *   projection, if any).
+ * LN(v; g, b)_k = ((v_k - mu) * r) * g_k + b_k, mu = sum(v) / n, r = 1 / sqrt(sum((v - mu)^2) / n
+ * + eps) over each gate's H values (flag PER_GATE) or all N together; the float32 operation order
+ * (the sums in 8 lanes) is docs/q8-contract.md's. ln_ih, ln_hh: D x 2 x N floats, per direction
+ * the gains then the shifts (gate g unit u at g*H + u, unpadded); ln_c: LSTM D x 2 x H, else
+ * absent. Not with input_forget, clip, peepholes, an RNN cell or GRU reset_after = 0. */
+#define RNC_CELLLN_PER_GATE 1u
+#define RNC_CELLLN_FLAGS_ALL 1u
+#define RNC_FIELDS_cellln(X)                                                                      \
+    X(cellln, flags, 0, U32)                                                                      \
+    X(cellln, eps, 4, F32)                                                                        \
+    X(cellln, ln_ih, 8, REF)                                                                      \
+    X(cellln, ln_hh, 16, REF)                                                                     \
+    X(cellln, ln_c, 24, REF)
 
 /* ---- version 2 ------------------------------------------------------------------------------ */
 #define RNC_V2 2u
@@ -332,13 +355,16 @@
     M(OPT_CLIP, CORRUPT, "bits 0x%llx: expected a finite value > 0 with the clip flag (0x4), else 0") \
     M(OPT_PARAM, CORRUPT, "bits 0x%llx: not a finite value")                                       \
     M(OPT_UNUSED, CORRUPT, "%llu, expected 0 (a slot this cell does not use)")                     \
-    M(OPT_PROJ, CORRUPT, "%llu, expected 0, or 1..%llu for an LSTM (proj_size < hidden_size)")
+    M(OPT_PROJ, CORRUPT, "%llu, expected 0, or 1..%llu for an LSTM (proj_size < hidden_size)") \
+    M(OPT_LN_FORM, CORRUPT, "0x%llx: layer_norm (0x80) does not combine with %s")                  \
+    M(OPT_LN_EPS, CORRUPT, "bits 0x%llx: expected a finite value > 0 (LayerNorm's epsilon)")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
     RNC_FIELDS_ref(X) RNC_FIELDS_hdr1(X) RNC_FIELDS_desc1(X) RNC_FIELDS_cellw(X) RNC_FIELDS_hdr2(X)                  \
     RNC_FIELDS_rec(X) RNC_FIELDS_rec_embedding(X) RNC_FIELDS_rec_recurrent(X)                      \
-    RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X) RNC_FIELDS_cellopt(X)
+    RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X) RNC_FIELDS_cellopt(X)   \
+    RNC_FIELDS_cellln(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

@@ -132,6 +132,13 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
                     o["initial_c"] = (rng.standard_normal((D, h)) * 0.5).astype(F32)
             if "activations" in o:
                 o["activations"] = [o["activations"]] * D
+            if o.get("layer_norm") is not None:   # {"per_gate": bool}: random gains and shifts
+                n = g * h
+                ln = {"per_gate": o["layer_norm"].get("per_gate", True), "eps": 1e-5}
+                for key, m in (("ih", n), ("hh", n)) + ((("c", h),) if kind == "lstm" else ()):
+                    ln[key] = np.stack([rng.uniform(0.5, 1.5, (D, m)), rng.uniform(-0.5, 0.5, (D, m))],
+                                       axis=1).astype(F32)
+                o["layer_norm"] = ln
             if isinstance(o.get("proj"), int):   # LSTM projection to P: W_hr (D, P, H), W_hh (4H, P)
                 p = o["proj"]
                 o["proj"] = (rng.standard_normal((D, p, h)) * 0.5).astype(F32)

@@ -115,6 +115,11 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
                  "input_size": el["input_size"], "hidden_size": el["hidden_size"], "parameters": n}
         if el["kind"] == "gru":
             entry["gru_form"] = "reset_after" if el["reset_after"] else "reset_before"
+        ln = (dl.get("options") or {}).get("layer_norm")
+        if ln is not None:   # LayerNormGRU / LayerNormLSTM: the gains and shifts are parameters too
+            entry["layer_norm"] = "per gate" if ln["per_gate"] else "joint"
+            entry["parameters"] += sum(int(ln[k].size) for k in ("ih", "hh", "c") if ln[k] is not None)
+            total += entry["parameters"] - n
         if q8:
             entry["scales"] = _scales(dl["x_scale"], dl["h_scale"])
         layers.append(entry)
@@ -179,6 +184,7 @@ def format_text(info: dict) -> str:
                f"{info['parameters']} parameters")
     for layer in info["layers"]:
         extra = f", {layer['gru_form']}" if "gru_form" in layer else ""
+        extra += f", layer norm ({layer['layer_norm']})" if "layer_norm" in layer else ""
         extra += f", {layer['scales']} activation scales" if "scales" in layer else ""
         bi = ", bidirectional" if layer["directions"] == 2 else ""
         out.append(f"  layer {layer['index']}: {layer['kind']} {layer['input_size']} -> "

@@ -235,6 +235,11 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     if path is not None and not isinstance(path, str | os.PathLike):
         raise TypeError(f"to_onnx: path: expected a file path or None, got {type(path).__name__}")
     spec = _describe(model)
+    for k, ls in enumerate(spec.layers):
+        if (ls.options or {}).get("layer_norm") is not None:
+            raise ValueError(
+                f"to_onnx: layer {k} is a layer-normalised {ls.cell.upper()} (LayerNormGRU/LayerNormLSTM); "
+                "the ONNX RNN/GRU/LSTM operators have no layer normalisation, so it does not export")
     F_last = spec.layers[-1].output_size
     if spec.last_step and spec.last_step_bidirectional and F_last % 2:
         raise ValueError(f"to_onnx: bidirectional last-step pooling needs an even feature size, the last "

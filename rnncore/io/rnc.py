@@ -36,8 +36,11 @@ learned initial states: ``reverse``, ``reverse_output`` (with ``reverse``: the o
 processing order, Keras' ``go_backwards``), ``input_forget`` (bools), ``clip`` (float or None),
 ``activations`` (per direction, a list of ``(name, alpha, beta)``, names of
 :data:`CELL_ACTIVATIONS`; None: the cell's defaults), ``peepholes`` ``(D, 3, H)`` rows ``p_i, p_f,
-p_o``, ``initial_h`` / ``initial_c`` ``(D, H)`` (None: absent). Options equal to the defaults are
-not written (the file is then byte for byte the plain layer's).
+p_o``, ``initial_h`` / ``initial_c`` ``(D, H)`` (None: absent), ``proj`` ``(D, P, H)`` (an LSTM's
+projection), ``layer_norm`` (a layer-normalised GRU / LSTM, :mod:`rnncore.nn.lncells`: a dict
+``per_gate`` (bool), ``eps`` (float), ``ih``, ``hh`` ``(D, 2, G*H)`` and, LSTM, ``c`` ``(D, 2, H)``: per
+direction the LayerNorm gains then shifts; the biases are then zero). Options equal to the
+defaults are not written (the file is then byte for byte the plain layer's).
 ``read_rnc(data)`` parses and checks a file of either version and returns the same kind of
 description (identical for both versions of one model), unpacked (for q8 also the stored integers
 and scales, which the quantised reference uses).
@@ -444,7 +447,7 @@ def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool,
     if not opts:
         return None
     unknown = set(opts) - {"reverse", "reverse_output", "input_forget", "clip", "activations", "peepholes",
-                           "initial_h", "initial_c", "proj"}
+                           "initial_h", "initial_c", "proj", "layer_norm"}
     if unknown:
         raise ValueError(f"layer {li} options: unknown {sorted(unknown)}")
     D = 2 if bidir else 1
@@ -516,10 +519,47 @@ def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool,
         tensors.append(v.reshape(-1))
     plain = all(slots[3 * d + k] == (CELL_ACTIVATIONS[default[k][0]], 0.0, 0.0)
                 for d in range(D) for k in range(n))
+    ln = _plan_layer_norm(opts.get("layer_norm"), kind, flags, D, h, li)
+    if ln is not None:
+        flags |= _C["CELLOPT_LAYER_NORM"]
     if flags == 0 and plain and not p_size:
         return None
     return {"flags": flags, "clip": clip or 0.0, "slots": slots, "tensors": tensors, "proj_size": p_size,
-            "proj": proj_t}
+            "proj": proj_t, "layer_norm": ln}
+
+
+def _plan_layer_norm(ln: dict | None, kind: str, flags: int, D: int, h: int, li: int) -> dict | None:
+    """The cellln of a layer-normalised GRU / LSTM (None without ``layer_norm``)."""
+    if ln is None:
+        return None
+    unknown = set(ln) - {"per_gate", "eps", "ih", "hh", "c"}
+    if unknown:
+        raise ValueError(f"layer {li} options: layer_norm: unknown {sorted(unknown)}")
+    if kind not in ("gru", "lstm"):
+        raise ValueError(f"layer {li} options: layer_norm exists for a GRU or an LSTM, got {kind}")
+    for bit, name in (("CELLOPT_INPUT_FORGET", "input_forget"), ("CELLOPT_CLIP", "clip"),
+                      ("CELLOPT_PEEPHOLES", "peepholes")):
+        if flags & _C[bit]:
+            raise ValueError(f"layer {li} options: layer_norm does not combine with {name}")
+    eps = float(np.float32(ln.get("eps", 1e-5)))
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"layer {li} options: layer_norm eps must be a positive finite number, got {eps}")
+    n = GATES[kind] * h
+    tensors = []
+    for key, shape in (("ih", (D, 2, n)), ("hh", (D, 2, n)), ("c", (D, 2, h) if kind == "lstm" else None)):
+        v = ln.get(key)
+        if shape is None:
+            if v is not None:
+                raise ValueError(f"layer {li} options: layer_norm {key!r} exists only for an LSTM")
+            tensors.append(None)
+            continue
+        if v is None:
+            raise ValueError(f"layer {li} options: layer_norm needs {key!r} of shape {shape}")
+        v = _as_f32(v, f"layer {li} layer_norm {key}")
+        if v.shape != shape:
+            raise ValueError(f"layer {li} options: layer_norm {key!r} must have shape {shape}, got {v.shape}")
+        tensors.append(v.reshape(-1))
+    return {"flags": _C["CELLLN_PER_GATE"] if ln.get("per_gate", True) else 0, "eps": eps, "tensors": tensors}
 
 
 def _finish(parts: list[bytes], file_size: int) -> bytes:
@@ -643,6 +683,8 @@ _OPT_SLOTS = ("d0_0", "d0_1", "d0_2", "d1_0", "d1_1", "d1_2")  # cellopt act_/al
 
 def _rec_size(lp: dict) -> int:
     extra = LAYOUT["cellopt"].size if lp["options"] is not None else 0
+    if lp["options"] is not None and lp["options"]["layer_norm"] is not None:
+        extra += LAYOUT["cellln"].size
     return _C["REC_RECURRENT_DIR0"] + LAYOUT["cellw"].size * len(lp["dirs"]) + extra
 
 
@@ -654,7 +696,13 @@ def _pack_options(o: dict, blob) -> bytes:
         vals[key] = blob.add(t)
     vals["proj_size"] = o["proj_size"]
     vals["w_hr"], vals["s_hr"] = (blob.add(t) for t in o["proj"])
-    return LAYOUT["cellopt"].pack(**vals)
+    out = LAYOUT["cellopt"].pack(**vals)
+    ln = o["layer_norm"]
+    if ln is not None:
+        refs = [blob.add(t) for t in ln["tensors"]]
+        out += LAYOUT["cellln"].pack(flags=ln["flags"], eps=ln["eps"], ln_ih=refs[0], ln_hh=refs[1],
+                                     ln_c=refs[2])
+    return out
 
 
 def write_rnc(spec: Any, version: int = VERSION, *, precision: str | None = None) -> bytes:
@@ -1005,14 +1053,15 @@ class _Loader:
                         raise self.fail("w_hh_sums", "HH_SUM", k, row, int(got[k, row]), int(want[row]))
             else:
                 self.get_ref("w_hh_sums", hh_sums, 0)
-        options = self.load_options(opt_at, kind, ndir, h, hw) if opt_at is not None else None
+        options = (self.load_options(opt_at, kind, ndir, h, hw, bool(lf & _C["LAYER_FLAG_RESET_AFTER"]))
+                   if opt_at is not None else None)
         self.layers.append({"cell": kind, "flags": lf, "input_size": i, "hidden_size": h,
                             "x_scale": _f32(r["x_scale"]),
                             "h_scale": [_f32(r["h_scale"]), _f32(r["h_scale_reverse"])],
                             "dirs": dirs, "options": options, "out": hw})
         self.feat = ndir * hw
 
-    def load_options(self, at: int, kind: int, ndir: int, h: int, hw: int) -> dict:
+    def load_options(self, at: int, kind: int, ndir: int, h: int, hw: int, reset_after: bool = True) -> dict:
         """loader.c load_options: the cellopt of a recurrent record (``hw``: h's width)."""
         st = LAYOUT["cellopt"]
         o = self.unpack(st, at)
@@ -1073,6 +1122,39 @@ class _Loader:
         else:
             self.get_ref("opt.w_hr", o["w_hr"], 0)
             self.get_ref("opt.s_hr", o["s_hr"], 0)
+        out["layer_norm"] = None
+        if f & _C["CELLOPT_LAYER_NORM"]:
+            out["layer_norm"] = self.load_layer_norm(at + st.size, f, kind, ndir, h, reset_after)
+        return out
+
+    def load_layer_norm(self, at: int, f: int, kind: int, ndir: int, h: int, reset_after: bool) -> dict:
+        """loader.c load_layer_norm: the cellln after the cellopt (``f``: the cellopt's flags)."""
+        st = LAYOUT["cellln"]
+        o = self.unpack(st, at)
+        self.check_reserved(st, at)
+        if kind not in (KINDS[("gru", None)], KINDS[("lstm", None)]):
+            raise self.fail("opt.flags", "OPT_LN_FORM", f, "an RNN cell (GRU and LSTM only)")
+        if kind == KINDS[("gru", None)] and not reset_after:
+            raise self.fail("opt.flags", "OPT_LN_FORM", f, "GRU reset_after = 0")
+        for bit, name in (("CELLOPT_INPUT_FORGET", "input_forget"), ("CELLOPT_CLIP", "clip"),
+                          ("CELLOPT_PEEPHOLES", "peepholes")):
+            if f & _C[bit]:
+                raise self.fail("opt.flags", "OPT_LN_FORM", f, name)
+        if o["flags"] & ~_C["CELLLN_FLAGS_ALL"]:
+            raise self.fail("ln.flags", "FLAGS", o["flags"], _C["CELLLN_FLAGS_ALL"])
+        eps_bits = o["eps"]   # unpack: F32 fields as their bits
+        eps = _f32(eps_bits)
+        if not (math.isfinite(eps) and eps > 0):
+            raise self.fail("ln.eps", "OPT_LN_EPS", eps_bits)
+        lstm = kind == KINDS[("lstm", None)]
+        n = GATES[_KIND_NAMES[kind][0]] * h
+        out: dict[str, Any] = {"per_gate": bool(o["flags"] & _C["CELLLN_PER_GATE"]), "eps": eps}
+        for key, count in (("ih", ndir * 2 * n), ("hh", ndir * 2 * n), ("c", ndir * 2 * h if lstm else 0)):
+            if count:
+                out[key] = self.get_vector("ln.ln_" + key, o["ln_" + key], count)
+            else:
+                self.get_ref("ln.ln_" + key, o["ln_" + key], 0)
+                out[key] = None
         return out
 
     def load_last_step(self, field: str, flags: int, bidir: bool) -> None:
@@ -1200,8 +1282,12 @@ class _Loader:
             r = self.unpack(st, pos)
             ndir = 2 if r["flags"] & _C["LAYER_FLAG_BIDIR"] else 1
             opt = LAYOUT["cellopt"].size if r["flags"] & _C["LAYER_FLAG_OPTIONS"] else 0
-            if size != d0 + cw.size * ndir + opt:
-                raise self.fail("size", "EXPECT", size, d0 + cw.size * ndir + opt)
+            opt_at = d0 + cw.size * ndir
+            # a cellln follows the cellopt when its flags ask for one (read when the record holds it)
+            ln = LAYOUT["cellln"].size if opt and size >= opt_at + opt and self.u32(pos + opt_at) & _C[
+                "CELLOPT_LAYER_NORM"] else 0
+            if size != opt_at + opt + ln:
+                raise self.fail("size", "EXPECT", size, opt_at + opt + ln)
             self.load_layer("cell", r, [pos + d0, pos + d0 + cw.size if ndir == 2 else None], r["w_hh_sums"],
                             pos + d0 + cw.size * ndir if opt else None)
         elif kind == RECORD_KINDS["last_step"]:
@@ -1407,6 +1493,12 @@ def _describe(ld: _Loader) -> dict:
                 if mats[0][1] is not None:
                     o["proj_q"] = np.stack([m[1] for m in mats])
                     o["proj_scale"] = np.stack([m[2] for m in mats])
+            if o.get("layer_norm") is not None:
+                ln = dict(o["layer_norm"])
+                for key in ("ih", "hh", "c"):
+                    if ln[key] is not None:
+                        ln[key] = ln[key].reshape(D, 2, -1).copy()
+                o["layer_norm"] = ln
             layer["options"] = o
         if precision == "q8":
             layer["qweights"], layer["scales"] = {}, {}

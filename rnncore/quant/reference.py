@@ -299,12 +299,65 @@ def _variant_acts(layer, d: int) -> list:
             ((tuple(x) + (None, None))[:3] if not isinstance(x, str) else (x, None, None) for x in acts[d])]
 
 
+def _lane_sums(blocks: np.ndarray, mu: np.ndarray | None) -> np.ndarray:
+    """``(B, 8)``: lane ``j`` adds ``v[..., k]`` (``mu`` given: ``(v - mu)^2``) for ``k % 8 == j``
+    over ``blocks (B, nb, H)``, block after block, from 0 (the C core's order)."""
+    B, nb, H = blocks.shape
+    lanes = np.zeros((B, 8), blocks.dtype)
+    for q in range(nb):
+        for k in range(0, H, 8):
+            v = blocks[:, q, k:k + 8]
+            if mu is not None:
+                v = v - mu[:, None]
+                v = v * v
+            lanes[:, :v.shape[1]] += v
+    return lanes
+
+
+def _lane_total(lanes: np.ndarray) -> np.ndarray:
+    t = lanes[:, 0]
+    for j in range(1, 8):
+        t = t + lanes[:, j]
+    return t
+
+
+def layer_norm_c(v: np.ndarray, gates: int, per_gate: bool, gb: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm of pre-activations ``v (B, gates*H)`` in the C core's float operation order
+    (csrc/src/kernels/cells_variant.c, ``layer_norm``; docs/q8-contract.md): per gate's ``H`` values
+    or all together, ``mu = sum / n``, ``r = 1 / sqrt(sum((v - mu)^2) / n + eps)`` with the sums in
+    8 lanes, ``((v - mu) * r) * gain + shift``; ``gb (2, gates*H)``: gains, shifts."""
+    dt = v.dtype.type
+    B = v.shape[0]
+    H = v.shape[1] // gates
+    gb = np.asarray(gb, v.dtype).reshape(2, gates, H)
+    blocks = v.reshape(B, gates, H)
+    out = np.empty_like(blocks)
+    nb = 1 if per_gate else gates
+    n = dt(nb * H)
+    for g0 in range(0, gates, nb):
+        grp = blocks[:, g0:g0 + nb]
+        mu = _lane_total(_lane_sums(grp, None)) / n
+        r = dt(1) / np.sqrt(_lane_total(_lane_sums(grp, mu)) / n + dt(eps))
+        gain, shift = gb[0, g0:g0 + nb], gb[1, g0:g0 + nb]
+        out[:, g0:g0 + nb] = ((grp - mu[:, None, None]) * r[:, None, None]) * gain + shift
+    return out.reshape(B, gates * H)
+
+
 def _variant_update(layer, d: int, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c, gh_n_fn=None):
-    """The cell with options (``layer.options``): ``gi``/``gh`` as in :func:`_cell_update`."""
+    """The cell with options (``layer.options``): ``gi``/``gh`` as in :func:`_cell_update`.
+
+    With ``layer_norm`` (:mod:`rnncore.nn.lncells`; no clip, peepholes, input_forget):
+    ``gi, gh = LN(gi; ih), LN(gh; hh)`` (:func:`layer_norm_c`), the LSTM's ``h(c')`` is
+    ``h(LN(c'; c))``."""
     o = layer.options or {}
     hsz = layer.hidden_size
     dt = gi.dtype.type
     acts = _variant_acts(layer, d)
+    ln = o.get("layer_norm")
+    if ln is not None:
+        gates = gi.shape[1] // hsz
+        gi = layer_norm_c(gi, gates, ln["per_gate"], ln["ih"][d], ln["eps"])
+        gh = layer_norm_c(gh, gates, ln["per_gate"], ln["hh"][d], ln["eps"])
 
     def act(k, v):
         return variant_activation(*acts[k], v)
@@ -339,7 +392,8 @@ def _variant_update(layer, d: int, gi: np.ndarray, gh: np.ndarray, h: np.ndarray
     c2 = cells.lstm_state(i, f, g, c)
     ao = a[:, 3 * hsz:] if p is None else a[:, 3 * hsz:] + p[2] * c2
     og = act(0, cl(ao))
-    return og * act(2, c2), c2
+    cn = c2 if ln is None else layer_norm_c(c2, 1, True, ln["c"][d], ln["eps"])
+    return og * act(2, cn), c2
 
 
 def _update(layer, d: int, gi, gh, h, c, gh_n_fn=None):

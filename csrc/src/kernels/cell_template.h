@@ -113,20 +113,16 @@ static void RNC_CAT(rnc_q8_cell_, RNC_SFX)(const rnc_cell_args *a)
     const uint32_t B = a->batch, H = a->H, Hp = a->Hp, G = a->G, I = a->I;
     const size_t ghp = (size_t)G * Hp, kh = RNC_ALIGN_UP((size_t)H, 4);
     const int rb = (a->kind == RNC_GRU && !a->reset_after);
-    const rnc_cell_work wl = rnc__cell_work(G, H, B);
-    unsigned char *w = (unsigned char *)a->work;
-    int32_t *acc_i = (int32_t *)(w + wl.acc_i), *acc_h = (int32_t *)(w + wl.acc_h);
-    int8_t *hq = (int8_t *)(w + wl.hq), *rq = (int8_t *)(w + wl.rq);
-    float *sh = (float *)(w + wl.sh), *gi_f = (float *)(w + wl.gi_f), *gh_f = (float *)(w + wl.gh_f);
-    float *rh = (float *)(w + wl.rh);
-    int32_t *acc_n = (int32_t *)(w + wl.acc_n);
+    const rnc_q8_areas ar = rnc__q8_areas(a);
+    int32_t *acc_i = ar.acc_i, *acc_h = ar.acc_h, *acc_n = ar.acc_n;
+    int8_t *hq = ar.hq, *rq = ar.rq;
+    float *sh = ar.sh, *gi_f = ar.gi_f, *gh_f = ar.gh_f, *rh = ar.rh;
     const int8_t *w_hh = (const int8_t *)a->w_hh;
 
     if (!a->gi)
         RNC_GEMM_Q8((const int8_t *)a->w_ih, (int)ghp, (int)I, (int)B, a->xq, (int)a->ldxq, acc_i,
                     (int)ghp);
-    for (uint32_t b = 0; b < B; ++b)
-        RNC_QUANTIZE_ROW(a->h + (size_t)b * H, H, kh, a->h_scale, a->h_inv, hq + b * kh, &sh[b]);
+    rnc__q8_quantize_h(a, RNC_QUANTIZE_ROW, H, hq, sh);
     RNC_GEMM_Q8(w_hh, (int)(rb ? 2 * (size_t)Hp : ghp), (int)H, (int)B, hq, (int)kh, acc_h,
                 (int)ghp);
 

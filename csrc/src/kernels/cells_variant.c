@@ -18,6 +18,15 @@
  *         proj_size P: m = o * h(c'), h' = W_hr m (q8: W_hr q(m) * (s_m * s_hr) + 0, m's scale
  *         dynamic); h and W_hh's inputs are then P wide
  * (without peepholes the "+ p * c" terms are absent, not added as zeros).
+ *
+ * Layer norm (RNC_CELLOPT_LAYER_NORM; GRU reset_after = 1 and LSTM, none of clip, peepholes,
+ * input_forget): gi and gh (their biases zero) are replaced by LN(gi; ln_ih) and LN(gh; ln_hh)
+ * before the update above, and the LSTM's h(c') is h(LN(c'; ln_c)). LN over n values v, per gate
+ * (n = H) or over all gates (n = G*H), in float32 (layer_norm below):
+ *   s_j = sum of v_k over the k with k % 8 = j (each gate's units k = 0..H-1, gates in order),
+ *         added in that order from 0;  sum = ((s_0 + s_1) + s_2) + ... + s_7
+ *   mu = sum(v) / n,  var = sum((v - mu) * (v - mu)) / n (the same lanes),  r = 1 / sqrtf(var + eps)
+ *   LN(v)_k = ((v_k - mu) * r) * gain_k + shift_k
  */
 #include <math.h>
 #include <string.h>
@@ -89,6 +98,68 @@ static void act_vec(const rnc_cell_variant *v, uint32_t k, float *x, uint32_t n)
     }
 }
 
+/* lane j of s += x[k] for k % 8 = j, k < n (sq: (x[k] - mu)^2 instead) */
+static void lane_sums(const float *x, uint32_t n, float mu, int sq, float *s)
+{
+    uint32_t k = 0, j;
+    if (sq) {
+        for (; k + 8 <= n; k += 8)
+            for (j = 0; j < 8; ++j) {
+                const float d = x[k + j] - mu;
+                s[j] += d * d;
+            }
+        for (j = 0; k + j < n; ++j) {
+            const float d = x[k + j] - mu;
+            s[j] += d * d;
+        }
+    } else {
+        for (; k + 8 <= n; k += 8)
+            for (j = 0; j < 8; ++j) s[j] += x[k + j];
+        for (j = 0; k + j < n; ++j) s[j] += x[k + j];
+    }
+}
+
+static float lane_total(const float *s)
+{
+    float t = s[0];
+    for (uint32_t j = 1; j < 8; ++j) t += s[j];
+    return t;
+}
+
+/* x (G gates of H values at stride Hp) = LN(x) in place, each gate on its own (per_gate) or all
+ * together; gb: the G*H gains then the G*H shifts. */
+static void layer_norm(float *x, uint32_t G, uint32_t H, uint32_t Hp, uint32_t per_gate,
+                       const float *gb, float eps)
+{
+    const uint32_t nb = per_gate ? 1 : G;
+    const float n = (float)(nb * H);
+    for (uint32_t g0 = 0; g0 < G; g0 += nb) {
+        float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+        uint32_t q, u;
+        for (q = g0; q < g0 + nb; ++q) lane_sums(x + (size_t)q * Hp, H, 0.0f, 0, s);
+        const float mu = lane_total(s) / n;
+        memset(s, 0, sizeof s);
+        for (q = g0; q < g0 + nb; ++q) lane_sums(x + (size_t)q * Hp, H, mu, 1, s);
+        const float r = 1.0f / sqrtf(lane_total(s) / n + eps);
+        for (q = g0; q < g0 + nb; ++q) {
+            float *v = x + (size_t)q * Hp;
+            const float *gain = gb + (size_t)q * H, *shift = gb + (size_t)G * H + (size_t)q * H;
+            for (u = 0; u < H; ++u) v[u] = ((v[u] - mu) * r) * gain[u] + shift[u];
+        }
+    }
+}
+
+/* The layer-normalised pre-activations: gh in place, gi into gi_f (a copy unless it is gi_f). */
+static const float *ln_pre(const rnc_cell_args *a, const rnc_cell_variant *v, const float *gi,
+                           float *gi_f, float *gh)
+{
+    const size_t ghp = (size_t)a->G * a->Hp;
+    if (gi != gi_f) memcpy(gi_f, gi, sizeof(float) * ghp);
+    layer_norm(gi_f, a->G, a->H, a->Hp, v->ln_per_gate, v->ln_ih, v->ln_eps);
+    layer_norm(gh, a->G, a->H, a->Hp, v->ln_per_gate, v->ln_hh, v->ln_eps);
+    return gi_f;
+}
+
 /* One row's update given gi and gh (G*Hp, biases included; gh is this row's scratch, overwritten
  * gate by gate); ghn: GRU reset_after = 0's n-gate recurrent term (from r*h), else NULL. LSTM:
  * writes o * h(c') to h (H values: the caller's buffer for m when projecting). */
@@ -143,6 +214,7 @@ static void update_row(const rnc_cell_args *a, const rnc_cell_variant *v, const 
         act_vec(v, 0, o, H);
         /* h(c') without the clip (ONNX clips pre-activations only): into f, then h = o h(c') */
         memcpy(f, c, sizeof(float) * H);
+        if (v->ln_c) layer_norm(f, 1, H, H, 1, v->ln_c, v->ln_eps);
         {
             rnc_cell_variant nv = *v;
             nv.flags &= ~RNC_CELLOPT_CLIP;
@@ -175,19 +247,15 @@ static void q8_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
     const uint32_t P = a->P, HW = P ? P : H; /* h's width */
     const size_t ghp = (size_t)G * Hp, kh = RNC_ALIGN_UP((size_t)H, 4), khw = RNC_ALIGN_UP((size_t)HW, 4);
     const int rb = a->kind == RNC_GRU && !a->reset_after;
-    const rnc_cell_work wl = rnc__cell_work(G, H, B);
-    unsigned char *w = (unsigned char *)a->work;
-    int32_t *acc_i = (int32_t *)(w + wl.acc_i), *acc_h = (int32_t *)(w + wl.acc_h);
-    int8_t *hq = (int8_t *)(w + wl.hq), *rq = (int8_t *)(w + wl.rq);
-    float *sh = (float *)(w + wl.sh), *gi_f = (float *)(w + wl.gi_f), *gh_f = (float *)(w + wl.gh_f);
-    float *rh = (float *)(w + wl.rh);
-    int32_t *acc_n = (int32_t *)(w + wl.acc_n);
+    const rnc_q8_areas ar = rnc__q8_areas(a);
+    int32_t *acc_i = ar.acc_i, *acc_h = ar.acc_h, *acc_n = ar.acc_n;
+    int8_t *hq = ar.hq, *rq = ar.rq;
+    float *sh = ar.sh, *gi_f = ar.gi_f, *gh_f = ar.gh_f, *rh = ar.rh;
     const int8_t *w_hh = (const int8_t *)a->w_hh;
 
     if (!a->gi)
         v->gemm_q8((const int8_t *)a->w_ih, (int)ghp, (int)I, (int)B, a->xq, (int)a->ldxq, acc_i, (int)ghp);
-    for (uint32_t b = 0; b < B; ++b)
-        v->quantize(a->h + (size_t)b * HW, HW, khw, a->h_scale, a->h_inv, hq + b * khw, &sh[b]);
+    rnc__q8_quantize_h(a, v->quantize, HW, hq, sh);
     v->gemm_q8(w_hh, (int)(rb ? 2 * (size_t)Hp : ghp), (int)HW, (int)B, hq, (int)khw, acc_h, (int)ghp);
     for (uint32_t b = 0; b < B; ++b) {
         if (a->active && !a->active[b]) continue;
@@ -202,6 +270,7 @@ static void q8_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
         }
         if (!rb) {
             dequant((uint32_t)ghp, acc_h + b * ghp, sh[b], a->s_hh, a->b_hh, gh_f);
+            if (v->ln_ih) gi = ln_pre(a, v, gi, gi_f, gh_f);
             if (P) { /* m = o h(c') into rh, then h = W_hr q(m) */
                 float sm;
                 update_row(a, v, gi, gh_f, NULL, rh, c);
@@ -255,6 +324,7 @@ static void f32_cell(const rnc_cell_args *a, const rnc_cell_variant *v)
         }
         if (!rb) {
             addb((uint32_t)ghp, acc_h + b * ghp, a->b_hh, gh_f);
+            if (v->ln_ih) gi = ln_pre(a, v, gi, gi_f, gh_f);
             if (P) { /* m = o h(c') into rh, then h = W_hr m */
                 update_row(a, v, gi, gh_f, NULL, rh, c);
                 v->gemm_f32_1((const float *)v->w_hr, (int)P, (int)H, 1, rh, (int)H, acc_n,
