@@ -75,7 +75,9 @@
  *   multi: whole-sequence mode at 2-3 rows, each W_hh vector loaded once for all rows, the
  *          accumulators starting from -128 * W_hh's kernel sums (precomputed in the file);
  *   small: whole-sequence mode below 4 rows, per 16-unit block with the epilogue interleaved;
- *   b1:    the same per-block kernel for one row with its quantised input (rnc_step);
+ *   b1_sums: the same per-block kernel for one row with its quantised input (rnc_step), W_hh's
+ *          product with the offset trick from its kernel sums (one instruction per weight vector);
+ *   b1:    the same without kernel sums (v1 files), W_hh's product with the sign trick;
  *   fused: 16 rows and more with the input given, each unit block's weights in L1 for all rows;
  *          fused_sums: the same, W_hh's offset correction from its kernel sums (v2 files);
  *   (no suffix): the cell template (two GEMMs, dequantisation, update), every batch. */
@@ -84,6 +86,8 @@
       RNC_K_SUMS | RNC_K_NO_GRU_RB, 2, 3)                                                         \
     X(op, Q8, rnc_q8_##cell##_step_small_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_GI,               \
       RNC_K_NO_GRU_RB, 1, 3)                                                                      \
+    X(op, Q8, rnc_q8_##cell##_step_b1_sums_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_X,              \
+      RNC_K_SUMS | RNC_K_NO_GRU_RB, 1, 1)                                                         \
     X(op, Q8, rnc_q8_##cell##_step_b1_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_X, RNC_K_NO_GRU_RB,  \
       1, 1)                                                                                       \
     X(op, Q8, rnc_q8_##cell##_step_fused_sums_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_X,           \

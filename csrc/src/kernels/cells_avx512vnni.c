@@ -301,7 +301,10 @@ RNC_FA void fused_step(const rnc_cell_args *a, uint32_t kind, const int G, const
  * corrections made once per sequence (2.63 us: the vector ALUs are not the limit), software
  * prefetch, smaller LSTM stages.
  *
- * Same integers (the sign trick of q8_gemm_avx512vnni.c: dpbusd(|q|, sign(q) * W), exact int32),
+ * Same integers (the sign trick of q8_gemm_avx512vnni.c: dpbusd(|q|, sign(q) * W), exact int32; in
+ * the b1_sums row W_hh's product uses the offset trick instead, dpbusd(q ^ 0x80, W) from
+ * -128 * the file's kernel sums, one instruction per weight vector instead of two, which counts
+ * where the weights are in L1 and the vector pipes are the limit: small H),
  * and each lane computes exactly the float32 operations of the template's rnc_q8_dequant +
  * rnc_x86_unit16_v (epilogue_avx512.h) with the same operands in the same order; rnc_x86_tanh16
  * is split into stages without changing any operation: bit-identical outputs.
@@ -325,6 +328,27 @@ RNC_FA void small_acc(const int8_t *const *W, int g0, int g1, const int8_t *q, _
             a[m] = _mm512_dpbusd_epi32(a[m], xa, w);
         }
     }
+}
+
+/* a[m] += sum over groups g0 .. g1-1 of dpbusd(q_g ^ 0x80, W[m]_g): with a[m] started at
+ * -128 * rowsum(W[m]) (W_hh's kernel sums), exactly sum_k W q; one instruction per weight vector
+ * instead of the sign trick's two (q zero-padded: 0x80 against zero weights adds nothing) */
+RNC_FA void small_acc_off(const int8_t *const *W, int g0, int g1, const int8_t *q, __m512i *a, const int M)
+{
+    for (int g = g0; g < g1; ++g) {
+        const __m512i xu = fused_bcast(q, g);
+#pragma GCC unroll 4
+        for (int m = 0; m < M; ++m)
+            a[m] = _mm512_dpbusd_epi32(a[m], xu, _mm512_loadu_si512((const void *)(W[m] + (size_t)g * 64)));
+    }
+}
+
+/* W_hh's product of groups g0 .. g1-1: the offset trick with the kernel sums, else the sign trick */
+RNC_FA void small_acc_hh(const int8_t *const *W, int g0, int g1, const int8_t *q, __m512i *a, const int M,
+                         const int sums)
+{
+    if (sums) small_acc_off(W, g0, g1, q, a, M);
+    else small_acc(W, g0, g1, q, a, M);
 }
 
 /* rnc_x86_tanh16 in stages (the same operations on the same values) */
@@ -470,14 +494,16 @@ RNC_FA void small_stage(const rnc_cell_args *a, uint32_t kind, const int G, cons
 
 /* Unit block j of a row: its W_hh row-block pointers, zeroed accumulators, and in step mode its
  * input part W_ih x scaled and biased into gbuf (rnc_q8_dequant). */
-RNC_FA void small_begin(const rnc_cell_args *a, const int G, const int seq, uint32_t u, const int8_t *xq, float sx,
-                        int gx, int gh, const int8_t **Wh, __m512i *acc, float *gbuf)
+RNC_FA void small_begin(const rnc_cell_args *a, const int G, const int seq, const int sums, uint32_t u,
+                        const int8_t *xq, float sx, int gx, int gh, const int8_t **Wh, __m512i *acc, float *gbuf)
 {
     const uint32_t Hp = a->Hp;
 #pragma GCC unroll 4
     for (int m = 0; m < G; ++m) {
         Wh[m] = (const int8_t *)a->w_hh + (((size_t)m * Hp + u) / 16) * (size_t)gh * 64;
-        acc[m] = _mm512_setzero_si512();
+        acc[m] = sums ? _mm512_sub_epi32(_mm512_setzero_si512(),
+                                         _mm512_slli_epi32(_mm512_loadu_si512((const void *)(a->hh_sums + (size_t)m * Hp + u)), 7))
+                      : _mm512_setzero_si512();
     }
     if (seq) return;
     const int8_t *Wi[4];
@@ -509,7 +535,7 @@ RNC_FA void small_launch(const rnc_cell_args *a, const int G, const int seq, uin
 }
 
 /* One row: unit blocks 0 .. nb-1, the update of block j - 1 interleaved with the products of j. */
-RNC_FA void small_row(const rnc_cell_args *a, uint32_t kind, const int G, const int seq, uint32_t b,
+RNC_FA void small_row(const rnc_cell_args *a, uint32_t kind, const int G, const int seq, const int sums, uint32_t b,
                       const int8_t *hq, float sh, int gx, int gh)
 {
     const uint32_t H = a->H, nb = (H + 15) / 16;
@@ -521,14 +547,14 @@ RNC_FA void small_row(const rnc_cell_args *a, uint32_t kind, const int G, const 
     small_epi e;
     const int8_t *Wh[4];
     __m512i acc[4];
-    small_begin(a, G, seq, 0, xq, sx, gx, gh, Wh, acc, gbuf[0]);
-    small_acc(Wh, 0, gh, hq, acc, G);
+    small_begin(a, G, seq, sums, 0, xq, sx, gx, gh, Wh, acc, gbuf[0]);
+    small_acc_hh(Wh, 0, gh, hq, acc, G, sums);
     small_launch(a, G, seq, b, 0, acc, gbuf[0], &e);
     for (uint32_t j = 1; j < nb; ++j) {
-        small_begin(a, G, seq, 16 * j, xq, sx, gx, gh, Wh, acc, gbuf[j & 1]);
+        small_begin(a, G, seq, sums, 16 * j, xq, sx, gx, gh, Wh, acc, gbuf[j & 1]);
 #pragma GCC unroll 8
         for (int k = 0; k < RNC_STAGES; ++k) {
-            small_acc(Wh, gh * k / RNC_STAGES, gh * (k + 1) / RNC_STAGES, hq, acc, G);
+            small_acc_hh(Wh, gh * k / RNC_STAGES, gh * (k + 1) / RNC_STAGES, hq, acc, G, sums);
             small_stage(a, kind, G, k, &e, sh, h, c, y);
         }
         small_launch(a, G, seq, b, 16 * j, acc, gbuf[j & 1], &e);
@@ -538,7 +564,7 @@ RNC_FA void small_row(const rnc_cell_args *a, uint32_t kind, const int G, const 
 }
 
 /* seq: the input part is given as float pre-activations (run's whole-sequence mode) */
-RNC_FA void small_step_mode(const rnc_cell_args *a, uint32_t kind, const int G, const int seq)
+RNC_FA void small_step_mode(const rnc_cell_args *a, uint32_t kind, const int G, const int seq, const int sums)
 {
     const uint32_t B = a->batch, H = a->H;
     const size_t kh = RNC_ALIGN_UP((size_t)H, 4), kx = RNC_ALIGN_UP((size_t)a->I, 4);
@@ -550,7 +576,7 @@ RNC_FA void small_step_mode(const rnc_cell_args *a, uint32_t kind, const int G, 
         rnc_x86_quantize_row_avx512(a->h + (size_t)b * H, H, kh, a->h_scale, a->h_inv, hq + b * kh, &sh[b]);
     for (uint32_t b = 0; b < B; ++b) {
         if (a->active && !a->active[b]) continue;
-        small_row(a, kind, G, seq, b, hq + b * kh, sh[b], (int)(kx / 4), (int)(kh / 4));
+        small_row(a, kind, G, seq, sums, b, hq + b * kh, sh[b], (int)(kx / 4), (int)(kh / 4));
     }
 }
 
@@ -644,11 +670,15 @@ RNC_FA void multi_step(const rnc_cell_args *a, uint32_t kind, const int G, const
     }                                                                                             \
     storage void rnc_q8_##cell##_step_small_avx512vnni(const rnc_cell_args *a)                    \
     {                                                                                             \
-        small_step_mode(a, KIND, G, 1);                                                           \
+        small_step_mode(a, KIND, G, 1, 0);                                                        \
     }                                                                                             \
     storage void rnc_q8_##cell##_step_b1_avx512vnni(const rnc_cell_args *a)                       \
     {                                                                                             \
-        small_step_mode(a, KIND, G, 0);                                                           \
+        small_step_mode(a, KIND, G, 0, 0);                                                        \
+    }                                                                                             \
+    storage void rnc_q8_##cell##_step_b1_sums_avx512vnni(const rnc_cell_args *a)                  \
+    {                                                                                             \
+        small_step_mode(a, KIND, G, 0, 1);                                                        \
     }                                                                                             \
     storage void rnc_q8_##cell##_step_fused_sums_avx512vnni(const rnc_cell_args *a)               \
     {                                                                                             \
@@ -672,6 +702,7 @@ RNC_VNNI_STRATEGIES(static, rnn_relu, RNC_RNN_RELU, 1, RNC_NB_RNN)
 RNC_VNNI_RNN(multi)
 RNC_VNNI_RNN(small)
 RNC_VNNI_RNN(b1)
+RNC_VNNI_RNN(b1_sums)
 RNC_VNNI_RNN(fused_sums)
 RNC_VNNI_RNN(fused)
 
@@ -682,6 +713,7 @@ RNC_VNNI_RNN(fused)
     void rnc_q8_##cell##_step_multi_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); } \
     void rnc_q8_##cell##_step_small_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); } \
     void rnc_q8_##cell##_step_b1_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); }    \
+    void rnc_q8_##cell##_step_b1_sums_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); } \
     void rnc_q8_##cell##_step_fused_sums_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); } \
     void rnc_q8_##cell##_step_fused_avx512vnni(const rnc_cell_args *a) { rnc_q8_##cell##_step_avx512vnni(a); }
 RNC_VNNI_AS_TEMPLATE(rnn)
