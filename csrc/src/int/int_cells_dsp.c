@@ -14,6 +14,7 @@
  *
  * Same arguments, checks, scratch (its layout too) and results as rnc_int_cell_step. */
 #include "rnncore_int.h"
+#include "s16_table.h"
 #include "s8_kernel_list.h"
 
 #if defined(RNC_S8_HAVE_DSP)
@@ -107,6 +108,25 @@ static void tanh_block(int16_t *y, const int16_t *x, int n, int k) {
     }
 }
 
+/* the table activations (s16_table.h) on a block */
+static void sigmoid_table_block(int16_t *y, const int16_t *x, int n) {
+    for (int i = 0; i < n; i++) y[i] = (int16_t)rnc_s16_sigmoid_table_q15(x[i]);
+}
+
+static void tanh_table_block(int16_t *y, const int16_t *x, int n) {
+    for (int i = 0; i < n; i++) y[i] = (int16_t)rnc_s16_tanh_table_q15(x[i]);
+}
+
+/* the GRU's and RNN's Q3.12 activations, in the cell's family */
+static inline void gate_sigmoid(const rnc_int_cell *c, int16_t *y, const int16_t *x, int n) {
+    if (c->activation == RNC_INT_ACT_TABLE) sigmoid_table_block(y, x, n);
+    else sigmoid_block(y, x, n, GATE_INT_BITS);
+}
+static inline void gate_tanh(const rnc_int_cell *c, int16_t *y, const int16_t *x, int n) {
+    if (c->activation == RNC_INT_ACT_TABLE) tanh_table_block(y, x, n);
+    else tanh_block(y, x, n, GATE_INT_BITS);
+}
+
 /* g[r] = sat16(MBQM(acc[r], m[r], e[r]) + add[r]) (add NULL: 0; the sum saturated in int64) */
 static void requant(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *e,
                     const int16_t *add, int n) {
@@ -176,7 +196,7 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         const int8_t *e_hn = c->e_hh + 2 * H;
         gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
         int16_t *gr = g, *gz = g + H, *gn = g + 2 * H;
-        sigmoid_block(gr, gr, 2 * H, GATE_INT_BITS); /* r, z */
+        gate_sigmoid(c, gr, gr, 2 * H); /* r, z */
         if (c->linear_before_reset) {
             matvec(acc, w_hn, H, b_hn, h8, H, H);
             for (int k = 0; k < H; k++) {
@@ -190,7 +210,7 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
             matvec(acc, w_hn, H, b_hn, rh8, H, H);
             requant(gn, acc, m_hn, e_hn, gn, H);
         }
-        tanh_block(gn, gn, H, GATE_INT_BITS);
+        gate_tanh(c, gn, gn, H);
         for (int k = 0; k < H; k++) {
             const int32_t z = gz[k];
             const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * gn[k] + z * s16[k], 15));
@@ -201,7 +221,7 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
     }
     /* RNN: h8 is read by the recurrent product before it is overwritten */
     gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
-    if (c->cell == RNC_INT_RNN_TANH) tanh_block(g, g, H, GATE_INT_BITS);
+    if (c->cell == RNC_INT_RNN_TANH) gate_tanh(c, g, g, H);
     const int relu = c->cell == RNC_INT_RNN_RELU;
     for (int k = 0; k < H; k++) h8[k] = out8(relu && g[k] < 0 ? 0 : g[k], m_h, e_h, h_zp);
     return RNC_INT_OK;

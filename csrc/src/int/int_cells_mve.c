@@ -13,6 +13,16 @@
 
 #define GATE_INT_BITS 3
 
+/* the GRU's and RNN's Q3.12 activations, in place or not, in the cell's family */
+static inline void gate_sigmoid(const rnc_int_cell *c, int16_t *y, const int16_t *x, int n) {
+    if (c->activation == RNC_INT_ACT_TABLE) rnc_s16_sigmoid_table_mve(y, x, n);
+    else rnc_s16_sigmoid_mve(y, x, n, GATE_INT_BITS);
+}
+static inline void gate_tanh(const rnc_int_cell *c, int16_t *y, const int16_t *x, int n) {
+    if (c->activation == RNC_INT_ACT_TABLE) rnc_s16_tanh_table_mve(y, x, n);
+    else rnc_s16_tanh_mve(y, x, n, GATE_INT_BITS);
+}
+
 /* TFLite CwiseMul(a, b, shift) = (int16_t)RDBPOT(a b, shift), 1 <= shift <= 31, on four lanes
  * (the int16 wrap is the caller's truncating store or an explicit one) */
 static inline int32x4_t cwise_mul_shift4(int32x4_t a, int32x4_t b, int shift) {
@@ -88,7 +98,7 @@ int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         const int8_t *e_hn = c->e_hh + 2 * H;
         gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
         int16_t *gr = g, *gz = g + H, *gn = g + 2 * H;
-        rnc_s16_sigmoid_mve(gr, gr, 2 * H, GATE_INT_BITS); /* r, z */
+        gate_sigmoid(c, gr, gr, 2 * H); /* r, z */
         if (c->linear_before_reset) {
             /* n's pre-activation: sat16(g_in + CwiseMul(r, sat16(MBQM(acc_hn)), 15)) */
             matvec(acc, w_hn, H, b_hn, h8, H, H);
@@ -112,7 +122,7 @@ int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
             matvec(acc, w_hn, H, b_hn, rh8, H, H);
             rnc_s32_requant_s16_mve(gn, acc, m_hn, e_hn, gn, H);
         }
-        rnc_s16_tanh_mve(gn, gn, H, GATE_INT_BITS);
+        gate_tanh(c, gn, gn, H);
         /* h16' = sat16(RDBPOT((2^15 - z) n + z h16, 15)) (|sum| <= 2^30), h8' from it */
         for (int k = 0; k < H; k += 4) {
             mve_pred16_t p = vctp32q((uint32_t)(H - k));
@@ -127,7 +137,7 @@ int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
     }
     /* RNN: h8 is read by the recurrent product before it is overwritten */
     gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
-    if (c->cell == RNC_INT_RNN_TANH) rnc_s16_tanh_mve(g, g, H, GATE_INT_BITS);
+    if (c->cell == RNC_INT_RNN_TANH) gate_tanh(c, g, g, H);
     for (int k = 0; k < H; k += 4) {
         mve_pred16_t p = vctp32q((uint32_t)(H - k));
         int32x4_t a = vldrhq_z_s32(g + k, p);
