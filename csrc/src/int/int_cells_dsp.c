@@ -18,11 +18,14 @@
 #include "s8_kernel_list.h"
 
 #if defined(RNC_S8_HAVE_DSP)
+#include <arm_acle.h>
 
 #define GATE_INT_BITS 3
 
-static inline int32_t clamp16(int32_t x) { return x < -32768 ? -32768 : x > 32767 ? 32767 : x; }
-static inline int32_t clamp8(int32_t x) { return x < -128 ? -128 : x > 127 ? 127 : x; }
+/* SSAT #16 / #8, and QADD (the int32 sum saturated) */
+static inline int32_t clamp16(int32_t x) { return __ssat(x, 16); }
+static inline int32_t clamp8(int32_t x) { return __ssat(x, 8); }
+static inline int32_t qadd(int32_t a, int32_t b) { return __qadd(a, b); }
 static inline int32_t wrap16(int32_t x) { return (int32_t)(int16_t)(uint16_t)(uint32_t)x; }
 
 /* int16 SRDHM without its saturation: the result exceeds int16 only for a = b = -2^15, and every
@@ -36,19 +39,27 @@ static inline int32_t srd32(int32_t a, int32_t m) {
     return (int32_t)(((int64_t)a * m + (1 << 30)) >> 31);
 }
 
-/* RoundingDivideByPOT(x, e), 0 <= e <= 31, ties away from zero */
+/* RoundingDivideByPOT(x, e), 0 <= e <= 31, ties away from zero: (x >> e) + 1 when the remainder
+ * x & mask exceeds (mask >> 1) + (x < 0); the comparison as the sign of their difference (both
+ * in [0, 2^31): no overflow), so no branch and no IT block */
 static inline int32_t rdbpot(int32_t x, int e) {
     const int32_t mask = (int32_t)((1u << e) - 1u);
-    return (x >> e) + ((x & mask) > ((mask >> 1) + (x < 0)));
+    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)x >> 31);
+    return (x >> e) + (int32_t)((uint32_t)(threshold - (x & mask)) >> 31);
 }
 
-/* MultiplyByQuantizedMultiplier (m >= 0), x 2^left saturated to int32 */
+/* MultiplyByQuantizedMultiplier (m >= 0) with a left shift (a multiplier of 1 or more: rare),
+ * x 2^left saturated to int32; out of line, so that the compiler does not hoist its work into
+ * the loops of the common case */
+static __attribute__((noinline)) int32_t mbqm_left(int32_t x, int32_t m, int shift) {
+    int64_t xl = (int64_t)x * ((int64_t)1 << shift);
+    x = xl < -2147483647 - 1 ? -2147483647 - 1 : xl > 2147483647 ? 2147483647 : (int32_t)xl;
+    return srd32(x, m);
+}
+
+/* MultiplyByQuantizedMultiplier (m >= 0) */
 static inline int32_t mbqm(int32_t x, int32_t m, int shift) {
-    if (shift > 0) {
-        int64_t xl = (int64_t)x * ((int64_t)1 << shift);
-        x = xl < -2147483647 - 1 ? -2147483647 - 1 : xl > 2147483647 ? 2147483647 : (int32_t)xl;
-        return srd32(x, m);
-    }
+    if (__builtin_expect(shift > 0, 0)) return mbqm_left(x, m, shift);
     return rdbpot(srd32(x, m), -shift);
 }
 
@@ -108,16 +119,36 @@ static void tanh_block(int16_t *y, const int16_t *x, int n, int k) {
     }
 }
 
-/* the table activations (s16_table.h) on a block */
+/* the table activations (s16_table.h), one value: u = min(|x|, 2^15 - 1) by USAT #15, the sign
+ * applied without a branch (s = x >> 31: sigmoid (p ^ s) - s + (s & 2^15) = 2^15 - p for x < 0,
+ * tanh (p ^ s) - s = -p) */
+static inline int32_t table_interp(int32_t x, const int16_t *T) {
+    const int32_t u = (int32_t)__usat(x < 0 ? -x : x, 15);
+    const int32_t j = u >> RNC_S16_TABLE_SHIFT, t = u & ((1 << RNC_S16_TABLE_SHIFT) - 1);
+    const int32_t lo = T[j];
+    return lo + ((t * (T[j + 1] - lo) + (1 << (RNC_S16_TABLE_SHIFT - 1))) >> RNC_S16_TABLE_SHIFT);
+}
+
+static inline int32_t sigmoid_table1(int32_t x) {
+    const int32_t p = table_interp(x, rnc_s16_sigmoid_table), s = x >> 31;
+    return (p ^ s) - s + (s & 32768);
+}
+
+static inline int32_t tanh_table1(int32_t x) {
+    const int32_t p = table_interp(x, rnc_s16_tanh_table), s = x >> 31;
+    return (p ^ s) - s;
+}
+
+/* the table activations on a block */
 static void sigmoid_table_block(int16_t *y, const int16_t *x, int n) {
-    for (int i = 0; i < n; i++) y[i] = (int16_t)rnc_s16_sigmoid_table_q15(x[i]);
+    for (int i = 0; i < n; i++) y[i] = (int16_t)sigmoid_table1(x[i]);
 }
 
 static void tanh_table_block(int16_t *y, const int16_t *x, int n) {
-    for (int i = 0; i < n; i++) y[i] = (int16_t)rnc_s16_tanh_table_q15(x[i]);
+    for (int i = 0; i < n; i++) y[i] = (int16_t)tanh_table1(x[i]);
 }
 
-/* the GRU's and RNN's Q3.12 activations, in the cell's family */
+/* the GRU's and RNN's Q3.12 activations on a block, in the cell's family */
 static inline void gate_sigmoid(const rnc_int_cell *c, int16_t *y, const int16_t *x, int n) {
     if (c->activation == RNC_INT_ACT_TABLE) sigmoid_table_block(y, x, n);
     else sigmoid_block(y, x, n, GATE_INT_BITS);
@@ -127,14 +158,14 @@ static inline void gate_tanh(const rnc_int_cell *c, int16_t *y, const int16_t *x
     else tanh_block(y, x, n, GATE_INT_BITS);
 }
 
-/* g[r] = sat16(MBQM(acc[r], m[r], e[r]) + add[r]) (add NULL: 0; the sum saturated in int64) */
+/* g[r] = sat16(MBQM(acc[r], m[r], e[r]) + add[r]) (add NULL: 0; the sum saturated to int32 by
+ * QADD first, which gives the same int16: |add| < 2^15) */
 static void requant(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *e,
                     const int16_t *add, int n) {
-    for (int r = 0; r < n; r++) {
-        int64_t v = mbqm(acc[r], m[r], e[r]);
-        if (add) v += add[r];
-        g[r] = (int16_t)(v < -32768 ? -32768 : v > 32767 ? 32767 : v);
-    }
+    if (add)
+        for (int r = 0; r < n; r++) g[r] = (int16_t)clamp16(qadd(mbqm(acc[r], m[r], e[r]), add[r]));
+    else
+        for (int r = 0; r < n; r++) g[r] = (int16_t)clamp16(mbqm(acc[r], m[r], e[r]));
 }
 
 /* TFLite CwiseMul(a, b, shift) = (int16_t)RDBPOT(a b, shift) */
@@ -196,6 +227,34 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         const int8_t *e_hn = c->e_hh + 2 * H;
         gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
         int16_t *gr = g, *gz = g + H, *gn = g + 2 * H;
+        if (c->activation == RNC_INT_ACT_TABLE) {
+            /* the table family: each activation where its value is used, no block passes */
+            if (c->linear_before_reset) {
+                matvec(acc, w_hn, H, b_hn, h8, H, H);
+                for (int k = 0; k < H; k++) {
+                    const int32_t g_hn = clamp16(mbqm(acc[k], m_hn[k], e_hn[k]));
+                    const int32_t r = sigmoid_table1(gr[k]);
+                    const int32_t n = tanh_table1(clamp16(gn[k] + cwise_mul_shift(r, g_hn, 15)));
+                    const int32_t z = sigmoid_table1(gz[k]);
+                    const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * n + z * s16[k], 15));
+                    s16[k] = (int16_t)h16;
+                    h8[k] = out8(h16, m_h, e_h, h_zp);
+                }
+            } else {
+                const int32_t m_rh = c->m_rh;
+                const int e_rh = (int)c->e_rh;
+                for (int k = 0; k < H; k++) rh8[k] = out8(sigmoid_table1(gr[k]) * s16[k], m_rh, e_rh, h_zp);
+                matvec(acc, w_hn, H, b_hn, rh8, H, H);
+                for (int k = 0; k < H; k++) {
+                    const int32_t n = tanh_table1(clamp16(qadd(mbqm(acc[k], m_hn[k], e_hn[k]), gn[k])));
+                    const int32_t z = sigmoid_table1(gz[k]);
+                    const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * n + z * s16[k], 15));
+                    s16[k] = (int16_t)h16;
+                    h8[k] = out8(h16, m_h, e_h, h_zp);
+                }
+            }
+            return RNC_INT_OK;
+        }
         gate_sigmoid(c, gr, gr, 2 * H); /* r, z */
         if (c->linear_before_reset) {
             matvec(acc, w_hn, H, b_hn, h8, H, H);
