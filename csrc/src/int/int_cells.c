@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "int_step_common.h"
 #include "s16_table.h"
 
 #define I16_MIN (-32768)
@@ -13,6 +14,7 @@
 #define I32_MAX 2147483647
 
 static inline int32_t sat16(int32_t x) { return x < I16_MIN ? I16_MIN : x > I16_MAX ? I16_MAX : x; }
+static inline int32_t sat16_64(int64_t x) { return (int32_t)(x < I16_MIN ? I16_MIN : x > I16_MAX ? I16_MAX : x); }
 static inline int32_t sat8(int32_t x) { return x < -128 ? -128 : x > 127 ? 127 : x; }
 /* (int16_t)x, two's-complement wrap-around, without implementation-defined conversions */
 static inline int32_t wrap16(int32_t x) { return (int32_t)(((uint32_t)x + 32768u) & 0xFFFFu) - 32768; }
@@ -231,36 +233,27 @@ void rnc_int_cell_reset(const rnc_int_cell *c, int8_t *h8, int16_t *s16) {
     if (s16) memset(s16, 0, (size_t)c->hidden_size * sizeof(int16_t));
 }
 
-/* The pre-activations of `rows` rows, H rows at a time through acc[H] (so the int32 scratch is
- * H words, not G*H): g[r] = sat16(MBQM(W[r] v + b[r])) or, with add, sat16(MBQM(...) + g[r]). */
-static void gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, const int8_t *W, int cols,
-                      const int32_t *b, const int32_t *m, const int8_t *e, const int8_t *v, int rows, int block,
-                      int add) {
-    for (int r0 = 0; r0 < rows; r0 += block) {
-        const int n = rows - r0 < block ? rows - r0 : block;
-        matvec(acc, W + (long)r0 * cols, cols, b + r0, v, n, cols);
-        if (add)
-            for (int r = 0; r < n; r++) g[r0 + r] = (int16_t)sat16(mbqm(acc[r], m[r0 + r], e[r0 + r]) + g[r0 + r]);
-        else
-            for (int r = 0; r < n; r++) g[r0 + r] = (int16_t)sat16(mbqm(acc[r], m[r0 + r], e[r0 + r]));
-    }
+/* g[r] = sat16(MBQM(acc[r], m[r], e[r]) + add[r]) (int_step_common.h's rnc_int_requant_fn; the
+ * sum in int64, as the spec's) */
+static void requant(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *e, const int16_t *add, int n) {
+    if (add)
+        for (int r = 0; r < n; r++) g[r] = (int16_t)sat16_64((int64_t)mbqm(acc[r], m[r], e[r]) + add[r]);
+    else
+        for (int r = 0; r < n; r++) g[r] = (int16_t)sat16(mbqm(acc[r], m[r], e[r]));
 }
 
 int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
                      int16_t *s16, void *scratch, size_t scratch_bytes) {
-    if (!c || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
-    const int G = rnc_int_gates(c->cell), H = c->hidden_size, I = c->input_size, GH = G * H;
-    if ((c->cell == RNC_INT_LSTM || c->cell == RNC_INT_GRU) && !s16) return RNC_INT_E_ARG;
-    if (!scratch || ((uintptr_t)scratch & 3u) || scratch_bytes < RNC_INT_SCRATCH_BYTES(G, H))
-        return RNC_INT_E_SCRATCH;
-    int32_t *acc = (int32_t *)scratch; /* H */
-    int16_t *g = (int16_t *)(acc + H); /* G*H */
-    int8_t *rh8 = (int8_t *)(g + GH);  /* H */
+    rnc_int_frame f;
+    const int status = rnc_int_frame_open(&f, c, matvec, x8, h8, s16, scratch, scratch_bytes);
+    if (status != RNC_INT_OK) return status;
+    const int H = f.H;
+    int32_t *acc = f.acc;
+    int16_t *g = f.g;
+    int8_t *rh8 = f.rh8;
 
-    /* input part of every gate, then the recurrent part of those that add it whole */
-    gate_part(g, acc, matvec, c->w_ih, I, c->b_ih, c->m_ih, c->e_ih, x8, GH, H, 0);
+    rnc_int_preactivations(&f, c, matvec, requant, x8, h8); /* int_step_common.h */
     if (c->cell == RNC_INT_LSTM) {
-        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, GH, H, 1);
         const int cell_int_bits = 15 + c->cell_shift;
         for (int k = 0; k < H; k++) {
             const int32_t i = sigmoid_q15(g[k], GATE_INT_BITS);
@@ -279,7 +272,6 @@ int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_
         const int8_t *w_hn = c->w_hh + (long)2 * H * H;
         const int32_t *b_hn = c->b_hh + 2 * H, *m_hn = c->m_hh + 2 * H;
         const int8_t *e_hn = c->e_hh + 2 * H;
-        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
         if (c->linear_before_reset) {
             matvec(acc, w_hn, H, b_hn, h8, H, H);
             for (int k = 0; k < H; k++) {
@@ -305,8 +297,7 @@ int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_
         }
         return RNC_INT_OK;
     }
-    /* RNN: h8 is read by the recurrent product before it is overwritten */
-    gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
+    /* RNN (h8 was read by the recurrent product before it is overwritten here) */
     for (int k = 0; k < H; k++) {
         const int32_t a = c->cell == RNC_INT_RNN_TANH ? gate_tanh(c, g[k]) : (g[k] > 0 ? g[k] : 0);
         h8[k] = (int8_t)sat8(mbqm(a, c->m_h, (int)c->e_h) + c->h_zp);

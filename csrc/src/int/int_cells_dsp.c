@@ -13,6 +13,7 @@
  *   the exp barrel's conditional multiplies as selects (no branches).
  *
  * Same arguments, checks, scratch (its layout too) and results as rnc_int_cell_step. */
+#include "int_step_common.h"
 #include "rnncore_int.h"
 #include "s16_table.h"
 #include "s8_kernel_list.h"
@@ -179,34 +180,20 @@ static inline int8_t out8(int32_t v, int32_t m_h, int e_h, int32_t h_zp) {
     return (int8_t)clamp8(mbqm(v, m_h, e_h) + h_zp);
 }
 
-/* the pre-activations of `rows` rows, H rows at a time through acc[H] (the portable step's
- * gate_part) */
-static void gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, const int8_t *W, int cols,
-                      const int32_t *b, const int32_t *m, const int8_t *e, const int8_t *v, int rows,
-                      int block, int add) {
-    for (int r0 = 0; r0 < rows; r0 += block) {
-        const int n = rows - r0 < block ? rows - r0 : block;
-        matvec(acc, W + (long)r0 * cols, cols, b + r0, v, n, cols);
-        requant(g + r0, acc, m + r0, e + r0, add ? g + r0 : 0, n);
-    }
-}
-
 int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
-    if (!c || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
-    const int G = rnc_int_gates(c->cell), H = c->hidden_size, I = c->input_size, GH = G * H;
-    if ((c->cell == RNC_INT_LSTM || c->cell == RNC_INT_GRU) && !s16) return RNC_INT_E_ARG;
-    if (!scratch || ((uintptr_t)scratch & 3u) || scratch_bytes < RNC_INT_SCRATCH_BYTES(G, H))
-        return RNC_INT_E_SCRATCH;
-    int32_t *acc = (int32_t *)scratch; /* H */
-    int16_t *g = (int16_t *)(acc + H); /* G*H */
-    int8_t *rh8 = (int8_t *)(g + GH);  /* H */
+    rnc_int_frame f;
+    const int status = rnc_int_frame_open(&f, c, matvec, x8, h8, s16, scratch, scratch_bytes);
+    if (status != RNC_INT_OK) return status;
+    const int H = f.H;
+    int32_t *acc = f.acc;
+    int16_t *g = f.g;
+    int8_t *rh8 = f.rh8;
     const int32_t m_h = c->m_h, h_zp = c->h_zp;
     const int e_h = (int)c->e_h;
 
-    gate_part(g, acc, matvec, c->w_ih, I, c->b_ih, c->m_ih, c->e_ih, x8, GH, H, 0);
+    rnc_int_preactivations(&f, c, matvec, requant, x8, h8); /* int_step_common.h */
     if (c->cell == RNC_INT_LSTM) {
-        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, GH, H, 1);
         int16_t *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
         sigmoid_block(gi, gi, 2 * H, GATE_INT_BITS); /* i, f */
         tanh_block(gg, gg, H, GATE_INT_BITS);
@@ -225,7 +212,6 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         const int8_t *w_hn = c->w_hh + (long)2 * H * H;
         const int32_t *b_hn = c->b_hh + 2 * H, *m_hn = c->m_hh + 2 * H;
         const int8_t *e_hn = c->e_hh + 2 * H;
-        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
         int16_t *gr = g, *gz = g + H, *gn = g + 2 * H;
         if (c->activation == RNC_INT_ACT_TABLE) {
             /* the table family: each activation where its value is used, no block passes */
@@ -278,8 +264,7 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         }
         return RNC_INT_OK;
     }
-    /* RNN: h8 is read by the recurrent product before it is overwritten */
-    gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
+    /* RNN (h8 was read by the recurrent product before it is overwritten here) */
     if (c->cell == RNC_INT_RNN_TANH) gate_tanh(c, g, g, H);
     const int relu = c->cell == RNC_INT_RNN_RELU;
     for (int k = 0; k < H; k++) h8[k] = out8(relu && g[k] < 0 ? 0 : g[k], m_h, e_h, h_zp);
