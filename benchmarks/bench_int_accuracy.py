@@ -30,8 +30,8 @@ def models(ds):
     i, c = ds.num_features, ds.num_classes
     seq = rc.nn.Sequential
     return [
-        (f"GRU {i}->64" + (" (the demo's)" if i == 12 else ""), seq(rc.nn.GRU(i, 64, seed=0), rc.nn.LastStep(),
-                                        rc.nn.Linear(64, c, seed=1))),
+        (f"GRU {i}->64" + (" (the demo's)" if i == 12 else ""),
+         seq(rc.nn.GRU(i, 64, seed=0), rc.nn.LastStep(), rc.nn.Linear(64, c, seed=1))),
         (f"GRU {i}->64 reset_after=False", seq(rc.nn.GRU(i, 64, reset_after=False, seed=0), rc.nn.LastStep(),
                                              rc.nn.Linear(64, c, seed=1))),
         (f"GRU {i}->16", seq(rc.nn.GRU(i, 16, seed=0), rc.nn.LastStep(), rc.nn.Linear(16, c, seed=1))),
