@@ -5,6 +5,12 @@ Repository, Kudo, Toyama & Shimbo 1999, CC BY 4.0; ``rnncore/data/README.md`` ha
 citation and how the file was made): 9 speakers saying the vowel pair /ae/, each utterance
 a sequence of 7-29 frames of 12 LPC cepstrum coefficients; 270 training and 370 test
 utterances. It is stored in ``rnncore/data/japanese_vowels.npz`` (380 KB) and needs only numpy.
+
+``basic_motions()`` loads BasicMotions (UEA multivariate time-series classification archive;
+``rnncore/data/README.md`` has its provenance): 80 ten-second smart-watch recordings, each 100
+steps of a 3-axis accelerometer and a 3-axis gyroscope, four activities (standing, running,
+walking, badminton); 40 training and 40 test recordings. Stored in
+``rnncore/data/basic_motions.npz`` (136 KB).
 """
 
 from __future__ import annotations
@@ -121,3 +127,52 @@ def japanese_vowels(normalize: bool = True, dtype: str = "float64") -> SequenceD
     X_train, len_train = pad_sequences(tr, T, dt)
     X_test, len_test = pad_sequences(te, T, dt)
     return SequenceDataset(X_train, len_train, y_train, X_test, len_test, y_test, classes, mean, std)
+
+
+def basic_motions_raw() -> dict[str, tuple[np.ndarray, list[str]]]:
+    """BasicMotions as stored: ``{"train": (X, labels), "test": ...}``, ``X (40, 100, 6)``
+    float64 (the ``.ts`` files' values, parsed exactly; channels: accelerometer x, y, z, then
+    gyroscope x, y, z) and the activity labels (``"Standing"``, ``"Running"``, ``"Walking"``,
+    ``"Badminton"``)."""
+    with (resources.files("rnncore") / "data" / "basic_motions.npz").open("rb") as f:
+        with np.load(f, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    classes = [str(c) for c in d["classes"]]
+    return {split: (d[f"{split}_values"].astype(np.float64) / d["scale"],   # exact, as JapaneseVowels
+                    [classes[i] for i in d[f"{split}_labels"]])
+            for split in ("train", "test")}
+
+
+BASIC_MOTIONS_CLASSES = ["Standing", "Running", "Walking", "Badminton"]
+
+
+def basic_motions(normalize: bool = True, dtype: str = "float64") -> SequenceDataset:
+    """BasicMotions as ``(N, 100, 6)`` arrays with lengths (all 100) and int labels.
+
+    Parameters
+    ----------
+    normalize : per-channel mean and standard deviation of the *training* split's steps,
+        applied to both splits
+    dtype : "float64" or "float32"
+
+    Returns
+    -------
+    SequenceDataset with ``X_train (40, 100, 6)``, ``X_test (40, 100, 6)``, labels 0..3 in the
+    order the archive declares: ``classes = ["Standing", "Running", "Walking", "Badminton"]``.
+    """
+    dt = resolve_dtype(dtype)
+    raw = basic_motions_raw()
+    (tr, ytr), (te, yte) = raw["train"], raw["test"]
+    index = {c: i for i, c in enumerate(BASIC_MOTIONS_CLASSES)}
+    y_train = np.array([index[c] for c in ytr], np.int64)
+    y_test = np.array([index[c] for c in yte], np.int64)
+    F = tr.shape[2]
+    if normalize:
+        mean, std = tr.reshape(-1, F).mean(axis=0), tr.reshape(-1, F).std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+        tr, te = (tr - mean) / std, (te - mean) / std
+    else:
+        mean, std = np.zeros(F), np.ones(F)
+    return SequenceDataset(tr.astype(dt), np.full(len(tr), tr.shape[1], np.int64), y_train,
+                           te.astype(dt), np.full(len(te), te.shape[1], np.int64), y_test,
+                           list(BASIC_MOTIONS_CLASSES), mean, std)

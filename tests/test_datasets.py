@@ -1,6 +1,6 @@
-"""The JapaneseVowels dataset carried in rnncore/data/: the UCI description's counts, values as
-written in the archive's .ts text, exact float parsing; the file is package data of the wheel and
-the sdist."""
+"""The datasets carried in rnncore/data/ (JapaneseVowels, BasicMotions): the descriptions'
+counts, values as written in the archive's .ts text, exact float parsing; the files are package
+data of the wheel and the sdist."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnncore.datasets import japanese_vowels, japanese_vowels_raw
+from rnncore.datasets import basic_motions, basic_motions_raw, japanese_vowels, japanese_vowels_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,8 +76,8 @@ def test_sdist_carries_the_dataset_and_its_readme(tmp_path):
     (sdist,) = tmp_path.glob("rnncore-*.tar.gz")
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    assert {"rnncore/data/japanese_vowels.npz", "rnncore/data/README.md",
-            "tools/make_japanese_vowels.py"} <= names
+    assert {"rnncore/data/japanese_vowels.npz", "rnncore/data/basic_motions.npz", "rnncore/data/README.md",
+            "tools/make_japanese_vowels.py", "tools/make_basic_motions.py"} <= names
 
 
 def test_package_data_is_declared_for_the_wheel():
@@ -88,4 +88,33 @@ def test_package_data_is_declared_for_the_wheel():
     patterns = cfg["tool"]["setuptools"]["package-data"]["rnncore"]
     data = ROOT / "rnncore"
     matched = {p.relative_to(data).as_posix() for pat in patterns for p in data.glob(pat)}
-    assert matched == {"data/japanese_vowels.npz", "data/README.md"}
+    assert matched == {"data/japanese_vowels.npz", "data/basic_motions.npz", "data/README.md"}
+
+
+def test_basic_motions_counts_and_values_are_the_archive_text():
+    # the archive's description: 40 train / 40 test recordings of 100 steps, 6 channels, 10 per
+    # activity per split; the first step of the first training recording and the last step of
+    # the last test recording copied from the text of BasicMotions_TRAIN.ts / _TEST.ts
+    raw = basic_motions_raw()
+    (X, y), (Xt, yt) = raw["train"], raw["test"]
+    assert X.shape == Xt.shape == (40, 100, 6) and X.dtype == np.float64
+    for labels in (y, yt):
+        assert sorted(set(labels)) == ["Badminton", "Running", "Standing", "Walking"]
+        assert all(labels.count(c) == 10 for c in set(labels))
+    assert X[0, 0].tolist() == [0.079106, 0.394032, 0.551444, 0.351565, 0.02397, 0.633883]
+    assert X[0, :3, 0].tolist() == [0.079106, 0.079106, -0.903497]
+    assert Xt[-1, -1].tolist() == [-2.074749, -6.892377, 4.848379, -1.35033, -1.203844, -1.77647]
+    assert y[0] == "Standing" and yt[-1] == "Badminton"
+
+
+def test_basic_motions_dataset_is_normalised_with_training_statistics():
+    raw = basic_motions_raw()
+    ds = basic_motions()
+    assert ds.classes == ["Standing", "Running", "Walking", "Badminton"] and ds.num_features == 6
+    assert [ds.classes[k] for k in ds.y_test] == raw["test"][1]
+    assert ds.len_train.tolist() == [100] * 40 and ds.len_test.tolist() == [100] * 40
+    flat = ds.X_train.reshape(-1, 6)
+    np.testing.assert_allclose(flat.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(flat.std(0), 1, rtol=1e-12)
+    np.testing.assert_allclose(ds.X_test * ds.std + ds.mean, raw["test"][0], rtol=0, atol=1e-12)
+    assert np.array_equal(basic_motions(normalize=False).X_test, raw["test"][0])

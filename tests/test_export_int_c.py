@@ -4,6 +4,7 @@ the weights in .rodata and only the arena in .bss."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -129,6 +130,20 @@ def test_cli_export_c_target_cortex_m(tmp_path):
                            str(tmp_path / "h.c"), "--calibration", str(tmp_path / "x.npy")],
                           capture_output=True, text=True, env=env)
     assert host.returncode == 1 and "only with --target cortex-m" in host.stderr
+    # --activation table: the cell struct's last field says RNC_INT_ACT_TABLE (1); the default 0
+    assert "gemmlowp activations" in ok.stdout
+    cells = re.search(r"_cells\[1\] = \{\n(.*)\n\};", (tmp_path / "kws.c").read_text()).group(1)
+    assert cells.rstrip().endswith(", 0}")
+    tab = subprocess.run(cmd + ["--calibration", str(tmp_path / "x.npy"), "--activation", "table"],
+                         capture_output=True, text=True, env=env)
+    assert tab.returncode == 0, tab.stderr
+    assert "table activations" in tab.stdout
+    cells = re.search(r"_cells\[1\] = \{\n(.*)\n\};", (tmp_path / "kws.c").read_text()).group(1)
+    assert cells.rstrip().endswith(", 1}")
+    host = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(tmp_path / "m.rnc"), "-o",
+                           str(tmp_path / "h.c"), "--activation", "table"], capture_output=True, text=True,
+                          env=env)
+    assert host.returncode == 1 and "--activation: only with --target cortex-m" in host.stderr
 
 
 MCU = ROOT / "csrc" / "mcu"
@@ -139,7 +154,7 @@ INT_SRCS = ["int_cells.c", "int_cells_dsp.c", "int_cells_mve.c", "s8_matvec_gene
             "s8_matvec_mve.c", "s16_act_mve.c"]
 
 
-def _kws_model(seed: int = 7):
+def _kws_model(seed: int = 7, activation: str = "gemmlowp"):
     """The keyword-spotting-sized cell of issue 18: GRU I = 16, H = 64, with a 12-logit head."""
     torch.manual_seed(seed)
     m = torch.nn.GRU(16, 64, batch_first=True).double()
@@ -147,7 +162,7 @@ def _kws_model(seed: int = 7):
     spec.last_step = True
     spec.head = LinearSpec(np.random.default_rng(seed).standard_normal((12, 64)) * 0.3, np.zeros(12))
     x = np.random.default_rng(seed + 1).standard_normal((32, 25, 16))
-    return qi.quantize_int_model(spec, qi.calibrate_int(spec, x))
+    return qi.quantize_int_model(spec, qi.calibrate_int(spec, x), activation=activation)
 
 
 def _map_sections(map_text: str, obj_name: str) -> list[tuple[str, int, int]]:
@@ -170,14 +185,15 @@ def _map_sections(map_text: str, obj_name: str) -> list[tuple[str, int, int]]:
 
 @pytest.mark.skipif(ARM is None or QEMU is None, reason="arm-none-eabi-gcc or qemu-system-arm not installed")
 @pytest.mark.parametrize("core", sorted(CORES))
-@pytest.mark.parametrize("which", ["gru_kws", "lstm2"])
+@pytest.mark.parametrize("which", ["gru_kws", "gru_kws_table", "lstm2"])
 def test_exported_model_on_cortex_m_under_qemu(tmp_path, core, which):
     """The generated code, built for the core with its best step and products rows (DSP on M4/M7,
     MVE on M55), computes every step's h8 and logits of the NumPy spec bit for bit under
     qemu-system-arm; the linker map puts the model's const arrays in FLASH and only the arena in
     RAM."""
     machine, ld, isa = CORES[core]
-    qm = _kws_model() if which == "gru_kws" else _model("lstm", 2, True)
+    qm = (_kws_model() if which == "gru_kws" else _kws_model(activation="table") if which == "gru_kws_table"
+          else _model("lstm", 2, True))
     budget = export_int_c(qm, tmp_path / "m.c")
     steps, n_in = 12, qm.layers[0].input_size
     x8 = np.random.default_rng(11).integers(-128, 128, (steps, n_in)).astype(np.int8)

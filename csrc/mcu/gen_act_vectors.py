@@ -1,7 +1,8 @@
 """Test vectors of the elementwise fixed-point rows (csrc/src/int/s16_act.h) for the bare-metal
 images, from the NumPy reference rnncore.quant.fixedpoint (TFLite's / gemmlowp's definitions).
 
-sigmoid_q15 and tanh_q15 for every int16 input and int_bits 0..6: the output at every 7th input
+sigmoid_q15 and tanh_q15 for every int16 input and int_bits 0..6 (and the table sigmoid and tanh,
+which take Q3.12 inputs only): the output at every 7th input
 (and the last), and a 32-bit FNV-1a hash of all 65536 outputs in input order (-32768 first), so
 the image checks the whole domain without storing it. requant (MBQM + saturation, with and
 without the added int16): random and extreme int32 accumulators, multipliers in [2^30, 2^31),
@@ -62,6 +63,15 @@ def main(path: str) -> None:
         lines.append("};")
         lines.append(f"static const uint32_t act_{name}_hash[{len(INT_BITS)}] = {{"
                      + ",".join(f"0x{h:08x}u" for h in hashes) + "};")
+
+    # the table activations (Q3.12 inputs only): one row each
+    for name, fn in (("sigmoid_table", fx.sigmoid_table_q15), ("tanh_table", fx.tanh_table_q15)):
+        y = fn(x)
+        assert y.min() >= -32768 and y.max() <= 32767
+        lines.append(f"static const int16_t act_{name}_sub[1][{sub.size}] = {{")
+        lines.append("{" + c_list(y[(sub + 32768)]) + "},")
+        lines.append("};")
+        lines.append(f"static const uint32_t act_{name}_hash[1] = {{0x{fnv1a(y):08x}u}};")
 
     # requant cases: n, with_add, then n values each of acc, m, shift, add, expected
     acc, m, sh, add, want, cases = [], [], [], [], [], []

@@ -7,6 +7,7 @@
 
 #include "act_vectors.h"
 #include "s16_act.h"
+#include "s16_table.h"
 #include "semihost.h"
 
 #if defined(RNC_S8_HAVE_DSP)
@@ -31,9 +32,11 @@ static uint32_t fnv1a(const int16_t *v, int n) {
 
 typedef void (*act_fn)(int16_t *y, const int16_t *x, int n, int int_bits);
 
-static int check_act(const char *name, act_fn fn, const int16_t (*sub)[ACT_NSUB], const uint32_t *hash) {
+/* int_bits 0 .. nk - 1 (the table rows: one, their inputs are Q3.12 whatever int_bits says) */
+static int check_act(const char *name, act_fn fn, const int16_t (*sub)[ACT_NSUB], const uint32_t *hash,
+                     int nk) {
     int failed = 0;
-    for (int k = 0; k <= 6; k++) {
+    for (int k = 0; k < nk; k++) {
         for (int i = 0; i < 8; i++) out[65536 + i] = 0x5A5A;
         fn(out, in, 65536, k);
         int bad = -1;
@@ -67,9 +70,41 @@ static int check_act(const char *name, act_fn fn, const int16_t (*sub)[ACT_NSUB]
     }
     mcu_puts(failed ? "FAIL " : "ok   ");
     mcu_puts(name);
-    mcu_puts(": 7 x 65536 inputs bit-exact\n");
+    mcu_puts(": ");
+    mcu_put_int(nk);
+    mcu_puts(" x 65536 inputs bit-exact\n");
     return failed;
 }
+
+/* the table activations' rows as act_fn */
+static void sigmoid_table_portable(int16_t *y, const int16_t *x, int n, int k) {
+    (void)k;
+    for (int i = 0; i < n; i++) y[i] = (int16_t)rnc_s16_sigmoid_table_q15(x[i]);
+}
+static void tanh_table_portable(int16_t *y, const int16_t *x, int n, int k) {
+    (void)k;
+    for (int i = 0; i < n; i++) y[i] = (int16_t)rnc_s16_tanh_table_q15(x[i]);
+}
+#if defined(RNC_S8_HAVE_DSP)
+static void sigmoid_table_dsp(int16_t *y, const int16_t *x, int n, int k) {
+    (void)k;
+    sigmoid_table_block(y, x, n);
+}
+static void tanh_table_dsp(int16_t *y, const int16_t *x, int n, int k) {
+    (void)k;
+    tanh_table_block(y, x, n);
+}
+#endif
+#if defined(RNC_S8_HAVE_MVE)
+static void sigmoid_table_mve(int16_t *y, const int16_t *x, int n, int k) {
+    (void)k;
+    rnc_s16_sigmoid_table_mve(y, x, n);
+}
+static void tanh_table_mve(int16_t *y, const int16_t *x, int n, int k) {
+    (void)k;
+    rnc_s16_tanh_table_mve(y, x, n);
+}
+#endif
 
 typedef void (*requant_fn)(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *shift,
                            const int16_t *add, int n);
@@ -115,17 +150,28 @@ static int check_requant(const char *name, requant_fn fn) {
 int main(void) {
     for (int i = 0; i < 65536; i++) in[i] = (int16_t)(i - 32768);
     int failed = 0, rows = 0;
+    failed += check_act("rnc_s16_sigmoid_table_q15 (s16_table.h)", sigmoid_table_portable, act_sigmoid_table_sub,
+                        act_sigmoid_table_hash, 1);
+    failed += check_act("rnc_s16_tanh_table_q15 (s16_table.h)", tanh_table_portable, act_tanh_table_sub,
+                        act_tanh_table_hash, 1);
 #if defined(RNC_S8_HAVE_DSP)
-    failed += check_act("sigmoid_block (int_cells_dsp.c)", sigmoid_block, act_sigmoid_sub, act_sigmoid_hash);
-    failed += check_act("tanh_block (int_cells_dsp.c)", tanh_block, act_tanh_sub, act_tanh_hash);
+    failed += check_act("sigmoid_block (int_cells_dsp.c)", sigmoid_block, act_sigmoid_sub, act_sigmoid_hash, 7);
+    failed += check_act("tanh_block (int_cells_dsp.c)", tanh_block, act_tanh_sub, act_tanh_hash, 7);
+    failed += check_act("sigmoid_table_block (int_cells_dsp.c)", sigmoid_table_dsp, act_sigmoid_table_sub,
+                        act_sigmoid_table_hash, 1);
+    failed += check_act("tanh_table_block (int_cells_dsp.c)", tanh_table_dsp, act_tanh_table_sub,
+                        act_tanh_table_hash, 1);
     failed += check_requant("requant (int_cells_dsp.c)", requant);
-    rows += 3;
+    rows += 5;
 #endif
 #if defined(RNC_S8_HAVE_MVE)
-    failed += check_act("rnc_s16_sigmoid_mve", rnc_s16_sigmoid_mve, act_sigmoid_sub, act_sigmoid_hash);
-    failed += check_act("rnc_s16_tanh_mve", rnc_s16_tanh_mve, act_tanh_sub, act_tanh_hash);
+    failed += check_act("rnc_s16_sigmoid_mve", rnc_s16_sigmoid_mve, act_sigmoid_sub, act_sigmoid_hash, 7);
+    failed += check_act("rnc_s16_tanh_mve", rnc_s16_tanh_mve, act_tanh_sub, act_tanh_hash, 7);
+    failed += check_act("rnc_s16_sigmoid_table_mve", sigmoid_table_mve, act_sigmoid_table_sub,
+                        act_sigmoid_table_hash, 1);
+    failed += check_act("rnc_s16_tanh_table_mve", tanh_table_mve, act_tanh_table_sub, act_tanh_table_hash, 1);
     failed += check_requant("rnc_s32_requant_s16_mve", rnc_s32_requant_s16_mve);
-    rows += 3;
+    rows += 5;
 #endif
     if (!rows) {
         mcu_puts("test_act: this target has no elementwise rows\n");

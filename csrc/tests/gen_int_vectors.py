@@ -43,7 +43,7 @@ KIND = {"lstm": "RNC_INT_LSTM", "gru": "RNC_INT_GRU", "rnn_tanh": "RNC_INT_RNN_T
 
 
 def _cell(kind, I, H, seed, *, x_range=(-3.0, 3.0), h_range=(-0.9, 0.9), c_absmax=3.0, pre_absmax=6.0,
-          lbr=True, zero_row=False, w_std=0.5):
+          lbr=True, zero_row=False, w_std=0.5, activation="gemmlowp"):
     rng = np.random.default_rng(seed)
     G = {"lstm": 4, "gru": 3}.get(kind, 1)
     w_ih = rng.standard_normal((G * H, I)) * w_std
@@ -52,7 +52,8 @@ def _cell(kind, I, H, seed, *, x_range=(-3.0, 3.0), h_range=(-0.9, 0.9), c_absma
         w_ih[1] = 0
     b_ih, b_hh = rng.standard_normal(G * H) * 0.3, rng.standard_normal(G * H) * 0.3
     return qi.quantize_cell(kind, w_ih, w_hh, b_ih, b_hh, x_range=x_range, h_range=h_range,
-                            c_absmax=c_absmax, pre_absmax=pre_absmax, linear_before_reset=lbr)
+                            c_absmax=c_absmax, pre_absmax=pre_absmax, linear_before_reset=lbr,
+                            activation=activation)
 
 
 def _inputs(cell, T, seed):
@@ -80,6 +81,13 @@ def cases(small: bool = False):
         ("rnn_relu_big_scales", dict(kind="rnn_relu", I=8, H=16, seed=7, x_range=(-40.0, 40.0),
                                      h_range=(0.0, 30.0), pre_absmax=20.0)),
         ("gru_kws_i16_h64", dict(kind="gru", I=16, H=64, seed=8, w_std=0.3)),
+        # the table activations (IntCell.activation = "table"): both GRU forms, RNN tanh, and
+        # the H = 64, I = 16 GRU again
+        ("gru_table_lbr1_i8_h16", dict(kind="gru", I=8, H=16, seed=4, activation="table")),
+        ("gru_table_lbr0_i8_h16", dict(kind="gru", I=8, H=16, seed=5, lbr=False, h_range=(-0.5, 0.95),
+                                       activation="table")),
+        ("rnn_tanh_table_i8_h16", dict(kind="rnn_tanh", I=8, H=16, seed=6, activation="table")),
+        ("gru_kws_i16_h64_table", dict(kind="gru", I=16, H=64, seed=8, w_std=0.3, activation="table")),
     ]
     for name, kw in specs:
         cell = _cell(kw.pop("kind"), kw.pop("I"), kw.pop("H"), kw.pop("seed"), **kw)
@@ -95,8 +103,9 @@ def _arr(ctype: str, name: str, a) -> str:
 
 
 def random_cases(seed: int, n: int):
-    """``n`` random cells: every kind and GRU form, I in 1..24, H in 1..40, input and state
-    ranges from tiny to large (multipliers far below and above 1), weights of random size."""
+    """``n`` random cells: every kind and GRU form (GRU and RNN in both activation families), I in
+    1..24, H in 1..40, input and state ranges from tiny to large (multipliers far below and above
+    1), weights of random size."""
     rng = np.random.default_rng(seed)
     out = []
     for k in range(n):
@@ -108,7 +117,8 @@ def random_cases(seed: int, n: int):
         cell = _cell(kind, int(rng.integers(1, 25)), int(rng.integers(1, 41)), int(rng.integers(1 << 30)),
                      x_range=(lo, hi), h_range=(hlo, hhi), c_absmax=float(10.0 ** rng.uniform(-1, 2)),
                      pre_absmax=float(10.0 ** rng.uniform(-1, 2)), lbr=bool(k % 8 < 4),
-                     w_std=float(10.0 ** rng.uniform(-2, 0.5)))
+                     w_std=float(10.0 ** rng.uniform(-2, 0.5)),
+                     activation="table" if kind != "lstm" and k % 3 == 1 else "gemmlowp")
         if kind == "lstm" and k % 3 == 0:
             cell.cell_clip = int(rng.integers(1, 32768))
         out.append((f"random_{k}_{kind}", cell, rng.integers(-128, 128, (int(rng.integers(1, 12)),
@@ -143,7 +153,8 @@ def header(small: bool = False, case_list=None) -> str:
             f"    {{\"{name}\", {{{KIND[cell.cell]}, {cell.input_size}, {cell.hidden_size}, "
             f"{int(cell.linear_before_reset)}, {p}w_ih, {p}w_hh, {p}b_ih, {p}b_hh, {p}m_ih, {p}m_hh, "
             f"{p}e_ih, {p}e_hh, {cell.m_h}, {cell.e_h}, {cell.m_rh}, {cell.e_rh}, {cell.h_zp}, "
-            f"{cell.cell_shift}, {cell.cell_clip}}}, {x8.shape[0]}, {p}x, {p}h8, "
+            f"{cell.cell_shift}, {cell.cell_clip}, {int(cell.activation == 'table')}}}, "
+            f"{x8.shape[0]}, {p}x, {p}h8, "
             f"{p + 's16' if s16 else 'NULL'}}}")
     lines.append(f"\n#define RNC_INT_NVECTORS {len(entries)}\n")
     lines.append("static const rnc_int_vector rnc_int_vectors[RNC_INT_NVECTORS] = {\n")

@@ -69,6 +69,13 @@ static int check_errors(void) {
     broken = *c;
     broken.cell_shift = -8;
     bad |= broken.cell == RNC_INT_LSTM && rnc_int_cell_check(&broken) != RNC_INT_E_ARG;
+    broken = *c;
+    broken.activation = 2; /* no such family */
+    bad |= rnc_int_cell_check(&broken) != RNC_INT_E_ARG;
+    broken = *c;
+    broken.activation = RNC_INT_ACT_TABLE; /* an LSTM: its tanh(c) is not Q3.12 */
+    bad |= broken.cell == RNC_INT_LSTM && rnc_int_cell_check(&broken) != RNC_INT_E_ARG;
+    bad |= broken.cell != RNC_INT_LSTM; /* vector 0 is the TFLite LSTM, or the first spec LSTM */
     bad |= rnc_int_cell_check(NULL) != RNC_INT_E_ARG;
     if (bad) printf("FAIL: an invalid argument was accepted\n");
     return bad;

@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="cortex-m: representative inputs (B, T, F) for the integer scales")
     ex.add_argument("--calibration-lengths", default=None, metavar="L.npy",
                     help="cortex-m: valid steps per calibration sequence (B,) (default: all T)")
+    ex.add_argument("--activation", choices=("gemmlowp", "table"), default=None,
+                    help="cortex-m: the integer sigmoid/tanh: gemmlowp (TFLite's, default) or table "
+                         "(interpolated tables, GRU and RNN only; fewer instructions, docs/integer.md)")
     from rnncore import demo
 
     demo.add_arguments(sub.add_parser("demo", parents=[common],
@@ -113,6 +116,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif cmd == "export-c":
         if args.calibration is not None or args.calibration_lengths is not None:
             raise CLIError("--calibration: only with --target cortex-m (q8 scales: rnncore quantize)")
+        if args.activation is not None:
+            raise CLIError("--activation: only with --target cortex-m (the integer model's sigmoid/tanh)")
         from rnncore.io.export_c import export_c
         from rnncore.io.files import MAX_MODEL_BYTES
 

@@ -3,9 +3,10 @@ C model for a microcontroller.
 
 The ``.rnc`` file's float model is calibrated on ``X`` (``(B, T, F)`` representative inputs,
 ``--calibration-lengths L.npy`` for their valid steps), quantised to integers
-(:mod:`rnncore.quant.integer`) and written as C source by
-:func:`rnncore.io.export_int_c.export_int_c`: ``kws.c`` (const arrays in flash, a static arena)
-and ``kws.h``. docs/integer.md has the arithmetic, the memory budget and how to build it.
+(:mod:`rnncore.quant.integer`; ``--activation table`` for the table sigmoid/tanh, GRU and RNN)
+and written as C source by :func:`rnncore.io.export_int_c.export_int_c`: ``kws.c`` (const arrays
+in flash, a static arena) and ``kws.h``. docs/integer.md has the arithmetic, the memory budget
+and how to build it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise CLIError(f"--calibration {args.calibration}: {e}") from e
     try:
-        model = qi.quantize_int_model(spec, cal)
+        model = qi.quantize_int_model(spec, cal, activation=args.activation or "gemmlowp")
         budget = export_int_c(model, args.output, name=args.name)
     except ValueError as e:
         raise CLIError(f"{args.model}: {e}") from e
@@ -49,4 +50,4 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
     print(f"{args.output} (+ .h): fully-integer model for Cortex-M: {budget['flash_bytes']} bytes const "
           f"(flash), {budget['arena_bytes']} bytes static arena (state {budget['state_bytes']} + scratch "
-          f"{budget['scratch_bytes']})")
+          f"{budget['scratch_bytes']}), {args.activation or 'gemmlowp'} activations")

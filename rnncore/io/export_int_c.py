@@ -89,7 +89,8 @@ def export_int_c(model: IntModel, out: str | Path, name: str | None = None) -> d
             flash += n
         cells.append(f"    {{{_KIND[c.cell]}, {c.input_size}, {c.hidden_size}, {int(c.linear_before_reset)}, "
                      f"{p}w_ih, {p}w_hh, {p}b_ih, {p}b_hh, {p}m_ih, {p}m_hh, {p}e_ih, {p}e_hh, "
-                     f"{c.m_h}, {c.e_h}, {c.m_rh}, {c.e_rh}, {c.h_zp}, {c.cell_shift}, {c.cell_clip}}}")
+                     f"{c.m_h}, {c.e_h}, {c.m_rh}, {c.e_rh}, {c.h_zp}, {c.cell_shift}, {c.cell_clip}, "
+                     f"{int(c.activation == 'table')}}}")
         h8 = off
         off = _r4(off + c.hidden_size)
         s16 = -1
@@ -97,7 +98,7 @@ def export_int_c(model: IntModel, out: str | Path, name: str | None = None) -> d
             s16 = off
             off = _r4(off + 2 * c.hidden_size)
         state_off.append((h8, s16))
-    flash += 4 * 19 * len(model.layers)          # the rnc_int_cell structs
+    flash += 4 * 20 * len(model.layers)          # the rnc_int_cell structs
     state = off
     scratch = max(scratch_bytes(c.gates, c.hidden_size) for c in model.layers)
     arena = state + scratch

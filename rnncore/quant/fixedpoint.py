@@ -239,3 +239,51 @@ def tanh_q15(a, int_bits: int = 3) -> np.ndarray:
     x = _newton_reciprocal_q13(rounding_half_sum16(e, _ONE_Q15))
     t = sat_mul_pot16(wrap16(x - (1 << 13)), 2)           # Rescale<0>(1/d - 1)
     return np.where(a == 0, 0, np.where(negative, wrap16(-t), t))
+
+
+# ------------------------------------------------------------------------------------------
+# the table activations (IntCell activation="table"): 257-entry int16 tables, interpolated
+#
+# For a Q3.12 input x (the gate pre-activations), entry j of a table is the function at
+# j / 32 (= j 2^7 / 2^12), j = 0..256, so the 256 intervals cover [0, 8]:
+#     u = min(|x|, 2^15 - 1),  j = u >> 7,  t = u & 127
+#     p = T[j] + ((t (T[j + 1] - T[j]) + 64) >> 7)          (the interval's chord, rounded)
+#     sigmoid: x >= 0 -> p, x < 0 -> 2^15 - p                 (sigma(-x) = 1 - sigma(x))
+#     tanh:    x >= 0 -> p, x < 0 -> -p                        (odd)
+# The same kind of table as CMSIS-NN's int16 activations (a sampled sigmoid with linear
+# interpolation), with rnncore's own sampling: both functions have their own table, so tanh
+# keeps the full step (2 sigma(2x) - 1 would halve it).
+
+TABLE_SHIFT = 7                       # input bits per table interval (Q3.12: 1/32)
+TABLE_SIZE = (1 << (15 - TABLE_SHIFT)) + 1
+
+
+def _table(fn) -> np.ndarray:
+    """``T[j] = min(floor(2^15 fn(j / 32) + 1/2), 2^15 - 1)``, j = 0..256, as int64."""
+    vals = [min(math.floor(32768.0 * fn(j / 32.0) + 0.5), INT16_MAX) for j in range(TABLE_SIZE)]
+    return np.array(vals, np.int64)
+
+
+SIGMOID_TABLE = _table(lambda v: 1.0 / (1.0 + math.exp(-v)))
+TANH_TABLE = _table(math.tanh)
+
+
+def _table_interp(x, table: np.ndarray) -> np.ndarray:
+    """``T[j] + ((t (T[j + 1] - T[j]) + 64) >> 7)`` at ``u = min(|x|, 2^15 - 1)``."""
+    u = np.minimum(np.abs(_a(x)), INT16_MAX)
+    j = u >> TABLE_SHIFT
+    t = u & ((1 << TABLE_SHIFT) - 1)
+    lo = table[j]
+    return lo + ((t * (table[j + 1] - lo) + (1 << (TABLE_SHIFT - 1))) >> TABLE_SHIFT)
+
+
+def sigmoid_table_q15(x) -> np.ndarray:
+    """Table sigmoid of a Q3.12 int16 ``x``, Q0.15: ``p`` for ``x >= 0``, ``2^15 - p`` below 0."""
+    p = _table_interp(x, SIGMOID_TABLE)
+    return np.where(_a(x) < 0, (1 << 15) - p, p)
+
+
+def tanh_table_q15(x) -> np.ndarray:
+    """Table tanh of a Q3.12 int16 ``x``, Q0.15: ``p`` for ``x >= 0``, ``-p`` below 0."""
+    p = _table_interp(x, TANH_TABLE)
+    return np.where(_a(x) < 0, -p, p)

@@ -50,11 +50,13 @@ rounded product ``RDBPOT(a b, k)``:
   pre-activation has a calibrated int16 scale ``s_g`` instead of 2^-12, and
   ``h8' = sat8(MBQM(max(g, 0), M_h) + zp_h)``, ``M_h = s_g / s_h``.
 
-Why gemmlowp's sigmoid/tanh rather than CMSIS-NN's 256-entry interpolated table: TFLite's
-integer LSTM (the kernel LiteRT runs, ``tensor_utils::ApplySigmoid`` / ``ApplyTanh``) uses
-them, so a TFLite-quantised LSTM is reproduced bit for bit (tests/test_quant_int.py);
-CMSIS-NN and TFLite Micro use a table, a different approximation (not measured here), so their
-outputs need not equal LiteRT's bit for bit.
+Two activation families (``IntCell.activation``): ``"gemmlowp"`` (the default) is the sigmoid /
+tanh of TFLite's integer LSTM (the kernel LiteRT runs, ``tensor_utils::ApplySigmoid`` /
+``ApplyTanh``), so a TFLite-quantised LSTM is reproduced bit for bit (tests/test_quant_int.py).
+``"table"`` (GRU and RNN cells, whose activations all take Q3.12 inputs) reads two 257-entry int16
+tables with linear interpolation (:func:`~rnncore.quant.fixedpoint.sigmoid_table_q15`,
+``tanh_table_q15``), the kind of table CMSIS-NN and TFLite Micro use: a few instructions per
+value on a Cortex-M4 instead of ~120, and closer to the real functions.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from rnncore.spec import ModelSpec, spec_from_model
 GATE_SHIFT = -12                     # gate pre-activations: Q3.12
 GATE_INT_BITS = 3
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+ACTIVATIONS = ("gemmlowp", "table")     # IntCell.activation: the sigmoid / tanh family
 _GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 
@@ -120,6 +123,7 @@ class IntCell:
     m_rh: int = 0             # GRU linear_before_reset=0: r h16 (Q0.30) -> rh8
     e_rh: int = 0
     gate_scale: float = 2.0 ** GATE_SHIFT   # RNN ReLU: calibrated; otherwise 2^-12
+    activation: str = "gemmlowp"  # sigmoid / tanh: gemmlowp's (TFLite) or "table" (GRU, RNN)
 
     @property
     def gates(self) -> int:
@@ -143,6 +147,12 @@ class IntCell:
                 raise ValueError(f"IntCell.{name}: expected shape {want}, got {got}")
         if not -128 <= self.x_zp <= 127 or not -128 <= self.h_zp <= 127:
             raise ValueError(f"IntCell: zero points must be int8, got x_zp={self.x_zp}, h_zp={self.h_zp}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"IntCell.activation: expected one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.activation == "table" and self.cell == "lstm":
+            raise ValueError("IntCell.activation: 'table' is for GRU and RNN cells (Q3.12 inputs); "
+                             "the LSTM's tanh(c) takes 15 + cell_shift integer bits, expected "
+                             "'gemmlowp' for an LSTM")
         if self.cell == "lstm" and not -15 <= self.cell_shift <= -9:
             raise ValueError(f"IntCell.cell_shift: expected in [-15, -9] (tanh of the cell takes 0 to 6 "
                              f"integer bits, as TFLite), got {self.cell_shift}")
@@ -169,8 +179,13 @@ def int_cell_step(cell: IntCell, x8: np.ndarray, state: tuple[np.ndarray, ...]) 
     H = cell.hidden_size
     x8 = np.asarray(x8, np.int8)
     h8 = np.asarray(state[0], np.int8)
-    sig = fx.sigmoid_q15
-    tanh = fx.tanh_q15
+    sig, tanh = fx.sigmoid_q15, fx.tanh_q15
+    if cell.activation == "table":       # Q3.12 inputs only (GRU, RNN): int_bits is always 3
+        def sig(v, int_bits):
+            return fx.sigmoid_table_q15(v)
+
+        def tanh(v, int_bits):
+            return fx.tanh_table_q15(v)
     if cell.cell == "lstm":
         c = np.asarray(state[1], np.int64)
         g = _gates(cell, x8, h8, slice(0, 4 * H))
@@ -265,7 +280,7 @@ def _bias_eff(b: np.ndarray | None, W8: np.ndarray, s_in: float, s_w: np.ndarray
 
 def quantize_cell(cell: str, weight_ih, weight_hh, bias_ih, bias_hh, *, x_range: tuple[float, float],
                   h_range: tuple[float, float], c_absmax: float = 1.0, pre_absmax: float = 1.0,
-                  linear_before_reset: bool = True) -> IntCell:
+                  linear_before_reset: bool = True, activation: str = "gemmlowp") -> IntCell:
     """A float cell (PyTorch layout, ``W (G*H, in)``) as an :class:`IntCell`.
 
     Parameters
@@ -274,6 +289,9 @@ def quantize_cell(cell: str, weight_ih, weight_hh, bias_ih, bias_hh, *, x_range:
     c_absmax : LSTM, calibrated max |c|: ``cell_shift = ceil(log2(c_absmax)) - 15`` (a power
         of two, as TFLite), clamped to [-15, -9]
     pre_absmax : RNN ReLU, calibrated max |pre-activation|: ``s_g = pre_absmax / 32767``
+    activation : ``"gemmlowp"`` (TFLite's int16 sigmoid / tanh, the default) or ``"table"``
+        (257-entry interpolated tables, :func:`~rnncore.quant.fixedpoint.sigmoid_table_q15`;
+        GRU and RNN only)
     """
     if cell not in CELLS:
         raise ValueError(f"quantize_cell: cell expected one of {CELLS}, got {cell!r}")
@@ -292,7 +310,7 @@ def quantize_cell(cell: str, weight_ih, weight_hh, bias_ih, bias_hh, *, x_range:
     c = IntCell(cell, w_ih8.shape[1], H, w_ih8, w_hh8,
                 _bias_eff(bias_ih, w_ih8, s_x, s_wih, zp_x), _bias_eff(bias_hh, w_hh8, s_h, s_whh, zp_h),
                 m_ih, e_ih, m_hh, e_hh, 0, 0, s_x, zp_x, s_h, zp_h, linear_before_reset,
-                gate_scale=gate_scale)
+                gate_scale=gate_scale, activation=activation)
     if cell == "lstm":
         c.cell_shift = int(np.clip(math.ceil(math.log2(max(c_absmax, 2.0 ** -15))) - 15, -15, -9))
         c.m_h, c.e_h = fx.quantize_multiplier(2.0 ** -30 / s_h)
@@ -485,8 +503,14 @@ def calibrate_int(model, X: np.ndarray, lengths=None) -> IntCalibration:
     return IntCalibration(xr, hr, ca, pa)
 
 
-def quantize_int_model(model, calibration: IntCalibration) -> IntModel:
-    """The :class:`IntModel` of a float model (``rc.nn`` model or :class:`ModelSpec`)."""
+def quantize_int_model(model, calibration: IntCalibration, activation: str = "gemmlowp") -> IntModel:
+    """The :class:`IntModel` of a float model (``rc.nn`` model or :class:`ModelSpec`).
+
+    ``activation``: the sigmoid / tanh of every layer, ``"gemmlowp"`` (TFLite's) or ``"table"``
+    (GRU and RNN layers only; an LSTM layer is refused).
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"quantize_int_model: activation expected one of {ACTIVATIONS}, got {activation!r}")
     spec = spec_from_model(model)
     _check_unidirectional(spec)
     layers = []
@@ -497,7 +521,7 @@ def quantize_int_model(model, calibration: IntCalibration) -> IntModel:
         cell = quantize_cell(layer.cell, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh,
                              x_range=x_range or (0.0, 1.0), h_range=calibration.h_range[k],
                              c_absmax=calibration.c_absmax[k], pre_absmax=calibration.pre_absmax[k],
-                             linear_before_reset=layer.reset_after)
+                             linear_before_reset=layer.reset_after, activation=activation)
         if k > 0:
             cell = _requantize_input(cell, layer, layers[-1])
         layers.append(cell)

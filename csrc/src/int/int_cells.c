@@ -5,12 +5,16 @@
 
 #include <string.h>
 
+#include "int_step_common.h"
+#include "s16_table.h"
+
 #define I16_MIN (-32768)
 #define I16_MAX 32767
 #define I32_MIN (-2147483647 - 1)
 #define I32_MAX 2147483647
 
 static inline int32_t sat16(int32_t x) { return x < I16_MIN ? I16_MIN : x > I16_MAX ? I16_MAX : x; }
+static inline int32_t sat16_64(int64_t x) { return (int32_t)(x < I16_MIN ? I16_MIN : x > I16_MAX ? I16_MAX : x); }
 static inline int32_t sat8(int32_t x) { return x < -128 ? -128 : x > 127 ? 127 : x; }
 /* (int16_t)x, two's-complement wrap-around, without implementation-defined conversions */
 static inline int32_t wrap16(int32_t x) { return (int32_t)(((uint32_t)x + 32768u) & 0xFFFFu) - 32768; }
@@ -134,9 +138,62 @@ static int32_t tanh_q15(int32_t a, int int_bits) {
     return a < 0 ? wrap16(-t) : t;
 }
 
+/* ---- the activation tables (s16_table.h): round(2^15 f(j / 32)), j = 0..256, at most 2^15 - 1;
+ * rnncore/quant/fixedpoint.py computes them (tests/test_integer_table.py compares) ---------- */
+
+const int16_t rnc_s16_sigmoid_table[RNC_S16_TABLE_SIZE] = {
+    16384, 16640, 16896, 17151, 17407, 17661, 17916, 18169, 18421, 18673, 18923, 19173, 19420, 19667,
+    19912, 20155, 20397, 20636, 20874, 21110, 21344, 21575, 21804, 22031, 22255, 22477, 22696, 22913,
+    23127, 23338, 23547, 23753, 23955, 24155, 24352, 24546, 24737, 24925, 25110, 25292, 25471, 25646,
+    25819, 25988, 26155, 26318, 26479, 26636, 26790, 26941, 27090, 27235, 27377, 27516, 27653, 27786,
+    27917, 28045, 28169, 28292, 28411, 28528, 28642, 28753, 28862, 28968, 29072, 29173, 29272, 29368,
+    29462, 29554, 29644, 29731, 29816, 29899, 29979, 30058, 30135, 30210, 30282, 30353, 30422, 30489,
+    30555, 30618, 30680, 30740, 30799, 30856, 30912, 30966, 31018, 31069, 31119, 31167, 31214, 31260,
+    31304, 31347, 31389, 31430, 31469, 31508, 31545, 31581, 31616, 31651, 31684, 31716, 31747, 31778,
+    31807, 31836, 31864, 31891, 31917, 31943, 31968, 31992, 32015, 32038, 32060, 32081, 32102, 32122,
+    32141, 32160, 32179, 32196, 32214, 32231, 32247, 32263, 32278, 32293, 32307, 32321, 32335, 32348,
+    32361, 32373, 32385, 32397, 32408, 32419, 32430, 32440, 32450, 32460, 32469, 32478, 32487, 32496,
+    32504, 32512, 32520, 32527, 32535, 32542, 32549, 32555, 32562, 32568, 32574, 32580, 32586, 32592,
+    32597, 32602, 32607, 32612, 32617, 32622, 32626, 32630, 32635, 32639, 32643, 32647, 32650, 32654,
+    32657, 32661, 32664, 32667, 32670, 32673, 32676, 32679, 32682, 32684, 32687, 32689, 32692, 32694,
+    32696, 32699, 32701, 32703, 32705, 32707, 32709, 32711, 32712, 32714, 32716, 32717, 32719, 32720,
+    32722, 32723, 32725, 32726, 32727, 32728, 32730, 32731, 32732, 32733, 32734, 32735, 32736, 32737,
+    32738, 32739, 32740, 32741, 32742, 32742, 32743, 32744, 32745, 32745, 32746, 32747, 32747, 32748,
+    32749, 32749, 32750, 32750, 32751, 32752, 32752, 32753, 32753, 32753, 32754, 32754, 32755, 32755,
+    32756, 32756, 32756, 32757, 32757};
+
+const int16_t rnc_s16_tanh_table[RNC_S16_TABLE_SIZE] = {
+    0, 1024, 2045, 3063, 4075, 5079, 6073, 7056, 8025, 8980, 9919, 10840, 11743, 12625, 13486, 14326,
+    15143, 15936, 16706, 17452, 18173, 18870, 19542, 20189, 20813, 21411, 21986, 22538, 23066, 23571,
+    24054, 24516, 24956, 25376, 25776, 26157, 26519, 26864, 27191, 27502, 27797, 28076, 28341, 28592,
+    28830, 29055, 29268, 29470, 29660, 29840, 30010, 30170, 30322, 30465, 30600, 30727, 30847, 30960,
+    31067, 31167, 31262, 31351, 31435, 31515, 31589, 31659, 31726, 31788, 31846, 31901, 31953, 32002,
+    32048, 32091, 32132, 32170, 32206, 32240, 32271, 32301, 32329, 32356, 32381, 32404, 32426, 32447,
+    32466, 32484, 32501, 32517, 32532, 32547, 32560, 32573, 32584, 32596, 32606, 32616, 32625, 32634,
+    32642, 32649, 32657, 32663, 32670, 32676, 32681, 32686, 32691, 32696, 32700, 32704, 32708, 32712,
+    32715, 32718, 32721, 32724, 32727, 32729, 32732, 32734, 32736, 32738, 32740, 32741, 32743, 32745,
+    32746, 32747, 32749, 32750, 32751, 32752, 32753, 32754, 32755, 32755, 32756, 32757, 32758, 32758,
+    32759, 32759, 32760, 32760, 32761, 32761, 32762, 32762, 32762, 32763, 32763, 32763, 32764, 32764,
+    32764, 32764, 32765, 32765, 32765, 32765, 32765, 32766, 32766, 32766, 32766, 32766, 32766, 32766,
+    32766, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
+    32767, 32767, 32767};
+
 /* ---- the cells ---------------------------------------------------------------------- */
 
 #define GATE_INT_BITS 3
+
+/* the GRU's and RNN's Q3.12 activations in the cell's family */
+static inline int32_t gate_sigmoid(const rnc_int_cell *c, int32_t x) {
+    return c->activation == RNC_INT_ACT_TABLE ? rnc_s16_sigmoid_table_q15(x) : sigmoid_q15(x, GATE_INT_BITS);
+}
+static inline int32_t gate_tanh(const rnc_int_cell *c, int32_t x) {
+    return c->activation == RNC_INT_ACT_TABLE ? rnc_s16_tanh_table_q15(x) : tanh_q15(x, GATE_INT_BITS);
+}
 
 int rnc_int_gates(int32_t cell) {
     switch (cell) {
@@ -159,6 +216,9 @@ int rnc_int_cell_check(const rnc_int_cell *c) {
     if (c->h_zp < -128 || c->h_zp > 127 || c->e_h < -31 || c->e_h > 30 || c->m_h < 0 || c->m_rh < 0 ||
         c->e_rh < -31 || c->e_rh > 30)
         return RNC_INT_E_ARG;
+    if ((c->activation != RNC_INT_ACT_GEMMLOWP && c->activation != RNC_INT_ACT_TABLE) ||
+        (c->activation == RNC_INT_ACT_TABLE && c->cell == RNC_INT_LSTM))
+        return RNC_INT_E_ARG;
     if (c->cell == RNC_INT_LSTM && (c->cell_shift < -15 || c->cell_shift > -9 || c->cell_clip < 0))
         return RNC_INT_E_ARG;
     for (int r = 0; r < G * c->hidden_size; r++)
@@ -173,36 +233,27 @@ void rnc_int_cell_reset(const rnc_int_cell *c, int8_t *h8, int16_t *s16) {
     if (s16) memset(s16, 0, (size_t)c->hidden_size * sizeof(int16_t));
 }
 
-/* The pre-activations of `rows` rows, H rows at a time through acc[H] (so the int32 scratch is
- * H words, not G*H): g[r] = sat16(MBQM(W[r] v + b[r])) or, with add, sat16(MBQM(...) + g[r]). */
-static void gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, const int8_t *W, int cols,
-                      const int32_t *b, const int32_t *m, const int8_t *e, const int8_t *v, int rows, int block,
-                      int add) {
-    for (int r0 = 0; r0 < rows; r0 += block) {
-        const int n = rows - r0 < block ? rows - r0 : block;
-        matvec(acc, W + (long)r0 * cols, cols, b + r0, v, n, cols);
-        if (add)
-            for (int r = 0; r < n; r++) g[r0 + r] = (int16_t)sat16(mbqm(acc[r], m[r0 + r], e[r0 + r]) + g[r0 + r]);
-        else
-            for (int r = 0; r < n; r++) g[r0 + r] = (int16_t)sat16(mbqm(acc[r], m[r0 + r], e[r0 + r]));
-    }
+/* g[r] = sat16(MBQM(acc[r], m[r], e[r]) + add[r]) (int_step_common.h's rnc_int_requant_fn; the
+ * sum in int64, as the spec's) */
+static void requant(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *e, const int16_t *add, int n) {
+    if (add)
+        for (int r = 0; r < n; r++) g[r] = (int16_t)sat16_64((int64_t)mbqm(acc[r], m[r], e[r]) + add[r]);
+    else
+        for (int r = 0; r < n; r++) g[r] = (int16_t)sat16(mbqm(acc[r], m[r], e[r]));
 }
 
 int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
                      int16_t *s16, void *scratch, size_t scratch_bytes) {
-    if (!c || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
-    const int G = rnc_int_gates(c->cell), H = c->hidden_size, I = c->input_size, GH = G * H;
-    if ((c->cell == RNC_INT_LSTM || c->cell == RNC_INT_GRU) && !s16) return RNC_INT_E_ARG;
-    if (!scratch || ((uintptr_t)scratch & 3u) || scratch_bytes < RNC_INT_SCRATCH_BYTES(G, H))
-        return RNC_INT_E_SCRATCH;
-    int32_t *acc = (int32_t *)scratch; /* H */
-    int16_t *g = (int16_t *)(acc + H); /* G*H */
-    int8_t *rh8 = (int8_t *)(g + GH);  /* H */
+    rnc_int_frame f;
+    const int status = rnc_int_frame_open(&f, c, matvec, x8, h8, s16, scratch, scratch_bytes);
+    if (status != RNC_INT_OK) return status;
+    const int H = f.H;
+    int32_t *acc = f.acc;
+    int16_t *g = f.g;
+    int8_t *rh8 = f.rh8;
 
-    /* input part of every gate, then the recurrent part of those that add it whole */
-    gate_part(g, acc, matvec, c->w_ih, I, c->b_ih, c->m_ih, c->e_ih, x8, GH, H, 0);
+    rnc_int_preactivations(&f, c, matvec, requant, x8, h8); /* int_step_common.h */
     if (c->cell == RNC_INT_LSTM) {
-        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, GH, H, 1);
         const int cell_int_bits = 15 + c->cell_shift;
         for (int k = 0; k < H; k++) {
             const int32_t i = sigmoid_q15(g[k], GATE_INT_BITS);
@@ -221,25 +272,24 @@ int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_
         const int8_t *w_hn = c->w_hh + (long)2 * H * H;
         const int32_t *b_hn = c->b_hh + 2 * H, *m_hn = c->m_hh + 2 * H;
         const int8_t *e_hn = c->e_hh + 2 * H;
-        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
         if (c->linear_before_reset) {
             matvec(acc, w_hn, H, b_hn, h8, H, H);
             for (int k = 0; k < H; k++) {
-                const int32_t r = sigmoid_q15(g[k], GATE_INT_BITS);
+                const int32_t r = gate_sigmoid(c, g[k]);
                 const int32_t g_hn = sat16(mbqm(acc[k], m_hn[k], e_hn[k]));
-                g[2 * H + k] = (int16_t)tanh_q15(sat16(g[2 * H + k] + cwise_mul_shift(r, g_hn, 15)), GATE_INT_BITS);
+                g[2 * H + k] = (int16_t)gate_tanh(c, sat16(g[2 * H + k] + cwise_mul_shift(r, g_hn, 15)));
             }
         } else {
             for (int k = 0; k < H; k++) {
-                const int32_t r = sigmoid_q15(g[k], GATE_INT_BITS);
+                const int32_t r = gate_sigmoid(c, g[k]);
                 rh8[k] = (int8_t)sat8(mbqm(r * s16[k], c->m_rh, (int)c->e_rh) + c->h_zp);
             }
             matvec(acc, w_hn, H, b_hn, rh8, H, H);
             for (int k = 0; k < H; k++)
-                g[2 * H + k] = (int16_t)tanh_q15(sat16(mbqm(acc[k], m_hn[k], e_hn[k]) + g[2 * H + k]), GATE_INT_BITS);
+                g[2 * H + k] = (int16_t)gate_tanh(c, sat16(mbqm(acc[k], m_hn[k], e_hn[k]) + g[2 * H + k]));
         }
         for (int k = 0; k < H; k++) {
-            const int32_t z = sigmoid_q15(g[H + k], GATE_INT_BITS);
+            const int32_t z = gate_sigmoid(c, g[H + k]);
             const int32_t n = g[2 * H + k];
             const int32_t h16 = sat16(rdbpot(((1 << 15) - z) * n + z * s16[k], 15));
             s16[k] = (int16_t)h16;
@@ -247,10 +297,9 @@ int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_
         }
         return RNC_INT_OK;
     }
-    /* RNN: h8 is read by the recurrent product before it is overwritten */
-    gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
+    /* RNN (h8 was read by the recurrent product before it is overwritten here) */
     for (int k = 0; k < H; k++) {
-        const int32_t a = c->cell == RNC_INT_RNN_TANH ? tanh_q15(g[k], GATE_INT_BITS) : (g[k] > 0 ? g[k] : 0);
+        const int32_t a = c->cell == RNC_INT_RNN_TANH ? gate_tanh(c, g[k]) : (g[k] > 0 ? g[k] : 0);
         h8[k] = (int8_t)sat8(mbqm(a, c->m_h, (int)c->e_h) + c->h_zp);
     }
     return RNC_INT_OK;

@@ -13,15 +13,20 @@
  *   the exp barrel's conditional multiplies as selects (no branches).
  *
  * Same arguments, checks, scratch (its layout too) and results as rnc_int_cell_step. */
+#include "int_step_common.h"
 #include "rnncore_int.h"
+#include "s16_table.h"
 #include "s8_kernel_list.h"
 
 #if defined(RNC_S8_HAVE_DSP)
+#include <arm_acle.h>
 
 #define GATE_INT_BITS 3
 
-static inline int32_t clamp16(int32_t x) { return x < -32768 ? -32768 : x > 32767 ? 32767 : x; }
-static inline int32_t clamp8(int32_t x) { return x < -128 ? -128 : x > 127 ? 127 : x; }
+/* SSAT #16 / #8, and QADD (the int32 sum saturated) */
+static inline int32_t clamp16(int32_t x) { return __ssat(x, 16); }
+static inline int32_t clamp8(int32_t x) { return __ssat(x, 8); }
+static inline int32_t qadd(int32_t a, int32_t b) { return __qadd(a, b); }
 static inline int32_t wrap16(int32_t x) { return (int32_t)(int16_t)(uint16_t)(uint32_t)x; }
 
 /* int16 SRDHM without its saturation: the result exceeds int16 only for a = b = -2^15, and every
@@ -35,19 +40,27 @@ static inline int32_t srd32(int32_t a, int32_t m) {
     return (int32_t)(((int64_t)a * m + (1 << 30)) >> 31);
 }
 
-/* RoundingDivideByPOT(x, e), 0 <= e <= 31, ties away from zero */
+/* RoundingDivideByPOT(x, e), 0 <= e <= 31, ties away from zero: (x >> e) + 1 when the remainder
+ * x & mask exceeds (mask >> 1) + (x < 0); the comparison as the sign of their difference (both
+ * in [0, 2^31): no overflow), so no branch and no IT block */
 static inline int32_t rdbpot(int32_t x, int e) {
     const int32_t mask = (int32_t)((1u << e) - 1u);
-    return (x >> e) + ((x & mask) > ((mask >> 1) + (x < 0)));
+    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)x >> 31);
+    return (x >> e) + (int32_t)((uint32_t)(threshold - (x & mask)) >> 31);
 }
 
-/* MultiplyByQuantizedMultiplier (m >= 0), x 2^left saturated to int32 */
+/* MultiplyByQuantizedMultiplier (m >= 0) with a left shift (a multiplier of 1 or more: rare),
+ * x 2^left saturated to int32; out of line, so that the compiler does not hoist its work into
+ * the loops of the common case */
+static __attribute__((noinline)) int32_t mbqm_left(int32_t x, int32_t m, int shift) {
+    int64_t xl = (int64_t)x * ((int64_t)1 << shift);
+    x = xl < -2147483647 - 1 ? -2147483647 - 1 : xl > 2147483647 ? 2147483647 : (int32_t)xl;
+    return srd32(x, m);
+}
+
+/* MultiplyByQuantizedMultiplier (m >= 0) */
 static inline int32_t mbqm(int32_t x, int32_t m, int shift) {
-    if (shift > 0) {
-        int64_t xl = (int64_t)x * ((int64_t)1 << shift);
-        x = xl < -2147483647 - 1 ? -2147483647 - 1 : xl > 2147483647 ? 2147483647 : (int32_t)xl;
-        return srd32(x, m);
-    }
+    if (__builtin_expect(shift > 0, 0)) return mbqm_left(x, m, shift);
     return rdbpot(srd32(x, m), -shift);
 }
 
@@ -107,14 +120,53 @@ static void tanh_block(int16_t *y, const int16_t *x, int n, int k) {
     }
 }
 
-/* g[r] = sat16(MBQM(acc[r], m[r], e[r]) + add[r]) (add NULL: 0; the sum saturated in int64) */
+/* the table activations (s16_table.h), one value: u = min(|x|, 2^15 - 1) by USAT #15, the sign
+ * applied without a branch (s = x >> 31: sigmoid (p ^ s) - s + (s & 2^15) = 2^15 - p for x < 0,
+ * tanh (p ^ s) - s = -p) */
+static inline int32_t table_interp(int32_t x, const int16_t *T) {
+    const int32_t u = (int32_t)__usat(x < 0 ? -x : x, 15);
+    const int32_t j = u >> RNC_S16_TABLE_SHIFT, t = u & ((1 << RNC_S16_TABLE_SHIFT) - 1);
+    const int32_t lo = T[j];
+    return lo + ((t * (T[j + 1] - lo) + (1 << (RNC_S16_TABLE_SHIFT - 1))) >> RNC_S16_TABLE_SHIFT);
+}
+
+static inline int32_t sigmoid_table1(int32_t x) {
+    const int32_t p = table_interp(x, rnc_s16_sigmoid_table), s = x >> 31;
+    return (p ^ s) - s + (s & 32768);
+}
+
+static inline int32_t tanh_table1(int32_t x) {
+    const int32_t p = table_interp(x, rnc_s16_tanh_table), s = x >> 31;
+    return (p ^ s) - s;
+}
+
+/* the table activations on a block */
+static void sigmoid_table_block(int16_t *y, const int16_t *x, int n) {
+    for (int i = 0; i < n; i++) y[i] = (int16_t)sigmoid_table1(x[i]);
+}
+
+static void tanh_table_block(int16_t *y, const int16_t *x, int n) {
+    for (int i = 0; i < n; i++) y[i] = (int16_t)tanh_table1(x[i]);
+}
+
+/* the GRU's and RNN's Q3.12 activations on a block, in the cell's family */
+static inline void gate_sigmoid(const rnc_int_cell *c, int16_t *y, const int16_t *x, int n) {
+    if (c->activation == RNC_INT_ACT_TABLE) sigmoid_table_block(y, x, n);
+    else sigmoid_block(y, x, n, GATE_INT_BITS);
+}
+static inline void gate_tanh(const rnc_int_cell *c, int16_t *y, const int16_t *x, int n) {
+    if (c->activation == RNC_INT_ACT_TABLE) tanh_table_block(y, x, n);
+    else tanh_block(y, x, n, GATE_INT_BITS);
+}
+
+/* g[r] = sat16(MBQM(acc[r], m[r], e[r]) + add[r]) (add NULL: 0; the sum saturated to int32 by
+ * QADD first, which gives the same int16: |add| < 2^15) */
 static void requant(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *e,
                     const int16_t *add, int n) {
-    for (int r = 0; r < n; r++) {
-        int64_t v = mbqm(acc[r], m[r], e[r]);
-        if (add) v += add[r];
-        g[r] = (int16_t)(v < -32768 ? -32768 : v > 32767 ? 32767 : v);
-    }
+    if (add)
+        for (int r = 0; r < n; r++) g[r] = (int16_t)clamp16(qadd(mbqm(acc[r], m[r], e[r]), add[r]));
+    else
+        for (int r = 0; r < n; r++) g[r] = (int16_t)clamp16(mbqm(acc[r], m[r], e[r]));
 }
 
 /* TFLite CwiseMul(a, b, shift) = (int16_t)RDBPOT(a b, shift) */
@@ -128,34 +180,20 @@ static inline int8_t out8(int32_t v, int32_t m_h, int e_h, int32_t h_zp) {
     return (int8_t)clamp8(mbqm(v, m_h, e_h) + h_zp);
 }
 
-/* the pre-activations of `rows` rows, H rows at a time through acc[H] (the portable step's
- * gate_part) */
-static void gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, const int8_t *W, int cols,
-                      const int32_t *b, const int32_t *m, const int8_t *e, const int8_t *v, int rows,
-                      int block, int add) {
-    for (int r0 = 0; r0 < rows; r0 += block) {
-        const int n = rows - r0 < block ? rows - r0 : block;
-        matvec(acc, W + (long)r0 * cols, cols, b + r0, v, n, cols);
-        requant(g + r0, acc, m + r0, e + r0, add ? g + r0 : 0, n);
-    }
-}
-
 int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
-    if (!c || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
-    const int G = rnc_int_gates(c->cell), H = c->hidden_size, I = c->input_size, GH = G * H;
-    if ((c->cell == RNC_INT_LSTM || c->cell == RNC_INT_GRU) && !s16) return RNC_INT_E_ARG;
-    if (!scratch || ((uintptr_t)scratch & 3u) || scratch_bytes < RNC_INT_SCRATCH_BYTES(G, H))
-        return RNC_INT_E_SCRATCH;
-    int32_t *acc = (int32_t *)scratch; /* H */
-    int16_t *g = (int16_t *)(acc + H); /* G*H */
-    int8_t *rh8 = (int8_t *)(g + GH);  /* H */
+    rnc_int_frame f;
+    const int status = rnc_int_frame_open(&f, c, matvec, x8, h8, s16, scratch, scratch_bytes);
+    if (status != RNC_INT_OK) return status;
+    const int H = f.H;
+    int32_t *acc = f.acc;
+    int16_t *g = f.g;
+    int8_t *rh8 = f.rh8;
     const int32_t m_h = c->m_h, h_zp = c->h_zp;
     const int e_h = (int)c->e_h;
 
-    gate_part(g, acc, matvec, c->w_ih, I, c->b_ih, c->m_ih, c->e_ih, x8, GH, H, 0);
+    rnc_int_preactivations(&f, c, matvec, requant, x8, h8); /* int_step_common.h */
     if (c->cell == RNC_INT_LSTM) {
-        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, GH, H, 1);
         int16_t *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
         sigmoid_block(gi, gi, 2 * H, GATE_INT_BITS); /* i, f */
         tanh_block(gg, gg, H, GATE_INT_BITS);
@@ -174,9 +212,36 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         const int8_t *w_hn = c->w_hh + (long)2 * H * H;
         const int32_t *b_hn = c->b_hh + 2 * H, *m_hn = c->m_hh + 2 * H;
         const int8_t *e_hn = c->e_hh + 2 * H;
-        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
         int16_t *gr = g, *gz = g + H, *gn = g + 2 * H;
-        sigmoid_block(gr, gr, 2 * H, GATE_INT_BITS); /* r, z */
+        if (c->activation == RNC_INT_ACT_TABLE) {
+            /* the table family: each activation where its value is used, no block passes */
+            if (c->linear_before_reset) {
+                matvec(acc, w_hn, H, b_hn, h8, H, H);
+                for (int k = 0; k < H; k++) {
+                    const int32_t g_hn = clamp16(mbqm(acc[k], m_hn[k], e_hn[k]));
+                    const int32_t r = sigmoid_table1(gr[k]);
+                    const int32_t n = tanh_table1(clamp16(gn[k] + cwise_mul_shift(r, g_hn, 15)));
+                    const int32_t z = sigmoid_table1(gz[k]);
+                    const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * n + z * s16[k], 15));
+                    s16[k] = (int16_t)h16;
+                    h8[k] = out8(h16, m_h, e_h, h_zp);
+                }
+            } else {
+                const int32_t m_rh = c->m_rh;
+                const int e_rh = (int)c->e_rh;
+                for (int k = 0; k < H; k++) rh8[k] = out8(sigmoid_table1(gr[k]) * s16[k], m_rh, e_rh, h_zp);
+                matvec(acc, w_hn, H, b_hn, rh8, H, H);
+                for (int k = 0; k < H; k++) {
+                    const int32_t n = tanh_table1(clamp16(qadd(mbqm(acc[k], m_hn[k], e_hn[k]), gn[k])));
+                    const int32_t z = sigmoid_table1(gz[k]);
+                    const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * n + z * s16[k], 15));
+                    s16[k] = (int16_t)h16;
+                    h8[k] = out8(h16, m_h, e_h, h_zp);
+                }
+            }
+            return RNC_INT_OK;
+        }
+        gate_sigmoid(c, gr, gr, 2 * H); /* r, z */
         if (c->linear_before_reset) {
             matvec(acc, w_hn, H, b_hn, h8, H, H);
             for (int k = 0; k < H; k++) {
@@ -190,7 +255,7 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
             matvec(acc, w_hn, H, b_hn, rh8, H, H);
             requant(gn, acc, m_hn, e_hn, gn, H);
         }
-        tanh_block(gn, gn, H, GATE_INT_BITS);
+        gate_tanh(c, gn, gn, H);
         for (int k = 0; k < H; k++) {
             const int32_t z = gz[k];
             const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * gn[k] + z * s16[k], 15));
@@ -199,9 +264,8 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         }
         return RNC_INT_OK;
     }
-    /* RNN: h8 is read by the recurrent product before it is overwritten */
-    gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
-    if (c->cell == RNC_INT_RNN_TANH) tanh_block(g, g, H, GATE_INT_BITS);
+    /* RNN (h8 was read by the recurrent product before it is overwritten here) */
+    if (c->cell == RNC_INT_RNN_TANH) gate_tanh(c, g, g, H);
     const int relu = c->cell == RNC_INT_RNN_RELU;
     for (int k = 0; k < H; k++) h8[k] = out8(relu && g[k] < 0 ? 0 : g[k], m_h, e_h, h_zp);
     return RNC_INT_OK;

@@ -6,12 +6,23 @@
  * step's bit for bit (the same fixed-point definitions, lane by lane); the tests run both on the
  * NumPy spec's vectors. Same arguments, checks, scratch (its layout too) and results as
  * rnc_int_cell_step. */
+#include "int_step_common.h"
 #include "rnncore_int.h"
 #include "s16_act.h"
 
 #if defined(RNC_S8_HAVE_MVE)
 
 #define GATE_INT_BITS 3
+
+/* the GRU's and RNN's Q3.12 activations, in place or not, in the cell's family */
+static inline void gate_sigmoid(const rnc_int_cell *c, int16_t *y, const int16_t *x, int n) {
+    if (c->activation == RNC_INT_ACT_TABLE) rnc_s16_sigmoid_table_mve(y, x, n);
+    else rnc_s16_sigmoid_mve(y, x, n, GATE_INT_BITS);
+}
+static inline void gate_tanh(const rnc_int_cell *c, int16_t *y, const int16_t *x, int n) {
+    if (c->activation == RNC_INT_ACT_TABLE) rnc_s16_tanh_table_mve(y, x, n);
+    else rnc_s16_tanh_mve(y, x, n, GATE_INT_BITS);
+}
 
 /* TFLite CwiseMul(a, b, shift) = (int16_t)RDBPOT(a b, shift), 1 <= shift <= 31, on four lanes
  * (the int16 wrap is the caller's truncating store or an explicit one) */
@@ -35,32 +46,18 @@ static inline void store_h8(int8_t *h8, int32x4_t v, const rnc_int_cell *c, mve_
     vstrbq_p_s32(h8, y, p);
 }
 
-/* the pre-activations of `rows` rows, H rows at a time through acc[H] (the portable step's
- * gate_part): g[r] = sat16(MBQM(W[r] v + b[r]) (+ g[r])) */
-static void gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, const int8_t *W, int cols,
-                      const int32_t *b, const int32_t *m, const int8_t *e, const int8_t *v, int rows,
-                      int block, int add) {
-    for (int r0 = 0; r0 < rows; r0 += block) {
-        const int n = rows - r0 < block ? rows - r0 : block;
-        matvec(acc, W + (long)r0 * cols, cols, b + r0, v, n, cols);
-        rnc_s32_requant_s16_mve(g + r0, acc, m + r0, e + r0, add ? g + r0 : 0, n);
-    }
-}
-
 int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
-    if (!c || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
-    const int G = rnc_int_gates(c->cell), H = c->hidden_size, I = c->input_size, GH = G * H;
-    if ((c->cell == RNC_INT_LSTM || c->cell == RNC_INT_GRU) && !s16) return RNC_INT_E_ARG;
-    if (!scratch || ((uintptr_t)scratch & 3u) || scratch_bytes < RNC_INT_SCRATCH_BYTES(G, H))
-        return RNC_INT_E_SCRATCH;
-    int32_t *acc = (int32_t *)scratch; /* H */
-    int16_t *g = (int16_t *)(acc + H); /* G*H */
-    int8_t *rh8 = (int8_t *)(g + GH);  /* H */
+    rnc_int_frame f;
+    const int status = rnc_int_frame_open(&f, c, matvec, x8, h8, s16, scratch, scratch_bytes);
+    if (status != RNC_INT_OK) return status;
+    const int H = f.H;
+    int32_t *acc = f.acc;
+    int16_t *g = f.g;
+    int8_t *rh8 = f.rh8;
 
-    gate_part(g, acc, matvec, c->w_ih, I, c->b_ih, c->m_ih, c->e_ih, x8, GH, H, 0);
+    rnc_int_preactivations(&f, c, matvec, rnc_s32_requant_s16_mve, x8, h8); /* int_step_common.h */
     if (c->cell == RNC_INT_LSTM) {
-        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, GH, H, 1);
         int16_t *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
         rnc_s16_sigmoid_mve(gi, gi, 2 * H, GATE_INT_BITS); /* i, f */
         rnc_s16_tanh_mve(gg, gg, H, GATE_INT_BITS);
@@ -86,9 +83,8 @@ int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         const int8_t *w_hn = c->w_hh + (long)2 * H * H;
         const int32_t *b_hn = c->b_hh + 2 * H, *m_hn = c->m_hh + 2 * H;
         const int8_t *e_hn = c->e_hh + 2 * H;
-        gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, 2 * H, H, 1); /* r, z */
         int16_t *gr = g, *gz = g + H, *gn = g + 2 * H;
-        rnc_s16_sigmoid_mve(gr, gr, 2 * H, GATE_INT_BITS); /* r, z */
+        gate_sigmoid(c, gr, gr, 2 * H); /* r, z */
         if (c->linear_before_reset) {
             /* n's pre-activation: sat16(g_in + CwiseMul(r, sat16(MBQM(acc_hn)), 15)) */
             matvec(acc, w_hn, H, b_hn, h8, H, H);
@@ -112,7 +108,7 @@ int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
             matvec(acc, w_hn, H, b_hn, rh8, H, H);
             rnc_s32_requant_s16_mve(gn, acc, m_hn, e_hn, gn, H);
         }
-        rnc_s16_tanh_mve(gn, gn, H, GATE_INT_BITS);
+        gate_tanh(c, gn, gn, H);
         /* h16' = sat16(RDBPOT((2^15 - z) n + z h16, 15)) (|sum| <= 2^30), h8' from it */
         for (int k = 0; k < H; k += 4) {
             mve_pred16_t p = vctp32q((uint32_t)(H - k));
@@ -125,9 +121,8 @@ int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         }
         return RNC_INT_OK;
     }
-    /* RNN: h8 is read by the recurrent product before it is overwritten */
-    gate_part(g, acc, matvec, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, H, H, 1);
-    if (c->cell == RNC_INT_RNN_TANH) rnc_s16_tanh_mve(g, g, H, GATE_INT_BITS);
+    /* RNN (h8 was read by the recurrent product before it is overwritten here) */
+    if (c->cell == RNC_INT_RNN_TANH) gate_tanh(c, g, g, H);
     for (int k = 0; k < H; k += 4) {
         mve_pred16_t p = vctp32q((uint32_t)(H - k));
         int32x4_t a = vldrhq_z_s32(g + k, p);

@@ -25,6 +25,10 @@
 #define RNC_INT_RNN_TANH 2
 #define RNC_INT_RNN_RELU 3
 
+/* rnc_int_cell.activation: the sigmoid / tanh family */
+#define RNC_INT_ACT_GEMMLOWP 0 /* gemmlowp's int16 functions (TFLite's integer LSTM), the default */
+#define RNC_INT_ACT_TABLE 1    /* 257-entry interpolated tables (s16_table.h); GRU and RNN only */
+
 #define RNC_INT_OK 0
 #define RNC_INT_E_ARG (-1)     /* a NULL pointer, a bad size, a shift out of range */
 #define RNC_INT_E_SCRATCH (-2) /* scratch smaller than RNC_INT_SCRATCH_BYTES or misaligned */
@@ -47,6 +51,7 @@ typedef struct {
     int32_t h_zp;                /* zero point of h8, [-128, 127] */
     int32_t cell_shift;          /* LSTM: the cell scale is 2^cell_shift, [-15, -9] */
     int32_t cell_clip;           /* LSTM: |c| <= cell_clip when > 0 */
+    int32_t activation;          /* RNC_INT_ACT_GEMMLOWP (0) or RNC_INT_ACT_TABLE (not LSTM) */
 } rnc_int_cell;
 
 /* The linear head: y[r] = MBQM(b[r] + sum_k w[r, k] x8[k], m[r], e[r]), integer logits on one

@@ -3,6 +3,7 @@
  *
  *   sigmoid: y[i] = sigmoid_q15(x[i], int_bits)   int16 with int_bits integer bits -> Q0.15
  *   tanh:    y[i] = tanh_q15(x[i], int_bits)
+ *   sigmoid_table, tanh_table: y[i] = sigmoid_table_q15(x[i]), tanh_table_q15(x[i]) (Q3.12 in)
  *   requant: g[i] = sat16(MBQM(acc[i], m[i], shift[i]) + add[i])   (add NULL: 0; the sum in
  *            int64, so saturating in int32 first gives the same)
  *
@@ -12,12 +13,16 @@
 #ifndef RNC_S16_ACT_H
 #define RNC_S16_ACT_H
 
+#include "s16_table.h"
 #include "s8_kernel_list.h"
 
 #if defined(RNC_S8_HAVE_MVE)
 #include <arm_mve.h>
 void rnc_s16_sigmoid_mve(int16_t *y, const int16_t *x, int n, int int_bits);
 void rnc_s16_tanh_mve(int16_t *y, const int16_t *x, int n, int int_bits);
+/* the table activations (s16_table.h; Q3.12 inputs, no int_bits) */
+void rnc_s16_sigmoid_table_mve(int16_t *y, const int16_t *x, int n);
+void rnc_s16_tanh_table_mve(int16_t *y, const int16_t *x, int n);
 void rnc_s32_requant_s16_mve(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *shift,
                              const int16_t *add, int n);
 /* MBQM on four int32 lanes (shift in [-31, 30]; x 2^max(shift, 0) saturated to int32) */

@@ -104,6 +104,37 @@ int32x4_t rnc_s32_mbqm_mve(int32x4_t x, int32x4_t m, int32x4_t shift) {
     return vrshlq_s32(vqaddq_s32(v, fixup), neg_right);
 }
 
+/* The table activations (s16_table.h) on eight lanes: u = min(|x|, 2^15 - 1) is VQABS, the two
+ * entries two gathers, and (t d + 64) >> 7 = VQRDMULH(d, t 2^8) = (2 d t 2^8 + 2^15) >> 16 (d =
+ * T[j + 1] - T[j] in [0, 2^11), t 2^8 <= 32512: no saturation). */
+static inline int16x8_t table_interp8(int16x8_t x, const int16_t *T, mve_pred16_t p) {
+    int16x8_t u = vqabsq_s16(x);
+    uint16x8_t j = vreinterpretq_u16_s16(vshrq_n_s16(u, RNC_S16_TABLE_SHIFT));
+    int16x8_t t = vandq_s16(u, vdupq_n_s16((1 << RNC_S16_TABLE_SHIFT) - 1));
+    int16x8_t lo = vldrhq_gather_shifted_offset_z_s16(T, j, p);
+    int16x8_t hi = vldrhq_gather_shifted_offset_z_s16(T + 1, j, p);
+    return vaddq_s16(lo, vqrdmulhq_s16(vsubq_s16(hi, lo), vshlq_n_s16(t, 15 - RNC_S16_TABLE_SHIFT)));
+}
+
+void rnc_s16_sigmoid_table_mve(int16_t *y, const int16_t *x, int n) {
+    for (int i = 0; i < n; i += 8) {
+        mve_pred16_t p = vctp16q((uint32_t)(n - i));
+        int16x8_t a = vldrhq_z_s16(x + i, p);
+        int16x8_t v = table_interp8(a, rnc_s16_sigmoid_table, p);
+        /* 2^15 - v for x < 0: -2^15 - v wraps to it (v in [2^14, 2^15)) */
+        vstrhq_p_s16(y + i, vpselq_s16(vsubq_s16(vdupq_n_s16(-32768), v), v, vcmpltq_n_s16(a, 0)), p);
+    }
+}
+
+void rnc_s16_tanh_table_mve(int16_t *y, const int16_t *x, int n) {
+    for (int i = 0; i < n; i += 8) {
+        mve_pred16_t p = vctp16q((uint32_t)(n - i));
+        int16x8_t a = vldrhq_z_s16(x + i, p);
+        int16x8_t v = table_interp8(a, rnc_s16_tanh_table, p);
+        vstrhq_p_s16(y + i, vpselq_s16(vnegq_s16(v), v, vcmpltq_n_s16(a, 0)), p);
+    }
+}
+
 void rnc_s32_requant_s16_mve(int16_t *g, const int32_t *acc, const int32_t *m, const int8_t *shift,
                              const int16_t *add, int n) {
     const int32x4_t lo = vdupq_n_s32(-32768), hi = vdupq_n_s32(32767);
