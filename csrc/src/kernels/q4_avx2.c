@@ -3,9 +3,8 @@
  * A 64-byte tile (16 rows x 8 inputs) is two ymm (rows 0-7, 8-15). The unsigned nibbles (`and
  * 0x0F`, and `srli 4` + `and`) are pmaddubsw's unsigned operand, the broadcast input group its
  * signed one: each int16 pair sum is at most 2 * 15 * 127 (no saturation), the two halves of a
- * tile add to at most 4 * 15 * 127 = 7620 in int16, four tiles to 30480 < 2^15, then pmaddwd with
- * ones widens to int32. Two row blocks share each broadcast. The accumulators end with
- * - 8 * sum q (q4.h). */
+ * tile add to at most 4 * 15 * 127 = 7620 in int16, then pmaddwd with ones widens to int32. The
+ * accumulators end with - 8 * sum q (q4.h). */
 #include "q4.h"
 
 #if defined(__AVX2__)
@@ -29,61 +28,45 @@ RNC_SAI void q4_store8(int32_t *acc, int r0, int R, __m256i a)
     }
 }
 
-/* one tile half (8 rows): the int16 sums of its 8 inputs with groups xl, xh (each <= 4 * 15 * 127) */
-RNC_SAI __m256i q4_half16(__m256i v, __m256i xl, __m256i xh, __m256i mask)
+/* one tile half (8 rows): the int32 sums of its 8 inputs with groups xl, xh */
+RNC_SAI __m256i q4_half(__m256i v, __m256i xl, __m256i xh, __m256i mask, __m256i ones)
 {
     const __m256i lo = _mm256_and_si256(v, mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
-}
-
-/* MB row blocks (MB = 1..2) of one column: each input group broadcast once for the MB tiles; the
- * int16 sums of up to 4 tiles (<= 4 * 7620 < 2^15) are widened to int32 once */
-RNC_SAI void q4_blocks(const uint8_t *W, int pairs, int K, const int8_t *q, __m256i corr, int b, int R,
-                       int32_t *acc, const int MB)
-{
-    const __m256i mask = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    const size_t bs = (size_t)pairs * 64;
-    const uint8_t *t = W + (size_t)b * bs;
-    __m256i a[2], c[2];
-    for (int m = 0; m < MB; ++m) a[m] = c[m] = _mm256_setzero_si256();
-    for (int p0 = 0; p0 < pairs; p0 += 4) {
-        const int p1 = p0 + 4 < pairs ? p0 + 4 : pairs;
-        __m256i ta[2], tc[2];
-        for (int m = 0; m < MB; ++m) ta[m] = tc[m] = _mm256_setzero_si256();
-        for (int p = p0; p < p1; ++p) { /* the last tile's groups zero past K */
-            int32_t g0, g1;
-            if (8 * p + 8 <= K) {
-                memcpy(&g0, q + 8 * (size_t)p, 4);
-                memcpy(&g1, q + 8 * (size_t)p + 4, 4);
-            } else {
-                g0 = rnc__q4_group(q, K, 2 * p);
-                g1 = rnc__q4_group(q, K, 2 * p + 1);
-            }
-            const __m256i xl = q4_bc8(g0), xh = q4_bc8(g1);
-            for (int m = 0; m < MB; ++m) {
-                const uint8_t *t0 = t + m * bs + 64 * (size_t)p;
-                ta[m] = _mm256_add_epi16(ta[m], q4_half16(_mm256_loadu_si256((const __m256i *)(const void *)t0), xl, xh, mask));
-                tc[m] = _mm256_add_epi16(tc[m], q4_half16(_mm256_loadu_si256((const __m256i *)(const void *)(t0 + 32)), xl, xh, mask));
-            }
-        }
-        for (int m = 0; m < MB; ++m) {
-            a[m] = _mm256_add_epi32(a[m], _mm256_madd_epi16(ta[m], ones));
-            c[m] = _mm256_add_epi32(c[m], _mm256_madd_epi16(tc[m], ones));
-        }
-    }
-    for (int m = 0; m < MB; ++m) {
-        q4_store8(acc, 16 * (b + m), R, _mm256_sub_epi32(a[m], corr));
-        q4_store8(acc, 16 * (b + m) + 8, R, _mm256_sub_epi32(c[m], corr));
-    }
+    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh)), ones);
 }
 
 static void q4_col(const uint8_t *W, int R, int K, const int8_t *q, int32_t *acc)
 {
     const int pairs = rnc__q4_pairs(K), nb = (R + 15) / 16;
+    const __m256i mask = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     const __m256i corr = _mm256_set1_epi32(8 * rnc__q4_qsum(q, K));
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) q4_blocks(W, pairs, K, q, corr, b, R, acc, 2);
-    if (b < nb) q4_blocks(W, pairs, K, q, corr, b, R, acc, 1);
+    const int full = K / 8;
+    for (int b = 0; b < nb; ++b) {
+        const uint8_t *t = W + (size_t)b * pairs * 64;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, c0 = a0, c1 = a0;
+        int p = 0;
+        for (; p + 2 <= full; p += 2) {
+            int32_t g0, g1, g2, g3;
+            memcpy(&g0, q + 8 * (size_t)p, 4);
+            memcpy(&g1, q + 8 * (size_t)p + 4, 4);
+            memcpy(&g2, q + 8 * (size_t)p + 8, 4);
+            memcpy(&g3, q + 8 * (size_t)p + 12, 4);
+            const __m256i xl0 = q4_bc8(g0), xh0 = q4_bc8(g1), xl1 = q4_bc8(g2), xh1 = q4_bc8(g3);
+            const uint8_t *t0 = t + 64 * (size_t)p;
+            a0 = _mm256_add_epi32(a0, q4_half(_mm256_loadu_si256((const __m256i *)(const void *)t0), xl0, xh0, mask, ones));
+            a1 = _mm256_add_epi32(a1, q4_half(_mm256_loadu_si256((const __m256i *)(const void *)(t0 + 32)), xl0, xh0, mask, ones));
+            c0 = _mm256_add_epi32(c0, q4_half(_mm256_loadu_si256((const __m256i *)(const void *)(t0 + 64)), xl1, xh1, mask, ones));
+            c1 = _mm256_add_epi32(c1, q4_half(_mm256_loadu_si256((const __m256i *)(const void *)(t0 + 96)), xl1, xh1, mask, ones));
+        }
+        for (; p < pairs; ++p) { /* the rest, the last tile zero past K */
+            const __m256i xl = q4_bc8(rnc__q4_group(q, K, 2 * p)), xh = q4_bc8(rnc__q4_group(q, K, 2 * p + 1));
+            const uint8_t *t0 = t + 64 * (size_t)p;
+            a0 = _mm256_add_epi32(a0, q4_half(_mm256_loadu_si256((const __m256i *)(const void *)t0), xl, xh, mask, ones));
+            a1 = _mm256_add_epi32(a1, q4_half(_mm256_loadu_si256((const __m256i *)(const void *)(t0 + 32)), xl, xh, mask, ones));
+        }
+        q4_store8(acc, 16 * b, R, _mm256_sub_epi32(_mm256_add_epi32(a0, c0), corr));
+        q4_store8(acc, 16 * b + 8, R, _mm256_sub_epi32(_mm256_add_epi32(a1, c1), corr));
+    }
 }
 
 void rnc_q4_gemm_avx2(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
