@@ -886,16 +886,17 @@ class _Loader:
             w = self.get_ref(wname, wref, n)
             s = self.get_ref(sname, sref, rows * 4)
             raw = np.frombuffer(self.b, np.uint8, n, w)
-            bad = ((raw & 15) == 0) | ((raw >> 4) == 0)
-            if bad.any():
-                raise self.fail(wname, "Q4_MIN", int(np.argmax(bad)))
-            full = unpack_q4(raw, rows, _round_up(k, 8))
             i = np.arange(n)
             lo_in = (i // 64 % (_round_up(k, 8) // 8)) * 8 + i % 4
+            bad_min = ((raw & 15) == 0) | ((raw >> 4) == 0)
             pad = ((lo_in >= k) & ((raw & 15) != 8)) | ((lo_in + 4 >= k) & ((raw >> 4) != 8))
-            if pad.any():
-                j = int(np.argmax(pad))
+            bad = bad_min | pad
+            if bad.any():   # the first bad byte, nibble 0 checked before the padding (loader.c)
+                j = int(np.argmax(bad))
+                if bad_min[j]:
+                    raise self.fail(wname, "Q4_MIN", j)
                 raise self.fail(wname, "Q4_PAD", j, int(lo_in[j] if lo_in[j] >= k else lo_in[j] + 4), k)
+            full = unpack_q4(raw, rows, _round_up(k, 8))
             return pack_q8(np.ascontiguousarray(full[:, :_r4(k)])), self.check_floats(sname, s, rows, True)
         if prec == _C_Q8:
             if _r4(k) > _C["FILE_Q8_MAX_K"]:
