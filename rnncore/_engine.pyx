@@ -23,7 +23,7 @@ cnp.import_array()
 #: kernel-table op names, in rnc_op order (csrc/include/rnncore.h)
 _OPS = ("gemv", "rnn_step", "gru_step", "lstm_step", "quantize", "gemm_deq", "spgemv",
         "rnn_step_sparse", "gru_step_sparse", "lstm_step_sparse")
-_PRECISIONS = ("f32", "q8")
+_PRECISIONS = ("f32", "q8", "q4")
 
 
 def status_str(int code) -> str:
@@ -229,14 +229,20 @@ cdef class Model:
     def stream(self, Py_ssize_t batch=1):
         return Stream(self, batch)
 
-    def plan_row(self, int layer, str op, Py_ssize_t batch, str input="x", bint sums=False) -> str:
+    def plan_row(self, int layer, str op, Py_ssize_t batch, str input="x", bint sums=False,
+                 str precision=None) -> str:
         """Name of the kernel-table row the model's plan runs: ``layer``'s cell (``op`` its
         ``*_step``, ``input`` ``"x"`` or ``"gi"``; ``sums``: W_hh's kernel sums available, as in
         q8 files of version 2) or, with ``layer=-1``, the model-wide ``op`` (``"gemv"``,
         ``"gemm_deq"``, ``"quantize"``) at ``batch`` rows / columns."""
         cdef size_t row = 0
         cdef uint32_t lay = 0xFFFFFFFF if layer < 0 else <uint32_t>layer
-        cdef uint32_t prec = 1 if self.precision == "q8" else 0
+        # quantize / gemm_deq / spgemv are q8 ops (a q4 model quantises its activations as q8);
+        # precision: the model-wide op's (a q4 model's head is a q8 "gemv"), default the model's
+        if precision is not None and precision not in _PRECISIONS:
+            raise ValueError(f"precision: expected one of {_PRECISIONS}, got {precision!r}")
+        cdef uint32_t prec = (_PRECISIONS.index(precision) if precision is not None else
+                              1 if op in ("quantize", "gemm_deq", "spgemv") else _PRECISIONS.index(self.precision))
         if op not in _OPS:
             raise ValueError(f"op: expected one of {_OPS}, got {op!r}")
         if input not in ("x", "gi"):

@@ -200,7 +200,7 @@ def kernels() -> list:
         if st != RNC_OK:
             _raise(st, f"kernel_info({i})")
         out.append({"name": d.name.decode(), "op": _OPS[d.op] if d.op < len(_OPS) else str(d.op),
-                    "precision": _PRECISIONS[d.precision] if d.precision < 2 else str(d.precision),
+                    "precision": _PRECISIONS[d.precision] if d.precision < len(_PRECISIONS) else str(d.precision),
                     "isa": isa_name(d.isa), "input": _INPUTS[d.input] if d.input < 3 else str(d.input),
                     "sums": bool(d.flags & 1), "gru_rb": not (d.flags & 2),
                     "min_batch": d.min_batch, "max_batch": d.max_batch or None})

@@ -277,12 +277,12 @@ class Engine:
 
     def reference(self):
         """The NumPy model the C core must agree with, from this engine's bytes: the
-        :class:`~rnncore.quant.QModel` of the stored int8 weights (q8), or the float spec (f32)."""
+        :class:`~rnncore.quant.QModel` of the stored integer weights (q8, q4), or the float spec (f32)."""
         from rnncore.io.rnc import read_rnc
         from rnncore.quant.reference import qmodel_from_rnc
 
         d = read_rnc(self.data)
-        return qmodel_from_rnc(d) if d["precision"] == "q8" else spec_from_rnc(d)
+        return qmodel_from_rnc(d) if d["precision"] != "f32" else spec_from_rnc(d)
 
 
 class Stream:
@@ -470,11 +470,13 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, or an ``rc.nn.Sequential`` of
         ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (Dropout is skipped), or a
         :class:`~rnncore.quant.ModelSpec`
-    precision : "f32" or "q8" (int8 weights, per-step int8 activations, float32 epilogue)
-    calibration : q8 only: None for dynamic activation scales, representative inputs
+    precision : "f32", "q8" (int8 weights, per-step int8 activations, float32 epilogue) or "q4"
+        (int4 weights in -7..7 with one scale per row, two per byte; q8's activations, exact int32
+        products and epilogue; a q8 head; no cell options: docs/q8-contract.md, "q4 weights")
+    calibration : q8 and q4 only: None for dynamic activation scales, representative inputs
         ``X (B, T, I)`` (or ``(X, lengths)``) to measure static scales with
         :func:`rnncore.quant.calibrate`, or a :class:`~rnncore.quant.Calibration`
-    state_scale : q8 only: the hidden states' scales. None (default): the calibration's when
+    state_scale : q8 and q4 only: the hidden states' scales. None (default): the calibration's when
         calibrated, else dynamic (max-abs per vector and step); "dynamic": always dynamic;
         "bounded": the fixed scale 1/127 of a state bounded in [-1, 1] (GRU, LSTM, tanh RNN; a
         ReLU layer is refused), no per-step scan (docs/q8-contract.md, "The bounded state scale")

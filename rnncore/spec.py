@@ -396,8 +396,8 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
                 raise ValueError(f"state_scale='bounded': layer {k} has cell options "
                                  f"({', '.join(sorted(ls.options))}); its state is not bounded in "
                                  "[-1, 1] by construction: use state_scale=None or 'dynamic'")
-    if state_scale is not None and precision != "q8":
-        raise ValueError(f"state_scale: q8 activation scales exist only for precision='q8', got "
+    if state_scale is not None and precision == "f32":
+        raise ValueError(f"state_scale: q8 activation scales exist only for precision='q8' or 'q4', got "
                          f"state_scale={state_scale!r} with precision={precision!r}")
     xs, hs, head_scale = activation_scales([ls.cell for ls in spec.layers],
                                            [ls.num_directions for ls in spec.layers],
@@ -463,7 +463,7 @@ def spec_from_rnc(d: dict) -> ModelSpec:
 # ------------------------------------------------------------------------------------------
 # model -> .rnc bytes, in Python (no compiled extension needed)
 
-PRECISIONS = ("f32", "q8")
+PRECISIONS = ("f32", "q8", "q4")
 
 
 def build_rnc(model: object, precision: str = "f32", calibration: object = None,
@@ -476,8 +476,8 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, an ``rc.nn.Sequential`` of
         ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (Dropout is skipped), or a
         :class:`ModelSpec`
-    precision : "f32" or "q8"
-    calibration : q8 only: None (dynamic activation scales), representative inputs
+    precision : "f32", "q8" or "q4" (int4 weights, q8 activations: docs/q8-contract.md, "q4 weights")
+    calibration : q8 and q4 only: None (dynamic activation scales), representative inputs
         ``X (B, T, I)`` (or ``(X, lengths)``) measured with :func:`rnncore.quant.calibrate`, or a
         :class:`~rnncore.quant.Calibration`
     state_scale : q8 only: the hidden states' scales: None (the calibration's, else dynamic),
@@ -500,8 +500,8 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     spec = spec_from_model(model)
     cal = None
     if calibration is not None:
-        if precision != "q8":
-            raise ValueError("calibration: static activation scales exist only for precision='q8'")
+        if precision == "f32":
+            raise ValueError("calibration: static activation scales exist only for precision='q8' or 'q4'")
         if isinstance(calibration, Calibration):
             _check_calibration_object(spec, calibration)
             cal = calibration

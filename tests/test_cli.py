@@ -255,8 +255,8 @@ def test_quantize_errors_are_one_line_and_blame_the_right_file(files, tmp_path):
     assert "notes.txt: not an .rnc file" in e and "rnncore convert" in e
     e = one_line_error(cli("quantize", str(d / "m32.rnc"), "-o", str(tmp_path / "no" / "dir" / "x.rnc")))
     assert "does not exist" in e
-    e = one_line_error(cli("quantize", str(d / "m32.rnc"), "-o", "x.rnc", "--precision", "q4"), status=2)
-    assert "argument --precision: invalid choice: 'q4'" in e
+    e = one_line_error(cli("quantize", str(d / "m32.rnc"), "-o", "x.rnc", "--precision", "q2"), status=2)
+    assert "argument --precision: invalid choice: 'q2'" in e
 
 
 # -- bench -----------------------------------------------------------------------------------------

@@ -65,7 +65,12 @@ def _models():
                          {"kind": "gru", "weights": _pruned(rng, _weights(rng, 3, 20, 33), 3, 20)}],
               "head": {"weight": rng.uniform(-0.5, 0.5, (4, 20)), "bias": rng.uniform(-0.1, 0.1, 4),
                        "activation": "none"}}
-    return {"gru_q8": gru, "lstm_f32": lstm, "bilstm_q8": bi, "sparse_q8": sparse}
+    q4 = {"precision": "q4", "input_size": 11,  # int4 weights (both GRU forms), a q8 head
+          "layers": [{"kind": "gru", "weights": _weights(rng, 3, 37, 11)},
+                     {"kind": "gru", "reset_after": False, "weights": _weights(rng, 3, 18, 37)}],
+          "head": {"weight": rng.uniform(-0.5, 0.5, (4, 18)), "bias": rng.uniform(-0.1, 0.1, 4),
+                   "activation": "none"}}
+    return {"gru_q8": gru, "lstm_f32": lstm, "bilstm_q8": bi, "sparse_q8": sparse, "gru_q4": q4}
 
 
 def _pruned(rng, w: dict, g: int, h: int) -> dict:
@@ -82,7 +87,7 @@ def _pruned(rng, w: dict, g: int, h: int) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", ["gru_q8", "lstm_f32", "bilstm_q8", "sparse_q8"])
+@pytest.mark.parametrize("name", ["gru_q8", "lstm_f32", "bilstm_q8", "sparse_q8", "gru_q4"])
 def test_export_c_runs_on_aarch64(aarch64_lib: Path, tmp_path: Path, name: str) -> None:
     spec = _models()[name]
     data = write_rnc(spec)
@@ -108,6 +113,8 @@ def test_export_c_runs_on_aarch64(aarch64_lib: Path, tmp_path: Path, name: str) 
     x.astype("<f4").tofile(inp)
 
     eng = rc.load(data)
+    if spec["precision"] == "q4":  # the q4 cells run on aarch64 (neondot on the A76, generic on the A53)
+        assert eng._model.plan_row(0, "gru_step", 1, "x").startswith("rnc_q4_gru_step")
     if "sparse" in spec:  # every layer's weights stored block-sparse (layer flags 4 | 8)
         assert all(eng._model.plan_row(li, op, 1, "x").startswith(f"rnc_q8_{op}")
                    for li, op in ((0, "lstm_step_sparse"), (1, "gru_step_sparse")))
@@ -121,7 +128,7 @@ def test_export_c_runs_on_aarch64(aarch64_lib: Path, tmp_path: Path, name: str) 
             assert r.returncode == 0, r.stderr
             got = np.array([[float(v) for v in line.split()] for line in r.stdout.splitlines()], np.float32)
             assert got.shape == want.shape, (got.shape, want.shape)
-            if spec["precision"] == "q8":
+            if spec["precision"] != "f32":  # q8, q4: the x86 engine's bits
                 np.testing.assert_array_equal(got, want, err_msg=f"{name} {cpu} {mode}")
             else:
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6, err_msg=f"{name} {cpu} {mode}")

@@ -225,7 +225,7 @@ def _compile(m, precision, sums=True, state_scale=None):
 
 def _state_scales(kind, precision):
     """The q8 state scales a cell kind can use: dynamic, and bounded where its state is."""
-    return [None, "bounded"] if precision == "q8" and kind != "rnn_relu" else [None]
+    return [None, "bounded"] if precision != "f32" and kind != "rnn_relu" else [None]
 
 
 @pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _CELLS], ids=_ids)
@@ -260,7 +260,7 @@ def test_step_kernel_one_step_from_the_same_state(kern, data, i, h, extra, wscal
     assert eng._model.plan_row(0, kern["op"], b, "x", sums=sums) == kern["name"]
     rng = np.random.default_rng(seed)
     s = eng.stream(batch=b)
-    ref = eng.reference() if kern["precision"] == "q8" else None
+    ref = eng.reference() if kern["precision"] != "f32" else None  # q8, q4: the stored ints
     for _t in range(3):
         x = (rng.standard_normal((b, i)) * xscale).astype(F32)
         st0 = s.state
@@ -290,7 +290,7 @@ def test_step_kernel_one_step_from_the_same_state(kern, data, i, h, extra, wscal
     record(kern["name"], kern["isa"])
 
 
-@pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _CELLS and k["precision"] == "q8"
+@pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] in _CELLS and k["precision"] in ("q8", "q4")
                                   and k["input"] != "x" and k["isa"] != "generic"], ids=_ids)
 @HYP
 @given(data=st.data(), i=st.integers(1, 40), h=st.integers(1, 40), t=st.integers(4, 9),
@@ -302,14 +302,14 @@ def test_sequence_rows_bit_identical_to_generic(kern, data, i, h, t, seed):
     kind = data.draw(st.sampled_from(_kinds(kern)))
     state_scale = data.draw(st.sampled_from(_state_scales(kind, "q8")))
     m = _layer(kind, i, h, seed % 1000, 1.0)
-    eng = rc.compile(m, precision="q8")
+    eng = rc.compile(m, precision=kern["precision"])
     eng.set_isa(kern["isa"])
     reach = _reach(eng, kern, ("gi",))
     if reach is None:  # an "any" row the plan runs only with the input vector given: the step
         assert _reach(eng, kern, ("x",)) is not None, kern["name"]  # test above covers it there
         return
     b = reach[1]
-    eng = _compile(m, "q8", reach[2], state_scale)
+    eng = _compile(m, kern["precision"], reach[2], state_scale)
     eng.set_isa(kern["isa"])
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((b, t, i)).astype(F32)
@@ -326,7 +326,7 @@ def test_sequence_rows_bit_identical_to_generic(kern, data, i, h, t, seed):
 
 
 @pytest.mark.parametrize("isa", sorted(AVAILABLE))
-@pytest.mark.parametrize("precision", ["f32", "q8"])
+@pytest.mark.parametrize("precision", ["f32", "q8", "q4"])
 def test_run_with_lengths_and_batch_on_every_isa(isa, precision):
     """The whole-sequence path (input projection for all steps at once) equals stepping the C core."""
     m = rc.nn.GRU(7, 19, num_layers=2, seed=1)
@@ -357,7 +357,7 @@ SEQ = settings(max_examples=12, deadline=None, derandomize=True,
 
 
 @pytest.mark.parametrize("isa", sorted(AVAILABLE))
-@pytest.mark.parametrize("precision", ["f32", "q8"])
+@pytest.mark.parametrize("precision", ["f32", "q8", "q4"])
 @SEQ
 @given(data=st.data())
 def test_random_stacks_with_lengths_on_every_isa(isa, precision, data):
@@ -394,10 +394,10 @@ def test_random_stacks_with_lengths_on_every_isa(isa, precision, data):
     mode, op = "gi" if b < 4 else "x", {"r": "rnn_step", "g": "gru_step", "l": "lstm_step"}[kind[0]]
     for layer in range(layers):
         record(eng._model.plan_row(layer, op, b, mode, sums=True), isa)
-    if precision == "q8":
+    if precision != "f32":
         record(eng._model.plan_row(-1, "quantize", 1), isa)
-        if b < 4:
-            record(eng._model.plan_row(-1, "gemm_deq", b * t), isa)
+        if b < 4:  # q4: the q4 product, then the dequantisation
+            record(eng._model.plan_row(-1, "gemm_deq" if precision == "q8" else "gemv", b * t), isa)
 
 
 # ------------------------------------------------------------------------------------------

@@ -65,7 +65,9 @@ const char *rnc_status_str(rnc_status s);
 /* ------------------------------------------------------------------------------------------
  * Enumerations (values are also the values stored in .rnc files)
  * ---------------------------------------------------------------------------------------- */
-typedef enum rnc_precision { RNC_F32 = 0, RNC_Q8 = 1, RNC_PRECISION_COUNT = 2 } rnc_precision;
+/* q4: int4 weights (-7..7, one scale per row, two per byte) with q8 activations and epilogue
+ * (docs/q8-contract.md, "q4 weights"); a q4 model's head is q8. */
+typedef enum rnc_precision { RNC_F32 = 0, RNC_Q8 = 1, RNC_Q4 = 2, RNC_PRECISION_COUNT = 3 } rnc_precision;
 
 typedef enum rnc_cell_kind {
     RNC_RNN_TANH = 0,
@@ -174,7 +176,7 @@ typedef struct rnc_plan_op {
     } pick[RNC_PLAN_PICKS];
 } rnc_plan_op;
 typedef struct rnc_plan {
-    rnc_plan_op gemm[RNC_PRECISION_COUNT]; /* products by columns: heads, f32 projections */
+    rnc_plan_op gemm[RNC_PRECISION_COUNT]; /* products by columns: heads, f32 and q4 projections */
     rnc_plan_op gemm_deq, quantize; /* q8 */
     rnc_plan_op spgemv;           /* q8 block-sparse products (sparse layers' projections) */
     rnc_plan_op cell_x[RNC_MAX_LAYERS];    /* each layer's cell, the input vector given */

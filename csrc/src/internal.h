@@ -31,6 +31,7 @@
 
 typedef void (*rnc_gemm_q8_fn)(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                                int32_t *Acc, int ldacc);
+/* The q4 product (kernels/q4.h) has the q8 product's signature: Wp is the packed q4 matrix. */
 typedef void (*rnc_gemm_f32_fn)(const float *Wp, int R, int K, int N, const float *X, int ldx,
                                 float *Y, int ldy);
 /* q8 activation quantisation of one row (docs/q8-contract.md): q[0..npad) (zero past n) and its
@@ -137,6 +138,7 @@ int rnc__all_finite(const float *v, size_t n);
 
 static inline uint64_t r16(uint64_t n) { return (n + 15) & ~(uint64_t)15; }
 static inline uint64_t r4(uint64_t n) { return (n + 3) & ~(uint64_t)3; }
+static inline uint64_t r8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 
 /* return the status of x unless it is RNC_OK */
 #define TRY(x)                                                                                    \
@@ -227,6 +229,10 @@ static inline void rnc__q8_quantize_h(const rnc_cell_args *a, rnc_quantize_fn qu
 #define RNC_DECL_RNN_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_GRU_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_LSTM_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_GEMV_Q4(f) RNC_DECL_GEMV_Q8(f)
+#define RNC_DECL_RNN_STEP_Q4(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_GRU_STEP_Q4(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_LSTM_STEP_Q4(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_ROW(op, prec, f, isa, input, flags, bmin, bmax) RNC_DECL_##op##_##prec(f)
 RNC_KERNEL_LIST(RNC_DECL_ROW)
 #undef RNC_DECL_ROW

@@ -32,6 +32,14 @@
     X(GRU_STEP_SPARSE, Q8, rnc_q8_gru_step_sparse_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                \
     X(LSTM_STEP_SPARSE, Q8, rnc_q8_lstm_step_sparse_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
 
+/* q4 weights (kernels/q4_<isa>.c, q4.h): the int4 product (packed nibbles, exact int32 sums with
+ * q8 activations) and the q8 cell template over it (the q8 quantiser and epilogue) */
+#define RNC_KERNELS_Q4(X, sfx, isa)                                                               \
+    X(GEMV, Q4, rnc_q4_gemm_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                                      \
+    X(RNN_STEP, Q4, rnc_q4_rnn_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                              \
+    X(GRU_STEP, Q4, rnc_q4_gru_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                              \
+    X(LSTM_STEP, Q4, rnc_q4_lstm_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
+
 /* portable C (kernels/q8_gemm_generic.c, f32_gemm_generic.c, cells_generic.c, util.c): the
  * twin of every row */
 #define RNC_KERNELS_GENERIC(X)                                                                    \
@@ -40,7 +48,8 @@
     X(QUANTIZE, Q8, rnc_q8_quantize_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                \
     RNC_KERNELS_CELLS(X, generic, RNC_ISA_GENERIC)                                                \
-    RNC_KERNELS_SPARSE(X, generic, RNC_ISA_GENERIC)
+    RNC_KERNELS_SPARSE(X, generic, RNC_ISA_GENERIC)                                               \
+    RNC_KERNELS_Q4(X, generic, RNC_ISA_GENERIC)
 
 #if defined(__x86_64__) || defined(_M_X64)
 /* AVX2 + FMA (q8_gemm_avx2.c, f32_gemm_avx2.c, cells_avx2.c). q8 cell strategies (cells_avx2.c):
@@ -62,7 +71,8 @@
     RNC_KERNELS_AVX2_CELL(X, GRU_STEP, gru)                                                       \
     RNC_KERNELS_AVX2_CELL(X, LSTM_STEP, lstm)                                                     \
     RNC_KERNELS_CELLS(X, avx2, RNC_ISA_AVX2)                                                      \
-    RNC_KERNELS_SPARSE(X, avx2, RNC_ISA_AVX2)
+    RNC_KERNELS_SPARSE(X, avx2, RNC_ISA_AVX2)                                                     \
+    RNC_KERNELS_Q4(X, avx2, RNC_ISA_AVX2)
 /* AVX-512 F/BW/VL/DQ (gemm_avx512.c, cells_avx512.c) */
 #define RNC_KERNELS_AVX512(X)                                                                     \
     X(GEMV, Q8, rnc_q8_gemm_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                          \
@@ -104,7 +114,8 @@
     X(RNN_STEP, F32, rnc_f32_rnn_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)        \
     X(GRU_STEP, F32, rnc_f32_gru_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)        \
     X(LSTM_STEP, F32, rnc_f32_lstm_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)      \
-    RNC_KERNELS_SPARSE(X, avx512vnni, RNC_ISA_AVX512VNNI)
+    RNC_KERNELS_SPARSE(X, avx512vnni, RNC_ISA_AVX512VNNI)                                         \
+    RNC_KERNELS_Q4(X, avx512vnni, RNC_ISA_AVX512VNNI)
 /* AVX-VNNI (q8_gemm_avxvnni.c, cells_avxvnni.c): q8 products with VEX vpdpbusd; f32 and the
  * quantiser are AVX2's. Left out when the compiler lacks -mavxvnni (sources.mk). */
 #if !defined(RNC_NO_X86_AVXVNNI)
@@ -155,7 +166,8 @@
     X(GEMV, Q8, rnc_q8_gemm_neondot, RNC_ISA_NEONDOT, RNC_IN_ANY, 0, 1, 0)                        \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neondot, RNC_ISA_NEONDOT, RNC_IN_ANY, 0, 1, 0)                \
     RNC_KERNELS_CELLS(X, neondot, RNC_ISA_NEONDOT)                                                \
-    RNC_KERNELS_SPARSE(X, neondot, RNC_ISA_NEONDOT)
+    RNC_KERNELS_SPARSE(X, neondot, RNC_ISA_NEONDOT)                                               \
+    RNC_KERNELS_Q4(X, neondot, RNC_ISA_NEONDOT)
 #else
 #define RNC_KERNELS_NEONDOT(X)
 #endif

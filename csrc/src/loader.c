@@ -265,6 +265,23 @@ static rnc_status check_q8(const rnc_ctx *c, const char *field, const void *p, u
     return RNC_OK;
 }
 
+/* A packed q4 matrix (docs/rnc-format.md, "q4 weights") of `rows` rows and k inputs: no nibble 0
+ * (-8), and the nibbles of inputs >= k are 8 (weight 0), so that every ISA's product (which reads
+ * whole 4-input groups) sums exactly the first k inputs. */
+static rnc_status check_q4(const rnc_ctx *c, const char *field, const void *p, uint64_t rows, uint64_t k)
+{
+    const uint8_t *q = (const uint8_t *)p;
+    const uint64_t pairs = r8(k) / 8, n = rows * pairs * 4;
+    for (uint64_t i = 0; i < n; ++i) {
+        const uint32_t lo = q[i] & 15u, hi = q[i] >> 4;
+        if (!lo || !hi) return fail(c, field, MSG_Q4_MIN, i, 0, 0, NULL);
+        const uint64_t in = (i / 64 % pairs) * 8 + i % 4; /* the low nibble's input */
+        if ((in >= k && lo != 8) || (in + 4 >= k && hi != 8))
+            return fail(c, field, MSG_Q4_PAD, i, in >= k ? in : in + 4, k, NULL);
+    }
+    return RNC_OK;
+}
+
 static rnc_status check_static_scale(const rnc_ctx *c, const char *field, float s, uint32_t precision)
 {
     if (!finite_f(s) || s < 0.0f) return fail(c, field, MSG_SCALE, f32_bits(s), 0, 0, NULL);
@@ -282,7 +299,13 @@ static rnc_status get_matrix(rnc_ctx *c, uint32_t prec, const char *wname, const
                              const void **w, const float **s)
 {
     const void *sp = NULL;
-    if (prec == RNC_Q8) {
+    if (prec == RNC_Q4) { /* nibbles, two per byte: rows x round8(k) / 2 bytes */
+        if (r4(k) > RNC_Q8_MAX_K) return fail(c, wname, MSG_Q8_K, r4(k), RNC_Q8_MAX_K, 0, NULL);
+        TRY(get_ref(c, wname, wref, rows * (r8(k) / 2), w));
+        TRY(get_ref(c, sname, sref, rows * 4, &sp));
+        TRY(check_q4(c, wname, *w, rows, k));
+        TRY(check_floats(c, sname, sp, rows, 1));
+    } else if (prec == RNC_Q8) {
         if (r4(k) > RNC_Q8_MAX_K) return fail(c, wname, MSG_Q8_K, r4(k), RNC_Q8_MAX_K, 0, NULL);
         TRY(get_ref(c, wname, wref, rows * r4(k), w));
         TRY(get_ref(c, sname, sref, rows * 4, &sp));
@@ -588,6 +611,8 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     if ((lf & sparse_flags) && (prec != RNC_Q8 || (lf & RNC_LAYER_FLAG_OPTIONS) ||
                                 (kind == RNC_GRU && !(lf & RNC_LAYER_FLAG_RESET_AFTER))))
         return fail(c, FIELD(desc1, flags), MSG_SPARSE_FORM, lf, 0, 0, NULL);
+    if (prec == RNC_Q4 && (lf & RNC_LAYER_FLAG_OPTIONS))
+        return fail(c, FIELD(desc1, flags), MSG_Q4_FORM, lf, 0, 0, NULL);
     /* LSTM projection (cell option): h, the output and W_hh's inputs are P wide */
     const uint32_t P = s->opt ? rnc_cellopt_proj_size(s->opt) : 0, HW = P ? P : H;
     if (P && (kind != RNC_LSTM || P >= H)) return fail(c, "opt.proj_size", MSG_OPT_PROJ, P, H - 1, 0, NULL);
@@ -600,8 +625,8 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     L->hidden_size = H;
     L->gates = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1;
     L->hp = (uint32_t)r16(H);
-    L->kx = (uint32_t)(prec == RNC_Q8 ? r4(I) : I);
-    L->kh = (uint32_t)(prec == RNC_Q8 ? r4(HW) : HW);
+    L->kx = (uint32_t)(prec != RNC_F32 ? r4(I) : I); /* q8 and q4: the quantised inputs' stride */
+    L->kh = (uint32_t)(prec != RNC_F32 ? r4(HW) : HW);
     L->proj = P;
     L->out = HW;
     L->x_scale = s->x_scale;
@@ -697,7 +722,7 @@ static rnc_status load_head(rnc_ctx *c, rnc_model *m, const head_names *f, uint3
                             uint32_t act, float scale, const unsigned char *wref,
                             const unsigned char *sref, const unsigned char *bref)
 {
-    const uint32_t prec = m->precision;
+    const uint32_t prec = m->precision == RNC_Q4 ? RNC_Q8 : m->precision; /* a q4 file's head is q8 */
     if (in != c->feat) return fail(c, f->in, MSG_EXPECT, in, c->feat, 0, NULL);
     if (out == 0 || out > RNC_MAX_FEATURES) return fail(c, f->out, MSG_RANGE, out, 1, RNC_MAX_FEATURES, NULL);
     if (act >= RNC_ACTIVATION_COUNT)
@@ -772,6 +797,7 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
                            RNC_V1_FLAG_LAST_STEP_BIDIR;
     if (prec >= RNC_PRECISION_COUNT)
         return fail(c, FIELD(hdr1, precision), MSG_RANGE, prec, 0, RNC_PRECISION_COUNT - 1, NULL);
+    if (prec == RNC_Q4) return fail(c, FIELD(hdr1, precision), MSG_Q4_V1, prec, 0, 0, NULL);
     if (flags & ~known) return fail(c, FIELD(hdr1, flags), MSG_FLAGS, flags, known, 0, NULL);
     if (nl == 0) return fail(c, FIELD(hdr1, num_layers), MSG_RANGE, nl, 1, RNC_MAX_LAYERS, NULL);
     if (nl > RNC_MAX_LAYERS)

@@ -82,15 +82,15 @@ static int layer_op(const rnc_layer *L)
 static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
 {
     memset(p, 0, sizeof(*p));
-    const int q8 = m->precision == RNC_Q8;
     TRY(plan_op(&p->gemm[RNC_F32], RNC_OP_GEMV, RNC_F32, isa, RNC_IN_X, 0));
     TRY(plan_op(&p->gemm[RNC_Q8], RNC_OP_GEMV, RNC_Q8, isa, RNC_IN_X, 0));
+    TRY(plan_op(&p->gemm[RNC_Q4], RNC_OP_GEMV, RNC_Q4, isa, RNC_IN_X, 0));
     TRY(plan_op(&p->gemm_deq, RNC_OP_GEMM_DEQ, RNC_Q8, isa, RNC_IN_X, 0));
     TRY(plan_op(&p->quantize, RNC_OP_QUANTIZE, RNC_Q8, isa, RNC_IN_X, 0));
     TRY(plan_op(&p->spgemv, RNC_OP_SPGEMV, RNC_Q8, isa, RNC_IN_X, 0));
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
-        const int prec = q8 ? RNC_Q8 : RNC_F32, rb = L->kind == RNC_GRU && !L->reset_after;
+        const int prec = (int)m->precision, rb = L->kind == RNC_GRU && !L->reset_after;
         TRY(plan_op(&p->cell_x[l], layer_op(L), prec, isa, RNC_IN_X, rb));
         TRY(plan_op(&p->cell_gi[l], layer_op(L), prec, isa, RNC_IN_GI, rb));
         if (L->dirs == 2) p->bidirectional = 1;
@@ -380,7 +380,7 @@ static size_t apply_head(const rnc_model *m, const float *in, size_t rows, size_
                          int8_t *xq, float *sx, void *acc)
 {
     const uint32_t O = m->head_out, op = (uint32_t)r16(O), K = m->head_in, kx = m->head_kx;
-    if (m->precision == RNC_Q8) {
+    if (m->precision != RNC_F32) { /* q8, and a q4 model's q8 head */
         const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
         for (size_t r = 0; r < rows; ++r)
             quantize(in + r * ld_in, K, kx, m->head_scale, m->head_inv, xq + r * kx, &sx[r]);
@@ -468,8 +468,8 @@ static void cell_args_base(const rnc_model *m, const rnc_layer *L, uint32_t d, r
     a->s_hh = L->dir[d].s_hh;
     a->b_ih = L->dir[d].b_ih;
     a->b_hh = L->dir[d].b_hh;
-    a->h_scale = m->precision == RNC_Q8 ? L->h_scale[d] : 0.0f;
-    a->h_inv = m->precision == RNC_Q8 ? L->h_inv[d] : 0.0f;
+    a->h_scale = m->precision != RNC_F32 ? L->h_scale[d] : 0.0f;
+    a->h_inv = m->precision != RNC_F32 ? L->h_inv[d] : 0.0f;
     a->h = s->h + (L->h_offset + (size_t)d * L->out) * s->batch;
     a->P = L->proj;
     a->c = L->kind == RNC_LSTM ? s->c + (L->c_offset + (size_t)d * L->hidden_size) * s->batch
@@ -560,7 +560,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             const rnc_layer *L = &m->layer[l];
             rnc_cell_args a;
             cell_args_base(m, L, 0, s, &a, wk + w.cell);
-            if (m->precision == RNC_Q8) {
+            if (m->precision != RNC_F32) {
                 for (size_t b = 0; b < B; ++b)
                     quantize(in + b * in_w, in_w, L->kx, L->x_scale, L->x_inv, xq + b * L->kx,
                              &sx[b]);
@@ -852,7 +852,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 }
                 /* q8: per-step mode stores the quantised inputs step-major, row (j, b) at
                  * j * B + b (one step's B rows contiguous); otherwise (b, j) at b * n + j */
-                if (m->precision == RNC_Q8)
+                if (m->precision != RNC_F32)
                     for (size_t b = 0; b < B; ++b)
                         for (size_t j = 0; j < n; ++j) {
                             const size_t r = per_step ? j * B + b : b * n + j;
@@ -867,6 +867,12 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                                 (const int8_t *)(const void *)&L->dir[d].sp_ih, (int)ghp,
                                 (int)L->input_size, (int)n, xq + b * n * kx, (int)kx,
                                 (int32_t *)(void *)g, (int)ghp);
+                            rnc__dequant_in_place(g, (int)ghp, (int)n, (int)ghp, sx + b * n,
+                                                  L->dir[d].s_ih, L->dir[d].b_ih);
+                        } else if (m->precision == RNC_Q4) { /* gemm_deq.h's order */
+                            plan_pick(&m->plan.gemm[RNC_Q4], n, 0)->fn.gemm_q8(
+                                (const int8_t *)L->dir[d].w_ih, (int)ghp, (int)L->input_size, (int)n,
+                                xq + b * n * kx, (int)kx, (int32_t *)(void *)g, (int)ghp);
                             rnc__dequant_in_place(g, (int)ghp, (int)n, (int)ghp, sx + b * n,
                                                   L->dir[d].s_ih, L->dir[d].b_ih);
                         } else if (m->precision == RNC_Q8) {
@@ -894,7 +900,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     }
                     if (!any) continue;
                     if (per_step) { /* the cell computes W_ih x_t of every row itself */
-                        if (m->precision == RNC_Q8) { /* step t's rows, contiguous (above) */
+                        if (m->precision != RNC_F32) { /* step t's rows, contiguous (above) */
                             a.xq = xq + j * B * kx;
                             a.ldxq = kx;
                             a.sx = sx + j * B;

@@ -46,7 +46,7 @@
 
 /* Ranges of the values the loader accepts (rnncore.h's public limits and enums, checked equal in
  * loader.c; the Python reader takes them from here). Enumerations are 0 .. COUNT - 1. */
-#define RNC_FILE_PRECISIONS 2u   /* 0 f32, 1 q8 */
+#define RNC_FILE_PRECISIONS 3u   /* 0 f32, 1 q8, 2 q4 (v2 files only) */
 #define RNC_FILE_CELL_KINDS 4u   /* 0 rnn tanh, 1 rnn relu, 2 gru, 3 lstm */
 #define RNC_FILE_ACTIVATIONS 5u  /* head: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 softmax */
 #define RNC_FILE_MAX_LAYERS 16u  /* recurrent layers */
@@ -324,6 +324,10 @@
     M(NEGATIVE, CORRUPT, "value %llu is negative")                                                 \
     M(Q8_MIN, CORRUPT, "value %llu is -128 (q8 weights are in -127..127)")                         \
     M(Q8_K, UNSUPPORTED, "%llu padded inputs per row, the q8 kernels take at most %llu")          \
+    M(Q4_MIN, CORRUPT, "byte %llu holds nibble 0 (-8; q4 weights are in -7..7, stored + 8)")       \
+    M(Q4_PAD, CORRUPT, "byte %llu: input %llu >= %llu inputs is not 0 (nibble 8)")               \
+    M(Q4_FORM, UNSUPPORTED, "0x%llx: q4 files run layers without cell options (flag 0x10)")      \
+    M(Q4_V1, CORRUPT, "%llu (q4) in a version 1 file, expected 0..1 (q4 needs version 2)")         \
     M(SCALE, CORRUPT, "bits 0x%llx: not a finite value >= 0")                                      \
     M(SCALE_F32, CORRUPT, "bits 0x%llx: nonzero in an f32 file (static scales are q8 only)")       \
     M(SCALE_UNIDIR, CORRUPT, "bits 0x%llx: nonzero in a unidirectional layer")                     \

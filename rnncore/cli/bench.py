@@ -248,7 +248,7 @@ def check(engine, data: bytes, X: np.ndarray, lengths, args: argparse.Namespace)
     other = None
     if args.compare is not None:
         _, other = load_engine(args.compare)
-        want = "f32" if engine.precision == "q8" else "q8"
+        want = "f32" if engine.precision != "f32" else "q8"
         if other.precision != want:
             raise CLIError(f"--compare {args.compare}: expected a {want} model (this one is "
                            f"{engine.precision}), got {other.precision}")
@@ -256,14 +256,15 @@ def check(engine, data: bytes, X: np.ndarray, lengths, args: argparse.Namespace)
                 (engine.input_size, engine.output_size, engine.uses_ids):
             raise CLIError(f"--compare {args.compare}: a different model ({other.describe()}; this one "
                            f"is {engine.describe()})")
-    if engine.precision == "q8":
+    if engine.precision != "f32":  # q8, q4: the NumPy quantised reference of the stored ints
         ref = q8_forward(qmodel_from_rnc(d), X, lengths)[0]
-        out["vs_reference"] = {"reference": "NumPy q8 reference (rnncore.quant), same int8 weights",
+        out["vs_reference"] = {"reference": f"NumPy {engine.precision} reference (rnncore.quant), "
+                                            "same integer weights",
                                "max_abs_err": float(np.abs(y - ref).max()),
                                "bit_exact": bool(np.array_equal(y, ref))}
         if other is None:
             other = rc.compile(spec_from_rnc(d), "f32")
-            source = "f32 engine of the dequantised q8 weights"
+            source = f"f32 engine of the dequantised {engine.precision} weights"
         else:
             source = f"f32 engine of {args.compare}"
         y32, y8 = other.run(X, lengths), y

@@ -69,14 +69,14 @@ def plan_rows(engine, batch: int, steps: int, sums: bool) -> dict:
     :data:`RUN_PER_STEP_MIN_BATCH` sequences: the input projection over all (b, t)) and ``head``.
     """
     m = engine._model
-    q8 = engine.precision == "q8"
+    q8 = engine.precision != "f32"  # q8 and q4: q8 activations
     cells_x = [m.plan_row(k, _CELL_OP[layer["kind"]], batch, "x", sums)
                for k, layer in enumerate(engine.layers)]
     step: dict = {"cells": cells_x}
     if q8:
         step["quantize"] = m.plan_row(-1, "quantize", 1)
     if m.has_head:
-        step["head"] = m.plan_row(-1, "gemv", batch)
+        step["head"] = m.plan_row(-1, "gemv", batch, precision="q8" if q8 else "f32")  # q4: a q8 head
     run: dict = {}
     per_step = batch >= RUN_PER_STEP_MIN_BATCH
     bt = batch * steps
@@ -85,11 +85,11 @@ def plan_rows(engine, batch: int, steps: int, sums: bool) -> dict:
     else:
         run["cells"] = [m.plan_row(k, _CELL_OP[layer["kind"]], batch, "gi", sums)
                         for k, layer in enumerate(engine.layers)]
-        run["projection"] = m.plan_row(-1, "gemm_deq" if q8 else "gemv", bt)
+        run["projection"] = m.plan_row(-1, "gemm_deq" if engine.precision == "q8" else "gemv", bt)
     if q8:
         run["quantize"] = step["quantize"]
     if m.has_head:
-        run["head"] = m.plan_row(-1, "gemv", batch if m.last_step else bt)
+        run["head"] = m.plan_row(-1, "gemv", batch if m.last_step else bt, precision="q8" if q8 else "f32")
     return {"step": step, "run": run}
 
 
@@ -104,7 +104,7 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
     except ValueError as e:  # the C loader accepted it; the Python reader should too
         raise CLIError(f"{path}: {e}") from e
     hdr = header(data)
-    q8 = d["precision"] == "q8"
+    q8 = d["precision"] != "f32"
     m = engine._model
     layers = []
     total = 0 if d["embedding"] is None else int(d["embedding"]["weight"].size)

@@ -19,7 +19,9 @@ from rnncore.cli._common import CLIError, check_output_path, load_npy, read_mode
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the f32 .rnc file")
     p.add_argument("-o", "--output", required=True, help="the q8 .rnc file to write")
-    p.add_argument("--precision", choices=("q8",), default="q8", help="the precision to write (q8)")
+    p.add_argument("--precision", choices=("q8", "q4"), default="q8",
+                   help="the precision to write: q8, or q4 (int4 weights, q8 activations; "
+                        "docs/q8-contract.md)")
     add_calibration_arguments(p)
 
 
@@ -38,14 +40,15 @@ def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
 def load_calibration(args: argparse.Namespace, precision: str):
     """The calibration data of ``--calibration`` / ``--calibration-lengths`` (None without),
     every error blamed on the calibration file."""
-    if getattr(args, "state_scale", None) is not None and precision != "q8":
-        raise CLIError(f"--state-scale {args.state_scale}: activation scales exist only for --precision q8")
+    if getattr(args, "state_scale", None) is not None and precision == "f32":
+        raise CLIError(f"--state-scale {args.state_scale}: activation scales exist only for "
+                       "--precision q8 or q4")
     if args.calibration is None:
         if args.calibration_lengths is not None:
             raise CLIError("--calibration-lengths needs --calibration")
         return None
-    if precision != "q8":
-        raise CLIError("--calibration: static activation scales exist only for --precision q8")
+    if precision == "f32":
+        raise CLIError("--calibration: static activation scales exist only for --precision q8 or q4")
     x = load_npy(args.calibration, "--calibration")
     if x.dtype.kind == "f":
         x = np.asarray(x, np.float32)

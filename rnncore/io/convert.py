@@ -175,7 +175,7 @@ def add_arguments(p) -> None:
 
     p.add_argument("source", help="the model file: .onnx, .keras, .pt/.pth")
     p.add_argument("-o", "--output", required=True, help="the .rnc file to write")
-    p.add_argument("--precision", choices=("f32", "q8"), default="f32")
+    p.add_argument("--precision", choices=("f32", "q8", "q4"), default="f32")
     add_calibration_arguments(p)
     p.add_argument("--trust-pickle", action="store_true",
                    help=".pt/.pth holding a whole pickled module (unpickling runs code from the file)")

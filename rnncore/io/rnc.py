@@ -71,7 +71,7 @@ K_GROUP = 4
 RECORD_KINDS = {"embedding": _C["REC_EMBEDDING"], "recurrent": _C["REC_RECURRENT"],
                 "last_step": _C["REC_LAST_STEP"], "linear": _C["REC_LINEAR"]}
 
-PRECISIONS = {"f32": 0, "q8": 1}
+PRECISIONS = {"f32": 0, "q8": 1, "q4": 2}
 KINDS = {("rnn", "tanh"): 0, ("rnn", "relu"): 1, ("gru", None): 2, ("lstm", None): 3}
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 ACTIVATIONS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
@@ -145,6 +145,27 @@ def unpack_q8(packed: np.ndarray, rp: int, kp: int) -> np.ndarray:
     return np.ascontiguousarray(t).reshape(rp, kp)
 
 
+def pack_q4(wq: np.ndarray) -> np.ndarray:
+    """Pack an int (Rp, Kp) matrix of values in -7..7 (Rp % 16 == 0, Kp % 8 == 0) into the q4 layout.
+
+    ``out[(b * Kp/8 + p) * 64 + r * 4 + j] = (wq[16 b + r, 8 p + j] + 8)
+    | (wq[16 b + r, 8 p + 4 + j] + 8) << 4``
+    (docs/rnc-format.md, "q4 weights").
+    """
+    rp, kp = wq.shape
+    assert rp % ROW_BLOCK == 0 and kp % 8 == 0
+    n = (np.asarray(wq, np.int16) + 8).astype(np.uint8)
+    t = n.reshape(rp // ROW_BLOCK, ROW_BLOCK, kp // 8, 2, K_GROUP).transpose(0, 2, 1, 4, 3)
+    return np.ascontiguousarray(t[..., 0] | (t[..., 1] << 4)).reshape(-1)
+
+
+def unpack_q4(packed: np.ndarray, rp: int, kp: int) -> np.ndarray:
+    """Inverse of :func:`pack_q4`: (Rp * Kp / 2,) uint8 -> (Rp, Kp) int8 (Kp % 8 == 0)."""
+    b = np.asarray(packed, np.uint8).reshape(rp // ROW_BLOCK, kp // 8, ROW_BLOCK, K_GROUP)
+    n = np.stack([b & 15, b >> 4], axis=-1).astype(np.int8) - 8   # (.., r, j, half)
+    return np.ascontiguousarray(n.transpose(0, 2, 1, 4, 3)).reshape(rp, kp)
+
+
 def pack_f32(w: np.ndarray) -> np.ndarray:
     """Pack a float32 (Rp, K) matrix (Rp % 16 == 0): ``out[(b*K + k)*16 + r] = w[16 b + r, k]``."""
     rp, k = w.shape
@@ -213,6 +234,13 @@ def _matrix(w: np.ndarray, precision: str, g: int, h: int, hp: int, k: int):
     wp = _pad_gates(w, g, h, hp)
     if precision == "f32":
         return pack_f32(wp), None
+    if precision == "q4":
+        from rnncore.quant.scheme import quantize_weights_q4
+
+        wq, s = quantize_weights_q4(wp)
+        full = np.zeros((g * hp, _round_up(k, 8)), np.int8)
+        full[:, :k] = wq
+        return pack_q4(full), s
     wq, s = quantize_rows(wp)
     kp = _round_up(k, K_GROUP)
     full = np.zeros((g * hp, kp), np.int8)
@@ -289,8 +317,8 @@ def _scale_field(v: Any, precision: str, name: str) -> float:
     if v is None or v == 0:
         return 0.0
     v = float(np.float32(v))
-    if precision != "q8":
-        raise ValueError(f"{name}: static scales exist only for precision 'q8'")
+    if precision == "f32":
+        raise ValueError(f"{name}: static scales exist only for precision 'q8' (and 'q4')")
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a positive finite number")
     return v
@@ -308,7 +336,7 @@ def _plan(spec: dict) -> dict[str, Any]:
     precision = spec.get("precision", "f32")
     sparse_opts = _sparse_options(spec.get("sparse"))
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 'f32' or 'q8', not {precision!r}")
+        raise ValueError(f"precision must be 'f32', 'q8' or 'q4', not {precision!r}")
     layers = list(spec.get("layers", []))
     if not 1 <= len(layers) <= MAX_LAYERS:
         raise ValueError(f"a model needs 1..{MAX_LAYERS} recurrent layers, got {len(layers)}")
@@ -349,6 +377,9 @@ def _plan(spec: dict) -> dict[str, Any]:
             raise ValueError(f"layer {li}: sizes out of range (hidden_size {h} in 1..{MAX_HIDDEN}, "
                              f"input_size {i} in 1..{MAX_FEATURES})")
         hp = _round_up(h, ROW_BLOCK)
+        if precision == "q4" and layer.get("options"):
+            raise ValueError(f"layer {li}: precision 'q4' runs layers without cell options "
+                             "(use 'q8' or 'f32' for this model)")
         proj = None if not layer.get("options") else layer["options"].get("proj")
         hw = h if proj is None else int(np.shape(proj)[1])   # h's width (LSTM projection: P)
         dirs = []
@@ -426,7 +457,8 @@ def _plan(spec: dict) -> dict[str, Any]:
         if act not in ACTIVATIONS:
             raise ValueError(f"head activation must be one of {sorted(ACTIVATIONS)}, not {act!r}")
         op = _round_up(head_out, ROW_BLOCK)
-        p_w, s_w = _matrix(hw, precision, 1, head_out, op, head_in)
+        hprec = "q8" if precision == "q4" else precision  # a q4 model's head is q8
+        p_w, s_w = _matrix(hw, hprec, 1, head_out, op, head_in)
         head_plan = {"in": head_in, "out": head_out, "activation": ACTIVATIONS[act],
                      "in_scale": _scale_field(head.get("in_scale"), precision, "head in_scale"),
                      "tensors": [p_w, s_w, _pad_gates(hb, 1, head_out, op)]}
@@ -742,6 +774,8 @@ def write_rnc(spec: Any, version: int = VERSION, *, precision: str | None = None
     elif precision is not None:
         raise ValueError(f"precision: only for a ModelSpec (a dict names its own), got {precision!r}")
     plan = _plan(spec)
+    if version == _C["V1"] and plan["precision"] == "q4":
+        raise ValueError("version: q4 models are written as version 2 files only, got version=1")
     return _emit_v1(plan) if version == _C["V1"] else _emit_v2(plan)
 
 
@@ -890,9 +924,29 @@ class _Loader:
         if self.precision == _C_F32 and v != 0:
             raise self.fail(field, "SCALE_F32", bits)
 
-    def get_matrix(self, wname: str, wref, sname: str, sref, rows: int, k: int):
-        """(packed weights, scales or None)."""
-        if self.precision == _C_Q8:
+    def get_matrix(self, wname: str, wref, sname: str, sref, rows: int, k: int, prec: int | None = None):
+        """(packed weights, scales or None); q4 weights come back in the q8 packed layout."""
+        prec = self.precision if prec is None else prec
+        if prec == _C_Q4:  # checked as loader.c's check_q4, returned in the q8 layout
+            if _r4(k) > _C["FILE_Q8_MAX_K"]:
+                raise self.fail(wname, "Q8_K", _r4(k), _C["FILE_Q8_MAX_K"])
+            n = rows * _round_up(k, 8) // 2
+            w = self.get_ref(wname, wref, n)
+            s = self.get_ref(sname, sref, rows * 4)
+            raw = np.frombuffer(self.b, np.uint8, n, w)
+            i = np.arange(n)
+            lo_in = (i // 64 % (_round_up(k, 8) // 8)) * 8 + i % 4
+            bad_min = ((raw & 15) == 0) | ((raw >> 4) == 0)
+            pad = ((lo_in >= k) & ((raw & 15) != 8)) | ((lo_in + 4 >= k) & ((raw >> 4) != 8))
+            bad = bad_min | pad
+            if bad.any():   # the first bad byte, nibble 0 checked before the padding (loader.c)
+                j = int(np.argmax(bad))
+                if bad_min[j]:
+                    raise self.fail(wname, "Q4_MIN", j)
+                raise self.fail(wname, "Q4_PAD", j, int(lo_in[j] if lo_in[j] >= k else lo_in[j] + 4), k)
+            full = unpack_q4(raw, rows, _round_up(k, 8))
+            return pack_q8(np.ascontiguousarray(full[:, :_r4(k)])), self.check_floats(sname, s, rows, True)
+        if prec == _C_Q8:
             if _r4(k) > _C["FILE_Q8_MAX_K"]:
                 raise self.fail(wname, "Q8_K", _r4(k), _C["FILE_Q8_MAX_K"])
             w = self.get_ref(wname, wref, rows * _r4(k))
@@ -1000,6 +1054,8 @@ class _Loader:
             raise self.fail("input_size", "EXPECT", i, self.feat)
         if not 1 <= h <= _C["FILE_MAX_HIDDEN"]:
             raise self.fail("hidden_size", "RANGE", h, 1, _C["FILE_MAX_HIDDEN"])
+        if self.precision == _C_Q4 and lf & _C["LAYER_FLAG_OPTIONS"]:
+            raise self.fail("flags", "Q4_FORM", lf)
         p_size = self.u32(opt_at + LAYOUT["cellopt"].fields["proj_size"].offset) if opt_at is not None else 0
         if p_size and (kind != KINDS[("lstm", None)] or p_size >= h):
             raise self.fail("opt.proj_size", "OPT_PROJ", p_size, h - 1)
@@ -1007,7 +1063,7 @@ class _Loader:
         ndir = 2 if lf & _C["LAYER_FLAG_BIDIR"] else 1
         g = GATES[_KIND_NAMES[kind][0]]
         hp = _r16(h)
-        kh = _r4(hw) if self.precision == _C_Q8 else hw
+        kh = _r4(hw) if self.precision != _C_F32 else hw
         self.check_static_scale("x_scale", r["x_scale"])
         self.check_static_scale("h_scale", r["h_scale"])
         self.check_static_scale("h_scale_reverse", r["h_scale_reverse"])
@@ -1173,7 +1229,8 @@ class _Loader:
             raise self.fail(fact, "RANGE", act, 0, _C["FILE_ACTIVATIONS"] - 1)
         self.check_static_scale(fscale, scale)
         op = _r16(n_out)
-        w, s = self.get_matrix(fw, refs[0], fs, refs[1], op, n_in)
+        w, s = self.get_matrix(fw, refs[0], fs, refs[1], op, n_in,
+                               _C_Q8 if self.precision == _C_Q4 else None)  # a q4 file's head is q8
         b = self.get_vector(fb, refs[2], op)
         self.head = {"in": n_in, "out": n_out, "activation": act, "in_scale": _f32(scale), "w": w, "s": s,
                      "b": b}
@@ -1216,6 +1273,8 @@ class _Loader:
                  | _C["V1_FLAG_LAST_STEP_BIDIR"])
         if prec >= _C["FILE_PRECISIONS"]:
             raise self.fail("precision", "RANGE", prec, 0, _C["FILE_PRECISIONS"] - 1)
+        if prec == _C_Q4:
+            raise self.fail("precision", "Q4_V1", prec)
         if flags & ~known:
             raise self.fail("flags", "FLAGS", flags, known)
         if nl == 0:
@@ -1403,7 +1462,7 @@ def _next_stage(stage: int, kind: int) -> int:
     return -1
 
 
-_C_F32, _C_Q8 = PRECISIONS["f32"], PRECISIONS["q8"]
+_C_F32, _C_Q8, _C_Q4 = PRECISIONS["f32"], PRECISIONS["q8"], PRECISIONS["q4"]
 
 
 def check_rnc(data: bytes) -> None:
@@ -1440,7 +1499,7 @@ def read_rnc(data: bytes) -> dict:
 
 def _describe(ld: _Loader) -> dict:
     """The description of a loaded file (version-independent)."""
-    precision = "q8" if ld.precision == _C_Q8 else "f32"
+    precision = {v: k for k, v in PRECISIONS.items()}[ld.precision]
     out: dict[str, Any] = {"precision": precision, "input_size": ld.input_size, "embedding": None,
                            "last_step": ld.last_step is not None,
                            "last_step_bidirectional": bool(ld.last_step)}
@@ -1500,7 +1559,7 @@ def _describe(ld: _Loader) -> dict:
                         ln[key] = ln[key].reshape(D, 2, -1).copy()
                 o["layer_norm"] = ln
             layer["options"] = o
-        if precision == "q8":
+        if precision != "f32":
             layer["qweights"], layer["scales"] = {}, {}
         for d, t in enumerate(lp["dirs"]):
             suf = "_reverse" if d else ""

@@ -36,6 +36,7 @@ from rnncore.quant.scheme import (
     int_matmul,
     quantize_activation,
     quantize_weights,
+    quantize_weights_q4,
 )
 from rnncore.spec import (
     CellWeights,
@@ -52,5 +53,6 @@ __all__ = [
     "ModelSpec", "QCell", "QLayer", "QLinear", "QMatrix", "QModel", "activation_scales", "calibrate",
     "epilogue", "float_cell_step", "float_forward", "forward", "int_matmul", "model_step",
     "q8_cell_step", "q8_forward", "q8_linear", "qmodel_from_rnc", "quantize_activation",
-    "quantize_model", "quantize_weights", "spec_from_model", "spec_from_rnc", "to_rnc_spec",
+    "quantize_model", "quantize_weights", "quantize_weights_q4", "spec_from_model", "spec_from_rnc",
+    "to_rnc_spec",
 ]

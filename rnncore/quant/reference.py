@@ -700,11 +700,11 @@ def q8_forward(qmodel: QModel, X, lengths=None, state=None):
 
 
 def qmodel_from_rnc(d: dict) -> QModel:
-    """The :class:`QModel` of a q8 ``.rnc`` file, from :func:`rnncore.io.rnc.read_rnc`'s
-    description: the *stored* int8 weights and scales, so the reference computes exactly the
-    integers the C core computes from that file."""
-    if d["precision"] != "q8":
-        raise ValueError(f"qmodel_from_rnc: expected a q8 model, got precision {d['precision']!r}")
+    """The :class:`QModel` of a q8 (or q4: int4 values, the same arithmetic) ``.rnc`` file, from
+    :func:`rnncore.io.rnc.read_rnc`'s description: the *stored* integer weights and scales, so the
+    reference computes exactly the integers the C core computes from that file."""
+    if d["precision"] not in ("q8", "q4"):
+        raise ValueError(f"qmodel_from_rnc: expected a q8 or q4 model, got precision {d['precision']!r}")
     layers = []
     for layer in d["layers"]:
         kind = layer["kind"] if layer["kind"] != "rnn" else "rnn_" + layer.get("nonlinearity", "tanh")

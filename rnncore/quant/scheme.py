@@ -127,6 +127,45 @@ def quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return wq, scale
 
 
+#: q4 weights: int4 in [-Q4MAX, Q4MAX] (symmetric like q8's -127..127: the row's max |W| maps to
+#: +-7 and -8 is never written, so the grid has no one-sided level; docs/q8-contract.md, "q4 weights")
+Q4MAX = 7
+_F7 = F32(7.0)
+
+
+def quantize_weights_q4(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row symmetric int4 quantisation of a weight matrix (the q4 weights).
+
+    The rule of :func:`quantize_weights` with 7 levels a side::
+
+        m = max_k |W[r, k]|;  s_w[r] = m / 7  (float32);  Wq[r, k] = clip(rint(W[r, k] / s_w[r]), -7, 7)
+
+    a row with ``m == 0`` gets ``s_w = 0`` and ``Wq = 0``. The ``.rnc`` writer stores ``Wq + 8``
+    as nibbles (docs/rnc-format.md); activations, accumulators and the epilogue are q8's.
+
+    Parameters
+    ----------
+    w : ndarray (R, K), any float dtype (converted to float32 first)
+
+    Returns
+    -------
+    wq : ndarray (R, K) int8, values in [-7, 7]
+    scale : ndarray (R,) float32, ``w ~= wq * scale[:, None]``; 0 for an all-zero row
+    """
+    w = np.asarray(w, dtype=F32)
+    if w.ndim != 2:
+        raise ValueError(f"quantize_weights_q4: w expected a 2-D (rows, cols) array, got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("quantize_weights_q4: w contains NaN or Inf")
+    m = np.max(np.abs(w), axis=1) if w.shape[1] else np.zeros(w.shape[0], F32)
+    scale = (m / _F7).astype(F32)
+    wq = np.zeros(w.shape, dtype=np.int8)
+    nz = scale > 0
+    with np.errstate(over="ignore"):
+        wq[nz] = np.clip(np.rint(w[nz] / scale[nz, None]), -Q4MAX, Q4MAX).astype(np.int8)
+    return wq, scale
+
+
 def quantize_activation(v: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Quantise each vector along the last axis to int8 with one scale per vector.
 

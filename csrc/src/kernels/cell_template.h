@@ -22,7 +22,16 @@
 
 #define RNC_CAT_(a, b) a##b
 #define RNC_CAT(a, b) RNC_CAT_(a, b)
-#define RNC_GEMM_Q8 RNC_CAT(rnc_q8_gemm_, RNC_SFX)
+/* RNC_Q4 (q4_<isa>.c): the quantised cells take int4 weights (rnc_q4_gemm_<sfx>, packed rows of
+ * round8(K) / 2 bytes) and are named rnc_q4_<cell>_step_<sfx>; no f32 cells are defined. */
+#ifdef RNC_Q4
+#define RNC_QPFX rnc_q4_
+#define RNC_WROW_BYTES(k) (RNC_ALIGN_UP((size_t)(k), 8) / 2)
+#else
+#define RNC_QPFX rnc_q8_
+#define RNC_WROW_BYTES(k) RNC_ALIGN_UP((size_t)(k), 4)
+#endif
+#define RNC_GEMM_Q8 RNC_CAT(RNC_CAT(RNC_QPFX, gemm_), RNC_SFX)
 #define RNC_GEMM_F32 RNC_CAT(rnc_f32_gemm_, RNC_SFX)
 /* Hooks: an ISA file may supply its own (bit-identical) cell update and activation quantiser,
  * with the signatures of rnc_cell_update_<sfx> below and of rnc_q8_quantize_generic; and optionally
@@ -157,7 +166,7 @@ static void RNC_CAT(rnc_q8_cell_, RNC_SFX)(const rnc_cell_args *a)
                                               gh_f);
             RNC_CAT(rnc_gru_rb_gates_, RNC_SFX)(H, Hp, gi, gh_f, h, rh);
             RNC_QUANTIZE_ROW(rh, H, kh, a->h_scale, a->h_inv, rq, &srh);
-            RNC_GEMM_Q8(w_hh + 2 * (size_t)Hp * kh, (int)Hp, (int)H, 1, rq, (int)kh, acc_n,
+            RNC_GEMM_Q8(w_hh + 2 * (size_t)Hp * RNC_WROW_BYTES(H), (int)Hp, (int)H, 1, rq, (int)kh, acc_n,
                         (int)Hp);
             RNC_CAT(rnc_q8_dequant_, RNC_SFX)(Hp, acc_n, srh, a->s_hh + 2 * Hp, a->b_hh + 2 * Hp,
                                               rh);
@@ -166,6 +175,7 @@ static void RNC_CAT(rnc_q8_cell_, RNC_SFX)(const rnc_cell_args *a)
     }
 }
 
+#ifndef RNC_Q4
 /* ------------------------------------------------------------------------------- f32 */
 static inline void RNC_CAT(rnc_f32_addb_, RNC_SFX)(uint32_t n, const float *restrict v,
                                                   const float *restrict b, float *restrict out)
@@ -217,9 +227,13 @@ static void RNC_CAT(rnc_f32_cell_, RNC_SFX)(const rnc_cell_args *a)
     }
 }
 
-void RNC_CAT(rnc_q8_rnn_step_, RNC_SFX)(const rnc_cell_args *a) { RNC_CAT(rnc_q8_cell_, RNC_SFX)(a); }
-void RNC_CAT(rnc_q8_gru_step_, RNC_SFX)(const rnc_cell_args *a) { RNC_CAT(rnc_q8_cell_, RNC_SFX)(a); }
-void RNC_CAT(rnc_q8_lstm_step_, RNC_SFX)(const rnc_cell_args *a) { RNC_CAT(rnc_q8_cell_, RNC_SFX)(a); }
+#endif
+
+void RNC_CAT(RNC_CAT(RNC_QPFX, rnn_step_), RNC_SFX)(const rnc_cell_args *a) { RNC_CAT(rnc_q8_cell_, RNC_SFX)(a); }
+void RNC_CAT(RNC_CAT(RNC_QPFX, gru_step_), RNC_SFX)(const rnc_cell_args *a) { RNC_CAT(rnc_q8_cell_, RNC_SFX)(a); }
+void RNC_CAT(RNC_CAT(RNC_QPFX, lstm_step_), RNC_SFX)(const rnc_cell_args *a) { RNC_CAT(rnc_q8_cell_, RNC_SFX)(a); }
+#ifndef RNC_Q4
 void RNC_CAT(rnc_f32_rnn_step_, RNC_SFX)(const rnc_cell_args *a) { RNC_CAT(rnc_f32_cell_, RNC_SFX)(a); }
 void RNC_CAT(rnc_f32_gru_step_, RNC_SFX)(const rnc_cell_args *a) { RNC_CAT(rnc_f32_cell_, RNC_SFX)(a); }
 void RNC_CAT(rnc_f32_lstm_step_, RNC_SFX)(const rnc_cell_args *a) { RNC_CAT(rnc_f32_cell_, RNC_SFX)(a); }
+#endif
