@@ -79,6 +79,7 @@ def split(labels: np.ndarray, seed: int = 0, fractions=(0.7, 0.1)) -> tuple[np.n
     return tuple(np.sort(np.concatenate(p)) for p in parts)
 
 
+# --8<-- [start:classifier]
 def classifier(vocab_size: int, seed: int = 0) -> rc.nn.Sequential:
     """``ids (B, T) -> logits (B, 1)``."""
     return rc.nn.Sequential(
@@ -88,6 +89,7 @@ def classifier(vocab_size: int, seed: int = 0) -> rc.nn.Sequential:
         rc.nn.LastStep(bidirectional=True),
         rc.nn.Linear(128, 1, seed=seed + 3),
     )
+# --8<-- [end:classifier]
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -3,6 +3,7 @@ trained with the NumPy reference on speech synthesised here by espeak-ng and mix
 
     python examples/vad_espeak.py            # full run (a few minutes on one core)
     python examples/vad_espeak.py --quick    # fewer clips and epochs (the test runs this)
+    python examples/vad_espeak.py --plot docs/figures/showcase_vad.png   # also draw a held-out clip
 
 Needs the ``espeak-ng`` program (Debian: ``apt-get install espeak-ng``); nothing is downloaded.
 
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 import wave
+from pathlib import Path
 
 import numpy as np
 
@@ -118,6 +120,7 @@ def make_set(texts: list[str], voices: list[str], n: int, seed: int) -> tuple[np
     return X, Y
 
 
+# --8<-- [start:model]
 def vad_model(seed: int = 0) -> rc.nn.Sequential:
     """``x (B, T, 128 samples) -> logits (B, T - 1, 1)`` (one per log-mel frame)."""
     return rc.nn.Sequential(
@@ -127,6 +130,7 @@ def vad_model(seed: int = 0) -> rc.nn.Sequential:
         rc.nn.GRU(32, 48, seed=seed + 1),
         rc.nn.Linear(48, 1, seed=seed + 2),
     )
+# --8<-- [end:model]
 
 
 def frame_scores(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -151,11 +155,11 @@ def numpy_stream(model: rc.nn.Sequential, clip: np.ndarray) -> tuple[np.ndarray,
 
 
 def c_engine_stream(model: rc.nn.Sequential, clips: np.ndarray, precision: str = "f32",
-                    calibration: np.ndarray | None = None) -> tuple[np.ndarray, dict, str]:
+                    calibration: np.ndarray | None = None) -> tuple[np.ndarray, dict, str, rc.Engine]:
     """Run clips ``(N, STEPS, HOP)`` hop by hop through the C engine: ``rc.compile`` then one
     ``stream.step`` per frame. Returns the logits ``(N, FRAMES)``, the mean seconds per hop
-    (``{"total": ..., "step": ...}``: everything, and the C ``stream.step`` calls alone) and a note
-    saying what ran in C.
+    (``{"total": ..., "step": ...}``: everything, and the C ``stream.step`` calls alone), a note
+    saying what ran in C, and the engine.
 
     If ``rc.compile`` refuses the front-end, the recurrent layer and the head are compiled alone and
     the front-end (log-mel, Conv1d, ReLU) runs frame by frame in NumPy (``Sequential.stream``)."""
@@ -198,7 +202,33 @@ def c_engine_stream(model: rc.nn.Sequential, clips: np.ndarray, precision: str =
             out_all[n, f : f + frames.shape[1]] = frames[0, :, 0]
             f += frames.shape[1]
     hops = clips.shape[0] * clips.shape[1]
-    return out_all, {"total": (time.perf_counter() - t0) / hops, "step": t_step / hops}, note
+    return out_all, {"total": (time.perf_counter() - t0) / hops, "step": t_step / hops}, note, engine
+
+
+def plot_clip(path: Path, clip: np.ndarray, labels: np.ndarray, logits: np.ndarray, title: str) -> None:
+    """Draw one clip: the waveform, the synthesis' speech frames and the model's speech probability."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wave_ = clip.reshape(-1)
+    t_wave = np.arange(len(wave_)) / SR
+    t_frame = (np.arange(FRAMES) * HOP + N_FFT) / SR  # a frame is known once its last sample is in
+    fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(9, 4.2), sharex=True)
+    ax0.plot(t_wave, wave_, lw=0.4, color="0.3")
+    ax0.set_ylabel("waveform")
+    ax0.set_title(title, fontsize=9)
+    ax1.fill_between(t_frame, 0, labels, step="post", color="tab:green", alpha=0.3,
+                     label="speech (from the synthesis)")
+    ax1.plot(t_frame, 1 / (1 + np.exp(-logits)), color="tab:blue", lw=1.2, label="model: P(speech)")
+    ax1.axhline(0.5, color="0.5", lw=0.6, ls=":")
+    ax1.set_ylim(-0.05, 1.05)
+    ax1.set_xlabel("time (s)")
+    ax1.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -206,6 +236,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="48 training clips, 3 epochs")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None, help="write the compiled vad_f32.rnc / vad_q8.rnc here")
+    ap.add_argument("--plot", type=Path, default=None,
+                    help="draw the first held-out clips (matplotlib) into this PNG")
     a = ap.parse_args(argv)
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng: not found (Debian: apt-get install espeak-ng)")
@@ -237,7 +270,10 @@ def main(argv: list[str] | None = None) -> dict:
     result["numpy"]["s_per_hop"] = np_hop
     n_c = min(8, n_test)
     for precision in ("f32", "q8"):
-        out, per_hop, note = c_engine_stream(model, Xte[:n_c], precision, calibration=Xtr[:16])
+        out, per_hop, note, engine = c_engine_stream(model, Xte[:n_c], precision)  # q8: dynamic scales
+        if a.out is not None:
+            a.out.mkdir(parents=True, exist_ok=True)
+            engine.save(a.out / f"vad_{precision}.rnc")
         r = frame_scores(out, yte[:n_c])
         r["numpy_on_same"] = frame_scores(ref[:n_c], yte[:n_c])["accuracy"]
         r["max_abs_diff"] = float(np.max(np.abs(out - ref[:n_c])))
@@ -260,6 +296,12 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['s_per_hop'] * 1e6:.0f} µs per hop ({r['s_per_step_c'] * 1e6:.1f} µs in stream.step), "
               f"max |engine - numpy| {r['max_abs_diff']:.1e}")
     print(f"C engine: {result['f32']['note']}")
+    if a.plot is not None:
+        i = int(np.argmin(np.abs(yte[:, :, 0].mean(axis=1) - 0.5)))  # a clip with speech and pauses
+        plot_clip(a.plot, Xte[i], yte[i, :, 0], ref[i],
+                  f"held-out clip {i} ({TEST_VOICES[i % len(TEST_VOICES)]}, unseen voice and text); "
+                  f"frame accuracy {frame_scores(ref[i], yte[i])['accuracy']:.3f}")
+        print(f"wrote {a.plot}")
     return result
 
 
