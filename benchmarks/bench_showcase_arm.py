@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{model}: executed aarch64 instructions under qemu-aarch64 -cpu {a.cpu}, ISA path {a.isa}")
         for what, args in runs:
             n_instr = icount.per_step(a.cpu, a.n, args)[0]
-            est = ", ".join(f"{n_instr / (ipc * CLOCK_HZ) * 1e3:.3f} ms at IPC {ipc}" for ipc in IPCS)
+            est = ", ".join(f"{n_instr / (ipc * CLOCK_HZ) * 1e6:,.1f} µs at IPC {ipc}" for ipc in IPCS)
             print(f"  {what}: {n_instr:,.0f} instructions -> {est} ({CLOCK_HZ / 1e9:.1f} GHz)")
 
 

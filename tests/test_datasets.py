@@ -76,7 +76,7 @@ def test_sdist_carries_the_dataset_and_its_readme(tmp_path):
     (sdist,) = tmp_path.glob("rnncore-*.tar.gz")
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    assert {"rnncore/data/japanese_vowels.npz", "rnncore/data/README.md",
+    assert {"rnncore/data/japanese_vowels.npz", "rnncore/data/sms_spam.csv.gz", "rnncore/data/README.md",
             "tools/make_japanese_vowels.py"} <= names
 
 
@@ -88,4 +88,4 @@ def test_package_data_is_declared_for_the_wheel():
     patterns = cfg["tool"]["setuptools"]["package-data"]["rnncore"]
     data = ROOT / "rnncore"
     matched = {p.relative_to(data).as_posix() for pat in patterns for p in data.glob(pat)}
-    assert matched == {"data/japanese_vowels.npz", "data/README.md"}
+    assert matched == {"data/japanese_vowels.npz", "data/sms_spam.csv.gz", "data/README.md"}
