@@ -154,28 +154,40 @@ def numpy_stream(model: rc.nn.Sequential, clip: np.ndarray) -> tuple[np.ndarray,
     return np.concatenate(out), (time.perf_counter() - t0) / clip.shape[0]
 
 
-def c_engine_stream(model: rc.nn.Sequential, clips: np.ndarray, precision: str = "f32",
-                    calibration: np.ndarray | None = None) -> tuple[np.ndarray, dict, str, rc.Engine]:
+def compile_tail(model: rc.nn.Sequential, precision: str) -> tuple[rc.Engine, rc.nn.Sequential | None, str]:
+    """``rc.compile`` the whole model, or else the longest tail of it that ``rc.compile`` accepts.
+
+    Returns the engine, the front part left to NumPy (None when the whole model compiled) and a
+    note saying what runs where. q8 uses dynamic activation scales."""
+    mods, refused = list(model), None
+    for k in range(len(mods)):
+        try:
+            engine = rc.compile(model if k == 0 else rc.nn.Sequential(*mods[k:]), precision)
+        except (ValueError, TypeError) as e:
+            refused = refused or str(e).splitlines()[0]
+            continue
+        if k == 0:
+            return engine, None, "the whole model in C"
+        names = ", ".join(type(m).__name__ for m in mods[:k])
+        return engine, rc.nn.Sequential(*mods[:k]), (
+            f"front-end ({names}) in NumPy, {engine.describe()} in C; rc.compile refused the whole "
+            f"model: {refused}")
+    raise ValueError(f"model: rc.compile accepts no tail of it; the whole model: {refused}")
+
+
+def c_engine_stream(model: rc.nn.Sequential, clips: np.ndarray, precision: str = "f32"
+                    ) -> tuple[np.ndarray, dict, str, rc.Engine]:
     """Run clips ``(N, STEPS, HOP)`` hop by hop through the C engine: ``rc.compile`` then one
     ``stream.step`` per frame. Returns the logits ``(N, FRAMES)``, the mean seconds per hop
     (``{"total": ..., "step": ...}``: everything, and the C ``stream.step`` calls alone), a note
     saying what ran in C, and the engine.
 
-    If ``rc.compile`` refuses the front-end, the recurrent layer and the head are compiled alone and
-    the front-end (log-mel, Conv1d, ReLU) runs frame by frame in NumPy (``Sequential.stream``)."""
-    mods = list(model)
-    try:
-        engine, front = rc.compile(model, precision), None
-        note = "the whole model in C"
-    except (ValueError, TypeError) as e:
-        k = next(i for i, m in enumerate(mods) if getattr(m, "is_recurrent", False))
-        front = rc.nn.Sequential(*mods[:k])
-        cal = None
-        if precision == "q8" and calibration is not None:
-            cal = front.forward(calibration).astype(np.float32)
-        engine = rc.compile(rc.nn.Sequential(*mods[k:]), precision, calibration=cal)
-        note = (f"front-end ({', '.join(type(m).__name__ for m in mods[:k])}) in NumPy, "
-                f"{engine.describe()} in C; rc.compile refused the whole model: {str(e).splitlines()[0]}")
+    If ``rc.compile`` refuses the front-end, the longest tail of the model that it accepts runs in
+    C (today the GRU and the head) and the layers before it run frame by frame in NumPy
+    (``Sequential.stream``), feeding each new frame to ``stream.step``. The whole-model branch
+    assumes that a compiled log-mel takes one hop of samples per step and emits the frame that the
+    hop completes (none for the first hop); no C log-mel exists yet to test it."""
+    engine, front, note = compile_tail(model, precision)
     out_all = np.empty((clips.shape[0], FRAMES))
     step_out = np.empty((1, engine.output_size), np.float32)
     t_step = 0.0

@@ -127,3 +127,17 @@ def test_vad_quick_mode(capsys):
     assert r["f32"]["max_abs_diff"] < 1e-4 and r["f32"]["accuracy"] == r["f32"]["numpy_on_same"]
     assert abs(r["q8"]["accuracy"] - r["q8"]["numpy_on_same"]) <= 0.03
     assert "C engine:" in out and ("whole model in C" in out or "front-end" in out)
+
+
+def test_vad_c_engine_runs_the_model_frame_by_frame():
+    # no espeak-ng needed: an untrained model on noise; the part rc.compile takes runs in C
+    model = vad.vad_model(seed=3)
+    engine, front, note = vad.compile_tail(model, "f32")
+    n_front = 0 if front is None else len(front)
+    assert engine.describe().endswith("linear(48->1)") and n_front in (0, 1, 2, 3)
+    assert ("whole model in C" in note) == (front is None)
+    clips = np.random.default_rng(0).standard_normal((2, vad.STEPS, vad.HOP)) * 0.1
+    ref = model.forward(clips)[..., 0]  # (2, FRAMES)
+    out, per_hop, note2, _ = vad.c_engine_stream(model, clips, "f32")
+    assert out.shape == ref.shape == (2, vad.FRAMES) and note2 == note
+    assert np.max(np.abs(out - ref)) < 1e-4 and per_hop["total"] >= per_hop["step"] > 0
