@@ -303,6 +303,10 @@ def spec_from_model(model: object) -> ModelSpec:
     model = _fold_extended(model)
     if isinstance(model, ModelSpec):
         return model
+    if type(model).__name__ == "OnnxGraph":   # an imported whole graph: its chain of layers
+        from rnncore.io.onnx_import._lower import lower_graph
+
+        model, _ = lower_graph(model)
     if _cell_of(model) is not None:
         spec = ModelSpec(_recurrent_layers(model))
         spec.validate()
