@@ -551,10 +551,22 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
             for (uint32_t j = 0; j < n; ++j) {
                 float *col = cols + j * kk;
                 const int64_t p0 = (int64_t)(l0 + j) * F->stride - (int64_t)F->pl;
+                /* taps t_lo .. t_hi-1 read inside the frame (a copy); the others the padding */
+                const int64_t d = F->dil, L = F->L, k = F->k;
+                int64_t t_lo = p0 >= 0 ? 0 : (-p0 + d - 1) / d;
+                int64_t t_hi = p0 >= L ? 0 : (L - p0 + d - 1) / d;
+                if (t_lo > k) t_lo = k;
+                if (t_hi > k) t_hi = k;
+                if (t_hi < t_lo) t_hi = t_lo;
                 for (uint32_t c = 0; c < F->cg; ++c) {
                     const float *xc = x + (size_t)(g * F->cg + c) * F->L;
-                    for (uint32_t t = 0; t < F->k; ++t)
-                        col[(size_t)c * F->k + t] = frame_tap(xc, p0 + (int64_t)t * F->dil, F->L, F->reflect);
+                    float *cc = col + (size_t)c * F->k;
+                    int64_t t;
+                    for (t = 0; t < t_lo; ++t) cc[t] = frame_tap(xc, p0 + t * d, L, F->reflect);
+                    if (d == 1) memcpy(cc + t_lo, xc + p0 + t_lo, sizeof(float) * (size_t)(t_hi - t_lo));
+                    else
+                        for (t = t_lo; t < t_hi; ++t) cc[t] = xc[p0 + t * d];
+                    for (t = t_hi; t < k; ++t) cc[t] = frame_tap(xc, p0 + t * d, L, F->reflect);
                 }
             }
             plan_pick(&m->plan.gemm[RNC_F32], n, 0)->fn.gemm_f32(wg, (int)F->cog, (int)kk, (int)n, cols,
