@@ -25,7 +25,6 @@ import rnncore as rc
 from rnncore.io import from_onnx
 from rnncore.io.onnx_import._lower import lower_graph
 
-
 # multiply-adds per frame: the STFT 258 x 256 taps x 4 positions, the encoder convolutions
 # 128 x 387 x 4, 64 x 384 x 2, 64 x 192, 128 x 192, the LSTM 4 x 128 x (128 + 128), the head 128
 MACS_LSTM = 4 * 128 * 256
