@@ -259,9 +259,8 @@ static rnc_status step_work(const rnc_model *m, size_t batch, rnc_step_work *w)
     w->sx = (size_t)o;  o += RNC_ALIGN_UP(B * 4, 64);
     w->cell = (size_t)o; o += cell;
     w->head = (size_t)o; o += RNC_ALIGN_UP(B * r16(m->head_out) * 4, 64);
-    /* the per-step records: two rows of every stream (in, out) and a frame_conv's scratch */
-    if ((uint64_t)m->front_w > ((uint64_t)1 << 40) / B || (uint64_t)m->front_scratch > ((uint64_t)1 << 40))
-        return RNC_E_SIZE;
+    /* the per-step records: two rows of every stream (in, out) and a frame_conv's scratch (both
+     * bounded at load: front_w <= 2^20 floats, front_scratch by the weights' size in the file) */
     w->fa = (size_t)o;   o += RNC_ALIGN_UP(B * m->front_w * 4, 64);
     w->fb = (size_t)o;   o += RNC_ALIGN_UP(B * m->front_w * 4, 64);
     w->fr = (size_t)o;   o += RNC_ALIGN_UP(2 * (uint64_t)m->front_w * 4, 64);
