@@ -232,7 +232,8 @@ def _front_width(records: list, width: int) -> int:
 
 
 #: the rc.nn activations a per-step record runs (their ``record()`` kinds)
-STEP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "gelu")
+STEP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "gelu", "layer_norm",
+                    "scale_shift")
 
 
 def _np(v: object) -> np.ndarray:
@@ -332,14 +333,17 @@ def spec_from_model(model: object) -> ModelSpec:
         elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "magnitude",
                                                                  *STEP_ACTIVATIONS):
             if not spec.front:
-                spec.front_input = int(m.in_features) if rkind == "frame_conv1d" else None
+                spec.front_input = int(m.in_features) if rkind == "frame_conv1d" else rec.get("features")
             rec = dict(rec)
             if "tensors" in rec:
                 rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
             spec.front.append(rec)
         elif stage in (1, 2) and rkind in STEP_ACTIVATIONS and not (
                 stage == 2 and spec.head is not None):
-            (spec.post if stage == 1 else spec.post_pooled).append(dict(rec))
+            rec = dict(rec)
+            if "tensors" in rec:
+                rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
+            (spec.post if stage == 1 else spec.post_pooled).append(rec)
         elif kind == "ExtendedRecurrent" and stage <= 1:
             spec.layers.extend(extended_layers(m))
             stage = 1
@@ -373,8 +377,9 @@ def spec_from_model(model: object) -> ModelSpec:
         raise ValueError(f"compile: module {reverse_next!r} (ReverseTime) must come right before a "
                          "recurrent layer (Keras go_backwards) to compile")
     if spec.front and spec.front_input is None:
-        raise ValueError("compile: a front-end must start with a FrameConv1d (its frame gives the input "
-                         "width); an activation first needs rnncore.spec.ModelSpec(front_input=...)")
+        raise ValueError("compile: a front-end must start with a layer that gives the input width "
+                         "(FrameConv1d, LayerNorm, BatchNorm1d); an activation first needs "
+                         "rnncore.spec.ModelSpec(front_input=...)")
     spec.validate()
     return spec
 

@@ -85,10 +85,14 @@ def _frontend_spec(rng: np.random.Generator, post_pooled: bool) -> dict:
              "weight": rng.standard_normal((2, 1, 2)).astype(np.float32),
              "bias": rng.standard_normal(2).astype(np.float32)}},
         {"kind": "hardsigmoid", "alpha": 0.2, "beta": 0.5},
+        {"kind": "layer_norm", "eps": 1e-5, "tensors": {"weight": rng.standard_normal(4).astype(np.float32),
+                                                        "bias": rng.standard_normal(4).astype(np.float32)}},
     ]
     spec["layers"][0]["weights"]["weight_ih"] = spec["layers"][0]["weights"]["weight_ih"][:, :4]
     spec["layers"][0]["input_size"] = 4
-    spec["post"] = [{"kind": "relu"}, {"kind": "gelu", "approximate": "tanh"}]
+    spec["post"] = [{"kind": "relu"}, {"kind": "gelu", "approximate": "tanh"},
+                    {"kind": "scale_shift", "tensors": {"scale": rng.standard_normal(5).astype(np.float32),
+                                                        "shift": rng.standard_normal(5).astype(np.float32)}}]
     if post_pooled:
         spec["post_pooled"] = [{"kind": "tanh"}]
     return spec

@@ -173,7 +173,7 @@ def test_q8_and_misplaced_records_are_refused_naming_what():
                                  nn.GRU(6, 4)))
     with pytest.raises(ValueError, match=r"module '3' \(ReLU\) is not supported at this position"):
         rc.compile(nn.Sequential(nn.GRU(3, 4), nn.Linear(4, 2), nn.ReLU(), nn.ReLU()))
-    with pytest.raises(ValueError, match="a front-end must start with a FrameConv1d"):
+    with pytest.raises(ValueError, match="a front-end must start with a layer that gives the input width"):
         rc.compile(nn.Sequential(nn.ReLU(), nn.GRU(3, 4)))
     # a q8 file with a per-step record: refused by the C loader and the reader with one line
     spec = to_rnc_spec(spec_from_model(m), "f32")
@@ -266,3 +266,54 @@ def test_export_c_of_a_front_end_model_runs_on_this_host(tmp_path):
         assert r.returncode == 0, r.stderr
         got = np.array([[float(v) for v in line.split()] for line in r.stdout.splitlines()], np.float32)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=str(mode))
+
+
+def test_layer_norm_and_batch_norm_before_and_after_the_recurrent_layer():
+    """LayerNorm (kind 8) and BatchNorm1d in inference as its scale and shift (kind 9, computed
+    from the running statistics at compile time) against the NumPy layers, run and stream."""
+    rng = np.random.default_rng(0)
+    bn = nn.BatchNorm1d(6)
+    bn.buffers["running_mean"][:] = rng.standard_normal(6)
+    bn.buffers["running_var"][:] = rng.uniform(0.5, 2.0, 6)
+    bn.params["weight"][:] = rng.standard_normal(6)
+    bn.params["bias"][:] = rng.standard_normal(6)
+    ln = nn.LayerNorm(6)
+    ln.params["weight"][:] = rng.standard_normal(6)
+    ln.params["bias"][:] = rng.standard_normal(6)
+    m = nn.Sequential(ln, bn, nn.GELU(), nn.GRU(6, 7, seed=1),
+                      nn.LayerNorm(7, eps=1e-3, elementwise_affine=False), nn.ReLU(), nn.Linear(7, 2, seed=2))
+    X = (rng.standard_normal((3, 5, 6)) * 3).astype(np.float32)
+    eng = rc.compile(m)
+    assert eng.describe() == ("layer_norm > scale_shift > pointwise > gru(7) > layer_norm > pointwise > "
+                              "linear(7->2)")
+    Y = eng.run(X)
+    np.testing.assert_allclose(Y, m.forward(X.astype(np.float64)), rtol=0, atol=1e-6)
+    st = eng.stream(batch=3)
+    np.testing.assert_allclose(np.stack([st.step(X[:, t]) for t in range(5)], 1), Y, rtol=0, atol=1e-6)
+    d = read_rnc(eng.data)
+    assert [r["kind"] for r in d["front"]] == ["layer_norm", "scale_shift", "gelu"]
+    assert write_rnc(to_rnc_spec(spec_from_rnc(d), "f32")) == eng.data
+    bad = bytearray(eng.data)
+    struct.pack_into("<f", bad, 64 + 12, 0.0)   # the first record's eps
+    struct.pack_into("<I", bad, 12, zlib.crc32(bytes(bad[16:])) & 0xFFFFFFFF)
+    want = "record 0 (layer_norm): eps: bits 0x0: expected a finite value > 0"
+    with pytest.raises(RncFormatError, match=re.escape(want)):
+        check_rnc(bytes(bad))
+    with pytest.raises(ValueError, match=re.escape(want)):
+        rc.load(bytes(bad))
+
+
+def test_an_odd_width_before_a_magnitude_is_refused_alike():
+    rng = np.random.default_rng(0)
+    spec = {"precision": "f32", "input_size": 6, "front": [{"kind": "relu"}, {"kind": "magnitude"}],
+            "layers": [{"kind": "rnn", "weights": {"weight_ih": rng.standard_normal((4, 3)),
+                                                   "weight_hh": rng.standard_normal((4, 4))}}]}
+    data = bytearray(write_rnc(spec))
+    struct.pack_into("<I", data, 24, 5)        # header input_size 5
+    struct.pack_into("<I", data, 64 + 8, 5)    # the pointwise record's features
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])) & 0xFFFFFFFF)
+    want = "record 1 (magnitude): kind: 5 input features, expected an even number (re | im)"
+    with pytest.raises(RncFormatError, match=re.escape(want)):
+        check_rnc(bytes(data))
+    with pytest.raises(ValueError, match=re.escape(want)):
+        rc.load(bytes(data))

@@ -168,6 +168,7 @@ typedef struct rnc_front_op {
     const float *w, *b;           /* frame_conv: groups packed matrices (round16(cog) x cg*k), C_out */
     uint32_t act;                 /* pointwise: RNC_PW_* */
     float alpha, beta;
+    float eps;                    /* layer_norm (its weight, bias in w, b; scale_shift: scale, shift) */
 } rnc_front_op;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved

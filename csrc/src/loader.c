@@ -121,6 +121,8 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_FRAME_CONV: return "frame_conv";
     case RNC_REC_POINTWISE: return "pointwise";
     case RNC_REC_MAGNITUDE: return "magnitude";
+    case RNC_REC_LAYER_NORM: return "layer_norm";
+    case RNC_REC_SCALE_SHIFT: return "scale_shift";
     default: return "unknown";
     }
 }
@@ -836,6 +838,8 @@ static int next_stage(int stage, uint32_t kind)
     case RNC_REC_FRAME_CONV:
     case RNC_REC_MAGNITUDE: return stage == 0 || stage == 5 ? 5 : -1;
     case RNC_REC_POINTWISE:
+    case RNC_REC_LAYER_NORM:
+    case RNC_REC_SCALE_SHIFT:
         return stage == 0 || stage == 5 ? 5 : stage == 2 || stage == 6 ? 6 : stage == 3 || stage == 7 ? 7 : -1;
     default: return -1; /* a kind this loader does not know */
     }
@@ -865,6 +869,26 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         CHECK_RESERVED(c, rec_magnitude, r);
         if (c->feat % 2) return fail(c, FIELD(rec, kind), MSG_MAG_ODD, c->feat, 0, 0, NULL);
         F->out_w = F->in_w / 2;
+    } else if (kind == RNC_REC_LAYER_NORM || kind == RNC_REC_SCALE_SHIFT) {
+        const int ln = kind == RNC_REC_LAYER_NORM;
+        const uint32_t want = ln ? RNC_SIZE_rec_layer_norm : RNC_SIZE_rec_scale_shift;
+        if (size != want) return fail(c, fsize, MSG_EXPECT, size, want, 0, NULL);
+        if (ln) CHECK_RESERVED(c, rec_layer_norm, r);
+        else CHECK_RESERVED(c, rec_scale_shift, r);
+        const uint32_t n = ln ? rnc_rec_layer_norm_features(r) : rnc_rec_scale_shift_features(r);
+        if (n != c->feat) return fail(c, FIELD(rec_layer_norm, features), MSG_EXPECT, n, c->feat, 0, NULL);
+        if (ln) {
+            const float eps = rnc_rec_layer_norm_eps(r);
+            if (!finite_f(eps) || !(eps > 0.0f))
+                return fail(c, FIELD(rec_layer_norm, eps), MSG_NORM_EPS, f32_bits(eps), 0, 0, NULL);
+            F->eps = eps;
+            TRY(get_vector(c, FIELD(rec_layer_norm, weight), rnc_rec_layer_norm_weight(r), n, &F->w));
+            TRY(get_vector(c, FIELD(rec_layer_norm, bias), rnc_rec_layer_norm_bias(r), n, &F->b));
+        } else {
+            TRY(get_vector(c, FIELD(rec_scale_shift, scale), rnc_rec_scale_shift_scale(r), n, &F->w));
+            TRY(get_vector(c, FIELD(rec_scale_shift, shift), rnc_rec_scale_shift_shift(r), n, &F->b));
+        }
+        F->out_w = n;
     } else if (kind == RNC_REC_POINTWISE) {
         if (size != RNC_SIZE_rec_pointwise) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_pointwise, 0, NULL);
         CHECK_RESERVED(c, rec_pointwise, r);
@@ -1009,7 +1033,9 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     }
     case RNC_REC_FRAME_CONV:
     case RNC_REC_POINTWISE:
-    case RNC_REC_MAGNITUDE: return load_front(c, m, r, size);
+    case RNC_REC_MAGNITUDE:
+    case RNC_REC_LAYER_NORM:
+    case RNC_REC_SCALE_SHIFT: return load_front(c, m, r, size);
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }
 }

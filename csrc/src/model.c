@@ -611,6 +611,31 @@ static void pointwise_row(const rnc_front_op *F, const float *x, float *y)
     }
 }
 
+/* y = (x - mean) / sqrt(var + eps) * w + b over the row (var the biased variance), in float32:
+ * the mean, then the mean of the squared deviations, as rnncore.nn.norm.layer_norm. */
+static void layer_norm_row(const rnc_front_op *F, const float *x, float *y)
+{
+    const uint32_t n = F->in_w;
+    float s = 0.0f, v = 0.0f;
+    for (uint32_t i = 0; i < n; ++i) s += x[i];
+    const float mean = s / (float)n;
+    for (uint32_t i = 0; i < n; ++i) v += (x[i] - mean) * (x[i] - mean);
+    const float rstd = 1.0f / sqrtf(v / (float)n + F->eps);
+    for (uint32_t i = 0; i < n; ++i) y[i] = (x[i] - mean) * rstd * F->w[i] + F->b[i];
+}
+
+/* A record that maps each row alone, in place allowed (pointwise, layer_norm, scale_shift). */
+static void rowwise(const rnc_front_op *F, const float *x, float *y)
+{
+    if (F->kind == RNC_REC_LAYER_NORM) {
+        layer_norm_row(F, x, y);
+    } else if (F->kind == RNC_REC_SCALE_SHIFT) {
+        for (uint32_t i = 0; i < F->in_w; ++i) y[i] = x[i] * F->w[i] + F->b[i];
+    } else {
+        pointwise_row(F, x, y);
+    }
+}
+
 /* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x. */
 static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *scratch)
 {
@@ -620,7 +645,7 @@ static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x,
         const uint32_t M = F->out_w;
         for (uint32_t i = 0; i < M; ++i) y[i] = sqrtf(x[i] * x[i] + x[M + i] * x[M + i]);
     } else {
-        pointwise_row(F, x, y);
+        rowwise(F, x, y);
     }
 }
 
@@ -691,11 +716,13 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         case RNC_REC_FRAME_CONV:
         case RNC_REC_MAGNITUDE:
             break; /* the front-end, run above */
-        case RNC_REC_POINTWISE: {
+        case RNC_REC_POINTWISE:
+        case RNC_REC_LAYER_NORM:
+        case RNC_REC_SCALE_SHIFT: {
             if (l == 0) break; /* front-end, run above */
             const rnc_front_op *F = &m->front[f++];
             float *dst = in == fa ? fb : fa; /* never in place: in may be a layer's state */
-            for (size_t b = 0; b < B; ++b) pointwise_row(F, in + b * in_w, dst + b * in_w);
+            for (size_t b = 0; b < B; ++b) rowwise(F, in + b * in_w, dst + b * in_w);
             in = dst;
             break;
         }
@@ -945,14 +972,15 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         const int last = i + 1 == m->num_stages;
         if (m->stage[i] == RNC_REC_FRAME_CONV || m->stage[i] == RNC_REC_MAGNITUDE) continue; /* above */
-        if (m->stage[i] == RNC_REC_POINTWISE) {
+        if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
+            m->stage[i] == RNC_REC_SCALE_SHIFT) {
             if (l == 0) continue; /* the front-end, above */
             /* after the recurrent layers: cur is this call's scratch (or y's rows, last) */
             const rnc_front_op *F = &m->front[f++];
             float *dst = last ? y : (float *)(uintptr_t)cur;
             const size_t rows = pooled_rows ? B : BT;
             for (size_t r = 0; r < rows; ++r) {
-                if (pooled_rows || r % T < LEN(r / T)) pointwise_row(F, cur + r * cur_w, dst + r * cur_w);
+                if (pooled_rows || r % T < LEN(r / T)) rowwise(F, cur + r * cur_w, dst + r * cur_w);
                 else memset(dst + r * cur_w, 0, sizeof(float) * cur_w);
             }
             cur = dst;

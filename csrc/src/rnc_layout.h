@@ -41,7 +41,9 @@
     S(cellopt, 128)    /* v2 recurrent record with RNC_LAYER_FLAG_OPTIONS: after its cellw's */    \
     S(rec_frame_conv, 64) /* v2: a Conv1d within each step's frame (front-end) */                 \
     S(rec_pointwise, 24)  /* v2: a per-step activation */                                         \
-    S(rec_magnitude, 8)   /* v2: |re + i im| of the two halves of each step's features */
+    S(rec_magnitude, 8)   /* v2: |re + i im| of the two halves of each step's features */    \
+    S(rec_layer_norm, 32) /* v2: LayerNorm over each step's features */                        \
+    S(rec_scale_shift, 32) /* v2: x * scale + shift per feature (BatchNorm in inference) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -245,6 +247,8 @@
 #define RNC_REC_FRAME_CONV 5u
 #define RNC_REC_POINTWISE 6u
 #define RNC_REC_MAGNITUDE 7u
+#define RNC_REC_LAYER_NORM 8u
+#define RNC_REC_SCALE_SHIFT 9u
 
 /* frame_conv: each step's in_features = in_channels * frame_length inputs are C_in channels of L
  * samples, channel-major (x[c*L + i]); the output is C_out channels of L_out samples, channel-major:
@@ -272,7 +276,7 @@
     X(rec_frame_conv, padding_mode, 44, U32)                                                      \
     X(rec_frame_conv, weight, 48, REF)                                                            \
     X(rec_frame_conv, bias, 56, REF)
-#define RNC_FILE_MAX_FRONT 32u     /* per-step records (kinds 5..7) per file */
+#define RNC_FILE_MAX_FRONT 32u     /* per-step records (kinds 5..9) per file */
 #define RNC_FILE_MAX_KERNEL 65536u /* frame_conv kernel_size, stride, dilation, padding */
 
 /* pointwise: y = f(x) element by element on `features` values (the running width) */
@@ -295,6 +299,25 @@
 #define RNC_FIELDS_rec_magnitude(X)                                                               \
     X(rec_magnitude, kind, 0, U32)                                                                \
     X(rec_magnitude, size, 4, U32)
+
+/* layer_norm: y = (x - mean) / sqrt(var + eps) * weight + bias over the `features` values of a
+ * step (var the biased variance); weight, bias: f32 [features] (ones / zeros without affine) */
+#define RNC_FIELDS_rec_layer_norm(X)                                                              \
+    X(rec_layer_norm, kind, 0, U32)                                                               \
+    X(rec_layer_norm, size, 4, U32)                                                               \
+    X(rec_layer_norm, features, 8, U32)                                                           \
+    X(rec_layer_norm, eps, 12, F32)                                                               \
+    X(rec_layer_norm, weight, 16, REF)                                                            \
+    X(rec_layer_norm, bias, 24, REF)
+
+/* scale_shift: y[i] = x[i] * scale[i] + shift[i] (a BatchNorm1d in inference that no layer before
+ * it absorbs); scale, shift: f32 [features] */
+#define RNC_FIELDS_rec_scale_shift(X)                                                             \
+    X(rec_scale_shift, kind, 0, U32)                                                              \
+    X(rec_scale_shift, size, 4, U32)                                                              \
+    X(rec_scale_shift, features, 8, U32)                                                          \
+    X(rec_scale_shift, scale, 16, REF)                                                            \
+    X(rec_scale_shift, shift, 24, REF)
 
 #define RNC_FIELDS_rec_linear(X)                                                                  \
     X(rec_linear, kind, 0, U32)                                                                   \
@@ -382,6 +405,7 @@
     M(CONV_WINDOW, CORRUPT, "frame of %llu samples + padding (%llu, %llu) is shorter than one window of %llu") \
     M(CONV_REFLECT, CORRUPT, "padding (%llu, %llu): reflect padding must be < frame_length %llu") \
     M(MAG_ODD, CORRUPT, "%llu input features, expected an even number (re | im)") \
+    M(NORM_EPS, CORRUPT, "bits 0x%llx: expected a finite value > 0") \
     M(INPUT_IDS, CORRUPT, "%llu, expected 0 (an embedding record comes first: the input is token ids)") \
     M(INPUT_FEATURES, CORRUPT, "0 without an embedding record, expected 1..%llu")                  \
     M(OUTPUT_WIDTH, UNSUPPORTED, "%llu output features, the C core runs at most %llu")           \
@@ -405,7 +429,8 @@
     RNC_FIELDS_ref(X) RNC_FIELDS_hdr1(X) RNC_FIELDS_desc1(X) RNC_FIELDS_cellw(X) RNC_FIELDS_hdr2(X)                  \
     RNC_FIELDS_rec(X) RNC_FIELDS_rec_embedding(X) RNC_FIELDS_rec_recurrent(X)                      \
     RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X) RNC_FIELDS_cellopt(X)   \
-    RNC_FIELDS_rec_frame_conv(X) RNC_FIELDS_rec_pointwise(X) RNC_FIELDS_rec_magnitude(X)
+    RNC_FIELDS_rec_frame_conv(X) RNC_FIELDS_rec_pointwise(X) RNC_FIELDS_rec_magnitude(X)         \
+    RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

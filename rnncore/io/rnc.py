@@ -68,7 +68,9 @@ K_GROUP = 4
 RECORD_KINDS = {"embedding": _C["REC_EMBEDDING"], "recurrent": _C["REC_RECURRENT"],
                 "last_step": _C["REC_LAST_STEP"], "linear": _C["REC_LINEAR"],
                 "frame_conv": _C["REC_FRAME_CONV"], "pointwise": _C["REC_POINTWISE"],
-                "magnitude": _C["REC_MAGNITUDE"]}
+                "magnitude": _C["REC_MAGNITUDE"], "layer_norm": _C["REC_LAYER_NORM"],
+                "scale_shift": _C["REC_SCALE_SHIFT"]}
+_STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift")
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
 POINTWISE = {"relu": _C["PW_RELU"], "sigmoid": _C["PW_SIGMOID"], "tanh": _C["PW_TANH"],
              "hardsigmoid": _C["PW_HARDSIGMOID"], "gelu": _C["PW_GELU"], "gelu_tanh": _C["PW_GELU_TANH"]}
@@ -364,6 +366,29 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
                 "dilation": dl, "groups": g, "pad_left": pl, "pad_right": pr, "padding_mode": mode},
                 "tensors": [np.concatenate(packed), b]})
             feat = co * lout
+        elif kind in ("layer_norm", "scale_shift"):
+            t = r.get("tensors", r)
+            names = ("weight", "bias") if kind == "layer_norm" else ("scale", "shift")
+            ones = np.ones(feat, np.float32) if kind == "layer_norm" else None
+            vals = []
+            for nm, default in zip(names, (ones, np.zeros(feat, np.float32)), strict=True):
+                v = t.get(nm)
+                if v is None and default is None:
+                    raise ValueError(f"{where}[{n}] ({kind}): missing {nm}")
+                v = default if v is None else _as_f32(v, f"{where}[{n}] {nm}")
+                if v.shape != (feat,):
+                    raise ValueError(f"{where}[{n}] ({kind}): {nm} must be ({feat},), got {v.shape}")
+                vals.append(v)
+            if int(r.get("features", feat)) != feat:
+                raise ValueError(f"{where}[{n}] ({kind}): features {r.get('features')}, the previous layer "
+                                 f"gives {feat}")
+            fields: dict[str, Any] = {"features": feat}
+            if kind == "layer_norm":
+                eps = float(r.get("eps", 1e-5))
+                if not (math.isfinite(eps) and np.float32(eps) > 0):
+                    raise ValueError(f"{where}[{n}] (layer_norm): eps must be a finite number > 0, got {eps}")
+                fields["eps"] = eps
+            out.append({"kind": kind, "fields": fields, "tensors": vals})
         elif kind == "magnitude":
             if feat % 2:
                 raise ValueError(f"{where}[{n}] (magnitude): {feat} input features, expected an even number")
@@ -751,6 +776,10 @@ def _pack_step_record(r: dict, blob) -> bytes:
     vals = dict(r["fields"])
     if r["kind"] == "frame_conv":
         vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
+    elif r["kind"] == "layer_norm":
+        vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
+    elif r["kind"] == "scale_shift":
+        vals["scale"], vals["shift"] = (blob.add(t) for t in r["tensors"])
     return st.pack(kind=RECORD_KINDS[r["kind"]], size=st.size, **vals)
 
 
@@ -1315,6 +1344,21 @@ class _Loader:
             if self.feat % 2:
                 raise self.fail("kind", "MAG_ODD", self.feat)
             out = self.feat // 2
+        elif name in ("layer_norm", "scale_shift"):
+            n = r["features"]
+            if n != self.feat:
+                raise self.fail("features", "EXPECT", n, self.feat)
+            if name == "layer_norm":
+                if not (math.isfinite(_f32(r["eps"])) and _f32(r["eps"]) > 0):
+                    raise self.fail("eps", "NORM_EPS", r["eps"])
+                rec["eps"] = _f32(r["eps"])
+                names = ("weight", "bias")
+            else:
+                names = ("scale", "shift")
+            for nm in names:
+                off = self.get_ref(nm, r[nm], n * 4)
+                rec[nm] = self.check_floats(nm, off, n, False).copy()
+            out = n
         elif name == "pointwise":
             n, act, al, be = r["features"], r["activation"], r["alpha"], r["beta"]
             if n != self.feat:
@@ -1386,7 +1430,7 @@ class _Loader:
 
     def load_record(self, pos: int, size: int) -> None:
         kind = self.u32(pos)
-        if kind in (RECORD_KINDS["frame_conv"], RECORD_KINDS["pointwise"], RECORD_KINDS["magnitude"]):
+        if kind in (RECORD_KINDS[k] for k in _STEP_KINDS):
             self.load_front(pos, size, kind)
         elif kind == RECORD_KINDS["embedding"]:
             st = LAYOUT["rec_embedding"]
@@ -1521,7 +1565,7 @@ def _next_stage(stage: int, kind: int) -> int:
         return 4 if stage in (2, 3, 6, 7) else -1
     if kind in (k["frame_conv"], k["magnitude"]):
         return 5 if stage in (0, 5) else -1
-    if kind == k["pointwise"]:
+    if kind in (k["pointwise"], k["layer_norm"], k["scale_shift"]):
         return 5 if stage in (0, 5) else 6 if stage in (2, 6) else 7 if stage in (3, 7) else -1
     return -1
 
@@ -1565,6 +1609,12 @@ def _step_description(r: dict) -> dict:
     """A per-step record as ``write_rnc`` takes it (the ``rc.nn`` layers' ``record()`` form)."""
     if r["kind"] == "magnitude":
         return {"kind": "magnitude"}
+    if r["kind"] == "layer_norm":
+        return {"kind": "layer_norm", "features": r["in"], "eps": r["eps"],
+                "tensors": {"weight": r["weight"], "bias": r["bias"]}}
+    if r["kind"] == "scale_shift":
+        return {"kind": "scale_shift", "features": r["in"],
+                "tensors": {"scale": r["scale"], "shift": r["shift"]}}
     if r["kind"] == "pointwise":
         a = r["activation"]
         if a == "gelu_tanh":
