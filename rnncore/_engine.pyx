@@ -423,7 +423,9 @@ cdef class Stream:
         cdef rnc_nonfinite nf = self.st.nonfinite
         nl = self.model.info.num_layers
         row = f"sequence {nf.row}" if who == "run" else f"stream row {nf.row}"
-        if nf.layer >= nl:
+        if nf.layer > nl:
+            what = "the front-end's output (the per-step records before the recurrent layers) is NaN/Inf"
+        elif nf.layer == nl:
             what = "the head's output (before its activation) is NaN/Inf"
         else:
             what = (f"layer {nf.layer} (ReLU RNN{', backward' if nf.direction else ''}) state is "

@@ -193,11 +193,15 @@ class Engine:
     def describe(self) -> str:
         """The stack in one line, e.g. ``gru(64) > last_step > linear(64->9)`` (``x2``: bidirectional)."""
         m = self._model
+        front, post, pooled = _step_record_kinds(self.data)
         parts = [f"embedding({m.embed_num}x{self.layers[0]['input_size']})"] if m.uses_ids else []
+        parts += front
         parts += [f"{layer['kind']}{'x2' if layer['directions'] == 2 else ''}({layer['hidden_size']})"
                   for layer in self.layers]
+        parts += post
         if m.last_step:
             parts.append("last_step")
+        parts += pooled
         if m.has_head:
             last = self.layers[-1]
             parts.append(f"linear({last['state_size'] * last['directions']}->{self.output_size})")
@@ -415,6 +419,31 @@ class Stream:
                     c[o:o + b * hsz] = np.asarray(e[1], np.float32).reshape(-1)
                 k += 1
         self._s.set_raw_state(h, c)
+
+
+def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
+    """The per-step records of a (valid, v2) file by place: before the recurrent layers, after
+    them, after last_step (``frame_conv``, ``magnitude``, ``pointwise``)."""
+    import struct
+
+    from rnncore.io.rnc import RECORD_KINDS
+
+    names = {v: k for k, v in RECORD_KINDS.items()}
+    out: tuple[list, list, list] = ([], [], [])
+    if struct.unpack_from("<I", data, 4)[0] != 2:
+        return out
+    n, pos, place = struct.unpack_from("<I", data, 28)[0], 64, 0
+    for _ in range(n):
+        kind, size = struct.unpack_from("<II", data, pos)
+        name = names.get(kind, "unknown")
+        if name == "recurrent":
+            place = 1
+        elif name == "last_step":
+            place = 2
+        elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift"):
+            out[place].append(name)
+        pos += size
+    return out
 
 
 def _restore_stream(engine: Engine, batch: int, state) -> Stream:

@@ -175,10 +175,18 @@ class ModelSpec:
     last_step_bidirectional: bool = False
     head: LinearSpec | None = None
     meta: dict = field(default_factory=dict)
+    #: per-step records (the ``rc.nn`` layers' ``record()`` dicts, docs/rnc-format.md "Per-step
+    #: records"): ``front`` before the recurrent layers (FrameConv1d, Magnitude, activations),
+    #: ``post`` activations after them, ``post_pooled`` activations after ``last_step``
+    front: list = field(default_factory=list)
+    post: list = field(default_factory=list)
+    post_pooled: list = field(default_factory=list)
+    #: the features per step the front-end takes (None: no front-end)
+    front_input: int | None = None
 
     @property
     def input_size(self) -> int:
-        return self.layers[0].input_size
+        return self.front_input if self.front else self.layers[0].input_size
 
     def __repr__(self) -> str:
         """``ModelSpec(embedding(VxD) > gru(64) > last_step > linear(64->9))``: the stack, no arrays."""
@@ -203,6 +211,10 @@ class ModelSpec:
                 f"embedding dim {np.shape(self.embedding)[1]} != first layer input_size "
                 f"{self.layers[0].input_size}")
         prev = None
+        if self.front:
+            if self.embedding is not None:
+                raise ValueError("front: per-step front-end records cannot follow an embedding")
+            prev = _front_width(self.front, self.front_input)
         for k, layer in enumerate(self.layers):
             layer.validate()
             if prev is not None and layer.input_size != prev:
@@ -215,6 +227,27 @@ class ModelSpec:
             if self.head.activation not in HEAD_ACTIVATIONS:
                 raise ValueError(f"head activation: expected one of {HEAD_ACTIVATIONS}, "
                                  f"got {self.head.activation!r}")
+
+
+def _front_width(records: list, width: int) -> int:
+    """The features per step left by the front-end records, from ``width`` features."""
+    for n, r in enumerate(records):
+        kind = r["kind"]
+        if kind in ("frame_conv1d", "frame_conv"):
+            if r["in_channels"] * r["frame_length"] != width:
+                raise ValueError(f"front[{n}] (frame_conv1d): in_channels*frame_length = "
+                                 f"{r['in_channels'] * r['frame_length']}, the previous layer gives {width}")
+            span = r.get("dilation", 1) * (r["kernel_size"] - 1) + 1
+            padded = r["frame_length"] + r.get("pad_left", 0) + r.get("pad_right", 0)
+            width = r["out_channels"] * ((padded - span) // r.get("stride", 1) + 1)
+        elif kind == "magnitude":
+            width //= 2
+    return width
+
+
+#: the rc.nn activations a per-step record runs (their ``record()`` kinds)
+STEP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "gelu", "layer_norm",
+                    "scale_shift")
 
 
 def _np(v: object) -> np.ndarray:
@@ -305,6 +338,10 @@ def spec_from_model(model: object) -> ModelSpec:
     model = _fold_extended(model)
     if isinstance(model, ModelSpec):
         return model
+    if type(model).__name__ == "OnnxGraph":   # an imported whole graph: its chain of layers
+        from rnncore.io.onnx_import._lower import lower_graph
+
+        model, _ = lower_graph(model)
     if _cell_of(model) is not None:
         spec = ModelSpec(_recurrent_layers(model))
         spec.validate()
@@ -328,8 +365,24 @@ def spec_from_model(model: object) -> ModelSpec:
         n_before = len(spec.layers)
         kind = type(m).__name__
         cell = _cell_of(m)
-        if kind == "Embedding" and stage == 0 and spec.embedding is None:
+        rec = m.record() if hasattr(m, "record") else None
+        rkind = rec.get("kind") if isinstance(rec, dict) else None
+        if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
+        elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "magnitude",
+                                                                 *STEP_ACTIVATIONS):
+            if not spec.front:
+                spec.front_input = int(m.in_features) if rkind == "frame_conv1d" else rec.get("features")
+            rec = dict(rec)
+            if "tensors" in rec:
+                rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
+            spec.front.append(rec)
+        elif stage in (1, 2) and rkind in STEP_ACTIVATIONS and not (
+                stage == 2 and spec.head is not None):
+            rec = dict(rec)
+            if "tensors" in rec:
+                rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
+            (spec.post if stage == 1 else spec.post_pooled).append(rec)
         elif kind == "ExtendedRecurrent" and stage <= 1:
             spec.layers.extend(extended_layers(m))
             stage = 1
@@ -356,13 +409,19 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.head.activation = kind.lower()
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
-                             "expected [Embedding] + recurrent layers + [LastStep] + [Linear] + [activation]")
+                             "expected [Embedding | front-end: FrameConv1d, Magnitude, activations] + "
+                             "recurrent layers + [activations] + [LastStep [activations]] + [Linear] + "
+                             "[activation]")
         if reverse_next is not None and len(spec.layers) > n_before:
             _fold_reverse_time(spec.layers, n_before, reverse_next)
             reverse_next = None
     if reverse_next is not None:
         raise ValueError(f"compile: module {reverse_next!r} (ReverseTime) must come right before a "
                          "recurrent layer (Keras go_backwards) to compile")
+    if spec.front and spec.front_input is None:
+        raise ValueError("compile: a front-end must start with a layer that gives the input width "
+                         "(FrameConv1d, LayerNorm, BatchNorm1d); an activation first needs "
+                         "rnncore.spec.ModelSpec(front_input=...)")
     spec.validate()
     return spec
 
@@ -426,7 +485,8 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
     emb = None if spec.embedding is None else {"weight": np.asarray(spec.embedding, np.float32)}
     out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
            "embedding": emb, "last_step": spec.last_step,
-           "last_step_bidirectional": spec.last_step_bidirectional}
+           "last_step_bidirectional": spec.last_step_bidirectional,
+           "front": list(spec.front), "post": list(spec.post), "post_pooled": list(spec.post_pooled)}
     if head and spec.head is not None:
         w = np.asarray(spec.head.weight, np.float32)
         b = np.zeros(w.shape[0]) if spec.head.bias is None else spec.head.bias
@@ -455,7 +515,10 @@ def spec_from_rnc(d: dict) -> ModelSpec:
     lin = None if head is None else LinearSpec(head["weight"], head["bias"], head["activation"])
     spec = ModelSpec(layers, embedding=None if emb is None else emb["weight"],
                      last_step=bool(d.get("last_step")),
-                     last_step_bidirectional=bool(d.get("last_step_bidirectional")), head=lin)
+                     last_step_bidirectional=bool(d.get("last_step_bidirectional")), head=lin,
+                     front=list(d.get("front") or []), post=list(d.get("post") or []),
+                     post_pooled=list(d.get("post_pooled") or []),
+                     front_input=d["input_size"] if d.get("front") else None)
     spec.validate()
     return spec
 

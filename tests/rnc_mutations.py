@@ -74,12 +74,47 @@ F32_EDGES = (0x7FC00000, 0x7F800001, 0xFFC00001, 0x7F800000, 0xFF800000, 0xBF800
              0x3F800000)  # NaN quiet and signalling, Inf, -Inf, -1, -0, 1
 
 
+def _frontend_spec(rng: np.random.Generator, post_pooled: bool) -> dict:
+    """A per-step front-end (frame_conv reflect, magnitude, grouped dilated frame_conv, pointwise)
+    before an LSTM, pointwise records after it (and after last_step), a linear head."""
+    spec = gen_vectors.make_spec(rng, "lstm", [6, 5], "f32", head=1, head_act="sigmoid",
+                                 last_step=post_pooled)
+    spec["input_size"] = 16
+    spec["front"] = [
+        {"kind": "frame_conv1d", "in_channels": 1, "out_channels": 4, "kernel_size": 4, "frame_length": 16,
+         "stride": 4, "pad_left": 2, "pad_right": 2, "padding_mode": "reflect",
+         "tensors": {"weight": rng.standard_normal((4, 1, 4)).astype(np.float32), "bias": None}},
+        {"kind": "magnitude"},   # 4 channels x 5 -> 10 features = 2 channels x 5
+        {"kind": "frame_conv1d", "in_channels": 2, "out_channels": 2, "kernel_size": 2, "frame_length": 5,
+         "dilation": 2, "groups": 2, "stride": 2, "tensors": {
+             "weight": rng.standard_normal((2, 1, 2)).astype(np.float32),
+             "bias": rng.standard_normal(2).astype(np.float32)}},
+        {"kind": "hardsigmoid", "alpha": 0.2, "beta": 0.5},
+        {"kind": "layer_norm", "eps": 1e-5, "tensors": {"weight": rng.standard_normal(4).astype(np.float32),
+                                                        "bias": rng.standard_normal(4).astype(np.float32)}},
+    ]
+    spec["layers"][0]["weights"]["weight_ih"] = spec["layers"][0]["weights"]["weight_ih"][:, :4]
+    spec["layers"][0]["input_size"] = 4
+    spec["post"] = [{"kind": "relu"}, {"kind": "gelu", "approximate": "tanh"},
+                    {"kind": "scale_shift", "tensors": {"scale": rng.standard_normal(5).astype(np.float32),
+                                                        "shift": rng.standard_normal(5).astype(np.float32)}}]
+    if post_pooled:
+        spec["post_pooled"] = [{"kind": "tanh"}]
+    return spec
+
+
+#: seeds of per-step records (front-end, pointwise after the recurrent layers): name -> last_step
+FRONTEND_SEEDS = {"frontend_f32_v2": False, "frontend_f32_last_step_v2": True}
+
+
 def seed_files() -> dict[str, bytes]:
     """The valid models the mutations start from."""
     out = {}
     for i, (name, (kw, version)) in enumerate(SEEDS.items()):
         spec = gen_vectors.make_spec(np.random.default_rng(100 + i), **kw)
         out[name] = write_rnc(spec, version=version)
+    for i, (name, pooled) in enumerate(FRONTEND_SEEDS.items()):
+        out[name] = write_rnc(_frontend_spec(np.random.default_rng(200 + i), pooled))
     return out
 
 

@@ -23,6 +23,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+import rnncore as rc
 from rnncore.io import from_onnx
 from rnncore.io.onnx_import import OnnxGraph
 
@@ -275,3 +276,51 @@ def test_conv_front_end_graph_matches_onnxruntime():
         got = g(x=xv, h=hv)
         for r, o in zip(ref, got, strict=True):
             np.testing.assert_allclose(o, r, rtol=0, atol=1e-5)
+
+
+def test_silero_vad_compiles_to_the_c_engine_and_matches_onnxruntime(silero_bytes):
+    """rc.compile(from_onnx(silero)): the graph lowered to per-step records + LSTM + head (f32);
+    run and the stream frame by frame within 1e-4 of onnxruntime, the final hn / cn as the
+    engine's state."""
+    from rnncore.io.onnx_import._lower import lower_graph
+
+    g = from_onnx(silero_bytes)
+    model, info = lower_graph(g)
+    assert info == {"data_input": "input", "data_output": "speech_probs", "state_inputs": ["h", "c"],
+                    "state_outputs": ["hn", "cn"]}
+    eng = rc.compile(g)
+    frames = _silero_frames(_speech_like(8.0))
+    rng = np.random.default_rng(3)
+    h0 = (rng.standard_normal((1, 1, 128)) * 0.1).astype(np.float32)
+    c0 = (rng.standard_normal((1, 1, 128)) * 0.1).astype(np.float32)
+    sess = ort.InferenceSession(silero_bytes, providers=["CPUExecutionProvider"])
+    probs, hn, cn = sess.run(None, {"input": frames, "h": h0, "c": c0})
+    Y, (h, c) = eng.run(frames[None], state=(h0, c0), return_state=True)
+    assert Y.shape == (1, len(frames), 1)
+    np.testing.assert_allclose(Y[0, :, 0], probs, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(h, hn, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(c, cn, rtol=0, atol=1e-4)
+    assert ((probs > 0.5) != (Y[0, :, 0] > 0.5)).sum() == 0
+    st = eng.stream()
+    st.state = (h0, c0)
+    out = np.empty((1, 1), np.float32)
+    got = []
+    for f in frames:
+        st.step(f[None], out=out)
+        got.append(out[0, 0])
+    np.testing.assert_allclose(got, probs, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(st.state[0], hn, rtol=0, atol=1e-4)
+    # the lowered chain in NumPy (float64, zero initial state) against the engine (float32)
+    np.testing.assert_allclose(eng.run(frames[None]), model.forward(frames[None].astype(np.float64)),
+                               rtol=0, atol=1e-5)
+
+
+def test_silero_lowering_refuses_q8_and_names_what_it_cannot_follow(silero_bytes):
+    g = from_onnx(silero_bytes)
+    with pytest.raises(ValueError, match=r"the C core runs per-step records in f32 files only"):
+        rc.compile(g, precision="q8")
+    sub = from_onnx(silero_bytes, inputs=["/stft/Sqrt_output_0", "h", "c"],
+                    outputs=["speech_probs", "hn", "cn"])
+    with pytest.raises(ValueError, match=r"the data input '/stft/Sqrt_output_0' is declared None; expected "
+                                         r"frames \(N, L\)"):
+        rc.compile(sub)

@@ -65,9 +65,12 @@ def test_reader_and_loader_agree_on_every_mutated_file():
             refused += 1
     assert not differ, f"{len(differ)} of {total} mutated files disagree, e.g. {differ[:3]}"
     assert total > 20000 and 0.5 * total < refused < total, (total, refused)
-    # the mutations reach most checks (the rest: limits no small file reaches, big-endian hosts)
+    # the mutations reach most checks (the rest: limits no small file reaches, big-endian hosts,
+    # and two per-step checks one edit cannot reach: a 33rd per-step record, and an odd width
+    # before a magnitude -- the record before it then no longer fits its tensors;
+    # tests/test_engine_frontend.py reaches the latter)
     unreached = sorted(set(LAYOUT.messages) - set(HIT))
-    assert len(unreached) <= 12, unreached
+    assert len(unreached) <= 14, unreached
 
 
 def test_refusals_name_the_field_in_c_and_python():

@@ -164,6 +164,20 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
     } opt;
 } rnc_layer;
 
+/* A per-step record (private; docs/rnc-format.md, "Per-step records"): a front-end layer before
+ * the recurrent layers or a pointwise activation after them, applied to every step alone. */
+#define RNC_MAX_FRONT 32u           /* per-step records per model */
+typedef struct rnc_front_op {
+    uint32_t kind;                /* RNC_REC_FRAME_CONV / _POINTWISE / _MAGNITUDE (rnc_layout.h) */
+    uint32_t in_w, out_w;         /* features per step in and out */
+    uint32_t cin, cout, k, L, stride, dil, groups, pl, pr, reflect; /* frame_conv */
+    uint32_t lout, cg, cog;       /* frame_conv: L_out, C_in / groups, C_out / groups */
+    const float *w, *b;           /* frame_conv: groups packed matrices (round16(cog) x cg*k), C_out */
+    uint32_t act;                 /* pointwise: RNC_PW_* */
+    float alpha, beta;
+    float eps;                    /* layer_norm (its weight, bias in w, b; scale_shift: scale, shift) */
+} rnc_front_op;
+
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved
  * once for the model's ISA (docs/c-api.md, "The plan"). */
 #define RNC_PLAN_PICKS 4
@@ -199,7 +213,12 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     const float *head_s, *head_b;
     rnc_layer layer[RNC_MAX_LAYERS];
     uint32_t num_stages;          /* the model's layers in order, by record kind (rnc_layout.h: */
-    uint8_t stage[RNC_MAX_LAYERS + 3]; /* embedding, recurrent (layer[] in order), last_step, linear) */
+    uint8_t stage[RNC_MAX_LAYERS + 3 + RNC_MAX_FRONT]; /* embedding, recurrent (layer[] in order),
+                                     last_step, linear, the per-step kinds (front[] in order)) */
+    uint32_t num_front;           /* per-step records, in file order */
+    rnc_front_op front[RNC_MAX_FRONT];
+    size_t front_w;               /* widest per-step record input or output (floats per row) */
+    size_t front_scratch;         /* floats a frame_conv needs per row (windows + products) */
     size_t h_floats, c_floats;    /* per batch row */
     size_t max_feat, max_kpad, max_gates_hp;
     uint32_t isa;

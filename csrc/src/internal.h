@@ -147,6 +147,10 @@ static inline uint64_t r8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
         if (st_ != RNC_OK) return st_;                                                            \
     } while (0)
 
+/* Output positions per product of a frame_conv (model.c): its scratch is RNC_FCONV_BLOCK windows
+ * and their products, whatever the frame length. */
+#define RNC_FCONV_BLOCK 16u
+
 /* loader.c: validate the .rnc buffer b (len bytes) and point m's fields into it */
 rnc_status rnc__load(rnc_model *m, const unsigned char *b, size_t len);
 

@@ -22,8 +22,8 @@ static int host_little_endian(void)
 
 /* tensors of the largest model: 16 bidirectional layers of 6 per direction + W_hh's kernel sums
  * (v2 q8), an embedding and a head (weight, scales, bias) */
-#define MAX_TENSORS (RNC_MAX_LAYERS * 16 + 4) /* + 3 of each layer's options (v2) */
-#define MAX_PARTS (RNC_MAX_LAYERS + 3) /* v2 records that hold tensors: [embedding] recurrent+ ... */
+#define MAX_TENSORS (RNC_MAX_LAYERS * 16 + 4 + 2 * RNC_MAX_FRONT) /* + 3 of each layer's options (v2), 2 per frame_conv */
+#define MAX_PARTS (RNC_MAX_LAYERS + 3 + RNC_MAX_FRONT) /* v2 records: [embedding] recurrent+ ... + per-step */
 #define PART_HEADER 0xFFFFFFFFu
 #define NO_DIR 0xFFu
 
@@ -34,7 +34,8 @@ typedef char rnc_limits_agree[(RNC_FILE_PRECISIONS == RNC_PRECISION_COUNT &&
                                RNC_FILE_MAX_LAYERS == RNC_MAX_LAYERS &&
                                RNC_FILE_MAX_HIDDEN == RNC_MAX_HIDDEN &&
                                RNC_FILE_MAX_FEATURES == RNC_MAX_FEATURES &&
-                               RNC_FILE_MAX_VOCAB == RNC_MAX_VOCAB && RNC_FILE_Q8_MAX_K == RNC_Q8_MAX_K)
+                               RNC_FILE_MAX_VOCAB == RNC_MAX_VOCAB && RNC_FILE_Q8_MAX_K == RNC_Q8_MAX_K &&
+                               RNC_FILE_MAX_FRONT == RNC_MAX_FRONT)
                                   ? 1
                                   : -1];
 
@@ -117,6 +118,11 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_RECURRENT: return "recurrent";
     case RNC_REC_LAST_STEP: return "last_step";
     case RNC_REC_LINEAR: return "linear";
+    case RNC_REC_FRAME_CONV: return "frame_conv";
+    case RNC_REC_POINTWISE: return "pointwise";
+    case RNC_REC_MAGNITUDE: return "magnitude";
+    case RNC_REC_LAYER_NORM: return "layer_norm";
+    case RNC_REC_SCALE_SHIFT: return "scale_shift";
     default: return "unknown";
     }
 }
@@ -874,21 +880,159 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
  * ---------------------------------------------------------------------------------------- */
 
 /* Where record kind `kind` may stand in the sequence the executor runs:
- * [embedding] recurrent+ [last_step] [linear]. Stages: 0 start, 1 after the embedding, 2 after a
- * recurrent layer, 3 after last_step, 4 after the linear head. Returns the new stage or -1. */
+ * [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear], the front-end
+ * records being frame_conv, magnitude and pointwise. Stages: 0 start, 1 after the embedding, 2
+ * after a recurrent layer, 3 after last_step, 4 after the linear head, 5 after a front-end
+ * record, 6 after a pointwise record following the recurrent layers, 7 after a pointwise record
+ * following last_step. Returns the new stage or -1. */
 static int next_stage(int stage, uint32_t kind)
 {
     switch (kind) {
     case RNC_REC_EMBEDDING: return stage == 0 ? 1 : -1;
-    case RNC_REC_RECURRENT: return stage <= 2 ? 2 : -1;
-    case RNC_REC_LAST_STEP: return stage == 2 ? 3 : -1;
-    case RNC_REC_LINEAR: return stage == 2 || stage == 3 ? 4 : -1;
+    case RNC_REC_RECURRENT: return stage <= 2 || stage == 5 ? 2 : -1;
+    case RNC_REC_LAST_STEP: return stage == 2 || stage == 6 ? 3 : -1;
+    case RNC_REC_LINEAR: return stage == 2 || stage == 3 || stage == 6 || stage == 7 ? 4 : -1;
+    case RNC_REC_FRAME_CONV:
+    case RNC_REC_MAGNITUDE: return stage == 0 || stage == 5 ? 5 : -1;
+    case RNC_REC_POINTWISE:
+    case RNC_REC_LAYER_NORM:
+    case RNC_REC_SCALE_SHIFT:
+        return stage == 0 || stage == 5 ? 5 : stage == 2 || stage == 6 ? 6 : stage == 3 || stage == 7 ? 7 : -1;
     default: return -1; /* a kind this loader does not know */
     }
 }
 
-static const char *const stage_place[5] = {"first", "after an embedding", "after a recurrent record",
-                                           "after last_step", "after linear"};
+static const char *const stage_place[8] = {"first", "after an embedding", "after a recurrent record",
+                                           "after last_step", "after linear", "after a front-end record",
+                                           "after a pointwise record", "after a pointwise record"};
+
+/* A per-step record (frame_conv, pointwise, magnitude): its checks against the running width
+ * c->feat, in the order of rnncore/io/rnc.py's load_front. */
+static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, uint32_t size)
+{
+    const uint32_t kind = rnc_rec_kind(r);
+    const char *fsize = FIELD(rec, size);
+    if (m->precision != RNC_F32) {
+        const char *k = kind_name(kind);
+        return fail(c, FIELD(rec, kind), MSG_FRONT_Q8, kind, 0, 0, k);
+    }
+    if (m->num_front >= RNC_MAX_FRONT) return fail(c, FIELD(rec, kind), MSG_FRONT_COUNT, RNC_MAX_FRONT, 0, 0, NULL);
+    rnc_front_op *F = &m->front[m->num_front];
+    memset(F, 0, sizeof(*F));
+    F->kind = kind;
+    F->in_w = (uint32_t)c->feat;
+    if (kind == RNC_REC_MAGNITUDE) {
+        if (size != RNC_SIZE_rec_magnitude) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_magnitude, 0, NULL);
+        CHECK_RESERVED(c, rec_magnitude, r);
+        if (c->feat % 2) return fail(c, FIELD(rec, kind), MSG_MAG_ODD, c->feat, 0, 0, NULL);
+        F->out_w = F->in_w / 2;
+    } else if (kind == RNC_REC_LAYER_NORM || kind == RNC_REC_SCALE_SHIFT) {
+        const int ln = kind == RNC_REC_LAYER_NORM;
+        const uint32_t want = ln ? RNC_SIZE_rec_layer_norm : RNC_SIZE_rec_scale_shift;
+        if (size != want) return fail(c, fsize, MSG_EXPECT, size, want, 0, NULL);
+        if (ln) CHECK_RESERVED(c, rec_layer_norm, r);
+        else CHECK_RESERVED(c, rec_scale_shift, r);
+        const uint32_t n = ln ? rnc_rec_layer_norm_features(r) : rnc_rec_scale_shift_features(r);
+        if (n != c->feat) return fail(c, FIELD(rec_layer_norm, features), MSG_EXPECT, n, c->feat, 0, NULL);
+        if (ln) {
+            const float eps = rnc_rec_layer_norm_eps(r);
+            if (!finite_f(eps) || !(eps > 0.0f))
+                return fail(c, FIELD(rec_layer_norm, eps), MSG_NORM_EPS, f32_bits(eps), 0, 0, NULL);
+            F->eps = eps;
+            TRY(get_vector(c, FIELD(rec_layer_norm, weight), rnc_rec_layer_norm_weight(r), n, &F->w));
+            TRY(get_vector(c, FIELD(rec_layer_norm, bias), rnc_rec_layer_norm_bias(r), n, &F->b));
+        } else {
+            TRY(get_vector(c, FIELD(rec_scale_shift, scale), rnc_rec_scale_shift_scale(r), n, &F->w));
+            TRY(get_vector(c, FIELD(rec_scale_shift, shift), rnc_rec_scale_shift_shift(r), n, &F->b));
+        }
+        F->out_w = n;
+    } else if (kind == RNC_REC_POINTWISE) {
+        if (size != RNC_SIZE_rec_pointwise) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_pointwise, 0, NULL);
+        CHECK_RESERVED(c, rec_pointwise, r);
+        const uint32_t n = rnc_rec_pointwise_features(r), act = rnc_rec_pointwise_activation(r);
+        const float al = rnc_rec_pointwise_alpha(r), be = rnc_rec_pointwise_beta(r);
+        if (n != c->feat) return fail(c, FIELD(rec_pointwise, features), MSG_EXPECT, n, c->feat, 0, NULL);
+        if (act >= RNC_FILE_PW_KINDS)
+            return fail(c, FIELD(rec_pointwise, activation), MSG_RANGE, act, 0, RNC_FILE_PW_KINDS - 1, NULL);
+        if (act == RNC_PW_HARDSIGMOID) {
+            if (!finite_f(al)) return fail(c, FIELD(rec_pointwise, alpha), MSG_OPT_PARAM, f32_bits(al), 0, 0, NULL);
+            if (!finite_f(be)) return fail(c, FIELD(rec_pointwise, beta), MSG_OPT_PARAM, f32_bits(be), 0, 0, NULL);
+        } else {
+            if (f32_bits(al)) return fail(c, FIELD(rec_pointwise, alpha), MSG_OPT_UNUSED, f32_bits(al), 0, 0, NULL);
+            if (f32_bits(be)) return fail(c, FIELD(rec_pointwise, beta), MSG_OPT_UNUSED, f32_bits(be), 0, 0, NULL);
+        }
+        F->out_w = n;
+        F->act = act;
+        F->alpha = al;
+        F->beta = be;
+    } else { /* RNC_REC_FRAME_CONV */
+        if (size != RNC_SIZE_rec_frame_conv) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_frame_conv, 0, NULL);
+        CHECK_RESERVED(c, rec_frame_conv, r);
+        const uint64_t ci = rnc_rec_frame_conv_in_channels(r), co = rnc_rec_frame_conv_out_channels(r);
+        const uint64_t k = rnc_rec_frame_conv_kernel_size(r), L = rnc_rec_frame_conv_frame_length(r);
+        const uint64_t st = rnc_rec_frame_conv_stride(r), dl = rnc_rec_frame_conv_dilation(r);
+        const uint64_t g = rnc_rec_frame_conv_groups(r), pl = rnc_rec_frame_conv_pad_left(r);
+        const uint64_t pr = rnc_rec_frame_conv_pad_right(r), mode = rnc_rec_frame_conv_padding_mode(r);
+        if (ci == 0 || ci > RNC_MAX_FEATURES)
+            return fail(c, FIELD(rec_frame_conv, in_channels), MSG_RANGE, ci, 1, RNC_MAX_FEATURES, NULL);
+        if (co == 0 || co > RNC_MAX_FEATURES)
+            return fail(c, FIELD(rec_frame_conv, out_channels), MSG_RANGE, co, 1, RNC_MAX_FEATURES, NULL);
+        if (k == 0 || k > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_frame_conv, kernel_size), MSG_RANGE, k, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (L == 0 || L > RNC_MAX_FEATURES)
+            return fail(c, FIELD(rec_frame_conv, frame_length), MSG_RANGE, L, 1, RNC_MAX_FEATURES, NULL);
+        if (ci * L != c->feat) return fail(c, FIELD(rec_frame_conv, frame_length), MSG_EXPECT, ci * L, c->feat, 0, NULL);
+        if (st == 0 || st > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_frame_conv, stride), MSG_RANGE, st, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (dl == 0 || dl > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_frame_conv, dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (g == 0 || ci % g || co % g)
+            return fail(c, FIELD(rec_frame_conv, groups), MSG_CONV_GROUPS, g, ci, co, NULL);
+        if (pl > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_frame_conv, pad_left), MSG_RANGE, pl, 0, RNC_FILE_MAX_KERNEL, NULL);
+        if (pr > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_frame_conv, pad_right), MSG_RANGE, pr, 0, RNC_FILE_MAX_KERNEL, NULL);
+        if (mode >= RNC_FILE_PAD_MODES)
+            return fail(c, FIELD(rec_frame_conv, padding_mode), MSG_RANGE, mode, 0, RNC_FILE_PAD_MODES - 1, NULL);
+        if (mode == RNC_PAD_REFLECT && (pl >= L || pr >= L))
+            return fail(c, FIELD(rec_frame_conv, pad_left), MSG_CONV_REFLECT, pl, pr, L, NULL);
+        const uint64_t span = dl * (k - 1) + 1, padded = L + pl + pr;
+        if (padded < span) {
+            const uint64_t a[4] = {L, pl, pr, span};
+            return fail_with(c, FIELD(rec_frame_conv, kernel_size), MSG_CONV_WINDOW, a, NULL);
+        }
+        const uint64_t lout = (padded - span) / st + 1, cg = ci / g, cog = co / g;
+        if (co * lout > RNC_MAX_FEATURES)
+            return fail(c, FIELD(rec_frame_conv, out_channels), MSG_OUTPUT_WIDTH, co * lout, RNC_MAX_FEATURES, 0, NULL);
+        const void *p;
+        TRY(get_ref(c, FIELD(rec_frame_conv, weight), rnc_rec_frame_conv_weight(r), g * r16(cog) * cg * k * 4, &p));
+        TRY(check_floats(c, FIELD(rec_frame_conv, weight), p, g * r16(cog) * cg * k, 0));
+        F->w = (const float *)p;
+        TRY(get_vector(c, FIELD(rec_frame_conv, bias), rnc_rec_frame_conv_bias(r), co, &F->b));
+        F->cin = (uint32_t)ci;
+        F->cout = (uint32_t)co;
+        F->k = (uint32_t)k;
+        F->L = (uint32_t)L;
+        F->stride = (uint32_t)st;
+        F->dil = (uint32_t)dl;
+        F->groups = (uint32_t)g;
+        F->pl = (uint32_t)pl;
+        F->pr = (uint32_t)pr;
+        F->reflect = mode == RNC_PAD_REFLECT;
+        F->lout = (uint32_t)lout;
+        F->cg = (uint32_t)cg;
+        F->cog = (uint32_t)cog;
+        F->out_w = (uint32_t)(co * lout);
+        const uint64_t need = RNC_FCONV_BLOCK * (cg * k + r16(cog)); /* model.c frame_conv_row */
+        if (need > m->front_scratch) m->front_scratch = (size_t)need;
+    }
+    if (F->in_w > m->front_w) m->front_w = F->in_w;
+    if (F->out_w > m->front_w) m->front_w = F->out_w;
+    c->feat = F->out_w;
+    if (c->feat > c->max_feat) c->max_feat = c->feat;
+    m->num_front++;
+    return add_stage(m, kind);
+}
 
 static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, uint32_t size)
 {
@@ -951,6 +1095,11 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
                          rnc_rec_linear_activation(r), rnc_rec_linear_in_scale(r), rnc_rec_linear_weight(r),
                          rnc_rec_linear_scale(r), rnc_rec_linear_bias(r));
     }
+    case RNC_REC_FRAME_CONV:
+    case RNC_REC_POINTWISE:
+    case RNC_REC_MAGNITUDE:
+    case RNC_REC_LAYER_NORM:
+    case RNC_REC_SCALE_SHIFT: return load_front(c, m, r, size);
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }
 }
@@ -1007,7 +1156,7 @@ static rnc_status load_v2(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
         stage = next;
         pos += rnc_rec_size(b + pos);
     }
-    if (stage < 2) return fail(c, FIELD(hdr2, num_records), MSG_NO_RECURRENT, nrec, 0, 0, NULL);
+    if (stage < 2 || stage == 5) return fail(c, FIELD(hdr2, num_records), MSG_NO_RECURRENT, nrec, 0, 0, NULL);
 
     /* 3. contents: the model input is token ids (input_size 0) exactly when an embedding leads */
     const int has_embedding = rnc_rec_kind(b + RNC_SIZE_hdr2) == RNC_REC_EMBEDDING;
@@ -1021,8 +1170,9 @@ static rnc_status load_v2(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
     m->input_size = in_size;
     c->feat = c->max_feat = in_size;
     pos = RNC_SIZE_hdr2;
-    /* i < MAX_PARTS here: the sequence admits at most 1 embedding before the recurrent records, and
-     * the 17th recurrent one is refused (MSG_LAYERS) before any later record is reached */
+    /* i < MAX_PARTS here: the sequence admits at most 1 embedding, 1 last_step and 1 linear, the
+     * 17th recurrent record is refused (MSG_LAYERS) and the 33rd per-step one (MSG_FRONT_COUNT)
+     * before any later record is reached */
     for (uint32_t i = 0; i < nrec; ++i) {
         const uint32_t size = rnc_rec_size(b + pos);
         c->part = i;

@@ -232,7 +232,7 @@ rnc_status rnc_layer_get_info(const rnc_model *m, uint32_t layer, rnc_layer_info
  * state
  * ---------------------------------------------------------------------------------------- */
 typedef struct {
-    size_t xin, xq, sx, cell, head, total;
+    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, total;
 } rnc_step_work;
 
 static int mul_ok(uint64_t a, uint64_t b, uint64_t *out)
@@ -259,6 +259,12 @@ static rnc_status step_work(const rnc_model *m, size_t batch, rnc_step_work *w)
     w->sx = (size_t)o;  o += RNC_ALIGN_UP(B * 4, 64);
     w->cell = (size_t)o; o += cell;
     w->head = (size_t)o; o += RNC_ALIGN_UP(B * r16(m->head_out) * 4, 64);
+    /* the per-step records: two rows of every stream (in, out) and a frame_conv's scratch (both
+     * bounded at load: front_w <= 2^20 floats, front_scratch by the weights' size in the file) */
+    w->fa = (size_t)o;   o += RNC_ALIGN_UP(B * m->front_w * 4, 64);
+    w->fb = (size_t)o;   o += RNC_ALIGN_UP(B * m->front_w * 4, 64);
+    w->fr = (size_t)o;   o += RNC_ALIGN_UP(2 * (uint64_t)m->front_w * 4, 64);
+    w->fscr = (size_t)o; o += RNC_ALIGN_UP((uint64_t)m->front_scratch * 4, 64);
     if (o > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     w->total = (size_t)o;
     return RNC_OK;
@@ -526,6 +532,157 @@ static void gather(const rnc_model *m, const int32_t *ids, size_t n, float *out)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * the per-step records (docs/rnc-format.md, "Per-step records"): one row in, one row out
+ * ---------------------------------------------------------------------------------------- */
+/* Sample r (-pl <= r < L + pr) of a frame channel xc of L samples: zero outside, or its mirror
+ * image (reflect; the loader admits pads < L only, so the image lies in the frame). */
+static float frame_tap(const float *xc, int64_t r, int64_t L, uint32_t reflect)
+{
+    if (r >= 0 && r < L) return xc[r];
+    if (!reflect) return 0.0f;
+    return xc[r < 0 ? -r : 2 * (L - 1) - r];
+}
+
+/* y[o*L_out + l] = b[o] + sum_{c, j} W[o, c, j] xpad[g(o) C_g + c, l*stride + j*dilation]: per group
+ * and per block of RNC_FCONV_BLOCK output positions, the windows as columns [c][j] (cols) and one
+ * product of the plan's f32 GEMM row with the group's packed matrix (prod: position-major). */
+static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y,
+                           float *scratch)
+{
+    const size_t kk = (size_t)F->cg * F->k, rp = r16(F->cog);
+    float *cols = scratch, *prod = scratch + RNC_FCONV_BLOCK * kk;
+    for (uint32_t g = 0; g < F->groups; ++g) {
+        const float *wg = F->w + (size_t)g * rp * kk;
+        for (uint32_t l0 = 0; l0 < F->lout; l0 += RNC_FCONV_BLOCK) {
+            const uint32_t n = F->lout - l0 < RNC_FCONV_BLOCK ? F->lout - l0 : RNC_FCONV_BLOCK;
+            for (uint32_t j = 0; j < n; ++j) {
+                float *col = cols + j * kk;
+                const int64_t p0 = (int64_t)(l0 + j) * F->stride - (int64_t)F->pl;
+                /* taps t_lo .. t_hi-1 read inside the frame (a copy); the others the padding */
+                const int64_t d = F->dil, L = F->L, k = F->k;
+                int64_t t_lo = p0 >= 0 ? 0 : (-p0 + d - 1) / d;
+                int64_t t_hi = p0 >= L ? 0 : (L - p0 + d - 1) / d;
+                if (t_lo > k) t_lo = k;
+                if (t_hi > k) t_hi = k;
+                if (t_hi < t_lo) t_hi = t_lo;
+                for (uint32_t c = 0; c < F->cg; ++c) {
+                    const float *xc = x + (size_t)(g * F->cg + c) * F->L;
+                    float *cc = col + (size_t)c * F->k;
+                    int64_t t;
+                    for (t = 0; t < t_lo; ++t) cc[t] = frame_tap(xc, p0 + t * d, L, F->reflect);
+                    if (d == 1) memcpy(cc + t_lo, xc + p0 + t_lo, sizeof(float) * (size_t)(t_hi - t_lo));
+                    else
+                        for (t = t_lo; t < t_hi; ++t) cc[t] = xc[p0 + t * d];
+                    for (t = t_hi; t < k; ++t) cc[t] = frame_tap(xc, p0 + t * d, L, F->reflect);
+                }
+            }
+            plan_pick(&m->plan.gemm[RNC_F32], n, 0)->fn.gemm_f32(wg, (int)F->cog, (int)kk, (int)n, cols,
+                                                              (int)kk, prod, (int)rp);
+            for (uint32_t j = 0; j < n; ++j)
+                for (uint32_t o = 0; o < F->cog; ++o) {
+                    const size_t oc = (size_t)g * F->cog + o;
+                    y[oc * F->lout + l0 + j] = prod[j * rp + o] + F->b[oc];
+                }
+        }
+    }
+}
+
+static void pointwise_row(const rnc_front_op *F, const float *x, float *y)
+{
+    const uint32_t n = F->in_w;
+    uint32_t i;
+    switch (F->act) {
+    case RNC_PW_RELU:
+        for (i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case RNC_PW_SIGMOID:
+        for (i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    case RNC_PW_TANH:
+        for (i = 0; i < n; ++i) y[i] = tanhf(x[i]);
+        break;
+    case RNC_PW_HARDSIGMOID:
+        for (i = 0; i < n; ++i) {
+            const float a = F->alpha * x[i] + F->beta;
+            y[i] = a < 0.0f ? 0.0f : a > 1.0f ? 1.0f : a;
+        }
+        break;
+    case RNC_PW_GELU:
+        for (i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+        break;
+    default: /* RNC_PW_GELU_TANH */
+        for (i = 0; i < n; ++i) {
+            const float u = 0.79788456080286536f * (x[i] + 0.044715f * x[i] * x[i] * x[i]);
+            y[i] = 0.5f * x[i] * (1.0f + tanhf(u));
+        }
+        break;
+    }
+}
+
+/* y = (x - mean) / sqrt(var + eps) * w + b over the row (var the biased variance), in float32:
+ * the mean, then the mean of the squared deviations, as rnncore.nn.norm.layer_norm. */
+static void layer_norm_row(const rnc_front_op *F, const float *x, float *y)
+{
+    const uint32_t n = F->in_w;
+    float s = 0.0f, v = 0.0f;
+    for (uint32_t i = 0; i < n; ++i) s += x[i];
+    const float mean = s / (float)n;
+    for (uint32_t i = 0; i < n; ++i) v += (x[i] - mean) * (x[i] - mean);
+    const float rstd = 1.0f / sqrtf(v / (float)n + F->eps);
+    for (uint32_t i = 0; i < n; ++i) y[i] = (x[i] - mean) * rstd * F->w[i] + F->b[i];
+}
+
+/* A record that maps each row alone, in place allowed (pointwise, layer_norm, scale_shift). */
+static void rowwise(const rnc_front_op *F, const float *x, float *y)
+{
+    if (F->kind == RNC_REC_LAYER_NORM) {
+        layer_norm_row(F, x, y);
+    } else if (F->kind == RNC_REC_SCALE_SHIFT) {
+        for (uint32_t i = 0; i < F->in_w; ++i) y[i] = x[i] * F->w[i] + F->b[i];
+    } else {
+        pointwise_row(F, x, y);
+    }
+}
+
+/* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x. */
+static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *scratch)
+{
+    if (F->kind == RNC_REC_FRAME_CONV) {
+        frame_conv_row(m, F, x, y, scratch);
+    } else if (F->kind == RNC_REC_MAGNITUDE) {
+        const uint32_t M = F->out_w;
+        for (uint32_t i = 0; i < M; ++i) y[i] = sqrtf(x[i] * x[i] + x[M + i] * x[M + i]);
+    } else {
+        rowwise(F, x, y);
+    }
+}
+
+/* The per-step records before the first recurrent layer (the front-end): how many, the width
+ * they leave. */
+static uint32_t front_count(const rnc_model *m, size_t *width)
+{
+    uint32_t n = 0;
+    *width = m->input_size;
+    for (uint32_t i = 0; i < m->num_stages && m->stage[i] != RNC_REC_RECURRENT; ++i)
+        if (m->stage[i] >= RNC_REC_FRAME_CONV) *width = m->front[n++].out_w;
+    return n;
+}
+
+/* Row x through the front-end records 0..n-1 (ping-pong in fa / fb, each front_w floats) into
+ * out; 0, or -1 when the result holds NaN/Inf (float32 overflow). */
+static int front_rows(const rnc_model *m, uint32_t n, const float *x, float *out, float *fa, float *fb,
+                      float *scratch)
+{
+    const float *in = x;
+    for (uint32_t i = 0; i < n; ++i) {
+        float *dst = i + 1 == n ? out : (in == fa ? fb : fa);
+        front_row(m, &m->front[i], in, dst, scratch);
+        in = dst;
+    }
+    return rnc__all_finite(out, m->front[n - 1].out_w) ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------------------------------
  * step
  * ---------------------------------------------------------------------------------------- */
 static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
@@ -548,9 +705,35 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     float *sx = (float *)(wk + w.sx);
     const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
     int y_written = 0;
-    uint32_t l = 0;
+    uint32_t l = 0, f = 0;
+    float *fa = (float *)(wk + w.fa), *fb = (float *)(wk + w.fb), *fr = (float *)(wk + w.fr);
+    float *fscr = (float *)(wk + w.fscr);
+    size_t pre_w;
+    const uint32_t npre = front_count(m, &pre_w);
+    if (npre) { /* the front-end, row by row into fb (rows of pre_w) through the two rows fr */
+        float *out = fb;
+        for (size_t b = 0; b < B; ++b)
+            if (front_rows(m, npre, x + b * in_w, out + b * pre_w, fr, fr + m->front_w, fscr))
+                return nonfinite(s, m->num_layers + 1, 0, b, 0);
+        in = out;
+        in_w = pre_w;
+        f = npre;
+    }
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         switch (m->stage[i]) {
+        case RNC_REC_FRAME_CONV:
+        case RNC_REC_MAGNITUDE:
+            break; /* the front-end, run above */
+        case RNC_REC_POINTWISE:
+        case RNC_REC_LAYER_NORM:
+        case RNC_REC_SCALE_SHIFT: {
+            if (l == 0) break; /* front-end, run above */
+            const rnc_front_op *F = &m->front[f++];
+            float *dst = in == fa ? fb : fa; /* never in place: in may be a layer's state */
+            for (size_t b = 0; b < B; ++b) rowwise(F, in + b * in_w, dst + b * in_w);
+            in = dst;
+            break;
+        }
         case RNC_REC_EMBEDDING:
             gather(m, ids, B, (float *)(wk + w.xin));
             in = (const float *)(wk + w.xin);
@@ -618,7 +801,7 @@ rnc_status rnc_step_ids(const rnc_model *m, rnc_state *s, const int32_t *ids, fl
  * the quantised inputs (xq, sx), the input projection (gi) and the head's products (head): a
  * bounded number of rows whatever T is. */
 typedef struct {
-    size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, total;
+    size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, fseq, frow, fscr, total;
     size_t chunk;     /* steps per chunk (>= 1) */
     size_t head_rows; /* rows of (b, t) per head product (>= 1) */
 } rnc_run_work;
@@ -675,6 +858,13 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     ADD(head, head_rows, op * 4);
     ADD(pooled, batch, (uint64_t)m->max_feat * 4);
     ADD(active, batch, 1);
+    {   /* the per-step records: the front-end's output sequence, two rows, a frame_conv's scratch */
+        size_t pre_w;
+        const uint32_t npre = front_count(m, &pre_w);
+        ADD(fseq, npre ? bt : 0, (uint64_t)pre_w * 4);
+        ADD(frow, 2, (uint64_t)m->front_w * 4);
+        ADD(fscr, 1, (uint64_t)m->front_scratch * 4);
+    }
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     w->total = (size_t)o + 64;
@@ -768,8 +958,42 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     float *head_acc = (float *)(base + w.head);
     int pooled_rows = 0; /* cur holds B rows (after last_step), not B*T; the last stage writes y */
     uint32_t l = 0;
+    size_t pre_w;
+    const uint32_t npre = front_count(m, &pre_w);
+    uint32_t f = npre;
+    if (npre) { /* the front-end, every valid (b, t) row alone; zero rows past each length */
+        float *fseq = (float *)(base + w.fseq), *fr = (float *)(base + w.frow);
+        float *fscr = (float *)(base + w.fscr);
+        for (size_t b = 0; b < B; ++b)
+            for (size_t t = 0; t < T; ++t) {
+                float *row = fseq + (b * T + t) * pre_w;
+                if (t >= LEN(b)) {
+                    memset(row, 0, sizeof(float) * pre_w);
+                    continue;
+                }
+                if (front_rows(m, npre, x + (b * T + t) * m->input_size, row, fr, fr + m->front_w, fscr))
+                    return nonfinite(s, m->num_layers + 1, 0, b, t);
+            }
+        cur = fseq;
+        cur_w = pre_w;
+    }
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         const int last = i + 1 == m->num_stages;
+        if (m->stage[i] == RNC_REC_FRAME_CONV || m->stage[i] == RNC_REC_MAGNITUDE) continue; /* above */
+        if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
+            m->stage[i] == RNC_REC_SCALE_SHIFT) {
+            if (l == 0) continue; /* the front-end, above */
+            /* after the recurrent layers: cur is this call's scratch (or y's rows, last) */
+            const rnc_front_op *F = &m->front[f++];
+            float *dst = last ? y : (float *)(uintptr_t)cur;
+            const size_t rows = pooled_rows ? B : BT;
+            for (size_t r = 0; r < rows; ++r) {
+                if (pooled_rows || r % T < LEN(r / T)) rowwise(F, cur + r * cur_w, dst + r * cur_w);
+                else memset(dst + r * cur_w, 0, sizeof(float) * cur_w);
+            }
+            cur = dst;
+            continue;
+        }
         if (m->stage[i] == RNC_REC_EMBEDDING) {
             gather_ids = 1;
             cur = NULL;

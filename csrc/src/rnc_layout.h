@@ -38,8 +38,13 @@
     S(rec_last_step, 16)                                                                          \
     S(rec_linear, 48)                                                                             \
     S(spq8, 16)        /* version 2: the header of a block-sparse q8 matrix */                    \
-    S(cellopt, 128)    /* v2 recurrent record with RNC_LAYER_FLAG_OPTIONS: after its cellw's */ \
-    S(cellln, 32)      /* v2: after the cellopt when its flags have RNC_CELLOPT_LAYER_NORM */
+    S(cellopt, 128)    /* v2 recurrent record with RNC_LAYER_FLAG_OPTIONS: after its cellw's */    \
+    S(cellln, 32)      /* v2: after the cellopt when its flags have RNC_CELLOPT_LAYER_NORM */      \
+    S(rec_frame_conv, 64) /* v2: a Conv1d within each step's frame (front-end) */                 \
+    S(rec_pointwise, 24)  /* v2: a per-step activation */                                         \
+    S(rec_magnitude, 8)   /* v2: |re + i im| of the two halves of each step's features */    \
+    S(rec_layer_norm, 32) /* v2: LayerNorm over each step's features */                        \
+    S(rec_scale_shift, 32) /* v2: x * scale + shift per feature (BatchNorm in inference) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -259,6 +264,84 @@
     X(rec_last_step, size, 4, U32)                                                                \
     X(rec_last_step, flags, 8, U32)
 
+/* ---- per-step records (f32 files): front-end before the recurrent layers, pointwise after ----
+ * Kinds 5.. run at every step of every sequence, each step independently (no state): what
+ * rnc_step does to one row is exactly what rnc_run does to row (b, t). */
+#define RNC_REC_FRAME_CONV 5u
+#define RNC_REC_POINTWISE 6u
+#define RNC_REC_MAGNITUDE 7u
+#define RNC_REC_LAYER_NORM 8u
+#define RNC_REC_SCALE_SHIFT 9u
+
+/* frame_conv: each step's in_features = in_channels * frame_length inputs are C_in channels of L
+ * samples, channel-major (x[c*L + i]); the output is C_out channels of L_out samples, channel-major:
+ *   y[o*L_out + l] = bias[o] + sum_{c < C_in/groups} sum_{j < k} W[o, c, j] xpad[(g(o) C_g + c), l*stride + j*dilation]
+ * xpad: the frame with pad_left / pad_right samples before / after it, zeros (padding_mode 0) or
+ * the mirror image (1, PyTorch's reflect: both pads < L); L_out = floor((L + pl + pr -
+ * dilation (k - 1) - 1) / stride) + 1 >= 1. weight: groups packed f32 matrices (the layout of
+ * docs/rnc-format.md), group g's rows the C_out/groups outputs (round16 rows), inputs [c][j]
+ * (c-major, C_g * k); bias: C_out floats (zeros when the model has none). */
+#define RNC_PAD_ZEROS 0u
+#define RNC_PAD_REFLECT 1u
+#define RNC_FILE_PAD_MODES 2u
+#define RNC_FIELDS_rec_frame_conv(X)                                                              \
+    X(rec_frame_conv, kind, 0, U32)                                                               \
+    X(rec_frame_conv, size, 4, U32)                                                               \
+    X(rec_frame_conv, in_channels, 8, U32)                                                        \
+    X(rec_frame_conv, out_channels, 12, U32)                                                      \
+    X(rec_frame_conv, kernel_size, 16, U32)                                                       \
+    X(rec_frame_conv, frame_length, 20, U32)                                                      \
+    X(rec_frame_conv, stride, 24, U32)                                                            \
+    X(rec_frame_conv, dilation, 28, U32)                                                          \
+    X(rec_frame_conv, groups, 32, U32)                                                            \
+    X(rec_frame_conv, pad_left, 36, U32)                                                          \
+    X(rec_frame_conv, pad_right, 40, U32)                                                         \
+    X(rec_frame_conv, padding_mode, 44, U32)                                                      \
+    X(rec_frame_conv, weight, 48, REF)                                                            \
+    X(rec_frame_conv, bias, 56, REF)
+#define RNC_FILE_MAX_FRONT 32u     /* per-step records (kinds 5..9) per file */
+#define RNC_FILE_MAX_KERNEL 65536u /* frame_conv kernel_size, stride, dilation, padding */
+
+/* pointwise: y = f(x) element by element on `features` values (the running width) */
+#define RNC_PW_RELU 0u
+#define RNC_PW_SIGMOID 1u
+#define RNC_PW_TANH 2u
+#define RNC_PW_HARDSIGMOID 3u   /* min(max(alpha x + beta, 0), 1) */
+#define RNC_PW_GELU 4u          /* x/2 (1 + erf(x / sqrt 2)) */
+#define RNC_PW_GELU_TANH 5u     /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+#define RNC_FILE_PW_KINDS 6u
+#define RNC_FIELDS_rec_pointwise(X)                                                               \
+    X(rec_pointwise, kind, 0, U32)                                                                \
+    X(rec_pointwise, size, 4, U32)                                                                \
+    X(rec_pointwise, features, 8, U32)                                                            \
+    X(rec_pointwise, activation, 12, U32)                                                         \
+    X(rec_pointwise, alpha, 16, F32)                                                              \
+    X(rec_pointwise, beta, 20, F32)
+
+/* magnitude: features 2M -> M, y[i] = sqrt(x[i]^2 + x[M + i]^2) */
+#define RNC_FIELDS_rec_magnitude(X)                                                               \
+    X(rec_magnitude, kind, 0, U32)                                                                \
+    X(rec_magnitude, size, 4, U32)
+
+/* layer_norm: y = (x - mean) / sqrt(var + eps) * weight + bias over the `features` values of a
+ * step (var the biased variance); weight, bias: f32 [features] (ones / zeros without affine) */
+#define RNC_FIELDS_rec_layer_norm(X)                                                              \
+    X(rec_layer_norm, kind, 0, U32)                                                               \
+    X(rec_layer_norm, size, 4, U32)                                                               \
+    X(rec_layer_norm, features, 8, U32)                                                           \
+    X(rec_layer_norm, eps, 12, F32)                                                               \
+    X(rec_layer_norm, weight, 16, REF)                                                            \
+    X(rec_layer_norm, bias, 24, REF)
+
+/* scale_shift: y[i] = x[i] * scale[i] + shift[i] (a BatchNorm1d in inference that no layer before
+ * it absorbs); scale, shift: f32 [features] */
+#define RNC_FIELDS_rec_scale_shift(X)                                                             \
+    X(rec_scale_shift, kind, 0, U32)                                                              \
+    X(rec_scale_shift, size, 4, U32)                                                              \
+    X(rec_scale_shift, features, 8, U32)                                                          \
+    X(rec_scale_shift, scale, 16, REF)                                                            \
+    X(rec_scale_shift, shift, 24, REF)
+
 #define RNC_FIELDS_rec_linear(X)                                                                  \
     X(rec_linear, kind, 0, U32)                                                                   \
     X(rec_linear, size, 4, U32)                                                                   \
@@ -341,8 +424,15 @@
     M(REC_SIZE, CORRUPT, "%llu, expected a multiple of 8 in 8..%llu")                              \
     M(REC_END, CORRUPT, "%llu, but the %llu records end at byte %llu")                              \
     M(RECORDS_SIZE, CORRUPT, "%llu, past the end of the file (%llu bytes after the header)")       \
-    M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding] recurrent+ [last_step] [linear]") \
-    M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding] recurrent+ [last_step] [linear]") \
+    M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
+    M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
+    M(FRONT_Q8, UNSUPPORTED, "kind %llu (%s) in a q8 file: the C core runs the per-step records in f32 files only") \
+    M(FRONT_COUNT, UNSUPPORTED, "more than %llu per-step records") \
+    M(CONV_GROUPS, CORRUPT, "%llu does not divide in_channels %llu and out_channels %llu") \
+    M(CONV_WINDOW, CORRUPT, "frame of %llu samples + padding (%llu, %llu) is shorter than one window of %llu") \
+    M(CONV_REFLECT, CORRUPT, "padding (%llu, %llu): reflect padding must be < frame_length %llu") \
+    M(MAG_ODD, CORRUPT, "%llu input features, expected an even number (re | im)") \
+    M(NORM_EPS, CORRUPT, "bits 0x%llx: expected a finite value > 0") \
     M(INPUT_IDS, CORRUPT, "%llu, expected 0 (an embedding record comes first: the input is token ids)") \
     M(INPUT_FEATURES, CORRUPT, "0 without an embedding record, expected 1..%llu")                  \
     M(OUTPUT_WIDTH, UNSUPPORTED, "%llu output features, the C core runs at most %llu")           \
@@ -368,7 +458,8 @@
     RNC_FIELDS_ref(X) RNC_FIELDS_hdr1(X) RNC_FIELDS_desc1(X) RNC_FIELDS_cellw(X) RNC_FIELDS_hdr2(X)                  \
     RNC_FIELDS_rec(X) RNC_FIELDS_rec_embedding(X) RNC_FIELDS_rec_recurrent(X)                      \
     RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X) RNC_FIELDS_cellopt(X)   \
-    RNC_FIELDS_cellln(X)
+    RNC_FIELDS_cellln(X) RNC_FIELDS_rec_frame_conv(X) RNC_FIELDS_rec_pointwise(X)                 \
+    RNC_FIELDS_rec_magnitude(X) RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

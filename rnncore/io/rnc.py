@@ -69,7 +69,15 @@ ALIGN = _C["ALIGN"]
 ROW_BLOCK = 16
 K_GROUP = 4
 RECORD_KINDS = {"embedding": _C["REC_EMBEDDING"], "recurrent": _C["REC_RECURRENT"],
-                "last_step": _C["REC_LAST_STEP"], "linear": _C["REC_LINEAR"]}
+                "last_step": _C["REC_LAST_STEP"], "linear": _C["REC_LINEAR"],
+                "frame_conv": _C["REC_FRAME_CONV"], "pointwise": _C["REC_POINTWISE"],
+                "magnitude": _C["REC_MAGNITUDE"], "layer_norm": _C["REC_LAYER_NORM"],
+                "scale_shift": _C["REC_SCALE_SHIFT"]}
+_STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift")
+#: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
+POINTWISE = {"relu": _C["PW_RELU"], "sigmoid": _C["PW_SIGMOID"], "tanh": _C["PW_TANH"],
+             "hardsigmoid": _C["PW_HARDSIGMOID"], "gelu": _C["PW_GELU"], "gelu_tanh": _C["PW_GELU_TANH"]}
+_POINTWISE_NAMES = {v: k for k, v in POINTWISE.items()}
 
 PRECISIONS = {"f32": 0, "q8": 1, "q4": 2}
 KINDS = {("rnn", "tanh"): 0, ("rnn", "relu"): 1, ("gru", None): 2, ("lstm", None): 3}
@@ -324,6 +332,106 @@ def _scale_field(v: Any, precision: str, name: str) -> float:
     return v
 
 
+def _pointwise_code(r: dict) -> tuple[int, float, float]:
+    """A pointwise record description (``rc.nn`` activations' ``record()``) -> (code, alpha, beta)."""
+    kind = str(r.get("kind", "")).lower().replace("hard_sigmoid", "hardsigmoid")
+    if kind == "gelu" and r.get("approximate", "none") == "tanh":
+        kind = "gelu_tanh"
+    if kind not in POINTWISE:
+        raise ValueError(f"per-step record: kind {r.get('kind')!r} is not one the C core runs "
+                         f"(frame_conv1d, magnitude, {', '.join(POINTWISE)})")
+    if kind == "hardsigmoid":
+        return POINTWISE[kind], float(r.get("alpha", 1.0 / 6.0)), float(r.get("beta", 0.5))
+    return POINTWISE[kind], 0.0, 0.0
+
+
+def _plan_step_records(records: list, feat: int, precision: str, where: str) -> tuple[list, int]:
+    """The per-step records (``front``: frame_conv1d / magnitude / activations; ``post``:
+    activations) in stored form; returns them and the width they leave."""
+    out = []
+    for n, r in enumerate(records or []):
+        kind = str(r.get("kind", "")).lower()
+        if precision != "f32":
+            raise ValueError(f"{where}[{n}] ({kind}): the C core runs per-step records in f32 files only "
+                             "(precision='f32')")
+        if kind in ("frame_conv1d", "frame_conv"):
+            ci, co, k, L = (int(r[f]) for f in ("in_channels", "out_channels", "kernel_size", "frame_length"))
+            st, dl, g = int(r.get("stride", 1)), int(r.get("dilation", 1)), int(r.get("groups", 1))
+            pl, pr = int(r.get("pad_left", 0)), int(r.get("pad_right", 0))
+            modes = {"zeros": _C["PAD_ZEROS"], "reflect": _C["PAD_REFLECT"]}
+            mode = modes.get(r.get("padding_mode", "zeros"))
+            if mode is None:
+                raise ValueError(f"{where}[{n}]: padding_mode must be 'zeros' or 'reflect', "
+                                 f"got {r.get('padding_mode')!r}")
+            if ci * L != feat:
+                raise ValueError(f"{where}[{n}] (frame_conv1d): in_channels*frame_length = {ci * L}, "
+                                 f"the previous layer gives {feat}")
+            if g < 1 or ci % g or co % g:
+                raise ValueError(f"{where}[{n}]: groups {g} must divide in_channels {ci} and "
+                                 f"out_channels {co}")
+            span, padded = dl * (k - 1) + 1, L + pl + pr
+            if padded < span:
+                raise ValueError(f"{where}[{n}]: frame_length {L} + padding is shorter than one "
+                                 f"window ({span})")
+            if mode == _C["PAD_REFLECT"] and max(pl, pr) >= L:
+                raise ValueError(f"{where}[{n}]: reflect padding must be < frame_length {L}, "
+                                 f"got ({pl}, {pr})")
+            lout = (padded - span) // st + 1
+            t = r.get("tensors", r)
+            w = _as_f32(t["weight"], f"{where}[{n}] weight")
+            cg, cog = ci // g, co // g
+            if w.shape != (co, cg, k):
+                raise ValueError(f"{where}[{n}]: weight must be ({co}, {cg}, {k}), got {w.shape}")
+            b = t.get("bias")
+            b = np.zeros(co, np.float32) if b is None else _as_f32(b, f"{where}[{n}] bias")
+            if b.shape != (co,):
+                raise ValueError(f"{where}[{n}]: bias must be ({co},), got {b.shape}")
+            rp = _round_up(cog, ROW_BLOCK)
+            packed = []
+            for gi in range(g):
+                m = np.zeros((rp, cg * k), np.float32)
+                m[:cog] = w[gi * cog:(gi + 1) * cog].reshape(cog, cg * k)
+                packed.append(pack_f32(m))
+            out.append({"kind": "frame_conv", "fields": {
+                "in_channels": ci, "out_channels": co, "kernel_size": k, "frame_length": L, "stride": st,
+                "dilation": dl, "groups": g, "pad_left": pl, "pad_right": pr, "padding_mode": mode},
+                "tensors": [np.concatenate(packed), b]})
+            feat = co * lout
+        elif kind in ("layer_norm", "scale_shift"):
+            t = r.get("tensors", r)
+            names = ("weight", "bias") if kind == "layer_norm" else ("scale", "shift")
+            ones = np.ones(feat, np.float32) if kind == "layer_norm" else None
+            vals = []
+            for nm, default in zip(names, (ones, np.zeros(feat, np.float32)), strict=True):
+                v = t.get(nm)
+                if v is None and default is None:
+                    raise ValueError(f"{where}[{n}] ({kind}): missing {nm}")
+                v = default if v is None else _as_f32(v, f"{where}[{n}] {nm}")
+                if v.shape != (feat,):
+                    raise ValueError(f"{where}[{n}] ({kind}): {nm} must be ({feat},), got {v.shape}")
+                vals.append(v)
+            if int(r.get("features", feat)) != feat:
+                raise ValueError(f"{where}[{n}] ({kind}): features {r.get('features')}, the previous layer "
+                                 f"gives {feat}")
+            fields: dict[str, Any] = {"features": feat}
+            if kind == "layer_norm":
+                eps = float(r.get("eps", 1e-5))
+                if not (math.isfinite(eps) and np.float32(eps) > 0):
+                    raise ValueError(f"{where}[{n}] (layer_norm): eps must be a finite number > 0, got {eps}")
+                fields["eps"] = eps
+            out.append({"kind": kind, "fields": fields, "tensors": vals})
+        elif kind == "magnitude":
+            if feat % 2:
+                raise ValueError(f"{where}[{n}] (magnitude): {feat} input features, expected an even number")
+            out.append({"kind": "magnitude", "fields": {}, "tensors": []})
+            feat //= 2
+        else:
+            code, al, be = _pointwise_code(r)
+            out.append({"kind": "pointwise", "fields": {"features": feat, "activation": code, "alpha": al,
+                                                        "beta": be}, "tensors": []})
+    return out, feat
+
+
 def _plan(spec: dict) -> dict[str, Any]:
     """Validate ``spec`` and prepare every tensor in its stored form (padded, quantised, packed).
 
@@ -354,9 +462,11 @@ def _plan(spec: dict) -> dict[str, Any]:
     else:
         first = _norm_weights(layers[0]["weights"])
         input_size = int(spec.get("input_size") or np.shape(first["weight_ih"])[1])
+    if spec.get("front") and emb is not None:
+        raise ValueError("front: per-step front-end records cannot follow an embedding")
+    front, feat = _plan_step_records(spec.get("front"), input_size, precision, "front")
 
     planned = []
-    feat = input_size
     for li, layer in enumerate(layers):
         kind = str(layer["kind"]).lower()
         if kind not in GATES:
@@ -443,6 +553,17 @@ def _plan(spec: dict) -> dict[str, Any]:
         })
         feat = hw * (2 if bidir else 1)
 
+    for key in ("post", "post_pooled"):
+        for n, r in enumerate(spec.get(key) or []):
+            if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv", "magnitude"):
+                raise ValueError(f"{key}[{n}]: only activations may follow the recurrent layers, "
+                                 f"got {r.get('kind')!r}")
+    post, _ = _plan_step_records(spec.get("post"), feat, precision, "post")
+    post_pooled, _ = _plan_step_records(spec.get("post_pooled"), feat, precision, "post_pooled")
+    if post_pooled and not spec.get("last_step", False):
+        raise ValueError("post_pooled: activations after last_step need last_step")
+    if len(front) + len(post) + len(post_pooled) > _C["FILE_MAX_FRONT"]:
+        raise ValueError(f"front/post: more than {_C['FILE_MAX_FRONT']} per-step records")
     head = spec.get("head")
     head_plan = None
     if head is not None:
@@ -470,7 +591,8 @@ def _plan(spec: dict) -> dict[str, Any]:
     if last_bidir and not layers[-1].get("bidirectional", False):
         raise ValueError("last_step_bidirectional needs a bidirectional last layer")
     return {"precision": precision, "input_size": input_size, "embedding": emb_w, "layers": planned,
-            "last_step": last_bidir if last_step else None, "head": head_plan}
+            "last_step": last_bidir if last_step else None, "head": head_plan, "front": front,
+            "post": post, "post_pooled": post_pooled}
 
 
 def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool, h: int,
@@ -605,6 +727,8 @@ def _finish(parts: list[bytes], file_size: int) -> bytes:
 def _emit_v1(plan: dict) -> bytes:
     hdr, desc, cellw = LAYOUT["hdr1"], LAYOUT["desc1"], LAYOUT["cellw"]
     n_layers = len(plan["layers"])
+    if plan["front"] or plan["post"] or plan["post_pooled"]:
+        raise ValueError("per-step records (front-end, activations) need format version 2")
     if any(lp["options"] is not None for lp in plan["layers"]):
         raise ValueError("cell options (reverse, clip, activations, peepholes, input_forget, initial "
                          "states) need format version 2")
@@ -664,8 +788,11 @@ def _emit_v2(plan: dict) -> bytes:
                                                        "rec_last_step", "rec_linear"))
     emb, head = plan["embedding"], plan["head"]
     sizes = [r_emb.size] if emb is not None else []
+    sizes += [LAYOUT["rec_" + r["kind"]].size for r in plan["front"]]
     sizes += [_rec_size(lp) for lp in plan["layers"]]
+    sizes += [LAYOUT["rec_" + r["kind"]].size for r in plan["post"]]
     sizes += [r_last.size] if plan["last_step"] is not None else []
+    sizes += [LAYOUT["rec_" + r["kind"]].size for r in plan["post_pooled"]]
     sizes += [r_lin.size] if head else []
     records_size = sum(sizes)
     data_start = _round_up(hdr.size + records_size, ALIGN)
@@ -674,6 +801,7 @@ def _emit_v2(plan: dict) -> bytes:
     if emb is not None:
         records.append(r_emb.pack(kind=RECORD_KINDS["embedding"], size=r_emb.size, num=emb.shape[0],
                                   dim=emb.shape[1], weight=blob.add(emb.reshape(-1))))
+    records += [_pack_step_record(r, blob) for r in plan["front"]]
     for lp in plan["layers"]:
         size = _rec_size(lp)
         sums = blob.add(_hh_sums(lp)) if plan["precision"] == "q8" else (0, 0)
@@ -688,9 +816,11 @@ def _emit_v2(plan: dict) -> bytes:
         if lp["options"] is not None:
             rec += _pack_options(lp["options"], blob)
         records.append(rec)
+    records += [_pack_step_record(r, blob) for r in plan["post"]]
     if plan["last_step"] is not None:
         records.append(r_last.pack(kind=RECORD_KINDS["last_step"], size=r_last.size,
                                    flags=_C["LAST_STEP_FLAG_BIDIR"] if plan["last_step"] else 0))
+    records += [_pack_step_record(r, blob) for r in plan["post_pooled"]]
     if head:
         w, s, b = (blob.add(t) for t in head["tensors"])
         records.append(r_lin.pack(kind=RECORD_KINDS["linear"], size=r_lin.size, in_features=head["in"],
@@ -711,6 +841,18 @@ def _emit_v2(plan: dict) -> bytes:
 
 _CELLW = ("w_ih", "w_hh", "s_ih", "s_hh", "b_ih", "b_hh")  # cellw fields, in _PARAMS order
 _OPT_SLOTS = ("d0_0", "d0_1", "d0_2", "d1_0", "d1_1", "d1_2")  # cellopt act_/alpha_/beta_ suffixes
+
+
+def _pack_step_record(r: dict, blob) -> bytes:
+    st = LAYOUT["rec_" + r["kind"]]
+    vals = dict(r["fields"])
+    if r["kind"] == "frame_conv":
+        vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
+    elif r["kind"] == "layer_norm":
+        vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
+    elif r["kind"] == "scale_shift":
+        vals["scale"], vals["shift"] = (blob.add(t) for t in r["tensors"])
+    return st.pack(kind=RECORD_KINDS[r["kind"]], size=st.size, **vals)
 
 
 def _rec_size(lp: dict) -> int:
@@ -806,8 +948,9 @@ class RncFormatError(ValueError):
 
 _HEADER = None  # the part: the header (else the v1 descriptor / v2 record number)
 _ERROR_TEXT = 255  # characters the C loader keeps (RNC_ERROR_TEXT_SIZE - 1)
-_MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 16 + 4  # loader.c MAX_TENSORS
-_STAGE_PLACE = ("first", "after an embedding", "after a recurrent record", "after last_step", "after linear")
+_MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 16 + 4 + 2 * _C["FILE_MAX_FRONT"]  # loader.c MAX_TENSORS
+_STAGE_PLACE = ("first", "after an embedding", "after a recurrent record", "after last_step", "after linear",
+                "after a front-end record", "after a pointwise record", "after a pointwise record")
 _KIND_TEXT = {v: k for k, v in RECORD_KINDS.items()}
 
 
@@ -846,6 +989,7 @@ class _Loader:
         self.layers: list[dict] = []
         self.last_step: bool | None = None
         self.head: dict | None = None
+        self.steps: list[dict] = []   # per-step records: kind, fields, tensors, place
 
     # -- the refusal's text ------------------------------------------------------------------
     def where(self, part: int | None, d: int | None, field: str) -> str:
@@ -1323,9 +1467,113 @@ class _Loader:
         self.finish()
 
     # -- version 2 -----------------------------------------------------------------------------
+    def load_front(self, pos: int, size: int, kind: int) -> None:
+        """loader.c load_front: a per-step record against the running width."""
+        if self.precision != _C_F32:
+            raise self.fail("kind", "FRONT_Q8", kind, _KIND_TEXT[kind])
+        if len(self.steps) >= _C["FILE_MAX_FRONT"]:
+            raise self.fail("kind", "FRONT_COUNT", _C["FILE_MAX_FRONT"])
+        name = _KIND_TEXT[kind]
+        st = LAYOUT["rec_" + name]
+        if size != st.size:
+            raise self.fail("size", "EXPECT", size, st.size)
+        self.check_reserved(st, pos)
+        r = self.unpack(st, pos)
+        place = "front" if not self.layers else "post" if self.last_step is None else "post_pooled"
+        rec: dict[str, Any] = {"kind": name, "place": place, "in": self.feat}
+        if name == "magnitude":
+            if self.feat % 2:
+                raise self.fail("kind", "MAG_ODD", self.feat)
+            out = self.feat // 2
+        elif name in ("layer_norm", "scale_shift"):
+            n = r["features"]
+            if n != self.feat:
+                raise self.fail("features", "EXPECT", n, self.feat)
+            if name == "layer_norm":
+                if not (math.isfinite(_f32(r["eps"])) and _f32(r["eps"]) > 0):
+                    raise self.fail("eps", "NORM_EPS", r["eps"])
+                rec["eps"] = _f32(r["eps"])
+                names = ("weight", "bias")
+            else:
+                names = ("scale", "shift")
+            for nm in names:
+                off = self.get_ref(nm, r[nm], n * 4)
+                rec[nm] = self.check_floats(nm, off, n, False).copy()
+            out = n
+        elif name == "pointwise":
+            n, act, al, be = r["features"], r["activation"], r["alpha"], r["beta"]
+            if n != self.feat:
+                raise self.fail("features", "EXPECT", n, self.feat)
+            if act >= _C["FILE_PW_KINDS"]:
+                raise self.fail("activation", "RANGE", act, 0, _C["FILE_PW_KINDS"] - 1)
+            if act == _C["PW_HARDSIGMOID"]:
+                if not math.isfinite(_f32(al)):
+                    raise self.fail("alpha", "OPT_PARAM", al)
+                if not math.isfinite(_f32(be)):
+                    raise self.fail("beta", "OPT_PARAM", be)
+            else:
+                if al:
+                    raise self.fail("alpha", "OPT_UNUSED", al)
+                if be:
+                    raise self.fail("beta", "OPT_UNUSED", be)
+            rec.update(activation=_POINTWISE_NAMES[act], alpha=_f32(al), beta=_f32(be))
+            out = n
+        else:  # frame_conv
+            ci, co, k, L = r["in_channels"], r["out_channels"], r["kernel_size"], r["frame_length"]
+            stv, dl, g, pl, pr, mode = (r[f] for f in ("stride", "dilation", "groups", "pad_left",
+                                                       "pad_right", "padding_mode"))
+            mf, mk = _C["FILE_MAX_FEATURES"], _C["FILE_MAX_KERNEL"]
+            if not 1 <= ci <= mf:
+                raise self.fail("in_channels", "RANGE", ci, 1, mf)
+            if not 1 <= co <= mf:
+                raise self.fail("out_channels", "RANGE", co, 1, mf)
+            if not 1 <= k <= mk:
+                raise self.fail("kernel_size", "RANGE", k, 1, mk)
+            if not 1 <= L <= mf:
+                raise self.fail("frame_length", "RANGE", L, 1, mf)
+            if ci * L != self.feat:
+                raise self.fail("frame_length", "EXPECT", ci * L, self.feat)
+            if not 1 <= stv <= mk:
+                raise self.fail("stride", "RANGE", stv, 1, mk)
+            if not 1 <= dl <= mk:
+                raise self.fail("dilation", "RANGE", dl, 1, mk)
+            if g == 0 or ci % g or co % g:
+                raise self.fail("groups", "CONV_GROUPS", g, ci, co)
+            if pl > mk:
+                raise self.fail("pad_left", "RANGE", pl, 0, mk)
+            if pr > mk:
+                raise self.fail("pad_right", "RANGE", pr, 0, mk)
+            if mode >= _C["FILE_PAD_MODES"]:
+                raise self.fail("padding_mode", "RANGE", mode, 0, _C["FILE_PAD_MODES"] - 1)
+            if mode == _C["PAD_REFLECT"] and (pl >= L or pr >= L):
+                raise self.fail("pad_left", "CONV_REFLECT", pl, pr, L)
+            span, padded = dl * (k - 1) + 1, L + pl + pr
+            if padded < span:
+                raise self.fail("kernel_size", "CONV_WINDOW", L, pl, pr, span)
+            lout, cg, cog = (padded - span) // stv + 1, ci // g, co // g
+            if co * lout > mf:
+                raise self.fail("out_channels", "OUTPUT_WIDTH", co * lout, mf)
+            n = g * _r16(cog) * cg * k
+            off = self.get_ref("weight", r["weight"], n * 4)
+            w = self.check_floats("weight", off, n, False)
+            boff = self.get_ref("bias", r["bias"], co * 4)
+            b = self.check_floats("bias", boff, co, False)
+            per = _r16(cog) * cg * k
+            mats = [unpack_f32(w[i * per:(i + 1) * per], _r16(cog), cg * k)[:cog] for i in range(g)]
+            rec.update(in_channels=ci, out_channels=co, kernel_size=k, frame_length=L, stride=stv,
+                       dilation=dl, groups=g, pad_left=pl, pad_right=pr,
+                       padding_mode="reflect" if mode else "zeros",
+                       weight=np.concatenate(mats).reshape(co, cg, k), bias=b.copy())
+            out = co * lout
+        rec["out"] = out
+        self.steps.append(rec)
+        self.feat = out
+
     def load_record(self, pos: int, size: int) -> None:
         kind = self.u32(pos)
-        if kind == RECORD_KINDS["embedding"]:
+        if kind in (RECORD_KINDS[k] for k in _STEP_KINDS):
+            self.load_front(pos, size, kind)
+        elif kind == RECORD_KINDS["embedding"]:
             st = LAYOUT["rec_embedding"]
             if size != st.size:
                 raise self.fail("size", "EXPECT", size, st.size)
@@ -1414,7 +1662,7 @@ class _Loader:
                 raise self.fail("kind", "SEQUENCE", kind, _KIND_TEXT.get(kind, "unknown"),
                                 _STAGE_PLACE[stage])
             stage = nxt
-        if stage < 2:
+        if stage < 2 or stage == 5:
             raise self.fail("num_records", "NO_RECURRENT", nrec)
         # 3. contents
         has_embedding = self.u32(hs.size) == RECORD_KINDS["embedding"]
@@ -1449,16 +1697,21 @@ class _Loader:
 
 
 def _next_stage(stage: int, kind: int) -> int:
-    """loader.c next_stage: where a record kind may stand in [embedding] recurrent+ [last_step] [linear]."""
+    """loader.c next_stage: where a record kind may stand in
+    [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]."""
     k = RECORD_KINDS
     if kind == k["embedding"]:
         return 1 if stage == 0 else -1
     if kind == k["recurrent"]:
-        return 2 if stage <= 2 else -1
+        return 2 if stage <= 2 or stage == 5 else -1
     if kind == k["last_step"]:
-        return 3 if stage == 2 else -1
+        return 3 if stage in (2, 6) else -1
     if kind == k["linear"]:
-        return 4 if stage in (2, 3) else -1
+        return 4 if stage in (2, 3, 6, 7) else -1
+    if kind in (k["frame_conv"], k["magnitude"]):
+        return 5 if stage in (0, 5) else -1
+    if kind in (k["pointwise"], k["layer_norm"], k["scale_shift"]):
+        return 5 if stage in (0, 5) else 6 if stage in (2, 6) else 7 if stage in (3, 7) else -1
     return -1
 
 
@@ -1495,6 +1748,32 @@ def read_rnc(data: bytes) -> dict:
     ld = _Loader(bytes(data))
     ld.load()
     return _describe(ld)
+
+
+def _step_description(r: dict) -> dict:
+    """A per-step record as ``write_rnc`` takes it (the ``rc.nn`` layers' ``record()`` form)."""
+    if r["kind"] == "magnitude":
+        return {"kind": "magnitude"}
+    if r["kind"] == "layer_norm":
+        return {"kind": "layer_norm", "features": r["in"], "eps": r["eps"],
+                "tensors": {"weight": r["weight"], "bias": r["bias"]}}
+    if r["kind"] == "scale_shift":
+        return {"kind": "scale_shift", "features": r["in"],
+                "tensors": {"scale": r["scale"], "shift": r["shift"]}}
+    if r["kind"] == "pointwise":
+        a = r["activation"]
+        if a == "gelu_tanh":
+            return {"kind": "gelu", "approximate": "tanh"}
+        if a == "gelu":
+            return {"kind": "gelu", "approximate": "none"}
+        if a == "hardsigmoid":   # rc.nn.HardSigmoid's record() kind
+            return {"kind": "hard_sigmoid", "alpha": r["alpha"], "beta": r["beta"]}
+        return {"kind": a}
+    d = {f: r[f] for f in ("in_channels", "out_channels", "kernel_size", "frame_length", "stride", "dilation",
+                           "groups", "pad_left", "pad_right", "padding_mode")}
+    d["kind"] = "frame_conv1d"
+    d["tensors"] = {"weight": r["weight"], "bias": r["bias"]}
+    return d
 
 
 def _describe(ld: _Loader) -> dict:
@@ -1576,6 +1855,8 @@ def _describe(ld: _Loader) -> dict:
         feat = lp["out"] * (2 if bidir else 1)
     out["layers"] = layers
     out["output_size"] = feat
+    for place in ("front", "post", "post_pooled"):
+        out[place] = [_step_description(r) for r in ld.steps if r["place"] == place]
     out["head"] = None
     hd = ld.head
     if hd is not None:

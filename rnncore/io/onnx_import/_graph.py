@@ -45,10 +45,12 @@ _FLOAT_TYPES = (1, 10, 11, 16)
 class _Step:
     """One node kept for run time: ``fn(list of input arrays) -> list of output arrays``."""
 
-    __slots__ = ("name", "op", "inputs", "outputs", "fn")
+    __slots__ = ("name", "op", "inputs", "outputs", "fn", "attrs")
 
-    def __init__(self, name: str, op: str, inputs: list, outputs: list, fn: Callable) -> None:
+    def __init__(self, name: str, op: str, inputs: list, outputs: list, fn: Callable,
+                 attrs: dict | None = None) -> None:
         self.name, self.op, self.inputs, self.outputs, self.fn = name, op, inputs, outputs, fn
+        self.attrs = {} if attrs is None else attrs   # the node's attributes (lowering reads them)
 
 
 class OnnxGraph(Module):
@@ -68,6 +70,8 @@ class OnnxGraph(Module):
         self.steps = steps
         self.consts = consts
         self.dtype = dtype
+        #: the inputs' declared shapes (an int per known axis, None for a symbolic one), where known
+        self.input_shapes: dict = {}
 
     def extra_repr(self) -> str:
         return (f"inputs={self.input_names}, outputs={self.output_names}, "
@@ -261,6 +265,7 @@ class _Builder:
             if o not in self.runtime:
                 consts[o] = self.known[o]
         model = OnnxGraph(self.inputs, self.outputs, self.steps, consts, self.dt)
+        model.input_shapes = {n: self.declared.get(n) for n in self.inputs}   # declared (None: unknown)
         for k, s in enumerate(self.steps):
             m = getattr(s.fn, "module", None)
             if m is not None:
@@ -268,7 +273,8 @@ class _Builder:
         return model
 
     def _keep(self, node, fn) -> None:
-        self.steps.append(_Step(node.name or "?", node.op_type, list(node.input), list(node.output), fn))
+        self.steps.append(_Step(node.name or "?", node.op_type, list(node.input), list(node.output), fn,
+                                _attrs(node)))
         self.runtime.update(o for o in node.output if o)
 
 

@@ -1,0 +1,82 @@
+"""Time of one streaming step of the C engine (f32) from Python: a VAD model against its recurrent
+layer alone.
+
+Rows: Silero VAD v6 (its ONNX sequence graph lowered by ``rc.compile(from_onnx(...))``: the STFT
+as a 258 x 256 frame convolution over 4 positions, its magnitude, four frame convolutions with
+ReLU, LSTM(128), ReLU, Linear(128 -> 1), Sigmoid), and that model's LSTM(128) compiled alone (the
+recurrent layer's own step, the same weights); ``Stream.step(x, out=out)`` on one frame (batch 1),
+the median over ``--steps`` steps after a warm-up, and the ratio of the two (and of their
+multiply-adds). Also the whole sequence (``engine.run``) per frame, in CPU time.
+
+    python benchmarks/bench_engine_frontend.py [--steps 2000] [--isa avx512vnni]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import pathlib
+import time
+
+import numpy as np
+from machine import cpu_name
+
+import rnncore as rc
+from rnncore.io import from_onnx
+from rnncore.io.onnx_import._lower import lower_graph
+
+# multiply-adds per frame: the STFT 258 x 256 taps x 4 positions, the encoder convolutions
+# 128 x 387 x 4, 64 x 384 x 2, 64 x 192, 128 x 192, the LSTM 4 x 128 x (128 + 128), the head 128
+MACS_LSTM = 4 * 128 * 256
+MACS_VAD = 258 * 256 * 4 + 128 * 387 * 4 + 64 * 384 * 2 + 64 * 192 + 128 * 192 + MACS_LSTM + 128
+
+
+def _median_step(stream, x, out, steps: int) -> float:
+    for _ in range(50):
+        stream.step(x, out=out)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        stream.step(x, out=out)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--isa", default=None, help="an ISA path (rc.isa()); default: the best")
+    args = ap.parse_args()
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None:
+        raise SystemExit("silero_vad is not installed (pip install --no-deps silero-vad==6.2.3)")
+    path = pathlib.Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx"
+    g = from_onnx(path.read_bytes())
+    model, _ = lower_graph(g)
+    vad = rc.compile(g)
+    lstm = rc.compile([m for m in model.children() if type(m[1]).__name__ == "LSTM"][0][1])
+    if args.isa:
+        vad.set_isa(args.isa)
+        lstm.set_isa(args.isa)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1, 576)) * 0.1).astype(np.float32)
+    xh = (rng.standard_normal((1, 128)) * 0.5).astype(np.float32)
+    t_vad = _median_step(vad.stream(), x, np.empty((1, 1), np.float32), args.steps)
+    t_lstm = _median_step(lstm.stream(), xh, np.empty((1, 128), np.float32), args.steps)
+    X = (rng.standard_normal((1, 500, 576)) * 0.1).astype(np.float32)
+    vad.run(X)
+    t_run = []
+    for _ in range(5):   # CPU time of this process: a shared machine's other load is not counted
+        t0 = time.process_time()
+        vad.run(X)
+        t_run.append(time.process_time() - t0)
+    t_run = min(t_run) / 500
+    print(f"# {cpu_name()}, isa {vad.isa}, f32, batch 1, median of {args.steps} steps")
+    print(f"silero VAD step        {t_vad * 1e6:8.1f} us")
+    print(f"its LSTM(128) step     {t_lstm * 1e6:8.1f} us")
+    print(f"ratio                  {t_vad / t_lstm:8.2f}x (multiply-adds: {MACS_VAD / MACS_LSTM:.2f}x)")
+    print(f"silero VAD run / frame {t_run * 1e6:8.1f} us (500 frames, CPU time)")
+
+
+if __name__ == "__main__":
+    main()
