@@ -121,3 +121,33 @@ def test_group_file_without_its_features_is_an_error(cc, src, group, symbol, tmp
     assert ok.returncode == 0, ok.stderr[-2000:]
     syms = subprocess.run(["nm", "--defined-only", str(obj)], capture_output=True, text=True).stdout
     assert re.search(rf" T {symbol}$", syms, re.M), syms[-2000:]
+
+
+def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
+    """-DRNC_NO_SPARSE -DRNC_NO_Q4 (the dense deploy build that docs/deploy-raspberry-pi.md sizes):
+    the kernel table has no block-sparse or q4 rows, and the loader refuses such files with one
+    line naming what the build leaves out (not a plan without kernels); dense files still run."""
+    import rnncore as rc
+
+    build = tmp_path / "build"
+    proc = subprocess.run(
+        ["make", "-C", str(CSRC), "bench", f"BUILD={build}", "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4"],
+        capture_output=True, text=True, timeout=900, env=child_env())
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    bench = build / "rnncore-bench"
+    gru = rc.nn.GRU(32, 32)
+    rc.nn.BlockPruning(gru, density=0.25, start_epoch=0, end_epoch=1).update(gru, None, epoch=2.0)
+    files = {"dense": rc.compile(gru, "q8"), "q4": rc.compile(gru, "q4"),
+             "sparse": rc.compile(gru, "q8", sparse=True)}
+    out = {}
+    for name, eng in files.items():
+        path = tmp_path / f"{name}.rnc"
+        eng.save(path)
+        r = subprocess.run([str(bench), "--model", str(path), "--steps", "10", "--repeat", "1"],
+                           capture_output=True, text=True, timeout=120, env=child_env())
+        out[name] = (r.returncode, r.stdout + r.stderr)
+    assert out["dense"][0] == 0, out["dense"][1][-2000:]
+    assert out["q4"][0] != 0 and "precision: 2: q4 weights (built with RNC_NO_Q4), which this build " \
+        "of the C core leaves out" in out["q4"][1], out["q4"][1][-2000:]
+    assert out["sparse"][0] != 0 and "block-sparse weights (built with RNC_NO_SPARSE), which this " \
+        "build of the C core leaves out" in out["sparse"][1], out["sparse"][1][-2000:]

@@ -563,7 +563,16 @@ int main(int argc, char **argv)
         return 1;
     }
     static rnc_model model;
-    CHECK(rnc_model_init(&model, g_model, len));
+    {
+        const rnc_status st = rnc_model_init(&model, g_model, len);
+        if (st != RNC_OK) { /* the loader's one-line reason */
+            const char *why = "";
+            rnc_model_error(&model, &why);
+            fprintf(stderr, "rnncore-bench: %s: %s\n", model_path ? model_path : "model",
+                    why[0] ? why : rnc_status_str(st));
+            return 1;
+        }
+    }
     if (isa_name) {
         rnc_isa isa;
         CHECK(rnc_isa_from_name(isa_name, &isa));

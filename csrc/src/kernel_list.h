@@ -26,19 +26,27 @@
 
 /* Block-sparse q8 weights (kernels/q8_sparse_<isa>.c, q8_sparse.h): the product (the matrix an
  * rnc_sparse_q8) and the cells of layers with block-sparse weights. */
+#if defined(RNC_NO_SPARSE) /* a build without these kernels (and the loader refuses such files) */
+#define RNC_KERNELS_SPARSE(X, sfx, isa)
+#else
 #define RNC_KERNELS_SPARSE(X, sfx, isa)                                                           \
     X(SPGEMV, Q8, rnc_q8_gemm_sparse_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                             \
     X(RNN_STEP_SPARSE, Q8, rnc_q8_rnn_step_sparse_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                \
     X(GRU_STEP_SPARSE, Q8, rnc_q8_gru_step_sparse_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                \
     X(LSTM_STEP_SPARSE, Q8, rnc_q8_lstm_step_sparse_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
+#endif
 
 /* q4 weights (kernels/q4_<isa>.c, q4.h): the int4 product (packed nibbles, exact int32 sums with
  * q8 activations) and the q8 cell template over it (the q8 quantiser and epilogue) */
+#if defined(RNC_NO_Q4) /* a build without these kernels (and the loader refuses such files) */
+#define RNC_KERNELS_Q4(X, sfx, isa)
+#else
 #define RNC_KERNELS_Q4(X, sfx, isa)                                                               \
     X(GEMV, Q4, rnc_q4_gemm_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                                      \
     X(RNN_STEP, Q4, rnc_q4_rnn_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                              \
     X(GRU_STEP, Q4, rnc_q4_gru_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                              \
     X(LSTM_STEP, Q4, rnc_q4_lstm_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
+#endif
 
 /* portable C (kernels/q8_gemm_generic.c, f32_gemm_generic.c, cells_generic.c, util.c): the
  * twin of every row */

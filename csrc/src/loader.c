@@ -614,6 +614,10 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     if (I != c->feat) return fail(c, FIELD(desc1, input_size), MSG_EXPECT, I, c->feat, 0, NULL);
     if (H == 0 || H > RNC_MAX_HIDDEN)
         return fail(c, FIELD(desc1, hidden_size), MSG_RANGE, H, 1, RNC_MAX_HIDDEN, NULL);
+#if defined(RNC_NO_SPARSE)
+    if (lf & sparse_flags)
+        return fail(c, FIELD(desc1, flags), MSG_LEFT_OUT, lf, 0, 0, "block-sparse weights (built with RNC_NO_SPARSE)");
+#endif
     if ((lf & sparse_flags) && (prec != RNC_Q8 || (lf & RNC_LAYER_FLAG_OPTIONS) ||
                                 (kind == RNC_GRU && !(lf & RNC_LAYER_FLAG_RESET_AFTER))))
         return fail(c, FIELD(desc1, flags), MSG_SPARSE_FORM, lf, 0, 0, NULL);
@@ -1166,6 +1170,10 @@ static rnc_status load_v2(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
         return fail(c, FIELD(hdr2, input_size), MSG_INPUT_FEATURES, RNC_MAX_FEATURES, 0, 0, NULL);
     m->buf = b;
     m->file_size = c->size;
+#if defined(RNC_NO_Q4)
+    if (prec == RNC_Q4)
+        return fail(c, FIELD(hdr2, precision), MSG_LEFT_OUT, prec, 0, 0, "q4 weights (built with RNC_NO_Q4)");
+#endif
     m->precision = prec;
     m->input_size = in_size;
     c->feat = c->max_feat = in_size;

@@ -84,10 +84,14 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
     memset(p, 0, sizeof(*p));
     TRY(plan_op(&p->gemm[RNC_F32], RNC_OP_GEMV, RNC_F32, isa, RNC_IN_X, 0));
     TRY(plan_op(&p->gemm[RNC_Q8], RNC_OP_GEMV, RNC_Q8, isa, RNC_IN_X, 0));
+#if !defined(RNC_NO_Q4) /* a build without the q4 rows (its loader refuses q4 files) */
     TRY(plan_op(&p->gemm[RNC_Q4], RNC_OP_GEMV, RNC_Q4, isa, RNC_IN_X, 0));
+#endif
     TRY(plan_op(&p->gemm_deq, RNC_OP_GEMM_DEQ, RNC_Q8, isa, RNC_IN_X, 0));
     TRY(plan_op(&p->quantize, RNC_OP_QUANTIZE, RNC_Q8, isa, RNC_IN_X, 0));
+#if !defined(RNC_NO_SPARSE) /* likewise without the block-sparse rows */
     TRY(plan_op(&p->spgemv, RNC_OP_SPGEMV, RNC_Q8, isa, RNC_IN_X, 0));
+#endif
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const int prec = (int)m->precision, rb = L->kind == RNC_GRU && !L->reset_after;

@@ -450,6 +450,7 @@
     M(OPT_PARAM, CORRUPT, "bits 0x%llx: not a finite value")                                       \
     M(OPT_UNUSED, CORRUPT, "%llu, expected 0 (a slot this cell does not use)")                     \
     M(OPT_PROJ, CORRUPT, "%llu, expected 0, or 1..%llu for an LSTM (proj_size < hidden_size)") \
+    M(LEFT_OUT, UNSUPPORTED, "%llu: %s, which this build of the C core leaves out")                \
     M(OPT_LN_FORM, CORRUPT, "0x%llx: layer_norm (0x80) does not combine with %s")                  \
     M(OPT_LN_EPS, CORRUPT, "bits 0x%llx: expected a finite value > 0 (LayerNorm's epsilon)")
 

@@ -5,7 +5,8 @@
 #   make qemu-test                   the C tests (with --fuzz: quick activation sweep + fuzzing)
 #                                    under qemu-aarch64 -cpu cortex-a53 / cortex-a76
 #                                    and qemu-arm -cpu cortex-a7, every ISA path the CPU has
-#   make cross-size                  .text of the static library at -Os per target
+#   make cross-size                  .text of the static library at -Os per target, full and dense
+#                                    (-DRNC_NO_SPARSE -DRNC_NO_Q4)
 #
 # Toolchains (Debian packages gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, qemu-user) are
 # described in toolchains/<triple>.mk; override CROSS_aarch64=... for another compiler prefix.
@@ -46,6 +47,10 @@ endef
 
 $(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_template,$(t),$(CROSS_OPT),$(CROSS_BUILD)/$(t))))
 $(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_template,$(t),-Os,$(CROSS_BUILD)/$(t)-Os)))
+# The dense deploy build: -Os without the optional block-sparse and q4 kernel groups
+# (kernel_list.h; the loader refuses such files naming what the build leaves out).
+CROSS_DENSE_FLAGS := -Os -DRNC_NO_SPARSE -DRNC_NO_Q4
+$(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_template,$(t),$(CROSS_DENSE_FLAGS),$(CROSS_BUILD)/$(t)-Os-dense)))
 
 # Programs (static): rnncore-bench and the C tests.
 define CROSS_prog_template
@@ -89,8 +94,9 @@ qemu-test: cross-aarch64 cross-armhf $(VECTORS)
 	  done; \
 	done
 
-cross-size: $(foreach t,$(CROSS_TARGETS),$(CROSS_BUILD)/$(t)-Os/librnncore.a)
+cross-size: $(foreach t,$(CROSS_TARGETS),$(CROSS_BUILD)/$(t)-Os/librnncore.a $(CROSS_BUILD)/$(t)-Os-dense/librnncore.a)
 	@for t in $(CROSS_TARGETS); do \
 	  p=$$( [ $$t = aarch64 ] && echo "$(CROSS_aarch64)" || echo "$(CROSS_armhf)" ); \
 	  echo "== $$t -Os"; $${p}size -t $(CROSS_BUILD)/$$t-Os/librnncore.a | tail -1; \
+	  echo "== $$t -Os -DRNC_NO_SPARSE -DRNC_NO_Q4"; $${p}size -t $(CROSS_BUILD)/$$t-Os-dense/librnncore.a | tail -1; \
 	done

@@ -5,6 +5,7 @@
  * signed one: each int16 pair sum is at most 2 * 15 * 127 (no saturation), the two halves of a
  * tile add to at most 4 * 15 * 127 = 7620 in int16, then pmaddwd with ones widens to int32. The
  * accumulators end with - 8 * sum q (q4.h). */
+#if !defined(RNC_NO_Q4) /* kernel_list.h: a build may leave these kernels out */
 #include "q4.h"
 
 #if defined(__AVX2__)
@@ -85,4 +86,7 @@ void rnc_q4_gemm_avx2(const int8_t *Wp, int R, int K, int N, const int8_t *Q, in
 
 #else
 typedef int rnc_q4_avx2_unused;
+#endif
+#else
+typedef int rnc_q4_avx2_left_out;
 #endif

@@ -5,6 +5,7 @@
  * input group broadcast as its signed operand (the q8 tiles' form, q8_gemm_avx512vnni.c). The
  * accumulators end with - 8 * sum q (q4.h). One column: four row blocks per iteration share each
  * group's broadcast (8 accumulators); four columns at a time share each tile's unpacking. */
+#if !defined(RNC_NO_Q4) /* kernel_list.h: a build may leave these kernels out */
 #include "q4.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -149,4 +150,7 @@ void rnc_q4_gemm_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t 
 
 #else
 typedef int rnc_q4_avx512vnni_unused;
+#endif
+#else
+typedef int rnc_q4_avx512vnni_left_out;
 #endif

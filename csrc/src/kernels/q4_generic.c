@@ -1,4 +1,5 @@
 /* q4 product and cells, portable C (q4.h): the twin of every q4 row. */
+#if !defined(RNC_NO_Q4) /* kernel_list.h: a build may leave these kernels out */
 #include "q4.h"
 
 void rnc_q4_gemm_generic(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
@@ -31,3 +32,6 @@ void rnc_q4_gemm_generic(const int8_t *Wp, int R, int K, int N, const int8_t *Q,
 #define RNC_Q4 1
 #define RNC_SFX generic
 #include "cell_template.h"
+#else
+typedef int rnc_q4_generic_left_out;
+#endif

@@ -4,6 +4,7 @@
  * give the nibbles of the tile's two input groups, each the first operand of one sdot per register
  * (nibbles 0..15 are valid signed bytes) with the input group broadcast as the second. The
  * accumulators end with - 8 * sum q (q4.h). */
+#if !defined(RNC_NO_Q4) /* kernel_list.h: a build may leave these kernels out */
 #include "arm_kernels.h"
 
 #if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
@@ -61,4 +62,7 @@ void rnc_q4_gemm_neondot(const int8_t *Wp, int R, int K, int N, const int8_t *Q,
 
 #else
 typedef int rnc_q4_neondot_unused;
+#endif
+#else
+typedef int rnc_q4_neondot_left_out;
 #endif

@@ -4,6 +4,7 @@
  * vpmaddubsw(|x|, sign(x) * W) makes int16 pair sums (at most 2 * 127 * 127 = 32258: no
  * saturation; vpsignb also zeroes W where x = 0) and vpmaddwd with ones widens them to int32, so
  * the sums are exact. Two accumulators per 8 rows hide the latency. */
+#if !defined(RNC_NO_SPARSE) /* kernel_list.h: a build may leave these kernels out */
 #include "q8_sparse.h"
 
 #if defined(__AVX2__)
@@ -102,4 +103,7 @@ void rnc_q8_gemm_sparse_avx2(const int8_t *Wp, int R, int K, int N, const int8_t
 
 #else
 typedef int rnc_q8_sparse_avx2_unused;
+#endif
+#else
+typedef int rnc_q8_sparse_avx2_left_out;
 #endif

@@ -6,6 +6,7 @@
  * and the stored row sums (spq8 "sums") take the 128 rowsum off at the end. Exact: every partial
  * sum is a 32-bit sum of four products, |sum| <= Kp * 255 * 127 < 2^31. Four accumulators per row
  * block hide the multiply latency. */
+#if !defined(RNC_NO_SPARSE) /* kernel_list.h: a build may leave these kernels out */
 #include "q8_sparse.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -158,4 +159,7 @@ void rnc_q8_gemm_sparse_avx512vnni(const int8_t *Wp, int R, int K, int N, const 
 
 #else
 typedef int rnc_q8_sparse_avx512vnni_unused;
+#endif
+#else
+typedef int rnc_q8_sparse_avx512vnni_left_out;
 #endif

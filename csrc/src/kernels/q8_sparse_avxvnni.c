@@ -8,6 +8,7 @@
  * Testing on CPUs without AVX-VNNI: built with -DRNC_AVXVNNI_VIA_EVEX (plus -mavx512vl
  * -mavx512vnni), the same code uses the EVEX encoding of the identical operation and its
  * functions get the suffix _evex (csrc/tests/test_sparse.c runs them, make test). */
+#if !defined(RNC_NO_SPARSE) /* kernel_list.h: a build may leave these kernels out */
 #include "isa_target.h"
 #include "q8_sparse.h"
 
@@ -128,4 +129,7 @@ void SP_CAT(rnc_q8_gemm_sparse_, SP_SFX)(const int8_t *Wp, int R, int K, int N, 
 #error "q8_sparse_avxvnni.c needs AVX-VNNI and AVX2 (sources.mk X86_AVXVNNI_FLAGS) unless RNC_NO_X86_AVXVNNI"
 #else
 typedef int rnc_q8_sparse_avxvnni_unused;
+#endif
+#else
+typedef int rnc_q8_sparse_avxvnni_left_out;
 #endif

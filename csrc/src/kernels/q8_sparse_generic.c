@@ -1,4 +1,5 @@
 /* Block-sparse q8 product and cells, portable C (q8_sparse.h): the twin of every sparse row. */
+#if !defined(RNC_NO_SPARSE) /* kernel_list.h: a build may leave these kernels out */
 #include "q8_sparse.h"
 
 void rnc_q8_gemm_sparse_generic(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
@@ -31,3 +32,6 @@ void rnc_q8_gemm_sparse_generic(const int8_t *Wp, int R, int K, int N, const int
 #define RNC_SFX sparse_generic
 #define rnc_f32_gemm_sparse_generic rnc_f32_gemm_generic
 #include "cell_template.h"
+#else
+typedef int rnc_q8_sparse_generic_left_out;
+#endif

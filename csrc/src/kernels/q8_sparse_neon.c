@@ -9,6 +9,7 @@
  * |w|, |q| <= 127 (the loader refuses -128 weights, the quantiser clamps to -127..127), so two
  * products add to at most 2 * 127^2 = 32258 < 2^15. Exact int32 sums: the same integers as every
  * other ISA. */
+#if !defined(RNC_NO_SPARSE) /* kernel_list.h: a build may leave these kernels out */
 #include "arm_kernels.h"
 
 #if defined(__ARM_NEON) || defined(__ARM_NEON__)
@@ -126,4 +127,7 @@ void rnc_q8_gemm_sparse_neon(const int8_t *Wp, int R, int K, int N, const int8_t
 
 #else
 typedef int rnc_q8_sparse_neon_unused;
+#endif
+#else
+typedef int rnc_q8_sparse_neon_left_out;
 #endif

@@ -4,6 +4,7 @@
  * A 16 x 4 block is four 16-byte registers (4 rows x 4 inputs each), an 8 x 4 block two; the
  * input group is broadcast to every 32-bit lane and `sdot` (signed x signed) adds the 4 products
  * of each row into its lane: exact int32, no offset correction. */
+#if !defined(RNC_NO_SPARSE) /* kernel_list.h: a build may leave these kernels out */
 #include "arm_kernels.h"
 
 #if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
@@ -103,4 +104,7 @@ void rnc_q8_gemm_sparse_neondot(const int8_t *Wp, int R, int K, int N, const int
 
 #else
 typedef int rnc_q8_sparse_neondot_unused;
+#endif
+#else
+typedef int rnc_q8_sparse_neondot_left_out;
 #endif
