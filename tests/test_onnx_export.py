@@ -484,3 +484,25 @@ if __name__ == "__main__":
     for s in range(int(sys.argv[1]) if len(sys.argv) > 1 else 200):
         test_random_models_match_reference(s)
     print(f"largest difference {worst[0]:.3g}; largest fraction of the tolerance used {worst[1]:.3g}")
+
+
+def test_compiled_cell_options_and_per_step_layers_are_refused_not_dropped():
+    """A compiled file whose layers carry cell options (peepholes, learned initial states, ...) or
+    per-step front-end layers cannot be written as plain ONNX RNN/GRU/LSTM nodes: dropping them
+    would export a different model, so to_onnx refuses, naming what it cannot write."""
+    import sys
+    from pathlib import Path
+
+    from rnncore.nn.extended import ExtendedRecurrent
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_engine_frontend import vad_like
+
+    with pytest.raises(ValueError, match=r"to_onnx: layer 0 \(LSTM\) has cell options \[.*'peepholes'.*\]"):
+        rc.io.to_onnx(rc.compile(ExtendedRecurrent("LSTM", 4, 5, peepholes=True)), None)
+    gru = rc.nn.GRU(4, 5)
+    with pytest.raises(ValueError, match=r"per-step layer\(s\) \(the first, 'frame_conv1d', before the "
+                                         r"recurrent layers\)"):
+        rc.io.to_onnx(rc.compile(vad_like()), None)
+    with pytest.raises(ValueError, match=r"per-step layer\(s\)"):
+        rc.io.to_onnx(vad_like(), None)
+    assert rc.io.to_onnx(rc.compile(gru), None) is not None     # a plain layer still exports

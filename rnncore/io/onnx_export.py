@@ -240,6 +240,19 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
             raise ValueError(
                 f"to_onnx: layer {k} is a layer-normalised {ls.cell.upper()} (LayerNormGRU/LayerNormLSTM); "
                 "the ONNX RNN/GRU/LSTM operators have no layer normalisation, so it does not export")
+        if ls.options:   # a compiled layer with cell options (ExtendedRecurrent, initial states, ...)
+            used = [key for key, v in ls.options.items() if v is not None and v is not False]
+            raise ValueError(
+                f"to_onnx: layer {k} ({ls.cell.upper()}) has cell options {used}: the exporter writes "
+                "plain RNN/GRU/LSTM layers, and dropping the options would change the outputs")
+    extra = [(where, r) for where, recs in (("before the recurrent layers", spec.front),
+                                            ("after them", spec.post), ("after last_step", spec.post_pooled))
+             for r in recs]
+    if extra:
+        where, r = extra[0]
+        raise ValueError(
+            f"to_onnx: the model has {len(extra)} per-step layer(s) (the first, {r.get('kind', r)!r}, "
+            f"{where}); the exporter writes [Embedding] RNN/GRU/LSTM [LastStep] [Linear] only")
     F_last = spec.layers[-1].output_size
     if spec.last_step and spec.last_step_bidirectional and F_last % 2:
         raise ValueError(f"to_onnx: bidirectional last-step pooling needs an even feature size, the last "
