@@ -568,7 +568,7 @@ int main(int argc, char **argv)
         if (st != RNC_OK) { /* the loader's one-line reason */
             const char *why = "";
             rnc_model_error(&model, &why);
-            fprintf(stderr, "rnncore-bench: %s: %s\n", model_path ? model_path : "model",
+            fprintf(stderr, "rnncore-bench: rnc_model_init(%s): %s\n", model_path ? model_path : "model",
                     why[0] ? why : rnc_status_str(st));
             return 1;
         }
