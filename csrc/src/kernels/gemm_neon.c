@@ -17,6 +17,7 @@
 
 #if defined(__ARM_NEON) || defined(__ARM_NEON__)
 #include <arm_neon.h>
+#include "neon_int.h"
 #include <string.h>
 
 /* ------------------------------------------------------------------ f32 */
@@ -149,18 +150,6 @@ static inline int32x4_t bcast4(const int8_t *q)
     return vdupq_n_s32(v);
 }
 
-/* Row sums from the pairwise accumulators: lo = [r0 j01, r0 j23, r1 j01, r1 j23],
- * hi = [r2 .., r3 ..] -> [r0, r1, r2, r3]. */
-static inline int32x4_t pair_reduce(int32x4_t lo, int32x4_t hi)
-{
-#if defined(__aarch64__)
-    return vpaddq_s32(lo, hi);
-#else
-    return vcombine_s32(vpadd_s32(vget_low_s32(lo), vget_high_s32(lo)),
-                        vpadd_s32(vget_low_s32(hi), vget_high_s32(hi)));
-#endif
-}
-
 #if defined(__aarch64__)
 #define MULL_LO(w, x) vmull_s8(vget_low_s8(w), vget_low_s8(x))
 #define MULL_HI(w, x) vmull_high_s8((w), (x))
@@ -244,10 +233,10 @@ static inline void q8_block(const int8_t *Wb, int G, const int8_t *q, const int8
         Q8_ONE(u.val[2], a4, a5);
         Q8_ONE(u.val[3], a6, a7);
     }
-    vst1q_s32(out16 + 0, pair_reduce(a0, a1));
-    vst1q_s32(out16 + 4, pair_reduce(a2, a3));
-    vst1q_s32(out16 + 8, pair_reduce(a4, a5));
-    vst1q_s32(out16 + 12, pair_reduce(a6, a7));
+    vst1q_s32(out16 + 0, rnc_neon_pair_reduce(a0, a1));
+    vst1q_s32(out16 + 4, rnc_neon_pair_reduce(a2, a3));
+    vst1q_s32(out16 + 8, rnc_neon_pair_reduce(a4, a5));
+    vst1q_s32(out16 + 12, rnc_neon_pair_reduce(a6, a7));
 }
 
 /* The last partial group of q (K % 4 != 0) copied into a zero-padded 4-byte buffer, so no read

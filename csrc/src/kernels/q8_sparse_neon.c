@@ -15,6 +15,7 @@
 #if defined(__ARM_NEON) || defined(__ARM_NEON__)
 #include <arm_neon.h>
 
+#include "neon_int.h"
 #include "q8_sparse.h"
 
 RNC_DECLARE_ISA(neon)
@@ -36,28 +37,6 @@ static inline int8x8_t sp_bcast(const int8_t *q, uint16_t g)
         lo = vpadalq_s16(lo, vmlal_s8(vmull_s8(vget_low_s8(w0), x0), vget_low_s8(w1), x1));        \
         hi = vpadalq_s16(hi, vmlal_s8(vmull_s8(vget_high_s8(w0), x0), vget_high_s8(w1), x1));      \
     } while (0)
-
-/* [r0 j01, r0 j23, r1 j01, r1 j23], [r2 .., r3 ..] -> [r0, r1, r2, r3] */
-static inline int32x4_t sp_reduce(int32x4_t lo, int32x4_t hi)
-{
-#if defined(__aarch64__)
-    return vpaddq_s32(lo, hi);
-#else
-    return vcombine_s32(vpadd_s32(vget_low_s32(lo), vget_high_s32(lo)),
-                        vpadd_s32(vget_low_s32(hi), vget_high_s32(hi)));
-#endif
-}
-
-static inline void sp_store4(int32_t *dst, int rows, int32x4_t v)
-{
-    if (rows >= 4) {
-        vst1q_s32(dst, v);
-    } else if (rows > 0) {
-        int32_t t[4];
-        vst1q_s32(t, v);
-        memcpy(dst, t, sizeof(int32_t) * (size_t)rows);
-    }
-}
 
 static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
 {
@@ -101,11 +80,11 @@ static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
         }
         const int rows = rnc__sparse_rows(S, b, R);
         int32_t *dst = acc + bh * b;
-        sp_store4(dst, rows, sp_reduce(l0, h0));
-        sp_store4(dst + 4, rows - 4, sp_reduce(l1, h1));
+        rnc_neon_store_rows4(dst, rows, rnc_neon_pair_reduce(l0, h0));
+        rnc_neon_store_rows4(dst + 4, rows - 4, rnc_neon_pair_reduce(l1, h1));
         if (bh == 16) {
-            sp_store4(dst + 8, rows - 8, sp_reduce(l2, h2));
-            sp_store4(dst + 12, rows - 12, sp_reduce(l3, h3));
+            rnc_neon_store_rows4(dst + 8, rows - 8, rnc_neon_pair_reduce(l2, h2));
+            rnc_neon_store_rows4(dst + 12, rows - 12, rnc_neon_pair_reduce(l3, h3));
         }
     }
 }

@@ -10,6 +10,7 @@
 #if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
 #include <arm_neon.h>
 
+#include "neon_int.h"
 #include "q8_sparse.h"
 
 RNC_DECLARE_ISA(neondot)
@@ -17,17 +18,6 @@ RNC_DECLARE_ISA(neondot)
 static inline int8x16_t sp_bcast(const int8_t *q, uint16_t g)
 {
     return vreinterpretq_s8_s32(vdupq_n_s32(rnc__group4(q, g)));
-}
-
-static inline void sp_store4(int32_t *dst, int rows, int32x4_t v)
-{
-    if (rows >= 4) {
-        vst1q_s32(dst, v);
-    } else if (rows > 0) {
-        int32_t t[4];
-        vst1q_s32(t, v);
-        memcpy(dst, t, sizeof(int32_t) * (size_t)rows);
-    }
 }
 
 static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
@@ -78,11 +68,11 @@ static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
         }
         const int rows = rnc__sparse_rows(S, b, R);
         int32_t *dst = acc + bh * b;
-        sp_store4(dst, rows, vaddq_s32(a0, e0));
-        sp_store4(dst + 4, rows - 4, vaddq_s32(a1, e1));
+        rnc_neon_store_rows4(dst, rows, vaddq_s32(a0, e0));
+        rnc_neon_store_rows4(dst + 4, rows - 4, vaddq_s32(a1, e1));
         if (bh == 16) {
-            sp_store4(dst + 8, rows - 8, vaddq_s32(a2, e2));
-            sp_store4(dst + 12, rows - 12, vaddq_s32(a3, e3));
+            rnc_neon_store_rows4(dst + 8, rows - 8, vaddq_s32(a2, e2));
+            rnc_neon_store_rows4(dst + 12, rows - 12, vaddq_s32(a3, e3));
         }
     }
 }
