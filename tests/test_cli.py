@@ -614,3 +614,35 @@ def test_the_bounded_state_scale_is_refused_for_a_relu_layer(tmp_path):
     e = one_line_error(cli("quantize", str(src), "-o", str(tmp_path / "q.rnc"), "--state-scale", "bounded"))
     assert e.startswith("rnncore quantize: --state-scale bounded: layer 0 is a 'rnn_relu' layer, whose "
                         "state is unbounded")
+
+
+def test_info_counts_cell_option_tensors_names_the_variant_cell_and_lists_per_step_records(tmp_path):
+    """An LSTM with projection and peepholes runs through the variant cell: ``info`` counts its
+    W_hr and peepholes (against PyTorch's / the model's own parameter count), names the options
+    and the variant cell's product row instead of the plain cell row the plan never calls; the
+    per-step records of a front-end model are listed with their parameters."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(8, 16, proj_size=4, batch_first=True)
+    p = tmp_path / "proj.rnc"
+    rc.compile(rc.io.from_torch(lstm), "f32").save(p)
+    info = json.loads(cli("info", str(p), "--json", "--batch", "1").stdout)
+    assert info["parameters"] == sum(t.numel() for t in lstm.parameters()) == info["layers"][0]["parameters"]
+    assert info["layers"][0]["options"] == ["proj"]
+    step = info["batches"][0]["plan"]["step"]["cells"]
+    assert step == [f"variant cell + {rc.load(p)._model.plan_row(-1, 'gemv', 1, precision='f32')}"]
+    from rnncore.nn.extended import ExtendedRecurrent
+
+    nn = rc.nn
+    m = nn.Sequential(nn.FrameConv1d(1, 2, 2, frame_length=4, seed=0), nn.Magnitude(),
+                      ExtendedRecurrent("LSTM", 3, 4, peepholes=True), nn.Tanh())
+    p = tmp_path / "front.rnc"
+    rc.compile(m, "f32").save(p)
+    info = json.loads(cli("info", str(p), "--json", "--batch", "1").stdout)
+    assert info["parameters"] == m.num_parameters()
+    assert [(r["place"], r["kind"], r["parameters"]) for r in info["per_step"]] == [
+        ("front", "frame_conv1d", m[0].num_parameters()), ("front", "magnitude", 0), ("post", "tanh", 0)]
+    assert info["layers"][0]["options"] == ["peepholes"]
+    out = cli("info", str(p)).stdout
+    assert f"  front-end: frame_conv1d, {m[0].num_parameters()} parameters" in out, out
+    assert "  per step: tanh, 0 parameters" in out, out

@@ -15,6 +15,7 @@ import struct
 import zlib
 
 from rnncore.cli._common import CLIError, batch_list, load_engine, positive_int
+from rnncore.io.rnc import _DEFAULT_CELL_ACTS
 
 #: batch from which ``rnc_run`` runs the cells per step on the inputs (csrc/src/model.c
 #: RUN_PER_STEP_MIN_BATCH); below it, one input projection over all (b, t) and cells on it
@@ -60,7 +61,27 @@ def header(data: bytes) -> dict:
     return {"version": version, "file_size": file_size, "crc32": f"{crc:08x}", "crc32_ok": crc == actual}
 
 
-def plan_rows(engine, batch: int, steps: int, sums: bool) -> dict:
+def _cell_row(engine, k: int, layer: dict, batch: int, input: str, sums: bool, variants: set) -> str:
+    """Layer ``k``'s cell row, or, for a layer with cell options (peepholes, clip, projection,
+    layer norm, ...: ``variants``), the variant cell (``cells_variant.c``'s portable epilogue) and
+    the product row it calls at ``batch`` columns."""
+    m = engine._model
+    if k in variants:
+        prec = "f32" if engine.precision == "f32" else "q8"
+        return f"variant cell + {m.plan_row(-1, 'gemv', batch, precision=prec)}"
+    return m.plan_row(k, _CELL_OP[layer["kind"]], batch, input, sums)
+
+
+def _tensor_count(x: object) -> int:
+    """Number of values in the arrays inside ``x`` (nested dicts, lists and tuples)."""
+    if isinstance(x, dict):
+        return sum(_tensor_count(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return sum(_tensor_count(v) for v in x)
+    return int(x.size) if hasattr(x, "size") and hasattr(x, "dtype") else 0
+
+
+def plan_rows(engine, batch: int, steps: int, sums: bool, variants: set = frozenset()) -> dict:
     """The kernel-table rows one streaming step and one whole-sequence run of ``batch`` rows
     (``steps`` steps) call, as ``model.c`` picks them.
 
@@ -70,7 +91,7 @@ def plan_rows(engine, batch: int, steps: int, sums: bool) -> dict:
     """
     m = engine._model
     q8 = engine.precision != "f32"  # q8 and q4: q8 activations
-    cells_x = [m.plan_row(k, _CELL_OP[layer["kind"]], batch, "x", sums)
+    cells_x = [_cell_row(engine, k, layer, batch, "x", sums, variants)
                for k, layer in enumerate(engine.layers)]
     step: dict = {"cells": cells_x}
     if q8:
@@ -83,7 +104,7 @@ def plan_rows(engine, batch: int, steps: int, sums: bool) -> dict:
     if per_step:
         run["cells"] = cells_x
     else:
-        run["cells"] = [m.plan_row(k, _CELL_OP[layer["kind"]], batch, "gi", sums)
+        run["cells"] = [_cell_row(engine, k, layer, batch, "gi", sums, variants)
                         for k, layer in enumerate(engine.layers)]
         run["projection"] = m.plan_row(-1, "gemm_deq" if engine.precision == "q8" else "gemv", bt)
     if q8:
@@ -107,6 +128,7 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
     q8 = d["precision"] != "f32"
     m = engine._model
     layers = []
+    variants: set = set()
     total = 0 if d["embedding"] is None else int(d["embedding"]["weight"].size)
     for k, (el, dl) in enumerate(zip(engine.layers, d["layers"], strict=True)):
         n = sum(int(w.size) for w in dl["weights"].values())
@@ -115,14 +137,32 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
                  "input_size": el["input_size"], "hidden_size": el["hidden_size"], "parameters": n}
         if el["kind"] == "gru":
             entry["gru_form"] = "reset_after" if el["reset_after"] else "reset_before"
-        ln = (dl.get("options") or {}).get("layer_norm")
-        if ln is not None:   # LayerNormGRU / LayerNormLSTM: the gains and shifts are parameters too
-            entry["layer_norm"] = "per gate" if ln["per_gate"] else "joint"
-            entry["parameters"] += sum(int(ln[k].size) for k in ("ih", "hh", "c") if ln[k] is not None)
-            total += entry["parameters"] - n
+        opts = dl.get("options")
+        if opts is not None:   # peepholes, initial states, W_hr and layer-norm gains are parameters too
+            variants.add(k)
+            ln = opts.get("layer_norm")
+            if ln is not None:
+                entry["layer_norm"] = "per gate" if ln["per_gate"] else "joint"
+            extra = (_tensor_count([opts.get(key) for key in ("peepholes", "initial_h", "initial_c", "proj")])
+                     + (0 if ln is None else _tensor_count([ln[key] for key in ("ih", "hh", "c")])))
+            entry["parameters"] += extra
+            total += extra
+            acts = opts.get("activations")
+            default = _DEFAULT_CELL_ACTS[(dl["kind"], dl.get("nonlinearity"))]
+            entry["options"] = [key for key in ("reverse", "peepholes", "input_forget", "clip",
+                                                "initial_h", "initial_c", "proj", "layer_norm")
+                                if opts.get(key) is not None and opts.get(key) is not False]
+            if acts is not None and any([a[0] for a in per_dir] != default for per_dir in acts):
+                entry["options"].insert(4, "activations")
         if q8:
             entry["scales"] = _scales(dl["x_scale"], dl["h_scale"])
         layers.append(entry)
+    steps_records = []
+    for place in ("front", "post", "post_pooled"):
+        for r in d.get(place, []):
+            n = _tensor_count(r.get("tensors", {}))
+            steps_records.append({"place": place, "kind": r["kind"], "parameters": n})
+            total += n
     head = None
     if d["head"] is not None:
         h = d["head"]
@@ -146,6 +186,7 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
                   else {"token_ids": False, "features": engine.input_size}),
         "output_size": engine.output_size,
         "layers": layers,
+        "per_step": steps_records,
         "last_step": ("bidirectional" if d["last_step_bidirectional"] else True) if d["last_step"] else False,
         "head": head,
         "parameters": total,
@@ -156,8 +197,8 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
     for b in batches:
         row = {"batch": b, "state_bytes": engine.state_bytes(b),
                "run_scratch_bytes": engine.run_scratch_bytes(b, steps)}
-        row["plan"] = plan_rows(engine, b, steps, sums) if not engine.bidirectional else \
-            {"run": plan_rows(engine, b, steps, sums)["run"]}
+        row["plan"] = plan_rows(engine, b, steps, sums, variants) if not engine.bidirectional else \
+            {"run": plan_rows(engine, b, steps, sums, variants)["run"]}
         info["batches"].append(row)
     return info
 
@@ -182,16 +223,28 @@ def format_text(info: dict) -> str:
     out.append(f"  precision {info['precision']}, input {src} per step, output {info['output_size']}"
                f"{' (per sequence: last step)' if info['last_step'] else ' per step'}, "
                f"{info['parameters']} parameters")
+    where = {"front": "front-end", "post": "per step", "post_pooled": "after last_step"}
+    for r in info["per_step"]:
+        if r["place"] == "front":
+            out.append(f"  {where[r['place']]}: {r['kind']}, {r['parameters']} parameters")
     for layer in info["layers"]:
         extra = f", {layer['gru_form']}" if "gru_form" in layer else ""
+        opts = [o for o in layer.get("options", []) if o != "layer_norm"]
+        extra += f", options: {' '.join(opts)}" if opts else ""
         extra += f", layer norm ({layer['layer_norm']})" if "layer_norm" in layer else ""
         extra += f", {layer['scales']} activation scales" if "scales" in layer else ""
         bi = ", bidirectional" if layer["directions"] == 2 else ""
         out.append(f"  layer {layer['index']}: {layer['kind']} {layer['input_size']} -> "
                    f"{layer['hidden_size']}{bi}{extra}, {layer['parameters']} parameters")
+    for r in info["per_step"]:
+        if r["place"] == "post":
+            out.append(f"  {where[r['place']]}: {r['kind']}, {r['parameters']} parameters")
     if info["last_step"]:
         out.append("  last_step: each sequence's last valid step"
                    + (" (backward half at t=0)" if info["last_step"] == "bidirectional" else ""))
+    for r in info["per_step"]:
+        if r["place"] == "post_pooled":
+            out.append(f"  {where[r['place']]}: {r['kind']}, {r['parameters']} parameters")
     if info["head"]:
         h = info["head"]
         act = "" if h["activation"] == "none" else f", then {h['activation']}"
