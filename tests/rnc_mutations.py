@@ -113,7 +113,8 @@ def _int_model(name: str):
     from rnncore.quant import integer as qi
 
     if name == "int_gru2_table_head_v2":   # two GRU layers, the table activations, last step + head
-        m = rc.nn.Sequential(rc.nn.GRU(3, 4, num_layers=2, seed=0), rc.nn.LastStep(), rc.nn.Linear(4, 3, seed=1))
+        m = rc.nn.Sequential(rc.nn.GRU(3, 4, num_layers=2, seed=0), rc.nn.LastStep(),
+                             rc.nn.Linear(4, 3, seed=1))
         h, act = [(-0.9, 0.95)] * 2, "table"
     elif name == "int_lstm_v2":            # an LSTM with a cell clip, every step out
         m = rc.nn.Sequential(rc.nn.LSTM(3, 4, seed=2))
