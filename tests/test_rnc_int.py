@@ -199,3 +199,33 @@ def test_exported_integer_file_runs_the_spec_under_qemu(files):
     budget = export_int_c(qm, t / "budget.c")   # the numbers the command printed
     assert f"{budget['flash_bytes']} bytes const" in e.stdout
     run_exported_under_qemu(t / "run", qm, "cortex-m4", budget)
+
+
+def test_info_describes_an_integer_file(files):
+    import json
+    import struct
+
+    from rnc_mutations import fix_crc
+
+    t = files
+    assert _cli("quantize", str(t / "m.rnc"), "-o", str(t / "q.rnc"), "--precision", "int8", "--calibration",
+                str(t / "x.npy")).returncode == 0
+    qm = read_int_rnc((t / "q.rnc").read_bytes())
+    from rnncore.io.export_int_c import export_int_c
+
+    budget = export_int_c(qm, t / "budget.c")
+    r = _cli("info", str(t / "q.rnc"), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["precision"] == "int8" and info["cortex_m"] == budget and info["output_size"] == 4
+    got = [(la["kind"], la["input_size"], la["hidden_size"], la["h_zero_point"]) for la in info["layers"]]
+    assert got == [(c.cell, c.input_size, c.hidden_size, c.h_zp) for c in qm.layers]
+    assert info["input"] == {"features": 5, "scale": qm.x_scale, "zero_point": qm.x_zp}
+    text = _cli("info", str(t / "q.rnc"))
+    assert text.returncode == 0 and f"Cortex-M: {budget['flash_bytes']} bytes const (flash)" in text.stdout
+    bad = bytearray((t / "q.rnc").read_bytes())
+    struct.pack_into("<I", bad, 64 + 20, 0)   # layer 0 hidden_size
+    (t / "bad.rnc").write_bytes(fix_crc(bad))
+    r = _cli("info", str(t / "bad.rnc"))
+    assert r.returncode == 1
+    assert "record 0 (recurrent, layer 0): hidden_size: 0, expected 1..32768" in r.stderr
