@@ -1738,7 +1738,8 @@ def check_rnc(data: bytes) -> None:
     ------
     RncFormatError
         (a ``ValueError``) with the C loader's status and its one line, ``"<part>: <field>:
-        <problem>"`` (docs/rnc-format.md, "What the loader checks").
+        <problem>"`` (docs/rnc-format.md, "What the loader checks"); a valid fully-integer file
+        (precision 3) is refused as the engine refuses it (``INT_HOST``).
     """
     _Loader(bytes(data), host=True).load()
 
@@ -1750,6 +1751,9 @@ def read_rnc(data: bytes) -> dict:
     Weights are unpacked into PyTorch shapes; for ``"q8"`` files ``weights`` hold the
     dequantised float32 values ``wq * s`` and each layer also has ``qweights`` (int8, PyTorch
     shapes) and ``scales`` (float32 per row); the head likewise ``qweight`` / ``scale``.
+    A fully-integer file (precision 3) gives ``precision`` ``"int8"``, the layers' kinds and sizes
+    and ``int_model``, the :class:`~rnncore.quant.integer.IntModel` it holds
+    (:mod:`rnncore.io.rnc_int`).
 
     Raises
     ------
