@@ -229,3 +229,9 @@ def test_info_describes_an_integer_file(files):
     r = _cli("info", str(t / "bad.rnc"))
     assert r.returncode == 1
     assert "record 0 (recurrent, layer 0): hidden_size: 0, expected 1..32768" in r.stderr
+
+
+def test_spec_from_rnc_refuses_an_integer_file_with_a_pointer():
+    d = read_rnc(write_int_rnc(_int_model("rnn_tanh")))
+    with pytest.raises(ValueError, match=r"holds an integer model \(read_rnc\(...\)\['int_model'\]"):
+        spec_from_rnc(d)
