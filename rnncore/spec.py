@@ -499,6 +499,9 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
 def spec_from_rnc(d: dict) -> ModelSpec:
     """A :class:`ModelSpec` from :func:`rnncore.io.rnc.read_rnc`'s description (q8 files give the
     dequantised weights ``wq * s``)."""
+    if d.get("precision") == "int8":
+        raise ValueError("spec_from_rnc: a fully-integer file (precision int8) holds an integer model "
+                         "(read_rnc(...)['int_model'], rnncore.io.rnc_int.read_int_rnc), not float weights")
     layers = []
     for layer in d["layers"]:
         kind = layer["kind"] if layer["kind"] != "rnn" else "rnn_" + layer.get("nonlinearity", "tanh")

@@ -107,9 +107,38 @@ def _frontend_spec(rng: np.random.Generator, post_pooled: bool) -> dict:
 FRONTEND_SEEDS = {"frontend_f32_v2": False, "frontend_f32_last_step_v2": True}
 
 
+def _int_model(name: str):
+    """A small fully-integer model (precision 3) from fixed ranges (no calibration data)."""
+    import rnncore as rc
+    from rnncore.quant import integer as qi
+
+    if name == "int_gru2_table_head_v2":   # two GRU layers, the table activations, last step + head
+        m = rc.nn.Sequential(rc.nn.GRU(3, 4, num_layers=2, seed=0), rc.nn.LastStep(),
+                             rc.nn.Linear(4, 3, seed=1))
+        h, act = [(-0.9, 0.95)] * 2, "table"
+    elif name == "int_lstm_v2":            # an LSTM with a cell clip, every step out
+        m = rc.nn.Sequential(rc.nn.LSTM(3, 4, seed=2))
+        h, act = [(-0.8, 0.7)], "gemmlowp"
+    else:                                  # GRU reset_after=False, then an RNN ReLU, last step
+        m = rc.nn.Sequential(rc.nn.GRU(3, 4, seed=3, reset_after=False),
+                             rc.nn.RNN(4, 4, nonlinearity="relu", seed=4), rc.nn.LastStep())
+        h, act = [(-0.9, 0.95), (0.0, 3.0)], "gemmlowp"
+    n = len(h)
+    model = qi.quantize_int_model(m, qi.IntCalibration([(-2.0, 2.0)] * n, h, [3.0] * n, [4.0] * n), act)
+    if model.layers[0].cell == "lstm":
+        model.layers[0].cell_clip = 20000
+    return model
+
+
+#: fully-integer seeds (precision 3): the engine validates them and refuses them (INT_HOST)
+INT_SEEDS = ("int_gru2_table_head_v2", "int_lstm_v2", "int_gru_before_rnn_relu_v2")
+
+
 def seed_files() -> dict[str, bytes]:
     """The valid models the mutations start from."""
-    out = {}
+    from rnncore.io.rnc_int import write_int_rnc
+
+    out = {name: write_int_rnc(_int_model(name)) for name in INT_SEEDS}
     for i, (name, (kw, version)) in enumerate(SEEDS.items()):
         spec = gen_vectors.make_spec(np.random.default_rng(100 + i), **kw)
         out[name] = write_rnc(spec, version=version)
@@ -199,10 +228,10 @@ def all_mutations() -> Iterator[tuple[str, str, bytes]]:
 def verdicts(data: bytes) -> tuple[str | None, str | None]:
     """(Python reader's error or None, C loader's error or None)."""
     from rnncore import _engine
-    from rnncore.io.rnc import read_rnc
+    from rnncore.io.rnc import check_rnc
 
     try:
-        read_rnc(data)
+        check_rnc(data)
         py = None
     except ValueError as e:
         py = str(e)

@@ -191,10 +191,16 @@ def test_exported_model_on_cortex_m_under_qemu(tmp_path, core, which):
     MVE on M55), computes every step's h8 and logits of the NumPy spec bit for bit under
     qemu-system-arm; the linker map puts the model's const arrays in FLASH and only the arena in
     RAM."""
-    machine, ld, isa = CORES[core]
     qm = (_kws_model() if which == "gru_kws" else _kws_model(activation="table") if which == "gru_kws_table"
           else _model("lstm", 2, True))
     budget = export_int_c(qm, tmp_path / "m.c")
+    run_exported_under_qemu(tmp_path, qm, core, budget)
+
+
+def run_exported_under_qemu(tmp_path: Path, qm, core: str, budget: dict) -> None:
+    """Build ``tmp_path/m.c`` (exported from ``qm``) for ``core``, run it under qemu-system-arm and
+    check every step's h8 and logits against the NumPy spec and the linker map's placement."""
+    machine, ld, isa = CORES[core]
     steps, n_in = 12, qm.layers[0].input_size
     x8 = np.random.default_rng(11).integers(-128, 128, (steps, n_in)).astype(np.int8)
     (tmp_path / "m_inputs.h").write_text(

@@ -4,9 +4,10 @@ Built with the C tests' model builder (tests/gen_vectors.py make_spec) and rnnco
 format versions 2 and 1: f32 and q8; RNN tanh and relu, GRU in both reset forms, LSTM; one- and
 two-layer stacks; bidirectional layers; embeddings; heads with every activation; last-step pooling
 (both forms); static q8 scales; q8 models with every weight matrix stored block-sparse (8- and
-16-row blocks). Sizes are small (hidden 2..20) so that an execution is cheap and
-the fuzzer's mutations land in headers and records as often as in weights; hidden 17..20 spans two
-16-row blocks.
+16-row blocks); fully-integer models (precision 3: GRU both forms and activation families, LSTM
+with a cell clip, RNN ReLU, a stack, the integer head). Sizes are small (hidden 2..20) so that an
+execution is cheap and the fuzzer's mutations land in headers and records as often as in weights;
+hidden 17..20 spans two 16-row blocks.
 
 Usage: python make_seeds.py OUTDIR
 """
@@ -64,7 +65,34 @@ def main(outdir: str) -> None:
                     (out / f"{name}_{precision}{suffix}_sparse{bh}.v2.rnc").write_bytes(
                         write_rnc({**spec, "sparse": {"max_density": 1.0, "block_rows": bh}}))
                     n += 1
+    for name, data in int_seeds().items():
+        (out / f"{name}.v2.rnc").write_bytes(data)
+        n += 1
     print(f"{n} seed models in {out}")
+
+
+def int_seeds() -> dict[str, bytes]:
+    """Fully-integer models (precision 3) quantised from fixed ranges (no calibration data)."""
+    import rnncore as rc
+    from rnncore.io.rnc_int import write_int_rnc
+    from rnncore.quant import integer as qi
+
+    models = {
+        "int_gru_table_head": (rc.nn.Sequential(rc.nn.GRU(3, 5, seed=0), rc.nn.LastStep(),
+                                                rc.nn.Linear(5, 2, seed=1)), [(-0.9, 0.95)], "table"),
+        "int_lstm_clip": (rc.nn.Sequential(rc.nn.LSTM(2, 17, seed=2)), [(-0.8, 0.7)], "gemmlowp"),
+        "int_gru_rb_rnn_relu": (rc.nn.Sequential(rc.nn.GRU(3, 4, seed=3, reset_after=False),
+                                                 rc.nn.RNN(4, 3, nonlinearity="relu", seed=4)),
+                                [(-0.9, 0.95), (0.0, 3.0)], "gemmlowp"),
+    }
+    out = {}
+    for name, (m, h, act) in models.items():
+        n = len(h)
+        qm = qi.quantize_int_model(m, qi.IntCalibration([(-2.0, 2.0)] * n, h, [3.0] * n, [4.0] * n), act)
+        if qm.layers[0].cell == "lstm":
+            qm.layers[0].cell_clip = 20000
+        out[name] = write_int_rnc(qm)
+    return out
 
 
 if __name__ == "__main__":

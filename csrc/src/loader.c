@@ -64,6 +64,8 @@ typedef struct {
     uint32_t version, part, dir;
     uint8_t part_kind[MAX_PARTS], part_layer[MAX_PARTS];
     char *err; /* rnc_model.error */
+    uint64_t int_h_scale; /* precision 3: the previous layer's h_scale (binary64 bits) and h zero point */
+    int32_t int_h_zp;
 } rnc_ctx;
 
 /* ---- the refusal's text, without printf (no allocation, no locale) ------------------------- */
@@ -1038,6 +1040,185 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
     return add_stage(m, kind);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * precision 3: fully-integer models (rnc_layout.h, "precision 3"), checked in the order of
+ * rnncore/io/rnc.py's load_int_layer / load_int_head
+ * ---------------------------------------------------------------------------------------- */
+static rnc_status int_range(const rnc_ctx *c, const char *field, int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo || v > hi ? fail(c, field, MSG_INT_RANGE, (uint64_t)v, (uint64_t)lo, (uint64_t)hi, NULL)
+                            : RNC_OK;
+}
+
+static rnc_status int_expect(const rnc_ctx *c, const char *field, int64_t v, int64_t want)
+{
+    return v != want ? fail(c, field, MSG_INT_EXPECT, (uint64_t)v, (uint64_t)want, 0, NULL) : RNC_OK;
+}
+
+static uint64_t f64_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    return u;
+}
+
+/* a binary64 scale of an integer file: finite and > 0 */
+static rnc_status int_scale(const rnc_ctx *c, const char *field, double s)
+{
+    const uint64_t b = f64_bits(s);
+    return (b & 0x7FF0000000000000ull) == 0x7FF0000000000000ull || !(s > 0.0)
+               ? fail(c, field, MSG_NORM_EPS, b, 0, 0, NULL)
+               : RNC_OK;
+}
+
+/* an f32 field an integer file leaves 0 */
+static rnc_status int_zero(const rnc_ctx *c, const char *field, float s)
+{
+    return f32_bits(s) ? fail(c, field, MSG_INT_ZERO, f32_bits(s), 0, 0, NULL) : RNC_OK;
+}
+
+/* A tensor of `count` int8 (size 1) or little-endian int32 (size 4) values, each in lo..hi. */
+static rnc_status get_ints(rnc_ctx *c, const char *field, const unsigned char *ref, uint64_t count,
+                           unsigned size, int64_t lo, int64_t hi)
+{
+    const void *p;
+    TRY(get_ref(c, field, ref, count * size, &p));
+    for (uint64_t i = 0; i < count; ++i) {
+        const unsigned char *b = (const unsigned char *)p;
+        const int64_t v = size == 1 ? (int64_t)(int8_t)b[i] : (int64_t)(int32_t)rnc__rd32(b + 4 * i);
+        if (v < lo || v > hi) {
+            const uint64_t a[4] = {i, (uint64_t)v, (uint64_t)lo, (uint64_t)hi};
+            return fail_with(c, field, MSG_INT_VALUE, a, NULL);
+        }
+    }
+    return RNC_OK;
+}
+
+#define INT32_TOP 2147483647
+#define INT_BIAS ((int64_t)RNC_FILE_INT_MAX_BIAS)
+
+static rnc_status load_int_layer(rnc_ctx *c, rnc_model *m, const unsigned char *r, uint32_t size)
+{
+    const uint32_t want = RNC_REC_RECURRENT_DIR0 + RNC_SIZE_cellw + RNC_SIZE_cellint;
+    if (size != want) return fail(c, FIELD(rec, size), MSG_EXPECT, size, want, 0, NULL);
+    const unsigned char *w = r + RNC_REC_RECURRENT_DIR0, *q = w + RNC_SIZE_cellw;
+    CHECK_RESERVED(c, rec_recurrent, r);
+    CHECK_RESERVED(c, cellint, q);
+    const uint32_t kind = rnc_rec_recurrent_cell(r), lf = rnc_rec_recurrent_flags(r);
+    const uint32_t I = rnc_rec_recurrent_input_size(r), H = rnc_rec_recurrent_hidden_size(r);
+    const uint32_t known = RNC_LAYER_FLAG_RESET_AFTER | RNC_LAYER_FLAG_BIDIR | RNC_LAYER_FLAG_SPARSE_IH |
+                           RNC_LAYER_FLAG_SPARSE_HH | RNC_LAYER_FLAG_OPTIONS;
+    const char *fcell = FIELD(rec_recurrent, cell), *fflags = FIELD(rec_recurrent, flags);
+    if (m->num_layers >= RNC_MAX_LAYERS) return fail(c, fcell, MSG_LAYERS, RNC_MAX_LAYERS, 0, 0, NULL);
+    if (kind >= RNC_CELL_KIND_COUNT) return fail(c, fcell, MSG_RANGE, kind, 0, RNC_CELL_KIND_COUNT - 1, NULL);
+    if (lf & ~known) return fail(c, fflags, MSG_FLAGS, lf, known, 0, NULL);
+    if (lf & ~RNC_LAYER_FLAG_RESET_AFTER) return fail(c, fflags, MSG_INT_FORM, lf, 0, 0, NULL);
+    if ((lf & RNC_LAYER_FLAG_RESET_AFTER) && kind != RNC_GRU) return fail(c, fflags, MSG_RESET_AFTER, lf, 0, 0, NULL);
+    if (I != c->feat) return fail(c, FIELD(rec_recurrent, input_size), MSG_EXPECT, I, c->feat, 0, NULL);
+    if (I > RNC_FILE_INT_MAX_COLS)
+        return fail(c, FIELD(rec_recurrent, input_size), MSG_RANGE, I, 1, RNC_FILE_INT_MAX_COLS, NULL);
+    if (H == 0 || H > RNC_FILE_INT_MAX_COLS)
+        return fail(c, FIELD(rec_recurrent, hidden_size), MSG_RANGE, H, 1, RNC_FILE_INT_MAX_COLS, NULL);
+    TRY(int_zero(c, FIELD(rec_recurrent, x_scale), rnc_rec_recurrent_x_scale(r)));
+    TRY(int_zero(c, FIELD(rec_recurrent, h_scale), rnc_rec_recurrent_h_scale(r)));
+    TRY(int_zero(c, FIELD(rec_recurrent, h_scale_reverse), rnc_rec_recurrent_h_scale_reverse(r)));
+    const void *p;
+    TRY(get_ref(c, FIELD(rec_recurrent, w_hh_sums), rnc_rec_recurrent_w_hh_sums(r), 0, &p));
+    /* the cellint's numbers */
+    const uint32_t cf = rnc_cellint_flags(q);
+    if (cf & ~RNC_CELLINT_TABLE) return fail(c, FIELD(cellint, flags), MSG_FLAGS, cf, RNC_CELLINT_TABLE, 0, NULL);
+    if ((cf & RNC_CELLINT_TABLE) && kind == RNC_LSTM)
+        return fail(c, FIELD(cellint, flags), MSG_INT_TABLE_LSTM, cf, 0, 0, NULL);
+    const int32_t x_zp = (int32_t)rnc_cellint_x_zp(q), h_zp = (int32_t)rnc_cellint_h_zp(q);
+    const double xs = rnc_cellint_x_scale(q), hs = rnc_cellint_h_scale(q);
+    TRY(int_scale(c, FIELD(cellint, x_scale), xs));
+    if (m->num_layers && f64_bits(xs) != c->int_h_scale)
+        return fail(c, FIELD(cellint, x_scale), MSG_INT_SAME, f64_bits(xs), c->int_h_scale, 0, NULL);
+    TRY(int_scale(c, FIELD(cellint, h_scale), hs));
+    TRY(int_scale(c, FIELD(cellint, gate_scale), rnc_cellint_gate_scale(q)));
+    TRY(int_range(c, FIELD(cellint, x_zp), x_zp, -128, 127));
+    if (m->num_layers) TRY(int_expect(c, FIELD(cellint, x_zp), x_zp, c->int_h_zp));
+    TRY(int_range(c, FIELD(cellint, h_zp), h_zp, -128, 127));
+    TRY(int_range(c, FIELD(cellint, m_h), (int32_t)rnc_cellint_m_h(q), 0, INT32_TOP));
+    TRY(int_range(c, FIELD(cellint, e_h), (int32_t)rnc_cellint_e_h(q), -31, 30));
+    if (kind == RNC_GRU) {
+        TRY(int_range(c, FIELD(cellint, m_rh), (int32_t)rnc_cellint_m_rh(q), 0, INT32_TOP));
+        TRY(int_range(c, FIELD(cellint, e_rh), (int32_t)rnc_cellint_e_rh(q), -31, 30));
+    } else {
+        TRY(int_expect(c, FIELD(cellint, m_rh), (int32_t)rnc_cellint_m_rh(q), 0));
+        TRY(int_expect(c, FIELD(cellint, e_rh), (int32_t)rnc_cellint_e_rh(q), 0));
+    }
+    if (kind == RNC_LSTM) {
+        TRY(int_range(c, FIELD(cellint, cell_shift), (int32_t)rnc_cellint_cell_shift(q), -15, -9));
+        TRY(int_range(c, FIELD(cellint, cell_clip), (int32_t)rnc_cellint_cell_clip(q), 0, 32767));
+    } else {
+        TRY(int_expect(c, FIELD(cellint, cell_shift), (int32_t)rnc_cellint_cell_shift(q), 0));
+        TRY(int_expect(c, FIELD(cellint, cell_clip), (int32_t)rnc_cellint_cell_clip(q), 0));
+    }
+    /* the tensors */
+    const uint32_t G = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1;
+    const uint64_t rows = (uint64_t)G * H;
+    c->dir = 0;
+    TRY(get_ref(c, FIELD(cellw, w_ih), rnc_cellw_w_ih(w), rows * I, &p));
+    TRY(get_ref(c, FIELD(cellw, w_hh), rnc_cellw_w_hh(w), rows * H, &p));
+    TRY(get_ref(c, FIELD(cellw, s_ih), rnc_cellw_s_ih(w), 0, &p));
+    TRY(get_ref(c, FIELD(cellw, s_hh), rnc_cellw_s_hh(w), 0, &p));
+    TRY(get_ints(c, FIELD(cellw, b_ih), rnc_cellw_b_ih(w), rows, 4, -INT_BIAS, INT_BIAS));
+    TRY(get_ints(c, FIELD(cellw, b_hh), rnc_cellw_b_hh(w), rows, 4, -INT_BIAS, INT_BIAS));
+    c->dir = NO_DIR;
+    TRY(get_ints(c, FIELD(cellint, m_ih), rnc_cellint_m_ih(q), rows, 4, 0, INT32_TOP));
+    TRY(get_ints(c, FIELD(cellint, e_ih), rnc_cellint_e_ih(q), rows, 1, -31, 30));
+    TRY(get_ints(c, FIELD(cellint, m_hh), rnc_cellint_m_hh(q), rows, 4, 0, INT32_TOP));
+    TRY(get_ints(c, FIELD(cellint, e_hh), rnc_cellint_e_hh(q), rows, 1, -31, 30));
+    rnc_layer *L = &m->layer[m->num_layers];
+    memset(L, 0, sizeof(*L));
+    L->kind = kind;
+    L->dirs = 1;
+    L->gates = G;
+    L->input_size = I;
+    L->hidden_size = H;
+    L->out = H;
+    L->reset_after = (lf & RNC_LAYER_FLAG_RESET_AFTER) ? 1 : 0;
+    c->int_h_scale = f64_bits(hs);
+    c->int_h_zp = h_zp;
+    c->feat = H;
+    if (c->feat > c->max_feat) c->max_feat = c->feat;
+    m->num_layers++;
+    return add_stage(m, RNC_REC_RECURRENT);
+}
+
+static rnc_status load_int_head(rnc_ctx *c, rnc_model *m, const unsigned char *r, uint32_t size)
+{
+    const uint32_t want = RNC_SIZE_rec_linear + RNC_SIZE_linint;
+    if (size != want) return fail(c, FIELD(rec, size), MSG_EXPECT, size, want, 0, NULL);
+    const unsigned char *q = r + RNC_SIZE_rec_linear;
+    CHECK_RESERVED(c, rec_linear, r);
+    CHECK_RESERVED(c, linint, q);
+    const uint32_t in = rnc_rec_linear_in_features(r), out = rnc_rec_linear_out_features(r);
+    const uint32_t act = rnc_rec_linear_activation(r);
+    if (in != c->feat) return fail(c, FIELD(rec_linear, in_features), MSG_EXPECT, in, c->feat, 0, NULL);
+    if (out == 0 || out > RNC_FILE_INT_MAX_COLS)
+        return fail(c, FIELD(rec_linear, out_features), MSG_RANGE, out, 1, RNC_FILE_INT_MAX_COLS, NULL);
+    if (act >= RNC_ACTIVATION_COUNT)
+        return fail(c, FIELD(rec_linear, activation), MSG_RANGE, act, 0, RNC_ACTIVATION_COUNT - 1, NULL);
+    if (act != RNC_ACT_NONE && act != RNC_ACT_SOFTMAX)
+        return fail(c, FIELD(rec_linear, activation), MSG_INT_ACT, act, 0, 0, NULL);
+    TRY(int_zero(c, FIELD(rec_linear, in_scale), rnc_rec_linear_in_scale(r)));
+    TRY(int_scale(c, FIELD(linint, out_scale), rnc_linint_out_scale(q)));
+    const void *p;
+    const uint64_t o = out;
+    TRY(get_ref(c, FIELD(rec_linear, weight), rnc_rec_linear_weight(r), o * in, &p));
+    TRY(get_ref(c, FIELD(rec_linear, scale), rnc_rec_linear_scale(r), 0, &p));
+    TRY(get_ints(c, FIELD(rec_linear, bias), rnc_rec_linear_bias(r), o, 4, -INT_BIAS, INT_BIAS));
+    TRY(get_ints(c, FIELD(linint, m_o), rnc_linint_m_o(q), o, 4, 0, INT32_TOP));
+    TRY(get_ints(c, FIELD(linint, e_o), rnc_linint_e_o(q), o, 1, -31, 30));
+    m->head = 1;
+    m->head_in = in;
+    m->head_out = out;
+    m->head_act = act;
+    return add_stage(m, RNC_REC_LINEAR);
+}
+
 static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, uint32_t size)
 {
     const char *fsize = FIELD(rec, size);
@@ -1054,6 +1235,7 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         return RNC_OK;
     }
     case RNC_REC_RECURRENT: {
+        if (m->precision == RNC_FILE_PRECISION_INT) return load_int_layer(c, m, r, size);
         if (size < RNC_SIZE_rec_recurrent)
             return fail(c, fsize, MSG_EXPECT, size, RNC_REC_RECURRENT_DIR0 + RNC_SIZE_cellw, 0, NULL);
         CHECK_RESERVED(c, rec_recurrent, r);
@@ -1092,6 +1274,7 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_LINEAR: {
         static const head_names hn = {"in_features", "out_features", "activation", "in_scale",
                                       "weight", "scale", "bias"};
+        if (m->precision == RNC_FILE_PRECISION_INT) return load_int_head(c, m, r, size);
         if (size != RNC_SIZE_rec_linear)
             return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_linear, 0, NULL);
         CHECK_RESERVED(c, rec_linear, r);
@@ -1116,8 +1299,8 @@ static rnc_status load_v2(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
     if (rnc_hdr2_header_size(b) != RNC_V2_HEADER_SIZE)
         return fail(c, FIELD(hdr2, header_size), MSG_EXPECT, rnc_hdr2_header_size(b), RNC_V2_HEADER_SIZE, 0,
                     NULL);
-    if (prec >= RNC_PRECISION_COUNT)
-        return fail(c, FIELD(hdr2, precision), MSG_RANGE, prec, 0, RNC_PRECISION_COUNT - 1, NULL);
+    if (prec >= RNC_PRECISION_COUNT && prec != RNC_FILE_PRECISION_INT)
+        return fail(c, FIELD(hdr2, precision), MSG_RANGE, prec, 0, RNC_FILE_PRECISION_INT, NULL);
     if (rnc_hdr2_flags(b) != 0) return fail(c, FIELD(hdr2, flags), MSG_FLAGS, rnc_hdr2_flags(b), 0, 0, NULL);
     CHECK_RESERVED(c, hdr2, b);
     if (nrec == 0) return fail(c, FIELD(hdr2, num_records), MSG_RANGE, nrec, 1, 0xFFFFFFFFu, NULL);
@@ -1150,6 +1333,12 @@ static rnc_status load_v2(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
     pos = RNC_SIZE_hdr2;
     for (uint32_t i = 0; i < nrec; ++i) {
         const uint32_t kind = rnc_rec_kind(b + pos);
+        if (prec == RNC_FILE_PRECISION_INT && kind != RNC_REC_RECURRENT && kind != RNC_REC_LAST_STEP &&
+            kind != RNC_REC_LINEAR) { /* an integer model: recurrent+ [last_step] [linear] */
+            const char *k = kind_name(kind);
+            c->part = i;
+            return fail(c, FIELD(rec, kind), MSG_INT_KIND, kind, 0, 0, k);
+        }
         const int next = next_stage(stage, kind);
         if (next < 0) {
             const uint64_t a[1] = {kind};
@@ -1189,7 +1378,10 @@ static rnc_status load_v2(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
         TRY(load_record(c, m, b + pos, size));
         pos += size;
     }
-    return finish(c, m);
+    TRY(finish(c, m));
+    if (prec == RNC_FILE_PRECISION_INT) /* valid, but not a model this engine runs */
+        return fail(c, FIELD(hdr2, precision), MSG_INT_HOST, prec, 0, 0, NULL);
+    return RNC_OK;
 }
 
 rnc_status rnc__load(rnc_model *m, const unsigned char *b, size_t len)

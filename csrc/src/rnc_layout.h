@@ -9,7 +9,7 @@
  * Rules the Python parser relies on (keep them when editing):
  *   - a structure is declared by one  S(name, size_in_bytes)  entry in RNC_LAYOUT_STRUCTS;
  *   - a field is one  X(struct, field, byte_offset, TYPE)  entry, TYPE one of
- *       U32  little-endian unsigned 32-bit        F32  IEEE binary32
+ *       U32  little-endian unsigned 32-bit        F32  IEEE binary32      F64  IEEE binary64
  *       REF  tensor reference: u32 offset + u32 nbytes (8 bytes; (0, 0) = absent)
  *       CELLW  an embedded cellw structure (48 bytes);
  *   - a constant is one  #define RNC_NAME <decimal or 0x hex>u  line.
@@ -44,14 +44,17 @@
     S(rec_pointwise, 24)  /* v2: a per-step activation */                                         \
     S(rec_magnitude, 8)   /* v2: |re + i im| of the two halves of each step's features */    \
     S(rec_layer_norm, 32) /* v2: LayerNorm over each step's features */                        \
-    S(rec_scale_shift, 32) /* v2: x * scale + shift per feature (BatchNorm in inference) */
+    S(rec_scale_shift, 32) /* v2: x * scale + shift per feature (BatchNorm in inference) */ \
+    S(cellint, 96)     /* v2 precision 3: after a recurrent record's cellw */                    \
+    S(linint, 24)      /* v2 precision 3: after a linear record's fixed part */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
 
 /* Ranges of the values the loader accepts (rnncore.h's public limits and enums, checked equal in
  * loader.c; the Python reader takes them from here). Enumerations are 0 .. COUNT - 1. */
-#define RNC_FILE_PRECISIONS 3u   /* 0 f32, 1 q8, 2 q4 (v2 files only) */
+#define RNC_FILE_PRECISIONS 3u   /* 0 f32, 1 q8, 2 q4 (v2 files only): what the host engine runs */
+#define RNC_FILE_PRECISION_INT 3u /* v2 only: a fully-integer model (cellint / linint blocks below) */
 #define RNC_FILE_CELL_KINDS 4u   /* 0 rnn tanh, 1 rnn relu, 2 gru, 3 lstm */
 #define RNC_FILE_ACTIVATIONS 5u  /* head: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 softmax */
 #define RNC_FILE_MAX_LAYERS 16u  /* recurrent layers */
@@ -375,6 +378,43 @@
     X(spq8, groups, 8, U32)                                                                       \
     X(spq8, nnz, 12, U32)
 
+/* ---- precision 3: fully-integer models (rnncore.quant.integer; docs/integer.md) ---------------
+ * A v2 file of precision 3 holds recurrent+ [last_step] [linear] records, unidirectional, without
+ * block-sparse weights or cell options. Its recurrent record is 48 + 48 + 72 bytes: the fixed part
+ * (x_scale, h_scale: the real scales of the int8 input and h, finite > 0; h_scale_reverse 0;
+ * w_hh_sums absent), direction 0's cellw with w_ih int8 [G*H][I] and w_hh int8 [G*H][H] row-major
+ * (not packed, not padded), s_ih / s_hh absent, b_ih / b_hh int32 [G*H] (zero points folded in,
+ * |b| < 2^30), then a cellint (its x_scale, h_scale, gate_scale: the real scales in binary64,
+ * finite > 0, so the record's f32 x_scale, h_scale and h_scale_reverse are 0; m_* int32 [G*H]
+ * >= 0, e_* int8 [G*H] in -31..30). Its linear record is 48 + 24 bytes: in_scale 0, weight int8
+ * [O][F] row-major, scale absent, bias int32 [O], then a linint (out_scale binary64 > 0; m_o
+ * int32 [O], e_o int8 [O]). Signed integer fields are 32-bit two's complement in a U32. The host engine validates such a
+ * file and refuses it (INT_HOST); rnncore export-c --target cortex-m compiles it. */
+#define RNC_FILE_INT_MAX_COLS 32768u /* I, H, O (rnc_s8_matvec's RNC_S8_MAX_COLS) */
+#define RNC_FILE_INT_MAX_BIAS 1073741823u /* |bias| < 2^30: int32 sums cannot overflow */
+#define RNC_CELLINT_TABLE 1u /* the table sigmoid / tanh (GRU, RNN); else gemmlowp's */
+#define RNC_FIELDS_cellint(X)                                                                     \
+    X(cellint, flags, 0, U32)                                                                     \
+    X(cellint, x_zp, 4, U32)                                                                      \
+    X(cellint, h_zp, 8, U32)                                                                      \
+    X(cellint, m_h, 12, U32)                                                                      \
+    X(cellint, e_h, 16, U32)                                                                      \
+    X(cellint, m_rh, 20, U32)                                                                     \
+    X(cellint, e_rh, 24, U32)                                                                     \
+    X(cellint, cell_shift, 28, U32)                                                               \
+    X(cellint, cell_clip, 32, U32)                                                                \
+    X(cellint, x_scale, 40, F64)                                                                  \
+    X(cellint, h_scale, 48, F64)                                                                  \
+    X(cellint, gate_scale, 56, F64)                                                               \
+    X(cellint, m_ih, 64, REF)                                                                     \
+    X(cellint, e_ih, 72, REF)                                                                     \
+    X(cellint, m_hh, 80, REF)                                                                     \
+    X(cellint, e_hh, 88, REF)
+#define RNC_FIELDS_linint(X)                                                                      \
+    X(linint, out_scale, 0, F64)                                                                  \
+    X(linint, m_o, 8, REF)                                                                        \
+    X(linint, e_o, 16, REF)
+
 /* ---- the loader's refusals ---------------------------------------------------------------- *
  * Every refusal is one line "<part>: <field>: <problem>" (docs/rnc-format.md): the part is
  * "header", "layer <l> descriptor" (v1), "record <i>" / "record <i> (<kind>)" (v2); the field is a
@@ -452,7 +492,17 @@
     M(OPT_PROJ, CORRUPT, "%llu, expected 0, or 1..%llu for an LSTM (proj_size < hidden_size)") \
     M(LEFT_OUT, UNSUPPORTED, "%llu: %s, which this build of the C core leaves out")                \
     M(OPT_LN_FORM, CORRUPT, "0x%llx: layer_norm (0x80) does not combine with %s")                  \
-    M(OPT_LN_EPS, CORRUPT, "bits 0x%llx: expected a finite value > 0 (LayerNorm's epsilon)")
+    M(OPT_LN_EPS, CORRUPT, "bits 0x%llx: expected a finite value > 0 (LayerNorm's epsilon)")     \
+    M(INT_KIND, UNSUPPORTED, "kind %llu (%s) in an integer file: integer models are recurrent+ [last_step] [linear]") \
+    M(INT_FORM, UNSUPPORTED, "0x%llx: integer layers are unidirectional, without block-sparse weights or cell options") \
+    M(INT_RANGE, CORRUPT, "%lld, expected %lld..%lld")                                            \
+    M(INT_EXPECT, CORRUPT, "%lld, expected %lld")                                                 \
+    M(INT_VALUE, CORRUPT, "value %llu is %lld, expected %lld..%lld")                              \
+    M(INT_SAME, CORRUPT, "bits 0x%llx, expected 0x%llx (the previous layer's h_scale)")           \
+    M(INT_ZERO, CORRUPT, "bits 0x%llx: expected 0 (an integer file's scales are its cellint's and linint's)") \
+    M(INT_TABLE_LSTM, CORRUPT, "0x%llx: the table activations (0x1) are for GRU and RNN cells, not an LSTM") \
+    M(INT_ACT, UNSUPPORTED, "%llu, integer heads have 0 (none) or 4 (softmax)")                   \
+    M(INT_HOST, UNSUPPORTED, "%llu (fully-integer): the host engine does not run integer models; rnncore export-c --target cortex-m compiles them")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
@@ -460,11 +510,13 @@
     RNC_FIELDS_rec(X) RNC_FIELDS_rec_embedding(X) RNC_FIELDS_rec_recurrent(X)                      \
     RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X) RNC_FIELDS_cellopt(X)   \
     RNC_FIELDS_cellln(X) RNC_FIELDS_rec_frame_conv(X) RNC_FIELDS_rec_pointwise(X)                 \
-    RNC_FIELDS_rec_magnitude(X) RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X)
+    RNC_FIELDS_rec_magnitude(X) RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X)         \
+    RNC_FIELDS_cellint(X) RNC_FIELDS_linint(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u
 #define RNC_TYPE_SIZE_F32 4u
+#define RNC_TYPE_SIZE_F64 8u
 #define RNC_TYPE_SIZE_REF 8u
 #define RNC_TYPE_SIZE_CELLW 48u
 
@@ -487,14 +539,25 @@ static inline float rnc__rdf32(const unsigned char *p)
     return f;
 }
 
+static inline double rnc__rdf64(const unsigned char *p)
+{
+    const uint64_t u = (uint64_t)rnc__rd32(p) | ((uint64_t)rnc__rd32(p + 4) << 32);
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
 /* Accessors, one per field, on a pointer to the structure's first byte:
  *   uint32_t rnc_<struct>_<field>(p)               U32
  *   float rnc_<struct>_<field>(p)                  F32
+ *   double rnc_<struct>_<field>(p)                 F64
  *   const unsigned char *rnc_<struct>_<field>(p)   REF and CELLW (the bytes of the sub-structure) */
 #define RNC__ACC_U32(s, f, off)                                                                   \
     static inline uint32_t rnc_##s##_##f(const unsigned char *p) { return rnc__rd32(p + (off)); }
 #define RNC__ACC_F32(s, f, off)                                                                   \
     static inline float rnc_##s##_##f(const unsigned char *p) { return rnc__rdf32(p + (off)); }
+#define RNC__ACC_F64(s, f, off)                                                                   \
+    static inline double rnc_##s##_##f(const unsigned char *p) { return rnc__rdf64(p + (off)); }
 #define RNC__ACC_REF(s, f, off)                                                                   \
     static inline const unsigned char *rnc_##s##_##f(const unsigned char *p) { return p + (off); }
 #define RNC__ACC_CELLW(s, f, off) RNC__ACC_REF(s, f, off)

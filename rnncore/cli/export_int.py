@@ -7,6 +7,11 @@ The ``.rnc`` file's float model is calibrated on ``X`` (``(B, T, F)`` representa
 and written as C source by :func:`rnncore.io.export_int_c.export_int_c`: ``kws.c`` (const arrays
 in flash, a static arena) and ``kws.h``. docs/integer.md has the arithmetic, the memory budget
 and how to build it.
+
+``rnncore export-c M_int.rnc -o kws.c --target cortex-m``: a fully-integer ``.rnc`` file
+(precision 3, written by ``rnncore quantize --precision int8``) already holds the integer model;
+it is compiled as it is, without calibration data (the same C as from the float file and the
+calibration that made it).
 """
 
 from __future__ import annotations
@@ -22,12 +27,18 @@ def run(args: argparse.Namespace) -> None:
     from rnncore.quant import integer as qi
     from rnncore.spec import spec_from_rnc
 
+    data = read_model_bytes(args.model)
+    try:
+        d = read_rnc(data)
+    except ValueError as e:
+        raise CLIError(f"{args.model}: {e}") from e
+    if d["precision"] == "int8":
+        return _run_int_file(args, d["int_model"])
     if args.calibration is None:
         raise CLIError("--target cortex-m needs --calibration X.npy: integer models have static scales "
                        "measured on representative inputs (B, T, F)")
-    data = read_model_bytes(args.model)
     try:
-        spec = spec_from_rnc(read_rnc(data))
+        spec = spec_from_rnc(d)
     except ValueError as e:
         raise CLIError(f"{args.model}: {e}") from e
     check_output_path(args.output)
@@ -48,6 +59,29 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"{args.model}: {e}") from e
     except OSError as e:
         raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
+    _report(args, budget, args.activation or "gemmlowp")
+
+
+def _report(args: argparse.Namespace, budget: dict, activation: str) -> None:
     print(f"{args.output} (+ .h): fully-integer model for Cortex-M: {budget['flash_bytes']} bytes const "
           f"(flash), {budget['arena_bytes']} bytes static arena (state {budget['state_bytes']} + scratch "
-          f"{budget['scratch_bytes']}), {args.activation or 'gemmlowp'} activations")
+          f"{budget['scratch_bytes']}), {activation} activations")
+
+
+def _run_int_file(args: argparse.Namespace, model) -> None:
+    """An integer ``.rnc`` file: its model as it is (scales and activations are in the file)."""
+    from rnncore.io.export_int_c import export_int_c
+
+    for opt, val in (("--calibration", args.calibration), ("--calibration-lengths", args.calibration_lengths),
+                     ("--activation", args.activation)):
+        if val is not None:
+            raise CLIError(f"{opt} {val}: {args.model} is already an integer model (precision int8: its "
+                           "scales and activations are in the file)")
+    check_output_path(args.output)
+    try:
+        budget = export_int_c(model, args.output, name=args.name)
+    except ValueError as e:
+        raise CLIError(f"{args.model}: {e}") from e
+    except OSError as e:
+        raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
+    _report(args, budget, model.layers[0].activation)

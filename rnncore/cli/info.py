@@ -277,6 +277,90 @@ def format_text(info: dict) -> str:
     return "\n".join(out)
 
 
+def describe_int(path: str, data: bytes) -> dict:
+    """``rnncore info`` of a fully-integer file (precision 3): what it holds and its Cortex-M memory
+    budget (what ``export-c --target cortex-m`` reports); the host engine does not run it."""
+    import tempfile
+    from pathlib import Path
+
+    from rnncore.io.export_int_c import export_int_c
+    from rnncore.io.rnc import read_rnc
+
+    try:
+        qm = read_rnc(data)["int_model"]
+    except ValueError as e:
+        raise CLIError(f"{path}: {e}") from e
+    hdr = header(data)
+    layers, total = [], 0
+    for k, c in enumerate(qm.layers):
+        n = int(c.w_ih.size + c.w_hh.size + c.b_ih.size + c.b_hh.size)
+        total += n
+        entry = {"index": k, "kind": c.cell, "input_size": c.input_size, "hidden_size": c.hidden_size,
+                 "activation": c.activation, "x_scale": c.x_scale, "x_zero_point": c.x_zp,
+                 "h_scale": c.h_scale, "h_zero_point": c.h_zp, "parameters": n}
+        if c.cell == "gru":
+            entry["gru_form"] = "reset_after" if c.linear_before_reset else "reset_before"
+        if c.cell == "lstm":
+            entry["cell_scale"] = f"2^{c.cell_shift}"
+        layers.append(entry)
+    head = None
+    if qm.head is not None:
+        h = qm.head
+        head = {"in_features": h.in_features, "out_features": h.out_features, "activation": h.activation,
+                "logit_scale": h.out_scale, "parameters": int(h.w.size + h.b.size)}
+        total += head["parameters"]
+    with tempfile.TemporaryDirectory() as tmp:
+        budget = export_int_c(qm, Path(tmp) / "m.c")
+    return {"file": path, "file_bytes": len(data), "format_version": hdr["version"], "crc32": hdr["crc32"],
+            "crc32_ok": hdr["crc32_ok"], "sha256": hashlib.sha256(data).hexdigest(), "precision": "int8",
+            "input": {"features": qm.layers[0].input_size, "scale": qm.x_scale, "zero_point": qm.x_zp},
+            "output_size": head["out_features"] if head else qm.layers[-1].hidden_size,
+            "layers": layers, "last_step": qm.last_step, "head": head, "parameters": total,
+            "host_engine": "refuses integer models (precision 3)", "cortex_m": budget}
+
+
+def format_int_text(info: dict) -> str:
+    ok = "ok" if info["crc32_ok"] else "MISMATCH"
+    inp = info["input"]
+    out = [f"{info['file']}: {info['file_bytes']} bytes, .rnc version {info['format_version']}, "
+           f"crc32 {info['crc32']} ({ok}), sha256 {info['sha256'][:16]}...",
+           f"model: fully-integer (precision int8, docs/integer.md), input {inp['features']} features per "
+           f"step as int8 (scale {inp['scale']:.6g}, zero point {inp['zero_point']}), output "
+           f"{info['output_size']}{' (per sequence: last step)' if info['last_step'] else ' per step'}, "
+           f"{info['parameters']} parameters"]
+    for layer in info["layers"]:
+        extra = f", {layer['gru_form']}" if "gru_form" in layer else ""
+        extra += f", cell scale {layer['cell_scale']}" if "cell_scale" in layer else ""
+        out.append(f"  layer {layer['index']}: {layer['kind']} {layer['input_size']} -> "
+                   f"{layer['hidden_size']}{extra}, {layer['activation']} sigmoid/tanh, "
+                   f"h scale {layer['h_scale']:.6g} zero point "
+                   f"{layer['h_zero_point']}, {layer['parameters']} parameters")
+    if info["last_step"]:
+        out.append("  last_step: each sequence's last valid step")
+    if info["head"]:
+        h = info["head"]
+        act = "" if h["activation"] == "none" else f", then {h['activation']}"
+        out.append(f"  head: integer linear {h['in_features']} -> {h['out_features']}{act}, logits on one "
+                   f"scale {h['logit_scale']:.6g}, {h['parameters']} parameters")
+    b = info["cortex_m"]
+    out.append(f"host engine: {info['host_engine']}; rnncore export-c --target cortex-m compiles it:")
+    out.append(f"  Cortex-M: {b['flash_bytes']} bytes const (flash), {b['arena_bytes']} bytes static arena "
+               f"(state {b['state_bytes']} + scratch {b['scratch_bytes']})")
+    return "\n".join(out)
+
+
 def run(args: argparse.Namespace) -> None:
+    try:
+        with open(args.model, "rb") as f:
+            first = f.read(24)
+    except OSError:
+        first = b""   # describe() names the problem
+    if len(first) == 24 and struct.unpack_from("<I", first, 4)[0] == 2 and struct.unpack_from(
+            "<I", first, 20)[0] == 3:   # version 2, precision 3: a fully-integer model
+        from rnncore.cli._common import read_model_bytes
+
+        info = describe_int(args.model, read_model_bytes(args.model))
+        print(json.dumps(info, indent=2) if args.json else format_int_text(info))
+        return
     info = describe(args.model, args.batch, args.seq_len, args.isa)
     print(json.dumps(info, indent=2) if args.json else format_text(info))

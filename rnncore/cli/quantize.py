@@ -1,10 +1,16 @@
-"""``rnncore quantize IN.rnc -o OUT.rnc``: an f32 model file as a q8 one.
+"""``rnncore quantize IN.rnc -o OUT.rnc``: an f32 model file as a q8 (q4, int8) one.
 
 The f32 file's weights are the float32 model, so this is what ``rc.compile(model,
 precision="q8", calibration=X)`` writes for the model it came from, byte for byte: per-row int8
 weights and, with ``--calibration X.npy`` (representative inputs ``(B, T, F)``, or ``(B, T)``
 token ids), static activation scales measured on ``X`` (:func:`rnncore.quant.calibrate`);
 without it, dynamic per-step scales. ``--state-scale bounded`` is ``state_scale="bounded"``.
+
+``--precision int8 --calibration X.npy`` writes a fully-integer model (precision 3,
+docs/integer.md): :func:`rnncore.quant.integer.calibrate_int` on ``X`` (floats ``(B, T, F)``),
+:func:`~rnncore.quant.integer.quantize_int_model` (``--activation table``: the table sigmoid/tanh,
+GRU and RNN) and :func:`rnncore.io.rnc_int.write_int_rnc`; ``rnncore export-c OUT.rnc --target
+cortex-m`` then compiles it without calibration data.
 """
 
 from __future__ import annotations
@@ -19,10 +25,14 @@ from rnncore.cli._common import CLIError, check_output_path, load_npy, read_mode
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the f32 .rnc file")
     p.add_argument("-o", "--output", required=True, help="the q8 .rnc file to write")
-    p.add_argument("--precision", choices=("q8", "q4"), default="q8",
+    p.add_argument("--precision", choices=("q8", "q4", "int8"), default="q8",
                    help="the precision to write: q8, or q4 (int4 weights, q8 activations; "
-                        "docs/q8-contract.md)")
+                        "docs/q8-contract.md), or int8 (a fully-integer model for microcontrollers, "
+                        "needs --calibration; docs/integer.md)")
     add_calibration_arguments(p)
+    p.add_argument("--activation", choices=("gemmlowp", "table"), default=None,
+                   help="int8: the integer sigmoid/tanh: gemmlowp (TFLite's, default) or table "
+                        "(interpolated tables, GRU and RNN only)")
 
 
 def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,6 +105,11 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"{args.model}: {e}") from e
     if d["precision"] != "f32":
         raise CLIError(f"{args.model}: already {d['precision']}; quantize reads an f32 model")
+    if args.precision == "int8":
+        return _run_int8(args, d, len(data))
+    if args.activation is not None:
+        raise CLIError(f"--activation {args.activation}: the integer sigmoid/tanh exists only for "
+                       "--precision int8")
     check_output_path(args.output)
     calibration = load_calibration(args, args.precision)
     out = build(spec_from_rnc(d), args.precision, calibration, args)
@@ -109,3 +124,41 @@ def run(args: argparse.Namespace) -> None:
         scales += f", {args.state_scale} state scales"
     print(f"{args.output}: {args.precision}, {scales}, {len(out)} bytes "
           f"(from {len(data)} bytes f32, {len(out) / len(data):.2f}x)")
+
+
+def _run_int8(args: argparse.Namespace, d: dict, n_in: int) -> None:
+    """``--precision int8``: calibrate, quantise to integers, write precision 3."""
+    from rnncore.io.rnc_int import write_int_rnc
+    from rnncore.quant import integer as qi
+    from rnncore.spec import spec_from_rnc
+
+    if args.state_scale is not None:
+        raise CLIError(f"--state-scale {args.state_scale}: q8 and q4 only (an integer model's state "
+                       "scales come from --calibration)")
+    if args.calibration is None:
+        raise CLIError("--precision int8 needs --calibration X.npy: integer models have static scales "
+                       "measured on representative inputs (B, T, F)")
+    check_output_path(args.output)
+    x = load_npy(args.calibration, "--calibration")
+    lengths = None if args.calibration_lengths is None else load_npy(args.calibration_lengths,
+                                                                     "--calibration-lengths")
+    if x.ndim != 3 or x.dtype.kind != "f":
+        raise CLIError(f"--calibration {args.calibration}: expected floats of shape (B, T, F), "
+                       f"got {x.dtype} {x.shape}")
+    spec = spec_from_rnc(d)
+    try:
+        cal = qi.calibrate_int(spec, x, lengths)
+    except ValueError as e:
+        raise CLIError(f"--calibration {args.calibration}: {e}") from e
+    activation = args.activation or "gemmlowp"
+    try:
+        out = write_int_rnc(qi.quantize_int_model(spec, cal, activation=activation))
+    except ValueError as e:
+        raise CLIError(f"{args.model}: {e}") from e
+    try:
+        with open(args.output, "wb") as f:
+            f.write(out)
+    except OSError as e:
+        raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
+    print(f"{args.output}: int8 (fully-integer, {activation} activations), static scales from "
+          f"{args.calibration}, {len(out)} bytes (from {n_in} bytes f32, {len(out) / n_in:.2f}x)")

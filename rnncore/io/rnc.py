@@ -972,8 +972,10 @@ class _Loader:
     rnc_layout.h's RNC_MESSAGES); tests/test_rnc_agreement.py holds the two to the same verdict
     and the same text on thousands of mutated files. The tensors it returns are views of ``b``."""
 
-    def __init__(self, b: bytes) -> None:
+    def __init__(self, b: bytes, host: bool = False) -> None:
         self.b = b
+        self.host = host   # the engine's verdict: a valid integer file is refused (INT_HOST)
+        self.int_h_scale, self.int_h_zp = 0, 0   # precision 3: the previous layer's h (rnc_int)
         self.size = 0
         self.data_start = 0
         self.refs: list[tuple[int, int, str, int | None, int | None]] = []  # off, end, field, part, dir
@@ -1571,6 +1573,10 @@ class _Loader:
 
     def load_record(self, pos: int, size: int) -> None:
         kind = self.u32(pos)
+        if self.precision == _C_INT and kind != RECORD_KINDS["last_step"]:   # recurrent or linear
+            from rnncore.io import rnc_int
+            return (rnc_int.load_int_layer if kind == RECORD_KINDS["recurrent"] else rnc_int.load_int_head)(
+                self, pos, size)
         if kind in (RECORD_KINDS[k] for k in _STEP_KINDS):
             self.load_front(pos, size, kind)
         elif kind == RECORD_KINDS["embedding"]:
@@ -1623,8 +1629,8 @@ class _Loader:
         prec, in_size, nrec, rsize = h["precision"], h["input_size"], h["num_records"], h["records_size"]
         if h["header_size"] != _C["V2_HEADER_SIZE"]:
             raise self.fail("header_size", "EXPECT", h["header_size"], _C["V2_HEADER_SIZE"])
-        if prec >= _C["FILE_PRECISIONS"]:
-            raise self.fail("precision", "RANGE", prec, 0, _C["FILE_PRECISIONS"] - 1)
+        if prec >= _C["FILE_PRECISIONS"] and prec != _C_INT:
+            raise self.fail("precision", "RANGE", prec, 0, _C_INT)
         if h["flags"] != 0:
             raise self.fail("flags", "FLAGS", h["flags"], 0)
         self.check_reserved(hs, 0)
@@ -1656,6 +1662,10 @@ class _Loader:
         stage = 0
         for i, (pos, _) in enumerate(recs):
             kind = self.u32(pos)
+            if prec == _C_INT and kind not in (RECORD_KINDS["recurrent"], RECORD_KINDS["last_step"],
+                                               RECORD_KINDS["linear"]):   # recurrent+ [last_step] [linear]
+                self.part = i
+                raise self.fail("kind", "INT_KIND", kind, _KIND_TEXT.get(kind, "unknown"))
             nxt = _next_stage(stage, kind)
             if nxt < 0:
                 self.part = i
@@ -1678,6 +1688,8 @@ class _Loader:
             self.part_layer[i] = len(self.layers)
             self.load_record(pos, size)
         self.finish()
+        if prec == _C_INT and self.host:   # valid, but not a model the engine runs
+            raise self.fail("precision", "INT_HOST", prec)
 
     def load(self) -> None:
         b = self.b
@@ -1716,6 +1728,7 @@ def _next_stage(stage: int, kind: int) -> int:
 
 
 _C_F32, _C_Q8, _C_Q4 = PRECISIONS["f32"], PRECISIONS["q8"], PRECISIONS["q4"]
+_C_INT = _C["FILE_PRECISION_INT"]   # fully-integer models (rnncore.io.rnc_int)
 
 
 def check_rnc(data: bytes) -> None:
@@ -1725,9 +1738,10 @@ def check_rnc(data: bytes) -> None:
     ------
     RncFormatError
         (a ``ValueError``) with the C loader's status and its one line, ``"<part>: <field>:
-        <problem>"`` (docs/rnc-format.md, "What the loader checks").
+        <problem>"`` (docs/rnc-format.md, "What the loader checks"); a valid fully-integer file
+        (precision 3) is refused as the engine refuses it (``INT_HOST``).
     """
-    _Loader(bytes(data)).load()
+    _Loader(bytes(data), host=True).load()
 
 
 def read_rnc(data: bytes) -> dict:
@@ -1737,6 +1751,9 @@ def read_rnc(data: bytes) -> dict:
     Weights are unpacked into PyTorch shapes; for ``"q8"`` files ``weights`` hold the
     dequantised float32 values ``wq * s`` and each layer also has ``qweights`` (int8, PyTorch
     shapes) and ``scales`` (float32 per row); the head likewise ``qweight`` / ``scale``.
+    A fully-integer file (precision 3) gives ``precision`` ``"int8"``, the layers' kinds and sizes
+    and ``int_model``, the :class:`~rnncore.quant.integer.IntModel` it holds
+    (:mod:`rnncore.io.rnc_int`).
 
     Raises
     ------
@@ -1747,6 +1764,9 @@ def read_rnc(data: bytes) -> dict:
     """
     ld = _Loader(bytes(data))
     ld.load()
+    if ld.precision == _C_INT:
+        from rnncore.io import rnc_int
+        return rnc_int.describe(ld)
     return _describe(ld)
 
 

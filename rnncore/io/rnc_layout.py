@@ -23,10 +23,10 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 CANDIDATES = (_HERE / "rnc_layout.h", _HERE.parents[1] / "csrc" / "src" / "rnc_layout.h")
 
-TYPE_SIZES = {"U32": 4, "F32": 4, "REF": 8, "CELLW": 48}
+TYPE_SIZES = {"U32": 4, "F32": 4, "F64": 8, "REF": 8, "CELLW": 48}
 
 _STRUCT_RE = re.compile(r"\bS\((\w+),\s*(\d+)\)")
-_FIELD_RE = re.compile(r"\bX\((\w+),\s*(\w+),\s*(\d+),\s*(U32|F32|REF|CELLW)\)")
+_FIELD_RE = re.compile(r"\bX\((\w+),\s*(\w+),\s*(\d+),\s*(U32|F32|F64|REF|CELLW)\)")
 _CONST_RE = re.compile(r"^#define\s+RNC_(\w+)\s+(0x[0-9A-Fa-f]+|\d+)u?\b", re.M)
 _MSG_RE = re.compile(r'^\s+M\((\w+),\s*(\w+),\s*"((?:[^"\\]|\\.)*)"\)', re.M)
 _C_DIRECTIVES = {"%llu": "%d", "%lld": "%d", "%llx": "%x", "%s": "%s"}
@@ -34,7 +34,7 @@ _C_DIRECTIVES = {"%llu": "%d", "%lld": "%d", "%llx": "%x", "%s": "%s"}
 
 @dataclass(frozen=True)
 class Field:
-    """One field of a structure: ``name`` at byte ``offset``, of ``type`` U32/F32/REF/CELLW."""
+    """One field of a structure: ``name`` at byte ``offset``, of ``type`` U32/F32/F64/REF/CELLW."""
 
     name: str
     offset: int
@@ -71,6 +71,8 @@ class Struct:
                 struct.pack_into("<I", out, f.offset, int(val))
             elif f.type == "F32":
                 struct.pack_into("<f", out, f.offset, float(val))
+            elif f.type == "F64":
+                struct.pack_into("<d", out, f.offset, float(val))
             elif f.type == "REF":
                 struct.pack_into("<II", out, f.offset, int(val[0]), int(val[1]))
             else:
@@ -89,6 +91,8 @@ class Struct:
                 out[f.name] = struct.unpack_from("<I", data, at)[0]
             elif f.type == "F32":
                 out[f.name] = struct.unpack_from("<f", data, at)[0]
+            elif f.type == "F64":
+                out[f.name] = struct.unpack_from("<d", data, at)[0]
             elif f.type == "REF":
                 out[f.name] = struct.unpack_from("<II", data, at)
             else:
