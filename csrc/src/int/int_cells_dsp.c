@@ -56,9 +56,9 @@ static inline int32_t rdbpot_small(int32_t x, int e) {
     return (x + (1 << (e - 1)) + (x >> 31)) >> e;
 }
 
-/* MultiplyByQuantizedMultiplier (m >= 0) as the spec writes it, for the shifts the fast form
- * below leaves out: a left shift (a multiplier of 1 or more, x 2^left saturated to int32) or a
- * right shift of 30 or 31. Out of line, so that the compiler does not hoist its work into the
+/* MultiplyByQuantizedMultiplier (m >= 0) as the spec writes it, for what the fast form below
+ * leaves out: a left shift (a multiplier of 1 or more, x 2^left saturated to int32), a right
+ * shift of 30 or 31, an |x| close to 2^31. Out of line, so that the compiler does not hoist its work into the
  * loops of the common case. */
 static __attribute__((noinline)) int32_t mbqm_rare(int32_t x, int32_t m, int shift) {
     if (shift <= 0) return rdbpot(srd32(x, m), -shift);
@@ -67,24 +67,25 @@ static __attribute__((noinline)) int32_t mbqm_rare(int32_t x, int32_t m, int shi
     return srd32(x, m);
 }
 
-/* MultiplyByQuantizedMultiplier (m >= 0), for |x| < 2^31 - 2^28 (every caller: the products'
- * sums |acc| < 2^30 + 2^29, s8_matvec.h; int16 x int16 products <= 2^30):
+/* MultiplyByQuantizedMultiplier (m >= 0):
  *
  *   a = srd32(x, m) = floor((2 x m + 2^31) / 2^32) = SMMLAR(x, 2m, x [m >= 2^30])
  *     (2m as int32 is 2m - 2^32 when m >= 2^30, which SMMLAR's accumulator x adds back; the
- *     64-bit sum may wrap, its high word is still a, |a| <= |x|);
+ *     64-bit sum may wrap, its high word is still a);
  *   RDBPOT(a, s), 0 <= s <= 29: (a + 2^(s-1) - [a < 0 and s > 0]) >> s, the rounding constant
  *     being (mask >> 1) + 1 - [a < 0] of the spec's threshold test, [a < 0 and s > 0] the sign
- *     of e & a (e = -s); no overflow: |a| + 2^28 < 2^31.
+ *     of e & a (e = -s). a + 2^(s-1) overflows only for |x| close to 2^31 (never with the
+ *     products' sums, |acc| < 2^30 + 2^29): the overflow flag sends those to mbqm_rare.
  *
- * 7 instructions after the loads where the spec's form (srd32 + rdbpot above) takes 15. */
+ * 8 instructions after the loads where the spec's form (srd32 + rdbpot above) takes 15. */
 static inline int32_t mbqm(int32_t x, int32_t m, int shift) {
     if (__builtin_expect((uint32_t)(shift + 29) > 29u, 0)) return mbqm_rare(x, m, shift);
     const int32_t m2 = (int32_t)((uint32_t)m << 1);
-    int32_t a;
+    int32_t a, t;
     __asm__("smmlar %0, %1, %2, %3" : "=r"(a) : "r"(x), "r"(m2), "r"(x & (m2 >> 31)));
     const int s = -shift;
-    return (a + (int32_t)((1u << s) >> 1) + ((shift & a) >> 31)) >> s;
+    if (__builtin_expect(__builtin_add_overflow(a, (int32_t)((1u << s) >> 1), &t), 0)) return mbqm_rare(x, m, shift);
+    return (t + ((shift & a) >> 31)) >> s;
 }
 
 /* exp(a) for a in [-1/4, 0), Q0.15 */
