@@ -5,7 +5,8 @@
 Trains classifiers with the NumPy reference (the demo's recipe: Adam lr 5e-3, clip 1.0; 12
 epochs of batch 16 on JapaneseVowels, 60 epochs of batch 4 on BasicMotions' 40 recordings;
 features normalised as ``rnncore.datasets`` does) on JapaneseVowels (speakers) and BasicMotions
-(activities), then calibrates on the training set (``calibrate_int``), quantises
+(activities), then calibrates on the training set (``calibrate_int``, its default least-squared-error
+input range), quantises
 (``quantize_int_model``) with each activation family (gemmlowp's, the default, and the
 interpolated tables, GRU and RNN only) and scores the test set in float64 and in integer
 arithmetic. Prints a Markdown table per dataset (docs/integer.md, "Accuracy"): float and integer

@@ -468,13 +468,48 @@ def float_sequence(spec: ModelSpec, X: np.ndarray, lengths=None, record=None) ->
     return y
 
 
-def calibrate_int(model, X: np.ndarray, lengths=None) -> IntCalibration:
+INPUT_RANGES = ("mse", "minmax")     # calibrate_int(input_range=...)
+
+
+def mse_range(v: np.ndarray, candidates: int = 100, max_values: int = 1 << 20) -> tuple[float, float]:
+    """The int8 range of the values ``v`` (any shape) whose quantisation error is smallest::
+
+        (lo, hi) = argmin over a in {1/n, 2/n, ..., 1} of  mean((dq(q(v)) - v)^2)
+                   with (lo, hi) = a (min v, max v),  q / dq: asymmetric_params(lo, hi)
+
+    Both ends shrink by the same factor (the zero point keeps its place); values outside are
+    clipped. ``a = 1`` is min/max, so the result is never worse than min/max on ``v``. More than
+    ``max_values`` values are subsampled with a fixed stride.
+    """
+    v = np.asarray(v, np.float64).ravel()
+    if v.size == 0:
+        raise ValueError("mse_range: v expected at least one value, got an empty array")
+    if v.size > max_values:
+        v = v[:: -(-v.size // max_values)]
+    lo0, hi0 = float(v.min()), float(v.max())
+    best = (np.inf, lo0, hi0)
+    for a in np.arange(candidates, 0, -1) / candidates:
+        s, zp = asymmetric_params(a * lo0, a * hi0)
+        err = float(np.mean((dequantize_s8(quantize_s8(v, s, zp), s, zp) - v) ** 2))
+        if err < best[0]:
+            best = (err, a * lo0, a * hi0)
+    return best[1], best[2]
+
+
+def calibrate_int(model, X: np.ndarray, lengths=None, input_range: str = "mse") -> IntCalibration:
     """Ranges for :func:`quantize_int_model` from representative inputs ``X (B, T, I)`` (valid
     steps ``t < lengths`` only).
+
+    ``input_range``: the model input's int8 range, ``"mse"`` (the default: :func:`mse_range`,
+    the range of least squared quantisation error on the valid steps of X, which clips rare
+    outliers) or ``"minmax"`` (min and max of X, TFLite's post-training rule). Every other range
+    (h, the LSTM cell, ReLU pre-activations) is the min / max seen.
 
     The same data rules as the q8 :func:`~rnncore.quant.calibrate` (its degenerate-data checks
     warn with :class:`~rnncore.quant.CalibrationWarning`).
     """
+    if input_range not in INPUT_RANGES:
+        raise ValueError(f"calibrate_int: input_range expected one of {INPUT_RANGES}, got {input_range!r}")
     import warnings
 
     from rnncore.quant.calibrate import CalibrationWarning, _degenerate
@@ -500,6 +535,10 @@ def calibrate_int(model, X: np.ndarray, lengths=None) -> IntCalibration:
         if pre is not None:
             pa[k] = max(pa[k], float(np.abs(pre).max()))
     float_sequence(spec, X, lengths, record)
+    if input_range == "mse":
+        T = X.shape[1]
+        lens = np.full(X.shape[0], T) if lengths is None else np.asarray(lengths)
+        xr[0] = mse_range(X[np.arange(T)[None, :] < lens[:, None]])
     return IntCalibration(xr, hr, ca, pa)
 
 

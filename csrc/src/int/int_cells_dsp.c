@@ -49,19 +49,43 @@ static inline int32_t rdbpot(int32_t x, int e) {
     return (x >> e) + (int32_t)((uint32_t)(threshold - (x & mask)) >> 31);
 }
 
-/* MultiplyByQuantizedMultiplier (m >= 0) with a left shift (a multiplier of 1 or more: rare),
- * x 2^left saturated to int32; out of line, so that the compiler does not hoist its work into
- * the loops of the common case */
-static __attribute__((noinline)) int32_t mbqm_left(int32_t x, int32_t m, int shift) {
+/* RoundingDivideByPOT(x, e) for 1 <= e <= 30 and |x| <= 2^30 (products of two int16, the
+ * blend): (x + 2^(e-1) - [x < 0]) >> e, the rounding constant being (mask >> 1) + 1 - [x < 0] of
+ * rdbpot's threshold test; three instructions, no overflow */
+static inline int32_t rdbpot_small(int32_t x, int e) {
+    return (x + (1 << (e - 1)) + (x >> 31)) >> e;
+}
+
+/* MultiplyByQuantizedMultiplier (m >= 0) as the spec writes it, for what the fast form below
+ * leaves out: a left shift (a multiplier of 1 or more, x 2^left saturated to int32), a right
+ * shift of 30 or 31, an |x| close to 2^31. Out of line, so that the compiler does not hoist its work into the
+ * loops of the common case. */
+static __attribute__((noinline)) int32_t mbqm_rare(int32_t x, int32_t m, int shift) {
+    if (shift <= 0) return rdbpot(srd32(x, m), -shift);
     int64_t xl = (int64_t)x * ((int64_t)1 << shift);
     x = xl < -2147483647 - 1 ? -2147483647 - 1 : xl > 2147483647 ? 2147483647 : (int32_t)xl;
     return srd32(x, m);
 }
 
-/* MultiplyByQuantizedMultiplier (m >= 0) */
+/* MultiplyByQuantizedMultiplier (m >= 0):
+ *
+ *   a = srd32(x, m) = floor((2 x m + 2^31) / 2^32) = SMMLAR(x, 2m, x [m >= 2^30])
+ *     (2m as int32 is 2m - 2^32 when m >= 2^30, which SMMLAR's accumulator x adds back; the
+ *     64-bit sum may wrap, its high word is still a);
+ *   RDBPOT(a, s), 0 <= s <= 29: (a + 2^(s-1) - [a < 0 and s > 0]) >> s, the rounding constant
+ *     being (mask >> 1) + 1 - [a < 0] of the spec's threshold test, [a < 0 and s > 0] the sign
+ *     of e & a (e = -s). a + 2^(s-1) overflows only for |x| close to 2^31 (never with the
+ *     products' sums, |acc| < 2^30 + 2^29): the overflow flag sends those to mbqm_rare.
+ *
+ * 8 instructions after the loads where the spec's form (srd32 + rdbpot above) takes 15. */
 static inline int32_t mbqm(int32_t x, int32_t m, int shift) {
-    if (__builtin_expect(shift > 0, 0)) return mbqm_left(x, m, shift);
-    return rdbpot(srd32(x, m), -shift);
+    if (__builtin_expect((uint32_t)(shift + 29) > 29u, 0)) return mbqm_rare(x, m, shift);
+    const int32_t m2 = (int32_t)((uint32_t)m << 1);
+    int32_t a, t;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(a) : "r"(x), "r"(m2), "r"(x & (m2 >> 31)));
+    const int s = -shift;
+    if (__builtin_expect(__builtin_add_overflow(a, (int32_t)((1u << s) >> 1), &t), 0)) return mbqm_rare(x, m, shift);
+    return (t + ((shift & a) >> 31)) >> s;
 }
 
 /* exp(a) for a in [-1/4, 0), Q0.15 */
@@ -125,9 +149,10 @@ static void tanh_block(int16_t *y, const int16_t *x, int n, int k) {
  * tanh (p ^ s) - s = -p) */
 static inline int32_t table_interp(int32_t x, const int16_t *T) {
     const int32_t u = (int32_t)__usat(x < 0 ? -x : x, 15);
-    const int32_t j = u >> RNC_S16_TABLE_SHIFT, t = u & ((1 << RNC_S16_TABLE_SHIFT) - 1);
-    const int32_t lo = T[j];
-    return lo + ((t * (T[j + 1] - lo) + (1 << (RNC_S16_TABLE_SHIFT - 1))) >> RNC_S16_TABLE_SHIFT);
+    const int32_t t = u & ((1 << RNC_S16_TABLE_SHIFT) - 1);
+    const int16_t *e = T + (u >> RNC_S16_TABLE_SHIFT); /* one base register per table */
+    const int32_t lo = e[0];
+    return lo + ((t * (e[1] - lo) + (1 << (RNC_S16_TABLE_SHIFT - 1))) >> RNC_S16_TABLE_SHIFT);
 }
 
 static inline int32_t sigmoid_table1(int32_t x) {
@@ -171,7 +196,7 @@ static void requant(int16_t *g, const int32_t *acc, const int32_t *m, const int8
 
 /* TFLite CwiseMul(a, b, shift) = (int16_t)RDBPOT(a b, shift) */
 static inline int32_t cwise_mul_shift(int32_t a, int32_t b, int shift) {
-    return wrap16(rdbpot(a * b, shift));
+    return wrap16(rdbpot_small(a * b, shift));
 }
 
 /* the int8 output; the callers keep m_h, e_h, h_zp in locals: their int8 stores (h8) may alias
@@ -214,30 +239,28 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         const int8_t *e_hn = c->e_hh + 2 * H;
         int16_t *gr = g, *gz = g + H, *gn = g + 2 * H;
         if (c->activation == RNC_INT_ACT_TABLE) {
-            /* the table family: each activation where its value is used, no block passes */
+            /* the table family: each activation where its value is used, no block passes; n in
+             * one loop (into gn), the update in another, so that neither loop's values spill */
             if (c->linear_before_reset) {
                 matvec(acc, w_hn, H, b_hn, h8, H, H);
                 for (int k = 0; k < H; k++) {
                     const int32_t g_hn = clamp16(mbqm(acc[k], m_hn[k], e_hn[k]));
                     const int32_t r = sigmoid_table1(gr[k]);
-                    const int32_t n = tanh_table1(clamp16(gn[k] + cwise_mul_shift(r, g_hn, 15)));
-                    const int32_t z = sigmoid_table1(gz[k]);
-                    const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * n + z * s16[k], 15));
-                    s16[k] = (int16_t)h16;
-                    h8[k] = out8(h16, m_h, e_h, h_zp);
+                    gn[k] = (int16_t)tanh_table1(clamp16(gn[k] + cwise_mul_shift(r, g_hn, 15)));
                 }
             } else {
                 const int32_t m_rh = c->m_rh;
                 const int e_rh = (int)c->e_rh;
                 for (int k = 0; k < H; k++) rh8[k] = out8(sigmoid_table1(gr[k]) * s16[k], m_rh, e_rh, h_zp);
                 matvec(acc, w_hn, H, b_hn, rh8, H, H);
-                for (int k = 0; k < H; k++) {
-                    const int32_t n = tanh_table1(clamp16(qadd(mbqm(acc[k], m_hn[k], e_hn[k]), gn[k])));
-                    const int32_t z = sigmoid_table1(gz[k]);
-                    const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * n + z * s16[k], 15));
-                    s16[k] = (int16_t)h16;
-                    h8[k] = out8(h16, m_h, e_h, h_zp);
-                }
+                for (int k = 0; k < H; k++)
+                    gn[k] = (int16_t)tanh_table1(clamp16(qadd(mbqm(acc[k], m_hn[k], e_hn[k]), gn[k])));
+            }
+            for (int k = 0; k < H; k++) {
+                const int32_t z = sigmoid_table1(gz[k]);
+                const int32_t h16 = clamp16(rdbpot_small(((1 << 15) - z) * gn[k] + z * s16[k], 15));
+                s16[k] = (int16_t)h16;
+                h8[k] = out8(h16, m_h, e_h, h_zp);
             }
             return RNC_INT_OK;
         }
@@ -258,7 +281,7 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         gate_tanh(c, gn, gn, H);
         for (int k = 0; k < H; k++) {
             const int32_t z = gz[k];
-            const int32_t h16 = clamp16(rdbpot(((1 << 15) - z) * gn[k] + z * s16[k], 15));
+            const int32_t h16 = clamp16(rdbpot_small(((1 << 15) - z) * gn[k] + z * s16[k], 15));
             s16[k] = (int16_t)h16;
             h8[k] = out8(h16, m_h, e_h, h_zp);
         }

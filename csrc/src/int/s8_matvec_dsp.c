@@ -40,6 +40,36 @@ static inline int32_t smlad(int32_t a, int32_t b, int32_t acc) {
     return acc;
 }
 
+/* Four columns of the rows w0, w0 + ldw, w2, w2 + ldw (sums a0, a1, a2, a3) at xp, advancing xp,
+ * w0 and w2 by 4: xv = the word of x, xe = SXTB16(xv) (in xv), xo = SXTB16(xv, ROR #8); per row
+ * v = its word, a_k = SMLAD(SXTB16(v, ROR #8), xo, SMLAD(SXTB16(v), xe, a_k)). 5 LDR, 10 SXTB16,
+ * 8 SMLAD; each row's load is issued between the previous row's two SMLADs, so that no
+ * instruction waits for a load (Cortex-M4: a load's result is ready one cycle after the next). */
+#define RNC_DSP_4COLS                               \
+    "ldr    %[xv], [%[xp]], #4\n\t"                 \
+    "ldr    %[v], [%[w0], %[ldw]]\n\t"              \
+    "sxtb16 %[xo], %[xv], ror #8\n\t"               \
+    "sxtb16 %[xv], %[xv]\n\t"                       \
+    "sxtb16 %[vo], %[v], ror #8\n\t"                \
+    "sxtb16 %[v], %[v]\n\t"                         \
+    "smlad  %[a1], %[v], %[xv], %[a1]\n\t"          \
+    "ldr    %[v], [%[w0]], #4\n\t"                  \
+    "smlad  %[a1], %[vo], %[xo], %[a1]\n\t"         \
+    "sxtb16 %[vo], %[v], ror #8\n\t"                \
+    "sxtb16 %[v], %[v]\n\t"                         \
+    "smlad  %[a0], %[v], %[xv], %[a0]\n\t"          \
+    "ldr    %[v], [%[w2], %[ldw]]\n\t"              \
+    "smlad  %[a0], %[vo], %[xo], %[a0]\n\t"         \
+    "sxtb16 %[vo], %[v], ror #8\n\t"                \
+    "sxtb16 %[v], %[v]\n\t"                         \
+    "smlad  %[a3], %[v], %[xv], %[a3]\n\t"          \
+    "ldr    %[v], [%[w2]], #4\n\t"                  \
+    "smlad  %[a3], %[vo], %[xo], %[a3]\n\t"         \
+    "sxtb16 %[vo], %[v], ror #8\n\t"                \
+    "sxtb16 %[v], %[v]\n\t"                         \
+    "smlad  %[a2], %[v], %[xv], %[a2]\n\t"          \
+    "smlad  %[a2], %[vo], %[xo], %[a2]\n\t"
+
 void rnc_s8_matvec_dsp(int32_t *y, const int8_t *W, int ldw, const int32_t *bias, const int8_t *x,
                        int rows, int cols) {
     const int c4 = cols & ~3;
@@ -54,104 +84,26 @@ void rnc_s8_matvec_dsp(int32_t *y, const int8_t *W, int ldw, const int32_t *bias
             a2 = bias[r + 2];
             a3 = bias[r + 3];
         }
-        const int8_t *xp = x, *xend = x + c4;
-        /* In C this loop is, per 4 columns:
-         *     xv = rd4(xp), xe = lo16x2(xv), xo = hi16x2(xv); xp += 4;
-         *     for each row k: v = rd4(row k); a_k = smlad(hi16x2(v), xo, smlad(lo16x2(v), xe, a_k));
-         * written out with its 13 values pinned to registers, because GCC 12 hoists the four row
-         * loads and spills two sums and the bound to the stack (6 more instructions per
-         * iteration, 20% more per product). Per 4 columns: 5 LDR, 10 SXTB16, 8 SMLAD; each row's
-         * load is issued between the previous row's two SMLADs, so that no instruction waits for a
-         * load (Cortex-M4: a load's result is ready one cycle after the next). The loop runs that
-         * body twice per pass (8 columns, one CMP + BLO), then once more for a last 4 columns. */
+        const int8_t *xp = x;
+        /* The columns c4 = cols & ~3 in one loop of 8 columns (RNC_DSP_4COLS twice: one CMP +
+         * BLO per 8), entered at its second half when c4 % 8 == 4; the 13 values are pinned to
+         * registers because GCC 12 hoists the four row loads and spills two sums and the bound
+         * to the stack (6 more instructions per 4 columns, 20% more per product). */
         int32_t xv, xo, v, vo;
-        const int8_t *xend8 = x + (cols & ~7);
-        if (xp < xend8) {
-            __asm__("1:\n\t"
-                    "ldr    %[xv], [%[xp]], #4\n\t"
-                    "ldr    %[v], [%[w0], %[ldw]]\n\t"
-                    "sxtb16 %[xo], %[xv], ror #8\n\t"
-                    "sxtb16 %[xv], %[xv]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a1], %[v], %[xv], %[a1]\n\t"
-                    "ldr    %[v], [%[w0]], #4\n\t"
-                    "smlad  %[a1], %[vo], %[xo], %[a1]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a0], %[v], %[xv], %[a0]\n\t"
-                    "ldr    %[v], [%[w2], %[ldw]]\n\t"
-                    "smlad  %[a0], %[vo], %[xo], %[a0]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a3], %[v], %[xv], %[a3]\n\t"
-                    "ldr    %[v], [%[w2]], #4\n\t"
-                    "smlad  %[a3], %[vo], %[xo], %[a3]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a2], %[v], %[xv], %[a2]\n\t"
-                    "smlad  %[a2], %[vo], %[xo], %[a2]\n\t"
-                    "ldr    %[xv], [%[xp]], #4\n\t"
-                    "ldr    %[v], [%[w0], %[ldw]]\n\t"
-                    "sxtb16 %[xo], %[xv], ror #8\n\t"
-                    "sxtb16 %[xv], %[xv]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a1], %[v], %[xv], %[a1]\n\t"
-                    "ldr    %[v], [%[w0]], #4\n\t"
-                    "smlad  %[a1], %[vo], %[xo], %[a1]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a0], %[v], %[xv], %[a0]\n\t"
-                    "ldr    %[v], [%[w2], %[ldw]]\n\t"
-                    "smlad  %[a0], %[vo], %[xo], %[a0]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a3], %[v], %[xv], %[a3]\n\t"
-                    "ldr    %[v], [%[w2]], #4\n\t"
-                    "smlad  %[a3], %[vo], %[xo], %[a3]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a2], %[v], %[xv], %[a2]\n\t"
-                    "smlad  %[a2], %[vo], %[xo], %[a2]\n\t"
-                    "cmp    %[xp], %[xend]\n\t"
-                    "blo    1b"
-                    : [xp] "+r"(xp), [w0] "+r"(w0), [w2] "+r"(w2), [a0] "+r"(a0), [a1] "+r"(a1),
-                      [a2] "+r"(a2), [a3] "+r"(a3), [xv] "=&r"(xv), [xo] "=&r"(xo), [v] "=&r"(v),
-                      [vo] "=&r"(vo)
-                    : [xend] "r"(xend8), [ldw] "r"(ldw)
-                    : "cc", "memory");
-        }
-        if (xp < xend) {
-            __asm__("ldr    %[xv], [%[xp]], #4\n\t"
-                    "ldr    %[v], [%[w0], %[ldw]]\n\t"
-                    "sxtb16 %[xo], %[xv], ror #8\n\t"
-                    "sxtb16 %[xv], %[xv]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a1], %[v], %[xv], %[a1]\n\t"
-                    "ldr    %[v], [%[w0]], #4\n\t"
-                    "smlad  %[a1], %[vo], %[xo], %[a1]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a0], %[v], %[xv], %[a0]\n\t"
-                    "ldr    %[v], [%[w2], %[ldw]]\n\t"
-                    "smlad  %[a0], %[vo], %[xo], %[a0]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a3], %[v], %[xv], %[a3]\n\t"
-                    "ldr    %[v], [%[w2]], #4\n\t"
-                    "smlad  %[a3], %[vo], %[xo], %[a3]\n\t"
-                    "sxtb16 %[vo], %[v], ror #8\n\t"
-                    "sxtb16 %[v], %[v]\n\t"
-                    "smlad  %[a2], %[v], %[xv], %[a2]\n\t"
-                    "smlad  %[a2], %[vo], %[xo], %[a2]\n\t"
-                    : [xp] "+r"(xp), [w0] "+r"(w0), [w2] "+r"(w2), [a0] "+r"(a0), [a1] "+r"(a1),
-                      [a2] "+r"(a2), [a3] "+r"(a3), [xv] "=&r"(xv), [xo] "=&r"(xo), [v] "=&r"(v),
-                      [vo] "=&r"(vo)
-                    : [xend] "r"(xend), [ldw] "r"(ldw)
-                    : "cc", "memory");
-        }
+        __asm__("subs   %[v], %[xend], %[xp]\n\t"
+                "beq    3f\n\t"
+                "tst    %[v], #4\n\t"
+                "bne    2f\n"
+                "1:\n\t" RNC_DSP_4COLS
+                "2:\n\t" RNC_DSP_4COLS
+                "cmp    %[xp], %[xend]\n\t"
+                "blo    1b\n"
+                "3:"
+                : [xp] "+r"(xp), [w0] "+r"(w0), [w2] "+r"(w2), [a0] "+r"(a0), [a1] "+r"(a1),
+                  [a2] "+r"(a2), [a3] "+r"(a3), [xv] "=&r"(xv), [xo] "=&r"(xo), [v] "=&r"(v),
+                  [vo] "=&r"(vo)
+                : [xend] "r"(x + c4), [ldw] "r"(ldw)
+                : "cc", "memory");
         for (; xp < x + cols; xp++, w0++, w2++) {
             a0 += (int32_t)w0[0] * *xp;
             a1 += (int32_t)w0[ldw] * *xp;
