@@ -350,6 +350,7 @@ class _SeqLower:
         self.nid = 0              # the next feature-axis id
         self.states_in, self.states_out = [], []
         self.linear_out = None    # the output of the last per-step Linear (a bias Add may follow it)
+        self.width = {}           # an activation node -> the features of a step it sees
 
     def refuse(self, why: str, what: str = "import the part the chain covers with from_onnx(path, "
                                             "inputs=[...], outputs=[...]) and run the rest in NumPy"):
@@ -414,6 +415,12 @@ class _SeqLower:
             if op == "Squeeze" and len(v["v"]) == 1:
                 return {"k": "shape", "v": v["v"], "scalar": True}
             self.refuse("reshapes shape arithmetic beyond a scalar <-> a 1-vector")
+        if op == "Reshape":           # a scalar or a vector of shape arithmetic, as a vector or scalar
+            v = self.get(s.inputs[0], ("shape",))
+            to = _ints(self.g.consts[s.inputs[1]]) if s.inputs[1] in self.g.consts else None
+            if to is None or to not in ([], [-1], [len(v["v"])]) or (to == [] and len(v["v"]) != 1):
+                self.refuse(f"reshapes shape arithmetic to {to}: expected a scalar or a vector")
+            return {"k": "shape", "v": v["v"], "scalar": to == []}
         if op == "Concat":
             out = []
             for i in s.inputs:
@@ -537,7 +544,7 @@ class _SeqLower:
         on_shape = s.inputs[0] in self.val and self.val[s.inputs[0]]["k"] == "shape"
         out = self.shape_node(s, op, a) if op in (
             "Shape", "Gather", "Unsqueeze", "Concat", "Mul", "Slice", "ConstantOfShape", "Expand") \
-            or (op == "Squeeze" and on_shape) else None
+            or (op in ("Squeeze", "Reshape") and on_shape) else None
         if out is not None:
             pass
         elif op in ("Identity", "Cast", "Dropout"):
@@ -603,6 +610,7 @@ class _SeqLower:
             out = x
         elif op in _ACTS:
             x = self.get(s.inputs[0], ("data",))
+            self.width[id(s)] = int(np.prod([ax[1] for ax in x["axes"] if ax[0] == "f"]))
             self.ops.append(("act", s.fn.module, s))
             out = x
         elif op in ("Softmax", "LogSoftmax"):
@@ -704,7 +712,9 @@ class _SeqLower:
             elif k < recs[-1] and kind == "linear" and ops[k + 1][0] == "rec":
                 pending = m
             elif k < recs[0] and kind == "act" and not soft:
-                out.append(m)              # a front-end activation
+                f, n = copy.copy(m), self.width[id(s)]    # a front-end activation: its record gives
+                f.record = (lambda m=m, n=n: {**m.record(), "features": n})    # the input width
+                out.append(f)
             elif k > recs[-1] and kind == "act" and not soft:
                 out.append(m)              # an activation of every step after the recurrent layers
             elif k > recs[-1] and kind == "linear":
@@ -726,6 +736,8 @@ class _SeqLower:
                 self.refuse("is a Softmax not right after the last per-step Linear (the C engine's softmax "
                             "is its head's activation)")
             else:
+                if kind == "linear" and ops[k + 1][0] == "act":    # the activation after it does not fit
+                    self.step, kind = ops[k + 1][2], "act"
                 self.refuse(where.format("a Linear" if kind == "linear" else "an activation"))
         return out
 
