@@ -320,3 +320,69 @@ def test_ddddocr_tail_compiles_and_matches_onnxruntime(ddddocr_path):
         clear = (top2[..., 1] - top2[..., 0]) > 1.0
         assert clear.mean() > 0.5
         np.testing.assert_array_equal(_tbf(q8, f227).argmax(-1)[clear], ref.argmax(-1)[clear])
+
+
+def _gru_graph(layout: int) -> bytes:
+    """x (B, T, 4) -> bidirectional GRU(5) -> (B, T, 2, 5) -> Reshape (0, 0, -1) -> MatMul + Add ->
+    (B, T, 3): with ``layout=1`` on the GRU node, or (onnxruntime's CPU GRU runs layout 0 only) the
+    same model with the layout-0 node between Transposes."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    H, I, O = 5, 4, 3
+    arrays = {"W": rng.standard_normal((2, 3 * H, I)) * 0.5, "R": rng.standard_normal((2, 3 * H, H)) * 0.5,
+              "B": rng.standard_normal((2, 6 * H)) * 0.1, "M": rng.standard_normal((2 * H, O)),
+              "b": rng.standard_normal(O)}
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]
+    inits.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), "shp"))
+    gru = dict(hidden_size=H, direction="bidirectional", linear_before_reset=1, name="gru")
+    if layout:
+        nodes = [helper.make_node("GRU", ["x", "W", "R", "B"], ["y"], layout=1, **gru)]
+    else:
+        nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2], name="tx"),
+                 helper.make_node("GRU", ["xt", "W", "R", "B"], ["yt"], **gru),
+                 helper.make_node("Transpose", ["yt"], ["y"], perm=[2, 0, 1, 3], name="ty")]
+    nodes += [helper.make_node("Reshape", ["y", "shp"], ["f"], name="merge"),
+              helper.make_node("MatMul", ["f", "M"], ["l"], name="mm"),
+              helper.make_node("Add", ["l", "b"], ["out"], name="bias")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", I])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["B", "T", O])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]).SerializeToString()
+
+
+def test_layout_1_gru_node_runs_batch_first():
+    ref_blob = _gru_graph(0)
+    sess = _ort(ref_blob)
+    for blob in (_gru_graph(1), ref_blob):
+        # inputs=/outputs= import the graph as an OnnxGraph (the chain importer takes it too)
+        eng = rc.compile(from_onnx(blob, inputs=["x"], outputs=["out"]))
+        assert eng.describe() == "grux2(5) > linear(10->3)"
+        assert eng.graph_io["input_layout"] == eng.graph_io["output_layout"] == "BTF"
+        for B, T in ((3, 7), (1, 12)):
+            x = np.random.default_rng(B * T).standard_normal((B, T, 4)).astype(np.float32)
+            np.testing.assert_allclose(eng.run(x), sess.run(None, {"x": x})[0], rtol=0, atol=1e-5)
+
+
+def test_initial_states_from_inputs_for_some_layers_only_are_refused():
+    """Two GRU layers, the first with h from a graph input, the second with zeros: the engine's state
+    is both layers', so the graph is refused, not run with a state the user did not give."""
+
+    class Two(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(5)
+            self.a, self.b = torch.nn.GRU(4, 6), torch.nn.GRU(6, 6)
+
+        def forward(self, x, h):
+            y, _ = self.a(x, h)
+            return self.b(y)[0]
+
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Two().eval(), (torch.randn(3, 2, 4), torch.randn(1, 2, 6)), f,
+                          input_names=["x", "h"], output_names=["y"], dynamo=False, opset_version=14,
+                          dynamic_axes={"x": {0: "T", 1: "b"}, "h": {1: "b"}})
+    with pytest.raises(ValueError, match=r"\(GRU\) takes some initial states from graph inputs and others as "
+                                         r"zeros"):
+        rc.compile(from_onnx(f.getvalue(), inputs=["x", "h"], outputs=["y"]))

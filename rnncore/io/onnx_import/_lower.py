@@ -364,8 +364,6 @@ class _SeqLower:
         return (self.nid,)
 
     def get(self, name: str | None, kinds=("data",)) -> dict:
-        if name in self.g.consts:
-            return {"k": "const", "v": self.g.consts[name]}
         v = self.val.get(name)
         if v is None or v["k"] not in kinds:
             got = "nothing the chain follows" if v is None else f"a {v['k']} value"
@@ -593,7 +591,8 @@ class _SeqLower:
             b = np.asarray(self.g.consts[consts[0]])
             F = self.features(x, "data")
             last = self.ops[-1] if self.ops else None
-            if last is None or last[0] != "linear" or self.linear_out not in names or b.size not in (1, F):
+            if last is None or last[0] != "linear" or self.linear_out not in names or b.size not in (1, F) \
+                    or (b.size == F and b.shape[-1] != F) or b.ndim > len(x["axes"]):
                 self.refuse("adds a constant that is not the bias of the Linear (MatMul) right before it")
             lin = last[1]
             bias = np.broadcast_to(b.reshape(-1), (F,)).astype(lin.params["weight"].dtype)
@@ -657,11 +656,15 @@ class _SeqLower:
         D, H = (2 if m.bidirectional else 1), m.hidden_size
         want = [_mono(D), _mono(1, (b_sym,)), _mono(H)] if layout == 0 else \
             [_mono(1, (b_sym,)), _mono(D), _mono(H)]
+        had = len(self.states_in)
         for k, kind in ((5, "initial_h"), (6, "initial_c")):
             name = s.inputs[k] if len(s.inputs) > k else ""
             if not name:
                 continue
             if name in self.g.input_names:
+                if layout != 0:
+                    self.refuse(f"takes {kind} {name!r} in layout 1 (B, D, H), the engine's state is "
+                                "(D, B, H)", "export the recurrent layer with layout 0")
                 self.states_in.append((name, layout))
                 continue
             v = self.val.get(name)
@@ -671,6 +674,11 @@ class _SeqLower:
             if list(v["shape"]) != want:
                 got, exp = (", ".join(map(_dim_text, d)) for d in (v["shape"], want))
                 self.refuse(f"takes a zero {kind} of shape ({got}), expected ({exp})")
+        given = len(self.states_in) - had
+        earlier = any(op[0] == "rec" for op in self.ops)
+        if given not in (0, 2 if s.op == "LSTM" else 1) or (earlier and (given > 0) != (had > 0)):
+            self.refuse("takes some initial states from graph inputs and others as zeros: the engine's "
+                        "state is every layer's", "feed every recurrent node's initial states, or none")
         self.ops.append(("rec", m, s))
         sa, sb = ax[0], ax[1]
         dax, hax = ("f", D, self.fid()), ("f", H, self.fid())
