@@ -386,3 +386,51 @@ def test_initial_states_from_inputs_for_some_layers_only_are_refused():
     with pytest.raises(ValueError, match=r"\(GRU\) takes some initial states from graph inputs and others as "
                                          r"zeros"):
         rc.compile(from_onnx(f.getvalue(), inputs=["x", "h"], outputs=["y"]))
+
+
+class StackWithState(torch.nn.Module):
+    """A 2-layer (optionally bidirectional) LSTM or GRU taking PyTorch's stacked initial states and
+    returning the final ones: the exporter slices h/c per layer and concatenates the layers' final
+    states (``Slice`` + ``Concat``)."""
+
+    def __init__(self, cell: str, bidirectional: bool) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.rnn = getattr(torch.nn, cell)(4, 6, num_layers=2, bidirectional=bidirectional)
+        self.fc = torch.nn.Linear(12 if bidirectional else 6, 3)
+
+    def forward(self, x, *state):
+        y, st = self.rnn(x, state if len(state) == 2 else state[0])
+        return (self.fc(y), *st) if isinstance(st, tuple) else (self.fc(y), st)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("cell,bidirectional", [("LSTM", False), ("GRU", True)])
+def test_stacked_layers_with_state_inputs_and_outputs(cell, bidirectional):
+    D = 2 if bidirectional else 1
+    net = StackWithState(cell, bidirectional).eval()
+    names = ["h", "c"] if cell == "LSTM" else ["h"]
+    states = tuple(torch.randn(2 * D, 2, 6) for _ in names)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(3, 2, 4), *states), f, input_names=["x", *names],
+                          output_names=["y", *[n + "n" for n in names]], dynamo=False, opset_version=14,
+                          dynamic_axes={"x": {0: "T", 1: "b"}, **{n: {1: "b"} for n in names}})
+    blob = f.getvalue()
+    ops = [n.op_type for n in onnx.load_from_string(blob).graph.node]
+    assert ops.count(cell) == 2 and "Slice" in ops and "Concat" in ops
+    g = from_onnx(blob, inputs=["x", *names], outputs=["y", *[n + "n" for n in names]])
+    eng = rc.compile(g)
+    assert eng.graph_io["state_inputs"] == names
+    assert eng.graph_io["state_outputs"] == [n + "n" for n in names]
+    sess = _ort(blob)
+    for T, B in ((5, 2), (11, 3)):
+        rng = np.random.default_rng(T)
+        x = rng.standard_normal((T, B, 4)).astype(np.float32)
+        st = [rng.standard_normal((2 * D, B, 6)).astype(np.float32) * 0.5 for _ in names]
+        ref = sess.run(None, {"x": x, **dict(zip(names, st, strict=True))})
+        y, fin = eng.run(x.transpose(1, 0, 2), state=tuple(st) if len(st) == 2 else st[0], return_state=True)
+        np.testing.assert_allclose(y.transpose(1, 0, 2), ref[0], rtol=0, atol=1e-5)
+        for got, want in zip(fin if len(st) == 2 else (fin,), ref[1:], strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

@@ -348,7 +348,8 @@ class _SeqLower:
         self.g, self.val, self.ops, self.step = g, {}, [], None
         self.time = None          # the symbol of the time axis, once a recurrent node has read it
         self.nid = 0              # the next feature-axis id
-        self.states_in, self.states_out = [], []
+        self.states_in, self.states_out = [], []   # (h|c, graph input, rows or None, layer); (name, layout)
+        self.nrec, self.ndir = 0, []              # recurrent nodes so far, their directions
         self.linear_out = None    # the output of the last per-step Linear (a bias Add may follow it)
         self.width = {}           # an activation node -> the features of a step it sees
 
@@ -394,6 +395,11 @@ class _SeqLower:
 
     # -- shape arithmetic -------------------------------------------------------------------------
     def shape_node(self, s, op, a) -> dict | None:
+        if op == "Concat" and all(self.val.get(i, {}).get("k") == "state" for i in s.inputs):
+            parts = [self.val[i] for i in s.inputs]
+            if int(a.get("axis", 0)) != 0 or len({p["kind"] for p in parts}) != 1:
+                self.refuse("concatenates final states other than one kind's layers along axis 0")
+            return {"k": "state", "kind": parts[0]["kind"], "layers": [n for p in parts for n in p["layers"]]}
         if op == "Shape":
             v = self.get(s.inputs[0], ("data", "zeros"))
             d = self.dims(v)
@@ -432,6 +438,14 @@ class _SeqLower:
             p, q = (p * n if len(p) == 1 else p), (q * n if len(q) == 1 else q)
             sc = all(self.val.get(i, {}).get("scalar", True) for i in s.inputs[:2] if i in self.val)
             return {"k": "shape", "v": [_mul(x, y) for x, y in zip(p, q, strict=True)], "scalar": sc}
+        if op == "Slice" and self.val.get(s.inputs[0], {}).get("k") == "gstate":
+            v = self.val[s.inputs[0]]       # one layer's rows of a stacked state input (L*D, B, H)
+            b = [_ints(self.g.consts[i]) if i in self.g.consts else None for i in s.inputs[1:5]]
+            b += [None] * (4 - len(b))
+            if b[0] is None or b[1] is None or (b[2] or [0]) != [0] or (b[3] or [1]) != [1] \
+                    or v["rows"] is not None or not 0 <= b[0][0] < b[1][0] < 2 ** 31:
+                self.refuse(f"slices the state input {v['name']!r} other than rows [a, b) of axis 0")
+            return {"k": "gstate", "name": v["name"], "rows": (b[0][0], b[1][0])}
         if op == "Slice":
             v = self.get(s.inputs[0], ("shape", "zeros"))
             sl = [_ints(self.g.consts[i]) if i in self.g.consts else None for i in s.inputs[1:5]]
@@ -661,13 +675,17 @@ class _SeqLower:
             name = s.inputs[k] if len(s.inputs) > k else ""
             if not name:
                 continue
-            if name in self.g.input_names:
+            v = self.val.get(name)
+            if v is not None and v["k"] == "gstate":
                 if layout != 0:
                     self.refuse(f"takes {kind} {name!r} in layout 1 (B, D, H), the engine's state is "
                                 "(D, B, H)", "export the recurrent layer with layout 0")
-                self.states_in.append((name, layout))
+                rows = v["rows"] if v["rows"] is not None else None
+                if rows is not None and rows[1] - rows[0] != D:
+                    self.refuse(f"takes {kind} from rows {rows[0]}..{rows[1] - 1} of {v['name']!r}, expected "
+                                f"{D} (its directions)")
+                self.states_in.append((kind[-1], v["name"], rows, self.nrec))
                 continue
-            v = self.val.get(name)
             if v is None or v["k"] != "zeros":
                 self.refuse(f"takes {kind} from {name!r}, which is neither zeros nor a graph input",
                             "feed the state as a graph input (the engine's state)")
@@ -680,15 +698,17 @@ class _SeqLower:
             self.refuse("takes some initial states from graph inputs and others as zeros: the engine's "
                         "state is every layer's", "feed every recurrent node's initial states, or none")
         self.ops.append(("rec", m, s))
+        self.ndir.append(D)
+        self.nrec += 1
         sa, sb = ax[0], ax[1]
         dax, hax = ("f", D, self.fid()), ("f", H, self.fid())
         y = [sa, dax, sb, hax] if layout == 0 else [sa, sb, dax, hax]
         outs = list(s.outputs) + [""] * 3
         if outs[0]:
             self.val[outs[0]] = {"k": "data", "axes": y}
-        for o in outs[1:3]:
+        for o, kind in zip(outs[1:3], "hc", strict=True):
             if o:
-                self.val[o] = {"k": "state"}
+                self.val[o] = {"k": "state", "kind": kind, "layers": [self.nrec - 1]}
                 self.states_out.append((o, layout))
 
     # -- the layers ------------------------------------------------------------------------------
@@ -782,6 +802,39 @@ def _fold_into(rec, lin):
     return rec
 
 
+def _check_states(lw, g) -> tuple:
+    """The graph inputs / outputs that are the engine's state, checked to be all of it in its order
+    (PyTorch's ``h_n``: layer by layer, each layer's directions): per kind (h, c), one input for
+    every layer, or rows ``[sum D_<l, sum D_<=l)`` of one input; outputs likewise."""
+    L = lw.nrec
+    ins: list = []
+    for kind in "hc":
+        e = sorted((x for x in lw.states_in if x[0] == kind), key=lambda x: x[3])
+        if not e:
+            continue
+        off = np.cumsum([0] + lw.ndir)
+        names = [x[1] for x in e]
+        whole = len(set(names)) == L and all(x[2] is None for x in e)
+        rows = len(set(names)) == 1 and all(x[2] == (int(off[x[3]]), int(off[x[3] + 1])) for x in e) \
+            or (L == 1 and e[0][2] is None)
+        if len(e) != L or not (whole or rows):
+            raise _Refused(f"rc.compile(OnnxGraph): the initial {kind} states come from {names} (rows "
+                           f"{[x[2] for x in e]}): expected one input per recurrent layer, or one input "
+                           "whose rows are the layers' directions in order (PyTorch's h_0)")
+        ins += list(dict.fromkeys(names))
+    outs = []
+    for name in g.output_names:
+        v = lw.val.get(name)
+        if v is not None and v["k"] == "state":
+            outs.append(name)
+    for kind in "hc":
+        layers = [n for o in outs if lw.val[o]["kind"] == kind for n in lw.val[o]["layers"]]
+        if layers and layers != list(range(L)):
+            raise _Refused(f"rc.compile(OnnxGraph): the graph outputs the final {kind} states of recurrent "
+                           f"layers {layers} of 0..{L - 1}: the engine's state is every layer's, in order")
+    return ins, outs
+
+
 def lower_sequence_graph(g):
     """The ``rc.nn.Sequential`` of a sequence-shaped :class:`OnnxGraph`: recurrent tails (CRNN).
 
@@ -830,12 +883,14 @@ def lower_sequence_graph(g):
                            "frames (N, L) with the frame length L fixed, or a sequence (T, B, F) / (B, T, F) "
                            "read by a recurrent layer or Linear (which gives F)")
     lw.val[data_in] = {"k": "data", "axes": [("s", ("X0",)), ("s", ("X1",)), ("f", int(F), lw.fid())]}
+    for n in g.input_names[1:]:     # the other inputs: initial states (L*D, B, H), or rows of one
+        lw.val[n] = {"k": "gstate", "name": n, "rows": None}
     for s in g.steps:
         lw.node(s)
     layers = lw.layers()
-    state_out = [o for o, _ in lw.states_out]
+    state_in, state_out = _check_states(lw, g)
     outs = [o for o in g.output_names if o not in state_out]
-    extra = [i for i in g.input_names[1:] if i not in [n for n, _ in lw.states_in]]
+    extra = [i for i in g.input_names[1:] if i not in state_in]
     if extra or len(outs) != 1:
         raise _Refused(f"rc.compile(OnnxGraph): outputs {g.output_names} / inputs {g.input_names}: expected "
                        "one data output and the recurrent layers' states besides the data input")
@@ -849,6 +904,5 @@ def lower_sequence_graph(g):
     lay = {True: "TBF", False: "BTF"}
     info = {"data_input": data_in, "data_output": outs[0],
             "input_layout": lay[lw.time == "X0"], "output_layout": lay[ax[0][1] == (lw.time,)],
-            "state_inputs": [n for n, _ in lw.states_in],
-            "state_outputs": [o for o in state_out if o in g.output_names]}
+            "state_inputs": state_in, "state_outputs": state_out}
     return Sequential(*layers), info
