@@ -176,8 +176,9 @@ def test_batch_first_gru_with_state_input_runs_as_the_engines_state():
 
 
 class ReluRNNStack(torch.nn.Module):
-    """ReLU of the input features (a front-end activation), a 2-layer tanh RNN, a Linear and a
-    sigmoid, written as MatMul + Add by the exporter (a 3-D Linear)."""
+    """ReLU of the input features (a front-end activation), a 2-layer tanh RNN, tanh of its output
+    (an activation of every step), a Linear and a sigmoid, written as MatMul + Add by the exporter
+    (a 3-D Linear)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -186,7 +187,7 @@ class ReluRNNStack(torch.nn.Module):
 
     def forward(self, x):
         y, _ = self.rnn(torch.relu(x))
-        return torch.sigmoid(self.fc(y))
+        return torch.sigmoid(self.fc(torch.tanh(y)))
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -202,7 +203,7 @@ def test_rnn_stack_with_front_activation_and_matmul_head():
     ops = [n.op_type for n in onnx.load_from_string(blob).graph.node]
     assert ops.count("RNN") == 2 and "MatMul" in ops and "Relu" in ops
     eng = rc.compile(from_onnx(blob))
-    assert eng.describe() == "pointwise > rnn_tanh(12) > rnn_tanh(12) > linear(12->3)"
+    assert eng.describe() == "pointwise > rnn_tanh(12) > rnn_tanh(12) > pointwise > linear(12->3)"
     sess = _ort(blob)
     x = np.random.default_rng(4).standard_normal((17, 3, 6)).astype(np.float32)
     np.testing.assert_allclose(_tbf(eng, x), sess.run(None, {"x": x})[0], rtol=0, atol=1e-5)
