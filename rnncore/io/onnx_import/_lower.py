@@ -28,6 +28,11 @@ The graph's data input becomes the model's input ``(1, N, L)`` (batch 1, time ``
 recurrent state inputs and outputs (``h``, ``c`` / ``hn``, ``cn``) are the engine's state
 (``engine.run(X, state=(h, c), return_state=True)``, the stream's ``state``). Anything else is
 refused naming the node and what was expected.
+
+A graph whose data input is a sequence ``(T, B, F)`` / ``(B, T, F)`` (declared 3-D, or not
+declared: an intermediate tensor such as a CRNN's CNN output) is followed by the second chain
+form, :func:`lower_sequence_graph`: stacked recurrent nodes between per-step Linears, with the
+shape arithmetic evaluated over symbolic ``T`` and ``B``.
 """
 
 from __future__ import annotations
