@@ -502,9 +502,9 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, or an ``rc.nn.Sequential`` of
         ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (Dropout is skipped), a
         :class:`~rnncore.quant.ModelSpec`, or an imported ``OnnxGraph`` the lowering follows
-        (docs/importers.md, "Compiling an imported graph"): its data ``(T, B, F)`` is run as
-        ``engine.run(x.transpose(1, 0, 2)).transpose(1, 0, 2)``, ``engine.graph_io`` names its
-        tensors and layouts
+        (docs/importers.md, "ONNX: whole graphs" and "Compiling a sequence graph"): a graph whose
+        data is ``(T, B, F)`` runs as ``engine.run(x.transpose(1, 0, 2)).transpose(1, 0, 2)``;
+        ``engine.graph_io`` names its tensors and layouts
     precision : "f32", "q8" (int8 weights, per-step int8 activations, float32 epilogue) or "q4"
         (int4 weights in -7..7 with one scale per row, two per byte; q8's activations, exact int32
         products and epilogue; a q8 head; no cell options: docs/q8-contract.md, "q4 weights")
