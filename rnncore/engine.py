@@ -125,6 +125,9 @@ class Engine:
         self.data = bytes(data)
         self.spec = spec
         self._model = ext.Model(self.data)
+        #: for an engine compiled from an ``OnnxGraph``: the graph's data / state tensor names and the
+        #: data's axes (``input_layout`` ``"TBF"`` means pass ``x.transpose(1, 0, 2)``), else None
+        self.graph_io: dict | None = None
         if _FORCED_ISA[0] is not None:
             self._model.set_isa(_FORCED_ISA[0])
         _ENGINES.add(self)
@@ -497,8 +500,11 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
     Parameters
     ----------
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, or an ``rc.nn.Sequential`` of
-        ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (Dropout is skipped), or a
-        :class:`~rnncore.quant.ModelSpec`
+        ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (Dropout is skipped), a
+        :class:`~rnncore.quant.ModelSpec`, or an imported ``OnnxGraph`` the lowering follows
+        (docs/importers.md, "ONNX: whole graphs" and "Compiling a sequence graph"): a graph whose
+        data is ``(T, B, F)`` runs as ``engine.run(x.transpose(1, 0, 2)).transpose(1, 0, 2)``;
+        ``engine.graph_io`` names its tensors and layouts
     precision : "f32", "q8" (int8 weights, per-step int8 activations, float32 epilogue) or "q4"
         (int4 weights in -7..7 with one scale per row, two per byte; q8's activations, exact int32
         products and epilogue; a q8 head; no cell options: docs/q8-contract.md, "q4 weights")
@@ -520,7 +526,12 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
     Engine
     """
     data, spec = build_rnc(model, precision, calibration, state_scale, sparse)
-    return Engine(data, spec)
+    eng = Engine(data, spec)
+    if type(model).__name__ == "OnnxGraph":     # how the graph's tensors map to run()'s
+        from rnncore.io.onnx_import._lower import lower_graph
+
+        eng.graph_io = lower_graph(model)[1]
+    return eng
 
 
 def save(model_or_engine, path: str | os.PathLike, precision: str = "f32") -> None:

@@ -28,6 +28,11 @@ The graph's data input becomes the model's input ``(1, N, L)`` (batch 1, time ``
 recurrent state inputs and outputs (``h``, ``c`` / ``hn``, ``cn``) are the engine's state
 (``engine.run(X, state=(h, c), return_state=True)``, the stream's ``state``). Anything else is
 refused naming the node and what was expected.
+
+A graph whose data input is a sequence ``(T, B, F)`` / ``(B, T, F)`` (declared 3-D, or not
+declared: an intermediate tensor such as a CRNN's CNN output) is followed by the second chain
+form, :func:`lower_sequence_graph`: stacked recurrent nodes between per-step Linears, with the
+shape arithmetic evaluated over symbolic ``T`` and ``B``.
 """
 
 from __future__ import annotations
@@ -266,7 +271,9 @@ def lower_graph(g):
     lw = _Lower(g)
     data_in = g.input_names[0]
     shape = (getattr(g, "input_shapes", {}) or {}).get(data_in)
-    if shape is None or len(shape) != 2 or not isinstance(shape[1], int | np.integer):
+    if shape is None or len(shape) == 3:      # a sequence (T, B, F) / (B, T, F): a recurrent tail
+        return lower_sequence_graph(g)
+    if len(shape) != 2 or not isinstance(shape[1], int | np.integer):
         raise _Refused(f"rc.compile(OnnxGraph): the data input {data_in!r} is declared {shape}; expected "
                        "frames (N, L) with the frame length L fixed")
     lw.val[data_in] = {"k": "frames", "shape": (int(shape[1]),), "pad": None}
@@ -282,3 +289,625 @@ def lower_graph(g):
     info = {"data_input": data_in, "data_output": outs[0], "state_inputs": lw.rnn["states_in"],
             "state_outputs": lw.rnn["states_out"]}
     return Sequential(*lw.layers), info
+
+
+
+# -- sequences: (T, B, F) or (B, T, F) through recurrent stacks and per-step layers ------------
+# A dimension is a monomial ``(c, syms)``: the integer c times the product of the symbols (sorted).
+# The data's two sequence axes are the symbols "X0" and "X1" (the data input's axes 0 and 1) until
+# the first recurrent node says which one is time. A data tensor is a list of axes: a sequence
+# axis ``("s", syms)`` (one symbol, or the row-major merge of both, ``view(T*b, h)``) or a feature
+# axis ``("f", n, id)``; the features of one step are the feature axes in increasing ``id`` (the
+# order the values were made in: a bidirectional layer's (direction, hidden) is its output
+# vector [forward | backward]).
+def _mono(c: int, syms=()) -> tuple:
+    return (int(c), tuple(sorted(syms)))
+
+
+def _mul(p: tuple, q: tuple) -> tuple:
+    return _mono(p[0] * q[0], p[1] + q[1])
+
+
+def _divides(p: tuple, q: tuple) -> bool:
+    """p divides q (as monomials)."""
+    rest = list(q[1])
+    for s in p[1]:
+        if s not in rest:
+            return False
+        rest.remove(s)
+    return p[0] != 0 and q[0] % p[0] == 0
+
+
+def _div_mono(q: tuple, p: tuple) -> tuple:
+    rest = list(q[1])
+    for s in p[1]:
+        rest.remove(s)
+    return _mono(q[0] // p[0], rest)
+
+
+def _dim_text(d: tuple) -> str:
+    return "*".join(([str(d[0])] if d[0] != 1 or not d[1] else []) + list(d[1]))
+
+
+def _axis_dim(ax: tuple) -> tuple:
+    return _mono(1, ax[1]) if ax[0] == "s" else _mono(ax[1])
+
+
+def _softmax_module():
+    from rnncore.nn.module import Module
+
+    class Softmax(Module):      # the class name is what spec_from_model reads as the head activation
+        """``y = softmax(x)`` over the last axis (the features of a step): the C engine's softmax head."""
+
+        def forward(self, x, train: bool = False):
+            z = x - x.max(axis=-1, keepdims=True)
+            e = np.exp(z)
+            return e / e.sum(axis=-1, keepdims=True)
+    return Softmax()
+
+
+class _SeqLower:
+    """Follows a sequence graph (module docstring of :func:`lower_sequence_graph`)."""
+
+    def __init__(self, g) -> None:
+        self.g, self.val, self.ops, self.step = g, {}, [], None
+        self.time = None          # the symbol of the time axis, once a recurrent node has read it
+        self.nid = 0              # the next feature-axis id
+        self.states_in, self.states_out = [], []   # (h|c, graph input, rows or None, layer); (name, layout)
+        self.nrec, self.ndir = 0, []              # recurrent nodes so far, their directions
+        self.linear_out = None    # the output of the last per-step Linear (a bias Add may follow it)
+        self.width = {}           # an activation node -> the features of a step it sees
+
+    def refuse(self, why: str, what: str = "import the part the chain covers with from_onnx(path, "
+                                            "inputs=[...], outputs=[...]) and run the rest in NumPy"):
+        s = self.step
+        raise _Refused(f"rc.compile(OnnxGraph): node {s.name!r} ({s.op}) {why}; the C engine compiles "
+                       "a sequence (T, B, F) or (B, T, F) through recurrent layers, per-step Linear layers "
+                       f"and activations (rnncore/io/onnx_import/_lower.py); {what}")
+
+    def fid(self) -> tuple:
+        self.nid += 1
+        return (self.nid,)
+
+    def get(self, name: str | None, kinds=("data",)) -> dict:
+        v = self.val.get(name)
+        if v is None or v["k"] not in kinds:
+            got = "nothing the chain follows" if v is None else f"a {v['k']} value"
+            self.refuse(f"reads {name!r}, {got}; expected {' or '.join(kinds)}")
+        return v
+
+    def shape_vec(self, name: str) -> list:
+        """A shape operand as a list of monomials (a constant, or shape arithmetic on the data)."""
+        if name in self.g.consts:
+            return [_mono(v) for v in _ints(self.g.consts[name])]
+        v = self.get(name, ("shape",))
+        return list(v["v"])
+
+    @staticmethod
+    def dims(v: dict) -> list:
+        return [_axis_dim(ax) for ax in v["axes"]] if v["k"] == "data" else list(v["shape"])
+
+    def features(self, v: dict, what: str) -> int:
+        """The step's feature count of data whose only feature axis is the last one."""
+        ax = v["axes"]
+        if ax[-1][0] != "f" or any(a[0] == "f" for a in ax[:-1]) or ax[-1][1] is None:
+            self.refuse(f"takes {what} of shape ({', '.join(map(_dim_text, self.dims(v)))}): expected the "
+                        "features of each step on the last axis alone")
+        return int(ax[-1][1])
+
+    def seq_axes(self, v: dict) -> list:
+        return [a for a in v["axes"] if a[0] == "s"]
+
+    # -- shape arithmetic -------------------------------------------------------------------------
+    def shape_node(self, s, op, a) -> dict | None:
+        if op == "Concat" and all(self.val.get(i, {}).get("k") == "state" for i in s.inputs):
+            parts = [self.val[i] for i in s.inputs]
+            if int(a.get("axis", 0)) != 0 or len({p["kind"] for p in parts}) != 1:
+                self.refuse("concatenates final states other than one kind's layers along axis 0")
+            return {"k": "state", "kind": parts[0]["kind"], "layers": [n for p in parts for n in p["layers"]]}
+        if op == "Shape":
+            v = self.get(s.inputs[0], ("data", "zeros"))
+            d = self.dims(v)
+            st, en = int(a.get("start", 0)), int(a.get("end", len(d)))
+            return {"k": "shape", "v": d[st:en], "scalar": False}
+        if op == "Gather":
+            v = self.shape_vec(s.inputs[0])
+            idx = self.g.consts.get(s.inputs[1])
+            if idx is None or int(a.get("axis", 0)) != 0:
+                self.refuse("gathers with indices that are not a constant")
+            out = [v[int(i)] for i in np.atleast_1d(idx)]
+            return {"k": "shape", "v": out, "scalar": np.ndim(idx) == 0}
+        if op in ("Unsqueeze", "Squeeze"):
+            v = self.get(s.inputs[0], ("shape",))
+            if op == "Unsqueeze" and v["scalar"]:
+                return {"k": "shape", "v": v["v"], "scalar": False}
+            if op == "Squeeze" and len(v["v"]) == 1:
+                return {"k": "shape", "v": v["v"], "scalar": True}
+            self.refuse("reshapes shape arithmetic beyond a scalar <-> a 1-vector")
+        if op == "Reshape":           # a scalar or a vector of shape arithmetic, as a vector or scalar
+            v = self.get(s.inputs[0], ("shape",))
+            to = _ints(self.g.consts[s.inputs[1]]) if s.inputs[1] in self.g.consts else None
+            if to is None or to not in ([], [-1], [len(v["v"])]) or (to == [] and len(v["v"]) != 1):
+                self.refuse(f"reshapes shape arithmetic to {to}: expected a scalar or a vector")
+            return {"k": "shape", "v": v["v"], "scalar": to == []}
+        if op == "Concat":
+            out = []
+            for i in s.inputs:
+                out += self.shape_vec(i)
+            return {"k": "shape", "v": out, "scalar": False}
+        if op == "Mul":
+            p, q = (self.shape_vec(i) for i in s.inputs[:2])
+            if len(p) != len(q) and 1 not in (len(p), len(q)):
+                self.refuse("multiplies shape vectors of different lengths")
+            n = max(len(p), len(q))
+            p, q = (p * n if len(p) == 1 else p), (q * n if len(q) == 1 else q)
+            sc = all(self.val.get(i, {}).get("scalar", True) for i in s.inputs[:2] if i in self.val)
+            return {"k": "shape", "v": [_mul(x, y) for x, y in zip(p, q, strict=True)], "scalar": sc}
+        if op == "Slice" and self.val.get(s.inputs[0], {}).get("k") == "gstate":
+            v = self.val[s.inputs[0]]       # one layer's rows of a stacked state input (L*D, B, H)
+            b = [_ints(self.g.consts[i]) if i in self.g.consts else None for i in s.inputs[1:5]]
+            b += [None] * (4 - len(b))
+            if b[0] is None or b[1] is None or (b[2] or [0]) != [0] or (b[3] or [1]) != [1] \
+                    or v["rows"] is not None or not 0 <= b[0][0] < b[1][0] < 2 ** 31:
+                self.refuse(f"slices the state input {v['name']!r} other than rows [a, b) of axis 0")
+            return {"k": "gstate", "name": v["name"], "rows": (b[0][0], b[1][0])}
+        if op == "Slice":
+            v = self.get(s.inputs[0], ("shape", "zeros"))
+            sl = [_ints(self.g.consts[i]) if i in self.g.consts else None for i in s.inputs[1:5]]
+            if any(x is None for x in sl[:2]) or (len(sl) > 2 and sl[2] is None and s.inputs[3]):
+                self.refuse("slices with bounds that are not constants")
+            axes = sl[2] if len(sl) > 2 and sl[2] is not None else [0]
+            steps = sl[3] if len(sl) > 3 and sl[3] is not None else [1]
+            d = self.dims(v) if v["k"] == "zeros" else list(v["v"])
+            if len(axes) != 1 or steps != [1] or (v["k"] == "shape" and axes != [0]):
+                self.refuse("slices more than one axis, or with a step")
+            ax = axes[0] % len(d)
+            if v["k"] == "shape":
+                return {"k": "shape", "v": d[slice(sl[0][0], sl[1][0])], "scalar": False}
+            if d[ax][1]:
+                self.refuse("slices a zero state along a sequence or batch axis")
+            n = d[ax][0]
+            lo, hi = (min(max(x + n if x < 0 else x, 0), n) for x in (sl[0][0], sl[1][0]))
+            d[ax] = _mono(max(hi - lo, 0))
+            return {"k": "zeros", "shape": d}
+        if op in ("ConstantOfShape", "Expand"):
+            if op == "ConstantOfShape":
+                from onnx import numpy_helper
+
+                val = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1)
+                shape = self.shape_vec(s.inputs[0])
+            else:
+                val = self.g.consts.get(s.inputs[0])
+                if val is None:
+                    return None
+                shape = self.shape_vec(s.inputs[1])
+                if np.ndim(val) > len(shape):
+                    self.refuse("expands a constant to fewer axes than it has")
+            if np.any(np.asarray(val) != 0):
+                self.refuse("makes a constant tensor other than zeros on the data's shape (a nonzero initial "
+                            "state)", "feed the state as a graph input (the engine's state)")
+            return {"k": "zeros", "shape": shape}
+        return None
+
+    # -- data reshapes ---------------------------------------------------------------------------
+    def reshape(self, v: dict, target: list, allowzero: bool) -> list:
+        d_in = self.dims(v)
+        target = list(target)
+        for i, t in enumerate(target):
+            if t == _mono(0) and not allowzero:
+                target[i] = d_in[i]
+        if sum(t == _mono(-1) for t in target) > 1:
+            self.refuse("reshapes with more than one -1")
+        if _mono(-1) in target:
+            total = _mono(1)
+            for d in d_in:
+                total = _mul(total, d)
+            known = _mono(1)
+            for t in target:
+                if t != _mono(-1):
+                    known = _mul(known, t)
+            if not _divides(known, total):
+                self.refuse(f"reshapes ({', '.join(map(_dim_text, d_in))}) to "
+                            f"({', '.join(map(_dim_text, target))})")
+            target[target.index(_mono(-1))] = _div_mono(total, known)
+        axes, out, i, j = v["axes"], [], 0, 0
+        bad = (f"reshapes ({', '.join(map(_dim_text, d_in))}) to ({', '.join(map(_dim_text, target))}): "
+               "expected merges or splits of the sequence axes or of the feature axes, each in order (a "
+               "shape written with the export's sizes instead of the data's is refused: export with dynamic "
+               "axes)")
+        while i < len(axes) or j < len(target):
+            if i >= len(axes) or j >= len(target):
+                self.refuse(bad)
+            gi, gj = [axes[i]], [target[j]]
+            pi, pj = d_in[i], target[j]
+            while pi != pj:
+                if _divides(pi, pj) and i + len(gi) < len(axes):
+                    gi.append(axes[i + len(gi)])
+                    pi = _mul(pi, d_in[i + len(gi) - 1])
+                elif _divides(pj, pi) and j + len(gj) < len(target):
+                    gj.append(target[j + len(gj)])
+                    pj = _mul(pj, gj[-1])
+                else:
+                    self.refuse(bad)
+            i, j = i + len(gi), j + len(gj)
+            kinds = {a[0] for a in gi}
+            if len(kinds) != 1 or (len(gi) > 1 and len(gj) > 1):
+                self.refuse(bad)
+            if len(gi) == 1 and len(gj) == 1:
+                out.append(gi[0])
+            elif kinds == {"s"}:
+                if len(gj) == 1:          # merge, row-major
+                    out.append(("s", tuple(x for a in gi for x in a[1])))
+                else:                     # split a merge back into its axes, in its order
+                    if [_mono(1, (x,)) for x in gi[0][1]] != gj:
+                        self.refuse(bad)
+                    out += [("s", (x,)) for x in gi[0][1]]
+            else:
+                if len(gj) == 1:
+                    ids = [a[2] for a in gi]
+                    if ids != sorted(ids):
+                        self.refuse(bad + " (features merged out of their order)")
+                    out.append(("f", pj[0], gi[0][2]))
+                else:
+                    if any(t[1] for t in gj):
+                        self.refuse(bad)
+                    out += [("f", t[0], gi[0][2] + (k,)) for k, t in enumerate(gj)]
+        return out
+
+    # -- the nodes -------------------------------------------------------------------------------
+    def node(self, s) -> None:
+        self.step = s
+        op, a = s.op, s.attrs
+        on_shape = s.inputs[0] in self.val and self.val[s.inputs[0]]["k"] == "shape"
+        out = self.shape_node(s, op, a) if op in (
+            "Shape", "Gather", "Unsqueeze", "Concat", "Mul", "Slice", "ConstantOfShape", "Expand") \
+            or (op in ("Squeeze", "Reshape") and on_shape) else None
+        if out is not None:
+            pass
+        elif op in ("Identity", "Cast", "Dropout"):
+            out = self.get(s.inputs[0], ("data", "shape", "zeros"))
+            if op == "Cast" and out["k"] == "data" and int(a.get("to", 1)) not in (1, 10, 11, 16):
+                self.refuse("casts the data to an integer type")
+        elif op == "Transpose":
+            x = self.get(s.inputs[0], ("data",))
+            perm = list(a.get("perm", range(len(x["axes"]) - 1, -1, -1)))
+            out = {"k": "data", "axes": [x["axes"][p] for p in perm]}
+        elif op == "Reshape":
+            x = self.get(s.inputs[0], ("data",))
+            target = self.shape_vec(s.inputs[1])
+            out = {"k": "data", "axes": self.reshape(x, target, bool(int(a.get("allowzero", 0))))}
+        elif op == "Squeeze":
+            x = self.get(s.inputs[0], ("data",))
+            axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] in self.g.consts \
+                else _ints(a.get("axes", []))
+            n = len(x["axes"])
+            axes = sorted(ax % n for ax in axes)
+            if not axes or any(x["axes"][ax] != ("f", 1, x["axes"][ax][2]) for ax in axes if
+                               x["axes"][ax][0] == "f") or any(x["axes"][ax][0] != "f" for ax in axes):
+                self.refuse(f"squeezes axes {axes}: expected axes of size 1 (a direction axis)")
+            out = {"k": "data", "axes": [ax for k, ax in enumerate(x["axes"]) if k not in axes]}
+        elif op in ("LSTM", "GRU", "RNN"):
+            self.recurrent(s, a)
+            return
+        elif op in ("Gemm", "MatMul"):
+            x = self.get(s.inputs[0], ("data",))
+            m = getattr(s.fn, "module", None)
+            if m is None:
+                self.refuse("multiplies the data by something other than a constant matrix")
+            if op == "Gemm" and len(x["axes"]) != 2:
+                self.refuse("is a Gemm of data with more than 2 axes")
+            F = self.features(x, "data")
+            if F != m.in_features:
+                self.refuse(f"takes {m.in_features} features, the data has {F}")
+            self.ops.append(("linear", m, s))
+            out = {"k": "data", "axes": x["axes"][:-1] + [("f", m.out_features, self.fid())]}
+        elif op == "Add":
+            names = [i for i in s.inputs[:2]]
+            consts = [i for i in names if i in self.g.consts]
+            if len(consts) != 1:
+                self.refuse("adds two data tensors (no residual path in the C engine yet)")
+            x = self.get(next(i for i in names if i not in consts), ("data",))
+            b = np.asarray(self.g.consts[consts[0]])
+            F = self.features(x, "data")
+            last = self.ops[-1] if self.ops else None
+            if last is None or last[0] != "linear" or self.linear_out not in names or b.size not in (1, F) \
+                    or (b.size == F and b.shape[-1] != F) or b.ndim > len(x["axes"]):
+                self.refuse("adds a constant that is not the bias of the Linear (MatMul) right before it")
+            lin = last[1]
+            bias = np.broadcast_to(b.reshape(-1), (F,)).astype(lin.params["weight"].dtype)
+            if "bias" in lin.params:
+                lin.params["bias"] = lin.params["bias"] + bias
+            else:
+                from rnncore.nn.layers import Linear
+
+                dt = lin.params["weight"].dtype.name
+                new = Linear(lin.in_features, lin.out_features, bias=True, dtype=dt)
+                new.params["weight"] = lin.params["weight"]
+                new.params["bias"] = np.array(bias)
+                self.ops[-1] = ("linear", new, last[2])
+            out = x
+        elif op in _ACTS:
+            x = self.get(s.inputs[0], ("data",))
+            self.width[id(s)] = int(np.prod([ax[1] for ax in x["axes"] if ax[0] == "f"]))
+            self.ops.append(("act", s.fn.module, s))
+            out = x
+        elif op in ("Softmax", "LogSoftmax"):
+            x = self.get(s.inputs[0], ("data",))
+            n = len(x["axes"])
+            F = self.features(x, "data")
+            opset13 = getattr(self.g, "opset", 13) >= 13
+            ax = int(a.get("axis", -1 if opset13 else 1)) % n
+            if ax != n - 1:
+                self.refuse(f"normalises over axis {ax}: expected the features (axis {n - 1})")
+            if op == "LogSoftmax":
+                self.refuse("is a LogSoftmax, which the C engine has no head for (its heads: relu, sigmoid, "
+                            "tanh, softmax)", "import the graph up to its input (outputs=[...]) and take "
+                            "np.log of a Softmax, or the log-softmax, of the engine's output in NumPy")
+            self.ops.append(("act", _softmax_module(), s))
+            out = x
+            assert F
+        else:
+            self.refuse("is not an op of the sequence chains this lowering follows")
+        if op in ("Gemm", "MatMul", "Add"):
+            self.linear_out = s.outputs[0]
+        for o in s.outputs[:1]:
+            if o:
+                self.val[o] = out
+
+    def recurrent(self, s, a) -> None:
+        x = self.get(s.inputs[0], ("data",))
+        layout = int(a.get("layout", 0))
+        if len(s.inputs) > 4 and s.inputs[4]:
+            self.refuse("has sequence_lens", "pass lengths= to engine.run instead")
+        ax = x["axes"]
+        if len(ax) != 3 or ax[0][0] != "s" or ax[1][0] != "s" or len(ax[0][1]) != 1 or len(ax[1][1]) != 1:
+            self.refuse(f"reads data of shape ({', '.join(map(_dim_text, self.dims(x)))}): expected "
+                        f"{'(T, B, F)' if layout == 0 else '(B, T, F)'} with the data's own sequence axes")
+        t_sym, b_sym = (ax[0][1][0], ax[1][1][0]) if layout == 0 else (ax[1][1][0], ax[0][1][0])
+        if self.time is None:
+            self.time = t_sym
+        elif t_sym != self.time:
+            self.refuse("runs over the batch axis of the data the recurrent layer before it ran over in time")
+        m = s.fn.module
+        F = self.features(x, "X")
+        if F != m.input_size:
+            self.refuse(f"takes {m.input_size} features per step, the data has {F}")
+        D, H = (2 if m.bidirectional else 1), m.hidden_size
+        want = [_mono(D), _mono(1, (b_sym,)), _mono(H)] if layout == 0 else \
+            [_mono(1, (b_sym,)), _mono(D), _mono(H)]
+        had = len(self.states_in)
+        for k, kind in ((5, "initial_h"), (6, "initial_c")):
+            name = s.inputs[k] if len(s.inputs) > k else ""
+            if not name:
+                continue
+            v = self.val.get(name)
+            if v is not None and v["k"] == "gstate":
+                if layout != 0:
+                    self.refuse(f"takes {kind} {name!r} in layout 1 (B, D, H), the engine's state is "
+                                "(D, B, H)", "export the recurrent layer with layout 0")
+                rows = v["rows"] if v["rows"] is not None else None
+                if rows is not None and rows[1] - rows[0] != D:
+                    self.refuse(f"takes {kind} from rows {rows[0]}..{rows[1] - 1} of {v['name']!r}, expected "
+                                f"{D} (its directions)")
+                self.states_in.append((kind[-1], v["name"], rows, self.nrec))
+                continue
+            if v is None or v["k"] != "zeros":
+                self.refuse(f"takes {kind} from {name!r}, which is neither zeros nor a graph input",
+                            "feed the state as a graph input (the engine's state)")
+            if list(v["shape"]) != want:
+                got, exp = (", ".join(map(_dim_text, d)) for d in (v["shape"], want))
+                self.refuse(f"takes a zero {kind} of shape ({got}), expected ({exp})")
+        given = len(self.states_in) - had
+        earlier = any(op[0] == "rec" for op in self.ops)
+        if given not in (0, 2 if s.op == "LSTM" else 1) or (earlier and (given > 0) != (had > 0)):
+            self.refuse("takes some initial states from graph inputs and others as zeros: the engine's "
+                        "state is every layer's", "feed every recurrent node's initial states, or none")
+        self.ops.append(("rec", m, s))
+        self.ndir.append(D)
+        self.nrec += 1
+        sa, sb = ax[0], ax[1]
+        dax, hax = ("f", D, self.fid()), ("f", H, self.fid())
+        y = [sa, dax, sb, hax] if layout == 0 else [sa, sb, dax, hax]
+        outs = list(s.outputs) + [""] * 3
+        if outs[0]:
+            self.val[outs[0]] = {"k": "data", "axes": y}
+        for o, kind in zip(outs[1:3], "hc", strict=True):
+            if o:
+                self.val[o] = {"k": "state", "kind": kind, "layers": [self.nrec - 1]}
+                self.states_out.append((o, layout))
+
+    # -- the layers ------------------------------------------------------------------------------
+    def layers(self) -> list:
+        """The Sequential's layers, in the engine's order ``[activations] recurrent+ [activations]
+        [Linear [activation]]``: a Linear right before a recurrent layer is folded into its input
+        weights, consecutive Linears are multiplied out."""
+        import copy
+
+        ops = []
+        for kind, m, s in self.ops:
+            if kind == "linear" and ops and ops[-1][0] == "linear":
+                ops[-1] = ("linear", _compose(ops[-1][1], m), s)
+            else:
+                ops.append((kind, m, s))
+        recs = [k for k, op in enumerate(ops) if op[0] == "rec"]
+        if not recs:
+            raise _Refused("rc.compile(OnnxGraph): the graph has no recurrent layer")
+        where = ("puts {} where the C engine runs none: before the first recurrent layer [activations] "
+                 "[Linear], between recurrent layers a Linear (folded into the next layer's input weights), "
+                 "after the last [activations] [Linear [activation]]")
+        out, pending = [], None
+        for k, (kind, m, s) in enumerate(ops):
+            self.step = s
+            soft = type(m).__name__ == "Softmax"
+            if kind == "rec":
+                out.append(m if pending is None else _fold_into(copy.deepcopy(m), pending))
+                pending = None
+            elif k < recs[-1] and kind == "linear" and ops[k + 1][0] == "rec":
+                pending = m
+            elif k < recs[0] and kind == "act" and not soft:
+                f, n = copy.copy(m), self.width[id(s)]    # a front-end activation: its record gives
+                f.record = (lambda m=m, n=n: {**m.record(), "features": n})    # the input width
+                out.append(f)
+            elif k > recs[-1] and kind == "act" and not soft:
+                out.append(m)              # an activation of every step after the recurrent layers
+            elif k > recs[-1] and kind == "linear":
+                out.append(m)              # the per-step head, then at most one activation
+                rest = ops[k + 1:]
+                if len(rest) > 1:
+                    self.step = rest[1][2]
+                    self.refuse("follows the activation after the per-step Linear head (the C engine runs "
+                                "one activation after it)")
+                if rest:
+                    self.step = rest[0][2]
+                    name = type(rest[0][1]).__name__.lower()
+                    if name not in ("relu", "sigmoid", "tanh", "softmax"):
+                        self.refuse(f"is a {type(rest[0][1]).__name__} after the Linear head (the C engine's "
+                                    "head activations: relu, sigmoid, tanh, softmax)")
+                    out.append(rest[0][1])
+                return out
+            elif soft:
+                self.refuse("is a Softmax not right after the last per-step Linear (the C engine's softmax "
+                            "is its head's activation)")
+            else:
+                if kind == "linear" and ops[k + 1][0] == "act":    # the activation after it does not fit
+                    self.step, kind = ops[k + 1][2], "act"
+                self.refuse(where.format("a Linear" if kind == "linear" else "an activation"))
+        return out
+
+
+def _compose(first, second):
+    """The Linear ``second(first(x))``."""
+    from rnncore.nn.layers import Linear
+
+    W1, W2 = first.params["weight"], second.params["weight"]
+    b = np.zeros(W2.shape[0], W2.dtype)
+    if "bias" in first.params:
+        b = b + W2 @ first.params["bias"]
+    if "bias" in second.params:
+        b = b + second.params["bias"]
+    m = Linear(W1.shape[1], W2.shape[0], bias=True, dtype=W2.dtype.name)
+    m.params["weight"], m.params["bias"] = W2 @ W1, b
+    return m
+
+
+def _fold_into(rec, lin):
+    """The recurrent layer ``rec`` reading ``lin(x)``: ``W_ih W``, ``b_ih + W_ih b`` (every direction;
+    exact in real arithmetic, there is no nonlinearity between the two)."""
+    W, b = lin.params["weight"], lin.params.get("bias")
+    for key in [k for k in rec.params if k.startswith("weight_ih_l0")]:
+        Wih = rec.params[key]
+        bkey = key.replace("weight_ih", "bias_ih")
+        if b is not None:
+            if bkey not in rec.params:
+                raise _Refused("rc.compile(OnnxGraph): a Linear with a bias before a recurrent layer "
+                               f"without input biases ({key})")
+            rec.params[bkey] = rec.params[bkey] + Wih @ b
+        rec.params[key] = Wih @ W
+    rec.input_size = W.shape[1]
+    return rec
+
+
+def _check_states(lw, g) -> tuple:
+    """The graph inputs / outputs that are the engine's state, checked to be all of it in its order
+    (PyTorch's ``h_n``: layer by layer, each layer's directions): per kind (h, c), one input for
+    every layer, or rows ``[sum D_<l, sum D_<=l)`` of one input; outputs likewise."""
+    L = lw.nrec
+    ins: list = []
+    for kind in "hc":
+        e = sorted((x for x in lw.states_in if x[0] == kind), key=lambda x: x[3])
+        if not e:
+            continue
+        off = np.cumsum([0] + lw.ndir)
+        names = [x[1] for x in e]
+        whole = len(set(names)) == L and all(x[2] is None for x in e)
+        rows = len(set(names)) == 1 and all(x[2] == (int(off[x[3]]), int(off[x[3] + 1])) for x in e) \
+            or (L == 1 and e[0][2] is None)
+        if len(e) != L or not (whole or rows):
+            raise _Refused(f"rc.compile(OnnxGraph): the initial {kind} states come from {names} (rows "
+                           f"{[x[2] for x in e]}): expected one input per recurrent layer, or one input "
+                           "whose rows are the layers' directions in order (PyTorch's h_0)")
+        ins += list(dict.fromkeys(names))
+    outs = []
+    for name in g.output_names:
+        v = lw.val.get(name)
+        if v is not None and v["k"] == "state":
+            outs.append(name)
+    for kind in "hc":
+        layers = [n for o in outs if lw.val[o]["kind"] == kind for n in lw.val[o]["layers"]]
+        if layers and layers != list(range(L)):
+            raise _Refused(f"rc.compile(OnnxGraph): the graph outputs the final {kind} states of recurrent "
+                           f"layers {layers} of 0..{L - 1}: the engine's state is every layer's, in order")
+    return ins, outs
+
+
+def lower_sequence_graph(g):
+    """The ``rc.nn.Sequential`` of a sequence-shaped :class:`OnnxGraph`: recurrent tails (CRNN).
+
+    The graph's data input is a sequence ``(T, B, F)`` (ONNX recurrent ``layout`` 0, what torch
+    exports) or ``(B, T, F)`` (batch-first); which axis is time the first ``LSTM``/``GRU``/``RNN``
+    node says. Its feature count comes from the declared shape, else from the layer that reads it.
+    The lowering follows:
+
+    * shape arithmetic on the data (``Shape``, ``Gather``, ``Unsqueeze``, ``Squeeze``, ``Concat``,
+      ``Mul``, ``Slice``) as products of the symbols ``T`` and ``B``, so ``view(T*b, h)`` /
+      ``view(T, b, -1)`` and ``ConstantOfShape``/``Expand`` zero initial states are recognised
+      for every ``T`` and ``B``;
+    * ``LSTM``/``GRU``/``RNN`` nodes (uni- or bidirectional, any number stacked, layout 0 or 1,
+      zero or graph-input initial states; no ``sequence_lens``);
+    * ``Transpose`` and ``Reshape`` that only reorder or merge the sequence axes, or merge / split
+      the feature axes in their order (the direction concat ``Transpose(0, 2, 1, 3) + Reshape``
+      and the ``Squeeze`` of a one-direction axis);
+    * ``Gemm`` / ``MatMul`` (+ ``Add`` of a bias) by constants: a per-step Linear. A Linear right
+      before a recurrent layer is folded into its input weights (``W_ih W``, ``b_ih + W_ih b``;
+      crnn.pytorch's ``BidirectionalLSTM`` stack), consecutive Linears are multiplied out, the last
+      one is the engine's per-step head;
+    * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid`` before the first or after the last recurrent
+      layer, and after the head (or ``Softmax`` over the features); ``LogSoftmax`` is refused.
+
+    Returns
+    -------
+    model : ``rc.nn.Sequential`` taking ``(B, T, F)``, returning ``(B, T, out)``
+    info : dict: ``data_input``, ``data_output``, ``input_layout`` / ``output_layout`` (``"TBF"`` or
+        ``"BTF"``: the graph's axes; ``engine.run`` takes and returns ``(B, T, .)``, so a ``"TBF"``
+        graph's data is passed as ``x.transpose(1, 0, 2)`` and its output read back the same way),
+        ``state_inputs`` / ``state_outputs`` (the recurrent nodes' initial / final state tensors
+        that are graph inputs / outputs, in layer order: the engine's state)
+    """
+    from rnncore.nn.layers import Sequential
+
+    lw = _SeqLower(g)
+    data_in = g.input_names[0]
+    shape = (getattr(g, "input_shapes", {}) or {}).get(data_in)
+    F = shape[2] if shape is not None and len(shape) == 3 else None
+    if F is None:     # an intermediate tensor: the features from the first layer that reads it
+        first = next((s for s in g.steps if data_in in s.inputs[:1] and hasattr(s.fn, "module")), None)
+        m = getattr(getattr(first, "fn", None), "module", None)
+        F = getattr(m, "input_size", None) or getattr(m, "in_features", None)
+        if F is None:
+            raise _Refused(f"rc.compile(OnnxGraph): the data input {data_in!r} is declared {shape}; expected "
+                           "frames (N, L) with the frame length L fixed, or a sequence (T, B, F) / (B, T, F) "
+                           "read by a recurrent layer or Linear (which gives F)")
+    lw.val[data_in] = {"k": "data", "axes": [("s", ("X0",)), ("s", ("X1",)), ("f", int(F), lw.fid())]}
+    for n in g.input_names[1:]:     # the other inputs: initial states (L*D, B, H), or rows of one
+        lw.val[n] = {"k": "gstate", "name": n, "rows": None}
+    for s in g.steps:
+        lw.node(s)
+    layers = lw.layers()
+    state_in, state_out = _check_states(lw, g)
+    outs = [o for o in g.output_names if o not in state_out]
+    extra = [i for i in g.input_names[1:] if i not in state_in]
+    if extra or len(outs) != 1:
+        raise _Refused(f"rc.compile(OnnxGraph): outputs {g.output_names} / inputs {g.input_names}: expected "
+                       "one data output and the recurrent layers' states besides the data input")
+    y = lw.val.get(outs[0])
+    ax = None if y is None or y["k"] != "data" else y["axes"]
+    if ax is None or len(ax) != 3 or [a[0] for a in ax] != ["s", "s", "f"] or \
+            {ax[0][1], ax[1][1]} != {("X0",), ("X1",)}:
+        raise _Refused(f"rc.compile(OnnxGraph): the output {outs[0]!r} is not a sequence (T, B, F) or "
+                       "(B, T, F) of the data's axes (reshape it back in the graph, or import up to a tensor "
+                       "that is)")
+    lay = {True: "TBF", False: "BTF"}
+    info = {"data_input": data_in, "data_output": outs[0],
+            "input_layout": lay[lw.time == "X0"], "output_layout": lay[ax[0][1] == (lw.time,)],
+            "state_inputs": state_in, "state_outputs": state_out}
+    return Sequential(*layers), info
