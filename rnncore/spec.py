@@ -415,9 +415,9 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.head.activation = kind.lower()
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
-                             "expected [Embedding | front-end: FrameConv1d, Conv1d (causal), Magnitude, activations] + "
-                             "recurrent layers + [activations] + [LastStep [activations]] + [Linear] + "
-                             "[activation]")
+                             "expected [Embedding | front-end: FrameConv1d, Conv1d (causal), Magnitude, "
+                             "activations] + recurrent layers + [activations] + [LastStep [activations]] + "
+                             "[Linear] + [activation]")
         if reverse_next is not None and len(spec.layers) > n_before:
             _fold_reverse_time(spec.layers, n_before, reverse_next)
             reverse_next = None
