@@ -114,12 +114,13 @@ def _conv_time_spec(rng: np.random.Generator) -> dict:
     spec["input_size"] = 3
     spec["front"] = [
         {"kind": "conv1d", "in_channels": 3, "out_channels": 4, "kernel_size": 3, "dilation": 2,
-         "pad_left": 4, "pad_right": 0, "tensors": {"weight": rng.standard_normal((4, 3, 3)).astype(np.float32),
-                                                    "bias": rng.standard_normal(4).astype(np.float32)}},
+         "pad_left": 4, "pad_right": 0,
+         "tensors": {"weight": rng.standard_normal((4, 3, 3)).astype(np.float32),
+                     "bias": rng.standard_normal(4).astype(np.float32)}},
         {"kind": "relu"},
         {"kind": "conv1d", "in_channels": 4, "out_channels": 6, "kernel_size": 2, "groups": 2,
-         "pad_left": 1, "pad_right": 0, "tensors": {"weight": rng.standard_normal((6, 2, 2)).astype(np.float32),
-                                                    "bias": None}},
+         "pad_left": 1, "pad_right": 0,
+         "tensors": {"weight": rng.standard_normal((6, 2, 2)).astype(np.float32), "bias": None}},
     ]
     return spec
 

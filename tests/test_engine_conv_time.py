@@ -99,7 +99,8 @@ def test_state_errors_name_what_is_wrong():
     eng = rc.compile(kws_like())
     st = eng.stream(batch=2)
     s = st.state
-    with pytest.raises(ValueError, match=r"state\['windows'\]\[1\]: expected shape \(2, 1, 8\), got \(2, 2, 8\)"):
+    with pytest.raises(ValueError,
+                       match=r"state\['windows'\]\[1\]: expected shape \(2, 1, 8\), got \(2, 2, 8\)"):
         st.state = {"recurrent": s["recurrent"], "windows": [s["windows"][0], np.zeros((2, 2, 8))]}
     with pytest.raises(ValueError, match="expected the keys 'recurrent' and 'windows'"):
         st.state = {"h": s["recurrent"]}
