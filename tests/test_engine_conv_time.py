@@ -267,3 +267,53 @@ def test_export_c_of_a_conv_time_model_runs_on_this_host(tmp_path):
         assert r.returncode == 0, r.stderr
         got = np.array([[float(v) for v in line.split()] for line in r.stdout.splitlines()], np.float32)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=str(mode))
+
+
+def test_torch_fx_folds_a_left_zero_padding_into_a_causal_conv1d_and_matches_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+
+    class Kws(torch.nn.Module):
+        def __init__(self, functional_pad: bool) -> None:
+            super().__init__()
+            self.functional_pad = functional_pad
+            self.pad = torch.nn.ConstantPad1d((4, 0), 0.0)
+            self.conv = torch.nn.Conv1d(5, 8, 3, dilation=2)
+            self.conv2 = torch.nn.Conv1d(8, 6, 2, groups=2)
+            self.gru = torch.nn.GRU(6, 12, batch_first=True)
+            self.head = torch.nn.Linear(12, 2)
+
+        def forward(self, x):
+            x = x.transpose(1, 2)
+            y = F.pad(x, (4, 0)) if self.functional_pad else self.pad(x)
+            y = torch.relu(self.conv(y))
+            y = self.conv2(F.pad(y, (1, 0))).transpose(1, 2)
+            return self.head(self.gru(y)[0])
+
+    torch.manual_seed(3)
+    X = _x((2, 11, 5), seed=8)
+    for functional_pad in (False, True):
+        tm = Kws(functional_pad).eval()
+        with torch.no_grad():
+            want = tm(torch.as_tensor(X)).numpy()
+        m = rc.io.from_torch(tm)
+        assert (m[0].padding, m[2].padding) == ("causal", "causal")
+        eng = rc.compile(m)
+        assert eng.describe() == "conv_time > pointwise > conv_time > gru(12) > linear(12->2)"
+        np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5)
+        st = eng.stream(2)
+        steps = np.stack([st.step(X[:, t]) for t in range(11)], 1)
+        np.testing.assert_allclose(steps, want, rtol=0, atol=1e-5)
+
+    class PadThenRelu(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv1d(5, 5, 2)
+            self.gru = torch.nn.GRU(5, 4, batch_first=True)
+
+        def forward(self, x):
+            y = torch.relu(F.pad(x.transpose(1, 2), (1, 0)))
+            return self.gru(self.conv(y).transpose(1, 2))[0]
+
+    with pytest.raises(ValueError, match="folds ConstantPad1d / F.pad over time into the Conv1d right after"):
+        rc.io.from_torch(PadThenRelu())
