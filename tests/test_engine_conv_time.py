@@ -317,3 +317,15 @@ def test_torch_fx_folds_a_left_zero_padding_into_a_causal_conv1d_and_matches_tor
 
     with pytest.raises(ValueError, match="folds ConstantPad1d / F.pad over time into the Conv1d right after"):
         rc.io.from_torch(PadThenRelu())
+
+
+@pytest.mark.parametrize("isa", rc.isa()["available"])
+def test_every_isa_path_steps_with_the_bits_of_its_run(isa):
+    m = kws_like(seed=5)
+    eng = rc.compile(m)
+    eng.set_isa(isa)
+    X = _x((2, 9, 5), seed=9)
+    Y = eng.run(X)
+    np.testing.assert_allclose(Y, m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
+    st = eng.stream(2)
+    np.testing.assert_array_equal(np.stack([st.step(X[:, t]) for t in range(9)], 1), Y)
