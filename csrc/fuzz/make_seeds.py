@@ -5,8 +5,8 @@ format versions 2 and 1: f32 and q8; RNN tanh and relu, GRU in both reset forms,
 two-layer stacks; bidirectional layers; embeddings; heads with every activation; last-step pooling
 (both forms); static q8 scales; q8 models with every weight matrix stored block-sparse (8- and
 16-row blocks); a front-end of causal Conv1d's over time (conv_time). Sizes are small (hidden
-2..20) so that an execution is cheap and the fuzzer's mutations land in headers and records as often as in weights; hidden 17..20 spans two
-16-row blocks.
+2..20) so that an execution is cheap and the fuzzer's mutations land in headers and records as
+often as in weights; hidden 17..20 spans two 16-row blocks.
 
 Usage: python make_seeds.py OUTDIR
 """
