@@ -101,6 +101,8 @@ cdef extern from "rnncore.h" nogil:
         float *c
         size_t h_count
         size_t c_count
+        float *win
+        size_t win_count
 
     rnc_status rnc_state_size(const rnc_model *model, size_t batch, size_t *bytes)
     rnc_status rnc_state_init(const rnc_model *model, size_t batch, void *mem, size_t bytes,

@@ -445,7 +445,7 @@ cdef class Stream:
                            "takes one call at a time (give each thread its own engine.stream())")
 
     def reset(self):
-        """Zero every h (and c)."""
+        """Zero every h (and c) and the conv_time windows (or the learned initial states)."""
         if self.busy:
             self._raise_busy()
         rnc_state_reset(&self.st)
@@ -530,6 +530,28 @@ cdef class Stream:
         h = np.array(<float[:self.st.h_count]>self.st.h) if self.st.h_count else np.zeros(0, np.float32)
         c = np.array(<float[:self.st.c_count]>self.st.c) if self.st.c_count else None
         return h, c
+
+    def raw_window(self):
+        """A copy of the flat conv_time windows (``rnc_state.win``; empty without conv_time)."""
+        if self.busy:
+            self._raise_busy()
+        if not self.st.win_count:
+            return np.zeros(0, np.float32)
+        return np.array(<float[:self.st.win_count]>self.st.win)
+
+    def set_raw_window(self, w):
+        """Write the flat conv_time windows (``win_count`` finite floats)."""
+        cdef cnp.ndarray wa = np.require(w, np.float32, ("C", "A")).reshape(-1)
+        cdef size_t i
+        if <size_t>wa.shape[0] != self.st.win_count:
+            raise ValueError(f"state windows: expected {self.st.win_count} floats, got {wa.shape[0]}")
+        if not np.all(np.isfinite(wa)):
+            raise ValueError("state windows: contain NaN or Inf")
+        if self.busy:
+            self._raise_busy()
+        cdef float *wp = <float *>cnp.PyArray_DATA(wa)
+        for i in range(self.st.win_count):
+            self.st.win[i] = wp[i]
 
     def set_raw_state(self, h, c=None):
         cdef cnp.ndarray ha = np.require(h, np.float32, ("C", "A")).reshape(-1)

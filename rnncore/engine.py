@@ -350,7 +350,25 @@ class Stream:
         ``[l0 fwd, l0 bwd, l1 fwd, ...]``; LSTM stacks give the pair ``(h, c)``. Otherwise a list
         with one entry per (layer, direction): ``h (B, H)`` or, for LSTM layers, ``(h, c)``.
         Assigning either form (same shapes, floating dtype, finite) restores it.
+
+        A model with a Conv1d over time (conv_time records) also keeps each one's last
+        ``P = dilation*(kernel_size-1)`` inputs: its state is the dict ``{"recurrent": <the form
+        above>, "windows": [(B, P, C_in) per Conv1d, oldest step first]}``; assigning that dict
+        restores both, assigning the recurrent form alone sets the windows to zeros (the start of
+        a sequence, as ``reset()``).
         """
+        rec = self._recurrent_state()
+        shapes = _conv_windows(self.engine.data)
+        if not shapes:
+            return rec
+        flat = self._s.raw_window().reshape(self.batch, -1)
+        wins, o = [], 0
+        for p, ch in shapes:
+            wins.append(flat[:, o:o + p * ch].reshape(self.batch, p, ch).copy())
+            o += p * ch
+        return {"recurrent": rec, "windows": wins}
+
+    def _recurrent_state(self):
         h, c = self._s.raw_state()
         layers, uniform = self._layout()
         b = self.batch
@@ -371,6 +389,33 @@ class Stream:
 
     @state.setter
     def state(self, value) -> None:
+        shapes = _conv_windows(self.engine.data)
+        if isinstance(value, dict):
+            if not shapes:
+                raise ValueError("state: this model has no Conv1d over time; give the recurrent state "
+                                 "(h, or (h, c)) without a dict")
+            if set(value) != {"recurrent", "windows"}:
+                raise ValueError(f"state: expected the keys 'recurrent' and 'windows', got {sorted(value)}")
+            wins = value["windows"]
+            if not isinstance(wins, tuple | list) or len(wins) != len(shapes):
+                raise ValueError(f"state['windows']: expected a list of {len(shapes)} arrays (one per Conv1d "
+                                 f"over time), got {type(wins).__name__}")
+            parts = []
+            for i, (w, (p, ch)) in enumerate(zip(wins, shapes, strict=True)):
+                w = _as_numpy(w)
+                _check_state_array(f"state['windows'][{i}]", w, (self.batch, p, ch))
+                parts.append(np.asarray(w, np.float32).reshape(self.batch, p * ch))
+            flat = np.concatenate(parts, axis=1) if parts else np.zeros((self.batch, 0), np.float32)
+            if not np.all(np.isfinite(flat)):
+                raise ValueError("state['windows']: contain NaN or Inf")
+            self._set_recurrent_state(value["recurrent"])
+            self._s.set_raw_window(flat.reshape(-1))
+            return
+        self._set_recurrent_state(value)
+        if shapes:
+            self._s.set_raw_window(np.zeros(self._s.raw_window().size, np.float32))
+
+    def _set_recurrent_state(self, value) -> None:
         layers, uniform = self._layout()
         b = self.batch
         nstates = sum(layer["directions"] for layer in layers)
@@ -443,8 +488,27 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
             place = 1
         elif name == "last_step":
             place = 2
-        elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift"):
+        elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift", "conv_time"):
             out[place].append(name)
+        pos += size
+    return out
+
+
+def _conv_windows(data: bytes) -> list:
+    """``(P, C_in)`` of each conv_time record of a (valid, v2) file, in file order: the window
+    ``P = dilation*(kernel_size-1)`` steps of ``C_in`` features its stream state keeps."""
+    import struct
+
+    from rnncore.io.rnc import RECORD_KINDS
+
+    if struct.unpack_from("<I", data, 4)[0] != 2:
+        return []
+    n, pos, out = struct.unpack_from("<I", data, 28)[0], 64, []
+    for _ in range(n):
+        kind, size = struct.unpack_from("<II", data, pos)
+        if kind == RECORD_KINDS["conv_time"]:
+            ci, _co, k, _st, dl = struct.unpack_from("<5I", data, pos + 8)
+            out.append((dl * (k - 1), ci))
         pos += size
     return out
 

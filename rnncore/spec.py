@@ -240,6 +240,11 @@ def _front_width(records: list, width: int) -> int:
             span = r.get("dilation", 1) * (r["kernel_size"] - 1) + 1
             padded = r["frame_length"] + r.get("pad_left", 0) + r.get("pad_right", 0)
             width = r["out_channels"] * ((padded - span) // r.get("stride", 1) + 1)
+        elif kind in ("conv1d", "conv_time"):
+            if r["in_channels"] != width:
+                raise ValueError(f"front[{n}] (conv1d): in_channels {r['in_channels']}, the previous layer "
+                                 f"gives {width}")
+            width = r["out_channels"]
         elif kind == "magnitude":
             width //= 2
     return width
@@ -369,10 +374,11 @@ def spec_from_model(model: object) -> ModelSpec:
         rkind = rec.get("kind") if isinstance(rec, dict) else None
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
-        elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "magnitude",
+        elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "conv1d", "magnitude",
                                                                  *STEP_ACTIVATIONS):
             if not spec.front:
-                spec.front_input = int(m.in_features) if rkind == "frame_conv1d" else rec.get("features")
+                spec.front_input = (int(m.in_features) if rkind == "frame_conv1d" else
+                                    int(m.in_channels) if rkind == "conv1d" else rec.get("features"))
             rec = dict(rec)
             if "tensors" in rec:
                 rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
@@ -409,9 +415,9 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.head.activation = kind.lower()
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
-                             "expected [Embedding | front-end: FrameConv1d, Magnitude, activations] + "
-                             "recurrent layers + [activations] + [LastStep [activations]] + [Linear] + "
-                             "[activation]")
+                             "expected [Embedding | front-end: FrameConv1d, Conv1d (causal), Magnitude, "
+                             "activations] + recurrent layers + [activations] + [LastStep [activations]] + "
+                             "[Linear] + [activation]")
         if reverse_next is not None and len(spec.layers) > n_before:
             _fold_reverse_time(spec.layers, n_before, reverse_next)
             reverse_next = None

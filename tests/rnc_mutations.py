@@ -134,6 +134,24 @@ def _int_model(name: str):
 INT_SEEDS = ("int_gru2_table_head_v2", "int_lstm_v2", "int_gru_before_rnn_relu_v2")
 
 
+def _conv_time_spec(rng: np.random.Generator) -> dict:
+    """Causal Conv1d over time (conv_time records: dilated, then grouped) with a ReLU between,
+    before a GRU and a head."""
+    spec = gen_vectors.make_spec(rng, "gru", [6, 5], "f32", head=2, head_act="none")
+    spec["input_size"] = 3
+    spec["front"] = [
+        {"kind": "conv1d", "in_channels": 3, "out_channels": 4, "kernel_size": 3, "dilation": 2,
+         "pad_left": 4, "pad_right": 0,
+         "tensors": {"weight": rng.standard_normal((4, 3, 3)).astype(np.float32),
+                     "bias": rng.standard_normal(4).astype(np.float32)}},
+        {"kind": "relu"},
+        {"kind": "conv1d", "in_channels": 4, "out_channels": 6, "kernel_size": 2, "groups": 2,
+         "pad_left": 1, "pad_right": 0,
+         "tensors": {"weight": rng.standard_normal((6, 2, 2)).astype(np.float32), "bias": None}},
+    ]
+    return spec
+
+
 def seed_files() -> dict[str, bytes]:
     """The valid models the mutations start from."""
     from rnncore.io.rnc_int import write_int_rnc
@@ -144,6 +162,7 @@ def seed_files() -> dict[str, bytes]:
         out[name] = write_rnc(spec, version=version)
     for i, (name, pooled) in enumerate(FRONTEND_SEEDS.items()):
         out[name] = write_rnc(_frontend_spec(np.random.default_rng(200 + i), pooled))
+    out["conv_time_f32_v2"] = write_rnc(_conv_time_spec(np.random.default_rng(300)))
     return out
 
 
@@ -215,6 +234,18 @@ def mutations(data: bytes, rng: np.random.Generator, n_random: int = 120) -> Ite
         b = bytearray(data)
         b[int(rng.integers(16, n))] ^= 1 << k
         yield f"flip {k}, checksum stale", bytes(b)
+    # 7. two words at once: a conv_time record's kernel_size and dilation both at their limit (a
+    # window one edit cannot make too large)
+    if struct.unpack_from("<I", data, 4)[0] == 2:
+        pos = 64
+        for _ in range(struct.unpack_from("<I", data, 28)[0]):
+            kind, size = struct.unpack_from("<II", data, pos)
+            if kind == 10:
+                b = bytearray(data)
+                struct.pack_into("<I", b, pos + 16, 65536)
+                struct.pack_into("<I", b, pos + 24, 65536)
+                yield f"conv_time at {pos}: kernel_size = dilation = 65536", fix_crc(b)
+            pos += size
 
 
 def all_mutations() -> Iterator[tuple[str, str, bytes]]:

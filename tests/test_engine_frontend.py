@@ -168,7 +168,8 @@ def test_q8_and_misplaced_records_are_refused_naming_what():
     with pytest.raises(ValueError, match=r"front\[0\] \(frame_conv1d\): the C core runs per-step records in "
                                          r"f32 files only"):
         rc.compile(m, precision="q8")
-    with pytest.raises(ValueError, match=r"module '1' \(Conv1d\) is not supported at this position"):
+    with pytest.raises(ValueError, match=r"front\[1\] \(conv1d\): padding \(0, 0\) 'zeros'; the C core runs "
+                                         r"Conv1d over time with causal zero padding \(2, 0\)"):
         rc.compile(nn.Sequential(nn.FrameConv1d(1, 2, 2, frame_length=4), nn.Conv1d(6, 6, 3),
                                  nn.GRU(6, 4)))
     with pytest.raises(ValueError, match=r"module '3' \(ReLU\) is not supported at this position"):

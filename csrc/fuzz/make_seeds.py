@@ -5,9 +5,10 @@ format versions 2 and 1: f32 and q8; RNN tanh and relu, GRU in both reset forms,
 two-layer stacks; bidirectional layers; embeddings; heads with every activation; last-step pooling
 (both forms); static q8 scales; q8 models with every weight matrix stored block-sparse (8- and
 16-row blocks); fully-integer models (precision 3: GRU both forms and activation families, LSTM
-with a cell clip, RNN ReLU, a stack, the integer head). Sizes are small (hidden 2..20) so that an
-execution is cheap and the fuzzer's mutations land in headers and records as often as in weights;
-hidden 17..20 spans two 16-row blocks.
+with a cell clip, RNN ReLU, a stack, the integer head); a front-end of causal Conv1d's over time
+(conv_time). Sizes are small (hidden 2..20) so that an execution is cheap and the fuzzer's
+mutations land in headers and records as often as in weights; hidden 17..20 spans two 16-row
+blocks.
 
 Usage: python make_seeds.py OUTDIR
 """
@@ -68,6 +69,19 @@ def main(outdir: str) -> None:
     for name, data in int_seeds().items():
         (out / f"{name}.v2.rnc").write_bytes(data)
         n += 1
+    # a front-end of causal Conv1d's over time (conv_time records, f32 v2): dilated, then grouped
+    spec = gen_vectors.make_spec(rng, "gru", [6, 5], "f32", head=2, head_act="none")
+    spec["input_size"] = 3
+    spec["front"] = [
+        {"kind": "conv1d", "in_channels": 3, "out_channels": 4, "kernel_size": 3, "dilation": 2,
+         "tensors": {"weight": rng.standard_normal((4, 3, 3)).astype(np.float32),
+                     "bias": rng.standard_normal(4).astype(np.float32)}},
+        {"kind": "relu"},
+        {"kind": "conv1d", "in_channels": 4, "out_channels": 6, "kernel_size": 2, "groups": 2,
+         "tensors": {"weight": rng.standard_normal((6, 2, 2)).astype(np.float32), "bias": None}},
+    ]
+    (out / "gru_conv_time_f32.v2.rnc").write_bytes(write_rnc(spec))
+    n += 1
     print(f"{n} seed models in {out}")
 
 

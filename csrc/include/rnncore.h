@@ -176,6 +176,8 @@ typedef struct rnc_front_op {
     uint32_t act;                 /* pointwise: RNC_PW_* */
     float alpha, beta;
     float eps;                    /* layer_norm (its weight, bias in w, b; scale_shift: scale, shift) */
+    uint32_t win;                 /* conv_time: the window P = dilation (k - 1) steps of cin floats */
+    size_t win_off;               /* conv_time: its window's first float in a stream row's window */
 } rnc_front_op;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved
@@ -219,6 +221,7 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     rnc_front_op front[RNC_MAX_FRONT];
     size_t front_w;               /* widest per-step record input or output (floats per row) */
     size_t front_scratch;         /* floats a frame_conv needs per row (windows + products) */
+    size_t win_floats;            /* conv_time windows per stream row (rnc_state.win) */
     size_t h_floats, c_floats;    /* per batch row */
     size_t max_feat, max_kpad, max_gates_hp;
     uint32_t isa;
@@ -278,8 +281,11 @@ rnc_status rnc_model_get_isa(const rnc_model *model, rnc_isa *isa);
  *      the blocks back to back in that order (PyTorch h_n order [l0 fwd, l0 bwd, l1 fwd, ...]).
  *      Layer l's block starts at h + layer_info.h_offset * B.
  *   c: the same for the LSTM layers only (other layers have no c).
+ *   win: the windows of the conv_time records (a causal Conv1d over time keeps its last
+ *      P = dilation (kernel_size - 1) inputs): per batch row, the records in file order, each P x
+ *      in_channels floats, oldest step first (zeros after init/reset: the start of a sequence).
  * For a stack of equal-size layers this is exactly PyTorch's h_n (L*D, B, H) (and c_n).
- * h and c may be read and written between calls (save/restore, set an initial state).
+ * h, c and win may be read and written between calls (save/restore, set an initial state).
  * ---------------------------------------------------------------------------------------- */
 /* Where rnc_step/rnc_run found the values that made them return RNC_E_NONFINITE. */
 typedef struct rnc_nonfinite {
@@ -300,6 +306,8 @@ typedef struct rnc_state {
     unsigned char *work;  /* private scratch used by step()/run() */
     size_t work_bytes;
     rnc_nonfinite nonfinite; /* set when step()/run() return RNC_E_NONFINITE */
+    float *win;           /* win_count floats: the conv_time windows (NULL without conv_time) */
+    size_t win_count;
 } rnc_state;
 
 /* Bytes of caller memory an rnc_state of `batch` rows needs (includes alignment slack). */

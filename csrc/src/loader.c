@@ -125,6 +125,7 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_MAGNITUDE: return "magnitude";
     case RNC_REC_LAYER_NORM: return "layer_norm";
     case RNC_REC_SCALE_SHIFT: return "scale_shift";
+    case RNC_REC_CONV_TIME: return "conv_time";
     default: return "unknown";
     }
 }
@@ -899,6 +900,7 @@ static int next_stage(int stage, uint32_t kind)
     case RNC_REC_LAST_STEP: return stage == 2 || stage == 6 ? 3 : -1;
     case RNC_REC_LINEAR: return stage == 2 || stage == 3 || stage == 6 || stage == 7 ? 4 : -1;
     case RNC_REC_FRAME_CONV:
+    case RNC_REC_CONV_TIME:
     case RNC_REC_MAGNITUDE: return stage == 0 || stage == 5 ? 5 : -1;
     case RNC_REC_POINTWISE:
     case RNC_REC_LAYER_NORM:
@@ -971,6 +973,46 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->act = act;
         F->alpha = al;
         F->beta = be;
+    } else if (kind == RNC_REC_CONV_TIME) {
+        if (size != RNC_SIZE_rec_conv_time) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_conv_time, 0, NULL);
+        CHECK_RESERVED(c, rec_conv_time, r);
+        const uint64_t ci = rnc_rec_conv_time_in_channels(r), co = rnc_rec_conv_time_out_channels(r);
+        const uint64_t k = rnc_rec_conv_time_kernel_size(r), st = rnc_rec_conv_time_stride(r);
+        const uint64_t dl = rnc_rec_conv_time_dilation(r), g = rnc_rec_conv_time_groups(r);
+        if (ci != c->feat) return fail(c, FIELD(rec_conv_time, in_channels), MSG_EXPECT, ci, c->feat, 0, NULL);
+        if (co == 0 || co > RNC_MAX_FEATURES)
+            return fail(c, FIELD(rec_conv_time, out_channels), MSG_RANGE, co, 1, RNC_MAX_FEATURES, NULL);
+        if (k == 0 || k > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_conv_time, kernel_size), MSG_RANGE, k, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (st == 0 || st > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_conv_time, stride), MSG_RANGE, st, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (st != 1) return fail(c, FIELD(rec_conv_time, stride), MSG_RANGE_UNSUPPORTED, st, 1, 1, NULL);
+        if (dl == 0 || dl > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_conv_time, dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (g == 0 || ci % g || co % g)
+            return fail(c, FIELD(rec_conv_time, groups), MSG_CONV_GROUPS, g, ci, co, NULL);
+        const uint64_t P = dl * (k - 1), cg = ci / g, cog = co / g;
+        if (P * ci > RNC_FILE_MAX_WINDOW || m->win_floats + P * ci > RNC_FILE_MAX_WINDOW)
+            return fail(c, FIELD(rec_conv_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ci, RNC_FILE_MAX_WINDOW, NULL);
+        const void *p;
+        TRY(get_ref(c, FIELD(rec_conv_time, weight), rnc_rec_conv_time_weight(r), g * r16(cog) * cg * k * 4, &p));
+        TRY(check_floats(c, FIELD(rec_conv_time, weight), p, g * r16(cog) * cg * k, 0));
+        F->w = (const float *)p;
+        TRY(get_vector(c, FIELD(rec_conv_time, bias), rnc_rec_conv_time_bias(r), co, &F->b));
+        F->cin = (uint32_t)ci;
+        F->cout = (uint32_t)co;
+        F->k = (uint32_t)k;
+        F->stride = 1;
+        F->dil = (uint32_t)dl;
+        F->groups = (uint32_t)g;
+        F->cg = (uint32_t)cg;
+        F->cog = (uint32_t)cog;
+        F->out_w = (uint32_t)co;
+        F->win = (uint32_t)P;
+        F->win_off = m->win_floats;
+        m->win_floats += (size_t)(P * ci);
+        const uint64_t need = cg * k + r16(cog); /* model.c conv_time_row: one column, its product */
+        if (need > m->front_scratch) m->front_scratch = (size_t)need;
     } else { /* RNC_REC_FRAME_CONV */
         if (size != RNC_SIZE_rec_frame_conv) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_frame_conv, 0, NULL);
         CHECK_RESERVED(c, rec_frame_conv, r);
@@ -1286,7 +1328,8 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_POINTWISE:
     case RNC_REC_MAGNITUDE:
     case RNC_REC_LAYER_NORM:
-    case RNC_REC_SCALE_SHIFT: return load_front(c, m, r, size);
+    case RNC_REC_SCALE_SHIFT:
+    case RNC_REC_CONV_TIME: return load_front(c, m, r, size);
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }
 }

@@ -280,7 +280,7 @@ rnc_status rnc_state_size(const rnc_model *m, size_t batch, size_t *bytes)
     if (batch > MAX_BATCH) return RNC_E_SIZE;
     rnc_step_work w;
     TRY(step_work(m, batch, &w));
-    uint64_t hc = ((uint64_t)m->h_floats + m->c_floats) * batch * 4;
+    uint64_t hc = ((uint64_t)m->h_floats + m->c_floats + m->win_floats) * batch * 4;
     uint64_t total = hc + 64 + w.total;
     if (total > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     *bytes = (size_t)total;
@@ -295,6 +295,7 @@ static void initial_state(rnc_state *s)
     const size_t B = s->batch;
     memset(s->h, 0, s->h_count * 4);
     if (s->c) memset(s->c, 0, s->c_count * 4);
+    if (s->win) memset(s->win, 0, s->win_count * 4);
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const size_t H = L->hidden_size, W = L->out;
@@ -324,7 +325,9 @@ rnc_status rnc_state_init(const rnc_model *m, size_t batch, void *mem, size_t by
     s->h_count = m->h_floats * batch;
     s->c = m->c_floats ? (float *)p + s->h_count : NULL;
     s->c_count = m->c_floats * batch;
-    const uintptr_t end = (uintptr_t)(p + (s->h_count + s->c_count) * 4);
+    s->win = m->win_floats ? (float *)p + s->h_count + s->c_count : NULL;
+    s->win_count = m->win_floats * batch;
+    const uintptr_t end = (uintptr_t)(p + (s->h_count + s->c_count + s->win_count) * 4);
     s->work = p + (RNC_ALIGN_UP(end, 64) - (uintptr_t)p);
     s->work_bytes = need - (size_t)(s->work - p);
     initial_state(s);
@@ -343,7 +346,8 @@ static rnc_status check_state(const rnc_model *m, const rnc_state *s, rnc_step_w
 {
     if (!m || m->magic_ok != RNC_MODEL_OK || !s) return RNC_E_ARG;
     if (s->model != m || !s->h || s->batch == 0 || s->h_count != m->h_floats * s->batch ||
-        s->c_count != m->c_floats * s->batch)
+        s->c_count != m->c_floats * s->batch || s->win_count != m->win_floats * s->batch ||
+        (s->win_count && !s->win))
         return RNC_E_STATE;
     /* The same rnc_model re-initialised with another model (e.g. after a firmware update) keeps
      * s->model and may keep h/c counts while needing more scratch: check the work area too. */
@@ -591,6 +595,37 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
     }
 }
 
+/* y[o] = b[o] + sum_{c, j} W[o, c, j] x_{t - P + j*dilation}[g(o) C_g + c] for the step's input x
+ * (cin floats) and the row's window win (the previous P inputs, oldest first): per group one
+ * column [c][j] and one product of the plan's f32 GEMM row (the same for rnc_step and rnc_run);
+ * then the window moves on by one step (x becomes its newest input). */
+static void conv_time_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
+                          float *scratch)
+{
+    const size_t kk = (size_t)F->cg * F->k, rp = r16(F->cog), P = F->win, C = F->cin;
+    float *col = scratch, *prod = scratch + kk;
+    for (uint32_t g = 0; g < F->groups; ++g) {
+        for (uint32_t c = 0; c < F->cg; ++c) {
+            const size_t ch = (size_t)g * F->cg + c;
+            float *cc = col + (size_t)c * F->k;
+            for (uint32_t j = 0; j < F->k; ++j) {
+                const size_t q = (size_t)j * F->dil; /* 0 .. P: the window's step q, P = x */
+                cc[j] = q < P ? win[q * C + ch] : x[ch];
+            }
+        }
+        plan_pick(&m->plan.gemm[RNC_F32], 1, 0)->fn.gemm_f32(F->w + (size_t)g * rp * kk, (int)F->cog, (int)kk,
+                                                          1, col, (int)kk, prod, (int)rp);
+        for (uint32_t o = 0; o < F->cog; ++o) {
+            const size_t oc = (size_t)g * F->cog + o;
+            y[oc] = prod[o] + F->b[oc];
+        }
+    }
+    if (P) {
+        memmove(win, win + C, sizeof(float) * (P - 1) * C);
+        memcpy(win + (P - 1) * C, x, sizeof(float) * C);
+    }
+}
+
 static void pointwise_row(const rnc_front_op *F, const float *x, float *y)
 {
     const uint32_t n = F->in_w;
@@ -648,10 +683,14 @@ static void rowwise(const rnc_front_op *F, const float *x, float *y)
     }
 }
 
-/* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x. */
-static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *scratch)
+/* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x; win: the
+ * stream row's conv_time windows. */
+static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
+                      float *scratch)
 {
-    if (F->kind == RNC_REC_FRAME_CONV) {
+    if (F->kind == RNC_REC_CONV_TIME) {
+        conv_time_row(m, F, x, y, win + F->win_off, scratch);
+    } else if (F->kind == RNC_REC_FRAME_CONV) {
         frame_conv_row(m, F, x, y, scratch);
     } else if (F->kind == RNC_REC_MAGNITUDE) {
         const uint32_t M = F->out_w;
@@ -673,14 +712,15 @@ static uint32_t front_count(const rnc_model *m, size_t *width)
 }
 
 /* Row x through the front-end records 0..n-1 (ping-pong in fa / fb, each front_w floats) into
- * out; 0, or -1 when the result holds NaN/Inf (float32 overflow). */
+ * out, with the stream row's conv_time windows win (moved on by one step); 0, or -1 when the
+ * result holds NaN/Inf (float32 overflow). */
 static int front_rows(const rnc_model *m, uint32_t n, const float *x, float *out, float *fa, float *fb,
-                      float *scratch)
+                      float *win, float *scratch)
 {
     const float *in = x;
     for (uint32_t i = 0; i < n; ++i) {
         float *dst = i + 1 == n ? out : (in == fa ? fb : fa);
-        front_row(m, &m->front[i], in, dst, scratch);
+        front_row(m, &m->front[i], in, dst, win, scratch);
         in = dst;
     }
     return rnc__all_finite(out, m->front[n - 1].out_w) ? 0 : -1;
@@ -717,7 +757,8 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     if (npre) { /* the front-end, row by row into fb (rows of pre_w) through the two rows fr */
         float *out = fb;
         for (size_t b = 0; b < B; ++b)
-            if (front_rows(m, npre, x + b * in_w, out + b * pre_w, fr, fr + m->front_w, fscr))
+            if (front_rows(m, npre, x + b * in_w, out + b * pre_w, fr, fr + m->front_w,
+                           s->win ? s->win + b * m->win_floats : NULL, fscr))
                 return nonfinite(s, m->num_layers + 1, 0, b, 0);
         in = out;
         in_w = pre_w;
@@ -726,6 +767,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         switch (m->stage[i]) {
         case RNC_REC_FRAME_CONV:
+        case RNC_REC_CONV_TIME:
         case RNC_REC_MAGNITUDE:
             break; /* the front-end, run above */
         case RNC_REC_POINTWISE:
@@ -975,7 +1017,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     memset(row, 0, sizeof(float) * pre_w);
                     continue;
                 }
-                if (front_rows(m, npre, x + (b * T + t) * m->input_size, row, fr, fr + m->front_w, fscr))
+                if (front_rows(m, npre, x + (b * T + t) * m->input_size, row, fr, fr + m->front_w,
+                               s->win ? s->win + b * m->win_floats : NULL, fscr))
                     return nonfinite(s, m->num_layers + 1, 0, b, t);
             }
         cur = fseq;
@@ -983,7 +1026,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     }
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         const int last = i + 1 == m->num_stages;
-        if (m->stage[i] == RNC_REC_FRAME_CONV || m->stage[i] == RNC_REC_MAGNITUDE) continue; /* above */
+        if (m->stage[i] == RNC_REC_FRAME_CONV || m->stage[i] == RNC_REC_CONV_TIME ||
+            m->stage[i] == RNC_REC_MAGNITUDE)
+            continue; /* above */
         if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
             m->stage[i] == RNC_REC_SCALE_SHIFT) {
             if (l == 0) continue; /* the front-end, above */

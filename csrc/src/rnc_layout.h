@@ -46,7 +46,8 @@
     S(rec_layer_norm, 32) /* v2: LayerNorm over each step's features */                        \
     S(rec_scale_shift, 32) /* v2: x * scale + shift per feature (BatchNorm in inference) */ \
     S(cellint, 96)     /* v2 precision 3: after a recurrent record's cellw */                    \
-    S(linint, 24)      /* v2 precision 3: after a linear record's fixed part */
+    S(linint, 24)      /* v2 precision 3: after a linear record's fixed part */                  \
+    S(rec_conv_time, 48)  /* v2: a causal Conv1d over time (front-end, window in the state) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -345,6 +346,27 @@
     X(rec_scale_shift, scale, 16, REF)                                                            \
     X(rec_scale_shift, shift, 24, REF)
 
+/* conv_time: a causal Conv1d over the time axis (stride 1). With P = dilation (kernel_size - 1):
+ *   y_t[o] = bias[o] + sum_{c < C_in/groups} sum_{j < k} W[o, c, j] x_{t - P + j dilation}[g(o) C_g + c]
+ * where x_t is the record's input at step t (in_channels features) and x_{t'} = 0 for t' < 0 (the
+ * start of a sequence or of a reset stream); out_channels features per step. A stream keeps its
+ * last P inputs (P x in_channels floats per batch row) in the state's window area (docs/c-api.md).
+ * weight: groups packed f32 matrices as frame_conv's (round16(C_out/groups) rows, inputs [c][j]);
+ * bias: C_out floats. stride: 1 (stored for the strided form; the C core runs 1). */
+#define RNC_REC_CONV_TIME 10u
+#define RNC_FILE_MAX_WINDOW 1048576u /* conv_time: P * in_channels floats per stream row */
+#define RNC_FIELDS_rec_conv_time(X)                                                               \
+    X(rec_conv_time, kind, 0, U32)                                                                \
+    X(rec_conv_time, size, 4, U32)                                                                \
+    X(rec_conv_time, in_channels, 8, U32)                                                         \
+    X(rec_conv_time, out_channels, 12, U32)                                                       \
+    X(rec_conv_time, kernel_size, 16, U32)                                                        \
+    X(rec_conv_time, stride, 20, U32)                                                             \
+    X(rec_conv_time, dilation, 24, U32)                                                           \
+    X(rec_conv_time, groups, 28, U32)                                                             \
+    X(rec_conv_time, weight, 32, REF)                                                             \
+    X(rec_conv_time, bias, 40, REF)
+
 #define RNC_FIELDS_rec_linear(X)                                                                  \
     X(rec_linear, kind, 0, U32)                                                                   \
     X(rec_linear, size, 4, U32)                                                                   \
@@ -502,7 +524,8 @@
     M(INT_ZERO, CORRUPT, "bits 0x%llx: expected 0 (an integer file's scales are its cellint's and linint's)") \
     M(INT_TABLE_LSTM, CORRUPT, "0x%llx: the table activations (0x1) are for GRU and RNN cells, not an LSTM") \
     M(INT_ACT, UNSUPPORTED, "%llu, integer heads have 0 (none) or 4 (softmax)")                   \
-    M(INT_HOST, UNSUPPORTED, "%llu (fully-integer): the host engine does not run integer models; rnncore export-c --target cortex-m compiles them")
+    M(INT_HOST, UNSUPPORTED, "%llu (fully-integer): the host engine does not run integer models; rnncore export-c --target cortex-m compiles them") \
+    M(CONV_WINDOW_SIZE, UNSUPPORTED, "window of %llu steps x %llu channels, the C core keeps at most %llu floats per stream")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
@@ -511,7 +534,7 @@
     RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X) RNC_FIELDS_cellopt(X)   \
     RNC_FIELDS_cellln(X) RNC_FIELDS_rec_frame_conv(X) RNC_FIELDS_rec_pointwise(X)                 \
     RNC_FIELDS_rec_magnitude(X) RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X)         \
-    RNC_FIELDS_cellint(X) RNC_FIELDS_linint(X)
+    RNC_FIELDS_cellint(X) RNC_FIELDS_linint(X) RNC_FIELDS_rec_conv_time(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

@@ -72,8 +72,8 @@ RECORD_KINDS = {"embedding": _C["REC_EMBEDDING"], "recurrent": _C["REC_RECURRENT
                 "last_step": _C["REC_LAST_STEP"], "linear": _C["REC_LINEAR"],
                 "frame_conv": _C["REC_FRAME_CONV"], "pointwise": _C["REC_POINTWISE"],
                 "magnitude": _C["REC_MAGNITUDE"], "layer_norm": _C["REC_LAYER_NORM"],
-                "scale_shift": _C["REC_SCALE_SHIFT"]}
-_STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift")
+                "scale_shift": _C["REC_SCALE_SHIFT"], "conv_time": _C["REC_CONV_TIME"]}
+_STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift", "conv_time")
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
 POINTWISE = {"relu": _C["PW_RELU"], "sigmoid": _C["PW_SIGMOID"], "tanh": _C["PW_TANH"],
              "hardsigmoid": _C["PW_HARDSIGMOID"], "gelu": _C["PW_GELU"], "gelu_tanh": _C["PW_GELU_TANH"]}
@@ -339,10 +339,49 @@ def _pointwise_code(r: dict) -> tuple[int, float, float]:
         kind = "gelu_tanh"
     if kind not in POINTWISE:
         raise ValueError(f"per-step record: kind {r.get('kind')!r} is not one the C core runs "
-                         f"(frame_conv1d, magnitude, {', '.join(POINTWISE)})")
+                         f"(frame_conv1d, conv1d, magnitude, {', '.join(POINTWISE)})")
     if kind == "hardsigmoid":
         return POINTWISE[kind], float(r.get("alpha", 1.0 / 6.0)), float(r.get("beta", 0.5))
     return POINTWISE[kind], 0.0, 0.0
+
+
+def _plan_conv_time(r: dict, feat: int, where: str) -> dict:
+    """A Conv1d over time (``rc.nn.Conv1d.record()``) as a conv_time record: the C core runs the
+    causal form (padding ``(dilation*(kernel_size-1), 0)``, zeros, stride 1), which streams."""
+    ci, co, k = (int(r[f]) for f in ("in_channels", "out_channels", "kernel_size"))
+    st, dl, g = int(r.get("stride", 1)), int(r.get("dilation", 1)), int(r.get("groups", 1))
+    pl, pr = int(r.get("pad_left", dl * (k - 1))), int(r.get("pad_right", 0))
+    if ci != feat:
+        raise ValueError(f"{where} (conv1d): in_channels {ci}, the previous layer gives {feat}")
+    if k < 1 or dl < 1:
+        raise ValueError(f"{where} (conv1d): kernel_size and dilation must be >= 1, got {k}, {dl}")
+    if st != 1:
+        raise ValueError(f"{where} (conv1d): stride {st}; the C core runs Conv1d over time with stride 1 "
+                         "(a strided one would leave steps without an output)")
+    if (pl, pr) != (dl * (k - 1), 0) or r.get("padding_mode", "zeros") != "zeros":
+        raise ValueError(f"{where} (conv1d): padding ({pl}, {pr}) {r.get('padding_mode', 'zeros')!r}; the C "
+                         f"core runs Conv1d over time with causal zero padding ({dl * (k - 1)}, 0) "
+                         "(padding='causal'), the form that streams step by step")
+    if g < 1 or ci % g or co % g:
+        raise ValueError(f"{where} (conv1d): groups {g} must divide in_channels {ci} and out_channels {co}")
+    t = r.get("tensors", r)
+    w = _as_f32(t["weight"], f"{where} weight")
+    cg, cog = ci // g, co // g
+    if w.shape != (co, cg, k):
+        raise ValueError(f"{where} (conv1d): weight must be ({co}, {cg}, {k}), got {w.shape}")
+    b = t.get("bias")
+    b = np.zeros(co, np.float32) if b is None else _as_f32(b, f"{where} bias")
+    if b.shape != (co,):
+        raise ValueError(f"{where} (conv1d): bias must be ({co},), got {b.shape}")
+    rp = _round_up(cog, ROW_BLOCK)
+    packed = []
+    for gi in range(g):
+        m = np.zeros((rp, cg * k), np.float32)
+        m[:cog] = w[gi * cog:(gi + 1) * cog].reshape(cog, cg * k)
+        packed.append(pack_f32(m))
+    return {"kind": "conv_time", "fields": {"in_channels": ci, "out_channels": co, "kernel_size": k,
+                                            "stride": 1, "dilation": dl, "groups": g},
+            "tensors": [np.concatenate(packed), b]}
 
 
 def _plan_step_records(records: list, feat: int, precision: str, where: str) -> tuple[list, int]:
@@ -354,7 +393,10 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
         if precision != "f32":
             raise ValueError(f"{where}[{n}] ({kind}): the C core runs per-step records in f32 files only "
                              "(precision='f32')")
-        if kind in ("frame_conv1d", "frame_conv"):
+        if kind in ("conv1d", "conv_time"):
+            out.append(_plan_conv_time(r, feat, f"{where}[{n}]"))
+            feat = int(r["out_channels"])
+        elif kind in ("frame_conv1d", "frame_conv"):
             ci, co, k, L = (int(r[f]) for f in ("in_channels", "out_channels", "kernel_size", "frame_length"))
             st, dl, g = int(r.get("stride", 1)), int(r.get("dilation", 1)), int(r.get("groups", 1))
             pl, pr = int(r.get("pad_left", 0)), int(r.get("pad_right", 0))
@@ -555,7 +597,8 @@ def _plan(spec: dict) -> dict[str, Any]:
 
     for key in ("post", "post_pooled"):
         for n, r in enumerate(spec.get(key) or []):
-            if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv", "magnitude"):
+            if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv", "magnitude", "conv1d",
+                                                  "conv_time"):
                 raise ValueError(f"{key}[{n}]: only activations may follow the recurrent layers, "
                                  f"got {r.get('kind')!r}")
     post, _ = _plan_step_records(spec.get("post"), feat, precision, "post")
@@ -846,7 +889,7 @@ _OPT_SLOTS = ("d0_0", "d0_1", "d0_2", "d1_0", "d1_1", "d1_2")  # cellopt act_/al
 def _pack_step_record(r: dict, blob) -> bytes:
     st = LAYOUT["rec_" + r["kind"]]
     vals = dict(r["fields"])
-    if r["kind"] == "frame_conv":
+    if r["kind"] in ("frame_conv", "conv_time"):
         vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
     elif r["kind"] == "layer_norm":
         vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
@@ -992,6 +1035,7 @@ class _Loader:
         self.last_step: bool | None = None
         self.head: dict | None = None
         self.steps: list[dict] = []   # per-step records: kind, fields, tensors, place
+        self.win_floats = 0   # conv_time windows per stream row so far
 
     # -- the refusal's text ------------------------------------------------------------------
     def where(self, part: int | None, d: int | None, field: str) -> str:
@@ -1520,6 +1564,38 @@ class _Loader:
                     raise self.fail("beta", "OPT_UNUSED", be)
             rec.update(activation=_POINTWISE_NAMES[act], alpha=_f32(al), beta=_f32(be))
             out = n
+        elif name == "conv_time":
+            ci, co, k, stv, dl, g = (r[f] for f in ("in_channels", "out_channels", "kernel_size", "stride",
+                                                    "dilation", "groups"))
+            mf, mk, mw = _C["FILE_MAX_FEATURES"], _C["FILE_MAX_KERNEL"], _C["FILE_MAX_WINDOW"]
+            if ci != self.feat:
+                raise self.fail("in_channels", "EXPECT", ci, self.feat)
+            if not 1 <= co <= mf:
+                raise self.fail("out_channels", "RANGE", co, 1, mf)
+            if not 1 <= k <= mk:
+                raise self.fail("kernel_size", "RANGE", k, 1, mk)
+            if not 1 <= stv <= mk:
+                raise self.fail("stride", "RANGE", stv, 1, mk)
+            if stv != 1:
+                raise self.fail("stride", "RANGE_UNSUPPORTED", stv, 1, 1)
+            if not 1 <= dl <= mk:
+                raise self.fail("dilation", "RANGE", dl, 1, mk)
+            if g == 0 or ci % g or co % g:
+                raise self.fail("groups", "CONV_GROUPS", g, ci, co)
+            P, cg, cog = dl * (k - 1), ci // g, co // g
+            if P * ci > mw or self.win_floats + P * ci > mw:
+                raise self.fail("kernel_size", "CONV_WINDOW_SIZE", P, ci, mw)
+            n = g * _r16(cog) * cg * k
+            off = self.get_ref("weight", r["weight"], n * 4)
+            w = self.check_floats("weight", off, n, False)
+            boff = self.get_ref("bias", r["bias"], co * 4)
+            b = self.check_floats("bias", boff, co, False)
+            self.win_floats += P * ci
+            per = _r16(cog) * cg * k
+            mats = [unpack_f32(w[i * per:(i + 1) * per], _r16(cog), cg * k)[:cog] for i in range(g)]
+            rec.update(in_channels=ci, out_channels=co, kernel_size=k, stride=stv, dilation=dl, groups=g,
+                       weight=np.concatenate(mats).reshape(co, cg, k), bias=b.copy())
+            out = co
         else:  # frame_conv
             ci, co, k, L = r["in_channels"], r["out_channels"], r["kernel_size"], r["frame_length"]
             stv, dl, g, pl, pr, mode = (r[f] for f in ("stride", "dilation", "groups", "pad_left",
@@ -1720,7 +1796,7 @@ def _next_stage(stage: int, kind: int) -> int:
         return 3 if stage in (2, 6) else -1
     if kind == k["linear"]:
         return 4 if stage in (2, 3, 6, 7) else -1
-    if kind in (k["frame_conv"], k["magnitude"]):
+    if kind in (k["frame_conv"], k["magnitude"], k["conv_time"]):
         return 5 if stage in (0, 5) else -1
     if kind in (k["pointwise"], k["layer_norm"], k["scale_shift"]):
         return 5 if stage in (0, 5) else 6 if stage in (2, 6) else 7 if stage in (3, 7) else -1
@@ -1789,6 +1865,11 @@ def _step_description(r: dict) -> dict:
         if a == "hardsigmoid":   # rc.nn.HardSigmoid's record() kind
             return {"kind": "hard_sigmoid", "alpha": r["alpha"], "beta": r["beta"]}
         return {"kind": a}
+    if r["kind"] == "conv_time":   # rc.nn.Conv1d's record(), padding="causal"
+        d = {f: r[f] for f in ("in_channels", "out_channels", "kernel_size", "stride", "dilation", "groups")}
+        d.update(kind="conv1d", pad_left=r["dilation"] * (r["kernel_size"] - 1), pad_right=0,
+                 padding_mode="zeros", tensors={"weight": r["weight"], "bias": r["bias"]})
+        return d
     d = {f: r[f] for f in ("in_channels", "out_channels", "kernel_size", "frame_length", "stride", "dilation",
                            "groups", "pad_left", "pad_right", "padding_mode")}
     d["kind"] = "frame_conv1d"

@@ -31,11 +31,12 @@ import numpy as np
 from rnncore.io import _build
 from rnncore.nn.module import Module
 
-_FRONT = {"Conv1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d", "LayerNorm", "ReLU", "Sigmoid", "Tanh",
-          "Hardsigmoid", "GELU"}
+_FRONT = {"Conv1d", "ConstantPad1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d", "LayerNorm", "ReLU", "Sigmoid",
+          "Tanh", "Hardsigmoid", "GELU"}
 _ACT_MODULES = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Hardsigmoid": "hardsigmoid"}
 _SUPPORTED = ("nn.RNN/GRU/LSTM, nn.Linear, nn.Embedding, nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, "
-              "nn.BatchNorm1d, nn.LayerNorm, nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU, nn.Dropout/Identity")
+              "nn.BatchNorm1d, nn.LayerNorm, nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU, nn.Dropout/Identity, "
+              "nn.ConstantPad1d / F.pad (zeros, before a Conv1d)")
 
 
 def needs_fx(module) -> bool:
@@ -46,8 +47,9 @@ def needs_fx(module) -> bool:
 class _Data:
     """The data: its axis labels (``X0..`` until a layer fixes their meaning, then ``B``/``T``/``F``)."""
 
-    def __init__(self, axes: tuple) -> None:
+    def __init__(self, axes: tuple, pad: tuple | None = None) -> None:
         self.axes = axes
+        self.pad = pad   # zero padding (left, right) over time the next Conv1d takes (ConstantPad1d)
 
 
 class _RnnOut:
@@ -145,8 +147,8 @@ class _Tracer:
                         self.refuse(node, "several outputs; the imported model returns one tensor")
                     out = out[0]
                 v = vals.get(out)
-                if not isinstance(v, _Data):
-                    self.refuse(node, "the output is not the data (a tuple or a state)")
+                if not isinstance(v, _Data) or v.pad:
+                    self.refuse(node, "the output is not the data (a tuple, a state or padded data)")
                 return v
             args = [vals.get(a, a) if isinstance(a, fx.Node) else a for a in node.args]
             srcs = [a for a in node.args if isinstance(a, fx.Node)]
@@ -154,6 +156,10 @@ class _Tracer:
                 self.refuse(node, "reads a value the importer does not track")
             if len([s for s in srcs if isinstance(vals[s], _Data | _RnnOut | _State)]) > 1:
                 self.refuse(node, "combines two values of the data (a residual or a concatenation)")
+            if any(isinstance(vals[s], _Data) and vals[s].pad for s in srcs) and not (
+                    node.op == "call_module" and type(gm.get_submodule(node.target)).__name__ == "Conv1d"):
+                self.refuse(node, "reads zero-padded data: the importer folds ConstantPad1d / F.pad over "
+                                  "time into the Conv1d right after it only")
             vals[node] = self.op(node, args, gm)
         raise AssertionError("torch.fx graph without output")  # pragma: no cover
 
@@ -165,6 +171,11 @@ class _Tracer:
         kw = node.kwargs
         if name == "getitem":
             return self.getitem(node, x, args[1])
+        if name == "pad":
+            pads = args[1] if len(args) > 1 else kw.get("pad")
+            mode = args[2] if len(args) > 2 else kw.get("mode", "constant")
+            value = args[3] if len(args) > 3 else kw.get("value", None)
+            return self.time_pad(node, x, pads, mode == "constant" and not value)
         if name in ("contiguous", "dropout", "float") or (name == "to" and not kw):
             return x
         if name in ("transpose", "swapaxes"):
@@ -230,6 +241,17 @@ class _Tracer:
             return _Data(("B", "F"))
         self.refuse(node, f"indexing {idx!r} of {type(x).__name__.strip('_')}")
 
+    def time_pad(self, node, x, pads, zeros: bool):
+        """Zero padding (left, right) of the time axis of (B, F, T) data, kept for the next Conv1d."""
+        if not isinstance(x, _Data) or not zeros or not isinstance(pads, tuple | list) or len(pads) != 2:
+            self.refuse(node, "padding other than zeros (left, right) over the last axis of the data")
+        self.need(node, x, "BFT")
+        left, right = (int(v) for v in pads)
+        if left < 0 or right < 0:
+            self.refuse(node, f"negative padding {tuple(pads)}")
+        old = x.pad or (0, 0)
+        return _Data(x.axes, (old[0] + left, old[1] + right))
+
     def call_module(self, node, m, args):
         from rnncore.io.torch_import import _convert_leaf
 
@@ -241,6 +263,8 @@ class _Tracer:
                                   "tensor")
         if kind in ("Dropout", "Identity"):
             return x
+        if kind == "ConstantPad1d":
+            return self.time_pad(node, x, tuple(m.padding), float(m.value) == 0.0)
         if kind in _ACT_MODULES or kind == "GELU":
             self.add(_build.activation(_ACT_MODULES.get(kind) or
                                        ("gelu_tanh" if m.approximate == "tanh" else "gelu")))
@@ -250,10 +274,18 @@ class _Tracer:
             if m.padding_mode not in ("zeros", "reflect"):
                 self.refuse(node, f"padding_mode={m.padding_mode!r} (rnncore: 'zeros', 'reflect')")
             pad = m.padding if isinstance(m.padding, str) else int(m.padding[0])
+            if x.pad:   # a ConstantPad1d / F.pad before it: one padding (causal when all on the left)
+                if isinstance(pad, str) and pad != "valid" or m.padding_mode != "zeros":
+                    self.refuse(node, f"padding={m.padding!r}, padding_mode={m.padding_mode!r} after a "
+                                      "ConstantPad1d / F.pad (rnncore folds them with integer zero padding)")
+                p = 0 if isinstance(pad, str) else pad
+                pad = (x.pad[0] + p, x.pad[1] + p)
+                if pad == (m.dilation[0] * (m.kernel_size[0] - 1), 0):
+                    pad = "causal"
             self.add(_build.conv1d(_np(m.weight), None if m.bias is None else _np(m.bias), stride=m.stride[0],
                                    padding=pad, dilation=m.dilation[0], groups=m.groups,
                                    padding_mode=m.padding_mode, dtype=self.dtype))
-            return x
+            return _Data(x.axes)
         if kind in ("MaxPool1d", "AvgPool1d"):
             from rnncore.nn.conv import AvgPool1d, MaxPool1d
 
