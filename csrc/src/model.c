@@ -805,6 +805,21 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
                 cell_variant(m, L, 0, B, &v);
                 rnc__cell_variant(&a, &v);
             } else {
+                /* a last layer that nothing but last-step pooling follows stores y with h' in
+                 * its update (the cell rows' y output, as in rnc_run), not a copy afterwards;
+                 * not a ReLU layer (y stays untouched when its state check fails), and as an
+                 * f32 cell reads its input x in its products, only when y is not on it (y may
+                 * be x: in place) */
+                uint32_t j = i + 1;
+                while (j < m->num_stages && m->stage[j] == RNC_REC_LAST_STEP) ++j;
+                const uintptr_t y0 = (uintptr_t)y, x0 = (uintptr_t)in;
+                const int apart = y0 >= x0 + B * in_w * 4 || x0 >= y0 + B * L->out * 4;
+                if (j == m->num_stages && !L->proj && !L->unbounded &&
+                    (m->precision != RNC_F32 || apart)) {
+                    a.y = y;
+                    a.ldy = L->out;
+                    y_written = 1;
+                }
                 plan_pick(&m->plan.cell_x[l], B, L->dir[0].hh_sums != NULL)->fn.cell(&a);
             }
             if (L->unbounded) TRY(check_relu_state(m, s, l, 0, 0));

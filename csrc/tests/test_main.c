@@ -231,6 +231,20 @@ static void test_activations(int quick)
         rnc_fast_sigmoid(&big[i], 1, &s);
         CHECK(t >= -1.0f && t <= 1.0f && s >= 0.0f && s <= 1.0f, "activation range at %g", big[i]);
     }
+    /* the quotient before rnc_tanhf's final clamp stays in [-1, 1] (the NEON and x86 vector
+     * tanh leave that clamp out): every float32 from 7.0 up to 8.0 (quick: the top 2^16 below
+     * the clamp, where the maximum 1.0f is reached, and above), a stride below, both signs */
+    uint32_t lo;
+    const float from = quick ? RNC_TANH_CLAMP : 7.0f;
+    memcpy(&lo, &from, 4);
+    if (quick) lo -= 65536u;
+    for (uint32_t u = 0; u <= 0x7F800000u; u += u >= lo ? 1u : (quick ? 8191u : 127u)) {
+        float x;
+        memcpy(&x, &u, 4);
+        const float r = rnc_tanh_quotient(x), rn = rnc_tanh_quotient(-x);
+        CHECK(r >= -1.0f && r <= 1.0f && rn == -r, "tanh quotient %g at %g outside [-1, 1]", r, x);
+        if (u >= 0x41000000u && u < 0x7F800000u) u = 0x7F7FFFFFu; /* beyond 8: all clamped */
+    }
     printf("  activations: max |err| tanh %.3g (at %.6g), sigmoid %.3g (at %.6g)\n", et, at, es, as);
     CHECK(et <= 4.5e-7, "tanh max error %.3g above the documented 4.1e-7 bound", et);
     CHECK(es <= 2.5e-7, "sigmoid max error %.3g above the documented 2.3e-7 bound", es);

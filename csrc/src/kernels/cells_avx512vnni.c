@@ -382,9 +382,8 @@ RNC_FA __m512 th_3(small_tanh *t)
 {
     __m512 p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(4.89352455891786e-03f));
     p = _mm512_mul_ps(p, t->x);
-    __m512 r = _mm512_div_ps(p, t->q);
-    r = _mm512_min_ps(_mm512_set1_ps(1.0f), r);
-    return _mm512_max_ps(_mm512_set1_ps(-1.0f), r);
+    /* no final clamp to [-1, 1]: the quotient never leaves it (activations.h) */
+    return _mm512_div_ps(p, t->q);
 }
 
 /* The cell update of one unit block in flight: its accumulators (recurrent part; the input part

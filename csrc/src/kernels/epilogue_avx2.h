@@ -48,10 +48,8 @@ RNC_AVX2_AI __m256 rnc_avx2_tanh8(__m256 x)
     q = _mm256_add_ps(_mm256_mul_ps(q, x2), _mm256_set1_ps(1.18534705686654e-04f));
     q = _mm256_add_ps(_mm256_mul_ps(q, x2), _mm256_set1_ps(2.26843463243900e-03f));
     q = _mm256_add_ps(_mm256_mul_ps(q, x2), _mm256_set1_ps(4.89352518554385e-03f));
-    __m256 r = _mm256_div_ps(p, q);
-    r = _mm256_min_ps(_mm256_set1_ps(1.0f), r);
-    r = _mm256_max_ps(_mm256_set1_ps(-1.0f), r);
-    return r;
+    /* no final clamp to [-1, 1]: the quotient never leaves it (activations.h) */
+    return _mm256_div_ps(p, q);
 }
 
 RNC_AVX2_AI __m256 rnc_avx2_sigmoid8(__m256 x)
@@ -89,9 +87,8 @@ RNC_AVX2_AI void rnc_avx2_tanh8n(__m256 *v, int N)
     }
     for (j = 0; j < N; ++j) {
         p[j] = _mm256_mul_ps(p[j], v[j]);
-        __m256 r = _mm256_div_ps(p[j], q[j]);
-        r = _mm256_min_ps(_mm256_set1_ps(1.0f), r);
-        v[j] = _mm256_max_ps(_mm256_set1_ps(-1.0f), r);
+        /* no final clamp to [-1, 1]: the quotient never leaves it (activations.h) */
+        v[j] = _mm256_div_ps(p[j], q[j]);
     }
 }
 

@@ -35,10 +35,8 @@ RNC_EP_AI __m512 rnc_x86_tanh16(__m512 x)
     q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(1.18534705686654e-04f));
     q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(2.26843463243900e-03f));
     q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(4.89352518554385e-03f));
-    __m512 r = _mm512_div_ps(p, q);
-    r = _mm512_min_ps(_mm512_set1_ps(1.0f), r);
-    r = _mm512_max_ps(_mm512_set1_ps(-1.0f), r);
-    return r;
+    /* no final clamp to [-1, 1]: the quotient never leaves it (activations.h) */
+    return _mm512_div_ps(p, q);
 }
 /* rnc_reluf on 16 lanes: max(x, 0) where x is a number (-0 gives +0), x itself where it is NaN */
 RNC_EP_AI __m512 rnc_x86_relu16(__m512 x)

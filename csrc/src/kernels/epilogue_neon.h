@@ -53,11 +53,11 @@ RNC_NEON_AI void rnc_neon_tanh4n(float32x4_t *v, int N)
             if (k < 4) q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), vdupq_n_f32(Q[k]));
         }
     }
+    /* no final clamp to [-1, 1]: the quotient never leaves it (rnc_tanh_quotient, activations.h),
+     * so rnc_tanhf's clamp never changes a bit (NaN stays NaN either way) */
     for (j = 0; j < N; ++j) {
         p[j] = vmulq_f32(p[j], v[j]);
-        float32x4_t r = vdivq_f32(p[j], q[j]);
-        r = vminq_f32(vdupq_n_f32(1.0f), r);
-        v[j] = vmaxq_f32(vdupq_n_f32(-1.0f), r);
+        v[j] = vdivq_f32(p[j], q[j]);
     }
 }
 
