@@ -176,6 +176,10 @@ typedef struct rnc_front_op {
     uint32_t act;                 /* pointwise: RNC_PW_* */
     float alpha, beta;
     float eps;                    /* layer_norm (its weight, bias in w, b; scale_shift: scale, shift) */
+    uint32_t nfreq, power, log;   /* log_mel: n_fft/2 + 1 bins, 1 or 2, RNC_MEL_LOG_* (n_fft in_w) */
+    float log_c;                  /* log_mel: log_offset (log) or amin (dB) */
+    const float *win, *dft, *fbw; /* log_mel: window, packed (cos | -sin) rows, filter weights */
+    const uint32_t *span;         /* log_mel: (first bin, count) per filter */
 } rnc_front_op;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved

@@ -648,11 +648,39 @@ static void rowwise(const rnc_front_op *F, const float *x, float *y)
     }
 }
 
+/* log_mel (rnc_layout.h): u = window * x; (re | im) = D u by the plan's f32 GEMM row (one column);
+ * p = re^2 + im^2 (power 2) or its square root (power 1); mel[m] = the filter's weights against
+ * its span of p; y = mel, log(mel + log_offset) or 10 log10(max(mel, amin)). */
+static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *scratch)
+{
+    const uint32_t n = F->in_w, N = F->nfreq;
+    float *u = scratch, *ri = scratch + n;
+    for (uint32_t i = 0; i < n; ++i) u[i] = F->win[i] * x[i];
+    plan_pick(&m->plan.gemm[RNC_F32], 1, 0)->fn.gemm_f32(F->dft, (int)(2 * N), (int)n, 1, u, (int)n, ri,
+                                                         (int)r16(2 * N));
+    for (uint32_t k = 0; k < N; ++k) {
+        const float p = ri[k] * ri[k] + ri[N + k] * ri[N + k];
+        ri[k] = F->power == 1 ? sqrtf(p) : p;
+    }
+    const float *w = F->fbw;
+    for (uint32_t j = 0; j < F->out_w; ++j) {
+        const uint32_t first = F->span[2 * j], count = F->span[2 * j + 1];
+        float acc = 0.0f;
+        for (uint32_t k = 0; k < count; ++k) acc += w[k] * ri[first + k];
+        w += count;
+        if (F->log == RNC_MEL_LOG) acc = logf(acc + F->log_c);
+        else if (F->log == RNC_MEL_LOG_DB) acc = 10.0f * log10f(acc > F->log_c ? acc : F->log_c);
+        y[j] = acc;
+    }
+}
+
 /* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x. */
 static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *scratch)
 {
     if (F->kind == RNC_REC_FRAME_CONV) {
         frame_conv_row(m, F, x, y, scratch);
+    } else if (F->kind == RNC_REC_LOG_MEL) {
+        log_mel_row(m, F, x, y, scratch);
     } else if (F->kind == RNC_REC_MAGNITUDE) {
         const uint32_t M = F->out_w;
         for (uint32_t i = 0; i < M; ++i) y[i] = sqrtf(x[i] * x[i] + x[M + i] * x[M + i]);
@@ -727,6 +755,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         switch (m->stage[i]) {
         case RNC_REC_FRAME_CONV:
         case RNC_REC_MAGNITUDE:
+        case RNC_REC_LOG_MEL:
             break; /* the front-end, run above */
         case RNC_REC_POINTWISE:
         case RNC_REC_LAYER_NORM:
@@ -983,7 +1012,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     }
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         const int last = i + 1 == m->num_stages;
-        if (m->stage[i] == RNC_REC_FRAME_CONV || m->stage[i] == RNC_REC_MAGNITUDE) continue; /* above */
+        if (m->stage[i] == RNC_REC_FRAME_CONV || m->stage[i] == RNC_REC_MAGNITUDE ||
+            m->stage[i] == RNC_REC_LOG_MEL)
+            continue; /* the front-end, above */
         if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
             m->stage[i] == RNC_REC_SCALE_SHIFT) {
             if (l == 0) continue; /* the front-end, above */

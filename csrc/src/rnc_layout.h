@@ -44,7 +44,8 @@
     S(rec_pointwise, 24)  /* v2: a per-step activation */                                         \
     S(rec_magnitude, 8)   /* v2: |re + i im| of the two halves of each step's features */    \
     S(rec_layer_norm, 32) /* v2: LayerNorm over each step's features */                        \
-    S(rec_scale_shift, 32) /* v2: x * scale + shift per feature (BatchNorm in inference) */
+    S(rec_scale_shift, 32) /* v2: x * scale + shift per feature (BatchNorm in inference) */  \
+    S(rec_log_mel, 72)     /* v2: log-mel spectrogram of each step's frame (front-end, first) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -272,6 +273,7 @@
 #define RNC_REC_MAGNITUDE 7u
 #define RNC_REC_LAYER_NORM 8u
 #define RNC_REC_SCALE_SHIFT 9u
+#define RNC_REC_LOG_MEL 13u
 
 /* frame_conv: each step's in_features = in_channels * frame_length inputs are C_in channels of L
  * samples, channel-major (x[c*L + i]); the output is C_out channels of L_out samples, channel-major:
@@ -341,6 +343,37 @@
     X(rec_scale_shift, features, 8, U32)                                                          \
     X(rec_scale_shift, scale, 16, REF)                                                            \
     X(rec_scale_shift, shift, 24, REF)
+
+/* log_mel (kind 13, only as the first record): each step's n_fft inputs are one frame of samples
+ * (center=False framing: frame f is samples f*hop_length .. f*hop_length + n_fft - 1 of the
+ * signal; the caller frames, hop_length is stored for it and the reader), N = n_fft/2 + 1 bins:
+ *   u[n] = window[n] x[n]                                      (window: f32 [n_fft])
+ *   (re | im) = D u, D the packed f32 matrix of 2N rows (round16) x n_fft inputs (the layout of
+ *       docs/rnc-format.md): rows k < N cos(2 pi k n / n_fft), rows N + k -sin(2 pi k n / n_fft)
+ *   p[k] = re[k]^2 + im[k]^2 (power 2) or sqrt of it (power 1)
+ *   mel[m] = sum_{j < count_m} fb_weight[o_m + j] p[first_m + j], (first_m, count_m) = fb_span[m]
+ *       (u32 pairs, first_m + count_m <= N), o_m = count_0 + .. + count_{m-1}; the weights
+ *       (sum of the counts, >= 0; absent when that is 0) are each triangular filter's nonzero span
+ *   y[m] = mel[m] (log 0), log(mel[m] + log_offset) (log 1), 10 log10(max(mel[m], amin)) (log 2)
+ * log_offset (log 1) and amin (log 2) are finite and > 0, else 0. */
+#define RNC_MEL_LOG_NONE 0u
+#define RNC_MEL_LOG 1u
+#define RNC_MEL_LOG_DB 2u
+#define RNC_FILE_MEL_LOGS 3u
+#define RNC_FIELDS_rec_log_mel(X)                                                                 \
+    X(rec_log_mel, kind, 0, U32)                                                                  \
+    X(rec_log_mel, size, 4, U32)                                                                  \
+    X(rec_log_mel, n_fft, 8, U32)                                                                 \
+    X(rec_log_mel, hop_length, 12, U32)                                                           \
+    X(rec_log_mel, n_mels, 16, U32)                                                               \
+    X(rec_log_mel, power, 20, U32)                                                                \
+    X(rec_log_mel, log, 24, U32)                                                                  \
+    X(rec_log_mel, log_offset, 28, F32)                                                           \
+    X(rec_log_mel, amin, 32, F32)                                                                 \
+    X(rec_log_mel, window, 40, REF)                                                               \
+    X(rec_log_mel, dft, 48, REF)                                                                  \
+    X(rec_log_mel, fb_span, 56, REF)                                                              \
+    X(rec_log_mel, fb_weight, 64, REF)
 
 #define RNC_FIELDS_rec_linear(X)                                                                  \
     X(rec_linear, kind, 0, U32)                                                                   \
@@ -452,7 +485,9 @@
     M(OPT_PROJ, CORRUPT, "%llu, expected 0, or 1..%llu for an LSTM (proj_size < hidden_size)") \
     M(LEFT_OUT, UNSUPPORTED, "%llu: %s, which this build of the C core leaves out")                \
     M(OPT_LN_FORM, CORRUPT, "0x%llx: layer_norm (0x80) does not combine with %s")                  \
-    M(OPT_LN_EPS, CORRUPT, "bits 0x%llx: expected a finite value > 0 (LayerNorm's epsilon)")
+    M(OPT_LN_EPS, CORRUPT, "bits 0x%llx: expected a finite value > 0 (LayerNorm's epsilon)") \
+    M(MEL_UNUSED, CORRUPT, "bits 0x%llx: expected 0 (unused with log = %llu)")                   \
+    M(MEL_SPAN, CORRUPT, "filter %llu spans bins %llu..%llu, past the %llu frequency bins")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
@@ -460,7 +495,8 @@
     RNC_FIELDS_rec(X) RNC_FIELDS_rec_embedding(X) RNC_FIELDS_rec_recurrent(X)                      \
     RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X) RNC_FIELDS_cellopt(X)   \
     RNC_FIELDS_cellln(X) RNC_FIELDS_rec_frame_conv(X) RNC_FIELDS_rec_pointwise(X)                 \
-    RNC_FIELDS_rec_magnitude(X) RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X)
+    RNC_FIELDS_rec_magnitude(X) RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X) \
+    RNC_FIELDS_rec_log_mel(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u
