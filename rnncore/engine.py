@@ -440,7 +440,7 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
             place = 1
         elif name == "last_step":
             place = 2
-        elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift"):
+        elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift", "log_mel"):
             out[place].append(name)
         pos += size
     return out
