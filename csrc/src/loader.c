@@ -937,11 +937,11 @@ static rnc_status load_log_mel(rnc_ctx *c, rnc_model *m, rnc_front_op *F, const 
     if (lg == RNC_MEL_LOG_DB ? !finite_f(amin) || !(amin > 0.0f) : f32_bits(amin) != 0)
         return fail(c, FIELD(rec_log_mel, amin), lg == RNC_MEL_LOG_DB ? MSG_NORM_EPS : MSG_MEL_UNUSED,
                     f32_bits(amin), lg, 0, NULL);
-    const uint64_t nf = nfft / 2 + 1, rows = r16(2 * nf);
+    const uint64_t nf = nfft / 2 + 1, rows = 2 * r16(nf); /* the cosines then the sines, nf inputs */
     const void *p;
     TRY(get_vector(c, FIELD(rec_log_mel, window), rnc_rec_log_mel_window(r), nfft, &F->win));
-    TRY(get_ref(c, FIELD(rec_log_mel, dft), rnc_rec_log_mel_dft(r), rows * nfft * 4, &p));
-    TRY(check_floats(c, FIELD(rec_log_mel, dft), p, rows * nfft, 0));
+    TRY(get_ref(c, FIELD(rec_log_mel, dft), rnc_rec_log_mel_dft(r), rows * nf * 4, &p));
+    TRY(check_floats(c, FIELD(rec_log_mel, dft), p, rows * nf, 0));
     F->dft = (const float *)p;
     TRY(get_ref(c, FIELD(rec_log_mel, fb_span), rnc_rec_log_mel_fb_span(r), nmel * 8, &p));
     F->span = (const uint32_t *)p;
@@ -962,7 +962,7 @@ static rnc_status load_log_mel(rnc_ctx *c, rnc_model *m, rnc_front_op *F, const 
     F->log = (uint32_t)lg;
     F->log_c = lg == RNC_MEL_LOG ? off : amin;
     F->out_w = (uint32_t)nmel;
-    const uint64_t need = nfft + rows; /* model.c log_mel_row: the windowed frame, the (re | im) rows */
+    const uint64_t need = nfft + 2 * nf + rows; /* model.c log_mel_row: u, v, w, re, im */
     if (need > m->front_scratch) m->front_scratch = (size_t)need;
     return RNC_OK;
 }

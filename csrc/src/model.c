@@ -648,26 +648,37 @@ static void rowwise(const rnc_front_op *F, const float *x, float *y)
     }
 }
 
-/* log_mel (rnc_layout.h): u = window * x; (re | im) = D u by the plan's f32 GEMM row (one column);
- * p = re^2 + im^2 (power 2) or its square root (power 1); mel[m] = the filter's weights against
- * its span of p; y = mel, log(mel + log_offset) or 10 log10(max(mel, amin)). */
+/* log_mel (rnc_layout.h): u = window * x; folded by the DFT's symmetry (columns j and n - j of
+ * the cosines are equal, of the sines opposite) into v[j] = u[j] + u[n-j], w[j] = u[j] - u[n-j]
+ * (j < N; u[j] alone where n - j <= j, w's terms there have zero sines); re = C v, im = S w by the
+ * plan's f32 GEMM row (one column each); p = re^2 + im^2 (power 2) or its square root (power 1);
+ * mel[m] = the filter's weights against its span of p; y = mel, log(mel + log_offset) or
+ * 10 log10(max(mel, amin)). */
 static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *scratch)
 {
-    const uint32_t n = F->in_w, N = F->nfreq;
-    float *u = scratch, *ri = scratch + n;
+    const uint32_t n = F->in_w, N = F->nfreq, rp = (uint32_t)r16(N);
+    float *u = scratch, *v = u + n, *w = v + N, *re = w + N, *im = re + rp;
     for (uint32_t i = 0; i < n; ++i) u[i] = F->win[i] * x[i];
-    plan_pick(&m->plan.gemm[RNC_F32], 1, 0)->fn.gemm_f32(F->dft, (int)(2 * N), (int)n, 1, u, (int)n, ri,
-                                                         (int)r16(2 * N));
-    for (uint32_t k = 0; k < N; ++k) {
-        const float p = ri[k] * ri[k] + ri[N + k] * ri[N + k];
-        ri[k] = F->power == 1 ? sqrtf(p) : p;
+    v[0] = u[0];
+    w[0] = 0.0f;
+    for (uint32_t j = 1; j < N; ++j) {
+        const uint32_t r = n - j;
+        v[j] = r > j ? u[j] + u[r] : u[j];
+        w[j] = r > j ? u[j] - u[r] : 0.0f;
     }
-    const float *w = F->fbw;
+    const rnc_gemm_f32_fn gemm = plan_pick(&m->plan.gemm[RNC_F32], 1, 0)->fn.gemm_f32;
+    gemm(F->dft, (int)N, (int)N, 1, v, (int)N, re, (int)rp);
+    gemm(F->dft + (size_t)rp * N, (int)N, (int)N, 1, w, (int)N, im, (int)rp);
+    for (uint32_t k = 0; k < N; ++k) {
+        const float p = re[k] * re[k] + im[k] * im[k];
+        re[k] = F->power == 1 ? sqrtf(p) : p;
+    }
+    const float *fw = F->fbw;
     for (uint32_t j = 0; j < F->out_w; ++j) {
         const uint32_t first = F->span[2 * j], count = F->span[2 * j + 1];
         float acc = 0.0f;
-        for (uint32_t k = 0; k < count; ++k) acc += w[k] * ri[first + k];
-        w += count;
+        for (uint32_t k = 0; k < count; ++k) acc += fw[k] * re[first + k];
+        fw += count;
         if (F->log == RNC_MEL_LOG) acc = logf(acc + F->log_c);
         else if (F->log == RNC_MEL_LOG_DB) acc = 10.0f * log10f(acc > F->log_c ? acc : F->log_c);
         y[j] = acc;

@@ -348,8 +348,10 @@
  * (center=False framing: frame f is samples f*hop_length .. f*hop_length + n_fft - 1 of the
  * signal; the caller frames, hop_length is stored for it and the reader), N = n_fft/2 + 1 bins:
  *   u[n] = window[n] x[n]                                      (window: f32 [n_fft])
- *   (re | im) = D u, D the packed f32 matrix of 2N rows (round16) x n_fft inputs (the layout of
- *       docs/rnc-format.md): rows k < N cos(2 pi k n / n_fft), rows N + k -sin(2 pi k n / n_fft)
+ *   v[j] = u[j] + u[n_fft - j], w[j] = u[j] - u[n_fft - j] for 0 < j < n_fft - j (v[0] = u[0],
+ *       w[0] = 0; v[j] = u[j], w[j] = 0 for j = n_fft - j), j < N (the DFT's symmetry folded)
+ *   re = C v, im = S w: dft holds two packed f32 matrices (the layout of docs/rnc-format.md) of
+ *       round16(N) rows and N inputs, C[k, j] = cos(2 pi k j / n_fft) then S[k, j] = -sin(...)
  *   p[k] = re[k]^2 + im[k]^2 (power 2) or sqrt of it (power 1)
  *   mel[m] = sum_{j < count_m} fb_weight[o_m + j] p[first_m + j], (first_m, count_m) = fb_span[m]
  *       (u32 pairs, first_m + count_m <= N), o_m = count_0 + .. + count_{m-1}; the weights

@@ -361,6 +361,14 @@ def mel_spans(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return span, (np.concatenate(weights).astype(np.float32) if weights else np.zeros(0, np.float32))
 
 
+def dft_tables(n_fft: int) -> tuple[np.ndarray, np.ndarray]:
+    """``cos[k, n] = cos(2 pi k n / n_fft)``, ``sin[k, n] = -sin(2 pi k n / n_fft)`` for
+    ``k <= n_fft/2``, float64 with the phase reduced modulo ``n_fft`` (rnncore.nn.melspec's)."""
+    k, n = np.arange(n_fft // 2 + 1)[:, None], np.arange(n_fft)[None, :]
+    angle = 2 * np.pi * ((k * n) % n_fft) / n_fft
+    return np.cos(angle), -np.sin(angle)
+
+
 def _plan_log_mel(r: dict, feat: int, where: str, n: int) -> dict:
     """A log-mel record (``rc.nn.LogMelSpectrogram.record()``) in stored form."""
     if n != 0:
@@ -395,13 +403,22 @@ def _plan_log_mel(r: dict, feat: int, where: str, n: int) -> dict:
             raise ValueError(f"{where}: {name} must be {shape}, got {a.shape}")
     if (fb < 0).any():
         raise ValueError(f"{where}: fb must be >= 0 (mel filters)")
-    dft = np.zeros((_round_up(2 * nf, ROW_BLOCK), nfft), np.float32)
-    dft[:nf], dft[nf:2 * nf] = cos, sin
+    c64, s64 = dft_tables(nfft)
+    if np.abs(cos - c64).max() > 1e-6 or np.abs(sin - s64).max() > 1e-6:
+        raise ValueError(f"{where}: cos, sin must be the DFT tables of n_fft={nfft} "
+                         "(cos(2 pi k n / n_fft), -sin(2 pi k n / n_fft)): the record stores their "
+                         "folded halves")
+    rp = _round_up(nf, ROW_BLOCK)
+    dft = []
+    for t in (c64, s64):   # columns j < nf: the others mirror them (rnc_layout.h log_mel)
+        a = np.zeros((rp, nf), np.float32)
+        a[:nf] = t[:, :nf]
+        dft.append(pack_f32(a))
     span, weights = mel_spans(fb)
     return {"kind": "log_mel", "fields": {
         "n_fft": nfft, "hop_length": hop, "n_mels": nmel, "power": int(power), "log": _MEL_LOGS[log],
         "log_offset": off, "amin": amin},
-        "tensors": [win, pack_f32(dft), span.reshape(-1), weights if weights.size else None]}
+        "tensors": [win, np.concatenate(dft), span.reshape(-1), weights if weights.size else None]}
 
 
 def _plan_step_records(records: list, feat: int, precision: str, where: str) -> tuple[list, int]:
@@ -1658,10 +1675,12 @@ class _Loader:
             if lg != used and r[name]:
                 raise self.fail(name, "MEL_UNUSED", r[name], lg)
         nf = nfft // 2 + 1
-        rows = _r16(2 * nf)
+        rp = _r16(nf)
         win = self.check_floats("window", self.get_ref("window", r["window"], nfft * 4), nfft, False)
-        off = self.get_ref("dft", r["dft"], rows * nfft * 4)
-        dft = unpack_f32(self.check_floats("dft", off, rows * nfft, False), rows, nfft)
+        off = self.get_ref("dft", r["dft"], 2 * rp * nf * 4)
+        dft = self.check_floats("dft", off, 2 * rp * nf, False)
+        half = [unpack_f32(dft[i * rp * nf:(i + 1) * rp * nf], rp, nf)[:nf] for i in range(2)]
+        mirror = nfft - np.arange(nf, nfft)   # column j >= nf is column n_fft - j (< nf), the sines negated
         off = self.get_ref("fb_span", r["fb_span"], nmel * 8)
         span = np.frombuffer(self.b, "<u4", 2 * nmel, off).astype(np.int64).reshape(nmel, 2)
         for i, (first, count) in enumerate(span):
@@ -1678,7 +1697,8 @@ class _Loader:
         logs = {v: k for k, v in _MEL_LOGS.items()}
         rec.update(n_fft=nfft, hop_length=hop, n_mels=nmel, power=float(pw), log=logs[lg],
                    log_offset=_f32(r["log_offset"]), amin=_f32(r["amin"]),
-                   window=win, cos=dft[:nf].copy(), sin=dft[nf:2 * nf].copy(), fb=fb)
+                   window=win, cos=np.concatenate([half[0], half[0][:, mirror]], 1),
+                   sin=np.concatenate([half[1], -half[1][:, mirror]], 1), fb=fb)
         return nmel
 
     def load_record(self, pos: int, size: int) -> None:
