@@ -231,6 +231,11 @@ def test_misplaced_centred_and_q8_log_mels_are_refused_naming_what():
         rc.compile(nn.Sequential(lm, nn.GRU(12, 4)), "q8")
     # a log_mel after another front-end record: the writer, the reader and the loader refuse it
     spec = read_rnc(rc.compile(nn.Sequential(lm, nn.GRU(12, 4))).data)
+    # tables that are not the DFT's would be stored folded, a different model: refused
+    bad = dict(spec["front"][0], tensors=dict(spec["front"][0]["tensors"]))
+    bad["tensors"]["sin"] = -bad["tensors"]["sin"]
+    with pytest.raises(ValueError, match=r"cos, sin must be the DFT tables of n_fft=64"):
+        write_rnc({**spec, "front": [bad]})
     with pytest.raises(ValueError, match=r"front\[1\] \(log_mel\): a log_mel record must be the first"):
         write_rnc({**spec, "front": [{"kind": "relu", "features": 64}] + spec["front"]})
     data = bytearray(write_rnc({**spec, "front": [spec["front"][0], {"kind": "relu"}]}))
