@@ -1,4 +1,4 @@
-"""A streaming voice-activity detector: log-mel -> Conv1d -> GRU -> per-frame speech probability,
+"""A streaming voice-activity detector: log-mel -> 1x1 conv -> GRU -> per-frame speech probability,
 trained with the NumPy reference on speech synthesised here by espeak-ng and mixed with noise.
 
     python examples/vad_espeak.py            # full run (a few minutes on one core)
@@ -18,15 +18,17 @@ loudest frame (espeak-ng writes digital silence between words and sentences). He
 other messages *and* voice variants that training never hears.
 
 **Model.** ``LogMelSpectrogram(11025, n_fft=256, hop 128 = 11.6 ms, 32 mels, center=False)``
--> ``Conv1d(32, 32, 3, causal)`` -> ReLU -> ``GRU(32, 48)`` -> ``Linear(48, 1)`` -> sigmoid
-(in the loss, ``BCEWithLogits``). Every layer is causal, so the model runs frame by frame:
-each call of ``Sequential.stream`` with 128 new samples returns that step's output.
+-> ``FrameConv1d(32, 32, 1, frame_length=1)`` (a 1x1 convolution: each frame's 32 mel values to
+32 channels) -> ReLU -> ``GRU(32, 48)`` -> ``Linear(48, 1)`` -> sigmoid (in the loss,
+``BCEWithLogits``). Every layer is causal, so the model runs frame by frame: each call of
+``Sequential.stream`` with 128 new samples returns that step's output.
 
-**C engine.** :func:`c_engine_stream` is the only code that touches the engine: it tries
-``rc.compile(model)`` on the whole model; if the compiler refuses the front-end layers, it
-compiles the recurrent layer and the head only and runs the front-end (log-mel, Conv1d, ReLU)
-frame by frame in NumPy, and says so. Either way each 128-sample hop is one ``stream.step``.
-docs/showcase-vad.md has the figures.
+**C engine.** :func:`c_engine_stream` is the only code that touches the engine: ``rc.compile``
+turns the whole model into one engine (f32: the log-mel spectrogram is its first record) whose
+step takes one frame of 256 samples -- the last 128 samples and the 128 new ones -- and returns
+that frame's logit. If the compiler refuses the front-end (q8 files have no per-step records), it
+compiles the longest tail it accepts (the GRU and the head) and runs the layers before it frame
+by frame in NumPy, and says so. docs/showcase-vad.md has the figures.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def vad_model(seed: int = 0) -> rc.nn.Sequential:
     """``x (B, T, 128 samples) -> logits (B, T - 1, 1)`` (one per log-mel frame)."""
     return rc.nn.Sequential(
         rc.nn.LogMelSpectrogram(SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, f_min=50.0, center=False),
-        rc.nn.Conv1d(N_MELS, 32, 3, padding="causal", seed=seed),
+        rc.nn.FrameConv1d(N_MELS, 32, 1, frame_length=1, seed=seed),  # 1x1: per frame, mels -> 32
         rc.nn.ReLU(),
         rc.nn.GRU(32, 48, seed=seed + 1),
         rc.nn.Linear(48, 1, seed=seed + 2),
@@ -182,11 +184,12 @@ def c_engine_stream(model: rc.nn.Sequential, clips: np.ndarray, precision: str =
     (``{"total": ..., "step": ...}``: everything, and the C ``stream.step`` calls alone), a note
     saying what ran in C, and the engine.
 
-    If ``rc.compile`` refuses the front-end, the longest tail of the model that it accepts runs in
-    C (today the GRU and the head) and the layers before it run frame by frame in NumPy
-    (``Sequential.stream``), feeding each new frame to ``stream.step``. The whole-model branch
-    assumes that a compiled log-mel takes one hop of samples per step and emits the frame that the
-    hop completes (none for the first hop); no C log-mel exists yet to test it."""
+    The whole compiled model's step takes one log-mel frame of ``N_FFT`` samples (the log_mel
+    record, docs/rnc-format.md): the loop keeps the last ``N_FFT - HOP`` samples, and from the
+    second hop on (the first frame needs two hops) each hop completes one frame, one
+    ``stream.step``. If ``rc.compile`` refuses the front-end, the longest tail of the model that it
+    accepts runs in C (the GRU and the head) and the layers before it run frame by frame in NumPy
+    (``Sequential.stream``), feeding each new frame to ``stream.step``."""
     engine, front, note = compile_tail(model, precision)
     out_all = np.empty((clips.shape[0], FRAMES))
     step_out = np.empty((1, engine.output_size), np.float32)
@@ -195,13 +198,18 @@ def c_engine_stream(model: rc.nn.Sequential, clips: np.ndarray, precision: str =
     for n, clip in enumerate(clips):
         stream = engine.stream(batch=1)
         fstate = front.stream_state(1) if front is not None else None
+        frame = np.zeros((1, N_FFT), np.float32)  # the samples of the frame the next hop completes
         f = 0
         for t in range(clip.shape[0]):
             if front is None:
+                frame[0, : N_FFT - HOP] = frame[0, HOP:]
+                frame[0, N_FFT - HOP :] = clip[t]
+                if t < N_FFT // HOP - 1:
+                    continue  # the first frame needs N_FFT samples
                 ts = time.perf_counter()
-                stream.step(clip[None, t], out=step_out)  # one hop of samples in, one frame out
+                stream.step(frame, out=step_out)  # one frame of samples in, its logit out
                 t_step += time.perf_counter() - ts
-                frames = step_out[:, None] if t > 0 else step_out[:, :0]
+                frames = step_out[:, None]
             else:
                 feats, fstate = front.stream(clip[None, t : t + 1], fstate)  # (1, 0 or 1, 32)
                 if feats.shape[1] == 0:

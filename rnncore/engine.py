@@ -488,7 +488,8 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
             place = 1
         elif name == "last_step":
             place = 2
-        elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift", "conv_time"):
+        elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift", "conv_time",
+                      "log_mel"):
             out[place].append(name)
         pos += size
     return out

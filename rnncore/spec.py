@@ -247,6 +247,8 @@ def _front_width(records: list, width: int) -> int:
             width = r["out_channels"]
         elif kind == "magnitude":
             width //= 2
+        elif kind == "log_mel":
+            width = r["n_mels"]
     return width
 
 
@@ -375,10 +377,12 @@ def spec_from_model(model: object) -> ModelSpec:
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
         elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "conv1d", "magnitude",
-                                                                 *STEP_ACTIVATIONS):
+                                                                 *STEP_ACTIVATIONS) or (
+                rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front):
             if not spec.front:
                 spec.front_input = (int(m.in_features) if rkind == "frame_conv1d" else
-                                    int(m.in_channels) if rkind == "conv1d" else rec.get("features"))
+                                    int(m.in_channels) if rkind == "conv1d" else
+                                    rec.get("n_fft" if rkind == "log_mel" else "features"))
             rec = dict(rec)
             if "tensors" in rec:
                 rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}

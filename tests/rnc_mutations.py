@@ -152,6 +152,26 @@ def _conv_time_spec(rng: np.random.Generator) -> dict:
     return spec
 
 
+def _log_mel_spec(rng: np.random.Generator, db: bool) -> dict:
+    """A log_mel record first (log: 16-sample frames, 5 filters; db, magnitude: 10 filters, two
+    of them empty spans) then a layer_norm (db), a GRU and a head."""
+    from rnncore.nn.melspec import LogMelSpectrogram
+
+    n_mels = 10 if db else 5
+    lm = LogMelSpectrogram(8000, n_fft=16, hop_length=8, n_mels=n_mels, center=False,
+                           power=1.0 if db else 2.0, log="db" if db else "log", dtype="float32")
+    spec = gen_vectors.make_spec(rng, "gru", [n_mels, 4], "f32", head=2)
+    spec["input_size"] = 16
+    spec["front"] = [lm.record()]
+    if db:
+        spec["front"].append({"kind": "layer_norm", "eps": 1e-5, "tensors": {}})
+    return spec
+
+
+#: seeds with a log_mel record: name -> dB (else natural log)
+LOG_MEL_SEEDS = {"log_mel_f32_v2": False, "log_mel_db_f32_v2": True}
+
+
 def seed_files() -> dict[str, bytes]:
     """The valid models the mutations start from."""
     from rnncore.io.rnc_int import write_int_rnc
@@ -163,6 +183,8 @@ def seed_files() -> dict[str, bytes]:
     for i, (name, pooled) in enumerate(FRONTEND_SEEDS.items()):
         out[name] = write_rnc(_frontend_spec(np.random.default_rng(200 + i), pooled))
     out["conv_time_f32_v2"] = write_rnc(_conv_time_spec(np.random.default_rng(300)))
+    for i, (name, db) in enumerate(LOG_MEL_SEEDS.items()):
+        out[name] = write_rnc(_log_mel_spec(np.random.default_rng(300 + i), db))
     return out
 
 

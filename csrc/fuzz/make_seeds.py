@@ -3,12 +3,12 @@
 Built with the C tests' model builder (tests/gen_vectors.py make_spec) and rnncore's writer, in
 format versions 2 and 1: f32 and q8; RNN tanh and relu, GRU in both reset forms, LSTM; one- and
 two-layer stacks; bidirectional layers; embeddings; heads with every activation; last-step pooling
-(both forms); static q8 scales; q8 models with every weight matrix stored block-sparse (8- and
-16-row blocks); fully-integer models (precision 3: GRU both forms and activation families, LSTM
-with a cell clip, RNN ReLU, a stack, the integer head); a front-end of causal Conv1d's over time
-(conv_time). Sizes are small (hidden 2..20) so that an execution is cheap and the fuzzer's
-mutations land in headers and records as often as in weights; hidden 17..20 spans two 16-row
-blocks.
+(both forms); static q8 scales; a log-mel front-end (record kind 13); q8 models with every weight
+matrix stored block-sparse (8- and 16-row blocks); fully-integer models (precision 3: GRU both
+forms and activation families, LSTM with a cell clip, RNN ReLU, a stack, the integer head); a
+front-end of causal Conv1d's over time (conv_time). Sizes are small (hidden 2..20) so that an
+execution is cheap and the fuzzer's mutations land in headers and records as often as in weights;
+hidden 17..20 spans two 16-row blocks.
 
 Usage: python make_seeds.py OUTDIR
 """
@@ -82,6 +82,15 @@ def main(outdir: str) -> None:
     ]
     (out / "gru_conv_time_f32.v2.rnc").write_bytes(write_rnc(spec))
     n += 1
+    # a log-mel front-end (record kind 13) before a GRU: natural log, and dB of the magnitude
+    from rnncore.nn.melspec import LogMelSpectrogram
+
+    for name, kw in (("log_mel", {}), ("log_mel_db", {"log": "db", "power": 1.0})):
+        lm = LogMelSpectrogram(8000, n_fft=16, hop_length=8, n_mels=5, center=False, dtype="float32", **kw)
+        spec = gen_vectors.make_spec(rng, "gru", [5, 3], "f32", head=2)
+        spec.update(input_size=16, front=[lm.record()])
+        (out / f"{name}_f32.v2.rnc").write_bytes(write_rnc(spec))
+        n += 1
     print(f"{n} seed models in {out}")
 
 

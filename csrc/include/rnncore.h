@@ -178,6 +178,10 @@ typedef struct rnc_front_op {
     float eps;                    /* layer_norm (its weight, bias in w, b; scale_shift: scale, shift) */
     uint32_t win;                 /* conv_time: the window P = dilation (k - 1) steps of cin floats */
     size_t win_off;               /* conv_time: its window's first float in a stream row's window */
+    uint32_t nfreq, power, log;   /* log_mel: n_fft/2 + 1 bins, 1 or 2, RNC_MEL_LOG_* (n_fft in_w) */
+    float log_c;                  /* log_mel: log_offset (log) or amin (dB) */
+    const float *window, *dft, *fbw; /* log_mel: window, packed (cos | -sin) rows, filter weights */
+    const uint32_t *span;         /* log_mel: (first bin, count) per filter */
 } rnc_front_op;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved

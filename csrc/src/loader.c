@@ -22,7 +22,7 @@ static int host_little_endian(void)
 
 /* tensors of the largest model: 16 bidirectional layers of 6 per direction + W_hh's kernel sums
  * (v2 q8), an embedding and a head (weight, scales, bias) */
-#define MAX_TENSORS (RNC_MAX_LAYERS * 16 + 4 + 2 * RNC_MAX_FRONT) /* + 3 of each layer's options (v2), 2 per frame_conv */
+#define MAX_TENSORS (RNC_MAX_LAYERS * 16 + 4 + 2 * RNC_MAX_FRONT + 2) /* + 3 of each layer's options (v2), 2 per frame_conv, 4 of the one log_mel */
 #define MAX_PARTS (RNC_MAX_LAYERS + 3 + RNC_MAX_FRONT) /* v2 records: [embedding] recurrent+ ... + per-step */
 #define PART_HEADER 0xFFFFFFFFu
 #define NO_DIR 0xFFu
@@ -126,6 +126,7 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_LAYER_NORM: return "layer_norm";
     case RNC_REC_SCALE_SHIFT: return "scale_shift";
     case RNC_REC_CONV_TIME: return "conv_time";
+    case RNC_REC_LOG_MEL: return "log_mel";
     default: return "unknown";
     }
 }
@@ -902,6 +903,7 @@ static int next_stage(int stage, uint32_t kind)
     case RNC_REC_FRAME_CONV:
     case RNC_REC_CONV_TIME:
     case RNC_REC_MAGNITUDE: return stage == 0 || stage == 5 ? 5 : -1;
+    case RNC_REC_LOG_MEL: return stage == 0 ? 5 : -1; /* the first record only */
     case RNC_REC_POINTWISE:
     case RNC_REC_LAYER_NORM:
     case RNC_REC_SCALE_SHIFT:
@@ -913,6 +915,61 @@ static int next_stage(int stage, uint32_t kind)
 static const char *const stage_place[8] = {"first", "after an embedding", "after a recurrent record",
                                            "after last_step", "after linear", "after a front-end record",
                                            "after a pointwise record", "after a pointwise record"};
+
+/* A log_mel record (rnc_layout.h): its checks in the order of rnncore/io/rnc.py's load_front. */
+static rnc_status load_log_mel(rnc_ctx *c, rnc_model *m, rnc_front_op *F, const unsigned char *r,
+                               uint32_t size)
+{
+    if (size != RNC_SIZE_rec_log_mel) return fail(c, FIELD(rec, size), MSG_EXPECT, size, RNC_SIZE_rec_log_mel, 0, NULL);
+    CHECK_RESERVED(c, rec_log_mel, r);
+    const uint64_t nfft = rnc_rec_log_mel_n_fft(r), hop = rnc_rec_log_mel_hop_length(r);
+    const uint64_t nmel = rnc_rec_log_mel_n_mels(r), pw = rnc_rec_log_mel_power(r), lg = rnc_rec_log_mel_log(r);
+    const float off = rnc_rec_log_mel_log_offset(r), amin = rnc_rec_log_mel_amin(r);
+    if (nfft < 2 || nfft > RNC_FILE_MAX_KERNEL)
+        return fail(c, FIELD(rec_log_mel, n_fft), MSG_RANGE, nfft, 2, RNC_FILE_MAX_KERNEL, NULL);
+    if (nfft != c->feat) return fail(c, FIELD(rec_log_mel, n_fft), MSG_EXPECT, nfft, c->feat, 0, NULL);
+    if (hop == 0 || hop > RNC_FILE_MAX_KERNEL)
+        return fail(c, FIELD(rec_log_mel, hop_length), MSG_RANGE, hop, 1, RNC_FILE_MAX_KERNEL, NULL);
+    if (nmel == 0 || nmel > RNC_MAX_FEATURES)
+        return fail(c, FIELD(rec_log_mel, n_mels), MSG_RANGE, nmel, 1, RNC_MAX_FEATURES, NULL);
+    if (pw < 1 || pw > 2) return fail(c, FIELD(rec_log_mel, power), MSG_RANGE, pw, 1, 2, NULL);
+    if (lg >= RNC_FILE_MEL_LOGS)
+        return fail(c, FIELD(rec_log_mel, log), MSG_RANGE, lg, 0, RNC_FILE_MEL_LOGS - 1, NULL);
+    if (lg == RNC_MEL_LOG ? !finite_f(off) || !(off > 0.0f) : f32_bits(off) != 0)
+        return fail(c, FIELD(rec_log_mel, log_offset), lg == RNC_MEL_LOG ? MSG_NORM_EPS : MSG_MEL_UNUSED,
+                    f32_bits(off), lg, 0, NULL);
+    if (lg == RNC_MEL_LOG_DB ? !finite_f(amin) || !(amin > 0.0f) : f32_bits(amin) != 0)
+        return fail(c, FIELD(rec_log_mel, amin), lg == RNC_MEL_LOG_DB ? MSG_NORM_EPS : MSG_MEL_UNUSED,
+                    f32_bits(amin), lg, 0, NULL);
+    const uint64_t nf = nfft / 2 + 1, rows = 2 * r16(nf); /* the cosines then the sines, nf inputs */
+    const void *p;
+    TRY(get_vector(c, FIELD(rec_log_mel, window), rnc_rec_log_mel_window(r), nfft, &F->window));
+    TRY(get_ref(c, FIELD(rec_log_mel, dft), rnc_rec_log_mel_dft(r), rows * nf * 4, &p));
+    TRY(check_floats(c, FIELD(rec_log_mel, dft), p, rows * nf, 0));
+    F->dft = (const float *)p;
+    TRY(get_ref(c, FIELD(rec_log_mel, fb_span), rnc_rec_log_mel_fb_span(r), nmel * 8, &p));
+    F->span = (const uint32_t *)p;
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < nmel; ++i) {
+        const uint64_t first = F->span[2 * i], count = F->span[2 * i + 1];
+        if (first + count > nf) {
+            const uint64_t a[4] = {i, first, first + count, nf};
+            return fail_with(c, FIELD(rec_log_mel, fb_span), MSG_MEL_SPAN, a, NULL);
+        }
+        total += count;
+    }
+    TRY(get_ref(c, FIELD(rec_log_mel, fb_weight), rnc_rec_log_mel_fb_weight(r), total * 4, &p));
+    TRY(check_floats(c, FIELD(rec_log_mel, fb_weight), p, total, 1));
+    F->fbw = (const float *)p;
+    F->nfreq = (uint32_t)nf;
+    F->power = (uint32_t)pw;
+    F->log = (uint32_t)lg;
+    F->log_c = lg == RNC_MEL_LOG ? off : amin;
+    F->out_w = (uint32_t)nmel;
+    const uint64_t need = nfft + 2 * nf + rows; /* model.c log_mel_row: u, v, w, re, im */
+    if (need > m->front_scratch) m->front_scratch = (size_t)need;
+    return RNC_OK;
+}
 
 /* A per-step record (frame_conv, pointwise, magnitude): its checks against the running width
  * c->feat, in the order of rnncore/io/rnc.py's load_front. */
@@ -1013,6 +1070,8 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         m->win_floats += (size_t)(P * ci);
         const uint64_t need = cg * k + r16(cog); /* model.c conv_time_row: one column, its product */
         if (need > m->front_scratch) m->front_scratch = (size_t)need;
+    } else if (kind == RNC_REC_LOG_MEL) {
+        TRY(load_log_mel(c, m, F, r, size));
     } else { /* RNC_REC_FRAME_CONV */
         if (size != RNC_SIZE_rec_frame_conv) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_frame_conv, 0, NULL);
         CHECK_RESERVED(c, rec_frame_conv, r);
@@ -1329,7 +1388,8 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_MAGNITUDE:
     case RNC_REC_LAYER_NORM:
     case RNC_REC_SCALE_SHIFT:
-    case RNC_REC_CONV_TIME: return load_front(c, m, r, size);
+    case RNC_REC_CONV_TIME:
+    case RNC_REC_LOG_MEL: return load_front(c, m, r, size);
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }
 }

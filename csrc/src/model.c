@@ -683,6 +683,43 @@ static void rowwise(const rnc_front_op *F, const float *x, float *y)
     }
 }
 
+/* log_mel (rnc_layout.h): u = window * x; folded by the DFT's symmetry (columns j and n - j of
+ * the cosines are equal, of the sines opposite) into v[j] = u[j] + u[n-j], w[j] = u[j] - u[n-j]
+ * (j < N; u[j] alone where n - j <= j, w's terms there have zero sines); re = C v, im = S w by the
+ * plan's f32 GEMM row (one column each); p = re^2 + im^2 (power 2) or its square root (power 1);
+ * mel[m] = the filter's weights against its span of p; y = mel, log(mel + log_offset) or
+ * 10 log10(max(mel, amin)). */
+static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *scratch)
+{
+    const uint32_t n = F->in_w, N = F->nfreq, rp = (uint32_t)r16(N);
+    float *u = scratch, *v = u + n, *w = v + N, *re = w + N, *im = re + rp;
+    for (uint32_t i = 0; i < n; ++i) u[i] = F->window[i] * x[i];
+    v[0] = u[0];
+    w[0] = 0.0f;
+    for (uint32_t j = 1; j < N; ++j) {
+        const uint32_t r = n - j;
+        v[j] = r > j ? u[j] + u[r] : u[j];
+        w[j] = r > j ? u[j] - u[r] : 0.0f;
+    }
+    const rnc_gemm_f32_fn gemm = plan_pick(&m->plan.gemm[RNC_F32], 1, 0)->fn.gemm_f32;
+    gemm(F->dft, (int)N, (int)N, 1, v, (int)N, re, (int)rp);
+    gemm(F->dft + (size_t)rp * N, (int)N, (int)N, 1, w, (int)N, im, (int)rp);
+    for (uint32_t k = 0; k < N; ++k) {
+        const float p = re[k] * re[k] + im[k] * im[k];
+        re[k] = F->power == 1 ? sqrtf(p) : p;
+    }
+    const float *fw = F->fbw;
+    for (uint32_t j = 0; j < F->out_w; ++j) {
+        const uint32_t first = F->span[2 * j], count = F->span[2 * j + 1];
+        float acc = 0.0f;
+        for (uint32_t k = 0; k < count; ++k) acc += fw[k] * re[first + k];
+        fw += count;
+        if (F->log == RNC_MEL_LOG) acc = logf(acc + F->log_c);
+        else if (F->log == RNC_MEL_LOG_DB) acc = 10.0f * log10f(acc > F->log_c ? acc : F->log_c);
+        y[j] = acc;
+    }
+}
+
 /* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x; win: the
  * stream row's conv_time windows. */
 static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
@@ -692,6 +729,8 @@ static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x,
         conv_time_row(m, F, x, y, win + F->win_off, scratch);
     } else if (F->kind == RNC_REC_FRAME_CONV) {
         frame_conv_row(m, F, x, y, scratch);
+    } else if (F->kind == RNC_REC_LOG_MEL) {
+        log_mel_row(m, F, x, y, scratch);
     } else if (F->kind == RNC_REC_MAGNITUDE) {
         const uint32_t M = F->out_w;
         for (uint32_t i = 0; i < M; ++i) y[i] = sqrtf(x[i] * x[i] + x[M + i] * x[M + i]);
@@ -769,6 +808,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         case RNC_REC_FRAME_CONV:
         case RNC_REC_CONV_TIME:
         case RNC_REC_MAGNITUDE:
+        case RNC_REC_LOG_MEL:
             break; /* the front-end, run above */
         case RNC_REC_POINTWISE:
         case RNC_REC_LAYER_NORM:
@@ -1042,8 +1082,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         const int last = i + 1 == m->num_stages;
         if (m->stage[i] == RNC_REC_FRAME_CONV || m->stage[i] == RNC_REC_CONV_TIME ||
-            m->stage[i] == RNC_REC_MAGNITUDE)
-            continue; /* above */
+            m->stage[i] == RNC_REC_MAGNITUDE || m->stage[i] == RNC_REC_LOG_MEL)
+            continue; /* the front-end, above */
         if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
             m->stage[i] == RNC_REC_SCALE_SHIFT) {
             if (l == 0) continue; /* the front-end, above */

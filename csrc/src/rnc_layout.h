@@ -47,7 +47,8 @@
     S(rec_scale_shift, 32) /* v2: x * scale + shift per feature (BatchNorm in inference) */ \
     S(cellint, 96)     /* v2 precision 3: after a recurrent record's cellw */                    \
     S(linint, 24)      /* v2 precision 3: after a linear record's fixed part */                  \
-    S(rec_conv_time, 48)  /* v2: a causal Conv1d over time (front-end, window in the state) */
+    S(rec_conv_time, 48)  /* v2: a causal Conv1d over time (front-end, window in the state) */ \
+    S(rec_log_mel, 72)     /* v2: log-mel spectrogram of each step's frame (front-end, first) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -276,6 +277,7 @@
 #define RNC_REC_MAGNITUDE 7u
 #define RNC_REC_LAYER_NORM 8u
 #define RNC_REC_SCALE_SHIFT 9u
+#define RNC_REC_LOG_MEL 13u
 
 /* frame_conv: each step's in_features = in_channels * frame_length inputs are C_in channels of L
  * samples, channel-major (x[c*L + i]); the output is C_out channels of L_out samples, channel-major:
@@ -366,6 +368,39 @@
     X(rec_conv_time, groups, 28, U32)                                                             \
     X(rec_conv_time, weight, 32, REF)                                                             \
     X(rec_conv_time, bias, 40, REF)
+
+/* log_mel (kind 13, only as the first record): each step's n_fft inputs are one frame of samples
+ * (center=False framing: frame f is samples f*hop_length .. f*hop_length + n_fft - 1 of the
+ * signal; the caller frames, hop_length is stored for it and the reader), N = n_fft/2 + 1 bins:
+ *   u[n] = window[n] x[n]                                      (window: f32 [n_fft])
+ *   v[j] = u[j] + u[n_fft - j], w[j] = u[j] - u[n_fft - j] for 0 < j < n_fft - j (v[0] = u[0],
+ *       w[0] = 0; v[j] = u[j], w[j] = 0 for j = n_fft - j), j < N (the DFT's symmetry folded)
+ *   re = C v, im = S w: dft holds two packed f32 matrices (the layout of docs/rnc-format.md) of
+ *       round16(N) rows and N inputs, C[k, j] = cos(2 pi k j / n_fft) then S[k, j] = -sin(...)
+ *   p[k] = re[k]^2 + im[k]^2 (power 2) or sqrt of it (power 1)
+ *   mel[m] = sum_{j < count_m} fb_weight[o_m + j] p[first_m + j], (first_m, count_m) = fb_span[m]
+ *       (u32 pairs, first_m + count_m <= N), o_m = count_0 + .. + count_{m-1}; the weights
+ *       (sum of the counts, >= 0; absent when that is 0) are each triangular filter's nonzero span
+ *   y[m] = mel[m] (log 0), log(mel[m] + log_offset) (log 1), 10 log10(max(mel[m], amin)) (log 2)
+ * log_offset (log 1) and amin (log 2) are finite and > 0, else 0. */
+#define RNC_MEL_LOG_NONE 0u
+#define RNC_MEL_LOG 1u
+#define RNC_MEL_LOG_DB 2u
+#define RNC_FILE_MEL_LOGS 3u
+#define RNC_FIELDS_rec_log_mel(X)                                                                 \
+    X(rec_log_mel, kind, 0, U32)                                                                  \
+    X(rec_log_mel, size, 4, U32)                                                                  \
+    X(rec_log_mel, n_fft, 8, U32)                                                                 \
+    X(rec_log_mel, hop_length, 12, U32)                                                           \
+    X(rec_log_mel, n_mels, 16, U32)                                                               \
+    X(rec_log_mel, power, 20, U32)                                                                \
+    X(rec_log_mel, log, 24, U32)                                                                  \
+    X(rec_log_mel, log_offset, 28, F32)                                                           \
+    X(rec_log_mel, amin, 32, F32)                                                                 \
+    X(rec_log_mel, window, 40, REF)                                                               \
+    X(rec_log_mel, dft, 48, REF)                                                                  \
+    X(rec_log_mel, fb_span, 56, REF)                                                              \
+    X(rec_log_mel, fb_weight, 64, REF)
 
 #define RNC_FIELDS_rec_linear(X)                                                                  \
     X(rec_linear, kind, 0, U32)                                                                   \
@@ -525,7 +560,9 @@
     M(INT_TABLE_LSTM, CORRUPT, "0x%llx: the table activations (0x1) are for GRU and RNN cells, not an LSTM") \
     M(INT_ACT, UNSUPPORTED, "%llu, integer heads have 0 (none) or 4 (softmax)")                   \
     M(INT_HOST, UNSUPPORTED, "%llu (fully-integer): the host engine does not run integer models; rnncore export-c --target cortex-m compiles them") \
-    M(CONV_WINDOW_SIZE, UNSUPPORTED, "window of %llu steps x %llu channels, the C core keeps at most %llu floats per stream")
+    M(CONV_WINDOW_SIZE, UNSUPPORTED, "window of %llu steps x %llu channels, the C core keeps at most %llu floats per stream") \
+    M(MEL_UNUSED, CORRUPT, "bits 0x%llx: expected 0 (unused with log = %llu)")                   \
+    M(MEL_SPAN, CORRUPT, "filter %llu spans bins %llu..%llu, past the %llu frequency bins")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
@@ -534,7 +571,8 @@
     RNC_FIELDS_rec_last_step(X) RNC_FIELDS_rec_linear(X) RNC_FIELDS_spq8(X) RNC_FIELDS_cellopt(X)   \
     RNC_FIELDS_cellln(X) RNC_FIELDS_rec_frame_conv(X) RNC_FIELDS_rec_pointwise(X)                 \
     RNC_FIELDS_rec_magnitude(X) RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X)         \
-    RNC_FIELDS_cellint(X) RNC_FIELDS_linint(X) RNC_FIELDS_rec_conv_time(X)
+    RNC_FIELDS_cellint(X) RNC_FIELDS_linint(X) RNC_FIELDS_rec_conv_time(X) \
+    RNC_FIELDS_rec_log_mel(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

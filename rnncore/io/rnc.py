@@ -73,7 +73,9 @@ RECORD_KINDS = {"embedding": _C["REC_EMBEDDING"], "recurrent": _C["REC_RECURRENT
                 "frame_conv": _C["REC_FRAME_CONV"], "pointwise": _C["REC_POINTWISE"],
                 "magnitude": _C["REC_MAGNITUDE"], "layer_norm": _C["REC_LAYER_NORM"],
                 "scale_shift": _C["REC_SCALE_SHIFT"], "conv_time": _C["REC_CONV_TIME"]}
-_STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift", "conv_time")
+_STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift", "conv_time", "log_mel")
+RECORD_KINDS["log_mel"] = _C["REC_LOG_MEL"]
+_MEL_LOGS = {None: _C["MEL_LOG_NONE"], "log": _C["MEL_LOG"], "db": _C["MEL_LOG_DB"]}
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
 POINTWISE = {"relu": _C["PW_RELU"], "sigmoid": _C["PW_SIGMOID"], "tanh": _C["PW_TANH"],
              "hardsigmoid": _C["PW_HARDSIGMOID"], "gelu": _C["PW_GELU"], "gelu_tanh": _C["PW_GELU_TANH"]}
@@ -384,6 +386,80 @@ def _plan_conv_time(r: dict, feat: int, where: str) -> dict:
             "tensors": [np.concatenate(packed), b]}
 
 
+def mel_spans(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A filterbank ``fb (n_freqs, n_mels)`` as the log_mel record stores it: ``span (n_mels, 2)``
+    uint32 (first bin, bin count: from the filter's first to its last nonzero weight; 0, 0 for an
+    all-zero filter) and the weights of the spans, filter after filter (float32)."""
+    span = np.zeros((fb.shape[1], 2), np.uint32)
+    weights = []
+    for m in range(fb.shape[1]):
+        nz = np.flatnonzero(fb[:, m])
+        if nz.size:
+            span[m] = (nz[0], nz[-1] - nz[0] + 1)
+            weights.append(fb[nz[0]:nz[-1] + 1, m])
+    return span, (np.concatenate(weights).astype(np.float32) if weights else np.zeros(0, np.float32))
+
+
+def dft_tables(n_fft: int) -> tuple[np.ndarray, np.ndarray]:
+    """``cos[k, n] = cos(2 pi k n / n_fft)``, ``sin[k, n] = -sin(2 pi k n / n_fft)`` for
+    ``k <= n_fft/2``, float64 with the phase reduced modulo ``n_fft`` (rnncore.nn.melspec's)."""
+    k, n = np.arange(n_fft // 2 + 1)[:, None], np.arange(n_fft)[None, :]
+    angle = 2 * np.pi * ((k * n) % n_fft) / n_fft
+    return np.cos(angle), -np.sin(angle)
+
+
+def _plan_log_mel(r: dict, feat: int, where: str, n: int) -> dict:
+    """A log-mel record (``rc.nn.LogMelSpectrogram.record()``) in stored form."""
+    if n != 0:
+        raise ValueError(f"{where}: a log_mel record must be the first per-step record")
+    if r.get("center", False):
+        raise ValueError(f"{where}: center=True pads the whole signal; the C core takes frames of the signal "
+                         "as it is (LogMelSpectrogram(center=False))")
+    nfft, hop, nmel = int(r["n_fft"]), int(r["hop_length"]), int(r["n_mels"])
+    if nfft != feat:
+        raise ValueError(f"{where}: n_fft {nfft}, expected the {feat} input features per step (one frame)")
+    if not 2 <= nfft <= _C["FILE_MAX_KERNEL"]:
+        raise ValueError(f"{where}: n_fft must be in 2..{_C['FILE_MAX_KERNEL']}, got {nfft}")
+    power = r.get("power", 2.0)
+    if power not in (1, 2):
+        raise ValueError(f"{where}: power must be 1 or 2, got {power!r}")
+    log = r.get("log", "log")
+    if log not in _MEL_LOGS:
+        raise ValueError(f"{where}: log must be 'log', 'db' or None, got {log!r}")
+    off = float(r.get("log_offset", 1e-6)) if log == "log" else 0.0
+    amin = float(r.get("amin", 1e-10)) if log == "db" else 0.0
+    for name, v, used in (("log_offset", off, log == "log"), ("amin", amin, log == "db")):
+        if used and not (math.isfinite(v) and np.float32(v) > 0):
+            raise ValueError(f"{where}: {name} must be a finite number > 0, got {v}")
+    t = r.get("tensors", r)
+    nf = nfft // 2 + 1
+    win = _as_f32(t["window"], f"{where} window")
+    cos, sin = _as_f32(t["cos"], f"{where} cos"), _as_f32(t["sin"], f"{where} sin")
+    fb = _as_f32(t["fb"], f"{where} fb")
+    for name, a, shape in (("window", win, (nfft,)), ("cos", cos, (nf, nfft)), ("sin", sin, (nf, nfft)),
+                           ("fb", fb, (nf, nmel))):
+        if a.shape != shape:
+            raise ValueError(f"{where}: {name} must be {shape}, got {a.shape}")
+    if (fb < 0).any():
+        raise ValueError(f"{where}: fb must be >= 0 (mel filters)")
+    c64, s64 = dft_tables(nfft)
+    if np.abs(cos - c64).max() > 1e-6 or np.abs(sin - s64).max() > 1e-6:
+        raise ValueError(f"{where}: cos, sin must be the DFT tables of n_fft={nfft} "
+                         "(cos(2 pi k n / n_fft), -sin(2 pi k n / n_fft)): the record stores their "
+                         "folded halves")
+    rp = _round_up(nf, ROW_BLOCK)
+    dft = []
+    for t in (c64, s64):   # columns j < nf: the others mirror them (rnc_layout.h log_mel)
+        a = np.zeros((rp, nf), np.float32)
+        a[:nf] = t[:, :nf]
+        dft.append(pack_f32(a))
+    span, weights = mel_spans(fb)
+    return {"kind": "log_mel", "fields": {
+        "n_fft": nfft, "hop_length": hop, "n_mels": nmel, "power": int(power), "log": _MEL_LOGS[log],
+        "log_offset": off, "amin": amin},
+        "tensors": [win, np.concatenate(dft), span.reshape(-1), weights if weights.size else None]}
+
+
 def _plan_step_records(records: list, feat: int, precision: str, where: str) -> tuple[list, int]:
     """The per-step records (``front``: frame_conv1d / magnitude / activations; ``post``:
     activations) in stored form; returns them and the width they leave."""
@@ -462,6 +538,9 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
                     raise ValueError(f"{where}[{n}] (layer_norm): eps must be a finite number > 0, got {eps}")
                 fields["eps"] = eps
             out.append({"kind": kind, "fields": fields, "tensors": vals})
+        elif kind == "log_mel":
+            out.append(_plan_log_mel(r, feat, f"{where}[{n}] (log_mel)", n))
+            feat = out[-1]["fields"]["n_mels"]
         elif kind == "magnitude":
             if feat % 2:
                 raise ValueError(f"{where}[{n}] (magnitude): {feat} input features, expected an even number")
@@ -598,7 +677,7 @@ def _plan(spec: dict) -> dict[str, Any]:
     for key in ("post", "post_pooled"):
         for n, r in enumerate(spec.get(key) or []):
             if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv", "magnitude", "conv1d",
-                                                  "conv_time"):
+                                                  "conv_time", "log_mel"):
                 raise ValueError(f"{key}[{n}]: only activations may follow the recurrent layers, "
                                  f"got {r.get('kind')!r}")
     post, _ = _plan_step_records(spec.get("post"), feat, precision, "post")
@@ -895,6 +974,8 @@ def _pack_step_record(r: dict, blob) -> bytes:
         vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
     elif r["kind"] == "scale_shift":
         vals["scale"], vals["shift"] = (blob.add(t) for t in r["tensors"])
+    elif r["kind"] == "log_mel":
+        vals["window"], vals["dft"], vals["fb_span"], vals["fb_weight"] = (blob.add(t) for t in r["tensors"])
     return st.pack(kind=RECORD_KINDS[r["kind"]], size=st.size, **vals)
 
 
@@ -991,7 +1072,7 @@ class RncFormatError(ValueError):
 
 _HEADER = None  # the part: the header (else the v1 descriptor / v2 record number)
 _ERROR_TEXT = 255  # characters the C loader keeps (RNC_ERROR_TEXT_SIZE - 1)
-_MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 16 + 4 + 2 * _C["FILE_MAX_FRONT"]  # loader.c MAX_TENSORS
+_MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 16 + 4 + 2 * _C["FILE_MAX_FRONT"] + 2  # loader.c MAX_TENSORS
 _STAGE_PLACE = ("first", "after an embedding", "after a recurrent record", "after last_step", "after linear",
                 "after a front-end record", "after a pointwise record", "after a pointwise record")
 _KIND_TEXT = {v: k for k, v in RECORD_KINDS.items()}
@@ -1596,6 +1677,8 @@ class _Loader:
             rec.update(in_channels=ci, out_channels=co, kernel_size=k, stride=stv, dilation=dl, groups=g,
                        weight=np.concatenate(mats).reshape(co, cg, k), bias=b.copy())
             out = co
+        elif name == "log_mel":
+            out = self.load_log_mel(r, rec)
         else:  # frame_conv
             ci, co, k, L = r["in_channels"], r["out_channels"], r["kernel_size"], r["frame_length"]
             stv, dl, g, pl, pr, mode = (r[f] for f in ("stride", "dilation", "groups", "pad_left",
@@ -1646,6 +1729,55 @@ class _Loader:
         rec["out"] = out
         self.steps.append(rec)
         self.feat = out
+
+    def load_log_mel(self, r: dict, rec: dict) -> int:
+        """loader.c load_log_mel (after the size and reserved bytes); returns n_mels."""
+        nfft, hop, nmel, pw, lg = (r[f] for f in ("n_fft", "hop_length", "n_mels", "power", "log"))
+        mk, mf = _C["FILE_MAX_KERNEL"], _C["FILE_MAX_FEATURES"]
+        if not 2 <= nfft <= mk:
+            raise self.fail("n_fft", "RANGE", nfft, 2, mk)
+        if nfft != self.feat:
+            raise self.fail("n_fft", "EXPECT", nfft, self.feat)
+        if not 1 <= hop <= mk:
+            raise self.fail("hop_length", "RANGE", hop, 1, mk)
+        if not 1 <= nmel <= mf:
+            raise self.fail("n_mels", "RANGE", nmel, 1, mf)
+        if not 1 <= pw <= 2:
+            raise self.fail("power", "RANGE", pw, 1, 2)
+        if lg >= _C["FILE_MEL_LOGS"]:
+            raise self.fail("log", "RANGE", lg, 0, _C["FILE_MEL_LOGS"] - 1)
+        for name, used in (("log_offset", _C["MEL_LOG"]), ("amin", _C["MEL_LOG_DB"])):
+            v = _f32(r[name])
+            if lg == used and not (math.isfinite(v) and v > 0):
+                raise self.fail(name, "NORM_EPS", r[name])
+            if lg != used and r[name]:
+                raise self.fail(name, "MEL_UNUSED", r[name], lg)
+        nf = nfft // 2 + 1
+        rp = _r16(nf)
+        win = self.check_floats("window", self.get_ref("window", r["window"], nfft * 4), nfft, False)
+        off = self.get_ref("dft", r["dft"], 2 * rp * nf * 4)
+        dft = self.check_floats("dft", off, 2 * rp * nf, False)
+        half = [unpack_f32(dft[i * rp * nf:(i + 1) * rp * nf], rp, nf)[:nf] for i in range(2)]
+        mirror = nfft - np.arange(nf, nfft)   # column j >= nf is column n_fft - j (< nf), the sines negated
+        off = self.get_ref("fb_span", r["fb_span"], nmel * 8)
+        span = np.frombuffer(self.b, "<u4", 2 * nmel, off).astype(np.int64).reshape(nmel, 2)
+        for i, (first, count) in enumerate(span):
+            if first + count > nf:
+                raise self.fail("fb_span", "MEL_SPAN", i, first, first + count, nf)
+        total = int(span[:, 1].sum())
+        off = self.get_ref("fb_weight", r["fb_weight"], total * 4)
+        w = self.check_floats("fb_weight", off, total, True) if total else np.zeros(0, np.float32)
+        fb = np.zeros((nf, nmel), np.float32)
+        o = 0
+        for i, (first, count) in enumerate(span):
+            fb[first:first + count, i] = w[o:o + count]
+            o += count
+        logs = {v: k for k, v in _MEL_LOGS.items()}
+        rec.update(n_fft=nfft, hop_length=hop, n_mels=nmel, power=float(pw), log=logs[lg],
+                   log_offset=_f32(r["log_offset"]), amin=_f32(r["amin"]),
+                   window=win, cos=np.concatenate([half[0], half[0][:, mirror]], 1),
+                   sin=np.concatenate([half[1], -half[1][:, mirror]], 1), fb=fb)
+        return nmel
 
     def load_record(self, pos: int, size: int) -> None:
         kind = self.u32(pos)
@@ -1798,6 +1930,8 @@ def _next_stage(stage: int, kind: int) -> int:
         return 4 if stage in (2, 3, 6, 7) else -1
     if kind in (k["frame_conv"], k["magnitude"], k["conv_time"]):
         return 5 if stage in (0, 5) else -1
+    if kind == k["log_mel"]:
+        return 5 if stage == 0 else -1
     if kind in (k["pointwise"], k["layer_norm"], k["scale_shift"]):
         return 5 if stage in (0, 5) else 6 if stage in (2, 6) else 7 if stage in (3, 7) else -1
     return -1
@@ -1850,6 +1984,11 @@ def _step_description(r: dict) -> dict:
     """A per-step record as ``write_rnc`` takes it (the ``rc.nn`` layers' ``record()`` form)."""
     if r["kind"] == "magnitude":
         return {"kind": "magnitude"}
+    if r["kind"] == "log_mel":
+        d = {f: r[f] for f in ("n_fft", "hop_length", "n_mels", "power", "log", "log_offset", "amin")}
+        d.update(kind="log_mel", center=False,
+                 tensors={"window": r["window"], "cos": r["cos"], "sin": r["sin"], "fb": r["fb"]})
+        return d
     if r["kind"] == "layer_norm":
         return {"kind": "layer_norm", "features": r["in"], "eps": r["eps"],
                 "tensors": {"weight": r["weight"], "bias": r["bias"]}}

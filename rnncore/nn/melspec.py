@@ -228,6 +228,7 @@ class LogMelSpectrogram(Module):
             "log": self.log,
             "log_offset": self.log_offset,
             "amin": self.amin,
+            "center": self.center,
             "tensors": {"window": self.window, "cos": self.cos, "sin": self.sin, "fb": self.fb},
         }
 
@@ -282,6 +283,19 @@ class LogMelSpectrogram(Module):
         y = self._frames_to_mel(_gather(wav, idx)[..., 0], train)
         self._index = (idx, N, x.shape) if train else None
         return y
+
+    def frames(self, x: np.ndarray) -> np.ndarray:
+        """``x (B, T, S) -> frames (B, F, n_fft)``: the (padded) signal cut into the frames that
+        :meth:`forward` windows, ``frames[b, f] = x_pad[b, f*hop : f*hop + n_fft]``. A compiled
+        log-mel front-end (``rc.compile``, center=False) takes one frame per step: its ``run``
+        takes these frames."""
+        wav = self._waveform(x)
+        N = wav.shape[1]
+        if self.center and self.pad_mode == "reflect" and N <= self.pad:
+            raise ValueError(f"x: reflect padding of {self.pad} needs more than {self.pad} samples, got {N}")
+        idx = window_index(N, self.n_fft, self.hop_length, 1, self.pad, self.pad,
+                           "reflect" if self.pad_mode == "reflect" else "zeros")
+        return _gather(wav, idx)[..., 0]
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """``dy (B, F, n_mels) -> dx (B, T, S)``: back through log, filters, power, DFT, window, frames."""
