@@ -113,7 +113,7 @@ def test_export_c_runs_on_aarch64(aarch64_lib: Path, tmp_path: Path, name: str) 
     x.astype("<f4").tofile(inp)
 
     eng = rc.load(data)
-    if spec["precision"] == "q4":  # the q4 cells run on aarch64 (neondot on the A76, generic on the A53)
+    if spec["precision"] == "q4":  # the q4 cells run on aarch64 (neondot on the A76, neon on the A53)
         assert eng._model.plan_row(0, "gru_step", 1, "x").startswith("rnc_q4_gru_step")
     if "sparse" in spec:  # every layer's weights stored block-sparse (layer flags 4 | 8)
         assert all(eng._model.plan_row(li, op, 1, "x").startswith(f"rnc_q8_{op}")

@@ -153,7 +153,7 @@
     RNC_KERNELS_AMX(X)
 
 #elif defined(__arm__) || defined(__aarch64__)
-/* ARM NEON (gemm_neon.c, cells_neon.c, q8_sparse_neon.c); the quantiser is NEON's on aarch64 (epilogue_neon.h), the
+/* ARM NEON (gemm_neon.c, cells_neon.c, q8_sparse_neon.c, q4_neon.c); the quantiser is NEON's on aarch64 (epilogue_neon.h), the
  * portable one on armv7 (its NEON float arithmetic is not IEEE) */
 #if defined(__aarch64__)
 #define RNC_KERNELS_NEON_QUANTIZE(X)                                                              \
@@ -167,7 +167,8 @@
     X(GEMV, F32, rnc_f32_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                            \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                      \
     RNC_KERNELS_CELLS(X, neon, RNC_ISA_NEON)                                                      \
-    RNC_KERNELS_SPARSE(X, neon, RNC_ISA_NEON)
+    RNC_KERNELS_SPARSE(X, neon, RNC_ISA_NEON)                                                     \
+    RNC_KERNELS_Q4(X, neon, RNC_ISA_NEON)
 /* aarch64 dot product (q8_gemm_neondot.c, cells_neondot.c); f32 products are NEON's */
 #if defined(__aarch64__)
 #define RNC_KERNELS_NEONDOT(X)                                                                    \

@@ -2,7 +2,8 @@
  * sums of a plain C product of the unpacked int4 weights, and every q4 cell row gives, bit for
  * bit, the h, c and y of the generic q8 cell on the same integer weights stored as q8 (3 steps,
  * state carried; step, whole-sequence and masked forms; both GRU forms; random and saturated
- * -7/+7 weights and -127/+127 inputs; K of every residue mod 8). So a q4 model is its q8 twin with
+ * -7/+7 weights and -127/+127 inputs, and products all +7 x -128 or +7 x +127; K of every residue
+ * mod 8). So a q4 model is its q8 twin with
  * int4 weights, which the q8 tests tie to the NumPy reference. Built and run by `make test`, and
  * cross-compiled under qemu (toolchains/cross.mk). */
 #define _POSIX_C_SOURCE 200112L
@@ -35,7 +36,16 @@ static int avail(const rnc_kernel *k)
     return yes;
 }
 
-static int8_t w4(int mode) { return (int8_t)(mode ? (rnd(0, 1) ? 7 : -7) : rnd(-7, 7)); }
+/* mode 0: random weights; 1: random -7/+7; 2, 3: every weight +7 (the largest nibble, 15) */
+static int8_t w4(int mode) { return (int8_t)(mode >= 2 ? 7 : mode ? (rnd(0, 1) ? 7 : -7) : rnd(-7, 7)); }
+
+/* An input of mode 0: random; 1: random -127/+127; 2: every input -128; 3: every input +127 (with
+ * mode 2/3 weights every product of a row has the largest magnitude and one sign: the bound of
+ * any partial sum a kernel keeps in 16 bits) */
+static int8_t q8in(int mode)
+{
+    return (int8_t)(mode == 2 ? -128 : mode == 3 ? 127 : mode ? (rnd(0, 1) ? 127 : -127) : rnd(-127, 127));
+}
 
 static void test_products(void)
 {
@@ -51,7 +61,7 @@ static void test_products(void)
         int cases = 0;
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
             for (int N = 1; N <= 9; N += 4)
-                for (int mode = 0; mode < 2; ++mode) {
+                for (int mode = 0; mode < 4; ++mode) {
                     const int R = shapes[s][0], K = shapes[s][1], Rp = (R + 15) / 16 * 16, kp = (K + 3) / 4 * 4;
                     const int ldq = kp + 4 * (N > 1), ldacc = Rp + 16;
                     int8_t *W = zalloc((size_t)R * K), *Q = zalloc((size_t)N * ldq);
@@ -61,7 +71,7 @@ static void test_products(void)
                     for (size_t k = 0; k < (size_t)R * K; ++k) W[k] = w4(mode);
                     for (int n = 0; n < N; ++n)
                         for (int k = 0; k < ldq; ++k) /* garbage past K: never read as a product */
-                            Q[(size_t)n * ldq + k] = (int8_t)(k < K ? (mode ? (rnd(0, 1) ? 127 : -127) : rnd(-127, 127))
+                            Q[(size_t)n * ldq + k] = (int8_t)(k < K ? q8in(mode)
                                                                   : (k < kp ? 0 : 99));
                     pack_q4(W, R, K, P);
                     for (int n = 0; n < N; ++n)

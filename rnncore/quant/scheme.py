@@ -113,24 +113,12 @@ def quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     wq : ndarray (R, K) int8, values in [-127, 127]
     scale : ndarray (R,) float32, ``w ~= wq * scale[:, None]``; 0 for an all-zero row
     """
-    w = np.asarray(w, dtype=F32)
-    if w.ndim != 2:
-        raise ValueError(f"quantize_weights: w expected a 2-D (rows, cols) array, got shape {w.shape}")
-    if not np.all(np.isfinite(w)):
-        raise ValueError("quantize_weights: w contains NaN or Inf")
-    m = np.max(np.abs(w), axis=1) if w.shape[1] else np.zeros(w.shape[0], F32)
-    scale = (m / _F127).astype(F32)
-    wq = np.zeros(w.shape, dtype=np.int8)
-    nz = scale > 0
-    with np.errstate(over="ignore"):
-        wq[nz] = np.clip(np.rint(w[nz] / scale[nz, None]), -QMAX, QMAX).astype(np.int8)
-    return wq, scale
+    return _quantize_rows_symmetric(w, 8, "quantize_weights")
 
 
 #: q4 weights: int4 in [-Q4MAX, Q4MAX] (symmetric like q8's -127..127: the row's max |W| maps to
 #: +-7 and -8 is never written, so the grid has no one-sided level; docs/q8-contract.md, "q4 weights")
 Q4MAX = 7
-_F7 = F32(7.0)
 
 
 def quantize_weights_q4(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,17 +140,38 @@ def quantize_weights_q4(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     wq : ndarray (R, K) int8, values in [-7, 7]
     scale : ndarray (R,) float32, ``w ~= wq * scale[:, None]``; 0 for an all-zero row
     """
+    return _quantize_rows_symmetric(w, 4, "quantize_weights_q4")
+
+
+def _quantize_rows_symmetric(w: np.ndarray, bits: int, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """The per-row symmetric rule of q8 (``bits = 8``) and q4 (``bits = 4``) weights::
+
+        qmax = 2**(bits - 1) - 1;  m = max_k |W[r, k]|;  s_w[r] = m / qmax  (float32)
+        Wq[r, k] = clip(rint(W[r, k] / s_w[r]), -qmax, qmax);  m == 0: s_w = 0, Wq = 0
+
+    Parameters
+    ----------
+    w : ndarray (R, K), any float dtype (converted to float32 first)
+    bits : int, 8 or 4
+    who : str, the public function named in errors
+
+    Returns
+    -------
+    wq : ndarray (R, K) int8, values in [-qmax, qmax]
+    scale : ndarray (R,) float32
+    """
+    qmax = (1 << (bits - 1)) - 1
     w = np.asarray(w, dtype=F32)
     if w.ndim != 2:
-        raise ValueError(f"quantize_weights_q4: w expected a 2-D (rows, cols) array, got shape {w.shape}")
+        raise ValueError(f"{who}: w expected a 2-D (rows, cols) array, got shape {w.shape}")
     if not np.all(np.isfinite(w)):
-        raise ValueError("quantize_weights_q4: w contains NaN or Inf")
+        raise ValueError(f"{who}: w contains NaN or Inf")
     m = np.max(np.abs(w), axis=1) if w.shape[1] else np.zeros(w.shape[0], F32)
-    scale = (m / _F7).astype(F32)
+    scale = (m / F32(qmax)).astype(F32)
     wq = np.zeros(w.shape, dtype=np.int8)
     nz = scale > 0
     with np.errstate(over="ignore"):
-        wq[nz] = np.clip(np.rint(w[nz] / scale[nz, None]), -Q4MAX, Q4MAX).astype(np.int8)
+        wq[nz] = np.clip(np.rint(w[nz] / scale[nz, None]), -qmax, qmax).astype(np.int8)
     return wq, scale
 
 

@@ -38,24 +38,26 @@ RNC_SAI void sp_store16(const rnc_sparse_q8 *S, uint32_t b, int R, __m512i s, in
     _mm512_mask_storeu_epi32(acc + 16 * b, m, _mm512_sub_epi32(s, corr));
 }
 
-/* One column, 16-row blocks; `off` as sp_x16's (0x80808080: q signed; 0: q already offset). */
+/* One column, 16-row blocks; `off` as sp_x16's (0x80808080: q signed; 0: q already offset).
+ * Pointers walk each row block's column indices and blocks (no index arithmetic per block). */
 RNC_SAI void sp_col16(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc, int32_t off)
 {
-    const uint16_t *c = S->cols;
-    const int8_t *w = S->blocks;
     for (uint32_t b = 0; b < S->row_blocks && 16 * (int)b < R; ++b) {
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-        uint32_t i = S->rowptr[b];
-        const uint32_t e = S->rowptr[b + 1];
-        for (; i + 4 <= e; i += 4) {
-            const int8_t *t = w + 64 * (size_t)i;
-            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[i], off), _mm512_loadu_si512((const void *)t));
-            a1 = _mm512_dpbusd_epi32(a1, sp_x16(q, c[i + 1], off), _mm512_loadu_si512((const void *)(t + 64)));
-            a2 = _mm512_dpbusd_epi32(a2, sp_x16(q, c[i + 2], off), _mm512_loadu_si512((const void *)(t + 128)));
-            a3 = _mm512_dpbusd_epi32(a3, sp_x16(q, c[i + 3], off), _mm512_loadu_si512((const void *)(t + 192)));
+        const uint16_t *c = S->cols + S->rowptr[b], *const ce = S->cols + S->rowptr[b + 1];
+        const int8_t *t = S->blocks + 64 * (size_t)S->rowptr[b];
+        __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+        __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
+        for (; ce - c >= 4; c += 4, t += 256) {
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[0], off), _mm512_loadu_si512((const void *)t));
+            a1 = _mm512_dpbusd_epi32(a1, sp_x16(q, c[1], off), _mm512_loadu_si512((const void *)(t + 64)));
+            a2 = _mm512_dpbusd_epi32(a2, sp_x16(q, c[2], off), _mm512_loadu_si512((const void *)(t + 128)));
+            a3 = _mm512_dpbusd_epi32(a3, sp_x16(q, c[3], off), _mm512_loadu_si512((const void *)(t + 192)));
+            /* an empty asm per accumulator: without it GCC 12 copied three of them between
+             * registers in every iteration (as in cells_avx512vnni.c) */
+            __asm__("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3));
         }
-        for (; i < e; ++i)
-            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[i], off), _mm512_loadu_si512((const void *)(w + 64 * (size_t)i)));
+        for (; c < ce; ++c, t += 64)
+            a0 = _mm512_dpbusd_epi32(a0, sp_x16(q, c[0], off), _mm512_loadu_si512((const void *)t));
         sp_store16(S, b, R, _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), acc);
     }
 }
@@ -147,12 +149,12 @@ void rnc_q8_gemm_sparse_avx512vnni(const int8_t *Wp, int R, int K, int N, const 
     }
 }
 
-/* the epilogue: AVX-512's cell update and quantiser, and the dequantisation fused with the
- * update from epilogue_avx2.h (the same float32 operations as every ISA's) */
-#include "epilogue_avx2.h"
+/* the epilogue: AVX-512's cell update and quantiser, and its dequantisation fused with the
+ * update, 16 units a vector (epilogue_avx512_q8.h; the same float32 operations as every ISA's) */
+#include "epilogue_avx512_q8.h"
 #define RNC_CELL_UPDATE rnc_x86_cell_update_avx512
 #define RNC_QUANTIZE_ROW rnc_x86_quantize_row_avx512
-#define RNC_Q8_UPDATE rnc_avx2_q8_update
+#define RNC_Q8_UPDATE rnc_avx512_q8_update
 #define RNC_SFX sparse_avx512vnni
 #define rnc_f32_gemm_sparse_avx512vnni rnc_f32_gemm_avx512
 #include "cell_template.h"
