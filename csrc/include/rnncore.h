@@ -176,6 +176,7 @@ typedef struct rnc_front_op {
     uint32_t act;                 /* pointwise: RNC_PW_* */
     float alpha, beta;
     float eps;                    /* layer_norm (its weight, bias in w, b; scale_shift: scale, shift) */
+    const float *s;               /* q8 frame_conv: per-row weight scales, w then int8 (NULL: f32) */
 } rnc_front_op;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved
