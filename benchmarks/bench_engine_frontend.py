@@ -8,7 +8,11 @@ recurrent layer's own step, the same weights); ``Stream.step(x, out=out)`` on on
 the median over ``--steps`` steps after a warm-up, and the ratio of the two (and of their
 multiply-adds). Also the whole sequence (``engine.run``) per frame, in CPU time.
 
-    python benchmarks/bench_engine_frontend.py [--steps 2000] [--isa avx512vnni]
+    python benchmarks/bench_engine_frontend.py [--steps 2000] [--isa avx512vnni] [--precision q8]
+
+``--precision q8``: both models in q8 (the frame convolutions int8, docs/q8-contract.md);
+``--profile``: also the step time of the model cut after each front-end record (its front-end
+prefix alone, a 1-unit LSTM behind it), to see where the front-end's time goes.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--isa", default=None, help="an ISA path (rc.isa()); default: the best")
+    ap.add_argument("--precision", default="f32", choices=["f32", "q8"])
+    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     spec = importlib.util.find_spec("silero_vad")
     if spec is None:
@@ -53,8 +59,9 @@ def main() -> None:
     path = pathlib.Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx"
     g = from_onnx(path.read_bytes())
     model, _ = lower_graph(g)
-    vad = rc.compile(g)
-    lstm = rc.compile([m for m in model.children() if type(m[1]).__name__ == "LSTM"][0][1])
+    vad = rc.compile(g, precision=args.precision)
+    lstm = rc.compile([m for m in model.children() if type(m[1]).__name__ == "LSTM"][0][1],
+                      precision=args.precision)
     if args.isa:
         vad.set_isa(args.isa)
         lstm.set_isa(args.isa)
@@ -71,11 +78,46 @@ def main() -> None:
         vad.run(X)
         t_run.append(time.process_time() - t0)
     t_run = min(t_run) / 500
-    print(f"# {cpu_name()}, isa {vad.isa}, f32, batch 1, median of {args.steps} steps")
+    print(f"# {cpu_name()}, isa {vad.isa}, {args.precision}, batch 1, median of {args.steps} steps")
     print(f"silero VAD step        {t_vad * 1e6:8.1f} us")
     print(f"its LSTM(128) step     {t_lstm * 1e6:8.1f} us")
     print(f"ratio                  {t_vad / t_lstm:8.2f}x (multiply-adds: {MACS_VAD / MACS_LSTM:.2f}x)")
     print(f"silero VAD run / frame {t_run * 1e6:8.1f} us (500 frames, CPU time)")
+    if args.profile:
+        _profile(vad, x, args)
+
+
+def _profile(vad, x, args) -> None:
+    """The step time of the front-end cut after each record (a 1-unit LSTM behind it)."""
+    from rnncore.io.rnc import read_rnc, write_rnc
+
+    d = read_rnc(vad.data)
+    rng = np.random.default_rng(1)
+    prev = 0.0
+    for n in range(1, len(d["front"]) + 1):
+        cut = dict(d, front=d["front"][:n], post=[], post_pooled=[], head=None)
+        width = _width(cut)
+        w = {"weight_ih": rng.standard_normal((4, width)).astype(np.float32) * 0.01,
+             "weight_hh": np.zeros((4, 1), np.float32), "bias_ih": np.zeros(4, np.float32),
+             "bias_hh": np.zeros(4, np.float32)}
+        cut["layers"] = [{"kind": "lstm", "input_size": width, "hidden_size": 1, "bidirectional": False,
+                          "weights": w}]
+        cut.pop("output_size", None)
+        e = rc.Engine(write_rnc(cut))
+        if args.isa:
+            e.set_isa(args.isa)
+        t = _median_step(e.stream(), x, np.empty((1, 1), np.float32), args.steps)
+        r = d["front"][n - 1]
+        print(f"  + front[{n - 1}] {r['kind']:<13} -> {width:5d} features: {t * 1e6:7.2f} us "
+              f"(+{(t - prev) * 1e6:6.2f})")
+        prev = t
+
+
+def _width(d) -> int:
+    """The features per step the front-end records of description d leave."""
+    from rnncore.spec import _front_width
+
+    return _front_width(d["front"], d["input_size"])
 
 
 if __name__ == "__main__":

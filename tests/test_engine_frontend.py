@@ -163,11 +163,11 @@ def test_rnc_round_trip_and_loaded_engine():
     np.testing.assert_array_equal(rc.load(eng.data).run(X), eng.run(X))
 
 
-def test_q8_and_misplaced_records_are_refused_naming_what():
+def test_q4_and_misplaced_records_are_refused_naming_what():
     m = vad_like()
     with pytest.raises(ValueError, match=r"front\[0\] \(frame_conv1d\): the C core runs per-step records in "
-                                         r"f32 files only"):
-        rc.compile(m, precision="q8")
+                                         r"f32 and q8 files only"):
+        rc.compile(m, precision="q4")
     with pytest.raises(ValueError, match=r"front\[1\] \(conv1d\): padding \(0, 0\) 'zeros'; the C core runs "
                                          r"Conv1d over time with causal zero padding \(2, 0\)"):
         rc.compile(nn.Sequential(nn.FrameConv1d(1, 2, 2, frame_length=4), nn.Conv1d(6, 6, 3),
@@ -176,16 +176,18 @@ def test_q8_and_misplaced_records_are_refused_naming_what():
         rc.compile(nn.Sequential(nn.GRU(3, 4), nn.Linear(4, 2), nn.ReLU(), nn.ReLU()))
     with pytest.raises(ValueError, match="a front-end must start with a layer that gives the input width"):
         rc.compile(nn.Sequential(nn.ReLU(), nn.GRU(3, 4)))
-    # a q8 file with a per-step record: refused by the C loader and the reader with one line
+    # a q4 file with a per-step record: refused by the C loader and the reader with one line; in a
+    # q8 file a frame_conv record carries the 8-byte fconvq8 tail (tests/test_engine_front_q8.py)
     spec = to_rnc_spec(spec_from_model(m), "f32")
-    data = bytearray(write_rnc(spec))
-    struct.pack_into("<I", data, 20, 1)   # header precision: q8
-    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])) & 0xFFFFFFFF)
-    want = "record 0 (frame_conv): kind: kind 5 (frame_conv) in a q8 or q4 file"
-    with pytest.raises(RncFormatError, match=r"record 0 \(frame_conv\): kind: kind 5 \(frame_conv\) in a q8"):
-        check_rnc(bytes(data))
-    with pytest.raises(ValueError, match=re.escape(want)):
-        rc.load(bytes(data))
+    for precision, want in ((2, "record 0 (frame_conv): kind: kind 5 (frame_conv) in a q4 file"),
+                            (1, "record 0 (frame_conv): size: 64, expected 72")):
+        data = bytearray(write_rnc(spec))
+        struct.pack_into("<I", data, 20, precision)   # header precision
+        struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])) & 0xFFFFFFFF)
+        with pytest.raises(RncFormatError, match=re.escape(want)):
+            check_rnc(bytes(data))
+        with pytest.raises(ValueError, match=re.escape(want)):
+            rc.load(bytes(data))
 
 
 def _front_spec(**conv) -> dict:

@@ -315,10 +315,10 @@ def test_silero_vad_compiles_to_the_c_engine_and_matches_onnxruntime(silero_byte
                                rtol=0, atol=1e-5)
 
 
-def test_silero_lowering_refuses_q8_and_names_what_it_cannot_follow(silero_bytes):
+def test_silero_lowering_refuses_q4_and_names_what_it_cannot_follow(silero_bytes):
     g = from_onnx(silero_bytes)
-    with pytest.raises(ValueError, match=r"the C core runs per-step records in f32 files only"):
-        rc.compile(g, precision="q8")
+    with pytest.raises(ValueError, match=r"the C core runs per-step records in f32 and q8 files only"):
+        rc.compile(g, precision="q4")
     sub = from_onnx(silero_bytes, inputs=["/stft/Sqrt_output_0", "h", "c"],
                     outputs=["speech_probs", "hn", "cn"])
     with pytest.raises(ValueError, match=r"the data input '/stft/Sqrt_output_0' is declared None; expected "

@@ -182,6 +182,7 @@ typedef struct rnc_front_op {
     float log_c;                  /* log_mel: log_offset (log) or amin (dB) */
     const float *window, *dft, *fbw; /* log_mel: window, packed (cos | -sin) rows, filter weights */
     const uint32_t *span;         /* log_mel: (first bin, count) per filter */
+    const float *s;               /* q8 frame_conv: per-row weight scales, w then int8 (NULL: f32) */
 } rnc_front_op;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved

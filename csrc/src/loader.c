@@ -22,7 +22,7 @@ static int host_little_endian(void)
 
 /* tensors of the largest model: 16 bidirectional layers of 6 per direction + W_hh's kernel sums
  * (v2 q8), an embedding and a head (weight, scales, bias) */
-#define MAX_TENSORS (RNC_MAX_LAYERS * 16 + 4 + 2 * RNC_MAX_FRONT + 2) /* + 3 of each layer's options (v2), 2 per frame_conv, 4 of the one log_mel */
+#define MAX_TENSORS (RNC_MAX_LAYERS * 16 + 4 + 3 * RNC_MAX_FRONT + 2) /* + 3 of each layer's options (v2), 3 per frame_conv (q8: its scales), 4 of the one log_mel */
 #define MAX_PARTS (RNC_MAX_LAYERS + 3 + RNC_MAX_FRONT) /* v2 records: [embedding] recurrent+ ... + per-step */
 #define PART_HEADER 0xFFFFFFFFu
 #define NO_DIR 0xFFu
@@ -977,10 +977,12 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
 {
     const uint32_t kind = rnc_rec_kind(r);
     const char *fsize = FIELD(rec, size);
-    if (m->precision != RNC_F32) {
+    if (m->precision == RNC_Q4) {
         const char *k = kind_name(kind);
         return fail(c, FIELD(rec, kind), MSG_FRONT_Q8, kind, 0, 0, k);
     }
+    if (m->precision == RNC_Q8 && (kind == RNC_REC_CONV_TIME || kind == RNC_REC_LOG_MEL))
+        return fail(c, FIELD(rec, kind), MSG_FRONT_F32, kind, 0, 0, kind_name(kind));
     if (m->num_front >= RNC_MAX_FRONT) return fail(c, FIELD(rec, kind), MSG_FRONT_COUNT, RNC_MAX_FRONT, 0, 0, NULL);
     rnc_front_op *F = &m->front[m->num_front];
     memset(F, 0, sizeof(*F));
@@ -1073,8 +1075,11 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
     } else if (kind == RNC_REC_LOG_MEL) {
         TRY(load_log_mel(c, m, F, r, size));
     } else { /* RNC_REC_FRAME_CONV */
-        if (size != RNC_SIZE_rec_frame_conv) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_frame_conv, 0, NULL);
+        const uint32_t q8 = m->precision == RNC_Q8; /* a q8 file: the fconvq8 tail follows */
+        const uint32_t want = RNC_SIZE_rec_frame_conv + (q8 ? RNC_SIZE_fconvq8 : 0);
+        if (size != want) return fail(c, fsize, MSG_EXPECT, size, want, 0, NULL);
         CHECK_RESERVED(c, rec_frame_conv, r);
+        if (q8) CHECK_RESERVED(c, fconvq8, r + RNC_SIZE_rec_frame_conv);
         const uint64_t ci = rnc_rec_frame_conv_in_channels(r), co = rnc_rec_frame_conv_out_channels(r);
         const uint64_t k = rnc_rec_frame_conv_kernel_size(r), L = rnc_rec_frame_conv_frame_length(r);
         const uint64_t st = rnc_rec_frame_conv_stride(r), dl = rnc_rec_frame_conv_dilation(r);
@@ -1112,8 +1117,14 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         if (co * lout > RNC_MAX_FEATURES)
             return fail(c, FIELD(rec_frame_conv, out_channels), MSG_OUTPUT_WIDTH, co * lout, RNC_MAX_FEATURES, 0, NULL);
         const void *p;
-        TRY(get_ref(c, FIELD(rec_frame_conv, weight), rnc_rec_frame_conv_weight(r), g * r16(cog) * cg * k * 4, &p));
-        TRY(check_floats(c, FIELD(rec_frame_conv, weight), p, g * r16(cog) * cg * k, 0));
+        const unsigned char *sref = q8 ? rnc_fconvq8_scale(r + RNC_SIZE_rec_frame_conv) : NULL;
+        if (sref && (rnc_ref_offset(sref) || rnc_ref_nbytes(sref))) { /* int8 weights, row scales */
+            TRY(get_matrix(c, RNC_Q8, FIELD(rec_frame_conv, weight), rnc_rec_frame_conv_weight(r),
+                           FIELD(fconvq8, scale), sref, g * r16(cog), cg * k, &p, &F->s));
+        } else { /* f32 weights (an f32 file, or a q8 file's record kept in f32) */
+            TRY(get_ref(c, FIELD(rec_frame_conv, weight), rnc_rec_frame_conv_weight(r), g * r16(cog) * cg * k * 4, &p));
+            TRY(check_floats(c, FIELD(rec_frame_conv, weight), p, g * r16(cog) * cg * k, 0));
+        }
         F->w = (const float *)p;
         TRY(get_vector(c, FIELD(rec_frame_conv, bias), rnc_rec_frame_conv_bias(r), co, &F->b));
         F->cin = (uint32_t)ci;
@@ -1130,7 +1141,10 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->cg = (uint32_t)cg;
         F->cog = (uint32_t)cog;
         F->out_w = (uint32_t)(co * lout);
-        const uint64_t need = RNC_FCONV_BLOCK * (cg * k + r16(cog)); /* model.c frame_conv_row */
+        /* model.c frame_conv_row: the windows and their products; q8: the windows' codes (r4(cg*k)
+         * bytes each, within cg*k floats) and 64 floats more for the row's codes' alignment and its
+         * scale, then the row's codes (ci*L bytes) */
+        const uint64_t need = RNC_FCONV_BLOCK * (cg * k + r16(cog)) + (F->s ? 64 + (ci * L + 3) / 4 : 0);
         if (need > m->front_scratch) m->front_scratch = (size_t)need;
     }
     if (F->in_w > m->front_w) m->front_w = F->in_w;

@@ -578,7 +578,10 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
                     float *cc = col + (size_t)c * F->k;
                     int64_t t;
                     for (t = 0; t < t_lo; ++t) cc[t] = frame_tap(xc, p0 + t * d, L, F->reflect);
-                    if (d == 1) memcpy(cc + t_lo, xc + p0 + t_lo, sizeof(float) * (size_t)(t_hi - t_lo));
+                    /* a long run is one copy; a few taps (the encoders' k = 3) a loop: a memcpy
+                     * call per channel and window cost more than the product */
+                    if (d == 1 && t_hi - t_lo >= 16)
+                        memcpy(cc + t_lo, xc + p0 + t_lo, sizeof(float) * (size_t)(t_hi - t_lo));
                     else
                         for (t = t_lo; t < t_hi; ++t) cc[t] = xc[p0 + t * d];
                     for (t = t_hi; t < k; ++t) cc[t] = frame_tap(xc, p0 + t * d, L, F->reflect);
@@ -586,11 +589,74 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
             }
             plan_pick(&m->plan.gemm[RNC_F32], n, 0)->fn.gemm_f32(wg, (int)F->cog, (int)kk, (int)n, cols,
                                                               (int)kk, prod, (int)rp);
-            for (uint32_t j = 0; j < n; ++j)
-                for (uint32_t o = 0; o < F->cog; ++o) {
-                    const size_t oc = (size_t)g * F->cog + o;
-                    y[oc * F->lout + l0 + j] = prod[j * rp + o] + F->b[oc];
+            const uint32_t cog = F->cog, lout = F->lout;
+            const float *bg = F->b + (size_t)g * cog;
+            float *yg = y + (size_t)g * cog * lout + l0;
+            for (uint32_t j = 0; j < n; ++j) {
+                const float *pj = prod + j * rp;
+                for (uint32_t o = 0; o < cog; ++o) yg[(size_t)o * lout + j] = pj[o] + bg[o];
+            }
+        }
+    }
+}
+
+/* The q8 frame_conv (docs/q8-contract.md, "Per-step records in a q8 file"): the row x quantised
+ * as one vector (the plan's quantiser, dynamic: the recurrent layers' step input rule), the
+ * windows of up to RNC_FCONV_BLOCK positions gathered from its codes (padding: code 0, or the
+ * mirrored code) as columns of round4(cg*k) codes, one exact int32 product of the plan's q8 row
+ * with the group's packed int8 matrix, and the input projection's epilogue
+ *   y[o*L_out + l] = (float)acc[l][o] * (s_x * s_w[o]) + b[o]. */
+static void frame_conv_row_q8(const rnc_model *m, const rnc_front_op *F, const float *x, float *y,
+                              float *scratch)
+{
+    const size_t kk = (size_t)F->cg * F->k, kp = r4(kk), rp = r16(F->cog), in_w = F->in_w;
+    int8_t *cols = (int8_t *)(void *)scratch;
+    int32_t *acc = (int32_t *)(void *)(scratch + RNC_FCONV_BLOCK * kk);
+    float *sx = scratch + RNC_FCONV_BLOCK * (kk + rp);
+    int8_t *q = (int8_t *)(void *)(sx + 64);
+    plan_pick(&m->plan.quantize, 1, 0)->fn.quantize(x, in_w, in_w, 0.0f, 0.0f, q, sx);
+    const float s = sx[0];
+    const int8_t *wq = (const int8_t *)(const void *)F->w;
+    const int64_t d = F->dil, L = F->L, k = F->k;
+    for (uint32_t g = 0; g < F->groups; ++g) {
+        const int8_t *wg = wq + (size_t)g * rp * kp;
+        for (uint32_t l0 = 0; l0 < F->lout; l0 += RNC_FCONV_BLOCK) {
+            const uint32_t n = F->lout - l0 < RNC_FCONV_BLOCK ? F->lout - l0 : RNC_FCONV_BLOCK;
+            for (uint32_t j = 0; j < n; ++j) {
+                int8_t *col = cols + j * kp;
+                const int64_t p0 = (int64_t)(l0 + j) * F->stride - (int64_t)F->pl;
+                int64_t t_lo = p0 >= 0 ? 0 : (-p0 + d - 1) / d;
+                int64_t t_hi = p0 >= L ? 0 : (L - p0 + d - 1) / d;
+                if (t_lo > k) t_lo = k;
+                if (t_hi > k) t_hi = k;
+                if (t_hi < t_lo) t_hi = t_lo;
+                for (uint32_t c = 0; c < F->cg; ++c) {
+                    const int8_t *qc = q + (size_t)(g * F->cg + c) * F->L;
+                    int8_t *cc = col + (size_t)c * F->k;
+                    int64_t t, r;
+                    for (t = 0; t < t_lo; ++t) {
+                        r = p0 + t * d;
+                        cc[t] = F->reflect ? qc[r < 0 ? -r : 2 * (L - 1) - r] : 0;
+                    }
+                    if (d == 1 && t_hi - t_lo >= 16) memcpy(cc + t_lo, qc + p0 + t_lo, (size_t)(t_hi - t_lo));
+                    else /* a few taps: a loop (see frame_conv_row) */
+                        for (t = t_lo; t < t_hi; ++t) cc[t] = qc[p0 + t * d];
+                    for (t = t_hi; t < k; ++t) {
+                        r = p0 + t * d;
+                        cc[t] = !F->reflect ? 0 : r >= 0 && r < L ? qc[r] : qc[r < 0 ? -r : 2 * (L - 1) - r];
+                    }
                 }
+                for (size_t i = kk; i < kp; ++i) col[i] = 0;
+            }
+            plan_pick(&m->plan.gemm[RNC_Q8], n, 0)->fn.gemm_q8(wg, (int)rp, (int)kk, (int)n, cols, (int)kp,
+                                                             acc, (int)rp);
+            const uint32_t cog = F->cog, lout = F->lout;
+            const float *sw = F->s + (size_t)g * rp, *bg = F->b + (size_t)g * cog;
+            float *yg = y + (size_t)g * cog * lout + l0;
+            for (uint32_t j = 0; j < n; ++j) {
+                const int32_t *aj = acc + j * rp;
+                for (uint32_t o = 0; o < cog; ++o) yg[(size_t)o * lout + j] = (float)aj[o] * (s * sw[o]) + bg[o];
+            }
         }
     }
 }
@@ -728,7 +794,8 @@ static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x,
     if (F->kind == RNC_REC_CONV_TIME) {
         conv_time_row(m, F, x, y, win + F->win_off, scratch);
     } else if (F->kind == RNC_REC_FRAME_CONV) {
-        frame_conv_row(m, F, x, y, scratch);
+        if (F->s) frame_conv_row_q8(m, F, x, y, scratch);
+        else frame_conv_row(m, F, x, y, scratch);
     } else if (F->kind == RNC_REC_LOG_MEL) {
         log_mel_row(m, F, x, y, scratch);
     } else if (F->kind == RNC_REC_MAGNITUDE) {

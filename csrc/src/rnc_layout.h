@@ -48,7 +48,8 @@
     S(cellint, 96)     /* v2 precision 3: after a recurrent record's cellw */                    \
     S(linint, 24)      /* v2 precision 3: after a linear record's fixed part */                  \
     S(rec_conv_time, 48)  /* v2: a causal Conv1d over time (front-end, window in the state) */ \
-    S(rec_log_mel, 72)     /* v2: log-mel spectrogram of each step's frame (front-end, first) */
+    S(rec_log_mel, 72)     /* v2: log-mel spectrogram of each step's frame (front-end, first) */ \
+    S(fconvq8, 8)         /* v2 q8 files: after every frame_conv record (the record is 72 bytes) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -316,6 +317,12 @@
 #define RNC_PW_GELU 4u          /* x/2 (1 + erf(x / sqrt 2)) */
 #define RNC_PW_GELU_TANH 5u     /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
 #define RNC_FILE_PW_KINDS 6u
+/* fconvq8: the tail of a frame_conv record in a q8 file. scale present: f32 [groups *
+ * round16(C_out/groups)] per-row weight scales, and the record's weight holds `groups` packed q8
+ * matrices of round16(C_out/groups) rows x round4(C_in/groups * k) inputs (int8, -127..127, zero
+ * past C_g*k); scale absent (0, 0): the record's weights are f32 as in an f32 file. */
+#define RNC_FIELDS_fconvq8(X) X(fconvq8, scale, 0, REF)
+
 #define RNC_FIELDS_rec_pointwise(X)                                                               \
     X(rec_pointwise, kind, 0, U32)                                                                \
     X(rec_pointwise, size, 4, U32)                                                                \
@@ -523,7 +530,8 @@
     M(RECORDS_SIZE, CORRUPT, "%llu, past the end of the file (%llu bytes after the header)")       \
     M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
     M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
-    M(FRONT_Q8, UNSUPPORTED, "kind %llu (%s) in a q8 or q4 file: the C core runs the per-step records in f32 files only") \
+    M(FRONT_Q8, UNSUPPORTED, "kind %llu (%s) in a q4 file: the C core runs the per-step records in f32 and q8 files only") \
+    M(FRONT_F32, UNSUPPORTED, "kind %llu (%s) in a q8 file: the C core runs conv_time and log_mel in f32 files only") \
     M(FRONT_COUNT, UNSUPPORTED, "more than %llu per-step records") \
     M(CONV_GROUPS, CORRUPT, "%llu does not divide in_channels %llu and out_channels %llu") \
     M(CONV_WINDOW, CORRUPT, "frame of %llu samples + padding (%llu, %llu) is shorter than one window of %llu") \
@@ -572,7 +580,8 @@
     RNC_FIELDS_cellln(X) RNC_FIELDS_rec_frame_conv(X) RNC_FIELDS_rec_pointwise(X)                 \
     RNC_FIELDS_rec_magnitude(X) RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X)         \
     RNC_FIELDS_cellint(X) RNC_FIELDS_linint(X) RNC_FIELDS_rec_conv_time(X) \
-    RNC_FIELDS_rec_log_mel(X)
+    RNC_FIELDS_rec_log_mel(X) \
+    RNC_FIELDS_fconvq8(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

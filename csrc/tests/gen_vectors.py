@@ -105,10 +105,32 @@ def float_spec(d: dict) -> ModelSpec:
 # ---- model construction --------------------------------------------------------------------
 def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="tanh", reset_after=True,
               head=None, head_act="none", embedding=None, last_step=False, last_bidir=False,
-              scales=None, options=None, bounded=False):
+              scales=None, options=None, bounded=False, front=False):
     """bounded: the bounded state scale 1/127 (state_scale="bounded") on every state, every layer
-    input but the first (dynamic, or scales[0]) and the head input."""
+    input but the first (dynamic, or scales[0]) and the head input. front: per-step records before
+    the layers (frame_conv with groups and reflect padding, magnitude, relu, layer_norm, a dilated
+    frame_conv, scale_shift, hardsigmoid: 16 features in, 12 out; sizes[0] must be 12)."""
     layers, feat = [], sizes[0]
+    front_records = []
+    if front:
+        def conv(ci, co, k, L, **kw):
+            w = (rng.standard_normal((co, ci // kw.get("groups", 1), k)) * 0.5).astype(F32)
+            return {"kind": "frame_conv1d", "in_channels": ci, "out_channels": co, "kernel_size": k,
+                    "frame_length": L, **kw,
+                    "tensors": {"weight": w, "bias": (rng.standard_normal(co) * 0.2).astype(F32)}}
+        front_records = [
+            conv(2, 6, 3, 8, stride=2, groups=2, pad_left=1, pad_right=2, padding_mode="reflect"),   # 6 x 5
+            {"kind": "magnitude"}, {"kind": "relu"},                                                # 15
+            {"kind": "layer_norm", "features": 15, "eps": 1e-5,
+             "tensors": {"weight": rng.uniform(0.5, 1.5, 15).astype(F32),
+                         "bias": rng.uniform(-0.5, 0.5, 15).astype(F32)}},
+            conv(3, 4, 2, 5, dilation=2),                                                           # 4 x 3
+            {"kind": "scale_shift", "features": 12,
+             "tensors": {"scale": rng.uniform(0.5, 1.5, 12).astype(F32),
+                         "shift": rng.uniform(-0.5, 0.5, 12).astype(F32)}},
+            {"kind": "hard_sigmoid", "alpha": 0.2, "beta": 0.5},
+        ]
+        assert sizes[0] == 12
     for h in sizes[1:]:
         g = GATES[kind]
         w = {}
@@ -155,8 +177,10 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
                 layer["x_scale"] = BOUNDED_STATE_SCALE
         layers.append(layer)
         feat = h * (2 if bidirectional else 1)
-    spec = {"precision": precision, "layers": layers, "input_size": sizes[0],
+    spec = {"precision": precision, "layers": layers, "input_size": 16 if front else sizes[0],
             "last_step": last_step, "last_step_bidirectional": last_bidir}
+    if front:
+        spec["front"] = front_records
     if head:
         spec["head"] = {"weight": (rng.standard_normal((head, feat)) * 0.5).astype(F32),
                         "bias": (rng.standard_normal(head) * 0.2).astype(F32), "activation": head_act}
@@ -187,7 +211,7 @@ def write_case(out: Path, name: str, spec: dict, batch: int, steps: int, mode: s
     """
     data = write_rnc(spec, version=2)
     (out / f"{name}.rnc").write_bytes(data)
-    if not any(layer.get("options") for layer in spec["layers"]):   # v1 has no cell options
+    if not any(layer.get("options") for layer in spec["layers"]) and not spec.get("front"):   # v2 only
         (out / f"{name}.v1.rnc").write_bytes(write_rnc(spec, version=1))
     desc = read_rnc(data)
     uses_ids = spec.get("embedding") is not None
@@ -313,6 +337,11 @@ def main(outdir: str) -> None:
          [4, 0, 3, 1, 2, 4, 4, 3, 2, 1, 0, 4, 3, 2, 1, 4, 2], q8),
         ("gru_q8_bounded_stream_b2", dict(kind="gru", sizes=[7, 16, 16], precision="q8", bounded=True), 2, 6,
          "stream", None, q8),
+        # q8 per-step records before the layers (docs/q8-contract.md); format v2 only
+        ("gru_q8_front_stream", dict(kind="gru", sizes=[12, 16], precision="q8", head=2, front=True), 2, 6,
+         "stream", None, q8),
+        ("lstm_q8_front_run_b5", dict(kind="lstm", sizes=[12, 9], precision="q8", front=True), 5, 5, "run",
+         [5, 0, 3, 1, 4], q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

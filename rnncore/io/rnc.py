@@ -466,8 +466,11 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
     out = []
     for n, r in enumerate(records or []):
         kind = str(r.get("kind", "")).lower()
-        if precision != "f32":
-            raise ValueError(f"{where}[{n}] ({kind}): the C core runs per-step records in f32 files only "
+        if precision == "q4":
+            raise ValueError(f"{where}[{n}] ({kind}): the C core runs per-step records in f32 and q8 files "
+                             "only (precision='f32' or 'q8')")
+        if precision != "f32" and kind in ("conv1d", "conv_time", "log_mel"):
+            raise ValueError(f"{where}[{n}] ({kind}): the C core runs conv_time and log_mel in f32 files only "
                              "(precision='f32')")
         if kind in ("conv1d", "conv_time"):
             out.append(_plan_conv_time(r, feat, f"{where}[{n}]"))
@@ -505,15 +508,35 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
             if b.shape != (co,):
                 raise ValueError(f"{where}[{n}]: bias must be ({co},), got {b.shape}")
             rp = _round_up(cog, ROW_BLOCK)
-            packed = []
+            rec_precision = r.get("precision", precision)
+            if rec_precision not in ("f32", precision):
+                raise ValueError(f"{where}[{n}] (frame_conv1d): precision must be 'f32' or the file's "
+                                 f"{precision!r}, got {rec_precision!r}")
+            packed, scales = [], []
             for gi in range(g):
                 m = np.zeros((rp, cg * k), np.float32)
                 m[:cog] = w[gi * cog:(gi + 1) * cog].reshape(cog, cg * k)
-                packed.append(pack_f32(m))
+                if rec_precision == "q8":   # per output channel int8 (docs/q8-contract.md)
+                    if t.get("qweight") is not None:   # stored integers (read_rnc): kept as they are
+                        wq = np.zeros((rp, cg * k), np.int8)
+                        wq[:cog] = np.asarray(t["qweight"], np.int8)[gi * cog:(gi + 1) * cog].reshape(cog, -1)
+                        sc = np.zeros(rp, np.float32)
+                        sc[:cog] = np.asarray(t["scale"], np.float32)[gi * cog:(gi + 1) * cog]
+                    else:
+                        wq, sc = quantize_rows(m)
+                    full = np.zeros((rp, _round_up(cg * k, K_GROUP)), np.int8)
+                    full[:, :cg * k] = wq
+                    packed.append(pack_q8(full))
+                    scales.append(sc)
+                else:
+                    packed.append(pack_f32(m))
+            tensors = [np.concatenate(packed), b]
+            if precision == "q8":   # the fconvq8 tail: the scales, or absent for f32 weights
+                tensors.append(np.concatenate(scales) if scales else None)
             out.append({"kind": "frame_conv", "fields": {
                 "in_channels": ci, "out_channels": co, "kernel_size": k, "frame_length": L, "stride": st,
                 "dilation": dl, "groups": g, "pad_left": pl, "pad_right": pr, "padding_mode": mode},
-                "tensors": [np.concatenate(packed), b]})
+                "tensors": tensors})
             feat = co * lout
         elif kind in ("layer_norm", "scale_shift"):
             t = r.get("tensors", r)
@@ -910,11 +933,11 @@ def _emit_v2(plan: dict) -> bytes:
                                                        "rec_last_step", "rec_linear"))
     emb, head = plan["embedding"], plan["head"]
     sizes = [r_emb.size] if emb is not None else []
-    sizes += [LAYOUT["rec_" + r["kind"]].size for r in plan["front"]]
+    sizes += [_step_rec_size(r) for r in plan["front"]]
     sizes += [_rec_size(lp) for lp in plan["layers"]]
-    sizes += [LAYOUT["rec_" + r["kind"]].size for r in plan["post"]]
+    sizes += [_step_rec_size(r) for r in plan["post"]]
     sizes += [r_last.size] if plan["last_step"] is not None else []
-    sizes += [LAYOUT["rec_" + r["kind"]].size for r in plan["post_pooled"]]
+    sizes += [_step_rec_size(r) for r in plan["post_pooled"]]
     sizes += [r_lin.size] if head else []
     records_size = sum(sizes)
     data_start = _round_up(hdr.size + records_size, ALIGN)
@@ -968,7 +991,13 @@ _OPT_SLOTS = ("d0_0", "d0_1", "d0_2", "d1_0", "d1_1", "d1_2")  # cellopt act_/al
 def _pack_step_record(r: dict, blob) -> bytes:
     st = LAYOUT["rec_" + r["kind"]]
     vals = dict(r["fields"])
-    if r["kind"] in ("frame_conv", "conv_time"):
+    if r["kind"] == "frame_conv":
+        vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"][:2])
+        if len(r["tensors"]) == 3:   # a q8 file: the fconvq8 tail
+            sc = r["tensors"][2]
+            return st.pack(kind=RECORD_KINDS["frame_conv"], size=_step_rec_size(r), **vals) + LAYOUT[
+                "fconvq8"].pack(scale=(0, 0) if sc is None else blob.add(sc))
+    elif r["kind"] == "conv_time":
         vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
     elif r["kind"] == "layer_norm":
         vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
@@ -977,6 +1006,12 @@ def _pack_step_record(r: dict, blob) -> bytes:
     elif r["kind"] == "log_mel":
         vals["window"], vals["dft"], vals["fb_span"], vals["fb_weight"] = (blob.add(t) for t in r["tensors"])
     return st.pack(kind=RECORD_KINDS[r["kind"]], size=st.size, **vals)
+
+
+def _step_rec_size(r: dict) -> int:
+    """A per-step record's size: its structure, and a q8 file's frame_conv its fconvq8 tail."""
+    extra = LAYOUT["fconvq8"].size if r["kind"] == "frame_conv" and len(r["tensors"]) == 3 else 0
+    return LAYOUT["rec_" + r["kind"]].size + extra
 
 
 def _rec_size(lp: dict) -> int:
@@ -1072,7 +1107,7 @@ class RncFormatError(ValueError):
 
 _HEADER = None  # the part: the header (else the v1 descriptor / v2 record number)
 _ERROR_TEXT = 255  # characters the C loader keeps (RNC_ERROR_TEXT_SIZE - 1)
-_MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 16 + 4 + 2 * _C["FILE_MAX_FRONT"] + 2  # loader.c MAX_TENSORS
+_MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 16 + 4 + 3 * _C["FILE_MAX_FRONT"] + 2  # loader.c MAX_TENSORS
 _STAGE_PLACE = ("first", "after an embedding", "after a recurrent record", "after last_step", "after linear",
                 "after a front-end record", "after a pointwise record", "after a pointwise record")
 _KIND_TEXT = {v: k for k, v in RECORD_KINDS.items()}
@@ -1596,15 +1631,21 @@ class _Loader:
     # -- version 2 -----------------------------------------------------------------------------
     def load_front(self, pos: int, size: int, kind: int) -> None:
         """loader.c load_front: a per-step record against the running width."""
-        if self.precision != _C_F32:
+        if self.precision == _C_Q4:
             raise self.fail("kind", "FRONT_Q8", kind, _KIND_TEXT[kind])
+        if self.precision == _C_Q8 and _KIND_TEXT[kind] in ("conv_time", "log_mel"):
+            raise self.fail("kind", "FRONT_F32", kind, _KIND_TEXT[kind])
         if len(self.steps) >= _C["FILE_MAX_FRONT"]:
             raise self.fail("kind", "FRONT_COUNT", _C["FILE_MAX_FRONT"])
         name = _KIND_TEXT[kind]
         st = LAYOUT["rec_" + name]
-        if size != st.size:
-            raise self.fail("size", "EXPECT", size, st.size)
+        q8conv = name == "frame_conv" and self.precision == _C_Q8   # the fconvq8 tail follows
+        want = st.size + (LAYOUT["fconvq8"].size if q8conv else 0)
+        if size != want:
+            raise self.fail("size", "EXPECT", size, want)
         self.check_reserved(st, pos)
+        if q8conv:
+            self.check_reserved(LAYOUT["fconvq8"], pos + st.size)
         r = self.unpack(st, pos)
         place = "front" if not self.layers else "post" if self.last_step is None else "post_pooled"
         rec: dict[str, Any] = {"kind": name, "place": place, "in": self.feat}
@@ -1714,13 +1755,28 @@ class _Loader:
             lout, cg, cog = (padded - span) // stv + 1, ci // g, co // g
             if co * lout > mf:
                 raise self.fail("out_channels", "OUTPUT_WIDTH", co * lout, mf)
-            n = g * _r16(cog) * cg * k
-            off = self.get_ref("weight", r["weight"], n * 4)
-            w = self.check_floats("weight", off, n, False)
-            boff = self.get_ref("bias", r["bias"], co * 4)
-            b = self.check_floats("bias", boff, co, False)
-            per = _r16(cog) * cg * k
-            mats = [unpack_f32(w[i * per:(i + 1) * per], _r16(cog), cg * k)[:cog] for i in range(g)]
+            sref = self.unpack(LAYOUT["fconvq8"], pos + st.size)["scale"] if q8conv else (0, 0)
+            if sref != (0, 0):   # int8 weights with per-row scales (loader.c: get_matrix)
+                rows, kk = g * _r16(cog), cg * k
+                wq, sc = self.get_matrix("weight", r["weight"], "scale", sref, rows, kk, _C_Q8)
+                boff = self.get_ref("bias", r["bias"], co * 4)
+                b = self.check_floats("bias", boff, co, False)
+                full = unpack_q8(wq, rows, _r4(kk))[:, :kk].reshape(g, _r16(cog), kk)[:, :cog]
+                scg = sc.reshape(g, _r16(cog))[:, :cog].reshape(co).copy()
+                rec.update(qweight=full.reshape(co, cg, k).copy(), scale=scg)
+                with np.errstate(over="ignore"):
+                    mats = [(full[i].astype(np.float32) * scg[i * cog:(i + 1) * cog, None]).astype(np.float32)
+                            for i in range(g)]
+            else:
+                n = g * _r16(cog) * cg * k
+                off = self.get_ref("weight", r["weight"], n * 4)
+                w = self.check_floats("weight", off, n, False)
+                boff = self.get_ref("bias", r["bias"], co * 4)
+                b = self.check_floats("bias", boff, co, False)
+                per = _r16(cog) * cg * k
+                mats = [unpack_f32(w[i * per:(i + 1) * per], _r16(cog), cg * k)[:cog] for i in range(g)]
+                if q8conv:
+                    rec["precision"] = "f32"
             rec.update(in_channels=ci, out_channels=co, kernel_size=k, frame_length=L, stride=stv,
                        dilation=dl, groups=g, pad_left=pl, pad_right=pr,
                        padding_mode="reflect" if mode else "zeros",
@@ -2013,6 +2069,10 @@ def _step_description(r: dict) -> dict:
                            "groups", "pad_left", "pad_right", "padding_mode")}
     d["kind"] = "frame_conv1d"
     d["tensors"] = {"weight": r["weight"], "bias": r["bias"]}
+    if r.get("qweight") is not None:   # q8: the stored integers and scales (written back as they are)
+        d["tensors"].update(qweight=r["qweight"], scale=r["scale"])
+    if r.get("precision") == "f32":   # a q8 file's frame_conv kept in float32
+        d["precision"] = "f32"
     return d
 
 

@@ -136,6 +136,11 @@ class QModel:
     last_step: bool = False
     head: QLinear | None = None
     last_step_bidirectional: bool = False
+    #: the per-step records (read_rnc's descriptions; :mod:`rnncore.quant.front`): before the
+    #: recurrent layers, after them, after last_step
+    front: list = field(default_factory=list)
+    post: list = field(default_factory=list)
+    post_pooled: list = field(default_factory=list)
 
     def __repr__(self) -> str:
         head = None if self.head is None else (np.shape(self.head.w.q), self.head.activation)
@@ -563,6 +568,16 @@ def _step_dir(model, layer, li, d, x, s, dtype):
     return (h2, c2) if c2 is not None else h2
 
 
+def _steps(model, place: str, x: np.ndarray) -> np.ndarray:
+    """A q8 model's per-step records at ``place`` ("front", "post", "post_pooled") on ``x``."""
+    records = getattr(model, place, None) if _is_q8(model) else None
+    if not records:
+        return x
+    from rnncore.quant.front import step_records
+
+    return step_records(records, x)
+
+
 def _embed(model, x: np.ndarray, dt) -> np.ndarray:
     if model.embedding is None:
         return np.asarray(x, dt)
@@ -598,6 +613,7 @@ def model_step(model, x: np.ndarray, state, dtype=np.float64):
     """
     dt = F32 if _is_q8(model) else np.dtype(dtype)
     x = _embed(model, x, dt)
+    x = _steps(model, "front", x)
     if any(layer.num_directions != 1 or _reverse(layer) for layer in model.layers):
         raise ValueError("model_step: a bidirectional or reverse model cannot stream; use the whole-sequence "
                          "forward")
@@ -607,7 +623,7 @@ def model_step(model, x: np.ndarray, state, dtype=np.float64):
         s = _step_dir(model, layer, li, 0, x, state[li], dt)
         new.append(s)
         x = s[0] if isinstance(s, tuple) else s
-    return _head(model, x, dt), new
+    return _head(model, _steps(model, "post", x), dt), new
 
 
 def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, record=None, progress=None):
@@ -634,6 +650,9 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
     x = _embed(model, X, dt)
     bsz, steps = x.shape[:2]
     lengths = np.full(bsz, steps) if lengths is None else np.asarray(lengths)
+    if _is_q8(model) and model.front:   # the front-end on the valid steps, zero rows past a length
+        valid = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
+        x = np.where(valid, _steps(model, "front", np.where(valid, x, 0)), F32(0)).astype(F32)
     state = normalize_state(model, state, bsz, dt)
     final, k = [], 0
     valid = np.arange(steps)[None, :] < lengths[:, None]
@@ -670,6 +689,8 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
             final.append(s)
             k += 1
         x = np.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
+    if _is_q8(model) and model.post:   # per step, the steps past a length left at zero
+        x = np.where(valid[..., None], _steps(model, "post", x), F32(0)).astype(F32)
     if model.last_step:
         idx = np.clip(lengths - 1, 0, None)
         pooled = x[np.arange(bsz), idx]
@@ -677,6 +698,7 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
             half = x.shape[2] // 2
             pooled[:, half:] = x[:, 0, half:]
         pooled = np.where((lengths > 0)[:, None], pooled, 0)
+        pooled = _steps(model, "post_pooled", pooled)
         if record is not None:
             record("head", None, None, pooled, lengths > 0)
         return _head(model, pooled, dt), final
@@ -725,4 +747,5 @@ def qmodel_from_rnc(d: dict) -> QModel:
         qhead = QLinear(QMatrix(head["qweight"], head["scale"]), np.asarray(head["bias"], F32),
                         head["activation"], head.get("in_scale"))
     return QModel(layers, None if emb is None else np.asarray(emb["weight"], F32), bool(d.get("last_step")),
-                  qhead, bool(d.get("last_step_bidirectional")))
+                  qhead, bool(d.get("last_step_bidirectional")), list(d.get("front") or []),
+                  list(d.get("post") or []), list(d.get("post_pooled") or []))

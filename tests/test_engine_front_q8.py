@@ -1,0 +1,200 @@
+"""q8 per-step records (docs/q8-contract.md, "Per-step records in a q8 file"): the C engine equals
+the NumPy q8 reference (rnncore.quant.front) bit for bit on every ISA path of this CPU, streaming
+equals the whole-sequence run bit for bit, the state saves and restores, the file reads back and
+writes the same bytes; and Silero VAD v6 in q8 on a real recording (pyannote-audio's sample.wav)
+against onnxruntime's decisions."""
+
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+import rnncore as rc
+from rnncore.io.rnc import RncFormatError, read_rnc, write_rnc
+from rnncore.nn import (
+    GRU,
+    LSTM,
+    BatchNorm1d,
+    FrameConv1d,
+    HardSigmoid,
+    LayerNorm,
+    Linear,
+    Magnitude,
+    ReLU,
+    Sequential,
+)
+from rnncore.quant.reference import qmodel_from_rnc
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import gen_vectors  # noqa: E402
+from rnc_mutations import fix_crc  # noqa: E402
+
+ISAS = rc.isa()["available"]
+
+
+def _front_model(cell, seed=0):
+    bn = BatchNorm1d(12)
+    rng = np.random.default_rng(seed)
+    bn.buffers["running_mean"][:] = rng.standard_normal(12)
+    bn.buffers["running_var"][:] = rng.uniform(0.5, 2.0, 12)
+    return Sequential(
+        FrameConv1d(2, 8, 3, frame_length=10, stride=2, padding=(2, 1), padding_mode="reflect", dilation=2,
+                    groups=2, seed=seed),                     # (B, T, 8 * 5)
+        Magnitude(),                                          # 20
+        FrameConv1d(4, 6, 2, frame_length=5, stride=2, padding=1, seed=seed + 1),   # 6 x 3 = 18
+        ReLU(),
+        LayerNorm(18),
+        FrameConv1d(18, 12, 1, frame_length=1, seed=seed + 2),
+        bn,
+        HardSigmoid(),
+        cell(12, 16, seed=seed + 3),
+        ReLU(),
+        Linear(16, 3, seed=seed + 4),
+    )
+
+
+def _c_equals_reference(e, X, lengths):
+    qm = qmodel_from_rnc(read_rnc(e.data))
+    ref, _ = gen_vectors.q8_reference_forward(qm, X, lengths)
+    for isa in ISAS:
+        e.set_isa(isa)
+        y = e.run(X, lengths)
+        np.testing.assert_array_equal(y, ref, err_msg=isa)
+    return ref
+
+
+@pytest.mark.parametrize("cell", [GRU, LSTM])
+def test_q8_front_records_equal_the_numpy_reference_bit_for_bit_on_every_isa(cell):
+    model = _front_model(cell)
+    e = rc.compile(model, precision="q8")
+    assert e.precision == "q8" and "frame_conv > magnitude > frame_conv" in e.describe()
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((3, 7, 20)).astype(np.float32) * 2
+    lengths = np.array([7, 4, 1])
+    ref = _c_equals_reference(e, X, lengths)
+    assert np.all(ref[1, 4:] == 0) and np.abs(ref[0]).max() > 0
+    # the q8 model is the f32 one, quantised: close to the f32 engine (not equal)
+    y32 = rc.compile(model).run(X, lengths)
+    assert 0 < np.abs(ref - y32).max() < 0.1 * np.abs(y32).max()
+
+
+def test_q8_front_streaming_equals_the_run_and_the_state_restores():
+    e = rc.compile(_front_model(LSTM, seed=3), precision="q8")
+    X = np.random.default_rng(2).standard_normal((2, 9, 20)).astype(np.float32)
+    whole = e.run(X)
+    for isa in ISAS:
+        e.set_isa(isa)
+        s = e.stream(2)
+        steps = [s.step(X[:, t].copy()) for t in range(5)]
+        saved = s.state
+        steps += [s.step(X[:, t].copy()) for t in range(5, 9)]
+        np.testing.assert_array_equal(np.stack(steps, 1), whole, err_msg=isa)
+        s.state = saved
+        again = [s.step(X[:, t].copy()) for t in range(5, 9)]
+        np.testing.assert_array_equal(np.stack(again, 1), whole[:, 5:], err_msg=isa)
+
+
+def test_q8_front_file_reads_back_and_writes_the_same_bytes():
+    e = rc.compile(_front_model(GRU), precision="q8")
+    d = read_rnc(e.data)
+    conv = d["front"][0]
+    assert conv["tensors"]["qweight"].dtype == np.int8 and conv["tensors"]["qweight"].shape == (8, 1, 3)
+    assert np.abs(conv["tensors"]["qweight"]).max() == 127
+    np.testing.assert_array_equal(write_rnc(d), e.data)
+    # the int8 weights are the per-row rule of the recurrent layers (rnncore.quant.scheme)
+    from rnncore.quant.scheme import quantize_weights
+
+    w = np.asarray(_front_model(GRU)[0].params["weight"], np.float32).reshape(8, 3)
+    wq, s = quantize_weights(w)
+    np.testing.assert_array_equal(conv["tensors"]["qweight"].reshape(8, 3), wq)
+    np.testing.assert_array_equal(conv["tensors"]["scale"], s)
+
+
+def test_q8_front_record_kept_in_f32_and_the_loaders_refusals():
+    e8 = rc.compile(_front_model(GRU), precision="q8")
+    e32 = rc.compile(_front_model(GRU))
+    d = read_rnc(e8.data)
+    d32 = read_rnc(e32.data)
+    # a frame_conv kept in float32 inside a q8 file: its record has no scales, the weights are f32
+    d["front"][0] = {**d["front"][0], "tensors": dict(d32["front"][0]["tensors"]), "precision": "f32"}
+    data = write_rnc(d)
+    back = read_rnc(data)
+    assert back["front"][0].get("precision") == "f32" and "qweight" not in back["front"][0]["tensors"]
+    np.testing.assert_array_equal(back["front"][0]["tensors"]["weight"], d32["front"][0]["tensors"]["weight"])
+    X = np.random.default_rng(4).standard_normal((2, 5, 20)).astype(np.float32)
+    y = rc.Engine(data).run(X)
+    assert np.abs(y - e8.run(X)).max() > 0 and np.abs(y - e32.run(X)).max() < 0.1 * np.abs(e32.run(X)).max()
+    # a q8 file's frame_conv is 72 bytes (the fconvq8 tail: the scales); without its scales the
+    # record's weights are read as f32, and the int8 tensor's size is refused by both loaders
+    from rnncore.io.rnc_layout import LAYOUT
+
+    pos = LAYOUT["hdr2"].size
+    assert int.from_bytes(e8.data[pos + 4:pos + 8], "little") == 72
+    bad = bytearray(e8.data)
+    bad[pos + 64:pos + 72] = bytes(8)
+    bad = fix_crc(bad)
+    # 2 groups x 16 rows x 4 int8 inputs, or x 3 f32 inputs
+    msg = r"record 0 \(frame_conv\): weight: tensor of 128 bytes, expected 384"
+    with pytest.raises(RncFormatError, match=msg):
+        read_rnc(bad)
+    with pytest.raises(ValueError, match=msg):
+        rc.Engine(bad)
+    with pytest.raises(ValueError, match=r"front\[0\] \(frame_conv1d\).*f32 and q8 files only"):
+        rc.compile(_front_model(GRU), precision="q4")
+
+
+# ---- Silero VAD v6 ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def silero():
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None:
+        pytest.fail("silero-vad 6.2.3 is not installed: pip install --no-deps silero-vad==6.2.3 "
+                    "(.ci/run does)")
+    return (pathlib.Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx").read_bytes()
+
+
+def test_silero_q8_equals_its_reference_bit_for_bit_and_streams(silero):
+    from rnncore.io import from_onnx
+
+    e = rc.compile(from_onnx(silero), precision="q8")
+    X = (np.random.default_rng(5).standard_normal((2, 12, 576)) * 0.1).astype(np.float32)
+    ref = _c_equals_reference(e, X, None)
+    s = e.stream(2)
+    np.testing.assert_array_equal(np.stack([s.step(X[:, t].copy()) for t in range(12)], 1), ref)
+
+
+def test_silero_q8_decisions_on_a_real_recording(silero):
+    """The issue's target (at most 1 decision flip p > 0.5 per 500 frames against onnxruntime),
+    on pyannote-audio's sample (30 s of conversation, 937 frames) and two variants of it, 2811
+    frames: met with the four encoder convolutions and the STFT in f32 (the LSTM and the head
+    q8); with every convolution int8 too, 99.5 % of the decisions agree (docs/q8-contract.md)."""
+    import onnxruntime as ort
+    from bench_vad_q8 import frames, keep_f32, recording, variants
+
+    from rnncore.io import from_onnx
+
+    try:
+        audio = recording()
+    except FileNotFoundError as exc:
+        pytest.fail(f"{exc} (.ci/run installs it)")
+    e8 = rc.compile(from_onnx(silero), precision="q8")
+    mixed = keep_f32(e8, rc.compile(from_onnx(silero)), [0, 1, 2, 3, 4])
+    sess = ort.InferenceSession(silero, providers=["CPUExecutionProvider"])
+    z = np.zeros((1, 1, 128), np.float32)
+    n = flips8 = flips_mixed = 0
+    for a in variants(audio).values():
+        fr = frames(a)
+        p = sess.run(None, {"input": fr, "h": z, "c": z})[0].reshape(-1) > 0.5
+        assert 0.3 < p.mean() < 0.9   # a conversation: speech and pauses
+        n += len(fr)
+        flips8 += int(((e8.run(fr[None])[0, :, 0] > 0.5) != p).sum())
+        flips_mixed += int(((mixed.run(fr[None])[0, :, 0] > 0.5) != p).sum())
+    assert n >= 500
+    assert flips_mixed <= n / 500, (flips_mixed, n)
+    assert flips8 <= 0.005 * n, (flips8, n)
