@@ -37,11 +37,10 @@ def recording() -> np.ndarray:
             p = pathlib.Path(base) / "audio" / "sample" / "sample.wav"
             if p.exists():
                 raw = p.read_bytes()
-    for whl in (os.environ.get("RNNCORE_PYANNOTE_WHEEL", ""),
-                "/tmp/q8f_dl/pyannote_audio-3.3.2-py2.py3-none-any.whl"):
-        if raw is None and whl and pathlib.Path(whl).exists():
-            with zipfile.ZipFile(whl) as z:
-                raw = z.read(SAMPLE)
+    whl = os.environ.get("RNNCORE_PYANNOTE_WHEEL", "")
+    if raw is None and whl and pathlib.Path(whl).exists():
+        with zipfile.ZipFile(whl) as z:
+            raw = z.read(SAMPLE)
     if raw is None:
         raise FileNotFoundError("pyannote-audio 3.3.2 is not installed (pip install --no-deps "
                                 "pyannote-audio==3.3.2)")

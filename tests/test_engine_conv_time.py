@@ -192,7 +192,8 @@ def test_forms_the_c_core_does_not_run_are_refused_naming_the_field():
         rc.compile(nn.Sequential(nn.Conv1d(3, 3, 2, stride=2, padding="causal"), nn.GRU(3, 4)))
     with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): padding \(1, 1\) 'zeros'"):
         rc.compile(nn.Sequential(nn.Conv1d(3, 3, 3, padding="same"), nn.GRU(3, 4)))
-    with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): the C core runs per-step records in f32"):
+    with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): the C core runs conv_time and log_mel in "
+                                         r"f32 files only"):
         rc.compile(kws_like(), precision="q8")
 
 
@@ -222,7 +223,9 @@ def _file(**edit) -> bytes:
      "1048576 floats per stream"),
     # 16 rows (round16(8)) x 5 channels x k taps x 4 bytes: 960 stored, 1280 for k = 4
     (dict(kernel_size=4), "CORRUPT", "record 0 (conv_time): weight: tensor of 960 bytes, expected 1280"),
-    (dict(precision=1), "UNSUPPORTED", "record 0 (conv_time): kind: kind 10 (conv_time) in a q8 or q4 file"),
+    (dict(precision=1), "UNSUPPORTED", "record 0 (conv_time): kind: kind 10 (conv_time) in a q8 file: the C "
+                                       "core runs conv_time and log_mel in f32 files only"),
+    (dict(precision=2), "UNSUPPORTED", "record 0 (conv_time): kind: kind 10 (conv_time) in a q4 file"),
 ])
 def test_corrupted_conv_time_records_are_refused_alike(edit, status, want):
     data = _file(**edit)
