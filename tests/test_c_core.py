@@ -124,25 +124,32 @@ def test_group_file_without_its_features_is_an_error(cc, src, group, symbol, tmp
 
 
 def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
-    """-DRNC_NO_SPARSE -DRNC_NO_Q4 (the dense deploy build that docs/deploy-raspberry-pi.md sizes):
-    the kernel table has no block-sparse or q4 rows, and the loader refuses such files with one
-    line naming what the build leaves out (not a plan without kernels); dense files still run."""
+    """-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT (the dense deploy build that
+    docs/deploy-raspberry-pi.md sizes): the kernel table has no block-sparse or q4 rows, the
+    loader has no fully-integer checks, and it refuses such files with one line naming what the
+    build leaves out (not a plan without kernels); dense files still run."""
     import rnncore as rc
 
     build = tmp_path / "build"
     proc = subprocess.run(
-        ["make", "-C", str(CSRC), "bench", f"BUILD={build}", "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4"],
+        ["make", "-C", str(CSRC), "bench", f"BUILD={build}", "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT"],
         capture_output=True, text=True, timeout=900, env=child_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     bench = build / "rnncore-bench"
     gru = rc.nn.GRU(32, 32)
     rc.nn.BlockPruning(gru, density=0.25, start_epoch=0, end_epoch=1).update(gru, None, epoch=2.0)
-    files = {"dense": rc.compile(gru, "q8"), "q4": rc.compile(gru, "q4"),
-             "sparse": rc.compile(gru, "q8", sparse=True)}
+    from rnncore.io.rnc_int import write_int_rnc
+    from rnncore.quant import integer as qi
+
+    files = {"dense": rc.compile(gru, "q8").data, "q4": rc.compile(gru, "q4").data,
+             "sparse": rc.compile(gru, "q8", sparse=True).data,
+             "int": write_int_rnc(qi.quantize_int_model(rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0)),
+                                                        qi.IntCalibration([(-2.0, 2.0)], [(-0.9, 0.95)],
+                                                                          [3.0], [4.0])))}
     out = {}
-    for name, eng in files.items():
+    for name, data in files.items():
         path = tmp_path / f"{name}.rnc"
-        eng.save(path)
+        path.write_bytes(data)
         r = subprocess.run([str(bench), "--model", str(path), "--steps", "10", "--repeat", "1"],
                            capture_output=True, text=True, timeout=120, env=child_env())
         out[name] = (r.returncode, r.stdout + r.stderr)
@@ -151,3 +158,5 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
         "of the C core leaves out" in out["q4"][1], out["q4"][1][-2000:]
     assert out["sparse"][0] != 0 and "block-sparse weights (built with RNC_NO_SPARSE), which this " \
         "build of the C core leaves out" in out["sparse"][1], out["sparse"][1][-2000:]
+    assert out["int"][0] != 0 and "precision: 3: fully-integer models (built with RNC_NO_INT), which " \
+        "this build of the C core leaves out" in out["int"][1], out["int"][1][-2000:]

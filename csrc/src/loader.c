@@ -1155,6 +1155,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
     return add_stage(m, kind);
 }
 
+#if !defined(RNC_NO_INT)
 /* ------------------------------------------------------------------------------------------
  * precision 3: fully-integer models (rnc_layout.h, "precision 3"), checked in the order of
  * rnncore/io/rnc.py's load_int_layer / load_int_head
@@ -1333,6 +1334,7 @@ static rnc_status load_int_head(rnc_ctx *c, rnc_model *m, const unsigned char *r
     m->head_act = act;
     return add_stage(m, RNC_REC_LINEAR);
 }
+#endif
 
 static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, uint32_t size)
 {
@@ -1350,7 +1352,9 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         return RNC_OK;
     }
     case RNC_REC_RECURRENT: {
+#if !defined(RNC_NO_INT)
         if (m->precision == RNC_FILE_PRECISION_INT) return load_int_layer(c, m, r, size);
+#endif
         if (size < RNC_SIZE_rec_recurrent)
             return fail(c, fsize, MSG_EXPECT, size, RNC_REC_RECURRENT_DIR0 + RNC_SIZE_cellw, 0, NULL);
         CHECK_RESERVED(c, rec_recurrent, r);
@@ -1389,7 +1393,9 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_LINEAR: {
         static const head_names hn = {"in_features", "out_features", "activation", "in_scale",
                                       "weight", "scale", "bias"};
+#if !defined(RNC_NO_INT)
         if (m->precision == RNC_FILE_PRECISION_INT) return load_int_head(c, m, r, size);
+#endif
         if (size != RNC_SIZE_rec_linear)
             return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_linear, 0, NULL);
         CHECK_RESERVED(c, rec_linear, r);
@@ -1479,6 +1485,11 @@ static rnc_status load_v2(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
 #if defined(RNC_NO_Q4)
     if (prec == RNC_Q4)
         return fail(c, FIELD(hdr2, precision), MSG_LEFT_OUT, prec, 0, 0, "q4 weights (built with RNC_NO_Q4)");
+#endif
+#if defined(RNC_NO_INT)
+    if (prec == RNC_FILE_PRECISION_INT)
+        return fail(c, FIELD(hdr2, precision), MSG_LEFT_OUT, prec, 0, 0,
+                    "fully-integer models (built with RNC_NO_INT)");
 #endif
     m->precision = prec;
     m->input_size = in_size;
