@@ -132,7 +132,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
 
     build = tmp_path / "build"
     proc = subprocess.run(
-        ["make", "-C", str(CSRC), "bench", f"BUILD={build}", "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT"],
+        ["make", "-C", str(CSRC), "bench", f"BUILD={build}",
+         "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT"],
         capture_output=True, text=True, timeout=900, env=child_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     bench = build / "rnncore-bench"

@@ -551,6 +551,17 @@ static float frame_tap(const float *xc, int64_t r, int64_t L, uint32_t reflect)
     return xc[r < 0 ? -r : 2 * (L - 1) - r];
 }
 
+/* A window starting at position p0 (taps p0 + t d, t < k) of a frame of L samples: taps
+ * t_lo .. t_hi - 1 fall inside the frame, the others on the padding. */
+static inline void frame_taps(int64_t p0, int64_t d, int64_t L, int64_t k, int64_t *t_lo, int64_t *t_hi)
+{
+    int64_t lo = p0 >= 0 ? 0 : (-p0 + d - 1) / d, hi = p0 >= L ? 0 : (L - p0 + d - 1) / d;
+    if (lo > k) lo = k;
+    if (hi > k) hi = k;
+    *t_lo = lo;
+    *t_hi = hi < lo ? lo : hi;
+}
+
 /* y[o*L_out + l] = b[o] + sum_{c, j} W[o, c, j] xpad[g(o) C_g + c, l*stride + j*dilation]: per group
  * and per block of RNC_FCONV_BLOCK output positions, the windows as columns [c][j] (cols) and one
  * product of the plan's f32 GEMM row with the group's packed matrix (prod: position-major). */
@@ -568,11 +579,8 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
                 const int64_t p0 = (int64_t)(l0 + j) * F->stride - (int64_t)F->pl;
                 /* taps t_lo .. t_hi-1 read inside the frame (a copy); the others the padding */
                 const int64_t d = F->dil, L = F->L, k = F->k;
-                int64_t t_lo = p0 >= 0 ? 0 : (-p0 + d - 1) / d;
-                int64_t t_hi = p0 >= L ? 0 : (L - p0 + d - 1) / d;
-                if (t_lo > k) t_lo = k;
-                if (t_hi > k) t_hi = k;
-                if (t_hi < t_lo) t_hi = t_lo;
+                int64_t t_lo, t_hi;
+                frame_taps(p0, d, L, k, &t_lo, &t_hi);
                 for (uint32_t c = 0; c < F->cg; ++c) {
                     const float *xc = x + (size_t)(g * F->cg + c) * F->L;
                     float *cc = col + (size_t)c * F->k;
@@ -625,11 +633,8 @@ static void frame_conv_row_q8(const rnc_model *m, const rnc_front_op *F, const f
             for (uint32_t j = 0; j < n; ++j) {
                 int8_t *col = cols + j * kp;
                 const int64_t p0 = (int64_t)(l0 + j) * F->stride - (int64_t)F->pl;
-                int64_t t_lo = p0 >= 0 ? 0 : (-p0 + d - 1) / d;
-                int64_t t_hi = p0 >= L ? 0 : (L - p0 + d - 1) / d;
-                if (t_lo > k) t_lo = k;
-                if (t_hi > k) t_hi = k;
-                if (t_hi < t_lo) t_hi = t_lo;
+                int64_t t_lo, t_hi;
+                frame_taps(p0, d, L, k, &t_lo, &t_hi);
                 for (uint32_t c = 0; c < F->cg; ++c) {
                     const int8_t *qc = q + (size_t)(g * F->cg + c) * F->L;
                     int8_t *cc = col + (size_t)c * F->k;

@@ -139,3 +139,21 @@ def check_output_path(path: str, what: str = "-o") -> None:
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):
         raise CLIError(f"{what} {path}: the directory {d} does not exist")
+
+
+def int_calibration(args: argparse.Namespace, spec):
+    """The integer model's static ranges measured on ``--calibration X.npy`` (``(B, T, F)``
+    floats; ``--calibration-lengths L.npy`` their valid steps), for ``quantize --precision int8``
+    and ``export-c --target cortex-m``; a :class:`CLIError` naming the option otherwise."""
+    from rnncore.quant import integer as qi
+
+    x = load_npy(args.calibration, "--calibration")
+    lengths = None if args.calibration_lengths is None else load_npy(args.calibration_lengths,
+                                                                     "--calibration-lengths")
+    if x.ndim != 3 or x.dtype.kind != "f":
+        raise CLIError(f"--calibration {args.calibration}: expected floats of shape (B, T, F), "
+                       f"got {x.dtype} {x.shape}")
+    try:
+        return qi.calibrate_int(spec, x, lengths)
+    except ValueError as e:
+        raise CLIError(f"--calibration {args.calibration}: {e}") from e

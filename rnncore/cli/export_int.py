@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from rnncore.cli._common import CLIError, check_output_path, load_npy, read_model_bytes
+from rnncore.cli._common import CLIError, check_output_path, int_calibration, read_model_bytes
 
 
 def run(args: argparse.Namespace) -> None:
@@ -42,16 +42,7 @@ def run(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise CLIError(f"{args.model}: {e}") from e
     check_output_path(args.output)
-    x = load_npy(args.calibration, "--calibration")
-    lengths = None if args.calibration_lengths is None else load_npy(args.calibration_lengths,
-                                                                     "--calibration-lengths")
-    if x.ndim != 3 or x.dtype.kind != "f":
-        raise CLIError(f"--calibration {args.calibration}: expected floats of shape (B, T, F), "
-                       f"got {x.dtype} {x.shape}")
-    try:
-        cal = qi.calibrate_int(spec, x, lengths)
-    except ValueError as e:
-        raise CLIError(f"--calibration {args.calibration}: {e}") from e
+    cal = int_calibration(args, spec)
     try:
         model = qi.quantize_int_model(spec, cal, activation=args.activation or "gemmlowp")
         budget = export_int_c(model, args.output, name=args.name)

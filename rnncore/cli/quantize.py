@@ -19,7 +19,7 @@ import argparse
 
 import numpy as np
 
-from rnncore.cli._common import CLIError, check_output_path, load_npy, read_model_bytes
+from rnncore.cli._common import CLIError, check_output_path, int_calibration, load_npy, read_model_bytes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -139,17 +139,8 @@ def _run_int8(args: argparse.Namespace, d: dict, n_in: int) -> None:
         raise CLIError("--precision int8 needs --calibration X.npy: integer models have static scales "
                        "measured on representative inputs (B, T, F)")
     check_output_path(args.output)
-    x = load_npy(args.calibration, "--calibration")
-    lengths = None if args.calibration_lengths is None else load_npy(args.calibration_lengths,
-                                                                     "--calibration-lengths")
-    if x.ndim != 3 or x.dtype.kind != "f":
-        raise CLIError(f"--calibration {args.calibration}: expected floats of shape (B, T, F), "
-                       f"got {x.dtype} {x.shape}")
     spec = spec_from_rnc(d)
-    try:
-        cal = qi.calibrate_int(spec, x, lengths)
-    except ValueError as e:
-        raise CLIError(f"--calibration {args.calibration}: {e}") from e
+    cal = int_calibration(args, spec)
     activation = args.activation or "gemmlowp"
     try:
         out = write_int_rnc(qi.quantize_int_model(spec, cal, activation=activation))
