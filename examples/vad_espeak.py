@@ -26,9 +26,10 @@ other messages *and* voice variants that training never hears.
 **C engine.** :func:`c_engine_stream` is the only code that touches the engine: ``rc.compile``
 turns the whole model into one engine (f32: the log-mel spectrogram is its first record) whose
 step takes one frame of 256 samples -- the last 128 samples and the 128 new ones -- and returns
-that frame's logit. If the compiler refuses the front-end (q8 files have no per-step records), it
-compiles the longest tail it accepts (the GRU and the head) and runs the layers before it frame
-by frame in NumPy, and says so. docs/showcase-vad.md has the figures.
+that frame's logit. If the compiler refuses the front-end (q8: the log-mel record is f32-only),
+it compiles the longest tail it accepts (q8: the 1x1 frame convolution, ReLU, GRU and head) and
+runs the layers before it frame by frame in NumPy, and says so. docs/showcase-vad.md has the
+figures.
 """
 
 from __future__ import annotations
