@@ -243,11 +243,14 @@ def test_front_end_overflow_is_a_floating_point_error_not_a_number():
         st.step(X[:, 0])
 
 
-def test_export_c_of_a_front_end_model_runs_on_this_host(tmp_path):
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_export_c_of_a_front_end_model_runs_on_this_host(tmp_path, precision):
+    """The exported program (the .rnc as a const array, linked with the C core) gives the Python
+    engine's outputs, f32 and q8 (int8 frame convolutions), by step and by run."""
     r = subprocess.run(["make", "-C", str(ROOT / "csrc"), "lib"], capture_output=True, text=True, timeout=600,
                        env=child_env())
     assert r.returncode == 0, r.stderr[-2000:]
-    eng = rc.compile(vad_like(seed=9))
+    eng = rc.compile(vad_like(seed=9), precision)
     model = tmp_path / "vad.rnc"
     model.write_bytes(eng.data)
     src = tmp_path / "vad.c"
