@@ -262,23 +262,20 @@ DDDDOCR = "ddddocr/common.onnx"
 @pytest.fixture(scope="module")
 def ddddocr_path() -> str:
     """common.onnx of the installed ``ddddocr`` package (found, not imported: its own dependencies
-    are not needed), or read out of a ``ddddocr-1.6.1`` wheel (``$RNNCORE_DDDDOCR_WHEEL`` or
-    ``/tmp/dd``). Missing is a failure, not a skip: CI installs the package."""
+    are not needed), or read out of a ``ddddocr-1.6.1`` wheel (``$RNNCORE_DDDDOCR_WHEEL``).
+    Missing is a failure, not a skip: CI installs the package."""
     spec = importlib.util.find_spec("ddddocr")
     if spec is not None and spec.submodule_search_locations:
         for d in spec.submodule_search_locations:
             p = pathlib.Path(d) / "common.onnx"
             if p.is_file():
                 return str(p)
-    for p in ("/tmp/dd/ddddocr/common.onnx",):
-        if os.path.isfile(p):
-            return p
-    for w in (os.environ.get("RNNCORE_DDDDOCR_WHEEL", ""), "/tmp/dd/ddddocr-1.6.1-py3-none-any.whl"):
-        if w and os.path.isfile(w):
-            out = pathlib.Path(tempfile.mkdtemp()) / "common.onnx"
-            with zipfile.ZipFile(w) as z:
-                out.write_bytes(z.read(DDDDOCR))
-            return str(out)
+    w = os.environ.get("RNNCORE_DDDDOCR_WHEEL", "")
+    if w and os.path.isfile(w):
+        out = pathlib.Path(tempfile.mkdtemp()) / "common.onnx"
+        with zipfile.ZipFile(w) as z:
+            out.write_bytes(z.read(DDDDOCR))
+        return str(out)
     pytest.fail("ddddocr 1.6.1 is not installed: pip install --no-deps ddddocr==1.6.1 (.ci/run does)")
 
 
