@@ -32,15 +32,14 @@ The C bench is also the driver to time an independent implementation beside rnnc
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from arm_icount import DEFAULT_DIR, aarch64_bench, load_icount
 from machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,16 +176,10 @@ def arm_missing(icount_dir: Path) -> str | None:
 def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int, scales: str = "dynamic") -> list[dict]:
     """Executed instructions per q8 step (batch 1, I = H; activation scales as ``scales``) of the
     aarch64 build, per function and per breakdown part, for each of ARM_TARGETS."""
-    subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "build/cross/aarch64/rnncore-bench"],
-                   check=True)
-    bench = ROOT / "csrc" / "build" / "cross" / "aarch64" / "rnncore-bench"
+    bench = aarch64_bench()
     out = []
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run(["bash", str(icount_dir / "build.sh"), d], check=True, capture_output=True)
-        os.environ["ICOUNT_PLUGIN"] = str(Path(d) / "libicount.so")
-        spec = importlib.util.spec_from_file_location("icount", icount_dir / "icount.py")
-        icount = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(icount)
+        icount = load_icount(icount_dir, d)
         model = Path(d) / "m.rnc"
         write_model(cell, hidden, "q8", model, scales)
         for cpu, isa in ARM_TARGETS:
@@ -254,8 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arm-only", action="store_true", help="only the ARM counts")
     ap.add_argument("--arm-hidden", type=int, default=64)
     ap.add_argument("--icount-dir", type=Path,
-                    default=Path(os.environ.get("RNNCORE_QEMU_ICOUNT",
-                                                ROOT.parent / "shared" / "tools" / "qemu-icount")))
+                    default=DEFAULT_DIR)
     a = ap.parse_args(argv)
     results: dict = {"cpu": cpu_name(), "x86": [], "arm": []}
     if not a.arm_only:

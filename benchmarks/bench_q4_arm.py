@@ -11,12 +11,11 @@ multiplied with smlal), on the Cortex-A76 on ``neondot``. qemu models no timing 
 these are instruction counts, not cycles, and q4's halved weight bytes show in neither.
 """
 import argparse
-import importlib.util
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from arm_icount import DEFAULT_DIR, aarch64_bench, load_icount
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,16 +29,11 @@ def main() -> None:
     ap.add_argument("--cpus", nargs="+", default=["cortex-a53:neon", "cortex-a76:neondot"],
                     help="CPU:ISA pairs")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--icount-dir", type=Path, default=ROOT.parent / "shared" / "tools" / "qemu-icount")
+    ap.add_argument("--icount-dir", type=Path, default=DEFAULT_DIR)
     a = ap.parse_args()
-    subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "build/cross/aarch64/rnncore-bench"], check=True)
-    bench = str(ROOT / "csrc" / "build" / "cross" / "aarch64" / "rnncore-bench")
+    bench = aarch64_bench()
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run(["bash", str(a.icount_dir / "build.sh"), d], check=True, capture_output=True)
-        os.environ["ICOUNT_PLUGIN"] = str(Path(d) / "libicount.so")
-        spec = importlib.util.spec_from_file_location("icount", a.icount_dir / "icount.py")
-        ic = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ic)
+        ic = load_icount(a.icount_dir, d)
         print("batch 1, I = H: executed instructions per step (qemu; no timing)")
         print("| CPU | ISA | cell | H | q8 | q4 | q8 / q4 |")
         print("|---|---|---|--:|--:|--:|--:|")

@@ -17,26 +17,15 @@ at 1.2 GHz (Raspberry Pi 3B). Caches, DRAM and the operating system are not in i
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from arm_icount import DEFAULT_DIR, aarch64_bench, load_icount
+
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_HZ = 1.2e9
 IPCS = (0.5, 1.0)
-
-
-def load_icount(icount_dir: Path, build_dir: str):
-    """The qemu-icount helper module, with its plugin built into ``build_dir``."""
-    subprocess.run(["bash", str(icount_dir / "build.sh"), build_dir], check=True, capture_output=True)
-    os.environ["ICOUNT_PLUGIN"] = str(Path(build_dir) / "libicount.so")
-    spec = importlib.util.spec_from_file_location("icount", icount_dir / "icount.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,11 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--isa", default="neon")
     ap.add_argument("--n", type=int, default=20, help="sequences (steps) in the shorter run")
     ap.add_argument("--icount-dir", type=Path,
-                    default=Path(os.environ.get("RNNCORE_QEMU_ICOUNT",
-                                                ROOT.parent / "shared" / "tools" / "qemu-icount")))
+                    default=DEFAULT_DIR)
     a = ap.parse_args(argv)
-    subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "build/cross/aarch64/rnncore-bench"], check=True)
-    bench = str(ROOT / "csrc" / "build" / "cross" / "aarch64" / "rnncore-bench")
+    bench = aarch64_bench()
     with tempfile.TemporaryDirectory() as d:
         icount = load_icount(a.icount_dir, d)
         if a.step:

@@ -11,12 +11,11 @@ the dense model on the ``neon`` path, the sparse model on ``generic`` and on ``n
 no timing: these are instruction counts, not cycles.
 """
 import argparse
-import importlib.util
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from arm_icount import DEFAULT_DIR, aarch64_bench, load_icount
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,16 +28,11 @@ def main() -> None:
     ap.add_argument("--densities", type=float, nargs="+", default=[0.5, 0.3, 0.2])
     ap.add_argument("--cpu", default="cortex-a53")
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--icount-dir", type=Path, default=ROOT.parent / "shared" / "tools" / "qemu-icount")
+    ap.add_argument("--icount-dir", type=Path, default=DEFAULT_DIR)
     a = ap.parse_args()
-    subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "build/cross/aarch64/rnncore-bench"], check=True)
-    bench = str(ROOT / "csrc" / "build" / "cross" / "aarch64" / "rnncore-bench")
+    bench = aarch64_bench()
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run(["bash", str(a.icount_dir / "build.sh"), d], check=True, capture_output=True)
-        os.environ["ICOUNT_PLUGIN"] = str(Path(d) / "libicount.so")
-        spec = importlib.util.spec_from_file_location("icount", a.icount_dir / "icount.py")
-        ic = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ic)
+        ic = load_icount(a.icount_dir, d)
         print(f"{a.cpu}, q8, batch 1, I = H: executed instructions per step (qemu; no timing)")
         print("| cell | H | d | dense, neon | sparse, generic | sparse, neon | dense / sparse neon |")
         print("|---|--:|--:|--:|--:|--:|--:|")
