@@ -27,7 +27,14 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_japanese_vowels import parse_ts  # noqa: E402
+from make_japanese_vowels import write_npz  # noqa: E402
+
+
+def pack(seqs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every recording as (N, 100, 6)."""
+    values = np.stack(seqs)
+    assert values.shape[1:] == (100, 6) and np.abs(values).max() < 2**31
+    return {"values": values.astype(np.int32)}
 
 
 def main() -> None:
@@ -35,20 +42,7 @@ def main() -> None:
     p.add_argument("ts_dir", help="directory with BasicMotions_TRAIN.ts and BasicMotions_TEST.ts")
     p.add_argument("-o", "--output", default=os.path.join("rnncore", "data", "basic_motions.npz"))
     args = p.parse_args()
-    arrays: dict[str, np.ndarray] = {}
-    classes: list[str] = []
-    for split in ("train", "test"):
-        seqs, labels, classes = parse_ts(os.path.join(args.ts_dir, f"BasicMotions_{split.upper()}.ts"))
-        values = np.stack(seqs)
-        assert values.shape[1:] == (100, 6) and np.abs(values).max() < 2**31
-        arrays[f"{split}_values"] = values.astype(np.int32)
-        arrays[f"{split}_labels"] = np.array([classes.index(c) for c in labels], np.int8)
-    arrays["classes"] = np.array(classes)
-    arrays["scale"] = np.array(1e6)
-    np.savez_compressed(args.output, **arrays)
-    print(f"wrote {args.output} ({os.path.getsize(args.output)} bytes): "
-          f"{len(arrays['train_labels'])} train / {len(arrays['test_labels'])} test recordings")
-
+    write_npz(args.ts_dir, "BasicMotions", args.output, pack)
 
 if __name__ == "__main__":
     main()

@@ -47,26 +47,38 @@ def parse_ts(path: str) -> tuple[list[np.ndarray], list[str], list[str]]:
     return seqs, labels, classes
 
 
+def write_npz(ts_dir: str, name: str, output: str, pack) -> dict[str, np.ndarray]:
+    """Parse ``{name}_TRAIN.ts`` / ``{name}_TEST.ts`` in ``ts_dir`` and write ``output``: per split,
+    ``pack(seqs)`` (a dict of arrays keyed without the split prefix) plus ``labels``, then
+    ``classes`` and ``scale``. Returns the arrays written."""
+    arrays: dict[str, np.ndarray] = {}
+    classes: list[str] = []
+    for split in ("train", "test"):
+        seqs, labels, classes = parse_ts(os.path.join(ts_dir, f"{name}_{split.upper()}.ts"))
+        for key, value in pack(seqs).items():
+            arrays[f"{split}_{key}"] = value
+        arrays[f"{split}_labels"] = np.array([classes.index(c) for c in labels], np.int8)
+    arrays["classes"] = np.array(classes)
+    arrays["scale"] = np.array(1e6)
+    np.savez_compressed(output, **arrays)
+    print(f"wrote {output} ({os.path.getsize(output)} bytes): "
+          f"{len(arrays['train_labels'])} train / {len(arrays['test_labels'])} test recordings")
+    return arrays
+
+
+def pack(seqs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The utterances one after another (steps, 12) and their lengths (N,)."""
+    values = np.concatenate(seqs, axis=0)
+    assert np.abs(values).max() < 2**31
+    return {"values": values.astype(np.int32), "lengths": np.array([s.shape[0] for s in seqs], np.int16)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("ts_dir", help="directory with JapaneseVowels_TRAIN.ts and JapaneseVowels_TEST.ts")
     p.add_argument("-o", "--output", default=os.path.join("rnncore", "data", "japanese_vowels.npz"))
     args = p.parse_args()
-    arrays: dict[str, np.ndarray] = {}
-    classes: list[str] = []
-    for split in ("train", "test"):
-        seqs, labels, classes = parse_ts(os.path.join(args.ts_dir, f"JapaneseVowels_{split.upper()}.ts"))
-        values = np.concatenate(seqs, axis=0)
-        assert np.abs(values).max() < 2**31
-        arrays[f"{split}_values"] = values.astype(np.int32)
-        arrays[f"{split}_lengths"] = np.array([s.shape[0] for s in seqs], np.int16)
-        arrays[f"{split}_labels"] = np.array([classes.index(c) for c in labels], np.int8)
-    arrays["classes"] = np.array(classes)
-    arrays["scale"] = np.array(1e6)
-    np.savez_compressed(args.output, **arrays)
-    print(f"wrote {args.output} ({os.path.getsize(args.output)} bytes): "
-          f"{len(arrays['train_lengths'])} train / {len(arrays['test_lengths'])} test utterances")
-
+    write_npz(args.ts_dir, "JapaneseVowels", args.output, pack)
 
 if __name__ == "__main__":
     main()
