@@ -85,5 +85,83 @@ static inline rnc_s8_dsp_sums4 rnc_s8_dsp_rows4(rnc_s8_dsp_sums4 s, const int8_t
     return s;
 }
 
+
+/* x[0, c4) (c4 = cols & ~3) unpacked for rnc_s8_dsp_rows4_x16: per 4 columns the two words
+ * SXTB16(v) = (x0, x2) and SXTB16(v, ROR #8) = (x1, x3) of v = x[c, c + 4); x16 4-byte aligned,
+ * c4 / 2 words */
+static inline void rnc_s8_dsp_unpack(int32_t *x16, const int8_t *x, int cols) {
+    for (int c = 0; c + 4 <= cols; c += 4, x16 += 2) {
+        int32_t v, e, o;
+        __builtin_memcpy(&v, x + c, 4);
+        __asm__("sxtb16 %0, %1" : "=r"(e) : "r"(v));
+        __asm__("sxtb16 %0, %1, ror #8" : "=r"(o) : "r"(v));
+        x16[0] = e;
+        x16[1] = o;
+    }
+}
+
+/* RNC_DSP_4COLS with x unpacked once (rnc_s8_dsp_unpack) for every pass: one LDRD of its two
+ * words instead of LDR + 2 SXTB16. 4 LDR + 1 LDRD, 8 SXTB16, 8 SMLAD; the first row's load goes
+ * before the LDRD so that its SXTB16s do not wait for it. */
+#define RNC_DSP_4COLS_X16                           \
+    "ldr    %[v], [%[w0], %[ldw]]\n\t"              \
+    "ldrd   %[xv], %[xo], [%[xp]], #8\n\t"          \
+    "sxtb16 %[vo], %[v], ror #8\n\t"                \
+    "sxtb16 %[v], %[v]\n\t"                         \
+    "smlad  %[a1], %[v], %[xv], %[a1]\n\t"          \
+    "ldr    %[v], [%[w0]], #4\n\t"                  \
+    "smlad  %[a1], %[vo], %[xo], %[a1]\n\t"         \
+    "sxtb16 %[vo], %[v], ror #8\n\t"                \
+    "sxtb16 %[v], %[v]\n\t"                         \
+    "smlad  %[a0], %[v], %[xv], %[a0]\n\t"          \
+    "ldr    %[v], [%[w2], %[ldw]]\n\t"              \
+    "smlad  %[a0], %[vo], %[xo], %[a0]\n\t"         \
+    "sxtb16 %[vo], %[v], ror #8\n\t"                \
+    "sxtb16 %[v], %[v]\n\t"                         \
+    "smlad  %[a3], %[v], %[xv], %[a3]\n\t"          \
+    "ldr    %[v], [%[w2]], #4\n\t"                  \
+    "smlad  %[a3], %[vo], %[xo], %[a3]\n\t"         \
+    "sxtb16 %[vo], %[v], ror #8\n\t"                \
+    "sxtb16 %[v], %[v]\n\t"                         \
+    "smlad  %[a2], %[v], %[xv], %[a2]\n\t"          \
+    "smlad  %[a2], %[vo], %[xo], %[a2]\n\t"
+
+/* rnc_s8_dsp_rows4 with x[0, cols & ~3) read from x16 = rnc_s8_dsp_unpack(x, cols); the same
+ * sums */
+static inline rnc_s8_dsp_sums4 rnc_s8_dsp_rows4_x16(rnc_s8_dsp_sums4 s, const int8_t *w0, int ldw,
+                                                    const int32_t *x16, const int8_t *x, int cols) {
+    const int8_t *w2 = w0 + 2 * ldw;
+    const int32_t *xp = x16;
+    int32_t a0 = s.a0, a1 = s.a1, a2 = s.a2, a3 = s.a3;
+    /* the last cols % 4 columns first (exact int32 sums: the order does not matter), so that
+     * nothing but the sums is live after the asm */
+    for (int c = cols & ~3; c < cols; c++) {
+        a0 += (int32_t)w0[c] * x[c];
+        a1 += (int32_t)w0[ldw + c] * x[c];
+        a2 += (int32_t)w2[c] * x[c];
+        a3 += (int32_t)w2[ldw + c] * x[c];
+    }
+    int32_t xv, xo, v, vo;
+    __asm__("subs   %[v], %[xend], %[xp]\n\t"
+            "beq    3f\n\t"
+            "tst    %[v], #8\n\t"
+            "bne    2f\n"
+            "1:\n\t" RNC_DSP_4COLS_X16
+            "2:\n\t" RNC_DSP_4COLS_X16
+            "cmp    %[xp], %[xend]\n\t"
+            "blo    1b\n"
+            "3:"
+            : [xp] "+r"(xp), [w0] "+r"(w0), [w2] "+r"(w2), [a0] "+r"(a0), [a1] "+r"(a1),
+              [a2] "+r"(a2), [a3] "+r"(a3), [xv] "=&r"(xv), [xo] "=&r"(xo), [v] "=&r"(v),
+              [vo] "=&r"(vo)
+            : [xend] "r"(x16 + (cols & ~3) / 2), [ldw] "r"(ldw)
+            : "cc", "memory");
+    s.a0 = a0;
+    s.a1 = a1;
+    s.a2 = a2;
+    s.a3 = a3;
+    return s;
+}
+
 #endif
 #endif
