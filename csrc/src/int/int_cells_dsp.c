@@ -1,7 +1,9 @@
 /* The integer cell step (rnncore_int.h) for Armv7E-M / Armv8-M cores with the DSP extension
- * (Cortex-M4, M7, M33, M55 without MVE): the products through the caller's rnc_s8_matvec_fn (the
- * DSP row), and the elementwise work on whole gate blocks, written for a 32-bit core with a
- * single-cycle multiplier. Every value is the portable step's (int_cells.c) bit for bit; what
+ * (Cortex-M4, M7, M33, M55 without MVE): the products through the caller's rnc_s8_matvec_fn, and
+ * the elementwise work written for a 32-bit core with a single-cycle multiplier. When that
+ * products row is the DSP row itself (and H % 4 == 0, I <= 2H), the step runs the row's 4-row
+ * pass inline (s8_matvec_dsp.h) on x8 and h8 unpacked once into the accumulator scratch, and
+ * requantises each pass's sums from registers: the same sums, no int32 sums in memory. Every value is the portable step's (int_cells.c) bit for bit; what
  * changes is how the same fixed-point definitions are computed:
  *
  *   SaturatingRoundingDoublingHighMul = (a b + 2^(n-2)) >> (n-1), the one overflow saturated (a
