@@ -11,6 +11,7 @@ into straight blocks (same count, split after branches), each block's steady-sta
 execution come from llvm-mca (``-iterations=100``, cycles / 100), and the estimate is the sum of
 count x cycles. It ignores branch penalties and memory wait states (flash at 80 MHz usually has
 none with the cache / accelerator on), so it is a lower bound for the core's pipeline.
+``--functions`` adds each work's instructions and cycles summed per function of the image.
 
     python3 bench_cortex_m.py --icount libicount.so --build build/mcu cortex-m4:mps2-an386 ...
 """
