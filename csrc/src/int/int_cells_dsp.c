@@ -157,28 +157,28 @@ static void tanh_block(int16_t *y, const int16_t *x, int n, int k) {
  * T[j + 1] by one LDR (little-endian: T[j] in the low half; unaligned for odd j, which the M
  * profile's LDR allows), and the interpolation as one SMLAD:
  *
- *   T[j] + ((t (T[j + 1] - T[j]) + 64) >> 7) = ((128 - t) T[j] + t T[j + 1] + 64) >> 7
+ *   p = T[j] + ((t (T[j + 1] - T[j]) + 64) >> 7) = A >> 7,  A = (128 - t) T[j] + t T[j + 1] + 64
  *
- * (128 T[j] is a multiple of 2^7), the halves (128 - t, t) being the int32 65535 t + 128. The
- * sign applied without a branch (s = x >> 31: sigmoid (p ^ s) - s + (s & 2^15) = 2^15 - p for
- * x < 0, tanh (p ^ s) - s = -p). */
+ * (128 T[j] is a multiple of 2^7), the halves (128 - t, t) being the int32 65535 t + 128;
+ * table_interp returns A. The sign applied without a branch, s = x >> 31 and (A ^ s) >> 7 = p or
+ * ~p = -p - 1: sigmoid ((A ^ s) >> 7) + (s & (2^15 + 1)) = 2^15 - p for x < 0, tanh
+ * ((A ^ s) >> 7) - s = -p. */
 static inline int32_t table_interp(int32_t x, int32_t s, const int16_t *T) {
     const int32_t u = (int32_t)__usat((x ^ s) - s, 15);
     const int32_t t = u & ((1 << RNC_S16_TABLE_SHIFT) - 1);
     int32_t w;
     __builtin_memcpy(&w, T + (u >> RNC_S16_TABLE_SHIFT), 4);
-    return __smlad(w, t * 65535 + (1 << RNC_S16_TABLE_SHIFT), 1 << (RNC_S16_TABLE_SHIFT - 1)) >>
-           RNC_S16_TABLE_SHIFT;
+    return __smlad(w, t * 65535 + (1 << RNC_S16_TABLE_SHIFT), 1 << (RNC_S16_TABLE_SHIFT - 1));
 }
 
 static inline int32_t sigmoid_table1(int32_t x) {
-    const int32_t s = x >> 31, p = table_interp(x, s, rnc_s16_sigmoid_table);
-    return (p ^ s) - s + (s & 32768);
+    const int32_t s = x >> 31, a = table_interp(x, s, rnc_s16_sigmoid_table);
+    return ((a ^ s) >> RNC_S16_TABLE_SHIFT) + (s & 32769);
 }
 
 static inline int32_t tanh_table1(int32_t x) {
-    const int32_t s = x >> 31, p = table_interp(x, s, rnc_s16_tanh_table);
-    return (p ^ s) - s;
+    const int32_t s = x >> 31, a = table_interp(x, s, rnc_s16_tanh_table);
+    return ((a ^ s) >> RNC_S16_TABLE_SHIFT) - s;
 }
 
 /* the table activations on a block */
