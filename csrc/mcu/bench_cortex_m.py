@@ -265,7 +265,10 @@ def main() -> None:
                 if a.functions:
                     per_fn = by_function(per_addr, blocks, functions(elf, a.nm))
                     for fn, (n, cy) in sorted(per_fn.items(), key=lambda kv: -kv[1][0]):
-                        print(f"|   | {fn} | {n:,.0f} | {cy:,.0f} | {cy / a.mhz:,.1f} |")
+                        cyc = us = "n/a"
+                        if core in MCA_CPUS:
+                            cyc, us = f"{cy:,.0f}", f"{cy / a.mhz:,.1f}"
+                        print(f"|   | {fn} | {n:,.0f} | {cyc} | {us} |")
     if a.memory:
         memory_table(a.cores, a.build, a.image, a.memory, a.vectors)
 
