@@ -11,6 +11,7 @@ into straight blocks (same count, split after branches), each block's steady-sta
 execution come from llvm-mca (``-iterations=100``, cycles / 100), and the estimate is the sum of
 count x cycles. It ignores branch penalties and memory wait states (flash at 80 MHz usually has
 none with the cache / accelerator on), so it is a lower bound for the core's pipeline.
+``--functions`` adds each work's instructions and cycles summed per function of the image.
 
     python3 bench_cortex_m.py --icount libicount.so --build build/mcu cortex-m4:mps2-an386 ...
 """
@@ -107,22 +108,65 @@ def is_branch(text: str) -> bool:
 
 
 def estimate(per_addr: dict[int, float], insns: list[tuple[int, str]], cpu: str, triple: str,
-             mca: str) -> float:
-    total, block, bcount = 0.0, [], None
+             mca: str, blocks: list[tuple[int, float, float]] | None = None) -> float:
+    """Sum of count x llvm-mca cycles over the straight blocks; with `blocks`, each block's
+    (first address, executions per call, cycles per execution) is appended to it."""
+    total, block, bcount, start = 0.0, [], None, 0
+
+    def close() -> float:
+        cyc = mca_cycles(block, cpu, triple, mca)
+        if blocks is not None:
+            blocks.append((start, bcount, cyc))
+        return bcount * cyc
+
     for addr, text in insns + [(-1, "")]:
         c = per_addr.get(addr, 0.0)
         if block and (c != bcount or addr < 0):
-            total += bcount * mca_cycles(block, cpu, triple, mca)
+            total += close()
             block = []
         if addr < 0:
             break
         if c > 0:
+            if not block:
+                start = addr
             block.append(text)
             bcount = c
             if is_branch(text):
-                total += bcount * mca_cycles(block, cpu, triple, mca)
+                total += close()
                 block = []
     return total
+
+
+def functions(elf: str, nm: str) -> list[tuple[int, int, str]]:
+    """(start, end, name) of the image's functions (FUNC symbols, Thumb bit cleared)."""
+    out = subprocess.run([nm, "-S", "--defined-only", elf], capture_output=True, text=True,
+                         check=True).stdout
+    funcs = []
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 4 and f[2] in "Tt":
+            a, n = int(f[0], 16) & ~1, int(f[1], 16)
+            funcs.append((a, a + n, f[3]))
+    return sorted(funcs)
+
+
+def by_function(per_addr: dict[int, float], blocks: list[tuple[int, float, float]],
+                funcs: list[tuple[int, int, str]]) -> dict[str, list[float]]:
+    """Instructions and est. cycles per call summed per function: name -> [instructions,
+    cycles]."""
+    def name(addr: int) -> str:
+        for a, b, n in funcs:
+            if a <= addr < b:
+                return n
+        return "?"
+
+    out: dict[str, list[float]] = {}
+    for addr, c in per_addr.items():
+        if c:
+            out.setdefault(name(addr), [0.0, 0.0])[0] += c
+    for start, count, cyc in blocks:
+        out.setdefault(name(start), [0.0, 0.0])[1] += count * cyc
+    return out
 
 
 def map_sections(path: str) -> dict[str, int]:
@@ -182,6 +226,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--mca", default="llvm-mca-14")
     ap.add_argument("--objdump", default="llvm-objdump-14")
+    ap.add_argument("--nm", default="arm-none-eabi-nm")
+    ap.add_argument("--functions", action="store_true",
+                    help="also each work's instructions and est. cycles per function")
     ap.add_argument("--mhz", type=float, default=80.0)
     ap.add_argument("--only", default="", help="comma-separated prefixes of the works to run")
     ap.add_argument("--memory", default="", help="a vector name: its flash and RAM from the map")
@@ -210,10 +257,18 @@ def main() -> None:
                 per_addr = {k: (h[1].get(k, 0) - h[0].get(k, 0)) / a.reps for k in h[1]}
                 count = sum(per_addr.values())
                 cyc = us = "n/a"
+                blocks: list[tuple[int, float, float]] = []
                 if core in MCA_CPUS:
-                    c = estimate(per_addr, insns, MCA_CPUS[core], TRIPLE[core], a.mca)
+                    c = estimate(per_addr, insns, MCA_CPUS[core], TRIPLE[core], a.mca, blocks)
                     cyc, us = f"{c:,.0f}", f"{c / a.mhz:,.1f}"
                 print(f"| {core} | {work} | {count:,.0f} | {cyc} | {us} |", flush=True)
+                if a.functions:
+                    per_fn = by_function(per_addr, blocks, functions(elf, a.nm))
+                    for fn, (n, cy) in sorted(per_fn.items(), key=lambda kv: -kv[1][0]):
+                        cyc = us = "n/a"
+                        if core in MCA_CPUS:
+                            cyc, us = f"{cy:,.0f}", f"{cy / a.mhz:,.1f}"
+                        print(f"|   | {fn} | {n:,.0f} | {cyc} | {us} |")
     if a.memory:
         memory_table(a.cores, a.build, a.image, a.memory, a.vectors)
 

@@ -93,6 +93,22 @@ def main(path: str) -> None:
             sh += list(s)
             add += list(ad)
             want += list(y)
+    # multipliers below 2^30 too (any m >= 0 is valid), shifts of the fast path [-29, 0] and
+    # beyond, and accumulators at the DSP step's |acc| < 2^30 boundary of its fast path
+    edge = [2**30 - 1, -(2**30 - 1), 2**30, -2**30, -2**30 - 1, 2**30 + 1, 0, -1, 1]
+    for with_add in (0, 1):
+        n = 96
+        a = np.concatenate([edge * 4, rng.integers(-2**30, 2**30, size=n - 4 * len(edge))])
+        s = np.concatenate([np.repeat([0, -1, -29, -30], len(edge)),
+                            rng.integers(-31, 1, size=n - 4 * len(edge))])
+        mm = np.concatenate([rng.integers(0, 2**31, size=n // 2), rng.integers(0, 2**12, size=n - n // 2)])
+        ad = rng.integers(-32768, 32768, size=n) if with_add else np.zeros(n, np.int64)
+        cases.append((n, with_add, len(acc)))
+        acc += list(a)
+        m += list(mm)
+        sh += list(s)
+        add += list(ad)
+        want += list(fx.sat16(fx.mbqm(a, mm, s) + ad))
     # exact ties of the final rounding (m = 2^30 halves exactly; acc = +-(2j + 1) 2^r): the
     # rounding of negative ties away from zero is what these check
     for with_add in (0, 1):

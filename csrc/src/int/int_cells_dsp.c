@@ -1,7 +1,9 @@
 /* The integer cell step (rnncore_int.h) for Armv7E-M / Armv8-M cores with the DSP extension
- * (Cortex-M4, M7, M33, M55 without MVE): the products through the caller's rnc_s8_matvec_fn (the
- * DSP row), and the elementwise work on whole gate blocks, written for a 32-bit core with a
- * single-cycle multiplier. Every value is the portable step's (int_cells.c) bit for bit; what
+ * (Cortex-M4, M7, M33, M55 without MVE): the products through the caller's rnc_s8_matvec_fn, and
+ * the elementwise work written for a 32-bit core with a single-cycle multiplier. When that
+ * products row is the DSP row itself (and H % 4 == 0, I <= 2H), the step runs the row's 4-row
+ * pass inline (s8_matvec_dsp.h) on x8 and h8 unpacked once into the accumulator scratch, and
+ * requantises each pass's sums from registers: the same sums, no int32 sums in memory. Every value is the portable step's (int_cells.c) bit for bit; what
  * changes is how the same fixed-point definitions are computed:
  *
  *   SaturatingRoundingDoublingHighMul = (a b + 2^(n-2)) >> (n-1), the one overflow saturated (a
@@ -17,6 +19,7 @@
 #include "rnncore_int.h"
 #include "s16_table.h"
 #include "s8_kernel_list.h"
+#include "s8_matvec_dsp.h"
 
 #if defined(RNC_S8_HAVE_DSP)
 #include <arm_acle.h>
@@ -69,23 +72,29 @@ static __attribute__((noinline)) int32_t mbqm_rare(int32_t x, int32_t m, int shi
 
 /* MultiplyByQuantizedMultiplier (m >= 0):
  *
- *   a = srd32(x, m) = floor((2 x m + 2^31) / 2^32) = SMMLAR(x, 2m, x [m >= 2^30])
- *     (2m as int32 is 2m - 2^32 when m >= 2^30, which SMMLAR's accumulator x adds back; the
- *     64-bit sum may wrap, its high word is still a);
+ *   a = srd32(x, m) = floor((x m + 2^30) / 2^31) = SMMULR(2x, m) = floor((2x m + 2^31) / 2^32)
+ *     for |x| < 2^30, where 2x does not overflow (ADDS sets V otherwise); then |a| < 2^30;
  *   RDBPOT(a, s), 0 <= s <= 29: (a + 2^(s-1) - [a < 0 and s > 0]) >> s, the rounding constant
- *     being (mask >> 1) + 1 - [a < 0] of the spec's threshold test, [a < 0 and s > 0] the sign
- *     of e & a (e = -s). a + 2^(s-1) overflows only for |x| close to 2^31 (never with the
- *     products' sums, |acc| < 2^30 + 2^29): the overflow flag sends those to mbqm_rare.
+ *     being (mask >> 1) + 1 - [a < 0] of the spec's threshold test, 2^(s-1) = rc = 2^28 >> (29 - s)
+ *     (0 for s = 0) from the range test's e + 29, [a < 0 and s > 0] the sign of e & a (e = -s);
+ *     |a| < 2^30 leaves the sum no room to overflow.
  *
- * 8 instructions after the loads where the spec's form (srd32 + rdbpot above) takes 15. */
+ * What this leaves out goes to mbqm_rare: a shift outside [-29, 0], an |x| >= 2^30 (the
+ * products' sums of int8 weights and inputs reach 2^30 only in theory, |acc| < 2^30 + 2^29).
+ * 12 instructions after the loads where the spec's form (srd32 + rdbpot above) takes 15 and
+ * SMMLAR with a correction for m >= 2^30 took 16. */
+static inline int32_t mbqm_fast(int32_t x2, int32_t m, int32_t e, int32_t rc) {
+    int32_t a;
+    __asm__("smmulr %0, %1, %2" : "=r"(a) : "r"(x2), "r"(m));
+    return (a + rc + ((e & a) >> 31)) >> -e;
+}
+
 static inline int32_t mbqm(int32_t x, int32_t m, int shift) {
-    if (__builtin_expect((uint32_t)(shift + 29) > 29u, 0)) return mbqm_rare(x, m, shift);
-    const int32_t m2 = (int32_t)((uint32_t)m << 1);
-    int32_t a, t;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(a) : "r"(x), "r"(m2), "r"(x & (m2 >> 31)));
-    const int s = -shift;
-    if (__builtin_expect(__builtin_add_overflow(a, (int32_t)((1u << s) >> 1), &t), 0)) return mbqm_rare(x, m, shift);
-    return (t + ((shift & a) >> 31)) >> s;
+    const int32_t t = shift + 29;
+    int32_t x2;
+    if (__builtin_expect((uint32_t)t > 29u, 0)) return mbqm_rare(x, m, shift);
+    if (__builtin_expect(__builtin_add_overflow(x, x, &x2), 0)) return mbqm_rare(x, m, shift);
+    return mbqm_fast(x2, m, shift, (int32_t)(0x10000000u >> t));
 }
 
 /* exp(a) for a in [-1/4, 0), Q0.15 */
@@ -144,25 +153,32 @@ static void tanh_block(int16_t *y, const int16_t *x, int n, int k) {
     }
 }
 
-/* the table activations (s16_table.h), one value: u = min(|x|, 2^15 - 1) by USAT #15, the sign
- * applied without a branch (s = x >> 31: sigmoid (p ^ s) - s + (s & 2^15) = 2^15 - p for x < 0,
- * tanh (p ^ s) - s = -p) */
-static inline int32_t table_interp(int32_t x, const int16_t *T) {
-    const int32_t u = (int32_t)__usat(x < 0 ? -x : x, 15);
+/* the table activations (s16_table.h), one value: u = min(|x|, 2^15 - 1) by USAT #15, T[j] and
+ * T[j + 1] by one LDR (little-endian: T[j] in the low half; unaligned for odd j, which the M
+ * profile's LDR allows), and the interpolation as one SMLAD:
+ *
+ *   p = T[j] + ((t (T[j + 1] - T[j]) + 64) >> 7) = A >> 7,  A = (128 - t) T[j] + t T[j + 1] + 64
+ *
+ * (128 T[j] is a multiple of 2^7), the halves (128 - t, t) being the int32 65535 t + 128;
+ * table_interp returns A. The sign applied without a branch, s = x >> 31 and (A ^ s) >> 7 = p or
+ * ~p = -p - 1: sigmoid ((A ^ s) >> 7) + (s & (2^15 + 1)) = 2^15 - p for x < 0, tanh
+ * ((A ^ s) >> 7) - s = -p. */
+static inline int32_t table_interp(int32_t x, int32_t s, const int16_t *T) {
+    const int32_t u = (int32_t)__usat((x ^ s) - s, 15);
     const int32_t t = u & ((1 << RNC_S16_TABLE_SHIFT) - 1);
-    const int16_t *e = T + (u >> RNC_S16_TABLE_SHIFT); /* one base register per table */
-    const int32_t lo = e[0];
-    return lo + ((t * (e[1] - lo) + (1 << (RNC_S16_TABLE_SHIFT - 1))) >> RNC_S16_TABLE_SHIFT);
+    int32_t w;
+    __builtin_memcpy(&w, T + (u >> RNC_S16_TABLE_SHIFT), 4);
+    return __smlad(w, t * 65535 + (1 << RNC_S16_TABLE_SHIFT), 1 << (RNC_S16_TABLE_SHIFT - 1));
 }
 
 static inline int32_t sigmoid_table1(int32_t x) {
-    const int32_t p = table_interp(x, rnc_s16_sigmoid_table), s = x >> 31;
-    return (p ^ s) - s + (s & 32768);
+    const int32_t s = x >> 31, a = table_interp(x, s, rnc_s16_sigmoid_table);
+    return ((a ^ s) >> RNC_S16_TABLE_SHIFT) + (s & 32769);
 }
 
 static inline int32_t tanh_table1(int32_t x) {
-    const int32_t p = table_interp(x, rnc_s16_tanh_table), s = x >> 31;
-    return (p ^ s) - s;
+    const int32_t s = x >> 31, a = table_interp(x, s, rnc_s16_tanh_table);
+    return ((a ^ s) >> RNC_S16_TABLE_SHIFT) - s;
 }
 
 /* the table activations on a block */
@@ -194,6 +210,42 @@ static void requant(int16_t *g, const int32_t *acc, const int32_t *m, const int8
         for (int r = 0; r < n; r++) g[r] = (int16_t)clamp16(mbqm(acc[r], m[r], e[r]));
 }
 
+/* sat16(MBQM(a, m[k], e[k]) (+ g[k] with add)), requant's row k */
+static inline int16_t requant1(int32_t a, const int32_t *m, const int8_t *e, const int16_t *g, int k,
+                               int add) {
+    const int32_t q = mbqm(a, m[k], e[k]);
+    return (int16_t)clamp16(add ? qadd(q, g[k]) : q);
+}
+
+/* rnc_int_gate_part with the DSP products row's own 4-row pass inline (rows % 4 == 0), v
+ * unpacked once into v16 (rnc_s8_dsp_unpack): each pass's four sums are requantised from
+ * registers, no int32 sums in memory, no call per block; the same sums and the same
+ * requantisation as matvec + requant */
+static inline void gate_part4(int16_t *g, const int8_t *W, int cols, const int32_t *b, const int32_t *m,
+                              const int8_t *e, const int32_t *v16, const int8_t *v, int rows, int add) {
+    for (int r = 0; r < rows; r += 4) {
+        rnc_s8_dsp_sums4 s = {b[r], b[r + 1], b[r + 2], b[r + 3]};
+        s = rnc_s8_dsp_rows4_x16(s, W + (long)r * cols, cols, v16, v, cols);
+        g[r] = requant1(s.a0, m, e, g, r, add);
+        g[r + 1] = requant1(s.a1, m, e, g, r + 1, add);
+        g[r + 2] = requant1(s.a2, m, e, g, r + 2, add);
+        g[r + 3] = requant1(s.a3, m, e, g, r + 3, add);
+    }
+}
+
+/* The pre-activations (int_step_common.h's rnc_int_preactivations, same order and values) with
+ * gate_part4, x8 and then h8 unpacked into f->acc (I <= 2H, H % 4 == 0); h8's unpacked words
+ * are left there */
+static __attribute__((noinline)) void preactivations4(const rnc_int_frame *f, const rnc_int_cell *c,
+                                                      const int8_t *x8, const int8_t *h8) {
+    const int H = f->H;
+    const int whole = c->cell == RNC_INT_LSTM ? 4 * H : c->cell == RNC_INT_GRU ? 2 * H : H;
+    rnc_s8_dsp_unpack(f->acc, x8, f->I);
+    gate_part4(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, x8, f->G * H, 0);
+    rnc_s8_dsp_unpack(f->acc, h8, H);
+    gate_part4(f->g, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, f->acc, h8, whole, 1);
+}
+
 /* TFLite CwiseMul(a, b, shift) = (int16_t)RDBPOT(a b, shift) */
 static inline int32_t cwise_mul_shift(int32_t a, int32_t b, int shift) {
     return wrap16(rdbpot_small(a * b, shift));
@@ -203,6 +255,44 @@ static inline int32_t cwise_mul_shift(int32_t a, int32_t b, int shift) {
  * the cell as far as the compiler knows, which would reload the fields every unit */
 static inline int8_t out8(int32_t v, int32_t m_h, int e_h, int32_t h_zp) {
     return (int8_t)clamp8(mbqm(v, m_h, e_h) + h_zp);
+}
+
+/* the GRU's update of unit k: h16 = sat16(RDBPOT((2^15 - z) n + z h16, 15)), z = sigmoid(gz[k])
+ * from the table (table) or gz[k] already activated */
+static inline int32_t gru_h16(const int16_t *gz, const int16_t *gn, const int16_t *s16, int k, int table) {
+    const int32_t z = table ? sigmoid_table1(gz[k]) : gz[k];
+    return clamp16(rdbpot_small(((1 << 15) - z) * gn[k] + z * s16[k], 15));
+}
+
+/* The GRU's update and int8 output of every unit; with the output's shift in [-29, 0] (the
+ * common case) MBQM of the int16 h16 (|2 h16| < 2^16: mbqm's fast path, always) with the shift's
+ * test and rounding constant taken out of the loop */
+static inline void gru_update(int16_t *s16, int8_t *h8, const int16_t *gz, const int16_t *gn, int H, int table,
+                              int32_t m_h, int e_h, int32_t h_zp) {
+    const uint32_t t = (uint32_t)(e_h + 29);
+    if (t <= 29u) {
+        const int32_t rc = (int32_t)(0x10000000u >> t);
+        for (int k = 0; k < H; k++) {
+            const int32_t h16 = gru_h16(gz, gn, s16, k, table);
+            s16[k] = (int16_t)h16;
+            h8[k] = (int8_t)clamp8(mbqm_fast(h16 * 2, m_h, e_h, rc) + h_zp);
+        }
+    } else {
+        for (int k = 0; k < H; k++) {
+            const int32_t h16 = gru_h16(gz, gn, s16, k, table);
+            s16[k] = (int16_t)h16;
+            h8[k] = out8(h16, m_h, e_h, h_zp);
+        }
+    }
+}
+
+/* the table GRU's n (linear_before_reset) of unit k from its recurrent sum a:
+ * tanh(n_i + r * sat16(MBQM(a))) */
+static inline int16_t n_table_lbr(int32_t a, const int16_t *gr, const int16_t *gn, const int32_t *m_hn,
+                                  const int8_t *e_hn, int k) {
+    const int32_t g_hn = clamp16(mbqm(a, m_hn[k], e_hn[k]));
+    const int32_t r = sigmoid_table1(gr[k]);
+    return (int16_t)tanh_table1(clamp16(gn[k] + cwise_mul_shift(r, g_hn, 15)));
 }
 
 int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
@@ -217,7 +307,10 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
     const int32_t m_h = c->m_h, h_zp = c->h_zp;
     const int e_h = (int)c->e_h;
 
-    rnc_int_preactivations(&f, c, matvec, requant, x8, h8); /* int_step_common.h */
+    /* the DSP products row itself: its 4-row passes inline (gate_part4) */
+    const int fused = matvec == rnc_s8_matvec_dsp && H % 4 == 0 && f.I <= 2 * H;
+    if (fused) preactivations4(&f, c, x8, h8);
+    else rnc_int_preactivations(&f, c, matvec, requant, x8, h8); /* int_step_common.h */
     if (c->cell == RNC_INT_LSTM) {
         int16_t *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
         sigmoid_block(gi, gi, 2 * H, GATE_INT_BITS); /* i, f */
@@ -241,13 +334,18 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
         if (c->activation == RNC_INT_ACT_TABLE) {
             /* the table family: each activation where its value is used, no block passes; n in
              * one loop (into gn), the update in another, so that neither loop's values spill */
-            if (c->linear_before_reset) {
-                matvec(acc, w_hn, H, b_hn, h8, H, H);
-                for (int k = 0; k < H; k++) {
-                    const int32_t g_hn = clamp16(mbqm(acc[k], m_hn[k], e_hn[k]));
-                    const int32_t r = sigmoid_table1(gr[k]);
-                    gn[k] = (int16_t)tanh_table1(clamp16(gn[k] + cwise_mul_shift(r, g_hn, 15)));
+            if (c->linear_before_reset && fused) {
+                for (int k = 0; k < H; k += 4) {
+                    rnc_s8_dsp_sums4 s = {b_hn[k], b_hn[k + 1], b_hn[k + 2], b_hn[k + 3]};
+                    s = rnc_s8_dsp_rows4_x16(s, w_hn + (long)k * H, H, acc, h8, H); /* h8 in acc */
+                    gn[k] = n_table_lbr(s.a0, gr, gn, m_hn, e_hn, k);
+                    gn[k + 1] = n_table_lbr(s.a1, gr, gn, m_hn, e_hn, k + 1);
+                    gn[k + 2] = n_table_lbr(s.a2, gr, gn, m_hn, e_hn, k + 2);
+                    gn[k + 3] = n_table_lbr(s.a3, gr, gn, m_hn, e_hn, k + 3);
                 }
+            } else if (c->linear_before_reset) {
+                matvec(acc, w_hn, H, b_hn, h8, H, H);
+                for (int k = 0; k < H; k++) gn[k] = n_table_lbr(acc[k], gr, gn, m_hn, e_hn, k);
             } else {
                 const int32_t m_rh = c->m_rh;
                 const int e_rh = (int)c->e_rh;
@@ -256,12 +354,7 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
                 for (int k = 0; k < H; k++)
                     gn[k] = (int16_t)tanh_table1(clamp16(qadd(mbqm(acc[k], m_hn[k], e_hn[k]), gn[k])));
             }
-            for (int k = 0; k < H; k++) {
-                const int32_t z = sigmoid_table1(gz[k]);
-                const int32_t h16 = clamp16(rdbpot_small(((1 << 15) - z) * gn[k] + z * s16[k], 15));
-                s16[k] = (int16_t)h16;
-                h8[k] = out8(h16, m_h, e_h, h_zp);
-            }
+            gru_update(s16, h8, gz, gn, H, 1, m_h, e_h, h_zp);
             return RNC_INT_OK;
         }
         gate_sigmoid(c, gr, gr, 2 * H); /* r, z */
@@ -279,12 +372,7 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
             requant(gn, acc, m_hn, e_hn, gn, H);
         }
         gate_tanh(c, gn, gn, H);
-        for (int k = 0; k < H; k++) {
-            const int32_t z = gz[k];
-            const int32_t h16 = clamp16(rdbpot_small(((1 << 15) - z) * gn[k] + z * s16[k], 15));
-            s16[k] = (int16_t)h16;
-            h8[k] = out8(h16, m_h, e_h, h_zp);
-        }
+        gru_update(s16, h8, gz, gn, H, 0, m_h, e_h, h_zp);
         return RNC_INT_OK;
     }
     /* RNN (h8 was read by the recurrent product before it is overwritten here) */
