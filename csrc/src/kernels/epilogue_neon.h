@@ -29,34 +29,43 @@
 #define RNC_NEON_AI static inline __attribute__((always_inline))
 #define RNC_NEON_NW 2 /* 4-unit chunks in lockstep in the cell update */
 
-/* rnc_tanhf's leading coefficients P[0] and Q[0] (lanes 0 and 1 of the constant the vector forms
- * multiply by lane: one register for both) */
-#define RNC_NEON_TANH_P0 -2.76076847742355e-16f
-#define RNC_NEON_TANH_Q0 1.19825839466702e-06f
+/* The constants of the vector activations as 4-lane broadcasts, made once per call and passed
+ * to them: rnc_tanhf's P[0..6] and Q[0..3] (activations.h), its input clamp +-C, 0.5 and 1. */
+typedef struct {
+    float32x4_t p[7], q[4], c, nc, half, one;
+} rnc_neon_act_c;
 
-/* rnc_tanhf on N vectors of 4 lanes in lockstep (the same operations per lane); k holds P[0] and
- * Q[0] in lanes 0 and 1 of kc (the first Horner step P[0] * x2 is a multiply by lane). */
-RNC_NEON_AI void rnc_neon_tanh4n_k(float32x4_t *v, int N, float32x4_t kc)
+RNC_NEON_AI rnc_neon_act_c rnc_neon_act_load(void)
 {
-    static const float P[7] = {RNC_NEON_TANH_P0,       2.00018790482477e-13f, -8.60467152213735e-11f,
+    static const float P[7] = {-2.76076847742355e-16f, 2.00018790482477e-13f, -8.60467152213735e-11f,
                                5.12229709037114e-08f,  1.48572235717979e-05f, 6.37261928875436e-04f,
                                4.89352455891786e-03f};
-    static const float Q[4] = {RNC_NEON_TANH_Q0, 1.18534705686654e-04f, 2.26843463243900e-03f,
+    static const float Q[4] = {1.19825839466702e-06f, 1.18534705686654e-04f, 2.26843463243900e-03f,
                                4.89352518554385e-03f};
-    const float32x4_t C = vdupq_n_f32(RNC_TANH_CLAMP), nC = vdupq_n_f32(-RNC_TANH_CLAMP);
+    rnc_neon_act_c k;
+    for (int i = 0; i < 7; ++i) k.p[i] = vdupq_n_f32(P[i]);
+    for (int i = 0; i < 4; ++i) k.q[i] = vdupq_n_f32(Q[i]);
+    k.c = vdupq_n_f32(RNC_TANH_CLAMP), k.nc = vdupq_n_f32(-RNC_TANH_CLAMP);
+    k.half = vdupq_n_f32(0.5f), k.one = vdupq_n_f32(1.0f);
+    return k;
+}
+
+/* rnc_tanhf on N vectors of 4 lanes in lockstep (the same operations per lane), constants k. */
+RNC_NEON_AI void rnc_neon_tanh4n_k(float32x4_t *v, int N, const rnc_neon_act_c *k)
+{
     float32x4_t x2[RNC_NEON_NW], p[RNC_NEON_NW], q[RNC_NEON_NW];
-    int j, k;
+    int j, i;
     for (j = 0; j < N; ++j) {
-        v[j] = vminq_f32(C, v[j]);
-        v[j] = vmaxq_f32(nC, v[j]);
+        v[j] = vminq_f32(k->c, v[j]);
+        v[j] = vmaxq_f32(k->nc, v[j]);
         x2[j] = vmulq_f32(v[j], v[j]);
-        p[j] = vaddq_f32(vmulq_laneq_f32(x2[j], kc, 0), vdupq_n_f32(P[1])); /* P[0] * x2 + P[1] */
-        q[j] = vaddq_f32(vmulq_laneq_f32(x2[j], kc, 1), vdupq_n_f32(Q[1]));
+        p[j] = k->p[0];
+        q[j] = k->q[0];
     }
-    for (k = 2; k < 7; ++k) {
+    for (i = 1; i < 7; ++i) {
         for (j = 0; j < N; ++j) {
-            p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), vdupq_n_f32(P[k]));
-            if (k < 4) q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), vdupq_n_f32(Q[k]));
+            p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p[i]);
+            if (i < 4) q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), k->q[i]);
         }
     }
     /* no final clamp to [-1, 1]: the quotient never leaves it (rnc_tanh_quotient, activations.h),
@@ -67,27 +76,25 @@ RNC_NEON_AI void rnc_neon_tanh4n_k(float32x4_t *v, int N, float32x4_t kc)
     }
 }
 
-RNC_NEON_AI float32x4_t rnc_neon_tanh_k(void)
+/* rnc_sigmoidf: 0.5 + 0.5 * tanh(0.5 x) */
+RNC_NEON_AI void rnc_neon_sigmoid4n_k(float32x4_t *v, int N, const rnc_neon_act_c *k)
 {
-    const float k[4] = {RNC_NEON_TANH_P0, RNC_NEON_TANH_Q0, 0.0f, 0.0f};
-    return vld1q_f32(k);
+    int j;
+    for (j = 0; j < N; ++j) v[j] = vmulq_f32(k->half, v[j]);
+    rnc_neon_tanh4n_k(v, N, k);
+    for (j = 0; j < N; ++j) v[j] = vaddq_f32(k->half, vmulq_f32(k->half, v[j]));
 }
 
-RNC_NEON_AI void rnc_neon_tanh4n(float32x4_t *v, int N) { rnc_neon_tanh4n_k(v, N, rnc_neon_tanh_k()); }
-
-/* rnc_sigmoidf: 0.5 + 0.5 * tanh(0.5 x) (kc: as rnc_neon_tanh4n_k's) */
-RNC_NEON_AI void rnc_neon_sigmoid4n_k(float32x4_t *v, int N, float32x4_t kc)
+RNC_NEON_AI void rnc_neon_tanh4n(float32x4_t *v, int N)
 {
-    const float32x4_t h = vdupq_n_f32(0.5f);
-    int j;
-    for (j = 0; j < N; ++j) v[j] = vmulq_f32(h, v[j]);
-    rnc_neon_tanh4n_k(v, N, kc);
-    for (j = 0; j < N; ++j) v[j] = vaddq_f32(h, vmulq_f32(h, v[j]));
+    const rnc_neon_act_c k = rnc_neon_act_load();
+    rnc_neon_tanh4n_k(v, N, &k);
 }
 
 RNC_NEON_AI void rnc_neon_sigmoid4n(float32x4_t *v, int N)
 {
-    rnc_neon_sigmoid4n_k(v, N, rnc_neon_tanh_k());
+    const rnc_neon_act_c k = rnc_neon_act_load();
+    rnc_neon_sigmoid4n_k(v, N, &k);
 }
 
 /* The pre-activation of 4 units at offset o: the float f[o] when f is given (f32 cells, and
@@ -251,18 +258,39 @@ static inline void rnc_neon_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, 
             : "=w"(a), "=w"(b), "+r"(p)                                                           \
             : "m"(*(const float(*)[8])(const void *)(p)))
 
+/* Two 4-lane vectors stored at p, p + 4, and p advanced by 8 floats: one post-incremented `stp`. */
+#define RNC_NEON_STP(p, a, b)                                                                     \
+    __asm__("stp %q2, %q3, [%0], #32" : "+r"(p), "=m"(*(float(*)[8])(void *)(p)) : "w"(a), "w"(b))
+
+/* The input and recurrent pre-activations of gate g for 8 units, pi and ph (2 vectors each), from
+ * the 6 streams of that gate (rnc_neon_pre4's operations). */
+#define RNC_NEON_GATE8(g, pi, ph)                                                                 \
+    do {                                                                                          \
+        float32x4_t x0, x1, s0, s1, c0, c1;                                                       \
+        RNC_NEON_LDP(ai##g, x0, x1);                                                              \
+        RNC_NEON_LDP(si##g, s0, s1);                                                              \
+        RNC_NEON_LDP(bi##g, c0, c1);                                                              \
+        pi[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_f32(svi, s0)), c0); \
+        pi[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_f32(svi, s1)), c1); \
+        RNC_NEON_LDP(ah##g, x0, x1);                                                              \
+        RNC_NEON_LDP(sh##g, s0, s1);                                                              \
+        RNC_NEON_LDP(bh##g, c0, c1);                                                              \
+        ph[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_f32(svh, s0)), c0); \
+        ph[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_f32(svh, s1)), c1); \
+    } while (0)
+
 /* The q8 GRU step's update (acc_i given, reset_after=1) on 8 units per iteration: each of the 18
  * per-gate streams (acc, row scale, bias; input and recurrent part; gates r, z, n) read with one
- * post-incremented `ldp`, h with one, h' stored with one `stp` (and y with one). The same
- * operations in the same order as rnc_neon_update_n (bit-identical). Returns the units done. */
-static __attribute__((noinline)) uint32_t rnc_neon_gru_q8_main(uint32_t H, uint32_t Hp, const int32_t *acc_i,
-                                            float sxi, const float *s_ih, const float *b_ih,
-                                            const int32_t *acc_h, float sxh, const float *s_hh,
-                                            const float *b_hh, float *h, float *y)
+ * post-incremented `ldp`, h with one, h' stored with one `stp` (and y with one when with_y, a
+ * constant: the loop is compiled with and without the store). The same operations in the same
+ * order as rnc_neon_update_n (bit-identical). Returns the units done, H rounded down to 8. */
+RNC_NEON_AI uint32_t rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *acc_i, float sxi,
+                                          const float *s_ih, const float *b_ih,
+                                          const int32_t *acc_h, float sxh, const float *s_hh,
+                                          const float *b_hh, float *h, float *y, const int with_y)
 {
-    /* one register: P[0], Q[0] of the tanh, the scales of x and h (multiplied by lane) */
-    const float kk[4] = {RNC_NEON_TANH_P0, RNC_NEON_TANH_Q0, sxi, sxh};
-    const float32x4_t K = vld1q_f32(kk), one = vdupq_n_f32(1.0f);
+    const rnc_neon_act_c K = rnc_neon_act_load();
+    const float32x4_t svi = vdupq_n_f32(sxi), svh = vdupq_n_f32(sxh);
     /* 18 scalar stream pointers (GCC keeps arrays of them in memory) */
 #define RNC_NEON_GP(g)                                                                            \
     const float *ai##g = (const float *)(const void *)(acc_i + (size_t)(g) * Hp);                 \
@@ -274,54 +302,39 @@ static __attribute__((noinline)) uint32_t rnc_neon_gru_q8_main(uint32_t H, uint3
     RNC_NEON_GP(2);
 #undef RNC_NEON_GP
     const float *hr = h;
-    uint32_t u = 0;
-    for (; u + 8 <= H; u += 8) {
-        float32x4_t pre[3][2], ph2[2], a[2], b[2], t[2], hv[2];
-        /* the input and recurrent pre-activations of gate g, 8 units: pi, ph */
-#define RNC_NEON_GATE(g, pi, ph)                                                                  \
-    do {                                                                                          \
-        float32x4_t x0, x1, s0, s1, c0, c1;                                                       \
-        RNC_NEON_LDP(ai##g, x0, x1);                                                              \
-        RNC_NEON_LDP(si##g, s0, s1);                                                              \
-        RNC_NEON_LDP(bi##g, c0, c1);                                                              \
-        pi[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_laneq_f32(s0, K, 2)), c0); \
-        pi[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_laneq_f32(s1, K, 2)), c1); \
-        RNC_NEON_LDP(ah##g, x0, x1);                                                              \
-        RNC_NEON_LDP(sh##g, s0, s1);                                                              \
-        RNC_NEON_LDP(bh##g, c0, c1);                                                              \
-        ph[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_laneq_f32(s0, K, 3)), c0); \
-        ph[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_laneq_f32(s1, K, 3)), c1); \
-    } while (0)
-        {
-            float32x4_t pi[2], ph[2];
-            RNC_NEON_GATE(0, pi, ph);
-            pre[0][0] = vaddq_f32(pi[0], ph[0]);
-            pre[0][1] = vaddq_f32(pi[1], ph[1]);
-            RNC_NEON_GATE(1, pi, ph);
-            pre[1][0] = vaddq_f32(pi[0], ph[0]);
-            pre[1][1] = vaddq_f32(pi[1], ph[1]);
-            RNC_NEON_GATE(2, pre[2], ph2);
-        }
-#undef RNC_NEON_GATE
-        a[0] = pre[0][0];
-        a[1] = pre[0][1];
-        rnc_neon_sigmoid4n_k(a, 2, K); /* r */
-        b[0] = pre[1][0];
-        b[1] = pre[1][1];
-        rnc_neon_sigmoid4n_k(b, 2, K); /* z */
-        for (int j = 0; j < 2; ++j) t[j] = vaddq_f32(pre[2][j], vmulq_f32(a[j], ph2[j]));
-        rnc_neon_tanh4n_k(t, 2, K); /* n */
+    float *hw = h, *yw = y;
+    for (uint32_t n = H / 8; n; --n) {
+        float32x4_t r[2], z[2], n2[2], ph2[2], pi[2], ph[2], hv[2];
+        RNC_NEON_GATE8(0, pi, ph);
+        r[0] = vaddq_f32(pi[0], ph[0]);
+        r[1] = vaddq_f32(pi[1], ph[1]);
+        rnc_neon_sigmoid4n_k(r, 2, &K);
+        RNC_NEON_GATE8(1, pi, ph);
+        z[0] = vaddq_f32(pi[0], ph[0]);
+        z[1] = vaddq_f32(pi[1], ph[1]);
+        rnc_neon_sigmoid4n_k(z, 2, &K);
+        RNC_NEON_GATE8(2, n2, ph2);
+        for (int j = 0; j < 2; ++j) n2[j] = vaddq_f32(n2[j], vmulq_f32(r[j], ph2[j]));
+        rnc_neon_tanh4n_k(n2, 2, &K);
         RNC_NEON_LDP(hr, hv[0], hv[1]);
-        for (int j = 0; j < 2; ++j)
-            t[j] = vaddq_f32(vmulq_f32(vsubq_f32(one, b[j]), t[j]), vmulq_f32(b[j], hv[j]));
-        vst1q_f32(h + u, t[0]);
-        vst1q_f32(h + u + 4, t[1]);
-        if (y) {
-            vst1q_f32(y + u, t[0]);
-            vst1q_f32(y + u + 4, t[1]);
-        }
+        for (int j = 0; j < 2; ++j) /* h' = (1 - z) n + z h */
+            n2[j] = vaddq_f32(vmulq_f32(vsubq_f32(K.one, z[j]), n2[j]), vmulq_f32(z[j], hv[j]));
+        RNC_NEON_STP(hw, n2[0], n2[1]);
+        if (with_y) RNC_NEON_STP(yw, n2[0], n2[1]);
     }
-    return u;
+    return H / 8 * 8;
+}
+#undef RNC_NEON_GATE8
+
+static __attribute__((noinline)) uint32_t rnc_neon_gru_q8_main(uint32_t H, uint32_t Hp,
+                                                              const int32_t *acc_i, float sxi,
+                                                              const float *s_ih, const float *b_ih,
+                                                              const int32_t *acc_h, float sxh,
+                                                              const float *s_hh, const float *b_hh,
+                                                              float *h, float *y)
+{
+    if (y) return rnc_neon_gru_q8_body(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y, 1);
+    return rnc_neon_gru_q8_body(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y, 0);
 }
 
 static void rnc_neon_q8_update_any(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i,
