@@ -30,9 +30,10 @@
 #define RNC_NEON_NW 2 /* 4-unit chunks in lockstep in the cell update */
 
 /* The constants of the vector activations as 4-lane broadcasts, made once per call and passed
- * to them: rnc_tanhf's P[0..6] and Q[0..3] (activations.h), its input clamp +-C, 0.5 and 1. */
+ * to them: rnc_tanhf's P[0..6] and Q[0..3] (activations.h), its input clamp +-C, 0.5, 1, and
+ * 2 Q[0..3] (rnc_neon_act8's sigmoid). */
 typedef struct {
-    float32x4_t p[7], q[4], c, nc, half, one;
+    float32x4_t p[7], q[4], c, nc, half, one, q2[4];
 } rnc_neon_act_c;
 
 RNC_NEON_AI rnc_neon_act_c rnc_neon_act_load(void)
@@ -47,6 +48,7 @@ RNC_NEON_AI rnc_neon_act_c rnc_neon_act_load(void)
     for (int i = 0; i < 4; ++i) k.q[i] = vdupq_n_f32(Q[i]);
     k.c = vdupq_n_f32(RNC_TANH_CLAMP), k.nc = vdupq_n_f32(-RNC_TANH_CLAMP);
     k.half = vdupq_n_f32(0.5f), k.one = vdupq_n_f32(1.0f);
+    for (int i = 0; i < 4; ++i) k.q2[i] = vdupq_n_f32(2.0f * Q[i]); /* rnc_neon_act8 */
     return k;
 }
 
@@ -262,6 +264,40 @@ static inline void rnc_neon_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, 
 #define RNC_NEON_STP(p, a, b)                                                                     \
     __asm__("stp %q2, %q3, [%0], #32" : "+r"(p), "=m"(*(float(*)[8])(void *)(p)) : "w"(a), "w"(b))
 
+/* rnc_tanhf (sig = 0) or rnc_sigmoidf (sig = 1) on 2 vectors of 4 lanes, the GRU loop's form:
+ * kl holds P[0], Q[0], 2 Q[0] and 0.5 in its lanes (multiplied by lane: 4 constants in one
+ * register). The sigmoid's last multiply is folded into its quotient: 0.5 * (p / q) == p / (2 q)
+ * bit for bit, 2 q being the Horner sum on 2 Q[k] (every partial sum exactly doubled; a term too
+ * small to double exactly is absorbed alike by the next coefficient), and p / q exactly halved
+ * unless it is below 2^-125 in magnitude, where 0.5 + either is 0.5; so 0.5 + p / (2 q) ==
+ * 0.5 + 0.5 * (p / q) for every input, NaN included (test_activations checks it on every
+ * float32). One instruction less per 4 sigmoids than rnc_neon_sigmoid4n_k. */
+RNC_NEON_AI void rnc_neon_act8(float32x4_t *v, const rnc_neon_act_c *k, float32x4_t kl, const int sig)
+{
+    float32x4_t x2[2], p[2], q[2];
+    const float32x4_t *qc = sig ? k->q2 : k->q;
+    int j, i;
+    for (j = 0; j < 2; ++j) {
+        if (sig) v[j] = vmulq_laneq_f32(v[j], kl, 3); /* 0.5 x */
+        v[j] = vminq_f32(k->c, v[j]);
+        v[j] = vmaxq_f32(k->nc, v[j]);
+        x2[j] = vmulq_f32(v[j], v[j]);
+        p[j] = vaddq_f32(vmulq_laneq_f32(x2[j], kl, 0), k->p[1]);
+        q[j] = vaddq_f32(sig ? vmulq_laneq_f32(x2[j], kl, 2) : vmulq_laneq_f32(x2[j], kl, 1), qc[1]);
+    }
+    for (i = 2; i < 7; ++i) {
+        for (j = 0; j < 2; ++j) {
+            p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p[i]);
+            if (i < 4) q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), qc[i]);
+        }
+    }
+    for (j = 0; j < 2; ++j) {
+        p[j] = vmulq_f32(p[j], v[j]);
+        v[j] = vdivq_f32(p[j], q[j]);
+        if (sig) v[j] = vaddq_f32(k->half, v[j]);
+    }
+}
+
 /* The input and recurrent pre-activations of gate g for 8 units, pi and ph (2 vectors each), from
  * the 6 streams of that gate (rnc_neon_pre4's operations). */
 #define RNC_NEON_GATE8(g, pi, ph)                                                                 \
@@ -270,13 +306,13 @@ static inline void rnc_neon_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, 
         RNC_NEON_LDP(ai##g, x0, x1);                                                              \
         RNC_NEON_LDP(si##g, s0, s1);                                                              \
         RNC_NEON_LDP(bi##g, c0, c1);                                                              \
-        pi[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_f32(svi, s0)), c0); \
-        pi[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_f32(svi, s1)), c1); \
+        pi[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_laneq_f32(s0, ks, 0)), c0); \
+        pi[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_laneq_f32(s1, ks, 0)), c1); \
         RNC_NEON_LDP(ah##g, x0, x1);                                                              \
         RNC_NEON_LDP(sh##g, s0, s1);                                                              \
         RNC_NEON_LDP(bh##g, c0, c1);                                                              \
-        ph[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_f32(svh, s0)), c0); \
-        ph[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_f32(svh, s1)), c1); \
+        ph[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_laneq_f32(s0, ks, 1)), c0); \
+        ph[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_laneq_f32(s1, ks, 1)), c1); \
     } while (0)
 
 /* The q8 GRU step's update (acc_i given, reset_after=1) on 8 units per iteration: each of the 18
@@ -290,7 +326,10 @@ RNC_NEON_AI uint32_t rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t
                                           const float *b_hh, float *h, float *y, const int with_y)
 {
     const rnc_neon_act_c K = rnc_neon_act_load();
-    const float32x4_t svi = vdupq_n_f32(sxi), svh = vdupq_n_f32(sxh);
+    const float kl0[4] = {-2.76076847742355e-16f, 1.19825839466702e-06f, 2.0f * 1.19825839466702e-06f,
+                          0.5f};
+    float32x4_t kl = vld1q_f32(kl0), ks = vcombine_f32(vset_lane_f32(sxh, vdup_n_f32(sxi), 1),
+                                                       vdup_n_f32(0.0f));
     /* 18 scalar stream pointers (GCC keeps arrays of them in memory) */
 #define RNC_NEON_GP(g)                                                                            \
     const float *ai##g = (const float *)(const void *)(acc_i + (size_t)(g) * Hp);                 \
@@ -305,17 +344,20 @@ RNC_NEON_AI uint32_t rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t
     float *hw = h, *yw = y;
     for (uint32_t n = H / 8; n; --n) {
         float32x4_t r[2], z[2], n2[2], ph2[2], pi[2], ph[2], hv[2];
+        /* kl and ks as if changed every iteration: GCC then multiplies by their lanes instead of
+         * keeping a broadcast register per lane */
+        __asm__("" : "+w"(kl), "+w"(ks));
         RNC_NEON_GATE8(0, pi, ph);
         r[0] = vaddq_f32(pi[0], ph[0]);
         r[1] = vaddq_f32(pi[1], ph[1]);
-        rnc_neon_sigmoid4n_k(r, 2, &K);
+        rnc_neon_act8(r, &K, kl, 1);
         RNC_NEON_GATE8(1, pi, ph);
         z[0] = vaddq_f32(pi[0], ph[0]);
         z[1] = vaddq_f32(pi[1], ph[1]);
-        rnc_neon_sigmoid4n_k(z, 2, &K);
+        rnc_neon_act8(z, &K, kl, 1);
         RNC_NEON_GATE8(2, n2, ph2);
         for (int j = 0; j < 2; ++j) n2[j] = vaddq_f32(n2[j], vmulq_f32(r[j], ph2[j]));
-        rnc_neon_tanh4n_k(n2, 2, &K);
+        rnc_neon_act8(n2, &K, kl, 0);
         RNC_NEON_LDP(hr, hv[0], hv[1]);
         for (int j = 0; j < 2; ++j) /* h' = (1 - z) n + z h */
             n2[j] = vaddq_f32(vmulq_f32(vsubq_f32(K.one, z[j]), n2[j]), vmulq_f32(z[j], hv[j]));
