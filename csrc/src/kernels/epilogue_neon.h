@@ -30,10 +30,9 @@
 #define RNC_NEON_NW 2 /* 4-unit chunks in lockstep in the cell update */
 
 /* The constants of the vector activations as 4-lane broadcasts, made once per call and passed
- * to them: rnc_tanhf's P[0..6] and Q[0..3] (activations.h), its input clamp +-C, 0.5, 1, and
- * 2 Q[0..3] (rnc_neon_act8's sigmoid). */
+ * to them: rnc_tanhf's P[0..6] and Q[0..3] (activations.h), its input clamp +-C, 0.5 and 1. */
 typedef struct {
-    float32x4_t p[7], q[4], c, nc, half, one, q2[4];
+    float32x4_t p[7], q[4], c, nc, half, one;
 } rnc_neon_act_c;
 
 RNC_NEON_AI rnc_neon_act_c rnc_neon_act_load(void)
@@ -48,7 +47,6 @@ RNC_NEON_AI rnc_neon_act_c rnc_neon_act_load(void)
     for (int i = 0; i < 4; ++i) k.q[i] = vdupq_n_f32(Q[i]);
     k.c = vdupq_n_f32(RNC_TANH_CLAMP), k.nc = vdupq_n_f32(-RNC_TANH_CLAMP);
     k.half = vdupq_n_f32(0.5f), k.one = vdupq_n_f32(1.0f);
-    for (int i = 0; i < 4; ++i) k.q2[i] = vdupq_n_f32(2.0f * Q[i]); /* rnc_neon_act8 */
     return k;
 }
 
@@ -264,34 +262,57 @@ static inline void rnc_neon_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, 
 #define RNC_NEON_STP(p, a, b)                                                                     \
     __asm__("stp %q2, %q3, [%0], #32" : "+r"(p), "=m"(*(float(*)[8])(void *)(p)) : "w"(a), "w"(b))
 
+/* The GRU loop's constants (4-lane broadcasts): P[1..6], Q[1..3], 2 Q[1..3] of rnc_tanhf, +-C,
+ * 0.5 and 1, read from one table through a pointer GCC cannot see through (an empty asm), so that
+ * they are loaded with `ldp` from one base instead of an address and a load each. */
+typedef struct {
+    float32x4_t p1, p2, p3, p4, p5, p6, q1, q2, q3, d1, d2, d3, c, nc, half, one;
+} rnc_neon_gru_c;
+
+#define RNC_NEON_B4(x) {(x), (x), (x), (x)}
+static const float rnc_neon_gru_tab[16][4] __attribute__((aligned(16))) = {
+    RNC_NEON_B4(2.00018790482477e-13f),         RNC_NEON_B4(-8.60467152213735e-11f),
+    RNC_NEON_B4(5.12229709037114e-08f),         RNC_NEON_B4(1.48572235717979e-05f),
+    RNC_NEON_B4(6.37261928875436e-04f),         RNC_NEON_B4(4.89352455891786e-03f),
+    RNC_NEON_B4(1.18534705686654e-04f),         RNC_NEON_B4(2.26843463243900e-03f),
+    RNC_NEON_B4(4.89352518554385e-03f),         RNC_NEON_B4(2.0f * 1.18534705686654e-04f),
+    RNC_NEON_B4(2.0f * 2.26843463243900e-03f),  RNC_NEON_B4(2.0f * 4.89352518554385e-03f),
+    RNC_NEON_B4(RNC_TANH_CLAMP),                RNC_NEON_B4(-RNC_TANH_CLAMP),
+    RNC_NEON_B4(0.5f),                          RNC_NEON_B4(1.0f)};
+#undef RNC_NEON_B4
+
 /* rnc_tanhf (sig = 0) or rnc_sigmoidf (sig = 1) on 2 vectors of 4 lanes, the GRU loop's form:
  * kl holds P[0], Q[0], 2 Q[0] and 0.5 in its lanes (multiplied by lane: 4 constants in one
  * register). The sigmoid's last multiply is folded into its quotient: 0.5 * (p / q) == p / (2 q)
  * bit for bit, 2 q being the Horner sum on 2 Q[k] (every partial sum exactly doubled; a term too
  * small to double exactly is absorbed alike by the next coefficient), and p / q exactly halved
  * unless it is below 2^-125 in magnitude, where 0.5 + either is 0.5; so 0.5 + p / (2 q) ==
- * 0.5 + 0.5 * (p / q) for every input, NaN included (test_activations checks it on every
- * float32). One instruction less per 4 sigmoids than rnc_neon_sigmoid4n_k. */
-RNC_NEON_AI void rnc_neon_act8(float32x4_t *v, const rnc_neon_act_c *k, float32x4_t kl, const int sig)
+ * 0.5 + 0.5 * (p / q) for every input, NaN included (checked on all 2^32 float32 inputs; a
+ * sweep in test_main's test_activations). One instruction less per 4 sigmoids. */
+RNC_NEON_AI void rnc_neon_act8(float32x4_t *v, const rnc_neon_gru_c *k, float32x4_t kl, const int sig)
 {
     float32x4_t x2[2], p[2], q[2];
-    const float32x4_t *qc = sig ? k->q2 : k->q;
-    int j, i;
+    int j;
     for (j = 0; j < 2; ++j) {
         if (sig) v[j] = vmulq_laneq_f32(v[j], kl, 3); /* 0.5 x */
         v[j] = vminq_f32(k->c, v[j]);
         v[j] = vmaxq_f32(k->nc, v[j]);
         x2[j] = vmulq_f32(v[j], v[j]);
-        p[j] = vaddq_f32(vmulq_laneq_f32(x2[j], kl, 0), k->p[1]);
-        q[j] = vaddq_f32(sig ? vmulq_laneq_f32(x2[j], kl, 2) : vmulq_laneq_f32(x2[j], kl, 1), qc[1]);
-    }
-    for (i = 2; i < 7; ++i) {
-        for (j = 0; j < 2; ++j) {
-            p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p[i]);
-            if (i < 4) q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), qc[i]);
+        p[j] = vaddq_f32(vmulq_laneq_f32(x2[j], kl, 0), k->p1);
+        p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p2);
+        p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p3);
+        p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p4);
+        p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p5);
+        p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p6);
+        if (sig) {
+            q[j] = vaddq_f32(vmulq_laneq_f32(x2[j], kl, 2), k->d1);
+            q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), k->d2);
+            q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), k->d3);
+        } else {
+            q[j] = vaddq_f32(vmulq_laneq_f32(x2[j], kl, 1), k->q1);
+            q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), k->q2);
+            q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), k->q3);
         }
-    }
-    for (j = 0; j < 2; ++j) {
         p[j] = vmulq_f32(p[j], v[j]);
         v[j] = vdivq_f32(p[j], q[j]);
         if (sig) v[j] = vaddq_f32(k->half, v[j]);
@@ -325,7 +346,14 @@ RNC_NEON_AI uint32_t rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t
                                           const int32_t *acc_h, float sxh, const float *s_hh,
                                           const float *b_hh, float *h, float *y, const int with_y)
 {
-    const rnc_neon_act_c K = rnc_neon_act_load();
+    const float *tab = rnc_neon_gru_tab[0];
+    __asm__("" : "+r"(tab));
+    const rnc_neon_gru_c K = {vld1q_f32(tab),      vld1q_f32(tab + 4),  vld1q_f32(tab + 8),
+                              vld1q_f32(tab + 12), vld1q_f32(tab + 16), vld1q_f32(tab + 20),
+                              vld1q_f32(tab + 24), vld1q_f32(tab + 28), vld1q_f32(tab + 32),
+                              vld1q_f32(tab + 36), vld1q_f32(tab + 40), vld1q_f32(tab + 44),
+                              vld1q_f32(tab + 48), vld1q_f32(tab + 52), vld1q_f32(tab + 56),
+                              vld1q_f32(tab + 60)};
     const float kl0[4] = {-2.76076847742355e-16f, 1.19825839466702e-06f, 2.0f * 1.19825839466702e-06f,
                           0.5f};
     float32x4_t kl = vld1q_f32(kl0), ks = vcombine_f32(vset_lane_f32(sxh, vdup_n_f32(sxi), 1),
