@@ -10,8 +10,10 @@
  * is returned as it is by fmin/fmax): x > C ? C : x == vminq(C, x); x < -C ? -C : x ==
  * vmaxq(-C, x); relu x > 0 ? x : (x == x ? 0 : x) == vmaxq(x, 0) (fmax(-0, +0) = +0); the
  * quantiser's NaN-ignoring max on the bit patterns == vmaxq_u32 on the masked patterns. A last
- * group of fewer than 4 units runs the scalar functions of activations.h. The C tests compare
- * these cells with the generic ones bit for bit (tests/test_kernels.c, under qemu for ARM).
+ * group of fewer than 4 units runs the scalar functions of activations.h. One exception to "the
+ * same operations", with the same results: the q8 GRU loop's sigmoid computes 0.5 + p / (2 q)
+ * for 0.5 + 0.5 * (p / q) (rnc_neon_act8). The C tests compare these cells with the generic ones
+ * bit for bit (tests/test_kernels.c, under qemu for ARM).
  *
  * Over-reads: gi/gh (and the q8 accumulators, row scales and biases) are read in 4-lane vectors
  * up to round4(H) <= Hp (in bounds: those arrays have G*Hp entries); h, c, y are written only
