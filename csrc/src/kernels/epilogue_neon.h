@@ -10,8 +10,10 @@
  * is returned as it is by fmin/fmax): x > C ? C : x == vminq(C, x); x < -C ? -C : x ==
  * vmaxq(-C, x); relu x > 0 ? x : (x == x ? 0 : x) == vmaxq(x, 0) (fmax(-0, +0) = +0); the
  * quantiser's NaN-ignoring max on the bit patterns == vmaxq_u32 on the masked patterns. A last
- * group of fewer than 4 units runs the scalar functions of activations.h. The C tests compare
- * these cells with the generic ones bit for bit (tests/test_kernels.c, under qemu for ARM).
+ * group of fewer than 4 units runs the scalar functions of activations.h. One exception to "the
+ * same operations", with the same results: the q8 GRU loop's sigmoid computes 0.5 + p / (2 q)
+ * for 0.5 + 0.5 * (p / q) (rnc_neon_act8). The C tests compare these cells with the generic ones
+ * bit for bit (tests/test_kernels.c, under qemu for ARM).
  *
  * Over-reads: gi/gh (and the q8 accumulators, row scales and biases) are read in 4-lane vectors
  * up to round4(H) <= Hp (in bounds: those arrays have G*Hp entries); h, c, y are written only
@@ -29,28 +31,43 @@
 #define RNC_NEON_AI static inline __attribute__((always_inline))
 #define RNC_NEON_NW 2 /* 4-unit chunks in lockstep in the cell update */
 
-/* rnc_tanhf on N vectors of 4 lanes in lockstep (the same operations per lane). */
-RNC_NEON_AI void rnc_neon_tanh4n(float32x4_t *v, int N)
+/* The constants of the vector activations as 4-lane broadcasts, made once per call and passed
+ * to them: rnc_tanhf's P[0..6] and Q[0..3] (activations.h), its input clamp +-C, 0.5 and 1. */
+typedef struct {
+    float32x4_t p[7], q[4], c, nc, half, one;
+} rnc_neon_act_c;
+
+RNC_NEON_AI rnc_neon_act_c rnc_neon_act_load(void)
 {
     static const float P[7] = {-2.76076847742355e-16f, 2.00018790482477e-13f, -8.60467152213735e-11f,
                                5.12229709037114e-08f,  1.48572235717979e-05f, 6.37261928875436e-04f,
                                4.89352455891786e-03f};
     static const float Q[4] = {1.19825839466702e-06f, 1.18534705686654e-04f, 2.26843463243900e-03f,
                                4.89352518554385e-03f};
-    const float32x4_t C = vdupq_n_f32(RNC_TANH_CLAMP), nC = vdupq_n_f32(-RNC_TANH_CLAMP);
+    rnc_neon_act_c k;
+    for (int i = 0; i < 7; ++i) k.p[i] = vdupq_n_f32(P[i]);
+    for (int i = 0; i < 4; ++i) k.q[i] = vdupq_n_f32(Q[i]);
+    k.c = vdupq_n_f32(RNC_TANH_CLAMP), k.nc = vdupq_n_f32(-RNC_TANH_CLAMP);
+    k.half = vdupq_n_f32(0.5f), k.one = vdupq_n_f32(1.0f);
+    return k;
+}
+
+/* rnc_tanhf on N vectors of 4 lanes in lockstep (the same operations per lane), constants k. */
+RNC_NEON_AI void rnc_neon_tanh4n_k(float32x4_t *v, int N, const rnc_neon_act_c *k)
+{
     float32x4_t x2[RNC_NEON_NW], p[RNC_NEON_NW], q[RNC_NEON_NW];
-    int j, k;
+    int j, i;
     for (j = 0; j < N; ++j) {
-        v[j] = vminq_f32(C, v[j]);
-        v[j] = vmaxq_f32(nC, v[j]);
+        v[j] = vminq_f32(k->c, v[j]);
+        v[j] = vmaxq_f32(k->nc, v[j]);
         x2[j] = vmulq_f32(v[j], v[j]);
-        p[j] = vdupq_n_f32(P[0]);
-        q[j] = vdupq_n_f32(Q[0]);
+        p[j] = k->p[0];
+        q[j] = k->q[0];
     }
-    for (k = 1; k < 7; ++k) {
+    for (i = 1; i < 7; ++i) {
         for (j = 0; j < N; ++j) {
-            p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), vdupq_n_f32(P[k]));
-            if (k < 4) q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), vdupq_n_f32(Q[k]));
+            p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p[i]);
+            if (i < 4) q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), k->q[i]);
         }
     }
     /* no final clamp to [-1, 1]: the quotient never leaves it (rnc_tanh_quotient, activations.h),
@@ -62,13 +79,24 @@ RNC_NEON_AI void rnc_neon_tanh4n(float32x4_t *v, int N)
 }
 
 /* rnc_sigmoidf: 0.5 + 0.5 * tanh(0.5 x) */
+RNC_NEON_AI void rnc_neon_sigmoid4n_k(float32x4_t *v, int N, const rnc_neon_act_c *k)
+{
+    int j;
+    for (j = 0; j < N; ++j) v[j] = vmulq_f32(k->half, v[j]);
+    rnc_neon_tanh4n_k(v, N, k);
+    for (j = 0; j < N; ++j) v[j] = vaddq_f32(k->half, vmulq_f32(k->half, v[j]));
+}
+
+RNC_NEON_AI void rnc_neon_tanh4n(float32x4_t *v, int N)
+{
+    const rnc_neon_act_c k = rnc_neon_act_load();
+    rnc_neon_tanh4n_k(v, N, &k);
+}
+
 RNC_NEON_AI void rnc_neon_sigmoid4n(float32x4_t *v, int N)
 {
-    const float32x4_t h = vdupq_n_f32(0.5f);
-    int j;
-    for (j = 0; j < N; ++j) v[j] = vmulq_f32(h, v[j]);
-    rnc_neon_tanh4n(v, N);
-    for (j = 0; j < N; ++j) v[j] = vaddq_f32(h, vmulq_f32(h, v[j]));
+    const rnc_neon_act_c k = rnc_neon_act_load();
+    rnc_neon_sigmoid4n_k(v, N, &k);
 }
 
 /* The pre-activation of 4 units at offset o: the float f[o] when f is given (f32 cells, and
@@ -225,17 +253,191 @@ static inline void rnc_neon_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, 
     RNC_NEON_BY_KIND(kind, H, Hp, NULL, 0.0f, NULL, NULL, gi, NULL, 0.0f, NULL, NULL, gh, h, c, y);
 }
 
-static inline void rnc_neon_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i,
-                                      float sxi, const float *s_ih, const float *b_ih,
-                                      const float *gi, const int32_t *acc_h, float sxh,
-                                      const float *s_hh, const float *b_hh, float *h, float *c,
-                                      float *y)
+/* Two 4-lane vectors from p, p + 4, and p advanced by 8 floats: one `ldp` with post-increment
+ * (GCC keeps a separate address add per stream and does not pair the loads of 18 streams). */
+#define RNC_NEON_LDP(p, a, b)                                                                     \
+    __asm__("ldp %q0, %q1, [%2], #32"                                                             \
+            : "=w"(a), "=w"(b), "+r"(p)                                                           \
+            : "m"(*(const float(*)[8])(const void *)(p)))
+
+/* Two 4-lane vectors stored at p, p + 4, and p advanced by 8 floats: one post-incremented `stp`. */
+#define RNC_NEON_STP(p, a, b)                                                                     \
+    __asm__("stp %q2, %q3, [%0], #32" : "+r"(p), "=m"(*(float(*)[8])(void *)(p)) : "w"(a), "w"(b))
+
+/* The GRU loop's constants (4-lane broadcasts): P[1..6], Q[1..3], 2 Q[1..3] of rnc_tanhf, +-C,
+ * 0.5 and 1, read from one table through a pointer GCC cannot see through (an empty asm), so that
+ * they are loaded with `ldp` from one base instead of an address and a load each. */
+typedef struct {
+    float32x4_t p1, p2, p3, p4, p5, p6, q1, q2, q3, d1, d2, d3, c, nc, half, one;
+} rnc_neon_gru_c;
+
+#define RNC_NEON_B4(x) {(x), (x), (x), (x)}
+static const float rnc_neon_gru_tab[16][4] __attribute__((aligned(16))) = {
+    RNC_NEON_B4(2.00018790482477e-13f),         RNC_NEON_B4(-8.60467152213735e-11f),
+    RNC_NEON_B4(5.12229709037114e-08f),         RNC_NEON_B4(1.48572235717979e-05f),
+    RNC_NEON_B4(6.37261928875436e-04f),         RNC_NEON_B4(4.89352455891786e-03f),
+    RNC_NEON_B4(1.18534705686654e-04f),         RNC_NEON_B4(2.26843463243900e-03f),
+    RNC_NEON_B4(4.89352518554385e-03f),         RNC_NEON_B4(2.0f * 1.18534705686654e-04f),
+    RNC_NEON_B4(2.0f * 2.26843463243900e-03f),  RNC_NEON_B4(2.0f * 4.89352518554385e-03f),
+    RNC_NEON_B4(RNC_TANH_CLAMP),                RNC_NEON_B4(-RNC_TANH_CLAMP),
+    RNC_NEON_B4(0.5f),                          RNC_NEON_B4(1.0f)};
+#undef RNC_NEON_B4
+
+/* rnc_tanhf (sig = 0) or rnc_sigmoidf (sig = 1) on 2 vectors of 4 lanes, the GRU loop's form:
+ * kl holds P[0], Q[0], 2 Q[0] and 0.5 in its lanes (multiplied by lane: 4 constants in one
+ * register). The sigmoid's last multiply is folded into its quotient: 0.5 * (p / q) == p / (2 q)
+ * bit for bit, 2 q being the Horner sum on 2 Q[k] (every partial sum exactly doubled; a term too
+ * small to double exactly is absorbed alike by the next coefficient), and p / q exactly halved
+ * unless it is below 2^-125 in magnitude, where 0.5 + either is 0.5; so 0.5 + p / (2 q) ==
+ * 0.5 + 0.5 * (p / q) for every input, NaN included (checked on all 2^32 float32 inputs; a
+ * sweep in test_main's test_activations). One instruction less per 4 sigmoids. */
+RNC_NEON_AI void rnc_neon_act8(float32x4_t *v, const rnc_neon_gru_c *k, float32x4_t kl, const int sig)
+{
+    float32x4_t x2[2], p[2], q[2];
+    int j;
+    for (j = 0; j < 2; ++j) {
+        if (sig) v[j] = vmulq_laneq_f32(v[j], kl, 3); /* 0.5 x */
+        v[j] = vminq_f32(k->c, v[j]);
+        v[j] = vmaxq_f32(k->nc, v[j]);
+        x2[j] = vmulq_f32(v[j], v[j]);
+        p[j] = vaddq_f32(vmulq_laneq_f32(x2[j], kl, 0), k->p1);
+        p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p2);
+        p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p3);
+        p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p4);
+        p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p5);
+        p[j] = vaddq_f32(vmulq_f32(p[j], x2[j]), k->p6);
+        if (sig) {
+            q[j] = vaddq_f32(vmulq_laneq_f32(x2[j], kl, 2), k->d1);
+            q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), k->d2);
+            q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), k->d3);
+        } else {
+            q[j] = vaddq_f32(vmulq_laneq_f32(x2[j], kl, 1), k->q1);
+            q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), k->q2);
+            q[j] = vaddq_f32(vmulq_f32(q[j], x2[j]), k->q3);
+        }
+        p[j] = vmulq_f32(p[j], v[j]);
+        v[j] = vdivq_f32(p[j], q[j]);
+        if (sig) v[j] = vaddq_f32(k->half, v[j]);
+    }
+}
+
+/* The input and recurrent pre-activations of gate g for 8 units, pi and ph (2 vectors each), from
+ * the 6 streams of that gate (rnc_neon_pre4's operations). */
+#define RNC_NEON_GATE8(g, pi, ph)                                                                 \
+    do {                                                                                          \
+        float32x4_t x0, x1, s0, s1, c0, c1;                                                       \
+        RNC_NEON_LDP(ai##g, x0, x1);                                                              \
+        RNC_NEON_LDP(si##g, s0, s1);                                                              \
+        RNC_NEON_LDP(bi##g, c0, c1);                                                              \
+        pi[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_laneq_f32(s0, ks, 0)), c0); \
+        pi[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_laneq_f32(s1, ks, 0)), c1); \
+        RNC_NEON_LDP(ah##g, x0, x1);                                                              \
+        RNC_NEON_LDP(sh##g, s0, s1);                                                              \
+        RNC_NEON_LDP(bh##g, c0, c1);                                                              \
+        ph[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_laneq_f32(s0, ks, 1)), c0); \
+        ph[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_laneq_f32(s1, ks, 1)), c1); \
+    } while (0)
+
+/* The q8 GRU step's update (acc_i given, reset_after=1) on 8 units per iteration: each of the 18
+ * per-gate streams (acc, row scale, bias; input and recurrent part; gates r, z, n) read with one
+ * post-incremented `ldp`, h with one, h' stored with one `stp` (and y with one when with_y, a
+ * constant: the loop is compiled with and without the store). The same operations in the same
+ * order as rnc_neon_update_n (bit-identical). Returns the units done, H rounded down to 8. */
+RNC_NEON_AI uint32_t rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *acc_i, float sxi,
+                                          const float *s_ih, const float *b_ih,
+                                          const int32_t *acc_h, float sxh, const float *s_hh,
+                                          const float *b_hh, float *h, float *y, const int with_y)
+{
+    const float *tab = rnc_neon_gru_tab[0];
+    __asm__("" : "+r"(tab));
+    const rnc_neon_gru_c K = {vld1q_f32(tab),      vld1q_f32(tab + 4),  vld1q_f32(tab + 8),
+                              vld1q_f32(tab + 12), vld1q_f32(tab + 16), vld1q_f32(tab + 20),
+                              vld1q_f32(tab + 24), vld1q_f32(tab + 28), vld1q_f32(tab + 32),
+                              vld1q_f32(tab + 36), vld1q_f32(tab + 40), vld1q_f32(tab + 44),
+                              vld1q_f32(tab + 48), vld1q_f32(tab + 52), vld1q_f32(tab + 56),
+                              vld1q_f32(tab + 60)};
+    const float kl0[4] = {-2.76076847742355e-16f, 1.19825839466702e-06f, 2.0f * 1.19825839466702e-06f,
+                          0.5f};
+    float32x4_t kl = vld1q_f32(kl0), ks = vcombine_f32(vset_lane_f32(sxh, vdup_n_f32(sxi), 1),
+                                                       vdup_n_f32(0.0f));
+    /* 18 scalar stream pointers (GCC keeps arrays of them in memory) */
+#define RNC_NEON_GP(g)                                                                            \
+    const float *ai##g = (const float *)(const void *)(acc_i + (size_t)(g) * Hp);                 \
+    const float *si##g = s_ih + (size_t)(g) * Hp, *bi##g = b_ih + (size_t)(g) * Hp;               \
+    const float *ah##g = (const float *)(const void *)(acc_h + (size_t)(g) * Hp);                 \
+    const float *sh##g = s_hh + (size_t)(g) * Hp, *bh##g = b_hh + (size_t)(g) * Hp
+    RNC_NEON_GP(0);
+    RNC_NEON_GP(1);
+    RNC_NEON_GP(2);
+#undef RNC_NEON_GP
+    const float *hr = h;
+    float *hw = h, *yw = y;
+    for (uint32_t n = H / 8; n; --n) {
+        float32x4_t r[2], z[2], n2[2], ph2[2], pi[2], ph[2], hv[2];
+        /* kl and ks as if changed every iteration: GCC then multiplies by their lanes instead of
+         * keeping a broadcast register per lane */
+        __asm__("" : "+w"(kl), "+w"(ks));
+        RNC_NEON_GATE8(0, pi, ph);
+        r[0] = vaddq_f32(pi[0], ph[0]);
+        r[1] = vaddq_f32(pi[1], ph[1]);
+        rnc_neon_act8(r, &K, kl, 1);
+        RNC_NEON_GATE8(1, pi, ph);
+        z[0] = vaddq_f32(pi[0], ph[0]);
+        z[1] = vaddq_f32(pi[1], ph[1]);
+        rnc_neon_act8(z, &K, kl, 1);
+        RNC_NEON_GATE8(2, n2, ph2);
+        for (int j = 0; j < 2; ++j) n2[j] = vaddq_f32(n2[j], vmulq_f32(r[j], ph2[j]));
+        rnc_neon_act8(n2, &K, kl, 0);
+        RNC_NEON_LDP(hr, hv[0], hv[1]);
+        for (int j = 0; j < 2; ++j) /* h' = (1 - z) n + z h */
+            n2[j] = vaddq_f32(vmulq_f32(vsubq_f32(K.one, z[j]), n2[j]), vmulq_f32(z[j], hv[j]));
+        RNC_NEON_STP(hw, n2[0], n2[1]);
+        if (with_y) RNC_NEON_STP(yw, n2[0], n2[1]);
+    }
+    return H / 8 * 8;
+}
+#undef RNC_NEON_GATE8
+
+static __attribute__((noinline)) uint32_t rnc_neon_gru_q8_main(uint32_t H, uint32_t Hp,
+                                                              const int32_t *acc_i, float sxi,
+                                                              const float *s_ih, const float *b_ih,
+                                                              const int32_t *acc_h, float sxh,
+                                                              const float *s_hh, const float *b_hh,
+                                                              float *h, float *y)
+{
+    if (y) return rnc_neon_gru_q8_body(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y, 1);
+    return rnc_neon_gru_q8_body(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y, 0);
+}
+
+static void rnc_neon_q8_update_any(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i,
+                                   float sxi, const float *s_ih, const float *b_ih,
+                                   const float *gi, const int32_t *acc_h, float sxh,
+                                   const float *s_hh, const float *b_hh, float *h, float *c,
+                                   float *y)
 {
     if (gi) /* whole-sequence mode: the input part given */
         RNC_NEON_BY_KIND(kind, H, Hp, NULL, 0.0f, NULL, NULL, gi, acc_h, sxh, s_hh, b_hh, NULL, h, c, y);
     else
         RNC_NEON_BY_KIND(kind, H, Hp, acc_i, sxi, s_ih, b_ih, NULL, acc_h, sxh, s_hh, b_hh, NULL, h, c,
                          y);
+}
+
+/* The q8 step's GRU (acc_i given) goes straight to its 8-unit loop, the last 1..7 units and every
+ * other case to the general loops. */
+RNC_NEON_AI void rnc_neon_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i,
+                                    float sxi, const float *s_ih, const float *b_ih,
+                                    const float *gi, const int32_t *acc_h, float sxh,
+                                    const float *s_hh, const float *b_hh, float *h, float *c,
+                                    float *y)
+{
+    uint32_t u = 0;
+    if (!gi && kind == RNC_GRU) {
+        u = rnc_neon_gru_q8_main(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y);
+        if (u == H) return;
+    }
+    rnc_neon_q8_update_any(kind, H - u, Hp, acc_i ? acc_i + u : NULL, sxi, s_ih ? s_ih + u : NULL,
+                           b_ih ? b_ih + u : NULL, gi, acc_h + u, sxh, s_hh + u, b_hh + u, h + u,
+                           c, y ? y + u : NULL);
 }
 
 /* 4 values of the quantiser's second pass: v * inv, NaN -> 0, clamped, rounded to nearest even */
