@@ -18,7 +18,7 @@ import pytest
 from child_env import child_env
 
 import rnncore as rc
-from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc
+from rnncore.io.rnc import check_rnc, read_rnc
 from rnncore.io.rnc_int import read_int_rnc, write_int_rnc
 from rnncore.quant import integer as qi
 from rnncore.spec import build_rnc, spec_from_model, spec_from_rnc

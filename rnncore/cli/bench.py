@@ -275,7 +275,8 @@ def check(engine, data: bytes, X: np.ndarray, lengths, args: argparse.Namespace)
         if other is None:
             return out   # the file holds no float weights: --compare F32.rnc for the float model
         y32, y8 = other.run(X, lengths), y
-        out["q8_vs_f32"] = {"other": f"f32 engine of {args.compare}", "max_abs_err": float(np.abs(y8 - y32).max()),
+        out["q8_vs_f32"] = {"other": f"f32 engine of {args.compare}",
+                            "max_abs_err": float(np.abs(y8 - y32).max()),
                             "max_abs_f32_output": float(np.abs(y32).max())}
         if y32.ndim == 2 and y32.shape[1] > 1:
             out["q8_vs_f32"]["argmax_agreement"] = float(np.mean(y8.argmax(1) == y32.argmax(1)))
