@@ -340,6 +340,38 @@ class Stream:
         return self._s.output_shape
 
     # -- state ----------------------------------------------------------------------------------
+    @property
+    def int_state(self) -> list[tuple[np.ndarray, ...]]:
+        """A fully-integer (``"int8"``) model's state as the integers it stands for, one tuple per
+        layer as :mod:`rnncore.quant.integer` holds it: LSTM ``(h8, c16)``, GRU ``(h8, h16)``, RNN
+        ``(h8,)``, each ``(batch, H)`` int8 / int16 (``state`` gives the same as floats, exactly:
+        docs/c-api.md, "Fully-integer models")."""
+        from rnncore.quant import fixedpoint as fx
+        from rnncore.quant import integer as qi
+
+        if self.engine.precision != "int8":
+            raise ValueError("int_state: expected a fully-integer (int8) model, this one is "
+                             f"{self.engine.precision}")
+        if not hasattr(self.engine, "_int_model"):
+            self.engine._int_model = self.engine.reference()
+        h, c = self._s.raw_state()
+        b, out = self.batch, []
+        for layer, cell in zip(self.engine.layers, self.engine._int_model.layers, strict=True):
+            n = b * layer["hidden_size"]
+            hb = h[layer["h_offset"] * b:layer["h_offset"] * b + n].reshape(b, -1).astype(np.float64)
+            if cell.cell == "gru":
+                h16 = np.rint(hb * 2.0 ** 15).astype(np.int64)
+                out.append((fx.sat8(fx.mbqm(h16, cell.m_h, cell.e_h) + cell.h_zp).astype(np.int8),
+                            h16.astype(np.int16)))
+                continue
+            h8 = qi.quantize_s8(hb, cell.h_scale, cell.h_zp)
+            if cell.cell == "lstm":
+                cb = c[layer["c_offset"] * b:layer["c_offset"] * b + n].reshape(b, -1).astype(np.float64)
+                out.append((h8, np.rint(cb * 2.0 ** -cell.cell_shift).astype(np.int16)))
+            else:
+                out.append((h8,))
+        return out
+
     def _layout(self):
         layers = self.engine.layers
         hs = {(layer["hidden_size"], layer["state_size"]) for layer in layers}

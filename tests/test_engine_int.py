@@ -118,6 +118,11 @@ def _check(qm, X, isas=ISAS, lengths=None):
         for k, (a, b) in enumerate(zip(_engine_states(qm, state), states, strict=True)):
             for u, v in zip(a, b, strict=True):
                 assert np.array_equal(u, v), (isa, k)
+        s = eng.stream(X.shape[0])
+        s.run(X)
+        for a, b in zip(s.int_state, states, strict=True):   # the raw integers, as the spec's
+            for u, v in zip(a, b, strict=True):
+                assert u.dtype == v.dtype and np.array_equal(u, v)
         if not qm.last_step:
             s = eng.stream(X.shape[0])
             ys = np.stack([s.step(X[:, t]) for t in range(X.shape[1])], axis=1)
