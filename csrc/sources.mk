@@ -8,7 +8,7 @@
 #   X86_AVX512VNNI_SRCS -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma
 #   ARM_SRCS            (aarch64: none; armv7: -mfpu=neon)
 CORE_SRCS = src/model.c src/loader.c src/kernel_table.c src/cpu.c src/util.c
-GENERIC_SRCS = src/kernels/q8_gemm_generic.c src/kernels/f32_gemm_generic.c src/kernels/cells_generic.c src/kernels/q8_sparse_generic.c src/kernels/cells_variant.c src/kernels/q4_generic.c
+GENERIC_SRCS = src/kernels/q8_gemm_generic.c src/kernels/f32_gemm_generic.c src/kernels/cells_generic.c src/kernels/q8_sparse_generic.c src/kernels/cells_variant.c src/kernels/q4_generic.c src/kernels/int8_generic.c
 X86_AVX2_SRCS = src/kernels/q8_gemm_avx2.c src/kernels/f32_gemm_avx2.c src/kernels/cells_avx2.c src/kernels/q8_sparse_avx2.c src/kernels/q4_avx2.c
 X86_AVX2_FLAGS = -mavx2 -mfma
 X86_AVX512_SRCS = src/kernels/gemm_avx512.c src/kernels/cells_avx512.c
@@ -23,8 +23,9 @@ X86_AMX_SRCS = src/kernels/q8_gemm_amx.c src/kernels/cells_amx.c
 # file (kernel_table.c then has no rows for it); the other paths are unaffected.
 OPTIONAL_GROUPS = X86_AVXVNNI X86_AMX
 X86_AMX_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mamx-tile -mamx-int8
-# The fully-integer step of the Cortex-M path (rnncore_int.h): not in librnncore or the Python
-# extension (the name does not end in _SRCS); built by csrc/Makefile test-int and firmware.
+# The fully-integer step of the Cortex-M path (rnncore_int.h), built alone by csrc/Makefile
+# test-int and firmware (the name does not end in _SRCS); librnncore and the Python extension
+# compile the same files through src/kernels/int8_generic.c (the RNC_INT8 kernel-table rows).
 INT_CORE = src/int/int_cells.c src/int/s8_matvec_generic.c
 ARM_SRCS = src/arch/arm_cpu.c
 # ARM NEON (armv7 hard-float with -mfpu=neon, aarch64 baseline) and aarch64 dot product (sdot);

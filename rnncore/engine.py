@@ -284,11 +284,15 @@ class Engine:
 
     def reference(self):
         """The NumPy model the C core must agree with, from this engine's bytes: the
-        :class:`~rnncore.quant.QModel` of the stored integer weights (q8, q4), or the float spec (f32)."""
+        :class:`~rnncore.quant.QModel` of the stored integer weights (q8, q4), the
+        :class:`~rnncore.quant.integer.IntModel` (int8: ``int_forward(ref, X)`` gives ``run(X)``'s
+        values bit for bit), or the float spec (f32)."""
         from rnncore.io.rnc import read_rnc
         from rnncore.quant.reference import qmodel_from_rnc
 
         d = read_rnc(self.data)
+        if d["precision"] == "int8":   # rnncore.quant.integer.int_forward(ref, X) is what run gives
+            return d["int_model"]
         return qmodel_from_rnc(d) if d["precision"] != "f32" else spec_from_rnc(d)
 
 
@@ -336,6 +340,38 @@ class Stream:
         return self._s.output_shape
 
     # -- state ----------------------------------------------------------------------------------
+    @property
+    def int_state(self) -> list[tuple[np.ndarray, ...]]:
+        """A fully-integer (``"int8"``) model's state as the integers it stands for, one tuple per
+        layer as :mod:`rnncore.quant.integer` holds it: LSTM ``(h8, c16)``, GRU ``(h8, h16)``, RNN
+        ``(h8,)``, each ``(batch, H)`` int8 / int16 (``state`` gives the same as floats, exactly:
+        docs/c-api.md, "Fully-integer models")."""
+        from rnncore.quant import fixedpoint as fx
+        from rnncore.quant import integer as qi
+
+        if self.engine.precision != "int8":
+            raise ValueError("int_state: expected a fully-integer (int8) model, this one is "
+                             f"{self.engine.precision}")
+        if not hasattr(self.engine, "_int_model"):
+            self.engine._int_model = self.engine.reference()
+        h, c = self._s.raw_state()
+        b, out = self.batch, []
+        for layer, cell in zip(self.engine.layers, self.engine._int_model.layers, strict=True):
+            n = b * layer["hidden_size"]
+            hb = h[layer["h_offset"] * b:layer["h_offset"] * b + n].reshape(b, -1).astype(np.float64)
+            if cell.cell == "gru":
+                h16 = np.rint(hb * 2.0 ** 15).astype(np.int64)
+                out.append((fx.sat8(fx.mbqm(h16, cell.m_h, cell.e_h) + cell.h_zp).astype(np.int8),
+                            h16.astype(np.int16)))
+                continue
+            h8 = qi.quantize_s8(hb, cell.h_scale, cell.h_zp)
+            if cell.cell == "lstm":
+                cb = c[layer["c_offset"] * b:layer["c_offset"] * b + n].reshape(b, -1).astype(np.float64)
+                out.append((h8, np.rint(cb * 2.0 ** -cell.cell_shift).astype(np.int16)))
+            else:
+                out.append((h8,))
+        return out
+
     def _layout(self):
         layers = self.engine.layers
         hs = {(layer["hidden_size"], layer["state_size"]) for layer in layers}
@@ -570,12 +606,18 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
         (docs/importers.md, "ONNX: whole graphs" and "Compiling a sequence graph"): a graph whose
         data is ``(T, B, F)`` runs as ``engine.run(x.transpose(1, 0, 2)).transpose(1, 0, 2)``;
         ``engine.graph_io`` names its tensors and layouts
-    precision : "f32", "q8" (int8 weights, per-step int8 activations, float32 epilogue) or "q4"
+    precision : "f32", "q8" (int8 weights, per-step int8 activations, float32 epilogue), "q4"
         (int4 weights in -7..7 with one scale per row, two per byte; q8's activations, exact int32
-        products and epilogue; a q8 head; no cell options: docs/q8-contract.md, "q4 weights")
-    calibration : q8 and q4 only: None for dynamic activation scales, representative inputs
+        products and epilogue; a q8 head; no cell options: docs/q8-contract.md, "q4 weights") or
+        "int8" (fully integer, as ``rnncore quantize --precision int8``: int8 weights and
+        activations, int16 gates and cell, no float in a step; the model a Cortex-M build of
+        ``export-c --target cortex-m`` runs, bit for bit :mod:`rnncore.quant.integer`; float in,
+        float out; docs/integer.md)
+    calibration : q8 and q4: None for dynamic activation scales, representative inputs
         ``X (B, T, I)`` (or ``(X, lengths)``) to measure static scales with
-        :func:`rnncore.quant.calibrate`, or a :class:`~rnncore.quant.Calibration`
+        :func:`rnncore.quant.calibrate`, or a :class:`~rnncore.quant.Calibration`; int8 (required):
+        ``X`` or ``(X, lengths)`` measured with :func:`rnncore.quant.integer.calibrate_int`, or an
+        :class:`~rnncore.quant.integer.IntCalibration`
     state_scale : q8 and q4 only: the hidden states' scales. None (default): the calibration's when
         calibrated, else dynamic (max-abs per vector and step); "dynamic": always dynamic;
         "bounded": the fixed scale 1/127 of a state bounded in [-1, 1] (GRU, LSTM, tanh RNN; a
@@ -590,6 +632,8 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
     -------
     Engine
     """
+    if precision == "int8":
+        return Engine(*_build_int8(model, calibration, state_scale, sparse))
     data, spec = build_rnc(model, precision, calibration, state_scale, sparse)
     eng = Engine(data, spec)
     if type(model).__name__ == "OnnxGraph":     # how the graph's tensors map to run()'s
@@ -597,6 +641,30 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
 
         eng.graph_io = lower_graph(model)[1]
     return eng
+
+
+def _build_int8(model, calibration, state_scale, sparse) -> tuple[bytes, ModelSpec]:
+    """compile(precision="int8"): calibrate, quantise to integers, write precision 3 (the steps of
+    ``rnncore quantize --precision int8``)."""
+    from rnncore.io.rnc_int import write_int_rnc
+    from rnncore.quant import integer as qi
+    from rnncore.spec import spec_from_model
+
+    for name, v in (("state_scale", state_scale), ("sparse", sparse)):
+        if v is not None:
+            raise ValueError(f"{name}: q8 and q4 only (an integer model's scales come from its "
+                             f"calibration), got {v!r} with precision='int8'")
+    if calibration is None:
+        raise ValueError("calibration: precision='int8' needs representative inputs X (B, T, I) or "
+                         "(X, lengths) (integer models have static scales), got None")
+    spec = spec_from_model(model)
+    if isinstance(calibration, qi.IntCalibration):
+        cal = calibration
+    elif isinstance(calibration, tuple) and len(calibration) == 2:
+        cal = qi.calibrate_int(spec, calibration[0], calibration[1])
+    else:
+        cal = qi.calibrate_int(spec, calibration)
+    return write_int_rnc(qi.quantize_int_model(spec, cal)), spec
 
 
 def save(model_or_engine, path: str | os.PathLike, precision: str = "f32") -> None:

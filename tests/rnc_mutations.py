@@ -130,7 +130,7 @@ def _int_model(name: str):
     return model
 
 
-#: fully-integer seeds (precision 3): the engine validates them and refuses them (INT_HOST)
+#: fully-integer seeds (precision 3): the engine validates and runs them
 INT_SEEDS = ("int_gru2_table_head_v2", "int_lstm_v2", "int_gru_before_rnn_relu_v2")
 
 

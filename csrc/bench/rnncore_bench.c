@@ -270,6 +270,11 @@ static const char *kind_name(uint32_t k)
     return k < 4 ? names[k] : "?";
 }
 
+static const char *prec_name(uint32_t p)
+{
+    return p == RNC_F32 ? "f32" : p == RNC_Q8 ? "q8" : p == RNC_Q4 ? "q4" : p == RNC_INT8 ? "int8" : "?";
+}
+
 static int usage(void)
 {
     fprintf(stderr,
@@ -649,7 +654,7 @@ int main(int argc, char **argv)
         printf("{\"model\": {\"source\": \"%s\", \"precision\": \"%s\", \"layers\": %u, "
                "\"cell0\": \"%s\", \"hidden0\": %u, \"input_size\": %u, \"output_size\": %u, "
                "\"model_bytes\": %zu, \"macs_per_step\": %.0f},\n",
-               model_path ? model_path : "random", mi.precision == RNC_Q8 ? "q8" : "f32",
+               model_path ? model_path : "random", prec_name(mi.precision),
                mi.num_layers, kind_name(l0.kind), l0.hidden_size, mi.input_size, mi.output_size,
                len, macs);
         printf(" \"isa\": \"%s\", \"batch\": %zu, \"state_bytes\": %zu, \"scratch_bytes\": %zu,\n",
@@ -668,7 +673,7 @@ int main(int argc, char **argv)
                st_seq.mean, seq_rate);
     } else {
         printf("rnncore-bench  model: %s  %s %s H=%u I=%u layers=%u  (%zu bytes, %.0f MAC/step)\n",
-               model_path ? model_path : "random", mi.precision == RNC_Q8 ? "q8" : "f32",
+               model_path ? model_path : "random", prec_name(mi.precision),
                kind_name(l0.kind), l0.hidden_size, mi.input_size, mi.num_layers, len, macs);
         printf("isa: %s  batch: %zu  state: %zu bytes  run scratch (T=%zu): %zu bytes\n\n", isa_str,
                batch, state_bytes, seq, scratch_bytes);
@@ -684,7 +689,7 @@ int main(int argc, char **argv)
         printf("%-16s %7zu %10.2f %10.2f %10.2f %10.2f %10.2f %10.1f\n", what, st_seq.n, st_seq.min,
                st_seq.p50, st_seq.p90, st_seq.p99, st_seq.mean, seq_rate);
         printf("\n(MMAC/s from the p50 latency; %s)\n",
-               mi.precision == RNC_Q8 ? "q8: int8 multiply-accumulates" : "f32 multiply-accumulates");
+               mi.precision == RNC_F32 ? "f32 multiply-accumulates" : "int8 multiply-accumulates");
     }
     return 0;
 }

@@ -185,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rnc_isa_best(&best) != RNC_OK) abort();
         rnc_model_info info;
         if (rnc_model_get_info(&m, &info) != RNC_OK) abort();
-        const int q8 = info.precision == RNC_Q8;
+        const int q8 = info.precision == RNC_Q8 || info.precision == RNC_INT8; /* bit-exact on every path */
         static trace tb, tg;
         tb.fold_nonfinite = tg.fold_nonfinite = !q8;
         run_path(&m, best, &tb, q8);
@@ -196,7 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t i = 0;
             while (i < tb.len && i < tg.len && tb.buf[i] == tg.buf[i]) ++i;
             fprintf(stderr, "fuzz_model: %s and generic differ (%s model): traces of %zu and %zu "
-                    "bytes, first difference at byte %zu\n", bn, q8 ? "q8" : "f32 (statuses)",
+                    "bytes, first difference at byte %zu\n", bn, q8 ? "q8 / int8" : "f32 (statuses)",
                     tb.len, tg.len, i);
             abort();
         }

@@ -67,7 +67,18 @@ const char *rnc_status_str(rnc_status s);
  * ---------------------------------------------------------------------------------------- */
 /* q4: int4 weights (-7..7, one scale per row, two per byte) with q8 activations and epilogue
  * (docs/q8-contract.md, "q4 weights"); a q4 model's head is q8. */
-typedef enum rnc_precision { RNC_F32 = 0, RNC_Q8 = 1, RNC_Q4 = 2, RNC_PRECISION_COUNT = 3 } rnc_precision;
+/* int8: a fully-integer model (precision 3 files, docs/integer.md): int8 weights and activations,
+ * int16 gates and cell, fixed-point requantisation, no float in a step; x is quantised with the
+ * file's input scale, y dequantised, the state held as floats that map to the integers exactly
+ * (docs/c-api.md, "Fully-integer models"). Not counted in RNC_PRECISION_COUNT, which bounds
+ * the precisions of the float-activation engine (and of version 1 files). */
+typedef enum rnc_precision {
+    RNC_F32 = 0,
+    RNC_Q8 = 1,
+    RNC_Q4 = 2,
+    RNC_PRECISION_COUNT = 3,
+    RNC_INT8 = 3
+} rnc_precision;
 
 typedef enum rnc_cell_kind {
     RNC_RNN_TANH = 0,
@@ -162,6 +173,12 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
         float ln_eps;
         uint32_t ln_flags;        /* RNC_CELLLN_* */
     } opt;
+    struct {                      /* RNC_INT8 layers: the cellint's numbers (rnc_layout.h) */
+        const int8_t *w_ih, *w_hh, *e_ih, *e_hh;   /* (G*H, I), (G*H, H) row-major; shifts */
+        const int32_t *b_ih, *b_hh, *m_ih, *m_hh;  /* per row */
+        int32_t m_h, e_h, m_rh, e_rh, x_zp, h_zp, cell_shift, cell_clip, table;
+        double x_scale, h_scale;
+    } iq;
 } rnc_layer;
 
 /* A per-step record (private; docs/rnc-format.md, "Per-step records"): a front-end layer before
@@ -200,6 +217,7 @@ typedef struct rnc_plan {
     rnc_plan_op gemm[RNC_PRECISION_COUNT]; /* products by columns: heads, f32 and q4 projections */
     rnc_plan_op gemm_deq, quantize; /* q8 */
     rnc_plan_op spgemv;           /* q8 block-sparse products (sparse layers' projections) */
+    rnc_plan_op s8_matvec;        /* int8: the integer products (cells and head) */
     rnc_plan_op cell_x[RNC_MAX_LAYERS];    /* each layer's cell, the input vector given */
     rnc_plan_op cell_gi[RNC_MAX_LAYERS];   /* ... its projection given */
     uint32_t bidirectional;       /* any layer has two directions (no rnc_step) */
@@ -218,6 +236,11 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     const float *embed;
     const void *head_w;
     const float *head_s, *head_b;
+    struct {                      /* RNC_INT8 head: the linint (rnc_layout.h) */
+        const int8_t *w, *e;
+        const int32_t *b, *m;
+        double out_scale;
+    } ihead;
     rnc_layer layer[RNC_MAX_LAYERS];
     uint32_t num_stages;          /* the model's layers in order, by record kind (rnc_layout.h: */
     uint8_t stage[RNC_MAX_LAYERS + 3 + RNC_MAX_FRONT]; /* embedding, recurrent (layer[] in order),
@@ -370,7 +393,9 @@ typedef enum rnc_op {
     RNC_OP_RNN_STEP_SPARSE = 7,  /* the fused steps of layers with block-sparse weights */
     RNC_OP_GRU_STEP_SPARSE = 8,
     RNC_OP_LSTM_STEP_SPARSE = 9,
-    RNC_OP_COUNT = 10
+    RNC_OP_INT_STEP = 10,  /* int8: the fully-integer step (every cell kind, csrc/src/int/) */
+    RNC_OP_S8_MATVEC = 11, /* int8: y = b + W x, int8 x int8 -> exact int32 */
+    RNC_OP_COUNT = 12
 } rnc_op;
 
 typedef struct rnc_kernel_desc {

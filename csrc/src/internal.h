@@ -74,6 +74,22 @@ typedef struct rnc_cell_args {
 
 typedef void (*rnc_cell_fn)(const rnc_cell_args *a);
 
+/* The fully-integer step of one layer for a batch (RNC_OP_INT_STEP rows): each row b (active[b],
+ * or every row when active is NULL) runs the cell's step (int/rnncore_int.h) on x8 + b*ldx with
+ * its state h8 + b*H, s16 + b*H (s16 NULL for an RNN), the products through `matvec` (an
+ * RNC_OP_S8_MATVEC row). The cell was checked at load (rnc_int_cell_check). */
+#include "int/rnncore_int.h"
+typedef struct rnc_int8_args {
+    const rnc_int_cell *cell;
+    rnc_s8_matvec_fn matvec;
+    uint32_t batch;
+    const int8_t *x8; size_t ldx;
+    int8_t *h8; int16_t *s16;
+    const uint8_t *active;
+    void *scratch; size_t scratch_bytes;  /* >= RNC_INT_SCRATCH_BYTES(G, H), 4-aligned */
+} rnc_int8_args;
+typedef void (*rnc_int8_step_fn)(const rnc_int8_args *a);
+
 /* The cell with options (kernels/cells_variant.c): one direction's options and the plan's
  * product rows for B columns and for 1 (the GRU r*h product). */
 typedef struct rnc_cell_variant {
@@ -112,6 +128,8 @@ typedef struct rnc_kernel {
         rnc_quantize_fn quantize;
         rnc_gemm_deq_fn gemm_deq;
         rnc_cell_fn cell;
+        rnc_int8_step_fn int_step;
+        rnc_s8_matvec_fn s8_matvec;
     } fn;
 } rnc_kernel;
 
@@ -150,6 +168,20 @@ static inline uint64_t r8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 /* Output positions per product of a frame_conv (model.c): its scratch is RNC_FCONV_BLOCK windows
  * and their products, whatever the frame length. */
 #define RNC_FCONV_BLOCK 16u
+
+/* kernels/int8_generic.c (RNC_INT8 models): the cell of layer L as the integer step takes it, and
+ * the state conversions of its batch rows b < B: the float state (h: B x H at h, c: B x H at c,
+ * LSTM only) <-> the integers (h8, s16: B x H each). To the integers: h8 = sat8(rint(h / s_h) +
+ * zp) (LSTM, RNN), s16 = sat16(rint(c 2^-cell_shift)) (LSTM), GRU s16 = sat16(rint(2^15 h)) and
+ * h8 its image as a step makes it (NaN as 0); back: h = s_h (h8 - zp), c = 2^cell_shift s16,
+ * GRU h = s16 / 2^15, each exact both ways. */
+void rnc__int8_cell(const rnc_layer *L, rnc_int_cell *c);
+/* q[i] = clamp(rint(x[i] / scale) + zp, -128, 127) in binary64 (rnncore.quant.integer.quantize_s8) */
+void rnc__int8_quantize(const float *x, size_t n, double scale, int32_t zp, int8_t *q);
+void rnc__int8_from_float(const rnc_int_cell *c, const rnc_layer *L, size_t B, const float *h,
+                          const float *cst, int8_t *h8, int16_t *s16);
+void rnc__int8_to_float(const rnc_int_cell *c, const rnc_layer *L, size_t B, const int8_t *h8,
+                        const int16_t *s16, float *h, float *cst);
 
 /* loader.c: validate the .rnc buffer b (len bytes) and point m's fields into it */
 rnc_status rnc__load(rnc_model *m, const unsigned char *b, size_t len);
@@ -237,6 +269,8 @@ static inline void rnc__q8_quantize_h(const rnc_cell_args *a, rnc_quantize_fn qu
 #define RNC_DECL_RNN_STEP_Q4(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_GRU_STEP_Q4(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_LSTM_STEP_Q4(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_INT_STEP_INT8(f) void f(const rnc_int8_args *a);
+#define RNC_DECL_S8_MATVEC_INT8(f) void f(int32_t *y, const int8_t *W, int ldw, const int32_t *bias, const int8_t *x, int rows, int cols);
 #define RNC_DECL_ROW(op, prec, f, isa, input, flags, bmin, bmax) RNC_DECL_##op##_##prec(f)
 RNC_KERNEL_LIST(RNC_DECL_ROW)
 #undef RNC_DECL_ROW

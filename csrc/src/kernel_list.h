@@ -48,6 +48,17 @@
     X(LSTM_STEP, Q4, rnc_q4_lstm_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
 #endif
 
+/* fully-integer models (RNC_INT8, precision 3 files): the integer products and the step of
+ * csrc/src/int/ (s8_matvec_generic.c, int_cells.c: the very code the Cortex-M builds run, compiled
+ * in through kernels/int8_generic.c), one step row for every cell kind and every batch */
+#if defined(RNC_NO_INT) /* a build without them (and the loader refuses such files) */
+#define RNC_KERNELS_INT8(X)
+#else
+#define RNC_KERNELS_INT8(X)                                                                       \
+    X(S8_MATVEC, INT8, rnc_s8_matvec_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)               \
+    X(INT_STEP, INT8, rnc_int8_step_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)
+#endif
+
 /* portable C (kernels/q8_gemm_generic.c, f32_gemm_generic.c, cells_generic.c, util.c): the
  * twin of every row */
 #define RNC_KERNELS_GENERIC(X)                                                                    \
@@ -57,7 +68,8 @@
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                \
     RNC_KERNELS_CELLS(X, generic, RNC_ISA_GENERIC)                                                \
     RNC_KERNELS_SPARSE(X, generic, RNC_ISA_GENERIC)                                               \
-    RNC_KERNELS_Q4(X, generic, RNC_ISA_GENERIC)
+    RNC_KERNELS_Q4(X, generic, RNC_ISA_GENERIC)                                                   \
+    RNC_KERNELS_INT8(X)
 
 #if defined(__x86_64__) || defined(_M_X64)
 /* AVX2 + FMA (q8_gemm_avx2.c, f32_gemm_avx2.c, cells_avx2.c). q8 cell strategies (cells_avx2.c):

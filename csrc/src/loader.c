@@ -38,6 +38,8 @@ typedef char rnc_limits_agree[(RNC_FILE_PRECISIONS == RNC_PRECISION_COUNT &&
                                RNC_FILE_MAX_FRONT == RNC_MAX_FRONT)
                                   ? 1
                                   : -1];
+/* the executor's precision of integer files is rnc_layout.h's */
+typedef char rnc_int8_is_precision_3[RNC_INT8 == RNC_FILE_PRECISION_INT ? 1 : -1];
 
 /* the refusals of rnc_layout.h: text and status by message number */
 #define RNC__MSG_ID(n, st, t) MSG_##n,
@@ -1195,10 +1197,11 @@ static rnc_status int_zero(const rnc_ctx *c, const char *field, float s)
 
 /* A tensor of `count` int8 (size 1) or little-endian int32 (size 4) values, each in lo..hi. */
 static rnc_status get_ints(rnc_ctx *c, const char *field, const unsigned char *ref, uint64_t count,
-                           unsigned size, int64_t lo, int64_t hi)
+                           unsigned size, int64_t lo, int64_t hi, const void **out)
 {
     const void *p;
     TRY(get_ref(c, field, ref, count * size, &p));
+    *out = p;
     for (uint64_t i = 0; i < count; ++i) {
         const unsigned char *b = (const unsigned char *)p;
         const int64_t v = size == 1 ? (int64_t)(int8_t)b[i] : (int64_t)(int32_t)rnc__rd32(b + 4 * i);
@@ -1275,19 +1278,45 @@ static rnc_status load_int_layer(rnc_ctx *c, rnc_model *m, const unsigned char *
     const uint32_t G = kind == RNC_GRU ? 3 : kind == RNC_LSTM ? 4 : 1;
     const uint64_t rows = (uint64_t)G * H;
     c->dir = 0;
-    TRY(get_ref(c, FIELD(cellw, w_ih), rnc_cellw_w_ih(w), rows * I, &p));
-    TRY(get_ref(c, FIELD(cellw, w_hh), rnc_cellw_w_hh(w), rows * H, &p));
+    const void *t[10];
+    TRY(get_ref(c, FIELD(cellw, w_ih), rnc_cellw_w_ih(w), rows * I, &t[0]));
+    TRY(get_ref(c, FIELD(cellw, w_hh), rnc_cellw_w_hh(w), rows * H, &t[1]));
     TRY(get_ref(c, FIELD(cellw, s_ih), rnc_cellw_s_ih(w), 0, &p));
     TRY(get_ref(c, FIELD(cellw, s_hh), rnc_cellw_s_hh(w), 0, &p));
-    TRY(get_ints(c, FIELD(cellw, b_ih), rnc_cellw_b_ih(w), rows, 4, -INT_BIAS, INT_BIAS));
-    TRY(get_ints(c, FIELD(cellw, b_hh), rnc_cellw_b_hh(w), rows, 4, -INT_BIAS, INT_BIAS));
+    TRY(get_ints(c, FIELD(cellw, b_ih), rnc_cellw_b_ih(w), rows, 4, -INT_BIAS, INT_BIAS, &t[2]));
+    TRY(get_ints(c, FIELD(cellw, b_hh), rnc_cellw_b_hh(w), rows, 4, -INT_BIAS, INT_BIAS, &t[3]));
     c->dir = NO_DIR;
-    TRY(get_ints(c, FIELD(cellint, m_ih), rnc_cellint_m_ih(q), rows, 4, 0, INT32_TOP));
-    TRY(get_ints(c, FIELD(cellint, e_ih), rnc_cellint_e_ih(q), rows, 1, -31, 30));
-    TRY(get_ints(c, FIELD(cellint, m_hh), rnc_cellint_m_hh(q), rows, 4, 0, INT32_TOP));
-    TRY(get_ints(c, FIELD(cellint, e_hh), rnc_cellint_e_hh(q), rows, 1, -31, 30));
+    TRY(get_ints(c, FIELD(cellint, m_ih), rnc_cellint_m_ih(q), rows, 4, 0, INT32_TOP, &t[4]));
+    TRY(get_ints(c, FIELD(cellint, e_ih), rnc_cellint_e_ih(q), rows, 1, -31, 30, &t[5]));
+    TRY(get_ints(c, FIELD(cellint, m_hh), rnc_cellint_m_hh(q), rows, 4, 0, INT32_TOP, &t[6]));
+    TRY(get_ints(c, FIELD(cellint, e_hh), rnc_cellint_e_hh(q), rows, 1, -31, 30, &t[7]));
     rnc_layer *L = &m->layer[m->num_layers];
     memset(L, 0, sizeof(*L));
+    /* what the integer step reads (the host engine runs the model: model.c, "RNC_INT8") */
+    L->iq.w_ih = (const int8_t *)t[0];
+    L->iq.w_hh = (const int8_t *)t[1];
+    L->iq.b_ih = (const int32_t *)t[2];
+    L->iq.b_hh = (const int32_t *)t[3];
+    L->iq.m_ih = (const int32_t *)t[4];
+    L->iq.e_ih = (const int8_t *)t[5];
+    L->iq.m_hh = (const int32_t *)t[6];
+    L->iq.e_hh = (const int8_t *)t[7];
+    L->iq.m_h = (int32_t)rnc_cellint_m_h(q);
+    L->iq.e_h = (int32_t)rnc_cellint_e_h(q);
+    L->iq.m_rh = (int32_t)rnc_cellint_m_rh(q);
+    L->iq.e_rh = (int32_t)rnc_cellint_e_rh(q);
+    L->iq.x_zp = x_zp;
+    L->iq.h_zp = h_zp;
+    L->iq.cell_shift = (int32_t)rnc_cellint_cell_shift(q);
+    L->iq.cell_clip = (int32_t)rnc_cellint_cell_clip(q);
+    L->iq.table = (cf & RNC_CELLINT_TABLE) ? 1 : 0;
+    L->iq.x_scale = xs;
+    L->iq.h_scale = hs;
+    L->h_offset = (size_t)c->hsum;
+    c->hsum += H;
+    L->c_offset = (size_t)(kind == RNC_LSTM ? c->csum : 0);
+    if (kind == RNC_LSTM) c->csum += H;
+    if (rows > c->max_ghp) c->max_ghp = rows;
     L->kind = kind;
     L->dirs = 1;
     L->gates = G;
@@ -1323,11 +1352,17 @@ static rnc_status load_int_head(rnc_ctx *c, rnc_model *m, const unsigned char *r
     TRY(int_scale(c, FIELD(linint, out_scale), rnc_linint_out_scale(q)));
     const void *p;
     const uint64_t o = out;
-    TRY(get_ref(c, FIELD(rec_linear, weight), rnc_rec_linear_weight(r), o * in, &p));
+    const void *t[4];
+    TRY(get_ref(c, FIELD(rec_linear, weight), rnc_rec_linear_weight(r), o * in, &t[0]));
     TRY(get_ref(c, FIELD(rec_linear, scale), rnc_rec_linear_scale(r), 0, &p));
-    TRY(get_ints(c, FIELD(rec_linear, bias), rnc_rec_linear_bias(r), o, 4, -INT_BIAS, INT_BIAS));
-    TRY(get_ints(c, FIELD(linint, m_o), rnc_linint_m_o(q), o, 4, 0, INT32_TOP));
-    TRY(get_ints(c, FIELD(linint, e_o), rnc_linint_e_o(q), o, 1, -31, 30));
+    TRY(get_ints(c, FIELD(rec_linear, bias), rnc_rec_linear_bias(r), o, 4, -INT_BIAS, INT_BIAS, &t[1]));
+    TRY(get_ints(c, FIELD(linint, m_o), rnc_linint_m_o(q), o, 4, 0, INT32_TOP, &t[2]));
+    TRY(get_ints(c, FIELD(linint, e_o), rnc_linint_e_o(q), o, 1, -31, 30, &t[3]));
+    m->ihead.w = (const int8_t *)t[0];
+    m->ihead.b = (const int32_t *)t[1];
+    m->ihead.m = (const int32_t *)t[2];
+    m->ihead.e = (const int8_t *)t[3];
+    m->ihead.out_scale = rnc_linint_out_scale(q);
     m->head = 1;
     m->head_in = in;
     m->head_out = out;
@@ -1506,10 +1541,7 @@ static rnc_status load_v2(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
         TRY(load_record(c, m, b + pos, size));
         pos += size;
     }
-    TRY(finish(c, m));
-    if (prec == RNC_FILE_PRECISION_INT) /* valid, but not a model this engine runs */
-        return fail(c, FIELD(hdr2, precision), MSG_INT_HOST, prec, 0, 0, NULL);
-    return RNC_OK;
+    return finish(c, m);
 }
 
 rnc_status rnc__load(rnc_model *m, const unsigned char *b, size_t len)

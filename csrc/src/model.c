@@ -92,11 +92,22 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
 #if !defined(RNC_NO_SPARSE) /* likewise without the block-sparse rows */
     TRY(plan_op(&p->spgemv, RNC_OP_SPGEMV, RNC_Q8, isa, RNC_IN_X, 0));
 #endif
+#if !defined(RNC_NO_INT)
+    if (m->precision == RNC_INT8) { /* the integer products; the cells checked once, here */
+        TRY(plan_op(&p->s8_matvec, RNC_OP_S8_MATVEC, RNC_INT8, isa, RNC_IN_X, 0));
+        for (uint32_t l = 0; l < m->num_layers; ++l) {
+            rnc_int_cell c;
+            rnc__int8_cell(&m->layer[l], &c);
+            if (rnc_int_cell_check(&c) != RNC_INT_OK) return RNC_E_CORRUPT;
+        }
+    }
+#endif
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const int prec = (int)m->precision, rb = L->kind == RNC_GRU && !L->reset_after;
-        TRY(plan_op(&p->cell_x[l], layer_op(L), prec, isa, RNC_IN_X, rb));
-        TRY(plan_op(&p->cell_gi[l], layer_op(L), prec, isa, RNC_IN_GI, rb));
+        const int op = m->precision == RNC_INT8 ? RNC_OP_INT_STEP : layer_op(L);
+        TRY(plan_op(&p->cell_x[l], op, prec, isa, RNC_IN_X, rb));
+        TRY(plan_op(&p->cell_gi[l], op, prec, isa, RNC_IN_GI, rb));
         if (L->dirs == 2) p->bidirectional = 1;
         if (L->opt.flags & RNC_CELLOPT_REVERSE) p->reverse = 1;
     }
@@ -150,7 +161,9 @@ rnc_status rnc_model_plan_row(const rnc_model *m, uint32_t layer, uint32_t op, u
         else if (precision == RNC_Q8 && op == RNC_OP_GEMM_DEQ) o = &p->gemm_deq;
         else if (precision == RNC_Q8 && op == RNC_OP_QUANTIZE) o = &p->quantize;
         else if (precision == RNC_Q8 && op == RNC_OP_SPGEMV) o = &p->spgemv;
-    } else if (layer < m->num_layers && op == (uint32_t)layer_op(&m->layer[layer]) &&
+        else if (precision == RNC_INT8 && op == RNC_OP_S8_MATVEC && m->precision == RNC_INT8) o = &p->s8_matvec;
+    } else if (layer < m->num_layers &&
+               op == (uint32_t)(m->precision == RNC_INT8 ? RNC_OP_INT_STEP : layer_op(&m->layer[layer])) &&
                precision == m->precision && (input == RNC_IN_X || input == RNC_IN_GI)) {
         o = input == RNC_IN_X ? &p->cell_x[layer] : &p->cell_gi[layer];
     }
@@ -236,8 +249,41 @@ rnc_status rnc_layer_get_info(const rnc_model *m, uint32_t layer, rnc_layer_info
  * state
  * ---------------------------------------------------------------------------------------- */
 typedef struct {
-    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, total;
+    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, total;
 } rnc_step_work;
+
+/* RNC_INT8 models: the integer areas of a batch of B rows at rnc_step_work.ints (a step and a
+ * run hold the state as integers there, from the float state on entry back to it on return):
+ * x8 the model input (B x I), h8 and s16 every layer's state (B x H each, at h_offset * B),
+ * the step's scratch, the head's int32 outputs (B x O), the pooled last steps (B x H) and the
+ * active rows (B). */
+typedef struct {
+    size_t x8, h8, s16, scr, yq, pooled, active, total, scr_bytes;
+} rnc_int_work;
+
+static rnc_int_work int_work(const rnc_model *m, uint64_t B)
+{
+    rnc_int_work w;
+    uint64_t o = 0, scr = 0;
+    memset(&w, 0, sizeof(w));
+    if (m->precision != RNC_INT8 || !m->num_layers) return w;
+    const rnc_layer *last = &m->layer[m->num_layers - 1];
+    for (uint32_t l = 0; l < m->num_layers; ++l) {
+        const uint64_t G = m->layer[l].gates, H = m->layer[l].hidden_size;
+        const uint64_t n = H * 4u + ((G * H * 2u + H + 3u) & ~(uint64_t)3u); /* RNC_INT_SCRATCH_BYTES */
+        if (n > scr) scr = n;
+    }
+    w.x8 = (size_t)o;     o += RNC_ALIGN_UP(B * m->input_size, 64);
+    w.h8 = (size_t)o;     o += RNC_ALIGN_UP(B * m->h_floats, 64);
+    w.s16 = (size_t)o;    o += RNC_ALIGN_UP(B * m->h_floats * 2, 64);
+    w.scr = (size_t)o;    o += RNC_ALIGN_UP(scr, 64);
+    w.yq = (size_t)o;     o += RNC_ALIGN_UP(B * m->head_out * 4, 64);
+    w.pooled = (size_t)o; o += RNC_ALIGN_UP(B * last->hidden_size, 64);
+    w.active = (size_t)o; o += RNC_ALIGN_UP(B, 64);
+    w.total = (size_t)o;
+    w.scr_bytes = (size_t)scr;
+    return w;
+}
 
 static int mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 {
@@ -269,6 +315,7 @@ static rnc_status step_work(const rnc_model *m, size_t batch, rnc_step_work *w)
     w->fb = (size_t)o;   o += RNC_ALIGN_UP(B * m->front_w * 4, 64);
     w->fr = (size_t)o;   o += RNC_ALIGN_UP(2 * (uint64_t)m->front_w * 4, 64);
     w->fscr = (size_t)o; o += RNC_ALIGN_UP((uint64_t)m->front_scratch * 4, 64);
+    w->ints = (size_t)o; o += int_work(m, B).total; /* 0 but for RNC_INT8 models */
     if (o > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     w->total = (size_t)o;
     return RNC_OK;
@@ -837,6 +884,165 @@ static int front_rows(const rnc_model *m, uint32_t n, const float *x, float *out
     return rnc__all_finite(out, m->front[n - 1].out_w) ? 0 : -1;
 }
 
+#if !defined(RNC_NO_INT)
+/* ------------------------------------------------------------------------------------------
+ * RNC_INT8: fully-integer models (rnncore.quant.integer: int_forward, bit for bit). The state
+ * crosses between calls as floats that map to the integers exactly (internal.h,
+ * rnc__int8_from_float); within a call it is integers only, stepped by the plan's INT_STEP row
+ * with its S8_MATVEC products. x is quantised with layer 0's input scale; y is the last layer's
+ * h8 dequantised, s_h (h8 - zp), or the head's integer logits y_q as out_scale y_q (softmax in
+ * binary64 when the head has it), each computed in binary64 and rounded to float32 once.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct {
+    const rnc_model *m;
+    rnc_int_work w;
+    unsigned char *base;
+    rnc_int_cell cell[RNC_MAX_LAYERS];
+} int_ctx;
+
+static int8_t *int_h8(const int_ctx *k, size_t B, uint32_t l)
+{
+    return (int8_t *)(k->base + k->w.h8) + k->m->layer[l].h_offset * B;
+}
+
+static int16_t *int_s16(const int_ctx *k, size_t B, uint32_t l)
+{
+    return (int16_t *)(k->base + k->w.s16) + k->m->layer[l].h_offset * B;
+}
+
+/* the context of a call; the float state into the integer areas */
+static void int_open(int_ctx *k, const rnc_model *m, const rnc_state *s, unsigned char *base)
+{
+    const size_t B = s->batch;
+    k->m = m;
+    k->w = int_work(m, B);
+    k->base = base;
+    for (uint32_t l = 0; l < m->num_layers; ++l) {
+        const rnc_layer *L = &m->layer[l];
+        rnc__int8_cell(L, &k->cell[l]);
+        rnc__int8_from_float(&k->cell[l], L, B, s->h + L->h_offset * B,
+                             L->kind == RNC_LSTM ? s->c + L->c_offset * B : NULL, int_h8(k, B, l),
+                             int_s16(k, B, l));
+    }
+}
+
+/* the integer state back into the float state */
+static void int_close(const int_ctx *k, rnc_state *s)
+{
+    const size_t B = s->batch;
+    for (uint32_t l = 0; l < k->m->num_layers; ++l) {
+        const rnc_layer *L = &k->m->layer[l];
+        rnc__int8_to_float(&k->cell[l], L, B, int_h8(k, B, l), int_s16(k, B, l), s->h + L->h_offset * B,
+                           L->kind == RNC_LSTM ? s->c + L->c_offset * B : NULL);
+    }
+}
+
+/* one step of every layer for the rows of x8 (B x input_size) that are active (NULL: all) */
+static void int_layers(const int_ctx *k, size_t B, const int8_t *x8, const uint8_t *active)
+{
+    const rnc_model *m = k->m;
+    const rnc_s8_matvec_fn matvec = plan_pick(&m->plan.s8_matvec, 1, 0)->fn.s8_matvec;
+    size_t ldx = m->input_size;
+    for (uint32_t l = 0; l < m->num_layers; ++l) {
+        const rnc_layer *L = &m->layer[l];
+        rnc_int8_args a;
+        a.cell = &k->cell[l];
+        a.matvec = matvec;
+        a.batch = (uint32_t)B;
+        a.x8 = x8;
+        a.ldx = ldx;
+        a.h8 = int_h8(k, B, l);
+        a.s16 = L->kind == RNC_LSTM || L->kind == RNC_GRU ? int_s16(k, B, l) : NULL;
+        a.active = active;
+        a.scratch = k->base + k->w.scr;
+        a.scratch_bytes = k->w.scr_bytes;
+        plan_pick(&m->plan.cell_x[l], B, 0)->fn.int_step(&a);
+        x8 = a.h8;
+        ldx = L->hidden_size;
+    }
+}
+
+/* y (output_size floats) of one row of the last layer's h8 */
+static void int_output(const int_ctx *k, const int8_t *h8, float *y)
+{
+    const rnc_model *m = k->m;
+    const rnc_layer *L = &m->layer[m->num_layers - 1];
+    if (!m->head) {
+        for (uint32_t i = 0; i < L->hidden_size; ++i) y[i] = (float)(L->iq.h_scale * (double)(h8[i] - L->iq.h_zp));
+        return;
+    }
+    int32_t *yq = (int32_t *)(k->base + k->w.yq);
+    const rnc_int_linear lin = {(int32_t)m->head_in, (int32_t)m->head_out, m->ihead.w, m->ihead.b, m->ihead.m,
+                                m->ihead.e};
+    (void)rnc_int_linear_run(&lin, plan_pick(&m->plan.s8_matvec, 1, 0)->fn.s8_matvec, h8, yq); /* checked at load */
+    const double os = m->ihead.out_scale;
+    const uint32_t O = m->head_out;
+    if (m->head_act != RNC_ACT_SOFTMAX) {
+        for (uint32_t i = 0; i < O; ++i) y[i] = (float)(os * (double)yq[i]);
+        return;
+    }
+    double mx = os * (double)yq[0], sum = 0.0;
+    for (uint32_t i = 1; i < O; ++i) mx = os * (double)yq[i] > mx ? os * (double)yq[i] : mx;
+    for (uint32_t i = 0; i < O; ++i) sum += exp(os * (double)yq[i] - mx);
+    for (uint32_t i = 0; i < O; ++i) y[i] = (float)(exp(os * (double)yq[i] - mx) / sum);
+}
+
+/* rnc_step of an RNC_INT8 model (x checked finite, y may be x) */
+static rnc_status int_step(const rnc_model *m, rnc_state *s, const float *x, float *y, unsigned char *base)
+{
+    int_ctx k;
+    const size_t B = s->batch, H = m->layer[m->num_layers - 1].hidden_size;
+    int_open(&k, m, s, base);
+    int8_t *x8 = (int8_t *)(base + k.w.x8);
+    rnc__int8_quantize(x, B * m->input_size, m->layer[0].iq.x_scale, m->layer[0].iq.x_zp, x8);
+    int_layers(&k, B, x8, NULL);
+    const int8_t *h8 = int_h8(&k, B, m->num_layers - 1);
+    for (size_t b = 0; b < B; ++b) int_output(&k, h8 + b * H, y + b * m->output_size);
+    int_close(&k, s);
+    return RNC_OK;
+}
+
+/* rnc_run of an RNC_INT8 model (arguments checked, x finite within the lengths): step by step,
+ * rows past their length inactive (their state kept, their y zero); last-step pooling takes each
+ * row's h8 at its step length - 1 (real 0, h8 = zp, for a length of 0). */
+static rnc_status int_run(const rnc_model *m, rnc_state *s, const float *x, const int32_t *lengths, size_t T,
+                          float *y, unsigned char *base)
+{
+    int_ctx k;
+    const size_t B = s->batch, I = m->input_size, O = m->output_size;
+    const uint32_t last = m->num_layers - 1;
+    const size_t H = m->layer[last].hidden_size;
+    const int8_t zp = (int8_t)m->layer[last].iq.h_zp;
+    int_open(&k, m, s, base);
+    int8_t *x8 = (int8_t *)(base + k.w.x8), *pooled = (int8_t *)(base + k.w.pooled);
+    uint8_t *active = base + k.w.active;
+    const int8_t *h8 = int_h8(&k, B, last);
+    if (m->last_step) memset(pooled, zp, B * H);
+    for (size_t t = 0; t < T; ++t) {
+        for (size_t b = 0; b < B; ++b) {
+            active[b] = !lengths || t < (size_t)lengths[b];
+            if (active[b]) rnc__int8_quantize(x + (b * T + t) * I, I, m->layer[0].iq.x_scale, m->layer[0].iq.x_zp,
+                                              x8 + b * I);
+        }
+        int_layers(&k, B, x8, active);
+        for (size_t b = 0; b < B; ++b) {
+            if (m->last_step) {
+                if (active[b] && t + 1 == (lengths ? (size_t)lengths[b] : T))
+                    memcpy(pooled + b * H, h8 + b * H, H);
+            } else if (active[b]) {
+                int_output(&k, h8 + b * H, y + (b * T + t) * O);
+            } else {
+                memset(y + (b * T + t) * O, 0, O * sizeof(float));
+            }
+        }
+    }
+    if (m->last_step)
+        for (size_t b = 0; b < B; ++b) int_output(&k, pooled + b * H, y + b * O);
+    int_close(&k, s);
+    return RNC_OK;
+}
+#endif
+
 /* ------------------------------------------------------------------------------------------
  * step
  * ---------------------------------------------------------------------------------------- */
@@ -853,6 +1059,9 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     unsigned char *wk = s->work;
     if (ids) TRY(check_ids(m, ids, B));
     else if (!rnc__all_finite(x, B * m->input_size)) return RNC_E_VALUE;
+#if !defined(RNC_NO_INT)
+    if (m->precision == RNC_INT8) return int_step(m, s, x, y, wk + w.ints);
+#endif
     TRY(check_relu_states(m, s));
     const float *in = x;
     size_t in_w = m->input_size;
@@ -1096,6 +1305,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                                  (lengths ? (size_t)lengths[b] : T) * m->input_size))
                 return RNC_E_VALUE;
     }
+#if !defined(RNC_NO_INT)
+    if (m->precision == RNC_INT8) return int_run(m, s, x, lengths, T, y, s->work + sw.ints);
+#endif
     TRY(check_relu_states(m, s));
     unsigned char *base = (unsigned char *)scratch;
     base += RNC_ALIGN_UP((uintptr_t)base, 64) - (uintptr_t)base;

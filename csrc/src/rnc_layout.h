@@ -452,8 +452,9 @@
  * finite > 0, so the record's f32 x_scale, h_scale and h_scale_reverse are 0; m_* int32 [G*H]
  * >= 0, e_* int8 [G*H] in -31..30). Its linear record is 48 + 24 bytes: in_scale 0, weight int8
  * [O][F] row-major, scale absent, bias int32 [O], then a linint (out_scale binary64 > 0; m_o
- * int32 [O], e_o int8 [O]). Signed integer fields are 32-bit two's complement in a U32. The host engine validates such a
- * file and refuses it (INT_HOST); rnncore export-c --target cortex-m compiles it. */
+ * int32 [O], e_o int8 [O]). Signed integer fields are 32-bit two's complement in a U32. The host engine runs such a file
+ * (RNC_INT8: the integer step of csrc/src/int/ as kernel-table rows); rnncore export-c --target
+ * cortex-m compiles it for a microcontroller. */
 #define RNC_FILE_INT_MAX_COLS 32768u /* I, H, O (rnc_s8_matvec's RNC_S8_MAX_COLS) */
 #define RNC_FILE_INT_MAX_BIAS 1073741823u /* |bias| < 2^30: int32 sums cannot overflow */
 #define RNC_CELLINT_TABLE 1u /* the table sigmoid / tanh (GRU, RNN); else gemmlowp's */
@@ -567,7 +568,6 @@
     M(INT_ZERO, CORRUPT, "bits 0x%llx: expected 0 (an integer file's scales are its cellint's and linint's)") \
     M(INT_TABLE_LSTM, CORRUPT, "0x%llx: the table activations (0x1) are for GRU and RNN cells, not an LSTM") \
     M(INT_ACT, UNSUPPORTED, "%llu, integer heads have 0 (none) or 4 (softmax)")                   \
-    M(INT_HOST, UNSUPPORTED, "%llu (fully-integer): the host engine does not run integer models; rnncore export-c --target cortex-m compiles them") \
     M(CONV_WINDOW_SIZE, UNSUPPORTED, "window of %llu steps x %llu channels, the C core keeps at most %llu floats per stream") \
     M(MEL_UNUSED, CORRUPT, "bits 0x%llx: expected 0 (unused with log = %llu)")                   \
     M(MEL_SPAN, CORRUPT, "filter %llu spans bins %llu..%llu, past the %llu frequency bins")

@@ -243,6 +243,70 @@ def write_case(out: Path, name: str, spec: dict, batch: int, steps: int, mode: s
     (out / f"{name}.case").write_bytes(blob)
 
 
+def write_int_case(out: Path, name: str, kinds, sizes, head, last_step, activation, batch: int, steps: int,
+                   mode: str, rng, lengths=None):
+    """A fully-integer model (precision 3, rnncore.quant.integer) in the same .case format, with
+    tolerances 0: the engine's outputs and final state are the spec's bit for bit. Each row is
+    the spec on its own sequence cut at its length (rows past it keep their state, y zero); the
+    state is the floats the integers stand for (docs/c-api.md, "Fully-integer models")."""
+    import warnings
+
+    import rnncore as rc
+    from rnncore.io.rnc_int import write_int_rnc
+    from rnncore.quant import integer as qi
+
+    mods = []
+    for n, k in enumerate(kinds):
+        i, h = sizes[n], sizes[n + 1]
+        mods.append(rc.nn.GRU(i, h, seed=n, reset_after=(k == "gru")) if k.startswith("gru")
+                    else rc.nn.LSTM(i, h, seed=n) if k == "lstm"
+                    else rc.nn.RNN(i, h, nonlinearity=k[4:], seed=n))
+    if last_step:
+        mods.append(rc.nn.LastStep())
+    if head:
+        mods.append(rc.nn.Linear(sizes[-1], head, seed=9))
+    model = rc.nn.Sequential(*mods)
+    x = rng.standard_normal((batch, steps, sizes[0])).astype(F32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qm = qi.quantize_int_model(model, qi.calibrate_int(model, x), activation=activation)
+    (out / f"{name}.rnc").write_bytes(write_int_rnc(qm))
+    lens = np.full(batch, steps) if lengths is None else np.asarray(lengths)
+    out_w = qm.head.out_features if qm.head else qm.layers[-1].hidden_size
+    y = np.zeros((batch, out_w) if last_step else (batch, steps, out_w), F32)
+    hs = [np.zeros((batch, c.hidden_size), F32) for c in qm.layers]
+    cs = [np.zeros((batch, c.hidden_size), F32) for c in qm.layers]
+    for b in range(batch):
+        n = int(lens[b])
+        x8 = qi.quantize_s8(x[b:b + 1, :n], qm.x_scale, qm.x_zp)
+        for k, c in enumerate(qm.layers):
+            x8, st = qi.int_cell_sequence(c, x8)
+            if c.cell == "gru":
+                hs[k][b] = st[1][0] / 2.0 ** 15
+            else:
+                hs[k][b] = qi.dequantize_s8(st[0][0], c.h_scale, c.h_zp)
+            if c.cell == "lstm":
+                cs[k][b] = st[1][0] * 2.0 ** c.cell_shift
+        if n:
+            yb = qi.int_forward(qm, x[b:b + 1, :n])[0][0]
+            if last_step:
+                y[b] = yb
+            else:
+                y[b, :n] = yb
+    h = np.concatenate([a.reshape(-1) for a in hs])
+    c = np.concatenate([cs[k].reshape(-1) for k, cl in enumerate(qm.layers) if cl.cell == "lstm"] or
+                       [np.zeros(0, F32)])
+    blob = struct.pack("<9I2f", 0x45534143, 0 if mode == "stream" else 1, batch, steps, sizes[0], out_w, 0,
+                       int(lengths is not None), int(last_step), 0.0, 0.0)
+    blob += x.tobytes()
+    if lengths is not None:
+        blob += np.asarray(lengths, np.int32).tobytes()
+    blob += y.tobytes()
+    blob += struct.pack("<I", h.size) + h.astype(F32).tobytes()
+    blob += struct.pack("<I", c.size) + c.astype(F32).tobytes()
+    (out / f"{name}.case").write_bytes(blob)
+
+
 def main(outdir: str) -> None:
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -347,6 +411,16 @@ def main(outdir: str) -> None:
     for name, kw, batch, steps, mode, lengths, tol in cases:
         spec = make_spec(rng, **kw)
         write_case(out, name, spec, batch, steps, mode, rng, lengths, **tol)
+        names.append(name)
+    # fully-integer models (precision 3): bit for bit rnncore.quant.integer (tolerance 0)
+    int_cases = [
+        ("int_gru_lstm_head_stream", ["gru", "lstm"], [5, 12, 9], 3, False, "gemmlowp", 2, 6, "stream", None),
+        ("int_grurb_relu_run", ["gru_rb", "rnn_relu"], [4, 10, 7], 0, False, "table", 3, 7, "run", [7, 2, 0]),
+        ("int_tanh_last_head_run", ["rnn_tanh"], [6, 16], 4, True, "table", 3, 5, "run", [5, 1, 3]),
+        ("int_lstm_b5_stream", ["lstm"], [3, 17], 0, False, "gemmlowp", 5, 4, "stream", None),
+    ]
+    for name, kinds, sizes, head, last_step, act, batch, steps, mode, lengths in int_cases:
+        write_int_case(out, name, kinds, sizes, head, last_step, act, batch, steps, mode, rng, lengths)
         names.append(name)
     (out / "cases.txt").write_text("\n".join(names) + "\n")
     # a ReLU RNN whose state overflows float32 (test_nonfinite in test_main.c): I = 1, H = 2,

@@ -31,7 +31,7 @@ CROSS_TEST_SRCS ?= $(filter-out tests/test_x86% tests/test_int%,$(wildcard tests
 
 # $(1) = target, $(2) = optimisation flags, $(3) = build dir
 define CROSS_template
-$(3)/obj/%.o: %.c $$(wildcard include/*.h src/*.h src/kernels/*.h) sources.mk $(CROSS_TOOLCHAIN_DIR)cross.mk | $(3)/obj
+$(3)/obj/%.o: %.c $$(wildcard include/*.h src/*.h src/kernels/*.h src/int/*.h src/int/*.c) sources.mk $(CROSS_TOOLCHAIN_DIR)cross.mk | $(3)/obj
 	@mkdir -p $$(dir $$@)
 	$$(CROSS_$(1))gcc $$(COMMON_CFLAGS) $(2) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude -Isrc $$(XFLAGS) -c $$< -o $$@
 $(3)/obj:

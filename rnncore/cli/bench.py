@@ -256,6 +256,31 @@ def check(engine, data: bytes, X: np.ndarray, lengths, args: argparse.Namespace)
                 (engine.input_size, engine.output_size, engine.uses_ids):
             raise CLIError(f"--compare {args.compare}: a different model ({other.describe()}; this one "
                            f"is {engine.describe()})")
+    if engine.precision == "int8":  # fully-integer: the NumPy integer spec of the file, per sequence
+        from rnncore.quant.integer import int_forward
+
+        qm = d["int_model"]
+        n = np.full(X.shape[0], X.shape[1]) if lengths is None else np.asarray(lengths)
+        ref = np.zeros_like(y)
+        for b in range(X.shape[0]):
+            if n[b] > 0:
+                r = int_forward(qm, X[b:b + 1, :n[b]].astype(np.float32))[0][0]
+                if qm.last_step:
+                    ref[b] = r
+                else:
+                    ref[b, :n[b]] = r
+        out["vs_reference"] = {"reference": "NumPy integer spec (rnncore.quant.integer)",
+                               "max_abs_err": float(np.abs(y - ref).max()),
+                               "bit_exact": bool(np.array_equal(y, ref.astype(np.float32)))}
+        if other is None:
+            return out   # the file holds no float weights: --compare F32.rnc for the float model
+        y32, y8 = other.run(X, lengths), y
+        out["q8_vs_f32"] = {"other": f"f32 engine of {args.compare}",
+                            "max_abs_err": float(np.abs(y8 - y32).max()),
+                            "max_abs_f32_output": float(np.abs(y32).max())}
+        if y32.ndim == 2 and y32.shape[1] > 1:
+            out["q8_vs_f32"]["argmax_agreement"] = float(np.mean(y8.argmax(1) == y32.argmax(1)))
+        return out
     if engine.precision != "f32":  # q8, q4: the NumPy quantised reference of the stored ints
         ref = q8_forward(qmodel_from_rnc(d), X, lengths)[0]
         out["vs_reference"] = {"reference": f"NumPy {engine.precision} reference (rnncore.quant), "
@@ -393,11 +418,12 @@ def format_text(r: dict) -> str:
         o.append(f"check on {ck['inputs'][0]} sequences of the input:")
         o.append(f"  {r['precision']} engine vs {v['reference']}: "
                  f"max abs error {v['max_abs_err']:.3g}{exact}")
-        q = ck["q8_vs_f32"]
-        agree = "" if "argmax_agreement" not in q else \
-            f"; same argmax on {q['argmax_agreement']:.2%} of sequences"
-        o.append(f"  q8 vs f32 ({q['other']}): max abs error {q['max_abs_err']:.3g} "
-                 f"(f32 outputs up to {q['max_abs_f32_output']:.3g}){agree}")
+        q = ck.get("q8_vs_f32")
+        if q is not None:
+            agree = "" if "argmax_agreement" not in q else \
+                f"; same argmax on {q['argmax_agreement']:.2%} of sequences"
+            o.append(f"  {'int8' if r['precision'] == 'int8' else 'q8'} vs f32 ({q['other']}): max abs "
+                     f"error {q['max_abs_err']:.3g} (f32 outputs up to {q['max_abs_f32_output']:.3g}){agree}")
     return "\n".join(o)
 
 

@@ -279,7 +279,7 @@ def format_text(info: dict) -> str:
 
 def describe_int(path: str, data: bytes) -> dict:
     """``rnncore info`` of a fully-integer file (precision 3): what it holds and its Cortex-M memory
-    budget (what ``export-c --target cortex-m`` reports); the host engine does not run it."""
+    budget (what ``export-c --target cortex-m`` reports)."""
     import tempfile
     from pathlib import Path
 
@@ -316,7 +316,17 @@ def describe_int(path: str, data: bytes) -> dict:
             "input": {"features": qm.layers[0].input_size, "scale": qm.x_scale, "zero_point": qm.x_zp},
             "output_size": head["out_features"] if head else qm.layers[-1].hidden_size,
             "layers": layers, "last_step": qm.last_step, "head": head, "parameters": total,
-            "host_engine": "refuses integer models (precision 3)", "cortex_m": budget}
+            "host_engine": _int_host(data), "cortex_m": budget}
+
+
+def _int_host(data: bytes) -> str:
+    """The host engine's path for an integer file: its ISA and the integer rows its plan runs."""
+    from rnncore.engine import Engine
+
+    m = Engine(data)._model
+    rows = sorted({m.plan_row(k, "int_step", 1) for k in range(len(m.layers))}
+                  | {m.plan_row(-1, "s8_matvec", 1, precision="int8")})
+    return f"runs it (ISA {m.isa}: {', '.join(rows)}, the portable integer step)"
 
 
 def format_int_text(info: dict) -> str:

@@ -1133,7 +1133,7 @@ class _Loader:
 
     def __init__(self, b: bytes, host: bool = False) -> None:
         self.b = b
-        self.host = host   # the engine's verdict: a valid integer file is refused (INT_HOST)
+        self.host = host   # check_rnc: the engine's verdict (the same as read_rnc's)
         self.int_h_scale, self.int_h_zp = 0, 0   # precision 3: the previous layer's h (rnc_int)
         self.size = 0
         self.data_start = 0
@@ -1952,8 +1952,6 @@ class _Loader:
             self.part_layer[i] = len(self.layers)
             self.load_record(pos, size)
         self.finish()
-        if prec == _C_INT and self.host:   # valid, but not a model the engine runs
-            raise self.fail("precision", "INT_HOST", prec)
 
     def load(self) -> None:
         b = self.b
@@ -2004,8 +2002,7 @@ def check_rnc(data: bytes) -> None:
     ------
     RncFormatError
         (a ``ValueError``) with the C loader's status and its one line, ``"<part>: <field>:
-        <problem>"`` (docs/rnc-format.md, "What the loader checks"); a valid fully-integer file
-        (precision 3) is refused as the engine refuses it (``INT_HOST``).
+        <problem>"`` (docs/rnc-format.md, "What the loader checks").
     """
     _Loader(bytes(data), host=True).load()
 

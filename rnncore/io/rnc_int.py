@@ -12,8 +12,9 @@ Its records are the version 2 ``recurrent`` and ``linear`` records with one more
 * ``load_int_layer`` / ``load_int_head`` -- the reader's checks, a line-by-line mirror of
   ``load_int_layer`` / ``load_int_head`` in ``csrc/src/loader.c`` (same order, same messages).
 
-The host engine validates such a file and then refuses it (``INT_HOST``: it has no integer step
-row); ``rnncore export-c --target cortex-m`` compiles it.
+The host engine runs such a file (``rc.load``: the integer step of ``csrc/src/int/`` as
+kernel-table rows, bit for bit the spec); ``rnncore export-c --target cortex-m`` compiles it for a
+microcontroller.
 """
 
 from __future__ import annotations
