@@ -11,7 +11,7 @@ The fully-integer path (microcontrollers, no float in a step; docs/integer.md) i
 arithmetic) and :mod:`rnncore.quant.tflite` (TFLite integer LSTMs read as its cells).
 """
 
-from rnncore.quant.calibrate import CalibrationWarning, calibrate
+from rnncore.quant.calibrate import CalibrationWarning, FrontF32Choice, calibrate, choose_front_f32
 from rnncore.quant.reference import (
     Calibration,
     QCell,
@@ -49,7 +49,8 @@ from rnncore.spec import (
 )
 
 __all__ = [
-    "BOUNDED_STATE_SCALE", "Calibration", "CalibrationWarning", "CellWeights", "LayerSpec", "LinearSpec",
+    "BOUNDED_STATE_SCALE", "Calibration", "CalibrationWarning", "CellWeights", "FrontF32Choice", "LayerSpec",
+    "LinearSpec", "choose_front_f32",
     "ModelSpec", "QCell", "QLayer", "QLinear", "QMatrix", "QModel", "activation_scales", "calibrate",
     "epilogue", "float_cell_step", "float_forward", "forward", "int_matmul", "model_step",
     "q8_cell_step", "q8_forward", "q8_linear", "qmodel_from_rnc", "quantize_activation",
