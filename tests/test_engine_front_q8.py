@@ -183,6 +183,20 @@ def test_compile_front_f32_keeps_the_named_frame_convs_in_f32():
             rc.compile(model, precision=prec, front_f32=[0])
 
 
+def test_cli_quantize_front_f32_writes_the_compile_bytes(tmp_path):
+    from rnncore.cli import main
+
+    model = _front_model(LSTM)
+    (tmp_path / "m32.rnc").write_bytes(rc.compile(model).data)
+    out = tmp_path / "q.rnc"
+    assert main(["quantize", str(tmp_path / "m32.rnc"), "-o", str(out), "--front-f32", "2", "0"]) == 0
+    assert out.read_bytes() == rc.compile(model, "q8", front_f32=[0, 2]).data
+    with pytest.raises(SystemExit, match=r"--front-f32 5: expected frame_conv numbers in \[0, 3\)"):
+        main(["quantize", str(tmp_path / "m32.rnc"), "-o", str(out), "--front-f32", "5"])
+    with pytest.raises(SystemExit, match=r"--front-f32 0: .*precision='q8', got precision='q4'"):
+        main(["quantize", str(tmp_path / "m32.rnc"), "-o", str(out), "--precision", "q4", "--front-f32", "0"])
+
+
 def test_choose_front_f32_keeps_the_frame_conv_whose_int8_costs_most():
     """The second frame_conv gets large weights on a tap that only ever reads the zero padding
     (frame_length 1, padding 1): they set its rows' int8 scales, so its live weights round to 0 in
