@@ -60,6 +60,18 @@ def variants(audio: np.ndarray) -> dict:
     return {"recording": audio, "gain 0.25": audio * np.float32(0.25), "noise 20 dB": audio + noise}
 
 
+def more_variants(audio: np.ndarray) -> dict:
+    """Variants the choice never sees: gains 0.5 and 0.1, white noise at 10, 20 and 30 dB SNR
+    (seeds 1, 2, 3)."""
+    def noisy(snr: float, seed: int) -> np.ndarray:
+        n = np.random.default_rng(seed).standard_normal(len(audio)).astype(np.float32)
+        return audio + n * np.float32(np.sqrt(np.mean(audio ** 2) / 10 ** (snr / 10)))
+
+    return {"gain 0.5": audio * np.float32(0.5), "gain 0.1": audio * np.float32(0.1),
+            "noise 10 dB (seed 1)": noisy(10, 1), "noise 20 dB (seed 2)": noisy(20, 2),
+            "noise 30 dB (seed 3)": noisy(30, 3)}
+
+
 def frames(audio: np.ndarray) -> np.ndarray:
     """Silero's 16 kHz input: 512-sample chunks, each with the previous 64 samples in front."""
     n = len(audio) // 512
@@ -138,6 +150,22 @@ def main() -> None:
     print("| flips in all | | " + " | ".join(str(t) for t in total) + " |")
     print("| flips after 10 s | | " + " | ".join(str(t) for t in held) + " |")
     print("| model bytes | | " + " | ".join(f"{len(e.data):,}" for e in es.values()) + " |")
+    print("\nVariants the choice did not see (flips, max abs diff):\n")
+    print("| audio | frames | " + " | ".join(es) + " |")
+    print("|---|---|" + "---|" * len(es))
+    total[:] = 0
+    n = 0
+    for name, a in more_variants(recording()).items():
+        fr = frames(a)
+        n += len(fr)
+        p_ort = sess.run(None, {"input": fr, "h": z, "c": z})[0].reshape(-1)
+        cells = []
+        for i, e in enumerate(es.values()):
+            p = e.run(fr[None])[0, :, 0]
+            total[i] += int(((p > 0.5) != (p_ort > 0.5)).sum())
+            cells.append(f"{int(((p > 0.5) != (p_ort > 0.5)).sum())}, {np.abs(p - p_ort).max():.4f}")
+        print(f"| {name} | {len(fr)} (speech {np.mean(p_ort > 0.5):.2f}) | " + " | ".join(cells) + " |")
+    print(f"| all {n} frames | | " + " | ".join(f"{t} ({t * 500 / n:.2f} per 500)" for t in total) + " |")
 
 
 if __name__ == "__main__":
