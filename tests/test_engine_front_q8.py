@@ -19,6 +19,7 @@ from rnncore.nn import (
     BatchNorm1d,
     FrameConv1d,
     HardSigmoid,
+    LastStep,
     LayerNorm,
     Linear,
     Magnitude,
@@ -204,12 +205,16 @@ def test_choose_front_f32_keeps_the_frame_conv_whose_int8_costs_most():
     all-int8 model meets keeps none."""
     from rnncore.quant import FrontF32Choice, choose_front_f32
 
-    model = Sequential(FrameConv1d(1, 4, 3, frame_length=8, seed=0), ReLU(),           # 4 x 6
+    def dead_tap_model(*tail):
+        m = Sequential(FrameConv1d(1, 4, 3, frame_length=8, seed=0), ReLU(),           # 4 x 6
                        FrameConv1d(24, 8, 3, frame_length=1, padding=1, seed=1), ReLU(),  # 8
-                       FrameConv1d(8, 8, 1, frame_length=1, seed=2),
-                       GRU(8, 8, seed=3), Linear(8, 2, seed=4))
-    w = model[2].params["weight"]          # (8, 24, 3)
-    w[:, :, 0] = 500 * np.abs(w).max()     # tap 0 reads position -1: the padding only
+                       FrameConv1d(8, 8, 1, frame_length=1, seed=2), GRU(8, 8, seed=3), *tail,
+                       Linear(8, 2, seed=4))
+        w = m[2].params["weight"]          # (8, 24, 3)
+        w[:, :, 0] = 500 * np.abs(w).max()     # tap 0 reads position -1: the padding only
+        return m
+
+    model = dead_tap_model()
     X = np.random.default_rng(6).standard_normal((4, 30, 8)).astype(np.float32)
     c = choose_front_f32(model, X)
     assert isinstance(c, FrontF32Choice) and c.keep == [1], str(c)
@@ -218,6 +223,13 @@ def test_choose_front_f32_keeps_the_frame_conv_whose_int8_costs_most():
     assert c.errors[(1,)] <= 2 * c.floor < c.errors[()]
     assert "keep in f32: [1]" in str(c)
     assert choose_front_f32(model, X, budget=1.01 * c.errors[()] / c.floor).keep == []
+    # lengths: the error over the valid steps only; a model with one output per sequence
+    lengths = np.array([30, 12, 5, 1])
+    cl = choose_front_f32(model, X, lengths)
+    valid = np.arange(30)[None, :] < lengths[:, None]
+    y = rc.compile(model, "q8", front_f32=cl.keep).run(X, lengths) - e32.run(X, lengths)
+    assert cl.keep == [1] and cl.errors[(1,)] == pytest.approx(float(np.abs(y)[valid].mean()), rel=1e-6)
+    assert choose_front_f32(dead_tap_model(LastStep()), X, lengths).keep == [1]
     with pytest.raises(ValueError, match="budget: expected a factor >= 1"):
         choose_front_f32(model, X, budget=0.5)
     with pytest.raises(ValueError, match=r"X: expected \(batch, time, features\)"):

@@ -168,10 +168,11 @@ def choose_front_f32(model, X: np.ndarray, lengths=None, budget: float = 2.0) ->
     ``budget`` times what its int8 recurrent layers and head cost alone, measured on ``X``.
 
     The error of a configuration is the mean ``|y_q8 - y_f32|`` of the compiled engines' outputs
-    on ``X`` (the valid steps). ``floor`` is that error with every frame_conv in float32; from
-    every frame_conv int8, the frame_conv whose float32 form lowers the error most is kept, one
-    at a time, until the error is at most ``budget * floor`` (greedy; at most
-    n (n + 1) / 2 compiled engines for n frame_convs).
+    on ``X`` (the valid steps; every sequence's output for a model with one per sequence).
+    ``floor`` is that error with every frame_conv in float32; from every frame_conv int8, the
+    frame_conv whose float32 form lowers the error most is kept, one at a time, until the error
+    is at most ``budget * floor`` (greedy; at most n (n + 1) / 2 compiled engines for n
+    frame_convs).
 
     Parameters
     ----------
@@ -201,6 +202,8 @@ def choose_front_f32(model, X: np.ndarray, lengths=None, budget: float = 2.0) ->
     valid = np.ones(X.shape[:2], bool) if lengths is None else \
         np.arange(X.shape[1])[None, :] < np.asarray(lengths)[:, None]
     y32 = e32.run(X, lengths)
+    if y32.shape[:2] != valid.shape:   # one output per sequence (last_step)
+        valid = np.ones(y32.shape[:-1], bool)
 
     def err(keep: tuple) -> float:
         y = rc_compile(model, "q8", front_f32=list(keep)).run(X, lengths)
