@@ -11,6 +11,7 @@ multiply-adds). Also the whole sequence (``engine.run``) per frame, in CPU time.
     python benchmarks/bench_engine_frontend.py [--steps 2000] [--isa avx512vnni] [--precision q8]
 
 ``--precision q8``: both models in q8 (the frame convolutions int8, docs/q8-contract.md);
+``--front-f32 2 3``: with ``--precision q8``, those frame convolutions kept in float32;
 ``--profile``: also the step time of the model cut after each front-end record (its front-end
 prefix alone, a 1-unit LSTM behind it), to see where the front-end's time goes.
 """
@@ -52,6 +53,8 @@ def main() -> None:
     ap.add_argument("--isa", default=None, help="an ISA path (rc.isa()); default: the best")
     ap.add_argument("--precision", default="f32", choices=["f32", "q8"])
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--front-f32", type=int, nargs="*", default=None, metavar="N",
+                    help="q8: the frame_convs (0 = the STFT) kept in float32 (rc.compile's front_f32)")
     args = ap.parse_args()
     spec = importlib.util.find_spec("silero_vad")
     if spec is None:
@@ -59,7 +62,7 @@ def main() -> None:
     path = pathlib.Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx"
     g = from_onnx(path.read_bytes())
     model, _ = lower_graph(g)
-    vad = rc.compile(g, precision=args.precision)
+    vad = rc.compile(g, precision=args.precision, front_f32=args.front_f32)
     lstm = rc.compile([m for m in model.children() if type(m[1]).__name__ == "LSTM"][0][1],
                       precision=args.precision)
     if args.isa:
@@ -78,7 +81,9 @@ def main() -> None:
         vad.run(X)
         t_run.append(time.process_time() - t0)
     t_run = min(t_run) / 500
-    print(f"# {cpu_name()}, isa {vad.isa}, {args.precision}, batch 1, median of {args.steps} steps")
+    kept = f" (frame_convs {args.front_f32} f32)" if args.front_f32 else ""
+    print(f"# {cpu_name()}, isa {vad.isa}, {args.precision}{kept}, batch 1, median of {args.steps} steps, "
+          f"model {len(vad.data):,} bytes")
     print(f"silero VAD step        {t_vad * 1e6:8.1f} us")
     print(f"its LSTM(128) step     {t_lstm * 1e6:8.1f} us")
     print(f"ratio                  {t_vad / t_lstm:8.2f}x (multiply-adds: {MACS_VAD / MACS_LSTM:.2f}x)")

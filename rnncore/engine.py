@@ -595,7 +595,7 @@ def _check_state_array(name: str, a, shape: tuple) -> None:
 
 
 def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the API name
-            state_scale: str | None = None, sparse=None) -> Engine:
+            state_scale: str | None = None, sparse=None, front_f32=None) -> Engine:
     """Compile an ``rc.nn`` model for the C core.
 
     Parameters
@@ -627,14 +627,21 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
         16-row blocks) is stored block-sparse and run by the block-sparse kernels (the same
         outputs, bit for bit, as its dense form); the others stay dense. For pruned models
         (:class:`rnncore.nn.BlockPruning`).
+    front_f32 : q8 only: None (every frame_conv of the front-end int8: bit-exact, the same on every
+        ISA), or the frame_convs to keep in float32, numbered 0, 1, ... among the frame_convs
+        (those run the ISA's f32 product; docs/q8-contract.md, "A frame_conv kept in float32").
+        :func:`rnncore.quant.choose_front_f32` measures which on representative inputs.
 
     Returns
     -------
     Engine
     """
     if precision == "int8":
+        if front_f32:
+            raise ValueError(f"front_f32: expected None for precision='int8' (integer models have no "
+                             f"per-step records), got {front_f32!r}")
         return Engine(*_build_int8(model, calibration, state_scale, sparse))
-    data, spec = build_rnc(model, precision, calibration, state_scale, sparse)
+    data, spec = build_rnc(model, precision, calibration, state_scale, sparse, front_f32)
     eng = Engine(data, spec)
     if type(model).__name__ == "OnnxGraph":     # how the graph's tensors map to run()'s
         from rnncore.io.onnx_import._lower import lower_graph

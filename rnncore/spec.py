@@ -543,7 +543,8 @@ PRECISIONS = ("f32", "q8", "q4")
 
 
 def build_rnc(model: object, precision: str = "f32", calibration: object = None,
-              state_scale: str | None = None, sparse: object = None) -> tuple[bytes, ModelSpec]:
+              state_scale: str | None = None, sparse: object = None,
+              front_f32: object = None) -> tuple[bytes, ModelSpec]:
     """Describe ``model`` and write it as ``.rnc`` bytes: what ``rc.compile`` loads and
     ``rnncore convert`` writes, without the C engine.
 
@@ -562,6 +563,9 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     sparse : q8 only: None (dense weights), True or ``{"max_density": d, "block_rows": 8 | 16}``:
         each weight matrix whose share of nonzero blocks is at most d (default 0.5, 16-row blocks)
         is stored block-sparse (docs/rnc-format.md), the others stay dense
+    front_f32 : q8 only: None (every frame_conv int8), or the frame_conv records to keep in
+        float32, numbered 0, 1, ... among the front-end's frame_convs (docs/q8-contract.md, "A
+        frame_conv kept in float32"; :func:`rnncore.quant.choose_front_f32` measures which)
 
     Returns
     -------
@@ -592,9 +596,29 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
         raise ValueError("sparse: block-sparse weights exist only for precision='q8', "
                          f"got precision={precision!r}")
     out = to_rnc_spec(spec, precision, cal, state_scale=state_scale)
+    if front_f32 is not None:
+        out["front"] = _front_f32(out["front"], front_f32, precision)
     if sparse is not None:
         out["sparse"] = sparse
     return write_rnc(out), spec
+
+
+def _front_f32(records: list, which: object, precision: str) -> list:
+    """``records`` with the frame_convs numbered ``which`` (0: the first frame_conv) marked float32."""
+    convs = [i for i, r in enumerate(records)
+             if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv")]
+    if precision != "q8":
+        raise ValueError(f"front_f32: a frame_conv kept in float32 inside an int8 file exists only for "
+                         f"precision='q8', got precision={precision!r}")
+    if isinstance(which, str | bytes) or not hasattr(which, "__iter__"):
+        raise TypeError(f"front_f32: expected None or a sequence of frame_conv numbers, got {which!r}")
+    keep = []
+    for n in which:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 <= int(n) < len(convs):
+            raise ValueError(f"front_f32: expected frame_conv numbers in [0, {len(convs)}) (the model has "
+                             f"{len(convs)} frame_conv records), got {n!r}")
+        keep.append(convs[int(n)])
+    return [{**r, "precision": "f32"} if i in keep else r for i, r in enumerate(records)]
 
 
 def extended_layers(mod) -> list[LayerSpec]:

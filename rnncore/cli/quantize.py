@@ -4,7 +4,8 @@ The f32 file's weights are the float32 model, so this is what ``rc.compile(model
 precision="q8", calibration=X)`` writes for the model it came from, byte for byte: per-row int8
 weights and, with ``--calibration X.npy`` (representative inputs ``(B, T, F)``, or ``(B, T)``
 token ids), static activation scales measured on ``X`` (:func:`rnncore.quant.calibrate`);
-without it, dynamic per-step scales. ``--state-scale bounded`` is ``state_scale="bounded"``.
+without it, dynamic per-step scales. ``--state-scale bounded`` is ``state_scale="bounded"``;
+``--front-f32 2 3`` is ``front_f32=[2, 3]`` (those frame_convs kept in float32).
 
 ``--precision int8 --calibration X.npy`` writes a fully-integer model (precision 3,
 docs/integer.md): :func:`rnncore.quant.integer.calibrate_int` on ``X`` (floats ``(B, T, F)``),
@@ -24,6 +25,10 @@ from rnncore.cli._common import CLIError, check_output_path, int_calibration, lo
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the f32 .rnc file")
+    p.add_argument("--front-f32", type=int, nargs="+", default=None, metavar="N",
+                   help="q8: keep these frame_convs of the front-end (0: the first) in float32, the "
+                        "others int8 (rc.compile's front_f32; rnncore.quant.choose_front_f32 measures "
+                        "which; docs/q8-contract.md)")
     p.add_argument("-o", "--output", required=True, help="the q8 .rnc file to write")
     p.add_argument("--precision", choices=("q8", "q4", "int8"), default="q8",
                    help="the precision to write: q8, or q4 (int4 weights, q8 activations; "
@@ -73,10 +78,13 @@ def build(spec, precision: str, calibration, args: argparse.Namespace) -> bytes:
     from rnncore.spec import build_rnc
 
     state_scale = getattr(args, "state_scale", None)
+    front_f32 = getattr(args, "front_f32", None)
     try:
-        data, _ = build_rnc(spec, precision, calibration, state_scale)
+        data, _ = build_rnc(spec, precision, calibration, state_scale, None, front_f32)
     except (ValueError, TypeError) as e:
         msg = str(e)
+        if msg.startswith("front_f32"):
+            raise CLIError(f"--front-f32 {' '.join(map(str, front_f32))}: {msg.split(': ', 1)[1]}") from e
         if msg.startswith("state_scale"):
             raise CLIError(f"--state-scale {state_scale}: {msg.split(': ', 1)[1]}") from e
         if calibration is not None and msg.startswith(("calibration", "calibrate")):

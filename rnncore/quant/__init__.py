@@ -4,14 +4,15 @@
   activation scales, exact int32 accumulators, float32 epilogue);
 * :mod:`rnncore.quant.reference`: q8 (and float) steps and sequences of RNN / GRU (both
   forms) / LSTM stacks, bidirectional, with lengths, embedding and linear head;
-* :func:`calibrate`: static activation scales from data.
+* :func:`calibrate`: static activation scales from data; :func:`choose_front_f32`: which
+  frame_convs of a q8 front-end to keep in float32, measured on data.
 
 The fully-integer path (microcontrollers, no float in a step; docs/integer.md) is in
 :mod:`rnncore.quant.integer` (the spec), :mod:`rnncore.quant.fixedpoint` (TFLite's fixed-point
 arithmetic) and :mod:`rnncore.quant.tflite` (TFLite integer LSTMs read as its cells).
 """
 
-from rnncore.quant.calibrate import CalibrationWarning, calibrate
+from rnncore.quant.calibrate import CalibrationWarning, FrontF32Choice, calibrate, choose_front_f32
 from rnncore.quant.reference import (
     Calibration,
     QCell,
@@ -49,7 +50,8 @@ from rnncore.spec import (
 )
 
 __all__ = [
-    "BOUNDED_STATE_SCALE", "Calibration", "CalibrationWarning", "CellWeights", "LayerSpec", "LinearSpec",
+    "BOUNDED_STATE_SCALE", "Calibration", "CalibrationWarning", "CellWeights", "FrontF32Choice", "LayerSpec",
+    "LinearSpec", "choose_front_f32",
     "ModelSpec", "QCell", "QLayer", "QLinear", "QMatrix", "QModel", "activation_scales", "calibrate",
     "epilogue", "float_cell_step", "float_forward", "forward", "int_matmul", "model_step",
     "q8_cell_step", "q8_forward", "q8_linear", "qmodel_from_rnc", "quantize_activation",

@@ -25,6 +25,7 @@ docs/q8-contract.md ("Static or dynamic activation scales") has the measured err
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -136,3 +137,85 @@ def _degenerate(X: np.ndarray, lengths, ids: bool) -> list[str]:
     if v.shape[0] > 1 and np.all(v == v[:1]):
         out.append("every input vector is the same (constant X)" if not ids else "every token id is the same")
     return out
+
+
+@dataclass
+class FrontF32Choice:
+    """Which frame_convs of a q8 model to keep in float32 (:func:`choose_front_f32`).
+
+    ``keep``: the frame_conv numbers for ``rc.compile(model, "q8", front_f32=keep)``;
+    ``errors``: the mean ``|y_q8 - y_f32|`` of every configuration measured, keyed by the tuple of
+    frame_convs kept in float32; ``floor``: the error with every frame_conv in float32 (what the
+    recurrent layers and the head in int8 cost alone); ``budget``: the factor on ``floor`` allowed.
+    """
+
+    keep: list
+    errors: dict
+    floor: float
+    budget: float
+
+    def __str__(self) -> str:
+        lines = [f"q8 error floor (every frame_conv f32): {self.floor:.3g}; budget {self.budget:g} x floor"]
+        for k, e in sorted(self.errors.items(), key=lambda kv: (len(kv[0]), kv[1])):
+            ratio = f" ({e / self.floor:.2f} x floor)" if self.floor > 0 else ""
+            lines.append(f"  frame_convs f32 {list(k)}: mean |y_q8 - y_f32| {e:.3g}{ratio}")
+        lines.append(f"keep in f32: {self.keep}")
+        return "\n".join(lines)
+
+
+def choose_front_f32(model, X: np.ndarray, lengths=None, budget: float = 2.0) -> FrontF32Choice:
+    """The fewest frame_convs to keep in float32 so that a q8 model's output error stays within
+    ``budget`` times what its int8 recurrent layers and head cost alone, measured on ``X``.
+
+    The error of a configuration is the mean ``|y_q8 - y_f32|`` of the compiled engines' outputs
+    on ``X`` (the valid steps; every sequence's output for a model with one per sequence).
+    ``floor`` is that error with every frame_conv in float32; from every frame_conv int8, the
+    frame_conv whose float32 form lowers the error most is kept, one at a time, until the error
+    is at most ``budget * floor`` (greedy; at most n (n + 1) / 2 compiled engines for n
+    frame_convs).
+
+    Parameters
+    ----------
+    model : what ``rc.compile`` takes, with a front-end of frame_conv records
+    X : (B, T, F) representative inputs, preprocessed as at run time (not the data the model is
+        evaluated on afterwards)
+    lengths : (B,) valid steps per sequence (None: all T)
+    budget : the allowed error, a factor >= 1 on ``floor``
+
+    Returns
+    -------
+    FrontF32Choice
+        ``keep`` for ``rc.compile(model, "q8", front_f32=keep)``; ``print`` it for the table.
+    """
+    from rnncore.engine import compile as rc_compile
+    from rnncore.io.rnc import read_rnc
+
+    if not budget >= 1.0:
+        raise ValueError(f"budget: expected a factor >= 1 on the floor error, got {budget!r}")
+    X = np.asarray(X, _F32)
+    if X.ndim != 3:
+        raise ValueError(f"X: expected (batch, time, features), got shape {X.shape}")
+    e32 = rc_compile(model, "f32")
+    n = sum(r["kind"] == "frame_conv1d" for r in read_rnc(e32.data)["front"])
+    if n == 0:
+        raise ValueError("model: no frame_conv records in its front-end, nothing to choose")
+    valid = np.ones(X.shape[:2], bool) if lengths is None else \
+        np.arange(X.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    y32 = e32.run(X, lengths)
+    if y32.shape[:2] != valid.shape:   # one output per sequence (last_step)
+        valid = np.ones(y32.shape[:-1], bool)
+
+    def err(keep: tuple) -> float:
+        y = rc_compile(model, "q8", front_f32=list(keep)).run(X, lengths)
+        return float(np.abs(y - y32)[valid].mean())
+
+    errors = {tuple(range(n)): err(tuple(range(n))), (): err(())}
+    floor, keep = errors[tuple(range(n))], ()
+    while errors[keep] > budget * floor and len(keep) < n:
+        trial = {}
+        for i in range(n):
+            if i not in keep:
+                k = tuple(sorted(keep + (i,)))
+                errors[k] = trial[k] = errors[k] if k in errors else err(k)
+        keep = min(trial, key=trial.get)
+    return FrontF32Choice(list(keep), errors, floor, float(budget))
