@@ -22,7 +22,7 @@ cnp.import_array()
 
 #: kernel-table op names, in rnc_op order (csrc/include/rnncore.h)
 _OPS = ("gemv", "rnn_step", "gru_step", "lstm_step", "quantize", "gemm_deq", "spgemv",
-        "rnn_step_sparse", "gru_step_sparse", "lstm_step_sparse")
+        "rnn_step_sparse", "gru_step_sparse", "lstm_step_sparse", "rfft_power")
 _PRECISIONS = ("f32", "q8", "q4")
 
 

@@ -31,6 +31,7 @@
 #define RNC_FN_RNN_STEP_Q4 cell
 #define RNC_FN_GRU_STEP_Q4 cell
 #define RNC_FN_LSTM_STEP_Q4 cell
+#define RNC_FN_RFFT_POWER_F32 rfft
 #define RNC_ROW(op, prec, f, isa, input, flags, bmin, bmax)                                      \
     {#f, RNC_OP_##op, RNC_##prec, isa, input, flags, bmin, bmax, {.RNC_FN_##op##_##prec = f}},
 
