@@ -22,7 +22,8 @@ cnp.import_array()
 
 #: kernel-table op names, in rnc_op order (csrc/include/rnncore.h)
 _OPS = ("gemv", "rnn_step", "gru_step", "lstm_step", "quantize", "gemm_deq", "spgemv",
-        "rnn_step_sparse", "gru_step_sparse", "lstm_step_sparse", "int_step", "s8_matvec")
+        "rnn_step_sparse", "gru_step_sparse", "lstm_step_sparse", "int_step", "s8_matvec",
+        "rfft_power")
 #: rnc_precision order; "int8": fully-integer models (precision 3 files, RNC_INT8)
 _PRECISIONS = ("f32", "q8", "q4", "int8")
 

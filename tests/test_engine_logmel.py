@@ -78,6 +78,9 @@ CASES = [
     dict(mel_scale="slaney", norm="slaney", log="db", amin=1e-6),   # librosa's filterbank
     dict(n_fft=50, hop_length=20, n_mels=7, log_offset=1e-3),       # odd bin count, even n_fft
     dict(n_fft=63, hop_length=21, n_mels=9),                         # odd n_fft
+    dict(n_fft=56, hop_length=28, n_mels=10),                        # 28 = 4 * 7: the tables' product
+    dict(n_fft=256, hop_length=128, n_mels=32),                      # the VAD showcase's FFT (4 4 4 2)
+    dict(n_fft=400, hop_length=160, n_mels=40, log="db"),            # the KWS shape's FFT (4 2 5 5)
 ]
 
 
@@ -96,11 +99,31 @@ def test_engine_equals_torch_stft_mel_gru_and_the_numpy_model(kw):
     Y = eng.run(frames)
     assert Y.shape == ref_torch.shape
     assert np.std(ref_torch) > 0.05             # the outputs move
-    # float32 DFT and log in C against float64: max differences measured 8e-8 .. 4e-7
+    # float32 FFT (or DFT) and log in C against float64: max differences measured 8e-8 .. 6e-7
     np.testing.assert_allclose(Y, ref_torch, rtol=0, atol=2e-6)
     st = eng.stream(batch=3)
     steps = np.stack([st.step(frames[:, t]) for t in range(frames.shape[1])], 1)
     np.testing.assert_array_equal(steps, Y)     # the same row code in step and run
+
+
+@pytest.mark.parametrize("n_fft", [256, 400, 56])
+def test_every_isa_path_streams_the_run_bit_for_bit_within_the_torch_tolerance(n_fft):
+    """The FFT's kernel-table rows (rnc_f32_rfft_power_*; 56: the tables' product) on every path this
+    CPU runs: ``step`` gives ``run``'s bits, and both stay within the float64 torch reference's
+    tolerance."""
+    m = model(seed=7, n_fft=n_fft, hop_length=n_fft // 2, n_mels=16)
+    lm = m[0]
+    x = signal(2, 16, lm.hop_length, seed=8)
+    want = torch_reference(m, x)
+    frames = lm.frames(x).astype(np.float32)
+    for isa in rc.isa()["available"]:
+        eng = rc.compile(m)
+        eng.set_isa(isa)
+        Y = eng.run(frames)
+        np.testing.assert_allclose(Y, want, rtol=0, atol=2e-6, err_msg=isa)
+        st = eng.stream(batch=2)
+        np.testing.assert_array_equal(np.stack([st.step(frames[:, t]) for t in range(frames.shape[1])], 1), Y,
+                                      err_msg=isa)
 
 
 def test_stream_frames_at_the_hop_with_state_save_and_restore():

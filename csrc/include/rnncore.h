@@ -199,6 +199,9 @@ typedef struct rnc_front_op {
     float log_c;                  /* log_mel: log_offset (log) or amin (dB) */
     const float *window, *dft, *fbw; /* log_mel: window, packed (cos | -sin) rows, filter weights */
     const uint32_t *span;         /* log_mel: (first bin, count) per filter */
+    uint32_t fft_m, fft_nst;      /* log_mel by FFT (kernels/f32_fft_generic.c): n_fft / 2 complex
+                                     points, passes (fft_m 0: the tables' product) */
+    uint8_t fft_radix[16];        /* log_mel by FFT: each pass's radix (4, 2, 3, 5) */
     const float *s;               /* q8 frame_conv: per-row weight scales, w then int8 (NULL: f32) */
 } rnc_front_op;
 
@@ -218,6 +221,7 @@ typedef struct rnc_plan {
     rnc_plan_op gemm_deq, quantize; /* q8 */
     rnc_plan_op spgemv;           /* q8 block-sparse products (sparse layers' projections) */
     rnc_plan_op s8_matvec;        /* int8: the integer products (cells and head) */
+    rnc_plan_op rfft;             /* f32 real FFT of a log_mel record (rnc_fft_args) */
     rnc_plan_op cell_x[RNC_MAX_LAYERS];    /* each layer's cell, the input vector given */
     rnc_plan_op cell_gi[RNC_MAX_LAYERS];   /* ... its projection given */
     uint32_t bidirectional;       /* any layer has two directions (no rnc_step) */
@@ -250,6 +254,7 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t front_w;               /* widest per-step record input or output (floats per row) */
     size_t front_scratch;         /* floats a frame_conv needs per row (windows + products) */
     size_t win_floats;            /* conv_time windows per stream row (rnc_state.win) */
+    size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t h_floats, c_floats;    /* per batch row */
     size_t max_feat, max_kpad, max_gates_hp;
     uint32_t isa;
@@ -395,7 +400,8 @@ typedef enum rnc_op {
     RNC_OP_LSTM_STEP_SPARSE = 9,
     RNC_OP_INT_STEP = 10,  /* int8: the fully-integer step (every cell kind, csrc/src/int/) */
     RNC_OP_S8_MATVEC = 11, /* int8: y = b + W x, int8 x int8 -> exact int32 */
-    RNC_OP_COUNT = 12
+    RNC_OP_RFFT_POWER = 12, /* f32: a log_mel record's power spectrum by a real FFT */
+    RNC_OP_COUNT = 13
 } rnc_op;
 
 typedef struct rnc_kernel_desc {

@@ -111,6 +111,34 @@ typedef struct rnc_cell_variant {
 } rnc_cell_variant;
 void rnc__cell_variant(const rnc_cell_args *a, const rnc_cell_variant *v);
 
+/* The log_mel record's power spectrum by a real FFT (kernels/f32_fft_generic.c): p[k] = |X[k]|^power
+ * for k <= m of the DFT X of the n = 2m samples window[i] x[i]; tw: rnc__fft_twiddles' table;
+ * work: 4m floats. */
+typedef struct rnc_fft_args {
+    uint32_t m, nst, power;
+    const uint8_t *radix;
+    const float *tw, *window, *x;
+    float *work, *p;
+} rnc_fft_args;
+typedef void (*rnc_rfft_fn)(const rnc_fft_args *a);
+/* One pass of the complex FFT (f32_fft_generic.c): radix p over blocks of Ns outputs, in (ir, ii)
+ * -> out (or_, oi), tw its twiddles (unread when Ns = 1). The driver rnc__rfft_power (window,
+ * the passes through `pass`, the split into bins) is every ISA row's; a row brings its passes
+ * and the vector parts of the window and the split, each lane the generic's operations. */
+typedef void (*rnc_fft_pass_fn)(uint32_t p, uint32_t M, uint32_t Ns, const float *tw, const float *ir,
+                                const float *ii, float *or_, float *oi);
+void rnc__fft_pass(uint32_t p, uint32_t M, uint32_t Ns, const float *tw, const float *ir, const float *ii,
+                   float *or_, float *oi);
+/* A row's vector part of the window (re[m], im[m] for m < its return) or of the split (bins k and
+ * m - k for 0 < k < its return, from the last pass's re, im); the driver does the rest. */
+typedef uint32_t (*rnc_fft_part_fn)(const rnc_fft_args *a, float *re, float *im);
+void rnc__rfft_power(const rnc_fft_args *a, rnc_fft_pass_fn pass, rnc_fft_part_fn window, rnc_fft_part_fn split);
+/* The plan of F (a log_mel record of n_fft n, its tables loaded): F->fft_m, fft_nst, fft_radix;
+ * 0 (fft_m 0) when n is odd, n / 2 has a prime factor above 5, or the tables are not the DFT's. */
+int rnc__fft_plan(rnc_front_op *F, uint32_t n);
+size_t rnc__fft_tw_floats(const rnc_front_op *F); /* floats of its twiddle table (0 without FFT) */
+void rnc__fft_twiddles(const rnc_front_op *F, float *tw); /* the table, from the file's tables */
+
 /* What a row serves (rnc_kernel.input): any input, the input vector given (x or xq: rnc_step and
  * rnc_run's per-step mode), or its projection given (gi: rnc_run's whole-sequence mode). */
 enum { RNC_IN_ANY = 0, RNC_IN_X = 1, RNC_IN_GI = 2 };
@@ -130,6 +158,7 @@ typedef struct rnc_kernel {
         rnc_cell_fn cell;
         rnc_int8_step_fn int_step;
         rnc_s8_matvec_fn s8_matvec;
+        rnc_rfft_fn rfft;
     } fn;
 } rnc_kernel;
 
@@ -271,6 +300,7 @@ static inline void rnc__q8_quantize_h(const rnc_cell_args *a, rnc_quantize_fn qu
 #define RNC_DECL_LSTM_STEP_Q4(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_INT_STEP_INT8(f) void f(const rnc_int8_args *a);
 #define RNC_DECL_S8_MATVEC_INT8(f) void f(int32_t *y, const int8_t *W, int ldw, const int32_t *bias, const int8_t *x, int rows, int cols);
+#define RNC_DECL_RFFT_POWER_F32(f) void f(const rnc_fft_args *a);
 #define RNC_DECL_ROW(op, prec, f, isa, input, flags, bmin, bmax) RNC_DECL_##op##_##prec(f)
 RNC_KERNEL_LIST(RNC_DECL_ROW)
 #undef RNC_DECL_ROW

@@ -968,8 +968,11 @@ static rnc_status load_log_mel(rnc_ctx *c, rnc_model *m, rnc_front_op *F, const 
     F->log = (uint32_t)lg;
     F->log_c = lg == RNC_MEL_LOG ? off : amin;
     F->out_w = (uint32_t)nmel;
-    const uint64_t need = nfft + 2 * nf + rows; /* model.c log_mel_row: u, v, w, re, im */
+    const uint64_t need = nfft + 2 * nf + rows; /* model.c log_mel_row: u, v, w, re, im (>= the
+                                                   FFT's 2 n_fft + nf: its work and spectrum) */
     if (need > m->front_scratch) m->front_scratch = (size_t)need;
+    rnc__fft_plan(F, (uint32_t)nfft);
+    m->fft_floats = rnc__fft_tw_floats(F);
     return RNC_OK;
 }
 

@@ -102,6 +102,7 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
         }
     }
 #endif
+    TRY(plan_op(&p->rfft, RNC_OP_RFFT_POWER, RNC_F32, isa, RNC_IN_X, 0));
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const int prec = (int)m->precision, rb = L->kind == RNC_GRU && !L->reset_after;
@@ -162,6 +163,7 @@ rnc_status rnc_model_plan_row(const rnc_model *m, uint32_t layer, uint32_t op, u
         else if (precision == RNC_Q8 && op == RNC_OP_QUANTIZE) o = &p->quantize;
         else if (precision == RNC_Q8 && op == RNC_OP_SPGEMV) o = &p->spgemv;
         else if (precision == RNC_INT8 && op == RNC_OP_S8_MATVEC && m->precision == RNC_INT8) o = &p->s8_matvec;
+        else if (precision == RNC_F32 && op == RNC_OP_RFFT_POWER) o = &p->rfft;
     } else if (layer < m->num_layers &&
                op == (uint32_t)(m->precision == RNC_INT8 ? RNC_OP_INT_STEP : layer_op(&m->layer[layer])) &&
                precision == m->precision && (input == RNC_IN_X || input == RNC_IN_GI)) {
@@ -249,7 +251,7 @@ rnc_status rnc_layer_get_info(const rnc_model *m, uint32_t layer, rnc_layer_info
  * state
  * ---------------------------------------------------------------------------------------- */
 typedef struct {
-    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, total;
+    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, tw, total;
 } rnc_step_work;
 
 /* RNC_INT8 models: the integer areas of a batch of B rows at rnc_step_work.ints (a step and a
@@ -316,6 +318,8 @@ static rnc_status step_work(const rnc_model *m, size_t batch, rnc_step_work *w)
     w->fr = (size_t)o;   o += RNC_ALIGN_UP(2 * (uint64_t)m->front_w * 4, 64);
     w->fscr = (size_t)o; o += RNC_ALIGN_UP((uint64_t)m->front_scratch * 4, 64);
     w->ints = (size_t)o; o += int_work(m, B).total; /* 0 but for RNC_INT8 models */
+    /* a log_mel FFT's twiddles: written by rnc_state_init, read by step and run */
+    w->tw = (size_t)o;   o += RNC_ALIGN_UP((uint64_t)m->fft_floats * 4, 64);
     if (o > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     w->total = (size_t)o;
     return RNC_OK;
@@ -378,6 +382,11 @@ rnc_status rnc_state_init(const rnc_model *m, size_t batch, void *mem, size_t by
     s->work = p + (RNC_ALIGN_UP(end, 64) - (uintptr_t)p);
     s->work_bytes = need - (size_t)(s->work - p);
     initial_state(s);
+    if (m->fft_floats) { /* the log_mel record is the first */
+        rnc_step_work w;
+        TRY(step_work(m, batch, &w));
+        rnc__fft_twiddles(&m->front[0], (float *)(s->work + w.tw));
+    }
     return RNC_OK;
 }
 
@@ -801,13 +810,13 @@ static void rowwise(const rnc_front_op *F, const float *x, float *y)
     }
 }
 
-/* log_mel (rnc_layout.h): u = window * x; folded by the DFT's symmetry (columns j and n - j of
- * the cosines are equal, of the sines opposite) into v[j] = u[j] + u[n-j], w[j] = u[j] - u[n-j]
+/* log_mel (rnc_layout.h), the spectrum by the tables' product (the sizes the FFT does not take,
+ * rnc__fft_plan): u = window * x; folded by the DFT's symmetry (columns j and n - j of the
+ * cosines are equal, of the sines opposite) into v[j] = u[j] + u[n-j], w[j] = u[j] - u[n-j]
  * (j < N; u[j] alone where n - j <= j, w's terms there have zero sines); re = C v, im = S w by the
- * plan's f32 GEMM row (one column each); p = re^2 + im^2 (power 2) or its square root (power 1);
- * mel[m] = the filter's weights against its span of p; y = mel, log(mel + log_offset) or
- * 10 log10(max(mel, amin)). */
-static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *scratch)
+ * plan's f32 GEMM row (one column each); p = re^2 + im^2 (power 2) or its square root (power 1),
+ * returned (N floats in scratch). */
+static float *log_mel_dft(const rnc_model *m, const rnc_front_op *F, const float *x, float *scratch)
 {
     const uint32_t n = F->in_w, N = F->nfreq, rp = (uint32_t)r16(N);
     float *u = scratch, *v = u + n, *w = v + N, *re = w + N, *im = re + rp;
@@ -826,6 +835,24 @@ static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *
         const float p = re[k] * re[k] + im[k] * im[k];
         re[k] = F->power == 1 ? sqrtf(p) : p;
     }
+    return re;
+}
+
+/* log_mel (rnc_layout.h): the power (or magnitude) spectrum p of the windowed frame, by a real FFT
+ * (kernels/f32_fft_generic.c; tw: its twiddles in the state's work) or the tables' product;
+ * mel[m] = the filter's weights against its span of p; y = mel, log(mel + log_offset) or
+ * 10 log10(max(mel, amin)). */
+static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *scratch,
+                        const float *tw)
+{
+    float *re = scratch + 2 * (size_t)F->in_w;
+    if (F->fft_m) {
+        const rnc_fft_args a = {F->fft_m, F->fft_nst, F->power, F->fft_radix, tw, F->window, x,
+                                scratch, re};
+        plan_pick(&m->plan.rfft, 1, 0)->fn.rfft(&a);
+    } else {
+        re = log_mel_dft(m, F, x, scratch);
+    }
     const float *fw = F->fbw;
     for (uint32_t j = 0; j < F->out_w; ++j) {
         const uint32_t first = F->span[2 * j], count = F->span[2 * j + 1];
@@ -841,7 +868,7 @@ static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *
 /* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x; win: the
  * stream row's conv_time windows. */
 static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
-                      float *scratch)
+                      float *scratch, const float *tw)
 {
     if (F->kind == RNC_REC_CONV_TIME) {
         conv_time_row(m, F, x, y, win + F->win_off, scratch);
@@ -849,7 +876,7 @@ static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x,
         if (F->s) frame_conv_row_q8(m, F, x, y, scratch);
         else frame_conv_row(m, F, x, y, scratch);
     } else if (F->kind == RNC_REC_LOG_MEL) {
-        log_mel_row(m, F, x, y, scratch);
+        log_mel_row(m, F, x, y, scratch, tw);
     } else if (F->kind == RNC_REC_MAGNITUDE) {
         const uint32_t M = F->out_w;
         for (uint32_t i = 0; i < M; ++i) y[i] = sqrtf(x[i] * x[i] + x[M + i] * x[M + i]);
@@ -873,12 +900,12 @@ static uint32_t front_count(const rnc_model *m, size_t *width)
  * out, with the stream row's conv_time windows win (moved on by one step); 0, or -1 when the
  * result holds NaN/Inf (float32 overflow). */
 static int front_rows(const rnc_model *m, uint32_t n, const float *x, float *out, float *fa, float *fb,
-                      float *win, float *scratch)
+                      float *win, float *scratch, const float *tw)
 {
     const float *in = x;
     for (uint32_t i = 0; i < n; ++i) {
         float *dst = i + 1 == n ? out : (in == fa ? fb : fa);
-        front_row(m, &m->front[i], in, dst, win, scratch);
+        front_row(m, &m->front[i], in, dst, win, scratch, tw);
         in = dst;
     }
     return rnc__all_finite(out, m->front[n - 1].out_w) ? 0 : -1;
@@ -1078,7 +1105,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         float *out = fb;
         for (size_t b = 0; b < B; ++b)
             if (front_rows(m, npre, x + b * in_w, out + b * pre_w, fr, fr + m->front_w,
-                           s->win ? s->win + b * m->win_floats : NULL, fscr))
+                           s->win ? s->win + b * m->win_floats : NULL, fscr, (const float *)(wk + w.tw)))
                 return nonfinite(s, m->num_layers + 1, 0, b, 0);
         in = out;
         in_w = pre_w;
@@ -1357,7 +1384,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     continue;
                 }
                 if (front_rows(m, npre, x + (b * T + t) * m->input_size, row, fr, fr + m->front_w,
-                               s->win ? s->win + b * m->win_floats : NULL, fscr))
+                               s->win ? s->win + b * m->win_floats : NULL, fscr,
+                               (const float *)(s->work + sw.tw)))
                     return nonfinite(s, m->num_layers + 1, 0, b, t);
             }
         cur = fseq;

@@ -389,7 +389,11 @@
  *       (u32 pairs, first_m + count_m <= N), o_m = count_0 + .. + count_{m-1}; the weights
  *       (sum of the counts, >= 0; absent when that is 0) are each triangular filter's nonzero span
  *   y[m] = mel[m] (log 0), log(mel[m] + log_offset) (log 1), 10 log10(max(mel[m], amin)) (log 2)
- * log_offset (log 1) and amin (log 2) are finite and > 0, else 0. */
+ * log_offset (log 1) and amin (log 2) are finite and > 0, else 0.
+ * The C core computes re, im by a real FFT (kernels/f32_fft_generic.c) when n_fft is even, n_fft/2
+ * has no prime factor above 5 and the tables are the DFT's (each entry within 2e-6 of column 1's
+ * value of its phase, column 1 within 1e-6 of cos / -sin), its twiddles taken from column 1; by
+ * the products above otherwise. */
 #define RNC_MEL_LOG_NONE 0u
 #define RNC_MEL_LOG 1u
 #define RNC_MEL_LOG_DB 2u

@@ -366,6 +366,88 @@ static void test_table_ops(void)
     printf("  quantiser and projection rows: bit-identical to generic on every available ISA\n");
 }
 
+/* ------------------------------------------------------------------------ log_mel real FFT */
+/* The FFT plan and its rows (kernels/f32_fft_generic.c, fft_avx512.c): every even n_fft whose half
+ * has no prime factor above 5 is planned, the others are not (the tables' product runs them);
+ * tables that are not the DFT's are not planned either; every available row gives the generic
+ * row's bits, and the generic row's power spectrum agrees with a double-precision DFT. */
+static void test_rfft_rows(void)
+{
+    static const uint32_t sizes[] = {2, 4, 6, 8, 10, 12, 16, 18, 30, 50, 64, 96, 128, 200, 250, 256,
+                                     320, 400, 480, 512, 1000, 1024, 2048, 14, 22, 63, 255, 202};
+    const double tau = 6.283185307179586477;
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; ++t) {
+        const uint32_t n = sizes[t], nf = n / 2 + 1, rp = (nf + 15) / 16 * 16;
+        uint32_t half = n / 2;
+        while (half % 2 == 0 && half > 1) half /= 2;
+        while (half % 3 == 0) half /= 3;
+        while (half % 5 == 0) half /= 5;
+        const int want = n % 2 == 0 && half == 1;
+        float *dft = xmalloc(4 * 2 * (size_t)rp * nf), *win = xmalloc(4 * (size_t)n), *x = xmalloc(4 * (size_t)n);
+        memset(dft, 0, 4 * 2 * (size_t)rp * nf);
+        for (uint32_t k = 0; k < nf; ++k)
+            for (uint32_t j = 0; j < nf; ++j) {
+                const double a = tau * (double)((uint64_t)k * j % n) / n;
+                const size_t at = ((size_t)(k / 16) * nf + j) * 16 + k % 16;
+                dft[at] = (float)cos(a);
+                dft[(size_t)rp * nf + at] = (float)-sin(a);
+            }
+        rnc_front_op F;
+        memset(&F, 0, sizeof F);
+        F.in_w = n;
+        F.dft = dft;
+        F.window = win;
+        CHECK(rnc__fft_plan(&F, n) == want && (F.fft_m != 0) == want, "fft plan n=%u: %u, want %d", n, F.fft_m, want);
+        if (!want) {
+            free(dft), free(win), free(x);
+            continue;
+        }
+        /* one entry of the sines off by 1e-5: not the DFT's tables, no FFT */
+        const size_t bad = ((size_t)((nf - 1) / 16) * nf + nf / 2) * 16 + (nf - 1) % 16 + (size_t)rp * nf;
+        const float keep = dft[bad];
+        dft[bad] += 1e-5f;
+        CHECK(rnc__fft_plan(&F, n) == 0 && F.fft_m == 0, "fft plan n=%u: tables off by 1e-5 planned", n);
+        dft[bad] = keep;
+        CHECK(rnc__fft_plan(&F, n) == 1, "fft plan n=%u after the fix", n);
+        const size_t ntw = rnc__fft_tw_floats(&F);
+        float *tw = xmalloc(4 * ntw), *work = xmalloc(4 * 4 * (size_t)F.fft_m);
+        float *p0 = xmalloc(4 * (size_t)nf), *p1 = xmalloc(4 * (size_t)nf);
+        rnc__fft_twiddles(&F, tw);
+        for (uint32_t i = 0; i < n; ++i) win[i] = 0.5f - 0.5f * (float)cos(tau * i / n) + 0.01f, x[i] = rndf();
+        for (uint32_t power = 1; power <= 2; ++power) {
+            const rnc_fft_args a = {F.fft_m, F.fft_nst, power, F.fft_radix, tw, win, x, work, p0};
+            rnc_f32_rfft_power_generic(&a);
+            double err = 0, top = 0;
+            for (uint32_t k = 0; k < nf; ++k) {
+                double re = 0, im = 0;
+                for (uint32_t i = 0; i < n; ++i) {
+                    const double u = (double)win[i] * x[i], ang = tau * (double)((uint64_t)k * i % n) / n;
+                    re += u * cos(ang);
+                    im -= u * sin(ang);
+                }
+                const double pw = power == 2 ? re * re + im * im : sqrt(re * re + im * im);
+                err = fmax(err, fabs(pw - p0[k]));
+                top = fmax(top, pw);
+            }
+            CHECK(err <= 2e-6 * top, "rfft n=%u power %u: max error %g of %g against the double DFT", n, power,
+                  err, top);
+            for (size_t r = 0; r < rnc__kernel_count; ++r) {
+                const rnc_kernel *kr = &rnc__kernels[r];
+                int avail = 0;
+                rnc_isa_available((rnc_isa)kr->isa, &avail);
+                if (!avail || kr->op != RNC_OP_RFFT_POWER) continue;
+                rnc_fft_args b = a;
+                b.p = p1;
+                memset(p1, 0x55, 4 * (size_t)nf);
+                kr->fn.rfft(&b);
+                CHECK(!memcmp(p0, p1, 4 * (size_t)nf), "%s n=%u power %u differs from the generic row", kr->name, n, power);
+            }
+        }
+        free(dft), free(win), free(x), free(tw), free(work), free(p0), free(p1);
+    }
+    printf("  log_mel FFT: planned sizes agree with a double DFT, every row bit-identical to generic\n");
+}
+
 /* ------------------------------------------------------------------------ quantisation */
 static void test_quantize(void)
 {
@@ -1242,6 +1324,7 @@ int main(int argc, char **argv)
 
     test_quantize();
     test_table_ops();
+    test_rfft_rows();
     test_gemm();
     test_activations(fuzz);
 
