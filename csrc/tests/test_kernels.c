@@ -30,7 +30,11 @@ static void test_cells(void)
                                          /* one-row kernels' unit-block tails (AVX2 b1/small,
                                           * NEON 4-lane update): odd and even block counts, partial
                                           * 8- and 4-unit chunks */
-                                         {1, 33, 47}, {1, 20, 72}, {1, 9, 100}, {2, 24, 56}};
+                                         {1, 33, 47}, {1, 20, 72}, {1, 9, 100}, {2, 24, 56},
+                                         /* the AVX-512 VNNI one-row path for H <= 64 (all
+                                          * products, then every block's update): 4 unit blocks,
+                                          * whole and with a partial last one */
+                                         {1, 70, 64}, {1, 5, 49}};
     static const uint32_t ops[][3] = {{RNC_OP_RNN_STEP, RNC_RNN_TANH, 1}, {RNC_OP_RNN_STEP, RNC_RNN_RELU, 1},
                                       {RNC_OP_GRU_STEP, RNC_GRU, 1},      {RNC_OP_GRU_STEP, RNC_GRU, 0},
                                       {RNC_OP_LSTM_STEP, RNC_LSTM, 1}};
