@@ -26,7 +26,9 @@ message when the toolchain, qemu or the plugin's sources are missing. QEMU model
 are instructions, not cycles.
 
 The C bench is also the driver to time an independent implementation beside rnncore: it loads any
-``.rnc`` and prints µs per step (``rnncore-bench --model F.rnc --isa avx2 --breakdown --part step``).
+``.rnc`` and prints µs per step (``rnncore-bench --model F.rnc --isa avx2 --breakdown --part step``);
+``benchmarks/peers/opus_gru.c`` times Opus's int8 GRU interleaved with ``rnc_step`` (benchmarks/README.md,
+"How to compare against Opus").
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ typedef void (*rnc_gemm_deq_fn)(const int8_t *Wp, int R, int K, int N, const int
  * The writer stores them in v2 files (docs/rnc-format.md), the loader checks them with this. */
 void rnc_q8_rowsum_generic(const int8_t *Wp, int R, int K, int32_t *sums);
 
+/* model.c's cell_args_base sets every field by name (no memset): a new field must be set there */
 typedef struct rnc_cell_args {
     uint32_t kind;          /* rnc_cell_kind */
     uint32_t reset_after;   /* GRU form */

@@ -524,7 +524,8 @@ static rnc_status check_relu_states(const rnc_model *m, rnc_state *s)
 static void cell_args_base(const rnc_model *m, const rnc_layer *L, uint32_t d, rnc_state *s,
                            rnc_cell_args *a, void *work)
 {
-    memset(a, 0, sizeof(*a));
+    /* every field of rnc_cell_args set one by one (a memset of the struct is a rep stos, ~10 ns
+     * of a 0.1 us step) */
     a->kind = L->kind;
     a->reset_after = L->reset_after;
     a->batch = (uint32_t)s->batch;
@@ -540,12 +541,22 @@ static void cell_args_base(const rnc_model *m, const rnc_layer *L, uint32_t d, r
     a->b_hh = L->dir[d].b_hh;
     a->h_scale = m->precision != RNC_F32 ? L->h_scale[d] : 0.0f;
     a->h_inv = m->precision != RNC_F32 ? L->h_inv[d] : 0.0f;
+    a->x = NULL;
+    a->ldx = 0;
+    a->xq = NULL;
+    a->sx = NULL;
+    a->ldxq = 0;
+    a->gi = NULL;
+    a->ldgi = 0;
     a->h = s->h + (L->h_offset + (size_t)d * L->out) * s->batch;
-    a->P = L->proj;
     a->c = L->kind == RNC_LSTM ? s->c + (L->c_offset + (size_t)d * L->hidden_size) * s->batch
                                : NULL;
+    a->y = NULL;
+    a->ldy = 0;
+    a->active = NULL;
     a->hh_sums = L->dir[d].hh_sums;
     a->work = work;
+    a->P = L->proj;
 }
 
 /* The variant cell's options for direction d and the plan's product rows for `batch` columns. */

@@ -30,7 +30,11 @@ static void test_cells(void)
                                          /* one-row kernels' unit-block tails (AVX2 b1/small,
                                           * NEON 4-lane update): odd and even block counts, partial
                                           * 8- and 4-unit chunks */
-                                         {1, 33, 47}, {1, 20, 72}, {1, 9, 100}, {2, 24, 56}};
+                                         {1, 33, 47}, {1, 20, 72}, {1, 9, 100}, {2, 24, 56},
+                                         /* the AVX-512 VNNI one-row path for H <= 64 (all
+                                          * products, then every block's update): 4 unit blocks,
+                                          * whole and with a partial last one */
+                                         {1, 70, 64}, {1, 5, 49}};
     static const uint32_t ops[][3] = {{RNC_OP_RNN_STEP, RNC_RNN_TANH, 1}, {RNC_OP_RNN_STEP, RNC_RNN_RELU, 1},
                                       {RNC_OP_GRU_STEP, RNC_GRU, 1},      {RNC_OP_GRU_STEP, RNC_GRU, 0},
                                       {RNC_OP_LSTM_STEP, RNC_LSTM, 1}};
@@ -101,9 +105,49 @@ static void test_cells(void)
 }
 
 
+/* rnc__all_finite (rnc_step's check of x) against isfinite: every exponent, sign and a few
+ * mantissas, alone or among finite values at every position of vectors of 1 to 67 floats (the
+ * vectorised body and every tail length) */
+static int all_finite_ref(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        if (!isfinite(v[i])) return 0;
+    return 1;
+}
+
+static void test_all_finite(void)
+{
+    static const uint32_t mant[] = {0u, 1u, 0x400000u, 0x7FFFFFu};
+    float v[67];
+    int bad = 0;
+    for (uint32_t e = 0; e < 256; ++e)
+        for (uint32_t sgn = 0; sgn < 2; ++sgn)
+            for (size_t k = 0; k < sizeof mant / sizeof mant[0]; ++k) {
+                const uint32_t u = sgn << 31 | e << 23 | mant[k];
+                float f;
+                memcpy(&f, &u, 4);
+                for (size_t n = 1; n <= 67; n += (e % 7 == 0 ? 1 : 11)) {
+                    for (size_t i = 0; i < n; ++i) v[i] = (float)i * 0.5f - 3.0f;
+                    for (size_t at = 0; at < n; ++at) {
+                        const float keep = v[at];
+                        v[at] = f;
+                        bad += rnc__all_finite(v, n) != all_finite_ref(v, n);
+                        v[at] = keep;
+                    }
+                }
+            }
+    if (bad) {
+        ++failed;
+        printf("FAIL rnc__all_finite: %d vectors disagree with isfinite\n", bad);
+    } else {
+        ++passed;
+    }
+}
+
 int main(void)
 {
     test_cells();
+    test_all_finite();
     printf("kernel-table cells: %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -562,6 +562,127 @@ RNC_FA void small_row(const rnc_cell_args *a, uint32_t kind, const int G, const 
     for (int k = 0; k < RNC_STAGES; ++k) small_stage(a, kind, G, k, &e, sh, h, c, y);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Step mode at one row and H <= 64 (NBK <= 4 unit blocks): every block's products first, then
+ * every block's update, instead of the pipeline above.
+ *
+ * Why: at small H the products of one block are short chains of dependent vpdpbusd (G
+ * accumulators, their latency per input group) and the last block's update (~140 cycles of one
+ * dependent float chain at GRU) runs alone after them. Here W_ih's G x NBK row blocks run as
+ * G x NBK independent accumulator chains over x (then scaled and biased into pre, as
+ * small_begin), W_hh's likewise over h (their accumulators stay in registers into the update),
+ * and the NBK updates go stage by stage across the blocks, so that their chains are in flight
+ * together. Same integers (exact int32 sums, any order), each lane's float32 operations those of
+ * small_stage (rnc_q8_dequant + rnc_x86_unit16_v) on the same operands in the same order:
+ * bit-identical outputs.
+ * ---------------------------------------------------------------------------------------- */
+/* a[i] += sum over groups of dpbusd(|q_g|, sign(q_g) * W[i]_g), M chains (small_acc, unrolled) */
+RNC_FA void tiny_acc(const int8_t *const *W, int ng, const int8_t *q, __m512i *a, const int M)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    for (int g = 0; g < ng; ++g) {
+        int32_t v;
+        memcpy(&v, q + 4 * g, 4);
+        const __m512i xb = _mm512_set1_epi32(v);
+        const __mmask64 neg = _mm512_movepi8_mask(xb);
+        const __m512i xa = _mm512_abs_epi8(xb);
+#pragma GCC unroll 16
+        for (int i = 0; i < M; ++i) {
+            __m512i w = _mm512_loadu_si512((const void *)(W[i] + (size_t)g * 64));
+            w = _mm512_mask_sub_epi8(w, neg, zero, w);
+            a[i] = _mm512_dpbusd_epi32(a[i], xa, w);
+        }
+    }
+    /* as fused_acc_body: without it GCC copied accumulators between registers every group */
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) __asm__("" : "+v"(a[i]));
+}
+
+/* a[i] += sum over groups of dpbusd(q_g ^ 0x80, W[i]_g), M chains (small_acc_off, unrolled) */
+RNC_FA void tiny_acc_off(const int8_t *const *W, int ng, const int8_t *q, __m512i *a, const int M)
+{
+    for (int g = 0; g < ng; ++g) {
+        const __m512i xu = fused_bcast(q, g);
+#pragma GCC unroll 16
+        for (int i = 0; i < M; ++i)
+            a[i] = _mm512_dpbusd_epi32(a[i], xu, _mm512_loadu_si512((const void *)(W[i] + (size_t)g * 64)));
+    }
+    /* as fused_acc_body: without it GCC copied accumulators between registers every group */
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) __asm__("" : "+v"(a[i]));
+}
+
+RNC_FA void tiny_row(const rnc_cell_args *a, uint32_t kind, const int G, const int sums, const int NBK,
+                     const int8_t *hq, float sh)
+{
+    const uint32_t H = a->H, Hp = a->Hp;
+    const int gx = (int)(RNC_ALIGN_UP((size_t)a->I, 4) / 4), gh = (int)(RNC_ALIGN_UP((size_t)H, 4) / 4);
+    float *h = a->h, *c = a->c, *y = a->y;
+    float pre[4][4 * 16] __attribute__((aligned(64))); /* block j's input parts, gate m at 16 m */
+    {
+        const int8_t *W[16];
+        __m512i acc[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < G * NBK; ++i) {
+            W[i] = (const int8_t *)a->w_ih + (((size_t)(i % G) * Hp + 16u * (uint32_t)(i / G)) / 16) * (size_t)gx * 64;
+            acc[i] = _mm512_setzero_si512();
+        }
+        tiny_acc(W, gx, a->xq, acc, G * NBK);
+#pragma GCC unroll 16
+        for (int i = 0; i < G * NBK; ++i) {
+            const size_t r = (size_t)(i % G) * Hp + 16u * (uint32_t)(i / G);
+            _mm512_store_ps(pre[i / G] + 16 * (i % G), fused_dequant(acc[i], a->sx[0], a->s_ih + r, a->b_ih + r));
+        }
+    }
+    small_epi e[4];
+    {
+        const int8_t *W[16];
+        __m512i acc[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < G * NBK; ++i) {
+            const size_t r = (size_t)(i % G) * Hp + 16u * (uint32_t)(i / G);
+            W[i] = (const int8_t *)a->w_hh + (r / 16) * (size_t)gh * 64;
+            acc[i] = sums ? _mm512_sub_epi32(_mm512_setzero_si512(),
+                                             _mm512_slli_epi32(_mm512_loadu_si512((const void *)(a->hh_sums + r)), 7))
+                          : _mm512_setzero_si512();
+        }
+        if (sums) tiny_acc_off(W, gh, hq, acc, G * NBK);
+        else tiny_acc(W, gh, hq, acc, G * NBK);
+#pragma GCC unroll 4
+        for (int j = 0; j < NBK; ++j) {
+            const uint32_t u = 16u * (uint32_t)j;
+#pragma GCC unroll 4
+            for (int m = 0; m < G; ++m) e[j].acc[m] = acc[j * G + m];
+            e[j].u = u;
+            e[j].msk = H - u >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - u)) - 1u);
+            e[j].gi = pre[j];
+            e[j].ldg = 16;
+        }
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < RNC_STAGES; ++k)
+#pragma GCC unroll 4
+        for (int j = 0; j < NBK; ++j) small_stage(a, kind, G, k, &e[j], sh, h, c, y);
+}
+
+/* one row, H <= 64: tiny_row with its block count as a constant */
+RNC_FA void tiny_step(const rnc_cell_args *a, uint32_t kind, const int G, const int sums)
+{
+    const uint32_t H = a->H;
+    const size_t kh = RNC_ALIGN_UP((size_t)H, 4);
+    const rnc_cell_work wl = rnc__cell_work(a->G, H, 1);
+    unsigned char *w = (unsigned char *)a->work;
+    int8_t *hq = (int8_t *)(w + wl.hq);
+    float sh;
+    rnc_x86_quantize_row_avx512(a->h, H, kh, a->h_scale, a->h_inv, hq, &sh);
+    switch ((H + 15) / 16) {
+    case 1: tiny_row(a, kind, G, sums, 1, hq, sh); break;
+    case 2: tiny_row(a, kind, G, sums, 2, hq, sh); break;
+    case 3: tiny_row(a, kind, G, sums, 3, hq, sh); break;
+    default: tiny_row(a, kind, G, sums, 4, hq, sh); break;
+    }
+}
+
 /* seq: the input part is given as float pre-activations (run's whole-sequence mode) */
 RNC_FA void small_step_mode(const rnc_cell_args *a, uint32_t kind, const int G, const int seq, const int sums)
 {
@@ -571,6 +692,10 @@ RNC_FA void small_step_mode(const rnc_cell_args *a, uint32_t kind, const int G, 
     unsigned char *w = (unsigned char *)a->work;
     int8_t *hq = (int8_t *)(w + wl.hq);
     float *sh = (float *)(w + wl.sh);
+    if (!seq && B == 1 && H <= 64 && !(a->active && !a->active[0])) {
+        tiny_step(a, kind, G, sums);
+        return;
+    }
     for (uint32_t b = 0; b < B; ++b) /* every row's h is quantised before any row is updated */
         rnc_x86_quantize_row_avx512(a->h + (size_t)b * H, H, kh, a->h_scale, a->h_inv, hq + b * kh, &sh[b]);
     for (uint32_t b = 0; b < B; ++b) {

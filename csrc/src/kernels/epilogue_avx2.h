@@ -295,14 +295,16 @@ static inline void rnc_avx2_quantize_row(const float *v, size_t n, size_t npad, 
     } else {
         __m256 mv = _mm256_setzero_ps();
         const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-        for (size_t i = 0; i < n; i += 8) {
-            const __m256 a = _mm256_and_ps(_mm256_maskload_ps(v + i, rnc_avx2_mask(n - i)), absmask);
-            mv = _mm256_max_ps(a, mv); /* a > m ? a : m: NaN never wins */
-        }
-        float t[8];
-        _mm256_storeu_ps(t, mv);
-        float m = 0.0f;
-        for (int j = 0; j < 8; ++j) m = t[j] > m ? t[j] : m;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) /* a > m ? a : m: NaN never wins */
+            mv = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(v + i), absmask), mv);
+        if (i < n)
+            mv = _mm256_max_ps(_mm256_and_ps(_mm256_maskload_ps(v + i, rnc_avx2_mask(n - i)), absmask), mv);
+        /* the lanes' largest value (no lane is NaN, none negative: any order gives the same) */
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+        const float m = _mm_cvtss_f32(m4);
         if (m == 0.0f) {
             memset(q, 0, npad);
             *scale = 0.0f;
@@ -314,7 +316,8 @@ static inline void rnc_avx2_quantize_row(const float *v, size_t n, size_t npad, 
     const __m256 vinv = _mm256_set1_ps(inv), hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
     const __m256 magic = _mm256_set1_ps(12582912.0f);
     for (size_t i = 0; i < n; i += 8) {
-        __m256 p = _mm256_mul_ps(_mm256_maskload_ps(v + i, rnc_avx2_mask(n - i)), vinv);
+        const __m256 vi = n - i >= 8 ? _mm256_loadu_ps(v + i) : _mm256_maskload_ps(v + i, rnc_avx2_mask(n - i));
+        __m256 p = _mm256_mul_ps(vi, vinv);
         p = _mm256_and_ps(p, _mm256_cmp_ps(p, p, _CMP_ORD_Q)); /* NaN -> 0 */
         p = _mm256_min_ps(hi, p);
         p = _mm256_max_ps(lo, p);
