@@ -182,7 +182,9 @@ typedef struct rnc_front_op {
     float log_c;                  /* log_mel: log_offset (log) or amin (dB) */
     const float *window, *dft, *fbw; /* log_mel: window, packed (cos | -sin) rows, filter weights */
     const uint32_t *span;         /* log_mel: (first bin, count) per filter */
-    const float *s;               /* q8 frame_conv: per-row weight scales, w then int8 (NULL: f32) */
+    const float *s;               /* q8 frame_conv / conv_time: per-row weight scales, w then int8 (NULL: f32) */
+    uint32_t src;                 /* residual: the front[] index whose input it adds */
+    size_t save_off;              /* residual: that input's copy in a row's save area (floats) */
 } rnc_front_op;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved
@@ -227,6 +229,7 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t front_w;               /* widest per-step record input or output (floats per row) */
     size_t front_scratch;         /* floats a frame_conv needs per row (windows + products) */
     size_t win_floats;            /* conv_time windows per stream row (rnc_state.win) */
+    size_t res_floats;            /* residual records' saved inputs per row (their features) */
     size_t h_floats, c_floats;    /* per batch row */
     size_t max_feat, max_kpad, max_gates_hp;
     uint32_t isa;

@@ -13,6 +13,15 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
       acc[o, l] = sum_{c, j} Wq[o, c, j] qpad[g(o) C_g + c, l*stride + j*dilation]
       y[o*L_out + l] = float32(acc[o, l]) * (s_x * s_w[o]) + b[o]
 
+* ``conv_time`` (a causal Conv1d over time; int8 weights ``Wq (C_out, C_in/groups, k)``, scales
+  ``s_w``, bias ``b``): at step ``t`` the ``k`` taps of every channel, ``v[c*k + j] =
+  x_{t - P + j*dilation}[c]`` (``P = dilation (k - 1)``, zero before the sequence's start), are
+  quantised as ONE vector (``q, s_x = quantize_activation(v)``), then per group::
+
+      acc[o] = sum_{c < C_g, j} Wq[o, c, j] q[(g(o) C_g + c) k + j]
+      y[o] = float32(acc[o]) * (s_x * s_w[o]) + b[o]
+
+* ``residual``: ``y = x + u`` with ``u`` the input of the record ``span`` records before it;
 * ``magnitude``: ``y[i] = sqrt(x[i]*x[i] + x[M+i]*x[M+i])``;
 * ``pointwise``: relu ``x > 0 ? x : 0``, hardsigmoid ``min(max(alpha x + beta, 0), 1)``,
   sigmoid ``1 / (1 + exp(-x))``, tanh, gelu ``0.5 x (1 + erf(x / sqrt 2))``, gelu tanh;
@@ -81,6 +90,30 @@ def frame_conv_q8(rec: dict, x: np.ndarray, return_acc: bool = False):
     return (y, acc, sx) if return_acc else y
 
 
+def conv_time_q8(rec: dict, x: np.ndarray) -> np.ndarray:
+    """A q8 conv_time on whole sequences: ``x (B, T, C_in)`` float32 (step 0 the start of each
+    sequence: zeros before it) -> ``(B, T, C_out)`` float32.
+
+    ``rec``: ``in_channels``, ``out_channels``, ``kernel_size``, ``dilation``, ``groups`` and
+    ``qweight (C_out, C_in/groups, k)`` int8, ``scale (C_out,)`` and ``bias (C_out,)`` float32.
+    """
+    x = np.asarray(x, F32)
+    B, T, ci = x.shape
+    co, k = int(rec["out_channels"]), int(rec["kernel_size"])
+    dl, g = int(rec.get("dilation", 1)), int(rec.get("groups", 1))
+    P = dl * (k - 1)
+    xp = np.concatenate([np.zeros((B, P, ci), F32), x], axis=1)        # (B, P + T, C_in)
+    taps = np.stack([xp[:, j * dl:j * dl + T] for j in range(k)], axis=3)   # (B, T, C_in, k)
+    q, sx = quantize_activation(taps.reshape(B, T, ci * k))          # one vector per step
+    cg, cog = ci // g, co // g
+    wq = np.asarray(rec["qweight"], np.int8).reshape(co, cg * k)
+    acc = np.empty((B, T, co), np.int32)
+    for gi in range(g):
+        acc[..., gi * cog:(gi + 1) * cog] = int_matmul(q[..., gi * cg * k:(gi + 1) * cg * k],
+                                                       wq[gi * cog:(gi + 1) * cog])
+    return epilogue(acc, sx, np.asarray(rec["scale"], F32), np.asarray(rec["bias"], F32))
+
+
 def _seq_sum(v: np.ndarray) -> np.ndarray:
     """The left-to-right float32 sum along the last axis, from 0 (the C loop's order)."""
     return np.cumsum(v, axis=-1, dtype=F32)[..., -1] if v.shape[-1] else np.zeros(v.shape[:-1], F32)
@@ -144,10 +177,27 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
 
 
 def step_records(records: list, x: np.ndarray) -> np.ndarray:
-    """Rows ``x (..., F)`` through ``records`` in order (leading axes kept)."""
+    """Rows ``x (..., F)`` through ``records`` in order (leading axes kept); a conv_time record
+    needs whole sequences, ``x (B, T, F)`` (a step alone has no window: ``ValueError``)."""
     x = np.asarray(x, F32)
     lead = x.shape[:-1]
     y = x.reshape(-1, x.shape[-1])
+    inputs = []
     for rec in records:
-        y = step_record(rec, y)
+        inputs.append(y)
+        kind = str(rec["kind"]).lower()
+        if kind == "residual":
+            y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+        elif kind in ("conv1d", "conv_time"):
+            if len(lead) != 2:
+                raise ValueError("step_records: a conv_time record needs whole sequences (B, T, F), "
+                                 f"got {x.shape}")
+            t = rec.get("tensors", rec)
+            if t.get("qweight") is None:
+                raise ValueError("step_records: a conv_time kept in float32 has no bit-exact NumPy form "
+                                 "(its product is the ISA's f32 GEMM row)")
+            full = {**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"]}
+            y = conv_time_q8(full, y.reshape(*lead, -1)).reshape(-1, int(rec["out_channels"]))
+        else:
+            y = step_record(rec, y)
     return y.reshape(*lead, y.shape[-1])
