@@ -304,7 +304,7 @@ def test_q8_conv_time_and_residual_equal_the_numpy_spec_bit_for_bit_on_every_isa
     # the q8 model is the f32 one quantised: close, not equal
     y32 = rc.compile(m).run(X, lengths)
     err = np.abs(ref - y32).max()
-    assert 0 < err < 0.05 * np.abs(y32).max(), err
+    assert 0 < err < 0.02 * np.abs(y32).max(), err   # measured 0.84 % (GRU), 0.76 % (LSTM)
 
 
 def test_q8_conv_time_streams_with_the_bits_of_its_run_and_restores_its_window():
