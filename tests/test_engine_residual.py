@@ -196,6 +196,48 @@ def test_torch_fx_imports_x_plus_f_of_x_as_a_residual_and_matches_torch():
         rc.io.from_torch(NotAChain())
 
 
+@pytest.mark.filterwarnings("ignore")
+def test_onnx_add_of_x_and_an_activation_of_it_compiles_and_matches_onnxruntime():
+    """torch.onnx (classic) of x + relu(x) before a GRU and y + tanh(y) after it: a residual around
+    per-step activations, against onnxruntime on the same bytes; x + a Linear of x is refused."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    import io
+
+    from rnncore.io import from_onnx
+
+    class ResTail(torch.nn.Module):
+        def __init__(self, linear_inside: bool = False) -> None:
+            super().__init__()
+            self.gru = torch.nn.GRU(6, 8)
+            self.fc = torch.nn.Linear(8, 3)
+            self.inner = torch.nn.Linear(8, 8)
+            self.linear_inside = linear_inside
+
+        def forward(self, x):                    # x (T, B, 6)
+            x = x + torch.relu(x)
+            y, _ = self.gru(x)
+            y = y + (self.inner(y) if self.linear_inside else torch.tanh(y))
+            return self.fc(y)
+
+    def export(net):
+        f = io.BytesIO()
+        torch.onnx.export(net.eval(), (torch.randn(5, 2, 6),), f, input_names=["x"], output_names=["y"],
+                          dynamo=False, opset_version=14, dynamic_axes={"x": {0: "T", 1: "b"}})
+        return f.getvalue()
+
+    torch.manual_seed(2)
+    blob = export(ResTail())
+    eng = rc.compile(from_onnx(blob))
+    assert eng.describe() == "pointwise > residual > gru(8) > pointwise > residual > linear(8->3)"
+    x = _x((9, 3, 6), seed=3)
+    want = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = eng.run(np.ascontiguousarray(x.transpose(1, 0, 2))).transpose(1, 0, 2)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(Add\) adds x and f\(x\) where f holds a (Gemm|MatMul)"):
+        rc.compile(from_onnx(export(ResTail(linear_inside=True))))
+
+
 def test_residual_file_round_trip_and_the_description():
     for precision in ("f32", "q8"):
         eng = rc.compile(hybrid(seed=2), precision)
