@@ -177,7 +177,8 @@ class ModelSpec:
     meta: dict = field(default_factory=dict)
     #: per-step records (the ``rc.nn`` layers' ``record()`` dicts, docs/rnc-format.md "Per-step
     #: records"): ``front`` before the recurrent layers (FrameConv1d, Magnitude, activations),
-    #: ``post`` activations after them, ``post_pooled`` activations after ``last_step``
+    #: ``post`` activations after them, ``post_pooled`` activations after ``last_step``; in each,
+    #: ``{"kind": "residual", "span": n}`` adds the input of the record ``n`` before it (``Residual``)
     front: list = field(default_factory=list)
     post: list = field(default_factory=list)
     post_pooled: list = field(default_factory=list)
