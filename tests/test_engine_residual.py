@@ -438,3 +438,37 @@ def test_export_c_of_a_residual_conv_time_model_runs_on_this_host(tmp_path, prec
     want = eng.run(X[None])[0]
     for mode, y in exported_outputs(tmp_path, eng.data, X, "hybrid").items():
         np.testing.assert_allclose(y, want, rtol=0, atol=1e-6, err_msg=mode)
+
+
+def test_calibrated_q8_models_with_per_step_records():
+    """rc.compile(model, "q8", calibration=X) measures the recurrent layers' and the head's inputs
+    after the per-step records: their float form (rnncore.quant.front.float_step_records) equals
+    the rc.nn model (every record kind), and the calibrated engine equals its NumPy q8 reference
+    bit for bit and stays close to the f32 engine."""
+    from test_engine_frontend import vad_like
+
+    from rnncore.quant.reference import forward
+    from rnncore.spec import spec_from_model
+
+    bn = nn.BatchNorm1d(6)
+    bn.buffers["running_mean"][:] = np.arange(6) * 0.1
+    mel = nn.Sequential(nn.LogMelSpectrogram(8000, n_fft=16, hop_length=8, n_mels=6, center=False, log="db"),
+                        bn, nn.GELU("tanh"), nn.GRU(6, 4, seed=1), nn.Linear(4, 2, seed=2))
+    cases = [(hybrid(seed=4, exact=True), _x((4, 12, 5), seed=1)),
+             (hybrid(seed=3, last_step=True), _x((4, 12, 5), seed=2)),
+             (vad_like(seed=1), _x((2, 6, 40), seed=3)),
+             (mel, _x((2, 5, 16), seed=4))]
+    for m, X in cases:
+        y, _ = forward(spec_from_model(m), X, None, None, np.float64, per_step_float=True)
+        if m is mel:   # the rc.nn layer frames a signal (hop 8): its frames are the engine's steps
+            sig = _x((2, 56, 1), seed=4)
+            X = np.stack([sig[:, 8 * t:8 * t + 16, 0] for t in range(6)], 1)
+            y, _ = forward(spec_from_model(m), X, None, None, np.float64, per_step_float=True)
+            X = sig
+        np.testing.assert_allclose(y, m.forward(X.astype(np.float64)), rtol=0, atol=1e-12)
+    m, X = cases[0]
+    e = rc.compile(m, "q8", calibration=X)
+    assert read_rnc(e.data)["layers"][0]["x_scale"] > 0   # a static input scale, measured after the front
+    ref = _c_equals_reference(e, X, None)
+    y32 = rc.compile(m).run(X)
+    assert 0 < np.abs(ref - y32).max() < 0.02 * np.abs(y32).max()
