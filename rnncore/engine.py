@@ -525,7 +525,7 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
         elif name == "last_step":
             place = 2
         elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift", "conv_time",
-                      "log_mel"):
+                      "log_mel", "residual"):
             out[place].append(name)
         pos += size
     return out

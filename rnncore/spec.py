@@ -177,7 +177,8 @@ class ModelSpec:
     meta: dict = field(default_factory=dict)
     #: per-step records (the ``rc.nn`` layers' ``record()`` dicts, docs/rnc-format.md "Per-step
     #: records"): ``front`` before the recurrent layers (FrameConv1d, Magnitude, activations),
-    #: ``post`` activations after them, ``post_pooled`` activations after ``last_step``
+    #: ``post`` activations after them, ``post_pooled`` activations after ``last_step``; in each,
+    #: ``{"kind": "residual", "span": n}`` adds the input of the record ``n`` before it (``Residual``)
     front: list = field(default_factory=list)
     post: list = field(default_factory=list)
     post_pooled: list = field(default_factory=list)
@@ -255,6 +256,55 @@ def _front_width(records: list, width: int) -> int:
 #: the rc.nn activations a per-step record runs (their ``record()`` kinds)
 STEP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "gelu", "layer_norm",
                     "scale_shift")
+
+
+def _record_input(m: object, rec: dict) -> int | None:
+    """The features per step a front-end layer takes (None: an activation, any width)."""
+    rkind = rec.get("kind")
+    return (int(m.in_features) if rkind == "frame_conv1d" else int(m.in_channels) if rkind == "conv1d"
+            else rec.get("n_fft" if rkind == "log_mel" else "features"))
+
+
+def _residual_records(m: object, name: str, front: bool) -> tuple[list, tuple]:
+    """``Residual(f)`` as per-step records: f's records (a layer, or a Sequential of layers,
+    Residuals included) then ``{"kind": "residual", "span": len(f's records)}`` (the record adding
+    the input of the record ``span`` before it); also the first layer and its record. Raises
+    ``ValueError`` naming the layer the C core cannot run per step."""
+    allowed = ("frame_conv1d", "conv1d", "magnitude", *STEP_ACTIVATIONS) if front else STEP_ACTIVATIONS
+    out: list = []
+    first: list = []
+
+    def walk(mod: object, path: str) -> None:
+        kind = type(mod).__name__
+        if kind == "Dropout":
+            return
+        if kind == "Residual":
+            n0 = len(out)
+            walk(mod.fn, path + ".fn")
+            if len(out) == n0:
+                raise ValueError(f"compile: module {path!r} (Residual) wraps no per-step layer")
+            out.append({"kind": "residual", "span": len(out) - n0})
+            return
+        rec = mod.record() if hasattr(mod, "record") else None
+        rkind = rec.get("kind") if isinstance(rec, dict) else None
+        if rkind in allowed:
+            rec = dict(rec)
+            if "tensors" in rec:
+                rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
+            if not first:
+                first.extend((mod, rec))
+            out.append(rec)
+            return
+        children = list(mod.children()) if hasattr(mod, "children") and kind == "Sequential" else []
+        if not children:
+            where = "before" if front else "after"
+            raise ValueError(f"compile: module {path!r} ({kind}) inside a Residual is not a per-step layer "
+                             f"the C core runs {where} the recurrent layers ({', '.join(allowed)})")
+        for cname, c in children:
+            walk(c, f"{path}.{cname}")
+
+    walk(m, name)
+    return out, tuple(first)
 
 
 def _np(v: object) -> np.ndarray:
@@ -376,6 +426,12 @@ def spec_from_model(model: object) -> ModelSpec:
         rkind = rec.get("kind") if isinstance(rec, dict) else None
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
+        elif kind == "Residual" and spec.embedding is None and stage in (0, 1, 2) and not (
+                stage == 2 and spec.head is not None):
+            recs, first = _residual_records(m, name, front=stage == 0)
+            if stage == 0 and not spec.front:
+                spec.front_input = _record_input(first[0], first[1])
+            (spec.front if stage == 0 else spec.post if stage == 1 else spec.post_pooled).extend(recs)
         elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "conv1d", "magnitude",
                                                                  *STEP_ACTIVATIONS) or (
                 rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front):

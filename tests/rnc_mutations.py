@@ -183,6 +183,10 @@ def seed_files() -> dict[str, bytes]:
     for i, (name, pooled) in enumerate(FRONTEND_SEEDS.items()):
         out[name] = write_rnc(_frontend_spec(np.random.default_rng(200 + i), pooled))
     out["conv_time_f32_v2"] = write_rnc(_conv_time_spec(np.random.default_rng(300)))
+    # q8 conv_time records (int8, the fconvq8 tail) with a residual block, and a residual after the GRU
+    spec = gen_vectors.make_spec(np.random.default_rng(310), "gru", [12, 8], "q8", head=2, front="conv")
+    spec["post"] = [{"kind": "relu"}, {"kind": "residual", "span": 1}]
+    out["conv_time_residual_q8_v2"] = write_rnc(spec)
     for i, (name, db) in enumerate(LOG_MEL_SEEDS.items()):
         out[name] = write_rnc(_log_mel_spec(np.random.default_rng(300 + i), db))
     return out

@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 import re
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from child_env import child_env
+from export_c_run import exported_outputs
 
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc, write_rnc
@@ -192,9 +190,8 @@ def test_forms_the_c_core_does_not_run_are_refused_naming_the_field():
         rc.compile(nn.Sequential(nn.Conv1d(3, 3, 2, stride=2, padding="causal"), nn.GRU(3, 4)))
     with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): padding \(1, 1\) 'zeros'"):
         rc.compile(nn.Sequential(nn.Conv1d(3, 3, 3, padding="same"), nn.GRU(3, 4)))
-    with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): the C core runs conv_time and log_mel in "
-                                         r"f32 files only"):
-        rc.compile(kws_like(), precision="q8")
+    with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): .*f32 and q8 files only"):
+        rc.compile(kws_like(), precision="q4")
 
 
 def _file(**edit) -> bytes:
@@ -223,8 +220,8 @@ def _file(**edit) -> bytes:
      "1048576 floats per stream"),
     # 16 rows (round16(8)) x 5 channels x k taps x 4 bytes: 960 stored, 1280 for k = 4
     (dict(kernel_size=4), "CORRUPT", "record 0 (conv_time): weight: tensor of 960 bytes, expected 1280"),
-    (dict(precision=1), "UNSUPPORTED", "record 0 (conv_time): kind: kind 10 (conv_time) in a q8 file: the C "
-                                       "core runs conv_time and log_mel in f32 files only"),
+    # a q8 file's conv_time is 56 bytes (the fconvq8 tail with its weight scales)
+    (dict(precision=1), "CORRUPT", "record 0 (conv_time): size: 48, expected 56"),
     (dict(precision=2), "UNSUPPORTED", "record 0 (conv_time): kind: kind 10 (conv_time) in a q4 file"),
 ])
 def test_corrupted_conv_time_records_are_refused_alike(edit, status, want):
@@ -245,31 +242,12 @@ def test_a_conv_time_after_the_recurrent_layer_is_refused_alike():
 
 
 def test_export_c_of_a_conv_time_model_runs_on_this_host(tmp_path):
-    r = subprocess.run(["make", "-C", str(ROOT / "csrc"), "lib"], capture_output=True, text=True, timeout=600,
-                       env=child_env())
-    assert r.returncode == 0, r.stderr[-2000:]
     eng = rc.compile(kws_like(seed=9, cell=nn.LSTM))
-    model = tmp_path / "kws.rnc"
-    model.write_bytes(eng.data)
-    src = tmp_path / "kws.c"
-    r = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(model), "-o", str(src)],
-                       capture_output=True, text=True, cwd=ROOT, env=child_env())
-    assert r.returncode == 0, r.stderr
-    exe = tmp_path / "kws"
-    r = subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
-                        f"-I{ROOT / 'csrc' / 'include'}", str(src),
-                        str(ROOT / "csrc" / "build" / "librnncore.a"), "-lm", "-o", str(exe)],
-                       capture_output=True, text=True, env=child_env())
-    assert r.returncode == 0, r.stderr
     X = _x((13, 5), seed=11)
-    inp = tmp_path / "x.f32"
-    X.astype("<f4").tofile(inp)
+    got = exported_outputs(tmp_path, eng.data, X, "kws")
     want = kws_like(seed=9, cell=nn.LSTM).forward(X[None].astype(np.float64))[0]   # the NumPy model
-    for mode in ([], ["--run"]):
-        r = subprocess.run([str(exe), *mode, str(inp)], capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        got = np.array([[float(v) for v in line.split()] for line in r.stdout.splitlines()], np.float32)
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=str(mode))
+    for mode, y in got.items():
+        np.testing.assert_allclose(y, want, rtol=0, atol=1e-5, err_msg=mode)
 
 
 def test_torch_fx_folds_a_left_zero_padding_into_a_causal_conv1d_and_matches_torch():

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import re
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from child_env import child_env
+from export_c_run import exported_outputs
 
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc, write_rnc
@@ -247,31 +245,11 @@ def test_front_end_overflow_is_a_floating_point_error_not_a_number():
 def test_export_c_of_a_front_end_model_runs_on_this_host(tmp_path, precision):
     """The exported program (the .rnc as a const array, linked with the C core) gives the Python
     engine's outputs, f32 and q8 (int8 frame convolutions), by step and by run."""
-    r = subprocess.run(["make", "-C", str(ROOT / "csrc"), "lib"], capture_output=True, text=True, timeout=600,
-                       env=child_env())
-    assert r.returncode == 0, r.stderr[-2000:]
     eng = rc.compile(vad_like(seed=9), precision)
-    model = tmp_path / "vad.rnc"
-    model.write_bytes(eng.data)
-    src = tmp_path / "vad.c"
-    r = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(model), "-o", str(src)],
-                       capture_output=True, text=True, cwd=ROOT, env=child_env())
-    assert r.returncode == 0, r.stderr
-    exe = tmp_path / "vad"
-    r = subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
-                        f"-I{ROOT / 'csrc' / 'include'}", str(src),
-                        str(ROOT / "csrc" / "build" / "librnncore.a"), "-lm", "-o", str(exe)],
-                       capture_output=True, text=True, env=child_env())
-    assert r.returncode == 0, r.stderr
     X = _x((13, 40), seed=11)
-    inp = tmp_path / "x.f32"
-    X.astype("<f4").tofile(inp)
     want = eng.run(X[None])[0]
-    for mode in ([], ["--run"]):
-        r = subprocess.run([str(exe), *mode, str(inp)], capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        got = np.array([[float(v) for v in line.split()] for line in r.stdout.splitlines()], np.float32)
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=str(mode))
+    for mode, y in exported_outputs(tmp_path, eng.data, X, "vad").items():
+        np.testing.assert_allclose(y, want, rtol=0, atol=1e-6, err_msg=mode)
 
 
 def test_layer_norm_and_batch_norm_before_and_after_the_recurrent_layer():

@@ -202,7 +202,9 @@ typedef struct rnc_front_op {
     uint32_t fft_m, fft_nst;      /* log_mel by FFT (kernels/f32_fft_generic.c): n_fft / 2 complex
                                      points, passes (fft_m 0: the tables' product) */
     uint8_t fft_radix[16];        /* log_mel by FFT: each pass's radix (4, 2, 3, 5) */
-    const float *s;               /* q8 frame_conv: per-row weight scales, w then int8 (NULL: f32) */
+    const float *s;               /* q8 frame_conv / conv_time: per-row weight scales, w then int8 (NULL: f32) */
+    uint32_t src;                 /* residual: the front[] index whose input it adds */
+    size_t save_off;              /* residual: that input's copy in a row's save area (floats) */
 } rnc_front_op;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved
@@ -255,6 +257,7 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t front_scratch;         /* floats a frame_conv needs per row (windows + products) */
     size_t win_floats;            /* conv_time windows per stream row (rnc_state.win) */
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
+    size_t res_floats;            /* residual records' saved inputs per row (their features) */
     size_t h_floats, c_floats;    /* per batch row */
     size_t max_feat, max_kpad, max_gates_hp;
     uint32_t isa;

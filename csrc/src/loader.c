@@ -129,6 +129,7 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_SCALE_SHIFT: return "scale_shift";
     case RNC_REC_CONV_TIME: return "conv_time";
     case RNC_REC_LOG_MEL: return "log_mel";
+    case RNC_REC_RESIDUAL: return "residual";
     default: return "unknown";
     }
 }
@@ -910,6 +911,8 @@ static int next_stage(int stage, uint32_t kind)
     case RNC_REC_LAYER_NORM:
     case RNC_REC_SCALE_SHIFT:
         return stage == 0 || stage == 5 ? 5 : stage == 2 || stage == 6 ? 6 : stage == 3 || stage == 7 ? 7 : -1;
+    case RNC_REC_RESIDUAL: /* after a per-step record of its section (its source) */
+        return stage == 5 || stage == 6 || stage == 7 ? stage : -1;
     default: return -1; /* a kind this loader does not know */
     }
 }
@@ -986,7 +989,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const char *k = kind_name(kind);
         return fail(c, FIELD(rec, kind), MSG_FRONT_Q8, kind, 0, 0, k);
     }
-    if (m->precision == RNC_Q8 && (kind == RNC_REC_CONV_TIME || kind == RNC_REC_LOG_MEL))
+    if (m->precision == RNC_Q8 && kind == RNC_REC_LOG_MEL)
         return fail(c, FIELD(rec, kind), MSG_FRONT_F32, kind, 0, 0, kind_name(kind));
     if (m->num_front >= RNC_MAX_FRONT) return fail(c, FIELD(rec, kind), MSG_FRONT_COUNT, RNC_MAX_FRONT, 0, 0, NULL);
     rnc_front_op *F = &m->front[m->num_front];
@@ -1038,8 +1041,11 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->alpha = al;
         F->beta = be;
     } else if (kind == RNC_REC_CONV_TIME) {
-        if (size != RNC_SIZE_rec_conv_time) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_conv_time, 0, NULL);
+        const uint32_t q8 = m->precision == RNC_Q8; /* a q8 file: the fconvq8 tail follows */
+        const uint32_t want = RNC_SIZE_rec_conv_time + (q8 ? RNC_SIZE_fconvq8 : 0);
+        if (size != want) return fail(c, fsize, MSG_EXPECT, size, want, 0, NULL);
         CHECK_RESERVED(c, rec_conv_time, r);
+        if (q8) CHECK_RESERVED(c, fconvq8, r + RNC_SIZE_rec_conv_time);
         const uint64_t ci = rnc_rec_conv_time_in_channels(r), co = rnc_rec_conv_time_out_channels(r);
         const uint64_t k = rnc_rec_conv_time_kernel_size(r), st = rnc_rec_conv_time_stride(r);
         const uint64_t dl = rnc_rec_conv_time_dilation(r), g = rnc_rec_conv_time_groups(r);
@@ -1059,8 +1065,14 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         if (P * ci > RNC_FILE_MAX_WINDOW || m->win_floats + P * ci > RNC_FILE_MAX_WINDOW)
             return fail(c, FIELD(rec_conv_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ci, RNC_FILE_MAX_WINDOW, NULL);
         const void *p;
-        TRY(get_ref(c, FIELD(rec_conv_time, weight), rnc_rec_conv_time_weight(r), g * r16(cog) * cg * k * 4, &p));
-        TRY(check_floats(c, FIELD(rec_conv_time, weight), p, g * r16(cog) * cg * k, 0));
+        const unsigned char *sref = q8 ? rnc_fconvq8_scale(r + RNC_SIZE_rec_conv_time) : NULL;
+        if (sref && (rnc_ref_offset(sref) || rnc_ref_nbytes(sref))) { /* int8 weights, row scales */
+            TRY(get_matrix(c, RNC_Q8, FIELD(rec_conv_time, weight), rnc_rec_conv_time_weight(r),
+                           FIELD(fconvq8, scale), sref, g * r16(cog), cg * k, &p, &F->s));
+        } else { /* f32 weights (an f32 file, or a q8 file's record kept in f32) */
+            TRY(get_ref(c, FIELD(rec_conv_time, weight), rnc_rec_conv_time_weight(r), g * r16(cog) * cg * k * 4, &p));
+            TRY(check_floats(c, FIELD(rec_conv_time, weight), p, g * r16(cog) * cg * k, 0));
+        }
         F->w = (const float *)p;
         TRY(get_vector(c, FIELD(rec_conv_time, bias), rnc_rec_conv_time_bias(r), co, &F->b));
         F->cin = (uint32_t)ci;
@@ -1075,10 +1087,28 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->win = (uint32_t)P;
         F->win_off = m->win_floats;
         m->win_floats += (size_t)(P * ci);
-        const uint64_t need = cg * k + r16(cog); /* model.c conv_time_row: one column, its product */
+        /* model.c conv_time_row: one column, its product; q8 (conv_time_row_q8, 64-byte blocks):
+         * a group's codes, the product, the taps, their codes, the scale */
+        const uint64_t need = F->s ? r16(r4(cg * k) / 4 + 1) + r16(cog) + r16(ci * k) + r16(r4(ci * k) / 4 + 1) + 16
+                                   : cg * k + r16(cog);
         if (need > m->front_scratch) m->front_scratch = (size_t)need;
     } else if (kind == RNC_REC_LOG_MEL) {
         TRY(load_log_mel(c, m, F, r, size));
+    } else if (kind == RNC_REC_RESIDUAL) {
+        if (size != RNC_SIZE_rec_residual) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_residual, 0, NULL);
+        CHECK_RESERVED(c, rec_residual, r);
+        const uint64_t n = rnc_rec_residual_features(r), span = rnc_rec_residual_span(r);
+        if (n != c->feat) return fail(c, FIELD(rec_residual, features), MSG_EXPECT, n, c->feat, 0, NULL);
+        uint64_t run = 0; /* the per-step records right before this one: its section so far */
+        while (run < c->part && c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV) ++run;
+        if (span == 0 || span > run) return fail(c, FIELD(rec_residual, span), MSG_RES_SPAN, span, run, 0, NULL);
+        const uint32_t src = m->num_front - (uint32_t)span;
+        if (m->front[src].in_w != n)
+            return fail(c, FIELD(rec_residual, span), MSG_RES_WIDTH, span, m->front[src].in_w, n, NULL);
+        F->src = src;
+        F->save_off = m->res_floats;
+        m->res_floats += (size_t)n;
+        F->out_w = (uint32_t)n;
     } else { /* RNC_REC_FRAME_CONV */
         const uint32_t q8 = m->precision == RNC_Q8; /* a q8 file: the fconvq8 tail follows */
         const uint32_t want = RNC_SIZE_rec_frame_conv + (q8 ? RNC_SIZE_fconvq8 : 0);
@@ -1447,6 +1477,7 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_LAYER_NORM:
     case RNC_REC_SCALE_SHIFT:
     case RNC_REC_CONV_TIME:
+    case RNC_REC_RESIDUAL:
     case RNC_REC_LOG_MEL: return load_front(c, m, r, size);
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }

@@ -251,7 +251,7 @@ rnc_status rnc_layer_get_info(const rnc_model *m, uint32_t layer, rnc_layer_info
  * state
  * ---------------------------------------------------------------------------------------- */
 typedef struct {
-    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, tw, total;
+    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, tw, fsave, total;
 } rnc_step_work;
 
 /* RNC_INT8 models: the integer areas of a batch of B rows at rnc_step_work.ints (a step and a
@@ -320,6 +320,7 @@ static rnc_status step_work(const rnc_model *m, size_t batch, rnc_step_work *w)
     w->ints = (size_t)o; o += int_work(m, B).total; /* 0 but for RNC_INT8 models */
     /* a log_mel FFT's twiddles: written by rnc_state_init, read by step and run */
     w->tw = (size_t)o;   o += RNC_ALIGN_UP((uint64_t)m->fft_floats * 4, 64);
+    w->fsave = (size_t)o; o += RNC_ALIGN_UP((uint64_t)m->res_floats * 4, 64); /* residuals' inputs, one row */
     if (o > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     w->total = (size_t)o;
     return RNC_OK;
@@ -764,6 +765,48 @@ static void conv_time_row(const rnc_model *m, const rnc_front_op *F, const float
     }
 }
 
+/* The q8 conv_time (docs/q8-contract.md, "Per-step records in a q8 file"): the step's k taps of
+ * every channel (the window's and x's, [ch][j]) quantised as one vector (the plan's quantiser,
+ * dynamic, as a q8 frame_conv's row), per group its codes as one column of round4(cg*k) codes, one
+ * exact int32 product of the plan's q8 row, and the input projection's epilogue
+ *   y[o] = (float)acc[o] * (s_x * s_w[o]) + b[o];
+ * then the window moves on by one step, as conv_time_row. Scratch in 64-byte blocks (loader.c):
+ * the column's codes, the product, the taps, their codes, the scale. */
+static void conv_time_row_q8(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
+                             float *scratch)
+{
+    const size_t kk = (size_t)F->cg * F->k, kp = r4(kk), rp = r16(F->cog), P = F->win, C = F->cin;
+    const size_t n = C * F->k;
+    int8_t *col = (int8_t *)(void *)scratch;
+    int32_t *acc = (int32_t *)(void *)(scratch + r16(kp / 4 + 1));
+    float *v = scratch + r16(kp / 4 + 1) + rp;
+    int8_t *q = (int8_t *)(void *)(v + r16(n));
+    float *sx = v + r16(n) + r16(r4(n) / 4 + 1);
+    for (size_t ch = 0; ch < C; ++ch)
+        for (uint32_t j = 0; j < F->k; ++j) {
+            const size_t t = (size_t)j * F->dil; /* 0 .. P: the window's step t, P = x */
+            v[ch * F->k + j] = t < P ? win[t * C + ch] : x[ch];
+        }
+    plan_pick(&m->plan.quantize, 1, 0)->fn.quantize(v, n, r4(n), 0.0f, 0.0f, q, sx);
+    const float s = sx[0];
+    const int8_t *wq = (const int8_t *)(const void *)F->w;
+    for (uint32_t g = 0; g < F->groups; ++g) {
+        memcpy(col, q + (size_t)g * kk, kk);
+        for (size_t i = kk; i < kp; ++i) col[i] = 0;
+        plan_pick(&m->plan.gemm[RNC_Q8], 1, 0)->fn.gemm_q8(wq + (size_t)g * rp * kp, (int)rp, (int)kk, 1, col,
+                                                         (int)kp, acc, (int)rp);
+        const float *sw = F->s + (size_t)g * rp;
+        for (uint32_t o = 0; o < F->cog; ++o) {
+            const size_t oc = (size_t)g * F->cog + o;
+            y[oc] = (float)acc[o] * (s * sw[o]) + F->b[oc];
+        }
+    }
+    if (P) {
+        memmove(win, win + C, sizeof(float) * (P - 1) * C);
+        memcpy(win + (P - 1) * C, x, sizeof(float) * C);
+    }
+}
+
 static void pointwise_row(const rnc_front_op *F, const float *x, float *y)
 {
     const uint32_t n = F->in_w;
@@ -882,7 +925,8 @@ static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x,
                       float *scratch, const float *tw)
 {
     if (F->kind == RNC_REC_CONV_TIME) {
-        conv_time_row(m, F, x, y, win + F->win_off, scratch);
+        if (F->s) conv_time_row_q8(m, F, x, y, win + F->win_off, scratch);
+        else conv_time_row(m, F, x, y, win + F->win_off, scratch);
     } else if (F->kind == RNC_REC_FRAME_CONV) {
         if (F->s) frame_conv_row_q8(m, F, x, y, scratch);
         else frame_conv_row(m, F, x, y, scratch);
@@ -907,19 +951,42 @@ static uint32_t front_count(const rnc_model *m, size_t *width)
     return n;
 }
 
-/* Row x through the front-end records 0..n-1 (ping-pong in fa / fb, each front_w floats) into
- * out, with the stream row's conv_time windows win (moved on by one step); 0, or -1 when the
- * result holds NaN/Inf (float32 overflow). */
-static int front_rows(const rnc_model *m, uint32_t n, const float *x, float *out, float *fa, float *fb,
-                      float *win, float *scratch, const float *tw)
+/* Row x through the per-step records first..first+n-1 (ping-pong in fa / fb, each front_w
+ * floats) into out (out may be x when every record maps a row alone), with the stream row's
+ * conv_time windows win (moved on by one step) and the residuals' saved inputs in save (a record's
+ * input is copied there before it runs when a later residual of the run adds it; a residual
+ * y = x + saved), log_mel's FFT twiddles in tw; 0, or -1 when the result holds NaN/Inf (float32 overflow). */
+static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float *x, float *out, float *fa,
+                     float *fb, float *save, float *win, float *scratch, const float *tw)
 {
     const float *in = x;
-    for (uint32_t i = 0; i < n; ++i) {
-        float *dst = i + 1 == n ? out : (in == fa ? fb : fa);
-        front_row(m, &m->front[i], in, dst, win, scratch, tw);
+    for (uint32_t i = first; i < first + n; ++i) {
+        const rnc_front_op *F = &m->front[i];
+        float *dst = i + 1 == first + n ? out : (in == fa ? fb : fa);
+        for (uint32_t j = i + 1; j < first + n; ++j)
+            if (m->front[j].kind == RNC_REC_RESIDUAL && m->front[j].src == i)
+                memcpy(save + m->front[j].save_off, in, sizeof(float) * F->in_w);
+        if (F->kind == RNC_REC_RESIDUAL) {
+            const float *u = save + F->save_off;
+            for (uint32_t k = 0; k < F->in_w; ++k) dst[k] = in[k] + u[k];
+        } else {
+            front_row(m, F, in, dst, win, scratch, tw);
+        }
         in = dst;
     }
-    return rnc__all_finite(out, m->front[n - 1].out_w) ? 0 : -1;
+    return rnc__all_finite(out, m->front[first + n - 1].out_w) ? 0 : -1;
+}
+
+/* The per-step records from stage i on that follow the recurrent layers (pointwise, layer_norm,
+ * scale_shift, residual): how many in a row. */
+static uint32_t post_run(const rnc_model *m, uint32_t i)
+{
+    uint32_t n = 0;
+    while (i + n < m->num_stages &&
+           (m->stage[i + n] == RNC_REC_POINTWISE || m->stage[i + n] == RNC_REC_LAYER_NORM ||
+            m->stage[i + n] == RNC_REC_SCALE_SHIFT || m->stage[i + n] == RNC_REC_RESIDUAL))
+        ++n;
+    return n;
 }
 
 #if !defined(RNC_NO_INT)
@@ -1109,14 +1176,15 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     int y_written = 0;
     uint32_t l = 0, f = 0;
     float *fa = (float *)(wk + w.fa), *fb = (float *)(wk + w.fb), *fr = (float *)(wk + w.fr);
-    float *fscr = (float *)(wk + w.fscr);
+    float *fscr = (float *)(wk + w.fscr), *fsave = (float *)(wk + w.fsave);
     size_t pre_w;
     const uint32_t npre = front_count(m, &pre_w);
     if (npre) { /* the front-end, row by row into fb (rows of pre_w) through the two rows fr */
         float *out = fb;
         for (size_t b = 0; b < B; ++b)
-            if (front_rows(m, npre, x + b * in_w, out + b * pre_w, fr, fr + m->front_w,
-                           s->win ? s->win + b * m->win_floats : NULL, fscr, (const float *)(wk + w.tw)))
+            if (step_rows(m, 0, npre, x + b * in_w, out + b * pre_w, fr, fr + m->front_w, fsave,
+                          s->win ? s->win + b * m->win_floats : NULL, fscr,
+                          (const float *)(wk + w.tw)))
                 return nonfinite(s, m->num_layers + 1, 0, b, 0);
         in = out;
         in_w = pre_w;
@@ -1131,11 +1199,17 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             break; /* the front-end, run above */
         case RNC_REC_POINTWISE:
         case RNC_REC_LAYER_NORM:
-        case RNC_REC_SCALE_SHIFT: {
+        case RNC_REC_SCALE_SHIFT:
+        case RNC_REC_RESIDUAL: {
             if (l == 0) break; /* front-end, run above */
-            const rnc_front_op *F = &m->front[f++];
+            /* the run of per-step records here, row by row (each maps a row alone) */
+            const uint32_t n = post_run(m, i);
             float *dst = in == fa ? fb : fa; /* never in place: in may be a layer's state */
-            for (size_t b = 0; b < B; ++b) rowwise(F, in + b * in_w, dst + b * in_w);
+            for (size_t b = 0; b < B; ++b)
+                (void)step_rows(m, f, n, in + b * in_w, dst + b * in_w, fr, fr + m->front_w, fsave, NULL, fscr,
+                              NULL);
+            f += n;
+            i += n - 1;
             in = dst;
             break;
         }
@@ -1221,7 +1295,7 @@ rnc_status rnc_step_ids(const rnc_model *m, rnc_state *s, const int32_t *ids, fl
  * the quantised inputs (xq, sx), the input projection (gi) and the head's products (head): a
  * bounded number of rows whatever T is. */
 typedef struct {
-    size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, fseq, frow, fscr, total;
+    size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, fseq, frow, fscr, fsave, total;
     size_t chunk;     /* steps per chunk (>= 1) */
     size_t head_rows; /* rows of (b, t) per head product (>= 1) */
 } rnc_run_work;
@@ -1284,6 +1358,7 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
         ADD(fseq, npre ? bt : 0, (uint64_t)pre_w * 4);
         ADD(frow, 2, (uint64_t)m->front_w * 4);
         ADD(fscr, 1, (uint64_t)m->front_scratch * 4);
+        ADD(fsave, 1, (uint64_t)m->res_floats * 4);
     }
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
@@ -1384,9 +1459,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     size_t pre_w;
     const uint32_t npre = front_count(m, &pre_w);
     uint32_t f = npre;
+    float *fr = (float *)(base + w.frow), *fscr = (float *)(base + w.fscr), *fsave = (float *)(base + w.fsave);
     if (npre) { /* the front-end, every valid (b, t) row alone; zero rows past each length */
-        float *fseq = (float *)(base + w.fseq), *fr = (float *)(base + w.frow);
-        float *fscr = (float *)(base + w.fscr);
+        float *fseq = (float *)(base + w.fseq);
         for (size_t b = 0; b < B; ++b)
             for (size_t t = 0; t < T; ++t) {
                 float *row = fseq + (b * T + t) * pre_w;
@@ -1394,9 +1469,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     memset(row, 0, sizeof(float) * pre_w);
                     continue;
                 }
-                if (front_rows(m, npre, x + (b * T + t) * m->input_size, row, fr, fr + m->front_w,
-                               s->win ? s->win + b * m->win_floats : NULL, fscr,
-                               (const float *)(s->work + sw.tw)))
+                if (step_rows(m, 0, npre, x + (b * T + t) * m->input_size, row, fr, fr + m->front_w, fsave,
+                              s->win ? s->win + b * m->win_floats : NULL, fscr,
+                              (const float *)(s->work + sw.tw)))
                     return nonfinite(s, m->num_layers + 1, 0, b, t);
             }
         cur = fseq;
@@ -1408,16 +1483,21 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
             m->stage[i] == RNC_REC_MAGNITUDE || m->stage[i] == RNC_REC_LOG_MEL)
             continue; /* the front-end, above */
         if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
-            m->stage[i] == RNC_REC_SCALE_SHIFT) {
+            m->stage[i] == RNC_REC_SCALE_SHIFT || m->stage[i] == RNC_REC_RESIDUAL) {
             if (l == 0) continue; /* the front-end, above */
-            /* after the recurrent layers: cur is this call's scratch (or y's rows, last) */
-            const rnc_front_op *F = &m->front[f++];
-            float *dst = last ? y : (float *)(uintptr_t)cur;
+            /* after the recurrent layers, the run of per-step records here row by row (in place:
+             * each maps a row alone): cur is this call's scratch (or y's rows, last) */
+            const uint32_t n = post_run(m, i);
+            float *dst = i + n == m->num_stages ? y : (float *)(uintptr_t)cur;
             const size_t rows = pooled_rows ? B : BT;
             for (size_t r = 0; r < rows; ++r) {
-                if (pooled_rows || r % T < LEN(r / T)) rowwise(F, cur + r * cur_w, dst + r * cur_w);
+                if (pooled_rows || r % T < LEN(r / T))
+                    (void)step_rows(m, f, n, cur + r * cur_w, dst + r * cur_w, fr, fr + m->front_w, fsave, NULL,
+                                    fscr, NULL);
                 else memset(dst + r * cur_w, 0, sizeof(float) * cur_w);
             }
+            f += n;
+            i += n - 1;
             cur = dst;
             continue;
         }

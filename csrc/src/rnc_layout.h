@@ -49,7 +49,8 @@
     S(linint, 24)      /* v2 precision 3: after a linear record's fixed part */                  \
     S(rec_conv_time, 48)  /* v2: a causal Conv1d over time (front-end, window in the state) */ \
     S(rec_log_mel, 72)     /* v2: log-mel spectrogram of each step's frame (front-end, first) */ \
-    S(fconvq8, 8)         /* v2 q8 files: after every frame_conv record (the record is 72 bytes) */
+    S(fconvq8, 8)         /* v2 q8 files: after every frame_conv (72 bytes) and conv_time (56) record */ \
+    S(rec_residual, 16)   /* v2: y = x + the input of an earlier per-step record (kind 12) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -322,6 +323,20 @@
  * matrices of round16(C_out/groups) rows x round4(C_in/groups * k) inputs (int8, -127..127, zero
  * past C_g*k); scale absent (0, 0): the record's weights are f32 as in an f32 file. */
 #define RNC_FIELDS_fconvq8(X) X(fconvq8, scale, 0, REF)
+/* In a q8 file a conv_time record has the same tail (56 bytes): scale present, f32 [groups *
+ * round16(C_out/groups)] row scales and the weight as groups packed q8 matrices of
+ * round16(C_out/groups) rows x round4(C_in/groups * k) inputs; absent, f32 weights. */
+
+/* residual (kind 12): y[i] = x[i] + u[i] over the `features` values of a step, x this record's
+ * input and u the input of the per-step record `span` records before this one (span >= 1; those
+ * span records are the f of Residual(f)). The source is in the same per-step section (before the
+ * recurrent layers, between them and last_step, or after last_step) and takes `features` values. */
+#define RNC_REC_RESIDUAL 12u
+#define RNC_FIELDS_rec_residual(X)                                                                \
+    X(rec_residual, kind, 0, U32)                                                                 \
+    X(rec_residual, size, 4, U32)                                                                 \
+    X(rec_residual, features, 8, U32)                                                             \
+    X(rec_residual, span, 12, U32)
 
 #define RNC_FIELDS_rec_pointwise(X)                                                               \
     X(rec_pointwise, kind, 0, U32)                                                                \
@@ -536,7 +551,7 @@
     M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
     M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
     M(FRONT_Q8, UNSUPPORTED, "kind %llu (%s) in a q4 file: the C core runs the per-step records in f32 and q8 files only") \
-    M(FRONT_F32, UNSUPPORTED, "kind %llu (%s) in a q8 file: the C core runs conv_time and log_mel in f32 files only") \
+    M(FRONT_F32, UNSUPPORTED, "kind %llu (%s) in a q8 file: the C core runs log_mel in f32 files only") \
     M(FRONT_COUNT, UNSUPPORTED, "more than %llu per-step records") \
     M(CONV_GROUPS, CORRUPT, "%llu does not divide in_channels %llu and out_channels %llu") \
     M(CONV_WINDOW, CORRUPT, "frame of %llu samples + padding (%llu, %llu) is shorter than one window of %llu") \
@@ -574,7 +589,9 @@
     M(INT_ACT, UNSUPPORTED, "%llu, integer heads have 0 (none) or 4 (softmax)")                   \
     M(CONV_WINDOW_SIZE, UNSUPPORTED, "window of %llu steps x %llu channels, the C core keeps at most %llu floats per stream") \
     M(MEL_UNUSED, CORRUPT, "bits 0x%llx: expected 0 (unused with log = %llu)")                   \
-    M(MEL_SPAN, CORRUPT, "filter %llu spans bins %llu..%llu, past the %llu frequency bins")
+    M(MEL_SPAN, CORRUPT, "filter %llu spans bins %llu..%llu, past the %llu frequency bins") \
+    M(RES_SPAN, CORRUPT, "%llu, expected 1..%llu (the per-step records right before this one)") \
+    M(RES_WIDTH, CORRUPT, "%llu: the record that many back takes %llu features, this one %llu (they must agree)")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
@@ -585,7 +602,7 @@
     RNC_FIELDS_rec_magnitude(X) RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X)         \
     RNC_FIELDS_cellint(X) RNC_FIELDS_linint(X) RNC_FIELDS_rec_conv_time(X) \
     RNC_FIELDS_rec_log_mel(X) \
-    RNC_FIELDS_fconvq8(X)
+    RNC_FIELDS_fconvq8(X) RNC_FIELDS_rec_residual(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

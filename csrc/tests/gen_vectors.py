@@ -109,10 +109,11 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     """bounded: the bounded state scale 1/127 (state_scale="bounded") on every state, every layer
     input but the first (dynamic, or scales[0]) and the head input. front: per-step records before
     the layers (frame_conv with groups and reflect padding, magnitude, relu, layer_norm, a dilated
-    frame_conv, scale_shift, hardsigmoid: 16 features in, 12 out; sizes[0] must be 12)."""
+    frame_conv, scale_shift, hardsigmoid: 16 features in, 12 out; sizes[0] must be 12); "conv":
+    causal conv_time records (dilated, grouped), a residual block and a layer_norm instead."""
     layers, feat = [], sizes[0]
     front_records = []
-    if front:
+    if front is True:
         def conv(ci, co, k, L, **kw):
             w = (rng.standard_normal((co, ci // kw.get("groups", 1), k)) * 0.5).astype(F32)
             return {"kind": "frame_conv1d", "in_channels": ci, "out_channels": co, "kernel_size": k,
@@ -131,6 +132,19 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
             {"kind": "hard_sigmoid", "alpha": 0.2, "beta": 0.5},
         ]
         assert sizes[0] == 12
+    if front == "conv":   # causal convolutions over time (the window in the state) and a residual block
+        def tconv(ci, co, k, **kw):
+            w = (rng.standard_normal((co, ci // kw.get("groups", 1), k)) * 0.5).astype(F32)
+            return {"kind": "conv1d", "in_channels": ci, "out_channels": co, "kernel_size": k, **kw,
+                    "tensors": {"weight": w, "bias": (rng.standard_normal(co) * 0.2).astype(F32)}}
+        front_records = [
+            tconv(16, 12, 3, dilation=2, groups=4, pad_left=4), {"kind": "relu"},
+            tconv(12, 12, 2, pad_left=1), {"kind": "hard_sigmoid", "alpha": 0.2, "beta": 0.5},
+            {"kind": "residual", "span": 2},
+            {"kind": "layer_norm", "features": 12, "eps": 1e-5,
+             "tensors": {"weight": rng.uniform(0.5, 1.5, 12).astype(F32),
+                         "bias": rng.uniform(-0.5, 0.5, 12).astype(F32)}},
+        ]
     for h in sizes[1:]:
         g = GATES[kind]
         w = {}
@@ -406,6 +420,11 @@ def main(outdir: str) -> None:
          "stream", None, q8),
         ("lstm_q8_front_run_b5", dict(kind="lstm", sizes=[12, 9], precision="q8", front=True), 5, 5, "run",
          [5, 0, 3, 1, 4], q8),
+        # q8 conv_time (its window in the stream state) and a residual block
+        ("gru_q8_conv_time_stream", dict(kind="gru", sizes=[12, 16], precision="q8", head=2, front="conv"),
+         2, 7, "stream", None, q8),
+        ("lstm_q8_conv_time_run_b4", dict(kind="lstm", sizes=[12, 9], precision="q8", front="conv"),
+         4, 6, "run", [6, 0, 3, 5], q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

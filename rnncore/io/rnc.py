@@ -72,8 +72,10 @@ RECORD_KINDS = {"embedding": _C["REC_EMBEDDING"], "recurrent": _C["REC_RECURRENT
                 "last_step": _C["REC_LAST_STEP"], "linear": _C["REC_LINEAR"],
                 "frame_conv": _C["REC_FRAME_CONV"], "pointwise": _C["REC_POINTWISE"],
                 "magnitude": _C["REC_MAGNITUDE"], "layer_norm": _C["REC_LAYER_NORM"],
-                "scale_shift": _C["REC_SCALE_SHIFT"], "conv_time": _C["REC_CONV_TIME"]}
-_STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift", "conv_time", "log_mel")
+                "scale_shift": _C["REC_SCALE_SHIFT"], "conv_time": _C["REC_CONV_TIME"],
+                "residual": _C["REC_RESIDUAL"]}
+_STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift", "conv_time", "log_mel",
+               "residual")
 RECORD_KINDS["log_mel"] = _C["REC_LOG_MEL"]
 _MEL_LOGS = {None: _C["MEL_LOG_NONE"], "log": _C["MEL_LOG"], "db": _C["MEL_LOG_DB"]}
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
@@ -347,9 +349,11 @@ def _pointwise_code(r: dict) -> tuple[int, float, float]:
     return POINTWISE[kind], 0.0, 0.0
 
 
-def _plan_conv_time(r: dict, feat: int, where: str) -> dict:
+def _plan_conv_time(r: dict, feat: int, where: str, precision: str = "f32") -> dict:
     """A Conv1d over time (``rc.nn.Conv1d.record()``) as a conv_time record: the C core runs the
-    causal form (padding ``(dilation*(kernel_size-1), 0)``, zeros, stride 1), which streams."""
+    causal form (padding ``(dilation*(kernel_size-1), 0)``, zeros, stride 1), which streams. In a
+    q8 file its weights are int8 with one scale per output channel (the fconvq8 tail; a record
+    ``precision="f32"`` keeps them float32)."""
     ci, co, k = (int(r[f]) for f in ("in_channels", "out_channels", "kernel_size"))
     st, dl, g = int(r.get("stride", 1)), int(r.get("dilation", 1)), int(r.get("groups", 1))
     pl, pr = int(r.get("pad_left", dl * (k - 1))), int(r.get("pad_right", 0))
@@ -376,14 +380,43 @@ def _plan_conv_time(r: dict, feat: int, where: str) -> dict:
     if b.shape != (co,):
         raise ValueError(f"{where} (conv1d): bias must be ({co},), got {b.shape}")
     rp = _round_up(cog, ROW_BLOCK)
-    packed = []
-    for gi in range(g):
-        m = np.zeros((rp, cg * k), np.float32)
-        m[:cog] = w[gi * cog:(gi + 1) * cog].reshape(cog, cg * k)
-        packed.append(pack_f32(m))
+    packed, scales = _pack_conv_groups(w, t, r.get("precision", precision), precision, g, cog, cg * k, rp,
+                                       f"{where} (conv1d)")
+    tensors = [np.concatenate(packed), b]
+    if precision == "q8":   # the fconvq8 tail: the scales, or absent for f32 weights
+        tensors.append(np.concatenate(scales) if scales else None)
     return {"kind": "conv_time", "fields": {"in_channels": ci, "out_channels": co, "kernel_size": k,
                                             "stride": 1, "dilation": dl, "groups": g},
-            "tensors": [np.concatenate(packed), b]}
+            "tensors": tensors}
+
+
+def _pack_conv_groups(w: np.ndarray, t: dict, rec_precision: str, precision: str, g: int, cog: int, kk: int,
+                      rp: int, where: str) -> tuple[list, list]:
+    """A convolution's weight ``(C_out, C_in/groups, k)`` as ``g`` packed matrices of ``rp`` rows and
+    ``kk`` inputs: float32, or (``rec_precision`` q8) int8 per output channel with its scales
+    (docs/q8-contract.md; stored integers ``t["qweight"]``, ``t["scale"]`` are kept as they are)."""
+    if rec_precision not in ("f32", precision):
+        raise ValueError(f"{where}: precision must be 'f32' or the file's {precision!r}, "
+                         f"got {rec_precision!r}")
+    packed, scales = [], []
+    for gi in range(g):
+        m = np.zeros((rp, kk), np.float32)
+        m[:cog] = w[gi * cog:(gi + 1) * cog].reshape(cog, kk)
+        if rec_precision == "q8":
+            if t.get("qweight") is not None:
+                wq = np.zeros((rp, kk), np.int8)
+                wq[:cog] = np.asarray(t["qweight"], np.int8)[gi * cog:(gi + 1) * cog].reshape(cog, -1)
+                sc = np.zeros(rp, np.float32)
+                sc[:cog] = np.asarray(t["scale"], np.float32)[gi * cog:(gi + 1) * cog]
+            else:
+                wq, sc = quantize_rows(m)
+            full = np.zeros((rp, _round_up(kk, K_GROUP)), np.int8)
+            full[:, :kk] = wq
+            packed.append(pack_q8(full))
+            scales.append(sc)
+        else:
+            packed.append(pack_f32(m))
+    return packed, scales
 
 
 def mel_spans(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -463,18 +496,30 @@ def _plan_log_mel(r: dict, feat: int, where: str, n: int) -> dict:
 def _plan_step_records(records: list, feat: int, precision: str, where: str) -> tuple[list, int]:
     """The per-step records (``front``: frame_conv1d / magnitude / activations; ``post``:
     activations) in stored form; returns them and the width they leave."""
-    out = []
+    out: list = []
+    widths: list = []   # each record's input width
     for n, r in enumerate(records or []):
+        widths.append(feat)
         kind = str(r.get("kind", "")).lower()
         if precision == "q4":
             raise ValueError(f"{where}[{n}] ({kind}): the C core runs per-step records in f32 and q8 files "
                              "only (precision='f32' or 'q8')")
-        if precision != "f32" and kind in ("conv1d", "conv_time", "log_mel"):
-            raise ValueError(f"{where}[{n}] ({kind}): the C core runs conv_time and log_mel in f32 files "
+        if precision != "f32" and kind == "log_mel":
+            raise ValueError(f"{where}[{n}] ({kind}): the C core runs log_mel in f32 files "
                              "only (precision='f32')")
         if kind in ("conv1d", "conv_time"):
-            out.append(_plan_conv_time(r, feat, f"{where}[{n}]"))
+            out.append(_plan_conv_time(r, feat, f"{where}[{n}]", precision))
             feat = int(r["out_channels"])
+        elif kind == "residual":
+            span = r.get("span")
+            if not isinstance(span, (int, np.integer)) or not 1 <= span <= n:
+                raise ValueError(f"{where}[{n}] (residual): span must be 1..{n} (the records before it in "
+                                 f"{where}), got {span!r}")
+            src = widths[n - span]
+            if src != feat:
+                raise ValueError(f"{where}[{n}] (residual): the input of {where}[{n - span}] has {src} "
+                                 f"features, f gives {feat}; they must agree")
+            out.append({"kind": "residual", "fields": {"features": feat, "span": int(span)}, "tensors": []})
         elif kind in ("frame_conv1d", "frame_conv"):
             ci, co, k, L = (int(r[f]) for f in ("in_channels", "out_channels", "kernel_size", "frame_length"))
             st, dl, g = int(r.get("stride", 1)), int(r.get("dilation", 1)), int(r.get("groups", 1))
@@ -508,28 +553,8 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
             if b.shape != (co,):
                 raise ValueError(f"{where}[{n}]: bias must be ({co},), got {b.shape}")
             rp = _round_up(cog, ROW_BLOCK)
-            rec_precision = r.get("precision", precision)
-            if rec_precision not in ("f32", precision):
-                raise ValueError(f"{where}[{n}] (frame_conv1d): precision must be 'f32' or the file's "
-                                 f"{precision!r}, got {rec_precision!r}")
-            packed, scales = [], []
-            for gi in range(g):
-                m = np.zeros((rp, cg * k), np.float32)
-                m[:cog] = w[gi * cog:(gi + 1) * cog].reshape(cog, cg * k)
-                if rec_precision == "q8":   # per output channel int8 (docs/q8-contract.md)
-                    if t.get("qweight") is not None:   # stored integers (read_rnc): kept as they are
-                        wq = np.zeros((rp, cg * k), np.int8)
-                        wq[:cog] = np.asarray(t["qweight"], np.int8)[gi * cog:(gi + 1) * cog].reshape(cog, -1)
-                        sc = np.zeros(rp, np.float32)
-                        sc[:cog] = np.asarray(t["scale"], np.float32)[gi * cog:(gi + 1) * cog]
-                    else:
-                        wq, sc = quantize_rows(m)
-                    full = np.zeros((rp, _round_up(cg * k, K_GROUP)), np.int8)
-                    full[:, :cg * k] = wq
-                    packed.append(pack_q8(full))
-                    scales.append(sc)
-                else:
-                    packed.append(pack_f32(m))
+            packed, scales = _pack_conv_groups(w, t, r.get("precision", precision), precision, g, cog, cg * k,
+                                               rp, f"{where}[{n}] (frame_conv1d)")
             tensors = [np.concatenate(packed), b]
             if precision == "q8":   # the fconvq8 tail: the scales, or absent for f32 weights
                 tensors.append(np.concatenate(scales) if scales else None)
@@ -998,7 +1023,11 @@ def _pack_step_record(r: dict, blob) -> bytes:
             return st.pack(kind=RECORD_KINDS["frame_conv"], size=_step_rec_size(r), **vals) + LAYOUT[
                 "fconvq8"].pack(scale=(0, 0) if sc is None else blob.add(sc))
     elif r["kind"] == "conv_time":
-        vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
+        vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"][:2])
+        if len(r["tensors"]) == 3:   # a q8 file: the fconvq8 tail
+            sc = r["tensors"][2]
+            return st.pack(kind=RECORD_KINDS["conv_time"], size=_step_rec_size(r), **vals) + LAYOUT[
+                "fconvq8"].pack(scale=(0, 0) if sc is None else blob.add(sc))
     elif r["kind"] == "layer_norm":
         vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
     elif r["kind"] == "scale_shift":
@@ -1010,7 +1039,8 @@ def _pack_step_record(r: dict, blob) -> bytes:
 
 def _step_rec_size(r: dict) -> int:
     """A per-step record's size: its structure, and a q8 file's frame_conv its fconvq8 tail."""
-    extra = LAYOUT["fconvq8"].size if r["kind"] == "frame_conv" and len(r["tensors"]) == 3 else 0
+    q8conv = r["kind"] in ("frame_conv", "conv_time") and len(r["tensors"]) == 3
+    extra = LAYOUT["fconvq8"].size if q8conv else 0
     return LAYOUT["rec_" + r["kind"]].size + extra
 
 
@@ -1633,13 +1663,13 @@ class _Loader:
         """loader.c load_front: a per-step record against the running width."""
         if self.precision == _C_Q4:
             raise self.fail("kind", "FRONT_Q8", kind, _KIND_TEXT[kind])
-        if self.precision == _C_Q8 and _KIND_TEXT[kind] in ("conv_time", "log_mel"):
+        if self.precision == _C_Q8 and _KIND_TEXT[kind] == "log_mel":
             raise self.fail("kind", "FRONT_F32", kind, _KIND_TEXT[kind])
         if len(self.steps) >= _C["FILE_MAX_FRONT"]:
             raise self.fail("kind", "FRONT_COUNT", _C["FILE_MAX_FRONT"])
         name = _KIND_TEXT[kind]
         st = LAYOUT["rec_" + name]
-        q8conv = name == "frame_conv" and self.precision == _C_Q8   # the fconvq8 tail follows
+        q8conv = name in ("frame_conv", "conv_time") and self.precision == _C_Q8   # the fconvq8 tail follows
         want = st.size + (LAYOUT["fconvq8"].size if q8conv else 0)
         if size != want:
             raise self.fail("size", "EXPECT", size, want)
@@ -1707,19 +1737,28 @@ class _Loader:
             P, cg, cog = dl * (k - 1), ci // g, co // g
             if P * ci > mw or self.win_floats + P * ci > mw:
                 raise self.fail("kernel_size", "CONV_WINDOW_SIZE", P, ci, mw)
-            n = g * _r16(cog) * cg * k
-            off = self.get_ref("weight", r["weight"], n * 4)
-            w = self.check_floats("weight", off, n, False)
-            boff = self.get_ref("bias", r["bias"], co * 4)
-            b = self.check_floats("bias", boff, co, False)
+            sref = self.unpack(LAYOUT["fconvq8"], pos + st.size)["scale"] if q8conv else (0, 0)
+            mats, b = self.conv_weights(r, sref, g, cog, cg * k, co, rec, q8conv)
             self.win_floats += P * ci
-            per = _r16(cog) * cg * k
-            mats = [unpack_f32(w[i * per:(i + 1) * per], _r16(cog), cg * k)[:cog] for i in range(g)]
             rec.update(in_channels=ci, out_channels=co, kernel_size=k, stride=stv, dilation=dl, groups=g,
                        weight=np.concatenate(mats).reshape(co, cg, k), bias=b.copy())
             out = co
         elif name == "log_mel":
             out = self.load_log_mel(r, rec)
+        elif name == "residual":
+            n, span = r["features"], r["span"]
+            if n != self.feat:
+                raise self.fail("features", "EXPECT", n, self.feat)
+            run = 0   # the per-step records right before this one: its section so far
+            while run < self.part and self.part_kind[self.part - 1 - run] >= RECORD_KINDS["frame_conv"]:
+                run += 1
+            if not 1 <= span <= run:
+                raise self.fail("span", "RES_SPAN", span, run)
+            src = self.steps[len(self.steps) - span]["in"]
+            if src != n:
+                raise self.fail("span", "RES_WIDTH", span, src, n)
+            rec["span"] = span
+            out = n
         else:  # frame_conv
             ci, co, k, L = r["in_channels"], r["out_channels"], r["kernel_size"], r["frame_length"]
             stv, dl, g, pl, pr, mode = (r[f] for f in ("stride", "dilation", "groups", "pad_left",
@@ -1756,27 +1795,7 @@ class _Loader:
             if co * lout > mf:
                 raise self.fail("out_channels", "OUTPUT_WIDTH", co * lout, mf)
             sref = self.unpack(LAYOUT["fconvq8"], pos + st.size)["scale"] if q8conv else (0, 0)
-            if sref != (0, 0):   # int8 weights with per-row scales (loader.c: get_matrix)
-                rows, kk = g * _r16(cog), cg * k
-                wq, sc = self.get_matrix("weight", r["weight"], "scale", sref, rows, kk, _C_Q8)
-                boff = self.get_ref("bias", r["bias"], co * 4)
-                b = self.check_floats("bias", boff, co, False)
-                full = unpack_q8(wq, rows, _r4(kk))[:, :kk].reshape(g, _r16(cog), kk)[:, :cog]
-                scg = sc.reshape(g, _r16(cog))[:, :cog].reshape(co).copy()
-                rec.update(qweight=full.reshape(co, cg, k).copy(), scale=scg)
-                with np.errstate(over="ignore"):
-                    mats = [(full[i].astype(np.float32) * scg[i * cog:(i + 1) * cog, None]).astype(np.float32)
-                            for i in range(g)]
-            else:
-                n = g * _r16(cog) * cg * k
-                off = self.get_ref("weight", r["weight"], n * 4)
-                w = self.check_floats("weight", off, n, False)
-                boff = self.get_ref("bias", r["bias"], co * 4)
-                b = self.check_floats("bias", boff, co, False)
-                per = _r16(cog) * cg * k
-                mats = [unpack_f32(w[i * per:(i + 1) * per], _r16(cog), cg * k)[:cog] for i in range(g)]
-                if q8conv:
-                    rec["precision"] = "f32"
+            mats, b = self.conv_weights(r, sref, g, cog, cg * k, co, rec, q8conv)
             rec.update(in_channels=ci, out_channels=co, kernel_size=k, frame_length=L, stride=stv,
                        dilation=dl, groups=g, pad_left=pl, pad_right=pr,
                        padding_mode="reflect" if mode else "zeros",
@@ -1785,6 +1804,33 @@ class _Loader:
         rec["out"] = out
         self.steps.append(rec)
         self.feat = out
+
+    def conv_weights(self, r: dict, sref, g: int, cog: int, kk: int, co: int, rec: dict, q8conv: bool):
+        """A frame_conv's or conv_time's weight and bias (loader.c's order): int8 with per-row scales
+        when the fconvq8 tail names them (``rec`` gets ``qweight``, ``scale``), else float32 (in a q8
+        file ``rec["precision"] = "f32"``); returns the float32 matrices per group and the bias."""
+        if sref != (0, 0):   # int8 weights with per-row scales (loader.c: get_matrix)
+            rows = g * _r16(cog)
+            wq, sc = self.get_matrix("weight", r["weight"], "scale", sref, rows, kk, _C_Q8)
+            boff = self.get_ref("bias", r["bias"], co * 4)
+            b = self.check_floats("bias", boff, co, False)
+            full = unpack_q8(wq, rows, _r4(kk))[:, :kk].reshape(g, _r16(cog), kk)[:, :cog]
+            scg = sc.reshape(g, _r16(cog))[:, :cog].reshape(co).copy()
+            rec.update(qweight=full.reshape(co, -1).copy(), scale=scg)
+            with np.errstate(over="ignore"):
+                mats = [(full[i].astype(np.float32) * scg[i * cog:(i + 1) * cog, None]).astype(np.float32)
+                        for i in range(g)]
+            return mats, b
+        n = g * _r16(cog) * kk
+        off = self.get_ref("weight", r["weight"], n * 4)
+        w = self.check_floats("weight", off, n, False)
+        boff = self.get_ref("bias", r["bias"], co * 4)
+        b = self.check_floats("bias", boff, co, False)
+        per = _r16(cog) * kk
+        mats = [unpack_f32(w[i * per:(i + 1) * per], _r16(cog), kk)[:cog] for i in range(g)]
+        if q8conv:
+            rec["precision"] = "f32"
+        return mats, b
 
     def load_log_mel(self, r: dict, rec: dict) -> int:
         """loader.c load_log_mel (after the size and reserved bytes); returns n_mels."""
@@ -1988,6 +2034,8 @@ def _next_stage(stage: int, kind: int) -> int:
         return 5 if stage == 0 else -1
     if kind in (k["pointwise"], k["layer_norm"], k["scale_shift"]):
         return 5 if stage in (0, 5) else 6 if stage in (2, 6) else 7 if stage in (3, 7) else -1
+    if kind == k["residual"]:   # after a per-step record of its section (its source)
+        return stage if stage in (5, 6, 7) else -1
     return -1
 
 
@@ -2057,17 +2105,23 @@ def _step_description(r: dict) -> dict:
         if a == "hardsigmoid":   # rc.nn.HardSigmoid's record() kind
             return {"kind": "hard_sigmoid", "alpha": r["alpha"], "beta": r["beta"]}
         return {"kind": a}
+    if r["kind"] == "residual":   # y = x + the input of the record `span` records before
+        return {"kind": "residual", "features": r["in"], "span": r["span"]}
     if r["kind"] == "conv_time":   # rc.nn.Conv1d's record(), padding="causal"
         d = {f: r[f] for f in ("in_channels", "out_channels", "kernel_size", "stride", "dilation", "groups")}
         d.update(kind="conv1d", pad_left=r["dilation"] * (r["kernel_size"] - 1), pad_right=0,
                  padding_mode="zeros", tensors={"weight": r["weight"], "bias": r["bias"]})
+        if r.get("qweight") is not None:   # q8: the stored integers and scales
+            d["tensors"].update(qweight=r["qweight"].reshape(r["weight"].shape), scale=r["scale"])
+        if r.get("precision") == "f32":
+            d["precision"] = "f32"
         return d
     d = {f: r[f] for f in ("in_channels", "out_channels", "kernel_size", "frame_length", "stride", "dilation",
                            "groups", "pad_left", "pad_right", "padding_mode")}
     d["kind"] = "frame_conv1d"
     d["tensors"] = {"weight": r["weight"], "bias": r["bias"]}
     if r.get("qweight") is not None:   # q8: the stored integers and scales (written back as they are)
-        d["tensors"].update(qweight=r["qweight"], scale=r["scale"])
+        d["tensors"].update(qweight=r["qweight"].reshape(r["weight"].shape), scale=r["scale"])
     if r.get("precision") == "f32":   # a q8 file's frame_conv kept in float32
         d["precision"] = "f32"
     return d

@@ -20,11 +20,15 @@ The first layer fixes what the module's input is: a module that starts with ``nn
 reads ``(B, C, T)``, one that transposes first reads ``(B, T, F)``. The imported model reads and
 returns rnncore's ``(B, T, F)`` whatever the module's layout; ``model.torch_layout`` says what the
 module's input and output axes were (``("BFT", "BTF")``: feed the module ``x.transpose(1, 2)`` of
-what you feed rnncore). Anything else -- a residual, two inputs, an op not listed -- is refused,
-naming the node; the result is also run against the module on a random batch.
+what you feed rnncore). A residual ``x + f(x)`` (``+``, ``torch.add``; ``f`` the layers between,
+which keep the data's shape) becomes ``rc.nn.Residual(f)``. Anything else -- a branch that is not
+such a residual, two inputs, an op not listed -- is refused, naming the node; the result is also
+run against the module on a random batch.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -73,6 +77,10 @@ class _Tracer:
         self.modules: list[Module] = []
         self.input_axes: tuple = ()
         self.integer = False
+        # the chain's points: every value carries the version of the point it is (``ver``); a layer
+        # reads the latest point (``cur``) and makes a new one; ``points[ver]`` = the layers before it
+        self.points: dict[int, int] = {0: 0}
+        self.cur = self.next_ver = 0
 
     def lab(self, a: str) -> str:
         while a in self.alias:
@@ -138,6 +146,7 @@ class _Tracer:
                     self.refuse(node, "a second input; the imported model reads one tensor")
                 self.input_axes = ("X0", "X1", "X2")
                 vals[node] = _Data(self.input_axes)
+                vals[node].ver = 0
                 data_node = node
                 continue
             if node.op == "output":
@@ -154,13 +163,33 @@ class _Tracer:
             srcs = [a for a in node.args if isinstance(a, fx.Node)]
             if any(s not in vals for s in srcs):
                 self.refuse(node, "reads a value the importer does not track")
-            if len([s for s in srcs if isinstance(vals[s], _Data | _RnnOut | _State)]) > 1:
-                self.refuse(node, "combines two values of the data (a residual or a concatenation)")
+            n_data = len([s for s in srcs if isinstance(vals[s], _Data | _RnnOut | _State)])
+            if n_data > 1 and not (self._target(node) in ("add", "iadd") and n_data == 2):
+                self.refuse(node, "combines two values of the data (a concatenation, or a residual "
+                                  "other than x + f(x))")
             if any(isinstance(vals[s], _Data) and vals[s].pad for s in srcs) and not (
                     node.op == "call_module" and type(gm.get_submodule(node.target)).__name__ == "Conv1d"):
                 self.refuse(node, "reads zero-padded data: the importer folds ConstantPad1d / F.pad over "
                                   "time into the Conv1d right after it only")
-            vals[node] = self.op(node, args, gm)
+            inputs = [vals[s] for s in srcs if isinstance(vals[s], _Data | _RnnOut | _State)]
+            n_before = len(self.modules)
+            v = self.op(node, args, gm)
+            if isinstance(v, _Data) and getattr(v, "fresh", False):   # a residual's output: a new point
+                v.fresh = False
+            elif isinstance(v, _Data | _RnnOut | _State):
+                if any(v is i for i in inputs):
+                    v = copy.copy(v)
+                if len(self.modules) != n_before:   # a layer: it must read the latest point
+                    if inputs and getattr(inputs[0], "ver", 0) != self.cur:
+                        self.refuse(node, "reads the data of an earlier point of the chain (a branch "
+                                          "that is not a residual x + f(x))")
+                    self.next_ver += 1
+                    self.cur = self.next_ver
+                    self.points[self.cur] = len(self.modules)
+                    v.ver = self.cur
+                elif getattr(v, "ver", None) is None:   # a transpose: the point it reads
+                    v.ver = getattr(inputs[0], "ver", self.cur) if inputs else self.cur
+            vals[node] = v
         raise AssertionError("torch.fx graph without output")  # pragma: no cover
 
     def op(self, node, args, gm):
@@ -171,6 +200,8 @@ class _Tracer:
         kw = node.kwargs
         if name == "getitem":
             return self.getitem(node, x, args[1])
+        if name in ("add", "iadd") and len(args) == 2 and all(isinstance(a, _Data) for a in args):
+            return self.residual(node, *args)
         if name == "pad":
             pads = args[1] if len(args) > 1 else kw.get("pad")
             mode = args[2] if len(args) > 2 else kw.get("mode", "constant")
@@ -240,6 +271,34 @@ class _Tracer:
             self.add(_build.pool("last", False))
             return _Data(("B", "F"))
         self.refuse(node, f"indexing {idx!r} of {type(x).__name__.strip('_')}")
+
+    def residual(self, node, a, b):
+        """``x + f(x)``: the layers between the two points become ``rc.nn.Residual(f)``."""
+        from rnncore.nn.layers import Sequential
+        from rnncore.nn.pointwise import Residual
+
+        lo, hi = (b, a) if getattr(a, "ver", None) == self.cur else (a, b)
+        if hi.ver != self.cur or lo.ver not in self.points or self.points[lo.ver] >= self.points[hi.ver]:
+            self.refuse(node, "adds two values of the data that are not x and f(x) (f: the layers after "
+                              "x, in a chain)")
+        if self.labels(lo.axes) != self.labels(hi.axes) or lo.pad or hi.pad:
+            self.refuse(node, f"adds data {tuple(self.labels(lo.axes))} to {tuple(self.labels(hi.axes))}: "
+                              "x + f(x) needs f(x) in x's layout")
+        start = self.points[lo.ver]
+        f = self.modules[start:]
+        try:
+            res = Residual(f[0] if len(f) == 1 else Sequential(*f))
+        except TypeError as e:
+            self.refuse(node, f"x + f(x) around a recurrent layer ({e})")
+        del self.modules[start:]
+        self.points = {k: v for k, v in self.points.items() if v <= start and k != hi.ver}
+        self.add(res)
+        self.next_ver += 1
+        self.cur = self.next_ver
+        self.points[self.cur] = len(self.modules)
+        out = _Data(hi.axes)
+        out.ver, out.fresh = self.cur, True
+        return out
 
     def time_pad(self, node, x, pads, zeros: bool):
         """Zero padding (left, right) of the time axis of (B, F, T) data, kept for the next Conv1d."""

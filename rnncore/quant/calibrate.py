@@ -91,7 +91,7 @@ def calibrate(model, X: np.ndarray, lengths=None, verbose: bool | None = None, *
     if spec.embedding is None and not np.all(np.isfinite(X)):
         raise ValueError("calibrate: X contains NaN or Inf")
     with Progress(f"calibrating on {X.shape[0]} sequences", verbose) as progress:
-        forward(spec, X, lengths, None, np.float32, record, progress=progress.update)
+        forward(spec, X, lengths, None, np.float32, record, progress=progress.update, per_step_float=True)
     problems = _degenerate(X, lengths, spec.embedding is not None)
     for li, m in enumerate(xmax):
         if li and m == 0:

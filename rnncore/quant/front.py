@@ -13,6 +13,15 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
       acc[o, l] = sum_{c, j} Wq[o, c, j] qpad[g(o) C_g + c, l*stride + j*dilation]
       y[o*L_out + l] = float32(acc[o, l]) * (s_x * s_w[o]) + b[o]
 
+* ``conv_time`` (a causal Conv1d over time; int8 weights ``Wq (C_out, C_in/groups, k)``, scales
+  ``s_w``, bias ``b``): at step ``t`` the ``k`` taps of every channel, ``v[c*k + j] =
+  x_{t - P + j*dilation}[c]`` (``P = dilation (k - 1)``, zero before the sequence's start), are
+  quantised as ONE vector (``q, s_x = quantize_activation(v)``), then per group::
+
+      acc[o] = sum_{c < C_g, j} Wq[o, c, j] q[(g(o) C_g + c) k + j]
+      y[o] = float32(acc[o]) * (s_x * s_w[o]) + b[o]
+
+* ``residual``: ``y = x + u`` with ``u`` the input of the record ``span`` records before it;
 * ``magnitude``: ``y[i] = sqrt(x[i]*x[i] + x[M+i]*x[M+i])``;
 * ``pointwise``: relu ``x > 0 ? x : 0``, hardsigmoid ``min(max(alpha x + beta, 0), 1)``,
   sigmoid ``1 / (1 + exp(-x))``, tanh, gelu ``0.5 x (1 + erf(x / sqrt 2))``, gelu tanh;
@@ -81,6 +90,30 @@ def frame_conv_q8(rec: dict, x: np.ndarray, return_acc: bool = False):
     return (y, acc, sx) if return_acc else y
 
 
+def conv_time_q8(rec: dict, x: np.ndarray) -> np.ndarray:
+    """A q8 conv_time on whole sequences: ``x (B, T, C_in)`` float32 (step 0 the start of each
+    sequence: zeros before it) -> ``(B, T, C_out)`` float32.
+
+    ``rec``: ``in_channels``, ``out_channels``, ``kernel_size``, ``dilation``, ``groups`` and
+    ``qweight (C_out, C_in/groups, k)`` int8, ``scale (C_out,)`` and ``bias (C_out,)`` float32.
+    """
+    x = np.asarray(x, F32)
+    B, T, ci = x.shape
+    co, k = int(rec["out_channels"]), int(rec["kernel_size"])
+    dl, g = int(rec.get("dilation", 1)), int(rec.get("groups", 1))
+    P = dl * (k - 1)
+    xp = np.concatenate([np.zeros((B, P, ci), F32), x], axis=1)        # (B, P + T, C_in)
+    taps = np.stack([xp[:, j * dl:j * dl + T] for j in range(k)], axis=3)   # (B, T, C_in, k)
+    q, sx = quantize_activation(taps.reshape(B, T, ci * k))          # one vector per step
+    cg, cog = ci // g, co // g
+    wq = np.asarray(rec["qweight"], np.int8).reshape(co, cg * k)
+    acc = np.empty((B, T, co), np.int32)
+    for gi in range(g):
+        acc[..., gi * cog:(gi + 1) * cog] = int_matmul(q[..., gi * cg * k:(gi + 1) * cg * k],
+                                                       wq[gi * cog:(gi + 1) * cog])
+    return epilogue(acc, sx, np.asarray(rec["scale"], F32), np.asarray(rec["bias"], F32))
+
+
 def _seq_sum(v: np.ndarray) -> np.ndarray:
     """The left-to-right float32 sum along the last axis, from 0 (the C loop's order)."""
     return np.cumsum(v, axis=-1, dtype=F32)[..., -1] if v.shape[-1] else np.zeros(v.shape[:-1], F32)
@@ -144,10 +177,112 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
 
 
 def step_records(records: list, x: np.ndarray) -> np.ndarray:
-    """Rows ``x (..., F)`` through ``records`` in order (leading axes kept)."""
+    """Rows ``x (..., F)`` through ``records`` in order (leading axes kept); a conv_time record
+    needs whole sequences, ``x (B, T, F)`` (a step alone has no window: ``ValueError``)."""
     x = np.asarray(x, F32)
     lead = x.shape[:-1]
     y = x.reshape(-1, x.shape[-1])
+    inputs = []
     for rec in records:
-        y = step_record(rec, y)
+        inputs.append(y)
+        kind = str(rec["kind"]).lower()
+        if kind == "residual":
+            y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+        elif kind in ("conv1d", "conv_time"):
+            if len(lead) != 2:
+                raise ValueError("step_records: a conv_time record needs whole sequences (B, T, F), "
+                                 f"got {x.shape}")
+            t = rec.get("tensors", rec)
+            if t.get("qweight") is None:
+                raise ValueError("step_records: a conv_time kept in float32 has no bit-exact NumPy form "
+                                 "(its product is the ISA's f32 GEMM row)")
+            full = {**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"]}
+            y = conv_time_q8(full, y.reshape(*lead, -1)).reshape(-1, int(rec["out_channels"]))
+        else:
+            y = step_record(rec, y)
+    return y.reshape(*lead, y.shape[-1])
+
+
+def float_step_records(records: list, x: np.ndarray) -> np.ndarray:
+    """The per-step records (``rc.nn`` layers' ``record()`` dicts, as a float
+    :class:`~rnncore.spec.ModelSpec` holds them) in float64, on ``x (B, T, F)`` (or rows ``(B, F)``
+    without conv1d): the float model the records describe, for calibration (rnncore.quant.calibrate
+    measures the recurrent layers' and the head's inputs after them)."""
+    y = np.asarray(x, np.float64)
+    lead = y.shape[:-1]
+    y = y.reshape(-1, y.shape[-1])
+    inputs = []
+    for rec in records:
+        inputs.append(y)
+        kind = str(rec.get("kind", "")).lower()
+        t = rec.get("tensors", rec)
+        if kind == "residual":
+            y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+        elif kind in ("conv1d", "conv_time"):
+            if len(lead) != 2:
+                raise ValueError(f"a conv1d record needs whole sequences (B, T, F), got {x.shape}")
+            B, T = lead
+            ci, co, k = int(rec["in_channels"]), int(rec["out_channels"]), int(rec["kernel_size"])
+            dl, g = int(rec.get("dilation", 1)), int(rec.get("groups", 1))
+            P = dl * (k - 1)
+            xp = np.concatenate([np.zeros((B, P, ci)), y.reshape(B, T, ci)], axis=1)
+            taps = np.stack([xp[:, j * dl:j * dl + T] for j in range(k)], axis=3)   # (B, T, C_in, k)
+            w = np.asarray(t["weight"], np.float64)
+            cg, cog = ci // g, co // g
+            out = np.empty((B, T, co))
+            for gi in range(g):
+                out[..., gi * cog:(gi + 1) * cog] = np.einsum(
+                    "btck,ock->bto", taps[:, :, gi * cg:(gi + 1) * cg], w[gi * cog:(gi + 1) * cog])
+            b = t.get("bias")
+            y = out.reshape(-1, co) + (0 if b is None else np.asarray(b, np.float64))
+        elif kind in ("frame_conv1d", "frame_conv"):
+            ci, co, k, L = (int(rec[f]) for f in ("in_channels", "out_channels", "kernel_size",
+                                                  "frame_length"))
+            st, dl, g = int(rec.get("stride", 1)), int(rec.get("dilation", 1)), int(rec.get("groups", 1))
+            idx, lout = _window_index(L, k, st, dl, int(rec.get("pad_left", 0)), int(rec.get("pad_right", 0)),
+                                      rec.get("padding_mode", "zeros") in ("reflect", 1))
+            xf = np.concatenate([y.reshape(-1, ci, L), np.zeros((y.shape[0], ci, 1))], axis=2)
+            cols = xf[:, :, np.where(idx < 0, L, idx)]                     # (N, C_in, L_out, k)
+            w = np.asarray(t["weight"], np.float64)
+            cg, cog = ci // g, co // g
+            out = np.empty((y.shape[0], co, lout))
+            for gi in range(g):
+                out[:, gi * cog:(gi + 1) * cog] = np.einsum(
+                    "nclk,ock->nol", cols[:, gi * cg:(gi + 1) * cg], w[gi * cog:(gi + 1) * cog])
+            b = t.get("bias")
+            y = (out + (0 if b is None else np.asarray(b, np.float64)[:, None])).reshape(y.shape[0], -1)
+        elif kind == "magnitude":
+            M = y.shape[-1] // 2
+            y = np.sqrt(y[:, :M] ** 2 + y[:, M:] ** 2)
+        elif kind == "log_mel":
+            u = y * np.asarray(t["window"], np.float64)
+            re, im = u @ np.asarray(t["cos"], np.float64).T, u @ np.asarray(t["sin"], np.float64).T
+            p = re * re + im * im
+            mel = (np.sqrt(p) if rec.get("power", 2.0) == 1 else p) @ np.asarray(t["fb"], np.float64)
+            log = rec.get("log", "log")
+            y = (np.log(mel + float(rec.get("log_offset", 1e-6))) if log == "log" else
+                 10 * np.log10(np.maximum(mel, float(rec.get("amin", 1e-10)))) if log == "db" else mel)
+        elif kind == "layer_norm":
+            w, b = t.get("weight"), t.get("bias")
+            mu = y.mean(-1, keepdims=True)
+            y = (y - mu) / np.sqrt(((y - mu) ** 2).mean(-1, keepdims=True) + float(rec.get("eps", 1e-5)))
+            y = y * (1 if w is None else np.asarray(w, np.float64))
+            y = y + (0 if b is None else np.asarray(b, np.float64))
+        elif kind == "scale_shift":
+            y = y * np.asarray(t["scale"], np.float64) + np.asarray(t["shift"], np.float64)
+        elif kind == "relu":
+            y = np.maximum(y, 0)
+        elif kind == "sigmoid":
+            y = 1 / (1 + np.exp(-y))
+        elif kind == "tanh":
+            y = np.tanh(y)
+        elif kind in ("hardsigmoid", "hard_sigmoid"):
+            y = np.clip(float(rec.get("alpha", 1 / 6)) * y + float(rec.get("beta", 0.5)), 0, 1)
+        elif kind == "gelu":
+            if rec.get("approximate", "none") == "tanh":
+                y = 0.5 * y * (1 + np.tanh(math.sqrt(2 / math.pi) * (y + 0.044715 * y ** 3)))
+            else:
+                y = 0.5 * y * (1 + np.vectorize(math.erf, otypes=[np.float64])(y / math.sqrt(2)))
+        else:
+            raise ValueError(f"float_step_records: unknown per-step record kind {kind!r}")
     return y.reshape(*lead, y.shape[-1])

@@ -568,13 +568,16 @@ def _step_dir(model, layer, li, d, x, s, dtype):
     return (h2, c2) if c2 is not None else h2
 
 
-def _steps(model, place: str, x: np.ndarray) -> np.ndarray:
-    """A q8 model's per-step records at ``place`` ("front", "post", "post_pooled") on ``x``."""
-    records = getattr(model, place, None) if _is_q8(model) else None
+def _steps(model, place: str, x: np.ndarray, per_step_float: bool = False) -> np.ndarray:
+    """A q8 model's per-step records at ``place`` ("front", "post", "post_pooled") on ``x``; a float
+    model's with ``per_step_float`` (in float64, cast to x's dtype), else none."""
+    records = getattr(model, place, None) if _is_q8(model) or per_step_float else None
     if not records:
         return x
-    from rnncore.quant.front import step_records
+    from rnncore.quant.front import float_step_records, step_records
 
+    if not _is_q8(model):
+        return float_step_records(records, x).astype(x.dtype)
     return step_records(records, x)
 
 
@@ -626,7 +629,8 @@ def model_step(model, x: np.ndarray, state, dtype=np.float64):
     return _head(model, _steps(model, "post", x), dt), new
 
 
-def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, record=None, progress=None):
+def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, record=None, progress=None,
+            per_step_float: bool = False):
     """Whole sequences through a float spec or a :class:`QModel`.
 
     Parameters
@@ -640,6 +644,8 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
         (``"head"``); ``live`` masks the valid positions (used by calibration)
     progress : optional callback ``progress(done, total)`` after every time step of every
         layer and direction (``total`` = T x the number of layer directions)
+    per_step_float : a float model's per-step records (``front``, ``post``, ``post_pooled``) run
+        too (rnncore.quant.front.float_step_records; a q8 model's always run)
 
     Returns
     -------
@@ -650,9 +656,9 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
     x = _embed(model, X, dt)
     bsz, steps = x.shape[:2]
     lengths = np.full(bsz, steps) if lengths is None else np.asarray(lengths)
-    if _is_q8(model) and model.front:   # the front-end on the valid steps, zero rows past a length
+    if (_is_q8(model) or per_step_float) and model.front:   # the valid steps, zero rows past a length
         valid = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
-        x = np.where(valid, _steps(model, "front", np.where(valid, x, 0)), F32(0)).astype(F32)
+        x = np.where(valid, _steps(model, "front", np.where(valid, x, 0), per_step_float), 0).astype(dt)
     state = normalize_state(model, state, bsz, dt)
     final, k = [], 0
     valid = np.arange(steps)[None, :] < lengths[:, None]
@@ -689,8 +695,8 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
             final.append(s)
             k += 1
         x = np.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
-    if _is_q8(model) and model.post:   # per step, the steps past a length left at zero
-        x = np.where(valid[..., None], _steps(model, "post", x), F32(0)).astype(F32)
+    if (_is_q8(model) or per_step_float) and model.post:   # per step, the steps past a length at zero
+        x = np.where(valid[..., None], _steps(model, "post", x, per_step_float), 0).astype(dt)
     if model.last_step:
         idx = np.clip(lengths - 1, 0, None)
         pooled = x[np.arange(bsz), idx]
@@ -698,7 +704,7 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
             half = x.shape[2] // 2
             pooled[:, half:] = x[:, 0, half:]
         pooled = np.where((lengths > 0)[:, None], pooled, 0)
-        pooled = _steps(model, "post_pooled", pooled)
+        pooled = _steps(model, "post_pooled", pooled, per_step_float)
         if record is not None:
             record("head", None, None, pooled, lengths > 0)
         return _head(model, pooled, dt), final

@@ -357,6 +357,8 @@ class _SeqLower:
         self.nrec, self.ndir = 0, []              # recurrent nodes so far, their directions
         self.linear_out = None    # the output of the last per-step Linear (a bias Add may follow it)
         self.width = {}           # an activation node -> the features of a step it sees
+        self.at = {}              # a data tensor -> the chain's point it is (the ops before it)
+        self.op_in = []           # per op: the point its input was (op k reads point k on a chain)
 
     def refuse(self, why: str, what: str = "import the part the chain covers with from_onnx(path, "
                                             "inputs=[...], outputs=[...]) and run the rest in NumPy"):
@@ -556,6 +558,44 @@ class _SeqLower:
 
     # -- the nodes -------------------------------------------------------------------------------
     def node(self, s) -> None:
+        n_ops = len(self.ops)
+        self._node(s)
+        if len(self.ops) > n_ops:
+            self.op_in.append(self.at.get(s.inputs[0], -1))
+        for o in s.outputs[:1]:
+            if o and o not in self.at:
+                self.at[o] = len(self.ops)
+
+    def residual(self, s, names: list) -> dict:
+        """``x + f(x)``: the activations between the two points become ``rc.nn.Residual(f)``."""
+        import copy
+
+        from rnncore.nn.layers import Sequential
+        from rnncore.nn.pointwise import Residual
+
+        u, w = (self.get(i, ("data",)) for i in names)
+        (lo, vlo), (hi, vhi) = sorted(((self.at.get(n, -1), v) for n, v in zip(names, (u, w), strict=True)),
+                                      key=lambda p: p[0])
+        if lo < 0 or lo == hi or hi != len(self.ops) or any(self.op_in[k] != k for k in range(lo, hi)):
+            self.refuse("adds two data tensors that are not x and a per-step function of it (x + f(x), f the "
+                        "layers right after x)")
+        f = self.ops[lo:hi]
+        bad = next((op for op in f if op[0] != "act" or type(op[1]).__name__ == "Softmax"), None)
+        if bad is not None:
+            self.refuse(f"adds x and f(x) where f holds a {bad[2].op} ({bad[2].name!r}): the C engine's "
+                        "residual wraps activations here (a per-step Linear is not a C record)")
+        if vlo["axes"] != vhi["axes"]:
+            self.refuse("adds x and f(x) in different layouts")
+        mods = []
+        for _, m, st in f:   # each activation's record gives its input width (a front-end's first)
+            fm, n = copy.copy(m), self.width[id(st)]
+            fm.record = (lambda m=m, n=n: {**m.record(), "features": n})
+            mods.append(fm)
+        self.ops[lo:hi] = [("res", Residual(mods[0] if len(mods) == 1 else Sequential(*mods)), s)]
+        self.op_in[lo:hi] = [lo]
+        return vhi
+
+    def _node(self, s) -> None:
         self.step = s
         op, a = s.op, s.attrs
         on_shape = s.inputs[0] in self.val and self.val[s.inputs[0]]["k"] == "shape"
@@ -601,11 +641,13 @@ class _SeqLower:
                 self.refuse(f"takes {m.in_features} features, the data has {F}")
             self.ops.append(("linear", m, s))
             out = {"k": "data", "axes": x["axes"][:-1] + [("f", m.out_features, self.fid())]}
+        elif op == "Add" and not any(i in self.g.consts for i in s.inputs[:2]):
+            out = self.residual(s, list(s.inputs[:2]))
         elif op == "Add":
             names = [i for i in s.inputs[:2]]
             consts = [i for i in names if i in self.g.consts]
             if len(consts) != 1:
-                self.refuse("adds two data tensors (no residual path in the C engine yet)")
+                self.refuse("adds two constants")
             x = self.get(next(i for i in names if i not in consts), ("data",))
             b = np.asarray(self.g.consts[consts[0]])
             F = self.features(x, "data")
@@ -750,6 +792,8 @@ class _SeqLower:
                 out.append(f)
             elif k > recs[-1] and kind == "act" and not soft:
                 out.append(m)              # an activation of every step after the recurrent layers
+            elif kind == "res" and (k < recs[0] or k > recs[-1]):
+                out.append(m)              # x + f(x), f activations (their records give the width)
             elif k > recs[-1] and kind == "linear":
                 out.append(m)              # the per-step head, then at most one activation
                 rest = ops[k + 1:]
@@ -862,7 +906,9 @@ def lower_sequence_graph(g):
       crnn.pytorch's ``BidirectionalLSTM`` stack), consecutive Linears are multiplied out, the last
       one is the engine's per-step head;
     * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid`` before the first or after the last recurrent
-      layer, and after the head (or ``Softmax`` over the features); ``LogSoftmax`` is refused.
+      layer, and after the head (or ``Softmax`` over the features); ``LogSoftmax`` is refused;
+    * ``Add(x, f(x))``, ``f`` activations right after ``x`` (the op after which every layer read the
+      latest value): ``rc.nn.Residual(f)``.
 
     Returns
     -------
@@ -888,6 +934,7 @@ def lower_sequence_graph(g):
                            "frames (N, L) with the frame length L fixed, or a sequence (T, B, F) / (B, T, F) "
                            "read by a recurrent layer or Linear (which gives F)")
     lw.val[data_in] = {"k": "data", "axes": [("s", ("X0",)), ("s", ("X1",)), ("f", int(F), lw.fid())]}
+    lw.at[data_in] = 0
     for n in g.input_names[1:]:     # the other inputs: initial states (L*D, B, H), or rows of one
         lw.val[n] = {"k": "gstate", "name": n, "rows": None}
     for s in g.steps:
