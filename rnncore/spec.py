@@ -245,6 +245,9 @@ def _front_width(records: list, width: int) -> int:
                 raise ValueError(f"front[{n}] (conv1d): in_channels {r['in_channels']}, the previous layer "
                                  f"gives {width}")
             width = r["out_channels"]
+        elif kind in ("max_pool1d", "avg_pool1d", "pool_time"):
+            if r["channels"] != width:
+                raise ValueError(f"front[{n}] ({kind}): channels {r['channels']}, the previous layer gives {width}")
         elif kind == "magnitude":
             width //= 2
         elif kind == "log_mel":
@@ -377,11 +380,13 @@ def spec_from_model(model: object) -> ModelSpec:
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
         elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "conv1d", "magnitude",
+                                                                 "max_pool1d", "avg_pool1d",
                                                                  *STEP_ACTIVATIONS) or (
                 rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front):
             if not spec.front:
                 spec.front_input = (int(m.in_features) if rkind == "frame_conv1d" else
                                     int(m.in_channels) if rkind == "conv1d" else
+                                    int(m.channels) if rkind in ("max_pool1d", "avg_pool1d") else
                                     rec.get("n_fft" if rkind == "log_mel" else "features"))
             rec = dict(rec)
             if "tensors" in rec:

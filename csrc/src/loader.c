@@ -126,6 +126,7 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_LAYER_NORM: return "layer_norm";
     case RNC_REC_SCALE_SHIFT: return "scale_shift";
     case RNC_REC_CONV_TIME: return "conv_time";
+    case RNC_REC_POOL_TIME: return "pool_time";
     case RNC_REC_LOG_MEL: return "log_mel";
     default: return "unknown";
     }
@@ -902,6 +903,7 @@ static int next_stage(int stage, uint32_t kind)
     case RNC_REC_LINEAR: return stage == 2 || stage == 3 || stage == 6 || stage == 7 ? 4 : -1;
     case RNC_REC_FRAME_CONV:
     case RNC_REC_CONV_TIME:
+    case RNC_REC_POOL_TIME:
     case RNC_REC_MAGNITUDE: return stage == 0 || stage == 5 ? 5 : -1;
     case RNC_REC_LOG_MEL: return stage == 0 ? 5 : -1; /* the first record only */
     case RNC_REC_POINTWISE:
@@ -981,7 +983,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const char *k = kind_name(kind);
         return fail(c, FIELD(rec, kind), MSG_FRONT_Q8, kind, 0, 0, k);
     }
-    if (m->precision == RNC_Q8 && (kind == RNC_REC_CONV_TIME || kind == RNC_REC_LOG_MEL))
+    if (m->precision == RNC_Q8 && (kind == RNC_REC_CONV_TIME || kind == RNC_REC_LOG_MEL || kind == RNC_REC_POOL_TIME))
         return fail(c, FIELD(rec, kind), MSG_FRONT_F32, kind, 0, 0, kind_name(kind));
     if (m->num_front >= RNC_MAX_FRONT) return fail(c, FIELD(rec, kind), MSG_FRONT_COUNT, RNC_MAX_FRONT, 0, 0, NULL);
     rnc_front_op *F = &m->front[m->num_front];
@@ -1045,13 +1047,12 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
             return fail(c, FIELD(rec_conv_time, kernel_size), MSG_RANGE, k, 1, RNC_FILE_MAX_KERNEL, NULL);
         if (st == 0 || st > RNC_FILE_MAX_KERNEL)
             return fail(c, FIELD(rec_conv_time, stride), MSG_RANGE, st, 1, RNC_FILE_MAX_KERNEL, NULL);
-        if (st != 1) return fail(c, FIELD(rec_conv_time, stride), MSG_RANGE_UNSUPPORTED, st, 1, 1, NULL);
         if (dl == 0 || dl > RNC_FILE_MAX_KERNEL)
             return fail(c, FIELD(rec_conv_time, dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
         if (g == 0 || ci % g || co % g)
             return fail(c, FIELD(rec_conv_time, groups), MSG_CONV_GROUPS, g, ci, co, NULL);
-        const uint64_t P = dl * (k - 1), cg = ci / g, cog = co / g;
-        if (P * ci > RNC_FILE_MAX_WINDOW || m->win_floats + P * ci > RNC_FILE_MAX_WINDOW)
+        const uint64_t P = dl * (k - 1), cg = ci / g, cog = co / g, ph = st > 1;
+        if (P * ci + ph > RNC_FILE_MAX_WINDOW || m->win_floats + P * ci + ph > RNC_FILE_MAX_WINDOW)
             return fail(c, FIELD(rec_conv_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ci, RNC_FILE_MAX_WINDOW, NULL);
         const void *p;
         TRY(get_ref(c, FIELD(rec_conv_time, weight), rnc_rec_conv_time_weight(r), g * r16(cog) * cg * k * 4, &p));
@@ -1061,7 +1062,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->cin = (uint32_t)ci;
         F->cout = (uint32_t)co;
         F->k = (uint32_t)k;
-        F->stride = 1;
+        F->stride = (uint32_t)st;
         F->dil = (uint32_t)dl;
         F->groups = (uint32_t)g;
         F->cg = (uint32_t)cg;
@@ -1069,9 +1070,40 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->out_w = (uint32_t)co;
         F->win = (uint32_t)P;
         F->win_off = m->win_floats;
-        m->win_floats += (size_t)(P * ci);
+        F->phase = (uint32_t)ph; /* a countdown after the window: steps without an output */
+        m->win_floats += (size_t)(P * ci + ph);
+        if (F->phase) m->strided = 1;
         const uint64_t need = cg * k + r16(cog); /* model.c conv_time_row: one column, its product */
         if (need > m->front_scratch) m->front_scratch = (size_t)need;
+    } else if (kind == RNC_REC_POOL_TIME) {
+        if (size != RNC_SIZE_rec_pool_time) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_pool_time, 0, NULL);
+        CHECK_RESERVED(c, rec_pool_time, r);
+        const uint64_t ch = rnc_rec_pool_time_channels(r), k = rnc_rec_pool_time_kernel_size(r);
+        const uint64_t st = rnc_rec_pool_time_stride(r), dl = rnc_rec_pool_time_dilation(r);
+        const uint64_t op = rnc_rec_pool_time_op(r);
+        if (ch != c->feat) return fail(c, FIELD(rec_pool_time, channels), MSG_EXPECT, ch, c->feat, 0, NULL);
+        if (k == 0 || k > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_pool_time, kernel_size), MSG_RANGE, k, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (st == 0 || st > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_pool_time, stride), MSG_RANGE, st, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (dl == 0 || dl > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_pool_time, dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (op >= RNC_FILE_POOL_OPS)
+            return fail(c, FIELD(rec_pool_time, op), MSG_RANGE, op, 0, RNC_FILE_POOL_OPS - 1, NULL);
+        const uint64_t P = dl * (k - 1), ph = P > 0 || st > 1;
+        if (P * ch + ph > RNC_FILE_MAX_WINDOW || m->win_floats + P * ch + ph > RNC_FILE_MAX_WINDOW)
+            return fail(c, FIELD(rec_pool_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ch, RNC_FILE_MAX_WINDOW, NULL);
+        F->cin = F->cout = F->out_w = (uint32_t)ch;
+        F->k = (uint32_t)k;
+        F->stride = (uint32_t)st;
+        F->dil = (uint32_t)dl;
+        F->pool_op = (uint32_t)op;
+        F->win = (uint32_t)P;
+        F->win_off = m->win_floats;
+        F->phase = (uint32_t)ph;
+        F->skip0 = (uint32_t)P; /* the first output needs k inputs */
+        m->win_floats += (size_t)(P * ch + ph);
+        if (ph) m->strided = 1;
     } else if (kind == RNC_REC_LOG_MEL) {
         TRY(load_log_mel(c, m, F, r, size));
     } else { /* RNC_REC_FRAME_CONV */
@@ -1409,6 +1441,7 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_LAYER_NORM:
     case RNC_REC_SCALE_SHIFT:
     case RNC_REC_CONV_TIME:
+    case RNC_REC_POOL_TIME:
     case RNC_REC_LOG_MEL: return load_front(c, m, r, size);
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }
