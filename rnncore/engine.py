@@ -410,7 +410,8 @@ class Stream:
             starts = [st for _p, _c, st in shapes if st is not None]
             keys = {"recurrent", "windows"} | ({"countdowns"} if starts else set())
             if set(value) != keys:
-                want = " and ".join(repr(k) for k in sorted(keys, key=("recurrent", "windows", "countdowns").index))
+                order = ("recurrent", "windows", "countdowns")
+                want = " and ".join(repr(k) for k in sorted(keys, key=order.index))
                 raise ValueError(f"state: expected the keys {want}, got {sorted(value)}")
             wins = value["windows"]
             if not isinstance(wins, tuple | list) or len(wins) != len(shapes):

@@ -247,7 +247,8 @@ def _front_width(records: list, width: int) -> int:
             width = r["out_channels"]
         elif kind in ("max_pool1d", "avg_pool1d", "pool_time"):
             if r["channels"] != width:
-                raise ValueError(f"front[{n}] ({kind}): channels {r['channels']}, the previous layer gives {width}")
+                raise ValueError(f"front[{n}] ({kind}): channels {r['channels']}, the previous layer "
+                                 f"gives {width}")
         elif kind == "magnitude":
             width //= 2
         elif kind == "log_mel":

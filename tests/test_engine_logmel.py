@@ -234,7 +234,8 @@ def test_misplaced_centred_and_q8_log_mels_are_refused_naming_what():
     data = bytearray(rc.compile(nn.Sequential(lm, nn.GRU(12, 4))).data)
     struct.pack_into("<I", data, 20, 1)     # the header's precision: q8
     struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])) & 0xFFFFFFFF)
-    want = "kind 13 (log_mel) in a q8 file: the C core runs conv_time, pool_time and log_mel in f32 files only"
+    want = ("kind 13 (log_mel) in a q8 file: the C core runs conv_time, pool_time and log_mel in f32 "
+            "files only")
     data = bytes(data)
     with pytest.raises(RncFormatError, match=re.escape(want)):
         check_rnc(data)

@@ -496,8 +496,8 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
             raise ValueError(f"{where}[{n}] ({kind}): the C core runs per-step records in f32 and q8 files "
                              "only (precision='f32' or 'q8')")
         if precision != "f32" and kind in ("conv1d", "conv_time", "log_mel", "max_pool1d", "avg_pool1d"):
-            raise ValueError(f"{where}[{n}] ({kind}): the C core runs conv_time, pool_time and log_mel in f32 "
-                             "files only (precision='f32')")
+            raise ValueError(f"{where}[{n}] ({kind}): the C core runs conv_time, pool_time and log_mel in "
+                             "f32 files only (precision='f32')")
         if kind in ("conv1d", "conv_time"):
             out.append(_plan_conv_time(r, feat, f"{where}[{n}]"))
             feat = int(r["out_channels"])
