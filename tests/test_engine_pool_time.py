@@ -313,3 +313,98 @@ def test_models_without_strided_layers_keep_their_outputs_and_state_form():
     X = _x((1, 6, 3))
     assert st.out_steps(6) == 6
     np.testing.assert_array_equal(np.stack([st.step(X[:, t]) for t in range(6)], 1), eng.run(X))
+
+
+class _TorchKws(torch.nn.Module):
+    """Conv1d(stride 2) after a causal left pad > ReLU > MaxPool1d(3, 2) > AvgPool1d(2) > GRU > Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(5, 6, 3, stride=2)
+        self.pool = torch.nn.MaxPool1d(3, stride=2)
+        self.avg = torch.nn.AvgPool1d(2)
+        self.gru = torch.nn.GRU(6, 7, batch_first=True)
+        self.head = torch.nn.Linear(7, 2)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(torch.nn.functional.pad(x.transpose(1, 2), (2, 0))))
+        y = self.avg(self.pool(y)).transpose(1, 2)
+        return self.head(self.gru(y)[0])
+
+
+def test_torch_fx_import_of_strided_conv_and_pooling_matches_torch_run_and_stream():
+    torch.manual_seed(0)
+    tm = _TorchKws().eval()
+    X = _x((2, 40, 5), seed=12)
+    with torch.no_grad():
+        want = tm(torch.as_tensor(X)).numpy()
+    assert want.shape == (2, 4, 2)
+    eng = rc.compile(rc.io.from_torch(tm))
+    assert eng.describe() == "conv_time > pointwise > pool_time > pool_time > gru(7) > linear(7->2)"
+    np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5)
+    st = eng.stream(2)
+    got = [o for o in (st.step(X[:, t]) for t in range(40)) if o is not None]
+    np.testing.assert_allclose(np.stack(got, 1), want, rtol=0, atol=1e-5)
+
+
+def test_keras_strided_causal_conv1d_and_poolings_match_keras_run_and_stream(tmp_path):
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    km = keras.Sequential([
+        keras.Input((None, 5)),
+        keras.layers.Conv1D(6, 3, strides=2, padding="causal", activation="relu"),
+        keras.layers.MaxPooling1D(3, strides=2),
+        keras.layers.AveragePooling1D(2),
+        keras.layers.GRU(7, return_sequences=True),
+        keras.layers.Dense(2),
+    ])
+    X = _x((2, 40, 5), seed=13)
+    want = np.asarray(km.predict(X, verbose=0))
+    assert want.shape == (2, 4, 2)
+    path = tmp_path / "strided.keras"
+    km.save(path)
+    eng = rc.compile(rc.io.from_keras(str(path)))
+    assert eng.describe() == "conv_time > pointwise > pool_time > pool_time > gru(7) > linear(7->2)"
+    np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5)
+    st = eng.stream(2)
+    got = [o for o in (st.step(X[:, t]) for t in range(40)) if o is not None]
+    np.testing.assert_allclose(np.stack(got, 1), want, rtol=0, atol=1e-5)
+
+
+def test_export_c_of_a_strided_model_prints_only_the_steps_with_an_output(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from child_env import child_env
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["make", "-C", str(root / "csrc"), "lib"], capture_output=True, text=True, timeout=600,
+                       env=child_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = kws_strided(seed=9, cell=nn.LSTM)
+    eng = rc.compile(m)
+    (tmp_path / "m.rnc").write_bytes(eng.data)
+    src = tmp_path / "m.c"
+    r = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(tmp_path / "m.rnc"), "-o", str(src)],
+                       capture_output=True, text=True, cwd=root, env=child_env())
+    assert r.returncode == 0, r.stderr
+    exe = tmp_path / "m"
+    r = subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
+                        f"-I{root / 'csrc' / 'include'}", str(src),
+                        str(root / "csrc" / "build" / "librnncore.a"), "-lm", "-o", str(exe)],
+                       capture_output=True, text=True, env=child_env())
+    assert r.returncode == 0, r.stderr
+    X = _x((29, 5), seed=14)
+    X.astype("<f4").tofile(tmp_path / "x.f32")
+    want = m.forward(X[None].astype(np.float64))[0]
+    assert want.shape == (6, 3)   # 29 -> 15 -> 7 -> 6
+    for mode in ([], ["--run"]):
+        r = subprocess.run([str(exe), *mode, str(tmp_path / "x.f32")], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        got = np.array([[float(v) for v in line.split()] for line in r.stdout.splitlines()], np.float32)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=str(mode))
