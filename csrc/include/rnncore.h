@@ -353,7 +353,8 @@ rnc_status rnc_step(const rnc_model *model, rnc_state *state, const float *x, fl
 /* Same for an Embedding model: ids (B) int32 in [0, embed_num). */
 rnc_status rnc_step_ids(const rnc_model *model, rnc_state *state, const int32_t *ids, float *y);
 
-/* Whole sequences. x: (B, T, input_size) floats; y: (B, T, output_size), or (B, output_size) when
+/* Whole sequences. x: (B, T, input_size) floats; y: (B, T, output_size) (T_out steps with strided
+ * records over time: rnc_run_out_steps below), or (B, output_size) when
  * the model pools the last step (rnc_model_info.last_step: y[b] = head(out[b, lengths[b]-1]), the
  * backward half at t = 0 with last_step_bidirectional; a zero vector for lengths[b] == 0, then
  * the head). step() of a last_step model returns head(h_t) at every step. lengths: B int32 in
