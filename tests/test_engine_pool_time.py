@@ -408,3 +408,16 @@ def test_export_c_of_a_strided_model_prints_only_the_steps_with_an_output(tmp_pa
         assert r.returncode == 0, r.stderr
         got = np.array([[float(v) for v in line.split()] for line in r.stdout.splitlines()], np.float32)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=str(mode))
+
+
+@pytest.mark.parametrize("isa", rc.isa()["available"])
+def test_every_isa_path_steps_with_the_bits_of_its_run(isa):
+    m = kws_strided(seed=5)
+    eng = rc.compile(m)
+    eng.set_isa(isa)
+    X = _x((2, 25, 5), seed=15)
+    Y = eng.run(X)
+    np.testing.assert_allclose(Y, m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
+    st = eng.stream(2)
+    got = [o for o in (st.step(X[:, t]) for t in range(25)) if o is not None]
+    np.testing.assert_array_equal(np.stack(got, 1), Y)
