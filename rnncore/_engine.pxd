@@ -21,6 +21,7 @@ cdef extern from "rnncore.h" nogil:
         RNC_E_BIDIRECTIONAL
         RNC_E_STATE
         RNC_E_NONFINITE
+        RNC_NO_OUTPUT
         RNC_STATUS_COUNT
 
     ctypedef enum rnc_isa:
@@ -51,6 +52,7 @@ cdef extern from "rnncore.h" nogil:
 
     ctypedef struct rnc_model:
         rnc_plan plan
+        uint32_t strided
 
     ctypedef struct rnc_model_info:
         uint32_t precision
@@ -111,6 +113,8 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_step(const rnc_model *model, rnc_state *state, const float *x, float *y)
     rnc_status rnc_step_ids(const rnc_model *model, rnc_state *state, const int32_t *ids, float *y)
     rnc_status rnc_run_scratch_size(const rnc_model *model, size_t batch, size_t steps, size_t *bytes)
+    rnc_status rnc_run_out_steps(const rnc_model *model, const rnc_state *state, size_t steps,
+                                 size_t *out_steps)
     rnc_status rnc_run(const rnc_model *model, rnc_state *state, const float *x,
                        const int32_t *lengths, size_t steps, float *y, void *scratch,
                        size_t scratch_bytes)

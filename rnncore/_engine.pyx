@@ -384,7 +384,11 @@ cdef class Stream:
 
         Returns
         -------
-        (batch, output_size) float32: ``out`` if given
+        (batch, output_size) float32 (``out`` if given), or None at a step without an output: a
+        model with a strided layer over time (a Conv1d with stride s > 1 gives an output every s
+        steps, a pooling over k steps with stride s its first after k steps, then every s) takes
+        ``x`` into its window and gives nothing; ``out`` and the recurrent state are then untouched
+        (rnc_step's RNC_NO_OUTPUT). Every other model returns an array at every step.
         """
         cdef rnc_status st
         cdef bint fast_x = _fast_i32(x, self.batch) if self.ids else _fast_f32(x, self.batch, self.nin)
@@ -408,6 +412,8 @@ cdef class Stream:
                 st = rnc_step(&self.model.m, &self.st, <const float *>xp, yp)
         self.busy = False
         if st != RNC_OK:
+            if st == RNC_NO_OUTPUT:
+                return None
             self._step_error(st, x)
         return out
 
@@ -418,6 +424,10 @@ cdef class Stream:
             raise ValueError("step: the model has a bidirectional or reverse layer; use run() on whole sequences")
         if st == RNC_E_NONFINITE:
             self._nonfinite_error("step")
+        if st == RNC_E_STATE and self.model.m.strided:
+            raise ValueError("step: the strided layers' countdowns in stream.state are not valid integers "
+                             "or differ between the stream rows (a batch steps in lockstep); reset() or "
+                             "assign a state taken from a stream")
         _raise(<rnc_status>st, "step")
 
     def _nonfinite_error(self, str who):
@@ -456,8 +466,10 @@ cdef class Stream:
         """Whole sequences from the current state; the final state stays in the stream.
 
         X : (batch, T, input_size) floats, or (batch, T) token ids; lengths : (batch,) ints in
-        [0, T] or None. Returns (batch, T, output_size) float32, or (batch, output_size) for a
-        model with last-step pooling.
+        [0, T] or None. Returns (batch, T_out, output_size) float32, or (batch, output_size) for a
+        model with last-step pooling. T_out = T except for a model with a strided layer over time:
+        then the output steps the state's countdowns let through (:meth:`out_steps`), each
+        sequence's own outputs first, zeros after them.
         """
         cdef Py_ssize_t b = self.batch, t
         if self.ids:
@@ -489,10 +501,11 @@ cdef class Stream:
             lp = <const int32_t *>cnp.PyArray_DATA(la)
         # rnc_run writes every element of y (zeros past the lengths included): np.empty, not
         # np.zeros, whose calloc clears a reused block first (6.5 MB at B=64, T=100, H=256)
+        cdef size_t t_out = self.out_steps(t)
         if self.model.info.last_step:
             y = np.empty((b, self.nout), np.float32)
         else:
-            y = np.empty((b, t, self.nout), np.float32)
+            y = np.empty((b, t_out, self.nout), np.float32)
         cdef size_t nscratch = 0
         cdef rnc_status st = rnc_run_scratch_size(&self.model.m, <size_t>b, <size_t>t, &nscratch)
         if st != RNC_OK:
@@ -523,6 +536,20 @@ cdef class Stream:
                 self._nonfinite_error("run")
             _raise(st, "run")
         return y
+
+    def out_steps(self, Py_ssize_t steps) -> int:
+        """The output steps ``T_out`` of :meth:`run` over ``steps`` input steps from the current
+        state (``rnc_run_out_steps``): ``steps`` without strided layers over time."""
+        if steps < 0:
+            raise ValueError(f"steps: expected a non-negative integer, got {steps}")
+        cdef size_t n = 0
+        cdef rnc_status st = rnc_run_out_steps(&self.model.m, &self.st, <size_t>steps, &n)
+        if st != RNC_OK:
+            if st == RNC_E_STATE:
+                raise ValueError("run: the strided layers' countdowns in stream.state are not valid "
+                                 "integers; reset() or assign a state taken from a stream")
+            _raise(st, "run_out_steps")
+        return n
 
     # -- state ------------------------------------------------------------------------------
     def raw_state(self):
@@ -604,6 +631,6 @@ cdef class Stream:
                 st = rnc_step(&self.model.m, &self.st, xp, yp)
             t1 = _now()
         self.busy = False
-        if st != RNC_OK:
+        if st != RNC_OK and st != RNC_NO_OUTPUT:
             _raise(st, "time_step")
         return (t1 - t0) / n

@@ -244,7 +244,11 @@ class Engine:
 
         Returns
         -------
-        Y : (B, T, output_size) float32, or (B, output_size) with last-step pooling
+        Y : (B, T_out, output_size) float32, or (B, output_size) with last-step pooling. T_out = T
+            unless the model has a strided layer over time (a Conv1d with stride s: ceil(T / s)
+            from a reset state; a pooling of kernel k, stride s: floor((T - k) / s) + 1, or 0 when
+            T < k, as PyTorch); with ``lengths``, sequence b's outputs are those of its first
+            ``lengths[b]`` steps, zeros after them
         state : (if ``return_state``) the final state
 
         Raises
@@ -310,8 +314,9 @@ class Stream:
         self.engine = engine
         self._s = engine._model.stream(batch)
         self.batch = batch
-        self.step = self._s.step  # bound C method: no Python frame per step
+        self.step = self._s.step  # bound C method: no Python frame per step (None: no output)
         self.reset = self._s.reset
+        self.out_steps = self._s.out_steps
         self.time_step = self._s.time_step
 
     def __repr__(self) -> str:
@@ -387,22 +392,30 @@ class Stream:
         with one entry per (layer, direction): ``h (B, H)`` or, for LSTM layers, ``(h, c)``.
         Assigning either form (same shapes, floating dtype, finite) restores it.
 
-        A model with a Conv1d over time (conv_time records) also keeps each one's last
-        ``P = dilation*(kernel_size-1)`` inputs: its state is the dict ``{"recurrent": <the form
-        above>, "windows": [(B, P, C_in) per Conv1d, oldest step first]}``; assigning that dict
-        restores both, assigning the recurrent form alone sets the windows to zeros (the start of
-        a sequence, as ``reset()``).
+        A model with a Conv1d or a pooling over time (conv_time, pool_time records) also keeps
+        each one's last ``P = dilation*(kernel_size-1)`` inputs: its state is the dict
+        ``{"recurrent": <the form above>, "windows": [(B, P, C_in) per such layer, oldest step
+        first]}``, and when one of them is strided (a Conv1d with stride > 1, a pooling) the key
+        ``"countdowns"``: ``(B, n)`` int64, per strided layer in order the steps it still takes
+        before its next output. Assigning that dict restores all, assigning the recurrent form
+        alone starts the windows and countdowns afresh (the start of a sequence, as ``reset()``).
         """
         rec = self._recurrent_state()
         shapes = _conv_windows(self.engine.data)
         if not shapes:
             return rec
         flat = self._s.raw_window().reshape(self.batch, -1)
-        wins, o = [], 0
-        for p, ch in shapes:
+        wins, counts, o = [], [], 0
+        for p, ch, start in shapes:
             wins.append(flat[:, o:o + p * ch].reshape(self.batch, p, ch).copy())
             o += p * ch
-        return {"recurrent": rec, "windows": wins}
+            if start is not None:
+                counts.append(flat[:, o].astype(np.int64))
+                o += 1
+        out = {"recurrent": rec, "windows": wins}
+        if counts:
+            out["countdowns"] = np.stack(counts, axis=1)
+        return out
 
     def _recurrent_state(self):
         h, c = self._s.raw_state()
@@ -430,17 +443,38 @@ class Stream:
             if not shapes:
                 raise ValueError("state: this model has no Conv1d over time; give the recurrent state "
                                  "(h, or (h, c)) without a dict")
-            if set(value) != {"recurrent", "windows"}:
-                raise ValueError(f"state: expected the keys 'recurrent' and 'windows', got {sorted(value)}")
+            starts = [st for _p, _c, st in shapes if st is not None]
+            keys = {"recurrent", "windows"} | ({"countdowns"} if starts else set())
+            if set(value) != keys:
+                order = ("recurrent", "windows", "countdowns")
+                want = " and ".join(repr(k) for k in sorted(keys, key=order.index))
+                raise ValueError(f"state: expected the keys {want}, got {sorted(value)}")
             wins = value["windows"]
             if not isinstance(wins, tuple | list) or len(wins) != len(shapes):
                 raise ValueError(f"state['windows']: expected a list of {len(shapes)} arrays (one per Conv1d "
-                                 f"over time), got {type(wins).__name__}")
-            parts = []
-            for i, (w, (p, ch)) in enumerate(zip(wins, shapes, strict=True)):
+                                 f"or pooling over time), got {type(wins).__name__}")
+            counts = None
+            if starts:
+                counts = _as_numpy(value["countdowns"])
+                shape = (self.batch, len(starts))
+                if not isinstance(counts, np.ndarray) or not np.issubdtype(counts.dtype, np.integer):
+                    raise TypeError(f"state['countdowns']: expected an integer array of shape {shape}, got "
+                                    f"{getattr(counts, 'dtype', type(counts).__name__)}")
+                if counts.shape != shape:
+                    raise ValueError(f"state['countdowns']: expected shape {shape}, got {counts.shape}")
+            parts, k = [], 0
+            for i, (w, (p, ch, start)) in enumerate(zip(wins, shapes, strict=True)):
                 w = _as_numpy(w)
                 _check_state_array(f"state['windows'][{i}]", w, (self.batch, p, ch))
                 parts.append(np.asarray(w, np.float32).reshape(self.batch, p * ch))
+                if start is not None:
+                    top = max(start[0], start[1] - 1)
+                    c = counts[:, k]
+                    if c.min() < 0 or c.max() > top:
+                        raise ValueError(f"state['countdowns'][:, {k}]: expected values in [0, {top}], got "
+                                         f"[{c.min()}, {c.max()}]")
+                    parts.append(c.astype(np.float32)[:, None])
+                    k += 1
             flat = np.concatenate(parts, axis=1) if parts else np.zeros((self.batch, 0), np.float32)
             if not np.all(np.isfinite(flat)):
                 raise ValueError("state['windows']: contain NaN or Inf")
@@ -449,7 +483,7 @@ class Stream:
             return
         self._set_recurrent_state(value)
         if shapes:
-            self._s.set_raw_window(np.zeros(self._s.raw_window().size, np.float32))
+            self._s.set_raw_window(_fresh_windows(shapes, self.batch))
 
     def _set_recurrent_state(self, value) -> None:
         layers, uniform = self._layout()
@@ -525,15 +559,17 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
         elif name == "last_step":
             place = 2
         elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift", "conv_time",
-                      "log_mel", "residual"):
+                      "log_mel", "residual", "pool_time"):
             out[place].append(name)
         pos += size
     return out
 
 
 def _conv_windows(data: bytes) -> list:
-    """``(P, C_in)`` of each conv_time record of a (valid, v2) file, in file order: the window
-    ``P = dilation*(kernel_size-1)`` steps of ``C_in`` features its stream state keeps."""
+    """``(P, C_in, start)`` of each conv_time / pool_time record of a (valid, v2) file, in file
+    order: the window ``P = dilation*(kernel_size-1)`` steps of ``C_in`` features its stream state
+    keeps, and for a strided record ``start = (countdown at the start, stride)`` (else None): its
+    countdown follows the window in ``rnc_state.win`` (rnncore.h)."""
     import struct
 
     from rnncore.io.rnc import RECORD_KINDS
@@ -544,10 +580,24 @@ def _conv_windows(data: bytes) -> list:
     for _ in range(n):
         kind, size = struct.unpack_from("<II", data, pos)
         if kind == RECORD_KINDS["conv_time"]:
-            ci, _co, k, _st, dl = struct.unpack_from("<5I", data, pos + 8)
-            out.append((dl * (k - 1), ci))
+            ci, _co, k, st, dl = struct.unpack_from("<5I", data, pos + 8)
+            out.append((dl * (k - 1), ci, (0, st) if st > 1 else None))
+        elif kind == RECORD_KINDS["pool_time"]:
+            ch, k, st, dl = struct.unpack_from("<4I", data, pos + 8)
+            p = dl * (k - 1)
+            out.append((p, ch, (p, st) if p > 0 or st > 1 else None))
         pos += size
     return out
+
+
+def _fresh_windows(shapes: list, batch: int) -> np.ndarray:
+    """The flat windows of a stream at the start of a sequence: zeros and the start countdowns."""
+    row = []
+    for p, ch, start in shapes:
+        row.append(np.zeros(p * ch, np.float32))
+        if start is not None:
+            row.append(np.array([start[0]], np.float32))
+    return np.tile(np.concatenate(row), batch)
 
 
 def _restore_stream(engine: Engine, batch: int, state) -> Stream:

@@ -246,6 +246,10 @@ def _front_width(records: list, width: int) -> int:
                 raise ValueError(f"front[{n}] (conv1d): in_channels {r['in_channels']}, the previous layer "
                                  f"gives {width}")
             width = r["out_channels"]
+        elif kind in ("max_pool1d", "avg_pool1d", "pool_time"):
+            if r["channels"] != width:
+                raise ValueError(f"front[{n}] ({kind}): channels {r['channels']}, the previous layer "
+                                 f"gives {width}")
         elif kind == "magnitude":
             width //= 2
         elif kind == "log_mel":
@@ -433,11 +437,13 @@ def spec_from_model(model: object) -> ModelSpec:
                 spec.front_input = _record_input(first[0], first[1])
             (spec.front if stage == 0 else spec.post if stage == 1 else spec.post_pooled).extend(recs)
         elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "conv1d", "magnitude",
+                                                                 "max_pool1d", "avg_pool1d",
                                                                  *STEP_ACTIVATIONS) or (
                 rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front):
             if not spec.front:
                 spec.front_input = (int(m.in_features) if rkind == "frame_conv1d" else
                                     int(m.in_channels) if rkind == "conv1d" else
+                                    int(m.channels) if rkind in ("max_pool1d", "avg_pool1d") else
                                     rec.get("n_fft" if rkind == "log_mel" else "features"))
             rec = dict(rec)
             if "tensors" in rec:

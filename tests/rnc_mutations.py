@@ -152,6 +152,22 @@ def _conv_time_spec(rng: np.random.Generator) -> dict:
     return spec
 
 
+def _strided_spec(rng: np.random.Generator) -> dict:
+    """Strided time layers: a causal Conv1d with stride 2 (conv_time), a max pooling (pool_time,
+    kernel 3, stride 2) and an average pooling (kernel 2, dilation 2, stride 1) before a GRU."""
+    spec = gen_vectors.make_spec(rng, "gru", [4, 5], "f32", head=2, head_act="none")
+    spec["input_size"] = 3
+    spec["front"] = [
+        {"kind": "conv1d", "in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 2,
+         "pad_left": 2, "pad_right": 0,
+         "tensors": {"weight": rng.standard_normal((4, 3, 3)).astype(np.float32),
+                     "bias": rng.standard_normal(4).astype(np.float32)}},
+        {"kind": "max_pool1d", "channels": 4, "kernel_size": 3, "stride": 2},
+        {"kind": "avg_pool1d", "channels": 4, "kernel_size": 2, "stride": 1, "dilation": 2},
+    ]
+    return spec
+
+
 def _log_mel_spec(rng: np.random.Generator, db: bool) -> dict:
     """A log_mel record first (log: 16-sample frames, 5 filters; db, magnitude: 10 filters, two
     of them empty spans) then a layer_norm (db), a GRU and a head."""
@@ -187,6 +203,7 @@ def seed_files() -> dict[str, bytes]:
     spec = gen_vectors.make_spec(np.random.default_rng(310), "gru", [12, 8], "q8", head=2, front="conv")
     spec["post"] = [{"kind": "relu"}, {"kind": "residual", "span": 1}]
     out["conv_time_residual_q8_v2"] = write_rnc(spec)
+    out["strided_time_f32_v2"] = write_rnc(_strided_spec(np.random.default_rng(310)))
     for i, (name, db) in enumerate(LOG_MEL_SEEDS.items()):
         out[name] = write_rnc(_log_mel_spec(np.random.default_rng(300 + i), db))
     return out
@@ -271,6 +288,15 @@ def mutations(data: bytes, rng: np.random.Generator, n_random: int = 120) -> Ite
                 struct.pack_into("<I", b, pos + 16, 65536)
                 struct.pack_into("<I", b, pos + 24, 65536)
                 yield f"conv_time at {pos}: kernel_size = dilation = 65536", fix_crc(b)
+            if kind == 11:   # pool_time: kernel_size (12) and dilation (20)
+                b = bytearray(data)
+                struct.pack_into("<I", b, pos + 12, 65536)
+                struct.pack_into("<I", b, pos + 20, 65536)
+                yield f"pool_time at {pos}: kernel_size = dilation = 65536", fix_crc(b)
+                for off, v in ((8, 5), (12, 0), (16, 0), (16, 65537), (20, 0), (24, 2), (28, 1)):
+                    b = bytearray(data)
+                    struct.pack_into("<I", b, pos + off, v)
+                    yield f"pool_time at {pos}: word {off} = {v}", fix_crc(b)
             pos += size
 
 

@@ -124,16 +124,17 @@ def test_group_file_without_its_features_is_an_error(cc, src, group, symbol, tmp
 
 
 def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
-    """-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT (the dense deploy build that
-    docs/deploy-raspberry-pi.md sizes): the kernel table has no block-sparse or q4 rows, the
+    """-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT (the dense deploy build that
+    docs/deploy-raspberry-pi.md sizes): the kernel table has no block-sparse, q4 or FFT rows, the
     loader has no fully-integer checks, and it refuses such files with one line naming what the
-    build leaves out (not a plan without kernels); dense files still run."""
+    build leaves out (not a plan without kernels); dense files still run, a log-mel model too (its
+    spectrum by the tables' product)."""
     import rnncore as rc
 
     build = tmp_path / "build"
     proc = subprocess.run(
         ["make", "-C", str(CSRC), "bench", f"BUILD={build}",
-         "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT"],
+         "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT"],
         capture_output=True, text=True, timeout=900, env=child_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     bench = build / "rnncore-bench"
@@ -142,7 +143,10 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     from rnncore.io.rnc_int import write_int_rnc
     from rnncore.quant import integer as qi
 
+    mel = rc.nn.LogMelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=20, center=False)
+    logmel = rc.nn.Sequential(mel, rc.nn.GRU(20, 8), rc.nn.Linear(8, 1))
     files = {"dense": rc.compile(gru, "q8").data, "q4": rc.compile(gru, "q4").data,
+             "logmel": rc.compile(logmel).data,
              "sparse": rc.compile(gru, "q8", sparse=True).data,
              "int": write_int_rnc(qi.quantize_int_model(rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0)),
                                                         qi.IntCalibration([(-2.0, 2.0)], [(-0.9, 0.95)],
@@ -155,6 +159,7 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
                            capture_output=True, text=True, timeout=120, env=child_env())
         out[name] = (r.returncode, r.stdout + r.stderr)
     assert out["dense"][0] == 0, out["dense"][1][-2000:]
+    assert out["logmel"][0] == 0, out["logmel"][1][-2000:]
     assert out["q4"][0] != 0 and "precision: 2: q4 weights (built with RNC_NO_Q4), which this build " \
         "of the C core leaves out" in out["q4"][1], out["q4"][1][-2000:]
     assert out["sparse"][0] != 0 and "block-sparse weights (built with RNC_NO_SPARSE), which this " \

@@ -251,13 +251,13 @@ def test_misplaced_centred_and_q8_log_mels_are_refused_naming_what():
     lm = nn.LogMelSpectrogram(SR, n_fft=64, hop_length=32, n_mels=12, center=False)
     with pytest.raises(ValueError, match=r"center=True pads the whole signal.*center=False"):
         rc.compile(nn.Sequential(nn.LogMelSpectrogram(SR, n_fft=64, n_mels=12), nn.GRU(12, 4)))
-    with pytest.raises(ValueError, match=r"runs log_mel in f32 files only"):
+    with pytest.raises(ValueError, match=r"runs pool_time and log_mel in f32 files only"):
         rc.compile(nn.Sequential(lm, nn.GRU(12, 4)), "q8")
     # a q8 file holding one: the loader and the reader refuse it alike
     data = bytearray(rc.compile(nn.Sequential(lm, nn.GRU(12, 4))).data)
     struct.pack_into("<I", data, 20, 1)     # the header's precision: q8
     struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])) & 0xFFFFFFFF)
-    want = "kind 13 (log_mel) in a q8 file: the C core runs log_mel in f32 files only"
+    want = "kind 13 (log_mel) in a q8 file: the C core runs pool_time and log_mel in f32 files only"
     data = bytes(data)
     with pytest.raises(RncFormatError, match=re.escape(want)):
         check_rnc(data)

@@ -53,9 +53,9 @@ def test_seed_files_are_valid_for_both():
 
 def test_reader_and_loader_agree_on_every_mutated_file():
     """Byte flips, 32-bit field edits, NaN/-128 tensor values, truncations (checksum fixed so
-    the parser is reached) over 11 models covering f32/q8, GRU both forms, LSTM, RNN tanh/relu,
-    embedding, heads, last-step pooling both forms, bidirectional, versions 1 and 2, and 3
-    fully-integer models (precision 3: GRU both forms and activation families, LSTM, RNN ReLU,
+    the parser is reached) over 12 models covering f32/q8, strided time layers, GRU both forms,
+    LSTM, RNN tanh/relu, embedding, heads, last-step pooling both forms, bidirectional, versions 1
+    and 2, and 3 fully-integer models (precision 3: GRU both forms and activation families, LSTM, RNN ReLU,
     a stack, the integer head)."""
     total, refused, differ = 0, 0, []
     HIT.clear()

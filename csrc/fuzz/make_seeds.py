@@ -6,7 +6,8 @@ two-layer stacks; bidirectional layers; embeddings; heads with every activation;
 (both forms); static q8 scales; a log-mel front-end (record kind 13); q8 models with every weight
 matrix stored block-sparse (8- and 16-row blocks); fully-integer models (precision 3: GRU both
 forms and activation families, LSTM with a cell clip, RNN ReLU, a stack, the integer head); a
-front-end of causal Conv1d's over time (conv_time). Sizes are small (hidden 2..20) so that an
+front-end of causal Conv1d's over time (conv_time); strided time layers (conv_time with
+stride 2, pool_time: steps without an output). Sizes are small (hidden 2..20) so that an
 execution is cheap and the fuzzer's mutations land in headers and records as often as in weights;
 hidden 17..20 spans two 16-row blocks.
 
@@ -81,6 +82,18 @@ def main(outdir: str) -> None:
          "tensors": {"weight": rng.standard_normal((6, 2, 2)).astype(np.float32), "bias": None}},
     ]
     (out / "gru_conv_time_f32.v2.rnc").write_bytes(write_rnc(spec))
+    n += 1
+    # strided time layers (steps without an output): a Conv1d with stride 2, max and average poolings
+    spec = gen_vectors.make_spec(rng, "gru", [4, 5], "f32", head=2, head_act="none")
+    spec["input_size"] = 3
+    spec["front"] = [
+        {"kind": "conv1d", "in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 2,
+         "tensors": {"weight": rng.standard_normal((4, 3, 3)).astype(np.float32),
+                     "bias": rng.standard_normal(4).astype(np.float32)}},
+        {"kind": "max_pool1d", "channels": 4, "kernel_size": 2, "stride": 2},
+        {"kind": "avg_pool1d", "channels": 4, "kernel_size": 2, "stride": 1, "dilation": 2},
+    ]
+    (out / "gru_pool_time_f32.v2.rnc").write_bytes(write_rnc(spec))
     n += 1
     # a log-mel front-end (record kind 13) before a GRU: natural log, and dB of the magnitude
     from rnncore.nn.melspec import LogMelSpectrogram

@@ -56,7 +56,11 @@ typedef enum rnc_status {
     RNC_E_BIDIRECTIONAL = 12, /* step() on a model with a bidirectional layer (use run()) */
     RNC_E_STATE = 13,       /* state was not initialised for this model */
     RNC_E_NONFINITE = 14,   /* a state or head output became NaN/Inf (overflow): see rnc_state.nonfinite */
-    RNC_STATUS_COUNT = 15
+    RNC_NO_OUTPUT = 15,     /* not an error: rnc_step consumed x, but a strided record over time
+                               (conv_time stride > 1, pool_time) gives no output at this step: y
+                               and the recurrent state are untouched (docs/c-api.md, "Steps without
+                               an output") */
+    RNC_STATUS_COUNT = 16
 } rnc_status;
 
 /* Short English description of a status ("ok", "bad magic", ...). Never NULL. */
@@ -193,8 +197,11 @@ typedef struct rnc_front_op {
     uint32_t act;                 /* pointwise: RNC_PW_* */
     float alpha, beta;
     float eps;                    /* layer_norm (its weight, bias in w, b; scale_shift: scale, shift) */
-    uint32_t win;                 /* conv_time: the window P = dilation (k - 1) steps of cin floats */
-    size_t win_off;               /* conv_time: its window's first float in a stream row's window */
+    uint32_t win;                 /* conv_time, pool_time: the window P = dilation (k - 1) steps of cin floats */
+    size_t win_off;               /* conv_time, pool_time: its window's first float in a stream row's window */
+    uint32_t phase;               /* strided records: 1 = a countdown float follows the window */
+    uint32_t skip0;               /* strided records: the countdown at the start of a sequence */
+    uint32_t pool_op;             /* pool_time: RNC_POOL_MAX / RNC_POOL_AVG (rnc_layout.h) */
     uint32_t nfreq, power, log;   /* log_mel: n_fft/2 + 1 bins, 1 or 2, RNC_MEL_LOG_* (n_fft in_w) */
     float log_c;                  /* log_mel: log_offset (log) or amin (dB) */
     const float *window, *dft, *fbw; /* log_mel: window, packed (cos | -sin) rows, filter weights */
@@ -255,9 +262,10 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     rnc_front_op front[RNC_MAX_FRONT];
     size_t front_w;               /* widest per-step record input or output (floats per row) */
     size_t front_scratch;         /* floats a frame_conv needs per row (windows + products) */
-    size_t win_floats;            /* conv_time windows per stream row (rnc_state.win) */
+    size_t win_floats;            /* conv_time / pool_time windows per stream row (rnc_state.win) */
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t res_floats;            /* residual records' saved inputs per row (their features) */
+    uint32_t strided;             /* some record has a countdown: steps may give no output */
     size_t h_floats, c_floats;    /* per batch row */
     size_t max_feat, max_kpad, max_gates_hp;
     uint32_t isa;
@@ -317,9 +325,14 @@ rnc_status rnc_model_get_isa(const rnc_model *model, rnc_isa *isa);
  *      the blocks back to back in that order (PyTorch h_n order [l0 fwd, l0 bwd, l1 fwd, ...]).
  *      Layer l's block starts at h + layer_info.h_offset * B.
  *   c: the same for the LSTM layers only (other layers have no c).
- *   win: the windows of the conv_time records (a causal Conv1d over time keeps its last
+ *   win: the windows of the conv_time and pool_time records (each keeps its last
  *      P = dilation (kernel_size - 1) inputs): per batch row, the records in file order, each P x
- *      in_channels floats, oldest step first (zeros after init/reset: the start of a sequence).
+ *      in_channels floats, oldest step first (zeros after init/reset: the start of a sequence),
+ *      then, for a record that can skip steps (conv_time with stride > 1, pool_time unless
+ *      kernel_size = stride = 1), one float: the countdown, the steps it still skips before its
+ *      next output (an integer; at the start P for pool_time, 0 for conv_time, then stride - 1
+ *      after each output). A step or run refuses a countdown that is not such an integer
+ *      (RNC_E_STATE), and rnc_step one that differs between the rows of the batch.
  * For a stack of equal-size layers this is exactly PyTorch's h_n (L*D, B, H) (and c_n).
  * h, c and win may be read and written between calls (save/restore, set an initial state).
  * ---------------------------------------------------------------------------------------- */
@@ -364,10 +377,15 @@ rnc_status rnc_state_reset(rnc_state *state);  /* h = c = 0 (or the learned init
  * and on every ISA path (docs/c-api.md, "Non-finite values"). rnc_run returns the same status
  * (y and the state then partly written). */
 rnc_status rnc_step(const rnc_model *model, rnc_state *state, const float *x, float *y);
+/* A model with a strided record over time (conv_time stride > 1, pool_time) gives an
+ * output only at some steps: rnc_step then returns RNC_NO_OUTPUT (not an error) at the others,
+ * with x consumed (the records' windows moved on), y not written and the recurrent state
+ * unchanged. Every other model returns RNC_OK or an error at every step, as always. */
 /* Same for an Embedding model: ids (B) int32 in [0, embed_num). */
 rnc_status rnc_step_ids(const rnc_model *model, rnc_state *state, const int32_t *ids, float *y);
 
-/* Whole sequences. x: (B, T, input_size) floats; y: (B, T, output_size), or (B, output_size) when
+/* Whole sequences. x: (B, T, input_size) floats; y: (B, T, output_size) (T_out steps with strided
+ * records over time: rnc_run_out_steps below), or (B, output_size) when
  * the model pools the last step (rnc_model_info.last_step: y[b] = head(out[b, lengths[b]-1]), the
  * backward half at t = 0 with last_step_bidirectional; a zero vector for lengths[b] == 0, then
  * the head). step() of a last_step model returns head(h_t) at every step. lengths: B int32 in
@@ -386,6 +404,17 @@ rnc_status rnc_run(const rnc_model *model, rnc_state *state, const float *x,
 rnc_status rnc_run_ids(const rnc_model *model, rnc_state *state, const int32_t *ids,
                        const int32_t *lengths, size_t steps, float *y, void *scratch,
                        size_t scratch_bytes);
+/* The output steps T_out of an rnc_run over `steps` input steps from the state as it is: T_out =
+ * steps for a model without strided records; with them, the largest over the rows of the
+ * outputs the records' countdowns let through (docs/c-api.md, "Steps without an output"; from a
+ * reset state, one strided record: ceil(steps / stride) for conv_time, floor((steps - P - 1) /
+ * stride) + 1 or 0 for pool_time, as PyTorch's Conv1d after the causal left pad and
+ * MaxPool1d / AvgPool1d). rnc_run then writes y as (B, T_out, output_size) (rnc_model_info.
+ * last_step: (B, output_size), the last output step of each sequence); sequence b has the
+ * outputs its own countdowns and lengths[b] give, zeros after them. RNC_E_STATE for a countdown
+ * that is not a valid integer. */
+rnc_status rnc_run_out_steps(const rnc_model *model, const rnc_state *state, size_t steps,
+                             size_t *out_steps);
 
 /* ------------------------------------------------------------------------------------------
  * Kernel table (tests, benchmarks)

@@ -59,6 +59,16 @@
     X(INT_STEP, INT8, rnc_int8_step_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)
 #endif
 
+/* log_mel's real FFT (kernels/f32_fft_generic.c); a build without it (-DRNC_NO_FFT, the dense
+ * deploy build) runs log_mel by the tables' product */
+#if defined(RNC_NO_FFT)
+#define RNC_KERNELS_FFT(X)
+#define RNC_KERNELS_FFT_AVX512(X)
+#else
+#define RNC_KERNELS_FFT(X) X(RFFT_POWER, F32, rnc_f32_rfft_power_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)
+#define RNC_KERNELS_FFT_AVX512(X) X(RFFT_POWER, F32, rnc_f32_rfft_power_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)
+#endif
+
 /* portable C (kernels/q8_gemm_generic.c, f32_gemm_generic.c, cells_generic.c, util.c,
  * f32_fft_generic.c): the twin of every row */
 #define RNC_KERNELS_GENERIC(X)                                                                    \
@@ -66,7 +76,7 @@
     X(GEMV, F32, rnc_f32_gemm_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                      \
     X(QUANTIZE, Q8, rnc_q8_quantize_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)                \
-    X(RFFT_POWER, F32, rnc_f32_rfft_power_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)          \
+    RNC_KERNELS_FFT(X)                                                                            \
     RNC_KERNELS_CELLS(X, generic, RNC_ISA_GENERIC)                                                \
     RNC_KERNELS_SPARSE(X, generic, RNC_ISA_GENERIC)                                               \
     RNC_KERNELS_Q4(X, generic, RNC_ISA_GENERIC)                                                   \
@@ -96,7 +106,7 @@
     RNC_KERNELS_Q4(X, avx2, RNC_ISA_AVX2)
 /* AVX-512 F/BW/VL/DQ (gemm_avx512.c, cells_avx512.c, fft_avx512.c) */
 #define RNC_KERNELS_AVX512(X)                                                                     \
-    X(RFFT_POWER, F32, rnc_f32_rfft_power_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)            \
+    RNC_KERNELS_FFT_AVX512(X)                                                                     \
     X(GEMV, Q8, rnc_q8_gemm_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                          \
     X(GEMV, F32, rnc_f32_gemm_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                        \
     X(QUANTIZE, Q8, rnc_q8_quantize_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                  \

@@ -128,6 +128,7 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_LAYER_NORM: return "layer_norm";
     case RNC_REC_SCALE_SHIFT: return "scale_shift";
     case RNC_REC_CONV_TIME: return "conv_time";
+    case RNC_REC_POOL_TIME: return "pool_time";
     case RNC_REC_LOG_MEL: return "log_mel";
     case RNC_REC_RESIDUAL: return "residual";
     default: return "unknown";
@@ -352,6 +353,14 @@ static const sparse_names sparse_ih = {"w_ih", "w_ih.block_rows", "w_ih.row_bloc
                                        "w_ih.nnz", "w_ih.rowptr", "w_ih.sums", "w_ih.cols", "w_ih.blocks"};
 static const sparse_names sparse_hh = {"w_hh", "w_hh.block_rows", "w_hh.row_blocks", "w_hh.groups",
                                        "w_hh.nnz", "w_hh.rowptr", "w_hh.sums", "w_hh.cols", "w_hh.blocks"};
+
+/* 0 in a build without block-sparse weights (such files are refused before their weights are
+ * read): get_sparse is then left out */
+#if defined(RNC_NO_SPARSE)
+#define LOADER_SPARSE 0
+#else
+#define LOADER_SPARSE 1
+#endif
 
 /* A block-sparse q8 matrix of `rows` (padded) rows and k inputs (rnc_layout.h, spq8): every count
  * and offset of its parts, the row pointers, the block columns, the weights and the row sums. */
@@ -674,7 +683,7 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
             }
             continue;
         }
-        if (L->sparse & RNC_LAYER_FLAG_SPARSE_IH) {
+        if (LOADER_SPARSE && (L->sparse & RNC_LAYER_FLAG_SPARSE_IH)) {
             const void *sp;
             TRY(get_sparse(c, &sparse_ih, rnc_cellw_w_ih(w), rows, I, &L->dir[k].sp_ih));
             TRY(get_ref(c, FIELD(cellw, s_ih), rnc_cellw_s_ih(w), rows * 4, &sp));
@@ -685,7 +694,7 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
                            rnc_cellw_s_ih(w), rows, I, &L->dir[k].w_ih, &L->dir[k].s_ih));
             L->dir[k].sp_ih.dense = (const int8_t *)L->dir[k].w_ih;
         }
-        if (L->sparse & RNC_LAYER_FLAG_SPARSE_HH) {
+        if (LOADER_SPARSE && (L->sparse & RNC_LAYER_FLAG_SPARSE_HH)) {
             const void *sp;
             TRY(get_sparse(c, &sparse_hh, rnc_cellw_w_hh(w), rows, H, &L->dir[k].sp_hh));
             TRY(get_ref(c, FIELD(cellw, s_hh), rnc_cellw_s_hh(w), rows * 4, &sp));
@@ -905,6 +914,7 @@ static int next_stage(int stage, uint32_t kind)
     case RNC_REC_LINEAR: return stage == 2 || stage == 3 || stage == 6 || stage == 7 ? 4 : -1;
     case RNC_REC_FRAME_CONV:
     case RNC_REC_CONV_TIME:
+    case RNC_REC_POOL_TIME:
     case RNC_REC_MAGNITUDE: return stage == 0 || stage == 5 ? 5 : -1;
     case RNC_REC_LOG_MEL: return stage == 0 ? 5 : -1; /* the first record only */
     case RNC_REC_POINTWISE:
@@ -989,7 +999,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const char *k = kind_name(kind);
         return fail(c, FIELD(rec, kind), MSG_FRONT_Q8, kind, 0, 0, k);
     }
-    if (m->precision == RNC_Q8 && kind == RNC_REC_LOG_MEL)
+    if (m->precision == RNC_Q8 && (kind == RNC_REC_LOG_MEL || kind == RNC_REC_POOL_TIME))
         return fail(c, FIELD(rec, kind), MSG_FRONT_F32, kind, 0, 0, kind_name(kind));
     if (m->num_front >= RNC_MAX_FRONT) return fail(c, FIELD(rec, kind), MSG_FRONT_COUNT, RNC_MAX_FRONT, 0, 0, NULL);
     rnc_front_op *F = &m->front[m->num_front];
@@ -1056,17 +1066,18 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
             return fail(c, FIELD(rec_conv_time, kernel_size), MSG_RANGE, k, 1, RNC_FILE_MAX_KERNEL, NULL);
         if (st == 0 || st > RNC_FILE_MAX_KERNEL)
             return fail(c, FIELD(rec_conv_time, stride), MSG_RANGE, st, 1, RNC_FILE_MAX_KERNEL, NULL);
-        if (st != 1) return fail(c, FIELD(rec_conv_time, stride), MSG_RANGE_UNSUPPORTED, st, 1, 1, NULL);
         if (dl == 0 || dl > RNC_FILE_MAX_KERNEL)
             return fail(c, FIELD(rec_conv_time, dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
         if (g == 0 || ci % g || co % g)
             return fail(c, FIELD(rec_conv_time, groups), MSG_CONV_GROUPS, g, ci, co, NULL);
-        const uint64_t P = dl * (k - 1), cg = ci / g, cog = co / g;
-        if (P * ci > RNC_FILE_MAX_WINDOW || m->win_floats + P * ci > RNC_FILE_MAX_WINDOW)
+        const uint64_t P = dl * (k - 1), cg = ci / g, cog = co / g, ph = st > 1;
+        if (P * ci + ph > RNC_FILE_MAX_WINDOW || m->win_floats + P * ci + ph > RNC_FILE_MAX_WINDOW)
             return fail(c, FIELD(rec_conv_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ci, RNC_FILE_MAX_WINDOW, NULL);
         const void *p;
         const unsigned char *sref = q8 ? rnc_fconvq8_scale(r + RNC_SIZE_rec_conv_time) : NULL;
         if (sref && (rnc_ref_offset(sref) || rnc_ref_nbytes(sref))) { /* int8 weights, row scales */
+            if (st != 1) /* the q8 product row runs every step */
+                return fail(c, FIELD(rec_conv_time, stride), MSG_RANGE_UNSUPPORTED, st, 1, 1, NULL);
             TRY(get_matrix(c, RNC_Q8, FIELD(rec_conv_time, weight), rnc_rec_conv_time_weight(r),
                            FIELD(fconvq8, scale), sref, g * r16(cog), cg * k, &p, &F->s));
         } else { /* f32 weights (an f32 file, or a q8 file's record kept in f32) */
@@ -1078,7 +1089,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->cin = (uint32_t)ci;
         F->cout = (uint32_t)co;
         F->k = (uint32_t)k;
-        F->stride = 1;
+        F->stride = (uint32_t)st;
         F->dil = (uint32_t)dl;
         F->groups = (uint32_t)g;
         F->cg = (uint32_t)cg;
@@ -1086,12 +1097,43 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->out_w = (uint32_t)co;
         F->win = (uint32_t)P;
         F->win_off = m->win_floats;
-        m->win_floats += (size_t)(P * ci);
+        F->phase = (uint32_t)ph; /* a countdown after the window: steps without an output */
+        m->win_floats += (size_t)(P * ci + ph);
+        if (F->phase) m->strided = 1;
         /* model.c conv_time_row: one column, its product; q8 (conv_time_row_q8, 64-byte blocks):
          * a group's codes, the product, the taps, their codes, the scale */
         const uint64_t need = F->s ? r16(r4(cg * k) / 4 + 1) + r16(cog) + r16(ci * k) + r16(r4(ci * k) / 4 + 1) + 16
                                    : cg * k + r16(cog);
         if (need > m->front_scratch) m->front_scratch = (size_t)need;
+    } else if (kind == RNC_REC_POOL_TIME) {
+        if (size != RNC_SIZE_rec_pool_time) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_pool_time, 0, NULL);
+        CHECK_RESERVED(c, rec_pool_time, r);
+        const uint64_t ch = rnc_rec_pool_time_channels(r), k = rnc_rec_pool_time_kernel_size(r);
+        const uint64_t st = rnc_rec_pool_time_stride(r), dl = rnc_rec_pool_time_dilation(r);
+        const uint64_t op = rnc_rec_pool_time_op(r);
+        if (ch != c->feat) return fail(c, FIELD(rec_pool_time, channels), MSG_EXPECT, ch, c->feat, 0, NULL);
+        if (k == 0 || k > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_pool_time, kernel_size), MSG_RANGE, k, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (st == 0 || st > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_pool_time, stride), MSG_RANGE, st, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (dl == 0 || dl > RNC_FILE_MAX_KERNEL)
+            return fail(c, FIELD(rec_pool_time, dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
+        if (op >= RNC_FILE_POOL_OPS)
+            return fail(c, FIELD(rec_pool_time, op), MSG_RANGE, op, 0, RNC_FILE_POOL_OPS - 1, NULL);
+        const uint64_t P = dl * (k - 1), ph = P > 0 || st > 1;
+        if (P * ch + ph > RNC_FILE_MAX_WINDOW || m->win_floats + P * ch + ph > RNC_FILE_MAX_WINDOW)
+            return fail(c, FIELD(rec_pool_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ch, RNC_FILE_MAX_WINDOW, NULL);
+        F->cin = F->cout = F->out_w = (uint32_t)ch;
+        F->k = (uint32_t)k;
+        F->stride = (uint32_t)st;
+        F->dil = (uint32_t)dl;
+        F->pool_op = (uint32_t)op;
+        F->win = (uint32_t)P;
+        F->win_off = m->win_floats;
+        F->phase = (uint32_t)ph;
+        F->skip0 = (uint32_t)P; /* the first output needs k inputs */
+        m->win_floats += (size_t)(P * ch + ph);
+        if (ph) m->strided = 1;
     } else if (kind == RNC_REC_LOG_MEL) {
         TRY(load_log_mel(c, m, F, r, size));
     } else if (kind == RNC_REC_RESIDUAL) {
@@ -1105,6 +1147,9 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const uint32_t src = m->num_front - (uint32_t)span;
         if (m->front[src].in_w != n)
             return fail(c, FIELD(rec_residual, span), MSG_RES_WIDTH, span, m->front[src].in_w, n, NULL);
+        for (uint32_t j = src; j < m->num_front; ++j)
+            if (m->front[j].phase)
+                return fail(c, FIELD(rec_residual, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
         F->src = src;
         F->save_off = m->res_floats;
         m->res_floats += (size_t)n;
@@ -1478,6 +1523,7 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_SCALE_SHIFT:
     case RNC_REC_CONV_TIME:
     case RNC_REC_RESIDUAL:
+    case RNC_REC_POOL_TIME:
     case RNC_REC_LOG_MEL: return load_front(c, m, r, size);
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }

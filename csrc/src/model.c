@@ -102,7 +102,9 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
         }
     }
 #endif
+#if !defined(RNC_NO_FFT)
     TRY(plan_op(&p->rfft, RNC_OP_RFFT_POWER, RNC_F32, isa, RNC_IN_X, 0));
+#endif
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const int prec = (int)m->precision, rb = L->kind == RNC_GRU && !L->reset_after;
@@ -348,6 +350,11 @@ static void initial_state(rnc_state *s)
     memset(s->h, 0, s->h_count * 4);
     if (s->c) memset(s->c, 0, s->c_count * 4);
     if (s->win) memset(s->win, 0, s->win_count * 4);
+    for (uint32_t i = 0; i < m->num_front; ++i) { /* the strided records' countdowns */
+        const rnc_front_op *F = &m->front[i];
+        if (F->phase)
+            for (size_t b = 0; b < B; ++b) s->win[b * m->win_floats + F->win_off + (size_t)F->win * F->cin] = (float)F->skip0;
+    }
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const size_t H = L->hidden_size, W = L->out;
@@ -738,11 +745,38 @@ static void frame_conv_row_q8(const rnc_model *m, const rnc_front_op *F, const f
  * (cin floats) and the row's window win (the previous P inputs, oldest first): per group one
  * column [c][j] and one product of the plan's f32 GEMM row (the same for rnc_step and rnc_run);
  * then the window moves on by one step (x becomes its newest input). */
-static void conv_time_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
-                          float *scratch)
+static void window_push(const rnc_front_op *F, const float *x, float *win)
+{
+    const size_t P = F->win, C = F->cin;
+    if (P) {
+        memmove(win, win + C, sizeof(float) * (P - 1) * C);
+        memcpy(win + (P - 1) * C, x, sizeof(float) * C);
+    }
+}
+
+/* A strided record's countdown (after its window): 1 = this step gives no output (counted down),
+ * 0 = it does (the countdown restarts at stride - 1). Records without one always give an output. */
+static int window_skip(const rnc_front_op *F, float *win)
+{
+    if (!F->phase) return 0;
+    float *cd = win + (size_t)F->win * F->cin;
+    if (*cd > 0.0f) {
+        *cd -= 1.0f;
+        return 1;
+    }
+    *cd = (float)(F->stride - 1);
+    return 0;
+}
+
+static int conv_time_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
+                         float *scratch)
 {
     const size_t kk = (size_t)F->cg * F->k, rp = r16(F->cog), P = F->win, C = F->cin;
     float *col = scratch, *prod = scratch + kk;
+    if (window_skip(F, win)) {
+        window_push(F, x, win);
+        return 1;
+    }
     for (uint32_t g = 0; g < F->groups; ++g) {
         for (uint32_t c = 0; c < F->cg; ++c) {
             const size_t ch = (size_t)g * F->cg + c;
@@ -759,10 +793,32 @@ static void conv_time_row(const rnc_model *m, const rnc_front_op *F, const float
             y[oc] = prod[o] + F->b[oc];
         }
     }
-    if (P) {
-        memmove(win, win + C, sizeof(float) * (P - 1) * C);
-        memcpy(win + (P - 1) * C, x, sizeof(float) * C);
+    window_push(F, x, win);
+    return 0;
+}
+
+/* pool_time (rnc_layout.h): y[c] = max_j or (1/k) sum_j of x_{t - P + j dilation}[c] over the
+ * window win (the previous P inputs, oldest first) and x, at the steps the countdown lets
+ * through; the window moves on by one step either way. The sum runs in tap order. */
+static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float *win)
+{
+    const size_t P = F->win, C = F->cin;
+    if (!window_skip(F, win)) {
+        for (size_t c = 0; c < C; ++c) {
+            float acc = 0.0f;
+            for (uint32_t j = 0; j < F->k; ++j) {
+                const size_t q = (size_t)j * F->dil;
+                const float v = q < P ? win[q * C + c] : x[c];
+                if (F->pool_op == RNC_POOL_MAX) acc = j == 0 || v > acc ? v : acc;
+                else acc += v;
+            }
+            y[c] = F->pool_op == RNC_POOL_MAX ? acc : acc / (float)F->k;
+        }
+        window_push(F, x, win);
+        return 0;
     }
+    window_push(F, x, win);
+    return 1;
 }
 
 /* The q8 conv_time (docs/q8-contract.md, "Per-step records in a q8 file"): the step's k taps of
@@ -920,13 +976,15 @@ static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *
 }
 
 /* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x; win: the
- * stream row's conv_time windows. */
-static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
-                      float *scratch, const float *tw)
+ * stream row's windows. 0, or 1 when a strided record gives no output at this step. */
+static int front_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
+                     float *scratch, const float *tw)
 {
     if (F->kind == RNC_REC_CONV_TIME) {
-        if (F->s) conv_time_row_q8(m, F, x, y, win + F->win_off, scratch);
-        else conv_time_row(m, F, x, y, win + F->win_off, scratch);
+        if (!F->s) return conv_time_row(m, F, x, y, win + F->win_off, scratch);
+        conv_time_row_q8(m, F, x, y, win + F->win_off, scratch); /* stride 1 (loader.c) */
+    } else if (F->kind == RNC_REC_POOL_TIME) {
+        return pool_time_row(F, x, y, win + F->win_off);
     } else if (F->kind == RNC_REC_FRAME_CONV) {
         if (F->s) frame_conv_row_q8(m, F, x, y, scratch);
         else frame_conv_row(m, F, x, y, scratch);
@@ -938,6 +996,7 @@ static void front_row(const rnc_model *m, const rnc_front_op *F, const float *x,
     } else {
         rowwise(F, x, y);
     }
+    return 0;
 }
 
 /* The per-step records before the first recurrent layer (the front-end): how many, the width
@@ -955,7 +1014,9 @@ static uint32_t front_count(const rnc_model *m, size_t *width)
  * floats) into out (out may be x when every record maps a row alone), with the stream row's
  * conv_time windows win (moved on by one step) and the residuals' saved inputs in save (a record's
  * input is copied there before it runs when a later residual of the run adds it; a residual
- * y = x + saved), log_mel's FFT twiddles in tw; 0, or -1 when the result holds NaN/Inf (float32 overflow). */
+ * y = x + saved), log_mel's FFT twiddles in tw; 0, -1 when the result holds NaN/Inf (float32
+ * overflow), or 1 when a strided record gives no output at this step (out is not written; the
+ * records after it do not run). */
 static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float *x, float *out, float *fa,
                      float *fb, float *save, float *win, float *scratch, const float *tw)
 {
@@ -970,7 +1031,7 @@ static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float
             const float *u = save + F->save_off;
             for (uint32_t k = 0; k < F->in_w; ++k) dst[k] = in[k] + u[k];
         } else {
-            front_row(m, F, in, dst, win, scratch, tw);
+            if (front_row(m, F, in, dst, win, scratch, tw)) return 1;
         }
         in = dst;
     }
@@ -1148,6 +1209,54 @@ static rnc_status int_run(const rnc_model *m, rnc_state *s, const float *x, cons
 }
 #endif
 
+/* The strided records' countdowns of every row: integers in [0, max(skip0, stride - 1)]
+ * (RNC_E_STATE otherwise); with `same`, equal in every row (rnc_step runs the rows in step). */
+static rnc_status check_countdowns(const rnc_model *m, const rnc_state *s, int same)
+{
+    for (uint32_t i = 0; i < m->num_front; ++i) {
+        const rnc_front_op *F = &m->front[i];
+        if (!F->phase) continue;
+        const float hi = (float)(F->skip0 > F->stride - 1 ? F->skip0 : F->stride - 1);
+        const size_t at = F->win_off + (size_t)F->win * F->cin;
+        for (size_t b = 0; b < s->batch; ++b) {
+            const float v = s->win[b * m->win_floats + at];
+            if (!(v >= 0.0f && v <= hi) || v != (float)(uint32_t)v) return RNC_E_STATE;
+            if (same && v != s->win[at]) return RNC_E_STATE;
+        }
+    }
+    return RNC_OK;
+}
+
+/* The outputs n input steps give through the front-end from row window win (its countdowns). */
+static size_t front_outputs(const rnc_model *m, const float *win, size_t n)
+{
+    for (uint32_t i = 0; i < m->num_front && n; ++i) {
+        const rnc_front_op *F = &m->front[i];
+        if (!F->phase) continue;
+        const size_t cd = (size_t)win[F->win_off + (size_t)F->win * F->cin];
+        n = n <= cd ? 0 : 1 + (n - cd - 1) / F->stride;
+    }
+    return n;
+}
+
+rnc_status rnc_run_out_steps(const rnc_model *m, const rnc_state *s, size_t steps, size_t *out_steps)
+{
+    rnc_step_work w;
+    if (!out_steps) return RNC_E_ARG;
+    TRY(check_state(m, s, &w));
+    size_t most = 0;
+    if (!m->strided) most = steps;
+    else {
+        TRY(check_countdowns(m, s, 0));
+        for (size_t b = 0; b < s->batch; ++b) {
+            const size_t n = front_outputs(m, s->win + b * m->win_floats, steps);
+            if (n > most) most = n;
+        }
+    }
+    *out_steps = most;
+    return RNC_OK;
+}
+
 /* ------------------------------------------------------------------------------------------
  * step
  * ---------------------------------------------------------------------------------------- */
@@ -1168,6 +1277,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     if (m->precision == RNC_INT8) return int_step(m, s, x, y, wk + w.ints);
 #endif
     TRY(check_relu_states(m, s));
+    if (m->strided) TRY(check_countdowns(m, s, 1));
     const float *in = x;
     size_t in_w = m->input_size;
     int8_t *xq = (int8_t *)(wk + w.xq);
@@ -1181,11 +1291,14 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     const uint32_t npre = front_count(m, &pre_w);
     if (npre) { /* the front-end, row by row into fb (rows of pre_w) through the two rows fr */
         float *out = fb;
-        for (size_t b = 0; b < B; ++b)
-            if (step_rows(m, 0, npre, x + b * in_w, out + b * pre_w, fr, fr + m->front_w, fsave,
-                          s->win ? s->win + b * m->win_floats : NULL, fscr,
-                          (const float *)(wk + w.tw)))
-                return nonfinite(s, m->num_layers + 1, 0, b, 0);
+        int none = 0; /* the countdowns are equal in every row: all rows give an output or none */
+        for (size_t b = 0; b < B; ++b) {
+            const int r = step_rows(m, 0, npre, x + b * in_w, out + b * pre_w, fr, fr + m->front_w, fsave,
+                                    s->win ? s->win + b * m->win_floats : NULL, fscr, (const float *)(wk + w.tw));
+            if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, 0);
+            none |= r;
+        }
+        if (none) return RNC_NO_OUTPUT;
         in = out;
         in_w = pre_w;
         f = npre;
@@ -1196,6 +1309,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         case RNC_REC_CONV_TIME:
         case RNC_REC_MAGNITUDE:
         case RNC_REC_LOG_MEL:
+        case RNC_REC_POOL_TIME:
             break; /* the front-end, run above */
         case RNC_REC_POINTWISE:
         case RNC_REC_LAYER_NORM:
@@ -1295,7 +1409,7 @@ rnc_status rnc_step_ids(const rnc_model *m, rnc_state *s, const int32_t *ids, fl
  * the quantised inputs (xq, sx), the input projection (gi) and the head's products (head): a
  * bounded number of rows whatever T is. */
 typedef struct {
-    size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, fseq, frow, fscr, fsave, total;
+    size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, fseq, frow, fscr, fsave, olen, total;
     size_t chunk;     /* steps per chunk (>= 1) */
     size_t head_rows; /* rows of (b, t) per head product (>= 1) */
 } rnc_run_work;
@@ -1359,6 +1473,7 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
         ADD(frow, 2, (uint64_t)m->front_w * 4);
         ADD(fscr, 1, (uint64_t)m->front_scratch * 4);
         ADD(fsave, 1, (uint64_t)m->res_floats * 4);
+        ADD(olen, m->strided ? batch : 0, 4); /* the output steps of each sequence */
     }
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
@@ -1392,7 +1507,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     TRY(check_state(m, s, &sw));
     if ((ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
     const size_t B = s->batch;
-    const size_t out_rows = m->last_step ? B : B * T;
+    size_t T_out = T; /* the output steps (strided records: fewer, rnc_run_out_steps) */
+    if (m->strided) TRY(rnc_run_out_steps(m, s, T, &T_out));
+    const size_t out_rows = m->last_step ? B : B * T_out;
     if (!scratch || (out_rows && !y) || (T && !x && !ids)) return RNC_E_ARG;
     if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y | (uintptr_t)lengths) & 3u) return RNC_E_ALIGN;
     rnc_run_work w;
@@ -1442,7 +1559,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     const float *cur = x;
     size_t cur_w = m->input_size;
     int gather_ids = 0; /* layer 0 gathers its chunks' embeddings */
-    const size_t BT = B * T, C = w.chunk, nchunks = (T + C - 1) / C;
+    size_t BT = B * T, nchunks; /* both set again below for the output steps */
+    const size_t C = w.chunk;
     const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
     /* Batches of >= 4 sequences project their inputs step by step inside the cell (one GEMM
      * of B columns per step, like rnc_step): B columns already amortise each weight load,
@@ -1462,25 +1580,33 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     float *fr = (float *)(base + w.frow), *fscr = (float *)(base + w.fscr), *fsave = (float *)(base + w.fsave);
     if (npre) { /* the front-end, every valid (b, t) row alone; zero rows past each length */
         float *fseq = (float *)(base + w.fseq);
-        for (size_t b = 0; b < B; ++b)
-            for (size_t t = 0; t < T; ++t) {
-                float *row = fseq + (b * T + t) * pre_w;
-                if (t >= LEN(b)) {
-                    memset(row, 0, sizeof(float) * pre_w);
-                    continue;
-                }
-                if (step_rows(m, 0, npre, x + (b * T + t) * m->input_size, row, fr, fr + m->front_w, fsave,
-                              s->win ? s->win + b * m->win_floats : NULL, fscr,
-                              (const float *)(s->work + sw.tw)))
-                    return nonfinite(s, m->num_layers + 1, 0, b, t);
+        int32_t *olen = (int32_t *)(base + w.olen);
+        for (size_t b = 0; b < B; ++b) {
+            size_t j = 0; /* output steps of sequence b so far (= t without strided records) */
+            for (size_t t = 0; t < LEN(b); ++t) {
+                const int r = step_rows(m, 0, npre, x + (b * T + t) * m->input_size, fseq + (b * T_out + j) * pre_w,
+                                        fr, fr + m->front_w, fsave, s->win ? s->win + b * m->win_floats : NULL, fscr,
+                                        (const float *)(s->work + sw.tw));
+                if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, t);
+                j += r == 0;
             }
+            memset(fseq + (b * T_out + j) * pre_w, 0, sizeof(float) * (T_out - j) * pre_w);
+            if (m->strided) olen[b] = (int32_t)j;
+        }
+        if (m->strided) { /* from here on the sequences are the output steps */
+            lengths = olen;
+            T = T_out;
+        }
         cur = fseq;
         cur_w = pre_w;
     }
+    BT = B * T;
+    nchunks = (T + C - 1) / C;
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         const int last = i + 1 == m->num_stages;
         if (m->stage[i] == RNC_REC_FRAME_CONV || m->stage[i] == RNC_REC_CONV_TIME ||
-            m->stage[i] == RNC_REC_MAGNITUDE || m->stage[i] == RNC_REC_LOG_MEL)
+            m->stage[i] == RNC_REC_MAGNITUDE || m->stage[i] == RNC_REC_LOG_MEL ||
+            m->stage[i] == RNC_REC_POOL_TIME)
             continue; /* the front-end, above */
         if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
             m->stage[i] == RNC_REC_SCALE_SHIFT || m->stage[i] == RNC_REC_RESIDUAL) {

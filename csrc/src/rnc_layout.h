@@ -50,7 +50,8 @@
     S(rec_conv_time, 48)  /* v2: a causal Conv1d over time (front-end, window in the state) */ \
     S(rec_log_mel, 72)     /* v2: log-mel spectrogram of each step's frame (front-end, first) */ \
     S(fconvq8, 8)         /* v2 q8 files: after every frame_conv (72 bytes) and conv_time (56) record */ \
-    S(rec_residual, 16)   /* v2: y = x + the input of an earlier per-step record (kind 12) */
+    S(rec_residual, 16)   /* v2: y = x + the input of an earlier per-step record (kind 12) */ \
+    S(rec_pool_time, 32)  /* v2: max / average pooling over time (front-end, window in the state) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -370,13 +371,15 @@
     X(rec_scale_shift, scale, 16, REF)                                                            \
     X(rec_scale_shift, shift, 24, REF)
 
-/* conv_time: a causal Conv1d over the time axis (stride 1). With P = dilation (kernel_size - 1):
+/* conv_time: a causal Conv1d over the time axis. With P = dilation (kernel_size - 1):
  *   y_t[o] = bias[o] + sum_{c < C_in/groups} sum_{j < k} W[o, c, j] x_{t - P + j dilation}[g(o) C_g + c]
+ * at the steps t = 0, stride, 2 stride, ... (PyTorch's Conv1d(stride) after a left pad of P; the
+ * other steps give no output, docs/c-api.md)
  * where x_t is the record's input at step t (in_channels features) and x_{t'} = 0 for t' < 0 (the
  * start of a sequence or of a reset stream); out_channels features per step. A stream keeps its
  * last P inputs (P x in_channels floats per batch row) in the state's window area (docs/c-api.md).
  * weight: groups packed f32 matrices as frame_conv's (round16(C_out/groups) rows, inputs [c][j]);
- * bias: C_out floats. stride: 1 (stored for the strided form; the C core runs 1). */
+ * bias: C_out floats. */
 #define RNC_REC_CONV_TIME 10u
 #define RNC_FILE_MAX_WINDOW 1048576u /* conv_time: P * in_channels floats per stream row */
 #define RNC_FIELDS_rec_conv_time(X)                                                               \
@@ -390,6 +393,25 @@
     X(rec_conv_time, groups, 28, U32)                                                             \
     X(rec_conv_time, weight, 32, REF)                                                             \
     X(rec_conv_time, bias, 40, REF)
+
+/* pool_time (kind 11): max or average pooling over time, no padding (PyTorch's MaxPool1d /
+ * AvgPool1d, Keras' MaxPooling1D / AveragePooling1D with padding "valid"). With P = dilation
+ * (kernel_size - 1), output n is at step t = P + n stride of the record's input:
+ *   y_t[c] = max_{j < k} x_{t - P + j dilation}[c]   (op 0)  or  (1/k) sum_{j < k} ... (op 1)
+ * channels features in and out; the other steps (the first P, then stride - 1 of every stride)
+ * give no output. A stream keeps its last P inputs and a countdown (docs/c-api.md). */
+#define RNC_REC_POOL_TIME 11u
+#define RNC_POOL_MAX 0u
+#define RNC_POOL_AVG 1u
+#define RNC_FILE_POOL_OPS 2u
+#define RNC_FIELDS_rec_pool_time(X)                                                               \
+    X(rec_pool_time, kind, 0, U32)                                                                \
+    X(rec_pool_time, size, 4, U32)                                                                \
+    X(rec_pool_time, channels, 8, U32)                                                            \
+    X(rec_pool_time, kernel_size, 12, U32)                                                        \
+    X(rec_pool_time, stride, 16, U32)                                                             \
+    X(rec_pool_time, dilation, 20, U32)                                                           \
+    X(rec_pool_time, op, 24, U32)
 
 /* log_mel (kind 13, only as the first record): each step's n_fft inputs are one frame of samples
  * (center=False framing: frame f is samples f*hop_length .. f*hop_length + n_fft - 1 of the
@@ -551,7 +573,7 @@
     M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
     M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
     M(FRONT_Q8, UNSUPPORTED, "kind %llu (%s) in a q4 file: the C core runs the per-step records in f32 and q8 files only") \
-    M(FRONT_F32, UNSUPPORTED, "kind %llu (%s) in a q8 file: the C core runs log_mel in f32 files only") \
+    M(FRONT_F32, UNSUPPORTED, "kind %llu (%s) in a q8 file: the C core runs pool_time and log_mel in f32 files only") \
     M(FRONT_COUNT, UNSUPPORTED, "more than %llu per-step records") \
     M(CONV_GROUPS, CORRUPT, "%llu does not divide in_channels %llu and out_channels %llu") \
     M(CONV_WINDOW, CORRUPT, "frame of %llu samples + padding (%llu, %llu) is shorter than one window of %llu") \
@@ -591,7 +613,8 @@
     M(MEL_UNUSED, CORRUPT, "bits 0x%llx: expected 0 (unused with log = %llu)")                   \
     M(MEL_SPAN, CORRUPT, "filter %llu spans bins %llu..%llu, past the %llu frequency bins") \
     M(RES_SPAN, CORRUPT, "%llu, expected 1..%llu (the per-step records right before this one)") \
-    M(RES_WIDTH, CORRUPT, "%llu: the record that many back takes %llu features, this one %llu (they must agree)")
+    M(RES_WIDTH, CORRUPT, "%llu: the record that many back takes %llu features, this one %llu (they must agree)") \
+    M(RES_STRIDED, UNSUPPORTED, "%llu: the records it spans include %s, which gives no output at some steps (a residual adds equal steps)")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
@@ -602,7 +625,8 @@
     RNC_FIELDS_rec_magnitude(X) RNC_FIELDS_rec_layer_norm(X) RNC_FIELDS_rec_scale_shift(X)         \
     RNC_FIELDS_cellint(X) RNC_FIELDS_linint(X) RNC_FIELDS_rec_conv_time(X) \
     RNC_FIELDS_rec_log_mel(X) \
-    RNC_FIELDS_fconvq8(X) RNC_FIELDS_rec_residual(X)
+    RNC_FIELDS_fconvq8(X) RNC_FIELDS_rec_residual(X) \
+    RNC_FIELDS_rec_pool_time(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

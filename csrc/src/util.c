@@ -22,6 +22,7 @@ const char *rnc_status_str(rnc_status s)
     case RNC_E_BIDIRECTIONAL: return "step() needs a unidirectional model (use run())";
     case RNC_E_STATE: return "state not initialised for this model";
     case RNC_E_NONFINITE: return "state or output became NaN/Inf (overflow)";
+    case RNC_NO_OUTPUT: return "no output at this step (a strided record over time)";
     default: return "unknown status";
     }
 }

@@ -8,7 +8,8 @@ The example ``main`` (left out with ``-DRNC_EXPORT_NO_MAIN``) reads the input se
 little-endian float32 rows of ``input_size`` values (int32 token ids for an Embedding model) from
 a file or stdin, runs it one ``rnc_step`` per row (``--run``: one ``rnc_run`` over the whole
 sequence; models with a bidirectional or reverse layer always use ``rnc_run``) and prints one
-output row per line.
+output row per line (a model with a strided layer over time prints only the steps that give an
+output: ``rnc_step``'s ``RNC_NO_OUTPUT``, ``rnc_run_out_steps``).
 """
 
 from __future__ import annotations
@@ -122,14 +123,17 @@ int main(int argc, char **argv)
     s = rnc_state_init(&model, 1, state_mem, state_bytes, &state);
     if (s != RNC_OK) return fail("rnc_state_init", s);
 
-    size_t rows = T;
+    size_t rows = 0; /* output rows: one per step, but none at a strided layer's skipped steps */
     if (!use_run && T) {{ /* a reverse layer (cell option) reads whole sequences: rnc_step says so */
         s = info.uses_ids ? rnc_step_ids(&model, &state, (const int32_t *)(void *)in, y)
                           : rnc_step(&model, &state, (const float *)(void *)in, y);
         if (s == RNC_E_BIDIRECTIONAL) use_run = 1;
-        else if (s != RNC_OK) return fail("rnc_step", s);
+        else if (s == RNC_OK) rows = 1;
+        else if (s != RNC_NO_OUTPUT) return fail("rnc_step", s);
     }}
     if (use_run) {{
+        s = rnc_run_out_steps(&model, &state, T, &rows); /* y: (rows, out) */
+        if (s != RNC_OK) return fail("rnc_run_out_steps", s);
         s = info.uses_ids ? rnc_run_ids(&model, &state, (const int32_t *)(void *)in, NULL, T, y, scratch,
                                         scratch_bytes)
                           : rnc_run(&model, &state, (const float *)(void *)in, NULL, T, y, scratch,
@@ -138,9 +142,11 @@ int main(int argc, char **argv)
         if (info.last_step) rows = 1; /* run() pooled the last step: one output row */
     }} else {{
         for (size_t t = 1; t < T; ++t) {{ /* step 0 ran above */
-            s = info.uses_ids ? rnc_step_ids(&model, &state, (const int32_t *)(void *)in + t, y + t * out)
-                              : rnc_step(&model, &state, (const float *)(void *)in + t * feat, y + t * out);
-            if (s != RNC_OK) return fail("rnc_step", s);
+            float *yt = y + rows * out;
+            s = info.uses_ids ? rnc_step_ids(&model, &state, (const int32_t *)(void *)in + t, yt)
+                              : rnc_step(&model, &state, (const float *)(void *)in + t * feat, yt);
+            if (s == RNC_OK) ++rows;
+            else if (s != RNC_NO_OUTPUT) return fail("rnc_step", s);
         }}
     }}
     for (size_t t = 0; t < rows; ++t)

@@ -343,8 +343,8 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
         k = type(layer).__name__
         if k in _SKIPPED:
             continue
-        if descr:
-            features = _features(descr[-1]) or features
+        if descr:   # the newest layer that states its width (a fused activation after a Conv1D does not)
+            features = next((f for f in map(_features, reversed(descr)) if f), None) or features
         if not seq and k not in per_step:
             raise ValueError(f"from_keras: layer {layer.name!r} ({k}) after the sequence was pooled")
         last = all(type(x).__name__ in _SKIPPED for x in layers[i + 1:])

@@ -75,7 +75,10 @@ RECORD_KINDS = {"embedding": _C["REC_EMBEDDING"], "recurrent": _C["REC_RECURRENT
                 "scale_shift": _C["REC_SCALE_SHIFT"], "conv_time": _C["REC_CONV_TIME"],
                 "residual": _C["REC_RESIDUAL"]}
 _STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift", "conv_time", "log_mel",
-               "residual")
+               "residual", "pool_time")
+RECORD_KINDS["pool_time"] = _C["REC_POOL_TIME"]
+#: pool_time's op field (rnc_layout.h RNC_POOL_*), by the layers' record() kinds
+POOL_OPS = {"max_pool1d": _C["POOL_MAX"], "avg_pool1d": _C["POOL_AVG"]}
 RECORD_KINDS["log_mel"] = _C["REC_LOG_MEL"]
 _MEL_LOGS = {None: _C["MEL_LOG_NONE"], "log": _C["MEL_LOG"], "db": _C["MEL_LOG_DB"]}
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
@@ -361,9 +364,8 @@ def _plan_conv_time(r: dict, feat: int, where: str, precision: str = "f32") -> d
         raise ValueError(f"{where} (conv1d): in_channels {ci}, the previous layer gives {feat}")
     if k < 1 or dl < 1:
         raise ValueError(f"{where} (conv1d): kernel_size and dilation must be >= 1, got {k}, {dl}")
-    if st != 1:
-        raise ValueError(f"{where} (conv1d): stride {st}; the C core runs Conv1d over time with stride 1 "
-                         "(a strided one would leave steps without an output)")
+    if not 1 <= st <= _C["FILE_MAX_KERNEL"]:
+        raise ValueError(f"{where} (conv1d): stride must be in 1..{_C['FILE_MAX_KERNEL']}, got {st}")
     if (pl, pr) != (dl * (k - 1), 0) or r.get("padding_mode", "zeros") != "zeros":
         raise ValueError(f"{where} (conv1d): padding ({pl}, {pr}) {r.get('padding_mode', 'zeros')!r}; the C "
                          f"core runs Conv1d over time with causal zero padding ({dl * (k - 1)}, 0) "
@@ -379,6 +381,10 @@ def _plan_conv_time(r: dict, feat: int, where: str, precision: str = "f32") -> d
     b = np.zeros(co, np.float32) if b is None else _as_f32(b, f"{where} bias")
     if b.shape != (co,):
         raise ValueError(f"{where} (conv1d): bias must be ({co},), got {b.shape}")
+    if r.get("precision", precision) == "q8" and st != 1:
+        raise ValueError(f"{where} (conv1d): stride {st}: int8 weights run at stride 1 only (the q8 "
+                         "product row runs every step); keep this layer float32 (record precision='f32') "
+                         "or compile with precision='f32'")
     rp = _round_up(cog, ROW_BLOCK)
     packed, scales = _pack_conv_groups(w, t, r.get("precision", precision), precision, g, cog, cg * k, rp,
                                        f"{where} (conv1d)")
@@ -386,7 +392,7 @@ def _plan_conv_time(r: dict, feat: int, where: str, precision: str = "f32") -> d
     if precision == "q8":   # the fconvq8 tail: the scales, or absent for f32 weights
         tensors.append(np.concatenate(scales) if scales else None)
     return {"kind": "conv_time", "fields": {"in_channels": ci, "out_channels": co, "kernel_size": k,
-                                            "stride": 1, "dilation": dl, "groups": g},
+                                            "stride": st, "dilation": dl, "groups": g},
             "tensors": tensors}
 
 
@@ -417,6 +423,29 @@ def _pack_conv_groups(w: np.ndarray, t: dict, rec_precision: str, precision: str
         else:
             packed.append(pack_f32(m))
     return packed, scales
+
+
+def _plan_pool_time(r: dict, feat: int, where: str) -> dict:
+    """A pooling over time (``rc.nn.MaxPool1d`` / ``AvgPool1d``'s ``record()``) as a pool_time
+    record: the C core runs the unpadded form (PyTorch's padding=0, Keras' "valid"), which streams."""
+    kind = str(r["kind"]).lower()
+    ch, k = int(r["channels"]), int(r["kernel_size"])
+    st, dl = int(r.get("stride", k)), int(r.get("dilation", 1))
+    mk = _C["FILE_MAX_KERNEL"]
+    if ch != feat:
+        raise ValueError(f"{where} ({kind}): channels {ch}, the previous layer gives {feat}")
+    for name, v in (("kernel_size", k), ("stride", st), ("dilation", dl)):
+        if not 1 <= v <= mk:
+            raise ValueError(f"{where} ({kind}): {name} must be in 1..{mk}, got {v}")
+    pl, pr = int(r.get("pad_left", 0)), int(r.get("pad_right", 0))
+    if (pl, pr) != (0, 0):
+        raise ValueError(f"{where} ({kind}): padding ({pl}, {pr}); the C core runs pooling over time without "
+                         "padding (PyTorch's padding=0, Keras' padding='valid'), the form that streams")
+    if r.get("ceil_mode", False):
+        raise ValueError(f"{where} ({kind}): ceil_mode=True needs the end of the sequence; the C core runs "
+                         "ceil_mode=False")
+    return {"kind": "pool_time", "fields": {"channels": ch, "kernel_size": k, "stride": st, "dilation": dl,
+                                            "op": POOL_OPS[kind]}, "tensors": []}
 
 
 def mel_spans(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -504,8 +533,8 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
         if precision == "q4":
             raise ValueError(f"{where}[{n}] ({kind}): the C core runs per-step records in f32 and q8 files "
                              "only (precision='f32' or 'q8')")
-        if precision != "f32" and kind == "log_mel":
-            raise ValueError(f"{where}[{n}] ({kind}): the C core runs log_mel in f32 files "
+        if precision != "f32" and kind in ("log_mel", "max_pool1d", "avg_pool1d"):
+            raise ValueError(f"{where}[{n}] ({kind}): the C core runs pool_time and log_mel in f32 files "
                              "only (precision='f32')")
         if kind in ("conv1d", "conv_time"):
             out.append(_plan_conv_time(r, feat, f"{where}[{n}]", precision))
@@ -520,6 +549,8 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
                 raise ValueError(f"{where}[{n}] (residual): the input of {where}[{n - span}] has {src} "
                                  f"features, f gives {feat}; they must agree")
             out.append({"kind": "residual", "fields": {"features": feat, "span": int(span)}, "tensors": []})
+        elif kind in ("max_pool1d", "avg_pool1d"):
+            out.append(_plan_pool_time(r, feat, f"{where}[{n}]"))
         elif kind in ("frame_conv1d", "frame_conv"):
             ci, co, k, L = (int(r[f]) for f in ("in_channels", "out_channels", "kernel_size", "frame_length"))
             st, dl, g = int(r.get("stride", 1)), int(r.get("dilation", 1)), int(r.get("groups", 1))
@@ -725,7 +756,7 @@ def _plan(spec: dict) -> dict[str, Any]:
     for key in ("post", "post_pooled"):
         for n, r in enumerate(spec.get(key) or []):
             if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv", "magnitude", "conv1d",
-                                                  "conv_time", "log_mel"):
+                                                  "conv_time", "log_mel", "max_pool1d", "avg_pool1d"):
                 raise ValueError(f"{key}[{n}]: only activations may follow the recurrent layers, "
                                  f"got {r.get('kind')!r}")
     post, _ = _plan_step_records(spec.get("post"), feat, precision, "post")
@@ -1181,6 +1212,7 @@ class _Loader:
         self.last_step: bool | None = None
         self.head: dict | None = None
         self.steps: list[dict] = []   # per-step records: kind, fields, tensors, place
+        self.step_phase: list[int] = []   # per-step records: 1 when it has a countdown
         self.win_floats = 0   # conv_time windows per stream row so far
 
     # -- the refusal's text ------------------------------------------------------------------
@@ -1663,7 +1695,7 @@ class _Loader:
         """loader.c load_front: a per-step record against the running width."""
         if self.precision == _C_Q4:
             raise self.fail("kind", "FRONT_Q8", kind, _KIND_TEXT[kind])
-        if self.precision == _C_Q8 and _KIND_TEXT[kind] == "log_mel":
+        if self.precision == _C_Q8 and _KIND_TEXT[kind] in ("log_mel", "pool_time"):
             raise self.fail("kind", "FRONT_F32", kind, _KIND_TEXT[kind])
         if len(self.steps) >= _C["FILE_MAX_FRONT"]:
             raise self.fail("kind", "FRONT_COUNT", _C["FILE_MAX_FRONT"])
@@ -1728,21 +1760,44 @@ class _Loader:
                 raise self.fail("kernel_size", "RANGE", k, 1, mk)
             if not 1 <= stv <= mk:
                 raise self.fail("stride", "RANGE", stv, 1, mk)
-            if stv != 1:
-                raise self.fail("stride", "RANGE_UNSUPPORTED", stv, 1, 1)
             if not 1 <= dl <= mk:
                 raise self.fail("dilation", "RANGE", dl, 1, mk)
             if g == 0 or ci % g or co % g:
                 raise self.fail("groups", "CONV_GROUPS", g, ci, co)
-            P, cg, cog = dl * (k - 1), ci // g, co // g
-            if P * ci > mw or self.win_floats + P * ci > mw:
+            P, cg, cog, ph = dl * (k - 1), ci // g, co // g, int(stv > 1)
+            if P * ci + ph > mw or self.win_floats + P * ci + ph > mw:
                 raise self.fail("kernel_size", "CONV_WINDOW_SIZE", P, ci, mw)
             sref = self.unpack(LAYOUT["fconvq8"], pos + st.size)["scale"] if q8conv else (0, 0)
+            if tuple(sref) != (0, 0) and stv != 1:   # the q8 product row runs every step
+                raise self.fail("stride", "RANGE_UNSUPPORTED", stv, 1, 1)
             mats, b = self.conv_weights(r, sref, g, cog, cg * k, co, rec, q8conv)
-            self.win_floats += P * ci
+            self.win_floats += P * ci + ph
+            self.step_phase.append(ph)
             rec.update(in_channels=ci, out_channels=co, kernel_size=k, stride=stv, dilation=dl, groups=g,
                        weight=np.concatenate(mats).reshape(co, cg, k), bias=b.copy())
             out = co
+        elif name == "pool_time":
+            ch, k, stv, dl, op = (r[f] for f in ("channels", "kernel_size", "stride", "dilation", "op"))
+            mk, mw = _C["FILE_MAX_KERNEL"], _C["FILE_MAX_WINDOW"]
+            if ch != self.feat:
+                raise self.fail("channels", "EXPECT", ch, self.feat)
+            if not 1 <= k <= mk:
+                raise self.fail("kernel_size", "RANGE", k, 1, mk)
+            if not 1 <= stv <= mk:
+                raise self.fail("stride", "RANGE", stv, 1, mk)
+            if not 1 <= dl <= mk:
+                raise self.fail("dilation", "RANGE", dl, 1, mk)
+            if op >= _C["FILE_POOL_OPS"]:
+                raise self.fail("op", "RANGE", op, 0, _C["FILE_POOL_OPS"] - 1)
+            P = dl * (k - 1)
+            ph = int(P > 0 or stv > 1)
+            if P * ch + ph > mw or self.win_floats + P * ch + ph > mw:
+                raise self.fail("kernel_size", "CONV_WINDOW_SIZE", P, ch, mw)
+            self.win_floats += P * ch + ph
+            self.step_phase.append(ph)
+            rec.update(channels=ch, kernel_size=k, stride=stv, dilation=dl,
+                       op={v: kk for kk, v in POOL_OPS.items()}[op])
+            out = ch
         elif name == "log_mel":
             out = self.load_log_mel(r, rec)
         elif name == "residual":
@@ -1757,6 +1812,9 @@ class _Loader:
             src = self.steps[len(self.steps) - span]["in"]
             if src != n:
                 raise self.fail("span", "RES_WIDTH", span, src, n)
+            for j in range(len(self.steps) - span, len(self.steps)):
+                if self.step_phase[j]:
+                    raise self.fail("span", "RES_STRIDED", span, self.steps[j]["kind"])
             rec["span"] = span
             out = n
         else:  # frame_conv
@@ -1802,6 +1860,8 @@ class _Loader:
                        weight=np.concatenate(mats).reshape(co, cg, k), bias=b.copy())
             out = co * lout
         rec["out"] = out
+        if len(self.step_phase) == len(self.steps):   # a record without a countdown
+            self.step_phase.append(0)
         self.steps.append(rec)
         self.feat = out
 
@@ -2028,7 +2088,7 @@ def _next_stage(stage: int, kind: int) -> int:
         return 3 if stage in (2, 6) else -1
     if kind == k["linear"]:
         return 4 if stage in (2, 3, 6, 7) else -1
-    if kind in (k["frame_conv"], k["magnitude"], k["conv_time"]):
+    if kind in (k["frame_conv"], k["magnitude"], k["conv_time"], k["pool_time"]):
         return 5 if stage in (0, 5) else -1
     if kind == k["log_mel"]:
         return 5 if stage == 0 else -1
@@ -2107,6 +2167,10 @@ def _step_description(r: dict) -> dict:
         return {"kind": a}
     if r["kind"] == "residual":   # y = x + the input of the record `span` records before
         return {"kind": "residual", "features": r["in"], "span": r["span"]}
+    if r["kind"] == "pool_time":   # rc.nn.MaxPool1d / AvgPool1d's record(), padding 0
+        d = {f: r[f] for f in ("channels", "kernel_size", "stride", "dilation")}
+        d.update(kind=r["op"], pad_left=0, pad_right=0, ceil_mode=False)
+        return d
     if r["kind"] == "conv_time":   # rc.nn.Conv1d's record(), padding="causal"
         d = {f: r[f] for f in ("in_channels", "out_channels", "kernel_size", "stride", "dilation", "groups")}
         d.update(kind="conv1d", pad_left=r["dilation"] * (r["kernel_size"] - 1), pad_right=0,

@@ -19,6 +19,7 @@
 
 #include "../internal.h"
 
+#if !defined(RNC_NO_FFT) /* a build without the FFT runs log_mel by the tables' product */
 /* The butterflies of radix 2, 3, 4, 5 (forward: e^{-2 pi i r s / p}) on a[0..p) (their inputs
  * already multiplied by the twiddles), into y[r * os] (real and imaginary parts apart). */
 static inline void bf2(const float *ar, const float *ai, float *yr, float *yi, size_t os)
@@ -246,3 +247,23 @@ void rnc__fft_twiddles(const rnc_front_op *F, float *tw)
         Ns *= p;
     }
 }
+#else
+int rnc__fft_plan(rnc_front_op *F, uint32_t n)
+{
+    (void)n;
+    F->fft_m = 0;
+    return 0;
+}
+
+size_t rnc__fft_tw_floats(const rnc_front_op *F)
+{
+    (void)F;
+    return 0;
+}
+
+void rnc__fft_twiddles(const rnc_front_op *F, float *tw)
+{
+    (void)F;
+    (void)tw;
+}
+#endif

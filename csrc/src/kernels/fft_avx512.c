@@ -12,6 +12,7 @@
  * generic's.
  * Measured on Zen 4 (CPU time, loaded machine): n_fft 256 714 -> 256 ns, n_fft 400 1284 -> 491 ns.
  */
+#if !defined(RNC_NO_FFT) /* a build without the FFT (kernel_list.h) */
 #include "../internal.h"
 
 #if defined(__AVX512F__)
@@ -193,4 +194,5 @@ void rnc_f32_rfft_power_avx512(const rnc_fft_args *a)
 
 #else
 typedef int rnc_fft_avx512_unused;
+#endif
 #endif
