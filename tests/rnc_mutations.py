@@ -214,6 +214,20 @@ def fix_crc(b: bytearray) -> bytes:
     return bytes(b)
 
 
+def edit_first_record(data: bytes, struct_name: str, **fields: int) -> bytes:
+    """A v2 file with record 0 (a ``struct_name`` record, right after the header) given the u32
+    ``fields`` (``precision``: the header's field), the checksum fixed. The offsets come from the
+    layout description (rnncore.io.rnc_layout), the one the C loader reads."""
+    from rnncore.io.rnc_layout import LAYOUT
+
+    b = bytearray(data)
+    hdr, rec = LAYOUT["hdr2"], LAYOUT[struct_name]
+    for name, value in fields.items():
+        at = hdr.fields[name].offset if name == "precision" else hdr.size + rec.fields[name].offset
+        struct.pack_into("<I", b, at, value)
+    return fix_crc(b)
+
+
 def _structure_end(data: bytes) -> int:
     """Bytes of header + descriptors/records (everything before the tensor area's first tensor)."""
     version = struct.unpack_from("<I", data, 4)[0]

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from export_c_run import exported_outputs
+from rnc_mutations import edit_first_record
 
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc, write_rnc
@@ -192,15 +191,8 @@ def test_forms_the_c_core_does_not_run_are_refused_naming_the_field():
 
 
 def _file(**edit) -> bytes:
-    """kws_like's file with record 0 (conv_time: in 8, out 12, kernel 16, stride 20, dilation 24,
-    groups 28) edited, the checksum fixed."""
-    data = bytearray(rc.compile(kws_like()).data)
-    at = {"in_channels": 8, "out_channels": 12, "kernel_size": 16, "stride": 20, "dilation": 24, "groups": 28,
-          "precision": -44}
-    for k, v in edit.items():
-        struct.pack_into("<I", data, 64 + at[k], v)
-    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])) & 0xFFFFFFFF)
-    return bytes(data)
+    """kws_like's file with record 0 (conv_time) edited, the checksum fixed."""
+    return edit_first_record(rc.compile(kws_like()).data, "rec_conv_time", **edit)
 
 
 @pytest.mark.parametrize("edit, status, want", [

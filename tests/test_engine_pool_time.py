@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import pickle
 import re
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from rnc_mutations import edit_first_record
 
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc, write_rnc
@@ -270,15 +269,9 @@ def test_rnc_round_trip():
 
 
 def _pool_file(**edit) -> bytes:
-    """A MaxPool1d(3, stride 2) > GRU file with record 0 (pool_time: channels 8, kernel_size 12,
-    stride 16, dilation 20, op 24) edited, the checksum fixed."""
-    data = bytearray(rc.compile(nn.Sequential(nn.MaxPool1d(3, channels=4, stride=2), nn.GRU(4, 5))).data)
-    at = {"channels": 8, "kernel_size": 12, "stride": 16, "dilation": 20, "op": 24, "reserved": 28,
-          "precision": -44}
-    for k, v in edit.items():
-        struct.pack_into("<I", data, 64 + at[k], v)
-    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])) & 0xFFFFFFFF)
-    return bytes(data)
+    """A MaxPool1d(3, stride 2) > GRU file with record 0 (pool_time) edited, the checksum fixed."""
+    data = rc.compile(nn.Sequential(nn.MaxPool1d(3, channels=4, stride=2), nn.GRU(4, 5))).data
+    return edit_first_record(data, "rec_pool_time", **edit)
 
 
 @pytest.mark.parametrize("edit, status, want", [
@@ -423,14 +416,6 @@ def test_every_isa_path_steps_with_the_bits_of_its_run(isa):
     np.testing.assert_array_equal(np.stack(got, 1), Y)
 
 
-def _edit_stride(data: bytes, stride: int) -> bytes:
-    """Record 0 (conv_time, at byte 64) with stride ``stride``, the checksum fixed."""
-    b = bytearray(data)
-    struct.pack_into("<I", b, 64 + 20, stride)
-    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])) & 0xFFFFFFFF)
-    return bytes(b)
-
-
 def test_strided_conv_time_with_int8_weights_is_refused_alike():
     """The q8 conv_time product runs every step: int8 weights at stride 1 only (compile, loader and
     read_rnc name the field)."""
@@ -439,7 +424,7 @@ def test_strided_conv_time_with_int8_weights_is_refused_alike():
                                          r"only"):
         rc.compile(m, "q8")
     m1 = nn.Sequential(nn.Conv1d(5, 6, 3, padding="causal", seed=1), nn.GRU(6, 4, seed=2))
-    data = _edit_stride(rc.compile(m1, "q8").data, 2)
+    data = edit_first_record(rc.compile(m1, "q8").data, "rec_conv_time", stride=2)
     want = "record 0 (conv_time): stride: 2, the C core runs 1..1"
     with pytest.raises(RncFormatError, match=re.escape(want)) as e:
         check_rnc(data)
@@ -454,7 +439,7 @@ def test_residual_over_a_strided_record_is_refused_alike():
     m = nn.Sequential(nn.Residual(nn.Conv1d(3, 3, 2, padding="causal", seed=1)), nn.GRU(3, 4, seed=2))
     data = rc.compile(m).data
     check_rnc(data)
-    bad = _edit_stride(data, 2)
+    bad = edit_first_record(data, "rec_conv_time", stride=2)
     want = ("record 1 (residual): span: 1: the records it spans include conv_time, which gives no output at "
             "some steps")
     with pytest.raises(RncFormatError, match=re.escape(want)) as e:
