@@ -137,10 +137,10 @@ static void test_all_finite(void)
                 }
             }
     if (bad) {
-        ++failed;
+        ++failed; /* (the summary's passed count is the kernel-table cell rows only) */
         printf("FAIL rnc__all_finite: %d vectors disagree with isfinite\n", bad);
     } else {
-        ++passed;
+        printf("rnc__all_finite: every vector agrees with isfinite\n");
     }
 }
 
