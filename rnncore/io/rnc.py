@@ -449,13 +449,18 @@ def _plan_pool_time(r: dict, feat: int, where: str) -> dict:
     if not (0 <= pl <= dl * (k - 1) and 0 <= pr <= dl * (k - 1)):
         raise ValueError(f"{where} ({kind}): padding ({pl}, {pr}); the C core runs pooling over time with "
                          f"each side's padding in 0..dilation*(kernel_size-1) = {dl * (k - 1)}")
+    excl = POOL_OPS[kind] == _C["POOL_AVG"] and not r.get("count_include_pad", True)
     if r.get("ceil_mode", False):
-        raise ValueError(f"{where} ({kind}): ceil_mode=True needs the end of the sequence; the C core runs "
-                         "ceil_mode=False")
+        # without padding, ceil_mode's last window (cut at the input's end, an average over its real
+        # steps) is the one of stride - 1 more pad steps on the right, when they fit in the window
+        if (pl, pr) != (0, 0) or st > dl * (k - 1) + 1:
+            raise ValueError(f"{where} ({kind}): ceil_mode=True with padding ({pl}, {pr}) and stride {st}; "
+                             "the C core runs ceil_mode=True without padding and with stride <= "
+                             f"dilation*(kernel_size-1)+1 = {dl * (k - 1) + 1} (else ceil_mode=False)")
+        pr, excl = st - 1, POOL_OPS[kind] == _C["POOL_AVG"]
     out = {"kind": "pool_time", "fields": {"channels": ch, "kernel_size": k, "stride": st, "dilation": dl,
                                            "op": POOL_OPS[kind]}, "tensors": []}
     if (pl, pr) != (0, 0):   # the timepad tail
-        excl = POOL_OPS[kind] == _C["POOL_AVG"] and not r.get("count_include_pad", True)
         out["timepad"] = {"left": pl, "right": pr, "flags": _C["TIMEPAD_EXCLUDE_PAD"] if excl else 0}
     return out
 
