@@ -1251,8 +1251,9 @@ static rnc_status int_run(const rnc_model *m, rnc_state *s, const float *x, cons
 #endif
 
 /* The strided records' countdowns of every row: integers in [0, max(skip0, stride - 1)]
- * (RNC_E_STATE otherwise); with `same`, equal in every row (rnc_step runs the rows in step). */
-static rnc_status check_countdowns(const rnc_model *m, const rnc_state *s, int same)
+ * (RNC_E_STATE otherwise); with `same`, equal in every row (rnc_step runs the rows in step). A
+ * padded pool_time's counters: real steps in [0, P], pad steps 0 (within rnc_flush: 0..right). */
+static rnc_status check_countdowns(const rnc_model *m, const rnc_state *s, int same, int flushing)
 {
     for (uint32_t i = 0; i < m->num_front; ++i) {
         const rnc_front_op *F = &m->front[i];
@@ -1260,7 +1261,8 @@ static rnc_status check_countdowns(const rnc_model *m, const rnc_state *s, int s
             for (size_t b = 0; b < s->batch; ++b) {
                 const float *cnt = s->win + b * m->win_floats + F->win_off + (size_t)F->win * F->cin + F->phase;
                 if (!(cnt[0] >= 0.0f && cnt[0] <= (float)F->win) || cnt[0] != (float)(uint32_t)cnt[0] ||
-                    cnt[1] != 0.0f)
+                    (flushing ? !(cnt[1] >= 0.0f && cnt[1] <= (float)F->tpad_r) || cnt[1] != (float)(uint32_t)cnt[1]
+                              : cnt[1] != 0.0f))
                     return RNC_E_STATE;
             }
         if (!F->phase) continue;
@@ -1344,7 +1346,7 @@ rnc_status rnc_run_out_steps(const rnc_model *m, const rnc_state *s, size_t step
     TRY(check_state(m, s, &w));
     size_t most = 0;
     if (m->flush) { /* rnc_run flushes: the steps, then the right pads (none without input) */
-        TRY(check_countdowns(m, s, 0));
+        TRY(check_countdowns(m, s, 0, 0));
         for (size_t b = 0; b < s->batch; ++b) {
             size_t cd[RNC_MAX_FRONT];
             front_countdowns(m, s->win + b * m->win_floats, cd);
@@ -1354,7 +1356,7 @@ rnc_status rnc_run_out_steps(const rnc_model *m, const rnc_state *s, size_t step
         }
     } else if (!m->strided) most = steps;
     else {
-        TRY(check_countdowns(m, s, 0));
+        TRY(check_countdowns(m, s, 0, 0));
         for (size_t b = 0; b < s->batch; ++b) {
             const size_t n = front_outputs(m, s->win + b * m->win_floats, steps);
             if (n > most) most = n;
@@ -1388,7 +1390,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     if (m->precision == RNC_INT8) return int_step(m, s, x, y, wk + w.ints);
 #endif
     TRY(check_relu_states(m, s));
-    if (m->strided) TRY(check_countdowns(m, s, 1));
+    if (s->win) TRY(check_countdowns(m, s, 1, pad)); /* countdowns, a padded pool_time's counters */
     const float *in = x;
     size_t in_w = m->input_size;
     int8_t *xq = (int8_t *)(wk + w.xq);
@@ -1520,7 +1522,7 @@ rnc_status rnc_flush_out_steps(const rnc_model *m, const rnc_state *s, size_t *o
     *out_steps = 0;
     TRY(check_state(m, s, &w));
     if (!m->flush) return RNC_OK;
-    TRY(check_countdowns(m, s, 1));
+    TRY(check_countdowns(m, s, 1, 0));
     size_t cd[RNC_MAX_FRONT];
     front_countdowns(m, s->win, cd);
     *out_steps = flush_outputs(m, cd);
@@ -1661,6 +1663,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     const size_t B = s->batch;
     size_t T_out = T; /* the output steps (strided records: fewer, rnc_run_out_steps; right pads) */
     if (m->strided || m->flush) TRY(rnc_run_out_steps(m, s, T, &T_out));
+    if (s->win) TRY(check_countdowns(m, s, 0, 0));
     const size_t out_rows = m->last_step ? B : B * T_out;
     if (!scratch || (out_rows && !y) || (T && !x && !ids)) return RNC_E_ARG;
     if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y | (uintptr_t)lengths) & 3u) return RNC_E_ALIGN;

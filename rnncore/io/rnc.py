@@ -2215,13 +2215,15 @@ def _step_description(r: dict) -> dict:
         return {"kind": a}
     if r["kind"] == "residual":   # y = x + the input of the record `span` records before
         return {"kind": "residual", "features": r["in"], "span": r["span"]}
-    if r["kind"] == "pool_time":   # rc.nn.MaxPool1d / AvgPool1d's record(), padding 0
-        d = {f: r[f] for f in ("channels", "kernel_size", "stride", "dilation")}
-        d.update(kind=r["op"], pad_left=0, pad_right=0, ceil_mode=False)
+    if r["kind"] == "pool_time":   # rc.nn.MaxPool1d / AvgPool1d's record() (ceil_mode as right padding)
+        d = {f: r[f] for f in ("channels", "kernel_size", "stride", "dilation", "pad_left", "pad_right")}
+        d.update(kind=r["op"], ceil_mode=False)
+        if r["op"] == "avg_pool1d":
+            d["count_include_pad"] = r["count_include_pad"]
         return d
-    if r["kind"] == "conv_time":   # rc.nn.Conv1d's record(), padding="causal"
+    if r["kind"] == "conv_time":   # rc.nn.Conv1d's record()
         d = {f: r[f] for f in ("in_channels", "out_channels", "kernel_size", "stride", "dilation", "groups")}
-        d.update(kind="conv1d", pad_left=r["dilation"] * (r["kernel_size"] - 1), pad_right=0,
+        d.update(kind="conv1d", pad_left=r["pad_left"], pad_right=r["pad_right"],
                  padding_mode="zeros", tensors={"weight": r["weight"], "bias": r["bias"]})
         if r.get("qweight") is not None:   # q8: the stored integers and scales
             d["tensors"].update(qweight=r["qweight"].reshape(r["weight"].shape), scale=r["scale"])
