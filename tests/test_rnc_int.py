@@ -105,6 +105,35 @@ def test_the_writer_refuses_what_the_format_cannot_hold():
         read_int_rnc(build_rnc(spec_from_model(_float_model("lstm")), "f32")[0])
 
 
+@pytest.mark.parametrize("which,field,exp", [("rnn", "h_scale", 119), ("gru2_head", "out_scale", 96)])
+def test_scales_whose_dequantised_values_would_overflow_float32_are_refused_alike(which, field, exp):
+    """The engine's float32 outputs are h_scale (h8 - zp) (|h8 - zp| <= 255) or out_scale y_q
+    (|y_q| <= 2^31): the largest scale that keeps them finite (2^119, 2^96) loads and runs to finite
+    outputs; anything above it is refused by the C loader and the Python reader with one message."""
+    import struct
+
+    from rnc_mutations import fix_crc, verdicts
+
+    qm = _int_model(which)
+    target = qm.layers[-1] if field == "h_scale" else qm.head
+    X = 50 * _calibration(1)[:4]
+    setattr(target, field, 2.0 ** exp)
+    data = write_int_rnc(qm)
+    y = rc.load(data).run(X.astype(np.float32))
+    assert verdicts(data) == (None, None)
+    assert np.isfinite(y).all() and np.abs(y).max() > 2.0 ** (exp - 8)
+    at = data.index(struct.pack("<d", 2.0 ** exp))
+    for s in (float(np.nextafter(2.0 ** exp, np.inf)), 1e300):
+        b = bytearray(data)
+        struct.pack_into("<d", b, at, s)
+        py, c = verdicts(fix_crc(b))
+        assert py is not None and f"expected a finite value > 0 and at most 2^{exp}" in py, py
+        assert c is not None and py in c, (py, c)
+        setattr(target, field, s)
+        with pytest.raises(ValueError, match=rf"{field}: .* at most 2\^{exp}"):
+            write_int_rnc(qm)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rnncore", *args], capture_output=True, text=True,
                           timeout=300, env=child_env())

@@ -1267,6 +1267,14 @@ static rnc_status int_scale(const rnc_ctx *c, const char *field, double s)
                : RNC_OK;
 }
 
+/* a scale the engine dequantises with: also at most 2^max_exp (rnc_layout.h
+ * RNC_FILE_INT_MAX_H_SCALE_EXP), so that its float32 outputs stay finite */
+static rnc_status int_scale_max(const rnc_ctx *c, const char *field, double s, unsigned max_exp, const char *what)
+{
+    TRY(int_scale(c, field, s));
+    return s > ldexp(1.0, (int)max_exp) ? fail(c, field, MSG_INT_SCALE_MAX, f64_bits(s), max_exp, 0, what) : RNC_OK;
+}
+
 /* an f32 field an integer file leaves 0 */
 static rnc_status int_zero(const rnc_ctx *c, const char *field, float s)
 {
@@ -1331,7 +1339,8 @@ static rnc_status load_int_layer(rnc_ctx *c, rnc_model *m, const unsigned char *
     TRY(int_scale(c, FIELD(cellint, x_scale), xs));
     if (m->num_layers && f64_bits(xs) != c->int_h_scale)
         return fail(c, FIELD(cellint, x_scale), MSG_INT_SAME, f64_bits(xs), c->int_h_scale, 0, NULL);
-    TRY(int_scale(c, FIELD(cellint, h_scale), hs));
+    TRY(int_scale_max(c, FIELD(cellint, h_scale), hs, RNC_FILE_INT_MAX_H_SCALE_EXP,
+                      "h_scale (h8 - zp) is a float32 state or output"));
     TRY(int_scale(c, FIELD(cellint, gate_scale), rnc_cellint_gate_scale(q)));
     TRY(int_range(c, FIELD(cellint, x_zp), x_zp, -128, 127));
     if (m->num_layers) TRY(int_expect(c, FIELD(cellint, x_zp), x_zp, c->int_h_zp));
@@ -1427,7 +1436,8 @@ static rnc_status load_int_head(rnc_ctx *c, rnc_model *m, const unsigned char *r
     if (act != RNC_ACT_NONE && act != RNC_ACT_SOFTMAX)
         return fail(c, FIELD(rec_linear, activation), MSG_INT_ACT, act, 0, 0, NULL);
     TRY(int_zero(c, FIELD(rec_linear, in_scale), rnc_rec_linear_in_scale(r)));
-    TRY(int_scale(c, FIELD(linint, out_scale), rnc_linint_out_scale(q)));
+    TRY(int_scale_max(c, FIELD(linint, out_scale), rnc_linint_out_scale(q), RNC_FILE_INT_MAX_OUT_SCALE_EXP,
+                      "out_scale y_q is a float32 output"));
     const void *p;
     const uint64_t o = out;
     const void *t[4];

@@ -498,6 +498,11 @@
  * cortex-m compiles it for a microcontroller. */
 #define RNC_FILE_INT_MAX_COLS 32768u /* I, H, O (rnc_s8_matvec's RNC_S8_MAX_COLS) */
 #define RNC_FILE_INT_MAX_BIAS 1073741823u /* |bias| < 2^30: int32 sums cannot overflow */
+/* The largest scales of an integer file: a dequantised state is h_scale (h8 - zp), |h8 - zp| <=
+ * 255 < 2^8, and a head output is out_scale y_q, |y_q| <= 2^31, so scales of at most 2^119 and
+ * 2^96 keep every dequantised value below 2^127 < FLT_MAX: finite in float32. */
+#define RNC_FILE_INT_MAX_H_SCALE_EXP 119
+#define RNC_FILE_INT_MAX_OUT_SCALE_EXP 96
 #define RNC_CELLINT_TABLE 1u /* the table sigmoid / tanh (GRU, RNN); else gemmlowp's */
 #define RNC_FIELDS_cellint(X)                                                                     \
     X(cellint, flags, 0, U32)                                                                     \
@@ -614,7 +619,8 @@
     M(MEL_SPAN, CORRUPT, "filter %llu spans bins %llu..%llu, past the %llu frequency bins") \
     M(RES_SPAN, CORRUPT, "%llu, expected 1..%llu (the per-step records right before this one)") \
     M(RES_WIDTH, CORRUPT, "%llu: the record that many back takes %llu features, this one %llu (they must agree)") \
-    M(RES_STRIDED, UNSUPPORTED, "%llu: the records it spans include %s, which gives no output at some steps (a residual adds equal steps)")
+    M(RES_STRIDED, UNSUPPORTED, "%llu: the records it spans include %s, which gives no output at some steps (a residual adds equal steps)") \
+    M(INT_SCALE_MAX, CORRUPT, "bits 0x%llx: expected a finite value > 0 and at most 2^%llu (%s)")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \

@@ -206,18 +206,18 @@ static float sigmoid_fold(float x)
     x = x > RNC_TANH_CLAMP ? RNC_TANH_CLAMP : x;
     x = x < -RNC_TANH_CLAMP ? -RNC_TANH_CLAMP : x;
     const float x2 = x * x;
-    float p = -2.76076847742355e-16f;
-    p = p * x2 + 2.00018790482477e-13f;
-    p = p * x2 + -8.60467152213735e-11f;
-    p = p * x2 + 5.12229709037114e-08f;
-    p = p * x2 + 1.48572235717979e-05f;
-    p = p * x2 + 6.37261928875436e-04f;
-    p = p * x2 + 4.89352455891786e-03f;
+    float p = RNC_TANH_P0;
+    p = p * x2 + RNC_TANH_P1;
+    p = p * x2 + RNC_TANH_P2;
+    p = p * x2 + RNC_TANH_P3;
+    p = p * x2 + RNC_TANH_P4;
+    p = p * x2 + RNC_TANH_P5;
+    p = p * x2 + RNC_TANH_P6;
     p = p * x;
-    float q = 2.0f * 1.19825839466702e-06f;
-    q = q * x2 + 2.0f * 1.18534705686654e-04f;
-    q = q * x2 + 2.0f * 2.26843463243900e-03f;
-    q = q * x2 + 2.0f * 4.89352518554385e-03f;
+    float q = 2.0f * RNC_TANH_Q0;
+    q = q * x2 + 2.0f * RNC_TANH_Q1;
+    q = q * x2 + 2.0f * RNC_TANH_Q2;
+    q = q * x2 + 2.0f * RNC_TANH_Q3;
     return 0.5f + p / q;
 }
 

@@ -52,10 +52,12 @@ def _u32(v: int) -> int:
 # reader: the checks of loader.c's load_int_layer / load_int_head, in their order
 
 
-def _int_scale(ld, field: str, bits: int) -> None:
+def _int_scale(ld, field: str, bits: int, max_exp: int | None = None, what: str = "") -> None:
     v = struct.unpack("<d", struct.pack("<Q", bits))[0]
     if not math.isfinite(v) or not v > 0:
         raise ld.fail(field, "NORM_EPS", bits)
+    if max_exp is not None and v > 2.0 ** max_exp:   # loader.c int_scale_max
+        raise ld.fail(field, "INT_SCALE_MAX", bits, max_exp, what)
 
 
 def _int_zero(ld, field: str, bits: int) -> None:
@@ -134,7 +136,8 @@ def load_int_layer(ld, pos: int, size: int) -> None:
     _int_scale(ld, "x_scale", qb["x_scale"])
     if ld.layers and qb["x_scale"] != ld.int_h_scale:
         raise ld.fail("x_scale", "INT_SAME", qb["x_scale"], ld.int_h_scale)
-    _int_scale(ld, "h_scale", qb["h_scale"])
+    _int_scale(ld, "h_scale", qb["h_scale"], _C["FILE_INT_MAX_H_SCALE_EXP"],
+               "h_scale (h8 - zp) is a float32 state or output")
     _int_scale(ld, "gate_scale", qb["gate_scale"])
     _int_range(ld, "x_zp", x_zp, -128, 127)
     if ld.layers:
@@ -203,7 +206,8 @@ def load_int_head(ld, pos: int, size: int) -> None:
         raise ld.fail("activation", "INT_ACT", act)
     _int_zero(ld, "in_scale", r["in_scale"])
     q = li.unpack(ld.b, q_at)
-    _int_scale(ld, "out_scale", struct.unpack_from("<Q", ld.b, q_at + li.fields["out_scale"].offset)[0])
+    _int_scale(ld, "out_scale", struct.unpack_from("<Q", ld.b, q_at + li.fields["out_scale"].offset)[0],
+               _C["FILE_INT_MAX_OUT_SCALE_EXP"], "out_scale y_q is a float32 output")
     w = _get_s8(ld, "weight", r["weight"], n_out * n_in)
     ld.get_ref("scale", r["scale"], 0)
     b = _get_ints(ld, "bias", r["bias"], n_out, 4, -_MAX_BIAS, _MAX_BIAS)

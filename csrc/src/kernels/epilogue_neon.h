@@ -39,11 +39,11 @@ typedef struct {
 
 RNC_NEON_AI rnc_neon_act_c rnc_neon_act_load(void)
 {
-    static const float P[7] = {-2.76076847742355e-16f, 2.00018790482477e-13f, -8.60467152213735e-11f,
-                               5.12229709037114e-08f,  1.48572235717979e-05f, 6.37261928875436e-04f,
-                               4.89352455891786e-03f};
-    static const float Q[4] = {1.19825839466702e-06f, 1.18534705686654e-04f, 2.26843463243900e-03f,
-                               4.89352518554385e-03f};
+    static const float P[7] = {RNC_TANH_P0, RNC_TANH_P1, RNC_TANH_P2,
+                               RNC_TANH_P3,  RNC_TANH_P4, RNC_TANH_P5,
+                               RNC_TANH_P6};
+    static const float Q[4] = {RNC_TANH_Q0, RNC_TANH_Q1, RNC_TANH_Q2,
+                               RNC_TANH_Q3};
     rnc_neon_act_c k;
     for (int i = 0; i < 7; ++i) k.p[i] = vdupq_n_f32(P[i]);
     for (int i = 0; i < 4; ++i) k.q[i] = vdupq_n_f32(Q[i]);
@@ -273,12 +273,12 @@ typedef struct {
 
 #define RNC_NEON_B4(x) {(x), (x), (x), (x)}
 static const float rnc_neon_gru_tab[16][4] __attribute__((aligned(16))) = {
-    RNC_NEON_B4(2.00018790482477e-13f),         RNC_NEON_B4(-8.60467152213735e-11f),
-    RNC_NEON_B4(5.12229709037114e-08f),         RNC_NEON_B4(1.48572235717979e-05f),
-    RNC_NEON_B4(6.37261928875436e-04f),         RNC_NEON_B4(4.89352455891786e-03f),
-    RNC_NEON_B4(1.18534705686654e-04f),         RNC_NEON_B4(2.26843463243900e-03f),
-    RNC_NEON_B4(4.89352518554385e-03f),         RNC_NEON_B4(2.0f * 1.18534705686654e-04f),
-    RNC_NEON_B4(2.0f * 2.26843463243900e-03f),  RNC_NEON_B4(2.0f * 4.89352518554385e-03f),
+    RNC_NEON_B4(RNC_TANH_P1),         RNC_NEON_B4(RNC_TANH_P2),
+    RNC_NEON_B4(RNC_TANH_P3),         RNC_NEON_B4(RNC_TANH_P4),
+    RNC_NEON_B4(RNC_TANH_P5),         RNC_NEON_B4(RNC_TANH_P6),
+    RNC_NEON_B4(RNC_TANH_Q1),         RNC_NEON_B4(RNC_TANH_Q2),
+    RNC_NEON_B4(RNC_TANH_Q3),         RNC_NEON_B4(2.0f * RNC_TANH_Q1),
+    RNC_NEON_B4(2.0f * RNC_TANH_Q2),  RNC_NEON_B4(2.0f * RNC_TANH_Q3),
     RNC_NEON_B4(RNC_TANH_CLAMP),                RNC_NEON_B4(-RNC_TANH_CLAMP),
     RNC_NEON_B4(0.5f),                          RNC_NEON_B4(1.0f)};
 #undef RNC_NEON_B4
@@ -356,7 +356,7 @@ RNC_NEON_AI uint32_t rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t
                               vld1q_f32(tab + 36), vld1q_f32(tab + 40), vld1q_f32(tab + 44),
                               vld1q_f32(tab + 48), vld1q_f32(tab + 52), vld1q_f32(tab + 56),
                               vld1q_f32(tab + 60)};
-    const float kl0[4] = {-2.76076847742355e-16f, 1.19825839466702e-06f, 2.0f * 1.19825839466702e-06f,
+    const float kl0[4] = {RNC_TANH_P0, RNC_TANH_Q0, 2.0f * RNC_TANH_Q0,
                           0.5f};
     float32x4_t kl = vld1q_f32(kl0), ks = vcombine_f32(vset_lane_f32(sxh, vdup_n_f32(sxi), 1),
                                                        vdup_n_f32(0.0f));
