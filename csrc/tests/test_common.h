@@ -161,7 +161,7 @@ static inline void make_case(cell_case *t, int q8, uint32_t kind, uint32_t ra, u
 }
 
 /* Does kernel-table row k serve this case in this form (its batch range, input, GRU form)? */
-enum { RUN_STEP = 0, RUN_SEQ = 1, RUN_STEP_MASKED = 2 };
+enum { RUN_STEP = 0, RUN_SEQ = 1, RUN_STEP_MASKED = 2, RUN_STEP_NOY = 3 };
 static inline int row_serves_case(const rnc_kernel *k, const cell_case *t, int form)
 {
     return rnc__kernel_serves(k, t->B, form == RUN_SEQ ? RNC_IN_GI : RNC_IN_X,
@@ -178,7 +178,8 @@ static inline void free_case(cell_case *t)
 /* Run kernel `fn` for `steps` steps (h, c carried) on a copy of the state; results in h, c, y.
  * form RUN_STEP: input x / xq, every row active, y written. RUN_SEQ: the whole-sequence form
  * (input part given as float gi, inactive rows, no y). RUN_STEP_MASKED: input x / xq with the
- * inactive rows of `active` (a variable-length batch), y written. */
+ * inactive rows of `active` (a variable-length batch), y written. RUN_STEP_NOY: RUN_STEP without
+ * y (a layer below the last: h' only). */
 static inline void run_cell(const cell_case *t, rnc_cell_fn fn, int q8, int steps, float *h, float *c,
                             float *y, int form)
 {
@@ -215,6 +216,10 @@ static inline void run_cell(const cell_case *t, rnc_cell_fn fn, int q8, int step
     a.hh_sums = t->sums;
     if (form == RUN_STEP_MASKED) {
         a.active = t->active;
+        memset(y, 0, sizeof(float) * t->B * t->H);
+    }
+    if (form == RUN_STEP_NOY) {
+        a.y = NULL;
         memset(y, 0, sizeof(float) * t->B * t->H);
     }
     if (form == RUN_SEQ) {

@@ -3,7 +3,8 @@
  * same arguments, at every case within the row's batch range, input mode and GRU forms (a row no
  * case reaches fails). Cases (tests/test_common.h): shapes with H and I not multiples of 16 or 4,
  * 1 to 17 rows, random and saturating weights and inputs, the step form (input given, y
- * written) and the whole-sequence form (projection given, inactive rows, W_hh's kernel sums).
+ * written; and without y, as a layer below the last) and the whole-sequence form (projection
+ * given, inactive rows, W_hh's kernel sums).
  * q8: h, c and y bitwise equal over 3 steps with the state carried (exact int32 products, the
  * same float32 epilogue); f32: one step within the float32 summation bound (the products' order
  * may differ). Rows of ISAs this CPU lacks are reported as skipped by name. */
@@ -55,8 +56,9 @@ static void test_cells(void)
         for (size_t o = 0; o < sizeof ops / sizeof ops[0]; ++o) {
             if (ops[o][0] != kr->op) continue;
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
-                for (int mode = 0; mode < 4; ++mode) {
-                    const int form = mode >= 2 ? RUN_SEQ : RUN_STEP; /* modes 2, 3: the sequence form of 0, 1 */
+                for (int mode = 0; mode < 6; ++mode) {
+                    /* modes 2, 3: the sequence form of 0, 1; modes 4, 5: their step form without y */
+                    const int form = mode >= 4 ? RUN_STEP_NOY : mode >= 2 ? RUN_SEQ : RUN_STEP;
                     cell_case t;
                     const uint32_t B = shapes[s][0], I = shapes[s][1], H = shapes[s][2];
                     make_case(&t, q8, ops[o][1], ops[o][2], B, I, H, mode & 1);
@@ -90,7 +92,7 @@ static void test_cells(void)
                         const double tol = (cmax + 3.0) * ((double)(I + H + 2) * ldexp(1.0, -24) * S) + 1e-6;
                         for (size_t i = 0; i < n; ++i)
                             ok &= fabs(h0[i] - h1[i]) <= tol && fabs(c0[i] - c1[i]) <= tol &&
-                                  y1[i] == (form == RUN_SEQ ? 0.0f : h1[i]);
+                                  y1[i] == (form == RUN_STEP ? h1[i] : 0.0f);
                     }
                     char what[160];
                     snprintf(what, sizeof what, "%s kind=%u reset_after=%u vs generic", kr->name,
