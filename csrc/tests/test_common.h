@@ -75,6 +75,7 @@ typedef struct {
     int8_t *xq;
     int32_t *sums;    /* q8: W_hh's kernel sums (rnc_q8_rowsum_generic), for rows that take them */
     void *work;
+    float h_scale;    /* q8: h's static scale, its inverse computed as the loader does (0: dynamic) */
 } cell_case;
 
 /* Random cell of the given shape; mode 1 saturates (weights and inputs at their extremes).
@@ -157,6 +158,7 @@ static inline void make_case(cell_case *t, int q8, uint32_t kind, uint32_t ra, u
     }
     t->work = zalloc(rnc__cell_work(t->G, H, B).total);
     t->sums = zalloc(sizeof(int32_t) * R);
+    t->h_scale = 0.0f;
     if (q8) rnc_q8_rowsum_generic((const int8_t *)t->whh, (int)R, (int)H, t->sums);
 }
 
@@ -214,6 +216,8 @@ static inline void run_cell(const cell_case *t, rnc_cell_fn fn, int q8, int step
     a.ldy = t->H;
     a.work = t->work;
     a.hh_sums = t->sums;
+    a.h_scale = t->h_scale;
+    a.h_inv = t->h_scale > 0.0f ? 1.0f / t->h_scale : 0.0f;
     if (form == RUN_STEP_MASKED) {
         a.active = t->active;
         memset(y, 0, sizeof(float) * t->B * t->H);

@@ -24,7 +24,7 @@
 #include "activations.h"
 
 #define RNC_AVX2_AI static inline __attribute__((always_inline))
-#define RNC_AVX2_NW 4 /* 8-unit chunks in lockstep in the cell update */
+#define RNC_AVX2_NW 8 /* at most this many 8-unit chunks in lockstep in the cell update */
 /* rnc_reluf on 8 lanes: max(x, 0) where x is a number (-0 gives +0), x itself where it is NaN */
 RNC_AVX2_AI __m256 rnc_avx2_relu8(__m256 x)
 {
@@ -244,8 +244,8 @@ RNC_AVX2_AI void rnc_avx2_update_k(uint32_t kind, uint32_t H, uint32_t Hp, const
 {
     const __m256 svi = _mm256_set1_ps(sxi), svh = _mm256_set1_ps(sxh);
     uint32_t u = 0;
-    for (; u + 8 * RNC_AVX2_NW <= H; u += 8 * RNC_AVX2_NW)
-        rnc_avx2_update_n(kind, RNC_AVX2_NW, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
+    for (; u + 8 * 4 <= H; u += 8 * 4) /* 4 chunks at a time */
+        rnc_avx2_update_n(kind, 4, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
                           b_hh, gh, h, c, y);
     for (; u + 8 <= H; u += 8)
         rnc_avx2_update_n(kind, 1, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, gh, h,
