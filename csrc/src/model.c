@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "kernels/activations.h"
 #include "kernels/gemm_deq.h" /* rnc__dequant_in_place: sparse layers' projections */
+#include "kernels/logf.h"
 #include "rnc_layout.h" /* the layer kinds (RNC_REC_*) of rnc_model.stage */
 
 #define RNC_MODEL_OK 0x524E434Du
@@ -963,16 +964,47 @@ static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *
     } else {
         re = log_mel_dft(m, F, x, scratch);
     }
-    const float *fw = F->fbw;
-    for (uint32_t j = 0; j < F->out_w; ++j) {
+    const float *fw = F->fbw, c = F->log_c;
+    const uint32_t nm = F->out_w;
+    /* four filters at a time, each summed in its own order (k = 0, 1, ...): four independent
+     * chains of adds over their common length, then each filter's rest */
+    uint32_t j = 0;
+    for (; j + 4 <= nm; j += 4) {
+        const uint32_t *sp = F->span + 2 * j;
+        const float *w0 = fw, *w1 = w0 + sp[1], *w2 = w1 + sp[3], *w3 = w2 + sp[5];
+        const float *p0 = re + sp[0], *p1 = re + sp[2], *p2 = re + sp[4], *p3 = re + sp[6];
+        uint32_t n = sp[1] < sp[3] ? sp[1] : sp[3];
+        n = n < sp[5] ? n : sp[5];
+        n = n < sp[7] ? n : sp[7];
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        for (uint32_t k = 0; k < n; ++k) {
+            a0 += w0[k] * p0[k];
+            a1 += w1[k] * p1[k];
+            a2 += w2[k] * p2[k];
+            a3 += w3[k] * p3[k];
+        }
+        for (uint32_t k = n; k < sp[1]; ++k) a0 += w0[k] * p0[k];
+        for (uint32_t k = n; k < sp[3]; ++k) a1 += w1[k] * p1[k];
+        for (uint32_t k = n; k < sp[5]; ++k) a2 += w2[k] * p2[k];
+        for (uint32_t k = n; k < sp[7]; ++k) a3 += w3[k] * p3[k];
+        fw = w3 + sp[7];
+        y[j] = a0;
+        y[j + 1] = a1;
+        y[j + 2] = a2;
+        y[j + 3] = a3;
+    }
+    for (; j < nm; ++j) {
         const uint32_t first = F->span[2 * j], count = F->span[2 * j + 1];
         float acc = 0.0f;
         for (uint32_t k = 0; k < count; ++k) acc += fw[k] * re[first + k];
         fw += count;
-        if (F->log == RNC_MEL_LOG) acc = logf(acc + F->log_c);
-        else if (F->log == RNC_MEL_LOG_DB) acc = 10.0f * log10f(acc > F->log_c ? acc : F->log_c);
         y[j] = acc;
     }
+    /* the logs apart: loops the compiler vectorises (kernels/logf.h) */
+    if (F->log == RNC_MEL_LOG)
+        for (j = 0; j < nm; ++j) y[j] = rnc_logf(y[j] + c);
+    else if (F->log == RNC_MEL_LOG_DB)
+        for (j = 0; j < nm; ++j) y[j] = RNC_DB_PER_NEPER * rnc_logf(y[j] > c ? y[j] : c);
 }
 
 /* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x; win: the
