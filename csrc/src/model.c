@@ -967,8 +967,10 @@ static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *
     const float *fw = F->fbw, c = F->log_c;
     const uint32_t nm = F->out_w;
     /* four filters at a time, each summed in its own order (k = 0, 1, ...): four independent
-     * chains of adds over their common length, then each filter's rest */
+     * chains of adds over their common length, then each filter's rest (a build for size: one at
+     * a time, the same bits) */
     uint32_t j = 0;
+#if !defined(__OPTIMIZE_SIZE__)
     for (; j + 4 <= nm; j += 4) {
         const uint32_t *sp = F->span + 2 * j;
         const float *w0 = fw, *w1 = w0 + sp[1], *w2 = w1 + sp[3], *w3 = w2 + sp[5];
@@ -993,6 +995,7 @@ static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *
         y[j + 2] = a2;
         y[j + 3] = a3;
     }
+#endif
     for (; j < nm; ++j) {
         const uint32_t first = F->span[2 * j], count = F->span[2 * j + 1];
         float acc = 0.0f;
@@ -1000,11 +1003,17 @@ static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *
         fw += count;
         y[j] = acc;
     }
-    /* the logs apart: loops the compiler vectorises (kernels/logf.h) */
-    if (F->log == RNC_MEL_LOG)
-        for (j = 0; j < nm; ++j) y[j] = rnc_logf(y[j] + c);
-    else if (F->log == RNC_MEL_LOG_DB)
-        for (j = 0; j < nm; ++j) y[j] = RNC_DB_PER_NEPER * rnc_logf(y[j] > c ? y[j] : c);
+    /* the log apart: a loop the compiler vectorises (kernels/logf.h), log(max(mel + add, lo)) times
+     * scale: log(mel + c) (add c, lo -inf, scale 1: the same bits as the log, NaN stays NaN) or
+     * 10 log10(max(mel, c)) = (10 / ln 10) log(max(mel, c)) (add 0, lo c) */
+    if (F->log == RNC_MEL_LOG || F->log == RNC_MEL_LOG_DB) {
+        const int db = F->log == RNC_MEL_LOG_DB;
+        const float scale = db ? RNC_DB_PER_NEPER : 1.0f, add = db ? 0.0f : c, lo = db ? c : -INFINITY;
+        for (j = 0; j < nm; ++j) {
+            const float v = y[j] + add;
+            y[j] = scale * rnc_logf(v > lo ? v : lo);
+        }
+    }
 }
 
 /* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x; win: the
