@@ -650,7 +650,11 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
         const float *wg = F->w + (size_t)g * rp * kk;
         for (uint32_t l0 = 0; l0 < F->lout; l0 += RNC_FCONV_BLOCK) {
             const uint32_t n = F->lout - l0 < RNC_FCONV_BLOCK ? F->lout - l0 : RNC_FCONV_BLOCK;
-            for (uint32_t j = 0; j < n; ++j) {
+            /* one-sample frames through a 1 x 1 kernel (a per-step Linear over the channels): the
+             * one column is the group's channels of x as they are */
+            const int whole = F->k == 1 && F->L == 1 && F->lout == 1 && F->pl == 0;
+            const float *colp = whole ? x + (size_t)g * F->cg : cols;
+            for (uint32_t j = 0; j < (whole ? 0 : n); ++j) {
                 float *col = cols + j * kk;
                 const int64_t p0 = (int64_t)(l0 + j) * F->stride - (int64_t)F->pl;
                 /* taps t_lo .. t_hi-1 read inside the frame (a copy); the others the padding */
@@ -671,7 +675,7 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
                     for (t = t_hi; t < k; ++t) cc[t] = frame_tap(xc, p0 + t * d, L, F->reflect);
                 }
             }
-            plan_pick(&m->plan.gemm[RNC_F32], n, 0)->fn.gemm_f32(wg, (int)F->cog, (int)kk, (int)n, cols,
+            plan_pick(&m->plan.gemm[RNC_F32], n, 0)->fn.gemm_f32(wg, (int)F->cog, (int)kk, (int)n, colp,
                                                               (int)kk, prod, (int)rp);
             const uint32_t cog = F->cog, lout = F->lout;
             const float *bg = F->b + (size_t)g * cog;
