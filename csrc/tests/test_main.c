@@ -23,6 +23,7 @@
 
 #include "internal.h"
 #include "kernels/activations.h"
+#include "kernels/logf.h"
 #include "rnc_layout.h"
 #include "rnncore.h"
 
@@ -446,6 +447,28 @@ static void test_rfft_rows(void)
         free(dft), free(win), free(x), free(tw), free(work), free(p0), free(p1);
     }
     printf("  log_mel FFT: planned sizes agree with a double DFT, every row bit-identical to generic\n");
+}
+
+/* log_mel's logarithm (kernels/logf.h) against binary64 log: within 1 ulp on every 61st positive
+ * finite float32 (subnormals included; the sweep over all of them measured 0.83 ulp at most), exact
+ * at 1, C's logf at the special values. */
+static void test_logf(void)
+{
+    double worst = 0.0;
+    for (uint32_t b = 1; b < 0x7f800000u; b += 61) {
+        float x;
+        memcpy(&x, &b, sizeof x);
+        const double want = log((double)x), got = rnc_logf(x);
+        if (want == 0.0) continue;
+        const double ulp = ldexp(1.0, ilogb((float)want) - 23), err = fabs(got - want) / ulp;
+        worst = err > worst ? err : worst;
+    }
+    CHECK(worst <= 1.0, "rnc_logf: %.3f ulp from binary64 log", worst);
+    CHECK(rnc_logf(1.0f) == 0.0f, "rnc_logf(1) = %g", rnc_logf(1.0f));
+    CHECK(rnc_logf(0.0f) == -INFINITY && rnc_logf(-0.0f) == -INFINITY, "rnc_logf(+-0) not -inf");
+    CHECK(isnan(rnc_logf(-1.0f)) && isnan(rnc_logf(-INFINITY)) && isnan(rnc_logf(NAN)), "rnc_logf: NaN cases");
+    CHECK(rnc_logf(INFINITY) == INFINITY, "rnc_logf(inf) = %g", rnc_logf(INFINITY));
+    printf("  log_mel logf: %.3f ulp at most on the sweep, special values as C's logf\n", worst);
 }
 
 /* ------------------------------------------------------------------------ quantisation */
@@ -1325,6 +1348,7 @@ int main(int argc, char **argv)
     test_quantize();
     test_table_ops();
     test_rfft_rows();
+    test_logf();
     test_gemm();
     test_activations(fuzz);
 
