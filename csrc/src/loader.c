@@ -999,8 +999,6 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const char *k = kind_name(kind);
         return fail(c, FIELD(rec, kind), MSG_FRONT_Q8, kind, 0, 0, k);
     }
-    if (m->precision == RNC_Q8 && (kind == RNC_REC_LOG_MEL || kind == RNC_REC_POOL_TIME))
-        return fail(c, FIELD(rec, kind), MSG_FRONT_F32, kind, 0, 0, kind_name(kind));
     if (m->num_front >= RNC_MAX_FRONT) return fail(c, FIELD(rec, kind), MSG_FRONT_COUNT, RNC_MAX_FRONT, 0, 0, NULL);
     rnc_front_op *F = &m->front[m->num_front];
     memset(F, 0, sizeof(*F));

@@ -578,7 +578,6 @@
     M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
     M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
     M(FRONT_Q8, UNSUPPORTED, "kind %llu (%s) in a q4 file: the C core runs the per-step records in f32 and q8 files only") \
-    M(FRONT_F32, UNSUPPORTED, "kind %llu (%s) in a q8 file: the C core runs pool_time and log_mel in f32 files only") \
     M(FRONT_COUNT, UNSUPPORTED, "more than %llu per-step records") \
     M(CONV_GROUPS, CORRUPT, "%llu does not divide in_channels %llu and out_channels %llu") \
     M(CONV_WINDOW, CORRUPT, "frame of %llu samples + padding (%llu, %llu) is shorter than one window of %llu") \
