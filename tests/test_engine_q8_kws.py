@@ -222,3 +222,34 @@ def test_rnncore_quantize_takes_an_f32_kws_file(tmp_path):
         assert out.read_bytes() == want.data
         assert read_rnc(out.read_bytes())["front"][0]["kind"] == "log_mel"
         assert (read_rnc(out.read_bytes())["layers"][0]["x_scale"] is None) == (not extra)
+
+
+def test_the_reference_log_is_the_c_cores_logf_bit_for_bit(tmp_path):
+    """``front.rnc_logf`` against kernels/logf.h's ``rnc_logf`` compiled here (-ffp-contract=off as
+    the C core): every 997th float32 bit pattern (normals, subnormals, zeros, negatives, inf,
+    NaNs), and the values near 1 and near FLT_MIN where the exponent split changes."""
+    from child_env import child_env
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    src = tmp_path / "logsweep.c"
+    src.write_text('#include <stdio.h>\n#include <stdint.h>\n#include <string.h>\n#include "kernels/logf.h"\n'
+                   "int main(void) { uint32_t b; float x, r;\n"
+                   "  while (fread(&b, 4, 1, stdin) == 1) { memcpy(&x, &b, 4); r = rnc_logf(x);"
+                   " fwrite(&r, 4, 1, stdout); }\n  return 0; }\n")
+    exe = tmp_path / "logsweep"
+    r = subprocess.run(["cc", "-std=c99", "-O2", "-ffp-contract=off", f"-I{root / 'csrc' / 'src'}", str(src),
+                        "-lm", "-o", str(exe)], capture_output=True, text=True, env=child_env())
+    assert r.returncode == 0, r.stderr
+    near = np.concatenate([np.arange(0x3F340000, 0x3F360000), np.arange(0x3F7F0000, 0x3F810000),
+                           np.arange(0x007F0000, 0x00810000)]).astype(np.uint32)
+    bits = np.concatenate([np.arange(0, 2**32, 997, dtype=np.uint64).astype(np.uint32), near,
+                           np.array([0x7F800000, 0xFF800000, 0x80000000, 0x7FC00000, 1], np.uint32)])
+    out = subprocess.run([str(exe)], input=bits.tobytes(), capture_output=True, timeout=300).stdout
+    c = np.frombuffer(out, np.float32)
+    py = front.rnc_logf(bits.view(np.float32))
+    assert c.size == bits.size
+    same = (py.view(np.uint32) == c.view(np.uint32)) | (np.isnan(py) & np.isnan(c))
+    assert same.all(), bits[~same][:10]
+    ref = np.log(bits.view(np.float32)[(bits < 0x7F800000) & (bits > 0)].astype(np.float64))
+    got = py[(bits < 0x7F800000) & (bits > 0)].astype(np.float64)
+    assert np.all(np.abs(got - ref) <= np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64) + 1e-45)

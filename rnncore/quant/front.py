@@ -31,16 +31,15 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
 * ``scale_shift``: ``y = x * scale + shift``;
 * ``log_mel`` (float32, as in an f32 file): the power spectrum of ``window * x`` by the C core's
   real FFT (:func:`log_mel_rows`, its operations in its order), the filters' sums left to right,
-  then the C library's ``logf`` / ``log10f``;
+  then the C core's own ``logf`` (:func:`rnc_logf`);
 * ``pool_time`` (max / average over time, unpadded; whole sequences): ``y_i[c] = max_j`` or
   ``(sum_j) / k`` of ``x_{i*stride + j*dilation}[c]``, the sum in tap order (:func:`pool_time_seq`).
 
 Every operation is one float32 operation, rounded (the C core: ``-ffp-contract=off``), so the C
 rows equal these bit for bit, with one exception: sigmoid, tanh and the gelus call the C
 library's ``expf``/``tanhf``/``erff``, whose last bit may differ from NumPy's (relu, hardsigmoid,
-magnitude, layer_norm, scale_shift, pooling and the convolution are exact; log_mel calls the C
-library's ``logf`` / ``log10f`` too, through ``ctypes``, so on a machine whose C library numpy can load
-it is exact as well).
+magnitude, layer_norm, scale_shift, pooling, the convolution and log_mel, whose log is the C
+core's own polynomial, are exact).
 """
 
 from __future__ import annotations
@@ -243,37 +242,42 @@ def power_spectrum(x: np.ndarray, window: np.ndarray, cos: np.ndarray, sin: np.n
     return np.sqrt(out) if int(power) == 1 else out
 
 
-_LIBM: list = []
+def rnc_logf(x: np.ndarray) -> np.ndarray:
+    """The C core's float32 natural logarithm (csrc/src/kernels/logf.h ``rnc_logf``), elementwise,
+    one float32 operation per C operation, so its bits are the C core's on every machine.
 
-
-def _c_math(name: str, v: np.ndarray) -> np.ndarray:
-    """The C library's float32 ``name`` (logf, log10f) elementwise, through ctypes, as the C core calls
-    it; numpy's float64 function rounded to float32 where no C library can be loaded."""
-    if not _LIBM:
-        import ctypes
-        import ctypes.util
-
-        lib = None
-        try:
-            lib = ctypes.CDLL(ctypes.util.find_library("m") or None)
-            for f in ("logf", "log10f"):
-                getattr(lib, f).restype, getattr(lib, f).argtypes = ctypes.c_float, [ctypes.c_float]
-        except (OSError, AttributeError):
-            lib = None
-        _LIBM.append(lib)
-    v = np.asarray(v, F32)
-    lib = _LIBM[0]
-    if lib is None:
-        return getattr(np, name[:-1])(v.astype(np.float64)).astype(F32)
-    fn = getattr(lib, name)
-    return np.fromiter((fn(float(a)) for a in v.reshape(-1)), F32, v.size).reshape(v.shape)
+    ``x = 2^e m``, ``m`` in ``[sqrt(1/2), sqrt(2))`` from the bits (subnormals scaled by ``2^23``
+    first), ``f = m - 1``, ``log x = e ln2 + f - f^2/2 + f^3 P(f)`` with Cephes' degree-8 ``P``
+    and ``ln2 = 0.693359375 - 2.12194440e-4``; ``log(+-0) = -inf``, ``log(x < 0) = NaN``,
+    ``log(inf) = inf``, ``log(NaN) = NaN``."""
+    x = np.asarray(x, F32)
+    with np.errstate(all="ignore"):
+        sub = x < F32(1.17549435e-38)                 # below FLT_MIN (zero and negatives too)
+        xs = np.where(sub, x * F32(8388608.0), x).astype(F32)
+        t = xs.view(np.uint32) + np.uint32(0x004AFB0D)
+        e = ((t >> np.uint32(23)).astype(np.int32) - 127).astype(F32) - np.where(sub, F32(23), F32(0))
+        m = ((t & np.uint32(0x007FFFFF)) + np.uint32(0x3F3504F3)).astype(np.uint32).view(F32)
+        f = m - F32(1)
+        z = f * f
+        p = np.full_like(f, F32(7.0376836292e-2))
+        for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+                  -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):
+            p = p * f + F32(c)
+        y = p * f * z
+        y = y + e * F32(-2.12194440e-4)
+        y = y - F32(0.5) * z
+        r = f + y
+        r = r + e * F32(0.693359375)
+        r = np.where(x == np.inf, x, r)
+        return np.where(x > 0, r, np.where(x == 0, F32(-np.inf), F32(np.nan))).astype(F32)
 
 
 def log_mel_rows(rec: dict, x: np.ndarray) -> np.ndarray:
     """A log_mel record (read_rnc's description: ``window``, ``cos``, ``sin``, ``fb``, ``power``,
     ``log``, ``log_offset``, ``amin``) on frames ``x (N, n_fft)`` float32 -> ``(N, n_mels)``, as
     model.c ``log_mel_row`` by the FFT: ``mel[m] = sum_k fb[k, m] p[k]`` left to right over the
-    filter's nonzero span, then ``logf(mel + log_offset)`` or ``10 log10f(max(mel, amin))``.
+    filter's nonzero span, then ``logf(mel + log_offset)`` or ``(10 / ln 10) logf(max(mel, amin))``
+    (``logf`` = :func:`rnc_logf`).
     A size the C core takes by the tables' product (its ISA's f32 GEMM row) has no bit-exact form
     here: ``ValueError``."""
     t = rec.get("tensors", rec)
@@ -295,10 +299,10 @@ def log_mel_rows(rec: dict, x: np.ndarray) -> np.ndarray:
             mel[:, m] = _seq_sum(fb[first:first + count, m] * p[:, first:first + count])
     log = rec.get("log", "log")
     if log == "log":
-        return _c_math("logf", mel + F32(rec.get("log_offset", 1e-6)))
+        return rnc_logf(mel + F32(rec.get("log_offset", 1e-6)))
     if log == "db":
         amin = F32(rec.get("amin", 1e-10))
-        return F32(10) * _c_math("log10f", np.where(mel > amin, mel, amin))
+        return F32(4.34294481903251828) * rnc_logf(np.where(mel > amin, mel, amin))   # RNC_DB_PER_NEPER
     return mel
 
 
