@@ -46,7 +46,7 @@ static inline void store_h8(int8_t *h8, int32x4_t v, const rnc_int_cell *c, mve_
     vstrbq_p_s32(h8, y, p);
 }
 
-int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8,
                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
     rnc_int_frame f;
     const int status = rnc_int_frame_open(&f, c, matvec, x8, h8, s16, scratch, scratch_bytes);
@@ -56,7 +56,8 @@ int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
     int16_t *g = f.g;
     int8_t *rh8 = f.rh8;
 
-    rnc_int_preactivations(&f, c, matvec, rnc_s32_requant_s16_mve, x8, h8); /* int_step_common.h */
+    /* an int16 input's product: the portable rnc_s8s16_matvec_portable */
+    rnc_int_preactivations(&f, c, matvec, rnc_s8s16_matvec_portable, rnc_s32_requant_s16_mve, x8, h8); /* int_step_common.h */
     if (c->cell == RNC_INT_LSTM) {
         int16_t *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
         rnc_s16_sigmoid_mve(gi, gi, 2 * H, GATE_INT_BITS); /* i, f */
@@ -132,7 +133,7 @@ int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
     return RNC_INT_OK;
 }
 
-int rnc_int_cell_step_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+int rnc_int_cell_step_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8,
                           int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
     if (rnc_int_cell_check(c) != RNC_INT_OK) return RNC_INT_E_ARG;
     return rnc_int_cell_run_mve(c, matvec, x8, h8, s16, scratch, scratch_bytes);
