@@ -39,11 +39,12 @@ static int run(const rnc_int_vector *v, step_fn step, rnc_s8_matvec_fn mv, long 
     int16_t *s = kws ? kws_s16 : s16;
     void *scr = kws ? (void *)kws_scratch : (void *)scratch;
     const size_t need = RNC_INT_SCRATCH_BYTES(rnc_int_gates(c->cell), c->hidden_size);
+    /* the inputs as bytes: int8, or int16 for an int16-input cell */
+    const char *x = v->x16 ? (const char *)v->x16 : (const char *)v->x;
+    const long row = (long)c->input_size * (v->x16 ? 2 : 1);
     rnc_int_cell_reset(c, h, s);
     for (long i = 0; i < reps; i++)
-        if (step(c, mv, v->x16 ? (const void *)(v->x16 + (long)(i % v->steps) * c->input_size)
-                             : (const void *)(v->x + (long)(i % v->steps) * c->input_size),
-                 h, s, scr, need) != RNC_INT_OK)
+        if (step(c, mv, x + (i % v->steps) * row, h, s, scr, need) != RNC_INT_OK)
             return 1;
     return 0;
 }

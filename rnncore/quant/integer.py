@@ -636,7 +636,8 @@ def quantize_int_model(model, calibration: IntCalibration, activation: str = "ge
     """
     input_dtype = calibration.input_dtype if input_dtype is None else input_dtype
     if input_dtype not in INPUT_DTYPES:
-        raise ValueError(f"quantize_int_model: input_dtype expected one of {INPUT_DTYPES}, got {input_dtype!r}")
+        raise ValueError(f"quantize_int_model: input_dtype expected one of {INPUT_DTYPES}, "
+                         f"got {input_dtype!r}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"quantize_int_model: activation expected one of {ACTIVATIONS}, got {activation!r}")
     spec = spec_from_model(model)

@@ -222,14 +222,19 @@ int rnc_int_cell_check(const rnc_int_cell *c) {
     if (c->cell == RNC_INT_LSTM && (c->cell_shift < -15 || c->cell_shift > -9 || c->cell_clip < 0))
         return RNC_INT_E_ARG;
     if (c->input_dtype != RNC_INT_IN_S8 && c->input_dtype != RNC_INT_IN_S16) return RNC_INT_E_ARG;
-    if (c->input_dtype == RNC_INT_IN_S16) /* int32 accumulation of int8 W_ih times int16 x */
+    if (c->input_dtype == RNC_INT_IN_S16) { /* int32 accumulation of int8 W_ih times int16 x */
+        /* |b| <= lim keeps a row within the bound whatever its weights (I 2^7 2^15 <= sum); the
+         * exact sum only for the rows above */
+        const int64_t lim = (int64_t)INT32_MAX - ((int64_t)c->input_size << 22);
         for (int r = 0; r < G * c->hidden_size; r++) {
+            const int64_t b = c->b_ih[r] < 0 ? -(int64_t)c->b_ih[r] : c->b_ih[r];
+            if (b <= lim) continue;
             const int8_t *w = c->w_ih + (long)r * c->input_size;
             int64_t s = 0;
             for (int k = 0; k < c->input_size; k++) s += w[k] < 0 ? -(int64_t)w[k] : w[k];
-            s = s * 32768 + (c->b_ih[r] < 0 ? -(int64_t)c->b_ih[r] : c->b_ih[r]);
-            if (s > INT32_MAX) return RNC_INT_E_ARG;
+            if (s * 32768 + b > INT32_MAX) return RNC_INT_E_ARG;
         }
+    }
     for (int r = 0; r < G * c->hidden_size; r++)
         if (c->e_ih[r] < -31 || c->e_ih[r] > 30 || c->e_hh[r] < -31 || c->e_hh[r] > 30 || c->m_ih[r] < 0 ||
             c->m_hh[r] < 0)

@@ -221,7 +221,7 @@ static inline int16_t requant1(int32_t a, const int32_t *m, const int8_t *e, con
  * unpacked once into v16 (rnc_s8_dsp_unpack): each pass's four sums are requantised from
  * registers, no int32 sums in memory, no call per block; the same sums and the same
  * requantisation as matvec + requant */
-static inline void gate_part4(int16_t *g, const int8_t *W, int cols, const int32_t *b, const int32_t *m,
+static inline __attribute__((always_inline)) void gate_part4(int16_t *g, const int8_t *W, int cols, const int32_t *b, const int32_t *m,
                               const int8_t *e, const int32_t *v16, const int8_t *v, int rows, int add) {
     for (int r = 0; r < rows; r += 4) {
         rnc_s8_dsp_sums4 s = {b[r], b[r + 1], b[r + 2], b[r + 3]};
@@ -254,12 +254,13 @@ static inline void gate_part4_s16(int16_t *g, const int8_t *W, int cols, const i
     for (int r = 0; r < rows; r += 4) {
         const int8_t *w = W + (long)r * cols;
         rnc_s8_dsp_sums4 s = {b[r], b[r + 1], b[r + 2], b[r + 3]};
-        for (int k = c4; k < cols; k++) {
-            s.a0 += (int32_t)w[k] * x[k];
-            s.a1 += (int32_t)w[cols + k] * x[k];
-            s.a2 += (int32_t)w[2 * cols + k] * x[k];
-            s.a3 += (int32_t)w[3 * cols + k] * x[k];
-        }
+        if (c4 != cols)
+            for (int k = c4; k < cols; k++) {
+                s.a0 += (int32_t)w[k] * x[k];
+                s.a1 += (int32_t)w[cols + k] * x[k];
+                s.a2 += (int32_t)w[2 * cols + k] * x[k];
+                s.a3 += (int32_t)w[3 * cols + k] * x[k];
+            }
         s = rnc_s8_dsp_rows4_x16(s, w, cols, v16, (const int8_t *)0, c4);
         g[r] = requant1(s.a0, m, e, g, r, 0);
         g[r + 1] = requant1(s.a1, m, e, g, r + 1, 0);
@@ -269,22 +270,35 @@ static inline void gate_part4_s16(int16_t *g, const int8_t *W, int cols, const i
 }
 
 /* The pre-activations (int_step_common.h's rnc_int_preactivations, same order and values) with
- * gate_part4, x (int8 or int16) and then h8 unpacked into f->acc (I <= 2H, H % 4 == 0); h8's
- * unpacked words are left there */
+ * gate_part4, x8 and then h8 unpacked into f->acc (I <= 2H, H % 4 == 0); h8's unpacked words
+ * are left there */
 static __attribute__((noinline)) void preactivations4(const rnc_int_frame *f, const rnc_int_cell *c,
-                                                      const void *x, const int8_t *h8) {
+                                                      const int8_t *x8, const int8_t *h8) {
     const int H = f->H;
     const int whole = c->cell == RNC_INT_LSTM ? 4 * H : c->cell == RNC_INT_GRU ? 2 * H : H;
-    if (c->input_dtype == RNC_INT_IN_S16) {
-        unpack_s16(f->acc, (const int16_t *)x, f->I);
-        gate_part4_s16(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, (const int16_t *)x, f->G * H);
-    } else {
-        const int8_t *x8 = (const int8_t *)x;
-        rnc_s8_dsp_unpack(f->acc, x8, f->I);
-        gate_part4(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, x8, f->G * H, 0);
-    }
+    rnc_s8_dsp_unpack(f->acc, x8, f->I);
+    gate_part4(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, x8, f->G * H, 0);
     rnc_s8_dsp_unpack(f->acc, h8, H);
     gate_part4(f->g, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, f->acc, h8, whole, 1);
+}
+
+/* preactivations4 with an int16 x (RNC_INT_IN_S16): x rearranged by unpack_s16 for the same
+ * pass (gate_part4_s16), then h8 as there */
+static __attribute__((noinline)) void preactivations4_s16(const rnc_int_frame *f, const rnc_int_cell *c,
+                                                          const int16_t *x16, const int8_t *h8) {
+    const int H = f->H;
+    const int whole = c->cell == RNC_INT_LSTM ? 4 * H : c->cell == RNC_INT_GRU ? 2 * H : H;
+    unpack_s16(f->acc, x16, f->I);
+    gate_part4_s16(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, x16, f->G * H);
+    rnc_s8_dsp_unpack(f->acc, h8, H);
+    gate_part4(f->g, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, f->acc, h8, whole, 1);
+}
+
+/* rnc_int_preactivations with any other products row (or shapes the fused pass does not take),
+ * out of line so that the fused path's caller stays as it was */
+static __attribute__((noinline)) void preactivations_any(const rnc_int_frame *f, const rnc_int_cell *c,
+                                                         rnc_s8_matvec_fn matvec, const void *x, const int8_t *h8) {
+    rnc_int_preactivations(f, c, matvec, rnc_s8s16_matvec_portable, requant, x, h8); /* int_step_common.h */
 }
 
 /* TFLite CwiseMul(a, b, shift) = (int16_t)RDBPOT(a b, shift) */
@@ -350,8 +364,9 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const v
 
     /* the DSP products row itself: its 4-row passes inline (gate_part4) */
     const int fused = matvec == rnc_s8_matvec_dsp && H % 4 == 0 && f.I <= 2 * H;
-    if (fused) preactivations4(&f, c, x8, h8);
-    else rnc_int_preactivations(&f, c, matvec, rnc_s8s16_matvec_portable, requant, x8, h8); /* int_step_common.h */
+    if (!fused) preactivations_any(&f, c, matvec, x8, h8);
+    else if (c->input_dtype == RNC_INT_IN_S16) preactivations4_s16(&f, c, (const int16_t *)x8, h8);
+    else preactivations4(&f, c, (const int8_t *)x8, h8);
     if (c->cell == RNC_INT_LSTM) {
         int16_t *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
         sigmoid_block(gi, gi, 2 * H, GATE_INT_BITS); /* i, f */
