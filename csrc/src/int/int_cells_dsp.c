@@ -283,13 +283,15 @@ static __attribute__((noinline)) void preactivations4(const rnc_int_frame *f, co
 }
 
 /* preactivations4 with an int16 x (RNC_INT_IN_S16): x rearranged by unpack_s16 for the same
- * pass (gate_part4_s16), then h8 as there */
+ * pass (with I % 4 == 0 gate_part4 itself, whose int8 x is then never read; else
+ * gate_part4_s16), then h8 as there */
 static __attribute__((noinline)) void preactivations4_s16(const rnc_int_frame *f, const rnc_int_cell *c,
                                                           const int16_t *x16, const int8_t *h8) {
     const int H = f->H;
     const int whole = c->cell == RNC_INT_LSTM ? 4 * H : c->cell == RNC_INT_GRU ? 2 * H : H;
     unpack_s16(f->acc, x16, f->I);
-    gate_part4_s16(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, x16, f->G * H);
+    if (f->I & 3) gate_part4_s16(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, x16, f->G * H);
+    else gate_part4(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, (const int8_t *)x16, f->G * H, 0);
     rnc_s8_dsp_unpack(f->acc, h8, H);
     gate_part4(f->g, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, f->acc, h8, whole, 1);
 }
