@@ -128,7 +128,8 @@ def _int_model(name: str):
         h, act = [(-0.9, 0.95), (0.0, 3.0)], "gemmlowp"
     n = len(h)
     dtype = "int16" if "x16" in name else "int8"
-    model = qi.quantize_int_model(m, qi.IntCalibration([(-2.0, 2.0)] * n, h, [3.0] * n, [4.0] * n, dtype), act)
+    cal = qi.IntCalibration([(-2.0, 2.0)] * n, h, [3.0] * n, [4.0] * n, dtype)
+    model = qi.quantize_int_model(m, cal, act)
     if model.layers[0].cell == "lstm":
         model.layers[0].cell_clip = 20000
     return model

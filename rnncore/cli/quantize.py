@@ -166,6 +166,6 @@ def _run_int8(args: argparse.Namespace, d: dict, n_in: int) -> None:
             f.write(out)
     except OSError as e:
         raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
-    print(f"{args.output}: int8 (fully-integer, {activation} activations, {cal.input_dtype} input), "
+    print(f"{args.output}: int8 (fully-integer, {activation} activations), {cal.input_dtype} input, "
           f"static scales from "
           f"{args.calibration}, {len(out)} bytes (from {n_in} bytes f32, {len(out) / n_in:.2f}x)")
