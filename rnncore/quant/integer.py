@@ -634,12 +634,12 @@ def quantize_int_model(model, calibration: IntCalibration, activation: str = "ge
     integer type, ``"int8"`` or ``"int16"`` (the first layer's input only; deeper layers take
     the previous layer's int8 h); None takes ``calibration.input_dtype``.
     """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"quantize_int_model: activation expected one of {ACTIVATIONS}, got {activation!r}")
     input_dtype = calibration.input_dtype if input_dtype is None else input_dtype
     if input_dtype not in INPUT_DTYPES:
         raise ValueError(f"quantize_int_model: input_dtype expected one of {INPUT_DTYPES}, "
                          f"got {input_dtype!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"quantize_int_model: activation expected one of {ACTIVATIONS}, got {activation!r}")
     spec = spec_from_model(model)
     _check_unidirectional(spec)
     layers = []
