@@ -278,7 +278,7 @@ static rnc_int_work int_work(const rnc_model *m, uint64_t B)
         const uint64_t n = H * 4u + ((G * H * 2u + H + 3u) & ~(uint64_t)3u); /* RNC_INT_SCRATCH_BYTES */
         if (n > scr) scr = n;
     }
-    w.x8 = (size_t)o;     o += RNC_ALIGN_UP(B * m->input_size, 64);
+    w.x8 = (size_t)o;     o += RNC_ALIGN_UP(B * m->input_size * (m->layer[0].iq.input_s16 ? 2u : 1u), 64);
     w.h8 = (size_t)o;     o += RNC_ALIGN_UP(B * m->h_floats, 64);
     w.s16 = (size_t)o;    o += RNC_ALIGN_UP(B * m->h_floats * 2, 64);
     w.scr = (size_t)o;    o += RNC_ALIGN_UP(scr, 64);
@@ -1149,11 +1149,11 @@ static void int_close(const int_ctx *k, rnc_state *s)
 }
 
 /* one step of every layer for the rows of x8 (B x input_size) that are active (NULL: all) */
-static void int_layers(const int_ctx *k, size_t B, const int8_t *x8, const uint8_t *active)
+static void int_layers(const int_ctx *k, size_t B, const void *x8, const uint8_t *active)
 {
     const rnc_model *m = k->m;
     const rnc_s8_matvec_fn matvec = plan_pick(&m->plan.s8_matvec, 1, 0)->fn.s8_matvec;
-    size_t ldx = m->input_size;
+    size_t ldx = m->input_size * (m->layer[0].iq.input_s16 ? 2u : 1u); /* bytes */
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         rnc_int8_args a;
@@ -1204,8 +1204,8 @@ static rnc_status int_step(const rnc_model *m, rnc_state *s, const float *x, flo
     int_ctx k;
     const size_t B = s->batch, H = m->layer[m->num_layers - 1].hidden_size;
     int_open(&k, m, s, base);
-    int8_t *x8 = (int8_t *)(base + k.w.x8);
-    rnc__int8_quantize(x, B * m->input_size, m->layer[0].iq.x_scale, m->layer[0].iq.x_zp, x8);
+    void *x8 = base + k.w.x8;
+    rnc__int_quantize_input(&m->layer[0], x, B * m->input_size, x8);
     int_layers(&k, B, x8, NULL);
     const int8_t *h8 = int_h8(&k, B, m->num_layers - 1);
     for (size_t b = 0; b < B; ++b) int_output(&k, h8 + b * H, y + b * m->output_size);
@@ -1225,15 +1225,16 @@ static rnc_status int_run(const rnc_model *m, rnc_state *s, const float *x, cons
     const size_t H = m->layer[last].hidden_size;
     const int8_t zp = (int8_t)m->layer[last].iq.h_zp;
     int_open(&k, m, s, base);
-    int8_t *x8 = (int8_t *)(base + k.w.x8), *pooled = (int8_t *)(base + k.w.pooled);
+    unsigned char *x8 = base + k.w.x8;
+    int8_t *pooled = (int8_t *)(base + k.w.pooled);
+    const size_t xb = m->layer[0].iq.input_s16 ? 2u : 1u; /* bytes per input value */
     uint8_t *active = base + k.w.active;
     const int8_t *h8 = int_h8(&k, B, last);
     if (m->last_step) memset(pooled, zp, B * H);
     for (size_t t = 0; t < T; ++t) {
         for (size_t b = 0; b < B; ++b) {
             active[b] = !lengths || t < (size_t)lengths[b];
-            if (active[b]) rnc__int8_quantize(x + (b * T + t) * I, I, m->layer[0].iq.x_scale, m->layer[0].iq.x_zp,
-                                              x8 + b * I);
+            if (active[b]) rnc__int_quantize_input(&m->layer[0], x + (b * T + t) * I, I, x8 + b * I * xb);
         }
         int_layers(&k, B, x8, active);
         for (size_t b = 0; b < B; ++b) {

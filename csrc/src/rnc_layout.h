@@ -504,6 +504,10 @@
 #define RNC_FILE_INT_MAX_H_SCALE_EXP 119
 #define RNC_FILE_INT_MAX_OUT_SCALE_EXP 96
 #define RNC_CELLINT_TABLE 1u /* the table sigmoid / tanh (GRU, RNN); else gemmlowp's */
+/* cellint flag: the model input is int16, symmetric (x = x_scale x16, x_zp 0; TFLite's 16x8
+ * activations), first layer only; every W_ih row keeps |b_ih[r]| + 2^15 sum_k |w_ih[r][k]| <=
+ * 2^31 - 1 (int32 accumulation). Without it the input is int8, as in files written before. */
+#define RNC_CELLINT_INPUT_S16 2u
 #define RNC_FIELDS_cellint(X)                                                                     \
     X(cellint, flags, 0, U32)                                                                     \
     X(cellint, x_zp, 4, U32)                                                                      \
@@ -613,6 +617,8 @@
     M(INT_ZERO, CORRUPT, "bits 0x%llx: expected 0 (an integer file's scales are its cellint's and linint's)") \
     M(INT_TABLE_LSTM, CORRUPT, "0x%llx: the table activations (0x1) are for GRU and RNN cells, not an LSTM") \
     M(INT_ACT, UNSUPPORTED, "%llu, integer heads have 0 (none) or 4 (softmax)")                   \
+    M(INT_S16_LAYER, CORRUPT, "0x%llx: an int16 input (0x2) is for the first layer only (deeper layers take int8 h)") \
+    M(INT_S16_BOUND, CORRUPT, "row %llu: |b_ih| + 2^15 sum |w_ih| is %lld, expected <= %lld (int32 accumulation of an int16 input)") \
     M(CONV_WINDOW_SIZE, UNSUPPORTED, "window of %llu steps x %llu channels, the C core keeps at most %llu floats per stream") \
     M(MEL_UNUSED, CORRUPT, "bits 0x%llx: expected 0 (unused with log = %llu)")                   \
     M(MEL_SPAN, CORRUPT, "filter %llu spans bins %llu..%llu, past the %llu frequency bins") \
