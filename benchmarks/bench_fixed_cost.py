@@ -3,6 +3,7 @@
     python benchmarks/bench_fixed_cost.py                     # GRU/LSTM/RNN, H = 16 32 64 128, every ISA
     python benchmarks/bench_fixed_cost.py --cells gru --hidden 64 --isa avx2 avx512vnni
     python benchmarks/bench_fixed_cost.py --arm               # + aarch64 instruction counts under qemu
+    python benchmarks/bench_fixed_cost.py --arm-only --arm-cells gru lstm --arm-hidden 16 32 64 128
     python benchmarks/bench_fixed_cost.py --cells gru --scales dynamic bounded static   # scale settings
 
 For each model (input size = H, one layer, written as a ``.rnc`` file) and each ISA path this CPU
@@ -21,9 +22,12 @@ build/cross/aarch64/rnncore-bench``: Debian ``gcc-aarch64-linux-gnu``) and count
 instructions per step under ``qemu-aarch64`` (Debian ``qemu-user``) with the qemu-icount plugin
 (``--icount-dir``, default ``../shared/tools/qemu-icount`` beside the repository or
 ``$RNNCORE_QEMU_ICOUNT``): per function of the step (N and 2N steps, the difference / N) and per
-breakdown part, on a Cortex-A76 (``neondot``: sdot) and a Cortex-A53 (``neon``). Skipped with a
-message when the toolchain, qemu or the plugin's sources are missing. QEMU models no timing: these
-are instructions, not cycles.
+breakdown part, on a Cortex-A76 (``neondot``: sdot) and a Cortex-A53 (``neon``), for each of
+``--arm-cells`` and ``--arm-hidden``, then one summary table: the step and the cell update's own
+function (the fused q8 loops ``rnc_neon_gru_q8_main`` / ``rnc_neon_lstm_q8_main``, else the
+general ``rnc_neon_q8_update_any``) per hidden unit. Skipped with a message when the toolchain,
+qemu or the plugin's sources are missing. QEMU models no timing: these are instructions, not
+cycles.
 
 The C bench is also the driver to time an independent implementation beside rnncore: it loads any
 ``.rnc`` and prints µs per step (``rnncore-bench --model F.rnc --isa avx2 --breakdown --part step``);
@@ -211,6 +215,25 @@ def format_arm_scales(res: list[dict], scales: list[str]) -> str:
     return "\n".join(lines)
 
 
+#: the functions that are the q8 cell update on aarch64 (epilogue_neon.h): the fused 8-unit loops,
+#: the general loop (other cells, the last 1..7 units)
+ARM_UPDATE_FUNCS = ("rnc_neon_gru_q8_main", "rnc_neon_lstm_q8_main", "rnc_neon_q8_update_any")
+
+
+def format_arm_update(res: list[dict]) -> str:
+    """One Markdown table: per cell, H and CPU the instructions per step and the cell update's
+    functions (:data:`ARM_UPDATE_FUNCS`) per hidden unit."""
+    lines = ["| cell | H | CPU (ISA) | instructions per step | update functions | update per hidden unit |",
+             "|---|---|---|---|---|---|"]
+    for r in res:
+        upd = [(n, v) for n, v in r["functions"] if n in ARM_UPDATE_FUNCS and v >= 1]
+        total = sum(v for _, v in upd)
+        names = " + ".join(f"`{n}`" for n, _ in upd) or "(none)"
+        lines.append(f"| {r['cell']} | {r['hidden']} | {r['cpu']} ({r['isa']}) | {r['step']:,.0f} "
+                     f"| {names} | {total / r['hidden']:.2f} |")
+    return "\n".join(lines)
+
+
 def format_arm(res: list[dict]) -> str:
     lines = []
     for r in res:
@@ -247,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--arm", action="store_true", help="aarch64 instruction counts under qemu")
     ap.add_argument("--arm-only", action="store_true", help="only the ARM counts")
-    ap.add_argument("--arm-hidden", type=int, default=64)
+    ap.add_argument("--arm-hidden", type=int, nargs="+", default=[64])
+    ap.add_argument("--arm-cells", nargs="+", default=["gru"], choices=["gru", "lstm", "rnn"])
     ap.add_argument("--icount-dir", type=Path,
                     default=DEFAULT_DIR)
     a = ap.parse_args(argv)
@@ -281,12 +305,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\nARM instruction counts skipped: {why}")
         else:
             for s in a.scales:
-                results["arm"] += arm_counts(a.icount_dir, a.arm_hidden, "gru", 200, s)
+                for cell in a.arm_cells:
+                    for h in a.arm_hidden:
+                        results["arm"] += arm_counts(a.icount_dir, h, cell, 200, s)
             print("\nExecuted aarch64 instructions (qemu-aarch64 + qemu-icount, gcc -O3 static build)")
             if len(a.scales) > 1:
                 print(format_arm_scales(results["arm"], a.scales))
             else:
                 print(format_arm(results["arm"]))
+                print("\nThe cell update per hidden unit (its functions' instructions / H)")
+                print(format_arm_update(results["arm"]))
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
 

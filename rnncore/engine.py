@@ -689,7 +689,8 @@ def _check_state_array(name: str, a, shape: tuple) -> None:
 
 
 def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the API name
-            state_scale: str | None = None, sparse=None, front_f32=None) -> Engine:
+            state_scale: str | None = None, sparse=None, front_f32=None,
+            input_dtype: str | None = None) -> Engine:
     """Compile an ``rc.nn`` model for the C core.
 
     Parameters
@@ -725,6 +726,10 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
         ISA), or the frame_convs to keep in float32, numbered 0, 1, ... among the frame_convs
         (those run the ISA's f32 product; docs/q8-contract.md, "A frame_conv kept in float32").
         :func:`rnncore.quant.choose_front_f32` measures which on representative inputs.
+    input_dtype : int8 only: the model input's integer type, None / ``"int8"`` (asymmetric int8,
+        the default; an :class:`~rnncore.quant.integer.IntCalibration` brings its own) or
+        ``"int16"`` (symmetric int16, TFLite's 16x8 activations, first layer only: for inputs with
+        a wide range; docs/integer.md, "An int16 input")
 
     Returns
     -------
@@ -734,7 +739,10 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
         if front_f32:
             raise ValueError(f"front_f32: expected None for precision='int8' (integer models have no "
                              f"per-step records), got {front_f32!r}")
-        return Engine(*_build_int8(model, calibration, state_scale, sparse))
+        return Engine(*_build_int8(model, calibration, state_scale, sparse, input_dtype))
+    if input_dtype is not None:
+        raise ValueError(f"input_dtype: expected None for precision={precision!r} (the integer input "
+                         f"type is precision='int8' only), got {input_dtype!r}")
     data, spec = build_rnc(model, precision, calibration, state_scale, sparse, front_f32)
     eng = Engine(data, spec)
     if type(model).__name__ == "OnnxGraph":     # how the graph's tensors map to run()'s
@@ -744,7 +752,7 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
     return eng
 
 
-def _build_int8(model, calibration, state_scale, sparse) -> tuple[bytes, ModelSpec]:
+def _build_int8(model, calibration, state_scale, sparse, input_dtype=None) -> tuple[bytes, ModelSpec]:
     """compile(precision="int8"): calibrate, quantise to integers, write precision 3 (the steps of
     ``rnncore quantize --precision int8``)."""
     from rnncore.io.rnc_int import write_int_rnc
@@ -758,14 +766,16 @@ def _build_int8(model, calibration, state_scale, sparse) -> tuple[bytes, ModelSp
     if calibration is None:
         raise ValueError("calibration: precision='int8' needs representative inputs X (B, T, I) or "
                          "(X, lengths) (integer models have static scales), got None")
+    if input_dtype is not None and input_dtype not in qi.INPUT_DTYPES:
+        raise ValueError(f"input_dtype: expected one of {qi.INPUT_DTYPES}, got {input_dtype!r}")
     spec = spec_from_model(model)
     if isinstance(calibration, qi.IntCalibration):
         cal = calibration
     elif isinstance(calibration, tuple) and len(calibration) == 2:
-        cal = qi.calibrate_int(spec, calibration[0], calibration[1])
+        cal = qi.calibrate_int(spec, calibration[0], calibration[1], input_dtype=input_dtype or "int8")
     else:
-        cal = qi.calibrate_int(spec, calibration)
-    return write_int_rnc(qi.quantize_int_model(spec, cal)), spec
+        cal = qi.calibrate_int(spec, calibration, input_dtype=input_dtype or "int8")
+    return write_int_rnc(qi.quantize_int_model(spec, cal, input_dtype=input_dtype)), spec
 
 
 def save(model_or_engine, path: str | os.PathLike, precision: str = "f32") -> None:

@@ -19,12 +19,15 @@ from child_env import child_env
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def exported_outputs(tmp_path: Path, data: bytes, X: np.ndarray,
-                     name: str = "model") -> dict[str, np.ndarray]:
-    """``{"step": (T, O), "run": (T, O)}``: the exported program's outputs for the steps ``X (T, I)``."""
-    r = subprocess.run(["make", "-C", str(ROOT / "csrc"), "lib"], capture_output=True, text=True, timeout=600,
-                       env=child_env())
-    assert r.returncode == 0, r.stderr[-2000:]
+def exported_outputs(tmp_path: Path, data: bytes, X: np.ndarray, name: str = "model",
+                     lib: Path | None = None) -> dict[str, np.ndarray]:
+    """``{"step": (T, O), "run": (T, O)}``: the exported program's outputs for the steps ``X (T, I)``,
+    linked against ``lib`` (a ``librnncore.a`` built with other flags) or the default build's."""
+    if lib is None:
+        r = subprocess.run(["make", "-C", str(ROOT / "csrc"), "lib"], capture_output=True, text=True,
+                           timeout=600, env=child_env())
+        assert r.returncode == 0, r.stderr[-2000:]
+        lib = ROOT / "csrc" / "build" / "librnncore.a"
     model = tmp_path / f"{name}.rnc"
     model.write_bytes(data)
     src = tmp_path / f"{name}.c"
@@ -34,7 +37,7 @@ def exported_outputs(tmp_path: Path, data: bytes, X: np.ndarray,
     exe = tmp_path / name
     r = subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
                         f"-I{ROOT / 'csrc' / 'include'}", str(src),
-                        str(ROOT / "csrc" / "build" / "librnncore.a"), "-lm", "-o", str(exe)],
+                        str(lib), "-lm", "-o", str(exe)],
                        capture_output=True, text=True, env=child_env())
     assert r.returncode == 0, r.stderr
     inp = tmp_path / f"{name}.x.f32"

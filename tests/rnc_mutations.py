@@ -116,6 +116,9 @@ def _int_model(name: str):
         m = rc.nn.Sequential(rc.nn.GRU(3, 4, num_layers=2, seed=0), rc.nn.LastStep(),
                              rc.nn.Linear(4, 3, seed=1))
         h, act = [(-0.9, 0.95)] * 2, "table"
+    elif name == "int_gru2_x16_v2":        # two GRU layers, an int16 input (flag on layer 0)
+        m = rc.nn.Sequential(rc.nn.GRU(3, 4, num_layers=2, seed=5))
+        h, act = [(-0.9, 0.95)] * 2, "gemmlowp"
     elif name == "int_lstm_v2":            # an LSTM with a cell clip, every step out
         m = rc.nn.Sequential(rc.nn.LSTM(3, 4, seed=2))
         h, act = [(-0.8, 0.7)], "gemmlowp"
@@ -124,14 +127,16 @@ def _int_model(name: str):
                              rc.nn.RNN(4, 4, nonlinearity="relu", seed=4), rc.nn.LastStep())
         h, act = [(-0.9, 0.95), (0.0, 3.0)], "gemmlowp"
     n = len(h)
-    model = qi.quantize_int_model(m, qi.IntCalibration([(-2.0, 2.0)] * n, h, [3.0] * n, [4.0] * n), act)
+    dtype = "int16" if "x16" in name else "int8"
+    cal = qi.IntCalibration([(-2.0, 2.0)] * n, h, [3.0] * n, [4.0] * n, dtype)
+    model = qi.quantize_int_model(m, cal, act)
     if model.layers[0].cell == "lstm":
         model.layers[0].cell_clip = 20000
     return model
 
 
 #: fully-integer seeds (precision 3): the engine validates and runs them
-INT_SEEDS = ("int_gru2_table_head_v2", "int_lstm_v2", "int_gru_before_rnn_relu_v2")
+INT_SEEDS = ("int_gru2_table_head_v2", "int_lstm_v2", "int_gru_before_rnn_relu_v2", "int_gru2_x16_v2")
 
 
 def _conv_time_spec(rng: np.random.Generator) -> dict:

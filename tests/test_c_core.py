@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from child_env import child_env
 
@@ -133,7 +134,7 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
 
     build = tmp_path / "build"
     proc = subprocess.run(
-        ["make", "-C", str(CSRC), "bench", f"BUILD={build}",
+        ["make", "-C", str(CSRC), "bench", "lib", f"BUILD={build}",
          "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT"],
         capture_output=True, text=True, timeout=900, env=child_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
@@ -160,6 +161,14 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
         out[name] = (r.returncode, r.stdout + r.stderr)
     assert out["dense"][0] == 0, out["dense"][1][-2000:]
     assert out["logmel"][0] == 0, out["logmel"][1][-2000:]
+    from export_c_run import exported_outputs
+
+    x = np.random.default_rng(3).standard_normal((1, 14, 160))   # 14 hops of 160 samples: 12 frames of 400
+    frames = mel.frames(x)[0].astype(np.float32)
+    got = exported_outputs(tmp_path, files["logmel"], frames, "logmel_nofft", lib=build / "librnncore.a")
+    want = logmel.forward(x)[0]
+    for mode in ("step", "run"):
+        np.testing.assert_allclose(got[mode], want, rtol=0, atol=2e-6, err_msg=mode)
     assert out["q4"][0] != 0 and "precision: 2: q4 weights (built with RNC_NO_Q4), which this build " \
         "of the C core leaves out" in out["q4"][1], out["q4"][1][-2000:]
     assert out["sparse"][0] != 0 and "block-sparse weights (built with RNC_NO_SPARSE), which this " \

@@ -121,6 +121,10 @@ def test_activations_after_last_step():
     dict(in_channels=2, out_channels=40, kernel_size=5, frame_length=11, padding=(4, 3),
          padding_mode="reflect", stride=3),
     dict(in_channels=1, out_channels=2, kernel_size=4, frame_length=70, stride=1, bias=False),  # 67 positions
+    # one-sample frames through a 1x1 kernel (the VAD showcase's): x's channels are the column
+    dict(in_channels=32, out_channels=32, kernel_size=1, frame_length=1),
+    dict(in_channels=6, out_channels=4, kernel_size=1, frame_length=1, groups=2),
+    dict(in_channels=3, out_channels=2, kernel_size=1, frame_length=1, padding=(0, 1)),  # 2 positions
 ])
 def test_frame_conv_matches_torch_conv1d(kw):
     """The engine's frame_conv against torch.nn.functional.conv1d on each step's frame."""

@@ -51,10 +51,11 @@ def _float_model(kinds, i, h, head, last_step, seed=0):
     return rc.nn.Sequential(*mods)
 
 
-def _int_model(model, X, activation="gemmlowp", head=None):
+def _int_model(model, X, activation="gemmlowp", head=None, input_dtype="int8"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # small calibration sets (CalibrationWarning)
-        qm = qi.quantize_int_model(model, qi.calibrate_int(model, X), activation=activation)
+        qm = qi.quantize_int_model(model, qi.calibrate_int(model, X, input_dtype=input_dtype),
+                                   activation=activation)
     if head == "softmax":
         qm.head.activation = "softmax"
     return qm
@@ -62,7 +63,7 @@ def _int_model(model, X, activation="gemmlowp", head=None):
 
 def _spec_states(qm, X):
     """The final integer state of every layer: LSTM (h8, c16), GRU (h8, h16), RNN (h8,)."""
-    x8 = qi.quantize_s8(X, qm.x_scale, qm.x_zp)
+    x8 = qm.quantize_input(X)   # int8, or int16 for an int16-input model
     out = []
     for c in qm.layers:
         x8, s = qi.int_cell_sequence(c, x8)
@@ -140,10 +141,12 @@ def test_engine_is_the_integer_spec(data):
     last_step = data.draw(st.booleans())
     act = data.draw(st.sampled_from(["gemmlowp"] if "lstm" in kinds else ["gemmlowp", "table"]))
     seed = data.draw(st.integers(0, 1000))
+    input_dtype = data.draw(st.sampled_from(["int8", "int16"]))
     rng = np.random.default_rng(seed)
     X = (rng.standard_normal((b, t, i)) * data.draw(st.sampled_from([0.5, 1.0, 3.0]))).astype(np.float32)
     model = _float_model(kinds, i, h, head, last_step, seed)
-    qm = _int_model(model, X, act, head)
+    qm = _int_model(model, X, act, head, input_dtype)
+    assert qm.input_dtype == input_dtype
     # inputs beyond the calibrated range saturate in the spec's quantiser: also give the engine those
     X2 = np.concatenate([X, 4 * X], axis=1)
     _check(qm, X2)
@@ -152,23 +155,25 @@ def test_engine_is_the_integer_spec(data):
         _check(qm, X2, isas=ISAS[:1])
 
 
+@pytest.mark.parametrize("input_dtype", ["int8", "int16"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_cell_kind_on_every_isa_batch_3(kind):
+def test_every_cell_kind_on_every_isa_batch_3(kind, input_dtype):
     rng = np.random.default_rng(3)
     X = rng.standard_normal((3, 17, 6)).astype(np.float32)
     model = _float_model([kind, kind], 6, 33, True, False)
-    _check(_int_model(model, X), X)
+    _check(_int_model(model, X, input_dtype=input_dtype), X)
 
 
+@pytest.mark.parametrize("input_dtype", ["int8", "int16"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_lengths_and_last_step(kind):
+def test_lengths_and_last_step(kind, input_dtype):
     """Rows past their length keep their state and give zeros; last-step pooling takes step
     length - 1: each row is the spec on its own truncated sequence."""
     rng = np.random.default_rng(4)
     X = rng.standard_normal((4, 7, 5)).astype(np.float32)
     lengths = np.array([7, 3, 1, 5])
     for last_step in (False, True):
-        qm = _int_model(_float_model([kind], 5, 9, True, last_step), X)
+        qm = _int_model(_float_model([kind], 5, 9, True, last_step), X, input_dtype=input_dtype)
         eng = rc.load(write_int_rnc(qm))
         y, state = eng.run(X, lengths, return_state=True)
         got = _engine_states(qm, state)
@@ -240,6 +245,17 @@ def test_compile_int8_is_quantize_int8():
         rc.compile(model, precision="int8")
     with pytest.raises(ValueError, match="state_scale: q8 and q4 only"):
         rc.compile(model, precision="int8", calibration=X, state_scale="bounded")
+    # input_dtype="int16": rnncore quantize --precision int8 --input-dtype int16
+    e16 = rc.compile(model, precision="int8", calibration=X, input_dtype="int16")
+    cal16 = qi.calibrate_int(model, X, input_dtype="int16")
+    assert e16.data == write_int_rnc(qi.quantize_int_model(model, cal16))
+    assert rc.compile(model, precision="int8", calibration=cal16).data == e16.data
+    assert e16.reference().input_dtype == "int16" and e16.data != eng.data
+    assert np.array_equal(e16.run(X), qi.int_forward(e16.reference(), X)[0].astype(np.float32))
+    with pytest.raises(ValueError, match="input_dtype: expected one of"):
+        rc.compile(model, precision="int8", calibration=X, input_dtype="int4")
+    with pytest.raises(ValueError, match="input_dtype: expected None for precision='q8'"):
+        rc.compile(model, precision="q8", input_dtype="int16")
 
 
 def test_nan_input_is_refused_and_the_state_unchanged():
@@ -278,9 +294,10 @@ def test_the_integer_engine_on_arm_under_qemu_user(tmp_path, target, qemu, cpu, 
     X = rng.standard_normal((1, 19, 6)).astype(np.float32)
     models = {"gru_lstm_head": (_float_model(["gru", "lstm"], 6, 20, True, False), "gemmlowp"),
               "grurb_relu": (_float_model(["gru_rb", "rnn_relu"], 6, 17, False, False), "table"),
-              "tanh_head": (_float_model(["rnn_tanh"], 6, 40, True, False), "table")}
+              "tanh_head": (_float_model(["rnn_tanh"], 6, 40, True, False), "table"),
+              "x16_gru_head": (_float_model(["gru", "gru"], 6, 20, True, False), "table")}
     for name, (model, act) in models.items():
-        qm = _int_model(model, X, act)
+        qm = _int_model(model, X, act, input_dtype="int16" if name.startswith("x16") else "int8")
         want = qi.int_forward(qm, 2 * X)[0][0].astype(np.float32)
         path = tmp_path / f"{name}.rnc"
         path.write_bytes(write_int_rnc(qm))

@@ -6,7 +6,7 @@ Against PyTorch (independent reference: the pooling / the left-padded Conv1d(str
 with the same weights), the NumPy reference, the engine's own stream frame by frame (the same
 bits as ``run``, ``None`` at the steps without an output), runs in chunks of any length, lengths
 (each sequence as if alone), the countdowns kept in the stream state (save/restore, pickling,
-refusals), q8 refusals and the loader's checks.
+refusals), the q4 refusal and the loader's checks.
 """
 
 from __future__ import annotations
@@ -248,10 +248,11 @@ def test_bad_countdowns_are_refused_naming_them():
         st.run(X)
 
 
-def test_q8_and_padded_forms_are_refused_naming_the_field():
-    with pytest.raises(ValueError, match=r"front\[0\] \(max_pool1d\): the C core runs pool_time and "
-                                         r"log_mel in f32 files only"):
-        rc.compile(nn.Sequential(nn.MaxPool1d(2, channels=3), nn.GRU(3, 4)), precision="q8")
+def test_q4_and_unrunnable_forms_are_refused_naming_the_field():
+    # q8 runs them (tests/test_engine_q8_kws.py); q4 files hold no per-step records
+    with pytest.raises(ValueError, match=r"front\[0\] \(max_pool1d\): the C core runs per-step records in "
+                                         r"f32 and q8 files only"):
+        rc.compile(nn.Sequential(nn.MaxPool1d(2, channels=3), nn.GRU(3, 4)), precision="q4")
     # padded pooling: tests/test_engine_lookahead.py
     with pytest.raises(ValueError, match=r"front\[0\] \(max_pool1d\): ceil_mode=True with padding \(0, 0\) "
                                          r"and stride 3; the C core runs ceil_mode=True without padding and "
@@ -284,8 +285,6 @@ def _pool_file(**edit) -> bytes:
     (dict(kernel_size=65536, dilation=65536), "UNSUPPORTED",
      "record 0 (pool_time): kernel_size: window of 4294901760 steps x 4 channels, the C core keeps at most "
      "1048576 floats per stream"),
-    (dict(precision=1), "UNSUPPORTED", "record 0 (pool_time): kind: kind 11 (pool_time) in a q8 file: the C "
-                                       "core runs pool_time and log_mel in f32 files only"),
     (dict(precision=2), "UNSUPPORTED", "record 0 (pool_time): kind: kind 11 (pool_time) in a q4 file"),
 ])
 def test_corrupted_pool_time_records_are_refused_alike(edit, status, want):

@@ -148,8 +148,8 @@ def test_vad_c_engine_runs_the_model_frame_by_frame():
     assert out.shape == ref.shape == (2, vad.FRAMES) and note2 == note
     assert np.max(np.abs(out - ref)) < 1e-5 and per_hop["total"] >= per_hop["step"] > 0   # measured 8e-8
     engine, front, note = vad.compile_tail(model, "q8")
-    # q8: log_mel is f32-only, so it runs in NumPy and the q8 frame_conv, ReLU, GRU and head in C
-    assert engine.describe() == "frame_conv > pointwise > gru(48) > linear(48->1)" and len(front) == 1
-    assert "in NumPy" in note
+    # q8: the whole model in C too (log_mel in float32, then the int8 frame_conv, GRU and head)
+    assert engine.describe() == "log_mel > frame_conv > pointwise > gru(48) > linear(48->1)"
+    assert front is None and "whole model in C" in note
     out, _, _, _ = vad.c_engine_stream(model, clips, "q8")
     assert np.max(np.abs(out - ref)) < 0.1

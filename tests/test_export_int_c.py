@@ -25,8 +25,13 @@ ARM = shutil.which("arm-none-eabi-gcc")
 DRIVER = r"""
 #include <stdio.h>
 #include "m.h"
+#if M_INPUT_BITS == 16
+typedef int16_t m_in_t;
+#else
+typedef int8_t m_in_t;
+#endif
 int main(void) {
-    int8_t x[M_INPUT_SIZE] = {0};
+    m_in_t x[M_INPUT_SIZE] = {0};
     int steps;
     if (scanf("%d", &steps) != 1) return 2;
     if (m_step(x) != -1) return 6; /* before the reset: RNC_INT_E_ARG, nothing run */
@@ -35,7 +40,7 @@ int main(void) {
         for (int i = 0; i < M_INPUT_SIZE; i++) {
             int v;
             if (scanf("%d", &v) != 1) return 2;
-            x[i] = (int8_t)v;
+            x[i] = (m_in_t)v;
         }
         if (m_step(x)) return 3;
         const int8_t *h = m_output();
@@ -52,7 +57,15 @@ int main(void) {
 """
 
 
-def _model(kind: str, layers: int, head: bool, seed: int = 0):
+def _inputs(qm, rng, steps: int) -> np.ndarray:
+    """Full-range integer inputs of the model's input type (int8, or int16 with -32768)."""
+    n_in = qm.layers[0].input_size
+    if qm.input_dtype == "int16":
+        return rng.integers(-32768, 32768, (steps, n_in)).astype(np.int16)
+    return rng.integers(-128, 128, (steps, n_in)).astype(np.int8)
+
+
+def _model(kind: str, layers: int, head: bool, seed: int = 0, input_dtype: str = "int8"):
     torch.manual_seed(seed)
     cls = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}.get(kind, torch.nn.RNN)
     kw = {"nonlinearity": kind[4:]} if kind.startswith("rnn") else {}
@@ -62,13 +75,16 @@ def _model(kind: str, layers: int, head: bool, seed: int = 0):
         spec.last_step = True
         spec.head = LinearSpec(np.random.default_rng(seed).standard_normal((5, 20)), np.full(5, 0.1))
     rng = np.random.default_rng(seed + 1)
-    return qi.quantize_int_model(spec, qi.calibrate_int(spec, rng.standard_normal((32, 20, 6))))
+    return qi.quantize_int_model(spec, qi.calibrate_int(spec, rng.standard_normal((32, 20, 6)),
+                                                        input_dtype=input_dtype))
 
 
 @pytest.mark.skipif(CC is None, reason="no C compiler")
-@pytest.mark.parametrize("kind,layers,head", [("gru", 2, True), ("lstm", 1, True), ("rnn_relu", 2, False)])
-def test_exported_model_is_bit_exact_to_the_spec(tmp_path, kind, layers, head):
-    qm = _model(kind, layers, head)
+@pytest.mark.parametrize("kind,layers,head,input_dtype", [
+    ("gru", 2, True, "int8"), ("lstm", 1, True, "int8"), ("rnn_relu", 2, False, "int8"),
+    ("gru", 2, True, "int16"), ("lstm", 1, False, "int16")])
+def test_exported_model_is_bit_exact_to_the_spec(tmp_path, kind, layers, head, input_dtype):
+    qm = _model(kind, layers, head, input_dtype=input_dtype)
     budget = export_int_c(qm, tmp_path / "m.c")
     assert budget["arena_bytes"] == budget["state_bytes"] + budget["scratch_bytes"]
     (tmp_path / "main.c").write_text(DRIVER)
@@ -76,7 +92,10 @@ def test_exported_model_is_bit_exact_to_the_spec(tmp_path, kind, layers, head):
     subprocess.run([CC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{INT}", f"-I{tmp_path}",
                     str(tmp_path / "main.c"), str(tmp_path / "m.c"), str(INT / "int_cells.c"),
                     str(INT / "s8_matvec_generic.c"), "-o", str(exe)], check=True)
-    x8 = np.random.default_rng(5).integers(-128, 128, (15, 6)).astype(np.int8)
+    x8 = _inputs(qm, np.random.default_rng(5), 15)
+    if input_dtype == "int16":
+        assert "#define M_INPUT_BITS 16" in (tmp_path / "m.h").read_text()
+        assert "int m_step(const int16_t *x);" in (tmp_path / "m.h").read_text()
     stdin = f"{len(x8)}\n" + "\n".join(" ".join(map(str, row)) for row in x8)
     run = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True)
     got = np.array([[int(v) for v in line.split()] for line in run.stdout.splitlines()])
@@ -130,16 +149,28 @@ def test_cli_export_c_target_cortex_m(tmp_path):
                            str(tmp_path / "h.c"), "--calibration", str(tmp_path / "x.npy")],
                           capture_output=True, text=True, env=env)
     assert host.returncode == 1 and "only with --target cortex-m" in host.stderr
-    # --activation table: the cell struct's last field says RNC_INT_ACT_TABLE (1); the default 0
-    assert "gemmlowp activations" in ok.stdout
+    # --activation table: the cell struct's activation field says RNC_INT_ACT_TABLE (1); the default
+    # 0; its last field, the input type, RNC_INT_IN_S8 by default
+    assert "gemmlowp activations" in ok.stdout and "int8 input" in ok.stdout
     cells = re.search(r"_cells\[1\] = \{\n(.*)\n\};", (tmp_path / "kws.c").read_text()).group(1)
-    assert cells.rstrip().endswith(", 0}")
+    assert cells.rstrip().endswith(", 0, RNC_INT_IN_S8}")
+    x16 = subprocess.run(cmd + ["--calibration", str(tmp_path / "x.npy"), "--input-dtype", "int16"],
+                         capture_output=True, text=True, env=env)
+    assert x16.returncode == 0, x16.stderr
+    assert "int16 input" in x16.stdout
+    cells = re.search(r"_cells\[1\] = \{\n(.*)\n\};", (tmp_path / "kws.c").read_text()).group(1)
+    assert cells.rstrip().endswith(", 0, RNC_INT_IN_S16}")
+    assert "int kws_step(const int16_t *x);" in (tmp_path / "kws.h").read_text()
+    host = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(tmp_path / "m.rnc"), "-o",
+                           str(tmp_path / "h.c"), "--input-dtype", "int16"], capture_output=True, text=True,
+                          env=env)
+    assert host.returncode == 1 and "--input-dtype int16: only with --target cortex-m" in host.stderr
     tab = subprocess.run(cmd + ["--calibration", str(tmp_path / "x.npy"), "--activation", "table"],
                          capture_output=True, text=True, env=env)
     assert tab.returncode == 0, tab.stderr
     assert "table activations" in tab.stdout
     cells = re.search(r"_cells\[1\] = \{\n(.*)\n\};", (tmp_path / "kws.c").read_text()).group(1)
-    assert cells.rstrip().endswith(", 1}")
+    assert cells.rstrip().endswith(", 1, RNC_INT_IN_S8}")
     host = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(tmp_path / "m.rnc"), "-o",
                            str(tmp_path / "h.c"), "--activation", "table"], capture_output=True, text=True,
                           env=env)
@@ -154,7 +185,7 @@ INT_SRCS = ["int_cells.c", "int_cells_dsp.c", "int_cells_mve.c", "s8_matvec_gene
             "s8_matvec_mve.c", "s16_act_mve.c"]
 
 
-def _kws_model(seed: int = 7, activation: str = "gemmlowp"):
+def _kws_model(seed: int = 7, activation: str = "gemmlowp", input_dtype: str = "int8"):
     """The keyword-spotting-sized cell of issue 18: GRU I = 16, H = 64, with a 12-logit head."""
     torch.manual_seed(seed)
     m = torch.nn.GRU(16, 64, batch_first=True).double()
@@ -162,7 +193,8 @@ def _kws_model(seed: int = 7, activation: str = "gemmlowp"):
     spec.last_step = True
     spec.head = LinearSpec(np.random.default_rng(seed).standard_normal((12, 64)) * 0.3, np.zeros(12))
     x = np.random.default_rng(seed + 1).standard_normal((32, 25, 16))
-    return qi.quantize_int_model(spec, qi.calibrate_int(spec, x), activation=activation)
+    return qi.quantize_int_model(spec, qi.calibrate_int(spec, x, input_dtype=input_dtype),
+                                 activation=activation)
 
 
 def _map_sections(map_text: str, obj_name: str) -> list[tuple[str, int, int]]:
@@ -185,13 +217,15 @@ def _map_sections(map_text: str, obj_name: str) -> list[tuple[str, int, int]]:
 
 @pytest.mark.skipif(ARM is None or QEMU is None, reason="arm-none-eabi-gcc or qemu-system-arm not installed")
 @pytest.mark.parametrize("core", sorted(CORES))
-@pytest.mark.parametrize("which", ["gru_kws", "gru_kws_table", "lstm2"])
+@pytest.mark.parametrize("which", ["gru_kws", "gru_kws_table", "lstm2", "gru_kws_x16", "lstm2_x16"])
 def test_exported_model_on_cortex_m_under_qemu(tmp_path, core, which):
     """The generated code, built for the core with its best step and products rows (DSP on M4/M7,
     MVE on M55), computes every step's h8 and logits of the NumPy spec bit for bit under
     qemu-system-arm; the linker map puts the model's const arrays in FLASH and only the arena in
     RAM."""
     qm = (_kws_model() if which == "gru_kws" else _kws_model(activation="table") if which == "gru_kws_table"
+          else _kws_model(input_dtype="int16") if which == "gru_kws_x16"
+          else _model("lstm", 2, True, input_dtype="int16") if which == "lstm2_x16"
           else _model("lstm", 2, True))
     budget = export_int_c(qm, tmp_path / "m.c")
     run_exported_under_qemu(tmp_path, qm, core, budget)
@@ -201,10 +235,10 @@ def run_exported_under_qemu(tmp_path: Path, qm, core: str, budget: dict) -> None
     """Build ``tmp_path/m.c`` (exported from ``qm``) for ``core``, run it under qemu-system-arm and
     check every step's h8 and logits against the NumPy spec and the linker map's placement."""
     machine, ld, isa = CORES[core]
-    steps, n_in = 12, qm.layers[0].input_size
-    x8 = np.random.default_rng(11).integers(-128, 128, (steps, n_in)).astype(np.int8)
+    steps = 12
+    x8 = _inputs(qm, np.random.default_rng(11), steps)
     (tmp_path / "m_inputs.h").write_text(
-        f"#define M_STEPS {steps}\nstatic const int8_t m_inputs[{x8.size}] = {{"
+        f"#define M_STEPS {steps}\nstatic const {x8.dtype}_t m_inputs[{x8.size}] = {{"
         + ", ".join(str(int(v)) for v in x8.ravel()) + "};\n")
     cflags = [f"-mcpu={core}", "-std=c99", "-O3", "-mthumb", "-mfloat-abi=hard", "-ffreestanding",
               "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra", "-Werror", f"-I{MCU}", f"-I{INT}",

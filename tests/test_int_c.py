@@ -42,12 +42,18 @@ def test_c_integer_step_is_bit_exact_to_the_spec_and_the_check_can_fail(tmp_path
     header = gen_int_vectors.header()
     ok = _build(tmp_path, header)
     assert ok.returncode == 0, ok.stdout
-    assert "13 vectors" in ok.stdout and "bit-exact" in ok.stdout
+    assert "22 vectors" in ok.stdout and "bit-exact" in ok.stdout   # 13 int8-input + 9 int16-input cases
     # one expected h8 value of the GRU (linear_before_reset=0) case off by one: the test fails
     m = re.search(r"(static const int8_t v5_h8\[\] = \{)(-?\d+)", header)
     bad = header[:m.start(2)] + str(int(m.group(2)) + 1) + header[m.end(2):]
     ko = _build(tmp_path, bad)
     assert ko.returncode != 0 and "FAIL gru_lbr0_i8_h16: step 0" in ko.stdout
+    # the same for an int16-input case: one expected h8 of x16_gru_i6_h64 off by one
+    k = next(i for i, (name, _, _) in enumerate(gen_int_vectors.cases()) if name == "x16_gru_i6_h64")
+    m = re.search(rf"(static const int8_t v{k}_h8\[\] = \{{)(-?\d+)", header)
+    bad = header[:m.start(2)] + str(int(m.group(2)) + 1) + header[m.end(2):]
+    ko = _build(tmp_path, bad)
+    assert ko.returncode != 0 and "FAIL x16_gru_i6_h64: step 0" in ko.stdout
 
 
 @pytest.mark.parametrize("seed", [1, 2])

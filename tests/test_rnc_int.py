@@ -105,6 +105,35 @@ def test_the_writer_refuses_what_the_format_cannot_hold():
         read_int_rnc(build_rnc(spec_from_model(_float_model("lstm")), "f32")[0])
 
 
+@pytest.mark.parametrize("which,field,exp", [("rnn", "h_scale", 119), ("gru2_head", "out_scale", 96)])
+def test_scales_whose_dequantised_values_would_overflow_float32_are_refused_alike(which, field, exp):
+    """The engine's float32 outputs are h_scale (h8 - zp) (|h8 - zp| <= 255) or out_scale y_q
+    (|y_q| <= 2^31): the largest scale that keeps them finite (2^119, 2^96) loads and runs to finite
+    outputs; anything above it is refused by the C loader and the Python reader with one message."""
+    import struct
+
+    from rnc_mutations import fix_crc, verdicts
+
+    qm = _int_model(which)
+    target = qm.layers[-1] if field == "h_scale" else qm.head
+    X = 50 * _calibration(1)[:4]
+    setattr(target, field, 2.0 ** exp)
+    data = write_int_rnc(qm)
+    y = rc.load(data).run(X.astype(np.float32))
+    assert verdicts(data) == (None, None)
+    assert np.isfinite(y).all() and np.abs(y).max() > 2.0 ** (exp - 8)
+    at = data.index(struct.pack("<d", 2.0 ** exp))
+    for s in (float(np.nextafter(2.0 ** exp, np.inf)), 1e300):
+        b = bytearray(data)
+        struct.pack_into("<d", b, at, s)
+        py, c = verdicts(fix_crc(b))
+        assert py is not None and f"expected a finite value > 0 and at most 2^{exp}" in py, py
+        assert c is not None and py in c, (py, c)
+        setattr(target, field, s)
+        with pytest.raises(ValueError, match=rf"{field}: .* at most 2\^{exp}"):
+            write_int_rnc(qm)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rnncore", *args], capture_output=True, text=True,
                           timeout=300, env=child_env())
@@ -233,3 +262,94 @@ def test_spec_from_rnc_refuses_an_integer_file_with_a_pointer():
     d = read_rnc(write_int_rnc(_int_model("rnn_tanh")))
     with pytest.raises(ValueError, match=r"holds an integer model \(read_rnc\(...\)\['int_model'\]"):
         spec_from_rnc(d)
+
+
+def _fix_crc(b) -> bytes:
+    from rnc_mutations import fix_crc
+
+    return fix_crc(b)
+
+
+def _refused_alike(bad: bytes, want: str) -> None:
+    """check_rnc (Python) and the C loader refuse ``bad`` with the same line."""
+    import re
+
+    from rnncore.io.rnc import RncFormatError
+
+    with pytest.raises(RncFormatError, match=re.escape(want)):
+        check_rnc(bad)
+    with pytest.raises(ValueError, match=re.escape(want)):
+        rc.load(bad)
+
+
+def test_int16_input_round_trip_and_refusals():
+    """The int16 input is one cellint flag (RNC_CELLINT_INPUT_S16, layer 0 only, x_zp 0, the int32
+    accumulation bound on every W_ih row): a file with it reads back as the same model; the C
+    loader and read_rnc refuse it on a deeper layer, with a zero point, or past the bound, with
+    the same message; a file without it (every file written before) reads as an int8 input."""
+    import struct
+
+    from rnncore.io.rnc_layout import LAYOUT
+
+    spec = spec_from_model(_float_model("gru2_head"))
+    qm = qi.quantize_int_model(spec, qi.calibrate_int(spec, _calibration(), input_dtype="int16"))
+    assert qm.input_dtype == "int16" and qm.x_zp == 0 and qm.layers[1].input_dtype == "int8"
+    data = write_int_rnc(qm)
+    back = read_int_rnc(data)
+    _assert_same_model(qm, back)
+    x = np.random.default_rng(9).standard_normal((4, 7, 5)) * 3
+    assert np.array_equal(qi.int_forward(qm, x)[0], qi.int_forward(back, x)[0])
+    assert np.array_equal(rc.load(data).run(x.astype(np.float32)),
+                          qi.int_forward(qm, x)[0].astype(np.float32))
+    assert read_int_rnc(write_int_rnc(_int_model("gru2_head"))).input_dtype == "int8"
+
+    C = LAYOUT.constants
+    rec_size = C["REC_RECURRENT_DIR0"] + LAYOUT["cellw"].size + LAYOUT["cellint"].size
+    rec0 = LAYOUT["hdr2"].size
+    q0 = rec0 + C["REC_RECURRENT_DIR0"] + LAYOUT["cellw"].size
+    q1 = q0 + rec_size
+    flags = LAYOUT["cellint"].fields["flags"].offset
+    x_zp = LAYOUT["cellint"].fields["x_zp"].offset
+    assert struct.unpack_from("<I", data, q0 + flags)[0] == C["CELLINT_INPUT_S16"]
+    b = bytearray(data)
+    struct.pack_into("<I", b, q1 + flags, C["CELLINT_INPUT_S16"])
+    _refused_alike(_fix_crc(b), "record 1 (recurrent, layer 1): flags: 0x2: an int16 input (0x2) is for "
+                                "the first layer only")
+    b = bytearray(data)
+    struct.pack_into("<I", b, q0 + flags, C["CELLINT_INPUT_S16"] | 4)
+    _refused_alike(_fix_crc(b), "record 0 (recurrent, layer 0): flags: ")
+    b = bytearray(data)
+    struct.pack_into("<i", b, q0 + x_zp, 3)
+    _refused_alike(_fix_crc(b), "record 0 (recurrent, layer 0): x_zp: 3, expected 0")
+    # past the bound: a GRU of 300 inputs whose W_ih rows are all +-127 (300 127 2^15 =
+    # 1,248,460,800), then b_ih[2] = 2^30 - 1 (a valid bias) in the file
+    rng = np.random.default_rng(2)
+    w_ih = np.where(rng.random((12, 300)) < 0.5, -1.0, 1.0)
+    cell = qi.quantize_cell("gru", w_ih, rng.standard_normal((12, 4)), None, None, x_range=(-1.0, 1.0),
+                            h_range=(-1.0, 1.0), input_dtype="int16")
+    big = write_int_rnc(qi.IntModel([cell]))
+    cw = LAYOUT["cellw"].unpack(big, rec0 + C["REC_RECURRENT_DIR0"])
+    b = bytearray(big)
+    struct.pack_into("<i", b, cw["b_ih"][0] + 4 * 2, 2**30 - 1)   # (offset, nbytes)
+    total = 2**30 - 1 + 32768 * 300 * 127
+    _refused_alike(_fix_crc(b), f"record 0 (recurrent, layer 0): dir0.w_ih: row 2: |b_ih| + 2^15 sum |w_ih| "
+                                f"is {total}, expected <= 2147483647")
+
+
+def test_int16_input_bound_in_the_spec_and_the_writer():
+    """IntCell.validate refuses a W_ih row whose int16 sums could leave int32: I = 600 inputs of
+    +-127 reach 600 127 2^15 > 2^31 - 1; 500 stay within."""
+    rng = np.random.default_rng(1)
+    for n_in, ok in ((500, True), (600, False)):
+        w = np.where(rng.random((3 * 4, n_in)) < 0.5, -1.0, 1.0)
+        cell = qi.quantize_cell("gru", w, rng.standard_normal((12, 4)), None, None, x_range=(-1.0, 1.0),
+                                h_range=(-1.0, 1.0), input_dtype="int8")
+        cell.input_dtype, cell.x_zp = "int16", 0
+        cell.b_ih = np.zeros_like(cell.b_ih)
+        if ok:
+            cell.validate()
+        else:
+            with pytest.raises(ValueError, match=r"IntCell.w_ih: an int16 input needs .* row 0 has 24969"):
+                cell.validate()
+    with pytest.raises(ValueError, match="input_dtype expected one of"):
+        qi.calibrate_int(_float_model("lstm"), _calibration(), input_dtype="int32")

@@ -310,7 +310,8 @@ def test_random_sparse_layers_bit_identical_on_every_isa(kind, i, h, density, bh
         for b in (1, 3, 5):
             X = (rng.standard_normal((b, 7, i)) * 3).astype(np.float32)
             assert np.array_equal(dense.run(X), sp.run(X)), (isa, b)
-        s0, s1 = dense.stream(2), sp.stream(2)
-        for t in range(3):
-            x = rng.standard_normal((2, i)).astype(np.float32)
-            assert np.array_equal(s0.step(x), s1.step(x)), (isa, t)
+        for b in (1, 2):  # steps at one row too (the stream's batch-1 step mode)
+            s0, s1 = dense.stream(b), sp.stream(b)
+            for t in range(3):
+                x = rng.standard_normal((b, i)).astype(np.float32)
+                assert np.array_equal(s0.step(x), s1.step(x)), (isa, b, t)

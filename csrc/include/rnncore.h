@@ -181,6 +181,7 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
         const int8_t *w_ih, *w_hh, *e_ih, *e_hh;   /* (G*H, I), (G*H, H) row-major; shifts */
         const int32_t *b_ih, *b_hh, *m_ih, *m_hh;  /* per row */
         int32_t m_h, e_h, m_rh, e_rh, x_zp, h_zp, cell_shift, cell_clip, table;
+        int32_t input_s16;        /* RNC_CELLINT_INPUT_S16: the input is int16 */
         double x_scale, h_scale;
     } iq;
 } rnc_layer;

@@ -21,7 +21,7 @@ static int8_t kws_h8[64];
 static int16_t kws_s16[64];
 static int32_t kws_scratch[RNC_INT_SCRATCH_BYTES(3, 64) / 4];
 
-typedef int (*step_fn)(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
+typedef int (*step_fn)(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8, int8_t *h8,
                        int16_t *s16, void *scratch, size_t scratch_bytes);
 
 static int match(const char *work, const char *name, const char *variant) {
@@ -39,9 +39,12 @@ static int run(const rnc_int_vector *v, step_fn step, rnc_s8_matvec_fn mv, long 
     int16_t *s = kws ? kws_s16 : s16;
     void *scr = kws ? (void *)kws_scratch : (void *)scratch;
     const size_t need = RNC_INT_SCRATCH_BYTES(rnc_int_gates(c->cell), c->hidden_size);
+    /* the inputs as bytes: int8, or int16 for an int16-input cell */
+    const char *x = v->x16 ? (const char *)v->x16 : (const char *)v->x;
+    const long row = (long)c->input_size * (v->x16 ? 2 : 1);
     rnc_int_cell_reset(c, h, s);
     for (long i = 0; i < reps; i++)
-        if (step(c, mv, v->x + (long)(i % v->steps) * c->input_size, h, s, scr, need) != RNC_INT_OK)
+        if (step(c, mv, x + (i % v->steps) * row, h, s, scr, need) != RNC_INT_OK)
             return 1;
     return 0;
 }

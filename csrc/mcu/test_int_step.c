@@ -9,7 +9,7 @@
 #include "int_vectors.h"
 #include "semihost.h"
 
-typedef int (*step_fn)(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
+typedef int (*step_fn)(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8, int8_t *h8,
                        int16_t *s16, void *scratch, size_t scratch_bytes);
 
 #define MAX_H 256
@@ -17,9 +17,15 @@ static int32_t scratch[(RNC_INT_SCRATCH_BYTES(4, MAX_H) + 3) / 4];
 static int8_t h8[MAX_H];
 static int16_t s16[MAX_H];
 
+/* step t's input: int8, or int16 for an int16-input cell */
+static const void *vector_x(const rnc_int_vector *v, int t) {
+    const long at = (long)t * v->cell.input_size;
+    return v->x16 ? (const void *)(v->x16 + at) : (const void *)(v->x + at);
+}
+
 static int run_vector(const rnc_int_vector *v, step_fn step, rnc_s8_matvec_fn mv) {
     const rnc_int_cell *c = &v->cell;
-    const int H = c->hidden_size, I = c->input_size;
+    const int H = c->hidden_size;
     if (H > MAX_H) {
         mcu_puts("FAIL: vector larger than MAX_H\n");
         return 1;
@@ -27,7 +33,7 @@ static int run_vector(const rnc_int_vector *v, step_fn step, rnc_s8_matvec_fn mv
     rnc_int_cell_reset(c, h8, s16);
     const size_t need = RNC_INT_SCRATCH_BYTES(rnc_int_gates(c->cell), H);
     for (int t = 0; t < v->steps; t++) {
-        int rc = step(c, mv, v->x + (long)t * I, h8, s16, scratch, need);
+        int rc = step(c, mv, vector_x(v, t), h8, s16, scratch, need);
         if (rc != RNC_INT_OK) {
             mcu_puts("FAIL ");
             mcu_puts(v->name);

@@ -84,7 +84,7 @@ typedef struct rnc_int8_args {
     const rnc_int_cell *cell;
     rnc_s8_matvec_fn matvec;
     uint32_t batch;
-    const int8_t *x8; size_t ldx;
+    const void *x8; size_t ldx;           /* int8 (int16: the first layer of an int16-input model); ldx in bytes */
     int8_t *h8; int16_t *s16;
     const uint8_t *active;
     void *scratch; size_t scratch_bytes;  /* >= RNC_INT_SCRATCH_BYTES(G, H), 4-aligned */
@@ -208,6 +208,8 @@ static inline uint64_t r8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 void rnc__int8_cell(const rnc_layer *L, rnc_int_cell *c);
 /* q[i] = clamp(rint(x[i] / scale) + zp, -128, 127) in binary64 (rnncore.quant.integer.quantize_s8) */
 void rnc__int8_quantize(const float *x, size_t n, double scale, int32_t zp, int8_t *q);
+/* the model input as the first layer L's integers: int8, or int16 (quantize_s16) */
+void rnc__int_quantize_input(const rnc_layer *L, const float *x, size_t n, void *q);
 void rnc__int8_from_float(const rnc_int_cell *c, const rnc_layer *L, size_t B, const float *h,
                           const float *cst, int8_t *h8, int16_t *s16);
 void rnc__int8_to_float(const rnc_int_cell *c, const rnc_layer *L, size_t B, const int8_t *h8,

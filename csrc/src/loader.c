@@ -1031,8 +1031,6 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const char *k = kind_name(kind);
         return fail(c, FIELD(rec, kind), MSG_FRONT_Q8, kind, 0, 0, k);
     }
-    if (m->precision == RNC_Q8 && (kind == RNC_REC_LOG_MEL || kind == RNC_REC_POOL_TIME))
-        return fail(c, FIELD(rec, kind), MSG_FRONT_F32, kind, 0, 0, kind_name(kind));
     if (m->num_front >= RNC_MAX_FRONT) return fail(c, FIELD(rec, kind), MSG_FRONT_COUNT, RNC_MAX_FRONT, 0, 0, NULL);
     rnc_front_op *F = &m->front[m->num_front];
     memset(F, 0, sizeof(*F));
@@ -1316,6 +1314,14 @@ static rnc_status int_scale(const rnc_ctx *c, const char *field, double s)
                : RNC_OK;
 }
 
+/* a scale the engine dequantises with: also at most 2^max_exp (rnc_layout.h
+ * RNC_FILE_INT_MAX_H_SCALE_EXP), so that its float32 outputs stay finite */
+static rnc_status int_scale_max(const rnc_ctx *c, const char *field, double s, unsigned max_exp, const char *what)
+{
+    TRY(int_scale(c, field, s));
+    return s > ldexp(1.0, (int)max_exp) ? fail(c, field, MSG_INT_SCALE_MAX, f64_bits(s), max_exp, 0, what) : RNC_OK;
+}
+
 /* an f32 field an integer file leaves 0 */
 static rnc_status int_zero(const rnc_ctx *c, const char *field, float s)
 {
@@ -1372,18 +1378,23 @@ static rnc_status load_int_layer(rnc_ctx *c, rnc_model *m, const unsigned char *
     TRY(get_ref(c, FIELD(rec_recurrent, w_hh_sums), rnc_rec_recurrent_w_hh_sums(r), 0, &p));
     /* the cellint's numbers */
     const uint32_t cf = rnc_cellint_flags(q);
-    if (cf & ~RNC_CELLINT_TABLE) return fail(c, FIELD(cellint, flags), MSG_FLAGS, cf, RNC_CELLINT_TABLE, 0, NULL);
+    const uint32_t cf_known = RNC_CELLINT_TABLE | RNC_CELLINT_INPUT_S16;
+    if (cf & ~cf_known) return fail(c, FIELD(cellint, flags), MSG_FLAGS, cf, cf_known, 0, NULL);
     if ((cf & RNC_CELLINT_TABLE) && kind == RNC_LSTM)
         return fail(c, FIELD(cellint, flags), MSG_INT_TABLE_LSTM, cf, 0, 0, NULL);
+    if ((cf & RNC_CELLINT_INPUT_S16) && m->num_layers)
+        return fail(c, FIELD(cellint, flags), MSG_INT_S16_LAYER, cf, 0, 0, NULL);
     const int32_t x_zp = (int32_t)rnc_cellint_x_zp(q), h_zp = (int32_t)rnc_cellint_h_zp(q);
     const double xs = rnc_cellint_x_scale(q), hs = rnc_cellint_h_scale(q);
     TRY(int_scale(c, FIELD(cellint, x_scale), xs));
     if (m->num_layers && f64_bits(xs) != c->int_h_scale)
         return fail(c, FIELD(cellint, x_scale), MSG_INT_SAME, f64_bits(xs), c->int_h_scale, 0, NULL);
-    TRY(int_scale(c, FIELD(cellint, h_scale), hs));
+    TRY(int_scale_max(c, FIELD(cellint, h_scale), hs, RNC_FILE_INT_MAX_H_SCALE_EXP,
+                      "h_scale (h8 - zp) is a float32 state or output"));
     TRY(int_scale(c, FIELD(cellint, gate_scale), rnc_cellint_gate_scale(q)));
     TRY(int_range(c, FIELD(cellint, x_zp), x_zp, -128, 127));
     if (m->num_layers) TRY(int_expect(c, FIELD(cellint, x_zp), x_zp, c->int_h_zp));
+    if (cf & RNC_CELLINT_INPUT_S16) TRY(int_expect(c, FIELD(cellint, x_zp), x_zp, 0));
     TRY(int_range(c, FIELD(cellint, h_zp), h_zp, -128, 127));
     TRY(int_range(c, FIELD(cellint, m_h), (int32_t)rnc_cellint_m_h(q), 0, INT32_TOP));
     TRY(int_range(c, FIELD(cellint, e_h), (int32_t)rnc_cellint_e_h(q), -31, 30));
@@ -1412,6 +1423,18 @@ static rnc_status load_int_layer(rnc_ctx *c, rnc_model *m, const unsigned char *
     TRY(get_ref(c, FIELD(cellw, s_hh), rnc_cellw_s_hh(w), 0, &p));
     TRY(get_ints(c, FIELD(cellw, b_ih), rnc_cellw_b_ih(w), rows, 4, -INT_BIAS, INT_BIAS, &t[2]));
     TRY(get_ints(c, FIELD(cellw, b_hh), rnc_cellw_b_hh(w), rows, 4, -INT_BIAS, INT_BIAS, &t[3]));
+    if (cf & RNC_CELLINT_INPUT_S16) /* int32 accumulation of int8 W_ih times int16 x */
+        for (uint64_t i = 0; i < rows; ++i) {
+            const int8_t *wr = (const int8_t *)t[0] + i * I;
+            int64_t s = 0;
+            for (uint32_t k = 0; k < I; ++k) s += wr[k] < 0 ? -(int64_t)wr[k] : wr[k];
+            const int32_t b = (int32_t)rnc__rd32((const unsigned char *)t[2] + 4 * i);
+            s = s * 32768 + (b < 0 ? -(int64_t)b : b);
+            if (s > INT32_TOP) {
+                const uint64_t a[3] = {i, (uint64_t)s, INT32_TOP};
+                return fail_with(c, FIELD(cellw, w_ih), MSG_INT_S16_BOUND, a, NULL);
+            }
+        }
     c->dir = NO_DIR;
     TRY(get_ints(c, FIELD(cellint, m_ih), rnc_cellint_m_ih(q), rows, 4, 0, INT32_TOP, &t[4]));
     TRY(get_ints(c, FIELD(cellint, e_ih), rnc_cellint_e_ih(q), rows, 1, -31, 30, &t[5]));
@@ -1437,6 +1460,7 @@ static rnc_status load_int_layer(rnc_ctx *c, rnc_model *m, const unsigned char *
     L->iq.cell_shift = (int32_t)rnc_cellint_cell_shift(q);
     L->iq.cell_clip = (int32_t)rnc_cellint_cell_clip(q);
     L->iq.table = (cf & RNC_CELLINT_TABLE) ? 1 : 0;
+    L->iq.input_s16 = (cf & RNC_CELLINT_INPUT_S16) ? 1 : 0;
     L->iq.x_scale = xs;
     L->iq.h_scale = hs;
     L->h_offset = (size_t)c->hsum;
@@ -1476,7 +1500,8 @@ static rnc_status load_int_head(rnc_ctx *c, rnc_model *m, const unsigned char *r
     if (act != RNC_ACT_NONE && act != RNC_ACT_SOFTMAX)
         return fail(c, FIELD(rec_linear, activation), MSG_INT_ACT, act, 0, 0, NULL);
     TRY(int_zero(c, FIELD(rec_linear, in_scale), rnc_rec_linear_in_scale(r)));
-    TRY(int_scale(c, FIELD(linint, out_scale), rnc_linint_out_scale(q)));
+    TRY(int_scale_max(c, FIELD(linint, out_scale), rnc_linint_out_scale(q), RNC_FILE_INT_MAX_OUT_SCALE_EXP,
+                      "out_scale y_q is a float32 output"));
     const void *p;
     const uint64_t o = out;
     const void *t[4];

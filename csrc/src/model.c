@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "kernels/activations.h"
 #include "kernels/gemm_deq.h" /* rnc__dequant_in_place: sparse layers' projections */
+#include "kernels/logf.h"
 #include "rnc_layout.h" /* the layer kinds (RNC_REC_*) of rnc_model.stage */
 
 #define RNC_MODEL_OK 0x524E434Du
@@ -279,7 +280,7 @@ static rnc_int_work int_work(const rnc_model *m, uint64_t B)
         const uint64_t n = H * 4u + ((G * H * 2u + H + 3u) & ~(uint64_t)3u); /* RNC_INT_SCRATCH_BYTES */
         if (n > scr) scr = n;
     }
-    w.x8 = (size_t)o;     o += RNC_ALIGN_UP(B * m->input_size, 64);
+    w.x8 = (size_t)o;     o += RNC_ALIGN_UP(B * m->input_size * (m->layer[0].iq.input_s16 ? 2u : 1u), 64);
     w.h8 = (size_t)o;     o += RNC_ALIGN_UP(B * m->h_floats, 64);
     w.s16 = (size_t)o;    o += RNC_ALIGN_UP(B * m->h_floats * 2, 64);
     w.scr = (size_t)o;    o += RNC_ALIGN_UP(scr, 64);
@@ -658,7 +659,11 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
         const float *wg = F->w + (size_t)g * rp * kk;
         for (uint32_t l0 = 0; l0 < F->lout; l0 += RNC_FCONV_BLOCK) {
             const uint32_t n = F->lout - l0 < RNC_FCONV_BLOCK ? F->lout - l0 : RNC_FCONV_BLOCK;
-            for (uint32_t j = 0; j < n; ++j) {
+            /* one-sample frames through a 1 x 1 kernel (a per-step Linear over the channels): the
+             * one column is the group's channels of x as they are */
+            const int whole = F->k == 1 && F->L == 1 && F->lout == 1 && F->pl == 0;
+            const float *colp = whole ? x + (size_t)g * F->cg : cols;
+            for (uint32_t j = 0; j < (whole ? 0 : n); ++j) {
                 float *col = cols + j * kk;
                 const int64_t p0 = (int64_t)(l0 + j) * F->stride - (int64_t)F->pl;
                 /* taps t_lo .. t_hi-1 read inside the frame (a copy); the others the padding */
@@ -679,7 +684,7 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
                     for (t = t_hi; t < k; ++t) cc[t] = frame_tap(xc, p0 + t * d, L, F->reflect);
                 }
             }
-            plan_pick(&m->plan.gemm[RNC_F32], n, 0)->fn.gemm_f32(wg, (int)F->cog, (int)kk, (int)n, cols,
+            plan_pick(&m->plan.gemm[RNC_F32], n, 0)->fn.gemm_f32(wg, (int)F->cog, (int)kk, (int)n, colp,
                                                               (int)kk, prod, (int)rp);
             const uint32_t cog = F->cog, lout = F->lout;
             const float *bg = F->b + (size_t)g * cog;
@@ -998,15 +1003,55 @@ static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *
     } else {
         re = log_mel_dft(m, F, x, scratch);
     }
-    const float *fw = F->fbw;
-    for (uint32_t j = 0; j < F->out_w; ++j) {
+    const float *fw = F->fbw, c = F->log_c;
+    const uint32_t nm = F->out_w;
+    /* four filters at a time, each summed in its own order (k = 0, 1, ...): four independent
+     * chains of adds over their common length, then each filter's rest (a build for size: one at
+     * a time, the same bits) */
+    uint32_t j = 0;
+#if !defined(__OPTIMIZE_SIZE__)
+    for (; j + 4 <= nm; j += 4) {
+        const uint32_t *sp = F->span + 2 * j;
+        const float *w0 = fw, *w1 = w0 + sp[1], *w2 = w1 + sp[3], *w3 = w2 + sp[5];
+        const float *p0 = re + sp[0], *p1 = re + sp[2], *p2 = re + sp[4], *p3 = re + sp[6];
+        uint32_t n = sp[1] < sp[3] ? sp[1] : sp[3];
+        n = n < sp[5] ? n : sp[5];
+        n = n < sp[7] ? n : sp[7];
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        for (uint32_t k = 0; k < n; ++k) {
+            a0 += w0[k] * p0[k];
+            a1 += w1[k] * p1[k];
+            a2 += w2[k] * p2[k];
+            a3 += w3[k] * p3[k];
+        }
+        for (uint32_t k = n; k < sp[1]; ++k) a0 += w0[k] * p0[k];
+        for (uint32_t k = n; k < sp[3]; ++k) a1 += w1[k] * p1[k];
+        for (uint32_t k = n; k < sp[5]; ++k) a2 += w2[k] * p2[k];
+        for (uint32_t k = n; k < sp[7]; ++k) a3 += w3[k] * p3[k];
+        fw = w3 + sp[7];
+        y[j] = a0;
+        y[j + 1] = a1;
+        y[j + 2] = a2;
+        y[j + 3] = a3;
+    }
+#endif
+    for (; j < nm; ++j) {
         const uint32_t first = F->span[2 * j], count = F->span[2 * j + 1];
         float acc = 0.0f;
         for (uint32_t k = 0; k < count; ++k) acc += fw[k] * re[first + k];
         fw += count;
-        if (F->log == RNC_MEL_LOG) acc = logf(acc + F->log_c);
-        else if (F->log == RNC_MEL_LOG_DB) acc = 10.0f * log10f(acc > F->log_c ? acc : F->log_c);
         y[j] = acc;
+    }
+    /* the log apart: a loop the compiler vectorises (kernels/logf.h), log(max(mel + add, lo)) times
+     * scale: log(mel + c) (add c, lo -inf, scale 1: the same bits as the log, NaN stays NaN) or
+     * 10 log10(max(mel, c)) = (10 / ln 10) log(max(mel, c)) (add 0, lo c) */
+    if (F->log == RNC_MEL_LOG || F->log == RNC_MEL_LOG_DB) {
+        const int db = F->log == RNC_MEL_LOG_DB;
+        const float scale = db ? RNC_DB_PER_NEPER : 1.0f, add = db ? 0.0f : c, lo = db ? c : -INFINITY;
+        for (j = 0; j < nm; ++j) {
+            const float v = y[j] + add;
+            y[j] = scale * rnc_logf(v > lo ? v : lo);
+        }
     }
 }
 
@@ -1145,11 +1190,11 @@ static void int_close(const int_ctx *k, rnc_state *s)
 }
 
 /* one step of every layer for the rows of x8 (B x input_size) that are active (NULL: all) */
-static void int_layers(const int_ctx *k, size_t B, const int8_t *x8, const uint8_t *active)
+static void int_layers(const int_ctx *k, size_t B, const void *x8, const uint8_t *active)
 {
     const rnc_model *m = k->m;
     const rnc_s8_matvec_fn matvec = plan_pick(&m->plan.s8_matvec, 1, 0)->fn.s8_matvec;
-    size_t ldx = m->input_size;
+    size_t ldx = m->input_size * (m->layer[0].iq.input_s16 ? 2u : 1u); /* bytes */
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         rnc_int8_args a;
@@ -1200,8 +1245,8 @@ static rnc_status int_step(const rnc_model *m, rnc_state *s, const float *x, flo
     int_ctx k;
     const size_t B = s->batch, H = m->layer[m->num_layers - 1].hidden_size;
     int_open(&k, m, s, base);
-    int8_t *x8 = (int8_t *)(base + k.w.x8);
-    rnc__int8_quantize(x, B * m->input_size, m->layer[0].iq.x_scale, m->layer[0].iq.x_zp, x8);
+    void *x8 = base + k.w.x8;
+    rnc__int_quantize_input(&m->layer[0], x, B * m->input_size, x8);
     int_layers(&k, B, x8, NULL);
     const int8_t *h8 = int_h8(&k, B, m->num_layers - 1);
     for (size_t b = 0; b < B; ++b) int_output(&k, h8 + b * H, y + b * m->output_size);
@@ -1221,15 +1266,16 @@ static rnc_status int_run(const rnc_model *m, rnc_state *s, const float *x, cons
     const size_t H = m->layer[last].hidden_size;
     const int8_t zp = (int8_t)m->layer[last].iq.h_zp;
     int_open(&k, m, s, base);
-    int8_t *x8 = (int8_t *)(base + k.w.x8), *pooled = (int8_t *)(base + k.w.pooled);
+    unsigned char *x8 = base + k.w.x8;
+    int8_t *pooled = (int8_t *)(base + k.w.pooled);
+    const size_t xb = m->layer[0].iq.input_s16 ? 2u : 1u; /* bytes per input value */
     uint8_t *active = base + k.w.active;
     const int8_t *h8 = int_h8(&k, B, last);
     if (m->last_step) memset(pooled, zp, B * H);
     for (size_t t = 0; t < T; ++t) {
         for (size_t b = 0; b < B; ++b) {
             active[b] = !lengths || t < (size_t)lengths[b];
-            if (active[b]) rnc__int8_quantize(x + (b * T + t) * I, I, m->layer[0].iq.x_scale, m->layer[0].iq.x_zp,
-                                              x8 + b * I);
+            if (active[b]) rnc__int_quantize_input(&m->layer[0], x + (b * T + t) * I, I, x8 + b * I * xb);
         }
         int_layers(&k, B, x8, active);
         for (size_t b = 0; b < B; ++b) {

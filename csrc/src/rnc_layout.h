@@ -519,7 +519,16 @@
  * cortex-m compiles it for a microcontroller. */
 #define RNC_FILE_INT_MAX_COLS 32768u /* I, H, O (rnc_s8_matvec's RNC_S8_MAX_COLS) */
 #define RNC_FILE_INT_MAX_BIAS 1073741823u /* |bias| < 2^30: int32 sums cannot overflow */
+/* The largest scales of an integer file: a dequantised state is h_scale (h8 - zp), |h8 - zp| <=
+ * 255 < 2^8, and a head output is out_scale y_q, |y_q| <= 2^31, so scales of at most 2^119 and
+ * 2^96 keep every dequantised value below 2^127 < FLT_MAX: finite in float32. */
+#define RNC_FILE_INT_MAX_H_SCALE_EXP 119
+#define RNC_FILE_INT_MAX_OUT_SCALE_EXP 96
 #define RNC_CELLINT_TABLE 1u /* the table sigmoid / tanh (GRU, RNN); else gemmlowp's */
+/* cellint flag: the model input is int16, symmetric (x = x_scale x16, x_zp 0; TFLite's 16x8
+ * activations), first layer only; every W_ih row keeps |b_ih[r]| + 2^15 sum_k |w_ih[r][k]| <=
+ * 2^31 - 1 (int32 accumulation). Without it the input is int8, as in files written before. */
+#define RNC_CELLINT_INPUT_S16 2u
 #define RNC_FIELDS_cellint(X)                                                                     \
     X(cellint, flags, 0, U32)                                                                     \
     X(cellint, x_zp, 4, U32)                                                                      \
@@ -594,7 +603,6 @@
     M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
     M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
     M(FRONT_Q8, UNSUPPORTED, "kind %llu (%s) in a q4 file: the C core runs the per-step records in f32 and q8 files only") \
-    M(FRONT_F32, UNSUPPORTED, "kind %llu (%s) in a q8 file: the C core runs pool_time and log_mel in f32 files only") \
     M(FRONT_COUNT, UNSUPPORTED, "more than %llu per-step records") \
     M(CONV_GROUPS, CORRUPT, "%llu does not divide in_channels %llu and out_channels %llu") \
     M(CONV_WINDOW, CORRUPT, "frame of %llu samples + padding (%llu, %llu) is shorter than one window of %llu") \
@@ -630,12 +638,15 @@
     M(INT_ZERO, CORRUPT, "bits 0x%llx: expected 0 (an integer file's scales are its cellint's and linint's)") \
     M(INT_TABLE_LSTM, CORRUPT, "0x%llx: the table activations (0x1) are for GRU and RNN cells, not an LSTM") \
     M(INT_ACT, UNSUPPORTED, "%llu, integer heads have 0 (none) or 4 (softmax)")                   \
+    M(INT_S16_LAYER, CORRUPT, "0x%llx: an int16 input (0x2) is for the first layer only (deeper layers take int8 h)") \
+    M(INT_S16_BOUND, CORRUPT, "row %llu: |b_ih| + 2^15 sum |w_ih| is %lld, expected <= %lld (int32 accumulation of an int16 input)") \
     M(CONV_WINDOW_SIZE, UNSUPPORTED, "window of %llu steps x %llu channels, the C core keeps at most %llu floats per stream") \
     M(MEL_UNUSED, CORRUPT, "bits 0x%llx: expected 0 (unused with log = %llu)")                   \
     M(MEL_SPAN, CORRUPT, "filter %llu spans bins %llu..%llu, past the %llu frequency bins") \
     M(RES_SPAN, CORRUPT, "%llu, expected 1..%llu (the per-step records right before this one)") \
     M(RES_WIDTH, CORRUPT, "%llu: the record that many back takes %llu features, this one %llu (they must agree)") \
-    M(RES_STRIDED, UNSUPPORTED, "%llu: the records it spans include %s, which gives no output at some steps (a residual adds equal steps)")
+    M(RES_STRIDED, UNSUPPORTED, "%llu: the records it spans include %s, which gives no output at some steps (a residual adds equal steps)") \
+    M(INT_SCALE_MAX, CORRUPT, "bits 0x%llx: expected a finite value > 0 and at most 2^%llu (%s)")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \

@@ -10,7 +10,8 @@ images. It defines::
         const char *name;
         rnc_int_cell cell;       // the cell, pointing at const arrays of this header
         int steps;               // T
-        const int8_t *x;         // (T, I) int8 inputs
+        const int8_t *x;         // (T, I) int8 inputs (NULL for an int16-input cell)
+        const int16_t *x16;      // (T, I) int16 inputs (cell.input_dtype RNC_INT_IN_S16), else NULL
         const int8_t *h8;        // (T, H) expected h8 after every step
         const int16_t *s16;      // (T, H) expected s16 after every step (NULL for RNNs)
     } rnc_int_vector;
@@ -22,8 +23,9 @@ and one linear head case: ``rnc_int_head_vector`` (an ``rnc_int_linear``, 64 -> 
 Every case starts from the zero state (``rnc_int_cell_reset``: h8 = h_zp, s16 = 0), batch 1.
 The cases cover every cell kind and GRU form, the LSTMs of tests/data/lstm_int8*.tflite (the
 parameters LiteRT runs, see tests/test_quant_int.py), saturated int8 inputs, a zero weight row,
-multipliers above 1 (positive shifts), a clipped LSTM cell, and the H = 64, I = 16 GRU of the
-issue's Cortex-M target. ``--small`` leaves out the TFLite case (no ai-edge-litert needed).
+multipliers above 1 (positive shifts), a clipped LSTM cell, the H = 64, I = 16 GRU of the
+issue's Cortex-M target, and int16-input cells (``input_dtype="int16"``: every kind, I not a
+multiple of 4, rows at the int32 accumulation bound with saturated inputs). ``--small`` leaves out the TFLite case (no ai-edge-litert needed).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ KIND = {"lstm": "RNC_INT_LSTM", "gru": "RNC_INT_GRU", "rnn_tanh": "RNC_INT_RNN_T
 
 
 def _cell(kind, I, H, seed, *, x_range=(-3.0, 3.0), h_range=(-0.9, 0.9), c_absmax=3.0, pre_absmax=6.0,
-          lbr=True, zero_row=False, w_std=0.5, activation="gemmlowp"):
+          lbr=True, zero_row=False, w_std=0.5, activation="gemmlowp", input_dtype="int8"):
     rng = np.random.default_rng(seed)
     G = {"lstm": 4, "gru": 3}.get(kind, 1)
     w_ih = rng.standard_normal((G * H, I)) * w_std
@@ -53,12 +55,17 @@ def _cell(kind, I, H, seed, *, x_range=(-3.0, 3.0), h_range=(-0.9, 0.9), c_absma
     b_ih, b_hh = rng.standard_normal(G * H) * 0.3, rng.standard_normal(G * H) * 0.3
     return qi.quantize_cell(kind, w_ih, w_hh, b_ih, b_hh, x_range=x_range, h_range=h_range,
                             c_absmax=c_absmax, pre_absmax=pre_absmax, linear_before_reset=lbr,
-                            activation=activation)
+                            activation=activation, input_dtype=input_dtype)
 
 
 def _inputs(cell, T, seed):
-    """Half full-range int8 noise (saturates gates), half data quantised from N(0, 1)."""
+    """Half full-range int8 noise (saturates gates), half data quantised from N(0, 1) (int16
+    cells: full-range int16 noise, -32768 included, and quantize_s16 data)."""
     rng = np.random.default_rng(seed)
+    if cell.input_dtype == "int16":
+        noise = rng.integers(-32768, 32768, (T // 2, cell.input_size))
+        data = qi.quantize_s16(rng.standard_normal((T - T // 2, cell.input_size)), cell.x_scale)
+        return np.concatenate([noise, data]).astype(np.int16)
     noise = rng.integers(-128, 128, (T // 2, cell.input_size))
     data = qi.quantize_s8(rng.standard_normal((T - T // 2, cell.input_size)), cell.x_scale, cell.x_zp)
     return np.concatenate([noise, data]).astype(np.int8)
@@ -88,13 +95,41 @@ def cases(small: bool = False):
                                        activation="table")),
         ("rnn_tanh_table_i8_h16", dict(kind="rnn_tanh", I=8, H=16, seed=6, activation="table")),
         ("gru_kws_i16_h64_table", dict(kind="gru", I=16, H=64, seed=8, w_std=0.3, activation="table")),
+        # int16 inputs (input_dtype = "int16"): every kind, the H = 64 GRU in both families, I = 6
+        # (BasicMotions; not a multiple of 4) and I = 7
+        ("x16_gru_kws_i16_h64", dict(kind="gru", I=16, H=64, seed=8, w_std=0.3, input_dtype="int16")),
+        ("x16_gru_kws_i16_h64_table", dict(kind="gru", I=16, H=64, seed=8, w_std=0.3, activation="table",
+                                           input_dtype="int16")),
+        ("x16_gru_i6_h64", dict(kind="gru", I=6, H=64, seed=20, x_range=(-16.5, 16.5), input_dtype="int16")),
+        ("x16_gru_lbr0_i7_h16", dict(kind="gru", I=7, H=16, seed=21, lbr=False, input_dtype="int16")),
+        ("x16_lstm_i6_h16", dict(kind="lstm", I=6, H=16, seed=22, input_dtype="int16")),
+        ("x16_rnn_tanh_i8_h16", dict(kind="rnn_tanh", I=8, H=16, seed=23, activation="table",
+                                     input_dtype="int16")),
+        ("x16_rnn_relu_i5_h12", dict(kind="rnn_relu", I=5, H=12, seed=24, x_range=(-40.0, 40.0),
+                                     h_range=(0.0, 30.0), pre_absmax=20.0, input_dtype="int16")),
     ]
     for name, kw in specs:
         cell = _cell(kw.pop("kind"), kw.pop("I"), kw.pop("H"), kw.pop("seed"), **kw)
         if name == "lstm_clip_shift11":
             cell.cell_clip = 9000
         out.append((name, cell, _inputs(cell, 10 if cell.hidden_size > 32 else 24, len(out) + 10)))
+    out += [_bound_case("x16_bound_i500_h8", 500, 8, 30), _bound_case("x16_bound_i100_h64", 100, 64, 31)]
     return out
+
+
+def _bound_case(name, I, H, seed):
+    """A GRU whose int16-input rows reach the int32 accumulation bound: W_ih all +-127 (a zero
+    bias), so |b_ih| + 2^15 sum |w_ih| = I 127 2^15 (500: 2,080,768,000 <= 2^31 - 1), and inputs
+    of +-32767 / -32768 with the rows' signs (the largest sums) and full-range noise."""
+    rng = np.random.default_rng(seed)
+    cell = _cell("gru", I, H, seed, x_range=(-1.0, 1.0), input_dtype="int16")
+    cell.w_ih = np.where(rng.random(cell.w_ih.shape) < 0.5, -127, 127).astype(np.int8)
+    cell.b_ih = np.zeros_like(cell.b_ih)
+    cell.validate()
+    s = cell.w_ih[[0, 1, 2 * H]].astype(np.int64)
+    x = np.concatenate([np.where(s > 0, 32767, -32768), np.where(s > 0, -32768, 32767),
+                        rng.integers(-32768, 32768, (3, I))])
+    return name, cell, x.astype(np.int16)
 
 
 def _arr(ctype: str, name: str, a) -> str:
@@ -114,15 +149,24 @@ def random_cases(seed: int, n: int):
         hscale = 10.0 ** rng.uniform(-1, 1.5) if kind == "rnn_relu" else 1.0
         # odd cases: a random (often narrow: saturating) state range; even: the whole range
         hlo, hhi = sorted(rng.uniform(-1, 1, 2) * hscale) if k % 2 else (-hscale, hscale)
-        cell = _cell(kind, int(rng.integers(1, 25)), int(rng.integers(1, 41)), int(rng.integers(1 << 30)),
-                     x_range=(lo, hi), h_range=(hlo, hhi), c_absmax=float(10.0 ** rng.uniform(-1, 2)),
-                     pre_absmax=float(10.0 ** rng.uniform(-1, 2)), lbr=bool(k % 8 < 4),
-                     w_std=float(10.0 ** rng.uniform(-2, 0.5)),
-                     activation="table" if kind != "lstm" and k % 3 == 1 else "gemmlowp")
+        kw = dict(x_range=(lo, hi), h_range=(hlo, hhi), c_absmax=float(10.0 ** rng.uniform(-1, 2)),
+                  pre_absmax=float(10.0 ** rng.uniform(-1, 2)), lbr=bool(k % 8 < 4),
+                  w_std=float(10.0 ** rng.uniform(-2, 0.5)),
+                  activation="table" if kind != "lstm" and k % 3 == 1 else "gemmlowp")
+        args = (kind, int(rng.integers(1, 25)), int(rng.integers(1, 41)), int(rng.integers(1 << 30)))
+        T = int(rng.integers(1, 12))
+        cell = None
+        if k % 5 == 2:   # an int16 input, unless its bias does not fit int32 at these scales
+            try:
+                cell = _cell(*args, **kw, input_dtype="int16")
+            except ValueError:
+                cell = None
+        cell = cell or _cell(*args, **kw)
         if kind == "lstm" and k % 3 == 0:
             cell.cell_clip = int(rng.integers(1, 32768))
-        out.append((f"random_{k}_{kind}", cell, rng.integers(-128, 128, (int(rng.integers(1, 12)),
-                                                                          cell.input_size)).astype(np.int8)))
+        x = (rng.integers(-32768, 32768, (T, cell.input_size)).astype(np.int16) if cell.input_dtype == "int16"
+             else rng.integers(-128, 128, (T, cell.input_size)).astype(np.int8))
+        out.append((f"random_{k}_{kind}{'_x16' if cell.input_dtype == 'int16' else ''}", cell, x))
     return out
 
 
@@ -130,7 +174,8 @@ def header(small: bool = False, case_list=None) -> str:
     lines = ["/* Generated by csrc/tests/gen_int_vectors.py from rnncore.quant.integer; do not edit. */\n",
              "#ifndef RNC_INT_VECTORS_H\n#define RNC_INT_VECTORS_H\n#include \"rnncore_int.h\"\n\n",
              "typedef struct {\n    const char *name;\n    rnc_int_cell cell;\n    int steps;\n"
-             "    const int8_t *x;\n    const int8_t *h8;\n    const int16_t *s16;\n} rnc_int_vector;\n\n"]
+             "    const int8_t *x;\n    const int16_t *x16;\n    const int8_t *h8;\n    const int16_t *s16;\n"
+             "} rnc_int_vector;\n\n"]
     entries = []
     for k, (name, cell, x8) in enumerate(cases(small) if case_list is None else case_list):
         cell.validate()
@@ -141,20 +186,22 @@ def header(small: bool = False, case_list=None) -> str:
             state = qi.int_cell_step(cell, x8[None, t], state)
             if len(state) > 1:
                 s16.append(state[1][0])
+        x16 = cell.input_dtype == "int16"
         p = f"v{k}_"
         lines += [_arr("int8_t", p + "w_ih", cell.w_ih), _arr("int8_t", p + "w_hh", cell.w_hh),
                   _arr("int32_t", p + "b_ih", cell.b_ih), _arr("int32_t", p + "b_hh", cell.b_hh),
                   _arr("int32_t", p + "m_ih", cell.m_ih), _arr("int32_t", p + "m_hh", cell.m_hh),
                   _arr("int8_t", p + "e_ih", cell.e_ih), _arr("int8_t", p + "e_hh", cell.e_hh),
-                  _arr("int8_t", p + "x", x8), _arr("int8_t", p + "h8", y8[0])]
+                  _arr("int16_t" if x16 else "int8_t", p + "x", x8), _arr("int8_t", p + "h8", y8[0])]
         if s16:
             lines.append(_arr("int16_t", p + "s16", np.stack(s16)))
         entries.append(
             f"    {{\"{name}\", {{{KIND[cell.cell]}, {cell.input_size}, {cell.hidden_size}, "
             f"{int(cell.linear_before_reset)}, {p}w_ih, {p}w_hh, {p}b_ih, {p}b_hh, {p}m_ih, {p}m_hh, "
             f"{p}e_ih, {p}e_hh, {cell.m_h}, {cell.e_h}, {cell.m_rh}, {cell.e_rh}, {cell.h_zp}, "
-            f"{cell.cell_shift}, {cell.cell_clip}, {int(cell.activation == 'table')}}}, "
-            f"{x8.shape[0]}, {p}x, {p}h8, "
+            f"{cell.cell_shift}, {cell.cell_clip}, {int(cell.activation == 'table')}, "
+            f"{'RNC_INT_IN_S16' if x16 else 'RNC_INT_IN_S8'}}}, "
+            f"{x8.shape[0]}, {'NULL, ' + p + 'x' if x16 else p + 'x, NULL'}, {p}h8, "
             f"{p + 's16' if s16 else 'NULL'}}}")
     lines.append(f"\n#define RNC_INT_NVECTORS {len(entries)}\n")
     lines.append("static const rnc_int_vector rnc_int_vectors[RNC_INT_NVECTORS] = {\n")

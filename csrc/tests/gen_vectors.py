@@ -110,7 +110,8 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     input but the first (dynamic, or scales[0]) and the head input. front: per-step records before
     the layers (frame_conv with groups and reflect padding, magnitude, relu, layer_norm, a dilated
     frame_conv, scale_shift, hardsigmoid: 16 features in, 12 out; sizes[0] must be 12); "conv":
-    causal conv_time records (dilated, grouped), a residual block and a layer_norm instead."""
+    causal conv_time records (dilated, grouped), a residual block and a layer_norm instead; "kws":
+    log_mel (32 samples per step), conv_time, relu, max and average pooling over time."""
     layers, feat = [], sizes[0]
     front_records = []
     if front is True:
@@ -130,6 +131,19 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
              "tensors": {"scale": rng.uniform(0.5, 1.5, 12).astype(F32),
                          "shift": rng.uniform(-0.5, 0.5, 12).astype(F32)}},
             {"kind": "hard_sigmoid", "alpha": 0.2, "beta": 0.5},
+        ]
+        assert sizes[0] == 12
+    if front == "kws":   # log_mel (n_fft 32, 8 mels), conv_time, relu, max and average pooling over time
+        from rnncore.nn.melspec import LogMelSpectrogram
+
+        w = (rng.standard_normal((12, 8, 3)) * 0.5).astype(F32)
+        front_records = [
+            LogMelSpectrogram(8000, n_fft=32, hop_length=16, n_mels=8, center=False).record(),
+            {"kind": "conv1d", "in_channels": 8, "out_channels": 12, "kernel_size": 3, "pad_left": 2,
+             "tensors": {"weight": w, "bias": (rng.standard_normal(12) * 0.2).astype(F32)}},
+            {"kind": "relu"},
+            {"kind": "max_pool1d", "channels": 12, "kernel_size": 2, "stride": 2},
+            {"kind": "avg_pool1d", "channels": 12, "kernel_size": 2, "stride": 1},
         ]
         assert sizes[0] == 12
     if front == "conv":   # causal convolutions over time (the window in the state) and a residual block
@@ -191,7 +205,8 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
                 layer["x_scale"] = BOUNDED_STATE_SCALE
         layers.append(layer)
         feat = h * (2 if bidirectional else 1)
-    spec = {"precision": precision, "layers": layers, "input_size": 16 if front else sizes[0],
+    spec = {"precision": precision, "layers": layers,
+            "input_size": 32 if front == "kws" else 16 if front else sizes[0],
             "last_step": last_step, "last_step_bidirectional": last_bidir}
     if front:
         spec["front"] = front_records
@@ -425,6 +440,10 @@ def main(outdir: str) -> None:
          2, 7, "stream", None, q8),
         ("lstm_q8_conv_time_run_b4", dict(kind="lstm", sizes=[12, 9], precision="q8", front="conv"),
          4, 6, "run", [6, 0, 3, 5], q8),
+        # q8 with log_mel and pooling over time (float32 records before the int8 layers); last_step:
+        # the case holds (B, out) (a strided run's T_out steps are not T); 13, 6, 2 -> 5, 2, 0 steps
+        ("gru_q8_kws_last", dict(kind="gru", sizes=[12, 16], precision="q8", head=2, front="kws",
+                                 last_step=True), 3, 13, "run", [13, 6, 2], q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

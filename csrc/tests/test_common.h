@@ -75,6 +75,7 @@ typedef struct {
     int8_t *xq;
     int32_t *sums;    /* q8: W_hh's kernel sums (rnc_q8_rowsum_generic), for rows that take them */
     void *work;
+    float h_scale;    /* q8: h's static scale, its inverse computed as the loader does (0: dynamic) */
 } cell_case;
 
 /* Random cell of the given shape; mode 1 saturates (weights and inputs at their extremes).
@@ -157,11 +158,12 @@ static inline void make_case(cell_case *t, int q8, uint32_t kind, uint32_t ra, u
     }
     t->work = zalloc(rnc__cell_work(t->G, H, B).total);
     t->sums = zalloc(sizeof(int32_t) * R);
+    t->h_scale = 0.0f;
     if (q8) rnc_q8_rowsum_generic((const int8_t *)t->whh, (int)R, (int)H, t->sums);
 }
 
 /* Does kernel-table row k serve this case in this form (its batch range, input, GRU form)? */
-enum { RUN_STEP = 0, RUN_SEQ = 1, RUN_STEP_MASKED = 2 };
+enum { RUN_STEP = 0, RUN_SEQ = 1, RUN_STEP_MASKED = 2, RUN_STEP_NOY = 3 };
 static inline int row_serves_case(const rnc_kernel *k, const cell_case *t, int form)
 {
     return rnc__kernel_serves(k, t->B, form == RUN_SEQ ? RNC_IN_GI : RNC_IN_X,
@@ -178,7 +180,8 @@ static inline void free_case(cell_case *t)
 /* Run kernel `fn` for `steps` steps (h, c carried) on a copy of the state; results in h, c, y.
  * form RUN_STEP: input x / xq, every row active, y written. RUN_SEQ: the whole-sequence form
  * (input part given as float gi, inactive rows, no y). RUN_STEP_MASKED: input x / xq with the
- * inactive rows of `active` (a variable-length batch), y written. */
+ * inactive rows of `active` (a variable-length batch), y written. RUN_STEP_NOY: RUN_STEP without
+ * y (a layer below the last: h' only). */
 static inline void run_cell(const cell_case *t, rnc_cell_fn fn, int q8, int steps, float *h, float *c,
                             float *y, int form)
 {
@@ -213,8 +216,14 @@ static inline void run_cell(const cell_case *t, rnc_cell_fn fn, int q8, int step
     a.ldy = t->H;
     a.work = t->work;
     a.hh_sums = t->sums;
+    a.h_scale = t->h_scale;
+    a.h_inv = t->h_scale > 0.0f ? 1.0f / t->h_scale : 0.0f;
     if (form == RUN_STEP_MASKED) {
         a.active = t->active;
+        memset(y, 0, sizeof(float) * t->B * t->H);
+    }
+    if (form == RUN_STEP_NOY) {
+        a.y = NULL;
         memset(y, 0, sizeof(float) * t->B * t->H);
     }
     if (form == RUN_SEQ) {

@@ -8,14 +8,20 @@
 
 static int32_t scratch[(RNC_INT_SCRATCH_BYTES(4, 1024) + 3) / 4];
 
-typedef int (*step_fn)(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
+typedef int (*step_fn)(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8, int8_t *h8,
                        int16_t *s16, void *scratch, size_t scratch_bytes);
 
 /* every step of the vector through `step` (rnc_int_cell_step, or rnc_int_cell_run after the
  * one check above) */
+/* step t's input: int8, or int16 for an int16-input cell */
+static const void *vector_x(const rnc_int_vector *v, int t) {
+    const long at = (long)t * v->cell.input_size;
+    return v->x16 ? (const void *)(v->x16 + at) : (const void *)(v->x + at);
+}
+
 static int run_vector(const rnc_int_vector *v, step_fn step) {
     const rnc_int_cell *c = &v->cell;
-    const int H = c->hidden_size, I = c->input_size;
+    const int H = c->hidden_size;
     int8_t h8[1024];
     int16_t s16[1024];
     if (H > 1024 || rnc_int_cell_check(c) != RNC_INT_OK) {
@@ -25,7 +31,7 @@ static int run_vector(const rnc_int_vector *v, step_fn step) {
     rnc_int_cell_reset(c, h8, s16);
     const size_t need = RNC_INT_SCRATCH_BYTES(rnc_int_gates(c->cell), H);
     for (int t = 0; t < v->steps; t++) {
-        int rc = step(c, rnc_s8_matvec_generic, v->x + (long)t * I, h8, s16, scratch, need);
+        int rc = step(c, rnc_s8_matvec_generic, vector_x(v, t), h8, s16, scratch, need);
         if (rc != RNC_INT_OK) {
             printf("FAIL %s: step %d returned %d\n", v->name, t, rc);
             return 1;

@@ -3,7 +3,8 @@
  * same arguments, at every case within the row's batch range, input mode and GRU forms (a row no
  * case reaches fails). Cases (tests/test_common.h): shapes with H and I not multiples of 16 or 4,
  * 1 to 17 rows, random and saturating weights and inputs, the step form (input given, y
- * written) and the whole-sequence form (projection given, inactive rows, W_hh's kernel sums).
+ * written; and without y, as a layer below the last) and the whole-sequence form (projection
+ * given, inactive rows, W_hh's kernel sums).
  * q8: h, c and y bitwise equal over 3 steps with the state carried (exact int32 products, the
  * same float32 epilogue); f32: one step within the float32 summation bound (the products' order
  * may differ). Rows of ISAs this CPU lacks are reported as skipped by name. */
@@ -51,15 +52,20 @@ static void test_cells(void)
         }
         const int gen = rnc__find_kernel(kr->op, kr->precision, RNC_ISA_GENERIC);
         const int q8 = kr->precision == RNC_Q8;
-        int cases = 0;
+        int cases = 0, static_differs = 0;
         for (size_t o = 0; o < sizeof ops / sizeof ops[0]; ++o) {
             if (ops[o][0] != kr->op) continue;
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
-                for (int mode = 0; mode < 4; ++mode) {
-                    const int form = mode >= 2 ? RUN_SEQ : RUN_STEP; /* modes 2, 3: the sequence form of 0, 1 */
+                /* modes 2, 3: the sequence form of 0, 1; modes 4, 5: their step form without y;
+                 * q8 modes 6-11: 0-5 with h quantised by the bounded state scale 1/127
+                 * (docs/q8-contract.md), the static rule with no scan */
+                for (int mode = 0; mode < (q8 ? 12 : 6); ++mode) {
+                    const int base = mode % 6;
+                    const int form = base >= 4 ? RUN_STEP_NOY : base >= 2 ? RUN_SEQ : RUN_STEP;
                     cell_case t;
                     const uint32_t B = shapes[s][0], I = shapes[s][1], H = shapes[s][2];
                     make_case(&t, q8, ops[o][1], ops[o][2], B, I, H, mode & 1);
+                    if (mode >= 6) t.h_scale = 1.0f / 127.0f;
                     if (!row_serves_case(kr, &t, form)) { /* outside the row's batches/inputs */
                         free_case(&t);
                         continue;
@@ -76,6 +82,13 @@ static void test_cells(void)
                     run_cell(&t, rnc__kernels[gen].fn.cell, q8, steps, h0, c0, y0, form);
                     run_cell(&t, kr->fn.cell, q8, steps, h1, c1, y1, form);
                     int ok = 1;
+                    if (q8 && mode >= 6) { /* the static scale is in use: dynamic gives other bits */
+                        float *h2 = malloc(4 * n), *c2 = malloc(4 * n), *y2 = malloc(4 * n);
+                        t.h_scale = 0.0f;
+                        run_cell(&t, rnc__kernels[gen].fn.cell, q8, steps, h2, c2, y2, form);
+                        static_differs += memcmp(h0, h2, 4 * n) != 0;
+                        free(h2); free(c2); free(y2);
+                    }
                     if (q8) {
                         ok = !memcmp(h0, h1, 4 * n) && !memcmp(c0, c1, 4 * n) && !memcmp(y0, y1, 4 * n);
                     } else {
@@ -90,7 +103,7 @@ static void test_cells(void)
                         const double tol = (cmax + 3.0) * ((double)(I + H + 2) * ldexp(1.0, -24) * S) + 1e-6;
                         for (size_t i = 0; i < n; ++i)
                             ok &= fabs(h0[i] - h1[i]) <= tol && fabs(c0[i] - c1[i]) <= tol &&
-                                  y1[i] == (form == RUN_SEQ ? 0.0f : h1[i]);
+                                  y1[i] == (form == RUN_STEP ? h1[i] : 0.0f);
                     }
                     char what[160];
                     snprintf(what, sizeof what, "%s kind=%u reset_after=%u vs generic", kr->name,
@@ -101,6 +114,7 @@ static void test_cells(void)
                 }
         }
         check(cases > 0, kr->name, 0, 0, 0, 0); /* every row reached */
+        if (q8) check(static_differs > 0, kr->name, 0, 0, 0, 8); /* the static-scale cases are not the dynamic ones */
     }
 }
 

@@ -23,6 +23,7 @@
 
 #include "internal.h"
 #include "kernels/activations.h"
+#include "kernels/logf.h"
 #include "rnc_layout.h"
 #include "rnncore.h"
 
@@ -206,18 +207,18 @@ static float sigmoid_fold(float x)
     x = x > RNC_TANH_CLAMP ? RNC_TANH_CLAMP : x;
     x = x < -RNC_TANH_CLAMP ? -RNC_TANH_CLAMP : x;
     const float x2 = x * x;
-    float p = -2.76076847742355e-16f;
-    p = p * x2 + 2.00018790482477e-13f;
-    p = p * x2 + -8.60467152213735e-11f;
-    p = p * x2 + 5.12229709037114e-08f;
-    p = p * x2 + 1.48572235717979e-05f;
-    p = p * x2 + 6.37261928875436e-04f;
-    p = p * x2 + 4.89352455891786e-03f;
+    float p = RNC_TANH_P0;
+    p = p * x2 + RNC_TANH_P1;
+    p = p * x2 + RNC_TANH_P2;
+    p = p * x2 + RNC_TANH_P3;
+    p = p * x2 + RNC_TANH_P4;
+    p = p * x2 + RNC_TANH_P5;
+    p = p * x2 + RNC_TANH_P6;
     p = p * x;
-    float q = 2.0f * 1.19825839466702e-06f;
-    q = q * x2 + 2.0f * 1.18534705686654e-04f;
-    q = q * x2 + 2.0f * 2.26843463243900e-03f;
-    q = q * x2 + 2.0f * 4.89352518554385e-03f;
+    float q = 2.0f * RNC_TANH_Q0;
+    q = q * x2 + 2.0f * RNC_TANH_Q1;
+    q = q * x2 + 2.0f * RNC_TANH_Q2;
+    q = q * x2 + 2.0f * RNC_TANH_Q3;
     return 0.5f + p / q;
 }
 
@@ -448,6 +449,28 @@ static void test_rfft_rows(void)
     printf("  log_mel FFT: planned sizes agree with a double DFT, every row bit-identical to generic\n");
 }
 
+/* log_mel's logarithm (kernels/logf.h) against binary64 log: within 1 ulp on every 61st positive
+ * finite float32 (subnormals included; the sweep over all of them measured 0.83 ulp at most), exact
+ * at 1, C's logf at the special values. */
+static void test_logf(void)
+{
+    double worst = 0.0;
+    for (uint32_t b = 1; b < 0x7f800000u; b += 61) {
+        float x;
+        memcpy(&x, &b, sizeof x);
+        const double want = log((double)x), got = rnc_logf(x);
+        if (want == 0.0) continue;
+        const double ulp = ldexp(1.0, ilogb((float)want) - 23), err = fabs(got - want) / ulp;
+        worst = err > worst ? err : worst;
+    }
+    CHECK(worst <= 1.0, "rnc_logf: %.3f ulp from binary64 log", worst);
+    CHECK(rnc_logf(1.0f) == 0.0f, "rnc_logf(1) = %g", rnc_logf(1.0f));
+    CHECK(rnc_logf(0.0f) == -INFINITY && rnc_logf(-0.0f) == -INFINITY, "rnc_logf(+-0) not -inf");
+    CHECK(isnan(rnc_logf(-1.0f)) && isnan(rnc_logf(-INFINITY)) && isnan(rnc_logf(NAN)), "rnc_logf: NaN cases");
+    CHECK(rnc_logf(INFINITY) == INFINITY, "rnc_logf(inf) = %g", rnc_logf(INFINITY));
+    printf("  log_mel logf: %.3f ulp at most on the sweep, special values as C's logf\n", worst);
+}
+
 /* ------------------------------------------------------------------------ quantisation */
 static void test_quantize(void)
 {
@@ -663,12 +686,15 @@ static void run_vector(const char *dir, const char *name, const char *ext, rnc_i
         }
         free(y2), free(h1);
     } else {
-        /* a reverse layer (cell option) runs whole sequences only, as a bidirectional one */
-        CHECK(rnc_step(&m, &s, (const float *)c.x, y) == (info.bidirectional || m.plan.reverse
-                                                              ? RNC_E_BIDIRECTIONAL
-                                                          : c.uses_ids        ? RNC_E_ARG
-                                                                              : RNC_OK),
-              "%s: step status", name);
+        /* a reverse layer (cell option) runs whole sequences only, as a bidirectional one; a
+         * strided model of the vectors gives no output at a fresh stream's first step (its pooling
+         * window fills; after the run the rows' countdowns differ with their lengths) */
+        if (m.strided) rnc_state_reset(&s);
+        const rnc_status want = info.bidirectional || m.plan.reverse ? RNC_E_BIDIRECTIONAL
+                                : c.uses_ids                        ? RNC_E_ARG
+                                : m.strided                         ? RNC_NO_OUTPUT
+                                                                    : RNC_OK;
+        CHECK(rnc_step(&m, &s, (const float *)c.x, y) == want, "%s: step status", name);
     }
     free(smem), free(scratch), free(y), free(mb.buf), free(cb.buf);
 }
@@ -1325,6 +1351,7 @@ int main(int argc, char **argv)
     test_quantize();
     test_table_ops();
     test_rfft_rows();
+    test_logf();
     test_gemm();
     test_activations(fuzz);
 

@@ -126,7 +126,8 @@ static void test_products(void)
 static void cell_cases(const char *name, rnc_cell_fn fn, int dense_op, const rnc_kernel *serves)
 {
     static const uint32_t shapes[][3] = {{1, 1, 1}, {2, 3, 5}, {3, 17, 16}, {1, 32, 32}, {5, 33, 47},
-                                         {4, 64, 128}, {1, 256, 256}, {16, 20, 24}, {17, 9, 33}};
+                                         {4, 64, 128}, {1, 256, 256}, {16, 20, 24}, {17, 9, 33},
+                                         {1, 40, 72}, {1, 70, 20}};
     static const uint32_t kinds[] = {RNC_RNN_TANH, RNC_RNN_RELU, RNC_GRU, RNC_LSTM};
     const rnc_kernel *gen = &rnc__kernels[rnc__find_kernel(dense_op, RNC_Q8, RNC_ISA_GENERIC)];
     for (size_t o = 0; o < sizeof kinds / sizeof kinds[0]; ++o) {

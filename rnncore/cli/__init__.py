@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--activation", choices=("gemmlowp", "table"), default=None,
                     help="cortex-m: the integer sigmoid/tanh: gemmlowp (TFLite's, default) or table "
                          "(interpolated tables, GRU and RNN only; fewer instructions, docs/integer.md)")
+    ex.add_argument("--input-dtype", choices=("int8", "int16"), default=None,
+                    help="cortex-m: the model input's integer type: int8 (default) or int16 (symmetric, "
+                         "TFLite's 16x8 activations, first layer only; for inputs with a wide range, "
+                         "docs/integer.md)")
     from rnncore import demo
 
     demo.add_arguments(sub.add_parser("demo", parents=[common],
@@ -118,6 +122,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise CLIError("--calibration: only with --target cortex-m (q8 scales: rnncore quantize)")
         if args.activation is not None:
             raise CLIError("--activation: only with --target cortex-m (the integer model's sigmoid/tanh)")
+        if args.input_dtype is not None:
+            raise CLIError(f"--input-dtype {args.input_dtype}: only with --target cortex-m (the integer "
+                           "model's input)")
         from rnncore.io.export_c import export_c
         from rnncore.io.files import MAX_MODEL_BYTES
 

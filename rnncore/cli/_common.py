@@ -154,6 +154,6 @@ def int_calibration(args: argparse.Namespace, spec):
         raise CLIError(f"--calibration {args.calibration}: expected floats of shape (B, T, F), "
                        f"got {x.dtype} {x.shape}")
     try:
-        return qi.calibrate_int(spec, x, lengths)
+        return qi.calibrate_int(spec, x, lengths, input_dtype=getattr(args, "input_dtype", None) or "int8")
     except ValueError as e:
         raise CLIError(f"--calibration {args.calibration}: {e}") from e

@@ -3,7 +3,8 @@ C model for a microcontroller.
 
 The ``.rnc`` file's float model is calibrated on ``X`` (``(B, T, F)`` representative inputs,
 ``--calibration-lengths L.npy`` for their valid steps), quantised to integers
-(:mod:`rnncore.quant.integer`; ``--activation table`` for the table sigmoid/tanh, GRU and RNN)
+(:mod:`rnncore.quant.integer`; ``--activation table`` for the table sigmoid/tanh, GRU and RNN;
+``--input-dtype int16`` for an int16 model input)
 and written as C source by :func:`rnncore.io.export_int_c.export_int_c`: ``kws.c`` (const arrays
 in flash, a static arena) and ``kws.h``. docs/integer.md has the arithmetic, the memory budget
 and how to build it.
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace, budget: dict, activation: str) -> None:
     print(f"{args.output} (+ .h): fully-integer model for Cortex-M: {budget['flash_bytes']} bytes const "
           f"(flash), {budget['arena_bytes']} bytes static arena (state {budget['state_bytes']} + scratch "
-          f"{budget['scratch_bytes']}), {activation} activations")
+          f"{budget['scratch_bytes']}), {activation} activations, {budget.get('input_dtype', 'int8')} input")
 
 
 def _run_int_file(args: argparse.Namespace, model) -> None:
@@ -64,7 +65,7 @@ def _run_int_file(args: argparse.Namespace, model) -> None:
     from rnncore.io.export_int_c import export_int_c
 
     for opt, val in (("--calibration", args.calibration), ("--calibration-lengths", args.calibration_lengths),
-                     ("--activation", args.activation)):
+                     ("--activation", args.activation), ("--input-dtype", args.input_dtype)):
         if val is not None:
             raise CLIError(f"{opt} {val}: {args.model} is already an integer model (precision int8: its "
                            "scales and activations are in the file)")

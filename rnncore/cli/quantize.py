@@ -35,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "docs/q8-contract.md), or int8 (a fully-integer model for microcontrollers, "
                         "needs --calibration; docs/integer.md)")
     add_calibration_arguments(p)
+    p.add_argument("--input-dtype", choices=("int8", "int16"), default=None,
+                   help="--precision int8: the model input's integer type, int8 (default) or int16 "
+                        "(symmetric, TFLite's 16x8 activations, first layer only; for inputs with a "
+                        "wide range, docs/integer.md)")
     p.add_argument("--activation", choices=("gemmlowp", "table"), default=None,
                    help="int8: the integer sigmoid/tanh: gemmlowp (TFLite's, default) or table "
                         "(interpolated tables, GRU and RNN only)")
@@ -118,6 +122,9 @@ def run(args: argparse.Namespace) -> None:
     if args.activation is not None:
         raise CLIError(f"--activation {args.activation}: the integer sigmoid/tanh exists only for "
                        "--precision int8")
+    if args.input_dtype is not None:
+        raise CLIError(f"--input-dtype {args.input_dtype}: the integer input type exists only for "
+                       "--precision int8")
     check_output_path(args.output)
     calibration = load_calibration(args, args.precision)
     out = build(spec_from_rnc(d), args.precision, calibration, args)
@@ -159,5 +166,6 @@ def _run_int8(args: argparse.Namespace, d: dict, n_in: int) -> None:
             f.write(out)
     except OSError as e:
         raise CLIError(f"-o {args.output}: {e.strerror or e}") from e
-    print(f"{args.output}: int8 (fully-integer, {activation} activations), static scales from "
+    print(f"{args.output}: int8 (fully-integer, {activation} activations), {cal.input_dtype} input, "
+          f"static scales from "
           f"{args.calibration}, {len(out)} bytes (from {n_in} bytes f32, {len(out) / n_in:.2f}x)")

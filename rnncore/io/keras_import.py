@@ -26,10 +26,13 @@ activation, imported as a following activation layer; a final softmax/sigmoid â€
 ``strip_final_activation=True``), ``Activation`` / ``ReLU`` layers, the front-end layers
 ``Conv1D``, ``MaxPooling1D``, ``AveragePooling1D``, ``LayerNormalization`` and
 ``BatchNormalization`` (inference; conversions in ``docs/importers.md``), and
-``Dropout``-style layers (ignored). Masks (``Masking``, ``Embedding(mask_zero=True)``)
-become ``lengths``: the model's ``keras_mask`` attribute says how Keras derived the mask and
-:func:`keras_lengths` computes the lengths from a padded batch; only trailing padding is
-expressible (Keras also allows holes in the middle).
+``Dropout``-style layers (ignored). A functional model is read by its wiring
+(``get_config()``'s inbound nodes): a chain of those layers, and ``Add()([x, f(x)])`` residuals
+(``x`` an earlier output of the chain, ``f`` the per-step layers after it) imported as
+``rc.nn.Residual(f)``; any other wiring is refused, naming the layer. Masks (``Masking``,
+``Embedding(mask_zero=True)``) become ``lengths``: the model's ``keras_mask`` attribute says how
+Keras derived the mask and :func:`keras_lengths` computes the lengths from a padded batch; only
+trailing padding is expressible (Keras also allows holes in the middle).
 
 Keras is imported only inside the functions; for a path, set ``KERAS_BACKEND`` before
 calling (any backend works; the tests use ``torch``).
@@ -293,6 +296,70 @@ def _features(d: dict) -> int | None:
 
 
 
+def _wiring(model) -> dict | None:
+    """A functional model's wiring: ``{layer name: [names of the layers whose outputs it reads]}``
+    (its ``get_config()["layers"][...]["inbound_nodes"]``); None for a Sequential model or a layer.
+    A layer called more than once (shared weights) is refused, naming it."""
+    if type(model).__name__ not in ("Functional", "Model") or not hasattr(model, "get_config"):
+        return None
+    try:
+        cfg = model.get_config()
+    except Exception:  # noqa: BLE001 - a subclassed model without a config: no wiring to read
+        return None
+    if not isinstance(cfg, dict) or "layers" not in cfg:
+        return None
+
+    def names(v) -> list:
+        if isinstance(v, dict):
+            tensor = v.get("class_name") == "__keras_tensor__"
+            h = v.get("config", {}).get("keras_history") if tensor else None
+            return [h[0]] if h else [n for x in v.values() for n in names(x)]
+        if isinstance(v, list | tuple):
+            return [n for x in v for n in names(x)]
+        return []
+
+    out = {}
+    for lc in cfg["layers"]:
+        nodes = lc.get("inbound_nodes") or []
+        if len(nodes) > 1:
+            raise ValueError(f"from_keras: layer {lc.get('name')!r} ({lc.get('class_name')}) is called "
+                             f"{len(nodes)} times (shared weights); rnncore imports each layer applied once")
+        out[lc.get("name")] = names(nodes[0]["args"]) if nodes else []
+    return out
+
+
+def _residual(layer, srcs: list, point: dict, cur: str, descr: list, dtype: str) -> list:
+    """A functional ``Add()([x, f(x)])``: the descriptions after the point ``x`` become
+    ``rc.nn.Residual(f)`` (one module description); other wirings are refused, naming the layer."""
+    from rnncore.nn.pointwise import Residual
+
+    name = f"Add {layer.name!r}"
+    if len(srcs) != 2 or srcs.count(cur) != 1:
+        raise ValueError(f"from_keras: {name} adds {srcs}; rnncore imports a residual x + f(x) of two "
+                         f"values, one of them the output of the layer before it ({cur!r}) and the other "
+                         "an earlier output of the chain")
+    x = srcs[0] if srcs[1] == cur else srcs[1]
+    if x not in point:
+        raise ValueError(f"from_keras: {name} adds {x!r}, which is not an earlier output of the chain of "
+                         f"layers leading to {cur!r}")
+    body = descr[point[x]:]
+    if not body:
+        raise ValueError(f"from_keras: {name} adds {x!r} to itself (no layer between): not a residual "
+                         "x + f(x)")
+    bad = [d["kind"] for d in body if d["kind"] not in ("module", "linear")]
+    if bad:
+        raise ValueError(f"from_keras: {name} adds {x!r} to the output of {cur!r}, across a {bad[0]} layer; "
+                         "rnncore's residual x + f(x) wraps per-step layers (Conv1D, Dense, normalisation, "
+                         "activations), not recurrent layers or poolings")
+    modules, _ = _build.build_layers(body, dtype)
+    width = next((f for f in map(_features, reversed(body)) if f), None)
+    try:
+        res = Residual(_build.sequential(modules))
+    except TypeError as e:
+        raise ValueError(f"from_keras: {name}: {e}") from None
+    return descr[:point[x]] + [{"kind": "module", "module": res, "out": width}]
+
+
 def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation: bool = False,
                check: bool = True, seed: int = 0, as_spec: bool = False,
                max_bytes: int = MAX_MODEL_BYTES) -> Module | ModelSpec:
@@ -339,8 +406,25 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     seq = True                      # is the running value still a sequence?
     features = _input_features(model)
     per_step = ("Dense", "Activation", "Softmax", "ReLU", "BatchNormalization", "LayerNormalization")
+    wiring = _wiring(model) if kind not in _MODE else None
+    point: dict = {}   # functional: layer name -> the number of descriptions before its output
+    cur = prev = None
     for i, layer in enumerate(layers):
         k = type(layer).__name__
+        if wiring is not None:   # a functional model: a chain of layers, with Add residuals
+            if prev is not None:
+                point[prev] = len(descr)
+            srcs = wiring.get(layer.name, [])
+            prev = layer.name
+            if k == "Add":
+                descr = _residual(layer, srcs, point, cur, descr, dtype)
+                cur = layer.name
+                continue
+            if k != "InputLayer" and srcs != [cur]:
+                raise ValueError(f"from_keras: layer {layer.name!r} ({k}) reads {srcs}, not the output of "
+                                 f"the layer before it ({cur!r}); rnncore imports a chain of layers, with "
+                                 "residuals Add()([x, f(x)])")
+            cur = layer.name
         if k in _SKIPPED:
             continue
         if descr:   # the newest layer that states its width (a fused activation after a Conv1D does not)
@@ -419,7 +503,8 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                 f"from_keras: unsupported layer {layer.name!r} ({type(layer).__module__}.{k}); supported: "
                 "InputLayer, Masking, Embedding, SimpleRNN, GRU, LSTM, Bidirectional, Conv1D, MaxPooling1D, "
                 "AveragePooling1D, BatchNormalization, LayerNormalization, GlobalAveragePooling1D, Dense, "
-                "TimeDistributed(Dense), Activation, ReLU, Softmax (final), Dropout-style layers")
+                "TimeDistributed(Dense), Activation, ReLU, Softmax (final), Add (a residual x + f(x) of a "
+                "functional model), Dropout-style layers")
     if not any(d["kind"] == "rnn" for d in descr):
         raise ValueError("from_keras: the model has no SimpleRNN/GRU/LSTM layer")
     # go_backwards: Keras returns the outputs in processing order, i.e. ReverseTime + forward layer;

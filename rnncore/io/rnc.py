@@ -550,9 +550,6 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
         if precision == "q4":
             raise ValueError(f"{where}[{n}] ({kind}): the C core runs per-step records in f32 and q8 files "
                              "only (precision='f32' or 'q8')")
-        if precision != "f32" and kind in ("log_mel", "max_pool1d", "avg_pool1d"):
-            raise ValueError(f"{where}[{n}] ({kind}): the C core runs pool_time and log_mel in f32 files "
-                             "only (precision='f32')")
         if kind in ("conv1d", "conv_time"):
             out.append(_plan_conv_time(r, feat, f"{where}[{n}]", precision))
             feat = int(r["out_channels"])
@@ -1735,8 +1732,6 @@ class _Loader:
         """loader.c load_front: a per-step record against the running width."""
         if self.precision == _C_Q4:
             raise self.fail("kind", "FRONT_Q8", kind, _KIND_TEXT[kind])
-        if self.precision == _C_Q8 and _KIND_TEXT[kind] in ("log_mel", "pool_time"):
-            raise self.fail("kind", "FRONT_F32", kind, _KIND_TEXT[kind])
         if len(self.steps) >= _C["FILE_MAX_FRONT"]:
             raise self.fail("kind", "FRONT_COUNT", _C["FILE_MAX_FRONT"])
         name = _KIND_TEXT[kind]

@@ -52,10 +52,12 @@ def _u32(v: int) -> int:
 # reader: the checks of loader.c's load_int_layer / load_int_head, in their order
 
 
-def _int_scale(ld, field: str, bits: int) -> None:
+def _int_scale(ld, field: str, bits: int, max_exp: int | None = None, what: str = "") -> None:
     v = struct.unpack("<d", struct.pack("<Q", bits))[0]
     if not math.isfinite(v) or not v > 0:
         raise ld.fail(field, "NORM_EPS", bits)
+    if max_exp is not None and v > 2.0 ** max_exp:   # loader.c int_scale_max
+        raise ld.fail(field, "INT_SCALE_MAX", bits, max_exp, what)
 
 
 def _int_zero(ld, field: str, bits: int) -> None:
@@ -125,20 +127,27 @@ def load_int_layer(ld, pos: int, size: int) -> None:
     qb = {f: struct.unpack_from("<Q", ld.b, q_at + ci.fields[f].offset)[0]
           for f in ("x_scale", "h_scale", "gate_scale")}
     cf = q["flags"]
-    if cf & ~_C["CELLINT_TABLE"]:
-        raise ld.fail("flags", "FLAGS", cf, _C["CELLINT_TABLE"])
+    s16 = _C["CELLINT_INPUT_S16"]
+    cf_known = _C["CELLINT_TABLE"] | s16
+    if cf & ~cf_known:
+        raise ld.fail("flags", "FLAGS", cf, cf_known)
     if cf & _C["CELLINT_TABLE"] and kind == CELL_KINDS["lstm"]:
         raise ld.fail("flags", "INT_TABLE_LSTM", cf)
+    if cf & s16 and ld.layers:
+        raise ld.fail("flags", "INT_S16_LAYER", cf)
     x_zp, h_zp = _s32(q["x_zp"]), _s32(q["h_zp"])
     xs, hs = q["x_scale"], q["h_scale"]
     _int_scale(ld, "x_scale", qb["x_scale"])
     if ld.layers and qb["x_scale"] != ld.int_h_scale:
         raise ld.fail("x_scale", "INT_SAME", qb["x_scale"], ld.int_h_scale)
-    _int_scale(ld, "h_scale", qb["h_scale"])
+    _int_scale(ld, "h_scale", qb["h_scale"], _C["FILE_INT_MAX_H_SCALE_EXP"],
+               "h_scale (h8 - zp) is a float32 state or output")
     _int_scale(ld, "gate_scale", qb["gate_scale"])
     _int_range(ld, "x_zp", x_zp, -128, 127)
     if ld.layers:
         _int_expect(ld, "x_zp", x_zp, ld.int_h_zp)
+    if cf & s16:
+        _int_expect(ld, "x_zp", x_zp, 0)
     _int_range(ld, "h_zp", h_zp, -128, 127)
     _int_range(ld, "m_h", _s32(q["m_h"]), 0, _I32_TOP)
     _int_range(ld, "e_h", _s32(q["e_h"]), -31, 30)
@@ -163,6 +172,12 @@ def load_int_layer(ld, pos: int, size: int) -> None:
     ld.get_ref("s_hh", w["s_hh"], 0)
     b_ih = _get_ints(ld, "b_ih", w["b_ih"], rows, 4, -_MAX_BIAS, _MAX_BIAS)
     b_hh = _get_ints(ld, "b_hh", w["b_hh"], rows, 4, -_MAX_BIAS, _MAX_BIAS)
+    if cf & s16:   # int32 accumulation of int8 W_ih times int16 x
+        bound = np.abs(w_ih.reshape(rows, n_in).astype(np.int64)).sum(axis=1) * 32768 + np.abs(
+            b_ih.astype(np.int64))
+        if np.any(bound > _I32_TOP):
+            i = int(np.argmax(bound > _I32_TOP))
+            raise ld.fail("w_ih", "INT_S16_BOUND", i, int(bound[i]), _I32_TOP)
     ld.dir = None
     m_ih = _get_ints(ld, "m_ih", q["m_ih"], rows, 4, 0, _I32_TOP)
     e_ih = _get_ints(ld, "e_ih", q["e_ih"], rows, 1, -31, 30)
@@ -176,7 +191,8 @@ def load_int_layer(ld, pos: int, size: int) -> None:
             "m_h": _s32(q["m_h"]), "e_h": _s32(q["e_h"]), "x_scale": xs, "x_zp": x_zp, "h_scale": hs,
             "h_zp": h_zp, "linear_before_reset": bool(lf & ra) or kind != CELL_KINDS["gru"],
             "m_rh": _s32(q["m_rh"]), "e_rh": _s32(q["e_rh"]), "gate_scale": q["gate_scale"],
-            "activation": "table" if cf & _C["CELLINT_TABLE"] else "gemmlowp"}
+            "activation": "table" if cf & _C["CELLINT_TABLE"] else "gemmlowp",
+            "input_dtype": "int16" if cf & s16 else "int8"}
     if kind == CELL_KINDS["lstm"]:
         cell["cell_shift"], cell["cell_clip"] = _s32(q["cell_shift"]), _s32(q["cell_clip"])
     ld.layers.append({"flags": lf, "int": cell})
@@ -203,7 +219,8 @@ def load_int_head(ld, pos: int, size: int) -> None:
         raise ld.fail("activation", "INT_ACT", act)
     _int_zero(ld, "in_scale", r["in_scale"])
     q = li.unpack(ld.b, q_at)
-    _int_scale(ld, "out_scale", struct.unpack_from("<Q", ld.b, q_at + li.fields["out_scale"].offset)[0])
+    _int_scale(ld, "out_scale", struct.unpack_from("<Q", ld.b, q_at + li.fields["out_scale"].offset)[0],
+               _C["FILE_INT_MAX_OUT_SCALE_EXP"], "out_scale y_q is a float32 output")
     w = _get_s8(ld, "weight", r["weight"], n_out * n_in)
     ld.get_ref("scale", r["scale"], 0)
     b = _get_ints(ld, "bias", r["bias"], n_out, 4, -_MAX_BIAS, _MAX_BIAS)
@@ -271,6 +288,9 @@ def write_int_rnc(model: Any) -> bytes:
         for name, v in (("input_size", c.input_size), ("hidden_size", c.hidden_size)):
             if not 1 <= v <= _MAX_COLS:
                 raise ValueError(f"write_int_rnc: layer {k} {name}: expected 1..{_MAX_COLS}, got {v}")
+        if k and c.input_dtype != "int8":
+            raise ValueError(f"write_int_rnc: layer {k} input_dtype: expected 'int8' (an int16 input is "
+                             f"for the first layer only), got {c.input_dtype!r}")
         if k and (c.x_scale != cells[k - 1].h_scale or c.x_zp != cells[k - 1].h_zp):
             raise ValueError(f"write_int_rnc: layer {k} x_scale / x_zp: expected the previous layer's "
                              f"h_scale / h_zp ({cells[k - 1].h_scale!r}, {cells[k - 1].h_zp}), got "
@@ -298,7 +318,9 @@ def write_int_rnc(model: Any) -> bytes:
         r += cw.pack(w_ih=t[0], w_hh=t[1], b_ih=t[2], b_hh=t[3])
         mt = {f: blob.add(arr(getattr(c, f), np.int32 if f[0] == "m" else np.int8))
               for f in ("m_ih", "e_ih", "m_hh", "e_hh")}
-        r += ci.pack(flags=_C["CELLINT_TABLE"] if c.activation == "table" else 0, x_zp=_u32(c.x_zp),
+        cflags = (_C["CELLINT_TABLE"] if c.activation == "table" else 0) | (
+            _C["CELLINT_INPUT_S16"] if c.input_dtype == "int16" else 0)
+        r += ci.pack(flags=cflags, x_zp=_u32(c.x_zp),
                      h_zp=_u32(c.h_zp), m_h=_u32(c.m_h), e_h=_u32(c.e_h),
                      m_rh=_u32(c.m_rh if gru else 0), e_rh=_u32(c.e_rh if gru else 0),
                      cell_shift=_u32(c.cell_shift if lstm else 0), cell_clip=_u32(c.cell_clip if lstm else 0),

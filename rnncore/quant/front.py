@@ -28,12 +28,18 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
 * ``layer_norm``: ``s`` the left-to-right float32 sum of ``x``, ``mean = s / n``, ``v`` the
   left-to-right sum of ``(x - mean)^2``, ``r = 1 / sqrt(v / n + eps)``,
   ``y = ((x - mean) * r) * w + b``;
-* ``scale_shift``: ``y = x * scale + shift``.
+* ``scale_shift``: ``y = x * scale + shift``;
+* ``log_mel`` (float32, as in an f32 file): the power spectrum of ``window * x`` by the C core's
+  real FFT (:func:`log_mel_rows`, its operations in its order), the filters' sums left to right,
+  then the C core's own ``logf`` (:func:`rnc_logf`);
+* ``pool_time`` (max / average over time, unpadded; whole sequences): ``y_i[c] = max_j`` or
+  ``(sum_j) / k`` of ``x_{i*stride + j*dilation}[c]``, the sum in tap order (:func:`pool_time_seq`).
 
 Every operation is one float32 operation, rounded (the C core: ``-ffp-contract=off``), so the C
 rows equal these bit for bit, with one exception: sigmoid, tanh and the gelus call the C
 library's ``expf``/``tanhf``/``erff``, whose last bit may differ from NumPy's (relu, hardsigmoid,
-magnitude, layer_norm, scale_shift and the convolution are exact).
+magnitude, layer_norm, scale_shift, pooling, the convolution and log_mel, whose log is the C
+core's own polynomial, are exact).
 """
 
 from __future__ import annotations
@@ -114,6 +120,242 @@ def conv_time_q8(rec: dict, x: np.ndarray) -> np.ndarray:
     return epilogue(acc, sx, np.asarray(rec["scale"], F32), np.asarray(rec["bias"], F32))
 
 
+# ---- log_mel: the C core's real FFT (csrc/src/kernels/f32_fft_generic.c), operation by operation
+
+_H3 = F32(0.866025403784438647)
+_C51, _C52 = F32(0.309016994374947424), F32(-0.809016994374947424)
+_S51, _S52 = F32(0.951056516295153572), F32(0.587785252292473129)
+_HALF = F32(0.5)
+_MAX_PASSES = 16   # rnc_front_op.fft_radix
+
+
+def fft_plan(n_fft: int, cos: np.ndarray, sin: np.ndarray) -> list | None:
+    """rnc__fft_plan: the radices of the complex FFT of ``n_fft / 2`` points (4s, at most one 2,
+    3s, 5s), or None when the C core takes the tables' product instead (``n_fft`` odd, a prime
+    factor above 5 in ``n_fft / 2``, or tables ``cos, sin (n_fft/2 + 1, n_fft)`` that are not the
+    DFT's within the C core's tolerances)."""
+    n = int(n_fft)
+    nf = n // 2 + 1
+    if n % 2 or nf < 2:
+        return None
+    m, radix = n // 2, []
+    for p in (4, 2, 3, 5):
+        while m % p == 0 and len(radix) < _MAX_PASSES:
+            radix.append(p)
+            m //= p
+            if p == 2:
+                break
+    if m != 1:
+        return None
+    c1, s1 = _roots(cos, sin, n)
+    ph = 2 * np.pi * np.arange(nf) / n
+    if not (np.all(np.abs(c1[:nf].astype(np.float64) - np.cos(ph)) <= 1e-6)
+            and np.all(np.abs(s1[:nf].astype(np.float64) + np.sin(ph)) <= 1e-6)):
+        return None
+    kj = (np.arange(nf)[:, None] * np.arange(nf)[None, :]) % n
+    ok = (np.abs(np.asarray(cos, F32)[:, :nf] - c1[kj]) <= F32(2e-6)) & \
+         (np.abs(np.asarray(sin, F32)[:, :nf] - s1[kj]) <= F32(2e-6))
+    return radix if ok.all() else None
+
+
+def _roots(cos: np.ndarray, sin: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``e^{-2 pi i m / n}`` for every ``m < n`` from column 1 of the stored tables (f32_fft_generic.c
+    ``root``: rows ``m <= n/2``, the others mirrored)."""
+    m = np.arange(n)
+    q = np.where(m <= n // 2, m, n - m)
+    c = np.asarray(cos, F32)[q, 1]
+    s = np.asarray(sin, F32)[q, 1]
+    return c, np.where(m <= n // 2, s, -s).astype(F32)
+
+
+def _butterfly(p: int, ar: list, ai: list) -> tuple[list, list]:
+    """bf2 .. bf5 of f32_fft_generic.c (float32, their order of operations)."""
+    if p == 2:
+        return [ar[0] + ar[1], ar[0] - ar[1]], [ai[0] + ai[1], ai[0] - ai[1]]
+    if p == 3:
+        sr, si = ar[1] + ar[2], ai[1] + ai[2]
+        dr, di = ar[1] - ar[2], ai[1] - ai[2]
+        mr, mi = ar[0] - _HALF * sr, ai[0] - _HALF * si
+        return [ar[0] + sr, mr + _H3 * di, mr - _H3 * di], [ai[0] + si, mi - _H3 * dr, mi + _H3 * dr]
+    if p == 4:
+        t0r, t0i = ar[0] + ar[2], ai[0] + ai[2]
+        t1r, t1i = ar[0] - ar[2], ai[0] - ai[2]
+        t2r, t2i = ar[1] + ar[3], ai[1] + ai[3]
+        t3r, t3i = ar[1] - ar[3], ai[1] - ai[3]
+        return ([t0r + t2r, t1r + t3i, t0r - t2r, t1r - t3i], [t0i + t2i, t1i - t3r, t0i - t2i, t1i + t3r])
+    s14r, s14i = ar[1] + ar[4], ai[1] + ai[4]
+    d14r, d14i = ar[1] - ar[4], ai[1] - ai[4]
+    s23r, s23i = ar[2] + ar[3], ai[2] + ai[3]
+    d23r, d23i = ar[2] - ar[3], ai[2] - ai[3]
+    m1r, m1i = ar[0] + _C51 * s14r + _C52 * s23r, ai[0] + _C51 * s14i + _C52 * s23i
+    m2r, m2i = ar[0] + _C52 * s14r + _C51 * s23r, ai[0] + _C52 * s14i + _C51 * s23i
+    n1r, n1i = _S51 * d14r + _S52 * d23r, _S51 * d14i + _S52 * d23i
+    n2r, n2i = _S52 * d14r - _S51 * d23r, _S52 * d14i - _S51 * d23i
+    return ([ar[0] + s14r + s23r, m1r + n1i, m2r + n2i, m2r - n2i, m1r - n1i],
+            [ai[0] + s14i + s23i, m1i - n1r, m2i - n2r, m2i + n2r, m1i + n1r])
+
+
+def power_spectrum(x: np.ndarray, window: np.ndarray, cos: np.ndarray, sin: np.ndarray, power: int,
+                   radix: list) -> np.ndarray:
+    """rnc__rfft_power: rows ``x (N, n_fft)`` float32 -> ``|X[k]|^power (N, n_fft/2 + 1)`` of the DFT
+    ``X`` of ``window * x``, by the C core's FFT (Stockham passes of ``radix``, then the split of
+    the ``n_fft/2``-point complex transform into the real one), every operation a float32 one."""
+    x = np.asarray(x, F32)
+    n = x.shape[-1]
+    M = n // 2
+    c, s = _roots(cos, sin, n)
+    w = np.asarray(window, F32)
+    re, im = w[0::2] * x[:, 0::2], w[1::2] * x[:, 1::2]
+    Ns = 1
+    for p in radix:
+        L = M // p
+        j = np.arange(L)
+        k = j % Ns
+        ar = [re[:, j + r * L] for r in range(p)]
+        ai = [im[:, j + r * L] for r in range(p)]
+        if Ns > 1:
+            step = n // (Ns * p)
+            for r in range(1, p):
+                wr, wi = c[(r * k * step) % n], s[(r * k * step) % n]
+                xr, xi = ar[r], ai[r]
+                ar[r], ai[r] = xr * wr - xi * wi, xr * wi + xi * wr
+        yr, yi = _butterfly(p, ar, ai)
+        re2, im2 = np.empty_like(re), np.empty_like(im)
+        base = (j - k) * p + k
+        for r in range(p):
+            re2[:, base + r * Ns], im2[:, base + r * Ns] = yr[r], yi[r]
+        re, im = re2, im2
+        Ns *= p
+    out = np.empty((x.shape[0], M + 1), F32)
+    x0, xm = re[:, 0] + im[:, 0], re[:, 0] - im[:, 0]
+    out[:, 0], out[:, M] = x0 * x0, xm * xm
+    k = np.arange(1, M // 2 + 1)
+    q = M - k
+    fer, fei = _HALF * (re[:, k] + re[:, q]), _HALF * (im[:, k] - im[:, q])
+    dr, di = _HALF * (re[:, k] - re[:, q]), _HALF * (im[:, k] + im[:, q])
+    for_, foi = di, -dr
+    wr, wi = c[k], s[k]
+    tr, ti = for_ * wr - foi * wi, for_ * wi + foi * wr
+    ar_, ai_, br, bi = fer + tr, fei + ti, fer - tr, fei - ti
+    out[:, k] = ar_ * ar_ + ai_ * ai_
+    out[:, q] = br * br + bi * bi   # k = q = M/2: this one, as in C
+    return np.sqrt(out) if int(power) == 1 else out
+
+
+def rnc_logf(x: np.ndarray) -> np.ndarray:
+    """The C core's float32 natural logarithm (csrc/src/kernels/logf.h ``rnc_logf``), elementwise,
+    one float32 operation per C operation, so its bits are the C core's on every machine.
+
+    ``x = 2^e m``, ``m`` in ``[sqrt(1/2), sqrt(2))`` from the bits (subnormals scaled by ``2^23``
+    first), ``f = m - 1``, ``log x = e ln2 + f - f^2/2 + f^3 P(f)`` with Cephes' degree-8 ``P``
+    and ``ln2 = 0.693359375 - 2.12194440e-4``; ``log(+-0) = -inf``, ``log(x < 0) = NaN``,
+    ``log(inf) = inf``, ``log(NaN) = NaN``."""
+    x = np.asarray(x, F32)
+    with np.errstate(all="ignore"):
+        sub = x < F32(1.17549435e-38)                 # below FLT_MIN (zero and negatives too)
+        xs = np.where(sub, x * F32(8388608.0), x).astype(F32)
+        t = xs.view(np.uint32) + np.uint32(0x004AFB0D)
+        e = ((t >> np.uint32(23)).astype(np.int32) - 127).astype(F32) - np.where(sub, F32(23), F32(0))
+        m = ((t & np.uint32(0x007FFFFF)) + np.uint32(0x3F3504F3)).astype(np.uint32).view(F32)
+        f = m - F32(1)
+        z = f * f
+        p = np.full_like(f, F32(7.0376836292e-2))
+        for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+                  -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):
+            p = p * f + F32(c)
+        y = p * f * z
+        y = y + e * F32(-2.12194440e-4)
+        y = y - F32(0.5) * z
+        r = f + y
+        r = r + e * F32(0.693359375)
+        r = np.where(x == np.inf, x, r)
+        return np.where(x > 0, r, np.where(x == 0, F32(-np.inf), F32(np.nan))).astype(F32)
+
+
+def log_mel_rows(rec: dict, x: np.ndarray) -> np.ndarray:
+    """A log_mel record (read_rnc's description: ``window``, ``cos``, ``sin``, ``fb``, ``power``,
+    ``log``, ``log_offset``, ``amin``) on frames ``x (N, n_fft)`` float32 -> ``(N, n_mels)``, as
+    model.c ``log_mel_row`` by the FFT: ``mel[m] = sum_k fb[k, m] p[k]`` left to right over the
+    filter's nonzero span, then ``logf(mel + log_offset)`` or ``(10 / ln 10) logf(max(mel, amin))``
+    (``logf`` = :func:`rnc_logf`).
+    A size the C core takes by the tables' product (its ISA's f32 GEMM row) has no bit-exact form
+    here: ``ValueError``."""
+    t = rec.get("tensors", rec)
+    cos, sin = np.asarray(t["cos"], F32), np.asarray(t["sin"], F32)
+    n = int(rec["n_fft"])
+    radix = fft_plan(n, cos, sin)
+    if radix is None:
+        raise ValueError(f"log_mel: n_fft {n} runs by the tables' product in the C core (the ISA's f32 GEMM "
+                         "row: no bit-exact NumPy form); the FFT takes an even n_fft whose half has no prime "
+                         "factor above 5")
+    p = power_spectrum(x, t["window"], cos, sin, int(rec.get("power", 2)), radix)
+    from rnncore.io.rnc import mel_spans
+
+    fb = np.asarray(t["fb"], F32)
+    span, _ = mel_spans(fb)
+    mel = np.zeros((p.shape[0], fb.shape[1]), F32)
+    for m, (first, count) in enumerate(span):
+        if count:
+            mel[:, m] = _seq_sum(fb[first:first + count, m] * p[:, first:first + count])
+    log = rec.get("log", "log")
+    if log == "log":
+        return rnc_logf(mel + F32(rec.get("log_offset", 1e-6)))
+    if log == "db":
+        amin = F32(rec.get("amin", 1e-10))
+        return F32(4.34294481903251828) * rnc_logf(np.where(mel > amin, mel, amin))   # RNC_DB_PER_NEPER
+    return mel
+
+
+# ---- pooling over time and the output lengths of strided records ------------------------------
+
+def pool_time_seq(rec: dict, x: np.ndarray) -> np.ndarray:
+    """model.c ``pool_time_row`` over whole sequences: ``x (B, T, C)`` -> ``(B, T_out, C)``,
+    ``y_i[c] = max_j x_{i*stride + j*dilation}[c]`` (the first largest) or the float32 sum over
+    ``j`` in tap order from 0 divided by ``k``; ``T_out = (T - P - 1) // stride + 1`` (0 when
+    ``T <= P``), ``P = dilation (k - 1)``."""
+    x = np.asarray(x)
+    k, dl = int(rec["kernel_size"]), int(rec.get("dilation", 1))
+    st = int(rec.get("stride", k))
+    P = dl * (k - 1)
+    T = x.shape[1]
+    n = (T - P - 1) // st + 1 if T > P else 0
+    i = np.arange(n) * st
+    taps = [x[:, i + j * dl] for j in range(k)]
+    kind = str(rec.get("kind", rec.get("op", ""))).lower()
+    if kind in ("max_pool1d", "max"):
+        y = taps[0]
+        for v in taps[1:]:
+            y = np.where(v > y, v, y)
+        return y
+    acc = np.zeros_like(taps[0])
+    for v in taps:
+        acc = acc + v
+    return acc / x.dtype.type(k)
+
+
+def _strides(records: list) -> list:
+    """Each strided record's (P, stride, causal conv): P the steps before its first output."""
+    out = []
+    for r in records:
+        kind = str(r.get("kind", "")).lower()
+        if kind in ("max_pool1d", "avg_pool1d", "pool_time"):
+            k, dl = int(r["kernel_size"]), int(r.get("dilation", 1))
+            out.append((dl * (k - 1), int(r.get("stride", k)), False))
+        elif kind in ("conv1d", "conv_time") and int(r.get("stride", 1)) > 1:
+            out.append((0, int(r["stride"]), True))
+    return out
+
+
+def out_lengths(records: list, lengths: np.ndarray) -> np.ndarray:
+    """The output steps per sequence of ``lengths`` input steps through ``records`` (docs/c-api.md,
+    "Steps without an output"): a pooling ``(L - P - 1) // stride + 1`` (0 for ``L <= P``), a
+    strided causal conv ``ceil(L / stride)``, every other record ``L``."""
+    n = np.asarray(lengths, np.int64)
+    for P, st, conv in _strides(records):
+        n = -(-n // st) if conv else np.where(n > P, (n - P - 1) // st + 1, 0)
+    return n
+
+
 def _seq_sum(v: np.ndarray) -> np.ndarray:
     """The left-to-right float32 sum along the last axis, from 0 (the C loop's order)."""
     return np.cumsum(v, axis=-1, dtype=F32)[..., -1] if v.shape[-1] else np.zeros(v.shape[:-1], F32)
@@ -163,6 +405,8 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
             raise ValueError("step_record: a frame_conv kept in float32 has no bit-exact NumPy form "
                              "(its product is the ISA's f32 GEMM row)")
         return frame_conv_q8({**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"]}, x)
+    if kind == "log_mel":
+        return log_mel_rows(rec, x)
     if kind == "magnitude":
         M = x.shape[-1] // 2
         re, im = x[..., :M], x[..., M:]
@@ -177,8 +421,9 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
 
 
 def step_records(records: list, x: np.ndarray) -> np.ndarray:
-    """Rows ``x (..., F)`` through ``records`` in order (leading axes kept); a conv_time record
-    needs whole sequences, ``x (B, T, F)`` (a step alone has no window: ``ValueError``)."""
+    """Rows ``x (..., F)`` through ``records`` in order (leading axes kept); a conv_time or pooling
+    record needs whole sequences, ``x (B, T, F)`` (a step alone has no window: ``ValueError``), and a
+    pooling leaves ``T_out`` steps (:func:`pool_time_seq`)."""
     x = np.asarray(x, F32)
     lead = x.shape[:-1]
     y = x.reshape(-1, x.shape[-1])
@@ -186,7 +431,14 @@ def step_records(records: list, x: np.ndarray) -> np.ndarray:
     for rec in records:
         inputs.append(y)
         kind = str(rec["kind"]).lower()
-        if kind == "residual":
+        if kind in ("max_pool1d", "avg_pool1d", "pool_time"):
+            if len(lead) != 2:
+                raise ValueError("step_records: a pooling over time needs whole sequences (B, T, F), "
+                                 f"got {x.shape}")
+            y = pool_time_seq(rec, y.reshape(*lead, -1))
+            lead = y.shape[:2]
+            y = y.reshape(-1, y.shape[-1])
+        elif kind == "residual":
             y = y + inputs[len(inputs) - 1 - int(rec["span"])]
         elif kind in ("conv1d", "conv_time"):
             if len(lead) != 2:
@@ -207,7 +459,8 @@ def float_step_records(records: list, x: np.ndarray) -> np.ndarray:
     """The per-step records (``rc.nn`` layers' ``record()`` dicts, as a float
     :class:`~rnncore.spec.ModelSpec` holds them) in float64, on ``x (B, T, F)`` (or rows ``(B, F)``
     without conv1d): the float model the records describe, for calibration (rnncore.quant.calibrate
-    measures the recurrent layers' and the head's inputs after them)."""
+    measures the recurrent layers' and the head's inputs after them); a pooling or a strided conv1d
+    leaves fewer steps (:func:`out_lengths`)."""
     y = np.asarray(x, np.float64)
     lead = y.shape[:-1]
     y = y.reshape(-1, y.shape[-1])
@@ -234,7 +487,11 @@ def float_step_records(records: list, x: np.ndarray) -> np.ndarray:
                 out[..., gi * cog:(gi + 1) * cog] = np.einsum(
                     "btck,ock->bto", taps[:, :, gi * cg:(gi + 1) * cg], w[gi * cog:(gi + 1) * cog])
             b = t.get("bias")
-            y = out.reshape(-1, co) + (0 if b is None else np.asarray(b, np.float64))
+            out = out + (0 if b is None else np.asarray(b, np.float64))
+            st = int(rec.get("stride", 1))   # a strided causal conv: the outputs at t = 0, s, 2s, ...
+            out = out[:, ::st]
+            lead = out.shape[:2]
+            y = out.reshape(-1, co)
         elif kind in ("frame_conv1d", "frame_conv"):
             ci, co, k, L = (int(rec[f]) for f in ("in_channels", "out_channels", "kernel_size",
                                                   "frame_length"))
@@ -254,6 +511,12 @@ def float_step_records(records: list, x: np.ndarray) -> np.ndarray:
         elif kind == "magnitude":
             M = y.shape[-1] // 2
             y = np.sqrt(y[:, :M] ** 2 + y[:, M:] ** 2)
+        elif kind in ("max_pool1d", "avg_pool1d", "pool_time"):
+            if len(lead) != 2:
+                raise ValueError(f"a pooling over time needs whole sequences (B, T, F), got {x.shape}")
+            y = pool_time_seq(rec, y.reshape(*lead, -1))
+            lead = y.shape[:2]
+            y = y.reshape(-1, y.shape[-1])
         elif kind == "log_mel":
             u = y * np.asarray(t["window"], np.float64)
             re, im = u @ np.asarray(t["cos"], np.float64).T, u @ np.asarray(t["sin"], np.float64).T

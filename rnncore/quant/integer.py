@@ -8,6 +8,8 @@ model is quantised (scales -> multipliers) and when int8 values are read back as
 Representation (``q`` an integer, ``s`` its real scale, ``zp`` its zero point)::
 
     x  ~= s_x (x8 - zp_x)          int8, asymmetric (TFLite's activations)
+    x  ~= s_x x16                  or, model input only (``input_dtype="int16"``): int16,
+                                   symmetric (zp_x = 0, |x16| <= 32767, TFLite's 16x8 activations)
     h  ~= s_h (h8 - zp_h)          int8, asymmetric
     W  ~= s_w[r] W8[r, :]          int8, symmetric, one scale per row r (per-channel)
     gates: int16 Q3.12             value = g16 / 2^12 (TFLite's LSTM gate scale without layer norm)
@@ -20,7 +22,14 @@ Products (all through one int8 x int8 -> int32 routine, the C ``rnc_s8_matvec_fn
     acc[r] = b_eff[r] + sum_k W8[r, k] x8[k]
     b_eff[r] = round(b[r] / (s_x s_w[r])) - zp_x sum_k W8[r, k]      (folds the zero point)
 
-so ``acc[r] s_x s_w[r] ~= (W x + b)[r]``. A gate pre-activation sums the input and recurrent
+so ``acc[r] s_x s_w[r] ~= (W x + b)[r]``. With an int16 input (first layer only) the input
+product is the same sum on ``x16``: ``acc_ih[r] = b_ih[r] + sum_k W8[r, k] x16[k]``, ``b_ih[r] =
+round(b[r] / (s_x s_w[r]))`` (no zero point), in int32 because every row keeps::
+
+    |b_ih[r]| + 2^15 sum_k |W8[r, k]| <= 2^31 - 1      (I 127 2^15 + |b| < 2^31: I <= 511 at b = 0)
+
+(``IntCell.validate``, the C ``rnc_int_cell_check`` and both file readers refuse a row that does
+not). A gate pre-activation sums the input and recurrent
 parts, each requantised to Q3.12 with saturation, in TFLite's order::
 
     g16 = sat16(MBQM(acc_ih, m_ih, e_ih))                M_ih[r] = s_x s_wih[r] / 2^-12
@@ -72,6 +81,8 @@ from rnncore.spec import ModelSpec, spec_from_model
 GATE_SHIFT = -12                     # gate pre-activations: Q3.12
 GATE_INT_BITS = 3
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+INPUT_DTYPES = ("int8", "int16")        # IntCell.input_dtype: the first layer's input
+INT32_MAX = 2**31 - 1
 ACTIVATIONS = ("gemmlowp", "table")     # IntCell.activation: the sigmoid / tanh family
 _GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
@@ -124,6 +135,7 @@ class IntCell:
     e_rh: int = 0
     gate_scale: float = 2.0 ** GATE_SHIFT   # RNN ReLU: calibrated; otherwise 2^-12
     activation: str = "gemmlowp"  # sigmoid / tanh: gemmlowp's (TFLite) or "table" (GRU, RNN)
+    input_dtype: str = "int8"     # x: "int8" (asymmetric) or "int16" (symmetric, x_zp = 0)
 
     @property
     def gates(self) -> int:
@@ -153,6 +165,17 @@ class IntCell:
             raise ValueError("IntCell.activation: 'table' is for GRU and RNN cells (Q3.12 inputs); "
                              "the LSTM's tanh(c) takes 15 + cell_shift integer bits, expected "
                              "'gemmlowp' for an LSTM")
+        if self.input_dtype not in INPUT_DTYPES:
+            raise ValueError(f"IntCell.input_dtype: expected one of {INPUT_DTYPES}, got {self.input_dtype!r}")
+        if self.input_dtype == "int16":
+            if self.x_zp != 0:
+                raise ValueError(f"IntCell.x_zp: an int16 input is symmetric, expected 0, got {self.x_zp}")
+            bound = (np.abs(np.asarray(self.b_ih, np.int64))
+                     + (1 << 15) * np.abs(np.asarray(self.w_ih, np.int64)).sum(axis=1))
+            if np.any(bound > INT32_MAX):
+                r = int(np.argmax(bound))
+                raise ValueError(f"IntCell.w_ih: an int16 input needs |b_ih[r]| + 2^15 sum_k |w_ih[r, k]| "
+                                 f"<= {INT32_MAX} (int32 accumulation), row {r} has {int(bound[r])}")
         if self.cell == "lstm" and not -15 <= self.cell_shift <= -9:
             raise ValueError(f"IntCell.cell_shift: expected in [-15, -9] (tanh of the cell takes 0 to 6 "
                              f"integer bits, as TFLite), got {self.cell_shift}")
@@ -170,14 +193,20 @@ def _gates(cell: IntCell, x8: np.ndarray, h8: np.ndarray, rows: slice) -> np.nda
     return fx.sat16(fx.mbqm(acc_hh, cell.m_hh[rows], cell.e_hh[rows]) + g)
 
 
+def _input(cell: IntCell, x) -> np.ndarray:
+    """x as the cell's input dtype (int8, or int16 with ``input_dtype="int16"``)."""
+    return np.asarray(x, np.int16 if cell.input_dtype == "int16" else np.int8)
+
+
 def int_cell_step(cell: IntCell, x8: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """One integer step: ``x8 (B, I)`` int8 and the state -> the new state (``state[0]`` is h8).
+    """One integer step: ``x8 (B, I)`` int8 (int16 for ``input_dtype="int16"``) and the state
+    -> the new state (``state[0]`` is h8).
 
     State: LSTM ``(h8 int8, c16 int16)``, GRU ``(h8 int8, h16 int16)``, RNN ``(h8 int8,)``,
     each ``(B, H)``.
     """
     H = cell.hidden_size
-    x8 = np.asarray(x8, np.int8)
+    x8 = _input(cell, x8)
     h8 = np.asarray(state[0], np.int8)
     sig, tanh = fx.sigmoid_q15, fx.tanh_q15
     if cell.activation == "table":       # Q3.12 inputs only (GRU, RNN): int_bits is always 3
@@ -227,8 +256,9 @@ def int_cell_step(cell: IntCell, x8: np.ndarray, state: tuple[np.ndarray, ...]) 
 
 
 def int_cell_sequence(cell: IntCell, x8: np.ndarray, state=None) -> tuple[np.ndarray, tuple]:
-    """``x8 (B, T, I)`` int8 -> ``h8 (B, T, H)`` int8 and the final state."""
-    x8 = np.asarray(x8, np.int8)
+    """``x8 (B, T, I)`` int8 (int16 for ``input_dtype="int16"``) -> ``h8 (B, T, H)`` int8 and
+    the final state."""
+    x8 = _input(cell, x8)
     state = cell.zero_state(x8.shape[0]) if state is None else state
     out = np.zeros((x8.shape[0], x8.shape[1], cell.hidden_size), np.int8)
     for t in range(x8.shape[1]):
@@ -244,6 +274,18 @@ def int_cell_sequence(cell: IntCell, x8: np.ndarray, state=None) -> tuple[np.nda
 def quantize_s8(v: np.ndarray, scale: float, zp: int) -> np.ndarray:
     """``clamp(round(v / scale) + zp, -128, 127)`` (round half to even), int8 (TFLite's QUANTIZE)."""
     return np.clip(np.rint(np.asarray(v, np.float64) / scale) + zp, -128, 127).astype(np.int8)
+
+
+def quantize_s16(v: np.ndarray, scale: float) -> np.ndarray:
+    """``clamp(round(v / scale), -32767, 32767)`` (round half to even), int16, symmetric: the
+    int16 input (TFLite's 16x8 activations, zero point 0, -32768 unused)."""
+    return np.clip(np.rint(np.asarray(v, np.float64) / scale), -32767, 32767).astype(np.int16)
+
+
+def symmetric_params_s16(lo: float, hi: float) -> tuple[float, int]:
+    """int16 scale and zero point (always 0) covering ``[lo, hi]``: ``s = max(|lo|, |hi|) / 32767``."""
+    m = max(abs(float(lo)), abs(float(hi)))
+    return (m / 32767.0 if m > 0 else 1.0 / 32767), 0
 
 
 def dequantize_s8(q: np.ndarray, scale: float, zp: int) -> np.ndarray:
@@ -280,7 +322,8 @@ def _bias_eff(b: np.ndarray | None, W8: np.ndarray, s_in: float, s_w: np.ndarray
 
 def quantize_cell(cell: str, weight_ih, weight_hh, bias_ih, bias_hh, *, x_range: tuple[float, float],
                   h_range: tuple[float, float], c_absmax: float = 1.0, pre_absmax: float = 1.0,
-                  linear_before_reset: bool = True, activation: str = "gemmlowp") -> IntCell:
+                  linear_before_reset: bool = True, activation: str = "gemmlowp",
+                  input_dtype: str = "int8") -> IntCell:
     """A float cell (PyTorch layout, ``W (G*H, in)``) as an :class:`IntCell`.
 
     Parameters
@@ -292,13 +335,17 @@ def quantize_cell(cell: str, weight_ih, weight_hh, bias_ih, bias_hh, *, x_range:
     activation : ``"gemmlowp"`` (TFLite's int16 sigmoid / tanh, the default) or ``"table"``
         (257-entry interpolated tables, :func:`~rnncore.quant.fixedpoint.sigmoid_table_q15`;
         GRU and RNN only)
+    input_dtype : ``"int8"`` (asymmetric, the default) or ``"int16"`` (symmetric,
+        :func:`symmetric_params_s16`; the accumulation bound of the module docstring is checked)
     """
     if cell not in CELLS:
         raise ValueError(f"quantize_cell: cell expected one of {CELLS}, got {cell!r}")
     w_ih8, s_wih = _quantize_rows(weight_ih)
     w_hh8, s_whh = _quantize_rows(weight_hh)
     H = w_hh8.shape[1]
-    s_x, zp_x = asymmetric_params(*x_range)
+    if input_dtype not in INPUT_DTYPES:
+        raise ValueError(f"quantize_cell: input_dtype expected one of {INPUT_DTYPES}, got {input_dtype!r}")
+    s_x, zp_x = (symmetric_params_s16 if input_dtype == "int16" else asymmetric_params)(*x_range)
     if cell in ("lstm", "gru", "rnn_tanh"):
         h_range = (max(h_range[0], -1.0), min(h_range[1], 1.0))   # bounded by tanh / the blend
     s_h, zp_h = asymmetric_params(*h_range)
@@ -310,7 +357,7 @@ def quantize_cell(cell: str, weight_ih, weight_hh, bias_ih, bias_hh, *, x_range:
     c = IntCell(cell, w_ih8.shape[1], H, w_ih8, w_hh8,
                 _bias_eff(bias_ih, w_ih8, s_x, s_wih, zp_x), _bias_eff(bias_hh, w_hh8, s_h, s_whh, zp_h),
                 m_ih, e_ih, m_hh, e_hh, 0, 0, s_x, zp_x, s_h, zp_h, linear_before_reset,
-                gate_scale=gate_scale, activation=activation)
+                gate_scale=gate_scale, activation=activation, input_dtype=input_dtype)
     if cell == "lstm":
         c.cell_shift = int(np.clip(math.ceil(math.log2(max(c_absmax, 2.0 ** -15))) - 15, -15, -9))
         c.m_h, c.e_h = fx.quantize_multiplier(2.0 ** -30 / s_h)
@@ -369,20 +416,31 @@ class IntModel:
     last_step: bool = False
     x_scale: float = field(init=False, default=1.0)
     x_zp: int = field(init=False, default=0)
+    input_dtype: str = field(init=False, default="int8")
 
     def __post_init__(self):
         self.x_scale, self.x_zp = self.layers[0].x_scale, self.layers[0].x_zp
+        self.input_dtype = self.layers[0].input_dtype
+
+    def quantize_input(self, X: np.ndarray) -> np.ndarray:
+        """Float inputs as the first layer's integers: :func:`quantize_s8` or, for
+        ``input_dtype="int16"``, :func:`quantize_s16` with the model's input scale."""
+        if self.input_dtype == "int16":
+            return quantize_s16(X, self.x_scale)
+        return quantize_s8(X, self.x_scale, self.x_zp)
 
 
 @dataclass
 class IntCalibration:
     """Ranges measured on the float model: per layer input (min, max), h (min, max), max |c|
-    (LSTM), max |pre-activation| (RNN ReLU)."""
+    (LSTM), max |pre-activation| (RNN ReLU); ``input_dtype``, the model input's integer type
+    the input range was chosen for (``calibrate_int``)."""
 
     x_range: list[tuple[float, float]]
     h_range: list[tuple[float, float]]
     c_absmax: list[float]
     pre_absmax: list[float]
+    input_dtype: str = "int8"
 
 
 def _float_step(cell: str, lbr: bool, w, x, h, c):
@@ -471,7 +529,8 @@ def float_sequence(spec: ModelSpec, X: np.ndarray, lengths=None, record=None) ->
 INPUT_RANGES = ("mse", "minmax")     # calibrate_int(input_range=...)
 
 
-def mse_range(v: np.ndarray, candidates: int = 100, max_values: int = 1 << 20) -> tuple[float, float]:
+def mse_range(v: np.ndarray, candidates: int = 100, max_values: int = 1 << 20,
+              dtype: str = "int8") -> tuple[float, float]:
     """The int8 range of the values ``v`` (any shape) whose quantisation error is smallest::
 
         (lo, hi) = argmin over a in {1/n, 2/n, ..., 1} of  mean((dq(q(v)) - v)^2)
@@ -480,23 +539,37 @@ def mse_range(v: np.ndarray, candidates: int = 100, max_values: int = 1 << 20) -
     Both ends shrink by the same factor (the zero point keeps its place); values outside are
     clipped. ``a = 1`` is min/max, so the result is never worse than min/max on ``v``. More than
     ``max_values`` values are subsampled with a fixed stride.
+
+    ``dtype="int16"``: the same search for the symmetric int16 input (65535 levels,
+    :func:`symmetric_params_s16` / :func:`quantize_s16`), over ``(lo, hi) = a (-m, m)``,
+    ``m = max |v|``.
     """
+    if dtype not in INPUT_DTYPES:
+        raise ValueError(f"mse_range: dtype expected one of {INPUT_DTYPES}, got {dtype!r}")
     v = np.asarray(v, np.float64).ravel()
     if v.size == 0:
         raise ValueError("mse_range: v expected at least one value, got an empty array")
     if v.size > max_values:
         v = v[:: -(-v.size // max_values)]
     lo0, hi0 = float(v.min()), float(v.max())
+    if dtype == "int16":
+        hi0 = max(abs(lo0), abs(hi0))
+        lo0 = -hi0
     best = (np.inf, lo0, hi0)
     for a in np.arange(candidates, 0, -1) / candidates:
-        s, zp = asymmetric_params(a * lo0, a * hi0)
-        err = float(np.mean((dequantize_s8(quantize_s8(v, s, zp), s, zp) - v) ** 2))
+        if dtype == "int16":
+            s, _ = symmetric_params_s16(a * lo0, a * hi0)
+            err = float(np.mean((s * quantize_s16(v, s).astype(np.float64) - v) ** 2))
+        else:
+            s, zp = asymmetric_params(a * lo0, a * hi0)
+            err = float(np.mean((dequantize_s8(quantize_s8(v, s, zp), s, zp) - v) ** 2))
         if err < best[0]:
             best = (err, a * lo0, a * hi0)
     return best[1], best[2]
 
 
-def calibrate_int(model, X: np.ndarray, lengths=None, input_range: str = "mse") -> IntCalibration:
+def calibrate_int(model, X: np.ndarray, lengths=None, input_range: str = "mse",
+                  input_dtype: str = "int8") -> IntCalibration:
     """Ranges for :func:`quantize_int_model` from representative inputs ``X (B, T, I)`` (valid
     steps ``t < lengths`` only).
 
@@ -505,11 +578,18 @@ def calibrate_int(model, X: np.ndarray, lengths=None, input_range: str = "mse") 
     outliers) or ``"minmax"`` (min and max of X, TFLite's post-training rule). Every other range
     (h, the LSTM cell, ReLU pre-activations) is the min / max seen.
 
+    ``input_dtype``: the model input's integer type the input range is chosen for, ``"int8"``
+    (asymmetric, 255 steps) or ``"int16"`` (symmetric, 65534 steps: ``"minmax"`` gives
+    ``(-m, m)``, ``m = max |X|``; ``"mse"`` searches ``a (-m, m)`` with the int16 quantiser).
+    :func:`quantize_int_model` builds the input layer for it.
+
     The same data rules as the q8 :func:`~rnncore.quant.calibrate` (its degenerate-data checks
     warn with :class:`~rnncore.quant.CalibrationWarning`).
     """
     if input_range not in INPUT_RANGES:
         raise ValueError(f"calibrate_int: input_range expected one of {INPUT_RANGES}, got {input_range!r}")
+    if input_dtype not in INPUT_DTYPES:
+        raise ValueError(f"calibrate_int: input_dtype expected one of {INPUT_DTYPES}, got {input_dtype!r}")
     import warnings
 
     from rnncore.quant.calibrate import CalibrationWarning, _degenerate
@@ -538,18 +618,28 @@ def calibrate_int(model, X: np.ndarray, lengths=None, input_range: str = "mse") 
     if input_range == "mse":
         T = X.shape[1]
         lens = np.full(X.shape[0], T) if lengths is None else np.asarray(lengths)
-        xr[0] = mse_range(X[np.arange(T)[None, :] < lens[:, None]])
-    return IntCalibration(xr, hr, ca, pa)
+        xr[0] = mse_range(X[np.arange(T)[None, :] < lens[:, None]], dtype=input_dtype)
+    elif input_dtype == "int16":
+        m = max(abs(xr[0][0]), abs(xr[0][1]))
+        xr[0] = (-m, m)
+    return IntCalibration(xr, hr, ca, pa, input_dtype)
 
 
-def quantize_int_model(model, calibration: IntCalibration, activation: str = "gemmlowp") -> IntModel:
+def quantize_int_model(model, calibration: IntCalibration, activation: str = "gemmlowp",
+                       input_dtype: str | None = None) -> IntModel:
     """The :class:`IntModel` of a float model (``rc.nn`` model or :class:`ModelSpec`).
 
     ``activation``: the sigmoid / tanh of every layer, ``"gemmlowp"`` (TFLite's) or ``"table"``
-    (GRU and RNN layers only; an LSTM layer is refused).
+    (GRU and RNN layers only; an LSTM layer is refused). ``input_dtype``: the model input's
+    integer type, ``"int8"`` or ``"int16"`` (the first layer's input only; deeper layers take
+    the previous layer's int8 h); None takes ``calibration.input_dtype``.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"quantize_int_model: activation expected one of {ACTIVATIONS}, got {activation!r}")
+    input_dtype = calibration.input_dtype if input_dtype is None else input_dtype
+    if input_dtype not in INPUT_DTYPES:
+        raise ValueError(f"quantize_int_model: input_dtype expected one of {INPUT_DTYPES}, "
+                         f"got {input_dtype!r}")
     spec = spec_from_model(model)
     _check_unidirectional(spec)
     layers = []
@@ -560,7 +650,8 @@ def quantize_int_model(model, calibration: IntCalibration, activation: str = "ge
         cell = quantize_cell(layer.cell, w.weight_ih, w.weight_hh, w.bias_ih, w.bias_hh,
                              x_range=x_range or (0.0, 1.0), h_range=calibration.h_range[k],
                              c_absmax=calibration.c_absmax[k], pre_absmax=calibration.pre_absmax[k],
-                             linear_before_reset=layer.reset_after, activation=activation)
+                             linear_before_reset=layer.reset_after, activation=activation,
+                             input_dtype=input_dtype if k == 0 else "int8")
         if k > 0:
             cell = _requantize_input(cell, layer, layers[-1])
         layers.append(cell)
@@ -589,7 +680,8 @@ def _requantize_input(cell: IntCell, layer, prev: IntCell) -> IntCell:
 
 
 def int_forward(model: IntModel, X: np.ndarray, lengths=None) -> tuple[np.ndarray, np.ndarray]:
-    """Integer inference on float inputs ``X (B, T, I)`` (quantised with the model's input scale);
+    """Integer inference on float inputs ``X (B, T, I)`` (quantised with the model's input scale
+    and type, :meth:`IntModel.quantize_input`);
     last-step pooling takes each sequence's step ``lengths - 1``.
 
     Returns
@@ -598,7 +690,7 @@ def int_forward(model: IntModel, X: np.ndarray, lengths=None) -> tuple[np.ndarra
         layer's h dequantised; (B, O) with last-step pooling, else (B, T, O)
     h8 : the last layer's int8 h sequence (B, T, H)
     """
-    x8 = quantize_s8(X, model.x_scale, model.x_zp)
+    x8 = model.quantize_input(X)
     for cell in model.layers:
         x8, _ = int_cell_sequence(cell, x8)
     h8 = x8

@@ -657,8 +657,13 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
     bsz, steps = x.shape[:2]
     lengths = np.full(bsz, steps) if lengths is None else np.asarray(lengths)
     if (_is_q8(model) or per_step_float) and model.front:   # the valid steps, zero rows past a length
+        from rnncore.quant.front import out_lengths
+
         valid = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
-        x = np.where(valid, _steps(model, "front", np.where(valid, x, 0), per_step_float), 0).astype(dt)
+        x = _steps(model, "front", np.where(valid, x, 0), per_step_float)
+        lengths = out_lengths(model.front, lengths)   # a pooling or strided conv: its output steps
+        steps = x.shape[1]
+        x = np.where((np.arange(steps)[None, :] < lengths[:, None])[..., None], x, 0).astype(dt)
     state = normalize_state(model, state, bsz, dt)
     final, k = [], 0
     valid = np.arange(steps)[None, :] < lengths[:, None]
@@ -699,6 +704,8 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
         x = np.where(valid[..., None], _steps(model, "post", x, per_step_float), 0).astype(dt)
     if model.last_step:
         idx = np.clip(lengths - 1, 0, None)
+        if steps == 0:   # a front-end that left no step: every sequence pools a zero vector
+            x = np.zeros((bsz, 1, x.shape[2]), x.dtype)
         pooled = x[np.arange(bsz), idx]
         if model.last_step_bidirectional:
             half = x.shape[2] // 2

@@ -221,6 +221,20 @@ int rnc_int_cell_check(const rnc_int_cell *c) {
         return RNC_INT_E_ARG;
     if (c->cell == RNC_INT_LSTM && (c->cell_shift < -15 || c->cell_shift > -9 || c->cell_clip < 0))
         return RNC_INT_E_ARG;
+    if (c->input_dtype != RNC_INT_IN_S8 && c->input_dtype != RNC_INT_IN_S16) return RNC_INT_E_ARG;
+    if (c->input_dtype == RNC_INT_IN_S16) { /* int32 accumulation of int8 W_ih times int16 x */
+        /* |b| <= lim keeps a row within the bound whatever its weights (I 2^7 2^15 <= sum); the
+         * exact sum only for the rows above */
+        const int64_t lim = (int64_t)INT32_MAX - ((int64_t)c->input_size << 22);
+        for (int r = 0; r < G * c->hidden_size; r++) {
+            const int64_t b = c->b_ih[r] < 0 ? -(int64_t)c->b_ih[r] : c->b_ih[r];
+            if (b <= lim) continue;
+            const int8_t *w = c->w_ih + (long)r * c->input_size;
+            int64_t s = 0;
+            for (int k = 0; k < c->input_size; k++) s += w[k] < 0 ? -(int64_t)w[k] : w[k];
+            if (s * 32768 + b > INT32_MAX) return RNC_INT_E_ARG;
+        }
+    }
     for (int r = 0; r < G * c->hidden_size; r++)
         if (c->e_ih[r] < -31 || c->e_ih[r] > 30 || c->e_hh[r] < -31 || c->e_hh[r] > 30 || c->m_ih[r] < 0 ||
             c->m_hh[r] < 0)
@@ -242,7 +256,7 @@ static void requant(int16_t *g, const int32_t *acc, const int32_t *m, const int8
         for (int r = 0; r < n; r++) g[r] = (int16_t)sat16(mbqm(acc[r], m[r], e[r]));
 }
 
-int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
+int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8, int8_t *h8,
                      int16_t *s16, void *scratch, size_t scratch_bytes) {
     rnc_int_frame f;
     const int status = rnc_int_frame_open(&f, c, matvec, x8, h8, s16, scratch, scratch_bytes);
@@ -252,7 +266,7 @@ int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_
     int16_t *g = f.g;
     int8_t *rh8 = f.rh8;
 
-    rnc_int_preactivations(&f, c, matvec, requant, x8, h8); /* int_step_common.h */
+    rnc_int_preactivations(&f, c, matvec, rnc_s8s16_matvec_portable, requant, x8, h8); /* int_step_common.h */
     if (c->cell == RNC_INT_LSTM) {
         const int cell_int_bits = 15 + c->cell_shift;
         for (int k = 0; k < H; k++) {
@@ -305,7 +319,7 @@ int rnc_int_cell_run(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_
     return RNC_INT_OK;
 }
 
-int rnc_int_cell_step(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8, int8_t *h8,
+int rnc_int_cell_step(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8, int8_t *h8,
                       int16_t *s16, void *scratch, size_t scratch_bytes) {
     if (rnc_int_cell_check(c) != RNC_INT_OK) return RNC_INT_E_ARG;
     return rnc_int_cell_run(c, matvec, x8, h8, s16, scratch, scratch_bytes);

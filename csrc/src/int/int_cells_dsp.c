@@ -221,7 +221,7 @@ static inline int16_t requant1(int32_t a, const int32_t *m, const int8_t *e, con
  * unpacked once into v16 (rnc_s8_dsp_unpack): each pass's four sums are requantised from
  * registers, no int32 sums in memory, no call per block; the same sums and the same
  * requantisation as matvec + requant */
-static inline void gate_part4(int16_t *g, const int8_t *W, int cols, const int32_t *b, const int32_t *m,
+static inline __attribute__((always_inline)) void gate_part4(int16_t *g, const int8_t *W, int cols, const int32_t *b, const int32_t *m,
                               const int8_t *e, const int32_t *v16, const int8_t *v, int rows, int add) {
     for (int r = 0; r < rows; r += 4) {
         rnc_s8_dsp_sums4 s = {b[r], b[r + 1], b[r + 2], b[r + 3]};
@@ -230,6 +230,42 @@ static inline void gate_part4(int16_t *g, const int8_t *W, int cols, const int32
         g[r + 1] = requant1(s.a1, m, e, g, r + 1, add);
         g[r + 2] = requant1(s.a2, m, e, g, r + 2, add);
         g[r + 3] = requant1(s.a3, m, e, g, r + 3, add);
+    }
+}
+
+/* an int16 x[0, cols & ~3) in rnc_s8_dsp_unpack's layout: per 4 columns the words (x0, x2) and
+ * (x1, x3) of the pairs (x0, x1), (x2, x3) (PKHBT / PKHTB), for rnc_s8_dsp_rows4_x16 */
+static inline void unpack_s16(int32_t *x16, const int16_t *x, int cols) {
+    for (int c = 0; c + 4 <= cols; c += 4, x16 += 2) {
+        uint32_t a, b;
+        __builtin_memcpy(&a, x + c, 4);
+        __builtin_memcpy(&b, x + c + 2, 4);
+        x16[0] = (int32_t)((a & 0xFFFFu) | (b << 16));
+        x16[1] = (int32_t)((a >> 16) | (b & 0xFFFF0000u));
+    }
+}
+
+/* gate_part4 of the int16 input (add 0): its last cols % 4 columns in C, the rest by the same
+ * 4-row pass on x unpacked by unpack_s16 (int8 W times int16 x: SMLAD's exact products, the sums
+ * within int32 by rnc_int_cell_check's bound) */
+static inline void gate_part4_s16(int16_t *g, const int8_t *W, int cols, const int32_t *b, const int32_t *m,
+                                  const int8_t *e, const int32_t *v16, const int16_t *x, int rows) {
+    const int c4 = cols & ~3;
+    for (int r = 0; r < rows; r += 4) {
+        const int8_t *w = W + (long)r * cols;
+        rnc_s8_dsp_sums4 s = {b[r], b[r + 1], b[r + 2], b[r + 3]};
+        if (c4 != cols)
+            for (int k = c4; k < cols; k++) {
+                s.a0 += (int32_t)w[k] * x[k];
+                s.a1 += (int32_t)w[cols + k] * x[k];
+                s.a2 += (int32_t)w[2 * cols + k] * x[k];
+                s.a3 += (int32_t)w[3 * cols + k] * x[k];
+            }
+        s = rnc_s8_dsp_rows4_x16(s, w, cols, v16, (const int8_t *)0, c4);
+        g[r] = requant1(s.a0, m, e, g, r, 0);
+        g[r + 1] = requant1(s.a1, m, e, g, r + 1, 0);
+        g[r + 2] = requant1(s.a2, m, e, g, r + 2, 0);
+        g[r + 3] = requant1(s.a3, m, e, g, r + 3, 0);
     }
 }
 
@@ -244,6 +280,27 @@ static __attribute__((noinline)) void preactivations4(const rnc_int_frame *f, co
     gate_part4(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, x8, f->G * H, 0);
     rnc_s8_dsp_unpack(f->acc, h8, H);
     gate_part4(f->g, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, f->acc, h8, whole, 1);
+}
+
+/* preactivations4 with an int16 x (RNC_INT_IN_S16): x rearranged by unpack_s16 for the same
+ * pass (with I % 4 == 0 gate_part4 itself, whose int8 x is then never read; else
+ * gate_part4_s16), then h8 as there */
+static __attribute__((noinline)) void preactivations4_s16(const rnc_int_frame *f, const rnc_int_cell *c,
+                                                          const int16_t *x16, const int8_t *h8) {
+    const int H = f->H;
+    const int whole = c->cell == RNC_INT_LSTM ? 4 * H : c->cell == RNC_INT_GRU ? 2 * H : H;
+    unpack_s16(f->acc, x16, f->I);
+    if (f->I & 3) gate_part4_s16(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, x16, f->G * H);
+    else gate_part4(f->g, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, f->acc, (const int8_t *)x16, f->G * H, 0);
+    rnc_s8_dsp_unpack(f->acc, h8, H);
+    gate_part4(f->g, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, f->acc, h8, whole, 1);
+}
+
+/* rnc_int_preactivations with any other products row (or shapes the fused pass does not take),
+ * out of line so that the fused path's caller stays as it was */
+static __attribute__((noinline)) void preactivations_any(const rnc_int_frame *f, const rnc_int_cell *c,
+                                                         rnc_s8_matvec_fn matvec, const void *x, const int8_t *h8) {
+    rnc_int_preactivations(f, c, matvec, rnc_s8s16_matvec_portable, requant, x, h8); /* int_step_common.h */
 }
 
 /* TFLite CwiseMul(a, b, shift) = (int16_t)RDBPOT(a b, shift) */
@@ -295,7 +352,7 @@ static inline int16_t n_table_lbr(int32_t a, const int16_t *gr, const int16_t *g
     return (int16_t)tanh_table1(clamp16(gn[k] + cwise_mul_shift(r, g_hn, 15)));
 }
 
-int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8,
                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
     rnc_int_frame f;
     const int status = rnc_int_frame_open(&f, c, matvec, x8, h8, s16, scratch, scratch_bytes);
@@ -309,8 +366,9 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
 
     /* the DSP products row itself: its 4-row passes inline (gate_part4) */
     const int fused = matvec == rnc_s8_matvec_dsp && H % 4 == 0 && f.I <= 2 * H;
-    if (fused) preactivations4(&f, c, x8, h8);
-    else rnc_int_preactivations(&f, c, matvec, requant, x8, h8); /* int_step_common.h */
+    if (!fused) preactivations_any(&f, c, matvec, x8, h8);
+    else if (c->input_dtype == RNC_INT_IN_S16) preactivations4_s16(&f, c, (const int16_t *)x8, h8);
+    else preactivations4(&f, c, (const int8_t *)x8, h8);
     if (c->cell == RNC_INT_LSTM) {
         int16_t *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
         sigmoid_block(gi, gi, 2 * H, GATE_INT_BITS); /* i, f */
@@ -382,7 +440,7 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
     return RNC_INT_OK;
 }
 
-int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8,
                           int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
     if (rnc_int_cell_check(c) != RNC_INT_OK) return RNC_INT_E_ARG;
     return rnc_int_cell_run_dsp(c, matvec, x8, h8, s16, scratch, scratch_bytes);

@@ -24,6 +24,49 @@ static inline void gate_tanh(const rnc_int_cell *c, int16_t *y, const int16_t *x
     else rnc_s16_tanh_mve(y, x, n, GATE_INT_BITS);
 }
 
+/* The int16 input's product (s8_matvec.h's rnc_s8s16_matvec_fn): VLDRB.S16 widens eight int8
+ * weights to int16 lanes and VMLADAVA.S16 adds their eight exact products with int16 x to a
+ * 32-bit sum (within int32 by rnc_int_cell_check's bound); four rows per pass share each vector
+ * of x; the last cols % 8 columns through a tail predicate (VCTP.16: no element read past a row
+ * or past x) */
+static __attribute__((noinline)) void s8s16_matvec_mve(int32_t *y, const int8_t *W, int ldw, const int32_t *bias, const int16_t *x,
+                             int rows, int cols) {
+    const int c8 = cols & ~7;
+    const mve_pred16_t tail = vctp16q((uint32_t)(cols - c8));
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const int8_t *w0 = W + (long)r * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        int32_t a0 = bias[r], a1 = bias[r + 1], a2 = bias[r + 2], a3 = bias[r + 3];
+        int c = 0;
+        for (; c < c8; c += 8) {
+            const int16x8_t xv = vld1q_s16(x + c);
+            a0 = vmladavaq_s16(a0, vldrbq_s16(w0 + c), xv);
+            a1 = vmladavaq_s16(a1, vldrbq_s16(w1 + c), xv);
+            a2 = vmladavaq_s16(a2, vldrbq_s16(w2 + c), xv);
+            a3 = vmladavaq_s16(a3, vldrbq_s16(w3 + c), xv);
+        }
+        if (c < cols) {
+            const int16x8_t xv = vldrhq_z_s16(x + c, tail);
+            a0 = vmladavaq_s16(a0, vldrbq_z_s16(w0 + c, tail), xv);
+            a1 = vmladavaq_s16(a1, vldrbq_z_s16(w1 + c, tail), xv);
+            a2 = vmladavaq_s16(a2, vldrbq_z_s16(w2 + c, tail), xv);
+            a3 = vmladavaq_s16(a3, vldrbq_z_s16(w3 + c, tail), xv);
+        }
+        y[r] = a0;
+        y[r + 1] = a1;
+        y[r + 2] = a2;
+        y[r + 3] = a3;
+    }
+    for (; r < rows; r++) {
+        const int8_t *w0 = W + (long)r * ldw;
+        int32_t a0 = bias[r];
+        int c = 0;
+        for (; c < c8; c += 8) a0 = vmladavaq_s16(a0, vldrbq_s16(w0 + c), vld1q_s16(x + c));
+        if (c < cols) a0 = vmladavaq_s16(a0, vldrbq_z_s16(w0 + c, tail), vldrhq_z_s16(x + c, tail));
+        y[r] = a0;
+    }
+}
+
 /* TFLite CwiseMul(a, b, shift) = (int16_t)RDBPOT(a b, shift), 1 <= shift <= 31, on four lanes
  * (the int16 wrap is the caller's truncating store or an explicit one) */
 static inline int32x4_t cwise_mul_shift4(int32x4_t a, int32x4_t b, int shift) {
@@ -46,7 +89,7 @@ static inline void store_h8(int8_t *h8, int32x4_t v, const rnc_int_cell *c, mve_
     vstrbq_p_s32(h8, y, p);
 }
 
-int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8,
                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
     rnc_int_frame f;
     const int status = rnc_int_frame_open(&f, c, matvec, x8, h8, s16, scratch, scratch_bytes);
@@ -56,7 +99,7 @@ int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
     int16_t *g = f.g;
     int8_t *rh8 = f.rh8;
 
-    rnc_int_preactivations(&f, c, matvec, rnc_s32_requant_s16_mve, x8, h8); /* int_step_common.h */
+    rnc_int_preactivations(&f, c, matvec, s8s16_matvec_mve, rnc_s32_requant_s16_mve, x8, h8); /* int_step_common.h */
     if (c->cell == RNC_INT_LSTM) {
         int16_t *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
         rnc_s16_sigmoid_mve(gi, gi, 2 * H, GATE_INT_BITS); /* i, f */
@@ -132,7 +175,7 @@ int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
     return RNC_INT_OK;
 }
 
-int rnc_int_cell_step_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+int rnc_int_cell_step_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8,
                           int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes) {
     if (rnc_int_cell_check(c) != RNC_INT_OK) return RNC_INT_E_ARG;
     return rnc_int_cell_run_mve(c, matvec, x8, h8, s16, scratch, scratch_bytes);

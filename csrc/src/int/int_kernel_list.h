@@ -19,9 +19,9 @@
 #include "s8_kernel_list.h"
 
 #if defined(RNC_S8_HAVE_DSP)
-int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+int rnc_int_cell_step_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8,
                           int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes);
-int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8,
                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes);
 #define RNC_INT_STEPS_DSP(X) X(rnc_int_cell_step_dsp, "dsp")
 #else
@@ -29,9 +29,9 @@ int rnc_int_cell_run_dsp(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const i
 #endif
 
 #if defined(RNC_S8_HAVE_MVE)
-int rnc_int_cell_step_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+int rnc_int_cell_step_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8,
                           int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes);
-int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const int8_t *x8,
+int rnc_int_cell_run_mve(const rnc_int_cell *c, rnc_s8_matvec_fn matvec, const void *x8,
                          int8_t *h8, int16_t *s16, void *scratch, size_t scratch_bytes);
 #define RNC_INT_STEPS_MVE(X) X(rnc_int_cell_step_mve, "mve")
 #else

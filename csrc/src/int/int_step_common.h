@@ -3,7 +3,7 @@
  * block's products through the caller's rnc_s8_matvec_fn, then the row's own requantisation (the
  * one part that differs per core) — in TFLite's order:
  *
- *   g = sat16(MBQM(W_ih x8 + b_ih, M_ih))           every gate
+ *   g = sat16(MBQM(W_ih x8 + b_ih, M_ih))           every gate (x16 for RNC_INT_IN_S16)
  *   g = sat16(MBQM(W_hh h8 + b_hh, M_hh) + g)       the gates that add their recurrent part whole
  *                                                   (LSTM: all four; GRU: r and z; RNN: its one)
  *
@@ -31,7 +31,7 @@ typedef struct {
 /* The checks every step row makes on every call (the cell's own fields are rnc_int_cell_check's,
  * once): RNC_INT_OK with f filled in, RNC_INT_E_ARG or RNC_INT_E_SCRATCH. */
 static inline int rnc_int_frame_open(rnc_int_frame *f, const rnc_int_cell *c, rnc_s8_matvec_fn matvec,
-                                     const int8_t *x8, const int8_t *h8, const int16_t *s16, void *scratch,
+                                     const void *x8, const int8_t *h8, const int16_t *s16, void *scratch,
                                      size_t scratch_bytes) {
     if (!c || !matvec || !x8 || !h8) return RNC_INT_E_ARG;
     f->G = rnc_int_gates(c->cell);
@@ -46,6 +46,19 @@ static inline int rnc_int_frame_open(rnc_int_frame *f, const rnc_int_cell *c, rn
     return RNC_INT_OK;
 }
 
+/* y[r] = bias[r] + sum_c W[r ldw + c] x[c] on an int16 x (s8_matvec.h's rnc_s8s16_matvec_fn),
+ * plain C: the int16 input's product of the portable and MVE steps, and of the DSP step when it
+ * does not run its own */
+static inline void rnc_s8s16_matvec_portable(int32_t *y, const int8_t *W, int ldw, const int32_t *bias,
+                                             const int16_t *x, int rows, int cols) {
+    for (int r = 0; r < rows; r++) {
+        const int8_t *w = W + (long)r * ldw;
+        int32_t acc = bias[r];
+        for (int c = 0; c < cols; c++) acc += (int32_t)w[c] * (int32_t)x[c];
+        y[r] = acc;
+    }
+}
+
 /* g[r] = sat16(MBQM(W[r] v + b[r])) for r < rows or, with add, sat16(MBQM(...) + g[r]); `block`
  * rows per product call */
 static inline void rnc_int_gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn matvec, rnc_int_requant_fn requant,
@@ -58,12 +71,21 @@ static inline void rnc_int_gate_part(int16_t *g, int32_t *acc, rnc_s8_matvec_fn 
     }
 }
 
-/* The pre-activations of a step (above) into f->g; h8 is only read */
+/* The pre-activations of a step (above) into f->g; x (int8, or int16 through matvec16) and h8
+ * are only read */
 static inline void rnc_int_preactivations(const rnc_int_frame *f, const rnc_int_cell *c, rnc_s8_matvec_fn matvec,
-                                          rnc_int_requant_fn requant, const int8_t *x8, const int8_t *h8) {
+                                          rnc_s8s16_matvec_fn matvec16, rnc_int_requant_fn requant,
+                                          const void *x, const int8_t *h8) {
     const int H = f->H;
     const int whole = c->cell == RNC_INT_LSTM ? 4 * H : c->cell == RNC_INT_GRU ? 2 * H : H;
-    rnc_int_gate_part(f->g, f->acc, matvec, requant, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih, x8, f->G * H, H, 0);
+    if (c->input_dtype == RNC_INT_IN_S16)
+        for (int r0 = 0; r0 < f->G * H; r0 += H) {
+            matvec16(f->acc, c->w_ih + (long)r0 * f->I, f->I, c->b_ih + r0, (const int16_t *)x, H, f->I);
+            requant(f->g + r0, f->acc, c->m_ih + r0, c->e_ih + r0, 0, H);
+        }
+    else
+        rnc_int_gate_part(f->g, f->acc, matvec, requant, c->w_ih, f->I, c->b_ih, c->m_ih, c->e_ih,
+                          (const int8_t *)x, f->G * H, H, 0);
     rnc_int_gate_part(f->g, f->acc, matvec, requant, c->w_hh, H, c->b_hh, c->m_hh, c->e_hh, h8, whole, H, 1);
 }
 

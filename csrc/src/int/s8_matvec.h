@@ -20,4 +20,10 @@ typedef void (*rnc_s8_matvec_fn)(int32_t *y, const int8_t *W, int ldw, const int
 void rnc_s8_matvec_generic(int32_t *y, const int8_t *W, int ldw, const int32_t *bias,
                            const int8_t *x, int rows, int cols);
 
+/* The same sums on an int16 x (the int16 model input): exact in int32 only while every row keeps
+ * |bias[r]| + 2^15 sum_c |W[r, c]| <= 2^31 - 1, which rnc_int_cell_check checks once. The
+ * portable one is int_step_common.h's rnc_s8s16_matvec_portable. */
+typedef void (*rnc_s8s16_matvec_fn)(int32_t *y, const int8_t *W, int ldw, const int32_t *bias,
+                                    const int16_t *x, int rows, int cols);
+
 #endif

@@ -12,16 +12,12 @@
 #include "s8_kernel_list.h"
 
 #if defined(RNC_S8_HAVE_DSP)
-/* Four columns of the rows w0, w0 + ldw, w2, w2 + ldw (sums a0, a1, a2, a3) at xp, advancing xp,
- * w0 and w2 by 4: xv = the word of x, xe = SXTB16(xv) (in xv), xo = SXTB16(xv, ROR #8); per row
- * v = its word, a_k = SMLAD(SXTB16(v, ROR #8), xo, SMLAD(SXTB16(v), xe, a_k)). 5 LDR, 10 SXTB16,
- * 8 SMLAD; each row's load is issued between the previous row's two SMLADs, so that no
- * instruction waits for a load (Cortex-M4: a load's result is ready one cycle after the next). */
-#define RNC_DSP_4COLS                               \
-    "ldr    %[xv], [%[xp]], #4\n\t"                 \
-    "ldr    %[v], [%[w0], %[ldw]]\n\t"              \
-    "sxtb16 %[xo], %[xv], ror #8\n\t"               \
-    "sxtb16 %[xv], %[xv]\n\t"                       \
+/* The four rows' products once x's word is unpacked into xv (SXTB16(x): columns 0, 2) and xo
+ * (SXTB16(x, ROR #8): columns 1, 3) and the first row's word (w0 + ldw) is in v: per row
+ * a_k = SMLAD(SXTB16(v, ROR #8), xo, SMLAD(SXTB16(v), xv, a_k)), each next row's load issued
+ * between the previous row's two SMLADs; w0 and w2 advance by 4. Shared by RNC_DSP_4COLS and
+ * RNC_DSP_4COLS_X16, which differ only in how x gets into xv, xo. */
+#define RNC_DSP_4ROWS                               \
     "sxtb16 %[vo], %[v], ror #8\n\t"                \
     "sxtb16 %[v], %[v]\n\t"                         \
     "smlad  %[a1], %[v], %[xv], %[a1]\n\t"          \
@@ -41,6 +37,18 @@
     "sxtb16 %[v], %[v]\n\t"                         \
     "smlad  %[a2], %[v], %[xv], %[a2]\n\t"          \
     "smlad  %[a2], %[vo], %[xo], %[a2]\n\t"
+
+/* Four columns of the rows w0, w0 + ldw, w2, w2 + ldw (sums a0, a1, a2, a3) at xp, advancing xp,
+ * w0 and w2 by 4: xv = the word of x, xe = SXTB16(xv) (in xv), xo = SXTB16(xv, ROR #8); per row
+ * v = its word, a_k = SMLAD(SXTB16(v, ROR #8), xo, SMLAD(SXTB16(v), xe, a_k)). 5 LDR, 10 SXTB16,
+ * 8 SMLAD; each row's load is issued between the previous row's two SMLADs, so that no
+ * instruction waits for a load (Cortex-M4: a load's result is ready one cycle after the next). */
+#define RNC_DSP_4COLS                               \
+    "ldr    %[xv], [%[xp]], #4\n\t"                 \
+    "ldr    %[v], [%[w0], %[ldw]]\n\t"              \
+    "sxtb16 %[xo], %[xv], ror #8\n\t"               \
+    "sxtb16 %[xv], %[xv]\n\t"                       \
+    RNC_DSP_4ROWS
 
 /* four sums */
 typedef struct {
@@ -106,25 +114,7 @@ static inline void rnc_s8_dsp_unpack(int32_t *x16, const int8_t *x, int cols) {
 #define RNC_DSP_4COLS_X16                           \
     "ldr    %[v], [%[w0], %[ldw]]\n\t"              \
     "ldrd   %[xv], %[xo], [%[xp]], #8\n\t"          \
-    "sxtb16 %[vo], %[v], ror #8\n\t"                \
-    "sxtb16 %[v], %[v]\n\t"                         \
-    "smlad  %[a1], %[v], %[xv], %[a1]\n\t"          \
-    "ldr    %[v], [%[w0]], #4\n\t"                  \
-    "smlad  %[a1], %[vo], %[xo], %[a1]\n\t"         \
-    "sxtb16 %[vo], %[v], ror #8\n\t"                \
-    "sxtb16 %[v], %[v]\n\t"                         \
-    "smlad  %[a0], %[v], %[xv], %[a0]\n\t"          \
-    "ldr    %[v], [%[w2], %[ldw]]\n\t"              \
-    "smlad  %[a0], %[vo], %[xo], %[a0]\n\t"         \
-    "sxtb16 %[vo], %[v], ror #8\n\t"                \
-    "sxtb16 %[v], %[v]\n\t"                         \
-    "smlad  %[a3], %[v], %[xv], %[a3]\n\t"          \
-    "ldr    %[v], [%[w2]], #4\n\t"                  \
-    "smlad  %[a3], %[vo], %[xo], %[a3]\n\t"         \
-    "sxtb16 %[vo], %[v], ror #8\n\t"                \
-    "sxtb16 %[v], %[v]\n\t"                         \
-    "smlad  %[a2], %[v], %[xv], %[a2]\n\t"          \
-    "smlad  %[a2], %[vo], %[xo], %[a2]\n\t"
+    RNC_DSP_4ROWS
 
 /* rnc_s8_dsp_rows4 with x[0, cols & ~3) read from x16 = rnc_s8_dsp_unpack(x, cols); the same
  * sums */

@@ -15,6 +15,20 @@
 
 #define RNC_TANH_CLAMP 7.90531110763549805f
 
+/* The coefficients of the tanh quotient x*P(x^2)/Q(x^2), highest degree first; every scalar
+ * and vector form (each ISA's epilogue, the tests) expands these, so there is one list. */
+#define RNC_TANH_P0 (-2.76076847742355e-16f)
+#define RNC_TANH_P1 2.00018790482477e-13f
+#define RNC_TANH_P2 (-8.60467152213735e-11f)
+#define RNC_TANH_P3 5.12229709037114e-08f
+#define RNC_TANH_P4 1.48572235717979e-05f
+#define RNC_TANH_P5 6.37261928875436e-04f
+#define RNC_TANH_P6 4.89352455891786e-03f
+#define RNC_TANH_Q0 1.19825839466702e-06f
+#define RNC_TANH_Q1 1.18534705686654e-04f
+#define RNC_TANH_Q2 2.26843463243900e-03f
+#define RNC_TANH_Q3 4.89352518554385e-03f
+
 /* The rational part of rnc_tanhf before its final clamp: its value on every float32 input lies
  * in [-1, 1] (the largest is 1.0f, at x = +-RNC_TANH_CLAMP; checked over every float32, and in
  * csrc/tests/test_main.c on a sweep that includes the top 2^16 inputs below the clamp), so the
@@ -24,18 +38,18 @@ static inline float rnc_tanh_quotient(float x)
     x = x > RNC_TANH_CLAMP ? RNC_TANH_CLAMP : x;
     x = x < -RNC_TANH_CLAMP ? -RNC_TANH_CLAMP : x;
     const float x2 = x * x;
-    float p = -2.76076847742355e-16f;
-    p = p * x2 + 2.00018790482477e-13f;
-    p = p * x2 + -8.60467152213735e-11f;
-    p = p * x2 + 5.12229709037114e-08f;
-    p = p * x2 + 1.48572235717979e-05f;
-    p = p * x2 + 6.37261928875436e-04f;
-    p = p * x2 + 4.89352455891786e-03f;
+    float p = RNC_TANH_P0;
+    p = p * x2 + RNC_TANH_P1;
+    p = p * x2 + RNC_TANH_P2;
+    p = p * x2 + RNC_TANH_P3;
+    p = p * x2 + RNC_TANH_P4;
+    p = p * x2 + RNC_TANH_P5;
+    p = p * x2 + RNC_TANH_P6;
     p = p * x;
-    float q = 1.19825839466702e-06f;
-    q = q * x2 + 1.18534705686654e-04f;
-    q = q * x2 + 2.26843463243900e-03f;
-    q = q * x2 + 4.89352518554385e-03f;
+    float q = RNC_TANH_Q0;
+    q = q * x2 + RNC_TANH_Q1;
+    q = q * x2 + RNC_TANH_Q2;
+    q = q * x2 + RNC_TANH_Q3;
     return p / q;
 }
 

@@ -102,7 +102,7 @@ RNC_AI void b1_block(const int8_t *Wp, uint32_t Hp, uint32_t u, int ng, const in
 }
 
 /* The cell update of units u .. min(u + 32, H) - 1 (epilogue_avx2.h: full 8-unit chunks in
- * lockstep, up to RNC_AVX2_NW = 4 of them, then the masked tail). One out-of-line copy per cell
+ * lockstep, up to 4 of them, then the masked tail). One out-of-line copy per cell
  * kind (b1_update_k below) instead of one inlined per call site and strategy. */
 RNC_AI void b1_update_body(uint32_t kind, uint32_t H, uint32_t Hp, uint32_t u, const int32_t *acc_i,
                       __m256 svi, const float *s_ih, const float *b_ih, const float *gi,
@@ -146,8 +146,58 @@ RNC_B1_UPDATE_K(b1_update_lstm, RNC_LSTM)
      : (kind) == RNC_RNN_RELU ? b1_update_rnn_relu(__VA_ARGS__)                                   \
                               : b1_update_rnn_tanh(__VA_ARGS__))
 
+/* The cell update of all H <= 64 units at once: the full 8-unit chunks (up to RNC_AVX2_NW = 8) in
+ * lockstep, then the masked tail; one out-of-line copy per cell kind. With every unit block's
+ * products done first, the update's dependency chains (a rational tanh with its division, two
+ * or three of them in a row per unit) run side by side for all units instead of for 32 at a
+ * time (one half under the products of the next blocks, the other alone at the end). */
+RNC_AI void b1_update_all_body(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i, __m256 svi,
+                               const float *s_ih, const float *b_ih, const float *gi,
+                               const int32_t *acc_h, __m256 svh, const float *s_hh, const float *b_hh,
+                               float *h, float *c, float *y)
+{
+#define RNC_B1_UPD(N)                                                                             \
+    rnc_avx2_update_n(kind, N, Hp, 0, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, NULL, h, c, y)
+    switch (H / 8) {
+    case 8: RNC_B1_UPD(8); return;
+    case 7: RNC_B1_UPD(7); break;
+    case 6: RNC_B1_UPD(6); break;
+    case 5: RNC_B1_UPD(5); break;
+    case 4: RNC_B1_UPD(4); break;
+    case 3: RNC_B1_UPD(3); break;
+    case 2: RNC_B1_UPD(2); break;
+    case 1: RNC_B1_UPD(1); break;
+    default: break;
+    }
+#undef RNC_B1_UPD
+    const uint32_t u = H / 8 * 8;
+    if (u < H)
+        rnc_avx2_update_tail(kind, H, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, NULL,
+                             h, c, y);
+}
+
+#define RNC_B1_UPDATE_ALL_K(name, KIND)                                                          \
+    static __attribute__((noinline)) void name(uint32_t H, uint32_t Hp, const int32_t *acc_i,    \
+                                               __m256 svi, const float *s_ih, const float *b_ih, \
+                                               const float *gi, const int32_t *acc_h, __m256 svh, \
+                                               const float *s_hh, const float *b_hh, float *h,   \
+                                               float *c, float *y)                               \
+    {                                                                                             \
+        b1_update_all_body(KIND, H, Hp, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, h, c, y); \
+    }
+RNC_B1_UPDATE_ALL_K(b1_update_all_rnn_tanh, RNC_RNN_TANH)
+RNC_B1_UPDATE_ALL_K(b1_update_all_rnn_relu, RNC_RNN_RELU)
+RNC_B1_UPDATE_ALL_K(b1_update_all_gru, RNC_GRU)
+RNC_B1_UPDATE_ALL_K(b1_update_all_lstm, RNC_LSTM)
+#define b1_update_all(kind, ...)                                                                  \
+    ((kind) == RNC_GRU        ? b1_update_all_gru(__VA_ARGS__)                                    \
+     : (kind) == RNC_LSTM     ? b1_update_all_lstm(__VA_ARGS__)                                   \
+     : (kind) == RNC_RNN_RELU ? b1_update_all_rnn_relu(__VA_ARGS__)                               \
+                              : b1_update_all_rnn_tanh(__VA_ARGS__))
+
 /* One row b: unit blocks in order, the update of blocks j - 2 and j - 1 (32 units) issued after
- * the products of j. seq: the input part is given (gi), else W_ih x from the row's quantised x. */
+ * the products of j; at H <= 64 (4 blocks or fewer) every block's products, then the update of
+ * all units (b1_update_all). seq: the input part is given (gi), else W_ih x from the row's quantised x. */
 RNC_AI void b1_row(const rnc_cell_args *a, uint32_t kind, const int G, const int seq, uint32_t b,
                    const int8_t *hq, float sh, int32_t *acc_i, int32_t *acc_h)
 {
@@ -162,6 +212,14 @@ RNC_AI void b1_row(const rnc_cell_args *a, uint32_t kind, const int G, const int
     const float *gi = seq ? a->gi + b * a->ldgi : NULL;
     const __m256 svi = _mm256_set1_ps(seq ? 0.0f : a->sx[b]), svh = _mm256_set1_ps(sh);
     const int32_t *ai = seq ? NULL : acc_i;
+    if (nb <= 4) { /* H <= 64: every block's products, then one update of all chunks in lockstep */
+        for (uint32_t j = 0; j < nb; ++j) {
+            if (!seq) b1_block((const int8_t *)a->w_ih, Hp, 16 * j, kx / 4, xa, xm, cx, acc_i, G);
+            b1_block((const int8_t *)a->w_hh, Hp, 16 * j, kh / 4, ha, hm, ch, acc_h, G);
+        }
+        b1_update_all(kind, H, Hp, ai, svi, a->s_ih, a->b_ih, gi, acc_h, svh, a->s_hh, a->b_hh, h, c, y);
+        return;
+    }
     for (uint32_t j = 0; j < nb; ++j) {
         if (!seq) b1_block((const int8_t *)a->w_ih, Hp, 16 * j, kx / 4, xa, xm, cx, acc_i, G);
         b1_block((const int8_t *)a->w_hh, Hp, 16 * j, kh / 4, ha, hm, ch, acc_h, G);

@@ -363,24 +363,24 @@ RNC_FA void th_0(small_tanh *t, __m512 x)
     x = _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), C), x);
     t->x = x;
     t->x2 = _mm512_mul_ps(x, x);
-    t->p = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(-2.76076847742355e-16f), t->x2), _mm512_set1_ps(2.00018790482477e-13f));
-    t->q = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(1.19825839466702e-06f), t->x2), _mm512_set1_ps(1.18534705686654e-04f));
+    t->p = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(RNC_TANH_P0), t->x2), _mm512_set1_ps(RNC_TANH_P1));
+    t->q = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(RNC_TANH_Q0), t->x2), _mm512_set1_ps(RNC_TANH_Q1));
 }
 RNC_FA void th_1(small_tanh *t)
 {
-    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(-8.60467152213735e-11f));
-    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(5.12229709037114e-08f));
-    t->q = _mm512_add_ps(_mm512_mul_ps(t->q, t->x2), _mm512_set1_ps(2.26843463243900e-03f));
+    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(RNC_TANH_P2));
+    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(RNC_TANH_P3));
+    t->q = _mm512_add_ps(_mm512_mul_ps(t->q, t->x2), _mm512_set1_ps(RNC_TANH_Q2));
 }
 RNC_FA void th_2(small_tanh *t)
 {
-    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(1.48572235717979e-05f));
-    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(6.37261928875436e-04f));
-    t->q = _mm512_add_ps(_mm512_mul_ps(t->q, t->x2), _mm512_set1_ps(4.89352518554385e-03f));
+    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(RNC_TANH_P4));
+    t->p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(RNC_TANH_P5));
+    t->q = _mm512_add_ps(_mm512_mul_ps(t->q, t->x2), _mm512_set1_ps(RNC_TANH_Q3));
 }
 RNC_FA __m512 th_3(small_tanh *t)
 {
-    __m512 p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(4.89352455891786e-03f));
+    __m512 p = _mm512_add_ps(_mm512_mul_ps(t->p, t->x2), _mm512_set1_ps(RNC_TANH_P6));
     p = _mm512_mul_ps(p, t->x);
     /* no final clamp to [-1, 1]: the quotient never leaves it (activations.h) */
     return _mm512_div_ps(p, t->q);

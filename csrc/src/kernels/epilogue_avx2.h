@@ -21,9 +21,10 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "activations.h"
 
 #define RNC_AVX2_AI static inline __attribute__((always_inline))
-#define RNC_AVX2_NW 4 /* 8-unit chunks in lockstep in the cell update */
+#define RNC_AVX2_NW 8 /* at most this many 8-unit chunks in lockstep in the cell update */
 /* rnc_reluf on 8 lanes: max(x, 0) where x is a number (-0 gives +0), x itself where it is NaN */
 RNC_AVX2_AI __m256 rnc_avx2_relu8(__m256 x)
 {
@@ -36,18 +37,18 @@ RNC_AVX2_AI __m256 rnc_avx2_tanh8(__m256 x)
     x = _mm256_min_ps(C, x);
     x = _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), C), x);
     const __m256 x2 = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(-2.76076847742355e-16f);
-    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(2.00018790482477e-13f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(-8.60467152213735e-11f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(5.12229709037114e-08f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(1.48572235717979e-05f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(6.37261928875436e-04f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(4.89352455891786e-03f));
+    __m256 p = _mm256_set1_ps(RNC_TANH_P0);
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(RNC_TANH_P1));
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(RNC_TANH_P2));
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(RNC_TANH_P3));
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(RNC_TANH_P4));
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(RNC_TANH_P5));
+    p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(RNC_TANH_P6));
     p = _mm256_mul_ps(p, x);
-    __m256 q = _mm256_set1_ps(1.19825839466702e-06f);
-    q = _mm256_add_ps(_mm256_mul_ps(q, x2), _mm256_set1_ps(1.18534705686654e-04f));
-    q = _mm256_add_ps(_mm256_mul_ps(q, x2), _mm256_set1_ps(2.26843463243900e-03f));
-    q = _mm256_add_ps(_mm256_mul_ps(q, x2), _mm256_set1_ps(4.89352518554385e-03f));
+    __m256 q = _mm256_set1_ps(RNC_TANH_Q0);
+    q = _mm256_add_ps(_mm256_mul_ps(q, x2), _mm256_set1_ps(RNC_TANH_Q1));
+    q = _mm256_add_ps(_mm256_mul_ps(q, x2), _mm256_set1_ps(RNC_TANH_Q2));
+    q = _mm256_add_ps(_mm256_mul_ps(q, x2), _mm256_set1_ps(RNC_TANH_Q3));
     /* no final clamp to [-1, 1]: the quotient never leaves it (activations.h) */
     return _mm256_div_ps(p, q);
 }
@@ -64,11 +65,11 @@ RNC_AVX2_AI __m256 rnc_avx2_sigmoid8(__m256 x)
  * program order lets the core overlap them instead of waiting on each one. */
 RNC_AVX2_AI void rnc_avx2_tanh8n(__m256 *v, int N)
 {
-    static const float P[7] = {-2.76076847742355e-16f, 2.00018790482477e-13f, -8.60467152213735e-11f,
-                               5.12229709037114e-08f,  1.48572235717979e-05f, 6.37261928875436e-04f,
-                               4.89352455891786e-03f};
-    static const float Q[4] = {1.19825839466702e-06f, 1.18534705686654e-04f, 2.26843463243900e-03f,
-                               4.89352518554385e-03f};
+    static const float P[7] = {RNC_TANH_P0, RNC_TANH_P1, RNC_TANH_P2,
+                               RNC_TANH_P3,  RNC_TANH_P4, RNC_TANH_P5,
+                               RNC_TANH_P6};
+    static const float Q[4] = {RNC_TANH_Q0, RNC_TANH_Q1, RNC_TANH_Q2,
+                               RNC_TANH_Q3};
     const __m256 C = _mm256_set1_ps(7.90531110763549805f);
     __m256 x2[RNC_AVX2_NW], p[RNC_AVX2_NW], q[RNC_AVX2_NW];
     int j, k;
@@ -243,8 +244,8 @@ RNC_AVX2_AI void rnc_avx2_update_k(uint32_t kind, uint32_t H, uint32_t Hp, const
 {
     const __m256 svi = _mm256_set1_ps(sxi), svh = _mm256_set1_ps(sxh);
     uint32_t u = 0;
-    for (; u + 8 * RNC_AVX2_NW <= H; u += 8 * RNC_AVX2_NW)
-        rnc_avx2_update_n(kind, RNC_AVX2_NW, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
+    for (; u + 8 * 4 <= H; u += 8 * 4) /* 4 chunks at a time */
+        rnc_avx2_update_n(kind, 4, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
                           b_hh, gh, h, c, y);
     for (; u + 8 <= H; u += 8)
         rnc_avx2_update_n(kind, 1, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, gh, h,

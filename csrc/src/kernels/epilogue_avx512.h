@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "activations.h"
 #define RNC_EP_AI static inline __attribute__((always_inline))
 RNC_EP_AI __m512 rnc_x86_tanh16(__m512 x)
 {
@@ -23,18 +25,18 @@ RNC_EP_AI __m512 rnc_x86_tanh16(__m512 x)
     x = _mm512_min_ps(C, x);                                   /* x > C ? C : x (NaN kept) */
     x = _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), C), x); /* x < -C ? -C : x */
     const __m512 x2 = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps(-2.76076847742355e-16f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(2.00018790482477e-13f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(-8.60467152213735e-11f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(5.12229709037114e-08f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(1.48572235717979e-05f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(6.37261928875436e-04f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(4.89352455891786e-03f));
+    __m512 p = _mm512_set1_ps(RNC_TANH_P0);
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(RNC_TANH_P1));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(RNC_TANH_P2));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(RNC_TANH_P3));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(RNC_TANH_P4));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(RNC_TANH_P5));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(RNC_TANH_P6));
     p = _mm512_mul_ps(p, x);
-    __m512 q = _mm512_set1_ps(1.19825839466702e-06f);
-    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(1.18534705686654e-04f));
-    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(2.26843463243900e-03f));
-    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(4.89352518554385e-03f));
+    __m512 q = _mm512_set1_ps(RNC_TANH_Q0);
+    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(RNC_TANH_Q1));
+    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(RNC_TANH_Q2));
+    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(RNC_TANH_Q3));
     /* no final clamp to [-1, 1]: the quotient never leaves it (activations.h) */
     return _mm512_div_ps(p, q);
 }

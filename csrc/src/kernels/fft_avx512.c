@@ -7,10 +7,10 @@
  * even / odd samples apart by a permute) and the split into bins (16 bins k and the 16 mirrored
  * ones M - k, loaded and stored reversed) run 16 at a time as well. Each lane computes the
  * generic code's operations in its order (multiplies and adds apart, no FMA), so the result is
- * the generic row's bit for bit. A first pass of radix 4 whose M/4 is a multiple of 16 runs 16
- * butterflies at a time (outputs interleaved in registers); other passes with Ns < 4 are the
- * generic's.
- * Measured on Zen 4 (CPU time, loaded machine): n_fft 256 714 -> 256 ns, n_fft 400 1284 -> 491 ns.
+ * the generic row's bit for bit. A first pass of radix 4 with M/4 >= 16 runs 16 butterflies at a
+ * time (outputs interleaved in registers, the last M/4 mod 16 one by one); a pass of radix 4 or 2
+ * with Ns = 4 runs four blocks per instruction (outputs moved into place by 128-bit lane
+ * shuffles); other passes with Ns < 4 are the generic's.
  */
 #if !defined(RNC_NO_FFT) /* a build without the FFT (kernel_list.h) */
 #include "../internal.h"
@@ -36,12 +36,13 @@
         _mm512_mask_storeu_ps(yi + (r) * Ns, mk, vi);                                             \
     } while (0)
 
+/* blocks j0 = first, first + Ns, ... of a pass with Ns >= 4, 16 lanes k at a time */
 static void pass_wide(uint32_t p, uint32_t M, uint32_t Ns, const float *tw, const float *ir,
-                      const float *ii, float *or_, float *oi)
+                      const float *ii, float *or_, float *oi, uint32_t first)
 {
     const uint32_t L = M / p;
     const float *twr = tw, *twi = tw + (size_t)(p - 1) * Ns;
-    for (uint32_t j0 = 0; j0 < L; j0 += Ns)
+    for (uint32_t j0 = first; j0 < L; j0 += Ns)
         for (uint32_t k = 0; k < Ns; k += 16) {
             const __mmask16 mk = Ns - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (Ns - k)) - 1);
             const uint32_t j = j0 + k;
@@ -119,12 +120,14 @@ static inline void store4(float *out, __m512 y0, __m512 y1, __m512 y2, __m512 y3
     _mm512_storeu_ps(out + 48, _mm512_shuffle_f32x4(v2, v3, 0xDD));
 }
 
-/* The first pass (Ns = 1, no twiddles) of radix 4 with L = M/4 a multiple of 16: 16 butterflies j
- * per instruction (in[j + r L] contiguous in j), their outputs out[4 j + r] interleaved by store4 */
+/* The first pass (Ns = 1, no twiddles) of radix 4 with L = M/4 >= 16: 16 butterflies j per
+ * instruction (in[j + r L] contiguous in j), their outputs out[4 j + r] interleaved by store4; the
+ * last L mod 16 butterflies one at a time (the generic's operations) */
 static void first4(uint32_t M, const float *ir, const float *ii, float *or_, float *oi)
 {
     const uint32_t L = M / 4;
-    for (uint32_t j = 0; j < L; j += 16) {
+    uint32_t j = 0;
+    for (; j + 16 <= L; j += 16) {
         const __m512 ar0 = _mm512_loadu_ps(ir + j), ai0 = _mm512_loadu_ps(ii + j);
         const __m512 ar1 = _mm512_loadu_ps(ir + j + L), ai1 = _mm512_loadu_ps(ii + j + L);
         const __m512 ar2 = _mm512_loadu_ps(ir + j + 2 * L), ai2 = _mm512_loadu_ps(ii + j + 2 * L);
@@ -136,13 +139,84 @@ static void first4(uint32_t M, const float *ir, const float *ii, float *or_, flo
         store4(or_ + 4 * (size_t)j, ADD(t0r, t2r), ADD(t1r, t3i), SUB(t0r, t2r), SUB(t1r, t3i));
         store4(oi + 4 * (size_t)j, ADD(t0i, t2i), SUB(t1i, t3r), SUB(t0i, t2i), ADD(t1i, t3r));
     }
+    for (; j < L; ++j) {
+        const float t0r = ir[j] + ir[j + 2 * L], t0i = ii[j] + ii[j + 2 * L];
+        const float t1r = ir[j] - ir[j + 2 * L], t1i = ii[j] - ii[j + 2 * L];
+        const float t2r = ir[j + L] + ir[j + 3 * L], t2i = ii[j + L] + ii[j + 3 * L];
+        const float t3r = ir[j + L] - ir[j + 3 * L], t3i = ii[j + L] - ii[j + 3 * L];
+        float *yr = or_ + 4 * (size_t)j, *yi = oi + 4 * (size_t)j;
+        yr[0] = t0r + t2r;
+        yi[0] = t0i + t2i;
+        yr[1] = t1r + t3i;
+        yi[1] = t1i - t3r;
+        yr[2] = t0r - t2r;
+        yi[2] = t0i - t2i;
+        yr[3] = t1r - t3i;
+        yi[3] = t1i + t3r;
+    }
+}
+
+/* A pass of radix 4 or 2 with Ns = 4: four blocks j0 .. j0 + 15 at a time (lane 4 b + k: block b,
+ * output k; in[j + r L] contiguous in j, the twiddles of k repeated in each 128-bit lane); block
+ * b's outputs out[(j0 + 4 b) p + 4 r + k] are the 128-bit lanes b of y_0 .. y_{p-1} side by side.
+ * Returns the first block left (L mod 16 of them) to pass_wide. */
+static uint32_t pass_ns4(uint32_t p, uint32_t M, const float *tw, const float *ir, const float *ii,
+                         float *or_, float *oi)
+{
+    const uint32_t L = M / p;
+    const float *twr = tw, *twi = tw + (size_t)(p - 1) * 4;
+    uint32_t j = 0;
+    for (; j + 16 <= L; j += 16) {
+#define LOAD4(r)                                                                                  \
+    const __m512 xr##r = _mm512_loadu_ps(ir + j + (r) * L), xi##r = _mm512_loadu_ps(ii + j + (r) * L); \
+    const __m512 wr##r = _mm512_broadcast_f32x4(_mm_loadu_ps(twr + ((r) - 1) * 4));                \
+    const __m512 wi##r = _mm512_broadcast_f32x4(_mm_loadu_ps(twi + ((r) - 1) * 4));                \
+    const __m512 ar##r = SUB(MUL(xr##r, wr##r), MUL(xi##r, wi##r));                              \
+    const __m512 ai##r = ADD(MUL(xr##r, wi##r), MUL(xi##r, wr##r));
+        const __m512 ar0 = _mm512_loadu_ps(ir + j), ai0 = _mm512_loadu_ps(ii + j);
+        if (p == 4) {
+            LOAD4(1)
+            LOAD4(2)
+            LOAD4(3)
+            const __m512 t0r = ADD(ar0, ar2), t0i = ADD(ai0, ai2);
+            const __m512 t1r = SUB(ar0, ar2), t1i = SUB(ai0, ai2);
+            const __m512 t2r = ADD(ar1, ar3), t2i = ADD(ai1, ai3);
+            const __m512 t3r = SUB(ar1, ar3), t3i = SUB(ai1, ai3);
+            const __m512 y[2][4] = {{ADD(t0r, t2r), ADD(t1r, t3i), SUB(t0r, t2r), SUB(t1r, t3i)},
+                                    {ADD(t0i, t2i), SUB(t1i, t3r), SUB(t0i, t2i), ADD(t1i, t3r)}};
+            for (int c = 0; c < 2; ++c) { /* the 4 x 4 transpose of 128-bit lanes */
+                float *out = (c ? oi : or_) + 4 * (size_t)j;
+                const __m512 u0 = _mm512_shuffle_f32x4(y[c][0], y[c][1], 0x44);
+                const __m512 u1 = _mm512_shuffle_f32x4(y[c][2], y[c][3], 0x44);
+                const __m512 u2 = _mm512_shuffle_f32x4(y[c][0], y[c][1], 0xEE);
+                const __m512 u3 = _mm512_shuffle_f32x4(y[c][2], y[c][3], 0xEE);
+                _mm512_storeu_ps(out, _mm512_shuffle_f32x4(u0, u1, 0x88));
+                _mm512_storeu_ps(out + 16, _mm512_shuffle_f32x4(u0, u1, 0xDD));
+                _mm512_storeu_ps(out + 32, _mm512_shuffle_f32x4(u2, u3, 0x88));
+                _mm512_storeu_ps(out + 48, _mm512_shuffle_f32x4(u2, u3, 0xDD));
+            }
+        } else { /* 2 */
+            LOAD4(1)
+            const __m512 y[2][2] = {{ADD(ar0, ar1), SUB(ar0, ar1)}, {ADD(ai0, ai1), SUB(ai0, ai1)}};
+            for (int c = 0; c < 2; ++c) { /* lanes b of y_0, y_1 in the order 0 0 1 1 2 2 3 3 */
+                float *out = (c ? oi : or_) + 2 * (size_t)j;
+                const __m512 u0 = _mm512_shuffle_f32x4(y[c][0], y[c][1], 0x44);
+                const __m512 u1 = _mm512_shuffle_f32x4(y[c][0], y[c][1], 0xEE);
+                _mm512_storeu_ps(out, _mm512_shuffle_f32x4(u0, u0, 0xD8));
+                _mm512_storeu_ps(out + 16, _mm512_shuffle_f32x4(u1, u1, 0xD8));
+            }
+        }
+#undef LOAD4
+    }
+    return j;
 }
 
 static void pass_avx512(uint32_t p, uint32_t M, uint32_t Ns, const float *tw, const float *ir,
                         const float *ii, float *or_, float *oi)
 {
-    if (Ns >= 4) pass_wide(p, M, Ns, tw, ir, ii, or_, oi);
-    else if (Ns == 1 && p == 4 && (M / 4) % 16 == 0) first4(M, ir, ii, or_, oi);
+    if (Ns == 4 && (p == 4 || p == 2)) pass_wide(p, M, Ns, tw, ir, ii, or_, oi, pass_ns4(p, M, tw, ir, ii, or_, oi));
+    else if (Ns >= 4) pass_wide(p, M, Ns, tw, ir, ii, or_, oi, 0);
+    else if (Ns == 1 && p == 4 && M / 4 >= 16) first4(M, ir, ii, or_, oi);
     else rnc__fft_pass(p, M, Ns, tw, ir, ii, or_, oi);
 }
 

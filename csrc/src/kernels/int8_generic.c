@@ -16,7 +16,7 @@ void rnc_int8_step_generic(const rnc_int8_args *a)
     for (uint32_t b = 0; b < a->batch; ++b) {
         if (a->active && !a->active[b]) continue;
         /* cannot fail: the cell was checked at load, the pointers and the scratch by the executor */
-        (void)rnc_int_cell_run(a->cell, a->matvec, a->x8 + b * a->ldx, a->h8 + b * H,
+        (void)rnc_int_cell_run(a->cell, a->matvec, (const char *)a->x8 + b * a->ldx, a->h8 + b * H,
                                a->s16 ? a->s16 + b * H : NULL, a->scratch, a->scratch_bytes);
     }
 }
@@ -46,6 +46,7 @@ void rnc__int8_cell(const rnc_layer *L, rnc_int_cell *c)
     c->cell_shift = L->iq.cell_shift;
     c->cell_clip = L->iq.cell_clip;
     c->activation = L->iq.table ? RNC_INT_ACT_TABLE : RNC_INT_ACT_GEMMLOWP;
+    c->input_dtype = L->iq.input_s16 ? RNC_INT_IN_S16 : RNC_INT_IN_S8;
 }
 
 /* clamp(rint(v) + zp, lo, hi), NaN as 0 (round half to even: numpy's rint) */
@@ -58,6 +59,16 @@ static int32_t q_round(double v, int32_t zp, int32_t lo, int32_t hi)
 void rnc__int8_quantize(const float *x, size_t n, double scale, int32_t zp, int8_t *q)
 {
     for (size_t i = 0; i < n; ++i) q[i] = (int8_t)q_round((double)x[i] / scale, zp, -128, 127);
+}
+
+void rnc__int_quantize_input(const rnc_layer *L, const float *x, size_t n, void *q)
+{
+    if (!L->iq.input_s16) {
+        rnc__int8_quantize(x, n, L->iq.x_scale, L->iq.x_zp, (int8_t *)q);
+        return;
+    }
+    int16_t *q16 = (int16_t *)q; /* quantize_s16: symmetric, -32768 unused */
+    for (size_t i = 0; i < n; ++i) q16[i] = (int16_t)q_round((double)x[i] / L->iq.x_scale, 0, -32767, 32767);
 }
 
 void rnc__int8_from_float(const rnc_int_cell *c, const rnc_layer *L, size_t B, const float *h,

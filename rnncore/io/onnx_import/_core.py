@@ -57,6 +57,7 @@ class _Importer:
             integer = tt.elem_type in (6, 7, 2, 3, 4, 5, 12, 13)   # int32/int64/uint8/int8/...
             self.vals[i.name] = _Input(i.name, shape, integer)
         self.layers: list[dict] = []
+        self.engine = False              # the model is for the C engine (as_spec, graph=False)
         self.main: str | None = None
         self.alias: dict = {}
         self.lengths: str | None = None
@@ -289,7 +290,8 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
                            "OnnxGraph, which the C engine does not run")
         return build_graph(onnx_model, dtype, inputs, outputs)
     try:
-        return _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec)
+        return _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec,
+                                   engine=as_spec or not graph)
     except _Refused as chain_error:
         if as_spec or not graph:
             raise
@@ -304,8 +306,9 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
                            f"{str(graph_error).removeprefix('from_onnx: ')}") from None
 
 
-def _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec):
+def _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec, engine=False):
     imp = _Importer(onnx_model, dtype, strip_final_activation)
+    imp.engine = engine      # for the C engine: its limits are refused naming the node (ops_front)
     imp.run()
     g = imp.g
     outputs = [o.name for o in g.output]

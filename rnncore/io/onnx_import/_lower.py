@@ -292,6 +292,67 @@ def lower_graph(g):
 
 
 
+# -- convolution and pooling over time: the paddings the C engine runs ---------------------------
+def engine_time_padding(op: str, attrs: dict, kernel: int, stride: int, dilation: int,
+                        pad_node: tuple | None, refuse) -> str | int:
+    """The ``padding`` of the ``rc.nn`` layer for a ``Conv`` / ``MaxPool`` / ``AveragePool`` node over
+    time that the C engine runs, or ``refuse(why, what_to_do)``.
+
+    The one place that decides which paddings over time compile (conv_time / pool_time records,
+    docs/rnc-format.md); widen it here when the engine runs more:
+
+    * ``Conv``: zero padding ``[dilation*(kernel-1), 0]`` of the time axis (causal: output ``t``
+      reads inputs ``<= t``, which streams), from its ``pads`` / ``auto_pad`` plus a ``Pad`` node
+      right before it (``pad_node``: ``(begin, end, names)``, torch's ``F.pad(x, (k-1, 0))``);
+      returns ``"causal"``.
+    * ``MaxPool`` / ``AveragePool``: no padding, and ``ceil_mode`` only where it changes nothing
+      (stride 1); returns ``0``.
+
+    ``attrs`` are the node's attributes (``pads``, ``auto_pad``, ``ceil_mode``); ``kernel``,
+    ``stride``, ``dilation`` its window.
+    """
+    auto = attrs.get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    own = [int(v) for v in attrs.get("pads", [0, 0])]
+    reach = dilation * (kernel - 1)          # the window's extent past its first tap
+    if auto == "VALID":
+        own = [0, 0]
+    elif auto in ("SAME_UPPER", "SAME_LOWER"):
+        if stride != 1 and reach:
+            refuse(f"has auto_pad {auto!r} with strides [{stride}]: expected auto_pad 'NOTSET' with explicit "
+                   "pads (SAME_* at a stride pads by an amount that depends on the input length)",
+                   "export with explicit padding")
+        own = [reach // 2, reach - reach // 2] if auto == "SAME_UPPER" else [reach - reach // 2, reach // 2]
+    elif auto != "NOTSET":
+        refuse(f"has auto_pad {auto!r}: expected 'NOTSET', 'VALID', 'SAME_UPPER' or 'SAME_LOWER'",
+               "fix the model (onnx.checker)")
+    if len(own) != 2:
+        refuse(f"has pads {own}: expected [begin, end] of the one time axis", "fix the model (onnx.checker)")
+    begin, end = own[0] + (pad_node[0] if pad_node else 0), own[1] + (pad_node[1] if pad_node else 0)
+    extra = f", auto_pad {auto!r}" if auto != "NOTSET" else ""
+    via = f" plus [{pad_node[0]}, {pad_node[1]}] from Pad node {pad_node[2]!r}" if pad_node else ""
+    got = f"[{begin}, {end}] (attribute pads {own}{extra}{via})"
+    if op == "Conv":
+        if (begin, end) != (reach, 0):
+            refuse(f"pads the time axis by {got}: expected [{reach}, 0], the causal padding "
+                   f"dilation*(kernel-1) = {dilation}*({kernel}-1) zeros before the sequence and none after "
+                   "(output t reads the inputs up to t, which streams)",
+                   f"export the causal form (torch: F.pad(x, ({reach}, 0)) before an unpadded nn.Conv1d; "
+                   "Keras: Conv1D(padding='causal')), or run the graph in NumPy (from_onnx(path).forward)")
+        return "causal"
+    if (begin, end) != (0, 0):
+        refuse(f"pads the time axis by {got}: expected [0, 0] (the C engine pools over time without padding, "
+               "the form that streams)",
+               "export the pooling with padding=0 (Keras: padding='valid'), or run the graph in NumPy "
+               "(from_onnx(path).forward)")
+    if int(attrs.get("ceil_mode", 0)) and stride != 1:
+        refuse(f"has ceil_mode 1 with strides [{stride}]: expected ceil_mode 0 (at stride 1 it changes "
+               "nothing); rounding the number of windows up adds a last one that depends on where the "
+               "sequence ends, which a stream does not know",
+               "export with ceil_mode=False, or run the graph in NumPy (from_onnx(path).forward)")
+    return 0
+
+
 # -- sequences: (T, B, F) or (B, T, F) through recurrent stacks and per-step layers ------------
 # A dimension is a monomial ``(c, syms)``: the integer c times the product of the symbols (sorted).
 # The data's two sequence axes are the symbols "X0" and "X1" (the data input's axes 0 and 1) until
@@ -351,7 +412,9 @@ class _SeqLower:
 
     def __init__(self, g) -> None:
         self.g, self.val, self.ops, self.step = g, {}, [], None
-        self.time = None          # the symbol of the time axis, once a recurrent node has read it
+        self.time = None          # the symbol of the data input's time axis, once a layer has read it
+        self.tsym = None          # the time axis' symbol now: a new one after each layer that changes
+        #                           the number of steps (a strided or unpadded Conv / pooling over time)
         self.nid = 0              # the next feature-axis id
         self.states_in, self.states_out = [], []   # (h|c, graph input, rows or None, layer); (name, layout)
         self.nrec, self.ndir = 0, []              # recurrent nodes so far, their directions
@@ -364,8 +427,9 @@ class _SeqLower:
                                             "inputs=[...], outputs=[...]) and run the rest in NumPy"):
         s = self.step
         raise _Refused(f"rc.compile(OnnxGraph): node {s.name!r} ({s.op}) {why}; the C engine compiles "
-                       "a sequence (T, B, F) or (B, T, F) through recurrent layers, per-step Linear layers "
-                       f"and activations (rnncore/io/onnx_import/_lower.py); {what}")
+                       "a sequence (T, B, F) or (B, T, F) through causal Conv / unpadded MaxPool, "
+                       "AveragePool over time, recurrent layers, per-step Linear layers and activations "
+                       f"(rnncore/io/onnx_import/_lower.py); {what}")
 
     def fid(self) -> tuple:
         self.nid += 1
@@ -373,6 +437,10 @@ class _SeqLower:
 
     def get(self, name: str | None, kinds=("data",)) -> dict:
         v = self.val.get(name)
+        if v is not None and v["k"] == "padded" and "padded" not in kinds:
+            self.refuse(f"reads {name!r}, the zero-padded output of Pad node {v['by']!r}: only a Conv right "
+                        "after the Pad takes that padding (as its causal padding)",
+                        "pad only before a Conv1d over time (F.pad(x, (dilation*(k-1), 0)))")
         if v is None or v["k"] not in kinds:
             got = "nothing the chain follows" if v is None else f"a {v['k']} value"
             self.refuse(f"reads {name!r}, {got}; expected {' or '.join(kinds)}")
@@ -629,6 +697,10 @@ class _SeqLower:
         elif op in ("LSTM", "GRU", "RNN"):
             self.recurrent(s, a)
             return
+        elif op == "Pad":
+            out = self.time_pad(s, a)
+        elif op in ("Conv", "MaxPool", "AveragePool"):
+            out = self.time_layer(s, op, a)
         elif op in ("Gemm", "MatMul"):
             x = self.get(s.inputs[0], ("data",))
             m = getattr(s.fn, "module", None)
@@ -696,6 +768,111 @@ class _SeqLower:
             if o:
                 self.val[o] = out
 
+    # -- convolution and pooling over time ------------------------------------------------------
+    def time_axis(self, t_sym: str, why: str) -> None:
+        """A layer runs over the sequence axis ``t_sym``: the first one says which axis is time."""
+        if self.time is None:
+            self.time = self.tsym = t_sym
+        elif t_sym != self.tsym:
+            self.refuse(why)
+
+    def time_pad(self, s, a) -> dict:
+        """``Pad`` of the time axis of ``(N, C, L)`` data with zeros: kept for the ``Conv`` after it."""
+        x = self.get(s.inputs[0], ("data", "padded"))
+        mode = a.get("mode", "constant")
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+
+        def operand(k: int, what: str):
+            name = s.inputs[k] if len(s.inputs) > k else ""
+            if not name:
+                return None
+            if name not in self.g.consts:
+                self.refuse(f"takes its {what} from the data ({name!r}), expected a constant")
+            return self.g.consts[name]
+
+        if "pads" in a:          # opsets 1-10: attributes
+            pads, value, axes = _ints(a["pads"]), float(a.get("value", 0.0)), None
+        else:
+            pads = _ints(operand(1, "pads"))
+            v = operand(2, "constant_value")
+            value = 0.0 if v is None or np.size(v) == 0 else float(np.asarray(v).reshape(-1)[0])
+            axes = operand(3, "axes")
+        n = len(x["axes"])
+        axes = list(range(n)) if axes is None else [ax % n for ax in _ints(axes)]
+        if len(pads) != 2 * len(axes):
+            self.refuse(f"has {len(pads)} pads for {len(axes)} axes: expected [begins..., ends...]",
+                        "fix the model (onnx.checker)")
+        n_ax = len(axes)
+        per = {ax: (pads[i], pads[n_ax + i]) for i, ax in enumerate(axes) if pads[i] or pads[n_ax + i]}
+        if not per:
+            return x
+        if mode != "constant" or value != 0.0:
+            self.refuse(f"pads with mode {mode!r}, value {value:g}: expected mode 'constant', value 0 (the "
+                        "zeros of the causal padding of the Conv after it)",
+                        "pad with zeros before a Conv1d over time, or run the graph in NumPy "
+                        "(from_onnx(path).forward)")
+        shape = ", ".join(map(_dim_text, self.dims(x)))
+        if n != 3 or list(per) != [2] or x["axes"][2][0] != "s" or min(per[2]) < 0:
+            self.refuse(f"pads axes {sorted(per)} by {[per[k] for k in sorted(per)]} of data ({shape}): "
+                        "expected the last axis (time) of (N, C, L) only, by [begin, end] >= 0 (torch's "
+                        "F.pad(x, (left, right)) before a Conv1d)",
+                        "pad only the time axis before a Conv1d over time")
+        old = x.get("pad") or (0, 0, ())
+        by = tuple(old[2]) + (s.name,)
+        return {"k": "padded", "axes": x["axes"], "pad": (old[0] + per[2][0], old[1] + per[2][1], by),
+                "by": by[0] if len(by) == 1 else list(by)}
+
+    def time_layer(self, s, op: str, a) -> dict:
+        """``Conv`` / ``MaxPool`` / ``AveragePool`` over the time axis of ``(N, C, L)`` data: the
+        rc.nn layer the C engine runs as a conv_time / pool_time record (padding decided by
+        :func:`engine_time_padding`)."""
+        from rnncore.nn.conv import AvgPool1d, Conv1d, MaxPool1d
+
+        x = self.get(s.inputs[0], ("data", "padded"))
+        ax = x["axes"]
+        if len(ax) != 3 or [t[0] for t in ax] != ["s", "f", "s"] or len(ax[0][1]) != 1 or len(ax[2][1]) != 1 \
+                or ax[1][1] is None:
+            self.refuse(f"reads data of shape ({', '.join(map(_dim_text, self.dims(x)))}): expected "
+                        "(N, C, L) = (batch, features, time), the data's own batch and time axes around its "
+                        "features",
+                        "transpose the (B, T, F) / (T, B, F) data to (B, F, T) before it (torch's "
+                        "x.transpose(1, 2) / x.permute(1, 2, 0))")
+        t_sym, C = ax[2][1][0], int(ax[1][1])
+        what = "convolves" if op == "Conv" else "pools"
+        self.time_axis(t_sym, f"{what} over the batch axis of the data the layers before it ran over in time")
+        pad_node = x["pad"] if x["k"] == "padded" else None
+        if pad_node is not None:
+            pad_node = (pad_node[0], pad_node[1], x["by"])
+        if op == "Conv":
+            m = getattr(s.fn, "module", None)
+            if m is None or m.in_channels != C:
+                self.refuse(f"takes {getattr(m, 'in_channels', '?')} channels, the data has {C}",
+                            "fix the model's shapes")
+            k, stride, dil = m.kernel_size, m.stride, m.dilation
+        else:
+            k = _ints(a.get("kernel_shape", []))
+            if len(k) != 1:
+                self.refuse(f"has kernel_shape {k}: expected one axis (time)", "fix the model (onnx.checker)")
+            k, stride, dil = k[0], _ints(a.get("strides", [1]))[0], _ints(a.get("dilations", [1]))[0]
+        padding = engine_time_padding(op, a, k, stride, dil, pad_node, self.refuse)
+        if op == "Conv":
+            layer = Conv1d(m.in_channels, m.out_channels, k, stride=stride, padding=padding, dilation=dil,
+                           groups=m.groups, bias="bias" in m.params, dtype=m.dtype.name)
+            layer.params["weight"] = np.array(m.params["weight"])
+            if "bias" in m.params:
+                layer.params["bias"] = np.array(m.params["bias"])
+            feat = ("f", m.out_channels, self.fid())
+        elif op == "MaxPool":
+            layer = MaxPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name)
+            feat = ax[1]
+        else:
+            layer = AvgPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name)
+            feat = ax[1]
+        if stride != 1 or (padding != "causal" and dil * (k - 1)):   # a new number of steps: a new symbol
+            self.tsym = t_sym + "'"
+        self.ops.append(("time", layer, s))
+        return {"k": "data", "axes": [ax[0], feat, ("s", (self.tsym,))]}
+
     def recurrent(self, s, a) -> None:
         x = self.get(s.inputs[0], ("data",))
         layout = int(a.get("layout", 0))
@@ -706,10 +883,7 @@ class _SeqLower:
             self.refuse(f"reads data of shape ({', '.join(map(_dim_text, self.dims(x)))}): expected "
                         f"{'(T, B, F)' if layout == 0 else '(B, T, F)'} with the data's own sequence axes")
         t_sym, b_sym = (ax[0][1][0], ax[1][1][0]) if layout == 0 else (ax[1][1][0], ax[0][1][0])
-        if self.time is None:
-            self.time = t_sym
-        elif t_sym != self.time:
-            self.refuse("runs over the batch axis of the data the recurrent layer before it ran over in time")
+        self.time_axis(t_sym, "runs over the batch axis of the data the layers before it ran over in time")
         m = s.fn.module
         F = self.features(x, "X")
         if F != m.input_size:
@@ -794,6 +968,8 @@ class _SeqLower:
                 out.append(m)              # an activation of every step after the recurrent layers
             elif kind == "res" and (k < recs[0] or k > recs[-1]):
                 out.append(m)              # x + f(x), f activations (their records give the width)
+            elif kind == "time" and k < recs[0]:
+                out.append(m)              # a Conv / pooling over time before the recurrent layers
             elif k > recs[-1] and kind == "linear":
                 out.append(m)              # the per-step head, then at most one activation
                 rest = ops[k + 1:]
@@ -813,6 +989,11 @@ class _SeqLower:
                 self.refuse("is a Softmax not right after the last per-step Linear (the C engine's softmax "
                             "is its head's activation)")
             else:
+                if kind == "time":
+                    self.refuse("is a convolution or pooling over time after a recurrent layer: the C engine "
+                                "runs them before the first recurrent layer (front-end records)",
+                                "import the part before it with from_onnx(path, inputs=[...], outputs=[...]) "
+                                "and run the rest in NumPy")
                 if kind == "linear" and ops[k + 1][0] == "act":    # the activation after it does not fit
                     self.step, kind = ops[k + 1][2], "act"
                 self.refuse(where.format("a Linear" if kind == "linear" else "an activation"))
@@ -888,9 +1069,9 @@ def lower_sequence_graph(g):
     """The ``rc.nn.Sequential`` of a sequence-shaped :class:`OnnxGraph`: recurrent tails (CRNN).
 
     The graph's data input is a sequence ``(T, B, F)`` (ONNX recurrent ``layout`` 0, what torch
-    exports) or ``(B, T, F)`` (batch-first); which axis is time the first ``LSTM``/``GRU``/``RNN``
-    node says. Its feature count comes from the declared shape, else from the layer that reads it.
-    The lowering follows:
+    exports) or ``(B, T, F)`` (batch-first); which axis is time the first ``Conv``/pooling over time
+    or ``LSTM``/``GRU``/``RNN`` node says. Its feature count comes from the declared shape, else from
+    the layer that reads it. The lowering follows:
 
     * shape arithmetic on the data (``Shape``, ``Gather``, ``Unsqueeze``, ``Squeeze``, ``Concat``,
       ``Mul``, ``Slice``) as products of the symbols ``T`` and ``B``, so ``view(T*b, h)`` /
@@ -905,6 +1086,14 @@ def lower_sequence_graph(g):
       before a recurrent layer is folded into its input weights (``W_ih W``, ``b_ih + W_ih b``;
       crnn.pytorch's ``BidirectionalLSTM`` stack), consecutive Linears are multiplied out, the last
       one is the engine's per-step head;
+    * before the first recurrent layer, ``Conv`` / ``MaxPool`` / ``AveragePool`` over the time axis
+      of ``(N, C, L)`` data (the ``Transpose`` from ``(B, T, F)`` / ``(T, B, F)`` and back are data
+      movement): a causal ``Conv`` (``pads`` ``[d(k-1), 0]``, or a zero ``Pad`` of the time axis
+      before it, torch's ``F.pad(x, (d(k-1), 0))``; any stride, dilation, group) ->
+      ``rc.nn.Conv1d(padding="causal")``, an unpadded pooling (``ceil_mode`` at stride 1 only) ->
+      ``rc.nn.MaxPool1d`` / ``AvgPool1d``: conv_time / pool_time records. The paddings are decided
+      in one place, :func:`engine_time_padding`; a strided or unpadded layer gives the time axis a
+      new symbol (fewer steps);
     * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid`` before the first or after the last recurrent
       layer, and after the head (or ``Softmax`` over the features); ``LogSoftmax`` is refused;
     * ``Add(x, f(x))``, ``f`` activations right after ``x`` (the op after which every layer read the
@@ -948,13 +1137,14 @@ def lower_sequence_graph(g):
                        "one data output and the recurrent layers' states besides the data input")
     y = lw.val.get(outs[0])
     ax = None if y is None or y["k"] != "data" else y["axes"]
+    batch = "X1" if lw.time == "X0" else "X0"
     if ax is None or len(ax) != 3 or [a[0] for a in ax] != ["s", "s", "f"] or \
-            {ax[0][1], ax[1][1]} != {("X0",), ("X1",)}:
+            {ax[0][1], ax[1][1]} != {(batch,), (lw.tsym,)}:
         raise _Refused(f"rc.compile(OnnxGraph): the output {outs[0]!r} is not a sequence (T, B, F) or "
                        "(B, T, F) of the data's axes (reshape it back in the graph, or import up to a tensor "
                        "that is)")
     lay = {True: "TBF", False: "BTF"}
     info = {"data_input": data_in, "data_output": outs[0],
-            "input_layout": lay[lw.time == "X0"], "output_layout": lay[ax[0][1] == (lw.time,)],
+            "input_layout": lay[lw.time == "X0"], "output_layout": lay[ax[0][1] == (lw.tsym,)],
             "state_inputs": state_in, "state_outputs": state_out}
     return Sequential(*layers), info

@@ -27,6 +27,12 @@ def op_pool(imp, node, ins, a):
     for lab, want in ((labels[0], "B"), (labels[2], "T")):
         if lab in ("X0", "X1"):
             imp.alias[lab] = want
+    if imp.engine:      # as_spec / graph=False: what the C engine cannot run, refused by node
+        from rnncore.io.onnx_import._lower import engine_time_padding
+
+        engine_time_padding(node.op_type, a, opts["kernel_size"], opts["stride"], opts["dilation"], None,
+                            lambda why, what: imp.refuse(node, f"{why}; {what}"))
+        opts["ceil_mode"] = False      # at stride 1 (the only one left) it changes nothing
     cls = MaxPool1d if node.op_type == "MaxPool" else AvgPool1d
     layer = {"kind": "module", "module": cls(channels=C, dtype=imp.dtype, **opts)}
     return [_Seq(s.axes, (s.sizes[0], C, None), imp.add_layer(s.pipe, layer))]
