@@ -20,6 +20,22 @@
  * ---------------------------------------------------------------------------------------- */
 /* Resolve one op of the plan for `isa`: the batch axis cut at every row's bounds, each piece
  * served by rnc__pick_kernel's row (with and without W_hh's kernel sums), equal neighbours merged. */
+
+/* Padding over time (conv_time / pool_time timepad tails: look-ahead, rnc_flush). A build without
+ * it (-DRNC_NO_TIMEPAD, the dense deploy build; its loader refuses the tails) has no right pads
+ * and no counters, so that code is dead and left out. */
+#if defined(RNC_NO_TIMEPAD)
+#define TP_ON 0
+#define TP_FLUSH(m) ((void)(m), (size_t)0)
+#define TP_COUNT(F) ((void)(F), 0u)
+#define TP_RIGHT(F) ((void)(F), 0u)
+#else
+#define TP_ON 1
+#define TP_FLUSH(m) ((m)->flush)
+#define TP_COUNT(F) ((F)->tcount)
+#define TP_RIGHT(F) ((F)->tpad_r)
+#endif
+
 static rnc_status plan_op(rnc_plan_op *p, int op, int prec, int isa, int input, int gru_rb)
 {
     uint32_t cut[64];
@@ -231,8 +247,8 @@ rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)
     info->model_bytes = m->file_size;
     info->last_step = m->last_step;
     info->last_step_bidirectional = m->last_step_bidir;
-    info->lookahead = m->lookahead;
-    info->flush_steps = m->flush;
+    info->lookahead = TP_ON ? m->lookahead : 0;
+    info->flush_steps = TP_FLUSH(m);
     return RNC_OK;
 }
 
@@ -825,7 +841,7 @@ static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float 
     const int skip = window_skip(F, win);
     if (!skip) {
         size_t lo = 0, hi = P + 1, n = F->k;
-        if (F->tcount) {
+        if (TP_COUNT(F)) {
             const size_t nr = (size_t)cnt[0], np = (size_t)cnt[1]; /* np <= right <= P */
             lo = P - np > nr ? P - np - nr : 0;
             hi = pad ? P - np : P + 1;
@@ -849,7 +865,7 @@ static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float 
         }
     }
     window_push(F, x, win);
-    if (F->tcount) {
+    if (TP_COUNT(F)) {
         if (pad) cnt[1] += 1.0f;
         else if (cnt[0] < (float)P) cnt[0] += 1.0f;
     }
@@ -1102,7 +1118,7 @@ static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float
                      float *fb, float *save, float *win, float *scratch, const float *tw)
 {
     const float *in = x;
-    const int pad = x == NULL;
+    const int pad = TP_ON && x == NULL;
     if (pad) {
         memset(fa, 0, sizeof(float) * m->front[first].in_w);
         in = fa;
@@ -1303,11 +1319,11 @@ static rnc_status check_countdowns(const rnc_model *m, const rnc_state *s, int s
 {
     for (uint32_t i = 0; i < m->num_front; ++i) {
         const rnc_front_op *F = &m->front[i];
-        if (F->tcount) /* a padded pool_time's counters: real steps 0..P, pad steps 0 between calls */
+        if (TP_COUNT(F)) /* a padded pool_time's counters: real steps 0..P, pad steps 0 between calls */
             for (size_t b = 0; b < s->batch; ++b) {
                 const float *cnt = s->win + b * m->win_floats + F->win_off + (size_t)F->win * F->cin + F->phase;
                 if (!(cnt[0] >= 0.0f && cnt[0] <= (float)F->win) || cnt[0] != (float)(uint32_t)cnt[0] ||
-                    (flushing ? !(cnt[1] >= 0.0f && cnt[1] <= (float)F->tpad_r) || cnt[1] != (float)(uint32_t)cnt[1]
+                    (flushing ? !(cnt[1] >= 0.0f && cnt[1] <= (float)TP_RIGHT(F)) || cnt[1] != (float)(uint32_t)cnt[1]
                               : cnt[1] != 0.0f))
                     return RNC_E_STATE;
             }
@@ -1356,7 +1372,7 @@ static size_t flush_outputs(const rnc_model *m, size_t *cd)
 {
     size_t n = 0;
     for (uint32_t i = 0; i < m->num_front; ++i)
-        for (uint32_t p = 0; p < m->front[i].tpad_r; ++p) {
+        for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]); ++p) {
             int pass = 1;
             for (uint32_t j = i; j < m->num_front && pass; ++j) {
                 const rnc_front_op *F = &m->front[j];
@@ -1391,7 +1407,7 @@ rnc_status rnc_run_out_steps(const rnc_model *m, const rnc_state *s, size_t step
     if (!out_steps) return RNC_E_ARG;
     TRY(check_state(m, s, &w));
     size_t most = 0;
-    if (m->flush) { /* rnc_run flushes: the steps, then the right pads (none without input) */
+    if (TP_FLUSH(m)) { /* rnc_run flushes: the steps, then the right pads (none without input) */
         TRY(check_countdowns(m, s, 0, 0));
         for (size_t b = 0; b < s->batch; ++b) {
             size_t cd[RNC_MAX_FRONT];
@@ -1421,7 +1437,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
                               const int32_t *ids, float *y, uint32_t first)
 {
     rnc_step_work w;
-    const int pad = first > 0;
+    const int pad = TP_ON && first > 0;
     first -= (uint32_t)pad;
     TRY(check_state(m, s, &w));
     if (!y || (!x && !ids && !pad)) return RNC_E_ARG;
@@ -1567,7 +1583,7 @@ rnc_status rnc_flush_out_steps(const rnc_model *m, const rnc_state *s, size_t *o
     if (!out_steps) return RNC_E_ARG;
     *out_steps = 0;
     TRY(check_state(m, s, &w));
-    if (!m->flush) return RNC_OK;
+    if (!TP_FLUSH(m)) return RNC_OK;
     TRY(check_countdowns(m, s, 1, 0));
     size_t cd[RNC_MAX_FRONT];
     front_countdowns(m, s->win, cd);
@@ -1581,17 +1597,21 @@ rnc_status rnc_flush(const rnc_model *m, rnc_state *s, float *y, size_t capacity
     TRY(rnc_flush_out_steps(m, s, &n));
     *out_steps = n;
     if (m->plan.bidirectional || m->plan.reverse) return RNC_E_BIDIRECTIONAL;
+#if defined(RNC_NO_TIMEPAD) /* no right pads: n = 0, nothing to feed */
+    (void)y, (void)capacity;
+#else
     if (n > capacity) return RNC_E_SIZE;
     if (n && !y) return RNC_E_ARG;
     if ((uintptr_t)y & 3u) return RNC_E_ALIGN;
     const size_t rows = s->batch * (size_t)m->output_size;
     size_t k = 0;
     for (uint32_t i = 0; i < m->num_front && n; ++i) /* n = 0: the pads reach no state */
-        for (uint32_t p = 0; p < m->front[i].tpad_r; ++p) {
+        for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]); ++p) {
             const rnc_status st = step_common(m, s, NULL, NULL, y + k * rows, i + 1);
             if (st == RNC_OK) ++k;
             else if (st != RNC_NO_OUTPUT) return st;
         }
+#endif
     if (s->win) /* the next input starts a sequence (h and c stay as the flush left them) */
         for (size_t b = 0; b < s->batch; ++b) front_init_row(m, s->win + b * m->win_floats);
     return RNC_OK;
@@ -1626,9 +1646,9 @@ typedef struct {
 static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_run_work *w)
 {
     uint64_t bt, o = 0, t;
-    if (m->flush) { /* the right pads' outputs (at most m->flush more steps) */
-        if (steps > SIZE_MAX - m->flush) return RNC_E_SIZE;
-        steps += m->flush;
+    if (TP_FLUSH(m)) { /* the right pads' outputs (at most TP_FLUSH(m) more steps) */
+        if (steps > SIZE_MAX - TP_FLUSH(m)) return RNC_E_SIZE;
+        steps += TP_FLUSH(m);
     }
     if (!mul_ok(batch, steps, &bt) || bt > 0x7FFFFFFFu) return RNC_E_SIZE;
     const uint64_t op = r16(m->head_out);
@@ -1673,7 +1693,7 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
         ADD(frow, 2, (uint64_t)m->front_w * 4);
         ADD(fscr, 1, (uint64_t)m->front_scratch * 4);
         ADD(fsave, 1, (uint64_t)m->res_floats * 4);
-        ADD(olen, m->strided || m->flush ? batch : 0, 4); /* the output steps of each sequence */
+        ADD(olen, m->strided || TP_FLUSH(m) ? batch : 0, 4); /* the output steps of each sequence */
     }
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
@@ -1708,7 +1728,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     if ((ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
     const size_t B = s->batch;
     size_t T_out = T; /* the output steps (strided records: fewer, rnc_run_out_steps; right pads) */
-    if (m->strided || m->flush) TRY(rnc_run_out_steps(m, s, T, &T_out));
+    if (m->strided || TP_FLUSH(m)) TRY(rnc_run_out_steps(m, s, T, &T_out));
     if (s->win) TRY(check_countdowns(m, s, 0, 0));
     const size_t out_rows = m->last_step ? B : B * T_out;
     if (!scratch || (out_rows && !y) || (T && !x && !ids)) return RNC_E_ARG;
@@ -1791,9 +1811,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, t);
                 j += r == 0;
             }
-            if (m->flush && LEN(b)) { /* the end of the sequence: each record's right pad steps */
+            if (TP_FLUSH(m) && LEN(b)) { /* the end of the sequence: each record's right pad steps */
                 for (uint32_t i = 0; i < npre; ++i)
-                    for (uint32_t p = 0; p < m->front[i].tpad_r; ++p) {
+                    for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]); ++p) {
                         const int r = step_rows(m, i, npre - i, NULL, fseq + (b * T_out + j) * pre_w, fr,
                                                 fr + m->front_w, fsave, s->win + b * m->win_floats, fscr,
                                                 (const float *)(s->work + sw.tw));
@@ -1803,9 +1823,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 front_init_row(m, s->win + b * m->win_floats); /* as rnc_flush leaves it */
             }
             memset(fseq + (b * T_out + j) * pre_w, 0, sizeof(float) * (T_out - j) * pre_w);
-            if (m->strided || m->flush) olen[b] = (int32_t)j;
+            if (m->strided || TP_FLUSH(m)) olen[b] = (int32_t)j;
         }
-        if (m->strided || m->flush) { /* from here on the sequences are the output steps */
+        if (m->strided || TP_FLUSH(m)) { /* from here on the sequences are the output steps */
             lengths = olen;
             T = T_out;
         }

@@ -643,6 +643,12 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
             code, al, be = _pointwise_code(r)
             out.append({"kind": "pointwise", "fields": {"features": feat, "activation": code, "alpha": al,
                                                         "beta": be}, "tensors": []})
+        if kind in ("conv1d", "conv_time", "max_pool1d", "avg_pool1d") and precision == "q8" \
+                and out[-1].get("timepad"):
+            tp = out[-1]["timepad"]
+            raise ValueError(f"{where}[{n}] ({kind}): padding ({tp['left']}, {tp['right']}) over time runs "
+                             "in f32 files only (precision='f32'); q8 files run causal Conv1d "
+                             "(padding='causal') and unpadded pooling, as the q8 spec describes them")
     return out, feat
 
 
@@ -1726,6 +1732,8 @@ class _Loader:
         known = _C["TIMEPAD_EXCLUDE_PAD"] if avg else 0
         if t["flags"] & ~known:
             raise self.fail("timepad.flags", "FLAGS", t["flags"], known)
+        if self.precision == _C_Q8:
+            raise self.fail("timepad", "TIMEPAD_Q8", t["left"], t["right"])
         return t["left"], t["right"], t["flags"] & _C["TIMEPAD_EXCLUDE_PAD"]
 
     def load_front(self, pos: int, size: int, kind: int) -> None:
