@@ -232,7 +232,6 @@ def seed_files() -> dict[str, bytes]:
     out["conv_time_residual_q8_v2"] = write_rnc(spec)
     out["strided_time_f32_v2"] = write_rnc(_strided_spec(np.random.default_rng(310)))
     out["padded_time_f32_v2"] = write_rnc(_padded_spec(np.random.default_rng(320)))
-    out["padded_conv_time_q8_v2"] = write_rnc(_padded_spec(np.random.default_rng(330), "q8"))
     for i, (name, db) in enumerate(LOG_MEL_SEEDS.items()):
         out[name] = write_rnc(_log_mel_spec(np.random.default_rng(300 + i), db))
     return out

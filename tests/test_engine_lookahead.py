@@ -387,6 +387,22 @@ def test_padding_over_time_in_a_q8_file_is_refused_naming_the_record(layer):
     assert verdicts(f32) == (None, None)
 
 
+def test_a_q8_file_with_a_timepad_tail_is_refused_alike_by_the_loader_and_the_reader(monkeypatch):
+    """Such a file, written with the compile-time refusal switched off (the writer's planner then
+    packs the q8 conv weights and the tail as for f32), is refused by the C loader and read_rnc with
+    one message (TIMEPAD_Q8)."""
+    from rnc_mutations import _padded_spec, verdicts
+
+    import rnncore.io.rnc as rnc_mod
+
+    monkeypatch.setattr(rnc_mod, "_q8_timepad_check", lambda *a: None)
+    data = write_rnc(_padded_spec(np.random.default_rng(330), "q8"))
+    monkeypatch.undo()
+    py, c = verdicts(data)
+    assert py is not None and "padding (1, 1) over time in a q8 file" in py, py
+    assert c is not None and py in c, (py, c)
+
+
 @pytest.mark.parametrize("isa", rc.isa()["available"])
 def test_every_isa_path_streams_and_flushes_with_the_bits_of_its_run(isa):
     m = kws_same(seed=11)
