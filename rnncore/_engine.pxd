@@ -53,6 +53,7 @@ cdef extern from "rnncore.h" nogil:
     ctypedef struct rnc_model:
         rnc_plan plan
         uint32_t strided
+        size_t flush
 
     ctypedef struct rnc_model_info:
         uint32_t precision
@@ -70,6 +71,8 @@ cdef extern from "rnncore.h" nogil:
         size_t model_bytes
         uint32_t last_step
         uint32_t last_step_bidirectional
+        size_t lookahead
+        size_t flush_steps
 
     ctypedef struct rnc_layer_info:
         uint32_t kind
@@ -115,6 +118,9 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_run_scratch_size(const rnc_model *model, size_t batch, size_t steps, size_t *bytes)
     rnc_status rnc_run_out_steps(const rnc_model *model, const rnc_state *state, size_t steps,
                                  size_t *out_steps)
+    rnc_status rnc_flush_out_steps(const rnc_model *model, const rnc_state *state, size_t *out_steps)
+    rnc_status rnc_flush(const rnc_model *model, rnc_state *state, float *y, size_t capacity,
+                         size_t *out_steps)
     rnc_status rnc_run(const rnc_model *model, rnc_state *state, const float *x,
                        const int32_t *lengths, size_t steps, float *y, void *scratch,
                        size_t scratch_bytes)

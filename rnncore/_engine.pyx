@@ -424,7 +424,7 @@ cdef class Stream:
             raise ValueError("step: the model has a bidirectional or reverse layer; use run() on whole sequences")
         if st == RNC_E_NONFINITE:
             self._nonfinite_error("step")
-        if st == RNC_E_STATE and self.model.m.strided:
+        if st == RNC_E_STATE and (self.model.m.strided or self.model.m.flush):
             raise ValueError("step: the strided layers' countdowns in stream.state are not valid integers "
                              "or differ between the stream rows (a batch steps in lockstep); reset() or "
                              "assign a state taken from a stream")
@@ -550,6 +550,36 @@ cdef class Stream:
                                  "integers; reset() or assign a state taken from a stream")
             _raise(st, "run_out_steps")
         return n
+
+    def flush(self):
+        """End of input (``rnc_flush``): the outputs a model with padding at the end of the input
+        (PyTorch ``Conv1d(padding=p)``, Keras ``padding="same"``, ...) still owes, ``(batch, n,
+        output_size)`` float32 (``n`` may be 0); the layers over time then start afresh for a new
+        sequence, h and c stay as they ended."""
+        cdef size_t n = 0, cap = self.model.info.flush_steps
+        cdef rnc_status st
+        y = np.empty((max(<Py_ssize_t>cap, 1), self.batch, self.nout), np.float32)
+        cdef float *yp = <float *>cnp.PyArray_DATA(<cnp.ndarray>y)
+        if self.busy:
+            self._raise_busy()
+        self.busy = True
+        with nogil:
+            st = rnc_flush(&self.model.m, &self.st, yp, cap, &n)
+        self.busy = False
+        if st != RNC_OK:
+            if st == RNC_E_NONFINITE:
+                self._nonfinite_error("flush")
+            if st == RNC_E_BIDIRECTIONAL:
+                raise ValueError("flush: the model has a bidirectional or reverse layer; use run() on whole sequences")
+            if st == RNC_E_STATE:
+                raise ValueError("flush: the countdowns or counters of the layers over time in stream.state are "
+                                 "not valid; reset() or assign a state taken from a stream")
+            _raise(st, "flush")
+        return np.ascontiguousarray(y[:n].transpose(1, 0, 2))
+
+    @property
+    def lookahead(self) -> int:
+        return self.model.info.lookahead
 
     # -- state ------------------------------------------------------------------------------
     def raw_state(self):

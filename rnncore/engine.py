@@ -318,6 +318,7 @@ class Stream:
         self.reset = self._s.reset
         self.out_steps = self._s.out_steps
         self.time_step = self._s.time_step
+        self.flush = self._s.flush  # end of input: the outputs still owed, (batch, n, ...)
 
     def __repr__(self) -> str:
         e = self.engine
@@ -335,6 +336,14 @@ class Stream:
     def __reduce__(self):
         # pickle / copy.deepcopy: the engine, the batch and a copy of the state
         return (_restore_stream, (self.engine, self.batch, self.state))
+
+    @property
+    def lookahead(self) -> int:
+        """Input steps an output waits for: the future inputs the model's padded layers over time
+        read (``P - left`` of each, times the strides before it; ``rnc_model_info.lookahead``),
+        0 for a causal model. The output for input step t comes ``lookahead`` steps later and the
+        last ones from :meth:`flush` (docs/c-api.md, "Look-ahead")."""
+        return self._s.lookahead
 
     @property
     def input_shape(self) -> tuple:
@@ -405,16 +414,21 @@ class Stream:
         if not shapes:
             return rec
         flat = self._s.raw_window().reshape(self.batch, -1)
-        wins, counts, o = [], [], 0
-        for p, ch, start in shapes:
+        wins, counts, reals, o = [], [], [], 0
+        for p, ch, start, padded in shapes:
             wins.append(flat[:, o:o + p * ch].reshape(self.batch, p, ch).copy())
             o += p * ch
             if start is not None:
                 counts.append(flat[:, o].astype(np.int64))
                 o += 1
+            if padded:   # the real steps taken (the pad steps' counter is 0 between calls)
+                reals.append(flat[:, o].astype(np.int64))
+                o += 2
         out = {"recurrent": rec, "windows": wins}
         if counts:
             out["countdowns"] = np.stack(counts, axis=1)
+        if reals:
+            out["real_steps"] = np.stack(reals, axis=1)
         return out
 
     def _recurrent_state(self):
@@ -443,10 +457,12 @@ class Stream:
             if not shapes:
                 raise ValueError("state: this model has no Conv1d over time; give the recurrent state "
                                  "(h, or (h, c)) without a dict")
-            starts = [st for _p, _c, st in shapes if st is not None]
-            keys = {"recurrent", "windows"} | ({"countdowns"} if starts else set())
+            starts = [st for _p, _c, st, _n in shapes if st is not None]
+            npad = sum(1 for *_r, padded in shapes if padded)
+            keys = {"recurrent", "windows"} | ({"countdowns"} if starts else set()) | (
+                {"real_steps"} if npad else set())
             if set(value) != keys:
-                order = ("recurrent", "windows", "countdowns")
+                order = ("recurrent", "windows", "countdowns", "real_steps")
                 want = " and ".join(repr(k) for k in sorted(keys, key=order.index))
                 raise ValueError(f"state: expected the keys {want}, got {sorted(value)}")
             wins = value["windows"]
@@ -462,8 +478,17 @@ class Stream:
                                     f"{getattr(counts, 'dtype', type(counts).__name__)}")
                 if counts.shape != shape:
                     raise ValueError(f"state['countdowns']: expected shape {shape}, got {counts.shape}")
-            parts, k = [], 0
-            for i, (w, (p, ch, start)) in enumerate(zip(wins, shapes, strict=True)):
+            reals = None
+            if npad:
+                reals = _as_numpy(value["real_steps"])
+                shape = (self.batch, npad)
+                if not isinstance(reals, np.ndarray) or not np.issubdtype(reals.dtype, np.integer):
+                    raise TypeError(f"state['real_steps']: expected an integer array of shape {shape}, got "
+                                    f"{getattr(reals, 'dtype', type(reals).__name__)}")
+                if reals.shape != shape:
+                    raise ValueError(f"state['real_steps']: expected shape {shape}, got {reals.shape}")
+            parts, k, kr = [], 0, 0
+            for i, (w, (p, ch, start, padded)) in enumerate(zip(wins, shapes, strict=True)):
                 w = _as_numpy(w)
                 _check_state_array(f"state['windows'][{i}]", w, (self.batch, p, ch))
                 parts.append(np.asarray(w, np.float32).reshape(self.batch, p * ch))
@@ -475,6 +500,13 @@ class Stream:
                                          f"[{c.min()}, {c.max()}]")
                     parts.append(c.astype(np.float32)[:, None])
                     k += 1
+                if padded:
+                    c = reals[:, kr]
+                    if c.min() < 0 or c.max() > p:
+                        raise ValueError(f"state['real_steps'][:, {kr}]: expected values in [0, {p}], got "
+                                         f"[{c.min()}, {c.max()}]")
+                    parts.append(np.stack([c.astype(np.float32), np.zeros(self.batch, np.float32)], 1))
+                    kr += 1
             flat = np.concatenate(parts, axis=1) if parts else np.zeros((self.batch, 0), np.float32)
             if not np.all(np.isfinite(flat)):
                 raise ValueError("state['windows']: contain NaN or Inf")
@@ -566,13 +598,15 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
 
 
 def _conv_windows(data: bytes) -> list:
-    """``(P, C_in, start)`` of each conv_time / pool_time record of a (valid, v2) file, in file
+    """``(P, C_in, start, padded)`` of each conv_time / pool_time record of a (valid, v2) file, in file
     order: the window ``P = dilation*(kernel_size-1)`` steps of ``C_in`` features its stream state
     keeps, and for a strided record ``start = (countdown at the start, stride)`` (else None): its
-    countdown follows the window in ``rnc_state.win`` (rnncore.h)."""
+    countdown follows the window in ``rnc_state.win`` (rnncore.h); ``padded``: a padded pool_time,
+    whose two counters (real steps taken, pad steps fed) follow (rnc_layout.h timepad)."""
     import struct
 
     from rnncore.io.rnc import RECORD_KINDS
+    from rnncore.io.rnc_layout import LAYOUT
 
     if struct.unpack_from("<I", data, 4)[0] != 2:
         return []
@@ -581,11 +615,19 @@ def _conv_windows(data: bytes) -> list:
         kind, size = struct.unpack_from("<II", data, pos)
         if kind == RECORD_KINDS["conv_time"]:
             ci, _co, k, st, dl = struct.unpack_from("<5I", data, pos + 8)
-            out.append((dl * (k - 1), ci, (0, st) if st > 1 else None))
+            p = dl * (k - 1)
+            left = p   # causal unless a timepad tail (the record's last 16 bytes) says otherwise
+            if size in (LAYOUT["rec_conv_time"].size + LAYOUT["timepad"].size,
+                        LAYOUT["rec_conv_time"].size + LAYOUT["fconvq8"].size + LAYOUT["timepad"].size):
+                left = struct.unpack_from("<I", data, pos + size - LAYOUT["timepad"].size)[0]
+            out.append((p, ci, (p - left, st) if st > 1 or left < p else None, False))
         elif kind == RECORD_KINDS["pool_time"]:
             ch, k, st, dl = struct.unpack_from("<4I", data, pos + 8)
             p = dl * (k - 1)
-            out.append((p, ch, (p, st) if p > 0 or st > 1 else None))
+            left = right = 0
+            if size == LAYOUT["rec_pool_time"].size + LAYOUT["timepad"].size:
+                left, right = struct.unpack_from("<2I", data, pos + size - LAYOUT["timepad"].size)
+            out.append((p, ch, (p - left, st) if p > left or st > 1 else None, bool(left or right)))
         pos += size
     return out
 
@@ -593,10 +635,12 @@ def _conv_windows(data: bytes) -> list:
 def _fresh_windows(shapes: list, batch: int) -> np.ndarray:
     """The flat windows of a stream at the start of a sequence: zeros and the start countdowns."""
     row = []
-    for p, ch, start in shapes:
+    for p, ch, start, padded in shapes:
         row.append(np.zeros(p * ch, np.float32))
         if start is not None:
             row.append(np.array([start[0]], np.float32))
+        if padded:
+            row.append(np.zeros(2, np.float32))
     return np.tile(np.concatenate(row), batch)
 
 

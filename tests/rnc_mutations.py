@@ -173,6 +173,28 @@ def _strided_spec(rng: np.random.Generator) -> dict:
     return spec
 
 
+def _padded_spec(rng: np.random.Generator, precision: str = "f32") -> dict:
+    """Padding on both sides of the time axis (timepad tails): a Conv1d(k3, padding (1, 1)), then
+    (f32) a max pooling (k3, stride 2, padding 1) and an average pooling (k3, padding (1, 1),
+    count_include_pad=False) before a GRU."""
+    spec = gen_vectors.make_spec(rng, "gru", [4, 5], precision, head=2, head_act="none")
+    spec["input_size"] = 3
+    spec["front"] = [
+        {"kind": "conv1d", "in_channels": 3, "out_channels": 4, "kernel_size": 3,
+         "pad_left": 1, "pad_right": 1,
+         "tensors": {"weight": rng.standard_normal((4, 3, 3)).astype(np.float32),
+                     "bias": rng.standard_normal(4).astype(np.float32)}},
+    ]
+    if precision == "f32":
+        spec["front"] += [
+            {"kind": "max_pool1d", "channels": 4, "kernel_size": 3, "stride": 2,
+             "pad_left": 1, "pad_right": 1},
+            {"kind": "avg_pool1d", "channels": 4, "kernel_size": 3, "stride": 1,
+             "pad_left": 1, "pad_right": 1, "count_include_pad": False},
+        ]
+    return spec
+
+
 def _log_mel_spec(rng: np.random.Generator, db: bool) -> dict:
     """A log_mel record first (log: 16-sample frames, 5 filters; db, magnitude: 10 filters, two
     of them empty spans) then a layer_norm (db), a GRU and a head."""
@@ -209,6 +231,7 @@ def seed_files() -> dict[str, bytes]:
     spec["post"] = [{"kind": "relu"}, {"kind": "residual", "span": 1}]
     out["conv_time_residual_q8_v2"] = write_rnc(spec)
     out["strided_time_f32_v2"] = write_rnc(_strided_spec(np.random.default_rng(310)))
+    out["padded_time_f32_v2"] = write_rnc(_padded_spec(np.random.default_rng(320)))
     for i, (name, db) in enumerate(LOG_MEL_SEEDS.items()):
         out[name] = write_rnc(_log_mel_spec(np.random.default_rng(300 + i), db))
     return out

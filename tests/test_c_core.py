@@ -125,17 +125,18 @@ def test_group_file_without_its_features_is_an_error(cc, src, group, symbol, tmp
 
 
 def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
-    """-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT (the dense deploy build that
+    """-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD (the dense deploy build that
     docs/deploy-raspberry-pi.md sizes): the kernel table has no block-sparse, q4 or FFT rows, the
-    loader has no fully-integer checks, and it refuses such files with one line naming what the
-    build leaves out (not a plan without kernels); dense files still run, a log-mel model too (its
-    spectrum by the tables' product)."""
+    loader has no fully-integer checks or padding over time, and it refuses such files with one
+    line naming what the build leaves out (not a plan without kernels); dense files still run, a
+    log-mel model too (its spectrum by the tables' product, equal to the NumPy float64 model within
+    the log-mel tests' tolerance)."""
     import rnncore as rc
 
     build = tmp_path / "build"
     proc = subprocess.run(
         ["make", "-C", str(CSRC), "bench", "lib", f"BUILD={build}",
-         "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT"],
+         "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD"],
         capture_output=True, text=True, timeout=900, env=child_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     bench = build / "rnncore-bench"
@@ -149,6 +150,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     files = {"dense": rc.compile(gru, "q8").data, "q4": rc.compile(gru, "q4").data,
              "logmel": rc.compile(logmel).data,
              "sparse": rc.compile(gru, "q8", sparse=True).data,
+             "timepad": rc.compile(rc.nn.Sequential(rc.nn.Conv1d(4, 6, 3, padding=1, seed=0),
+                                                    rc.nn.GRU(6, 5, seed=1))).data,
              "int": write_int_rnc(qi.quantize_int_model(rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0)),
                                                         qi.IntCalibration([(-2.0, 2.0)], [(-0.9, 0.95)],
                                                                           [3.0], [4.0])))}
@@ -173,5 +176,7 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
         "of the C core leaves out" in out["q4"][1], out["q4"][1][-2000:]
     assert out["sparse"][0] != 0 and "block-sparse weights (built with RNC_NO_SPARSE), which this " \
         "build of the C core leaves out" in out["sparse"][1], out["sparse"][1][-2000:]
+    assert out["timepad"][0] != 0 and "timepad.right: 1: padding over time (built with RNC_NO_TIMEPAD), " \
+        "which this build of the C core leaves out" in out["timepad"][1], out["timepad"][1][-2000:]
     assert out["int"][0] != 0 and "precision: 3: fully-integer models (built with RNC_NO_INT), which " \
         "this build of the C core leaves out" in out["int"][1], out["int"][1][-2000:]

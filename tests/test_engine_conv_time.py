@@ -184,8 +184,14 @@ def test_rnc_round_trip_and_loaded_engine():
 
 
 def test_forms_the_c_core_does_not_run_are_refused_naming_the_field():
-    with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): padding \(1, 1\) 'zeros'"):
-        rc.compile(nn.Sequential(nn.Conv1d(3, 3, 3, padding="same"), nn.GRU(3, 4)))
+    # padding beyond the window (the output would need no input at all) and reflected padding
+    # (tests/test_engine_lookahead.py runs the zero paddings up to dilation*(kernel_size-1))
+    with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): padding \(1, 1\); the C core runs Conv1d "
+                                         r"over time with each side's zero padding in "
+                                         r"0..dilation\*\(kernel_size-1\) = 0"):
+        rc.compile(nn.Sequential(nn.Conv1d(3, 3, 1, padding=1), nn.GRU(3, 4)))
+    with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): padding_mode 'reflect'"):
+        rc.compile(nn.Sequential(nn.Conv1d(3, 3, 3, padding=1, padding_mode="reflect"), nn.GRU(3, 4)))
     with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): .*f32 and q8 files only"):
         rc.compile(kws_like(), precision="q4")
 

@@ -170,9 +170,11 @@ def test_q4_and_misplaced_records_are_refused_naming_what():
     with pytest.raises(ValueError, match=r"front\[0\] \(frame_conv1d\): the C core runs per-step records in "
                                          r"f32 and q8 files only"):
         rc.compile(m, precision="q4")
-    with pytest.raises(ValueError, match=r"front\[1\] \(conv1d\): padding \(0, 0\) 'zeros'; the C core runs "
-                                         r"Conv1d over time with causal zero padding \(2, 0\)"):
-        rc.compile(nn.Sequential(nn.FrameConv1d(1, 2, 2, frame_length=4), nn.Conv1d(6, 6, 3),
+    # a "valid" Conv1d over time runs (a look-ahead of 2 steps, tests/test_engine_lookahead.py);
+    # padding beyond its window does not
+    with pytest.raises(ValueError, match=r"front\[1\] \(conv1d\): padding \(1, 1\); the C core runs "
+                                         r"Conv1d over time with each side's zero padding in "):
+        rc.compile(nn.Sequential(nn.FrameConv1d(1, 2, 2, frame_length=4), nn.Conv1d(6, 6, 1, padding=1),
                                  nn.GRU(6, 4)))
     with pytest.raises(ValueError, match=r"module '3' \(ReLU\) is not supported at this position"):
         rc.compile(nn.Sequential(nn.GRU(3, 4), nn.Linear(4, 2), nn.ReLU(), nn.ReLU()))

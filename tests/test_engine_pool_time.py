@@ -248,16 +248,16 @@ def test_bad_countdowns_are_refused_naming_them():
         st.run(X)
 
 
-def test_q4_and_padded_forms_are_refused_naming_the_field():
+def test_q4_and_unrunnable_forms_are_refused_naming_the_field():
     # q8 runs them (tests/test_engine_q8_kws.py); q4 files hold no per-step records
     with pytest.raises(ValueError, match=r"front\[0\] \(max_pool1d\): the C core runs per-step records in "
                                          r"f32 and q8 files only"):
         rc.compile(nn.Sequential(nn.MaxPool1d(2, channels=3), nn.GRU(3, 4)), precision="q4")
-    with pytest.raises(ValueError, match=r"front\[0\] \(avg_pool1d\): padding \(1, 1\); the C core runs "
-                                         r"pooling over time without padding"):
-        rc.compile(nn.Sequential(nn.AvgPool1d(2, channels=3, padding=1), nn.GRU(3, 4)))
-    with pytest.raises(ValueError, match=r"front\[0\] \(max_pool1d\): ceil_mode=True"):
-        rc.compile(nn.Sequential(nn.MaxPool1d(2, channels=3, ceil_mode=True), nn.GRU(3, 4)))
+    # padded pooling: tests/test_engine_lookahead.py
+    with pytest.raises(ValueError, match=r"front\[0\] \(max_pool1d\): ceil_mode=True with padding \(0, 0\) "
+                                         r"and stride 3; the C core runs ceil_mode=True without padding and "
+                                         r"with stride <= dilation\*\(kernel_size-1\)\+1 = 2"):
+        rc.compile(nn.Sequential(nn.MaxPool1d(2, channels=3, stride=3, ceil_mode=True), nn.GRU(3, 4)))
 
 
 def test_rnc_round_trip():

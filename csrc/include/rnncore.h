@@ -203,6 +203,9 @@ typedef struct rnc_front_op {
     uint32_t phase;               /* strided records: 1 = a countdown float follows the window */
     uint32_t skip0;               /* strided records: the countdown at the start of a sequence */
     uint32_t pool_op;             /* pool_time: RNC_POOL_MAX / RNC_POOL_AVG (rnc_layout.h) */
+    uint32_t tpad_l, tpad_r;      /* conv_time, pool_time: padding over time (rnc_layout.h timepad) */
+    uint32_t tpad_excl;           /* pool_time average: pad steps left out of the count */
+    uint32_t tcount;              /* padded pool_time: 2 counters follow the countdown (real, pad steps) */
     uint32_t nfreq, power, log;   /* log_mel: n_fft/2 + 1 bins, 1 or 2, RNC_MEL_LOG_* (n_fft in_w) */
     float log_c;                  /* log_mel: log_offset (log) or amin (dB) */
     const float *window, *dft, *fbw; /* log_mel: window, packed (cos | -sin) rows, filter weights */
@@ -267,6 +270,9 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t res_floats;            /* residual records' saved inputs per row (their features) */
     uint32_t strided;             /* some record has a countdown: steps may give no output */
+    size_t flush;                 /* the sum of the records' right pads: most outputs rnc_flush gives */
+    size_t lookahead;             /* input steps an output waits for (rnc_model_info) */
+    size_t lookahead_stride;      /* loader: the product of the strides of the records so far */
     size_t h_floats, c_floats;    /* per batch row */
     size_t max_feat, max_kpad, max_gates_hp;
     uint32_t isa;
@@ -289,6 +295,10 @@ typedef struct rnc_model_info {
     size_t model_bytes;      /* file size */
     uint32_t last_step;      /* 1: run() pools the last valid step: y is (B, output_size) */
     uint32_t last_step_bidirectional; /* ... and takes the backward half at t = 0 */
+    size_t lookahead;        /* input steps a stream's output waits for (records padded on the right
+                                of their window, docs/c-api.md "Look-ahead"): 0 for causal models */
+    size_t flush_steps;      /* most outputs rnc_flush gives (the sum of the records' right pads;
+                                0: rnc_flush gives none, rnc_run is rnc_step's steps) */
 } rnc_model_info;
 
 typedef struct rnc_layer_info {
@@ -416,6 +426,18 @@ rnc_status rnc_run_ids(const rnc_model *model, rnc_state *state, const int32_t *
  * that is not a valid integer. */
 rnc_status rnc_run_out_steps(const rnc_model *model, const rnc_state *state, size_t steps,
                              size_t *out_steps);
+
+/* End of input (docs/c-api.md, "Look-ahead"): a model whose records pad the end of their input
+ * (rnc_model_info.flush_steps > 0: PyTorch Conv1d(padding=p), Keras padding "same", ...) gives
+ * its last outputs only when it knows the input has ended. rnc_flush feeds every such record its
+ * right pad steps, as rnc_step would (y: (n, B, output_size), step k's rows at y + k B
+ * output_size; n = *out_steps, at most flush_steps, RNC_E_SIZE when more than capacity steps),
+ * then starts the records over time afresh for a new sequence (h and c stay as they ended).
+ * rnc_step's outputs followed by rnc_flush's are rnc_run's over the whole sequence, bit for bit.
+ * rnc_flush_out_steps: the n rnc_flush would give from the state as it is. */
+rnc_status rnc_flush_out_steps(const rnc_model *model, const rnc_state *state, size_t *out_steps);
+rnc_status rnc_flush(const rnc_model *model, rnc_state *state, float *y, size_t capacity,
+                     size_t *out_steps);
 
 /* ------------------------------------------------------------------------------------------
  * Kernel table (tests, benchmarks)

@@ -991,6 +991,60 @@ static rnc_status load_log_mel(rnc_ctx *c, rnc_model *m, rnc_front_op *F, const 
 
 /* A per-step record (frame_conv, pointwise, magnitude): its checks against the running width
  * c->feat, in the order of rnncore/io/rnc.py's load_front. */
+/* A conv_time / pool_time record's timepad tail (rnc_layout.h): left, right in 0..P; flags 0, or
+ * RNC_TIMEPAD_EXCLUDE_PAD for an average pooling (avg). */
+static rnc_status load_timepad(rnc_ctx *c, const unsigned char *tp, uint64_t P, int avg, int q8, uint64_t *left,
+                               uint64_t *right, uint64_t *excl)
+{
+#if defined(RNC_NO_TIMEPAD) /* a build without padding over time (model.c: its code is dead) */
+    (void)P, (void)avg, (void)q8, (void)left, (void)right, (void)excl;
+    return fail(c, ((void)RNC_AT_timepad_right, "timepad.right"), MSG_LEFT_OUT, rnc_timepad_right(tp), 0, 0,
+                "padding over time (built with RNC_NO_TIMEPAD)");
+#else
+    CHECK_RESERVED(c, timepad, tp);
+    const uint64_t l = rnc_timepad_left(tp), r = rnc_timepad_right(tp), f = rnc_timepad_flags(tp);
+    if (l > P) return fail(c, ((void)RNC_AT_timepad_left, "timepad.left"), MSG_RANGE, l, 0, P, NULL);
+    if (r > P) return fail(c, ((void)RNC_AT_timepad_right, "timepad.right"), MSG_RANGE, r, 0, P, NULL);
+    const uint64_t known = avg ? RNC_TIMEPAD_EXCLUDE_PAD : 0;
+    if (f & ~known) return fail(c, ((void)RNC_AT_timepad_flags, "timepad.flags"), MSG_FLAGS, f, known, 0, NULL);
+    if (q8) return fail(c, ((void)RNC_AT_timepad_left, "timepad"), MSG_TIMEPAD_Q8, l, r, 0, NULL);
+    *left = l;
+    *right = r;
+    if (excl) *excl = f & RNC_TIMEPAD_EXCLUDE_PAD;
+    return RNC_OK;
+#endif
+}
+
+/* -DRNC_NO_TIMEPAD: a record's timepad tail is refused where it is found (load_timepad), so that
+ * the padding code after it is dead */
+#if defined(RNC_NO_TIMEPAD)
+#define TIMEPAD_LEFT_OUT(tp)                                                  \
+    do {                                                                      \
+        if (tp) return load_timepad(c, tp, 0, 0, 0, NULL, NULL, NULL);        \
+    } while (0)
+#else
+#define TIMEPAD_LEFT_OUT(tp) ((void)(tp))
+#endif
+
+/* Record F's padding over time; the model's look-ahead (input steps: F's P - left at its input's
+ * rate, the strides before it) and whether rnc_flush has pad steps to feed. */
+static void timepad_set(rnc_model *m, rnc_front_op *F, uint64_t left, uint64_t right)
+{
+#if defined(RNC_NO_TIMEPAD) /* no tails (load_timepad): no look-ahead, nothing to flush */
+    (void)m, (void)F, (void)left, (void)right;
+    return;
+#endif
+    F->tpad_l = (uint32_t)left;
+    F->tpad_r = (uint32_t)right;
+    if (!m->lookahead_stride) m->lookahead_stride = 1;
+    const uint64_t cap = (uint64_t)1 << 30; /* saturates (rnc_model_info.lookahead) */
+    uint64_t la = (uint64_t)m->lookahead + (uint64_t)(F->win - left) * m->lookahead_stride;
+    uint64_t ls = (uint64_t)m->lookahead_stride * F->stride;
+    m->lookahead = (size_t)(la < cap ? la : cap);
+    m->lookahead_stride = (size_t)(ls < cap ? ls : cap);
+    m->flush += (size_t)right;
+}
+
 static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, uint32_t size)
 {
     const uint32_t kind = rnc_rec_kind(r);
@@ -1051,7 +1105,10 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
     } else if (kind == RNC_REC_CONV_TIME) {
         const uint32_t q8 = m->precision == RNC_Q8; /* a q8 file: the fconvq8 tail follows */
         const uint32_t want = RNC_SIZE_rec_conv_time + (q8 ? RNC_SIZE_fconvq8 : 0);
-        if (size != want) return fail(c, fsize, MSG_EXPECT, size, want, 0, NULL);
+        if (size != want && size != want + RNC_SIZE_timepad)
+            return fail(c, fsize, MSG_EXPECT, size, want, 0, NULL);
+        const unsigned char *tp = size != want ? r + want : NULL; /* the timepad tail */
+        TIMEPAD_LEFT_OUT(tp);
         CHECK_RESERVED(c, rec_conv_time, r);
         if (q8) CHECK_RESERVED(c, fconvq8, r + RNC_SIZE_rec_conv_time);
         const uint64_t ci = rnc_rec_conv_time_in_channels(r), co = rnc_rec_conv_time_out_channels(r);
@@ -1068,7 +1125,11 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
             return fail(c, FIELD(rec_conv_time, dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
         if (g == 0 || ci % g || co % g)
             return fail(c, FIELD(rec_conv_time, groups), MSG_CONV_GROUPS, g, ci, co, NULL);
-        const uint64_t P = dl * (k - 1), cg = ci / g, cog = co / g, ph = st > 1;
+        const uint64_t P = dl * (k - 1), cg = ci / g, cog = co / g;
+        uint64_t ph;
+        uint64_t tl = P, tr = 0;
+        if (tp) TRY(load_timepad(c, tp, P, 0, q8, &tl, &tr, NULL));
+        ph = st > 1 || tl < P; /* a countdown: strided, or the first P - left steps give no output */
         if (P * ci + ph > RNC_FILE_MAX_WINDOW || m->win_floats + P * ci + ph > RNC_FILE_MAX_WINDOW)
             return fail(c, FIELD(rec_conv_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ci, RNC_FILE_MAX_WINDOW, NULL);
         const void *p;
@@ -1096,6 +1157,8 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->win = (uint32_t)P;
         F->win_off = m->win_floats;
         F->phase = (uint32_t)ph; /* a countdown after the window: steps without an output */
+        F->skip0 = (uint32_t)(P - tl);
+        timepad_set(m, F, tl, tr);
         m->win_floats += (size_t)(P * ci + ph);
         if (F->phase) m->strided = 1;
         /* model.c conv_time_row: one column, its product; q8 (conv_time_row_q8, 64-byte blocks):
@@ -1104,7 +1167,10 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
                                    : cg * k + r16(cog);
         if (need > m->front_scratch) m->front_scratch = (size_t)need;
     } else if (kind == RNC_REC_POOL_TIME) {
-        if (size != RNC_SIZE_rec_pool_time) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_pool_time, 0, NULL);
+        if (size != RNC_SIZE_rec_pool_time && size != RNC_SIZE_rec_pool_time + RNC_SIZE_timepad)
+            return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_pool_time, 0, NULL);
+        const unsigned char *tp = size != RNC_SIZE_rec_pool_time ? r + RNC_SIZE_rec_pool_time : NULL;
+        TIMEPAD_LEFT_OUT(tp);
         CHECK_RESERVED(c, rec_pool_time, r);
         const uint64_t ch = rnc_rec_pool_time_channels(r), k = rnc_rec_pool_time_kernel_size(r);
         const uint64_t st = rnc_rec_pool_time_stride(r), dl = rnc_rec_pool_time_dilation(r);
@@ -1118,7 +1184,11 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
             return fail(c, FIELD(rec_pool_time, dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
         if (op >= RNC_FILE_POOL_OPS)
             return fail(c, FIELD(rec_pool_time, op), MSG_RANGE, op, 0, RNC_FILE_POOL_OPS - 1, NULL);
-        const uint64_t P = dl * (k - 1), ph = P > 0 || st > 1;
+        const uint64_t P = dl * (k - 1);
+        uint64_t tl = 0, tr = 0, excl = 0;
+        if (tp) TRY(load_timepad(c, tp, P, op == RNC_POOL_AVG, m->precision == RNC_Q8, &tl, &tr, &excl));
+        /* a countdown (the first P - left steps give no output, or strided); padded: 2 counters */
+        const uint64_t ph = (P > tl || st > 1) + (tp && (tl || tr) ? 2 : 0);
         if (P * ch + ph > RNC_FILE_MAX_WINDOW || m->win_floats + P * ch + ph > RNC_FILE_MAX_WINDOW)
             return fail(c, FIELD(rec_pool_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ch, RNC_FILE_MAX_WINDOW, NULL);
         F->cin = F->cout = F->out_w = (uint32_t)ch;
@@ -1128,10 +1198,13 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->pool_op = (uint32_t)op;
         F->win = (uint32_t)P;
         F->win_off = m->win_floats;
-        F->phase = (uint32_t)ph;
-        F->skip0 = (uint32_t)P; /* the first output needs k inputs */
+        F->phase = (uint32_t)(P > tl || st > 1);
+        F->skip0 = (uint32_t)(P - tl); /* the first output needs k - left inputs */
+        F->tcount = tp && (tl || tr);
+        F->tpad_excl = (uint32_t)excl;
+        timepad_set(m, F, tl, tr);
         m->win_floats += (size_t)(P * ch + ph);
-        if (ph) m->strided = 1;
+        if (F->phase) m->strided = 1;
     } else if (kind == RNC_REC_LOG_MEL) {
         TRY(load_log_mel(c, m, F, r, size));
     } else if (kind == RNC_REC_RESIDUAL) {
@@ -1146,7 +1219,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         if (m->front[src].in_w != n)
             return fail(c, FIELD(rec_residual, span), MSG_RES_WIDTH, span, m->front[src].in_w, n, NULL);
         for (uint32_t j = src; j < m->num_front; ++j)
-            if (m->front[j].phase)
+            if (m->front[j].phase || m->front[j].tpad_r) /* steps without an output, or more */
                 return fail(c, FIELD(rec_residual, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
         F->src = src;
         F->save_off = m->res_floats;

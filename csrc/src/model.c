@@ -20,6 +20,22 @@
  * ---------------------------------------------------------------------------------------- */
 /* Resolve one op of the plan for `isa`: the batch axis cut at every row's bounds, each piece
  * served by rnc__pick_kernel's row (with and without W_hh's kernel sums), equal neighbours merged. */
+
+/* Padding over time (conv_time / pool_time timepad tails: look-ahead, rnc_flush). A build without
+ * it (-DRNC_NO_TIMEPAD, the dense deploy build; its loader refuses the tails) has no right pads
+ * and no counters, so that code is dead and left out. */
+#if defined(RNC_NO_TIMEPAD)
+#define TP_ON 0
+#define TP_FLUSH(m) ((void)(m), (size_t)0)
+#define TP_COUNT(F) ((void)(F), 0u)
+#define TP_RIGHT(F) ((void)(F), 0u)
+#else
+#define TP_ON 1
+#define TP_FLUSH(m) ((m)->flush)
+#define TP_COUNT(F) ((F)->tcount)
+#define TP_RIGHT(F) ((F)->tpad_r)
+#endif
+
 static rnc_status plan_op(rnc_plan_op *p, int op, int prec, int isa, int input, int gru_rb)
 {
     uint32_t cut[64];
@@ -231,6 +247,8 @@ rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)
     info->model_bytes = m->file_size;
     info->last_step = m->last_step;
     info->last_step_bidirectional = m->last_step_bidir;
+    info->lookahead = TP_ON ? m->lookahead : 0;
+    info->flush_steps = TP_FLUSH(m);
     return RNC_OK;
 }
 
@@ -342,6 +360,17 @@ rnc_status rnc_state_size(const rnc_model *m, size_t batch, size_t *bytes)
     return RNC_OK;
 }
 
+/* One stream row's windows as a sequence starts: zeros (the left pads of a conv_time, the
+ * counters of a padded pool_time), the countdowns at skip0. */
+static void front_init_row(const rnc_model *m, float *win)
+{
+    memset(win, 0, m->win_floats * 4);
+    for (uint32_t i = 0; i < m->num_front; ++i) {
+        const rnc_front_op *F = &m->front[i];
+        if (F->phase) win[F->win_off + (size_t)F->win * F->cin] = (float)F->skip0;
+    }
+}
+
 /* h and c as a sequence starts: zeros, or a layer's learned initial states (cell options) for
  * every batch row. */
 static void initial_state(rnc_state *s)
@@ -350,12 +379,8 @@ static void initial_state(rnc_state *s)
     const size_t B = s->batch;
     memset(s->h, 0, s->h_count * 4);
     if (s->c) memset(s->c, 0, s->c_count * 4);
-    if (s->win) memset(s->win, 0, s->win_count * 4);
-    for (uint32_t i = 0; i < m->num_front; ++i) { /* the strided records' countdowns */
-        const rnc_front_op *F = &m->front[i];
-        if (F->phase)
-            for (size_t b = 0; b < B; ++b) s->win[b * m->win_floats + F->win_off + (size_t)F->win * F->cin] = (float)F->skip0;
-    }
+    if (s->win)
+        for (size_t b = 0; b < B; ++b) front_init_row(m, s->win + b * m->win_floats);
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const size_t H = L->hidden_size, W = L->out;
@@ -804,26 +829,47 @@ static int conv_time_row(const rnc_model *m, const rnc_front_op *F, const float 
 
 /* pool_time (rnc_layout.h): y[c] = max_j or (1/k) sum_j of x_{t - P + j dilation}[c] over the
  * window win (the previous P inputs, oldest first) and x, at the steps the countdown lets
- * through; the window moves on by one step either way. The sum runs in tap order. */
-static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float *win)
+ * through; the window moves on by one step either way. The sum runs in tap order. A padded
+ * record (tcount) reads only the real steps of window and x, [lo, hi): its counters (after the
+ * countdown) hold the real steps it has taken (up to P) and the pad steps rnc_flush has fed it;
+ * pad: x is such a pad step. A max then takes the real taps, an average divides their sum by k,
+ * or by their number (tpad_excl). */
+static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float *win, int pad)
 {
     const size_t P = F->win, C = F->cin;
-    if (!window_skip(F, win)) {
+    float *cnt = win + P * C + F->phase;
+    const int skip = window_skip(F, win);
+    if (!skip) {
+        size_t lo = 0, hi = P + 1, n = F->k;
+        if (TP_COUNT(F)) {
+            const size_t nr = (size_t)cnt[0], np = (size_t)cnt[1]; /* np <= right <= P */
+            lo = P - np > nr ? P - np - nr : 0;
+            hi = pad ? P - np : P + 1;
+            if (F->tpad_excl) {
+                n = 0;
+                for (uint32_t j = 0; j < F->k; ++j) n += (size_t)j * F->dil >= lo && (size_t)j * F->dil < hi;
+            }
+        }
         for (size_t c = 0; c < C; ++c) {
             float acc = 0.0f;
+            int first = 1;
             for (uint32_t j = 0; j < F->k; ++j) {
                 const size_t q = (size_t)j * F->dil;
+                if (q < lo || q >= hi) continue;
                 const float v = q < P ? win[q * C + c] : x[c];
-                if (F->pool_op == RNC_POOL_MAX) acc = j == 0 || v > acc ? v : acc;
+                if (F->pool_op == RNC_POOL_MAX) acc = first || v > acc ? v : acc;
                 else acc += v;
+                first = 0;
             }
-            y[c] = F->pool_op == RNC_POOL_MAX ? acc : acc / (float)F->k;
+            y[c] = F->pool_op == RNC_POOL_MAX ? acc : acc / (float)n;
         }
-        window_push(F, x, win);
-        return 0;
     }
     window_push(F, x, win);
-    return 1;
+    if (TP_COUNT(F)) {
+        if (pad) cnt[1] += 1.0f;
+        else if (cnt[0] < (float)P) cnt[0] += 1.0f;
+    }
+    return skip;
 }
 
 /* The q8 conv_time (docs/q8-contract.md, "Per-step records in a q8 file"): the step's k taps of
@@ -833,8 +879,8 @@ static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float 
  *   y[o] = (float)acc[o] * (s_x * s_w[o]) + b[o];
  * then the window moves on by one step, as conv_time_row. Scratch in 64-byte blocks (loader.c):
  * the column's codes, the product, the taps, their codes, the scale. */
-static void conv_time_row_q8(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
-                             float *scratch)
+static int conv_time_row_q8(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
+                            float *scratch)
 {
     const size_t kk = (size_t)F->cg * F->k, kp = r4(kk), rp = r16(F->cog), P = F->win, C = F->cin;
     const size_t n = C * F->k;
@@ -843,6 +889,10 @@ static void conv_time_row_q8(const rnc_model *m, const rnc_front_op *F, const fl
     float *v = scratch + r16(kp / 4 + 1) + rp;
     int8_t *q = (int8_t *)(void *)(v + r16(n));
     float *sx = v + r16(n) + r16(r4(n) / 4 + 1);
+    if (window_skip(F, win)) { /* the first P - left steps (timepad) */
+        window_push(F, x, win);
+        return 1;
+    }
     for (size_t ch = 0; ch < C; ++ch)
         for (uint32_t j = 0; j < F->k; ++j) {
             const size_t t = (size_t)j * F->dil; /* 0 .. P: the window's step t, P = x */
@@ -866,6 +916,7 @@ static void conv_time_row_q8(const rnc_model *m, const rnc_front_op *F, const fl
         memmove(win, win + C, sizeof(float) * (P - 1) * C);
         memcpy(win + (P - 1) * C, x, sizeof(float) * C);
     }
+    return 0;
 }
 
 static void pointwise_row(const rnc_front_op *F, const float *x, float *y)
@@ -1023,13 +1074,13 @@ static void log_mel_row(const rnc_model *m, const rnc_front_op *F, const float *
 /* One row through per-step record F: x (F->in_w floats) -> y (F->out_w floats), y != x; win: the
  * stream row's windows. 0, or 1 when a strided record gives no output at this step. */
 static int front_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
-                     float *scratch, const float *tw)
+                     float *scratch, const float *tw, int pad)
 {
     if (F->kind == RNC_REC_CONV_TIME) {
         if (!F->s) return conv_time_row(m, F, x, y, win + F->win_off, scratch);
-        conv_time_row_q8(m, F, x, y, win + F->win_off, scratch); /* stride 1 (loader.c) */
+        return conv_time_row_q8(m, F, x, y, win + F->win_off, scratch); /* stride 1 (loader.c) */
     } else if (F->kind == RNC_REC_POOL_TIME) {
-        return pool_time_row(F, x, y, win + F->win_off);
+        return pool_time_row(F, x, y, win + F->win_off, pad);
     } else if (F->kind == RNC_REC_FRAME_CONV) {
         if (F->s) frame_conv_row_q8(m, F, x, y, scratch);
         else frame_conv_row(m, F, x, y, scratch);
@@ -1061,11 +1112,17 @@ static uint32_t front_count(const rnc_model *m, size_t *width)
  * input is copied there before it runs when a later residual of the run adds it; a residual
  * y = x + saved), log_mel's FFT twiddles in tw; 0, -1 when the result holds NaN/Inf (float32
  * overflow), or 1 when a strided record gives no output at this step (out is not written; the
- * records after it do not run). */
+ * records after it do not run). x NULL: record first takes one of its right pad steps (rnc_flush:
+ * zeros, which a padded pool_time leaves out). */
 static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float *x, float *out, float *fa,
                      float *fb, float *save, float *win, float *scratch, const float *tw)
 {
     const float *in = x;
+    const int pad = TP_ON && x == NULL;
+    if (pad) {
+        memset(fa, 0, sizeof(float) * m->front[first].in_w);
+        in = fa;
+    }
     for (uint32_t i = first; i < first + n; ++i) {
         const rnc_front_op *F = &m->front[i];
         float *dst = i + 1 == first + n ? out : (in == fa ? fb : fa);
@@ -1076,7 +1133,7 @@ static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float
             const float *u = save + F->save_off;
             for (uint32_t k = 0; k < F->in_w; ++k) dst[k] = in[k] + u[k];
         } else {
-            if (front_row(m, F, in, dst, win, scratch, tw)) return 1;
+            if (front_row(m, F, in, dst, win, scratch, tw, pad && i == first)) return 1;
         }
         in = dst;
     }
@@ -1256,11 +1313,20 @@ static rnc_status int_run(const rnc_model *m, rnc_state *s, const float *x, cons
 #endif
 
 /* The strided records' countdowns of every row: integers in [0, max(skip0, stride - 1)]
- * (RNC_E_STATE otherwise); with `same`, equal in every row (rnc_step runs the rows in step). */
-static rnc_status check_countdowns(const rnc_model *m, const rnc_state *s, int same)
+ * (RNC_E_STATE otherwise); with `same`, equal in every row (rnc_step runs the rows in step). A
+ * padded pool_time's counters: real steps in [0, P], pad steps 0 (within rnc_flush: 0..right). */
+static rnc_status check_countdowns(const rnc_model *m, const rnc_state *s, int same, int flushing)
 {
     for (uint32_t i = 0; i < m->num_front; ++i) {
         const rnc_front_op *F = &m->front[i];
+        if (TP_COUNT(F)) /* a padded pool_time's counters: real steps 0..P, pad steps 0 between calls */
+            for (size_t b = 0; b < s->batch; ++b) {
+                const float *cnt = s->win + b * m->win_floats + F->win_off + (size_t)F->win * F->cin + F->phase;
+                if (!(cnt[0] >= 0.0f && cnt[0] <= (float)F->win) || cnt[0] != (float)(uint32_t)cnt[0] ||
+                    (flushing ? !(cnt[1] >= 0.0f && cnt[1] <= (float)TP_RIGHT(F)) || cnt[1] != (float)(uint32_t)cnt[1]
+                              : cnt[1] != 0.0f))
+                    return RNC_E_STATE;
+            }
         if (!F->phase) continue;
         const float hi = (float)(F->skip0 > F->stride - 1 ? F->skip0 : F->stride - 1);
         const size_t at = F->win_off + (size_t)F->win * F->cin;
@@ -1271,6 +1337,56 @@ static rnc_status check_countdowns(const rnc_model *m, const rnc_state *s, int s
         }
     }
     return RNC_OK;
+}
+
+/* Row window win's countdowns in cd (0 for records without one). */
+static void front_countdowns(const rnc_model *m, const float *win, size_t *cd)
+{
+    for (uint32_t i = 0; i < m->num_front; ++i) {
+        const rnc_front_op *F = &m->front[i];
+        cd[i] = F->phase ? (size_t)win[F->win_off + (size_t)F->win * F->cin] : 0;
+    }
+}
+
+/* n input steps through the front-end from countdowns cd (moved on): the outputs they give. */
+static size_t front_advance(const rnc_model *m, size_t *cd, size_t n)
+{
+    for (uint32_t i = 0; i < m->num_front && n; ++i) {
+        const rnc_front_op *F = &m->front[i];
+        if (!F->phase) continue;
+        if (n <= cd[i]) {
+            cd[i] -= n;
+            n = 0;
+        } else {
+            const size_t o = 1 + (n - cd[i] - 1) / F->stride;
+            cd[i] = F->stride - 1 - (n - cd[i] - 1) % F->stride;
+            n = o;
+        }
+    }
+    return n;
+}
+
+/* The outputs rnc_flush gives from countdowns cd: each record's right pad steps, in record
+ * order, through the records from it on. */
+static size_t flush_outputs(const rnc_model *m, size_t *cd)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < m->num_front; ++i)
+        for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]); ++p) {
+            int pass = 1;
+            for (uint32_t j = i; j < m->num_front && pass; ++j) {
+                const rnc_front_op *F = &m->front[j];
+                if (!F->phase) continue;
+                if (cd[j] > 0) {
+                    --cd[j];
+                    pass = 0;
+                } else {
+                    cd[j] = F->stride - 1;
+                }
+            }
+            n += (size_t)pass;
+        }
+    return n;
 }
 
 /* The outputs n input steps give through the front-end from row window win (its countdowns). */
@@ -1291,9 +1407,18 @@ rnc_status rnc_run_out_steps(const rnc_model *m, const rnc_state *s, size_t step
     if (!out_steps) return RNC_E_ARG;
     TRY(check_state(m, s, &w));
     size_t most = 0;
-    if (!m->strided) most = steps;
+    if (TP_FLUSH(m)) { /* rnc_run flushes: the steps, then the right pads (none without input) */
+        TRY(check_countdowns(m, s, 0, 0));
+        for (size_t b = 0; b < s->batch; ++b) {
+            size_t cd[RNC_MAX_FRONT];
+            front_countdowns(m, s->win + b * m->win_floats, cd);
+            size_t n = front_advance(m, cd, steps);
+            if (steps) n += flush_outputs(m, cd);
+            if (n > most) most = n;
+        }
+    } else if (!m->strided) most = steps;
     else {
-        TRY(check_countdowns(m, s, 0));
+        TRY(check_countdowns(m, s, 0, 0));
         for (size_t b = 0; b < s->batch; ++b) {
             const size_t n = front_outputs(m, s->win + b * m->win_floats, steps);
             if (n > most) most = n;
@@ -1306,24 +1431,28 @@ rnc_status rnc_run_out_steps(const rnc_model *m, const rnc_state *s, size_t step
 /* ------------------------------------------------------------------------------------------
  * step
  * ---------------------------------------------------------------------------------------- */
+/* One step of every row; first > 0 (rnc_flush): x and ids NULL, front-end record `first` takes
+ * one of its right pad steps and the records before it do not run. */
 static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
-                              const int32_t *ids, float *y)
+                              const int32_t *ids, float *y, uint32_t first)
 {
     rnc_step_work w;
+    const int pad = TP_ON && first > 0;
+    first -= (uint32_t)pad;
     TRY(check_state(m, s, &w));
-    if (!y || (!x && !ids)) return RNC_E_ARG;
+    if (!y || (!x && !ids && !pad)) return RNC_E_ARG;
     if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y) & 3u) return RNC_E_ALIGN; /* ARMv7 VFP faults */
-    if ((ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
+    if (!pad && (ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
     if (m->plan.bidirectional || m->plan.reverse) return RNC_E_BIDIRECTIONAL;
     const size_t B = s->batch;
     unsigned char *wk = s->work;
     if (ids) TRY(check_ids(m, ids, B));
-    else if (!rnc__all_finite(x, B * m->input_size)) return RNC_E_VALUE;
+    else if (!pad && !rnc__all_finite(x, B * m->input_size)) return RNC_E_VALUE;
 #if !defined(RNC_NO_INT)
     if (m->precision == RNC_INT8) return int_step(m, s, x, y, wk + w.ints);
 #endif
     TRY(check_relu_states(m, s));
-    if (m->strided) TRY(check_countdowns(m, s, 1));
+    if (s->win) TRY(check_countdowns(m, s, 1, pad)); /* countdowns, a padded pool_time's counters */
     const float *in = x;
     size_t in_w = m->input_size;
     int8_t *xq = (int8_t *)(wk + w.xq);
@@ -1339,8 +1468,9 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         float *out = fb;
         int none = 0; /* the countdowns are equal in every row: all rows give an output or none */
         for (size_t b = 0; b < B; ++b) {
-            const int r = step_rows(m, 0, npre, x + b * in_w, out + b * pre_w, fr, fr + m->front_w, fsave,
-                                    s->win ? s->win + b * m->win_floats : NULL, fscr, (const float *)(wk + w.tw));
+            const int r = step_rows(m, first, npre - first, pad ? NULL : x + b * in_w, out + b * pre_w, fr,
+                                    fr + m->front_w, fsave, s->win ? s->win + b * m->win_floats : NULL, fscr,
+                                    (const float *)(wk + w.tw));
             if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, 0);
             none |= r;
         }
@@ -1438,13 +1568,53 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
 rnc_status rnc_step(const rnc_model *m, rnc_state *s, const float *x, float *y)
 {
     if (!x) return RNC_E_ARG;
-    return step_common(m, s, x, NULL, y);
+    return step_common(m, s, x, NULL, y, 0);
 }
 
 rnc_status rnc_step_ids(const rnc_model *m, rnc_state *s, const int32_t *ids, float *y)
 {
     if (!ids) return RNC_E_ARG;
-    return step_common(m, s, NULL, ids, y);
+    return step_common(m, s, NULL, ids, y, 0);
+}
+
+rnc_status rnc_flush_out_steps(const rnc_model *m, const rnc_state *s, size_t *out_steps)
+{
+    rnc_step_work w;
+    if (!out_steps) return RNC_E_ARG;
+    *out_steps = 0;
+    TRY(check_state(m, s, &w));
+    if (!TP_FLUSH(m)) return RNC_OK;
+    TRY(check_countdowns(m, s, 1, 0));
+    size_t cd[RNC_MAX_FRONT];
+    front_countdowns(m, s->win, cd);
+    *out_steps = flush_outputs(m, cd);
+    return RNC_OK;
+}
+
+rnc_status rnc_flush(const rnc_model *m, rnc_state *s, float *y, size_t capacity, size_t *out_steps)
+{
+    size_t n;
+    TRY(rnc_flush_out_steps(m, s, &n));
+    *out_steps = n;
+    if (m->plan.bidirectional || m->plan.reverse) return RNC_E_BIDIRECTIONAL;
+#if defined(RNC_NO_TIMEPAD) /* no right pads: n = 0, nothing to feed */
+    (void)y, (void)capacity;
+#else
+    if (n > capacity) return RNC_E_SIZE;
+    if (n && !y) return RNC_E_ARG;
+    if ((uintptr_t)y & 3u) return RNC_E_ALIGN;
+    const size_t rows = s->batch * (size_t)m->output_size;
+    size_t k = 0;
+    for (uint32_t i = 0; i < m->num_front && n; ++i) /* n = 0: the pads reach no state */
+        for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]); ++p) {
+            const rnc_status st = step_common(m, s, NULL, NULL, y + k * rows, i + 1);
+            if (st == RNC_OK) ++k;
+            else if (st != RNC_NO_OUTPUT) return st;
+        }
+#endif
+    if (s->win) /* the next input starts a sequence (h and c stay as the flush left them) */
+        for (size_t b = 0; b < s->batch; ++b) front_init_row(m, s->win + b * m->win_floats);
+    return RNC_OK;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1476,6 +1646,10 @@ typedef struct {
 static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_run_work *w)
 {
     uint64_t bt, o = 0, t;
+    if (TP_FLUSH(m)) { /* the right pads' outputs (at most TP_FLUSH(m) more steps) */
+        if (steps > SIZE_MAX - TP_FLUSH(m)) return RNC_E_SIZE;
+        steps += TP_FLUSH(m);
+    }
     if (!mul_ok(batch, steps, &bt) || bt > 0x7FFFFFFFu) return RNC_E_SIZE;
     const uint64_t op = r16(m->head_out);
     const int per_step = batch >= RUN_PER_STEP_MIN_BATCH;
@@ -1519,7 +1693,7 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
         ADD(frow, 2, (uint64_t)m->front_w * 4);
         ADD(fscr, 1, (uint64_t)m->front_scratch * 4);
         ADD(fsave, 1, (uint64_t)m->res_floats * 4);
-        ADD(olen, m->strided ? batch : 0, 4); /* the output steps of each sequence */
+        ADD(olen, m->strided || TP_FLUSH(m) ? batch : 0, 4); /* the output steps of each sequence */
     }
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
@@ -1553,8 +1727,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     TRY(check_state(m, s, &sw));
     if ((ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
     const size_t B = s->batch;
-    size_t T_out = T; /* the output steps (strided records: fewer, rnc_run_out_steps) */
-    if (m->strided) TRY(rnc_run_out_steps(m, s, T, &T_out));
+    size_t T_out = T; /* the output steps (strided records: fewer, rnc_run_out_steps; right pads) */
+    if (m->strided || TP_FLUSH(m)) TRY(rnc_run_out_steps(m, s, T, &T_out));
+    if (s->win) TRY(check_countdowns(m, s, 0, 0));
     const size_t out_rows = m->last_step ? B : B * T_out;
     if (!scratch || (out_rows && !y) || (T && !x && !ids)) return RNC_E_ARG;
     if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y | (uintptr_t)lengths) & 3u) return RNC_E_ALIGN;
@@ -1636,10 +1811,21 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, t);
                 j += r == 0;
             }
+            if (TP_FLUSH(m) && LEN(b)) { /* the end of the sequence: each record's right pad steps */
+                for (uint32_t i = 0; i < npre; ++i)
+                    for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]); ++p) {
+                        const int r = step_rows(m, i, npre - i, NULL, fseq + (b * T_out + j) * pre_w, fr,
+                                                fr + m->front_w, fsave, s->win + b * m->win_floats, fscr,
+                                                (const float *)(s->work + sw.tw));
+                        if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, LEN(b) - 1);
+                        j += r == 0;
+                    }
+                front_init_row(m, s->win + b * m->win_floats); /* as rnc_flush leaves it */
+            }
             memset(fseq + (b * T_out + j) * pre_w, 0, sizeof(float) * (T_out - j) * pre_w);
-            if (m->strided) olen[b] = (int32_t)j;
+            if (m->strided || TP_FLUSH(m)) olen[b] = (int32_t)j;
         }
-        if (m->strided) { /* from here on the sequences are the output steps */
+        if (m->strided || TP_FLUSH(m)) { /* from here on the sequences are the output steps */
             lengths = olen;
             T = T_out;
         }

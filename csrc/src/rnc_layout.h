@@ -51,7 +51,8 @@
     S(rec_log_mel, 72)     /* v2: log-mel spectrogram of each step's frame (front-end, first) */ \
     S(fconvq8, 8)         /* v2 q8 files: after every frame_conv (72 bytes) and conv_time (56) record */ \
     S(rec_residual, 16)   /* v2: y = x + the input of an earlier per-step record (kind 12) */ \
-    S(rec_pool_time, 32)  /* v2: max / average pooling over time (front-end, window in the state) */
+    S(rec_pool_time, 32)  /* v2: max / average pooling over time (front-end, window in the state) */ \
+    S(timepad, 16)        /* v2: padding over time, after a conv_time / pool_time record (optional) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -413,6 +414,26 @@
     X(rec_pool_time, dilation, 20, U32)                                                           \
     X(rec_pool_time, op, 24, U32)
 
+/* timepad: the padding over time of the conv_time or pool_time record it follows (after the
+ * record's structure and, in a q8 file, a conv_time's fconvq8 tail; the record's size says
+ * whether it is there). Absent, a conv_time is causal (left = P, right = 0) and a pool_time
+ * unpadded (0, 0). With P = dilation (kernel_size - 1), 0 <= left <= P and 0 <= right <= P: the
+ * record reads its input x_0 .. x_{T-1} with `left` pad steps before it and `right` after it, and
+ * gives output n from the padded steps n stride .. n stride + P (PyTorch's Conv1d / MaxPool1d /
+ * AvgPool1d with padding (left, right), ceil_mode False: floor((T + left + right - P - 1) / stride)
+ * + 1 outputs). conv_time pads with zeros; pool_time's pad steps take no part in a max and count
+ * as zeros in an average (divided by k), or with flag RNC_TIMEPAD_EXCLUDE_PAD (average only) are
+ * left out of it (divided by the window's real steps: count_include_pad=False, Keras "same").
+ * Streaming, output n needs input step n stride + P - left: a stream gives it then (the first
+ * P - left steps give no output), and rnc_flush feeds the `right` pad steps at the end of the
+ * input (docs/c-api.md, "Look-ahead"). A padded pool_time keeps two counters after its window and
+ * countdown: the real steps it has taken (at most P) and the pad steps rnc_flush has fed it. */
+#define RNC_TIMEPAD_EXCLUDE_PAD 1u
+#define RNC_FIELDS_timepad(X)                                                                     \
+    X(timepad, left, 0, U32)                                                                      \
+    X(timepad, right, 4, U32)                                                                     \
+    X(timepad, flags, 8, U32)
+
 /* log_mel (kind 13, only as the first record): each step's n_fft inputs are one frame of samples
  * (center=False framing: frame f is samples f*hop_length .. f*hop_length + n_fft - 1 of the
  * signal; the caller frames, hop_length is stored for it and the reader), N = n_fft/2 + 1 bins:
@@ -625,7 +646,8 @@
     M(RES_SPAN, CORRUPT, "%llu, expected 1..%llu (the per-step records right before this one)") \
     M(RES_WIDTH, CORRUPT, "%llu: the record that many back takes %llu features, this one %llu (they must agree)") \
     M(RES_STRIDED, UNSUPPORTED, "%llu: the records it spans include %s, which gives no output at some steps (a residual adds equal steps)") \
-    M(INT_SCALE_MAX, CORRUPT, "bits 0x%llx: expected a finite value > 0 and at most 2^%llu (%s)")
+    M(INT_SCALE_MAX, CORRUPT, "bits 0x%llx: expected a finite value > 0 and at most 2^%llu (%s)") \
+    M(TIMEPAD_Q8, UNSUPPORTED, "padding (%llu, %llu) over time in a q8 file: q8 files run causal conv_time and unpadded pool_time (the q8 spec); padded ones run in f32 files")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
@@ -637,7 +659,8 @@
     RNC_FIELDS_cellint(X) RNC_FIELDS_linint(X) RNC_FIELDS_rec_conv_time(X) \
     RNC_FIELDS_rec_log_mel(X) \
     RNC_FIELDS_fconvq8(X) RNC_FIELDS_rec_residual(X) \
-    RNC_FIELDS_rec_pool_time(X)
+    RNC_FIELDS_rec_pool_time(X) \
+    RNC_FIELDS_timepad(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

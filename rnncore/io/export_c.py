@@ -9,7 +9,8 @@ little-endian float32 rows of ``input_size`` values (int32 token ids for an Embe
 a file or stdin, runs it one ``rnc_step`` per row (``--run``: one ``rnc_run`` over the whole
 sequence; models with a bidirectional or reverse layer always use ``rnc_run``) and prints one
 output row per line (a model with a strided layer over time prints only the steps that give an
-output: ``rnc_step``'s ``RNC_NO_OUTPUT``, ``rnc_run_out_steps``).
+output: ``rnc_step``'s ``RNC_NO_OUTPUT``, ``rnc_run_out_steps``; a model with a layer padded on
+the right of the time axis ends the steps with ``rnc_flush``, which gives its last outputs).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ int main(int argc, char **argv)
     rnc_state_size(&model, 1, &state_bytes);
     rnc_run_scratch_size(&model, 1, T ? T : 1, &scratch_bytes);
     void *state_mem = malloc(state_bytes), *scratch = malloc(scratch_bytes ? scratch_bytes : 1);
-    float *y = (float *)malloc(sizeof(float) * (T ? T : 1) * out);
+    /* y: the steps, and the outputs of the right pads (rnc_flush) */
+    float *y = (float *)malloc(sizeof(float) * ((T ? T : 1) + info.flush_steps) * out);
     if (!state_mem || !scratch || !y) return fail("memory", RNC_E_SIZE);
     rnc_state state;
     s = rnc_state_init(&model, 1, state_mem, state_bytes, &state);
@@ -147,6 +149,12 @@ int main(int argc, char **argv)
                               : rnc_step(&model, &state, (const float *)(void *)in + t * feat, yt);
             if (s == RNC_OK) ++rows;
             else if (s != RNC_NO_OUTPUT) return fail("rnc_step", s);
+        }}
+        if (T) {{ /* end of input: the outputs a layer padded on the right still owes */
+            size_t n = 0;
+            s = rnc_flush(&model, &state, y + rows * out, info.flush_steps, &n);
+            if (s != RNC_OK) return fail("rnc_flush", s);
+            rows += n;
         }}
     }}
     for (size_t t = 0; t < rows; ++t)

@@ -353,10 +353,11 @@ def _pointwise_code(r: dict) -> tuple[int, float, float]:
 
 
 def _plan_conv_time(r: dict, feat: int, where: str, precision: str = "f32") -> dict:
-    """A Conv1d over time (``rc.nn.Conv1d.record()``) as a conv_time record: the C core runs the
-    causal form (padding ``(dilation*(kernel_size-1), 0)``, zeros, stride 1), which streams. In a
-    q8 file its weights are int8 with one scale per output channel (the fconvq8 tail; a record
-    ``precision="f32"`` keeps them float32)."""
+    """A Conv1d over time (``rc.nn.Conv1d.record()``) as a conv_time record: zero padding
+    ``(left, right)`` with both at most ``P = dilation*(kernel_size-1)`` (causal ``(P, 0)`` needs
+    no timepad tail; others stream with a look-ahead of ``P - left`` steps and ``right`` pad steps
+    at the end, docs/c-api.md "Look-ahead"). In a q8 file its weights are int8 with one scale per
+    output channel (the fconvq8 tail; a record ``precision="f32"`` keeps them float32)."""
     ci, co, k = (int(r[f]) for f in ("in_channels", "out_channels", "kernel_size"))
     st, dl, g = int(r.get("stride", 1)), int(r.get("dilation", 1)), int(r.get("groups", 1))
     pl, pr = int(r.get("pad_left", dl * (k - 1))), int(r.get("pad_right", 0))
@@ -366,10 +367,12 @@ def _plan_conv_time(r: dict, feat: int, where: str, precision: str = "f32") -> d
         raise ValueError(f"{where} (conv1d): kernel_size and dilation must be >= 1, got {k}, {dl}")
     if not 1 <= st <= _C["FILE_MAX_KERNEL"]:
         raise ValueError(f"{where} (conv1d): stride must be in 1..{_C['FILE_MAX_KERNEL']}, got {st}")
-    if (pl, pr) != (dl * (k - 1), 0) or r.get("padding_mode", "zeros") != "zeros":
-        raise ValueError(f"{where} (conv1d): padding ({pl}, {pr}) {r.get('padding_mode', 'zeros')!r}; the C "
-                         f"core runs Conv1d over time with causal zero padding ({dl * (k - 1)}, 0) "
-                         "(padding='causal'), the form that streams step by step")
+    if r.get("padding_mode", "zeros") != "zeros":
+        raise ValueError(f"{where} (conv1d): padding_mode {r.get('padding_mode')!r}; the C core pads over "
+                         "time with zeros (a reflected padding reads inputs that have not arrived)")
+    if not (0 <= pl <= dl * (k - 1) and 0 <= pr <= dl * (k - 1)):
+        raise ValueError(f"{where} (conv1d): padding ({pl}, {pr}); the C core runs Conv1d over time with "
+                         f"each side's zero padding in 0..dilation*(kernel_size-1) = {dl * (k - 1)}")
     if g < 1 or ci % g or co % g:
         raise ValueError(f"{where} (conv1d): groups {g} must divide in_channels {ci} and out_channels {co}")
     t = r.get("tensors", r)
@@ -391,9 +394,12 @@ def _plan_conv_time(r: dict, feat: int, where: str, precision: str = "f32") -> d
     tensors = [np.concatenate(packed), b]
     if precision == "q8":   # the fconvq8 tail: the scales, or absent for f32 weights
         tensors.append(np.concatenate(scales) if scales else None)
-    return {"kind": "conv_time", "fields": {"in_channels": ci, "out_channels": co, "kernel_size": k,
-                                            "stride": st, "dilation": dl, "groups": g},
-            "tensors": tensors}
+    out = {"kind": "conv_time", "fields": {"in_channels": ci, "out_channels": co, "kernel_size": k,
+                                           "stride": st, "dilation": dl, "groups": g},
+           "tensors": tensors}
+    if (pl, pr) != (dl * (k - 1), 0):   # not causal: the timepad tail
+        out["timepad"] = {"left": pl, "right": pr, "flags": 0}
+    return out
 
 
 def _pack_conv_groups(w: np.ndarray, t: dict, rec_precision: str, precision: str, g: int, cog: int, kk: int,
@@ -427,7 +433,9 @@ def _pack_conv_groups(w: np.ndarray, t: dict, rec_precision: str, precision: str
 
 def _plan_pool_time(r: dict, feat: int, where: str) -> dict:
     """A pooling over time (``rc.nn.MaxPool1d`` / ``AvgPool1d``'s ``record()``) as a pool_time
-    record: the C core runs the unpadded form (PyTorch's padding=0, Keras' "valid"), which streams."""
+    record: padding ``(left, right)`` each at most ``P = dilation*(kernel_size-1)`` (a timepad tail
+    when not 0: pad steps take no part in a max, count as zeros in an average or, with
+    ``count_include_pad=False``, are left out of it), ``ceil_mode=False``."""
     kind = str(r["kind"]).lower()
     ch, k = int(r["channels"]), int(r["kernel_size"])
     st, dl = int(r.get("stride", k)), int(r.get("dilation", 1))
@@ -438,14 +446,23 @@ def _plan_pool_time(r: dict, feat: int, where: str) -> dict:
         if not 1 <= v <= mk:
             raise ValueError(f"{where} ({kind}): {name} must be in 1..{mk}, got {v}")
     pl, pr = int(r.get("pad_left", 0)), int(r.get("pad_right", 0))
-    if (pl, pr) != (0, 0):
-        raise ValueError(f"{where} ({kind}): padding ({pl}, {pr}); the C core runs pooling over time without "
-                         "padding (PyTorch's padding=0, Keras' padding='valid'), the form that streams")
+    if not (0 <= pl <= dl * (k - 1) and 0 <= pr <= dl * (k - 1)):
+        raise ValueError(f"{where} ({kind}): padding ({pl}, {pr}); the C core runs pooling over time with "
+                         f"each side's padding in 0..dilation*(kernel_size-1) = {dl * (k - 1)}")
+    excl = POOL_OPS[kind] == _C["POOL_AVG"] and not r.get("count_include_pad", True)
     if r.get("ceil_mode", False):
-        raise ValueError(f"{where} ({kind}): ceil_mode=True needs the end of the sequence; the C core runs "
-                         "ceil_mode=False")
-    return {"kind": "pool_time", "fields": {"channels": ch, "kernel_size": k, "stride": st, "dilation": dl,
-                                            "op": POOL_OPS[kind]}, "tensors": []}
+        # without padding, ceil_mode's last window (cut at the input's end, an average over its real
+        # steps) is the one of stride - 1 more pad steps on the right, when they fit in the window
+        if (pl, pr) != (0, 0) or st > dl * (k - 1) + 1:
+            raise ValueError(f"{where} ({kind}): ceil_mode=True with padding ({pl}, {pr}) and stride {st}; "
+                             "the C core runs ceil_mode=True without padding and with stride <= "
+                             f"dilation*(kernel_size-1)+1 = {dl * (k - 1) + 1} (else ceil_mode=False)")
+        pr, excl = st - 1, POOL_OPS[kind] == _C["POOL_AVG"]
+    out = {"kind": "pool_time", "fields": {"channels": ch, "kernel_size": k, "stride": st, "dilation": dl,
+                                           "op": POOL_OPS[kind]}, "tensors": []}
+    if (pl, pr) != (0, 0):   # the timepad tail
+        out["timepad"] = {"left": pl, "right": pr, "flags": _C["TIMEPAD_EXCLUDE_PAD"] if excl else 0}
+    return out
 
 
 def mel_spans(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -520,6 +537,16 @@ def _plan_log_mel(r: dict, feat: int, where: str, n: int) -> dict:
         "n_fft": nfft, "hop_length": hop, "n_mels": nmel, "power": int(power), "log": _MEL_LOGS[log],
         "log_offset": off, "amin": amin},
         "tensors": [win, np.concatenate(dft), span.reshape(-1), weights if weights.size else None]}
+
+
+def _q8_timepad_check(rec: dict, precision: str, where: str) -> None:
+    """A conv_time / pool_time record planned for a q8 file has no timepad tail (loader.c
+    load_timepad, TIMEPAD_Q8): the q8 spec runs causal and unpadded records only."""
+    tp = rec.get("timepad")
+    if precision == "q8" and tp:
+        raise ValueError(f"{where}: padding ({tp['left']}, {tp['right']}) over time runs in f32 files only "
+                         "(precision='f32'); q8 files run causal Conv1d (padding='causal') and unpadded "
+                         "pooling, as the q8 spec describes them")
 
 
 def _plan_step_records(records: list, feat: int, precision: str, where: str) -> tuple[list, int]:
@@ -626,6 +653,8 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
             code, al, be = _pointwise_code(r)
             out.append({"kind": "pointwise", "fields": {"features": feat, "activation": code, "alpha": al,
                                                         "beta": be}, "tensors": []})
+        if kind in ("conv1d", "conv_time", "max_pool1d", "avg_pool1d"):
+            _q8_timepad_check(out[-1], precision, f"{where}[{n}] ({kind})")
     return out, feat
 
 
@@ -1042,6 +1071,13 @@ _OPT_SLOTS = ("d0_0", "d0_1", "d0_2", "d1_0", "d1_1", "d1_2")  # cellopt act_/al
 
 
 def _pack_step_record(r: dict, blob) -> bytes:
+    out = _pack_step_body(r, blob)
+    if r.get("timepad") is not None:   # conv_time / pool_time padding over time (after fconvq8)
+        out += LAYOUT["timepad"].pack(**r["timepad"])
+    return out
+
+
+def _pack_step_body(r: dict, blob) -> bytes:
     st = LAYOUT["rec_" + r["kind"]]
     vals = dict(r["fields"])
     if r["kind"] == "frame_conv":
@@ -1062,13 +1098,15 @@ def _pack_step_record(r: dict, blob) -> bytes:
         vals["scale"], vals["shift"] = (blob.add(t) for t in r["tensors"])
     elif r["kind"] == "log_mel":
         vals["window"], vals["dft"], vals["fb_span"], vals["fb_weight"] = (blob.add(t) for t in r["tensors"])
-    return st.pack(kind=RECORD_KINDS[r["kind"]], size=st.size, **vals)
+    return st.pack(kind=RECORD_KINDS[r["kind"]], size=_step_rec_size(r), **vals)
 
 
 def _step_rec_size(r: dict) -> int:
     """A per-step record's size: its structure, and a q8 file's frame_conv its fconvq8 tail."""
     q8conv = r["kind"] in ("frame_conv", "conv_time") and len(r["tensors"]) == 3
     extra = LAYOUT["fconvq8"].size if q8conv else 0
+    if r.get("timepad") is not None:
+        extra += LAYOUT["timepad"].size
     return LAYOUT["rec_" + r["kind"]].size + extra
 
 
@@ -1688,6 +1726,22 @@ class _Loader:
         self.finish()
 
     # -- version 2 -----------------------------------------------------------------------------
+    def timepad(self, at: int, P: int, avg: bool) -> tuple[int, int, int]:
+        """loader.c load_timepad: a conv_time / pool_time record's timepad tail at ``at``."""
+        tp = LAYOUT["timepad"]
+        self.check_reserved(tp, at)
+        t = self.unpack(tp, at)
+        if t["left"] > P:
+            raise self.fail("timepad.left", "RANGE", t["left"], 0, P)
+        if t["right"] > P:
+            raise self.fail("timepad.right", "RANGE", t["right"], 0, P)
+        known = _C["TIMEPAD_EXCLUDE_PAD"] if avg else 0
+        if t["flags"] & ~known:
+            raise self.fail("timepad.flags", "FLAGS", t["flags"], known)
+        if self.precision == _C_Q8:
+            raise self.fail("timepad", "TIMEPAD_Q8", t["left"], t["right"])
+        return t["left"], t["right"], t["flags"] & _C["TIMEPAD_EXCLUDE_PAD"]
+
     def load_front(self, pos: int, size: int, kind: int) -> None:
         """loader.c load_front: a per-step record against the running width."""
         if self.precision == _C_Q4:
@@ -1698,7 +1752,10 @@ class _Loader:
         st = LAYOUT["rec_" + name]
         q8conv = name in ("frame_conv", "conv_time") and self.precision == _C_Q8   # the fconvq8 tail follows
         want = st.size + (LAYOUT["fconvq8"].size if q8conv else 0)
-        if size != want:
+        tp = None   # conv_time / pool_time: the timepad tail's offset
+        if name in ("conv_time", "pool_time") and size == want + LAYOUT["timepad"].size:
+            tp = pos + want
+        elif size != want:
             raise self.fail("size", "EXPECT", size, want)
         self.check_reserved(st, pos)
         if q8conv:
@@ -1759,7 +1816,9 @@ class _Loader:
                 raise self.fail("dilation", "RANGE", dl, 1, mk)
             if g == 0 or ci % g or co % g:
                 raise self.fail("groups", "CONV_GROUPS", g, ci, co)
-            P, cg, cog, ph = dl * (k - 1), ci // g, co // g, int(stv > 1)
+            P, cg, cog = dl * (k - 1), ci // g, co // g
+            tl, tr, _ = self.timepad(tp, P, False) if tp is not None else (P, 0, 0)
+            ph = int(stv > 1 or tl < P)
             if P * ci + ph > mw or self.win_floats + P * ci + ph > mw:
                 raise self.fail("kernel_size", "CONV_WINDOW_SIZE", P, ci, mw)
             sref = self.unpack(LAYOUT["fconvq8"], pos + st.size)["scale"] if q8conv else (0, 0)
@@ -1767,9 +1826,10 @@ class _Loader:
                 raise self.fail("stride", "RANGE_UNSUPPORTED", stv, 1, 1)
             mats, b = self.conv_weights(r, sref, g, cog, cg * k, co, rec, q8conv)
             self.win_floats += P * ci + ph
-            self.step_phase.append(ph)
+            self.step_phase.append(int(ph or tr > 0))   # steps without an output, or more
             rec.update(in_channels=ci, out_channels=co, kernel_size=k, stride=stv, dilation=dl, groups=g,
-                       weight=np.concatenate(mats).reshape(co, cg, k), bias=b.copy())
+                       weight=np.concatenate(mats).reshape(co, cg, k), bias=b.copy(), pad_left=tl,
+                       pad_right=tr)
             out = co
         elif name == "pool_time":
             ch, k, stv, dl, op = (r[f] for f in ("channels", "kernel_size", "stride", "dilation", "op"))
@@ -1785,13 +1845,15 @@ class _Loader:
             if op >= _C["FILE_POOL_OPS"]:
                 raise self.fail("op", "RANGE", op, 0, _C["FILE_POOL_OPS"] - 1)
             P = dl * (k - 1)
-            ph = int(P > 0 or stv > 1)
+            tl, tr, excl = self.timepad(tp, P, op == _C["POOL_AVG"]) if tp is not None else (0, 0, 0)
+            ph = int(P > tl or stv > 1) + (2 if tp is not None and (tl or tr) else 0)
             if P * ch + ph > mw or self.win_floats + P * ch + ph > mw:
                 raise self.fail("kernel_size", "CONV_WINDOW_SIZE", P, ch, mw)
             self.win_floats += P * ch + ph
-            self.step_phase.append(ph)
+            self.step_phase.append(int(P > tl or stv > 1 or tr > 0))   # steps without an output, or more
             rec.update(channels=ch, kernel_size=k, stride=stv, dilation=dl,
-                       op={v: kk for kk, v in POOL_OPS.items()}[op])
+                       op={v: kk for kk, v in POOL_OPS.items()}[op], pad_left=tl, pad_right=tr,
+                       count_include_pad=not excl)
             out = ch
         elif name == "log_mel":
             out = self.load_log_mel(r, rec)
@@ -2162,13 +2224,15 @@ def _step_description(r: dict) -> dict:
         return {"kind": a}
     if r["kind"] == "residual":   # y = x + the input of the record `span` records before
         return {"kind": "residual", "features": r["in"], "span": r["span"]}
-    if r["kind"] == "pool_time":   # rc.nn.MaxPool1d / AvgPool1d's record(), padding 0
-        d = {f: r[f] for f in ("channels", "kernel_size", "stride", "dilation")}
-        d.update(kind=r["op"], pad_left=0, pad_right=0, ceil_mode=False)
+    if r["kind"] == "pool_time":   # rc.nn.MaxPool1d / AvgPool1d's record() (ceil_mode as right padding)
+        d = {f: r[f] for f in ("channels", "kernel_size", "stride", "dilation", "pad_left", "pad_right")}
+        d.update(kind=r["op"], ceil_mode=False)
+        if r["op"] == "avg_pool1d":
+            d["count_include_pad"] = r["count_include_pad"]
         return d
-    if r["kind"] == "conv_time":   # rc.nn.Conv1d's record(), padding="causal"
+    if r["kind"] == "conv_time":   # rc.nn.Conv1d's record()
         d = {f: r[f] for f in ("in_channels", "out_channels", "kernel_size", "stride", "dilation", "groups")}
-        d.update(kind="conv1d", pad_left=r["dilation"] * (r["kernel_size"] - 1), pad_right=0,
+        d.update(kind="conv1d", pad_left=r["pad_left"], pad_right=r["pad_right"],
                  padding_mode="zeros", tensors={"weight": r["weight"], "bias": r["bias"]})
         if r.get("qweight") is not None:   # q8: the stored integers and scales
             d["tensors"].update(qweight=r["qweight"].reshape(r["weight"].shape), scale=r["scale"])
