@@ -1096,12 +1096,12 @@ def lower_sequence_graph(g):
       one is the engine's per-step head;
     * before the first recurrent layer, ``Conv`` / ``MaxPool`` / ``AveragePool`` over the time axis
       of ``(N, C, L)`` data (the ``Transpose`` from ``(B, T, F)`` / ``(T, B, F)`` and back are data
-      movement): a causal ``Conv`` (``pads`` ``[d(k-1), 0]``, or a zero ``Pad`` of the time axis
-      before it, torch's ``F.pad(x, (d(k-1), 0))``; any stride, dilation, group) ->
-      ``rc.nn.Conv1d(padding="causal")``, an unpadded pooling (``ceil_mode`` at stride 1 only) ->
-      ``rc.nn.MaxPool1d`` / ``AvgPool1d``: conv_time / pool_time records. The paddings are decided
-      in one place, :func:`engine_time_padding`; a strided or unpadded layer gives the time axis a
-      new symbol (fewer steps);
+      movement): a ``Conv`` padded by ``[begin, end]`` each in ``0..d(k-1)`` (its ``pads``, plus a
+      zero ``Pad`` of the time axis before it, torch's ``F.pad(x, (l, r))``; any stride, dilation,
+      group) -> ``rc.nn.Conv1d`` (``"causal"`` for ``[d(k-1), 0]``), a pooling with its own pads in
+      that range (``ceil_mode`` at stride 1 only) -> ``rc.nn.MaxPool1d`` / ``AvgPool1d``: conv_time /
+      pool_time records. The paddings are decided in one place, :func:`engine_time_padding`; a
+      strided layer, or one padded by other than ``d(k-1)`` in all, gives the time axis a new symbol;
     * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid`` before the first or after the last recurrent
       layer, and after the head (or ``Softmax`` over the features); ``LogSoftmax`` is refused;
     * ``Add(x, f(x))``, ``f`` activations right after ``x`` (the op after which every layer read the
