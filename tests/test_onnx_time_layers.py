@@ -100,6 +100,7 @@ DYNAMO = {
     "dynamo: k3 s1 d1 > avg k2 s2": dict(k=3, pool=("avg", 2, 2, 1), cell="LSTM"),
     "dynamo: k2 s2 d2 > avg k3 s1": dict(k=2, stride=2, dilation=2, pool=("avg", 3, 1, 1), cell="LSTM"),
     "dynamo: k4 s1 d1, GRU": dict(k=4, seed=5),
+    "dynamo: k3 padding 1 (pads [1, 1])": dict(k=3, pad=(0, 0), conv_padding=1, cell="LSTM", seed=6),
 }
 
 
