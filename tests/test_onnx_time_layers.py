@@ -1,16 +1,17 @@
 """ONNX ``Conv`` / ``MaxPool`` / ``AveragePool`` over time compiled to the C engine.
 
 ``rc.compile(from_onnx(path))`` lowers a sequence graph (rnncore/io/onnx_import/_lower.py,
-``lower_sequence_graph``) whose front-end is a causal ``Conv`` (``pads`` ``[d(k-1), 0]``, or a
-``Pad`` node of that shape before an unpadded one: torch's ``F.pad(x, (d(k-1), 0))``) and unpadded
-poolings over time, between the ``Transpose`` nodes to ``(B, C, T)`` and back, into conv_time /
-pool_time records. The models are PyTorch modules exported by torch.onnx (classic exporter at
-opsets 11-18, dynamo at 18); the references are onnxruntime on the same ``.onnx`` bytes and
-PyTorch itself:
+``lower_sequence_graph``) whose front-end is a ``Conv`` padded by ``[begin, end]``, each in
+``0..d(k-1)`` (its ``pads``, or a ``Pad`` node before an unpadded one: torch's ``F.pad(x, (l, r))``),
+and poolings over time with their own ``pads`` / ``auto_pad`` in that range, between the
+``Transpose`` nodes to ``(B, C, T)`` and back, into conv_time / pool_time records. The models
+are PyTorch modules exported by torch.onnx (classic exporter at opsets 11-18, dynamo at 18);
+the references are onnxruntime on the same ``.onnx`` bytes and PyTorch itself:
 
 * the NumPy import (``OnnxGraph.forward``, float64) and the f32 engine's ``run`` within 1e-5;
 * ``Stream.step`` frame by frame: ``None`` exactly at the steps where no window ends (worked out
-  here from the strides and windows), the other outputs the bits of ``run``;
+  here from the strides, windows and paddings: a right padding is a look-ahead), the other outputs
+  and those of ``Stream.flush()`` the bits of ``run``;
 * q8 (stride-1 convolutions): the engine equals the NumPy q8 spec bit for bit and is within 2 % of
   the largest output of onnxruntime;
 * what the engine cannot run is refused naming the node, its op, the padding / ``ceil_mode`` /
@@ -50,7 +51,7 @@ class TimeNet(torch.nn.Module):
     -> Linear, with the Transposes to PyTorch's (B, C, T) and back."""
 
     def __init__(self, k=3, stride=1, dilation=1, groups=1, pool=None, cell="GRU", tbf=False, pad=None,
-                 conv_padding=0) -> None:
+                 conv_padding=0, pool_pads=None) -> None:
         super().__init__()
         self.pad = (dilation * (k - 1), 0) if pad is None else pad
         self.tbf = tbf
@@ -76,7 +77,7 @@ class TimeNet(torch.nn.Module):
 
 def make_net(cfg: dict) -> torch.nn.Module:
     torch.manual_seed(cfg.get("seed", 0))
-    return TimeNet(**{k: v for k, v in cfg.items() if k not in ("seed", "opset")}).eval()
+    return TimeNet(**{k: v for k, v in cfg.items() if k not in ("seed", "opset", "pool_pads")}).eval()
 
 
 # kernel 1..5, stride 1..3, dilation 1..2; pool: (kind, kernel, stride, dilation)
@@ -99,6 +100,7 @@ DYNAMO = {
     "dynamo: k3 s1 d1 > avg k2 s2": dict(k=3, pool=("avg", 2, 2, 1), cell="LSTM"),
     "dynamo: k2 s2 d2 > avg k3 s1": dict(k=2, stride=2, dilation=2, pool=("avg", 3, 1, 1), cell="LSTM"),
     "dynamo: k4 s1 d1, GRU": dict(k=4, seed=5),
+    "dynamo: k3 padding 1 (pads [1, 1])": dict(k=3, pad=(0, 0), conv_padding=1, cell="LSTM", seed=6),
 }
 
 
@@ -140,19 +142,30 @@ def dynamo_blobs() -> dict:
     return out
 
 
-def output_steps(cfg: dict, T: int) -> list:
-    """The input steps at which the model has an output: a causal conv of stride s gives output j
-    with input j*s; an unpadded window of span p and stride s gives output j with input j*s + p - 1."""
-    at = list(range(T))
-    at = at[::cfg.get("stride", 1)]
+def _window_steps(at: list, reach: int, stride: int, left: int, right: int) -> list:
+    """The stream step of each output of a window layer whose inputs come at steps ``at`` (None: at
+    the flush): output j spans padded inputs j*s .. j*s + reach, so it comes with input
+    j*s + reach - left, or at the flush when that one is in the right padding."""
+    L = len(at)
+    n = (L + left + right - reach - 1) // stride + 1 if L + left + right > reach else 0
+    return [at[i] if (i := j * stride + reach - left) < L else None for j in range(n)]
+
+
+def output_steps(cfg: dict, T: int) -> tuple[list, int]:
+    """(the input steps at which the model has an output, the number of outputs the flush gives)."""
+    k, d = cfg.get("k", 3), cfg.get("dilation", 1)
+    pad, cp = cfg.get("pad") or (d * (k - 1), 0), cfg.get("conv_padding", 0)
+    at = _window_steps(list(range(T)), d * (k - 1), cfg.get("stride", 1), pad[0] + cp, pad[1] + cp)
     if cfg.get("pool"):
         _, k, s, d = cfg["pool"]
-        p = d * (k - 1) + 1
-        at = [at[j * s + p - 1] for j in range((len(at) - p) // s + 1)] if len(at) >= p else []
-    return at
+        left, right = cfg.get("pool_pads", (0, 0))
+        at = _window_steps(at, d * (k - 1), s, left, right)
+    return [t for t in at if t is not None], at.count(None)
 
 
-def check_against_onnxruntime(blob: bytes, cfg: dict) -> rc.Engine:
+def check_against_onnxruntime(blob: bytes, cfg: dict, edited: bool = False) -> rc.Engine:
+    """``edited``: the exported node's attributes were changed (onnxruntime is the reference, not
+    the torch module)."""
     proto = onnx.load_from_string(blob)
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert [d.HasField("dim_param") for d in dims] == [True, True, False]   # T and B dynamic
@@ -169,17 +182,22 @@ def check_against_onnxruntime(blob: bytes, cfg: dict) -> rc.Engine:
         xb = np.random.default_rng(B * T).standard_normal((B, T, 4)).astype(np.float32)   # (B, T, F)
         x = np.ascontiguousarray(xb.transpose(1, 0, 2)) if tbf else xb
         ref = sess.run(None, {"x": x})[0]
-        with torch.no_grad():
-            np.testing.assert_allclose(ref, net(torch.from_numpy(x)).numpy(), rtol=0, atol=1e-5)
+        if not edited:
+            with torch.no_grad():
+                np.testing.assert_allclose(ref, net(torch.from_numpy(x)).numpy(), rtol=0, atol=1e-5)
         np.testing.assert_allclose(g(x.astype(np.float64)), ref, rtol=0, atol=1e-5)
         ref_bt = ref.transpose(1, 0, 2) if tbf else ref                   # (B, T_out, 3)
         y = eng.run(xb)
-        assert y.shape == ref_bt.shape == (B, len(output_steps(cfg, T)), 3)
+        steps, n_flush = output_steps(cfg, T)
+        assert y.shape == ref_bt.shape == (B, len(steps) + n_flush, 3)
         np.testing.assert_allclose(y, ref_bt, rtol=0, atol=1e-5)
         st = eng.stream(batch=B)
         outs = [st.step(xb[:, t]) for t in range(T)]
-        assert [t for t, o in enumerate(outs) if o is not None] == output_steps(cfg, T)
-        np.testing.assert_array_equal(np.stack([o for o in outs if o is not None], 1), y)
+        assert [t for t, o in enumerate(outs) if o is not None] == steps
+        tail = st.flush()
+        assert tail.shape == (B, n_flush, 3)
+        body = np.stack([o for o in outs if o is not None], 1)
+        np.testing.assert_array_equal(np.concatenate([body, tail], 1), y)
     return eng
 
 
@@ -238,25 +256,65 @@ def test_ceil_mode_at_stride_one_and_auto_pad_valid_compile():
     check_against_onnxruntime(blob, cfg)
 
 
+# the paddings the engine runs besides the causal one: torch's padding / F.pad (classic exporter:
+# Conv pads, or a Pad node), and poolings whose exported node gets pads / auto_pad / count_include_pad
+# (torch's padded AvgPool1d exports a Pad node, which stays refused); pool_pads: what the edit means
+PADDED = {
+    "conv pads [1, 1] (torch padding=1)": (dict(k=3, pad=(0, 0), conv_padding=1), None),
+    "conv k4 d2 pads [3, 3], LSTM, opset 13": (dict(k=4, dilation=2, pad=(0, 0), conv_padding=3, cell="LSTM",
+                                                    opset=13), None),
+    "valid conv k3 s2": (dict(k=3, stride=2, pad=(0, 0)), None),
+    "Pad node [0, 2] before the conv": (dict(k=3, pad=(0, 2)), None),
+    "Pad [1, 0] + conv padding 1, k3 s2, (T, B, C)": (
+        dict(k=3, stride=2, pad=(1, 0), conv_padding=1, tbf=True, opset=17), None),
+    "avg k3 s2 pads [1, 1], count_include_pad 0 (ONNX default)": (
+        dict(k=3, pool=("avg", 3, 2, 1), pool_pads=(1, 1)), dict(pads=[1, 1])),
+    "avg k3 s1 pads [1, 1], count_include_pad 1": (
+        dict(k=3, pool=("avg", 3, 1, 1), pool_pads=(1, 1)), dict(pads=[1, 1], count_include_pad=1)),
+    "avg k5 s1 pads [0, 2], count_include_pad 0": (
+        dict(k=3, pad=(0, 0), conv_padding=1, pool=("avg", 5, 1, 1), pool_pads=(0, 2)), dict(pads=[0, 2])),
+    "max k3 s1 auto_pad SAME_UPPER": (dict(k=3, pool=("max", 3, 1, 1), pool_pads=(1, 1)),
+                                      dict(pads=None, auto_pad="SAME_UPPER")),
+    "max k4 s1 auto_pad SAME_LOWER (odd pad first)": (dict(k=3, pool=("max", 4, 1, 1), pool_pads=(2, 1)),
+                                                      dict(pads=None, auto_pad="SAME_LOWER")),
+    "max k3 s2 d2 pads [1, 1] after conv padding 1": (
+        dict(k=3, pad=(0, 0), conv_padding=1, pool=("max", 3, 2, 2), pool_pads=(1, 1)), dict(pads=[1, 1])),
+}
+
+
+def _pool_op(cfg: dict) -> str:
+    return "MaxPool" if cfg["pool"][0] == "max" else "AveragePool"
+
+
+@pytest.mark.parametrize("name", list(PADDED))
+def test_padded_conv_and_pooling_match_onnxruntime_and_stream_plus_flush_is_run(name):
+    cfg, edit = PADDED[name]
+    blob = export_classic(cfg)
+    if edit:
+        blob = _edit_node(blob, _pool_op(cfg), **edit)
+    check_against_onnxruntime(blob, cfg, edited=bool(edit))
+
+
+def test_q8_compile_of_a_padded_onnx_conv_is_refused_naming_the_record():
+    g = from_onnx(export_classic(dict(k=3, pad=(0, 0), conv_padding=1)))
+    with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): padding \(1, 1\) over time runs in f32 "
+                                         r"files only \(precision='f32'\)"):
+        rc.compile(g, precision="q8")
+    assert rc.compile(g).precision == "f32"
+
+
 REFUSED = [
-    ("symmetric conv pads", dict(k=3, pad=(0, 0), conv_padding=1), None,
-     r"\(Conv\) pads the time axis by \[1, 1\] \(attribute pads \[1, 1\]\): expected \[2, 0\], the causal"),
-    ("unpadded conv", dict(k=3, pad=(0, 0)), None,
-     r"\(Conv\) pads the time axis by \[0, 0\] \(attribute pads \[0, 0\]\): expected \[2, 0\]"),
-    ("right pad", dict(k=3, pad=(0, 2)), None,
-     r"\(Conv\) pads the time axis by \[0, 2\] \(attribute pads \[0, 0\] plus \[0, 2\] from Pad node "
-     r"'[^']*'\): expected \[2, 0\].*export the causal form \(torch: F.pad\(x, \(2, 0\)\)"),
     ("too much left pad", dict(k=2, dilation=2, pad=(3, 0)), None,
-     r"\(Conv\) pads the time axis by \[3, 0\].*expected \[2, 0\], the causal padding "
-     r"dilation\*\(kernel-1\) = 2\*\(2-1\)"),
+     r"\(Conv\) pads the time axis by \[3, 0\] \(attribute pads \[0, 0\] plus \[3, 0\] from Pad node "
+     r"'[^']*'\): expected each of \[begin, end\] in 0\.\.2, the window's reach dilation\*\(kernel-1\) = "
+     r"2\*\(2-1\).*padding=p <= 2\)"),
+    ("too much right pad", dict(k=3, pad=(0, 0), conv_padding=3), None,
+     r"\(Conv\) pads the time axis by \[3, 3\] \(attribute pads \[3, 3\]\): expected each of \[begin, end\] "
+     r"in 0\.\.2"),
     ("ceil_mode at stride 2", dict(k=3, pool=("max", 2, 2, 1)), dict(ceil_mode=1),
      r"\(MaxPool\) has ceil_mode 1 with strides \[2\]: expected ceil_mode 0.*export with ceil_mode=False"),
-    ("padded pooling", dict(k=3, pool=("avg", 3, 2, 1)), dict(pads=[1, 1]),
-     r"\(AveragePool\) pads the time axis by \[1, 1\] \(attribute pads \[1, 1\]\): expected \[0, 0\].*"
-     r"export the pooling with padding=0"),
-    ("auto_pad SAME_UPPER pooling", dict(k=3, pool=("max", 3, 1, 1)), dict(pads=None, auto_pad="SAME_UPPER"),
-     r"\(MaxPool\) pads the time axis by \[1, 1\] \(attribute pads \[1, 1\], auto_pad 'SAME_UPPER'\): "
-     r"expected \[0, 0\]"),
+    ("ceil_mode at stride 2 with pads", dict(k=3, pool=("avg", 3, 2, 1)), dict(ceil_mode=1, pads=[1, 1]),
+     r"\(AveragePool\) has ceil_mode 1 with strides \[2\]: expected ceil_mode 0"),
 ]
 
 
@@ -297,8 +355,8 @@ class _Later(torch.nn.Module):
 
 @pytest.mark.parametrize("which,want", [
     ("reflect", r"\(Pad\) pads with mode 'reflect', value 0: expected mode 'constant', value 0"),
-    ("pad > pool", r"\(MaxPool\) pads the time axis by \[1, 0\] \(attribute pads \[0, 0\] plus \[1, 0\] "
-                   r"from Pad node '[^']+'\): expected \[0, 0\]"),
+    ("pad > pool", r"\(MaxPool\) pools data padded by \[1, 0\] from Pad node '[^']+': expected no Pad node "
+                   r"before a pooling.*give the pooling its own pads"),
     ("conv after the GRU", r"\(Conv\) is a convolution or pooling over time after a recurrent layer"),
 ])
 def test_pads_and_time_layers_the_chain_does_not_admit_are_refused_by_node(which, want):
@@ -313,8 +371,8 @@ def test_pads_and_time_layers_the_chain_does_not_admit_are_refused_by_node(which
 
 
 def test_the_padding_check_is_one_function():
-    """Both the Conv and the pooling refusals come from engine_time_padding (the coordinator widens
-    it there when the engine runs non-causal padding)."""
+    """Both the Conv and the pooling paddings are decided by engine_time_padding: each side in
+    0..dilation*(kernel-1), [reach, 0] of a Conv is "causal", SAME_* split at stride 1 only."""
     from rnncore.io.onnx_import._lower import engine_time_padding
 
     def refuse(why, what):
@@ -323,9 +381,22 @@ def test_the_padding_check_is_one_function():
     assert engine_time_padding("Conv", {"pads": [4, 0]}, 3, 1, 2, None, refuse) == "causal"
     assert engine_time_padding("Conv", {"pads": [0, 0]}, 3, 2, 2, (4, 0, "p"), refuse) == "causal"
     assert engine_time_padding("Conv", {"auto_pad": "SAME_LOWER"}, 1, 3, 1, None, refuse) == "causal"
-    assert engine_time_padding("MaxPool", {"ceil_mode": 1}, 3, 1, 1, None, refuse) == 0
-    with pytest.raises(ValueError, match=re.escape("expected [4, 0]")):
-        engine_time_padding("Conv", {"pads": [2, 2]}, 3, 1, 2, None, refuse)
+    assert engine_time_padding("MaxPool", {"ceil_mode": 1}, 3, 1, 1, None, refuse) == (0, 0)
+    assert engine_time_padding("Conv", {"pads": [2, 2]}, 3, 1, 2, None, refuse) == (2, 2)
+    assert engine_time_padding("Conv", {"pads": [0, 0]}, 3, 1, 2, (0, 4, "p"), refuse) == (0, 4)
+    assert engine_time_padding("Conv", {"auto_pad": "VALID", "pads": [9, 9]}, 3, 2, 1, None, refuse) == (0, 0)
+    assert engine_time_padding("Conv", {"auto_pad": "SAME_UPPER"}, 4, 1, 1, None, refuse) == (1, 2)
+    assert engine_time_padding("AveragePool", {"auto_pad": "SAME_LOWER"}, 4, 1, 1, None, refuse) == (2, 1)
+    assert engine_time_padding("MaxPool", {"pads": [1, 1]}, 3, 2, 1, None, refuse) == (1, 1)
+    with pytest.raises(ValueError, match=re.escape("pads the time axis by [5, 0] (attribute pads [5, 0]): "
+                                                   "expected each of [begin, end] in 0..4")):
+        engine_time_padding("Conv", {"pads": [5, 0]}, 3, 1, 2, None, refuse)
+    with pytest.raises(ValueError, match=re.escape("by [0, 3] (attribute pads [0, 3]): expected each of")):
+        engine_time_padding("MaxPool", {"pads": [0, 3]}, 3, 1, 1, None, refuse)
+    with pytest.raises(ValueError, match=re.escape("pools data padded by [1, 0] from Pad node 'p'")):
+        engine_time_padding("AveragePool", {}, 3, 1, 1, (1, 0, "p"), refuse)
+    with pytest.raises(ValueError, match=re.escape("has ceil_mode 1 with strides [2]")):
+        engine_time_padding("MaxPool", {"ceil_mode": 1, "pads": [1, 1]}, 3, 2, 1, None, refuse)
     with pytest.raises(ValueError, match=re.escape("has auto_pad 'SAME_UPPER' with strides [2]")):
         engine_time_padding("AveragePool", {"auto_pad": "SAME_UPPER"}, 3, 2, 1, None, refuse)
 
@@ -353,19 +424,25 @@ def _export_pool_only(pool) -> bytes:
     return f.getvalue()
 
 
-def test_the_chain_importer_for_the_engine_refuses_padded_pooling_by_node():
-    """from_onnx(as_spec=True) / graph=False (rnncore convert): the same check, by node; an
-    unpadded pooling (ceil_mode at stride 1 included) gives the pool_time record."""
-    blob = _export_pool_only(torch.nn.MaxPool1d(3, 2, padding=1))
+def test_the_chain_importer_for_the_engine_runs_padded_pooling_and_refuses_by_node():
+    """from_onnx(as_spec=True) / graph=False (rnncore convert): the same check, by node; a padded
+    pooling (within the window's reach) and an unpadded one with ceil_mode at stride 1 give the
+    pool_time record, ceil_mode at a stride is refused."""
+    x = np.random.default_rng(1).standard_normal((2, 15, 4)).astype(np.float32)
+    for pool in (torch.nn.MaxPool1d(3, 2, padding=1), torch.nn.AvgPool1d(3, 1, ceil_mode=True)):
+        blob = _export_pool_only(pool)
+        ref = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        for kw in ({"as_spec": True}, {"graph": False}):
+            eng = rc.compile(from_onnx(blob, **kw))
+            assert eng.describe() == "pool_time > gru(5)"
+            y = eng.run(x)
+            np.testing.assert_allclose(y, ref, rtol=0, atol=1e-5)
+            st = eng.stream(batch=2)
+            outs = [o for o in (st.step(x[:, t]) for t in range(15)) if o is not None]
+            np.testing.assert_array_equal(np.concatenate([np.stack(outs, 1), st.flush()], 1), y)
+    blob = _export_pool_only(torch.nn.MaxPool1d(3, 2, ceil_mode=True))
     assert type(from_onnx(blob)).__name__ == "Sequential"      # the NumPy model runs it
     for kw in ({"as_spec": True}, {"graph": False}):
-        with pytest.raises(ValueError, match=r"node '[^']+' \(MaxPool\): pads the time axis by \[1, 1\] "
-                                             r"\(attribute pads \[1, 1\]\): expected \[0, 0\]"):
+        with pytest.raises(ValueError, match=r"node '[^']+' \(MaxPool\): has ceil_mode 1 with strides \[2\]: "
+                                             r"expected ceil_mode 0"):
             from_onnx(blob, **kw)
-    blob = _export_pool_only(torch.nn.AvgPool1d(3, 1, ceil_mode=True))
-    spec = from_onnx(blob, as_spec=True)
-    eng = rc.compile(spec)
-    assert eng.describe() == "pool_time > gru(5)"
-    x = np.random.default_rng(1).standard_normal((2, 15, 4)).astype(np.float32)
-    ref = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    np.testing.assert_allclose(eng.run(x), ref, rtol=0, atol=1e-5)

@@ -294,20 +294,26 @@ def lower_graph(g):
 
 # -- convolution and pooling over time: the paddings the C engine runs ---------------------------
 def engine_time_padding(op: str, attrs: dict, kernel: int, stride: int, dilation: int,
-                        pad_node: tuple | None, refuse) -> str | int:
+                        pad_node: tuple | None, refuse) -> str | tuple[int, int]:
     """The ``padding`` of the ``rc.nn`` layer for a ``Conv`` / ``MaxPool`` / ``AveragePool`` node over
     time that the C engine runs, or ``refuse(why, what_to_do)``.
 
     The one place that decides which paddings over time compile (conv_time / pool_time records,
-    docs/rnc-format.md); widen it here when the engine runs more:
+    docs/rnc-format.md); widen it here when the engine runs more. With ``reach = dilation*(kernel-1)``
+    (the window's extent past its first tap) the engine pads each side of time by ``0..reach``
+    (a timepad tail: the stream looks ahead ``right`` steps, ``Stream.flush()`` ends it):
 
-    * ``Conv``: zero padding ``[dilation*(kernel-1), 0]`` of the time axis (causal: output ``t``
-      reads inputs ``<= t``, which streams), from its ``pads`` / ``auto_pad`` plus a ``Pad`` node
-      right before it (``pad_node``: ``(begin, end, names)``, torch's ``F.pad(x, (k-1, 0))``);
-      returns ``"causal"``.
-    * ``MaxPool`` / ``AveragePool``: no padding, and ``ceil_mode`` only where it changes nothing
-      (stride 1); returns ``0``.
+    * ``Conv``: zero padding ``[begin, end]`` of the time axis from its ``pads`` / ``auto_pad``
+      plus a ``Pad`` node right before it (``pad_node``: ``(begin, end, names)``, torch's
+      ``F.pad(x, (left, right))``), each in ``0..reach``; returns ``"causal"`` for ``[reach, 0]``
+      (output ``t`` reads inputs ``<= t``), else ``(begin, end)``.
+    * ``MaxPool`` / ``AveragePool``: their own ``pads`` / ``auto_pad`` ``[begin, end]``, each in
+      ``0..reach`` (a ``Pad`` node before a pooling is refused: its zeros are not the pooling's own
+      padding, -inf for a max, left out of an ``count_include_pad=0`` average), ``ceil_mode`` only
+      where it changes nothing (stride 1); returns ``(begin, end)``.
 
+    ``auto_pad`` ``SAME_UPPER`` / ``SAME_LOWER`` at stride 1 is the split ``[reach//2, reach - reach//2]``
+    (the odd one at the end / the beginning); at a stride it depends on the input length: refused.
     ``attrs`` are the node's attributes (``pads``, ``auto_pad``, ``ceil_mode``); ``kernel``,
     ``stride``, ``dilation`` its window.
     """
@@ -328,29 +334,30 @@ def engine_time_padding(op: str, attrs: dict, kernel: int, stride: int, dilation
                "fix the model (onnx.checker)")
     if len(own) != 2:
         refuse(f"has pads {own}: expected [begin, end] of the one time axis", "fix the model (onnx.checker)")
+    if op != "Conv" and pad_node is not None and (pad_node[0] or pad_node[1]):
+        refuse(f"pools data padded by [{pad_node[0]}, {pad_node[1]}] from Pad node {pad_node[2]!r}: expected "
+               "no Pad node before a pooling (its zeros are inputs of the pooling, not the pooling's own "
+               "padding, which a max skips and an average with count_include_pad 0 leaves out)",
+               "give the pooling its own pads (torch: MaxPool1d/AvgPool1d(padding=...)), or run the graph "
+               "in NumPy (from_onnx(path).forward)")
     begin, end = own[0] + (pad_node[0] if pad_node else 0), own[1] + (pad_node[1] if pad_node else 0)
     extra = f", auto_pad {auto!r}" if auto != "NOTSET" else ""
     via = f" plus [{pad_node[0]}, {pad_node[1]}] from Pad node {pad_node[2]!r}" if pad_node else ""
     got = f"[{begin}, {end}] (attribute pads {own}{extra}{via})"
+    if not (0 <= begin <= reach and 0 <= end <= reach):
+        refuse(f"pads the time axis by {got}: expected each of [begin, end] in 0..{reach}, the window's "
+               f"reach dilation*(kernel-1) = {dilation}*({kernel}-1) (the C engine pads each side of time "
+               "by at most that; the stream looks ahead by the end padding)",
+               "export with padding of at most dilation*(kernel-1) on each side (torch: padding='same' or "
+               f"padding=p <= {reach}), or run the graph in NumPy (from_onnx(path).forward)")
     if op == "Conv":
-        if (begin, end) != (reach, 0):
-            refuse(f"pads the time axis by {got}: expected [{reach}, 0], the causal padding "
-                   f"dilation*(kernel-1) = {dilation}*({kernel}-1) zeros before the sequence and none after "
-                   "(output t reads the inputs up to t, which streams)",
-                   f"export the causal form (torch: F.pad(x, ({reach}, 0)) before an unpadded nn.Conv1d; "
-                   "Keras: Conv1D(padding='causal')), or run the graph in NumPy (from_onnx(path).forward)")
-        return "causal"
-    if (begin, end) != (0, 0):
-        refuse(f"pads the time axis by {got}: expected [0, 0] (the C engine pools over time without padding, "
-               "the form that streams)",
-               "export the pooling with padding=0 (Keras: padding='valid'), or run the graph in NumPy "
-               "(from_onnx(path).forward)")
+        return "causal" if (begin, end) == (reach, 0) else (begin, end)
     if int(attrs.get("ceil_mode", 0)) and stride != 1:
         refuse(f"has ceil_mode 1 with strides [{stride}]: expected ceil_mode 0 (at stride 1 it changes "
                "nothing); rounding the number of windows up adds a last one that depends on where the "
                "sequence ends, which a stream does not know",
                "export with ceil_mode=False, or run the graph in NumPy (from_onnx(path).forward)")
-    return 0
+    return (begin, end)
 
 
 # -- sequences: (T, B, F) or (B, T, F) through recurrent stacks and per-step layers ------------
@@ -866,9 +873,10 @@ class _SeqLower:
             layer = MaxPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name)
             feat = ax[1]
         else:
-            layer = AvgPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name)
+            layer = AvgPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name,
+                              count_include_pad=bool(int(a.get("count_include_pad", 0))))   # ONNX: 0
             feat = ax[1]
-        if stride != 1 or (padding != "causal" and dil * (k - 1)):   # a new number of steps: a new symbol
+        if stride != 1 or layer.pad_left + layer.pad_right != dil * (k - 1):   # a new number of steps
             self.tsym = t_sym + "'"
         self.ops.append(("time", layer, s))
         return {"k": "data", "axes": [ax[0], feat, ("s", (self.tsym,))]}
@@ -1088,12 +1096,12 @@ def lower_sequence_graph(g):
       one is the engine's per-step head;
     * before the first recurrent layer, ``Conv`` / ``MaxPool`` / ``AveragePool`` over the time axis
       of ``(N, C, L)`` data (the ``Transpose`` from ``(B, T, F)`` / ``(T, B, F)`` and back are data
-      movement): a causal ``Conv`` (``pads`` ``[d(k-1), 0]``, or a zero ``Pad`` of the time axis
-      before it, torch's ``F.pad(x, (d(k-1), 0))``; any stride, dilation, group) ->
-      ``rc.nn.Conv1d(padding="causal")``, an unpadded pooling (``ceil_mode`` at stride 1 only) ->
-      ``rc.nn.MaxPool1d`` / ``AvgPool1d``: conv_time / pool_time records. The paddings are decided
-      in one place, :func:`engine_time_padding`; a strided or unpadded layer gives the time axis a
-      new symbol (fewer steps);
+      movement): a ``Conv`` padded by ``[begin, end]`` each in ``0..d(k-1)`` (its ``pads``, plus a
+      zero ``Pad`` of the time axis before it, torch's ``F.pad(x, (l, r))``; any stride, dilation,
+      group) -> ``rc.nn.Conv1d`` (``"causal"`` for ``[d(k-1), 0]``), a pooling with its own pads in
+      that range (``ceil_mode`` at stride 1 only) -> ``rc.nn.MaxPool1d`` / ``AvgPool1d``: conv_time /
+      pool_time records. The paddings are decided in one place, :func:`engine_time_padding`; a
+      strided layer, or one padded by other than ``d(k-1)`` in all, gives the time axis a new symbol;
     * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid`` before the first or after the last recurrent
       layer, and after the head (or ``Softmax`` over the features); ``LogSoftmax`` is refused;
     * ``Add(x, f(x))``, ``f`` activations right after ``x`` (the op after which every layer read the
