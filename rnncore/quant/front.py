@@ -391,10 +391,12 @@ def pool_time_seq(rec: dict, x: np.ndarray) -> np.ndarray:
     return acc / n.astype(x.dtype)[None, :, None]
 
 
+_TIME_KINDS = ("max_pool1d", "avg_pool1d", "pool_time", "conv1d", "conv_time")
+
+
 def _time_records(records: list) -> list:
     """The conv_time / pool_time records (the ones over time) of ``records``."""
-    return [r for r in records if str(r.get("kind", "")).lower() in
-            ("max_pool1d", "avg_pool1d", "pool_time", "conv1d", "conv_time")]
+    return [r for r in records if str(r.get("kind", "")).lower() in _TIME_KINDS]
 
 
 def out_lengths(records: list, lengths: np.ndarray) -> np.ndarray:
@@ -434,6 +436,98 @@ def per_sequence(fn, records: list, x: np.ndarray, lengths) -> np.ndarray:
             if lengths[b] > 0 and n[b] > 0:
                 y[b, :n[b]] = fn(records, x[b:b + 1, :lengths[b]])[0]
     return y
+
+
+class RecordStream:
+    """The streaming form of :func:`step_records` (docs/c-api.md, "Look-ahead"), as ``rnc_step`` and
+    ``rnc_flush`` run it: rows one step at a time through ``records`` (read_rnc's descriptions, as
+    :func:`step_records` takes them), for ``batch`` rows.
+
+    A conv_time / pool_time record keeps the padded steps it has read, starting with its ``left``
+    pad steps; output ``n`` reads padded steps ``n stride .. n stride + P`` and is given as soon as
+    the last of them arrives (so the first ``P - left`` steps give none, then one every ``stride``
+    steps); its window is computed as in the run (a conv: the ``k`` taps, pads zero, quantised as
+    one vector; a pooling: the real taps). :meth:`flush` feeds each record its ``right`` pad steps
+    in record order, their outputs through the records after it, then the windows start afresh.
+    ``step`` then ``flush`` give the rows of :func:`step_records` on the whole sequence, bit for bit
+    (tests/test_engine_q8_timepad.py).
+    """
+
+    def __init__(self, records: list, batch: int):
+        self.records, self.batch = list(records), int(batch)
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh sequence: every record over time holds its left pad steps only."""
+        self.buf: dict = {}
+        for i, r in enumerate(self.records):
+            if str(r.get("kind", "")).lower() in _TIME_KINDS:
+                conv = str(r.get("kind", "")).lower() in ("conv1d", "conv_time")
+                _, _, left, _, _ = time_pads(r, conv)
+                self.buf[i] = {"rows": [None] * left, "n": 0, "conv": conv}
+
+    def _window(self, i: int, rows: list) -> np.ndarray:
+        """Record ``i``'s output from the ``P + 1`` padded steps of its window (None: a pad step)."""
+        rec, conv = self.records[i], self.buf[i]["conv"]
+        ch = next(r.shape[1] for r in rows if r is not None)
+        x = np.stack([np.zeros((self.batch, ch), F32) if r is None else r for r in rows], axis=1)
+        if conv:
+            t = rec.get("tensors", rec)
+            full = {**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"],
+                    "stride": 1, "pad_left": 0, "pad_right": 0}
+            return conv_time_q8(full, x)[:, 0]
+        k, dl = int(rec["kernel_size"]), int(rec.get("dilation", 1))
+        taps = [x[:, j * dl] for j in range(k) if rows[j * dl] is not None]
+        if str(rec.get("op", rec.get("kind", ""))).lower() in ("max_pool1d", "max"):
+            y = taps[0]
+            for v in taps[1:]:
+                y = np.where(v > y, v, y)
+            return y
+        acc = np.zeros_like(taps[0])
+        for v in taps:
+            acc = acc + v
+        _, _, _, _, excl = time_pads(rec)
+        return acc / x.dtype.type(len(taps) if excl else k)
+
+    def _run(self, first: int, row) -> np.ndarray | None:
+        """``row`` (None: a pad step of record ``first``) through records ``first`` on."""
+        inputs: list = [None] * first
+        y = row
+        for i in range(first, len(self.records)):
+            rec = self.records[i]
+            inputs.append(y)
+            kind = str(rec["kind"]).lower()
+            if i in self.buf:
+                b = self.buf[i]
+                b["rows"].append(None if y is None else np.asarray(y, F32))
+                P, st, _, _, _ = time_pads(rec, b["conv"])
+                start = b["n"] * st
+                if start + P >= len(b["rows"]):
+                    return None
+                y = self._window(i, b["rows"][start:start + P + 1])
+                b["n"] += 1
+            elif kind == "residual":
+                y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+            else:
+                y = step_record(rec, y)
+        return y
+
+    def step(self, x: np.ndarray) -> np.ndarray | None:
+        """One step ``x (B, F)`` -> ``(B, F_out)``, or None when a record over time gives no output."""
+        return self._run(0, np.asarray(x, F32))
+
+    def flush(self) -> list:
+        """The end of the input: each record's ``right`` pad steps in record order; the outputs they
+        give (a list of ``(B, F_out)`` rows), then a fresh sequence."""
+        out = []
+        for i in sorted(self.buf):
+            _, _, _, right, _ = time_pads(self.records[i], self.buf[i]["conv"])
+            for _ in range(right):
+                y = self._run(i, None)
+                if y is not None:
+                    out.append(y)
+        self.reset()
+        return out
 
 
 def _seq_sum(v: np.ndarray) -> np.ndarray:
