@@ -295,8 +295,10 @@ def test_padded_conv_and_pooling_match_onnxruntime_and_stream_plus_flush_is_run(
     check_against_onnxruntime(blob, cfg, edited=bool(edit))
 
 
-@pytest.mark.parametrize("name", ["conv pads [1, 1] (torch padding=1)", "conv k4 d2 pads [3, 3], LSTM, opset 13",
-                                  "Pad node [0, 2] before the conv", "avg k5 s1 pads [0, 2], count_include_pad 0",
+@pytest.mark.parametrize("name", ["conv pads [1, 1] (torch padding=1)",
+                                  "conv k4 d2 pads [3, 3], LSTM, opset 13",
+                                  "Pad node [0, 2] before the conv",
+                                  "avg k5 s1 pads [0, 2], count_include_pad 0",
                                   "max k3 s2 d2 pads [1, 1] after conv padding 1"])
 def test_q8_compile_of_a_padded_onnx_conv_equals_the_numpy_spec_and_is_close_to_onnxruntime(name):
     """A padded Conv (and pooling) compiled q8 (docs/q8-contract.md: the pad steps are zero taps of

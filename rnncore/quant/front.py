@@ -613,7 +613,7 @@ def step_records(records: list, x: np.ndarray, lengths=None) -> np.ndarray:
             if len(lead) != 2:
                 raise ValueError("step_records: a pooling over time needs whole sequences (B, T, F), "
                                  f"got {x.shape}")
-            y = pool_time_seq(rec, y.reshape(*lead, -1))
+            y = pool_time_seq(rec, y.reshape(*lead, y.shape[-1]))
             lead = y.shape[:2]
             y = y.reshape(-1, y.shape[-1])
         elif kind == "residual":
@@ -627,7 +627,7 @@ def step_records(records: list, x: np.ndarray, lengths=None) -> np.ndarray:
                 raise ValueError("step_records: a conv_time kept in float32 has no bit-exact NumPy form "
                                  "(its product is the ISA's f32 GEMM row)")
             full = {**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"]}
-            y = conv_time_q8(full, y.reshape(*lead, -1))
+            y = conv_time_q8(full, y.reshape(*lead, y.shape[-1]))
             lead = y.shape[:2]
             y = y.reshape(-1, y.shape[-1])
         else:
@@ -694,7 +694,7 @@ def float_step_records(records: list, x: np.ndarray, lengths=None) -> np.ndarray
         elif kind in ("max_pool1d", "avg_pool1d", "pool_time"):
             if len(lead) != 2:
                 raise ValueError(f"a pooling over time needs whole sequences (B, T, F), got {x.shape}")
-            y = pool_time_seq(rec, y.reshape(*lead, -1))
+            y = pool_time_seq(rec, y.reshape(*lead, y.shape[-1]))
             lead = y.shape[:2]
             y = y.reshape(-1, y.shape[-1])
         elif kind == "log_mel":
