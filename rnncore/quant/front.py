@@ -13,10 +13,12 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
       acc[o, l] = sum_{c, j} Wq[o, c, j] qpad[g(o) C_g + c, l*stride + j*dilation]
       y[o*L_out + l] = float32(acc[o, l]) * (s_x * s_w[o]) + b[o]
 
-* ``conv_time`` (a causal Conv1d over time; int8 weights ``Wq (C_out, C_in/groups, k)``, scales
-  ``s_w``, bias ``b``): at step ``t`` the ``k`` taps of every channel, ``v[c*k + j] =
-  x_{t - P + j*dilation}[c]`` (``P = dilation (k - 1)``, zero before the sequence's start), are
-  quantised as ONE vector (``q, s_x = quantize_activation(v)``), then per group::
+* ``conv_time`` (a Conv1d over time; int8 weights ``Wq (C_out, C_in/groups, k)``, scales
+  ``s_w``, bias ``b``): output ``n`` reads the input with ``left`` zero rows before it and
+  ``right`` after it (causal: ``(P, 0)``, ``P = dilation (k - 1)``); the ``k`` taps of every
+  channel, ``v[c*k + j] = xpad_{n*stride + j*dilation}[c]``, pad steps zero, are quantised as ONE
+  vector (``q, s_x = quantize_activation(v)``: a zero is code 0, the scale that of the real taps),
+  then per group::
 
       acc[o] = sum_{c < C_g, j} Wq[o, c, j] q[(g(o) C_g + c) k + j]
       y[o] = float32(acc[o]) * (s_x * s_w[o]) + b[o]
@@ -32,8 +34,14 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
 * ``log_mel`` (float32, as in an f32 file): the power spectrum of ``window * x`` by the C core's
   real FFT (:func:`log_mel_rows`, its operations in its order), the filters' sums left to right,
   then the C core's own ``logf`` (:func:`rnc_logf`);
-* ``pool_time`` (max / average over time, unpadded; whole sequences): ``y_i[c] = max_j`` or
-  ``(sum_j) / k`` of ``x_{i*stride + j*dilation}[c]``, the sum in tap order (:func:`pool_time_seq`).
+* ``pool_time`` (max / average over time; whole sequences): ``y_i[c] = max_j`` or
+  ``(sum_j) / k`` of ``x_{i*stride + j*dilation - left}[c]``, the sum in tap order, the pad steps
+  left out (an average may divide by the real taps instead, ``count_include_pad=False``)
+  (:func:`pool_time_seq`).
+
+The records over time (conv_time, pool_time) give PyTorch's output length
+(:func:`time_out_steps`); their streaming form, with the look-ahead of a right padding and the
+flush at the end of the input, is :class:`RecordStream` (the same bits).
 
 Every operation is one float32 operation, rounded (the C core: ``-ffp-contract=off``), so the C
 rows equal these bit for bit, with one exception: sigmoid, tanh and the gelus call the C
