@@ -295,3 +295,17 @@ def test_the_padded_q8_file_reads_back_its_pads_and_writes_the_same_bytes():
     assert write_rnc(d) == e.data
     assert [(r.get("pad_left"), r.get("pad_right")) for r in d["front"] if "pad_left" in r] == \
         [(2, 2), (1, 1), (2, 1), (1, 1), (0, 1)]
+
+
+def test_export_c_of_a_padded_q8_model_flushes_at_the_end_of_its_input(tmp_path):
+    """The program ``rnncore export-c`` writes (built and run on this host): its steps and flush,
+    and its run, give the engine's q8 outputs."""
+    from export_c_run import exported_outputs
+
+    e = rc.compile(model(seed=12, cell=nn.LSTM), precision="q8")
+    X = _x((27, 6), seed=13)
+    want = e.run(X[None])[0]
+    assert want.shape == (7, 3)
+    out = exported_outputs(tmp_path, e.data, X, "q8pad")
+    np.testing.assert_array_equal(out["step"], want)
+    np.testing.assert_allclose(out["run"], want, rtol=0, atol=1e-6)
