@@ -88,6 +88,64 @@ def hey_mycroft(root, repeat: int) -> None:
         print(f"  one window, {name}: {_cpu_min(fn, repeat) * 1e6:.0f} us CPU (min of {repeat})")
 
 
+def silero(root, rel: str, label: str) -> None:
+    """Silero VAD v4 (``h``, ``c``) / v5 (``state``) chunk models: ``from_onnx(path, constants={"sr":
+    16000})`` (the ``If`` on the sample rate folded), run chunk by chunk with the state fed back as
+    the package's wrapper does (512 samples; v5 with the previous chunk's last 64 in front) on
+    pyannote-audio 3.3.2's sample.wav, against onnxruntime."""
+    import onnxruntime as ort
+    from bench_vad_q8 import recording
+
+    import rnncore as rc
+
+    path = _find(root, rel)
+    if path is None:
+        print(f"{label}: not found, skipped")
+        return
+    try:
+        audio = recording()
+    except FileNotFoundError as e:
+        print(f"{label}: {e}, skipped")
+        return
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    v5 = "state" in [i.name for i in sess.get_inputs()]
+    sr = {"sr": np.array(16000, np.int64)}
+    for dtype in ("float64", "float32"):
+        g = rc.io.from_onnx(str(path), constants={"sr": 16000}, dtype=dtype)
+        if v5:
+            st_o = st_g = np.zeros((2, 1, 128), np.float32)
+        else:
+            st_o = st_g = (np.zeros((2, 1, 64), np.float32),) * 2
+        ctx = np.zeros((1, 64), np.float32)
+        dp = ds = smax = 0.0
+        flips = n = 0
+        t = time.process_time()
+        for k in range(0, len(audio) - 511, 512):
+            x = audio[None, k:k + 512].astype(np.float32)
+            if v5:
+                x, ctx = np.concatenate([ctx, x], axis=1), x[:, -64:]
+                p_o, st_o = sess.run(None, {"input": x, "state": st_o, **sr})
+                p_g, st_g = g.forward(x, st_g)
+                ds = max(ds, float(np.abs(st_g - st_o).max()))
+                smax = max(smax, float(np.abs(st_o).max()))
+            else:
+                p_o, *st_o = sess.run(None, {"input": x, "h": st_o[0], "c": st_o[1], **sr})
+                p_g, *st_g = g.forward(x, *st_g)
+                ds = max(ds, max(float(np.abs(a - b).max()) for a, b in zip(st_g, st_o, strict=True)))
+                smax = max(smax, max(float(np.abs(a).max()) for a in st_o))
+            dp = max(dp, float(np.abs(p_g - p_o).max()))
+            flips += int((p_g.ravel()[0] > 0.5) != (p_o.ravel()[0] > 0.5))
+            n += 1
+        ms = (time.process_time() - t) / n * 1e3
+        print(f"{label}, {dtype}: {n} chunks of sample.wav, state fed back: max |p - ort| {dp:.2g}, "
+              f"max |state - ort| {ds:.2g} (max |state| {smax:.3g}), {flips} decisions (p > 0.5) flipped; "
+              f"{ms:.2f} ms CPU per chunk (NumPy + ort)")
+    try:
+        rc.compile(g)
+    except ValueError as e:
+        print(f"  rc.compile refuses: {str(e)[:200]}...")
+
+
 def refused(root, rel: str, label: str) -> None:
     import rnncore as rc
 
@@ -114,8 +172,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=200)
     a = ap.parse_args()
     hey_mycroft(a.root, a.repeat)
-    refused(a.root, "silero_vad/data/silero_vad.onnx", "silero_vad.onnx v5 (silero-vad 5.1.2)")
-    refused(a.root, "faster_whisper/assets/silero_vad.onnx", "silero_vad.onnx v4 (faster-whisper 1.0.3)")
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    silero(a.root, "silero_vad/data/silero_vad.onnx", "silero_vad.onnx v5 (silero-vad 5.1.2)")
+    silero(a.root, "faster_whisper/assets/silero_vad.onnx", "silero_vad.onnx v5 (faster-whisper 1.0.3)")
+    silero(a.root, "openwakeword/resources/models/silero_vad.onnx", "silero_vad.onnx v4 (openwakeword 0.4.0)")
     refused(a.root, "faster_whisper/assets/silero_decoder_v5.onnx",
             "silero_decoder_v5.onnx (faster-whisper 1.1.0)")
 

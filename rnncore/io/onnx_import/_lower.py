@@ -819,7 +819,8 @@ class _SeqLower:
         elif op == "Concat":
             out = self.data_concat(s, a)
         elif op in ("Identity", "Cast", "Dropout"):
-            out = self.get(s.inputs[0], ("data", "shape", "zeros", "part"))
+            out = self.get(s.inputs[0], ("data", "shape", "zeros", "part")
+                           + (("state",) if op == "Identity" else ()))
             if op == "Cast" and out["k"] == "data" and int(a.get("to", 1)) not in (1, 10, 11, 16):
                 self.refuse("casts the data to an integer type")
         elif op == "Transpose":
