@@ -238,7 +238,8 @@ def weights_to_initializers(model, names):
 
 def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: bool = False,
               as_spec: bool = False, max_bytes: int = MAX_MODEL_BYTES, inputs: list | None = None,
-              outputs: list | None = None, graph: bool = True) -> Module | ModelSpec:
+              outputs: list | None = None, graph: bool = True,
+              constants: dict | None = None) -> Module | ModelSpec:
     """Convert an ONNX model with RNN/GRU/LSTM nodes into an rnncore reference model.
 
     Parameters
@@ -261,6 +262,11 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
     graph : False: only a chain of recurrent layers and a head (what ``rc.compile``, ``.rnc``
         files and ``rnncore convert`` need); a graph that is not one is refused naming the
         node instead of imported as an ``OnnxGraph``. ``as_spec=True`` implies it.
+    constants : ``{input name: value}``: graph inputs fixed in use (Silero VAD's sample rate
+        ``sr``), imported as constants: the model no longer takes them, and an ``If`` whose
+        condition then is a constant becomes the nodes of the branch it takes (an ``If`` on the
+        data is refused naming it). The value gets the input's declared element type and must fit
+        its declared shape. Imports an ``OnnxGraph``.
 
     Returns
     -------
@@ -284,11 +290,11 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
     except ImportError as e:  # pragma: no cover
         raise ImportError("from_onnx needs the 'onnx' package: pip install onnx") from e
     onnx_model = _load(path_or_model, max_bytes)
-    if inputs is not None or outputs is not None:
+    if inputs is not None or outputs is not None or constants:
         if as_spec:
-            raise _Refused("from_onnx: as_spec=True with inputs/outputs: a sub-graph imports as an "
+            raise _Refused("from_onnx: as_spec=True with inputs/outputs/constants: a sub-graph imports as an "
                            "OnnxGraph, which the C engine does not run")
-        return build_graph(onnx_model, dtype, inputs, outputs)
+        return build_graph(onnx_model, dtype, inputs, outputs, constants)
     try:
         return _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec,
                                    engine=as_spec or not graph)

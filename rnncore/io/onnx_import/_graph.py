@@ -125,8 +125,8 @@ def _norm_axes(axes, rank: int) -> list:
 
 
 class _Builder:
-    def __init__(self, model, dtype: str, inputs, outputs) -> None:
-        from onnx import numpy_helper
+    def __init__(self, model, dtype: str, inputs, outputs, constants=None) -> None:
+        from onnx import helper, numpy_helper
 
         self.dt = resolve_dtype(dtype)
         g = model.graph
@@ -151,6 +151,22 @@ class _Builder:
                                f"({type(e).__name__}: {e})") from e
         init = set(self.known)
         graph_inputs = [i.name for i in g.input if i.name not in init]
+        for name, value in (constants or {}).items():    # inputs fixed in use (a sample rate)
+            v = next((i for i in g.input if i.name == name and name not in init), None)
+            if v is None:
+                raise _Refused(f"from_onnx: constants: {name!r} is not an input of the graph (graph inputs: "
+                               f"{graph_inputs})")
+            arr = np.asarray(value, helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))
+            want = self.declared.get(name)
+            if want is not None and (len(want) != arr.ndim or any(
+                    d not in (None, 0, n) for d, n in zip(want, arr.shape, strict=True))):
+                raise _Refused(f"from_onnx: constants: {name!r} is declared of shape "
+                               f"{tuple('?' if d is None else d for d in want)}, got an array of shape "
+                               f"{arr.shape}")
+            self.raw[name] = arr
+            self.known[name] = self._const(arr)
+            graph_inputs.remove(name)
+            init.add(name)
         self.inputs = list(graph_inputs if inputs is None else inputs)
         self.outputs = [o.name for o in g.output] if outputs is None else list(outputs)
         produced = {o for n in g.node for o in n.output if o}
@@ -175,7 +191,7 @@ class _Builder:
                 raise _Refused(f"from_onnx: tensor {t!r} is needed for the outputs {self.outputs} but is "
                                f"not computed from the inputs {self.inputs} (add it to inputs=[...])")
             need.add(id(n))
-            stack.extend(i for i in n.input if i)
+            stack.extend(i for i in list(n.input) + _outer_inputs(n) if i)
         self.nodes = [n for n in g.node if id(n) in need]
         self.steps: list = []
         self.runtime = set(self.inputs)
@@ -219,6 +235,9 @@ class _Builder:
     def _node(self, node) -> None:
         if node.domain not in ("", "ai.onnx"):
             self.refuse(node, f"operator domain {node.domain!r} is not ONNX's")
+        if node.op_type == "If":
+            self._if(node)
+            return
         from rnncore.io.onnx_import._core import _Importer
 
         _Importer.check_attribute_types(self, node)     # what onnxruntime refuses, refused
@@ -252,6 +271,83 @@ class _Builder:
                               f"graph's inputs {self.inputs}", "fix the model's wiring")
         self._keep(node, maker(self, node, a))
 
+    def _if(self, node) -> None:
+        """An ``If`` whose condition is a constant (computed from constants, or from an input given in
+        ``constants=``) is the branch it takes: that branch's nodes are imported in its place."""
+        from onnx import numpy_helper
+
+        cond = node.input[0]
+        if cond not in self.known:
+            self._runtime_if(node)
+            return
+        c = np.asarray(self.known[cond])
+        if c.size != 1:
+            self.refuse(node, f"its condition {cond!r} has {c.size} elements, expected one")
+        a = {x.name: x.g for x in node.attribute}
+        branch = a["then_branch" if bool(c.reshape(-1)[0]) else "else_branch"]
+        for t in branch.initializer:
+            self.raw[t.name] = numpy_helper.to_array(t)
+            self.known[t.name] = self._const(self.raw[t.name])
+        for n in branch.node:
+            self._node(n)
+        if len(branch.output) != len(node.output):
+            self.refuse(node, f"its branch has {len(branch.output)} outputs for {len(node.output)}")
+        for src, dst in zip(branch.output, node.output, strict=True):
+            if not dst:
+                continue
+            if src.name in self.known:
+                self.known[dst] = self.known[src.name]
+            elif src.name in self.runtime:
+                self.steps.append(_Step(node.name or "?", "Identity", [src.name], [dst],
+                                        lambda vals: [vals[0]], {}))
+                self.runtime.add(dst)
+            else:
+                self.refuse(node, f"its branch output {src.name!r} is not computed")
+
+    def _branch(self, node, sub) -> tuple:
+        """A branch's nodes as steps of their own: (steps, output names, the constants they read)."""
+        from onnx import numpy_helper
+
+        saved, self.steps = self.steps, []
+        for t in sub.initializer:
+            self.raw[t.name] = numpy_helper.to_array(t)
+            self.known[t.name] = self._const(self.raw[t.name])
+        for n in sub.node:
+            self._node(n)
+        steps, self.steps = self.steps, saved
+        outs = [o.name for o in sub.output]
+        for o in outs:
+            if o not in self.known and o not in self.runtime:
+                self.refuse(node, f"its branch output {o!r} is not computed")
+        need = {i for st in steps for i in st.inputs if i} | set(outs)
+        return steps, outs, {i: self.known[i] for i in need if i not in self.runtime}
+
+    def _runtime_if(self, node) -> None:
+        """An ``If`` whose condition is computed from the inputs (TorchScript's ``if x.size(0) == 1:``
+        on the data's shape): both branches imported, the condition evaluated when the graph runs."""
+        a = {x.name: x.g for x in node.attribute}
+        then, other = self._branch(node, a["then_branch"]), self._branch(node, a["else_branch"])
+        for b_ in (then, other):
+            if len(b_[1]) != len(node.output):
+                self.refuse(node, f"its branch has {len(b_[1])} outputs for {len(node.output)}")
+        ins = [node.input[0]] + sorted({i for i in _outer_inputs(node) if i in self.runtime})
+
+        def run(vals, then=then, other=other, ins=ins):
+            c = np.asarray(vals[0])
+            if c.size != 1:
+                raise ValueError(f"If condition {ins[0]!r} has {c.size} elements, expected one")
+            steps, outs, consts = then if bool(c.reshape(-1)[0]) else other
+            local = {**consts, **dict(zip(ins, vals, strict=True))}
+            for st in steps:
+                for name, v in zip(st.outputs, st.fn([local[i] if i else None for i in st.inputs]),
+                                   strict=False):
+                    if name:
+                        local[name] = v
+            return [local[o] for o in outs]
+
+        self._keep(node, run)
+        self.steps[-1].inputs = ins
+
     def _model(self) -> OnnxGraph:
         if not self.outputs or not self.steps:
             raise _Refused(f"from_onnx: the graph computes nothing from its inputs (inputs {self.inputs}, "
@@ -276,6 +372,20 @@ class _Builder:
         self.steps.append(_Step(node.name or "?", node.op_type, list(node.input), list(node.output), fn,
                                 _attrs(node)))
         self.runtime.update(o for o in node.output if o)
+
+
+def _outer_inputs(node) -> list:
+    """The tensors a node's sub-graphs (``If`` branches) read from the graph around them."""
+    from onnx import AttributeProto
+
+    out = []
+    for at in node.attribute:
+        for sub in ([at.g] if at.type == AttributeProto.GRAPH else list(at.graphs)):
+            made = {t.name for t in sub.initializer} | {o for n in sub.node for o in n.output}
+            for n in sub.node:
+                out += [i for i in list(n.input) + _outer_inputs(n) if i and i not in made]
+            out += [o.name for o in sub.output if o.name not in made]
+    return out
 
 
 # each pure op: fn(builder, node, attrs, input arrays) -> list of outputs
@@ -464,6 +574,39 @@ def _pad(b, node, a, x):
     b.refuse(node, f"mode {mode!r}")
 
 
+def _split(b, node, a, x):
+    """``Split`` along ``axis``: sizes from input 1 (opset 13+) or the ``split`` attribute, else
+    ``num_outputs`` (opset 18) / the number of outputs parts of ``ceil(n / parts)``."""
+    v = x[0]
+    ax = int(a.get("axis", 0)) % np.ndim(v)
+    n = np.shape(v)[ax]
+    sizes = x[1] if len(x) > 1 and x[1] is not None else a.get("split")
+    if sizes is None:
+        parts = int(a.get("num_outputs", len(node.output)))
+        step = -(-n // parts)
+        sizes = [min(step, n - k * step) for k in range(parts)]
+    sizes = [int(k) for k in np.atleast_1d(sizes)]
+    if sum(sizes) != n or len(sizes) != len(node.output) or min(sizes) < 0:
+        raise ValueError(f"split sizes {sizes} for {len(node.output)} outputs of an axis of {n}")
+    return np.split(v, np.cumsum(sizes)[:-1], axis=ax)
+
+
+def _size(b, node, a, x):
+    return [np.array(np.size(x[0]), np.int64)]
+
+
+def _reduce_mean(b, node, a, x):
+    """``ReduceMean``: axes from the attribute (opsets < 18) or input 1; none given: every axis
+    (``noop_with_empty_axes`` 1: the identity)."""
+    axes = x[1] if len(x) > 1 and x[1] is not None else a.get("axes")
+    if axes is None or np.size(axes) == 0:
+        if int(a.get("noop_with_empty_axes", 0)):
+            return [x[0]]
+        axes = range(np.ndim(x[0]))
+    axes = tuple(int(k) % np.ndim(x[0]) for k in np.atleast_1d(axes))
+    return [np.mean(x[0], axis=axes, keepdims=bool(int(a.get("keepdims", 1))))]
+
+
 def _hard_sigmoid_np(b, node, a, x):
     al, be = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
     return [np.clip(al * np.asarray(x[0]) + be, 0, 1)]
@@ -505,6 +648,7 @@ _PURE: dict = {
     "Sqrt": _unary(np.sqrt), "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Exp": _unary(np.exp),
     "Log": _unary(np.log), "Not": _unary(np.logical_not),
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True), "LeakyRelu": _leaky,
+    "Size": _size, "ReduceMean": _reduce_mean, "Split": _split,
 }
 
 
@@ -807,7 +951,7 @@ _FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_
          "HardSigmoid": _hard_sigmoid_np, "MatMul": _matmul_np}
 
 
-def build_graph(model, dtype: str = "float64", inputs=None, outputs=None) -> OnnxGraph:
+def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, constants=None) -> OnnxGraph:
     """The graph (or the sub-graph from ``inputs`` to ``outputs``) as an :class:`OnnxGraph`.
 
     The model must pass ONNX's type inference
@@ -821,7 +965,7 @@ def build_graph(model, dtype: str = "float64", inputs=None, outputs=None) -> Onn
         msg = str(e).strip().splitlines()
         raise _Refused(f"from_onnx: the graph's types do not check (onnx.shape_inference: "
                        f"{msg[0] if msg else type(e).__name__})") from e
-    b = _Builder(model, dtype, inputs, outputs)
+    b = _Builder(model, dtype, inputs, outputs, constants)
     b.inferred = {v.name: tuple(d.dim_value if d.HasField("dim_value") else None
                                 for d in v.type.tensor_type.shape.dim)
                   for v in inferred.graph.value_info

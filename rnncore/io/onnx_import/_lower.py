@@ -429,6 +429,7 @@ class _SeqLower:
         self.width = {}           # an activation node -> the features of a step it sees
         self.at = {}              # a data tensor -> the chain's point it is (the ops before it)
         self.op_in = []           # per op: the point its input was (op k reads point k on a chain)
+        self.dirax = {}           # a recurrent output's direction-axis id -> (layer, D, H, hidden axis)
 
     def refuse(self, why: str, what: str = "import the part the chain covers with from_onnx(path, "
                                             "inputs=[...], outputs=[...]) and run the rest in NumPy"):
@@ -448,6 +449,8 @@ class _SeqLower:
             self.refuse(f"reads {name!r}, the zero-padded output of Pad node {v['by']!r}: only a Conv right "
                         "after the Pad takes that padding (as its causal padding)",
                         "pad only before a Conv1d over time (F.pad(x, (dilation*(k-1), 0)))")
+        if v is not None and v["k"] == "part" and "part" not in kinds and "data" in kinds:
+            return self.resolve(name, v)
         if v is None or v["k"] not in kinds:
             got = "nothing the chain follows" if v is None else f"a {v['k']} value"
             self.refuse(f"reads {name!r}, {got}; expected {' or '.join(kinds)}")
@@ -477,6 +480,11 @@ class _SeqLower:
 
     # -- shape arithmetic -------------------------------------------------------------------------
     def shape_node(self, s, op, a) -> dict | None:
+        kinds = [self.val.get(i, {}).get("k") for i in s.inputs[:None if op == "Concat" else 1]]
+        if op in ("Slice", "Concat", "Gather") and any(k in ("data", "part") for k in kinds):
+            return None               # a slice / concatenation of the data: _node's data_slice / data_concat
+        if op in ("Unsqueeze", "Concat") and kinds and all(k == "zeros" for k in kinds):
+            return self.zeros_node(s, op, a)
         if op == "Concat" and all(self.val.get(i, {}).get("k") == "state" for i in s.inputs):
             parts = [self.val[i] for i in s.inputs]
             if int(a.get("axis", 0)) != 0 or len({p["kind"] for p in parts}) != 1:
@@ -566,6 +574,131 @@ class _SeqLower:
             return {"k": "zeros", "shape": shape}
         return None
 
+    def zeros_node(self, s, op, a) -> dict:
+        """``Unsqueeze`` / ``Concat`` of zero tensors (tf2onnx's initial states: ``Expand(0, (B, H))``,
+        ``Unsqueeze`` to ``(1, B, H)``, ``Concat`` of one per direction to ``(D, B, H)``)."""
+        parts = [list(self.val[i]["shape"]) for i in s.inputs[:None if op == "Concat" else 1]]
+        if op == "Unsqueeze":
+            axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] in self.g.consts \
+                else _ints(a.get("axes", []))
+            if not axes or (len(s.inputs) > 1 and s.inputs[1] not in self.g.consts):
+                self.refuse("unsqueezes a zero state with axes that are not a constant")
+            d = parts[0]
+            for ax in sorted(x % (len(d) + len(axes)) for x in axes):
+                d.insert(ax, _mono(1))
+            return {"k": "zeros", "shape": d}
+        n = len(parts[0])
+        ax = int(a.get("axis", 0)) % n
+        if any(len(p) != n or p[:ax] + p[ax + 1:] != parts[0][:ax] + parts[0][ax + 1:] or p[ax][1]
+               for p in parts):
+            self.refuse("concatenates zero tensors of different shapes, or along a sequence or batch axis")
+        size = _mono(sum(p[ax][0] for p in parts))
+        return {"k": "zeros", "shape": parts[0][:ax] + [size] + parts[0][ax + 1:]}
+
+    # -- one direction, one time step of a recurrent output ---------------------------------------
+    def pick(self, s, x: dict, k: int, lo: int, hi: int, squeeze: bool) -> dict:
+        """One direction or one time step of a recurrent layer's output ``x``, sliced ``[lo:hi]`` along
+        axis ``k`` (``squeeze``: a ``Gather`` of one index, the axis dropped). Directions: the direction
+        axis of ``(T, D, B, H)``, or a ``[d*H:(d+1)*H]`` half of the merged ``(T, B, D*H)``; steps: the
+        last (``y[-1]``) or the first (``y[0]``, a backward direction's last). The result is a part
+        (``{"k": "part", "dir": d | None, "t": "last" | "first" | None}``) until a ``Concat`` joins the
+        directions or another op reads it (:meth:`get`: a last step becomes ``LastStep()``)."""
+        n = len(x["axes"])
+        A = x["axes"][k]
+        part = x if x["k"] == "part" else \
+            {"k": "part", "axes": x["axes"], "layer": None, "dir": None, "t": None}
+        rec = self.dirax.get(A[2]) if A[0] == "f" else None
+        if rec is not None and part["dir"] is None:
+            layer, D, H, hax = rec
+            if A[1] == D and hi - lo == 1 and 0 <= lo < D:
+                new = None if squeeze else ("f", 1, A[2])
+            elif A[1] == D * H and not squeeze and lo % H == 0 and 0 <= lo < D * H \
+                    and min(hi, D * H) == lo + H:
+                lo, new = lo // H, hax
+            else:
+                self.refuse(f"takes [{lo}:{hi}] of the direction features of a recurrent layer (D = {D}, "
+                            f"H = {H}): expected one direction")
+            axes = x["axes"][:k] + ([new] if new else []) + x["axes"][k + 1:]
+            return {**part, "axes": axes, "layer": layer, "dir": lo, "D": D}
+        first, last = (lo, hi) == (0, 1), lo == -1 and hi >= 2 ** 31 - 1 or (squeeze and lo == -1)
+        if A[0] == "s" and A[1] == (self.tsym,) and part["t"] is None and (first or last) and n >= 2:
+            rec_axes = [r for r in self.dirax.values() if r[0] == self.nrec - 1]
+            if part["layer"] not in (None, self.nrec - 1) or not rec_axes or not self.ops \
+                    or self.ops[-1][0] != "rec":
+                self.refuse("takes one time step of data that is not the last recurrent layer's output: "
+                            "the C engine pools (LastStep) right after the last recurrent layer")
+            axes = x["axes"][:k] + ([] if squeeze else [("f", 1, self.fid())]) + x["axes"][k + 1:]
+            return {**part, "axes": axes, "layer": self.nrec - 1, "t": "first" if first else "last",
+                    "D": rec_axes[0][1]}
+        self.refuse(f"takes [{lo}:{hi}] of axis {k} of data ({', '.join(map(_dim_text, self.dims(x)))}): "
+                    "expected one direction of a recurrent output, or its last (or, for a backward "
+                    "direction, first) time step")
+
+    def resolve(self, name: str, v: dict) -> dict:
+        """A part read as data: a last step of every direction is ``LastStep()``; one direction of a
+        bidirectional layer is refused."""
+        from rnncore.nn.layers import LastStep
+
+        if v["dir"] is None and v["t"] == "last" and not any(a[0] == "f" and a[1] == 1 for a in v["axes"]):
+            self.ops.append(("pool", LastStep(), self.step))
+            out = {"k": "data", "axes": v["axes"]}
+            self.val[name] = out
+            return out
+        what = ("one direction" if v["t"] is None else f"the {v['t']} step of one direction") \
+            if v["dir"] is not None else f"the {v['t']} step (of every direction)"
+        self.refuse(f"reads {name!r}, {what} of a recurrent layer's output: expected every direction, "
+                    "concatenated over the features in order ([forward | backward]), or their last step")
+
+    def data_slice(self, s, gather: bool = False) -> dict:
+        """``Slice`` (or ``Gather`` of one constant index) of the data: :meth:`pick`."""
+        x = self.get(s.inputs[0], ("data", "part"))
+        n = len(x["axes"])
+        if gather:
+            idx = self.g.consts.get(s.inputs[1])
+            if idx is None or np.ndim(idx) != 0:
+                self.refuse("gathers from the data with indices other than one constant")
+            i = int(idx)
+            return self.pick(s, x, int(s.attrs.get("axis", 0)) % n, i, i + 1 if i != -1 else 2 ** 31 - 1,
+                             True)
+        b = [_ints(self.g.consts[i]) if i in self.g.consts else None for i in s.inputs[1:5]]
+        b += [None] * (4 - len(b))
+        if b[0] is None or b[1] is None or (len(s.inputs) > 3 and s.inputs[3] and b[2] is None) \
+                or (len(s.inputs) > 4 and s.inputs[4] and b[3] is None):
+            self.refuse("slices the data with bounds that are not constants")
+        axes = b[2] if b[2] is not None else list(range(len(b[0])))
+        if len(axes) != 1 or (b[3] or [1]) != [1]:
+            self.refuse("slices the data along more than one axis, or with a step")
+        return self.pick(s, x, axes[0] % n, b[0][0], b[1][0], False)
+
+    def data_concat(self, s, a) -> dict:
+        """``Concat`` of a layer's directions over the features, in order: of the sequences
+        (``(T, B, H)`` each -> ``(T, B, D*H)``), or of their last steps (``LastStep()``), or of the
+        forward direction's last step and the backward direction's first
+        (``LastStep(bidirectional=True)``, Keras' ``Bidirectional`` without ``return_sequences``)."""
+        from rnncore.nn.layers import LastStep
+
+        parts = [self.get(i, ("part",)) for i in s.inputs]
+        n = len(parts[0]["axes"])
+        ax = int(a.get("axis", 0)) % n
+        D = parts[0].get("D")
+        ts = [p["t"] for p in parts]
+        if [p["dir"] for p in parts] != list(range(D or 0)) or len({p["layer"] for p in parts}) != 1 \
+                or ax != n - 1 or any(p["axes"][:-1] != parts[0]["axes"][:-1] or p["axes"][-1][0] != "f"
+                                      or p["axes"][-1][1] != parts[0]["axes"][-1][1] for p in parts) \
+                or any(a_[0] == "f" for a_ in parts[0]["axes"][:-1]) or (None in ts and set(ts) != {None}) \
+                or ts[0] == "first":
+            self.refuse("concatenates parts of recurrent outputs other than every direction of one layer, in "
+                        "order, along the features (the last axis, the direction axis squeezed), each the "
+                        "whole sequence or the forward direction's last step with the backward's last or "
+                        "first")
+        H = parts[0]["axes"][-1][1]
+        dax = next(i for i, r in self.dirax.items() if r[0] == parts[0]["layer"])
+        out = {"k": "data", "axes": parts[0]["axes"][:-1] + [("f", D * H, dax)]}
+        if ts[0] is None:
+            return out
+        self.ops.append(("pool", LastStep(bidirectional=bool(D == 2 and ts[1] == "first")), s))
+        return out
+
     # -- data reshapes ---------------------------------------------------------------------------
     def reshape(self, v: dict, target: list, allowzero: bool) -> list:
         d_in = self.dims(v)
@@ -585,7 +718,9 @@ class _SeqLower:
                     known = _mul(known, t)
             if not _divides(known, total):
                 self.refuse(f"reshapes ({', '.join(map(_dim_text, d_in))}) to "
-                            f"({', '.join(map(_dim_text, target))})")
+                            f"({', '.join(map(_dim_text, target))}): the sizes do not divide the data's for "
+                            "every T and B (a shape written with the export's sizes instead of the data's: "
+                            "export with dynamic axes)")
             target[target.index(_mono(-1))] = _div_mono(total, known)
         axes, out, i, j = v["axes"], [], 0, 0
         bad = (f"reshapes ({', '.join(map(_dim_text, d_in))}) to ({', '.join(map(_dim_text, target))}): "
@@ -679,8 +814,13 @@ class _SeqLower:
             or (op in ("Squeeze", "Reshape") and on_shape) else None
         if out is not None:
             pass
+        elif op in ("Slice", "Gather"):
+            out = self.data_slice(s, gather=op == "Gather")
+        elif op == "Concat":
+            out = self.data_concat(s, a)
         elif op in ("Identity", "Cast", "Dropout"):
-            out = self.get(s.inputs[0], ("data", "shape", "zeros"))
+            out = self.get(s.inputs[0], ("data", "shape", "zeros", "part")
+                           + (("state",) if op == "Identity" else ()))
             if op == "Cast" and out["k"] == "data" and int(a.get("to", 1)) not in (1, 10, 11, 16):
                 self.refuse("casts the data to an integer type")
         elif op == "Transpose":
@@ -692,7 +832,7 @@ class _SeqLower:
             target = self.shape_vec(s.inputs[1])
             out = {"k": "data", "axes": self.reshape(x, target, bool(int(a.get("allowzero", 0))))}
         elif op == "Squeeze":
-            x = self.get(s.inputs[0], ("data",))
+            x = self.get(s.inputs[0], ("data", "part"))
             axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] in self.g.consts \
                 else _ints(a.get("axes", []))
             n = len(x["axes"])
@@ -700,7 +840,7 @@ class _SeqLower:
             if not axes or any(x["axes"][ax] != ("f", 1, x["axes"][ax][2]) for ax in axes if
                                x["axes"][ax][0] == "f") or any(x["axes"][ax][0] != "f" for ax in axes):
                 self.refuse(f"squeezes axes {axes}: expected axes of size 1 (a direction axis)")
-            out = {"k": "data", "axes": [ax for k, ax in enumerate(x["axes"]) if k not in axes]}
+            out = {**x, "axes": [ax for k, ax in enumerate(x["axes"]) if k not in axes]}
         elif op in ("LSTM", "GRU", "RNN"):
             self.recurrent(s, a)
             return
@@ -931,6 +1071,7 @@ class _SeqLower:
         self.nrec += 1
         sa, sb = ax[0], ax[1]
         dax, hax = ("f", D, self.fid()), ("f", H, self.fid())
+        self.dirax[dax[2]] = (self.nrec - 1, D, H, hax)
         y = [sa, dax, sb, hax] if layout == 0 else [sa, sb, dax, hax]
         outs = list(s.outputs) + [""] * 3
         if outs[0]:
@@ -976,6 +1117,8 @@ class _SeqLower:
                 out.append(m)              # an activation of every step after the recurrent layers
             elif kind == "res" and (k < recs[0] or k > recs[-1]):
                 out.append(m)              # x + f(x), f activations (their records give the width)
+            elif kind == "pool" and k > recs[-1]:
+                out.append(m)              # LastStep: the last recurrent layer's last step
             elif kind == "time" and k < recs[0]:
                 out.append(m)              # a Conv / pooling over time before the recurrent layers
             elif k > recs[-1] and kind == "linear":
@@ -1146,6 +1289,12 @@ def lower_sequence_graph(g):
     y = lw.val.get(outs[0])
     ax = None if y is None or y["k"] != "data" else y["axes"]
     batch = "X1" if lw.time == "X0" else "X0"
+    pooled = any(op[0] == "pool" for op in lw.ops)
+    if pooled and ax is not None and len(ax) == 2 and ax[0] == ("s", (batch,)) and ax[1][0] == "f":
+        info = {"data_input": data_in, "data_output": outs[0],
+                "input_layout": "TBF" if lw.time == "X0" else "BTF",
+                "output_layout": "BF", "state_inputs": state_in, "state_outputs": state_out}
+        return Sequential(*layers), info
     if ax is None or len(ax) != 3 or [a[0] for a in ax] != ["s", "s", "f"] or \
             {ax[0][1], ax[1][1]} != {(batch,), (lw.tsym,)}:
         raise _Refused(f"rc.compile(OnnxGraph): the output {outs[0]!r} is not a sequence (T, B, F) or "

@@ -1,0 +1,184 @@
+"""Trained recurrent models shipped in PyPI wheels, through ``rc.from_onnx`` and ``rc.compile``.
+
+Measures what docs/importers.md reports under "Trained models from PyPI wheels": for each model
+file found, whether ``from_onnx`` imports it and ``rc.compile`` (f32, q8) compiles it, the largest
+difference to onnxruntime on the inputs below, and the time of one model call (process CPU time,
+min of ``--repeat``; onnxruntime with one thread). Wheels are unpacked, never installed::
+
+    pip download --no-deps -d /tmp/wheels openwakeword==0.4.0 silero-vad==5.1.2 \\
+        faster-whisper==1.0.3 faster-whisper==1.1.0
+    for w in /tmp/wheels/*.whl; do unzip -q -o "$w" -d /tmp/wheels/x; done
+    python benchmarks/bench_real_models.py --root /tmp/wheels/x
+
+Models absent under ``--root`` (or the installed packages) are skipped with a line saying so: this
+is a measurement, not a test (tests/test_onnx_last_step.py tests hey_mycroft in CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+
+
+def _find(roots: list, rel: str) -> pathlib.Path | None:
+    for root in roots:
+        if (root / rel).exists():
+            return root / rel
+    pkg = rel.split("/")[0]
+    spec = importlib.util.find_spec(pkg)
+    if spec is not None and spec.origin:
+        p = pathlib.Path(spec.origin).parent.parent / rel
+        if p.exists():
+            return p
+    return None
+
+
+def _cpu_min(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t)
+    return best
+
+
+def hey_mycroft(root, repeat: int) -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from test_onnx_last_step import oww_windows
+
+    import rnncore as rc
+
+    path = _find(root, "openwakeword/resources/models/hey_mycroft_v0.1.onnx")
+    if path is None:
+        print("hey_mycroft_v0.1.onnx (openwakeword 0.4.0): not found, skipped")
+        return
+    X = oww_windows(path.parent)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    (want,) = sess.run(None, {"input_1": X})
+    g = rc.io.from_onnx(str(path))
+    f32, q8 = rc.compile(g), rc.compile(g, precision="q8", calibration=X)
+    logit = "model/dense/BiasAdd:0"
+    m = onnx.load(str(path))
+    m.graph.output.append(helper.make_tensor_value_info(logit, TensorProto.FLOAT, None))
+    (_, want_z) = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"input_1": X})
+    z = rc.compile(rc.io.from_onnx(str(path), inputs=["input_1"], outputs=[logit])).run(X)
+    print(f"hey_mycroft_v0.1.onnx (openwakeword 0.4.0): {f32!r}")
+    print(f"  {len(X)} windows (16, 96) of espeak-ng speech; onnxruntime p in "
+          f"[{want.min():.2g}, {want.max():.2g}]")
+    print(f"  NumPy graph  max |p - ort| = {np.abs(g.forward(X) - want).max():.2g}")
+    print(f"  f32 engine   max |p - ort| = {np.abs(f32.run(X) - want).max():.2g}; logits max |z - ort| = "
+          f"{np.abs(z - want_z).max():.2g} (max |z| {np.abs(want_z).max():.3g}, relative "
+          f"{np.abs(z - want_z).max() / np.abs(want_z).max():.2g})")
+    print(f"  q8 engine    max |p - ort| = {np.abs(q8.run(X) - want).max():.2g}; {q8!r}")
+    x1 = X[:1]
+    for name, fn in (("onnxruntime (1 thread)", lambda: sess.run(None, {"input_1": x1})),
+                     ("f32 engine", lambda: f32.run(x1)), ("q8 engine", lambda: q8.run(x1))):
+        print(f"  one window, {name}: {_cpu_min(fn, repeat) * 1e6:.0f} us CPU (min of {repeat})")
+
+
+def silero(root, rel: str, label: str) -> None:
+    """Silero VAD v4 (``h``, ``c``) / v5 (``state``) chunk models: ``from_onnx(path, constants={"sr":
+    16000})`` (the ``If`` on the sample rate folded), run chunk by chunk with the state fed back as
+    the package's wrapper does (512 samples; v5 with the previous chunk's last 64 in front) on
+    pyannote-audio 3.3.2's sample.wav, against onnxruntime."""
+    import onnxruntime as ort
+    from bench_vad_q8 import recording
+
+    import rnncore as rc
+
+    path = _find(root, rel)
+    if path is None:
+        print(f"{label}: not found, skipped")
+        return
+    try:
+        audio = recording()
+    except FileNotFoundError as e:
+        print(f"{label}: {e}, skipped")
+        return
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    v5 = "state" in [i.name for i in sess.get_inputs()]
+    sr = {"sr": np.array(16000, np.int64)}
+    for dtype in ("float64", "float32"):
+        g = rc.io.from_onnx(str(path), constants={"sr": 16000}, dtype=dtype)
+        if v5:
+            st_o = st_g = np.zeros((2, 1, 128), np.float32)
+        else:
+            st_o = st_g = (np.zeros((2, 1, 64), np.float32),) * 2
+        ctx = np.zeros((1, 64), np.float32)
+        dp = ds = smax = 0.0
+        flips = n = 0
+        t = time.process_time()
+        for k in range(0, len(audio) - 511, 512):
+            x = audio[None, k:k + 512].astype(np.float32)
+            if v5:
+                x, ctx = np.concatenate([ctx, x], axis=1), x[:, -64:]
+                p_o, st_o = sess.run(None, {"input": x, "state": st_o, **sr})
+                p_g, st_g = g.forward(x, st_g)
+                ds = max(ds, float(np.abs(st_g - st_o).max()))
+                smax = max(smax, float(np.abs(st_o).max()))
+            else:
+                p_o, *st_o = sess.run(None, {"input": x, "h": st_o[0], "c": st_o[1], **sr})
+                p_g, *st_g = g.forward(x, *st_g)
+                ds = max(ds, max(float(np.abs(a - b).max()) for a, b in zip(st_g, st_o, strict=True)))
+                smax = max(smax, max(float(np.abs(a).max()) for a in st_o))
+            dp = max(dp, float(np.abs(p_g - p_o).max()))
+            flips += int((p_g.ravel()[0] > 0.5) != (p_o.ravel()[0] > 0.5))
+            n += 1
+        ms = (time.process_time() - t) / n * 1e3
+        print(f"{label}, {dtype}: {n} chunks of sample.wav, state fed back: max |p - ort| {dp:.2g}, "
+              f"max |state - ort| {ds:.2g} (max |state| {smax:.3g}), {flips} decisions (p > 0.5) flipped; "
+              f"{ms:.2f} ms CPU per chunk (NumPy + ort)")
+    try:
+        rc.compile(g)
+    except ValueError as e:
+        print(f"  rc.compile refuses: {str(e)[:200]}...")
+
+
+def refused(root, rel: str, label: str) -> None:
+    import rnncore as rc
+
+    path = _find(root, rel)
+    if path is None:
+        print(f"{label}: not found, skipped")
+        return
+    try:
+        g = rc.io.from_onnx(str(path))
+    except ValueError as e:
+        print(f"{label}: from_onnx refuses: {str(e)[:300]}...")
+        return
+    try:
+        rc.compile(g)
+        print(f"{label}: imports and compiles")
+    except ValueError as e:
+        print(f"{label}: imports as {type(g).__name__}; rc.compile refuses: {str(e)[:300]}...")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=pathlib.Path, nargs="*", default=[],
+                    help="directories of unpacked wheels (each holding the package's folder)")
+    ap.add_argument("--repeat", type=int, default=200)
+    a = ap.parse_args()
+    hey_mycroft(a.root, a.repeat)
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    silero(a.root, "silero_vad/data/silero_vad.onnx", "silero_vad.onnx v5 (silero-vad 5.1.2)")
+    silero(a.root, "faster_whisper/assets/silero_vad.onnx", "silero_vad.onnx v5 (faster-whisper 1.0.3)")
+    silero(a.root, "openwakeword/resources/models/silero_vad.onnx", "silero_vad.onnx v4 (openwakeword 0.4.0)")
+    refused(a.root, "faster_whisper/assets/silero_decoder_v5.onnx",
+            "silero_decoder_v5.onnx (faster-whisper 1.1.0)")
+
+
+if __name__ == "__main__":
+    main()
