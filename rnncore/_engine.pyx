@@ -534,6 +534,9 @@ cdef class Stream:
                                  "padding past a length may be anything)")
             if st == RNC_E_NONFINITE:
                 self._nonfinite_error("run")
+            if st == RNC_E_STATE and self.model.info.flush_steps:
+                raise ValueError("run: a sequence of the stream is open (steps taken, no flush() yet) and the "
+                                 "model pads the end of each sequence; flush() or reset() first")
             _raise(st, "run")
         return y
 
@@ -580,6 +583,10 @@ cdef class Stream:
     @property
     def lookahead(self) -> int:
         return self.model.info.lookahead
+
+    @property
+    def flush_steps(self) -> int:
+        return self.model.info.flush_steps
 
     # -- state ------------------------------------------------------------------------------
     def raw_state(self):

@@ -327,11 +327,46 @@ class Stream:
 
     def run(self, X, lengths=None, *, mask=None) -> np.ndarray:
         """Whole sequences continuing from this stream's state (left at the final state);
-        ``lengths`` (B,) or a (B, T) boolean prefix ``mask`` as in :meth:`Engine.run`."""
+        ``lengths`` (B,) or a (B, T) boolean prefix ``mask`` as in :meth:`Engine.run`.
+
+        A causal model (``lookahead == 0`` and nothing to :meth:`flush`) continues its layers over
+        time across calls: ``run`` in chunks gives the bits of one ``run``. A model with padding at
+        the end of the input (PyTorch ``Conv1d(padding=p)``, Keras ``padding="same"``, ...) takes
+        each call's ``X`` as whole sequences, as PyTorch and ONNX Runtime do: every sequence with
+        ``lengths[b] > 0`` gets its right padding after its last step and its layers over time
+        start afresh, so chunks are padded at both ends (``run(X[:, :n])`` then ``run(X[:, n:])``
+        is not ``run(X)``; h and c carry over). For one long input in pieces use :meth:`step` and
+        one :meth:`flush` at its end. ``run`` on such a model raises ``ValueError`` while a
+        sequence it would run is open: steps were taken (or a mid-sequence state assigned) and
+        not yet ended by :meth:`flush` or :meth:`reset`."""
         X = _as_numpy(X)
         if mask is not None:
             lengths = _lengths_from_mask(_as_numpy(mask), lengths, self.batch, np.shape(X))
-        return self._s.run(X, _as_numpy(lengths))
+        lengths = _as_numpy(lengths)
+        if self._s.flush_steps:
+            self._check_sequence_start(X, lengths)
+        return self._s.run(X, lengths)
+
+    def _check_sequence_start(self, X, lengths) -> None:
+        """``run`` of a model with right padding: every row it runs at the start of a sequence."""
+        shapes = _conv_windows(self.engine.data)
+        if not shapes:
+            return
+        fresh = _fresh_windows(shapes, self.batch).reshape(self.batch, -1)
+        open_rows = np.flatnonzero((self._s.raw_window().reshape(self.batch, -1) != fresh).any(axis=1))
+        if open_rows.size and np.ndim(X) >= 2:
+            steps = np.shape(X)[1]
+            if lengths is not None and np.shape(lengths) == (self.batch,):
+                open_rows = [b for b in open_rows if lengths[b] > 0]
+            elif steps == 0:
+                open_rows = []
+        if len(open_rows):
+            raise ValueError(
+                f"run: stream row(s) {[int(b) for b in open_rows]} are in the middle of a sequence (steps "
+                "were taken and not yet ended by flush()), and this model pads the end of each sequence "
+                f"(flush_steps={self._s.flush_steps}): run takes X as whole new sequences. Call "
+                "flush() to end the open sequence (its last outputs) or reset() to drop it, or go on "
+                "with step()")
 
     def __reduce__(self):
         # pickle / copy.deepcopy: the engine, the batch and a copy of the state
@@ -344,6 +379,12 @@ class Stream:
         0 for a causal model. The output for input step t comes ``lookahead`` steps later and the
         last ones from :meth:`flush` (docs/c-api.md, "Look-ahead")."""
         return self._s.lookahead
+
+    @property
+    def flush_steps(self) -> int:
+        """The most output steps :meth:`flush` gives (the sum of the padded layers' right
+        padding; ``rnc_model_info.flush_steps``), 0 for a model without padding at the end."""
+        return self._s.flush_steps
 
     @property
     def input_shape(self) -> tuple:
@@ -406,8 +447,12 @@ class Stream:
         ``{"recurrent": <the form above>, "windows": [(B, P, C_in) per such layer, oldest step
         first]}``, and when one of them is strided (a Conv1d with stride > 1, a pooling) the key
         ``"countdowns"``: ``(B, n)`` int64, per strided layer in order the steps it still takes
-        before its next output. Assigning that dict restores all, assigning the recurrent form
-        alone starts the windows and countdowns afresh (the start of a sequence, as ``reset()``).
+        before its next output; with padding at the end of the input, ``"real_steps"``: ``(B, n)``
+        int64, per padded pooling and per Conv1d padded beyond its reach (``left + right >
+        dilation*(kernel_size-1)``) the real input steps it has taken in this sequence (up to that
+        reach; 0: :meth:`flush` gives it no pad steps). Assigning that dict restores all, assigning
+        the recurrent form alone starts the windows and countdowns afresh (the start of a sequence,
+        as ``reset()``).
         """
         rec = self._recurrent_state()
         shapes = _conv_windows(self.engine.data)
@@ -601,8 +646,9 @@ def _conv_windows(data: bytes) -> list:
     """``(P, C_in, start, padded)`` of each conv_time / pool_time record of a (valid, v2) file, in file
     order: the window ``P = dilation*(kernel_size-1)`` steps of ``C_in`` features its stream state
     keeps, and for a strided record ``start = (countdown at the start, stride)`` (else None): its
-    countdown follows the window in ``rnc_state.win`` (rnncore.h); ``padded``: a padded pool_time,
-    whose two counters (real steps taken, pad steps fed) follow (rnc_layout.h timepad)."""
+    countdown follows the window in ``rnc_state.win`` (rnncore.h); ``padded``: a padded pool_time or
+    a conv_time padded beyond its reach (``left + right > P``), whose two counters (real steps taken,
+    pad steps fed) follow (rnc_layout.h timepad)."""
     import struct
 
     from rnncore.io.rnc import RECORD_KINDS
@@ -616,11 +662,11 @@ def _conv_windows(data: bytes) -> list:
         if kind == RECORD_KINDS["conv_time"]:
             ci, _co, k, st, dl = struct.unpack_from("<5I", data, pos + 8)
             p = dl * (k - 1)
-            left = p   # causal unless a timepad tail (the record's last 16 bytes) says otherwise
+            left, right = p, 0   # causal unless a timepad tail (the record's last 16 bytes) says otherwise
             if size in (LAYOUT["rec_conv_time"].size + LAYOUT["timepad"].size,
                         LAYOUT["rec_conv_time"].size + LAYOUT["fconvq8"].size + LAYOUT["timepad"].size):
-                left = struct.unpack_from("<I", data, pos + size - LAYOUT["timepad"].size)[0]
-            out.append((p, ci, (p - left, st) if st > 1 or left < p else None, False))
+                left, right = struct.unpack_from("<2I", data, pos + size - LAYOUT["timepad"].size)
+            out.append((p, ci, (p - left, st) if st > 1 or left < p else None, left + right > p))
         elif kind == RECORD_KINDS["pool_time"]:
             ch, k, st, dl = struct.unpack_from("<4I", data, pos + 8)
             p = dl * (k - 1)

@@ -205,7 +205,7 @@ typedef struct rnc_front_op {
     uint32_t pool_op;             /* pool_time: RNC_POOL_MAX / RNC_POOL_AVG (rnc_layout.h) */
     uint32_t tpad_l, tpad_r;      /* conv_time, pool_time: padding over time (rnc_layout.h timepad) */
     uint32_t tpad_excl;           /* pool_time average: pad steps left out of the count */
-    uint32_t tcount;              /* padded pool_time: 2 counters follow the countdown (real, pad steps) */
+    uint32_t tcount;              /* padded pool_time, conv_time padded beyond P: 2 counters (real, pad steps) */
     uint32_t nfreq, power, log;   /* log_mel: n_fft/2 + 1 bins, 1 or 2, RNC_MEL_LOG_* (n_fft in_w) */
     float log_c;                  /* log_mel: log_offset (log) or amin (dB) */
     const float *window, *dft, *fbw; /* log_mel: window, packed (cos | -sin) rows, filter weights */

@@ -1129,7 +1129,11 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         uint64_t tl = P, tr = 0;
         if (tp) TRY(load_timepad(c, tp, P, 0, &tl, &tr, NULL));
         ph = st > 1 || tl < P; /* a countdown: strided, or the first P - left steps give no output */
-        if (P * ci + ph > RNC_FILE_MAX_WINDOW || m->win_floats + P * ci + ph > RNC_FILE_MAX_WINDOW)
+        /* padded beyond its reach (left + right > P: its pad steps alone would give outputs): the
+         * two counters of a padded pool_time after the countdown, so that a flush feeds its pad steps
+         * only after a real input (model.c, rnc_flush) */
+        const uint64_t nc = tl + tr > P ? 2 : 0;
+        if (P * ci + ph + nc > RNC_FILE_MAX_WINDOW || m->win_floats + P * ci + ph + nc > RNC_FILE_MAX_WINDOW)
             return fail(c, FIELD(rec_conv_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ci, RNC_FILE_MAX_WINDOW, NULL);
         const void *p;
         const unsigned char *sref = q8 ? rnc_fconvq8_scale(r + RNC_SIZE_rec_conv_time) : NULL;
@@ -1157,8 +1161,9 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->win_off = m->win_floats;
         F->phase = (uint32_t)ph; /* a countdown after the window: steps without an output */
         F->skip0 = (uint32_t)(P - tl);
+        F->tcount = nc != 0;
         timepad_set(m, F, tl, tr);
-        m->win_floats += (size_t)(P * ci + ph);
+        m->win_floats += (size_t)(P * ci + ph + nc);
         if (F->phase) m->strided = 1;
         /* model.c conv_time_row: one column, its product; q8 (conv_time_row_q8, 64-byte blocks):
          * a group's codes, the product, the taps, their codes, the scale */

@@ -798,11 +798,30 @@ static int window_skip(const rnc_front_op *F, float *win)
     return 0;
 }
 
+/* A record's two counters after its countdown (tcount: a padded pool_time, a conv_time padded
+ * beyond P) in its window win: the real steps it has taken (up to P) and the pad steps rnc_flush
+ * has fed it; pad: this step is such a pad step. */
+static void timepad_count(const rnc_front_op *F, float *win, int pad)
+{
+    float *cnt = win + (size_t)F->win * F->cin + F->phase;
+    if (pad) cnt[1] += 1.0f;
+    else if (cnt[0] < (float)F->win) cnt[0] += 1.0f;
+}
+
+/* Whether record F has taken a real input since its sequence started (row window row): its first
+ * counter; a record without counters counts as fed (its right pad steps alone give no output:
+ * right <= P - left, the steps its countdown skips first). */
+static int timepad_fed(const rnc_front_op *F, const float *row)
+{
+    return !TP_COUNT(F) || row[F->win_off + (size_t)F->win * F->cin + F->phase] > 0.0f;
+}
+
 static int conv_time_row(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
-                         float *scratch)
+                         float *scratch, int pad)
 {
     const size_t kk = (size_t)F->cg * F->k, rp = r16(F->cog), P = F->win, C = F->cin;
     float *col = scratch, *prod = scratch + kk;
+    if (TP_COUNT(F)) timepad_count(F, win, pad); /* the output does not read them */
     if (window_skip(F, win)) {
         window_push(F, x, win);
         return 1;
@@ -865,10 +884,7 @@ static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float 
         }
     }
     window_push(F, x, win);
-    if (TP_COUNT(F)) {
-        if (pad) cnt[1] += 1.0f;
-        else if (cnt[0] < (float)P) cnt[0] += 1.0f;
-    }
+    if (TP_COUNT(F)) timepad_count(F, win, pad);
     return skip;
 }
 
@@ -1077,7 +1093,7 @@ static int front_row(const rnc_model *m, const rnc_front_op *F, const float *x, 
                      float *scratch, const float *tw, int pad)
 {
     if (F->kind == RNC_REC_CONV_TIME) {
-        if (!F->s) return conv_time_row(m, F, x, y, win + F->win_off, scratch);
+        if (!F->s) return conv_time_row(m, F, x, y, win + F->win_off, scratch, pad);
         return conv_time_row_q8(m, F, x, y, win + F->win_off, scratch); /* stride 1 (loader.c) */
     } else if (F->kind == RNC_REC_POOL_TIME) {
         return pool_time_row(F, x, y, win + F->win_off, pad);
@@ -1348,11 +1364,33 @@ static void front_countdowns(const rnc_model *m, const float *win, size_t *cd)
     }
 }
 
-/* n input steps through the front-end from countdowns cd (moved on): the outputs they give. */
-static size_t front_advance(const rnc_model *m, size_t *cd, size_t n)
+/* Whether row window row is at the start of a sequence (as front_init_row leaves it): zero windows
+ * and counters, each countdown at its start. */
+static int row_fresh(const rnc_model *m, const float *row)
+{
+    for (uint32_t i = 0; i < m->num_front; ++i) {
+        const rnc_front_op *F = &m->front[i];
+        const size_t at = (size_t)F->win * F->cin, n = at + F->phase + (TP_COUNT(F) ? 2u : 0u);
+        if (F->kind != RNC_REC_CONV_TIME && F->kind != RNC_REC_POOL_TIME) continue;
+        for (size_t k = 0; k < n; ++k)
+            if (row[F->win_off + k] != (F->phase && k == at ? (float)F->skip0 : 0.0f)) return 0;
+    }
+    return 1;
+}
+
+/* Row window row's fed flags (timepad_fed) in fed. */
+static void front_fed(const rnc_model *m, const float *row, unsigned char *fed)
+{
+    for (uint32_t i = 0; i < m->num_front; ++i) fed[i] = (unsigned char)timepad_fed(&m->front[i], row);
+}
+
+/* n input steps through the front-end from countdowns cd (moved on; fed: the records they reach):
+ * the outputs they give. */
+static size_t front_advance(const rnc_model *m, size_t *cd, unsigned char *fed, size_t n)
 {
     for (uint32_t i = 0; i < m->num_front && n; ++i) {
         const rnc_front_op *F = &m->front[i];
+        fed[i] = 1;
         if (!F->phase) continue;
         if (n <= cd[i]) {
             cd[i] -= n;
@@ -1366,16 +1404,19 @@ static size_t front_advance(const rnc_model *m, size_t *cd, size_t n)
     return n;
 }
 
-/* The outputs rnc_flush gives from countdowns cd: each record's right pad steps, in record
- * order, through the records from it on. */
-static size_t flush_outputs(const rnc_model *m, size_t *cd)
+/* The outputs rnc_flush gives from countdowns cd and fed flags fed (front_fed): each record's
+ * right pad steps, in record order, through the records from it on; none for a record that has
+ * taken no input (PyTorch gives no output for an empty sequence), which its pad steps' outputs
+ * give the records after it. */
+static size_t flush_outputs(const rnc_model *m, size_t *cd, unsigned char *fed)
 {
     size_t n = 0;
     for (uint32_t i = 0; i < m->num_front; ++i)
-        for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]); ++p) {
+        for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]) && fed[i]; ++p) {
             int pass = 1;
             for (uint32_t j = i; j < m->num_front && pass; ++j) {
                 const rnc_front_op *F = &m->front[j];
+                fed[j] = 1;
                 if (!F->phase) continue;
                 if (cd[j] > 0) {
                     --cd[j];
@@ -1411,9 +1452,11 @@ rnc_status rnc_run_out_steps(const rnc_model *m, const rnc_state *s, size_t step
         TRY(check_countdowns(m, s, 0, 0));
         for (size_t b = 0; b < s->batch; ++b) {
             size_t cd[RNC_MAX_FRONT];
+            unsigned char fed[RNC_MAX_FRONT];
             front_countdowns(m, s->win + b * m->win_floats, cd);
-            size_t n = front_advance(m, cd, steps);
-            if (steps) n += flush_outputs(m, cd);
+            front_fed(m, s->win + b * m->win_floats, fed);
+            size_t n = front_advance(m, cd, fed, steps);
+            if (steps) n += flush_outputs(m, cd, fed);
             if (n > most) most = n;
         }
     } else if (!m->strided) most = steps;
@@ -1586,8 +1629,14 @@ rnc_status rnc_flush_out_steps(const rnc_model *m, const rnc_state *s, size_t *o
     if (!TP_FLUSH(m)) return RNC_OK;
     TRY(check_countdowns(m, s, 1, 0));
     size_t cd[RNC_MAX_FRONT];
+    unsigned char fed[RNC_MAX_FRONT], row[RNC_MAX_FRONT];
     front_countdowns(m, s->win, cd);
-    *out_steps = flush_outputs(m, cd);
+    front_fed(m, s->win, fed);
+    for (size_t b = 1; b < s->batch; ++b) { /* the rows flush in step: all fed alike (else RNC_E_STATE) */
+        front_fed(m, s->win + b * m->win_floats, row);
+        if (memcmp(row, fed, m->num_front)) return RNC_E_STATE;
+    }
+    *out_steps = flush_outputs(m, cd, fed);
     return RNC_OK;
 }
 
@@ -1606,7 +1655,7 @@ rnc_status rnc_flush(const rnc_model *m, rnc_state *s, float *y, size_t capacity
     const size_t rows = s->batch * (size_t)m->output_size;
     size_t k = 0;
     for (uint32_t i = 0; i < m->num_front && n; ++i) /* n = 0: the pads reach no state */
-        for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]); ++p) {
+        for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]) && timepad_fed(&m->front[i], s->win); ++p) {
             const rnc_status st = step_common(m, s, NULL, NULL, y + k * rows, i + 1);
             if (st == RNC_OK) ++k;
             else if (st != RNC_NO_OUTPUT) return st;
@@ -1748,6 +1797,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     if (lengths)
         for (size_t b = 0; b < B; ++b)
             if (lengths[b] < 0 || (size_t)lengths[b] > T) return RNC_E_VALUE;
+    if (TP_FLUSH(m)) /* whole sequences: a row mid-sequence (steps, no rnc_flush yet) would be cut */
+        for (size_t b = 0; b < B; ++b)
+            if ((lengths ? lengths[b] > 0 : T > 0) && !row_fresh(m, s->win + b * m->win_floats)) return RNC_E_STATE;
     if (ids) { /* every id, padding included: all are gathered */
         TRY(check_ids(m, ids, B * T));
     } else { /* within each sequence's length: padding never reaches a state or an output */
@@ -1812,8 +1864,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 j += r == 0;
             }
             if (TP_FLUSH(m) && LEN(b)) { /* the end of the sequence: each record's right pad steps */
-                for (uint32_t i = 0; i < npre; ++i)
-                    for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]); ++p) {
+                for (uint32_t i = 0; i < npre; ++i) /* not fed: no output (flush_outputs) */
+                    for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]) && timepad_fed(&m->front[i], s->win + b * m->win_floats); ++p) {
                         const int r = step_rows(m, i, npre - i, NULL, fseq + (b * T_out + j) * pre_w, fr,
                                                 fr + m->front_w, fsave, s->win + b * m->win_floats, fscr,
                                                 (const float *)(s->work + sw.tw));

@@ -490,6 +490,61 @@ def main(outdir: str) -> None:
         w["bias_ih"][...] = 0.0
         w["bias_hh"][...] = 0.0
         (out / f"relu_overflow_{precision}.rnc").write_bytes(write_rnc(spec, version=2))
+    write_flush_models(out)
+
+
+def _flush_models() -> dict:
+    """The padded models of test_flush in test_main.c (f32; docs/c-api.md, "Look-ahead"): rc.nn
+    modules, so that the expected outputs are the NumPy layers' (float64). "flush_conv": a Conv1d
+    padded (2, 2) at k = 3 (beyond its reach P = 2: its pad steps alone would make outputs), ReLU, an
+    unpadded MaxPool1d(4, stride 2) and a Conv1d(k=2, padding=1), which an input of 1 step leaves
+    without input; "flush_pool": AvgPool1d(3, 2, padding 1), a MaxPool1d(3, 1) padded (2, 2) (as an
+    ONNX MaxPool may be) and AvgPool1d(2, 2, ceil_mode=True); each then a GRU (and a head)."""
+    import rnncore as rc
+
+    nn = rc.nn
+    wide = nn.MaxPool1d(3, channels=3, stride=1)
+    wide.pad_left, wide.pad_right = 2, 2   # rc.nn's PyTorch check stops at k // 2; ONNX pads reach P
+    return {
+        "flush_conv": nn.Sequential(nn.Conv1d(3, 4, 3, padding=2, seed=1), nn.ReLU(),
+                                    nn.MaxPool1d(4, channels=4, stride=2),
+                                    nn.Conv1d(4, 4, 2, padding=1, seed=2),
+                                    nn.GRU(4, 5, seed=3), nn.Linear(5, 2, seed=4)),
+        "flush_pool": nn.Sequential(nn.AvgPool1d(3, channels=3, stride=2, padding=1), wide,
+                                    nn.AvgPool1d(2, channels=3, stride=2, ceil_mode=True),
+                                    nn.GRU(3, 5, seed=5)),
+    }
+
+
+def write_flush_models(out: Path, batch: int = 4, steps: int = 9, lengths=(9, 1, 0, 6)) -> None:
+    """``<name>.rnc`` and ``<name>.flush``, little-endian: u32 B, T, in_w, out_w, T_out (the most
+    outputs of a row); i32 lengths (B); u32 n_out (B), each row's output steps (its sequence alone
+    through the NumPy model; 0 where the NumPy layers refuse a sequence shorter than a window, as
+    PyTorch does, or an empty one); x (B, T, in_w) f32; y (B, T_out, out_w) f32, zeros past n_out."""
+    from rnncore.spec import build_rnc
+
+    rng = np.random.default_rng(20261206)
+    for name, model in _flush_models().items():
+        data, _ = build_rnc(model, "f32")
+        (out / f"{name}.rnc").write_bytes(data)
+        in_w = next(iter(model._modules.values())).channels
+        x = rng.standard_normal((batch, steps, in_w)).astype(F32)
+        ys = []
+        for b, n in enumerate(lengths):
+            try:
+                ys.append(np.asarray(model.forward(x[b:b + 1, :n].astype(np.float64)), F32)[0])
+            except ValueError:   # fewer steps than a window somewhere in the chain: no output
+                ys.append(None)
+        out_w = next(y.shape[1] for y in ys if y is not None)
+        n_out = [0 if y is None else y.shape[0] for y in ys]
+        y = np.zeros((batch, max(n_out), out_w), F32)
+        for b, yb in enumerate(ys):
+            if yb is not None:
+                y[b, :yb.shape[0]] = yb
+        blob = struct.pack("<5I", batch, steps, in_w, out_w, max(n_out))
+        blob += np.asarray(lengths, np.int32).tobytes() + np.asarray(n_out, np.uint32).tobytes()
+        blob += x.tobytes() + y.tobytes()
+        (out / f"{name}.flush").write_bytes(blob)
 
 
 if __name__ == "__main__":

@@ -1327,6 +1327,140 @@ static void test_nonfinite(const char *dir)
            "pairs: RNC_E_NONFINITE at the step, never a number\n", nrun);
 }
 
+/* End of input (docs/c-api.md, "Look-ahead"): the padded models of gen_vectors.py
+ * (write_flush_models; flush_conv: a conv_time padded beyond its reach, an unpadded pooling and a
+ * Conv1d(k=2, padding=1); flush_pool: padded poolings and a ceil_mode one), every available ISA.
+ * rnc_run with lengths against the NumPy layers (each row alone, PyTorch's output counts: none for
+ * an empty sequence or one shorter than a window somewhere in the chain); per row, T rnc_step then
+ * rnc_flush give the bits of rnc_run's row; rnc_flush_out_steps; too small a capacity; a flush with
+ * nothing fed (and a second flush) gives 0; a batch of 2 streams; rows whose records are fed
+ * differently (RNC_E_STATE) and rnc_run on a stream mid-sequence (RNC_E_STATE). */
+static void test_flush_case(const char *dir, const char *name, rnc_isa isa)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.rnc", dir, name);
+    blob mb = read_file(path);
+    snprintf(path, sizeof path, "%s/%s.flush", dir, name);
+    blob vb = read_file(path);
+    rnc_model m;
+    rnc_model_info info;
+    uint32_t hd[5];
+    if (!mb.len || vb.len < sizeof hd || rnc_model_init(&m, mb.buf, mb.len) != RNC_OK ||
+        rnc_model_set_isa(&m, isa) != RNC_OK || rnc_model_get_info(&m, &info) != RNC_OK) {
+        CHECK(0, "flush %s: load (run gen_vectors.py)", name);
+        free(mb.buf), free(vb.buf);
+        return;
+    }
+    memcpy(hd, vb.buf, sizeof hd);
+    const size_t B = hd[0], T = hd[1], I = hd[2], O = hd[3], TO = hd[4];
+    const int32_t *lens = (const int32_t *)(const void *)(vb.buf + 20);
+    const uint32_t *nout = (const uint32_t *)(const void *)(vb.buf + 20 + 4 * B);
+    const float *x = (const float *)(const void *)(vb.buf + 20 + 8 * B), *want = x + B * T * I;
+    CHECK(vb.len == 20 + 8 * B + 4 * (B * T * I + B * TO * O) && info.input_size == I && info.output_size == O &&
+              info.flush_steps > 0,
+          "flush %s: the vector's sizes", name);
+    size_t sb, rb, to = 0, n = 0;
+    rnc_state_size(&m, B, &sb);
+    rnc_run_scratch_size(&m, B, T, &rb);
+    void *mem = xmalloc(sb), *mem1 = xmalloc(sb), *scr = xmalloc(rb);
+    float *y = xmalloc(sizeof(float) * B * (TO + 1) * O), *ys = xmalloc(sizeof(float) * (T + info.flush_steps + 1) * O);
+    float *xt = xmalloc(sizeof(float) * 2 * I), *yt = xmalloc(sizeof(float) * 2 * O);
+    rnc_state s, s1;
+    /* rnc_run: every row its sequence alone, PyTorch's output count, zeros after it */
+    CHECK(rnc_state_init(&m, B, mem, sb, &s) == RNC_OK && rnc_run_out_steps(&m, &s, T, &to) == RNC_OK && to == TO,
+          "flush %s: rnc_run_out_steps(T = %zu) = %zu, expected %zu", name, T, to, TO);
+    CHECK(rnc_run(&m, &s, x, lens, T, y, scr, rb) == RNC_OK, "flush %s: run", name);
+    double md = 0;
+    CHECK(!close_enough(y, want, B * TO * O, 2e-5f, 2e-5f, &md), "flush %s [%s]: run vs NumPy (max diff %g)", name,
+          isa_str(isa), md);
+    for (size_t b = 0; b < B; ++b) {
+        /* row b alone through a stream: never fed -> 0 outputs, its steps, then the flush */
+        size_t k = 0, f = 1;
+        CHECK(rnc_state_init(&m, 1, mem1, sb, &s1) == RNC_OK && rnc_flush_out_steps(&m, &s1, &f) == RNC_OK && f == 0,
+              "flush %s: a fresh stream owes no output (%zu)", name, f);
+        CHECK(rnc_flush(&m, &s1, NULL, 0, &f) == RNC_OK && f == 0, "flush %s: flush of a fresh stream gives %zu", name,
+              f);
+        for (int32_t t = 0; t < lens[b]; ++t) {
+            memcpy(xt, x + (b * T + (size_t)t) * I, sizeof(float) * I);
+            const rnc_status st = rnc_step(&m, &s1, xt, ys + k * O);
+            CHECK(st == RNC_OK || st == RNC_NO_OUTPUT, "flush %s: step %d: %d", name, (int)t, (int)st);
+            k += st == RNC_OK;
+        }
+        CHECK(rnc_flush_out_steps(&m, &s1, &f) == RNC_OK && k + f == nout[b],
+              "flush %s row %zu: %zu steps' outputs + rnc_flush_out_steps %zu, expected %u", name, b, k, f, nout[b]);
+        if (f) { /* one short: RNC_E_SIZE, nothing fed (the same count after) */
+            size_t g = 0, h = 0;
+            CHECK(rnc_flush(&m, &s1, ys + k * O, f - 1, &g) == RNC_E_SIZE && g == f &&
+                      rnc_flush_out_steps(&m, &s1, &h) == RNC_OK && h == f,
+                  "flush %s row %zu: capacity %zu < %zu is RNC_E_SIZE and feeds nothing", name, b, f - 1, f);
+        }
+        CHECK(rnc_flush(&m, &s1, ys + k * O, f, &n) == RNC_OK && n == f, "flush %s row %zu: flush gave %zu of %zu",
+              name, b, n, f);
+        CHECK(memcmp(ys, y + b * TO * O, sizeof(float) * nout[b] * O) == 0,
+              "flush %s [%s] row %zu: %d steps + flush != run, bit for bit", name, isa_str(isa), b, (int)lens[b]);
+        CHECK(rnc_flush_out_steps(&m, &s1, &f) == RNC_OK && f == 0 && rnc_flush(&m, &s1, ys, 0, &n) == RNC_OK && n == 0,
+              "flush %s row %zu: a second flush gives nothing", name, b);
+    }
+    /* two streams in step (rows 0 and 3 over the shorter length): steps + flush == run */
+    {
+        const size_t L = (size_t)(lens[3] < lens[0] ? lens[3] : lens[0]), rows[2] = {0, 3};
+        float *x2 = xmalloc(sizeof(float) * 2 * L * I), *y2 = xmalloc(sizeof(float) * 2 * (L + info.flush_steps) * O);
+        float *yst = xmalloc(sizeof(float) * 2 * (L + info.flush_steps) * O);
+        for (size_t r = 0; r < 2; ++r) memcpy(x2 + r * L * I, x + rows[r] * T * I, sizeof(float) * L * I);
+        size_t L2 = 0, k = 0, rb2 = 0;
+        rnc_state_init(&m, 2, mem1, sb, &s1);
+        rnc_run_scratch_size(&m, 2, L, &rb2);
+        void *scr2 = xmalloc(rb2);
+        CHECK(rnc_run_out_steps(&m, &s1, L, &L2) == RNC_OK && rnc_run(&m, &s1, x2, NULL, L, y2, scr2, rb2) == RNC_OK,
+              "flush %s: run of 2 rows", name);
+        rnc_state_reset(&s1);
+        for (size_t t = 0; t < L; ++t) {
+            for (size_t r = 0; r < 2; ++r) memcpy(xt + r * I, x2 + (r * L + t) * I, sizeof(float) * I);
+            if (rnc_step(&m, &s1, xt, yt) != RNC_OK) continue;
+            for (size_t r = 0; r < 2; ++r) memcpy(yst + (r * L2 + k) * O, yt + r * O, sizeof(float) * O);
+            ++k;
+        }
+        float *tail = xmalloc(sizeof(float) * 2 * (info.flush_steps + 1) * O);
+        CHECK(rnc_flush(&m, &s1, tail, info.flush_steps, &n) == RNC_OK && k + n == L2, "flush %s: 2 rows flush", name);
+        for (size_t j = 0; j < n && k + j < L2; ++j) /* (n, B, O) */
+            for (size_t r = 0; r < 2; ++r) memcpy(yst + (r * L2 + k + j) * O, tail + (j * 2 + r) * O, sizeof(float) * O);
+        CHECK(memcmp(yst, y2, sizeof(float) * 2 * L2 * O) == 0, "flush %s: 2 streams + flush != run of 2 rows", name);
+        /* a stream mid-sequence: rnc_run refuses it (it runs whole sequences) */
+        rnc_state_reset(&s1);
+        memcpy(xt, x2, sizeof(float) * I), memcpy(xt + I, x2 + L * I, sizeof(float) * I);
+        const rnc_status st = rnc_step(&m, &s1, xt, yt);
+        CHECK((st == RNC_OK || st == RNC_NO_OUTPUT) && rnc_run(&m, &s1, x2, NULL, L, y2, scr2, rb2) == RNC_E_STATE,
+              "flush %s: rnc_run of a stream mid-sequence is RNC_E_STATE", name);
+        const int32_t none[2] = {0, 0};
+        CHECK(rnc_run(&m, &s1, x2, none, L, y2, scr2, rb2) == RNC_OK, "flush %s: rnc_run of no steps leaves it", name);
+        /* row 1 back at the start while row 0 has taken a step: the rows would flush differently */
+        rnc_state fresh;
+        rnc_state_init(&m, 2, mem, sb, &fresh);
+        memcpy(s1.win + m.win_floats, fresh.win + m.win_floats, sizeof(float) * m.win_floats);
+        size_t f = 0;
+        const rnc_status sf = rnc_flush_out_steps(&m, &s1, &f);
+        CHECK(sf == RNC_E_STATE || sf == RNC_OK, "flush %s: rows fed apart: %d", name, (int)sf);
+        if (!strcmp(name, "flush_conv")) /* its first record counts its real steps */
+            CHECK(sf == RNC_E_STATE && rnc_flush(&m, &s1, tail, info.flush_steps, &n) == RNC_E_STATE,
+                  "flush %s: rows fed apart are RNC_E_STATE", name);
+        free(x2), free(y2), free(yst), free(tail), free(scr2);
+    }
+    free(mem), free(mem1), free(scr), free(y), free(ys), free(xt), free(yt), free(mb.buf), free(vb.buf);
+}
+
+static void test_flush(const char *dir)
+{
+    static const char *names[] = {"flush_conv", "flush_pool"};
+    for (int i = 0; i < RNC_ISA_COUNT; ++i) {
+        int av = 0;
+        rnc_isa_available((rnc_isa)i, &av);
+        if (av)
+            for (size_t k = 0; k < 2; ++k) test_flush_case(dir, names[k], (rnc_isa)i);
+    }
+    printf("  flush: padded conv_time / pool_time models, T steps + rnc_flush == rnc_run bit for bit, "
+           "PyTorch's output counts, capacity, empty and repeated flushes\n");
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "build/vectors";
@@ -1392,6 +1526,7 @@ int main(int argc, char **argv)
     test_nonfinite(dir);
     test_api_misuse(dir);
     test_run_chunks(dir);
+    test_flush(dir);
     test_state_after_model_reinit(dir);
     test_run_overlap(dir);
     test_hostile(dir, fuzz);

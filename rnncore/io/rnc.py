@@ -1804,7 +1804,7 @@ class _Loader:
                 raise self.fail("groups", "CONV_GROUPS", g, ci, co)
             P, cg, cog = dl * (k - 1), ci // g, co // g
             tl, tr, _ = self.timepad(tp, P, False) if tp is not None else (P, 0, 0)
-            ph = int(stv > 1 or tl < P)
+            ph = int(stv > 1 or tl < P) + (2 if tl + tr > P else 0)   # padded beyond its reach: 2 counters
             if P * ci + ph > mw or self.win_floats + P * ci + ph > mw:
                 raise self.fail("kernel_size", "CONV_WINDOW_SIZE", P, ci, mw)
             sref = self.unpack(LAYOUT["fconvq8"], pos + st.size)["scale"] if q8conv else (0, 0)

@@ -63,14 +63,15 @@ def conv_output_length(
     ceil_mode: bool = False,
 ) -> int:
     """``floor((L + left + right - dilation (k - 1) - 1) / stride) + 1``, or 0 if the padded
-    input is shorter than one window (PyTorch's formula).
+    input is shorter than one window or the input is empty (``L = 0``: PyTorch's formula, and
+    PyTorch refuses both; padding alone makes no output).
 
     ``ceil_mode=True`` rounds up instead, dropping a last window that would start in the right
     padding (PyTorch's and ONNX's pooling rule).
     """
     span = dilation * (kernel_size - 1) + 1
     padded = length + pad_left + pad_right
-    if padded < span:
+    if padded < span or length == 0:
         return 0
     n = (padded - span) // stride + 1
     if ceil_mode and (padded - span) % stride:
@@ -256,6 +257,9 @@ class _TimeWindow(Module):
             length, self.kernel_size, self.stride, self.dilation, pl, pr, self.padding_mode,
             self.ceil_mode and whole,
         )
+        if whole and length == 0:
+            raise ValueError(f"x: 0 time steps; {type(self).__name__} over time gives no output for an empty "
+                             "sequence (its padding alone is not an input; PyTorch refuses it too)")
         if whole and idx.shape[0] == 0:
             raise ValueError(
                 f"x: {length} time steps are fewer than one window of {type(self).__name__} "
