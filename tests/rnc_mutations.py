@@ -174,9 +174,9 @@ def _strided_spec(rng: np.random.Generator) -> dict:
 
 
 def _padded_spec(rng: np.random.Generator, precision: str = "f32") -> dict:
-    """Padding on both sides of the time axis (timepad tails): a Conv1d(k3, padding (1, 1)), then
-    (f32) a max pooling (k3, stride 2, padding 1) and an average pooling (k3, padding (1, 1),
-    count_include_pad=False) before a GRU."""
+    """Padding on both sides of the time axis (timepad tails): a Conv1d(k3, padding (1, 1)) (int8
+    weights in a q8 file), then a max pooling (k3, stride 2, padding 1) and an average pooling (k3,
+    padding (1, 1), count_include_pad=False) before a GRU."""
     spec = gen_vectors.make_spec(rng, "gru", [4, 5], precision, head=2, head_act="none")
     spec["input_size"] = 3
     spec["front"] = [
@@ -185,13 +185,12 @@ def _padded_spec(rng: np.random.Generator, precision: str = "f32") -> dict:
          "tensors": {"weight": rng.standard_normal((4, 3, 3)).astype(np.float32),
                      "bias": rng.standard_normal(4).astype(np.float32)}},
     ]
-    if precision == "f32":
-        spec["front"] += [
-            {"kind": "max_pool1d", "channels": 4, "kernel_size": 3, "stride": 2,
-             "pad_left": 1, "pad_right": 1},
-            {"kind": "avg_pool1d", "channels": 4, "kernel_size": 3, "stride": 1,
-             "pad_left": 1, "pad_right": 1, "count_include_pad": False},
-        ]
+    spec["front"] += [
+        {"kind": "max_pool1d", "channels": 4, "kernel_size": 3, "stride": 2,
+         "pad_left": 1, "pad_right": 1},
+        {"kind": "avg_pool1d", "channels": 4, "kernel_size": 3, "stride": 1,
+         "pad_left": 1, "pad_right": 1, "count_include_pad": False},
+    ]
     return spec
 
 
@@ -232,6 +231,7 @@ def seed_files() -> dict[str, bytes]:
     out["conv_time_residual_q8_v2"] = write_rnc(spec)
     out["strided_time_f32_v2"] = write_rnc(_strided_spec(np.random.default_rng(310)))
     out["padded_time_f32_v2"] = write_rnc(_padded_spec(np.random.default_rng(320)))
+    out["padded_time_q8_v2"] = write_rnc(_padded_spec(np.random.default_rng(330), "q8"))
     for i, (name, db) in enumerate(LOG_MEL_SEEDS.items()):
         out[name] = write_rnc(_log_mel_spec(np.random.default_rng(300 + i), db))
     return out

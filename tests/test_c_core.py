@@ -147,11 +147,11 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
 
     mel = rc.nn.LogMelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=20, center=False)
     logmel = rc.nn.Sequential(mel, rc.nn.GRU(20, 8), rc.nn.Linear(8, 1))
+    padded = rc.nn.Sequential(rc.nn.Conv1d(4, 6, 3, padding=1, seed=0), rc.nn.GRU(6, 5, seed=1))
     files = {"dense": rc.compile(gru, "q8").data, "q4": rc.compile(gru, "q4").data,
              "logmel": rc.compile(logmel).data,
              "sparse": rc.compile(gru, "q8", sparse=True).data,
-             "timepad": rc.compile(rc.nn.Sequential(rc.nn.Conv1d(4, 6, 3, padding=1, seed=0),
-                                                    rc.nn.GRU(6, 5, seed=1))).data,
+             "timepad": rc.compile(padded).data, "timepad_q8": rc.compile(padded, "q8").data,
              "int": write_int_rnc(qi.quantize_int_model(rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0)),
                                                         qi.IntCalibration([(-2.0, 2.0)], [(-0.9, 0.95)],
                                                                           [3.0], [4.0])))}
@@ -176,7 +176,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
         "of the C core leaves out" in out["q4"][1], out["q4"][1][-2000:]
     assert out["sparse"][0] != 0 and "block-sparse weights (built with RNC_NO_SPARSE), which this " \
         "build of the C core leaves out" in out["sparse"][1], out["sparse"][1][-2000:]
-    assert out["timepad"][0] != 0 and "timepad.right: 1: padding over time (built with RNC_NO_TIMEPAD), " \
-        "which this build of the C core leaves out" in out["timepad"][1], out["timepad"][1][-2000:]
+    for name in ("timepad", "timepad_q8"):
+        assert out[name][0] != 0 and "timepad.right: 1: padding over time (built with RNC_NO_TIMEPAD), " \
+            "which this build of the C core leaves out" in out[name][1], out[name][1][-2000:]
     assert out["int"][0] != 0 and "precision: 3: fully-integer models (built with RNC_NO_INT), which " \
         "this build of the C core leaves out" in out["int"][1], out["int"][1][-2000:]

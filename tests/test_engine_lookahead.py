@@ -362,36 +362,36 @@ def test_keras_same_padding_matches_keras_run_and_stream(tmp_path):
                                    nn.Conv1d(5, 8, 3, padding=0, seed=1),
                                    nn.MaxPool1d(3, channels=5, stride=1, padding=1),
                                    nn.AvgPool1d(2, channels=5, ceil_mode=True)])
-def test_padding_over_time_in_a_q8_file_is_refused_naming_the_record(layer):
-    """The q8 spec (rnncore.quant.front / reference) runs causal conv_time and unpadded pool_time:
-    a padded one in a q8 file would have no bit-exact reference, so rc.compile refuses it naming
-    the record (the C loader and read_rnc refuse a q8 file with a timepad tail alike: TIMEPAD_Q8);
-    the f32 file of the same model loads."""
+def test_padding_over_time_in_a_q8_file_runs_as_the_q8_spec_says(layer):
+    """A padded conv_time / pool_time in a q8 file (once refused: TIMEPAD_Q8): rc.compile writes
+    its timepad tail, the C loader and read_rnc both accept the file and read the same padding, and
+    the engine gives the bits of the NumPy q8 spec (rnncore.quant.front, the cells' C activations
+    swapped in), with PyTorch's output length, close to the f32 file of the same model
+    (tests/test_engine_q8_timepad.py covers the rest)."""
+    import gen_vectors
     from rnc_mutations import verdicts
+
+    from rnncore.quant.reference import qmodel_from_rnc
 
     out = layer.record().get("out_channels", 5)
     m = nn.Sequential(layer, nn.GRU(out, 6, seed=2))
-    with pytest.raises(ValueError, match=r"front\[0\] \((conv1d|max_pool1d|avg_pool1d)\): "
-                                         r"padding \(\d+, \d+\) over time runs in f32 files only"):
-        rc.compile(m, precision="q8")
-    f32 = rc.compile(m).data
-    assert verdicts(f32) == (None, None)
-
-
-def test_a_q8_file_with_a_timepad_tail_is_refused_alike_by_the_loader_and_the_reader(monkeypatch):
-    """Such a file, written with the compile-time refusal switched off (the writer's planner then
-    packs the q8 conv weights and the tail as for f32), is refused by the C loader and read_rnc with
-    one message (TIMEPAD_Q8)."""
-    from rnc_mutations import _padded_spec, verdicts
-
-    import rnncore.io.rnc as rnc_mod
-
-    monkeypatch.setattr(rnc_mod, "_q8_timepad_check", lambda *a: None)
-    data = write_rnc(_padded_spec(np.random.default_rng(330), "q8"))
-    monkeypatch.undo()
-    py, c = verdicts(data)
-    assert py is not None and "padding (1, 1) over time in a q8 file" in py, py
-    assert c is not None and py in c, (py, c)
+    e8 = rc.compile(m, precision="q8")
+    assert e8.precision == "q8" and verdicts(e8.data) == (None, None)
+    d = read_rnc(e8.data)
+    P = layer.dilation * (layer.kernel_size - 1)
+    pads = (layer.pad_left, layer.pad_right) if not layer.ceil_mode else (0, layer.stride - 1)
+    assert (d["front"][0]["pad_left"], d["front"][0]["pad_right"]) == pads
+    assert e8.stream(1).lookahead == P - pads[0]
+    X = _x((3, 9, 5), seed=21)
+    lengths = np.array([9, 5, 2])
+    want, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, lengths)
+    Y = e8.run(X, lengths)
+    np.testing.assert_array_equal(Y, want)
+    assert Y.shape == m.forward(X.astype(np.float64)).shape   # PyTorch's length (this file's tests)
+    y32 = rc.compile(m).run(X, lengths)
+    assert Y.shape == y32.shape
+    err = np.abs(Y - y32).max()
+    assert 0 < err < 0.03 * np.abs(y32).max(), err
 
 
 @pytest.mark.parametrize("isa", rc.isa()["available"])

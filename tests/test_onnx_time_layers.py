@@ -12,8 +12,8 @@ the references are onnxruntime on the same ``.onnx`` bytes and PyTorch itself:
 * ``Stream.step`` frame by frame: ``None`` exactly at the steps where no window ends (worked out
   here from the strides, windows and paddings: a right padding is a look-ahead), the other outputs
   and those of ``Stream.flush()`` the bits of ``run``;
-* q8 (stride-1 convolutions): the engine equals the NumPy q8 spec bit for bit and is within 2 % of
-  the largest output of onnxruntime;
+* q8 (stride-1 convolutions, causal or padded): the engine equals the NumPy q8 spec bit for bit and
+  is within 2 % of the largest output of onnxruntime;
 * what the engine cannot run is refused naming the node, its op, the padding / ``ceil_mode`` /
   ``auto_pad`` it has and the one expected.
 """
@@ -295,12 +295,37 @@ def test_padded_conv_and_pooling_match_onnxruntime_and_stream_plus_flush_is_run(
     check_against_onnxruntime(blob, cfg, edited=bool(edit))
 
 
-def test_q8_compile_of_a_padded_onnx_conv_is_refused_naming_the_record():
-    g = from_onnx(export_classic(dict(k=3, pad=(0, 0), conv_padding=1)))
-    with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): padding \(1, 1\) over time runs in f32 "
-                                         r"files only \(precision='f32'\)"):
-        rc.compile(g, precision="q8")
-    assert rc.compile(g).precision == "f32"
+@pytest.mark.parametrize("name", ["conv pads [1, 1] (torch padding=1)",
+                                  "conv k4 d2 pads [3, 3], LSTM, opset 13",
+                                  "Pad node [0, 2] before the conv",
+                                  "avg k5 s1 pads [0, 2], count_include_pad 0",
+                                  "max k3 s2 d2 pads [1, 1] after conv padding 1"])
+def test_q8_compile_of_a_padded_onnx_conv_equals_the_numpy_spec_and_is_close_to_onnxruntime(name):
+    """A padded Conv (and pooling) compiled q8 (docs/q8-contract.md: the pad steps are zero taps of
+    the window's one quantised vector): the bits of the NumPy q8 spec, onnxruntime's output length,
+    within 2 % of its largest output, the stream's outputs at the f32 steps and flush() = run."""
+    cfg, edit = PADDED[name]
+    blob = export_classic(cfg)
+    if edit:
+        blob = _edit_node(blob, _pool_op(cfg), **edit)
+    eng = rc.compile(from_onnx(blob), precision="q8")
+    assert eng.precision == "q8" and read_rnc(eng.data)["front"][0]["tensors"]["qweight"].dtype == np.int8
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    for B, T in ((3, 30), (1, 17)):
+        xb = np.random.default_rng(T).standard_normal((B, T, 4)).astype(np.float32)
+        ref = sess.run(None, {"x": xb})[0]
+        y = eng.run(xb)
+        steps, n_flush = output_steps(cfg, T)
+        assert y.shape == ref.shape == (B, len(steps) + n_flush, 3)
+        spec, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(read_rnc(eng.data)), xb, None)
+        np.testing.assert_array_equal(y, spec)
+        err = np.abs(y - ref).max()
+        assert 0 < err < 0.02 * np.abs(ref).max(), err
+        st = eng.stream(batch=B)
+        outs = [st.step(xb[:, t]) for t in range(T)]
+        assert [t for t, o in enumerate(outs) if o is not None] == steps
+        body = np.stack([o for o in outs if o is not None], 1)
+        np.testing.assert_array_equal(np.concatenate([body, st.flush()], 1), y)
 
 
 REFUSED = [

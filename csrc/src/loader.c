@@ -993,11 +993,11 @@ static rnc_status load_log_mel(rnc_ctx *c, rnc_model *m, rnc_front_op *F, const 
  * c->feat, in the order of rnncore/io/rnc.py's load_front. */
 /* A conv_time / pool_time record's timepad tail (rnc_layout.h): left, right in 0..P; flags 0, or
  * RNC_TIMEPAD_EXCLUDE_PAD for an average pooling (avg). */
-static rnc_status load_timepad(rnc_ctx *c, const unsigned char *tp, uint64_t P, int avg, int q8, uint64_t *left,
+static rnc_status load_timepad(rnc_ctx *c, const unsigned char *tp, uint64_t P, int avg, uint64_t *left,
                                uint64_t *right, uint64_t *excl)
 {
 #if defined(RNC_NO_TIMEPAD) /* a build without padding over time (model.c: its code is dead) */
-    (void)P, (void)avg, (void)q8, (void)left, (void)right, (void)excl;
+    (void)P, (void)avg, (void)left, (void)right, (void)excl;
     return fail(c, ((void)RNC_AT_timepad_right, "timepad.right"), MSG_LEFT_OUT, rnc_timepad_right(tp), 0, 0,
                 "padding over time (built with RNC_NO_TIMEPAD)");
 #else
@@ -1007,7 +1007,6 @@ static rnc_status load_timepad(rnc_ctx *c, const unsigned char *tp, uint64_t P, 
     if (r > P) return fail(c, ((void)RNC_AT_timepad_right, "timepad.right"), MSG_RANGE, r, 0, P, NULL);
     const uint64_t known = avg ? RNC_TIMEPAD_EXCLUDE_PAD : 0;
     if (f & ~known) return fail(c, ((void)RNC_AT_timepad_flags, "timepad.flags"), MSG_FLAGS, f, known, 0, NULL);
-    if (q8) return fail(c, ((void)RNC_AT_timepad_left, "timepad"), MSG_TIMEPAD_Q8, l, r, 0, NULL);
     *left = l;
     *right = r;
     if (excl) *excl = f & RNC_TIMEPAD_EXCLUDE_PAD;
@@ -1020,7 +1019,7 @@ static rnc_status load_timepad(rnc_ctx *c, const unsigned char *tp, uint64_t P, 
 #if defined(RNC_NO_TIMEPAD)
 #define TIMEPAD_LEFT_OUT(tp)                                                  \
     do {                                                                      \
-        if (tp) return load_timepad(c, tp, 0, 0, 0, NULL, NULL, NULL);        \
+        if (tp) return load_timepad(c, tp, 0, 0, NULL, NULL, NULL);           \
     } while (0)
 #else
 #define TIMEPAD_LEFT_OUT(tp) ((void)(tp))
@@ -1072,7 +1071,7 @@ static rnc_status load_time_window(rnc_ctx *c, const rnc_model *m, const unsigne
 {
     *left = causal ? P : 0;
     *right = *excl = 0;
-    if (tp) TRY(load_timepad(c, tp, P, avg, m->precision == RNC_Q8, left, right, excl));
+    if (tp) TRY(load_timepad(c, tp, P, avg, left, right, excl));
     *ph = (st > 1 || *left < P) + (counters && tp && (*left || *right) ? 2 : 0);
     if (P * ch + *ph > RNC_FILE_MAX_WINDOW || m->win_floats + P * ch + *ph > RNC_FILE_MAX_WINDOW)
         return fail(c, TIME_FIELD(kernel_size), MSG_CONV_WINDOW_SIZE, P, ch, RNC_FILE_MAX_WINDOW, NULL);

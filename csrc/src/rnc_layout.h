@@ -646,8 +646,7 @@
     M(RES_SPAN, CORRUPT, "%llu, expected 1..%llu (the per-step records right before this one)") \
     M(RES_WIDTH, CORRUPT, "%llu: the record that many back takes %llu features, this one %llu (they must agree)") \
     M(RES_STRIDED, UNSUPPORTED, "%llu: the records it spans include %s, which gives no output at some steps (a residual adds equal steps)") \
-    M(INT_SCALE_MAX, CORRUPT, "bits 0x%llx: expected a finite value > 0 and at most 2^%llu (%s)") \
-    M(TIMEPAD_Q8, UNSUPPORTED, "padding (%llu, %llu) over time in a q8 file: q8 files run causal conv_time and unpadded pool_time (the q8 spec); padded ones run in f32 files")
+    M(INT_SCALE_MAX, CORRUPT, "bits 0x%llx: expected a finite value > 0 and at most 2^%llu (%s)")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \

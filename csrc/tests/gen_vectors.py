@@ -111,7 +111,9 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     the layers (frame_conv with groups and reflect padding, magnitude, relu, layer_norm, a dilated
     frame_conv, scale_shift, hardsigmoid: 16 features in, 12 out; sizes[0] must be 12); "conv":
     causal conv_time records (dilated, grouped), a residual block and a layer_norm instead; "kws":
-    log_mel (32 samples per step), conv_time, relu, max and average pooling over time."""
+    log_mel (32 samples per step), conv_time, relu, max and average pooling over time; "timepad":
+    padding over time (timepad tails: a Conv1d 'same', a max pooling padded (1, 1) at stride 2, an
+    average pooling (1, 1) with count_include_pad=False, a dilated Conv1d padded (2, 1))."""
     layers, feat = [], sizes[0]
     front_records = []
     if front is True:
@@ -146,6 +148,18 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
             {"kind": "avg_pool1d", "channels": 12, "kernel_size": 2, "stride": 1},
         ]
         assert sizes[0] == 12
+    if front == "timepad":   # padding on both sides of the time axis: look-ahead, flushed by rnc_run
+        def pconv(ci, co, k, **kw):
+            w = (rng.standard_normal((co, ci // kw.get("groups", 1), k)) * 0.5).astype(F32)
+            return {"kind": "conv1d", "in_channels": ci, "out_channels": co, "kernel_size": k, **kw,
+                    "tensors": {"weight": w, "bias": (rng.standard_normal(co) * 0.2).astype(F32)}}
+        front_records = [
+            pconv(16, 12, 5, groups=4, pad_left=2, pad_right=2), {"kind": "relu"},
+            {"kind": "max_pool1d", "channels": 12, "kernel_size": 3, "stride": 2, "pad_left": 1, "pad_right": 1},
+            {"kind": "avg_pool1d", "channels": 12, "kernel_size": 3, "stride": 1, "pad_left": 1,
+             "pad_right": 1, "count_include_pad": False},
+            pconv(12, 12, 3, dilation=2, pad_left=2, pad_right=1),
+        ]
     if front == "conv":   # causal convolutions over time (the window in the state) and a residual block
         def tconv(ci, co, k, **kw):
             w = (rng.standard_normal((co, ci // kw.get("groups", 1), k)) * 0.5).astype(F32)
@@ -444,6 +458,10 @@ def main(outdir: str) -> None:
         # the case holds (B, out) (a strided run's T_out steps are not T); 13, 6, 2 -> 5, 2, 0 steps
         ("gru_q8_kws_last", dict(kind="gru", sizes=[12, 16], precision="q8", head=2, front="kws",
                                  last_step=True), 3, 13, "run", [13, 6, 2], q8),
+        # q8 with padding over time (docs/q8-contract.md): rnc_run feeds each sequence's right pads
+        # after its length; last_step: 14, 7, 1 -> 7, 4, 1 steps
+        ("lstm_q8_timepad_last", dict(kind="lstm", sizes=[12, 10], precision="q8", head=3, front="timepad",
+                                      last_step=True), 3, 14, "run", [14, 7, 1], q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

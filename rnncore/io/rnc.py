@@ -546,16 +546,6 @@ def _plan_log_mel(r: dict, feat: int, where: str, n: int) -> dict:
         "tensors": [win, np.concatenate(dft), span.reshape(-1), weights if weights.size else None]}
 
 
-def _q8_timepad_check(rec: dict, precision: str, where: str) -> None:
-    """A conv_time / pool_time record planned for a q8 file has no timepad tail (loader.c
-    load_timepad, TIMEPAD_Q8): the q8 spec runs causal and unpadded records only."""
-    tp = rec.get("timepad")
-    if precision == "q8" and tp:
-        raise ValueError(f"{where}: padding ({tp['left']}, {tp['right']}) over time runs in f32 files only "
-                         "(precision='f32'); q8 files run causal Conv1d (padding='causal') and unpadded "
-                         "pooling, as the q8 spec describes them")
-
-
 def _plan_step_records(records: list, feat: int, precision: str, where: str) -> tuple[list, int]:
     """The per-step records (``front``: frame_conv1d / magnitude / activations; ``post``:
     activations) in stored form; returns them and the width they leave."""
@@ -660,8 +650,6 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
             code, al, be = _pointwise_code(r)
             out.append({"kind": "pointwise", "fields": {"features": feat, "activation": code, "alpha": al,
                                                         "beta": be}, "tensors": []})
-        if kind in ("conv1d", "conv_time", "max_pool1d", "avg_pool1d"):
-            _q8_timepad_check(out[-1], precision, f"{where}[{n}] ({kind})")
     return out, feat
 
 
@@ -1745,8 +1733,6 @@ class _Loader:
         known = _C["TIMEPAD_EXCLUDE_PAD"] if avg else 0
         if t["flags"] & ~known:
             raise self.fail("timepad.flags", "FLAGS", t["flags"], known)
-        if self.precision == _C_Q8:
-            raise self.fail("timepad", "TIMEPAD_Q8", t["left"], t["right"])
         return t["left"], t["right"], t["flags"] & _C["TIMEPAD_EXCLUDE_PAD"]
 
     def time_fields(self, k: int, st: int, dl: int) -> None:

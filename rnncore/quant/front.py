@@ -13,10 +13,12 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
       acc[o, l] = sum_{c, j} Wq[o, c, j] qpad[g(o) C_g + c, l*stride + j*dilation]
       y[o*L_out + l] = float32(acc[o, l]) * (s_x * s_w[o]) + b[o]
 
-* ``conv_time`` (a causal Conv1d over time; int8 weights ``Wq (C_out, C_in/groups, k)``, scales
-  ``s_w``, bias ``b``): at step ``t`` the ``k`` taps of every channel, ``v[c*k + j] =
-  x_{t - P + j*dilation}[c]`` (``P = dilation (k - 1)``, zero before the sequence's start), are
-  quantised as ONE vector (``q, s_x = quantize_activation(v)``), then per group::
+* ``conv_time`` (a Conv1d over time; int8 weights ``Wq (C_out, C_in/groups, k)``, scales
+  ``s_w``, bias ``b``): output ``n`` reads the input with ``left`` zero rows before it and
+  ``right`` after it (causal: ``(P, 0)``, ``P = dilation (k - 1)``); the ``k`` taps of every
+  channel, ``v[c*k + j] = xpad_{n*stride + j*dilation}[c]``, pad steps zero, are quantised as ONE
+  vector (``q, s_x = quantize_activation(v)``: a zero is code 0, the scale that of the real taps),
+  then per group::
 
       acc[o] = sum_{c < C_g, j} Wq[o, c, j] q[(g(o) C_g + c) k + j]
       y[o] = float32(acc[o]) * (s_x * s_w[o]) + b[o]
@@ -32,8 +34,14 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
 * ``log_mel`` (float32, as in an f32 file): the power spectrum of ``window * x`` by the C core's
   real FFT (:func:`log_mel_rows`, its operations in its order), the filters' sums left to right,
   then the C core's own ``logf`` (:func:`rnc_logf`);
-* ``pool_time`` (max / average over time, unpadded; whole sequences): ``y_i[c] = max_j`` or
-  ``(sum_j) / k`` of ``x_{i*stride + j*dilation}[c]``, the sum in tap order (:func:`pool_time_seq`).
+* ``pool_time`` (max / average over time; whole sequences): ``y_i[c] = max_j`` or
+  ``(sum_j) / k`` of ``x_{i*stride + j*dilation - left}[c]``, the sum in tap order, the pad steps
+  left out (an average may divide by the real taps instead, ``count_include_pad=False``)
+  (:func:`pool_time_seq`).
+
+The records over time (conv_time, pool_time) give PyTorch's output length
+(:func:`time_out_steps`); their streaming form, with the look-ahead of a right padding and the
+flush at the end of the input, is :class:`RecordStream` (the same bits).
 
 Every operation is one float32 operation, rounded (the C core: ``-ffp-contract=off``), so the C
 rows equal these bit for bit, with one exception: sigmoid, tanh and the gelus call the C
@@ -96,24 +104,75 @@ def frame_conv_q8(rec: dict, x: np.ndarray, return_acc: bool = False):
     return (y, acc, sx) if return_acc else y
 
 
-def conv_time_q8(rec: dict, x: np.ndarray) -> np.ndarray:
-    """A q8 conv_time on whole sequences: ``x (B, T, C_in)`` float32 (step 0 the start of each
-    sequence: zeros before it) -> ``(B, T, C_out)`` float32.
+def time_pads(rec: dict, conv: bool | None = None) -> tuple[int, int, int, int, bool]:
+    """A conv_time / pool_time record's window over time: ``(P, stride, left, right, exclude)``,
+    ``P = dilation (kernel_size - 1)``; ``left``, ``right`` its padding over time (read_rnc's
+    ``pad_left`` / ``pad_right``; without them a conv is causal ``(P, 0)`` and a pooling unpadded
+    ``(0, 0)``), ``exclude`` an average that leaves the pad steps out of its count
+    (``count_include_pad=False``). An ``rc.nn`` pooling record with ``ceil_mode`` is the file's
+    ``(0, stride - 1)`` with ``exclude`` (rnncore.io.rnc._plan_pool_time). ``conv``: whether
+    ``rec`` is a convolution (None: from its ``kind``)."""
+    kind = str(rec.get("kind", "")).lower()
+    if conv is None:
+        conv = kind in ("conv1d", "conv_time")
+    k, dl = int(rec["kernel_size"]), int(rec.get("dilation", 1))
+    st = int(rec.get("stride", 1 if conv else k))
+    P = dl * (k - 1)
+    left, right = int(rec.get("pad_left", P if conv else 0)), int(rec.get("pad_right", 0))
+    avg = not conv and str(rec.get("op", kind)).lower() in ("avg_pool1d", "avg")
+    excl = avg and not rec.get("count_include_pad", True)
+    if not conv and rec.get("ceil_mode", False):
+        right, excl = st - 1, avg
+    return P, st, left, right, bool(excl)
 
-    ``rec``: ``in_channels``, ``out_channels``, ``kernel_size``, ``dilation``, ``groups`` and
-    ``qweight (C_out, C_in/groups, k)`` int8, ``scale (C_out,)`` and ``bias (C_out,)`` float32.
+
+def time_out_steps(rec: dict, T, conv: bool | None = None) -> np.ndarray:
+    """The output steps of conv_time / pool_time record ``rec`` on ``T`` input steps (PyTorch's
+    ``floor((T + left + right - P - 1) / stride) + 1``, 0 when ``T + left + right <= P`` or
+    ``T == 0``: a sequence of no steps gives no output)."""
+    P, st, left, right, _ = time_pads(rec, conv)
+    n = np.asarray(T, np.int64)
+    return np.where((n > 0) & (n + left + right > P), (n + left + right - P - 1) // st + 1, 0)
+
+
+def _time_taps(rec: dict, T: int, conv: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(T_out, k)`` input step of every tap of every output window (output ``n`` reads padded
+    steps ``n stride + j dilation``, input step ``n stride + j dilation - left``) and whether it is
+    a real step (``0 <= step < T``) rather than a pad step."""
+    _, st, left, _, _ = time_pads(rec, conv)
+    k, dl = int(rec["kernel_size"]), int(rec.get("dilation", 1))
+    n = int(time_out_steps(rec, T, conv))
+    pos = np.arange(n)[:, None] * st + np.arange(k)[None, :] * dl - left
+    return pos, (pos >= 0) & (pos < T)
+
+
+def conv_time_q8(rec: dict, x: np.ndarray) -> np.ndarray:
+    """A q8 conv_time on whole sequences: ``x (B, T, C_in)`` float32 -> ``(B, T_out, C_out)``
+    float32, ``T_out`` = :func:`time_out_steps` (``T`` for a causal conv at stride 1).
+
+    Output ``n`` reads the input with ``left`` zero rows before it and ``right`` after it
+    (:func:`time_pads`; causal ``(P, 0)``: zeros before the sequence's start), padded steps
+    ``n stride + j dilation``: its ``k`` taps of every channel, ``v[c*k + j]``, pad steps zero, are
+    quantised as ONE vector (``q, s_x = quantize_activation(v)``: a zero is code 0, and the scale
+    ``max|v| / 127`` is that of the real taps), then per group
+    ``acc[o] = sum_{c < C_g, j} Wq[o, c, j] q[(g(o) C_g + c) k + j]`` (exact int32) and
+    ``y[o] = float32(acc[o]) * (s_x * s_w[o]) + b[o]``.
+
+    ``rec``: ``in_channels``, ``out_channels``, ``kernel_size``, ``dilation``, ``groups``, optional
+    ``stride``, ``pad_left``, ``pad_right`` and ``qweight (C_out, C_in/groups, k)`` int8,
+    ``scale (C_out,)`` and ``bias (C_out,)`` float32.
     """
     x = np.asarray(x, F32)
     B, T, ci = x.shape
     co, k = int(rec["out_channels"]), int(rec["kernel_size"])
-    dl, g = int(rec.get("dilation", 1)), int(rec.get("groups", 1))
-    P = dl * (k - 1)
-    xp = np.concatenate([np.zeros((B, P, ci), F32), x], axis=1)        # (B, P + T, C_in)
-    taps = np.stack([xp[:, j * dl:j * dl + T] for j in range(k)], axis=3)   # (B, T, C_in, k)
-    q, sx = quantize_activation(taps.reshape(B, T, ci * k))          # one vector per step
+    g = int(rec.get("groups", 1))
+    pos, real = _time_taps(rec, T, conv=True)                            # (T_out, k)
+    xz = np.concatenate([x, np.zeros((B, 1, ci), F32)], axis=1)          # step T: a zero row
+    taps = xz[:, np.where(real, pos, T)].transpose(0, 1, 3, 2)           # (B, T_out, C_in, k)
+    q, sx = quantize_activation(taps.reshape(B, pos.shape[0], ci * k))   # one vector per step
     cg, cog = ci // g, co // g
     wq = np.asarray(rec["qweight"], np.int8).reshape(co, cg * k)
-    acc = np.empty((B, T, co), np.int32)
+    acc = np.empty((B, pos.shape[0], co), np.int32)
     for gi in range(g):
         acc[..., gi * cog:(gi + 1) * cog] = int_matmul(q[..., gi * cg * k:(gi + 1) * cg * k],
                                                        wq[gi * cog:(gi + 1) * cog])
@@ -310,50 +369,173 @@ def log_mel_rows(rec: dict, x: np.ndarray) -> np.ndarray:
 
 def pool_time_seq(rec: dict, x: np.ndarray) -> np.ndarray:
     """model.c ``pool_time_row`` over whole sequences: ``x (B, T, C)`` -> ``(B, T_out, C)``,
-    ``y_i[c] = max_j x_{i*stride + j*dilation}[c]`` (the first largest) or the float32 sum over
-    ``j`` in tap order from 0 divided by ``k``; ``T_out = (T - P - 1) // stride + 1`` (0 when
-    ``T <= P``), ``P = dilation (k - 1)``."""
+    ``T_out`` = :func:`time_out_steps`. Output ``i`` reads input steps
+    ``i*stride + j*dilation - left`` (:func:`time_pads`); the pad steps (before step 0, from step
+    ``T`` on) take no part: ``y_i[c]`` is the first largest real tap, or the sum of the real taps
+    in tap order from 0 (in ``x``'s dtype) divided by ``k``, or by the number of real taps with
+    ``exclude`` (``count_include_pad=False``, ceil_mode's last window). Unpadded:
+    ``T_out = (T - P - 1) // stride + 1`` (0 when ``T <= P``), ``P = dilation (k - 1)``."""
     x = np.asarray(x)
-    k, dl = int(rec["kernel_size"]), int(rec.get("dilation", 1))
-    st = int(rec.get("stride", k))
-    P = dl * (k - 1)
-    T = x.shape[1]
-    n = (T - P - 1) // st + 1 if T > P else 0
-    i = np.arange(n) * st
-    taps = [x[:, i + j * dl] for j in range(k)]
-    kind = str(rec.get("kind", rec.get("op", ""))).lower()
-    if kind in ("max_pool1d", "max"):
-        y = taps[0]
-        for v in taps[1:]:
-            y = np.where(v > y, v, y)
+    _, _, _, _, excl = time_pads(rec)
+    k = int(rec["kernel_size"])
+    B, T = x.shape[:2]
+    pos, real = _time_taps(rec, T)
+    pos = np.where(real, pos, 0)
+    kind = str(rec.get("kind", "")).lower()
+    if str(rec.get("op", kind)).lower() in ("max_pool1d", "max"):
+        y = np.zeros((B, pos.shape[0]) + x.shape[2:], x.dtype)
+        have = np.zeros(pos.shape[0], bool)
+        for j in range(k):
+            v = x[:, pos[:, j]]
+            take = real[:, j] & ~have
+            y = np.where(take[None, :, None], v, y)                            # the first real tap
+            y = np.where((real[:, j] & have)[None, :, None] & (v > y), v, y)   # v > y ? v : y
+            have |= real[:, j]
         return y
-    acc = np.zeros_like(taps[0])
-    for v in taps:
-        acc = acc + v
-    return acc / x.dtype.type(k)
+    acc = np.zeros((B, pos.shape[0]) + x.shape[2:], x.dtype)
+    for j in range(k):
+        acc = np.where(real[None, :, j, None], acc + x[:, pos[:, j]], acc)
+    n = real.sum(axis=1) if excl else np.full(pos.shape[0], k)
+    return acc / n.astype(x.dtype)[None, :, None]
 
 
-def _strides(records: list) -> list:
-    """Each strided record's (P, stride, causal conv): P the steps before its first output."""
-    out = []
-    for r in records:
-        kind = str(r.get("kind", "")).lower()
-        if kind in ("max_pool1d", "avg_pool1d", "pool_time"):
-            k, dl = int(r["kernel_size"]), int(r.get("dilation", 1))
-            out.append((dl * (k - 1), int(r.get("stride", k)), False))
-        elif kind in ("conv1d", "conv_time") and int(r.get("stride", 1)) > 1:
-            out.append((0, int(r["stride"]), True))
-    return out
+_TIME_KINDS = ("max_pool1d", "avg_pool1d", "pool_time", "conv1d", "conv_time")
+
+
+def _time_records(records: list) -> list:
+    """The conv_time / pool_time records (the ones over time) of ``records``."""
+    return [r for r in records if str(r.get("kind", "")).lower() in _TIME_KINDS]
 
 
 def out_lengths(records: list, lengths: np.ndarray) -> np.ndarray:
     """The output steps per sequence of ``lengths`` input steps through ``records`` (docs/c-api.md,
-    "Steps without an output"): a pooling ``(L - P - 1) // stride + 1`` (0 for ``L <= P``), a
-    strided causal conv ``ceil(L / stride)``, every other record ``L``."""
+    "Steps without an output" and "Look-ahead"): each conv_time / pool_time record gives
+    :func:`time_out_steps` (a pooling ``(L - P - 1) // stride + 1``, 0 for ``L <= P``; a strided
+    causal conv ``ceil(L / stride)``; padded ones PyTorch's length), every other record ``L``."""
     n = np.asarray(lengths, np.int64)
-    for P, st, conv in _strides(records):
-        n = -(-n // st) if conv else np.where(n > P, (n - P - 1) // st + 1, 0)
+    for r in _time_records(records):
+        n = time_out_steps(r, n)
     return n
+
+
+def _padded(records: list) -> bool:
+    """Whether a conv_time / pool_time record of ``records`` is padded (not causal / unpadded)."""
+    for r in _time_records(records):
+        P, _, left, right, _ = time_pads(r)
+        conv = str(r.get("kind", "")).lower() in ("conv1d", "conv_time")
+        if (left, right) != ((P, 0) if conv else (0, 0)) or r.get("ceil_mode", False):
+            return True
+    return False
+
+
+def per_sequence(fn, records: list, x: np.ndarray, lengths) -> np.ndarray:
+    """``fn(records, x)`` on whole sequences ``x (B, T, F)`` of ``lengths`` steps: with a padded
+    record over time, each shorter sequence runs alone on its own steps (its right padding comes
+    after its last step, as ``rnc_run`` feeds it), the outputs past its :func:`out_lengths` zero;
+    the ``(B, T_out, F_out)`` of the whole batch (``T_out`` that of ``T`` steps)."""
+    y = fn(records, x)
+    if lengths is None or not _padded(records):
+        return y
+    lengths = np.asarray(lengths, np.int64)
+    n = out_lengths(records, lengths)
+    for b in range(x.shape[0]):
+        if lengths[b] < x.shape[1]:
+            y[b] = 0
+            if lengths[b] > 0 and n[b] > 0:
+                y[b, :n[b]] = fn(records, x[b:b + 1, :lengths[b]])[0]
+    return y
+
+
+class RecordStream:
+    """The streaming form of :func:`step_records` (docs/c-api.md, "Look-ahead"), as ``rnc_step`` and
+    ``rnc_flush`` run it: rows one step at a time through ``records`` (read_rnc's descriptions, as
+    :func:`step_records` takes them), for ``batch`` rows.
+
+    A conv_time / pool_time record keeps the padded steps it has read, starting with its ``left``
+    pad steps; output ``n`` reads padded steps ``n stride .. n stride + P`` and is given as soon as
+    the last of them arrives (so the first ``P - left`` steps give none, then one every ``stride``
+    steps); its window is computed as in the run (a conv: the ``k`` taps, pads zero, quantised as
+    one vector; a pooling: the real taps). :meth:`flush` feeds each record its ``right`` pad steps
+    in record order, their outputs through the records after it, then the windows start afresh.
+    ``step`` then ``flush`` give the rows of :func:`step_records` on the whole sequence, bit for bit
+    (tests/test_engine_q8_timepad.py).
+    """
+
+    def __init__(self, records: list, batch: int):
+        self.records, self.batch = list(records), int(batch)
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh sequence: every record over time holds its left pad steps only."""
+        self.buf: dict = {}
+        for i, r in enumerate(self.records):
+            if str(r.get("kind", "")).lower() in _TIME_KINDS:
+                conv = str(r.get("kind", "")).lower() in ("conv1d", "conv_time")
+                _, _, left, _, _ = time_pads(r, conv)
+                self.buf[i] = {"rows": [None] * left, "n": 0, "conv": conv}
+
+    def _window(self, i: int, rows: list) -> np.ndarray:
+        """Record ``i``'s output from the ``P + 1`` padded steps of its window (None: a pad step)."""
+        rec, conv = self.records[i], self.buf[i]["conv"]
+        ch = next(r.shape[1] for r in rows if r is not None)
+        x = np.stack([np.zeros((self.batch, ch), F32) if r is None else r for r in rows], axis=1)
+        if conv:
+            t = rec.get("tensors", rec)
+            full = {**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"],
+                    "stride": 1, "pad_left": 0, "pad_right": 0}
+            return conv_time_q8(full, x)[:, 0]
+        k, dl = int(rec["kernel_size"]), int(rec.get("dilation", 1))
+        taps = [x[:, j * dl] for j in range(k) if rows[j * dl] is not None]
+        if str(rec.get("op", rec.get("kind", ""))).lower() in ("max_pool1d", "max"):
+            y = taps[0]
+            for v in taps[1:]:
+                y = np.where(v > y, v, y)
+            return y
+        acc = np.zeros_like(taps[0])
+        for v in taps:
+            acc = acc + v
+        _, _, _, _, excl = time_pads(rec)
+        return acc / x.dtype.type(len(taps) if excl else k)
+
+    def _run(self, first: int, row) -> np.ndarray | None:
+        """``row`` (None: a pad step of record ``first``) through records ``first`` on."""
+        inputs: list = [None] * first
+        y = row
+        for i in range(first, len(self.records)):
+            rec = self.records[i]
+            inputs.append(y)
+            kind = str(rec["kind"]).lower()
+            if i in self.buf:
+                b = self.buf[i]
+                b["rows"].append(None if y is None else np.asarray(y, F32))
+                P, st, _, _, _ = time_pads(rec, b["conv"])
+                start = b["n"] * st
+                if start + P >= len(b["rows"]):
+                    return None
+                y = self._window(i, b["rows"][start:start + P + 1])
+                b["n"] += 1
+            elif kind == "residual":
+                y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+            else:
+                y = step_record(rec, y)
+        return y
+
+    def step(self, x: np.ndarray) -> np.ndarray | None:
+        """One step ``x (B, F)`` -> ``(B, F_out)``, or None when a record over time gives no output."""
+        return self._run(0, np.asarray(x, F32))
+
+    def flush(self) -> list:
+        """The end of the input: each record's ``right`` pad steps in record order; the outputs they
+        give (a list of ``(B, F_out)`` rows), then a fresh sequence."""
+        out = []
+        for i in sorted(self.buf):
+            _, _, _, right, _ = time_pads(self.records[i], self.buf[i]["conv"])
+            for _ in range(right):
+                y = self._run(i, None)
+                if y is not None:
+                    out.append(y)
+        self.reset()
+        return out
 
 
 def _seq_sum(v: np.ndarray) -> np.ndarray:
@@ -420,10 +602,14 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
     return pointwise(kind, x, rec.get("alpha", 0.0), rec.get("beta", 0.0))
 
 
-def step_records(records: list, x: np.ndarray) -> np.ndarray:
+def step_records(records: list, x: np.ndarray, lengths=None) -> np.ndarray:
     """Rows ``x (..., F)`` through ``records`` in order (leading axes kept); a conv_time or pooling
-    record needs whole sequences, ``x (B, T, F)`` (a step alone has no window: ``ValueError``), and a
-    pooling leaves ``T_out`` steps (:func:`pool_time_seq`)."""
+    record needs whole sequences, ``x (B, T, F)`` (a step alone has no window: ``ValueError``), and
+    leaves ``T_out`` steps (:func:`time_out_steps`). ``lengths (B,)``: each sequence's steps
+    (:func:`per_sequence`; the steps past a length must be zeros, as the quantised reference
+    gives them)."""
+    if lengths is not None:
+        return per_sequence(step_records, records, x, lengths)
     x = np.asarray(x, F32)
     lead = x.shape[:-1]
     y = x.reshape(-1, x.shape[-1])
@@ -435,7 +621,7 @@ def step_records(records: list, x: np.ndarray) -> np.ndarray:
             if len(lead) != 2:
                 raise ValueError("step_records: a pooling over time needs whole sequences (B, T, F), "
                                  f"got {x.shape}")
-            y = pool_time_seq(rec, y.reshape(*lead, -1))
+            y = pool_time_seq(rec, y.reshape(*lead, y.shape[-1]))
             lead = y.shape[:2]
             y = y.reshape(-1, y.shape[-1])
         elif kind == "residual":
@@ -449,18 +635,22 @@ def step_records(records: list, x: np.ndarray) -> np.ndarray:
                 raise ValueError("step_records: a conv_time kept in float32 has no bit-exact NumPy form "
                                  "(its product is the ISA's f32 GEMM row)")
             full = {**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"]}
-            y = conv_time_q8(full, y.reshape(*lead, -1)).reshape(-1, int(rec["out_channels"]))
+            y = conv_time_q8(full, y.reshape(*lead, y.shape[-1]))
+            lead = y.shape[:2]
+            y = y.reshape(-1, y.shape[-1])
         else:
             y = step_record(rec, y)
     return y.reshape(*lead, y.shape[-1])
 
 
-def float_step_records(records: list, x: np.ndarray) -> np.ndarray:
+def float_step_records(records: list, x: np.ndarray, lengths=None) -> np.ndarray:
     """The per-step records (``rc.nn`` layers' ``record()`` dicts, as a float
     :class:`~rnncore.spec.ModelSpec` holds them) in float64, on ``x (B, T, F)`` (or rows ``(B, F)``
     without conv1d): the float model the records describe, for calibration (rnncore.quant.calibrate
     measures the recurrent layers' and the head's inputs after them); a pooling or a strided conv1d
-    leaves fewer steps (:func:`out_lengths`)."""
+    leaves fewer steps (:func:`out_lengths`), a padded one more; ``lengths``: as :func:`step_records`."""
+    if lengths is not None:
+        return per_sequence(float_step_records, records, x, lengths)
     y = np.asarray(x, np.float64)
     lead = y.shape[:-1]
     y = y.reshape(-1, y.shape[-1])
@@ -476,20 +666,18 @@ def float_step_records(records: list, x: np.ndarray) -> np.ndarray:
                 raise ValueError(f"a conv1d record needs whole sequences (B, T, F), got {x.shape}")
             B, T = lead
             ci, co, k = int(rec["in_channels"]), int(rec["out_channels"]), int(rec["kernel_size"])
-            dl, g = int(rec.get("dilation", 1)), int(rec.get("groups", 1))
-            P = dl * (k - 1)
-            xp = np.concatenate([np.zeros((B, P, ci)), y.reshape(B, T, ci)], axis=1)
-            taps = np.stack([xp[:, j * dl:j * dl + T] for j in range(k)], axis=3)   # (B, T, C_in, k)
+            g = int(rec.get("groups", 1))
+            pos, real = _time_taps(rec, T, conv=True)                        # (T_out, k)
+            xz = np.concatenate([y.reshape(B, T, ci), np.zeros((B, 1, ci))], axis=1)
+            taps = xz[:, np.where(real, pos, T)].transpose(0, 1, 3, 2)       # (B, T_out, C_in, k)
             w = np.asarray(t["weight"], np.float64)
             cg, cog = ci // g, co // g
-            out = np.empty((B, T, co))
+            out = np.empty((B, pos.shape[0], co))
             for gi in range(g):
                 out[..., gi * cog:(gi + 1) * cog] = np.einsum(
                     "btck,ock->bto", taps[:, :, gi * cg:(gi + 1) * cg], w[gi * cog:(gi + 1) * cog])
             b = t.get("bias")
             out = out + (0 if b is None else np.asarray(b, np.float64))
-            st = int(rec.get("stride", 1))   # a strided causal conv: the outputs at t = 0, s, 2s, ...
-            out = out[:, ::st]
             lead = out.shape[:2]
             y = out.reshape(-1, co)
         elif kind in ("frame_conv1d", "frame_conv"):
@@ -514,7 +702,7 @@ def float_step_records(records: list, x: np.ndarray) -> np.ndarray:
         elif kind in ("max_pool1d", "avg_pool1d", "pool_time"):
             if len(lead) != 2:
                 raise ValueError(f"a pooling over time needs whole sequences (B, T, F), got {x.shape}")
-            y = pool_time_seq(rec, y.reshape(*lead, -1))
+            y = pool_time_seq(rec, y.reshape(*lead, y.shape[-1]))
             lead = y.shape[:2]
             y = y.reshape(-1, y.shape[-1])
         elif kind == "log_mel":

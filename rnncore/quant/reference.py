@@ -568,17 +568,18 @@ def _step_dir(model, layer, li, d, x, s, dtype):
     return (h2, c2) if c2 is not None else h2
 
 
-def _steps(model, place: str, x: np.ndarray, per_step_float: bool = False) -> np.ndarray:
+def _steps(model, place: str, x: np.ndarray, per_step_float: bool = False, lengths=None) -> np.ndarray:
     """A q8 model's per-step records at ``place`` ("front", "post", "post_pooled") on ``x``; a float
-    model's with ``per_step_float`` (in float64, cast to x's dtype), else none."""
+    model's with ``per_step_float`` (in float64, cast to x's dtype), else none. ``lengths``: whole
+    sequences ``x (B, T, F)`` of these lengths (rnncore.quant.front.per_sequence)."""
     records = getattr(model, place, None) if _is_q8(model) or per_step_float else None
     if not records:
         return x
     from rnncore.quant.front import float_step_records, step_records
 
     if not _is_q8(model):
-        return float_step_records(records, x).astype(x.dtype)
-    return step_records(records, x)
+        return float_step_records(records, x, lengths).astype(x.dtype)
+    return step_records(records, x, lengths)
 
 
 def _embed(model, x: np.ndarray, dt) -> np.ndarray:
@@ -660,7 +661,7 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
         from rnncore.quant.front import out_lengths
 
         valid = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
-        x = _steps(model, "front", np.where(valid, x, 0), per_step_float)
+        x = _steps(model, "front", np.where(valid, x, 0), per_step_float, lengths)
         lengths = out_lengths(model.front, lengths)   # a pooling or strided conv: its output steps
         steps = x.shape[1]
         x = np.where((np.arange(steps)[None, :] < lengths[:, None])[..., None], x, 0).astype(dt)

@@ -1,0 +1,311 @@
+"""Padded conv_time / pool_time records in q8 files (timepad tails; docs/q8-contract.md, "Per-step
+records in a q8 file"; docs/c-api.md, "Look-ahead").
+
+* The NumPy q8 spec (rnncore.quant.front) by hand: a padded window's taps quantised as one vector
+  with its pad steps as code 0 and the scale of its real taps; a max that ignores pad steps (all
+  inputs negative: a counted zero would win), averages with and without the pad steps counted.
+* The spec's output lengths are PyTorch's (Conv1d / MaxPool1d / AvgPool1d, ceil_mode), its float
+  pooling equals PyTorch's, its streaming form (RecordStream: look-ahead, flush) gives the bits of
+  its whole-sequence form.
+* The engine: bit for bit the spec (the cells' C activations swapped in) on every ISA path of
+  this CPU, with lengths (each sequence padded after its own last step); the stream's ``None``
+  steps are the spec stream's, steps + flush = run, a state saved mid-sequence (during the
+  look-ahead and after) resumes with the same bits, pickled too.
+* Against PyTorch (an independent float model with the same weights): q8 within the q8 error class
+  (a few % of the largest output, as the causal q8 conv_time), the output lengths PyTorch's.
+The ONNX import of a padded Conv compiled q8: tests/test_onnx_time_layers.py; the C vector
+``lstm_q8_timepad_last`` (csrc/tests/gen_vectors.py) runs on every kernel path and under qemu
+(tests/test_arm_qemu.py).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import pickle
+import sys
+
+import numpy as np
+import pytest
+
+import rnncore as rc
+from rnncore.io.rnc import read_rnc
+from rnncore.quant import front
+from rnncore.quant.reference import qmodel_from_rnc
+from rnncore.quant.scheme import quantize_weights
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
+import gen_vectors  # noqa: E402
+
+torch = pytest.importorskip("torch")
+nn = rc.nn
+ISAS = rc.isa()["available"]
+F32 = np.float32
+
+
+def _x(shape, seed=0, scale=1.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(F32)
+
+
+def model(seed=0, cell=nn.GRU):
+    """Conv1d(k5, 'same', groups 2) > ReLU > MaxPool1d(3, 2, padding 1) > Conv1d(k3, dilation 2,
+    padding (2, 1)) > HardSigmoid > AvgPool1d(3, 1, padding 1, count_include_pad=False) >
+    AvgPool1d(2, ceil_mode) > cell > Linear: activations whose float32 form is exact in NumPy."""
+    return nn.Sequential(
+        nn.Conv1d(6, 8, 5, padding="same", groups=2, seed=seed),
+        nn.ReLU(),
+        nn.MaxPool1d(3, channels=8, stride=2, padding=1),
+        nn.Conv1d(8, 6, 3, dilation=2, padding=(2, 1), seed=seed + 1),
+        nn.HardSigmoid(),
+        nn.AvgPool1d(3, channels=6, stride=1, padding=1, count_include_pad=False),
+        nn.AvgPool1d(2, channels=6, ceil_mode=True),
+        cell(6, 9, seed=seed + 2),
+        nn.Linear(9, 3, seed=seed + 3),
+    )
+
+
+LOOKAHEAD = 2 + 1 + 2 * 2 + 1 * 2 + 1 * 2   # sum of (P - left) x the strides before each record
+
+
+# ---- the spec by hand --------------------------------------------------------------------------
+
+def test_padded_conv_window_by_hand():
+    """Output 0 of Conv1d(k3, padding (2, 1)) reads two pad steps and x_0, the last output x_{T-2},
+    x_{T-1} and a pad step: one vector each (pads code 0, scale from the real taps)."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((4, 2, 3)).astype(F32)   # C_in 2, C_out 4
+    wq, s = quantize_weights(w.reshape(4, 6))
+    b = rng.standard_normal(4).astype(F32)
+    x = rng.standard_normal((1, 5, 2)).astype(F32)
+    rec = {"kind": "conv_time", "in_channels": 2, "out_channels": 4, "kernel_size": 3,
+           "pad_left": 2, "pad_right": 1, "qweight": wq.reshape(4, 2, 3), "scale": s, "bias": b}
+    y = front.conv_time_q8(rec, x)
+    assert y.shape == (1, 5 + 2 + 1 - 2, 4)            # PyTorch: T + left + right - (k - 1)
+    for n, taps in ((0, [None, None, 0]), (5, [3, 4, None])):
+        v = np.array([[0.0 if t is None else x[0, t, c] for t in taps] for c in range(2)], F32).reshape(-1)
+        m = np.abs(v).max()
+        q = np.rint(v * (F32(127) / m)).astype(np.int64)
+        assert np.all(q[[i for i, t in enumerate(taps * 2) if t is None]] == 0)
+        sx = F32(m / F32(127))
+        for o in range(4):
+            acc = int((wq[o].astype(np.int64) * q).sum())
+            assert y[0, n, o] == F32(F32(acc) * F32(sx * s[o]) + b[o])
+    # the float model it approximates: PyTorch's Conv1d with the padding
+    xp = np.concatenate([np.zeros((1, 2, 2), F32), x, np.zeros((1, 1, 2), F32)], 1)
+    with torch.no_grad():
+        want = torch.nn.functional.conv1d(torch.from_numpy(xp).transpose(1, 2), torch.from_numpy(w),
+                                          torch.from_numpy(b)).transpose(1, 2).numpy()
+    np.testing.assert_allclose(y, want, rtol=0, atol=0.05)
+
+
+def test_padded_pooling_by_hand():
+    x = -np.arange(1, 6, dtype=F32)[None, :, None] - 0.5       # all negative: -1.5 .. -5.5
+    mx = {"kind": "pool_time", "op": "max_pool1d", "kernel_size": 3, "stride": 2, "pad_left": 1,
+          "pad_right": 1}
+    np.testing.assert_array_equal(front.pool_time_seq(mx, x)[0, :, 0], [-1.5, -2.5, -4.5])   # not 0
+    av = {"kind": "pool_time", "op": "avg_pool1d", "kernel_size": 3, "stride": 1, "pad_left": 1,
+          "pad_right": 1, "count_include_pad": True}
+    y = front.pool_time_seq(av, x)[0, :, 0]
+    assert y[0] == F32(F32(-1.5) + F32(-2.5)) / F32(3) and y[-1] == F32(F32(-4.5) + F32(-5.5)) / F32(3)
+    y = front.pool_time_seq({**av, "count_include_pad": False}, x)[0, :, 0]
+    assert y[0] == F32(-2.0) and y[2] == F32(F32(F32(-2.5) + F32(-3.5)) + F32(-4.5)) / F32(3)
+
+
+# ---- the spec against PyTorch, and its two forms -------------------------------------------------
+
+POOLS = [
+    dict(kind="max_pool1d", kernel_size=3, stride=2, padding=1),
+    dict(kind="max_pool1d", kernel_size=4, stride=1, padding=2, dilation=1),
+    dict(kind="max_pool1d", kernel_size=3, stride=2, padding=1, dilation=2),
+    dict(kind="avg_pool1d", kernel_size=3, stride=1, padding=1, count_include_pad=True),
+    dict(kind="avg_pool1d", kernel_size=5, stride=2, padding=2, count_include_pad=False),
+    dict(kind="avg_pool1d", kernel_size=3, stride=2, padding=0, ceil_mode=True),
+    dict(kind="max_pool1d", kernel_size=2, stride=2, padding=0, ceil_mode=True),
+]
+
+
+@pytest.mark.parametrize("cfg", POOLS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_pooling_spec_equals_pytorch(cfg):
+    kind, p = cfg["kind"], cfg["padding"]
+    rec = {"kind": kind, "kernel_size": cfg["kernel_size"], "stride": cfg["stride"],
+           "dilation": cfg.get("dilation", 1), "pad_left": p, "pad_right": p,
+           "count_include_pad": cfg.get("count_include_pad", True), "ceil_mode": cfg.get("ceil_mode", False)}
+    for T in (1, 2, 5, 8, 13):
+        x = _x((2, T, 3), seed=T)
+        with torch.no_grad():
+            xt = torch.from_numpy(x).transpose(1, 2)
+            if kind == "max_pool1d":
+                if T + 2 * p < cfg.get("dilation", 1) * (cfg["kernel_size"] - 1) + 1:
+                    continue
+                want = torch.nn.functional.max_pool1d(xt, cfg["kernel_size"], cfg["stride"], p,
+                                                      cfg.get("dilation", 1), cfg.get("ceil_mode", False))
+            else:
+                if T + 2 * p < cfg["kernel_size"]:
+                    continue
+                want = torch.nn.functional.avg_pool1d(xt, cfg["kernel_size"], cfg["stride"], p,
+                                                      cfg.get("ceil_mode", False),
+                                                      cfg.get("count_include_pad", True))
+        want = want.transpose(1, 2).numpy()
+        got = front.pool_time_seq(rec, x)
+        assert got.shape == want.shape and front.time_out_steps(rec, T) == want.shape[1], (T, got.shape)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("k,dl,pl,pr", [(3, 1, 1, 1), (5, 1, 2, 2), (4, 1, 1, 2), (3, 2, 2, 1), (3, 1, 0, 0),
+                                        (3, 1, 2, 2), (2, 3, 0, 3)])
+def test_conv_spec_length_and_values_equal_pytorch(k, dl, pl, pr):
+    rng = np.random.default_rng(k * 10 + dl)
+    w = rng.standard_normal((4, 3, k)).astype(F32)
+    wq, s = quantize_weights(w.reshape(4, -1))
+    b = rng.standard_normal(4).astype(F32)
+    rec = {"kind": "conv_time", "in_channels": 3, "out_channels": 4, "kernel_size": k, "dilation": dl,
+           "pad_left": pl, "pad_right": pr, "qweight": wq.reshape(w.shape), "scale": s, "bias": b}
+    for T in (dl * (k - 1) + 1, 7, 16):
+        x = _x((2, T, 3), seed=T)
+        with torch.no_grad():
+            xp = torch.nn.functional.pad(torch.from_numpy(x).transpose(1, 2), (pl, pr))
+            want = torch.nn.functional.conv1d(xp, torch.from_numpy(w), torch.from_numpy(b),
+                                              dilation=dl).transpose(1, 2).numpy()
+        got = front.conv_time_q8(rec, x)
+        assert got.shape == want.shape and front.time_out_steps(rec, T) == want.shape[1]
+        err = np.abs(got - want).max()
+        assert err < 0.03 * np.abs(want).max(), err
+
+
+def test_spec_stream_and_flush_give_the_bits_of_the_spec_run():
+    d = read_rnc(rc.compile(model(seed=3), precision="q8").data)
+    for T in (1, 4, 11, 26):
+        X = _x((2, T, 6), seed=T)
+        run = front.step_records(d["front"], X)
+        assert run.shape[1] == front.out_lengths(d["front"], [T])[0]
+        st = front.RecordStream(d["front"], 2)
+        outs = [st.step(X[:, t]) for t in range(T)]
+        rows = [o for o in outs if o is not None] + st.flush()
+        assert all(o is None for o in outs[:LOOKAHEAD])
+        got = np.stack(rows, 1) if rows else np.zeros((2, 0, 6), F32)
+        np.testing.assert_array_equal(got, run)
+        outs2 = [st.step(X[:, t]) for t in range(T)]   # after the flush: a fresh sequence
+        assert [o is None for o in outs2] == [o is None for o in outs]
+
+
+# ---- the engine ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
+def test_engine_equals_the_numpy_q8_spec_bit_for_bit_on_every_isa(cell):
+    e = rc.compile(model(seed=5, cell=cell), precision="q8")
+    d = read_rnc(e.data)
+    kinds = [r["kind"] for r in d["front"]]
+    assert kinds == ["conv1d", "relu", "max_pool1d", "conv1d", "hard_sigmoid", "avg_pool1d", "avg_pool1d"]
+    assert all(r["tensors"]["qweight"].dtype == np.int8 for r in d["front"] if r["kind"] == "conv1d")
+    X = _x((4, 29, 6), seed=6, scale=1.5)
+    lengths = np.array([29, 17, 4, 1])
+    ref, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, lengths)
+    n = front.out_lengths(d["front"], lengths)
+    assert ref.shape[1] == n[0] and np.all(ref[1, n[1]:] == 0) and np.abs(ref[1, :n[1]]).min() > 0
+    for isa in ISAS:
+        e.set_isa(isa)
+        np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
+    # each shorter sequence as if alone: its own run (its right padding after its last step)
+    alone, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X[2:3, :4], None)
+    np.testing.assert_array_equal(ref[2:3, :n[2]], alone)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_stream_steps_and_flush_give_the_run_and_a_saved_state_resumes(isa):
+    e = rc.compile(model(seed=7, cell=nn.LSTM), precision="q8")
+    e.set_isa(isa)
+    d = read_rnc(e.data)
+    T = 23
+    X = _x((2, T, 6), seed=8)
+    whole = e.run(X)
+    spec = front.RecordStream(d["front"], 2)
+    none = [spec.step(X[:, t]) is None for t in range(T)]
+    s = e.stream(2)
+    assert s.lookahead == LOOKAHEAD
+    saved, outs = {}, []
+    for t in range(T):
+        if t in (3, 15):   # during the look-ahead and after it
+            saved[t] = (s.state, len([o for o in outs if o is not None]))
+        outs.append(s.step(X[:, t].copy()))
+    assert [o is None for o in outs] == none
+    body = [o for o in outs if o is not None]
+    got = np.concatenate([np.stack(body, 1), s.flush()], 1)
+    np.testing.assert_array_equal(got, whole)
+    for t, (state, k) in saved.items():
+        for r in (s, pickle.loads(pickle.dumps(s))):
+            r.state = state
+            again = [r.step(X[:, u].copy()) for u in range(t, T)]
+            again = [o for o in again if o is not None]
+            tail = r.flush()
+            rest = np.concatenate([np.stack(again, 1), tail], 1) if again else tail
+            np.testing.assert_array_equal(rest, whole[:, k:], err_msg=f"restored at step {t}")
+
+
+def _torch_model(m):
+    """The same model in PyTorch (its own layers, the weights copied)."""
+    L = [m[i] for i in range(9)]
+    convs = []
+    for c, pad in ((L[0], "same"), (L[3], None)):
+        tc = torch.nn.Conv1d(c.in_channels, c.out_channels, c.kernel_size, dilation=c.dilation,
+                             groups=c.groups, padding=pad if pad else 0)
+        with torch.no_grad():
+            tc.weight.copy_(torch.from_numpy(np.asarray(c.params["weight"], F32)))
+            tc.bias.copy_(torch.from_numpy(np.asarray(c.params["bias"], F32)))
+        convs.append(tc)
+    rnn = (torch.nn.LSTM if isinstance(L[7], nn.LSTM) else torch.nn.GRU)(6, 9, batch_first=True)
+    rnn.load_state_dict({k: torch.from_numpy(np.asarray(v, F32)) for k, v in L[7].state_dict().items()})
+    lin = torch.nn.Linear(9, 3)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(np.asarray(L[8].params["weight"], F32)))
+        lin.bias.copy_(torch.from_numpy(np.asarray(L[8].params["bias"], F32)))
+
+    def run(X):
+        with torch.no_grad():
+            u = torch.from_numpy(X).transpose(1, 2)
+            u = torch.relu(convs[0](u))
+            u = torch.nn.functional.max_pool1d(u, 3, 2, 1)
+            u = torch.nn.functional.pad(u, (2, 1))
+            u = torch.nn.functional.hardsigmoid(convs[1](u))
+            u = torch.nn.functional.avg_pool1d(u, 3, 1, 1, count_include_pad=False)
+            u = torch.nn.functional.avg_pool1d(u, 2, 2, 0, ceil_mode=True)
+            h, _ = rnn(u.transpose(1, 2))
+            return lin(h).numpy()
+    return run
+
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
+def test_q8_is_close_to_pytorch_with_its_output_lengths(cell):
+    m = model(seed=9, cell=cell)
+    ref = _torch_model(m)
+    e8, e32 = rc.compile(m, precision="q8"), rc.compile(m)
+    for T in (9, 30, 41):
+        X = _x((3, T, 6), seed=T)
+        want = ref(X)
+        y32, y8 = e32.run(X), e8.run(X)
+        assert y8.shape == y32.shape == want.shape, (T, y8.shape, want.shape)
+        np.testing.assert_allclose(y32, want, rtol=0, atol=1e-5)   # the f32 file: PyTorch's model
+        err = np.abs(y8 - want).max()
+        assert 0 < err < 0.02 * np.abs(want).max(), err   # measured 0.25-0.55 % (causal q8 conv: 0.8 %)
+
+
+def test_the_padded_q8_file_reads_back_its_pads_and_writes_the_same_bytes():
+    from rnncore.io.rnc import write_rnc
+
+    e = rc.compile(model(seed=2), precision="q8")
+    d = read_rnc(e.data)
+    assert write_rnc(d) == e.data
+    assert [(r.get("pad_left"), r.get("pad_right")) for r in d["front"] if "pad_left" in r] == \
+        [(2, 2), (1, 1), (2, 1), (1, 1), (0, 1)]
+
+
+def test_export_c_of_a_padded_q8_model_flushes_at_the_end_of_its_input(tmp_path):
+    """The program ``rnncore export-c`` writes (built and run on this host): its steps and flush,
+    and its run, give the engine's q8 outputs."""
+    from export_c_run import exported_outputs
+
+    e = rc.compile(model(seed=12, cell=nn.LSTM), precision="q8")
+    X = _x((27, 6), seed=13)
+    want = e.run(X[None])[0]
+    assert want.shape == (7, 3)
+    out = exported_outputs(tmp_path, e.data, X, "q8pad")
+    np.testing.assert_array_equal(out["step"], want)
+    np.testing.assert_allclose(out["run"], want, rtol=0, atol=1e-6)
