@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from export_c_run import exported_outputs
 from rnc_mutations import fix_crc
+from stream_drive import drive, stream_all
 
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc, write_rnc
@@ -56,16 +57,6 @@ def _torch_out(front, tg, X):
         return tg(u)[0].numpy()
 
 
-def _stream_all(eng, X):
-    """Every step of X through a fresh stream, then flush: (outputs (B, n, O), the step's None flags)."""
-    st = eng.stream(batch=X.shape[0])
-    outs = [st.step(X[:, t]) for t in range(X.shape[1])]
-    tail = st.flush()
-    got = [o for o in outs if o is not None]
-    body = np.stack(got, 1) if got else np.zeros((X.shape[0], 0, tail.shape[2]), np.float32)
-    return np.concatenate([body, tail], 1), [o is None for o in outs], st
-
-
 # (rc layer, torch layer, P - left: the steps before the first output)
 CONVS = {
     "k3 padding 1": (dict(k=3, padding=1), 1),
@@ -91,7 +82,7 @@ def test_padded_conv1d_matches_pytorch_and_stream_plus_flush_is_run(name):
         Y = eng.run(X)
         assert Y.shape == want.shape   # PyTorch's T_out
         np.testing.assert_allclose(Y, want, rtol=0, atol=2e-6)
-        got, none, st = _stream_all(eng, X)
+        got, none, st = stream_all(eng, X)
         np.testing.assert_array_equal(got, Y)
         stride = kw.get("stride", 1)
         assert none[:wait] == [True] * wait and not none[wait]
@@ -133,7 +124,7 @@ def test_padded_pooling_matches_pytorch_and_stream_plus_flush_is_run(name):
         Y = eng.run(X)
         assert Y.shape == want.shape
         np.testing.assert_allclose(Y, want, rtol=0, atol=2e-6)
-        got, _, _ = _stream_all(eng, X)
+        got, _, _ = stream_all(eng, X)
         np.testing.assert_array_equal(got, Y)
 
 
@@ -163,7 +154,7 @@ def test_chained_padded_layers_match_numpy_and_report_their_lookahead():
     # look-ahead in input steps: 2 (conv k5 same) + 1 (max, k3 pad 1) + 1 x 2 (conv) + 1 x 4 (avg)
     assert st.lookahead == 2 + 1 + 2 + 4
     assert st.out_steps(37) == 10
-    got, none, _ = _stream_all(eng, X)
+    got, none, _ = stream_all(eng, X)
     np.testing.assert_array_equal(got, Y)
     assert none.index(False) == 9   # the first output comes when its look-ahead is in
 
@@ -191,7 +182,7 @@ def test_random_stream_cuts_save_restore_and_pickle_keep_the_bits():
     for _ in range(4):
         cut = int(rng.integers(0, 41))
         st = eng.stream(2)
-        first = [st.step(X[:, t]) for t in range(cut)]
+        first, _ = drive(st, X, 0, cut)
         saved = st.state
         assert set(saved) == {"recurrent", "windows", "countdowns", "real_steps"}
         assert saved["real_steps"].shape == (2, 2)   # the two padded poolings
@@ -200,8 +191,8 @@ def test_random_stream_cuts_save_restore_and_pickle_keep_the_bits():
         other.state = saved
         outs = []
         for s in (st, clone, other):
-            rest = [s.step(X[:, t]) for t in range(cut, 41)]
-            body = np.stack([o for o in first + rest if o is not None], 1)
+            rest, _ = drive(s, X, cut)
+            body = np.stack(first + rest, 1)
             outs.append(np.concatenate([body, s.flush()], 1))
         for o in outs:
             np.testing.assert_array_equal(o, Y)
@@ -209,8 +200,8 @@ def test_random_stream_cuts_save_restore_and_pickle_keep_the_bits():
     st = eng.stream(2)
     for _ in range(2):
         rec = st.state["recurrent"]
-        outs = [st.step(X[:, t]) for t in range(41)]
-        got = np.concatenate([np.stack([o for o in outs if o is not None], 1), st.flush()], 1)
+        got, _ = drive(st, X)
+        got = np.concatenate([np.stack(got, 1), st.flush()], 1)
         fresh = eng.stream(2)
         fresh.state = rec   # the recurrent state alone: windows and counters afresh
         want = fresh.run(X)
@@ -335,7 +326,7 @@ def test_torch_fx_import_of_padded_conv_and_pooling_matches_torch_run_and_stream
     assert want.shape == (2, 16, 2)
     eng = rc.compile(rc.io.from_torch(tm))
     np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5)
-    got, _, _ = _stream_all(eng, X)
+    got, _, _ = stream_all(eng, X)
     np.testing.assert_array_equal(got, eng.run(X))
 
 
@@ -363,7 +354,7 @@ def test_keras_same_padding_matches_keras_run_and_stream(tmp_path):
         assert want.shape == (2, -(-T // 2), 2)
         Y = eng.run(X)
         np.testing.assert_allclose(Y, want, rtol=0, atol=1e-5)
-        got, _, _ = _stream_all(eng, X)
+        got, _, _ = stream_all(eng, X)
         np.testing.assert_array_equal(got, Y)
 
 
@@ -411,7 +402,7 @@ def test_every_isa_path_streams_and_flushes_with_the_bits_of_its_run(isa):
     X = _x((2, 25, 5), seed=15)
     Y = eng.run(X)
     np.testing.assert_allclose(Y, m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
-    got, _, _ = _stream_all(eng, X)
+    got, _, _ = stream_all(eng, X)
     np.testing.assert_array_equal(got, Y)
 
 

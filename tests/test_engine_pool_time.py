@@ -17,6 +17,7 @@ import re
 import numpy as np
 import pytest
 from rnc_mutations import edit_first_record
+from stream_drive import drive
 
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc, write_rnc
@@ -84,8 +85,7 @@ def test_pooling_then_gru_matches_pytorch_and_the_stream_gives_the_same_bits(nam
     np.testing.assert_allclose(Y, want, rtol=0, atol=2e-6)
     np.testing.assert_allclose(Y, model.forward(X), rtol=0, atol=2e-6)
     st = eng.stream(batch=3)
-    outs = [st.step(X[:, t]) for t in range(17)]
-    got = [o for o in outs if o is not None]
+    got, _ = drive(st, X)
     assert len(got) == want.shape[1]
     np.testing.assert_array_equal(np.stack(got, 1), Y)
 
@@ -104,10 +104,10 @@ def test_strided_causal_conv_matches_pytorch_after_the_left_pad(stride, k, dilat
     Y = eng.run(X)
     np.testing.assert_allclose(Y, want, rtol=0, atol=2e-6)
     st = eng.stream(batch=2)
-    outs = [st.step(X[:, t]) for t in range(15)]
+    got, none = drive(st, X)
     # outputs at t = 0, s, 2s, ... (the first step already has one)
-    assert [t for t, o in enumerate(outs) if o is not None] == list(range(0, 15, stride))
-    np.testing.assert_array_equal(np.stack([o for o in outs if o is not None], 1), Y)
+    assert [t for t, n in enumerate(none) if not n] == list(range(0, 15, stride))
+    np.testing.assert_array_equal(np.stack(got, 1), Y)
 
 
 def kws_strided(seed=0, cell=nn.GRU):
@@ -143,7 +143,7 @@ def test_chained_strided_layers_match_numpy_in_chunks_of_any_length():
             prev = int(c)
         np.testing.assert_array_equal(np.concatenate(parts, 1), Y)
     st = eng.stream(batch=2)
-    got = [o for o in (st.step(X[:, t]) for t in range(41)) if o is not None]
+    got, _ = drive(st, X)
     np.testing.assert_array_equal(np.stack(got, 1), Y)
 
 
@@ -191,22 +191,22 @@ def test_the_countdowns_are_part_of_the_state_save_restore_reset_pickle():
     X = _x((2, 30, 5), seed=8)
     Y = eng.run(X)
     st = eng.stream(batch=2)
-    got = [st.step(X[:, t]) for t in range(7)]
+    got, _ = drive(st, X, 0, 7)
     saved = st.state
     assert set(saved) == {"recurrent", "windows", "countdowns"}
     assert saved["countdowns"].shape == (2, 3) and saved["countdowns"].dtype == np.int64
     assert [w.shape for w in saved["windows"]] == [(2, 2, 5), (2, 2, 6), (2, 1, 6)]
-    got += [st.step(X[:, t]) for t in range(7, 30)]
-    np.testing.assert_array_equal(np.stack([o for o in got if o is not None], 1), Y)
+    got += drive(st, X, 7)[0]
+    np.testing.assert_array_equal(np.stack(got, 1), Y)
     st.state = saved
-    rest = [o for o in (st.step(X[:, t]) for t in range(7, 30)) if o is not None]
+    rest, _ = drive(st, X, 7)
     np.testing.assert_array_equal(np.stack(rest, 1), Y[:, -len(rest):])
     s3 = eng.stream(batch=2)
     for t in range(11):
         s3.step(X[:, t])
     s4 = pickle.loads(pickle.dumps(s3))
-    a = [o for o in (s3.step(X[:, t]) for t in range(11, 30)) if o is not None]
-    b = [o for o in (s4.step(X[:, t]) for t in range(11, 30)) if o is not None]
+    a, _ = drive(s3, X, 11)
+    b, _ = drive(s4, X, 11)
     np.testing.assert_array_equal(np.stack(a), np.stack(b))
     # the recurrent form alone starts the windows and countdowns afresh, as reset()
     st.state = saved["recurrent"]
@@ -335,7 +335,7 @@ def test_torch_fx_import_of_strided_conv_and_pooling_matches_torch_run_and_strea
     assert eng.describe() == "conv_time > pointwise > pool_time > pool_time > gru(7) > linear(7->2)"
     np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5)
     st = eng.stream(2)
-    got = [o for o in (st.step(X[:, t]) for t in range(40)) if o is not None]
+    got, _ = drive(st, X)
     np.testing.assert_allclose(np.stack(got, 1), want, rtol=0, atol=1e-5)
 
 
@@ -362,7 +362,7 @@ def test_keras_strided_causal_conv1d_and_poolings_match_keras_run_and_stream(tmp
     assert eng.describe() == "conv_time > pointwise > pool_time > pool_time > gru(7) > linear(7->2)"
     np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5)
     st = eng.stream(2)
-    got = [o for o in (st.step(X[:, t]) for t in range(40)) if o is not None]
+    got, _ = drive(st, X)
     np.testing.assert_allclose(np.stack(got, 1), want, rtol=0, atol=1e-5)
 
 
@@ -411,7 +411,7 @@ def test_every_isa_path_steps_with_the_bits_of_its_run(isa):
     Y = eng.run(X)
     np.testing.assert_allclose(Y, m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
     st = eng.stream(2)
-    got = [o for o in (st.step(X[:, t]) for t in range(25)) if o is not None]
+    got, _ = drive(st, X)
     np.testing.assert_array_equal(np.stack(got, 1), Y)
 
 

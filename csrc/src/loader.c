@@ -1044,6 +1044,44 @@ static void timepad_set(rnc_model *m, rnc_front_op *F, uint64_t left, uint64_t r
     m->flush += (size_t)right;
 }
 
+/* A field that every record over time (conv_time, pool_time) has: its name, checked at compile
+ * time to be a field of each */
+#define TIME_FIELD(f) ((void)RNC_AT_rec_conv_time_##f, (void)RNC_AT_rec_pool_time_##f, #f)
+
+/* A record over time's window fields: kernel_size, stride and dilation each in 1..RNC_FILE_MAX_KERNEL. */
+static rnc_status check_time_fields(const rnc_ctx *c, uint64_t k, uint64_t st, uint64_t dl)
+{
+    if (k == 0 || k > RNC_FILE_MAX_KERNEL)
+        return fail(c, TIME_FIELD(kernel_size), MSG_RANGE, k, 1, RNC_FILE_MAX_KERNEL, NULL);
+    if (st == 0 || st > RNC_FILE_MAX_KERNEL)
+        return fail(c, TIME_FIELD(stride), MSG_RANGE, st, 1, RNC_FILE_MAX_KERNEL, NULL);
+    if (dl == 0 || dl > RNC_FILE_MAX_KERNEL)
+        return fail(c, TIME_FIELD(dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
+    return RNC_OK;
+}
+
+/* A record over time's padding and window of P = dilation*(kernel_size-1) steps of ch channels:
+ * its timepad tail tp (load_timepad), or none: left P when causal (conv_time), else 0, right 0;
+ * the counters kept after the window: *ph a countdown (1) when strided (st) or when the first
+ * P - left steps give no output, *nc the two counters of real and pad steps (2) when counters (a
+ * pool_time's) and padded, or when padded beyond its reach (left + right > P: its pad steps alone
+ * would give outputs, so a flush feeds them only after a real input, model.c rnc_flush); the
+ * window and its counters fit RNC_FILE_MAX_WINDOW, alone and after the model's other windows. */
+static rnc_status load_time_window(rnc_ctx *c, const rnc_model *m, const unsigned char *tp, uint64_t P, uint64_t ch,
+                                   uint64_t st, int causal, int avg, int counters, uint64_t *left, uint64_t *right,
+                                   uint64_t *excl, uint64_t *ph, uint64_t *nc)
+{
+    *left = causal ? P : 0;
+    *right = *excl = 0;
+    if (tp) TRY(load_timepad(c, tp, P, avg, left, right, excl));
+    *ph = st > 1 || *left < P;
+    *nc = (counters && tp && (*left || *right)) || *left + *right > P ? 2 : 0;
+    const uint64_t n = P * ch + *ph + *nc;
+    if (n > RNC_FILE_MAX_WINDOW || m->win_floats + n > RNC_FILE_MAX_WINDOW)
+        return fail(c, TIME_FIELD(kernel_size), MSG_CONV_WINDOW_SIZE, P, ch, RNC_FILE_MAX_WINDOW, NULL);
+    return RNC_OK;
+}
+
 static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, uint32_t size)
 {
     const uint32_t kind = rnc_rec_kind(r);
@@ -1116,25 +1154,12 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         if (ci != c->feat) return fail(c, FIELD(rec_conv_time, in_channels), MSG_EXPECT, ci, c->feat, 0, NULL);
         if (co == 0 || co > RNC_MAX_FEATURES)
             return fail(c, FIELD(rec_conv_time, out_channels), MSG_RANGE, co, 1, RNC_MAX_FEATURES, NULL);
-        if (k == 0 || k > RNC_FILE_MAX_KERNEL)
-            return fail(c, FIELD(rec_conv_time, kernel_size), MSG_RANGE, k, 1, RNC_FILE_MAX_KERNEL, NULL);
-        if (st == 0 || st > RNC_FILE_MAX_KERNEL)
-            return fail(c, FIELD(rec_conv_time, stride), MSG_RANGE, st, 1, RNC_FILE_MAX_KERNEL, NULL);
-        if (dl == 0 || dl > RNC_FILE_MAX_KERNEL)
-            return fail(c, FIELD(rec_conv_time, dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
+        TRY(check_time_fields(c, k, st, dl));
         if (g == 0 || ci % g || co % g)
             return fail(c, FIELD(rec_conv_time, groups), MSG_CONV_GROUPS, g, ci, co, NULL);
         const uint64_t P = dl * (k - 1), cg = ci / g, cog = co / g;
-        uint64_t ph;
-        uint64_t tl = P, tr = 0;
-        if (tp) TRY(load_timepad(c, tp, P, 0, &tl, &tr, NULL));
-        ph = st > 1 || tl < P; /* a countdown: strided, or the first P - left steps give no output */
-        /* padded beyond its reach (left + right > P: its pad steps alone would give outputs): the
-         * two counters of a padded pool_time after the countdown, so that a flush feeds its pad steps
-         * only after a real input (model.c, rnc_flush) */
-        const uint64_t nc = tl + tr > P ? 2 : 0;
-        if (P * ci + ph + nc > RNC_FILE_MAX_WINDOW || m->win_floats + P * ci + ph + nc > RNC_FILE_MAX_WINDOW)
-            return fail(c, FIELD(rec_conv_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ci, RNC_FILE_MAX_WINDOW, NULL);
+        uint64_t tl, tr, excl, ph, nc; /* ph: a countdown, strided or the first P - left steps without an output */
+        TRY(load_time_window(c, m, tp, P, ci, st, 1, 0, 0, &tl, &tr, &excl, &ph, &nc));
         const void *p;
         const unsigned char *sref = q8 ? rnc_fconvq8_scale(r + RNC_SIZE_rec_conv_time) : NULL;
         if (sref && (rnc_ref_offset(sref) || rnc_ref_nbytes(sref))) { /* int8 weights, row scales */
@@ -1180,21 +1205,13 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const uint64_t st = rnc_rec_pool_time_stride(r), dl = rnc_rec_pool_time_dilation(r);
         const uint64_t op = rnc_rec_pool_time_op(r);
         if (ch != c->feat) return fail(c, FIELD(rec_pool_time, channels), MSG_EXPECT, ch, c->feat, 0, NULL);
-        if (k == 0 || k > RNC_FILE_MAX_KERNEL)
-            return fail(c, FIELD(rec_pool_time, kernel_size), MSG_RANGE, k, 1, RNC_FILE_MAX_KERNEL, NULL);
-        if (st == 0 || st > RNC_FILE_MAX_KERNEL)
-            return fail(c, FIELD(rec_pool_time, stride), MSG_RANGE, st, 1, RNC_FILE_MAX_KERNEL, NULL);
-        if (dl == 0 || dl > RNC_FILE_MAX_KERNEL)
-            return fail(c, FIELD(rec_pool_time, dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
+        TRY(check_time_fields(c, k, st, dl));
         if (op >= RNC_FILE_POOL_OPS)
             return fail(c, FIELD(rec_pool_time, op), MSG_RANGE, op, 0, RNC_FILE_POOL_OPS - 1, NULL);
         const uint64_t P = dl * (k - 1);
-        uint64_t tl = 0, tr = 0, excl = 0;
-        if (tp) TRY(load_timepad(c, tp, P, op == RNC_POOL_AVG, &tl, &tr, &excl));
-        /* a countdown (the first P - left steps give no output, or strided); padded: 2 counters */
-        const uint64_t ph = (P > tl || st > 1) + (tp && (tl || tr) ? 2 : 0);
-        if (P * ch + ph > RNC_FILE_MAX_WINDOW || m->win_floats + P * ch + ph > RNC_FILE_MAX_WINDOW)
-            return fail(c, FIELD(rec_pool_time, kernel_size), MSG_CONV_WINDOW_SIZE, P, ch, RNC_FILE_MAX_WINDOW, NULL);
+        /* ph: a countdown (the first P - left steps give no output, or strided); padded: 2 counters */
+        uint64_t tl, tr, excl, ph, nc;
+        TRY(load_time_window(c, m, tp, P, ch, st, 0, op == RNC_POOL_AVG, 1, &tl, &tr, &excl, &ph, &nc));
         F->cin = F->cout = F->out_w = (uint32_t)ch;
         F->k = (uint32_t)k;
         F->stride = (uint32_t)st;
@@ -1202,12 +1219,12 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->pool_op = (uint32_t)op;
         F->win = (uint32_t)P;
         F->win_off = m->win_floats;
-        F->phase = (uint32_t)(P > tl || st > 1);
+        F->phase = (uint32_t)ph;
         F->skip0 = (uint32_t)(P - tl); /* the first output needs k - left inputs */
-        F->tcount = tp && (tl || tr);
+        F->tcount = nc != 0;
         F->tpad_excl = (uint32_t)excl;
         timepad_set(m, F, tl, tr);
-        m->win_floats += (size_t)(P * ch + ph);
+        m->win_floats += (size_t)(P * ch + ph + nc);
         if (F->phase) m->strided = 1;
     } else if (kind == RNC_REC_LOG_MEL) {
         TRY(load_log_mel(c, m, F, r, size));

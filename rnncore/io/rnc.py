@@ -352,6 +352,15 @@ def _pointwise_code(r: dict) -> tuple[int, float, float]:
     return POINTWISE[kind], 0.0, 0.0
 
 
+def _check_time_padding(pl: int, pr: int, P: int, where: str, runs: str) -> None:
+    """A record over time's padding ``(left, right)``: each side in ``0..P``, ``P =
+    dilation*(kernel_size-1)`` the window's reach (loader.c load_timepad); ``runs`` names the
+    layer and its padding in the refusal."""
+    if not (0 <= pl <= P and 0 <= pr <= P):
+        raise ValueError(f"{where}: padding ({pl}, {pr}); the C core runs {runs} in "
+                         f"0..dilation*(kernel_size-1) = {P}")
+
+
 def _plan_conv_time(r: dict, feat: int, where: str, precision: str = "f32") -> dict:
     """A Conv1d over time (``rc.nn.Conv1d.record()``) as a conv_time record: zero padding
     ``(left, right)`` with both at most ``P = dilation*(kernel_size-1)`` (causal ``(P, 0)`` needs
@@ -370,9 +379,8 @@ def _plan_conv_time(r: dict, feat: int, where: str, precision: str = "f32") -> d
     if r.get("padding_mode", "zeros") != "zeros":
         raise ValueError(f"{where} (conv1d): padding_mode {r.get('padding_mode')!r}; the C core pads over "
                          "time with zeros (a reflected padding reads inputs that have not arrived)")
-    if not (0 <= pl <= dl * (k - 1) and 0 <= pr <= dl * (k - 1)):
-        raise ValueError(f"{where} (conv1d): padding ({pl}, {pr}); the C core runs Conv1d over time with "
-                         f"each side's zero padding in 0..dilation*(kernel_size-1) = {dl * (k - 1)}")
+    _check_time_padding(pl, pr, dl * (k - 1), f"{where} (conv1d)",
+                        "Conv1d over time with each side's zero padding")
     if g < 1 or ci % g or co % g:
         raise ValueError(f"{where} (conv1d): groups {g} must divide in_channels {ci} and out_channels {co}")
     t = r.get("tensors", r)
@@ -446,9 +454,8 @@ def _plan_pool_time(r: dict, feat: int, where: str) -> dict:
         if not 1 <= v <= mk:
             raise ValueError(f"{where} ({kind}): {name} must be in 1..{mk}, got {v}")
     pl, pr = int(r.get("pad_left", 0)), int(r.get("pad_right", 0))
-    if not (0 <= pl <= dl * (k - 1) and 0 <= pr <= dl * (k - 1)):
-        raise ValueError(f"{where} ({kind}): padding ({pl}, {pr}); the C core runs pooling over time with "
-                         f"each side's padding in 0..dilation*(kernel_size-1) = {dl * (k - 1)}")
+    _check_time_padding(pl, pr, dl * (k - 1), f"{where} ({kind})",
+                        "pooling over time with each side's padding")
     excl = POOL_OPS[kind] == _C["POOL_AVG"] and not r.get("count_include_pad", True)
     if r.get("ceil_mode", False):
         # without padding, ceil_mode's last window (cut at the input's end, an average over its real
@@ -1728,6 +1735,30 @@ class _Loader:
             raise self.fail("timepad.flags", "FLAGS", t["flags"], known)
         return t["left"], t["right"], t["flags"] & _C["TIMEPAD_EXCLUDE_PAD"]
 
+    def time_fields(self, k: int, st: int, dl: int) -> None:
+        """loader.c check_time_fields: a record over time's kernel_size, stride and dilation each in
+        1..FILE_MAX_KERNEL."""
+        mk = _C["FILE_MAX_KERNEL"]
+        for name, v in (("kernel_size", k), ("stride", st), ("dilation", dl)):
+            if not 1 <= v <= mk:
+                raise self.fail(name, "RANGE", v, 1, mk)
+
+    def time_window(self, tp: int | None, P: int, ch: int, st: int, causal: bool, avg: bool,
+                    counters: bool) -> tuple[int, int, int, int]:
+        """loader.c load_time_window: a record over time's padding (its timepad tail at ``tp``, or
+        none: left ``P`` when ``causal``, else 0, right 0) and window of ``P`` steps of ``ch``
+        channels with its counters ``ph`` (a countdown when strided or when the first ``P - left``
+        steps give no output; 2 more when ``counters`` and padded, or when padded beyond its reach,
+        ``left + right > P``) within FILE_MAX_WINDOW, alone and after the model's other windows.
+        Returns ``(left, right, exclude_pad, ph)``."""
+        tl, tr, excl = self.timepad(tp, P, avg) if tp is not None else (P if causal else 0, 0, 0)
+        padded = counters and tp is not None and (tl or tr)
+        ph = int(st > 1 or tl < P) + (2 if padded or tl + tr > P else 0)
+        mw = _C["FILE_MAX_WINDOW"]
+        if P * ch + ph > mw or self.win_floats + P * ch + ph > mw:
+            raise self.fail("kernel_size", "CONV_WINDOW_SIZE", P, ch, mw)
+        return tl, tr, excl, ph
+
     def load_front(self, pos: int, size: int, kind: int) -> None:
         """loader.c load_front: a per-step record against the running width."""
         if self.precision == _C_Q4:
@@ -1789,24 +1820,15 @@ class _Loader:
         elif name == "conv_time":
             ci, co, k, stv, dl, g = (r[f] for f in ("in_channels", "out_channels", "kernel_size", "stride",
                                                     "dilation", "groups"))
-            mf, mk, mw = _C["FILE_MAX_FEATURES"], _C["FILE_MAX_KERNEL"], _C["FILE_MAX_WINDOW"]
             if ci != self.feat:
                 raise self.fail("in_channels", "EXPECT", ci, self.feat)
-            if not 1 <= co <= mf:
-                raise self.fail("out_channels", "RANGE", co, 1, mf)
-            if not 1 <= k <= mk:
-                raise self.fail("kernel_size", "RANGE", k, 1, mk)
-            if not 1 <= stv <= mk:
-                raise self.fail("stride", "RANGE", stv, 1, mk)
-            if not 1 <= dl <= mk:
-                raise self.fail("dilation", "RANGE", dl, 1, mk)
+            if not 1 <= co <= _C["FILE_MAX_FEATURES"]:
+                raise self.fail("out_channels", "RANGE", co, 1, _C["FILE_MAX_FEATURES"])
+            self.time_fields(k, stv, dl)
             if g == 0 or ci % g or co % g:
                 raise self.fail("groups", "CONV_GROUPS", g, ci, co)
             P, cg, cog = dl * (k - 1), ci // g, co // g
-            tl, tr, _ = self.timepad(tp, P, False) if tp is not None else (P, 0, 0)
-            ph = int(stv > 1 or tl < P) + (2 if tl + tr > P else 0)   # padded beyond its reach: 2 counters
-            if P * ci + ph > mw or self.win_floats + P * ci + ph > mw:
-                raise self.fail("kernel_size", "CONV_WINDOW_SIZE", P, ci, mw)
+            tl, tr, _, ph = self.time_window(tp, P, ci, stv, causal=True, avg=False, counters=False)
             sref = self.unpack(LAYOUT["fconvq8"], pos + st.size)["scale"] if q8conv else (0, 0)
             if tuple(sref) != (0, 0) and stv != 1:   # the q8 product row runs every step
                 raise self.fail("stride", "RANGE_UNSUPPORTED", stv, 1, 1)
@@ -1819,22 +1841,14 @@ class _Loader:
             out = co
         elif name == "pool_time":
             ch, k, stv, dl, op = (r[f] for f in ("channels", "kernel_size", "stride", "dilation", "op"))
-            mk, mw = _C["FILE_MAX_KERNEL"], _C["FILE_MAX_WINDOW"]
             if ch != self.feat:
                 raise self.fail("channels", "EXPECT", ch, self.feat)
-            if not 1 <= k <= mk:
-                raise self.fail("kernel_size", "RANGE", k, 1, mk)
-            if not 1 <= stv <= mk:
-                raise self.fail("stride", "RANGE", stv, 1, mk)
-            if not 1 <= dl <= mk:
-                raise self.fail("dilation", "RANGE", dl, 1, mk)
+            self.time_fields(k, stv, dl)
             if op >= _C["FILE_POOL_OPS"]:
                 raise self.fail("op", "RANGE", op, 0, _C["FILE_POOL_OPS"] - 1)
             P = dl * (k - 1)
-            tl, tr, excl = self.timepad(tp, P, op == _C["POOL_AVG"]) if tp is not None else (0, 0, 0)
-            ph = int(P > tl or stv > 1) + (2 if tp is not None and (tl or tr) else 0)
-            if P * ch + ph > mw or self.win_floats + P * ch + ph > mw:
-                raise self.fail("kernel_size", "CONV_WINDOW_SIZE", P, ch, mw)
+            tl, tr, excl, ph = self.time_window(tp, P, ch, stv, causal=False, avg=op == _C["POOL_AVG"],
+                                                counters=True)
             self.win_floats += P * ch + ph
             self.step_phase.append(int(P > tl or stv > 1 or tr > 0))   # steps without an output, or more
             rec.update(channels=ch, kernel_size=k, stride=stv, dilation=dl,

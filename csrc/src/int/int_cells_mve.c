@@ -9,6 +9,7 @@
 #include "int_step_common.h"
 #include "rnncore_int.h"
 #include "s16_act.h"
+#include "s8_matvec_mve.h"
 
 #if defined(RNC_S8_HAVE_MVE)
 
@@ -24,38 +25,22 @@ static inline void gate_tanh(const rnc_int_cell *c, int16_t *y, const int16_t *x
     else rnc_s16_tanh_mve(y, x, n, GATE_INT_BITS);
 }
 
-/* The int16 input's product (s8_matvec.h's rnc_s8s16_matvec_fn): VLDRB.S16 widens eight int8
- * weights to int16 lanes and VMLADAVA.S16 adds their eight exact products with int16 x to a
- * 32-bit sum (within int32 by rnc_int_cell_check's bound); four rows per pass share each vector
- * of x; the last cols % 8 columns through a tail predicate (VCTP.16: no element read past a row
- * or past x) */
+/* The int16 input's product (s8_matvec.h's rnc_s8s16_matvec_fn): four rows per pass
+ * (rnc_s8s16_mve_rows4, s8_matvec_mve.h: VLDRB.S16 + VMLADAVA.S16, the sums within int32 by
+ * rnc_int_cell_check's bound), the rows left one at a time; the last cols % 8 columns through a
+ * tail predicate (VCTP.16: no element read past a row or past x) */
 static __attribute__((noinline)) void s8s16_matvec_mve(int32_t *y, const int8_t *W, int ldw, const int32_t *bias, const int16_t *x,
                              int rows, int cols) {
     const int c8 = cols & ~7;
     const mve_pred16_t tail = vctp16q((uint32_t)(cols - c8));
     int r = 0;
     for (; r + 4 <= rows; r += 4) {
-        const int8_t *w0 = W + (long)r * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
-        int32_t a0 = bias[r], a1 = bias[r + 1], a2 = bias[r + 2], a3 = bias[r + 3];
-        int c = 0;
-        for (; c < c8; c += 8) {
-            const int16x8_t xv = vld1q_s16(x + c);
-            a0 = vmladavaq_s16(a0, vldrbq_s16(w0 + c), xv);
-            a1 = vmladavaq_s16(a1, vldrbq_s16(w1 + c), xv);
-            a2 = vmladavaq_s16(a2, vldrbq_s16(w2 + c), xv);
-            a3 = vmladavaq_s16(a3, vldrbq_s16(w3 + c), xv);
-        }
-        if (c < cols) {
-            const int16x8_t xv = vldrhq_z_s16(x + c, tail);
-            a0 = vmladavaq_s16(a0, vldrbq_z_s16(w0 + c, tail), xv);
-            a1 = vmladavaq_s16(a1, vldrbq_z_s16(w1 + c, tail), xv);
-            a2 = vmladavaq_s16(a2, vldrbq_z_s16(w2 + c, tail), xv);
-            a3 = vmladavaq_s16(a3, vldrbq_z_s16(w3 + c, tail), xv);
-        }
-        y[r] = a0;
-        y[r + 1] = a1;
-        y[r + 2] = a2;
-        y[r + 3] = a3;
+        rnc_s8_mve_sums4 s = {bias[r], bias[r + 1], bias[r + 2], bias[r + 3]};
+        s = rnc_s8s16_mve_rows4(s, W + (long)r * ldw, ldw, x, cols, tail);
+        y[r] = s.a0;
+        y[r + 1] = s.a1;
+        y[r + 2] = s.a2;
+        y[r + 3] = s.a3;
     }
     for (; r < rows; r++) {
         const int8_t *w0 = W + (long)r * ldw;
