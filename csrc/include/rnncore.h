@@ -229,6 +229,10 @@ typedef struct rnc_plan_op {
         int16_t row_plain;        /* ... and without (v1 files) */
     } pick[RNC_PLAN_PICKS];
 } rnc_plan_op;
+/* Byte offsets of a step's scratch areas in rnc_state.work (private: model.c) */
+typedef struct rnc_step_work {
+    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, tw, fsave, total;
+} rnc_step_work;
 typedef struct rnc_plan {
     rnc_plan_op gemm[RNC_PRECISION_COUNT]; /* products by columns: heads, f32 and q4 projections */
     rnc_plan_op gemm_deq, quantize; /* q8 */
@@ -239,6 +243,8 @@ typedef struct rnc_plan {
     rnc_plan_op cell_gi[RNC_MAX_LAYERS];   /* ... its projection given */
     uint32_t bidirectional;       /* any layer has two directions (no rnc_step) */
     uint32_t reverse;             /* any layer reads its sequences backwards (no rnc_step) */
+    uint32_t unbounded;           /* any layer's state is unbounded (ReLU): checked on entry */
+    rnc_step_work work1;          /* the step scratch's layout for one row (total 0: none) */
 } rnc_plan;
 
 #define RNC_ERROR_TEXT_SIZE 256u /* bytes of rnc_model's error text, NUL included */

@@ -96,6 +96,8 @@ static int layer_op(const rnc_layer *L)
     return cell_op(L->kind) + (L->sparse ? RNC_OP_RNN_STEP_SPARSE - RNC_OP_RNN_STEP : 0);
 }
 
+static rnc_status step_work(const rnc_model *m, size_t batch, rnc_step_work *w);
+
 static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
 {
     memset(p, 0, sizeof(*p));
@@ -130,7 +132,10 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
         TRY(plan_op(&p->cell_gi[l], op, prec, isa, RNC_IN_GI, rb));
         if (L->dirs == 2) p->bidirectional = 1;
         if (L->opt.flags & RNC_CELLOPT_REVERSE) p->reverse = 1;
+        if (L->unbounded) p->unbounded = 1;
     }
+    /* a stream's steps read the one-row layout from here instead of working it out per call */
+    if (step_work(m, 1, &p->work1) != RNC_OK) p->work1.total = 0;
     return RNC_OK;
 }
 
@@ -271,10 +276,6 @@ rnc_status rnc_layer_get_info(const rnc_model *m, uint32_t layer, rnc_layer_info
 /* ------------------------------------------------------------------------------------------
  * state
  * ---------------------------------------------------------------------------------------- */
-typedef struct {
-    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, tw, fsave, total;
-} rnc_step_work;
-
 /* RNC_INT8 models: the integer areas of a batch of B rows at rnc_step_work.ints (a step and a
  * run hold the state as integers there, from the float state on entry back to it on return):
  * x8 the model input (B x I), h8 and s16 every layer's state (B x H each, at h_offset * B),
@@ -284,6 +285,7 @@ typedef struct {
     size_t x8, h8, s16, scr, yq, pooled, active, total, scr_bytes;
 } rnc_int_work;
 
+#if !defined(RNC_NO_INT)
 static rnc_int_work int_work(const rnc_model *m, uint64_t B)
 {
     rnc_int_work w;
@@ -307,6 +309,7 @@ static rnc_int_work int_work(const rnc_model *m, uint64_t B)
     w.scr_bytes = (size_t)scr;
     return w;
 }
+#endif
 
 static int mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 {
@@ -338,7 +341,10 @@ static rnc_status step_work(const rnc_model *m, size_t batch, rnc_step_work *w)
     w->fb = (size_t)o;   o += RNC_ALIGN_UP(B * m->front_w * 4, 64);
     w->fr = (size_t)o;   o += RNC_ALIGN_UP(2 * (uint64_t)m->front_w * 4, 64);
     w->fscr = (size_t)o; o += RNC_ALIGN_UP((uint64_t)m->front_scratch * 4, 64);
-    w->ints = (size_t)o; o += int_work(m, B).total; /* 0 but for RNC_INT8 models */
+    w->ints = (size_t)o; /* the integer areas of RNC_INT8 models */
+#if !defined(RNC_NO_INT)
+    if (m->precision == RNC_INT8) o += int_work(m, B).total;
+#endif
     /* a log_mel FFT's twiddles: written by rnc_state_init, read by step and run */
     w->tw = (size_t)o;   o += RNC_ALIGN_UP((uint64_t)m->fft_floats * 4, 64);
     w->fsave = (size_t)o; o += RNC_ALIGN_UP((uint64_t)m->res_floats * 4, 64); /* residuals' inputs, one row */
@@ -441,9 +447,11 @@ static rnc_status check_state(const rnc_model *m, const rnc_state *s, rnc_step_w
         return RNC_E_STATE;
     /* The same rnc_model re-initialised with another model (e.g. after a firmware update) keeps
      * s->model and may keep h/c counts while needing more scratch: check the work area too. */
-    if (s->batch > MAX_BATCH || step_work(m, s->batch, w) != RNC_OK || !s->work ||
-        s->work_bytes < w->total)
+    if (s->batch == 1 && m->plan.work1.total)
+        *w = m->plan.work1; /* worked out at load */
+    else if (s->batch > MAX_BATCH || step_work(m, s->batch, w) != RNC_OK)
         return RNC_E_STATE;
+    if (!s->work || s->work_bytes < w->total) return RNC_E_STATE;
     return RNC_OK;
 }
 
@@ -1494,7 +1502,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
 #if !defined(RNC_NO_INT)
     if (m->precision == RNC_INT8) return int_step(m, s, x, y, wk + w.ints);
 #endif
-    TRY(check_relu_states(m, s));
+    if (m->plan.unbounded) TRY(check_relu_states(m, s));
     if (s->win) TRY(check_countdowns(m, s, 1, pad)); /* countdowns, a padded pool_time's counters */
     const float *in = x;
     size_t in_w = m->input_size;
@@ -1811,7 +1819,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
 #if !defined(RNC_NO_INT)
     if (m->precision == RNC_INT8) return int_run(m, s, x, lengths, T, y, s->work + sw.ints);
 #endif
-    TRY(check_relu_states(m, s));
+    if (m->plan.unbounded) TRY(check_relu_states(m, s));
     unsigned char *base = (unsigned char *)scratch;
     base += RNC_ALIGN_UP((uintptr_t)base, 64) - (uintptr_t)base;
     float *seq_a = (float *)(base + w.seq_a), *seq_b = (float *)(base + w.seq_b);

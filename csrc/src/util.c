@@ -3,6 +3,9 @@
 
 #include "internal.h"
 #include "kernels/activations.h"
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
 
 const char *rnc_status_str(rnc_status s)
 {
@@ -89,6 +92,25 @@ int rnc__all_finite(const float *v, size_t n)
      * carries into bit 31, which it does for no finite value (0xFE: 0x7F000000 + 0x00800000).
      * An OR of those sums: an AND, an add and an OR per element, which vectorises with baseline
      * SSE2 and NEON alike (no compare, no unsigned max) */
+#if defined(__aarch64__) && defined(__ARM_NEON)
+    /* aarch64, 4 floats or more: a + x * 0 (one fused multiply-add per 4 floats) stays +-0 for
+     * every finite x and becomes NaN for NaN and +-Inf (a sum of zeros cannot overflow); the
+     * last 1..3 floats are checked with the 4 that end at v[n - 1] */
+    if (n >= 4) {
+        const float32x4_t zero = vdupq_n_f32(0.0f);
+        float32x4_t a0 = zero, a1 = zero;
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            const float32x4x4_t x = vld1q_f32_x4(v + i);
+            a0 = vfmaq_f32(vfmaq_f32(a0, x.val[0], zero), x.val[1], zero);
+            a1 = vfmaq_f32(vfmaq_f32(a1, x.val[2], zero), x.val[3], zero);
+        }
+        for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, vld1q_f32(v + i), zero);
+        if (i < n) a0 = vfmaq_f32(a0, vld1q_f32(v + n - 4), zero);
+        a0 = vaddq_f32(a0, a1);
+        return vminvq_u32(vceqq_f32(a0, a0)) != 0; /* no NaN lane */
+    }
+#endif
     uint32_t acc = 0;
     for (size_t i = 0; i < n; ++i) {
         uint32_t u;

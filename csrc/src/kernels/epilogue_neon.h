@@ -253,18 +253,37 @@ static inline void rnc_neon_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, 
     RNC_NEON_BY_KIND(kind, H, Hp, NULL, 0.0f, NULL, NULL, gi, NULL, 0.0f, NULL, NULL, gh, h, c, y);
 }
 
-/* Two 4-lane vectors from p, p + 4, and p advanced by 8 floats: one `ldp` with post-increment
- * (GCC keeps a separate address add per stream and does not pair the loads of 18 streams). */
-#define RNC_NEON_LDP(p, a, b)                                                                     \
-    __asm__("ldp %q0, %q1, [%2], #32"                                                             \
-            : "=w"(a), "=w"(b), "+r"(p)                                                           \
-            : "m"(*(const float(*)[8])(const void *)(p)))
+/* Two 4-lane vectors from p, p + 4, and p advanced by st bytes: one `ld1` of two registers
+ * post-indexed by a register, so that one pointer walks all the gates of a per-gate stream
+ * (gate g + 1 is Hp floats on; the last gate steps back to gate 0 of the next 8 units). GCC
+ * keeps a separate address add per load for the intrinsic (the asm names the pair of registers
+ * of a float32x4x2_t with %S / %T); clang folds the add itself and has no such operand. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define RNC_NEON_LDS(p, st, a, b)                                                                 \
+    do {                                                                                          \
+        float32x4x2_t t_;                                                                         \
+        __asm__("ld1 {%S0.4s, %T0.4s}, [%1], %3"                                                  \
+                : "=w"(t_), "+r"(p)                                                               \
+                : "m"(*(const float(*)[8])(const void *)(p)), "r"(st));                           \
+        a = t_.val[0];                                                                            \
+        b = t_.val[1];                                                                            \
+    } while (0)
+#else
+#define RNC_NEON_LDS(p, st, a, b)                                                                 \
+    do {                                                                                          \
+        const float32x4x2_t t_ = vld1q_f32_x2(p);                                                 \
+        a = t_.val[0];                                                                            \
+        b = t_.val[1];                                                                            \
+        p = (const float *)(const void *)((const char *)(p) + (st));                              \
+    } while (0)
+#endif
 
 /* Two 4-lane vectors stored at p, p + 4, and p advanced by 8 floats: one post-incremented `stp`. */
 #define RNC_NEON_STP(p, a, b)                                                                     \
     __asm__("stp %q2, %q3, [%0], #32" : "+r"(p), "=m"(*(float(*)[8])(void *)(p)) : "w"(a), "w"(b))
 
-/* One 8-unit pair read from p without moving p (the LSTM loop's c, stored back by RNC_NEON_STP). */
+/* One 8-unit pair read from p without moving p (the fused loops' h and the LSTM's c, stored
+ * back by RNC_NEON_STP). */
 #define RNC_NEON_LDP0(p, a, b)                                                                    \
     __asm__("ldp %q0, %q1, [%2]" : "=w"(a), "=w"(b) : "r"(p), "m"(*(const float(*)[8])(const void *)(p)))
 
@@ -327,143 +346,137 @@ RNC_NEON_AI void rnc_neon_act8(float32x4_t *v, const rnc_neon_gru_c *k, float32x
     }
 }
 
-/* The input and recurrent pre-activations of gate g for 8 units, pi and ph (2 vectors each), from
- * the 6 streams of that gate (rnc_neon_pre4's operations). */
-#define RNC_NEON_GATE8(g, pi, ph)                                                                 \
+/* The fused loops' set-up: the constants K and kl (rnc_neon_gru_tab, read with `ldp` from one
+ * base), ks = {sxi, sxh} for the dequantisation, and the 6 per-gate streams (acc, row scale,
+ * bias; input and recurrent part), each one pointer at gate 0 that RNC_NEON_GATE8 moves on by
+ * the byte strides it is given: ds = Hp floats (the next gate), and back to gate 0 of the next
+ * 8 units from the last gate read. */
+#define RNC_NEON_FUSED_SETUP()                                                                    \
+    const float *tab = rnc_neon_gru_tab[0];                                                       \
+    __asm__("" : "+r"(tab));                                                                      \
+    const rnc_neon_gru_c K = {vld1q_f32(tab),      vld1q_f32(tab + 4),  vld1q_f32(tab + 8),       \
+                              vld1q_f32(tab + 12), vld1q_f32(tab + 16), vld1q_f32(tab + 20),      \
+                              vld1q_f32(tab + 24), vld1q_f32(tab + 28), vld1q_f32(tab + 32),      \
+                              vld1q_f32(tab + 36), vld1q_f32(tab + 40), vld1q_f32(tab + 44),      \
+                              vld1q_f32(tab + 48), vld1q_f32(tab + 52), vld1q_f32(tab + 56),      \
+                              vld1q_f32(tab + 60)};                                               \
+    float32x4_t kl = vld1q_f32(tab + 64);                                                         \
+    float32x2_t ks = vset_lane_f32(sxh, vdup_n_f32(sxi), 1);                                      \
+    const float *ai = (const float *)(const void *)acc_i, *si = s_ih, *bi = b_ih;                 \
+    const float *ah = (const float *)(const void *)acc_h, *sh = s_hh, *bh = b_hh;                 \
+    const ptrdiff_t ds = (ptrdiff_t)Hp * 4
+
+/* The input and recurrent pre-activations of one gate for 8 units, pi and ph (2 vectors each),
+ * from the 6 streams (rnc_neon_pre4's operations), each moved on by st bytes. */
+#define RNC_NEON_GATE8(pi, ph, st)                                                                \
     do {                                                                                          \
         float32x4_t x0, x1, s0, s1, c0, c1;                                                       \
-        RNC_NEON_LDP(ai##g, x0, x1);                                                              \
-        RNC_NEON_LDP(si##g, s0, s1);                                                              \
-        RNC_NEON_LDP(bi##g, c0, c1);                                                              \
-        pi[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_laneq_f32(s0, ks, 0)), c0); \
-        pi[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_laneq_f32(s1, ks, 0)), c1); \
-        RNC_NEON_LDP(ah##g, x0, x1);                                                              \
-        RNC_NEON_LDP(sh##g, s0, s1);                                                              \
-        RNC_NEON_LDP(bh##g, c0, c1);                                                              \
-        ph[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_laneq_f32(s0, ks, 1)), c0); \
-        ph[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_laneq_f32(s1, ks, 1)), c1); \
+        RNC_NEON_LDS(ai, st, x0, x1);                                                             \
+        RNC_NEON_LDS(si, st, s0, s1);                                                             \
+        RNC_NEON_LDS(bi, st, c0, c1);                                                             \
+        pi[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_lane_f32(s0, ks, 0)), c0); \
+        pi[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_lane_f32(s1, ks, 0)), c1); \
+        RNC_NEON_LDS(ah, st, x0, x1);                                                             \
+        RNC_NEON_LDS(sh, st, s0, s1);                                                             \
+        RNC_NEON_LDS(bh, st, c0, c1);                                                             \
+        ph[0] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_lane_f32(s0, ks, 1)), c0); \
+        ph[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_lane_f32(s1, ks, 1)), c1); \
     } while (0)
 
-/* The q8 GRU step's update (acc_i given, reset_after=1) on 8 units per iteration: each of the 18
- * per-gate streams (acc, row scale, bias; input and recurrent part; gates r, z, n) read with one
- * post-incremented `ldp`, h with one, h' stored with one `stp` (and y with one when with_y, a
- * constant: the loop is compiled with and without the store). The same operations in the same
- * order as rnc_neon_update_n (bit-identical). Returns the units done, H rounded down to 8. */
-RNC_NEON_AI uint32_t rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *acc_i, float sxi,
-                                          const float *s_ih, const float *b_ih,
-                                          const int32_t *acc_h, float sxh, const float *s_hh,
-                                          const float *b_hh, float *h, float *y, const int with_y)
+/* The q8 GRU step's update (acc_i given, reset_after=1) on 8 units per iteration, the units below
+ * H rounded down to 8: each of the 18 per-gate pairs of vectors (acc, row scale, bias; input and
+ * recurrent part; gates r, z, n) read with one `ld1` from the 6 stream pointers, h with one
+ * `ldp`, h' stored with one `stp` (and y with one when with_y, a constant: the loop is compiled
+ * with and without the store). The same operations in the same order as rnc_neon_update_n
+ * (bit-identical). */
+RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *acc_i, float sxi,
+                                      const float *s_ih, const float *b_ih, const int32_t *acc_h,
+                                      float sxh, const float *s_hh, const float *b_hh, float *h,
+                                      float *y, const int with_y)
 {
-    const float *tab = rnc_neon_gru_tab[0];
-    __asm__("" : "+r"(tab));
-    const rnc_neon_gru_c K = {vld1q_f32(tab),      vld1q_f32(tab + 4),  vld1q_f32(tab + 8),
-                              vld1q_f32(tab + 12), vld1q_f32(tab + 16), vld1q_f32(tab + 20),
-                              vld1q_f32(tab + 24), vld1q_f32(tab + 28), vld1q_f32(tab + 32),
-                              vld1q_f32(tab + 36), vld1q_f32(tab + 40), vld1q_f32(tab + 44),
-                              vld1q_f32(tab + 48), vld1q_f32(tab + 52), vld1q_f32(tab + 56),
-                              vld1q_f32(tab + 60)};
-    float32x4_t kl = vld1q_f32(tab + 64), ks = vcombine_f32(vset_lane_f32(sxh, vdup_n_f32(sxi), 1),
-                                                       vdup_n_f32(0.0f));
-    /* 18 scalar stream pointers (GCC keeps arrays of them in memory) */
-#define RNC_NEON_GP(g)                                                                            \
-    const float *ai##g = (const float *)(const void *)(acc_i + (size_t)(g) * Hp);                 \
-    const float *si##g = s_ih + (size_t)(g) * Hp, *bi##g = b_ih + (size_t)(g) * Hp;               \
-    const float *ah##g = (const float *)(const void *)(acc_h + (size_t)(g) * Hp);                 \
-    const float *sh##g = s_hh + (size_t)(g) * Hp, *bh##g = b_hh + (size_t)(g) * Hp
-    RNC_NEON_GP(0);
-    RNC_NEON_GP(1);
-    RNC_NEON_GP(2);
-#undef RNC_NEON_GP
-    const float *hr = h;
+    RNC_NEON_FUSED_SETUP();
+    ptrdiff_t dn; /* gate 2 -> gate 0 of the next 8 units: 32 - 2 ds (GCC takes 3 instructions) */
+#if defined(__GNUC__) && !defined(__clang__)
+    __asm__("sub %0, %1, %2, lsl #1" : "=r"(dn) : "r"((ptrdiff_t)32), "r"(ds));
+#else
+    dn = 32 - 2 * ds;
+#endif
     float *hw = h, *yw = y;
     for (uint32_t n = H / 8; n; --n) {
         float32x4_t r[2], z[2], n2[2], ph2[2], pi[2], ph[2], hv[2];
         /* kl and ks as if changed every iteration: GCC then multiplies by their lanes instead of
          * keeping a broadcast register per lane */
         __asm__("" : "+w"(kl), "+w"(ks));
-        RNC_NEON_GATE8(0, pi, ph);
+        RNC_NEON_GATE8(pi, ph, ds);
         r[0] = vaddq_f32(pi[0], ph[0]);
         r[1] = vaddq_f32(pi[1], ph[1]);
         rnc_neon_act8(r, &K, kl, 1);
-        RNC_NEON_GATE8(1, pi, ph);
+        RNC_NEON_GATE8(pi, ph, ds);
         z[0] = vaddq_f32(pi[0], ph[0]);
         z[1] = vaddq_f32(pi[1], ph[1]);
         rnc_neon_act8(z, &K, kl, 1);
-        RNC_NEON_GATE8(2, n2, ph2);
+        RNC_NEON_GATE8(n2, ph2, dn);
         for (int j = 0; j < 2; ++j) n2[j] = vaddq_f32(n2[j], vmulq_f32(r[j], ph2[j]));
         rnc_neon_act8(n2, &K, kl, 0);
-        RNC_NEON_LDP(hr, hv[0], hv[1]);
+        RNC_NEON_LDP0(hw, hv[0], hv[1]);
         for (int j = 0; j < 2; ++j) /* h' = (1 - z) n + z h */
             n2[j] = vaddq_f32(vmulq_f32(vsubq_f32(K.one, z[j]), n2[j]), vmulq_f32(z[j], hv[j]));
         RNC_NEON_STP(hw, n2[0], n2[1]);
         if (with_y) RNC_NEON_STP(yw, n2[0], n2[1]);
     }
-    return H / 8 * 8;
 }
-/* GCC's register allocator over the whole function as one region (-fira-region=one) spills less
- * in the loop (237 -> 234 instructions per 8 units, gcc 12); no alignment padding before it. */
+/* gcc 12: without TER (-fno-tree-ter: expressions are not moved to their use when expanded) and
+ * its first scheduler, the pairs of registers of the strided loads are not spilled (233
+ * instructions per 8 units, none on the stack; 258 with TER); no alignment padding before the
+ * loop. */
 #if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("-fira-region=one", "-falign-loops=4")))
+__attribute__((optimize("-falign-loops=4", "no-schedule-insns", "no-tree-ter")))
 #endif
-static __attribute__((noinline)) uint32_t rnc_neon_gru_q8_main(uint32_t H, uint32_t Hp,
-                                                              const int32_t *acc_i, float sxi,
-                                                              const float *s_ih, const float *b_ih,
-                                                              const int32_t *acc_h, float sxh,
-                                                              const float *s_hh, const float *b_hh,
-                                                              float *h, float *y)
+static __attribute__((noinline)) void rnc_neon_gru_q8_main(uint32_t H, uint32_t Hp,
+                                                          const int32_t *acc_i, float sxi,
+                                                          const float *s_ih, const float *b_ih,
+                                                          const int32_t *acc_h, float sxh,
+                                                          const float *s_hh, const float *b_hh,
+                                                          float *h, float *y)
 {
-    if (y) return rnc_neon_gru_q8_body(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y, 1);
-    return rnc_neon_gru_q8_body(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y, 0);
+    if (y) rnc_neon_gru_q8_body(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y, 1);
+    else rnc_neon_gru_q8_body(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y, 0);
 }
 
-/* GCC's first scheduler hoists the loads over the activations until constants are spilled and
- * reloaded every iteration: off for this loop (370 -> 361 instructions per 8 units, gcc 12) */
+/* The q8 LSTM step's update in the GRU loop's form, the units below H rounded down to 8: the 24
+ * per-gate pairs read with one `ld1` each from the 6 stream pointers (gates in the order i, g,
+ * f, o), c read with one `ldp` and c' stored over it, h' and y stored with one `stp` each
+ * (without y, h' is stored to h twice: one copy of the loop); i g is formed before f's
+ * activation (two registers fewer live across it). rnc_neon_update_n's operations, bit-identical.
+ * gcc 12: TER and the first scheduler off as for the GRU loop (352 instructions per 8 units,
+ * none on the stack; 400 with the scheduler on). */
 #if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("no-schedule-insns")))
+__attribute__((optimize("no-schedule-insns", "no-tree-ter")))
 #endif
-static __attribute__((noinline)) uint32_t rnc_neon_lstm_q8_main(uint32_t H, uint32_t Hp,
-                                                               const int32_t *acc_i, float sxi,
-                                                               const float *s_ih, const float *b_ih,
-                                                               const int32_t *acc_h, float sxh,
-                                                               const float *s_hh, const float *b_hh,
-                                                               float *h, float *c, float *y)
+static __attribute__((noinline)) void rnc_neon_lstm_q8_main(uint32_t H, uint32_t Hp,
+                                                           const int32_t *acc_i, float sxi,
+                                                           const float *s_ih, const float *b_ih,
+                                                           const int32_t *acc_h, float sxh,
+                                                           const float *s_hh, const float *b_hh,
+                                                           float *h, float *c, float *y)
 {
-    const float *tab = rnc_neon_gru_tab[0];
-    __asm__("" : "+r"(tab));
-    const rnc_neon_gru_c K = {vld1q_f32(tab),      vld1q_f32(tab + 4),  vld1q_f32(tab + 8),
-                              vld1q_f32(tab + 12), vld1q_f32(tab + 16), vld1q_f32(tab + 20),
-                              vld1q_f32(tab + 24), vld1q_f32(tab + 28), vld1q_f32(tab + 32),
-                              vld1q_f32(tab + 36), vld1q_f32(tab + 40), vld1q_f32(tab + 44),
-                              vld1q_f32(tab + 48), vld1q_f32(tab + 52), vld1q_f32(tab + 56),
-                              vld1q_f32(tab + 60)};
-    const float kl0[4] = {RNC_TANH_P0, RNC_TANH_Q0, 2.0f * RNC_TANH_Q0,
-                          0.5f};
-    float32x4_t kl = vld1q_f32(kl0), ks = vcombine_f32(vset_lane_f32(sxh, vdup_n_f32(sxi), 1),
-                                                       vdup_n_f32(0.0f));
-#define RNC_NEON_GP(g)                                                                            \
-    const float *ai##g = (const float *)(const void *)(acc_i + (size_t)(g) * Hp);                 \
-    const float *si##g = s_ih + (size_t)(g) * Hp, *bi##g = b_ih + (size_t)(g) * Hp;               \
-    const float *ah##g = (const float *)(const void *)(acc_h + (size_t)(g) * Hp);                 \
-    const float *sh##g = s_hh + (size_t)(g) * Hp, *bh##g = b_hh + (size_t)(g) * Hp
-    RNC_NEON_GP(0);
-    RNC_NEON_GP(1);
-    RNC_NEON_GP(2);
-    RNC_NEON_GP(3);
-#undef RNC_NEON_GP
+    RNC_NEON_FUSED_SETUP();
+    /* the gates in the order i, g, f, o: on by 2 gates, back 1, on by 2, to i of the next units */
+    const ptrdiff_t d2 = 2 * ds, db = -ds, dn = 32 - 3 * ds;
     float *cw = c, *hw = h, *yw = y ? y : h;
     for (uint32_t n = H / 8; n; --n) {
         float32x4_t ig[2], gg[2], cv[2], pi[2], ph[2];
         __asm__("" : "+w"(kl), "+w"(ks));
-        RNC_NEON_GATE8(0, pi, ph);
+        RNC_NEON_GATE8(pi, ph, d2);
         ig[0] = vaddq_f32(pi[0], ph[0]);
         ig[1] = vaddq_f32(pi[1], ph[1]);
         rnc_neon_act8(ig, &K, kl, 1); /* i */
-        RNC_NEON_GATE8(2, pi, ph);
+        RNC_NEON_GATE8(pi, ph, db);
         gg[0] = vaddq_f32(pi[0], ph[0]);
         gg[1] = vaddq_f32(pi[1], ph[1]);
         rnc_neon_act8(gg, &K, kl, 0); /* g */
         for (int j = 0; j < 2; ++j) ig[j] = vmulq_f32(ig[j], gg[j]); /* i g, before f: fewer live */
-        RNC_NEON_GATE8(1, pi, ph);
+        RNC_NEON_GATE8(pi, ph, d2);
         gg[0] = vaddq_f32(pi[0], ph[0]);
         gg[1] = vaddq_f32(pi[1], ph[1]);
         rnc_neon_act8(gg, &K, kl, 1); /* f */
@@ -472,7 +485,7 @@ static __attribute__((noinline)) uint32_t rnc_neon_lstm_q8_main(uint32_t H, uint
             cv[j] = vaddq_f32(vmulq_f32(gg[j], cv[j]), ig[j]);
         RNC_NEON_STP(cw, cv[0], cv[1]);
         rnc_neon_act8(cv, &K, kl, 0); /* tanh(c') */
-        RNC_NEON_GATE8(3, pi, ph);
+        RNC_NEON_GATE8(pi, ph, dn);
         ig[0] = vaddq_f32(pi[0], ph[0]);
         ig[1] = vaddq_f32(pi[1], ph[1]);
         rnc_neon_act8(ig, &K, kl, 1); /* o */
@@ -480,9 +493,9 @@ static __attribute__((noinline)) uint32_t rnc_neon_lstm_q8_main(uint32_t H, uint
         RNC_NEON_STP(hw, cv[0], cv[1]);
         RNC_NEON_STP(yw, cv[0], cv[1]);
     }
-    return H / 8 * 8;
 }
 #undef RNC_NEON_GATE8
+#undef RNC_NEON_FUSED_SETUP
 
 static void rnc_neon_q8_update_any(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i,
                                    float sxi, const float *s_ih, const float *b_ih,
@@ -506,12 +519,13 @@ RNC_NEON_AI void rnc_neon_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, cons
                                     float *y)
 {
     uint32_t u = 0;
-    if (!gi && kind == RNC_GRU) {
-        u = rnc_neon_gru_q8_main(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y);
-        if (u == H) return;
-    } else if (!gi && kind == RNC_LSTM) {
-        u = rnc_neon_lstm_q8_main(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, c, y);
-        if (u == H) return;
+    if (!gi && (kind == RNC_GRU || kind == RNC_LSTM)) {
+        if (kind == RNC_GRU)
+            rnc_neon_gru_q8_main(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, y);
+        else
+            rnc_neon_lstm_q8_main(H, Hp, acc_i, sxi, s_ih, b_ih, acc_h, sxh, s_hh, b_hh, h, c, y);
+        if (!(H & 7)) return;
+        u = H & ~7u; /* the units the 8-unit loop left */
     }
     rnc_neon_q8_update_any(kind, H - u, Hp, acc_i ? acc_i + u : NULL, sxi, s_ih ? s_ih + u : NULL,
                            b_ih ? b_ih + u : NULL, gi, acc_h + u, sxh, s_hh + u, b_hh + u, h + u,
