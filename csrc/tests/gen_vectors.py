@@ -111,7 +111,8 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     the layers (frame_conv with groups and reflect padding, magnitude, relu, layer_norm, a dilated
     frame_conv, scale_shift, hardsigmoid: 16 features in, 12 out; sizes[0] must be 12); "conv":
     causal conv_time records (dilated, grouped), a residual block and a layer_norm instead; "kws":
-    log_mel (32 samples per step), conv_time, relu, max and average pooling over time."""
+    log_mel (32 samples per step), conv_time, relu, max and average pooling over time; "kws512": log_mel
+    alone (n_fft 512, 40 mels)."""
     layers, feat = [], sizes[0]
     front_records = []
     if front is True:
@@ -146,6 +147,12 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
             {"kind": "avg_pool1d", "channels": 12, "kernel_size": 2, "stride": 1},
         ]
         assert sizes[0] == 12
+    if front == "kws512":   # log_mel alone at the keyword-spotting size: 16 kHz, 25 ms window in n_fft 512
+        from rnncore.nn.melspec import LogMelSpectrogram
+
+        front_records = [LogMelSpectrogram(16000, n_fft=512, win_length=400, hop_length=160, n_mels=40,
+                                           center=False).record()]
+        assert sizes[0] == 40
     if front == "conv":   # causal convolutions over time (the window in the state) and a residual block
         def tconv(ci, co, k, **kw):
             w = (rng.standard_normal((co, ci // kw.get("groups", 1), k)) * 0.5).astype(F32)
@@ -206,7 +213,7 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
         layers.append(layer)
         feat = h * (2 if bidirectional else 1)
     spec = {"precision": precision, "layers": layers,
-            "input_size": 32 if front == "kws" else 16 if front else sizes[0],
+            "input_size": 32 if front == "kws" else 512 if front == "kws512" else 16 if front else sizes[0],
             "last_step": last_step, "last_step_bidirectional": last_bidir}
     if front:
         spec["front"] = front_records
@@ -444,6 +451,10 @@ def main(outdir: str) -> None:
         # the case holds (B, out) (a strided run's T_out steps are not T); 13, 6, 2 -> 5, 2, 0 steps
         ("gru_q8_kws_last", dict(kind="gru", sizes=[12, 16], precision="q8", head=2, front="kws",
                                  last_step=True), 3, 13, "run", [13, 6, 2], q8),
+        # the KWS log_mel (n_fft 512, 40 mels): every vector path of each ISA's FFT row, the q8
+        # layers after it bit for bit the NumPy reference (rnncore.quant.front.log_mel_rows)
+        ("gru_q8_kws512_stream", dict(kind="gru", sizes=[40, 16], precision="q8", head=3, front="kws512"),
+         2, 5, "stream", None, q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:
