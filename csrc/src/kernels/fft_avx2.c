@@ -89,11 +89,10 @@ static inline void bfv(uint32_t P, const __m256 *ar, const __m256 *ai, __m256 *y
     } while (0)
 
 /* lanes k .. k + 7 of block j0 (the lanes of mk only unless full) */
-static inline void group(uint32_t P, uint32_t L, uint32_t Ns, const float *twr, const float *twi,
-                         const float *ir, const float *ii, float *or_, float *oi, uint32_t j0, uint32_t k,
-                         int full, __m256i mk)
+static inline void group(uint32_t P, size_t L, size_t Ns, const float *twr, const float *twi, const float *ir,
+                         const float *ii, float *or_, float *oi, size_t j0, size_t k, int full, __m256i mk)
 {
-    const uint32_t j = j0 + k;
+    const size_t j = j0 + k;
     __m256 ar[5], ai[5], yr[5], yi[5];
     ar[0] = ld(ir + j, full, mk), ai[0] = ld(ii + j, full, mk);
     for (uint32_t r = 1; r < P; ++r) {
@@ -102,7 +101,7 @@ static inline void group(uint32_t P, uint32_t L, uint32_t Ns, const float *twr, 
         TWIDDLE(xr, xi, wr, wi, ar[r], ai[r]);
     }
     bfv(P, ar, ai, yr, yi);
-    float *outr = or_ + (size_t)j0 * P + k, *outi = oi + (size_t)j0 * P + k;
+    float *outr = or_ + j0 * P + k, *outi = oi + j0 * P + k;
     for (uint32_t r = 0; r < P; ++r) {
         st(outr + r * Ns, yr[r], full, mk);
         st(outi + r * Ns, yi[r], full, mk);
@@ -110,14 +109,14 @@ static inline void group(uint32_t P, uint32_t L, uint32_t Ns, const float *twr, 
 }
 
 /* blocks j0 = first, first + Ns, ... of a pass with Ns >= 4, 8 lanes k at a time */
-static inline void pass_wide(uint32_t P, uint32_t M, uint32_t Ns, const float *tw, const float *ir,
+static inline void pass_wide(uint32_t P, uint32_t M, uint32_t ns, const float *tw, const float *ir,
                              const float *ii, float *or_, float *oi, uint32_t first)
 {
-    const uint32_t L = M / P, tail = Ns % 8;
-    const float *twr = tw, *twi = tw + (size_t)(P - 1) * Ns;
+    const size_t L = M / P, Ns = ns, tail = ns % 8; /* size_t indices: no 32-bit wrap in the addressing */
+    const float *twr = tw, *twi = tw + (P - 1) * Ns;
     const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    for (uint32_t j0 = first; j0 < L; j0 += Ns) {
-        uint32_t k = 0;
+    for (size_t j0 = first; j0 < L; j0 += Ns) {
+        size_t k = 0;
         for (; k + 8 <= Ns; k += 8) group(P, L, Ns, twr, twi, ir, ii, or_, oi, j0, k, 1, mk);
         if (tail) group(P, L, Ns, twr, twi, ir, ii, or_, oi, j0, k, 0, mk);
     }
@@ -129,14 +128,14 @@ static inline void pass_wide(uint32_t P, uint32_t M, uint32_t Ns, const float *t
 static inline uint32_t pass_ns4(uint32_t P, uint32_t M, const float *tw, const float *ir, const float *ii,
                                 float *or_, float *oi)
 {
-    const uint32_t L = M / P;
-    const float *twr = tw, *twi = tw + (size_t)(P - 1) * 4;
+    const size_t L = M / P;
+    const float *twr = tw, *twi = tw + (P - 1) * 4;
     __m256 wr[5], wi[5];
     for (uint32_t r = 1; r < P; ++r) {
         wr[r] = _mm256_broadcast_ps((const __m128 *)(twr + (r - 1) * 4));
         wi[r] = _mm256_broadcast_ps((const __m128 *)(twi + (r - 1) * 4));
     }
-    uint32_t j = 0;
+    size_t j = 0;
     for (; j + 8 <= L; j += 8) {
         __m256 ar[5], ai[5], yr[5], yi[5];
         ar[0] = _mm256_loadu_ps(ir + j), ai[0] = _mm256_loadu_ps(ii + j);
@@ -145,7 +144,7 @@ static inline uint32_t pass_ns4(uint32_t P, uint32_t M, const float *tw, const f
             TWIDDLE(xr, xi, wr[r], wi[r], ar[r], ai[r]);
         }
         bfv(P, ar, ai, yr, yi);
-        float *o0r = or_ + (size_t)j * P, *o0i = oi + (size_t)j * P;
+        float *o0r = or_ + j * P, *o0i = oi + j * P;
         float *o1r = o0r + 4 * P, *o1i = o0i + 4 * P;
         for (uint32_t r = 0; r < P; ++r) {
             _mm_storeu_ps(o0r + 4 * r, _mm256_castps256_ps128(yr[r]));
@@ -154,7 +153,7 @@ static inline uint32_t pass_ns4(uint32_t P, uint32_t M, const float *tw, const f
             _mm_storeu_ps(o1i + 4 * r, _mm256_extractf128_ps(yi[r], 1));
         }
     }
-    return j;
+    return (uint32_t)j;
 }
 
 /* y0..y3 (lanes j) to out[4 j + r] for 8 j: pairs interleaved within 128-bit halves, then the
@@ -178,8 +177,8 @@ static inline void store4(float *out, __m256 y0, __m256 y1, __m256 y2, __m256 y3
  * at a time (the generic's operations) */
 static void first4(uint32_t M, const float *ir, const float *ii, float *or_, float *oi)
 {
-    const uint32_t L = M / 4;
-    uint32_t j = 0;
+    const size_t L = M / 4;
+    size_t j = 0;
     for (; j + 8 <= L; j += 8) {
         __m256 ar[4], ai[4], yr[4], yi[4];
         for (uint32_t r = 0; r < 4; ++r) ar[r] = _mm256_loadu_ps(ir + j + r * L), ai[r] = _mm256_loadu_ps(ii + j + r * L);
@@ -232,26 +231,29 @@ static void pass_avx2(uint32_t p, uint32_t M, uint32_t Ns, const float *tw, cons
  * quarters put in order) */
 static uint32_t window_avx2(const rnc_fft_args *a, float *re, float *im)
 {
-    uint32_t m = 0;
-    for (; m + 8 <= a->m; m += 8) {
-        const __m256 u0 = MUL(_mm256_loadu_ps(a->window + 2 * m), _mm256_loadu_ps(a->x + 2 * m));
-        const __m256 u1 = MUL(_mm256_loadu_ps(a->window + 2 * m + 8), _mm256_loadu_ps(a->x + 2 * m + 8));
+    const float *win = a->window, *xs = a->x; /* read once: the stores may alias *a */
+    const size_t M = a->m;
+    size_t m = 0;
+    for (; m + 8 <= M; m += 8) {
+        const __m256 u0 = MUL(_mm256_loadu_ps(win + 2 * m), _mm256_loadu_ps(xs + 2 * m));
+        const __m256 u1 = MUL(_mm256_loadu_ps(win + 2 * m + 8), _mm256_loadu_ps(xs + 2 * m + 8));
         const __m256 ev = _mm256_shuffle_ps(u0, u1, 0x88), od = _mm256_shuffle_ps(u0, u1, 0xDD);
         _mm256_storeu_ps(re + m, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
         _mm256_storeu_ps(im + m, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), 0xD8)));
     }
-    return m;
+    return (uint32_t)m;
 }
 
 /* bins k and M - k for 8 k at a time (k0 .. k0 + 7 <= M/2; the M - k side loaded and stored
  * reversed), the driver's operations lane by lane; returns the first k left to the driver */
 static uint32_t split_avx2(const rnc_fft_args *a, float *re, float *im)
 {
-    const uint32_t M = a->m;
+    const size_t M = a->m;
     const float *wr = a->tw, *wi = wr + M / 2 + 1;
+    float *p = a->p; /* read once: the stores may alias *a */
     const __m256i rev = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
     const __m256 half = _mm256_set1_ps(0.5f), sign = _mm256_set1_ps(-0.0f);
-    uint32_t k = 1;
+    size_t k = 1;
     for (; k + 7 <= M / 2; k += 8) {
         const size_t q = M - k - 7; /* the first of the 8 mirrored bins */
         const __m256 rk = _mm256_loadu_ps(re + k), ik = _mm256_loadu_ps(im + k);
@@ -263,10 +265,10 @@ static uint32_t split_avx2(const rnc_fft_args *a, float *re, float *im)
         const __m256 w_r = _mm256_loadu_ps(wr + k), w_i = _mm256_loadu_ps(wi + k);
         const __m256 tr = SUB(MUL(for_, w_r), MUL(foi, w_i)), ti = ADD(MUL(for_, w_i), MUL(foi, w_r));
         const __m256 ar = ADD(fer, tr), ai = ADD(fei, ti), br = SUB(fer, tr), bi = SUB(fei, ti);
-        _mm256_storeu_ps(a->p + k, ADD(MUL(ar, ar), MUL(ai, ai)));
-        _mm256_storeu_ps(a->p + q, _mm256_permutevar8x32_ps(ADD(MUL(br, br), MUL(bi, bi)), rev));
+        _mm256_storeu_ps(p + k, ADD(MUL(ar, ar), MUL(ai, ai)));
+        _mm256_storeu_ps(p + q, _mm256_permutevar8x32_ps(ADD(MUL(br, br), MUL(bi, bi)), rev));
     }
-    return k;
+    return (uint32_t)k;
 }
 
 void rnc_f32_rfft_power_avx2(const rnc_fft_args *a) { rnc__rfft_power(a, pass_avx2, window_avx2, split_avx2); }

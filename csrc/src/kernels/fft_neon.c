@@ -68,14 +68,14 @@ static inline void bfv(uint32_t P, const float32x4_t *ar, const float32x4_t *ai,
 
 /* blocks of a pass with Ns a multiple of 4, 4 lanes k at a time; inputs in[j + r L] times their
  * twiddles (x w_r - y w_i, x w_i + y w_r) */
-static inline void pass_wide(uint32_t P, uint32_t M, uint32_t Ns, const float *tw, const float *ir,
+static inline void pass_wide(uint32_t P, uint32_t M, uint32_t ns, const float *tw, const float *ir,
                              const float *ii, float *or_, float *oi)
 {
-    const uint32_t L = M / P;
-    const float *twr = tw, *twi = tw + (size_t)(P - 1) * Ns;
-    for (uint32_t j0 = 0; j0 < L; j0 += Ns)
-        for (uint32_t k = 0; k < Ns; k += 4) {
-            const uint32_t j = j0 + k;
+    const size_t L = M / P, Ns = ns; /* size_t indices: no 32-bit wrap to keep in the addressing */
+    const float *twr = tw, *twi = tw + (P - 1) * Ns;
+    for (size_t j0 = 0; j0 < L; j0 += Ns)
+        for (size_t k = 0; k < Ns; k += 4) {
+            const size_t j = j0 + k;
             float32x4_t ar[5], ai[5], yr[5], yi[5];
             ar[0] = vld1q_f32(ir + j), ai[0] = vld1q_f32(ii + j);
             for (uint32_t r = 1; r < P; ++r) {
@@ -85,7 +85,7 @@ static inline void pass_wide(uint32_t P, uint32_t M, uint32_t Ns, const float *t
                 ai[r] = ADD(MUL(xr, wi), MUL(xi, wr));
             }
             bfv(P, ar, ai, yr, yi);
-            float *outr = or_ + (size_t)j0 * P + k, *outi = oi + (size_t)j0 * P + k;
+            float *outr = or_ + j0 * P + k, *outi = oi + j0 * P + k;
             for (uint32_t r = 0; r < P; ++r) {
                 vst1q_f32(outr + r * Ns, yr[r]);
                 vst1q_f32(outi + r * Ns, yi[r]);
@@ -98,8 +98,8 @@ static inline void pass_wide(uint32_t P, uint32_t M, uint32_t Ns, const float *t
  * at a time (the generic's operations) */
 static void first4(uint32_t M, const float *ir, const float *ii, float *or_, float *oi)
 {
-    const uint32_t L = M / 4;
-    uint32_t j = 0;
+    const size_t L = M / 4;
+    size_t j = 0;
     for (; j + 4 <= L; j += 4) {
         float32x4_t ar[4], ai[4];
         float32x4x4_t yr, yi;
@@ -144,13 +144,15 @@ static void pass_neon(uint32_t p, uint32_t M, uint32_t Ns, const float *tw, cons
  * samples apart) */
 static uint32_t window_neon(const rnc_fft_args *a, float *re, float *im)
 {
-    uint32_t m = 0;
-    for (; m + 4 <= a->m; m += 4) {
-        const float32x4x2_t w = vld2q_f32(a->window + 2 * m), x = vld2q_f32(a->x + 2 * m);
+    const float *win = a->window, *xs = a->x; /* read once: the stores may alias *a */
+    const size_t M = a->m;
+    size_t m = 0;
+    for (; m + 4 <= M; m += 4) {
+        const float32x4x2_t w = vld2q_f32(win + 2 * m), x = vld2q_f32(xs + 2 * m);
         vst1q_f32(re + m, MUL(w.val[0], x.val[0]));
         vst1q_f32(im + m, MUL(w.val[1], x.val[1]));
     }
-    return m;
+    return (uint32_t)m;
 }
 
 static inline float32x4_t reverse(float32x4_t v)
@@ -163,10 +165,11 @@ static inline float32x4_t reverse(float32x4_t v)
  * reversed), the driver's operations lane by lane; returns the first k left to the driver */
 static uint32_t split_neon(const rnc_fft_args *a, float *re, float *im)
 {
-    const uint32_t M = a->m;
+    const size_t M = a->m;
     const float *wr = a->tw, *wi = wr + M / 2 + 1;
+    float *p = a->p; /* read once: the stores may alias *a */
     const float32x4_t half = vdupq_n_f32(0.5f);
-    uint32_t k = 1;
+    size_t k = 1;
     for (; k + 3 <= M / 2; k += 4) {
         const size_t q = M - k - 3; /* the first of the 4 mirrored bins */
         const float32x4_t rk = vld1q_f32(re + k), ik = vld1q_f32(im + k);
@@ -177,10 +180,10 @@ static uint32_t split_neon(const rnc_fft_args *a, float *re, float *im)
         const float32x4_t w_r = vld1q_f32(wr + k), w_i = vld1q_f32(wi + k);
         const float32x4_t tr = SUB(MUL(for_, w_r), MUL(foi, w_i)), ti = ADD(MUL(for_, w_i), MUL(foi, w_r));
         const float32x4_t ar = ADD(fer, tr), ai = ADD(fei, ti), br = SUB(fer, tr), bi = SUB(fei, ti);
-        vst1q_f32(a->p + k, ADD(MUL(ar, ar), MUL(ai, ai)));
-        vst1q_f32(a->p + q, reverse(ADD(MUL(br, br), MUL(bi, bi))));
+        vst1q_f32(p + k, ADD(MUL(ar, ar), MUL(ai, ai)));
+        vst1q_f32(p + q, reverse(ADD(MUL(br, br), MUL(bi, bi))));
     }
-    return k;
+    return (uint32_t)k;
 }
 
 void rnc_f32_rfft_power_neon(const rnc_fft_args *a) { rnc__rfft_power(a, pass_neon, window_neon, split_neon); }
