@@ -106,7 +106,7 @@ def test_engine_equals_torch_stft_mel_gru_and_the_numpy_model(kw):
     np.testing.assert_array_equal(steps, Y)     # the same row code in step and run
 
 
-@pytest.mark.parametrize("n_fft", [256, 400, 56])
+@pytest.mark.parametrize("n_fft", [256, 400, 512, 56])
 def test_every_isa_path_streams_the_run_bit_for_bit_within_the_torch_tolerance(n_fft):
     """The FFT's kernel-table rows (rnc_f32_rfft_power_*; 56: the tables' product) on every path this
     CPU runs: ``step`` gives ``run``'s bits, and both stay within the float64 torch reference's

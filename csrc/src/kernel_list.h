@@ -59,14 +59,23 @@
     X(INT_STEP, INT8, rnc_int8_step_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)
 #endif
 
-/* log_mel's real FFT (kernels/f32_fft_generic.c); a build without it (-DRNC_NO_FFT, the dense
- * deploy build) runs log_mel by the tables' product */
+/* log_mel's real FFT (kernels/f32_fft_generic.c; fft_avx2.c, fft_avx512.c, fft_neon.c: the same
+ * bits); a build without it (-DRNC_NO_FFT, the dense deploy build) runs log_mel by the tables'
+ * product. NEON's row is aarch64's only (armv7 NEON float arithmetic is not IEEE). */
 #if defined(RNC_NO_FFT)
 #define RNC_KERNELS_FFT(X)
+#define RNC_KERNELS_FFT_AVX2(X)
 #define RNC_KERNELS_FFT_AVX512(X)
+#define RNC_KERNELS_FFT_NEON(X)
 #else
 #define RNC_KERNELS_FFT(X) X(RFFT_POWER, F32, rnc_f32_rfft_power_generic, RNC_ISA_GENERIC, RNC_IN_ANY, 0, 1, 0)
+#define RNC_KERNELS_FFT_AVX2(X) X(RFFT_POWER, F32, rnc_f32_rfft_power_avx2, RNC_ISA_AVX2, RNC_IN_ANY, 0, 1, 0)
 #define RNC_KERNELS_FFT_AVX512(X) X(RFFT_POWER, F32, rnc_f32_rfft_power_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)
+#if defined(__aarch64__)
+#define RNC_KERNELS_FFT_NEON(X) X(RFFT_POWER, F32, rnc_f32_rfft_power_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)
+#else
+#define RNC_KERNELS_FFT_NEON(X)
+#endif
 #endif
 
 /* portable C (kernels/q8_gemm_generic.c, f32_gemm_generic.c, cells_generic.c, util.c,
@@ -83,7 +92,7 @@
     RNC_KERNELS_INT8(X)
 
 #if defined(__x86_64__) || defined(_M_X64)
-/* AVX2 + FMA (q8_gemm_avx2.c, f32_gemm_avx2.c, cells_avx2.c). q8 cell strategies (cells_avx2.c):
+/* AVX2 + FMA (q8_gemm_avx2.c, f32_gemm_avx2.c, cells_avx2.c, fft_avx2.c). q8 cell strategies (cells_avx2.c):
  *   small: whole-sequence mode at one row, per 16-unit block with all gate accumulators in
  *          registers and the previous block's update issued after its products (at 2-3 rows the
  *          template's GEMM, sharing each weight load across the rows, is ahead: T = 100, GRU
@@ -94,6 +103,7 @@
     X(op, Q8, rnc_q8_##cell##_step_small_avx2, RNC_ISA_AVX2, RNC_IN_GI, RNC_K_NO_GRU_RB, 1, 1)    \
     X(op, Q8, rnc_q8_##cell##_step_b1_avx2, RNC_ISA_AVX2, RNC_IN_X, RNC_K_NO_GRU_RB, 1, 1)
 #define RNC_KERNELS_AVX2(X)                                                                       \
+    RNC_KERNELS_FFT_AVX2(X)                                                                       \
     X(GEMV, Q8, rnc_q8_gemm_avx2, RNC_ISA_AVX2, RNC_IN_ANY, 0, 1, 0)                              \
     X(GEMV, F32, rnc_f32_gemm_avx2, RNC_ISA_AVX2, RNC_IN_ANY, 0, 1, 0)                            \
     X(QUANTIZE, Q8, rnc_q8_quantize_avx2, RNC_ISA_AVX2, RNC_IN_ANY, 0, 1, 0)                      \
@@ -177,7 +187,7 @@
     RNC_KERNELS_AMX(X)
 
 #elif defined(__arm__) || defined(__aarch64__)
-/* ARM NEON (gemm_neon.c, cells_neon.c, q8_sparse_neon.c, q4_neon.c); the quantiser is NEON's on aarch64 (epilogue_neon.h), the
+/* ARM NEON (gemm_neon.c, cells_neon.c, q8_sparse_neon.c, q4_neon.c, fft_neon.c); the quantiser is NEON's on aarch64 (epilogue_neon.h), the
  * portable one on armv7 (its NEON float arithmetic is not IEEE) */
 #if defined(__aarch64__)
 #define RNC_KERNELS_NEON_QUANTIZE(X)                                                              \
@@ -187,6 +197,7 @@
 #endif
 #define RNC_KERNELS_NEON(X)                                                                       \
     RNC_KERNELS_NEON_QUANTIZE(X)                                                                  \
+    RNC_KERNELS_FFT_NEON(X)                                                                       \
     X(GEMV, Q8, rnc_q8_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                              \
     X(GEMV, F32, rnc_f32_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                            \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                      \

@@ -113,7 +113,8 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     causal conv_time records (dilated, grouped), a residual block and a layer_norm instead; "kws":
     log_mel (32 samples per step), conv_time, relu, max and average pooling over time; "timepad":
     padding over time (timepad tails: a Conv1d 'same', a max pooling padded (1, 1) at stride 2, an
-    average pooling (1, 1) with count_include_pad=False, a dilated Conv1d padded (2, 1))."""
+    average pooling (1, 1) with count_include_pad=False, a dilated Conv1d padded (2, 1)); "kws512":
+    log_mel alone (n_fft 512, 40 mels)."""
     layers, feat = [], sizes[0]
     front_records = []
     if front is True:
@@ -160,6 +161,12 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
              "pad_right": 1, "count_include_pad": False},
             pconv(12, 12, 3, dilation=2, pad_left=2, pad_right=1),
         ]
+    if front == "kws512":   # log_mel alone at the keyword-spotting size: 16 kHz, 25 ms window in n_fft 512
+        from rnncore.nn.melspec import LogMelSpectrogram
+
+        front_records = [LogMelSpectrogram(16000, n_fft=512, win_length=400, hop_length=160, n_mels=40,
+                                           center=False).record()]
+        assert sizes[0] == 40
     if front == "conv":   # causal convolutions over time (the window in the state) and a residual block
         def tconv(ci, co, k, **kw):
             w = (rng.standard_normal((co, ci // kw.get("groups", 1), k)) * 0.5).astype(F32)
@@ -220,7 +227,7 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
         layers.append(layer)
         feat = h * (2 if bidirectional else 1)
     spec = {"precision": precision, "layers": layers,
-            "input_size": 32 if front == "kws" else 16 if front else sizes[0],
+            "input_size": 32 if front == "kws" else 512 if front == "kws512" else 16 if front else sizes[0],
             "last_step": last_step, "last_step_bidirectional": last_bidir}
     if front:
         spec["front"] = front_records
@@ -462,6 +469,10 @@ def main(outdir: str) -> None:
         # after its length; last_step: 14, 7, 1 -> 7, 4, 1 steps
         ("lstm_q8_timepad_last", dict(kind="lstm", sizes=[12, 10], precision="q8", head=3, front="timepad",
                                       last_step=True), 3, 14, "run", [14, 7, 1], q8),
+        # the KWS log_mel (n_fft 512, 40 mels): every vector path of each ISA's FFT row, the q8
+        # layers after it bit for bit the NumPy reference (rnncore.quant.front.log_mel_rows)
+        ("gru_q8_kws512_stream", dict(kind="gru", sizes=[40, 16], precision="q8", head=3, front="kws512"),
+         2, 5, "stream", None, q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

@@ -368,15 +368,24 @@ static void test_table_ops(void)
 }
 
 /* ------------------------------------------------------------------------ log_mel real FFT */
-/* The FFT plan and its rows (kernels/f32_fft_generic.c, fft_avx512.c): every even n_fft whose half
- * has no prime factor above 5 is planned, the others are not (the tables' product runs them);
- * tables that are not the DFT's are not planned either; every available row gives the generic
- * row's bits, and the generic row's power spectrum agrees with a double-precision DFT. */
+/* The FFT plan and its rows (kernels/f32_fft_generic.c, fft_avx2.c, fft_avx512.c, fft_neon.c):
+ * every even n_fft whose half has no prime factor above 5 is planned, the others are not (the
+ * tables' product runs them); tables that are not the DFT's are not planned either; every
+ * available row gives the generic row's bits, and the generic row's power spectrum agrees with a
+ * double-precision DFT. The sizes reach every vector path of the rows: first radix-4 passes with
+ * M/4 a multiple of the lanes or not (400: 50), passes of each radix at Ns = 4 with an odd number
+ * of two-block groups (200, 24, 40), at Ns a multiple of 4 but not of 8 or 16 (120: 12, 200: 20),
+ * at Ns not a multiple of 4 (60: 6, 150: 15, 250: 5 and 25, 500: 10 and 50), and the split's
+ * vector loop with and without a scalar rest. */
 static void test_rfft_rows(void)
 {
-    static const uint32_t sizes[] = {2, 4, 6, 8, 10, 12, 16, 18, 30, 50, 64, 96, 128, 200, 250, 256,
-                                     320, 400, 480, 512, 1000, 1024, 2048, 14, 22, 63, 255, 202};
+    static const uint32_t sizes[] = {2, 4, 6, 8, 10, 12, 16, 18, 24, 30, 32, 40, 50, 60, 64, 96, 120, 128,
+                                     150, 160, 200, 250, 256, 320, 400, 480, 500, 512, 1000, 1024, 2048,
+                                     14, 22, 63, 255, 202};
     const double tau = 6.283185307179586477;
+    size_t *compared = calloc(rnc__kernel_count, sizeof *compared); /* per row: cases compared */
+    CHECK(compared != NULL, "calloc");
+    if (!compared) return;
     for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; ++t) {
         const uint32_t n = sizes[t], nf = n / 2 + 1, rp = (nf + 15) / 16 * 16;
         uint32_t half = n / 2;
@@ -442,11 +451,22 @@ static void test_rfft_rows(void)
                 memset(p1, 0x55, 4 * (size_t)nf);
                 kr->fn.rfft(&b);
                 CHECK(!memcmp(p0, p1, 4 * (size_t)nf), "%s n=%u power %u differs from the generic row", kr->name, n, power);
+                ++compared[r];
             }
         }
         free(dft), free(win), free(x), free(tw), free(work), free(p0), free(p1);
     }
-    printf("  log_mel FFT: planned sizes agree with a double DFT, every row bit-identical to generic\n");
+    printf("  log_mel FFT: planned sizes agree with a double DFT, every row bit-identical to generic:");
+    for (size_t r = 0; r < rnc__kernel_count; ++r) {
+        const rnc_kernel *kr = &rnc__kernels[r];
+        int avail = 0;
+        rnc_isa_available((rnc_isa)kr->isa, &avail);
+        if (kr->op != RNC_OP_RFFT_POWER || !avail) continue;
+        CHECK(compared[r] > 0, "%s: never compared", kr->name);
+        printf(" %s", kr->name);
+    }
+    printf("\n");
+    free(compared);
 }
 
 /* log_mel's logarithm (kernels/logf.h) against binary64 log: within 1 ulp on every 61st positive
