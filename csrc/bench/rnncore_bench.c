@@ -16,7 +16,8 @@
  *
  * --breakdown (batch 1, unidirectional, no embedding) times the parts of one rnc_step, each
  * through the kernel-table row the model's plan runs (rnc_model_plan_row): the whole step, the
- * quantisation of x and of h (the QUANTIZE row), the products W_ih x and W_hh h (the GEMV row),
+ * quantisation of x and of h (the QUANTIZE row), the products W_ih x and W_hh h (the GEMV row; the
+ * SPGEMV row for a layer with block-sparse weights, whose cell row is then its *_sparse one),
  * the cell row (which quantises h, multiplies and updates), the state store (h' copied to y),
  * and by difference the cell update (cell - products - quantise h) and the rest of the step
  * (checks, dispatch: step - quantise x - cells - store). Each part is a loop of --steps calls,
