@@ -97,3 +97,29 @@ def test_breakdown_refusals(bench: str, tmp_path: Path) -> None:
     assert r.returncode == 2 and "usage" in r.stderr  # a derived part is not timed alone
     r = _run(bench, "--model", str(path), "--breakdown", "--batch", "2", *QUICK)
     assert r.returncode == 1 and "batch 1" in r.stderr
+
+
+@pytest.mark.parametrize("isa", [ISAS[0], ISAS[-1]] if len(ISAS) > 1 else ISAS)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_breakdown_of_a_block_sparse_layer_times_the_sparse_rows(bench: str, tmp_path: Path, cell: str,
+                                                                 isa: str) -> None:
+    """A layer with block-sparse weights: the products part is the plan's SPGEMV row (on both
+    matrices), the cell its *_sparse row; every timed part positive."""
+    m = {"gru": rc.nn.GRU, "lstm": rc.nn.LSTM}[cell](32, 32, seed=2)
+    rc.nn.BlockPruning(m, density=0.25, end_epoch=1).update(m, None, epoch=1.0)
+    path = tmp_path / f"{cell}_sparse.rnc"
+    eng = rc.compile(m, "q8", sparse=True)
+    eng.save(path)
+    eng = rc.load(path)
+    eng.set_isa(isa)
+    r = _run(bench, "--model", str(path), "--isa", isa, "--breakdown", "--json", *QUICK)
+    assert r.returncode == 0, r.stderr
+    parts = {p["part"]: p for p in json.loads(r.stdout)["parts"]}
+    table = _kernels.kernels()
+    op = f"{cell}_step_sparse"
+    assert parts["cell"]["row"] == eng._model.plan_row(0, op, 1, "x")
+    assert table[parts["cell"]["row_index"]]["op"] == op
+    assert parts["products"]["row"] == eng._model.plan_row(-1, "spgemv", 1)
+    assert table[parts["products"]["row_index"]]["op"] == "spgemv"
+    for part in TIMED:
+        assert parts[part]["us"] > 0, part

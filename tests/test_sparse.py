@@ -293,6 +293,37 @@ def test_keep_diagonal_keeps_the_recurrent_diagonal():
         pr.update(m, rc.nn.Adam([m, other]), epoch=1.0)
 
 
+def test_shared_gates_prunes_the_same_blocks_in_every_gate():
+    """shared_gates=True: every gate of a matrix keeps the same block places, those whose summed
+    squared norm over the gates is largest (hand-built: a place strong in one gate only beats
+    places weak in all three), at the target density; unequal per-gate densities are refused."""
+    from rnncore.nn import BlockPruning
+
+    m = rc.nn.GRU(8, 16, seed=0)     # per gate: 1 row block x 2 input groups = 2 block places
+    params = dict(m.named_parameters())
+    w = params["weight_hh_l0"].reshape(3, 16, 16)
+    w[...] = 0.1
+    w[0, :, 12:16] = 5.0              # place 3 (inputs 12..15): large in gate r only
+    w[1, :, 4:8] = 1.0                # place 1: 1.0 in z and n, 0.1 in r
+    w[2, :, 4:8] = 1.0
+    # squared norms per place (64 weights a block): 0: 3 * 0.64, 1: 0.64 + 2 * 64,
+    # 2: 3 * 0.64, 3: 1600 + 2 * 0.64 -> keep 3 and 1 at density 0.5
+    pr = BlockPruning(m, density=0.5, end_epoch=1, matrices="hh", shared_gates=True)
+    pr.update(m, None, epoch=1.0)
+    kept = w.reshape(3, 16, 4, 4).any(axis=(1, 3))
+    assert kept.tolist() == [[False, True, False, True]] * 3
+    assert pr.block_density(m)["weight_hh_l0"] == [0.5, 0.5, 0.5]
+    # per gate, place 1 would be dropped from gate r (0.1 everywhere but place 3: a tie, the first)
+    m2 = rc.nn.GRU(8, 16, seed=0)
+    dict(m2.named_parameters())["weight_hh_l0"][...] = w.reshape(48, 16) + (w.reshape(48, 16) == 0) * 0.1
+    pr2 = BlockPruning(m2, density=0.5, end_epoch=1, matrices="hh")
+    pr2.update(m2, None, epoch=1.0)
+    w2 = dict(m2.named_parameters())["weight_hh_l0"].reshape(3, 16, 4, 4)
+    assert w2.any(axis=(1, 3)).tolist()[0] == [True, False, False, True]
+    with pytest.raises(ValueError, match="shared_gates"):
+        BlockPruning(m, density=(0.5, 0.3, 0.5), shared_gates=True)
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["gru", "lstm", "rnn_tanh", "rnn_relu"]), i=st.integers(1, 40),
        h=st.integers(1, 40), density=st.sampled_from([0.0, 0.1, 0.3, 0.6, 1.0]), bh=st.sampled_from([8, 16]),

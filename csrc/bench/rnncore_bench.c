@@ -16,7 +16,8 @@
  *
  * --breakdown (batch 1, unidirectional, no embedding) times the parts of one rnc_step, each
  * through the kernel-table row the model's plan runs (rnc_model_plan_row): the whole step, the
- * quantisation of x and of h (the QUANTIZE row), the products W_ih x and W_hh h (the GEMV row),
+ * quantisation of x and of h (the QUANTIZE row), the products W_ih x and W_hh h (the GEMV row; the
+ * SPGEMV row for a layer with block-sparse weights, whose cell row is then its *_sparse one),
  * the cell row (which quantises h, multiplies and updates), the state store (h' copied to y),
  * and by difference the cell update (cell - products - quantise h) and the rest of the step
  * (checks, dispatch: step - quantise x - cells - store). Each part is a loop of --steps calls,
@@ -312,7 +313,7 @@ typedef struct {
     float sx[RNC_MAX_LAYERS], sh;
     void *acc, *acc2, *work;
     int q8;
-    const rnc_kernel *quant, *gemv, *cell[RNC_MAX_LAYERS];
+    const rnc_kernel *quant, *gemv, *spgemv, *cell[RNC_MAX_LAYERS];
     rnc_cell_args args[RNC_MAX_LAYERS];
 } bd_ctx;
 
@@ -335,7 +336,12 @@ static int bd_part(bd_ctx *c, int p)
                                              &c->sh);
             break;
         case P_PROD:
-            if (c->q8) {
+            if (L->sparse) { /* rnc_sparse_q8 of each matrix (bh 0: its dense packed form) */
+                c->spgemv->fn.gemm_q8((const int8_t *)(const void *)&L->dir[0].sp_ih, R, (int)L->kx, 1,
+                                      c->xq[l], (int)L->kx, (int32_t *)c->acc, R);
+                c->spgemv->fn.gemm_q8((const int8_t *)(const void *)&L->dir[0].sp_hh, R, (int)L->kh, 1,
+                                      c->hq, (int)L->kh, (int32_t *)c->acc2, R);
+            } else if (c->q8) {
                 c->gemv->fn.gemm_q8((const int8_t *)L->dir[0].w_ih, R, (int)L->kx, 1, c->xq[l],
                                     (int)L->kx, (int32_t *)c->acc, R);
                 c->gemv->fn.gemm_q8((const int8_t *)L->dir[0].w_hh, R, (int)L->kh, 1, c->hq,
@@ -368,11 +374,6 @@ static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float
     memset(&c, 0, sizeof c);
     rnc_model_info mi;
     rnc_model_get_info(m, &mi);
-    for (uint32_t l = 0; l < m->num_layers; ++l)
-        if (m->layer[l].sparse) {
-            fprintf(stderr, "rnncore-bench: --breakdown times dense layers only (layer %u is block-sparse)\n", l);
-            return 2;
-        }
     if (s->batch != 1 || mi.bidirectional || mi.uses_ids || mi.has_head) {
         fprintf(stderr, "rnncore-bench: --breakdown needs batch 1 and a unidirectional model "
                         "without embedding or head\n");
@@ -381,18 +382,25 @@ static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float
     if (!iters) iters = 1;
     if (!rounds) rounds = 1;
     c.m = m, c.s = s, c.x = x, c.y = y, c.q8 = m->precision == RNC_Q8;
-    size_t row, gemv_row, quant_row = 0, cell_rows[RNC_MAX_LAYERS];
+    size_t row, gemv_row, quant_row = 0, spgemv_row = 0, cell_rows[RNC_MAX_LAYERS];
+    int any_sparse = 0;
+    for (uint32_t l = 0; l < m->num_layers; ++l) any_sparse |= m->layer[l].sparse != 0;
     CHECK(rnc_model_plan_row(m, RNC_PLAN_MODEL, RNC_OP_GEMV, m->precision, 1, RNC_IN_X, 0, &gemv_row));
     c.gemv = &rnc__kernels[gemv_row];
     if (c.q8) {
         CHECK(rnc_model_plan_row(m, RNC_PLAN_MODEL, RNC_OP_QUANTIZE, RNC_Q8, 1, RNC_IN_X, 0, &quant_row));
         c.quant = &rnc__kernels[quant_row];
     }
+    if (any_sparse) { /* block-sparse layers: the SPGEMV row and the *_SPARSE cells */
+        CHECK(rnc_model_plan_row(m, RNC_PLAN_MODEL, RNC_OP_SPGEMV, RNC_Q8, 1, RNC_IN_X, 0, &spgemv_row));
+        c.spgemv = &rnc__kernels[spgemv_row];
+    }
     size_t max_r = 0, work = 0;
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         static const uint32_t ops[] = {RNC_OP_RNN_STEP, RNC_OP_RNN_STEP, RNC_OP_GRU_STEP, RNC_OP_LSTM_STEP};
-        CHECK(rnc_model_plan_row(m, l, ops[L->kind & 3u], m->precision, 1, RNC_IN_X,
+        const uint32_t op = ops[L->kind & 3u] + (L->sparse ? RNC_OP_RNN_STEP_SPARSE - RNC_OP_RNN_STEP : 0);
+        CHECK(rnc_model_plan_row(m, l, op, m->precision, 1, RNC_IN_X,
                                  L->dir[0].hh_sums != NULL, &row));
         cell_rows[l] = row;
         c.cell[l] = &rnc__kernels[row];
@@ -421,8 +429,8 @@ static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float
         a->H = L->hidden_size;
         a->Hp = L->hp;
         a->G = L->gates;
-        a->w_ih = L->dir[0].w_ih;
-        a->w_hh = L->dir[0].w_hh;
+        a->w_ih = L->sparse ? (const void *)&L->dir[0].sp_ih : L->dir[0].w_ih;
+        a->w_hh = L->sparse ? (const void *)&L->dir[0].sp_hh : L->dir[0].w_hh;
         a->s_ih = L->dir[0].s_ih;
         a->s_hh = L->dir[0].s_hh;
         a->b_ih = L->dir[0].b_ih;
@@ -478,7 +486,7 @@ static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float
     const char *rows[P_COUNT];
     for (int p = 0; p < P_COUNT; ++p) rows[p] = "";
     rows[P_QX] = rows[P_QH] = c.q8 ? rnc__kernels[quant_row].name : "-";
-    rows[P_PROD] = rnc__kernels[gemv_row].name;
+    rows[P_PROD] = rnc__kernels[any_sparse ? spgemv_row : gemv_row].name;
     rows[P_CELL] = rnc__kernels[cell_rows[0]].name;
     rows[P_STEP] = "rnc_step";
     rows[P_STORE] = "memcpy";
@@ -494,7 +502,7 @@ static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float
                    "\"share\": %.4f}",
                    p ? ", " : "", part_key[p], rows[p],
                    p == P_QX || p == P_QH ? (c.q8 ? (int)quant_row : -1)
-                   : p == P_PROD          ? (int)gemv_row
+                   : p == P_PROD          ? (int)(any_sparse ? spgemv_row : gemv_row)
                    : p == P_CELL          ? (int)cell_rows[0]
                                           : -1,
                    best[p], best[p] / best[P_STEP]);

@@ -71,6 +71,10 @@ bench: $(BUILD)/rnncore-bench
 $(BUILD)/rnncore-bench: bench/rnncore_bench.c $(BUILD)/librnncore.a
 	$(CC) $(CFLAGS_ALL) $< $(BUILD)/librnncore.a -lm -o $@
 
+# the block-sparse layouts' product on this host (x86-64, AVX-512 VNNI; bench/sparse_layout.c)
+$(BUILD)/sparse-layout: bench/sparse_layout.c $(BUILD)/librnncore.a
+	$(CC) $(CFLAGS_ALL) $(X86_AVX512VNNI_FLAGS) $< $(BUILD)/librnncore.a -lm -o $@
+
 # Standalone shared library for this host (the objects of `make lib`, which are -fPIC), as an
 # embedded user or an FFI (tests/test_cffi.py) loads it.
 .PHONY: shared

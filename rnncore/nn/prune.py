@@ -13,6 +13,10 @@ the way RNNoise / Opus (``dnn/torch``) and TensorFlow Model Optimization's
   ``d(t) = target + (1 - target) (1 - p)^3``, ``p = (t - start) / (end - start)`` clipped to
   0..1, ``t`` in (fractional) epochs: pruning ramps over the first epochs and training goes on
   (fine-tuning) with the final masks;
+* ``shared_gates``: one mask for every gate of a matrix instead of one per gate: a block place
+  (rows ``16 b' ...`` of each gate, inputs ``4 g ...``) is scored by the sum over the gates of
+  their blocks' squared L2 norms, and the gates keep or drop it together (the same density for
+  every gate; the layout docs/performance.md weighs for the GRU/LSTM step at H = 256);
 * ``keep_diagonal``: the blocks holding a diagonal entry of a gate's ``weight_hh`` (unit u's weight
   on its own previous state) are always kept (RNNoise keeps that diagonal dense); they count
   toward the density;
@@ -82,12 +86,14 @@ class BlockPruning:
         the density is 1 before ``start_epoch`` and the target from ``end_epoch`` on
     block_rows : 16 (the C core's AVX-512 tile; measured fastest) or 8
     keep_diagonal : keep the blocks holding each gate's recurrent diagonal
+    shared_gates : one mask shared by every gate of a matrix (module docstring); needs the same
+        density for every gate of the matrix
     matrices : "both", "hh" (recurrent weights only) or "ih"
     """
 
     def __init__(self, model: Module, density: float | Sequence[float] | Mapping[str, object] = 0.3,
                  start_epoch: float = 0.0, end_epoch: float = 5.0, block_rows: int = 16,
-                 keep_diagonal: bool = False, matrices: str = "both") -> None:
+                 keep_diagonal: bool = False, matrices: str = "both", shared_gates: bool = False) -> None:
         if block_rows not in (8, 16):
             raise ValueError(f"block_rows: expected 8 or 16, got {block_rows!r}")
         if not 0 <= start_epoch < end_epoch:
@@ -96,6 +102,7 @@ class BlockPruning:
         if matrices not in ("both", "hh", "ih"):
             raise ValueError(f"matrices: expected 'both', 'hh' or 'ih', got {matrices!r}")
         self.block_rows, self.keep_diagonal = block_rows, bool(keep_diagonal)
+        self.shared_gates = bool(shared_gates)
         self.start_epoch, self.end_epoch = float(start_epoch), float(end_epoch)
         # name -> (layer, is W_hh, per-gate target density)
         self.targets: dict[str, tuple[Module, bool, np.ndarray]] = {}
@@ -112,6 +119,9 @@ class BlockPruning:
                 if dv.shape != (len(gates),) or not np.all((dv > 0) & (dv <= 1)):
                     raise ValueError(f"density: expected numbers in (0, 1], one or one per gate {gates} of "
                                      f"{type(layer).__name__}, got {d!r}")
+                if self.shared_gates and not np.all(dv == dv[0]):
+                    raise ValueError(f"density: shared_gates=True needs one density for every gate of "
+                                     f"{prefix}{name}, got {d!r}")
                 self.targets[prefix + name] = (layer, which == "hh", dv)
         if not self.targets:
             raise ValueError("model: no recurrent weight matrix to prune")
@@ -141,12 +151,17 @@ class BlockPruning:
             w = params[name]
             h, g = layer.hidden_size, len(target)
             mask = np.ones(w.shape, bool)
-            for gi in range(g):
+            keep = np.eye(h, dtype=bool) if hh and self.keep_diagonal else None
+            if self.shared_gates:
+                d = float(target[0] + (1.0 - target[0]) * f)
+                if d < 1.0:   # sqrt of the gates' summed squares: its block norms are the sums
+                    comb = np.sqrt(np.sum(np.asarray(w, np.float64).reshape(g, h, -1) ** 2, axis=0))
+                    mask = np.tile(block_mask(comb, d, self.block_rows, keep), (g, 1))
+            for gi in [] if self.shared_gates else range(g):
                 d = float(target[gi] + (1.0 - target[gi]) * f)
                 if d >= 1.0:
                     continue
                 rows = slice(gi * h, (gi + 1) * h)
-                keep = np.eye(h, dtype=bool) if hh and self.keep_diagonal else None
                 mask[rows] = block_mask(w[rows], d, self.block_rows, keep)
             w *= mask
             self.masks[name] = mask
