@@ -1051,13 +1051,13 @@ static void timepad_set(rnc_model *m, rnc_front_op *F, uint64_t left, uint64_t r
 /* A record over time's window fields: kernel_size, stride and dilation each in 1..RNC_FILE_MAX_KERNEL. */
 static rnc_status check_time_fields(const rnc_ctx *c, uint64_t k, uint64_t st, uint64_t dl)
 {
-    if (k == 0 || k > RNC_FILE_MAX_KERNEL)
-        return fail(c, TIME_FIELD(kernel_size), MSG_RANGE, k, 1, RNC_FILE_MAX_KERNEL, NULL);
-    if (st == 0 || st > RNC_FILE_MAX_KERNEL)
-        return fail(c, TIME_FIELD(stride), MSG_RANGE, st, 1, RNC_FILE_MAX_KERNEL, NULL);
-    if (dl == 0 || dl > RNC_FILE_MAX_KERNEL)
-        return fail(c, TIME_FIELD(dilation), MSG_RANGE, dl, 1, RNC_FILE_MAX_KERNEL, NULL);
-    return RNC_OK;
+    /* the first field out of range is refused (one call of fail: the deploy build's size) */
+    const char *f = TIME_FIELD(kernel_size);
+    uint64_t v = k;
+    if (v - 1 < RNC_FILE_MAX_KERNEL) f = TIME_FIELD(stride), v = st;
+    if (v - 1 < RNC_FILE_MAX_KERNEL) f = TIME_FIELD(dilation), v = dl;
+    if (v - 1 < RNC_FILE_MAX_KERNEL) return RNC_OK;
+    return fail(c, f, MSG_RANGE, v, 1, RNC_FILE_MAX_KERNEL, NULL);
 }
 
 /* A record over time's padding and window of P = dilation*(kernel_size-1) steps of ch channels:
@@ -1075,7 +1075,12 @@ static rnc_status load_time_window(rnc_ctx *c, const rnc_model *m, const unsigne
     *right = *excl = 0;
     if (tp) TRY(load_timepad(c, tp, P, avg, left, right, excl));
     *ph = st > 1 || *left < P;
+#if defined(RNC_NO_TIMEPAD) /* no tails (load_timepad refuses them): no counters */
+    (void)counters;
+    *nc = 0;
+#else
     *nc = (counters && tp && (*left || *right)) || *left + *right > P ? 2 : 0;
+#endif
     const uint64_t n = P * ch + *ph + *nc;
     if (n > RNC_FILE_MAX_WINDOW || m->win_floats + n > RNC_FILE_MAX_WINDOW)
         return fail(c, TIME_FIELD(kernel_size), MSG_CONV_WINDOW_SIZE, P, ch, RNC_FILE_MAX_WINDOW, NULL);
