@@ -1,0 +1,220 @@
+"""Chunk graphs compiled to the C engine: Silero VAD's chunk models, called once per 512-sample chunk
+with the state stacked in one tensor (``state (2, B, 128)`` = h, c), against onnxruntime.
+
+The ``silero-vad`` 6.2.3 wheel (``.ci/run`` installs it ``--no-deps``) ships the chunk graph in two
+forms: ``silero_vad.onnx`` (a TorchScript export: the model inside an ``If`` on ``sr``, nested
+``If`` nodes on shapes, the decoder an ``LSTM`` node) and ``silero_vad_op18_ifless.onnx`` (the
+dynamo exporter: the decoder's ``LSTMCell`` written out as ``Gemm`` / ``Split`` / ``Sigmoid`` /
+``Tanh`` / ``Mul`` / ``Add``). Imported with the chunk's shape fixed, both lower to per-step
+records + LSTM + head (rnncore/io/onnx_import/_lower_chunk.py); the recording is pyannote-audio
+3.3.2's sample.wav (937 chunks), as in tests/test_engine_front_q8.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import rnncore as rc
+from rnncore.io import from_onnx
+from rnncore.io.onnx_import._lower import lower_graph
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_vad_q8 import frames, recording, variants  # noqa: E402
+
+GRAPHS = ["silero_vad.onnx", "silero_vad_op18_ifless.onnx"]
+SHAPES = {"input": (1, 576), "state": (2, 1, 128)}
+
+
+def _path(name: str) -> pathlib.Path:
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None:
+        pytest.fail("silero-vad 6.2.3 is not installed: pip install --no-deps silero-vad==6.2.3 "
+                    "(.ci/run does)")
+    return pathlib.Path(spec.origin).parent / "data" / name
+
+
+def _import(name: str, blob: bytes | None = None, **kw):
+    return from_onnx(blob if blob is not None else _path(name), constants={"sr": 16000}, input_shapes=SHAPES,
+                     **kw)
+
+
+def _session(name: str):
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(_path(name)), opts, providers=["CPUExecutionProvider"])
+
+
+def _ort_chunks(sess, fr: np.ndarray, state: np.ndarray) -> tuple:
+    """onnxruntime chunk by chunk, the state fed back as the package's wrapper does."""
+    probs = np.empty(len(fr), np.float32)
+    for k, x in enumerate(fr):
+        out, state = sess.run(None, {"input": x[None], "state": state, "sr": np.array(16000, np.int64)})
+        probs[k] = out[0, 0]
+    return probs, state
+
+
+@pytest.fixture(scope="module")
+def audio() -> np.ndarray:
+    try:
+        return recording()
+    except FileNotFoundError as exc:
+        pytest.fail(f"{exc} (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def reference(audio) -> dict:
+    """onnxruntime's probabilities and final state on the recording, per graph, from a nonzero state."""
+    fr = frames(audio)
+    st0 = (np.random.default_rng(4).standard_normal((2, 1, 128)) * 0.2).astype(np.float32)
+    return {name: _ort_chunks(_session(name), fr, st0) for name in GRAPHS} | {"frames": fr, "st0": st0}
+
+
+# ---- from_onnx(input_shapes=) -------------------------------------------------------------------
+def test_input_shapes_fold_the_shape_ifs_and_keep_onnxruntimes_outputs():
+    name = "silero_vad.onnx"
+    loose = from_onnx(_path(name), constants={"sr": 16000})
+    fixed = _import(name)
+    ops = [s.op for s in fixed.steps]
+    assert "If" in [s.op for s in loose.steps] and "If" not in ops and "Shape" not in ops
+    assert fixed.input_shapes == {"input": (1, 576), "state": (2, 1, 128)}
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1, 576)) * 0.1).astype(np.float32)
+    st = (rng.standard_normal((2, 1, 128)) * 0.3).astype(np.float32)
+    want = _session(name).run(None, {"input": x, "state": st, "sr": np.array(16000, np.int64)})
+    for got in (fixed.forward(x, st), loose.forward(x, st)):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+    with pytest.raises(ValueError, match=r"input: the graph was imported with input_shapes \{'input': "
+                                         r"\(1, 576\)\}, got an array of shape \(2, 576\)"):
+        fixed.forward(np.zeros((2, 576), np.float32), np.zeros((2, 2, 128), np.float32))
+
+
+def test_input_shapes_are_checked():
+    p = _path("silero_vad.onnx")
+    with pytest.raises(ValueError, match=r"input_shapes: 'x' is not an input of the model \(inputs: "
+                                         r"\['input', 'state'\]\)"):
+        from_onnx(p, constants={"sr": 16000}, input_shapes={"x": (1, 576)})
+    with pytest.raises(ValueError, match=r"input_shapes: 'state' is declared of shape \(2, '\?', 128\) in "
+                                         r"the graph, got \(2, 1, 64\)"):
+        from_onnx(p, constants={"sr": 16000}, input_shapes={"input": (1, 576), "state": (2, 1, 64)})
+    with pytest.raises(ValueError, match=r"input_shapes: 'input': expected a tuple of positive ints \(None "
+                                         r"for an axis left open\), got \(1, 0\)"):
+        from_onnx(p, constants={"sr": 16000}, input_shapes={"input": (1, 0)})
+    with pytest.raises(ValueError, match=r"as_spec=True with inputs/outputs/constants/input_shapes"):
+        from_onnx(p, input_shapes=SHAPES, as_spec=True)
+
+
+def test_compile_without_the_state_shape_names_what_to_declare():
+    g = from_onnx(_path("silero_vad_op18_ifless.onnx"), constants={"sr": 16000},
+                  input_shapes={"input": (1, 576)})
+    with pytest.raises(ValueError, match=r"input 'state' has no fixed shape .* import the chunk graph with "
+                                         r"input_shapes=\{'input': \(1, 576\), 'state': \(rows, 1, H\)\}"):
+        rc.compile(g)
+
+
+# ---- the lowering -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", GRAPHS)
+def test_chunk_graph_lowers_to_records_lstm_and_head(name, reference):
+    model, info = lower_graph(_import(name))
+    assert info == {"data_input": "input", "data_output": "output", "state_inputs": ["state"],
+                    "state_outputs": ["stateN"], "state_rows": {"h": 0, "c": 1}}
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["FrameConv1d", "Magnitude"] + ["FrameConv1d", "ReLU"] * 4 + ["LSTM", "ReLU", "Linear",
+                                                                                   "Sigmoid"]
+    # the lowered chain in NumPy float64 against onnxruntime, chunk by chunk from the same state
+    fr, st0 = reference["frames"][:200], reference["st0"]
+    h0, c0 = st0[0:1].astype(np.float64), st0[1:2].astype(np.float64)
+    y = model.forward(fr[None].astype(np.float64), state=[(h0, c0)])
+    np.testing.assert_allclose(y[0, :, 0], reference[name][0][:200], rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_chunk_graph_f32_run_and_stream_match_onnxruntime_on_a_recording(name, reference):
+    """rc.compile f32: engine.run over the 937 chunks and stream.step chunk by chunk within 1e-4 of
+    onnxruntime's probabilities, the final (h, c) the rows of its stateN, no decision flipped."""
+    eng = rc.compile(_import(name))
+    assert eng.graph_io["state_rows"] == {"h": 0, "c": 1}
+    assert "lstm(128)" in eng.describe()
+    fr, st0 = reference["frames"], reference["st0"]
+    probs, stateN = reference[name]
+    Y, (h, c) = eng.run(fr[None], state=(st0[0:1], st0[1:2]), return_state=True)
+    assert Y.shape == (1, len(fr), 1)
+    np.testing.assert_allclose(Y[0, :, 0], probs, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([h, c]), stateN, rtol=0, atol=1e-3)
+    assert ((Y[0, :, 0] > 0.5) != (probs > 0.5)).sum() == 0
+    assert 0.2 < (probs > 0.5).mean() < 0.9            # speech and pauses
+    st = eng.stream()
+    st.state = (st0[0:1], st0[1:2])
+    got = np.array([st.step(x[None])[0, 0] for x in fr])
+    np.testing.assert_allclose(got, probs, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate(st.state), stateN, rtol=0, atol=1e-3)
+
+
+def test_chunk_graph_batch_of_streams_is_the_graph_per_stream(reference):
+    """engine.run with B streams: each row is the chunk graph fed its own chunks (onnxruntime at B = 1)."""
+    name = "silero_vad_op18_ifless.onnx"
+    eng = rc.compile(_import(name))
+    fr = reference["frames"][:120]
+    X = np.stack([fr, fr[::-1].copy() * np.float32(0.5)])
+    Y = eng.run(X)
+    sess = _session(name)
+    for b in range(2):
+        want, _ = _ort_chunks(sess, X[b], np.zeros((2, 1, 128), np.float32))
+        np.testing.assert_allclose(Y[b, :, 0], want, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_chunk_graph_q8_decision_flips(name, audio):
+    """q8 against onnxruntime's decisions (p > 0.5) on the recording and two variants of it (2811
+    chunks): the count is printed; the f32 engine flips none."""
+    g = _import(name)
+    e32, e8 = rc.compile(g), rc.compile(g, precision="q8")
+    assert e8.precision == "q8"
+    sess = _session(name)
+    n, flips = 0, {"f32": 0, "q8": 0}
+    for a in variants(audio).values():
+        fr = frames(a)
+        p, _ = _ort_chunks(sess, fr, np.zeros((2, 1, 128), np.float32))
+        n += len(fr)
+        for k, e in (("f32", e32), ("q8", e8)):
+            flips[k] += int(((e.run(fr[None])[0, :, 0] > 0.5) != (p > 0.5)).sum())
+    print(f"{name}: {n} chunks, decision flips {flips} ({500 * flips['q8'] / n:.2f} per 500 for q8)")
+    assert n >= 2800 and flips["f32"] == 0
+    assert flips["q8"] <= 0.005 * n, (flips, n)
+
+
+# ---- refusals: almost an LSTM cell ---------------------------------------------------------------
+def _mutated(edit) -> bytes:
+    m = onnx.load(str(_path("silero_vad_op18_ifless.onnx")))
+    nodes = {n.name: n for n in m.graph.node}
+    for sub in (a.g for n in m.graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH):
+        nodes.update({n.name: n for n in sub.node})
+    edit(nodes)
+    return m.SerializeToString()
+
+
+def _swap_inputs(nodes, name, k, other):
+    nodes[name].input[k] = nodes[other].output[0]
+
+
+@pytest.mark.parametrize("edit, node, why", [
+    (lambda ns: setattr(ns["node_sigmoid_1"], "op_type", "Tanh"), "node_mul_168",
+     r"multiplies the state's row 1 by tanh of gate part 1: the forget gate is a sigmoid"),
+    (lambda ns: setattr(ns["node_tanh"], "op_type", "Sigmoid"), "node_mul_171",
+     r"multiplies \['sig', 'sig'\] gate parts: an LSTM cell multiplies sigmoid\(i\) by tanh\(g\)"),
+    (lambda ns: _swap_inputs(ns, "node_mul_182", 0, "node_sigmoid_1"), "node_mul_182",
+     r"uses gate part 1 as o, the cell already has roles \{'f': 1, 'i': 0, 'g': 2\}"),
+    (lambda ns: _swap_inputs(ns, "node_mul_168", 1, "node_select_1"), "node_mul_182",
+     r"reads row 0 of the state as c, a row the graph uses otherwise \(\{'h': 0\}\)"),
+])
+def test_almost_an_lstm_cell_is_refused_naming_the_node(edit, node, why):
+    g = _import("", _mutated(edit))
+    with pytest.raises(ValueError, match=rf"node '{node}' \(\w+\) {why}"):
+        rc.compile(g)
