@@ -231,3 +231,18 @@ def test_almost_an_lstm_cell_is_refused_naming_the_node(edit, node, why):
     g = _import("", _mutated(edit))
     with pytest.raises(ValueError, match=rf"node '{node}' \(\w+\) {why}"):
         rc.compile(g)
+
+
+def test_silero_v4_chunk_graph_is_refused_at_its_first_node():
+    """Silero VAD v4 (openwakeword 0.4.0, installed by .ci/run): its LSTMs run over the positions
+    inside a chunk, which the chunk lowering does not follow; refused at the first node it cannot."""
+    spec = importlib.util.find_spec("openwakeword")
+    if spec is None:
+        pytest.fail("openwakeword 0.4.0 is not installed: pip install --no-deps openwakeword==0.4.0 "
+                    "(.ci/run does)")
+    path = pathlib.Path(spec.origin).parent / "resources" / "models" / "silero_vad.onnx"
+    g = from_onnx(path, constants={"sr": 16000}, input_shapes={"input": (1, 512), "h": (2, 1, 64),
+                                                                "c": (2, 1, 64)})
+    with pytest.raises(ValueError, match=r"node 'Reshape_39' \(Reshape\) reshapes the chunk's samples "
+                                         r"\(512,\)"):
+        rc.compile(g)

@@ -114,6 +114,9 @@ class _ChunkLower(_Lower):
         if op in ("Squeeze", "Gather", "Reshape", "Flatten") and x is not None and x["k"] in (
                 "frames", "conv"):
             x = self.materialize(x)
+            if x["k"] == "frames" and len(x["shape"]) == 1:
+                self.refuse(f"reshapes the chunk's samples {x['shape']}: the lowering follows Pad, Unsqueeze "
+                            "(axis 1) and a Conv over them")
             if x["k"] != "frames" or len(x["shape"]) != 2 or x["shape"][1] != 1:
                 self.refuse(f"turns frames of shape {x.get('shape')} into features: only a frame reduced to "
                             "one position is a step's feature vector (a recurrent layer over the positions "
