@@ -246,3 +246,68 @@ def test_silero_v4_chunk_graph_is_refused_at_its_first_node():
     with pytest.raises(ValueError, match=r"node 'Reshape_39' \(Reshape\) reshapes the chunk's samples "
                                          r"\(512,\)"):
         rc.compile(g)
+
+
+# ---- written-out cells of other gate orders, against PyTorch's export and onnxruntime ----------
+class _CellChunk:
+    """A chunk model in PyTorch: Conv over the chunk's 8 samples -> ReLU -> an LSTM cell written out
+    with the four gate parts in ``order`` (the roles of the Split's parts, e.g. "fogi"), the state
+    stacked with h in row ``h_row`` -> Linear -> sigmoid."""
+
+    def __new__(cls, order: str, h_row: int, bias_hh: bool, seed: int):
+        import torch
+
+        class M(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                torch.manual_seed(seed)
+                self.conv = torch.nn.Conv1d(1, 6, 8)
+                self.ih = torch.nn.Linear(6, 20)
+                self.hh = torch.nn.Linear(5, 20, bias=bias_hh)
+                self.out = torch.nn.Linear(5, 1)
+
+            def forward(self, x, state):
+                f = torch.relu(self.conv(x.unsqueeze(1))).squeeze(2)
+                h, c = state[h_row], state[1 - h_row]
+                parts = dict(zip(order, (self.ih(f) + self.hh(h)).split(5, 1), strict=True))
+                c2 = torch.sigmoid(parts["f"]) * c + torch.sigmoid(parts["i"]) * torch.tanh(parts["g"])
+                h2 = torch.sigmoid(parts["o"]) * torch.tanh(c2)
+                new = [h2, c2] if h_row == 0 else [c2, h2]
+                return torch.sigmoid(self.out(h2)), torch.stack(new)
+
+        return M().eval()
+
+
+@pytest.mark.parametrize("order, h_row, bias_hh", [("ifgo", 0, True), ("fogi", 0, False), ("gofi", 1, True)])
+def test_written_out_cell_of_any_gate_order_compiles_and_matches_onnxruntime(order, h_row, bias_hh):
+    import io
+    import warnings
+
+    import torch
+
+    m = _CellChunk(order, h_row, bias_hh, seed=len(order) + h_row)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (torch.randn(1, 8), torch.zeros(2, 1, 5)), f, input_names=["x", "state"],
+                          output_names=["p", "stateN"], opset_version=17, dynamo=False,
+                          dynamic_axes={"x": {0: "B"}, "state": {1: "B"}})
+    blob = f.getvalue()
+    ops = [n.op_type for n in onnx.load_from_string(blob).graph.node]
+    assert "Split" in ops and "LSTM" not in ops
+    g = from_onnx(blob, input_shapes={"x": (1, 8), "state": (2, 1, 5)})
+    eng = rc.compile(g)
+    assert eng.graph_io["state_rows"] == {"h": h_row, "c": 1 - h_row}
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((40, 8)).astype(np.float32)
+    st0 = (rng.standard_normal((2, 1, 5)) * 0.5).astype(np.float32)
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    want, st = [], st0
+    for x in X:
+        p, st = sess.run(None, {"x": x[None], "state": st})
+        want.append(p[0, 0])
+    r = eng.graph_io["state_rows"]
+    Y, (h, c) = eng.run(X[None], state=(st0[r["h"]][None], st0[r["c"]][None]), return_state=True)
+    np.testing.assert_allclose(Y[0, :, 0], want, rtol=0, atol=1e-5)
+    got = np.concatenate([h, c] if r["h"] == 0 else [c, h])
+    np.testing.assert_allclose(got, st, rtol=0, atol=1e-5)
