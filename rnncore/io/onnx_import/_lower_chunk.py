@@ -250,7 +250,7 @@ class _ChunkLower(_Lower):
         if outs[1]:
             self.val[outs[1]] = self.feat((1, 1, H), "h")
         if outs[2]:
-            self.val[outs[2]] = self.feat((1, 1, H), "c")
+            self.val[outs[2]] = dict(self.feat((1, 1, H), "c"), at=None)     # state only, not features
 
     def claim(self, r: int, kind: str) -> None:
         if self.rows.get(kind, r) != r or any(k != kind and x == r for k, x in self.rows.items()):
@@ -362,6 +362,9 @@ class _ChunkLower(_Lower):
                 if g["act"] != "sig":
                     self.refuse(f"multiplies the state's row {r['row']} by tanh of gate part {g['j']}: the "
                                 "forget gate is a sigmoid")
+                if r["F"] != g["cell"].H or len(r["shape"]) != 2:
+                    self.refuse(f"multiplies the forget gate ({g['cell'].H} units) by a state row of shape "
+                                f"{r['shape']}")
                 self.take(g["cell"], "f", g["j"])
                 g["cell"].c_row = r["row"]
                 self.val[s.outputs[0]] = {"k": "fc", "cell": g["cell"]}
@@ -403,6 +406,9 @@ class _ChunkLower(_Lower):
         self.claim(cell.h_row, "h")
         self.claim(cell.c_row, "c")
         H = cell.H
+        if cell.w_hh.shape[1] != H:
+            self.refuse(f"completes an LSTM cell of {H} units whose recurrent product reads "
+                        f"{cell.w_hh.shape[1]} values of the state")
         order = [cell.roles[r] for r in "ifgo"]
         idx = np.concatenate([np.arange(j * H, (j + 1) * H) for j in order])
         x = cell.x
@@ -450,6 +456,7 @@ def lower_chunk_graph(g):
     st_out = [o for o in g.output_names if o not in outs]
     y = lw.val.get(outs[0]) if len(outs) == 1 else None
     if len(states_in) != 1 or len(st_out) != 1 or y is None or y["k"] != "feat" or y["at"] != len(lw.layers) \
+            or y["tag"] == "c" \
             or sorted(lw.rows) != ["c", "h"] or g.fixed_shapes[states_in[0]][0] != 2:
         raise _Refused(f"rc.compile(OnnxGraph): outputs {g.output_names} / inputs {g.input_names}: expected "
                        "the chunk input and one stacked state (h, c) in, one per-chunk output of the chain "
