@@ -250,11 +250,12 @@ def test_silero_v4_chunk_graph_is_refused_at_its_first_node():
 
 # ---- written-out cells of other gate orders, against PyTorch's export and onnxruntime ----------
 class _CellChunk:
-    """A chunk model in PyTorch: Conv over the chunk's 8 samples -> ReLU -> an LSTM cell written out
-    with the four gate parts in ``order`` (the roles of the Split's parts, e.g. "fogi"), the state
-    stacked with h in row ``h_row`` -> Linear -> sigmoid."""
+    """A chunk model in PyTorch: Conv over the chunk's 8 samples -> ReLU (or, ``front`` False, the 8
+    values are the features: a decoder alone) -> an LSTM cell written out with the four gate parts
+    in ``order`` (the roles of the Split's parts, e.g. "fogi"), the state stacked with h in row
+    ``h_row`` -> Linear -> sigmoid."""
 
-    def __new__(cls, order: str, h_row: int, bias_hh: bool, seed: int):
+    def __new__(cls, order: str, h_row: int, bias_hh: bool, seed: int, front: bool = True):
         import torch
 
         class M(torch.nn.Module):
@@ -262,12 +263,12 @@ class _CellChunk:
                 super().__init__()
                 torch.manual_seed(seed)
                 self.conv = torch.nn.Conv1d(1, 6, 8)
-                self.ih = torch.nn.Linear(6, 20)
+                self.ih = torch.nn.Linear(6 if front else 8, 20)
                 self.hh = torch.nn.Linear(5, 20, bias=bias_hh)
                 self.out = torch.nn.Linear(5, 1)
 
             def forward(self, x, state):
-                f = torch.relu(self.conv(x.unsqueeze(1))).squeeze(2)
+                f = torch.relu(self.conv(x.unsqueeze(1))).squeeze(2) if front else x
                 h, c = state[h_row], state[1 - h_row]
                 parts = dict(zip(order, (self.ih(f) + self.hh(h)).split(5, 1), strict=True))
                 c2 = torch.sigmoid(parts["f"]) * c + torch.sigmoid(parts["i"]) * torch.tanh(parts["g"])
@@ -278,14 +279,15 @@ class _CellChunk:
         return M().eval()
 
 
-@pytest.mark.parametrize("order, h_row, bias_hh", [("ifgo", 0, True), ("fogi", 0, False), ("gofi", 1, True)])
-def test_written_out_cell_of_any_gate_order_compiles_and_matches_onnxruntime(order, h_row, bias_hh):
+@pytest.mark.parametrize("order, h_row, bias_hh, front", [("ifgo", 0, True, True), ("fogi", 0, False, True),
+                                                         ("gofi", 1, True, True), ("iofg", 0, True, False)])
+def test_written_out_cell_of_any_gate_order_compiles_and_matches_onnxruntime(order, h_row, bias_hh, front):
     import io
     import warnings
 
     import torch
 
-    m = _CellChunk(order, h_row, bias_hh, seed=len(order) + h_row)
+    m = _CellChunk(order, h_row, bias_hh, seed=len(order) + h_row, front=front)
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -298,6 +300,7 @@ def test_written_out_cell_of_any_gate_order_compiles_and_matches_onnxruntime(ord
     g = from_onnx(blob, input_shapes={"x": (1, 8), "state": (2, 1, 5)})
     eng = rc.compile(g)
     assert eng.graph_io["state_rows"] == {"h": h_row, "c": 1 - h_row}
+    assert eng.describe().startswith("frame_conv" if front else "lstm(5)")
     rng = np.random.default_rng(7)
     X = rng.standard_normal((40, 8)).astype(np.float32)
     st0 = (rng.standard_normal((2, 1, 5)) * 0.5).astype(np.float32)

@@ -10,7 +10,8 @@ branch, and :func:`lower_chunk_graph` follows what is left:
 
 * the front-end over the chunk's samples as :class:`~rnncore.io.onnx_import._lower._Lower` does
   for frames (``Pad`` + strided ``Conv`` -> ``FrameConv1d``, the magnitude, ``Conv``/``Relu``);
-  ``Cast`` to float and ``Identity`` are the identity;
+  ``Cast`` to float and ``Identity`` are the identity. A data input read first by a ``Gemm`` /
+  ``MatMul`` is the step's features already (Silero v5's decoder alone, ``silero_decoder_v5.onnx``);
 * the frame reduced to one position, ``Squeeze`` / ``Gather`` of it, becomes the step's feature
   vector; ``Squeeze`` / ``Unsqueeze`` / ``Reshape`` / ``Flatten`` of a feature vector, and a
   ``ReduceMean`` over axes of size 1, only reshape it (one chunk of batch 1);
@@ -439,7 +440,11 @@ def lower_chunk_graph(g):
     lw = _ChunkLower(g)
     data_in = g.input_names[0]
     shape = g.fixed_shapes[data_in]
-    lw.val[data_in] = {"k": "frames", "shape": (int(shape[1]),), "pad": None}
+    first = next((s for s in g.steps if data_in in s.inputs[:1]), None)
+    if first is not None and first.op in ("Gemm", "MatMul"):     # the chunk's features (a decoder alone)
+        lw.val[data_in] = lw.feat(tuple(int(d) for d in shape))
+    else:
+        lw.val[data_in] = {"k": "frames", "shape": (int(shape[1]),), "pad": None}
     for n in g.input_names[1:]:
         shp = g.fixed_shapes.get(n)
         if shp is None or None in shp or len(shp) != 3 or shp[1] != 1:
