@@ -88,7 +88,7 @@ def hey_mycroft(root, repeat: int) -> None:
         print(f"  one window, {name}: {_cpu_min(fn, repeat) * 1e6:.0f} us CPU (min of {repeat})")
 
 
-def silero(root, rel: str, label: str) -> None:
+def silero(root, rel: str, label: str, repeat: int) -> None:
     """Silero VAD v4 (``h``, ``c``) / v5 (``state``) chunk models: ``from_onnx(path, constants={"sr":
     16000})`` (the ``If`` on the sample rate folded), run chunk by chunk with the state fed back as
     the package's wrapper does (512 samples; v5 with the previous chunk's last 64 in front) on
@@ -140,29 +140,96 @@ def silero(root, rel: str, label: str) -> None:
         print(f"{label}, {dtype}: {n} chunks of sample.wav, state fed back: max |p - ort| {dp:.2g}, "
               f"max |state - ort| {ds:.2g} (max |state| {smax:.3g}), {flips} decisions (p > 0.5) flipped; "
               f"{ms:.2f} ms CPU per chunk (NumPy + ort)")
+    if v5:
+        compiled(path, label, repeat)
+        return
     try:
         rc.compile(g)
     except ValueError as e:
         print(f"  rc.compile refuses: {str(e)[:200]}...")
 
 
-def refused(root, rel: str, label: str) -> None:
+def compiled(path, label: str, repeat: int) -> None:
+    """A chunk graph with ``state (2, B, 128)`` compiled f32 / q8 / q8 with the frame_convs
+    :func:`rnncore.quant.choose_front_f32` keeps f32 (picked on the first 10 s of the three variants),
+    run over the chunks of the recording and its variants (bench_vad_q8) against onnxruntime fed back
+    chunk by chunk; one chunk's CPU time (min of ``repeat``): onnxruntime (one thread) and
+    ``stream.step``."""
+    import onnxruntime as ort
+    from bench_vad_q8 import CHOICE_SECONDS, frames, more_variants, recording, variants
+
+    import rnncore as rc
+    from rnncore.quant import choose_front_f32
+
+    g = rc.io.from_onnx(str(path), constants={"sr": 16000},
+                        input_shapes={"input": (1, 576), "state": (2, 1, 128)})
+    audio = recording()
+    n0 = 16000 * CHOICE_SECONDS // 512
+    keep = choose_front_f32(g, np.stack([frames(a)[:n0] for a in variants(audio).values()])).keep
+    engines = {"f32": rc.compile(g), "q8": rc.compile(g, precision="q8"),
+               f"q8 front_f32={keep}": rc.compile(g, precision="q8", front_f32=keep)}
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sr = np.array(16000, np.int64)
+    for what, vs in (("recording + 2 variants", variants(audio)), ("5 more variants", more_variants(audio))):
+        n, flips, err = 0, dict.fromkeys(engines, 0), dict.fromkeys(engines, 0.0)
+        for a in vs.values():
+            fr = frames(a)
+            st = np.zeros((2, 1, 128), np.float32)
+            p = np.empty(len(fr), np.float32)
+            for k, x in enumerate(fr):
+                o, st = sess.run(None, {"input": x[None], "state": st, "sr": sr})
+                p[k] = o[0, 0]
+            n += len(fr)
+            for k, e in engines.items():
+                y = e.run(fr[None])[0, :, 0]
+                flips[k] += int(((y > 0.5) != (p > 0.5)).sum())
+                err[k] = max(err[k], float(np.abs(y - p).max()))
+        for k in engines:
+            print(f"  compiled {k}, {what}: {n} chunks, max |p - ort| {err[k]:.2g}, {flips[k]} decisions "
+                  f"flipped ({500 * flips[k] / n:.2f} per 500)")
+    x = frames(audio)[100:101]
+    st = np.zeros((2, 1, 128), np.float32)
+    t = _cpu_min(lambda: sess.run(None, {"input": x, "state": st, "sr": sr}), repeat)
+    print(f"  one chunk, onnxruntime: {t * 1e6:.0f} us CPU (min of {repeat})")
+    for k, e in engines.items():
+        s = e.stream()
+        out = np.empty((1, 1), np.float32)
+        t = _cpu_min(lambda s=s, out=out: s.step(x, out=out), repeat)
+        print(f"  one chunk, {k} stream.step: {t * 1e6:.1f} us CPU (min of {repeat})")
+
+
+def decoder(root, rel: str, label: str) -> None:
+    """Silero v5's decoder alone (features ``input (B, 128)``, ``state (2, B, 128)``; its LSTM cell
+    written out) compiled f32 / q8 with the chunk's shape fixed, against onnxruntime fed back chunk by
+    chunk on 300 random nonnegative feature vectors (the encoder's ReLU outputs) from a random state."""
+    import onnxruntime as ort
+
     import rnncore as rc
 
     path = _find(root, rel)
     if path is None:
         print(f"{label}: not found, skipped")
         return
-    try:
-        g = rc.io.from_onnx(str(path))
-    except ValueError as e:
-        print(f"{label}: from_onnx refuses: {str(e)[:300]}...")
-        return
-    try:
-        rc.compile(g)
-        print(f"{label}: imports and compiles")
-    except ValueError as e:
-        print(f"{label}: imports as {type(g).__name__}; rc.compile refuses: {str(e)[:300]}...")
+    g = rc.io.from_onnx(str(path), input_shapes={"input": (1, 128), "state": (2, 1, 128)})
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.standard_normal((300, 128))).astype(np.float32)
+    st0 = (rng.standard_normal((2, 1, 128)) * 0.3).astype(np.float32)
+    st, p = st0, []
+    for x in X:
+        o, st = sess.run(None, {"input": x[None], "state": st})
+        p.append(o.reshape(-1)[0])
+    for prec in ("f32", "q8"):
+        e = rc.compile(g, precision=prec)
+        Y, (h, c) = e.run(X[None], state=(st0[0:1], st0[1:2]), return_state=True)
+        print(f"{label}: compiles, {e.describe()}, {prec}: 300 chunks, max |p - ort| "
+              f"{np.abs(Y[0, :, 0] - np.array(p)).max():.2g}, max |state - ort| "
+              f"{np.abs(np.concatenate([h, c]) - st).max():.2g} (max |state| {np.abs(st).max():.3g})")
 
 
 def main() -> None:
@@ -173,10 +240,12 @@ def main() -> None:
     a = ap.parse_args()
     hey_mycroft(a.root, a.repeat)
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-    silero(a.root, "silero_vad/data/silero_vad.onnx", "silero_vad.onnx v5 (silero-vad 5.1.2)")
-    silero(a.root, "faster_whisper/assets/silero_vad.onnx", "silero_vad.onnx v5 (faster-whisper 1.0.3)")
-    silero(a.root, "openwakeword/resources/models/silero_vad.onnx", "silero_vad.onnx v4 (openwakeword 0.4.0)")
-    refused(a.root, "faster_whisper/assets/silero_decoder_v5.onnx",
+    silero(a.root, "silero_vad/data/silero_vad.onnx", "silero_vad.onnx v5 (silero-vad 5.1.2)", a.repeat)
+    silero(a.root, "faster_whisper/assets/silero_vad.onnx", "silero_vad.onnx v5 (faster-whisper 1.0.3)",
+           a.repeat)
+    silero(a.root, "openwakeword/resources/models/silero_vad.onnx", "silero_vad.onnx v4 (openwakeword 0.4.0)",
+           a.repeat)
+    decoder(a.root, "faster_whisper/assets/silero_decoder_v5.onnx",
             "silero_decoder_v5.onnx (faster-whisper 1.1.0)")
 
 

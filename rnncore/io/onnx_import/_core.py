@@ -239,7 +239,7 @@ def weights_to_initializers(model, names):
 def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: bool = False,
               as_spec: bool = False, max_bytes: int = MAX_MODEL_BYTES, inputs: list | None = None,
               outputs: list | None = None, graph: bool = True,
-              constants: dict | None = None) -> Module | ModelSpec:
+              constants: dict | None = None, input_shapes: dict | None = None) -> Module | ModelSpec:
     """Convert an ONNX model with RNN/GRU/LSTM nodes into an rnncore reference model.
 
     Parameters
@@ -267,6 +267,13 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
         condition then is a constant becomes the nodes of the branch it takes (an ``If`` on the
         data is refused naming it). The value gets the input's declared element type and must fit
         its declared shape. Imports an ``OnnxGraph``.
+    input_shapes : ``{input name: shape}``: the shapes the model is used with, a tuple with an
+        int per axis (``None`` leaves an axis open), checked against the graph's declared shape.
+        A chunk model's chunk, ``{"input": (1, 576)}`` (Silero VAD v5: 512 samples and the 64 of
+        context its wrapper prepends), makes its front-end per-step records ``rc.compile``
+        lowers. An input whose every axis is given fixes the shape of everything computed from it:
+        ``Shape`` / ``Size`` of those tensors become constants and an ``If`` on them the branch it
+        takes. The model then refuses inputs of other shapes. Imports an ``OnnxGraph``.
 
     Returns
     -------
@@ -290,11 +297,11 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
     except ImportError as e:  # pragma: no cover
         raise ImportError("from_onnx needs the 'onnx' package: pip install onnx") from e
     onnx_model = _load(path_or_model, max_bytes)
-    if inputs is not None or outputs is not None or constants:
+    if inputs is not None or outputs is not None or constants or input_shapes:
         if as_spec:
-            raise _Refused("from_onnx: as_spec=True with inputs/outputs/constants: a sub-graph imports as an "
-                           "OnnxGraph, which the C engine does not run")
-        return build_graph(onnx_model, dtype, inputs, outputs, constants)
+            raise _Refused("from_onnx: as_spec=True with inputs/outputs/constants/input_shapes: a sub-graph "
+                           "imports as an OnnxGraph (rc.compile lowers it)")
+        return build_graph(onnx_model, dtype, inputs, outputs, constants, input_shapes)
     try:
         return _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec,
                                    engine=as_spec or not graph)

@@ -72,6 +72,9 @@ class OnnxGraph(Module):
         self.dtype = dtype
         #: the inputs' declared shapes (an int per known axis, None for a symbolic one), where known
         self.input_shapes: dict = {}
+        #: the shapes given to ``from_onnx(..., input_shapes=)``: the graph was folded for them and
+        #: ``run`` refuses other shapes
+        self.fixed_shapes: dict = {}
 
     def extra_repr(self) -> str:
         return (f"inputs={self.input_names}, outputs={self.output_names}, "
@@ -87,6 +90,12 @@ class OnnxGraph(Module):
         vals = dict(self.consts)
         for n in self.input_names:
             v = np.asarray(feeds[n])
+            want = self.fixed_shapes.get(n)
+            if want is not None and (v.ndim != len(want) or any(
+                    w is not None and w != d for w, d in zip(want, v.shape, strict=True))):
+                raise ValueError(f"{n}: the graph was imported with input_shapes {{{n!r}: "
+                                 f"{tuple('?' if d is None else d for d in want)}}}, got an array of shape "
+                                 f"{v.shape}")
             vals[n] = v.astype(self.dtype) if v.dtype.kind == "f" else v
         for s in self.steps:
             try:
@@ -125,7 +134,7 @@ def _norm_axes(axes, rank: int) -> list:
 
 
 class _Builder:
-    def __init__(self, model, dtype: str, inputs, outputs, constants=None) -> None:
+    def __init__(self, model, dtype: str, inputs, outputs, constants=None, input_shapes=None) -> None:
         from onnx import helper, numpy_helper
 
         self.dt = resolve_dtype(dtype)
@@ -195,6 +204,33 @@ class _Builder:
         self.nodes = [n for n in g.node if id(n) in need]
         self.steps: list = []
         self.runtime = set(self.inputs)
+        # input_shapes=: declared shapes; a graph input whose every axis is fixed gets a probe (a zero
+        # tensor of that shape) the kept steps are run on, so that the shape of every tensor computed
+        # from it is known and a Shape / Size of it is folded (then an If on the shape is its branch)
+        self.fixed: dict = {}
+        self.probe: dict = {}
+        for name, shape in (input_shapes or {}).items():
+            if name not in self.inputs:
+                raise _Refused(f"from_onnx: input_shapes: {name!r} is not an input of the model (inputs: "
+                               f"{self.inputs})")
+            if not isinstance(shape, tuple | list) or any(
+                    d is not None and (not isinstance(d, int | np.integer) or isinstance(d, bool) or d < 1)
+                    for d in shape):
+                raise _Refused(f"from_onnx: input_shapes: {name!r}: expected a tuple of positive ints (None "
+                               f"for an axis left open), got {shape!r}")
+            shape = tuple(None if d is None else int(d) for d in shape)
+            want = self.declared.get(name)
+            if want is not None and (len(want) != len(shape) or any(
+                    w is not None and d is not None and w != d for w, d in zip(want, shape, strict=True))):
+                raise _Refused(f"from_onnx: input_shapes: {name!r} is declared of shape "
+                               f"{tuple('?' if d is None else d for d in want)} in the graph, got {shape}")
+            self.declared[name] = shape
+            self.fixed[name] = shape
+            if None not in shape:
+                v = next((i for i in g.input if i.name == name), None)
+                et = v.type.tensor_type.elem_type if v is not None else 1
+                dt = self.dt if et in _FLOAT_TYPES else _INT_TYPES.get(et, np.int64)
+                self.probe[name] = np.zeros(shape, dt)
         self.inferred: dict = {}     # tensor name -> shape from ONNX's shape inference (build_graph)
 
     def _const(self, a):
@@ -247,9 +283,12 @@ class _Builder:
             fn = _FOLD[node.op_type]      # a layer op on constants only: folded with NumPy
         if fn is not None:
             ins_rt = [i for i in node.input if i and i in self.runtime]
+            if node.op_type in ("Shape", "Size") and ins_rt == node.input[:1] and ins_rt[0] in self.probe:
+                ins_rt = []       # the shape is known (input_shapes=): folded from the probe
             if not ins_rt:        # fold it
                 try:
-                    outs = fn(self, node, a, [self.known[i] if i else None for i in node.input])
+                    outs = fn(self, node, a, [self.probe[i] if i in self.probe and i in self.runtime
+                                              else self.known[i] if i else None for i in node.input])
                 except KeyError as e:
                     self.refuse(node, f"input {e} is not available")
                 for name, v in zip(node.output, outs, strict=False):
@@ -301,6 +340,8 @@ class _Builder:
                 self.steps.append(_Step(node.name or "?", "Identity", [src.name], [dst],
                                         lambda vals: [vals[0]], {}))
                 self.runtime.add(dst)
+                if src.name in self.probe:
+                    self.probe[dst] = self.probe[src.name]
             else:
                 self.refuse(node, f"its branch output {src.name!r} is not computed")
 
@@ -362,6 +403,7 @@ class _Builder:
                 consts[o] = self.known[o]
         model = OnnxGraph(self.inputs, self.outputs, self.steps, consts, self.dt)
         model.input_shapes = {n: self.declared.get(n) for n in self.inputs}   # declared (None: unknown)
+        model.fixed_shapes = dict(self.fixed)
         for k, s in enumerate(self.steps):
             m = getattr(s.fn, "module", None)
             if m is not None:
@@ -372,6 +414,27 @@ class _Builder:
         self.steps.append(_Step(node.name or "?", node.op_type, list(node.input), list(node.output), fn,
                                 _attrs(node)))
         self.runtime.update(o for o in node.output if o)
+        self._probe(self.steps[-1], node.op_type)
+
+    def _probe(self, step, op: str) -> None:
+        """Run a kept step on the probes of its inputs: its outputs' shapes, when they follow from the
+        inputs' shapes alone (not when a runtime input gives a shape, axes, pads, sizes or a condition)."""
+        if not self.probe:
+            return
+        ins = step.inputs
+        rt = [k for k, i in enumerate(ins) if i and i in self.runtime]
+        if any(ins[k] not in self.probe for k in rt):
+            return
+        if op == "If" or op in _SHAPE_ARGS and any(k > 0 or op in _SHAPE_ARG0 for k in rt):
+            return
+        try:
+            outs = step.fn([self.probe[i] if i in self.probe else self.known.get(i) if i else None
+                            for i in ins])
+        except Exception:  # noqa: BLE001 - the step fails on zeros: its outputs stay unknown
+            return
+        for name, v in zip(step.outputs, outs, strict=False):
+            if name:
+                self.probe[name] = np.asarray(v)
 
 
 def _outer_inputs(node) -> list:
@@ -946,12 +1009,17 @@ _LAYERS: dict = {
     "RNN": _recurrent, "GRU": _recurrent, "LSTM": _recurrent,
     "MaxPool": _pool, "AveragePool": _pool,
 }
+# ops whose output shape a runtime input other than the first gives (its values, not its shape)
+_SHAPE_ARGS = {"Reshape", "Slice", "Pad", "Expand", "ConstantOfShape", "Range", "Split", "ReduceMean",
+               "Squeeze", "Unsqueeze", "Tile", "Resize", "TopK", "OneHot"}
+_SHAPE_ARG0 = {"ConstantOfShape", "Range"}     # ... or the first
 # constant folding of these needs no layer: fold with NumPy
 _FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_np), "Tanh": _unary(np.tanh),
          "HardSigmoid": _hard_sigmoid_np, "MatMul": _matmul_np}
 
 
-def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, constants=None) -> OnnxGraph:
+def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, constants=None,
+                input_shapes=None) -> OnnxGraph:
     """The graph (or the sub-graph from ``inputs`` to ``outputs``) as an :class:`OnnxGraph`.
 
     The model must pass ONNX's type inference
@@ -965,7 +1033,7 @@ def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, consta
         msg = str(e).strip().splitlines()
         raise _Refused(f"from_onnx: the graph's types do not check (onnx.shape_inference: "
                        f"{msg[0] if msg else type(e).__name__})") from e
-    b = _Builder(model, dtype, inputs, outputs, constants)
+    b = _Builder(model, dtype, inputs, outputs, constants, input_shapes)
     b.inferred = {v.name: tuple(d.dim_value if d.HasField("dim_value") else None
                                 for d in v.type.tensor_type.shape.dim)
                   for v in inferred.graph.value_info

@@ -170,6 +170,8 @@ class _Lower:
             steps = _ints(self.const(s.inputs[4], "steps")) if len(s.inputs) > 4 and s.inputs[4] else [1]
             out = dict(x)
             for st, en, ax, sp in zip(starts, ends, axes, steps, strict=True):
+                if ax % 3 == 0 and st == 0 and en >= _BIG and sp == 1:
+                    continue        # all of the frame axis: no slice
                 key = {1: "ch", 2: "pos"}.get(ax % 3)
                 if key is None or sp != 1:
                     self.refuse(f"slices axis {ax} with step {sp} (only channels or positions, step 1)")
@@ -268,8 +270,13 @@ def lower_graph(g):
     """
     from rnncore.nn.layers import Sequential
 
-    lw = _Lower(g)
     data_in = g.input_names[0]
+    fixed = (getattr(g, "fixed_shapes", {}) or {}).get(data_in)
+    if fixed is not None and len(fixed) == 2 and fixed[0] == 1 and fixed[1] is not None:
+        from rnncore.io.onnx_import._lower_chunk import lower_chunk_graph
+
+        return lower_chunk_graph(g)      # one chunk of batch 1 per call: the chunk is the step
+    lw = _Lower(g)
     shape = (getattr(g, "input_shapes", {}) or {}).get(data_in)
     if shape is None or len(shape) == 3:      # a sequence (T, B, F) / (B, T, F): a recurrent tail
         return lower_sequence_graph(g)

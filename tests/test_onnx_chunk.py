@@ -1,0 +1,316 @@
+"""Chunk graphs compiled to the C engine: Silero VAD's chunk models, called once per 512-sample chunk
+with the state stacked in one tensor (``state (2, B, 128)`` = h, c), against onnxruntime.
+
+The ``silero-vad`` 6.2.3 wheel (``.ci/run`` installs it ``--no-deps``) ships the chunk graph in two
+forms: ``silero_vad.onnx`` (a TorchScript export: the model inside an ``If`` on ``sr``, nested
+``If`` nodes on shapes, the decoder an ``LSTM`` node) and ``silero_vad_op18_ifless.onnx`` (the
+dynamo exporter: the decoder's ``LSTMCell`` written out as ``Gemm`` / ``Split`` / ``Sigmoid`` /
+``Tanh`` / ``Mul`` / ``Add``). Imported with the chunk's shape fixed, both lower to per-step
+records + LSTM + head (rnncore/io/onnx_import/_lower_chunk.py); the recording is pyannote-audio
+3.3.2's sample.wav (937 chunks), as in tests/test_engine_front_q8.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import rnncore as rc
+from rnncore.io import from_onnx
+from rnncore.io.onnx_import._lower import lower_graph
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_vad_q8 import frames, recording, variants  # noqa: E402
+
+GRAPHS = ["silero_vad.onnx", "silero_vad_op18_ifless.onnx"]
+SHAPES = {"input": (1, 576), "state": (2, 1, 128)}
+
+
+def _path(name: str) -> pathlib.Path:
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None:
+        pytest.fail("silero-vad 6.2.3 is not installed: pip install --no-deps silero-vad==6.2.3 "
+                    "(.ci/run does)")
+    return pathlib.Path(spec.origin).parent / "data" / name
+
+
+def _import(name: str, blob: bytes | None = None, **kw):
+    return from_onnx(blob if blob is not None else _path(name), constants={"sr": 16000}, input_shapes=SHAPES,
+                     **kw)
+
+
+def _session(name: str):
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(_path(name)), opts, providers=["CPUExecutionProvider"])
+
+
+def _ort_chunks(sess, fr: np.ndarray, state: np.ndarray) -> tuple:
+    """onnxruntime chunk by chunk, the state fed back as the package's wrapper does."""
+    probs = np.empty(len(fr), np.float32)
+    for k, x in enumerate(fr):
+        out, state = sess.run(None, {"input": x[None], "state": state, "sr": np.array(16000, np.int64)})
+        probs[k] = out[0, 0]
+    return probs, state
+
+
+@pytest.fixture(scope="module")
+def audio() -> np.ndarray:
+    try:
+        return recording()
+    except FileNotFoundError as exc:
+        pytest.fail(f"{exc} (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def reference(audio) -> dict:
+    """onnxruntime's probabilities and final state on the recording, per graph, from a nonzero state."""
+    fr = frames(audio)
+    st0 = (np.random.default_rng(4).standard_normal((2, 1, 128)) * 0.2).astype(np.float32)
+    return {name: _ort_chunks(_session(name), fr, st0) for name in GRAPHS} | {"frames": fr, "st0": st0}
+
+
+# ---- from_onnx(input_shapes=) -------------------------------------------------------------------
+def test_input_shapes_fold_the_shape_ifs_and_keep_onnxruntimes_outputs():
+    name = "silero_vad.onnx"
+    loose = from_onnx(_path(name), constants={"sr": 16000})
+    fixed = _import(name)
+    ops = [s.op for s in fixed.steps]
+    assert "If" in [s.op for s in loose.steps] and "If" not in ops and "Shape" not in ops
+    assert fixed.input_shapes == {"input": (1, 576), "state": (2, 1, 128)}
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1, 576)) * 0.1).astype(np.float32)
+    st = (rng.standard_normal((2, 1, 128)) * 0.3).astype(np.float32)
+    want = _session(name).run(None, {"input": x, "state": st, "sr": np.array(16000, np.int64)})
+    for got in (fixed.forward(x, st), loose.forward(x, st)):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+    with pytest.raises(ValueError, match=r"input: the graph was imported with input_shapes \{'input': "
+                                         r"\(1, 576\)\}, got an array of shape \(2, 576\)"):
+        fixed.forward(np.zeros((2, 576), np.float32), np.zeros((2, 2, 128), np.float32))
+
+
+def test_input_shapes_are_checked():
+    p = _path("silero_vad.onnx")
+    with pytest.raises(ValueError, match=r"input_shapes: 'x' is not an input of the model \(inputs: "
+                                         r"\['input', 'state'\]\)"):
+        from_onnx(p, constants={"sr": 16000}, input_shapes={"x": (1, 576)})
+    with pytest.raises(ValueError, match=r"input_shapes: 'state' is declared of shape \(2, '\?', 128\) in "
+                                         r"the graph, got \(2, 1, 64\)"):
+        from_onnx(p, constants={"sr": 16000}, input_shapes={"input": (1, 576), "state": (2, 1, 64)})
+    with pytest.raises(ValueError, match=r"input_shapes: 'input': expected a tuple of positive ints \(None "
+                                         r"for an axis left open\), got \(1, 0\)"):
+        from_onnx(p, constants={"sr": 16000}, input_shapes={"input": (1, 0)})
+    with pytest.raises(ValueError, match=r"as_spec=True with inputs/outputs/constants/input_shapes"):
+        from_onnx(p, input_shapes=SHAPES, as_spec=True)
+
+
+def test_compile_without_the_state_shape_names_what_to_declare():
+    g = from_onnx(_path("silero_vad_op18_ifless.onnx"), constants={"sr": 16000},
+                  input_shapes={"input": (1, 576)})
+    with pytest.raises(ValueError, match=r"input 'state' has no fixed shape .* import the chunk graph with "
+                                         r"input_shapes=\{'input': \(1, 576\), 'state': \(rows, 1, H\)\}"):
+        rc.compile(g)
+
+
+# ---- the lowering -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", GRAPHS)
+def test_chunk_graph_lowers_to_records_lstm_and_head(name, reference):
+    model, info = lower_graph(_import(name))
+    assert info == {"data_input": "input", "data_output": "output", "state_inputs": ["state"],
+                    "state_outputs": ["stateN"], "state_rows": {"h": 0, "c": 1}}
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["FrameConv1d", "Magnitude"] + ["FrameConv1d", "ReLU"] * 4 + ["LSTM", "ReLU", "Linear",
+                                                                                   "Sigmoid"]
+    # the lowered chain in NumPy float64 against onnxruntime, chunk by chunk from the same state
+    fr, st0 = reference["frames"][:200], reference["st0"]
+    h0, c0 = st0[0:1].astype(np.float64), st0[1:2].astype(np.float64)
+    y = model.forward(fr[None].astype(np.float64), state=[(h0, c0)])
+    np.testing.assert_allclose(y[0, :, 0], reference[name][0][:200], rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_chunk_graph_f32_run_and_stream_match_onnxruntime_on_a_recording(name, reference):
+    """rc.compile f32: engine.run over the 937 chunks and stream.step chunk by chunk within 1e-4 of
+    onnxruntime's probabilities, the final (h, c) the rows of its stateN, no decision flipped."""
+    eng = rc.compile(_import(name))
+    assert eng.graph_io["state_rows"] == {"h": 0, "c": 1}
+    assert "lstm(128)" in eng.describe()
+    fr, st0 = reference["frames"], reference["st0"]
+    probs, stateN = reference[name]
+    Y, (h, c) = eng.run(fr[None], state=(st0[0:1], st0[1:2]), return_state=True)
+    assert Y.shape == (1, len(fr), 1)
+    np.testing.assert_allclose(Y[0, :, 0], probs, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([h, c]), stateN, rtol=0, atol=1e-3)
+    assert ((Y[0, :, 0] > 0.5) != (probs > 0.5)).sum() == 0
+    assert 0.2 < (probs > 0.5).mean() < 0.9            # speech and pauses
+    st = eng.stream()
+    st.state = (st0[0:1], st0[1:2])
+    got = np.array([st.step(x[None])[0, 0] for x in fr])
+    np.testing.assert_allclose(got, probs, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate(st.state), stateN, rtol=0, atol=1e-3)
+
+
+def test_chunk_graph_batch_of_streams_is_the_graph_per_stream(reference):
+    """engine.run with B streams: each row is the chunk graph fed its own chunks (onnxruntime at B = 1)."""
+    name = "silero_vad_op18_ifless.onnx"
+    eng = rc.compile(_import(name))
+    fr = reference["frames"][:120]
+    X = np.stack([fr, fr[::-1].copy() * np.float32(0.5)])
+    Y = eng.run(X)
+    sess = _session(name)
+    for b in range(2):
+        want, _ = _ort_chunks(sess, X[b], np.zeros((2, 1, 128), np.float32))
+        np.testing.assert_allclose(Y[b, :, 0], want, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_chunk_graph_q8_decision_flips(name, audio):
+    """q8 against onnxruntime's decisions (p > 0.5) on the recording and two variants of it (2811
+    chunks), and on five variants neither the choice nor the main count saw (4685 chunks; gains 0.5,
+    0.1, white noise at 10, 20, 30 dB): with every convolution int8 within 0.5 % of the decisions on
+    the first set (measured: 6 of 2811; 31 of 4685 on the second); with the frame_convs
+    choose_front_f32 keeps f32 (picked on the first 10 s of the three variants; [2, 3] measured) at
+    most 1 per 500 in both (3-4 of 2811, 6 of 4685); f32 flips none."""
+    from bench_vad_q8 import CHOICE_SECONDS, more_variants
+
+    from rnncore.quant import choose_front_f32
+
+    g = _import(name)
+    n0 = 16000 * CHOICE_SECONDS // 512
+    keep = choose_front_f32(g, np.stack([frames(a)[:n0] for a in variants(audio).values()])).keep
+    engines = {"f32": rc.compile(g), "q8": rc.compile(g, precision="q8"),
+               "chosen": rc.compile(g, precision="q8", front_f32=keep)}
+    sess = _session(name)
+    for what, vs in (("main", variants(audio)), ("unseen", more_variants(audio))):
+        n, flips = 0, dict.fromkeys(engines, 0)
+        for a in vs.values():
+            fr = frames(a)
+            p, _ = _ort_chunks(sess, fr, np.zeros((2, 1, 128), np.float32))
+            n += len(fr)
+            for k, e in engines.items():
+                flips[k] += int(((e.run(fr[None])[0, :, 0] > 0.5) != (p > 0.5)).sum())
+        print(f"{name} {what}: {n} chunks, decision flips {flips}, front_f32={keep}")
+        assert n >= 2800 and flips["f32"] == 0, (flips, n)
+        assert flips["chosen"] <= n / 500, (flips, n, keep)
+        if what == "main":
+            assert flips["q8"] <= 0.005 * n, (flips, n)
+
+
+# ---- refusals: almost an LSTM cell ---------------------------------------------------------------
+def _mutated(edit) -> bytes:
+    m = onnx.load(str(_path("silero_vad_op18_ifless.onnx")))
+    nodes = {n.name: n for n in m.graph.node}
+    for sub in (a.g for n in m.graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH):
+        nodes.update({n.name: n for n in sub.node})
+    edit(nodes)
+    return m.SerializeToString()
+
+
+def _swap_inputs(nodes, name, k, other):
+    nodes[name].input[k] = nodes[other].output[0]
+
+
+@pytest.mark.parametrize("edit, node, why", [
+    (lambda ns: setattr(ns["node_sigmoid_1"], "op_type", "Tanh"), "node_mul_168",
+     r"multiplies the state's row 1 by tanh of gate part 1: the forget gate is a sigmoid"),
+    (lambda ns: setattr(ns["node_tanh"], "op_type", "Sigmoid"), "node_mul_171",
+     r"multiplies \['sig', 'sig'\] gate parts: an LSTM cell multiplies sigmoid\(i\) by tanh\(g\)"),
+    (lambda ns: _swap_inputs(ns, "node_mul_182", 0, "node_sigmoid_1"), "node_mul_182",
+     r"uses gate part 1 as o, the cell already has roles \{'f': 1, 'i': 0, 'g': 2\}"),
+    (lambda ns: _swap_inputs(ns, "node_mul_168", 1, "node_select_1"), "node_mul_182",
+     r"reads row 0 of the state as c, a row the graph uses otherwise \(\{'h': 0\}\)"),
+])
+def test_almost_an_lstm_cell_is_refused_naming_the_node(edit, node, why):
+    g = _import("", _mutated(edit))
+    with pytest.raises(ValueError, match=rf"node '{node}' \(\w+\) {why}"):
+        rc.compile(g)
+
+
+def test_silero_v4_chunk_graph_is_refused_at_its_first_node():
+    """Silero VAD v4 (openwakeword 0.4.0, installed by .ci/run): its LSTMs run over the positions
+    inside a chunk, which the chunk lowering does not follow; refused at the first node it cannot."""
+    spec = importlib.util.find_spec("openwakeword")
+    if spec is None:
+        pytest.fail("openwakeword 0.4.0 is not installed: pip install --no-deps openwakeword==0.4.0 "
+                    "(.ci/run does)")
+    path = pathlib.Path(spec.origin).parent / "resources" / "models" / "silero_vad.onnx"
+    g = from_onnx(path, constants={"sr": 16000}, input_shapes={"input": (1, 512), "h": (2, 1, 64),
+                                                                "c": (2, 1, 64)})
+    with pytest.raises(ValueError, match=r"node 'Reshape_39' \(Reshape\) reshapes the chunk's samples "
+                                         r"\(512,\)"):
+        rc.compile(g)
+
+
+# ---- written-out cells of other gate orders, against PyTorch's export and onnxruntime ----------
+class _CellChunk:
+    """A chunk model in PyTorch: Conv over the chunk's 8 samples -> ReLU (or, ``front`` False, the 8
+    values are the features: a decoder alone) -> an LSTM cell written out with the four gate parts
+    in ``order`` (the roles of the Split's parts, e.g. "fogi"), the state stacked with h in row
+    ``h_row`` -> Linear -> sigmoid."""
+
+    def __new__(cls, order: str, h_row: int, bias_hh: bool, seed: int, front: bool = True):
+        import torch
+
+        class M(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                torch.manual_seed(seed)
+                self.conv = torch.nn.Conv1d(1, 6, 8)
+                self.ih = torch.nn.Linear(6 if front else 8, 20)
+                self.hh = torch.nn.Linear(5, 20, bias=bias_hh)
+                self.out = torch.nn.Linear(5, 1)
+
+            def forward(self, x, state):
+                f = torch.relu(self.conv(x.unsqueeze(1))).squeeze(2) if front else x
+                h, c = state[h_row], state[1 - h_row]
+                parts = dict(zip(order, (self.ih(f) + self.hh(h)).split(5, 1), strict=True))
+                c2 = torch.sigmoid(parts["f"]) * c + torch.sigmoid(parts["i"]) * torch.tanh(parts["g"])
+                h2 = torch.sigmoid(parts["o"]) * torch.tanh(c2)
+                new = [h2, c2] if h_row == 0 else [c2, h2]
+                return torch.sigmoid(self.out(h2)), torch.stack(new)
+
+        return M().eval()
+
+
+@pytest.mark.parametrize("order, h_row, bias_hh, front", [("ifgo", 0, True, True), ("fogi", 0, False, True),
+                                                         ("gofi", 1, True, True), ("iofg", 0, True, False)])
+def test_written_out_cell_of_any_gate_order_compiles_and_matches_onnxruntime(order, h_row, bias_hh, front):
+    import io
+    import warnings
+
+    import torch
+
+    m = _CellChunk(order, h_row, bias_hh, seed=len(order) + h_row, front=front)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (torch.randn(1, 8), torch.zeros(2, 1, 5)), f, input_names=["x", "state"],
+                          output_names=["p", "stateN"], opset_version=17, dynamo=False,
+                          dynamic_axes={"x": {0: "B"}, "state": {1: "B"}})
+    blob = f.getvalue()
+    ops = [n.op_type for n in onnx.load_from_string(blob).graph.node]
+    assert "Split" in ops and "LSTM" not in ops
+    g = from_onnx(blob, input_shapes={"x": (1, 8), "state": (2, 1, 5)})
+    eng = rc.compile(g)
+    assert eng.graph_io["state_rows"] == {"h": h_row, "c": 1 - h_row}
+    assert eng.describe().startswith("frame_conv" if front else "lstm(5)")
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((40, 8)).astype(np.float32)
+    st0 = (rng.standard_normal((2, 1, 5)) * 0.5).astype(np.float32)
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    want, st = [], st0
+    for x in X:
+        p, st = sess.run(None, {"x": x[None], "state": st})
+        want.append(p[0, 0])
+    r = eng.graph_io["state_rows"]
+    Y, (h, c) = eng.run(X[None], state=(st0[r["h"]][None], st0[r["c"]][None]), return_state=True)
+    np.testing.assert_allclose(Y[0, :, 0], want, rtol=0, atol=1e-5)
+    got = np.concatenate([h, c] if r["h"] == 0 else [c, h])
+    np.testing.assert_allclose(got, st, rtol=0, atol=1e-5)
