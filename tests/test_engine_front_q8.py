@@ -340,3 +340,28 @@ def test_silero_float64_front_of_the_layer_analysis_is_the_f32_engines(silero):
     every = set(range(5))
     y8, _ = front(d8, d32, X, every, every)
     np.testing.assert_allclose(back8.run(y8.astype(np.float32)[None]), e8.run(X[None]), atol=1e-5)
+
+
+def test_silero_16x8_simulation_reduces_to_the_engines(silero):
+    """benchmarks/bench_vad_q8_16x8.py's front-end: 8-bit weights and inputs in every convolution
+    give the q8 engine's p, float64 everywhere the f32 engine's (the LSTM + head behind it as the
+    engine's); 16-bit inputs lie within half a 16-bit step of the row, and differ from the int8
+    form (the bits are used)."""
+    from bench_vad_q8_16x8 import front, quantised_input
+
+    from rnncore.io import from_onnx
+
+    g = from_onnx(silero)
+    e32, e8 = rc.compile(g), rc.compile(g, precision="q8")
+    d8, d32 = read_rnc(e8.data), read_rnc(e32.data)
+    back32 = rc.Engine(write_rnc(dict(d32, front=[], input_size=128)))
+    back8 = rc.Engine(write_rnc(dict(d8, front=[], input_size=128)))
+    X = (np.random.default_rng(8).standard_normal((40, 576)) * 0.05).astype(np.float32)
+    y = front(d8, d32, X, [(None, None)] * 5)
+    np.testing.assert_allclose(back32.run(y.astype(np.float32)[None]), e32.run(X[None]), atol=1e-5)
+    y8 = front(d8, d32, X, [(8, 8)] * 5)
+    np.testing.assert_allclose(back8.run(y8.astype(np.float32)[None]), e8.run(X[None]), atol=1e-5)
+    x = X.astype(np.float64)
+    step = np.max(np.abs(x), axis=1, keepdims=True) / 32767
+    assert np.all(np.abs(quantised_input(x, 16) - x) <= step / 2 * (1 + 1e-12))
+    assert np.abs(quantised_input(x, 16) - x).max() < np.abs(quantised_input(x, 8) - x).max() / 100

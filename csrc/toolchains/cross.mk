@@ -75,6 +75,11 @@ $(BUILD)/rnncore-bench: bench/rnncore_bench.c $(BUILD)/librnncore.a
 $(BUILD)/sparse-layout: bench/sparse_layout.c $(BUILD)/librnncore.a
 	$(CC) $(CFLAGS_ALL) $(X86_AVX512VNNI_FLAGS) $< $(BUILD)/librnncore.a -lm -o $@
 
+# the 16 x 16 frame_conv product forms against the int8 one (x86-64, AVX-512 VNNI; bench/q16_product.c)
+$(BUILD)/q16-product: bench/q16_product.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(X86_AVX512VNNI_FLAGS) $< -o $@
+
 # Standalone shared library for this host (the objects of `make lib`, which are -fPIC), as an
 # embedded user or an FFI (tests/test_cffi.py) loads it.
 .PHONY: shared

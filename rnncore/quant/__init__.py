@@ -35,8 +35,11 @@ from rnncore.quant.scheme import (
     activation_scales,
     epilogue,
     int_matmul,
+    int_matmul16,
     quantize_activation,
+    quantize_activation16,
     quantize_weights,
+    quantize_weights16,
     quantize_weights_q4,
 )
 from rnncore.spec import (
@@ -53,8 +56,9 @@ __all__ = [
     "BOUNDED_STATE_SCALE", "Calibration", "CalibrationWarning", "CellWeights", "FrontF32Choice", "LayerSpec",
     "LinearSpec", "choose_front_f32",
     "ModelSpec", "QCell", "QLayer", "QLinear", "QMatrix", "QModel", "activation_scales", "calibrate",
-    "epilogue", "float_cell_step", "float_forward", "forward", "int_matmul", "model_step",
+    "epilogue", "float_cell_step", "float_forward", "forward", "int_matmul", "int_matmul16", "model_step",
     "q8_cell_step", "q8_forward", "q8_linear", "qmodel_from_rnc", "quantize_activation",
-    "quantize_model", "quantize_weights", "quantize_weights_q4", "spec_from_model", "spec_from_rnc",
+    "quantize_activation16", "quantize_model", "quantize_weights", "quantize_weights16",
+    "quantize_weights_q4", "spec_from_model", "spec_from_rnc",
     "to_rnc_spec",
 ]

@@ -13,6 +13,9 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
       acc[o, l] = sum_{c, j} Wq[o, c, j] qpad[g(o) C_g + c, l*stride + j*dilation]
       y[o*L_out + l] = float32(acc[o, l]) * (s_x * s_w[o]) + b[o]
 
+* ``frame_conv`` 16 x 16 (:func:`frame_conv_q16`, the spec of a form the ``.rnc`` format and
+  the C core do not carry yet): the same with int16 codes of the row (32767 for 127), int16
+  weights and exact int64 sums;
 * ``conv_time`` (a Conv1d over time; int8 weights ``Wq (C_out, C_in/groups, k)``, scales
   ``s_w``, bias ``b``): output ``n`` reads the input with ``left`` zero rows before it and
   ``right`` after it (causal: ``(P, 0)``, ``P = dilation (k - 1)``); the ``k`` taps of every
@@ -56,7 +59,14 @@ import math
 
 import numpy as np
 
-from rnncore.quant.scheme import F32, epilogue, int_matmul, quantize_activation
+from rnncore.quant.scheme import (
+    F32,
+    epilogue,
+    int_matmul,
+    int_matmul16,
+    quantize_activation,
+    quantize_activation16,
+)
 
 _SQRT_HALF = F32(0.70710678118654752)
 _GELU_C = F32(0.79788456080286536)
@@ -81,6 +91,29 @@ def frame_conv_q8(rec: dict, x: np.ndarray, return_acc: bool = False):
     ``stride``, ``dilation``, ``groups``, ``pad_left``, ``pad_right``, ``padding_mode``) and
     ``qweight (C_out, C_in/groups, k)`` int8, ``scale (C_out,)`` and ``bias (C_out,)`` float32.
     """
+    return _frame_conv_int(rec, x, np.asarray(rec["qweight"], np.int8), quantize_activation, int_matmul,
+                           return_acc)
+
+
+def frame_conv_q16(rec: dict, x: np.ndarray, return_acc: bool = False):
+    """A frame_conv with a 16 x 16 product (docs/q8-contract.md, "Which to keep"; the NumPy spec
+    of a form the ``.rnc`` format and the C core do not carry yet): :func:`frame_conv_q8` with
+    int16 codes of the row (:func:`~rnncore.quant.scheme.quantize_activation16`), int16 weights
+    (:func:`~rnncore.quant.scheme.quantize_weights16`, per output channel) and exact int64 sums::
+
+        acc[o, l] = sum_{c, j} Wq[o, c, j] qpad[g(o) C_g + c, l*stride + j*dilation]    (int64)
+        y[o*L_out + l] = float32(acc[o, l]) * (s_x * s_w[o]) + b[o]
+
+    ``float32(acc)`` is one rounding to nearest even. ``rec`` as :func:`frame_conv_q8`, with
+    ``qweight (C_out, C_in/groups, k)`` int16 in [-32767, 32767].
+    """
+    return _frame_conv_int(rec, x, np.asarray(rec["qweight"], np.int16), quantize_activation16,
+                           int_matmul16, return_acc)
+
+
+def _frame_conv_int(rec: dict, x: np.ndarray, wq: np.ndarray, quantize, matmul, return_acc: bool):
+    """The integer frame_conv of :func:`frame_conv_q8` / :func:`frame_conv_q16`: the row's codes
+    by ``quantize``, the windows' sums by ``matmul`` (exact), the q8 epilogue."""
     x = np.asarray(x, F32)
     B = x.shape[0]
     ci, co, k, L = (int(rec[f]) for f in ("in_channels", "out_channels", "kernel_size", "frame_length"))
@@ -88,16 +121,18 @@ def frame_conv_q8(rec: dict, x: np.ndarray, return_acc: bool = False):
     pl, pr = int(rec.get("pad_left", 0)), int(rec.get("pad_right", 0))
     reflect = rec.get("padding_mode", "zeros") in ("reflect", 1)
     idx, lout = _window_index(L, k, st, dl, pl, pr, reflect)
-    q, sx = quantize_activation(x)                       # one vector per step: (B, C_in*L), (B,)
-    qf = np.concatenate([q.reshape(B, ci, L), np.zeros((B, ci, 1), np.int8)], axis=2)
+    q, sx = quantize(x)                                  # one vector per step: (B, C_in*L), (B,)
+    qf = np.concatenate([q.reshape(B, ci, L), np.zeros((B, ci, 1), q.dtype)], axis=2)
     cols = qf[:, :, np.where(idx < 0, L, idx)]           # (B, C_in, L_out, k): -1 reads the zero
     cg, cog = ci // g, co // g
-    wq = np.asarray(rec["qweight"], np.int8)
-    acc = np.empty((B, co, lout), np.int32)
+    acc = None
     for gi in range(g):
         c = cols[:, gi * cg:(gi + 1) * cg].transpose(0, 2, 1, 3).reshape(B * lout, cg * k)
         w = wq[gi * cog:(gi + 1) * cog].reshape(cog, cg * k)
-        acc[:, gi * cog:(gi + 1) * cog] = int_matmul(c, w).reshape(B, lout, cog).transpose(0, 2, 1)
+        a = matmul(c, w)
+        if acc is None:
+            acc = np.empty((B, co, lout), a.dtype)
+        acc[:, gi * cog:(gi + 1) * cog] = a.reshape(B, lout, cog).transpose(0, 2, 1)
     y = epilogue(acc.transpose(0, 2, 1), np.repeat(sx[:, None], lout, axis=1),
                  np.asarray(rec["scale"], F32), np.asarray(rec["bias"], F32))   # (B, L_out, C_out)
     y = np.ascontiguousarray(y.transpose(0, 2, 1)).reshape(B, co * lout)

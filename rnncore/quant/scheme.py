@@ -143,6 +143,31 @@ def quantize_weights_q4(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _quantize_rows_symmetric(w, 4, "quantize_weights_q4")
 
 
+#: 16-bit codes (the 16 x 16 frame_conv form, docs/q8-contract.md "Which to keep"): symmetric,
+#: -32768 never occurs, so a pair of products fits int32 (2 * 32767**2 < 2**31)
+Q16MAX = 32767
+
+
+def quantize_weights16(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row symmetric int16 quantisation of a weight matrix (the 16 x 16 frame_conv form).
+
+    The rule of :func:`quantize_weights` with 32767 levels a side::
+
+        m = max_k |W[r, k]|;  s_w[r] = m / 32767  (float32)
+        Wq[r, k] = clip(rint(W[r, k] / s_w[r]), -32767, 32767)
+
+    Parameters
+    ----------
+    w : ndarray (R, K), any float dtype (converted to float32 first)
+
+    Returns
+    -------
+    wq : ndarray (R, K) int16, values in [-32767, 32767]
+    scale : ndarray (R,) float32, ``w ~= wq * scale[:, None]``; 0 for an all-zero row
+    """
+    return _quantize_rows_symmetric(w, 16, "quantize_weights16")
+
+
 def _quantize_rows_symmetric(w: np.ndarray, bits: int, who: str) -> tuple[np.ndarray, np.ndarray]:
     """The per-row symmetric rule of q8 (``bits = 8``) and q4 (``bits = 4``) weights::
 
@@ -152,12 +177,12 @@ def _quantize_rows_symmetric(w: np.ndarray, bits: int, who: str) -> tuple[np.nda
     Parameters
     ----------
     w : ndarray (R, K), any float dtype (converted to float32 first)
-    bits : int, 8 or 4
+    bits : int, 8 or 4 (int8 codes) or 16 (int16 codes)
     who : str, the public function named in errors
 
     Returns
     -------
-    wq : ndarray (R, K) int8, values in [-qmax, qmax]
+    wq : ndarray (R, K) int8 (int16 for 16 bits), values in [-qmax, qmax]
     scale : ndarray (R,) float32
     """
     qmax = (1 << (bits - 1)) - 1
@@ -168,10 +193,11 @@ def _quantize_rows_symmetric(w: np.ndarray, bits: int, who: str) -> tuple[np.nda
         raise ValueError(f"{who}: w contains NaN or Inf")
     m = np.max(np.abs(w), axis=1) if w.shape[1] else np.zeros(w.shape[0], F32)
     scale = (m / F32(qmax)).astype(F32)
-    wq = np.zeros(w.shape, dtype=np.int8)
+    dtype = np.int16 if bits > 8 else np.int8
+    wq = np.zeros(w.shape, dtype=dtype)
     nz = scale > 0
     with np.errstate(over="ignore"):
-        wq[nz] = np.clip(np.rint(w[nz] / scale[nz, None]), -qmax, qmax).astype(np.int8)
+        wq[nz] = np.clip(np.rint(w[nz] / scale[nz, None]), -qmax, qmax).astype(dtype)
     return wq, scale
 
 
@@ -201,16 +227,47 @@ def quantize_activation(v: np.ndarray, scale: float | None = None) -> tuple[np.n
         with np.errstate(over="ignore", invalid="ignore"):
             q = np.clip(np.rint(v * inv), -QMAX, QMAX).astype(np.int8)
         return q, np.full(lead, s_static, dtype=F32)
+    return _quantize_dynamic(v, QMAX, np.int8)
+
+
+def _quantize_dynamic(v: np.ndarray, qmax: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The dynamic rule of :func:`quantize_activation` (``qmax = 127``, int8) and
+    :func:`quantize_activation16` (``qmax = 32767``, int16) on finite float32 ``v (..., K)``."""
+    lead = v.shape[:-1]
+    fq = F32(qmax)
     m = np.max(np.abs(v), axis=-1) if v.shape[-1] else np.zeros(lead, F32)
     m = np.asarray(m, dtype=F32)
-    s = (m / _F127).astype(F32)
+    s = (m / fq).astype(F32)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        inv = np.where(m > 0, _F127 / np.where(m > 0, m, _ONE), F32(0)).astype(F32)
+        inv = np.where(m > 0, fq / np.where(m > 0, m, _ONE), F32(0)).astype(F32)
         prod = (v * inv[..., None]).astype(F32)
-        # 127/m overflows to inf only for subnormal m; v*inf for v == 0 is NaN: map it to 0
+        # qmax/m overflows to inf only for subnormal m; v*inf for v == 0 is NaN: map it to 0
         prod = np.where(np.isnan(prod), F32(0), prod)
-        q = np.clip(np.rint(prod), -QMAX, QMAX).astype(np.int8)
+        q = np.clip(np.rint(prod), -qmax, qmax).astype(dtype)
     return q, s
+
+
+def quantize_activation16(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quantise each vector along the last axis to int16, one dynamic max-abs scale per vector
+    (the 16 x 16 frame_conv form): :func:`quantize_activation`'s dynamic rule with 32767 levels
+    a side, all in float32::
+
+        m = max_k |v[k]|;  if m == 0: q = 0, s = 0
+        inv = 32767 / m;  q[k] = clip(rint(v[k] * inv), -32767, 32767);  s = m / 32767
+
+    Parameters
+    ----------
+    v : ndarray (..., K), converted to float32; must be finite
+
+    Returns
+    -------
+    q : ndarray (..., K) int16 in [-32767, 32767]
+    s : ndarray (...,) float32, ``v ~= q * s[..., None]``; 0 for an all-zero vector
+    """
+    v = np.asarray(v, dtype=F32)
+    if not np.all(np.isfinite(v)):
+        raise ValueError("quantize_activation16: input contains NaN or Inf")
+    return _quantize_dynamic(v, Q16MAX, np.int16)
 
 
 def int_matmul(q: np.ndarray, wq: np.ndarray) -> np.ndarray:
@@ -240,12 +297,39 @@ def int_matmul(q: np.ndarray, wq: np.ndarray) -> np.ndarray:
     return acc.astype(np.int32)
 
 
+def int_matmul16(q: np.ndarray, wq: np.ndarray) -> np.ndarray:
+    """Exact int64 accumulators ``acc = q @ wq.T`` of int16 codes in [-32767, 32767].
+
+    Computed in float64 as :func:`int_matmul`: every partial sum is an integer of magnitude at
+    most ``32767**2 * K < 2**53`` (checked), so exact in any order.
+
+    Parameters
+    ----------
+    q : ndarray (..., K) int16
+    wq : ndarray (R, K) int16
+
+    Returns
+    -------
+    acc : ndarray (..., R) int64
+    """
+    if q.dtype != np.int16 or wq.dtype != np.int16:
+        raise TypeError(f"int_matmul16: both operands must be int16, got {q.dtype} and {wq.dtype}")
+    k = wq.shape[1]
+    if q.shape[-1] != k:
+        raise ValueError(f"int_matmul16: inner sizes differ: q (..., {q.shape[-1]}) vs wq (R, {k})")
+    if Q16MAX * Q16MAX * k >= 2**53:
+        raise ValueError(f"int_matmul16: K={k} can exceed float64's exact integers")
+    acc = q.astype(np.float64) @ wq.astype(np.float64).T
+    return acc.astype(np.int64)
+
+
 def epilogue(acc: np.ndarray, s_v: np.ndarray, s_w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """Dequantise accumulators: ``float32(acc) * (s_v * s_w) + bias``, all float32.
 
     Parameters
     ----------
-    acc : ndarray (..., R) int32
+    acc : ndarray (..., R) int32, or int64 of magnitude < 2**53 (converted with one rounding,
+        round to nearest even, as C's ``(float)`` of an int64)
     s_v : ndarray (...,) float32, one activation scale per vector
     s_w : ndarray (R,) float32, one weight scale per row
     bias : ndarray (R,) float32 or None
@@ -255,7 +339,7 @@ def epilogue(acc: np.ndarray, s_v: np.ndarray, s_w: np.ndarray, bias: np.ndarray
     ndarray (..., R) float32
     """
     scale = (np.asarray(s_v, F32)[..., None] * np.asarray(s_w, F32)).astype(F32)
-    out = (acc.astype(F32) * scale).astype(F32)
+    out = (acc.astype(np.float64).astype(F32) * scale).astype(F32)
     if bias is not None:
         out = (out + np.asarray(bias, F32)).astype(F32)
     return out
