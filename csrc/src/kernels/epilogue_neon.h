@@ -278,6 +278,32 @@ static inline void rnc_neon_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, 
     } while (0)
 #endif
 
+/* Four 4-lane vectors from p .. p + 12, and p advanced by st bytes: one `ld1` of four registers
+ * post-indexed by a register (RNC_NEON_LDS for 16 units). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define RNC_NEON_LDS4(p, st, v)                                                                   \
+    do {                                                                                          \
+        float32x4x4_t t_;                                                                         \
+        __asm__("ld1 {%S0.4s, %T0.4s, %U0.4s, %V0.4s}, [%1], %3"                                  \
+                : "=w"(t_), "+r"(p)                                                               \
+                : "m"(*(const float(*)[16])(const void *)(p)), "r"(st));                          \
+        (v)[0] = t_.val[0];                                                                       \
+        (v)[1] = t_.val[1];                                                                       \
+        (v)[2] = t_.val[2];                                                                       \
+        (v)[3] = t_.val[3];                                                                       \
+    } while (0)
+#else
+#define RNC_NEON_LDS4(p, st, v)                                                                   \
+    do {                                                                                          \
+        const float32x4x4_t t_ = vld1q_f32_x4(p);                                                 \
+        (v)[0] = t_.val[0];                                                                       \
+        (v)[1] = t_.val[1];                                                                       \
+        (v)[2] = t_.val[2];                                                                       \
+        (v)[3] = t_.val[3];                                                                       \
+        p = (const float *)(const void *)((const char *)(p) + (st));                              \
+    } while (0)
+#endif
+
 /* Two 4-lane vectors stored at p, p + 4, and p advanced by 8 floats: one post-incremented `stp`. */
 #define RNC_NEON_STP(p, a, b)                                                                     \
     __asm__("stp %q2, %q3, [%0], #32" : "+r"(p), "=m"(*(float(*)[8])(void *)(p)) : "w"(a), "w"(b))
@@ -383,12 +409,31 @@ RNC_NEON_AI void rnc_neon_act8(float32x4_t *v, const rnc_neon_gru_c *k, float32x
         ph[1] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_lane_f32(s1, ks, 1)), c1); \
     } while (0)
 
-/* The q8 GRU step's update (acc_i given, reset_after=1) on 8 units per iteration, the units below
- * H rounded down to 8: each of the 18 per-gate pairs of vectors (acc, row scale, bias; input and
- * recurrent part; gates r, z, n) read with one `ld1` from the 6 stream pointers, h with one
- * `ldp`, h' stored with one `stp` (and y with one when with_y, a constant: the loop is compiled
- * with and without the store). The same operations in the same order as rnc_neon_update_n
- * (bit-identical). */
+/* One gate part's pre-activations for 16 units, o[0..3] = acc * (s * sv) + b (rnc_neon_pre4's
+ * operations; sv lane l of ks) from the streams pa, ps, pb (one `ld1` of four registers each),
+ * each moved on by st bytes: the bias read after the products, so that at most two of the
+ * three 4-register groups are live. */
+#define RNC_NEON_PART16(o, pa, ps, pb, st, l)                                                     \
+    do {                                                                                          \
+        float32x4_t x_[4], s_[4];                                                                 \
+        RNC_NEON_LDS4(pa, st, x_);                                                                \
+        RNC_NEON_LDS4(ps, st, s_);                                                                \
+        for (int j_ = 0; j_ < 4; ++j_)                                                            \
+            o[j_] = vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x_[j_])), vmulq_lane_f32(s_[j_], ks, l)); \
+        RNC_NEON_LDS4(pb, st, x_);                                                                \
+        for (int j_ = 0; j_ < 4; ++j_) o[j_] = vaddq_f32(o[j_], x_[j_]);                          \
+    } while (0)
+
+/* The q8 GRU step's update (acc_i given, reset_after=1), the units below H rounded down to 8: 16
+ * units per iteration, then 8 when H & 8. In the 16-unit loop the gates go r, n, z: the 6 streams
+ * (acc, row scale, bias; input and recurrent part) of r and of n are read with one `ld1` of four
+ * registers each (RNC_NEON_PART16), those of z with one `ld1` of two registers per 8 units
+ * (RNC_NEON_GATE8: with n's 4 vectors live, four-register groups for z left GCC too few
+ * registers), and z, h' and y are done 8 units at a time. In the 8-unit step each of the 18
+ * per-gate pairs of vectors is read with one `ld1` of two registers. h is read with one `ldp` per
+ * 8 units, h' stored with one `stp` (and y with one when with_y, a constant: the loops are
+ * compiled with and without the store). Each unit gets the operations of rnc_neon_update_n in
+ * the same order (bit-identical). */
 RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *acc_i, float sxi,
                                       const float *s_ih, const float *b_ih, const int32_t *acc_h,
                                       float sxh, const float *s_hh, const float *b_hh, float *h,
@@ -402,7 +447,36 @@ RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *ac
     dn = 32 - 2 * ds;
 #endif
     float *hw = h, *yw = y;
-    for (uint32_t n = H / 8; n; --n) {
+    /* 16 units per iteration, the gates in the order r, n, z: on by 2 gates, back 1, and from z
+     * (read 8 units at a time: on by 32 bytes, then) to r of the next 16 units */
+    const ptrdiff_t d2 = 2 * ds, db = -ds, dz = 64 - ds, d32 = 32, dz2 = dz - 32;
+    for (uint32_t n = H / 16; n; --n) {
+        float32x4_t r[4], t[4], hv[2];
+        __asm__("" : "+w"(kl), "+w"(ks));
+        RNC_NEON_PART16(r, ai, si, bi, d2, 0);
+        RNC_NEON_PART16(t, ah, sh, bh, d2, 1);
+        for (int j = 0; j < 4; ++j) r[j] = vaddq_f32(r[j], t[j]);
+        rnc_neon_act8(r, &K, kl, 1);
+        rnc_neon_act8(r + 2, &K, kl, 1);
+        RNC_NEON_PART16(t, ah, sh, bh, db, 1);
+        for (int j = 0; j < 4; ++j) r[j] = vmulq_f32(r[j], t[j]); /* r gh_n */
+        RNC_NEON_PART16(t, ai, si, bi, db, 0);
+        for (int j = 0; j < 4; ++j) t[j] = vaddq_f32(t[j], r[j]); /* gi_n + r gh_n */
+        rnc_neon_act8(t, &K, kl, 0);
+        rnc_neon_act8(t + 2, &K, kl, 0);
+        for (int k = 0; k < 4; k += 2) { /* z, h' and y for 8 units at a time */
+            float32x4_t pi[2], ph[2];
+            RNC_NEON_GATE8(pi, ph, k ? dz2 : d32);
+            for (int j = 0; j < 2; ++j) pi[j] = vaddq_f32(pi[j], ph[j]);
+            rnc_neon_act8(pi, &K, kl, 1);
+            RNC_NEON_LDP0(hw, hv[0], hv[1]);
+            for (int j = 0; j < 2; ++j) /* h' = (1 - z) n + z h */
+                hv[j] = vaddq_f32(vmulq_f32(vsubq_f32(K.one, pi[j]), t[k + j]), vmulq_f32(pi[j], hv[j]));
+            RNC_NEON_STP(hw, hv[0], hv[1]);
+            if (with_y) RNC_NEON_STP(yw, hv[0], hv[1]);
+        }
+    }
+    if (H & 8) {
         float32x4_t r[2], z[2], n2[2], ph2[2], pi[2], ph[2], hv[2];
         /* kl and ks as if changed every iteration: GCC then multiplies by their lanes instead of
          * keeping a broadcast register per lane */
@@ -426,9 +500,10 @@ RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *ac
     }
 }
 /* gcc 12: without TER (-fno-tree-ter: expressions are not moved to their use when expanded) and
- * its first scheduler, the pairs of registers of the strided loads are not spilled (233
- * instructions per 8 units, none on the stack; 258 with TER); no alignment padding before the
- * loop. */
+ * its first scheduler, the register groups of the strided loads are not spilled: 454
+ * instructions per 16 units (two constants spilled: one store per call, two reloads per 16
+ * units; 532 with TER and the scheduler, 513 with TER alone) and 233 per 8 units, nothing on the
+ * stack; no alignment padding before the loop. */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("-falign-loops=4", "no-schedule-insns", "no-tree-ter")))
 #endif
