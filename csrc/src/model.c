@@ -1136,8 +1136,9 @@ static uint32_t front_count(const rnc_model *m, size_t *width)
  * conv_time windows win (moved on by one step) and the residuals' saved inputs in save (a record's
  * input is copied there before it runs when a later residual of the run adds it; a residual
  * y = x + saved), log_mel's FFT twiddles in tw; 0, -1 when the result holds NaN/Inf (float32
- * overflow, or a q8 conv_time's taps do: conv_time_row_q8), or 1 when a strided record gives no output at this step (out is not written; the
- * records after it do not run). x NULL: record first takes one of its right pad steps (rnc_flush:
+ * overflow; or a q8 conv_time's taps or a q8 frame_conv's input do, which have no codes), or 1
+ * when a strided record gives no output at this step (out is not written; the records after it do
+ * not run). x NULL: record first takes one of its right pad steps (rnc_flush:
  * zeros, which a padded pool_time leaves out). */
 static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float *x, float *out, float *fa,
                      float *fb, float *save, float *win, float *scratch, const float *tw)

@@ -17,8 +17,9 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
   ``s_w``, bias ``b``): output ``n`` reads the input with ``left`` zero rows before it and
   ``right`` after it (causal: ``(P, 0)``, ``P = dilation (k - 1)``); the ``k`` taps of every
   channel, ``v[c*k + j] = xpad_{n*stride + j*dilation}[c]``, pad steps zero, are quantised as ONE
-  vector (``q, s_x = quantize_activation(v)``: a zero is code 0, the scale that of the real taps),
-  then per group::
+  vector (``q, s_x = quantize_activation(v)``: a zero is code 0, the scale that of the real taps;
+  a tap that is not finite is refused), at stride ``s`` only for the outputs ``n`` (the steps that
+  complete a window at the stride), then per group::
 
       acc[o] = sum_{c < C_g, j} Wq[o, c, j] q[(g(o) C_g + c) k + j]
       y[o] = float32(acc[o]) * (s_x * s_w[o]) + b[o]
@@ -36,8 +37,9 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
   then the C core's own ``logf`` (:func:`rnc_logf`);
 * ``pool_time`` (max / average over time; whole sequences): ``y_i[c] = max_j`` or
   ``(sum_j) / k`` of ``x_{i*stride + j*dilation - left}[c]``, the sum in tap order, the pad steps
-  left out (an average may divide by the real taps instead, ``count_include_pad=False``)
-  (:func:`pool_time_seq`).
+  left out (an average may divide by the real taps instead, ``count_include_pad=False``; a
+  window of pad steps only gives ``-inf`` for a max, as PyTorch, and 0 for that average, as ONNX
+  Runtime) (:func:`pool_time_seq`).
 
 The records over time (conv_time, pool_time) give PyTorch's output length
 (:func:`time_out_steps`); their streaming form, with the look-ahead of a right padding and the
