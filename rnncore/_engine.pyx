@@ -435,8 +435,11 @@ cdef class Stream:
         cdef rnc_nonfinite nf = self.st.nonfinite
         nl = self.model.info.num_layers
         row = f"sequence {nf.row}" if who == "run" else f"stream row {nf.row}"
+        cause = "float32 overflow"
         if nf.layer > nl:
             what = "the front-end's output (the per-step records before the recurrent layers) is NaN/Inf"
+            cause = ("float32 overflow, or -inf from a max pooling window that holds no input (as "
+                     "PyTorch; a q8 convolution cannot quantise it)")
         elif nf.layer == nl:
             what = "the head's output (before its activation) is NaN/Inf"
         else:
@@ -448,7 +451,7 @@ cdef class Stream:
                 "reset() the stream or assign a finite stream.state")
         at = f", step {nf.step}" if who == "run" else ""
         raise FloatingPointError(
-            f"{who}: {what} at {row}{at} (float32 overflow; the NumPy reference gives Inf/NaN "
+            f"{who}: {what} at {row}{at} ({cause}; the NumPy reference gives Inf/NaN "
             "from here on); no output is returned and the state is left as computed: reset() the "
             "stream or assign a finite stream.state before going on")
 

@@ -11,8 +11,10 @@ refusals), the q4 refusal and the loader's checks.
 
 from __future__ import annotations
 
+import pathlib
 import pickle
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -415,21 +417,28 @@ def test_every_isa_path_steps_with_the_bits_of_its_run(isa):
     np.testing.assert_array_equal(np.stack(got, 1), Y)
 
 
-def test_strided_conv_time_with_int8_weights_is_refused_alike():
-    """The q8 conv_time product runs every step: int8 weights at stride 1 only (compile, loader and
-    read_rnc name the field)."""
+def test_strided_conv_time_with_int8_weights_compiles_and_loads_alike():
+    """A q8 conv_time at a stride (its product only at the steps its countdown lets through):
+    rc.compile keeps its weights int8, and a stride-1 file edited to stride 2 passes the loader and
+    read_rnc alike and runs as the NumPy q8 spec of what read_rnc reads (bit for bit)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
+    import gen_vectors
+
+    from rnncore.quant.reference import qmodel_from_rnc
+
     m = nn.Sequential(nn.Conv1d(5, 6, 3, stride=2, padding="causal", seed=1), nn.GRU(6, 4, seed=2))
-    with pytest.raises(ValueError, match=r"front\[0\] \(conv1d\): stride 2: int8 weights run at stride 1 "
-                                         r"only"):
-        rc.compile(m, "q8")
+    d = read_rnc(rc.compile(m, "q8").data)
+    assert d["front"][0]["stride"] == 2 and d["front"][0]["tensors"]["qweight"].dtype == np.int8
     m1 = nn.Sequential(nn.Conv1d(5, 6, 3, padding="causal", seed=1), nn.GRU(6, 4, seed=2))
     data = edit_first_record(rc.compile(m1, "q8").data, "rec_conv_time", stride=2)
-    want = "record 0 (conv_time): stride: 2, the C core runs 1..1"
-    with pytest.raises(RncFormatError, match=re.escape(want)) as e:
-        check_rnc(data)
-    assert e.value.status == "UNSUPPORTED"
-    with pytest.raises(ValueError, match=re.escape(want)):
-        rc.load(data)
+    check_rnc(data)
+    d = read_rnc(data)
+    assert d["front"][0]["stride"] == 2
+    X = _x((2, 9, 5), seed=3)
+    got = rc.load(data).run(X)
+    assert got.shape == (2, 5, 4)   # ceil(9 / 2) steps
+    want, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, None)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_residual_over_a_strided_record_is_refused_alike():

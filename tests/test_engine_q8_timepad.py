@@ -309,3 +309,279 @@ def test_export_c_of_a_padded_q8_model_flushes_at_the_end_of_its_input(tmp_path)
     out = exported_outputs(tmp_path, e.data, X, "q8pad")
     np.testing.assert_array_equal(out["step"], want)
     np.testing.assert_allclose(out["run"], want, rtol=0, atol=1e-6)
+
+
+# ---- q8 conv_time at a stride ----------------------------------------------------------------------
+
+def strided_model(seed=0, cell=nn.GRU):
+    """Conv1d(k3, stride 2, causal, groups 2) > ReLU > Conv1d(k3, stride 2, dilation 2, padding
+    (2, 1)) > HardSigmoid > Conv1d(k2, stride 3, padding 1: both sides together beyond P = 1) >
+    cell > Linear, every Conv1d int8 in a q8 file."""
+    return nn.Sequential(
+        nn.Conv1d(6, 8, 3, stride=2, padding="causal", groups=2, seed=seed),
+        nn.ReLU(),
+        nn.Conv1d(8, 6, 3, stride=2, dilation=2, padding=(2, 1), seed=seed + 1),
+        nn.HardSigmoid(),
+        nn.Conv1d(6, 6, 2, stride=3, padding=1, seed=seed + 2),
+        cell(6, 9, seed=seed + 3),
+        nn.Linear(9, 3, seed=seed + 4),
+    )
+
+
+@pytest.mark.parametrize("k,dl,st,pl,pr", [(3, 1, 2, 2, 0), (3, 1, 2, 1, 1), (4, 1, 3, 3, 0),
+                                           (3, 2, 2, 2, 1), (2, 1, 3, 1, 1), (5, 1, 4, 2, 2),
+                                           (3, 1, 2, 0, 0), (2, 3, 2, 0, 3)])
+def test_strided_conv_spec_length_and_values_equal_pytorch(k, dl, st, pl, pr):
+    """conv_time_q8 at stride s: PyTorch's Conv1d(stride=s) on the padded input, its length and its
+    values within the q8 error class."""
+    rng = np.random.default_rng(k * 100 + dl * 10 + st)
+    w = rng.standard_normal((4, 3, k)).astype(F32)
+    wq, s = quantize_weights(w.reshape(4, -1))
+    b = rng.standard_normal(4).astype(F32)
+    rec = {"kind": "conv_time", "in_channels": 3, "out_channels": 4, "kernel_size": k, "dilation": dl,
+           "stride": st, "pad_left": pl, "pad_right": pr, "qweight": wq.reshape(w.shape), "scale": s,
+           "bias": b}
+    for T in (max(1, dl * (k - 1) + 1 - pl - pr), 7, 16, 17):
+        x = _x((2, T, 3), seed=T)
+        with torch.no_grad():
+            xp = torch.nn.functional.pad(torch.from_numpy(x).transpose(1, 2), (pl, pr))
+            want = torch.nn.functional.conv1d(xp, torch.from_numpy(w), torch.from_numpy(b), stride=st,
+                                              dilation=dl).transpose(1, 2).numpy()
+        got = front.conv_time_q8(rec, x)
+        assert got.shape == want.shape and front.time_out_steps(rec, T) == want.shape[1], (T, got.shape)
+        err = np.abs(got - want).max()
+        assert err < 0.03 * np.abs(want).max(), err
+
+
+def test_strided_spec_stream_and_flush_give_the_bits_of_the_spec_run():
+    d = read_rnc(rc.compile(strided_model(seed=3), precision="q8").data)
+    assert [r.get("stride") for r in d["front"] if r["kind"] == "conv1d"] == [2, 2, 3]
+    for T in (1, 2, 5, 12, 27):
+        X = _x((2, T, 6), seed=T)
+        run = front.step_records(d["front"], X)
+        assert run.shape[1] == front.out_lengths(d["front"], [T])[0]
+        st = front.RecordStream(d["front"], 2)
+        outs = [st.step(X[:, t]) for t in range(T)]
+        rows = [o for o in outs if o is not None] + st.flush()
+        got = np.stack(rows, 1) if rows else np.zeros((2, 0, 6), F32)
+        np.testing.assert_array_equal(got, run)
+
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
+def test_strided_engine_equals_the_numpy_q8_spec_bit_for_bit_on_every_isa(cell):
+    e = rc.compile(strided_model(seed=5, cell=cell), precision="q8")
+    d = read_rnc(e.data)
+    assert all(r["tensors"]["qweight"].dtype == np.int8 for r in d["front"] if r["kind"] == "conv1d")
+    X = _x((4, 31, 6), seed=6, scale=1.5)
+    lengths = np.array([31, 18, 5, 2])
+    ref, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, lengths)
+    n = front.out_lengths(d["front"], lengths)
+    assert ref.shape[1] == n[0] and np.all(ref[1, n[1]:] == 0) and np.abs(ref[1, :n[1]]).min() > 0
+    for isa in ISAS:
+        e.set_isa(isa)
+        np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
+    alone, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X[2:3, :5], None)
+    np.testing.assert_array_equal(ref[2:3, :n[2]], alone)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_strided_stream_steps_and_flush_give_the_run_and_a_saved_state_resumes(isa):
+    e = rc.compile(strided_model(seed=7, cell=nn.LSTM), precision="q8")
+    e.set_isa(isa)
+    d = read_rnc(e.data)
+    T = 29
+    X = _x((2, T, 6), seed=8)
+    whole = e.run(X)
+    spec = front.RecordStream(d["front"], 2)
+    none = [spec.step(X[:, t]) is None for t in range(T)]
+    assert 0 < sum(not v for v in none) < T // 4   # one output per 12 steps, and the flush's
+    s = e.stream(2)
+    saved, outs = {}, []
+    for t in range(T):
+        if t in (2, 13, 22):   # between the outputs of each stride
+            saved[t] = (s.state, len([o for o in outs if o is not None]))
+        outs.append(s.step(X[:, t].copy()))
+    assert [o is None for o in outs] == none
+    body = [o for o in outs if o is not None]
+    got = np.concatenate([np.stack(body, 1), s.flush()], 1)
+    np.testing.assert_array_equal(got, whole)
+    for t, (state, k) in saved.items():
+        for r in (s, pickle.loads(pickle.dumps(s))):
+            r.state = state
+            again = [r.step(X[:, u].copy()) for u in range(t, T)]
+            again = [o for o in again if o is not None]
+            tail = r.flush()
+            rest = np.concatenate([np.stack(again, 1), tail], 1) if again else tail
+            np.testing.assert_array_equal(rest, whole[:, k:], err_msg=f"restored at step {t}")
+
+
+def _torch_strided(m):
+    """strided_model in PyTorch (its own Conv1d(stride=s) after F.pad, the weights copied)."""
+    convs = []
+    for i in (0, 2, 4):
+        c = m[i]
+        tc = torch.nn.Conv1d(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride,
+                             dilation=c.dilation, groups=c.groups)
+        with torch.no_grad():
+            tc.weight.copy_(torch.from_numpy(np.asarray(c.params["weight"], F32)))
+            tc.bias.copy_(torch.from_numpy(np.asarray(c.params["bias"], F32)))
+        convs.append((tc, (c.pad_left, c.pad_right)))
+    rnn = (torch.nn.LSTM if isinstance(m[5], nn.LSTM) else torch.nn.GRU)(6, 9, batch_first=True)
+    rnn.load_state_dict({k: torch.from_numpy(np.asarray(v, F32)) for k, v in m[5].state_dict().items()})
+    lin = torch.nn.Linear(9, 3)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(np.asarray(m[6].params["weight"], F32)))
+        lin.bias.copy_(torch.from_numpy(np.asarray(m[6].params["bias"], F32)))
+
+    def run(X):
+        with torch.no_grad():
+            u = torch.from_numpy(X).transpose(1, 2)
+            (c0, p0), (c1, p1), (c2, p2) = convs
+            u = torch.relu(c0(torch.nn.functional.pad(u, p0)))
+            u = torch.nn.functional.hardsigmoid(c1(torch.nn.functional.pad(u, p1)))
+            u = c2(torch.nn.functional.pad(u, p2))
+            h, _ = rnn(u.transpose(1, 2))
+            return lin(h).numpy()
+    return run
+
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
+def test_strided_q8_is_close_to_pytorch_with_its_output_lengths(cell):
+    m = strided_model(seed=9, cell=cell)
+    ref = _torch_strided(m)
+    e8, e32 = rc.compile(m, precision="q8"), rc.compile(m)
+    for T in (9, 30, 61):
+        X = _x((3, T, 6), seed=T)
+        want = ref(X)
+        y32, y8 = e32.run(X), e8.run(X)
+        assert y8.shape == y32.shape == want.shape, (T, y8.shape, want.shape)
+        np.testing.assert_allclose(y32, want, rtol=0, atol=1e-5)   # the f32 file: PyTorch's model
+        err = np.abs(y8 - want).max()
+        assert 0 < err < 0.02 * np.abs(want).max(), err
+
+
+# ---- pooling windows that hold no real input (dilation over the padding, few steps) ----------------
+
+# k, d, p, s
+EMPTY_POOLS = [(2, 2, 1, 1), (2, 3, 1, 1), (2, 3, 1, 2), (2, 4, 1, 1), (2, 5, 1, 3), (2, 2, 1, 2)]
+# (padding <= k // 2: only k = 2 has a window between the pads, on T = d - 1 steps)
+
+
+def _empty_windows(k, d, p, s, T):
+    """Whether some output window of the padded input reads only padding (independent of rnncore)."""
+    n = (T + 2 * p - d * (k - 1) - 1) // s + 1
+    return any(all(not 0 <= i * s + j * d - p < T for j in range(k)) for i in range(max(n, 0)))
+
+
+@pytest.mark.parametrize("k,d,p,s", EMPTY_POOLS)
+def test_a_max_window_without_input_is_minus_inf_as_pytorch(k, d, p, s):
+    """PyTorch's max_pool1d gives -inf there (ONNX Runtime the lowest float32): the rc.nn layer and
+    the C core's spec (pool_time_seq, the f32 and q8 files' pooling) give -inf, never 0."""
+    rec = {"kind": "max_pool1d", "kernel_size": k, "stride": s, "dilation": d, "pad_left": p, "pad_right": p}
+    seen = 0
+    for T in range(1, d + 3):
+        if T + 2 * p < d * (k - 1) + 1:
+            continue
+        x = _x((2, T, 3), seed=T) - 5.0   # all negative: a 0 would win
+        with torch.no_grad():
+            want = torch.nn.functional.max_pool1d(torch.from_numpy(x).transpose(1, 2), k, s, p, d)
+        want = want.transpose(1, 2).numpy()
+        seen += _empty_windows(k, d, p, s, T) and bool(np.isneginf(want).any())
+        np.testing.assert_array_equal(nn.MaxPool1d(k, 3, stride=s, padding=p, dilation=d, dtype="float32")
+                                      .forward(x), want)
+        np.testing.assert_array_equal(front.pool_time_seq(rec, x), want)
+    assert seen   # the sweep holds windows without an input
+
+
+@pytest.mark.parametrize("k,d,p,s", EMPTY_POOLS)
+def test_an_average_window_without_input_is_zero_as_onnxruntime(k, d, p, s):
+    """count_include_pad=False with dilation over the padding only: ONNX Runtime's AveragePool gives
+    0 (PyTorch's AvgPool1d has no dilation); the rc.nn layer and pool_time_seq give 0, not NaN."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    def ort_avg(x):
+        g = helper.make_graph(
+            [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[k], strides=[s], pads=[p, p],
+                              dilations=[d], count_include_pad=0)], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        mdl = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+        sess = ort.InferenceSession(mdl.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"x": x})[0]
+
+    rec = {"kind": "avg_pool1d", "kernel_size": k, "stride": s, "dilation": d, "pad_left": p, "pad_right": p,
+           "count_include_pad": False}
+    seen = 0
+    for T in range(1, d + 3):
+        if T + 2 * p < d * (k - 1) + 1:
+            continue
+        x = _x((2, T, 3), seed=T) + 5.0
+        want = ort_avg(np.ascontiguousarray(x.transpose(0, 2, 1))).transpose(0, 2, 1)
+        seen += _empty_windows(k, d, p, s, T) and bool((want == 0).any())
+        layer = nn.AvgPool1d(k, 3, stride=s, padding=p, dilation=d, count_include_pad=False, dtype="float32")
+        with np.errstate(all="raise"):
+            np.testing.assert_allclose(layer.forward(x), want, rtol=1e-6, atol=0)
+            np.testing.assert_allclose(front.pool_time_seq(rec, x), want, rtol=1e-6, atol=0)
+    assert seen
+
+
+def _empty_pool_model(op, then, seed=0):
+    pool = (nn.MaxPool1d(2, 4, stride=1, padding=1, dilation=3) if op == "max" else
+            nn.AvgPool1d(2, 4, stride=1, padding=1, dilation=3, count_include_pad=False))
+    return nn.Sequential(pool, *then, nn.GRU(4, 5, seed=seed), nn.Linear(5, 2, seed=seed + 1))
+
+
+def test_engine_max_window_without_input_gives_minus_inf_through_relu_as_pytorch():
+    """MaxPool1d(2, dilation 3, padding 1) on 2 steps: its one window reads two pad steps (-inf, as
+    PyTorch), ReLU makes it 0; the f32 engine equals PyTorch, the q8 engine its spec bit for bit."""
+    m = _empty_pool_model("max", [nn.ReLU()], seed=2)
+    tg = torch.nn.GRU(4, 5, batch_first=True)
+    tg.load_state_dict({k: torch.from_numpy(np.asarray(v, F32)) for k, v in m[2].state_dict().items()})
+    tl = torch.nn.Linear(5, 2)
+    with torch.no_grad():
+        tl.weight.copy_(torch.from_numpy(np.asarray(m[3].params["weight"], F32)))
+        tl.bias.copy_(torch.from_numpy(np.asarray(m[3].params["bias"], F32)))
+    e32, e8 = rc.compile(m), rc.compile(m, precision="q8")
+    d = read_rnc(e8.data)
+    for T in (2, 3, 6):
+        X = _x((2, T, 4), seed=T) - 3.0
+        with torch.no_grad():
+            u = torch.relu(torch.nn.functional.max_pool1d(torch.from_numpy(X).transpose(1, 2), 2, 1, 1, 3))
+            want = tl(tg(u.transpose(1, 2))[0]).numpy()
+        np.testing.assert_allclose(e32.run(X), want, rtol=0, atol=1e-5)
+        ref, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, None)
+        for isa in ISAS:
+            e8.set_isa(isa)
+            np.testing.assert_array_equal(e8.run(X), ref, err_msg=isa)
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_engine_refuses_minus_inf_it_cannot_carry(precision):
+    """-inf reaching the recurrent layer (PyTorch: NaN from there on), or a q8 Conv1d's quantiser: a
+    FloatingPointError naming the cause, never a silent 0; the spec refuses the quantisation too."""
+    for then in ([], [nn.Conv1d(4, 4, 1, seed=3)]):
+        e = rc.compile(_empty_pool_model("max", then), precision=precision)
+        X = _x((1, 2, 4), seed=1)
+        with pytest.raises(FloatingPointError, match="max pooling window that holds no input"):
+            e.run(X)
+        assert e.run(_x((1, 3, 4), seed=1)).shape == (1, 2, 2)   # 3 steps: no empty window
+        if precision == "q8" and then:
+            with pytest.raises(ValueError, match="NaN or Inf"):
+                front.step_records(read_rnc(e.data)["front"], X)
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_engine_average_window_without_input_is_zero(precision):
+    """AvgPool1d(count_include_pad=False, dilation 3, padding 1) on 2 steps: its window holds no
+    input, 0 (ONNX Runtime's value) rather than the non-finite error; f32 as the rc.nn model,
+    q8 bit for bit its spec."""
+    m = _empty_pool_model("avg", [], seed=4)
+    e = rc.compile(m, precision=precision)
+    for T in (2, 5):
+        X = _x((3, T, 4), seed=T)
+        if precision == "f32":
+            np.testing.assert_allclose(e.run(X), m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
+        else:
+            ref, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(read_rnc(e.data)), X, None)
+            np.testing.assert_array_equal(e.run(X), ref)

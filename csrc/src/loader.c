@@ -1168,8 +1168,6 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const void *p;
         const unsigned char *sref = q8 ? rnc_fconvq8_scale(r + RNC_SIZE_rec_conv_time) : NULL;
         if (sref && (rnc_ref_offset(sref) || rnc_ref_nbytes(sref))) { /* int8 weights, row scales */
-            if (st != 1) /* the q8 product row runs every step */
-                return fail(c, FIELD(rec_conv_time, stride), MSG_RANGE_UNSUPPORTED, st, 1, 1, NULL);
             TRY(get_matrix(c, RNC_Q8, FIELD(rec_conv_time, weight), rnc_rec_conv_time_weight(r),
                            FIELD(fconvq8, scale), sref, g * r16(cog), cg * k, &p, &F->s));
         } else { /* f32 weights (an f32 file, or a q8 file's record kept in f32) */

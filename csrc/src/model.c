@@ -859,8 +859,9 @@ static int conv_time_row(const rnc_model *m, const rnc_front_op *F, const float 
  * through; the window moves on by one step either way. The sum runs in tap order. A padded
  * record (tcount) reads only the real steps of window and x, [lo, hi): its counters (after the
  * countdown) hold the real steps it has taken (up to P) and the pad steps rnc_flush has fed it;
- * pad: x is such a pad step. A max then takes the real taps, an average divides their sum by k,
- * or by their number (tpad_excl). */
+ * pad: x is such a pad step. A max then takes the largest real tap (-inf when the window holds
+ * none, as PyTorch), an average divides their sum by k, or by their number (tpad_excl; 0 when
+ * there are none, as ONNX Runtime). */
 static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float *win, int pad)
 {
     const size_t P = F->win, C = F->cin;
@@ -878,17 +879,15 @@ static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float 
             }
         }
         for (size_t c = 0; c < C; ++c) {
-            float acc = 0.0f;
-            int first = 1;
+            float acc = F->pool_op == RNC_POOL_MAX ? -INFINITY : 0.0f;
             for (uint32_t j = 0; j < F->k; ++j) {
                 const size_t q = (size_t)j * F->dil;
                 if (q < lo || q >= hi) continue;
                 const float v = q < P ? win[q * C + c] : x[c];
-                if (F->pool_op == RNC_POOL_MAX) acc = first || v > acc ? v : acc;
+                if (F->pool_op == RNC_POOL_MAX) acc = v > acc ? v : acc;
                 else acc += v;
-                first = 0;
             }
-            y[c] = F->pool_op == RNC_POOL_MAX ? acc : acc / (float)n;
+            y[c] = F->pool_op == RNC_POOL_MAX || !n ? acc : acc / (float)n;
         }
     }
     window_push(F, x, win);
@@ -896,15 +895,17 @@ static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float 
     return skip;
 }
 
-/* The q8 conv_time (docs/q8-contract.md, "Per-step records in a q8 file"): the step's k taps of
- * every channel (the window's and x's, [ch][j]) quantised as one vector (the plan's quantiser,
- * dynamic, as a q8 frame_conv's row), per group its codes as one column of round4(cg*k) codes, one
- * exact int32 product of the plan's q8 row, and the input projection's epilogue
+/* The q8 conv_time (docs/q8-contract.md, "Per-step records in a q8 file"): at the steps its
+ * countdown lets through (strided, or the first P - left steps), the step's k taps of every channel
+ * (the window's and x's, [ch][j]) quantised as one vector (the plan's quantiser, dynamic, as a q8
+ * frame_conv's row), per group its codes as one column of round4(cg*k) codes, one exact int32
+ * product of the plan's q8 row, and the input projection's epilogue
  *   y[o] = (float)acc[o] * (s_x * s_w[o]) + b[o];
- * then the window moves on by one step, as conv_time_row. Scratch in 64-byte blocks (loader.c):
- * the column's codes, the product, the taps, their codes, the scale. */
+ * the window moves on by one step either way, as conv_time_row (its counters too). -1 when a tap is
+ * not finite (a padded max pooling's window without a real input, -inf: no codes for it). Scratch
+ * in 64-byte blocks (loader.c): the column's codes, the product, the taps, their codes, the scale. */
 static int conv_time_row_q8(const rnc_model *m, const rnc_front_op *F, const float *x, float *y, float *win,
-                            float *scratch)
+                            float *scratch, int pad)
 {
     const size_t kk = (size_t)F->cg * F->k, kp = r4(kk), rp = r16(F->cog), P = F->win, C = F->cin;
     const size_t n = C * F->k;
@@ -913,7 +914,8 @@ static int conv_time_row_q8(const rnc_model *m, const rnc_front_op *F, const flo
     float *v = scratch + r16(kp / 4 + 1) + rp;
     int8_t *q = (int8_t *)(void *)(v + r16(n));
     float *sx = v + r16(n) + r16(r4(n) / 4 + 1);
-    if (window_skip(F, win)) { /* the first P - left steps (timepad) */
+    if (TP_COUNT(F)) timepad_count(F, win, pad);
+    if (window_skip(F, win)) {
         window_push(F, x, win);
         return 1;
     }
@@ -922,6 +924,7 @@ static int conv_time_row_q8(const rnc_model *m, const rnc_front_op *F, const flo
             const size_t t = (size_t)j * F->dil; /* 0 .. P: the window's step t, P = x */
             v[ch * F->k + j] = t < P ? win[t * C + ch] : x[ch];
         }
+    if (TP_ON && !rnc__all_finite(v, n)) return -1;
     plan_pick(&m->plan.quantize, 1, 0)->fn.quantize(v, n, r4(n), 0.0f, 0.0f, q, sx);
     const float s = sx[0];
     const int8_t *wq = (const int8_t *)(const void *)F->w;
@@ -936,10 +939,7 @@ static int conv_time_row_q8(const rnc_model *m, const rnc_front_op *F, const flo
             y[oc] = (float)acc[o] * (s * sw[o]) + F->b[oc];
         }
     }
-    if (P) {
-        memmove(win, win + C, sizeof(float) * (P - 1) * C);
-        memcpy(win + (P - 1) * C, x, sizeof(float) * C);
-    }
+    window_push(F, x, win);
     return 0;
 }
 
@@ -1102,10 +1102,11 @@ static int front_row(const rnc_model *m, const rnc_front_op *F, const float *x, 
 {
     if (F->kind == RNC_REC_CONV_TIME) {
         if (!F->s) return conv_time_row(m, F, x, y, win + F->win_off, scratch, pad);
-        return conv_time_row_q8(m, F, x, y, win + F->win_off, scratch); /* stride 1 (loader.c) */
+        return conv_time_row_q8(m, F, x, y, win + F->win_off, scratch, pad);
     } else if (F->kind == RNC_REC_POOL_TIME) {
         return pool_time_row(F, x, y, win + F->win_off, pad);
     } else if (F->kind == RNC_REC_FRAME_CONV) {
+        if (F->s && TP_ON && !rnc__all_finite(x, F->in_w)) return -1; /* -inf of a padded max pooling */
         if (F->s) frame_conv_row_q8(m, F, x, y, scratch);
         else frame_conv_row(m, F, x, y, scratch);
     } else if (F->kind == RNC_REC_LOG_MEL) {
@@ -1135,8 +1136,9 @@ static uint32_t front_count(const rnc_model *m, size_t *width)
  * conv_time windows win (moved on by one step) and the residuals' saved inputs in save (a record's
  * input is copied there before it runs when a later residual of the run adds it; a residual
  * y = x + saved), log_mel's FFT twiddles in tw; 0, -1 when the result holds NaN/Inf (float32
- * overflow), or 1 when a strided record gives no output at this step (out is not written; the
- * records after it do not run). x NULL: record first takes one of its right pad steps (rnc_flush:
+ * overflow; or a q8 conv_time's taps or a q8 frame_conv's input do, which have no codes), or 1
+ * when a strided record gives no output at this step (out is not written; the records after it do
+ * not run). x NULL: record first takes one of its right pad steps (rnc_flush:
  * zeros, which a padded pool_time leaves out). */
 static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float *x, float *out, float *fa,
                      float *fb, float *save, float *win, float *scratch, const float *tw)
@@ -1157,7 +1159,8 @@ static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float
             const float *u = save + F->save_off;
             for (uint32_t k = 0; k < F->in_w; ++k) dst[k] = in[k] + u[k];
         } else {
-            if (front_row(m, F, in, dst, win, scratch, tw, pad && i == first)) return 1;
+            const int r = front_row(m, F, in, dst, win, scratch, tw, pad && i == first);
+            if (r) return r;
         }
         in = dst;
     }

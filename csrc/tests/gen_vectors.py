@@ -114,7 +114,8 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     log_mel (32 samples per step), conv_time, relu, max and average pooling over time; "timepad":
     padding over time (timepad tails: a Conv1d 'same', a max pooling padded (1, 1) at stride 2, an
     average pooling (1, 1) with count_include_pad=False, a dilated Conv1d padded (2, 1)); "kws512":
-    log_mel alone (n_fft 512, 40 mels)."""
+    log_mel alone (n_fft 512, 40 mels); "strided": q8 Conv1d over time at strides 2, 2, 3 (causal;
+    padded; padded beyond its reach)."""
     layers, feat = [], sizes[0]
     front_records = []
     if front is True:
@@ -160,6 +161,16 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
             {"kind": "avg_pool1d", "channels": 12, "kernel_size": 3, "stride": 1, "pad_left": 1,
              "pad_right": 1, "count_include_pad": False},
             pconv(12, 12, 3, dilation=2, pad_left=2, pad_right=1),
+        ]
+    if front == "strided":   # q8 convolutions over time at a stride: causal, padded, padded beyond P
+        def sconv(ci, co, k, **kw):
+            w = (rng.standard_normal((co, ci // kw.get("groups", 1), k)) * 0.5).astype(F32)
+            return {"kind": "conv1d", "in_channels": ci, "out_channels": co, "kernel_size": k, **kw,
+                    "tensors": {"weight": w, "bias": (rng.standard_normal(co) * 0.2).astype(F32)}}
+        front_records = [
+            sconv(16, 12, 3, stride=2, groups=2, pad_left=2), {"kind": "relu"},
+            sconv(12, 12, 3, stride=2, dilation=2, pad_left=2, pad_right=1),
+            sconv(12, 12, 2, stride=3, pad_left=1, pad_right=1),
         ]
     if front == "kws512":   # log_mel alone at the keyword-spotting size: 16 kHz, 25 ms window in n_fft 512
         from rnncore.nn.melspec import LogMelSpectrogram
@@ -473,6 +484,11 @@ def main(outdir: str) -> None:
         # layers after it bit for bit the NumPy reference (rnncore.quant.front.log_mel_rows)
         ("gru_q8_kws512_stream", dict(kind="gru", sizes=[40, 16], precision="q8", head=3, front="kws512"),
          2, 5, "stream", None, q8),
+        # q8 conv_time at strides 2, 2, 3 (causal; padded (2, 1); padded (1, 1), beyond P = 1): the
+        # product only at the steps that complete a window at the stride; last_step (the case holds
+        # (B, out)): 23, 11, 5, 3 -> 3, 2, 1, 1 steps
+        ("gru_q8_strided_conv_last", dict(kind="gru", sizes=[12, 11], precision="q8", head=2, front="strided",
+                                          last_step=True), 4, 23, "run", [23, 11, 5, 3], q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

@@ -392,10 +392,6 @@ def _plan_conv_time(r: dict, feat: int, where: str, precision: str = "f32") -> d
     b = np.zeros(co, np.float32) if b is None else _as_f32(b, f"{where} bias")
     if b.shape != (co,):
         raise ValueError(f"{where} (conv1d): bias must be ({co},), got {b.shape}")
-    if r.get("precision", precision) == "q8" and st != 1:
-        raise ValueError(f"{where} (conv1d): stride {st}: int8 weights run at stride 1 only (the q8 "
-                         "product row runs every step); keep this layer float32 (record precision='f32') "
-                         "or compile with precision='f32'")
     rp = _round_up(cog, ROW_BLOCK)
     packed, scales = _pack_conv_groups(w, t, r.get("precision", precision), precision, g, cog, cg * k, rp,
                                        f"{where} (conv1d)")
@@ -1830,8 +1826,6 @@ class _Loader:
             P, cg, cog = dl * (k - 1), ci // g, co // g
             tl, tr, _, ph = self.time_window(tp, P, ci, stv, causal=True, avg=False, counters=False)
             sref = self.unpack(LAYOUT["fconvq8"], pos + st.size)["scale"] if q8conv else (0, 0)
-            if tuple(sref) != (0, 0) and stv != 1:   # the q8 product row runs every step
-                raise self.fail("stride", "RANGE_UNSUPPORTED", stv, 1, 1)
             mats, b = self.conv_weights(r, sref, g, cog, cg * k, co, rec, q8conv)
             self.win_floats += P * ci + ph
             self.step_phase.append(int(ph or tr > 0))   # steps without an output, or more

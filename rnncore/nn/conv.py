@@ -682,8 +682,9 @@ class MaxPool1d(_TimePool):
 
     ``y[b, t, c] = max_{j<k} x_pad[b, t*s + j*d, c]``
 
-    ``x_pad`` pads with ``-inf``. Backward: the gradient goes to the first maximum of each window
-    (as PyTorch). ``padding``: int (both sides, ``<= k/2``),
+    ``x_pad`` pads with ``-inf``: a window that holds no input (``dilation`` over the padding, tiny
+    ``T``) gives ``-inf``, as PyTorch (ONNX Runtime gives the lowest float32). Backward: the
+    gradient goes to the first maximum of each window (as PyTorch). ``padding``: int (both sides, ``<= k/2``),
     ``(left, right)`` or ``"causal"`` (``d(k-1)`` on the left, streamable). ``stride`` defaults
     to ``kernel_size``. ``channels`` is the feature size ``C``. ``dilation`` ``d``; ``ceil_mode``
     rounds the number of outputs up (PyTorch's and ONNX's rule: a last window that would start
@@ -727,7 +728,8 @@ class AvgPool1d(_TimePool):
     with zero padding. ``n_t`` counts the taps of window ``t``: with ``count_include_pad=True``
     (PyTorch's default) those inside the padded input ``[0, L + left + right)`` (``k`` unless
     ``ceil_mode`` lets the window run past the right padding), with ``count_include_pad=False``
-    (Keras' and TFLite's ``"same"``) those inside the input only. Backward: ``dx`` receives
+    (Keras' and TFLite's ``"same"``) those inside the input only; a window that holds no input
+    (``dilation`` over the padding, tiny ``T``) gives 0, as ONNX Runtime. Backward: ``dx`` receives
     ``dy / n_t`` from every window ``t`` that holds it. Parameters and shapes as
     :class:`MaxPool1d`; ``dilation`` is ONNX's (PyTorch's AvgPool1d has none).
     """
@@ -786,9 +788,9 @@ class AvgPool1d(_TimePool):
         if np.all(n == self.kernel_size):
             y = cols.mean(axis=2)
             w = np.full((1, 1, self.kernel_size, 1), 1.0 / self.kernel_size, x.dtype)
-        else:
-            y = cols.sum(axis=2) / n[None, :, None].astype(x.dtype)
-            inv = (1.0 / n).astype(x.dtype)
+        else:   # a window without a real input (n_t = 0: dilation over the padding) gives 0, as ORT
+            y = cols.sum(axis=2) / np.maximum(n, 1)[None, :, None].astype(x.dtype)   # its sum is 0
+            inv = np.where(n > 0, 1.0 / np.maximum(n, 1), 0.0).astype(x.dtype)
             w = np.broadcast_to(inv[None, :, None, None], (1, idx.shape[0], self.kernel_size, 1))
         self._cache = (y.shape, idx, x.shape[1], w) if train else None
         return y

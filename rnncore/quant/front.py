@@ -20,8 +20,9 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
   ``s_w``, bias ``b``): output ``n`` reads the input with ``left`` zero rows before it and
   ``right`` after it (causal: ``(P, 0)``, ``P = dilation (k - 1)``); the ``k`` taps of every
   channel, ``v[c*k + j] = xpad_{n*stride + j*dilation}[c]``, pad steps zero, are quantised as ONE
-  vector (``q, s_x = quantize_activation(v)``: a zero is code 0, the scale that of the real taps),
-  then per group::
+  vector (``q, s_x = quantize_activation(v)``: a zero is code 0, the scale that of the real taps;
+  a tap that is not finite is refused), at stride ``s`` only for the outputs ``n`` (the steps that
+  complete a window at the stride), then per group::
 
       acc[o] = sum_{c < C_g, j} Wq[o, c, j] q[(g(o) C_g + c) k + j]
       y[o] = float32(acc[o]) * (s_x * s_w[o]) + b[o]
@@ -39,8 +40,9 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
   then the C core's own ``logf`` (:func:`rnc_logf`);
 * ``pool_time`` (max / average over time; whole sequences): ``y_i[c] = max_j`` or
   ``(sum_j) / k`` of ``x_{i*stride + j*dilation - left}[c]``, the sum in tap order, the pad steps
-  left out (an average may divide by the real taps instead, ``count_include_pad=False``)
-  (:func:`pool_time_seq`).
+  left out (an average may divide by the real taps instead, ``count_include_pad=False``; a
+  window of pad steps only gives ``-inf`` for a max, as PyTorch, and 0 for that average, as ONNX
+  Runtime) (:func:`pool_time_seq`).
 
 The records over time (conv_time, pool_time) give PyTorch's output length
 (:func:`time_out_steps`); their streaming form, with the look-ahead of a right padding and the
@@ -406,9 +408,10 @@ def pool_time_seq(rec: dict, x: np.ndarray) -> np.ndarray:
     """model.c ``pool_time_row`` over whole sequences: ``x (B, T, C)`` -> ``(B, T_out, C)``,
     ``T_out`` = :func:`time_out_steps`. Output ``i`` reads input steps
     ``i*stride + j*dilation - left`` (:func:`time_pads`); the pad steps (before step 0, from step
-    ``T`` on) take no part: ``y_i[c]`` is the first largest real tap, or the sum of the real taps
-    in tap order from 0 (in ``x``'s dtype) divided by ``k``, or by the number of real taps with
-    ``exclude`` (``count_include_pad=False``, ceil_mode's last window). Unpadded:
+    ``T`` on) take no part: ``y_i[c]`` is the first largest real tap (``-inf`` for a window without
+    one, as PyTorch), or the sum of the real taps in tap order from 0 (in ``x``'s dtype) divided by
+    ``k``, or by the number of real taps with ``exclude`` (``count_include_pad=False``, ceil_mode's
+    last window; 0 for a window without one, as ONNX Runtime). Unpadded:
     ``T_out = (T - P - 1) // stride + 1`` (0 when ``T <= P``), ``P = dilation (k - 1)``."""
     x = np.asarray(x)
     _, _, _, _, excl = time_pads(rec)
@@ -418,20 +421,17 @@ def pool_time_seq(rec: dict, x: np.ndarray) -> np.ndarray:
     pos = np.where(real, pos, 0)
     kind = str(rec.get("kind", "")).lower()
     if str(rec.get("op", kind)).lower() in ("max_pool1d", "max"):
-        y = np.zeros((B, pos.shape[0]) + x.shape[2:], x.dtype)
-        have = np.zeros(pos.shape[0], bool)
+        y = np.full((B, pos.shape[0]) + x.shape[2:], -np.inf, x.dtype)   # no real tap: -inf (PyTorch)
         for j in range(k):
             v = x[:, pos[:, j]]
-            take = real[:, j] & ~have
-            y = np.where(take[None, :, None], v, y)                            # the first real tap
-            y = np.where((real[:, j] & have)[None, :, None] & (v > y), v, y)   # v > y ? v : y
-            have |= real[:, j]
+            y = np.where(real[None, :, j, None] & (v > y), v, y)   # v > y ? v : y, the first largest
         return y
     acc = np.zeros((B, pos.shape[0]) + x.shape[2:], x.dtype)
     for j in range(k):
         acc = np.where(real[None, :, j, None], acc + x[:, pos[:, j]], acc)
     n = real.sum(axis=1) if excl else np.full(pos.shape[0], k)
-    return acc / n.astype(x.dtype)[None, :, None]
+    # no real tap (exclude): 0, as ONNX Runtime
+    return np.where(n[None, :, None] > 0, acc / np.maximum(n, 1).astype(x.dtype)[None, :, None], acc)
 
 
 _TIME_KINDS = ("max_pool1d", "avg_pool1d", "pool_time", "conv1d", "conv_time")
@@ -491,7 +491,8 @@ class RecordStream:
     the last of them arrives (so the first ``P - left`` steps give none, then one every ``stride``
     steps); its window is computed as in the run (a conv: the ``k`` taps, pads zero, quantised as
     one vector; a pooling: the real taps). :meth:`flush` feeds each record its ``right`` pad steps
-    in record order, their outputs through the records after it, then the windows start afresh.
+    in record order (none to a record that has taken no input: PyTorch gives no output for an
+    empty sequence), their outputs through the records after it, then the windows start afresh.
     ``step`` then ``flush`` give the rows of :func:`step_records` on the whole sequence, bit for bit
     (tests/test_engine_q8_timepad.py).
     """
@@ -507,7 +508,7 @@ class RecordStream:
             if str(r.get("kind", "")).lower() in _TIME_KINDS:
                 conv = str(r.get("kind", "")).lower() in ("conv1d", "conv_time")
                 _, _, left, _, _ = time_pads(r, conv)
-                self.buf[i] = {"rows": [None] * left, "n": 0, "conv": conv}
+                self.buf[i] = {"rows": [None] * left, "n": 0, "conv": conv, "fed": False}
 
     def _window(self, i: int, rows: list) -> np.ndarray:
         """Record ``i``'s output from the ``P + 1`` padded steps of its window (None: a pad step)."""
@@ -522,15 +523,16 @@ class RecordStream:
         k, dl = int(rec["kernel_size"]), int(rec.get("dilation", 1))
         taps = [x[:, j * dl] for j in range(k) if rows[j * dl] is not None]
         if str(rec.get("op", rec.get("kind", ""))).lower() in ("max_pool1d", "max"):
-            y = taps[0]
-            for v in taps[1:]:
+            y = np.full((self.batch, ch), -np.inf, F32)   # no real tap: -inf
+            for v in taps:
                 y = np.where(v > y, v, y)
             return y
-        acc = np.zeros_like(taps[0])
+        acc = np.zeros((self.batch, ch), F32)
         for v in taps:
             acc = acc + v
         _, _, _, _, excl = time_pads(rec)
-        return acc / x.dtype.type(len(taps) if excl else k)
+        n = len(taps) if excl else k
+        return acc / x.dtype.type(n) if n else acc
 
     def _run(self, first: int, row) -> np.ndarray | None:
         """``row`` (None: a pad step of record ``first``) through records ``first`` on."""
@@ -543,6 +545,7 @@ class RecordStream:
             if i in self.buf:
                 b = self.buf[i]
                 b["rows"].append(None if y is None else np.asarray(y, F32))
+                b["fed"] |= y is not None
                 P, st, _, _, _ = time_pads(rec, b["conv"])
                 start = b["n"] * st
                 if start + P >= len(b["rows"]):
@@ -565,7 +568,7 @@ class RecordStream:
         out = []
         for i in sorted(self.buf):
             _, _, _, right, _ = time_pads(self.records[i], self.buf[i]["conv"])
-            for _ in range(right):
+            for _ in range(right if self.buf[i]["fed"] else 0):   # no input: no output (PyTorch)
                 y = self._run(i, None)
                 if y is not None:
                     out.append(y)
