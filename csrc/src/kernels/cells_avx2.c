@@ -111,7 +111,7 @@ RNC_AI void b1_update_body(uint32_t kind, uint32_t H, uint32_t Hp, uint32_t u, c
 {
     const uint32_t n = H - u >= 32 ? 32 : H - u;
 #define RNC_B1_UPD(N)                                                                             \
-    rnc_avx2_update_n(kind, N, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, NULL, h, c, y)
+    rnc_avx2_update_n(kind, N, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, NULL, h, c, y, 0)
     switch (n / 8) {
     case 4: RNC_B1_UPD(4); return;
     case 3: RNC_B1_UPD(3); break;
@@ -150,27 +150,40 @@ RNC_B1_UPDATE_K(b1_update_lstm, RNC_LSTM)
  * lockstep, then the masked tail; one out-of-line copy per cell kind. With every unit block's
  * products done first, the update's dependency chains (a rational tanh with its division, two
  * or three of them in a row per unit) run side by side for all units instead of for 32 at a
- * time (one half under the products of the next blocks, the other alone at the end). */
+ * time (one half under the products of the next blocks, the other alone at the end). A GRU
+ * runs groups of up to 4 chunks instead: rnc_avx2_update_n takes the r and z of a group as 8
+ * chains in one lockstep, where 8 chunks at once (16 chains) would spill. */
 RNC_AI void b1_update_all_body(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i, __m256 svi,
                                const float *s_ih, const float *b_ih, const float *gi,
                                const int32_t *acc_h, __m256 svh, const float *s_hh, const float *b_hh,
                                float *h, float *c, float *y)
 {
+    uint32_t u = 0;
 #define RNC_B1_UPD(N)                                                                             \
-    rnc_avx2_update_n(kind, N, Hp, 0, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, NULL, h, c, y)
-    switch (H / 8) {
-    case 8: RNC_B1_UPD(8); return;
-    case 7: RNC_B1_UPD(7); break;
-    case 6: RNC_B1_UPD(6); break;
-    case 5: RNC_B1_UPD(5); break;
-    case 4: RNC_B1_UPD(4); break;
-    case 3: RNC_B1_UPD(3); break;
-    case 2: RNC_B1_UPD(2); break;
-    case 1: RNC_B1_UPD(1); break;
-    default: break;
+    rnc_avx2_update_n(kind, N, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, NULL, h, c, y, 1)
+    if (kind == RNC_GRU) { /* groups of 4 chunks: r and z of a group are 8 chains in one lockstep */
+        for (; u + 32 <= H; u += 32) RNC_B1_UPD(4);
+        switch ((H - u) / 8) {
+        case 3: RNC_B1_UPD(3); break;
+        case 2: RNC_B1_UPD(2); break;
+        case 1: RNC_B1_UPD(1); break;
+        default: break;
+        }
+    } else {
+        switch (H / 8) {
+        case 8: RNC_B1_UPD(8); return;
+        case 7: RNC_B1_UPD(7); break;
+        case 6: RNC_B1_UPD(6); break;
+        case 5: RNC_B1_UPD(5); break;
+        case 4: RNC_B1_UPD(4); break;
+        case 3: RNC_B1_UPD(3); break;
+        case 2: RNC_B1_UPD(2); break;
+        case 1: RNC_B1_UPD(1); break;
+        default: break;
+        }
     }
 #undef RNC_B1_UPD
-    const uint32_t u = H / 8 * 8;
+    u = H / 8 * 8;
     if (u < H)
         rnc_avx2_update_tail(kind, H, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, NULL,
                              h, c, y);

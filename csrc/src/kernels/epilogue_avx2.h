@@ -160,13 +160,14 @@ RNC_AVX2_AI __m256 rnc_avx2_pre8(const int32_t *acc, __m256 sv, const float *sw,
 }
 
 /* N full 8-unit chunks from unit u in lockstep (N <= RNC_AVX2_NW), each gate's activation done
- * for all N chunks together; the operations of rnc_avx2_update8 per chunk. */
+ * for all N chunks together (with rz and 2N <= RNC_AVX2_NW, a GRU's r and z, independent of each
+ * other, as 2N chains in one lockstep); the operations of rnc_avx2_update8 per chunk. */
 RNC_AVX2_AI void rnc_avx2_update_n(uint32_t kind, int N, uint32_t Hp, uint32_t u,
                                    const int32_t *acc_i, __m256 svi, const float *s_ih,
                                    const float *b_ih, const float *gi, const int32_t *acc_h,
                                    __m256 svh, const float *s_hh, const float *b_hh,
                                    const float *gh, float *restrict h, float *restrict c,
-                                   float *restrict y)
+                                   float *restrict y, const int rz)
 {
 #define RNC_PI(g, j) rnc_avx2_pre8(acc_i, svi, s_ih, b_ih, gi, (size_t)(g) * Hp + u + 8 * (j))
 #define RNC_PH(g, j) rnc_avx2_pre8(acc_h, svh, s_hh, b_hh, gh, (size_t)(g) * Hp + u + 8 * (j))
@@ -184,9 +185,22 @@ RNC_AVX2_AI void rnc_avx2_update_n(uint32_t kind, int N, uint32_t Hp, uint32_t u
         break;
     case RNC_GRU:
         for (j = 0; j < N; ++j) a[j] = _mm256_add_ps(RNC_PI(0, j), RNC_PH(0, j));
-        rnc_avx2_sigmoid8n(a, N); /* r */
         for (j = 0; j < N; ++j) b[j] = _mm256_add_ps(RNC_PI(1, j), RNC_PH(1, j));
-        rnc_avx2_sigmoid8n(b, N); /* z */
+        if (rz && 2 * N <= RNC_AVX2_NW) { /* r and z of every chunk: 2N chains in one lockstep */
+            __m256 v[RNC_AVX2_NW];
+            for (j = 0; j < N; ++j) {
+                v[j] = a[j];
+                v[N + j] = b[j];
+            }
+            rnc_avx2_sigmoid8n(v, 2 * N);
+            for (j = 0; j < N; ++j) {
+                a[j] = v[j];
+                b[j] = v[N + j];
+            }
+        } else {
+            rnc_avx2_sigmoid8n(a, N); /* r */
+            rnc_avx2_sigmoid8n(b, N); /* z */
+        }
         for (j = 0; j < N; ++j) t[j] = _mm256_add_ps(RNC_PI(2, j), _mm256_mul_ps(a[j], RNC_PH(2, j)));
         rnc_avx2_tanh8n(t, N); /* n */
         for (j = 0; j < N; ++j)
@@ -246,10 +260,10 @@ RNC_AVX2_AI void rnc_avx2_update_k(uint32_t kind, uint32_t H, uint32_t Hp, const
     uint32_t u = 0;
     for (; u + 8 * 4 <= H; u += 8 * 4) /* 4 chunks at a time */
         rnc_avx2_update_n(kind, 4, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
-                          b_hh, gh, h, c, y);
+                          b_hh, gh, h, c, y, 0);
     for (; u + 8 <= H; u += 8)
         rnc_avx2_update_n(kind, 1, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, gh, h,
-                          c, y);
+                          c, y, 0);
     if (u < H)
         rnc_avx2_update_tail(kind, H, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, gh,
                              h, c, y);
