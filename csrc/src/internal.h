@@ -130,6 +130,9 @@ typedef void (*rnc_fft_pass_fn)(uint32_t p, uint32_t M, uint32_t Ns, const float
                                 const float *ii, float *or_, float *oi);
 void rnc__fft_pass(uint32_t p, uint32_t M, uint32_t Ns, const float *tw, const float *ir, const float *ii,
                    float *or_, float *oi);
+/* the same pass from block `first` on (a multiple of Ns): a row's rest after its vector blocks */
+void rnc__fft_pass_from(uint32_t p, uint32_t M, uint32_t Ns, uint32_t first, const float *tw, const float *ir,
+                        const float *ii, float *or_, float *oi);
 /* A row's vector part of the window (re[m], im[m] for m < its return) or of the split (bins k and
  * m - k for 0 < k < its return, from the last pass's re, im); the driver does the rest. */
 typedef uint32_t (*rnc_fft_part_fn)(const rnc_fft_args *a, float *re, float *im);

@@ -13,89 +13,36 @@
  * plan (4, then 2, 3, 5), Ns = the product of the radices before it (1 at the first pass), L = M/p:
  * for j < L, k = j mod Ns,
  *     a_r = in[j + r L] e^{-2 pi i r k / (Ns p)}  (r < p),  out[(j - k) p + k + r Ns] = DFT_p(a)_r
- * ping-ponging between two pairs of M-float arrays. Every product is a multiply then an add in
- * this order (no contraction: COMMON_CFLAGS), so every build gives the same bits. */
+ * ping-ponging between two pairs of M-float arrays. The butterflies, the twiddle product and the
+ * split's bins are fft_butterfly.h's, over float here and over each vector row's lanes. Every
+ * product is a multiply then an add in this order (no contraction: COMMON_CFLAGS), so every build
+ * gives the same bits. */
 #include <math.h>
 
 #include "../internal.h"
 
 #if !defined(RNC_NO_FFT) /* a build without the FFT runs log_mel by the tables' product */
-/* The butterflies of radix 2, 3, 4, 5 (forward: e^{-2 pi i r s / p}) on a[0..p) (their inputs
- * already multiplied by the twiddles), into y[r * os] (real and imaginary parts apart). */
-static inline void bf2(const float *ar, const float *ai, float *yr, float *yi, size_t os)
-{
-    yr[0] = ar[0] + ar[1];
-    yi[0] = ai[0] + ai[1];
-    yr[os] = ar[0] - ar[1];
-    yi[os] = ai[0] - ai[1];
-}
+#define FFT_V float
+#define FFT_ADD(a, b) ((a) + (b))
+#define FFT_SUB(a, b) ((a) - (b))
+#define FFT_MUL(a, b) ((a) * (b))
+#define FFT_NEG(a) (-(a))
+#define FFT_SET1(c) (c)
+#include "fft_butterfly.h"
 
-static inline void bf3(const float *ar, const float *ai, float *yr, float *yi, size_t os)
-{
-    const float h = 0.866025403784438647f; /* sin(2 pi / 3) */
-    const float sr = ar[1] + ar[2], si = ai[1] + ai[2];
-    const float dr = ar[1] - ar[2], di = ai[1] - ai[2];
-    const float mr = ar[0] - 0.5f * sr, mi = ai[0] - 0.5f * si;
-    yr[0] = ar[0] + sr;
-    yi[0] = ai[0] + si;
-    yr[os] = mr + h * di; /* m - i h d */
-    yi[os] = mi - h * dr;
-    yr[2 * os] = mr - h * di; /* m + i h d */
-    yi[2 * os] = mi + h * dr;
-}
-
-static inline void bf4(const float *ar, const float *ai, float *yr, float *yi, size_t os)
-{
-    const float t0r = ar[0] + ar[2], t0i = ai[0] + ai[2];
-    const float t1r = ar[0] - ar[2], t1i = ai[0] - ai[2];
-    const float t2r = ar[1] + ar[3], t2i = ai[1] + ai[3];
-    const float t3r = ar[1] - ar[3], t3i = ai[1] - ai[3];
-    yr[0] = t0r + t2r;
-    yi[0] = t0i + t2i;
-    yr[os] = t1r + t3i; /* t1 - i t3 */
-    yi[os] = t1i - t3r;
-    yr[2 * os] = t0r - t2r;
-    yi[2 * os] = t0i - t2i;
-    yr[3 * os] = t1r - t3i; /* t1 + i t3 */
-    yi[3 * os] = t1i + t3r;
-}
-
-static inline void bf5(const float *ar, const float *ai, float *yr, float *yi, size_t os)
-{
-    const float c1 = 0.309016994374947424f, c2 = -0.809016994374947424f; /* cos(2 pi / 5), cos(4 pi / 5) */
-    const float s1 = 0.951056516295153572f, s2 = 0.587785252292473129f;  /* sin(2 pi / 5), sin(4 pi / 5) */
-    const float s14r = ar[1] + ar[4], s14i = ai[1] + ai[4];
-    const float d14r = ar[1] - ar[4], d14i = ai[1] - ai[4];
-    const float s23r = ar[2] + ar[3], s23i = ai[2] + ai[3];
-    const float d23r = ar[2] - ar[3], d23i = ai[2] - ai[3];
-    const float m1r = ar[0] + c1 * s14r + c2 * s23r, m1i = ai[0] + c1 * s14i + c2 * s23i;
-    const float m2r = ar[0] + c2 * s14r + c1 * s23r, m2i = ai[0] + c2 * s14i + c1 * s23i;
-    const float n1r = s1 * d14r + s2 * d23r, n1i = s1 * d14i + s2 * d23i;
-    const float n2r = s2 * d14r - s1 * d23r, n2i = s2 * d14i - s1 * d23i;
-    yr[0] = ar[0] + s14r + s23r;
-    yi[0] = ai[0] + s14i + s23i;
-    yr[os] = m1r + n1i; /* m1 - i n1 */
-    yi[os] = m1i - n1r;
-    yr[4 * os] = m1r - n1i; /* m1 + i n1 */
-    yi[4 * os] = m1i + n1r;
-    yr[2 * os] = m2r + n2i; /* m2 - i n2 */
-    yi[2 * os] = m2i - n2r;
-    yr[3 * os] = m2r - n2i; /* m2 + i n2 */
-    yi[3 * os] = m2i + n2r;
-}
-
-/* One pass of radix P over blocks of Ns outputs: in (ir, ii) -> out (or_, oi); tw: (P - 1) Ns
- * twiddle real parts then as many imaginary parts (the first pass, Ns = 1, has none). Inputs
- * a_r = in[j + r L] times its twiddle (a multiply then an add: (x w_r - y w_i, x w_i + y w_r)).
- * Called with a constant P (one specialised copy per radix) or, in a build for size, once with P
- * at run time: the same operations either way. */
-static inline void pass(uint32_t P, uint32_t M, uint32_t Ns, const float *tw, const float *restrict ir,
-                        const float *restrict ii, float *restrict or_, float *restrict oi)
+/* One pass of radix P over blocks j0 = first, first + Ns, ... of Ns outputs: in (ir, ii) -> out
+ * (or_, oi); tw: (P - 1) Ns twiddle real parts then as many imaginary parts (the first pass, Ns =
+ * 1, has none). Inputs a_r = in[j + r L] times their twiddles, the butterfly into out[(j - k) P + k
+ * + r Ns]. Called with a constant P (one specialised copy per radix) or, in a build for size, once
+ * with P at run time: the same operations either way. */
+static inline void pass(uint32_t P, uint32_t M, uint32_t Ns, uint32_t first, const float *tw,
+                        const float *restrict ir, const float *restrict ii, float *restrict or_,
+                        float *restrict oi)
 {
     const uint32_t L = M / P;
     const float *restrict twr = tw, *restrict twi = tw + (size_t)(P - 1) * Ns;
     float ar[5], ai[5];
-    for (uint32_t j0 = 0; j0 < L; j0 += Ns)
+    for (uint32_t j0 = first; j0 < L; j0 += Ns)
         for (uint32_t k = 0; k < Ns; ++k) {
             const uint32_t j = j0 + k;
             for (uint32_t r = 0; r < P; ++r) {
@@ -103,31 +50,30 @@ static inline void pass(uint32_t P, uint32_t M, uint32_t Ns, const float *tw, co
                 ai[r] = ii[j + r * L];
             }
             if (Ns > 1) /* invariant: the compiler splits the loop on it */
-                for (uint32_t r = 1; r < P; ++r) {
-                    const float xr = ar[r], xi = ai[r];
-                    const float wr = twr[(r - 1) * Ns + k], wi = twi[(r - 1) * Ns + k];
-                    ar[r] = xr * wr - xi * wi;
-                    ai[r] = xr * wi + xi * wr;
-                }
+                for (uint32_t r = 1; r < P; ++r)
+                    fft_twiddle(ar[r], ai[r], twr[(r - 1) * Ns + k], twi[(r - 1) * Ns + k], &ar[r], &ai[r]);
             float *yr = or_ + (size_t)j0 * P + k, *yi = oi + (size_t)j0 * P + k;
-            if (P == 4) bf4(ar, ai, yr, yi, Ns);
-            else if (P == 2) bf2(ar, ai, yr, yi, Ns);
-            else if (P == 3) bf3(ar, ai, yr, yi, Ns);
-            else bf5(ar, ai, yr, yi, Ns);
+            if (P == 4) fft_bf4(ar, ai, yr, yi, Ns); /* the radix's own call: each inlined early */
+            else if (P == 2) fft_bf2(ar, ai, yr, yi, Ns);
+            else if (P == 3) fft_bf3(ar, ai, yr, yi, Ns);
+            else fft_bf5(ar, ai, yr, yi, Ns);
         }
+}
+
+void rnc__fft_pass_from(uint32_t p, uint32_t M, uint32_t Ns, uint32_t first, const float *tw, const float *ir,
+                        const float *ii, float *or_, float *oi)
+{
+#if defined(__OPTIMIZE_SIZE__) /* -Os: one copy */
+    pass(p, M, Ns, first, tw, ir, ii, or_, oi);
+#else
+    FFT_BY_RADIX(pass, p, M, Ns, first, tw, ir, ii, or_, oi);
+#endif
 }
 
 void rnc__fft_pass(uint32_t p, uint32_t M, uint32_t Ns, const float *tw, const float *ir, const float *ii,
                    float *or_, float *oi)
 {
-#if defined(__OPTIMIZE_SIZE__) /* -Os: one copy */
-    pass(p, M, Ns, tw, ir, ii, or_, oi);
-#else
-    if (p == 4) pass(4, M, Ns, tw, ir, ii, or_, oi);
-    else if (p == 2) pass(2, M, Ns, tw, ir, ii, or_, oi);
-    else if (p == 3) pass(3, M, Ns, tw, ir, ii, or_, oi);
-    else pass(5, M, Ns, tw, ir, ii, or_, oi);
-#endif
+    rnc__fft_pass_from(p, M, Ns, 0, tw, ir, ii, or_, oi);
 }
 
 void rnc_f32_rfft_power_generic(const rnc_fft_args *a) { rnc__rfft_power(a, rnc__fft_pass, NULL, NULL); }
@@ -161,16 +107,8 @@ void rnc__rfft_power(const rnc_fft_args *a, rnc_fft_pass_fn pass, rnc_fft_part_f
     const float x0 = re[0] + im[0], xm = re[0] - im[0];
     p[0] = x0 * x0;
     p[M] = xm * xm;
-    for (uint32_t k = split ? split(a, re, im) : 1; k <= M / 2; ++k) {
-        const uint32_t q = M - k;
-        const float fer = 0.5f * (re[k] + re[q]), fei = 0.5f * (im[k] - im[q]);
-        const float dr = 0.5f * (re[k] - re[q]), di = 0.5f * (im[k] + im[q]); /* (A - B) / 2 */
-        const float for_ = di, foi = -dr;                                        /* -i (A - B) / 2 */
-        const float tr = for_ * wr[k] - foi * wi[k], ti = for_ * wi[k] + foi * wr[k];
-        const float ar = fer + tr, ai = fei + ti, br = fer - tr, bi = fei - ti;
-        p[k] = ar * ar + ai * ai;
-        p[q] = br * br + bi * bi;
-    }
+    for (uint32_t k = split ? split(a, re, im) : 1; k <= M / 2; ++k)
+        fft_split_bins(re[k], im[k], re[M - k], im[M - k], wr[k], wi[k], &p[k], &p[M - k]);
     if (a->power == 1)
         for (uint32_t k = 0; k <= M; ++k) p[k] = sqrtf(p[k]);
 }

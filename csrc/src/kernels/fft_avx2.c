@@ -20,9 +20,13 @@
 #if defined(__AVX2__)
 #include <immintrin.h>
 
-#define ADD _mm256_add_ps
-#define SUB _mm256_sub_ps
-#define MUL _mm256_mul_ps
+#define FFT_V __m256
+#define FFT_ADD _mm256_add_ps
+#define FFT_SUB _mm256_sub_ps
+#define FFT_MUL _mm256_mul_ps
+#define FFT_NEG(a) _mm256_xor_ps(a, _mm256_set1_ps(-0.0f))
+#define FFT_SET1 _mm256_set1_ps
+#include "fft_butterfly.h"
 
 /* 8 floats at p, or the lanes of mk only (the others read as 0, not touched in memory) */
 static inline __m256 ld(const float *p, int full, __m256i mk)
@@ -36,58 +40,6 @@ static inline void st(float *p, __m256 v, int full, __m256i mk)
     else _mm256_maskstore_ps(p, mk, v);
 }
 
-/* The butterfly of radix P (forward) on the lanes' inputs a[0..P) (twiddles applied), into
- * y[0..P): bf2 .. bf5 of f32_fft_generic.c, operation for operation. */
-static inline void bfv(uint32_t P, const __m256 *ar, const __m256 *ai, __m256 *yr, __m256 *yi)
-{
-    if (P == 4) {
-        const __m256 t0r = ADD(ar[0], ar[2]), t0i = ADD(ai[0], ai[2]);
-        const __m256 t1r = SUB(ar[0], ar[2]), t1i = SUB(ai[0], ai[2]);
-        const __m256 t2r = ADD(ar[1], ar[3]), t2i = ADD(ai[1], ai[3]);
-        const __m256 t3r = SUB(ar[1], ar[3]), t3i = SUB(ai[1], ai[3]);
-        yr[0] = ADD(t0r, t2r), yi[0] = ADD(t0i, t2i);
-        yr[1] = ADD(t1r, t3i), yi[1] = SUB(t1i, t3r);
-        yr[2] = SUB(t0r, t2r), yi[2] = SUB(t0i, t2i);
-        yr[3] = SUB(t1r, t3i), yi[3] = ADD(t1i, t3r);
-    } else if (P == 2) {
-        yr[0] = ADD(ar[0], ar[1]), yi[0] = ADD(ai[0], ai[1]);
-        yr[1] = SUB(ar[0], ar[1]), yi[1] = SUB(ai[0], ai[1]);
-    } else if (P == 3) {
-        const __m256 h = _mm256_set1_ps(0.866025403784438647f), half = _mm256_set1_ps(0.5f);
-        const __m256 sr = ADD(ar[1], ar[2]), si = ADD(ai[1], ai[2]);
-        const __m256 dr = SUB(ar[1], ar[2]), di = SUB(ai[1], ai[2]);
-        const __m256 mr = SUB(ar[0], MUL(half, sr)), mi = SUB(ai[0], MUL(half, si));
-        yr[0] = ADD(ar[0], sr), yi[0] = ADD(ai[0], si);
-        yr[1] = ADD(mr, MUL(h, di)), yi[1] = SUB(mi, MUL(h, dr));
-        yr[2] = SUB(mr, MUL(h, di)), yi[2] = ADD(mi, MUL(h, dr));
-    } else { /* 5 */
-        const __m256 c1 = _mm256_set1_ps(0.309016994374947424f), c2 = _mm256_set1_ps(-0.809016994374947424f);
-        const __m256 s1 = _mm256_set1_ps(0.951056516295153572f), s2 = _mm256_set1_ps(0.587785252292473129f);
-        const __m256 s14r = ADD(ar[1], ar[4]), s14i = ADD(ai[1], ai[4]);
-        const __m256 d14r = SUB(ar[1], ar[4]), d14i = SUB(ai[1], ai[4]);
-        const __m256 s23r = ADD(ar[2], ar[3]), s23i = ADD(ai[2], ai[3]);
-        const __m256 d23r = SUB(ar[2], ar[3]), d23i = SUB(ai[2], ai[3]);
-        const __m256 m1r = ADD(ADD(ar[0], MUL(c1, s14r)), MUL(c2, s23r));
-        const __m256 m1i = ADD(ADD(ai[0], MUL(c1, s14i)), MUL(c2, s23i));
-        const __m256 m2r = ADD(ADD(ar[0], MUL(c2, s14r)), MUL(c1, s23r));
-        const __m256 m2i = ADD(ADD(ai[0], MUL(c2, s14i)), MUL(c1, s23i));
-        const __m256 n1r = ADD(MUL(s1, d14r), MUL(s2, d23r)), n1i = ADD(MUL(s1, d14i), MUL(s2, d23i));
-        const __m256 n2r = SUB(MUL(s2, d14r), MUL(s1, d23r)), n2i = SUB(MUL(s2, d14i), MUL(s1, d23i));
-        yr[0] = ADD(ADD(ar[0], s14r), s23r), yi[0] = ADD(ADD(ai[0], s14i), s23i);
-        yr[1] = ADD(m1r, n1i), yi[1] = SUB(m1i, n1r);
-        yr[4] = SUB(m1r, n1i), yi[4] = ADD(m1i, n1r);
-        yr[2] = ADD(m2r, n2i), yi[2] = SUB(m2i, n2r);
-        yr[3] = SUB(m2r, n2i), yi[3] = ADD(m2i, n2r);
-    }
-}
-
-/* x w_r - y w_i, x w_i + y w_r (the generic's twiddle product) */
-#define TWIDDLE(xr, xi, wr, wi, outr, outi)                                                       \
-    do {                                                                                          \
-        outr = SUB(MUL(xr, wr), MUL(xi, wi));                                                     \
-        outi = ADD(MUL(xr, wi), MUL(xi, wr));                                                     \
-    } while (0)
-
 /* lanes k .. k + 7 of block j0 (the lanes of mk only unless full) */
 static inline void group(uint32_t P, size_t L, size_t Ns, const float *twr, const float *twi, const float *ir,
                          const float *ii, float *or_, float *oi, size_t j0, size_t k, int full, __m256i mk)
@@ -98,9 +50,9 @@ static inline void group(uint32_t P, size_t L, size_t Ns, const float *twr, cons
     for (uint32_t r = 1; r < P; ++r) {
         const __m256 xr = ld(ir + j + r * L, full, mk), xi = ld(ii + j + r * L, full, mk);
         const __m256 wr = ld(twr + (r - 1) * Ns + k, full, mk), wi = ld(twi + (r - 1) * Ns + k, full, mk);
-        TWIDDLE(xr, xi, wr, wi, ar[r], ai[r]);
+        fft_twiddle(xr, xi, wr, wi, &ar[r], &ai[r]);
     }
-    bfv(P, ar, ai, yr, yi);
+    fft_bf(P, ar, ai, yr, yi, 1);
     float *outr = or_ + j0 * P + k, *outi = oi + j0 * P + k;
     for (uint32_t r = 0; r < P; ++r) {
         st(outr + r * Ns, yr[r], full, mk);
@@ -141,9 +93,9 @@ static inline uint32_t pass_ns4(uint32_t P, uint32_t M, const float *tw, const f
         ar[0] = _mm256_loadu_ps(ir + j), ai[0] = _mm256_loadu_ps(ii + j);
         for (uint32_t r = 1; r < P; ++r) {
             const __m256 xr = _mm256_loadu_ps(ir + j + r * L), xi = _mm256_loadu_ps(ii + j + r * L);
-            TWIDDLE(xr, xi, wr[r], wi[r], ar[r], ai[r]);
+            fft_twiddle(xr, xi, wr[r], wi[r], &ar[r], &ai[r]);
         }
-        bfv(P, ar, ai, yr, yi);
+        fft_bf(P, ar, ai, yr, yi, 1);
         float *o0r = or_ + j * P, *o0i = oi + j * P;
         float *o1r = o0r + 4 * P, *o1i = o0i + 4 * P;
         for (uint32_t r = 0; r < P; ++r) {
@@ -173,37 +125,23 @@ static inline void store4(float *out, __m256 y0, __m256 y1, __m256 y2, __m256 y3
 }
 
 /* The first pass (Ns = 1, no twiddles) of radix 4 with L = M/4 >= 8: 8 butterflies j per
- * instruction, their outputs out[4 j + r] interleaved by store4; the last L mod 8 butterflies one
- * at a time (the generic's operations) */
-static void first4(uint32_t M, const float *ir, const float *ii, float *or_, float *oi)
+ * instruction, their outputs out[4 j + r] interleaved by store4; the last L mod 8 butterflies by the
+ * generic pass */
+static void first4(uint32_t M, const float *tw, const float *ir, const float *ii, float *or_, float *oi)
 {
     const size_t L = M / 4;
     size_t j = 0;
     for (; j + 8 <= L; j += 8) {
         __m256 ar[4], ai[4], yr[4], yi[4];
         for (uint32_t r = 0; r < 4; ++r) ar[r] = _mm256_loadu_ps(ir + j + r * L), ai[r] = _mm256_loadu_ps(ii + j + r * L);
-        bfv(4, ar, ai, yr, yi);
+        fft_bf(4, ar, ai, yr, yi, 1);
         store4(or_ + 4 * (size_t)j, yr[0], yr[1], yr[2], yr[3]);
         store4(oi + 4 * (size_t)j, yi[0], yi[1], yi[2], yi[3]);
     }
-    for (; j < L; ++j) {
-        const float t0r = ir[j] + ir[j + 2 * L], t0i = ii[j] + ii[j + 2 * L];
-        const float t1r = ir[j] - ir[j + 2 * L], t1i = ii[j] - ii[j + 2 * L];
-        const float t2r = ir[j + L] + ir[j + 3 * L], t2i = ii[j + L] + ii[j + 3 * L];
-        const float t3r = ir[j + L] - ir[j + 3 * L], t3i = ii[j + L] - ii[j + 3 * L];
-        float *yr = or_ + 4 * (size_t)j, *yi = oi + 4 * (size_t)j;
-        yr[0] = t0r + t2r;
-        yi[0] = t0i + t2i;
-        yr[1] = t1r + t3i;
-        yi[1] = t1i - t3r;
-        yr[2] = t0r - t2r;
-        yi[2] = t0i - t2i;
-        yr[3] = t1r - t3i;
-        yi[3] = t1i + t3r;
-    }
+    if (j < L) rnc__fft_pass_from(4, (uint32_t)M, 1, (uint32_t)j, tw, ir, ii, or_, oi);
 }
 
-/* one specialised copy per radix */
+/* a pass with Ns >= 4 (one specialised copy per radix: FFT_BY_RADIX) */
 static void pass_p(uint32_t P, uint32_t M, uint32_t Ns, const float *tw, const float *ir, const float *ii,
                    float *or_, float *oi)
 {
@@ -214,16 +152,9 @@ static void pass_p(uint32_t P, uint32_t M, uint32_t Ns, const float *tw, const f
 static void pass_avx2(uint32_t p, uint32_t M, uint32_t Ns, const float *tw, const float *ir, const float *ii,
                       float *or_, float *oi)
 {
-    if (Ns >= 4) {
-        if (p == 4) pass_p(4, M, Ns, tw, ir, ii, or_, oi);
-        else if (p == 2) pass_p(2, M, Ns, tw, ir, ii, or_, oi);
-        else if (p == 3) pass_p(3, M, Ns, tw, ir, ii, or_, oi);
-        else pass_p(5, M, Ns, tw, ir, ii, or_, oi);
-    } else if (Ns == 1 && p == 4 && M / 4 >= 8) {
-        first4(M, ir, ii, or_, oi);
-    } else {
-        rnc__fft_pass(p, M, Ns, tw, ir, ii, or_, oi);
-    }
+    if (Ns >= 4) FFT_BY_RADIX(pass_p, p, M, Ns, tw, ir, ii, or_, oi);
+    else if (Ns == 1 && p == 4 && M / 4 >= 8) first4(M, tw, ir, ii, or_, oi);
+    else rnc__fft_pass(p, M, Ns, tw, ir, ii, or_, oi);
 }
 
 /* re[m] = window[2m] x[2m], im[m] = window[2m+1] x[2m+1] for 8 m at a time: the products in
@@ -235,8 +166,8 @@ static uint32_t window_avx2(const rnc_fft_args *a, float *re, float *im)
     const size_t M = a->m;
     size_t m = 0;
     for (; m + 8 <= M; m += 8) {
-        const __m256 u0 = MUL(_mm256_loadu_ps(win + 2 * m), _mm256_loadu_ps(xs + 2 * m));
-        const __m256 u1 = MUL(_mm256_loadu_ps(win + 2 * m + 8), _mm256_loadu_ps(xs + 2 * m + 8));
+        const __m256 u0 = FFT_MUL(_mm256_loadu_ps(win + 2 * m), _mm256_loadu_ps(xs + 2 * m));
+        const __m256 u1 = FFT_MUL(_mm256_loadu_ps(win + 2 * m + 8), _mm256_loadu_ps(xs + 2 * m + 8));
         const __m256 ev = _mm256_shuffle_ps(u0, u1, 0x88), od = _mm256_shuffle_ps(u0, u1, 0xDD);
         _mm256_storeu_ps(re + m, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
         _mm256_storeu_ps(im + m, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), 0xD8)));
@@ -252,21 +183,16 @@ static uint32_t split_avx2(const rnc_fft_args *a, float *re, float *im)
     const float *wr = a->tw, *wi = wr + M / 2 + 1;
     float *p = a->p; /* read once: the stores may alias *a */
     const __m256i rev = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
-    const __m256 half = _mm256_set1_ps(0.5f), sign = _mm256_set1_ps(-0.0f);
     size_t k = 1;
     for (; k + 7 <= M / 2; k += 8) {
         const size_t q = M - k - 7; /* the first of the 8 mirrored bins */
         const __m256 rk = _mm256_loadu_ps(re + k), ik = _mm256_loadu_ps(im + k);
         const __m256 rq = _mm256_permutevar8x32_ps(_mm256_loadu_ps(re + q), rev);
         const __m256 iq = _mm256_permutevar8x32_ps(_mm256_loadu_ps(im + q), rev);
-        const __m256 fer = MUL(half, ADD(rk, rq)), fei = MUL(half, SUB(ik, iq));
-        const __m256 dr = MUL(half, SUB(rk, rq)), di = MUL(half, ADD(ik, iq));
-        const __m256 for_ = di, foi = _mm256_xor_ps(dr, sign);
-        const __m256 w_r = _mm256_loadu_ps(wr + k), w_i = _mm256_loadu_ps(wi + k);
-        const __m256 tr = SUB(MUL(for_, w_r), MUL(foi, w_i)), ti = ADD(MUL(for_, w_i), MUL(foi, w_r));
-        const __m256 ar = ADD(fer, tr), ai = ADD(fei, ti), br = SUB(fer, tr), bi = SUB(fei, ti);
-        _mm256_storeu_ps(p + k, ADD(MUL(ar, ar), MUL(ai, ai)));
-        _mm256_storeu_ps(p + q, _mm256_permutevar8x32_ps(ADD(MUL(br, br), MUL(bi, bi)), rev));
+        __m256 pk, pq;
+        fft_split_bins(rk, ik, rq, iq, _mm256_loadu_ps(wr + k), _mm256_loadu_ps(wi + k), &pk, &pq);
+        _mm256_storeu_ps(p + k, pk);
+        _mm256_storeu_ps(p + q, _mm256_permutevar8x32_ps(pq, rev));
     }
     return (uint32_t)k;
 }
