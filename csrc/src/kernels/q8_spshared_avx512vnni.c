@@ -63,6 +63,40 @@ static void sh_col(const rnc_sparse_q8 *S, const int8_t *q, int32_t *acc, int32_
         for (uint32_t b = 0; b < S->row_blocks; ++b) sh_unit(S, b, q, acc, off, S->gates);
 }
 
+/* Four columns at once (sequence projections): each entry's G weight vectors loaded once for all
+ * four columns, 4G accumulators. */
+RNC_SAI void sh_cols4_g(const rnc_sparse_q8 *S, const int8_t *Q, size_t ldq, int32_t *Acc, size_t ldacc,
+                        const uint32_t G)
+{
+    const int32_t off = (int32_t)0x80808080u;
+    for (uint32_t b = 0; b < S->row_blocks; ++b) {
+        __m512i a[4 * RNC_SPSHARED_MAX_GATES];
+#pragma GCC unroll 16
+        for (uint32_t g = 0; g < 4 * G; ++g) a[g] = _mm512_setzero_si512();
+        for (uint32_t i = S->rowptr[b]; i < S->rowptr[b + 1]; ++i) {
+            const int8_t *t = S->blocks + (size_t)64 * G * i;
+            const uint16_t c = S->cols[i];
+            __m512i x[4];
+#pragma GCC unroll 4
+            for (uint32_t n = 0; n < 4; ++n) x[n] = _mm512_set1_epi32(rnc__group4(Q + n * ldq, c) ^ off);
+#pragma GCC unroll 4
+            for (uint32_t g = 0; g < G; ++g) {
+                const __m512i w = _mm512_loadu_si512((const void *)(t + 64 * g));
+#pragma GCC unroll 4
+                for (uint32_t n = 0; n < 4; ++n) a[n * G + g] = _mm512_dpbusd_epi32(a[n * G + g], x[n], w);
+            }
+        }
+#pragma GCC unroll 4
+        for (uint32_t g = 0; g < G; ++g) {
+            const size_t r0 = (size_t)g * 16 * S->row_blocks + 16 * (size_t)b;
+            const __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(S->sums + r0)), 7);
+#pragma GCC unroll 4
+            for (uint32_t n = 0; n < 4; ++n)
+                _mm512_storeu_si512((void *)(Acc + n * ldacc + r0), _mm512_sub_epi32(a[n * G + g], corr));
+        }
+    }
+}
+
 /* qx[0..kp) = q ^ 0x80 (kp <= SH_XBUF, a multiple of 4; qx 64-aligned) */
 RNC_SAI void sh_offset(const int8_t *q, size_t kp, int8_t *qx)
 {
@@ -87,16 +121,24 @@ void rnc_q8_gemm_spshared_avx512vnni(const int8_t *Wp, int R, int K, int N, cons
         else rnc_q8_gemm_sparse_avx512vnni(Wp, R, K, N, Q, ldq, Acc, ldacc);
         return;
     }
+    int n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const int8_t *q = Q + (size_t)n * ldq;
+        int32_t *acc = Acc + (size_t)n * ldacc;
+        if (S->gates == 3) sh_cols4_g(S, q, (size_t)ldq, acc, (size_t)ldacc, 3);
+        else if (S->gates == 4) sh_cols4_g(S, q, (size_t)ldq, acc, (size_t)ldacc, 4);
+        else break;
+    }
     const size_t kp = ((size_t)K + 3) & ~(size_t)3;
     if (kp <= SH_XBUF) { /* q ^ 0x80 made once per column: each broadcast a plain load */
         int8_t qx[SH_XBUF] __attribute__((aligned(64)));
-        for (int n = 0; n < N; ++n) {
+        for (; n < N; ++n) {
             sh_offset(Q + (size_t)n * ldq, kp, qx);
             sh_col(S, qx, Acc + (size_t)n * ldacc, 0);
         }
         return;
     }
-    for (int n = 0; n < N; ++n) sh_col(S, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc, (int32_t)0x80808080u);
+    for (; n < N; ++n) sh_col(S, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc, (int32_t)0x80808080u);
 }
 
 /* the epilogue: AVX-512's cell update and quantiser, and its dequantisation fused with the
