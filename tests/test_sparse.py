@@ -11,11 +11,18 @@
   mutated file with the same text.
 * Training: ``BlockPruning`` reaches its target block density per gate, keeps the recurrent
   diagonal when asked, and no optimiser regrows a pruned weight.
+* The gate-shared layout (layer flags SHARED_IH / SHARED_HH): written exactly when every gate of
+  a GRU / LSTM matrix has the same zero blocks (checked, not assumed), run by the ``*_shared``
+  rows (an ISA without them by its parent's, down to generic, through the kernel table), bit for
+  bit equal to the dense engine and to the NumPy q8 reference of the file's stored weights; its
+  refusals agree between C and Python.
 """
 
 from __future__ import annotations
 
+import pathlib
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -27,6 +34,10 @@ from hypothesis import strategies as st
 import rnncore as rc
 from rnncore import _engine
 from rnncore.io.rnc import LAYOUT, block_density, pack_q8, read_rnc, unpack_q8
+from rnncore.quant.reference import qmodel_from_rnc
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
+import gen_vectors  # noqa: E402
 
 AVAILABLE = rc.isa()["available"]
 
@@ -215,6 +226,157 @@ def test_sparse_refusals_agree_between_c_and_python(what, at, new):
     assert (py is None) == (c is None), (what, py, c)
     assert py is not None, what
     assert py in c, (what, py, c)
+
+
+# ------------------------------------------------------------------------------------------
+# the gate-shared layout
+def _pruned_shared(kind, sizes, density, seed, bidirectional=False, which=("ih", "hh")):
+    """Layers whose ``which`` matrices keep the same 16 x 4 blocks in every gate (one mask drawn
+    per matrix, its first block dropped), the others dense."""
+    rng = np.random.default_rng(seed)
+    layers, feat = [], sizes[0]
+    for h in sizes[1:]:
+        lay = (rc.nn.LSTM if kind == "lstm" else rc.nn.GRU)(feat, h, seed=seed, bidirectional=bidirectional)
+        g = 4 if kind == "lstm" else 3
+        for name, v in lay.named_parameters():
+            if v.ndim != 2 or not any(f"_{w}_" in name for w in which):
+                continue
+            k = v.shape[1]
+            hp, kp = -(-h // 16) * 16, -(-k // 4) * 4
+            w = np.zeros((g, hp, kp), v.dtype)
+            w[:, :h, :k] = v.reshape(g, h, k)
+            keep = rng.random((1, hp // 16, kp // 4)) < density
+            keep.flat[0] = False  # at least one block dropped
+            w *= np.repeat(np.repeat(keep, 16, axis=1), 4, axis=2)
+            v[...] = w[:, :h, :k].reshape(g * h, k)
+        layers.append(lay)
+        feat = h * (2 if bidirectional else 1)
+    return layers[0] if len(layers) == 1 else rc.nn.Sequential(*layers)
+
+
+def _layer_flags(data):
+    at = LAYOUT["hdr2"].size + LAYOUT["rec_recurrent"].fields["flags"].offset
+    return struct.unpack_from("<I", data, at)[0]
+
+
+SHARED_PARENT = {"generic": "generic", "avx2": "generic", "avx512": "generic", "avx512vnni": "avx512vnni",
+                 "avxvnni": "generic", "amx": "avx512vnni", "neon": "generic", "neondot": "generic"}
+SHARED_CASES = [("gru", [7, 19], False, ("ih", "hh")), ("lstm", [5, 33], False, ("ih", "hh")),
+                ("gru", [4, 21, 18], False, ("hh",)), ("lstm", [6, 13], True, ("ih", "hh")),
+                ("gru", [37, 45], True, ("ih",)), ("lstm", [40, 64], False, ("ih", "hh"))]
+
+
+@pytest.mark.parametrize("kind,sizes,bidir,which", SHARED_CASES)
+def test_gate_shared_layout_bit_identical_to_dense_and_reference_on_every_isa(kind, sizes, bidir, which):
+    m = _pruned_shared(kind, sizes, 0.35, seed=len(sizes) * 5 + len(which), bidirectional=bidir, which=which)
+    dense = rc.compile(m, "q8")
+    sp = rc.compile(m, "q8", sparse={"max_density": 0.9})
+    per_gate = rc.compile(m, "q8", sparse={"max_density": 0.9, "shared_gates": False})
+    want = sum({"ih": 32, "hh": 64}[w] for w in which)
+    assert _layer_flags(sp.data) & 96 == want and _layer_flags(per_gate.data) & 96 == 0
+    assert len(sp.data) <= len(per_gate.data) <= len(dense.data)  # tensors padded to 64 bytes
+    op = kind + "_step_shared"
+    rng = np.random.default_rng(2)
+    X = (rng.standard_normal((5, 11, sizes[0])) * 2).astype(np.float32)
+    lengths = np.array([11, 0, 7, 11, 3])
+    ref = gen_vectors.q8_reference_forward(qmodel_from_rnc(read_rnc(sp.data)), X, lengths)[0]
+    for isa in AVAILABLE:
+        dense.set_isa(isa)
+        sp.set_isa(isa)
+        assert sp._model.plan_row(0, op, 1, "x") == f"rnc_q8_{kind}_step_spshared_{SHARED_PARENT[isa]}"
+        assert np.array_equal(sp.run(X, lengths), ref), isa
+        for b in (1, 2, 5, 17):
+            Xb = (rng.standard_normal((b, 11, sizes[0])) * 2).astype(np.float32)
+            lb = rng.integers(0, 12, b) if b > 1 else None
+            y0, s0 = dense.run(Xb, lb, return_state=True)
+            y1, s1 = sp.run(Xb, lb, return_state=True)
+            assert np.array_equal(y0, y1), (isa, b)
+            for a0, a1 in zip(_flat(s0), _flat(s1), strict=True):
+                assert np.array_equal(a0, a1), (isa, b)
+            record(sp._model.plan_row(0, op, b, "x"), isa)
+            if b < 4 and "ih" in which:
+                record(sp._model.plan_row(-1, "spgemv_shared", b * 11), isa)
+            if not bidir:
+                t0, t1 = dense.stream(b), sp.stream(b)
+                for t in range(4):
+                    assert np.array_equal(t0.step(Xb[:, t].copy()), t1.step(Xb[:, t].copy())), (isa, b, t)
+
+
+def test_gate_shared_layout_only_where_every_gate_has_the_same_blocks():
+    m = _pruned_shared("gru", [8, 32], 0.5, seed=4)
+    w_hh = dict(m.named_parameters())["weight_hh_l0"]
+    data = rc.compile(m, "q8", sparse=True).data
+    assert _layer_flags(data) & 96 == 96
+    w_hh[32 + 5, 1] = 0.0 if w_hh[32 + 5, 1] else 0.5  # one block of gate z only: masks differ
+    if not w_hh.reshape(3, 2, 16, 8, 4)[1, 0, :, 0].any():  # the block's last weight removed
+        w_hh[32 + 6, 2] = 0.5
+    data = rc.compile(m, "q8", sparse=True).data
+    assert _layer_flags(data) & 96 == 32  # W_hh per-gate, W_ih still shared
+    d0, d1 = read_rnc(rc.compile(m, "q8").data), read_rnc(data)
+    for a, b in zip(d0["layers"], d1["layers"], strict=True):
+        for n in a["qweights"]:
+            assert np.array_equal(a["qweights"][n], b["qweights"][n]), n
+    # 8-row blocks and RNN layers keep the per-gate layout
+    assert _layer_flags(rc.compile(m, "q8", sparse={"block_rows": 8}).data) & 96 == 0
+    r = _pruned("rnn_tanh", [8, 32], 0.5, 16, seed=1)
+    assert _layer_flags(rc.compile(r, "q8", sparse=True).data) & 96 == 0
+    with pytest.raises(ValueError, match="shared_gates"):
+        rc.compile(m, "q8", sparse={"shared_gates": 1})
+
+
+def _shared_file():
+    m = _pruned_shared("lstm", [6, 18], 0.5, seed=7)  # K = 6: the last input group is padded
+    data = rc.compile(m, "q8", sparse={"max_density": 0.95}).data
+    assert _layer_flags(data) & 96 == 96
+    cw = LAYOUT["hdr2"].size + 48
+    off, n = struct.unpack_from("<II", data, cw + LAYOUT["cellw"].fields["w_ih"].offset)
+    return bytearray(data), off, n
+
+
+def _shared_mutations():
+    data, off, n = _shared_file()
+    units = struct.unpack_from("<I", data, off + 4)[0]
+    nnz = struct.unpack_from("<I", data, off + 12)[0]
+    rows = 4 * units * 16
+    sums = off + 16 + 4 * (units + 1)
+    cols = sums + 4 * rows
+    blocks = off + -(-(cols - off + 2 * nnz) // 64) * 64
+    flags = LAYOUT["hdr2"].size + LAYOUT["rec_recurrent"].fields["flags"].offset
+    lf = _layer_flags(data)
+    yield "block_rows 8", off, struct.pack("<I", 8)
+    yield "row_blocks = rows / 16", off + 4, struct.pack("<I", rows // 16)
+    yield "nnz + 1", off + 12, struct.pack("<I", nnz + 1)
+    yield "rowptr[1] = 9", off + 20, struct.pack("<I", 9)
+    yield "sums of gate 2 + 1", sums + 4 * 2 * units * 16, struct.pack("<i", struct.unpack_from(
+        "<i", data, sums + 4 * 2 * units * 16)[0] + 1)
+    yield "col out of range", cols, struct.pack("<H", 2)
+    last = [i for i in range(nnz) if struct.unpack_from("<H", data, cols + 2 * i)[0] == 1]
+    assert last  # an entry of input group 1 (inputs 4..7, 6 and 7 padding)
+    yield "padding weight in gate 3", blocks + 256 * last[0] + 3 * 64 + 4 * 5 + 2, b"\x05"
+    yield "weight -128", blocks + 130, b"\x80"
+    yield "shared flag without sparse flag", flags, struct.pack("<I", lf & ~4)
+    yield "shared flag read as per-gate", flags, struct.pack("<I", lf & ~32)
+
+
+@pytest.mark.parametrize("what,at,new", list(_shared_mutations()),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_shared_refusals_agree_between_c_and_python(what, at, new):
+    data, _, _ = _shared_file()
+    data[at:at + len(new)] = new
+    py, c = _verdicts(_fix_crc(data))
+    assert (py is None) == (c is None), (what, py, c)
+    assert py is not None, what
+    assert py in c, (what, py, c)
+
+
+def test_shared_flag_on_an_rnn_layer_is_refused_by_name():
+    data = bytearray(rc.compile(_pruned("rnn_tanh", [8, 32], 0.5, 16, seed=1), "q8", sparse=True).data)
+    lf = _layer_flags(data)
+    assert lf & 12
+    at = LAYOUT["hdr2"].size + LAYOUT["rec_recurrent"].fields["flags"].offset
+    struct.pack_into("<I", data, at, lf | (lf & 12) << 3)
+    py, c = _verdicts(_fix_crc(data))
+    assert py is not None and "gate-shared" in py and py in c, (py, c)
 
 
 # ------------------------------------------------------------------------------------------

@@ -383,23 +383,30 @@ static int run_breakdown(const rnc_model *m, rnc_state *s, const float *x, float
     if (!rounds) rounds = 1;
     c.m = m, c.s = s, c.x = x, c.y = y, c.q8 = m->precision == RNC_Q8;
     size_t row, gemv_row, quant_row = 0, spgemv_row = 0, cell_rows[RNC_MAX_LAYERS];
-    int any_sparse = 0;
-    for (uint32_t l = 0; l < m->num_layers; ++l) any_sparse |= m->layer[l].sparse != 0;
+    int any_sparse = 0, any_shared = 0;
+    const uint32_t shared_flags = RNC_LAYER_FLAG_SHARED_IH | RNC_LAYER_FLAG_SHARED_HH;
+    for (uint32_t l = 0; l < m->num_layers; ++l) {
+        any_sparse |= m->layer[l].sparse != 0;
+        any_shared |= (m->layer[l].sparse & shared_flags) != 0;
+    }
     CHECK(rnc_model_plan_row(m, RNC_PLAN_MODEL, RNC_OP_GEMV, m->precision, 1, RNC_IN_X, 0, &gemv_row));
     c.gemv = &rnc__kernels[gemv_row];
     if (c.q8) {
         CHECK(rnc_model_plan_row(m, RNC_PLAN_MODEL, RNC_OP_QUANTIZE, RNC_Q8, 1, RNC_IN_X, 0, &quant_row));
         c.quant = &rnc__kernels[quant_row];
     }
-    if (any_sparse) { /* block-sparse layers: the SPGEMV row and the *_SPARSE cells */
-        CHECK(rnc_model_plan_row(m, RNC_PLAN_MODEL, RNC_OP_SPGEMV, RNC_Q8, 1, RNC_IN_X, 0, &spgemv_row));
+    if (any_sparse) { /* block-sparse layers: the SPGEMV(_SHARED) row and the *_SPARSE / _SHARED cells */
+        CHECK(rnc_model_plan_row(m, RNC_PLAN_MODEL, any_shared ? RNC_OP_SPGEMV_SHARED : RNC_OP_SPGEMV, RNC_Q8, 1,
+                                 RNC_IN_X, 0, &spgemv_row));
         c.spgemv = &rnc__kernels[spgemv_row];
     }
     size_t max_r = 0, work = 0;
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         static const uint32_t ops[] = {RNC_OP_RNN_STEP, RNC_OP_RNN_STEP, RNC_OP_GRU_STEP, RNC_OP_LSTM_STEP};
-        const uint32_t op = ops[L->kind & 3u] + (L->sparse ? RNC_OP_RNN_STEP_SPARSE - RNC_OP_RNN_STEP : 0);
+        const uint32_t op = (L->sparse & shared_flags) ? (L->kind == RNC_GRU ? RNC_OP_GRU_STEP_SHARED
+                                                                              : RNC_OP_LSTM_STEP_SHARED)
+                            : ops[L->kind & 3u] + (L->sparse ? RNC_OP_RNN_STEP_SPARSE - RNC_OP_RNN_STEP : 0);
         CHECK(rnc_model_plan_row(m, l, op, m->precision, 1, RNC_IN_X,
                                  L->dir[0].hh_sums != NULL, &row));
         cell_rows[l] = row;

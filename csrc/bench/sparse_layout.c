@@ -163,7 +163,7 @@ int main(int argc, char **argv)
             }
         }
         rowptr[G * units] = (uint32_t)i;
-        eng[m] = (rnc_sparse_q8){rowptr, sums, cols, blocks, NULL, 16, G * units, (uint32_t)i};
+        eng[m] = (rnc_sparse_q8){rowptr, sums, cols, blocks, NULL, 16, G * units, (uint32_t)i, 0};
         /* the gate-shared layout */
         uint32_t *uptr = amalloc(4 * ((size_t)units + 1));
         uint16_t *ucols = amalloc(2 * n + 2);

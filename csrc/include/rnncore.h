@@ -136,7 +136,10 @@ rnc_status rnc_isa_default(rnc_isa *isa);
  * b's blocks are i = rowptr[b] .. rowptr[b+1]-1, block i covers inputs 4 cols[i] .. +3 and holds
  * bh*4 bytes (byte r*4 + j = W[bh b + r, 4 cols[i] + j]). In a sparse layer (rnc_layer.sparse)
  * both matrices are passed to the kernels as this structure; a dense one has bh = 0 and `dense`
- * (the packed layout). */
+ * (the packed layout). The gate-shared layout (gates = G > 0, bh = 16; layer flags SHARED_IH/_HH):
+ * row block b is unit block b (rows g*Hp + 16 b + r of every gate g), entry i covers inputs
+ * 4 cols[i] .. +3 of all G gates and holds G*64 bytes (byte 64 g + 4 r + j = W[g Hp + 16 b + r,
+ * 4 cols[i] + j]); row_blocks = Hp / 16, nnz counts entries. */
 typedef struct rnc_sparse_q8 {
     const uint32_t *rowptr;
     const int32_t *sums;          /* per row: sum_k W[r, k] */
@@ -144,6 +147,7 @@ typedef struct rnc_sparse_q8 {
     const int8_t *blocks;
     const int8_t *dense;
     uint32_t bh, row_blocks, nnz;
+    uint32_t gates;               /* gate-shared layout: G (rows per gate: 16 row_blocks); else 0 */
 } rnc_sparse_q8;
 
 typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc_layer_get_info */
@@ -245,6 +249,7 @@ typedef struct rnc_plan {
     uint32_t reverse;             /* any layer reads its sequences backwards (no rnc_step) */
     uint32_t unbounded;           /* any layer's state is unbounded (ReLU): checked on entry */
     rnc_step_work work1;          /* the step scratch's layout for one row (total 0: none) */
+    rnc_plan_op spgemv_shared;    /* q8 block-sparse products of a gate-shared W_ih (either layout) */
 } rnc_plan;
 
 #define RNC_ERROR_TEXT_SIZE 256u /* bytes of rnc_model's error text, NUL included */
@@ -462,7 +467,10 @@ typedef enum rnc_op {
     RNC_OP_INT_STEP = 10,  /* int8: the fully-integer step (every cell kind, csrc/src/int/) */
     RNC_OP_S8_MATVEC = 11, /* int8: y = b + W x, int8 x int8 -> exact int32 */
     RNC_OP_RFFT_POWER = 12, /* f32: a log_mel record's power spectrum by a real FFT */
-    RNC_OP_COUNT = 13
+    RNC_OP_SPGEMV_SHARED = 13, /* q8: block-sparse product, the matrix in either layout (gate-shared too) */
+    RNC_OP_GRU_STEP_SHARED = 14, /* the fused steps of layers with a gate-shared block-sparse matrix */
+    RNC_OP_LSTM_STEP_SHARED = 15,
+    RNC_OP_COUNT = 16
 } rnc_op;
 
 typedef struct rnc_kernel_desc {

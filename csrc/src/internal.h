@@ -300,6 +300,9 @@ static inline void rnc__q8_quantize_h(const rnc_cell_args *a, rnc_quantize_fn qu
 #define RNC_DECL_RNN_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_GRU_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_LSTM_STEP_SPARSE_Q8(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_SPGEMV_SHARED_Q8(f) RNC_DECL_GEMV_Q8(f)
+#define RNC_DECL_GRU_STEP_SHARED_Q8(f) void f(const rnc_cell_args *a);
+#define RNC_DECL_LSTM_STEP_SHARED_Q8(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_GEMV_Q4(f) RNC_DECL_GEMV_Q8(f)
 #define RNC_DECL_RNN_STEP_Q4(f) void f(const rnc_cell_args *a);
 #define RNC_DECL_GRU_STEP_Q4(f) void f(const rnc_cell_args *a);

@@ -36,6 +36,18 @@
     X(LSTM_STEP_SPARSE, Q8, rnc_q8_lstm_step_sparse_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
 #endif
 
+/* The gate-shared block-sparse layout (kernels/q8_spshared_<isa>.c, q8_sparse.h): the product
+ * (the matrix an rnc_sparse_q8 in any layout) and the GRU/LSTM cells of layers with a gate-shared
+ * matrix. Rows: generic and avx512vnni; every other ISA runs its parent's (generic). */
+#if defined(RNC_NO_SPARSE)
+#define RNC_KERNELS_SPSHARED(X, sfx, isa)
+#else
+#define RNC_KERNELS_SPSHARED(X, sfx, isa)                                                         \
+    X(SPGEMV_SHARED, Q8, rnc_q8_gemm_spshared_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                    \
+    X(GRU_STEP_SHARED, Q8, rnc_q8_gru_step_spshared_##sfx, isa, RNC_IN_ANY, 0, 1, 0)              \
+    X(LSTM_STEP_SHARED, Q8, rnc_q8_lstm_step_spshared_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
+#endif
+
 /* q4 weights (kernels/q4_<isa>.c, q4.h): the int4 product (packed nibbles, exact int32 sums with
  * q8 activations) and the q8 cell template over it (the q8 quantiser and epilogue) */
 #if defined(RNC_NO_Q4) /* a build without these kernels (and the loader refuses such files) */
@@ -88,6 +100,7 @@
     RNC_KERNELS_FFT(X)                                                                            \
     RNC_KERNELS_CELLS(X, generic, RNC_ISA_GENERIC)                                                \
     RNC_KERNELS_SPARSE(X, generic, RNC_ISA_GENERIC)                                               \
+    RNC_KERNELS_SPSHARED(X, generic, RNC_ISA_GENERIC)                                             \
     RNC_KERNELS_Q4(X, generic, RNC_ISA_GENERIC)                                                   \
     RNC_KERNELS_INT8(X)
 
@@ -157,6 +170,7 @@
     X(GRU_STEP, F32, rnc_f32_gru_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)        \
     X(LSTM_STEP, F32, rnc_f32_lstm_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)      \
     RNC_KERNELS_SPARSE(X, avx512vnni, RNC_ISA_AVX512VNNI)                                         \
+    RNC_KERNELS_SPSHARED(X, avx512vnni, RNC_ISA_AVX512VNNI)                                       \
     RNC_KERNELS_Q4(X, avx512vnni, RNC_ISA_AVX512VNNI)
 /* AVX-VNNI (q8_gemm_avxvnni.c, cells_avxvnni.c): q8 products with VEX vpdpbusd; f32 and the
  * quantiser are AVX2's. Left out when the compiler lacks -mavxvnni (sources.mk). */

@@ -27,6 +27,9 @@
 #define RNC_FN_RNN_STEP_SPARSE_Q8 cell
 #define RNC_FN_GRU_STEP_SPARSE_Q8 cell
 #define RNC_FN_LSTM_STEP_SPARSE_Q8 cell
+#define RNC_FN_SPGEMV_SHARED_Q8 gemm_q8
+#define RNC_FN_GRU_STEP_SHARED_Q8 cell
+#define RNC_FN_LSTM_STEP_SHARED_Q8 cell
 #define RNC_FN_GEMV_Q4 gemm_q8
 #define RNC_FN_RNN_STEP_Q4 cell
 #define RNC_FN_GRU_STEP_Q4 cell

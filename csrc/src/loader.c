@@ -363,9 +363,11 @@ static const sparse_names sparse_hh = {"w_hh", "w_hh.block_rows", "w_hh.row_bloc
 #endif
 
 /* A block-sparse q8 matrix of `rows` (padded) rows and k inputs (rnc_layout.h, spq8): every count
- * and offset of its parts, the row pointers, the block columns, the weights and the row sums. */
+ * and offset of its parts, the row pointers, the block columns, the weights and the row sums.
+ * gates > 0: the gate-shared layout of `gates` gates of rows / gates rows each (entries of gates
+ * blocks of 16 rows, one row pointer per unit block). */
 static rnc_status get_sparse(rnc_ctx *c, const sparse_names *f, const unsigned char *wref,
-                             uint64_t rows, uint64_t k, rnc_sparse_q8 *S)
+                             uint64_t rows, uint64_t k, uint64_t gates, rnc_sparse_q8 *S)
 {
     (void)RNC_AT_spq8_block_rows;
     const uint64_t kp = r4(k), groups = kp / 4, n = rnc_ref_nbytes(wref);
@@ -376,13 +378,16 @@ static rnc_status get_sparse(rnc_ctx *c, const sparse_names *f, const unsigned c
     const unsigned char *h = (const unsigned char *)p;
     CHECK_RESERVED(c, spq8, h);
     const uint64_t bh = rnc_spq8_block_rows(h), rb = rnc_spq8_row_blocks(h), nnz = rnc_spq8_nnz(h);
+    if (gates && bh != RNC_SPQ8_BLOCK_ROWS_MAX)
+        return fail(c, f->block_rows, MSG_EXPECT, bh, RNC_SPQ8_BLOCK_ROWS_MAX, 0, NULL);
     if (bh != RNC_SPQ8_BLOCK_ROWS_MIN && bh != RNC_SPQ8_BLOCK_ROWS_MAX)
         return fail(c, f->block_rows, MSG_RANGE, bh, RNC_SPQ8_BLOCK_ROWS_MIN, RNC_SPQ8_BLOCK_ROWS_MAX, NULL);
-    if (rb != rows / bh) return fail(c, f->row_blocks, MSG_EXPECT, rb, rows / bh, 0, NULL);
+    const uint64_t per = gates ? gates : 1; /* blocks per entry */
+    if (rb != rows / per / bh) return fail(c, f->row_blocks, MSG_EXPECT, rb, rows / per / bh, 0, NULL);
     if (rnc_spq8_groups(h) != groups) return fail(c, f->groups, MSG_EXPECT, rnc_spq8_groups(h), groups, 0, NULL);
     if (nnz > rb * groups) return fail(c, f->nnz, MSG_RANGE, nnz, 0, rb * groups, NULL);
     const uint64_t sums_off = RNC_SIZE_spq8 + 4 * (rb + 1), cols_off = sums_off + 4 * rows;
-    const uint64_t blk_off = RNC_ALIGN_UP(cols_off + 2 * nnz, 64), end = blk_off + nnz * bh * 4;
+    const uint64_t blk_off = RNC_ALIGN_UP(cols_off + 2 * nnz, 64), eb = per * bh * 4, end = blk_off + nnz * eb;
     if (n != end) return fail(c, f->w, MSG_REF_BYTES, n, end, 0, NULL);
     const uint32_t *rowptr = (const uint32_t *)(const void *)(h + RNC_SIZE_spq8);
     const int32_t *sums = (const int32_t *)(const void *)(h + sums_off);
@@ -396,28 +401,31 @@ static rnc_status get_sparse(rnc_ctx *c, const sparse_names *f, const unsigned c
             return fail(c, f->rowptr, MSG_SPARSE_ROWLEN, b, rowptr[b + 1] - rowptr[b], groups, NULL);
     }
     if (rowptr[rb] != nnz) return fail(c, f->rowptr, MSG_EXPECT, rowptr[rb], nnz, 0, NULL);
-    TRY(check_q8(c, f->blocks, blocks, nnz * bh * 4));
+    TRY(check_q8(c, f->blocks, blocks, nnz * eb));
+    const uint64_t hp = rb * bh; /* gate-shared: the rows of one gate */
     for (uint64_t b = 0; b < rb; ++b) {
-        int64_t want[16] = {0};
+        int64_t want[RNC_SPQ8_BLOCK_ROWS_MAX * 4] = {0}; /* entry row e: gate e / bh, row e % bh */
         for (uint64_t i = rowptr[b]; i < rowptr[b + 1]; ++i) {
             const uint64_t lo = i > rowptr[b] ? (uint64_t)cols[i - 1] + 1 : 0;
             if (cols[i] < lo || cols[i] >= groups) {
                 const uint64_t a[4] = {i, cols[i], lo, groups - 1};
                 return fail_with(c, f->cols, MSG_SPARSE_COL, a, NULL);
             }
-            const int8_t *t = blocks + i * bh * 4;
-            for (uint64_t r = 0; r < bh; ++r)
+            const int8_t *t = blocks + i * eb;
+            for (uint64_t r = 0; r < per * bh; ++r)
                 for (uint64_t j = 0; j < 4; ++j) {
                     if (4 * (uint64_t)cols[i] + j >= k && t[4 * r + j])
                         return fail(c, f->blocks, MSG_SPARSE_PAD, i, 4 * (uint64_t)cols[i] + j, k, NULL);
                     want[r] += t[4 * r + j];
                 }
         }
-        for (uint64_t r = 0; r < bh; ++r)
-            if (want[r] != sums[b * bh + r]) {
-                const uint64_t a[3] = {b * bh + r, (uint64_t)(int64_t)sums[b * bh + r], (uint64_t)want[r]};
+        for (uint64_t r = 0; r < per * bh; ++r) {
+            const uint64_t row = gates ? r / bh * hp + b * bh + r % bh : b * bh + r;
+            if (want[r] != sums[row]) {
+                const uint64_t a[3] = {row, (uint64_t)(int64_t)sums[row], (uint64_t)want[r]};
                 return fail_with(c, f->sums, MSG_SPARSE_SUM, a, NULL);
             }
+        }
     }
     S->rowptr = rowptr;
     S->sums = sums;
@@ -427,6 +435,7 @@ static rnc_status get_sparse(rnc_ctx *c, const sparse_names *f, const unsigned c
     S->bh = (uint32_t)bh;
     S->row_blocks = (uint32_t)rb;
     S->nnz = (uint32_t)nnz;
+    S->gates = (uint32_t)gates;
     return RNC_OK;
 }
 
@@ -617,8 +626,9 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     const uint32_t prec = m->precision, kind = s->cell, lf = s->flags, I = s->input_size;
     const uint32_t H = s->hidden_size;
     const uint32_t sparse_flags = RNC_LAYER_FLAG_SPARSE_IH | RNC_LAYER_FLAG_SPARSE_HH;
+    const uint32_t shared_flags = RNC_LAYER_FLAG_SHARED_IH | RNC_LAYER_FLAG_SHARED_HH;
     const uint32_t known = RNC_LAYER_FLAG_RESET_AFTER | RNC_LAYER_FLAG_BIDIR |
-                           (s->v2 ? sparse_flags | RNC_LAYER_FLAG_OPTIONS : 0u);
+                           (s->v2 ? sparse_flags | shared_flags | RNC_LAYER_FLAG_OPTIONS : 0u);
     if (m->num_layers >= RNC_MAX_LAYERS)
         return fail(c, s->cell_field, MSG_LAYERS, RNC_MAX_LAYERS, 0, 0, NULL);
     rnc_layer *L = &m->layer[m->num_layers];
@@ -631,19 +641,23 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     if (H == 0 || H > RNC_MAX_HIDDEN)
         return fail(c, FIELD(desc1, hidden_size), MSG_RANGE, H, 1, RNC_MAX_HIDDEN, NULL);
 #if defined(RNC_NO_SPARSE)
-    if (lf & sparse_flags)
+    if (lf & (sparse_flags | shared_flags))
         return fail(c, FIELD(desc1, flags), MSG_LEFT_OUT, lf, 0, 0, "block-sparse weights (built with RNC_NO_SPARSE)");
-#endif
+#else
+    /* SHARED_IH / _HH (bits 5, 6) qualify SPARSE_IH / _HH (bits 2, 3) */
+    if ((lf & shared_flags) && ((((lf & shared_flags) >> 3) & ~lf) || (kind != RNC_GRU && kind != RNC_LSTM)))
+        return fail(c, FIELD(desc1, flags), MSG_SPARSE_SHARED, lf, 0, 0, NULL);
     if ((lf & sparse_flags) && (prec != RNC_Q8 || (lf & RNC_LAYER_FLAG_OPTIONS) ||
                                 (kind == RNC_GRU && !(lf & RNC_LAYER_FLAG_RESET_AFTER))))
         return fail(c, FIELD(desc1, flags), MSG_SPARSE_FORM, lf, 0, 0, NULL);
+#endif
     if (prec == RNC_Q4 && (lf & RNC_LAYER_FLAG_OPTIONS))
         return fail(c, FIELD(desc1, flags), MSG_Q4_FORM, lf, 0, 0, NULL);
     /* LSTM projection (cell option): h, the output and W_hh's inputs are P wide */
     const uint32_t P = s->opt ? rnc_cellopt_proj_size(s->opt) : 0, HW = P ? P : H;
     if (P && (kind != RNC_LSTM || P >= H)) return fail(c, "opt.proj_size", MSG_OPT_PROJ, P, H - 1, 0, NULL);
     const uint32_t dirs = (lf & RNC_LAYER_FLAG_BIDIR) ? 2 : 1;
-    L->sparse = lf & sparse_flags;
+    L->sparse = LOADER_SPARSE ? lf & (sparse_flags | shared_flags) : 0; /* else refused above */
     L->kind = kind;
     L->reset_after = (lf & RNC_LAYER_FLAG_RESET_AFTER) ? 1 : 0;
     L->dirs = dirs;
@@ -685,7 +699,8 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
         }
         if (LOADER_SPARSE && (L->sparse & RNC_LAYER_FLAG_SPARSE_IH)) {
             const void *sp;
-            TRY(get_sparse(c, &sparse_ih, rnc_cellw_w_ih(w), rows, I, &L->dir[k].sp_ih));
+            TRY(get_sparse(c, &sparse_ih, rnc_cellw_w_ih(w), rows, I,
+                           (L->sparse & RNC_LAYER_FLAG_SHARED_IH) ? L->gates : 0, &L->dir[k].sp_ih));
             TRY(get_ref(c, FIELD(cellw, s_ih), rnc_cellw_s_ih(w), rows * 4, &sp));
             TRY(check_floats(c, FIELD(cellw, s_ih), sp, rows, 1));
             L->dir[k].s_ih = (const float *)sp;
@@ -696,7 +711,8 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
         }
         if (LOADER_SPARSE && (L->sparse & RNC_LAYER_FLAG_SPARSE_HH)) {
             const void *sp;
-            TRY(get_sparse(c, &sparse_hh, rnc_cellw_w_hh(w), rows, H, &L->dir[k].sp_hh));
+            TRY(get_sparse(c, &sparse_hh, rnc_cellw_w_hh(w), rows, H,
+                           (L->sparse & RNC_LAYER_FLAG_SHARED_HH) ? L->gates : 0, &L->dir[k].sp_hh));
             TRY(get_ref(c, FIELD(cellw, s_hh), rnc_cellw_s_hh(w), rows * 4, &sp));
             TRY(check_floats(c, FIELD(cellw, s_hh), sp, rows, 1));
             L->dir[k].s_hh = (const float *)sp;

@@ -90,9 +90,22 @@ static int cell_op(uint32_t kind)
     return kind == RNC_GRU ? RNC_OP_GRU_STEP : kind == RNC_LSTM ? RNC_OP_LSTM_STEP : RNC_OP_RNN_STEP;
 }
 
-/* the cell op of layer L: its block-sparse form when it has block-sparse weights */
+/* the cell op of layer L: its block-sparse form when it has block-sparse weights, its gate-shared
+ * form when one of them is in the gate-shared layout (GRU and LSTM only: the loader) */
+/* the plan's product for layer L's block-sparse W_ih (its layout's) */
+#if defined(RNC_NO_SPARSE)
+#define RNC_SPGEMV_PLAN(m, L) (&(m)->plan.spgemv)
+#else
+#define RNC_SPGEMV_PLAN(m, L)                                                                     \
+    (((L)->sparse & RNC_LAYER_FLAG_SHARED_IH) ? &(m)->plan.spgemv_shared : &(m)->plan.spgemv)
+#endif
+
 static int layer_op(const rnc_layer *L)
 {
+#if !defined(RNC_NO_SPARSE)
+    if (L->sparse & (RNC_LAYER_FLAG_SHARED_IH | RNC_LAYER_FLAG_SHARED_HH))
+        return L->kind == RNC_GRU ? RNC_OP_GRU_STEP_SHARED : RNC_OP_LSTM_STEP_SHARED;
+#endif
     return cell_op(L->kind) + (L->sparse ? RNC_OP_RNN_STEP_SPARSE - RNC_OP_RNN_STEP : 0);
 }
 
@@ -110,6 +123,7 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
     TRY(plan_op(&p->quantize, RNC_OP_QUANTIZE, RNC_Q8, isa, RNC_IN_X, 0));
 #if !defined(RNC_NO_SPARSE) /* likewise without the block-sparse rows */
     TRY(plan_op(&p->spgemv, RNC_OP_SPGEMV, RNC_Q8, isa, RNC_IN_X, 0));
+    TRY(plan_op(&p->spgemv_shared, RNC_OP_SPGEMV_SHARED, RNC_Q8, isa, RNC_IN_X, 0));
 #endif
 #if !defined(RNC_NO_INT)
     if (m->precision == RNC_INT8) { /* the integer products; the cells checked once, here */
@@ -186,6 +200,9 @@ rnc_status rnc_model_plan_row(const rnc_model *m, uint32_t layer, uint32_t op, u
         else if (precision == RNC_Q8 && op == RNC_OP_GEMM_DEQ) o = &p->gemm_deq;
         else if (precision == RNC_Q8 && op == RNC_OP_QUANTIZE) o = &p->quantize;
         else if (precision == RNC_Q8 && op == RNC_OP_SPGEMV) o = &p->spgemv;
+#if !defined(RNC_NO_SPARSE)
+        else if (precision == RNC_Q8 && op == RNC_OP_SPGEMV_SHARED) o = &p->spgemv_shared;
+#endif
         else if (precision == RNC_INT8 && op == RNC_OP_S8_MATVEC && m->precision == RNC_INT8) o = &p->s8_matvec;
         else if (precision == RNC_F32 && op == RNC_OP_RFFT_POWER) o = &p->rfft;
     } else if (layer < m->num_layers &&
@@ -2015,7 +2032,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     for (size_t b = 0; b < B; ++b) {
                         float *g = gi + b * n * ghp;
                         if (L->sparse & RNC_LAYER_FLAG_SPARSE_IH) { /* gemm_deq.h's order */
-                            plan_pick(&m->plan.spgemv, n, 0)->fn.gemm_q8(
+                            plan_pick(RNC_SPGEMV_PLAN(m, L), n, 0)->fn.gemm_q8(
                                 (const int8_t *)(const void *)&L->dir[d].sp_ih, (int)ghp,
                                 (int)L->input_size, (int)n, xq + b * n * kx, (int)kx,
                                 (int32_t *)(void *)g, (int)ghp);

@@ -135,6 +135,10 @@
 #define RNC_LAYER_FLAG_SPARSE_IH 4u
 #define RNC_LAYER_FLAG_SPARSE_HH 8u
 #define RNC_LAYER_FLAG_OPTIONS 16u /* v2 only: a cellopt follows the record's cellw's */
+/* v2, with SPARSE_IH (SPARSE_HH), GRU and LSTM only: that block-sparse matrix is in the
+ * gate-shared layout (spq8 below): one index list per 16-unit block for all G gates. */
+#define RNC_LAYER_FLAG_SHARED_IH 32u
+#define RNC_LAYER_FLAG_SHARED_HH 64u
 
 /* The cell options of a v2 recurrent record (ONNX RNN/GRU/LSTM attributes, learned initial
  * states). Present exactly when the record's flags have RNC_LAYER_FLAG_OPTIONS (the record is then
@@ -495,7 +499,12 @@
  *   round64(s + 4 R + 2 nnz) the blocks: nnz x (block_rows * 4) int8, block i of row block b (i in
  *                        rowptr[b] .. rowptr[b+1]) byte r*4 + j = Wq[block_rows b + r, 4 cols[i] + j]
  * nbytes is exactly the end of the blocks; weights are in -127..127 and zero at inputs >= K. The
- * dense matrix is the stored blocks at their places and zero elsewhere; row_blocks * block_rows = R. */
+ * dense matrix is the stored blocks at their places and zero elsewhere; row_blocks * block_rows = R.
+ * The gate-shared layout (layer flag SHARED_IH / SHARED_HH; GRU and LSTM, G gates of Hp rows):
+ * every gate's matrix has the same zero blocks, block_rows = 16, row_blocks = Hp / 16 (unit
+ * blocks), nnz counts entries, each entry the G blocks of one input group of one unit block
+ * (G*64 bytes: byte 64 g + 4 r + j = Wq[g Hp + 16 b + r, 4 cols[i] + j]); rowptr, sums (all R
+ * rows, gate-major) and cols as above, the blocks part nnz x G x 64 bytes. */
 #define RNC_SPQ8_BLOCK_ROWS_MIN 8u
 #define RNC_SPQ8_BLOCK_ROWS_MAX 16u /* block_rows is 8 or 16 */
 #define RNC_FIELDS_spq8(X)                                                                        \
@@ -619,6 +628,7 @@
     M(SPARSE_COL, CORRUPT, "block %llu: input group %llu, expected %llu..%llu (increasing, < groups)") \
     M(SPARSE_PAD, CORRUPT, "block %llu: nonzero weight at input %llu >= %llu inputs")            \
     M(SPARSE_SUM, CORRUPT, "row %llu is %lld, expected %lld (the sum of its blocks)") \
+    M(SPARSE_SHARED, CORRUPT, "0x%llx: the gate-shared layout needs block-sparse GRU or LSTM weights with 16-row blocks") \
     M(OPT_LSTM, CORRUPT, "0x%llx: %s exists only for an LSTM")                                     \
     M(OPT_REVERSE_BIDIR, CORRUPT, "0x%llx: reverse (0x1) on a bidirectional layer")               \
     M(OPT_REVERSE_OUTPUT, CORRUPT, "0x%llx: reverse_output (0x40) without reverse (0x1)")          \

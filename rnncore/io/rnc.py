@@ -264,13 +264,15 @@ def _matrix(w: np.ndarray, precision: str, g: int, h: int, hp: int, k: int):
 
 
 #: block-sparse q8 weights (docs/rnc-format.md): a q8 matrix is stored block-sparse when the share
-#: of its ``block_rows`` x 4 blocks holding a nonzero weight is at most ``max_density``
-SPARSE_DEFAULT = {"max_density": 0.5, "block_rows": 16}
+#: of its ``block_rows`` x 4 blocks holding a nonzero weight is at most ``max_density``; with
+#: ``shared_gates`` a GRU / LSTM matrix whose gates all have the same zero blocks (checked) is
+#: written in the gate-shared layout (16-row blocks only)
+SPARSE_DEFAULT = {"max_density": 0.5, "block_rows": 16, "shared_gates": True}
 
 
 def _sparse_options(sparse: Any) -> dict | None:
     """``sparse`` of a spec / ``write_rnc``: None or False (dense), True (the defaults) or a dict
-    with ``max_density`` (0..1) and ``block_rows`` (8 or 16)."""
+    with ``max_density`` (0..1), ``block_rows`` (8 or 16) and ``shared_gates`` (bool)."""
     if sparse is None or sparse is False:
         return None
     opts = dict(SPARSE_DEFAULT)
@@ -284,7 +286,9 @@ def _sparse_options(sparse: Any) -> dict | None:
         raise ValueError(f"sparse['max_density']: expected a number in 0..1, got {d!r}")
     if bh not in (_C["SPQ8_BLOCK_ROWS_MIN"], _C["SPQ8_BLOCK_ROWS_MAX"]):
         raise ValueError(f"sparse['block_rows']: expected 8 or 16, got {bh!r}")
-    return {"max_density": float(d), "block_rows": int(bh)}
+    if not isinstance(opts["shared_gates"], bool):
+        raise ValueError(f"sparse['shared_gates']: expected True or False, got {opts['shared_gates']!r}")
+    return {"max_density": float(d), "block_rows": int(bh), "shared_gates": opts["shared_gates"]}
 
 
 def block_density(wq: np.ndarray, block_rows: int) -> float:
@@ -311,6 +315,50 @@ def pack_sparse_q8(wq: np.ndarray, block_rows: int) -> np.ndarray:
     body = head + rowptr.tobytes() + sums.tobytes() + cols.tobytes()
     body += b"\0" * (_round_up(len(body), ALIGN) - len(body))
     return np.frombuffer(body + data.tobytes(), np.uint8)
+
+
+def gates_share_blocks(wq: np.ndarray, gates: int) -> bool:
+    """Whether every gate of a padded q8 matrix ``(gates * Hp, Kp)`` has the same 16 x 4 blocks
+    holding a nonzero weight (the gate-shared layout's condition)."""
+    r, kp = wq.shape
+    nz = wq.reshape(gates, r // gates // 16, 16, kp // K_GROUP, K_GROUP).any(axis=(2, 4))
+    return bool((nz == nz[0]).all())
+
+
+def pack_shared_q8(wq: np.ndarray, gates: int) -> np.ndarray:
+    """The gate-shared block-sparse tensor (rnc_layout.h, spq8, layer flags SHARED_IH/_HH) of a
+    padded q8 matrix ``(gates * Hp, Kp)`` whose gates have the same zero 16 x 4 blocks
+    (:func:`gates_share_blocks`): one entry per kept (unit block, input group), holding the
+    ``gates`` blocks; as bytes (uint8)."""
+    r, kp = wq.shape
+    if not gates_share_blocks(wq, gates):
+        raise ValueError("pack_shared_q8: the gates' block masks differ")
+    groups, units = kp // K_GROUP, r // gates // 16
+    # (units, groups, gates, 16, 4)
+    blocks = wq.reshape(gates, units, 16, groups, K_GROUP).transpose(1, 3, 0, 2, 4)
+    nz = blocks.any(axis=(2, 3, 4))
+    rowptr = np.concatenate([[0], np.cumsum(nz.sum(axis=1))]).astype("<u4")
+    cols = np.nonzero(nz)[1].astype("<u2")
+    data = blocks[nz].reshape(-1).astype(np.int8)
+    sums = wq.astype(np.int64).sum(axis=1).astype("<i4")
+    head = LAYOUT["spq8"].pack(block_rows=16, row_blocks=units, groups=groups, nnz=len(cols))
+    body = head + rowptr.tobytes() + sums.tobytes() + cols.tobytes()
+    body += b"\0" * (_round_up(len(body), ALIGN) - len(body))
+    return np.frombuffer(body + data.tobytes(), np.uint8)
+
+
+def unpack_shared_q8(t: np.ndarray, r: int, kp: int, gates: int) -> np.ndarray:
+    """Inverse of :func:`pack_shared_q8` (a tensor the reader has checked): ``(R, Kp)`` int8."""
+    b = bytes(np.asarray(t, np.uint8))
+    h = LAYOUT["spq8"].unpack(b, 0)
+    units, nnz = h["row_blocks"], h["nnz"]
+    rowptr = np.frombuffer(b, "<u4", units + 1, LAYOUT["spq8"].size)
+    cols_off = LAYOUT["spq8"].size + 4 * (units + 1) + 4 * r
+    cols = np.frombuffer(b, "<u2", nnz, cols_off)
+    blk = np.frombuffer(b, np.int8, nnz * gates * 64, _round_up(cols_off + 2 * nnz, ALIGN))
+    out = np.zeros((units, kp // K_GROUP, gates, 16, K_GROUP), np.int8)
+    out[np.repeat(np.arange(units), np.diff(rowptr)), cols] = blk.reshape(nnz, gates, 16, K_GROUP)
+    return out.transpose(2, 0, 3, 1, 4).reshape(r, kp)
 
 
 def unpack_sparse_q8(t: np.ndarray, r: int, kp: int) -> np.ndarray:
@@ -743,8 +791,12 @@ def _plan(spec: dict) -> dict[str, Any]:
                 bh = sparse_opts["block_rows"]
                 if max(block_density(f, bh) for f in full) <= sparse_opts["max_density"]:
                     sp_flags |= flag
+                    shared = (sparse_opts["shared_gates"] and g > 1 and bh == 16
+                              and all(gates_share_blocks(f, g) for f in full))
+                    if shared:  # SHARED_IH / _HH: bits 5, 6 over SPARSE_IH / _HH's 2, 3
+                        sp_flags |= flag << 3
                     for dd, f in enumerate(full):
-                        sparse_dirs[dd][j] = pack_sparse_q8(f, bh)
+                        sparse_dirs[dd][j] = pack_shared_q8(f, g) if shared else pack_sparse_q8(f, bh)
         hsc = layer.get("h_scale")
         hsc = list(hsc) if isinstance(hsc, (list, tuple)) else [hsc, hsc if bidir else None]
         if len(hsc) == 1:
@@ -1350,9 +1402,9 @@ class _Loader:
         self.get_ref(sname, sref, 0)
         return self.check_floats(wname, w, rows * k, False), None
 
-    def get_sparse(self, w: str, wref, rows: int, k: int) -> np.ndarray:
+    def get_sparse(self, w: str, wref, rows: int, k: int, gates: int = 0) -> np.ndarray:
         """A block-sparse q8 matrix (loader.c's get_sparse, same checks in the same order): its
-        dense packed form."""
+        dense packed form. ``gates`` > 0: the gate-shared layout of that many gates."""
         kp = _r4(k)
         groups, n = kp // K_GROUP, wref[1]
         if kp > _C["FILE_Q8_MAX_K"]:
@@ -1364,11 +1416,14 @@ class _Loader:
         self.check_reserved(st, off)
         h = st.unpack(self.b, off)
         bh, rb, nnz = h["block_rows"], h["row_blocks"], h["nnz"]
+        if gates and bh != _C["SPQ8_BLOCK_ROWS_MAX"]:
+            raise self.fail(w + ".block_rows", "EXPECT", bh, _C["SPQ8_BLOCK_ROWS_MAX"])
         if bh not in (_C["SPQ8_BLOCK_ROWS_MIN"], _C["SPQ8_BLOCK_ROWS_MAX"]):
             raise self.fail(w + ".block_rows", "RANGE", bh, _C["SPQ8_BLOCK_ROWS_MIN"],
                             _C["SPQ8_BLOCK_ROWS_MAX"])
-        if rb != rows // bh:
-            raise self.fail(w + ".row_blocks", "EXPECT", rb, rows // bh)
+        per = gates or 1  # blocks per entry
+        if rb != rows // per // bh:
+            raise self.fail(w + ".row_blocks", "EXPECT", rb, rows // per // bh)
         if h["groups"] != groups:
             raise self.fail(w + ".groups", "EXPECT", h["groups"], groups)
         if nnz > rb * groups:
@@ -1376,7 +1431,8 @@ class _Loader:
         sums_off = st.size + 4 * (rb + 1)
         cols_off = sums_off + 4 * rows
         blk_off = _round_up(cols_off + 2 * nnz, ALIGN)
-        end = blk_off + nnz * bh * 4
+        eb = per * bh * 4
+        end = blk_off + nnz * eb
         if n != end:
             raise self.fail(w, "REF_BYTES", n, end)
         rowptr = np.frombuffer(self.b, "<u4", rb + 1, off + st.size).astype(np.int64)
@@ -1391,24 +1447,28 @@ class _Loader:
                 raise self.fail(w + ".rowptr", "SPARSE_ROWLEN", b, int(rowptr[b + 1] - rowptr[b]), groups)
         if rowptr[rb] != nnz:
             raise self.fail(w + ".rowptr", "EXPECT", int(rowptr[rb]), nnz)
-        blk = self.check_q8(w + ".blocks", off + blk_off, nnz * bh * 4).reshape(nnz, bh, 4)
+        blk = self.check_q8(w + ".blocks", off + blk_off, nnz * eb).reshape(nnz, per * bh, 4)
+        hp = rb * bh
         for b in range(rb):
-            want = np.zeros(bh, np.int64)
+            want = np.zeros(per * bh, np.int64)  # entry row e: gate e // bh, row e % bh
             for i in range(int(rowptr[b]), int(rowptr[b + 1])):
                 lo = int(cols[i - 1]) + 1 if i > rowptr[b] else 0
                 if not lo <= cols[i] < groups:
                     raise self.fail(w + ".cols", "SPARSE_COL", i, int(cols[i]), lo, groups - 1)
                 t = blk[i]
-                for r in range(bh):
+                for r in range(per * bh):
                     for j in range(4):
                         if 4 * int(cols[i]) + j >= k and t[r, j]:
                             raise self.fail(w + ".blocks", "SPARSE_PAD", i, 4 * int(cols[i]) + j, k)
                 want += t.astype(np.int64).sum(axis=1)
-            bad = np.flatnonzero(sums[b * bh:(b + 1) * bh] != want)
+            row_of = (np.arange(per * bh) // bh * hp + b * bh + np.arange(per * bh) % bh if gates
+                      else b * bh + np.arange(bh))
+            bad = np.flatnonzero(sums[row_of] != want)
             if bad.size:
-                r = b * bh + int(bad[0])
+                r = int(row_of[bad[0]])
                 raise self.fail(w + ".sums", "SPARSE_SUM", r, int(sums[r]), int(want[bad[0]]))
-        dense = unpack_sparse_q8(np.frombuffer(self.b, np.uint8, n, off), rows, kp)
+        t = np.frombuffer(self.b, np.uint8, n, off)
+        dense = unpack_shared_q8(t, rows, kp, gates) if gates else unpack_sparse_q8(t, rows, kp)
         return pack_q8(dense)
 
     def get_vector(self, field: str, ref, count: int) -> np.ndarray:
@@ -1430,9 +1490,10 @@ class _Loader:
         the options flag)."""
         kind, lf, i, h = r[cell_field], r["flags"], r["input_size"], r["hidden_size"]
         sparse_flags = _C["LAYER_FLAG_SPARSE_IH"] | _C["LAYER_FLAG_SPARSE_HH"]
+        shared_flags = _C["LAYER_FLAG_SHARED_IH"] | _C["LAYER_FLAG_SHARED_HH"]
         known = _C["LAYER_FLAG_RESET_AFTER"] | _C["LAYER_FLAG_BIDIR"]
         if self.version == _C["V2"]:
-            known |= sparse_flags | _C["LAYER_FLAG_OPTIONS"]
+            known |= sparse_flags | shared_flags | _C["LAYER_FLAG_OPTIONS"]
         if len(self.layers) >= _C["FILE_MAX_LAYERS"]:
             raise self.fail(cell_field, "LAYERS", _C["FILE_MAX_LAYERS"])
         if kind >= _C["FILE_CELL_KINDS"]:
@@ -1441,6 +1502,10 @@ class _Loader:
             raise self.fail("flags", "FLAGS", lf, known)
         if lf & _C["LAYER_FLAG_RESET_AFTER"] and kind != KINDS[("gru", None)]:
             raise self.fail("flags", "RESET_AFTER", lf)
+        # SHARED_IH / _HH (bits 5, 6) qualify SPARSE_IH / _HH (bits 2, 3)
+        if lf & shared_flags and ((lf & shared_flags) >> 3 & ~lf or kind not in (
+                KINDS[("gru", None)], KINDS[("lstm", None)])):
+            raise self.fail("flags", "SPARSE_SHARED", lf)
         if lf & sparse_flags and (self.precision != _C_Q8 or lf & _C["LAYER_FLAG_OPTIONS"] or (
                 kind == KINDS[("gru", None)] and not lf & _C["LAYER_FLAG_RESET_AFTER"])):
             raise self.fail("flags", "SPARSE_FORM", lf)
@@ -1480,7 +1545,7 @@ class _Loader:
             for wn, sn, flag, kk in (("w_ih", "s_ih", "LAYER_FLAG_SPARSE_IH", i),
                                      ("w_hh", "s_hh", "LAYER_FLAG_SPARSE_HH", hw)):
                 if lf & _C[flag]:
-                    wd = self.get_sparse(wn, refs[wn], rows, kk)
+                    wd = self.get_sparse(wn, refs[wn], rows, kk, g if lf & _C[flag] << 3 else 0)
                     sv = self.check_floats(sn, self.get_ref(sn, refs[sn], rows * 4), rows, True)
                     mats.append((wd, sv))
                 else:

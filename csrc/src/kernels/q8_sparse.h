@@ -16,6 +16,9 @@
 
 #include "../internal.h"
 
+/* gate-shared layout (rnc_sparse_q8.gates): at most this many gates (LSTM) */
+#define RNC_SPSHARED_MAX_GATES 4
+
 static inline const rnc_sparse_q8 *rnc__sparse_of(const int8_t *Wp)
 {
     return (const rnc_sparse_q8 *)(const void *)Wp;
