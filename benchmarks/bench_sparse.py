@@ -116,7 +116,7 @@ def main() -> None:
                     per_gate = {"max_density": 1.0, "block_rows": bh, "shared_gates": False}
                     engs = [rc.compile(m, "q8"), rc.compile(m, "q8", sparse=per_gate)]
                     if a.shared:
-                        engs.append(rc.compile(m, "q8", sparse={"max_density": 1.0}))
+                        engs.append(rc.compile(m, "q8", sparse={"max_density": 1.0, "shared_gates": True}))
                     for e in engs:
                         if a.isa:
                             e.set_isa(a.isa)

@@ -270,8 +270,8 @@ SHARED_CASES = [("gru", [7, 19], False, ("ih", "hh")), ("lstm", [5, 33], False, 
 def test_gate_shared_layout_bit_identical_to_dense_and_reference_on_every_isa(kind, sizes, bidir, which):
     m = _pruned_shared(kind, sizes, 0.35, seed=len(sizes) * 5 + len(which), bidirectional=bidir, which=which)
     dense = rc.compile(m, "q8")
-    sp = rc.compile(m, "q8", sparse={"max_density": 0.9})
-    per_gate = rc.compile(m, "q8", sparse={"max_density": 0.9, "shared_gates": False})
+    sp = rc.compile(m, "q8", sparse={"max_density": 0.9, "shared_gates": True})
+    per_gate = rc.compile(m, "q8", sparse={"max_density": 0.9})   # per-gate is the default
     want = sum({"ih": 32, "hh": 64}[w] for w in which)
     assert _layer_flags(sp.data) & 96 == want and _layer_flags(per_gate.data) & 96 == 0
     assert len(sp.data) <= len(per_gate.data) <= len(dense.data)  # tensors padded to 64 bytes
@@ -305,28 +305,30 @@ def test_gate_shared_layout_bit_identical_to_dense_and_reference_on_every_isa(ki
 def test_gate_shared_layout_only_where_every_gate_has_the_same_blocks():
     m = _pruned_shared("gru", [8, 32], 0.5, seed=4)
     w_hh = dict(m.named_parameters())["weight_hh_l0"]
-    data = rc.compile(m, "q8", sparse=True).data
+    assert _layer_flags(rc.compile(m, "q8", sparse=True).data) & 96 == 0  # opt-in: per-gate by default
+    shared = {"shared_gates": True}
+    data = rc.compile(m, "q8", sparse=shared).data
     assert _layer_flags(data) & 96 == 96
     w_hh[32 + 5, 1] = 0.0 if w_hh[32 + 5, 1] else 0.5  # one block of gate z only: masks differ
     if not w_hh.reshape(3, 2, 16, 8, 4)[1, 0, :, 0].any():  # the block's last weight removed
         w_hh[32 + 6, 2] = 0.5
-    data = rc.compile(m, "q8", sparse=True).data
+    data = rc.compile(m, "q8", sparse=shared).data
     assert _layer_flags(data) & 96 == 32  # W_hh per-gate, W_ih still shared
     d0, d1 = read_rnc(rc.compile(m, "q8").data), read_rnc(data)
     for a, b in zip(d0["layers"], d1["layers"], strict=True):
         for n in a["qweights"]:
             assert np.array_equal(a["qweights"][n], b["qweights"][n]), n
     # 8-row blocks and RNN layers keep the per-gate layout
-    assert _layer_flags(rc.compile(m, "q8", sparse={"block_rows": 8}).data) & 96 == 0
+    assert _layer_flags(rc.compile(m, "q8", sparse={"block_rows": 8, **shared}).data) & 96 == 0
     r = _pruned("rnn_tanh", [8, 32], 0.5, 16, seed=1)
-    assert _layer_flags(rc.compile(r, "q8", sparse=True).data) & 96 == 0
+    assert _layer_flags(rc.compile(r, "q8", sparse=shared).data) & 96 == 0
     with pytest.raises(ValueError, match="shared_gates"):
         rc.compile(m, "q8", sparse={"shared_gates": 1})
 
 
 def _shared_file():
     m = _pruned_shared("lstm", [6, 18], 0.5, seed=7)  # K = 6: the last input group is padded
-    data = rc.compile(m, "q8", sparse={"max_density": 0.95}).data
+    data = rc.compile(m, "q8", sparse={"max_density": 0.95, "shared_gates": True}).data
     assert _layer_flags(data) & 96 == 96
     cw = LAYOUT["hdr2"].size + 48
     off, n = struct.unpack_from("<II", data, cw + LAYOUT["cellw"].fields["w_ih"].offset)
@@ -495,7 +497,8 @@ def test_random_sparse_layers_bit_identical_on_every_isa(kind, i, h, density, bh
     (batch 1-3: the projection given; 5: per step) and steps equal the dense engine's bits."""
     m = _pruned(kind, [i, h], density, bh, seed=seed % 1000)
     dense = rc.compile(m, "q8")
-    sp = rc.compile(m, "q8", sparse={"max_density": 1.0, "block_rows": bh})
+    # shared_gates: an empty or a full matrix has the same blocks in every gate (gate-shared layout)
+    sp = rc.compile(m, "q8", sparse={"max_density": 1.0, "block_rows": bh, "shared_gates": True})
     rng = np.random.default_rng(seed)
     for isa in AVAILABLE:
         dense.set_isa(isa)
