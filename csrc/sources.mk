@@ -9,7 +9,7 @@
 #   ARM_SRCS            (aarch64: none; armv7: -mfpu=neon)
 CORE_SRCS = src/model.c src/loader.c src/kernel_table.c src/cpu.c src/util.c
 GENERIC_SRCS = src/kernels/q8_gemm_generic.c src/kernels/f32_gemm_generic.c src/kernels/cells_generic.c src/kernels/q8_sparse_generic.c src/kernels/q8_spshared_generic.c src/kernels/cells_variant.c src/kernels/q4_generic.c src/kernels/int8_generic.c src/kernels/f32_fft_generic.c
-X86_AVX2_SRCS = src/kernels/q8_gemm_avx2.c src/kernels/f32_gemm_avx2.c src/kernels/cells_avx2.c src/kernels/q8_sparse_avx2.c src/kernels/q4_avx2.c src/kernels/fft_avx2.c
+X86_AVX2_SRCS = src/kernels/q8_gemm_avx2.c src/kernels/f32_gemm_avx2.c src/kernels/cells_avx2.c src/kernels/q8_sparse_avx2.c src/kernels/q8_spshared_avx2.c src/kernels/q4_avx2.c src/kernels/fft_avx2.c
 X86_AVX2_FLAGS = -mavx2 -mfma
 X86_AVX512_SRCS = src/kernels/gemm_avx512.c src/kernels/cells_avx512.c src/kernels/fft_avx512.c
 X86_AVX512_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma

@@ -259,8 +259,8 @@ def _layer_flags(data):
     return struct.unpack_from("<I", data, at)[0]
 
 
-SHARED_PARENT = {"generic": "generic", "avx2": "generic", "avx512": "generic", "avx512vnni": "avx512vnni",
-                 "avxvnni": "generic", "amx": "avx512vnni", "neon": "generic", "neondot": "generic"}
+SHARED_PARENT = {"generic": "generic", "avx2": "avx2", "avx512": "avx2", "avx512vnni": "avx512vnni",
+                 "avxvnni": "avx2", "amx": "avx512vnni", "neon": "generic", "neondot": "generic"}
 SHARED_CASES = [("gru", [7, 19], False, ("ih", "hh")), ("lstm", [5, 33], False, ("ih", "hh")),
                 ("gru", [4, 21, 18], False, ("hh",)), ("lstm", [6, 13], True, ("ih", "hh")),
                 ("gru", [37, 45], True, ("ih",)), ("lstm", [40, 64], False, ("ih", "hh"))]

@@ -38,7 +38,8 @@
 
 /* The gate-shared block-sparse layout (kernels/q8_spshared_<isa>.c, q8_sparse.h): the product
  * (the matrix an rnc_sparse_q8 in any layout) and the GRU/LSTM cells of layers with a gate-shared
- * matrix. Rows: generic and avx512vnni; every other ISA runs its parent's (generic). */
+ * matrix. Rows: generic, avx2 (avx512 and avxvnni run it as their parent's) and avx512vnni (amx
+ * runs it); neon and neondot run generic's. */
 #if defined(RNC_NO_SPARSE)
 #define RNC_KERNELS_SPSHARED(X, sfx, isa)
 #else
@@ -126,6 +127,7 @@
     RNC_KERNELS_AVX2_CELL(X, LSTM_STEP, lstm)                                                     \
     RNC_KERNELS_CELLS(X, avx2, RNC_ISA_AVX2)                                                      \
     RNC_KERNELS_SPARSE(X, avx2, RNC_ISA_AVX2)                                                     \
+    RNC_KERNELS_SPSHARED(X, avx2, RNC_ISA_AVX2)                                                   \
     RNC_KERNELS_Q4(X, avx2, RNC_ISA_AVX2)
 /* AVX-512 F/BW/VL/DQ (gemm_avx512.c, cells_avx512.c, fft_avx512.c) */
 #define RNC_KERNELS_AVX512(X)                                                                     \
