@@ -13,12 +13,7 @@
 #include "epilogue_avx2.h"
 
 #define RNC_SAI static inline __attribute__((always_inline))
-#define SP_LD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
-
-RNC_SAI __m256i sp_mac(__m256i acc, __m256i w, __m256i x, __m256i ax, __m256i ones)
-{
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, x)), ones));
-}
+#include "q8_sparse_avx2.h"
 
 RNC_SAI void sp_store(int32_t *dst, int rows, __m256i v)
 {

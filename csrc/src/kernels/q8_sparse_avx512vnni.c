@@ -66,21 +66,7 @@ RNC_SAI void sp_col16(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *a
     for (uint32_t b = 0; b < S->row_blocks && 16 * (int)b < R; ++b) sp_row16(S, b, R, q, acc, off);
 }
 
-#define SP_XBUF 4096
-
-/* qx[0..kp) = q ^ 0x80 (kp <= SP_XBUF, a multiple of 4; qx 64-aligned) */
-RNC_SAI void sp_offset(const int8_t *q, size_t kp, int8_t *qx)
-{
-    size_t k = 0;
-    for (; k + 64 <= kp; k += 64)
-        _mm512_store_si512((void *)(qx + k), _mm512_xor_si512(_mm512_loadu_si512((const void *)(q + k)),
-                                                               _mm512_set1_epi8((char)0x80)));
-    if (k < kp) {
-        const __mmask64 mk = ((__mmask64)1 << (kp - k)) - 1;
-        _mm512_mask_storeu_epi8(qx + k, mk, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mk, q + k),
-                                                             _mm512_set1_epi8((char)0x80)));
-    }
-}
+#include "q8_sparse_avx512vnni.h"
 
 /* Four columns at once (sequence projections): each block's weights loaded once for all four. */
 static void sp_cols16x4(const rnc_sparse_q8 *S, int R, const int8_t *Q, size_t ldq, int32_t *Acc, size_t ldacc)

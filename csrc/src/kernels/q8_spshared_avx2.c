@@ -15,12 +15,7 @@
 #include "epilogue_avx2.h"
 
 #define RNC_SAI static inline __attribute__((always_inline))
-#define SH_LD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
-
-RNC_SAI __m256i sh_mac(__m256i acc, __m256i w, __m256i x, __m256i ax, __m256i ones)
-{
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, x)), ones));
-}
+#include "q8_sparse_avx2.h"
 
 /* Unit block b of one column into acc (rows g*hp + 16 b + r, r < 16, g < G). */
 RNC_SAI void sh_unit(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_t *acc, const uint32_t G)
@@ -34,7 +29,7 @@ RNC_SAI void sh_unit(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_
     for (; c < ce; ++c, t += 64 * G) {
         const __m256i x = _mm256_set1_epi32(rnc__group4(q, *c)), ax = _mm256_abs_epi8(x);
 #pragma GCC unroll 8
-        for (uint32_t g = 0; g < 2 * G; ++g) a[g] = sh_mac(a[g], SH_LD(t + 32 * g), x, ax, ones);
+        for (uint32_t g = 0; g < 2 * G; ++g) a[g] = sp_mac(a[g], SP_LD(t + 32 * g), x, ax, ones);
     }
 #pragma GCC unroll 4
     for (uint32_t g = 0; g < G; ++g) {

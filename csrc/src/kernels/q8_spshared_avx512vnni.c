@@ -15,7 +15,7 @@
 #include "epilogue_avx512.h"
 
 #define RNC_SAI static inline __attribute__((always_inline))
-#define SH_XBUF 4096
+#include "q8_sparse_avx512vnni.h"
 
 /* Unit block b of one column into acc (rows g*hp + 16 b ..): `off` 0 with q already offset
  * (q ^ 0x80), 0x80808080 with q signed. */
@@ -97,20 +97,6 @@ RNC_SAI void sh_cols4_g(const rnc_sparse_q8 *S, const int8_t *Q, size_t ldq, int
     }
 }
 
-/* qx[0..kp) = q ^ 0x80 (kp <= SH_XBUF, a multiple of 4; qx 64-aligned) */
-RNC_SAI void sh_offset(const int8_t *q, size_t kp, int8_t *qx)
-{
-    size_t k = 0;
-    for (; k + 64 <= kp; k += 64)
-        _mm512_store_si512((void *)(qx + k), _mm512_xor_si512(_mm512_loadu_si512((const void *)(q + k)),
-                                                               _mm512_set1_epi8((char)0x80)));
-    if (k < kp) {
-        const __mmask64 mk = ((__mmask64)1 << (kp - k)) - 1;
-        _mm512_mask_storeu_epi8(qx + k, mk, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mk, q + k),
-                                                             _mm512_set1_epi8((char)0x80)));
-    }
-}
-
 /* The loader gives R = G*hp for a gate-shared matrix: every unit block's rows are stored. */
 void rnc_q8_gemm_spshared_avx512vnni(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                                      int32_t *Acc, int ldacc)
@@ -130,10 +116,10 @@ void rnc_q8_gemm_spshared_avx512vnni(const int8_t *Wp, int R, int K, int N, cons
         else break;
     }
     const size_t kp = ((size_t)K + 3) & ~(size_t)3;
-    if (kp <= SH_XBUF) { /* q ^ 0x80 made once per column: each broadcast a plain load */
-        int8_t qx[SH_XBUF] __attribute__((aligned(64)));
+    if (kp <= SP_XBUF) { /* q ^ 0x80 made once per column: each broadcast a plain load */
+        int8_t qx[SP_XBUF] __attribute__((aligned(64)));
         for (; n < N; ++n) {
-            sh_offset(Q + (size_t)n * ldq, kp, qx);
+            sp_offset(Q + (size_t)n * ldq, kp, qx);
             sh_col(S, qx, Acc + (size_t)n * ldacc, 0);
         }
         return;
@@ -163,12 +149,12 @@ RNC_SAI void sh_cell_b1(const rnc_cell_args *a, const uint32_t kind, const uint3
     const size_t ghp = (size_t)G * Hp, kh = RNC_ALIGN_UP((size_t)H, 4);
     const rnc_q8_areas ar = rnc__q8_areas(a);
     const rnc_sparse_q8 *S = rnc__sparse_of((const int8_t *)a->w_hh);
-    int8_t qx[SH_XBUF] __attribute__((aligned(64)));
+    int8_t qx[SP_XBUF] __attribute__((aligned(64)));
     if (!a->gi)
         rnc_q8_gemm_spshared_avx512vnni((const int8_t *)a->w_ih, (int)ghp, (int)a->I, 1, a->xq, (int)a->ldxq,
                                         ar.acc_i, (int)ghp);
     rnc__q8_quantize_h(a, RNC_QUANTIZE_ROW, H, ar.hq, ar.sh);
-    sh_offset(ar.hq, kh, qx);
+    sp_offset(ar.hq, kh, qx);
     const uint32_t units = Hp / 16;
     const __m512 svi = _mm512_set1_ps(a->gi ? 0.0f : a->sx[0]), svh = _mm512_set1_ps(ar.sh[0]);
     const int32_t *acc_i = a->gi ? NULL : ar.acc_i;
@@ -187,7 +173,7 @@ static int sh_b1_ok(const rnc_cell_args *a, uint32_t G)
 {
     const rnc_sparse_q8 *S = rnc__sparse_of((const int8_t *)a->w_hh);
     return a->batch == 1 && (!a->active || a->active[0]) && S->gates == G && 16 * S->row_blocks == a->Hp &&
-           a->Hp % 16 == 0 && RNC_ALIGN_UP((size_t)a->H, 4) <= SH_XBUF && a->G == G &&
+           a->Hp % 16 == 0 && RNC_ALIGN_UP((size_t)a->H, 4) <= SP_XBUF && a->G == G &&
            !(a->kind == RNC_GRU && !a->reset_after);
 }
 
