@@ -23,7 +23,7 @@ import numpy as np
 
 #: gates per cell type (PyTorch order: GRU r,z,n; LSTM i,f,g,o)
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
-HEAD_ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "softmax")
+HEAD_ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "softmax", "log_softmax")
 
 
 @dataclass
@@ -387,6 +387,11 @@ def layer_norm_layer(mod) -> LayerSpec:
     return LayerSpec(cell, mod.input_size, mod.hidden_size, [w], True, opts)
 
 
+def _head_act(kind: str) -> str:
+    """The head activation a module class gives (``Sigmoid`` -> ``"sigmoid"``)."""
+    return "log_softmax" if kind == "LogSoftmax" else kind.lower()
+
+
 def spec_from_model(model: object) -> ModelSpec:
     """Describe an ``rc.nn`` model (a recurrent layer, or a Sequential of
     ``[Embedding] + recurrent layer(s) + [LastStep] + [Linear [+ activation]]``).
@@ -477,12 +482,12 @@ def spec_from_model(model: object) -> ModelSpec:
             sd = m.state_dict()
             spec.head = LinearSpec(_np(sd["weight"]), _np(sd["bias"]) if "bias" in sd else None)
             stage = 3
-        elif kind.lower() in HEAD_ACTIVATIONS and stage == 3 and spec.head.activation == "none":
+        elif _head_act(kind) in HEAD_ACTIVATIONS and stage == 3 and spec.head.activation == "none":
             dim = getattr(m, "dim", -1)
-            if kind == "Softmax" and dim not in (-1, 1 if spec.last_step else 2):
-                raise ValueError(f"compile: module {name!r} (Softmax) has dim={dim}; the engine's softmax "
-                                 f"head normalises the features: expected -1 or {1 if spec.last_step else 2}")
-            spec.head.activation = kind.lower()
+            if kind in ("Softmax", "LogSoftmax") and dim not in (-1, 1 if spec.last_step else 2):
+                raise ValueError(f"compile: module {name!r} ({kind}) has dim={dim}; the engine's head "
+                                 f"normalises the features: expected -1 or {1 if spec.last_step else 2}")
+            spec.head.activation = _head_act(kind)
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
                              "expected [Embedding | front-end: FrameConv1d, Conv1d (causal), Magnitude, "

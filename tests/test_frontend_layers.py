@@ -15,7 +15,7 @@ from rnncore.gradcheck import check_module
 from rnncore.nn import GRU, LSTM, Linear, Sequential
 from rnncore.nn.conv import AvgPool1d, Conv1d, FrameConv1d, Magnitude, MaxPool1d
 from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
-from rnncore.nn.pointwise import GELU, HardSigmoid, ReLU, Residual, Sigmoid, Softmax, Tanh
+from rnncore.nn.pointwise import GELU, HardSigmoid, LogSoftmax, ReLU, Residual, Sigmoid, Softmax, Tanh
 
 RNG = np.random.default_rng(16)
 CONV_CASES = [  # (padding, stride, dilation, groups)
@@ -287,6 +287,7 @@ ACTS = [
     (GELU("tanh"), torch.nn.GELU(approximate="tanh")),
     (HardSigmoid(0.2, 0.5), lambda t: torch.clamp(0.2 * t + 0.5, 0, 1)),
     (Softmax(), torch.nn.Softmax(dim=-1)),
+    (LogSoftmax(), torch.nn.LogSoftmax(dim=-1)),
 ]
 
 
@@ -696,6 +697,8 @@ def test_softmax_refuses_other_axes():
     with pytest.raises(ValueError, match=r"Softmax: dim: expected -1 \(the features, axis 2 of an input "
                                          r"with 3 axes\), got 1"):
         Softmax(dim=1).forward(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"LogSoftmax: dim: expected -1 \(the features"):
+        LogSoftmax(dim=0).forward(np.zeros((2, 4)))
     with pytest.raises(TypeError, match="dim: expected an int, got float"):
         Softmax(dim=1.0)
     np.testing.assert_allclose(Softmax(dim=1).forward(np.log([[1.0, 3.0]])), [[0.25, 0.75]], rtol=1e-15)

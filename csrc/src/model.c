@@ -488,14 +488,18 @@ static void activation_row(uint32_t act, float *y, uint32_t n)
     case RNC_ACT_TANH:
         for (i = 0; i < n; ++i) y[i] = rnc_tanhf(y[i]);
         break;
-    case RNC_ACT_SOFTMAX: {
+    case RNC_ACT_SOFTMAX:
+    case RNC_ACT_LOG_SOFTMAX: { /* softmax exp(y - mx) / sum, log-softmax (y - mx) - log(sum) */
+        const int soft = act == RNC_ACT_SOFTMAX;
         float mx = y[0], sum = 0.0f;
         for (i = 1; i < n; ++i) mx = y[i] > mx ? y[i] : mx;
         for (i = 0; i < n; ++i) {
-            y[i] = expf(y[i] - mx);
-            sum += y[i];
+            const float e = expf(y[i] - mx);
+            sum += e;
+            if (soft) y[i] = e;
         }
-        for (i = 0; i < n; ++i) y[i] = y[i] / sum;
+        const float ls = soft ? 0.0f : logf(sum);
+        for (i = 0; i < n; ++i) y[i] = soft ? y[i] / sum : (y[i] - mx) - ls;
         break;
     }
     default: break;
