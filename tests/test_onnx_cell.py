@@ -288,3 +288,63 @@ def test_bare_grucell_graph_its_new_h_is_the_output_and_the_state():
     Y, st = eng.run(X[None], return_state=True)
     np.testing.assert_allclose(Y[0], np.array(want), rtol=0, atol=1e-5)
     np.testing.assert_allclose(st[0], h, rtol=0, atol=1e-5)
+
+
+# ---- Keras cells (keras 3 on the torch backend, exported by torch.onnx) -------------------------
+def _keras_cell_graph(kind: str) -> tuple:
+    """A Keras ``GRUCell`` (reset_after True / False) or ``LSTMCell`` called once on ``(x, h[, c])``,
+    its random weights (Keras's own initialisers, biases drawn), exported by the classic exporter:
+    Keras's gate order (z, r, h / i, f, c, o), its ``inner[:, :H]`` Slices and its Casts."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.fail(f"keras runs on {keras.backend.backend()!r}; these tests export through torch")
+    keras.utils.set_random_seed(11)
+    lstm = kind == "lstm"
+    names = ["x", "h", "c"] if lstm else ["x", "h"]
+    ins = [keras.Input((F,), batch_size=1)] + [keras.Input((H,), batch_size=1) for _ in names[1:]]
+    cell = keras.layers.LSTMCell(H) if lstm else keras.layers.GRUCell(H, reset_after=kind == "gru")
+    _, st = cell(ins[0], ins[1:])
+    km = keras.Model(ins, list(st))
+    rng = np.random.default_rng(12)
+    km.set_weights([w if w.ndim == 2 else rng.standard_normal(w.shape).astype(np.float32) * 0.5
+                    for w in km.get_weights()])
+
+    class Wrap(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.km = km
+
+        def forward(self, *a):
+            out = self.km(list(a))
+            return tuple(out) if isinstance(out, list | tuple) else out
+
+    blob = _export(Wrap().eval(), names, ["hn", "cn"] if lstm else ["hn"], dynamo=False)
+    return blob, names
+
+
+@pytest.mark.parametrize("kind", ["gru", "gru_before", "lstm"])
+def test_keras_cells_compile_and_match_onnxruntime(kind):
+    blob, names = _keras_cell_graph(kind)
+    ops = [n.op_type for n in onnx.load_from_string(blob).graph.node]
+    assert "MatMul" in ops and "GRU" not in ops and "LSTM" not in ops
+    g = from_onnx(blob, input_shapes={n: (1, F if n == "x" else H) for n in names})
+    layers = lower_graph(g)[0]
+    assert [type(m).__name__ for m in layers] == ["LSTM" if kind == "lstm" else "GRU"]
+    if kind != "lstm":
+        assert layers[0].reset_after == (kind == "gru")
+    eng = rc.compile(g)
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((50, F)).astype(np.float32)
+    st0 = [(rng.standard_normal((1, H)) * 0.5).astype(np.float32) for _ in names[1:]]
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    st, want = st0, []
+    for x in X:
+        st = sess.run(None, dict(zip(names, [x[None]] + st, strict=True)))
+        want.append(st[0][0])
+    Y, fin = eng.run(X[None], state=_state(st0), return_state=True)
+    np.testing.assert_allclose(Y[0], np.array(want), rtol=0, atol=1e-5)
+    for a, b in zip(fin if kind == "lstm" else (fin,), st, strict=True):
+        np.testing.assert_allclose(a[0], b, rtol=0, atol=1e-5)

@@ -20,7 +20,8 @@ branch, and :func:`lower_chunk_graph` follows what is left:
   written out op by op, read as algebra over the features ``x`` and the state rows: gate
   pre-activations are sums of ``Gemm`` / ``MatMul`` (+ bias) products of ``x``, of an ``h`` row, of
   ``Concat([x, h])`` (its weight columns split into ``W_ih`` / ``W_hh``) or of ``Concat([x, r * h])``,
-  ``Split`` on the last axis (before or after their ``Sigmoid`` / ``Tanh``), in any gate order:
+  ``Split`` on the last axis (before or after their ``Sigmoid`` / ``Tanh``) or ``Slice`` of it, in
+  any gate order:
 
   - an LSTM cell: ``c' = f * c + i * g``, ``h' = o * tanh(c')`` -> ``rc.nn.LSTM`` (the gates
     re-ordered to i, f, g, o, the biases summed; a constant added to one gate, TF's forget bias,
@@ -588,7 +589,10 @@ class _ChunkLower(_Lower):
         self.layers.append(m)
         self.rnn = m
         self.val[h_name] = dict(self.feat((1, H), "h"), state=True)
-        self.val[self.c_new] = dict(self.feat((1, H), "c"), at=None, state=True)
+        c_new = dict(self.feat((1, H), "c"), at=None, state=True)
+        old = self.val[self.c_new]
+        for k in [k for k, v in self.val.items() if v is old]:        # c' and its copies (Cast, Identity)
+            self.val[k] = c_new
 
     def gru_out(self, z: dict, z2: dict, n: dict, row, swapped: bool, h_name: str,
                 n2: dict | None = None) -> None:
