@@ -348,3 +348,34 @@ def test_keras_cells_compile_and_match_onnxruntime(kind):
     np.testing.assert_allclose(Y[0], np.array(want), rtol=0, atol=1e-5)
     for a, b in zip(fin if kind == "lstm" else (fin,), st, strict=True):
         np.testing.assert_allclose(a[0], b, rtol=0, atol=1e-5)
+
+
+class _LstmMiss(torch.nn.Module):
+    """nn.LSTMCell's maths written out with one slip: ``c' = f * h + i * g`` (h read as c), or
+    ``h' = o * tanh(c)`` of the old c (``stale``)."""
+
+    def __init__(self, kind: str) -> None:
+        torch.manual_seed(10)
+        super().__init__()
+        self.kind = kind
+        self.ih, self.hh = torch.nn.Linear(F, 4 * H), torch.nn.Linear(H, 4 * H)
+
+    def forward(self, x, h, c):
+        i, f, g, o = (self.ih(x) + self.hh(h)).split(H, 1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c2 = f * (h if self.kind == "h_as_c" else c) + i * g
+        h2 = o * torch.tanh(c2 if self.kind == "h_as_c" else c)
+        return (h2 + c if self.kind == "h_as_c" else h2 * 1.0), h2, c2
+
+
+@pytest.mark.parametrize("kind, op, k, why", [
+    ("h_as_c", "Mul", -1, r"reads the state input 'h' as c, an input the graph uses otherwise "
+                          r"\(\{'h': 'h'\}\)"),
+    ("stale", "Tanh", -1, r"computes with the state \(Tanh\) outside a gate of an LSTM or GRU cell"),
+])
+def test_almost_an_lstm_cell_with_its_own_state_inputs_is_refused(kind, op, k, why):
+    blob = _export(_LstmMiss(kind).eval(), ["x", "h", "c"], ["y", "hn", "cn"], dynamo=False)
+    node = _node_of(blob, op, k)
+    g = from_onnx(blob, input_shapes={"x": (1, F), "h": (1, H), "c": (1, H)})
+    with pytest.raises(ValueError, match=rf"node '{node}' \({op}\) {why}"):
+        rc.compile(g)

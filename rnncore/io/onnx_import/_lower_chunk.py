@@ -73,8 +73,9 @@ class _ChunkLower(_Lower):
     def refuse(self, why: str):
         s = self.step
         raise _Refused(f"rc.compile(OnnxGraph): node {s.name!r} ({s.op}) {why}; the C engine compiles a "
-                       "chunk graph as per-frame layers, one LSTM over the chunk (its state rows of one "
-                       "stacked input) and a per-step head (rnncore/io/onnx_import/_lower_chunk.py)")
+                       "chunk graph as per-frame layers, one LSTM or GRU (an ONNX node or a cell written "
+                       "out; its state one stacked input or one input per tensor) and a per-step head "
+                       "(rnncore/io/onnx_import/_lower_chunk.py, docs/importers.md)")
 
     # -- helpers ---------------------------------------------------------------------------
     def shape_after(self, s, shape: tuple) -> tuple:
@@ -183,7 +184,7 @@ class _ChunkLower(_Lower):
             self.val[s.outputs[0]] = out
             return
         if x["k"] == "srow":
-            self.refuse(f"computes with a row of the state input ({op}) outside an LSTM")
+            self.refuse(f"computes with the state ({op}) outside a gate of an LSTM or GRU cell")
         if op == "Concat":
             self.concat_state(s, ins)
             return
@@ -265,8 +266,12 @@ class _ChunkLower(_Lower):
         if outs[2]:
             self.val[outs[2]] = dict(self.feat((1, 1, H), "c"), at=None)     # state only, not features
 
-    def claim(self, r: int, kind: str) -> None:
+    def claim(self, r: int | str, kind: str) -> None:
+        """Row ``r`` of the stacked state (an int) or the state input named ``r`` is the engine's ``kind``."""
         if self.rows.get(kind, r) != r or any(k != kind and x == r for k, x in self.rows.items()):
+            if isinstance(r, str):
+                self.refuse(f"reads the state input {r!r} as {kind}, an input the graph uses otherwise "
+                            f"({self.rows})")
             self.refuse(f"reads row {r} of the state as {kind}, a row the graph uses otherwise ({self.rows})")
         self.rows[kind] = r
 
