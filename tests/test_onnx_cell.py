@@ -181,14 +181,16 @@ def test_torch_lstmcell_export_compiles_to_one_lstm(dynamo):
     _check(TorchLSTMCell(2), lstm=True, dynamo=dynamo)
 
 
-@pytest.mark.parametrize("order, form, swapped, cat", [
-    ("rzn", "after", False, False), ("nzr", "after", False, False), ("zrn", "before", False, False),
-    ("rzn", "after", True, False), ("znr", "before", True, False), ("rz", "after", False, True),
-    ("zr", "before", False, True), ("zr", "before", True, True)])
-def test_handwritten_gru_forms_compile_and_match_onnxruntime(order, form, swapped, cat):
+@pytest.mark.parametrize("order, form, swapped, cat, dynamo", [
+    ("rzn", "after", False, False, False), ("nzr", "after", False, False, False),
+    ("zrn", "before", False, False, False), ("rzn", "after", True, False, False),
+    ("znr", "before", True, False, False), ("rz", "after", False, True, False),
+    ("zr", "before", False, True, False), ("zr", "before", True, True, False),
+    ("nzr", "after", True, False, True), ("zr", "before", False, True, True)])
+def test_handwritten_gru_forms_compile_and_match_onnxruntime(order, form, swapped, cat, dynamo):
     """Both GRU forms, any gate order, z's role swapped (exact: the engine's z is sigmoid of the
     negated pre-activation, 1 - sigmoid(a) = sigmoid(-a)), and the Concat([x, h]) product."""
-    blob, g, *_ = _check(HandGRU(3, order, form, swapped, cat), lstm=False, dynamo=False)
+    blob, g, *_ = _check(HandGRU(3, order, form, swapped, cat), lstm=False, dynamo=dynamo)
     gru = [m for m in lower_graph(g)[0] if type(m).__name__ == "GRU"]
     assert len(gru) == 1 and gru[0].reset_after == (form == "after")
 
@@ -379,3 +381,17 @@ def test_almost_an_lstm_cell_with_its_own_state_inputs_is_refused(kind, op, k, w
     g = from_onnx(blob, input_shapes={"x": (1, F), "h": (1, H), "c": (1, H)})
     with pytest.raises(ValueError, match=rf"node '{node}' \({op}\) {why}"):
         rc.compile(g)
+
+
+def test_cell_graph_batch_of_streams_is_the_graph_per_stream():
+    """engine.run with 3 streams of the nn.LSTMCell graph: each row is onnxruntime fed that
+    stream's inputs and its own state, from zeros."""
+    blob = _export(TorchLSTMCell(14).eval(), ["x", "h", "c"], ["y", "hn", "cn"], dynamo=False)
+    eng = rc.compile(from_onnx(blob, input_shapes={"x": (1, F), "h": (1, H), "c": (1, H)}))
+    X = np.random.default_rng(15).standard_normal((3, 40, F)).astype(np.float32)
+    Y, (h, c) = eng.run(X, return_state=True)
+    for b in range(3):
+        want, (hw, cw) = _ort_loop(blob, ["x", "h", "c"], X[b], [np.zeros((1, H), np.float32)] * 2)
+        np.testing.assert_allclose(Y[b], want, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(h[0, b], hw[0], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(c[0, b], cw[0], rtol=0, atol=1e-5)
