@@ -448,12 +448,6 @@ RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *ac
                                       float *y, const int with_y)
 {
     RNC_NEON_FUSED_SETUP();
-    ptrdiff_t dn; /* gate 2 -> gate 0 of the next 8 units: 32 - 2 ds (GCC takes 3 instructions) */
-#if defined(__GNUC__) && !defined(__clang__)
-    __asm__("sub %0, %1, %2, lsl #1" : "=r"(dn) : "r"((ptrdiff_t)32), "r"(ds));
-#else
-    dn = 32 - 2 * ds;
-#endif
     float *hw = h, *yw = y;
 #if RNC_NEON_GRU16
     /* 16 units per iteration, the gates in the order r, n, z: on by 2 gates, back 1, and from z
@@ -491,6 +485,15 @@ RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *ac
 #endif
     {
         float32x4_t r[2], z[2], n2[2], ph2[2], pi[2], ph[2], hv[2];
+        /* gate 2 -> gate 0 of the next 8 units: 32 - 2 ds, with gcc made in the step from the
+         * 16-unit loop's 32 - ds in one instruction (so not at all when that loop leaves no 8
+         * units; GCC's own form takes 3) */
+        ptrdiff_t dn;
+#if RNC_NEON_GRU16 && defined(__GNUC__)
+        __asm__("sub %0, %1, %2" : "=r"(dn) : "r"(dz2), "r"(ds));
+#else
+        dn = 32 - 2 * ds;
+#endif
         /* kl and ks as if changed every iteration: GCC then multiplies by their lanes instead of
          * keeping a broadcast register per lane */
         __asm__("" : "+w"(kl), "+w"(ks));
