@@ -12,13 +12,9 @@
 
 #include "neon_int.h"
 #include "q8_sparse.h"
+#include "q8_sparse_neondot.h"
 
 RNC_DECLARE_ISA(neondot)
-
-static inline int8x16_t sp_bcast(const int8_t *q, uint16_t g)
-{
-    return vreinterpretq_s8_s32(vdupq_n_s32(rnc__group4(q, g)));
-}
 
 static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
 {
