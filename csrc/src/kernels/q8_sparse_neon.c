@@ -29,7 +29,7 @@ static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
         const uint32_t e = S->rowptr[b + 1];
         if (bh == 16) {
             for (; i + 2 <= e; i += 2) {
-                const int8x8_t x0 = sp_bcast(q, c[i]), x1 = sp_bcast(q, c[i + 1]);
+                const sp_x x0 = sp_bcast(q, c[i]), x1 = sp_bcast(q, c[i + 1]);
                 const int8_t *w0 = w + 64 * (size_t)i, *w1 = w0 + 64;
                 SP_TWO(vld1q_s8(w0), x0, vld1q_s8(w1), x1, l0, h0);
                 SP_TWO(vld1q_s8(w0 + 16), x0, vld1q_s8(w1 + 16), x1, l1, h1);
@@ -37,7 +37,7 @@ static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
                 SP_TWO(vld1q_s8(w0 + 48), x0, vld1q_s8(w1 + 48), x1, l3, h3);
             }
             for (; i < e; ++i) {
-                const int8x8_t x0 = sp_bcast(q, c[i]);
+                const sp_x x0 = sp_bcast(q, c[i]);
                 const int8_t *w0 = w + 64 * (size_t)i;
                 SP_ONE(vld1q_s8(w0), x0, l0, h0);
                 SP_ONE(vld1q_s8(w0 + 16), x0, l1, h1);
@@ -46,13 +46,13 @@ static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
             }
         } else {
             for (; i + 2 <= e; i += 2) {
-                const int8x8_t x0 = sp_bcast(q, c[i]), x1 = sp_bcast(q, c[i + 1]);
+                const sp_x x0 = sp_bcast(q, c[i]), x1 = sp_bcast(q, c[i + 1]);
                 const int8_t *w0 = w + 32 * (size_t)i, *w1 = w0 + 32; /* blocks i and i + 1 */
                 SP_TWO(vld1q_s8(w0), x0, vld1q_s8(w1), x1, l0, h0);
                 SP_TWO(vld1q_s8(w0 + 16), x0, vld1q_s8(w1 + 16), x1, l1, h1);
             }
             for (; i < e; ++i) {
-                const int8x8_t x0 = sp_bcast(q, c[i]);
+                const sp_x x0 = sp_bcast(q, c[i]);
                 const int8_t *w0 = w + 32 * (size_t)i;
                 SP_ONE(vld1q_s8(w0), x0, l0, h0);
                 SP_ONE(vld1q_s8(w0 + 16), x0, l1, h1);
@@ -80,6 +80,15 @@ void rnc_q8_gemm_sparse_neon(const int8_t *Wp, int R, int K, int N, const int8_t
     for (int n = 0; n < N; ++n) sp_col(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
 }
 
+/* aarch64: the intrinsics epilogue of cells_neon.c through the template's hooks (the same bits) */
+#if defined(__aarch64__)
+#include "epilogue_neon.h"
+#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits */
+#define RNC_CELL_UPDATE rnc_neon_cell_update
+#define RNC_Q8_UPDATE rnc_neon_q8_update
+#endif
+#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
+#endif
 #define RNC_SFX sparse_neon
 #define rnc_f32_gemm_sparse_neon rnc_f32_gemm_neon
 #include "cell_template.h"

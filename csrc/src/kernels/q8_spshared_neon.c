@@ -39,7 +39,7 @@ RNC_SAI void sh_gates(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32
 #pragma GCC unroll 4
         for (uint32_t k = 0; k < 4; ++k) lo[g][k] = hi[g][k] = vdupq_n_s32(0);
     for (; ce - c >= 2; c += 2, t += 128 * G) {
-        const int8x8_t x0 = sp_bcast(q, c[0]), x1 = sp_bcast(q, c[1]);
+        const sp_x x0 = sp_bcast(q, c[0]), x1 = sp_bcast(q, c[1]);
 #pragma GCC unroll 2
         for (uint32_t g = 0; g < ng; ++g)
 #pragma GCC unroll 4
@@ -48,7 +48,7 @@ RNC_SAI void sh_gates(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32
                        hi[g][k]);
     }
     if (c < ce) {
-        const int8x8_t x0 = sp_bcast(q, c[0]);
+        const sp_x x0 = sp_bcast(q, c[0]);
 #pragma GCC unroll 2
         for (uint32_t g = 0; g < ng; ++g)
 #pragma GCC unroll 4
@@ -91,6 +91,15 @@ void rnc_q8_gemm_spshared_neon(const int8_t *Wp, int R, int K, int N, const int8
     }
 }
 
+/* aarch64: the intrinsics epilogue of cells_neon.c through the template's hooks (the same bits) */
+#if defined(__aarch64__)
+#include "epilogue_neon.h"
+#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits */
+#define RNC_CELL_UPDATE rnc_neon_cell_update
+#define RNC_Q8_UPDATE rnc_neon_q8_update
+#endif
+#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
+#endif
 #define RNC_SFX spshared_neon
 #define rnc_f32_gemm_spshared_neon rnc_f32_gemm_neon
 #include "cell_template.h"
