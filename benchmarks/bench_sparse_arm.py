@@ -16,7 +16,8 @@ one mask per matrix) and the same weights are compiled dense, per-gate sparse
 ``neondot`` on the A76), and the gate-shared file on ``generic`` (what the ARM paths ran before
 they had gate-shared rows).
 
-    python benchmarks/bench_sparse_arm.py --shared --cpu cortex-a76 --isa neondot --hidden 256 --densities 0.5 0.25
+    python benchmarks/bench_sparse_arm.py --shared --cpu cortex-a76 --isa neondot --hidden 256 \
+        --densities 0.5 0.25
 """
 import argparse
 import sys
@@ -73,8 +74,8 @@ def main() -> None:
 def shared_rows(a, bench: str, ic, d: str) -> None:
     """dense / per-gate / gate-shared on ``a.isa``, gate-shared on generic (instructions per step)"""
     print(f"{a.cpu}, q8, batch 1, I = H, one block mask per matrix: executed instructions per step (qemu)")
-    print(f"| cell | H | d | dense, {a.isa} | per-gate, {a.isa} | gate-shared, generic | gate-shared, {a.isa} "
-          "| dense / per-gate | dense / shared | per-gate / shared |")
+    print(f"| cell | H | d | dense, {a.isa} | per-gate, {a.isa} | gate-shared, generic "
+          f"| gate-shared, {a.isa} | dense / per-gate | dense / shared | per-gate / shared |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for cell in ("gru", "lstm"):
         for H in a.hidden:
