@@ -30,10 +30,10 @@ INT_CORE = src/int/int_cells.c src/int/s8_matvec_generic.c
 ARM_SRCS = src/arch/arm_cpu.c
 # ARM NEON (armv7 hard-float with -mfpu=neon, aarch64 baseline) and aarch64 dot product (sdot);
 # chosen at run time from getauxval (arch/arm_cpu.c). Cross builds: toolchains/cross.mk.
-ARM_NEON_SRCS = src/kernels/gemm_neon.c src/kernels/cells_neon.c src/kernels/q8_sparse_neon.c src/kernels/q4_neon.c src/kernels/fft_neon.c
+ARM_NEON_SRCS = src/kernels/gemm_neon.c src/kernels/cells_neon.c src/kernels/q8_sparse_neon.c src/kernels/q8_spshared_neon.c src/kernels/q4_neon.c src/kernels/fft_neon.c
 ARM_NEON_FLAGS =
 ARM_NEON_FLAGS_ARMV7 = -march=armv7-a -mfpu=neon
-AARCH64_NEONDOT_SRCS = src/kernels/q8_gemm_neondot.c src/kernels/cells_neondot.c src/kernels/q8_sparse_neondot.c src/kernels/q4_neondot.c
+AARCH64_NEONDOT_SRCS = src/kernels/q8_gemm_neondot.c src/kernels/cells_neondot.c src/kernels/q8_sparse_neondot.c src/kernels/q8_spshared_neondot.c src/kernels/q4_neondot.c
 AARCH64_NEONDOT_FLAGS = -march=armv8.2-a+dotprod
 # Flags every file gets (besides -Iinclude): no fast-math and no FP contraction, so that every
 # ISA's epilogue computes the same float32 operations; -fno-strict-aliasing for the in-place

@@ -767,9 +767,10 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
         "shared_gates": bool}``: each weight matrix whose share of nonzero ``block_rows`` x 4
         blocks is at most d (default 0.5, 16-row blocks) is stored block-sparse and run by the
         block-sparse kernels (the same outputs, bit for bit, as its dense form); the others stay
-        dense. With ``shared_gates=True`` (default False) a GRU / LSTM matrix whose gates all
-        have the same zero blocks is stored gate-shared (faster on AVX-512 VNNI and AVX2; NEON and
-        sdot run its generic row, docs/rnc-format.md). For pruned models (:class:`rnncore.nn.BlockPruning`).
+        dense. With ``shared_gates=True`` (the default) a GRU / LSTM matrix whose gates all have
+        the same zero blocks (``BlockPruning(shared_gates=True)``) is stored gate-shared, faster than
+        the per-gate layout on every ISA (docs/rnc-format.md); ``False`` keeps the per-gate layout.
+        For pruned models (:class:`rnncore.nn.BlockPruning`).
     front_f32 : q8 only: None (every frame_conv of the front-end int8: bit-exact, the same on every
         ISA), or the frame_convs to keep in float32, numbered 0, 1, ... among the frame_convs
         (those run the ISA's f32 product; docs/q8-contract.md, "A frame_conv kept in float32").

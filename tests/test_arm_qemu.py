@@ -59,7 +59,8 @@ def cross_build() -> Path:
     _make("cross", "vectors")
     out = CSRC / "build" / "cross"
     for t in ("aarch64", "armhf"):
-        for f in ("librnncore.a", "librnncore.so", "rnncore-bench", "tests/test_main", "tests/test_kernels"):
+        for f in ("librnncore.a", "librnncore.so", "rnncore-bench", "tests/test_main", "tests/test_kernels",
+                  "tests/test_sparse"):
             assert (out / t / f).is_file(), f"{t}/{f} not built"
     return out
 
@@ -126,6 +127,16 @@ def _check_c_tests(build: Path, qemu: str, cpu: str, best: str, runs: set) -> No
     for isa, how in paths.items():  # built for a CPU that lacks it: its rows named as skipped
         if how == "compiled, CPU lacks it":
             assert re.search(rf"^skipped: rnc_q8_gru_step_{isa} ", r.stdout, re.M), r.stdout
+    # the block-sparse rows, per-gate and gate-shared (csrc/tests/test_sparse.c): every row of the
+    # paths this CPU has against the dense generic product and cells, bit for bit
+    r = _qemu(qemu, cpu, [str(cross_build / target / "tests" / "test_sparse")])
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert re.search(r"^sparse kernels: [1-9]\d* passed, 0 failed$", r.stdout, re.M), r.stdout[-3000:]
+    for isa, how in paths.items():
+        if how == "absent":  # not built for this target (x86 paths): no rows
+            continue
+        ran = re.search(rf"^skipped: rnc_q8_gemm_spshared_{isa} ", r.stdout, re.M) is None
+        assert ran == (how == "run"), (isa, how, r.stdout[-3000:])
 
 
 @pytest.mark.parametrize("target,qemu,cpu,best,runs", CPUS, ids=[c[2] for c in CPUS])

@@ -260,7 +260,7 @@ def _layer_flags(data):
 
 
 SHARED_PARENT = {"generic": "generic", "avx2": "avx2", "avx512": "avx2", "avx512vnni": "avx512vnni",
-                 "avxvnni": "avx2", "amx": "avx512vnni", "neon": "generic", "neondot": "generic"}
+                 "avxvnni": "avx2", "amx": "avx512vnni", "neon": "neon", "neondot": "neondot"}
 SHARED_CASES = [("gru", [7, 19], False, ("ih", "hh")), ("lstm", [5, 33], False, ("ih", "hh")),
                 ("gru", [4, 21, 18], False, ("hh",)), ("lstm", [6, 13], True, ("ih", "hh")),
                 ("gru", [37, 45], True, ("ih",)), ("lstm", [40, 64], False, ("ih", "hh"))]
@@ -270,8 +270,9 @@ SHARED_CASES = [("gru", [7, 19], False, ("ih", "hh")), ("lstm", [5, 33], False, 
 def test_gate_shared_layout_bit_identical_to_dense_and_reference_on_every_isa(kind, sizes, bidir, which):
     m = _pruned_shared(kind, sizes, 0.35, seed=len(sizes) * 5 + len(which), bidirectional=bidir, which=which)
     dense = rc.compile(m, "q8")
-    sp = rc.compile(m, "q8", sparse={"max_density": 0.9, "shared_gates": True})
-    per_gate = rc.compile(m, "q8", sparse={"max_density": 0.9})   # per-gate is the default
+    sp = rc.compile(m, "q8", sparse={"max_density": 0.9})   # gate-shared where the masks allow: the default
+    assert sp.data == rc.compile(m, "q8", sparse={"max_density": 0.9, "shared_gates": True}).data
+    per_gate = rc.compile(m, "q8", sparse={"max_density": 0.9, "shared_gates": False})
     want = sum({"ih": 32, "hh": 64}[w] for w in which)
     assert _layer_flags(sp.data) & 96 == want and _layer_flags(per_gate.data) & 96 == 0
     assert len(sp.data) <= len(per_gate.data) <= len(dense.data)  # tensors padded to 64 bytes
@@ -305,10 +306,11 @@ def test_gate_shared_layout_bit_identical_to_dense_and_reference_on_every_isa(ki
 def test_gate_shared_layout_only_where_every_gate_has_the_same_blocks():
     m = _pruned_shared("gru", [8, 32], 0.5, seed=4)
     w_hh = dict(m.named_parameters())["weight_hh_l0"]
-    assert _layer_flags(rc.compile(m, "q8", sparse=True).data) & 96 == 0  # opt-in: per-gate by default
+    assert _layer_flags(rc.compile(m, "q8", sparse={"shared_gates": False}).data) & 96 == 0
     shared = {"shared_gates": True}
     data = rc.compile(m, "q8", sparse=shared).data
     assert _layer_flags(data) & 96 == 96
+    assert rc.compile(m, "q8", sparse=True).data == data  # the default where every gate's mask agrees
     w_hh[32 + 5, 1] = 0.0 if w_hh[32 + 5, 1] else 0.5  # one block of gate z only: masks differ
     if not w_hh.reshape(3, 2, 16, 8, 4)[1, 0, :, 0].any():  # the block's last weight removed
         w_hh[32 + 6, 2] = 0.5

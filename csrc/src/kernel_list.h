@@ -38,8 +38,8 @@
 
 /* The gate-shared block-sparse layout (kernels/q8_spshared_<isa>.c, q8_sparse.h): the product
  * (the matrix an rnc_sparse_q8 in any layout) and the GRU/LSTM cells of layers with a gate-shared
- * matrix. Rows: generic, avx2 (avx512 and avxvnni run it as their parent's) and avx512vnni (amx
- * runs it); neon and neondot run generic's. */
+ * matrix. Rows: generic, avx2 (avx512 and avxvnni run it as their parent's), avx512vnni (amx
+ * runs it), neon (aarch64 and armv7) and neondot. */
 #if defined(RNC_NO_SPARSE)
 #define RNC_KERNELS_SPSHARED(X, sfx, isa)
 #else
@@ -203,7 +203,7 @@
     RNC_KERNELS_AMX(X)
 
 #elif defined(__arm__) || defined(__aarch64__)
-/* ARM NEON (gemm_neon.c, cells_neon.c, q8_sparse_neon.c, q4_neon.c, fft_neon.c); the quantiser is NEON's on aarch64 (epilogue_neon.h), the
+/* ARM NEON (gemm_neon.c, cells_neon.c, q8_sparse_neon.c, q8_spshared_neon.c, q4_neon.c, fft_neon.c); the quantiser is NEON's on aarch64 (epilogue_neon.h), the
  * portable one on armv7 (its NEON float arithmetic is not IEEE) */
 #if defined(__aarch64__)
 #define RNC_KERNELS_NEON_QUANTIZE(X)                                                              \
@@ -219,6 +219,7 @@
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                      \
     RNC_KERNELS_CELLS(X, neon, RNC_ISA_NEON)                                                      \
     RNC_KERNELS_SPARSE(X, neon, RNC_ISA_NEON)                                                     \
+    RNC_KERNELS_SPSHARED(X, neon, RNC_ISA_NEON)                                                   \
     RNC_KERNELS_Q4(X, neon, RNC_ISA_NEON)
 /* aarch64 dot product (q8_gemm_neondot.c, cells_neondot.c); f32 products are NEON's */
 #if defined(__aarch64__)
@@ -227,6 +228,7 @@
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neondot, RNC_ISA_NEONDOT, RNC_IN_ANY, 0, 1, 0)                \
     RNC_KERNELS_CELLS(X, neondot, RNC_ISA_NEONDOT)                                                \
     RNC_KERNELS_SPARSE(X, neondot, RNC_ISA_NEONDOT)                                               \
+    RNC_KERNELS_SPSHARED(X, neondot, RNC_ISA_NEONDOT)                                             \
     RNC_KERNELS_Q4(X, neondot, RNC_ISA_NEONDOT)
 #else
 #define RNC_KERNELS_NEONDOT(X)

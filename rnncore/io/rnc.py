@@ -265,11 +265,12 @@ def _matrix(w: np.ndarray, precision: str, g: int, h: int, hp: int, k: int):
 
 #: block-sparse q8 weights (docs/rnc-format.md): a q8 matrix is stored block-sparse when the share
 #: of its ``block_rows`` x 4 blocks holding a nonzero weight is at most ``max_density``; with
-#: ``shared_gates=True`` a GRU / LSTM matrix whose gates all have the same zero blocks (checked) is
-#: written in the gate-shared layout (16-row blocks only). Off by default: only the generic, avx2
-#: and avx512vnni kernel rows know that layout, so on NEON / sdot it would run slower than the
-#: per-gate layout.
-SPARSE_DEFAULT = {"max_density": 0.5, "block_rows": 16, "shared_gates": False}
+#: ``shared_gates=True`` (the default) a GRU / LSTM matrix whose gates all have the same zero blocks
+#: (checked) is written in the gate-shared layout (16-row blocks only), the others in the per-gate
+#: one. Every ISA has gate-shared rows, measured at least as fast as the per-gate ones on each
+#: (docs/performance.md, "The gate-shared layout"); ``shared_gates=False`` keeps the per-gate
+#: layout, which readers that predate the gate-shared flags also load.
+SPARSE_DEFAULT = {"max_density": 0.5, "block_rows": 16, "shared_gates": True}
 
 
 def _sparse_options(sparse: Any) -> dict | None:
