@@ -478,6 +478,10 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.head = LinearSpec(_np(sd["weight"]), _np(sd["bias"]) if "bias" in sd else None)
             stage = 3
         elif kind.lower() in HEAD_ACTIVATIONS and stage == 3 and spec.head.activation == "none":
+            dim = getattr(m, "dim", -1)
+            if kind == "Softmax" and dim not in (-1, 1 if spec.last_step else 2):
+                raise ValueError(f"compile: module {name!r} (Softmax) has dim={dim}; the engine's softmax "
+                                 f"head normalises the features: expected -1 or {1 if spec.last_step else 2}")
             spec.head.activation = kind.lower()
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "

@@ -489,15 +489,15 @@ def test_convert_strip_final_activation_keras(tmp_path):
     model = keras.Sequential([keras.Input((None, 4)), keras.layers.GRU(6),
                               keras.layers.Dense(3, activation="softmax")])
     model.save(tmp_path / "soft.keras")
-    e = main_error(["convert", tmp_path / "soft.keras", "-o", tmp_path / "x.rnc"])
-    assert "--strip-final-activation" in e and "--keep-final-activation" in e
     x = np.random.default_rng(0).standard_normal((3, 7, 4)).astype(F32)
     probs = keras.ops.convert_to_numpy(model(x))
-    # kept: the .rnc head applies the softmax, in f32 and in q8
+    # kept (the default, or asked for): the .rnc head applies the softmax, in f32 and in q8
     for precision, tol in (("f32", 1e-5), ("q8", 0.05)):
-        assert main(["convert", str(tmp_path / "soft.keras"), "-o", str(tmp_path / f"k{precision}.rnc"),
-                     "--keep-final-activation", "--precision", precision]) == 0
-        np.testing.assert_allclose(rc.load(tmp_path / f"k{precision}.rnc").run(x), probs, atol=tol)
+        for flag in ([], ["--keep-final-activation"]):
+            out = tmp_path / f"k{precision}{len(flag)}.rnc"
+            assert main(["convert", str(tmp_path / "soft.keras"), "-o", str(out), "--precision", precision,
+                         *flag]) == 0
+            np.testing.assert_allclose(rc.load(out).run(x), probs, atol=tol)
     assert main(["convert", str(tmp_path / "soft.keras"), "-o", str(tmp_path / "x.rnc"),
                  "--strip-final-activation"]) == 0
     logits = rc.load(tmp_path / "x.rnc").run(x)
@@ -528,14 +528,17 @@ def test_convert_final_activation_onnx(tmp_path, capsys):
             want = Head()(torch.as_tensor(x)).numpy()
         out = tmp_path / f"{op}.rnc"
         if op == "sigmoid":
-            assert main(["convert", str(src), "-o", str(out), "--keep-final-activation"]) == 0
-            np.testing.assert_allclose(rc.load(out).run(x), want, atol=1e-5)
+            for flag in ([], ["--keep-final-activation"]):   # kept by default, or asked for
+                assert main(["convert", str(src), "-o", str(out), *flag]) == 0
+                np.testing.assert_allclose(rc.load(out).run(x), want, atol=1e-5)
             assert main(["convert", str(src), "-o", str(out), "--strip-final-activation"]) == 0
             with torch.no_grad():
                 np.testing.assert_allclose(rc.load(out).run(x), net(torch.as_tensor(x)).numpy(), atol=1e-5)
         else:  # LogSoftmax has no .rnc head activation: kept is refused, stripped works
             e = main_error(["convert", src, "-o", out, "--keep-final-activation"])
             assert "LogSoftmax cannot be kept" in e and "--strip-final-activation" in e
+            e = main_error(["convert", src, "-o", out])
+            assert "LogSoftmax, which the C engine has no head for" in e and "--strip-final-activation" in e
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:
         main(["convert", str(src), "-o", str(out), "--keep-final-activation", "--strip-final-activation"])

@@ -15,7 +15,7 @@ from rnncore.gradcheck import check_module
 from rnncore.nn import GRU, LSTM, Linear, Sequential
 from rnncore.nn.conv import AvgPool1d, Conv1d, FrameConv1d, Magnitude, MaxPool1d
 from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
-from rnncore.nn.pointwise import GELU, HardSigmoid, ReLU, Residual, Sigmoid, Tanh
+from rnncore.nn.pointwise import GELU, HardSigmoid, ReLU, Residual, Sigmoid, Softmax, Tanh
 
 RNG = np.random.default_rng(16)
 CONV_CASES = [  # (padding, stride, dilation, groups)
@@ -286,6 +286,7 @@ ACTS = [
     (GELU(), torch.nn.GELU()),
     (GELU("tanh"), torch.nn.GELU(approximate="tanh")),
     (HardSigmoid(0.2, 0.5), lambda t: torch.clamp(0.2 * t + 0.5, 0, 1)),
+    (Softmax(), torch.nn.Softmax(dim=-1)),
 ]
 
 
@@ -688,3 +689,13 @@ def test_layers_over_time_with_lengths_equal_each_sequence_alone(layer):
     model.forward(x, lengths=lengths, train=True)
     assert np.all(np.isfinite(model.backward(np.ones((3, 6, 2)))))
     assert all(np.all(np.isfinite(g)) for _, g in model.named_grads())
+
+
+def test_softmax_refuses_other_axes():
+    """rc.nn.Softmax normalises the features (the last axis), as the engine's softmax head."""
+    with pytest.raises(ValueError, match=r"Softmax: dim: expected -1 \(the features, axis 2 of an input "
+                                         r"with 3 axes\), got 1"):
+        Softmax(dim=1).forward(np.zeros((2, 3, 4)))
+    with pytest.raises(TypeError, match="dim: expected an int, got float"):
+        Softmax(dim=1.0)
+    np.testing.assert_allclose(Softmax(dim=1).forward(np.log([[1.0, 3.0]])), [[0.25, 0.75]], rtol=1e-15)

@@ -10,6 +10,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+import rnncore as rc  # noqa: E402
 from rnncore.io.keras_import import from_keras, keras_lengths  # noqa: E402
 
 L = keras.layers
@@ -122,16 +123,32 @@ def test_embedding_mask_zero_sequence_output():
     np.testing.assert_allclose(y[valid], ref[valid], **TOL)
 
 
-def test_final_softmax_needs_consent():
+def test_final_softmax_imports_and_compiles_or_strips():
+    """A classifier's final softmax (in the Dense or as a Softmax / Activation layer) imports as
+    rc.nn.Softmax, which rc.compile runs as the softmax head; strip_final_activation=True still
+    drops it and returns the logits."""
     keras.utils.set_random_seed(9)
-    model = keras.Sequential([keras.Input((None, 3)), L.GRU(4), L.Dense(3, activation="softmax")])
-    with pytest.raises(ValueError, match="strip_final_activation"):
-        from_keras(model)
-    ours = from_keras(model, strip_final_activation=True)
     x = np.random.default_rng(10).standard_normal((4, 5, 3)).astype(np.float32)
-    logits = ours.forward(x.astype(np.float64))
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    np.testing.assert_allclose(p / p.sum(1, keepdims=True), keras.ops.convert_to_numpy(model(x)), **TOL)
+    for head in ([L.Dense(3, activation="softmax")], [L.Dense(3), L.Softmax()],
+                 [L.Dense(3), L.Activation("softmax")]):
+        model = keras.Sequential([keras.Input((None, 3)), L.GRU(4)] + head)
+        ref = keras.ops.convert_to_numpy(model(x))
+        ours = from_keras(model)
+        assert _structure(ours)[-1] == "Softmax"
+        np.testing.assert_allclose(ours.forward(x.astype(np.float64)), ref, **TOL)
+        np.testing.assert_allclose(rc.compile(ours, "f32").run(x), ref, rtol=1e-5, atol=1e-6)
+        stripped = from_keras(model, strip_final_activation=True)
+        assert stripped.keras_stripped == "softmax" and _structure(stripped)[-1] == "Linear"
+        logits = stripped.forward(x.astype(np.float64))
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        np.testing.assert_allclose(p / p.sum(1, keepdims=True), ref, **TOL)
+
+
+def test_softmax_over_time_is_refused():
+    model = keras.Sequential([keras.Input((None, 3)), L.GRU(4, return_sequences=True), L.Dense(3),
+                              L.Softmax(axis=1)])
+    with pytest.raises(ValueError, match="Softmax .* has axis=1; expected the features axis, -1 or 2"):
+        from_keras(model)
 
 
 @pytest.mark.parametrize("layers,match", [
@@ -170,8 +187,8 @@ def test_time_distributed_dense_and_final_softmax_layer():
     keras.utils.set_random_seed(13)
     model = keras.Sequential([keras.Input((None, 3)), L.LSTM(4, return_sequences=True),
                               L.TimeDistributed(L.Dense(5)), L.Softmax()])
-    with pytest.raises(ValueError, match="strip_final_activation"):
-        from_keras(model)
+    ref = keras.ops.convert_to_numpy(model(np.zeros((1, 2, 3), np.float32)))
+    np.testing.assert_allclose(from_keras(model).forward(np.zeros((1, 2, 3))), ref, **TOL)
     ours = from_keras(model, strip_final_activation=True)
     assert _structure(ours) == ["LSTM", "Linear"]
     x = np.random.default_rng(14).standard_normal((2, 6, 3)).astype(np.float32)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from onnx_cases.backend import collect
 
+import rnncore as rc
 from rnncore.io.onnx_import import from_onnx, onnx_run
 
 BACKEND_CASES = [c for op in ("rnn", "gru", "lstm") for c in collect(op)]
@@ -457,7 +458,10 @@ def test_torch_export_opsets(opset, cfg):
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("final", ["softmax", "log_softmax", "sigmoid"])
-def test_final_activation_needs_consent(final):
+def test_final_activation_is_kept_stripped_or_refused(final):
+    """A final Softmax / Sigmoid after the head is kept as the head's activation (the spec and
+    the engine give the graph's probabilities), a LogSoftmax (no such head) is refused; with
+    strip_final_activation=True each is dropped and the model returns the logits."""
     import io
 
     import onnx
@@ -476,11 +480,20 @@ def test_final_activation_needs_consent(final):
     torch.onnx.export(m, (torch.as_tensor(x),), f, dynamo=False, input_names=["x"], output_names=["p"],
                       dynamic_axes={"x": {0: "a", 1: "b"}})
     proto = onnx.load_from_string(f.getvalue())
-    with pytest.raises(ValueError, match="strip_final_activation"):
-        from_onnx(proto, as_spec=True)
-    whole = from_onnx(proto)      # the graph as it is, final activation included
+    if final == "log_softmax":
+        with pytest.raises(ValueError, match="LogSoftmax, which the C engine has no head for.*"
+                                             "strip_final_activation=True"):
+            from_onnx(proto, as_spec=True)
+    else:
+        spec = from_onnx(proto, as_spec=True)
+        assert spec.head.activation == final
+        with torch.no_grad():
+            np.testing.assert_allclose(rc.compile(spec, "f32").run(x), m(torch.as_tensor(x)).numpy(),
+                                       rtol=1e-5, atol=1e-6)
+    whole = from_onnx(proto)      # the graph as it is (a chain, or an OnnxGraph), final activation included
     with torch.no_grad():
-        np.testing.assert_allclose(whole(x), m(torch.as_tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(whole(x.astype(np.float64)), m(torch.as_tensor(x)).numpy(), rtol=1e-5,
+                                   atol=1e-6)
     model = from_onnx(proto, strip_final_activation=True)
     assert len(model.onnx_io.stripped) == 1
     logits = torch.as_tensor(model.forward(x.astype(np.float64)))

@@ -206,6 +206,53 @@ def test_container_with_unknown_pooling_is_refused():
         from_torch(m)
 
 
+class _SoftmaxClassifier(torch.nn.Module):
+    """LSTM, last step, Linear, then a softmax over the classes in one of PyTorch's spellings."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.form = form
+        self.rnn = torch.nn.LSTM(4, 6, batch_first=True)
+        self.fc = torch.nn.Linear(6, 3)
+        self.sm = torch.nn.Softmax(dim=-1) if form == "module" else torch.nn.Identity()
+
+    def forward(self, x):
+        z = self.fc(self.rnn(x)[0][:, -1])
+        if self.form == "function":
+            return torch.softmax(z, dim=1)
+        if self.form == "F":
+            return torch.nn.functional.softmax(z, dim=-1)
+        if self.form == "method":
+            return z.softmax(-1)
+        if self.form == "over_batch":
+            return torch.softmax(z, dim=0)
+        return self.sm(z)
+
+
+@pytest.mark.parametrize("form", ["module", "function", "F", "method"])
+def test_softmax_head_imports_and_compiles(form):
+    """The softmax of a classifier becomes rc.nn.Softmax (the engine's softmax head), whether it
+    is a module or a function in forward (read with torch.fx when the container's interpretations
+    do not reproduce the output)."""
+    import rnncore as rc
+
+    torch.manual_seed(2)
+    m = _SoftmaxClassifier(form).eval()
+    x = np.random.default_rng(9).standard_normal((3, 7, 4)).astype(np.float32)
+    ref = _run_torch(m, torch.as_tensor(x))
+    ours = from_torch(m, dtype="float32")
+    assert [type(x).__name__ for x in ours] == ["LSTM", "LastStep", "Linear", "Softmax"]
+    np.testing.assert_allclose(ours.forward(x), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rc.compile(ours, "f32").run(x), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rc.compile(ours, "q8").run(x), ref, atol=5e-3)
+
+
+def test_softmax_over_the_batch_is_refused():
+    m = _SoftmaxClassifier("over_batch").eval()
+    with pytest.raises(ValueError, match=r"softmax over dim=0 of data \('B', 'F'\); only over the features"):
+        from_torch(m)
+
+
 def test_unsupported_module_is_named():
     m = torch.nn.Sequential(torch.nn.GRU(3, 3), torch.nn.Upsample(scale_factor=2))
     with pytest.raises(ValueError, match=r"'1' of type torch.nn.modules.upsampling.Upsample"):

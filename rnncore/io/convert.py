@@ -184,7 +184,8 @@ def add_arguments(p) -> None:
                        help=".keras/.onnx: drop a final softmax/sigmoid (the .rnc outputs the logits)")
     final.add_argument("--keep-final-activation", action="store_true",
                        help=".keras/.onnx: keep a final softmax/sigmoid as the .rnc head's activation "
-                            "(the .rnc outputs what the source model does)")
+                            "(the .rnc outputs what the source model does; what the importers do "
+                            "without either flag)")
     p.add_argument("--max-bytes", type=int, default=MAX_MODEL_BYTES,
                    help="largest input file read (default 2 GiB); larger and non-regular files are refused")
 
@@ -209,7 +210,9 @@ def run(args) -> None:
         raise CLIError(f"{args.source}: needs a package that is not installed ({e})") from e
     except (OSError, ValueError, TypeError) as e:
         msg = " ".join(str(e).split()).removeprefix(f"{args.source}: ")  # the path is said once
-        if "strip_final_activation=True" in msg:
+        if "LogSoftmax" in msg and "strip_final_activation=True" in msg:
+            msg += " (rnncore convert: --strip-final-activation outputs the logits)"
+        elif "strip_final_activation=True" in msg:
             msg += (" (rnncore convert: --keep-final-activation keeps it as the .rnc head's activation, "
                     "--strip-final-activation outputs the logits)")
         raise CLIError(f"{args.source}: {msg}") from e

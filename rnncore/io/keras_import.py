@@ -20,10 +20,11 @@ the original form ``n = tanh(W_n x + b_n + R_n (r * h))`` (``reset_after=False``
 Supported layers, in a chain: ``InputLayer``, ``Masking``, ``Embedding``, ``SimpleRNN``,
 ``GRU``, ``LSTM`` (``return_sequences`` either way, ``go_backwards``, any activation that
 ONNX also has), ``Bidirectional`` (``merge_mode="concat"``), ``GlobalAveragePooling1D``,
-``Dense`` / ``TimeDistributed(Dense)`` (linear or with a relu/sigmoid/tanh/gelu/hard_sigmoid
-activation, imported as a following activation layer; a final softmax/sigmoid — in the
-``Dense`` or as a following ``Activation`` / ``Softmax`` layer — is dropped with
-``strip_final_activation=True``), ``Activation`` / ``ReLU`` layers, the front-end layers
+``Dense`` / ``TimeDistributed(Dense)`` (linear or with a relu/sigmoid/tanh/gelu/hard_sigmoid/softmax
+activation, imported as a following activation layer, ``rc.nn.Softmax`` for softmax; a final
+softmax/sigmoid — in the ``Dense`` or as a following ``Activation`` / ``Softmax`` layer — is
+dropped instead with ``strip_final_activation=True``), ``Activation`` / ``ReLU`` / ``Softmax``
+(over the features) layers, the front-end layers
 ``Conv1D``, ``MaxPooling1D``, ``AveragePooling1D``, ``LayerNormalization`` and
 ``BatchNormalization`` (inference; conversions in ``docs/importers.md``), and
 ``Dropout``-style layers (ignored). A functional model is read by its wiring
@@ -168,7 +169,7 @@ def _load(model_or_path, max_bytes: int = MAX_MODEL_BYTES):
 
 # Keras activation name -> rnncore.io._build.ACTIVATIONS name (a per-step layer)
 _ACT_LAYER = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "hard_sigmoid": "hardsigmoid",
-              "gelu": "gelu"}
+              "gelu": "gelu", "softmax": "softmax"}
 _FRONT = ("Conv1D", "MaxPooling1D", "AveragePooling1D")   # layers over time
 
 
@@ -184,6 +185,15 @@ def _act_module(layer, name: str) -> dict:
             f"as a layer: {sorted(_ACT_LAYER)} and 'linear' (a final softmax/sigmoid can be dropped with "
             "strip_final_activation=True)")
     return {"kind": "module", "module": _build.activation(_ACT_LAYER[name])}
+
+
+def _softmax_axis(layer, k: str, seq: bool) -> None:
+    """A ``Softmax`` layer must normalise the features (the last axis), as ``rc.nn.Softmax``."""
+    axis = getattr(layer, "axis", -1) if k == "Softmax" else -1
+    axes = (-1, 2) if seq else (-1, 1)
+    if (axis if isinstance(axis, int) else tuple(axis)) not in axes + ((-1,), (axes[1],)):
+        raise ValueError(f"from_keras: Softmax {layer.name!r} has axis={axis!r}; expected the features "
+                         f"axis, -1 or {axes[1]}")
 
 
 def _channels_last(layer) -> None:
@@ -470,8 +480,7 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             if act not in _ACT_LAYER and act != "linear" and not strip:
                 raise ValueError(
                     f"from_keras: Dense {layer.name!r} has activation {act!r}; supported: 'linear', "
-                    f"{sorted(_ACT_LAYER)} (for a final softmax/sigmoid pass strip_final_activation=True to "
-                    "import the logits)")
+                    f"{sorted(_ACT_LAYER)}")
             w = dense.get_weights()
             descr.append({"kind": "linear", "weight": w[0].T, "bias": w[1] if dense.use_bias else None})
             if strip:
@@ -488,22 +497,21 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                 continue
             if (strip_final_activation and last and act in ("softmax", "sigmoid") and descr
                     and descr[-1]["kind"] == "linear" and stripped is None):
-                if k == "Softmax" and layer.axis not in (-1, 2):
-                    raise ValueError(f"from_keras: Softmax {layer.name!r} over axis {layer.axis}")
+                _softmax_axis(layer, k, seq)
                 stripped = act
-            elif act in _ACT_LAYER and k != "Softmax":
+            elif act in _ACT_LAYER:
+                _softmax_axis(layer, k, seq)
                 descr.append(_act_module(layer, act))
             else:
                 raise ValueError(
                     f"from_keras: {k} {layer.name!r} ({act!r}) is not supported; supported activations: "
-                    f"{sorted(_ACT_LAYER)}; a final softmax/sigmoid after a Dense layer is dropped with "
-                    "strip_final_activation=True")
+                    f"{sorted(_ACT_LAYER)}")
         else:
             raise ValueError(
                 f"from_keras: unsupported layer {layer.name!r} ({type(layer).__module__}.{k}); supported: "
                 "InputLayer, Masking, Embedding, SimpleRNN, GRU, LSTM, Bidirectional, Conv1D, MaxPooling1D, "
                 "AveragePooling1D, BatchNormalization, LayerNormalization, GlobalAveragePooling1D, Dense, "
-                "TimeDistributed(Dense), Activation, ReLU, Softmax (final), Add (a residual x + f(x) of a "
+                "TimeDistributed(Dense), Activation, ReLU, Softmax, Add (a residual x + f(x) of a "
                 "functional model), Dropout-style layers")
     if not any(d["kind"] == "rnn" for d in descr):
         raise ValueError("from_keras: the model has no SimpleRNN/GRU/LSTM layer")

@@ -16,7 +16,8 @@ reset-after form). What needs care is everything around them:
   (``rc.nn.LastStep``) or on the mean over time (``rc.nn.MaskedMean``) — whose output
   matches; if none does, it refuses rather than guess.
 * a container that also holds front-end layers (``nn.Conv1d``, ``nn.MaxPool1d``/``AvgPool1d``,
-  ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules) is read from its ``forward`` with
+  ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules), or whose output none of the three
+  interpretations above reproduces (``torch.softmax`` of the head, say), is read from its ``forward`` with
   ``torch.fx`` (:mod:`rnncore.io.torch_fx`): a chain of layers, transposes/permutes between
   PyTorch's ``(B, C, T)`` and ``(B, T, F)``, ``y[:, -1]``, ``y.mean(1)``, ``h_n[-1]`` and
   activation functions; the imported model reads and returns ``(B, T, F)``, and its
@@ -252,4 +253,12 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
 
     if needs_fx(m):
         return _build.as_spec(from_torch_fx(m, dtype, seed), as_spec)
-    return _build.as_spec(_container(m, dtype, seed), as_spec)
+    try:
+        model = _container(m, dtype, seed)
+    except ValueError as e:
+        # e.g. torch.softmax(...) or a residual in forward: read the forward itself with torch.fx
+        try:
+            model = from_torch_fx(m, dtype, seed)
+        except Exception as fx_error:  # noqa: BLE001 - the trace's own errors (TraceError, ...) too
+            raise ValueError(f"{e}; read with torch.fx: {fx_error}") from None
+    return _build.as_spec(model, as_spec)

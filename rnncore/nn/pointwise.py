@@ -15,6 +15,10 @@ GELU tanh     ``a/2 (1 + tanh(u))``,                      ``(1 + t)/2 + a/2 (1 -
               ``u = sqrt(2/pi) (a + 0.044715 a^3)``       ``t = tanh(u)``
 ============  ==========================================  ==========================================
 
+``Softmax`` is the one that is not element by element: it normalises the features of one step,
+``y_i = exp(a_i - max_j a_j) / sum_k exp(a_k - max_j a_j)``, and its backward is the
+Jacobian-vector product ``dx_i = y_i (dy_i - sum_k y_k dy_k)``.
+
 ``HardSigmoid()`` is PyTorch's (``alpha = 1/6, beta = 1/2``); ONNX's and Keras 2's
 ``hard_sigmoid`` is ``alpha = 0.2, beta = 0.5``. ``GELU(approximate="none" | "tanh")`` is
 PyTorch's ``nn.GELU``.
@@ -31,7 +35,7 @@ from rnncore.nn.functional import sigmoid
 from rnncore.nn.layers import _check_dy, _need
 from rnncore.nn.module import Module
 
-__all__ = ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Residual", "erf"]
+__all__ = ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "Residual", "erf"]
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -178,6 +182,45 @@ class GELU(_Activation):
         cdf = 0.5 * (1 + erf(x / math.sqrt(2.0)))
         pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
         return (cdf + x * pdf).astype(x.dtype)
+
+
+class Softmax(_Activation):
+    """Softmax over the features of each step, PyTorch's ``nn.Softmax(dim=-1)``.
+
+    ``y_i = exp(x_i - m) / sum_k exp(x_k - m)`` with ``m = max_k x_k`` (the same value without the
+    shift, which only keeps ``exp`` from overflowing); ``dx_i = y_i (dy_i - sum_k y_k dy_k)``.
+    ``x (..., F) -> y (..., F)``: the last axis is the features (``(B, F)`` after pooling,
+    ``(B, T, F)`` per step). The C engine runs it as the activation of a ``Linear`` head.
+
+    Parameters
+    ----------
+    dim : the axis to normalise, ``-1`` (PyTorch's ``dim`` / Keras' ``axis``); any other axis
+        would mix batch or time steps and is refused when the layer is called.
+    """
+
+    kind = "softmax"
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
+            raise TypeError(f"dim: expected an int, got {type(dim).__name__}")
+        self.dim = int(dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def _f(self, x):
+        if self.dim not in (-1, x.ndim - 1):
+            raise ValueError(f"Softmax: dim: expected -1 (the features, axis {x.ndim - 1} of an input "
+                             f"with {x.ndim} axes), got {self.dim}")
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, type(self).__name__)
+        _, y = self._cache
+        dy = _check_dy(dy, y.shape, y.dtype, type(self).__name__)
+        return y * (dy - np.sum(y * dy, axis=-1, keepdims=True))
 
 
 class Residual(Module):

@@ -409,16 +409,9 @@ def _axis_dim(ax: tuple) -> tuple:
 
 
 def _softmax_module():
-    from rnncore.nn.module import Module
+    from rnncore.nn.pointwise import Softmax
 
-    class Softmax(Module):      # the class name is what spec_from_model reads as the head activation
-        """``y = softmax(x)`` over the last axis (the features of a step): the C engine's softmax head."""
-
-        def forward(self, x, train: bool = False):
-            z = x - x.max(axis=-1, keepdims=True)
-            e = np.exp(z)
-            return e / e.sum(axis=-1, keepdims=True)
-    return Softmax()
+    return Softmax()    # the class name is what spec_from_model reads as the head activation
 
 
 class _SeqLower:

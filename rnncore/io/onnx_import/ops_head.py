@@ -1,5 +1,6 @@
 """Heads and pooling after the recurrent layers: ``Gemm``, ``MatMul`` + ``Add``, ``ReduceMean``
-over time, a droppable final ``Softmax`` / ``Sigmoid``, and constant arithmetic."""
+over time, a final ``Softmax`` / ``Sigmoid`` (kept as a layer, or dropped with
+``strip_final_activation``), and constant arithmetic."""
 
 from __future__ import annotations
 
@@ -65,11 +66,19 @@ def op_final_activation(imp, node, ins, a):
     axis = int(a.get("axis", -1))
     last_axis = node.op_type == "Sigmoid" or axis in (-1, len(s.axes) - 1)
     head = s.pipe and imp.layers[s.pipe[-1]]["kind"] == "linear"
-    if not (imp.strip and node.output[0] in outputs and last_axis and head):
-        imp.refuse(node, "activation on the data (a final softmax/sigmoid after the head can be "
-                          "dropped with strip_final_activation=True)")
-    imp.stripped.append(node.op_type)
-    return [s]
+    if not (node.output[0] in outputs and last_axis and head):
+        imp.refuse(node, "activation on the data (only a final softmax/sigmoid over the features "
+                          "right after the head is imported)")
+    if imp.strip:
+        imp.stripped.append(node.op_type)
+        return [s]
+    if node.op_type == "LogSoftmax":
+        imp.refuse(node, "is a LogSoftmax, which the C engine has no head for (its heads: relu, "
+                          "sigmoid, tanh, softmax); drop it with strip_final_activation=True")
+    from rnncore.nn.pointwise import Sigmoid, Softmax
+
+    act = Softmax() if node.op_type == "Softmax" else Sigmoid()
+    return [_Seq(s.axes, s.sizes, imp.add_layer(s.pipe, {"kind": "module", "module": act}))]
 
 
 def _const_binary(imp, node, ins, fn):
