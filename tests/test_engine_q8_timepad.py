@@ -171,33 +171,41 @@ def test_conv_spec_length_and_values_equal_pytorch(k, dl, pl, pr):
         assert err < 0.03 * np.abs(want).max(), err
 
 
+def _spec_stream_gives_the_spec_run(recs, T, lookahead):
+    """The spec's RecordStream over T steps (2 rows of 6 inputs), its first ``lookahead`` steps
+    ``None``, then its flush: the bits of its whole-sequence run (of out_lengths' length).
+    Returns the stream (flushed), its input and its step outputs."""
+    X = _x((2, T, 6), seed=T)
+    run = front.step_records(recs, X)
+    assert run.shape[1] == front.out_lengths(recs, [T])[0]
+    st = front.RecordStream(recs, 2)
+    outs = [st.step(X[:, t]) for t in range(T)]
+    rows = [o for o in outs if o is not None] + st.flush()
+    assert all(o is None for o in outs[:lookahead])
+    got = np.stack(rows, 1) if rows else np.zeros((2, 0, 6), F32)
+    np.testing.assert_array_equal(got, run)
+    return st, X, outs
+
+
 def test_spec_stream_and_flush_give_the_bits_of_the_spec_run():
     d = read_rnc(rc.compile(model(seed=3), precision="q8").data)
     for T in (1, 4, 11, 26):
-        X = _x((2, T, 6), seed=T)
-        run = front.step_records(d["front"], X)
-        assert run.shape[1] == front.out_lengths(d["front"], [T])[0]
-        st = front.RecordStream(d["front"], 2)
-        outs = [st.step(X[:, t]) for t in range(T)]
-        rows = [o for o in outs if o is not None] + st.flush()
-        assert all(o is None for o in outs[:LOOKAHEAD])
-        got = np.stack(rows, 1) if rows else np.zeros((2, 0, 6), F32)
-        np.testing.assert_array_equal(got, run)
+        st, X, outs = _spec_stream_gives_the_spec_run(d["front"], T, LOOKAHEAD)
         outs2 = [st.step(X[:, t]) for t in range(T)]   # after the flush: a fresh sequence
         assert [o is None for o in outs2] == [o is None for o in outs]
 
 
 # ---- the engine ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
-def test_engine_equals_the_numpy_q8_spec_bit_for_bit_on_every_isa(cell):
-    e = rc.compile(model(seed=5, cell=cell), precision="q8")
+def _engine_equals_the_spec_on_every_isa(m, T, lengths):
+    """``m`` compiled q8 (its Conv1d int8) on 4 sequences of T steps with ``lengths``: on every ISA
+    path the bits of the NumPy q8 spec, each padded after its own last step (the third as if
+    alone). Returns the file's dict."""
+    e = rc.compile(m, precision="q8")
     d = read_rnc(e.data)
-    kinds = [r["kind"] for r in d["front"]]
-    assert kinds == ["conv1d", "relu", "max_pool1d", "conv1d", "hard_sigmoid", "avg_pool1d", "avg_pool1d"]
     assert all(r["tensors"]["qweight"].dtype == np.int8 for r in d["front"] if r["kind"] == "conv1d")
-    X = _x((4, 29, 6), seed=6, scale=1.5)
-    lengths = np.array([29, 17, 4, 1])
+    X = _x((4, T, 6), seed=6, scale=1.5)
+    lengths = np.array(lengths)
     ref, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, lengths)
     n = front.out_lengths(d["front"], lengths)
     assert ref.shape[1] == n[0] and np.all(ref[1, n[1]:] == 0) and np.abs(ref[1, :n[1]]).min() > 0
@@ -205,25 +213,27 @@ def test_engine_equals_the_numpy_q8_spec_bit_for_bit_on_every_isa(cell):
         e.set_isa(isa)
         np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
     # each shorter sequence as if alone: its own run (its right padding after its last step)
-    alone, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X[2:3, :4], None)
+    alone, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X[2:3, :lengths[2]], None)
     np.testing.assert_array_equal(ref[2:3, :n[2]], alone)
+    return d
 
 
-@pytest.mark.parametrize("isa", ISAS)
-def test_stream_steps_and_flush_give_the_run_and_a_saved_state_resumes(isa):
-    e = rc.compile(model(seed=7, cell=nn.LSTM), precision="q8")
+def _stream_gives_the_run_and_resumes(m, isa, T, save_at):
+    """``m`` compiled q8 on ``isa``, streamed over T steps (2 rows): its ``None`` steps the spec
+    stream's, steps + flush its run, a state saved before each step of ``save_at`` resumed (on the
+    stream and on a pickled copy) the rest of that run. Returns the stream and the spec's ``None``
+    steps."""
+    e = rc.compile(m, precision="q8")
     e.set_isa(isa)
     d = read_rnc(e.data)
-    T = 23
     X = _x((2, T, 6), seed=8)
     whole = e.run(X)
     spec = front.RecordStream(d["front"], 2)
     none = [spec.step(X[:, t]) is None for t in range(T)]
     s = e.stream(2)
-    assert s.lookahead == LOOKAHEAD
     saved, outs = {}, []
     for t in range(T):
-        if t in (3, 15):   # during the look-ahead and after it
+        if t in save_at:
             saved[t] = (s.state, len([o for o in outs if o is not None]))
         outs.append(s.step(X[:, t].copy()))
     assert [o is None for o in outs] == none
@@ -238,6 +248,21 @@ def test_stream_steps_and_flush_give_the_run_and_a_saved_state_resumes(isa):
             tail = r.flush()
             rest = np.concatenate([np.stack(again, 1), tail], 1) if again else tail
             np.testing.assert_array_equal(rest, whole[:, k:], err_msg=f"restored at step {t}")
+    return s, none
+
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
+def test_engine_equals_the_numpy_q8_spec_bit_for_bit_on_every_isa(cell):
+    d = _engine_equals_the_spec_on_every_isa(model(seed=5, cell=cell), 29, [29, 17, 4, 1])
+    kinds = [r["kind"] for r in d["front"]]
+    assert kinds == ["conv1d", "relu", "max_pool1d", "conv1d", "hard_sigmoid", "avg_pool1d", "avg_pool1d"]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_stream_steps_and_flush_give_the_run_and_a_saved_state_resumes(isa):
+    # saved during the look-ahead and after it
+    s, _ = _stream_gives_the_run_and_resumes(model(seed=7, cell=nn.LSTM), isa, 23, (3, 15))
+    assert s.lookahead == LOOKAHEAD
 
 
 def _torch_model(m):
@@ -357,62 +382,19 @@ def test_strided_spec_stream_and_flush_give_the_bits_of_the_spec_run():
     d = read_rnc(rc.compile(strided_model(seed=3), precision="q8").data)
     assert [r.get("stride") for r in d["front"] if r["kind"] == "conv1d"] == [2, 2, 3]
     for T in (1, 2, 5, 12, 27):
-        X = _x((2, T, 6), seed=T)
-        run = front.step_records(d["front"], X)
-        assert run.shape[1] == front.out_lengths(d["front"], [T])[0]
-        st = front.RecordStream(d["front"], 2)
-        outs = [st.step(X[:, t]) for t in range(T)]
-        rows = [o for o in outs if o is not None] + st.flush()
-        got = np.stack(rows, 1) if rows else np.zeros((2, 0, 6), F32)
-        np.testing.assert_array_equal(got, run)
+        _spec_stream_gives_the_spec_run(d["front"], T, 0)
 
 
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
 def test_strided_engine_equals_the_numpy_q8_spec_bit_for_bit_on_every_isa(cell):
-    e = rc.compile(strided_model(seed=5, cell=cell), precision="q8")
-    d = read_rnc(e.data)
-    assert all(r["tensors"]["qweight"].dtype == np.int8 for r in d["front"] if r["kind"] == "conv1d")
-    X = _x((4, 31, 6), seed=6, scale=1.5)
-    lengths = np.array([31, 18, 5, 2])
-    ref, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, lengths)
-    n = front.out_lengths(d["front"], lengths)
-    assert ref.shape[1] == n[0] and np.all(ref[1, n[1]:] == 0) and np.abs(ref[1, :n[1]]).min() > 0
-    for isa in ISAS:
-        e.set_isa(isa)
-        np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
-    alone, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X[2:3, :5], None)
-    np.testing.assert_array_equal(ref[2:3, :n[2]], alone)
+    _engine_equals_the_spec_on_every_isa(strided_model(seed=5, cell=cell), 31, [31, 18, 5, 2])
 
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_strided_stream_steps_and_flush_give_the_run_and_a_saved_state_resumes(isa):
-    e = rc.compile(strided_model(seed=7, cell=nn.LSTM), precision="q8")
-    e.set_isa(isa)
-    d = read_rnc(e.data)
-    T = 29
-    X = _x((2, T, 6), seed=8)
-    whole = e.run(X)
-    spec = front.RecordStream(d["front"], 2)
-    none = [spec.step(X[:, t]) is None for t in range(T)]
+    T = 29   # states saved between the outputs of each stride
+    _, none = _stream_gives_the_run_and_resumes(strided_model(seed=7, cell=nn.LSTM), isa, T, (2, 13, 22))
     assert 0 < sum(not v for v in none) < T // 4   # one output per 12 steps, and the flush's
-    s = e.stream(2)
-    saved, outs = {}, []
-    for t in range(T):
-        if t in (2, 13, 22):   # between the outputs of each stride
-            saved[t] = (s.state, len([o for o in outs if o is not None]))
-        outs.append(s.step(X[:, t].copy()))
-    assert [o is None for o in outs] == none
-    body = [o for o in outs if o is not None]
-    got = np.concatenate([np.stack(body, 1), s.flush()], 1)
-    np.testing.assert_array_equal(got, whole)
-    for t, (state, k) in saved.items():
-        for r in (s, pickle.loads(pickle.dumps(s))):
-            r.state = state
-            again = [r.step(X[:, u].copy()) for u in range(t, T)]
-            again = [o for o in again if o is not None]
-            tail = r.flush()
-            rest = np.concatenate([np.stack(again, 1), tail], 1) if again else tail
-            np.testing.assert_array_equal(rest, whole[:, k:], err_msg=f"restored at step {t}")
 
 
 def _torch_strided(m):
