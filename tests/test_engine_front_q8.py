@@ -4,7 +4,6 @@ equals the whole-sequence run bit for bit, the state saves and restores, the fil
 writes the same bytes; and Silero VAD v6 in q8 on a real recording (pyannote-audio's sample.wav)
 against onnxruntime's decisions."""
 
-import importlib.util
 import pathlib
 import sys
 
@@ -241,15 +240,6 @@ def test_choose_front_f32_keeps_the_frame_conv_whose_int8_costs_most():
 # ---- Silero VAD v6 ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def silero():
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None:
-        pytest.fail("silero-vad 6.2.3 is not installed: pip install --no-deps silero-vad==6.2.3 "
-                    "(.ci/run does)")
-    return (pathlib.Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx").read_bytes()
-
-
 def test_silero_q8_equals_its_reference_bit_for_bit_and_streams(silero):
     from rnncore.io import from_onnx
 
@@ -260,7 +250,7 @@ def test_silero_q8_equals_its_reference_bit_for_bit_and_streams(silero):
     np.testing.assert_array_equal(np.stack([s.step(X[:, t].copy()) for t in range(12)], 1), ref)
 
 
-def test_silero_q8_decisions_on_a_real_recording(silero):
+def test_silero_q8_decisions_on_a_real_recording(silero, sample_audio):
     """The issue's target (at most 1 decision flip p > 0.5 per 500 frames against onnxruntime),
     on pyannote-audio's sample (30 s of conversation, 937 frames) and two variants of it, 2811
     frames: met by the q8 compile that keeps the frame_convs choose_front_f32 picks on the first
@@ -269,14 +259,11 @@ def test_silero_q8_decisions_on_a_real_recording(silero):
     none; with every convolution int8, 99.5 % of the three variants' decisions agree
     (docs/q8-contract.md)."""
     import onnxruntime as ort
-    from bench_vad_q8 import CHOICE_SECONDS, choice, frames, keep_f32, recording, variants
+    from bench_vad_q8 import CHOICE_SECONDS, choice, frames, keep_f32, variants
 
     from rnncore.io import from_onnx
 
-    try:
-        audio = recording()
-    except FileNotFoundError as exc:
-        pytest.fail(f"{exc} (.ci/run installs it)")
+    audio = sample_audio
     g = from_onnx(silero)
     e32, e8 = rc.compile(g), rc.compile(g, precision="q8")
     ch = choice(silero)
