@@ -36,7 +36,8 @@ MACS_LSTM = 4 * 128 * 256
 MACS_VAD = 258 * 256 * 4 + 128 * 387 * 4 + 64 * 384 * 2 + 64 * 192 + 128 * 192 + MACS_LSTM + 128
 
 
-def _median_step(stream, x, out, steps: int) -> float:
+def median_step(stream, x, out, steps: int) -> float:
+    """Seconds of one ``stream.step(x, out=out)``: the median of ``steps`` after 50 to warm up."""
     for _ in range(50):
         stream.step(x, out=out)
     times = []
@@ -71,8 +72,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((1, 576)) * 0.1).astype(np.float32)
     xh = (rng.standard_normal((1, 128)) * 0.5).astype(np.float32)
-    t_vad = _median_step(vad.stream(), x, np.empty((1, 1), np.float32), args.steps)
-    t_lstm = _median_step(lstm.stream(), xh, np.empty((1, 128), np.float32), args.steps)
+    t_vad = median_step(vad.stream(), x, np.empty((1, 1), np.float32), args.steps)
+    t_lstm = median_step(lstm.stream(), xh, np.empty((1, 128), np.float32), args.steps)
     X = (rng.standard_normal((1, 500, 576)) * 0.1).astype(np.float32)
     vad.run(X)
     t_run = []
@@ -111,7 +112,7 @@ def _profile(vad, x, args) -> None:
         e = rc.Engine(write_rnc(cut))
         if args.isa:
             e.set_isa(args.isa)
-        t = _median_step(e.stream(), x, np.empty((1, 1), np.float32), args.steps)
+        t = median_step(e.stream(), x, np.empty((1, 1), np.float32), args.steps)
         r = d["front"][n - 1]
         print(f"  + front[{n - 1}] {r['kind']:<13} -> {width:5d} features: {t * 1e6:7.2f} us "
               f"(+{(t - prev) * 1e6:6.2f})")
