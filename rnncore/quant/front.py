@@ -624,7 +624,8 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
         if t.get("qweight") is None:
             raise ValueError("step_record: a frame_conv kept in float32 has no bit-exact NumPy form "
                              "(its product is the ISA's f32 GEMM row)")
-        return frame_conv_q8({**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"]}, x)
+        full = {**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"]}
+        return frame_conv_q16(full, x) if rec.get("bits") == 16 else frame_conv_q8(full, x)
     if kind == "log_mel":
         return log_mel_rows(rec, x)
     if kind == "magnitude":
