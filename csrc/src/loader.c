@@ -1368,9 +1368,11 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
          * bytes each, within cg*k floats) and 64 floats more for the row's codes' alignment and its
          * scale, then the row's codes (ci*L bytes) */
         uint64_t need = RNC_FCONV_BLOCK * (cg * k + r16(cog)) + (F->s ? 64 + (ci * L + 3) / 4 : 0);
+#if !defined(RNC_NO_Q16)
         /* q16 (frame_conv_row_q16): the windows' int16 codes (r16(cg*k) each), int64 sums, 64
          * floats (the scale), the row's int16 codes */
         if (F->q16) need = RNC_FCONV_BLOCK * (r16(cg * k) / 2 + 2 * r16(cog)) + 64 + (ci * L + 1) / 2;
+#endif
         if (need > m->front_scratch) m->front_scratch = (size_t)need;
     }
     if (F->in_w > m->front_w) m->front_w = F->in_w;

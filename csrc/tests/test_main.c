@@ -1487,7 +1487,8 @@ static void test_flush(const char *dir)
  * of 16 (inputs K..round16(K) zero in both operands), ldacc > R (rows past R not written). */
 static void test_gemm_q16(void)
 {
-    static const int shapes[][3] = {{1, 1, 1}, {16, 16, 2}, {5, 387, 3}, {17, 33, 16}, {64, 128, 7}, {3, 2000, 1}};
+    static const int shapes[][3] = {{1, 1, 1}, {16, 16, 2}, {5, 387, 3}, {17, 33, 16}, {64, 128, 7}, {3, 2000, 1},
+                                    {2, 5000, 3}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
         for (int mode = 0; mode < 3; ++mode) {
             const int R = shapes[s][0], K = shapes[s][1], N = shapes[s][2], kp = (K + 15) / 16 * 16;
