@@ -220,3 +220,16 @@ def test_silero_q16_engine_meets_the_target_on_every_variant(silero):
         flips[name] = int(((p > 0.5) != (p_ort > 0.5)).sum())
     assert len(flips) == 8 and all(f <= 1 for f in flips.values()), flips
     assert sum(flips.values()) <= 7496 / 500 / 2, flips
+
+
+def test_export_c_carries_the_q16_file(tmp_path):
+    """export-c embeds the .rnc bytes after the C loader's checks: a front_bits=16 file passes them
+    and is embedded whole; its damaged form is refused there."""
+    from rnncore.io.export_c import export_c
+
+    e = rc.compile(_front_model(GRU), precision="q8", front_bits=16)
+    src = export_c(e.data, tmp_path / "vad16.c")
+    assert f"{len(e.data)}" in src
+    pos = LAYOUT["hdr2"].size
+    with pytest.raises(ValueError, match=r"not a valid \.rnc model: .*bits: 12, expected 16"):
+        export_c(_mutated(e.data, pos + 72, 12), tmp_path / "bad.c")
