@@ -12,6 +12,7 @@ multiply-adds). Also the whole sequence (``engine.run``) per frame, in CPU time.
 
 ``--precision q8``: both models in q8 (the frame convolutions int8, docs/q8-contract.md);
 ``--front-f32 2 3``: with ``--precision q8``, those frame convolutions kept in float32;
+``--front-bits 16``: with ``--precision q8``, the frame convolutions 16 x 16 (rc.compile's front_bits);
 ``--profile``: also the step time of the model cut after each front-end record (its front-end
 prefix alone, a 1-unit LSTM behind it), to see where the front-end's time goes.
 """
@@ -56,6 +57,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--front-f32", type=int, nargs="*", default=None, metavar="N",
                     help="q8: the frame_convs (0 = the STFT) kept in float32 (rc.compile's front_f32)")
+    ap.add_argument("--front-bits", type=int, default=8, choices=[8, 16],
+                    help="q8: the frame_convs' weight and input code bits (rc.compile's front_bits)")
     args = ap.parse_args()
     spec = importlib.util.find_spec("silero_vad")
     if spec is None:
@@ -63,7 +66,7 @@ def main() -> None:
     path = pathlib.Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx"
     g = from_onnx(path.read_bytes())
     model, _ = lower_graph(g)
-    vad = rc.compile(g, precision=args.precision, front_f32=args.front_f32)
+    vad = rc.compile(g, precision=args.precision, front_f32=args.front_f32, front_bits=args.front_bits)
     lstm = rc.compile([m for m in model.children() if type(m[1]).__name__ == "LSTM"][0][1],
                       precision=args.precision)
     if args.isa:
@@ -83,6 +86,7 @@ def main() -> None:
         t_run.append(time.process_time() - t0)
     t_run = min(t_run) / 500
     kept = f" (frame_convs {args.front_f32} f32)" if args.front_f32 else ""
+    kept += " (frame_convs 16 x 16)" if args.front_bits == 16 else ""
     print(f"# {cpu_name()}, isa {vad.isa}, {args.precision}{kept}, batch 1, median of {args.steps} steps, "
           f"model {len(vad.data):,} bytes")
     print(f"silero VAD step        {t_vad * 1e6:8.1f} us")

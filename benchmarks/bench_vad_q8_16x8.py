@@ -18,14 +18,21 @@ Every configuration on the eight variants of pyannote-audio's ``sample.wav`` of
 variant, the total and per 500 frames, the mean and largest ``|p - p_ort|``, and the bytes of
 the five convolutions' weights (float32: 4 per weight, 9 to 16 bits: 2, int8: 1).
 
-    python benchmarks/bench_vad_q8_16x8.py [--seconds S]
+    python benchmarks/bench_vad_q8_16x8.py [--seconds S] [--engine]
+
+``--engine``: instead of the simulation, the C engine's compiles (``rc.compile(g, "q8", ...)``:
+the all-int8 default, ``front_bits=16``, ``front_f32=[0, 1, 2, 3, 4]`` and ``[2, 3]``, and f32) on
+the same variants, with their file sizes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from bench_vad_q8 import silero_bytes
-from bench_vad_q8_layers import conv, int8_weight, recording_from_args, run_front, setup
+from bench_vad_q8_layers import conv, int8_weight, recording_args, run_front, setup
+
+import rnncore as rc
+from rnncore.io import from_onnx
 
 
 def quantised_input(x: np.ndarray, bits: int | None) -> np.ndarray:
@@ -88,8 +95,13 @@ def configs(n: int = 5) -> dict:
 
 
 def main() -> None:
-    d8, d32, back, data = setup(silero_bytes(), recording_from_args(__doc__), more=True)
+    audio, args = recording_args(__doc__, lambda ap: ap.add_argument(
+        "--engine", action="store_true", help="the C engine's compiles instead of the simulation"))
+    d8, d32, back, data = setup(silero_bytes(), audio, more=True)
     frames_all = sum(len(fr) for fr, _ in data.values())
+    if args.engine:
+        engine_table(from_onnx(silero_bytes()), data, frames_all)
+        return
     print("| configuration (weight x input bits) | " + " | ".join(data) +
           f" | all {frames_all} frames (per 500) | mean | max | frame_conv weight bytes |")
     print("|---|" + "---|" * (len(data) + 4))
@@ -105,6 +117,32 @@ def main() -> None:
         nbytes = sum(n * (4 if wb is None else (wb + 7) // 8) for n, (wb, _) in zip(sizes, bits, strict=True))
         print(f"| {name} | " + " | ".join(str(f) for f in flips) +
               f" | {t} ({t * 500 / frames_all:.2f}) | {d.mean():.4f} | {d.max():.3f} | {nbytes:,} |",
+              flush=True)
+
+
+def engine_table(g, data: dict, frames_all: int) -> None:
+    """Flips per variant, mean and largest |p - p_ort| and file bytes of the C engine's compiles."""
+    compiles = {
+        "q8 (every frame_conv 8 x 8)": dict(precision="q8"),
+        "q8 front_bits=16 (every frame_conv 16 x 16)": dict(precision="q8", front_bits=16),
+        "q8 front_f32=[0, 1, 2, 3, 4]": dict(precision="q8", front_f32=[0, 1, 2, 3, 4]),
+        "q8 front_f32=[2, 3]": dict(precision="q8", front_f32=[2, 3]),
+        "f32": dict(precision="f32"),
+    }
+    print("| rc.compile(g, ...) | " + " | ".join(data) +
+          f" | all {frames_all} frames (per 500) | mean | max | file bytes |")
+    print("|---|" + "---|" * (len(data) + 4))
+    for name, kw in compiles.items():
+        e = rc.compile(g, **kw)
+        flips, diffs = [], []
+        for fr, p_ort in data.values():
+            p = e.run(fr[None])[0, :, 0]
+            flips.append(int(((p > 0.5) != (p_ort > 0.5)).sum()))
+            diffs.append(np.abs(p - p_ort))
+        d = np.concatenate(diffs)
+        t = sum(flips)
+        print(f"| {name} | " + " | ".join(str(f) for f in flips) +
+              f" | {t} ({t * 500 / frames_all:.2f}) | {d.mean():.4f} | {d.max():.3f} | {len(e.data):,} |",
               flush=True)
 
 

@@ -101,14 +101,22 @@ def setup(onnx: bytes, audio: np.ndarray, more: bool = False) -> tuple[dict, dic
     return d8, d32, back, data
 
 
-def recording_from_args(doc: str) -> np.ndarray:
+def recording_args(doc: str, more_options=None) -> tuple[np.ndarray, argparse.Namespace]:
     """The recording of ``bench_vad_q8.py``, or with ``--seconds S`` on the command line its first S
-    seconds (a short run); ``doc``: the script's docstring, for ``--help``."""
+    seconds (a short run), and the parsed command line; ``doc``: the script's docstring, for
+    ``--help``; ``more_options(parser)`` adds a script's own options."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=None, help="only the first seconds of the recording")
-    seconds = ap.parse_args().seconds
+    if more_options is not None:
+        more_options(ap)
+    args = ap.parse_args()
     audio = recording()
-    return audio if seconds is None else audio[:int(seconds * 16000)]
+    return (audio if args.seconds is None else audio[:int(args.seconds * 16000)]), args
+
+
+def recording_from_args(doc: str) -> np.ndarray:
+    """:func:`recording_args`'s recording."""
+    return recording_args(doc)[0]
 
 
 def main() -> None:

@@ -736,7 +736,7 @@ def _check_state_array(name: str, a, shape: tuple) -> None:
 
 def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the API name
             state_scale: str | None = None, sparse=None, front_f32=None,
-            input_dtype: str | None = None) -> Engine:
+            input_dtype: str | None = None, front_bits: int = 8) -> Engine:
     """Compile an ``rc.nn`` model for the C core.
 
     Parameters
@@ -775,6 +775,12 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
         ISA), or the frame_convs to keep in float32, numbered 0, 1, ... among the frame_convs
         (those run the ISA's f32 product; docs/q8-contract.md, "A frame_conv kept in float32").
         :func:`rnncore.quant.choose_front_f32` measures which on representative inputs.
+    front_bits : q8 only: 8 (default) or 16: the frame_convs' weights and input codes. 16 runs
+        every frame_conv not kept in float32 with int16 weights (per output channel), int16 codes
+        of its input row (one dynamic scale per step) and exact int64 sums: bit-exact on every ISA,
+        twice the frame_convs' weight bytes, about as fast as float32 frame_convs
+        (docs/q8-contract.md, "A 16-bit product in the frame convolutions"; Silero VAD meets
+        its decision target with it, docs/importers.md). Refused for a model without frame_conv.
     input_dtype : int8 only: the model input's integer type, None / ``"int8"`` (asymmetric int8,
         the default; an :class:`~rnncore.quant.integer.IntCalibration` brings its own) or
         ``"int16"`` (symmetric int16, TFLite's 16x8 activations, first layer only: for inputs with
@@ -788,11 +794,14 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
         if front_f32:
             raise ValueError(f"front_f32: expected None for precision='int8' (integer models have no "
                              f"per-step records), got {front_f32!r}")
+        if front_bits != 8:
+            raise ValueError(f"front_bits: expected 8 for precision='int8' (integer models have no "
+                             f"per-step records), got {front_bits!r}")
         return Engine(*_build_int8(model, calibration, state_scale, sparse, input_dtype))
     if input_dtype is not None:
         raise ValueError(f"input_dtype: expected None for precision={precision!r} (the integer input "
                          f"type is precision='int8' only), got {input_dtype!r}")
-    data, spec = build_rnc(model, precision, calibration, state_scale, sparse, front_f32)
+    data, spec = build_rnc(model, precision, calibration, state_scale, sparse, front_f32, front_bits)
     eng = Engine(data, spec)
     if type(model).__name__ == "OnnxGraph":     # how the graph's tensors map to run()'s
         from rnncore.io.onnx_import._lower import lower_graph

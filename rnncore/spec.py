@@ -610,7 +610,7 @@ PRECISIONS = ("f32", "q8", "q4")
 
 def build_rnc(model: object, precision: str = "f32", calibration: object = None,
               state_scale: str | None = None, sparse: object = None,
-              front_f32: object = None) -> tuple[bytes, ModelSpec]:
+              front_f32: object = None, front_bits: int = 8) -> tuple[bytes, ModelSpec]:
     """Describe ``model`` and write it as ``.rnc`` bytes: what ``rc.compile`` loads and
     ``rnncore convert`` writes, without the C engine.
 
@@ -632,6 +632,9 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     front_f32 : q8 only: None (every frame_conv int8), or the frame_conv records to keep in
         float32, numbered 0, 1, ... among the front-end's frame_convs (docs/q8-contract.md, "A
         frame_conv kept in float32"; :func:`rnncore.quant.choose_front_f32` measures which)
+    front_bits : q8 only: 8 (default: int8 weights and int8 input codes in the frame_convs) or 16
+        (int16 weights and int16 input codes, exact int64 sums: every frame_conv not kept in float32
+        by ``front_f32``; docs/q8-contract.md, "A 16-bit product in the frame convolutions")
 
     Returns
     -------
@@ -664,9 +667,28 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     out = to_rnc_spec(spec, precision, cal, state_scale=state_scale)
     if front_f32 is not None:
         out["front"] = _front_f32(out["front"], front_f32, precision)
+    if isinstance(front_bits, bool) or front_bits not in (8, 16):
+        raise ValueError(f"front_bits: expected 8 or 16 (the frame_convs' weight and input code bits), "
+                         f"got {front_bits!r}")
+    if front_bits == 16:
+        out["front"] = _front_bits16(out["front"], precision)
     if sparse is not None:
         out["sparse"] = sparse
     return write_rnc(out), spec
+
+
+def _front_bits16(records: list, precision: str) -> list:
+    """``records`` with every int8 frame_conv marked 16 x 16 (``bits=16``)."""
+    if precision != "q8":
+        raise ValueError(f"front_bits: 16-bit frame_convs exist only for precision='q8', "
+                         f"got precision={precision!r}")
+    convs = [i for i, r in enumerate(records or [])
+             if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv")]
+    if not convs:
+        raise ValueError("front_bits: 16 applies to frame_conv records (a Conv1d within each step's frame); "
+                         "the model has none")
+    return [{**r, "bits": 16} if i in convs and r.get("precision", precision) == "q8" else r
+            for i, r in enumerate(records)]
 
 
 def _front_f32(records: list, which: object, precision: str) -> list:

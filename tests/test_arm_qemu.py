@@ -95,7 +95,7 @@ def clang_build(cross_build: Path) -> Path:
         pytest.fail("clang missing (apt-get install clang; .ci/run does this)")
     out = cross_build / "aarch64-clang"
     _make(*(f"build/cross/aarch64-clang/{f}"
-            for f in ("librnncore.a", "tests/test_main", "tests/test_kernels")))
+            for f in ("librnncore.a", "tests/test_main", "tests/test_kernels", "tests/test_sparse")))
     r = subprocess.run(["aarch64-linux-gnu-readelf", "-p", ".comment", str(out / "tests" / "test_kernels")],
                        capture_output=True, text=True)
     assert "clang version" in r.stdout, r.stdout + r.stderr  # made by clang, not the cross gcc
@@ -129,7 +129,7 @@ def _check_c_tests(build: Path, qemu: str, cpu: str, best: str, runs: set) -> No
             assert re.search(rf"^skipped: rnc_q8_gru_step_{isa} ", r.stdout, re.M), r.stdout
     # the block-sparse rows, per-gate and gate-shared (csrc/tests/test_sparse.c): every row of the
     # paths this CPU has against the dense generic product and cells, bit for bit
-    r = _qemu(qemu, cpu, [str(cross_build / target / "tests" / "test_sparse")])
+    r = _qemu(qemu, cpu, [str(build / "tests" / "test_sparse")])
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert re.search(r"^sparse kernels: [1-9]\d* passed, 0 failed$", r.stdout, re.M), r.stdout[-3000:]
     for isa, how in paths.items():

@@ -61,6 +61,16 @@
     X(LSTM_STEP, Q4, rnc_q4_lstm_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
 #endif
 
+/* a q8 frame_conv's 16 x 16 product (kernels/q16_<isa>.c; docs/q8-contract.md): generic, avx2
+ * (avx512, avx512vnni, avxvnni and amx run it as their parent's) and aarch64 neon (neondot runs
+ * it; armv7 the generic). A build without them (-DRNC_NO_Q16, the dense deploy build) refuses
+ * such records. */
+#if defined(RNC_NO_Q16)
+#define RNC_KERNELS_Q16(X, sfx, isa)
+#else
+#define RNC_KERNELS_Q16(X, sfx, isa) X(GEMM_Q16, Q8, rnc_q16_gemm_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
+#endif
+
 /* fully-integer models (RNC_INT8, precision 3 files): the integer products and the step of
  * csrc/src/int/ (s8_matvec_generic.c, int_cells.c: the very code the Cortex-M builds run, compiled
  * in through kernels/int8_generic.c), one step row for every cell kind and every batch */
@@ -103,6 +113,7 @@
     RNC_KERNELS_SPARSE(X, generic, RNC_ISA_GENERIC)                                               \
     RNC_KERNELS_SPSHARED(X, generic, RNC_ISA_GENERIC)                                             \
     RNC_KERNELS_Q4(X, generic, RNC_ISA_GENERIC)                                                   \
+    RNC_KERNELS_Q16(X, generic, RNC_ISA_GENERIC)                                                  \
     RNC_KERNELS_INT8(X)
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -128,7 +139,8 @@
     RNC_KERNELS_CELLS(X, avx2, RNC_ISA_AVX2)                                                      \
     RNC_KERNELS_SPARSE(X, avx2, RNC_ISA_AVX2)                                                     \
     RNC_KERNELS_SPSHARED(X, avx2, RNC_ISA_AVX2)                                                   \
-    RNC_KERNELS_Q4(X, avx2, RNC_ISA_AVX2)
+    RNC_KERNELS_Q4(X, avx2, RNC_ISA_AVX2)                                                         \
+    RNC_KERNELS_Q16(X, avx2, RNC_ISA_AVX2)
 /* AVX-512 F/BW/VL/DQ (gemm_avx512.c, cells_avx512.c, fft_avx512.c) */
 #define RNC_KERNELS_AVX512(X)                                                                     \
     RNC_KERNELS_FFT_AVX512(X)                                                                     \
@@ -211,8 +223,14 @@
 #else
 #define RNC_KERNELS_NEON_QUANTIZE(X)
 #endif
+#if defined(__aarch64__)
+#define RNC_KERNELS_Q16_NEON(X) RNC_KERNELS_Q16(X, neon, RNC_ISA_NEON)
+#else
+#define RNC_KERNELS_Q16_NEON(X)
+#endif
 #define RNC_KERNELS_NEON(X)                                                                       \
     RNC_KERNELS_NEON_QUANTIZE(X)                                                                  \
+    RNC_KERNELS_Q16_NEON(X)                                                                       \
     RNC_KERNELS_FFT_NEON(X)                                                                       \
     X(GEMV, Q8, rnc_q8_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                              \
     X(GEMV, F32, rnc_f32_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                            \
