@@ -252,4 +252,12 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
 
     if needs_fx(m):
         return _build.as_spec(from_torch_fx(m, dtype, seed), as_spec)
-    return _build.as_spec(_container(m, dtype, seed), as_spec)
+    try:
+        return _build.as_spec(_container(m, dtype, seed), as_spec)
+    except ValueError as e:   # not leaves in registration order, or combined otherwise: its forward's chain
+        if "could not tell how" not in str(e) and "registration order" not in str(e):
+            raise
+        try:
+            return _build.as_spec(from_torch_fx(m, dtype, seed), as_spec)
+        except ValueError as fx:
+            raise ValueError(f"{e}; read as a chain of layers with torch.fx: {fx}") from None
