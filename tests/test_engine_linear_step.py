@@ -194,6 +194,19 @@ def test_mlp_head_after_last_step_matches_torch_and_keeps_softmax():
     np.testing.assert_allclose(rc.compile(m3).run(X), want3, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_an_empty_sequence_pools_a_zero_vector_through_the_mlp_head(precision):
+    # T = 0 (and length 0): the MLP sees the zero vector, relu(b1) W2^T + b2, in every row
+    m = nn.Sequential(nn.GRU(6, 8, seed=1), nn.LastStep(), nn.Linear(8, 16, seed=5), nn.ReLU(),
+                      nn.Linear(16, 3, seed=6))
+    want = np.maximum(m[2].params["bias"], 0) @ m[4].params["weight"].T + m[4].params["bias"]
+    e = rc.compile(m, precision=precision)
+    tol = 1e-6 if precision == "f32" else 0.05   # q8: relu(b1) quantised with its own scale
+    for y in (e.run(np.zeros((3, 0, 6), np.float32)), e.run(_x((3, 2, 6)), lengths=np.array([0, 0, 0]))):
+        np.testing.assert_allclose(y, np.broadcast_to(want, (3, 3)), rtol=0, atol=tol)
+        np.testing.assert_array_equal(y, y[[0, 0, 0]])
+
+
 def test_rnc_round_trip_of_post_linears():
     m = nn.Sequential(nn.GRU(6, 8, seed=1), nn.Linear(8, 12, seed=2), nn.ReLU(), nn.LastStep(),
                       nn.Linear(12, 16, bias=False, seed=3), nn.Tanh(), nn.Linear(16, 3, seed=4))

@@ -1788,8 +1788,9 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
         size_t pre_w;
         const uint32_t npre = front_count(m, &pre_w);
         /* (a frame_conv after the recurrent layers: its section's output rows too, not in place,
-         * rows of the widest layer) */
-        ADD(fseq, npre || POST_CONV(m) ? bt : 0, (uint64_t)(POST_CONV(m) ? m->max_feat : pre_w) * 4);
+         * rows of the widest layer; at least the B pooled rows, also when T = 0) */
+        const uint64_t frows = POST_CONV(m) && bt < batch ? batch : bt;
+        ADD(fseq, npre || POST_CONV(m) ? frows : 0, (uint64_t)(POST_CONV(m) ? m->max_feat : pre_w) * 4);
         ADD(frow, 2, (uint64_t)m->front_w * 4);
         ADD(fscr, 1, (uint64_t)m->front_scratch * 4);
         ADD(fsave, 1, (uint64_t)m->res_floats * 4);
