@@ -207,7 +207,12 @@ class Engine:
         parts += pooled
         if m.has_head:
             last = self.layers[-1]
-            parts.append(f"linear({last['state_size'] * last['directions']}->{self.output_size})")
+            width = last["state_size"] * last["directions"]
+            if "frame_conv" in post + pooled:   # a per-step Linear changed the width: the file's head
+                from rnncore.io.rnc import read_rnc
+
+                width = int(np.shape(read_rnc(self.data)["head"]["weight"])[1])
+            parts.append(f"linear({width}->{self.output_size})")
         return " > ".join(parts)
 
     def __repr__(self) -> str:

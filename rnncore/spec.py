@@ -176,8 +176,9 @@ class ModelSpec:
     head: LinearSpec | None = None
     meta: dict = field(default_factory=dict)
     #: per-step records (the ``rc.nn`` layers' ``record()`` dicts, docs/rnc-format.md "Per-step
-    #: records"): ``front`` before the recurrent layers (FrameConv1d, Magnitude, activations),
-    #: ``post`` activations after them, ``post_pooled`` activations after ``last_step``; in each,
+    #: records"): ``front`` before the recurrent layers (FrameConv1d, Magnitude, activations, a
+    #: per-step Linear as a ``frame_conv1d`` of frame_length 1), ``post`` after them and
+    #: ``post_pooled`` after ``last_step`` (per-step Linears, activations, norms); in each,
     #: ``{"kind": "residual", "span": n}`` adds the input of the record ``n`` before it (``Residual``)
     front: list = field(default_factory=list)
     post: list = field(default_factory=list)
@@ -202,7 +203,7 @@ class ModelSpec:
     def output_size(self) -> int:
         if self.head is not None:
             return int(np.shape(self.head.weight)[0])
-        return self.layers[-1].output_size
+        return _front_width(self.post_pooled, _front_width(self.post, self.layers[-1].output_size))
 
     def validate(self) -> None:
         if not self.layers:
@@ -221,6 +222,7 @@ class ModelSpec:
             if prev is not None and layer.input_size != prev:
                 raise ValueError(f"layer {k}: input_size {layer.input_size}, previous layer gives {prev}")
             prev = layer.output_size
+        prev = _front_width(self.post_pooled, _front_width(self.post, prev))
         if self.head is not None:
             o_f = np.shape(self.head.weight)
             if len(o_f) != 2 or o_f[1] != prev:
@@ -262,9 +264,29 @@ STEP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "g
                     "scale_shift")
 
 
+def linear_step_record(m: object) -> dict:
+    """An ``rc.nn.Linear`` (or a :class:`LinearSpec`: ``y = x W^T + b`` on each step) as the
+    per-step record that runs it: a ``frame_conv1d`` of ``frame_length = kernel_size = 1``
+    (``weight (O, F, 1)``), which has no window over time and runs in f32 and q8 as every
+    frame_conv, before the recurrent layers and after them (docs/layers.md)."""
+    if isinstance(m, LinearSpec):
+        w, b = _np(m.weight), None if m.bias is None else _np(m.bias)
+    else:
+        sd = m.state_dict()
+        w, b = _np(sd["weight"]), _np(sd["bias"]) if "bias" in sd else None
+    o, f = w.shape
+    t = {"weight": w.reshape(o, f, 1)}
+    if b is not None:
+        t["bias"] = b
+    return {"kind": "frame_conv1d", "in_channels": int(f), "out_channels": int(o), "kernel_size": 1,
+            "frame_length": 1, "tensors": t}
+
+
 def _record_input(m: object, rec: dict) -> int | None:
     """The features per step a front-end layer takes (None: an activation, any width)."""
     rkind = rec.get("kind")
+    if type(m).__name__ == "Linear":
+        return int(m.in_features)
     return (int(m.in_features) if rkind == "frame_conv1d" else int(m.in_channels) if rkind == "conv1d"
             else rec.get("n_fft" if rkind == "log_mel" else "features"))
 
@@ -274,7 +296,8 @@ def _residual_records(m: object, name: str, front: bool) -> tuple[list, tuple]:
     Residuals included) then ``{"kind": "residual", "span": len(f's records)}`` (the record adding
     the input of the record ``span`` before it); also the first layer and its record. Raises
     ``ValueError`` naming the layer the C core cannot run per step."""
-    allowed = ("frame_conv1d", "conv1d", "magnitude", *STEP_ACTIVATIONS) if front else STEP_ACTIVATIONS
+    allowed = ("frame_conv1d", "conv1d", "magnitude", *STEP_ACTIVATIONS) if front else (
+        "frame_conv1d", *STEP_ACTIVATIONS)
     out: list = []
     first: list = []
 
@@ -290,8 +313,10 @@ def _residual_records(m: object, name: str, front: bool) -> tuple[list, tuple]:
             out.append({"kind": "residual", "span": len(out) - n0})
             return
         rec = mod.record() if hasattr(mod, "record") else None
+        if kind == "Linear":
+            rec = linear_step_record(mod)
         rkind = rec.get("kind") if isinstance(rec, dict) else None
-        if rkind in allowed:
+        if rkind in allowed and (front or kind == "Linear" or rkind != "frame_conv1d"):
             rec = dict(rec)
             if "tensors" in rec:
                 rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
@@ -302,8 +327,9 @@ def _residual_records(m: object, name: str, front: bool) -> tuple[list, tuple]:
         children = list(mod.children()) if hasattr(mod, "children") and kind == "Sequential" else []
         if not children:
             where = "before" if front else "after"
+            runs = "Linear, " + ", ".join(allowed if front else STEP_ACTIVATIONS)
             raise ValueError(f"compile: module {path!r} ({kind}) inside a Residual is not a per-step layer "
-                             f"the C core runs {where} the recurrent layers ({', '.join(allowed)})")
+                             f"the C core runs {where} the recurrent layers ({runs})")
         for cname, c in children:
             walk(c, f"{path}.{cname}")
 
@@ -389,7 +415,9 @@ def layer_norm_layer(mod) -> LayerSpec:
 
 def spec_from_model(model: object) -> ModelSpec:
     """Describe an ``rc.nn`` model (a recurrent layer, or a Sequential of
-    ``[Embedding] + recurrent layer(s) + [LastStep] + [Linear [+ activation]]``).
+    ``[Embedding | front-end] + recurrent layer(s) + [per-step layers] + [LastStep [per-step
+    layers]] + [Linear [+ activation]]``; a ``Linear`` followed by more layers is a per-step
+    record, :func:`linear_step_record`, the last one the head).
 
     Raises ``ValueError`` naming the first module that the C core cannot run.
     """
@@ -418,6 +446,7 @@ def spec_from_model(model: object) -> ModelSpec:
     spec = ModelSpec(layers=[])
     stage = 0  # 0: before recurrent, 1: recurrent, 2: after last-step, 3: after head
     reverse_next = None  # a ReverseTime waiting for its recurrent layer
+    head_stage = 0  # the stage (1: per step, 2: after last-step) the head's Linear came at
     for name, m in children:
         if reverse_next is not None and not (type(m).__name__ in ("ExtendedRecurrent",) + _LN_KINDS
                                              or _cell_of(m)):
@@ -427,7 +456,23 @@ def spec_from_model(model: object) -> ModelSpec:
         kind = type(m).__name__
         cell = _cell_of(m)
         rec = m.record() if hasattr(m, "record") else None
+        if kind == "Linear" and stage == 0:   # a per-step Linear in the front-end
+            rec = linear_step_record(m)
         rkind = rec.get("kind") if isinstance(rec, dict) else None
+        if stage == 3 and (kind in ("Linear", "Residual") or (kind == "LastStep" and head_stage == 1) or (
+                rkind in STEP_ACTIVATIONS and not (kind.lower() in HEAD_ACTIVATIONS
+                                                   and spec.head.activation == "none"))):
+            # more layers after a Linear: it (and its activation) was a per-step record, not the head
+            act = spec.head.activation
+            if act == "softmax":
+                raise ValueError(f"compile: module {name!r} ({kind}) follows a softmax; the C core runs "
+                                 "softmax only as the last Linear's activation")
+            recs = spec.post if head_stage == 1 else spec.post_pooled
+            recs.append(linear_step_record(spec.head))
+            if act != "none":
+                recs.append({"kind": act})
+            spec.head = None
+            stage = head_stage
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
         elif kind == "Residual" and spec.embedding is None and stage in (0, 1, 2) and not (
@@ -476,7 +521,7 @@ def spec_from_model(model: object) -> ModelSpec:
         elif kind == "Linear" and stage in (1, 2) and spec.head is None:
             sd = m.state_dict()
             spec.head = LinearSpec(_np(sd["weight"]), _np(sd["bias"]) if "bias" in sd else None)
-            stage = 3
+            head_stage, stage = stage, 3
         elif kind.lower() in HEAD_ACTIVATIONS and stage == 3 and spec.head.activation == "none":
             dim = getattr(m, "dim", -1)
             if kind == "Softmax" and dim not in (-1, 1 if spec.last_step else 2):
@@ -485,9 +530,10 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.head.activation = kind.lower()
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
-                             "expected [Embedding | front-end: FrameConv1d, Conv1d (causal), Magnitude, "
-                             "activations] + recurrent layers + [activations] + [LastStep [activations]] + "
-                             "[Linear] + [activation]")
+                             "expected [Embedding | front-end: Linear, FrameConv1d, Conv1d (causal), "
+                             "Magnitude, activations] + recurrent layers + [per step: Linear, activations, "
+                             "Residual] + [LastStep [Linear, activations, Residual]] + [Linear [activation "
+                             "incl. Softmax]]")
         if reverse_next is not None and len(spec.layers) > n_before:
             _fold_reverse_time(spec.layers, n_before, reverse_next)
             reverse_next = None

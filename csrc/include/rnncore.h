@@ -283,6 +283,7 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t res_floats;            /* residual records' saved inputs per row (their features) */
     uint32_t strided;             /* some record has a countdown: steps may give no output */
+    uint32_t post_conv;           /* a frame_conv follows a recurrent record (rnc_run: not in place) */
     size_t flush;                 /* the sum of the records' right pads: most outputs rnc_flush gives */
     size_t lookahead;             /* input steps an output waits for (rnc_model_info) */
     size_t lookahead_stride;      /* loader: the product of the strides of the records so far */

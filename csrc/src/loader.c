@@ -916,11 +916,12 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
  * ---------------------------------------------------------------------------------------- */
 
 /* Where record kind `kind` may stand in the sequence the executor runs:
- * [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear], the front-end
- * records being frame_conv, magnitude and pointwise. Stages: 0 start, 1 after the embedding, 2
- * after a recurrent layer, 3 after last_step, 4 after the linear head, 5 after a front-end
- * record, 6 after a pointwise record following the recurrent layers, 7 after a pointwise record
- * following last_step. Returns the new stage or -1. */
+ * [embedding | front-end*] recurrent+ post* [last_step post*] [linear], the front-end records
+ * being every per-step record, the post records those that map a row alone (frame_conv,
+ * pointwise, layer_norm, scale_shift, residual). Stages: 0 start, 1 after the embedding, 2 after a
+ * recurrent layer, 3 after last_step, 4 after the linear head, 5 after a front-end record, 6 after
+ * a post record following the recurrent layers, 7 after a post record following last_step.
+ * Returns the new stage or -1. */
 static int next_stage(int stage, uint32_t kind)
 {
     switch (kind) {
@@ -928,11 +929,16 @@ static int next_stage(int stage, uint32_t kind)
     case RNC_REC_RECURRENT: return stage <= 2 || stage == 5 ? 2 : -1;
     case RNC_REC_LAST_STEP: return stage == 2 || stage == 6 ? 3 : -1;
     case RNC_REC_LINEAR: return stage == 2 || stage == 3 || stage == 6 || stage == 7 ? 4 : -1;
-    case RNC_REC_FRAME_CONV:
     case RNC_REC_CONV_TIME:
     case RNC_REC_POOL_TIME:
+#if defined(RNC_NO_POST_CONV) /* a build without frame_conv after the recurrent layers (model.c) */
+    case RNC_REC_FRAME_CONV:
+#endif
     case RNC_REC_MAGNITUDE: return stage == 0 || stage == 5 ? 5 : -1;
     case RNC_REC_LOG_MEL: return stage == 0 ? 5 : -1; /* the first record only */
+#if !defined(RNC_NO_POST_CONV)
+    case RNC_REC_FRAME_CONV: /* a per-step Linear (frame_length 1) after the recurrent layers too */
+#endif
     case RNC_REC_POINTWISE:
     case RNC_REC_LAYER_NORM:
     case RNC_REC_SCALE_SHIFT:
@@ -945,7 +951,7 @@ static int next_stage(int stage, uint32_t kind)
 
 static const char *const stage_place[8] = {"first", "after an embedding", "after a recurrent record",
                                            "after last_step", "after linear", "after a front-end record",
-                                           "after a pointwise record", "after a pointwise record"};
+                                           "after a per-step record", "after a per-step record"};
 
 /* A log_mel record (rnc_layout.h): its checks in the order of rnncore/io/rnc.py's load_front. */
 static rnc_status load_log_mel(rnc_ctx *c, rnc_model *m, rnc_front_op *F, const unsigned char *r,
@@ -1364,6 +1370,9 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->cg = (uint32_t)cg;
         F->cog = (uint32_t)cog;
         F->out_w = (uint32_t)(co * lout);
+#if !defined(RNC_NO_POST_CONV)
+        m->post_conv |= m->num_layers != 0;
+#endif
         /* model.c frame_conv_row: the windows and their products; q8: the windows' codes (r4(cg*k)
          * bytes each, within cg*k floats) and 64 floats more for the row's codes' alignment and its
          * scale, then the row's codes (ci*L bytes) */

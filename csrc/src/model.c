@@ -36,6 +36,18 @@
 #define TP_RIGHT(F) ((F)->tpad_r)
 #endif
 
+/* A frame_conv after the recurrent layers (a per-step Linear): its run of per-step records gives
+ * rows of its last record's width, which rnc_run writes apart (in fseq), not in place. A build
+ * without it (-DRNC_NO_POST_CONV, the dense deploy build; its loader refuses such files) keeps
+ * every record after the recurrent layers at one width, in place. */
+#if defined(RNC_NO_POST_CONV)
+#define POST_CONV(m) ((void)(m), 0u)
+#define POST_W(m, f, n, w) ((void)(f), (void)(n), (size_t)(w))
+#else
+#define POST_CONV(m) ((m)->post_conv)
+#define POST_W(m, f, n, w) ((void)(w), (size_t)(m)->front[(f) + (n) - 1].out_w)
+#endif
+
 static rnc_status plan_op(rnc_plan_op *p, int op, int prec, int isa, int input, int gru_rb)
 {
     uint32_t cut[64];
@@ -1278,14 +1290,15 @@ static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float
     return rnc__all_finite(out, m->front[first + n - 1].out_w) ? 0 : -1;
 }
 
-/* The per-step records from stage i on that follow the recurrent layers (pointwise, layer_norm,
- * scale_shift, residual): how many in a row. */
+/* The per-step records from stage i on that follow the recurrent layers (frame_conv, pointwise,
+ * layer_norm, scale_shift, residual): how many in a row. */
 static uint32_t post_run(const rnc_model *m, uint32_t i)
 {
     uint32_t n = 0;
     while (i + n < m->num_stages &&
            (m->stage[i + n] == RNC_REC_POINTWISE || m->stage[i + n] == RNC_REC_LAYER_NORM ||
-            m->stage[i + n] == RNC_REC_SCALE_SHIFT || m->stage[i + n] == RNC_REC_RESIDUAL))
+            m->stage[i + n] == RNC_REC_SCALE_SHIFT || m->stage[i + n] == RNC_REC_RESIDUAL ||
+            (POST_CONV(m) && m->stage[i + n] == RNC_REC_FRAME_CONV)))
         ++n;
     return n;
 }
@@ -1646,26 +1659,34 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     }
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         switch (m->stage[i]) {
+#if defined(RNC_NO_POST_CONV)
         case RNC_REC_FRAME_CONV:
+#endif
         case RNC_REC_CONV_TIME:
         case RNC_REC_MAGNITUDE:
         case RNC_REC_LOG_MEL:
         case RNC_REC_POOL_TIME:
             break; /* the front-end, run above */
+#if !defined(RNC_NO_POST_CONV)
+        case RNC_REC_FRAME_CONV:
+#endif
         case RNC_REC_POINTWISE:
         case RNC_REC_LAYER_NORM:
         case RNC_REC_SCALE_SHIFT:
         case RNC_REC_RESIDUAL: {
             if (l == 0) break; /* front-end, run above */
-            /* the run of per-step records here, row by row (each maps a row alone) */
+            /* the run of per-step records here, row by row (each maps a row alone) into rows of
+             * its last record's width */
             const uint32_t n = post_run(m, i);
+            const size_t ow = POST_W(m, f, n, in_w);
             float *dst = in == fa ? fb : fa; /* never in place: in may be a layer's state */
             for (size_t b = 0; b < B; ++b)
-                (void)step_rows(m, f, n, in + b * in_w, dst + b * in_w, fr, fr + m->front_w, fsave, NULL, fscr,
+                (void)step_rows(m, f, n, in + b * in_w, dst + b * ow, fr, fr + m->front_w, fsave, NULL, fscr,
                               NULL);
             f += n;
             i += n - 1;
             in = dst;
+            in_w = ow;
             break;
         }
         case RNC_REC_EMBEDDING:
@@ -1860,7 +1881,10 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     {   /* the per-step records: the front-end's output sequence, two rows, a frame_conv's scratch */
         size_t pre_w;
         const uint32_t npre = front_count(m, &pre_w);
-        ADD(fseq, npre ? bt : 0, (uint64_t)pre_w * 4);
+        /* (a frame_conv after the recurrent layers: its section's output rows too, not in place,
+         * rows of the widest layer; at least the B pooled rows, also when T = 0) */
+        const uint64_t frows = POST_CONV(m) && bt < batch ? batch : bt;
+        ADD(fseq, npre || POST_CONV(m) ? frows : 0, (uint64_t)(POST_CONV(m) ? m->max_feat : pre_w) * 4);
         ADD(frow, 2, (uint64_t)m->front_w * 4);
         ADD(fscr, 1, (uint64_t)m->front_scratch * 4);
         ADD(fsave, 1, (uint64_t)m->res_floats * 4);
@@ -2010,27 +2034,34 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     nchunks = (T + C - 1) / C;
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         const int last = i + 1 == m->num_stages;
-        if (m->stage[i] == RNC_REC_FRAME_CONV || m->stage[i] == RNC_REC_CONV_TIME ||
+        if ((m->stage[i] == RNC_REC_FRAME_CONV && !POST_CONV(m)) || m->stage[i] == RNC_REC_CONV_TIME ||
             m->stage[i] == RNC_REC_MAGNITUDE || m->stage[i] == RNC_REC_LOG_MEL ||
             m->stage[i] == RNC_REC_POOL_TIME)
             continue; /* the front-end, above */
         if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
-            m->stage[i] == RNC_REC_SCALE_SHIFT || m->stage[i] == RNC_REC_RESIDUAL) {
+            m->stage[i] == RNC_REC_SCALE_SHIFT || m->stage[i] == RNC_REC_RESIDUAL ||
+            (POST_CONV(m) && m->stage[i] == RNC_REC_FRAME_CONV)) {
             if (l == 0) continue; /* the front-end, above */
-            /* after the recurrent layers, the run of per-step records here row by row (in place:
-             * each maps a row alone): cur is this call's scratch (or y's rows, last) */
+            /* after the recurrent layers, the run of per-step records here row by row into rows of
+             * its last record's width: y's rows (last), else in place in this call's scratch cur
+             * (each maps a row alone), or into fseq (the front-end's, free now) when a post record
+             * is a frame_conv */
             const uint32_t n = post_run(m, i);
-            float *dst = i + n == m->num_stages ? y : (float *)(uintptr_t)cur;
+            const size_t ow = POST_W(m, f, n, cur_w);
+            float *dst = i + n == m->num_stages ? y
+                         : POST_CONV(m)            ? (float *)(base + w.fseq)
+                                                   : (float *)(uintptr_t)cur;
             const size_t rows = pooled_rows ? B : BT;
             for (size_t r = 0; r < rows; ++r) {
                 if (pooled_rows || r % T < LEN(r / T))
-                    (void)step_rows(m, f, n, cur + r * cur_w, dst + r * cur_w, fr, fr + m->front_w, fsave, NULL,
+                    (void)step_rows(m, f, n, cur + r * cur_w, dst + r * ow, fr, fr + m->front_w, fsave, NULL,
                                     fscr, NULL);
-                else memset(dst + r * cur_w, 0, sizeof(float) * cur_w);
+                else memset(dst + r * ow, 0, sizeof(float) * ow);
             }
             f += n;
             i += n - 1;
             cur = dst;
+            cur_w = ow;
             continue;
         }
         if (m->stage[i] == RNC_REC_EMBEDDING) {

@@ -865,12 +865,13 @@ def _plan(spec: dict) -> dict[str, Any]:
 
     for key in ("post", "post_pooled"):
         for n, r in enumerate(spec.get(key) or []):
-            if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv", "magnitude", "conv1d",
-                                                  "conv_time", "log_mel", "max_pool1d", "avg_pool1d"):
-                raise ValueError(f"{key}[{n}]: only activations may follow the recurrent layers, "
-                                 f"got {r.get('kind')!r}")
-    post, _ = _plan_step_records(spec.get("post"), feat, precision, "post")
-    post_pooled, _ = _plan_step_records(spec.get("post_pooled"), feat, precision, "post_pooled")
+            if str(r.get("kind", "")).lower() in ("magnitude", "conv1d", "conv_time", "log_mel", "max_pool1d",
+                                                  "avg_pool1d"):
+                raise ValueError(f"{key}[{n}]: only records that map each step alone (frame_conv1d, "
+                                 f"activations, layer_norm, scale_shift, residual) may follow the recurrent "
+                                 f"layers, got {r.get('kind')!r}")
+    post, feat = _plan_step_records(spec.get("post"), feat, precision, "post")
+    post_pooled, feat = _plan_step_records(spec.get("post_pooled"), feat, precision, "post_pooled")
     if post_pooled and not spec.get("last_step", False):
         raise ValueError("post_pooled: activations after last_step need last_step")
     if len(front) + len(post) + len(post_pooled) > _C["FILE_MAX_FRONT"]:
@@ -1292,7 +1293,7 @@ _HEADER = None  # the part: the header (else the v1 descriptor / v2 record numbe
 _ERROR_TEXT = 255  # characters the C loader keeps (RNC_ERROR_TEXT_SIZE - 1)
 _MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 16 + 4 + 3 * _C["FILE_MAX_FRONT"] + 2  # loader.c MAX_TENSORS
 _STAGE_PLACE = ("first", "after an embedding", "after a recurrent record", "after last_step", "after linear",
-                "after a front-end record", "after a pointwise record", "after a pointwise record")
+                "after a front-end record", "after a per-step record", "after a per-step record")
 _KIND_TEXT = {v: k for k, v in RECORD_KINDS.items()}
 
 
@@ -2272,7 +2273,7 @@ class _Loader:
 
 def _next_stage(stage: int, kind: int) -> int:
     """loader.c next_stage: where a record kind may stand in
-    [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]."""
+    [embedding | front-end*] recurrent+ post* [last_step post*] [linear]."""
     k = RECORD_KINDS
     if kind == k["embedding"]:
         return 1 if stage == 0 else -1
@@ -2282,11 +2283,11 @@ def _next_stage(stage: int, kind: int) -> int:
         return 3 if stage in (2, 6) else -1
     if kind == k["linear"]:
         return 4 if stage in (2, 3, 6, 7) else -1
-    if kind in (k["frame_conv"], k["magnitude"], k["conv_time"], k["pool_time"]):
+    if kind in (k["magnitude"], k["conv_time"], k["pool_time"]):
         return 5 if stage in (0, 5) else -1
     if kind == k["log_mel"]:
         return 5 if stage == 0 else -1
-    if kind in (k["pointwise"], k["layer_norm"], k["scale_shift"]):
+    if kind in (k["frame_conv"], k["pointwise"], k["layer_norm"], k["scale_shift"]):
         return 5 if stage in (0, 5) else 6 if stage in (2, 6) else 7 if stage in (3, 7) else -1
     if kind == k["residual"]:   # after a per-step record of its section (its source)
         return stage if stage in (5, 6, 7) else -1
