@@ -28,7 +28,9 @@ def load_icount(icount_dir: Path, build_dir: str) -> ModuleType:
     return mod
 
 
-def aarch64_bench() -> str:
-    """Path of the static aarch64 ``rnncore-bench`` (built by make if out of date)."""
-    subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "build/cross/aarch64/rnncore-bench"], check=True)
-    return str(ROOT / "csrc" / "build" / "cross" / "aarch64" / "rnncore-bench")
+def aarch64_bench(target: str = "aarch64") -> str:
+    """Path of the static aarch64 ``rnncore-bench`` (built by make if out of date): ``target``
+    ``aarch64`` is the cross gcc's build, ``aarch64-clang`` clang's (csrc/toolchains/cross.mk)."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), f"build/cross/{target}/rnncore-bench"],
+                   check=True)
+    return str(ROOT / "csrc" / "build" / "cross" / target / "rnncore-bench")

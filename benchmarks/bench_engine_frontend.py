@@ -12,6 +12,7 @@ multiply-adds). Also the whole sequence (``engine.run``) per frame, in CPU time.
 
 ``--precision q8``: both models in q8 (the frame convolutions int8, docs/q8-contract.md);
 ``--front-f32 2 3``: with ``--precision q8``, those frame convolutions kept in float32;
+``--front-bits 16``: with ``--precision q8``, the frame convolutions 16 x 16 (rc.compile's front_bits);
 ``--profile``: also the step time of the model cut after each front-end record (its front-end
 prefix alone, a 1-unit LSTM behind it), to see where the front-end's time goes.
 """
@@ -36,7 +37,8 @@ MACS_LSTM = 4 * 128 * 256
 MACS_VAD = 258 * 256 * 4 + 128 * 387 * 4 + 64 * 384 * 2 + 64 * 192 + 128 * 192 + MACS_LSTM + 128
 
 
-def _median_step(stream, x, out, steps: int) -> float:
+def median_step(stream, x, out, steps: int) -> float:
+    """Seconds of one ``stream.step(x, out=out)``: the median of ``steps`` after 50 to warm up."""
     for _ in range(50):
         stream.step(x, out=out)
     times = []
@@ -55,6 +57,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--front-f32", type=int, nargs="*", default=None, metavar="N",
                     help="q8: the frame_convs (0 = the STFT) kept in float32 (rc.compile's front_f32)")
+    ap.add_argument("--front-bits", type=int, default=8, choices=[8, 16],
+                    help="q8: the frame_convs' weight and input code bits (rc.compile's front_bits)")
     args = ap.parse_args()
     spec = importlib.util.find_spec("silero_vad")
     if spec is None:
@@ -62,7 +66,7 @@ def main() -> None:
     path = pathlib.Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx"
     g = from_onnx(path.read_bytes())
     model, _ = lower_graph(g)
-    vad = rc.compile(g, precision=args.precision, front_f32=args.front_f32)
+    vad = rc.compile(g, precision=args.precision, front_f32=args.front_f32, front_bits=args.front_bits)
     lstm = rc.compile([m for m in model.children() if type(m[1]).__name__ == "LSTM"][0][1],
                       precision=args.precision)
     if args.isa:
@@ -71,8 +75,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((1, 576)) * 0.1).astype(np.float32)
     xh = (rng.standard_normal((1, 128)) * 0.5).astype(np.float32)
-    t_vad = _median_step(vad.stream(), x, np.empty((1, 1), np.float32), args.steps)
-    t_lstm = _median_step(lstm.stream(), xh, np.empty((1, 128), np.float32), args.steps)
+    t_vad = median_step(vad.stream(), x, np.empty((1, 1), np.float32), args.steps)
+    t_lstm = median_step(lstm.stream(), xh, np.empty((1, 128), np.float32), args.steps)
     X = (rng.standard_normal((1, 500, 576)) * 0.1).astype(np.float32)
     vad.run(X)
     t_run = []
@@ -82,6 +86,7 @@ def main() -> None:
         t_run.append(time.process_time() - t0)
     t_run = min(t_run) / 500
     kept = f" (frame_convs {args.front_f32} f32)" if args.front_f32 else ""
+    kept += " (frame_convs 16 x 16)" if args.front_bits == 16 else ""
     print(f"# {cpu_name()}, isa {vad.isa}, {args.precision}{kept}, batch 1, median of {args.steps} steps, "
           f"model {len(vad.data):,} bytes")
     print(f"silero VAD step        {t_vad * 1e6:8.1f} us")
@@ -111,7 +116,7 @@ def _profile(vad, x, args) -> None:
         e = rc.Engine(write_rnc(cut))
         if args.isa:
             e.set_isa(args.isa)
-        t = _median_step(e.stream(), x, np.empty((1, 1), np.float32), args.steps)
+        t = median_step(e.stream(), x, np.empty((1, 1), np.float32), args.steps)
         r = d["front"][n - 1]
         print(f"  + front[{n - 1}] {r['kind']:<13} -> {width:5d} features: {t * 1e6:7.2f} us "
               f"(+{(t - prev) * 1e6:6.2f})")

@@ -20,22 +20,12 @@ import argparse
 import time
 
 import numpy as np
+from bench_engine_frontend import median_step
 from machine import cpu_name
 
 import rnncore as rc
 
 nn = rc.nn
-
-
-def _median_step(stream, x, out, steps: int) -> float:
-    for _ in range(50):
-        stream.step(x, out=out)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        stream.step(x, out=out)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def models() -> dict[str, tuple[nn.Sequential, int]]:
@@ -73,8 +63,8 @@ def main() -> None:
         out = np.empty((1, whole.output_size), np.float32)
         tw, tt, ratio = [], [], []
         for _ in range(args.repeat):
-            tw.append(_median_step(whole.stream(), x, out, args.steps))
-            tt.append(_median_step(tail.stream(), xt, out, args.steps))
+            tw.append(median_step(whole.stream(), x, out, args.steps))
+            tt.append(median_step(tail.stream(), xt, out, args.steps))
             ratio.append(tw[-1] / tt[-1])
         X = (rng.standard_normal((1, 500, whole.input_size)) * 0.1).astype(np.float32)
         t_run = []

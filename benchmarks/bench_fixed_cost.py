@@ -4,6 +4,7 @@
     python benchmarks/bench_fixed_cost.py --cells gru --hidden 64 --isa avx2 avx512vnni
     python benchmarks/bench_fixed_cost.py --arm               # + aarch64 instruction counts under qemu
     python benchmarks/bench_fixed_cost.py --arm-only --arm-cells gru lstm --arm-hidden 16 32 64 128
+    python benchmarks/bench_fixed_cost.py --arm-only --arm-compiler clang   # aarch64 build by clang
     python benchmarks/bench_fixed_cost.py --cells gru --scales dynamic bounded static   # scale settings
 
 For each model (input size = H, one layer, written as a ``.rnc`` file) and each ISA path this CPU
@@ -25,8 +26,10 @@ instructions per step under ``qemu-aarch64`` (Debian ``qemu-user``) with the qem
 breakdown part, on a Cortex-A76 (``neondot``: sdot) and a Cortex-A53 (``neon``), for each of
 ``--arm-cells`` and ``--arm-hidden``, then one summary table: the step and the cell update's own
 function (the fused q8 loops ``rnc_neon_gru_q8_main`` / ``rnc_neon_lstm_q8_main``, else the
-general ``rnc_neon_q8_update_any``) per hidden unit. Skipped with a message when the toolchain,
-qemu or the plugin's sources are missing. QEMU models no timing: these are instructions, not
+general ``rnc_neon_q8_update_any``) per hidden unit. ``--arm-compiler clang`` counts the aarch64
+build made with clang instead (``make -C csrc build/cross/aarch64-clang/rnncore-bench``: ``clang
+--target=aarch64-linux-gnu``). Skipped with a message when the toolchain, qemu or the plugin's
+sources are missing. QEMU models no timing: these are instructions, not
 cycles.
 
 The C bench is also the driver to time an independent implementation beside rnncore: it loads any
@@ -168,9 +171,10 @@ def format_scales(rows: list[dict], scales: list[str]) -> str:
 # ------------------------------------------------------------------ ARM: instructions under qemu
 
 
-def arm_missing(icount_dir: Path) -> str | None:
-    """Why the ARM mode cannot run here, or None."""
-    for tool in ("aarch64-linux-gnu-gcc", "aarch64-linux-gnu-nm", "qemu-aarch64", "cc"):
+def arm_missing(icount_dir: Path, compiler: str = "gcc") -> str | None:
+    """Why the ARM mode cannot run here (with the aarch64 build of ``compiler``), or None."""
+    for tool in ("aarch64-linux-gnu-gcc", "aarch64-linux-gnu-nm", "qemu-aarch64", "cc",
+                 *(("clang",) if compiler == "clang" else ())):
         if not shutil.which(tool):
             return f"{tool} not found"
     for f in ("build.sh", "icount.py", "icount.c"):
@@ -179,10 +183,12 @@ def arm_missing(icount_dir: Path) -> str | None:
     return None
 
 
-def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int, scales: str = "dynamic") -> list[dict]:
+def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int, scales: str = "dynamic",
+               compiler: str = "gcc") -> list[dict]:
     """Executed instructions per q8 step (batch 1, I = H; activation scales as ``scales``) of the
-    aarch64 build, per function and per breakdown part, for each of ARM_TARGETS."""
-    bench = aarch64_bench()
+    aarch64 build made by ``compiler`` (``gcc``: the cross gcc, ``clang``: clang
+    ``--target=aarch64-linux-gnu``), per function and per breakdown part, for each of ARM_TARGETS."""
+    bench = aarch64_bench("aarch64" if compiler == "gcc" else "aarch64-clang")
     out = []
     with tempfile.TemporaryDirectory() as d:
         icount = load_icount(icount_dir, d)
@@ -197,7 +203,7 @@ def arm_counts(icount_dir: Path, hidden: int, cell: str, n: int, scales: str = "
             parts["step"] = total
             parts["update"] = parts["cell"] - parts["products"] - parts["quantise_h"]
             out.append({"cpu": cpu, "isa": isa, "hidden": hidden, "cell": cell, "step": total,
-                        "scales": scales, "functions": funcs, "parts": parts})
+                        "scales": scales, "compiler": compiler, "functions": funcs, "parts": parts})
     return out
 
 
@@ -272,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arm-only", action="store_true", help="only the ARM counts")
     ap.add_argument("--arm-hidden", type=int, nargs="+", default=[64])
     ap.add_argument("--arm-cells", nargs="+", default=["gru"], choices=["gru", "lstm", "rnn"])
+    ap.add_argument("--arm-compiler", default="gcc", choices=["gcc", "clang"],
+                    help="the aarch64 build's compiler: the cross gcc, or clang --target=aarch64-linux-gnu")
     ap.add_argument("--icount-dir", type=Path,
                     default=DEFAULT_DIR)
     a = ap.parse_args(argv)
@@ -300,15 +308,16 @@ def main(argv: list[str] | None = None) -> None:
                   f"(minimum of {a.repeat} windows of {a.steps} calls), each part's µs (share of the step)\n")
             print(format_table(results["x86"]))
     if a.arm or a.arm_only:
-        why = arm_missing(a.icount_dir)
+        why = arm_missing(a.icount_dir, a.arm_compiler)
         if why:
             print(f"\nARM instruction counts skipped: {why}")
         else:
             for s in a.scales:
                 for cell in a.arm_cells:
                     for h in a.arm_hidden:
-                        results["arm"] += arm_counts(a.icount_dir, h, cell, 200, s)
-            print("\nExecuted aarch64 instructions (qemu-aarch64 + qemu-icount, gcc -O3 static build)")
+                        results["arm"] += arm_counts(a.icount_dir, h, cell, 200, s, a.arm_compiler)
+            print("\nExecuted aarch64 instructions (qemu-aarch64 + qemu-icount, "
+                  f"{a.arm_compiler} -O3 static build)")
             if len(a.scales) > 1:
                 print(format_arm_scales(results["arm"], a.scales))
             else:

@@ -18,18 +18,21 @@ Every configuration on the eight variants of pyannote-audio's ``sample.wav`` of
 variant, the total and per 500 frames, the mean and largest ``|p - p_ort|``, and the bytes of
 the five convolutions' weights (float32: 4 per weight, 9 to 16 bits: 2, int8: 1).
 
-    python benchmarks/bench_vad_q8_16x8.py
+    python benchmarks/bench_vad_q8_16x8.py [--seconds S] [--engine]
+
+``--engine``: instead of the simulation, the C engine's compiles (``rc.compile(g, "q8", ...)``:
+the all-int8 default, ``front_bits=16``, ``front_f32=[0, 1, 2, 3, 4]`` and ``[2, 3]``, and f32) on
+the same variants, with their file sizes.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from bench_vad_q8 import frames, more_variants, recording, silero_bytes, variants
-from bench_vad_q8_layers import conv
+from bench_vad_q8 import silero_bytes
+from bench_vad_q8_layers import conv, int8_weight, recording_args, run_front, setup
 
 import rnncore as rc
 from rnncore.io import from_onnx
-from rnncore.io.rnc import read_rnc, write_rnc
 
 
 def quantised_input(x: np.ndarray, bits: int | None) -> np.ndarray:
@@ -58,23 +61,12 @@ def quantised_weight(w32: np.ndarray, w8: np.ndarray, bits: int | None) -> np.nd
 def front(d8: dict, d32: dict, x: np.ndarray, bits: list) -> np.ndarray:
     """The front-end in float64; frame convolution ``i`` with ``bits[i] = (weight bits, input
     bits)`` (None: float64)."""
-    x = np.asarray(x, np.float64)
-    i = 0
-    for r8, r32 in zip(d8["front"], d32["front"], strict=True):
-        if r8["kind"] == "frame_conv1d":
-            t = r8["tensors"]
-            w8 = np.asarray(t["qweight"], np.float64) * np.asarray(t["scale"], np.float64)[:, None, None]
-            wb, xb = bits[i]
-            x = conv(r8, quantised_weight(r32["tensors"]["weight"], w8, wb), quantised_input(x, xb))
-            i += 1
-        elif r8["kind"] == "magnitude":
-            M = x.shape[1] // 2
-            x = np.sqrt(x[:, :M] ** 2 + x[:, M:] ** 2)
-        elif r8["kind"] == "relu":
-            x = np.maximum(x, 0)
-        else:
-            raise ValueError(f"unexpected front-end record {r8['kind']}")
-    return x
+    def conv_i(i, r8, r32, x):
+        wb, xb = bits[i]
+        w = quantised_weight(r32["tensors"]["weight"], int8_weight(r8), wb)
+        return conv(r8, w, quantised_input(x, xb))
+
+    return run_front(d8, d32, x, conv_i)[0]
 
 
 def configs(n: int = 5) -> dict:
@@ -103,20 +95,13 @@ def configs(n: int = 5) -> dict:
 
 
 def main() -> None:
-    import onnxruntime as ort
-
-    onnx = silero_bytes()
-    g = from_onnx(onnx)
-    d8, d32 = read_rnc(rc.compile(g, precision="q8").data), read_rnc(rc.compile(g).data)
-    back = rc.Engine(write_rnc(dict(d8, front=[], input_size=128)))   # the q8 LSTM + head alone
-    sess = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
-    z = np.zeros((1, 1, 128), np.float32)
-    audio = recording()
-    data = {}
-    for name, a in {**variants(audio), **more_variants(audio)}.items():
-        fr = frames(a)
-        data[name] = (fr, sess.run(None, {"input": fr, "h": z, "c": z})[0].reshape(-1))
+    audio, args = recording_args(__doc__, lambda ap: ap.add_argument(
+        "--engine", action="store_true", help="the C engine's compiles instead of the simulation"))
+    d8, d32, back, data = setup(silero_bytes(), audio, more=True)
     frames_all = sum(len(fr) for fr, _ in data.values())
+    if args.engine:
+        engine_table(from_onnx(silero_bytes()), data, frames_all)
+        return
     print("| configuration (weight x input bits) | " + " | ".join(data) +
           f" | all {frames_all} frames (per 500) | mean | max | frame_conv weight bytes |")
     print("|---|" + "---|" * (len(data) + 4))
@@ -132,6 +117,32 @@ def main() -> None:
         nbytes = sum(n * (4 if wb is None else (wb + 7) // 8) for n, (wb, _) in zip(sizes, bits, strict=True))
         print(f"| {name} | " + " | ".join(str(f) for f in flips) +
               f" | {t} ({t * 500 / frames_all:.2f}) | {d.mean():.4f} | {d.max():.3f} | {nbytes:,} |",
+              flush=True)
+
+
+def engine_table(g, data: dict, frames_all: int) -> None:
+    """Flips per variant, mean and largest |p - p_ort| and file bytes of the C engine's compiles."""
+    compiles = {
+        "q8 (every frame_conv 8 x 8)": dict(precision="q8"),
+        "q8 front_bits=16 (every frame_conv 16 x 16)": dict(precision="q8", front_bits=16),
+        "q8 front_f32=[0, 1, 2, 3, 4]": dict(precision="q8", front_f32=[0, 1, 2, 3, 4]),
+        "q8 front_f32=[2, 3]": dict(precision="q8", front_f32=[2, 3]),
+        "f32": dict(precision="f32"),
+    }
+    print("| rc.compile(g, ...) | " + " | ".join(data) +
+          f" | all {frames_all} frames (per 500) | mean | max | file bytes |")
+    print("|---|" + "---|" * (len(data) + 4))
+    for name, kw in compiles.items():
+        e = rc.compile(g, **kw)
+        flips, diffs = [], []
+        for fr, p_ort in data.values():
+            p = e.run(fr[None])[0, :, 0]
+            flips.append(int(((p > 0.5) != (p_ort > 0.5)).sum()))
+            diffs.append(np.abs(p - p_ort))
+        d = np.concatenate(diffs)
+        t = sum(flips)
+        print(f"| {name} | " + " | ".join(str(f) for f in flips) +
+              f" | {t} ({t * 500 / frames_all:.2f}) | {d.mean():.4f} | {d.max():.3f} | {len(e.data):,} |",
               flush=True)
 
 

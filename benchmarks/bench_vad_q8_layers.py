@@ -10,13 +10,16 @@ and largest |p - p_ort|, the frames with |p - p_ort| > 0.05, and each convolutio
 * input "int8": the row quantised as the q8 engine does (one dynamic max-abs scale per step,
   ``rnncore.quant.scheme.quantize_activation``), then dequantised.
 
-    python benchmarks/bench_vad_q8_layers.py
+    python benchmarks/bench_vad_q8_layers.py [--seconds S]
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
+
 import numpy as np
-from bench_vad_q8 import frames, recording, silero_bytes, variants
+from bench_vad_q8 import frames, more_variants, recording, silero_bytes, variants
 
 import rnncore as rc
 from rnncore.io import from_onnx
@@ -42,19 +45,23 @@ def dequantised_input(x: np.ndarray) -> np.ndarray:
     return q.astype(np.float64) * s.astype(np.float64)[:, None]
 
 
-def front(d8: dict, d32: dict, x: np.ndarray, wq: set, xq: set):
-    """The front-end in float64; convolution ``i`` with int8 weights if ``i in wq``, an int8 input
-    row if ``i in xq``. Returns the output and every convolution's output."""
+def int8_weight(rec: dict) -> np.ndarray:
+    """A q8 frame_conv record's int8 weights times their per-row scales, ``(C_out, C_in, k)`` float64."""
+    t = rec["tensors"]
+    return np.asarray(t["qweight"], np.float64) * np.asarray(t["scale"], np.float64)[:, None, None]
+
+
+def run_front(d8: dict, d32: dict, x: np.ndarray,
+              conv_i: Callable[[int, dict, dict, np.ndarray], np.ndarray]) -> tuple[np.ndarray, list]:
+    """The front-end in float64, frame convolution ``i`` (q8 record ``r8``, f32 record ``r32``) on
+    ``x (N, K)`` computed by ``conv_i(i, r8, r32, x)``. Returns the output and every convolution's
+    output."""
     x = np.asarray(x, np.float64)
-    outs, i = [], 0
+    outs = []
     for r8, r32 in zip(d8["front"], d32["front"], strict=True):
         if r8["kind"] == "frame_conv1d":
-            t = r8["tensors"]
-            w = (np.asarray(t["qweight"], np.float64) * np.asarray(t["scale"], np.float64)[:, None, None]
-                 if i in wq else np.asarray(r32["tensors"]["weight"], np.float64))
-            x = conv(r8, w, dequantised_input(x) if i in xq else x)
+            x = conv_i(len(outs), r8, r32, x)
             outs.append(x)
-            i += 1
         elif r8["kind"] == "magnitude":
             M = x.shape[1] // 2
             x = np.sqrt(x[:, :M] ** 2 + x[:, M:] ** 2)
@@ -65,19 +72,55 @@ def front(d8: dict, d32: dict, x: np.ndarray, wq: set, xq: set):
     return x, outs
 
 
-def main() -> None:
+def front(d8: dict, d32: dict, x: np.ndarray, wq: set, xq: set):
+    """The front-end in float64; convolution ``i`` with int8 weights if ``i in wq``, an int8 input
+    row if ``i in xq``. Returns the output and every convolution's output."""
+    def conv_i(i, r8, r32, x):
+        w = int8_weight(r8) if i in wq else np.asarray(r32["tensors"]["weight"], np.float64)
+        return conv(r8, w, dequantised_input(x) if i in xq else x)
+
+    return run_front(d8, d32, x, conv_i)
+
+
+def setup(onnx: bytes, audio: np.ndarray, more: bool = False) -> tuple[dict, dict, rc.Engine, dict]:
+    """Silero VAD v6 (``onnx``: its sequence graph) compiled q8 and f32 (their file dicts), the q8
+    file's LSTM + head alone (an engine of 128 inputs), and for each variant of ``audio`` of
+    ``bench_vad_q8.py`` (``more``: also the five the choice does not see) its frames ``(T, 576)``
+    and onnxruntime's p ``(T,)``, by name."""
     import onnxruntime as ort
 
-    onnx = silero_bytes()
     g = from_onnx(onnx)
     d8, d32 = read_rnc(rc.compile(g, precision="q8").data), read_rnc(rc.compile(g).data)
     back = rc.Engine(write_rnc(dict(d8, front=[], input_size=128)))   # the q8 LSTM + head alone
     sess = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     z = np.zeros((1, 1, 128), np.float32)
-    data = []
-    for a in variants(recording()).values():
+    data = {}
+    for name, a in {**variants(audio), **(more_variants(audio) if more else {})}.items():
         fr = frames(a)
-        data.append((fr, sess.run(None, {"input": fr, "h": z, "c": z})[0].reshape(-1)))
+        data[name] = (fr, sess.run(None, {"input": fr, "h": z, "c": z})[0].reshape(-1))
+    return d8, d32, back, data
+
+
+def recording_args(doc: str, more_options=None) -> tuple[np.ndarray, argparse.Namespace]:
+    """The recording of ``bench_vad_q8.py``, or with ``--seconds S`` on the command line its first S
+    seconds (a short run), and the parsed command line; ``doc``: the script's docstring, for
+    ``--help``; ``more_options(parser)`` adds a script's own options."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=None, help="only the first seconds of the recording")
+    if more_options is not None:
+        more_options(ap)
+    args = ap.parse_args()
+    audio = recording()
+    return (audio if args.seconds is None else audio[:int(args.seconds * 16000)]), args
+
+
+def recording_from_args(doc: str) -> np.ndarray:
+    """:func:`recording_args`'s recording."""
+    return recording_args(doc)[0]
+
+
+def main() -> None:
+    d8, d32, back, data = setup(silero_bytes(), recording_from_args(__doc__))
     n = 5
     every = set(range(n))
     configs = {"front-end float64 (the q8 LSTM + head alone)": (set(), set()),
@@ -93,7 +136,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, (wq, xq) in configs.items():
         flips, diffs, errs = 0, [], []
-        for fr, p_ort in data:
+        for fr, p_ort in data.values():
             y, outs = front(d8, d32, fr, wq, xq)
             _, ref = front(d8, d32, fr, set(), set())
             p = back.run(y.astype(np.float32)[None])[0, :, 0]

@@ -8,8 +8,8 @@
 #   X86_AVX512VNNI_SRCS -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma
 #   ARM_SRCS            (aarch64: none; armv7: -mfpu=neon)
 CORE_SRCS = src/model.c src/loader.c src/kernel_table.c src/cpu.c src/util.c
-GENERIC_SRCS = src/kernels/q8_gemm_generic.c src/kernels/f32_gemm_generic.c src/kernels/cells_generic.c src/kernels/q8_sparse_generic.c src/kernels/q8_spshared_generic.c src/kernels/cells_variant.c src/kernels/q4_generic.c src/kernels/int8_generic.c src/kernels/f32_fft_generic.c
-X86_AVX2_SRCS = src/kernels/q8_gemm_avx2.c src/kernels/f32_gemm_avx2.c src/kernels/cells_avx2.c src/kernels/q8_sparse_avx2.c src/kernels/q8_spshared_avx2.c src/kernels/q4_avx2.c src/kernels/fft_avx2.c
+GENERIC_SRCS = src/kernels/q8_gemm_generic.c src/kernels/f32_gemm_generic.c src/kernels/cells_generic.c src/kernels/q8_sparse_generic.c src/kernels/q8_spshared_generic.c src/kernels/cells_variant.c src/kernels/q4_generic.c src/kernels/int8_generic.c src/kernels/f32_fft_generic.c src/kernels/q16_generic.c
+X86_AVX2_SRCS = src/kernels/q8_gemm_avx2.c src/kernels/f32_gemm_avx2.c src/kernels/cells_avx2.c src/kernels/q8_sparse_avx2.c src/kernels/q8_spshared_avx2.c src/kernels/q4_avx2.c src/kernels/fft_avx2.c src/kernels/q16_avx2.c
 X86_AVX2_FLAGS = -mavx2 -mfma
 X86_AVX512_SRCS = src/kernels/gemm_avx512.c src/kernels/cells_avx512.c src/kernels/fft_avx512.c
 X86_AVX512_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma
@@ -30,10 +30,10 @@ INT_CORE = src/int/int_cells.c src/int/s8_matvec_generic.c
 ARM_SRCS = src/arch/arm_cpu.c
 # ARM NEON (armv7 hard-float with -mfpu=neon, aarch64 baseline) and aarch64 dot product (sdot);
 # chosen at run time from getauxval (arch/arm_cpu.c). Cross builds: toolchains/cross.mk.
-ARM_NEON_SRCS = src/kernels/gemm_neon.c src/kernels/cells_neon.c src/kernels/q8_sparse_neon.c src/kernels/q4_neon.c src/kernels/fft_neon.c
+ARM_NEON_SRCS = src/kernels/gemm_neon.c src/kernels/cells_neon.c src/kernels/q8_sparse_neon.c src/kernels/q8_spshared_neon.c src/kernels/q4_neon.c src/kernels/fft_neon.c src/kernels/q16_neon.c
 ARM_NEON_FLAGS =
 ARM_NEON_FLAGS_ARMV7 = -march=armv7-a -mfpu=neon
-AARCH64_NEONDOT_SRCS = src/kernels/q8_gemm_neondot.c src/kernels/cells_neondot.c src/kernels/q8_sparse_neondot.c src/kernels/q4_neondot.c
+AARCH64_NEONDOT_SRCS = src/kernels/q8_gemm_neondot.c src/kernels/cells_neondot.c src/kernels/q8_sparse_neondot.c src/kernels/q8_spshared_neondot.c src/kernels/q4_neondot.c
 AARCH64_NEONDOT_FLAGS = -march=armv8.2-a+dotprod
 # Flags every file gets (besides -Iinclude): no fast-math and no FP contraction, so that every
 # ISA's epilogue computes the same float32 operations; -fno-strict-aliasing for the in-place

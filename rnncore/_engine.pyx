@@ -23,7 +23,7 @@ cnp.import_array()
 #: kernel-table op names, in rnc_op order (csrc/include/rnncore.h)
 _OPS = ("gemv", "rnn_step", "gru_step", "lstm_step", "quantize", "gemm_deq", "spgemv",
         "rnn_step_sparse", "gru_step_sparse", "lstm_step_sparse", "int_step", "s8_matvec",
-        "rfft_power", "spgemv_shared", "gru_step_shared", "lstm_step_shared")
+        "rfft_power", "spgemv_shared", "gru_step_shared", "lstm_step_shared", "gemm_q16")
 #: rnc_precision order; "int8": fully-integer models (precision 3 files, RNC_INT8)
 _PRECISIONS = ("f32", "q8", "q4", "int8")
 
@@ -244,7 +244,7 @@ cdef class Model:
         if precision is not None and precision not in _PRECISIONS:
             raise ValueError(f"precision: expected one of {_PRECISIONS}, got {precision!r}")
         cdef uint32_t prec = (_PRECISIONS.index(precision) if precision is not None else
-                              1 if op in ("quantize", "gemm_deq", "spgemv", "spgemv_shared") else _PRECISIONS.index(self.precision))
+                              1 if op in ("quantize", "gemm_deq", "spgemv", "spgemv_shared", "gemm_q16") else _PRECISIONS.index(self.precision))
         if op not in _OPS:
             raise ValueError(f"op: expected one of {_OPS}, got {op!r}")
         if input not in ("x", "gi"):

@@ -207,7 +207,12 @@ class Engine:
         parts += pooled
         if m.has_head:
             last = self.layers[-1]
-            parts.append(f"linear({last['state_size'] * last['directions']}->{self.output_size})")
+            width = last["state_size"] * last["directions"]
+            if "frame_conv" in post + pooled:   # a per-step Linear changed the width: the file's head
+                from rnncore.io.rnc import read_rnc
+
+                width = int(np.shape(read_rnc(self.data)["head"]["weight"])[1])
+            parts.append(f"linear({width}->{self.output_size})")
         return " > ".join(parts)
 
     def __repr__(self) -> str:
@@ -736,7 +741,7 @@ def _check_state_array(name: str, a, shape: tuple) -> None:
 
 def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the API name
             state_scale: str | None = None, sparse=None, front_f32=None,
-            input_dtype: str | None = None) -> Engine:
+            input_dtype: str | None = None, front_bits: int = 8) -> Engine:
     """Compile an ``rc.nn`` model for the C core.
 
     Parameters
@@ -767,13 +772,20 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
         "shared_gates": bool}``: each weight matrix whose share of nonzero ``block_rows`` x 4
         blocks is at most d (default 0.5, 16-row blocks) is stored block-sparse and run by the
         block-sparse kernels (the same outputs, bit for bit, as its dense form); the others stay
-        dense. With ``shared_gates=True`` (default False) a GRU / LSTM matrix whose gates all
-        have the same zero blocks is stored gate-shared (faster on AVX-512 VNNI and AVX2; NEON and
-        sdot run its generic row, docs/rnc-format.md). For pruned models (:class:`rnncore.nn.BlockPruning`).
+        dense. With ``shared_gates=True`` (the default) a GRU / LSTM matrix whose gates all have
+        the same zero blocks (``BlockPruning(shared_gates=True)``) is stored gate-shared, faster than
+        the per-gate layout on every ISA (docs/rnc-format.md); ``False`` keeps the per-gate layout.
+        For pruned models (:class:`rnncore.nn.BlockPruning`).
     front_f32 : q8 only: None (every frame_conv of the front-end int8: bit-exact, the same on every
         ISA), or the frame_convs to keep in float32, numbered 0, 1, ... among the frame_convs
         (those run the ISA's f32 product; docs/q8-contract.md, "A frame_conv kept in float32").
         :func:`rnncore.quant.choose_front_f32` measures which on representative inputs.
+    front_bits : q8 only: 8 (default) or 16: the frame_convs' weights and input codes. 16 runs
+        every frame_conv not kept in float32 with int16 weights (per output channel), int16 codes
+        of its input row (one dynamic scale per step) and exact int64 sums: bit-exact on every ISA,
+        twice the frame_convs' weight bytes, about as fast as float32 frame_convs
+        (docs/q8-contract.md, "A 16-bit product in the frame convolutions"; Silero VAD meets
+        its decision target with it, docs/importers.md). Refused for a model without frame_conv.
     input_dtype : int8 only: the model input's integer type, None / ``"int8"`` (asymmetric int8,
         the default; an :class:`~rnncore.quant.integer.IntCalibration` brings its own) or
         ``"int16"`` (symmetric int16, TFLite's 16x8 activations, first layer only: for inputs with
@@ -787,11 +799,14 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
         if front_f32:
             raise ValueError(f"front_f32: expected None for precision='int8' (integer models have no "
                              f"per-step records), got {front_f32!r}")
+        if front_bits != 8:
+            raise ValueError(f"front_bits: expected 8 for precision='int8' (integer models have no "
+                             f"per-step records), got {front_bits!r}")
         return Engine(*_build_int8(model, calibration, state_scale, sparse, input_dtype))
     if input_dtype is not None:
         raise ValueError(f"input_dtype: expected None for precision={precision!r} (the integer input "
                          f"type is precision='int8' only), got {input_dtype!r}")
-    data, spec = build_rnc(model, precision, calibration, state_scale, sparse, front_f32)
+    data, spec = build_rnc(model, precision, calibration, state_scale, sparse, front_f32, front_bits)
     eng = Engine(data, spec)
     if type(model).__name__ == "OnnxGraph":     # how the graph's tensors map to run()'s
         from rnncore.io.onnx_import._lower import lower_graph

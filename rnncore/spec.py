@@ -176,8 +176,9 @@ class ModelSpec:
     head: LinearSpec | None = None
     meta: dict = field(default_factory=dict)
     #: per-step records (the ``rc.nn`` layers' ``record()`` dicts, docs/rnc-format.md "Per-step
-    #: records"): ``front`` before the recurrent layers (FrameConv1d, Magnitude, activations),
-    #: ``post`` activations after them, ``post_pooled`` activations after ``last_step``; in each,
+    #: records"): ``front`` before the recurrent layers (FrameConv1d, Magnitude, activations, a
+    #: per-step Linear as a ``frame_conv1d`` of frame_length 1), ``post`` after them and
+    #: ``post_pooled`` after ``last_step`` (per-step Linears, activations, norms); in each,
     #: ``{"kind": "residual", "span": n}`` adds the input of the record ``n`` before it (``Residual``)
     front: list = field(default_factory=list)
     post: list = field(default_factory=list)
@@ -202,7 +203,7 @@ class ModelSpec:
     def output_size(self) -> int:
         if self.head is not None:
             return int(np.shape(self.head.weight)[0])
-        return self.layers[-1].output_size
+        return _front_width(self.post_pooled, _front_width(self.post, self.layers[-1].output_size))
 
     def validate(self) -> None:
         if not self.layers:
@@ -221,6 +222,7 @@ class ModelSpec:
             if prev is not None and layer.input_size != prev:
                 raise ValueError(f"layer {k}: input_size {layer.input_size}, previous layer gives {prev}")
             prev = layer.output_size
+        prev = _front_width(self.post_pooled, _front_width(self.post, prev))
         if self.head is not None:
             o_f = np.shape(self.head.weight)
             if len(o_f) != 2 or o_f[1] != prev:
@@ -262,9 +264,29 @@ STEP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "g
                     "scale_shift")
 
 
+def linear_step_record(m: object) -> dict:
+    """An ``rc.nn.Linear`` (or a :class:`LinearSpec`: ``y = x W^T + b`` on each step) as the
+    per-step record that runs it: a ``frame_conv1d`` of ``frame_length = kernel_size = 1``
+    (``weight (O, F, 1)``), which has no window over time and runs in f32 and q8 as every
+    frame_conv, before the recurrent layers and after them (docs/layers.md)."""
+    if isinstance(m, LinearSpec):
+        w, b = _np(m.weight), None if m.bias is None else _np(m.bias)
+    else:
+        sd = m.state_dict()
+        w, b = _np(sd["weight"]), _np(sd["bias"]) if "bias" in sd else None
+    o, f = w.shape
+    t = {"weight": w.reshape(o, f, 1)}
+    if b is not None:
+        t["bias"] = b
+    return {"kind": "frame_conv1d", "in_channels": int(f), "out_channels": int(o), "kernel_size": 1,
+            "frame_length": 1, "tensors": t}
+
+
 def _record_input(m: object, rec: dict) -> int | None:
     """The features per step a front-end layer takes (None: an activation, any width)."""
     rkind = rec.get("kind")
+    if type(m).__name__ == "Linear":
+        return int(m.in_features)
     return (int(m.in_features) if rkind == "frame_conv1d" else int(m.in_channels) if rkind == "conv1d"
             else rec.get("n_fft" if rkind == "log_mel" else "features"))
 
@@ -274,7 +296,8 @@ def _residual_records(m: object, name: str, front: bool) -> tuple[list, tuple]:
     Residuals included) then ``{"kind": "residual", "span": len(f's records)}`` (the record adding
     the input of the record ``span`` before it); also the first layer and its record. Raises
     ``ValueError`` naming the layer the C core cannot run per step."""
-    allowed = ("frame_conv1d", "conv1d", "magnitude", *STEP_ACTIVATIONS) if front else STEP_ACTIVATIONS
+    allowed = ("frame_conv1d", "conv1d", "magnitude", *STEP_ACTIVATIONS) if front else (
+        "frame_conv1d", *STEP_ACTIVATIONS)
     out: list = []
     first: list = []
 
@@ -290,8 +313,10 @@ def _residual_records(m: object, name: str, front: bool) -> tuple[list, tuple]:
             out.append({"kind": "residual", "span": len(out) - n0})
             return
         rec = mod.record() if hasattr(mod, "record") else None
+        if kind == "Linear":
+            rec = linear_step_record(mod)
         rkind = rec.get("kind") if isinstance(rec, dict) else None
-        if rkind in allowed:
+        if rkind in allowed and (front or kind == "Linear" or rkind != "frame_conv1d"):
             rec = dict(rec)
             if "tensors" in rec:
                 rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
@@ -302,8 +327,9 @@ def _residual_records(m: object, name: str, front: bool) -> tuple[list, tuple]:
         children = list(mod.children()) if hasattr(mod, "children") and kind == "Sequential" else []
         if not children:
             where = "before" if front else "after"
+            runs = "Linear, " + ", ".join(allowed if front else STEP_ACTIVATIONS)
             raise ValueError(f"compile: module {path!r} ({kind}) inside a Residual is not a per-step layer "
-                             f"the C core runs {where} the recurrent layers ({', '.join(allowed)})")
+                             f"the C core runs {where} the recurrent layers ({runs})")
         for cname, c in children:
             walk(c, f"{path}.{cname}")
 
@@ -394,7 +420,9 @@ def _head_act(kind: str) -> str:
 
 def spec_from_model(model: object) -> ModelSpec:
     """Describe an ``rc.nn`` model (a recurrent layer, or a Sequential of
-    ``[Embedding] + recurrent layer(s) + [LastStep] + [Linear [+ activation]]``).
+    ``[Embedding | front-end] + recurrent layer(s) + [per-step layers] + [LastStep [per-step
+    layers]] + [Linear [+ activation]]``; a ``Linear`` followed by more layers is a per-step
+    record, :func:`linear_step_record`, the last one the head).
 
     Raises ``ValueError`` naming the first module that the C core cannot run.
     """
@@ -423,6 +451,7 @@ def spec_from_model(model: object) -> ModelSpec:
     spec = ModelSpec(layers=[])
     stage = 0  # 0: before recurrent, 1: recurrent, 2: after last-step, 3: after head
     reverse_next = None  # a ReverseTime waiting for its recurrent layer
+    head_stage = 0  # the stage (1: per step, 2: after last-step) the head's Linear came at
     for name, m in children:
         if reverse_next is not None and not (type(m).__name__ in ("ExtendedRecurrent",) + _LN_KINDS
                                              or _cell_of(m)):
@@ -432,7 +461,23 @@ def spec_from_model(model: object) -> ModelSpec:
         kind = type(m).__name__
         cell = _cell_of(m)
         rec = m.record() if hasattr(m, "record") else None
+        if kind == "Linear" and stage == 0:   # a per-step Linear in the front-end
+            rec = linear_step_record(m)
         rkind = rec.get("kind") if isinstance(rec, dict) else None
+        if stage == 3 and (kind in ("Linear", "Residual") or (kind == "LastStep" and head_stage == 1) or (
+                rkind in STEP_ACTIVATIONS and not (_head_act(kind) in HEAD_ACTIVATIONS
+                                                   and spec.head.activation == "none"))):
+            # more layers after a Linear: it (and its activation) was a per-step record, not the head
+            act = spec.head.activation
+            if act in ("softmax", "log_softmax"):
+                raise ValueError(f"compile: module {name!r} ({kind}) follows a {act}; the C core runs "
+                                 f"{act} only as the last Linear's activation")
+            recs = spec.post if head_stage == 1 else spec.post_pooled
+            recs.append(linear_step_record(spec.head))
+            if act != "none":
+                recs.append({"kind": act})
+            spec.head = None
+            stage = head_stage
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
         elif kind == "Residual" and spec.embedding is None and stage in (0, 1, 2) and not (
@@ -481,7 +526,7 @@ def spec_from_model(model: object) -> ModelSpec:
         elif kind == "Linear" and stage in (1, 2) and spec.head is None:
             sd = m.state_dict()
             spec.head = LinearSpec(_np(sd["weight"]), _np(sd["bias"]) if "bias" in sd else None)
-            stage = 3
+            head_stage, stage = stage, 3
         elif _head_act(kind) in HEAD_ACTIVATIONS and stage == 3 and spec.head.activation == "none":
             dim = getattr(m, "dim", -1)
             if kind in ("Softmax", "LogSoftmax") and dim not in (-1, 1 if spec.last_step else 2):
@@ -490,9 +535,10 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.head.activation = _head_act(kind)
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
-                             "expected [Embedding | front-end: FrameConv1d, Conv1d (causal), Magnitude, "
-                             "activations] + recurrent layers + [activations] + [LastStep [activations]] + "
-                             "[Linear] + [activation]")
+                             "expected [Embedding | front-end: Linear, FrameConv1d, Conv1d (causal), "
+                             "Magnitude, activations] + recurrent layers + [per step: Linear, activations, "
+                             "Residual] + [LastStep [Linear, activations, Residual]] + [Linear [activation "
+                             "incl. Softmax, LogSoftmax]]")
         if reverse_next is not None and len(spec.layers) > n_before:
             _fold_reverse_time(spec.layers, n_before, reverse_next)
             reverse_next = None
@@ -615,7 +661,7 @@ PRECISIONS = ("f32", "q8", "q4")
 
 def build_rnc(model: object, precision: str = "f32", calibration: object = None,
               state_scale: str | None = None, sparse: object = None,
-              front_f32: object = None) -> tuple[bytes, ModelSpec]:
+              front_f32: object = None, front_bits: int = 8) -> tuple[bytes, ModelSpec]:
     """Describe ``model`` and write it as ``.rnc`` bytes: what ``rc.compile`` loads and
     ``rnncore convert`` writes, without the C engine.
 
@@ -637,6 +683,9 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     front_f32 : q8 only: None (every frame_conv int8), or the frame_conv records to keep in
         float32, numbered 0, 1, ... among the front-end's frame_convs (docs/q8-contract.md, "A
         frame_conv kept in float32"; :func:`rnncore.quant.choose_front_f32` measures which)
+    front_bits : q8 only: 8 (default: int8 weights and int8 input codes in the frame_convs) or 16
+        (int16 weights and int16 input codes, exact int64 sums: every frame_conv not kept in float32
+        by ``front_f32``; docs/q8-contract.md, "A 16-bit product in the frame convolutions")
 
     Returns
     -------
@@ -669,9 +718,28 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     out = to_rnc_spec(spec, precision, cal, state_scale=state_scale)
     if front_f32 is not None:
         out["front"] = _front_f32(out["front"], front_f32, precision)
+    if isinstance(front_bits, bool) or front_bits not in (8, 16):
+        raise ValueError(f"front_bits: expected 8 or 16 (the frame_convs' weight and input code bits), "
+                         f"got {front_bits!r}")
+    if front_bits == 16:
+        out["front"] = _front_bits16(out["front"], precision)
     if sparse is not None:
         out["sparse"] = sparse
     return write_rnc(out), spec
+
+
+def _front_bits16(records: list, precision: str) -> list:
+    """``records`` with every int8 frame_conv marked 16 x 16 (``bits=16``)."""
+    if precision != "q8":
+        raise ValueError(f"front_bits: 16-bit frame_convs exist only for precision='q8', "
+                         f"got precision={precision!r}")
+    convs = [i for i, r in enumerate(records or [])
+             if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv")]
+    if not convs:
+        raise ValueError("front_bits: 16 applies to frame_conv records (a Conv1d within each step's frame); "
+                         "the model has none")
+    return [{**r, "bits": 16} if i in convs and r.get("precision", precision) == "q8" else r
+            for i, r in enumerate(records)]
 
 
 def _front_f32(records: list, which: object, precision: str) -> list:

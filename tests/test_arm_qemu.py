@@ -7,7 +7,8 @@ NumPy references, hostile files and fuzzing (csrc/tests/test_main.c), on
 * ``qemu-arm -cpu cortex-a7`` (32-bit ARMv7-A hard-float with NEON),
 * ``qemu-arm -cpu cortex-r5f`` (ARMv7 with VFP but no NEON: the generic fallback),
 
-plus run-time dispatch (``getauxval``) and forcing with ``RNNCORE_ISA`` through ``rnncore-bench``.
+plus run-time dispatch (``getauxval``) and forcing with ``RNNCORE_ISA`` through ``rnncore-bench``;
+and the aarch64 build made with clang (``clang --target=aarch64-linux-gnu``) on both aarch64 CPUs.
 The toolchains are Debian packages installed by ``.ci/run`` (gcc-aarch64-linux-gnu,
 gcc-arm-linux-gnueabihf, qemu-user): a machine without them fails here, it does not skip.
 """
@@ -58,7 +59,8 @@ def cross_build() -> Path:
     _make("cross", "vectors")
     out = CSRC / "build" / "cross"
     for t in ("aarch64", "armhf"):
-        for f in ("librnncore.a", "librnncore.so", "rnncore-bench", "tests/test_main", "tests/test_kernels"):
+        for f in ("librnncore.a", "librnncore.so", "rnncore-bench", "tests/test_main", "tests/test_kernels",
+                  "tests/test_sparse"):
             assert (out / t / f).is_file(), f"{t}/{f} not built"
     return out
 
@@ -81,7 +83,34 @@ def test_c_tests_under_qemu(cross_build: Path, target, qemu, cpu, best, runs) ->
     """csrc/tests/test_main.c on the emulated CPU: every ISA path the CPU has against the generic
     kernels (q8 accumulators and cells bit for bit, f32 within the bound) and every model of
     gen_vectors.py against the NumPy references, on every available path."""
-    r = _qemu(qemu, cpu, [str(cross_build / target / "tests" / "test_main"), "build/vectors", "--fuzz"])
+    _check_c_tests(cross_build / target, qemu, cpu, best, runs)
+
+
+@pytest.fixture(scope="module")
+def clang_build(cross_build: Path) -> Path:
+    """The aarch64 library, test_main and test_kernels built with clang (``clang
+    --target=aarch64-linux-gnu``, -Wall -Wextra -Werror; csrc/toolchains/cross.mk aarch64-clang):
+    the NEON files take clang's forms of their loops (epilogue_neon.h)."""
+    if shutil.which("clang") is None:
+        pytest.fail("clang missing (apt-get install clang; .ci/run does this)")
+    out = cross_build / "aarch64-clang"
+    _make(*(f"build/cross/aarch64-clang/{f}"
+            for f in ("librnncore.a", "tests/test_main", "tests/test_kernels", "tests/test_sparse")))
+    r = subprocess.run(["aarch64-linux-gnu-readelf", "-p", ".comment", str(out / "tests" / "test_kernels")],
+                       capture_output=True, text=True)
+    assert "clang version" in r.stdout, r.stdout + r.stderr  # made by clang, not the cross gcc
+    return out
+
+
+@pytest.mark.parametrize("target,qemu,cpu,best,runs", CPUS[:2], ids=[c[2] for c in CPUS[:2]])
+def test_clang_c_tests_under_qemu(clang_build: Path, target, qemu, cpu, best, runs) -> None:
+    """The same C tests of the aarch64 build made with clang: its NEON / sdot rows against the
+    generic ones bit for bit, and the models against the NumPy references."""
+    _check_c_tests(clang_build, qemu, cpu, best, runs)
+
+
+def _check_c_tests(build: Path, qemu: str, cpu: str, best: str, runs: set) -> None:
+    r = _qemu(qemu, cpu, [str(build / "tests" / "test_main"), "build/vectors", "--fuzz"])
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert re.search(r"^\d+ checks, 0 failures$", r.stdout, re.M), r.stdout[-3000:]
     paths = dict(re.findall(r" (\w+)\[([^\]]+)\]", r.stdout.split("\n", 2)[1]))
@@ -91,13 +120,23 @@ def test_c_tests_under_qemu(cross_build: Path, target, qemu, cpu, best, runs) ->
     assert "vectors: " in r.stdout and "models vs the NumPy references on every available ISA" in r.stdout
     # the kernel table's cell rows (csrc/tests/test_kernels.c): every row of the paths this CPU
     # has against its generic twin; rows of paths it lacks reported by name
-    r = _qemu(qemu, cpu, [str(cross_build / target / "tests" / "test_kernels")])
+    r = _qemu(qemu, cpu, [str(build / "tests" / "test_kernels")])
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     got = re.search(r"^kernel-table cells: (\d+) passed, 0 failed$", r.stdout, re.M)
     assert got and (int(got.group(1)) > 0) == bool(runs - {"generic"}), r.stdout[-3000:]
     for isa, how in paths.items():  # built for a CPU that lacks it: its rows named as skipped
         if how == "compiled, CPU lacks it":
             assert re.search(rf"^skipped: rnc_q8_gru_step_{isa} ", r.stdout, re.M), r.stdout
+    # the block-sparse rows, per-gate and gate-shared (csrc/tests/test_sparse.c): every row of the
+    # paths this CPU has against the dense generic product and cells, bit for bit
+    r = _qemu(qemu, cpu, [str(build / "tests" / "test_sparse")])
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert re.search(r"^sparse kernels: [1-9]\d* passed, 0 failed$", r.stdout, re.M), r.stdout[-3000:]
+    for isa, how in paths.items():
+        if how == "absent":  # not built for this target (x86 paths): no rows
+            continue
+        ran = re.search(rf"^skipped: rnc_q8_gemm_spshared_{isa} ", r.stdout, re.M) is None
+        assert ran == (how == "run"), (isa, how, r.stdout[-3000:])
 
 
 @pytest.mark.parametrize("target,qemu,cpu,best,runs", CPUS, ids=[c[2] for c in CPUS])

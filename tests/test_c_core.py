@@ -125,10 +125,11 @@ def test_group_file_without_its_features_is_an_error(cc, src, group, symbol, tmp
 
 
 def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
-    """-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD (the dense deploy build that
-    docs/deploy-raspberry-pi.md sizes): the kernel table has no block-sparse, q4 or FFT rows, the
-    loader has no fully-integer checks or padding over time, and it refuses such files with one
-    line naming what the build leaves out (not a plan without kernels); dense files still run, a
+    """-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD -DRNC_NO_POST_CONV (the dense
+    deploy build that docs/deploy-raspberry-pi.md sizes): the kernel table has no block-sparse, q4 or
+    FFT rows, the loader has no fully-integer checks, padding over time or frame_conv after the
+    recurrent layers (a per-step Linear there), and it refuses such files with one line naming
+    what the build leaves out (not a plan without kernels); dense files still run, a
     log-mel model too (its spectrum by the tables' product, equal to the NumPy float64 model within
     the log-mel tests' tolerance)."""
     import rnncore as rc
@@ -136,7 +137,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     build = tmp_path / "build"
     proc = subprocess.run(
         ["make", "-C", str(CSRC), "bench", "lib", f"BUILD={build}",
-         "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD"],
+         "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD "
+         "-DRNC_NO_POST_CONV"],
         capture_output=True, text=True, timeout=900, env=child_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     bench = build / "rnncore-bench"
@@ -152,6 +154,9 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
              "logmel": rc.compile(logmel).data,
              "sparse": rc.compile(gru, "q8", sparse=True).data,
              "timepad": rc.compile(padded).data, "timepad_q8": rc.compile(padded, "q8").data,
+             "front_linear": rc.compile(rc.nn.Sequential(rc.nn.Linear(3, 4), rc.nn.GRU(4, 4))).data,
+             "post_linear": rc.compile(rc.nn.Sequential(rc.nn.GRU(3, 4), rc.nn.Linear(4, 6), rc.nn.ReLU(),
+                                                        rc.nn.Linear(6, 2))).data,
              "int": write_int_rnc(qi.quantize_int_model(rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0)),
                                                         qi.IntCalibration([(-2.0, 2.0)], [(-0.9, 0.95)],
                                                                           [3.0], [4.0])))}
@@ -164,6 +169,9 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
         out[name] = (r.returncode, r.stdout + r.stderr)
     assert out["dense"][0] == 0, out["dense"][1][-2000:]
     assert out["logmel"][0] == 0, out["logmel"][1][-2000:]
+    assert out["front_linear"][0] == 0, out["front_linear"][1][-2000:]
+    assert out["post_linear"][0] != 0 and "kind 5 (frame_conv) cannot come after a recurrent record" in \
+        out["post_linear"][1], out["post_linear"][1][-2000:]
     from export_c_run import exported_outputs
 
     x = np.random.default_rng(3).standard_normal((1, 14, 160))   # 14 hops of 160 samples: 12 frames of 400

@@ -232,7 +232,9 @@ def test_a_conv_time_after_the_recurrent_layer_is_refused_alike():
     spec = to_rnc_spec(rc.spec.spec_from_model(nn.Sequential(nn.GRU(3, 4), nn.ReLU())), "f32")
     spec["post"] = [{"kind": "conv1d", "in_channels": 4, "out_channels": 4, "kernel_size": 1,
                      "tensors": {"weight": np.ones((4, 4, 1), np.float32)}}]
-    with pytest.raises(ValueError, match=r"post\[0\]: only activations may follow the recurrent layers"):
+    with pytest.raises(ValueError, match=r"post\[0\]: only records that map each step alone \(frame_conv1d, "
+                                         r"activations, layer_norm, scale_shift, residual\) may follow the "
+                                         r"recurrent layers, got 'conv1d'"):
         write_rnc(spec)
 
 

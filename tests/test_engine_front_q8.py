@@ -4,7 +4,6 @@ equals the whole-sequence run bit for bit, the state saves and restores, the fil
 writes the same bytes; and Silero VAD v6 in q8 on a real recording (pyannote-audio's sample.wav)
 against onnxruntime's decisions."""
 
-import importlib.util
 import pathlib
 import sys
 
@@ -241,15 +240,6 @@ def test_choose_front_f32_keeps_the_frame_conv_whose_int8_costs_most():
 # ---- Silero VAD v6 ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def silero():
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None:
-        pytest.fail("silero-vad 6.2.3 is not installed: pip install --no-deps silero-vad==6.2.3 "
-                    "(.ci/run does)")
-    return (pathlib.Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx").read_bytes()
-
-
 def test_silero_q8_equals_its_reference_bit_for_bit_and_streams(silero):
     from rnncore.io import from_onnx
 
@@ -260,7 +250,7 @@ def test_silero_q8_equals_its_reference_bit_for_bit_and_streams(silero):
     np.testing.assert_array_equal(np.stack([s.step(X[:, t].copy()) for t in range(12)], 1), ref)
 
 
-def test_silero_q8_decisions_on_a_real_recording(silero):
+def test_silero_q8_decisions_on_a_real_recording(silero, sample_audio):
     """The issue's target (at most 1 decision flip p > 0.5 per 500 frames against onnxruntime),
     on pyannote-audio's sample (30 s of conversation, 937 frames) and two variants of it, 2811
     frames: met by the q8 compile that keeps the frame_convs choose_front_f32 picks on the first
@@ -269,14 +259,11 @@ def test_silero_q8_decisions_on_a_real_recording(silero):
     none; with every convolution int8, 99.5 % of the three variants' decisions agree
     (docs/q8-contract.md)."""
     import onnxruntime as ort
-    from bench_vad_q8 import CHOICE_SECONDS, choice, frames, keep_f32, recording, variants
+    from bench_vad_q8 import CHOICE_SECONDS, choice, frames, keep_f32, variants
 
     from rnncore.io import from_onnx
 
-    try:
-        audio = recording()
-    except FileNotFoundError as exc:
-        pytest.fail(f"{exc} (.ci/run installs it)")
+    audio = sample_audio
     g = from_onnx(silero)
     e32, e8 = rc.compile(g), rc.compile(g, precision="q8")
     ch = choice(silero)
@@ -320,13 +307,10 @@ def test_silero_q8_decisions_on_a_real_recording(silero):
     assert flips["f32"] == 0 and flips["chosen"] <= n / 500, (flips, n, ch.keep)
 
 
-def test_silero_float64_front_of_the_layer_analysis_is_the_f32_engines(silero):
-    """benchmarks/bench_vad_q8_layers.py's float64 front-end (no int8 anywhere) with the f32 LSTM +
-    head behind it gives the f32 engine's p; with every convolution's weights and input int8 it
-    gives the q8 engine's p within float32 rounding (measured 1.5e-7 and 9e-8; with the int8
-    input rows left out the q8 difference is 1.4e-3)."""
-    from bench_vad_q8_layers import front
-
+@pytest.fixture(scope="module")
+def silero_halves(silero):
+    """Silero compiled f32 and q8 (engines and file dicts), and each file's LSTM + head alone (an
+    engine of 128 inputs): the back ends the benchmarks' float64 front-ends feed."""
     from rnncore.io import from_onnx
 
     g = from_onnx(silero)
@@ -334,6 +318,17 @@ def test_silero_float64_front_of_the_layer_analysis_is_the_f32_engines(silero):
     d8, d32 = read_rnc(e8.data), read_rnc(e32.data)
     back32 = rc.Engine(write_rnc(dict(d32, front=[], input_size=128)))
     back8 = rc.Engine(write_rnc(dict(d8, front=[], input_size=128)))
+    return e32, e8, d8, d32, back32, back8
+
+
+def test_silero_float64_front_of_the_layer_analysis_is_the_f32_engines(silero_halves):
+    """benchmarks/bench_vad_q8_layers.py's float64 front-end (no int8 anywhere) with the f32 LSTM +
+    head behind it gives the f32 engine's p; with every convolution's weights and input int8 it
+    gives the q8 engine's p within float32 rounding (measured 1.5e-7 and 9e-8; with the int8
+    input rows left out the q8 difference is 1.4e-3)."""
+    from bench_vad_q8_layers import front
+
+    e32, e8, d8, d32, back32, back8 = silero_halves
     X = (np.random.default_rng(7).standard_normal((40, 576)) * 0.05).astype(np.float32)
     y, _ = front(d8, d32, X, set(), set())
     np.testing.assert_allclose(back32.run(y.astype(np.float32)[None]), e32.run(X[None]), atol=1e-5)
@@ -342,20 +337,14 @@ def test_silero_float64_front_of_the_layer_analysis_is_the_f32_engines(silero):
     np.testing.assert_allclose(back8.run(y8.astype(np.float32)[None]), e8.run(X[None]), atol=1e-5)
 
 
-def test_silero_16x8_simulation_reduces_to_the_engines(silero):
+def test_silero_16x8_simulation_reduces_to_the_engines(silero_halves):
     """benchmarks/bench_vad_q8_16x8.py's front-end: 8-bit weights and inputs in every convolution
     give the q8 engine's p, float64 everywhere the f32 engine's (the LSTM + head behind it as the
     engine's); 16-bit inputs lie within half a 16-bit step of the row, and differ from the int8
     form (the bits are used)."""
     from bench_vad_q8_16x8 import front, quantised_input
 
-    from rnncore.io import from_onnx
-
-    g = from_onnx(silero)
-    e32, e8 = rc.compile(g), rc.compile(g, precision="q8")
-    d8, d32 = read_rnc(e8.data), read_rnc(e32.data)
-    back32 = rc.Engine(write_rnc(dict(d32, front=[], input_size=128)))
-    back8 = rc.Engine(write_rnc(dict(d8, front=[], input_size=128)))
+    e32, e8, d8, d32, back32, back8 = silero_halves
     X = (np.random.default_rng(8).standard_normal((40, 576)) * 0.05).astype(np.float32)
     y = front(d8, d32, X, [(None, None)] * 5)
     np.testing.assert_allclose(back32.run(y.astype(np.float32)[None]), e32.run(X[None]), atol=1e-5)

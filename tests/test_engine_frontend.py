@@ -176,8 +176,8 @@ def test_q4_and_misplaced_records_are_refused_naming_what():
                                          r"Conv1d over time with each side's zero padding in "):
         rc.compile(nn.Sequential(nn.FrameConv1d(1, 2, 2, frame_length=4), nn.Conv1d(6, 6, 1, padding=1),
                                  nn.GRU(6, 4)))
-    with pytest.raises(ValueError, match=r"module '3' \(ReLU\) is not supported at this position"):
-        rc.compile(nn.Sequential(nn.GRU(3, 4), nn.Linear(4, 2), nn.ReLU(), nn.ReLU()))
+    with pytest.raises(ValueError, match=r"module '2' \(Embedding\) is not supported at this position"):
+        rc.compile(nn.Sequential(nn.GRU(3, 4), nn.Linear(4, 2), nn.Embedding(3, 2)))
     with pytest.raises(ValueError, match="a front-end must start with a layer that gives the input width"):
         rc.compile(nn.Sequential(nn.ReLU(), nn.GRU(3, 4)))
     # a q4 file with a per-step record: refused by the C loader and the reader with one line; in a

@@ -26,6 +26,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from test_engine import _f32_weights, _make
 
 import rnncore as rc
 from rnncore import _engine
@@ -39,23 +40,6 @@ CHUNK = 128  # rnc_run's steps per chunk below 4 sequences (model.c: RUN_CHUNK_S
 ROWS = 4096  # rows per chunk from 4 sequences on (RUN_CHUNK_ROWS): 4096 // B steps
 
 ISAS = [t["name"] for t in _engine.isa_table() if t["available"]]
-
-
-def _f32_weights(model) -> None:
-    for _, v in model.named_parameters():
-        v[...] = v.astype(F32).astype(v.dtype)
-
-
-def _make(kind: str, i: int, h: int, layers: int = 1, bidir: bool = False, seed: int = 0):
-    if kind.startswith("rnn"):
-        m = rc.nn.RNN(i, h, num_layers=layers, nonlinearity=kind[4:], bidirectional=bidir, seed=seed)
-    elif kind.startswith("gru"):
-        m = rc.nn.GRU(i, h, num_layers=layers, bidirectional=bidir, seed=seed,
-                      reset_after=(kind != "gru_rb"))
-    else:
-        m = rc.nn.LSTM(i, h, num_layers=layers, bidirectional=bidir, seed=seed)
-    _f32_weights(m)
-    return m
 
 
 def _h(state):

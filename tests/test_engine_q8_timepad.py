@@ -171,33 +171,41 @@ def test_conv_spec_length_and_values_equal_pytorch(k, dl, pl, pr):
         assert err < 0.03 * np.abs(want).max(), err
 
 
+def _spec_stream_gives_the_spec_run(recs, T, lookahead):
+    """The spec's RecordStream over T steps (2 rows of 6 inputs), its first ``lookahead`` steps
+    ``None``, then its flush: the bits of its whole-sequence run (of out_lengths' length).
+    Returns the stream (flushed), its input and its step outputs."""
+    X = _x((2, T, 6), seed=T)
+    run = front.step_records(recs, X)
+    assert run.shape[1] == front.out_lengths(recs, [T])[0]
+    st = front.RecordStream(recs, 2)
+    outs = [st.step(X[:, t]) for t in range(T)]
+    rows = [o for o in outs if o is not None] + st.flush()
+    assert all(o is None for o in outs[:lookahead])
+    got = np.stack(rows, 1) if rows else np.zeros((2, 0, 6), F32)
+    np.testing.assert_array_equal(got, run)
+    return st, X, outs
+
+
 def test_spec_stream_and_flush_give_the_bits_of_the_spec_run():
     d = read_rnc(rc.compile(model(seed=3), precision="q8").data)
     for T in (1, 4, 11, 26):
-        X = _x((2, T, 6), seed=T)
-        run = front.step_records(d["front"], X)
-        assert run.shape[1] == front.out_lengths(d["front"], [T])[0]
-        st = front.RecordStream(d["front"], 2)
-        outs = [st.step(X[:, t]) for t in range(T)]
-        rows = [o for o in outs if o is not None] + st.flush()
-        assert all(o is None for o in outs[:LOOKAHEAD])
-        got = np.stack(rows, 1) if rows else np.zeros((2, 0, 6), F32)
-        np.testing.assert_array_equal(got, run)
+        st, X, outs = _spec_stream_gives_the_spec_run(d["front"], T, LOOKAHEAD)
         outs2 = [st.step(X[:, t]) for t in range(T)]   # after the flush: a fresh sequence
         assert [o is None for o in outs2] == [o is None for o in outs]
 
 
 # ---- the engine ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
-def test_engine_equals_the_numpy_q8_spec_bit_for_bit_on_every_isa(cell):
-    e = rc.compile(model(seed=5, cell=cell), precision="q8")
+def _engine_equals_the_spec_on_every_isa(m, T, lengths):
+    """``m`` compiled q8 (its Conv1d int8) on 4 sequences of T steps with ``lengths``: on every ISA
+    path the bits of the NumPy q8 spec, each padded after its own last step (the third as if
+    alone). Returns the file's dict."""
+    e = rc.compile(m, precision="q8")
     d = read_rnc(e.data)
-    kinds = [r["kind"] for r in d["front"]]
-    assert kinds == ["conv1d", "relu", "max_pool1d", "conv1d", "hard_sigmoid", "avg_pool1d", "avg_pool1d"]
     assert all(r["tensors"]["qweight"].dtype == np.int8 for r in d["front"] if r["kind"] == "conv1d")
-    X = _x((4, 29, 6), seed=6, scale=1.5)
-    lengths = np.array([29, 17, 4, 1])
+    X = _x((4, T, 6), seed=6, scale=1.5)
+    lengths = np.array(lengths)
     ref, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, lengths)
     n = front.out_lengths(d["front"], lengths)
     assert ref.shape[1] == n[0] and np.all(ref[1, n[1]:] == 0) and np.abs(ref[1, :n[1]]).min() > 0
@@ -205,25 +213,27 @@ def test_engine_equals_the_numpy_q8_spec_bit_for_bit_on_every_isa(cell):
         e.set_isa(isa)
         np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
     # each shorter sequence as if alone: its own run (its right padding after its last step)
-    alone, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X[2:3, :4], None)
+    alone, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X[2:3, :lengths[2]], None)
     np.testing.assert_array_equal(ref[2:3, :n[2]], alone)
+    return d
 
 
-@pytest.mark.parametrize("isa", ISAS)
-def test_stream_steps_and_flush_give_the_run_and_a_saved_state_resumes(isa):
-    e = rc.compile(model(seed=7, cell=nn.LSTM), precision="q8")
+def _stream_gives_the_run_and_resumes(m, isa, T, save_at):
+    """``m`` compiled q8 on ``isa``, streamed over T steps (2 rows): its ``None`` steps the spec
+    stream's, steps + flush its run, a state saved before each step of ``save_at`` resumed (on the
+    stream and on a pickled copy) the rest of that run. Returns the stream and the spec's ``None``
+    steps."""
+    e = rc.compile(m, precision="q8")
     e.set_isa(isa)
     d = read_rnc(e.data)
-    T = 23
     X = _x((2, T, 6), seed=8)
     whole = e.run(X)
     spec = front.RecordStream(d["front"], 2)
     none = [spec.step(X[:, t]) is None for t in range(T)]
     s = e.stream(2)
-    assert s.lookahead == LOOKAHEAD
     saved, outs = {}, []
     for t in range(T):
-        if t in (3, 15):   # during the look-ahead and after it
+        if t in save_at:
             saved[t] = (s.state, len([o for o in outs if o is not None]))
         outs.append(s.step(X[:, t].copy()))
     assert [o is None for o in outs] == none
@@ -238,25 +248,60 @@ def test_stream_steps_and_flush_give_the_run_and_a_saved_state_resumes(isa):
             tail = r.flush()
             rest = np.concatenate([np.stack(again, 1), tail], 1) if again else tail
             np.testing.assert_array_equal(rest, whole[:, k:], err_msg=f"restored at step {t}")
+    return s, none
+
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
+def test_engine_equals_the_numpy_q8_spec_bit_for_bit_on_every_isa(cell):
+    d = _engine_equals_the_spec_on_every_isa(model(seed=5, cell=cell), 29, [29, 17, 4, 1])
+    kinds = [r["kind"] for r in d["front"]]
+    assert kinds == ["conv1d", "relu", "max_pool1d", "conv1d", "hard_sigmoid", "avg_pool1d", "avg_pool1d"]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_stream_steps_and_flush_give_the_run_and_a_saved_state_resumes(isa):
+    # saved during the look-ahead and after it
+    s, _ = _stream_gives_the_run_and_resumes(model(seed=7, cell=nn.LSTM), isa, 23, (3, 15))
+    assert s.lookahead == LOOKAHEAD
+
+
+def _with_weights(tl, layer):
+    """PyTorch layer ``tl`` with the weight and bias of ``layer`` (an rc.nn Conv1d or Linear)."""
+    with torch.no_grad():
+        tl.weight.copy_(torch.from_numpy(np.asarray(layer.params["weight"], F32)))
+        tl.bias.copy_(torch.from_numpy(np.asarray(layer.params["bias"], F32)))
+    return tl
+
+
+def _torch_tail(cell, linear):
+    """The models' cell (GRU or LSTM, 6 -> 9) and Linear(9, 3) in PyTorch, the weights copied."""
+    rnn = (torch.nn.LSTM if isinstance(cell, nn.LSTM) else torch.nn.GRU)(6, 9, batch_first=True)
+    rnn.load_state_dict({k: torch.from_numpy(np.asarray(v, F32)) for k, v in cell.state_dict().items()})
+    return rnn, _with_weights(torch.nn.Linear(9, 3), linear)
+
+
+def _q8_is_close_to_pytorch(m, ref, Ts):
+    """``m`` compiled f32 gives PyTorch's model ``ref`` (within 1e-5), compiled q8 within 2 % of
+    its largest output (not equal: the q8 path ran), both with PyTorch's output lengths, on 3
+    sequences of each length in ``Ts``."""
+    e8, e32 = rc.compile(m, precision="q8"), rc.compile(m)
+    for T in Ts:
+        X = _x((3, T, 6), seed=T)
+        want = ref(X)
+        y32, y8 = e32.run(X), e8.run(X)
+        assert y8.shape == y32.shape == want.shape, (T, y8.shape, want.shape)
+        np.testing.assert_allclose(y32, want, rtol=0, atol=1e-5)   # the f32 file: PyTorch's model
+        err = np.abs(y8 - want).max()
+        assert 0 < err < 0.02 * np.abs(want).max(), err
 
 
 def _torch_model(m):
     """The same model in PyTorch (its own layers, the weights copied)."""
     L = [m[i] for i in range(9)]
-    convs = []
-    for c, pad in ((L[0], "same"), (L[3], None)):
-        tc = torch.nn.Conv1d(c.in_channels, c.out_channels, c.kernel_size, dilation=c.dilation,
-                             groups=c.groups, padding=pad if pad else 0)
-        with torch.no_grad():
-            tc.weight.copy_(torch.from_numpy(np.asarray(c.params["weight"], F32)))
-            tc.bias.copy_(torch.from_numpy(np.asarray(c.params["bias"], F32)))
-        convs.append(tc)
-    rnn = (torch.nn.LSTM if isinstance(L[7], nn.LSTM) else torch.nn.GRU)(6, 9, batch_first=True)
-    rnn.load_state_dict({k: torch.from_numpy(np.asarray(v, F32)) for k, v in L[7].state_dict().items()})
-    lin = torch.nn.Linear(9, 3)
-    with torch.no_grad():
-        lin.weight.copy_(torch.from_numpy(np.asarray(L[8].params["weight"], F32)))
-        lin.bias.copy_(torch.from_numpy(np.asarray(L[8].params["bias"], F32)))
+    convs = [_with_weights(torch.nn.Conv1d(c.in_channels, c.out_channels, c.kernel_size, dilation=c.dilation,
+                                           groups=c.groups, padding=pad if pad else 0), c)
+             for c, pad in ((L[0], "same"), (L[3], None))]
+    rnn, lin = _torch_tail(L[7], L[8])
 
     def run(X):
         with torch.no_grad():
@@ -275,16 +320,8 @@ def _torch_model(m):
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
 def test_q8_is_close_to_pytorch_with_its_output_lengths(cell):
     m = model(seed=9, cell=cell)
-    ref = _torch_model(m)
-    e8, e32 = rc.compile(m, precision="q8"), rc.compile(m)
-    for T in (9, 30, 41):
-        X = _x((3, T, 6), seed=T)
-        want = ref(X)
-        y32, y8 = e32.run(X), e8.run(X)
-        assert y8.shape == y32.shape == want.shape, (T, y8.shape, want.shape)
-        np.testing.assert_allclose(y32, want, rtol=0, atol=1e-5)   # the f32 file: PyTorch's model
-        err = np.abs(y8 - want).max()
-        assert 0 < err < 0.02 * np.abs(want).max(), err   # measured 0.25-0.55 % (causal q8 conv: 0.8 %)
+    # q8 measured 0.25-0.55 % (causal q8 conv: 0.8 %)
+    _q8_is_close_to_pytorch(m, _torch_model(m), (9, 30, 41))
 
 
 def test_the_padded_q8_file_reads_back_its_pads_and_writes_the_same_bytes():
@@ -357,81 +394,27 @@ def test_strided_spec_stream_and_flush_give_the_bits_of_the_spec_run():
     d = read_rnc(rc.compile(strided_model(seed=3), precision="q8").data)
     assert [r.get("stride") for r in d["front"] if r["kind"] == "conv1d"] == [2, 2, 3]
     for T in (1, 2, 5, 12, 27):
-        X = _x((2, T, 6), seed=T)
-        run = front.step_records(d["front"], X)
-        assert run.shape[1] == front.out_lengths(d["front"], [T])[0]
-        st = front.RecordStream(d["front"], 2)
-        outs = [st.step(X[:, t]) for t in range(T)]
-        rows = [o for o in outs if o is not None] + st.flush()
-        got = np.stack(rows, 1) if rows else np.zeros((2, 0, 6), F32)
-        np.testing.assert_array_equal(got, run)
+        _spec_stream_gives_the_spec_run(d["front"], T, 0)
 
 
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
 def test_strided_engine_equals_the_numpy_q8_spec_bit_for_bit_on_every_isa(cell):
-    e = rc.compile(strided_model(seed=5, cell=cell), precision="q8")
-    d = read_rnc(e.data)
-    assert all(r["tensors"]["qweight"].dtype == np.int8 for r in d["front"] if r["kind"] == "conv1d")
-    X = _x((4, 31, 6), seed=6, scale=1.5)
-    lengths = np.array([31, 18, 5, 2])
-    ref, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, lengths)
-    n = front.out_lengths(d["front"], lengths)
-    assert ref.shape[1] == n[0] and np.all(ref[1, n[1]:] == 0) and np.abs(ref[1, :n[1]]).min() > 0
-    for isa in ISAS:
-        e.set_isa(isa)
-        np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
-    alone, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X[2:3, :5], None)
-    np.testing.assert_array_equal(ref[2:3, :n[2]], alone)
+    _engine_equals_the_spec_on_every_isa(strided_model(seed=5, cell=cell), 31, [31, 18, 5, 2])
 
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_strided_stream_steps_and_flush_give_the_run_and_a_saved_state_resumes(isa):
-    e = rc.compile(strided_model(seed=7, cell=nn.LSTM), precision="q8")
-    e.set_isa(isa)
-    d = read_rnc(e.data)
-    T = 29
-    X = _x((2, T, 6), seed=8)
-    whole = e.run(X)
-    spec = front.RecordStream(d["front"], 2)
-    none = [spec.step(X[:, t]) is None for t in range(T)]
+    T = 29   # states saved between the outputs of each stride
+    _, none = _stream_gives_the_run_and_resumes(strided_model(seed=7, cell=nn.LSTM), isa, T, (2, 13, 22))
     assert 0 < sum(not v for v in none) < T // 4   # one output per 12 steps, and the flush's
-    s = e.stream(2)
-    saved, outs = {}, []
-    for t in range(T):
-        if t in (2, 13, 22):   # between the outputs of each stride
-            saved[t] = (s.state, len([o for o in outs if o is not None]))
-        outs.append(s.step(X[:, t].copy()))
-    assert [o is None for o in outs] == none
-    body = [o for o in outs if o is not None]
-    got = np.concatenate([np.stack(body, 1), s.flush()], 1)
-    np.testing.assert_array_equal(got, whole)
-    for t, (state, k) in saved.items():
-        for r in (s, pickle.loads(pickle.dumps(s))):
-            r.state = state
-            again = [r.step(X[:, u].copy()) for u in range(t, T)]
-            again = [o for o in again if o is not None]
-            tail = r.flush()
-            rest = np.concatenate([np.stack(again, 1), tail], 1) if again else tail
-            np.testing.assert_array_equal(rest, whole[:, k:], err_msg=f"restored at step {t}")
 
 
 def _torch_strided(m):
     """strided_model in PyTorch (its own Conv1d(stride=s) after F.pad, the weights copied)."""
-    convs = []
-    for i in (0, 2, 4):
-        c = m[i]
-        tc = torch.nn.Conv1d(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride,
-                             dilation=c.dilation, groups=c.groups)
-        with torch.no_grad():
-            tc.weight.copy_(torch.from_numpy(np.asarray(c.params["weight"], F32)))
-            tc.bias.copy_(torch.from_numpy(np.asarray(c.params["bias"], F32)))
-        convs.append((tc, (c.pad_left, c.pad_right)))
-    rnn = (torch.nn.LSTM if isinstance(m[5], nn.LSTM) else torch.nn.GRU)(6, 9, batch_first=True)
-    rnn.load_state_dict({k: torch.from_numpy(np.asarray(v, F32)) for k, v in m[5].state_dict().items()})
-    lin = torch.nn.Linear(9, 3)
-    with torch.no_grad():
-        lin.weight.copy_(torch.from_numpy(np.asarray(m[6].params["weight"], F32)))
-        lin.bias.copy_(torch.from_numpy(np.asarray(m[6].params["bias"], F32)))
+    convs = [(_with_weights(torch.nn.Conv1d(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride,
+                                            dilation=c.dilation, groups=c.groups), c),
+              (c.pad_left, c.pad_right)) for c in (m[0], m[2], m[4])]
+    rnn, lin = _torch_tail(m[5], m[6])
 
     def run(X):
         with torch.no_grad():
@@ -448,16 +431,7 @@ def _torch_strided(m):
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
 def test_strided_q8_is_close_to_pytorch_with_its_output_lengths(cell):
     m = strided_model(seed=9, cell=cell)
-    ref = _torch_strided(m)
-    e8, e32 = rc.compile(m, precision="q8"), rc.compile(m)
-    for T in (9, 30, 61):
-        X = _x((3, T, 6), seed=T)
-        want = ref(X)
-        y32, y8 = e32.run(X), e8.run(X)
-        assert y8.shape == y32.shape == want.shape, (T, y8.shape, want.shape)
-        np.testing.assert_allclose(y32, want, rtol=0, atol=1e-5)   # the f32 file: PyTorch's model
-        err = np.abs(y8 - want).max()
-        assert 0 < err < 0.02 * np.abs(want).max(), err
+    _q8_is_close_to_pytorch(m, _torch_strided(m), (9, 30, 61))
 
 
 # ---- pooling windows that hold no real input (dilation over the padding, few steps) ----------------

@@ -253,8 +253,9 @@ def test_residual_file_round_trip_and_the_description():
 
 
 def test_models_the_c_core_cannot_run_are_refused_naming_the_layer():
-    with pytest.raises(ValueError, match=r"module '0.fn' \(Linear\) inside a Residual is not a per-step"):
-        rc.compile(nn.Sequential(nn.Residual(nn.Linear(4, 4)), nn.GRU(4, 3)))
+    # (a Linear inside a Residual is a per-step record: tests/test_engine_linear_step.py)
+    with pytest.raises(ValueError, match=r"module '0' \(Residual\) wraps no per-step layer"):
+        rc.compile(nn.Sequential(nn.Residual(nn.Dropout(0.1)), nn.GRU(4, 3)))
     with pytest.raises(ValueError, match=r"module '2.fn' \(Conv1d\) inside a Residual is not a per-step "
                                          r"layer the C core runs after the recurrent layers"):
         rc.compile(nn.Sequential(nn.GRU(4, 4), nn.ReLU(), nn.Residual(nn.Conv1d(4, 4, 1)), nn.Linear(4, 1)))

@@ -398,26 +398,11 @@ def test_proj_lstm_with_options_streams_like_it_runs(prec):
 def test_export_c_runs_models_with_cell_options(tmp_path, name):
     """export-c: the exported program (the library built by csrc/Makefile) prints the engine's
     outputs: steps, or one rnc_run for a reverse layer."""
-    import subprocess
+    from export_c_run import exported_outputs
 
-    from rnncore.io.export_c import export_c
-
-    root = Path(__file__).resolve().parents[1]
-    r = subprocess.run(["make", "-C", str(root / "csrc"), "lib"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     eng = rc.compile(_variant(name), precision="q8")
-    src = tmp_path / "model.c"
-    export_c(eng.data, src)
     x = np.random.default_rng(11).standard_normal((1, 6, 3)).astype(F32)
-    x[0].tofile(tmp_path / "in.f32")
-    exe = tmp_path / "demo"
-    r = subprocess.run(["cc", "-std=c99", "-O2", "-I", str(root / "csrc" / "include"), str(src),
-                        str(root / "csrc" / "build" / "librnncore.a"), "-lm", "-o", str(exe)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = subprocess.run([str(exe), str(tmp_path / "in.f32")], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    got = np.array([[float(v) for v in ln.split()] for ln in out.stdout.strip().splitlines()])
+    got = exported_outputs(tmp_path, eng.data, x[0])["step"]
     np.testing.assert_allclose(got, eng.run(x)[0], rtol=1e-6, atol=1e-7)
 
 

@@ -1,7 +1,8 @@
 """``rnncore export-c``: the model as a const C array plus an example program, cross-built for
 aarch64, run under qemu (with and without the dot-product extension), and compared with the
 Python engine (the Cython binding of the same C core on this x86 host); one model with
-block-sparse q8 weights (the generic sparse rows on the A53, the sdot ones on the A76).
+block-sparse q8 weights (the neon sparse rows on the A53, the sdot ones on the A76), and one with
+gate-shared block-sparse weights on every ARM path, compared with the NumPy q8 spec.
 
 q8 outputs must be identical bit for bit: the int32 accumulators are exact on every ISA and the
 float32 epilogue is the same IEEE operations everywhere (no FP contraction). f32 outputs agree to
@@ -132,6 +133,66 @@ def test_export_c_runs_on_aarch64(aarch64_lib: Path, tmp_path: Path, name: str) 
                 np.testing.assert_array_equal(got, want, err_msg=f"{name} {cpu} {mode}")
             else:
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6, err_msg=f"{name} {cpu} {mode}")
+
+
+def _shared_pruned(rng, w: dict, g: int, h: int) -> dict:
+    """The weight matrices with one random mask of 16 x 4 blocks (in the writer's gate-padded
+    layout) zeroed in every gate alike (about 55 % of the blocks): stored gate-shared."""
+    out = dict(w)
+    for key, v in w.items():
+        if not key.startswith("weight"):
+            continue
+        k = v.shape[1]
+        hp, kp = -(-h // 16) * 16, -(-k // 4) * 4
+        keep = rng.random((1, hp // 16, kp // 4)) < 0.45
+        keep.flat[0] = False
+        keep = np.repeat(np.repeat(keep, 16, axis=1), 4, axis=2)
+        out[key] = (v.reshape(g, h, k) * keep[:, :h, :k]).reshape(g * h, k)
+    return out
+
+
+def test_gate_shared_model_on_aarch64_matches_the_numpy_spec(aarch64_lib: Path, tmp_path: Path) -> None:
+    """A GRU -> LSTM model with gate-shared block-sparse weights (layer flags 32 | 64), exported,
+    run under qemu on the A53 (neon, generic) and the A76 (neondot, neon, generic) with
+    RNNCORE_ISA forcing each path, step by step and as one rnc_run: the NumPy q8 spec's outputs
+    (csrc/tests/gen_vectors.py's q8_reference_forward), bit for bit."""
+    sys.path.insert(0, str(CSRC / "tests"))
+    import gen_vectors
+
+    from rnncore.io.rnc import read_rnc
+    from rnncore.quant.reference import qmodel_from_rnc
+
+    rng = np.random.default_rng(17)
+    spec = {"precision": "q8", "input_size": 10,
+            "sparse": {"max_density": 0.9, "block_rows": 16, "shared_gates": True},
+            "layers": [{"kind": "gru", "weights": _shared_pruned(rng, _weights(rng, 3, 35, 10), 3, 35)},
+                       {"kind": "lstm", "weights": _shared_pruned(rng, _weights(rng, 4, 40, 35), 4, 40)}]}
+    data = write_rnc(spec)
+    eng = rc.load(data)
+    for li, op in ((0, "gru_step_shared"), (1, "lstm_step_shared")):
+        assert eng._model.plan_row(li, op, 1, "x").startswith(f"rnc_q8_{op[:-7]}_spshared_"), (li, op)
+    x = rng.uniform(-2, 2, (19, spec["input_size"])).astype(np.float32)
+    want = gen_vectors.q8_reference_forward(qmodel_from_rnc(read_rnc(data)), x[None], None)[0][0]
+    assert np.abs(want).max() > 0.05 and np.array_equal(eng.run(x[None])[0], want)
+    model, src, exe, inp = (tmp_path / n for n in ("shared.rnc", "shared.c", "shared", "x.f32"))
+    model.write_bytes(data)
+    x.astype("<f4").tofile(inp)
+    r = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(model), "-o", str(src)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["aarch64-linux-gnu-gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
+                        f"-I{CSRC / 'include'}", str(src), str(aarch64_lib), "-static", "-lm",
+                        "-o", str(exe)], capture_output=True, text=True, env=child_env())
+    assert r.returncode == 0, r.stderr
+    for cpu, isas in (("cortex-a53", ("neon", "generic")), ("cortex-a76", ("neondot", "neon", "generic"))):
+        for isa in isas:
+            for mode in ([], ["--run"]):
+                r = subprocess.run(["qemu-aarch64", "-cpu", cpu, str(exe), *mode, str(inp)],
+                                   capture_output=True, text=True, timeout=300,
+                                   env=child_env(RNNCORE_ISA=isa))
+                assert r.returncode == 0, r.stderr
+                got = np.array([[float(v) for v in ln.split()] for ln in r.stdout.splitlines()], np.float32)
+                np.testing.assert_array_equal(got, want, err_msg=f"{cpu} {isa} {mode}")
 
 
 def test_export_c_rejects_non_rnc(tmp_path: Path) -> None:

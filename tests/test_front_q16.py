@@ -134,36 +134,14 @@ def test_frame_conv_q16_within_its_quantisation_bound(geom):
     assert acc.dtype == np.int64 and sx[3] == 0
 
 
-@pytest.fixture(scope="module")
-def silero():
-    import importlib.util
-
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None:
-        pytest.fail("silero-vad 6.2.3 is not installed: pip install --no-deps silero-vad==6.2.3 "
-                    "(.ci/run does)")
-    return (pathlib.Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx").read_bytes()
-
-
-def test_silero_16x16_frame_convs_meet_the_target_on_every_variant(silero):
+def test_silero_16x16_frame_convs_meet_the_target_on_every_variant(silero, sample_audio):
     """Silero VAD v6 with its five frame_convs 16 x 16 (weights by quantize_weights16 from the f32
     compile, frame_conv_q16), magnitude and ReLU in the C core's float32 arithmetic, the q8
     engine's LSTM and head behind it: at most 1 flip (p > 0.5) against onnxruntime in each of the
     eight 937-frame variants of pyannote's sample.wav (the all-int8 default: 22 at gain 0.1)."""
-    import onnxruntime as ort
-    from bench_vad_q8 import frames, more_variants, recording, variants
+    from bench_vad_q8_layers import setup
 
-    import rnncore as rc
-    from rnncore.io import from_onnx
-    from rnncore.io.rnc import read_rnc, write_rnc
-
-    try:
-        audio = recording()
-    except FileNotFoundError as exc:
-        pytest.fail(f"{exc} (.ci/run installs it)")
-    g = from_onnx(silero)
-    d8, d32 = read_rnc(rc.compile(g, precision="q8").data), read_rnc(rc.compile(g).data)
-    back = rc.Engine(write_rnc(dict(d8, front=[], input_size=128)))
+    d8, d32, back, data = setup(silero, sample_audio, more=True)
     recs = []
     for r in d32["front"]:
         if r["kind"] == "frame_conv1d":
@@ -174,12 +152,8 @@ def test_silero_16x16_frame_convs_meet_the_target_on_every_variant(silero):
         else:
             recs.append(("step", r))
     assert [k for k, _ in recs].count("q16") == 5
-    sess = ort.InferenceSession(silero, providers=["CPUExecutionProvider"])
-    z = np.zeros((1, 1, 128), np.float32)
     flips = {}
-    for name, a in {**variants(audio), **more_variants(audio)}.items():
-        fr = frames(a)
-        p_ort = sess.run(None, {"input": fr, "h": z, "c": z})[0].reshape(-1)
+    for name, (fr, p_ort) in data.items():
         x = fr
         for kind, r in recs:
             x = frame_conv_q16(r, x) if kind == "q16" else step_record(r, x)

@@ -97,6 +97,17 @@ def test_conv1d_hand_computed():
     np.testing.assert_array_equal(y[0, :, 0], [1 + 3, 1 + 2 + 30, 1 + 20 + 300])
 
 
+def stream_in_cuts(m, x, cuts):
+    """``m.stream`` over the steps of ``x (B, T, ...)`` in chunks of ``cuts`` steps (0: an empty
+    chunk), its state carried: the outputs concatenated over time, and the last state."""
+    state, outs, t = None, [], 0
+    for n in cuts:
+        y, state = m.stream(x[:, t : t + n], state)
+        outs.append(y)
+        t += n
+    return np.concatenate(outs, axis=1), state
+
+
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-6)])
 @pytest.mark.parametrize(
     "padding,stride,dilation", [("causal", 1, 1), ("causal", 1, 3), ("valid", 2, 1), ((2, 0), 3, 2)]
@@ -106,12 +117,7 @@ def test_conv1d_stream_equals_whole_sequence(dtype, tol, padding, stride, dilati
     x = RNG.standard_normal((2, 17, 3)).astype(dtype)
     whole = m.forward(x)
     for cuts in ([1] * 17, [3, 0, 5, 1, 8]):
-        state, outs, t = None, [], 0
-        for n in cuts:
-            y, state = m.stream(x[:, t : t + n], state)
-            outs.append(y)
-            t += n
-        got = np.concatenate(outs, axis=1)
+        got, state = stream_in_cuts(m, x, cuts)
         assert got.shape == whole.shape and got.dtype == whole.dtype
         np.testing.assert_allclose(got, whole, rtol=tol, atol=tol)
     if stride == 1:  # the state is the last (k - 1) * dilation inputs

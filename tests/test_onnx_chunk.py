@@ -26,7 +26,7 @@ from rnncore.io import from_onnx
 from rnncore.io.onnx_import._lower import lower_graph
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_vad_q8 import frames, recording, variants  # noqa: E402
+from bench_vad_q8 import frames, variants  # noqa: E402
 
 GRAPHS = ["silero_vad.onnx", "silero_vad_op18_ifless.onnx"]
 SHAPES = {"input": (1, 576), "state": (2, 1, 128)}
@@ -61,17 +61,9 @@ def _ort_chunks(sess, fr: np.ndarray, state: np.ndarray) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def audio() -> np.ndarray:
-    try:
-        return recording()
-    except FileNotFoundError as exc:
-        pytest.fail(f"{exc} (.ci/run installs it)")
-
-
-@pytest.fixture(scope="module")
-def reference(audio) -> dict:
+def reference(sample_audio) -> dict:
     """onnxruntime's probabilities and final state on the recording, per graph, from a nonzero state."""
-    fr = frames(audio)
+    fr = frames(sample_audio)
     st0 = (np.random.default_rng(4).standard_normal((2, 1, 128)) * 0.2).astype(np.float32)
     return {name: _ort_chunks(_session(name), fr, st0) for name in GRAPHS} | {"frames": fr, "st0": st0}
 
@@ -171,7 +163,7 @@ def test_chunk_graph_batch_of_streams_is_the_graph_per_stream(reference):
 
 
 @pytest.mark.parametrize("name", GRAPHS)
-def test_chunk_graph_q8_decision_flips(name, audio):
+def test_chunk_graph_q8_decision_flips(name, sample_audio):
     """q8 against onnxruntime's decisions (p > 0.5) on the recording and two variants of it (2811
     chunks), and on five variants neither the choice nor the main count saw (4685 chunks; gains 0.5,
     0.1, white noise at 10, 20, 30 dB): with every convolution int8 within 0.5 % of the decisions on
@@ -182,6 +174,7 @@ def test_chunk_graph_q8_decision_flips(name, audio):
 
     from rnncore.quant import choose_front_f32
 
+    audio = sample_audio
     g = _import(name)
     n0 = 16000 * CHOICE_SECONDS // 512
     keep = choose_front_f32(g, np.stack([frames(a)[:n0] for a in variants(audio).values()])).keep

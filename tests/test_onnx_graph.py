@@ -7,7 +7,6 @@ installs with ``pip install --no-deps silero-vad==6.2.3``) and the CRNN recurren
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import pathlib
@@ -15,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import warnings
-import zipfile
 
 import numpy as np
 import onnx
@@ -26,26 +24,6 @@ import torch
 import rnncore as rc
 from rnncore.io import from_onnx
 from rnncore.io.onnx_import import OnnxGraph
-
-SILERO = "silero_vad/data/silero_vad_16k_sequence.onnx"
-
-
-@pytest.fixture(scope="module")
-def silero_bytes() -> bytes:
-    """The sequence graph from the installed ``silero_vad`` package, or read out of a
-    ``silero_vad-6.2.3`` wheel (``$RNNCORE_SILERO_WHEEL`` or ``/tmp/sv``). Missing is a failure,
-    not a skip: CI installs the package."""
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is not None and spec.origin:
-        p = pathlib.Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx"
-        if p.is_file():
-            return p.read_bytes()
-    wheels = [os.environ.get("RNNCORE_SILERO_WHEEL", ""), "/tmp/sv/silero_vad-6.2.3-py3-none-any.whl"]
-    for w in wheels:
-        if w and os.path.isfile(w):
-            with zipfile.ZipFile(w) as z:
-                return z.read(SILERO)
-    pytest.fail("silero-vad 6.2.3 is not installed: pip install --no-deps silero-vad==6.2.3 (.ci/run does)")
 
 
 def _speech_like(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
@@ -84,14 +62,14 @@ def _silero_frames(audio: np.ndarray) -> np.ndarray:
     return np.stack([padded[k * 512:k * 512 + 576] for k in range(n)])
 
 
-def test_silero_vad_sequence_graph_matches_onnxruntime(silero_bytes):
-    g = from_onnx(silero_bytes)
+def test_silero_vad_sequence_graph_matches_onnxruntime(silero):
+    g = from_onnx(silero)
     assert isinstance(g, OnnxGraph)
     assert g.input_names == ["input", "h", "c"] and g.output_names == ["speech_probs", "hn", "cn"]
     frames = _silero_frames(_speech_like(8.0))
     h = np.zeros((1, 1, 128), np.float32)
     c = np.zeros((1, 1, 128), np.float32)
-    sess = ort.InferenceSession(silero_bytes, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(silero, providers=["CPUExecutionProvider"])
     ref = sess.run(None, {"input": frames, "h": h, "c": c})
     got = g(frames, h, c)
     assert got[0].shape == ref[0].shape == (len(frames),)
@@ -107,20 +85,20 @@ def test_silero_vad_sequence_graph_matches_onnxruntime(silero_bytes):
         probs.append(p[0])
     np.testing.assert_allclose(probs, ref[0][:60], rtol=0, atol=1e-4)
     # float32 model: the same tolerance
-    g32 = from_onnx(silero_bytes, dtype="float32")
+    g32 = from_onnx(silero, dtype="float32")
     np.testing.assert_allclose(g32(frames, h, c)[0], ref[0], rtol=0, atol=1e-4)
 
 
-def test_silero_vad_is_refused_by_the_engine_path_with_the_node_named(silero_bytes):
+def test_silero_vad_is_refused_by_the_engine_path_with_the_node_named(silero):
     with pytest.raises(ValueError, match=r"node '/stft/padding/.*' \((ConstantOfShape|Concat|Pad|Reshape)\)"):
-        from_onnx(silero_bytes, as_spec=True)
+        from_onnx(silero, as_spec=True)
 
 
-def test_silero_sub_graph_between_named_tensors(silero_bytes):
+def test_silero_sub_graph_between_named_tensors(silero):
     """The LSTM and its head alone, from the encoder's output on (inputs=/outputs=)."""
-    g = from_onnx(silero_bytes, inputs=["/Transpose_output_0", "h", "c"], outputs=["speech_probs", "hn"])
+    g = from_onnx(silero, inputs=["/Transpose_output_0", "h", "c"], outputs=["speech_probs", "hn"])
     assert g.input_names == ["/Transpose_output_0", "h", "c"]
-    model = onnx.load_from_string(silero_bytes)
+    model = onnx.load_from_string(silero)
     # onnxruntime's value for the cut tensor: expose it as an extra output
     model.graph.output.append(onnx.helper.make_tensor_value_info("/Transpose_output_0", 1, None))
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -132,11 +110,11 @@ def test_silero_sub_graph_between_named_tensors(silero_bytes):
     np.testing.assert_allclose(got_h, hn, atol=1e-5)
 
 
-def test_sub_graph_names_are_checked(silero_bytes):
+def test_sub_graph_names_are_checked(silero):
     with pytest.raises(ValueError, match=r"inputs: 'nope' is no tensor of the graph"):
-        from_onnx(silero_bytes, inputs=["nope"], outputs=["speech_probs"])
+        from_onnx(silero, inputs=["nope"], outputs=["speech_probs"])
     with pytest.raises(ValueError, match=r"tensor 'input' is needed .*add it to inputs"):
-        from_onnx(silero_bytes, inputs=["h", "c"], outputs=["speech_probs"])
+        from_onnx(silero, inputs=["h", "c"], outputs=["speech_probs"])
 
 
 # -- the CRNN recurrent tail -----------------------------------------------------------------
@@ -278,13 +256,13 @@ def test_conv_front_end_graph_matches_onnxruntime():
             np.testing.assert_allclose(o, r, rtol=0, atol=1e-5)
 
 
-def test_silero_vad_compiles_to_the_c_engine_and_matches_onnxruntime(silero_bytes):
+def test_silero_vad_compiles_to_the_c_engine_and_matches_onnxruntime(silero):
     """rc.compile(from_onnx(silero)): the graph lowered to per-step records + LSTM + head (f32);
     run and the stream frame by frame within 1e-4 of onnxruntime, the final hn / cn as the
     engine's state."""
     from rnncore.io.onnx_import._lower import lower_graph
 
-    g = from_onnx(silero_bytes)
+    g = from_onnx(silero)
     model, info = lower_graph(g)
     assert info == {"data_input": "input", "data_output": "speech_probs", "state_inputs": ["h", "c"],
                     "state_outputs": ["hn", "cn"]}
@@ -293,7 +271,7 @@ def test_silero_vad_compiles_to_the_c_engine_and_matches_onnxruntime(silero_byte
     rng = np.random.default_rng(3)
     h0 = (rng.standard_normal((1, 1, 128)) * 0.1).astype(np.float32)
     c0 = (rng.standard_normal((1, 1, 128)) * 0.1).astype(np.float32)
-    sess = ort.InferenceSession(silero_bytes, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(silero, providers=["CPUExecutionProvider"])
     probs, hn, cn = sess.run(None, {"input": frames, "h": h0, "c": c0})
     Y, (h, c) = eng.run(frames[None], state=(h0, c0), return_state=True)
     assert Y.shape == (1, len(frames), 1)
@@ -315,11 +293,11 @@ def test_silero_vad_compiles_to_the_c_engine_and_matches_onnxruntime(silero_byte
                                rtol=0, atol=1e-5)
 
 
-def test_silero_lowering_refuses_q4_and_names_what_it_cannot_follow(silero_bytes):
-    g = from_onnx(silero_bytes)
+def test_silero_lowering_refuses_q4_and_names_what_it_cannot_follow(silero):
+    g = from_onnx(silero)
     with pytest.raises(ValueError, match=r"the C core runs per-step records in f32 and q8 files only"):
         rc.compile(g, precision="q4")
-    sub = from_onnx(silero_bytes, inputs=["/stft/Sqrt_output_0", "h", "c"],
+    sub = from_onnx(silero, inputs=["/stft/Sqrt_output_0", "h", "c"],
                     outputs=["speech_probs", "hn", "cn"])
     with pytest.raises(ValueError, match=r"the data input '/stft/Sqrt_output_0' is declared None; expected "
                                          r"frames \(N, L\)"):

@@ -80,6 +80,29 @@ def _flat(state):
     return [np.asarray(state)]
 
 
+def _sparse_equals_dense_on_batches(dense, sp, isa, rng, n_in, op, proj_op, bidir):
+    """Batches of 1, 2, 5 and 17 sequences of 11 random steps (``n_in`` inputs; lengths random from
+    2 sequences on): ``sp`` gives ``dense``'s outputs and final state bit for bit, and for a
+    one-directional model its first 4 stream steps too. The kernel-table rows ``sp`` plans are
+    recorded for the report: its cell row ``op``, and (``proj_op``) its run's projection row below
+    4 sequences."""
+    for b in (1, 2, 5, 17):
+        X = (rng.standard_normal((b, 11, n_in)) * 2).astype(np.float32)
+        lengths = rng.integers(0, 12, b) if b > 1 else None
+        y0, s0 = dense.run(X, lengths, return_state=True)
+        y1, s1 = sp.run(X, lengths, return_state=True)
+        assert np.array_equal(y0, y1), (isa, b)
+        for a0, a1 in zip(_flat(s0), _flat(s1), strict=True):
+            assert np.array_equal(a0, a1), (isa, b)
+        record(sp._model.plan_row(0, op, b, "x"), isa)
+        if b < 4 and proj_op:
+            record(sp._model.plan_row(-1, proj_op, b * 11), isa)
+        if not bidir:
+            t0, t1 = dense.stream(b), sp.stream(b)
+            for t in range(4):
+                assert np.array_equal(t0.step(X[:, t].copy()), t1.step(X[:, t].copy())), (isa, b, t)
+
+
 CASES = [("gru", [7, 19], 16, False), ("lstm", [5, 33], 8, False), ("rnn_tanh", [9, 20], 16, False),
          ("rnn_relu", [6, 17], 8, False), ("gru", [4, 21, 18], 8, False), ("lstm", [6, 13], 16, True),
          ("gru", [37, 45], 16, True)]
@@ -99,21 +122,7 @@ def test_sparse_engine_bit_identical_to_dense_on_every_isa(kind, sizes, bh, bidi
         assert sp._model.plan_row(0, op, 1, "x").endswith("_sparse_" + (isa if isa in (
             "generic", "avx2", "avx512vnni") else {"avx512": "avx2", "avxvnni": "avx2", "amx": "avx512vnni",
                                                     "neon": "generic", "neondot": "generic"}[isa]))
-        for b in (1, 2, 5, 17):
-            X = (rng.standard_normal((b, 11, sizes[0])) * 2).astype(np.float32)
-            lengths = rng.integers(0, 12, b) if b > 1 else None
-            y0, s0 = dense.run(X, lengths, return_state=True)
-            y1, s1 = sp.run(X, lengths, return_state=True)
-            assert np.array_equal(y0, y1), (isa, b)
-            for a0, a1 in zip(_flat(s0), _flat(s1), strict=True):
-                assert np.array_equal(a0, a1), (isa, b)
-            record(sp._model.plan_row(0, op, b, "x"), isa)
-            if b < 4:
-                record(sp._model.plan_row(-1, "spgemv", b * 11), isa)  # the projection of the run
-            if not bidir:
-                t0, t1 = dense.stream(b), sp.stream(b)
-                for t in range(4):
-                    assert np.array_equal(t0.step(X[:, t].copy()), t1.step(X[:, t].copy())), (isa, b, t)
+        _sparse_equals_dense_on_batches(dense, sp, isa, rng, sizes[0], op, "spgemv", bidir)
 
 
 def test_reader_gives_the_dense_weights_back():
@@ -260,7 +269,7 @@ def _layer_flags(data):
 
 
 SHARED_PARENT = {"generic": "generic", "avx2": "avx2", "avx512": "avx2", "avx512vnni": "avx512vnni",
-                 "avxvnni": "avx2", "amx": "avx512vnni", "neon": "generic", "neondot": "generic"}
+                 "avxvnni": "avx2", "amx": "avx512vnni", "neon": "neon", "neondot": "neondot"}
 SHARED_CASES = [("gru", [7, 19], False, ("ih", "hh")), ("lstm", [5, 33], False, ("ih", "hh")),
                 ("gru", [4, 21, 18], False, ("hh",)), ("lstm", [6, 13], True, ("ih", "hh")),
                 ("gru", [37, 45], True, ("ih",)), ("lstm", [40, 64], False, ("ih", "hh"))]
@@ -270,8 +279,9 @@ SHARED_CASES = [("gru", [7, 19], False, ("ih", "hh")), ("lstm", [5, 33], False, 
 def test_gate_shared_layout_bit_identical_to_dense_and_reference_on_every_isa(kind, sizes, bidir, which):
     m = _pruned_shared(kind, sizes, 0.35, seed=len(sizes) * 5 + len(which), bidirectional=bidir, which=which)
     dense = rc.compile(m, "q8")
-    sp = rc.compile(m, "q8", sparse={"max_density": 0.9, "shared_gates": True})
-    per_gate = rc.compile(m, "q8", sparse={"max_density": 0.9})   # per-gate is the default
+    sp = rc.compile(m, "q8", sparse={"max_density": 0.9})   # gate-shared where the masks allow: the default
+    assert sp.data == rc.compile(m, "q8", sparse={"max_density": 0.9, "shared_gates": True}).data
+    per_gate = rc.compile(m, "q8", sparse={"max_density": 0.9, "shared_gates": False})
     want = sum({"ih": 32, "hh": 64}[w] for w in which)
     assert _layer_flags(sp.data) & 96 == want and _layer_flags(per_gate.data) & 96 == 0
     assert len(sp.data) <= len(per_gate.data) <= len(dense.data)  # tensors padded to 64 bytes
@@ -285,30 +295,18 @@ def test_gate_shared_layout_bit_identical_to_dense_and_reference_on_every_isa(ki
         sp.set_isa(isa)
         assert sp._model.plan_row(0, op, 1, "x") == f"rnc_q8_{kind}_step_spshared_{SHARED_PARENT[isa]}"
         assert np.array_equal(sp.run(X, lengths), ref), isa
-        for b in (1, 2, 5, 17):
-            Xb = (rng.standard_normal((b, 11, sizes[0])) * 2).astype(np.float32)
-            lb = rng.integers(0, 12, b) if b > 1 else None
-            y0, s0 = dense.run(Xb, lb, return_state=True)
-            y1, s1 = sp.run(Xb, lb, return_state=True)
-            assert np.array_equal(y0, y1), (isa, b)
-            for a0, a1 in zip(_flat(s0), _flat(s1), strict=True):
-                assert np.array_equal(a0, a1), (isa, b)
-            record(sp._model.plan_row(0, op, b, "x"), isa)
-            if b < 4 and "ih" in which:
-                record(sp._model.plan_row(-1, "spgemv_shared", b * 11), isa)
-            if not bidir:
-                t0, t1 = dense.stream(b), sp.stream(b)
-                for t in range(4):
-                    assert np.array_equal(t0.step(Xb[:, t].copy()), t1.step(Xb[:, t].copy())), (isa, b, t)
+        _sparse_equals_dense_on_batches(dense, sp, isa, rng, sizes[0], op,
+                                        "spgemv_shared" if "ih" in which else None, bidir)
 
 
 def test_gate_shared_layout_only_where_every_gate_has_the_same_blocks():
     m = _pruned_shared("gru", [8, 32], 0.5, seed=4)
     w_hh = dict(m.named_parameters())["weight_hh_l0"]
-    assert _layer_flags(rc.compile(m, "q8", sparse=True).data) & 96 == 0  # opt-in: per-gate by default
+    assert _layer_flags(rc.compile(m, "q8", sparse={"shared_gates": False}).data) & 96 == 0
     shared = {"shared_gates": True}
     data = rc.compile(m, "q8", sparse=shared).data
     assert _layer_flags(data) & 96 == 96
+    assert rc.compile(m, "q8", sparse=True).data == data  # the default where every gate's mask agrees
     w_hh[32 + 5, 1] = 0.0 if w_hh[32 + 5, 1] else 0.5  # one block of gate z only: masks differ
     if not w_hh.reshape(3, 2, 16, 8, 4)[1, 0, :, 0].any():  # the block's last weight removed
         w_hh[32 + 6, 2] = 0.5

@@ -219,6 +219,7 @@ typedef struct rnc_front_op {
                                      points, passes (fft_m 0: the tables' product) */
     uint8_t fft_radix[16];        /* log_mel by FFT: each pass's radix (4, 2, 3, 5) */
     const float *s;               /* q8 frame_conv / conv_time: per-row weight scales, w then int8 (NULL: f32) */
+    uint32_t q16;                 /* q8 frame_conv: 1 = the 16 x 16 form (w int16 rows of round16(cg*k)) */
     uint32_t src;                 /* residual: the front[] index whose input it adds */
     size_t save_off;              /* residual: that input's copy in a row's save area (floats) */
 } rnc_front_op;
@@ -251,6 +252,7 @@ typedef struct rnc_plan {
     uint32_t unbounded;           /* any layer's state is unbounded (ReLU): checked on entry */
     rnc_step_work work1;          /* the step scratch's layout for one row (total 0: none) */
     rnc_plan_op spgemv_shared;    /* q8 block-sparse products of a gate-shared W_ih (either layout) */
+    rnc_plan_op gemm_q16;         /* q8 frame_convs' 16 x 16 products */
 } rnc_plan;
 
 #define RNC_ERROR_TEXT_SIZE 256u /* bytes of rnc_model's error text, NUL included */
@@ -282,6 +284,7 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t res_floats;            /* residual records' saved inputs per row (their features) */
     uint32_t strided;             /* some record has a countdown: steps may give no output */
+    uint32_t post_conv;           /* a frame_conv follows a recurrent record (rnc_run: not in place) */
     size_t flush;                 /* the sum of the records' right pads: most outputs rnc_flush gives */
     size_t lookahead;             /* input steps an output waits for (rnc_model_info) */
     size_t lookahead_stride;      /* loader: the product of the strides of the records so far */
@@ -471,7 +474,8 @@ typedef enum rnc_op {
     RNC_OP_SPGEMV_SHARED = 13, /* q8: block-sparse product, the matrix in either layout (gate-shared too) */
     RNC_OP_GRU_STEP_SHARED = 14, /* the fused steps of layers with a gate-shared block-sparse matrix */
     RNC_OP_LSTM_STEP_SHARED = 15,
-    RNC_OP_COUNT = 16
+    RNC_OP_GEMM_Q16 = 16,  /* q8 files: a frame_conv's 16 x 16 product (int16 x int16 -> exact int64) */
+    RNC_OP_COUNT = 17
 } rnc_op;
 
 typedef struct rnc_kernel_desc {

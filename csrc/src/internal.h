@@ -32,6 +32,12 @@
 typedef void (*rnc_gemm_q8_fn)(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
                                int32_t *Acc, int ldacc);
 /* The q4 product (kernels/q4.h) has the q8 product's signature: Wp is the packed q4 matrix. */
+/* The 16 x 16 product of a frame_conv (kernels/q16_<isa>.c; docs/q8-contract.md):
+ *   Acc[n*ldacc + r] = sum_{k<K} W[r*Kp + k] * Q[n*ldq + k]   for r < R, n < N (exact int64)
+ * W: int16 rows of Kp = round16(K) inputs, values in -32767..32767; W and every column of Q are
+ * zero at inputs K..Kp-1 (rows may read them); ldq a multiple of 16. */
+typedef void (*rnc_gemm_q16_fn)(const int16_t *W, int R, int K, int N, const int16_t *Q, int ldq,
+                                int64_t *Acc, int ldacc);
 typedef void (*rnc_gemm_f32_fn)(const float *Wp, int R, int K, int N, const float *X, int ldx,
                                 float *Y, int ldy);
 /* q8 activation quantisation of one row (docs/q8-contract.md): q[0..npad) (zero past n) and its
@@ -163,6 +169,7 @@ typedef struct rnc_kernel {
         rnc_int8_step_fn int_step;
         rnc_s8_matvec_fn s8_matvec;
         rnc_rfft_fn rfft;
+        rnc_gemm_q16_fn gemm_q16;
     } fn;
 } rnc_kernel;
 
@@ -186,6 +193,16 @@ uint32_t rnc__cpu_isa_mask(void);
 void rnc_q8_quantize_generic(const float *v, size_t n, size_t npad, float static_scale,
                              float static_inv, int8_t *q, float *scale);
 int rnc__all_finite(const float *v, size_t n);
+
+/* Round to nearest, ties to even, for |p| < 2^22 (the quantisers' clamped products, 127 or 32767):
+ * adding and subtracting 1.5*2^23 leaves exactly the rounded integer in IEEE float32 (no
+ * contraction, no fast-math). */
+static inline float rnc_round_even(float p)
+{
+    const float magic = 12582912.0f;
+    const float t = p + magic;
+    return t - magic;
+}
 
 static inline uint64_t r16(uint64_t n) { return (n + 15) & ~(uint64_t)15; }
 static inline uint64_t r4(uint64_t n) { return (n + 3) & ~(uint64_t)3; }
@@ -310,6 +327,7 @@ static inline void rnc__q8_quantize_h(const rnc_cell_args *a, rnc_quantize_fn qu
 #define RNC_DECL_INT_STEP_INT8(f) void f(const rnc_int8_args *a);
 #define RNC_DECL_S8_MATVEC_INT8(f) void f(int32_t *y, const int8_t *W, int ldw, const int32_t *bias, const int8_t *x, int rows, int cols);
 #define RNC_DECL_RFFT_POWER_F32(f) void f(const rnc_fft_args *a);
+#define RNC_DECL_GEMM_Q16_Q8(f) void f(const int16_t *W, int R, int K, int N, const int16_t *Q, int ldq, int64_t *Acc, int ldacc);
 #define RNC_DECL_ROW(op, prec, f, isa, input, flags, bmin, bmax) RNC_DECL_##op##_##prec(f)
 RNC_KERNEL_LIST(RNC_DECL_ROW)
 #undef RNC_DECL_ROW

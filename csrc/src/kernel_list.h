@@ -38,8 +38,8 @@
 
 /* The gate-shared block-sparse layout (kernels/q8_spshared_<isa>.c, q8_sparse.h): the product
  * (the matrix an rnc_sparse_q8 in any layout) and the GRU/LSTM cells of layers with a gate-shared
- * matrix. Rows: generic, avx2 (avx512 and avxvnni run it as their parent's) and avx512vnni (amx
- * runs it); neon and neondot run generic's. */
+ * matrix. Rows: generic, avx2 (avx512 and avxvnni run it as their parent's), avx512vnni (amx
+ * runs it), neon (aarch64 and armv7) and neondot. */
 #if defined(RNC_NO_SPARSE)
 #define RNC_KERNELS_SPSHARED(X, sfx, isa)
 #else
@@ -59,6 +59,16 @@
     X(RNN_STEP, Q4, rnc_q4_rnn_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                              \
     X(GRU_STEP, Q4, rnc_q4_gru_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)                              \
     X(LSTM_STEP, Q4, rnc_q4_lstm_step_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
+#endif
+
+/* a q8 frame_conv's 16 x 16 product (kernels/q16_<isa>.c; docs/q8-contract.md): generic, avx2
+ * (avx512, avx512vnni, avxvnni and amx run it as their parent's) and aarch64 neon (neondot runs
+ * it; armv7 the generic). A build without them (-DRNC_NO_Q16, the dense deploy build) refuses
+ * such records. */
+#if defined(RNC_NO_Q16)
+#define RNC_KERNELS_Q16(X, sfx, isa)
+#else
+#define RNC_KERNELS_Q16(X, sfx, isa) X(GEMM_Q16, Q8, rnc_q16_gemm_##sfx, isa, RNC_IN_ANY, 0, 1, 0)
 #endif
 
 /* fully-integer models (RNC_INT8, precision 3 files): the integer products and the step of
@@ -103,6 +113,7 @@
     RNC_KERNELS_SPARSE(X, generic, RNC_ISA_GENERIC)                                               \
     RNC_KERNELS_SPSHARED(X, generic, RNC_ISA_GENERIC)                                             \
     RNC_KERNELS_Q4(X, generic, RNC_ISA_GENERIC)                                                   \
+    RNC_KERNELS_Q16(X, generic, RNC_ISA_GENERIC)                                                  \
     RNC_KERNELS_INT8(X)
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -128,7 +139,8 @@
     RNC_KERNELS_CELLS(X, avx2, RNC_ISA_AVX2)                                                      \
     RNC_KERNELS_SPARSE(X, avx2, RNC_ISA_AVX2)                                                     \
     RNC_KERNELS_SPSHARED(X, avx2, RNC_ISA_AVX2)                                                   \
-    RNC_KERNELS_Q4(X, avx2, RNC_ISA_AVX2)
+    RNC_KERNELS_Q4(X, avx2, RNC_ISA_AVX2)                                                         \
+    RNC_KERNELS_Q16(X, avx2, RNC_ISA_AVX2)
 /* AVX-512 F/BW/VL/DQ (gemm_avx512.c, cells_avx512.c, fft_avx512.c) */
 #define RNC_KERNELS_AVX512(X)                                                                     \
     RNC_KERNELS_FFT_AVX512(X)                                                                     \
@@ -203,7 +215,7 @@
     RNC_KERNELS_AMX(X)
 
 #elif defined(__arm__) || defined(__aarch64__)
-/* ARM NEON (gemm_neon.c, cells_neon.c, q8_sparse_neon.c, q4_neon.c, fft_neon.c); the quantiser is NEON's on aarch64 (epilogue_neon.h), the
+/* ARM NEON (gemm_neon.c, cells_neon.c, q8_sparse_neon.c, q8_spshared_neon.c, q4_neon.c, fft_neon.c); the quantiser is NEON's on aarch64 (epilogue_neon.h), the
  * portable one on armv7 (its NEON float arithmetic is not IEEE) */
 #if defined(__aarch64__)
 #define RNC_KERNELS_NEON_QUANTIZE(X)                                                              \
@@ -211,14 +223,21 @@
 #else
 #define RNC_KERNELS_NEON_QUANTIZE(X)
 #endif
+#if defined(__aarch64__)
+#define RNC_KERNELS_Q16_NEON(X) RNC_KERNELS_Q16(X, neon, RNC_ISA_NEON)
+#else
+#define RNC_KERNELS_Q16_NEON(X)
+#endif
 #define RNC_KERNELS_NEON(X)                                                                       \
     RNC_KERNELS_NEON_QUANTIZE(X)                                                                  \
+    RNC_KERNELS_Q16_NEON(X)                                                                       \
     RNC_KERNELS_FFT_NEON(X)                                                                       \
     X(GEMV, Q8, rnc_q8_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                              \
     X(GEMV, F32, rnc_f32_gemm_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                            \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neon, RNC_ISA_NEON, RNC_IN_ANY, 0, 1, 0)                      \
     RNC_KERNELS_CELLS(X, neon, RNC_ISA_NEON)                                                      \
     RNC_KERNELS_SPARSE(X, neon, RNC_ISA_NEON)                                                     \
+    RNC_KERNELS_SPSHARED(X, neon, RNC_ISA_NEON)                                                   \
     RNC_KERNELS_Q4(X, neon, RNC_ISA_NEON)
 /* aarch64 dot product (q8_gemm_neondot.c, cells_neondot.c); f32 products are NEON's */
 #if defined(__aarch64__)
@@ -227,6 +246,7 @@
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_neondot, RNC_ISA_NEONDOT, RNC_IN_ANY, 0, 1, 0)                \
     RNC_KERNELS_CELLS(X, neondot, RNC_ISA_NEONDOT)                                                \
     RNC_KERNELS_SPARSE(X, neondot, RNC_ISA_NEONDOT)                                               \
+    RNC_KERNELS_SPSHARED(X, neondot, RNC_ISA_NEONDOT)                                             \
     RNC_KERNELS_Q4(X, neondot, RNC_ISA_NEONDOT)
 #else
 #define RNC_KERNELS_NEONDOT(X)

@@ -37,6 +37,7 @@
 #define RNC_FN_INT_STEP_INT8 int_step
 #define RNC_FN_S8_MATVEC_INT8 s8_matvec
 #define RNC_FN_RFFT_POWER_F32 rfft
+#define RNC_FN_GEMM_Q16_Q8 gemm_q16
 #define RNC_ROW(op, prec, f, isa, input, flags, bmin, bmax)                                      \
     {#f, RNC_OP_##op, RNC_##prec, isa, input, flags, bmin, bmax, {.RNC_FN_##op##_##prec = f}},
 

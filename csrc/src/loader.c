@@ -916,11 +916,12 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
  * ---------------------------------------------------------------------------------------- */
 
 /* Where record kind `kind` may stand in the sequence the executor runs:
- * [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear], the front-end
- * records being frame_conv, magnitude and pointwise. Stages: 0 start, 1 after the embedding, 2
- * after a recurrent layer, 3 after last_step, 4 after the linear head, 5 after a front-end
- * record, 6 after a pointwise record following the recurrent layers, 7 after a pointwise record
- * following last_step. Returns the new stage or -1. */
+ * [embedding | front-end*] recurrent+ post* [last_step post*] [linear], the front-end records
+ * being every per-step record, the post records those that map a row alone (frame_conv,
+ * pointwise, layer_norm, scale_shift, residual). Stages: 0 start, 1 after the embedding, 2 after a
+ * recurrent layer, 3 after last_step, 4 after the linear head, 5 after a front-end record, 6 after
+ * a post record following the recurrent layers, 7 after a post record following last_step.
+ * Returns the new stage or -1. */
 static int next_stage(int stage, uint32_t kind)
 {
     switch (kind) {
@@ -928,11 +929,16 @@ static int next_stage(int stage, uint32_t kind)
     case RNC_REC_RECURRENT: return stage <= 2 || stage == 5 ? 2 : -1;
     case RNC_REC_LAST_STEP: return stage == 2 || stage == 6 ? 3 : -1;
     case RNC_REC_LINEAR: return stage == 2 || stage == 3 || stage == 6 || stage == 7 ? 4 : -1;
-    case RNC_REC_FRAME_CONV:
     case RNC_REC_CONV_TIME:
     case RNC_REC_POOL_TIME:
+#if defined(RNC_NO_POST_CONV) /* a build without frame_conv after the recurrent layers (model.c) */
+    case RNC_REC_FRAME_CONV:
+#endif
     case RNC_REC_MAGNITUDE: return stage == 0 || stage == 5 ? 5 : -1;
     case RNC_REC_LOG_MEL: return stage == 0 ? 5 : -1; /* the first record only */
+#if !defined(RNC_NO_POST_CONV)
+    case RNC_REC_FRAME_CONV: /* a per-step Linear (frame_length 1) after the recurrent layers too */
+#endif
     case RNC_REC_POINTWISE:
     case RNC_REC_LAYER_NORM:
     case RNC_REC_SCALE_SHIFT:
@@ -945,7 +951,7 @@ static int next_stage(int stage, uint32_t kind)
 
 static const char *const stage_place[8] = {"first", "after an embedding", "after a recurrent record",
                                            "after last_step", "after linear", "after a front-end record",
-                                           "after a pointwise record", "after a pointwise record"};
+                                           "after a per-step record", "after a per-step record"};
 
 /* A log_mel record (rnc_layout.h): its checks in the order of rnncore/io/rnc.py's load_front. */
 static rnc_status load_log_mel(rnc_ctx *c, rnc_model *m, rnc_front_op *F, const unsigned char *r,
@@ -1268,9 +1274,22 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
     } else { /* RNC_REC_FRAME_CONV */
         const uint32_t q8 = m->precision == RNC_Q8; /* a q8 file: the fconvq8 tail follows */
         const uint32_t want = RNC_SIZE_rec_frame_conv + (q8 ? RNC_SIZE_fconvq8 : 0);
-        if (size != want) return fail(c, fsize, MSG_EXPECT, size, want, 0, NULL);
+        /* a q8 file's 16 x 16 frame_conv: the fconvq16 tail after fconvq8 */
+        const uint32_t q16 = q8 && size == want + RNC_SIZE_fconvq16;
+        if (size != want && !q16) return fail(c, fsize, MSG_EXPECT, size, want, 0, NULL);
         CHECK_RESERVED(c, rec_frame_conv, r);
         if (q8) CHECK_RESERVED(c, fconvq8, r + RNC_SIZE_rec_frame_conv);
+        const unsigned char *t16 = r + RNC_SIZE_rec_frame_conv + RNC_SIZE_fconvq8;
+        if (q16) {
+#if defined(RNC_NO_Q16)
+            return fail(c, FIELD(fconvq16, bits), MSG_LEFT_OUT, rnc_fconvq16_bits(t16), 0, 0,
+                        "16 x 16 frame_convs (built with RNC_NO_Q16)");
+#else
+            CHECK_RESERVED(c, fconvq16, t16);
+            if (rnc_fconvq16_bits(t16) != RNC_FCONV_BITS16)
+                return fail(c, FIELD(fconvq16, bits), MSG_EXPECT, rnc_fconvq16_bits(t16), RNC_FCONV_BITS16, 0, NULL);
+#endif
+        }
         const uint64_t ci = rnc_rec_frame_conv_in_channels(r), co = rnc_rec_frame_conv_out_channels(r);
         const uint64_t k = rnc_rec_frame_conv_kernel_size(r), L = rnc_rec_frame_conv_frame_length(r);
         const uint64_t st = rnc_rec_frame_conv_stride(r), dl = rnc_rec_frame_conv_dilation(r);
@@ -1309,6 +1328,25 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
             return fail(c, FIELD(rec_frame_conv, out_channels), MSG_OUTPUT_WIDTH, co * lout, RNC_MAX_FEATURES, 0, NULL);
         const void *p;
         const unsigned char *sref = q8 ? rnc_fconvq8_scale(r + RNC_SIZE_rec_frame_conv) : NULL;
+#if !defined(RNC_NO_Q16)
+        if (q16) { /* int16 weights, rows of round16(cg*k), row scales */
+            const uint64_t rows = g * r16(cog), kp = r16(cg * k);
+            if (kp > RNC_Q8_MAX_K) return fail(c, FIELD(rec_frame_conv, weight), MSG_Q8_K, kp, RNC_Q8_MAX_K, 0, NULL);
+            const void *sp;
+            TRY(get_ref(c, FIELD(rec_frame_conv, weight), rnc_rec_frame_conv_weight(r), rows * kp * 2, &p));
+            TRY(get_ref(c, FIELD(fconvq8, scale), sref, rows * 4, &sp));
+            TRY(check_floats(c, FIELD(fconvq8, scale), sp, rows, 1));
+            for (uint64_t i = 0; i < rows * kp; ++i) { /* -32767..32767, zero past cg*k */
+                int16_t v;
+                memcpy(&v, (const unsigned char *)p + 2 * i, 2);
+                if (v == INT16_MIN) return fail(c, FIELD(rec_frame_conv, weight), MSG_Q16_MIN, i, 0, 0, NULL);
+                if (v && i % kp >= cg * k)
+                    return fail(c, FIELD(rec_frame_conv, weight), MSG_Q16_PAD, i / kp, i % kp, cg * k, NULL);
+            }
+            F->s = (const float *)sp;
+            F->q16 = 1;
+        } else
+#endif
         if (sref && (rnc_ref_offset(sref) || rnc_ref_nbytes(sref))) { /* int8 weights, row scales */
             TRY(get_matrix(c, RNC_Q8, FIELD(rec_frame_conv, weight), rnc_rec_frame_conv_weight(r),
                            FIELD(fconvq8, scale), sref, g * r16(cog), cg * k, &p, &F->s));
@@ -1332,10 +1370,18 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->cg = (uint32_t)cg;
         F->cog = (uint32_t)cog;
         F->out_w = (uint32_t)(co * lout);
+#if !defined(RNC_NO_POST_CONV)
+        m->post_conv |= m->num_layers != 0;
+#endif
         /* model.c frame_conv_row: the windows and their products; q8: the windows' codes (r4(cg*k)
          * bytes each, within cg*k floats) and 64 floats more for the row's codes' alignment and its
          * scale, then the row's codes (ci*L bytes) */
-        const uint64_t need = RNC_FCONV_BLOCK * (cg * k + r16(cog)) + (F->s ? 64 + (ci * L + 3) / 4 : 0);
+        uint64_t need = RNC_FCONV_BLOCK * (cg * k + r16(cog)) + (F->s ? 64 + (ci * L + 3) / 4 : 0);
+#if !defined(RNC_NO_Q16)
+        /* q16 (frame_conv_row_q16): the windows' int16 codes (r16(cg*k) each), int64 sums, 64
+         * floats (the scale), the row's int16 codes */
+        if (F->q16) need = RNC_FCONV_BLOCK * (r16(cg * k) / 2 + 2 * r16(cog)) + 64 + (ci * L + 1) / 2;
+#endif
         if (need > m->front_scratch) m->front_scratch = (size_t)need;
     }
     if (F->in_w > m->front_w) m->front_w = F->in_w;

@@ -36,6 +36,18 @@
 #define TP_RIGHT(F) ((F)->tpad_r)
 #endif
 
+/* A frame_conv after the recurrent layers (a per-step Linear): its run of per-step records gives
+ * rows of its last record's width, which rnc_run writes apart (in fseq), not in place. A build
+ * without it (-DRNC_NO_POST_CONV, the dense deploy build; its loader refuses such files) keeps
+ * every record after the recurrent layers at one width, in place. */
+#if defined(RNC_NO_POST_CONV)
+#define POST_CONV(m) ((void)(m), 0u)
+#define POST_W(m, f, n, w) ((void)(f), (void)(n), (size_t)(w))
+#else
+#define POST_CONV(m) ((m)->post_conv)
+#define POST_W(m, f, n, w) ((void)(w), (size_t)(m)->front[(f) + (n) - 1].out_w)
+#endif
+
 static rnc_status plan_op(rnc_plan_op *p, int op, int prec, int isa, int input, int gru_rb)
 {
     uint32_t cut[64];
@@ -138,6 +150,9 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
 #if !defined(RNC_NO_FFT)
     TRY(plan_op(&p->rfft, RNC_OP_RFFT_POWER, RNC_F32, isa, RNC_IN_X, 0));
 #endif
+#if !defined(RNC_NO_Q16)
+    TRY(plan_op(&p->gemm_q16, RNC_OP_GEMM_Q16, RNC_Q8, isa, RNC_IN_X, 0));
+#endif
     for (uint32_t l = 0; l < m->num_layers; ++l) {
         const rnc_layer *L = &m->layer[l];
         const int prec = (int)m->precision, rb = L->kind == RNC_GRU && !L->reset_after;
@@ -205,6 +220,9 @@ rnc_status rnc_model_plan_row(const rnc_model *m, uint32_t layer, uint32_t op, u
 #endif
         else if (precision == RNC_INT8 && op == RNC_OP_S8_MATVEC && m->precision == RNC_INT8) o = &p->s8_matvec;
         else if (precision == RNC_F32 && op == RNC_OP_RFFT_POWER) o = &p->rfft;
+#if !defined(RNC_NO_Q16)
+        else if (precision == RNC_Q8 && op == RNC_OP_GEMM_Q16) o = &p->gemm_q16;
+#endif
     } else if (layer < m->num_layers &&
                op == (uint32_t)(m->precision == RNC_INT8 ? RNC_OP_INT_STEP : layer_op(&m->layer[layer])) &&
                precision == m->precision && (input == RNC_IN_X || input == RNC_IN_GI)) {
@@ -800,6 +818,90 @@ static void frame_conv_row_q8(const rnc_model *m, const rnc_front_op *F, const f
     }
 }
 
+#if !defined(RNC_NO_Q16)
+/* The 16 x 16 frame_conv (docs/q8-contract.md, "A 16-bit product in the frame convolutions";
+ * rnncore.quant.front.frame_conv_q16): the row x quantised as one vector to int16 codes
+ * (q8's dynamic rule with 32767 for 127: s_x = m / 32767, q = rint(clip(x * (32767 / m))),
+ * m = max|x|, NaN as 0), the windows gathered from the codes as frame_conv_row_q8 does, as columns
+ * of round16(cg*k) codes (zero past cg*k), one exact int64 product of the plan's q16 row with the
+ * group's int16 matrix, and q8's epilogue with one rounding of the int64 sum:
+ *   y[o*L_out + l] = (float)acc[l][o] * (s_x * s_w[o]) + b[o].
+ * Scratch (loader.c): the columns, the sums, 64 floats (the scale), the row's codes. */
+static void frame_conv_row_q16(const rnc_model *m, const rnc_front_op *F, const float *x, float *y,
+                               float *scratch)
+{
+    const size_t kk = (size_t)F->cg * F->k, kp = r16(kk), rp = r16(F->cog), in_w = F->in_w;
+    int16_t *cols = (int16_t *)(void *)scratch;
+    int64_t *acc = (int64_t *)(void *)(scratch + RNC_FCONV_BLOCK * kp / 2);
+    float *sx = scratch + RNC_FCONV_BLOCK * (kp / 2 + 2 * rp);
+    int16_t *q = (int16_t *)(void *)(sx + 64);
+    int32_t mu = 0; /* max |x| on the bit patterns, NaN as 0 (rnc_q8_quantize_generic) */
+    for (size_t i = 0; i < in_w; ++i) {
+        int32_t u;
+        memcpy(&u, &x[i], 4);
+        u &= 0x7fffffff;
+        u = u > 0x7f800000 ? 0 : u;
+        mu = mu > u ? mu : u;
+    }
+    float mx, s = 0.0f;
+    memcpy(&mx, &mu, 4);
+    if (mx == 0.0f) {
+        memset(q, 0, sizeof(int16_t) * in_w);
+    } else {
+        const float inv = 32767.0f / mx;
+        s = mx / 32767.0f;
+        for (size_t i = 0; i < in_w; ++i) {
+            float p = x[i] * inv;
+            p = p == p ? p : 0.0f; /* NaN (0 * inf) -> 0 */
+            p = p > 32767.0f ? 32767.0f : p;
+            p = p < -32767.0f ? -32767.0f : p;
+            q[i] = (int16_t)(int32_t)rnc_round_even(p);
+        }
+    }
+    const int16_t *wq = (const int16_t *)(const void *)F->w;
+    const int64_t d = F->dil, L = F->L, k = F->k;
+    for (uint32_t g = 0; g < F->groups; ++g) {
+        const int16_t *wg = wq + (size_t)g * rp * kp;
+        for (uint32_t l0 = 0; l0 < F->lout; l0 += RNC_FCONV_BLOCK) {
+            const uint32_t n = F->lout - l0 < RNC_FCONV_BLOCK ? F->lout - l0 : RNC_FCONV_BLOCK;
+            for (uint32_t j = 0; j < n; ++j) {
+                int16_t *col = cols + j * kp;
+                const int64_t p0 = (int64_t)(l0 + j) * F->stride - (int64_t)F->pl;
+                int64_t t_lo, t_hi;
+                frame_taps(p0, d, L, k, &t_lo, &t_hi);
+                for (uint32_t c = 0; c < F->cg; ++c) {
+                    const int16_t *qc = q + (size_t)(g * F->cg + c) * F->L;
+                    int16_t *cc = col + (size_t)c * F->k;
+                    int64_t t, r;
+                    for (t = 0; t < t_lo; ++t) {
+                        r = p0 + t * d;
+                        cc[t] = F->reflect ? qc[r < 0 ? -r : 2 * (L - 1) - r] : 0;
+                    }
+                    if (d == 1 && t_hi - t_lo >= 16)
+                        memcpy(cc + t_lo, qc + p0 + t_lo, sizeof(int16_t) * (size_t)(t_hi - t_lo));
+                    else /* a few taps: a loop (see frame_conv_row) */
+                        for (t = t_lo; t < t_hi; ++t) cc[t] = qc[p0 + t * d];
+                    for (t = t_hi; t < k; ++t) {
+                        r = p0 + t * d;
+                        cc[t] = !F->reflect ? 0 : r >= 0 && r < L ? qc[r] : qc[r < 0 ? -r : 2 * (L - 1) - r];
+                    }
+                }
+                for (size_t i = kk; i < kp; ++i) col[i] = 0;
+            }
+            plan_pick(&m->plan.gemm_q16, n, 0)->fn.gemm_q16(wg, (int)F->cog, (int)kk, (int)n, cols, (int)kp, acc,
+                                                          (int)rp);
+            const uint32_t cog = F->cog, lout = F->lout;
+            const float *sw = F->s + (size_t)g * rp, *bg = F->b + (size_t)g * cog;
+            float *yg = y + (size_t)g * cog * lout + l0;
+            for (uint32_t j = 0; j < n; ++j) {
+                const int64_t *aj = acc + j * rp;
+                for (uint32_t o = 0; o < cog; ++o) yg[(size_t)o * lout + j] = (float)aj[o] * (s * sw[o]) + bg[o];
+            }
+        }
+    }
+}
+#endif
+
 /* y[o] = b[o] + sum_{c, j} W[o, c, j] x_{t - P + j*dilation}[g(o) C_g + c] for the step's input x
  * (cin floats) and the row's window win (the previous P inputs, oldest first): per group one
  * column [c][j] and one product of the plan's f32 GEMM row (the same for rnc_step and rnc_run);
@@ -1128,6 +1230,10 @@ static int front_row(const rnc_model *m, const rnc_front_op *F, const float *x, 
         return pool_time_row(F, x, y, win + F->win_off, pad);
     } else if (F->kind == RNC_REC_FRAME_CONV) {
         if (F->s && TP_ON && !rnc__all_finite(x, F->in_w)) return -1; /* -inf of a padded max pooling */
+#if !defined(RNC_NO_Q16)
+        if (F->q16) frame_conv_row_q16(m, F, x, y, scratch);
+        else
+#endif
         if (F->s) frame_conv_row_q8(m, F, x, y, scratch);
         else frame_conv_row(m, F, x, y, scratch);
     } else if (F->kind == RNC_REC_LOG_MEL) {
@@ -1188,14 +1294,15 @@ static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float
     return rnc__all_finite(out, m->front[first + n - 1].out_w) ? 0 : -1;
 }
 
-/* The per-step records from stage i on that follow the recurrent layers (pointwise, layer_norm,
- * scale_shift, residual): how many in a row. */
+/* The per-step records from stage i on that follow the recurrent layers (frame_conv, pointwise,
+ * layer_norm, scale_shift, residual): how many in a row. */
 static uint32_t post_run(const rnc_model *m, uint32_t i)
 {
     uint32_t n = 0;
     while (i + n < m->num_stages &&
            (m->stage[i + n] == RNC_REC_POINTWISE || m->stage[i + n] == RNC_REC_LAYER_NORM ||
-            m->stage[i + n] == RNC_REC_SCALE_SHIFT || m->stage[i + n] == RNC_REC_RESIDUAL))
+            m->stage[i + n] == RNC_REC_SCALE_SHIFT || m->stage[i + n] == RNC_REC_RESIDUAL ||
+            (POST_CONV(m) && m->stage[i + n] == RNC_REC_FRAME_CONV)))
         ++n;
     return n;
 }
@@ -1556,26 +1663,34 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     }
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         switch (m->stage[i]) {
+#if defined(RNC_NO_POST_CONV)
         case RNC_REC_FRAME_CONV:
+#endif
         case RNC_REC_CONV_TIME:
         case RNC_REC_MAGNITUDE:
         case RNC_REC_LOG_MEL:
         case RNC_REC_POOL_TIME:
             break; /* the front-end, run above */
+#if !defined(RNC_NO_POST_CONV)
+        case RNC_REC_FRAME_CONV:
+#endif
         case RNC_REC_POINTWISE:
         case RNC_REC_LAYER_NORM:
         case RNC_REC_SCALE_SHIFT:
         case RNC_REC_RESIDUAL: {
             if (l == 0) break; /* front-end, run above */
-            /* the run of per-step records here, row by row (each maps a row alone) */
+            /* the run of per-step records here, row by row (each maps a row alone) into rows of
+             * its last record's width */
             const uint32_t n = post_run(m, i);
+            const size_t ow = POST_W(m, f, n, in_w);
             float *dst = in == fa ? fb : fa; /* never in place: in may be a layer's state */
             for (size_t b = 0; b < B; ++b)
-                (void)step_rows(m, f, n, in + b * in_w, dst + b * in_w, fr, fr + m->front_w, fsave, NULL, fscr,
+                (void)step_rows(m, f, n, in + b * in_w, dst + b * ow, fr, fr + m->front_w, fsave, NULL, fscr,
                               NULL);
             f += n;
             i += n - 1;
             in = dst;
+            in_w = ow;
             break;
         }
         case RNC_REC_EMBEDDING:
@@ -1770,7 +1885,10 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     {   /* the per-step records: the front-end's output sequence, two rows, a frame_conv's scratch */
         size_t pre_w;
         const uint32_t npre = front_count(m, &pre_w);
-        ADD(fseq, npre ? bt : 0, (uint64_t)pre_w * 4);
+        /* (a frame_conv after the recurrent layers: its section's output rows too, not in place,
+         * rows of the widest layer; at least the B pooled rows, also when T = 0) */
+        const uint64_t frows = POST_CONV(m) && bt < batch ? batch : bt;
+        ADD(fseq, npre || POST_CONV(m) ? frows : 0, (uint64_t)(POST_CONV(m) ? m->max_feat : pre_w) * 4);
         ADD(frow, 2, (uint64_t)m->front_w * 4);
         ADD(fscr, 1, (uint64_t)m->front_scratch * 4);
         ADD(fsave, 1, (uint64_t)m->res_floats * 4);
@@ -1920,27 +2038,34 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     nchunks = (T + C - 1) / C;
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         const int last = i + 1 == m->num_stages;
-        if (m->stage[i] == RNC_REC_FRAME_CONV || m->stage[i] == RNC_REC_CONV_TIME ||
+        if ((m->stage[i] == RNC_REC_FRAME_CONV && !POST_CONV(m)) || m->stage[i] == RNC_REC_CONV_TIME ||
             m->stage[i] == RNC_REC_MAGNITUDE || m->stage[i] == RNC_REC_LOG_MEL ||
             m->stage[i] == RNC_REC_POOL_TIME)
             continue; /* the front-end, above */
         if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
-            m->stage[i] == RNC_REC_SCALE_SHIFT || m->stage[i] == RNC_REC_RESIDUAL) {
+            m->stage[i] == RNC_REC_SCALE_SHIFT || m->stage[i] == RNC_REC_RESIDUAL ||
+            (POST_CONV(m) && m->stage[i] == RNC_REC_FRAME_CONV)) {
             if (l == 0) continue; /* the front-end, above */
-            /* after the recurrent layers, the run of per-step records here row by row (in place:
-             * each maps a row alone): cur is this call's scratch (or y's rows, last) */
+            /* after the recurrent layers, the run of per-step records here row by row into rows of
+             * its last record's width: y's rows (last), else in place in this call's scratch cur
+             * (each maps a row alone), or into fseq (the front-end's, free now) when a post record
+             * is a frame_conv */
             const uint32_t n = post_run(m, i);
-            float *dst = i + n == m->num_stages ? y : (float *)(uintptr_t)cur;
+            const size_t ow = POST_W(m, f, n, cur_w);
+            float *dst = i + n == m->num_stages ? y
+                         : POST_CONV(m)            ? (float *)(base + w.fseq)
+                                                   : (float *)(uintptr_t)cur;
             const size_t rows = pooled_rows ? B : BT;
             for (size_t r = 0; r < rows; ++r) {
                 if (pooled_rows || r % T < LEN(r / T))
-                    (void)step_rows(m, f, n, cur + r * cur_w, dst + r * cur_w, fr, fr + m->front_w, fsave, NULL,
+                    (void)step_rows(m, f, n, cur + r * cur_w, dst + r * ow, fr, fr + m->front_w, fsave, NULL,
                                     fscr, NULL);
-                else memset(dst + r * cur_w, 0, sizeof(float) * cur_w);
+                else memset(dst + r * ow, 0, sizeof(float) * ow);
             }
             f += n;
             i += n - 1;
             cur = dst;
+            cur_w = ow;
             continue;
         }
         if (m->stage[i] == RNC_REC_EMBEDDING) {

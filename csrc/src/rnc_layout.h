@@ -52,7 +52,8 @@
     S(fconvq8, 8)         /* v2 q8 files: after every frame_conv (72 bytes) and conv_time (56) record */ \
     S(rec_residual, 16)   /* v2: y = x + the input of an earlier per-step record (kind 12) */ \
     S(rec_pool_time, 32)  /* v2: max / average pooling over time (front-end, window in the state) */ \
-    S(timepad, 16)        /* v2: padding over time, after a conv_time / pool_time record (optional) */
+    S(timepad, 16)        /* v2: padding over time, after a conv_time / pool_time record (optional) */ \
+    S(fconvq16, 8)        /* v2 q8 files: after a frame_conv's fconvq8 tail, its 16 x 16 form (optional) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -329,6 +330,15 @@
  * matrices of round16(C_out/groups) rows x round4(C_in/groups * k) inputs (int8, -127..127, zero
  * past C_g*k); scale absent (0, 0): the record's weights are f32 as in an f32 file. */
 #define RNC_FIELDS_fconvq8(X) X(fconvq8, scale, 0, REF)
+/* fconvq16: after the fconvq8 tail of a q8 file's frame_conv (the record is then 80 bytes; 72
+ * without it, as in files written before): the 16 x 16 product (docs/q8-contract.md, "A 16-bit
+ * product in the frame convolutions"). bits = 16; the fconvq8 scale is present (f32 [groups *
+ * round16(C_out/groups)] per-row weight scales) and the record's weight holds `groups` int16
+ * matrices of round16(C_out/groups) rows x round16(C_in/groups * k) inputs, row-major (row r's
+ * input i at r * round16(C_g k) + i), values in -32767..32767, zero past C_g k. The row's codes
+ * are int16 (32767 for 127) and the sums exact int64. */
+#define RNC_FCONV_BITS16 16u
+#define RNC_FIELDS_fconvq16(X) X(fconvq16, bits, 0, U32)
 /* In a q8 file a conv_time record has the same tail (56 bytes): scale present, f32 [groups *
  * round16(C_out/groups)] row scales and the weight as groups packed q8 matrices of
  * round16(C_out/groups) rows x round4(C_in/groups * k) inputs; absent, f32 weights. */
@@ -591,6 +601,8 @@
     M(NOT_FINITE, CORRUPT, "value %llu is NaN or Inf")                                             \
     M(NEGATIVE, CORRUPT, "value %llu is negative")                                                 \
     M(Q8_MIN, CORRUPT, "value %llu is -128 (q8 weights are in -127..127)")                         \
+    M(Q16_MIN, CORRUPT, "value %llu is -32768 (16-bit weights are in -32767..32767)")             \
+    M(Q16_PAD, CORRUPT, "row %llu: nonzero weight at input %llu >= %llu inputs")                  \
     M(Q8_K, UNSUPPORTED, "%llu padded inputs per row, the q8 kernels take at most %llu")          \
     M(Q4_MIN, CORRUPT, "byte %llu holds nibble 0 (-8; q4 weights are in -7..7, stored + 8)")       \
     M(Q4_PAD, CORRUPT, "byte %llu: input %llu >= %llu inputs is not 0 (nibble 8)")               \
@@ -609,8 +621,8 @@
     M(REC_SIZE, CORRUPT, "%llu, expected a multiple of 8 in 8..%llu")                              \
     M(REC_END, CORRUPT, "%llu, but the %llu records end at byte %llu")                              \
     M(RECORDS_SIZE, CORRUPT, "%llu, past the end of the file (%llu bytes after the header)")       \
-    M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
-    M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]") \
+    M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding | front-end*] recurrent+ post* [last_step post*] [linear]") \
+    M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding | front-end*] recurrent+ post* [last_step post*] [linear]") \
     M(FRONT_Q8, UNSUPPORTED, "kind %llu (%s) in a q4 file: the C core runs the per-step records in f32 and q8 files only") \
     M(FRONT_COUNT, UNSUPPORTED, "more than %llu per-step records") \
     M(CONV_GROUPS, CORRUPT, "%llu does not divide in_channels %llu and out_channels %llu") \
@@ -669,7 +681,7 @@
     RNC_FIELDS_rec_log_mel(X) \
     RNC_FIELDS_fconvq8(X) RNC_FIELDS_rec_residual(X) \
     RNC_FIELDS_rec_pool_time(X) \
-    RNC_FIELDS_timepad(X)
+    RNC_FIELDS_timepad(X) RNC_FIELDS_fconvq16(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

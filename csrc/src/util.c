@@ -120,15 +120,6 @@ int rnc__all_finite(const float *v, size_t n)
     return !(acc & 0x80000000u);
 }
 
-/* Round to nearest, ties to even, for |p| <= 127 (after clamping): adding and subtracting 1.5*2^23
- * leaves exactly the rounded integer in IEEE float32 (no contraction, no fast-math). */
-static inline float rnc_round_even(float p)
-{
-    const float magic = 12582912.0f;
-    const float t = p + magic;
-    return t - magic;
-}
-
 void rnc_q8_quantize_generic(const float *v, size_t n, size_t npad, float static_scale,
                              float static_inv, int8_t *q, float *scale)
 {

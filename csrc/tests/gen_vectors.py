@@ -118,11 +118,11 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     padded; padded beyond its reach)."""
     layers, feat = [], sizes[0]
     front_records = []
-    if front is True:
+    if front is True or front == "q16":   # "q16": the same with 16 x 16 frame_convs (front_bits=16)
         def conv(ci, co, k, L, **kw):
             w = (rng.standard_normal((co, ci // kw.get("groups", 1), k)) * 0.5).astype(F32)
             return {"kind": "frame_conv1d", "in_channels": ci, "out_channels": co, "kernel_size": k,
-                    "frame_length": L, **kw,
+                    "frame_length": L, **kw, **({"bits": 16} if front == "q16" else {}),
                     "tensors": {"weight": w, "bias": (rng.standard_normal(co) * 0.2).astype(F32)}}
         front_records = [
             conv(2, 6, 3, 8, stride=2, groups=2, pad_left=1, pad_right=2, padding_mode="reflect"),   # 6 x 5
@@ -467,6 +467,11 @@ def main(outdir: str) -> None:
          "stream", None, q8),
         ("lstm_q8_front_run_b5", dict(kind="lstm", sizes=[12, 9], precision="q8", front=True), 5, 5, "run",
          [5, 0, 3, 1, 4], q8),
+        # the same with 16 x 16 frame_convs (int16 weights and codes, exact int64 sums)
+        ("gru_q8_front_q16_stream", dict(kind="gru", sizes=[12, 16], precision="q8", head=2, front="q16"),
+         2, 6, "stream", None, q8),
+        ("lstm_q8_front_q16_run_b5", dict(kind="lstm", sizes=[12, 9], precision="q8", front="q16"), 5, 5,
+         "run", [5, 0, 3, 1, 4], q8),
         # q8 conv_time (its window in the stream state) and a residual block
         ("gru_q8_conv_time_stream", dict(kind="gru", sizes=[12, 16], precision="q8", head=2, front="conv"),
          2, 7, "stream", None, q8),

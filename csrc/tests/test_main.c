@@ -1481,6 +1481,57 @@ static void test_flush(const char *dir)
            "PyTorch's output counts, capacity, empty and repeated flushes\n");
 }
 
+#if !defined(RNC_NO_Q16)
+/* Every 16 x 16 frame_conv row (RNC_OP_GEMM_Q16) against an int64 loop: random codes and the
+ * extremes +-32767 (sums beyond int32), R and N not multiples of the rows' blocks, K not a multiple
+ * of 16 (inputs K..round16(K) zero in both operands), ldacc > R (rows past R not written). */
+static void test_gemm_q16(void)
+{
+    static const int shapes[][3] = {{1, 1, 1}, {16, 16, 2}, {5, 387, 3}, {17, 33, 16}, {64, 128, 7}, {3, 2000, 1},
+                                    {2, 5000, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
+        for (int mode = 0; mode < 3; ++mode) {
+            const int R = shapes[s][0], K = shapes[s][1], N = shapes[s][2], kp = (K + 15) / 16 * 16;
+            const int ldq = kp + 16, ldacc = R + 3;
+            int16_t *w = xmalloc(2 * (size_t)R * kp), *q = xmalloc(2 * (size_t)N * ldq);
+            int64_t *ref = xmalloc(8 * (size_t)N * ldacc), *got = xmalloc(8 * (size_t)N * ldacc);
+            for (int r = 0; r < R; ++r)
+                for (int k = 0; k < kp; ++k)
+                    w[(size_t)r * kp + k] = (int16_t)(k >= K ? 0 : mode == 0 ? (int)(rnd() % 65535u) - 32767
+                                                            : mode == 1 ? 32767 : (k % 2 ? -32767 : 32767));
+            for (int n = 0; n < N; ++n)
+                for (int k = 0; k < ldq; ++k)
+                    q[(size_t)n * ldq + k] = (int16_t)(k >= K ? (k < kp ? 0 : 12345)
+                                                            : mode == 0 ? (int)(rnd() % 65535u) - 32767
+                                                            : mode == 1 ? 32767 : -32767);
+            for (int n = 0; n < N; ++n)
+                for (int r = 0; r < R; ++r) {
+                    int64_t a = 0;
+                    for (int k = 0; k < K; ++k) a += (int64_t)w[(size_t)r * kp + k] * q[(size_t)n * ldq + k];
+                    ref[(size_t)n * ldacc + r] = a;
+                }
+            int rows = 0;
+            for (size_t i = 0; i < rnc__kernel_count; ++i) {
+                const rnc_kernel *kr = &rnc__kernels[i];
+                int avail = 0;
+                rnc_isa_available((rnc_isa)kr->isa, &avail);
+                if (!avail || kr->op != RNC_OP_GEMM_Q16) continue;
+                ++rows;
+                for (size_t j = 0; j < (size_t)N * ldacc; ++j) got[j] = 0x7777;
+                kr->fn.gemm_q16(w, R, K, N, q, ldq, got, ldacc);
+                int bad = 0;
+                for (int n = 0; n < N; ++n) {
+                    for (int r = 0; r < R; ++r) bad += got[(size_t)n * ldacc + r] != ref[(size_t)n * ldacc + r];
+                    for (int r = R; r < ldacc; ++r) bad += got[(size_t)n * ldacc + r] != 0x7777;
+                }
+                CHECK(bad == 0, "%s R=%d K=%d N=%d mode=%d: %d sums differ", kr->name, R, K, N, mode, bad);
+            }
+            CHECK(rows > 0, "no RNC_OP_GEMM_Q16 row runs on this CPU");
+            free(w), free(q), free(ref), free(got);
+        }
+}
+#endif
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "build/vectors";
@@ -1507,6 +1558,9 @@ int main(int argc, char **argv)
     test_rfft_rows();
     test_logf();
     test_gemm();
+#if !defined(RNC_NO_Q16)
+    test_gemm_q16();
+#endif
     test_activations(fuzz);
 
     char path[1024];

@@ -7,6 +7,9 @@
 #                                    and qemu-arm -cpu cortex-a7, every ISA path the CPU has
 #   make cross-size                  .text of the static library at -Os per target, full and dense
 #                                    (-DRNC_NO_SPARSE -DRNC_NO_Q4)
+#   make qemu-test-clang             the aarch64 build made with clang (aarch64-clang: library,
+#                                    rnncore-bench, test_main, test_kernels) and its C tests under
+#                                    qemu-aarch64 -cpu cortex-a53 / cortex-a76
 #
 # Toolchains (Debian packages gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, qemu-user) are
 # described in toolchains/<triple>.mk; override CROSS_aarch64=... for another compiler prefix.
@@ -17,13 +20,22 @@ include $(CROSS_TOOLCHAIN_DIR)aarch64-linux-gnu.mk
 include $(CROSS_TOOLCHAIN_DIR)arm-linux-gnueabihf.mk
 
 CROSS_TARGETS := aarch64 armhf
+# The C compiler of a target (binutils: $(CROSS_<target>)ar, nm, size). aarch64-clang is the aarch64
+# build made with clang (its own inline-asm and loop forms, epilogue_neon.h), linked by clang with
+# the cross gcc's libraries and crt files.
+CROSS_CC_aarch64 ?= $(CROSS_aarch64)gcc
+CROSS_CC_armhf ?= $(CROSS_armhf)gcc
+CLANG ?= clang
+CROSS_aarch64-clang ?= $(CROSS_aarch64)
+CROSS_CC_aarch64-clang ?= $(CLANG) --target=aarch64-linux-gnu
+ARCHFLAGS_aarch64-clang ?= $(ARCHFLAGS_aarch64)
 CROSS_BUILD ?= build/cross
 CROSS_WARN ?= -Wall -Wextra -Werror
 CROSS_OPT ?= -O3
 # ARM kernel lists in sources.mk: ARM_* (both), AARCH64_* (64-bit only), ARMV7_* (32-bit only);
 # per list <STEM>_FLAGS, and <STEM>_FLAGS_ARMV7 overriding it on armhf.
 CROSS_STEMS := CORE GENERIC $(patsubst %_SRCS,%,$(sort $(filter ARM_SRCS ARM_%_SRCS AARCH64_%_SRCS ARMV7_%_SRCS,$(.VARIABLES))))
-cross_stems_for = $(filter-out $(if $(filter aarch64,$(1)),ARMV7_%,AARCH64_%),$(CROSS_STEMS))
+cross_stems_for = $(filter-out $(if $(filter aarch64%,$(1)),ARMV7_%,AARCH64_%),$(CROSS_STEMS))
 cross_flags = $(if $(and $(filter armhf,$(1)),$($(2)_FLAGS_ARMV7)),$($(2)_FLAGS_ARMV7),$($(2)_FLAGS))
 # Test programs: every tests/test_*.c that is not x86-only, nor the integer step's
 # (test_int_cells.c links src/int and a generated header: `make test-int`, and the Cortex-M images).
@@ -33,7 +45,7 @@ CROSS_TEST_SRCS ?= $(filter-out tests/test_x86% tests/test_int%,$(wildcard tests
 define CROSS_template
 $(3)/obj/%.o: %.c $$(wildcard include/*.h src/*.h src/kernels/*.h src/int/*.h src/int/*.c) sources.mk $(CROSS_TOOLCHAIN_DIR)cross.mk | $(3)/obj
 	@mkdir -p $$(dir $$@)
-	$$(CROSS_$(1))gcc $$(COMMON_CFLAGS) $(2) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude -Isrc $$(XFLAGS) -c $$< -o $$@
+	$$(CROSS_CC_$(1)) $$(COMMON_CFLAGS) $(2) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude -Isrc $$(XFLAGS) -c $$< -o $$@
 $(3)/obj:
 	@mkdir -p $$@
 $(foreach s,$(call cross_stems_for,$(1)),$(foreach f,$($(s)_SRCS),
@@ -42,7 +54,7 @@ $(1)_OBJS_$(notdir $(3)) := $(foreach s,$(call cross_stems_for,$(1)),$(patsubst 
 $(3)/librnncore.a: $$($(1)_OBJS_$(notdir $(3)))
 	rm -f $$@ && $$(CROSS_$(1))ar rcs $$@ $$^
 $(3)/librnncore.so: $$($(1)_OBJS_$(notdir $(3)))
-	$$(CROSS_$(1))gcc -shared -o $$@ $$^ -lm
+	$$(CROSS_CC_$(1)) -shared -o $$@ $$^ -lm
 endef
 
 $(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_template,$(t),$(CROSS_OPT),$(CROSS_BUILD)/$(t))))
@@ -51,19 +63,21 @@ $(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_template,$(t),-Os,$(CROSS_BUILD
 # (kernel_list.h), without the fully-integer rows and file checks (export-c --target cortex-m
 # compiles those models; the loader refuses such files naming what the build leaves out) and without
 # log_mel's FFT (the log_mel record runs by its tables' product).
-CROSS_DENSE_FLAGS := -Os -DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD
+CROSS_DENSE_FLAGS := -Os -DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD -DRNC_NO_Q16 -DRNC_NO_POST_CONV
 $(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_template,$(t),$(CROSS_DENSE_FLAGS),$(CROSS_BUILD)/$(t)-Os-dense)))
 
 # Programs (static): rnncore-bench and the C tests.
 define CROSS_prog_template
 $(CROSS_BUILD)/$(1)/rnncore-bench: bench/rnncore_bench.c $(CROSS_BUILD)/$(1)/librnncore.a
-	$$(CROSS_$(1))gcc $$(COMMON_CFLAGS) $$(CROSS_OPT) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude $$< -static -L$(CROSS_BUILD)/$(1) -lrnncore -lm -o $$@
+	$$(CROSS_CC_$(1)) $$(COMMON_CFLAGS) $$(CROSS_OPT) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude $$< -static -L$(CROSS_BUILD)/$(1) -lrnncore -lm -o $$@
 $(CROSS_BUILD)/$(1)/tests/%: tests/%.c $(CROSS_BUILD)/$(1)/librnncore.a
 	@mkdir -p $$(dir $$@)
-	$$(CROSS_$(1))gcc $$(COMMON_CFLAGS) $$(CROSS_OPT) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude -Isrc $$< -static -L$(CROSS_BUILD)/$(1) -lrnncore -lm -o $$@
+	$$(CROSS_CC_$(1)) $$(COMMON_CFLAGS) $$(CROSS_OPT) $$(ARCHFLAGS_$(1)) $$(CROSS_WARN) -Iinclude -Isrc $$< -static -L$(CROSS_BUILD)/$(1) -lrnncore -lm -o $$@
 cross-$(1): $(CROSS_BUILD)/$(1)/librnncore.a $(CROSS_BUILD)/$(1)/librnncore.so $(CROSS_BUILD)/$(1)/rnncore-bench $(patsubst tests/%.c,$(CROSS_BUILD)/$(1)/tests/%,$(CROSS_TEST_SRCS))
 endef
 $(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_prog_template,$(t))))
+$(eval $(call CROSS_template,aarch64-clang,$(CROSS_OPT),$(CROSS_BUILD)/aarch64-clang))
+$(eval $(call CROSS_prog_template,aarch64-clang))
 
 # rnncore-bench for this host
 .PHONY: bench
@@ -87,7 +101,7 @@ shared: $(BUILD)/librnncore.so
 $(BUILD)/librnncore.so: $(OBJS)
 	$(CC) -shared -o $@ $^ -lm
 
-.PHONY: cross cross-aarch64 cross-armhf cross-size qemu-test
+.PHONY: cross cross-aarch64 cross-armhf cross-aarch64-clang cross-size qemu-test qemu-test-clang
 cross: cross-aarch64 cross-armhf
 
 # Every test program on every CPU model, forcing each ISA path the model supports
@@ -105,9 +119,21 @@ qemu-test: cross-aarch64 cross-armhf $(VECTORS)
 	  done; \
 	done
 
+# The aarch64 build made with clang: its C tests under qemu on both CPU models (every ISA path the
+# CPU has against the generic kernels, bit for bit; the models against the NumPy references)
+CROSS_CLANG_TESTS := test_main test_kernels test_sparse
+qemu-test-clang: $(CROSS_BUILD)/aarch64-clang/librnncore.a $(CROSS_BUILD)/aarch64-clang/rnncore-bench $(patsubst %,$(CROSS_BUILD)/aarch64-clang/tests/%,$(CROSS_CLANG_TESTS)) $(VECTORS)
+	@set -e; \
+	for cpu in $(QEMU_CPUS_aarch64); do \
+	  for p in $(CROSS_CLANG_TESTS); do \
+	    echo "== aarch64-clang $$cpu $$p"; \
+	    $(QEMU_aarch64) -cpu $$cpu $(CROSS_BUILD)/aarch64-clang/tests/$$p $(BUILD)/vectors --fuzz; \
+	  done; \
+	done
+
 cross-size: $(foreach t,$(CROSS_TARGETS),$(CROSS_BUILD)/$(t)-Os/librnncore.a $(CROSS_BUILD)/$(t)-Os-dense/librnncore.a)
 	@for t in $(CROSS_TARGETS); do \
 	  p=$$( [ $$t = aarch64 ] && echo "$(CROSS_aarch64)" || echo "$(CROSS_armhf)" ); \
 	  echo "== $$t -Os"; $${p}size -t $(CROSS_BUILD)/$$t-Os/librnncore.a | tail -1; \
-	  echo "== $$t -Os -DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD"; $${p}size -t $(CROSS_BUILD)/$$t-Os-dense/librnncore.a | tail -1; \
+	  echo "== $$t -Os -DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD -DRNC_NO_Q16 -DRNC_NO_POST_CONV"; $${p}size -t $(CROSS_BUILD)/$$t-Os-dense/librnncore.a | tail -1; \
 	done

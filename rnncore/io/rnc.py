@@ -265,11 +265,12 @@ def _matrix(w: np.ndarray, precision: str, g: int, h: int, hp: int, k: int):
 
 #: block-sparse q8 weights (docs/rnc-format.md): a q8 matrix is stored block-sparse when the share
 #: of its ``block_rows`` x 4 blocks holding a nonzero weight is at most ``max_density``; with
-#: ``shared_gates=True`` a GRU / LSTM matrix whose gates all have the same zero blocks (checked) is
-#: written in the gate-shared layout (16-row blocks only). Off by default: only the generic, avx2
-#: and avx512vnni kernel rows know that layout, so on NEON / sdot it would run slower than the
-#: per-gate layout.
-SPARSE_DEFAULT = {"max_density": 0.5, "block_rows": 16, "shared_gates": False}
+#: ``shared_gates=True`` (the default) a GRU / LSTM matrix whose gates all have the same zero blocks
+#: (checked) is written in the gate-shared layout (16-row blocks only), the others in the per-gate
+#: one. Every ISA has gate-shared rows, measured at least as fast as the per-gate ones on each
+#: (docs/performance.md, "The gate-shared layout"); ``shared_gates=False`` keeps the per-gate
+#: layout, which readers that predate the gate-shared flags also load.
+SPARSE_DEFAULT = {"max_density": 0.5, "block_rows": 16, "shared_gates": True}
 
 
 def _sparse_options(sparse: Any) -> dict | None:
@@ -485,6 +486,34 @@ def _pack_conv_groups(w: np.ndarray, t: dict, rec_precision: str, precision: str
     return packed, scales
 
 
+def _pack_conv_q16(w: np.ndarray, t: dict, g: int, cog: int, kk: int, rp: int,
+                   where: str) -> tuple[list, list]:
+    """A frame_conv's weight ``(C_out, C_in/groups, k)`` in the 16 x 16 form (rnc_layout.h,
+    fconvq16): ``g`` int16 matrices of ``rp`` rows x ``round16(kk)`` inputs, row-major, zero past
+    ``kk``, per output channel by :func:`rnncore.quant.scheme.quantize_weights16` (stored int16
+    ``t["qweight"]`` with ``t["scale"]`` are kept as they are), and their scales."""
+    from rnncore.quant.scheme import quantize_weights16
+
+    kp = _round_up(kk, ROW_BLOCK)
+    if kp > _C["FILE_Q8_MAX_K"]:
+        raise ValueError(f"{where}: {kp} padded inputs per row, the C core takes at most "
+                         f"{_C['FILE_Q8_MAX_K']}")
+    stored = t.get("qweight") is not None and np.asarray(t["qweight"]).dtype == np.int16
+    packed, scales = [], []
+    for gi in range(g):
+        full = np.zeros((rp, kp), np.int16)
+        sc = np.zeros(rp, np.float32)
+        if stored:
+            full[:cog, :kk] = np.asarray(t["qweight"], np.int16)[gi * cog:(gi + 1) * cog].reshape(cog, kk)
+            sc[:cog] = np.asarray(t["scale"], np.float32)[gi * cog:(gi + 1) * cog]
+        else:
+            wq, s = quantize_weights16(w[gi * cog:(gi + 1) * cog].reshape(cog, kk))
+            full[:cog, :kk], sc[:cog] = wq, s
+        packed.append(full.reshape(-1))
+        scales.append(sc)
+    return packed, scales
+
+
 def _plan_pool_time(r: dict, feat: int, where: str) -> dict:
     """A pooling over time (``rc.nn.MaxPool1d`` / ``AvgPool1d``'s ``record()``) as a pool_time
     record: padding ``(left, right)`` each at most ``P = dilation*(kernel_size-1)`` (a timepad tail
@@ -651,15 +680,25 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
             if b.shape != (co,):
                 raise ValueError(f"{where}[{n}]: bias must be ({co},), got {b.shape}")
             rp = _round_up(cog, ROW_BLOCK)
-            packed, scales = _pack_conv_groups(w, t, r.get("precision", precision), precision, g, cog, cg * k,
-                                               rp, f"{where}[{n}] (frame_conv1d)")
+            bits = r.get("bits", 8)
+            if bits not in (8, 16) or isinstance(bits, bool):
+                raise ValueError(f"{where}[{n}] (frame_conv1d): bits must be 8 or 16, got {bits!r}")
+            if bits == 16 and (precision != "q8" or r.get("precision", precision) != "q8"):
+                raise ValueError(f"{where}[{n}] (frame_conv1d): bits=16 (the 16 x 16 product) exists only "
+                                 f"for an int8 frame_conv of a precision='q8' file, got precision="
+                                 f"{r.get('precision', precision)!r}")
+            if bits == 16:
+                packed, scales = _pack_conv_q16(w, t, g, cog, cg * k, rp, f"{where}[{n}] (frame_conv1d)")
+            else:
+                packed, scales = _pack_conv_groups(w, t, r.get("precision", precision), precision, g, cog,
+                                                   cg * k, rp, f"{where}[{n}] (frame_conv1d)")
             tensors = [np.concatenate(packed), b]
             if precision == "q8":   # the fconvq8 tail: the scales, or absent for f32 weights
                 tensors.append(np.concatenate(scales) if scales else None)
             out.append({"kind": "frame_conv", "fields": {
                 "in_channels": ci, "out_channels": co, "kernel_size": k, "frame_length": L, "stride": st,
                 "dilation": dl, "groups": g, "pad_left": pl, "pad_right": pr, "padding_mode": mode},
-                "tensors": tensors})
+                "tensors": tensors, **({"q16": True} if bits == 16 else {})})
             feat = co * lout
         elif kind in ("layer_norm", "scale_shift"):
             t = r.get("tensors", r)
@@ -826,12 +865,13 @@ def _plan(spec: dict) -> dict[str, Any]:
 
     for key in ("post", "post_pooled"):
         for n, r in enumerate(spec.get(key) or []):
-            if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv", "magnitude", "conv1d",
-                                                  "conv_time", "log_mel", "max_pool1d", "avg_pool1d"):
-                raise ValueError(f"{key}[{n}]: only activations may follow the recurrent layers, "
-                                 f"got {r.get('kind')!r}")
-    post, _ = _plan_step_records(spec.get("post"), feat, precision, "post")
-    post_pooled, _ = _plan_step_records(spec.get("post_pooled"), feat, precision, "post_pooled")
+            if str(r.get("kind", "")).lower() in ("magnitude", "conv1d", "conv_time", "log_mel", "max_pool1d",
+                                                  "avg_pool1d"):
+                raise ValueError(f"{key}[{n}]: only records that map each step alone (frame_conv1d, "
+                                 f"activations, layer_norm, scale_shift, residual) may follow the recurrent "
+                                 f"layers, got {r.get('kind')!r}")
+    post, feat = _plan_step_records(spec.get("post"), feat, precision, "post")
+    post_pooled, feat = _plan_step_records(spec.get("post_pooled"), feat, precision, "post_pooled")
     if post_pooled and not spec.get("last_step", False):
         raise ValueError("post_pooled: activations after last_step need last_step")
     if len(front) + len(post) + len(post_pooled) > _C["FILE_MAX_FRONT"]:
@@ -1127,10 +1167,11 @@ def _pack_step_body(r: dict, blob) -> bytes:
     vals = dict(r["fields"])
     if r["kind"] == "frame_conv":
         vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"][:2])
-        if len(r["tensors"]) == 3:   # a q8 file: the fconvq8 tail
+        if len(r["tensors"]) == 3:   # a q8 file: the fconvq8 tail (and the 16 x 16 form's fconvq16)
             sc = r["tensors"][2]
+            tail16 = LAYOUT["fconvq16"].pack(bits=_C["FCONV_BITS16"]) if r.get("q16") else b""
             return st.pack(kind=RECORD_KINDS["frame_conv"], size=_step_rec_size(r), **vals) + LAYOUT[
-                "fconvq8"].pack(scale=(0, 0) if sc is None else blob.add(sc))
+                "fconvq8"].pack(scale=(0, 0) if sc is None else blob.add(sc)) + tail16
     elif r["kind"] == "conv_time":
         vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"][:2])
         if len(r["tensors"]) == 3:   # a q8 file: the fconvq8 tail
@@ -1150,6 +1191,8 @@ def _step_rec_size(r: dict) -> int:
     """A per-step record's size: its structure, and a q8 file's frame_conv its fconvq8 tail."""
     q8conv = r["kind"] in ("frame_conv", "conv_time") and len(r["tensors"]) == 3
     extra = LAYOUT["fconvq8"].size if q8conv else 0
+    if r.get("q16"):
+        extra += LAYOUT["fconvq16"].size
     if r.get("timepad") is not None:
         extra += LAYOUT["timepad"].size
     return LAYOUT["rec_" + r["kind"]].size + extra
@@ -1250,7 +1293,7 @@ _HEADER = None  # the part: the header (else the v1 descriptor / v2 record numbe
 _ERROR_TEXT = 255  # characters the C loader keeps (RNC_ERROR_TEXT_SIZE - 1)
 _MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 16 + 4 + 3 * _C["FILE_MAX_FRONT"] + 2  # loader.c MAX_TENSORS
 _STAGE_PLACE = ("first", "after an embedding", "after a recurrent record", "after last_step", "after linear",
-                "after a front-end record", "after a pointwise record", "after a pointwise record")
+                "after a front-end record", "after a per-step record", "after a per-step record")
 _KIND_TEXT = {v: k for k, v in RECORD_KINDS.items()}
 
 
@@ -1833,13 +1876,19 @@ class _Loader:
         q8conv = name in ("frame_conv", "conv_time") and self.precision == _C_Q8   # the fconvq8 tail follows
         want = st.size + (LAYOUT["fconvq8"].size if q8conv else 0)
         tp = None   # conv_time / pool_time: the timepad tail's offset
+        q16 = name == "frame_conv" and q8conv and size == want + LAYOUT["fconvq16"].size
         if name in ("conv_time", "pool_time") and size == want + LAYOUT["timepad"].size:
             tp = pos + want
-        elif size != want:
+        elif size != want and not q16:
             raise self.fail("size", "EXPECT", size, want)
         self.check_reserved(st, pos)
         if q8conv:
             self.check_reserved(LAYOUT["fconvq8"], pos + st.size)
+        if q16:   # the 16 x 16 frame_conv's tail
+            self.check_reserved(LAYOUT["fconvq16"], pos + want)
+            bits = self.unpack(LAYOUT["fconvq16"], pos + want)["bits"]
+            if bits != _C["FCONV_BITS16"]:
+                raise self.fail("bits", "EXPECT", bits, _C["FCONV_BITS16"])
         r = self.unpack(st, pos)
         place = "front" if not self.layers else "post" if self.last_step is None else "post_pooled"
         rec: dict[str, Any] = {"kind": name, "place": place, "in": self.feat}
@@ -1971,7 +2020,10 @@ class _Loader:
             if co * lout > mf:
                 raise self.fail("out_channels", "OUTPUT_WIDTH", co * lout, mf)
             sref = self.unpack(LAYOUT["fconvq8"], pos + st.size)["scale"] if q8conv else (0, 0)
-            mats, b = self.conv_weights(r, sref, g, cog, cg * k, co, rec, q8conv)
+            if q16:
+                mats, b = self.conv_weights16(r, sref, g, cog, cg * k, co, rec)
+            else:
+                mats, b = self.conv_weights(r, sref, g, cog, cg * k, co, rec, q8conv)
             rec.update(in_channels=ci, out_channels=co, kernel_size=k, frame_length=L, stride=stv,
                        dilation=dl, groups=g, pad_left=pl, pad_right=pr,
                        padding_mode="reflect" if mode else "zeros",
@@ -1982,6 +2034,31 @@ class _Loader:
             self.step_phase.append(0)
         self.steps.append(rec)
         self.feat = out
+
+    def conv_weights16(self, r: dict, sref, g: int, cog: int, kk: int, co: int, rec: dict):
+        """A 16 x 16 frame_conv's int16 weight, scales and bias (loader.c's order and checks);
+        ``rec`` gets ``qweight`` (int16), ``scale`` and ``bits = 16``."""
+        rows, kp = g * _r16(cog), _r16(kk)
+        if kp > _C["FILE_Q8_MAX_K"]:
+            raise self.fail("weight", "Q8_K", kp, _C["FILE_Q8_MAX_K"])
+        woff = self.get_ref("weight", r["weight"], rows * kp * 2)
+        soff = self.get_ref("scale", sref, rows * 4)
+        sc = self.check_floats("scale", soff, rows, True)
+        wq = np.frombuffer(self.b, np.dtype("<i2"), rows * kp, woff).astype(np.int16)
+        bad = (wq == -32768) | ((wq != 0) & (np.arange(rows * kp) % kp >= kk))
+        if bad.any():
+            j = int(np.argmax(bad))
+            if wq[j] == -32768:
+                raise self.fail("weight", "Q16_MIN", j)
+            raise self.fail("weight", "Q16_PAD", j // kp, j % kp, kk)
+        boff = self.get_ref("bias", r["bias"], co * 4)
+        b = self.check_floats("bias", boff, co, False)
+        full = wq.reshape(g, _r16(cog), kp)[:, :cog, :kk]
+        scg = np.asarray(sc, np.float32).reshape(g, _r16(cog))[:, :cog].reshape(co).copy()
+        rec.update(qweight=full.reshape(co, -1).copy(), scale=scg, bits=16)
+        mats = [(full[i].astype(np.float32) * scg[i * cog:(i + 1) * cog, None]).astype(np.float32)
+                for i in range(g)]
+        return mats, b
 
     def conv_weights(self, r: dict, sref, g: int, cog: int, kk: int, co: int, rec: dict, q8conv: bool):
         """A frame_conv's or conv_time's weight and bias (loader.c's order): int8 with per-row scales
@@ -2196,7 +2273,7 @@ class _Loader:
 
 def _next_stage(stage: int, kind: int) -> int:
     """loader.c next_stage: where a record kind may stand in
-    [embedding | front-end*] recurrent+ pointwise* [last_step pointwise*] [linear]."""
+    [embedding | front-end*] recurrent+ post* [last_step post*] [linear]."""
     k = RECORD_KINDS
     if kind == k["embedding"]:
         return 1 if stage == 0 else -1
@@ -2206,11 +2283,11 @@ def _next_stage(stage: int, kind: int) -> int:
         return 3 if stage in (2, 6) else -1
     if kind == k["linear"]:
         return 4 if stage in (2, 3, 6, 7) else -1
-    if kind in (k["frame_conv"], k["magnitude"], k["conv_time"], k["pool_time"]):
+    if kind in (k["magnitude"], k["conv_time"], k["pool_time"]):
         return 5 if stage in (0, 5) else -1
     if kind == k["log_mel"]:
         return 5 if stage == 0 else -1
-    if kind in (k["pointwise"], k["layer_norm"], k["scale_shift"]):
+    if kind in (k["frame_conv"], k["pointwise"], k["layer_norm"], k["scale_shift"]):
         return 5 if stage in (0, 5) else 6 if stage in (2, 6) else 7 if stage in (3, 7) else -1
     if kind == k["residual"]:   # after a per-step record of its section (its source)
         return stage if stage in (5, 6, 7) else -1
@@ -2306,6 +2383,8 @@ def _step_description(r: dict) -> dict:
     d["tensors"] = {"weight": r["weight"], "bias": r["bias"]}
     if r.get("qweight") is not None:   # q8: the stored integers and scales (written back as they are)
         d["tensors"].update(qweight=r["qweight"].reshape(r["weight"].shape), scale=r["scale"])
+    if r.get("bits") == 16:   # a q8 file's 16 x 16 frame_conv
+        d["bits"] = 16
     if r.get("precision") == "f32":   # a q8 file's frame_conv kept in float32
         d["precision"] = "f32"
     return d

@@ -256,7 +256,7 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
     try:
         model = _container(m, dtype, seed)
     except ValueError as e:
-        # e.g. torch.softmax(...) or a residual in forward: read the forward itself with torch.fx
+        # e.g. torch.softmax(...), a residual or a Linear before the RNN: read forward's chain with torch.fx
         try:
             model = from_torch_fx(m, dtype, seed)
         except Exception as fx_error:  # noqa: BLE001 - the trace's own errors (TraceError, ...) too

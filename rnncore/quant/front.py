@@ -13,9 +13,9 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
       acc[o, l] = sum_{c, j} Wq[o, c, j] qpad[g(o) C_g + c, l*stride + j*dilation]
       y[o*L_out + l] = float32(acc[o, l]) * (s_x * s_w[o]) + b[o]
 
-* ``frame_conv`` 16 x 16 (:func:`frame_conv_q16`, the spec of a form the ``.rnc`` format and
-  the C core do not carry yet): the same with int16 codes of the row (32767 for 127), int16
-  weights and exact int64 sums;
+* ``frame_conv`` 16 x 16 (``bits = 16``: ``rc.compile(..., "q8", front_bits=16)``;
+  :func:`frame_conv_q16`): the same with int16 codes of the row (32767 for 127), int16 weights
+  and exact int64 sums;
 * ``conv_time`` (a Conv1d over time; int8 weights ``Wq (C_out, C_in/groups, k)``, scales
   ``s_w``, bias ``b``): output ``n`` reads the input with ``left`` zero rows before it and
   ``right`` after it (causal: ``(P, 0)``, ``P = dilation (k - 1)``); the ``k`` taps of every
@@ -98,8 +98,8 @@ def frame_conv_q8(rec: dict, x: np.ndarray, return_acc: bool = False):
 
 
 def frame_conv_q16(rec: dict, x: np.ndarray, return_acc: bool = False):
-    """A frame_conv with a 16 x 16 product (docs/q8-contract.md, "Which to keep"; the NumPy spec
-    of a form the ``.rnc`` format and the C core do not carry yet): :func:`frame_conv_q8` with
+    """A frame_conv with a 16 x 16 product (docs/q8-contract.md, "A 16-bit product in the frame
+    convolutions"; the spec of the C core's ``front_bits=16`` records): :func:`frame_conv_q8` with
     int16 codes of the row (:func:`~rnncore.quant.scheme.quantize_activation16`), int16 weights
     (:func:`~rnncore.quant.scheme.quantize_weights16`, per output channel) and exact int64 sums::
 
@@ -616,7 +616,8 @@ def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.nd
 def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
     """One per-step record, as :func:`rnncore.io.rnc.read_rnc` describes it (``front``, ``post``,
     ``post_pooled``), on rows ``x (B, F)`` in the C core's float32 arithmetic; a q8 frame_conv
-    carries ``tensors["qweight"]`` and ``tensors["scale"]``."""
+    carries ``tensors["qweight"]`` and ``tensors["scale"]`` (int16 with ``bits = 16``: the 16 x 16
+    form, :func:`frame_conv_q16`)."""
     kind = str(rec["kind"]).lower()
     t = rec.get("tensors", rec)
     x = np.asarray(x, F32)
@@ -624,7 +625,8 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
         if t.get("qweight") is None:
             raise ValueError("step_record: a frame_conv kept in float32 has no bit-exact NumPy form "
                              "(its product is the ISA's f32 GEMM row)")
-        return frame_conv_q8({**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"]}, x)
+        full = {**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"]}
+        return frame_conv_q16(full, x) if rec.get("bits") == 16 else frame_conv_q8(full, x)
     if kind == "log_mel":
         return log_mel_rows(rec, x)
     if kind == "magnitude":

@@ -424,29 +424,32 @@ RNC_NEON_AI void rnc_neon_act8(float32x4_t *v, const rnc_neon_gru_c *k, float32x
         for (int j_ = 0; j_ < 4; ++j_) o[j_] = vaddq_f32(o[j_], x_[j_]);                          \
     } while (0)
 
+/* The GRU loop's form per compiler: 16 units per iteration with gcc; clang 14 spills that loop's
+ * registers, so with clang the 8-unit step is the loop (same operations per unit, same bits). */
+#if defined(__clang__)
+#define RNC_NEON_GRU16 0
+#else
+#define RNC_NEON_GRU16 1
+#endif
+
 /* The q8 GRU step's update (acc_i given, reset_after=1), the units below H rounded down to 8: 16
- * units per iteration, then 8 when H & 8. In the 16-unit loop the gates go r, n, z: the 6 streams
- * (acc, row scale, bias; input and recurrent part) of r and of n are read with one `ld1` of four
- * registers each (RNC_NEON_PART16), those of z with one `ld1` of two registers per 8 units
- * (RNC_NEON_GATE8: with n's 4 vectors live, four-register groups for z left GCC too few
- * registers), and z, h' and y are done 8 units at a time. In the 8-unit step each of the 18
- * per-gate pairs of vectors is read with one `ld1` of two registers. h is read with one `ldp` per
- * 8 units, h' stored with one `stp` (and y with one when with_y, a constant: the loops are
- * compiled with and without the store). Each unit gets the operations of rnc_neon_update_n in
- * the same order (bit-identical). */
+ * units per iteration, then 8 when H & 8 (with clang, RNC_NEON_GRU16 0: 8 per iteration). In the
+ * 16-unit loop the gates go r, n, z: the 6 streams (acc, row scale, bias; input and recurrent
+ * part) of r and of n are read with one `ld1` of four registers each (RNC_NEON_PART16), those of z
+ * with one `ld1` of two registers per 8 units (RNC_NEON_GATE8: with n's 4 vectors live,
+ * four-register groups for z left GCC too few registers), and z, h' and y are done 8 units at a
+ * time. In the 8-unit step each of the 18 per-gate pairs of vectors is read with one `ld1` of two
+ * registers. h is read with one `ldp` per 8 units, h' stored with one `stp` (and y with one when
+ * with_y, a constant: the loops are compiled with and without the store). Each unit gets the
+ * operations of rnc_neon_update_n in the same order (bit-identical). */
 RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *acc_i, float sxi,
                                       const float *s_ih, const float *b_ih, const int32_t *acc_h,
                                       float sxh, const float *s_hh, const float *b_hh, float *h,
                                       float *y, const int with_y)
 {
     RNC_NEON_FUSED_SETUP();
-    ptrdiff_t dn; /* gate 2 -> gate 0 of the next 8 units: 32 - 2 ds (GCC takes 3 instructions) */
-#if defined(__GNUC__) && !defined(__clang__)
-    __asm__("sub %0, %1, %2, lsl #1" : "=r"(dn) : "r"((ptrdiff_t)32), "r"(ds));
-#else
-    dn = 32 - 2 * ds;
-#endif
     float *hw = h, *yw = y;
+#if RNC_NEON_GRU16
     /* 16 units per iteration, the gates in the order r, n, z: on by 2 gates, back 1, and from z
      * (read 8 units at a time: on by 32 bytes, then) to r of the next 16 units */
     const ptrdiff_t d2 = 2 * ds, db = -ds, dz = 64 - ds, d32 = 32, dz2 = dz - 32;
@@ -476,8 +479,21 @@ RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *ac
             if (with_y) RNC_NEON_STP(yw, hv[0], hv[1]);
         }
     }
-    if (H & 8) {
+    if (H & 8)
+#else
+    for (uint32_t n = H / 8; n; --n)
+#endif
+    {
         float32x4_t r[2], z[2], n2[2], ph2[2], pi[2], ph[2], hv[2];
+        /* gate 2 -> gate 0 of the next 8 units: 32 - 2 ds, with gcc made in the step from the
+         * 16-unit loop's 32 - ds in one instruction (so not at all when that loop leaves no 8
+         * units; GCC's own form takes 3) */
+        ptrdiff_t dn;
+#if RNC_NEON_GRU16 && defined(__GNUC__)
+        __asm__("sub %0, %1, %2" : "=r"(dn) : "r"(dz2), "r"(ds));
+#else
+        dn = 32 - 2 * ds;
+#endif
         /* kl and ks as if changed every iteration: GCC then multiplies by their lanes instead of
          * keeping a broadcast register per lane */
         __asm__("" : "+w"(kl), "+w"(ks));

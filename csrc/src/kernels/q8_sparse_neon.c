@@ -2,13 +2,10 @@
  * ARM_NEON_SRCS: armv7 with -mfpu=neon, aarch64 baseline, e.g. Cortex-A53/A72).
  *
  * A 16 x 4 block is four 16-byte registers, register k holding rows 4k..4k+3 (4 inputs each);
- * an 8 x 4 block two. The input group is broadcast to every 32-bit lane. `smull` of a register's
- * low half gives the 8 products of rows 4k, 4k+1 as int16 and `sadalp` adds their input pairs
- * into int32 lanes [r j01, r j23, r+1 j01, r+1 j23] (the high half: rows 4k+2, 4k+3), as
- * gemm_neon.c's dense kernel does. Two blocks of one row block share the int16 step (`smlal`):
- * |w|, |q| <= 127 (the loader refuses -128 weights, the quantiser clamps to -127..127), so two
- * products add to at most 2 * 127^2 = 32258 < 2^15. Exact int32 sums: the same integers as every
- * other ISA. */
+ * an 8 x 4 block two. The input group is broadcast to every 32-bit lane and each register goes
+ * through q8_sparse_neon.h's smull + sadalp (as gemm_neon.c's dense kernel), two blocks of one row
+ * block through one int16 step (`smlal`). Exact int32 sums: the same integers as every other
+ * ISA. */
 #if !defined(RNC_NO_SPARSE) /* kernel_list.h: a build may leave these kernels out */
 #include "arm_kernels.h"
 
@@ -17,26 +14,9 @@
 
 #include "neon_int.h"
 #include "q8_sparse.h"
+#include "q8_sparse_neon.h"
 
 RNC_DECLARE_ISA(neon)
-
-static inline int8x8_t sp_bcast(const int8_t *q, uint16_t g)
-{
-    return vreinterpret_s8_s32(vdup_n_s32(rnc__group4(q, g)));
-}
-
-/* rows (r, r+1) of register w (low half) and (r+2, r+3) (high half) times x, input pairs added */
-#define SP_ONE(w, x, lo, hi)                                                                       \
-    do {                                                                                           \
-        lo = vpadalq_s16(lo, vmull_s8(vget_low_s8(w), x));                                         \
-        hi = vpadalq_s16(hi, vmull_s8(vget_high_s8(w), x));                                        \
-    } while (0)
-/* the same for two blocks (w0 times x0 plus w1 times x1) through one int16 step */
-#define SP_TWO(w0, x0, w1, x1, lo, hi)                                                             \
-    do {                                                                                           \
-        lo = vpadalq_s16(lo, vmlal_s8(vmull_s8(vget_low_s8(w0), x0), vget_low_s8(w1), x1));        \
-        hi = vpadalq_s16(hi, vmlal_s8(vmull_s8(vget_high_s8(w0), x0), vget_high_s8(w1), x1));      \
-    } while (0)
 
 static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
 {
@@ -49,7 +29,7 @@ static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
         const uint32_t e = S->rowptr[b + 1];
         if (bh == 16) {
             for (; i + 2 <= e; i += 2) {
-                const int8x8_t x0 = sp_bcast(q, c[i]), x1 = sp_bcast(q, c[i + 1]);
+                const sp_x x0 = sp_bcast(q, c[i]), x1 = sp_bcast(q, c[i + 1]);
                 const int8_t *w0 = w + 64 * (size_t)i, *w1 = w0 + 64;
                 SP_TWO(vld1q_s8(w0), x0, vld1q_s8(w1), x1, l0, h0);
                 SP_TWO(vld1q_s8(w0 + 16), x0, vld1q_s8(w1 + 16), x1, l1, h1);
@@ -57,7 +37,7 @@ static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
                 SP_TWO(vld1q_s8(w0 + 48), x0, vld1q_s8(w1 + 48), x1, l3, h3);
             }
             for (; i < e; ++i) {
-                const int8x8_t x0 = sp_bcast(q, c[i]);
+                const sp_x x0 = sp_bcast(q, c[i]);
                 const int8_t *w0 = w + 64 * (size_t)i;
                 SP_ONE(vld1q_s8(w0), x0, l0, h0);
                 SP_ONE(vld1q_s8(w0 + 16), x0, l1, h1);
@@ -66,13 +46,13 @@ static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
             }
         } else {
             for (; i + 2 <= e; i += 2) {
-                const int8x8_t x0 = sp_bcast(q, c[i]), x1 = sp_bcast(q, c[i + 1]);
+                const sp_x x0 = sp_bcast(q, c[i]), x1 = sp_bcast(q, c[i + 1]);
                 const int8_t *w0 = w + 32 * (size_t)i, *w1 = w0 + 32; /* blocks i and i + 1 */
                 SP_TWO(vld1q_s8(w0), x0, vld1q_s8(w1), x1, l0, h0);
                 SP_TWO(vld1q_s8(w0 + 16), x0, vld1q_s8(w1 + 16), x1, l1, h1);
             }
             for (; i < e; ++i) {
-                const int8x8_t x0 = sp_bcast(q, c[i]);
+                const sp_x x0 = sp_bcast(q, c[i]);
                 const int8_t *w0 = w + 32 * (size_t)i;
                 SP_ONE(vld1q_s8(w0), x0, l0, h0);
                 SP_ONE(vld1q_s8(w0 + 16), x0, l1, h1);
@@ -100,6 +80,15 @@ void rnc_q8_gemm_sparse_neon(const int8_t *Wp, int R, int K, int N, const int8_t
     for (int n = 0; n < N; ++n) sp_col(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
 }
 
+/* aarch64: the intrinsics epilogue of cells_neon.c through the template's hooks (the same bits) */
+#if defined(__aarch64__)
+#include "epilogue_neon.h"
+#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits */
+#define RNC_CELL_UPDATE rnc_neon_cell_update
+#define RNC_Q8_UPDATE rnc_neon_q8_update
+#endif
+#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
+#endif
 #define RNC_SFX sparse_neon
 #define rnc_f32_gemm_sparse_neon rnc_f32_gemm_neon
 #include "cell_template.h"

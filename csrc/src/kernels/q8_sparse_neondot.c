@@ -12,13 +12,9 @@
 
 #include "neon_int.h"
 #include "q8_sparse.h"
+#include "q8_sparse_neondot.h"
 
 RNC_DECLARE_ISA(neondot)
-
-static inline int8x16_t sp_bcast(const int8_t *q, uint16_t g)
-{
-    return vreinterpretq_s8_s32(vdupq_n_s32(rnc__group4(q, g)));
-}
 
 static void sp_col(const rnc_sparse_q8 *S, int R, const int8_t *q, int32_t *acc)
 {
@@ -88,6 +84,15 @@ void rnc_q8_gemm_sparse_neondot(const int8_t *Wp, int R, int K, int N, const int
     for (int n = 0; n < N; ++n) sp_col(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
 }
 
+/* aarch64: the intrinsics epilogue of cells_neon.c through the template's hooks (the same bits) */
+#if defined(__aarch64__)
+#include "epilogue_neon.h"
+#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits */
+#define RNC_CELL_UPDATE rnc_neon_cell_update
+#define RNC_Q8_UPDATE rnc_neon_q8_update
+#endif
+#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
+#endif
 #define RNC_SFX sparse_neondot
 #define rnc_f32_gemm_sparse_neondot rnc_f32_gemm_neon
 #include "cell_template.h"

@@ -1,0 +1,112 @@
+/* Gate-shared block-sparse q8 product and cells, ARM NEON without the dot product (q8_sparse.h;
+ * flags of ARM_NEON_SRCS: armv7 with -mfpu=neon, aarch64 baseline, e.g. Cortex-A53/A72). An entry
+ * of a unit block holds the G gates' 16 x 4 blocks of one input group; each 16-byte register of a
+ * block goes through q8_sparse_neon.h's smull + sadalp, two entries through one int16 step
+ * (`smlal`), as in q8_sparse_neon.c. A 16 x 4 block needs 8 int32 accumulators, so one walk of a
+ * unit block's index list serves SH_NG gates (aarch64 2: 16 accumulators of its 32 registers;
+ * armv7 1: 8 of its 16): the index loads and input broadcasts are shared by those gates. Exact
+ * int32 sums, the same integers as every ISA's. A matrix in another layout runs
+ * rnc_q8_gemm_sparse_neon. */
+#if !defined(RNC_NO_SPARSE) /* kernel_list.h: a build may leave these kernels out */
+#include "arm_kernels.h"
+
+#if defined(__ARM_NEON) || defined(__ARM_NEON__)
+#include <arm_neon.h>
+
+#include "neon_int.h"
+#include "q8_sparse.h"
+#include "q8_sparse_neon.h"
+
+RNC_DECLARE_ISA(neon)
+
+#if defined(__aarch64__)
+#define SH_NG 2
+#else
+#define SH_NG 1
+#endif
+#define RNC_SAI static inline __attribute__((always_inline))
+
+/* Gates g0 .. g0 + ng - 1 (ng <= SH_NG) of unit block b of one column into acc (rows
+ * g*hp + 16 b + r, r < 16). */
+RNC_SAI void sh_gates(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_t *acc, uint32_t g0,
+                      const uint32_t ng, const uint32_t G)
+{
+    const uint16_t *c = S->cols + S->rowptr[b], *const ce = S->cols + S->rowptr[b + 1];
+    const int8_t *t = S->blocks + (size_t)64 * G * S->rowptr[b] + 64 * (size_t)g0;
+    int32x4_t lo[SH_NG][4], hi[SH_NG][4];
+#pragma GCC unroll 2
+    for (uint32_t g = 0; g < ng; ++g)
+#pragma GCC unroll 4
+        for (uint32_t k = 0; k < 4; ++k) lo[g][k] = hi[g][k] = vdupq_n_s32(0);
+    for (; ce - c >= 2; c += 2, t += 128 * G) {
+        const sp_x x0 = sp_bcast(q, c[0]), x1 = sp_bcast(q, c[1]);
+#pragma GCC unroll 2
+        for (uint32_t g = 0; g < ng; ++g)
+#pragma GCC unroll 4
+            for (uint32_t k = 0; k < 4; ++k)
+                SP_TWO(vld1q_s8(t + 64 * g + 16 * k), x0, vld1q_s8(t + 64 * (G + g) + 16 * k), x1, lo[g][k],
+                       hi[g][k]);
+    }
+    if (c < ce) {
+        const sp_x x0 = sp_bcast(q, c[0]);
+#pragma GCC unroll 2
+        for (uint32_t g = 0; g < ng; ++g)
+#pragma GCC unroll 4
+            for (uint32_t k = 0; k < 4; ++k) SP_ONE(vld1q_s8(t + 64 * g + 16 * k), x0, lo[g][k], hi[g][k]);
+    }
+#pragma GCC unroll 2
+    for (uint32_t g = 0; g < ng; ++g) {
+        int32_t *d = acc + (size_t)(g0 + g) * 16 * S->row_blocks + 16 * (size_t)b;
+#pragma GCC unroll 4
+        for (uint32_t k = 0; k < 4; ++k) vst1q_s32(d + 4 * k, rnc_neon_pair_reduce(lo[g][k], hi[g][k]));
+    }
+}
+
+/* every gate of one column; G a constant in each inlined copy (3: GRU, 4: LSTM) */
+RNC_SAI void sh_col_g(const rnc_sparse_q8 *S, const int8_t *q, int32_t *acc, const uint32_t G)
+{
+    for (uint32_t b = 0; b < S->row_blocks; ++b) {
+        uint32_t g = 0;
+        for (; g + SH_NG <= G; g += SH_NG) sh_gates(S, b, q, acc, g, SH_NG, G);
+        for (; g < G; ++g) sh_gates(S, b, q, acc, g, 1, G);
+    }
+}
+
+/* The loader gives R = G*hp for a gate-shared matrix: every unit block's rows are stored. G is 3
+ * or 4 (GRU, LSTM); another G runs the generic row. */
+void rnc_q8_gemm_spshared_neon(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc,
+                               int ldacc)
+{
+    const rnc_sparse_q8 *S = rnc__sparse_of(Wp);
+    if (!S->gates || (size_t)R < (size_t)S->gates * 16 * S->row_blocks || (S->gates != 3 && S->gates != 4)) {
+        if (S->gates) rnc_q8_gemm_spshared_generic(Wp, R, K, N, Q, ldq, Acc, ldacc);
+        else rnc_q8_gemm_sparse_neon(Wp, R, K, N, Q, ldq, Acc, ldacc);
+        return;
+    }
+    for (int n = 0; n < N; ++n) {
+        const int8_t *q = Q + (size_t)n * ldq;
+        int32_t *acc = Acc + (size_t)n * ldacc;
+        if (S->gates == 3) sh_col_g(S, q, acc, 3);
+        else sh_col_g(S, q, acc, 4);
+    }
+}
+
+/* aarch64: the intrinsics epilogue of cells_neon.c through the template's hooks (the same bits) */
+#if defined(__aarch64__)
+#include "epilogue_neon.h"
+#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits */
+#define RNC_CELL_UPDATE rnc_neon_cell_update
+#define RNC_Q8_UPDATE rnc_neon_q8_update
+#endif
+#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
+#endif
+#define RNC_SFX spshared_neon
+#define rnc_f32_gemm_spshared_neon rnc_f32_gemm_neon
+#include "cell_template.h"
+
+#else
+typedef int rnc_q8_spshared_neon_unused;
+#endif
+#else
+typedef int rnc_q8_spshared_neon_left_out;
+#endif

@@ -1,0 +1,91 @@
+/* Gate-shared block-sparse q8 product and cells, aarch64 dot product (`sdot`; q8_sparse.h; flags
+ * of AARCH64_NEONDOT_SRCS, run only where getauxval reports HWCAP_ASIMDDP). An entry of a unit
+ * block holds the G gates' 16 x 4 blocks of one input group: one index load and one input
+ * broadcast (q8_sparse_neondot.h) serve its 4G weight registers, one `sdot` and one int32x4
+ * accumulator each (16 for the LSTM: the 4G independent chains hide sdot's latency without a
+ * second entry in flight). G is a constant in each inlined copy (3: GRU, 4: LSTM). Exact int32
+ * sums, the same integers as every ISA's. A matrix in another layout runs
+ * rnc_q8_gemm_sparse_neondot. */
+#if !defined(RNC_NO_SPARSE) /* kernel_list.h: a build may leave these kernels out */
+#include "arm_kernels.h"
+
+#if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#include <arm_neon.h>
+
+#include "q8_sparse.h"
+#include "q8_sparse_neondot.h"
+
+RNC_DECLARE_ISA(neondot)
+
+#define RNC_SAI static inline __attribute__((always_inline))
+
+/* Unit block b of one column into acc (rows g*hp + 16 b + r, r < 16, g < G). */
+RNC_SAI void sh_unit(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_t *acc, const uint32_t G)
+{
+    const uint16_t *c = S->cols + S->rowptr[b], *const ce = S->cols + S->rowptr[b + 1];
+    const int8_t *t = S->blocks + (size_t)64 * G * S->rowptr[b];
+    int32x4_t a[4 * RNC_SPSHARED_MAX_GATES];
+#pragma GCC unroll 16
+    for (uint32_t k = 0; k < 4 * G; ++k) a[k] = vdupq_n_s32(0);
+    for (; c < ce; ++c, t += 64 * G) {
+        const int8x16_t x = sp_bcast(q, *c);
+#pragma GCC unroll 4
+        for (uint32_t g = 0; g < G; ++g) {
+            const int8x16x4_t w = vld1q_s8_x4(t + 64 * g);
+            a[4 * g] = vdotq_s32(a[4 * g], w.val[0], x);
+            a[4 * g + 1] = vdotq_s32(a[4 * g + 1], w.val[1], x);
+            a[4 * g + 2] = vdotq_s32(a[4 * g + 2], w.val[2], x);
+            a[4 * g + 3] = vdotq_s32(a[4 * g + 3], w.val[3], x);
+        }
+    }
+#pragma GCC unroll 4
+    for (uint32_t g = 0; g < G; ++g) {
+        int32_t *d = acc + (size_t)g * 16 * S->row_blocks + 16 * (size_t)b;
+#pragma GCC unroll 4
+        for (uint32_t k = 0; k < 4; ++k) vst1q_s32(d + 4 * k, a[4 * g + k]);
+    }
+}
+
+RNC_SAI void sh_col_g(const rnc_sparse_q8 *S, const int8_t *q, int32_t *acc, const uint32_t G)
+{
+    for (uint32_t b = 0; b < S->row_blocks; ++b) sh_unit(S, b, q, acc, G);
+}
+
+/* The loader gives R = G*hp for a gate-shared matrix: every unit block's rows are stored. G is 3
+ * or 4 (GRU, LSTM); another G runs the generic row. */
+void rnc_q8_gemm_spshared_neondot(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
+                                  int32_t *Acc, int ldacc)
+{
+    const rnc_sparse_q8 *S = rnc__sparse_of(Wp);
+    if (!S->gates || (size_t)R < (size_t)S->gates * 16 * S->row_blocks || (S->gates != 3 && S->gates != 4)) {
+        if (S->gates) rnc_q8_gemm_spshared_generic(Wp, R, K, N, Q, ldq, Acc, ldacc);
+        else rnc_q8_gemm_sparse_neondot(Wp, R, K, N, Q, ldq, Acc, ldacc);
+        return;
+    }
+    for (int n = 0; n < N; ++n) {
+        const int8_t *q = Q + (size_t)n * ldq;
+        int32_t *acc = Acc + (size_t)n * ldacc;
+        if (S->gates == 3) sh_col_g(S, q, acc, 3);
+        else sh_col_g(S, q, acc, 4);
+    }
+}
+
+/* aarch64: the intrinsics epilogue of cells_neon.c through the template's hooks (the same bits) */
+#if defined(__aarch64__)
+#include "epilogue_neon.h"
+#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits */
+#define RNC_CELL_UPDATE rnc_neon_cell_update
+#define RNC_Q8_UPDATE rnc_neon_q8_update
+#endif
+#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
+#endif
+#define RNC_SFX spshared_neondot
+#define rnc_f32_gemm_spshared_neondot rnc_f32_gemm_neon
+#include "cell_template.h"
+
+#else
+typedef int rnc_q8_spshared_neondot_unused;
+#endif
+#else
+typedef int rnc_q8_spshared_neondot_left_out;
+#endif
