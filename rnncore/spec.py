@@ -23,7 +23,7 @@ import numpy as np
 
 #: gates per cell type (PyTorch order: GRU r,z,n; LSTM i,f,g,o)
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
-HEAD_ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "softmax")
+HEAD_ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "softmax", "log_softmax")
 
 
 @dataclass
@@ -413,6 +413,11 @@ def layer_norm_layer(mod) -> LayerSpec:
     return LayerSpec(cell, mod.input_size, mod.hidden_size, [w], True, opts)
 
 
+def _head_act(kind: str) -> str:
+    """The head activation a module class gives (``Sigmoid`` -> ``"sigmoid"``)."""
+    return "log_softmax" if kind == "LogSoftmax" else kind.lower()
+
+
 def spec_from_model(model: object) -> ModelSpec:
     """Describe an ``rc.nn`` model (a recurrent layer, or a Sequential of
     ``[Embedding | front-end] + recurrent layer(s) + [per-step layers] + [LastStep [per-step
@@ -460,13 +465,13 @@ def spec_from_model(model: object) -> ModelSpec:
             rec = linear_step_record(m)
         rkind = rec.get("kind") if isinstance(rec, dict) else None
         if stage == 3 and (kind in ("Linear", "Residual") or (kind == "LastStep" and head_stage == 1) or (
-                rkind in STEP_ACTIVATIONS and not (kind.lower() in HEAD_ACTIVATIONS
+                rkind in STEP_ACTIVATIONS and not (_head_act(kind) in HEAD_ACTIVATIONS
                                                    and spec.head.activation == "none"))):
             # more layers after a Linear: it (and its activation) was a per-step record, not the head
             act = spec.head.activation
-            if act == "softmax":
-                raise ValueError(f"compile: module {name!r} ({kind}) follows a softmax; the C core runs "
-                                 "softmax only as the last Linear's activation")
+            if act in ("softmax", "log_softmax"):
+                raise ValueError(f"compile: module {name!r} ({kind}) follows a {act}; the C core runs "
+                                 f"{act} only as the last Linear's activation")
             recs = spec.post if head_stage == 1 else spec.post_pooled
             recs.append(linear_step_record(spec.head))
             if act != "none":
@@ -522,18 +527,18 @@ def spec_from_model(model: object) -> ModelSpec:
             sd = m.state_dict()
             spec.head = LinearSpec(_np(sd["weight"]), _np(sd["bias"]) if "bias" in sd else None)
             head_stage, stage = stage, 3
-        elif kind.lower() in HEAD_ACTIVATIONS and stage == 3 and spec.head.activation == "none":
+        elif _head_act(kind) in HEAD_ACTIVATIONS and stage == 3 and spec.head.activation == "none":
             dim = getattr(m, "dim", -1)
-            if kind == "Softmax" and dim not in (-1, 1 if spec.last_step else 2):
-                raise ValueError(f"compile: module {name!r} (Softmax) has dim={dim}; the engine's softmax "
-                                 f"head normalises the features: expected -1 or {1 if spec.last_step else 2}")
-            spec.head.activation = kind.lower()
+            if kind in ("Softmax", "LogSoftmax") and dim not in (-1, 1 if spec.last_step else 2):
+                raise ValueError(f"compile: module {name!r} ({kind}) has dim={dim}; the engine's head "
+                                 f"normalises the features: expected -1 or {1 if spec.last_step else 2}")
+            spec.head.activation = _head_act(kind)
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
                              "expected [Embedding | front-end: Linear, FrameConv1d, Conv1d (causal), "
                              "Magnitude, activations] + recurrent layers + [per step: Linear, activations, "
                              "Residual] + [LastStep [Linear, activations, Residual]] + [Linear [activation "
-                             "incl. Softmax]]")
+                             "incl. Softmax, LogSoftmax]]")
         if reverse_next is not None and len(spec.layers) > n_before:
             _fold_reverse_time(spec.layers, n_before, reverse_next)
             reverse_next = None

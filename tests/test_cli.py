@@ -534,11 +534,10 @@ def test_convert_final_activation_onnx(tmp_path, capsys):
             assert main(["convert", str(src), "-o", str(out), "--strip-final-activation"]) == 0
             with torch.no_grad():
                 np.testing.assert_allclose(rc.load(out).run(x), net(torch.as_tensor(x)).numpy(), atol=1e-5)
-        else:  # LogSoftmax has no .rnc head activation: kept is refused, stripped works
-            e = main_error(["convert", src, "-o", out, "--keep-final-activation"])
-            assert "LogSoftmax cannot be kept" in e and "--strip-final-activation" in e
-            e = main_error(["convert", src, "-o", out])
-            assert "LogSoftmax, which the C engine has no head for" in e and "--strip-final-activation" in e
+        else:  # the .rnc head computes the log-softmax too (activation 5)
+            for flag in ([], ["--keep-final-activation"]):
+                assert main(["convert", str(src), "-o", str(out), *flag]) == 0
+                np.testing.assert_allclose(rc.load(out).run(x), want, atol=1e-5)
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:
         main(["convert", str(src), "-o", str(out), "--keep-final-activation", "--strip-final-activation"])

@@ -15,7 +15,7 @@ from rnncore.gradcheck import check_module
 from rnncore.nn import GRU, LSTM, Linear, Sequential
 from rnncore.nn.conv import AvgPool1d, Conv1d, FrameConv1d, Magnitude, MaxPool1d
 from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
-from rnncore.nn.pointwise import GELU, HardSigmoid, ReLU, Residual, Sigmoid, Softmax, Tanh
+from rnncore.nn.pointwise import GELU, HardSigmoid, LogSoftmax, ReLU, Residual, Sigmoid, Softmax, Tanh
 
 RNG = np.random.default_rng(16)
 CONV_CASES = [  # (padding, stride, dilation, groups)
@@ -293,6 +293,7 @@ ACTS = [
     (GELU("tanh"), torch.nn.GELU(approximate="tanh")),
     (HardSigmoid(0.2, 0.5), lambda t: torch.clamp(0.2 * t + 0.5, 0, 1)),
     (Softmax(), torch.nn.Softmax(dim=-1)),
+    (LogSoftmax(), torch.nn.LogSoftmax(dim=-1)),
 ]
 
 
@@ -610,15 +611,18 @@ def test_sequential_with_lengths_equals_each_sequence_alone_and_trains_with_batc
 @pytest.mark.parametrize("act", [Sigmoid(), ReLU(), Tanh()], ids=lambda a: type(a).__name__)
 def test_activation_layers_after_the_head_compile_into_the_engine(act):
     """rc.compile reads ReLU/Sigmoid/Tanh after the Linear head as the head's activation (the engine
-    has it); the layers it cannot run are refused by name."""
+    has it); after an activation the head has not (HardSigmoid, GELU) the Linear runs as a per-step
+    record and the activation after it; a layer after a softmax is refused by name."""
     import rnncore as rc
 
     model = Sequential(GRU(3, 5, dtype="float32", seed=1), Linear(5, 2, dtype="float32", seed=2), act)
     x = RNG.standard_normal((2, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(rc.compile(model).run(x), model.forward(x), rtol=1e-6, atol=1e-6)
-    for bad, name in ((HardSigmoid(), "HardSigmoid"), (GELU(), "GELU")):
-        with pytest.raises(ValueError, match=f"module '2' \\({name}\\) is not supported"):
-            rc.compile(Sequential(GRU(3, 5, dtype="float32"), Linear(5, 2, dtype="float32"), bad))
+    for other in (HardSigmoid(), GELU()):
+        m = Sequential(GRU(3, 5, dtype="float32", seed=1), Linear(5, 2, dtype="float32", seed=2), other)
+        np.testing.assert_allclose(rc.compile(m).run(x), m.forward(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"module '3' \(ReLU\) follows a softmax"):
+        rc.compile(Sequential(GRU(3, 5, dtype="float32"), Linear(5, 2, dtype="float32"), Softmax(), ReLU()))
     # a Conv1d over time compiles (conv_time records; "same": tests/test_engine_lookahead.py), padding
     # beyond its window is refused
     causal = Sequential(Conv1d(3, 3, 2, padding="causal", dtype="float32", seed=3),
@@ -702,6 +706,8 @@ def test_softmax_refuses_other_axes():
     with pytest.raises(ValueError, match=r"Softmax: dim: expected -1 \(the features, axis 2 of an input "
                                          r"with 3 axes\), got 1"):
         Softmax(dim=1).forward(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"LogSoftmax: dim: expected -1 \(the features"):
+        LogSoftmax(dim=0).forward(np.zeros((2, 4)))
     with pytest.raises(TypeError, match="dim: expected an int, got float"):
         Softmax(dim=1.0)
     np.testing.assert_allclose(Softmax(dim=1).forward(np.log([[1.0, 3.0]])), [[0.25, 0.75]], rtol=1e-15)

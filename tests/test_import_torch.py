@@ -214,7 +214,8 @@ class _SoftmaxClassifier(torch.nn.Module):
         self.form = form
         self.rnn = torch.nn.LSTM(4, 6, batch_first=True)
         self.fc = torch.nn.Linear(6, 3)
-        self.sm = torch.nn.Softmax(dim=-1) if form == "module" else torch.nn.Identity()
+        self.sm = (torch.nn.Softmax(dim=-1) if form == "module" else torch.nn.LogSoftmax(dim=1)
+                   if form == "log_module" else torch.nn.Identity())
 
     def forward(self, x):
         z = self.fc(self.rnn(x)[0][:, -1])
@@ -226,14 +227,18 @@ class _SoftmaxClassifier(torch.nn.Module):
             return z.softmax(-1)
         if self.form == "over_batch":
             return torch.softmax(z, dim=0)
+        if self.form == "log_function":
+            return torch.log_softmax(z, dim=-1)
+        if self.form == "log_module":
+            return self.sm(z)
         return self.sm(z)
 
 
-@pytest.mark.parametrize("form", ["module", "function", "F", "method"])
+@pytest.mark.parametrize("form", ["module", "function", "F", "method", "log_function", "log_module"])
 def test_softmax_head_imports_and_compiles(form):
-    """The softmax of a classifier becomes rc.nn.Softmax (the engine's softmax head), whether it
-    is a module or a function in forward (read with torch.fx when the container's interpretations
-    do not reproduce the output)."""
+    """The (log-)softmax of a classifier becomes rc.nn.Softmax / LogSoftmax (the engine's head
+    activation), whether it is a module or a function in forward (read with torch.fx when the
+    container's interpretations do not reproduce the output)."""
     import rnncore as rc
 
     torch.manual_seed(2)
@@ -241,7 +246,8 @@ def test_softmax_head_imports_and_compiles(form):
     x = np.random.default_rng(9).standard_normal((3, 7, 4)).astype(np.float32)
     ref = _run_torch(m, torch.as_tensor(x))
     ours = from_torch(m, dtype="float32")
-    assert [type(x).__name__ for x in ours] == ["LSTM", "LastStep", "Linear", "Softmax"]
+    last = "LogSoftmax" if form.startswith("log") else "Softmax"
+    assert [type(x).__name__ for x in ours] == ["LSTM", "LastStep", "Linear", last]
     np.testing.assert_allclose(ours.forward(x), ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(rc.compile(ours, "f32").run(x), ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(rc.compile(ours, "q8").run(x), ref, atol=5e-3)

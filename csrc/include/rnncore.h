@@ -98,7 +98,8 @@ typedef enum rnc_activation {
     RNC_ACT_SIGMOID = 2,
     RNC_ACT_TANH = 3,
     RNC_ACT_SOFTMAX = 4,
-    RNC_ACTIVATION_COUNT = 5
+    RNC_ACT_LOG_SOFTMAX = 5,
+    RNC_ACTIVATION_COUNT = 6
 } rnc_activation;
 
 /* Instruction-set paths. All values are declared here so that the header does not change when

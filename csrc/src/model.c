@@ -506,14 +506,16 @@ static void activation_row(uint32_t act, float *y, uint32_t n)
     case RNC_ACT_TANH:
         for (i = 0; i < n; ++i) y[i] = rnc_tanhf(y[i]);
         break;
-    case RNC_ACT_SOFTMAX: {
+    case RNC_ACT_SOFTMAX:
+    case RNC_ACT_LOG_SOFTMAX: { /* y - m, then softmax exp(y - m) / sum or log-softmax (y - m) - log(sum) */
         float mx = y[0], sum = 0.0f;
         for (i = 1; i < n; ++i) mx = y[i] > mx ? y[i] : mx;
         for (i = 0; i < n; ++i) {
-            y[i] = expf(y[i] - mx);
-            sum += y[i];
+            y[i] -= mx;
+            sum += expf(y[i]);
         }
-        for (i = 0; i < n; ++i) y[i] = y[i] / sum;
+        const float ls = logf(sum);
+        for (i = 0; i < n; ++i) y[i] = act == RNC_ACT_SOFTMAX ? expf(y[i]) / sum : y[i] - ls;
         break;
     }
     default: break;

@@ -63,7 +63,7 @@
 #define RNC_FILE_PRECISIONS 3u   /* 0 f32, 1 q8, 2 q4 (v2 files only): what the host engine runs */
 #define RNC_FILE_PRECISION_INT 3u /* v2 only: a fully-integer model (cellint / linint blocks below) */
 #define RNC_FILE_CELL_KINDS 4u   /* 0 rnn tanh, 1 rnn relu, 2 gru, 3 lstm */
-#define RNC_FILE_ACTIVATIONS 5u  /* head: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 softmax */
+#define RNC_FILE_ACTIVATIONS 6u  /* head: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 softmax, 5 log_softmax */
 #define RNC_FILE_MAX_LAYERS 16u  /* recurrent layers */
 #define RNC_FILE_MAX_HIDDEN 65536u
 #define RNC_FILE_MAX_FEATURES 1048576u /* input_size, embedding dim, head out_features */

@@ -269,7 +269,7 @@ ACTIVATIONS = {
     "relu": ("ReLU", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
     "hardsigmoid": ("HardSigmoid", {}),     # PyTorch's and Keras 3's: relu6(x + 3) / 6
     "gelu": ("GELU", {}), "gelu_tanh": ("GELU", {"approximate": "tanh"}),
-    "softmax": ("Softmax", {}),             # over the features (the last axis)
+    "softmax": ("Softmax", {}), "log_softmax": ("LogSoftmax", {}),    # over the features (last axis)
 }
 
 

@@ -92,11 +92,7 @@ def stripped_activation(model) -> str | None:
     ops = list(getattr(onnx_io, "stripped", None) or [])
     if not ops:
         return None
-    names = {"Softmax": "softmax", "Sigmoid": "sigmoid"}
-    if ops[-1] not in names:
-        raise ValueError(f"the final {ops[-1]} cannot be kept in an .rnc head (it supports softmax and "
-                         "sigmoid); drop it with --strip-final-activation")
-    return names[ops[-1]]
+    return {"Softmax": "softmax", "Sigmoid": "sigmoid", "LogSoftmax": "log_softmax"}[ops[-1]]
 
 
 def with_final_activation(model, activation: str | None) -> ModelSpec:
@@ -210,9 +206,7 @@ def run(args) -> None:
         raise CLIError(f"{args.source}: needs a package that is not installed ({e})") from e
     except (OSError, ValueError, TypeError) as e:
         msg = " ".join(str(e).split()).removeprefix(f"{args.source}: ")  # the path is said once
-        if "LogSoftmax" in msg and "strip_final_activation=True" in msg:
-            msg += " (rnncore convert: --strip-final-activation outputs the logits)"
-        elif "strip_final_activation=True" in msg:
+        if "strip_final_activation=True" in msg:
             msg += (" (rnncore convert: --keep-final-activation keeps it as the .rnc head's activation, "
                     "--strip-final-activation outputs the logits)")
         raise CLIError(f"{args.source}: {msg}") from e

@@ -169,7 +169,7 @@ def _load(model_or_path, max_bytes: int = MAX_MODEL_BYTES):
 
 # Keras activation name -> rnncore.io._build.ACTIVATIONS name (a per-step layer)
 _ACT_LAYER = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "hard_sigmoid": "hardsigmoid",
-              "gelu": "gelu", "softmax": "softmax"}
+              "gelu": "gelu", "softmax": "softmax", "log_softmax": "log_softmax"}
 _FRONT = ("Conv1D", "MaxPooling1D", "AveragePooling1D")   # layers over time
 
 

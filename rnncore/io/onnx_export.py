@@ -52,7 +52,8 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 14
 
 _OP = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "gru": "GRU", "lstm": "LSTM"}
-_ACT_OP = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
+_ACT_OP = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax",
+           "log_softmax": "LogSoftmax"}
 
 
 def _export_perm(op: str, hidden: int) -> np.ndarray:
@@ -407,7 +408,8 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
                 y = g.one("Add", [y, g.const("head.bias", np.asarray(spec.head.bias, f32))], name="head_bias")
         act = spec.head.activation
         if act != "none":
-            y = g.one(_ACT_OP[act], [y], name=f"head_{act}", **({"axis": -1} if act == "softmax" else {}))
+            axis = {"axis": -1} if act in ("softmax", "log_softmax") else {}
+            y = g.one(_ACT_OP[act], [y], name=f"head_{act}", **axis)
         if lengths and not spec.last_step:
             # rnncore's outputs past a sequence's length are zero, also after the head's bias
             steps = g.one("Gather", [g.one("Shape", [data_in], name="input_shape"),

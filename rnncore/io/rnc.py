@@ -89,7 +89,7 @@ _POINTWISE_NAMES = {v: k for k, v in POINTWISE.items()}
 PRECISIONS = {"f32": 0, "q8": 1, "q4": 2}
 KINDS = {("rnn", "tanh"): 0, ("rnn", "relu"): 1, ("gru", None): 2, ("lstm", None): 3}
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-ACTIVATIONS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
+ACTIVATIONS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4, "log_softmax": 5}
 _KIND_NAMES = {0: ("rnn", "tanh"), 1: ("rnn", "relu"), 2: ("gru", None), 3: ("lstm", None)}
 _PARAMS = ("weight_ih", "weight_hh", "s_ih", "s_hh", "bias_ih", "bias_hh")
 #: the cell activations of the options block (rnc_layout.h RNC_CELLACT_*), ONNX names lower-cased

@@ -15,7 +15,8 @@ of each axis (batch ``B``, time ``T``, features ``F``):
   ``y.mean(1)`` (``rc.nn.MaskedMean``), ``h[-1]`` of a one-direction layer (its last step);
   activations as modules, ``torch.relu(x)`` / ``F.relu`` / ``x.relu()`` (and sigmoid, tanh, gelu,
   hardsigmoid); ``nn.Softmax`` / ``torch.softmax`` / ``F.softmax`` / ``x.softmax()`` over the
-  features (``rc.nn.Softmax``); ``nn.Dropout`` / ``nn.Identity`` / ``.contiguous()`` are skipped.
+  features (``rc.nn.Softmax``), and the same of ``log_softmax`` (``rc.nn.LogSoftmax``);
+  ``nn.Dropout`` / ``nn.Identity`` / ``.contiguous()`` are skipped.
 
 The first layer fixes what the module's input is: a module that starts with ``nn.Conv1d``
 reads ``(B, C, T)``, one that transposes first reads ``(B, T, F)``. The imported model reads and
@@ -37,11 +38,11 @@ from rnncore.io import _build
 from rnncore.nn.module import Module
 
 _FRONT = {"Conv1d", "ConstantPad1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d", "LayerNorm", "ReLU", "Sigmoid",
-          "Tanh", "Hardsigmoid", "GELU", "Softmax"}
+          "Tanh", "Hardsigmoid", "GELU", "Softmax", "LogSoftmax"}
 _ACT_MODULES = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Hardsigmoid": "hardsigmoid"}
 _SUPPORTED = ("nn.RNN/GRU/LSTM, nn.Linear, nn.Embedding, nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, "
               "nn.BatchNorm1d, nn.LayerNorm, nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU, "
-              "nn.Softmax (over the features), nn.Dropout/Identity, "
+              "nn.Softmax/LogSoftmax (over the features), nn.Dropout/Identity, "
               "nn.ConstantPad1d / F.pad (zeros, before a Conv1d)")
 
 
@@ -236,11 +237,12 @@ class _Tracer:
                 self.refuse(node, f"arguments {sorted(extra)}")
             self.add(_build.activation(act))
             return x
-        if name == "softmax":
+        if name in ("softmax", "log_softmax"):
             extra = set(kw) - {"dim", "dtype", "_stacklevel"}
             if extra or kw.get("dtype") is not None:
                 self.refuse(node, f"arguments {sorted(extra) or ['dtype']}")
-            return self.softmax(node, x, args[1] if len(args) > 1 else kw.get("dim"))
+            dim = args[1] if len(args) > 1 else kw.get("dim")
+            return self.softmax(node, x, dim, log=name == "log_softmax")
         if name == "mean":
             dims = args[1] if len(args) > 1 else kw.get("dim")
             dims = dims if isinstance(dims, tuple | list) else (dims,)
@@ -253,16 +255,16 @@ class _Tracer:
         self.refuse(node, "not a layer or operation the importer understands; supported: "
                           f"{_SUPPORTED}, transpose/permute, y[:, -1], y.mean(1), h_n[-1], activations")
 
-    def softmax(self, node, x, dim):
-        """A softmax over the features (the data's ``F`` axis): ``rc.nn.Softmax``."""
-        from rnncore.nn.pointwise import Softmax
+    def softmax(self, node, x, dim, log: bool = False):
+        """A (log-)softmax over the features (the data's ``F`` axis): ``rc.nn.Softmax`` / ``LogSoftmax``."""
+        from rnncore.nn.pointwise import LogSoftmax, Softmax
 
         if not isinstance(x, _Data):
             self.refuse(node, "softmax of something other than the data")
         labs = self.labels(x.axes)
         if dim is None or not -len(labs) <= int(dim) < len(labs) or labs[int(dim)] != "F":
             self.refuse(node, f"softmax over dim={dim} of data {tuple(labs)}; only over the features")
-        self.add(Softmax())
+        self.add(LogSoftmax() if log else Softmax())
         return x
 
     def getitem(self, node, x, idx):
@@ -343,8 +345,8 @@ class _Tracer:
             return x
         if kind == "ConstantPad1d":
             return self.time_pad(node, x, tuple(m.padding), float(m.value) == 0.0)
-        if kind == "Softmax":
-            return self.softmax(node, x, m.dim)
+        if kind in ("Softmax", "LogSoftmax"):
+            return self.softmax(node, x, m.dim, log=kind == "LogSoftmax")
         if kind in _ACT_MODULES or kind == "GELU":
             self.add(_build.activation(_ACT_MODULES.get(kind) or
                                        ("gelu_tanh" if m.approximate == "tanh" else "gelu")))

@@ -15,9 +15,10 @@ GELU tanh     ``a/2 (1 + tanh(u))``,                      ``(1 + t)/2 + a/2 (1 -
               ``u = sqrt(2/pi) (a + 0.044715 a^3)``       ``t = tanh(u)``
 ============  ==========================================  ==========================================
 
-``Softmax`` is the one that is not element by element: it normalises the features of one step,
-``y_i = exp(a_i - max_j a_j) / sum_k exp(a_k - max_j a_j)``, and its backward is the
-Jacobian-vector product ``dx_i = y_i (dy_i - sum_k y_k dy_k)``.
+``Softmax`` and ``LogSoftmax`` are not element by element: they normalise the features of one
+step, ``y_i = exp(a_i - m) / sum_k exp(a_k - m)`` (``m = max_j a_j``) and
+``y_i = a_i - m - log sum_k exp(a_k - m)``, with the Jacobian-vector products
+``dx_i = y_i (dy_i - sum_k y_k dy_k)`` and ``dx_i = dy_i - p_i sum_k dy_k`` (``p = exp(y)``).
 
 ``HardSigmoid()`` is PyTorch's (``alpha = 1/6, beta = 1/2``); ONNX's and Keras 2's
 ``hard_sigmoid`` is ``alpha = 0.2, beta = 0.5``. ``GELU(approximate="none" | "tanh")`` is
@@ -35,7 +36,7 @@ from rnncore.nn.functional import sigmoid
 from rnncore.nn.layers import _check_dy, _need
 from rnncore.nn.module import Module
 
-__all__ = ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "Residual", "erf"]
+__all__ = ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "LogSoftmax", "Residual", "erf"]
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -209,10 +210,13 @@ class Softmax(_Activation):
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
-    def _f(self, x):
+    def _check_dim(self, x):
         if self.dim not in (-1, x.ndim - 1):
-            raise ValueError(f"Softmax: dim: expected -1 (the features, axis {x.ndim - 1} of an input "
-                             f"with {x.ndim} axes), got {self.dim}")
+            raise ValueError(f"{type(self).__name__}: dim: expected -1 (the features, axis {x.ndim - 1} "
+                             f"of an input with {x.ndim} axes), got {self.dim}")
+
+    def _f(self, x):
+        self._check_dim(x)
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
@@ -221,6 +225,29 @@ class Softmax(_Activation):
         _, y = self._cache
         dy = _check_dy(dy, y.shape, y.dtype, type(self).__name__)
         return y * (dy - np.sum(y * dy, axis=-1, keepdims=True))
+
+
+class LogSoftmax(Softmax):
+    """Log of the softmax over the features of each step, PyTorch's ``nn.LogSoftmax(dim=-1)``.
+
+    ``y_i = (x_i - m) - log sum_k exp(x_k - m)`` with ``m = max_k x_k``;
+    ``dx_i = dy_i - p_i sum_k dy_k`` with ``p = exp(y)`` the softmax. ``x (..., F) -> y (..., F)``.
+    The C engine runs it as the activation of a ``Linear`` head (a classifier trained with
+    ``NLLLoss``); ``dim`` as :class:`Softmax`.
+    """
+
+    kind = "log_softmax"
+
+    def _f(self, x):
+        self._check_dim(x)
+        z = x - x.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, type(self).__name__)
+        _, y = self._cache
+        dy = _check_dy(dy, y.shape, y.dtype, type(self).__name__)
+        return dy - np.exp(y) * np.sum(dy, axis=-1, keepdims=True)
 
 
 class Residual(Module):

@@ -225,6 +225,9 @@ def _act(name: str, a: np.ndarray) -> np.ndarray:
     if name == "softmax":
         e = np.exp(a - a.max(axis=-1, keepdims=True))
         return (e / e.sum(axis=-1, keepdims=True)).astype(a.dtype)
+    if name == "log_softmax":
+        z = a - a.max(axis=-1, keepdims=True)
+        return (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(a.dtype)
     if name == "none":
         return a
     raise ValueError(f"activation: unknown {name!r}")

@@ -248,9 +248,8 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
     dtype : "float64" or "float32"
     strip_final_activation : drop a ``Softmax`` / ``LogSoftmax`` / ``Sigmoid`` on the last axis
         right after the head, as the graph's output (the model then returns the head's logits;
-        ``model.onnx_io.stripped`` names the dropped op). Without it a final ``Softmax`` /
-        ``Sigmoid`` is kept (``rc.nn.Softmax`` / ``rc.nn.Sigmoid``, the engine's head activation)
-        and a final ``LogSoftmax`` is refused (the engine has no log-softmax head)
+        ``model.onnx_io.stripped`` names the dropped op). Without it the final activation is kept
+        (``rc.nn.Softmax`` / ``LogSoftmax`` / ``Sigmoid``, the engine's head activation)
     as_spec : return the model's :class:`~rnncore.spec.ModelSpec` (the description the C core,
         the references and the ``.rnc`` writer read) instead of the ``rc.nn`` model; a model
         the C core cannot run is refused (ValueError naming the module)

@@ -408,10 +408,10 @@ def _axis_dim(ax: tuple) -> tuple:
     return _mono(1, ax[1]) if ax[0] == "s" else _mono(ax[1])
 
 
-def _softmax_module():
-    from rnncore.nn.pointwise import Softmax
+def _softmax_module(log: bool = False):
+    from rnncore.nn.pointwise import LogSoftmax, Softmax
 
-    return Softmax()    # the class name is what spec_from_model reads as the head activation
+    return LogSoftmax() if log else Softmax()   # spec_from_model reads the head activation from the class
 
 
 class _SeqLower:
@@ -900,11 +900,7 @@ class _SeqLower:
             ax = int(a.get("axis", -1 if opset13 else 1)) % n
             if ax != n - 1:
                 self.refuse(f"normalises over axis {ax}: expected the features (axis {n - 1})")
-            if op == "LogSoftmax":
-                self.refuse("is a LogSoftmax, which the C engine has no head for (its heads: relu, sigmoid, "
-                            "tanh, softmax)", "import the graph up to its input (outputs=[...]) and take "
-                            "np.log of a Softmax, or the log-softmax, of the engine's output in NumPy")
-            self.ops.append(("act", _softmax_module(), s))
+            self.ops.append(("act", _softmax_module(op == "LogSoftmax"), s))
             out = x
             assert F
         else:
@@ -1103,7 +1099,7 @@ class _SeqLower:
         out, pending = [], None
         for k, (kind, m, s) in enumerate(ops):
             self.step = s
-            soft = type(m).__name__ == "Softmax"
+            soft = type(m).__name__ in ("Softmax", "LogSoftmax")
             if kind == "rec":
                 out.append(m if pending is None else _fold_into(copy.deepcopy(m), pending))
                 pending = None
@@ -1131,14 +1127,14 @@ class _SeqLower:
                 if rest:
                     self.step = rest[0][2]
                     name = type(rest[0][1]).__name__.lower()
-                    if name not in ("relu", "sigmoid", "tanh", "softmax"):
+                    if name not in ("relu", "sigmoid", "tanh", "softmax", "logsoftmax"):
                         self.refuse(f"is a {type(rest[0][1]).__name__} after the Linear head (the C engine's "
-                                    "head activations: relu, sigmoid, tanh, softmax)")
+                                    "head activations: relu, sigmoid, tanh, softmax, log-softmax)")
                     out.append(rest[0][1])
                 return out
             elif soft:
-                self.refuse("is a Softmax not right after the last per-step Linear (the C engine's softmax "
-                            "is its head's activation)")
+                self.refuse(f"is a {type(m).__name__} not right after the last per-step Linear (the C "
+                            "engine's softmax / log-softmax is its head's activation)")
             else:
                 if kind == "time":
                     self.refuse("is a convolution or pooling over time after a recurrent layer: the C engine "

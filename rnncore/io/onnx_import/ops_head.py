@@ -72,12 +72,9 @@ def op_final_activation(imp, node, ins, a):
     if imp.strip:
         imp.stripped.append(node.op_type)
         return [s]
-    if node.op_type == "LogSoftmax":
-        imp.refuse(node, "is a LogSoftmax, which the C engine has no head for (its heads: relu, "
-                          "sigmoid, tanh, softmax); drop it with strip_final_activation=True")
-    from rnncore.nn.pointwise import Sigmoid, Softmax
+    from rnncore.nn.pointwise import LogSoftmax, Sigmoid, Softmax
 
-    act = Softmax() if node.op_type == "Softmax" else Sigmoid()
+    act = {"Softmax": Softmax, "LogSoftmax": LogSoftmax, "Sigmoid": Sigmoid}[node.op_type]()
     return [_Seq(s.axes, s.sizes, imp.add_layer(s.pipe, {"kind": "module", "module": act}))]
 
 
