@@ -195,6 +195,12 @@ def test_cli_quantize_front_f32_writes_the_compile_bytes(tmp_path):
         main(["quantize", str(tmp_path / "m32.rnc"), "-o", str(out), "--front-f32", "5"])
     with pytest.raises(SystemExit, match=r"--front-f32 0: .*precision='q8', got precision='q4'"):
         main(["quantize", str(tmp_path / "m32.rnc"), "-o", str(out), "--precision", "q4", "--front-f32", "0"])
+    # --front-bits 16: the 16 x 16 frame_convs (with --front-f32 for the others), as rc.compile writes
+    m32 = str(tmp_path / "m32.rnc")
+    assert main(["quantize", m32, "-o", str(out), "--front-bits", "16", "--front-f32", "1"]) == 0
+    assert out.read_bytes() == rc.compile(model, "q8", front_f32=[1], front_bits=16).data
+    with pytest.raises(SystemExit, match=r"--front-bits 16: 16-bit frame_convs exist only for precision='q8"):
+        main(["quantize", m32, "-o", str(out), "--precision", "q4", "--front-bits", "16"])
 
 
 def test_choose_front_f32_keeps_the_frame_conv_whose_int8_costs_most():

@@ -5,7 +5,8 @@ precision="q8", calibration=X)`` writes for the model it came from, byte for byt
 weights and, with ``--calibration X.npy`` (representative inputs ``(B, T, F)``, or ``(B, T)``
 token ids), static activation scales measured on ``X`` (:func:`rnncore.quant.calibrate`);
 without it, dynamic per-step scales. ``--state-scale bounded`` is ``state_scale="bounded"``;
-``--front-f32 2 3`` is ``front_f32=[2, 3]`` (those frame_convs kept in float32).
+``--front-f32 2 3`` is ``front_f32=[2, 3]`` (those frame_convs kept in float32), ``--front-bits 16``
+is ``front_bits=16`` (16-bit weights and input codes in the other frame_convs).
 
 ``--precision int8 --calibration X.npy`` writes a fully-integer model (precision 3,
 docs/integer.md): :func:`rnncore.quant.integer.calibrate_int` on ``X`` (floats ``(B, T, F)``),
@@ -29,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="q8: keep these frame_convs of the front-end (0: the first) in float32, the "
                         "others int8 (rc.compile's front_f32; rnncore.quant.choose_front_f32 measures "
                         "which; docs/q8-contract.md)")
+    p.add_argument("--front-bits", type=int, choices=(8, 16), default=8,
+                   help="q8: the frame_convs' weight and input code bits: 8 (default) or 16 (exact "
+                        "int64 sums; rc.compile's front_bits; docs/q8-contract.md)")
     p.add_argument("-o", "--output", required=True, help="the q8 .rnc file to write")
     p.add_argument("--precision", choices=("q8", "q4", "int8"), default="q8",
                    help="the precision to write: q8, or q4 (int4 weights, q8 activations; "
@@ -83,12 +87,15 @@ def build(spec, precision: str, calibration, args: argparse.Namespace) -> bytes:
 
     state_scale = getattr(args, "state_scale", None)
     front_f32 = getattr(args, "front_f32", None)
+    front_bits = getattr(args, "front_bits", 8)
     try:
-        data, _ = build_rnc(spec, precision, calibration, state_scale, None, front_f32)
+        data, _ = build_rnc(spec, precision, calibration, state_scale, None, front_f32, front_bits)
     except (ValueError, TypeError) as e:
         msg = str(e)
         if msg.startswith("front_f32"):
             raise CLIError(f"--front-f32 {' '.join(map(str, front_f32))}: {msg.split(': ', 1)[1]}") from e
+        if msg.startswith("front_bits"):
+            raise CLIError(f"--front-bits {front_bits}: {msg.split(': ', 1)[1]}") from e
         if msg.startswith("state_scale"):
             raise CLIError(f"--state-scale {state_scale}: {msg.split(': ', 1)[1]}") from e
         if calibration is not None and msg.startswith(("calibration", "calibrate")):
