@@ -19,7 +19,11 @@ the original form ``n = tanh(W_n x + b_n + R_n (r * h))`` (``reset_after=False``
 
 Supported layers, in a chain: ``InputLayer``, ``Masking``, ``Embedding``, ``SimpleRNN``,
 ``GRU``, ``LSTM`` (``return_sequences`` either way, ``go_backwards``, any activation that
-ONNX also has), ``Bidirectional`` (``merge_mode="concat"``), ``GlobalAveragePooling1D``,
+ONNX also has), ``Bidirectional`` (``merge_mode="concat"``, or ``"sum"`` / ``"ave"``: the
+``Linear`` ``s [I I]`` on rnncore's ``[forward | backward]`` output, s = 1 or 0.5, folded into the
+next recurrent layer's input weights or the next ``Dense`` where one follows — past a
+``go_backwards`` reversal or ``GlobalAveragePooling1D``, which it commutes with — else a per-step
+``rc.nn.Linear(2H, H)``; ``"mul"`` and ``None`` are refused), ``GlobalAveragePooling1D``,
 ``Dense`` / ``TimeDistributed(Dense)`` (linear or with a relu/sigmoid/tanh/gelu/hard_sigmoid/softmax
 activation, imported as a following activation layer, ``rc.nn.Softmax`` for softmax; a final
 softmax/sigmoid — in the ``Dense`` or as a following ``Activation`` / ``Softmax`` layer — is
