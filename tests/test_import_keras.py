@@ -181,6 +181,10 @@ MERGE_MODELS = {
     "stacked_bidirectional": (lambda m: [L.Bidirectional(L.GRU(4, return_sequences=True), merge_mode=m),
                                          L.Bidirectional(L.GRU(3), merge_mode=m)],
                               ["GRU", "GRU", "LastStep", "Linear"]),
+    # the same hidden size: the folded layer stacks with the first (PyTorch's 2-layer bidirectional)
+    "stacked_same_size_dense": (lambda m: [L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode=m),
+                                           L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode=m),
+                                           L.Dense(2)], ["LSTM", "Linear"]),
     "last_dense": (lambda m: [L.Bidirectional(L.GRU(4), merge_mode=m), L.Dense(2)],
                    ["GRU", "LastStep", "Linear"]),
     "seq_dense": (lambda m: [L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode=m), L.Dense(2)],
@@ -216,7 +220,7 @@ def test_bidirectional_sum_and_ave_match_keras_and_compile(mode, name, masked):
     np.testing.assert_allclose(rc.compile(ours, "f32").run(x, lengths=lengths)[valid], ref[valid], **TOL)
     q8 = rc.compile(ours, "q8").run(x, lengths=lengths)[valid]
     err = np.abs(q8 - ref[valid]).max() / np.abs(ref[valid]).max()
-    assert 0 < err < 0.03, err
+    assert 0 < err < 0.03, err   # measured 0.13 % to 0.96 % (Zen 4, AVX-512)
 
 
 @pytest.mark.parametrize("mode", ["sum", "ave"])
