@@ -19,7 +19,11 @@ the original form ``n = tanh(W_n x + b_n + R_n (r * h))`` (``reset_after=False``
 
 Supported layers, in a chain: ``InputLayer``, ``Masking``, ``Embedding``, ``SimpleRNN``,
 ``GRU``, ``LSTM`` (``return_sequences`` either way, ``go_backwards``, any activation that
-ONNX also has), ``Bidirectional`` (``merge_mode="concat"``), ``GlobalAveragePooling1D``,
+ONNX also has), ``Bidirectional`` (``merge_mode="concat"``, or ``"sum"`` / ``"ave"``: the
+``Linear`` ``s [I I]`` on rnncore's ``[forward | backward]`` output, s = 1 or 0.5, folded into the
+next recurrent layer's input weights or the next ``Dense`` where one follows — past a
+``go_backwards`` reversal or ``GlobalAveragePooling1D``, which it commutes with — else a per-step
+``rc.nn.Linear(2H, H)``; ``"mul"`` and ``None`` are refused), ``GlobalAveragePooling1D``,
 ``Dense`` / ``TimeDistributed(Dense)`` (linear or with a relu/sigmoid/tanh/gelu/hard_sigmoid/softmax
 activation, imported as a following activation layer, ``rc.nn.Softmax`` for softmax; a final
 softmax/sigmoid — in the ``Dense`` or as a following ``Activation`` / ``Softmax`` layer — is
@@ -124,10 +128,15 @@ def _rnn_layer(layer, bidirectional_of=None) -> dict:
             "go_backwards": bool(layer.go_backwards)}
 
 
+_MERGE_SCALE = {"concat": None, "sum": 1.0, "ave": 0.5}
+
+
 def _bidirectional(layer) -> dict:
-    if layer.merge_mode != "concat":
+    if layer.merge_mode not in _MERGE_SCALE:
         raise ValueError(f"from_keras: Bidirectional {layer.name!r} has merge_mode={layer.merge_mode!r}; "
-                         "only 'concat' (forward | backward features) matches rnncore")
+                         "rnncore imports 'concat' (forward | backward features) and the linear maps of it "
+                         "'sum' and 'ave' ([I I] and 0.5 [I I]); 'mul' (forward * backward) and None (two "
+                         "outputs) are not supported")
     fwd, bwd = layer.forward_layer, layer.backward_layer
     if type(fwd) is not type(bwd) or fwd.units != bwd.units or fwd.go_backwards or not bwd.go_backwards:
         raise ValueError(f"from_keras: Bidirectional {layer.name!r} with a custom backward_layer")
@@ -138,6 +147,48 @@ def _bidirectional(layer) -> dict:
     _cell_weights(bwd, "_reverse", L["sd"])
     L.update(bidirectional=True, go_backwards=False, return_sequences=bool(fwd.return_sequences))
     return L
+
+
+def _merge(layer, H: int, dtype) -> dict:
+    """Bidirectional ``merge_mode`` "sum" / "ave" as the per-step Linear ``y = s [I I] [f; b]`` on
+    rnncore's ``[forward | backward]`` output (no bias; s = 1 or 0.5)."""
+    s = _MERGE_SCALE[layer.merge_mode]
+    eye = np.eye(H, dtype=dtype) * np.asarray(s, dtype)
+    return {"kind": "linear", "weight": np.concatenate([eye, eye], axis=1), "bias": None,
+            "merge": layer.name}
+
+
+def _fold_merges(descr: list[dict]) -> list[dict]:
+    """Fold each Bidirectional merge Linear (``_merge``) into what reads it, where that is exact:
+    past per-step-commuting layers (``ReverseTime``, the mean over time: it has no bias) into the
+    next recurrent layer's input weights or the next ``Dense``; elsewhere it stays a per-step Linear."""
+    from types import SimpleNamespace
+
+    from rnncore.io.onnx_import._lower import _compose, _fold_into
+
+    out: list[dict] = []
+    for i, d in enumerate(descr):
+        if d.get("merge") is None:
+            out.append(d)
+            continue
+        j = i + 1
+        while j < len(descr) and (descr[j]["kind"] == "reverse_time"
+                                  or (descr[j]["kind"] == "pool" and descr[j]["pool"] == "mean")):
+            j += 1
+        nxt = descr[j] if j < len(descr) else None
+        lin = SimpleNamespace(params={"weight": d["weight"]})
+        if nxt is not None and nxt["kind"] == "rnn":
+            rec = SimpleNamespace(params=dict(nxt["sd"]), input_size=nxt["input_size"])
+            _fold_into(rec, lin)
+            descr[j] = {**nxt, "sd": rec.params, "input_size": rec.input_size}
+        elif nxt is not None and nxt["kind"] == "linear" and nxt.get("merge") is None:
+            head = SimpleNamespace(params={"weight": nxt["weight"]} if nxt["bias"] is None
+                                   else {"weight": nxt["weight"], "bias": nxt["bias"]})
+            m = _compose(lin, head)
+            descr[j] = {**nxt, "weight": m.params["weight"], "bias": m.params["bias"]}
+        else:
+            out.append(d)
+    return out
 
 
 def _load(model_or_path, max_bytes: int = MAX_MODEL_BYTES):
@@ -463,6 +514,8 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             if not L["return_sequences"]:
                 descr.append({"kind": "pool", "pool": "last", "bidirectional": L["bidirectional"]})
                 seq = False
+            if k == "Bidirectional" and layer.merge_mode != "concat":
+                descr.append(_merge(layer, L["hidden_size"], L["sd"]["weight_ih_l0"].dtype))
         elif k in _FRONT or k in ("BatchNormalization", "LayerNormalization"):
             if mask is not None and k in _FRONT:
                 raise ValueError(f"from_keras: {k} {layer.name!r} after a mask: the lengths of the "
@@ -517,6 +570,7 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
         raise ValueError("from_keras: the model has no SimpleRNN/GRU/LSTM layer")
     # go_backwards: Keras returns the outputs in processing order, i.e. ReverseTime + forward layer;
     # with return_sequences=False the last of them is the state after reading x[0].
+    descr = _fold_merges(descr)
     modules, _ = _build.build_layers(descr, dtype)
     out = _build.sequential(modules)
     out.keras_mask = mask
