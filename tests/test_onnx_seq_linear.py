@@ -222,3 +222,49 @@ def test_activation_between_recurrent_layers_is_refused_by_name(dynamo, opset):
     with pytest.raises(ValueError, match=rf"node '{tanh}' \(Tanh\) puts an activation where the C engine "
                                          r"runs none: between recurrent layers"):
         rc.compile(from_onnx(blob))
+
+
+def _tf2onnx_mlp_head(cell: str) -> bytes:
+    """test_onnx_last_step's tf2onnx form of Keras ``Bidirectional(cell) -> Bidirectional(cell, last
+    step)``, its ``Dense(1, sigmoid)`` replaced by ``Dense(8, relu) -> Dense(1, sigmoid)`` as tf2onnx
+    writes them (``MatMul`` + ``Add`` each)."""
+    from onnx import helper, numpy_helper
+    from test_onnx_last_step import _tf2onnx_graph
+
+    m = onnx.load_from_string(_tf2onnx_graph(cell, F=12, H1=10, H2=6, seed=5))
+    g = m.graph
+    k = next(i for i, n in enumerate(g.node) if n.op_type == "MatMul")
+    del g.node[k:]
+    keep = [t for t in g.initializer if t.name not in ("Wd", "bd")]
+    del g.initializer[:]
+    rng = np.random.default_rng(8)
+    g.initializer.extend(keep + [
+        numpy_helper.from_array((rng.standard_normal((12, 8)) * 0.4).astype(np.float32), "Wd1"),
+        numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), "bd1"),
+        numpy_helper.from_array((rng.standard_normal((8, 1)) * 0.4).astype(np.float32), "Wd2"),
+        numpy_helper.from_array(np.array([0.05], np.float32), "bd2")])
+    g.node.extend([helper.make_node("MatMul", ["feat", "Wd1"], ["mm1"]),
+                   helper.make_node("Add", ["mm1", "bd1"], ["a1"]),
+                   helper.make_node("Relu", ["a1"], ["r1"]),
+                   helper.make_node("MatMul", ["r1", "Wd2"], ["mm2"]),
+                   helper.make_node("Add", ["mm2", "bd2"], ["logit"]),
+                   helper.make_node("Sigmoid", ["logit"], ["dense"])])
+    onnx.checker.check_model(m, full_check=True)
+    return m.SerializeToString()
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_tf2onnx_keras_last_step_mlp_head_compiles(cell):
+    blob = _tf2onnx_mlp_head(cell)
+    eng = rc.compile(from_onnx(blob))
+    x2 = "lstmx2" if cell == "LSTM" else "grux2"
+    assert eng.describe() == f"{x2}(10) > {x2}(6) > last_step > frame_conv > pointwise > linear(8->1)"
+    assert eng.graph_io["input_layout"] == "BTF" and eng.graph_io["output_layout"] == "BF"
+    X = np.random.default_rng(1).standard_normal((5, 16, 12)).astype(np.float32)
+    (want,) = _ort(blob).run(None, {"input_1": X})
+    y = eng.run(X)
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-5)
+    q = rc.compile(from_onnx(blob), precision="q8").run(X)
+    assert 0 < np.abs(q - want).max() < 0.03
+    with pytest.raises(ValueError, match="bidirectional layer, which needs whole sequences"):
+        eng.stream(batch=5)      # the graph's layers are bidirectional: no stream
