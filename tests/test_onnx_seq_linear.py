@@ -110,8 +110,20 @@ class BetweenLinearTanh(torch.nn.Module):
         return y
 
 
+class SoftmaxThenRelu(torch.nn.Module):
+    """A softmax that is not the last layer: the C engine runs softmax only as the head's activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru, self.fc = torch.nn.GRU(10, 8, batch_first=True), torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        y, _ = self.gru(x)
+        return torch.relu(torch.softmax(self.fc(y), dim=-1))
+
+
 MODELS = {"proj": ProjLSTM, "mlp": MLPHead, "residual": ResidualLinear, "last_step": LastStepMLP,
-          "between": BetweenLinearTanh}
+          "between": BetweenLinearTanh, "softmax_mid": SoftmaxThenRelu}
 #: the engine's chain each model compiles to
 DESCRIBE = {
     "proj": "frame_conv > pointwise > lstm(12) > linear(12->4)",
@@ -268,3 +280,12 @@ def test_tf2onnx_keras_last_step_mlp_head_compiles(cell):
     assert 0 < np.abs(q - want).max() < 0.03
     with pytest.raises(ValueError, match="bidirectional layer, which needs whole sequences"):
         eng.stream(batch=5)      # the graph's layers are bidirectional: no stream
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_softmax_before_another_layer_is_refused_by_name():
+    blob = _export("softmax_mid", False, 17)
+    node = next(n.name for n in onnx.load_from_string(blob).graph.node if n.op_type == "Softmax")
+    with pytest.raises(ValueError, match=rf"node '{node}' \(Softmax\) is a Softmax other than the last layer "
+                                         r"right after the last per-step Linear"):
+        rc.compile(from_onnx(blob))

@@ -1111,8 +1111,9 @@ class _SeqLower:
                 pending = m
             elif soft:
                 if k < recs[-1] or k != len(ops) - 1 or ops[k - 1][0] != "linear":
-                    self.refuse(f"is a {type(m).__name__} not right after the last per-step Linear (the C "
-                                "engine's softmax / log-softmax is its head's activation)")
+                    self.refuse(f"is a {type(m).__name__} other than the last layer right after the last "
+                                "per-step Linear (the C engine's softmax / log-softmax is its head's "
+                                "activation)")
                 out.append(m)
             elif k < recs[0] and kind == "act":
                 f, n = copy.copy(m), self.width[id(s)]    # a front-end activation: its record gives
@@ -1220,8 +1221,9 @@ def lower_sequence_graph(g):
       and the ``Squeeze`` of a one-direction axis);
     * ``Gemm`` / ``MatMul`` (+ ``Add`` of a bias) by constants: a per-step Linear. A Linear right
       before a recurrent layer is folded into its input weights (``W_ih W``, ``b_ih + W_ih b``;
-      crnn.pytorch's ``BidirectionalLSTM`` stack), consecutive Linears are multiplied out, the last
-      one is the engine's per-step head;
+      crnn.pytorch's ``BidirectionalLSTM`` stack), consecutive Linears are multiplied out; any other
+      (before the first recurrent layer, after the last or after its last step) is an
+      ``rc.nn.Linear`` of the chain, a per-step record when compiled, the last one the head;
     * before the first recurrent layer, ``Conv`` / ``MaxPool`` / ``AveragePool`` over the time axis
       of ``(N, C, L)`` data (the ``Transpose`` from ``(B, T, F)`` / ``(T, B, F)`` and back are data
       movement): a ``Conv`` padded by ``[begin, end]`` each in ``0..d(k-1)`` (its ``pads``, plus a
@@ -1231,9 +1233,9 @@ def lower_sequence_graph(g):
       pool_time records. The paddings are decided in one place, :func:`engine_time_padding`; a
       strided layer, or one padded by other than ``d(k-1)`` in all, gives the time axis a new symbol;
     * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid`` before the first or after the last recurrent
-      layer, and after the head (or ``Softmax`` over the features); ``LogSoftmax`` is refused;
-    * ``Add(x, f(x))``, ``f`` activations right after ``x`` (the op after which every layer read the
-      latest value): ``rc.nn.Residual(f)``.
+      layer, and ``Softmax`` / ``LogSoftmax`` over the features right after the last Linear, last;
+    * ``Add(x, f(x))``, ``f`` the activations / Linears / residuals right after ``x`` (each op
+      reading the latest value): ``rc.nn.Residual(f)``.
 
     Returns
     -------
