@@ -641,6 +641,8 @@ class _SeqLower:
 
         if v["dir"] is None and v["t"] == "last" and not any(a[0] == "f" and a[1] == 1 for a in v["axes"]):
             self.ops.append(("pool", LastStep(), self.step))
+            self.op_in.append(self.at.get(name, -1))
+            self.at[name] = len(self.ops)      # the pooled step: the point after the LastStep
             out = {"k": "data", "axes": v["axes"]}
             self.val[name] = out
             return out
@@ -768,9 +770,8 @@ class _SeqLower:
 
     # -- the nodes -------------------------------------------------------------------------------
     def node(self, s) -> None:
-        n_ops = len(self.ops)
         self._node(s)
-        if len(self.ops) > n_ops:
+        while len(self.op_in) < len(self.ops):      # op k reads the point of the node's input
             self.op_in.append(self.at.get(s.inputs[0], -1))
         for o in s.outputs[:1]:
             if o and o not in self.at:
@@ -790,14 +791,18 @@ class _SeqLower:
             self.refuse("adds two data tensors that are not x and a per-step function of it (x + f(x), f the "
                         "layers right after x)")
         f = self.ops[lo:hi]
-        bad = next((op for op in f if op[0] != "act" or type(op[1]).__name__ == "Softmax"), None)
+        bad = next((op for op in f if op[0] not in ("act", "linear", "res")
+                    or type(op[1]).__name__ in ("Softmax", "LogSoftmax")), None)
         if bad is not None:
             self.refuse(f"adds x and f(x) where f holds a {bad[2].op} ({bad[2].name!r}): the C engine's "
-                        "residual wraps activations here (a per-step Linear is not a C record)")
-        if vlo["axes"] != vhi["axes"]:
+                        "residual wraps per-step layers (Linear, activations, residuals)")
+        if [a[:2] for a in vlo["axes"]] != [a[:2] for a in vhi["axes"]]:   # a Linear in f: a new feature id
             self.refuse("adds x and f(x) in different layouts")
         mods = []
-        for _, m, st in f:   # each activation's record gives its input width (a front-end's first)
+        for kind, m, st in f:   # each activation's record gives its input width (a front-end's first)
+            if kind != "act":
+                mods.append(m)     # a Linear gives its in_features, a residual its first layer's
+                continue
             fm, n = copy.copy(m), self.width[id(st)]
             fm.record = (lambda m=m, n=n: {**m.record(), "features": n})
             mods.append(fm)
@@ -1079,9 +1084,11 @@ class _SeqLower:
 
     # -- the layers ------------------------------------------------------------------------------
     def layers(self) -> list:
-        """The Sequential's layers, in the engine's order ``[activations] recurrent+ [activations]
-        [Linear [activation]]``: a Linear right before a recurrent layer is folded into its input
-        weights, consecutive Linears are multiplied out."""
+        """The Sequential's layers, in the engine's order ``[front-end: Conv / pooling over time,
+        Linear, activations, x + f(x)] recurrent+ [per step: Linear, activations, x + f(x)]
+        [LastStep [the same per pooled step]]`` (a Linear followed by more layers is a per-step
+        record, the last one the head, a softmax only its activation): a Linear right before a
+        recurrent layer is folded into its input weights, consecutive Linears are multiplied out."""
         import copy
 
         ops = []
@@ -1093,9 +1100,6 @@ class _SeqLower:
         recs = [k for k, op in enumerate(ops) if op[0] == "rec"]
         if not recs:
             raise _Refused("rc.compile(OnnxGraph): the graph has no recurrent layer")
-        where = ("puts {} where the C engine runs none: before the first recurrent layer [activations] "
-                 "[Linear], between recurrent layers a Linear (folded into the next layer's input weights), "
-                 "after the last [activations] [Linear [activation]]")
         out, pending = [], None
         for k, (kind, m, s) in enumerate(ops):
             self.step = s
@@ -1105,45 +1109,31 @@ class _SeqLower:
                 pending = None
             elif k < recs[-1] and kind == "linear" and ops[k + 1][0] == "rec":
                 pending = m
-            elif k < recs[0] and kind == "act" and not soft:
+            elif soft:
+                if k < recs[-1] or k != len(ops) - 1 or ops[k - 1][0] != "linear":
+                    self.refuse(f"is a {type(m).__name__} other than the last layer right after the last "
+                                "per-step Linear (the C engine's softmax / log-softmax is its head's "
+                                "activation)")
+                out.append(m)
+            elif k < recs[0] and kind == "act":
                 f, n = copy.copy(m), self.width[id(s)]    # a front-end activation: its record gives
                 f.record = (lambda m=m, n=n: {**m.record(), "features": n})    # the input width
                 out.append(f)
-            elif k > recs[-1] and kind == "act" and not soft:
-                out.append(m)              # an activation of every step after the recurrent layers
-            elif kind == "res" and (k < recs[0] or k > recs[-1]):
-                out.append(m)              # x + f(x), f activations (their records give the width)
-            elif kind == "pool" and k > recs[-1]:
-                out.append(m)              # LastStep: the last recurrent layer's last step
-            elif kind == "time" and k < recs[0]:
-                out.append(m)              # a Conv / pooling over time before the recurrent layers
-            elif k > recs[-1] and kind == "linear":
-                out.append(m)              # the per-step head, then at most one activation
-                rest = ops[k + 1:]
-                if len(rest) > 1:
-                    self.step = rest[1][2]
-                    self.refuse("follows the activation after the per-step Linear head (the C engine runs "
-                                "one activation after it)")
-                if rest:
-                    self.step = rest[0][2]
-                    name = type(rest[0][1]).__name__.lower()
-                    if name not in ("relu", "sigmoid", "tanh", "softmax", "logsoftmax"):
-                        self.refuse(f"is a {type(rest[0][1]).__name__} after the Linear head (the C engine's "
-                                    "head activations: relu, sigmoid, tanh, softmax, log-softmax)")
-                    out.append(rest[0][1])
-                return out
-            elif soft:
-                self.refuse(f"is a {type(m).__name__} not right after the last per-step Linear (the C "
-                            "engine's softmax / log-softmax is its head's activation)")
+            elif k < recs[0] and kind in ("linear", "res", "time"):
+                out.append(m)              # per-step layers and Conv / pooling over time: front-end
+            elif k > recs[-1] and kind in ("act", "linear", "res", "pool"):
+                out.append(m)              # per-step layers, LastStep, per-step layers of the last step
+            elif kind == "time":
+                self.refuse("is a convolution or pooling over time after a recurrent layer: the C engine "
+                            "runs them before the first recurrent layer (front-end records)",
+                            "import the part before it with from_onnx(path, inputs=[...], outputs=[...]) "
+                            "and run the rest in NumPy")
             else:
-                if kind == "time":
-                    self.refuse("is a convolution or pooling over time after a recurrent layer: the C engine "
-                                "runs them before the first recurrent layer (front-end records)",
-                                "import the part before it with from_onnx(path, inputs=[...], outputs=[...]) "
-                                "and run the rest in NumPy")
-                if kind == "linear" and ops[k + 1][0] == "act":    # the activation after it does not fit
-                    self.step, kind = ops[k + 1][2], "act"
-                self.refuse(where.format("a Linear" if kind == "linear" else "an activation"))
+                if kind == "linear":       # between recurrent layers, not right before one
+                    self.step, kind = ops[k + 1][2], ops[k + 1][0]
+                what = {"linear": "a Linear", "act": "an activation", "res": "a residual add"}.get(kind, kind)
+                self.refuse(f"puts {what} where the C engine runs none: between recurrent layers (there only "
+                            "a Linear right before the next recurrent layer, folded into its input weights)")
         return out
 
 
@@ -1231,8 +1221,9 @@ def lower_sequence_graph(g):
       and the ``Squeeze`` of a one-direction axis);
     * ``Gemm`` / ``MatMul`` (+ ``Add`` of a bias) by constants: a per-step Linear. A Linear right
       before a recurrent layer is folded into its input weights (``W_ih W``, ``b_ih + W_ih b``;
-      crnn.pytorch's ``BidirectionalLSTM`` stack), consecutive Linears are multiplied out, the last
-      one is the engine's per-step head;
+      crnn.pytorch's ``BidirectionalLSTM`` stack), consecutive Linears are multiplied out; any other
+      (before the first recurrent layer, after the last or after its last step) is an
+      ``rc.nn.Linear`` of the chain, a per-step record when compiled, the last one the head;
     * before the first recurrent layer, ``Conv`` / ``MaxPool`` / ``AveragePool`` over the time axis
       of ``(N, C, L)`` data (the ``Transpose`` from ``(B, T, F)`` / ``(T, B, F)`` and back are data
       movement): a ``Conv`` padded by ``[begin, end]`` each in ``0..d(k-1)`` (its ``pads``, plus a
@@ -1242,9 +1233,9 @@ def lower_sequence_graph(g):
       pool_time records. The paddings are decided in one place, :func:`engine_time_padding`; a
       strided layer, or one padded by other than ``d(k-1)`` in all, gives the time axis a new symbol;
     * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid`` before the first or after the last recurrent
-      layer, and after the head (or ``Softmax`` over the features); ``LogSoftmax`` is refused;
-    * ``Add(x, f(x))``, ``f`` activations right after ``x`` (the op after which every layer read the
-      latest value): ``rc.nn.Residual(f)``.
+      layer, and ``Softmax`` / ``LogSoftmax`` over the features right after the last Linear, last;
+    * ``Add(x, f(x))``, ``f`` the activations / Linears / residuals right after ``x`` (each op
+      reading the latest value): ``rc.nn.Residual(f)``.
 
     Returns
     -------
