@@ -758,6 +758,40 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
     }
 }
 
+/* The windows of the n positions l0 .. l0 + n - 1 of group g of a quantised frame_conv gathered
+ * from the row's codes q (element type T: int8_t for q8, int16_t for 16 x 16) as columns of kp
+ * codes, cols[j * kp + c * k + t] (padding: code 0, or the mirrored code; zero past kk = cg * k):
+ * the same gathering for both forms (dil, len, ksz: F's dilation, frame length and kernel size). */
+#define FCONV_GATHER(T, F, q, cols, g, l0, n, kk, kp, dil, len, ksz)                                      \
+    do {                                                                                                  \
+        for (uint32_t j = 0; j < (n); ++j) {                                                              \
+            T *col = (cols) + j * (kp);                                                                   \
+            const int64_t p0 = (int64_t)((l0) + j) * (F)->stride - (int64_t)(F)->pl;                      \
+            int64_t t_lo, t_hi;                                                                           \
+            frame_taps(p0, dil, len, ksz, &t_lo, &t_hi);                                                  \
+            for (uint32_t c = 0; c < (F)->cg; ++c) {                                                      \
+                const T *qc = (q) + (size_t)((g) * (F)->cg + c) * (F)->L;                                 \
+                T *cc = col + (size_t)c * (F)->k;                                                         \
+                int64_t t, r;                                                                             \
+                for (t = 0; t < t_lo; ++t) {                                                              \
+                    r = p0 + t * (dil);                                                                   \
+                    cc[t] = (F)->reflect ? qc[r < 0 ? -r : 2 * ((len) - 1) - r] : 0;                      \
+                }                                                                                         \
+                if ((dil) == 1 && t_hi - t_lo >= 16)                                                      \
+                    memcpy(cc + t_lo, qc + p0 + t_lo, sizeof(T) * (size_t)(t_hi - t_lo));                 \
+                else /* a few taps: a loop (see frame_conv_row) */                                        \
+                    for (t = t_lo; t < t_hi; ++t) cc[t] = qc[p0 + t * (dil)];                             \
+                for (t = t_hi; t < (ksz); ++t) {                                                          \
+                    r = p0 + t * (dil);                                                                   \
+                    cc[t] = !(F)->reflect          ? 0                                                    \
+                            : r >= 0 && r < (len) ? qc[r]                                                 \
+                                                  : qc[r < 0 ? -r : 2 * ((len) - 1) - r];                 \
+                }                                                                                         \
+            }                                                                                             \
+            for (size_t i = (kk); i < (kp); ++i) col[i] = 0;                                              \
+        }                                                                                                 \
+    } while (0)
+
 /* The q8 frame_conv (docs/q8-contract.md, "Per-step records in a q8 file"): the row x quantised
  * as one vector (the plan's quantiser, dynamic: the recurrent layers' step input rule), the
  * windows of up to RNC_FCONV_BLOCK positions gathered from its codes (padding: code 0, or the
@@ -780,29 +814,7 @@ static void frame_conv_row_q8(const rnc_model *m, const rnc_front_op *F, const f
         const int8_t *wg = wq + (size_t)g * rp * kp;
         for (uint32_t l0 = 0; l0 < F->lout; l0 += RNC_FCONV_BLOCK) {
             const uint32_t n = F->lout - l0 < RNC_FCONV_BLOCK ? F->lout - l0 : RNC_FCONV_BLOCK;
-            for (uint32_t j = 0; j < n; ++j) {
-                int8_t *col = cols + j * kp;
-                const int64_t p0 = (int64_t)(l0 + j) * F->stride - (int64_t)F->pl;
-                int64_t t_lo, t_hi;
-                frame_taps(p0, d, L, k, &t_lo, &t_hi);
-                for (uint32_t c = 0; c < F->cg; ++c) {
-                    const int8_t *qc = q + (size_t)(g * F->cg + c) * F->L;
-                    int8_t *cc = col + (size_t)c * F->k;
-                    int64_t t, r;
-                    for (t = 0; t < t_lo; ++t) {
-                        r = p0 + t * d;
-                        cc[t] = F->reflect ? qc[r < 0 ? -r : 2 * (L - 1) - r] : 0;
-                    }
-                    if (d == 1 && t_hi - t_lo >= 16) memcpy(cc + t_lo, qc + p0 + t_lo, (size_t)(t_hi - t_lo));
-                    else /* a few taps: a loop (see frame_conv_row) */
-                        for (t = t_lo; t < t_hi; ++t) cc[t] = qc[p0 + t * d];
-                    for (t = t_hi; t < k; ++t) {
-                        r = p0 + t * d;
-                        cc[t] = !F->reflect ? 0 : r >= 0 && r < L ? qc[r] : qc[r < 0 ? -r : 2 * (L - 1) - r];
-                    }
-                }
-                for (size_t i = kk; i < kp; ++i) col[i] = 0;
-            }
+            FCONV_GATHER(int8_t, F, q, cols, g, l0, n, kk, kp, d, L, k);
             plan_pick(&m->plan.gemm[RNC_Q8], n, 0)->fn.gemm_q8(wg, (int)rp, (int)kk, (int)n, cols, (int)kp,
                                                              acc, (int)rp);
             const uint32_t cog = F->cog, lout = F->lout;
@@ -862,30 +874,7 @@ static void frame_conv_row_q16(const rnc_model *m, const rnc_front_op *F, const 
         const int16_t *wg = wq + (size_t)g * rp * kp;
         for (uint32_t l0 = 0; l0 < F->lout; l0 += RNC_FCONV_BLOCK) {
             const uint32_t n = F->lout - l0 < RNC_FCONV_BLOCK ? F->lout - l0 : RNC_FCONV_BLOCK;
-            for (uint32_t j = 0; j < n; ++j) {
-                int16_t *col = cols + j * kp;
-                const int64_t p0 = (int64_t)(l0 + j) * F->stride - (int64_t)F->pl;
-                int64_t t_lo, t_hi;
-                frame_taps(p0, d, L, k, &t_lo, &t_hi);
-                for (uint32_t c = 0; c < F->cg; ++c) {
-                    const int16_t *qc = q + (size_t)(g * F->cg + c) * F->L;
-                    int16_t *cc = col + (size_t)c * F->k;
-                    int64_t t, r;
-                    for (t = 0; t < t_lo; ++t) {
-                        r = p0 + t * d;
-                        cc[t] = F->reflect ? qc[r < 0 ? -r : 2 * (L - 1) - r] : 0;
-                    }
-                    if (d == 1 && t_hi - t_lo >= 16)
-                        memcpy(cc + t_lo, qc + p0 + t_lo, sizeof(int16_t) * (size_t)(t_hi - t_lo));
-                    else /* a few taps: a loop (see frame_conv_row) */
-                        for (t = t_lo; t < t_hi; ++t) cc[t] = qc[p0 + t * d];
-                    for (t = t_hi; t < k; ++t) {
-                        r = p0 + t * d;
-                        cc[t] = !F->reflect ? 0 : r >= 0 && r < L ? qc[r] : qc[r < 0 ? -r : 2 * (L - 1) - r];
-                    }
-                }
-                for (size_t i = kk; i < kp; ++i) col[i] = 0;
-            }
+            FCONV_GATHER(int16_t, F, q, cols, g, l0, n, kk, kp, d, L, k);
             plan_pick(&m->plan.gemm_q16, n, 0)->fn.gemm_q16(wg, (int)F->cog, (int)kk, (int)n, cols, (int)kp, acc,
                                                           (int)rp);
             const uint32_t cog = F->cog, lout = F->lout;
