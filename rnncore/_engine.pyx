@@ -183,6 +183,11 @@ cdef class Model:
         return bool(self.info.last_step)
 
     @property
+    def last_step_mean(self) -> bool:
+        """The pooling is the mean over the valid steps (``rnc_model_info.last_step_mean``)."""
+        return bool(self.info.last_step_mean)
+
+    @property
     def model_bytes(self) -> int:
         return self.info.model_bytes
 

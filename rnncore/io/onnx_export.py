@@ -236,6 +236,9 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     if path is not None and not isinstance(path, str | os.PathLike):
         raise TypeError(f"to_onnx: path: expected a file path or None, got {type(path).__name__}")
     spec = _describe(model)
+    if spec.last_step_mean:
+        raise ValueError("to_onnx: the model pools the mean over time (MaskedMean); the exporter writes "
+                         "[Embedding] RNN/GRU/LSTM [LastStep] [Linear] only")
     for k, ls in enumerate(spec.layers):
         if (ls.options or {}).get("layer_norm") is not None:
             raise ValueError(
