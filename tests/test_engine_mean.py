@@ -339,3 +339,24 @@ def test_export_c_steps_the_running_mean_and_runs_the_pooled_one(tmp_path, preci
     want = np.concatenate([e.run(X[None, :t + 1]) for t in range(6)])
     np.testing.assert_allclose(out["step"], want, rtol=0, atol=1e-6)
     np.testing.assert_allclose(out["run"], want[-1:], rtol=0, atol=1e-6)
+
+
+def test_a_model_padded_on_the_right_runs_whole_sequences_and_flush_ends_the_mean():
+    m = nn.Sequential(nn.Conv1d(6, 5, 3, padding=1, seed=4), nn.GRU(5, 8, seed=5), nn.MaskedMean(),
+                      nn.Linear(8, 2, seed=6))
+    e = rc.compile(m)
+    X, lengths = _x((3, 8, 6), seed=21), np.array([8, 5, 2])
+    want = m.forward(X.astype(np.float64), lengths=lengths)
+    np.testing.assert_allclose(e.run(X, lengths), want, rtol=0, atol=1e-6)
+    st = e.stream(3)
+    st.run(X[:, ::-1].copy())   # another sequence first: run starts each sequence's mean afresh
+    s = st.state
+    assert s["mean_steps"].tolist() == [8, 8, 8]
+    s["recurrent"] = np.zeros_like(s["recurrent"])   # h carries over: zero it, keep the mean's sums
+    st.state = s
+    np.testing.assert_array_equal(st.run(X, lengths), e.run(X, lengths))
+    st = e.stream(3)
+    steps = [y for y in (st.step(X[:, t].copy()) for t in range(8)) if y is not None]
+    tail = st.flush()   # the last output step (the right pad): the mean of all output steps
+    np.testing.assert_array_equal(tail[:, -1], e.run(X))
+    assert len(steps) == 7 and not st.state["mean_steps"].any()   # flush ended the sequence
