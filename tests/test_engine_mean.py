@@ -216,8 +216,13 @@ def test_state_assignment_checks_the_mean_part():
         st.state = {**s, "mean_steps": np.array([1, (1 << 24) + 1])}
     # a count at 2^24 steps: one more would be inexact in the float count, the step is refused
     st.state = {**s, "mean_steps": np.array([1, 1 << 24])}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"step: the mean pooling has counted 2\*\*24 steps"):
         st.step(_x((2, 6), seed=14))
+    st.state = {**s, "mean_steps": np.array([1, (1 << 24) - 2])}
+    with pytest.raises(ValueError, match=r"run: the mean pooling's count of steps since the reset plus "
+                                         r"the 3 steps of X would pass 2\*\*24"):
+        st.run(_x((2, 3, 6), seed=14))
+    assert st.state["mean_steps"].tolist() == [1, (1 << 24) - 2]   # refused: nothing changed
     st.state = s
     np.testing.assert_array_equal(st.state["mean_sum"], s["mean_sum"])
 
