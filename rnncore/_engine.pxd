@@ -73,6 +73,7 @@ cdef extern from "rnncore.h" nogil:
         uint32_t last_step_bidirectional
         size_t lookahead
         size_t flush_steps
+        uint32_t last_step_mean
 
     ctypedef struct rnc_layer_info:
         uint32_t kind

@@ -183,6 +183,11 @@ cdef class Model:
         return bool(self.info.last_step)
 
     @property
+    def last_step_mean(self) -> bool:
+        """The pooling is the mean over the valid steps (``rnc_model_info.last_step_mean``)."""
+        return bool(self.info.last_step_mean)
+
+    @property
     def model_bytes(self) -> int:
         return self.info.model_bytes
 
@@ -424,11 +429,20 @@ cdef class Stream:
             raise ValueError("step: the model has a bidirectional or reverse layer; use run() on whole sequences")
         if st == RNC_E_NONFINITE:
             self._nonfinite_error("step")
+        if st == RNC_E_STATE and self.model.info.last_step_mean and self._mean_full(1):
+            raise ValueError("step: the mean pooling has counted 2**24 steps since the reset, the most its "
+                             "float count holds exactly; reset() the stream")
         if st == RNC_E_STATE and (self.model.m.strided or self.model.m.flush):
             raise ValueError("step: the strided layers' countdowns in stream.state are not valid integers "
                              "or differ between the stream rows (a batch steps in lockstep); reset() or "
                              "assign a state taken from a stream")
         _raise(<rnc_status>st, "step")
+
+    def _mean_full(self, size_t steps) -> bool:
+        """Some row's mean pooling count plus ``steps`` passes 2**24 (``rnc_step``/``rnc_run``'s
+        RNC_E_STATE for it)."""
+        counts = self.raw_window().reshape(self.batch, -1)[:, -1]
+        return bool((counts.astype(np.float64) + steps > 16777216.0).any())
 
     def _nonfinite_error(self, str who):
         """FloatingPointError for RNC_E_NONFINITE, naming the layer, sequence and step."""
@@ -537,6 +551,10 @@ cdef class Stream:
                                  "padding past a length may be anything)")
             if st == RNC_E_NONFINITE:
                 self._nonfinite_error("run")
+            if st == RNC_E_STATE and self.model.info.last_step_mean and self._mean_full(t_out):
+                raise ValueError(f"run: the mean pooling's count of steps since the reset plus the {t_out} "
+                                 "steps of X would pass 2**24, the most its float count holds exactly; "
+                                 "reset() the stream or run fewer steps")
             if st == RNC_E_STATE and self.model.info.flush_steps:
                 raise ValueError("run: a sequence of the stream is open (steps taken, no flush() yet) and the "
                                  "model pads the end of each sequence; flush() or reset() first")

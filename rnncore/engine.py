@@ -33,6 +33,7 @@ except ImportError as e:  # pragma: no cover - only without a built extension
     _IMPORT_ERROR = e
 
 _MAX_BATCH = 1 << 24  # the C core's limit (csrc/src/model.c MAX_BATCH)
+_MEAN_MAX_STEPS = 1 << 24  # the most steps a mean pooling counts (csrc/src/model.c MEAN_MAX_STEPS)
 _ENGINES: weakref.WeakSet = weakref.WeakSet()
 _FORCED_ISA: list[str | None] = [None]
 
@@ -203,7 +204,7 @@ class Engine:
                   for layer in self.layers]
         parts += post
         if m.last_step:
-            parts.append("last_step")
+            parts.append("masked_mean" if m.last_step_mean else "last_step")
         parts += pooled
         if m.has_head:
             last = self.layers[-1]
@@ -242,14 +243,16 @@ class Engine:
         X : (B, T, input_size) floats, or (B, T) integer token ids. Every value within the lengths
             must be finite (NaN/Inf there is a ValueError); padding past a length may be anything
         lengths : (B,) ints in [0, T] (None: all T); outputs past a length are zero; a length of 0
-            keeps that sequence's state (with last-step pooling it pools zeros: head(0))
+            keeps that sequence's state (with last-step or mean pooling it pools zeros: head(0))
         state : initial state as ``Stream.state`` gives it (None: zeros)
         return_state : also return the final state
         mask : (B, T) bool prefix mask, instead of ``lengths`` (keyword only)
 
         Returns
         -------
-        Y : (B, T_out, output_size) float32, or (B, output_size) with last-step pooling. T_out = T
+        Y : (B, T_out, output_size) float32, or (B, output_size) with last-step pooling (``LastStep``:
+            each sequence's last valid step; ``MaskedMean``: the mean over its valid steps, and
+            ``Stream.step`` the mean over the stream's steps since its reset). T_out = T
             unless the model has a strided layer over time (a Conv1d with stride s: ceil(T / s)
             from a reset state; a pooling of kernel k, stride s: floor((T - k) / s) + 1, or 0 when
             T < k, as PyTorch); with ``lengths``, sequence b's outputs are those of its first
@@ -358,7 +361,8 @@ class Stream:
         if not shapes:
             return
         fresh = _fresh_windows(shapes, self.batch).reshape(self.batch, -1)
-        open_rows = np.flatnonzero((self._s.raw_window().reshape(self.batch, -1) != fresh).any(axis=1))
+        raw = self._s.raw_window().reshape(self.batch, -1)[:, :fresh.shape[1]]   # not the mean's sums
+        open_rows = np.flatnonzero((raw != fresh).any(axis=1))
         if open_rows.size and np.ndim(X) >= 2:
             steps = np.shape(X)[1]
             if lengths is not None and np.shape(lengths) == (self.batch,):
@@ -458,12 +462,21 @@ class Stream:
         reach; 0: :meth:`flush` gives it no pad steps). Assigning that dict restores all, assigning
         the recurrent form alone starts the windows and countdowns afresh (the start of a sequence,
         as ``reset()``).
+
+        A model with mean pooling (``rc.nn.MaskedMean``: ``step`` gives the mean of the steps since
+        the reset) keeps its running sum and count: the dict (with ``"windows"`` etc. only when the
+        model has those) holds ``"mean_sum"`` ``(B, F)`` float32, the sum of the pooled features
+        over the steps taken, and ``"mean_steps"`` ``(B,)`` int64, their number (at most 2**24).
         """
         rec = self._recurrent_state()
         shapes = _conv_windows(self.engine.data)
-        if not shapes:
+        mean = self.engine._model.last_step_mean
+        if not shapes and not mean:
             return rec
         flat = self._s.raw_window().reshape(self.batch, -1)
+        if not shapes:
+            return {"recurrent": rec, "mean_sum": flat[:, :-1].copy(),
+                    "mean_steps": flat[:, -1].astype(np.int64)}
         wins, counts, reals, o = [], [], [], 0
         for p, ch, start, padded in shapes:
             wins.append(flat[:, o:o + p * ch].reshape(self.batch, p, ch).copy())
@@ -479,6 +492,8 @@ class Stream:
             out["countdowns"] = np.stack(counts, axis=1)
         if reals:
             out["real_steps"] = np.stack(reals, axis=1)
+        if mean:   # after the windows: the sums, then the count
+            out["mean_sum"], out["mean_steps"] = flat[:, o:-1].copy(), flat[:, -1].astype(np.int64)
         return out
 
     def _recurrent_state(self):
@@ -503,19 +518,21 @@ class Stream:
     @state.setter
     def state(self, value) -> None:
         shapes = _conv_windows(self.engine.data)
+        mean = self.engine._model.last_step_mean
+        nmean = self._s.raw_window().size // self.batch - _fresh_windows(shapes, 1).size if mean else 0
         if isinstance(value, dict):
-            if not shapes:
-                raise ValueError("state: this model has no Conv1d over time; give the recurrent state "
-                                 "(h, or (h, c)) without a dict")
+            if not shapes and not mean:
+                raise ValueError("state: this model has no Conv1d over time nor mean pooling; give the "
+                                 "recurrent state (h, or (h, c)) without a dict")
             starts = [st for _p, _c, st, _n in shapes if st is not None]
             npad = sum(1 for *_r, padded in shapes if padded)
-            keys = {"recurrent", "windows"} | ({"countdowns"} if starts else set()) | (
-                {"real_steps"} if npad else set())
+            keys = ({"recurrent"} | ({"windows"} if shapes else set()) | ({"countdowns"} if starts else set())
+                    | ({"real_steps"} if npad else set()) | ({"mean_sum", "mean_steps"} if mean else set()))
             if set(value) != keys:
-                order = ("recurrent", "windows", "countdowns", "real_steps")
+                order = ("recurrent", "windows", "countdowns", "real_steps", "mean_sum", "mean_steps")
                 want = " and ".join(repr(k) for k in sorted(keys, key=order.index))
                 raise ValueError(f"state: expected the keys {want}, got {sorted(value)}")
-            wins = value["windows"]
+            wins = value["windows"] if shapes else []
             if not isinstance(wins, tuple | list) or len(wins) != len(shapes):
                 raise ValueError(f"state['windows']: expected a list of {len(shapes)} arrays (one per Conv1d "
                                  f"or pooling over time), got {type(wins).__name__}")
@@ -560,12 +577,31 @@ class Stream:
             flat = np.concatenate(parts, axis=1) if parts else np.zeros((self.batch, 0), np.float32)
             if not np.all(np.isfinite(flat)):
                 raise ValueError("state['windows']: contain NaN or Inf")
+            if mean:
+                flat = np.concatenate([flat, self._mean_part(value, nmean - 1)], axis=1)
             self._set_recurrent_state(value["recurrent"])
             self._s.set_raw_window(flat.reshape(-1))
             return
         self._set_recurrent_state(value)
-        if shapes:
-            self._s.set_raw_window(_fresh_windows(shapes, self.batch))
+        if shapes or mean:   # the start of a sequence: fresh windows, no step in the mean
+            fresh = _fresh_windows(shapes, self.batch).reshape(self.batch, -1)
+            self._s.set_raw_window(np.concatenate([fresh, np.zeros((self.batch, nmean), np.float32)], 1))
+
+    def _mean_part(self, value: dict, width: int) -> np.ndarray:
+        """``state["mean_sum"]`` and ``state["mean_steps"]`` checked, as the ``(B, width + 1)`` floats
+        of ``rnc_state.win`` (the sums, then the count)."""
+        total = _as_numpy(value["mean_sum"])
+        _check_state_array("state['mean_sum']", total, (self.batch, width))
+        steps = _as_numpy(value["mean_steps"])
+        if not isinstance(steps, np.ndarray) or not np.issubdtype(steps.dtype, np.integer):
+            raise TypeError(f"state['mean_steps']: expected an integer array of shape ({self.batch},), got "
+                            f"{getattr(steps, 'dtype', type(steps).__name__)}")
+        if steps.shape != (self.batch,):
+            raise ValueError(f"state['mean_steps']: expected shape ({self.batch},), got {steps.shape}")
+        if steps.min() < 0 or steps.max() > _MEAN_MAX_STEPS:
+            raise ValueError(f"state['mean_steps']: expected values in [0, {_MEAN_MAX_STEPS}] (2**24), got "
+                             f"[{steps.min()}, {steps.max()}]")
+        return np.concatenate([np.asarray(total, np.float32), steps.astype(np.float32)[:, None]], axis=1)
 
     def _set_recurrent_state(self, value) -> None:
         layers, uniform = self._layout()
@@ -692,7 +728,7 @@ def _fresh_windows(shapes: list, batch: int) -> np.ndarray:
             row.append(np.array([start[0]], np.float32))
         if padded:
             row.append(np.zeros(2, np.float32))
-    return np.tile(np.concatenate(row), batch)
+    return np.tile(np.concatenate(row), batch) if row else np.zeros(0, np.float32)
 
 
 def _restore_stream(engine: Engine, batch: int, state) -> Stream:
@@ -747,7 +783,7 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
     Parameters
     ----------
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, or an ``rc.nn.Sequential`` of
-        ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (Dropout is skipped), a
+        ``[Embedding] + recurrent layers + [LastStep | MaskedMean] + [Linear]`` (Dropout is skipped), a
         :class:`~rnncore.quant.ModelSpec`, or an imported ``OnnxGraph`` the lowering follows
         (docs/importers.md, "ONNX: whole graphs" and "Compiling a sequence graph"): a graph whose
         data is ``(T, B, F)`` runs as ``engine.run(x.transpose(1, 0, 2)).transpose(1, 0, 2)``;

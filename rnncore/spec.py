@@ -144,7 +144,7 @@ class LinearSpec:
                 f"activation={self.activation!r})")
 
 
-def stack_text(embedding, layers, last_step: bool, head) -> str:
+def stack_text(embedding, layers, last_step: bool, head, mean: bool = False) -> str:
     """``embedding(VxD) > gru(64) > last_step > linear(64->9) > softmax``: a stack in one line
     (``ModelSpec`` and the quantised reference's ``QModel`` print it); ``head`` is None or
     ``((out, in), activation)``."""
@@ -152,7 +152,7 @@ def stack_text(embedding, layers, last_step: bool, head) -> str:
     parts += [f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
               f"{'+options' if getattr(layer, 'options', None) else ''}" for layer in layers]
     if last_step:
-        parts.append("last_step")
+        parts.append("masked_mean" if mean else "last_step")
     if head is not None:
         (o, f), activation = head
         parts.append(f"linear({f}->{o})" + ("" if activation == "none" else f" > {activation}"))
@@ -164,8 +164,9 @@ class ModelSpec:
     """Embedding? -> recurrent layers -> last step? -> linear head?
 
     ``last_step`` pools ``y[b, lengths[b] - 1]`` (with ``last_step_bidirectional`` the backward
-    half at ``t = 0``, like ``rc.nn.LastStep(bidirectional=True)``); without it the head, if
-    any, applies at every step.
+    half at ``t = 0``, like ``rc.nn.LastStep(bidirectional=True)``); with ``last_step_mean`` the
+    pooling is instead the mean over each sequence's valid steps, ``rc.nn.MaskedMean``. Without
+    ``last_step`` the head, if any, applies at every step.
     """
 
     layers: list[LayerSpec]
@@ -173,6 +174,8 @@ class ModelSpec:
     last_step: bool = False
     #: like ``rc.nn.LastStep(bidirectional=True)``: the backward half is taken at t = 0
     last_step_bidirectional: bool = False
+    #: with ``last_step``: pool the mean over the valid steps (``rc.nn.MaskedMean``) instead
+    last_step_mean: bool = False
     head: LinearSpec | None = None
     meta: dict = field(default_factory=dict)
     #: per-step records (the ``rc.nn`` layers' ``record()`` dicts, docs/rnc-format.md "Per-step
@@ -193,7 +196,8 @@ class ModelSpec:
     def __repr__(self) -> str:
         """``ModelSpec(embedding(VxD) > gru(64) > last_step > linear(64->9))``: the stack, no arrays."""
         head = None if self.head is None else (np.shape(self.head.weight), self.head.activation)
-        return f"ModelSpec({stack_text(self.embedding, self.layers, self.last_step, head)})"
+        stack = stack_text(self.embedding, self.layers, self.last_step, head, self.last_step_mean)
+        return f"ModelSpec({stack})"
 
     @property
     def bidirectional(self) -> bool:
@@ -208,6 +212,9 @@ class ModelSpec:
     def validate(self) -> None:
         if not self.layers:
             raise ValueError("model: at least one recurrent layer is required")
+        if self.last_step_mean and (not self.last_step or self.last_step_bidirectional):
+            raise ValueError("last_step_mean: the mean pooling needs last_step and no "
+                             "last_step_bidirectional")
         if self.embedding is not None and np.shape(self.embedding)[1] != self.layers[0].input_size:
             raise ValueError(
                 f"embedding dim {np.shape(self.embedding)[1]} != first layer input_size "
@@ -418,6 +425,9 @@ def _head_act(kind: str) -> str:
     return "log_softmax" if kind == "LogSoftmax" else kind.lower()
 
 
+_POOLS = ("LastStep", "MaskedMean")   # the poolings over time the C core runs (a last_step record)
+
+
 def spec_from_model(model: object) -> ModelSpec:
     """Describe an ``rc.nn`` model (a recurrent layer, or a Sequential of
     ``[Embedding | front-end] + recurrent layer(s) + [per-step layers] + [LastStep [per-step
@@ -464,7 +474,7 @@ def spec_from_model(model: object) -> ModelSpec:
         if kind == "Linear" and stage == 0:   # a per-step Linear in the front-end
             rec = linear_step_record(m)
         rkind = rec.get("kind") if isinstance(rec, dict) else None
-        if stage == 3 and (kind in ("Linear", "Residual") or (kind == "LastStep" and head_stage == 1) or (
+        if stage == 3 and (kind in ("Linear", "Residual") or (kind in _POOLS and head_stage == 1) or (
                 rkind in STEP_ACTIVATIONS and not (_head_act(kind) in HEAD_ACTIVATIONS
                                                    and spec.head.activation == "none"))):
             # more layers after a Linear: it (and its activation) was a per-step record, not the head
@@ -517,9 +527,10 @@ def spec_from_model(model: object) -> ModelSpec:
         elif cell is not None and stage <= 1:
             spec.layers.extend(_recurrent_layers(m))
             stage = 1
-        elif kind == "LastStep" and stage == 1:
+        elif kind in _POOLS and stage == 1:
             spec.last_step = True
             spec.last_step_bidirectional = bool(getattr(m, "bidirectional", False))
+            spec.last_step_mean = kind == "MaskedMean"
             stage = 2
         elif kind == "Dropout":
             continue  # identity at inference
@@ -537,7 +548,8 @@ def spec_from_model(model: object) -> ModelSpec:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
                              "expected [Embedding | front-end: Linear, FrameConv1d, Conv1d (causal), "
                              "Magnitude, activations] + recurrent layers + [per step: Linear, activations, "
-                             "Residual] + [LastStep [Linear, activations, Residual]] + [Linear [activation "
+                             "Residual] + [LastStep | MaskedMean [Linear, activations, Residual]] + "
+                             "[Linear [activation "
                              "incl. Softmax, LogSoftmax]]")
         if reverse_next is not None and len(spec.layers) > n_before:
             _fold_reverse_time(spec.layers, n_before, reverse_next)
@@ -612,7 +624,7 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
     emb = None if spec.embedding is None else {"weight": np.asarray(spec.embedding, np.float32)}
     out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
            "embedding": emb, "last_step": spec.last_step,
-           "last_step_bidirectional": spec.last_step_bidirectional,
+           "last_step_bidirectional": spec.last_step_bidirectional, "last_step_mean": spec.last_step_mean,
            "front": list(spec.front), "post": list(spec.post), "post_pooled": list(spec.post_pooled)}
     if head and spec.head is not None:
         w = np.asarray(spec.head.weight, np.float32)
@@ -645,7 +657,8 @@ def spec_from_rnc(d: dict) -> ModelSpec:
     lin = None if head is None else LinearSpec(head["weight"], head["bias"], head["activation"])
     spec = ModelSpec(layers, embedding=None if emb is None else emb["weight"],
                      last_step=bool(d.get("last_step")),
-                     last_step_bidirectional=bool(d.get("last_step_bidirectional")), head=lin,
+                     last_step_bidirectional=bool(d.get("last_step_bidirectional")),
+                     last_step_mean=bool(d.get("last_step_mean")), head=lin,
                      front=list(d.get("front") or []), post=list(d.get("post") or []),
                      post_pooled=list(d.get("post_pooled") or []),
                      front_input=d["input_size"] if d.get("front") else None)

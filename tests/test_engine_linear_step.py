@@ -290,9 +290,13 @@ def test_from_torch_reads_a_residual_linear_and_a_projection_and_compiles():
         eng = rc.compile(rc.io.from_torch(mod))
         assert np.abs(want).max() > 0.05
         np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5)
-    # the mean over time imports (rc.nn.MaskedMean) but the C core does not run it yet
-    with pytest.raises(ValueError, match=r"\(MaskedMean\) is not supported at this position"):
-        rc.compile(rc.io.from_torch(Projection("mean")))
+    # the mean over time (rc.nn.MaskedMean) compiles too (tests/test_engine_mean.py)
+    mod = Projection("mean")
+    with torch.no_grad():
+        want = mod(torch.as_tensor(X)).numpy()
+    eng = rc.compile(rc.io.from_torch(mod))
+    assert "masked_mean" in eng.describe() and np.abs(want).max() > 0.05
+    np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5)
 
 
 def test_from_keras_dense_before_and_time_distributed_dense_after_an_lstm_compile(tmp_path):
@@ -315,9 +319,10 @@ def test_from_keras_dense_before_and_time_distributed_dense_after_an_lstm_compil
         eng = rc.compile(rc.io.from_keras(str(path)))
         assert "frame_conv" in eng.describe() and np.abs(want).max() > 0.05
         np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5, err_msg=name)
-    # GlobalAveragePooling1D imports (rc.nn.MaskedMean); the C core does not run it yet
+    # GlobalAveragePooling1D imports (rc.nn.MaskedMean) and compiles (tests/test_engine_mean.py)
     km = keras.Sequential([keras.Input((None, 6)), keras.layers.GRU(8, return_sequences=True),
                            keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
     km.save(tmp_path / "gap.keras")
-    with pytest.raises(ValueError, match=r"\(MaskedMean\) is not supported at this position"):
-        rc.compile(rc.io.from_keras(str(tmp_path / "gap.keras")))
+    want = np.asarray(km.predict(X, verbose=0))
+    np.testing.assert_allclose(rc.compile(rc.io.from_keras(str(tmp_path / "gap.keras"))).run(X), want,
+                               rtol=0, atol=1e-5)

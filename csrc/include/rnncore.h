@@ -280,7 +280,10 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     rnc_front_op front[RNC_MAX_FRONT];
     size_t front_w;               /* widest per-step record input or output (floats per row) */
     size_t front_scratch;         /* floats a frame_conv needs per row (windows + products) */
-    size_t win_floats;            /* conv_time / pool_time windows per stream row (rnc_state.win) */
+    size_t win_floats;            /* conv_time / pool_time windows per stream row (rnc_state.win),
+                                     then the mean pooling's running sum and count */
+    uint32_t last_step_mean;      /* the pooling record is the mean over the valid steps */
+    size_t mean_w, mean_off;      /* its features; the sum's offset in each win row (count after) */
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t res_floats;            /* residual records' saved inputs per row (their features) */
     uint32_t strided;             /* some record has a countdown: steps may give no output */
@@ -314,6 +317,8 @@ typedef struct rnc_model_info {
                                 of their window, docs/c-api.md "Look-ahead"): 0 for causal models */
     size_t flush_steps;      /* most outputs rnc_flush gives (the sum of the records' right pads;
                                 0: rnc_flush gives none, rnc_run is rnc_step's steps) */
+    uint32_t last_step_mean; /* with last_step: run() pools the mean over each sequence's valid steps
+                                (and rnc_step the mean over the stream's steps since its reset) */
 } rnc_model_info;
 
 typedef struct rnc_layer_info {

@@ -1683,8 +1683,27 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
             return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_last_step, 0, NULL);
         CHECK_RESERVED(c, rec_last_step, r);
         const uint32_t flags = rnc_rec_last_step_flags(r);
-        if (flags & ~RNC_LAST_STEP_FLAG_BIDIR)
-            return fail(c, FIELD(rec_last_step, flags), MSG_FLAGS, flags, RNC_LAST_STEP_FLAG_BIDIR, 0, NULL);
+#if defined(RNC_NO_MEAN) /* left out: the mean flag is an unknown bit */
+        const uint32_t known = RNC_LAST_STEP_FLAG_BIDIR;
+#else
+        const uint32_t known = RNC_LAST_STEP_FLAG_BIDIR | RNC_LAST_STEP_FLAG_MEAN;
+#endif
+        if (flags & ~known) return fail(c, FIELD(rec_last_step, flags), MSG_FLAGS, flags, known, 0, NULL);
+#if !defined(RNC_NO_MEAN)
+        if (flags & RNC_LAST_STEP_FLAG_MEAN) {
+            if (flags & RNC_LAST_STEP_FLAG_BIDIR)
+                return fail(c, FIELD(rec_last_step, flags), MSG_MEAN_BIDIR, flags, 0, 0, NULL);
+            if (m->precision == RNC_FILE_PRECISION_INT)
+                return fail(c, FIELD(rec_last_step, flags), MSG_MEAN_INT, flags, 0, 0, NULL);
+            /* the running sum of c->feat floats and the step count, after the windows of each
+             * stream row (rnc_state.win) */
+            m->last_step_mean = 1;
+            m->mean_w = (size_t)c->feat;
+            m->mean_off = m->win_floats;
+            m->win_floats += m->mean_w + 1;
+            if (m->mean_w > m->front_w) m->front_w = m->mean_w; /* rnc_step's pooled rows (fa, fb) */
+        }
+#endif
         return load_last_step(c, m, FIELD(rec_last_step, flags), flags, flags & RNC_LAST_STEP_FLAG_BIDIR);
     }
     case RNC_REC_LINEAR: {

@@ -289,6 +289,9 @@ rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)
     info->last_step_bidirectional = m->last_step_bidir;
     info->lookahead = TP_ON ? m->lookahead : 0;
     info->flush_steps = TP_FLUSH(m);
+#if !defined(RNC_NO_MEAN)
+    info->last_step_mean = m->last_step_mean;
+#endif
     return RNC_OK;
 }
 
@@ -1481,6 +1484,36 @@ static rnc_status check_countdowns(const rnc_model *m, const rnc_state *s, int s
     return RNC_OK;
 }
 
+#if !defined(RNC_NO_MEAN)
+#define MEAN_MAX_STEPS 16777216.0f /* 2^24: the step count, a float, stays exact */
+/* The mean pooling's running sums (finite) and step counts (integers in [0, 2^24 - add]) of every
+ * row: RNC_E_STATE otherwise (a count past 2^24 would stop growing: a wrong mean). */
+static rnc_status check_mean(const rnc_model *m, const rnc_state *s, size_t add)
+{
+    for (size_t b = 0; b < s->batch; ++b) {
+        const float *row = s->win + b * m->win_floats + m->mean_off, n = row[m->mean_w];
+        if (!(n >= 0.0f && (double)n + (double)add <= (double)MEAN_MAX_STEPS) || n != (float)(uint32_t)n ||
+            !rnc__all_finite(row, m->mean_w))
+            return RNC_E_STATE;
+    }
+    return RNC_OK;
+}
+
+/* One step of the mean pooling for row b: v into its running sum and count, the mean in out
+ * (equations.md, "Mean pooling": sum + v in float32, then sum / count). */
+static void mean_step(const rnc_model *m, rnc_state *s, size_t b, const float *v, float *out)
+{
+    float *row = s->win + b * m->win_floats + m->mean_off;
+    const size_t F = m->mean_w;
+    const float n = row[F] + 1.0f;
+    row[F] = n;
+    for (size_t j = 0; j < F; ++j) {
+        row[j] = row[j] + v[j];
+        out[j] = row[j] / n;
+    }
+}
+#endif
+
 /* Row window win's countdowns in cd (0 for records without one). */
 static void front_countdowns(const rnc_model *m, const float *win, size_t *cd)
 {
@@ -1622,6 +1655,9 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
 #endif
     if (m->plan.unbounded) TRY(check_relu_states(m, s));
     if (s->win) TRY(check_countdowns(m, s, 1, pad)); /* countdowns, a padded pool_time's counters */
+#if !defined(RNC_NO_MEAN)
+    if (m->last_step_mean) TRY(check_mean(m, s, 1));
+#endif
     const float *in = x;
     size_t in_w = m->input_size;
     int8_t *xq = (int8_t *)(wk + w.xq);
@@ -1729,6 +1765,14 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             break;
         }
         case RNC_REC_LAST_STEP: /* a step is its sequence's last step */
+#if !defined(RNC_NO_MEAN)
+            if (m->last_step_mean) { /* the mean of the steps since the reset, into fa / fb */
+                float *dst = in == fa ? fb : fa; /* in may be a layer's state */
+                for (size_t b = 0; b < B; ++b) mean_step(m, s, b, in + b * in_w, dst + b * in_w);
+                in = dst;
+                y_written = 0; /* a last layer may have written y: the mean replaces it */
+            }
+#endif
             break;
         default: { /* RNC_REC_LINEAR, the last (the loader admits no other order) */
             const size_t bad = apply_head(m, in, B, in_w, y, xq, sx, wk + w.head);
@@ -1916,6 +1960,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     size_t T_out = T; /* the output steps (strided records: fewer, rnc_run_out_steps; right pads) */
     if (m->strided || TP_FLUSH(m)) TRY(rnc_run_out_steps(m, s, T, &T_out));
     if (s->win) TRY(check_countdowns(m, s, 0, 0));
+#if !defined(RNC_NO_MEAN)
+    if (m->last_step_mean) TRY(check_mean(m, s, T_out));
+#endif
     const size_t out_rows = m->last_step ? B : B * T_out;
     if (!scratch || (out_rows && !y) || (T && !x && !ids)) return RNC_E_ARG;
     if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y | (uintptr_t)lengths) & 3u) return RNC_E_ALIGN;
@@ -2063,6 +2110,24 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         }
         if (m->stage[i] == RNC_REC_LAST_STEP) { /* each sequence's last valid step */
             float *dst = last ? y : pooled;
+#if !defined(RNC_NO_MEAN)
+            if (m->last_step_mean) { /* or the mean of its valid steps, continuing the stream's */
+                for (size_t b = 0; b < B; ++b) { /* mean_step's sums and count, one division */
+                    float *pr = dst + b * cur_w, *row = s->win + b * m->win_floats + m->mean_off;
+                    float n = row[cur_w];
+                    for (size_t t = 0; t < LEN(b); ++t) {
+                        const float *v = cur + (b * T + t) * cur_w;
+                        for (size_t j = 0; j < cur_w; ++j) row[j] = row[j] + v[j];
+                        n += 1.0f;
+                    }
+                    row[cur_w] = n;
+                    for (size_t j = 0; j < cur_w; ++j) pr[j] = n > 0.0f ? row[j] / n : 0.0f; /* no step: 0 */
+                }
+                cur = dst;
+                pooled_rows = 1;
+                continue;
+            }
+#endif
             for (size_t b = 0; b < B; ++b) {
                 float *pr = dst + b * cur_w;
                 const size_t len = LEN(b);

@@ -273,6 +273,9 @@
     X(rec_recurrent, w_hh_sums, 40, REF)
 
 #define RNC_LAST_STEP_FLAG_BIDIR 1u
+/* the pooling is the mean over each sequence's valid steps (MaskedMean), not its last step; not
+ * with BIDIR, not in an integer file */
+#define RNC_LAST_STEP_FLAG_MEAN 2u
 #define RNC_FIELDS_rec_last_step(X)                                                               \
     X(rec_last_step, kind, 0, U32)                                                                \
     X(rec_last_step, size, 4, U32)                                                                \
@@ -614,6 +617,8 @@
     M(RESET_AFTER, CORRUPT, "0x%llx: reset_after (0x1) on a layer that is not a GRU")             \
     M(LAYERS, UNSUPPORTED, "more than %llu recurrent layers")                                      \
     M(LAST_BIDIR, CORRUPT, "0x%llx: bidirectional last-step pooling needs a bidirectional last layer") \
+    M(MEAN_BIDIR, CORRUPT, "0x%llx: mean pooling (0x2) with the bidirectional flag (0x1), which is last-step pooling's") \
+    M(MEAN_INT, UNSUPPORTED, "0x%llx: mean pooling (0x2) in an integer file (integer models pool the last step)") \
     M(LAST_BIDIR_ALONE, CORRUPT, "0x%llx: last-step bidirectional (0x8) without last-step (0x4)") \
     M(NONZERO, CORRUPT, "0x%llx, expected 0 without the %s flag")                                  \
     M(HH_SUM, CORRUPT, "direction %llu row %llu is %lld, expected %lld (the sum of its W_hh row)") \

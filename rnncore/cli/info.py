@@ -187,7 +187,8 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
         "output_size": engine.output_size,
         "layers": layers,
         "per_step": steps_records,
-        "last_step": ("bidirectional" if d["last_step_bidirectional"] else True) if d["last_step"] else False,
+        "last_step": ("mean" if d.get("last_step_mean") else "bidirectional" if d["last_step_bidirectional"]
+                      else True) if d["last_step"] else False,
         "head": head,
         "parameters": total,
         "isa": {"in_use": engine.isa, **{k: v for k, v in rc.isa().items() if k != "in_use"}},
@@ -239,7 +240,9 @@ def format_text(info: dict) -> str:
     for r in info["per_step"]:
         if r["place"] == "post":
             out.append(f"  {where[r['place']]}: {r['kind']}, {r['parameters']} parameters")
-    if info["last_step"]:
+    if info["last_step"] == "mean":
+        out.append("  last_step: the mean over each sequence's valid steps")
+    elif info["last_step"]:
         out.append("  last_step: each sequence's last valid step"
                    + (" (backward half at t=0)" if info["last_step"] == "bidirectional" else ""))
     for r in info["per_step"]:

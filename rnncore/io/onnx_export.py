@@ -87,6 +87,9 @@ def _describe(model: object) -> ModelSpec:
                 f"to_onnx: {where} is not supported: the exporter writes plain RNN/GRU/LSTM layers "
                 "(rc.nn.RNN/GRU/LSTM); the ONNX-only options (activations, clip, peepholes, "
                 "input_forget, reverse, proj_size) are not exported")
+        if type(m).__name__ == "MaskedMean":   # the C core compiles it; the exporter has no form for it
+            raise ValueError(f"to_onnx: {where} is not supported: the exporter writes [Embedding] "
+                             "RNN/GRU/LSTM [LastStep] [Linear] only")
         if getattr(m, "proj_size", 0):
             raise ValueError(
                 f"to_onnx: {where} has proj_size={m.proj_size}; the ONNX LSTM operator has no "
@@ -236,6 +239,9 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     if path is not None and not isinstance(path, str | os.PathLike):
         raise TypeError(f"to_onnx: path: expected a file path or None, got {type(path).__name__}")
     spec = _describe(model)
+    if spec.last_step_mean:
+        raise ValueError("to_onnx: the model pools the mean over time (MaskedMean); the exporter writes "
+                         "[Embedding] RNN/GRU/LSTM [LastStep] [Linear] only")
     for k, ls in enumerate(spec.layers):
         if (ls.options or {}).get("layer_norm") is not None:
             raise ValueError(

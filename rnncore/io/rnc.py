@@ -19,6 +19,7 @@ A model is described by a plain ``dict`` (the *spec*)::
         ],                                  # (h_scale: one float, or [fwd, bwd])
         "last_step": False,                 # pool y[b, lengths[b]-1] before the head
         "last_step_bidirectional": False,   # ... with the backward half taken at t = 0
+        "last_step_mean": False,            # ... or pool the mean over the valid steps (v2 only)
         "head": None | {"weight": (O, D), "bias": (O,), "activation": "none" | "relu" | "sigmoid"
                         | "tanh" | "softmax", "in_scale": None},
     }
@@ -902,9 +903,15 @@ def _plan(spec: dict) -> dict[str, Any]:
         raise ValueError("last_step_bidirectional needs last_step")
     if last_bidir and not layers[-1].get("bidirectional", False):
         raise ValueError("last_step_bidirectional needs a bidirectional last layer")
+    last_mean = bool(spec.get("last_step_mean", False))
+    if last_mean and not last_step:
+        raise ValueError("last_step_mean needs last_step")
+    if last_mean and last_bidir:
+        raise ValueError("last_step_mean: the mean pools every step of both directions; "
+                         "last_step_bidirectional (last-step pooling's) must be False with it")
     return {"precision": precision, "input_size": input_size, "embedding": emb_w, "layers": planned,
-            "last_step": last_bidir if last_step else None, "head": head_plan, "front": front,
-            "post": post, "post_pooled": post_pooled}
+            "last_step": last_bidir if last_step else None, "last_step_mean": last_mean, "head": head_plan,
+            "front": front, "post": post, "post_pooled": post_pooled}
 
 
 def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool, h: int,
@@ -1131,7 +1138,8 @@ def _emit_v2(plan: dict) -> bytes:
     records += [_pack_step_record(r, blob) for r in plan["post"]]
     if plan["last_step"] is not None:
         records.append(r_last.pack(kind=RECORD_KINDS["last_step"], size=r_last.size,
-                                   flags=_C["LAST_STEP_FLAG_BIDIR"] if plan["last_step"] else 0))
+                                   flags=(_C["LAST_STEP_FLAG_BIDIR"] if plan["last_step"] else 0)
+                                   | (_C["LAST_STEP_FLAG_MEAN"] if plan["last_step_mean"] else 0)))
     records += [_pack_step_record(r, blob) for r in plan["post_pooled"]]
     if head:
         w, s, b = (blob.add(t) for t in head["tensors"])
@@ -1261,6 +1269,9 @@ def write_rnc(spec: Any, version: int = VERSION, *, precision: str | None = None
     plan = _plan(spec)
     if version == _C["V1"] and plan["precision"] == "q4":
         raise ValueError("version: q4 models are written as version 2 files only, got version=1")
+    if version == _C["V1"] and plan["last_step_mean"]:
+        raise ValueError("version: mean pooling (last_step_mean) is written in version 2 files only, "
+                         "got version=1")
     return _emit_v1(plan) if version == _C["V1"] else _emit_v2(plan)
 
 
@@ -1333,6 +1344,7 @@ class _Loader:
         self.embedding: tuple[int, int, np.ndarray] | None = None
         self.layers: list[dict] = []
         self.last_step: bool | None = None
+        self.last_step_mean = False
         self.head: dict | None = None
         self.steps: list[dict] = []   # per-step records: kind, fields, tensors, place
         self.step_phase: list[int] = []   # per-step records: 1 when it has a countdown
@@ -2174,8 +2186,15 @@ class _Loader:
                 raise self.fail("size", "EXPECT", size, st.size)
             self.check_reserved(st, pos)
             flags = self.unpack(st, pos)["flags"]
-            if flags & ~_C["LAST_STEP_FLAG_BIDIR"]:
-                raise self.fail("flags", "FLAGS", flags, _C["LAST_STEP_FLAG_BIDIR"])
+            known = _C["LAST_STEP_FLAG_BIDIR"] | _C["LAST_STEP_FLAG_MEAN"]
+            if flags & ~known:
+                raise self.fail("flags", "FLAGS", flags, known)
+            if flags & _C["LAST_STEP_FLAG_MEAN"]:
+                if flags & _C["LAST_STEP_FLAG_BIDIR"]:
+                    raise self.fail("flags", "MEAN_BIDIR", flags)
+                if self.precision == _C_INT:
+                    raise self.fail("flags", "MEAN_INT", flags)
+                self.last_step_mean = True
             self.load_last_step("flags", flags, bool(flags & _C["LAST_STEP_FLAG_BIDIR"]))
         else:  # linear (the sequence admits nothing else)
             st = LAYOUT["rec_linear"]
@@ -2395,7 +2414,8 @@ def _describe(ld: _Loader) -> dict:
     precision = {v: k for k, v in PRECISIONS.items()}[ld.precision]
     out: dict[str, Any] = {"precision": precision, "input_size": ld.input_size, "embedding": None,
                            "last_step": ld.last_step is not None,
-                           "last_step_bidirectional": bool(ld.last_step)}
+                           "last_step_bidirectional": bool(ld.last_step),
+                           "last_step_mean": ld.last_step_mean}
     if ld.embedding is not None:
         num, dim, w = ld.embedding
         out["embedding"] = {"weight": w.reshape(num, dim)}

@@ -141,11 +141,14 @@ class QModel:
     front: list = field(default_factory=list)
     post: list = field(default_factory=list)
     post_pooled: list = field(default_factory=list)
+    #: with ``last_step``: the pooling is the mean over the valid steps (``rc.nn.MaskedMean``)
+    last_step_mean: bool = False
 
     def __repr__(self) -> str:
         head = None if self.head is None else (np.shape(self.head.w.q), self.head.activation)
         scales = "static" if any(layer.x_scale is not None for layer in self.layers) else "dynamic"
-        return (f"QModel({stack_text(self.embedding, self.layers, self.last_step, head)}, int8 weights, "
+        stack = stack_text(self.embedding, self.layers, self.last_step, head, self.last_step_mean)
+        return (f"QModel({stack}, int8 weights, "
                 f"{scales} activation scales)")
 
 
@@ -197,7 +200,8 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None,
         b = None if spec.head.bias is None else np.asarray(spec.head.bias, F32)
         head = QLinear(QMatrix.from_float(spec.head.weight), b, spec.head.activation, head_scale)
     emb = None if spec.embedding is None else np.asarray(spec.embedding, F32)
-    return QModel(layers, emb, spec.last_step, head, spec.last_step_bidirectional)
+    return QModel(layers, emb, spec.last_step, head, spec.last_step_bidirectional,
+                  last_step_mean=spec.last_step_mean)
 
 
 # ------------------------------------------------------------------------------------------
@@ -706,6 +710,19 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
         x = np.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
     if (_is_q8(model) or per_step_float) and model.post:   # per step, the steps past a length at zero
         x = np.where(valid[..., None], _steps(model, "post", x, per_step_float), 0).astype(dt)
+    if model.last_step and getattr(model, "last_step_mean", False):
+        # the mean over the valid steps (docs/equations.md, "Mean pooling"): the sum in step order
+        # in the model's dtype (float32: what the C core adds), then one division by the count;
+        # a sequence without a step pools zeros
+        acc = np.zeros((bsz, x.shape[2]), dt)
+        for t in range(steps):
+            acc = np.where(valid[:, t, None], acc + x[:, t], acc)
+        count = np.maximum(lengths, 1).astype(dt)[:, None]
+        pooled = np.where((lengths > 0)[:, None], acc / count, 0).astype(dt)
+        pooled = _steps(model, "post_pooled", pooled, per_step_float)
+        if record is not None:
+            record("head", None, None, pooled, lengths > 0)
+        return _head(model, pooled, dt), final
     if model.last_step:
         idx = np.clip(lengths - 1, 0, None)
         if steps == 0:   # a front-end that left no step: every sequence pools a zero vector
@@ -765,4 +782,5 @@ def qmodel_from_rnc(d: dict) -> QModel:
                         head["activation"], head.get("in_scale"))
     return QModel(layers, None if emb is None else np.asarray(emb["weight"], F32), bool(d.get("last_step")),
                   qhead, bool(d.get("last_step_bidirectional")), list(d.get("front") or []),
-                  list(d.get("post") or []), list(d.get("post_pooled") or []))
+                  list(d.get("post") or []), list(d.get("post_pooled") or []),
+                  last_step_mean=bool(d.get("last_step_mean")))
