@@ -357,6 +357,27 @@ static void test_table_ops(void)
                         same &= !memcmp(q0, q1, (size_t)kp + 8) && !memcmp(&s0, &s1, 4);
                     }
                 }
+                if (K >= 16) {
+                    /* NaN products in the vector lanes, codes 0: a NaN input with a static scale;
+                     * 0 * inf with a dynamic scale whose inverse overflows (max |v| subnormal) */
+                    for (int i = 0; i < K; ++i) v[i] = rndf();
+                    v[1] = NAN;
+                    v[K / 2] = -NAN;
+                    float s0 = -1, s1 = -2;
+                    gen->fn.quantize(v, (size_t)K, (size_t)kp + 8, 0.05f, 20.0f, q0, &s0);
+                    kr->fn.quantize(v, (size_t)K, (size_t)kp + 8, 0.05f, 20.0f, q1, &s1);
+                    same &= !memcmp(q0, q1, (size_t)kp + 8) && !memcmp(&s0, &s1, 4);
+                    CHECK(q1[1] == 0 && q1[K / 2] == 0, "%s K=%d: NaN codes %d %d, want 0", kr->name, K,
+                          q1[1], q1[K / 2]);
+                    for (int i = 0; i < K; ++i) v[i] = 0.0f;
+                    v[2] = 1e-45f;
+                    v[K - 1] = -1e-45f;
+                    gen->fn.quantize(v, (size_t)K, (size_t)kp + 8, 0.0f, 0.0f, q0, &s0);
+                    kr->fn.quantize(v, (size_t)K, (size_t)kp + 8, 0.0f, 0.0f, q1, &s1);
+                    same &= !memcmp(q0, q1, (size_t)kp + 8) && !memcmp(&s0, &s1, 4);
+                    CHECK(q1[0] == 0 && q1[2] == 127 && q1[K - 1] == -127, "%s K=%d: subnormal max: codes %d %d %d",
+                          kr->name, K, q1[0], q1[2], q1[K - 1]);
+                }
                 free(v), free(q0), free(q1);
             }
             CHECK(same, "%s R=%d K=%d N=%d differs from %s", kr->name, R, K, N, gen->name);

@@ -29,6 +29,13 @@
 #include "activations.h"
 
 #define RNC_NEON_AI static inline __attribute__((always_inline))
+/* The quantiser (rnc_neon_quantize_row): inlined into the q8 cell at -O2/-O3 (clang 14 otherwise
+ * calls it, per step), left to the compiler at -Os (two call sites in the cell). */
+#if defined(__OPTIMIZE_SIZE__)
+#define RNC_NEON_QI static inline
+#else
+#define RNC_NEON_QI RNC_NEON_AI
+#endif
 #define RNC_NEON_NW 2 /* 4-unit chunks in lockstep in the cell update */
 
 /* The constants of the vector activations as 4-lane broadcasts, made once per call and passed
@@ -623,11 +630,13 @@ RNC_NEON_AI void rnc_neon_q8_update(uint32_t kind, uint32_t H, uint32_t Hp, cons
                            c ? c + u : NULL, y ? y + u : NULL);
 }
 
-/* 4 values of the quantiser's second pass: v * inv, NaN -> 0, clamped, rounded to nearest even */
+/* 4 values of the quantiser's second pass: v * inv clamped to [-127, 127] and rounded to nearest
+ * even; a NaN product stays NaN through fmin / fmax (they return the NaN operand) and fcvtns
+ * converts NaN to 0, the generic code's NaN -> 0 without a mask (clang 14 makes the mask's
+ * p == p three instructions: fcmge, fcmlt, orr). */
 RNC_NEON_AI int32x4_t rnc_neon_q4(const float *v, float32x4_t inv, float32x4_t lo, float32x4_t hi)
 {
-    float32x4_t p = vmulq_f32(vld1q_f32(v), inv);
-    p = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(p), vceqq_f32(p, p)));
+    const float32x4_t p = vmulq_f32(vld1q_f32(v), inv);
     return vcvtnq_s32_f32(vmaxq_f32(lo, vminq_f32(hi, p)));
 }
 
@@ -635,8 +644,8 @@ RNC_NEON_AI int32x4_t rnc_neon_q4(const float *v, float32x4_t inv, float32x4_t l
  * patterns as 0 (vmaxq_u32), then v * inv with NaN -> 0, clamped to [-127, 127] and rounded to
  * nearest even (fcvtns; the generic code's 1.5 * 2^23 addition gives the same integer for
  * |p| <= 127). */
-static inline void rnc_neon_quantize_row(const float *v, size_t n, size_t npad, float static_scale,
-                                         float static_inv, int8_t *q, float *scale)
+RNC_NEON_QI void rnc_neon_quantize_row(const float *v, size_t n, size_t npad, float static_scale,
+                                       float static_inv, int8_t *q, float *scale)
 {
     float inv, s;
     if (static_scale > 0.0f) {

@@ -21,10 +21,20 @@ static inline int8x16_t bcast4(const int8_t *q)
     return vreinterpretq_s8_s32(vdupq_n_s32(v));
 }
 
-/* One 64-byte tile (16 rows x 4 inputs) with a single ld1 {4 registers} and 4 sdot. */
+/* One 64-byte tile (16 rows x 4 inputs) as 4 registers. gcc: one ld1 {4 registers}. clang 14
+ * schedules every vld1q_s8_x4 of an unrolled loop first and spills the 4-register tuples to the
+ * stack (dot_block4: ~50 stack loads/stores per iteration); four 16-byte loads it pairs into ldp. */
+#if defined(__clang__)
+#define TILE4(t)                                                                                   \
+    {{vld1q_s8((t) + 0), vld1q_s8((t) + 16), vld1q_s8((t) + 32), vld1q_s8((t) + 48)}}
+#else
+#define TILE4(t) vld1q_s8_x4(t)
+#endif
+
+/* One tile and 4 sdot. */
 #define DOT4(a0, a1, a2, a3, t, x)                                                                 \
     do {                                                                                           \
-        const int8x16x4_t w_ = vld1q_s8_x4(t);                                                     \
+        const int8x16x4_t w_ = TILE4(t);                                                           \
         a0 = vdotq_s32(a0, w_.val[0], (x));                                                        \
         a1 = vdotq_s32(a1, w_.val[1], (x));                                                        \
         a2 = vdotq_s32(a2, w_.val[2], (x));                                                        \
@@ -34,7 +44,7 @@ static inline int8x16_t bcast4(const int8_t *q)
 /* The same with the indexed form: x holds 4 groups (16 bytes of q), lane l selects group l. */
 #define DOT4L(a0, a1, a2, a3, t, x, l)                                                             \
     do {                                                                                           \
-        const int8x16x4_t w_ = vld1q_s8_x4(t);                                                     \
+        const int8x16x4_t w_ = TILE4(t);                                                           \
         a0 = vdotq_laneq_s32(a0, w_.val[0], (x), l);                                               \
         a1 = vdotq_laneq_s32(a1, w_.val[1], (x), l);                                               \
         a2 = vdotq_laneq_s32(a2, w_.val[2], (x), l);                                               \
@@ -204,7 +214,7 @@ static inline void dot_block_n4(const int8_t *Wb, int Gfull, const int8_t *const
         for (int i = 0; i < 4; ++i) c[n][i] = vdupq_n_s32(0);
     const int G = Gfull + (tail[0] != NULL);
     for (int g = 0; g < G; ++g) {
-        const int8x16x4_t w = vld1q_s8_x4(Wb + (size_t)g * 64);
+        const int8x16x4_t w = TILE4(Wb + (size_t)g * 64);
         for (int n = 0; n < 4; ++n) {
             const int8x16_t x = bcast4(g < Gfull ? q[n] + 4 * g : tail[n]);
             c[n][0] = vdotq_s32(c[n][0], w.val[0], x);
