@@ -328,6 +328,9 @@ RNC_FA void small_acc(const int8_t *const *W, int g0, int g1, const int8_t *q, _
             a[m] = _mm512_dpbusd_epi32(a[m], xa, w);
         }
     }
+    /* as fused_acc_body: without it GCC copied the accumulators between registers every group */
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) __asm__("" : "+v"(a[m]));
 }
 
 /* a[m] += sum over groups g0 .. g1-1 of dpbusd(q_g ^ 0x80, W[m]_g): with a[m] started at
@@ -341,6 +344,9 @@ RNC_FA void small_acc_off(const int8_t *const *W, int g0, int g1, const int8_t *
         for (int m = 0; m < M; ++m)
             a[m] = _mm512_dpbusd_epi32(a[m], xu, _mm512_loadu_si512((const void *)(W[m] + (size_t)g * 64)));
     }
+    /* as small_acc */
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) __asm__("" : "+v"(a[m]));
 }
 
 /* W_hh's product of groups g0 .. g1-1: the offset trick with the kernel sums, else the sign trick */
@@ -665,6 +671,12 @@ RNC_FA void tiny_row(const rnc_cell_args *a, uint32_t kind, const int G, const i
         for (int j = 0; j < NBK; ++j) small_stage(a, kind, G, k, &e[j], sh, h, c, y);
 }
 
+/* the b1 rows take tiny_step for one active row of H <= 64 */
+static int tiny_ok(const rnc_cell_args *a)
+{
+    return a->batch == 1 && a->H <= 64 && !(a->active && !a->active[0]);
+}
+
 /* one row, H <= 64: tiny_row with its block count as a constant */
 RNC_FA void tiny_step(const rnc_cell_args *a, uint32_t kind, const int G, const int sums)
 {
@@ -692,10 +704,6 @@ RNC_FA void small_step_mode(const rnc_cell_args *a, uint32_t kind, const int G, 
     unsigned char *w = (unsigned char *)a->work;
     int8_t *hq = (int8_t *)(w + wl.hq);
     float *sh = (float *)(w + wl.sh);
-    if (!seq && B == 1 && H <= 64 && !(a->active && !a->active[0])) {
-        tiny_step(a, kind, G, sums);
-        return;
-    }
     for (uint32_t b = 0; b < B; ++b) /* every row's h is quantised before any row is updated */
         rnc_x86_quantize_row_avx512(a->h + (size_t)b * H, H, kh, a->h_scale, a->h_inv, hq + b * kh, &sh[b]);
     for (uint32_t b = 0; b < B; ++b) {
@@ -785,7 +793,9 @@ RNC_FA void multi_step(const rnc_cell_args *a, uint32_t kind, const int G, const
 
 /* The strategies as kernel-table rows (kernel_list.h: which batches, inputs and GRU forms each
  * serves; the plan calls a row only there, as do the tests). Each is bit-identical to the
- * template (exact int32 sums, the same float32 epilogue). */
+ * template (exact int32 sums, the same float32 epilogue). The b1 rows call tiny_step out of line
+ * (rnc_vnni_tiny_*): inlined beside small_step_mode's pipeline, its arrays and four block counts
+ * slow the H >= 128 path (docs/performance.md, "Where the LSTM gap came from"). */
 #define RNC_VNNI_STRATEGIES(storage, cell, KIND, G, NB)                                           \
     storage void rnc_q8_##cell##_step_multi_avx512vnni(const rnc_cell_args *a)                    \
     {                                                                                             \
@@ -796,13 +806,23 @@ RNC_FA void multi_step(const rnc_cell_args *a, uint32_t kind, const int G, const
     {                                                                                             \
         small_step_mode(a, KIND, G, 1, 0);                                                        \
     }                                                                                             \
+    static __attribute__((noinline)) void rnc_vnni_tiny_##cell(const rnc_cell_args *a)            \
+    {                                                                                             \
+        tiny_step(a, KIND, G, 0);                                                                 \
+    }                                                                                             \
+    static __attribute__((noinline)) void rnc_vnni_tiny_sums_##cell(const rnc_cell_args *a)       \
+    {                                                                                             \
+        tiny_step(a, KIND, G, 1);                                                                 \
+    }                                                                                             \
     storage void rnc_q8_##cell##_step_b1_avx512vnni(const rnc_cell_args *a)                       \
     {                                                                                             \
-        small_step_mode(a, KIND, G, 0, 0);                                                        \
+        if (tiny_ok(a)) rnc_vnni_tiny_##cell(a);                                                  \
+        else small_step_mode(a, KIND, G, 0, 0);                                                   \
     }                                                                                             \
     storage void rnc_q8_##cell##_step_b1_sums_avx512vnni(const rnc_cell_args *a)                  \
     {                                                                                             \
-        small_step_mode(a, KIND, G, 0, 1);                                                        \
+        if (tiny_ok(a)) rnc_vnni_tiny_sums_##cell(a);                                             \
+        else small_step_mode(a, KIND, G, 0, 1);                                                   \
     }                                                                                             \
     storage void rnc_q8_##cell##_step_fused_sums_avx512vnni(const rnc_cell_args *a)               \
     {                                                                                             \
