@@ -7,25 +7,47 @@
  * xl = x & 255 (0..255), and the two halves' products are summed in int32 lanes, which cannot
  * overflow for any int16 weights and codes:
  *   one pair sum  |w xl + w' xl'| <= 2 * 32768 * 255 = 16,711,680,  |w xh + w' xh'| <= 8,388,608;
- *   a lane adds at most Q16_STEPS = 64 of them (32 inputs a step), then the upper eight lanes are
- *   added onto the lower eight, so a lane holds at most 128 pair sums:
- *   128 * 16,711,680 = 2,139,095,040 < 2^31 - 1 (xh: 128 * 8,388,608 = 2^30).
- * The eight lanes are then widened to int64, combined as 256 * hi + lo and summed there; every
- * Q16_STEPS steps (2048 inputs) the int32 sums start over. 4 rows x 2 columns per block, each
- * column split once per step for the four rows. */
+ *   a lane adds at most Q16_STEPS = 16 of them (32 inputs a step), then q16_reduce adds lanes
+ *   pairwise three times in int32 (across the block's eight outputs, transposed), so a lane holds
+ *   at most 8 * 16 = 128 pair sums: 128 * 16,711,680 = 2,139,095,040 < 2^31 - 1
+ *   (xh: 128 * 8,388,608 = 2^30).
+ * Those are then widened to int64, combined as 256 * hi + lo and added to the block's int64 sums;
+ * every Q16_STEPS steps (512 inputs) the int32 sums start over. 4 rows x 2 columns per block, each
+ * column split once per step for the four rows. (Without the split a vpmaddwd pair is exact alone,
+ * 2 * 32767^2 = 2^31 - 131,070: the avx2 row widens every one.) */
 #include <immintrin.h>
 
 #include "../internal.h"
 
-#define Q16_STEPS 64
+#define Q16_STEPS 16
 
-/* sum of the 256 hi + lo of a block's output: the int32 lanes folded 16 -> 8, widened, summed */
-static inline int64_t q16_fold(__m512i lo, __m512i hi)
+/* The eight int32 vectors a0..a7 (a block's outputs: a0..a3 column 0's rows, a4..a7 column 1's)
+ * summed, transposed: three pairwise additions of lanes in int32 (a lane then holds 8 lanes' sums),
+ * then widened to int64: *c0 holds column 0's four sums twice over (two partial sums each, in the
+ * two 256-bit halves), *c1 column 1's. */
+static inline void q16_reduce(__m512i a0, __m512i a1, __m512i a2, __m512i a3, __m512i a4, __m512i a5,
+                              __m512i a6, __m512i a7, __m512i *c0, __m512i *c1)
 {
-    const __m256i l = _mm256_add_epi32(_mm512_castsi512_si256(lo), _mm512_extracti64x4_epi64(lo, 1));
-    const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(hi), _mm512_extracti64x4_epi64(hi, 1));
-    return _mm512_reduce_add_epi64(
-        _mm512_add_epi64(_mm512_cvtepi32_epi64(l), _mm512_slli_epi64(_mm512_cvtepi32_epi64(h), 8)));
+    /* per 128 bits: [a0 lanes 0+2, a1 0+2, a0 1+3, a1 1+3] */
+    const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a0, a1), _mm512_unpackhi_epi32(a0, a1));
+    const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a2, a3), _mm512_unpackhi_epi32(a2, a3));
+    const __m512i t45 = _mm512_add_epi32(_mm512_unpacklo_epi32(a4, a5), _mm512_unpackhi_epi32(a4, a5));
+    const __m512i t67 = _mm512_add_epi32(_mm512_unpacklo_epi32(a6, a7), _mm512_unpackhi_epi32(a6, a7));
+    /* per 128 bits: [a0, a1, a2, a3] (u0) and [a4, a5, a6, a7] (u1), each the sum of its 4 lanes */
+    const __m512i u0 = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+    const __m512i u1 = _mm512_add_epi32(_mm512_unpacklo_epi64(t45, t67), _mm512_unpackhi_epi64(t45, t67));
+    /* 128-bit blocks: [u0 0+2, u0 1+3, u1 0+2, u1 1+3] */
+    const __m512i v = _mm512_add_epi32(_mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                       _mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(3, 2, 3, 2)));
+    *c0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+    *c1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1));
+}
+
+/* 256 hi + lo in int64 for a column's four rows (q16_reduce's two halves added) */
+static inline __m256i q16_half_sum(__m512i lo, __m512i hi)
+{
+    const __m512i s = _mm512_add_epi64(lo, _mm512_slli_epi64(hi, 8));
+    return _mm256_add_epi64(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
 }
 
 /* one step of 32 inputs at k (m: which of them: a last step may have 16) for the 4 x 2 block */
@@ -46,10 +68,11 @@ static inline int64_t q16_fold(__m512i lo, __m512i hi)
         Q16_ROW(3);                                                                               \
     } while (0)
 
-/* t[2i + j] += the sum over inputs k0 .. k1-1 (at most 32 * Q16_STEPS, a multiple of 16) of row
- * wi times column qj, for i < 4, j < 2 */
+/* tj[i] += the sum over inputs k0 .. k1-1 (at most 32 * Q16_STEPS, a multiple of 16) of row wi
+ * times column qj, for i < 4, j < 2 */
 static inline void q16_chunk(const int16_t *w0, const int16_t *w1, const int16_t *w2, const int16_t *w3,
-                             const int16_t *q0, const int16_t *q1, size_t k0, size_t k1, int64_t *t)
+                             const int16_t *q0, const int16_t *q1, size_t k0, size_t k1, __m256i *t0,
+                             __m256i *t1)
 {
     const __m512i low = _mm512_set1_epi16(255);
     __m512i l00 = _mm512_setzero_si512(), l01 = l00, l10 = l00, l11 = l00, l20 = l00, l21 = l00, l30 = l00,
@@ -63,9 +86,11 @@ static inline void q16_chunk(const int16_t *w0, const int16_t *w1, const int16_t
         const __mmask32 m = 0xffffu;
         Q16_STEP;
     }
-    t[0] += q16_fold(l00, h00), t[1] += q16_fold(l01, h01), t[2] += q16_fold(l10, h10);
-    t[3] += q16_fold(l11, h11), t[4] += q16_fold(l20, h20), t[5] += q16_fold(l21, h21);
-    t[6] += q16_fold(l30, h30), t[7] += q16_fold(l31, h31);
+    __m512i lc0, lc1, hc0, hc1;
+    q16_reduce(l00, l10, l20, l30, l01, l11, l21, l31, &lc0, &lc1);
+    q16_reduce(h00, h10, h20, h30, h01, h11, h21, h31, &hc0, &hc1);
+    *t0 = _mm256_add_epi64(*t0, q16_half_sum(lc0, hc0));
+    *t1 = _mm256_add_epi64(*t1, q16_half_sum(lc1, hc1));
 }
 
 /* rows r0 .. r0+nr-1 (nr <= 4) and columns n0 .. n0+nc-1 (nc <= 2); missing ones repeat the first */
@@ -75,11 +100,20 @@ static inline void q16_block(const int16_t *W, size_t kp, int r0, int nr, const 
     const int16_t *q0 = Q + (size_t)n0 * ldq, *q1 = q0 + (nc > 1 ? (size_t)ldq : 0);
     const int16_t *w[4];
     for (int i = 0; i < 4; ++i) w[i] = W + (size_t)(r0 + (i < nr ? i : 0)) * kp;
-    int64_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    __m256i t[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (size_t k0 = 0; k0 < kp; k0 += 32 * Q16_STEPS)
-        q16_chunk(w[0], w[1], w[2], w[3], q0, q1, k0, kp - k0 < 32 * Q16_STEPS ? kp : k0 + 32 * Q16_STEPS, t);
-    for (int j = 0; j < nc; ++j)
-        for (int i = 0; i < nr; ++i) Acc[(size_t)(n0 + j) * ldacc + r0 + i] = t[2 * i + j];
+        q16_chunk(w[0], w[1], w[2], w[3], q0, q1, k0, kp - k0 < 32 * Q16_STEPS ? kp : k0 + 32 * Q16_STEPS, &t[0],
+                  &t[1]);
+    for (int j = 0; j < nc; ++j) {
+        int64_t *out = Acc + (size_t)(n0 + j) * ldacc + r0;
+        if (nr == 4) {
+            _mm256_storeu_si256((__m256i *)(void *)out, t[j]);
+        } else {
+            int64_t part[4];
+            _mm256_storeu_si256((__m256i *)(void *)part, t[j]);
+            for (int i = 0; i < nr; ++i) out[i] = part[i];
+        }
+    }
 }
 
 void Q16_NAME(const int16_t *W, int R, int K, int N, const int16_t *Q, int ldq, int64_t *Acc, int ldacc)
