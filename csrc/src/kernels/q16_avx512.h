@@ -12,9 +12,10 @@
  *   at most 8 * 16 = 128 pair sums: 128 * 16,711,680 = 2,139,095,040 < 2^31 - 1
  *   (xh: 128 * 8,388,608 = 2^30).
  * Those are then widened to int64, combined as 256 * hi + lo and added to the block's int64 sums;
- * every Q16_STEPS steps (512 inputs) the int32 sums start over. 4 rows x 2 columns per block, each
- * column split once per step for the four rows. (Without the split a vpmaddwd pair is exact alone,
- * 2 * 32767^2 = 2^31 - 131,070: the avx2 row widens every one.) */
+ * every Q16_STEPS steps (512 inputs) the int32 sums start over. 4 rows x 2 columns per block (a
+ * last odd column: 8 rows x 1), each column split once per step for the block's rows. (Without
+ * the split a vpmaddwd pair is exact alone, 2 * 32767^2 = 2^31 - 131,070: the avx2 row widens
+ * every one.) */
 #include <immintrin.h>
 
 #include "../internal.h"
@@ -93,33 +94,98 @@ static inline void q16_chunk(const int16_t *w0, const int16_t *w1, const int16_t
     *t1 = _mm256_add_epi64(*t1, q16_half_sum(lc1, hc1));
 }
 
-/* rows r0 .. r0+nr-1 (nr <= 4) and columns n0 .. n0+nc-1 (nc <= 2); missing ones repeat the first */
-static inline void q16_block(const int16_t *W, size_t kp, int r0, int nr, const int16_t *Q, int ldq, int n0,
-                             int nc, int64_t *Acc, int ldacc)
+/* one step of the 8 x 1 block (a last, odd column): rows w0..w7 times column q0 */
+#define Q16_ROW1(i)                                                                               \
+    do {                                                                                          \
+        const __m512i wv = _mm512_maskz_loadu_epi16(m, w##i + k);                                 \
+        l##i = Q16_DOT(l##i, wv, xl), h##i = Q16_DOT(h##i, wv, xh);                               \
+    } while (0)
+#define Q16_STEP1                                                                                 \
+    do {                                                                                          \
+        const __m512i x = _mm512_maskz_loadu_epi16(m, q0 + k);                                    \
+        const __m512i xl = _mm512_and_si512(x, low), xh = _mm512_srai_epi16(x, 8);                \
+        Q16_ROW1(0);                                                                              \
+        Q16_ROW1(1);                                                                              \
+        Q16_ROW1(2);                                                                              \
+        Q16_ROW1(3);                                                                              \
+        Q16_ROW1(4);                                                                              \
+        Q16_ROW1(5);                                                                              \
+        Q16_ROW1(6);                                                                              \
+        Q16_ROW1(7);                                                                              \
+    } while (0)
+
+/* t0[i] += the sum over inputs k0 .. k1-1 (as q16_chunk) of row w[i] times column q0, t1[i] of
+ * row w[4 + i], for i < 4 */
+static inline void q16_chunk1(const int16_t *const *w, const int16_t *q0, size_t k0, size_t k1, __m256i *t0,
+                              __m256i *t1)
 {
-    const int16_t *q0 = Q + (size_t)n0 * ldq, *q1 = q0 + (nc > 1 ? (size_t)ldq : 0);
+    const int16_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5], *w6 = w[6], *w7 = w[7];
+    const __m512i low = _mm512_set1_epi16(255);
+    __m512i l0 = _mm512_setzero_si512(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0, l6 = l0, l7 = l0, h0 = l0,
+            h1 = l0, h2 = l0, h3 = l0, h4 = l0, h5 = l0, h6 = l0, h7 = l0;
+    size_t k = k0;
+    for (; k + 32 <= k1; k += 32) {
+        const __mmask32 m = 0xffffffffu;
+        Q16_STEP1;
+    }
+    if (k < k1) {
+        const __mmask32 m = 0xffffu;
+        Q16_STEP1;
+    }
+    __m512i lc0, lc1, hc0, hc1;
+    q16_reduce(l0, l1, l2, l3, l4, l5, l6, l7, &lc0, &lc1);
+    q16_reduce(h0, h1, h2, h3, h4, h5, h6, h7, &hc0, &hc1);
+    *t0 = _mm256_add_epi64(*t0, q16_half_sum(lc0, hc0));
+    *t1 = _mm256_add_epi64(*t1, q16_half_sum(lc1, hc1));
+}
+
+/* out[0 .. n-1] = the first n (<= 4) int64 of t */
+static inline void q16_store(int64_t *out, __m256i t, int n)
+{
+    if (n == 4) {
+        _mm256_storeu_si256((__m256i *)(void *)out, t);
+    } else {
+        int64_t part[4];
+        _mm256_storeu_si256((__m256i *)(void *)part, t);
+        for (int i = 0; i < n; ++i) out[i] = part[i];
+    }
+}
+
+/* rows r0 .. r0+nr-1 (nr <= 4; missing ones repeat the first) and columns n0, n0 + 1 */
+static inline void q16_block(const int16_t *W, size_t kp, int r0, int nr, const int16_t *Q, int ldq, int n0,
+                             int64_t *Acc, int ldacc)
+{
+    const int16_t *q0 = Q + (size_t)n0 * ldq, *q1 = q0 + (size_t)ldq;
     const int16_t *w[4];
     for (int i = 0; i < 4; ++i) w[i] = W + (size_t)(r0 + (i < nr ? i : 0)) * kp;
     __m256i t[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (size_t k0 = 0; k0 < kp; k0 += 32 * Q16_STEPS)
         q16_chunk(w[0], w[1], w[2], w[3], q0, q1, k0, kp - k0 < 32 * Q16_STEPS ? kp : k0 + 32 * Q16_STEPS, &t[0],
                   &t[1]);
-    for (int j = 0; j < nc; ++j) {
-        int64_t *out = Acc + (size_t)(n0 + j) * ldacc + r0;
-        if (nr == 4) {
-            _mm256_storeu_si256((__m256i *)(void *)out, t[j]);
-        } else {
-            int64_t part[4];
-            _mm256_storeu_si256((__m256i *)(void *)part, t[j]);
-            for (int i = 0; i < nr; ++i) out[i] = part[i];
-        }
-    }
+    for (int j = 0; j < 2; ++j) q16_store(Acc + (size_t)(n0 + j) * ldacc + r0, t[j], nr);
+}
+
+/* rows r0 .. r0+nr-1 (nr <= 8; missing ones repeat the first) and column n0 alone */
+static inline void q16_block1(const int16_t *W, size_t kp, int r0, int nr, const int16_t *Q, int ldq, int n0,
+                              int64_t *Acc, int ldacc)
+{
+    const int16_t *q0 = Q + (size_t)n0 * ldq;
+    const int16_t *w[8];
+    for (int i = 0; i < 8; ++i) w[i] = W + (size_t)(r0 + (i < nr ? i : 0)) * kp;
+    __m256i t[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (size_t k0 = 0; k0 < kp; k0 += 32 * Q16_STEPS)
+        q16_chunk1(w, q0, k0, kp - k0 < 32 * Q16_STEPS ? kp : k0 + 32 * Q16_STEPS, &t[0], &t[1]);
+    int64_t *out = Acc + (size_t)n0 * ldacc + r0;
+    q16_store(out, t[0], nr < 4 ? nr : 4);
+    if (nr > 4) q16_store(out + 4, t[1], nr - 4);
 }
 
 void Q16_NAME(const int16_t *W, int R, int K, int N, const int16_t *Q, int ldq, int64_t *Acc, int ldacc)
 {
     const size_t kp = (size_t)r16((uint64_t)K);
-    for (int n = 0; n < N; n += 2)
-        for (int r = 0; r < R; r += 4)
-            q16_block(W, kp, r, R - r < 4 ? R - r : 4, Q, ldq, n, N - n < 2 ? N - n : 2, Acc, ldacc);
+    int n = 0;
+    for (; n + 2 <= N; n += 2) /* column pairs: 4 x 2 blocks */
+        for (int r = 0; r < R; r += 4) q16_block(W, kp, r, R - r < 4 ? R - r : 4, Q, ldq, n, Acc, ldacc);
+    if (n < N) /* a last column: 8 x 1 blocks */
+        for (int r = 0; r < R; r += 8) q16_block1(W, kp, r, R - r < 8 ? R - r : 8, Q, ldq, n, Acc, ldacc);
 }
