@@ -62,8 +62,8 @@
 #endif
 
 /* a q8 frame_conv's 16 x 16 product (kernels/q16_<isa>.c; docs/q8-contract.md): generic, avx2
- * (avx512, avx512vnni, avxvnni and amx run it as their parent's) and aarch64 neon (neondot runs
- * it; armv7 the generic). A build without them (-DRNC_NO_Q16, the dense deploy build) refuses
+ * (avxvnni runs it), avx512 and avx512vnni (the codes split in bytes, int32 sums: q16_avx512.h;
+ * amx runs avx512vnni's) and aarch64 neon (neondot runs it; armv7 the generic). A build without them (-DRNC_NO_Q16, the dense deploy build) refuses
  * such records. */
 #if defined(RNC_NO_Q16)
 #define RNC_KERNELS_Q16(X, sfx, isa)
@@ -141,14 +141,15 @@
     RNC_KERNELS_SPSHARED(X, avx2, RNC_ISA_AVX2)                                                   \
     RNC_KERNELS_Q4(X, avx2, RNC_ISA_AVX2)                                                         \
     RNC_KERNELS_Q16(X, avx2, RNC_ISA_AVX2)
-/* AVX-512 F/BW/VL/DQ (gemm_avx512.c, cells_avx512.c, fft_avx512.c) */
+/* AVX-512 F/BW/VL/DQ (gemm_avx512.c, cells_avx512.c, fft_avx512.c, q16_avx512.c) */
 #define RNC_KERNELS_AVX512(X)                                                                     \
     RNC_KERNELS_FFT_AVX512(X)                                                                     \
     X(GEMV, Q8, rnc_q8_gemm_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                          \
     X(GEMV, F32, rnc_f32_gemm_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                        \
     X(QUANTIZE, Q8, rnc_q8_quantize_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                  \
     X(GEMM_DEQ, Q8, rnc_q8_gemm_deq_avx512, RNC_ISA_AVX512, RNC_IN_ANY, 0, 1, 0)                  \
-    RNC_KERNELS_CELLS(X, avx512, RNC_ISA_AVX512)
+    RNC_KERNELS_CELLS(X, avx512, RNC_ISA_AVX512)                                                  \
+    RNC_KERNELS_Q16(X, avx512, RNC_ISA_AVX512)
 /* AVX-512 VNNI (q8_gemm_avx512vnni.c, cells_avx512vnni.c); f32 and the quantiser are AVX-512F's.
  * q8 cell strategies, fastest first (measured on Zen 4; cells_avx512vnni.c):
  *   multi: whole-sequence mode at 2-3 rows, each W_hh vector loaded once for all rows, the
@@ -185,7 +186,8 @@
     X(LSTM_STEP, F32, rnc_f32_lstm_step_avx512vnni, RNC_ISA_AVX512VNNI, RNC_IN_ANY, 0, 1, 0)      \
     RNC_KERNELS_SPARSE(X, avx512vnni, RNC_ISA_AVX512VNNI)                                         \
     RNC_KERNELS_SPSHARED(X, avx512vnni, RNC_ISA_AVX512VNNI)                                       \
-    RNC_KERNELS_Q4(X, avx512vnni, RNC_ISA_AVX512VNNI)
+    RNC_KERNELS_Q4(X, avx512vnni, RNC_ISA_AVX512VNNI)                                             \
+    RNC_KERNELS_Q16(X, avx512vnni, RNC_ISA_AVX512VNNI)
 /* AVX-VNNI (q8_gemm_avxvnni.c, cells_avxvnni.c): q8 products with VEX vpdpbusd; f32 and the
  * quantiser are AVX2's. Left out when the compiler lacks -mavxvnni (sources.mk). */
 #if !defined(RNC_NO_X86_AVXVNNI)
