@@ -269,3 +269,46 @@ def test_q4_refuses_the_records_between_the_layers():
     with pytest.raises(ValueError, match=r"mid\[0\]\[0\] \(tanh\): the C core runs per-step records in f32 "
                                          r"and q8 files only"):
         rc.compile(m, "q4")
+
+
+def test_info_lists_them_between_their_layers_and_onnx_export_refuses_them(tmp_path):
+    from rnncore.cli.info import describe, format_text
+    from rnncore.io.onnx_export import to_onnx
+
+    m = nn.Sequential(nn.GRU(5, 8, seed=0), nn.Tanh(), nn.GRU(8, 4, seed=2))
+    path = tmp_path / "mid.rnc"
+    path.write_bytes(rc.compile(m).data)
+    lines = format_text(describe(str(path), [1], 4)).splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith(("  layer ", "  per step"))]
+    assert [lines[i].split(":")[0].strip() for i in at] == ["layer 0", "per step, between layers", "layer 1"]
+    assert "tanh" in lines[at[1]]
+    with pytest.raises(ValueError, match=r"to_onnx: the model has 1 per-step layer\(s\) \(the first, 'tanh', "
+                                         r"between recurrent layers 0 and 1\)"):
+        to_onnx(m, tmp_path / "m.onnx")
+
+
+def test_keras_lstm_layernorm_gru_dense_gru(tmp_path):
+    """The same from a Keras model (from_keras): LSTM > LayerNormalization > GRU > Dense(relu) > GRU,
+    against Keras' own outputs."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    from rnncore.io.keras_import import from_keras
+
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((None, 5))
+    y = keras.layers.LSTM(9, return_sequences=True)(inp)
+    y = keras.layers.LayerNormalization(beta_initializer="random_normal", gamma_initializer="random_uniform")(y)
+    y = keras.layers.GRU(6, return_sequences=True)(y)
+    y = keras.layers.Dense(4, activation="relu")(y)
+    y = keras.layers.GRU(3, return_sequences=True)(y)
+    path = tmp_path / "m.keras"
+    keras.Model(inp, y).save(path)
+    km = keras.saving.load_model(path)
+    X = _x((2, 12, 5), seed=8) * 3
+    want = keras.ops.convert_to_numpy(km(X))
+    eng = rc.compile(from_keras(str(path)))
+    assert eng.describe() == "lstm(9) > layer_norm > gru(6) > frame_conv > pointwise > gru(3)"
+    assert np.abs(want).max() > 0.02
+    np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=2e-6)
