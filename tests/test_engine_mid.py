@@ -299,7 +299,8 @@ def test_keras_lstm_layernorm_gru_dense_gru(tmp_path):
     keras.utils.set_random_seed(4)
     inp = keras.Input((None, 5))
     y = keras.layers.LSTM(9, return_sequences=True)(inp)
-    y = keras.layers.LayerNormalization(beta_initializer="random_normal", gamma_initializer="random_uniform")(y)
+    y = keras.layers.LayerNormalization(beta_initializer="random_normal",
+                                        gamma_initializer="random_uniform")(y)
     y = keras.layers.GRU(6, return_sequences=True)(y)
     y = keras.layers.Dense(4, activation="relu")(y)
     y = keras.layers.GRU(3, return_sequences=True)(y)
