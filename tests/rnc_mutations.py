@@ -242,8 +242,8 @@ def seed_files() -> dict[str, bytes]:
     out["mid_q8_v2"] = rc.compile(nn.Sequential(
         nn.GRU(4, 6, seed=0), nn.Residual(nn.Sequential(nn.Linear(6, 6, seed=1), nn.ReLU())),
         nn.GRU(6, 3, seed=2)), "q8").data
-    out["mid_f32_v2"] = rc.compile(nn.Sequential(nn.LSTM(3, 4, seed=3), nn.LayerNorm(4), nn.LSTM(4, 2, seed=4),
-                                                 nn.Tanh(), nn.LastStep())).data
+    out["mid_f32_v2"] = rc.compile(nn.Sequential(
+        nn.LSTM(3, 4, seed=3), nn.LayerNorm(4), nn.LSTM(4, 2, seed=4), nn.Tanh(), nn.LastStep())).data
     return out
 
 
