@@ -200,9 +200,10 @@ class Engine:
         front, post, pooled = _step_record_kinds(self.data)
         parts = [f"embedding({m.embed_num}x{self.layers[0]['input_size']})"] if m.uses_ids else []
         parts += front
-        parts += [f"{layer['kind']}{'x2' if layer['directions'] == 2 else ''}({layer['hidden_size']})"
-                  for layer in self.layers]
-        parts += post
+        for layer, mid in zip(self.layers, post, strict=True):   # post: the records after each layer
+            parts.append(f"{layer['kind']}{'x2' if layer['directions'] == 2 else ''}({layer['hidden_size']})")
+            parts += mid
+        post = [k for mid in post for k in mid]
         if m.last_step:
             parts.append("masked_mean" if m.last_step_mean else "last_step")
         parts += pooled
@@ -659,7 +660,8 @@ class Stream:
 
 def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
     """The per-step records of a (valid, v2) file by place: before the recurrent layers, after
-    them, after last_step (``frame_conv``, ``magnitude``, ``pointwise``)."""
+    each recurrent layer (one list per layer: the records between it and the next, or after the
+    last), after last_step (``frame_conv``, ``magnitude``, ``pointwise``)."""
     import struct
 
     from rnncore.io.rnc import RECORD_KINDS
@@ -667,18 +669,19 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
     names = {v: k for k, v in RECORD_KINDS.items()}
     out: tuple[list, list, list] = ([], [], [])
     if struct.unpack_from("<I", data, 4)[0] != 2:
-        return out
+        return [], [[] for _ in range(struct.unpack_from("<I", data, 24)[0])], []
     n, pos, place = struct.unpack_from("<I", data, 28)[0], 64, 0
     for _ in range(n):
         kind, size = struct.unpack_from("<II", data, pos)
         name = names.get(kind, "unknown")
         if name == "recurrent":
             place = 1
+            out[1].append([])
         elif name == "last_step":
             place = 2
         elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift", "conv_time",
                       "log_mel", "residual", "pool_time"):
-            out[place].append(name)
+            (out[1][-1] if place == 1 else out[place]).append(name)
         pos += size
     return out
 

@@ -188,6 +188,10 @@ class ModelSpec:
     post_pooled: list = field(default_factory=list)
     #: the features per step the front-end takes (None: no front-end)
     front_input: int | None = None
+    #: per-step records between recurrent layers: ``mid[l]`` runs on layer ``l``'s output (both
+    #: directions concatenated) before layer ``l + 1`` (records that map a step alone, as ``post``);
+    #: at most ``len(layers) - 1`` lists, a missing one empty
+    mid: list = field(default_factory=list)
 
     @property
     def input_size(self) -> int:
@@ -224,11 +228,16 @@ class ModelSpec:
             if self.embedding is not None:
                 raise ValueError("front: per-step front-end records cannot follow an embedding")
             prev = _front_width(self.front, self.front_input)
+        if len(self.mid) > len(self.layers) - 1:
+            raise ValueError(f"mid: {len(self.mid)} lists of per-step records, expected at most "
+                             f"{len(self.layers) - 1} (one between each two recurrent layers)")
         for k, layer in enumerate(self.layers):
             layer.validate()
             if prev is not None and layer.input_size != prev:
                 raise ValueError(f"layer {k}: input_size {layer.input_size}, previous layer gives {prev}")
             prev = layer.output_size
+            if k < len(self.mid) and self.mid[k]:
+                prev = _front_width(self.mid[k], prev)
         prev = _front_width(self.post_pooled, _front_width(self.post, prev))
         if self.head is not None:
             o_f = np.shape(self.head.weight)
@@ -474,7 +483,9 @@ def spec_from_model(model: object) -> ModelSpec:
         if kind == "Linear" and stage == 0:   # a per-step Linear in the front-end
             rec = linear_step_record(m)
         rkind = rec.get("kind") if isinstance(rec, dict) else None
+        recurrent = cell is not None or kind in ("ExtendedRecurrent",) + _LN_KINDS
         if stage == 3 and (kind in ("Linear", "Residual") or (kind in _POOLS and head_stage == 1) or (
+                recurrent and head_stage == 1) or (
                 rkind in STEP_ACTIVATIONS and not (_head_act(kind) in HEAD_ACTIVATIONS
                                                    and spec.head.activation == "none"))):
             # more layers after a Linear: it (and its activation) was a per-step record, not the head
@@ -488,6 +499,11 @@ def spec_from_model(model: object) -> ModelSpec:
                 recs.append({"kind": act})
             spec.head = None
             stage = head_stage
+        if recurrent and stage == 1 and spec.post:
+            # per-step records after a recurrent layer and before this one: between the two
+            spec.mid += [[] for _ in range(len(spec.layers) - 1 - len(spec.mid))]
+            spec.mid.append(spec.post)
+            spec.post = []
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
         elif kind == "Residual" and spec.embedding is None and stage in (0, 1, 2) and not (
@@ -547,7 +563,8 @@ def spec_from_model(model: object) -> ModelSpec:
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
                              "expected [Embedding | front-end: Linear, FrameConv1d, Conv1d (causal), "
-                             "Magnitude, activations] + recurrent layers + [per step: Linear, activations, "
+                             "Magnitude, activations] + recurrent layers (per step between two of them: "
+                             "Linear, activations, LayerNorm, Residual) + [per step: Linear, activations, "
                              "Residual] + [LastStep | MaskedMean [Linear, activations, Residual]] + "
                              "[Linear [activation "
                              "incl. Softmax, LogSoftmax]]")
@@ -625,7 +642,8 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
     out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
            "embedding": emb, "last_step": spec.last_step,
            "last_step_bidirectional": spec.last_step_bidirectional, "last_step_mean": spec.last_step_mean,
-           "front": list(spec.front), "post": list(spec.post), "post_pooled": list(spec.post_pooled)}
+           "front": list(spec.front), "post": list(spec.post), "post_pooled": list(spec.post_pooled),
+           "mid": [list(m) for m in spec.mid]}
     if head and spec.head is not None:
         w = np.asarray(spec.head.weight, np.float32)
         b = np.zeros(w.shape[0]) if spec.head.bias is None else spec.head.bias
@@ -661,7 +679,8 @@ def spec_from_rnc(d: dict) -> ModelSpec:
                      last_step_mean=bool(d.get("last_step_mean")), head=lin,
                      front=list(d.get("front") or []), post=list(d.get("post") or []),
                      post_pooled=list(d.get("post_pooled") or []),
-                     front_input=d["input_size"] if d.get("front") else None)
+                     front_input=d["input_size"] if d.get("front") else None,
+                     mid=[list(m) for m in d.get("mid") or []])
     spec.validate()
     return spec
 

@@ -236,6 +236,16 @@ def seed_files() -> dict[str, bytes]:
     out["padded_time_q8_v2"] = write_rnc(_padded_spec(np.random.default_rng(330), "q8"))
     for i, (name, db) in enumerate(LOG_MEL_SEEDS.items()):
         out[name] = write_rnc(_log_mel_spec(np.random.default_rng(300 + i), db))
+    # per-step records between two recurrent layers (q8: a frame_conv with its fconvq8 tail, relu,
+    # a residual over both), and a layer_norm between two f32 LSTMs
+    import rnncore as rc
+
+    nn = rc.nn
+    out["mid_q8_v2"] = rc.compile(nn.Sequential(
+        nn.GRU(4, 6, seed=0), nn.Residual(nn.Sequential(nn.Linear(6, 6, seed=1), nn.ReLU())),
+        nn.GRU(6, 3, seed=2)), "q8").data
+    out["mid_f32_v2"] = rc.compile(nn.Sequential(
+        nn.LSTM(3, 4, seed=3), nn.LayerNorm(4), nn.LSTM(4, 2, seed=4), nn.Tanh(), nn.LastStep())).data
     return out
 
 

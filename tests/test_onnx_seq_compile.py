@@ -247,10 +247,11 @@ def test_refusals_name_the_node_and_what_to_do():
     # and the graph up to the LogSoftmax's input compiles to the logits
     name = next(n for n in onnx.load_from_string(blob).graph.node if n.op_type == "LogSoftmax").input[0]
     assert rc.compile(from_onnx(blob, outputs=[name])).describe() == "lstmx2(6) > lstmx2(6) > linear(12->5)"
+    # a ReLU between the recurrent layers (after the first one's Linear): records between the layers
     blob = _export_net(_Tail(between=torch.nn.ReLU()).eval(), x, **dyn)
-    with pytest.raises(ValueError, match=r"node '[^']*' \(Relu\) puts an activation where the C engine runs "
-                                         r"none"):
-        rc.compile(from_onnx(blob))
+    eng = rc.compile(from_onnx(blob))
+    assert eng.describe() == "lstmx2(6) > frame_conv > pointwise > lstmx2(6) > linear(12->5)"
+    np.testing.assert_allclose(_tbf(eng, xs), _ort(blob).run(None, {"x": xs})[0], rtol=0, atol=1e-5)
     # exported without dynamic axes: view(T*b, h) is written with the example's sizes
     blob = _export_net(_Tail().eval(), x)
     with pytest.raises(ValueError, match=r"\(Reshape\) reshapes .*export with dynamic axes"):

@@ -916,17 +916,17 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
  * ---------------------------------------------------------------------------------------- */
 
 /* Where record kind `kind` may stand in the sequence the executor runs:
- * [embedding | front-end*] recurrent+ post* [last_step post*] [linear], the front-end records
- * being every per-step record, the post records those that map a row alone (frame_conv,
- * pointwise, layer_norm, scale_shift, residual). Stages: 0 start, 1 after the embedding, 2 after a
- * recurrent layer, 3 after last_step, 4 after the linear head, 5 after a front-end record, 6 after
- * a post record following the recurrent layers, 7 after a post record following last_step.
- * Returns the new stage or -1. */
+ * [embedding | front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear], the
+ * front-end records being every per-step record, the post records those that map a row alone
+ * (frame_conv, pointwise, layer_norm, scale_shift, residual), after a recurrent layer and before
+ * the next one too. Stages: 0 start, 1 after the embedding, 2 after a recurrent layer, 3 after
+ * last_step, 4 after the linear head, 5 after a front-end record, 6 after a post record following
+ * a recurrent layer, 7 after a post record following last_step. Returns the new stage or -1. */
 static int next_stage(int stage, uint32_t kind)
 {
     switch (kind) {
     case RNC_REC_EMBEDDING: return stage == 0 ? 1 : -1;
-    case RNC_REC_RECURRENT: return stage <= 2 || stage == 5 ? 2 : -1;
+    case RNC_REC_RECURRENT: return stage <= 2 || stage == 5 || stage == 6 ? 2 : -1;
     case RNC_REC_LAST_STEP: return stage == 2 || stage == 6 ? 3 : -1;
     case RNC_REC_LINEAR: return stage == 2 || stage == 3 || stage == 6 || stage == 7 ? 4 : -1;
     case RNC_REC_CONV_TIME:

@@ -626,8 +626,8 @@
     M(REC_SIZE, CORRUPT, "%llu, expected a multiple of 8 in 8..%llu")                              \
     M(REC_END, CORRUPT, "%llu, but the %llu records end at byte %llu")                              \
     M(RECORDS_SIZE, CORRUPT, "%llu, past the end of the file (%llu bytes after the header)")       \
-    M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding | front-end*] recurrent+ post* [last_step post*] [linear]") \
-    M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding | front-end*] recurrent+ post* [last_step post*] [linear]") \
+    M(SEQUENCE, UNSUPPORTED, "kind %llu (%s) cannot come %s: the C core runs [embedding | front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear]") \
+    M(NO_RECURRENT, UNSUPPORTED, "%llu, no recurrent record: the C core runs [embedding | front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear]") \
     M(FRONT_Q8, UNSUPPORTED, "kind %llu (%s) in a q4 file: the C core runs the per-step records in f32 and q8 files only") \
     M(FRONT_COUNT, UNSUPPORTED, "more than %llu per-step records") \
     M(CONV_GROUPS, CORRUPT, "%llu does not divide in_channels %llu and out_channels %llu") \

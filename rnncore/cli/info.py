@@ -158,10 +158,15 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
             entry["scales"] = _scales(dl["x_scale"], dl["h_scale"])
         layers.append(entry)
     steps_records = []
-    for place in ("front", "post", "post_pooled"):
-        for r in d.get(place, []):
+    places = [("front", None, d.get("front", []))]
+    places += [("mid", k, recs) for k, recs in enumerate(d.get("mid") or [])]
+    places += [("post", None, d.get("post", [])), ("post_pooled", None, d.get("post_pooled", []))]
+    for place, after, recs in places:
+        for r in recs:
             n = _tensor_count(r.get("tensors", {}))
             steps_records.append({"place": place, "kind": r["kind"], "parameters": n})
+            if after is not None:   # between layer `after` and the next
+                steps_records[-1]["after_layer"] = after
             total += n
     head = None
     if d["head"] is not None:
@@ -224,7 +229,8 @@ def format_text(info: dict) -> str:
     out.append(f"  precision {info['precision']}, input {src} per step, output {info['output_size']}"
                f"{' (per sequence: last step)' if info['last_step'] else ' per step'}, "
                f"{info['parameters']} parameters")
-    where = {"front": "front-end", "post": "per step", "post_pooled": "after last_step"}
+    where = {"front": "front-end", "post": "per step", "post_pooled": "after last_step",
+             "mid": "per step, between layers"}
     for r in info["per_step"]:
         if r["place"] == "front":
             out.append(f"  {where[r['place']]}: {r['kind']}, {r['parameters']} parameters")
@@ -237,6 +243,9 @@ def format_text(info: dict) -> str:
         bi = ", bidirectional" if layer["directions"] == 2 else ""
         out.append(f"  layer {layer['index']}: {layer['kind']} {layer['input_size']} -> "
                    f"{layer['hidden_size']}{bi}{extra}, {layer['parameters']} parameters")
+        for r in info["per_step"]:
+            if r["place"] == "mid" and r["after_layer"] == layer["index"]:
+                out.append(f"  {where[r['place']]}: {r['kind']}, {r['parameters']} parameters")
     for r in info["per_step"]:
         if r["place"] == "post":
             out.append(f"  {where[r['place']]}: {r['kind']}, {r['parameters']} parameters")

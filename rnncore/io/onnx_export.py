@@ -253,6 +253,8 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
                 f"to_onnx: layer {k} ({ls.cell.upper()}) has cell options {used}: the exporter writes "
                 "plain RNN/GRU/LSTM layers, and dropping the options would change the outputs")
     extra = [(where, r) for where, recs in (("before the recurrent layers", spec.front),
+                                            *((f"between recurrent layers {k} and {k + 1}", m)
+                                              for k, m in enumerate(spec.mid)),
                                             ("after them", spec.post), ("after last_step", spec.post_pooled))
              for r in recs]
     if extra:

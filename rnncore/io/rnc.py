@@ -772,8 +772,13 @@ def _plan(spec: dict) -> dict[str, Any]:
     if spec.get("front") and emb is not None:
         raise ValueError("front: per-step front-end records cannot follow an embedding")
     front, feat = _plan_step_records(spec.get("front"), input_size, precision, "front")
+    mid_spec = list(spec.get("mid") or [])
+    if len(mid_spec) > len(layers) - 1:
+        raise ValueError(f"mid: {len(mid_spec)} lists of per-step records, expected at most "
+                         f"{len(layers) - 1} (one between each two of the {len(layers)} recurrent layers)")
+    mid_spec += [[]] * (len(layers) - 1 - len(mid_spec))
 
-    planned = []
+    planned, mid = [], []
     for li, layer in enumerate(layers):
         kind = str(layer["kind"]).lower()
         if kind not in GATES:
@@ -863,20 +868,19 @@ def _plan(spec: dict) -> dict[str, Any]:
             "dirs": dirs,
         })
         feat = hw * (2 if bidir else 1)
+        if li + 1 < len(layers):   # the per-step records between this layer and the next
+            _check_post_kinds(mid_spec[li], f"mid[{li}]")
+            recs, feat = _plan_step_records(mid_spec[li], feat, precision, f"mid[{li}]")
+            mid.append(recs)
 
     for key in ("post", "post_pooled"):
-        for n, r in enumerate(spec.get(key) or []):
-            if str(r.get("kind", "")).lower() in ("magnitude", "conv1d", "conv_time", "log_mel", "max_pool1d",
-                                                  "avg_pool1d"):
-                raise ValueError(f"{key}[{n}]: only records that map each step alone (frame_conv1d, "
-                                 f"activations, layer_norm, scale_shift, residual) may follow the recurrent "
-                                 f"layers, got {r.get('kind')!r}")
+        _check_post_kinds(spec.get(key), key)
     post, feat = _plan_step_records(spec.get("post"), feat, precision, "post")
     post_pooled, feat = _plan_step_records(spec.get("post_pooled"), feat, precision, "post_pooled")
     if post_pooled and not spec.get("last_step", False):
         raise ValueError("post_pooled: activations after last_step need last_step")
-    if len(front) + len(post) + len(post_pooled) > _C["FILE_MAX_FRONT"]:
-        raise ValueError(f"front/post: more than {_C['FILE_MAX_FRONT']} per-step records")
+    if len(front) + sum(map(len, mid)) + len(post) + len(post_pooled) > _C["FILE_MAX_FRONT"]:
+        raise ValueError(f"front/mid/post: more than {_C['FILE_MAX_FRONT']} per-step records")
     head = spec.get("head")
     head_plan = None
     if head is not None:
@@ -911,7 +915,17 @@ def _plan(spec: dict) -> dict[str, Any]:
                          "last_step_bidirectional (last-step pooling's) must be False with it")
     return {"precision": precision, "input_size": input_size, "embedding": emb_w, "layers": planned,
             "last_step": last_bidir if last_step else None, "last_step_mean": last_mean, "head": head_plan,
-            "front": front, "post": post, "post_pooled": post_pooled}
+            "front": front, "post": post, "post_pooled": post_pooled, "mid": mid}
+
+
+def _check_post_kinds(records: list | None, where: str) -> None:
+    """Only the per-step records that map each step alone stand after a recurrent layer."""
+    for n, r in enumerate(records or []):
+        if str(r.get("kind", "")).lower() in ("magnitude", "conv1d", "conv_time", "log_mel", "max_pool1d",
+                                              "avg_pool1d"):
+            raise ValueError(f"{where}[{n}]: only records that map each step alone (frame_conv1d, "
+                             f"activations, layer_norm, scale_shift, residual) may follow a recurrent "
+                             f"layer, got {r.get('kind')!r}")
 
 
 def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool, h: int,
@@ -1046,7 +1060,7 @@ def _finish(parts: list[bytes], file_size: int) -> bytes:
 def _emit_v1(plan: dict) -> bytes:
     hdr, desc, cellw = LAYOUT["hdr1"], LAYOUT["desc1"], LAYOUT["cellw"]
     n_layers = len(plan["layers"])
-    if plan["front"] or plan["post"] or plan["post_pooled"]:
+    if plan["front"] or plan["post"] or plan["post_pooled"] or any(plan["mid"]):
         raise ValueError("per-step records (front-end, activations) need format version 2")
     if any(lp["options"] is not None for lp in plan["layers"]):
         raise ValueError("cell options (reverse, clip, activations, peepholes, input_forget, initial "
@@ -1108,7 +1122,9 @@ def _emit_v2(plan: dict) -> bytes:
     emb, head = plan["embedding"], plan["head"]
     sizes = [r_emb.size] if emb is not None else []
     sizes += [_step_rec_size(r) for r in plan["front"]]
-    sizes += [_rec_size(lp) for lp in plan["layers"]]
+    for li, lp in enumerate(plan["layers"]):
+        sizes.append(_rec_size(lp))
+        sizes += [_step_rec_size(r) for r in (plan["mid"][li] if li < len(plan["mid"]) else [])]
     sizes += [_step_rec_size(r) for r in plan["post"]]
     sizes += [r_last.size] if plan["last_step"] is not None else []
     sizes += [_step_rec_size(r) for r in plan["post_pooled"]]
@@ -1121,7 +1137,9 @@ def _emit_v2(plan: dict) -> bytes:
         records.append(r_emb.pack(kind=RECORD_KINDS["embedding"], size=r_emb.size, num=emb.shape[0],
                                   dim=emb.shape[1], weight=blob.add(emb.reshape(-1))))
     records += [_pack_step_record(r, blob) for r in plan["front"]]
-    for lp in plan["layers"]:
+    for li, lp in enumerate(plan["layers"]):
+        if li:
+            records += [_pack_step_record(r, blob) for r in plan["mid"][li - 1]]
         size = _rec_size(lp)
         sums = blob.add(_hh_sums(lp)) if plan["precision"] == "q8" else (0, 0)
         rec = r_rec.pack(kind=RECORD_KINDS["recurrent"], size=size, cell=lp["cell"],
@@ -1903,7 +1921,9 @@ class _Loader:
                 raise self.fail("bits", "EXPECT", bits, _C["FCONV_BITS16"])
         r = self.unpack(st, pos)
         place = "front" if not self.layers else "post" if self.last_step is None else "post_pooled"
-        rec: dict[str, Any] = {"kind": name, "place": place, "in": self.feat}
+        # "after": the recurrent layer before the record ("post" records followed by another
+        # recurrent layer are the "mid" records between the two)
+        rec: dict[str, Any] = {"kind": name, "place": place, "in": self.feat, "after": len(self.layers) - 1}
         if name == "magnitude":
             if self.feat % 2:
                 raise self.fail("kind", "MAG_ODD", self.feat)
@@ -2292,12 +2312,12 @@ class _Loader:
 
 def _next_stage(stage: int, kind: int) -> int:
     """loader.c next_stage: where a record kind may stand in
-    [embedding | front-end*] recurrent+ post* [last_step post*] [linear]."""
+    [embedding | front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear]."""
     k = RECORD_KINDS
     if kind == k["embedding"]:
         return 1 if stage == 0 else -1
     if kind == k["recurrent"]:
-        return 2 if stage <= 2 or stage == 5 else -1
+        return 2 if stage <= 2 or stage in (5, 6) else -1
     if kind == k["last_step"]:
         return 3 if stage in (2, 6) else -1
     if kind == k["linear"]:
@@ -2490,7 +2510,10 @@ def _describe(ld: _Loader) -> dict:
     out["layers"] = layers
     out["output_size"] = feat
     for place in ("front", "post", "post_pooled"):
-        out[place] = [_step_description(r) for r in ld.steps if r["place"] == place]
+        out[place] = [_step_description(r) for r in ld.steps if r["place"] == place
+                      and (place != "post" or r["after"] == len(layers) - 1)]
+    out["mid"] = [[_step_description(r) for r in ld.steps if r["place"] == "post" and r["after"] == li]
+                  for li in range(len(layers) - 1)]
     out["head"] = None
     hd = ld.head
     if hd is not None:

@@ -143,6 +143,8 @@ class QModel:
     post_pooled: list = field(default_factory=list)
     #: with ``last_step``: the pooling is the mean over the valid steps (``rc.nn.MaskedMean``)
     last_step_mean: bool = False
+    #: the per-step records between recurrent layers: ``mid[l]`` on layer ``l``'s output
+    mid: list = field(default_factory=list)
 
     def __repr__(self) -> str:
         head = None if self.head is None else (np.shape(self.head.w.q), self.head.activation)
@@ -589,6 +591,21 @@ def _steps(model, place: str, x: np.ndarray, per_step_float: bool = False, lengt
     return step_records(records, x, lengths)
 
 
+def _mid(model, li: int, x: np.ndarray) -> np.ndarray:
+    """The per-step records between layer ``li`` and the next (``model.mid[li]``) on ``x``: a q8
+    model's in the C core's arithmetic (the next layer quantises their float output), a float
+    model's in float64 cast to x's dtype (always: they are part of the recurrent stack)."""
+    mid = getattr(model, "mid", None) or []
+    records = mid[li] if li < len(mid) else None
+    if not records:
+        return x
+    from rnncore.quant.front import float_step_records, step_records
+
+    if not _is_q8(model):
+        return float_step_records(records, x).astype(x.dtype)
+    return step_records(records, x)
+
+
 def _embed(model, x: np.ndarray, dt) -> np.ndarray:
     if model.embedding is None:
         return np.asarray(x, dt)
@@ -633,7 +650,7 @@ def model_step(model, x: np.ndarray, state, dtype=np.float64):
     for li, layer in enumerate(model.layers):
         s = _step_dir(model, layer, li, 0, x, state[li], dt)
         new.append(s)
-        x = s[0] if isinstance(s, tuple) else s
+        x = _mid(model, li, s[0] if isinstance(s, tuple) else s)
     return _head(model, _steps(model, "post", x), dt), new
 
 
@@ -708,6 +725,8 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
             final.append(s)
             k += 1
         x = np.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
+        if li + 1 < len(model.layers):   # the records between this layer and the next; zero past a length
+            x = np.where(valid[..., None], _mid(model, li, x), 0).astype(dt)
     if (_is_q8(model) or per_step_float) and model.post:   # per step, the steps past a length at zero
         x = np.where(valid[..., None], _steps(model, "post", x, per_step_float), 0).astype(dt)
     if model.last_step and getattr(model, "last_step_mean", False):
@@ -783,4 +802,4 @@ def qmodel_from_rnc(d: dict) -> QModel:
     return QModel(layers, None if emb is None else np.asarray(emb["weight"], F32), bool(d.get("last_step")),
                   qhead, bool(d.get("last_step_bidirectional")), list(d.get("front") or []),
                   list(d.get("post") or []), list(d.get("post_pooled") or []),
-                  last_step_mean=bool(d.get("last_step_mean")))
+                  last_step_mean=bool(d.get("last_step_mean")), mid=[list(m) for m in d.get("mid") or []])

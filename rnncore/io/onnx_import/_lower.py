@@ -1087,8 +1087,9 @@ class _SeqLower:
         """The Sequential's layers, in the engine's order ``[front-end: Conv / pooling over time,
         Linear, activations, x + f(x)] recurrent+ [per step: Linear, activations, x + f(x)]
         [LastStep [the same per pooled step]]`` (a Linear followed by more layers is a per-step
-        record, the last one the head, a softmax only its activation): a Linear right before a
-        recurrent layer is folded into its input weights, consecutive Linears are multiplied out."""
+        record, the last one the head, a softmax only its activation; per-step Linears and
+        activations between two recurrent layers too): a Linear right before a recurrent layer is
+        folded into its input weights, consecutive Linears are multiplied out."""
         import copy
 
         ops = []
@@ -1123,6 +1124,8 @@ class _SeqLower:
                 out.append(m)              # per-step layers and Conv / pooling over time: front-end
             elif k > recs[-1] and kind in ("act", "linear", "res", "pool"):
                 out.append(m)              # per-step layers, LastStep, per-step layers of the last step
+            elif kind in ("act", "linear", "res"):
+                out.append(m)              # per-step layers between two recurrent layers (mid records)
             elif kind == "time":
                 self.refuse("is a convolution or pooling over time after a recurrent layer: the C engine "
                             "runs them before the first recurrent layer (front-end records)",
@@ -1133,7 +1136,7 @@ class _SeqLower:
                     self.step, kind = ops[k + 1][2], ops[k + 1][0]
                 what = {"linear": "a Linear", "act": "an activation", "res": "a residual add"}.get(kind, kind)
                 self.refuse(f"puts {what} where the C engine runs none: between recurrent layers (there only "
-                            "a Linear right before the next recurrent layer, folded into its input weights)")
+                            "per-step Linears, activations and residual adds within the gap)")
         return out
 
 
