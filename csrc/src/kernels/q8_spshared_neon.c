@@ -73,15 +73,7 @@ RNC_SAI void sh_unit(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_
 
 RNC_SPSHARED_GEMM(neon, rnc_q8_gemm_sparse_neon)
 
-/* aarch64: the intrinsics epilogue of cells_neon.c through the template's hooks (the same bits) */
-#if defined(__aarch64__)
-#include "epilogue_neon.h"
-#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits */
-#define RNC_CELL_UPDATE rnc_neon_cell_update
-#define RNC_Q8_UPDATE rnc_neon_q8_update
-#endif
-#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
-#endif
+#include "epilogue_neon_hooks.h" /* aarch64: the intrinsics epilogue (the same bits) */
 #define RNC_SFX spshared_neon
 #define rnc_f32_gemm_spshared_neon rnc_f32_gemm_neon
 #include "cell_template.h"
