@@ -4,19 +4,12 @@ PyTorch (an independent reference) and the NumPy model; q8 against the NumPy q8 
 (rnncore.quant.reference) bit for bit on every ISA path of this CPU; the stream step by step equals
 the run, its state saves and restores; what stays unsupported is refused naming the module."""
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
-from _helpers import randn32
+from _helpers import c_equals_q8_reference, randn32, stream_steps
 
 import rnncore as rc
 from rnncore.io.rnc import read_rnc, write_rnc
-from rnncore.quant.reference import qmodel_from_rnc
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
-import gen_vectors  # noqa: E402
 
 nn = rc.nn
 ISAS = rc.isa()["available"]
@@ -75,15 +68,6 @@ def test_residual_linear_in_the_front_end():
     np.testing.assert_allclose(eng.run(X), m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
 
 
-def _c_equals_reference(e, X, lengths):
-    qm = qmodel_from_rnc(read_rnc(e.data))
-    ref, _ = gen_vectors.q8_reference_forward(qm, X, lengths)
-    for isa in ISAS:
-        e.set_isa(isa)
-        np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
-    return ref
-
-
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
 def test_q8_front_linear_equals_the_numpy_q8_reference_on_every_isa_and_streams(cell):
     m = nn.Sequential(nn.Linear(6, 12, seed=4), nn.Tanh(), nn.Linear(12, 12, bias=False, seed=5),
@@ -91,7 +75,7 @@ def test_q8_front_linear_equals_the_numpy_q8_reference_on_every_isa_and_streams(
     e = rc.compile(m, precision="q8")
     X = randn32((3, 7, 6), seed=4) * 2
     lengths = np.array([7, 3, 1])
-    ref = _c_equals_reference(e, X, lengths)
+    ref = c_equals_q8_reference(e, X, lengths)
     assert np.all(ref[1, 3:] == 0) and np.abs(ref[0]).max() > 0
     y32 = rc.compile(m).run(X, lengths)
     assert 0 < np.abs(ref - y32).max() < 0.1 * np.abs(y32).max()   # quantised: close, not equal
@@ -106,9 +90,7 @@ def test_q8_front_linear_equals_the_numpy_q8_reference_on_every_isa_and_streams(
     whole = e.run(X)
     for isa in ISAS:
         e.set_isa(isa)
-        st = e.stream(3)
-        np.testing.assert_array_equal(np.stack([st.step(X[:, t].copy()) for t in range(7)], 1), whole,
-                                      err_msg=isa)
+        np.testing.assert_array_equal(stream_steps(e.stream(3), X), whole, err_msg=isa)
 
 
 def _torch_weights(m, mods):
@@ -227,16 +209,14 @@ def test_q8_post_linears_equal_the_numpy_q8_reference_on_every_isa_and_stream(ce
     lengths = np.array([8, 3, 1, 0, 6])
     for m in (per_step, pooled):
         e = rc.compile(m, precision="q8")
-        ref = _c_equals_reference(e, X, lengths)
+        ref = c_equals_q8_reference(e, X, lengths)
         y32 = rc.compile(m).run(X, lengths)
         assert 0 < np.abs(ref - y32).max() < 0.1 * np.abs(y32).max()
     e = rc.compile(per_step, precision="q8")
     whole = e.run(X)
     for isa in ISAS:
         e.set_isa(isa)
-        st = e.stream(5)
-        np.testing.assert_array_equal(np.stack([st.step(X[:, t].copy()) for t in range(8)], 1), whole,
-                                      err_msg=isa)
+        np.testing.assert_array_equal(stream_steps(e.stream(5), X), whole, err_msg=isa)
 
 
 def test_what_does_not_compile_is_refused_naming_the_module():

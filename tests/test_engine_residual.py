@@ -14,23 +14,17 @@ the f32 model, reads back and writes the same bytes, and refuses a mutated file 
 
 from __future__ import annotations
 
-import pathlib
 import re
 import struct
-import sys
 import zlib
 
 import numpy as np
 import pytest
-from _helpers import randn32
+from _helpers import assert_stream_restores, c_equals_q8_reference, randn32
 from export_c_run import exported_outputs
 
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc, write_rnc
-from rnncore.quant.reference import qmodel_from_rnc
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
-import gen_vectors  # noqa: E402
 
 nn = rc.nn
 ISAS = rc.isa()["available"]
@@ -323,15 +317,6 @@ def test_a_residual_with_no_source_in_its_section_is_refused_alike():
 # ---- q8 ------------------------------------------------------------------------------------------
 
 
-def _c_equals_reference(e, X, lengths):
-    qm = qmodel_from_rnc(read_rnc(e.data))
-    ref, _ = gen_vectors.q8_reference_forward(qm, X, lengths)
-    for isa in ISAS:
-        e.set_isa(isa)
-        np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
-    return ref
-
-
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
 def test_q8_conv_time_and_residual_equal_the_numpy_spec_bit_for_bit_on_every_isa(cell):
     m = hybrid(seed=4, cell=cell, exact=True)
@@ -343,7 +328,7 @@ def test_q8_conv_time_and_residual_equal_the_numpy_spec_bit_for_bit_on_every_isa
     assert np.abs(conv["qweight"]).max() == 127
     X = randn32((3, 11, 5), seed=5, scale=2.0)
     lengths = np.array([11, 6, 2])
-    ref = _c_equals_reference(e, X, lengths)
+    ref = c_equals_q8_reference(e, X, lengths)
     assert np.all(ref[1, 6:] == 0) and np.abs(ref[0]).max() > 0.1
     # the q8 model is the f32 one quantised: close, not equal
     y32 = rc.compile(m).run(X, lengths)
@@ -357,14 +342,7 @@ def test_q8_conv_time_streams_with_the_bits_of_its_run_and_restores_its_window()
     whole = e.run(X)
     for isa in ISAS:
         e.set_isa(isa)
-        s = e.stream(2)
-        steps = [s.step(X[:, t].copy()) for t in range(4)]
-        saved = s.state
-        steps += [s.step(X[:, t].copy()) for t in range(4, 10)]
-        np.testing.assert_array_equal(np.stack(steps, 1), whole, err_msg=isa)
-        s.state = saved
-        again = [s.step(X[:, t].copy()) for t in range(4, 10)]
-        np.testing.assert_array_equal(np.stack(again, 1), whole[:, 4:], err_msg=isa)
+        s = assert_stream_restores(e, X, whole, 4, err_msg=isa)
         s.reset()
         np.testing.assert_array_equal(s.step(X[:, 0].copy()), whole[:, 0], err_msg=isa)
 
@@ -471,6 +449,6 @@ def test_calibrated_q8_models_with_per_step_records():
     m, X = cases[0]
     e = rc.compile(m, "q8", calibration=X)
     assert read_rnc(e.data)["layers"][0]["x_scale"] > 0   # a static input scale, measured after the front
-    ref = _c_equals_reference(e, X, None)
+    ref = c_equals_q8_reference(e, X, None)
     y32 = rc.compile(m).run(X)
     assert 0 < np.abs(ref - y32).max() < 0.02 * np.abs(y32).max()
