@@ -1,15 +1,18 @@
 """Helpers shared by the engine tests: seeded inputs, the q8 engine against the NumPy q8 reference on
-every ISA path of this CPU, and a stream's steps against the whole-sequence run."""
+every ISA path of this CPU, a stream's steps against the whole-sequence run, and a damaged file
+refused alike by both loaders."""
 
 from __future__ import annotations
 
 import pathlib
+import re
 import sys
 
 import numpy as np
+import pytest
 
 import rnncore as rc
-from rnncore.io.rnc import read_rnc
+from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc
 from rnncore.quant.reference import qmodel_from_rnc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
@@ -56,3 +59,14 @@ def assert_stream_restores(e: rc.Engine, X: np.ndarray, whole: np.ndarray, split
     np.testing.assert_array_equal(stream_steps(s, X, split), whole[:, split:], err_msg=err_msg)
     return s
 
+
+def refused_alike(data: bytes, want: str, status: str | None = None, load=rc.load) -> None:
+    """Both loaders refuse the file ``data`` with the message ``want``: the Python reader
+    (``check_rnc``: an RncFormatError, of ``status`` when given) and the C loader through ``load``
+    (``rc.load`` or ``rc.Engine``: a ValueError)."""
+    with pytest.raises(RncFormatError, match=re.escape(want)) as e:
+        check_rnc(data)
+    if status is not None:
+        assert e.value.status == status
+    with pytest.raises(ValueError, match=re.escape(want)):
+        load(data)
