@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import randn32
 from export_c_run import exported_outputs
 from rnc_mutations import edit_first_record
 
@@ -38,14 +39,10 @@ def kws_like(seed: int = 0, cell=nn.GRU) -> nn.Sequential:
     )
 
 
-def _x(shape, seed=0, scale=1.0):
-    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
-
-
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
 def test_run_matches_the_numpy_model_and_the_stream_gives_the_same_bits(cell):
     m = kws_like(cell=cell)
-    X = _x((3, 17, 5))
+    X = randn32((3, 17, 5))
     ref = m.forward(X.astype(np.float64))
     eng = rc.compile(m)
     assert eng.describe().startswith("conv_time > pointwise > conv_time > pointwise > ")
@@ -59,7 +56,7 @@ def test_run_matches_the_numpy_model_and_the_stream_gives_the_same_bits(cell):
 
 def test_the_window_is_part_of_the_state_save_restore_reset_and_chunked_runs():
     eng = rc.compile(kws_like(seed=4))
-    X = _x((2, 12, 5), seed=1)
+    X = randn32((2, 12, 5), seed=1)
     Y = eng.run(X)
     st = eng.stream(batch=2)
     got = [st.step(X[:, t]) for t in range(5)]
@@ -113,7 +110,7 @@ def test_state_errors_name_what_is_wrong():
 def test_lengths_match_the_numpy_model_and_leave_each_sequences_last_inputs_in_the_window():
     m = kws_like(seed=2)
     eng = rc.compile(m)
-    X = _x((3, 10, 5), seed=3)
+    X = randn32((3, 10, 5), seed=3)
     L = np.array([10, 6, 1])
     Y, state = eng.run(X, lengths=L, return_state=True)
     np.testing.assert_allclose(Y, m.forward(X.astype(np.float64), lengths=L), rtol=0, atol=1e-5)
@@ -127,7 +124,7 @@ def test_lengths_match_the_numpy_model_and_leave_each_sequences_last_inputs_in_t
 def test_kernel_one_and_a_conv_time_right_before_the_recurrent_layer():
     m = nn.Sequential(nn.Conv1d(4, 3, 1, padding="causal", seed=0), nn.GRU(3, 5, seed=1))
     eng = rc.compile(m)
-    X = _x((2, 6, 4))
+    X = randn32((2, 6, 4))
     np.testing.assert_allclose(eng.run(X), m.forward(X.astype(np.float64)), rtol=0, atol=1e-6)
     assert eng.stream(2).state["windows"][0].shape == (2, 0, 4)
 
@@ -138,7 +135,7 @@ def test_matches_torch_conv1d_and_gru():
     conv = torch.nn.Conv1d(5, 8, 3, dilation=2, groups=1)
     gru = torch.nn.GRU(8, 12, batch_first=True)
     head = torch.nn.Linear(12, 2)
-    X = _x((2, 15, 5), seed=5)
+    X = randn32((2, 15, 5), seed=5)
     with torch.no_grad():
         xt = torch.nn.functional.pad(torch.as_tensor(X).transpose(1, 2), (4, 0))   # causal: d (k - 1) left
         want = head(gru(conv(xt).transpose(1, 2))[0]).numpy()
@@ -163,7 +160,7 @@ def test_keras_causal_conv1d_and_gru_import_compile_and_match_keras(tmp_path):
         keras.layers.GRU(10, return_sequences=True),
         keras.layers.Dense(3),
     ])
-    X = _x((2, 13, 4), seed=6)
+    X = randn32((2, 13, 4), seed=6)
     want = np.asarray(km.predict(X, verbose=0))
     path = tmp_path / "kws.keras"
     km.save(path)
@@ -179,7 +176,7 @@ def test_rnc_round_trip_and_loaded_engine():
     d = read_rnc(eng.data)
     assert [r["kind"] for r in d["front"]] == ["conv1d", "relu", "conv1d", "tanh"]
     assert write_rnc(to_rnc_spec(spec_from_rnc(d), "f32")) == eng.data
-    X = _x((1, 5, 5))
+    X = randn32((1, 5, 5))
     np.testing.assert_array_equal(rc.load(eng.data).run(X), eng.run(X))
 
 
@@ -240,7 +237,7 @@ def test_a_conv_time_after_the_recurrent_layer_is_refused_alike():
 
 def test_export_c_of_a_conv_time_model_runs_on_this_host(tmp_path):
     eng = rc.compile(kws_like(seed=9, cell=nn.LSTM))
-    X = _x((13, 5), seed=11)
+    X = randn32((13, 5), seed=11)
     got = exported_outputs(tmp_path, eng.data, X, "kws")
     want = kws_like(seed=9, cell=nn.LSTM).forward(X[None].astype(np.float64))[0]   # the NumPy model
     for mode, y in got.items():
@@ -269,7 +266,7 @@ def test_torch_fx_folds_a_left_zero_padding_into_a_causal_conv1d_and_matches_tor
             return self.head(self.gru(y)[0])
 
     torch.manual_seed(3)
-    X = _x((2, 11, 5), seed=8)
+    X = randn32((2, 11, 5), seed=8)
     for functional_pad in (False, True):
         tm = Kws(functional_pad).eval()
         with torch.no_grad():
@@ -302,7 +299,7 @@ def test_every_isa_path_steps_with_the_bits_of_its_run(isa):
     m = kws_like(seed=5)
     eng = rc.compile(m)
     eng.set_isa(isa)
-    X = _x((2, 9, 5), seed=9)
+    X = randn32((2, 9, 5), seed=9)
     Y = eng.run(X)
     np.testing.assert_allclose(Y, m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
     st = eng.stream(2)

@@ -13,6 +13,7 @@ import itertools
 
 import numpy as np
 import pytest
+from _helpers import randn32
 
 import rnncore as rc
 
@@ -20,10 +21,6 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 nn = rc.nn
 C = 2
-
-
-def _x(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def _layer(kind, k, s, d, left, right, ceil=False):
@@ -71,7 +68,7 @@ def _check_counts(pairs, Ts, seed=0):
     eng = rc.compile(nn.Sequential(*[p[0] for p in pairs], nn.ReLU(), nn.GRU(C, 3, seed=seed)))
     for T in Ts:
         want = _torch_steps([p[1] for p in pairs], T) if T else 0
-        X = _x((1, T, C), seed=T)
+        X = randn32((1, T, C), seed=T)
         Y = eng.run(X)
         got, _, st = _stream_steps(eng, X)
         assert (Y.shape[1], got.shape[1], eng.stream(1).out_steps(T)) == (want,) * 3, (T, want)
@@ -134,7 +131,7 @@ def test_the_values_of_short_sequences_are_pytorchs():
     g = nn.GRU(C, 4, dtype="float32")
     g.load_state_dict(tg.state_dict())
     eng = rc.compile(nn.Sequential(*[p[0] for p in pairs], g))
-    X = _x((5, 5, C), seed=3)
+    X = randn32((5, 5, C), seed=3)
     L = np.array([1, 2, 3, 4, 5])
     Y = eng.run(X, lengths=L)
     for b, n in enumerate(L):
@@ -162,7 +159,7 @@ def test_a_flush_with_nothing_fed_gives_nothing():
     st = eng.stream(2)
     assert st.flush_steps == 2 and st.lookahead == 0
     assert st.flush().shape == (2, 0, 5)
-    X = _x((2, 4, 3))
+    X = randn32((2, 4, 3))
     for t in range(4):
         st.step(X[:, t])
     assert st.flush().shape == (2, 2, 5)
@@ -176,7 +173,7 @@ def test_a_flush_with_nothing_fed_gives_nothing():
 
 def test_a_restored_state_carries_the_real_steps():
     eng = _over_padded(seed=3)
-    X = _x((1, 6, 3), seed=1)
+    X = randn32((1, 6, 3), seed=1)
     Y = eng.run(X)
     st = eng.stream(1)
     first = [st.step(X[:, t]) for t in range(3)]
@@ -195,7 +192,7 @@ def test_a_restored_state_carries_the_real_steps():
 def test_rows_fed_differently_cannot_flush_together():
     eng = _over_padded(seed=5)
     st = eng.stream(2)
-    st.step(_x((2, 3)))
+    st.step(randn32((2, 3)))
     s = st.state
     s["real_steps"] = np.array([[1], [0]])
     st.state = s
@@ -207,7 +204,7 @@ def test_stream_run_mid_sequence_is_refused_naming_the_rows():
     """Stream.run takes whole sequences on a model with right padding (as PyTorch and ONNX Runtime
     take each call): a stream with steps not yet flushed raises instead of cutting that sequence."""
     eng = _over_padded(seed=7)
-    X = _x((2, 5, 3), seed=2)
+    X = randn32((2, 5, 3), seed=2)
     st = eng.stream(2)
     st.step(X[:, 0])
     with pytest.raises(ValueError, match=r"run: stream row\(s\) \[0, 1\] are in the middle of a sequence"):
@@ -240,7 +237,7 @@ def test_chunked_runs_are_pytorchs_chunked_calls():
     g = nn.GRU(4, 5, dtype="float32")
     g.load_state_dict(tg.state_dict())
     eng = rc.compile(nn.Sequential(c, g))
-    X = _x((2, 11, 3), seed=9)
+    X = randn32((2, 11, 3), seed=9)
     st = eng.stream(2)
     got = np.concatenate([st.run(X[:, :6]), st.run(X[:, 6:])], 1)
     with torch.no_grad():
@@ -275,7 +272,7 @@ def test_keras_same_padding_counts_for_every_small_T():
         km = keras.Sequential([keras.Input((None, C)), layer, keras.layers.GRU(3, return_sequences=True)])
         eng = rc.compile(rc.io.from_keras(km))
         for T in range(1, 7):
-            X = _x((1, T, C), seed=T)
+            X = randn32((1, T, C), seed=T)
             want = np.asarray(km.predict(X, verbose=0))
             Y = eng.run(X)
             assert Y.shape == want.shape, (layer.name, T)

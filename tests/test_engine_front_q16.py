@@ -12,32 +12,21 @@ import sys
 
 import numpy as np
 import pytest
+from _helpers import assert_stream_restores, c_equals_q8_reference, stream_steps
 
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, read_rnc, write_rnc
 from rnncore.io.rnc_layout import LAYOUT
 from rnncore.nn import GRU, LSTM, FrameConv1d, LayerNorm, Linear, Magnitude, ReLU, Sequential
 from rnncore.quant.front import frame_conv_q16
-from rnncore.quant.reference import qmodel_from_rnc
 from rnncore.quant.scheme import quantize_weights16
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import gen_vectors  # noqa: E402
 from rnc_mutations import fix_crc  # noqa: E402
 from test_engine_front_q8 import _front_model  # noqa: E402
 
 ISAS = rc.isa()["available"]
-
-
-def _c_equals_reference(e, X, lengths=None):
-    qm = qmodel_from_rnc(read_rnc(e.data))
-    ref, _ = gen_vectors.q8_reference_forward(qm, X, lengths)
-    for isa in ISAS:
-        e.set_isa(isa)
-        np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
-    return ref
 
 
 def _geometries(n, seed):
@@ -79,14 +68,14 @@ def test_q16_frame_conv_equals_the_numpy_spec_bit_for_bit_on_every_isa(geom):
          ).astype(np.float32)
     X[1, 2] = 0                                     # an all-zero row: scale 0, codes 0
     X[2, 1, 0] = 1e30                               # one huge sample: the others' codes round to 0
-    _c_equals_reference(e, X, np.array([4, 3, 2]))
+    c_equals_q8_reference(e, X, np.array([4, 3, 2]))
     # the engine's frame_conv output itself: the spec's, bit for bit (a model of the conv alone)
     alone = rc.compile(Sequential(conv, GRU(geom["co"] * lout, 4, seed=7)), precision="q8", front_bits=16)
     ra = read_rnc(alone.data)["front"][0]
     y = frame_conv_q16({**ra, "qweight": ra["tensors"]["qweight"], "scale": ra["tensors"]["scale"],
                         "bias": ra["tensors"]["bias"]}, X.reshape(-1, X.shape[-1]))
     assert y.shape == (12, geom["co"] * lout)
-    _c_equals_reference(alone, X)
+    c_equals_q8_reference(alone, X)
 
 
 @pytest.mark.parametrize("cell", [GRU, LSTM])
@@ -94,19 +83,12 @@ def test_q16_front_model_bit_for_bit_streams_and_restores(cell):
     e = rc.compile(_front_model(cell, seed=3), precision="q8", front_bits=16)
     assert [r.get("bits") for r in read_rnc(e.data)["front"] if r["kind"] == "frame_conv1d"] == [16] * 3
     X = (np.random.default_rng(2).standard_normal((2, 9, 20)) * 2).astype(np.float32)
-    whole = _c_equals_reference(e, X)
+    whole = c_equals_q8_reference(e, X)
     e8 = rc.compile(_front_model(cell, seed=3), precision="q8")
     assert np.abs(e8.run(X) - whole).max() > 0     # a different product than the int8 one
     for isa in ISAS:
         e.set_isa(isa)
-        s = e.stream(2)
-        steps = [s.step(X[:, t].copy()) for t in range(5)]
-        saved = s.state
-        steps += [s.step(X[:, t].copy()) for t in range(5, 9)]
-        np.testing.assert_array_equal(np.stack(steps, 1), whole, err_msg=isa)
-        s.state = saved
-        again = [s.step(X[:, t].copy()) for t in range(5, 9)]
-        np.testing.assert_array_equal(np.stack(again, 1), whole[:, 5:], err_msg=isa)
+        assert_stream_restores(e, X, whole, 5, err_msg=isa)
 
 
 def test_q16_file_reads_back_writes_the_same_bytes_and_its_size():
@@ -187,9 +169,9 @@ def test_silero_q16_equals_its_reference_bit_for_bit_and_streams(silero):
     e = rc.compile(from_onnx(silero), precision="q8", front_bits=16)
     assert sum(r.get("bits") == 16 for r in read_rnc(e.data)["front"]) == 5
     X = (np.random.default_rng(5).standard_normal((2, 12, 576)) * 0.1).astype(np.float32)
-    ref = _c_equals_reference(e, X)
+    ref = c_equals_q8_reference(e, X)
     s = e.stream(2)
-    np.testing.assert_array_equal(np.stack([s.step(X[:, t].copy()) for t in range(12)], 1), ref)
+    np.testing.assert_array_equal(stream_steps(s, X), ref)
 
 
 def test_silero_q16_engine_meets_the_target_on_every_variant(silero):

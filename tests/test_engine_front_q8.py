@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from _helpers import assert_stream_restores, c_equals_q8_reference, stream_steps
 
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, read_rnc, write_rnc
@@ -25,12 +26,9 @@ from rnncore.nn import (
     ReLU,
     Sequential,
 )
-from rnncore.quant.reference import qmodel_from_rnc
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import gen_vectors  # noqa: E402
 from rnc_mutations import fix_crc  # noqa: E402
 
 ISAS = rc.isa()["available"]
@@ -57,16 +55,6 @@ def _front_model(cell, seed=0):
     )
 
 
-def _c_equals_reference(e, X, lengths):
-    qm = qmodel_from_rnc(read_rnc(e.data))
-    ref, _ = gen_vectors.q8_reference_forward(qm, X, lengths)
-    for isa in ISAS:
-        e.set_isa(isa)
-        y = e.run(X, lengths)
-        np.testing.assert_array_equal(y, ref, err_msg=isa)
-    return ref
-
-
 @pytest.mark.parametrize("cell", [GRU, LSTM])
 def test_q8_front_records_equal_the_numpy_reference_bit_for_bit_on_every_isa(cell):
     model = _front_model(cell)
@@ -75,7 +63,7 @@ def test_q8_front_records_equal_the_numpy_reference_bit_for_bit_on_every_isa(cel
     rng = np.random.default_rng(1)
     X = rng.standard_normal((3, 7, 20)).astype(np.float32) * 2
     lengths = np.array([7, 4, 1])
-    ref = _c_equals_reference(e, X, lengths)
+    ref = c_equals_q8_reference(e, X, lengths)
     assert np.all(ref[1, 4:] == 0) and np.abs(ref[0]).max() > 0
     # the q8 model is the f32 one, quantised: close to the f32 engine (not equal)
     y32 = rc.compile(model).run(X, lengths)
@@ -88,14 +76,7 @@ def test_q8_front_streaming_equals_the_run_and_the_state_restores():
     whole = e.run(X)
     for isa in ISAS:
         e.set_isa(isa)
-        s = e.stream(2)
-        steps = [s.step(X[:, t].copy()) for t in range(5)]
-        saved = s.state
-        steps += [s.step(X[:, t].copy()) for t in range(5, 9)]
-        np.testing.assert_array_equal(np.stack(steps, 1), whole, err_msg=isa)
-        s.state = saved
-        again = [s.step(X[:, t].copy()) for t in range(5, 9)]
-        np.testing.assert_array_equal(np.stack(again, 1), whole[:, 5:], err_msg=isa)
+        assert_stream_restores(e, X, whole, 5, err_msg=isa)
 
 
 def test_q8_front_file_reads_back_and_writes_the_same_bytes():
@@ -251,9 +232,9 @@ def test_silero_q8_equals_its_reference_bit_for_bit_and_streams(silero):
 
     e = rc.compile(from_onnx(silero), precision="q8")
     X = (np.random.default_rng(5).standard_normal((2, 12, 576)) * 0.1).astype(np.float32)
-    ref = _c_equals_reference(e, X, None)
+    ref = c_equals_q8_reference(e, X, None)
     s = e.stream(2)
-    np.testing.assert_array_equal(np.stack([s.step(X[:, t].copy()) for t in range(12)], 1), ref)
+    np.testing.assert_array_equal(stream_steps(s, X), ref)
 
 
 def test_silero_q8_decisions_on_a_real_recording(silero, sample_audio):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import randn32
 from export_c_run import exported_outputs
 
 import rnncore as rc
@@ -42,14 +43,10 @@ def vad_like(seed: int = 0, cell=nn.LSTM, frame: int = 40) -> nn.Sequential:
     )
 
 
-def _x(shape, seed=0, scale=1.0):
-    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
-
-
 @pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU])
 def test_vad_shaped_model_runs_as_the_numpy_model(cell):
     m = vad_like(cell=cell)
-    X = _x((3, 11, 40))
+    X = randn32((3, 11, 40))
     ref = m.forward(X.astype(np.float64))
     eng = rc.compile(m)
     assert eng.describe().startswith("frame_conv > magnitude > frame_conv > pointwise > frame_conv")
@@ -61,7 +58,7 @@ def test_vad_shaped_model_runs_as_the_numpy_model(cell):
 
 def test_stream_step_by_step_equals_the_run_and_state_restores():
     eng = rc.compile(vad_like(seed=3))
-    X = _x((2, 9, 40), seed=1)
+    X = randn32((2, 9, 40), seed=1)
     Y = eng.run(X)
     st = eng.stream(batch=2)
     got = [st.step(X[:, t]) for t in range(5)]
@@ -77,7 +74,7 @@ def test_stream_step_by_step_equals_the_run_and_state_restores():
 
 def test_lengths_zero_past_each_length_and_match_the_numpy_model_within():
     m = vad_like(seed=5)
-    X = _x((3, 8, 40), seed=2)
+    X = randn32((3, 8, 40), seed=2)
     lengths = np.array([8, 5, 1])
     ref = m.forward(X.astype(np.float64))   # per-step layers and a causal recurrent layer:
     Y = rc.compile(m).run(X, lengths=lengths)   # the valid steps do not see the padding
@@ -93,7 +90,7 @@ def test_lengths_zero_past_each_length_and_match_the_numpy_model_within():
 def test_every_activation_before_and_after_the_recurrent_layer(act):
     m = nn.Sequential(nn.FrameConv1d(2, 3, 2, frame_length=4, seed=1), act,
                       nn.GRU(9, 7, seed=2), act, nn.Linear(7, 2, seed=3))
-    X = _x((2, 6, 8), seed=4, scale=2.0)
+    X = randn32((2, 6, 8), seed=4, scale=2.0)
     np.testing.assert_allclose(rc.compile(m).run(X), m.forward(X.astype(np.float64)), rtol=0, atol=1e-6)
 
 
@@ -102,7 +99,7 @@ def test_activations_after_last_step():
                       nn.LastStep(), nn.GELU(), nn.Linear(5, 3, seed=2))
     m2 = nn.Sequential(nn.FrameConv1d(1, 4, 3, frame_length=6, seed=0), nn.LSTM(16, 5, seed=1), nn.Tanh(),
                        nn.LastStep(), nn.Sigmoid(), nn.Linear(5, 3, seed=2))
-    X = _x((4, 7, 6), seed=3)
+    X = randn32((4, 7, 6), seed=3)
     lengths = np.array([7, 3, 1, 2])
     for model in (m, m2):
         eng = rc.compile(model)
@@ -133,7 +130,7 @@ def test_frame_conv_matches_torch_conv1d(kw):
     feat = conv.out_features
     m = nn.Sequential(conv, nn.RNN(feat, 3, seed=1))
     eng = rc.compile(m)
-    X = _x((2, 3, conv.in_features), seed=8)
+    X = randn32((2, 3, conv.in_features), seed=8)
     # the front-end's output as the RNN sees it: W_ih of an identity-sized probe is not
     # available, so compare the whole model with torch doing the conv and the NumPy RNN the rest
     frames = torch.from_numpy(X.reshape(6, kw["in_channels"], kw["frame_length"]).astype(np.float64))
@@ -161,7 +158,7 @@ def test_rnc_round_trip_and_loaded_engine():
                                   m[2].params["weight"].astype(np.float32))
     # read -> spec -> write gives the same bytes
     assert write_rnc(to_rnc_spec(spec_from_rnc(d), "f32")) == eng.data
-    X = _x((1, 4, 40))
+    X = randn32((1, 4, 40))
     np.testing.assert_array_equal(rc.load(eng.data).run(X), eng.run(X))
 
 
@@ -252,7 +249,7 @@ def test_export_c_of_a_front_end_model_runs_on_this_host(tmp_path, precision):
     """The exported program (the .rnc as a const array, linked with the C core) gives the Python
     engine's outputs, f32 and q8 (int8 frame convolutions), by step and by run."""
     eng = rc.compile(vad_like(seed=9), precision)
-    X = _x((13, 40), seed=11)
+    X = randn32((13, 40), seed=11)
     want = eng.run(X[None])[0]
     for mode, y in exported_outputs(tmp_path, eng.data, X, "vad").items():
         np.testing.assert_allclose(y, want, rtol=0, atol=1e-6, err_msg=mode)

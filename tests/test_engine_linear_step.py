@@ -4,25 +4,15 @@ PyTorch (an independent reference) and the NumPy model; q8 against the NumPy q8 
 (rnncore.quant.reference) bit for bit on every ISA path of this CPU; the stream step by step equals
 the run, its state saves and restores; what stays unsupported is refused naming the module."""
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
+from _helpers import c_equals_q8_reference, randn32, stream_steps
 
 import rnncore as rc
 from rnncore.io.rnc import read_rnc, write_rnc
-from rnncore.quant.reference import qmodel_from_rnc
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
-import gen_vectors  # noqa: E402
 
 nn = rc.nn
 ISAS = rc.isa()["available"]
-
-
-def _x(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def projection_model(bias=True, cell=nn.GRU, seed=0):
@@ -36,7 +26,7 @@ def test_projection_before_the_gru_matches_torch(bias):
     torch.manual_seed(3)
     lin, gru = torch.nn.Linear(6, 12, bias=bias), torch.nn.GRU(12, 8, batch_first=True)
     head = torch.nn.Linear(8, 2)
-    X = _x((3, 11, 6), seed=1)
+    X = randn32((3, 11, 6), seed=1)
     with torch.no_grad():
         want = head(gru(torch.tanh(lin(torch.as_tensor(X))))[0][:, -1]).numpy()
     m = projection_model(bias)
@@ -54,7 +44,7 @@ def test_per_step_output_lengths_and_the_stream_equal_the_run():
     m = nn.Sequential(nn.Linear(5, 7, seed=0), nn.ReLU(), nn.Linear(7, 7, bias=False, seed=1),
                       nn.LSTM(7, 6, seed=2), nn.Linear(6, 3, seed=3))
     eng = rc.compile(m)
-    X = _x((2, 9, 5), seed=2)
+    X = randn32((2, 9, 5), seed=2)
     L = np.array([9, 4])
     Y = eng.run(X, lengths=L)
     np.testing.assert_allclose(Y, m.forward(X.astype(np.float64), lengths=L), rtol=0, atol=1e-5)
@@ -74,17 +64,8 @@ def test_residual_linear_in_the_front_end():
                       nn.GRU(6, 5, seed=2))
     eng = rc.compile(m)
     assert eng.describe().startswith("frame_conv > frame_conv > pointwise > residual > gru(5)")
-    X = _x((2, 8, 4), seed=3)
+    X = randn32((2, 8, 4), seed=3)
     np.testing.assert_allclose(eng.run(X), m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
-
-
-def _c_equals_reference(e, X, lengths):
-    qm = qmodel_from_rnc(read_rnc(e.data))
-    ref, _ = gen_vectors.q8_reference_forward(qm, X, lengths)
-    for isa in ISAS:
-        e.set_isa(isa)
-        np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
-    return ref
 
 
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
@@ -92,9 +73,9 @@ def test_q8_front_linear_equals_the_numpy_q8_reference_on_every_isa_and_streams(
     m = nn.Sequential(nn.Linear(6, 12, seed=4), nn.Tanh(), nn.Linear(12, 12, bias=False, seed=5),
                       cell(12, 8, seed=6), nn.Linear(8, 2, seed=7))
     e = rc.compile(m, precision="q8")
-    X = _x((3, 7, 6), seed=4) * 2
+    X = randn32((3, 7, 6), seed=4) * 2
     lengths = np.array([7, 3, 1])
-    ref = _c_equals_reference(e, X, lengths)
+    ref = c_equals_q8_reference(e, X, lengths)
     assert np.all(ref[1, 3:] == 0) and np.abs(ref[0]).max() > 0
     y32 = rc.compile(m).run(X, lengths)
     assert 0 < np.abs(ref - y32).max() < 0.1 * np.abs(y32).max()   # quantised: close, not equal
@@ -109,9 +90,7 @@ def test_q8_front_linear_equals_the_numpy_q8_reference_on_every_isa_and_streams(
     whole = e.run(X)
     for isa in ISAS:
         e.set_isa(isa)
-        st = e.stream(3)
-        np.testing.assert_array_equal(np.stack([st.step(X[:, t].copy()) for t in range(7)], 1), whole,
-                                      err_msg=isa)
+        np.testing.assert_array_equal(stream_steps(e.stream(3), X), whole, err_msg=isa)
 
 
 def _torch_weights(m, mods):
@@ -123,7 +102,7 @@ def test_mlp_head_per_step_matches_torch_and_streams():
     torch = pytest.importorskip("torch")
     torch.manual_seed(5)
     gru, l1, l2 = torch.nn.GRU(6, 8, batch_first=True), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
-    X = _x((3, 10, 6), seed=6)
+    X = randn32((3, 10, 6), seed=6)
     with torch.no_grad():
         want = l2(torch.relu(l1(gru(torch.as_tensor(X))[0]))).numpy()
     m = nn.Sequential(nn.GRU(6, 8), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -148,7 +127,7 @@ def test_widening_post_linear_without_a_head_and_residual_linear(batch):
     torch.manual_seed(7)
     lstm, wide, res, l2 = (torch.nn.LSTM(6, 8, batch_first=True), torch.nn.Linear(8, 24),
                            torch.nn.Linear(24, 24), torch.nn.Linear(24, 2))
-    X = _x((batch, 9, 6), seed=7)
+    X = randn32((batch, 9, 6), seed=7)
     with torch.no_grad():
         u = torch.tanh(wide(lstm(torch.as_tensor(X))[0]))
         want_wide = u.numpy()
@@ -173,7 +152,7 @@ def test_mlp_head_after_last_step_matches_torch_and_keeps_softmax():
     torch = pytest.importorskip("torch")
     torch.manual_seed(9)
     gru, l1, l2 = torch.nn.GRU(6, 8, batch_first=True), torch.nn.Linear(8, 16), torch.nn.Linear(16, 2)
-    X = _x((4, 7, 6), seed=8)
+    X = randn32((4, 7, 6), seed=8)
     with torch.no_grad():
         logits = l2(torch.relu(l1(gru(torch.as_tensor(X))[0][:, -1])))
         want, want_sm = logits.numpy(), torch.softmax(logits, -1).numpy()
@@ -202,7 +181,7 @@ def test_an_empty_sequence_pools_a_zero_vector_through_the_mlp_head(precision):
     want = np.maximum(m[2].params["bias"], 0) @ m[4].params["weight"].T + m[4].params["bias"]
     e = rc.compile(m, precision=precision)
     tol = 1e-6 if precision == "f32" else 0.05   # q8: relu(b1) quantised with its own scale
-    for y in (e.run(np.zeros((3, 0, 6), np.float32)), e.run(_x((3, 2, 6)), lengths=np.array([0, 0, 0]))):
+    for y in (e.run(np.zeros((3, 0, 6), np.float32)), e.run(randn32((3, 2, 6)), lengths=np.array([0, 0, 0]))):
         np.testing.assert_allclose(y, np.broadcast_to(want, (3, 3)), rtol=0, atol=tol)
         np.testing.assert_array_equal(y, y[[0, 0, 0]])
 
@@ -216,7 +195,7 @@ def test_rnc_round_trip_of_post_linears():
         assert [r["kind"] for r in d["post"]] == ["frame_conv1d", "relu"]
         assert [r["kind"] for r in d["post_pooled"]] == ["frame_conv1d", "tanh"]
         np.testing.assert_array_equal(write_rnc(d), eng.data)
-        X = _x((2, 5, 6))
+        X = randn32((2, 5, 6))
         np.testing.assert_array_equal(rc.load(eng.data).run(X), eng.run(X))
 
 
@@ -226,20 +205,18 @@ def test_q8_post_linears_equal_the_numpy_q8_reference_on_every_isa_and_stream(ce
                              nn.Residual(nn.Linear(12, 12, seed=3)), nn.Linear(12, 3, seed=4))
     pooled = nn.Sequential(cell(6, 8, seed=1), nn.LastStep(), nn.Linear(8, 16, seed=5), nn.ReLU(),
                            nn.Linear(16, 3, seed=6))
-    X = _x((5, 8, 6), seed=9) * 2
+    X = randn32((5, 8, 6), seed=9) * 2
     lengths = np.array([8, 3, 1, 0, 6])
     for m in (per_step, pooled):
         e = rc.compile(m, precision="q8")
-        ref = _c_equals_reference(e, X, lengths)
+        ref = c_equals_q8_reference(e, X, lengths)
         y32 = rc.compile(m).run(X, lengths)
         assert 0 < np.abs(ref - y32).max() < 0.1 * np.abs(y32).max()
     e = rc.compile(per_step, precision="q8")
     whole = e.run(X)
     for isa in ISAS:
         e.set_isa(isa)
-        st = e.stream(5)
-        np.testing.assert_array_equal(np.stack([st.step(X[:, t].copy()) for t in range(8)], 1), whole,
-                                      err_msg=isa)
+        np.testing.assert_array_equal(stream_steps(e.stream(5), X), whole, err_msg=isa)
 
 
 def test_what_does_not_compile_is_refused_naming_the_module():
@@ -283,7 +260,7 @@ def _torch_modules():
 def test_from_torch_reads_a_residual_linear_and_a_projection_and_compiles():
     torch, ResidualHead, Projection = _torch_modules()
     torch.manual_seed(11)
-    X = _x((3, 9, 6), seed=11)
+    X = randn32((3, 9, 6), seed=11)
     for mod in (ResidualHead(), Projection("last")):
         with torch.no_grad():
             want = mod(torch.as_tensor(X)).numpy()
@@ -305,7 +282,7 @@ def test_from_keras_dense_before_and_time_distributed_dense_after_an_lstm_compil
     os.environ.setdefault("KERAS_BACKEND", "torch")
     keras = pytest.importorskip("keras")
     keras.utils.set_random_seed(2)
-    X = _x((2, 7, 6), seed=12)
+    X = randn32((2, 7, 6), seed=12)
     for name, layers in (
             ("before", [keras.layers.Dense(12, activation="tanh"), keras.layers.LSTM(8),
                         keras.layers.Dense(2)]),

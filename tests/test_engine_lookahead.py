@@ -18,6 +18,7 @@ import struct
 
 import numpy as np
 import pytest
+from _helpers import randn32
 from export_c_run import exported_outputs
 from rnc_mutations import fix_crc
 from stream_drive import drive, stream_all
@@ -29,10 +30,6 @@ from rnncore.spec import spec_from_rnc, to_rnc_spec
 
 torch = pytest.importorskip("torch")
 nn = rc.nn
-
-
-def _x(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def _gru_pair(i, h, seed):
@@ -77,7 +74,7 @@ def test_padded_conv1d_matches_pytorch_and_stream_plus_flush_is_run(name):
     tg, g = _gru_pair(6, 5, seed=2)
     eng = rc.compile(nn.Sequential(c, g))
     for T in (9, 12):
-        X = _x((2, T, 4), seed=T)
+        X = randn32((2, T, 4), seed=T)
         want = _torch_out(tc, tg, X)
         Y = eng.run(X)
         assert Y.shape == want.shape   # PyTorch's T_out
@@ -119,7 +116,7 @@ def test_padded_pooling_matches_pytorch_and_stream_plus_flush_is_run(name):
     tg, g = _gru_pair(4, 5, seed=3)
     eng = rc.compile(nn.Sequential(mk(), g))
     for T in (10, 11, 13):
-        X = _x((2, T, 4), seed=T)
+        X = randn32((2, T, 4), seed=T)
         want = _torch_out(tk(), tg, X)
         Y = eng.run(X)
         assert Y.shape == want.shape
@@ -145,7 +142,7 @@ def kws_same(seed=0, cell=nn.GRU):
 def test_chained_padded_layers_match_numpy_and_report_their_lookahead():
     m = kws_same()
     eng = rc.compile(m)
-    X = _x((2, 37, 5), seed=4)
+    X = randn32((2, 37, 5), seed=4)
     ref = m.forward(X.astype(np.float64))
     Y = eng.run(X)
     assert Y.shape == ref.shape == (2, 10, 3)   # 37 -> 37 -> 19 -> 10 -> 10
@@ -162,7 +159,7 @@ def test_chained_padded_layers_match_numpy_and_report_their_lookahead():
 def test_lengths_give_each_sequence_its_own_padded_end():
     m = kws_same(seed=5)
     eng = rc.compile(m)
-    X = _x((3, 30, 5), seed=6)
+    X = randn32((3, 30, 5), seed=6)
     L = np.array([30, 17, 4])
     Y = eng.run(X, lengths=L)
     for b in range(3):
@@ -176,7 +173,7 @@ def test_lengths_give_each_sequence_its_own_padded_end():
 
 def test_random_stream_cuts_save_restore_and_pickle_keep_the_bits():
     eng = rc.compile(kws_same(seed=7, cell=nn.LSTM))
-    X = _x((2, 41, 5), seed=8)
+    X = randn32((2, 41, 5), seed=8)
     Y = eng.run(X)
     rng = np.random.default_rng(0)
     for _ in range(4):
@@ -220,7 +217,7 @@ def test_a_restored_state_with_bad_counters_is_refused():
     raw[-1] = 1.0   # the pad steps' counter is 0 between calls
     st._s.set_raw_window(raw)
     with pytest.raises(ValueError, match="not valid"):
-        st.step(_x((1, 2)))
+        st.step(randn32((1, 2)))
 
 
 def test_models_without_padding_keep_their_bytes_and_state_form():
@@ -243,7 +240,7 @@ def test_rnc_round_trip_of_padded_layers():
         ("conv1d", 2, 2), ("max_pool1d", 1, 1), ("conv1d", 1, 1), ("avg_pool1d", 1, 1)]
     assert f[-1]["count_include_pad"] is False
     assert write_rnc(to_rnc_spec(spec_from_rnc(d), "f32")) == eng.data
-    X = _x((1, 20, 5))
+    X = randn32((1, 20, 5))
     np.testing.assert_array_equal(rc.load(eng.data).run(X), eng.run(X))
 
 
@@ -320,7 +317,7 @@ class _TorchSame(torch.nn.Module):
 def test_torch_fx_import_of_padded_conv_and_pooling_matches_torch_run_and_stream():
     torch.manual_seed(0)
     tm = _TorchSame().eval()
-    X = _x((2, 31, 5), seed=12)
+    X = randn32((2, 31, 5), seed=12)
     with torch.no_grad():
         want = tm(torch.as_tensor(X)).numpy()
     assert want.shape == (2, 16, 2)
@@ -349,7 +346,7 @@ def test_keras_same_padding_matches_keras_run_and_stream(tmp_path):
     km.save(path)
     eng = rc.compile(rc.io.from_keras(str(path)))
     for T in (30, 31):
-        X = _x((2, T, 5), seed=T)
+        X = randn32((2, T, 5), seed=T)
         want = np.asarray(km.predict(X, verbose=0))
         assert want.shape == (2, -(-T // 2), 2)
         Y = eng.run(X)
@@ -382,7 +379,7 @@ def test_padding_over_time_in_a_q8_file_runs_as_the_q8_spec_says(layer):
     pads = (layer.pad_left, layer.pad_right) if not layer.ceil_mode else (0, layer.stride - 1)
     assert (d["front"][0]["pad_left"], d["front"][0]["pad_right"]) == pads
     assert e8.stream(1).lookahead == P - pads[0]
-    X = _x((3, 9, 5), seed=21)
+    X = randn32((3, 9, 5), seed=21)
     lengths = np.array([9, 5, 2])
     want, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, lengths)
     Y = e8.run(X, lengths)
@@ -399,7 +396,7 @@ def test_every_isa_path_streams_and_flushes_with_the_bits_of_its_run(isa):
     m = kws_same(seed=11)
     eng = rc.compile(m)
     eng.set_isa(isa)
-    X = _x((2, 25, 5), seed=15)
+    X = randn32((2, 25, 5), seed=15)
     Y = eng.run(X)
     np.testing.assert_allclose(Y, m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
     got, _, _ = stream_all(eng, X)
@@ -409,7 +406,7 @@ def test_every_isa_path_streams_and_flushes_with_the_bits_of_its_run(isa):
 def test_export_c_of_a_padded_model_flushes_at_the_end_of_its_input(tmp_path):
     m = kws_same(seed=13, cell=nn.LSTM)
     eng = rc.compile(m)
-    X = _x((29, 5), seed=14)
+    X = randn32((29, 5), seed=14)
     want = m.forward(X[None].astype(np.float64))[0]
     assert want.shape == (8, 3)
     out = exported_outputs(tmp_path, eng.data, X, "same")

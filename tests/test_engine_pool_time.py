@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 import pytest
+from _helpers import randn32
 from rnc_mutations import edit_first_record
 from stream_drive import drive
 
@@ -27,10 +28,6 @@ from rnncore.spec import spec_from_rnc, to_rnc_spec
 
 torch = pytest.importorskip("torch")
 nn = rc.nn
-
-
-def _x(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def _torch_gru(i, h, seed):
@@ -78,7 +75,7 @@ def test_pooling_then_gru_matches_pytorch_and_the_stream_gives_the_same_bits(nam
     mk_rc, mk_torch = FRONTS[name]
     tg = _torch_gru(4, 8, 1)
     model = nn.Sequential(mk_rc(), _rc_gru(tg))
-    X = _x((3, 17, 4), seed=2)
+    X = randn32((3, 17, 4), seed=2)
     want = _torch_run(mk_torch(), tg, X)
     eng = rc.compile(model)
     assert eng.describe() == "pool_time > gru(8)"
@@ -97,7 +94,7 @@ def test_strided_causal_conv_matches_pytorch_after_the_left_pad(stride, k, dilat
     conv, tconv = _conv_pair(stride, k, dilation)
     tg = _torch_gru(6, 7, 3)
     model = nn.Sequential(conv, nn.ReLU(), _rc_gru(tg))
-    X = _x((2, 15, 4), seed=4)
+    X = randn32((2, 15, 4), seed=4)
     with torch.no_grad():
         u = torch.relu(tconv(torch.from_numpy(X).transpose(1, 2))).transpose(1, 2).contiguous()
         want = tg(u)[0].numpy()
@@ -127,7 +124,7 @@ def kws_strided(seed=0, cell=nn.GRU):
 def test_chained_strided_layers_match_numpy_in_chunks_of_any_length():
     m = kws_strided()
     eng = rc.compile(m)
-    X = _x((2, 41, 5), seed=6)
+    X = randn32((2, 41, 5), seed=6)
     ref = m.forward(X.astype(np.float64))
     Y = eng.run(X)
     assert Y.shape == ref.shape == (2, 9, 3)   # 41 -> 21 (conv) -> 10 (max) -> 9 (avg)
@@ -152,7 +149,7 @@ def test_chained_strided_layers_match_numpy_in_chunks_of_any_length():
 def test_a_step_without_output_leaves_out_and_the_recurrent_state_untouched():
     eng = rc.compile(nn.Sequential(nn.MaxPool1d(2, channels=3), nn.LSTM(3, 4, seed=0)))
     st = eng.stream(batch=1)
-    X = _x((1, 6, 3), seed=1)
+    X = randn32((1, 6, 3), seed=1)
     out = np.full((1, 4), 7.0, np.float32)
     assert st.step(X[:, 0], out=out) is None   # the first window needs 2 inputs
     np.testing.assert_array_equal(out, 7.0)
@@ -171,7 +168,7 @@ def test_a_step_without_output_leaves_out_and_the_recurrent_state_untouched():
 def test_lengths_give_each_sequence_its_own_outputs_and_last_step_pools_the_last_one():
     m = kws_strided(seed=3)
     eng = rc.compile(m)
-    X = _x((3, 23, 5), seed=7)
+    X = randn32((3, 23, 5), seed=7)
     L = np.array([23, 12, 2])
     Y = eng.run(X, lengths=L)
     for b in range(3):
@@ -190,7 +187,7 @@ def test_lengths_give_each_sequence_its_own_outputs_and_last_step_pools_the_last
 
 def test_the_countdowns_are_part_of_the_state_save_restore_reset_pickle():
     eng = rc.compile(kws_strided(seed=4, cell=nn.LSTM))
-    X = _x((2, 30, 5), seed=8)
+    X = randn32((2, 30, 5), seed=8)
     Y = eng.run(X)
     st = eng.stream(batch=2)
     got, _ = drive(st, X, 0, 7)
@@ -232,8 +229,8 @@ def test_bad_countdowns_are_refused_naming_them():
     # rows out of step: run takes them (each row its own outputs), step refuses them
     st.state = dict(s, countdowns=np.array([[0, 2, 1], [1, 2, 1]]))
     with pytest.raises(ValueError, match="differ between the stream rows"):
-        st.step(_x((2, 5)))
-    X = _x((2, 9, 5), seed=3)
+        st.step(randn32((2, 5)))
+    X = randn32((2, 9, 5), seed=3)
     Y = st.run(X)
     a, b = eng.stream(1), eng.stream(1)
     b.state = {"recurrent": s["recurrent"][:, 1:], "windows": [w[1:] for w in s["windows"]],
@@ -267,7 +264,7 @@ def test_rnc_round_trip():
     d = read_rnc(eng.data)
     assert [r["kind"] for r in d["front"]] == ["conv1d", "relu", "max_pool1d", "avg_pool1d"]
     assert write_rnc(to_rnc_spec(spec_from_rnc(d), "f32")) == eng.data
-    X = _x((1, 20, 5))
+    X = randn32((1, 20, 5))
     np.testing.assert_array_equal(rc.load(eng.data).run(X), eng.run(X))
 
 
@@ -304,7 +301,7 @@ def test_models_without_strided_layers_keep_their_outputs_and_state_form():
     eng = rc.compile(m)
     st = eng.stream(batch=1)
     assert set(st.state) == {"recurrent", "windows"}
-    X = _x((1, 6, 3))
+    X = randn32((1, 6, 3))
     assert st.out_steps(6) == 6
     np.testing.assert_array_equal(np.stack([st.step(X[:, t]) for t in range(6)], 1), eng.run(X))
 
@@ -329,7 +326,7 @@ class _TorchKws(torch.nn.Module):
 def test_torch_fx_import_of_strided_conv_and_pooling_matches_torch_run_and_stream():
     torch.manual_seed(0)
     tm = _TorchKws().eval()
-    X = _x((2, 40, 5), seed=12)
+    X = randn32((2, 40, 5), seed=12)
     with torch.no_grad():
         want = tm(torch.as_tensor(X)).numpy()
     assert want.shape == (2, 4, 2)
@@ -355,7 +352,7 @@ def test_keras_strided_causal_conv1d_and_poolings_match_keras_run_and_stream(tmp
         keras.layers.GRU(7, return_sequences=True),
         keras.layers.Dense(2),
     ])
-    X = _x((2, 40, 5), seed=13)
+    X = randn32((2, 40, 5), seed=13)
     want = np.asarray(km.predict(X, verbose=0))
     assert want.shape == (2, 4, 2)
     path = tmp_path / "strided.keras"
@@ -392,7 +389,7 @@ def test_export_c_of_a_strided_model_prints_only_the_steps_with_an_output(tmp_pa
                         str(root / "csrc" / "build" / "librnncore.a"), "-lm", "-o", str(exe)],
                        capture_output=True, text=True, env=child_env())
     assert r.returncode == 0, r.stderr
-    X = _x((29, 5), seed=14)
+    X = randn32((29, 5), seed=14)
     X.astype("<f4").tofile(tmp_path / "x.f32")
     want = m.forward(X[None].astype(np.float64))[0]
     assert want.shape == (6, 3)   # 29 -> 15 -> 7 -> 6
@@ -409,7 +406,7 @@ def test_every_isa_path_steps_with_the_bits_of_its_run(isa):
     m = kws_strided(seed=5)
     eng = rc.compile(m)
     eng.set_isa(isa)
-    X = _x((2, 25, 5), seed=15)
+    X = randn32((2, 25, 5), seed=15)
     Y = eng.run(X)
     np.testing.assert_allclose(Y, m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
     st = eng.stream(2)
@@ -434,7 +431,7 @@ def test_strided_conv_time_with_int8_weights_compiles_and_loads_alike():
     check_rnc(data)
     d = read_rnc(data)
     assert d["front"][0]["stride"] == 2
-    X = _x((2, 9, 5), seed=3)
+    X = randn32((2, 9, 5), seed=3)
     got = rc.load(data).run(X)
     assert got.shape == (2, 5, 4)   # ceil(9 / 2) steps
     want, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, None)

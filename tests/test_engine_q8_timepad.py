@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 import pytest
+from _helpers import randn32
 
 import rnncore as rc
 from rnncore.io.rnc import read_rnc
@@ -40,10 +41,6 @@ torch = pytest.importorskip("torch")
 nn = rc.nn
 ISAS = rc.isa()["available"]
 F32 = np.float32
-
-
-def _x(shape, seed=0, scale=1.0):
-    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(F32)
 
 
 def model(seed=0, cell=nn.GRU):
@@ -130,7 +127,7 @@ def test_pooling_spec_equals_pytorch(cfg):
            "dilation": cfg.get("dilation", 1), "pad_left": p, "pad_right": p,
            "count_include_pad": cfg.get("count_include_pad", True), "ceil_mode": cfg.get("ceil_mode", False)}
     for T in (1, 2, 5, 8, 13):
-        x = _x((2, T, 3), seed=T)
+        x = randn32((2, T, 3), seed=T)
         with torch.no_grad():
             xt = torch.from_numpy(x).transpose(1, 2)
             if kind == "max_pool1d":
@@ -160,7 +157,7 @@ def test_conv_spec_length_and_values_equal_pytorch(k, dl, pl, pr):
     rec = {"kind": "conv_time", "in_channels": 3, "out_channels": 4, "kernel_size": k, "dilation": dl,
            "pad_left": pl, "pad_right": pr, "qweight": wq.reshape(w.shape), "scale": s, "bias": b}
     for T in (dl * (k - 1) + 1, 7, 16):
-        x = _x((2, T, 3), seed=T)
+        x = randn32((2, T, 3), seed=T)
         with torch.no_grad():
             xp = torch.nn.functional.pad(torch.from_numpy(x).transpose(1, 2), (pl, pr))
             want = torch.nn.functional.conv1d(xp, torch.from_numpy(w), torch.from_numpy(b),
@@ -175,7 +172,7 @@ def _spec_stream_gives_the_spec_run(recs, T, lookahead):
     """The spec's RecordStream over T steps (2 rows of 6 inputs), its first ``lookahead`` steps
     ``None``, then its flush: the bits of its whole-sequence run (of out_lengths' length).
     Returns the stream (flushed), its input and its step outputs."""
-    X = _x((2, T, 6), seed=T)
+    X = randn32((2, T, 6), seed=T)
     run = front.step_records(recs, X)
     assert run.shape[1] == front.out_lengths(recs, [T])[0]
     st = front.RecordStream(recs, 2)
@@ -204,7 +201,7 @@ def _engine_equals_the_spec_on_every_isa(m, T, lengths):
     e = rc.compile(m, precision="q8")
     d = read_rnc(e.data)
     assert all(r["tensors"]["qweight"].dtype == np.int8 for r in d["front"] if r["kind"] == "conv1d")
-    X = _x((4, T, 6), seed=6, scale=1.5)
+    X = randn32((4, T, 6), seed=6, scale=1.5)
     lengths = np.array(lengths)
     ref, _ = gen_vectors.q8_reference_forward(qmodel_from_rnc(d), X, lengths)
     n = front.out_lengths(d["front"], lengths)
@@ -226,7 +223,7 @@ def _stream_gives_the_run_and_resumes(m, isa, T, save_at):
     e = rc.compile(m, precision="q8")
     e.set_isa(isa)
     d = read_rnc(e.data)
-    X = _x((2, T, 6), seed=8)
+    X = randn32((2, T, 6), seed=8)
     whole = e.run(X)
     spec = front.RecordStream(d["front"], 2)
     none = [spec.step(X[:, t]) is None for t in range(T)]
@@ -286,7 +283,7 @@ def _q8_is_close_to_pytorch(m, ref, Ts):
     sequences of each length in ``Ts``."""
     e8, e32 = rc.compile(m, precision="q8"), rc.compile(m)
     for T in Ts:
-        X = _x((3, T, 6), seed=T)
+        X = randn32((3, T, 6), seed=T)
         want = ref(X)
         y32, y8 = e32.run(X), e8.run(X)
         assert y8.shape == y32.shape == want.shape, (T, y8.shape, want.shape)
@@ -340,7 +337,7 @@ def test_export_c_of_a_padded_q8_model_flushes_at_the_end_of_its_input(tmp_path)
     from export_c_run import exported_outputs
 
     e = rc.compile(model(seed=12, cell=nn.LSTM), precision="q8")
-    X = _x((27, 6), seed=13)
+    X = randn32((27, 6), seed=13)
     want = e.run(X[None])[0]
     assert want.shape == (7, 3)
     out = exported_outputs(tmp_path, e.data, X, "q8pad")
@@ -379,7 +376,7 @@ def test_strided_conv_spec_length_and_values_equal_pytorch(k, dl, st, pl, pr):
            "stride": st, "pad_left": pl, "pad_right": pr, "qweight": wq.reshape(w.shape), "scale": s,
            "bias": b}
     for T in (max(1, dl * (k - 1) + 1 - pl - pr), 7, 16, 17):
-        x = _x((2, T, 3), seed=T)
+        x = randn32((2, T, 3), seed=T)
         with torch.no_grad():
             xp = torch.nn.functional.pad(torch.from_numpy(x).transpose(1, 2), (pl, pr))
             want = torch.nn.functional.conv1d(xp, torch.from_numpy(w), torch.from_numpy(b), stride=st,
@@ -456,7 +453,7 @@ def test_a_max_window_without_input_is_minus_inf_as_pytorch(k, d, p, s):
     for T in range(1, d + 3):
         if T + 2 * p < d * (k - 1) + 1:
             continue
-        x = _x((2, T, 3), seed=T) - 5.0   # all negative: a 0 would win
+        x = randn32((2, T, 3), seed=T) - 5.0   # all negative: a 0 would win
         with torch.no_grad():
             want = torch.nn.functional.max_pool1d(torch.from_numpy(x).transpose(1, 2), k, s, p, d)
         want = want.transpose(1, 2).numpy()
@@ -490,7 +487,7 @@ def test_an_average_window_without_input_is_zero_as_onnxruntime(k, d, p, s):
     for T in range(1, d + 3):
         if T + 2 * p < d * (k - 1) + 1:
             continue
-        x = _x((2, T, 3), seed=T) + 5.0
+        x = randn32((2, T, 3), seed=T) + 5.0
         want = ort_avg(np.ascontiguousarray(x.transpose(0, 2, 1))).transpose(0, 2, 1)
         seen += _empty_windows(k, d, p, s, T) and bool((want == 0).any())
         layer = nn.AvgPool1d(k, 3, stride=s, padding=p, dilation=d, count_include_pad=False, dtype="float32")
@@ -519,7 +516,7 @@ def test_engine_max_window_without_input_gives_minus_inf_through_relu_as_pytorch
     e32, e8 = rc.compile(m), rc.compile(m, precision="q8")
     d = read_rnc(e8.data)
     for T in (2, 3, 6):
-        X = _x((2, T, 4), seed=T) - 3.0
+        X = randn32((2, T, 4), seed=T) - 3.0
         with torch.no_grad():
             u = torch.relu(torch.nn.functional.max_pool1d(torch.from_numpy(X).transpose(1, 2), 2, 1, 1, 3))
             want = tl(tg(u.transpose(1, 2))[0]).numpy()
@@ -536,10 +533,10 @@ def test_engine_refuses_minus_inf_it_cannot_carry(precision):
     FloatingPointError naming the cause, never a silent 0; the spec refuses the quantisation too."""
     for then in ([], [nn.Conv1d(4, 4, 1, seed=3)]):
         e = rc.compile(_empty_pool_model("max", then), precision=precision)
-        X = _x((1, 2, 4), seed=1)
+        X = randn32((1, 2, 4), seed=1)
         with pytest.raises(FloatingPointError, match="max pooling window that holds no input"):
             e.run(X)
-        assert e.run(_x((1, 3, 4), seed=1)).shape == (1, 2, 2)   # 3 steps: no empty window
+        assert e.run(randn32((1, 3, 4), seed=1)).shape == (1, 2, 2)   # 3 steps: no empty window
         if precision == "q8" and then:
             with pytest.raises(ValueError, match="NaN or Inf"):
                 front.step_records(read_rnc(e.data)["front"], X)
@@ -553,7 +550,7 @@ def test_engine_average_window_without_input_is_zero(precision):
     m = _empty_pool_model("avg", [], seed=4)
     e = rc.compile(m, precision=precision)
     for T in (2, 5):
-        X = _x((3, T, 4), seed=T)
+        X = randn32((3, T, 4), seed=T)
         if precision == "f32":
             np.testing.assert_allclose(e.run(X), m.forward(X.astype(np.float64)), rtol=0, atol=1e-5)
         else:

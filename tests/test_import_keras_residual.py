@@ -11,6 +11,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")   # before keras is imported
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from _helpers import randn32  # noqa: E402
 
 import rnncore as rc  # noqa: E402
 from rnncore.io.keras_import import from_keras  # noqa: E402
@@ -25,10 +26,6 @@ def _randomise(model, seed=5):
         if ws:
             layer.set_weights([w + g.uniform(-0.2, 0.2, w.shape).astype(w.dtype) for w in ws])
     return model
-
-
-def _x(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def front_residual(order="x_first", dense=False):
@@ -65,7 +62,7 @@ def test_functional_add_imports_as_a_residual_and_matches_keras(order, dtype, de
     assert [type(m).__name__ for m in ours] == ["Conv1d", "ReLU", "Residual", "GRU", "Linear"]
     first = "Linear" if dense else "Conv1d"
     assert [type(m).__name__ for m in ours[2].fn] == [first, "ReLU", "Conv1d", "LayerNorm"]
-    X = _x((2, 19, 5), seed=1)
+    X = randn32((2, 19, 5), seed=1)
     want = keras.ops.convert_to_numpy(model(X))
     np.testing.assert_allclose(ours.forward(X.astype(dtype)), want, rtol=0, atol=1e-5)
 
@@ -75,7 +72,7 @@ def test_the_engine_runs_and_streams_the_keras_residual_and_q8_stays_close(tmp_p
     path = tmp_path / "res.keras"
     model.save(path)
     spec = from_keras(str(path), as_spec=True)
-    X = _x((3, 23, 5), seed=2)
+    X = randn32((3, 23, 5), seed=2)
     want = keras.ops.convert_to_numpy(model(X))
     e = rc.compile(spec)
     assert e.describe() == ("conv_time > pointwise > conv_time > pointwise > conv_time > layer_norm > "
@@ -92,7 +89,7 @@ def test_a_residual_after_the_recurrent_layer():
     model = post_residual()
     e = rc.compile(from_keras(model, as_spec=True))
     assert e.describe() == "gru(8) > layer_norm > pointwise > residual > linear(8->2)"
-    X = _x((2, 15, 4), seed=3)
+    X = randn32((2, 15, 4), seed=3)
     want = keras.ops.convert_to_numpy(model(X))
     np.testing.assert_allclose(e.run(X), want, rtol=0, atol=1e-5)
     st = e.stream(2)

@@ -795,6 +795,22 @@ static void frame_conv_row(const rnc_model *m, const rnc_front_op *F, const floa
         }                                                                                                 \
     } while (0)
 
+/* The epilogue of a quantised frame_conv's block of n positions l0 .. l0 + n - 1 of group g: the
+ * exact sums acc[j * rp + o] (element type T: int32_t for q8, int64_t for 16 x 16), one rounding
+ * to float each, into y[(g * cog + o) * L_out + l0 + j] = (float)acc * (s * s_w[o]) + b[o]: the
+ * same operations for both forms. */
+#define FCONV_EPILOGUE(T, F, acc, rp, s, g, l0, n, y)                                                     \
+    do {                                                                                                  \
+        const uint32_t cog = (F)->cog, lout = (F)->lout;                                                  \
+        const float *sw = (F)->s + (size_t)(g) * (rp), *bg = (F)->b + (size_t)(g) * cog;                  \
+        float *yg = (y) + (size_t)(g) * cog * lout + (l0);                                                \
+        for (uint32_t j = 0; j < (n); ++j) {                                                              \
+            const T *aj = (acc) + j * (rp);                                                               \
+            for (uint32_t o = 0; o < cog; ++o)                                                            \
+                yg[(size_t)o * lout + j] = (float)aj[o] * ((s) * sw[o]) + bg[o];                          \
+        }                                                                                                 \
+    } while (0)
+
 /* The q8 frame_conv (docs/q8-contract.md, "Per-step records in a q8 file"): the row x quantised
  * as one vector (the plan's quantiser, dynamic: the recurrent layers' step input rule), the
  * windows of up to RNC_FCONV_BLOCK positions gathered from its codes (padding: code 0, or the
@@ -820,13 +836,7 @@ static void frame_conv_row_q8(const rnc_model *m, const rnc_front_op *F, const f
             FCONV_GATHER(int8_t, F, q, cols, g, l0, n, kk, kp, d, L, k);
             plan_pick(&m->plan.gemm[RNC_Q8], n, 0)->fn.gemm_q8(wg, (int)rp, (int)kk, (int)n, cols, (int)kp,
                                                              acc, (int)rp);
-            const uint32_t cog = F->cog, lout = F->lout;
-            const float *sw = F->s + (size_t)g * rp, *bg = F->b + (size_t)g * cog;
-            float *yg = y + (size_t)g * cog * lout + l0;
-            for (uint32_t j = 0; j < n; ++j) {
-                const int32_t *aj = acc + j * rp;
-                for (uint32_t o = 0; o < cog; ++o) yg[(size_t)o * lout + j] = (float)aj[o] * (s * sw[o]) + bg[o];
-            }
+            FCONV_EPILOGUE(int32_t, F, acc, rp, s, g, l0, n, y);
         }
     }
 }
@@ -880,13 +890,7 @@ static void frame_conv_row_q16(const rnc_model *m, const rnc_front_op *F, const 
             FCONV_GATHER(int16_t, F, q, cols, g, l0, n, kk, kp, d, L, k);
             plan_pick(&m->plan.gemm_q16, n, 0)->fn.gemm_q16(wg, (int)F->cog, (int)kk, (int)n, cols, (int)kp, acc,
                                                           (int)rp);
-            const uint32_t cog = F->cog, lout = F->lout;
-            const float *sw = F->s + (size_t)g * rp, *bg = F->b + (size_t)g * cog;
-            float *yg = y + (size_t)g * cog * lout + l0;
-            for (uint32_t j = 0; j < n; ++j) {
-                const int64_t *aj = acc + j * rp;
-                for (uint32_t o = 0; o < cog; ++o) yg[(size_t)o * lout + j] = (float)aj[o] * (s * sw[o]) + bg[o];
-            }
+            FCONV_EPILOGUE(int64_t, F, acc, rp, s, g, l0, n, y);
         }
     }
 }

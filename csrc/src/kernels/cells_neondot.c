@@ -13,14 +13,7 @@ RNC_DECLARE_ISA(neondot)
  * names it after its suffix */
 #define rnc_f32_gemm_neondot rnc_f32_gemm_neon
 
-#if defined(__aarch64__) /* intrinsics epilogue (bit-identical) through the template's hooks */
-#include "epilogue_neon.h"
-#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits, ~17 kB less */
-#define RNC_CELL_UPDATE rnc_neon_cell_update
-#define RNC_Q8_UPDATE rnc_neon_q8_update
-#endif
-#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
-#endif
+#include "epilogue_neon_hooks.h" /* aarch64: the intrinsics epilogue (the same bits) */
 #define RNC_SFX neondot
 #include "cell_template.h"
 

@@ -1,8 +1,8 @@
 /* aarch64 NEON versions of the float32 epilogue pieces of cell_template.h: the cell update, the
- * q8 dequantisation fused with it, and the activation quantiser. Included by cells_neon.c and
- * cells_neondot.c on aarch64 only (armv7 NEON float arithmetic flushes denormals and has no
- * division: there the template's scalar C stays) and plugged into the template through its
- * RNC_CELL_UPDATE / RNC_Q8_UPDATE / RNC_QUANTIZE_ROW hooks.
+ * q8 dequantisation fused with it, and the activation quantiser. Included on aarch64 only
+ * (armv7 NEON float arithmetic flushes denormals and has no division: there the template's scalar
+ * C stays) by epilogue_neon_hooks.h, which plugs them into the template through its
+ * RNC_CELL_UPDATE / RNC_Q8_UPDATE / RNC_QUANTIZE_ROW hooks for every ARM cells file.
  *
  * Bit-identical to the scalar code (activations.h, util.c's rnc_q8_quantize_generic): the same
  * IEEE float32 operations in the same order, no FMA (separate vmulq/vaddq, -ffp-contract=off),

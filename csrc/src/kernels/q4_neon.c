@@ -113,14 +113,7 @@ void rnc_q4_gemm_neon(const int8_t *Wp, int R, int K, int N, const int8_t *Q, in
     for (int n = 0; n < N; ++n) q4_col(W, R, K, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
 }
 
-#if defined(__aarch64__) /* as cells_neon.c: the intrinsics epilogue through the template's hooks */
-#include "epilogue_neon.h"
-#if !defined(__OPTIMIZE_SIZE__)
-#define RNC_CELL_UPDATE rnc_neon_cell_update
-#define RNC_Q8_UPDATE rnc_neon_q8_update
-#endif
-#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
-#endif
+#include "epilogue_neon_hooks.h" /* aarch64: the intrinsics epilogue (the same bits) */
 #define RNC_Q4 1
 #define RNC_SFX neon
 #include "cell_template.h"

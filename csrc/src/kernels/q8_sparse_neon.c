@@ -80,15 +80,7 @@ void rnc_q8_gemm_sparse_neon(const int8_t *Wp, int R, int K, int N, const int8_t
     for (int n = 0; n < N; ++n) sp_col(S, R, Q + (size_t)n * ldq, Acc + (size_t)n * ldacc);
 }
 
-/* aarch64: the intrinsics epilogue of cells_neon.c through the template's hooks (the same bits) */
-#if defined(__aarch64__)
-#include "epilogue_neon.h"
-#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits */
-#define RNC_CELL_UPDATE rnc_neon_cell_update
-#define RNC_Q8_UPDATE rnc_neon_q8_update
-#endif
-#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
-#endif
+#include "epilogue_neon_hooks.h" /* aarch64: the intrinsics epilogue (the same bits) */
 #define RNC_SFX sparse_neon
 #define rnc_f32_gemm_sparse_neon rnc_f32_gemm_neon
 #include "cell_template.h"

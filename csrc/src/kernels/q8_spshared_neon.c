@@ -62,44 +62,18 @@ RNC_SAI void sh_gates(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32
     }
 }
 
-/* every gate of one column; G a constant in each inlined copy (3: GRU, 4: LSTM) */
-RNC_SAI void sh_col_g(const rnc_sparse_q8 *S, const int8_t *q, int32_t *acc, const uint32_t G)
+/* Unit block b of one column: SH_NG gates a walk of its index list, the remaining gates one by one
+ * (G a constant in each inlined copy: 3 GRU, 4 LSTM) */
+RNC_SAI void sh_unit(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_t *acc, const uint32_t G)
 {
-    for (uint32_t b = 0; b < S->row_blocks; ++b) {
-        uint32_t g = 0;
-        for (; g + SH_NG <= G; g += SH_NG) sh_gates(S, b, q, acc, g, SH_NG, G);
-        for (; g < G; ++g) sh_gates(S, b, q, acc, g, 1, G);
-    }
+    uint32_t g = 0;
+    for (; g + SH_NG <= G; g += SH_NG) sh_gates(S, b, q, acc, g, SH_NG, G);
+    for (; g < G; ++g) sh_gates(S, b, q, acc, g, 1, G);
 }
 
-/* The loader gives R = G*hp for a gate-shared matrix: every unit block's rows are stored. G is 3
- * or 4 (GRU, LSTM); another G runs the generic row. */
-void rnc_q8_gemm_spshared_neon(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq, int32_t *Acc,
-                               int ldacc)
-{
-    const rnc_sparse_q8 *S = rnc__sparse_of(Wp);
-    if (!S->gates || (size_t)R < (size_t)S->gates * 16 * S->row_blocks || (S->gates != 3 && S->gates != 4)) {
-        if (S->gates) rnc_q8_gemm_spshared_generic(Wp, R, K, N, Q, ldq, Acc, ldacc);
-        else rnc_q8_gemm_sparse_neon(Wp, R, K, N, Q, ldq, Acc, ldacc);
-        return;
-    }
-    for (int n = 0; n < N; ++n) {
-        const int8_t *q = Q + (size_t)n * ldq;
-        int32_t *acc = Acc + (size_t)n * ldacc;
-        if (S->gates == 3) sh_col_g(S, q, acc, 3);
-        else sh_col_g(S, q, acc, 4);
-    }
-}
+RNC_SPSHARED_GEMM(neon, rnc_q8_gemm_sparse_neon)
 
-/* aarch64: the intrinsics epilogue of cells_neon.c through the template's hooks (the same bits) */
-#if defined(__aarch64__)
-#include "epilogue_neon.h"
-#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits */
-#define RNC_CELL_UPDATE rnc_neon_cell_update
-#define RNC_Q8_UPDATE rnc_neon_q8_update
-#endif
-#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
-#endif
+#include "epilogue_neon_hooks.h" /* aarch64: the intrinsics epilogue (the same bits) */
 #define RNC_SFX spshared_neon
 #define rnc_f32_gemm_spshared_neon rnc_f32_gemm_neon
 #include "cell_template.h"

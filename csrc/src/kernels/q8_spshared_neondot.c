@@ -46,39 +46,9 @@ RNC_SAI void sh_unit(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_
     }
 }
 
-RNC_SAI void sh_col_g(const rnc_sparse_q8 *S, const int8_t *q, int32_t *acc, const uint32_t G)
-{
-    for (uint32_t b = 0; b < S->row_blocks; ++b) sh_unit(S, b, q, acc, G);
-}
+RNC_SPSHARED_GEMM(neondot, rnc_q8_gemm_sparse_neondot)
 
-/* The loader gives R = G*hp for a gate-shared matrix: every unit block's rows are stored. G is 3
- * or 4 (GRU, LSTM); another G runs the generic row. */
-void rnc_q8_gemm_spshared_neondot(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,
-                                  int32_t *Acc, int ldacc)
-{
-    const rnc_sparse_q8 *S = rnc__sparse_of(Wp);
-    if (!S->gates || (size_t)R < (size_t)S->gates * 16 * S->row_blocks || (S->gates != 3 && S->gates != 4)) {
-        if (S->gates) rnc_q8_gemm_spshared_generic(Wp, R, K, N, Q, ldq, Acc, ldacc);
-        else rnc_q8_gemm_sparse_neondot(Wp, R, K, N, Q, ldq, Acc, ldacc);
-        return;
-    }
-    for (int n = 0; n < N; ++n) {
-        const int8_t *q = Q + (size_t)n * ldq;
-        int32_t *acc = Acc + (size_t)n * ldacc;
-        if (S->gates == 3) sh_col_g(S, q, acc, 3);
-        else sh_col_g(S, q, acc, 4);
-    }
-}
-
-/* aarch64: the intrinsics epilogue of cells_neon.c through the template's hooks (the same bits) */
-#if defined(__aarch64__)
-#include "epilogue_neon.h"
-#if !defined(__OPTIMIZE_SIZE__) /* -Os: the template's portable update, the same bits */
-#define RNC_CELL_UPDATE rnc_neon_cell_update
-#define RNC_Q8_UPDATE rnc_neon_q8_update
-#endif
-#define RNC_QUANTIZE_ROW rnc_neon_quantize_row
-#endif
+#include "epilogue_neon_hooks.h" /* aarch64: the intrinsics epilogue (the same bits) */
 #define RNC_SFX spshared_neondot
 #define rnc_f32_gemm_spshared_neondot rnc_f32_gemm_neon
 #include "cell_template.h"

@@ -1,0 +1,72 @@
+"""Helpers shared by the engine tests: seeded inputs, the q8 engine against the NumPy q8 reference on
+every ISA path of this CPU, a stream's steps against the whole-sequence run, and a damaged file
+refused alike by both loaders."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import sys
+
+import numpy as np
+import pytest
+
+import rnncore as rc
+from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc
+from rnncore.quant.reference import qmodel_from_rnc
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
+import gen_vectors  # noqa: E402
+
+ISAS = rc.isa()["available"]
+
+
+def randn32(shape: tuple[int, ...], seed: int = 0, scale: float = 1.0) -> np.ndarray:
+    """Standard normal samples of ``np.random.default_rng(seed)`` times ``scale``, as float32, of
+    the given shape."""
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+def c_equals_q8_reference(e: rc.Engine, X: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+    """Assert that the q8 engine ``e`` runs ``X`` ``(batch, T, in)`` (with ``lengths`` ``(batch,)``
+    or None) bit for bit as the NumPy q8 reference of its file does, on every ISA path of this CPU
+    (the engine is left on the last one); return the reference output ``(batch, T, out)``."""
+    qm = qmodel_from_rnc(read_rnc(e.data))
+    ref, _ = gen_vectors.q8_reference_forward(qm, X, lengths)
+    for isa in ISAS:
+        e.set_isa(isa)
+        np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
+    return ref
+
+
+def stream_steps(s, X: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Steps ``start .. stop - 1`` of ``X`` ``(batch, T, in)`` (default: to the end), each a copy,
+    through the stream ``s``; its outputs stacked ``(batch, stop - start, out)``."""
+    stop = X.shape[1] if stop is None else stop
+    return np.stack([s.step(X[:, t].copy()) for t in range(start, stop)], 1)
+
+
+def assert_stream_restores(e: rc.Engine, X: np.ndarray, whole: np.ndarray, split: int, err_msg: str = ""):
+    """A new stream of ``e`` fed ``X`` ``(batch, T, in)`` step by step equals ``whole`` (the run of
+    ``X``, ``(batch, T, out)``) bit for bit; its state saved after ``split`` steps and restored at
+    the end gives the steps from ``split`` on again. Return the stream."""
+    s = e.stream(X.shape[0])
+    steps = stream_steps(s, X, 0, split)
+    saved = s.state
+    steps = np.concatenate([steps, stream_steps(s, X, split)], 1)
+    np.testing.assert_array_equal(steps, whole, err_msg=err_msg)
+    s.state = saved
+    np.testing.assert_array_equal(stream_steps(s, X, split), whole[:, split:], err_msg=err_msg)
+    return s
+
+
+def refused_alike(data: bytes, want: str, status: str | None = None, load=rc.load) -> None:
+    """Both loaders refuse the file ``data`` with the message ``want``: the Python reader
+    (``check_rnc``: an RncFormatError, of ``status`` when given) and the C loader through ``load``
+    (``rc.load`` or ``rc.Engine``: a ValueError)."""
+    with pytest.raises(RncFormatError, match=re.escape(want)) as e:
+        check_rnc(data)
+    if status is not None:
+        assert e.value.status == status
+    with pytest.raises(ValueError, match=re.escape(want)):
+        load(data)
