@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 import pytest
+from _helpers import randn32
 from export_c_run import exported_outputs
 
 import rnncore as rc
@@ -30,10 +31,6 @@ import gen_vectors  # noqa: E402
 
 nn = rc.nn
 ISAS = rc.isa()["available"]
-
-
-def _x(shape, seed=0, scale=1.0):
-    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
 
 
 def mean_model(cell=nn.GRU, seed=0, mlp=False, post=False):
@@ -63,7 +60,7 @@ def test_torch_gru_mean_linear_via_from_torch():
     assert [type(m).__name__ for m in model] == ["GRU", "MaskedMean", "Linear"]
     eng = rc.compile(model)
     assert eng.describe() == "gru(8) > masked_mean > linear(8->3)"
-    X = _x((4, 9, 6), seed=2)
+    X = randn32((4, 9, 6), seed=2)
     lengths = np.array([9, 4, 1, 7])
     with torch.no_grad():
         want = net(torch.as_tensor(X)).numpy()
@@ -85,7 +82,7 @@ def test_f32_matches_the_numpy_model_with_per_step_records_and_an_mlp_head(cell,
     m = mean_model(cell, seed=3, mlp=True, post=True)
     eng = rc.compile(m)
     assert "frame_conv > pointwise > masked_mean > frame_conv > pointwise > linear" in eng.describe()
-    X = _x((batch, 11, 6), seed=4)
+    X = randn32((batch, 11, 6), seed=4)
     lengths = np.arange(batch) * 3 % 11 + 1
     want = m.forward(X.astype(np.float64), lengths=lengths)
     assert np.abs(want).max() > 0.05
@@ -102,7 +99,7 @@ def test_keras_masking_gru_global_average_pooling_dense(tmp_path):
     km = keras.Sequential([keras.Input((None, 6)), keras.layers.Masking(0.0),
                            keras.layers.GRU(8, return_sequences=True),
                            keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(3)])
-    X = _x((3, 8, 6), seed=5)
+    X = randn32((3, 8, 6), seed=5)
     lengths = np.array([8, 5, 2])
     X[np.arange(8)[None, :] >= lengths[:, None]] = 0.0   # padded with the mask value
     want = np.asarray(km.predict(X, verbose=0))
@@ -128,7 +125,7 @@ def test_onnx_reduce_mean_over_time_against_onnxruntime():
 
     torch.manual_seed(6)
     net = Net().eval()
-    X = _x((3, 7, 4), seed=6)
+    X = randn32((3, 7, 4), seed=6)
     f = io.BytesIO()
     torch.onnx.export(net, (torch.as_tensor(X),), f, dynamo=False, input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": {0: "b", 1: "t"}})
@@ -152,7 +149,7 @@ def _q8_reference(e, X, lengths):
 @pytest.mark.parametrize("calibrated", [False, True])
 def test_q8_equals_the_numpy_q8_spec_on_every_isa(cell, calibrated):
     m = mean_model(cell, seed=7, mlp=True, post=cell is nn.GRU)
-    X = _x((5, 9, 6), seed=8, scale=2.0)
+    X = randn32((5, 9, 6), seed=8, scale=2.0)
     lengths = np.array([9, 3, 0, 1, 6])   # 0: the head of a zero vector, as with LastStep
     e = rc.compile(m, precision="q8", calibration=(X, lengths) if calibrated else None)
     ref = _q8_reference(e, X, lengths)
@@ -172,7 +169,7 @@ def test_q8_equals_the_numpy_q8_spec_on_every_isa(cell, calibrated):
 def test_step_is_the_run_of_the_steps_so_far_and_the_state_saves_and_restores(precision):
     m = mean_model(nn.GRU, seed=9, mlp=True, post=True)
     e = rc.compile(m, precision=precision)
-    X = _x((3, 8, 6), seed=10)
+    X = randn32((3, 8, 6), seed=10)
     for isa in ISAS if precision == "q8" else ISAS[-1:]:
         e.set_isa(isa)
         st = e.stream(3)
@@ -184,7 +181,7 @@ def test_step_is_the_run_of_the_steps_so_far_and_the_state_saves_and_restores(pr
         np.testing.assert_array_equal(saved["mean_steps"], [8, 8, 8])
         st2 = e.stream(3)
         st2.state = saved
-        more = _x((3, 2, 6), seed=11)
+        more = randn32((3, 2, 6), seed=11)
         whole = e.run(np.concatenate([X, more], 1))
         np.testing.assert_array_equal(st2.step(more[:, 0].copy()), e.run(np.concatenate([X, more[:, :1]], 1)))
         np.testing.assert_array_equal(st2.step(more[:, 1].copy()), whole)
@@ -202,7 +199,7 @@ def test_step_is_the_run_of_the_steps_so_far_and_the_state_saves_and_restores(pr
 def test_state_assignment_checks_the_mean_part():
     e = rc.compile(mean_model(nn.GRU, seed=12))
     st = e.stream(2)
-    st.step(_x((2, 6), seed=13))
+    st.step(randn32((2, 6), seed=13))
     s = st.state
     with pytest.raises(ValueError, match=r"expected the keys 'recurrent' and 'mean_sum' and 'mean_steps'"):
         st.state = {"recurrent": s["recurrent"], "mean_sum": s["mean_sum"]}
@@ -217,11 +214,11 @@ def test_state_assignment_checks_the_mean_part():
     # a count at 2^24 steps: one more would be inexact in the float count, the step is refused
     st.state = {**s, "mean_steps": np.array([1, 1 << 24])}
     with pytest.raises(ValueError, match=r"step: the mean pooling has counted 2\*\*24 steps"):
-        st.step(_x((2, 6), seed=14))
+        st.step(randn32((2, 6), seed=14))
     st.state = {**s, "mean_steps": np.array([1, (1 << 24) - 2])}
     with pytest.raises(ValueError, match=r"run: the mean pooling's count of steps since the reset plus "
                                          r"the 3 steps of X would pass 2\*\*24"):
-        st.run(_x((2, 3, 6), seed=14))
+        st.run(randn32((2, 3, 6), seed=14))
     assert st.state["mean_steps"].tolist() == [1, (1 << 24) - 2]   # refused: nothing changed
     st.state = s
     np.testing.assert_array_equal(st.state["mean_sum"], s["mean_sum"])
@@ -231,7 +228,7 @@ def test_a_mean_model_with_a_conv1d_front_end_keeps_windows_and_the_mean():
     m = nn.Sequential(nn.Conv1d(6, 5, 3, padding=(2, 0), seed=1), nn.GRU(5, 8, seed=2), nn.MaskedMean(),
                       nn.Linear(8, 2, seed=3))
     e = rc.compile(m)
-    X = _x((2, 9, 6), seed=15)
+    X = randn32((2, 9, 6), seed=15)
     np.testing.assert_allclose(e.run(X), m.forward(X.astype(np.float64)), rtol=0, atol=1e-6)
     st = e.stream(2)
     got = [st.step(X[:, t].copy()) for t in range(9)]
@@ -302,7 +299,7 @@ def test_an_integer_file_with_the_mean_flag_is_refused_by_both():
     with pytest.raises(ValueError, match=re.escape(want)):
         rc.load(bad)
     with pytest.raises(ValueError, match=r"integer model: mean pooling over time \(MaskedMean\)"):
-        rc.compile(mean_model(nn.GRU), precision="int8", calibration=_x((2, 5, 6)))
+        rc.compile(mean_model(nn.GRU), precision="int8", calibration=randn32((2, 5, 6)))
 
 
 def test_what_stays_refused():
@@ -322,7 +319,7 @@ def test_bidirectional_mean_matches_torch():
     torch = pytest.importorskip("torch")
     torch.manual_seed(17)
     lstm, fc = torch.nn.LSTM(6, 5, batch_first=True, bidirectional=True), torch.nn.Linear(10, 2)
-    X = _x((3, 7, 6), seed=18)
+    X = randn32((3, 7, 6), seed=18)
     with torch.no_grad():
         want = fc(lstm(torch.as_tensor(X))[0].mean(1)).numpy()
     m = nn.Sequential(nn.LSTM(6, 5, bidirectional=True), nn.MaskedMean(), nn.Linear(10, 2))
@@ -340,7 +337,7 @@ def test_bidirectional_mean_matches_torch():
 @pytest.mark.parametrize("precision", ["f32", "q8"])
 def test_export_c_steps_the_running_mean_and_runs_the_pooled_one(tmp_path, precision):
     e = rc.compile(mean_model(nn.GRU, seed=19, mlp=True), precision=precision)
-    X = _x((6, 6), seed=20)
+    X = randn32((6, 6), seed=20)
     out = exported_outputs(tmp_path, e.data, X, "mean")
     assert out["run"].shape == (1, 3) and out["step"].shape == (6, 3)
     want = np.concatenate([e.run(X[None, :t + 1]) for t in range(6)])
@@ -352,7 +349,7 @@ def test_a_model_padded_on_the_right_runs_whole_sequences_and_flush_ends_the_mea
     m = nn.Sequential(nn.Conv1d(6, 5, 3, padding=1, seed=4), nn.GRU(5, 8, seed=5), nn.MaskedMean(),
                       nn.Linear(8, 2, seed=6))
     e = rc.compile(m)
-    X, lengths = _x((3, 8, 6), seed=21), np.array([8, 5, 2])
+    X, lengths = randn32((3, 8, 6), seed=21), np.array([8, 5, 2])
     want = m.forward(X.astype(np.float64), lengths=lengths)
     np.testing.assert_allclose(e.run(X, lengths), want, rtol=0, atol=1e-6)
     st = e.stream(3)

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from _helpers import randn32
 
 import rnncore as rc
 from rnncore.io.rnc import read_rnc, write_rnc
@@ -25,10 +26,6 @@ import gen_vectors  # noqa: E402
 torch = pytest.importorskip("torch")
 nn = rc.nn
 ISAS = rc.isa()["available"]
-
-
-def _x(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 _LIBM = ctypes.CDLL(ctypes.util.find_library("m"))
@@ -119,7 +116,7 @@ MID_KINDS = {GruLinearReluGru: ["frame_conv1d", "relu"], LstmNormLstm: ["layer_n
 @pytest.mark.parametrize("cls, kw, text", CASES)
 def test_f32_matches_torch_and_the_numpy_model(cls, kw, text):
     m = _torch_model(cls, **kw)
-    X = _x((3, 9, 5), seed=1)
+    X = randn32((3, 9, 5), seed=1)
     with torch.no_grad():
         want = m(torch.as_tensor(X)).numpy()
     model = from_torch(m)
@@ -144,7 +141,7 @@ def test_the_records_sit_between_the_layers_in_the_file(cls, kw, text):
 
 def test_lengths_zero_the_steps_past_each_length():
     m = _torch_model(GruLinearReluGru)
-    X = _x((3, 9, 5), seed=2)
+    X = randn32((3, 9, 5), seed=2)
     L = np.array([9, 4, 0])
     eng = rc.compile(from_torch(m))
     Y = eng.run(X, lengths=L)
@@ -160,7 +157,7 @@ def test_lengths_zero_the_steps_past_each_length():
 
 def test_bidirectional_layers_see_the_concatenated_output():
     m = _torch_model(GruLinearReluGru, bidirectional=True)
-    X = _x((2, 8, 5), seed=3)
+    X = randn32((2, 8, 5), seed=3)
     with torch.no_grad():
         want = m(torch.as_tensor(X)).numpy()
     for prec in ("f32", "q8"):
@@ -176,7 +173,7 @@ def test_bidirectional_layers_see_the_concatenated_output():
 @pytest.mark.parametrize("prec", ["f32", "q8"])
 def test_stream_equals_run_and_state_restores(cls, kw, text, prec):
     eng = rc.compile(from_torch(_torch_model(cls, **kw)), prec)
-    X = _x((2, 10, 5), seed=4)
+    X = randn32((2, 10, 5), seed=4)
     Y = eng.run(X)
     st = eng.stream(batch=2)
     got = [st.step(X[:, t]) for t in range(4)]
@@ -190,11 +187,11 @@ def test_stream_equals_run_and_state_restores(cls, kw, text, prec):
 @pytest.mark.parametrize("cls, kw, text", CASES)
 def test_q8_is_the_numpy_q8_reference_bit_for_bit_on_every_isa(cls, kw, text):
     m = _torch_model(cls, **kw)
-    X = _x((5, 8, 5), seed=5)
+    X = randn32((5, 8, 5), seed=5)
     L = np.array([8, 3, 8, 1, 6])
     with torch.no_grad():
         want = m(torch.as_tensor(X)).numpy()
-    for calibration in (None, _x((20, 8, 5), seed=9)):
+    for calibration in (None, randn32((20, 8, 5), seed=9)):
         eng = rc.compile(from_torch(m), "q8", calibration=calibration)
         assert len(qmodel_from_rnc(read_rnc(eng.data)).mid) == 1
         ref, whole = _q8_reference(eng, X, L), _q8_reference(eng, X)
@@ -211,7 +208,7 @@ def test_q8_is_the_numpy_q8_reference_bit_for_bit_on_every_isa(cls, kw, text):
 def test_a_residual_between_the_layers():
     m = nn.Sequential(nn.GRU(5, 8, seed=0), nn.Residual(nn.Sequential(nn.Linear(8, 8, seed=1), nn.Tanh())),
                       nn.GRU(8, 4, seed=2))
-    X = _x((2, 7, 5), seed=6)
+    X = randn32((2, 7, 5), seed=6)
     eng = rc.compile(m)
     assert eng.describe() == "gru(8) > frame_conv > pointwise > residual > gru(4)"
     np.testing.assert_allclose(eng.run(X), m.forward(X.astype(np.float64)), rtol=0, atol=2e-6)
@@ -222,7 +219,7 @@ def test_a_residual_between_the_layers():
 def test_three_layers_two_sections_and_a_post_section():
     m = nn.Sequential(nn.LSTM(5, 6, seed=0), _layer_norm(6, seed=1), nn.GRU(6, 7, seed=2), nn.Tanh(),
                       nn.GRU(7, 5, seed=3), nn.ReLU(), nn.LastStep(), nn.Linear(5, 2, seed=4))
-    X = _x((3, 6, 5), seed=7)
+    X = randn32((3, 6, 5), seed=7)
     eng = rc.compile(m)
     assert eng.describe() == ("lstm(6) > layer_norm > gru(7) > pointwise > gru(5) > pointwise > last_step > "
                               "linear(5->2)")
@@ -307,7 +304,7 @@ def test_keras_lstm_layernorm_gru_dense_gru(tmp_path):
     path = tmp_path / "m.keras"
     keras.Model(inp, y).save(path)
     km = keras.saving.load_model(path)
-    X = _x((2, 12, 5), seed=8) * 3
+    X = randn32((2, 12, 5), seed=8) * 3
     want = keras.ops.convert_to_numpy(km(X))
     eng = rc.compile(from_keras(str(path)))
     assert eng.describe() == "lstm(9) > layer_norm > gru(6) > frame_conv > pointwise > gru(3)"
