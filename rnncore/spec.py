@@ -437,11 +437,20 @@ def _head_act(kind: str) -> str:
 _POOLS = ("LastStep", "MaskedMean")   # the poolings over time the C core runs (a last_step record)
 
 
+def _fold_into_table(m: object, table: np.ndarray) -> np.ndarray:
+    """The embedding table ``(vocab, D)`` through the per-step module ``m``, row by row:
+    ``(vocab, D')``. ``m``'s own forward over the rows as one sequence of ``vocab`` steps, in the
+    table's dtype (the model's): what the model computes for each token."""
+    table = np.asarray(table)
+    return np.asarray(m.forward(table[None]))[0]
+
+
 def spec_from_model(model: object) -> ModelSpec:
     """Describe an ``rc.nn`` model (a recurrent layer, or a Sequential of
-    ``[Embedding | front-end] + recurrent layer(s) + [per-step layers] + [LastStep [per-step
-    layers]] + [Linear [+ activation]]``; a ``Linear`` followed by more layers is a per-step
-    record, :func:`linear_step_record`, the last one the head).
+    ``[Embedding [per-step layers] | front-end] + recurrent layer(s) + [per-step layers] +
+    [LastStep [per-step layers]] + [Linear [+ activation]]``; a ``Linear`` followed by more layers
+    is a per-step record, :func:`linear_step_record`, the last one the head; per-step layers right
+    after the Embedding are folded into its table, :func:`_fold_into_table`).
 
     Raises ``ValueError`` naming the first module that the C core cannot run.
     """
@@ -504,6 +513,11 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.mid += [[] for _ in range(len(spec.layers) - 1 - len(spec.mid))]
             spec.mid.append(spec.post)
             spec.post = []
+        if spec.embedding is not None and stage == 0 and rkind in ("frame_conv1d", *STEP_ACTIVATIONS):
+            # a per-step layer right after the embedding (Linear, activation, LayerNorm, BatchNorm)
+            # maps each token's row alone: run once over the table here, the engine looks it up
+            spec.embedding = _fold_into_table(m, spec.embedding)
+            continue
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
         elif kind == "Residual" and spec.embedding is None and stage in (0, 1, 2) and not (
@@ -562,8 +576,9 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.head.activation = _head_act(kind)
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
-                             "expected [Embedding | front-end: Linear, FrameConv1d, Conv1d (causal), "
-                             "Magnitude, activations] + recurrent layers (per step between two of them: "
+                             "expected [Embedding [Linear, activations, LayerNorm] | front-end: Linear, "
+                             "FrameConv1d, Conv1d (causal), Magnitude, activations] + recurrent layers "
+                             "(per step between two of them: "
                              "Linear, activations, LayerNorm, Residual) + [per step: Linear, activations, "
                              "Residual] + [LastStep | MaskedMean [Linear, activations, Residual]] + "
                              "[Linear [activation "
