@@ -109,6 +109,8 @@ class _ChunkLower(_Lower):
                 self.refuse(f"casts to element type {a.get('to')} (only a cast to float is data movement)")
             self.val[s.outputs[0]] = self.get(s.inputs[0])
             return
+        if op in ("Add", "Sub") and len(s.inputs) == 2 and self._adds_zero(s):
+            return
         if x is not None and x["k"] == "aff" and set(x["terms"]) == {"x"} and op not in ("Add", "Split"):
             x = ins[0] = self.affine_layer(x)      # a product of the features alone: a per-step Linear
         kinds = {v["k"] for v in ins if v is not None}
@@ -145,6 +147,23 @@ class _ChunkLower(_Lower):
             self.feat_node(s, ins)
             return
         super().node(s)
+
+    def _adds_zero(self, s) -> bool:
+        """``x + 0``, ``0 + x``, ``x - 0`` with a constant zero tensor that does not broadcast ``x`` to a
+        larger shape (Silero's ``op15`` graph adds ``sr * 0`` to its state output to keep ``sr`` an
+        input): the value is ``x``'s, passed on unchanged."""
+        sides = (0, 1) if s.op == "Add" else (1,)
+        for k in sides:
+            z, other = self.const_of(s.inputs[k]), s.inputs[1 - k]
+            if z is None or other in self.g.consts or np.any(np.asarray(z) != 0):
+                continue
+            v = self.val.get(other)
+            shape = v.get("shape") if v is not None else None
+            if shape is None or np.broadcast_shapes(tuple(shape), np.shape(z)) != tuple(shape):
+                continue
+            self.val[s.outputs[0]] = v
+            return True
+        return False
 
     def state_row(self, s, x: dict) -> None:
         op, a = s.op, s.attrs
