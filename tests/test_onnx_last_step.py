@@ -23,6 +23,7 @@ import importlib.util
 import io
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -302,6 +303,25 @@ def test_openwakeword_hey_mycroft_compiles_and_matches_onnxruntime():
     np.testing.assert_allclose(z, want_z, rtol=1e-4, atol=1e-4 * np.abs(want_z).max())
     q = rc.compile(g, precision="q8", calibration=X)
     assert np.abs(q.run(X) - want).max() < 0.02
+
+
+@pytest.mark.skipif(_OWW is None, reason="openwakeword 0.4.0 not installed (.ci/run installs it)")
+@pytest.mark.parametrize("name", ["alexa_v0.1", "hey_jarvis_v0.1", "hey_marvin_v0.1", "timer_v0.1",
+                                  "weather_v0.1"])
+def test_openwakeword_mlp_classifiers_run_in_numpy_and_compile_refuses_them_by_reason(name):
+    """The wheel's other wake-word classifiers are MLPs over the flattened window (Flatten → Gemm,
+    hey_jarvis a LayerNorm written out and an ``If`` on ``GreaterOrEqual``): the imported NumPy graph
+    runs them as onnxruntime does, and ``rc.compile`` says the graph has no recurrent node."""
+    path = str(_MODELS / f"{name}.onnx")
+    sess = _ort(pathlib.Path(path).read_bytes())
+    (inp,) = sess.get_inputs()
+    X = np.random.default_rng(1).standard_normal((1,) + tuple(inp.shape[1:])).astype(np.float32)
+    (want,) = sess.run(None, {inp.name: X})
+    g = from_onnx(path)
+    np.testing.assert_allclose(g.forward(X), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"the graph has no recurrent node \(LSTM, GRU, RNN\) and no state "
+                                         rf"input besides its data input '{re.escape(inp.name)}'"):
+        rc.compile(g)
 
 
 if __name__ == "__main__":

@@ -204,6 +204,7 @@ class _Builder:
         self.nodes = [n for n in g.node if id(n) in need]
         self.steps: list = []
         self.runtime = set(self.inputs)
+        self.kept_ops: set = set()      # the op types kept to run on the data, inside If branches too
         # input_shapes=: declared shapes; a graph input whose every axis is fixed gets a probe (a zero
         # tensor of that shape) the kept steps are run on, so that the shape of every tensor computed
         # from it is known and a Shape / Size of it is folded (then an If on the shape is its branch)
@@ -404,6 +405,7 @@ class _Builder:
         model = OnnxGraph(self.inputs, self.outputs, self.steps, consts, self.dt)
         model.input_shapes = {n: self.declared.get(n) for n in self.inputs}   # declared (None: unknown)
         model.fixed_shapes = dict(self.fixed)
+        model.op_types = frozenset(self.kept_ops)
         for k, s in enumerate(self.steps):
             m = getattr(s.fn, "module", None)
             if m is not None:
@@ -414,6 +416,7 @@ class _Builder:
         self.steps.append(_Step(node.name or "?", node.op_type, list(node.input), list(node.output), fn,
                                 _attrs(node)))
         self.runtime.update(o for o in node.output if o)
+        self.kept_ops.add(node.op_type)
         self._probe(self.steps[-1], node.op_type)
 
     def _probe(self, step, op: str) -> None:
@@ -708,6 +711,8 @@ _PURE: dict = {
     "Add": _binary(np.add), "Sub": _binary(np.subtract), "Mul": _binary(np.multiply), "Div": _binary(_div),
     "Pow": _binary(np.power), "Max": _binary(np.maximum), "Min": _binary(np.minimum),
     "Equal": _binary(np.equal), "Less": _binary(np.less), "Greater": _binary(np.greater),
+    "LessOrEqual": _binary(np.less_equal), "GreaterOrEqual": _binary(np.greater_equal),
+    "And": _binary(np.logical_and), "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
     "Sqrt": _unary(np.sqrt), "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Exp": _unary(np.exp),
     "Log": _unary(np.log), "Not": _unary(np.logical_not),
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True), "LeakyRelu": _leaky,

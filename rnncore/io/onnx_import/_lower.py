@@ -271,6 +271,11 @@ def lower_graph(g):
     from rnncore.nn.layers import Sequential
 
     data_in = g.input_names[0]
+    ops = getattr(g, "op_types", None) or {s.op for s in g.steps}
+    if len(g.input_names) == 1 and not ops & {"LSTM", "GRU", "RNN", "Loop", "Scan"}:
+        raise _Refused("rc.compile(OnnxGraph): the graph has no recurrent node (LSTM, GRU, RNN) and no state "
+                       f"input besides its data input {data_in!r}: the C engine compiles recurrent models; "
+                       "run this one with the imported graph's NumPy forward (from_onnx(path).forward(x))")
     fixed = (getattr(g, "fixed_shapes", {}) or {}).get(data_in)
     if fixed is not None and len(fixed) == 2 and fixed[0] == 1 and fixed[1] is not None:
         from rnncore.io.onnx_import._lower_chunk import lower_chunk_graph
