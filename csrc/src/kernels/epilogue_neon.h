@@ -264,7 +264,9 @@ static inline void rnc_neon_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, 
  * post-indexed by a register, so that one pointer walks all the gates of a per-gate stream
  * (gate g + 1 is Hp floats on; the last gate steps back to gate 0 of the next 8 units). GCC
  * keeps a separate address add per load for the intrinsic (the asm names the pair of registers
- * of a float32x4x2_t with %S / %T); clang folds the add itself and has no such operand. */
+ * of a float32x4x2_t with %S / %T). Clang has no such operand; it post-indexes the intrinsic's
+ * load itself once the new pointer is hidden from it by an empty asm (else its loop strength
+ * reduction turns the 6 streams into 18 bases and one index, an `add` before every load). */
 #if defined(__GNUC__) && !defined(__clang__)
 #define RNC_NEON_LDS(p, st, a, b)                                                                 \
     do {                                                                                          \
@@ -282,8 +284,21 @@ static inline void rnc_neon_cell_update(uint32_t kind, uint32_t H, uint32_t Hp, 
         a = t_.val[0];                                                                            \
         b = t_.val[1];                                                                            \
         p = (const float *)(const void *)((const char *)(p) + (st));                              \
+        __asm__("" : "+r"(p));                                                                    \
     } while (0)
 #endif
+
+/* RNC_NEON_LDS by 32 bytes (the next 8 units of the same gate), post-indexed by the immediate
+ * (no register for the stride); GCC only (the 16-unit GRU loop). */
+#define RNC_NEON_LD32(p, a, b)                                                                    \
+    do {                                                                                          \
+        float32x4x2_t t_;                                                                         \
+        __asm__("ld1 {%S0.4s, %T0.4s}, [%1], #32"                                                 \
+                : "=w"(t_), "+r"(p)                                                               \
+                : "m"(*(const float(*)[8])(const void *)(p)));                                    \
+        a = t_.val[0];                                                                            \
+        b = t_.val[1];                                                                            \
+    } while (0)
 
 /* Four 4-lane vectors from p .. p + 12, and p advanced by st bytes: one `ld1` of four registers
  * post-indexed by a register (RNC_NEON_LDS for 16 units). */
@@ -379,6 +394,21 @@ RNC_NEON_AI void rnc_neon_act8(float32x4_t *v, const rnc_neon_gru_c *k, float32x
     }
 }
 
+/* rnc_neon_act8's tanh on v[0..1] (and v[2..3] when n = 4) in the GRU loops, its Q[1..3] read
+ * from the table at this point (tab as if changed, so that the loads are not hoisted): no
+ * register holds them through the sigmoid gates, and no stack slot (with them and 1, read where
+ * h' is made, held in registers through the whole loop, GCC spilled constants). */
+#define RNC_NEON_TANH_RQ(v, n)                                                                    \
+    do {                                                                                          \
+        rnc_neon_gru_c Kq_ = K;                                                                   \
+        __asm__("" : "+r"(tab));                                                                  \
+        Kq_.q1 = vld1q_f32(tab + 24);                                                             \
+        Kq_.q2 = vld1q_f32(tab + 28);                                                             \
+        Kq_.q3 = vld1q_f32(tab + 32);                                                             \
+        rnc_neon_act8((v), &Kq_, kl, 0);                                                          \
+        if ((n) == 4) rnc_neon_act8((v) + 2, &Kq_, kl, 0);                                        \
+    } while (0)
+
 /* The fused loops' set-up: the constants K and kl (rnc_neon_gru_tab, read with `ldp` from one
  * base), ks = {sxi, sxh} for the dequantisation, and the 6 per-gate streams (acc, row scale,
  * bias; input and recurrent part), each one pointer at gate 0 that RNC_NEON_GATE8 moves on by
@@ -442,12 +472,14 @@ RNC_NEON_AI void rnc_neon_act8(float32x4_t *v, const rnc_neon_gru_c *k, float32x
 /* The q8 GRU step's update (acc_i given, reset_after=1), the units below H rounded down to 8: 16
  * units per iteration, then 8 when H & 8 (with clang, RNC_NEON_GRU16 0: 8 per iteration). In the
  * 16-unit loop the gates go r, n, z: the 6 streams (acc, row scale, bias; input and recurrent
- * part) of r and of n are read with one `ld1` of four registers each (RNC_NEON_PART16), those of z
- * with one `ld1` of two registers per 8 units (RNC_NEON_GATE8: with n's 4 vectors live,
- * four-register groups for z left GCC too few registers), and z, h' and y are done 8 units at a
- * time. In the 8-unit step each of the 18 per-gate pairs of vectors is read with one `ld1` of two
- * registers. h is read with one `ldp` per 8 units, h' stored with one `stp` (and y with one when
- * with_y, a constant: the loops are compiled with and without the store). Each unit gets the
+ * part) of r and of n, and the input part of z, are read with one `ld1` of four registers each
+ * (RNC_NEON_PART16); z's recurrent part with one `ld1` of two registers per 8 units (in
+ * four-register groups too, with n's 4 vectors live, GCC spilled n), added to z's input part as
+ * it is read. h is read with one `ld1` of four registers per 16 units, h' stored with two `stp`
+ * (and y with two when with_y, a constant: the loops are compiled with and without the store).
+ * In the 8-unit step each of the 18 per-gate pairs of vectors is read with one `ld1` of two
+ * registers, h with one `ldp`, h' (and y) stored with one `stp`. tanh's Q[1..3] and the 1 of
+ * 1 - z are read from the table where they are used (RNC_NEON_TANH_RQ). Each unit gets the
  * operations of rnc_neon_update_n in the same order (bit-identical). */
 RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *acc_i, float sxi,
                                       const float *s_ih, const float *b_ih, const int32_t *acc_h,
@@ -458,10 +490,14 @@ RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *ac
     float *hw = h, *yw = y;
 #if RNC_NEON_GRU16
     /* 16 units per iteration, the gates in the order r, n, z: on by 2 gates, back 1, and from z
-     * (read 8 units at a time: on by 32 bytes, then) to r of the next 16 units */
-    const ptrdiff_t d2 = 2 * ds, db = -ds, dz = 64 - ds, d32 = 32, dz2 = dz - 32;
+     * to r of the next 16 units (z's recurrent part read 8 units at a time: on by 32 bytes, then
+     * the rest) */
+    const ptrdiff_t d2 = 2 * ds, db = -ds;
+    ptrdiff_t dz, dz2; /* 64 - ds and 32 - ds, each in one instruction (GCC's own form takes 2) */
+    __asm__("add %0, %1, #64" : "=r"(dz) : "r"(db));
+    __asm__("sub %0, %1, #32" : "=r"(dz2) : "r"(dz));
     for (uint32_t n = H / 16; n; --n) {
-        float32x4_t r[4], t[4], hv[2];
+        float32x4_t r[4], t[4];
         __asm__("" : "+w"(kl), "+w"(ks));
         RNC_NEON_PART16(r, ai, si, bi, d2, 0);
         RNC_NEON_PART16(t, ah, sh, bh, d2, 1);
@@ -472,18 +508,39 @@ RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *ac
         for (int j = 0; j < 4; ++j) r[j] = vmulq_f32(r[j], t[j]); /* r gh_n */
         RNC_NEON_PART16(t, ai, si, bi, db, 0);
         for (int j = 0; j < 4; ++j) t[j] = vaddq_f32(t[j], r[j]); /* gi_n + r gh_n */
-        rnc_neon_act8(t, &K, kl, 0);
-        rnc_neon_act8(t + 2, &K, kl, 0);
-        for (int k = 0; k < 4; k += 2) { /* z, h' and y for 8 units at a time */
-            float32x4_t pi[2], ph[2];
-            RNC_NEON_GATE8(pi, ph, k ? dz2 : d32);
-            for (int j = 0; j < 2; ++j) pi[j] = vaddq_f32(pi[j], ph[j]);
-            rnc_neon_act8(pi, &K, kl, 1);
-            RNC_NEON_LDP0(hw, hv[0], hv[1]);
-            for (int j = 0; j < 2; ++j) /* h' = (1 - z) n + z h */
-                hv[j] = vaddq_f32(vmulq_f32(vsubq_f32(K.one, pi[j]), t[k + j]), vmulq_f32(pi[j], hv[j]));
-            RNC_NEON_STP(hw, hv[0], hv[1]);
-            if (with_y) RNC_NEON_STP(yw, hv[0], hv[1]);
+        RNC_NEON_TANH_RQ(t, 4);
+        {
+            float32x4_t z[4];
+            RNC_NEON_PART16(z, ai, si, bi, dz, 0);
+            for (int k = 0; k < 4; k += 2) {
+                float32x4_t x0, x1, s0, s1, c0, c1;
+                if (k) {
+                    RNC_NEON_LDS(ah, dz2, x0, x1);
+                    RNC_NEON_LDS(sh, dz2, s0, s1);
+                    RNC_NEON_LDS(bh, dz2, c0, c1);
+                } else {
+                    RNC_NEON_LD32(ah, x0, x1);
+                    RNC_NEON_LD32(sh, s0, s1);
+                    RNC_NEON_LD32(bh, c0, c1);
+                }
+                z[k] = vaddq_f32(z[k], vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x0)), vmulq_lane_f32(s0, ks, 1)), c0));
+                z[k + 1] = vaddq_f32(z[k + 1], vaddq_f32(vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_f32(x1)), vmulq_lane_f32(s1, ks, 1)), c1));
+            }
+            rnc_neon_act8(z, &K, kl, 1);
+            rnc_neon_act8(z + 2, &K, kl, 1);
+            {
+                float32x4x4_t hq;
+                __asm__("ld1 {%S0.4s, %T0.4s, %U0.4s, %V0.4s}, [%1]"
+                        : "=w"(hq) : "r"(hw), "m"(*(const float(*)[16])(const void *)hw));
+                float32x4_t hv[4];
+                const float32x4_t one = vld1q_f32(tab + 60); /* 1, read here (RNC_NEON_TANH_RQ) */
+                for (int j = 0; j < 4; ++j) /* h' = (1 - z) n + z h */
+                    hv[j] = vaddq_f32(vmulq_f32(vsubq_f32(one, z[j]), t[j]), vmulq_f32(z[j], hq.val[j]));
+                RNC_NEON_STP(hw, hv[0], hv[1]);
+                if (with_y) RNC_NEON_STP(yw, hv[0], hv[1]);
+                RNC_NEON_STP(hw, hv[2], hv[3]);
+                if (with_y) RNC_NEON_STP(yw, hv[2], hv[3]);
+            }
         }
     }
     if (H & 8)
@@ -514,19 +571,19 @@ RNC_NEON_AI void rnc_neon_gru_q8_body(uint32_t H, uint32_t Hp, const int32_t *ac
         rnc_neon_act8(z, &K, kl, 1);
         RNC_NEON_GATE8(n2, ph2, dn);
         for (int j = 0; j < 2; ++j) n2[j] = vaddq_f32(n2[j], vmulq_f32(r[j], ph2[j]));
-        rnc_neon_act8(n2, &K, kl, 0);
+        RNC_NEON_TANH_RQ(n2, 2);
         RNC_NEON_LDP0(hw, hv[0], hv[1]);
+        const float32x4_t one = vld1q_f32(tab + 60); /* 1, read here (RNC_NEON_TANH_RQ) */
         for (int j = 0; j < 2; ++j) /* h' = (1 - z) n + z h */
-            n2[j] = vaddq_f32(vmulq_f32(vsubq_f32(K.one, z[j]), n2[j]), vmulq_f32(z[j], hv[j]));
+            n2[j] = vaddq_f32(vmulq_f32(vsubq_f32(one, z[j]), n2[j]), vmulq_f32(z[j], hv[j]));
         RNC_NEON_STP(hw, n2[0], n2[1]);
         if (with_y) RNC_NEON_STP(yw, n2[0], n2[1]);
     }
 }
 /* gcc 12: without TER (-fno-tree-ter: expressions are not moved to their use when expanded) and
- * its first scheduler, the register groups of the strided loads are not spilled: 454
- * instructions per 16 units (two constants spilled: one store per call, two reloads per 16
- * units; 532 with TER and the scheduler, 513 with TER alone) and 233 per 8 units, nothing on the
- * stack; no alignment padding before the loop. */
+ * its first scheduler, the register groups of the strided loads are not spilled: 451
+ * instructions per 16 units, nothing on the stack (532 with TER and the scheduler in an earlier
+ * form of the loop, 513 with TER alone); no alignment padding before the loop. */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("-falign-loops=4", "no-schedule-insns", "no-tree-ter")))
 #endif
@@ -547,9 +604,12 @@ static __attribute__((noinline)) void rnc_neon_gru_q8_main(uint32_t H, uint32_t 
  * (without y, h' is stored to h twice: one copy of the loop); i g is formed before f's
  * activation (two registers fewer live across it). rnc_neon_update_n's operations, bit-identical.
  * gcc 12: TER and the first scheduler off as for the GRU loop (352 instructions per 8 units,
- * none on the stack; 400 with the scheduler on). */
+ * none on the stack; 400 with the scheduler on). clang 14: `minsize` (364 per 8 units; 387
+ * without it, its machine scheduler's order needing more registers than the loop has). */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("no-schedule-insns", "no-tree-ter")))
+#elif defined(__clang__)
+__attribute__((minsize))
 #endif
 static __attribute__((noinline)) void rnc_neon_lstm_q8_main(uint32_t H, uint32_t Hp,
                                                            const int32_t *acc_i, float sxi,
@@ -593,6 +653,7 @@ static __attribute__((noinline)) void rnc_neon_lstm_q8_main(uint32_t H, uint32_t
     }
 }
 #undef RNC_NEON_GATE8
+#undef RNC_NEON_TANH_RQ
 #undef RNC_NEON_FUSED_SETUP
 
 static void rnc_neon_q8_update_any(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i,
