@@ -268,7 +268,7 @@ def _front_width(records: list, width: int) -> int:
             if r["channels"] != width:
                 raise ValueError(f"front[{n}] ({kind}): channels {r['channels']}, the previous layer "
                                  f"gives {width}")
-        elif kind == "magnitude":
+        elif kind in ("magnitude", "mul_halves"):
             width //= 2
         elif kind == "log_mel":
             width = r["n_mels"]
@@ -278,6 +278,10 @@ def _front_width(records: list, width: int) -> int:
 #: the rc.nn activations a per-step record runs (their ``record()`` kinds)
 STEP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "gelu", "layer_norm",
                     "scale_shift")
+#: the per-step records that map a row alone and may stand anywhere a per-step record does (before,
+#: between and after the recurrent layers): the activations and ``mul_halves`` (``rc.nn.MulHalves``,
+#: 2H -> H features)
+STEP_ROWWISE = (*STEP_ACTIVATIONS, "mul_halves")
 
 
 def linear_step_record(m: object) -> dict:
@@ -312,8 +316,8 @@ def _residual_records(m: object, name: str, front: bool) -> tuple[list, tuple]:
     Residuals included) then ``{"kind": "residual", "span": len(f's records)}`` (the record adding
     the input of the record ``span`` before it); also the first layer and its record. Raises
     ``ValueError`` naming the layer the C core cannot run per step."""
-    allowed = ("frame_conv1d", "conv1d", "magnitude", *STEP_ACTIVATIONS) if front else (
-        "frame_conv1d", *STEP_ACTIVATIONS)
+    allowed = ("frame_conv1d", "conv1d", "magnitude", *STEP_ROWWISE) if front else (
+        "frame_conv1d", *STEP_ROWWISE)
     out: list = []
     first: list = []
 
@@ -343,7 +347,7 @@ def _residual_records(m: object, name: str, front: bool) -> tuple[list, tuple]:
         children = list(mod.children()) if hasattr(mod, "children") and kind == "Sequential" else []
         if not children:
             where = "before" if front else "after"
-            runs = "Linear, " + ", ".join(allowed if front else STEP_ACTIVATIONS)
+            runs = "Linear, " + ", ".join(allowed if front else STEP_ROWWISE)
             raise ValueError(f"compile: module {path!r} ({kind}) inside a Residual is not a per-step layer "
                              f"the C core runs {where} the recurrent layers ({runs})")
         for cname, c in children:
@@ -495,7 +499,7 @@ def spec_from_model(model: object) -> ModelSpec:
         recurrent = cell is not None or kind in ("ExtendedRecurrent",) + _LN_KINDS
         if stage == 3 and (kind in ("Linear", "Residual") or (kind in _POOLS and head_stage == 1) or (
                 recurrent and head_stage == 1) or (
-                rkind in STEP_ACTIVATIONS and not (_head_act(kind) in HEAD_ACTIVATIONS
+                rkind in STEP_ROWWISE and not (_head_act(kind) in HEAD_ACTIVATIONS
                                                    and spec.head.activation == "none"))):
             # more layers after a Linear: it (and its activation) was a per-step record, not the head
             act = spec.head.activation
@@ -528,7 +532,7 @@ def spec_from_model(model: object) -> ModelSpec:
             (spec.front if stage == 0 else spec.post if stage == 1 else spec.post_pooled).extend(recs)
         elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "conv1d", "magnitude",
                                                                  "max_pool1d", "avg_pool1d",
-                                                                 *STEP_ACTIVATIONS) or (
+                                                                 *STEP_ROWWISE) or (
                 rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front):
             if not spec.front:
                 spec.front_input = (int(m.in_features) if rkind == "frame_conv1d" else
@@ -539,7 +543,7 @@ def spec_from_model(model: object) -> ModelSpec:
             if "tensors" in rec:
                 rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
             spec.front.append(rec)
-        elif stage in (1, 2) and rkind in STEP_ACTIVATIONS and not (
+        elif stage in (1, 2) and rkind in STEP_ROWWISE and not (
                 stage == 2 and spec.head is not None):
             rec = dict(rec)
             if "tensors" in rec:
@@ -579,8 +583,9 @@ def spec_from_model(model: object) -> ModelSpec:
                              "expected [Embedding [Linear, activations, LayerNorm] | front-end: Linear, "
                              "FrameConv1d, Conv1d (causal), Magnitude, activations] + recurrent layers "
                              "(per step between two of them: "
-                             "Linear, activations, LayerNorm, Residual) + [per step: Linear, activations, "
-                             "Residual] + [LastStep | MaskedMean [Linear, activations, Residual]] + "
+                             "Linear, activations, LayerNorm, MulHalves, Residual) + [per step: Linear, "
+                             "activations, MulHalves, Residual] + [LastStep | MaskedMean [Linear, "
+                             "activations, MulHalves, Residual]] + "
                              "[Linear [activation "
                              "incl. Softmax, LogSoftmax]]")
         if reverse_next is not None and len(spec.layers) > n_before:

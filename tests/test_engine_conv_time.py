@@ -230,8 +230,8 @@ def test_a_conv_time_after_the_recurrent_layer_is_refused_alike():
     spec["post"] = [{"kind": "conv1d", "in_channels": 4, "out_channels": 4, "kernel_size": 1,
                      "tensors": {"weight": np.ones((4, 4, 1), np.float32)}}]
     with pytest.raises(ValueError, match=r"post\[0\]: only records that map each step alone \(frame_conv1d, "
-                                         r"activations, layer_norm, scale_shift, residual\) may follow a "
-                                         r"recurrent layer, got 'conv1d'"):
+                                         r"activations, layer_norm, scale_shift, mul_halves, residual\) may "
+                                         r"follow a recurrent layer, got 'conv1d'"):
         write_rnc(spec)
 
 

@@ -131,6 +131,9 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_POOL_TIME: return "pool_time";
     case RNC_REC_LOG_MEL: return "log_mel";
     case RNC_REC_RESIDUAL: return "residual";
+#if !defined(RNC_NO_POST_CONV)
+    case RNC_REC_MUL_HALVES: return "mul_halves";
+#endif
     default: return "unknown";
     }
 }
@@ -918,7 +921,7 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
 /* Where record kind `kind` may stand in the sequence the executor runs:
  * [embedding | front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear], the
  * front-end records being every per-step record, the post records those that map a row alone
- * (frame_conv, pointwise, layer_norm, scale_shift, residual), after a recurrent layer and before
+ * (frame_conv, pointwise, layer_norm, scale_shift, mul_halves, residual), after a recurrent layer and before
  * the next one too. Stages: 0 start, 1 after the embedding, 2 after a recurrent layer, 3 after
  * last_step, 4 after the linear head, 5 after a front-end record, 6 after a post record following
  * a recurrent layer, 7 after a post record following last_step. Returns the new stage or -1. */
@@ -936,8 +939,9 @@ static int next_stage(int stage, uint32_t kind)
 #endif
     case RNC_REC_MAGNITUDE: return stage == 0 || stage == 5 ? 5 : -1;
     case RNC_REC_LOG_MEL: return stage == 0 ? 5 : -1; /* the first record only */
-#if !defined(RNC_NO_POST_CONV)
+#if !defined(RNC_NO_POST_CONV) /* a build without it does not know kind mul_halves */
     case RNC_REC_FRAME_CONV: /* a per-step Linear (frame_length 1) after the recurrent layers too */
+    case RNC_REC_MUL_HALVES:
 #endif
     case RNC_REC_POINTWISE:
     case RNC_REC_LAYER_NORM:
@@ -1127,6 +1131,14 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         CHECK_RESERVED(c, rec_magnitude, r);
         if (c->feat % 2) return fail(c, FIELD(rec, kind), MSG_MAG_ODD, c->feat, 0, 0, NULL);
         F->out_w = F->in_w / 2;
+#if !defined(RNC_NO_POST_CONV)
+    } else if (kind == RNC_REC_MUL_HALVES) {
+        if (size != RNC_SIZE_rec_mul_halves) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_mul_halves, 0, NULL);
+        CHECK_RESERVED(c, rec_mul_halves, r);
+        if (c->feat % 2) return fail(c, FIELD(rec, kind), MSG_HALVES_ODD, c->feat, 0, 0, NULL);
+        F->out_w = F->in_w / 2;
+        m->post_conv |= m->num_layers != 0; /* after a recurrent layer: rows of another width */
+#endif
     } else if (kind == RNC_REC_LAYER_NORM || kind == RNC_REC_SCALE_SHIFT) {
         const int ln = kind == RNC_REC_LAYER_NORM;
         const uint32_t want = ln ? RNC_SIZE_rec_layer_norm : RNC_SIZE_rec_scale_shift;
@@ -1727,6 +1739,9 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_CONV_TIME:
     case RNC_REC_RESIDUAL:
     case RNC_REC_POOL_TIME:
+#if !defined(RNC_NO_POST_CONV)
+    case RNC_REC_MUL_HALVES:
+#endif
     case RNC_REC_LOG_MEL: return load_front(c, m, r, size);
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }

@@ -47,6 +47,13 @@
 #define POST_CONV(m) ((m)->post_conv)
 #define POST_W(m, f, n, w) ((void)(w), (size_t)(m)->front[(f) + (n) - 1].out_w)
 #endif
+/* A mul_halves record (2M -> M features): the dense deploy build's loader does not know the kind
+ * (-DRNC_NO_POST_CONV) and sets post_conv for it after a recurrent layer otherwise. */
+#if defined(RNC_NO_POST_CONV)
+#define IS_MUL_HALVES(k) ((void)(k), 0)
+#else
+#define IS_MUL_HALVES(k) ((k) == RNC_REC_MUL_HALVES)
+#endif
 
 static rnc_status plan_op(rnc_plan_op *p, int op, int prec, int isa, int input, int gru_rb)
 {
@@ -1235,6 +1242,11 @@ static int front_row(const rnc_model *m, const rnc_front_op *F, const float *x, 
     } else if (F->kind == RNC_REC_MAGNITUDE) {
         const uint32_t M = F->out_w;
         for (uint32_t i = 0; i < M; ++i) y[i] = sqrtf(x[i] * x[i] + x[M + i] * x[M + i]);
+#if !defined(RNC_NO_POST_CONV)
+    } else if (F->kind == RNC_REC_MUL_HALVES) {
+        const uint32_t M = F->out_w;
+        for (uint32_t i = 0; i < M; ++i) y[i] = x[i] * x[M + i];
+#endif
     } else {
         rowwise(F, x, y);
     }
@@ -1289,14 +1301,14 @@ static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float
 }
 
 /* The per-step records from stage i on that follow the recurrent layers (frame_conv, pointwise,
- * layer_norm, scale_shift, residual): how many in a row. */
+ * layer_norm, scale_shift, mul_halves, residual): how many in a row. */
 static uint32_t post_run(const rnc_model *m, uint32_t i)
 {
     uint32_t n = 0;
     while (i + n < m->num_stages &&
            (m->stage[i + n] == RNC_REC_POINTWISE || m->stage[i + n] == RNC_REC_LAYER_NORM ||
             m->stage[i + n] == RNC_REC_SCALE_SHIFT || m->stage[i + n] == RNC_REC_RESIDUAL ||
-            (POST_CONV(m) && m->stage[i + n] == RNC_REC_FRAME_CONV)))
+            (POST_CONV(m) && (m->stage[i + n] == RNC_REC_FRAME_CONV || IS_MUL_HALVES(m->stage[i + n])))))
         ++n;
     return n;
 }
@@ -1700,6 +1712,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             break; /* the front-end, run above */
 #if !defined(RNC_NO_POST_CONV)
         case RNC_REC_FRAME_CONV:
+        case RNC_REC_MUL_HALVES:
 #endif
         case RNC_REC_POINTWISE:
         case RNC_REC_LAYER_NORM:
@@ -2076,13 +2089,14 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     nchunks = (T + C - 1) / C;
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         const int last = i + 1 == m->num_stages;
-        if ((m->stage[i] == RNC_REC_FRAME_CONV && !POST_CONV(m)) || m->stage[i] == RNC_REC_CONV_TIME ||
+        if (((m->stage[i] == RNC_REC_FRAME_CONV || IS_MUL_HALVES(m->stage[i])) && !POST_CONV(m)) ||
+            m->stage[i] == RNC_REC_CONV_TIME ||
             m->stage[i] == RNC_REC_MAGNITUDE || m->stage[i] == RNC_REC_LOG_MEL ||
             m->stage[i] == RNC_REC_POOL_TIME)
             continue; /* the front-end, above */
         if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
             m->stage[i] == RNC_REC_SCALE_SHIFT || m->stage[i] == RNC_REC_RESIDUAL ||
-            (POST_CONV(m) && m->stage[i] == RNC_REC_FRAME_CONV)) {
+            (POST_CONV(m) && (m->stage[i] == RNC_REC_FRAME_CONV || IS_MUL_HALVES(m->stage[i])))) {
             if (l == 0) continue; /* the front-end, above */
             /* after the recurrent layers, the run of per-step records here row by row into rows of
              * its last record's width: y's rows (last), else in place in this call's scratch cur

@@ -53,7 +53,8 @@
     S(rec_residual, 16)   /* v2: y = x + the input of an earlier per-step record (kind 12) */ \
     S(rec_pool_time, 32)  /* v2: max / average pooling over time (front-end, window in the state) */ \
     S(timepad, 16)        /* v2: padding over time, after a conv_time / pool_time record (optional) */ \
-    S(fconvq16, 8)        /* v2 q8 files: after a frame_conv's fconvq8 tail, its 16 x 16 form (optional) */
+    S(fconvq16, 8)        /* v2 q8 files: after a frame_conv's fconvq8 tail, its 16 x 16 form (optional) */ \
+    S(rec_mul_halves, 8)  /* v2: the product of the two halves of each step's features (kind 14) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -365,6 +366,13 @@
     X(rec_pointwise, alpha, 16, F32)                                                              \
     X(rec_pointwise, beta, 20, F32)
 
+/* mul_halves: features 2M -> M, y[i] = x[i] * x[M + i] (Keras Bidirectional merge_mode "mul" on
+ * the [forward | backward] output); before, between and after the recurrent layers */
+#define RNC_REC_MUL_HALVES 14u
+#define RNC_FIELDS_rec_mul_halves(X)                                                              \
+    X(rec_mul_halves, kind, 0, U32)                                                               \
+    X(rec_mul_halves, size, 4, U32)
+
 /* magnitude: features 2M -> M, y[i] = sqrt(x[i]^2 + x[M + i]^2) */
 #define RNC_FIELDS_rec_magnitude(X)                                                               \
     X(rec_magnitude, kind, 0, U32)                                                                \
@@ -634,6 +642,7 @@
     M(CONV_WINDOW, CORRUPT, "frame of %llu samples + padding (%llu, %llu) is shorter than one window of %llu") \
     M(CONV_REFLECT, CORRUPT, "padding (%llu, %llu): reflect padding must be < frame_length %llu") \
     M(MAG_ODD, CORRUPT, "%llu input features, expected an even number (re | im)") \
+    M(HALVES_ODD, CORRUPT, "%llu input features, expected an even number (two halves)") \
     M(NORM_EPS, CORRUPT, "bits 0x%llx: expected a finite value > 0") \
     M(INPUT_IDS, CORRUPT, "%llu, expected 0 (an embedding record comes first: the input is token ids)") \
     M(INPUT_FEATURES, CORRUPT, "0 without an embedding record, expected 1..%llu")                  \
@@ -686,7 +695,7 @@
     RNC_FIELDS_rec_log_mel(X) \
     RNC_FIELDS_fconvq8(X) RNC_FIELDS_rec_residual(X) \
     RNC_FIELDS_rec_pool_time(X) \
-    RNC_FIELDS_timepad(X) RNC_FIELDS_fconvq16(X)
+    RNC_FIELDS_timepad(X) RNC_FIELDS_fconvq16(X) RNC_FIELDS_rec_mul_halves(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

@@ -115,7 +115,10 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     padding over time (timepad tails: a Conv1d 'same', a max pooling padded (1, 1) at stride 2, an
     average pooling (1, 1) with count_include_pad=False, a dilated Conv1d padded (2, 1)); "kws512":
     log_mel alone (n_fft 512, 40 mels); "strided": q8 Conv1d over time at strides 2, 2, 3 (causal;
-    padded; padded beyond its reach). last_mean: with last_step, the mean pooling (format version 2)."""
+    padded; padded beyond its reach); "mul": mul_halves records (the product of the two halves of
+    the features, Keras Bidirectional merge_mode "mul") before the layers (2 sizes[0] features in),
+    between each two of them and after the last. last_mean: with last_step, the mean pooling (format
+    version 2)."""
     layers, feat = [], sizes[0]
     front_records = []
     if front is True or front == "q16":   # "q16": the same with 16 x 16 frame_convs (front_bits=16)
@@ -178,6 +181,8 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
         front_records = [LogMelSpectrogram(16000, n_fft=512, win_length=400, hop_length=160, n_mels=40,
                                            center=False).record()]
         assert sizes[0] == 40
+    if front == "mul":
+        front_records = [{"kind": "mul_halves"}]
     if front == "conv":   # causal convolutions over time (the window in the state) and a residual block
         def tconv(ci, co, k, **kw):
             w = (rng.standard_normal((co, ci // kw.get("groups", 1), k)) * 0.5).astype(F32)
@@ -237,11 +242,17 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
                 layer["x_scale"] = BOUNDED_STATE_SCALE
         layers.append(layer)
         feat = h * (2 if bidirectional else 1)
+        if front == "mul":   # a mul_halves record after every layer (between two, or after the last)
+            feat //= 2
     spec = {"precision": precision, "layers": layers,
-            "input_size": 32 if front == "kws" else 512 if front == "kws512" else 16 if front else sizes[0],
+            "input_size": 32 if front == "kws" else 512 if front == "kws512" else 2 * sizes[0]
+            if front == "mul" else 16 if front else sizes[0],
             "last_step": last_step, "last_step_bidirectional": last_bidir, "last_step_mean": last_mean}
     if front:
         spec["front"] = front_records
+    if front == "mul":
+        spec["mid"] = [[{"kind": "mul_halves"}] for _ in layers[1:]]
+        spec["post_pooled" if last_step else "post"] = [{"kind": "mul_halves"}]
     if head:
         spec["head"] = {"weight": (rng.standard_normal((head, feat)) * 0.5).astype(F32),
                         "bias": (rng.standard_normal(head) * 0.2).astype(F32), "activation": head_act}
@@ -494,6 +505,13 @@ def main(outdir: str) -> None:
         # (B, out)): 23, 11, 5, 3 -> 3, 2, 1, 1 steps
         ("gru_q8_strided_conv_last", dict(kind="gru", sizes=[12, 11], precision="q8", head=2, front="strided",
                                           last_step=True), 4, 23, "run", [23, 11, 5, 3], q8),
+        # mul_halves records (f32 rows in a q8 file) before, between and after the layers: rnc_step,
+        # and rnc_run of a bidirectional stack after last_step (halves [forward last | backward first])
+        ("gru_q8_mul_halves_stream", dict(kind="gru", sizes=[6, 16, 10], precision="q8", head=3,
+                                          front="mul"), 2, 6, "stream", None, q8),
+        ("lstm_q8_mul_halves_bidir_last", dict(kind="lstm", sizes=[5, 8, 6], precision="q8",
+                                               bidirectional=True, head=2, front="mul", last_step=True,
+                                               last_bidir=True), 3, 5, "run", [5, 1, 3], q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

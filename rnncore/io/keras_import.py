@@ -23,7 +23,8 @@ ONNX also has), ``Bidirectional`` (``merge_mode="concat"``, or ``"sum"`` / ``"av
 ``Linear`` ``s [I I]`` on rnncore's ``[forward | backward]`` output, s = 1 or 0.5, folded into the
 next recurrent layer's input weights or the next ``Dense`` where one follows — past a
 ``go_backwards`` reversal or ``GlobalAveragePooling1D``, which it commutes with — else a per-step
-``rc.nn.Linear(2H, H)``; ``"mul"`` and ``None`` are refused), ``GlobalAveragePooling1D``,
+``rc.nn.Linear(2H, H)``; ``"mul"``, ``forward * backward``, is the per-step ``rc.nn.MulHalves``
+on that output; ``None`` is refused), ``GlobalAveragePooling1D``,
 ``Dense`` / ``TimeDistributed(Dense)`` (linear or with a relu/sigmoid/tanh/gelu/hard_sigmoid/softmax
 activation, imported as a following activation layer, ``rc.nn.Softmax`` for softmax; a final
 softmax/sigmoid — in the ``Dense`` or as a following ``Activation`` / ``Softmax`` layer — is
@@ -128,15 +129,15 @@ def _rnn_layer(layer, bidirectional_of=None) -> dict:
             "go_backwards": bool(layer.go_backwards)}
 
 
-_MERGE_SCALE = {"concat": None, "sum": 1.0, "ave": 0.5}
+_MERGE_SCALE = {"concat": None, "sum": 1.0, "ave": 0.5, "mul": None}
 
 
 def _bidirectional(layer) -> dict:
     if layer.merge_mode not in _MERGE_SCALE:
         raise ValueError(f"from_keras: Bidirectional {layer.name!r} has merge_mode={layer.merge_mode!r}; "
-                         "rnncore imports 'concat' (forward | backward features) and the linear maps of it "
-                         "'sum' and 'ave' ([I I] and 0.5 [I I]); 'mul' (forward * backward) and None (two "
-                         "outputs) are not supported")
+                         "rnncore imports 'concat' (forward | backward features), the linear maps of it "
+                         "'sum' and 'ave' ([I I] and 0.5 [I I]) and 'mul' (forward * backward); None (two "
+                         "outputs) is not supported")
     fwd, bwd = layer.forward_layer, layer.backward_layer
     if type(fwd) is not type(bwd) or fwd.units != bwd.units or fwd.go_backwards or not bwd.go_backwards:
         raise ValueError(f"from_keras: Bidirectional {layer.name!r} with a custom backward_layer")
@@ -151,7 +152,12 @@ def _bidirectional(layer) -> dict:
 
 def _merge(layer, H: int, dtype) -> dict:
     """Bidirectional ``merge_mode`` "sum" / "ave" as the per-step Linear ``y = s [I I] [f; b]`` on
-    rnncore's ``[forward | backward]`` output (no bias; s = 1 or 0.5)."""
+    rnncore's ``[forward | backward]`` output (no bias; s = 1 or 0.5); "mul" as the per-step
+    ``rc.nn.MulHalves`` ``y = f * b``."""
+    if layer.merge_mode == "mul":
+        from rnncore.nn.pointwise import MulHalves
+
+        return {"kind": "module", "module": MulHalves(), "out": H}
     s = _MERGE_SCALE[layer.merge_mode]
     eye = np.eye(H, dtype=dtype) * np.asarray(s, dtype)
     return {"kind": "linear", "weight": np.concatenate([eye, eye], axis=1), "bias": None,

@@ -76,11 +76,12 @@ RECORD_KINDS = {"embedding": _C["REC_EMBEDDING"], "recurrent": _C["REC_RECURRENT
                 "scale_shift": _C["REC_SCALE_SHIFT"], "conv_time": _C["REC_CONV_TIME"],
                 "residual": _C["REC_RESIDUAL"]}
 _STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift", "conv_time", "log_mel",
-               "residual", "pool_time")
+               "residual", "pool_time", "mul_halves")
 RECORD_KINDS["pool_time"] = _C["REC_POOL_TIME"]
 #: pool_time's op field (rnc_layout.h RNC_POOL_*), by the layers' record() kinds
 POOL_OPS = {"max_pool1d": _C["POOL_MAX"], "avg_pool1d": _C["POOL_AVG"]}
 RECORD_KINDS["log_mel"] = _C["REC_LOG_MEL"]
+RECORD_KINDS["mul_halves"] = _C["REC_MUL_HALVES"]
 _MEL_LOGS = {None: _C["MEL_LOG_NONE"], "log": _C["MEL_LOG"], "db": _C["MEL_LOG_DB"]}
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
 POINTWISE = {"relu": _C["PW_RELU"], "sigmoid": _C["PW_SIGMOID"], "tanh": _C["PW_TANH"],
@@ -732,6 +733,12 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
                 raise ValueError(f"{where}[{n}] (magnitude): {feat} input features, expected an even number")
             out.append({"kind": "magnitude", "fields": {}, "tensors": []})
             feat //= 2
+        elif kind == "mul_halves":
+            if feat % 2:
+                raise ValueError(f"{where}[{n}] (mul_halves): {feat} input features, expected an even number "
+                                 "(two halves)")
+            out.append({"kind": "mul_halves", "fields": {}, "tensors": []})
+            feat //= 2
         else:
             code, al, be = _pointwise_code(r)
             out.append({"kind": "pointwise", "fields": {"features": feat, "activation": code, "alpha": al,
@@ -924,8 +931,8 @@ def _check_post_kinds(records: list | None, where: str) -> None:
         if str(r.get("kind", "")).lower() in ("magnitude", "conv1d", "conv_time", "log_mel", "max_pool1d",
                                               "avg_pool1d"):
             raise ValueError(f"{where}[{n}]: only records that map each step alone (frame_conv1d, "
-                             f"activations, layer_norm, scale_shift, residual) may follow a recurrent "
-                             f"layer, got {r.get('kind')!r}")
+                             f"activations, layer_norm, scale_shift, mul_halves, residual) may follow a "
+                             f"recurrent layer, got {r.get('kind')!r}")
 
 
 def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool, h: int,
@@ -1928,6 +1935,10 @@ class _Loader:
             if self.feat % 2:
                 raise self.fail("kind", "MAG_ODD", self.feat)
             out = self.feat // 2
+        elif name == "mul_halves":
+            if self.feat % 2:
+                raise self.fail("kind", "HALVES_ODD", self.feat)
+            out = self.feat // 2
         elif name in ("layer_norm", "scale_shift"):
             n = r["features"]
             if n != self.feat:
@@ -2326,7 +2337,7 @@ def _next_stage(stage: int, kind: int) -> int:
         return 5 if stage in (0, 5) else -1
     if kind == k["log_mel"]:
         return 5 if stage == 0 else -1
-    if kind in (k["frame_conv"], k["pointwise"], k["layer_norm"], k["scale_shift"]):
+    if kind in (k["frame_conv"], k["pointwise"], k["layer_norm"], k["scale_shift"], k["mul_halves"]):
         return 5 if stage in (0, 5) else 6 if stage in (2, 6) else 7 if stage in (3, 7) else -1
     if kind == k["residual"]:   # after a per-step record of its section (its source)
         return stage if stage in (5, 6, 7) else -1
@@ -2377,8 +2388,8 @@ def read_rnc(data: bytes) -> dict:
 
 def _step_description(r: dict) -> dict:
     """A per-step record as ``write_rnc`` takes it (the ``rc.nn`` layers' ``record()`` form)."""
-    if r["kind"] == "magnitude":
-        return {"kind": "magnitude"}
+    if r["kind"] in ("magnitude", "mul_halves"):
+        return {"kind": r["kind"]}
     if r["kind"] == "log_mel":
         d = {f: r[f] for f in ("n_fft", "hop_length", "n_mels", "power", "log", "log_offset", "amin")}
         d.update(kind="log_mel", center=False,

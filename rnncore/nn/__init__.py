@@ -9,7 +9,17 @@ from rnncore.nn.melspec import LogMelSpectrogram
 from rnncore.nn.module import Module
 from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
 from rnncore.nn.optim import SGD, Adam, AdamW, clip_grad_norm_
-from rnncore.nn.pointwise import GELU, HardSigmoid, LogSoftmax, ReLU, Residual, Sigmoid, Softmax, Tanh
+from rnncore.nn.pointwise import (
+    GELU,
+    HardSigmoid,
+    LogSoftmax,
+    MulHalves,
+    ReLU,
+    Residual,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 from rnncore.nn.prune import BlockPruning, block_mask
 from rnncore.nn.recurrent import GRU, LSTM, RNN
 
@@ -20,6 +30,7 @@ __all__ += ["SGD", "Adam", "AdamW", "clip_grad_norm_", "CSVLogger"]
 __all__ += ["LayerNormGRU", "LayerNormLSTM"]
 __all__ += ["Conv1d", "FrameConv1d", "Magnitude", "MaxPool1d", "AvgPool1d"]
 __all__ += ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "LogSoftmax", "Residual"]
+__all__ += ["MulHalves"]
 __all__ += ["LayerNorm", "BatchNorm1d", "fold_batchnorm", "fold_batchnorms"]
 __all__ += ["LogMelSpectrogram"]
 __all__ += ["BlockPruning", "block_mask"]

@@ -20,6 +20,10 @@ step, ``y_i = exp(a_i - m) / sum_k exp(a_k - m)`` (``m = max_j a_j``) and
 ``y_i = a_i - m - log sum_k exp(a_k - m)``, with the Jacobian-vector products
 ``dx_i = y_i (dy_i - sum_k y_k dy_k)`` and ``dx_i = dy_i - p_i sum_k dy_k`` (``p = exp(y)``).
 
+``MulHalves`` multiplies the two halves of the features, ``y = a[..., :H] * a[..., H:]``
+(``(..., 2H) -> (..., H)``; Keras ``Bidirectional(merge_mode="mul")`` on rnncore's
+``[forward | backward]`` output), with ``dx = [dy * a[..., H:] | dy * a[..., :H]]``.
+
 ``HardSigmoid()`` is PyTorch's (``alpha = 1/6, beta = 1/2``); ONNX's and Keras 2's
 ``hard_sigmoid`` is ``alpha = 0.2, beta = 0.5``. ``GELU(approximate="none" | "tanh")`` is
 PyTorch's ``nn.GELU``.
@@ -36,7 +40,8 @@ from rnncore.nn.functional import sigmoid
 from rnncore.nn.layers import _check_dy, _need
 from rnncore.nn.module import Module
 
-__all__ = ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "LogSoftmax", "Residual", "erf"]
+__all__ = ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "LogSoftmax", "MulHalves", "Residual",
+           "erf"]
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -248,6 +253,43 @@ class LogSoftmax(Softmax):
         _, y = self._cache
         dy = _check_dy(dy, y.shape, y.dtype, type(self).__name__)
         return dy - np.exp(y) * np.sum(dy, axis=-1, keepdims=True)
+
+
+class MulHalves(Module):
+    """``y = x[..., :H] * x[..., H:]``: the product of the two halves of the features, element by
+    element (Keras ``Bidirectional(merge_mode="mul")`` on ``[forward | backward]`` features).
+
+    Backward: ``dx = [dy * x[..., H:] | dy * x[..., :H]]``. Per step: streams frame by frame
+    without state. Shapes: ``x (..., 2H) -> y (..., H)``.
+    """
+
+    per_step = True
+    kind = "mul_halves"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache: Any = None
+
+    def record(self) -> dict:
+        return {"kind": self.kind}
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        """``x (..., 2H) -> y (..., H)``."""
+        x = _floating(x)
+        if x.ndim < 1 or x.shape[-1] % 2:
+            raise ValueError(f"x: expected an even number of features (two halves) in the last axis, "
+                             f"got shape {x.shape}")
+        H = x.shape[-1] // 2
+        a, b = x[..., :H], x[..., H:]
+        self._cache = (a, b) if train else None
+        return a * b
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """``dy (..., H) -> dx (..., 2H)``."""
+        _need(self._cache, "MulHalves")
+        a, b = self._cache
+        dy = _check_dy(dy, a.shape, a.dtype, "MulHalves")
+        return np.concatenate([dy * b, dy * a], axis=-1)
 
 
 class Residual(Module):

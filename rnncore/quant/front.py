@@ -29,6 +29,7 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
 
 * ``residual``: ``y = x + u`` with ``u`` the input of the record ``span`` records before it;
 * ``magnitude``: ``y[i] = sqrt(x[i]*x[i] + x[M+i]*x[M+i])``;
+* ``mul_halves``: ``y[i] = x[i] * x[M+i]`` (``rc.nn.MulHalves``);
 * ``pointwise``: relu ``x > 0 ? x : 0``, hardsigmoid ``min(max(alpha x + beta, 0), 1)``,
   sigmoid ``1 / (1 + exp(-x))``, tanh, gelu ``0.5 x (1 + erf(x / sqrt 2))``, gelu tanh;
 * ``layer_norm``: ``s`` the left-to-right float32 sum of ``x``, ``mean = s / n``, ``v`` the
@@ -51,7 +52,7 @@ flush at the end of the input, is :class:`RecordStream` (the same bits).
 Every operation is one float32 operation, rounded (the C core: ``-ffp-contract=off``), so the C
 rows equal these bit for bit, with one exception: sigmoid, tanh and the gelus call the C
 library's ``expf``/``tanhf``/``erff``, whose last bit may differ from NumPy's (relu, hardsigmoid,
-magnitude, layer_norm, scale_shift, pooling, the convolution and log_mel, whose log is the C
+magnitude, mul_halves, layer_norm, scale_shift, pooling, the convolution and log_mel, whose log is the C
 core's own polynomial, are exact).
 """
 
@@ -633,6 +634,9 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
         M = x.shape[-1] // 2
         re, im = x[..., :M], x[..., M:]
         return np.sqrt(re * re + im * im)
+    if kind == "mul_halves":
+        M = x.shape[-1] // 2
+        return x[..., :M] * x[..., M:]
     if kind == "layer_norm":
         return layer_norm(x, t["weight"], t["bias"], rec["eps"])
     if kind == "scale_shift":
@@ -739,6 +743,9 @@ def float_step_records(records: list, x: np.ndarray, lengths=None) -> np.ndarray
         elif kind == "magnitude":
             M = y.shape[-1] // 2
             y = np.sqrt(y[:, :M] ** 2 + y[:, M:] ** 2)
+        elif kind == "mul_halves":
+            M = y.shape[-1] // 2
+            y = y[:, :M] * y[:, M:]
         elif kind in ("max_pool1d", "avg_pool1d", "pool_time"):
             if len(lead) != 2:
                 raise ValueError(f"a pooling over time needs whole sequences (B, T, F), got {x.shape}")

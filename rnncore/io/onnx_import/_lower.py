@@ -706,6 +706,63 @@ class _SeqLower:
         self.ops.append(("pool", LastStep(bidirectional=bool(D == 2 and ts[1] == "first")), s))
         return out
 
+    def merge(self, s, op: str) -> dict:
+        """``Add`` / ``Mul`` of the two directions of one bidirectional layer (Keras
+        ``Bidirectional(merge_mode="sum" / "ave" / "mul")`` as tf2onnx writes it): on rnncore's
+        ``[forward | backward]`` features, the per-step Linear ``[I I]`` (no bias; "ave": the ``Div``
+        by 2 after it scales it, :meth:`scale`) or ``rc.nn.MulHalves``; of the whole sequences, or of
+        the forward direction's last step and the backward's last or first (after
+        ``LastStep(bidirectional=...)``, as :meth:`data_concat`)."""
+        from rnncore.nn.layers import LastStep, Linear
+        from rnncore.nn.pointwise import MulHalves
+
+        parts = sorted((self.val[i] for i in s.inputs[:2]),
+                       key=lambda p: -1 if p["dir"] is None else p["dir"])
+        ts = [p["t"] for p in parts]
+        shape = [[a[:2] for a in p["axes"]] for p in parts]
+        if [p["dir"] for p in parts] != [0, 1] or parts[0].get("D") != 2 \
+                or parts[0]["layer"] != parts[1]["layer"] or shape[0] != shape[1] \
+                or parts[0]["axes"][-1][0] != "f" or (None in ts and set(ts) != {None}) \
+                or ts[0] == "first" or any(a[0] == "f" and a[1] != 1 for a in parts[0]["axes"][:-1]):
+            self.refuse(f"{'adds' if op == 'Add' else 'multiplies'} parts of recurrent outputs other than "
+                        "the two directions of one bidirectional layer, each the whole sequence or the "
+                        "forward direction's last step with the backward's last or first, in one layout with "
+                        "the features last")
+        H = parts[0]["axes"][-1][1]
+        if ts[0] is not None:
+            self.ops.append(("pool", LastStep(bidirectional=ts[1] == "first"), s))
+        rec = [op_[1] for op_ in self.ops if op_[0] == "rec"][parts[0]["layer"]]
+        dtype = rec.params["weight_ih_l0"].dtype.name
+        if op == "Mul":
+            self.ops.append(("act", MulHalves(), s))
+        else:
+            m = Linear(2 * H, H, bias=False, dtype=dtype)
+            eye = np.eye(H, dtype=dtype)
+            m.params["weight"] = np.concatenate([eye, eye], axis=1)
+            self.ops.append(("linear", m, s))
+        return {"k": "data", "axes": parts[0]["axes"][:-1] + [("f", H, self.fid())]}
+
+    def scale(self, s, op: str) -> dict:
+        """``Mul`` / ``Div`` of the output of the Linear right before it by a scalar constant (the
+        "ave" merge's ``/ 2``): that Linear scaled."""
+        names = list(s.inputs[:2])
+        consts = [i for i in names if i in self.g.consts]
+        c = np.asarray(self.g.consts[consts[0]], np.float64) if len(consts) == 1 else None
+        last = self.ops[-1] if self.ops else None
+        if c is None or c.size != 1 or last is None or last[0] != "linear" or self.linear_out not in names \
+                or (op == "Div" and names[1] != consts[0]) or not np.isfinite(c).all() \
+                or c.reshape(-1)[0] == 0:
+            self.refuse(f"{'multiplies' if op == 'Mul' else 'divides'} the data by something other than one "
+                        "nonzero constant right after a Linear (a bidirectional merge's Add)")
+        import copy
+
+        k = float(c.reshape(-1)[0]) if op == "Mul" else 1.0 / float(c.reshape(-1)[0])
+        lin = copy.deepcopy(last[1])     # (a Gemm's module is the graph's own)
+        for key in list(lin.params):
+            lin.params[key] = (lin.params[key] * k).astype(lin.params[key].dtype)
+        self.ops[-1] = ("linear", lin, s)
+        return self.get(next(i for i in names if i not in consts), ("data",))
+
     # -- data reshapes ---------------------------------------------------------------------------
     def reshape(self, v: dict, target: list, allowzero: bool) -> list:
         d_in = self.dims(v)
@@ -819,7 +876,14 @@ class _SeqLower:
         self.step = s
         op, a = s.op, s.attrs
         on_shape = s.inputs[0] in self.val and self.val[s.inputs[0]]["k"] == "shape"
-        out = self.shape_node(s, op, a) if op in (
+        kinds = [self.val.get(i, {}).get("k") for i in s.inputs[:2]]
+        if op in ("Add", "Mul") and kinds == ["part", "part"]:
+            out = self.merge(s, op)
+        elif op in ("Mul", "Div") and "data" in kinds and any(i in self.g.consts for i in s.inputs[:2]):
+            out = self.scale(s, op)
+        else:
+            out = None
+        out = out if out is not None else self.shape_node(s, op, a) if op in (
             "Shape", "Gather", "Unsqueeze", "Concat", "Mul", "Slice", "ConstantOfShape", "Expand") \
             or (op in ("Squeeze", "Reshape") and on_shape) else None
         if out is not None:
@@ -915,7 +979,8 @@ class _SeqLower:
             assert F
         else:
             self.refuse("is not an op of the sequence chains this lowering follows")
-        if op in ("Gemm", "MatMul", "Add"):
+        if op in ("Gemm", "MatMul", "Add", "Div") or (op == "Mul" and self.ops and self.ops[-1][2] is s
+                                                      and self.ops[-1][0] == "linear"):
             self.linear_out = s.outputs[0]
         for o in s.outputs[:1]:
             if o:
