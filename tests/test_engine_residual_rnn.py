@@ -159,3 +159,264 @@ def test_refusals_name_sizes():
         nn.Residual(nn.Sequential(nn.GRU(4, 4), nn.GRU(4, 4)))
     with pytest.raises(TypeError, match=r"fn\[1\]: expected per-step layers .* got LastStep"):
         nn.Residual(nn.Sequential(nn.GRU(4, 4), nn.LastStep()))
+
+
+# -- the C engine --------------------------------------------------------------------------------
+def _models(dtype="float32"):
+    """rc.nn models with residuals around recurrent layers, as compile writes them."""
+    kw = {"dtype": dtype}
+    return {
+        # y = x + GRU(x), then a head
+        "gru": nn.Sequential(nn.Residual(nn.GRU(6, 6, seed=1, **kw)), nn.Linear(6, 3, seed=2, **kw)),
+        # DeepFilterNet: x + linear_out(tanh(gru(linear_in(x)))), after a front-end Linear
+        "dfn": nn.Sequential(nn.Linear(5, 6, seed=3, **kw), nn.Residual(nn.Sequential(
+            nn.Linear(6, 4, seed=4, **kw), nn.GRU(4, 5, seed=5, **kw), nn.Tanh(),
+            nn.Linear(5, 6, seed=6, **kw))), nn.Linear(6, 2, seed=7, **kw)),
+        # GNMT: stacked residual LSTMs (the second residual between two layers' records)
+        "gnmt": nn.Sequential(nn.LSTM(5, 6, seed=8, **kw), nn.Residual(nn.LSTM(6, 6, seed=9, **kw)),
+                              nn.Residual(nn.LSTM(6, 6, seed=10, **kw)), nn.ReLU(),
+                              nn.Linear(6, 3, seed=11, **kw)),
+        # a residual around a GRU whose output feeds the next layer, no head
+        "mid": nn.Sequential(nn.Residual(nn.GRU(4, 4, seed=12, **kw)), nn.GRU(4, 3, seed=13, **kw)),
+    }
+
+
+def _bidir(dtype="float32"):
+    return nn.Sequential(nn.GRU(5, 6, seed=14, dtype=dtype),
+                         nn.Residual(nn.LSTM(6, 3, bidirectional=True, seed=15, dtype=dtype)),
+                         nn.Linear(6, 2, seed=16, dtype=dtype))
+
+
+def _inputs(m, seed=0, B=3, T=9):
+    """Inputs ``(B, T, F)`` for model ``m`` and lengths ``(B,)`` (T, 5, 1)."""
+    first = next(iter(m))
+    width = first.in_features if hasattr(first, "in_features") else (
+        first.input_size if hasattr(first, "input_size") else first.recurrent.input_size)
+    return _x((B, T, width), seed=seed, dtype=np.float32), np.array([T, 5, 1][:B])
+
+
+@pytest.mark.parametrize("name", ["gru", "dfn", "gnmt", "mid", "bidir"])
+def test_f32_engine_equals_numpy_model_with_lengths(name):
+    m = _bidir() if name == "bidir" else _models()[name]
+    e = rc.compile(m, "f32")
+    X, lengths = _inputs(m, seed=20)
+    for L in (None, lengths):
+        np.testing.assert_allclose(e.run(X, L), m.forward(X, lengths=L), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gru", "dfn", "gnmt", "mid"])
+def test_f32_engine_against_torch(name):
+    """The compiled model against PyTorch (float64) on the same weights, sequence by sequence."""
+    m64 = _models("float64")[name]
+    m32 = _models()[name]
+    e = rc.compile(m32, "f32")
+    X, lengths = _inputs(m32, seed=21)
+    y = e.run(X, lengths)
+    mods = []
+    for mod in m64:
+        if type(mod).__name__ == "Residual":
+            f = _torch_f(mod.fn)
+            mods.append(lambda t, f=f: t + f(t))
+        elif getattr(mod, "is_recurrent", False):
+            t_ = _torch_rec(mod)
+            mods.append(lambda t, t_=t_: t_(t)[0])
+        elif type(mod).__name__ == "Linear":
+            mods.append(_load(torch.nn.Linear(mod.in_features, mod.out_features).double(), mod))
+        else:
+            mods.append(torch.relu)
+    with torch.no_grad():
+        for b, n in enumerate(lengths):
+            t = torch.from_numpy(X[b:b + 1, :n].astype(np.float64))
+            for f in mods:
+                t = f(t)
+            np.testing.assert_allclose(y[b, :n], t.numpy()[0], atol=1e-5, rtol=0)
+            assert not y[b, n:].any()
+
+
+@pytest.mark.parametrize("name", ["gru", "dfn", "gnmt", "mid", "bidir"])
+def test_q8_bit_for_bit_with_the_numpy_q8_spec_on_every_isa(name):
+    from _helpers import c_equals_q8_reference
+
+    m = _bidir() if name == "bidir" else _models()[name]
+    X, lengths = _inputs(m, seed=22)
+    for cal in (None, _x((20, 9, X.shape[2]), seed=24, dtype=np.float32)):   # dynamic, static scales
+        e = rc.compile(m, "q8", calibration=cal)
+        ref = c_equals_q8_reference(e, X, lengths)
+        assert np.abs(ref - m.forward(X, lengths=lengths)).max() < 0.1 * max(1.0, np.abs(ref).max())
+        c_equals_q8_reference(e, X)
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+@pytest.mark.parametrize("name", ["gru", "dfn", "gnmt", "mid"])
+def test_stream_equals_run_and_restores(name, precision):
+    from _helpers import assert_stream_restores
+
+    m = _models()[name]
+    e = rc.compile(m, precision)
+    X, _ = _inputs(m, seed=23, B=2)
+    assert_stream_restores(e, X, e.run(X), split=4, err_msg=name)
+
+
+def test_describe_and_read_back():
+    from rnncore.io.rnc import read_rnc, write_rnc
+
+    e = rc.compile(_models()["dfn"], "q8")
+    d = read_rnc(e.data)
+    assert d["post"][-1] == {"kind": "residual", "features": 6, "span": 4}
+    assert write_rnc(d) == e.data
+    assert "residual" in e.describe()
+
+
+def _edit(data: bytes, record: int, at: int, value: int) -> bytes:
+    """data with the u32 at byte `at` of record `record` set, the checksum fixed."""
+    import struct
+
+    from rnc_mutations import fix_crc
+
+    b = bytearray(data)
+    pos = 64
+    for _ in range(record):
+        pos += struct.unpack_from("<I", b, pos + 4)[0]
+    struct.pack_into("<I", b, pos + at, value)
+    return fix_crc(b)
+
+
+@pytest.mark.parametrize("at, value, want", [
+    (12, 2, "record 1 (residual): span: 2, expected 1..1 (the per-step and recurrent records right before "
+            "this one)"),
+    (12, 0, "record 1 (residual): span: 0, expected 1..1"),
+    (8, 5, "record 1 (residual): features: 5, expected 6"),
+])
+def test_loaders_refuse_a_bad_residual_around_a_layer_alike(at, value, want):
+    from _helpers import refused_alike
+
+    data = rc.compile(_models()["gru"], "f32").data       # records: recurrent, residual (span 1), linear
+    assert rc.load(data).describe().startswith("gru(6) > residual")
+    refused_alike(_edit(data, 1, at, value), want, "CORRUPT")
+
+
+def test_loaders_refuse_a_source_of_another_width_alike():
+    """dfn: frame_conv(5->6), frame_conv(6->4), gru(5), tanh, frame_conv(5->6), residual (span 4):
+    span 3 reaches the GRU, whose input is 4 wide, span 5 is past the model input."""
+    from _helpers import refused_alike
+
+    data = rc.compile(_models()["dfn"], "f32").data
+    refused_alike(_edit(data, 5, 12, 3), "record 5 (residual): span: 3: the record that many back takes 4 "
+                  "features, this one 6 (they must agree)", "CORRUPT")
+    refused_alike(_edit(data, 5, 12, 6), "record 5 (residual): span: 6, expected 1..5", "CORRUPT")
+
+
+def test_writer_and_compile_refusals_name_the_sizes():
+    from rnncore.io.rnc import read_rnc, write_rnc
+
+    d = read_rnc(rc.compile(_models()["gru"], "f32").data)
+    d["post"] = [{"kind": "residual", "span": 3}]
+    with pytest.raises(ValueError, match=r"post\[0\] \(residual\): span must be 1..1 \(the records before "
+                                         r"it in post and, across recurrent layers, before them\), got 3"):
+        write_rnc(d)
+    with pytest.raises(ValueError, match="LastStep or the head"):
+        rc.compile(nn.Sequential(nn.GRU(4, 4), nn.LastStep(), nn.Residual(nn.GRU(4, 4))))
+
+
+# -- importers -----------------------------------------------------------------------------------
+class TorchResGru(torch.nn.Module):   # y = x + gru(x)[0], then a per-step head
+    def __init__(self):
+        super().__init__()
+        self.gru = torch.nn.GRU(6, 6, batch_first=True)
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(x + self.gru(x)[0])
+
+
+class TorchDfn(torch.nn.Module):      # DeepFilterNet: x + linear_out(gru(linear_in(x)))
+    def __init__(self):
+        super().__init__()
+        self.lin_in = torch.nn.Linear(6, 4)
+        self.gru = torch.nn.GRU(4, 5, batch_first=True)
+        self.lin_out = torch.nn.Linear(5, 6)
+        self.head = torch.nn.Linear(6, 2)
+
+    def forward(self, x):
+        y = x + self.lin_out(self.gru(self.lin_in(x))[0])
+        return self.head(y)
+
+
+class TorchGnmt(torch.nn.Module):     # stacked residual LSTMs
+    def __init__(self):
+        super().__init__()
+        self.l1 = torch.nn.LSTM(6, 6, batch_first=True)
+        self.l2 = torch.nn.LSTM(6, 6, batch_first=True)
+        self.l3 = torch.nn.LSTM(6, 6, batch_first=True)
+
+    def forward(self, x):
+        y = self.l1(x)[0]
+        y = y + self.l2(y)[0]
+        return y + self.l3(y)[0]
+
+
+TORCH = {"res_gru": TorchResGru, "dfn": TorchDfn, "gnmt": TorchGnmt}
+
+
+def _torch_model(name):
+    torch.manual_seed(sorted(TORCH).index(name) + 3)
+    return TORCH[name]().eval()
+
+
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_from_torch_fx_against_pytorch_with_lengths(name):
+    from rnncore.io.torch_import import from_torch
+
+    net = _torch_model(name)
+    m = from_torch(net)
+    e = rc.compile(m, "f32")
+    X = _x((3, 8, 6), seed=30, dtype=np.float32)
+    lengths = np.array([8, 5, 2])
+    y = e.run(X, lengths)
+    with torch.no_grad():
+        for b, n in enumerate(lengths):    # each sequence alone, its valid steps: PyTorch's output
+            want = net(torch.from_numpy(X[b:b + 1, :n])).numpy()[0]
+            np.testing.assert_allclose(y[b, :n], want, atol=1e-5, rtol=0)
+            assert not y[b, n:].any()
+    want = m.forward(X.astype(m.recurrent_modules[0].dtype), lengths=lengths)
+    np.testing.assert_allclose(y, want, atol=1e-6, rtol=0)
+
+
+def _onnx_export(net, dynamo):
+    import io
+    import os
+    import tempfile
+    import warnings
+
+    x = torch.randn(2, 5, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if not dynamo:
+            f = io.BytesIO()
+            torch.onnx.export(net, (x,), f, input_names=["x"], output_names=["y"], dynamo=False,
+                              dynamic_axes={"x": {0: "b", 1: "T"}}, opset_version=17)
+            return f.getvalue()
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "m.onnx")
+            torch.onnx.export(net, (x,), out, input_names=["x"], output_names=["y"], dynamo=True,
+                              dynamic_shapes=({0: "b", 1: "T"},), opset_version=18, verbose=False,
+                              external_data=False)
+            return open(out, "rb").read()
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_onnx_add_around_a_recurrent_node_against_onnxruntime(name, dynamo):
+    import onnxruntime as ort
+
+    from rnncore.io.onnx_import import from_onnx
+
+    net = _torch_model(name)
+    blob = _onnx_export(net, dynamo)
+    e = rc.compile(from_onnx(blob))
+    assert "residual" in e.describe()
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    for B, T in ((2, 5), (3, 11), (1, 1)):
+        X = _x((B, T, 6), seed=B + T, dtype=np.float32)
+        np.testing.assert_allclose(e.run(X), sess.run(None, {"x": X})[0], atol=1e-5, rtol=0)
