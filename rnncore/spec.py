@@ -504,6 +504,8 @@ def spec_from_model(model: object) -> ModelSpec:
         spec.validate()
         return spec
     children = list(model.children()) if hasattr(model, "children") else None
+    if type(model).__name__ == "Residual":   # a residual alone (around a recurrent layer: y = x + GRU(x))
+        children = [("0", model)]
     if not children:
         raise ValueError("compile: expected an rc.nn recurrent layer or Sequential, "
                          f"got {type(model).__name__}")

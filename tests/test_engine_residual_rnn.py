@@ -257,6 +257,14 @@ def test_stream_equals_run_and_restores(name, precision):
     assert_stream_restores(e, X, e.run(X), split=4, err_msg=name)
 
 
+def test_a_residual_alone_compiles_with_its_add():
+    m = nn.Residual(nn.GRU(4, 4, seed=31, dtype="float32"))
+    e = rc.compile(m, "f32")
+    assert e.describe() == "gru(4) > residual"
+    X = _x((2, 6, 4), seed=32, dtype=np.float32)
+    np.testing.assert_allclose(e.run(X), m.forward(X)[0], atol=1e-6, rtol=0)
+
+
 def test_describe_and_read_back():
     from rnncore.io.rnc import read_rnc, write_rnc
 
