@@ -428,3 +428,25 @@ def test_onnx_add_around_a_recurrent_node_against_onnxruntime(name, dynamo):
     for B, T in ((2, 5), (3, 11), (1, 1)):
         X = _x((B, T, 6), seed=B + T, dtype=np.float32)
         np.testing.assert_allclose(e.run(X), sess.run(None, {"x": X})[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_after_an_embedding_the_skip_is_the_token_rows(precision):
+    """Embedding > Residual(GRU): the residual adds the embedding's rows (run gathers them for
+    every (b, t), step for the stream's rows)."""
+    m = nn.Sequential(nn.Embedding(11, 5, seed=33, dtype="float32"), nn.Residual(nn.GRU(5, 5, seed=34,
+                      dtype="float32")), nn.Linear(5, 3, seed=35, dtype="float32"))
+    e = rc.compile(m, precision)
+    assert e.describe() == "embedding(11x5) > gru(5) > residual > linear(5->3)"
+    ids = np.random.default_rng(36).integers(0, 11, (3, 7)).astype(np.int32)
+    lengths = np.array([7, 4, 1])
+    y = e.run(ids, lengths)
+    want = m.forward(ids, lengths=lengths)
+    np.testing.assert_allclose(y, want, atol=1e-6 if precision == "f32" else 0.1, rtol=0)
+    if precision == "q8":
+        from _helpers import c_equals_q8_reference
+
+        c_equals_q8_reference(e, ids, lengths)
+    s = e.stream(3)
+    steps = np.stack([s.step(ids[:, t].copy()) for t in range(7)], 1)
+    np.testing.assert_array_equal(steps, e.run(ids))
