@@ -449,6 +449,37 @@ def _fold_into_table(m: object, table: np.ndarray) -> np.ndarray:
     return np.asarray(m.forward(table[None]))[0]
 
 
+class _ResidualMark:
+    """Where a ``Residual`` around a recurrent layer starts / ends in :func:`spec_from_model`'s
+    flattened module list (its ``f``'s modules stand between the two marks)."""
+
+    def __init__(self, name: str, start: _ResidualMark | None = None) -> None:
+        self.name, self.start, self.records, self.folded = name, start, 0, 0
+
+
+def _flatten_recurrent_residuals(children: list) -> list:
+    """``Residual(f)`` with a recurrent ``f`` (``rc.nn.Residual``'s ``recurrent``) as ``f``'s
+    modules between two marks; the end mark becomes the residual record that adds the input of
+    the first record of ``f`` (its span crosses the recurrent layer: docs/rnc-format.md)."""
+    out: list = []
+    for name, m in children:
+        if type(m).__name__ == "Residual" and getattr(m, "recurrent", None) is not None:
+            start = _ResidualMark(name)
+            out.append((name, start))
+            inner = [("fn", m.fn)] if getattr(m.fn, "is_recurrent", False) else [
+                (f"fn.{n}", c) for n, c in m.fn.children()]
+            out += _flatten_recurrent_residuals([(f"{name}.{n}", c) for n, c in inner])
+            out.append((name, _ResidualMark(name, start)))
+        else:
+            out.append((name, m))
+    return out
+
+
+def _spec_records(spec: ModelSpec) -> int:
+    """The records a spec has so far that a residual may span (per-step and recurrent)."""
+    return len(spec.front) + len(spec.layers) + sum(map(len, spec.mid)) + len(spec.post)
+
+
 def spec_from_model(model: object) -> ModelSpec:
     """Describe an ``rc.nn`` model (a recurrent layer, or a Sequential of
     ``[Embedding [per-step layers] | front-end] + recurrent layer(s) + [per-step layers] +
@@ -477,6 +508,8 @@ def spec_from_model(model: object) -> ModelSpec:
         spec.validate()
         return spec
     children = list(model.children()) if hasattr(model, "children") else None
+    if type(model).__name__ == "Residual":   # a residual alone (around a recurrent layer: y = x + GRU(x))
+        children = [("0", model)]
     if not children:
         raise ValueError("compile: expected an rc.nn recurrent layer or Sequential, "
                          f"got {type(model).__name__}")
@@ -484,14 +517,18 @@ def spec_from_model(model: object) -> ModelSpec:
     stage = 0  # 0: before recurrent, 1: recurrent, 2: after last-step, 3: after head
     reverse_next = None  # a ReverseTime waiting for its recurrent layer
     head_stage = 0  # the stage (1: per step, 2: after last-step) the head's Linear came at
-    for name, m in children:
+    folded = 0  # per-step layers folded into the embedding table so far
+    for name, m in _flatten_recurrent_residuals(children):
         if reverse_next is not None and not (type(m).__name__ in ("ExtendedRecurrent",) + _LN_KINDS
                                              or _cell_of(m)):
             raise ValueError(f"compile: module {reverse_next!r} (ReverseTime) must come right before a "
                              "recurrent layer (Keras go_backwards) to compile")
         n_before = len(spec.layers)
         kind = type(m).__name__
-        cell = _cell_of(m)
+        mark = m if kind == "_ResidualMark" else None
+        if mark is not None:
+            kind = "Residual"   # a head Linear before either mark is a per-step record (below)
+        cell = _cell_of(m) if mark is None else None
         rec = m.record() if hasattr(m, "record") else None
         if kind == "Linear" and stage == 0:   # a per-step Linear in the front-end
             rec = linear_step_record(m)
@@ -517,10 +554,26 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.mid += [[] for _ in range(len(spec.layers) - 1 - len(spec.mid))]
             spec.mid.append(spec.post)
             spec.post = []
+        if mark is not None:   # a Residual around a recurrent layer: its start, or its record
+            if stage not in (0, 1) or (stage == 1 and spec.head is not None):
+                raise ValueError(f"compile: module {mark.name!r} (Residual around a recurrent layer) must "
+                                 "stand before or between the recurrent layers (not after LastStep or "
+                                 "the head)")
+            if mark.start is None:
+                mark.records, mark.folded = _spec_records(spec), folded
+                continue
+            if folded != mark.start.folded:
+                raise ValueError(f"compile: module {mark.name!r} (Residual around a recurrent layer) "
+                                 "starts with per-step layers right after the Embedding, which fold into "
+                                 "its table; put the Residual's per-step layers after the recurrent layer")
+            span = _spec_records(spec) - mark.start.records
+            (spec.front if stage == 0 else spec.post).append({"kind": "residual", "span": span})
+            continue
         if spec.embedding is not None and stage == 0 and rkind in ("frame_conv1d", *STEP_ACTIVATIONS):
             # a per-step layer right after the embedding (Linear, activation, LayerNorm, BatchNorm)
             # maps each token's row alone: run once over the table here, the engine looks it up
             spec.embedding = _fold_into_table(m, spec.embedding)
+            folded += 1
             continue
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])

@@ -246,6 +246,13 @@ def seed_files() -> dict[str, bytes]:
         nn.GRU(6, 3, seed=2)), "q8").data
     out["mid_f32_v2"] = rc.compile(nn.Sequential(
         nn.LSTM(3, 4, seed=3), nn.LayerNorm(4), nn.LSTM(4, 2, seed=4), nn.Tanh(), nn.LastStep())).data
+    # residuals around recurrent layers (their span crosses the recurrent record): q8 DeepFilterNet
+    # x + linear_out(gru(linear_in(x))) after a front-end Linear, f32 stacked residual GRUs
+    out["resid_rnn_q8_v2"] = rc.compile(nn.Sequential(nn.Linear(3, 4, seed=5), nn.Residual(nn.Sequential(
+        nn.Linear(4, 3, seed=6), nn.GRU(3, 5, seed=7), nn.Tanh(), nn.Linear(5, 4, seed=8))),
+        nn.Linear(4, 2, seed=9)), "q8").data
+    out["resid_rnn_f32_v2"] = rc.compile(nn.Sequential(
+        nn.Residual(nn.GRU(4, 4, seed=10)), nn.Residual(nn.GRU(4, 4, seed=11)), nn.LastStep())).data
     return out
 
 

@@ -283,8 +283,8 @@ def _small() -> bytes:
 
 
 @pytest.mark.parametrize("record, at, value, status, want", [
-    (3, 12, 0, "CORRUPT", "record 3 (residual): span: 0, expected 1..3 (the per-step records right before "
-                          "this one)"),
+    (3, 12, 0, "CORRUPT", "record 3 (residual): span: 0, expected 1..3 (the per-step and "
+                          "recurrent records right before this one)"),
     (3, 12, 4, "CORRUPT", "record 3 (residual): span: 4, expected 1..3"),
     (3, 12, 2, "CORRUPT", "record 3 (residual): span: 2: the record that many back takes 8 features, "
                           "this one 4 (they must agree)"),
@@ -297,10 +297,11 @@ def test_mutated_residual_records_are_refused_alike(record, at, value, status, w
 
 
 def test_a_residual_with_no_source_in_its_section_is_refused_alike():
-    """Right after the recurrent layer (its source would be before it): the sequence check."""
-    data = rc.compile(nn.Sequential(nn.GRU(4, 4, seed=0), nn.Residual(nn.ReLU()))).data
-    data = _edit(data, 1, 0, 12)   # records gru, relu, residual: the relu's kind made 12
-    refused_alike(data, "record 1: kind: kind 12 (residual) cannot come after a recurrent record")
+    """Right after last_step (its source would be before it): the sequence check. (Right after a
+    recurrent record it is a residual around that layer: tests/test_engine_residual_rnn.py.)"""
+    data = rc.compile(nn.Sequential(nn.GRU(4, 4, seed=0), nn.LastStep(), nn.Residual(nn.ReLU()))).data
+    data = _edit(data, 2, 0, 12)   # records gru, last_step, relu, residual: the relu's kind made 12
+    refused_alike(data, "record 2: kind: kind 12 (residual) cannot come after last_step")
 
 
 # ---- q8 ------------------------------------------------------------------------------------------

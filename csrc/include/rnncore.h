@@ -222,6 +222,9 @@ typedef struct rnc_front_op {
     uint32_t q16;                 /* q8 frame_conv: 1 = the 16 x 16 form (w int16 rows of round16(cg*k)) */
     uint32_t src;                 /* residual: the front[] index whose input it adds */
     size_t save_off;              /* residual: that input's copy in a row's save area (floats) */
+    uint32_t xres;                /* residual: its span crosses a recurrent record; its source's
+                                     input is kept per row in the skip area (xres_floats a row) and
+                                     src is a front[] index or RNC_MAX_FRONT + a layer index */
 } rnc_front_op;
 
 /* The per-model plan (private): which kernel-table row runs each op, by batch range, resolved
@@ -237,7 +240,7 @@ typedef struct rnc_plan_op {
 } rnc_plan_op;
 /* Byte offsets of a step's scratch areas in rnc_state.work (private: model.c) */
 typedef struct rnc_step_work {
-    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, tw, fsave, total;
+    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, tw, fsave, xsave, total;
 } rnc_step_work;
 typedef struct rnc_plan {
     rnc_plan_op gemm[RNC_PRECISION_COUNT]; /* products by columns: heads, f32 and q4 projections */
@@ -286,6 +289,7 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t mean_w, mean_off;      /* its features; the sum's offset in each win row (count after) */
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t res_floats;            /* residual records' saved inputs per row (their features) */
+    size_t xres_floats;           /* the same for residuals whose span crosses a recurrent record */
     uint32_t strided;             /* some record has a countdown: steps may give no output */
     uint32_t post_conv;           /* a frame_conv follows a recurrent record (rnc_run: not in place) */
     size_t flush;                 /* the sum of the records' right pads: most outputs rnc_flush gives */

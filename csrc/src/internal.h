@@ -27,6 +27,15 @@
 #define RNC_X86 0
 #endif
 
+/* A residual whose span crosses recurrent records (y = x + GRU(x), docs/rnc-format.md "residual").
+ * A build without it (-DRNC_NO_RESID_RNN, the dense deploy build) refuses such files as a sequence
+ * it does not run, and its executor has no skip rows. */
+#if defined(RNC_NO_RESID_RNN)
+#define XRES_ON 0
+#else
+#define XRES_ON 1
+#endif
+
 #define RNC_Q8_MAX_K 131072u /* 127*127*131072 < 2^31: int32 accumulators cannot overflow */
 
 typedef void (*rnc_gemm_q8_fn)(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,

@@ -947,7 +947,11 @@ static int next_stage(int stage, uint32_t kind)
     case RNC_REC_LAYER_NORM:
     case RNC_REC_SCALE_SHIFT:
         return stage == 0 || stage == 5 ? 5 : stage == 2 || stage == 6 ? 6 : stage == 3 || stage == 7 ? 7 : -1;
-    case RNC_REC_RESIDUAL: /* after a per-step record of its section (its source) */
+    case RNC_REC_RESIDUAL: /* after a per-step record of its section (its source), or right after
+                              a recurrent record (its span crosses it: y = x + GRU(x)) */
+#if !defined(RNC_NO_RESID_RNN)
+        if (stage == 2) return 6;
+#endif
         return stage == 5 || stage == 6 || stage == 7 ? stage : -1;
     default: return -1; /* a kind this loader does not know */
     }
@@ -1270,9 +1274,37 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         CHECK_RESERVED(c, rec_residual, r);
         const uint64_t n = rnc_rec_residual_features(r), span = rnc_rec_residual_span(r);
         if (n != c->feat) return fail(c, FIELD(rec_residual, features), MSG_EXPECT, n, c->feat, 0, NULL);
-        uint64_t run = 0; /* the per-step records right before this one: its section so far */
-        while (run < c->part && c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV) ++run;
+        /* the records right before this one it may span: the per-step records of its section and,
+         * across recurrent records, those before them (not past an embedding or last_step) */
+        uint64_t run = 0;
+        while (run < c->part && (c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV ||
+                                 (XRES_ON && c->part_kind[c->part - 1 - run] == RNC_REC_RECURRENT)))
+            ++run;
         if (span == 0 || span > run) return fail(c, FIELD(rec_residual, span), MSG_RES_SPAN, span, run, 0, NULL);
+#if XRES_ON
+        uint64_t steps = 0, layers = 0;
+        for (uint64_t j = c->part - span; j < c->part; ++j) { /* the spanned records, source first */
+            if (c->part_kind[j] == RNC_REC_RECURRENT) ++layers;
+            else ++steps;
+        }
+        const uint32_t lsrc = c->part_kind[c->part - span] == RNC_REC_RECURRENT; /* a layer's input */
+        const uint32_t src = lsrc ? RNC_MAX_FRONT + c->part_layer[c->part - span]
+                                  : m->num_front - (uint32_t)steps;
+        const uint64_t src_w = lsrc ? m->layer[src - RNC_MAX_FRONT].input_size : m->front[src].in_w;
+        if (src_w != n) return fail(c, FIELD(rec_residual, span), MSG_RES_WIDTH, span, src_w, n, NULL);
+        for (uint32_t j = m->num_front - (uint32_t)steps; j < m->num_front; ++j)
+            if (m->front[j].phase || m->front[j].tpad_r) /* steps without an output, or more */
+                return fail(c, FIELD(rec_residual, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
+        F->src = src;
+        F->xres = layers != 0;
+        if (F->xres) {
+            F->save_off = m->xres_floats;
+            m->xres_floats += (size_t)n;
+        } else {
+            F->save_off = m->res_floats;
+            m->res_floats += (size_t)n;
+        }
+#else /* the span stays within its section */
         const uint32_t src = m->num_front - (uint32_t)span;
         if (m->front[src].in_w != n)
             return fail(c, FIELD(rec_residual, span), MSG_RES_WIDTH, span, m->front[src].in_w, n, NULL);
@@ -1282,6 +1314,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         F->src = src;
         F->save_off = m->res_floats;
         m->res_floats += (size_t)n;
+#endif
         F->out_w = (uint32_t)n;
     } else { /* RNC_REC_FRAME_CONV */
         const uint32_t q8 = m->precision == RNC_Q8; /* a q8 file: the fconvq8 tail follows */

@@ -393,6 +393,10 @@ static rnc_status step_work(const rnc_model *m, size_t batch, rnc_step_work *w)
     /* a log_mel FFT's twiddles: written by rnc_state_init, read by step and run */
     w->tw = (size_t)o;   o += RNC_ALIGN_UP((uint64_t)m->fft_floats * 4, 64);
     w->fsave = (size_t)o; o += RNC_ALIGN_UP((uint64_t)m->res_floats * 4, 64); /* residuals' inputs, one row */
+#if XRES_ON
+    /* the inputs residuals across recurrent records add, every row (B <= MAX_BATCH: no wrap) */
+    w->xsave = (size_t)o; o += RNC_ALIGN_UP(B * m->xres_floats * 4, 64);
+#endif
     if (o > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     w->total = (size_t)o;
     return RNC_OK;
@@ -1273,8 +1277,17 @@ static uint32_t front_count(const rnc_model *m, size_t *width)
  * when a strided record gives no output at this step (out is not written; the records after it do
  * not run). x NULL: record first takes one of its right pad steps (rnc_flush:
  * zeros, which a padded pool_time leaves out). */
+#if XRES_ON
+#define XS_PARAM , float *xs
+#define XS_ARG(a) , (a)
+#define XS_ROW xs
+#else
+#define XS_PARAM
+#define XS_ARG(a)
+#define XS_ROW ((float *)NULL)
+#endif
 static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float *x, float *out, float *fa,
-                     float *fb, float *save, float *win, float *scratch, const float *tw)
+                     float *fb, float *save, float *win, float *scratch, const float *tw XS_PARAM)
 {
     const float *in = x;
     const int pad = TP_ON && x == NULL;
@@ -1285,11 +1298,14 @@ static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float
     for (uint32_t i = first; i < first + n; ++i) {
         const rnc_front_op *F = &m->front[i];
         float *dst = i + 1 == first + n ? out : (in == fa ? fb : fa);
-        for (uint32_t j = i + 1; j < first + n; ++j)
+        /* (a residual across recurrent records may stand in a later run: its copy goes to the
+         * row's skip area xs) */
+        for (uint32_t j = i + 1; j < (XRES_ON && m->xres_floats ? m->num_front : first + n); ++j)
             if (m->front[j].kind == RNC_REC_RESIDUAL && m->front[j].src == i)
-                memcpy(save + m->front[j].save_off, in, sizeof(float) * F->in_w);
+                memcpy((XRES_ON && m->front[j].xres ? XS_ROW : save) + m->front[j].save_off, in,
+                       sizeof(float) * F->in_w);
         if (F->kind == RNC_REC_RESIDUAL) {
-            const float *u = save + F->save_off;
+            const float *u = (XRES_ON && F->xres ? XS_ROW : save) + F->save_off;
             for (uint32_t k = 0; k < F->in_w; ++k) dst[k] = in[k] + u[k];
         } else {
             const int r = front_row(m, F, in, dst, win, scratch, tw, pad && i == first);
@@ -1312,6 +1328,22 @@ static uint32_t post_run(const rnc_model *m, uint32_t i)
         ++n;
     return n;
 }
+
+#if XRES_ON
+/* Layer l's input rows (rows of w floats; in NULL: the embeddings of ids) into the skip rows xs
+ * (xres_floats a row) of every residual whose span starts at layer l (y = x + GRU(x)). */
+static void xres_save_layer(const rnc_model *m, uint32_t l, const float *in, const int32_t *ids, size_t w,
+                            size_t rows, float *xs)
+{
+    for (uint32_t j = 0; j < m->num_front; ++j)
+        if (m->front[j].kind == RNC_REC_RESIDUAL && m->front[j].xres && m->front[j].src == RNC_MAX_FRONT + l)
+            for (size_t r = 0; r < rows; ++r) {
+                float *dst = xs + r * m->xres_floats + m->front[j].save_off;
+                if (in) memcpy(dst, in + r * w, sizeof(float) * w);
+                else gather(m, ids + r, 1, dst);
+            }
+}
+#endif
 
 #if !defined(RNC_NO_INT)
 /* ------------------------------------------------------------------------------------------
@@ -1683,6 +1715,9 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     uint32_t l = 0, f = 0;
     float *fa = (float *)(wk + w.fa), *fb = (float *)(wk + w.fb), *fr = (float *)(wk + w.fr);
     float *fscr = (float *)(wk + w.fscr), *fsave = (float *)(wk + w.fsave);
+#if XRES_ON
+    float *xsave = (float *)(wk + w.xsave);
+#endif
     size_t pre_w;
     const uint32_t npre = front_count(m, &pre_w);
     if (npre) { /* the front-end, row by row into fb (rows of pre_w) through the two rows fr */
@@ -1691,7 +1726,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         for (size_t b = 0; b < B; ++b) {
             const int r = step_rows(m, first, npre - first, pad ? NULL : x + b * in_w, out + b * pre_w, fr,
                                     fr + m->front_w, fsave, s->win ? s->win + b * m->win_floats : NULL, fscr,
-                                    (const float *)(wk + w.tw));
+                                    (const float *)(wk + w.tw) XS_ARG(xsave + b * m->xres_floats));
             if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, 0);
             none |= r;
         }
@@ -1726,7 +1761,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             float *dst = in == fa ? fb : fa; /* never in place: in may be a layer's state */
             for (size_t b = 0; b < B; ++b)
                 (void)step_rows(m, f, n, in + b * in_w, dst + b * ow, fr, fr + m->front_w, fsave, NULL, fscr,
-                              NULL);
+                              NULL XS_ARG(xsave + b * m->xres_floats));
             f += n;
             i += n - 1;
             in = dst;
@@ -1741,6 +1776,9 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         case RNC_REC_RECURRENT: {
             const rnc_layer *L = &m->layer[l];
             rnc_cell_args a;
+#if XRES_ON
+            if (m->xres_floats) xres_save_layer(m, l, in, NULL, in_w, B, xsave);
+#endif
             cell_args_base(m, L, 0, s, &a, wk + w.cell);
             if (m->precision != RNC_F32) {
                 for (size_t b = 0; b < B; ++b)
@@ -1869,7 +1907,7 @@ rnc_status rnc_flush(const rnc_model *m, rnc_state *s, float *y, size_t capacity
  * the quantised inputs (xq, sx), the input projection (gi) and the head's products (head): a
  * bounded number of rows whatever T is. */
 typedef struct {
-    size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, fseq, frow, fscr, fsave, olen, total;
+    size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, fseq, frow, fscr, fsave, xsave, olen, total;
     size_t chunk;     /* steps per chunk (>= 1) */
     size_t head_rows; /* rows of (b, t) per head product (>= 1) */
 } rnc_run_work;
@@ -1940,6 +1978,7 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
         ADD(frow, 2, (uint64_t)m->front_w * 4);
         ADD(fscr, 1, (uint64_t)m->front_scratch * 4);
         ADD(fsave, 1, (uint64_t)m->res_floats * 4);
+        ADD(xsave, XRES_ON ? bt : 0, (uint64_t)m->xres_floats * 4); /* every (b, t): a residual across layers */
         ADD(olen, m->strided || TP_FLUSH(m) ? batch : 0, 4); /* the output steps of each sequence */
     }
 #undef ADD
@@ -2052,6 +2091,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     const uint32_t npre = front_count(m, &pre_w);
     uint32_t f = npre;
     float *fr = (float *)(base + w.frow), *fscr = (float *)(base + w.fscr), *fsave = (float *)(base + w.fsave);
+#if XRES_ON
+    float *xsave = (float *)(base + w.xsave); /* rows (b, t) of the output steps, xres_floats each */
+#endif
     if (npre) { /* the front-end, every valid (b, t) row alone; zero rows past each length */
         float *fseq = (float *)(base + w.fseq);
         int32_t *olen = (int32_t *)(base + w.olen);
@@ -2060,7 +2102,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
             for (size_t t = 0; t < LEN(b); ++t) {
                 const int r = step_rows(m, 0, npre, x + (b * T + t) * m->input_size, fseq + (b * T_out + j) * pre_w,
                                         fr, fr + m->front_w, fsave, s->win ? s->win + b * m->win_floats : NULL, fscr,
-                                        (const float *)(s->work + sw.tw));
+                                        (const float *)(s->work + sw.tw) XS_ARG(xsave + (b * T_out + j) * m->xres_floats));
                 if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, t);
                 j += r == 0;
             }
@@ -2069,7 +2111,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     for (uint32_t p = 0; p < TP_RIGHT(&m->front[i]) && timepad_fed(&m->front[i], s->win + b * m->win_floats); ++p) {
                         const int r = step_rows(m, i, npre - i, NULL, fseq + (b * T_out + j) * pre_w, fr,
                                                 fr + m->front_w, fsave, s->win + b * m->win_floats, fscr,
-                                                (const float *)(s->work + sw.tw));
+                                                (const float *)(s->work + sw.tw) XS_ARG(xsave + (b * T_out + j) * m->xres_floats));
                         if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, LEN(b) - 1);
                         j += r == 0;
                     }
@@ -2111,7 +2153,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
             for (size_t r = 0; r < rows; ++r) {
                 if (pooled_rows || r % T < LEN(r / T))
                     (void)step_rows(m, f, n, cur + r * cur_w, dst + r * ow, fr, fr + m->front_w, fsave, NULL,
-                                    fscr, NULL);
+                                    fscr, NULL XS_ARG(xsave + r * m->xres_floats));
                 else memset(dst + r * ow, 0, sizeof(float) * ow);
             }
             f += n;
@@ -2189,6 +2231,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         /* positions past a length stay zero; without lengths every (b, t) is written by the
          * steps below (both directions), so the 4*B*T*D*H-byte clear is skipped */
         if (BT && lengths) memset(out, 0, sizeof(float) * BT * DH);
+#if XRES_ON
+        if (m->xres_floats) xres_save_layer(m, li, gather_ids ? NULL : cur, ids, cur_w, BT, xsave);
+#endif
         const rnc_plan_op *cells = per_step ? &m->plan.cell_x[li] : &m->plan.cell_gi[li];
         /* cells that start from W_hh's kernel sums run where the file has them (q8, v2) */
         const rnc_cell_fn fn = plan_pick(cells, B, L->dir[0].hh_sums != NULL)->fn.cell;

@@ -349,8 +349,11 @@
 
 /* residual (kind 12): y[i] = x[i] + u[i] over the `features` values of a step, x this record's
  * input and u the input of the per-step record `span` records before this one (span >= 1; those
- * span records are the f of Residual(f)). The source is in the same per-step section (before the
- * recurrent layers, between them and last_step, or after last_step) and takes `features` values. */
+ * span records are the f of Residual(f)). The span counts per-step and recurrent records (not
+ * embedding, last_step, linear): the source is a per-step record of its section, or the span
+ * crosses recurrent records (y = x + GRU(x): span 1 after the recurrent record, its source) and
+ * the source is a recurrent record or a per-step record before it; the source takes `features`
+ * values, and the span includes no record that gives no output at some steps. */
 #define RNC_REC_RESIDUAL 12u
 #define RNC_FIELDS_rec_residual(X)                                                                \
     X(rec_residual, kind, 0, U32)                                                                 \
@@ -679,7 +682,7 @@
     M(CONV_WINDOW_SIZE, UNSUPPORTED, "window of %llu steps x %llu channels, the C core keeps at most %llu floats per stream") \
     M(MEL_UNUSED, CORRUPT, "bits 0x%llx: expected 0 (unused with log = %llu)")                   \
     M(MEL_SPAN, CORRUPT, "filter %llu spans bins %llu..%llu, past the %llu frequency bins") \
-    M(RES_SPAN, CORRUPT, "%llu, expected 1..%llu (the per-step records right before this one)") \
+    M(RES_SPAN, CORRUPT, "%llu, expected 1..%llu (the per-step and recurrent records right before this one)") \
     M(RES_WIDTH, CORRUPT, "%llu: the record that many back takes %llu features, this one %llu (they must agree)") \
     M(RES_STRIDED, UNSUPPORTED, "%llu: the records it spans include %s, which gives no output at some steps (a residual adds equal steps)") \
     M(INT_SCALE_MAX, CORRUPT, "bits 0x%llx: expected a finite value > 0 and at most 2^%llu (%s)")

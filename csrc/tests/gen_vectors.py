@@ -105,7 +105,7 @@ def float_spec(d: dict) -> ModelSpec:
 # ---- model construction --------------------------------------------------------------------
 def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="tanh", reset_after=True,
               head=None, head_act="none", embedding=None, last_step=False, last_bidir=False,
-              scales=None, options=None, bounded=False, front=False, last_mean=False):
+              scales=None, options=None, bounded=False, front=False, last_mean=False, resid=False):
     """bounded: the bounded state scale 1/127 (state_scale="bounded") on every state, every layer
     input but the first (dynamic, or scales[0]) and the head input. front: per-step records before
     the layers (frame_conv with groups and reflect padding, magnitude, relu, layer_norm, a dilated
@@ -118,7 +118,10 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     padded; padded beyond its reach); "mul": mul_halves records (the product of the two halves of
     the features, Keras Bidirectional merge_mode "mul") before the layers (2 sizes[0] features in),
     between each two of them and after the last. last_mean: with last_step, the mean pooling (format
-    version 2)."""
+    version 2). resid: residuals around the recurrent layers (their span crosses the recurrent
+    record; every layer as wide as its input): y = x + layer(x) between the layers, and after the
+    last relu(layer(x)) plus the input of the record before the last layer (the front-end's last
+    record's with a front-end, else the last layer's)."""
     layers, feat = [], sizes[0]
     front_records = []
     if front is True or front == "q16":   # "q16": the same with 16 x 16 frame_convs (front_bits=16)
@@ -253,6 +256,9 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     if front == "mul":
         spec["mid"] = [[{"kind": "mul_halves"}] for _ in layers[1:]]
         spec["post_pooled" if last_step else "post"] = [{"kind": "mul_halves"}]
+    if resid:
+        spec["mid"] = [[{"kind": "residual", "span": 1}] for _ in layers[1:]]
+        spec["post"] = [{"kind": "relu"}, {"kind": "residual", "span": 3 if front_records else 2}]
     if head:
         spec["head"] = {"weight": (rng.standard_normal((head, feat)) * 0.5).astype(F32),
                         "bias": (rng.standard_normal(head) * 0.2).astype(F32), "activation": head_act}
@@ -512,6 +518,12 @@ def main(outdir: str) -> None:
         ("lstm_q8_mul_halves_bidir_last", dict(kind="lstm", sizes=[5, 8, 6], precision="q8",
                                                bidirectional=True, head=2, front="mul", last_step=True,
                                                last_bidir=True), 3, 5, "run", [5, 1, 3], q8),
+        # q8 residuals around recurrent layers (docs/rnc-format.md, "residual"): the layer's float
+        # input added to its output, and a span reaching back over the layer into the front-end
+        ("gru_q8_resid_rnn_stream", dict(kind="gru", sizes=[12, 12, 12], precision="q8", head=2, front=True,
+                                         resid=True), 2, 6, "stream", None, q8),
+        ("lstm_q8_resid_rnn_run_b4", dict(kind="lstm", sizes=[12, 12], precision="q8", front=True,
+                                          resid=True), 4, 6, "run", [6, 0, 3, 5], q8),
     ]
     names = []
     for name, kw, batch, steps, mode, lengths, tol in cases:

@@ -623,11 +623,16 @@ def _plan_log_mel(r: dict, feat: int, where: str, n: int) -> dict:
         "tensors": [win, np.concatenate(dft), span.reshape(-1), weights if weights.size else None]}
 
 
-def _plan_step_records(records: list, feat: int, precision: str, where: str) -> tuple[list, int]:
+def _plan_step_records(records: list, feat: int, precision: str, where: str,
+                       reach: list | None = None) -> tuple[list, int]:
     """The per-step records (``front``: frame_conv1d / magnitude / activations; ``post``:
-    activations) in stored form; returns them and the width they leave."""
+    activations) in stored form; returns them and the width they leave. ``reach``: the input widths
+    of the records before the list that a residual may span (the recurrent layers' and the
+    per-step records' before them, back to the model input or last_step; ``mid`` and ``post``
+    only: a residual around a recurrent layer); the list's own are appended to it."""
     out: list = []
-    widths: list = []   # each record's input width
+    widths: list = [] if reach is None else reach   # each record's input width
+    before = len(widths)
     for n, r in enumerate(records or []):
         widths.append(feat)
         kind = str(r.get("kind", "")).lower()
@@ -639,12 +644,16 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str) -> 
             feat = int(r["out_channels"])
         elif kind == "residual":
             span = r.get("span")
-            if not isinstance(span, (int, np.integer)) or not 1 <= span <= n:
-                raise ValueError(f"{where}[{n}] (residual): span must be 1..{n} (the records before it in "
-                                 f"{where}), got {span!r}")
-            src = widths[n - span]
+            if not isinstance(span, (int, np.integer)) or not 1 <= span <= n + before:
+                what = (f"the records before it in {where}" if not before else
+                        f"the records before it in {where} and, across recurrent layers, before them")
+                raise ValueError(f"{where}[{n}] (residual): span must be 1..{n + before} ({what}), "
+                                 f"got {span!r}")
+            src = widths[before + n - span]
             if src != feat:
-                raise ValueError(f"{where}[{n}] (residual): the input of {where}[{n - span}] has {src} "
+                whose = (f"{where}[{n - span}]" if span <= n else
+                         f"the record {span} before it (across a recurrent layer: y = x + f(x))")
+                raise ValueError(f"{where}[{n}] (residual): the input of {whose} has {src} "
                                  f"features, f gives {feat}; they must agree")
             out.append({"kind": "residual", "fields": {"features": feat, "span": int(span)}, "tensors": []})
         elif kind in ("max_pool1d", "avg_pool1d"):
@@ -778,7 +787,8 @@ def _plan(spec: dict) -> dict[str, Any]:
         input_size = int(spec.get("input_size") or np.shape(first["weight_ih"])[1])
     if spec.get("front") and emb is not None:
         raise ValueError("front: per-step front-end records cannot follow an embedding")
-    front, feat = _plan_step_records(spec.get("front"), input_size, precision, "front")
+    reach: list = []   # the input widths of the records so far (a residual around a layer spans them)
+    front, feat = _plan_step_records(spec.get("front"), input_size, precision, "front", reach)
     mid_spec = list(spec.get("mid") or [])
     if len(mid_spec) > len(layers) - 1:
         raise ValueError(f"mid: {len(mid_spec)} lists of per-step records, expected at most "
@@ -874,15 +884,16 @@ def _plan(spec: dict) -> dict[str, Any]:
                         _scale_field(hsc[1], precision, f"layer {li} h_scale (reverse)")],
             "dirs": dirs,
         })
+        reach.append(i)   # the layer's input: a residual around it adds it
         feat = hw * (2 if bidir else 1)
         if li + 1 < len(layers):   # the per-step records between this layer and the next
             _check_post_kinds(mid_spec[li], f"mid[{li}]")
-            recs, feat = _plan_step_records(mid_spec[li], feat, precision, f"mid[{li}]")
+            recs, feat = _plan_step_records(mid_spec[li], feat, precision, f"mid[{li}]", reach)
             mid.append(recs)
 
     for key in ("post", "post_pooled"):
         _check_post_kinds(spec.get(key), key)
-    post, feat = _plan_step_records(spec.get("post"), feat, precision, "post")
+    post, feat = _plan_step_records(spec.get("post"), feat, precision, "post", reach)
     post_pooled, feat = _plan_step_records(spec.get("post_pooled"), feat, precision, "post_pooled")
     if post_pooled and not spec.get("last_step", False):
         raise ValueError("post_pooled: activations after last_step need last_step")
@@ -2014,15 +2025,24 @@ class _Loader:
             n, span = r["features"], r["span"]
             if n != self.feat:
                 raise self.fail("features", "EXPECT", n, self.feat)
-            run = 0   # the per-step records right before this one: its section so far
-            while run < self.part and self.part_kind[self.part - 1 - run] >= RECORD_KINDS["frame_conv"]:
+            # the records right before this one it may span: the per-step records of its section
+            # and, across recurrent records, those before them (not past an embedding or last_step)
+            run, kinds = 0, self.part_kind
+            while run < self.part and (kinds[self.part - 1 - run] >= RECORD_KINDS["frame_conv"]
+                                       or kinds[self.part - 1 - run] == RECORD_KINDS["recurrent"]):
                 run += 1
             if not 1 <= span <= run:
                 raise self.fail("span", "RES_SPAN", span, run)
-            src = self.steps[len(self.steps) - span]["in"]
+            spanned = [kinds[j] for j in range(self.part - span, self.part)]
+            layers = spanned.count(RECORD_KINDS["recurrent"])
+            steps = span - layers
+            if spanned[0] == RECORD_KINDS["recurrent"]:   # the source is a layer: its input
+                src = self.layers[self.part_layer[self.part - span]]["input_size"]
+            else:
+                src = self.steps[len(self.steps) - steps]["in"]
             if src != n:
                 raise self.fail("span", "RES_WIDTH", span, src, n)
-            for j in range(len(self.steps) - span, len(self.steps)):
+            for j in range(len(self.steps) - steps, len(self.steps)):
                 if self.step_phase[j]:
                     raise self.fail("span", "RES_STRIDED", span, self.steps[j]["kind"])
             rec["span"] = span
@@ -2339,8 +2359,8 @@ def _next_stage(stage: int, kind: int) -> int:
         return 5 if stage == 0 else -1
     if kind in (k["frame_conv"], k["pointwise"], k["layer_norm"], k["scale_shift"], k["mul_halves"]):
         return 5 if stage in (0, 5) else 6 if stage in (2, 6) else 7 if stage in (3, 7) else -1
-    if kind == k["residual"]:   # after a per-step record of its section (its source)
-        return stage if stage in (5, 6, 7) else -1
+    if kind == k["residual"]:   # after a per-step record of its section (its source), or right
+        return 6 if stage == 2 else stage if stage in (5, 6, 7) else -1   # after a recurrent record
     return -1
 
 

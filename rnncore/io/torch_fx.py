@@ -309,7 +309,7 @@ class _Tracer:
         f = self.modules[start:]
         try:
             res = Residual(f[0] if len(f) == 1 else Sequential(*f))
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             self.refuse(node, f"x + f(x) around a recurrent layer ({e})")
         del self.modules[start:]
         self.points = {k: v for k, v in self.points.items() if v <= start and k != hi.ver}
@@ -459,6 +459,9 @@ def _in_size(m) -> int | None:
     for attr in ("in_channels", "input_size", "in_features", "normalized_shape", "num_features", "channels"):
         if hasattr(m, attr):
             return int(getattr(m, attr))
+    if type(m).__name__ == "Residual":   # x + f(x): f's first layer's
+        fn = m.fn
+        return _in_size(next(iter(fn)) if type(fn).__name__ == "Sequential" else fn)
     return None
 
 

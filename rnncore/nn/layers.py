@@ -533,7 +533,9 @@ class Sequential(Module):
             raise ValueError(f"state: expected the list from stream_state() ({len(self)} entries), got {got}")
         new: list = []
         for m, s in zip(self, state, strict=True):
-            if getattr(m, "is_recurrent", False):
+            if getattr(m, "is_recurrent", False) and hasattr(m, "stream"):   # Residual(GRU): its own
+                x, s = m.stream(x, s)
+            elif getattr(m, "is_recurrent", False):
                 if x.shape[1] == 0:                                     # nothing arrived: state unchanged
                     width = getattr(m, "output_size", None) or m.proj_size or m.hidden_size  # one direction
                     x = np.zeros((x.shape[0], 0, width), x.dtype)

@@ -298,16 +298,54 @@ class Residual(Module):
     Backward: ``dx = dy + f.backward(dy)``. Streams when ``f`` does (its stream state is the
     residual's), provided each chunk's output has the chunk's length (stride 1, causal).
     ``state_dict`` keys are ``"fn.<name>"``.
+
+    **Around a recurrent layer** (``y = x + GRU(x)``, DeepFilterNet's
+    ``x + linear_out(gru(linear_in(x)))``, GNMT's residual LSTMs): ``f`` is a recurrent module
+    (GRU, LSTM, RNN, uni- or bidirectional) or a :class:`~rnncore.nn.Sequential` of per-step
+    layers and exactly one recurrent module, ``f``'s output as wide as ``x``. The residual is then
+    a recurrent module itself (``is_recurrent``), called as one:
+
+    * ``forward(x (B, T, F), lengths=None, train=False, *, mask=None, state=None)`` returns
+      ``(y (B, T, F), h_n)``, ``y = x + f(x)`` with zeros past each length (``f``'s output is zero
+      there, and the skip carries no padding on); ``state`` / ``h_n`` are the recurrent module's
+      initial and final states (its own shapes: LSTM a pair);
+    * ``backward(dy, dstate=None)`` returns ``(dx, dstate0)``: ``dx = dy + f``'s ``dx`` (both zero
+      past each length), ``dstate0`` the recurrent module's gradient w.r.t. its initial state;
+    * streaming (unidirectional, forward-time only): ``zero_state(batch)`` and ``forward`` of a
+      chunk with the previous chunk's ``h_n``, as :class:`~rnncore.nn.Sequential` streams its
+      recurrent modules (the per-step layers in ``f`` have no state).
     """
 
     def __init__(self, fn: Module) -> None:
         super().__init__()
-        if not isinstance(fn, Module) or getattr(fn, "is_recurrent", False):
-            raise TypeError(f"fn: expected a non-recurrent rnncore.nn.Module, got {type(fn).__name__}")
+        if not isinstance(fn, Module):
+            raise TypeError(f"fn: expected an rnncore.nn.Module, got {type(fn).__name__}")
         self.fn = self.add_module("fn", fn)
-        self.per_step = bool(getattr(fn, "per_step", False))
-        self.takes_lengths = bool(getattr(fn, "takes_lengths", False))
+        self._rec = _recurrent_core(fn)
         self.keeps_time = True
+        if self._rec is None:
+            self.per_step = bool(getattr(fn, "per_step", False))
+            self.takes_lengths = bool(getattr(fn, "takes_lengths", False))
+            return
+        self.is_recurrent = True
+        self.per_step = False
+        self.takes_lengths = False
+        rec = self._rec
+        self.bidirectional = bool(getattr(rec, "bidirectional", False))
+        self.reverse = bool(getattr(rec, "reverse", False))
+        self.dtype = getattr(rec, "dtype", None)
+        self._valid: np.ndarray | None = None
+
+    @property
+    def recurrent(self) -> Module | None:
+        """The recurrent module inside ``f`` (``f`` itself, or the one in its Sequential), or None."""
+        return self._rec
+
+    def zero_state(self, batch: int) -> Any:
+        """The recurrent module's all-zero initial state (around a recurrent ``f`` only)."""
+        if self._rec is None:
+            raise TypeError(f"Residual: {type(self.fn).__name__} has no recurrent state")
+        return self._rec.zero_state(batch)
 
     def record(self) -> dict:
         return {
@@ -317,26 +355,84 @@ class Residual(Module):
 
     def _add(self, x: np.ndarray, fx: np.ndarray) -> np.ndarray:
         if fx.shape != np.shape(x):
+            if self._rec is not None and fx.shape[:-1] == np.shape(x)[:-1]:
+                raise ValueError(f"Residual: f(x) gives {fx.shape[-1]} features per step, x has "
+                                 f"{np.shape(x)[-1]}; a residual around a recurrent layer needs its "
+                                 "output size equal to its input size")
             raise ValueError(f"Residual: f(x) has shape {fx.shape}, x has {np.shape(x)}; they must agree")
         return x + fx
 
     def forward(
-        self, x: np.ndarray, lengths: Any = None, train: bool = False, *, mask: Any = None
-    ) -> np.ndarray:
-        """``x (B, T, F) -> x + f(x)``."""
+        self, x: np.ndarray, lengths: Any = None, train: bool = False, *, mask: Any = None,
+        state: Any = None,
+    ) -> Any:
+        """``x (B, T, F) -> x + f(x)``; around a recurrent ``f``: ``(y (B, T, F), h_n)``."""
+        if self._rec is not None:
+            return self._forward_recurrent(x, lengths, train, mask, state)
+        if state is not None:
+            raise ValueError(f"state: {type(self.fn).__name__} has no recurrent state")
         if self.takes_lengths:
             return self._add(x, self.fn.forward(x, lengths=lengths, train=train, mask=mask))
         if lengths is not None or mask is not None:
             raise ValueError(f"lengths: {type(self.fn).__name__} does not take lengths")
         return self._add(x, self.fn.forward(x, train=train))
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        return dy + self.fn.backward(dy)
+    def _forward_recurrent(self, x, lengths, train, mask, state):
+        x = _floating(x)
+        if x.ndim != 3:
+            raise ValueError(f"x: expected 3 dimensions (batch, time, features), got shape {x.shape}")
+        if mask is not None or lengths is not None:
+            from rnncore.nn.layers import _resolve_lengths
+            lengths = _resolve_lengths(lengths, mask, x.shape[0], x.shape[1])
+        if self._rec is self.fn:
+            fx, h_n = self.fn.forward(x, state=state, lengths=lengths, train=train)
+        else:
+            fx = self.fn.forward(x, lengths=lengths, state=[state], train=train)
+            h_n = self.fn.final_states[0]
+        y = self._add(x, fx)
+        self._valid = None
+        if lengths is not None:
+            self._valid = (np.arange(x.shape[1])[None, :] < lengths[:, None])[:, :, None]
+            y = np.where(self._valid, y, y.dtype.type(0))
+        return y, h_n
+
+    def backward(self, dy: np.ndarray, dstate: Any = None) -> Any:
+        if self._rec is None:
+            return dy + self.fn.backward(dy)
+        dy = np.asarray(dy)
+        if self._valid is not None:
+            dy = np.where(self._valid, dy, dy.dtype.type(0))
+        if self._rec is self.fn:
+            dfx, dstate0 = self.fn.backward(dy, dstate=dstate)
+        else:
+            dfx, dstate0 = self._sequential_backward(dy, dstate)
+        return dy + dfx, dstate0
+
+    def _sequential_backward(self, dy: np.ndarray, dstate: Any) -> tuple[np.ndarray, Any]:
+        """Sequential.backward with the recurrent module's state gradient in and out."""
+        if self.fn._valid is not None:
+            dy = np.where(self.fn._valid[:, :, None], dy, dy.dtype.type(0))
+        dstate0 = None
+        for m in reversed(list(self.fn)):
+            if m is self._rec:
+                dy, dstate0 = m.backward(dy, dstate=dstate)
+            else:
+                dy = m.backward(dy)
+        return dy, dstate0
 
     def stream_state(self, batch: int) -> Any:
+        if self._rec is not None:
+            return self.zero_state(batch)
         return self.fn.stream_state(batch) if hasattr(self.fn, "stream_state") else None
 
     def stream(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        if self._rec is not None:
+            if self.bidirectional or self.reverse:
+                raise TypeError(f"Residual: a bidirectional or reverse {type(self._rec).__name__} needs the "
+                                "whole sequence; it cannot stream")
+            if np.shape(x)[1] == 0:
+                return np.asarray(x), state
+            return self.forward(x, state=state)
         if hasattr(self.fn, "stream"):
             fx, state = self.fn.stream(x, state)
         elif self.per_step:
@@ -344,3 +440,40 @@ class Residual(Module):
         else:
             raise TypeError(f"Residual: {type(self.fn).__name__} cannot stream")
         return self._add(x, fx), state
+
+
+def _recurrent_core(fn: Module) -> Module | None:
+    """The recurrent module of a residual's ``f``: ``f`` itself, the one recurrent module of a
+    Sequential of per-step layers, or None when ``f`` has none; anything else is refused."""
+    if getattr(fn, "is_recurrent", False):
+        rec = fn
+        _check_recurrent_sizes(rec, "fn")
+        return rec
+    from rnncore.nn.layers import Sequential
+    if not isinstance(fn, Sequential):
+        return None
+    recs = [(i, m) for i, m in enumerate(fn) if getattr(m, "is_recurrent", False)]
+    if not recs:
+        return None
+    if len(recs) > 1:
+        raise TypeError(f"fn: a residual's Sequential holds at most one recurrent module, got {len(recs)} "
+                        f"(modules {[i for i, _ in recs]})")
+    for i, m in enumerate(fn):
+        if m is not recs[0][1] and not getattr(m, "per_step", False):
+            raise TypeError(f"fn[{i}]: expected per-step layers around the recurrent module of a residual, "
+                            f"got {type(m).__name__}")
+    if isinstance(recs[0][1], Residual):
+        return recs[0][1]
+    _check_recurrent_sizes(recs[0][1], f"fn[{recs[0][0]}]", whole=(len(fn) == 1))
+    return recs[0][1]
+
+
+def _check_recurrent_sizes(rec: Module, where: str, whole: bool = True) -> None:
+    if isinstance(rec, Residual) or not hasattr(rec, "input_size"):
+        return
+    d = 2 if getattr(rec, "bidirectional", False) else 1
+    out = d * (getattr(rec, "output_size", None) or rec.hidden_size)
+    if whole and out != rec.input_size:
+        raise ValueError(f"{where}: a residual needs the output size equal to the input size; "
+                         f"{type(rec).__name__} takes {rec.input_size} features and gives {out}"
+                         + (f" ({d} directions x {out // d})" if d == 2 else ""))

@@ -646,20 +646,31 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
     return pointwise(kind, x, rec.get("alpha", 0.0), rec.get("beta", 0.0))
 
 
-def step_records(records: list, x: np.ndarray, lengths=None) -> np.ndarray:
+def _skip_rows(skip: list | None) -> list:
+    """The inputs of the records before a list (nearest last) as rows, for a residual whose span
+    crosses recurrent layers (``y = x + GRU(x)``: the layer's input is the last of them)."""
+    return [None if s is None else np.reshape(s, (-1, np.shape(s)[-1])) for s in skip or []]
+
+
+def step_records(records: list, x: np.ndarray, lengths=None, skip: list | None = None,
+                 collect: list | None = None) -> np.ndarray:
     """Rows ``x (..., F)`` through ``records`` in order (leading axes kept); a conv_time or pooling
     record needs whole sequences, ``x (B, T, F)`` (a step alone has no window: ``ValueError``), and
     leaves ``T_out`` steps (:func:`time_out_steps`). ``lengths (B,)``: each sequence's steps
     (:func:`per_sequence`; the steps past a length must be zeros, as the quantised reference
-    gives them)."""
+    gives them). ``skip``: the inputs of the records before the list, nearest last, shaped as
+    ``x`` (a residual whose span reaches past the list's start adds one: a residual around a
+    recurrent layer); ``collect``: a list each record's input is appended to, shaped as ``x``."""
     if lengths is not None:
         return per_sequence(step_records, records, x, lengths)
     x = np.asarray(x, F32)
     lead = x.shape[:-1]
     y = x.reshape(-1, x.shape[-1])
-    inputs = []
+    inputs = _skip_rows(skip)
     for rec in records:
         inputs.append(y)
+        if collect is not None:
+            collect.append(y.reshape(*lead, y.shape[-1]))
         kind = str(rec["kind"]).lower()
         if kind in ("max_pool1d", "avg_pool1d", "pool_time"):
             if len(lead) != 2:
@@ -687,20 +698,24 @@ def step_records(records: list, x: np.ndarray, lengths=None) -> np.ndarray:
     return y.reshape(*lead, y.shape[-1])
 
 
-def float_step_records(records: list, x: np.ndarray, lengths=None) -> np.ndarray:
+def float_step_records(records: list, x: np.ndarray, lengths=None, skip: list | None = None,
+                       collect: list | None = None) -> np.ndarray:
     """The per-step records (``rc.nn`` layers' ``record()`` dicts, as a float
     :class:`~rnncore.spec.ModelSpec` holds them) in float64, on ``x (B, T, F)`` (or rows ``(B, F)``
     without conv1d): the float model the records describe, for calibration (rnncore.quant.calibrate
     measures the recurrent layers' and the head's inputs after them); a pooling or a strided conv1d
-    leaves fewer steps (:func:`out_lengths`), a padded one more; ``lengths``: as :func:`step_records`."""
+    leaves fewer steps (:func:`out_lengths`), a padded one more; ``lengths``, ``skip``, ``collect``: as
+    :func:`step_records`."""
     if lengths is not None:
         return per_sequence(float_step_records, records, x, lengths)
     y = np.asarray(x, np.float64)
     lead = y.shape[:-1]
     y = y.reshape(-1, y.shape[-1])
-    inputs = []
+    inputs = [None if s is None else np.asarray(s, np.float64) for s in _skip_rows(skip)]
     for rec in records:
         inputs.append(y)
+        if collect is not None:
+            collect.append(y.reshape(*lead, y.shape[-1]))
         kind = str(rec.get("kind", "")).lower()
         t = rec.get("tensors", rec)
         if kind == "residual":

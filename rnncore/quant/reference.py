@@ -591,19 +591,42 @@ def _steps(model, place: str, x: np.ndarray, per_step_float: bool = False, lengt
     return step_records(records, x, lengths)
 
 
-def _mid(model, li: int, x: np.ndarray) -> np.ndarray:
+def _mid(model, li: int, x: np.ndarray, reach: list | None = None) -> np.ndarray:
     """The per-step records between layer ``li`` and the next (``model.mid[li]``) on ``x``: a q8
     model's in the C core's arithmetic (the next layer quantises their float output), a float
-    model's in float64 cast to x's dtype (always: they are part of the recurrent stack)."""
+    model's in float64 cast to x's dtype (always: they are part of the recurrent stack).
+    ``reach``: the inputs of the records so far (:func:`_reach`); the list's own are appended."""
     mid = getattr(model, "mid", None) or []
     records = mid[li] if li < len(mid) else None
     if not records:
         return x
+    return _records(model, records, x, reach)
+
+
+def _records(model, records: list, x: np.ndarray, reach: list | None) -> np.ndarray:
     from rnncore.quant.front import float_step_records, step_records
 
     if not _is_q8(model):
-        return float_step_records(records, x).astype(x.dtype)
-    return step_records(records, x)
+        return float_step_records(records, x, skip=reach, collect=reach).astype(x.dtype)
+    return step_records(records, x, skip=reach, collect=reach)
+
+
+def _crosses(model) -> bool:
+    """Some residual's span crosses a recurrent layer (``y = x + GRU(x)``: a residual in ``mid``
+    or ``post`` whose span reaches past its list's start)."""
+    lists = list(getattr(model, "mid", None) or []) + [getattr(model, "post", None) or []]
+    return any(str(r.get("kind")) == "residual" and int(r["span"]) > n
+               for recs in lists for n, r in enumerate(recs))
+
+
+def _front_inputs(model, x: np.ndarray, per_step_float: bool, lengths=None) -> list:
+    """The input of each front-end record (the front-end's prefixes on the model input ``x``), for
+    a residual around a recurrent layer whose span reaches back into the front-end."""
+    records = model.front if _is_q8(model) or per_step_float else []
+    from rnncore.quant.front import float_step_records, step_records
+
+    run = step_records if _is_q8(model) else float_step_records
+    return [np.asarray(run(records[:r], x, lengths), x.dtype) if r else x for r in range(len(records))]
 
 
 def _embed(model, x: np.ndarray, dt) -> np.ndarray:
@@ -641,6 +664,7 @@ def model_step(model, x: np.ndarray, state, dtype=np.float64):
     """
     dt = F32 if _is_q8(model) else np.dtype(dtype)
     x = _embed(model, x, dt)
+    reach = _front_inputs(model, x, False) if _crosses(model) else None
     x = _steps(model, "front", x)
     if any(layer.num_directions != 1 or _reverse(layer) for layer in model.layers):
         raise ValueError("model_step: a bidirectional or reverse model cannot stream; use the whole-sequence "
@@ -648,9 +672,13 @@ def model_step(model, x: np.ndarray, state, dtype=np.float64):
     state = normalize_state(model, state, x.shape[0], dt)
     new = []
     for li, layer in enumerate(model.layers):
+        if reach is not None:
+            reach.append(x)
         s = _step_dir(model, layer, li, 0, x, state[li], dt)
         new.append(s)
-        x = _mid(model, li, s[0] if isinstance(s, tuple) else s)
+        x = _mid(model, li, s[0] if isinstance(s, tuple) else s, reach)
+    if reach is not None and model.post and _is_q8(model):
+        return _head(model, _records(model, model.post, x, reach), dt), new
     return _head(model, _steps(model, "post", x), dt), new
 
 
@@ -681,6 +709,10 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
     x = _embed(model, X, dt)
     bsz, steps = x.shape[:2]
     lengths = np.full(bsz, steps) if lengths is None else np.asarray(lengths)
+    reach = None   # the inputs of the records so far: a residual around a recurrent layer adds one
+    if _crosses(model):
+        valid = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
+        reach = _front_inputs(model, np.where(valid, x, 0).astype(dt), per_step_float, lengths)
     if (_is_q8(model) or per_step_float) and model.front:   # the valid steps, zero rows past a length
         from rnncore.quant.front import out_lengths
 
@@ -696,6 +728,8 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
     for li, layer in enumerate(model.layers):
         if record is not None:
             record("x", li, None, x, valid)
+        if reach is not None:
+            reach.append(x)
         outs = []
         for d in range(layer.num_directions):
             s = state[k]
@@ -726,9 +760,11 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
             k += 1
         x = np.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
         if li + 1 < len(model.layers):   # the records between this layer and the next; zero past a length
-            x = np.where(valid[..., None], _mid(model, li, x), 0).astype(dt)
+            x = np.where(valid[..., None], _mid(model, li, x, reach), 0).astype(dt)
     if (_is_q8(model) or per_step_float) and model.post:   # per step, the steps past a length at zero
-        x = np.where(valid[..., None], _steps(model, "post", x, per_step_float), 0).astype(dt)
+        post = (_steps(model, "post", x, per_step_float) if reach is None else
+                _records(model, model.post, x, reach))
+        x = np.where(valid[..., None], post, 0).astype(dt)
     if model.last_step and getattr(model, "last_step_mean", False):
         # the mean over the valid steps (docs/equations.md, "Mean pooling"): the sum in step order
         # in the model's dtype (float32: what the C core adds), then one division by the count;

@@ -853,11 +853,14 @@ class _SeqLower:
             self.refuse("adds two data tensors that are not x and a per-step function of it (x + f(x), f the "
                         "layers right after x)")
         f = self.ops[lo:hi]
-        bad = next((op for op in f if op[0] not in ("act", "linear", "res")
+        nrec = sum(op[0] in ("rec", "rres") for op in f)   # x + GRU(x): around one recurrent layer
+        bad = next((op for op in f if op[0] not in ("act", "linear", "res", "rec", "rres")
                     or type(op[1]).__name__ in ("Softmax", "LogSoftmax")), None)
-        if bad is not None:
+        if bad is not None or nrec > 1:
+            bad = bad or [op for op in f if op[0] in ("rec", "rres")][1]
             self.refuse(f"adds x and f(x) where f holds a {bad[2].op} ({bad[2].name!r}): the C engine's "
-                        "residual wraps per-step layers (Linear, activations, residuals)")
+                        "residual wraps per-step layers (Linear, activations, residuals) and at most one "
+                        "recurrent layer")
         if [a[:2] for a in vlo["axes"]] != [a[:2] for a in vhi["axes"]]:   # a Linear in f: a new feature id
             self.refuse("adds x and f(x) in different layouts")
         mods = []
@@ -868,7 +871,12 @@ class _SeqLower:
             fm, n = copy.copy(m), self.width[id(st)]
             fm.record = (lambda m=m, n=n: {**m.record(), "features": n})
             mods.append(fm)
-        self.ops[lo:hi] = [("res", Residual(mods[0] if len(mods) == 1 else Sequential(*mods)), s)]
+        try:
+            res = Residual(mods[0] if len(mods) == 1 else Sequential(*mods))
+        except (TypeError, ValueError) as e:
+            self.refuse(f"adds x and f(x) around a recurrent layer: {e}")
+        # around a recurrent layer the residual is one ("rres": no Linear folds into it)
+        self.ops[lo:hi] = [("rres" if nrec else "res", res, s)]
         self.op_in[lo:hi] = [lo]
         return vhi
 
@@ -1133,7 +1141,7 @@ class _SeqLower:
                 got, exp = (", ".join(map(_dim_text, d)) for d in (v["shape"], want))
                 self.refuse(f"takes a zero {kind} of shape ({got}), expected ({exp})")
         given = len(self.states_in) - had
-        earlier = any(op[0] == "rec" for op in self.ops)
+        earlier = any(op[0] in ("rec", "rres") for op in self.ops)
         if given not in (0, 2 if s.op == "LSTM" else 1) or (earlier and (given > 0) != (had > 0)):
             self.refuse("takes some initial states from graph inputs and others as zeros: the engine's "
                         "state is every layer's", "feed every recurrent node's initial states, or none")
@@ -1168,7 +1176,7 @@ class _SeqLower:
                 ops[-1] = ("linear", _compose(ops[-1][1], m), s)
             else:
                 ops.append((kind, m, s))
-        recs = [k for k, op in enumerate(ops) if op[0] == "rec"]
+        recs = [k for k, op in enumerate(ops) if op[0] in ("rec", "rres")]
         if not recs:
             raise _Refused("rc.compile(OnnxGraph): the graph has no recurrent layer")
         out, pending = [], None
@@ -1178,6 +1186,8 @@ class _SeqLower:
             if kind == "rec":
                 out.append(m if pending is None else _fold_into(copy.deepcopy(m), pending))
                 pending = None
+            elif kind == "rres":           # x + f(x) around a recurrent layer
+                out.append(m)
             elif k < recs[-1] and kind == "linear" and ops[k + 1][0] == "rec":
                 pending = m
             elif soft:
