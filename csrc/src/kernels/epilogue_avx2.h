@@ -25,6 +25,9 @@
 
 #define RNC_AVX2_AI static inline __attribute__((always_inline))
 #define RNC_AVX2_NW 8 /* at most this many 8-unit chunks in lockstep in the cell update */
+/* An empty asm that takes v in a ymm register and gives it back: no instruction, but the
+ * compiler must have computed v here, so the statements before it stay before it */
+#define RNC_AVX2_KEEP(v) __asm__ volatile("" : "+x"(v))
 /* rnc_reluf on 8 lanes: max(x, 0) where x is a number (-0 gives +0), x itself where it is NaN */
 RNC_AVX2_AI __m256 rnc_avx2_relu8(__m256 x)
 {
@@ -62,7 +65,12 @@ RNC_AVX2_AI __m256 rnc_avx2_sigmoid8(__m256 x)
 /* The same two functions on N vectors in lockstep (each vector gets exactly the operations of
  * rnc_avx2_tanh8 / rnc_avx2_sigmoid8, so bit-identical): the activations are long dependency
  * chains (a 6-step Horner polynomial and a division), and interleaving N independent chains in
- * program order lets the core overlap them instead of waiting on each one. */
+ * program order lets the core overlap them instead of waiting on each one. The denominators'
+ * 3-step Horner chains run first for all N vectors, then the numerators' 6 steps: each phase
+ * holds 2 vectors per chain (x^2 and its sum) instead of 3, so 8 chains stay in the 16 ymm
+ * registers through the longest phase. RNC_AVX2_KEEP after every Horner step keeps that order:
+ * without it GCC emitted each chain's whole polynomial before the next chain's (the lockstep
+ * undone, the chains left to the out-of-order window, which holds about 4 of them). */
 RNC_AVX2_AI void rnc_avx2_tanh8n(__m256 *v, int N)
 {
     static const float P[7] = {RNC_TANH_P0, RNC_TANH_P1, RNC_TANH_P2,
@@ -77,14 +85,18 @@ RNC_AVX2_AI void rnc_avx2_tanh8n(__m256 *v, int N)
         v[j] = _mm256_min_ps(C, v[j]);
         v[j] = _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), C), v[j]);
         x2[j] = _mm256_mul_ps(v[j], v[j]);
-        p[j] = _mm256_set1_ps(P[0]);
-        q[j] = _mm256_set1_ps(Q[0]);
     }
+    for (j = 0; j < N; ++j) q[j] = _mm256_set1_ps(Q[0]);
+#pragma GCC unroll 4
+    for (k = 1; k < 4; ++k) {
+        for (j = 0; j < N; ++j) q[j] = _mm256_add_ps(_mm256_mul_ps(q[j], x2[j]), _mm256_set1_ps(Q[k]));
+        for (j = 0; j < N; ++j) RNC_AVX2_KEEP(q[j]);
+    }
+    for (j = 0; j < N; ++j) p[j] = _mm256_set1_ps(P[0]);
+#pragma GCC unroll 8
     for (k = 1; k < 7; ++k) {
-        for (j = 0; j < N; ++j) {
-            p[j] = _mm256_add_ps(_mm256_mul_ps(p[j], x2[j]), _mm256_set1_ps(P[k]));
-            if (k < 4) q[j] = _mm256_add_ps(_mm256_mul_ps(q[j], x2[j]), _mm256_set1_ps(Q[k]));
-        }
+        for (j = 0; j < N; ++j) p[j] = _mm256_add_ps(_mm256_mul_ps(p[j], x2[j]), _mm256_set1_ps(P[k]));
+        for (j = 0; j < N; ++j) RNC_AVX2_KEEP(p[j]);
     }
     for (j = 0; j < N; ++j) {
         p[j] = _mm256_mul_ps(p[j], v[j]);
@@ -258,7 +270,10 @@ RNC_AVX2_AI void rnc_avx2_update_k(uint32_t kind, uint32_t H, uint32_t Hp, const
 {
     const __m256 svi = _mm256_set1_ps(sxi), svh = _mm256_set1_ps(sxh);
     uint32_t u = 0;
-    for (; u + 8 * 4 <= H; u += 8 * 4) /* 4 chunks at a time */
+    for (; u + 8 * 8 <= H; u += 8 * 8) /* 8 chunks at a time: 8 chains per activation */
+        rnc_avx2_update_n(kind, 8, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
+                          b_hh, gh, h, c, y, 0);
+    for (; u + 8 * 4 <= H; u += 8 * 4) /* then 4 */
         rnc_avx2_update_n(kind, 4, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
                           b_hh, gh, h, c, y, 0);
     for (; u + 8 <= H; u += 8)
