@@ -164,8 +164,8 @@ RNC_AI void b1_update_all_body(uint32_t kind, const int rz, uint32_t H, uint32_t
 #define RNC_B1_UPD(N)                                                                             \
     rnc_avx2_update_n(kind, N, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, NULL, h, c, y, 1)
     if (rz) { /* r and z of up to 4 chunks: 2N chains in one lockstep */
-        switch (H / 8) {
-        case 4: RNC_B1_UPD(4); break;
+        for (; u + 32 <= H; u += 32) RNC_B1_UPD(4);
+        switch ((H - u) / 8) {
         case 3: RNC_B1_UPD(3); break;
         case 2: RNC_B1_UPD(2); break;
         case 1: RNC_B1_UPD(1); break;
@@ -198,17 +198,38 @@ RNC_AI void b1_update_all_body(uint32_t kind, const int rz, uint32_t H, uint32_t
                                                const float *s_hh, const float *b_hh, float *h,   \
                                                float *c, float *y)                               \
     {                                                                                             \
-        b1_update_all_body(KIND, RZ, H, Hp, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, h, c, y); \
+        if (KIND != RNC_GRU) /* the GRU: step and whole-sequence mode each its own copy */       \
+            b1_update_all_body(KIND, RZ, H, Hp, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,     \
+                               b_hh, h, c, y);                                                    \
+        else if (!acc_h) /* never (b1_row gives it; tells GCC that gh, NULL, is not read) */      \
+            return;                                                                               \
+        else if (acc_i)                                                                           \
+            b1_update_all_body(KIND, RZ, H, Hp, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,     \
+                               b_hh, h, c, y);                                                    \
+        else                                                                                      \
+            b1_update_all_body(KIND, RZ, H, Hp, NULL, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, \
+                               h, c, y);                                                          \
     }
+static __attribute__((noinline)) void b1_update_all_gru_rz(uint32_t H, uint32_t Hp, const int32_t *acc_i,
+                                                        __m256 svi, const float *s_ih,
+                                                        const float *b_ih, const float *gi,
+                                                        const int32_t *acc_h, __m256 svh,
+                                                        const float *s_hh, const float *b_hh,
+                                                        float *h, float *c, float *y)
+{
+    b1_update_all_body(RNC_GRU, 1, H, Hp, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, h, c, y);
+}
 RNC_B1_UPDATE_ALL_K(b1_update_all_rnn_tanh, RNC_RNN_TANH, 0)
 RNC_B1_UPDATE_ALL_K(b1_update_all_rnn_relu, RNC_RNN_RELU, 0)
-RNC_B1_UPDATE_ALL_K(b1_update_all_gru_rz, RNC_GRU, 1)
 RNC_B1_UPDATE_ALL_K(b1_update_all_gru, RNC_GRU, 0)
 RNC_B1_UPDATE_ALL_K(b1_update_all_lstm, RNC_LSTM, 0)
-/* GRU at 32 <= H < 40 (4 chunks in one rz lockstep): its own copy; inlined with the other cases
- * it took 1.2x the time (the same code, GCC's allocation of the bigger function) */
+/* GRU at H < 40 (up to 4 chunks, r and z in one lockstep): its own function, unspecialised (in
+ * one function with the 5-8 chunk cases, or specialised for step and sequence mode like the GRU
+ * at H >= 40, the step took 1.07-1.15x the time at H = 32; unspecialised, the GRU at H = 64 took
+ * 1.015x: the same operations each time, GCC's allocation of the bigger function; rnncore-bench
+ * --part step alternated with the previous build, AMD EPYC Zen 4) */
 #define b1_update_all(kind, H, ...)                                                               \
-    ((kind) == RNC_GRU && (H) >= 32 && (H) < 40 ? b1_update_all_gru_rz(H, __VA_ARGS__)            \
+    ((kind) == RNC_GRU && (H) < 40 ? b1_update_all_gru_rz(H, __VA_ARGS__)                         \
      : (kind) == RNC_GRU                        ? b1_update_all_gru(H, __VA_ARGS__)               \
      : (kind) == RNC_LSTM                       ? b1_update_all_lstm(H, __VA_ARGS__)              \
      : (kind) == RNC_RNN_RELU                   ? b1_update_all_rnn_relu(H, __VA_ARGS__)          \
