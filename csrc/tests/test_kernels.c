@@ -35,7 +35,10 @@ static void test_cells(void)
                                          /* the AVX-512 VNNI one-row path for H <= 64 (all
                                           * products, then every block's update): 4 unit blocks,
                                           * whole and with a partial last one */
-                                         {1, 70, 64}, {1, 5, 49}};
+                                         {1, 70, 64}, {1, 5, 49},
+                                         /* the AVX2 update's 8-, 4- and 1-chunk groups and its
+                                          * masked tail in one call (the template, 2 rows) */
+                                         {2, 9, 100}};
     static const uint32_t ops[][3] = {{RNC_OP_RNN_STEP, RNC_RNN_TANH, 1}, {RNC_OP_RNN_STEP, RNC_RNN_RELU, 1},
                                       {RNC_OP_GRU_STEP, RNC_GRU, 1},      {RNC_OP_GRU_STEP, RNC_GRU, 0},
                                       {RNC_OP_LSTM_STEP, RNC_LSTM, 1}};

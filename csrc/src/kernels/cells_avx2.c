@@ -151,9 +151,11 @@ RNC_B1_UPDATE_K(b1_update_lstm, RNC_LSTM)
  * products done first, the update's dependency chains (a rational tanh with its division, two
  * or three of them in a row per unit) run side by side for all units instead of for 32 at a
  * time (one half under the products of the next blocks, the other alone at the end). A GRU
- * runs groups of up to 4 chunks instead: rnc_avx2_update_n takes the r and z of a group as 8
- * chains in one lockstep, where 8 chunks at once (16 chains) would spill. */
-RNC_AI void b1_update_all_body(uint32_t kind, uint32_t H, uint32_t Hp, const int32_t *acc_i, __m256 svi,
+ * with up to 4 chunks runs their r and z as 2N chains in one lockstep (rnc_avx2_update_n's rz);
+ * with 5 to 8, r, z and n each as N chains, so that every activation phase has at least 5
+ * chains in flight (groups of 4 chunks left n with 4: 0.86x the update's time at H = 64). */
+RNC_AI void b1_update_all_body(uint32_t kind, const int rz, uint32_t H, uint32_t Hp,
+                               const int32_t *acc_i, __m256 svi,
                                const float *s_ih, const float *b_ih, const float *gi,
                                const int32_t *acc_h, __m256 svh, const float *s_hh, const float *b_hh,
                                float *h, float *c, float *y)
@@ -161,7 +163,7 @@ RNC_AI void b1_update_all_body(uint32_t kind, uint32_t H, uint32_t Hp, const int
     uint32_t u = 0;
 #define RNC_B1_UPD(N)                                                                             \
     rnc_avx2_update_n(kind, N, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, NULL, h, c, y, 1)
-    if (kind == RNC_GRU) { /* groups of 4 chunks: r and z of a group are 8 chains in one lockstep */
+    if (rz) { /* r and z of up to 4 chunks: 2N chains in one lockstep */
         for (; u + 32 <= H; u += 32) RNC_B1_UPD(4);
         switch ((H - u) / 8) {
         case 3: RNC_B1_UPD(3); break;
@@ -189,24 +191,49 @@ RNC_AI void b1_update_all_body(uint32_t kind, uint32_t H, uint32_t Hp, const int
                              h, c, y);
 }
 
-#define RNC_B1_UPDATE_ALL_K(name, KIND)                                                          \
+#define RNC_B1_UPDATE_ALL_K(name, KIND, RZ)                                                      \
     static __attribute__((noinline)) void name(uint32_t H, uint32_t Hp, const int32_t *acc_i,    \
                                                __m256 svi, const float *s_ih, const float *b_ih, \
                                                const float *gi, const int32_t *acc_h, __m256 svh, \
                                                const float *s_hh, const float *b_hh, float *h,   \
                                                float *c, float *y)                               \
     {                                                                                             \
-        b1_update_all_body(KIND, H, Hp, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, h, c, y); \
+        if (KIND != RNC_GRU) /* the GRU: step and whole-sequence mode each its own copy */       \
+            b1_update_all_body(KIND, RZ, H, Hp, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,     \
+                               b_hh, h, c, y);                                                    \
+        else if (!acc_h) /* never (b1_row gives it; tells GCC that gh, NULL, is not read) */      \
+            return;                                                                               \
+        else if (acc_i)                                                                           \
+            b1_update_all_body(KIND, RZ, H, Hp, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,     \
+                               b_hh, h, c, y);                                                    \
+        else                                                                                      \
+            b1_update_all_body(KIND, RZ, H, Hp, NULL, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, \
+                               h, c, y);                                                          \
     }
-RNC_B1_UPDATE_ALL_K(b1_update_all_rnn_tanh, RNC_RNN_TANH)
-RNC_B1_UPDATE_ALL_K(b1_update_all_rnn_relu, RNC_RNN_RELU)
-RNC_B1_UPDATE_ALL_K(b1_update_all_gru, RNC_GRU)
-RNC_B1_UPDATE_ALL_K(b1_update_all_lstm, RNC_LSTM)
-#define b1_update_all(kind, ...)                                                                  \
-    ((kind) == RNC_GRU        ? b1_update_all_gru(__VA_ARGS__)                                    \
-     : (kind) == RNC_LSTM     ? b1_update_all_lstm(__VA_ARGS__)                                   \
-     : (kind) == RNC_RNN_RELU ? b1_update_all_rnn_relu(__VA_ARGS__)                               \
-                              : b1_update_all_rnn_tanh(__VA_ARGS__))
+static __attribute__((noinline)) void b1_update_all_gru_rz(uint32_t H, uint32_t Hp, const int32_t *acc_i,
+                                                        __m256 svi, const float *s_ih,
+                                                        const float *b_ih, const float *gi,
+                                                        const int32_t *acc_h, __m256 svh,
+                                                        const float *s_hh, const float *b_hh,
+                                                        float *h, float *c, float *y)
+{
+    b1_update_all_body(RNC_GRU, 1, H, Hp, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh, b_hh, h, c, y);
+}
+RNC_B1_UPDATE_ALL_K(b1_update_all_rnn_tanh, RNC_RNN_TANH, 0)
+RNC_B1_UPDATE_ALL_K(b1_update_all_rnn_relu, RNC_RNN_RELU, 0)
+RNC_B1_UPDATE_ALL_K(b1_update_all_gru, RNC_GRU, 0)
+RNC_B1_UPDATE_ALL_K(b1_update_all_lstm, RNC_LSTM, 0)
+/* GRU at H < 40 (up to 4 chunks, r and z in one lockstep): its own function, unspecialised (in
+ * one function with the 5-8 chunk cases, or specialised for step and sequence mode like the GRU
+ * at H >= 40, the step took 1.07-1.15x the time at H = 32; unspecialised, the GRU at H = 64 took
+ * 1.015x: the same operations each time, GCC's allocation of the bigger function; rnncore-bench
+ * --part step alternated with the previous build, AMD EPYC Zen 4) */
+#define b1_update_all(kind, H, ...)                                                               \
+    ((kind) == RNC_GRU && (H) < 40 ? b1_update_all_gru_rz(H, __VA_ARGS__)                         \
+     : (kind) == RNC_GRU                        ? b1_update_all_gru(H, __VA_ARGS__)               \
+     : (kind) == RNC_LSTM                       ? b1_update_all_lstm(H, __VA_ARGS__)              \
+     : (kind) == RNC_RNN_RELU                   ? b1_update_all_rnn_relu(H, __VA_ARGS__)          \
+                                                : b1_update_all_rnn_tanh(H, __VA_ARGS__))
 
 /* One row b: unit blocks in order, the update of blocks j - 2 and j - 1 (32 units) issued after
  * the products of j; at H <= 64 (4 blocks or fewer) every block's products, then the update of

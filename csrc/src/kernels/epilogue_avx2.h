@@ -25,6 +25,9 @@
 
 #define RNC_AVX2_AI static inline __attribute__((always_inline))
 #define RNC_AVX2_NW 8 /* at most this many 8-unit chunks in lockstep in the cell update */
+/* An empty asm that takes v in a ymm register and gives it back: no instruction, but the
+ * compiler must have computed v here, so the statements before it stay before it */
+#define RNC_AVX2_KEEP(v) __asm__ volatile("" : "+x"(v))
 /* rnc_reluf on 8 lanes: max(x, 0) where x is a number (-0 gives +0), x itself where it is NaN */
 RNC_AVX2_AI __m256 rnc_avx2_relu8(__m256 x)
 {
@@ -62,8 +65,14 @@ RNC_AVX2_AI __m256 rnc_avx2_sigmoid8(__m256 x)
 /* The same two functions on N vectors in lockstep (each vector gets exactly the operations of
  * rnc_avx2_tanh8 / rnc_avx2_sigmoid8, so bit-identical): the activations are long dependency
  * chains (a 6-step Horner polynomial and a division), and interleaving N independent chains in
- * program order lets the core overlap them instead of waiting on each one. */
-RNC_AVX2_AI void rnc_avx2_tanh8n(__m256 *v, int N)
+ * program order lets the core overlap them instead of waiting on each one. phased: the
+ * denominators' 3-step Horner chains first for all N vectors, then the numerators' 6 steps
+ * (2 live vectors per chain instead of 3, so 8 chains stay in the 16 ymm registers), with
+ * RNC_AVX2_KEEP after every step to keep that order: without it GCC emitted each chain's whole
+ * polynomial before the next chain's (the lockstep undone, the chains left to the out-of-order
+ * window, which holds about 4 of them). Not phased: both polynomials step by step together
+ * (the GRU's r and z in one lockstep, rnc_avx2_update_n's rz, which ran slower phased). */
+RNC_AVX2_AI void rnc_avx2_tanh8n(__m256 *v, int N, const int phased)
 {
     static const float P[7] = {RNC_TANH_P0, RNC_TANH_P1, RNC_TANH_P2,
                                RNC_TANH_P3,  RNC_TANH_P4, RNC_TANH_P5,
@@ -80,10 +89,25 @@ RNC_AVX2_AI void rnc_avx2_tanh8n(__m256 *v, int N)
         p[j] = _mm256_set1_ps(P[0]);
         q[j] = _mm256_set1_ps(Q[0]);
     }
-    for (k = 1; k < 7; ++k) {
-        for (j = 0; j < N; ++j) {
-            p[j] = _mm256_add_ps(_mm256_mul_ps(p[j], x2[j]), _mm256_set1_ps(P[k]));
-            if (k < 4) q[j] = _mm256_add_ps(_mm256_mul_ps(q[j], x2[j]), _mm256_set1_ps(Q[k]));
+    if (phased) {
+#pragma GCC unroll 4
+        for (k = 1; k < 4; ++k) {
+            for (j = 0; j < N; ++j)
+                q[j] = _mm256_add_ps(_mm256_mul_ps(q[j], x2[j]), _mm256_set1_ps(Q[k]));
+            for (j = 0; j < N; ++j) RNC_AVX2_KEEP(q[j]);
+        }
+#pragma GCC unroll 8
+        for (k = 1; k < 7; ++k) {
+            for (j = 0; j < N; ++j)
+                p[j] = _mm256_add_ps(_mm256_mul_ps(p[j], x2[j]), _mm256_set1_ps(P[k]));
+            for (j = 0; j < N; ++j) RNC_AVX2_KEEP(p[j]);
+        }
+    } else {
+        for (k = 1; k < 7; ++k) {
+            for (j = 0; j < N; ++j) {
+                p[j] = _mm256_add_ps(_mm256_mul_ps(p[j], x2[j]), _mm256_set1_ps(P[k]));
+                if (k < 4) q[j] = _mm256_add_ps(_mm256_mul_ps(q[j], x2[j]), _mm256_set1_ps(Q[k]));
+            }
         }
     }
     for (j = 0; j < N; ++j) {
@@ -93,12 +117,12 @@ RNC_AVX2_AI void rnc_avx2_tanh8n(__m256 *v, int N)
     }
 }
 
-RNC_AVX2_AI void rnc_avx2_sigmoid8n(__m256 *v, int N)
+RNC_AVX2_AI void rnc_avx2_sigmoid8n(__m256 *v, int N, const int phased)
 {
     const __m256 h = _mm256_set1_ps(0.5f);
     int j;
     for (j = 0; j < N; ++j) v[j] = _mm256_mul_ps(h, v[j]);
-    rnc_avx2_tanh8n(v, N);
+    rnc_avx2_tanh8n(v, N, phased);
     for (j = 0; j < N; ++j) v[j] = _mm256_add_ps(h, _mm256_mul_ps(h, v[j]));
 }
 
@@ -172,12 +196,17 @@ RNC_AVX2_AI void rnc_avx2_update_n(uint32_t kind, int N, uint32_t Hp, uint32_t u
 #define RNC_PI(g, j) rnc_avx2_pre8(acc_i, svi, s_ih, b_ih, gi, (size_t)(g) * Hp + u + 8 * (j))
 #define RNC_PH(g, j) rnc_avx2_pre8(acc_h, svh, s_hh, b_hh, gh, (size_t)(g) * Hp + u + 8 * (j))
     const __m256 one = _mm256_set1_ps(1.0f);
+    /* rnc_avx2_tanh8n's phased: in the template's update (rz 0) and for a GRU of 5-8 chunks in
+     * the one-row one; the one-row update of the other cells and of up to 4 GRU chunks keeps the
+     * unphased form (phased, their steps measured 1.03-1.15x; the order of the operations on
+     * each element is the same either way) */
+    const int ph = !rz || (kind == RNC_GRU && 2 * N > RNC_AVX2_NW);
     __m256 a[RNC_AVX2_NW], b[RNC_AVX2_NW], t[RNC_AVX2_NW];
     int j;
     switch (kind) {
     case RNC_RNN_TANH:
         for (j = 0; j < N; ++j) t[j] = _mm256_add_ps(RNC_PI(0, j), RNC_PH(0, j));
-        rnc_avx2_tanh8n(t, N);
+        rnc_avx2_tanh8n(t, N, ph);
         break;
     case RNC_RNN_RELU:
         for (j = 0; j < N; ++j)
@@ -192,17 +221,17 @@ RNC_AVX2_AI void rnc_avx2_update_n(uint32_t kind, int N, uint32_t Hp, uint32_t u
                 v[j] = a[j];
                 v[N + j] = b[j];
             }
-            rnc_avx2_sigmoid8n(v, 2 * N);
+            rnc_avx2_sigmoid8n(v, 2 * N, ph);
             for (j = 0; j < N; ++j) {
                 a[j] = v[j];
                 b[j] = v[N + j];
             }
         } else {
-            rnc_avx2_sigmoid8n(a, N); /* r */
-            rnc_avx2_sigmoid8n(b, N); /* z */
+            rnc_avx2_sigmoid8n(a, N, ph); /* r */
+            rnc_avx2_sigmoid8n(b, N, ph); /* z */
         }
         for (j = 0; j < N; ++j) t[j] = _mm256_add_ps(RNC_PI(2, j), _mm256_mul_ps(a[j], RNC_PH(2, j)));
-        rnc_avx2_tanh8n(t, N); /* n */
+        rnc_avx2_tanh8n(t, N, ph); /* n */
         for (j = 0; j < N; ++j)
             t[j] = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(one, b[j]), t[j]),
                                  _mm256_mul_ps(b[j], _mm256_loadu_ps(h + u + 8 * j)));
@@ -210,19 +239,19 @@ RNC_AVX2_AI void rnc_avx2_update_n(uint32_t kind, int N, uint32_t Hp, uint32_t u
     default: { /* LSTM */
         __m256 g[RNC_AVX2_NW];
         for (j = 0; j < N; ++j) a[j] = _mm256_add_ps(RNC_PI(0, j), RNC_PH(0, j));
-        rnc_avx2_sigmoid8n(a, N); /* i */
+        rnc_avx2_sigmoid8n(a, N, ph); /* i */
         for (j = 0; j < N; ++j) b[j] = _mm256_add_ps(RNC_PI(1, j), RNC_PH(1, j));
-        rnc_avx2_sigmoid8n(b, N); /* f */
+        rnc_avx2_sigmoid8n(b, N, ph); /* f */
         for (j = 0; j < N; ++j) g[j] = _mm256_add_ps(RNC_PI(2, j), RNC_PH(2, j));
-        rnc_avx2_tanh8n(g, N); /* g */
+        rnc_avx2_tanh8n(g, N, ph); /* g */
         for (j = 0; j < N; ++j) { /* c' = f*c + i*g */
             t[j] = _mm256_add_ps(_mm256_mul_ps(b[j], _mm256_loadu_ps(c + u + 8 * j)),
                                  _mm256_mul_ps(a[j], g[j]));
             _mm256_storeu_ps(c + u + 8 * j, t[j]);
         }
-        rnc_avx2_tanh8n(t, N);
+        rnc_avx2_tanh8n(t, N, ph);
         for (j = 0; j < N; ++j) a[j] = _mm256_add_ps(RNC_PI(3, j), RNC_PH(3, j));
-        rnc_avx2_sigmoid8n(a, N); /* o */
+        rnc_avx2_sigmoid8n(a, N, ph); /* o */
         for (j = 0; j < N; ++j) t[j] = _mm256_mul_ps(a[j], t[j]);
         break;
     }
@@ -258,7 +287,10 @@ RNC_AVX2_AI void rnc_avx2_update_k(uint32_t kind, uint32_t H, uint32_t Hp, const
 {
     const __m256 svi = _mm256_set1_ps(sxi), svh = _mm256_set1_ps(sxh);
     uint32_t u = 0;
-    for (; u + 8 * 4 <= H; u += 8 * 4) /* 4 chunks at a time */
+    for (; u + 8 * 8 <= H; u += 8 * 8) /* 8 chunks at a time: 8 chains per activation */
+        rnc_avx2_update_n(kind, 8, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
+                          b_hh, gh, h, c, y, 0);
+    for (; u + 8 * 4 <= H; u += 8 * 4) /* then 4 */
         rnc_avx2_update_n(kind, 4, Hp, u, acc_i, svi, s_ih, b_ih, gi, acc_h, svh, s_hh,
                           b_hh, gh, h, c, y, 0);
     for (; u + 8 <= H; u += 8)
