@@ -105,7 +105,7 @@ def float_spec(d: dict) -> ModelSpec:
 # ---- model construction --------------------------------------------------------------------
 def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="tanh", reset_after=True,
               head=None, head_act="none", embedding=None, last_step=False, last_bidir=False,
-              scales=None, options=None, bounded=False, front=False, last_mean=False):
+              scales=None, options=None, bounded=False, front=False, last_mean=False, last_attn=None):
     """bounded: the bounded state scale 1/127 (state_scale="bounded") on every state, every layer
     input but the first (dynamic, or scales[0]) and the head input. front: per-step records before
     the layers (frame_conv with groups and reflect padding, magnitude, relu, layer_norm, a dilated
@@ -115,7 +115,8 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     padding over time (timepad tails: a Conv1d 'same', a max pooling padded (1, 1) at stride 2, an
     average pooling (1, 1) with count_include_pad=False, a dilated Conv1d padded (2, 1)); "kws512":
     log_mel alone (n_fft 512, 40 mels); "strided": q8 Conv1d over time at strides 2, 2, 3 (causal;
-    padded; padded beyond its reach). last_mean: with last_step, the mean pooling (format version 2)."""
+    padded; padded beyond its reach). last_mean: with last_step, the mean pooling (format version 2);
+    last_attn: with last_step, attention pooling of that many units (format version 2)."""
     layers, feat = [], sizes[0]
     front_records = []
     if front is True or front == "q16":   # "q16": the same with 16 x 16 frame_convs (front_bits=16)
@@ -240,6 +241,10 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     spec = {"precision": precision, "layers": layers,
             "input_size": 32 if front == "kws" else 512 if front == "kws512" else 16 if front else sizes[0],
             "last_step": last_step, "last_step_bidirectional": last_bidir, "last_step_mean": last_mean}
+    if last_attn:
+        spec["last_step_attention"] = {"weight": (rng.standard_normal((last_attn, feat)) * 0.5).astype(F32),
+                                       "bias": (rng.standard_normal(last_attn) * 0.1).astype(F32),
+                                       "score": rng.standard_normal(last_attn).astype(F32)}
     if front:
         spec["front"] = front_records
     if head:
