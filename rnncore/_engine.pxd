@@ -74,6 +74,7 @@ cdef extern from "rnncore.h" nogil:
         size_t lookahead
         size_t flush_steps
         uint32_t last_step_mean
+        uint32_t last_step_attention
 
     ctypedef struct rnc_layer_info:
         uint32_t kind

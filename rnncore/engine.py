@@ -205,7 +205,8 @@ class Engine:
             parts += mid
         post = [k for mid in post for k in mid]
         if m.last_step:
-            parts.append("masked_mean" if m.last_step_mean else "last_step")
+            parts.append("attention" if m.last_step_attention else "masked_mean" if m.last_step_mean
+                         else "last_step")
         parts += pooled
         if m.has_head:
             last = self.layers[-1]
@@ -468,16 +469,22 @@ class Stream:
         the reset) keeps its running sum and count: the dict (with ``"windows"`` etc. only when the
         model has those) holds ``"mean_sum"`` ``(B, F)`` float32, the sum of the pooled features
         over the steps taken, and ``"mean_steps"`` ``(B,)`` int64, their number (at most 2**24).
+
+        A model with attention pooling (``rc.nn.AttentionPool``: ``step`` gives the attention over
+        the steps since the reset, docs/equations.md "Attention pooling") keeps its online softmax:
+        ``"attn_acc"`` ``(B, F)`` float32, the sum of ``exp(e_t - m) x_t`` over the steps taken,
+        ``"attn_max"`` ``(B,)`` float32, ``m`` (the largest score), and ``"attn_sum"`` ``(B,)``
+        float32, the sum of ``exp(e_t - m)`` (0 before the first step, else at least 1).
         """
         rec = self._recurrent_state()
         shapes = _conv_windows(self.engine.data)
         mean = self.engine._model.last_step_mean
-        if not shapes and not mean:
+        attn = self.engine._model.last_step_attention
+        if not shapes and not mean and not attn:
             return rec
         flat = self._s.raw_window().reshape(self.batch, -1)
         if not shapes:
-            return {"recurrent": rec, "mean_sum": flat[:, :-1].copy(),
-                    "mean_steps": flat[:, -1].astype(np.int64)}
+            return {"recurrent": rec, **self._pool_state(flat, 0)}
         wins, counts, reals, o = [], [], [], 0
         for p, ch, start, padded in shapes:
             wins.append(flat[:, o:o + p * ch].reshape(self.batch, p, ch).copy())
@@ -493,9 +500,18 @@ class Stream:
             out["countdowns"] = np.stack(counts, axis=1)
         if reals:
             out["real_steps"] = np.stack(reals, axis=1)
-        if mean:   # after the windows: the sums, then the count
-            out["mean_sum"], out["mean_steps"] = flat[:, o:-1].copy(), flat[:, -1].astype(np.int64)
+        out.update(self._pool_state(flat, o))
         return out
+
+    def _pool_state(self, flat: np.ndarray, o: int) -> dict:
+        """The pooling's part of the state from ``rnc_state.win`` rows ``flat`` ``(B, n)``, after the
+        windows (from column ``o``): the mean's sums then count, or attention's acc, max, sum."""
+        if self.engine._model.last_step_mean:
+            return {"mean_sum": flat[:, o:-1].copy(), "mean_steps": flat[:, -1].astype(np.int64)}
+        if self.engine._model.last_step_attention:
+            return {"attn_acc": flat[:, o:-2].copy(), "attn_max": flat[:, -2].copy(),
+                    "attn_sum": flat[:, -1].copy()}
+        return {}
 
     def _recurrent_state(self):
         h, c = self._s.raw_state()
@@ -520,17 +536,21 @@ class Stream:
     def state(self, value) -> None:
         shapes = _conv_windows(self.engine.data)
         mean = self.engine._model.last_step_mean
-        nmean = self._s.raw_window().size // self.batch - _fresh_windows(shapes, 1).size if mean else 0
+        attn = self.engine._model.last_step_attention
+        pool_keys = ({"mean_sum", "mean_steps"} if mean else {"attn_acc", "attn_max", "attn_sum"} if attn
+                     else set())
+        nmean = self._s.raw_window().size // self.batch - _fresh_windows(shapes, 1).size if pool_keys else 0
         if isinstance(value, dict):
-            if not shapes and not mean:
-                raise ValueError("state: this model has no Conv1d over time nor mean pooling; give the "
-                                 "recurrent state (h, or (h, c)) without a dict")
+            if not shapes and not pool_keys:
+                raise ValueError("state: this model has no Conv1d over time nor mean or attention pooling; "
+                                 "give the recurrent state (h, or (h, c)) without a dict")
             starts = [st for _p, _c, st, _n in shapes if st is not None]
             npad = sum(1 for *_r, padded in shapes if padded)
             keys = ({"recurrent"} | ({"windows"} if shapes else set()) | ({"countdowns"} if starts else set())
-                    | ({"real_steps"} if npad else set()) | ({"mean_sum", "mean_steps"} if mean else set()))
+                    | ({"real_steps"} if npad else set()) | pool_keys)
             if set(value) != keys:
-                order = ("recurrent", "windows", "countdowns", "real_steps", "mean_sum", "mean_steps")
+                order = ("recurrent", "windows", "countdowns", "real_steps", "mean_sum", "mean_steps",
+                         "attn_acc", "attn_max", "attn_sum")
                 want = " and ".join(repr(k) for k in sorted(keys, key=order.index))
                 raise ValueError(f"state: expected the keys {want}, got {sorted(value)}")
             wins = value["windows"] if shapes else []
@@ -580,11 +600,13 @@ class Stream:
                 raise ValueError("state['windows']: contain NaN or Inf")
             if mean:
                 flat = np.concatenate([flat, self._mean_part(value, nmean - 1)], axis=1)
+            if attn:
+                flat = np.concatenate([flat, self._attn_part(value, nmean - 2)], axis=1)
             self._set_recurrent_state(value["recurrent"])
             self._s.set_raw_window(flat.reshape(-1))
             return
         self._set_recurrent_state(value)
-        if shapes or mean:   # the start of a sequence: fresh windows, no step in the mean
+        if shapes or pool_keys:   # the start of a sequence: fresh windows, no step in the pooling
             fresh = _fresh_windows(shapes, self.batch).reshape(self.batch, -1)
             self._s.set_raw_window(np.concatenate([fresh, np.zeros((self.batch, nmean), np.float32)], 1))
 
@@ -603,6 +625,22 @@ class Stream:
             raise ValueError(f"state['mean_steps']: expected values in [0, {_MEAN_MAX_STEPS}] (2**24), got "
                              f"[{steps.min()}, {steps.max()}]")
         return np.concatenate([np.asarray(total, np.float32), steps.astype(np.float32)[:, None]], axis=1)
+
+    def _attn_part(self, value: dict, width: int) -> np.ndarray:
+        """``state["attn_acc"]``, ``["attn_max"]``, ``["attn_sum"]`` checked, as the ``(B, width + 2)``
+        floats of ``rnc_state.win`` (acc, then max, then sum)."""
+        acc = _as_numpy(value["attn_acc"])
+        _check_state_array("state['attn_acc']", acc, (self.batch, width))
+        cols = []
+        for key in ("attn_max", "attn_sum"):
+            v = _as_numpy(value[key])
+            _check_state_array(f"state['{key}']", v, (self.batch,))
+            cols.append(np.asarray(v, np.float32)[:, None])
+        sm = cols[1][:, 0]
+        if np.any((sm != 0) & (sm < 1)):
+            raise ValueError("state['attn_sum']: expected 0 (no step since the reset) or values >= 1 (the "
+                             f"step at the max adds exp(0) = 1), got min {sm[sm != 0].min()}")
+        return np.concatenate([np.asarray(acc, np.float32)] + cols, axis=1)
 
     def _set_recurrent_state(self, value) -> None:
         layers, uniform = self._layout()

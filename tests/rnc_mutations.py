@@ -43,6 +43,8 @@ SEEDS: dict[str, tuple[dict, int]] = {
                                         last_step=True, last_bidir=True), 2),
     "gru_q8_mean_head_v2": (dict(kind="gru", sizes=[3, 4], precision="q8", last_step=True, last_mean=True,
                                  head=2), 2),
+    "lstm_q8_attn_head_v2": (dict(kind="lstm", sizes=[3, 4], precision="q8", last_step=True, last_attn=3,
+                                  head=2), 2),
     "gru_f32_head_v1": (dict(kind="gru", sizes=[3, 5], precision="f32", head=2, head_act="none"), 1),
     "gru_before_q8_bidir_v1": (dict(kind="gru", sizes=[4, 3], precision="q8", reset_after=False,
                                     bidirectional=True), 1),

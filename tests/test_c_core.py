@@ -126,10 +126,10 @@ def test_group_file_without_its_features_is_an_error(cc, src, group, symbol, tmp
 
 def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     """-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD -DRNC_NO_POST_CONV
-    -DRNC_NO_MEAN (the dense deploy build that docs/deploy-raspberry-pi.md sizes): the kernel table
-    has no block-sparse, q4 or FFT rows, the loader has no fully-integer checks, padding over time,
-    frame_conv after the recurrent layers (a per-step Linear there) nor mean pooling, and it
-    refuses such files with one line naming
+    -DRNC_NO_MEAN -DRNC_NO_ATTN (the dense deploy build that docs/deploy-raspberry-pi.md sizes): the
+    kernel table has no block-sparse, q4 or FFT rows, the loader has no fully-integer checks, padding
+    over time, frame_conv after the recurrent layers (a per-step Linear there) nor mean or attention
+    pooling, and it refuses such files with one line naming
     what the build leaves out (not a plan without kernels); dense files still run, a
     log-mel model too (its spectrum by the tables' product, equal to the NumPy float64 model within
     the log-mel tests' tolerance)."""
@@ -139,7 +139,7 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     proc = subprocess.run(
         ["make", "-C", str(CSRC), "bench", "lib", f"BUILD={build}",
          "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD "
-         "-DRNC_NO_POST_CONV -DRNC_NO_MEAN"],
+         "-DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_ATTN"],
         capture_output=True, text=True, timeout=900, env=child_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     bench = build / "rnncore-bench"
@@ -160,6 +160,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
                                                         rc.nn.Linear(6, 2))).data,
              "mean": rc.compile(rc.nn.Sequential(rc.nn.GRU(3, 4), rc.nn.MaskedMean(),
                                                  rc.nn.Linear(4, 2))).data,
+             "attn": rc.compile(rc.nn.Sequential(rc.nn.GRU(3, 4), rc.nn.AttentionPool(4, 3),
+                                                 rc.nn.Linear(4, 2))).data,
              "int": write_int_rnc(qi.quantize_int_model(rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0)),
                                                         qi.IntCalibration([(-2.0, 2.0)], [(-0.9, 0.95)],
                                                                           [3.0], [4.0])))}
@@ -177,6 +179,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
         out["post_linear"][1], out["post_linear"][1][-2000:]
     assert out["mean"][0] != 0 and "flags: 0x2 has unknown bits (known: 0x1)" in out["mean"][1], \
         out["mean"][1][-2000:]
+    assert out["attn"][0] != 0 and "record 1 (last_step): size: 48, expected 16" in out["attn"][1], \
+        out["attn"][1][-2000:]
     from export_c_run import exported_outputs
 
     x = np.random.default_rng(3).standard_normal((1, 14, 160))   # 14 hops of 160 samples: 12 frames of 400

@@ -417,9 +417,9 @@ def test_v2_reader_refuses_unknown_kinds_wrong_order_and_broken_records():
         read_rnc(_edited(data, [(r0 + 4, u32(4))]))
     no_pool = write_rnc({**spec, "last_step": False})
     (_, _, _), (lin, _, _) = _records(no_pool)
-    # a last_step record of the wrong size
+    # a last_step record of the wrong size (flags 0: 16 bytes; the attention flag 0x4 asks for 48)
     with pytest.raises(ValueError, match=r"record 1 \(last_step\): size: 48, expected 16"):
-        read_rnc(_edited(no_pool, [(lin, u32(RECORD_KINDS["last_step"]))]))
+        read_rnc(_edited(no_pool, [(lin, u32(RECORD_KINDS["last_step"])), (lin + 8, u32(0))]))
     with pytest.raises(ValueError, match=r"record 1 \(last_step\): reserved: byte 12 of the 16-byte "
                                          "structure is 0x1"):
         read_rnc(_edited(data, [(r1 + 12, u32(1))]))

@@ -300,6 +300,8 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     uint32_t isa;
     rnc_plan plan;                /* resolved by rnc_model_set_isa (model.c) */
     uint32_t magic_ok;
+    uint32_t attn, attn_a;        /* the pooling record is attention (attnpool), of attn_a units, */
+    const float *attn_w, *attn_b, *attn_v; /* over mean_w features from mean_off (acc, max, sum) */
 } rnc_model;
 
 typedef struct rnc_model_info {
@@ -323,6 +325,8 @@ typedef struct rnc_model_info {
                                 0: rnc_flush gives none, rnc_run is rnc_step's steps) */
     uint32_t last_step_mean; /* with last_step: run() pools the mean over each sequence's valid steps
                                 (and rnc_step the mean over the stream's steps since its reset) */
+    uint32_t last_step_attention; /* with last_step: run() pools attention over each sequence's valid
+                                steps (AttentionPool; rnc_step over the stream's steps since its reset) */
 } rnc_model_info;
 
 typedef struct rnc_layer_info {

@@ -1724,18 +1724,28 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         return load_layer(c, m, &s);
     }
     case RNC_REC_LAST_STEP: {
+#if defined(RNC_NO_ATTN) /* a 48-byte record (the attention flag's) is refused by its size */
         if (size != RNC_SIZE_rec_last_step)
-            return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_last_step, 0, NULL);
-        CHECK_RESERVED(c, rec_last_step, r);
-        const uint32_t flags = rnc_rec_last_step_flags(r);
-#if defined(RNC_NO_MEAN) /* left out: the mean flag is an unknown bit */
-        const uint32_t known = RNC_LAST_STEP_FLAG_BIDIR;
 #else
-        const uint32_t known = RNC_LAST_STEP_FLAG_BIDIR | RNC_LAST_STEP_FLAG_MEAN;
+        if (size < RNC_SIZE_rec_last_step)
+#endif
+            return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_last_step, 0, NULL);
+        const uint32_t flags = rnc_rec_last_step_flags(r);
+#if !defined(RNC_NO_ATTN) /* 16 bytes, 48 with the attention flag (the attnpool tail) */
+        const uint32_t want = RNC_SIZE_rec_last_step + (flags & RNC_LAST_STEP_FLAG_ATTN ? RNC_SIZE_attnpool : 0);
+        if (size != want) return fail(c, fsize, MSG_EXPECT, size, want, 0, NULL);
+#endif
+        CHECK_RESERVED(c, rec_last_step, r);
+        uint32_t known = RNC_LAST_STEP_FLAG_BIDIR; /* a left-out pooling's flag is an unknown bit */
+#if !defined(RNC_NO_MEAN)
+        known |= RNC_LAST_STEP_FLAG_MEAN;
+#endif
+#if !defined(RNC_NO_ATTN)
+        known |= RNC_LAST_STEP_FLAG_ATTN;
 #endif
         if (flags & ~known) return fail(c, FIELD(rec_last_step, flags), MSG_FLAGS, flags, known, 0, NULL);
 #if !defined(RNC_NO_MEAN)
-        if (flags & RNC_LAST_STEP_FLAG_MEAN) {
+        if (flags & RNC_LAST_STEP_FLAG_MEAN && !(flags & RNC_LAST_STEP_FLAG_ATTN)) {
             if (flags & RNC_LAST_STEP_FLAG_BIDIR)
                 return fail(c, FIELD(rec_last_step, flags), MSG_MEAN_BIDIR, flags, 0, 0, NULL);
             if (m->precision == RNC_FILE_PRECISION_INT)
@@ -1746,6 +1756,30 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
             m->mean_w = (size_t)c->feat;
             m->mean_off = m->win_floats;
             m->win_floats += m->mean_w + 1;
+            if (m->mean_w > m->front_w) m->front_w = m->mean_w; /* rnc_step's pooled rows (fa, fb) */
+        }
+#endif
+#if !defined(RNC_NO_ATTN)
+        if (flags & RNC_LAST_STEP_FLAG_ATTN) {
+            if (flags & (RNC_LAST_STEP_FLAG_BIDIR | RNC_LAST_STEP_FLAG_MEAN))
+                return fail(c, FIELD(rec_last_step, flags), MSG_ATTN_FLAGS, flags, 0, 0, NULL);
+            if (m->precision == RNC_FILE_PRECISION_INT)
+                return fail(c, FIELD(rec_last_step, flags), MSG_ATTN_INT, flags, 0, 0, NULL);
+            const unsigned char *t = r + RNC_SIZE_rec_last_step;
+            const uint32_t A = rnc_attnpool_attention_size(t), F = rnc_attnpool_features(t);
+            if (A < 1 || A > RNC_FILE_MAX_FEATURES)
+                return fail(c, "attnpool.attention_size", MSG_RANGE, A, 1, RNC_FILE_MAX_FEATURES, NULL);
+            if (F != c->feat) return fail(c, "attnpool.features", MSG_EXPECT, F, c->feat, 0, NULL);
+            TRY(get_vector(c, "attnpool.weight", rnc_attnpool_weight(t), (uint64_t)A * F, &m->attn_w));
+            TRY(get_vector(c, "attnpool.bias", rnc_attnpool_bias(t), A, &m->attn_b));
+            TRY(get_vector(c, "attnpool.score", rnc_attnpool_score(t), A, &m->attn_v));
+            /* the running weighted sum of F floats, the running max and sum of exponentials,
+             * after the windows of each stream row (rnc_state.win) */
+            m->attn = 1;
+            m->attn_a = A;
+            m->mean_w = F;
+            m->mean_off = m->win_floats;
+            m->win_floats += m->mean_w + 2;
             if (m->mean_w > m->front_w) m->front_w = m->mean_w; /* rnc_step's pooled rows (fa, fb) */
         }
 #endif

@@ -299,6 +299,9 @@ rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)
 #if !defined(RNC_NO_MEAN)
     info->last_step_mean = m->last_step_mean;
 #endif
+#if !defined(RNC_NO_ATTN)
+    info->last_step_attention = m->attn;
+#endif
     return RNC_OK;
 }
 
@@ -1562,6 +1565,67 @@ static void mean_step(const rnc_model *m, rnc_state *s, size_t b, const float *v
 }
 #endif
 
+#if !defined(RNC_NO_ATTN)
+/* The attention pooling's state in every row (rnc_state.win from mean_off: the weighted sum acc
+ * of F floats, the running max mx, the running sum sm of exponentials): finite, and sm = 0 (no
+ * step since the reset) or sm >= 1 (the step at the max adds exp(0) = 1); RNC_E_STATE otherwise. */
+static rnc_status check_attn(const rnc_model *m, const rnc_state *s)
+{
+    for (size_t b = 0; b < s->batch; ++b) {
+        const float *row = s->win + b * m->win_floats + m->mean_off;
+        const float sm = row[m->mean_w + 1];
+        if (!rnc__all_finite(row, m->mean_w + 2) || !(sm == 0.0f || sm >= 1.0f)) return RNC_E_STATE;
+    }
+    return RNC_OK;
+}
+
+/* The score of the pooled row x (equations.md, "Attention pooling"): e = sum_a v[a] u[a],
+ * u[a] = tanh(sum_k W[a, k] x[k] + b[a]), every sum in float32 in index order. */
+static float attn_score(const rnc_model *m, const float *x)
+{
+    const size_t F = m->mean_w;
+    float e = 0.0f;
+    for (size_t a = 0; a < m->attn_a; ++a) {
+        const float *w = m->attn_w + a * F;
+        float z = 0.0f;
+        for (size_t k = 0; k < F; ++k) z = z + w[k] * x[k];
+        e = e + m->attn_v[a] * rnc_tanhf(z + m->attn_b[a]);
+    }
+    return e;
+}
+
+/* One step of the online softmax of row b: the step's score e and row x into the row's state
+ * (acc, mx, sm; rescaled by exp(mx - e) when e is the new max; exp in double, rounded to float). */
+static void attn_update(const rnc_model *m, rnc_state *s, size_t b, float e, const float *x)
+{
+    float *acc = s->win + b * m->win_floats + m->mean_off;
+    const size_t F = m->mean_w;
+    float *mx = acc + F, *sm = acc + F + 1;
+    if (*sm == 0.0f) { /* the first step since the reset */
+        for (size_t j = 0; j < F; ++j) acc[j] = x[j];
+        *mx = e;
+        *sm = 1.0f;
+    } else if (e > *mx) {
+        const float c = (float)exp((double)(*mx - e));
+        for (size_t j = 0; j < F; ++j) acc[j] = acc[j] * c + x[j];
+        *sm = *sm * c + 1.0f;
+        *mx = e;
+    } else {
+        const float p = (float)exp((double)(e - *mx));
+        for (size_t j = 0; j < F; ++j) acc[j] = acc[j] + p * x[j];
+        *sm = *sm + p;
+    }
+}
+
+/* The pooled row of row b's state: acc / sm, or zeros before the first step. */
+static void attn_out(const rnc_model *m, const rnc_state *s, size_t b, float *out)
+{
+    const float *acc = s->win + b * m->win_floats + m->mean_off;
+    const float sm = acc[m->mean_w + 1];
+    for (size_t j = 0; j < m->mean_w; ++j) out[j] = sm > 0.0f ? acc[j] / sm : 0.0f;
+}
+#endif
+
 /* Row window win's countdowns in cd (0 for records without one). */
 static void front_countdowns(const rnc_model *m, const float *win, size_t *cd)
 {
@@ -1706,6 +1770,9 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
 #if !defined(RNC_NO_MEAN)
     if (m->last_step_mean) TRY(check_mean(m, s, 1));
 #endif
+#if !defined(RNC_NO_ATTN)
+    if (m->attn) TRY(check_attn(m, s));
+#endif
     const float *in = x;
     size_t in_w = m->input_size;
     int8_t *xq = (int8_t *)(wk + w.xq);
@@ -1826,6 +1893,19 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
                 for (size_t b = 0; b < B; ++b) mean_step(m, s, b, in + b * in_w, dst + b * in_w);
                 in = dst;
                 y_written = 0; /* a last layer may have written y: the mean replaces it */
+            }
+#endif
+#if !defined(RNC_NO_ATTN)
+            if (m->attn) { /* attention over the steps since the reset, into fa / fb */
+                float *dst = in == fa ? fb : fa; /* in may be a layer's state */
+                for (size_t b = 0; b < B; ++b) {
+                    const float e = attn_score(m, in + b * in_w);
+                    if (!isfinite(e)) return nonfinite(s, m->num_layers, 0, b, 0);
+                    attn_update(m, s, b, e, in + b * in_w);
+                    attn_out(m, s, b, dst + b * in_w);
+                }
+                in = dst;
+                y_written = 0; /* a last layer may have written y: the pooling replaces it */
             }
 #endif
             break;
@@ -2019,6 +2099,9 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
 #if !defined(RNC_NO_MEAN)
     if (m->last_step_mean) TRY(check_mean(m, s, T_out));
 #endif
+#if !defined(RNC_NO_ATTN)
+    if (m->attn) TRY(check_attn(m, s));
+#endif
     const size_t out_rows = m->last_step ? B : B * T_out;
     if (!scratch || (out_rows && !y) || (T && !x && !ids)) return RNC_E_ARG;
     if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y | (uintptr_t)lengths) & 3u) return RNC_E_ALIGN;
@@ -2182,6 +2265,22 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     }
                     row[cur_w] = n;
                     for (size_t j = 0; j < cur_w; ++j) pr[j] = n > 0.0f ? row[j] / n : 0.0f; /* no step: 0 */
+                }
+                cur = dst;
+                pooled_rows = 1;
+                continue;
+            }
+#endif
+#if !defined(RNC_NO_ATTN)
+            if (m->attn) { /* or attention over its valid steps, continuing the stream's (as step) */
+                for (size_t b = 0; b < B; ++b) {
+                    for (size_t t = 0; t < LEN(b); ++t) {
+                        const float *v = cur + (b * T + t) * cur_w;
+                        const float e = attn_score(m, v);
+                        if (!isfinite(e)) return nonfinite(s, m->num_layers, 0, b, t);
+                        attn_update(m, s, b, e, v);
+                    }
+                    attn_out(m, s, b, dst + b * cur_w);
                 }
                 cur = dst;
                 pooled_rows = 1;

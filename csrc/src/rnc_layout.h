@@ -55,6 +55,7 @@
     S(timepad, 16)        /* v2: padding over time, after a conv_time / pool_time record (optional) */ \
     S(fconvq16, 8)        /* v2 q8 files: after a frame_conv's fconvq8 tail, its 16 x 16 form (optional) */ \
     S(rec_mul_halves, 8)  /* v2: the product of the two halves of each step's features (kind 14) */
+    S(attnpool, 32)       /* v2: after a last_step record with RNC_LAST_STEP_FLAG_ATTN (then 48 bytes) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -277,6 +278,19 @@
 /* the pooling is the mean over each sequence's valid steps (MaskedMean), not its last step; not
  * with BIDIR, not in an integer file */
 #define RNC_LAST_STEP_FLAG_MEAN 2u
+/* the pooling is additive attention over each sequence's valid steps (AttentionPool): the record
+ * is 48 bytes, its attnpool tail after the 16. Not with BIDIR or MEAN, not in an integer file.
+ *   u_t = tanh(W x_t + b), e_t = v . u_t, a = softmax of e over the valid steps, y = sum_t a_t x_t
+ * attention_size A in 1..RNC_FILE_MAX_FEATURES; features F: the pooled width (the running
+ * width there); weight: f32 [A * F] row-major (row a: W[a, :]); bias, score: f32 [A] (bias: zeros
+ * when the model has none). The weights are f32 in f32 and q8 files alike. */
+#define RNC_LAST_STEP_FLAG_ATTN 4u
+#define RNC_FIELDS_attnpool(X)                                                                    \
+    X(attnpool, attention_size, 0, U32)                                                           \
+    X(attnpool, features, 4, U32)                                                                 \
+    X(attnpool, weight, 8, REF)                                                                   \
+    X(attnpool, bias, 16, REF)                                                                    \
+    X(attnpool, score, 24, REF)
 #define RNC_FIELDS_rec_last_step(X)                                                               \
     X(rec_last_step, kind, 0, U32)                                                                \
     X(rec_last_step, size, 4, U32)                                                                \
@@ -630,6 +644,8 @@
     M(LAST_BIDIR, CORRUPT, "0x%llx: bidirectional last-step pooling needs a bidirectional last layer") \
     M(MEAN_BIDIR, CORRUPT, "0x%llx: mean pooling (0x2) with the bidirectional flag (0x1), which is last-step pooling's") \
     M(MEAN_INT, UNSUPPORTED, "0x%llx: mean pooling (0x2) in an integer file (integer models pool the last step)") \
+    M(ATTN_FLAGS, CORRUPT, "0x%llx: attention pooling (0x4) with the bidirectional (0x1) or mean (0x2) flag") \
+    M(ATTN_INT, UNSUPPORTED, "0x%llx: attention pooling (0x4) in an integer file (integer models pool the last step)") \
     M(LAST_BIDIR_ALONE, CORRUPT, "0x%llx: last-step bidirectional (0x8) without last-step (0x4)") \
     M(NONZERO, CORRUPT, "0x%llx, expected 0 without the %s flag")                                  \
     M(HH_SUM, CORRUPT, "direction %llu row %llu is %lld, expected %lld (the sum of its W_hh row)") \
@@ -698,7 +714,7 @@
     RNC_FIELDS_rec_log_mel(X) \
     RNC_FIELDS_fconvq8(X) RNC_FIELDS_rec_residual(X) \
     RNC_FIELDS_rec_pool_time(X) \
-    RNC_FIELDS_timepad(X) RNC_FIELDS_fconvq16(X) RNC_FIELDS_rec_mul_halves(X)
+    RNC_FIELDS_timepad(X) RNC_FIELDS_fconvq16(X) RNC_FIELDS_rec_mul_halves(X) RNC_FIELDS_attnpool(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

@@ -176,6 +176,9 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
         if q8:
             head["scales"] = _scales(h["in_scale"])
         total += head["parameters"]
+    attn = d.get("last_step_attention")
+    if attn is not None:
+        total += int(sum(t.size for t in attn.values()))
     sums = q8 and hdr["version"] >= 2
     info = {
         "file": path,
@@ -192,8 +195,10 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
         "output_size": engine.output_size,
         "layers": layers,
         "per_step": steps_records,
-        "last_step": ("mean" if d.get("last_step_mean") else "bidirectional" if d["last_step_bidirectional"]
-                      else True) if d["last_step"] else False,
+        "last_step": ("attention" if attn is not None else "mean" if d.get("last_step_mean")
+                      else "bidirectional" if d["last_step_bidirectional"] else True)
+                     if d["last_step"] else False,
+        "attention_size": None if attn is None else int(attn["weight"].shape[0]),
         "head": head,
         "parameters": total,
         "isa": {"in_use": engine.isa, **{k: v for k, v in rc.isa().items() if k != "in_use"}},
@@ -249,7 +254,10 @@ def format_text(info: dict) -> str:
     for r in info["per_step"]:
         if r["place"] == "post":
             out.append(f"  {where[r['place']]}: {r['kind']}, {r['parameters']} parameters")
-    if info["last_step"] == "mean":
+    if info["last_step"] == "attention":
+        out.append(f"  last_step: attention over each sequence's valid steps (AttentionPool, "
+                   f"{info['attention_size']} units)")
+    elif info["last_step"] == "mean":
         out.append("  last_step: the mean over each sequence's valid steps")
     elif info["last_step"]:
         out.append("  last_step: each sequence's last valid step"

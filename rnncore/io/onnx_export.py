@@ -87,7 +87,7 @@ def _describe(model: object) -> ModelSpec:
                 f"to_onnx: {where} is not supported: the exporter writes plain RNN/GRU/LSTM layers "
                 "(rc.nn.RNN/GRU/LSTM); the ONNX-only options (activations, clip, peepholes, "
                 "input_forget, reverse, proj_size) are not exported")
-        if type(m).__name__ == "MaskedMean":   # the C core compiles it; the exporter has no form for it
+        if type(m).__name__ in ("MaskedMean", "AttentionPool"):   # the C core compiles them, not to ONNX
             raise ValueError(f"to_onnx: {where} is not supported: the exporter writes [Embedding] "
                              "RNN/GRU/LSTM [LastStep] [Linear] only")
         if getattr(m, "proj_size", 0):
@@ -241,6 +241,9 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     spec = _describe(model)
     if spec.last_step_mean:
         raise ValueError("to_onnx: the model pools the mean over time (MaskedMean); the exporter writes "
+                         "[Embedding] RNN/GRU/LSTM [LastStep] [Linear] only")
+    if spec.last_step_attention is not None:
+        raise ValueError("to_onnx: the model pools attention over time (AttentionPool); the exporter writes "
                          "[Embedding] RNN/GRU/LSTM [LastStep] [Linear] only")
     for k, ls in enumerate(spec.layers):
         if (ls.options or {}).get("layer_norm") is not None:

@@ -894,6 +894,7 @@ def _plan(spec: dict) -> dict[str, Any]:
     for key in ("post", "post_pooled"):
         _check_post_kinds(spec.get(key), key)
     post, feat = _plan_step_records(spec.get("post"), feat, precision, "post", reach)
+    pool_feat = feat
     post_pooled, feat = _plan_step_records(spec.get("post_pooled"), feat, precision, "post_pooled")
     if post_pooled and not spec.get("last_step", False):
         raise ValueError("post_pooled: activations after last_step need last_step")
@@ -931,8 +932,13 @@ def _plan(spec: dict) -> dict[str, Any]:
     if last_mean and last_bidir:
         raise ValueError("last_step_mean: the mean pools every step of both directions; "
                          "last_step_bidirectional (last-step pooling's) must be False with it")
+    attn = _plan_attention(spec.get("last_step_attention"), pool_feat)
+    if attn is not None and (not last_step or last_bidir or last_mean):
+        raise ValueError("last_step_attention needs last_step, and neither last_step_bidirectional nor "
+                         "last_step_mean")
     return {"precision": precision, "input_size": input_size, "embedding": emb_w, "layers": planned,
-            "last_step": last_bidir if last_step else None, "last_step_mean": last_mean, "head": head_plan,
+            "last_step": last_bidir if last_step else None, "last_step_mean": last_mean,
+            "last_step_attention": attn, "head": head_plan,
             "front": front, "post": post, "post_pooled": post_pooled, "mid": mid}
 
 
@@ -944,6 +950,30 @@ def _check_post_kinds(records: list | None, where: str) -> None:
             raise ValueError(f"{where}[{n}]: only records that map each step alone (frame_conv1d, "
                              f"activations, layer_norm, scale_shift, mul_halves, residual) may follow a "
                              f"recurrent layer, got {r.get('kind')!r}")
+
+
+def _plan_attention(attn: dict | None, feat: int) -> dict | None:
+    """The attnpool tail's tensors (float32): weight ``(A, feat)`` row-major, bias and score
+    ``(A,)``; None without attention pooling."""
+    if attn is None:
+        return None
+    unknown = set(attn) - {"weight", "bias", "score"}
+    if unknown:
+        raise ValueError(f"last_step_attention: unknown keys {sorted(unknown)} "
+                         "(expected weight, bias, score)")
+    w = _as_f32(attn["weight"], "last_step_attention weight")
+    if w.ndim != 2 or w.shape[1] != feat or not 1 <= w.shape[0] <= MAX_FEATURES:
+        raise ValueError(f"last_step_attention weight: expected shape (A, {feat}) with A in "
+                         f"1..{MAX_FEATURES} "
+                         f"(the pooled features), got {w.shape}")
+    a = w.shape[0]
+    b = attn.get("bias")
+    b = np.zeros(a, np.float32) if b is None else _as_f32(b, "last_step_attention bias")
+    v = _as_f32(attn["score"], "last_step_attention score").reshape(-1)
+    for name, t in (("bias", b), ("score", v)):
+        if t.shape != (a,):
+            raise ValueError(f"last_step_attention {name}: expected shape ({a},), got {t.shape}")
+    return {"weight": np.ascontiguousarray(w), "bias": b, "score": v}
 
 
 def _plan_options(opts: dict | None, kind: str, nonlin: str | None, bidir: bool, h: int,
@@ -1144,7 +1174,8 @@ def _emit_v2(plan: dict) -> bytes:
         sizes.append(_rec_size(lp))
         sizes += [_step_rec_size(r) for r in (plan["mid"][li] if li < len(plan["mid"]) else [])]
     sizes += [_step_rec_size(r) for r in plan["post"]]
-    sizes += [r_last.size] if plan["last_step"] is not None else []
+    sizes += [r_last.size + (LAYOUT["attnpool"].size if plan["last_step_attention"] is not None else 0)
+              ] if plan["last_step"] is not None else []
     sizes += [_step_rec_size(r) for r in plan["post_pooled"]]
     sizes += [r_lin.size] if head else []
     records_size = sum(sizes)
@@ -1173,9 +1204,15 @@ def _emit_v2(plan: dict) -> bytes:
         records.append(rec)
     records += [_pack_step_record(r, blob) for r in plan["post"]]
     if plan["last_step"] is not None:
-        records.append(r_last.pack(kind=RECORD_KINDS["last_step"], size=r_last.size,
+        attn = plan["last_step_attention"]
+        tail = b"" if attn is None else LAYOUT["attnpool"].pack(
+            attention_size=attn["weight"].shape[0], features=attn["weight"].shape[1],
+            weight=blob.add(attn["weight"].reshape(-1)), bias=blob.add(attn["bias"]),
+            score=blob.add(attn["score"]))
+        records.append(r_last.pack(kind=RECORD_KINDS["last_step"], size=r_last.size + len(tail),
                                    flags=(_C["LAST_STEP_FLAG_BIDIR"] if plan["last_step"] else 0)
-                                   | (_C["LAST_STEP_FLAG_MEAN"] if plan["last_step_mean"] else 0)))
+                                   | (_C["LAST_STEP_FLAG_MEAN"] if plan["last_step_mean"] else 0)
+                                   | (_C["LAST_STEP_FLAG_ATTN"] if attn is not None else 0)) + tail)
     records += [_pack_step_record(r, blob) for r in plan["post_pooled"]]
     if head:
         w, s, b = (blob.add(t) for t in head["tensors"])
@@ -1308,6 +1345,9 @@ def write_rnc(spec: Any, version: int = VERSION, *, precision: str | None = None
     if version == _C["V1"] and plan["last_step_mean"]:
         raise ValueError("version: mean pooling (last_step_mean) is written in version 2 files only, "
                          "got version=1")
+    if version == _C["V1"] and plan["last_step_attention"] is not None:
+        raise ValueError("version: attention pooling (last_step_attention) is written in version 2 files "
+                         "only, got version=1")
     return _emit_v1(plan) if version == _C["V1"] else _emit_v2(plan)
 
 
@@ -1381,6 +1421,7 @@ class _Loader:
         self.layers: list[dict] = []
         self.last_step: bool | None = None
         self.last_step_mean = False
+        self.last_step_attention: dict | None = None
         self.head: dict | None = None
         self.steps: list[dict] = []   # per-step records: kind, fields, tensors, place
         self.step_phase: list[int] = []   # per-step records: 1 when it has a countdown
@@ -1568,6 +1609,24 @@ class _Loader:
         return self.check_floats(field, self.get_ref(field, ref, count * 4), count, False)
 
     # -- the model's parts ---------------------------------------------------------------------
+    def load_attention(self, flags: int, at: int) -> None:
+        """The attnpool tail at ``at`` of a last_step record with the attention flag (the C
+        loader's checks in its order)."""
+        if flags & (_C["LAST_STEP_FLAG_BIDIR"] | _C["LAST_STEP_FLAG_MEAN"]):
+            raise self.fail("flags", "ATTN_FLAGS", flags)
+        if self.precision == _C_INT:
+            raise self.fail("flags", "ATTN_INT", flags)
+        r = self.unpack(LAYOUT["attnpool"], at)
+        a, f = r["attention_size"], r["features"]
+        if not 1 <= a <= _C["FILE_MAX_FEATURES"]:
+            raise self.fail("attnpool.attention_size", "RANGE", a, 1, _C["FILE_MAX_FEATURES"])
+        if f != self.feat:
+            raise self.fail("attnpool.features", "EXPECT", f, self.feat)
+        w = self.get_vector("attnpool.weight", r["weight"], a * f)
+        b = self.get_vector("attnpool.bias", r["bias"], a)
+        v = self.get_vector("attnpool.score", r["score"], a)
+        self.last_step_attention = {"weight": w.reshape(a, f), "bias": b, "score": v}
+
     def load_embedding(self, names: tuple[str, str, str], num: int, dim: int, ref) -> None:
         if not 1 <= num <= _C["FILE_MAX_VOCAB"]:
             raise self.fail(names[0], "RANGE", num, 1, _C["FILE_MAX_VOCAB"])
@@ -2232,15 +2291,21 @@ class _Loader:
             self.load_layer("cell", r, [pos + d0, pos + d0 + cw.size if ndir == 2 else None], r["w_hh_sums"],
                             pos + d0 + cw.size * ndir if opt else None)
         elif kind == RECORD_KINDS["last_step"]:
-            st = LAYOUT["rec_last_step"]
-            if size != st.size:
+            st, tail = LAYOUT["rec_last_step"], LAYOUT["attnpool"]
+            if size < st.size:
                 raise self.fail("size", "EXPECT", size, st.size)
-            self.check_reserved(st, pos)
             flags = self.unpack(st, pos)["flags"]
-            known = _C["LAST_STEP_FLAG_BIDIR"] | _C["LAST_STEP_FLAG_MEAN"]
+            attn = bool(flags & _C["LAST_STEP_FLAG_ATTN"])
+            want = st.size + (tail.size if attn else 0)
+            if size != want:
+                raise self.fail("size", "EXPECT", size, want)
+            self.check_reserved(st, pos)
+            known = _C["LAST_STEP_FLAG_BIDIR"] | _C["LAST_STEP_FLAG_MEAN"] | _C["LAST_STEP_FLAG_ATTN"]
             if flags & ~known:
                 raise self.fail("flags", "FLAGS", flags, known)
-            if flags & _C["LAST_STEP_FLAG_MEAN"]:
+            if attn:
+                self.load_attention(flags, pos + st.size)
+            elif flags & _C["LAST_STEP_FLAG_MEAN"]:
                 if flags & _C["LAST_STEP_FLAG_BIDIR"]:
                     raise self.fail("flags", "MEAN_BIDIR", flags)
                 if self.precision == _C_INT:
@@ -2466,7 +2531,8 @@ def _describe(ld: _Loader) -> dict:
     out: dict[str, Any] = {"precision": precision, "input_size": ld.input_size, "embedding": None,
                            "last_step": ld.last_step is not None,
                            "last_step_bidirectional": bool(ld.last_step),
-                           "last_step_mean": ld.last_step_mean}
+                           "last_step_mean": ld.last_step_mean,
+                           "last_step_attention": ld.last_step_attention}
     if ld.embedding is not None:
         num, dim, w = ld.embedding
         out["embedding"] = {"weight": w.reshape(num, dim)}

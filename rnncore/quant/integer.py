@@ -472,6 +472,9 @@ def _float_step(cell: str, lbr: bool, w, x, h, c):
 def _check_unidirectional(spec: ModelSpec) -> None:
     if spec.embedding is not None:
         raise ValueError("integer model: an embedding is not supported (give float features)")
+    if spec.last_step_attention is not None:
+        raise ValueError("integer model: attention pooling over time (AttentionPool) is not supported; "
+                         "integer models pool the last step (LastStep) or none")
     if spec.last_step_mean:
         raise ValueError("integer model: mean pooling over time (MaskedMean) is not supported; integer "
                          "models pool the last step (LastStep) or none")

@@ -145,11 +145,15 @@ class QModel:
     last_step_mean: bool = False
     #: the per-step records between recurrent layers: ``mid[l]`` on layer ``l``'s output
     mid: list = field(default_factory=list)
+    #: with ``last_step``: the pooling is attention over the valid steps (``rc.nn.AttentionPool``):
+    #: ``{"weight": (A, F), "bias": (A,), "score": (A,)}`` float32, applied in float
+    last_step_attention: dict | None = None
 
     def __repr__(self) -> str:
         head = None if self.head is None else (np.shape(self.head.w.q), self.head.activation)
         scales = "static" if any(layer.x_scale is not None for layer in self.layers) else "dynamic"
-        stack = stack_text(self.embedding, self.layers, self.last_step, head, self.last_step_mean)
+        stack = stack_text(self.embedding, self.layers, self.last_step, head, self.last_step_mean,
+                           self.last_step_attention)
         return (f"QModel({stack}, int8 weights, "
                 f"{scales} activation scales)")
 
@@ -203,7 +207,9 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None,
         head = QLinear(QMatrix.from_float(spec.head.weight), b, spec.head.activation, head_scale)
     emb = None if spec.embedding is None else np.asarray(spec.embedding, F32)
     return QModel(layers, emb, spec.last_step, head, spec.last_step_bidirectional,
-                  last_step_mean=spec.last_step_mean)
+                  last_step_mean=spec.last_step_mean,
+                  last_step_attention=None if spec.last_step_attention is None else {
+                      k: np.asarray(v, F32) for k, v in spec.last_step_attention.items()})
 
 
 # ------------------------------------------------------------------------------------------
@@ -765,6 +771,13 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
         post = (_steps(model, "post", x, per_step_float) if reach is None else
                 _records(model, model.post, x, reach))
         x = np.where(valid[..., None], post, 0).astype(dt)
+    attn = getattr(model, "last_step_attention", None) if model.last_step else None
+    if attn is not None:
+        pooled = attention_pool(attn, x, valid, dt)
+        pooled = _steps(model, "post_pooled", pooled, per_step_float)
+        if record is not None:
+            record("head", None, None, pooled, lengths > 0)
+        return _head(model, pooled, dt), final
     if model.last_step and getattr(model, "last_step_mean", False):
         # the mean over the valid steps (docs/equations.md, "Mean pooling"): the sum in step order
         # in the model's dtype (float32: what the C core adds), then one division by the count;
@@ -810,6 +823,63 @@ def q8_forward(qmodel: QModel, X, lengths=None, state=None):
     return forward(qmodel, X, lengths, state)
 
 
+def attention_score(attn: dict, x: np.ndarray, dt) -> np.ndarray:
+    """The scores ``e (B,)`` of rows ``x (B, F)``: ``e = sum_a v[a] tanh(z[a] + b[a])``,
+    ``z[a] = sum_k W[a, k] x[k]``, every sum in ``dt`` in index order (float32: csrc/src/model.c
+    ``attn_score``, one rounding per operation)."""
+    dt = np.dtype(dt)
+    w, b, v = (np.asarray(attn[k], dt) for k in ("weight", "bias", "score"))
+    z = np.zeros((x.shape[0], w.shape[0]), dt)
+    for k in range(w.shape[1]):
+        z = (z + (w[:, k][None, :] * x[:, k, None]).astype(dt)).astype(dt)
+    u = np.tanh((z + b).astype(dt))
+    e = np.zeros(x.shape[0], dt)
+    for a in range(w.shape[0]):
+        e = (e + (v[a] * u[:, a]).astype(dt)).astype(dt)
+    return e
+
+
+def attention_pool(attn: dict, x: np.ndarray, valid: np.ndarray, dt) -> np.ndarray:
+    """Attention pooling (docs/equations.md, "Attention pooling") of ``x (B, T, F)`` over the steps
+    ``valid (B, T)``, by the online softmax the C core runs, in ``dt``: per valid step, with the
+    step's score ``e`` and the row's running max ``m``, sum ``s`` and weighted sum ``acc`` (all
+    zero before the first step, which sets ``m = e, s = 1, acc = x_t``)::
+
+        e > m:  c = exp(m - e); acc = acc * c + x_t; s = s * c + 1; m = e
+        else:   p = exp(e - m); acc = acc + p * x_t; s = s + p
+
+    ``exp`` in float64, rounded to ``dt``; the pooled row is ``acc / s`` (zeros without a step).
+    Returns ``(B, F)``."""
+    dt = np.dtype(dt)
+    one = dt.type(1)
+    bsz, steps, f = x.shape
+    acc = np.zeros((bsz, f), dt)
+    mx = np.zeros(bsz, dt)
+    sm = np.zeros(bsz, dt)
+    for t in range(steps):
+        xt = np.asarray(x[:, t], dt)
+        e = attention_score(attn, xt, dt)
+        first = sm == 0
+        grow = ~first & (e > mx)
+        d = np.where(first, 0, np.where(grow, mx - e, e - mx)).astype(dt)
+        g = np.exp(d.astype(np.float64)).astype(dt)
+        gc = g[:, None]
+        new_acc = np.where(first[:, None], xt,
+                           np.where(grow[:, None], ((acc * gc).astype(dt) + xt).astype(dt),
+                                    (acc + (gc * xt).astype(dt)).astype(dt)))
+        new_sm = np.where(first, one, np.where(grow, ((sm * g).astype(dt) + one).astype(dt),
+                                                (sm + g).astype(dt))).astype(dt)
+        new_mx = np.where(first | grow, e, mx).astype(dt)
+        ok = np.asarray(valid[:, t]).reshape(bsz)
+        acc = np.where(ok[:, None], new_acc, acc)
+        sm = np.where(ok, new_sm, sm)
+        mx = np.where(ok, new_mx, mx)
+    out = np.zeros((bsz, f), dt)
+    has = sm > 0
+    out[has] = (acc[has] / sm[has, None]).astype(dt)
+    return out
+
+
 def qmodel_from_rnc(d: dict) -> QModel:
     """The :class:`QModel` of a q8 (or q4: int4 values, the same arithmetic) ``.rnc`` file, from
     :func:`rnncore.io.rnc.read_rnc`'s description: the *stored* integer weights and scales, so the
@@ -838,4 +908,5 @@ def qmodel_from_rnc(d: dict) -> QModel:
     return QModel(layers, None if emb is None else np.asarray(emb["weight"], F32), bool(d.get("last_step")),
                   qhead, bool(d.get("last_step_bidirectional")), list(d.get("front") or []),
                   list(d.get("post") or []), list(d.get("post_pooled") or []),
-                  last_step_mean=bool(d.get("last_step_mean")), mid=[list(m) for m in d.get("mid") or []])
+                  last_step_mean=bool(d.get("last_step_mean")),
+                  last_step_attention=d.get("last_step_attention"), mid=[list(m) for m in d.get("mid") or []])
