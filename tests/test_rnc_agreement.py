@@ -76,9 +76,12 @@ def test_reader_and_loader_agree_on_every_mutated_file():
     # optional kernel groups: tests/test_c_core.py reaches it; INT_S16_BOUND needs a row of
     # hundreds of inputs: tests/test_rnc_int.py reaches it in both, as it does INT_SCALE_MAX; the
     # 16 x 16 frame_conv's weight checks Q16_MIN / Q16_PAD: no seed here has such a record,
-    # tests/test_engine_front_q16.py reaches both in both loaders)
+    # tests/test_engine_front_q16.py reaches both in both loaders; HALVES_ODD, an odd width before
+    # a mul_halves record, as MAG_ODD: tests/test_keras_merge.py reaches it in both; ATTN_INT, the
+    # attention flag in an integer file: its 48-byte record holds float tensors no integer seed has,
+    # and the writer refuses to write one, so no edit here or elsewhere reaches it yet)
     unreached = sorted(set(LAYOUT.messages) - set(HIT) - {"LEFT_OUT", "INT_S16_BOUND", "INT_SCALE_MAX",
-                                                           "Q16_MIN", "Q16_PAD"})
+                                                           "Q16_MIN", "Q16_PAD", "HALVES_ODD"})
     assert len(unreached) <= 14, unreached
 
 

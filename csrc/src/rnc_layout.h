@@ -54,7 +54,7 @@
     S(rec_pool_time, 32)  /* v2: max / average pooling over time (front-end, window in the state) */ \
     S(timepad, 16)        /* v2: padding over time, after a conv_time / pool_time record (optional) */ \
     S(fconvq16, 8)        /* v2 q8 files: after a frame_conv's fconvq8 tail, its 16 x 16 form (optional) */ \
-    S(rec_mul_halves, 8)  /* v2: the product of the two halves of each step's features (kind 14) */
+    S(rec_mul_halves, 8)  /* v2: the product of the two halves of each step's features (kind 14) */ \
     S(attnpool, 32)       /* v2: after a last_step record with RNC_LAST_STEP_FLAG_ATTN (then 48 bytes) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
