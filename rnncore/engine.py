@@ -824,7 +824,9 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
     Parameters
     ----------
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, or an ``rc.nn.Sequential`` of
-        ``[Embedding] + recurrent layers + [LastStep | MaskedMean] + [Linear]`` (Dropout is skipped), a
+        ``[Embedding | front-end] + recurrent layers (per-step layers and residuals between and around
+        them) + [LastStep | MaskedMean | AttentionPool] + [per-step layers] + [Linear]`` (Dropout is
+        skipped; the full list is in the refusal ``compile`` gives for anything else), a
         :class:`~rnncore.quant.ModelSpec`, or an imported ``OnnxGraph`` the lowering follows
         (docs/importers.md, "ONNX: whole graphs" and "Compiling a sequence graph"): a graph whose
         data is ``(T, B, F)`` runs as ``engine.run(x.transpose(1, 0, 2)).transpose(1, 0, 2)``;
