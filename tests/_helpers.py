@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import pathlib
 import re
+import struct
 import sys
+import zlib
 
 import numpy as np
 import pytest
 
 import rnncore as rc
-from rnncore.io.rnc import RncFormatError, check_rnc, read_rnc
+from rnncore.io.rnc import RECORD_KINDS, RncFormatError, check_rnc, read_rnc
 from rnncore.quant.reference import qmodel_from_rnc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
@@ -70,3 +72,20 @@ def refused_alike(data: bytes, want: str, status: str | None = None, load=rc.loa
         assert e.value.status == status
     with pytest.raises(ValueError, match=re.escape(want)):
         load(data)
+
+
+def fix_crc(b: bytearray) -> bytes:
+    """An edited ``.rnc`` file with its checksum set again, so a reader reaches the edited field."""
+    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])) & 0xFFFFFFFF)
+    return bytes(b)
+
+
+def record_at(data: bytes, kind: str) -> int:
+    """The byte offset of the first record of ``kind`` (a name of ``RECORD_KINDS``) in a v2 file."""
+    n, pos = struct.unpack_from("<I", data, 28)[0], 64
+    for _ in range(n):
+        k, size = struct.unpack_from("<II", data, pos)
+        if k == RECORD_KINDS[kind]:
+            return pos
+        pos += size
+    raise AssertionError(f"no {kind} record")

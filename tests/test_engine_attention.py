@@ -16,11 +16,10 @@ import re
 import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
-from _helpers import c_equals_q8_reference, randn32
+from _helpers import c_equals_q8_reference, fix_crc, randn32, record_at
 from child_env import child_env
 from export_c_run import exported_outputs
 
@@ -217,20 +216,8 @@ def test_a_model_with_a_conv1d_front_end_keeps_windows_and_the_attention():
 
 
 # -- the file -------------------------------------------------------------------------------------
-def _fix_crc(b: bytearray) -> bytes:
-    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])) & 0xFFFFFFFF)
-    return bytes(b)
-
-
 def _last_step_at(data: bytes) -> int:
-    """The offset of the last_step record."""
-    n, pos = struct.unpack_from("<I", data, 28)[0], 64
-    for _ in range(n):
-        kind, size = struct.unpack_from("<II", data, pos)
-        if kind == RECORD_KINDS["last_step"]:
-            return pos
-        pos += size
-    raise AssertionError("no last_step record")
+    return record_at(data, "last_step")
 
 
 def _refused(data: bytes, want: str, status: str = "CORRUPT") -> None:
@@ -244,7 +231,7 @@ def _refused(data: bytes, want: str, status: str = "CORRUPT") -> None:
 def _edit(data: bytes, at: int, fmt: str, *values) -> bytes:
     b = bytearray(data)
     struct.pack_into(fmt, b, at, *values)
-    return _fix_crc(b)
+    return fix_crc(b)
 
 
 def test_the_file_round_trips_and_both_loaders_refuse_the_same_corruptions():

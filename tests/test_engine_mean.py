@@ -15,11 +15,10 @@ import pathlib
 import re
 import struct
 import sys
-import zlib
 
 import numpy as np
 import pytest
-from _helpers import randn32
+from _helpers import fix_crc, randn32, record_at
 from export_c_run import exported_outputs
 
 import rnncore as rc
@@ -242,21 +241,8 @@ def test_a_mean_model_with_a_conv1d_front_end_keeps_windows_and_the_mean():
 
 
 # -- the file -------------------------------------------------------------------------------------
-def _fix_crc(b: bytearray) -> bytes:
-    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])) & 0xFFFFFFFF)
-    return bytes(b)
-
-
 def _last_step_flags_at(data: bytes) -> int:
-    from rnncore.io.rnc import RECORD_KINDS
-
-    n, pos = struct.unpack_from("<I", data, 28)[0], 64
-    for _ in range(n):
-        kind, size = struct.unpack_from("<II", data, pos)
-        if kind == RECORD_KINDS["last_step"]:
-            return pos + 8
-        pos += size
-    raise AssertionError("no last_step record")
+    return record_at(data, "last_step") + 8
 
 
 def test_the_file_round_trips_and_both_loaders_refuse_the_same_bad_flags():
@@ -273,7 +259,7 @@ def test_the_file_round_trips_and_both_loaders_refuse_the_same_bad_flags():
                         (10, "flags: 0xa has unknown bits (known: 0x7)")):
         b = bytearray(e.data)
         struct.pack_into("<I", b, at, flags)
-        bad = _fix_crc(b)
+        bad = fix_crc(b)
         with pytest.raises(RncFormatError, match=re.escape(want)) as py:
             check_rnc(bad)
         with pytest.raises(ValueError, match=re.escape(want)):
@@ -292,7 +278,7 @@ def test_an_integer_file_with_the_mean_flag_is_refused_by_both():
     data = write_int_rnc(qi.quantize_int_model(m, cal, "gemmlowp"))
     b = bytearray(data)
     struct.pack_into("<I", b, _last_step_flags_at(data), 2)
-    bad = _fix_crc(b)
+    bad = fix_crc(b)
     want = "flags: 0x2: mean pooling (0x2) in an integer file (integer models pool the last step)"
     with pytest.raises(RncFormatError, match=re.escape(want)):
         check_rnc(bad)
