@@ -8,7 +8,6 @@ import pathlib
 import re
 import struct
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from rnncore.quant.reference import qmodel_from_rnc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
 import gen_vectors  # noqa: E402
+from rnc_mutations import fix_crc  # noqa: E402,F401  (an edited file's checksum set again)
 
 ISAS = rc.isa()["available"]
 
@@ -72,12 +72,6 @@ def refused_alike(data: bytes, want: str, status: str | None = None, load=rc.loa
         assert e.value.status == status
     with pytest.raises(ValueError, match=re.escape(want)):
         load(data)
-
-
-def fix_crc(b: bytearray) -> bytes:
-    """An edited ``.rnc`` file with its checksum set again, so a reader reaches the edited field."""
-    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])) & 0xFFFFFFFF)
-    return bytes(b)
 
 
 def record_at(data: bytes, kind: str) -> int:

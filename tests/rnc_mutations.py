@@ -259,6 +259,7 @@ def seed_files() -> dict[str, bytes]:
 
 
 def fix_crc(b: bytearray) -> bytes:
+    """An edited ``.rnc`` file with its checksum set again, so a reader reaches the edited field."""
     struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])) & 0xFFFFFFFF)
     return bytes(b)
 

@@ -8,10 +8,10 @@ run without crashing.
 from __future__ import annotations
 
 import struct
-import zlib
 
 import numpy as np
 import pytest
+from _helpers import fix_crc
 
 import rnncore as rc
 from rnncore.engine import Engine
@@ -25,12 +25,6 @@ F32 = np.float32
 def model_bytes():
     m = rc.nn.Sequential(rc.nn.GRU(3, 5, num_layers=2, seed=0), rc.nn.layers.Linear(5, 2, seed=1))
     return {p: rc.compile(m, precision=p).data for p in ("f32", "q8")}
-
-
-def _fix_crc(b: bytearray) -> bytes:
-    size = struct.unpack_from("<I", b, 8)[0]
-    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:size])) & 0xFFFFFFFF)
-    return bytes(b)
 
 
 @pytest.mark.parametrize("precision", ["f32", "q8"])
@@ -60,7 +54,7 @@ def test_wrong_magic_and_version(model_bytes):
     b = bytearray(model_bytes["f32"])
     struct.pack_into("<I", b, LAYOUT["hdr2"].fields["version"].offset, 3)
     with pytest.raises(ValueError, match="(?i)version"):
-        rc.load(_fix_crc(b))
+        rc.load(fix_crc(b))
 
 
 def test_oversized_declared_size_and_counts(model_bytes):
@@ -76,7 +70,7 @@ def test_oversized_declared_size_and_counts(model_bytes):
         b = bytearray(data)
         struct.pack_into("<I", b, off, val)
         with pytest.raises(ValueError, match="rnc"):
-            rc.load(_fix_crc(b))
+            rc.load(fix_crc(b))
     # version 1 files too (layers, input_size, head_out)
     v1 = write_rnc(read_rnc(data), version=1)
     f1 = LAYOUT["hdr1"].fields
@@ -84,7 +78,7 @@ def test_oversized_declared_size_and_counts(model_bytes):
         b = bytearray(v1)
         struct.pack_into("<I", b, f1[name].offset, val)
         with pytest.raises(ValueError, match="rnc"):
-            rc.load(_fix_crc(b))
+            rc.load(fix_crc(b))
     # a longer buffer than the declared file size is fine (ignored tail)
     eng = rc.load(model_bytes["q8"] + b"\0" * 100)
     assert eng.output_size == 2
@@ -109,15 +103,15 @@ def test_v2_record_sequences_the_core_cannot_run_are_unsupported(model_bytes):
         struct.pack_into("<I", b, lin, kind)
         with pytest.raises(ValueError, match="not supported" if kind != RECORD_KINDS["recurrent"]
                            else "inconsistent"):
-            rc.load(_fix_crc(b))
+            rc.load(fix_crc(b))
     b = bytearray(data)
     struct.pack_into("<I", b, LAYOUT["hdr2"].size, RECORD_KINDS["linear"])  # a head first
     with pytest.raises(ValueError, match="not supported"):
-        rc.load(_fix_crc(b))
+        rc.load(fix_crc(b))
     b = bytearray(data)
     struct.pack_into("<I", b, lin + 4, 40)  # a record size that no longer fills records_size
     with pytest.raises(ValueError, match="inconsistent"):
-        rc.load(_fix_crc(b))
+        rc.load(fix_crc(b))
 
 
 @pytest.mark.parametrize("precision", ["f32", "q8"])
@@ -132,7 +126,7 @@ def test_structural_corruption_with_a_valid_checksum_never_crashes(model_bytes, 
         for pos in rng.integers(16, 128 + 2 * 128, rng.integers(1, 4)):
             b[pos] = rng.integers(0, 256)
         try:
-            eng = rc.load(_fix_crc(b))
+            eng = rc.load(fix_crc(b))
         except ValueError as e:
             assert str(e)
             rejected += 1

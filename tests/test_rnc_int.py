@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import fix_crc
 from child_env import child_env
 
 import rnncore as rc
@@ -264,12 +265,6 @@ def test_spec_from_rnc_refuses_an_integer_file_with_a_pointer():
         spec_from_rnc(d)
 
 
-def _fix_crc(b) -> bytes:
-    from rnc_mutations import fix_crc
-
-    return fix_crc(b)
-
-
 def _refused_alike(bad: bytes, want: str) -> None:
     """check_rnc (Python) and the C loader refuse ``bad`` with the same line."""
     import re
@@ -313,14 +308,14 @@ def test_int16_input_round_trip_and_refusals():
     assert struct.unpack_from("<I", data, q0 + flags)[0] == C["CELLINT_INPUT_S16"]
     b = bytearray(data)
     struct.pack_into("<I", b, q1 + flags, C["CELLINT_INPUT_S16"])
-    _refused_alike(_fix_crc(b), "record 1 (recurrent, layer 1): flags: 0x2: an int16 input (0x2) is for "
+    _refused_alike(fix_crc(b), "record 1 (recurrent, layer 1): flags: 0x2: an int16 input (0x2) is for "
                                 "the first layer only")
     b = bytearray(data)
     struct.pack_into("<I", b, q0 + flags, C["CELLINT_INPUT_S16"] | 4)
-    _refused_alike(_fix_crc(b), "record 0 (recurrent, layer 0): flags: ")
+    _refused_alike(fix_crc(b), "record 0 (recurrent, layer 0): flags: ")
     b = bytearray(data)
     struct.pack_into("<i", b, q0 + x_zp, 3)
-    _refused_alike(_fix_crc(b), "record 0 (recurrent, layer 0): x_zp: 3, expected 0")
+    _refused_alike(fix_crc(b), "record 0 (recurrent, layer 0): x_zp: 3, expected 0")
     # past the bound: a GRU of 300 inputs whose W_ih rows are all +-127 (300 127 2^15 =
     # 1,248,460,800), then b_ih[2] = 2^30 - 1 (a valid bias) in the file
     rng = np.random.default_rng(2)
@@ -332,7 +327,7 @@ def test_int16_input_round_trip_and_refusals():
     b = bytearray(big)
     struct.pack_into("<i", b, cw["b_ih"][0] + 4 * 2, 2**30 - 1)   # (offset, nbytes)
     total = 2**30 - 1 + 32768 * 300 * 127
-    _refused_alike(_fix_crc(b), f"record 0 (recurrent, layer 0): dir0.w_ih: row 2: |b_ih| + 2^15 sum |w_ih| "
+    _refused_alike(fix_crc(b), f"record 0 (recurrent, layer 0): dir0.w_ih: row 2: |b_ih| + 2^15 sum |w_ih| "
                                 f"is {total}, expected <= 2147483647")
 
 

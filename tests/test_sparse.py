@@ -23,10 +23,10 @@ from __future__ import annotations
 import pathlib
 import struct
 import sys
-import zlib
 
 import numpy as np
 import pytest
+from _helpers import fix_crc
 from engine_report import record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -175,11 +175,6 @@ def test_block_density_and_pack_roundtrip():
 
 # ------------------------------------------------------------------------------------------
 # the loader's refusals, C and Python alike
-def _fix_crc(b: bytearray) -> bytes:
-    struct.pack_into("<I", b, 12, zlib.crc32(bytes(b[16:])) & 0xFFFFFFFF)
-    return bytes(b)
-
-
 def _verdicts(data):
     try:
         read_rnc(data)
@@ -231,7 +226,7 @@ def _mutations():
 def test_sparse_refusals_agree_between_c_and_python(what, at, new):
     data, _, _ = _sparse_file()
     data[at:at + len(new)] = new
-    py, c = _verdicts(_fix_crc(data))
+    py, c = _verdicts(fix_crc(data))
     assert (py is None) == (c is None), (what, py, c)
     assert py is not None, what
     assert py in c, (what, py, c)
@@ -363,7 +358,7 @@ def _shared_mutations():
 def test_shared_refusals_agree_between_c_and_python(what, at, new):
     data, _, _ = _shared_file()
     data[at:at + len(new)] = new
-    py, c = _verdicts(_fix_crc(data))
+    py, c = _verdicts(fix_crc(data))
     assert (py is None) == (c is None), (what, py, c)
     assert py is not None, what
     assert py in c, (what, py, c)
@@ -375,7 +370,7 @@ def test_shared_flag_on_an_rnn_layer_is_refused_by_name():
     assert lf & 12
     at = LAYOUT["hdr2"].size + LAYOUT["rec_recurrent"].fields["flags"].offset
     struct.pack_into("<I", data, at, lf | (lf & 12) << 3)
-    py, c = _verdicts(_fix_crc(data))
+    py, c = _verdicts(fix_crc(data))
     assert py is not None and "gate-shared" in py and py in c, (py, c)
 
 
