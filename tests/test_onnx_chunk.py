@@ -246,6 +246,18 @@ def test_op15_state_plus_nonzero_is_refused_naming_the_add():
         rc.compile(g)
 
 
+def test_op15_state_plus_a_zero_that_does_not_broadcast_is_refused_naming_the_add():
+    """A zero constant whose shape does not broadcast with the state (an invalid graph) is refused by
+    the ``Add``'s name and both shapes, not with numpy's broadcast error."""
+    m = onnx.load(str(_path("silero_vad_16k_op15.onnx")))
+    zero = next(n for n in m.graph.node if n.output[0] == "/Constant_2_output_0")
+    zero.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.zeros(3, np.int64)))
+    g = _import("silero_vad_16k_op15.onnx", m.SerializeToString())
+    with pytest.raises(ValueError, match=r"node '/Add' \(Add\) adds a zero constant of shape \(3,\) to a "
+                       r"value of shape \(2, 1, 128\): the shapes do not broadcast"):
+        rc.compile(g)
+
+
 def test_silero_v4_chunk_graph_is_refused_at_its_first_node():
     """Silero VAD v4 (openwakeword 0.4.0, installed by .ci/run): its LSTMs run over the positions
     inside a chunk, which the chunk lowering does not follow; refused at the first node it cannot."""

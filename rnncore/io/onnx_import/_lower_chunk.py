@@ -159,7 +159,14 @@ class _ChunkLower(_Lower):
                 continue
             v = self.val.get(other)
             shape = v.get("shape") if v is not None else None
-            if shape is None or np.broadcast_shapes(tuple(shape), np.shape(z)) != tuple(shape):
+            if shape is None:
+                continue
+            try:
+                widened = np.broadcast_shapes(tuple(shape), np.shape(z)) != tuple(shape)
+            except ValueError:
+                self.refuse(f"adds a zero constant of shape {np.shape(z)} to a value of shape "
+                            f"{tuple(shape)}: the shapes do not broadcast")
+            if widened:
                 continue
             self.val[s.outputs[0]] = v
             return True
