@@ -700,17 +700,15 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
     """The per-step records of a (valid, v2) file by place: before the recurrent layers, after
     each recurrent layer (one list per layer: the records between it and the next, or after the
     last), after last_step (``frame_conv``, ``magnitude``, ``pointwise``)."""
-    import struct
-
     from rnncore.io.rnc import RECORD_KINDS
+    from rnncore.io.rnc_layout import LAYOUT, v2_records
 
     names = {v: k for k, v in RECORD_KINDS.items()}
     out: tuple[list, list, list] = ([], [], [])
-    if struct.unpack_from("<I", data, 4)[0] != 2:
-        return [], [[] for _ in range(struct.unpack_from("<I", data, 24)[0])], []
-    n, pos, place = struct.unpack_from("<I", data, 28)[0], 64, 0
-    for _ in range(n):
-        kind, size = struct.unpack_from("<II", data, pos)
+    if LAYOUT["hdr1"].unpack(data)["version"] != 2:
+        return [], [[] for _ in range(LAYOUT["hdr1"].unpack(data)["num_layers"])], []
+    place = 0
+    for kind, _pos, _size in v2_records(data):
         name = names.get(kind, "unknown")
         if name == "recurrent":
             place = 1
@@ -720,7 +718,6 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
         elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift", "conv_time",
                       "log_mel", "residual", "pool_time", "mul_halves"):
             (out[1][-1] if place == 1 else out[place]).append(name)
-        pos += size
     return out
 
 
@@ -731,32 +728,30 @@ def _conv_windows(data: bytes) -> list:
     countdown follows the window in ``rnc_state.win`` (rnncore.h); ``padded``: a padded pool_time or
     a conv_time padded beyond its reach (``left + right > P``), whose two counters (real steps taken,
     pad steps fed) follow (rnc_layout.h timepad)."""
-    import struct
-
     from rnncore.io.rnc import RECORD_KINDS
-    from rnncore.io.rnc_layout import LAYOUT
+    from rnncore.io.rnc_layout import LAYOUT, v2_records
 
-    if struct.unpack_from("<I", data, 4)[0] != 2:
-        return []
-    n, pos, out = struct.unpack_from("<I", data, 28)[0], 64, []
-    for _ in range(n):
-        kind, size = struct.unpack_from("<II", data, pos)
+    out = []
+    for kind, pos, size in v2_records(data):
         if kind == RECORD_KINDS["conv_time"]:
-            ci, _co, k, st, dl = struct.unpack_from("<5I", data, pos + 8)
+            r = LAYOUT["rec_conv_time"].unpack(data, pos)
+            ci, k, st, dl = r["in_channels"], r["kernel_size"], r["stride"], r["dilation"]
             p = dl * (k - 1)
             left, right = p, 0   # causal unless a timepad tail (the record's last 16 bytes) says otherwise
             if size in (LAYOUT["rec_conv_time"].size + LAYOUT["timepad"].size,
                         LAYOUT["rec_conv_time"].size + LAYOUT["fconvq8"].size + LAYOUT["timepad"].size):
-                left, right = struct.unpack_from("<2I", data, pos + size - LAYOUT["timepad"].size)
+                pad = LAYOUT["timepad"].unpack(data, pos + size - LAYOUT["timepad"].size)
+                left, right = pad["left"], pad["right"]
             out.append((p, ci, (p - left, st) if st > 1 or left < p else None, left + right > p))
         elif kind == RECORD_KINDS["pool_time"]:
-            ch, k, st, dl = struct.unpack_from("<4I", data, pos + 8)
+            r = LAYOUT["rec_pool_time"].unpack(data, pos)
+            ch, k, st, dl = r["channels"], r["kernel_size"], r["stride"], r["dilation"]
             p = dl * (k - 1)
             left = right = 0
             if size == LAYOUT["rec_pool_time"].size + LAYOUT["timepad"].size:
-                left, right = struct.unpack_from("<2I", data, pos + size - LAYOUT["timepad"].size)
+                pad = LAYOUT["timepad"].unpack(data, pos + size - LAYOUT["timepad"].size)
+                left, right = pad["left"], pad["right"]
             out.append((p, ch, (p - left, st) if p > left or st > 1 else None, bool(left or right)))
-        pos += size
     return out
 
 

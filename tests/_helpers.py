@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pathlib
 import re
-import struct
 import sys
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 
 import rnncore as rc
 from rnncore.io.rnc import RECORD_KINDS, RncFormatError, check_rnc, read_rnc
+from rnncore.io.rnc_layout import v2_records
 from rnncore.quant.reference import qmodel_from_rnc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
@@ -76,10 +76,7 @@ def refused_alike(data: bytes, want: str, status: str | None = None, load=rc.loa
 
 def record_at(data: bytes, kind: str) -> int:
     """The byte offset of the first record of ``kind`` (a name of ``RECORD_KINDS``) in a v2 file."""
-    n, pos = struct.unpack_from("<I", data, 28)[0], 64
-    for _ in range(n):
-        k, size = struct.unpack_from("<II", data, pos)
+    for k, pos, _size in v2_records(data):
         if k == RECORD_KINDS[kind]:
             return pos
-        pos += size
     raise AssertionError(f"no {kind} record")

@@ -178,3 +178,18 @@ def load() -> Layout:
 
 
 LAYOUT = load()
+
+
+def v2_records(data: bytes) -> list[tuple[int, int, int]]:
+    """``(kind, offset, size)`` of each record of a version 2 file, in file order; ``[]`` for a
+    version 1 file. No checks: for a file a reader has accepted (``read_rnc``, ``rc.load``)."""
+    hdr, rec = LAYOUT["hdr2"], LAYOUT["rec"]
+    head = hdr.unpack(data)
+    if head["version"] != 2:
+        return []
+    out, pos = [], hdr.size
+    for _ in range(head["num_records"]):
+        r = rec.unpack(data, pos)
+        out.append((r["kind"], pos, r["size"]))
+        pos += r["size"]
+    return out
