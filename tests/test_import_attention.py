@@ -187,6 +187,18 @@ def test_onnx_export_compiles_to_attention_pooling_against_onnxruntime(name, dyn
         np.testing.assert_allclose(g.run({"x": feed.astype(np.float64)})["y"], want, rtol=0, atol=1e-5)
 
 
+def test_near_uniform_attention_is_read_from_forward_not_taken_for_a_mean():
+    # W ~ 0: on any batch the weights are uniform within ~1e-5 and the output the mean over time
+    # within from_torch's check of a container's guesses; the traced forward says what it is
+    net = AttnNet(seed=3)
+    with torch.no_grad():
+        net.W.weight.mul_(1e-5)
+    m = rc.io.from_torch(net, dtype="float32")
+    assert [type(k).__name__ for k in m] == ["GRU", "AttentionPool", "Linear"]
+    X = _x((2, 30, 6), seed=4)
+    np.testing.assert_allclose(m.forward(X), _torch_out(net, X), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize(("form", "why"), [
     ("mean", r"node 'softmax' .*only over the features; over time, the importer recognises attention "
              r"pooling .*the weighted steps a \* x \('mul'\) are not summed over time"),
@@ -206,3 +218,31 @@ def test_onnx_refuses_a_mean_of_the_weighted_steps_by_name():
            r"pooling: scores e = v\(tanh\(W x\)\)")
     with pytest.raises(ValueError, match=why):
         rc.compile(g)
+
+
+class MaskedAttnNet(tnn.Module):
+    """Attention pooling over the steps a mask input marks valid (masked_fill(-inf) before the softmax)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.W = tnn.GRU(6, 8, batch_first=True), tnn.Linear(8, 5)
+        self.v, self.fc = tnn.Linear(5, 1), tnn.Linear(8, 3)
+
+    def forward(self, x, mask):
+        out, _ = self.rnn(x)
+        e = self.v(torch.tanh(self.W(out))).squeeze(-1)
+        a = torch.softmax(e.masked_fill(~mask, float("-inf")), dim=1)
+        return self.fc((a.unsqueeze(-1) * out).sum(1))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_onnx_refuses_a_mask_input_naming_the_node_and_lengths():
+    import io
+
+    f = io.BytesIO()
+    torch.onnx.export(MaskedAttnNet().eval(), (torch.randn(2, 5, 6), torch.ones(2, 5, dtype=torch.bool)), f,
+                      input_names=["x", "mask"], output_names=["y"], dynamo=False, opset_version=17,
+                      dynamic_axes={"x": {0: "b", 1: "T"}, "mask": {0: "b", 1: "T"}})
+    with pytest.raises(ValueError, match=r"node '/Not' \(Not\) reads the graph input 'mask', which is not a "
+                                         r"recurrent layer's state .*engine.run\(x, lengths\)"):
+        rc.compile(rc.io.from_onnx(f.getvalue()))

@@ -16,7 +16,10 @@ of each axis (batch ``B``, time ``T``, features ``F``):
   activations as modules, ``torch.relu(x)`` / ``F.relu`` / ``x.relu()`` (and sigmoid, tanh, gelu,
   hardsigmoid); ``nn.Softmax`` / ``torch.softmax`` / ``F.softmax`` / ``x.softmax()`` over the
   features (``rc.nn.Softmax``), and the same of ``log_softmax`` (``rc.nn.LogSoftmax``);
-  ``nn.Dropout`` / ``nn.Identity`` / ``.contiguous()`` are skipped.
+  ``nn.Dropout`` / ``nn.Identity`` / ``.contiguous()`` are skipped;
+* attention pooling over time, ``e = v(tanh(W(y)))``, ``a = softmax(e, time)``, ``(a * y).sum(time)``
+  or ``torch.bmm(a.transpose(1, 2), y).squeeze(1)`` (:func:`_match_attention`), is
+  ``rc.nn.AttentionPool``.
 
 The first layer fixes what the module's input is: a module that starts with ``nn.Conv1d``
 reads ``(B, C, T)``, one that transposes first reads ``(B, T, F)``. The imported model reads and

@@ -991,6 +991,11 @@ class _SeqLower:
             out = x
             assert F
         else:
+            extra = next((i for i in s.inputs if self.val.get(i, {}).get("k") == "gstate"), None)
+            if extra is not None:     # a graph input other than a recurrent state: a mask, most often
+                self.refuse(f"reads the graph input {extra!r}, which is not a recurrent layer's state (a "
+                            "mask of the valid steps, e.g. masked_fill before an attention softmax?)",
+                            "export without the mask and give the lengths to engine.run(x, lengths)")
             self.refuse("is not an op of the sequence chains this lowering follows")
         if op in ("Gemm", "MatMul", "Add", "Div") or (op == "Mul" and self.ops and self.ops[-1][2] is s
                                                       and self.ops[-1][0] == "linear"):
@@ -1398,7 +1403,10 @@ def lower_sequence_graph(g):
     * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid`` before the first or after the last recurrent
       layer, and ``Softmax`` / ``LogSoftmax`` over the features right after the last Linear, last;
     * ``Add(x, f(x))``, ``f`` the activations / Linears / residuals right after ``x`` (each op
-      reading the latest value): ``rc.nn.Residual(f)``.
+      reading the latest value): ``rc.nn.Residual(f)``;
+    * attention pooling over time after the last recurrent layer (``Softmax`` over the time axis of
+      ``v(tanh(W x))``, then ``ReduceSum(a * x)`` or ``Squeeze(MatMul(Transpose(a), x))``, see
+      :meth:`_SeqLower.attention_scores`): ``rc.nn.AttentionPool``.
 
     Returns
     -------
