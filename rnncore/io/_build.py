@@ -137,6 +137,25 @@ def pool(kind: str, bidirectional: bool = False) -> Module:
     raise ValueError(f"pool: expected 'last' or 'mean', got {kind!r}")
 
 
+def attention(weight: np.ndarray, bias: np.ndarray | None, score: np.ndarray,
+              dtype: str = "float64") -> Module:
+    """``rc.nn.AttentionPool`` with the projection ``weight (A, F)``, ``bias (A,)`` (zeros when None)
+    and the score vector ``score`` (``(A,)`` or ``(1, A)``). A bias of the score (``v . u_t + c``)
+    is the same for every step and cancels in the softmax over time, so it is not an argument."""
+    from rnncore.nn.layers import AttentionPool
+
+    weight = np.asarray(weight)
+    A, F = weight.shape
+    score = np.asarray(score)
+    if score.size != A:
+        raise ValueError(f"attention: the score vector has {score.size} entries, the projection {A} outputs")
+    layer = AttentionPool(F, A, dtype=dtype)
+    layer.proj.load_state_dict({"weight": weight, "bias": np.zeros(A) if bias is None else
+                                np.asarray(bias).reshape(A)})
+    layer.score.load_state_dict({"weight": score.reshape(1, A)})
+    return layer
+
+
 def sequential(layers: Sequence[Module]) -> Module:
     """One layer stays itself; several become ``rc.nn.Sequential``."""
     if len(layers) == 1:

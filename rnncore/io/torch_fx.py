@@ -16,7 +16,10 @@ of each axis (batch ``B``, time ``T``, features ``F``):
   activations as modules, ``torch.relu(x)`` / ``F.relu`` / ``x.relu()`` (and sigmoid, tanh, gelu,
   hardsigmoid); ``nn.Softmax`` / ``torch.softmax`` / ``F.softmax`` / ``x.softmax()`` over the
   features (``rc.nn.Softmax``), and the same of ``log_softmax`` (``rc.nn.LogSoftmax``);
-  ``nn.Dropout`` / ``nn.Identity`` / ``.contiguous()`` are skipped.
+  ``nn.Dropout`` / ``nn.Identity`` / ``.contiguous()`` are skipped;
+* attention pooling over time, ``e = v(tanh(W(y)))``, ``a = softmax(e, time)``, ``(a * y).sum(time)``
+  or ``torch.bmm(a.transpose(1, 2), y).squeeze(1)`` (:func:`_match_attention`), is
+  ``rc.nn.AttentionPool``.
 
 The first layer fixes what the module's input is: a module that starts with ``nn.Conv1d``
 reads ``(B, C, T)``, one that transposes first reads ``(B, T, F)``. The imported model reads and
@@ -71,6 +74,128 @@ class _State:
 
     def __init__(self, rnn, part) -> None:
         self.rnn, self.part = rnn, part
+
+
+class _Attention:
+    """A matched attention pooling: ``x`` (the pooled node), the projection ``W`` and score ``v``
+    modules, ``tdim`` (the time axis of ``x``), the nodes between ``x`` and the pooled output."""
+
+    def __init__(self, x, W, v, tdim: int, inner: set) -> None:
+        self.x, self.W, self.v, self.tdim, self.inner = x, W, v, tdim, inner
+
+
+_SOFTMAX = ("softmax",)
+_TANH = ("tanh",)
+
+
+def _fx_name(gm, node) -> str:
+    """What a node computes, one name for its module / function / method forms (``"softmax"``,
+    ``"tanh"``, ``"Linear"``, ``"mul"``, ...)."""
+    if node.op == "call_module":
+        kind = type(gm.get_submodule(node.target)).__name__
+        return {"Softmax": "softmax", "Tanh": "tanh"}.get(kind, kind)
+    if node.op in ("call_function", "call_method"):
+        t = node.target
+        return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+    return node.op
+
+
+def _fx_arg(node, k: int, key: str, default=None):
+    return node.args[k] if len(node.args) > k else node.kwargs.get(key, default)
+
+
+def _match_attention(gm, sm):
+    """The attention pooling around the softmax node ``sm``, or the reason it is not one (a str).
+
+    Recognised (``x`` (B, T, F) or (T, B, F), the same node read twice)::
+
+        e = v(tanh(W(x)))                      # W: Linear(F, A) (any bias), v: Linear(A, 1) (any bias)
+        a = softmax(e, dim=t)                  # or softmax(e.squeeze(-1), dim=t).unsqueeze(-1)
+        y = (a * x).sum(dim=t)                 # or torch.bmm(a.transpose(1, 2), x).squeeze(1), batch first
+    """
+    import torch.fx as fx
+
+    def one_user(n) -> bool:
+        return len(n.users) == 1
+
+    name = _fx_name(gm, sm)
+    if sm.op == "call_module":
+        dim = gm.get_submodule(sm.target).dim
+    else:
+        dim = _fx_arg(sm, 1, "dim")
+        if set(sm.kwargs) - {"dim", "_stacklevel", "dtype"} or sm.kwargs.get("dtype") is not None:
+            return "softmax with arguments other than dim"
+    if name not in _SOFTMAX or not isinstance(dim, int) or not sm.args or not isinstance(sm.args[0], fx.Node):
+        return "a softmax with a constant dim"
+    e = sm.args[0]
+    inner = {sm}
+    squeezed = False
+    if _fx_name(gm, e) == "squeeze" and _fx_arg(e, 1, "dim") in (-1, 2) and one_user(e):
+        inner.add(e)
+        e, squeezed = e.args[0], True
+    elif _fx_name(gm, e) == "getitem" and e.args[1] in ((Ellipsis, 0), (slice(None), slice(None), 0)) \
+            and one_user(e):
+        inner.add(e)
+        e, squeezed = e.args[0], True
+    if _fx_name(gm, e) != "Linear" or gm.get_submodule(e.target).out_features != 1 or not one_user(e):
+        return ("the scores e are not v(tanh(W(x))) with v an nn.Linear(A, 1) (optionally .squeeze(-1)), "
+                f"got {e.name!r} ({_fx_name(gm, e)})")
+    v = gm.get_submodule(e.target)
+    u = e.args[0]
+    if _fx_name(gm, u) not in _TANH or not one_user(u) or len(u.args) != 1:
+        return f"the scores e are not v(tanh(W(x))): v reads {u.name!r} ({_fx_name(gm, u)}), expected a tanh"
+    w = u.args[0]
+    if _fx_name(gm, w) != "Linear" or not one_user(w):
+        return (f"the scores e are not v(tanh(W(x))): tanh reads {w.name!r} ({_fx_name(gm, w)}), expected "
+                "an nn.Linear")
+    W = gm.get_submodule(w.target)
+    x = w.args[0]
+    inner |= {e, u, w}
+    nd = 2 if squeezed else 3
+    if not -nd <= dim < nd:
+        return f"softmax over dim={dim} of {nd}-D scores"
+    tdim = dim % nd
+    # forward: a -> [unsqueeze(-1)] -> a * x -> sum(t)  |  a -> transpose(1, 2) -> bmm(., x) -> squeeze(1)
+    a = sm
+    if not one_user(a):
+        return "the attention weights are used more than once"
+    nxt = next(iter(a.users))
+    if squeezed:
+        ok = (_fx_name(gm, nxt) == "unsqueeze" and _fx_arg(nxt, 1, "dim") in (-1, 2)) or (
+            _fx_name(gm, nxt) == "getitem"
+            and nxt.args[1] in ((Ellipsis, None), (slice(None), slice(None), None)))
+        if not ok or not one_user(nxt):
+            return (f"the squeezed attention weights are read by {nxt.name!r} ({_fx_name(gm, nxt)}), "
+                    "expected .unsqueeze(-1)")
+        inner.add(nxt)
+        a, nxt = nxt, next(iter(nxt.users))
+    kind = _fx_name(gm, nxt)
+    if kind in ("mul", "imul") and len(nxt.args) == 2 and set(nxt.args) == {a, x} and not nxt.kwargs:
+        red = next(iter(nxt.users)) if one_user(nxt) else None
+        if red is None or _fx_name(gm, red) != "sum" or red.args[0] is not nxt:
+            return f"the weighted steps a * x ({nxt.name!r}) are not summed over time (.sum(dim))"
+        d = _fx_arg(red, 1, "dim")
+        d = d[0] if isinstance(d, tuple | list) and len(d) == 1 else d
+        keep = _fx_arg(red, 2, "keepdim", False)
+        if not isinstance(d, int) or d % 3 != tdim or keep or red.kwargs.get("dtype"):
+            return (f"the weighted steps are summed over dim={d} (keepdim={keep}), expected the softmax's "
+                    f"time dim {tdim}, keepdim=False")
+        inner.add(nxt)
+        return red, _Attention(x, W, v, tdim, inner)
+    if kind in ("transpose", "permute") and tdim == 1 and one_user(nxt):
+        perm = tuple(int(p) % 3 for p in (nxt.args[1:] if kind == "transpose" else
+                                          (nxt.args[1] if len(nxt.args) == 2 else nxt.args[1:])))
+        if (kind == "transpose" and sorted(perm) == [1, 2]) or perm == (0, 2, 1):
+            mm = next(iter(nxt.users))
+            if _fx_name(gm, mm) in ("bmm", "matmul") and tuple(mm.args) == (nxt, x) and one_user(mm):
+                sq = next(iter(mm.users))
+                if _fx_name(gm, sq) == "squeeze" and _fx_arg(sq, 1, "dim") in (1, -2):
+                    inner |= {nxt, mm}
+                    return sq, _Attention(x, W, v, tdim, inner)
+            return ("the transposed attention weights are not pooled as torch.bmm(a.transpose(1, 2), x)"
+                    ".squeeze(1)")
+    return (f"the attention weights are read by {nxt.name!r} ({kind}), expected a * x summed over time or "
+            "torch.bmm(a.transpose(1, 2), x).squeeze(1)")
 
 
 class _Tracer:
@@ -138,9 +263,18 @@ class _Tracer:
                 f"({type(e).__name__}: {e}); write it as a plain chain of layers and transposes") from e
         vals: dict = {}
         data_node = None
+        self.attn, self.attn_why, inner = {}, {}, set()
+        for n in gm.graph.nodes:
+            if _fx_name(gm, n) in _SOFTMAX:
+                found = _match_attention(gm, n)
+                if isinstance(found, str):
+                    self.attn_why[n] = found
+                else:
+                    self.attn[found[0]] = found[1]
+                    inner |= found[1].inner
         live = {n for n in gm.graph.nodes if n.users or n.op == "output"}
         for node in gm.graph.nodes:
-            if node not in live:
+            if node not in live or node in inner:
                 continue
             if node.op == "placeholder":
                 if data_node is not None:
@@ -162,8 +296,9 @@ class _Tracer:
                 if not isinstance(v, _Data) or v.pad:
                     self.refuse(node, "the output is not the data (a tuple, a state or padded data)")
                 return v
-            args = [vals.get(a, a) if isinstance(a, fx.Node) else a for a in node.args]
-            srcs = [a for a in node.args if isinstance(a, fx.Node)]
+            node_args = (self.attn[node].x,) if node in self.attn else node.args
+            args = [vals.get(a, a) if isinstance(a, fx.Node) else a for a in node_args]
+            srcs = [a for a in node_args if isinstance(a, fx.Node)]
             if any(s not in vals for s in srcs):
                 self.refuse(node, "reads a value the importer does not track")
             n_data = len([s for s in srcs if isinstance(vals[s], _Data | _RnnOut | _State)])
@@ -196,6 +331,8 @@ class _Tracer:
         raise AssertionError("torch.fx graph without output")  # pragma: no cover
 
     def op(self, node, args, gm):
+        if node in self.attn:
+            return self.attention(node, args[0], self.attn[node])
         if node.op == "call_module":
             return self.call_module(node, gm.get_submodule(node.target), args)
         name = self._target(node)
@@ -255,6 +392,17 @@ class _Tracer:
         self.refuse(node, "not a layer or operation the importer understands; supported: "
                           f"{_SUPPORTED}, transpose/permute, y[:, -1], y.mean(1), h_n[-1], activations")
 
+    def attention(self, node, x, m: _Attention):
+        """``(softmax_t(v(tanh(W(x)))) * x).sum(t)``: ``rc.nn.AttentionPool`` (W, v copied; v's bias is
+        the same for every step and cancels in the softmax over time, so it is dropped)."""
+        self.need(node, x, "BTF" if m.tdim == 1 else "TBF" if m.tdim == 0 else "BFT")
+        if m.tdim == 2:
+            self.refuse(node, "attention pooling over the last axis: expected the time axis of (B, T, F) or "
+                              "(T, B, F) data")
+        self.add(_build.attention(_np(m.W.weight), None if m.W.bias is None else _np(m.W.bias),
+                                  _np(m.v.weight), self.dtype))
+        return _Data(("B", "F"))
+
     def softmax(self, node, x, dim, log: bool = False):
         """A (log-)softmax over the features (the data's ``F`` axis): ``rc.nn.Softmax`` / ``LogSoftmax``."""
         from rnncore.nn.pointwise import LogSoftmax, Softmax
@@ -263,7 +411,12 @@ class _Tracer:
             self.refuse(node, "softmax of something other than the data")
         labs = self.labels(x.axes)
         if dim is None or not -len(labs) <= int(dim) < len(labs) or labs[int(dim)] != "F":
-            self.refuse(node, f"softmax over dim={dim} of data {tuple(labs)}; only over the features")
+            why = self.attn_why.get(node)
+            att = "" if why is None or log else (
+                "; over time, the importer recognises attention pooling (e = v(tanh(W(x))), a = "
+                "softmax(e, time), (a * x).sum(time) or torch.bmm(a.transpose(1, 2), x).squeeze(1)), "
+                f"but here {why}")
+            self.refuse(node, f"softmax over dim={dim} of data {tuple(labs)}; only over the features{att}")
         self.add(LogSoftmax() if log else Softmax())
         return x
 

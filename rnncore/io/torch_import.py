@@ -19,9 +19,10 @@ reset-after form). What needs care is everything around them:
   ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules), or whose output none of the three
   interpretations above reproduces (``torch.softmax`` of the head, say), is read from its ``forward`` with
   ``torch.fx`` (:mod:`rnncore.io.torch_fx`): a chain of layers, transposes/permutes between
-  PyTorch's ``(B, C, T)`` and ``(B, T, F)``, ``y[:, -1]``, ``y.mean(1)``, ``h_n[-1]`` and
-  activation functions; the imported model reads and returns ``(B, T, F)``, and its
-  ``torch_layout`` says which axes the module's own input and output had.
+  PyTorch's ``(B, C, T)`` and ``(B, T, F)``, ``y[:, -1]``, ``y.mean(1)``, ``h_n[-1]``, attention
+  pooling over time (``rc.nn.AttentionPool``) and activation functions; the imported model reads
+  and returns ``(B, T, F)``, and its ``torch_layout`` says which axes the module's own input and
+  output had.
 
 torch is imported only inside :func:`from_torch`.
 """

@@ -673,6 +673,18 @@ def _reduce_mean(b, node, a, x):
     return [np.mean(x[0], axis=axes, keepdims=bool(int(a.get("keepdims", 1))))]
 
 
+def _reduce_sum(b, node, a, x):
+    """``ReduceSum``: axes from input 1 (opsets >= 13) or the attribute; none given: every axis
+    (``noop_with_empty_axes`` 1: the identity)."""
+    axes = x[1] if len(x) > 1 and x[1] is not None else a.get("axes")
+    if axes is None or np.size(axes) == 0:
+        if int(a.get("noop_with_empty_axes", 0)):
+            return [x[0]]
+        axes = range(np.ndim(x[0]))
+    axes = tuple(int(k) % np.ndim(x[0]) for k in np.atleast_1d(axes))
+    return [np.sum(x[0], axis=axes, keepdims=bool(int(a.get("keepdims", 1))))]
+
+
 def _hard_sigmoid_np(b, node, a, x):
     al, be = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
     return [np.clip(al * np.asarray(x[0]) + be, 0, 1)]
@@ -716,7 +728,8 @@ _PURE: dict = {
     "Sqrt": _unary(np.sqrt), "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Exp": _unary(np.exp),
     "Log": _unary(np.log), "Not": _unary(np.logical_not),
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True), "LeakyRelu": _leaky,
-    "Size": _size, "ReduceMean": _reduce_mean, "Split": _split,
+    "Size": _size, "ReduceMean": _reduce_mean, "ReduceSum": _reduce_sum,
+    "Split": _split,
 }
 
 
@@ -1016,7 +1029,7 @@ _LAYERS: dict = {
 }
 # ops whose output shape a runtime input other than the first gives (its values, not its shape)
 _SHAPE_ARGS = {"Reshape", "Slice", "Pad", "Expand", "ConstantOfShape", "Range", "Split", "ReduceMean",
-               "Squeeze", "Unsqueeze", "Tile", "Resize", "TopK", "OneHot"}
+               "ReduceSum", "Squeeze", "Unsqueeze", "Tile", "Resize", "TopK", "OneHot"}
 _SHAPE_ARG0 = {"ConstantOfShape", "Range"}     # ... or the first
 # constant folding of these needs no layer: fold with NumPy
 _FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_np), "Tanh": _unary(np.tanh),

@@ -885,7 +885,9 @@ class _SeqLower:
         op, a = s.op, s.attrs
         on_shape = s.inputs[0] in self.val and self.val[s.inputs[0]]["k"] == "shape"
         kinds = [self.val.get(i, {}).get("k") for i in s.inputs[:2]]
-        if op in ("Add", "Mul") and kinds == ["part", "part"]:
+        if "attn" in kinds:
+            out = self.attention_step(s, op, a)
+        elif op in ("Add", "Mul") and kinds == ["part", "part"]:
             out = self.merge(s, op)
         elif op in ("Mul", "Div") and "data" in kinds and any(i in self.g.consts for i in s.inputs[:2]):
             out = self.scale(s, op)
@@ -977,15 +979,23 @@ class _SeqLower:
         elif op in ("Softmax", "LogSoftmax"):
             x = self.get(s.inputs[0], ("data",))
             n = len(x["axes"])
-            F = self.features(x, "data")
             opset13 = getattr(self.g, "opset", 13) >= 13
             ax = int(a.get("axis", -1 if opset13 else 1)) % n
+            if op == "Softmax" and opset13 and x["axes"][ax][0] == "s":   # over time: attention pooling
+                self.val[s.outputs[0]] = self.attention_scores(s, x, ax)
+                return
+            F = self.features(x, "data")
             if ax != n - 1:
                 self.refuse(f"normalises over axis {ax}: expected the features (axis {n - 1})")
             self.ops.append(("act", _softmax_module(op == "LogSoftmax"), s))
             out = x
             assert F
         else:
+            extra = next((i for i in s.inputs if self.val.get(i, {}).get("k") == "gstate"), None)
+            if extra is not None:     # a graph input other than a recurrent state: a mask, most often
+                self.refuse(f"reads the graph input {extra!r}, which is not a recurrent layer's state (a "
+                            "mask of the valid steps, e.g. masked_fill before an attention softmax?)",
+                            "export without the mask and give the lengths to engine.run(x, lengths)")
             self.refuse("is not an op of the sequence chains this lowering follows")
         if op in ("Gemm", "MatMul", "Add", "Div") or (op == "Mul" and self.ops and self.ops[-1][2] is s
                                                       and self.ops[-1][0] == "linear"):
@@ -993,6 +1003,81 @@ class _SeqLower:
         for o in s.outputs[:1]:
             if o:
                 self.val[o] = out
+
+    # -- attention pooling over time -------------------------------------------------------------
+    _ATTN = ("attention pooling: scores e = v(tanh(W x)) of the data x (a MatMul by W (F, A) [+ bias], Tanh, "
+             "a MatMul by v (A, 1) [+ bias], each reading the one before), a = Softmax(e) over time "
+             "[Squeeze / Unsqueeze of e's last axis], then ReduceSum(a * x) over time (keepdims=0) or "
+             "Squeeze(MatMul(Transpose(a, (0, 2, 1)), x), 1)")
+
+    def attention_scores(self, s, e: dict, ax: int) -> dict:
+        """``Softmax`` of the scores ``e = v(tanh(W x))`` over the time axis: the three ops that made ``e``
+        are taken back (they are the pooling's own), and the weights ``a`` are followed to the pooling
+        (:meth:`attention_step`)."""
+        n = len(e["axes"])
+        if e["axes"][ax] != ("s", (self.tsym,)) or not self.nrec:
+            self.refuse(f"normalises over axis {ax}, a sequence axis other than the recurrent layers' time "
+                        f"axis: expected the features (axis {n - 1}), or {self._ATTN}")
+        p = len(self.ops) - 3
+        tail = self.ops[max(p, 0):]
+        if p < 0 or [t[0] for t in tail] != ["linear", "act", "linear"] or tail[1][2].op != "Tanh" \
+                or tail[2][1].out_features != 1 or self.op_in[p:] != [p, p + 1, p + 2]:
+            got = ", ".join(f"{t[2].op} {t[2].name!r}" for t in tail)
+            self.refuse(f"normalises over the time axis ({ax}) what {got or 'nothing'} made: expected "
+                        f"{self._ATTN}")
+        x_name = tail[0][2].inputs[0]
+        x = self.val.get(x_name)
+        squeezed = n == 2
+        if x is None or x["k"] != "data" or len(x["axes"]) != 3 or x["axes"][-1][0] != "f" or \
+                x["axes"][ax] != ("s", (self.tsym,)) or x["axes"][:2] != e["axes"][:2] or not (
+                squeezed or e["axes"][2][:2] == ("f", 1)):
+            self.refuse(f"normalises scores of shape ({', '.join(map(_dim_text, self.dims(e)))}) over time: "
+                        f"expected {self._ATTN}, with x (B, T, F) or (T, B, F)")
+        W, v = tail[0][1], tail[2][1]
+        del self.ops[p:], self.op_in[p:]
+        self.linear_out = None
+        return {"k": "attn", "stage": "a", "axes": e["axes"], "x": x_name, "xaxes": x["axes"], "p": p,
+                "tax": ax, "W": W, "v": v}
+
+    def attention_step(self, s, op: str, a) -> dict:
+        """The attention weights (``{"k": "attn"}``) on their way to the pooling: ``Unsqueeze`` of the
+        last axis, ``Mul`` by ``x`` then ``ReduceSum`` over time, or ``Transpose`` + ``MatMul`` by ``x``
+        then ``Squeeze``; the pooling is ``rc.nn.AttentionPool`` (the score's bias, the same for every
+        step, cancels in the softmax over time: it is dropped)."""
+        from rnncore.io import _build
+
+        names = list(s.inputs[:2])
+        att = next(self.val[i] for i in names if self.val.get(i, {}).get("k") == "attn")
+        other = [i for i in names if self.val.get(i) is not att]
+        st, nd, tax = att["stage"], len(att["axes"]), att["tax"]
+
+        def axes(k: int):
+            if len(s.inputs) > k and s.inputs[k]:
+                c = self.g.consts.get(s.inputs[k])
+                return None if c is None else [int(v) % (nd + (op == "Unsqueeze")) for v in _ints(c)]
+            return [int(v) % (nd + (op == "Unsqueeze")) for v in _ints(a.get("axes", []))] or None
+
+        if st == "a" and op == "Unsqueeze" and nd == 2 and axes(1) == [2]:
+            return {**att, "axes": att["axes"] + [("f", 1, self.fid())]}
+        if st == "a" and op == "Mul" and nd == 3 and other == [att["x"]]:
+            return {**att, "stage": "ax", "axes": att["xaxes"]}
+        if st == "a" and op == "Transpose" and nd == 3 and list(a.get("perm", [])) == [0, 2, 1] and tax == 1:
+            return {**att, "stage": "aT", "axes": [att["axes"][0], att["axes"][2], att["axes"][1]]}
+        if st == "aT" and op == "MatMul" and self.val[names[0]] is att and names[1] == att["x"]:
+            return {**att, "stage": "bmm", "axes": [att["xaxes"][0], att["axes"][1], att["xaxes"][2]]}
+        done = (st == "ax" and op == "ReduceSum" and axes(1) == [tax] and int(a.get("keepdims", 1)) == 0) or (
+            st == "bmm" and op == "Squeeze" and axes(1) == [1])
+        if not done:
+            where = {"a": "the attention weights a", "ax": "a * x", "aT": "a transposed",
+                     "bmm": "a^T x"}[st]
+            self.refuse(f"reads {where} (from Softmax over time): expected {self._ATTN}")
+        if att["p"] != len(self.ops):
+            self.refuse("pools with attention weights computed before other layers of the chain")
+        W, v = att["W"], att["v"]
+        dtype = W.params["weight"].dtype.name
+        pool = _build.attention(W.params["weight"], W.params.get("bias"), v.params["weight"], dtype)
+        self.ops.append(("pool", pool, s))
+        return {"k": "data", "axes": [ax for k, ax in enumerate(att["xaxes"]) if k != tax]}
 
     # -- convolution and pooling over time ------------------------------------------------------
     def time_axis(self, t_sym: str, why: str) -> None:
@@ -1318,7 +1403,10 @@ def lower_sequence_graph(g):
     * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid`` before the first or after the last recurrent
       layer, and ``Softmax`` / ``LogSoftmax`` over the features right after the last Linear, last;
     * ``Add(x, f(x))``, ``f`` the activations / Linears / residuals right after ``x`` (each op
-      reading the latest value): ``rc.nn.Residual(f)``.
+      reading the latest value): ``rc.nn.Residual(f)``;
+    * attention pooling over time after the last recurrent layer (``Softmax`` over the time axis of
+      ``v(tanh(W x))``, then ``ReduceSum(a * x)`` or ``Squeeze(MatMul(Transpose(a), x))``, see
+      :meth:`_SeqLower.attention_scores`): ``rc.nn.AttentionPool``.
 
     Returns
     -------
