@@ -18,10 +18,13 @@ the original form ``n = tanh(W_n x + b_n + R_n (r * h))`` (``reset_after=False``
 ``bias_hh = 0``).
 
 Supported layers, in a chain: ``InputLayer``, ``Masking``, ``Embedding``, ``SimpleRNN``,
-``GRU``, ``LSTM`` (``return_sequences`` either way, ``go_backwards``, any activation that
-ONNX also has), ``Bidirectional`` (``merge_mode="concat"``, or ``"sum"`` / ``"ave"``: the
-``Linear`` ``s [I I]`` on rnncore's ``[forward | backward]`` output, s = 1 or 0.5, folded into the
-next recurrent layer's input weights or the next ``Dense`` where one follows — past a
+``GRU``, ``LSTM`` and ``RNN`` of their cells or a list of them (``return_sequences`` either way,
+``go_backwards``, ``stateful`` as after ``reset_states()``, any activation that ONNX also has),
+``Bidirectional`` (a ``backward_layer`` of the same cell form; the forward layer going backwards
+with a forward ``backward_layer`` is the swapped bidirectional layer; ``merge_mode="concat"``,
+or ``"sum"`` / ``"ave"``: the ``Linear`` ``s [I I]`` on rnncore's ``[forward | backward]``
+output, s = 1 or 0.5, folded into the next recurrent layer's input weights or the next ``Dense``
+where one follows — past a
 ``go_backwards`` reversal or ``GlobalAveragePooling1D``, which it commutes with — else a per-step
 ``rc.nn.Linear(2H, H)``; ``"mul"``, ``forward * backward``, is the per-step ``rc.nn.MulHalves``
 on that output; ``None`` is refused), ``GlobalAveragePooling1D``,
@@ -34,11 +37,12 @@ dropped instead with ``strip_final_activation=True``), ``Activation`` / ``ReLU``
 ``BatchNormalization`` (inference; conversions in ``docs/importers.md``), and
 ``Dropout``-style layers (ignored). A functional model is read by its wiring
 (``get_config()``'s inbound nodes): a chain of those layers, and ``Add()([x, f(x)])`` residuals
-(``x`` an earlier output of the chain, ``f`` the per-step layers after it) imported as
-``rc.nn.Residual(f)``; any other wiring is refused, naming the layer. Masks (``Masking``,
-``Embedding(mask_zero=True)``) become ``lengths``: the model's ``keras_mask`` attribute says how
-Keras derived the mask and :func:`keras_lengths` computes the lengths from a padded batch; only
-trailing padding is expressible (Keras also allows holes in the middle).
+(``x`` an earlier output of the chain, ``f`` the per-step layers after it and at most one
+recurrent layer) imported as ``rc.nn.Residual(f)``; any other wiring is refused, naming the
+layer. Masks (``Masking``, ``Embedding(mask_zero=True)``) become ``lengths``: the model's
+``keras_mask`` attribute says how Keras derived the mask and :func:`keras_lengths` computes the
+lengths from a padded batch; only trailing padding is expressible, and :func:`keras_lengths`
+refuses a batch with padding before a valid step (Keras skips masked steps anywhere).
 
 Keras is imported only inside the functions; for a path, set ``KERAS_BACKEND`` before
 calling (any backend works; the tests use ``torch``).
