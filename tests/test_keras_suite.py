@@ -195,6 +195,24 @@ def test_embedding_mask_zero_matches_predict(layers):
     np.testing.assert_allclose(rc.compile(ours, "f32").run(ids, lengths=lengths)[valid], ref[valid], **TOL)
 
 
+@pytest.mark.parametrize("layer", [
+    lambda: L.GRU(4, go_backwards=True),
+    lambda: L.RNN(L.GRUCell(4)),
+    lambda: L.RNN([L.LSTMCell(4), L.GRUCell(2)], return_sequences=True),
+    lambda: L.Bidirectional(L.LSTM(3), merge_mode="sum"),
+], ids=["gru_go_backwards", "rnn_cell", "rnn_stacked_cells", "bidirectional"])
+def test_single_layer_matches_keras(layer):
+    """A Keras layer (not in a model) imports too; go_backwards used to crash the import's check
+    (the input width was read from the ReverseTime in front of the layer)."""
+    keras.utils.set_random_seed(0)
+    lay = layer()
+    x = np.random.default_rng(4).standard_normal((2, 5, 3)).astype(np.float32)
+    ref = keras.ops.convert_to_numpy(lay(x))
+    ours = from_keras(lay, dtype="float32")
+    y = ours.forward(x)
+    np.testing.assert_allclose(y[0] if isinstance(y, tuple) else y, ref, **TOL)
+
+
 def test_stateful_layer_is_imported_as_keras_after_reset_states():
     """rnncore starts each run from a zero state: Keras's stateful layer after ``reset_states``
     (its carried state is the engine's stream state, not part of the model)."""

@@ -713,8 +713,8 @@ def _compare(model, out: Module, descr: list[dict], seed: int, dtype: str, strip
         x = g.integers(1, first["weight"].shape[0], (B, T))
     else:
         F = _input_features(model)
-        if F is None:
-            d = first
+        if F is None:   # the first description that states its input width (go_backwards: past ReverseTime)
+            d = next(d for d in descr if d["kind"] != "reverse_time")
             F = d.get("in") or d.get("input_size") or d.get("out")
             F = F or (d["weight"].shape[1] if d["kind"] == "linear" else None)
         x = g.standard_normal((B, T, F)).astype(np.float32)
