@@ -362,7 +362,7 @@ def test_residual_around_a_recurrent_layer_matches_predict(name, masked):
     q8 = rc.compile(ours, "q8")
     got = c_equals_q8_reference(q8, x, lengths)[valid]          # bit for bit on every ISA of this CPU
     err = np.abs(got - ref[valid]).max() / np.abs(ref[valid]).max()
-    assert err < 0.05, err
+    assert err < 0.03, err   # measured 0.51 % to 0.95 % (AMD EPYC Zen 4, AVX-512)
 
 
 @pytest.mark.parametrize("body", ["go_backwards", "two_grus", "pooled"])
