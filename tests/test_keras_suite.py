@@ -98,6 +98,10 @@ CONFIGS = {
     # the forward layer going backwards, the backward layer forwards
     "bidir_swapped_directions": (lambda: [L.Bidirectional(L.GRU(4, go_backwards=True),
                                                           backward_layer=L.GRU(4))], True),
+    "bidir_swapped_directions_dense": (lambda: [L.Bidirectional(L.LSTM(4, go_backwards=True),
+                                                                backward_layer=L.LSTM(4)), L.Dense(2)], True),
+    "bidir_swapped_directions_ave": (lambda: [L.Bidirectional(
+        L.SimpleRNN(4, go_backwards=True), merge_mode="ave", backward_layer=L.SimpleRNN(4))], True),
     "bidir_swapped_directions_seq": (lambda: [L.Bidirectional(
         L.LSTM(4, go_backwards=True, return_sequences=True),
         backward_layer=L.LSTM(4, return_sequences=True))], UNPADDED),
