@@ -120,6 +120,10 @@ CONFIGS = {
                                True),
     "time_distributed_dense_relu": (lambda: [L.TimeDistributed(L.Dense(5, activation="relu")), L.LSTM(3)],
                                     True),
+    "time_distributed_per_step": (lambda: [
+        L.TimeDistributed(L.Dense(5)), L.TimeDistributed(L.Activation("relu")),
+        L.TimeDistributed(L.LayerNormalization()), L.TimeDistributed(L.Dropout(0.3)),
+        L.GRU(3, return_sequences=True), L.TimeDistributed(L.ReLU()), L.TimeDistributed(L.Dense(2))], True),
 }
 # the NumPy model reproduces Keras; the engine refuses, naming the module
 NO_COMPILE = {"bidir_swapped_directions_seq": r"compile: module '1' \(ReverseTime\) must come right before a "
@@ -277,6 +281,15 @@ REFUSED = {
         ["backward_layer", "units 3", "expected", "4"]),
     "backward_layer_other_cell": (lambda: [L.Bidirectional(
         L.GRU(4), backward_layer=L.LSTM(4, go_backwards=True))], ["backward_layer", "cell 'LSTM'", "'GRU'"]),
+    "masking_not_first": (lambda: [L.Dense(3), L.Masking(0.0), L.GRU(4)],
+                          ["Masking 'masking", "comes after another layer; expected it first"]),
+    "after_pooling": (lambda: [L.GRU(4, return_sequences=True), L.GlobalAveragePooling1D(), L.RepeatVector(3),
+                               L.GRU(2)],
+                      ["layer 'repeat_vector", "(RepeatVector) after the sequence was pooled",
+                       "expected a per-step layer"]),
+    "time_distributed_flatten": (lambda: [L.TimeDistributed(L.Flatten()), L.GRU(3)],
+                                 ["unsupported layer 'time_distributed", "TimeDistributed(Flatten)",
+                                  "supported:"]),
 }
 
 

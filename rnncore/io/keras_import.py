@@ -576,20 +576,27 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                                  f"the layer before it ({cur!r}); rnncore imports a chain of layers, with "
                                  "residuals Add()([x, f(x)])")
             cur = layer.name
+        inner = type(getattr(layer, "layer", None)).__name__
+        if k == "TimeDistributed" and (inner in per_step or inner in _SKIPPED):
+            layer, k = layer.layer, inner      # a per-step layer at every step is that layer
         if k in _SKIPPED:
             continue
         if descr:   # the newest layer that states its width (a fused activation after a Conv1D does not)
             features = next((f for f in map(_features, reversed(descr)) if f), None) or features
         if not seq and k not in per_step:
-            raise ValueError(f"from_keras: layer {layer.name!r} ({k}) after the sequence was pooled")
+            raise ValueError(f"from_keras: layer {layer.name!r} ({k}) after the sequence was pooled (by a "
+                             "return_sequences=False layer or GlobalAveragePooling1D); expected a per-step "
+                             f"layer there ({', '.join(per_step)})")
         last = all(type(x).__name__ in _SKIPPED for x in layers[i + 1:])
         if k == "Masking":
             if descr:
-                raise ValueError(f"from_keras: Masking {layer.name!r} must come first")
+                raise ValueError(f"from_keras: Masking {layer.name!r} comes after another layer; expected it "
+                                 "first (rnncore's lengths describe the model's input)")
             mask = ("value", float(layer.mask_value))
         elif k == "Embedding":
             if descr:
-                raise ValueError(f"from_keras: Embedding {layer.name!r} must come first")
+                raise ValueError(f"from_keras: Embedding {layer.name!r} comes after another layer; expected "
+                                 "it first (rnncore's embedding reads the model's token ids)")
             if layer.mask_zero:
                 mask = ("zero", None)
             descr.append({"kind": "embedding", "weight": layer.get_weights()[0]})
@@ -658,6 +665,8 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                     f"from_keras: {k} {layer.name!r} ({act!r}) is not supported; supported activations: "
                     f"{sorted(_ACT_LAYER)}")
         else:
+            if k == "TimeDistributed":
+                k = f"TimeDistributed({type(layer.layer).__name__})"
             raise ValueError(
                 f"from_keras: unsupported layer {layer.name!r} ({type(layer).__module__}.{k}); supported: "
                 "InputLayer, Masking, Embedding, SimpleRNN, GRU, LSTM, Bidirectional, Conv1D, MaxPooling1D, "
