@@ -102,9 +102,10 @@ def _model(build, F=4):
 
 
 @pytest.mark.parametrize("build, match", [
-    # x + GRU(x): not per-step layers between
-    (lambda x: L.Dense(2)(L.Add()([x, L.GRU(4, return_sequences=True)(x)])),
-     r"from_keras: Add 'add\w*' adds 'input_layer\w*' to the output of 'gru\w*', across a rnn layer"),
+    # x + GRU(GRU(x)): more than one recurrent layer between (x + GRU(x) is imported:
+    # tests/test_keras_suite.py)
+    (lambda x: L.Dense(2)(L.Add()([x, L.GRU(4, return_sequences=True)(L.GRU(4, return_sequences=True)(x))])),
+     r"from_keras: Add 'add\w*' adds 'input_layer\w*' to the output of 'gru\w*', across 2 recurrent layers"),
     # two branches of x: the second Dense reads x, not the first Dense's output
     (lambda x: L.GRU(3)(L.Add()([L.Dense(4, name="a")(x), L.Dense(4, name="b")(x)])),
      r"from_keras: layer 'b' \(Dense\) reads \['input_layer\w*'\], not the output of the layer before it "

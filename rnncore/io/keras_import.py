@@ -18,10 +18,13 @@ the original form ``n = tanh(W_n x + b_n + R_n (r * h))`` (``reset_after=False``
 ``bias_hh = 0``).
 
 Supported layers, in a chain: ``InputLayer``, ``Masking``, ``Embedding``, ``SimpleRNN``,
-``GRU``, ``LSTM`` (``return_sequences`` either way, ``go_backwards``, any activation that
-ONNX also has), ``Bidirectional`` (``merge_mode="concat"``, or ``"sum"`` / ``"ave"``: the
-``Linear`` ``s [I I]`` on rnncore's ``[forward | backward]`` output, s = 1 or 0.5, folded into the
-next recurrent layer's input weights or the next ``Dense`` where one follows — past a
+``GRU``, ``LSTM`` and ``RNN`` of their cells or a list of them (``return_sequences`` either way,
+``go_backwards``, ``stateful`` as after ``reset_states()``, any activation that ONNX also has),
+``Bidirectional`` (a ``backward_layer`` of the same cell form; the forward layer going backwards
+with a forward ``backward_layer`` is the swapped bidirectional layer; ``merge_mode="concat"``,
+or ``"sum"`` / ``"ave"``: the ``Linear`` ``s [I I]`` on rnncore's ``[forward | backward]``
+output, s = 1 or 0.5, folded into the next recurrent layer's input weights or the next ``Dense``
+where one follows — past a
 ``go_backwards`` reversal or ``GlobalAveragePooling1D``, which it commutes with — else a per-step
 ``rc.nn.Linear(2H, H)``; ``"mul"``, ``forward * backward``, is the per-step ``rc.nn.MulHalves``
 on that output; ``None`` is refused), ``GlobalAveragePooling1D``,
@@ -34,11 +37,12 @@ dropped instead with ``strip_final_activation=True``), ``Activation`` / ``ReLU``
 ``BatchNormalization`` (inference; conversions in ``docs/importers.md``), and
 ``Dropout``-style layers (ignored). A functional model is read by its wiring
 (``get_config()``'s inbound nodes): a chain of those layers, and ``Add()([x, f(x)])`` residuals
-(``x`` an earlier output of the chain, ``f`` the per-step layers after it) imported as
-``rc.nn.Residual(f)``; any other wiring is refused, naming the layer. Masks (``Masking``,
-``Embedding(mask_zero=True)``) become ``lengths``: the model's ``keras_mask`` attribute says how
-Keras derived the mask and :func:`keras_lengths` computes the lengths from a padded batch; only
-trailing padding is expressible (Keras also allows holes in the middle).
+(``x`` an earlier output of the chain, ``f`` the per-step layers after it and at most one
+recurrent layer) imported as ``rc.nn.Residual(f)``; any other wiring is refused, naming the
+layer. Masks (``Masking``, ``Embedding(mask_zero=True)``) become ``lengths``: the model's
+``keras_mask`` attribute says how Keras derived the mask and :func:`keras_lengths` computes the
+lengths from a padded batch; only trailing padding is expressible, and :func:`keras_lengths`
+refuses a batch with padding before a valid step (Keras skips masked steps anywhere).
 
 Keras is imported only inside the functions; for a path, set ``KERAS_BACKEND`` before
 calling (any backend works; the tests use ``torch``).
@@ -68,26 +72,48 @@ _ACT = {
     "softplus": ("softplus", None, None),
     "elu": ("elu", 1.0, None),
     "hard_sigmoid": ("hardsigmoid", 1.0 / 6.0, 0.5),    # Keras 3: relu6(x + 3) / 6
+    "leaky_relu": ("leakyrelu", 0.2, None),              # Keras 3's default negative_slope
 }
 _SKIPPED = {"InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
             "AlphaDropout", "ActivityRegularization"}
 _GATE_PERM = {"SimpleRNN": [0], "GRU": [1, 0, 2], "LSTM": [0, 1, 2, 3]}
 _MODE = {"SimpleRNN": "RNN", "GRU": "GRU", "LSTM": "LSTM"}
+_CELL_KIND = {"SimpleRNNCell": "SimpleRNN", "GRUCell": "GRU", "LSTMCell": "LSTM"}
 
 
-def _act(layer, fn) -> tuple:
+def _act(layer, fn, arg: str) -> tuple:
     name = getattr(fn, "__name__", str(fn))
     if name not in _ACT:
         raise ValueError(
-            f"from_keras: layer {layer.name!r} uses activation {name!r}; supported: {sorted(_ACT)}")
+            f"from_keras: layer {layer.name!r} ({type(layer).__name__}) has {arg}={name!r}; expected one of "
+            f"{sorted(_ACT)}")
     return _ACT[name]
 
 
-def _cell_weights(layer, sfx: str, sd: dict) -> tuple[int, int]:
-    """Convert one Keras recurrent layer's weights into ``sd`` (suffix ``sfx``); return (I, H)."""
+def _cells(layer) -> list:
+    """The cells of a Keras recurrent layer as ``[(kind, cell)]``: one for ``SimpleRNN`` / ``GRU`` /
+    ``LSTM`` and ``RNN(SimpleRNNCell / GRUCell / LSTMCell)``, one per cell for ``RNN([cells])``
+    (``StackedRNNCells``); other cells are refused, naming the layer and the cell."""
     kind = type(layer).__name__
+    if kind in _MODE:
+        return [(kind, layer.cell)]
+    if kind != "RNN":
+        raise ValueError(f"from_keras: unsupported recurrent layer {layer.name!r} ({kind}); expected "
+                         "SimpleRNN, GRU, LSTM or RNN of a SimpleRNNCell/GRUCell/LSTMCell")
     cell = layer.cell
-    w = layer.get_weights()
+    cells = list(cell.cells) if type(cell).__name__ == "StackedRNNCells" else [cell]
+    for c in cells:
+        if type(c).__name__ not in _CELL_KIND:
+            raise ValueError(f"from_keras: RNN {layer.name!r} has cell={type(c).__name__}; expected a "
+                             f"SimpleRNNCell, GRUCell or LSTMCell (or a list of them)")
+    return [(_CELL_KIND[type(c).__name__], c) for c in cells]
+
+
+def _cell_weights(layer, sfx: str, sd: dict, cell=None, kind: str | None = None) -> tuple[int, int]:
+    """Convert one Keras recurrent cell's weights into ``sd`` (suffix ``sfx``); return (I, H)."""
+    if cell is None:
+        (kind, cell), = _cells(layer)
+    w = cell.get_weights()
     kernel, rec = w[0], w[1]
     I, GH = kernel.shape
     H = rec.shape[0]
@@ -108,20 +134,33 @@ def _cell_weights(layer, sfx: str, sd: dict) -> tuple[int, int]:
     return I, H
 
 
-def _rnn_layer(layer, bidirectional_of=None) -> dict:
-    kind = type(layer).__name__
-    if kind not in _MODE:
-        raise ValueError(f"from_keras: unsupported recurrent layer {layer.name!r} ({kind})")
-    cell = layer.cell
+def _rnn_layers(layer) -> list[dict]:
+    """The descriptions of a Keras recurrent layer: one per cell (``RNN([cells])`` stacks them, each
+    but the last returning its sequence)."""
+    cells = _cells(layer)
+    out = []
+    for i, (kind, cell) in enumerate(cells):
+        L = _rnn_layer(layer, kind, cell)
+        if i < len(cells) - 1:
+            L["return_sequences"] = True
+        out.append(L)
+    return out
+
+
+def _rnn_layer(layer, kind: str | None = None, cell=None) -> dict:
+    if cell is None:
+        (kind, cell), = _cells(layer)
     if kind == "SimpleRNN":
-        acts = [_act(layer, cell.activation)]
+        acts = [_act(layer, cell.activation, "activation")]
     elif kind == "GRU":
-        acts = [_act(layer, cell.recurrent_activation), _act(layer, cell.activation)]
+        acts = [_act(layer, cell.recurrent_activation, "recurrent_activation"),
+                _act(layer, cell.activation, "activation")]
     else:
-        f, g = _act(layer, cell.recurrent_activation), _act(layer, cell.activation)
+        f = _act(layer, cell.recurrent_activation, "recurrent_activation")
+        g = _act(layer, cell.activation, "activation")
         acts = [f, g, g]
     sd: dict = {}
-    I, H = _cell_weights(layer, "", sd)
+    I, H = _cell_weights(layer, "", sd, cell, kind)
     return {"kind": "rnn", "mode": _MODE[kind], "sd": sd, "input_size": I, "hidden_size": H,
             "bidirectional": False, "reverse": False,
             "reset_after": bool(getattr(cell, "reset_after", True)), "activations": acts, "clip": None,
@@ -139,15 +178,43 @@ def _bidirectional(layer) -> dict:
                          "'sum' and 'ave' ([I I] and 0.5 [I I]) and 'mul' (forward * backward); None (two "
                          "outputs) is not supported")
     fwd, bwd = layer.forward_layer, layer.backward_layer
-    if type(fwd) is not type(bwd) or fwd.units != bwd.units or fwd.go_backwards or not bwd.go_backwards:
-        raise ValueError(f"from_keras: Bidirectional {layer.name!r} with a custom backward_layer")
-    L = _rnn_layer(fwd)
-    Lb = _rnn_layer(bwd)
-    if Lb["activations"] != L["activations"] or Lb["reset_after"] != L["reset_after"]:
-        raise ValueError(f"from_keras: Bidirectional {layer.name!r}: the two directions differ in form")
-    _cell_weights(bwd, "_reverse", L["sd"])
-    L.update(bidirectional=True, go_backwards=False, return_sequences=bool(fwd.return_sequences))
+    cf, cb = _cells(fwd), _cells(bwd)
+    if len(cf) != 1 or len(cb) != 1:
+        raise ValueError(f"from_keras: Bidirectional {layer.name!r} wraps a stack of {max(len(cf), len(cb))} "
+                         "cells; expected one cell per direction")
+    (kf, cell_f), (kb, cell_b) = cf[0], cb[0]
+    L = _rnn_layer(fwd, kf, cell_f)
+    Lb = _rnn_layer(bwd, kb, cell_b)
+    form = {"cell": (kf, kb), "units": (L["hidden_size"], Lb["hidden_size"]),
+            "activation": (_act_name(cell_f.activation), _act_name(cell_b.activation)),
+            "recurrent_activation": (_act_name(getattr(cell_f, "recurrent_activation", None)),
+                                     _act_name(getattr(cell_b, "recurrent_activation", None))),
+            "reset_after": (L["reset_after"], Lb["reset_after"])}
+    for arg, (a, b) in form.items():
+        if a != b:
+            raise ValueError(f"from_keras: Bidirectional {layer.name!r}: backward_layer {bwd.name!r} has "
+                             f"{arg} {b!r}; expected the forward layer's {a!r} (rnncore's bidirectional "
+                             "layer runs one cell form in both directions)")
+    swapped = bool(fwd.go_backwards)
+    if swapped:
+        # forward_layer going backwards, backward_layer forwards: rnncore's forward direction is
+        # backward_layer, its reverse direction forward_layer; Keras's output is then rnncore's with
+        # the halves swapped (``swapped``), reversed in time when it is a sequence
+        L["sd"] = {}
+        _cell_weights(bwd, "", L["sd"], cell_b, kb)
+        _cell_weights(fwd, "_reverse", L["sd"], cell_f, kf)
+    else:
+        _cell_weights(bwd, "_reverse", L["sd"], cell_b, kb)
+    L.update(bidirectional=True, go_backwards=False, keras_go_backwards=swapped, swapped=swapped,
+             return_sequences=bool(fwd.return_sequences))
     return L
+
+
+def _swap_halves(H: int, dtype) -> dict:
+    """The per-step Linear ``[a | b] -> [b | a]`` (a permutation, no bias), folded like a merge."""
+    eye = np.eye(H, dtype=dtype)
+    zero = np.zeros((H, H), dtype)
+    return {"kind": "linear", "weight": np.block([[zero, eye], [eye, zero]]), "bias": None, "merge": "swap"}
 
 
 def _merge(layer, H: int, dtype) -> dict:
@@ -386,12 +453,21 @@ def _wiring(model) -> dict | None:
         return []
 
     out = {}
+    inputs = {lc.get("name") for lc in cfg["layers"] if lc.get("class_name") == "InputLayer"}
     for lc in cfg["layers"]:
         nodes = lc.get("inbound_nodes") or []
         if len(nodes) > 1:
             raise ValueError(f"from_keras: layer {lc.get('name')!r} ({lc.get('class_name')}) is called "
                              f"{len(nodes)} times (shared weights); rnncore imports each layer applied once")
         out[lc.get("name")] = names(nodes[0]["args"]) if nodes else []
+        for kw, v in ((nodes[0].get("kwargs") or {}) if nodes else {}).items():
+            # the mask Keras propagates (Masking, Embedding(mask_zero=True)) is recorded as a mask
+            # kwarg read from an op; a mask given as a model input is refused
+            if names(v) and (kw != "mask" or set(names(v)) & inputs):
+                raise ValueError(
+                    f"from_keras: layer {lc.get('name')!r} ({lc.get('class_name')}) is called with {kw}= the "
+                    f"output of {names(v)}; expected no tensor keyword argument (rnncore's layers read one "
+                    "input and start from a zero state: an initial_state or mask input is not imported)")
     return out
 
 
@@ -413,11 +489,15 @@ def _residual(layer, srcs: list, point: dict, cur: str, descr: list, dtype: str)
     if not body:
         raise ValueError(f"from_keras: {name} adds {x!r} to itself (no layer between): not a residual "
                          "x + f(x)")
-    bad = [d["kind"] for d in body if d["kind"] not in ("module", "linear")]
-    if bad:
-        raise ValueError(f"from_keras: {name} adds {x!r} to the output of {cur!r}, across a {bad[0]} layer; "
-                         "rnncore's residual x + f(x) wraps per-step layers (Conv1D, Dense, normalisation, "
-                         "activations), not recurrent layers or poolings")
+    bad = [d["kind"] for d in body if d["kind"] not in ("module", "linear", "rnn")]
+    rnns = [d for d in body if d["kind"] == "rnn"]
+    if bad or len(rnns) > 1:
+        got = f"a {bad[0]} layer" if bad else f"{len(rnns)} recurrent layers"
+        raise ValueError(f"from_keras: {name} adds {x!r} to the output of {cur!r}, across {got}; expected "
+                         "rnncore's residual x + f(x) around per-step layers (Conv1D, Dense, normalisation, "
+                         "activations) and at most one recurrent layer (return_sequences=True, "
+                         "go_backwards=False), not poolings or reversals")
+    body = _fold_merges(body)
     modules, _ = _build.build_layers(body, dtype)
     width = next((f for f in map(_features, reversed(body)) if f), None)
     try:
@@ -453,7 +533,10 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     -------
     ``rc.nn.RNN/GRU/LSTM`` or ``rc.nn.Sequential`` reading ``x (B, T, F)``; its
     ``keras_mask`` attribute is ``None``, ``("value", mask_value)`` or ``("zero", None)``, its
-    ``keras_stripped`` attribute the dropped final activation (``"softmax"``/``"sigmoid"``) or None.
+    ``keras_unpadded`` attribute None or the layer (``go_backwards=True`` and
+    ``return_sequences=True`` after a mask) for which :func:`keras_lengths` refuses a padded batch
+    (Keras returns its outputs after the reversed padding), its ``keras_stripped`` attribute the
+    dropped final activation (``"softmax"``/``"sigmoid"``) or None.
 
     Raises
     ------
@@ -470,6 +553,7 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     layers = list(model.layers) if hasattr(model, "layers") and kind not in _MODE else [model]
     descr: list[dict] = []
     mask, stripped = None, None
+    unpadded = None        # the layer after a mask whose Keras outputs trailing lengths cannot place
     seq = True                      # is the running value still a sequence?
     features = _input_features(model)
     per_step = ("Dense", "Activation", "Softmax", "ReLU", "BatchNormalization", "LayerNormalization")
@@ -492,34 +576,49 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                                  f"the layer before it ({cur!r}); rnncore imports a chain of layers, with "
                                  "residuals Add()([x, f(x)])")
             cur = layer.name
+        inner = type(getattr(layer, "layer", None)).__name__
+        if k == "TimeDistributed" and (inner in per_step or inner in _SKIPPED):
+            layer, k = layer.layer, inner      # a per-step layer at every step is that layer
         if k in _SKIPPED:
             continue
         if descr:   # the newest layer that states its width (a fused activation after a Conv1D does not)
             features = next((f for f in map(_features, reversed(descr)) if f), None) or features
         if not seq and k not in per_step:
-            raise ValueError(f"from_keras: layer {layer.name!r} ({k}) after the sequence was pooled")
+            raise ValueError(f"from_keras: layer {layer.name!r} ({k}) after the sequence was pooled (by a "
+                             "return_sequences=False layer or GlobalAveragePooling1D); expected a per-step "
+                             f"layer there ({', '.join(per_step)})")
         last = all(type(x).__name__ in _SKIPPED for x in layers[i + 1:])
         if k == "Masking":
             if descr:
-                raise ValueError(f"from_keras: Masking {layer.name!r} must come first")
+                raise ValueError(f"from_keras: Masking {layer.name!r} comes after another layer; expected it "
+                                 "first (rnncore's lengths describe the model's input)")
             mask = ("value", float(layer.mask_value))
         elif k == "Embedding":
             if descr:
-                raise ValueError(f"from_keras: Embedding {layer.name!r} must come first")
+                raise ValueError(f"from_keras: Embedding {layer.name!r} comes after another layer; expected "
+                                 "it first (rnncore's embedding reads the model's token ids)")
             if layer.mask_zero:
                 mask = ("zero", None)
             descr.append({"kind": "embedding", "weight": layer.get_weights()[0]})
-        elif k in _MODE or k == "Bidirectional":
-            L = _bidirectional(layer) if k == "Bidirectional" else _rnn_layer(layer)
+        elif k in _MODE or k in ("Bidirectional", "RNN"):
             if getattr(layer, "return_state", False) or getattr(getattr(layer, "forward_layer", None),
                                                                 "return_state", False):
-                raise ValueError(f"from_keras: {layer.name!r} has return_state=True")
+                raise ValueError(f"from_keras: {k} {layer.name!r} has return_state=True; expected "
+                                 "return_state=False (rnncore imports the layer's output, not its states)")
+            Ls = [_bidirectional(layer)] if k == "Bidirectional" else _rnn_layers(layer)
+            L = Ls[-1]
+            if L.get("keras_go_backwards", L["go_backwards"]) and L["return_sequences"] and mask is not None:
+                unpadded = unpadded or f"{k} {layer.name!r}"
             if L["go_backwards"]:
                 descr.append({"kind": "reverse_time"})
-            descr.append(L)
+            descr += Ls
+            if L.get("swapped") and L["return_sequences"]:
+                descr.append({"kind": "reverse_time"})
             if not L["return_sequences"]:
                 descr.append({"kind": "pool", "pool": "last", "bidirectional": L["bidirectional"]})
                 seq = False
+            if L.get("swapped") and layer.merge_mode == "concat":
+                descr.append(_swap_halves(L["hidden_size"], L["sd"]["weight_ih_l0"].dtype))
             if k == "Bidirectional" and layer.merge_mode != "concat":
                 descr.append(_merge(layer, L["hidden_size"], L["sd"]["weight_ih_l0"].dtype))
         elif k in _FRONT or k in ("BatchNormalization", "LayerNormalization"):
@@ -566,13 +665,15 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                     f"from_keras: {k} {layer.name!r} ({act!r}) is not supported; supported activations: "
                     f"{sorted(_ACT_LAYER)}")
         else:
+            if k == "TimeDistributed":
+                k = f"TimeDistributed({type(layer.layer).__name__})"
             raise ValueError(
                 f"from_keras: unsupported layer {layer.name!r} ({type(layer).__module__}.{k}); supported: "
                 "InputLayer, Masking, Embedding, SimpleRNN, GRU, LSTM, Bidirectional, Conv1D, MaxPooling1D, "
                 "AveragePooling1D, BatchNormalization, LayerNormalization, GlobalAveragePooling1D, Dense, "
                 "TimeDistributed(Dense), Activation, ReLU, Softmax, Add (a residual x + f(x) of a "
                 "functional model), Dropout-style layers")
-    if not any(d["kind"] == "rnn" for d in descr):
+    if not any(d["kind"] == "rnn" or getattr(d.get("module"), "is_recurrent", False) for d in descr):
         raise ValueError("from_keras: the model has no SimpleRNN/GRU/LSTM layer")
     # go_backwards: Keras returns the outputs in processing order, i.e. ReverseTime + forward layer;
     # with return_sequences=False the last of them is the state after reading x[0].
@@ -580,6 +681,7 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     modules, _ = _build.build_layers(descr, dtype)
     out = _build.sequential(modules)
     out.keras_mask = mask
+    out.keras_unpadded = unpadded
     out.keras_stripped = stripped  # the final activation dropped by strip_final_activation, or None
     functional = kind not in ("Sequential",) + tuple(_MODE) and hasattr(model, "inputs")
     if check or functional:
@@ -587,18 +689,41 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     return _build.as_spec(out, as_spec)
 
 
+def _state_variables(model) -> list:
+    """The state variables of the ``stateful=True`` recurrent layers of a Keras model (their state
+    carried from call to call; rnncore's model starts each run from zero, as Keras after
+    ``reset_states()``)."""
+    layers = list(model.layers) if hasattr(model, "layers") else [model]
+    layers += [getattr(x, w) for x in layers for w in ("forward_layer", "backward_layer") if hasattr(x, w)]
+    return [v for x in layers if getattr(x, "stateful", False) for v in (getattr(x, "states", None) or [])]
+
+
 def _check(model, out: Module, descr: list[dict], seed: int, dtype: str, stripped: str | None) -> None:
+    """Compare on a random batch; a stateful model runs from a zero state, its own state put back after."""
+    states = _state_variables(model)
+    saved = [np.array(_np(v)) for v in states]
+    try:
+        for v, a in zip(states, saved, strict=True):
+            v.assign(np.zeros_like(a))
+        _compare(model, out, descr, seed, dtype, stripped, saved[0].shape[0] if saved else 2)
+    finally:
+        for v, a in zip(states, saved, strict=True):
+            v.assign(a)
+
+
+def _compare(model, out: Module, descr: list[dict], seed: int, dtype: str, stripped: str | None,
+             B: int) -> None:
     import keras
 
     g = np.random.default_rng(seed)
-    B, T = 2, 24
+    T = 24
     first = descr[0]
     if first["kind"] == "embedding":
         x = g.integers(1, first["weight"].shape[0], (B, T))
     else:
         F = _input_features(model)
-        if F is None:
-            d = first
+        if F is None:   # the first description that states its input width (go_backwards: past ReverseTime)
+            d = next(d for d in descr if d["kind"] != "reverse_time")
             F = d.get("in") or d.get("input_size") or d.get("out")
             F = F or (d["weight"].shape[1] if d["kind"] == "linear" else None)
         x = g.standard_normal((B, T, F)).astype(np.float32)
@@ -624,6 +749,25 @@ def keras_lengths(model: Module, x: np.ndarray) -> np.ndarray:
     ``Masking(mask_value)``: a step is padding when all its features equal ``mask_value``;
     ``Embedding(mask_zero=True)``: when its token is 0. The length is the index of the last
     non-padding step + 1 (rnncore handles trailing padding only).
+
+    Parameters
+    ----------
+    model : a model returned by :func:`from_keras`
+    x : the padded batch, ``(B, T, F)`` for ``Masking`` or ``(B, T)`` token ids for an ``Embedding``
+
+    Returns
+    -------
+    lengths : ``(B,)`` int64
+
+    Raises
+    ------
+    ValueError
+        when a sequence has a padding step before a valid one (``pad_sequences``' default
+        ``padding="pre"``, or a hole): Keras skips such steps, which trailing lengths cannot say;
+        when the batch is padded and the model has a ``go_backwards=True``,
+        ``return_sequences=True`` layer after its mask (``keras_unpadded``): Keras returns that
+        layer's outputs of a padded sequence at the end of the time axis, after its reversed
+        padding, which rnncore's lengths cannot place.
     """
     mask = getattr(model, "keras_mask", None)
     x = np.asarray(x)
@@ -632,4 +776,23 @@ def keras_lengths(model: Module, x: np.ndarray) -> np.ndarray:
     valid = (x != 0) if mask[0] == "zero" else np.any(x != mask[1], axis=-1)
     T = x.shape[1]
     last = T - np.argmax(valid[:, ::-1], axis=1)
-    return np.where(valid.any(axis=1), last, 0).astype(np.int64)
+    lengths = np.where(valid.any(axis=1), last, 0).astype(np.int64)
+    holes = np.arange(T)[None, :] < lengths[:, None]
+    holes &= ~valid
+    if holes.any():
+        b, t = np.argwhere(holes)[0]
+        what = "token 0" if mask[0] == "zero" else f"all features equal to mask_value {mask[1]!r}"
+        raise ValueError(
+            f"keras_lengths: x: sequence {b} has a padding step ({what}) at t={t}, before its valid step "
+            f"t={lengths[b] - 1}; expected trailing padding only (pad_sequences(..., padding='post')): "
+            "Keras skips every masked step, rnncore's lengths only the steps at the end")
+    layer = getattr(model, "keras_unpadded", None)
+    if layer is not None and (lengths < T).any():
+        b = int(np.argmax(lengths < T))
+        raise ValueError(
+            f"keras_lengths: x: sequence {b} is padded (length {lengths[b]} of {T}) and the model's {layer} "
+            "has go_backwards=True and return_sequences=True after its mask: Keras returns a padded "
+            "sequence's outputs of that layer at the end of the time axis, after its reversed padding, "
+            "which rnncore's lengths cannot place; expected unpadded sequences (or go_backwards=False / "
+            "return_sequences=False in that layer)")
+    return lengths
