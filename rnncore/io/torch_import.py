@@ -95,15 +95,31 @@ def _refuse_state_dict(sd: Mapping, bad: list) -> None:
                      "nn.RNN/GRU/LSTM parameters (expected weight_ih_l0, weight_hh_l0, bias_ih_l0, ...)")
 
 
+def _kind(m) -> str:
+    """The class name of a torch module; a parametrized one's (``ParametrizedGRU``) is its original's."""
+    from torch.nn.utils import parametrize
+
+    cls = type(m).__mro__[1] if parametrize.is_parametrized(m) else type(m)
+    return cls.__name__
+
+
+def _weights(m, names) -> dict:
+    """The weights the module computes with, by name: read as attributes, so that a weight under
+    ``torch.nn.utils.weight_norm`` (state_dict ``*_g``, ``*_v``) or a parametrization
+    (``parametrizations.*.original``) is the tensor its forward uses."""
+    return {k: _np(getattr(m, k)) for k in names}
+
+
 def _convert_leaf(m, name: str, dtype: str):
     """rnncore module for one torch leaf, or None for a skipped one."""
-    kind = type(m).__name__
+    kind = _kind(m)
     if kind in _RECURRENT:
-        sd = {k: _np(v) for k, v in m.state_dict().items()}
-        return _recurrent_from_state_dict(sd, kind, getattr(m, "nonlinearity", "tanh"), dtype)
+        return _recurrent_from_state_dict(_weights(m, m._flat_weights_names), kind,
+                                          getattr(m, "nonlinearity", "tanh"), dtype)
     if kind in _CELLS:
         # one step of a one-layer network: the cell's weights are layer 0's
-        sd = {f"{k}_l0": _np(v) for k, v in m.state_dict().items()}
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if m.bias else [])
+        sd = {f"{k}_l0": v for k, v in _weights(m, names).items()}
         return _recurrent_from_state_dict(sd, _CELLS[kind], getattr(m, "nonlinearity", "tanh"), dtype)
     if kind == "Linear":
         return _build.linear(_np(m.weight), None if m.bias is None else _np(m.bias), dtype)
@@ -122,7 +138,10 @@ def _convert_leaf(m, name: str, dtype: str):
 
 
 def _leaves(module, prefix=""):
-    children = list(module.named_children())
+    from torch.nn.utils import parametrize
+
+    # a parametrized module (weight_norm, ...) holds its parametrizations as children
+    children = [] if parametrize.is_parametrized(module) else list(module.named_children())
     if not children:
         yield prefix or type(module).__name__, module
         return
@@ -133,13 +152,40 @@ def _leaves(module, prefix=""):
         yield from _leaves(c, f"{prefix}.{n}" if prefix else n)
 
 
+def _check_forward_takes_one_input(module) -> None:
+    """Refuse a container whose forward needs more than the input (the lengths of a
+    ``pack_padded_sequence`` wrapper, an initial state): the importer runs and traces forward on
+    the input alone."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):   # a builtin forward: nothing to read
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    needed = [p.name for p in positional[1:] if p.default is p.empty]
+    needed += [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    if not needed:
+        return
+    cls = type(module).__name__
+    recs = [n for n, c in module.named_modules() if n and _kind(c) in _RECURRENT | set(_CELLS)]
+    what = (f"import the recurrent layer itself (rc.io.from_torch(module.{recs[0]})) and give run/forward "
+            "the lengths or the state" if len(recs) == 1 else
+            "build the rnncore model with rc.nn.Sequential and load the converted weights")
+    raise ValueError(
+        f"from_torch: {cls}.forward({', '.join(p.name for p in params)}) needs the argument"
+        f"{'s' if len(needed) > 1 else ''} {', '.join(repr(n) for n in needed)} besides the input; the "
+        f"importer runs forward on the input alone (expected forward(x), received "
+        f"forward({', '.join(p.name for p in positional[:1])}, {', '.join(needed)})): {what}")
+
+
 def _container(module, dtype: str, seed: int):
     import torch
 
     named = list(_leaves(module))
     converted = [(n, m, _convert_leaf(m, n, dtype)) for n, m in named]
     converted = [(n, m, c) for n, m, c in converted if c is not None]
-    kinds = [type(m).__name__ for _, m, _ in converted]
+    kinds = [_kind(m) for _, m, _ in converted]
     rec_kinds = _RECURRENT | set(_CELLS)
     order = "".join("E" if k == "Embedding" else "R" if k in rec_kinds else "L" for k in kinds)
     if not re.fullmatch(r"E?R+L*", order):
@@ -147,7 +193,7 @@ def _container(module, dtype: str, seed: int):
             f"from_torch: {type(module).__name__} has leaves {kinds}; the importer handles an optional "
             "Embedding, then recurrent layers, then Linear heads, in that registration order"
         )
-    recs = [m for _, m, _ in converted if type(m).__name__ in rec_kinds]
+    recs = [m for _, m, _ in converted if _kind(m) in rec_kinds]
     # a cell is driven by the module's own loop over time; the check below finds out if it is batch-first
     batch_first = {bool(getattr(r, "batch_first", True)) for r in recs}
     if len(batch_first) != 1:
@@ -155,14 +201,14 @@ def _container(module, dtype: str, seed: int):
     batch_first = batch_first.pop()
     last = recs[-1]
     bidir = bool(getattr(last, "bidirectional", False))
-    body = [c for _, m, c in converted if type(m).__name__ in rec_kinds or type(m).__name__ == "Embedding"]
-    heads = [c for _, m, c in converted if type(m).__name__ == "Linear"]
+    body = [c for _, m, c in converted if _kind(m) in rec_kinds or _kind(m) == "Embedding"]
+    heads = [c for _, m, c in converted if _kind(m) == "Linear"]
 
     # a random batch, long enough that the interpretations give different numbers
     g = np.random.default_rng(seed)
     B, T = 3, 5
     first = converted[0][1]
-    if type(first).__name__ == "Embedding":
+    if _kind(first) == "Embedding":
         x = g.integers(0, first.num_embeddings, (B, T))
         xt = torch.as_tensor(x)
     else:
@@ -176,6 +222,9 @@ def _container(module, dtype: str, seed: int):
     try:
         with torch.no_grad():
             out = module(xt)
+    except Exception as e:  # noqa: BLE001 - whatever the module's own code raises
+        raise ValueError(f"from_torch: {type(module).__name__}.forward(x) on a random batch x of shape "
+                         f"{tuple(xt.shape)} raised {type(e).__name__}: {e}") from None
     finally:
         module.train(was_training)
     if isinstance(out, tuple | list):
@@ -244,13 +293,14 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
     m = module_or_state_dict
     if not isinstance(m, torch.nn.Module):
         raise TypeError(f"from_torch: expected a torch.nn.Module or a state dict, got {type(m).__name__}")
-    if not list(m.children()):
-        layer = _convert_leaf(m, type(m).__name__, dtype)
+    if not list(m.children()) or torch.nn.utils.parametrize.is_parametrized(m):
+        layer = _convert_leaf(m, _kind(m), dtype)
         if layer is None:
-            raise ValueError(f"from_torch: {type(m).__name__} has nothing to import")
+            raise ValueError(f"from_torch: {_kind(m)} has nothing to import")
         return _build.as_spec(layer, as_spec)
     from rnncore.io.torch_fx import from_torch_fx, needs_fx
 
+    _check_forward_takes_one_input(m)
     if needs_fx(m):
         return _build.as_spec(from_torch_fx(m, dtype, seed), as_spec)
     try:
