@@ -157,8 +157,9 @@ def test_layer_matches_torch(name, batch_first, lengths_kind, with_h0):
         _close(a, b, 1e-5)
 
 
-@pytest.mark.parametrize("name,sizes", [(n, s) for n in ("rnn_relu_bidir", "gru_bidir_l3", "lstm_proj_bidir_l2")
-                                         for s in SIZES if not (n.startswith("lstm_proj") and s == "i1h1")])
+@pytest.mark.parametrize("name,sizes", [
+    (n, s) for n in ("rnn_relu_bidir", "gru_bidir_l3", "lstm_proj_bidir_l2")
+    for s in SIZES if not (n.startswith("lstm_proj") and s == "i1h1")])
 def test_input_and_hidden_sizes(name, sizes):
     """Input/hidden sizes 1, odd and past one SIMD register; batch 1 and T 1 included (proj_size
     2 needs hidden_size > 2)."""
@@ -250,6 +251,32 @@ def test_weight_norm_is_the_weight_forward_uses(form):
     ref = (ref[0] if isinstance(ref, tuple) else ref).numpy()
     y = rc.compile(from_torch(m, dtype="float32"), precision="f32").run(x)
     _close(y, ref, 1e-5)
+
+
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+@pytest.mark.parametrize("container", [False, True])
+def test_half_precision_modules_import_their_weights(low, container):
+    """A float16 / bfloat16 module (NumPy has no bfloat16): the import computes in float32 with
+    the module's weights, exactly what PyTorch computes with the module cast to float32."""
+    m = _module("lstm_bidir_l3", True, torch.float32)
+    if container:
+        torch.manual_seed(7)
+        m = _Head(m, torch.nn.Linear(6, 2))
+    m = m.to(getattr(torch, low))
+    ours = rc.compile(from_torch(m, dtype="float32"), precision="f32")
+    x = np.random.default_rng(13).standard_normal((3, 6, 5)).astype(np.float32)
+    with torch.no_grad():
+        ref = m.float()(torch.as_tensor(x))
+    ref = (ref[0] if isinstance(ref, tuple) else ref).numpy()
+    _close(ours.run(x), ref, 1e-5)
+
+
+def test_torchscript_module_is_refused_naming_what_to_pass():
+    m = _module("gru", True, torch.float32)
+    for scripted in (torch.jit.script(m), torch.jit.trace(m, torch.zeros(2, 3, 5))):
+        with pytest.raises(ValueError, match=r"module 'GRU' is a TorchScript module \(\w+\); expected the "
+                                             r"torch\.nn\.Module itself"):
+            from_torch(scripted)
 
 
 def _unroll(cell, x, state):

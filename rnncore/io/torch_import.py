@@ -28,6 +28,7 @@ torch is imported only inside :func:`from_torch`.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 
@@ -46,7 +47,14 @@ _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_rev
 
 
 def _np(t) -> np.ndarray:
-    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+    if not hasattr(t, "detach"):
+        return np.asarray(t)
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        t = t.float()     # NumPy has no bfloat16; float32 holds every bfloat16 value exactly
+    return t.numpy()
 
 
 def _recurrent_from_state_dict(sd: Mapping[str, object], mode: str | None, nonlinearity: str,
@@ -207,21 +215,25 @@ def _container(module, dtype: str, seed: int):
     # a random batch, long enough that the interpretations give different numbers
     g = np.random.default_rng(seed)
     B, T = 3, 5
+    p_dtype = next(module.parameters()).dtype
     first = converted[0][1]
     if _kind(first) == "Embedding":
         x = g.integers(0, first.num_embeddings, (B, T))
         xt = torch.as_tensor(x)
     else:
         x = g.standard_normal((B, T, first.input_size)).astype(dtype)
-        p = next(first.parameters())
-        xt = torch.as_tensor(x, dtype=p.dtype)
+        xt = torch.as_tensor(x, dtype=p_dtype)
     if not batch_first:
         xt = xt.transpose(0, 1)
     was_training = module.training
     module.eval()
+    probe = module
+    if p_dtype in (torch.float16, torch.bfloat16):
+        # the reference model computes in float32 from the same weights; so does the probe
+        probe, xt = copy.deepcopy(module).float(), (xt if xt.dtype == torch.int64 else xt.float())
     try:
         with torch.no_grad():
-            out = module(xt)
+            out = probe(xt)
     except Exception as e:  # noqa: BLE001 - whatever the module's own code raises
         raise ValueError(f"from_torch: {type(module).__name__}.forward(x) on a random batch x of shape "
                          f"{tuple(xt.shape)} raised {type(e).__name__}: {e}") from None
@@ -293,6 +305,11 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
     m = module_or_state_dict
     if not isinstance(m, torch.nn.Module):
         raise TypeError(f"from_torch: expected a torch.nn.Module or a state dict, got {type(m).__name__}")
+    if isinstance(m, torch.jit.ScriptModule):
+        raise ValueError(
+            f"from_torch: module {getattr(m, 'original_name', '?')!r} is a TorchScript module "
+            f"({type(m).__name__}); expected the torch.nn.Module itself (the module before "
+            "torch.jit.script / torch.jit.trace), or its state_dict(), or an ONNX export of it")
     if not list(m.children()) or torch.nn.utils.parametrize.is_parametrized(m):
         layer = _convert_leaf(m, _kind(m), dtype)
         if layer is None:
