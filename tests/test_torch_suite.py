@@ -315,6 +315,38 @@ def test_cell_unrolled_in_a_loop(cell, kw, with_h0):
         _close(a[0], b.numpy(), 1e-5)
 
 
+class _CellLoop(torch.nn.Module):
+    """A cell in the module's own loop over time (test_nn.py's cell tests: ``for i in range(T):
+    hx = cell(input[i], hx)``), time-major or batch-first, with a head on the last state."""
+
+    def __init__(self, cell, time_major):
+        super().__init__()
+        self.cell = cell
+        self.time_major = time_major
+        self.head = torch.nn.Linear(cell.hidden_size, 2)
+
+    def forward(self, x):
+        steps = x.unbind(0) if self.time_major else x.unbind(1)
+        state = None
+        for xt in steps:
+            state = self.cell(xt, state)
+        return self.head(state[0] if isinstance(state, tuple) else state)
+
+
+@pytest.mark.parametrize("cell", ["RNNCell", "GRUCell", "LSTMCell"])
+@pytest.mark.parametrize("time_major", [False, True])
+def test_cell_in_the_modules_own_loop(cell, time_major):
+    torch.manual_seed(8)
+    m = _CellLoop(getattr(torch.nn, cell)(5, 4), time_major).eval()
+    ours = from_torch(m, dtype="float32")
+    assert [type(x).__name__ for x in ours] == [cell[:-4], "LastStep", "Linear"]
+    x = np.random.default_rng(14).standard_normal((3, 7, 5)).astype(np.float32)
+    xt = torch.as_tensor(x).transpose(0, 1) if time_major else torch.as_tensor(x)
+    with torch.no_grad():
+        ref = m(xt).numpy()
+    _close(rc.compile(ours, precision="f32").run(x), ref, 1e-5)
+
+
 # -- modules around the layer: PyTorch's packed-sequence wrappers ----------------------------------
 class _Packed(torch.nn.Module):
     """pack_padded_sequence -> layer -> pad_packed_sequence, lengths as forward's argument (the wrapper

@@ -202,11 +202,12 @@ def _container(module, dtype: str, seed: int):
             "Embedding, then recurrent layers, then Linear heads, in that registration order"
         )
     recs = [m for _, m, _ in converted if _kind(m) in rec_kinds]
-    # a cell is driven by the module's own loop over time; the check below finds out if it is batch-first
-    batch_first = {bool(getattr(r, "batch_first", True)) for r in recs}
-    if len(batch_first) != 1:
+    layouts = {bool(getattr(r, "batch_first", True)) for r in recs if _kind(r) in _RECURRENT}
+    if len(layouts) > 1:
         raise ValueError("from_torch: recurrent layers mix batch_first=True and False")
-    batch_first = batch_first.pop()
+    # a cell is driven by the module's own loop over time, batch-first (x[:, t]) or time-major
+    # (x[t]): the probe below tries both
+    layouts = sorted(layouts or {True, False}, reverse=True)
     last = recs[-1]
     bidir = bool(getattr(last, "bidirectional", False))
     body = [c for _, m, c in converted if _kind(m) in rec_kinds or _kind(m) == "Embedding"]
@@ -219,48 +220,52 @@ def _container(module, dtype: str, seed: int):
     first = converted[0][1]
     if _kind(first) == "Embedding":
         x = g.integers(0, first.num_embeddings, (B, T))
-        xt = torch.as_tensor(x)
+        x_in = torch.as_tensor(x)
     else:
         x = g.standard_normal((B, T, first.input_size)).astype(dtype)
-        xt = torch.as_tensor(x, dtype=p_dtype)
-    if not batch_first:
-        xt = xt.transpose(0, 1)
-    was_training = module.training
-    module.eval()
+        x_in = torch.as_tensor(x, dtype=p_dtype)
     probe = module
     if p_dtype in (torch.float16, torch.bfloat16):
         # the reference model computes in float32 from the same weights; so does the probe
-        probe, xt = copy.deepcopy(module).float(), (xt if xt.dtype == torch.int64 else xt.float())
-    try:
-        with torch.no_grad():
-            out = probe(xt)
-    except Exception as e:  # noqa: BLE001 - whatever the module's own code raises
-        raise ValueError(f"from_torch: {type(module).__name__}.forward(x) on a random batch x of shape "
-                         f"{tuple(xt.shape)} raised {type(e).__name__}: {e}") from None
-    finally:
-        module.train(was_training)
-    if isinstance(out, tuple | list):
-        out = out[0]
-    if not hasattr(out, "detach"):
-        raise ValueError(
-            f"from_torch: {type(module).__name__}.forward returned {type(out).__name__}, not a tensor")
-    out = _np(out).astype(np.float64)
-    tol = 1e-9 if next(module.parameters()).dtype == torch.float64 and dtype == "float64" else 1e-4
+        probe, x_in = copy.deepcopy(module).float(), (x_in if x_in.dtype == torch.int64 else x_in.float())
+    tol = 1e-9 if p_dtype == torch.float64 and dtype == "float64" else 1e-4
     candidates = [("sequence", [])] + [(k, [_build.pool(k, bidir)]) for k in ("last", "mean")]
     if bidir:
         # h_n-style concat of the last step of the forward direction and t=0 of the backward one
         # is LastStep(bidirectional=True); plain last step of the output is LastStep(False)
         candidates.append(("last-output", [_build.pool("last", False)]))
-    for _name, pooling in candidates:
-        model = _build.sequential(body + pooling + heads)
-        y = model.forward(x)
-        if isinstance(y, tuple):
-            y = y[0]
-        ref = out
-        if not batch_first and not pooling and ref.ndim == 3:
-            ref = ref.transpose(1, 0, 2)
-        if y.shape == ref.shape and np.allclose(y, ref, rtol=tol, atol=tol):
-            return model
+    outputs = {name: _build.sequential(body + pooling + heads) for name, pooling in candidates}
+    outputs = {name: (model, model.forward(x)) for name, model in outputs.items()}
+    errors = []
+    for batch_first in layouts:
+        xt = x_in if batch_first else x_in.transpose(0, 1)
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                out = probe(xt)
+        except Exception as e:  # noqa: BLE001 - whatever the module's own code raises
+            errors.append(f"{type(module).__name__}.forward(x) on a random batch x of shape "
+                          f"{tuple(xt.shape)} raised {type(e).__name__}: {e}")
+            continue
+        finally:
+            module.train(was_training)
+        if isinstance(out, tuple | list):
+            out = out[0]
+        if not hasattr(out, "detach"):
+            raise ValueError(
+                f"from_torch: {type(module).__name__}.forward returned {type(out).__name__}, not a tensor")
+        out = _np(out).astype(np.float64)
+        for name, (model, y) in outputs.items():
+            if isinstance(y, tuple):
+                y = y[0]
+            ref = out
+            if not batch_first and name == "sequence" and ref.ndim == 3:
+                ref = ref.transpose(1, 0, 2)
+            if y.shape == ref.shape and np.allclose(y, ref, rtol=tol, atol=tol):
+                return model
+    if len(errors) == len(layouts):
+        raise ValueError(f"from_torch: {errors[0]}")
     raise ValueError(
         f"from_torch: could not tell how {type(module).__name__}.forward combines {kinds}: none of "
         "'head on every step', 'last valid step' or 'mean over time' reproduces its output; build the "
