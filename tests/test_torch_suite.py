@@ -347,6 +347,20 @@ def test_cell_in_the_modules_own_loop(cell, time_major):
     _close(rc.compile(ours, precision="f32").run(x), ref, 1e-5)
 
 
+def test_damaged_state_dicts_are_refused():
+    sd = _module("lstm_bidir_l3", True).state_dict()
+    d = dict(sd)
+    del d["bias_hh_l2_reverse"]
+    with pytest.raises(ValueError, match=r"the state dict has biases but not \['bias_hh_l2_reverse'\] "
+                                         r"\(expected all 12 or none\)"):
+        from_torch(d)
+    d = {k: v for k, v in sd.items() if not k.startswith("bias")}     # bias=False: zeros
+    assert not from_torch(d).state_dict()["bias_hh_l2_reverse"].any()
+    with pytest.raises(ValueError, match=r"nonlinearity='relu' is for an nn.RNN's state dict; the weights "
+                                         r"are an nn.GRU's \(expected nonlinearity='tanh'"):
+        from_torch(_module("gru", True).state_dict(), nonlinearity="relu")
+
+
 # -- modules around the layer: PyTorch's packed-sequence wrappers ----------------------------------
 class _Packed(torch.nn.Module):
     """pack_padded_sequence -> layer -> pad_packed_sequence, lengths as forward's argument (the wrapper

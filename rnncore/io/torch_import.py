@@ -78,11 +78,19 @@ def _recurrent_from_state_dict(sd: Mapping[str, object], mode: str | None, nonli
         mode = inferred
     elif mode.upper() != inferred:
         raise ValueError(f"from_torch: mode={mode!r} but the weight shapes say {inferred}")
+    if mode.upper() != "RNN" and nonlinearity != "tanh":
+        raise ValueError(f"from_torch: nonlinearity={nonlinearity!r} is for an nn.RNN's state dict; the "
+                         f"weights are an nn.{mode.upper()}'s (expected nonlinearity='tanh', the default)")
     D = 2 if bidirectional else 1
-    for k in range(layers):
-        for sfx in ("", "_reverse")[:D]:
-            for b in ("bias_ih", "bias_hh"):
-                sd.setdefault(f"{b}_l{k}{sfx}", np.zeros(G * H, w_ih.dtype))
+    biases = [f"{b}_l{k}{sfx}" for k in range(layers) for sfx in ("", "_reverse")[:D]
+              for b in ("bias_ih", "bias_hh")]
+    missing = [b for b in biases if b not in sd]
+    if missing and len(missing) != len(biases):
+        # bias=False has none; a state dict with some is damaged, not bias-free
+        raise ValueError(f"from_torch: the state dict has biases but not {missing[:4]}"
+                         f"{' ...' if len(missing) > 4 else ''} (expected all {len(biases)} or none)")
+    for b in missing:
+        sd[b] = np.zeros(G * H, w_ih.dtype)
     return _build.recurrent(mode.upper(), sd, input_size=w_ih.shape[1], hidden_size=H, num_layers=layers,
                             bidirectional=bidirectional, proj_size=P if proj else 0,
                             nonlinearity=nonlinearity, dtype=dtype)
