@@ -361,6 +361,61 @@ def test_damaged_state_dicts_are_refused():
         from_torch(_module("gru", True).state_dict(), nonlinearity="relu")
 
 
+class _LstmSequence(torch.nn.Module):
+    """LSTM -> Linear -> LSTM -> Linear, bidirectional, batch-first (test_lstm_sequence's shape)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn1 = torch.nn.LSTM(5, 4, bidirectional=True, batch_first=True)
+        self.linear1 = torch.nn.Linear(8, 5)
+        self.rnn2 = torch.nn.LSTM(5, 4, bidirectional=True, batch_first=True)
+        self.linear2 = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.linear2(self.rnn2(self.linear1(self.rnn1(x)[0]))[0])
+
+
+class _Returns(torch.nn.Module):
+    """The layer's whole result (y, (h, c)), time-major, no state given (test_lstm_default_init_state)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(5, 4, num_layers=2)
+
+    def forward(self, x):
+        return self.rnn(x)
+
+
+class _OnesState(torch.nn.Module):
+    """An initial state of ones built in forward (test_lstm_fixed_batch_size's shape)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(5, 4, batch_first=True)
+
+    def forward(self, x):
+        h0 = torch.ones(1, x.shape[0], 4)
+        return self.rnn(x, (h0, h0))[0]
+
+
+@pytest.mark.parametrize("cls,time_major", [(_LstmSequence, False), (_Returns, True)])
+def test_containers_of_the_onnx_suite(cls, time_major):
+    torch.manual_seed(9)
+    m = cls().eval()
+    x = np.random.default_rng(15).standard_normal((3, 7, 5)).astype(np.float32)
+    with torch.no_grad():
+        ref = m(torch.as_tensor(x).transpose(0, 1) if time_major else torch.as_tensor(x))
+    ref = ref[0] if isinstance(ref, tuple) else ref
+    ref = (ref.transpose(0, 1) if time_major else ref).numpy()
+    _close(rc.compile(from_torch(m, dtype="float32"), precision="f32").run(x), ref, 1e-5)
+
+
+def test_initial_state_built_in_forward_is_refused():
+    with pytest.raises(ValueError, match=r"could not tell how _OnesState\.forward combines \['LSTM'\].*"
+                                         r"read with torch\.fx: .*node 'getattr_1'"):
+        from_torch(_OnesState().eval())
+
+
 # -- modules around the layer: PyTorch's packed-sequence wrappers ----------------------------------
 class _Packed(torch.nn.Module):
     """pack_padded_sequence -> layer -> pad_packed_sequence, lengths as forward's argument (the wrapper
