@@ -419,16 +419,77 @@ def test_initial_state_built_in_forward_is_refused():
 # -- modules around the layer: PyTorch's packed-sequence wrappers ----------------------------------
 class _Packed(torch.nn.Module):
     """pack_padded_sequence -> layer -> pad_packed_sequence, lengths as forward's argument (the wrapper
-    PyTorch's ONNX tests put around every recurrent layer)."""
+    PyTorch's ONNX tests put around every recurrent layer), then a head per step or on h_n."""
 
-    def __init__(self, layer, batch_first):
+    def __init__(self, layer, batch_first, enforce_sorted=False, pool=None):
         super().__init__()
         self.model = layer
         self.batch_first = batch_first
+        self.enforce_sorted = enforce_sorted
+        self.pool = pool
+        D = 2 if layer.bidirectional else 1
+        self.head = torch.nn.Linear(D * (layer.proj_size or layer.hidden_size), 2) if pool else None
 
     def forward(self, x, lengths):
-        y, h = self.model(rnn_utils.pack_padded_sequence(x, lengths, self.batch_first, enforce_sorted=False))
-        return rnn_utils.pad_packed_sequence(y, self.batch_first)[0], h
+        y, h = self.model(rnn_utils.pack_padded_sequence(x, lengths, self.batch_first,
+                                                         enforce_sorted=self.enforce_sorted))
+        y = rnn_utils.pad_packed_sequence(y, self.batch_first)[0]
+        if self.pool is None:
+            return y, h
+        h = h[0] if isinstance(h, tuple) else h
+        if self.pool == "h_n":
+            return self.head(torch.cat([h[-2], h[-1]], 1) if self.model.bidirectional else h[-1])
+        return self.head(y)
+
+
+@pytest.mark.parametrize("name,batch_first,enforce_sorted,pool", [
+    ("gru", True, False, None), ("lstm_bidir_l3", False, True, None), ("rnn_relu_l3", True, True, "h_n"),
+    ("gru_bidir_l3", False, False, "h_n"), ("lstm_proj_bidir_l2", True, False, "h_n"),
+    ("lstm_nobias_l2", False, False, "h_n")])
+def test_packed_sequence_wrapper_takes_lengths(name, batch_first, enforce_sorted, pool):
+    """forward(x, lengths) is probed with lengths; the model takes them as run's lengths=. (A head
+    on every step of pad_packed_sequence's output writes head(0) past a length, where the engine
+    writes zeros: refused, below.)"""
+    m = _Packed(_module(name, batch_first, torch.float32), batch_first, enforce_sorted, pool).eval()
+    ours = rc.compile(from_torch(m, dtype="float32"), precision="f32")
+    g = np.random.default_rng(16)
+    x = g.standard_normal((5, 8, 5)).astype(np.float32)
+    lengths = np.array([8, 6, 5, 2, 1]) if enforce_sorted else np.array([3, 8, 1, 6, 2])
+    with torch.no_grad():
+        ref = m(torch.as_tensor(x) if batch_first else torch.as_tensor(x).transpose(0, 1),
+                torch.as_tensor(lengths))
+    ref = ref[0] if isinstance(ref, tuple) else ref
+    ref = (ref.transpose(0, 1) if pool != "h_n" and not batch_first else ref).numpy()
+    _close(ours.run(x, lengths=lengths), ref, 1e-5)
+
+
+class _TextClassifier(torch.nn.Module):
+    """Token ids -> Embedding -> packed bidirectional LSTM -> cat(h_n[-2], h_n[-1]) -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(30, 6, padding_idx=0)
+        self.rnn = torch.nn.LSTM(6, 5, num_layers=2, batch_first=True, bidirectional=True)
+        self.fc = torch.nn.Linear(10, 3)
+
+    def forward(self, ids, seq_lens):
+        packed = rnn_utils.pack_padded_sequence(self.emb(ids), seq_lens.cpu(), batch_first=True,
+                                                enforce_sorted=False)
+        _, (h, _) = self.rnn(packed)
+        return self.fc(torch.cat([h[-2], h[-1]], 1))
+
+
+def test_text_classifier_with_lengths():
+    torch.manual_seed(10)
+    m = _TextClassifier().eval()
+    ours = rc.compile(from_torch(m, dtype="float32"), precision="f32")
+    g = np.random.default_rng(17)
+    lengths = np.array([4, 9, 1, 6])
+    ids = g.integers(1, 30, (4, 9))
+    ids[np.arange(9) >= lengths[:, None]] = 0
+    with torch.no_grad():
+        ref = m(torch.as_tensor(ids), torch.as_tensor(lengths)).numpy()
+    _close(ours.run(ids, lengths=lengths), ref, 1e-5)
 
 
 class _PackedArgs(_Packed):
@@ -438,12 +499,24 @@ class _PackedArgs(_Packed):
         return super().forward(x, args[-1])
 
 
-def test_packed_sequence_wrapper_is_refused_with_what_to_do():
-    m = _Packed(_module("gru", True), True)
-    with pytest.raises(ValueError, match=r"_Packed\.forward\(x, lengths\) needs the argument 'lengths' "
-                                         r"besides the input.*expected forward\(x\), received forward\(x, "
-                                         r"lengths\)\): import the recurrent layer itself "
-                                         r"\(rc\.io\.from_torch\(module\.model\)\)"):
+class _WithState(torch.nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.model = layer
+
+    def forward(self, x, hx):
+        return self.model(x, hx)[0]
+
+
+def test_wrapper_needing_more_than_x_is_refused_with_what_to_do():
+    m = _WithState(_module("gru", True))
+    with pytest.raises(ValueError, match=r"_WithState\.forward\(x, hx\) needs the argument 'hx' "
+                                         r"besides the input.*expected forward\(x\) or forward\(x, "
+                                         r"lengths\), received forward\(x, hx\)\): import the recurrent "
+                                         r"layer itself \(rc\.io\.from_torch\(module\.model\)\)"):
+        from_torch(m)
+    m = _Packed(_module("gru", True, torch.float32), True, pool="steps").eval()
+    with pytest.raises(ValueError, match=r"could not tell how _Packed\.forward combines \['GRU', 'Linear'\]"):
         from_torch(m)
     m = _PackedArgs(_module("lstm", False), False)
     with pytest.raises(ValueError, match=r"_PackedArgs\.forward\(x\) on a random batch x of shape "
@@ -538,7 +611,8 @@ def test_onnx_export_of_unsorted_packing_is_refused_naming_the_sort():
 
     m = _module("gru", True, torch.float32)
     x = np.random.default_rng(12).standard_normal((3, 5, 5)).astype(np.float32)
-    data = _export(_Packed(m, True), [x, np.array([2, 5, 3])], ["x", "lengths"], ["y", "h_n"])
+    data = _export(_Packed(m, True, enforce_sorted=False), [x, np.array([2, 5, 3])], ["x", "lengths"],
+                   ["y", "h_n"])
     with pytest.raises(ValueError, match=r"node '/TopK' \(TopK\): operator not supported by rnncore"):
         from_onnx(onnx.load_from_string(data), dtype="float32")
 

@@ -12,9 +12,10 @@ reset-after form). What needs care is everything around them:
   when its leaves are, in registration order, an optional ``nn.Embedding``, one or more
   recurrent layers and ``nn.Linear`` heads (``nn.Dropout``/``nn.Identity`` are skipped).
   Its ``forward`` is Python code that the importer cannot read, so it *runs* the module on
-  a random batch and keeps the interpretation — head on every step, on the last step
-  (``rc.nn.LastStep``) or on the mean over time (``rc.nn.MaskedMean``) — whose output
-  matches; if none does, it refuses rather than guess.
+  a random batch (and, for a ``forward(x, lengths)`` that packs its input, sorted lengths that
+  the imported model then takes as ``lengths=``) and keeps the interpretation — head on
+  every step, on the last step (``rc.nn.LastStep``) or on the mean over time
+  (``rc.nn.MaskedMean``) — whose output matches; if none does, it refuses rather than guess.
 * a container that also holds front-end layers (``nn.Conv1d``, ``nn.MaxPool1d``/``AvgPool1d``,
   ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules), or whose output none of the three
   interpretations above reproduces (``torch.softmax`` of the head, say), is read from its ``forward`` with
@@ -168,34 +169,40 @@ def _leaves(module, prefix=""):
         yield from _leaves(c, f"{prefix}.{n}" if prefix else n)
 
 
-def _check_forward_takes_one_input(module) -> None:
-    """Refuse a container whose forward needs more than the input (the lengths of a
-    ``pack_padded_sequence`` wrapper, an initial state): the importer runs and traces forward on
-    the input alone."""
+def _forward_lengths_argument(module) -> str | None:
+    """None for a container whose forward takes the input alone; the name of its second argument
+    when that is the only other one it needs and is named as lengths (``lengths``, ``seq_lens``,
+    ``input_lengths``, ...: a ``pack_padded_sequence`` wrapper, which the probe runs with lengths
+    and checks against the model's ``lengths=``); a refusal for anything else it needs (an
+    initial state, a second input): the importer runs forward without it."""
     import inspect
 
     try:
         params = list(inspect.signature(module.forward).parameters.values())
     except (TypeError, ValueError):   # a builtin forward: nothing to read
-        return
+        return None
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     needed = [p.name for p in positional[1:] if p.default is p.empty]
     needed += [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
     if not needed:
-        return
+        return None
+    if len(needed) == 1 and len(positional) >= 2 and positional[1].name == needed[0] and \
+            re.search(r"len", needed[0], re.IGNORECASE):
+        return needed[0]
     cls = type(module).__name__
     recs = [n for n, c in module.named_modules() if n and _kind(c) in _RECURRENT | set(_CELLS)]
     what = (f"import the recurrent layer itself (rc.io.from_torch(module.{recs[0]})) and give run/forward "
-            "the lengths or the state" if len(recs) == 1 else
+            "the state (state=) or the lengths (lengths=)" if len(recs) == 1 else
             "build the rnncore model with rc.nn.Sequential and load the converted weights")
     raise ValueError(
         f"from_torch: {cls}.forward({', '.join(p.name for p in params)}) needs the argument"
         f"{'s' if len(needed) > 1 else ''} {', '.join(repr(n) for n in needed)} besides the input; the "
-        f"importer runs forward on the input alone (expected forward(x), received "
+        f"importer runs forward on the input alone, or with the lengths as its second argument "
+        f"(expected forward(x) or forward(x, lengths), received "
         f"forward({', '.join(p.name for p in positional[:1])}, {', '.join(needed)})): {what}")
 
 
-def _container(module, dtype: str, seed: int):
+def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     import torch
 
     named = list(_leaves(module))
@@ -243,7 +250,11 @@ def _container(module, dtype: str, seed: int):
         # is LastStep(bidirectional=True); plain last step of the output is LastStep(False)
         candidates.append(("last-output", [_build.pool("last", False)]))
     outputs = {name: _build.sequential(body + pooling + heads) for name, pooling in candidates}
-    outputs = {name: (model, model.forward(x)) for name, model in outputs.items()}
+    # a forward(x, lengths) runs with lengths < T (sorted, as enforce_sorted=True needs; the
+    # longest T, so that pad_packed_sequence gives T steps back)
+    lengths = np.array([T, T - 1, 2]) if lengths_arg else None
+    outputs = {name: (model, model.forward(x, lengths=lengths) if lengths_arg else model.forward(x))
+               for name, model in outputs.items()}
     errors = []
     for batch_first in layouts:
         xt = x_in if batch_first else x_in.transpose(0, 1)
@@ -251,9 +262,10 @@ def _container(module, dtype: str, seed: int):
         module.eval()
         try:
             with torch.no_grad():
-                out = probe(xt)
+                out = probe(xt, torch.as_tensor(lengths)) if lengths_arg else probe(xt)
         except Exception as e:  # noqa: BLE001 - whatever the module's own code raises
-            errors.append(f"{type(module).__name__}.forward(x) on a random batch x of shape "
+            call = f"(x, {lengths_arg}={lengths.tolist()})" if lengths_arg else "(x)"
+            errors.append(f"{type(module).__name__}.forward{call} on a random batch x of shape "
                           f"{tuple(xt.shape)} raised {type(e).__name__}: {e}")
             continue
         finally:
@@ -330,7 +342,10 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
         return _build.as_spec(layer, as_spec)
     from rnncore.io.torch_fx import from_torch_fx, needs_fx
 
-    _check_forward_takes_one_input(m)
+    lengths_arg = _forward_lengths_argument(m)
+    if lengths_arg is not None:
+        # forward(x, lengths) packs its input: not a chain torch.fx can read
+        return _build.as_spec(_container(m, dtype, seed, lengths_arg), as_spec)
     if needs_fx(m):
         return _build.as_spec(from_torch_fx(m, dtype, seed), as_spec)
     try:
