@@ -449,7 +449,7 @@ class _Packed(torch.nn.Module):
 def test_packed_sequence_wrapper_takes_lengths(name, batch_first, enforce_sorted, pool):
     """forward(x, lengths) is probed with lengths; the model takes them as run's lengths=. (A head
     on every step of pad_packed_sequence's output writes head(0) past a length, where the engine
-    writes zeros: refused, below.)"""
+    writes zeros: refused saying so, below.)"""
     m = _Packed(_module(name, batch_first, torch.float32), batch_first, enforce_sorted, pool).eval()
     ours = rc.compile(from_torch(m, dtype="float32"), precision="f32")
     g = np.random.default_rng(16)
@@ -516,7 +516,9 @@ def test_wrapper_needing_more_than_x_is_refused_with_what_to_do():
                                          r"layer itself \(rc\.io\.from_torch\(module\.model\)\)"):
         from_torch(m)
     m = _Packed(_module("gru", True, torch.float32), True, pool="steps").eval()
-    with pytest.raises(ValueError, match=r"could not tell how _Packed\.forward combines \['GRU', 'Linear'\]"):
+    with pytest.raises(ValueError, match=r"_Packed\.forward's output past each sequence's length is not "
+                                         r"zero .* the valid steps match: expected zeros past the lengths, "
+                                         r"received up to [0-9.]+"):
         from_torch(m)
     m = _PackedArgs(_module("lstm", False), False)
     with pytest.raises(ValueError, match=r"_PackedArgs\.forward\(x\) on a random batch x of shape "

@@ -284,6 +284,16 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
                 ref = ref.transpose(1, 0, 2)
             if y.shape == ref.shape and np.allclose(y, ref, rtol=tol, atol=tol):
                 return model
+            if lengths_arg and name == "sequence" and y.shape == ref.shape:
+                valid = (np.arange(T)[None, :] < lengths[:, None])[..., None]
+                if np.allclose(y * valid, ref * valid, rtol=tol, atol=tol):
+                    raise ValueError(
+                        f"from_torch: {type(module).__name__}.forward's output past each sequence's "
+                        f"length is not zero (a layer after pad_packed_sequence, e.g. a Linear's bias, "
+                        f"writes there), where rnncore's model with lengths= writes zeros; the valid steps "
+                        f"match: expected zeros past the lengths, received up to "
+                        f"{float(np.abs(ref * ~valid).max()):.3g} (zero the output past the lengths in "
+                        f"forward to import it)")
     if len(errors) == len(layouts):
         raise ValueError(f"from_torch: {errors[0]}")
     raise ValueError(
@@ -343,13 +353,10 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
     from rnncore.io.torch_fx import from_torch_fx, needs_fx
 
     lengths_arg = _forward_lengths_argument(m)
-    if lengths_arg is not None:
-        # forward(x, lengths) packs its input: not a chain torch.fx can read
-        return _build.as_spec(_container(m, dtype, seed, lengths_arg), as_spec)
-    if needs_fx(m):
+    if needs_fx(m) and lengths_arg is None:
         return _build.as_spec(from_torch_fx(m, dtype, seed), as_spec)
     try:
-        model = _container(m, dtype, seed)
+        model = _container(m, dtype, seed, lengths_arg)
     except ValueError as e:
         # e.g. torch.softmax(...), a residual or a Linear before the RNN: read forward's chain with torch.fx
         try:
