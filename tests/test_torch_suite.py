@@ -606,6 +606,27 @@ def test_onnx_export_matches_onnxruntime(case):
             _close(a, b, 1e-5)
 
 
+def test_onnx_per_step_head_after_sequence_lens_is_the_graphs():
+    """A per-step Linear after pad_packed_sequence: ONNX writes its bias past a length, the engine
+    would write zeros. The chain import (what rc.compile runs) refuses it saying so; the default
+    import is the whole graph, which gives onnxruntime's numbers."""
+    import onnx
+    import onnxruntime as ort
+
+    m = _Packed(_module("gru", True, torch.float32), True, enforce_sorted=True, pool="steps").eval()
+    x = np.random.default_rng(18).standard_normal((4, 7, 5)).astype(np.float32)
+    data = _export(m, [x, np.array([7, 6, 3, 1])], ["x", "lengths"], ["out"])
+    with pytest.raises(ValueError, match=r"the recurrent nodes read sequence_lens 'lengths', and after them "
+                                         r"a Linear with bias \(up to [0-9.]+\) runs on every step: past a "
+                                         r"sequence's length ONNX writes its value of zeros there, "
+                                         r"rnncore zeros"):
+        from_onnx(onnx.load_from_string(data), dtype="float32", graph=False)
+    graph = from_onnx(onnx.load_from_string(data), dtype="float32")
+    feeds = {"x": x, "lengths": np.array([2, 7, 5, 1])}
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(["out"], feeds)[0]
+    _close(graph.run(feeds)["out"], ref, 1e-5)
+
+
 def test_onnx_export_of_unsorted_packing_is_refused_naming_the_sort():
     """``enforce_sorted=False`` exports a TopK that sorts the batch by length (and Gathers that
     permute it and back): refused naming that node, not run with the batch in the wrong order."""
