@@ -12,9 +12,10 @@ reset-after form). What needs care is everything around them:
   when its leaves are, in registration order, an optional ``nn.Embedding``, one or more
   recurrent layers and ``nn.Linear`` heads (``nn.Dropout``/``nn.Identity`` are skipped).
   Its ``forward`` is Python code that the importer cannot read, so it *runs* the module on
-  a random batch and keeps the interpretation — head on every step, on the last step
-  (``rc.nn.LastStep``) or on the mean over time (``rc.nn.MaskedMean``) — whose output
-  matches; if none does, it refuses rather than guess.
+  a random batch (and, for a ``forward(x, lengths)`` that packs its input, sorted lengths that
+  the imported model then takes as ``lengths=``) and keeps the interpretation — head on
+  every step, on the last step (``rc.nn.LastStep``) or on the mean over time
+  (``rc.nn.MaskedMean``) — whose output matches; if none does, it refuses rather than guess.
 * a container that also holds front-end layers (``nn.Conv1d``, ``nn.MaxPool1d``/``AvgPool1d``,
   ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules), or whose output none of the three
   interpretations above reproduces (``torch.softmax`` of the head, say), is read from its ``forward`` with
@@ -29,6 +30,7 @@ torch is imported only inside :func:`from_torch`.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 
@@ -47,7 +49,14 @@ _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_rev
 
 
 def _np(t) -> np.ndarray:
-    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+    if not hasattr(t, "detach"):
+        return np.asarray(t)
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        t = t.float()     # NumPy has no bfloat16; float32 holds every bfloat16 value exactly
+    return t.numpy()
 
 
 def _recurrent_from_state_dict(sd: Mapping[str, object], mode: str | None, nonlinearity: str,
@@ -71,11 +80,19 @@ def _recurrent_from_state_dict(sd: Mapping[str, object], mode: str | None, nonli
         mode = inferred
     elif mode.upper() != inferred:
         raise ValueError(f"from_torch: mode={mode!r} but the weight shapes say {inferred}")
+    if mode.upper() != "RNN" and nonlinearity != "tanh":
+        raise ValueError(f"from_torch: nonlinearity={nonlinearity!r} is for an nn.RNN's state dict; the "
+                         f"weights are an nn.{mode.upper()}'s (expected nonlinearity='tanh', the default)")
     D = 2 if bidirectional else 1
-    for k in range(layers):
-        for sfx in ("", "_reverse")[:D]:
-            for b in ("bias_ih", "bias_hh"):
-                sd.setdefault(f"{b}_l{k}{sfx}", np.zeros(G * H, w_ih.dtype))
+    biases = [f"{b}_l{k}{sfx}" for k in range(layers) for sfx in ("", "_reverse")[:D]
+              for b in ("bias_ih", "bias_hh")]
+    missing = [b for b in biases if b not in sd]
+    if missing and len(missing) != len(biases):
+        # bias=False has none; a state dict with some is damaged, not bias-free
+        raise ValueError(f"from_torch: the state dict has biases but not {missing[:4]}"
+                         f"{' ...' if len(missing) > 4 else ''} (expected all {len(biases)} or none)")
+    for b in missing:
+        sd[b] = np.zeros(G * H, w_ih.dtype)
     return _build.recurrent(mode.upper(), sd, input_size=w_ih.shape[1], hidden_size=H, num_layers=layers,
                             bidirectional=bidirectional, proj_size=P if proj else 0,
                             nonlinearity=nonlinearity, dtype=dtype)
@@ -96,15 +113,31 @@ def _refuse_state_dict(sd: Mapping, bad: list) -> None:
                      "nn.RNN/GRU/LSTM parameters (expected weight_ih_l0, weight_hh_l0, bias_ih_l0, ...)")
 
 
+def _kind(m) -> str:
+    """The class name of a torch module; a parametrized one's (``ParametrizedGRU``) is its original's."""
+    from torch.nn.utils import parametrize
+
+    cls = type(m).__mro__[1] if parametrize.is_parametrized(m) else type(m)
+    return cls.__name__
+
+
+def _weights(m, names) -> dict:
+    """The weights the module computes with, by name: read as attributes, so that a weight under
+    ``torch.nn.utils.weight_norm`` (state_dict ``*_g``, ``*_v``) or a parametrization
+    (``parametrizations.*.original``) is the tensor its forward uses."""
+    return {k: _np(getattr(m, k)) for k in names}
+
+
 def _convert_leaf(m, name: str, dtype: str):
     """rnncore module for one torch leaf, or None for a skipped one."""
-    kind = type(m).__name__
+    kind = _kind(m)
     if kind in _RECURRENT:
-        sd = {k: _np(v) for k, v in m.state_dict().items()}
-        return _recurrent_from_state_dict(sd, kind, getattr(m, "nonlinearity", "tanh"), dtype)
+        return _recurrent_from_state_dict(_weights(m, m._flat_weights_names), kind,
+                                          getattr(m, "nonlinearity", "tanh"), dtype)
     if kind in _CELLS:
         # one step of a one-layer network: the cell's weights are layer 0's
-        sd = {f"{k}_l0": _np(v) for k, v in m.state_dict().items()}
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if m.bias else [])
+        sd = {f"{k}_l0": v for k, v in _weights(m, names).items()}
         return _recurrent_from_state_dict(sd, _CELLS[kind], getattr(m, "nonlinearity", "tanh"), dtype)
     if kind == "Linear":
         return _build.linear(_np(m.weight), None if m.bias is None else _np(m.bias), dtype)
@@ -123,7 +156,10 @@ def _convert_leaf(m, name: str, dtype: str):
 
 
 def _leaves(module, prefix=""):
-    children = list(module.named_children())
+    from torch.nn.utils import parametrize
+
+    # a parametrized module (weight_norm, ...) holds its parametrizations as children
+    children = [] if parametrize.is_parametrized(module) else list(module.named_children())
     if not children:
         yield prefix or type(module).__name__, module
         return
@@ -134,13 +170,46 @@ def _leaves(module, prefix=""):
         yield from _leaves(c, f"{prefix}.{n}" if prefix else n)
 
 
-def _container(module, dtype: str, seed: int):
+def _forward_lengths_argument(module) -> str | None:
+    """None for a container whose forward takes the input alone; the name of its second argument
+    when that is the only other one it needs and is named as lengths (``lengths``, ``seq_lens``,
+    ``input_lengths``, ...: a ``pack_padded_sequence`` wrapper, which the probe runs with lengths
+    and checks against the model's ``lengths=``); a refusal for anything else it needs (an
+    initial state, a second input): the importer runs forward without it."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):   # a builtin forward: nothing to read
+        return None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    needed = [p.name for p in positional[1:] if p.default is p.empty]
+    needed += [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    if not needed:
+        return None
+    if len(needed) == 1 and len(positional) >= 2 and positional[1].name == needed[0] and \
+            re.search(r"len", needed[0], re.IGNORECASE):
+        return needed[0]
+    cls = type(module).__name__
+    recs = [n for n, c in module.named_modules() if n and _kind(c) in _RECURRENT | set(_CELLS)]
+    what = (f"import the recurrent layer itself (rc.io.from_torch(module.{recs[0]})) and give run/forward "
+            "the state (state=) or the lengths (lengths=)" if len(recs) == 1 else
+            "build the rnncore model with rc.nn.Sequential and load the converted weights")
+    raise ValueError(
+        f"from_torch: {cls}.forward({', '.join(p.name for p in params)}) needs the argument"
+        f"{'s' if len(needed) > 1 else ''} {', '.join(repr(n) for n in needed)} besides the input; the "
+        f"importer runs forward on the input alone, or with the lengths as its second argument "
+        f"(expected forward(x) or forward(x, lengths), received "
+        f"forward({', '.join(p.name for p in positional[:1])}, {', '.join(needed)})): {what}")
+
+
+def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     import torch
 
     named = list(_leaves(module))
     converted = [(n, m, _convert_leaf(m, n, dtype)) for n, m in named]
     converted = [(n, m, c) for n, m, c in converted if c is not None]
-    kinds = [type(m).__name__ for _, m, _ in converted]
+    kinds = [_kind(m) for _, m, _ in converted]
     rec_kinds = _RECURRENT | set(_CELLS)
     order = "".join("E" if k == "Embedding" else "R" if k in rec_kinds else "L" for k in kinds)
     if not re.fullmatch(r"E?R+L*", order):
@@ -148,59 +217,86 @@ def _container(module, dtype: str, seed: int):
             f"from_torch: {type(module).__name__} has leaves {kinds}; the importer handles an optional "
             "Embedding, then recurrent layers, then Linear heads, in that registration order"
         )
-    recs = [m for _, m, _ in converted if type(m).__name__ in rec_kinds]
-    # a cell is driven by the module's own loop over time; the check below finds out if it is batch-first
-    batch_first = {bool(getattr(r, "batch_first", True)) for r in recs}
-    if len(batch_first) != 1:
+    recs = [m for _, m, _ in converted if _kind(m) in rec_kinds]
+    layouts = {bool(getattr(r, "batch_first", True)) for r in recs if _kind(r) in _RECURRENT}
+    if len(layouts) > 1:
         raise ValueError("from_torch: recurrent layers mix batch_first=True and False")
-    batch_first = batch_first.pop()
+    # a cell is driven by the module's own loop over time, batch-first (x[:, t]) or time-major
+    # (x[t]): the probe below tries both
+    layouts = sorted(layouts or {True, False}, reverse=True)
     last = recs[-1]
     bidir = bool(getattr(last, "bidirectional", False))
-    body = [c for _, m, c in converted if type(m).__name__ in rec_kinds or type(m).__name__ == "Embedding"]
-    heads = [c for _, m, c in converted if type(m).__name__ == "Linear"]
+    body = [c for _, m, c in converted if _kind(m) in rec_kinds or _kind(m) == "Embedding"]
+    heads = [c for _, m, c in converted if _kind(m) == "Linear"]
 
     # a random batch, long enough that the interpretations give different numbers
     g = np.random.default_rng(seed)
     B, T = 3, 5
+    p_dtype = next(module.parameters()).dtype
     first = converted[0][1]
-    if type(first).__name__ == "Embedding":
+    if _kind(first) == "Embedding":
         x = g.integers(0, first.num_embeddings, (B, T))
-        xt = torch.as_tensor(x)
+        x_in = torch.as_tensor(x)
     else:
         x = g.standard_normal((B, T, first.input_size)).astype(dtype)
-        p = next(first.parameters())
-        xt = torch.as_tensor(x, dtype=p.dtype)
-    if not batch_first:
-        xt = xt.transpose(0, 1)
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            out = module(xt)
-    finally:
-        module.train(was_training)
-    if isinstance(out, tuple | list):
-        out = out[0]
-    if not hasattr(out, "detach"):
-        raise ValueError(
-            f"from_torch: {type(module).__name__}.forward returned {type(out).__name__}, not a tensor")
-    out = _np(out).astype(np.float64)
-    tol = 1e-9 if next(module.parameters()).dtype == torch.float64 and dtype == "float64" else 1e-4
+        x_in = torch.as_tensor(x, dtype=p_dtype)
+    probe = module
+    if p_dtype in (torch.float16, torch.bfloat16):
+        # the reference model computes in float32 from the same weights; so does the probe
+        probe, x_in = copy.deepcopy(module).float(), (x_in if x_in.dtype == torch.int64 else x_in.float())
+    tol = 1e-9 if p_dtype == torch.float64 and dtype == "float64" else 1e-4
     candidates = [("sequence", [])] + [(k, [_build.pool(k, bidir)]) for k in ("last", "mean")]
     if bidir:
         # h_n-style concat of the last step of the forward direction and t=0 of the backward one
         # is LastStep(bidirectional=True); plain last step of the output is LastStep(False)
         candidates.append(("last-output", [_build.pool("last", False)]))
-    for _name, pooling in candidates:
-        model = _build.sequential(body + pooling + heads)
-        y = model.forward(x)
-        if isinstance(y, tuple):
-            y = y[0]
-        ref = out
-        if not batch_first and not pooling and ref.ndim == 3:
-            ref = ref.transpose(1, 0, 2)
-        if y.shape == ref.shape and np.allclose(y, ref, rtol=tol, atol=tol):
-            return model
+    outputs = {name: _build.sequential(body + pooling + heads) for name, pooling in candidates}
+    # a forward(x, lengths) runs with lengths < T (sorted, as enforce_sorted=True needs; the
+    # longest T, so that pad_packed_sequence gives T steps back)
+    lengths = np.array([T, T - 1, 2]) if lengths_arg else None
+    outputs = {name: (model, model.forward(x, lengths=lengths) if lengths_arg else model.forward(x))
+               for name, model in outputs.items()}
+    errors = []
+    for batch_first in layouts:
+        xt = x_in if batch_first else x_in.transpose(0, 1)
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                out = probe(xt, torch.as_tensor(lengths)) if lengths_arg else probe(xt)
+        except Exception as e:  # noqa: BLE001 - whatever the module's own code raises
+            call = f"(x, {lengths_arg}={lengths.tolist()})" if lengths_arg else "(x)"
+            errors.append(f"{type(module).__name__}.forward{call} on a random batch x of shape "
+                          f"{tuple(xt.shape)} raised {type(e).__name__}: {e}")
+            continue
+        finally:
+            module.train(was_training)
+        if isinstance(out, tuple | list):
+            out = out[0]
+        if not hasattr(out, "detach"):
+            raise ValueError(
+                f"from_torch: {type(module).__name__}.forward returned {type(out).__name__}, not a tensor")
+        out = _np(out).astype(np.float64)
+        for name, (model, y) in outputs.items():
+            if isinstance(y, tuple):
+                y = y[0]
+            ref = out
+            if not batch_first and name == "sequence" and ref.ndim == 3:
+                ref = ref.transpose(1, 0, 2)
+            if y.shape == ref.shape and np.allclose(y, ref, rtol=tol, atol=tol):
+                return model
+            if lengths_arg and name == "sequence" and y.shape == ref.shape:
+                valid = (np.arange(T)[None, :] < lengths[:, None])[..., None]
+                if np.allclose(y * valid, ref * valid, rtol=tol, atol=tol):
+                    raise ValueError(
+                        f"from_torch: {type(module).__name__}.forward's output past each sequence's "
+                        f"length is not zero (a layer after pad_packed_sequence, e.g. a Linear's bias, "
+                        f"writes there), where rnncore's model with lengths= writes zeros; the valid steps "
+                        f"match: expected zeros past the lengths, received up to "
+                        f"{float(np.abs(ref * ~valid).max()):.3g} (zero the output past the lengths in "
+                        f"forward to import it)")
+    if len(errors) == len(layouts):
+        raise ValueError(f"from_torch: {errors[0]}")
     raise ValueError(
         f"from_torch: could not tell how {type(module).__name__}.forward combines {kinds}: none of "
         "'head on every step', 'last valid step' or 'mean over time' reproduces its output; build the "
@@ -245,17 +341,23 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
     m = module_or_state_dict
     if not isinstance(m, torch.nn.Module):
         raise TypeError(f"from_torch: expected a torch.nn.Module or a state dict, got {type(m).__name__}")
-    if not list(m.children()):
-        layer = _convert_leaf(m, type(m).__name__, dtype)
+    if isinstance(m, torch.jit.ScriptModule):
+        raise ValueError(
+            f"from_torch: module {getattr(m, 'original_name', '?')!r} is a TorchScript module "
+            f"({type(m).__name__}); expected the torch.nn.Module itself (the module before "
+            "torch.jit.script / torch.jit.trace), or its state_dict(), or an ONNX export of it")
+    if not list(m.children()) or torch.nn.utils.parametrize.is_parametrized(m):
+        layer = _convert_leaf(m, _kind(m), dtype)
         if layer is None:
-            raise ValueError(f"from_torch: {type(m).__name__} has nothing to import")
+            raise ValueError(f"from_torch: {_kind(m)} has nothing to import")
         return _build.as_spec(layer, as_spec)
     from rnncore.io.torch_fx import from_torch_fx, needs_fx
 
-    if needs_fx(m):
+    lengths_arg = _forward_lengths_argument(m)
+    if needs_fx(m) and lengths_arg is None:
         return _build.as_spec(from_torch_fx(m, dtype, seed), as_spec)
     try:
-        model = _container(m, dtype, seed)
+        model = _container(m, dtype, seed, lengths_arg)
     except ValueError as e:
         # e.g. torch.softmax(...), a residual or a Linear before the RNN: read forward's chain with torch.fx
         try:

@@ -320,6 +320,27 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
                            f"{str(graph_error).removeprefix('from_onnx: ')}") from None
 
 
+def _check_padding_stays_zero(imp, pipe) -> None:
+    """Past a ``sequence_lens`` length the recurrent nodes write zeros, and so does rnncore; a
+    per-step layer after the last of them that maps zeros to something else (a Linear's bias, a
+    softmax / sigmoid) writes that there in ONNX, and zeros in rnncore: refused."""
+    kinds = [imp.layers[i]["kind"] for i in pipe]
+    last_rnn = max(k for k, kind in enumerate(kinds) if kind == "rnn")
+    for i in pipe[last_rnn + 1:]:
+        layer = imp.layers[i]
+        if layer["kind"] == "pool":
+            return
+        bias = layer.get("bias") if layer["kind"] == "linear" else None
+        if layer["kind"] == "module" or (bias is not None and np.any(bias)):
+            what = (f"a Linear with bias (up to {float(np.abs(bias).max()):.3g})" if layer["kind"] == "linear"
+                    else f"a {type(layer['module']).__name__}")
+            raise _Refused(
+                f"from_onnx: the recurrent nodes read sequence_lens {imp.lengths!r}, and after them {what} "
+                "runs on every step: past a sequence's length ONNX writes its value of zeros there, rnncore "
+                "zeros (expected per-step layers that keep zeros zero after a node with sequence_lens, or "
+                "a pooling first: the final state, the last valid step)")
+
+
 def _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec, engine=False):
     imp = _Importer(onnx_model, dtype, strip_final_activation)
     imp.engine = engine      # for the C engine: its limits are refused naming the node (ops_front)
@@ -343,6 +364,8 @@ def _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec, engi
     for p in pipes:
         if p != pipe[:len(p)]:
             raise _Refused("from_onnx: the graph outputs come from different branches")
+    if imp.lengths is not None:
+        _check_padding_stays_zero(imp, pipe)
     modules, node_rows = _build.build_layers([imp.layers[i] for i in pipe], dtype)
     model = _build.sequential(modules)
     lay = imp.lab("X0")

@@ -265,6 +265,9 @@ def op_dropout(imp, node, ins, a):
     return [ins[0], None][:len(node.output)]
 
 
+_INT_TYPES = (2, 3, 4, 5, 6, 7, 12, 13)   # TensorProto u8, i8, u16, i16, i32, i64, u32, u64
+
+
 @register("Cast")
 def op_cast(imp, node, ins, a):
     v = ins[0]
@@ -274,6 +277,8 @@ def op_cast(imp, node, ins, a):
         return [v.astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
     if isinstance(v, _Sym | _Zeros):
         return [v]
+    if isinstance(v, _Input) and v.integer and len(v.shape) == 1 and a["to"] in _INT_TYPES:
+        return [v]     # torch's Cast of pack_padded_sequence's lengths to int32 for sequence_lens
     s = imp.data(v, node)
     if a["to"] not in (1, 11, 10):       # float, double, float16
         imp.refuse(node, "cast of the data to a non-float type")
