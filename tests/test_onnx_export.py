@@ -349,7 +349,8 @@ def test_refuses_what_onnx_cannot_express():
     with pytest.raises(ValueError, match=r"to_onnx: per-step record 0 \('layer_norm', after the recurrent "
                                          r"layers\) does not export: ONNX LayerNormalization needs opset >= "
                                          r"17, got opset=16"):
-        rc.io.to_onnx(rc.nn.Sequential(rc.nn.GRU(3, 4), rc.nn.LayerNorm(4), rc.nn.Linear(4, 2)), None, opset=16)
+        rc.io.to_onnx(rc.nn.Sequential(rc.nn.GRU(3, 4), rc.nn.LayerNorm(4), rc.nn.Linear(4, 2)), None,
+                      opset=16)
     from rnncore.nn.extended import ExtendedRecurrent
 
     ext = ExtendedRecurrent("GRU", 3, 4, clip=1.0)

@@ -17,7 +17,16 @@ standard ONNX operators only:
 * last-step pooling reads the nodes' final state ``Y_h`` (forward half at each sequence's
   last valid step, backward half at ``t = 0``, like ``rc.nn.LastStep(bidirectional=True)``),
   or ``y[b, lengths[b] - 1]`` with ``Gather`` / ``GatherND`` (``rc.nn.LastStep()`` after a
-  bidirectional layer);
+  bidirectional layer, and any last step taken after per-step layers);
+* mean pooling (``rc.nn.MaskedMean``) is ``ReduceMean`` over time, or with ``lengths`` a
+  ``ReduceSum`` of the valid steps over ``max(lengths, 1)``; attention pooling
+  (``rc.nn.AttentionPool``) is ``e = tanh(x W^T + b) v``, ``Softmax`` over the valid steps and
+  the weighted ``ReduceSum`` over time;
+* per-step layers (the spec's ``front``, ``mid``, ``post``, ``post_pooled`` records) act on the
+  last axis wherever they stand: a per-step Linear is ``MatMul`` + ``Add``, activations are
+  ``Relu`` / ``Tanh`` / ``Sigmoid`` / ``HardSigmoid`` / GELU from ``Erf`` (or ``Tanh``),
+  ``LayerNorm`` is ``LayerNormalization`` (opset >= 17), an inference ``BatchNorm1d`` ``Mul`` +
+  ``Add``, ``MulHalves`` two ``Slice`` + ``Mul``, a ``Residual`` an ``Add``;
 * the head is ``Gemm`` (after pooling) or ``MatMul`` + ``Add`` (at every step), followed by
   ``Relu`` / ``Sigmoid`` / ``Tanh`` / ``Softmax`` (last axis).
 
@@ -28,7 +37,7 @@ The graph's interface is rnncore's (batch-major, like ``forward``)::
     lengths  int32   (batch,)            with lengths=True: valid steps per sequence, in [0, time]
     h0, c0   float32 (L*D, batch, H)     with initial_state=True (c0: LSTM stacks)
     ->
-    y        float32 (batch, time, F) per step, or (batch, F) after last-step pooling
+    y        float32 (batch, time, F) per step, or (batch, F) after pooling
     h_n, c_n float32 (L*D, batch, H)     with final_state=True
 
 ``batch`` and ``time`` are dynamic. State rows are PyTorch's ``[l0 fwd, l0 bwd, l1 fwd, ...]``
@@ -47,7 +56,8 @@ import numpy as np
 
 from rnncore.spec import ModelSpec, _front_width, spec_from_model
 
-#: the opset written by default; the ops used exist unchanged from opset 14 on
+#: the opset written by default; the ops used exist unchanged from opset 14 on (LayerNormalization:
+#: from opset 17)
 DEFAULT_OPSET = 17
 MIN_OPSET = 14
 
@@ -293,7 +303,10 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     Parameters
     ----------
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, an ``rc.nn.Sequential`` of
-        ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (``Dropout`` is skipped), a
+        ``[Embedding] + recurrent layers + [LastStep | MaskedMean | AttentionPool] + [Linear]``
+        with per-step layers (``Linear``, activations, ``LayerNorm``, ``BatchNorm1d``,
+        ``MulHalves``, ``Residual`` of these) before, between and after the recurrent layers
+        and after the pooling (``Dropout`` is skipped), a
         :class:`~rnncore.spec.ModelSpec` (a head may then have an activation: ``relu``,
         ``sigmoid``, ``tanh`` or ``softmax``), or an f32 model file: an ``rc.Engine``, a ``.rnc``
         path or its bytes (q8 models are refused: their int8 arithmetic is not ONNX's)
@@ -305,7 +318,7 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
         ``(L*D, batch, H)``; without them the state starts at zero
     final_state : add the graph outputs ``h_n`` (and ``c_n``), float32 ``(L*D, batch, H)``
         (default: the same as ``initial_state``, so ``h_n`` can be fed back as ``h0``)
-    opset : the ONNX opset to write, at least 14 (default 17)
+    opset : the ONNX opset to write, at least 14 (default 17; 17 or later with ``LayerNorm``)
     check : run ``onnx.checker.check_model(full_check=True)`` on the result
 
     Returns
@@ -316,8 +329,9 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     ------
     ImportError : the ``onnx`` package is missing (``pip install "rnncore[onnx]"``)
     ValueError : a module or option ONNX cannot express, naming it (``LSTM proj_size``, the
-        ONNX-only options of ``ExtendedRecurrent``, ``MaskedMean`` / ``AttentionPool`` pooling,
-        a module in an unsupported position), or a bad argument
+        ONNX-only options of ``ExtendedRecurrent``, a per-step record without a standard-operator
+        form: a frame convolution, ``Magnitude``, a ``Residual`` around a recurrent layer,
+        ``LayerNorm`` below opset 17; a module in an unsupported position), or a bad argument
     """
     try:
         import onnx
