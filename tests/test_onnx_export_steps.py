@@ -164,6 +164,27 @@ def test_initial_and_final_state_with_per_step_layers():
     np.testing.assert_allclose(h1_n, np.stack(final[1:]), rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("state", [False, True], ids=["zero_state", "initial_state"])
+def test_embedding_then_per_step_layers_and_mean_pooling(state):
+    """Per-step layers right after an Embedding fold into its table (a Gather); ReLU and LayerNorm
+    after the GRU, then MaskedMean, are nodes: onnxruntime == the float spec, states included."""
+    m = _f32(nn.Sequential(nn.Embedding(10, 4, seed=1), nn.Linear(4, 4, seed=2), nn.Tanh(), nn.GRU(4, 5, seed=3),
+                           nn.ReLU(), nn.LayerNorm(5), nn.MaskedMean(), nn.Linear(5, 3, seed=4)))
+    spec = spec_from_model(m)
+    rng = np.random.default_rng(11)
+    X, L = rng.integers(0, 10, (4, 6)), np.array([6, 0, 2, 5])
+    feeds = {"tokens": X.astype(np.int64), "lengths": L.astype(np.int32)}
+    h0 = rng.standard_normal((1, 4, 5)).astype(np.float32) if state else None
+    if state:
+        feeds["h0"] = h0
+    proto = rc.io.to_onnx(m, None, lengths=True, initial_state=state)
+    out = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    want, final = forward(spec, X, L, None if h0 is None else [h0[0].astype(np.float64)], per_step_float=True)
+    np.testing.assert_allclose(out[0], want, rtol=RTOL, atol=ATOL)
+    if state:
+        np.testing.assert_allclose(out[1][0], final[0], rtol=RTOL, atol=ATOL)
+
+
 def test_what_stays_refused_names_the_record_and_where():
     with pytest.raises(ValueError, match=r"to_onnx: per-step record 0 \('layer_norm', between recurrent "
                                          r"layers 0 and 1\) does not export: ONNX LayerNormalization needs "
