@@ -168,8 +168,9 @@ def test_initial_and_final_state_with_per_step_layers():
 def test_embedding_then_per_step_layers_and_mean_pooling(state):
     """Per-step layers right after an Embedding fold into its table (a Gather); ReLU and LayerNorm
     after the GRU, then MaskedMean, are nodes: onnxruntime == the float spec, states included."""
-    m = _f32(nn.Sequential(nn.Embedding(10, 4, seed=1), nn.Linear(4, 4, seed=2), nn.Tanh(), nn.GRU(4, 5, seed=3),
-                           nn.ReLU(), nn.LayerNorm(5), nn.MaskedMean(), nn.Linear(5, 3, seed=4)))
+    m = _f32(nn.Sequential(nn.Embedding(10, 4, seed=1), nn.Linear(4, 4, seed=2), nn.Tanh(),
+                           nn.GRU(4, 5, seed=3), nn.ReLU(), nn.LayerNorm(5), nn.MaskedMean(),
+                           nn.Linear(5, 3, seed=4)))
     spec = spec_from_model(m)
     rng = np.random.default_rng(11)
     X, L = rng.integers(0, 10, (4, 6)), np.array([6, 0, 2, 5])
