@@ -298,12 +298,22 @@ def test_what_stays_refused():
 
     with pytest.raises(ValueError, match=r"integer model: attention pooling over time \(AttentionPool\)"):
         rc.compile(attn_model(nn.GRU), precision="int8", calibration=randn32((2, 5, 6)))
-    with pytest.raises(ValueError, match=r"to_onnx: module '1' \(AttentionPool\) is not supported"):
-        rc.io.to_onnx(attn_model(nn.GRU), None)
-    with pytest.raises(ValueError, match=r"to_onnx: the model pools attention over time"):
-        rc.io.to_onnx(rc.compile(attn_model(nn.GRU)).data, None)
     with pytest.raises(ValueError, match=r"module '2' \(AttentionPool\) is not supported"):
         rc.compile(nn.Sequential(nn.GRU(4, 8), nn.AttentionPool(8), nn.AttentionPool(8), nn.Linear(8, 2)))
+
+def test_attention_model_exports_to_onnx():
+    """rc.io.to_onnx of the module and of its f32 .rnc file: onnxruntime gives the NumPy model's
+    outputs (the pooling written with standard ops; tests/test_onnx_export_steps.py covers more)."""
+    ort = pytest.importorskip("onnxruntime")
+    m = attn_model(nn.GRU, post=True, mlp=True)
+    m.load_state_dict({k: np.asarray(v, np.float32).astype(np.float64) for k, v in m.state_dict().items()})
+    X, L = randn32((3, 7, 6), seed=23), np.array([7, 2, 5])
+    want = m.forward(X.astype(np.float64), lengths=L)
+    for model in (m, rc.compile(m).data):
+        proto = rc.io.to_onnx(model, None, lengths=True)
+        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"x": X, "lengths": L.astype(np.int32)})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_bidirectional_attention_matches_the_numpy_model_and_the_q8_spec():

@@ -268,7 +268,7 @@ def test_q4_refuses_the_records_between_the_layers():
         rc.compile(m, "q4")
 
 
-def test_info_lists_them_between_their_layers_and_onnx_export_refuses_them(tmp_path):
+def test_info_lists_them_between_their_layers_and_onnx_exports_them(tmp_path):
     from rnncore.cli.info import describe, format_text
     from rnncore.io.onnx_export import to_onnx
 
@@ -279,9 +279,13 @@ def test_info_lists_them_between_their_layers_and_onnx_export_refuses_them(tmp_p
     at = [i for i, line in enumerate(lines) if line.startswith(("  layer ", "  per step"))]
     assert [lines[i].split(":")[0].strip() for i in at] == ["layer 0", "per step, between layers", "layer 1"]
     assert "tanh" in lines[at[1]]
-    with pytest.raises(ValueError, match=r"to_onnx: the model has 1 per-step layer\(s\) \(the first, 'tanh', "
-                                         r"between recurrent layers 0 and 1\)"):
-        to_onnx(m, tmp_path / "m.onnx")
+    ort = pytest.importorskip("onnxruntime")
+    to_onnx(m, tmp_path / "m.onnx", lengths=True)   # the Tanh between the GRUs is a Tanh node
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    X, L = randn32((3, 6, 5), seed=4), np.array([6, 1, 4])
+    got = sess.run(None, {"x": X, "lengths": L.astype(np.int32)})[0]
+    np.testing.assert_allclose(got, m.forward(X.astype(np.float32).astype(np.float64), lengths=L),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_keras_lstm_layernorm_gru_dense_gru(tmp_path):

@@ -17,7 +17,16 @@ standard ONNX operators only:
 * last-step pooling reads the nodes' final state ``Y_h`` (forward half at each sequence's
   last valid step, backward half at ``t = 0``, like ``rc.nn.LastStep(bidirectional=True)``),
   or ``y[b, lengths[b] - 1]`` with ``Gather`` / ``GatherND`` (``rc.nn.LastStep()`` after a
-  bidirectional layer);
+  bidirectional layer, and any last step taken after per-step layers);
+* mean pooling (``rc.nn.MaskedMean``) is ``ReduceMean`` over time, or with ``lengths`` a
+  ``ReduceSum`` of the valid steps over ``max(lengths, 1)``; attention pooling
+  (``rc.nn.AttentionPool``) is ``e = tanh(x W^T + b) v``, ``Softmax`` over the valid steps and
+  the weighted ``ReduceSum`` over time;
+* per-step layers (the spec's ``front``, ``mid``, ``post``, ``post_pooled`` records) act on the
+  last axis wherever they stand: a per-step Linear is ``MatMul`` + ``Add``, activations are
+  ``Relu`` / ``Tanh`` / ``Sigmoid`` / ``HardSigmoid`` / GELU from ``Erf`` (or ``Tanh``),
+  ``LayerNorm`` is ``LayerNormalization`` (opset >= 17), an inference ``BatchNorm1d`` ``Mul`` +
+  ``Add``, ``MulHalves`` two ``Slice`` + ``Mul``, a ``Residual`` an ``Add``;
 * the head is ``Gemm`` (after pooling) or ``MatMul`` + ``Add`` (at every step), followed by
   ``Relu`` / ``Sigmoid`` / ``Tanh`` / ``Softmax`` (last axis).
 
@@ -28,7 +37,7 @@ The graph's interface is rnncore's (batch-major, like ``forward``)::
     lengths  int32   (batch,)            with lengths=True: valid steps per sequence, in [0, time]
     h0, c0   float32 (L*D, batch, H)     with initial_state=True (c0: LSTM stacks)
     ->
-    y        float32 (batch, time, F) per step, or (batch, F) after last-step pooling
+    y        float32 (batch, time, F) per step, or (batch, F) after pooling
     h_n, c_n float32 (L*D, batch, H)     with final_state=True
 
 ``batch`` and ``time`` are dynamic. State rows are PyTorch's ``[l0 fwd, l0 bwd, l1 fwd, ...]``
@@ -45,9 +54,10 @@ import os
 
 import numpy as np
 
-from rnncore.spec import ModelSpec, spec_from_model
+from rnncore.spec import ModelSpec, _front_width, spec_from_model
 
-#: the opset written by default; the ops used exist unchanged from opset 14 on
+#: the opset written by default; the ops used exist unchanged from opset 14 on (LayerNormalization:
+#: from opset 17)
 DEFAULT_OPSET = 17
 MIN_OPSET = 14
 
@@ -87,9 +97,6 @@ def _describe(model: object) -> ModelSpec:
                 f"to_onnx: {where} is not supported: the exporter writes plain RNN/GRU/LSTM layers "
                 "(rc.nn.RNN/GRU/LSTM); the ONNX-only options (activations, clip, peepholes, "
                 "input_forget, reverse, proj_size) are not exported")
-        if type(m).__name__ in ("MaskedMean", "AttentionPool"):   # the C core compiles them, not to ONNX
-            raise ValueError(f"to_onnx: {where} is not supported: the exporter writes [Embedding] "
-                             "RNN/GRU/LSTM [LastStep] [Linear] only")
         if getattr(m, "proj_size", 0):
             raise ValueError(
                 f"to_onnx: {where} has proj_size={m.proj_size}; the ONNX LSTM operator has no "
@@ -133,6 +140,107 @@ def _uniform_state(spec: ModelSpec) -> bool:
             and len({ls.cell == "lstm" for ls in spec.layers}) == 1)
 
 
+def _places(spec: ModelSpec) -> list[tuple[str, str, list]]:
+    """Every list of per-step records: ``(name, where, records)`` (the name prefixes the nodes)."""
+    out = [("front", "before the recurrent layers", spec.front)]
+    out += [(f"mid{k}", f"between recurrent layers {k} and {k + 1}", m) for k, m in enumerate(spec.mid)]
+    return out + [("post", "after the recurrent layers", spec.post),
+                  ("post_pooled", "after the pooling", spec.post_pooled)]
+
+
+def _is_step_linear(r: dict) -> bool:
+    """A ``frame_conv1d`` record that is a per-step ``Linear`` (frame and kernel of 1, no padding)."""
+    return (all(int(r.get(key, 1)) == 1 for key in ("frame_length", "kernel_size", "stride", "dilation",
+                                                     "groups"))
+            and int(r.get("pad_left", 0)) == 0 and int(r.get("pad_right", 0)) == 0)
+
+
+def _check_records(spec: ModelSpec, opset: int) -> None:
+    """Refuse, naming the record and where it stands, a per-step record without an ONNX form here."""
+    for _, where, recs in _places(spec):
+        for n, r in enumerate(recs):
+            kind = str(r.get("kind", r))
+            why = None
+            if kind in ("frame_conv1d", "frame_conv") and not _is_step_linear(r):
+                why = ("a convolution within each step's frame (frame_length > 1) does not export; a "
+                       "per-step Linear (frame_length = kernel_size = 1) does")
+            elif kind == "layer_norm" and opset < 17:
+                why = f"ONNX LayerNormalization needs opset >= 17, got opset={opset}"
+            elif kind == "residual" and int(r["span"]) > n:
+                why = (f"it adds the input of a record {int(r['span'])} back, before this list of records "
+                       "(a Residual around a recurrent layer), which the exporter does not write")
+            elif kind not in _RECORD_KINDS:
+                why = (f"the exporter writes the per-step records {', '.join(_RECORD_KINDS)} "
+                       "(Linear, activations, LayerNorm, BatchNorm1d, MulHalves, Residual)")
+            if why:
+                raise ValueError(f"to_onnx: per-step record {n} ({kind!r}, {where}) does not export: {why}")
+
+
+_RECORD_KINDS = ("frame_conv1d", "frame_conv", "relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid",
+                 "gelu", "layer_norm", "scale_shift", "mul_halves", "residual")
+
+
+def _emit_records(g: _Graph, recs: list, x: str, width: int, prefix: str) -> str:
+    """The per-step records ``recs`` on ``x (..., width)`` (the last axis the features): standard ONNX
+    ops, node and initializer names ``{prefix}.{n}.*``; returns the output's name."""
+    f32 = np.float32
+    inputs: list[str] = []
+    for n, r in enumerate(recs):
+        inputs.append(x)
+        kind, t, p = str(r["kind"]), r.get("tensors", {}), f"{prefix}.{n}"
+        if kind == "residual":
+            x = g.one("Add", [x, inputs[len(inputs) - 1 - int(r["span"])]], name=f"{p}.residual")
+        elif kind in ("frame_conv1d", "frame_conv"):                     # y = x W^T + b
+            w = np.asarray(t["weight"], f32)[:, :, 0]
+            x = g.one("MatMul", [x, g.const(f"{p}.weight_t", np.ascontiguousarray(w.T))],
+                      name=f"{p}.linear")
+            if t.get("bias") is not None:
+                x = g.one("Add", [x, g.const(f"{p}.bias", np.asarray(t["bias"], f32))],
+                          name=f"{p}.linear_bias")
+        elif kind in ("relu", "sigmoid", "tanh"):
+            x = g.one(_ACT_OP[kind], [x], name=f"{p}.{kind}")
+        elif kind in ("hard_sigmoid", "hardsigmoid"):                   # clip(alpha x + beta, 0, 1)
+            x = g.one("HardSigmoid", [x], name=f"{p}.hard_sigmoid", alpha=float(r.get("alpha", 1 / 6)),
+                      beta=float(r.get("beta", 0.5)))
+        elif kind == "gelu":
+            half = g.const("gelu.half", np.array(0.5, f32))
+            one = g.const("gelu.one", np.array(1.0, f32))
+            if r.get("approximate", "none") == "tanh":   # x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+                cube = g.one("Mul", [g.one("Mul", [x, x], name=f"{p}.x2"), x], name=f"{p}.x3")
+                u = g.one("Add", [x, g.one("Mul", [cube, g.const("gelu.c3", np.array(0.044715, f32))],
+                                           name=f"{p}.c3x3")], name=f"{p}.poly")
+                u = g.one("Mul", [u, g.const("gelu.sqrt_2_over_pi", np.array(np.sqrt(2 / np.pi), f32))],
+                          name=f"{p}.u")
+                inner = g.one("Tanh", [u], name=f"{p}.tanh")
+            else:                                            # x/2 (1 + erf(x / sqrt 2))
+                inner = g.one("Erf", [g.one("Mul", [x, g.const("gelu.rsqrt2", np.array(np.sqrt(0.5), f32))],
+                                            name=f"{p}.scaled")], name=f"{p}.erf")
+            x = g.one("Mul", [g.one("Mul", [x, half], name=f"{p}.half_x"),
+                              g.one("Add", [inner, one], name=f"{p}.one_plus")], name=f"{p}.gelu")
+        elif kind == "layer_norm":
+            feats = int(r["features"])
+            w = t.get("weight")
+            ins = [x, g.const(f"{p}.scale", np.asarray(np.ones(feats) if w is None else w, f32))]
+            if t.get("bias") is not None:
+                ins.append(g.const(f"{p}.bias", np.asarray(t["bias"], f32)))
+            x = g.one("LayerNormalization", ins, name=f"{p}.layer_norm", axis=-1,
+                      epsilon=float(r.get("eps", 1e-5)))
+        elif kind == "scale_shift":                                     # x * scale + shift
+            x = g.one("Mul", [x, g.const(f"{p}.scale", np.asarray(t["scale"], f32))], name=f"{p}.scale")
+            x = g.one("Add", [x, g.const(f"{p}.shift", np.asarray(t["shift"], f32))], name=f"{p}.shift")
+        elif kind == "mul_halves":                                      # x[..., :M] * x[..., M:]
+            m = _front_width(recs[:n], width) // 2
+            ax = g.ints("axes_last", -1)
+            a = g.one("Slice", [x, g.ints(f"{p}.first.start", 0), g.ints(f"{p}.first.end", m), ax],
+                      name=f"{p}.first_half")
+            b = g.one("Slice", [x, g.ints(f"{p}.second.start", m), g.ints(f"{p}.second.end", 2 * m), ax],
+                      name=f"{p}.second_half")
+            x = g.one("Mul", [a, b], name=f"{p}.mul_halves")
+        else:   # _check_records refused it
+            raise AssertionError(f"to_onnx: record kind {kind!r}")
+    return x
+
+
 class _Graph:
     """A small helper that names nodes and initializers uniquely."""
 
@@ -141,6 +249,7 @@ class _Graph:
         self._consts: dict = {}
         self._names: set = set()
         self._n = 0
+        self.opset = DEFAULT_OPSET
 
     def const(self, name: str, value: np.ndarray) -> str:
         """An initializer (one per name: asking again for the same name and value reuses it)."""
@@ -194,7 +303,10 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     Parameters
     ----------
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, an ``rc.nn.Sequential`` of
-        ``[Embedding] + recurrent layers + [LastStep] + [Linear]`` (``Dropout`` is skipped), a
+        ``[Embedding] + recurrent layers + [LastStep | MaskedMean | AttentionPool] + [Linear]``
+        with per-step layers (``Linear``, activations, ``LayerNorm``, ``BatchNorm1d``,
+        ``MulHalves``, ``Residual`` of these) before, between and after the recurrent layers
+        and after the pooling (``Dropout`` is skipped), a
         :class:`~rnncore.spec.ModelSpec` (a head may then have an activation: ``relu``,
         ``sigmoid``, ``tanh`` or ``softmax``), or an f32 model file: an ``rc.Engine``, a ``.rnc``
         path or its bytes (q8 models are refused: their int8 arithmetic is not ONNX's)
@@ -206,7 +318,7 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
         ``(L*D, batch, H)``; without them the state starts at zero
     final_state : add the graph outputs ``h_n`` (and ``c_n``), float32 ``(L*D, batch, H)``
         (default: the same as ``initial_state``, so ``h_n`` can be fed back as ``h0``)
-    opset : the ONNX opset to write, at least 14 (default 17)
+    opset : the ONNX opset to write, at least 14 (default 17; 17 or later with ``LayerNorm``)
     check : run ``onnx.checker.check_model(full_check=True)`` on the result
 
     Returns
@@ -217,8 +329,9 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     ------
     ImportError : the ``onnx`` package is missing (``pip install "rnncore[onnx]"``)
     ValueError : a module or option ONNX cannot express, naming it (``LSTM proj_size``, the
-        ONNX-only options of ``ExtendedRecurrent``, ``MaskedMean`` / ``AttentionPool`` pooling,
-        a module in an unsupported position), or a bad argument
+        ONNX-only options of ``ExtendedRecurrent``, a per-step record without a standard-operator
+        form: a frame convolution, ``Magnitude``, a ``Residual`` around a recurrent layer,
+        ``LayerNorm`` below opset 17; a module in an unsupported position), or a bad argument
     """
     try:
         import onnx
@@ -239,12 +352,6 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     if path is not None and not isinstance(path, str | os.PathLike):
         raise TypeError(f"to_onnx: path: expected a file path or None, got {type(path).__name__}")
     spec = _describe(model)
-    if spec.last_step_mean:
-        raise ValueError("to_onnx: the model pools the mean over time (MaskedMean); the exporter writes "
-                         "[Embedding] RNN/GRU/LSTM [LastStep] [Linear] only")
-    if spec.last_step_attention is not None:
-        raise ValueError("to_onnx: the model pools attention over time (AttentionPool); the exporter writes "
-                         "[Embedding] RNN/GRU/LSTM [LastStep] [Linear] only")
     for k, ls in enumerate(spec.layers):
         if (ls.options or {}).get("layer_norm") is not None:
             raise ValueError(
@@ -255,22 +362,14 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
             raise ValueError(
                 f"to_onnx: layer {k} ({ls.cell.upper()}) has cell options {used}: the exporter writes "
                 "plain RNN/GRU/LSTM layers, and dropping the options would change the outputs")
-    extra = [(where, r) for where, recs in (("before the recurrent layers", spec.front),
-                                            *((f"between recurrent layers {k} and {k + 1}", m)
-                                              for k, m in enumerate(spec.mid)),
-                                            ("after them", spec.post), ("after last_step", spec.post_pooled))
-             for r in recs]
-    if extra:
-        where, r = extra[0]
-        raise ValueError(
-            f"to_onnx: the model has {len(extra)} per-step layer(s) (the first, {r.get('kind', r)!r}, "
-            f"{where}); the exporter writes [Embedding] RNN/GRU/LSTM [LastStep] [Linear] only")
+    _check_records(spec, int(opset))
     F_last = spec.layers[-1].output_size
     if spec.last_step and spec.last_step_bidirectional and F_last % 2:
         raise ValueError(f"to_onnx: bidirectional last-step pooling needs an even feature size, the last "
                          f"recurrent layer gives {F_last}")
 
     g = _Graph()
+    g.opset = int(opset)
     FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
     f32 = np.float32
 
@@ -311,6 +410,8 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
         return g.one("Slice", [f"{kind}0", g.ints(f"rows{k}.start", row), g.ints(f"rows{k}.end", row + D),
                                g.ints("axes_0", 0)], name=f"{kind}0_l{k}_rows")
 
+    if spec.front:
+        seq = _emit_records(g, spec.front, seq, spec.input_size, "front")           # (B, T, F')
     # -- recurrent layers (time-major inside: ONNX Runtime runs layout=0 only) --------------
     seq = g.one("Transpose", [seq], name="to_time_major", perm=[1, 0, 2])          # (T, B, F)
     seq_lens = "lengths" if lengths else ""
@@ -341,14 +442,36 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
             seq = g.one("Reshape", [g.one("Transpose", [Y], name=f"layer{k}_tbdh", perm=[0, 2, 1, 3]),
                                     g.ints("merge_shape", 0, 0, -1)],
                         name=f"layer{k}_features")                                   # (T, B, D*H)
+            if k < len(spec.mid) and spec.mid[k]:
+                seq = _emit_records(g, spec.mid[k], seq, ls.output_size, f"mid{k}")   # (T, B, F')
         row += D
     last_D, last_H = spec.layers[-1].num_directions, spec.layers[-1].hidden_size
     Y_h = finals[-1][4]
 
+    post_y: list = []
+
     def batch_major_y() -> str:
-        t = g.one("Transpose", [Y], name="to_batch_major", perm=[2, 0, 1, 3])        # (B, T, D, H)
-        return g.one("Reshape", [t, g.ints("merge_shape", 0, 0, -1)],
-                     name="merge_directions")                                         # (B, T, D*H)
+        """The last layer's output (B, T, D*H), then the per-step records after it."""
+        if not post_y:
+            t = g.one("Transpose", [Y], name="to_batch_major", perm=[2, 0, 1, 3])    # (B, T, D, H)
+            y = g.one("Reshape", [t, g.ints("merge_shape", 0, 0, -1)],
+                      name="merge_directions")                                     # (B, T, D*H)
+            post_y.append(_emit_records(g, spec.post, y, last_D * last_H, "post") if spec.post else y)
+        return post_y[0]
+
+    valid: list = []
+
+    def valid_steps() -> str:
+        """``t < lengths[b]``, bool (B, T, 1)."""
+        if not valid:
+            steps = g.one("Gather", [g.one("Shape", [data_in], name="input_shape"),
+                                     g.ints("one", 1, scalar=True)], name="time_steps")
+            t = g.one("Range", [g.ints("zero", 0, scalar=True), steps, g.ints("one", 1, scalar=True)],
+                      name="time_index")                                                   # (T,)
+            col = g.one("Unsqueeze", [lengths_i64(), g.ints("axes_1", 1)], name="lengths_col")   # (B, 1)
+            mask = g.one("Less", [t, col], name="valid_steps")                             # (B, T)
+            valid.append(g.one("Unsqueeze", [mask, g.ints("axes_2", 2)], name="valid_steps_3d"))
+        return valid[0]
 
     has_steps: list = []
     cast: list = []
@@ -372,15 +495,51 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
         return g.one("Where", [cond, v, fill], name=name)
 
     # -- pooling ----------------------------------------------------------------------------
-    F_out = last_D * last_H
-    if spec.last_step:
-        if spec.last_step_bidirectional == (last_D == 2):
+    F_out = _front_width(spec.post, last_D * last_H)
+
+    def zero_f() -> str:
+        return g.const("zero_f32", np.array(0, f32))
+
+    if spec.last_step and spec.last_step_mean:
+        yb = batch_major_y()
+        if lengths:   # the sum over the valid steps over max(lengths, 1): zeros without a step
+            s = g.one("ReduceSum", [g.one("Where", [valid_steps(), yb, zero_f()], name="mean_valid"),
+                                    g.ints("axes_1", 1)], name="mean_sum", keepdims=0)       # (B, F)
+            n = g.one("Cast", [g.one("Max", [lengths_i64(), g.ints("one", 1, scalar=True)],
+                                     name="mean_count")], name="mean_count_f32", to=FLOAT)
+            out = g.one("Div", [s, g.one("Unsqueeze", [n, g.ints("axes_1", 1)], name="mean_count_col")],
+                        name="mean_pool")
+        else:
+            ax = {"axes": [1]} if opset < 18 else {}
+            ins = [yb] if opset < 18 else [yb, g.ints("axes_1", 1)]
+            out = g.one("ReduceMean", ins, name="mean_pool", keepdims=0, **ax)
+        y, y_shape = out, ["batch", F_out]
+    elif spec.last_step and spec.last_step_attention is not None:
+        # e = v . tanh(W x + b) per step; a = softmax over the valid steps; pooled = sum_t a x_t
+        at = spec.last_step_attention
+        yb = batch_major_y()
+        w_t = np.ascontiguousarray(np.asarray(at["weight"], f32).T)
+        z = g.one("MatMul", [yb, g.const("attention.weight_t", w_t)], name="attention_proj")
+        u = g.one("Tanh", [g.one("Add", [z, g.const("attention.bias", np.asarray(at["bias"], f32))],
+                                 name="attention_proj_bias")], name="attention_tanh")       # (B, T, A)
+        e = g.one("MatMul", [u, g.const("attention.score", np.asarray(at["score"], f32).reshape(-1, 1))],
+                  name="attention_score")                                                   # (B, T, 1)
+        if lengths:   # past a length: no weight and a zero row (a sequence without a step pools zeros)
+            e = g.one("Where", [valid_steps(), e, g.const("attention.masked", np.array(-3e38, f32))],
+                      name="attention_score_valid")
+            yb = g.one("Where", [valid_steps(), yb, zero_f()], name="attention_rows_valid")
+        a = g.one("Softmax", [e], name="attention_weights", axis=1)
+        out = g.one("ReduceSum", [g.one("Mul", [a, yb], name="attention_weighted"), g.ints("axes_1", 1)],
+                    name="attention_pool", keepdims=0)                                      # (B, F)
+        y, y_shape = out, ["batch", F_out]
+    elif spec.last_step:
+        if spec.last_step_bidirectional == (last_D == 2) and not spec.post:
             # the final states are the last step: forward at lengths-1, backward at t = 0
             halves = [g.one("Gather", [Y_h, g.ints(f"direction{d}", d, scalar=True)],
                             name=f"final_h_direction{d}", axis=0) for d in range(last_D)]
             out = halves[0] if last_D == 1 else g.one("Concat", halves, name="last_step", axis=-1)
             if lengths and initial_state:
-                out = live_rows(out, g.const("zero_f32", np.array(0, f32)), 0, 2, "last_step_live")
+                out = live_rows(out, zero_f(), 0, 2, "last_step_live")
         else:
             yb = batch_major_y()
             if lengths:
@@ -399,10 +558,14 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
                           name="second_half")
                 out = g.one("Concat", [a, b], name="last_step_bidirectional", axis=-1)
             if lengths:
-                out = live_rows(out, g.const("zero_f32", np.array(0, f32)), 0, 2, "last_step_live")
+                out = live_rows(out, zero_f(), 0, 2, "last_step_live")
         y, y_shape = out, ["batch", F_out]
     else:
         y, y_shape = batch_major_y(), ["batch", "time", F_out]
+
+    if spec.post_pooled:
+        y = _emit_records(g, spec.post_pooled, y, F_out, "post_pooled")                      # (B, F')
+        y_shape = ["batch", _front_width(spec.post_pooled, F_out)]
 
     # -- head ---------------------------------------------------------------------------------
     if spec.head is not None:
@@ -421,17 +584,10 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
         if act != "none":
             axis = {"axis": -1} if act in ("softmax", "log_softmax") else {}
             y = g.one(_ACT_OP[act], [y], name=f"head_{act}", **axis)
-        if lengths and not spec.last_step:
-            # rnncore's outputs past a sequence's length are zero, also after the head's bias
-            steps = g.one("Gather", [g.one("Shape", [data_in], name="input_shape"),
-                                     g.ints("one", 1, scalar=True)], name="time_steps")
-            t = g.one("Range", [g.ints("zero", 0, scalar=True), steps, g.ints("one", 1, scalar=True)],
-                      name="time_index")                                                   # (T,)
-            col = g.one("Unsqueeze", [lengths_i64(), g.ints("axes_1", 1)], name="lengths_col")   # (B, 1)
-            mask = g.one("Less", [t, col], name="valid_steps")                             # (B, T)
-            mask = g.one("Unsqueeze", [mask, g.ints("axes_2", 2)], name="valid_steps_3d")
-            y = g.one("Where", [mask, y, g.const("zero_f32", np.array(0, f32))], name="zero_past_length")
         y_shape = y_shape[:-1] + [O]
+    if lengths and not spec.last_step and (spec.head is not None or spec.post):
+        # rnncore's outputs past a sequence's length are zero, also after a bias
+        y = g.one("Where", [valid_steps(), y, zero_f()], name="zero_past_length")
     g.rename_output(y, "y")
     g.outputs.append(helper.make_tensor_value_info("y", FLOAT, y_shape))
 
