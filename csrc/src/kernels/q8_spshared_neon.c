@@ -24,7 +24,25 @@ RNC_DECLARE_ISA(neon)
 #else
 #define SH_NG 1
 #endif
+/* a block's 4 weight registers: on aarch64 one 4-register `ld1` (armv7's GCC has no
+ * vld1q_s8_x4) */
+#if defined(__aarch64__)
+#define SH_LD64(p) vld1q_s8_x4(p)
+#else
+static inline int8x16x4_t SH_LD64(const int8_t *p)
+{
+    const int8x16x4_t w = {{vld1q_s8(p), vld1q_s8(p + 16), vld1q_s8(p + 32), vld1q_s8(p + 48)}};
+    return w;
+}
+#endif
 #define RNC_SAI static inline __attribute__((always_inline))
+
+/* GCC's first instruction scheduler moves the weight loads of a walk's gates ahead of their use and
+ * spills accumulators to the stack (aarch64: 16 of them live): off for the product (GCC only). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-schedule-insns")
+#endif
 
 /* Gates g0 .. g0 + ng - 1 (ng <= SH_NG) of unit block b of one column into acc (rows
  * g*hp + 16 b + r, r < 16). */
@@ -41,11 +59,11 @@ RNC_SAI void sh_gates(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32
     for (; ce - c >= 2; c += 2, t += 128 * G) {
         const sp_x x0 = sp_bcast(q, c[0]), x1 = sp_bcast(q, c[1]);
 #pragma GCC unroll 2
-        for (uint32_t g = 0; g < ng; ++g)
+        for (uint32_t g = 0; g < ng; ++g) {
+            const int8x16x4_t w0 = SH_LD64(t + 64 * g), w1 = SH_LD64(t + 64 * (G + g));
 #pragma GCC unroll 4
-            for (uint32_t k = 0; k < 4; ++k)
-                SP_TWO(vld1q_s8(t + 64 * g + 16 * k), x0, vld1q_s8(t + 64 * (G + g) + 16 * k), x1, lo[g][k],
-                       hi[g][k]);
+            for (uint32_t k = 0; k < 4; ++k) SP_TWO(w0.val[k], x0, w1.val[k], x1, lo[g][k], hi[g][k]);
+        }
     }
     if (c < ce) {
         const sp_x x0 = sp_bcast(q, c[0]);
@@ -72,6 +90,9 @@ RNC_SAI void sh_unit(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_
 }
 
 RNC_SPSHARED_GEMM(neon, rnc_q8_gemm_sparse_neon)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 #include "epilogue_neon_hooks.h" /* aarch64: the intrinsics epilogue (the same bits) */
 #define RNC_SFX spshared_neon
