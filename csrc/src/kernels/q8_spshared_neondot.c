@@ -17,6 +17,14 @@
 RNC_DECLARE_ISA(neondot)
 
 #define RNC_SAI static inline __attribute__((always_inline))
+/* the loops over gates and registers fully unrolled (the counts are constants in each inlined
+ * copy), so that the accumulators stay in registers: clang 14 left the gate loop rolled under
+ * `#pragma GCC unroll N` (GRU, 3 gates) and kept the accumulators on the stack */
+#if defined(__clang__)
+#define SH_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define SH_UNROLL _Pragma("GCC unroll 16")
+#endif
 
 /* Input group g of q in the low 32 bits of a d register (gcc: one `ldr s`), for the by-element
  * `sdot` (vdotq_lane_s32 lane 0: the group broadcast by the instruction, no `dup`) */
@@ -34,14 +42,16 @@ RNC_SAI int8x8_t sh_group(const int8_t *q, uint16_t g)
             : "=w"(w), "+r"(t)                                                                              \
             : "m"(*(const int8_t(*)[64])(const void *)(t)))
 #else
-#define SH_LD64(t, w) ((w) = vld1q_s8_x4(t), (t) += 64)
+#define SH_LD64(t, w)                                                                                       \
+    ((w).val[0] = vld1q_s8(t), (w).val[1] = vld1q_s8((t) + 16), (w).val[2] = vld1q_s8((t) + 32),            \
+     (w).val[3] = vld1q_s8((t) + 48), (t) += 64)
 #endif
 
 /* The G gates' 4G products of one entry (weights t, G x 64 bytes; t advanced past them) into a. */
 RNC_SAI void sh_entry(int32x4_t *a, const int8_t **t, int8x8_t x, const uint32_t G)
 {
     const int8_t *p = *t;
-#pragma GCC unroll 4
+SH_UNROLL
     for (uint32_t g = 0; g < G; ++g) {
         int8x16x4_t w;
         SH_LD64(p, w);
@@ -61,7 +71,7 @@ RNC_SAI void sh_unit(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_
     const uint16_t *c = S->cols + S->rowptr[b], *const ce = S->cols + S->rowptr[b + 1];
     const int8_t *t = S->blocks + (size_t)64 * G * S->rowptr[b];
     int32x4_t a[4 * RNC_SPSHARED_MAX_GATES];
-#pragma GCC unroll 16
+SH_UNROLL
     for (uint32_t k = 0; k < 4 * G; ++k) a[k] = vdupq_n_s32(0);
     for (const uint16_t *const c2 = c + ((size_t)(ce - c) & ~(size_t)1); c != c2; c += 2) {
         const int8x8_t x0 = sh_group(q, c[0]), x1 = sh_group(q, c[1]);
@@ -70,9 +80,9 @@ RNC_SAI void sh_unit(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_
     }
     if (c < ce) sh_entry(a, &t, sh_group(q, c[0]), G);
     int32_t *d = acc + 16 * (size_t)b;
-#pragma GCC unroll 4
+SH_UNROLL
     for (uint32_t g = 0; g < G; ++g, d += ldg)
-#pragma GCC unroll 4
+SH_UNROLL
         for (uint32_t k = 0; k < 4; ++k) vst1q_s32(d + 4 * k, a[4 * g + k]);
 }
 
