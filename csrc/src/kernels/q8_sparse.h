@@ -52,7 +52,8 @@ static inline int rnc__sparse_rows(const rnc_sparse_q8 *S, uint32_t b, int R)
 #define RNC_SPSHARED_GEMM(sfx, per_gate)                                                                    \
     RNC_SAI void sh_col_g(const rnc_sparse_q8 *S, const int8_t *q, int32_t *acc, const uint32_t G)          \
     {                                                                                                       \
-        for (uint32_t b = 0; b < S->row_blocks; ++b) sh_unit(S, b, q, acc, G);                              \
+        const rnc_sparse_q8 s = *S; /* a local copy: the stores to acc leave its fields in registers */     \
+        for (uint32_t b = 0; b < s.row_blocks; ++b) sh_unit(&s, b, q, acc, G);                              \
     }                                                                                                       \
     void rnc_q8_gemm_spshared_##sfx(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,        \
                                     int32_t *Acc, int ldacc)                                                \

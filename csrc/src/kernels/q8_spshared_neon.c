@@ -24,7 +24,33 @@ RNC_DECLARE_ISA(neon)
 #else
 #define SH_NG 1
 #endif
+/* a block's 4 weight registers: with GCC on aarch64 one 4-register `ld1` (armv7's GCC has no
+ * vld1q_s8_x4; clang's register allocator copies 4-register groups around) */
+#if defined(__aarch64__) && !defined(__clang__)
+#define SH_LD64(p) vld1q_s8_x4(p)
+#else
+static inline int8x16x4_t SH_LD64(const int8_t *p)
+{
+    const int8x16x4_t w = {{vld1q_s8(p), vld1q_s8(p + 16), vld1q_s8(p + 32), vld1q_s8(p + 48)}};
+    return w;
+}
+#endif
 #define RNC_SAI static inline __attribute__((always_inline))
+/* the loops over gates and registers fully unrolled (the counts are constants in each inlined
+ * copy), so that the accumulators stay in registers: clang 14 left the gate loop rolled under
+ * `#pragma GCC unroll N` (GRU, 3 gates) and kept the accumulators on the stack */
+#if defined(__clang__)
+#define SH_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define SH_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+/* GCC's first instruction scheduler moves the weight loads of a walk's gates ahead of their use and
+ * spills accumulators to the stack (aarch64: 16 of them live): off for the product (GCC only). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-schedule-insns")
+#endif
 
 /* Gates g0 .. g0 + ng - 1 (ng <= SH_NG) of unit block b of one column into acc (rows
  * g*hp + 16 b + r, r < 16). */
@@ -34,30 +60,30 @@ RNC_SAI void sh_gates(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32
     const uint16_t *c = S->cols + S->rowptr[b], *const ce = S->cols + S->rowptr[b + 1];
     const int8_t *t = S->blocks + (size_t)64 * G * S->rowptr[b] + 64 * (size_t)g0;
     int32x4_t lo[SH_NG][4], hi[SH_NG][4];
-#pragma GCC unroll 2
+SH_UNROLL
     for (uint32_t g = 0; g < ng; ++g)
-#pragma GCC unroll 4
+SH_UNROLL
         for (uint32_t k = 0; k < 4; ++k) lo[g][k] = hi[g][k] = vdupq_n_s32(0);
     for (; ce - c >= 2; c += 2, t += 128 * G) {
         const sp_x x0 = sp_bcast(q, c[0]), x1 = sp_bcast(q, c[1]);
-#pragma GCC unroll 2
-        for (uint32_t g = 0; g < ng; ++g)
-#pragma GCC unroll 4
-            for (uint32_t k = 0; k < 4; ++k)
-                SP_TWO(vld1q_s8(t + 64 * g + 16 * k), x0, vld1q_s8(t + 64 * (G + g) + 16 * k), x1, lo[g][k],
-                       hi[g][k]);
+SH_UNROLL
+        for (uint32_t g = 0; g < ng; ++g) {
+            const int8x16x4_t w0 = SH_LD64(t + 64 * g), w1 = SH_LD64(t + 64 * (G + g));
+SH_UNROLL
+            for (uint32_t k = 0; k < 4; ++k) SP_TWO(w0.val[k], x0, w1.val[k], x1, lo[g][k], hi[g][k]);
+        }
     }
     if (c < ce) {
         const sp_x x0 = sp_bcast(q, c[0]);
-#pragma GCC unroll 2
+SH_UNROLL
         for (uint32_t g = 0; g < ng; ++g)
-#pragma GCC unroll 4
+SH_UNROLL
             for (uint32_t k = 0; k < 4; ++k) SP_ONE(vld1q_s8(t + 64 * g + 16 * k), x0, lo[g][k], hi[g][k]);
     }
-#pragma GCC unroll 2
+SH_UNROLL
     for (uint32_t g = 0; g < ng; ++g) {
         int32_t *d = acc + (size_t)(g0 + g) * 16 * S->row_blocks + 16 * (size_t)b;
-#pragma GCC unroll 4
+SH_UNROLL
         for (uint32_t k = 0; k < 4; ++k) vst1q_s32(d + 4 * k, rnc_neon_pair_reduce(lo[g][k], hi[g][k]));
     }
 }
@@ -72,6 +98,9 @@ RNC_SAI void sh_unit(const rnc_sparse_q8 *S, uint32_t b, const int8_t *q, int32_
 }
 
 RNC_SPSHARED_GEMM(neon, rnc_q8_gemm_sparse_neon)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 #include "epilogue_neon_hooks.h" /* aarch64: the intrinsics epilogue (the same bits) */
 #define RNC_SFX spshared_neon
