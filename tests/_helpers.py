@@ -80,3 +80,17 @@ def record_at(data: bytes, kind: str) -> int:
         if k == RECORD_KINDS[kind]:
             return pos
     raise AssertionError(f"no {kind} record")
+
+
+def onnx_export_matches_numpy(m, seed: int = 23) -> None:
+    """``rc.io.to_onnx`` of the float ``rc.nn`` model ``m`` (input size 6) and of its f32 ``.rnc``
+    file, run by onnxruntime with ``lengths``: the NumPy model's outputs (rtol 1e-5, atol 1e-6)."""
+    ort = pytest.importorskip("onnxruntime")
+    m.load_state_dict({k: np.asarray(v, np.float32).astype(np.float64) for k, v in m.state_dict().items()})
+    X, L = randn32((3, 7, 6), seed=seed), np.array([7, 2, 5])
+    want = m.forward(X.astype(np.float64), lengths=L)
+    for model in (m, rc.compile(m).data):
+        proto = rc.io.to_onnx(model, None, lengths=True)
+        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"x": X, "lengths": L.astype(np.int32)})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 import pytest
-from _helpers import fix_crc, randn32, record_at
+from _helpers import fix_crc, onnx_export_matches_numpy, randn32, record_at
 from export_c_run import exported_outputs
 
 import rnncore as rc
@@ -297,16 +297,7 @@ def test_what_stays_refused():
 def test_mean_model_exports_to_onnx():
     """rc.io.to_onnx of the module and of its f32 .rnc file: onnxruntime gives the NumPy model's
     outputs (the pooling written with standard ops; tests/test_onnx_export_steps.py covers more)."""
-    ort = pytest.importorskip("onnxruntime")
-    m = mean_model(nn.GRU, post=True, mlp=True)
-    m.load_state_dict({k: np.asarray(v, np.float32).astype(np.float64) for k, v in m.state_dict().items()})
-    X, L = randn32((3, 7, 6), seed=23), np.array([7, 2, 5])
-    want = m.forward(X.astype(np.float64), lengths=L)
-    for model in (m, rc.compile(m).data):
-        proto = rc.io.to_onnx(model, None, lengths=True)
-        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        got = sess.run(None, {"x": X, "lengths": L.astype(np.int32)})[0]
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    onnx_export_matches_numpy(mean_model(nn.GRU, post=True, mlp=True))
 
 
 def test_bidirectional_mean_matches_torch():

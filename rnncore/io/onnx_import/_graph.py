@@ -661,28 +661,19 @@ def _size(b, node, a, x):
     return [np.array(np.size(x[0]), np.int64)]
 
 
-def _reduce_mean(b, node, a, x):
-    """``ReduceMean``: axes from the attribute (opsets < 18) or input 1; none given: every axis
+def _reduce(fn):
+    """``ReduceMean`` / ``ReduceSum`` (``fn``: ``np.mean`` / ``np.sum``): axes from input 1 (opsets
+    >= 13 for ReduceSum, >= 18 for ReduceMean) or the attribute; none given: every axis
     (``noop_with_empty_axes`` 1: the identity)."""
-    axes = x[1] if len(x) > 1 and x[1] is not None else a.get("axes")
-    if axes is None or np.size(axes) == 0:
-        if int(a.get("noop_with_empty_axes", 0)):
-            return [x[0]]
-        axes = range(np.ndim(x[0]))
-    axes = tuple(int(k) % np.ndim(x[0]) for k in np.atleast_1d(axes))
-    return [np.mean(x[0], axis=axes, keepdims=bool(int(a.get("keepdims", 1))))]
-
-
-def _reduce_sum(b, node, a, x):
-    """``ReduceSum``: axes from input 1 (opsets >= 13) or the attribute; none given: every axis
-    (``noop_with_empty_axes`` 1: the identity)."""
-    axes = x[1] if len(x) > 1 and x[1] is not None else a.get("axes")
-    if axes is None or np.size(axes) == 0:
-        if int(a.get("noop_with_empty_axes", 0)):
-            return [x[0]]
-        axes = range(np.ndim(x[0]))
-    axes = tuple(int(k) % np.ndim(x[0]) for k in np.atleast_1d(axes))
-    return [np.sum(x[0], axis=axes, keepdims=bool(int(a.get("keepdims", 1))))]
+    def run(b, node, a, x):
+        axes = x[1] if len(x) > 1 and x[1] is not None else a.get("axes")
+        if axes is None or np.size(axes) == 0:
+            if int(a.get("noop_with_empty_axes", 0)):
+                return [x[0]]
+            axes = range(np.ndim(x[0]))
+        axes = tuple(int(k) % np.ndim(x[0]) for k in np.atleast_1d(axes))
+        return [fn(x[0], axis=axes, keepdims=bool(int(a.get("keepdims", 1))))]
+    return run
 
 
 def _hard_sigmoid_np(b, node, a, x):
@@ -728,7 +719,7 @@ _PURE: dict = {
     "Sqrt": _unary(np.sqrt), "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Exp": _unary(np.exp),
     "Log": _unary(np.log), "Not": _unary(np.logical_not),
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True), "LeakyRelu": _leaky,
-    "Size": _size, "ReduceMean": _reduce_mean, "ReduceSum": _reduce_sum,
+    "Size": _size, "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
     "Split": _split,
 }
 
