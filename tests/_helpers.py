@@ -94,3 +94,44 @@ def onnx_export_matches_numpy(m, seed: int = 23) -> None:
         sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
         got = sess.run(None, {"x": X, "lengths": L.astype(np.int32)})[0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def torch_onnx_export(factory: str, args: tuple, shape: tuple[int, ...], axes: dict[int, str], *,
+                      dynamo: bool, opset: int, output: str = "y") -> bytes:
+    """The ``torch.onnx.export`` bytes of the module ``factory(*args)`` on an example input of
+    ``shape`` whose ``axes`` are dynamic; the input is named ``x``, the output ``output``.
+
+    ``factory`` is ``"test_module:function"``, a module of tests/ (``args`` must be literals). The
+    classic exporter runs in this process; the dynamo exporter in a fresh one: an in-process dynamo
+    export leaves state behind that makes a later one in the same process specialise its time axis
+    (torch 2.13)."""
+    import importlib
+    import io
+    import subprocess
+    import tempfile
+    import warnings
+
+    import torch
+
+    module, function = factory.split(":")
+    tests = str(pathlib.Path(__file__).resolve().parent)
+    if not dynamo:
+        if tests not in sys.path:
+            sys.path.insert(0, tests)
+        net = getattr(importlib.import_module(module), function)(*args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f = io.BytesIO()
+            torch.onnx.export(net, (torch.randn(shape),), f, input_names=["x"], output_names=[output],
+                              dynamo=False, dynamic_axes={"x": axes}, opset_version=opset)
+            return f.getvalue()
+    with tempfile.TemporaryDirectory() as d:
+        out = pathlib.Path(d) / "m.onnx"
+        code = ("import importlib, logging, sys, warnings, torch; sys.path.insert(0, sys.argv[1]); "
+                "warnings.simplefilter('ignore'); logging.getLogger('torch.onnx').setLevel(logging.ERROR); "
+                f"net = importlib.import_module({module!r}).{function}(*{args!r}); "
+                f"torch.onnx.export(net, (torch.randn({tuple(shape)!r}),), sys.argv[2], input_names=['x'], "
+                f"output_names=[{output!r}], dynamo=True, dynamic_shapes=({axes!r},), opset_version={opset}, "
+                "verbose=False, external_data=False)")
+        subprocess.run([sys.executable, "-c", code, tests, str(out)], check=True, capture_output=True)
+        return out.read_bytes()

@@ -391,36 +391,10 @@ def test_from_torch_fx_against_pytorch_with_lengths(name):
 
 
 def _onnx_export(name, dynamo):
-    import io
-    import os
-    import subprocess
-    import sys
-    import tempfile
-    import warnings
+    from _helpers import torch_onnx_export
 
-    if not dynamo:
-        x = torch.randn(2, 5, 6)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            f = io.BytesIO()
-            torch.onnx.export(_torch_model(name), (x,), f, input_names=["x"], output_names=["y"],
-                              dynamo=False, dynamic_axes={"x": {0: "b", 1: "T"}}, opset_version=17)
-            return f.getvalue()
-    # the dynamo exporter in a fresh process, as tests/test_onnx_seq_linear.py's: exported in this
-    # one, it leaves state behind that makes a later dynamo export specialise its time axis
-    with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "m.onnx")
-        code = ("import logging, sys, warnings, torch; sys.path.insert(0, sys.argv[1]); "
-                "warnings.simplefilter('ignore'); "
-                "from test_engine_residual_rnn import _torch_model; "
-                "logging.getLogger('torch.onnx').setLevel(logging.ERROR); "
-                "torch.onnx.export(_torch_model(sys.argv[3]), (torch.randn(2, 5, 6),), sys.argv[2], "
-                "input_names=['x'], output_names=['y'], dynamo=True, dynamic_shapes=({0: 'b', 1: 'T'},), "
-                "opset_version=18, verbose=False, external_data=False)")
-        subprocess.run([sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__)), out, name],
-                       check=True, capture_output=True)
-        with open(out, "rb") as fh:
-            return fh.read()
+    return torch_onnx_export("test_engine_residual_rnn:_torch_model", (name,), (2, 5, 6), {0: "b", 1: "T"},
+                             dynamo=dynamo, opset=18 if dynamo else 17)
 
 
 @pytest.mark.filterwarnings("ignore")

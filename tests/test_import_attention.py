@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import torch_onnx_export
 
 import rnncore as rc
 
@@ -129,41 +130,12 @@ ONNX_CASES = {
 
 
 def _onnx_export(name, dynamo):
-    """The ``torch.onnx.export`` of case ``name`` (time axis and batch dynamic): classic at opset 17 in
-    this process, dynamo at opset 18 in a fresh one (an in-process dynamo export leaves state behind
-    that makes a later one in the same process specialise its time axis)."""
-    import io
-    import os
-    import subprocess
-    import sys
-    import tempfile
-    import warnings
-
-    net = _net(name)
-    axes = {0: "b", 1: "T"} if net.batch_first else {0: "T", 1: "b"}
-    if not dynamo:
-        x = torch.randn((2, 5, 6) if net.batch_first else (5, 2, 6))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            f = io.BytesIO()
-            torch.onnx.export(net, (x,), f, input_names=["x"], output_names=["y"], dynamo=False,
-                              dynamic_axes={"x": axes}, opset_version=17)
-            return f.getvalue()
-    with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "m.onnx")
-        code = ("import logging, sys, warnings, torch; sys.path.insert(0, sys.argv[1]); "
-                "warnings.simplefilter('ignore'); "
-                "from test_import_attention import _net; "
-                "logging.getLogger('torch.onnx').setLevel(logging.ERROR); "
-                "net = _net(sys.argv[3]); "
-                "x = torch.randn((2, 5, 6) if net.batch_first else (5, 2, 6)); "
-                "axes = {0: 'b', 1: 'T'} if net.batch_first else {0: 'T', 1: 'b'}; "
-                "torch.onnx.export(net, (x,), sys.argv[2], input_names=['x'], output_names=['y'], "
-                "dynamo=True, dynamic_shapes=(axes,), opset_version=18, verbose=False, external_data=False)")
-        subprocess.run([sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__)), out, name],
-                       check=True, capture_output=True)
-        with open(out, "rb") as fh:
-            return fh.read()
+    """The ``torch.onnx.export`` of case ``name`` (time axis and batch dynamic): classic at opset 17,
+    dynamo at opset 18."""
+    batch_first = _net(name).batch_first
+    return torch_onnx_export("test_import_attention:_net", (name,), (2, 5, 6) if batch_first else (5, 2, 6),
+                             {0: "b", 1: "T"} if batch_first else {0: "T", 1: "b"},
+                             dynamo=dynamo, opset=18 if dynamo else 17)
 
 
 @pytest.mark.filterwarnings("ignore")

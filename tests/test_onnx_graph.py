@@ -8,11 +8,6 @@ installs with ``pip install --no-deps silero-vad==6.2.3``) and the CRNN recurren
 from __future__ import annotations
 
 import io
-import os
-import pathlib
-import subprocess
-import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -20,6 +15,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from _helpers import torch_onnx_export
 
 import rnncore as rc
 from rnncore.io import from_onnx
@@ -140,37 +136,17 @@ def _crnn_tail() -> torch.nn.Module:
     return torch.nn.Sequential(BidirectionalLSTM(32, 24, 24), BidirectionalLSTM(24, 24, 37)).eval()
 
 
-def _export(net, dynamo: bool, opset: int) -> bytes:
-    x = torch.randn(7, 3, 32)
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            # in a fresh process: after other dynamo exports in this one, torch.export traces
-            # the LSTM's time axis as static (torch 2.13)
-            with tempfile.TemporaryDirectory() as d:
-                out = os.path.join(d, "m.onnx")
-                code = ("import logging, sys, torch; sys.path.insert(0, sys.argv[1]); "
-                        "from test_onnx_graph import _crnn_tail; "
-                        "logging.getLogger('torch.onnx').setLevel(logging.ERROR); "
-                        "torch.onnx.export(_crnn_tail(), (torch.randn(7, 3, 32),), sys.argv[2], "
-                        "input_names=['x'], output_names=['y'], dynamo=True, "
-                        "dynamic_shapes=({0: 'T', 1: 'b'},), opset_version=int(sys.argv[3]), verbose=False, "
-                        "external_data=False)")
-                subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), out, str(opset)],
-                               check=True, capture_output=True)
-                return pathlib.Path(out).read_bytes()
-        else:
-            torch.onnx.export(net, (x,), f, input_names=["x"], output_names=["y"], dynamo=False,
-                              dynamic_axes={"x": {0: "T", 1: "b"}}, opset_version=opset)
-    return f.getvalue()
+def _export(dynamo: bool, opset: int) -> bytes:
+    """crnn.pytorch's recurrent tail (``_crnn_tail``), exported on (T, B, F) data with T and B dynamic."""
+    return torch_onnx_export("test_onnx_graph:_crnn_tail", (), (7, 3, 32), {0: "T", 1: "b"},
+                             dynamo=dynamo, opset=opset)
 
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("dynamo,opset", [(False, 11), (False, 13), (False, 14), (False, 17), (True, 18)])
 def test_crnn_recurrent_tail_imports_and_matches_onnxruntime(dynamo, opset):
     net = _crnn_tail()
-    blob = _export(net, dynamo, opset)
+    blob = _export(dynamo, opset)
     proto = onnx.load_from_string(blob)
     ops = {n.op_type for n in proto.graph.node}
     assert "LSTM" in ops and "Reshape" in ops
@@ -195,7 +171,7 @@ def test_crnn_old_messages_are_gone():
     """The issue's misleading refusals ("element-wise arithmetic on the model's data", "reshape of
     data") no longer reach the user: the tail imports."""
     for dynamo, opset in ((False, 14), (True, 18)):
-        from_onnx(_export(_crnn_tail(), dynamo, opset))
+        from_onnx(_export(dynamo, opset))
 
 
 def test_unsupported_node_is_named_with_what_to_do():

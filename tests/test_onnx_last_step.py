@@ -20,7 +20,6 @@ on the same bytes, PyTorch for the exported modules.
 from __future__ import annotations
 
 import importlib.util
-import io
 import os
 import pathlib
 import re
@@ -28,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import warnings
 import wave
 
 import numpy as np
@@ -36,6 +34,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from _helpers import torch_onnx_export
 from onnx import TensorProto, helper, numpy_helper
 
 import rnncore as rc
@@ -189,27 +188,9 @@ def _module(name: str) -> torch.nn.Module:
 
 
 def _export(name: str, dynamo: bool, opset: int) -> bytes:
-    x = torch.randn(7, 2, 12)
     axes = {0: "T", 1: "b"} if name == "bi" else {0: "b", 1: "T"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if not dynamo:
-            f = io.BytesIO()
-            torch.onnx.export(_module(name), (x,), f, input_names=["x"], output_names=["p"], dynamo=False,
-                              dynamic_axes={"x": axes}, opset_version=opset)
-            return f.getvalue()
-        with tempfile.TemporaryDirectory() as d:     # a fresh process, as test_onnx_seq_compile's export
-            out = os.path.join(d, "m.onnx")
-            code = ("import logging, sys, torch; sys.path.insert(0, sys.argv[1]); "
-                    "from test_onnx_last_step import _module; "
-                    "logging.getLogger('torch.onnx').setLevel(logging.ERROR); "
-                    f"torch.onnx.export(_module({name!r}), (torch.randn(7, 2, 12),), sys.argv[2], "
-                    "input_names=['x'], output_names=['p'], dynamo=True, "
-                    f"dynamic_shapes=({axes!r},), opset_version=int(sys.argv[3]), verbose=False, "
-                    "external_data=False)")
-            subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), out, str(opset)],
-                           check=True, capture_output=True)
-            return pathlib.Path(out).read_bytes()
+    return torch_onnx_export("test_onnx_last_step:_module", (name,), (7, 2, 12), axes, dynamo=dynamo,
+                             opset=opset, output="p")
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -18,7 +18,6 @@ import importlib.util
 import io
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -34,6 +33,7 @@ import rnncore as rc
 from rnncore.io import from_onnx
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _helpers import torch_onnx_export  # noqa: E402
 from test_onnx_graph import BidirectionalLSTM, _crnn_tail  # noqa: E402
 from test_onnx_graph import _export as _export_crnn  # noqa: E402
 
@@ -56,7 +56,7 @@ def test_crnn_tail_compiles_to_the_c_engine_and_matches_onnxruntime(dynamo, opse
     input weights, the second the engine's per-step head; f32 within 1e-5 of onnxruntime and
     PyTorch for sizes other than the export's."""
     net = _crnn_tail()
-    blob = _export_crnn(net, dynamo, opset)
+    blob = _export_crnn(dynamo, opset)
     eng = rc.compile(from_onnx(blob))
     assert eng.describe() == "lstmx2(24) > lstmx2(24) > linear(48->37)"
     assert eng.graph_io == {"data_input": "x", "data_output": "y", "input_layout": "TBF",
@@ -94,26 +94,8 @@ def _gru_softmax() -> torch.nn.Module:
 
 
 def _export_gru(dynamo: bool, opset: int) -> bytes:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if not dynamo:
-            f = io.BytesIO()
-            torch.onnx.export(_gru_softmax(), (torch.randn(6, 2, 16),), f, input_names=["x"],
-                              output_names=["p"], dynamo=False, dynamic_axes={"x": {0: "T", 1: "b"}},
-                              opset_version=opset)
-            return f.getvalue()
-        with tempfile.TemporaryDirectory() as d:     # a fresh process, as test_onnx_graph's export
-            out = os.path.join(d, "m.onnx")
-            code = ("import logging, sys, torch; sys.path.insert(0, sys.argv[1]); "
-                    "from test_onnx_seq_compile import _gru_softmax; "
-                    "logging.getLogger('torch.onnx').setLevel(logging.ERROR); "
-                    "torch.onnx.export(_gru_softmax(), (torch.randn(6, 2, 16),), sys.argv[2], "
-                    "input_names=['x'], output_names=['p'], dynamo=True, "
-                    "dynamic_shapes=({0: 'T', 1: 'b'},), opset_version=int(sys.argv[3]), verbose=False, "
-                    "external_data=False)")
-            subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), out, str(opset)],
-                           check=True, capture_output=True)
-            return pathlib.Path(out).read_bytes()
+    return torch_onnx_export("test_onnx_seq_compile:_gru_softmax", (), (6, 2, 16), {0: "T", 1: "b"},
+                             dynamo=dynamo, opset=opset, output="p")
 
 
 @pytest.mark.filterwarnings("ignore")

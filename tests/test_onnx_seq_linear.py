@@ -13,19 +13,12 @@ tests/test_engine_linear_step.py's.
 
 from __future__ import annotations
 
-import io
-import os
-import pathlib
-import subprocess
-import sys
-import tempfile
-import warnings
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from _helpers import torch_onnx_export
 
 import rnncore as rc
 from rnncore.io import from_onnx
@@ -152,24 +145,8 @@ def _axes(name: str) -> dict:
 
 
 def _export(name: str, dynamo: bool, opset: int) -> bytes:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if not dynamo:
-            f = io.BytesIO()
-            torch.onnx.export(_make(name), (_example(name),), f, input_names=["x"], output_names=["y"],
-                              dynamo=False, dynamic_axes={"x": _axes(name)}, opset_version=opset)
-            return f.getvalue()
-        with tempfile.TemporaryDirectory() as d:     # a fresh process, as test_onnx_graph's export
-            out = os.path.join(d, "m.onnx")
-            code = ("import logging, sys, torch; sys.path.insert(0, sys.argv[1]); "
-                    "from test_onnx_seq_linear import _make, _example, _axes; "
-                    "logging.getLogger('torch.onnx').setLevel(logging.ERROR); n = sys.argv[4]; "
-                    "torch.onnx.export(_make(n), (_example(n),), sys.argv[2], input_names=['x'], "
-                    "output_names=['y'], dynamo=True, dynamic_shapes=(_axes(n),), "
-                    "opset_version=int(sys.argv[3]), verbose=False, external_data=False)")
-            subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), out, str(opset), name],
-                           check=True, capture_output=True)
-            return pathlib.Path(out).read_bytes()
+    return torch_onnx_export("test_onnx_seq_linear:_make", (name,), tuple(_example(name).shape), _axes(name),
+                             dynamo=dynamo, opset=opset)
 
 
 def _ort(blob: bytes) -> ort.InferenceSession:
