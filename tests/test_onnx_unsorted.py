@@ -264,15 +264,29 @@ def _other_indices(model):          # the inverse of a permutation other than th
     return r"node '/TopK' \(TopK\): expected a Gather of the batch by its indices and a ScatterElements"
 
 
-def _unsorted_lens(model):          # the nodes read the lengths unsorted, the batch sorted
-    _node(model, "GRU").input[4] = "/Cast_output_0"
-    return r"node '/rnn/GRU' \(GRU\): reads X in the sorted batch order and sequence_lens '/Cast_output_0'"
+def _unsorted_lens(model):          # the node reads the lengths unsorted, the batch sorted
+    model.graph.node.insert(0, helper.make_node("Cast", ["lengths"], ["lens32"], name="lens32",
+                                                to=onnx.TensorProto.INT32))
+    _node(model, "GRU").input[4] = "lens32"
+    # the TopK then feeds no sequence_lens: not a length sort, left to the importers (the chain
+    # importer stops at the Shape of the lengths before it)
+    return r"node '/TopK' \(TopK\): operator not supported|node '/Shape' \(Shape\): integer input 'lengths'"
+
+
+def _unsorted_x(model):             # the node reads the batch unsorted, the lengths sorted
+    _node(model, "Transpose").input[0] = "x"
+    return r"node '/rnn/GRU' \(GRU\): reads the sorted lengths or states but not its X in the sorted"
 
 
 def _wrong_axis(model):             # the inverse Gather on another axis than the batch's
     back = [n for n in model.graph.node if n.op_type == "Gather" and n.output[0] == "y"][0]
     _set_attr(back, "axis", 1)
     return r"node '/Gather_2' \(Gather\): expected the inverse Gather .* batch axis 0, received .* axis 1"
+
+
+def _negative_axis(model):          # the same batch axis written as -3: not followed
+    _set_attr(next(n for n in model.graph.node if n.op_type == "Gather" and n.input[0] == "x"), "axis", -3)
+    return r"node '/Gather_1' \(Gather\): expected the batch's axis as a nonnegative number, received -3"
 
 
 def _sorted_out(model):             # an output left in the sorted order
@@ -288,8 +302,8 @@ def _sort_of_data(model):           # TopK's K not the lengths' length
     return r"node '/TopK' \(TopK\): expected K = Gather\(Shape\(lengths\), -1\)"
 
 
-@pytest.mark.parametrize("edit", [_wrong_inverse, _other_indices, _unsorted_lens, _wrong_axis, _sorted_out,
-                                  _sort_of_data])
+@pytest.mark.parametrize("edit", [_wrong_inverse, _other_indices, _unsorted_lens, _unsorted_x, _wrong_axis,
+                                  _negative_axis, _sorted_out, _sort_of_data])
 def test_sort_not_undone_by_its_inverse_is_refused_naming_the_node(edit):
     model = _gru_export()
     from_onnx(model, dtype="float32")       # the export itself imports

@@ -181,6 +181,8 @@ def _one_sort(model, topk) -> None:
     forward, inverse_nodes = [], []
     for n in others:
         if n.op_type == "Gather" and n.input[1] in idx and n.input[0] not in idx:
+            if _attr(n, "axis", 0) < 0:
+                _refuse(n, f"expected the batch's axis as a nonnegative number, received {_attr(n, 'axis')}")
             forward.append(n)
         elif n.op_type == "ScatterElements" and n.input[1] in idx and n.input[0] not in idx \
                 and n.input[2] not in idx:
@@ -312,7 +314,8 @@ def drop_length_sort(model):
 
     Raises
     ------
-    ValueError naming the node when a ``TopK`` is not such a sort provably undone by its inverse.
+    ValueError naming the node when a ``TopK`` whose values feed recurrent nodes' ``sequence_lens``
+    is not such a sort provably undone by its inverse.
     """
     import onnx
 
@@ -320,9 +323,17 @@ def drop_length_sort(model):
         return model
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    while (topk := next((n for n in m.graph.node if n.op_type == "TopK"), None)) is not None:
+    while (topk := next((n for n in m.graph.node if n.op_type == "TopK" and _is_length_sort(m, n)),
+                        None)) is not None:
         if len(topk.output) != 2 or len(topk.input) != 2:
             _refuse(topk, "expected TopK(lengths, K) with values and indices (opset 9 writes K as an "
                           "attribute, the traced batch size: export with opset 11 or later)")
         _one_sort(m, topk)
     return m
+
+
+def _is_length_sort(model, topk) -> bool:
+    """The TopK's values feed a recurrent node's ``sequence_lens`` (another TopK is left to the
+    importers, which refuse it by name in the graph they import)."""
+    names, readers = _int_casts_forward(_Graph(model.graph), topk.output[0])
+    return any(n.op_type in _RECURRENT and len(n.input) > 4 and n.input[4] in names for n in readers)
