@@ -193,9 +193,6 @@ def _one_sort(model, topk) -> None:
                 _refuse(n, "expected ScatterElements(zeros(n), indices, arange(n), axis=0): the inverse "
                            "of the sort's permutation")
             inverse_nodes.append(n)
-        elif n.op_type == "Scatter":
-            _refuse(n, "the inverse permutation as opsets 9 and 10 write it (Scatter of an arange computed "
-                       "with NonZero) is not read: export with opset 11 or later")
         else:
             _refuse(n, f"reads the sort's indices {indices!r}: expected only Gathers of the batch and "
                        "the ScatterElements of their inverse")
@@ -323,11 +320,14 @@ def drop_length_sort(model):
         return model
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)
     while (topk := next((n for n in m.graph.node if n.op_type == "TopK" and _is_length_sort(m, n)),
                         None)) is not None:
+        if opset < 11:
+            _refuse(topk, f"a TopK of integer lengths at opset {opset}: TopK reads only floats before "
+                          "opset 11 (onnxruntime refuses this graph): export with opset 11 or later")
         if len(topk.output) != 2 or len(topk.input) != 2:
-            _refuse(topk, "expected TopK(lengths, K) with values and indices (opset 9 writes K as an "
-                          "attribute, the traced batch size: export with opset 11 or later)")
+            _refuse(topk, "expected TopK(lengths, K) with values and indices")
         _one_sort(m, topk)
     return m
 
