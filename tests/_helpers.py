@@ -135,3 +135,22 @@ def torch_onnx_export(factory: str, args: tuple, shape: tuple[int, ...], axes: d
                 "verbose=False, external_data=False)")
         subprocess.run([sys.executable, "-c", code, tests, str(out)], check=True, capture_output=True)
         return out.read_bytes()
+
+
+def flat_state(st):
+    """The engine's state (PyTorch's stacked form, or a list per layer and direction) as
+    PyTorch's ``[h_n]`` / ``[h_n, c_n]``."""
+    if isinstance(st, list):
+        parts = [e if isinstance(e, tuple) else (e,) for e in st]
+        return [np.stack([p[k] for p in parts]) for k in range(len(parts[0]))]
+    return list(st) if isinstance(st, tuple) else [st]
+
+
+def engine_state(template, torch_form):
+    """``torch_form`` (``[h]`` or ``[h, c]``, PyTorch's stacked order) in the form the engine's
+    state ``template`` has."""
+    if isinstance(template, list):
+        return [tuple(a[i].astype(np.float32) for a in torch_form) if len(torch_form) == 2
+                else torch_form[0][i].astype(np.float32) for i in range(len(template))]
+    st = tuple(a.astype(np.float32) for a in torch_form)
+    return st if len(st) == 2 else st[0]

@@ -19,6 +19,8 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from _helpers import engine_state as _engine_state
+from _helpers import flat_state as _flat_state
 from torch.nn.utils import rnn as rnn_utils
 
 import rnncore as rc
@@ -86,25 +88,6 @@ def _torch_run(m, x, lengths, h0, batch_first, enforce_sorted=False):
     if not batch_first:
         y = y.transpose(0, 1)
     return y.numpy(), [a.numpy() for a in (h if isinstance(h, tuple) else (h,))]
-
-
-def _flat_state(st):
-    """The engine's state (PyTorch's stacked form, or a list per layer and direction) as
-    PyTorch's ``[h_n]`` / ``[h_n, c_n]``."""
-    if isinstance(st, list):
-        parts = [e if isinstance(e, tuple) else (e,) for e in st]
-        return [np.stack([p[k] for p in parts]) for k in range(len(parts[0]))]
-    return list(st) if isinstance(st, tuple) else [st]
-
-
-def _engine_state(template, torch_form):
-    """``torch_form`` (``[h]`` or ``[h, c]``, PyTorch's stacked order) in the form the engine's
-    state ``template`` has."""
-    if isinstance(template, list):
-        return [tuple(a[i].astype(np.float32) for a in torch_form) if len(torch_form) == 2
-                else torch_form[0][i].astype(np.float32) for i in range(len(template))]
-    st = tuple(a.astype(np.float32) for a in torch_form)
-    return st if len(st) == 2 else st[0]
 
 
 def _close(got, ref, tol):
@@ -625,19 +608,6 @@ def test_onnx_per_step_head_after_sequence_lens_is_the_graphs():
     feeds = {"x": x, "lengths": np.array([2, 7, 5, 1])}
     ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(["out"], feeds)[0]
     _close(graph.run(feeds)["out"], ref, 1e-5)
-
-
-def test_onnx_export_of_unsorted_packing_is_refused_naming_the_sort():
-    """``enforce_sorted=False`` exports a TopK that sorts the batch by length (and Gathers that
-    permute it and back): refused naming that node, not run with the batch in the wrong order."""
-    import onnx
-
-    m = _module("gru", True, torch.float32)
-    x = np.random.default_rng(12).standard_normal((3, 5, 5)).astype(np.float32)
-    data = _export(_Packed(m, True, enforce_sorted=False), [x, np.array([2, 5, 3])], ["x", "lengths"],
-                   ["y", "h_n"])
-    with pytest.raises(ValueError, match=r"node '/TopK' \(TopK\): operator not supported by rnncore"):
-        from_onnx(onnx.load_from_string(data), dtype="float32")
 
 
 _DYNAMO = """

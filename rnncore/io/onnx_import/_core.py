@@ -15,6 +15,7 @@ from rnncore.io.files import MAX_MODEL_BYTES, check_file
 from rnncore.io.onnx_import import ops_front, ops_graph, ops_head, ops_recurrent  # noqa: F401
 from rnncore.io.onnx_import._graph import build_graph
 from rnncore.io.onnx_import._registry import OPS
+from rnncore.io.onnx_import._unsort import drop_length_sort
 from rnncore.io.onnx_import._values import (
     OnnxSignature,
     _attrs,
@@ -297,7 +298,7 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
         import onnx  # noqa: F401
     except ImportError as e:  # pragma: no cover
         raise ImportError("from_onnx needs the 'onnx' package: pip install onnx") from e
-    onnx_model = _load(path_or_model, max_bytes)
+    onnx_model = drop_length_sort(_load(path_or_model, max_bytes))
     if inputs is not None or outputs is not None or constants or input_shapes:
         if as_spec:
             raise _Refused("from_onnx: as_spec=True with inputs/outputs/constants/input_shapes: a sub-graph "
