@@ -48,8 +48,9 @@ the bias-free permutation ``_swap_halves``). Any other wiring (the LSTM cell sta
 direction alone, several outputs read apart, a state as another layer's ``initial_state``, a model
 of several outputs) is refused, naming the layer. Masks (``Masking``,
 ``Embedding(mask_zero=True)``) become ``lengths``: the model's ``keras_mask`` attribute says how
-Keras derived the mask and :func:`keras_lengths` computes the lengths from a padded batch; only trailing padding is expressible, and :func:`keras_lengths`
-refuses a batch with padding before a valid step (Keras skips masked steps anywhere).
+Keras derived the mask and :func:`keras_lengths` computes the lengths from a padded batch; only
+trailing padding is expressible, and :func:`keras_lengths` refuses a batch with padding before a
+valid step (Keras skips masked steps anywhere).
 
 Keras is imported only inside the functions; for a path, set ``KERAS_BACKEND`` before
 calling (any backend works; the tests use ``torch``).
