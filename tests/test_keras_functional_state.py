@@ -5,8 +5,9 @@ then ``h`` (the output of the last valid step: rnncore's last-step pooling), ``C
 ``[b, f]`` concatenated is the halves swapped). The NumPy model and the f32 engine against Keras
 ``predict`` (1e-5, float32, torch backend), without and with ``Masking`` (trailing padding, compared
 on the valid steps); the q8 engine bit for bit with the NumPy q8 spec on every ISA path of this CPU.
-What no rnncore model computes (the cell state ``c``, one direction alone, two outputs read apart, a
-state fed to ``initial_state``) is refused, naming the layer and what reads which output."""
+One direction alone is that direction's layer. What no rnncore model computes (the cell state
+``c``, the backward sequence alone, two outputs read apart, a state fed to ``initial_state``) is
+refused, naming the layer and what reads which output."""
 
 from __future__ import annotations
 
@@ -79,6 +80,11 @@ STATES = {
         *_bi("GRU", merge_mode=None)(x)), True),
     "none_gru_concat_then_gru": (
         lambda x: L.GRU(3)(L.Concatenate()(_bi("GRU", seq=True, merge_mode=None)(x))), True),
+    # one direction alone: that direction's layer
+    "bidir_forward_h_alone": (lambda x: L.Dense(2)(_bi("LSTM", seq=True, state=True)(x)[1]), True),
+    "bidir_backward_h_alone": (lambda x: L.Dense(2)(_bi("GRU", seq=True, state=True)(x)[2]), True),
+    "none_forward_sequence_alone": (lambda x: L.Dense(2)(_bi("GRU", seq=True, merge_mode=None)(x)[0]), False),
+    "none_backward_output_alone": (lambda x: _bi("SimpleRNN", merge_mode=None)(x)[1], True),
     "none_states_concat": (lambda x: (lambda f, b, fh, bh: L.Dense(2)(L.Concatenate()([fh, bh])))(
         *_bi("GRU", seq=True, merge_mode=None, state=True)(x)), True),
 }
@@ -134,16 +140,17 @@ REFUSED = {
                                   r"'concatenate.*' reads \['output', 'h'\]"),
     "output_and_h_read_apart": (_two_heads, r"GRU 'g' \(return_state=True\) .* read as: 'dense.*' reads "
                                             r"\['output'\]; 'dense.*' reads \['h'\]"),
-    "forward_h_alone": (lambda x: L.Dense(2)(_bi("GRU", state=True, name="g")(x)[1]),
-                        r"Bidirectional 'g' \(return_state=True\) has outputs \['output', 'forward h', "
-                        r"'backward h'\], read as: 'dense.*' reads \['forward h'\]; .* one direction alone"),
+    "backward_sequence_alone": (lambda x: L.Dense(2)(_bi("GRU", seq=True, merge_mode=None, name="g")(x)[1]),
+                                r"Bidirectional 'g' \(Bidirectional\(merge_mode=None\)\) has outputs "
+                                r"\['forward output', 'backward output'\], read as: 'dense.*' reads "
+                                r"\['backward output'\]; .*\(not the backward sequence"),
+    "swapped_forward_h_alone": (lambda x: L.Dense(2)(L.Bidirectional(
+        L.GRU(4, go_backwards=True, return_state=True), backward_layer=L.GRU(4, return_state=True),
+        name="g")(x)[1]), r"Bidirectional 'g' \(return_state=True\) has outputs \['output', 'forward h', "
+                          r"'backward h'\], read as: 'dense.*' reads \['forward h'\]"),
     "forward_c_and_backward_c": (lambda x: (lambda o, fh, fc, bh, bc: L.Concatenate()([fc, bc]))(
         *_bi("LSTM", state=True, name="g")(x)), r"Bidirectional 'g' \(return_state=True\) .* reads "
                                                 r"\['forward c', 'backward c'\]"),
-    "forward_output_alone": (lambda x: L.Dense(2)(_bi("GRU", seq=True, merge_mode=None, name="g")(x)[0]),
-                             r"Bidirectional 'g' \(Bidirectional\(merge_mode=None\)\) has outputs "
-                             r"\['forward output', 'backward output'\], read as: 'dense.*' reads "
-                             r"\['forward output'\]"),
     "forward_output_and_h": (lambda x: (lambda f, b, fh, bh: L.Concatenate()([f, bh]))(
         *_bi("GRU", merge_mode=None, state=True, name="g")(x)), r"reads \['forward output', 'backward h'\]"),
     "concatenated_over_time": (lambda x: L.Concatenate(axis=1)(_bi("GRU", seq=True, merge_mode=None,

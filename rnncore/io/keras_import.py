@@ -44,8 +44,9 @@ rnncore layer computes: its output; a unidirectional layer's final state ``h`` (
 last valid step: the layer with ``return_sequences=False``); or ``Concatenate`` (features axis) /
 ``Add`` / ``Average`` / ``Multiply`` of the two directions' outputs ``[f, b]`` or final states
 ``[fh, bh]`` (merge_mode concat / sum / ave / mul; ``[b, f]`` concatenated is the halves swapped,
-the bias-free permutation ``_swap_halves``). Any other wiring (the LSTM cell state ``c``, one
-direction alone, several outputs read apart, a state as another layer's ``initial_state``, a model
+the bias-free permutation ``_swap_halves``); one direction alone is that direction's layer (not
+the backward sequence: Keras flips it back in time). Any other wiring (the LSTM cell state ``c``,
+several outputs read apart, a state as another layer's ``initial_state``, a model
 of several outputs) is refused, naming the layer. Masks (``Masking``,
 ``Embedding(mask_zero=True)``) become ``lengths``: the model's ``keras_mask`` attribute says how
 Keras derived the mask and :func:`keras_lengths` computes the lengths from a padded batch; only
@@ -522,8 +523,12 @@ def _plan_outputs(layer, wiring: dict, objs: dict) -> dict | None:
       output]`` or ``[forward h, backward h]`` (``last``), the reverse order ``swap`` (the halves
       swapped; a no-op for the symmetric merges).
 
-    Anything else (the cell state ``c``, one direction alone, several outputs read apart) is refused,
-    naming the layer and what reads which output."""
+    - one direction of a Bidirectional alone (``direction``; its output or final ``h``): that
+      direction's Keras layer, except the backward sequence (Keras flips it back in time) and a
+      swapped layer's directions.
+
+    Anything else (the cell state ``c``, several outputs read apart) is refused, naming the layer and
+    what reads which output."""
     names = _output_names(layer)
     if len(names) == 1:
         return None
@@ -540,11 +545,19 @@ def _plan_outputs(layer, wiring: dict, objs: dict) -> dict | None:
     what = "; ".join(f"{'the model' if c == _OUTPUTS else repr(c)} reads {[names[i] for i in idx]}"
                      for c, idx, _ in reads)
     bidir = k == "Bidirectional"
-    if len(cells := _cells(layer.forward_layer if bidir else layer)) > 1:
+    if not bidir and len(cells := _cells(layer)) > 1:
         raise ValueError(f"from_keras: {k} {layer.name!r} has return_state=True with a stack of {len(cells)} "
                          "cells; rnncore imports the states of one cell")
+    plan = {"last": False, "merge": None, "swap": False, "absorb": None, "use": used[0], "direction": None}
     if len(used) == 1 and names[used[0]] in ("output", "h"):
-        return {"last": names[used[0]] == "h", "merge": None, "swap": False, "absorb": None, "use": used[0]}
+        return {**plan, "last": names[used[0]] == "h"}
+    if len(used) == 1 and bidir and not layer.forward_layer.go_backwards:
+        # one direction alone: that direction's Keras layer (the backward one goes backwards), where
+        # its output is the layer's own (not the backward sequence, which Keras flips back in time)
+        direction, part = names[used[0]].split(" ")
+        seq = layer.forward_layer.return_sequences and part == "output"
+        if part != "c" and not (direction == "backward" and seq):
+            return {**plan, "last": part == "h", "direction": direction}
     merger = objs.get(reads[0][0]) if len(reads) == 1 else None
     if type(merger).__name__ in _MERGE_LAYERS and len(reads[0][2]) == 2 and len(reads[0][1]) == 2:
         c, idx, _ = reads[0]
@@ -558,14 +571,15 @@ def _plan_outputs(layer, wiring: dict, objs: dict) -> dict | None:
                     raise ValueError(f"from_keras: Concatenate {c!r} joins the outputs of {k} {layer.name!r} "
                                      f"on axis {merger.axis}; expected the features axis, {axes[0]} or "
                                      f"{axes[1]}")
-                return {"last": last, "merge": _MERGE_LAYERS[mk], "swap": pair == (b, f), "absorb": c,
+                return {**plan, "last": last, "merge": _MERGE_LAYERS[mk], "swap": pair == (b, f), "absorb": c,
                         "use": 0}
     kind = "Bidirectional(merge_mode=None)" if bidir and layer.merge_mode is None else "return_state=True"
     raise ValueError(
         f"from_keras: {k} {layer.name!r} ({kind}) has outputs {names}, read as: {what}; rnncore imports "
         "one of: its output, a unidirectional layer's final state h (the output of the last valid step), "
         "or the two directions' outputs or final h merged at once by one Concatenate / Add / Average / "
-        "Multiply; not the cell state c, one direction alone, or several outputs read apart")
+        "Multiply, or one direction's output or final h (not the backward sequence: Keras flips it back in "
+        "time); not the cell state c, or several outputs read apart")
 
 
 def _ref_names(refs: list) -> list[str]:
@@ -719,9 +733,14 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                 raise ValueError(f"from_keras: {k} {layer.name!r} has return_state=True; expected "
                                  "return_state=False (rnncore imports the layer's output; its final state "
                                  "h only in a functional model, as `out, h = layer(x)`)")
-            plan = plan or {"last": False, "merge": None, "swap": False, "absorb": None, "use": 0}
+            plan = plan or {"last": False, "merge": None, "swap": False, "absorb": None, "use": 0,
+                            "direction": None}
             merge = plan["merge"] or getattr(layer, "merge_mode", None)
-            Ls = [_bidirectional(layer, merge)] if k == "Bidirectional" else _rnn_layers(layer)
+            bidir = k == "Bidirectional" and plan["direction"] is None
+            if plan["direction"]:   # one direction of a Bidirectional alone: its Keras layer
+                Ls, merge = _rnn_layers(getattr(layer, f"{plan['direction']}_layer")), None
+            else:
+                Ls = [_bidirectional(layer, merge)] if bidir else _rnn_layers(layer)
             L = Ls[-1]
             if plan["last"]:   # the final state h: the output of the last valid step
                 L["return_sequences"] = False
@@ -741,7 +760,7 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             # a Concatenate of [backward, forward] (both: in order)
             if merge == "concat" and bool(L.get("swapped")) != plan["swap"]:
                 descr.append(_swap_halves(L["hidden_size"], L["sd"]["weight_ih_l0"].dtype))
-            if k == "Bidirectional" and merge != "concat":
+            if bidir and merge != "concat":
                 descr.append(_merge(layer, merge, L["hidden_size"], L["sd"]["weight_ih_l0"].dtype))
         elif k in _FRONT or k in ("BatchNormalization", "LayerNormalization"):
             if mask is not None and k in _FRONT:
