@@ -48,6 +48,8 @@ STATES = {
                                                                 return_state=True)(x)[0]), False),
     "gru_h_residual_head": (lambda x: (lambda h: L.Add()([h, L.Dense(4)(h)]))(
         L.GRU(4, return_sequences=True, return_state=True)(x)[1]), True),
+    "stacked_cells_output_with_return_state": (lambda x: L.Dense(2)(L.RNN(
+        [L.GRUCell(3), L.LSTMCell(4)], return_sequences=True, return_state=True)(x)[0]), False),
     # out, fh, [fc,] bh, [bc] = Bidirectional(..., return_state=True)(x)
     "bidir_lstm_concat_fh_bh": (lambda x: (lambda o, fh, fc, bh, bc: L.Dense(2)(L.Concatenate()([fh, bh])))(
         *_bi("LSTM", seq=True, state=True)(x)), True),
@@ -160,6 +162,10 @@ REFUSED = {
     "state_through_an_op": (lambda x: L.Dense(2)(keras.ops.tanh(L.GRU(4, return_state=True, name="g")(x)[1])),
                             r"GRU 'g' has outputs \['output', 'h'\], read by no layer of the model, only by "
                             r"the ops \['tanh.*'\]; rnncore imports a chain of layers"),
+    "stacked_cells_state": (lambda x: L.Dense(2)(L.RNN([L.GRUCell(3), L.LSTMCell(4)], return_state=True,
+                                                       name="g")(x)[1]),
+                            r"RNN 'g' has return_state=True with a stack of 2 cells, whose states the model "
+                            r"reads; rnncore imports the output of a stack, the states of one cell"),
     "state_into_initial_state": (lambda x: L.GRU(4)(x, initial_state=L.GRU(4, return_state=True)(x)[1]),
                                  r"layer 'gru.*' \(GRU\) is called with initial_state= the output of "
                                  r"\['gru.*'\]; expected no tensor keyword argument"),

@@ -545,10 +545,13 @@ def _plan_outputs(layer, wiring: dict, objs: dict) -> dict | None:
     what = "; ".join(f"{'the model' if c == _OUTPUTS else repr(c)} reads {[names[i] for i in idx]}"
                      for c, idx, _ in reads)
     bidir = k == "Bidirectional"
-    if not bidir and len(cells := _cells(layer)) > 1:
+    if not bidir and len(cells := _cells(layer)) > 1 and used != [0]:
         raise ValueError(f"from_keras: {k} {layer.name!r} has return_state=True with a stack of {len(cells)} "
-                         "cells; rnncore imports the states of one cell")
+                         "cells, whose states the model reads; rnncore imports the output of a stack, the "
+                         "states of one cell")
     plan = {"last": False, "merge": None, "swap": False, "absorb": None, "use": used[0], "direction": None}
+    if used == [0] and names[0] == "output":
+        return plan
     if len(used) == 1 and names[used[0]] in ("output", "h"):
         return {**plan, "last": names[used[0]] == "h"}
     if len(used) == 1 and bidir and not layer.forward_layer.go_backwards:
