@@ -513,16 +513,15 @@ def _output_names(layer) -> list[str]:
 
 def _plan_outputs(layer, wiring: dict, objs: dict) -> dict | None:
     """How a functional model reads a recurrent layer of several outputs (``return_state=True`` or
-    ``Bidirectional(merge_mode=None)``), as ``{"last", "merge", "swap", "absorb", "use"}``, or None for
-    a layer of one output. Equivalent to one rnncore layer:
+    ``Bidirectional(merge_mode=None)``), as ``{"last", "merge", "swap", "absorb", "use", "direction"}``,
+    or None for a layer of one output. Equivalent to one rnncore layer:
 
     - one output read (by any number of layers): ``output``, or a unidirectional layer's final ``h``
       = the ``return_sequences=False`` layer's output (``last``, the last valid step);
     - the two directions merged at once by one ``Concatenate`` (last axis) / ``Add`` / ``Average`` /
       ``Multiply`` (``absorb``, imported as the layer's ``merge``): ``[forward output, backward
       output]`` or ``[forward h, backward h]`` (``last``), the reverse order ``swap`` (the halves
-      swapped; a no-op for the symmetric merges).
-
+      swapped; a no-op for the symmetric merges);
     - one direction of a Bidirectional alone (``direction``; its output or final ``h``): that
       direction's Keras layer, except the backward sequence (Keras flips it back in time) and a
       swapped layer's directions.
@@ -550,8 +549,6 @@ def _plan_outputs(layer, wiring: dict, objs: dict) -> dict | None:
                          "cells, whose states the model reads; rnncore imports the output of a stack, the "
                          "states of one cell")
     plan = {"last": False, "merge": None, "swap": False, "absorb": None, "use": used[0], "direction": None}
-    if used == [0] and names[0] == "output":
-        return plan
     if len(used) == 1 and names[used[0]] in ("output", "h"):
         return {**plan, "last": names[used[0]] == "h"}
     if len(used) == 1 and bidir and not layer.forward_layer.go_backwards:
