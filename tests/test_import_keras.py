@@ -154,7 +154,7 @@ def test_softmax_over_time_is_refused():
 @pytest.mark.parametrize("layers,match", [
     (lambda: [L.Bidirectional(L.GRU(4), merge_mode=None, name="bi")],
      "Bidirectional 'bi' has merge_mode=None; rnncore imports 'concat' .* 'sum' and 'ave' .* 'mul' .*None "
-     "\\(two outputs\\) is not supported"),
+     "\\(two outputs\\) is supported only in a functional model"),
     # a backward_layer of another form (go_backwards=True inside Bidirectional with a forward
     # backward_layer is imported: tests/test_keras_suite.py)
     (lambda: [L.Bidirectional(L.GRU(4), backward_layer=L.GRU(4, activation="relu", go_backwards=True),

@@ -107,7 +107,7 @@ def test_bidirectional_mul_matches_keras(name, masked):
 def test_merge_mode_none_is_still_refused():
     model = keras.Sequential([keras.Input((None, 3)), L.Bidirectional(L.GRU(4), merge_mode=None, name="bi")])
     with pytest.raises(ValueError, match="Bidirectional 'bi' has merge_mode=None; .*None \\(two outputs\\) "
-                                         "is not supported"):
+                                         "is supported only in a functional model"):
         from_keras(model)
 
 

@@ -27,7 +27,7 @@ output, s = 1 or 0.5, folded into the next recurrent layer's input weights or th
 where one follows — past a
 ``go_backwards`` reversal or ``GlobalAveragePooling1D``, which it commutes with — else a per-step
 ``rc.nn.Linear(2H, H)``; ``"mul"``, ``forward * backward``, is the per-step ``rc.nn.MulHalves``
-on that output; ``None`` is refused), ``GlobalAveragePooling1D``,
+on that output; ``None`` in a functional model, below), ``GlobalAveragePooling1D``,
 ``Dense`` / ``TimeDistributed(Dense)`` (linear or with a relu/sigmoid/tanh/gelu/hard_sigmoid/softmax
 activation, imported as a following activation layer, ``rc.nn.Softmax`` for softmax; a final
 softmax/sigmoid — in the ``Dense`` or as a following ``Activation`` / ``Softmax`` layer — is
@@ -38,11 +38,20 @@ dropped instead with ``strip_final_activation=True``), ``Activation`` / ``ReLU``
 ``Dropout``-style layers (ignored). A functional model is read by its wiring
 (``get_config()``'s inbound nodes): a chain of those layers, and ``Add()([x, f(x)])`` residuals
 (``x`` an earlier output of the chain, ``f`` the per-step layers after it and at most one
-recurrent layer) imported as ``rc.nn.Residual(f)``; any other wiring is refused, naming the
-layer. Masks (``Masking``, ``Embedding(mask_zero=True)``) become ``lengths``: the model's
-``keras_mask`` attribute says how Keras derived the mask and :func:`keras_lengths` computes the
-lengths from a padded batch; only trailing padding is expressible, and :func:`keras_lengths`
-refuses a batch with padding before a valid step (Keras skips masked steps anywhere).
+recurrent layer) imported as ``rc.nn.Residual(f)``. A recurrent layer of several outputs
+(``return_state=True``, ``Bidirectional(merge_mode=None)``) imports when the model reads what one
+rnncore layer computes: its output; a unidirectional layer's final state ``h`` (the output of the
+last valid step: the layer with ``return_sequences=False``); or ``Concatenate`` (features axis) /
+``Add`` / ``Average`` / ``Multiply`` of the two directions' outputs ``[f, b]`` or final states
+``[fh, bh]`` (merge_mode concat / sum / ave / mul; ``[b, f]`` concatenated is the halves swapped,
+the bias-free permutation ``_swap_halves``); one direction alone is that direction's layer (not
+the backward sequence: Keras flips it back in time). Any other wiring (the LSTM cell state ``c``,
+several outputs read apart, a state as another layer's ``initial_state``, a model
+of several outputs) is refused, naming the layer. Masks (``Masking``,
+``Embedding(mask_zero=True)``) become ``lengths``: the model's ``keras_mask`` attribute says how
+Keras derived the mask and :func:`keras_lengths` computes the lengths from a padded batch; only
+trailing padding is expressible, and :func:`keras_lengths` refuses a batch with padding before a
+valid step (Keras skips masked steps anywhere).
 
 Keras is imported only inside the functions; for a path, set ``KERAS_BACKEND`` before
 calling (any backend works; the tests use ``torch``).
@@ -171,12 +180,16 @@ def _rnn_layer(layer, kind: str | None = None, cell=None) -> dict:
 _MERGE_SCALE = {"concat": None, "sum": 1.0, "ave": 0.5, "mul": None}
 
 
-def _bidirectional(layer) -> dict:
-    if layer.merge_mode not in _MERGE_SCALE:
+def _bidirectional(layer, merge: str | None = None) -> dict:
+    """The description of a ``Bidirectional`` layer; ``merge`` is the merge of its two outputs read by a
+    functional model's ``Concatenate`` / ``Add`` / ``Average`` / ``Multiply`` (``merge_mode=None``)."""
+    mode = merge or layer.merge_mode
+    if mode not in _MERGE_SCALE:
         raise ValueError(f"from_keras: Bidirectional {layer.name!r} has merge_mode={layer.merge_mode!r}; "
                          "rnncore imports 'concat' (forward | backward features), the linear maps of it "
                          "'sum' and 'ave' ([I I] and 0.5 [I I]) and 'mul' (forward * backward); None (two "
-                         "outputs) is not supported")
+                         "outputs) is supported only in a functional model that merges them at once with "
+                         "Concatenate / Add / Average / Multiply")
     fwd, bwd = layer.forward_layer, layer.backward_layer
     cf, cb = _cells(fwd), _cells(bwd)
     if len(cf) != 1 or len(cb) != 1:
@@ -217,15 +230,15 @@ def _swap_halves(H: int, dtype) -> dict:
     return {"kind": "linear", "weight": np.block([[zero, eye], [eye, zero]]), "bias": None, "merge": "swap"}
 
 
-def _merge(layer, H: int, dtype) -> dict:
-    """Bidirectional ``merge_mode`` "sum" / "ave" as the per-step Linear ``y = s [I I] [f; b]`` on
+def _merge(layer, mode: str, H: int, dtype) -> dict:
+    """Bidirectional merge ``mode`` "sum" / "ave" as the per-step Linear ``y = s [I I] [f; b]`` on
     rnncore's ``[forward | backward]`` output (no bias; s = 1 or 0.5); "mul" as the per-step
     ``rc.nn.MulHalves`` ``y = f * b``."""
-    if layer.merge_mode == "mul":
+    if mode == "mul":
         from rnncore.nn.pointwise import MulHalves
 
         return {"kind": "module", "module": MulHalves(), "out": H}
-    s = _MERGE_SCALE[layer.merge_mode]
+    s = _MERGE_SCALE[mode]
     eye = np.eye(H, dtype=dtype) * np.asarray(s, dtype)
     return {"kind": "linear", "weight": np.concatenate([eye, eye], axis=1), "bias": None,
             "merge": layer.name}
@@ -431,8 +444,9 @@ def _features(d: dict) -> int | None:
 
 
 def _wiring(model) -> dict | None:
-    """A functional model's wiring: ``{layer name: [names of the layers whose outputs it reads]}``
-    (its ``get_config()["layers"][...]["inbound_nodes"]``); None for a Sequential model or a layer.
+    """A functional model's wiring: ``{layer name: [(layer, output index) of the tensors it reads]}``
+    (its ``get_config()["layers"][...]["inbound_nodes"]``), and ``"<outputs>"``: the model's outputs;
+    None for a Sequential model or a layer.
     A layer called more than once (shared weights) is refused, naming it."""
     if type(model).__name__ not in ("Functional", "Model") or not hasattr(model, "get_config"):
         return None
@@ -443,14 +457,17 @@ def _wiring(model) -> dict | None:
     if not isinstance(cfg, dict) or "layers" not in cfg:
         return None
 
-    def names(v) -> list:
+    def refs(v) -> list:
         if isinstance(v, dict):
             tensor = v.get("class_name") == "__keras_tensor__"
             h = v.get("config", {}).get("keras_history") if tensor else None
-            return [h[0]] if h else [n for x in v.values() for n in names(x)]
+            return [(h[0], int(h[2]))] if h else [n for x in v.values() for n in refs(x)]
         if isinstance(v, list | tuple):
-            return [n for x in v for n in names(x)]
+            return [n for x in v for n in refs(x)]
         return []
+
+    def names(v) -> list:
+        return [r[0] for r in refs(v)]
 
     out = {}
     inputs = {lc.get("name") for lc in cfg["layers"] if lc.get("class_name") == "InputLayer"}
@@ -459,7 +476,7 @@ def _wiring(model) -> dict | None:
         if len(nodes) > 1:
             raise ValueError(f"from_keras: layer {lc.get('name')!r} ({lc.get('class_name')}) is called "
                              f"{len(nodes)} times (shared weights); rnncore imports each layer applied once")
-        out[lc.get("name")] = names(nodes[0]["args"]) if nodes else []
+        out[lc.get("name")] = refs(nodes[0]["args"]) if nodes else []
         for kw, v in ((nodes[0].get("kwargs") or {}) if nodes else {}).items():
             # the mask Keras propagates (Masking, Embedding(mask_zero=True)) is recorded as a mask
             # kwarg read from an op; a mask given as a model input is refused
@@ -468,20 +485,120 @@ def _wiring(model) -> dict | None:
                     f"from_keras: layer {lc.get('name')!r} ({lc.get('class_name')}) is called with {kw}= the "
                     f"output of {names(v)}; expected no tensor keyword argument (rnncore's layers read one "
                     "input and start from a zero state: an initial_state or mask input is not imported)")
+    outs = cfg.get("output_layers") or []
+    outs = [outs] if outs and not isinstance(outs[0], list | tuple) else outs
+    out[_OUTPUTS] = [(o[0], int(o[2])) for o in outs]
     return out
 
 
-def _residual(layer, srcs: list, point: dict, cur: str, descr: list, dtype: str) -> list:
+_OUTPUTS = "<outputs>"
+_MERGE_LAYERS = {"Concatenate": "concat", "Add": "sum", "Average": "ave", "Multiply": "mul"}
+
+
+def _output_names(layer) -> list[str]:
+    """The names of a Keras recurrent layer's outputs, in Keras's order: ``output`` (``forward output``,
+    ``backward output`` for ``Bidirectional(merge_mode=None)``), then with ``return_state=True`` the
+    final states (``h``, LSTM ``h, c``; ``forward h``, ..., ``backward h``, ... for a Bidirectional)."""
+    if type(layer).__name__ == "Bidirectional":
+        outs = ["output"] if layer.merge_mode is not None else ["forward output", "backward output"]
+        fwd = layer.forward_layer
+        if getattr(fwd, "return_state", False):
+            st = ["h", "c"] if _cells(fwd)[-1][0] == "LSTM" else ["h"]
+            outs += [f"forward {s}" for s in st] + [f"backward {s}" for s in st]
+        return outs
+    if not getattr(layer, "return_state", False):
+        return ["output"]
+    return ["output"] + (["h", "c"] if _cells(layer)[-1][0] == "LSTM" else ["h"])
+
+
+def _plan_outputs(layer, wiring: dict, objs: dict) -> dict | None:
+    """How a functional model reads a recurrent layer of several outputs (``return_state=True`` or
+    ``Bidirectional(merge_mode=None)``), as ``{"last", "merge", "swap", "absorb", "use", "direction"}``,
+    or None for a layer of one output. Equivalent to one rnncore layer:
+
+    - one output read (by any number of layers): ``output``, or a unidirectional layer's final ``h``
+      = the ``return_sequences=False`` layer's output (``last``, the last valid step);
+    - the two directions merged at once by one ``Concatenate`` (last axis) / ``Add`` / ``Average`` /
+      ``Multiply`` (``absorb``, imported as the layer's ``merge``): ``[forward output, backward
+      output]`` or ``[forward h, backward h]`` (``last``), the reverse order ``swap`` (the halves
+      swapped; a no-op for the symmetric merges);
+    - one direction of a Bidirectional alone (``direction``; its output or final ``h``): that
+      direction's Keras layer, except the backward sequence (Keras flips it back in time) and a
+      swapped layer's directions.
+
+    Anything else (the cell state ``c``, several outputs read apart) is refused, naming the layer and
+    what reads which output."""
+    names = _output_names(layer)
+    if len(names) == 1:
+        return None
+    k = type(layer).__name__
+    # the layers and the model's outputs reading it (not the ops Keras adds to carry masks: a layer
+    # reading such an op other than as its mask is refused by the chain's wiring check)
+    reads = [(c, [i for n, i in refs if n == layer.name], refs) for c, refs in wiring.items()
+             if (c in objs or c == _OUTPUTS) and any(n == layer.name for n, _ in refs)]
+    if not reads:
+        ops = [c for c, refs in wiring.items() if any(n == layer.name for n, _ in refs)]
+        raise ValueError(f"from_keras: {k} {layer.name!r} has outputs {names}, read by no layer of the "
+                         f"model, only by the ops {ops}; rnncore imports a chain of layers")
+    used = sorted({i for _, idx, _ in reads for i in idx})
+    what = "; ".join(f"{'the model' if c == _OUTPUTS else repr(c)} reads {[names[i] for i in idx]}"
+                     for c, idx, _ in reads)
+    bidir = k == "Bidirectional"
+    if not bidir and len(cells := _cells(layer)) > 1 and used != [0]:
+        raise ValueError(f"from_keras: {k} {layer.name!r} has return_state=True with a stack of {len(cells)} "
+                         "cells, whose states the model reads; rnncore imports the output of a stack, the "
+                         "states of one cell")
+    plan = {"last": False, "merge": None, "swap": False, "absorb": None, "use": used[0], "direction": None}
+    if len(used) == 1 and names[used[0]] in ("output", "h"):
+        return {**plan, "last": names[used[0]] == "h"}
+    if len(used) == 1 and bidir and not layer.forward_layer.go_backwards:
+        # one direction alone: that direction's Keras layer (the backward one goes backwards), where
+        # its output is the layer's own (not the backward sequence, which Keras flips back in time)
+        direction, part = names[used[0]].split(" ")
+        seq = layer.forward_layer.return_sequences and part == "output"
+        if part != "c" and not (direction == "backward" and seq):
+            return {**plan, "last": part == "h", "direction": direction}
+    merger = objs.get(reads[0][0]) if len(reads) == 1 else None
+    if type(merger).__name__ in _MERGE_LAYERS and len(reads[0][2]) == 2 and len(reads[0][1]) == 2:
+        c, idx, _ = reads[0]
+        pair = tuple(names[i] for i in idx)
+        for f, b in (("forward output", "backward output"), ("forward h", "backward h")):
+            if pair in ((f, b), (b, f)):
+                last = f == "forward h"
+                mk = type(merger).__name__
+                axes = (-1, 1) if last or not layer.forward_layer.return_sequences else (-1, 2)
+                if mk == "Concatenate" and merger.axis not in axes:
+                    raise ValueError(f"from_keras: Concatenate {c!r} joins the outputs of {k} {layer.name!r} "
+                                     f"on axis {merger.axis}; expected the features axis, {axes[0]} or "
+                                     f"{axes[1]}")
+                return {**plan, "last": last, "merge": _MERGE_LAYERS[mk], "swap": pair == (b, f), "absorb": c,
+                        "use": 0}
+    kind = "Bidirectional(merge_mode=None)" if bidir and layer.merge_mode is None else "return_state=True"
+    raise ValueError(
+        f"from_keras: {k} {layer.name!r} ({kind}) has outputs {names}, read as: {what}; rnncore imports "
+        "one of: its output, a unidirectional layer's final state h (the output of the last valid step), "
+        "or the two directions' outputs or final h merged at once by one Concatenate / Add / Average / "
+        "Multiply, or one direction's output or final h (not the backward sequence: Keras flips it back in "
+        "time); not the cell state c, or several outputs read apart")
+
+
+def _ref_names(refs: list) -> list[str]:
+    """``(layer, output index)`` references as names: the layer's, ``layer[i]`` for a later output."""
+    return [n if i == 0 else f"{n}[{i}]" for n, i in refs]
+
+
+def _residual(layer, srcs: list, point: dict, cur: tuple, descr: list, dtype: str) -> list:
     """A functional ``Add()([x, f(x)])``: the descriptions after the point ``x`` become
     ``rc.nn.Residual(f)`` (one module description); other wirings are refused, naming the layer."""
     from rnncore.nn.pointwise import Residual
 
     name = f"Add {layer.name!r}"
     if len(srcs) != 2 or srcs.count(cur) != 1:
-        raise ValueError(f"from_keras: {name} adds {srcs}; rnncore imports a residual x + f(x) of two "
-                         f"values, one of them the output of the layer before it ({cur!r}) and the other "
-                         "an earlier output of the chain")
-    x = srcs[0] if srcs[1] == cur else srcs[1]
+        raise ValueError(f"from_keras: {name} adds {_ref_names(srcs)}; rnncore imports a residual x + f(x) "
+                         f"of two values, one of them the output of the layer before it ({cur[0]!r}) and the "
+                         "other an earlier output of the chain")
+    x = (srcs[0] if srcs[1] == cur else srcs[1])[0]
+    cur = cur[0]
     if x not in point:
         raise ValueError(f"from_keras: {name} adds {x!r}, which is not an earlier output of the chain of "
                          f"layers leading to {cur!r}")
@@ -559,7 +676,13 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     per_step = ("Dense", "Activation", "Softmax", "ReLU", "BatchNormalization", "LayerNormalization")
     wiring = _wiring(model) if kind not in _MODE else None
     point: dict = {}   # functional: layer name -> the number of descriptions before its output
-    cur = prev = None
+    cur = prev = None  # functional: the (layer, output index) the chain's value is
+    plans: dict = {}   # functional: recurrent layer name -> how its several outputs are read
+    if wiring is not None:
+        objs = {x.name: x for x in layers}
+        plans = {x.name: p for x in layers if type(x).__name__ in _MODE or type(x).__name__ in
+                 ("Bidirectional", "RNN") if (p := _plan_outputs(x, wiring, objs)) is not None}
+    absorbed = {p["absorb"] for p in plans.values()}
     for i, layer in enumerate(layers):
         k = type(layer).__name__
         if wiring is not None:   # a functional model: a chain of layers, with Add residuals
@@ -567,15 +690,18 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                 point[prev] = len(descr)
             srcs = wiring.get(layer.name, [])
             prev = layer.name
+            if layer.name in absorbed:  # the merge of a layer's two directions, imported with it
+                cur = (layer.name, 0)
+                continue
             if k == "Add":
                 descr = _residual(layer, srcs, point, cur, descr, dtype)
-                cur = layer.name
+                cur = (layer.name, 0)
                 continue
             if k != "InputLayer" and srcs != [cur]:
-                raise ValueError(f"from_keras: layer {layer.name!r} ({k}) reads {srcs}, not the output of "
-                                 f"the layer before it ({cur!r}); rnncore imports a chain of layers, with "
-                                 "residuals Add()([x, f(x)])")
-            cur = layer.name
+                raise ValueError(f"from_keras: layer {layer.name!r} ({k}) reads {_ref_names(srcs)}, not the "
+                                 f"output of the layer before it ({_ref_names([cur])[0]!r}); rnncore imports "
+                                 "a chain of layers, with residuals Add()([x, f(x)])")
+            cur = (layer.name, 0)
         inner = type(getattr(layer, "layer", None)).__name__
         if k == "TimeDistributed" and (inner in per_step or inner in _SKIPPED):
             layer, k = layer.layer, inner      # a per-step layer at every step is that layer
@@ -601,12 +727,25 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                 mask = ("zero", None)
             descr.append({"kind": "embedding", "weight": layer.get_weights()[0]})
         elif k in _MODE or k in ("Bidirectional", "RNN"):
-            if getattr(layer, "return_state", False) or getattr(getattr(layer, "forward_layer", None),
-                                                                "return_state", False):
+            plan = plans.get(layer.name)
+            if plan is None and (getattr(layer, "return_state", False)
+                                 or getattr(getattr(layer, "forward_layer", None), "return_state", False)):
                 raise ValueError(f"from_keras: {k} {layer.name!r} has return_state=True; expected "
-                                 "return_state=False (rnncore imports the layer's output, not its states)")
-            Ls = [_bidirectional(layer)] if k == "Bidirectional" else _rnn_layers(layer)
+                                 "return_state=False (rnncore imports the layer's output; its final state "
+                                 "h only in a functional model, as `out, h = layer(x)`)")
+            plan = plan or {"last": False, "merge": None, "swap": False, "absorb": None, "use": 0,
+                            "direction": None}
+            merge = plan["merge"] or getattr(layer, "merge_mode", None)
+            bidir = k == "Bidirectional" and plan["direction"] is None
+            if plan["direction"]:   # one direction of a Bidirectional alone: its Keras layer
+                Ls, merge = _rnn_layers(getattr(layer, f"{plan['direction']}_layer")), None
+            else:
+                Ls = [_bidirectional(layer, merge)] if bidir else _rnn_layers(layer)
             L = Ls[-1]
+            if plan["last"]:   # the final state h: the output of the last valid step
+                L["return_sequences"] = False
+            if wiring is not None:
+                cur = (plan["absorb"], 0) if plan["absorb"] else (layer.name, plan["use"])
             if L.get("keras_go_backwards", L["go_backwards"]) and L["return_sequences"] and mask is not None:
                 unpadded = unpadded or f"{k} {layer.name!r}"
             if L["go_backwards"]:
@@ -617,10 +756,12 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             if not L["return_sequences"]:
                 descr.append({"kind": "pool", "pool": "last", "bidirectional": L["bidirectional"]})
                 seq = False
-            if L.get("swapped") and layer.merge_mode == "concat":
+            # Keras's halves in rnncore's order [forward | backward]: swapped by a swapped layer and by
+            # a Concatenate of [backward, forward] (both: in order)
+            if merge == "concat" and bool(L.get("swapped")) != plan["swap"]:
                 descr.append(_swap_halves(L["hidden_size"], L["sd"]["weight_ih_l0"].dtype))
-            if k == "Bidirectional" and layer.merge_mode != "concat":
-                descr.append(_merge(layer, L["hidden_size"], L["sd"]["weight_ih_l0"].dtype))
+            if bidir and merge != "concat":
+                descr.append(_merge(layer, merge, L["hidden_size"], L["sd"]["weight_ih_l0"].dtype))
         elif k in _FRONT or k in ("BatchNormalization", "LayerNormalization"):
             if mask is not None and k in _FRONT:
                 raise ValueError(f"from_keras: {k} {layer.name!r} after a mask: the lengths of the "
@@ -673,6 +814,9 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                 "AveragePooling1D, BatchNormalization, LayerNormalization, GlobalAveragePooling1D, Dense, "
                 "TimeDistributed(Dense), Activation, ReLU, Softmax, Add (a residual x + f(x) of a "
                 "functional model), Dropout-style layers")
+    if wiring is not None and wiring[_OUTPUTS] != [cur]:
+        raise ValueError(f"from_keras: the model's outputs are {_ref_names(wiring[_OUTPUTS])}; expected one, "
+                         f"the output of the chain of layers ({_ref_names([cur])[0]!r})")
     if not any(d["kind"] == "rnn" or getattr(d.get("module"), "is_recurrent", False) for d in descr):
         raise ValueError("from_keras: the model has no SimpleRNN/GRU/LSTM layer")
     # go_backwards: Keras returns the outputs in processing order, i.e. ReverseTime + forward layer;
