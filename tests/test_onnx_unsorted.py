@@ -30,6 +30,7 @@ import pytest
 import torch
 from _helpers import engine_state, flat_state
 from onnx import helper, numpy_helper
+from test_torch_suite import _TextClassifier
 from torch.nn.utils import rnn as rnn_utils
 
 import rnncore as rc
@@ -148,25 +149,10 @@ def test_unsorted_packing_with_a_head_on_every_step_is_the_graphs():
         _close(model.run({"x": x, "lengths": lengths})["y"], ref)
 
 
-class _TextClassifier(torch.nn.Module):
-    """Token ids -> Embedding -> packed bidirectional 2-layer LSTM -> cat(h_n[-2], h_n[-1]) -> Linear:
-    the sort Gathers the Embedding's output."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(4)
-        self.emb = torch.nn.Embedding(30, 6, padding_idx=0)
-        self.rnn = torch.nn.LSTM(6, 5, num_layers=2, batch_first=True, bidirectional=True)
-        self.fc = torch.nn.Linear(10, 3)
-
-    def forward(self, ids, seq_lens):
-        packed = rnn_utils.pack_padded_sequence(self.emb(ids), seq_lens.cpu(), batch_first=True,
-                                                enforce_sorted=False)
-        _, (h, _) = self.rnn(packed)
-        return self.fc(torch.cat([h[-2], h[-1]], 1))
-
-
 def test_unsorted_packing_after_an_embedding():
+    """test_torch_suite's text classifier (Embedding -> packed bidirectional 2-layer LSTM ->
+    cat(h_n[-2], h_n[-1]) -> Linear): the sort Gathers the Embedding's output."""
+    torch.manual_seed(4)
     m = _TextClassifier().eval()
     g = np.random.default_rng(24)
     ids = g.integers(1, 30, (B, T))
