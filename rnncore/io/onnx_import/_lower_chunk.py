@@ -683,6 +683,18 @@ def lower_chunk_graph(g):
         ``state_outputs`` (the stacked state tensors), ``state_rows`` (``{"h": row, "c": row}``:
         the engine's ``(h, c)`` are ``state[row:row + 1]``)
     """
+    try:
+        return _lower_chunk_graph(g)
+    except _Refused as e:       # a front-end that leaves positions? else the refusal of the lowering
+        from rnncore.io.onnx_import._lower_positions import lower_positions_graph
+
+        try:                    # that followed more of the graph
+            return lower_positions_graph(g)
+        except _Refused as e2:
+            raise (e2 if getattr(e2, "at", -1) > getattr(e, "at", -1) else e) from None
+
+
+def _lower_chunk_graph(g):
     from rnncore.nn.layers import Sequential
 
     lw = _ChunkLower(g)
@@ -708,8 +720,12 @@ def lower_chunk_graph(g):
                            f"import the chunk graph with input_shapes={{{data_in!r}: {tuple(shape)}, {n!r}: "
                            "(rows, 1, H)} (a stacked state), or (1, H) for one state tensor per input")
         lw.val[n] = {"k": "gstate", "name": n, "shape": tuple(shp)}
-    for s in g.steps:
-        lw.node(s)
+    for at, s in enumerate(g.steps):
+        try:
+            lw.node(s)
+        except _Refused as e:
+            e.at = at
+            raise
     if lw.rnn is None:
         raise _Refused("rc.compile(OnnxGraph): the chunk graph has no LSTM or GRU (a node or a written-out "
                        "cell)")
