@@ -12,6 +12,10 @@ weights, its cell state c grows past 200 on the recording). Imported with the ch
 all lower to per-step
 records + LSTM + head (rnncore/io/onnx_import/_lower_chunk.py); the recording is pyannote-audio
 3.3.2's sample.wav (937 chunks), as in tests/test_engine_front_q8.py.
+
+Silero VAD v4 (openwakeword 0.4.0's ``silero_vad.onnx``) lowers to the layers of a front-end that
+leaves positions (rnncore/io/onnx_import/_lower_positions.py, rnncore/nn/chunk.py), checked in
+NumPy against onnxruntime; the C engine refuses it naming the node.
 """
 
 from __future__ import annotations

@@ -45,7 +45,10 @@ the graph has no other).
 
 The engine runs ``X (B', N, L)``: ``N`` chunks of ``B'`` independent streams, the state
 ``(h, c)`` = ``(state[0:1], state[1:2])`` (rows as in the graph) and the final state likewise
-stacked back. Anything else is refused naming the node and what was expected.
+stacked back. Anything else is refused naming the node and what was expected; before refusing,
+:func:`lower_chunk_graph` tries :func:`~rnncore.io.onnx_import._lower_positions.lower_positions_graph`
+(a front-end that leaves several positions per chunk, recurrent layers over them: Silero VAD v4)
+and raises the refusal of the lowering that followed more of the graph.
 """
 
 from __future__ import annotations
