@@ -518,7 +518,13 @@ def spec_from_model(model: object) -> ModelSpec:
     if type(model).__name__ == "OnnxGraph":   # an imported whole graph: its chain of layers
         from rnncore.io.onnx_import._lower import lower_graph
 
-        model, _ = lower_graph(model)
+        model, info = lower_graph(model)
+        if info.get("c_refused"):
+            layer, node = info["c_refused"]
+            raise ValueError(f"rc.compile(OnnxGraph): node {node!r} lowers to {layer}, a layer of a chunk "
+                             "front-end that leaves positions (rnncore/nn/chunk.py), which the C engine does "
+                             "not compile yet; the lowered model runs in NumPy: "
+                             "rnncore.io.onnx_import._lower.lower_graph(g)[0]")
     if _cell_of(model) is not None:
         spec = ModelSpec(_recurrent_layers(model))
         spec.validate()

@@ -12,6 +12,10 @@ weights, its cell state c grows past 200 on the recording). Imported with the ch
 all lower to per-step
 records + LSTM + head (rnncore/io/onnx_import/_lower_chunk.py); the recording is pyannote-audio
 3.3.2's sample.wav (937 chunks), as in tests/test_engine_front_q8.py.
+
+Silero VAD v4 (openwakeword 0.4.0's ``silero_vad.onnx``) lowers to the layers of a front-end that
+leaves positions (rnncore/io/onnx_import/_lower_positions.py, rnncore/nn/chunk.py), checked in
+NumPy against onnxruntime; the C engine refuses it naming the node.
 """
 
 from __future__ import annotations
@@ -258,18 +262,131 @@ def test_op15_state_plus_a_zero_that_does_not_broadcast_is_refused_naming_the_ad
         rc.compile(g)
 
 
-def test_silero_v4_chunk_graph_is_refused_at_its_first_node():
-    """Silero VAD v4 (openwakeword 0.4.0, installed by .ci/run): its LSTMs run over the positions
-    inside a chunk, which the chunk lowering does not follow; refused at the first node it cannot."""
+# ---- Silero VAD v4: a front-end that leaves positions, LSTMs over them, a mean over them ----------
+V4_KINDS = (["FrameConv1d", "Magnitude", "FrameConcat"] + ["FrameResidual", "ReLU", "FrameConv1d", "ReLU"] * 4
+            + ["ChunkPositions", "LSTM", "LSTM", "ReLU", "Linear", "Sigmoid", "ChunkMean"])
+
+
+def _v4_path() -> pathlib.Path:
     spec = importlib.util.find_spec("openwakeword")
     if spec is None:
         pytest.fail("openwakeword 0.4.0 is not installed: pip install --no-deps openwakeword==0.4.0 "
                     "(.ci/run does)")
-    path = pathlib.Path(spec.origin).parent / "resources" / "models" / "silero_vad.onnx"
-    g = from_onnx(path, constants={"sr": 16000}, input_shapes={"input": (1, 512), "h": (2, 1, 64),
-                                                                "c": (2, 1, 64)})
-    with pytest.raises(ValueError, match=r"node 'Reshape_39' \(Reshape\) reshapes the chunk's samples "
-                                         r"\(512,\)"):
+    return pathlib.Path(spec.origin).parent / "resources" / "models" / "silero_vad.onnx"
+
+
+def _v4(chunk: int = 512, blob: bytes | None = None):
+    return from_onnx(blob if blob is not None else _v4_path(), constants={"sr": 16000}, dtype="float32",
+                     input_shapes={"input": (1, chunk), "h": (2, 1, 64), "c": (2, 1, 64)})
+
+
+def _v4_ort(fr: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple:
+    """onnxruntime chunk by chunk, h and c fed back as openwakeword's VAD wrapper does."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(_v4_path()), opts, providers=["CPUExecutionProvider"])
+    probs = np.empty(len(fr), np.float32)
+    for k, x in enumerate(fr):
+        out, h, c = sess.run(None, {"input": x[None], "sr": np.array(16000, np.int64), "h": h, "c": c})
+        probs[k] = out[0, 0]
+    return probs, h, c
+
+
+@pytest.fixture(scope="module")
+def v4_reference(sample_audio) -> dict:
+    """The recording in 512-sample chunks (v4 takes no context in front) and onnxruntime's
+    probabilities and final (hn, cn) from zero state."""
+    n = len(sample_audio) // 512
+    fr = np.array(sample_audio[:n * 512]).reshape(n, 512)
+    z = np.zeros((2, 1, 64), np.float32)
+    return {"frames": fr, "ort": _v4_ort(fr, z, z)}
+
+
+def test_silero_v4_lowers_to_positions_layers_matching_onnxruntime_on_a_recording(v4_reference):
+    """openwakeword's Silero VAD v4 lowered (rnncore/io/onnx_import/_lower_positions.py): the
+    front-end as frame layers, ChunkPositions, its two LSTM nodes over the positions, the
+    per-position head and ChunkMean; run in NumPy float32 over the recording's 937 chunks (run and
+    stream chunk by chunk) within 1e-4 of onnxruntime's probabilities and final hn / cn (cn: or 1e-5
+    relative, its second layer's cells reach 113: float32 rounding carried through 937 chunks), no
+    decision flipped."""
+    model, info = lower_graph(_v4())
+    assert info == {"data_input": "input", "data_output": "output", "state_inputs": ["h", "c"],
+                    "state_outputs": ["hn", "cn"], "positions": 1, "state_rows": [0, 1],
+                    "c_refused": ("LogAffine", "Log_96")}
+    assert [type(m).__name__ for m in model] == V4_KINDS
+    fr = v4_reference["frames"]
+    probs, hn, cn = v4_reference["ort"]
+    assert 0.2 < (probs > 0.5).mean() < 0.9            # speech and pauses
+    y = model.forward(fr[None])
+    assert y.dtype == np.float32 and y.shape == (1, len(fr), 1)
+    np.testing.assert_allclose(y[0, :, 0], probs, rtol=0, atol=1e-4)
+    assert ((y[0, :, 0] > 0.5) != (probs > 0.5)).sum() == 0
+    fin = model.final_states
+    np.testing.assert_allclose(np.concatenate([s[0] for s in fin]), hn, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([s[1] for s in fin]), cn, rtol=1e-5, atol=1e-4)
+    st = model.stream_state(1)
+    got = np.empty(len(fr), np.float32)
+    for k, x in enumerate(fr):
+        yk, st = model.stream(x[None, None], st)
+        got[k] = yk[0, 0, 0]
+    np.testing.assert_allclose(got, probs, rtol=0, atol=1e-4)
+    rec = [s for s in st if s is not None]
+    np.testing.assert_allclose(np.concatenate([s[0] for s in rec]), hn, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([s[1] for s in rec]), cn, rtol=1e-5, atol=1e-4)
+
+
+def test_silero_v4_chunks_of_three_positions_match_onnxruntime(sample_audio):
+    """v4 takes 1536-sample chunks too: its encoder then leaves 3 positions per chunk, the LSTMs step
+    over 3 positions per chunk and the output is their mean; from a nonzero (h, c), 150 chunks."""
+    model, info = lower_graph(_v4(1536))
+    assert info["positions"] == 3
+    assert [type(m).__name__ for m in model] == V4_KINDS
+    fr = np.array(sample_audio[:150 * 1536]).reshape(150, 1536)
+    rng = np.random.default_rng(5)
+    h0, c0 = ((rng.standard_normal((2, 1, 64)) * 0.3).astype(np.float32) for _ in range(2))
+    probs, hn, cn = _v4_ort(fr, h0, c0)
+    y = model.forward(fr[None], state=[(h0[0:1], c0[0:1]), (h0[1:2], c0[1:2])])
+    np.testing.assert_allclose(y[0, :, 0], probs, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([s[0] for s in model.final_states]), hn, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([s[1] for s in model.final_states]), cn, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_silero_v4_compile_is_refused_naming_the_node(precision):
+    """The C engine has no records for the v4 front-end's layers yet: rc.compile refuses it (f32
+    and q8) naming the node of the first such layer."""
+    with pytest.raises(ValueError, match=r"node 'Log_96' lowers to LogAffine, a layer of a chunk front-end "
+                                         r"that leaves positions .* which the C engine does not compile yet"):
+        rc.compile(_v4(), precision=precision)
+
+
+def _v4_mutated(edit) -> bytes:
+    m = onnx.load(str(_v4_path()))
+    nodes, todo = {}, [m.graph]
+    while todo:                                          # the nodes of the graph and of every If branch
+        gr = todo.pop()
+        for n in gr.node:
+            nodes[n.name] = n
+            todo += [a.g for a in n.attribute if a.type == onnx.AttributeProto.GRAPH]
+    edit(nodes)
+    return m.SerializeToString()
+
+
+def _set_axes(node, axes):
+    next(a for a in node.attribute if a.name == "axes").ints[:] = axes
+
+
+@pytest.mark.parametrize("edit, node, why", [
+    (lambda ns: setattr(ns["Neg_134"], "op_type", "Abs"), "Neg_134",
+     r"is not an op of a magnitude, a log or a smoothed mean \(on a mu\)"),
+    (lambda ns: _set_axes(ns["ReduceMean_496"], [0]), "ReduceMean_496",
+     r"averages axes \[0\] of \['b', 'p'\]: only over the positions"),
+    (lambda ns: setattr(ns["Log_96"], "op_type", "Exp"), "Log_96",
+     r"is not an op of a magnitude, a log or a smoothed mean"),
+])
+def test_almost_silero_v4_is_refused_naming_the_node(edit, node, why):
+    g = _v4(blob=_v4_mutated(edit))
+    with pytest.raises(ValueError, match=rf"node '{node}' \(\w+\) {why}"):
         rc.compile(g)
 
 

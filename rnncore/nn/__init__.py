@@ -1,5 +1,13 @@
 """The NumPy reference: cells with forward and BPTT, layers, losses, optimisers, training."""
 
+from rnncore.nn.chunk import (
+    ChunkMean,
+    ChunkPositions,
+    FrameConcat,
+    FrameResidual,
+    LogAffine,
+    SmoothedMeanSubtract,
+)
 from rnncore.nn.conv import AvgPool1d, Conv1d, FrameConv1d, Magnitude, MaxPool1d
 from rnncore.nn.history import CSVLogger
 from rnncore.nn.layers import AttentionPool, Dropout, Embedding, LastStep, Linear, MaskedMean, Sequential
@@ -31,6 +39,8 @@ __all__ += ["LayerNormGRU", "LayerNormLSTM"]
 __all__ += ["Conv1d", "FrameConv1d", "Magnitude", "MaxPool1d", "AvgPool1d"]
 __all__ += ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "LogSoftmax", "Residual"]
 __all__ += ["MulHalves"]
+__all__ += ["LogAffine", "SmoothedMeanSubtract", "FrameConcat", "FrameResidual"]
+__all__ += ["ChunkPositions", "ChunkMean"]
 __all__ += ["LayerNorm", "BatchNorm1d", "fold_batchnorm", "fold_batchnorms"]
 __all__ += ["LogMelSpectrogram"]
 __all__ += ["BlockPruning", "block_mask"]

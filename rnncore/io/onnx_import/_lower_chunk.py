@@ -45,7 +45,10 @@ the graph has no other).
 
 The engine runs ``X (B', N, L)``: ``N`` chunks of ``B'`` independent streams, the state
 ``(h, c)`` = ``(state[0:1], state[1:2])`` (rows as in the graph) and the final state likewise
-stacked back. Anything else is refused naming the node and what was expected.
+stacked back. Anything else is refused naming the node and what was expected; before refusing,
+:func:`lower_chunk_graph` tries :func:`~rnncore.io.onnx_import._lower_positions.lower_positions_graph`
+(a front-end that leaves several positions per chunk, recurrent layers over them: Silero VAD v4)
+and raises the refusal of the lowering that followed more of the graph.
 """
 
 from __future__ import annotations
@@ -683,6 +686,18 @@ def lower_chunk_graph(g):
         ``state_outputs`` (the stacked state tensors), ``state_rows`` (``{"h": row, "c": row}``:
         the engine's ``(h, c)`` are ``state[row:row + 1]``)
     """
+    try:
+        return _lower_chunk_graph(g)
+    except _Refused as e:       # a front-end that leaves positions? else the refusal of the lowering
+        from rnncore.io.onnx_import._lower_positions import lower_positions_graph
+
+        try:                    # that followed more of the graph
+            return lower_positions_graph(g)
+        except _Refused as e2:
+            raise (e2 if getattr(e2, "at", -1) > getattr(e, "at", -1) else e) from None
+
+
+def _lower_chunk_graph(g):
     from rnncore.nn.layers import Sequential
 
     lw = _ChunkLower(g)
@@ -708,8 +723,12 @@ def lower_chunk_graph(g):
                            f"import the chunk graph with input_shapes={{{data_in!r}: {tuple(shape)}, {n!r}: "
                            "(rows, 1, H)} (a stacked state), or (1, H) for one state tensor per input")
         lw.val[n] = {"k": "gstate", "name": n, "shape": tuple(shp)}
-    for s in g.steps:
-        lw.node(s)
+    for at, s in enumerate(g.steps):
+        try:
+            lw.node(s)
+        except _Refused as e:
+            e.at = at
+            raise
     if lw.rnn is None:
         raise _Refused("rc.compile(OnnxGraph): the chunk graph has no LSTM or GRU (a node or a written-out "
                        "cell)")
