@@ -139,13 +139,7 @@ class _Lower:
             if x["k"] == "chan_time":   # a Conv over time with kernel 1: a per-step Linear
                 if m.kernel_size != 1 or m.stride != 1 or m.groups != 1 or m.pad_left or m.pad_right:
                     self.refuse("convolves over time with more than a 1x1 kernel (a per-step Linear)")
-                from rnncore.nn.layers import Linear
-
-                lin = Linear(m.in_channels, m.out_channels, bias="bias" in m.params, dtype=m.dtype.name)
-                lin.params["weight"] = np.array(m.params["weight"][:, :, 0])
-                if "bias" in m.params:
-                    lin.params["bias"] = np.array(m.params["bias"])
-                self.layers.append(lin)
+                self.layers.append(_conv1x1_linear(m))
                 out = {"k": "chan_time", "F": m.out_channels}
             else:
                 x = self.materialize(x)
@@ -251,6 +245,29 @@ class _Lower:
         for o in s.outputs[:1]:
             if o:
                 self.val[o] = out
+
+
+def _conv1x1_linear(m):
+    """The ``Linear`` that a ``Conv`` module ``m`` of kernel 1, stride 1, no groups and no padding is
+    over each position: ``y[o] = sum_i W[o, i, 0] x[i] + b[o]``."""
+    from rnncore.nn.layers import Linear
+
+    lin = Linear(m.in_channels, m.out_channels, bias="bias" in m.params, dtype=m.dtype.name)
+    lin.params["weight"] = np.array(m.params["weight"][:, :, 0])
+    if "bias" in m.params:
+        lin.params["bias"] = np.array(m.params["bias"])
+    return lin
+
+
+def _run_nodes(lw, steps) -> None:
+    """``lw.node(s)`` for each step in order; a refusal carries ``at``, the index of the node it was
+    raised at (so that of two lowerings tried, the one that followed more of the graph is named)."""
+    for at, s in enumerate(steps):
+        try:
+            lw.node(s)
+        except _Refused as e:
+            e.at = at
+            raise
 
 
 def lower_graph(g):

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncore.io.onnx_import._lower import _ACTS, _ints, _Lower
+from rnncore.io.onnx_import._lower import _ACTS, _conv1x1_linear, _ints, _Lower, _run_nodes
 from rnncore.io.onnx_import._values import _Refused
 
 _RESHAPES = ("Squeeze", "Unsqueeze", "Reshape", "Flatten", "ReduceMean")
@@ -232,12 +232,7 @@ class _ChunkLower(_Lower):
                     m.groups != 1 or m.pad_left or m.pad_right or m.dilation != 1:
                 self.refuse(f"convolves features of shape {x['shape']} with kernel {m.kernel_size}: only a "
                             "kernel 1 over one position (a per-step Linear)")
-            from rnncore.nn.layers import Linear
-
-            lin = Linear(m.in_channels, m.out_channels, bias="bias" in m.params, dtype=m.dtype.name)
-            lin.params["weight"] = np.array(m.params["weight"][:, :, 0])
-            if "bias" in m.params:
-                lin.params["bias"] = np.array(m.params["bias"])
+            lin = _conv1x1_linear(m)
             self.linear(x, lin)
             self.val[s.outputs[0]] = self.feat((1, m.out_channels, 1))
             return
@@ -723,12 +718,7 @@ def _lower_chunk_graph(g):
                            f"import the chunk graph with input_shapes={{{data_in!r}: {tuple(shape)}, {n!r}: "
                            "(rows, 1, H)} (a stacked state), or (1, H) for one state tensor per input")
         lw.val[n] = {"k": "gstate", "name": n, "shape": tuple(shp)}
-    for at, s in enumerate(g.steps):
-        try:
-            lw.node(s)
-        except _Refused as e:
-            e.at = at
-            raise
+    _run_nodes(lw, g.steps)
     if lw.rnn is None:
         raise _Refused("rc.compile(OnnxGraph): the chunk graph has no LSTM or GRU (a node or a written-out "
                        "cell)")

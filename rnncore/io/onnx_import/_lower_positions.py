@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncore.io.onnx_import._lower import _ints
+from rnncore.io.onnx_import._lower import _conv1x1_linear, _ints, _run_nodes
 from rnncore.io.onnx_import._values import _Refused
 
 _RESHAPES = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity")
@@ -377,12 +377,7 @@ class _PosLower:
                     m.pad_left or m.pad_right:
                 self.refuse(f"convolves positions laid out {x['axes']} with kernel {m.kernel_size}: only a "
                             "kernel 1 over (1, F, P) (a per-position Linear)")
-            from rnncore.nn.layers import Linear
-
-            lin = Linear(m.in_channels, m.out_channels, bias="bias" in m.params, dtype=m.dtype.name)
-            lin.params["weight"] = np.array(m.params["weight"][:, :, 0])
-            if "bias" in m.params:
-                lin.params["bias"] = np.array(m.params["bias"])
+            lin = _conv1x1_linear(m)
             self.val[out] = dict(self.add(x, lin), F=m.out_channels)
             return
         if op == "ReduceMean" and x["k"] == "pos":
@@ -498,12 +493,7 @@ def lower_positions_graph(g):
     lw.val[data_in] = {"k": "fr", "path": (), "shape": tuple(g.fixed_shapes[data_in]), "pad": None}
     for n in g.input_names[1:]:
         lw.val[n] = {"k": "state", "name": n, "shape": tuple(g.fixed_shapes[n])}
-    for at, s in enumerate(g.steps):
-        try:
-            lw.node(s)
-        except _Refused as e:
-            e.at = at
-            raise
+    _run_nodes(lw, g.steps)
     outs = [o for o in g.output_names if lw.val.get(o, {}).get("k") != "sstack"]
     y = lw.val.get(outs[0]) if len(outs) == 1 else None
     if y is None or y["k"] != "chunk" or not lw.recs:
