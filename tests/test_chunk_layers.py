@@ -213,14 +213,19 @@ def test_chunk_model_gradients_match_torch_autograd():
 
 
 def test_chunk_model_fit_lowers_the_loss():
-    model = _ours(_Torch())
+    with torch.random.fork_rng():
+        torch.manual_seed(0)                                            # torch's LSTM/head init draws from it
+        model = _ours(_Torch())
     rng = np.random.default_rng(8)
     gain = rng.choice([0.1, 1.0], size=(16, 3, 1))                   # quiet or loud chunks
     X = gain * rng.standard_normal((16, 3, L))
     target = (gain > 0.5).astype(np.float64)                          # (16, 3, 1): is the chunk loud
-    hist = fit(model, MSE(), Adam(model, lr=0.01), X, target, epochs=10, batch_size=4, metric=None,
+    hist = fit(model, MSE(), Adam(model, lr=0.03), X, target, epochs=20, batch_size=4, metric=None,
                verbose=False)
-    assert hist["loss"][-1] < 0.75 * hist["loss"][0], hist["loss"]
+    assert hist["loss"][-1] < 0.25 * hist["loss"][0], hist["loss"]
+    with pytest.raises(ValueError, match=r"lengths: ChunkPositions turns each chunk into P positions"):
+        fit(model, MSE(), Adam(model, lr=0.01), X, target, lengths=np.full(16, 3), epochs=1, metric=None,
+            verbose=False)
 
 
 def test_chunk_layers_refuse_lengths_and_backward_without_forward():
