@@ -275,8 +275,8 @@ def _v4_path() -> pathlib.Path:
     return pathlib.Path(spec.origin).parent / "resources" / "models" / "silero_vad.onnx"
 
 
-def _v4(chunk: int = 512, blob: bytes | None = None):
-    return from_onnx(blob if blob is not None else _v4_path(), constants={"sr": 16000}, dtype="float32",
+def _v4(chunk: int = 512, blob: bytes | None = None, dtype: str = "float32"):
+    return from_onnx(blob if blob is not None else _v4_path(), constants={"sr": 16000}, dtype=dtype,
                      input_shapes={"input": (1, chunk), "h": (2, 1, 64), "c": (2, 1, 64)})
 
 
@@ -349,6 +349,47 @@ def test_silero_v4_chunks_of_three_positions_match_onnxruntime(sample_audio):
     np.testing.assert_allclose(y[0, :, 0], probs, rtol=0, atol=1e-4)
     np.testing.assert_allclose(np.concatenate([s[0] for s in model.final_states]), hn, rtol=0, atol=1e-4)
     np.testing.assert_allclose(np.concatenate([s[1] for s in model.final_states]), cn, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [512, 1536])
+def test_silero_v4_lowered_backward_matches_finite_differences(chunk):
+    """The lowered v4 model (float64) trains: its backward through every chunk layer as the importer
+    composes them (P = 1 and 3, 2 streams of 2 chunks, from a nonzero (h, c)) gives the central
+    finite difference of ``L = sum(R * y)`` along a random direction of the input and one of all
+    156k parameters at once (to 1e-6 of the gradient's norm, the spread of a random projection)."""
+    model, info = lower_graph(_v4(chunk, dtype="float64"))
+    assert [type(m).__name__ for m in model] == V4_KINDS and info["positions"] == chunk // 512
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((2, 2, chunk)) * 0.1
+    state = [tuple(rng.standard_normal((1, 2, 64)) * 0.3 for _ in range(2)) for _ in range(2)]
+    R = rng.standard_normal((2, 2, 1))
+
+    def loss(x: np.ndarray) -> float:
+        return float(np.sum(R * model.forward(x, state=state)))
+
+    model.zero_grad()
+    model.forward(X, state=state, train=True)
+    dx = model.backward(R)
+    grads = model.all_grads()
+    eps = 1e-7                                                        # curvature: log of small |STFT| bins
+    V = rng.standard_normal(X.shape)
+    fd = (loss(X + eps * V) - loss(X - eps * V)) / (2 * eps)
+    assert abs(np.sum(dx * V) - fd) < 1e-6 * np.linalg.norm(dx), (np.sum(dx * V), fd)   # std of <dx, V>
+    params = dict(model.named_parameters())
+    D = {k: rng.standard_normal(p.shape) for k, p in params.items()}
+
+    def loss_at(t: float) -> float:                                   # L(theta + t D), theta restored
+        for k, p in params.items():
+            p += t * D[k]
+        f = loss(X)
+        for k, p in params.items():
+            p -= t * D[k]
+        return f
+
+    fd = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
+    analytic = sum(np.sum(grads[k] * D[k]) for k in params)
+    scale = np.sqrt(sum(np.sum(grads[k] ** 2) for k in params))
+    assert abs(analytic - fd) < 1e-6 * scale, (analytic, fd, scale)
 
 
 @pytest.mark.parametrize("precision", ["f32", "q8"])
