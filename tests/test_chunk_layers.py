@@ -165,11 +165,17 @@ def test_chunk_layer_backward_matches_finite_differences(make, x):
 
 
 def test_small_chunk_model_backward_matches_finite_differences():
-    model = _ours(_Torch())
+    """The whole small model from a nonzero state. Its weights are seeded (torch's LSTM/head init
+    draws from torch's global generator, whose state depends on what ran before); the central
+    differences take eps = 1e-5: with check_module's default 1e-6 rounding leaves 1e-6 relative on
+    some seeds' weights, with 1e-5 the error stays below 2e-7 on seeds 0-15."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = _ours(_Torch())
     X = np.random.default_rng(4).standard_normal((2, 3, L))
     h0 = np.random.default_rng(5).standard_normal((1, 2, H)) * 0.5
     c0 = np.random.default_rng(6).standard_normal((1, 2, H)) * 0.5
-    rep = check_module(model, X, state=[(h0, c0)])
+    rep = check_module(model, X, state=[(h0, c0)], eps=1e-5)
     assert rep.ok, str(rep)
     assert len(rep.errors) == 1 + len(list(model.named_parameters()))
 
