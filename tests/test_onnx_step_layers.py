@@ -12,8 +12,10 @@ or ``Identity``. The lowering (rnncore/io/onnx_import/_lower.py, _fuse.py) turns
 ``rc.compile`` refuses them naming the node.
 
 Checked, f32: the imported model and the compiled engine within 1e-5 of onnxruntime running the same
-bytes (and of PyTorch), for exports by torch.onnx classic (opsets 14, 17) and dynamo (opsets 18, 20; in a
-subprocess, as tests/test_onnx_seq_linear.py).
+bytes (and of PyTorch), for exports by torch.onnx classic (opsets 14, 17) and dynamo (opset 18, and 20 for
+the GELUs: its ``Gelu`` op; in a subprocess, as tests/test_onnx_seq_linear.py). ``x + GELU(x)`` compiles to
+a residual around the GELU; ``x/2 (1 + erf(x / 1.5))``, GELU's nodes with another constant, is not taken
+for a GELU (refused by name).
 """
 
 from __future__ import annotations
@@ -69,6 +71,20 @@ class NCT(torch.nn.Module):
         return self.inner(x.transpose(1, 2)).transpose(1, 2)
 
 
+class ResidualGelu(torch.nn.Module):
+    """``x + GELU(x)``: the fused GELU inside a residual add."""
+
+    def forward(self, x):
+        return x + torch.nn.functional.gelu(x)
+
+
+class NotGelu(torch.nn.Module):
+    """``x/2 (1 + erf(x / 1.5))``: GELU's nodes with another constant, which must not become a GELU."""
+
+    def forward(self, x):
+        return 0.5 * x * (1 + torch.erf(x / 1.5))
+
+
 def _bn(n: int):
     b = torch.nn.BatchNorm1d(n)
     with torch.no_grad():
@@ -101,6 +117,8 @@ MODELS = {
     "between_linear": (lambda: Net([nn.Linear(8, 8), nn.Hardsigmoid()], [_ln(6)], two=True), None),
     "between_batchnorm": (lambda: Net([NCT(_bn(8)), nn.GELU()], [nn.Dropout(0.1)], two=True,
                                                     lstm=True), None),
+    "residual_gelu": (lambda: Net([], [ResidualGelu()]), None),
+    "not_gelu": (lambda: Net([], [NotGelu()]), r"an Erf outside a GELU"),
     "silu": (lambda: Net([], [nn.SiLU()]), r"x \* sigmoid\(x\) \(SiLU\)(, the nodes Sigmoid '[^']*' -> "
                                             r"Mul '[^']*')?: the C engine has no per-step layer for it"),
     "hardswish": (lambda: Net([], [nn.Hardswish()]), r"HardSwish, x \* clip\(x/6 \+ 1/2, 0, 1\)"),
@@ -139,14 +157,24 @@ def _export(name: str, dynamo: bool, opset: int) -> bytes:
             return pathlib.Path(out).read_bytes()
 
 
-EXPORTS = [(False, 14), (False, 17), (True, 18), (True, 20)]
+#: classic opsets 14 and 17 and dynamo 18 for every model; dynamo 20 (its Gelu op) for the GELUs
+CASES = [(n, d, o) for n in sorted(MODELS) for d, o in ((False, 14), (False, 17), (True, 18))] + \
+    [(n, True, 20) for n in ("gelu", "gelu_tanh", "between")]
+#: (model, dynamo, opset) -> an op type the export must hold (the form the case is for)
+FORMS = {("layernorm", False, 14): "ReduceMean", ("layernorm", False, 17): "LayerNormalization",
+         ("gelu", False, 14): "Erf", ("gelu", True, 18): "Erf", ("gelu", True, 20): "Gelu",
+         ("gelu_tanh", False, 17): "Tanh", ("gelu_tanh", True, 20): "Gelu",
+         ("batchnorm_nct", False, 17): "BatchNormalization", ("silu", False, 17): "Sigmoid"}
 
 
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("dynamo,opset", EXPORTS, ids=lambda v: str(v))
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name,dynamo,opset", CASES)
 def test_torch_exports_import_and_compile(name, dynamo, opset):
     blob = _export(name, dynamo, opset)
+    ops = {n.op_type for n in onnx.load_from_string(blob).graph.node}
+    assert FORMS.get((name, dynamo, opset), "MatMul") in ops
+    if (name, dynamo, opset) == ("layernorm", False, 14):
+        assert "LayerNormalization" not in ops          # the decomposed form
     sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
     net = _make(name)
     imp = rc.io.from_onnx(blob, dtype="float32")
