@@ -17,8 +17,9 @@ those, :class:`OnnxGraph` keeps the graph's own structure:
   ``Gemm`` and ``MatMul`` by a constant (:class:`~rnncore.nn.layers.Linear`),
   ``LayerNormalization`` (:class:`~rnncore.nn.norm.LayerNorm`), ``BatchNormalization``
   (:class:`~rnncore.nn.norm.BatchNorm1d`, inference), ``Relu``/``Sigmoid``/``Tanh``/
-  ``HardSigmoid`` (:mod:`rnncore.nn.pointwise`); the element-wise arithmetic between them
-  (``Add``, ``Mul``, ``Pow``, ``Sqrt`` ... of the STFT magnitude, a residual) is NumPy.
+  ``HardSigmoid``/``Gelu`` (:mod:`rnncore.nn.pointwise`); the element-wise arithmetic between them
+  (``Add``, ``Mul``, ``Pow``, ``Sqrt``, ``Erf``, ``HardSwish``, ``Elu`` ... of the STFT magnitude, a
+  residual, a GELU written as nodes) is NumPy.
 
 ``OnnxGraph.forward`` takes the graph's inputs (positionally in graph order, or by name) and
 returns its outputs in graph order, with the graph's names (:attr:`OnnxGraph.input_names`,
@@ -686,6 +687,22 @@ def _leaky(b, node, a, x):
     return [np.where(y >= 0, y, float(a.get("alpha", 0.01)) * y)]
 
 
+def _erf_np(v):
+    from rnncore.nn.pointwise import erf
+
+    return erf(np.asarray(v))
+
+
+def _hard_swish(b, node, a, x):     # x * HardSigmoid(x) with alpha 1/6, beta 1/2
+    y = np.asarray(x[0])
+    return [y * np.clip(y / 6 + 0.5, 0, 1)]
+
+
+def _elu(b, node, a, x):
+    y = np.asarray(x[0])
+    return [np.where(y > 0, y, float(a.get("alpha", 1.0)) * np.expm1(np.minimum(y, 0)))]
+
+
 def _where(b, node, a, x):
     return [np.where(np.asarray(x[0]).astype(bool), x[1], x[2])]
 
@@ -717,7 +734,8 @@ _PURE: dict = {
     "LessOrEqual": _binary(np.less_equal), "GreaterOrEqual": _binary(np.greater_equal),
     "And": _binary(np.logical_and), "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
     "Sqrt": _unary(np.sqrt), "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Exp": _unary(np.exp),
-    "Log": _unary(np.log), "Not": _unary(np.logical_not),
+    "Log": _unary(np.log), "Not": _unary(np.logical_not), "Erf": _unary(_erf_np),
+    "HardSwish": _hard_swish, "Elu": _elu,
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True), "LeakyRelu": _leaky,
     "Size": _size, "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
     "Split": _split,
@@ -734,7 +752,13 @@ def _act_layer(cls_name: str):
     def make(b, node, a):
         from rnncore.nn import pointwise
 
-        if cls_name == "HardSigmoid":
+        if cls_name == "GELU":
+            approx = a.get("approximate", "none")
+            approx = approx.decode() if isinstance(approx, bytes) else approx
+            if approx not in ("none", "tanh"):
+                b.refuse(node, f"approximate={approx!r}: expected 'none' or 'tanh'")
+            m = pointwise.GELU(approximate=approx)
+        elif cls_name == "HardSigmoid":
             m = pointwise.HardSigmoid(alpha=float(a.get("alpha", 0.2)), beta=float(a.get("beta", 0.5)))
         else:
             m = getattr(pointwise, cls_name)()
@@ -1013,7 +1037,8 @@ def _recurrent(b, node, a):
 
 _LAYERS: dict = {
     "Relu": _act_layer("ReLU"), "Sigmoid": _act_layer("Sigmoid"), "Tanh": _act_layer("Tanh"),
-    "HardSigmoid": _act_layer("HardSigmoid"), "Conv": _conv, "MatMul": _matmul, "Gemm": _gemm,
+    "HardSigmoid": _act_layer("HardSigmoid"), "Gelu": _act_layer("GELU"), "Conv": _conv, "MatMul": _matmul,
+    "Gemm": _gemm,
     "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
     "RNN": _recurrent, "GRU": _recurrent, "LSTM": _recurrent,
     "MaxPool": _pool, "AveragePool": _pool,

@@ -39,9 +39,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncore.io.onnx_import._fuse import fuse_steps
 from rnncore.io.onnx_import._values import _Refused
 
 _ACTS = ("Relu", "Sigmoid", "Tanh", "HardSigmoid")
+_SEQ_ACTS = _ACTS + ("Gelu",)       # Gelu: the op (opset 20) or its decomposition (_fuse.py)
+#: element-wise functions the sequence lowering names when it refuses them
+_NO_ENGINE = {"SiLU": "x * sigmoid(x) (SiLU)", "HardSwish": "HardSwish, x * clip(x/6 + 1/2, 0, 1)",
+              "Elu": "an ELU", "LeakyRelu": "a LeakyReLU", "Erf": "an Erf outside a GELU"}
 _BIG = 2 ** 62
 
 
@@ -448,6 +453,7 @@ class _SeqLower:
         self.states_in, self.states_out = [], []   # (h|c, graph input, rows or None, layer); (name, layout)
         self.nrec, self.ndir = 0, []              # recurrent nodes so far, their directions
         self.linear_out = None    # the output of the last per-step Linear (a bias Add may follow it)
+        self.affine_mod, self.affine_out = None, None   # the last x * scale + shift layer, its output
         self.width = {}           # an activation node -> the features of a step it sees
         self.at = {}              # a data tensor -> the chain's point it is (the ops before it)
         self.op_in = []           # per op: the point its input was (op k reads point k on a chain)
@@ -645,6 +651,14 @@ class _SeqLower:
         first, last = (lo, hi) == (0, 1), lo == -1 and hi >= 2 ** 31 - 1 or (squeeze and lo == -1)
         if A[0] == "s" and A[1] == (self.tsym,) and part["t"] is None and (first or last) and n >= 2:
             rec_axes = [r for r in self.dirax.values() if r[0] == self.nrec - 1]
+            after = [op[0] for op in self.ops[self.last_rec() + 1:]] if self.nrec else ["none"]
+            if last and squeeze and x["k"] == "data" and after and set(after) <= {"act", "linear", "res"}:
+                # the last step of per-step layers of the last recurrent layer's output: LastStep()
+                # after them (a per-step function of the last step is the last step of its sequence)
+                from rnncore.nn.layers import LastStep
+
+                self.ops.append(("pool", LastStep(), s))
+                return {"k": "data", "axes": x["axes"][:k] + x["axes"][k + 1:]}
             if part["layer"] not in (None, self.nrec - 1) or not rec_axes or not self.ops \
                     or self.ops[-1][0] != "rec":
                 self.refuse("takes one time step of data that is not the last recurrent layer's output: "
@@ -655,6 +669,10 @@ class _SeqLower:
         self.refuse(f"takes [{lo}:{hi}] of axis {k} of data ({', '.join(map(_dim_text, self.dims(x)))}): "
                     "expected one direction of a recurrent output, or its last (or, for a backward "
                     "direction, first) time step")
+
+    def last_rec(self) -> int:
+        """The index in ``ops`` of the last recurrent layer (-1: none yet)."""
+        return max((k for k, op in enumerate(self.ops) if op[0] in ("rec", "rres")), default=-1)
 
     def resolve(self, name: str, v: dict) -> dict:
         """A part read as data: a last step of every direction is ``LastStep()``; one direction of a
@@ -766,6 +784,11 @@ class _SeqLower:
         consts = [i for i in names if i in self.g.consts]
         c = np.asarray(self.g.consts[consts[0]], np.float64) if len(consts) == 1 else None
         last = self.ops[-1] if self.ops else None
+        after_linear = last is not None and last[0] == "linear" and self.linear_out in names
+        if c is not None and (c.size != 1 or not after_linear) \
+                and not (op == "Div" and names[1] != consts[0]) and np.isfinite(c).all() and np.all(c != 0):
+            x_name = next(i for i in names if i not in consts)
+            return self.affine(s, x_name, 1.0 / c if op == "Div" else c, None)
         if c is None or c.size != 1 or last is None or last[0] != "linear" or self.linear_out not in names \
                 or (op == "Div" and names[1] != consts[0]) or not np.isfinite(c).all() \
                 or c.reshape(-1)[0] == 0:
@@ -779,6 +802,85 @@ class _SeqLower:
             lin.params[key] = (lin.params[key] * k).astype(lin.params[key].dtype)
         self.ops[-1] = ("linear", lin, s)
         return self.get(next(i for i in names if i not in consts), ("data",))
+
+    def affine(self, s, name: str, scale, shift) -> dict:
+        """``x * scale`` or ``x + shift`` by a constant of one value or one per feature (the last axis),
+        not a Linear's: a per-step ``rc.nn.BatchNorm1d`` with ``running_mean`` 0, ``running_var`` 1 and
+        ``eps`` 0 (its ``scale_shift`` record is ``x * weight + bias`` exactly); a shift right after such a
+        scale joins it."""
+        from rnncore.nn.norm import BatchNorm1d
+
+        x = self.get(name, ("data",))
+        F = self.features(x, "data")
+        c = np.asarray(scale if shift is None else shift, np.float64)
+        if c.size not in (1, F) or (c.size == F and c.shape[-1] != F) or c.ndim > len(x["axes"]):
+            self.refuse(f"{'multiplies' if shift is None else 'adds'} the data by a constant of shape "
+                        f"{c.shape}: expected one value or one per feature ({F}) of the last axis")
+        c = np.broadcast_to(c.reshape(-1), (F,))
+        last = self.ops[-1] if self.ops else None
+        if shift is not None and last is not None and last[1] is self.affine_mod \
+                and self.affine_out == name:
+            bn = last[1]
+        else:
+            bn = BatchNorm1d(F, eps=0.0, dtype="float64")
+            self.ops.append(("act", bn, s))
+            self.width[id(s)] = F
+            self.affine_mod = bn
+        if shift is None:
+            bn.params["weight"] = bn.params["weight"] * c
+            bn.params["bias"] = bn.params["bias"] * c
+        else:
+            bn.params["bias"] = bn.params["bias"] + c
+        self.affine_out = s.outputs[0]
+        return x
+
+    def norm_layer(self, s, op: str) -> dict:
+        """``LayerNormalization`` over the features (the last axis), ``BatchNormalization`` (inference) of
+        data whose axis 1 is the features, the others sequence axes (``(N, C, T)`` between transposes, or
+        ``(N, C)``): per-step ``rc.nn.LayerNorm`` / ``rc.nn.BatchNorm1d``."""
+        from rnncore.nn.norm import LayerNorm
+
+        x = self.get(s.inputs[0], ("data",))
+        if op == "BatchNormalization":
+            ax = x["axes"]
+            if len(ax) < 2 or ax[1][0] != "f" or any(a[0] == "f" for k, a in enumerate(ax) if k != 1):
+                shape = ", ".join(map(_dim_text, self.dims(x)))
+                self.refuse(f"normalises axis 1 of data of shape ({shape}): "
+                            "expected the features on axis 1 alone ((N, C) or (N, C, T))")
+            m, F = s.fn.module, int(ax[1][1])
+            if m.num_features != F:
+                self.refuse(f"normalises {m.num_features} channels, the data has {F}")
+        else:
+            F = self.features(x, "data")
+            m = getattr(s.fn, "module", None)
+            if m is None:            # a decomposed LayerNorm (_fuse.py)
+                a = s.attrs
+                m = LayerNorm(F, eps=a["epsilon"], bias=a["bias"] is not None, dtype="float64")
+                for key, v in (("weight", a["scale"]), ("bias", a["bias"])):
+                    if v is not None:
+                        if v.size not in (1, F):
+                            self.refuse(f"scales by {v.size} values, the data has {F} features")
+                        m.params[key] = np.broadcast_to(v, (F,)).astype(np.float64)
+            elif m.normalized_shape != F:
+                self.refuse(f"normalises {m.normalized_shape} features, the data has {F}")
+        self.ops.append(("act", m, s))
+        self.width[id(s)] = F
+        return x
+
+    def mean_over_time(self, s, a) -> dict:
+        """``ReduceMean`` over the time axis (``keepdims=0``) of the last recurrent layer's per-step
+        output: ``rc.nn.MaskedMean`` (its ``lengths`` are the engine's)."""
+        from rnncore.nn.layers import MaskedMean
+
+        x = self.get(s.inputs[0], ("data",))
+        axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] in self.g.consts \
+            else _ints(a.get("axes", []))
+        n = len(x["axes"])
+        if len(axes) != 1 or int(a.get("keepdims", 1)) or self.tsym is None \
+                or x["axes"][axes[0] % n] != ("s", (self.tsym,)) or n != 3 or self.nrec == 0:
+            self.refuse("is a mean other than over the time axis of a recurrent layer's output (keepdims=0)")
+        self.ops.append(("pool", MaskedMean(), s))
+        return {"k": "data", "axes": [ax for k, ax in enumerate(x["axes"]) if k != axes[0] % n]}
 
     # -- data reshapes ---------------------------------------------------------------------------
     def reshape(self, v: dict, target: list, allowzero: bool) -> list:
@@ -972,23 +1074,35 @@ class _SeqLower:
             b = np.asarray(self.g.consts[consts[0]])
             F = self.features(x, "data")
             last = self.ops[-1] if self.ops else None
-            if last is None or last[0] != "linear" or self.linear_out not in names or b.size not in (1, F) \
-                    or (b.size == F and b.shape[-1] != F) or b.ndim > len(x["axes"]):
-                self.refuse("adds a constant that is not the bias of the Linear (MatMul) right before it")
-            lin = last[1]
-            bias = np.broadcast_to(b.reshape(-1), (F,)).astype(lin.params["weight"].dtype)
-            if "bias" in lin.params:
-                lin.params["bias"] = lin.params["bias"] + bias
+            if last is None or last[0] != "linear" or self.linear_out not in names:
+                out = self.affine(s, next(i for i in names if i not in consts), None, b)
             else:
-                from rnncore.nn.layers import Linear
+                if b.size not in (1, F) or (b.size == F and b.shape[-1] != F) or b.ndim > len(x["axes"]):
+                    self.refuse("adds a constant that is not the bias of the Linear (MatMul) right before it")
+                lin = last[1]
+                bias = np.broadcast_to(b.reshape(-1), (F,)).astype(lin.params["weight"].dtype)
+                if "bias" in lin.params:
+                    lin.params["bias"] = lin.params["bias"] + bias
+                else:
+                    from rnncore.nn.layers import Linear
 
-                dt = lin.params["weight"].dtype.name
-                new = Linear(lin.in_features, lin.out_features, bias=True, dtype=dt)
-                new.params["weight"] = lin.params["weight"]
-                new.params["bias"] = np.array(bias)
-                self.ops[-1] = ("linear", new, last[2])
-            out = x
-        elif op in _ACTS:
+                    dt = lin.params["weight"].dtype.name
+                    new = Linear(lin.in_features, lin.out_features, bias=True, dtype=dt)
+                    new.params["weight"] = lin.params["weight"]
+                    new.params["bias"] = np.array(bias)
+                    self.ops[-1] = ("linear", new, last[2])
+                out = x
+        elif op in ("LayerNormalization", "BatchNormalization"):
+            out = self.norm_layer(s, op)
+        elif op == "ReduceMean":
+            out = self.mean_over_time(s, a)
+        elif op in _NO_ENGINE:
+            nodes = f", the nodes {a['nodes']}" if a.get("nodes") else ""
+            self.refuse(f"is {_NO_ENGINE[op]}{nodes}: the C engine has no per-step layer for it (its "
+                        "per-step activations: Relu, Sigmoid, Tanh, HardSigmoid, Gelu (erf or tanh form), "
+                        "Softmax last)",
+                        "run the model as the imported OnnxGraph (NumPy), or export it with one of those")
+        elif op in _SEQ_ACTS:
             x = self.get(s.inputs[0], ("data",))
             self.width[id(s)] = int(np.prod([ax[1] for ax in x["axes"] if ax[0] == "f"]))
             self.ops.append(("act", s.fn.module, s))
@@ -1417,8 +1531,15 @@ def lower_sequence_graph(g):
       that range (``ceil_mode`` at stride 1 only) -> ``rc.nn.MaxPool1d`` / ``AvgPool1d``: conv_time /
       pool_time records. The paddings are decided in one place, :func:`engine_time_padding`; a
       strided layer, or one padded by other than ``d(k-1)`` in all, gives the time axis a new symbol;
-    * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid`` before the first or after the last recurrent
+    * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid``/``Gelu`` before the first or after the last recurrent
       layer, and ``Softmax`` / ``LogSoftmax`` over the features right after the last Linear, last;
+    * per-step layers as exporters write them (:func:`~rnncore.io.onnx_import._fuse.fuse_steps` first
+      replaces a GELU's element-wise nodes and a decomposed LayerNorm by one step each):
+      ``LayerNormalization`` (last axis) -> ``rc.nn.LayerNorm``, ``BatchNormalization`` of data whose
+      axis 1 is the features -> ``rc.nn.BatchNorm1d``, ``Mul`` / ``Div`` / ``Add`` of the data by a
+      constant (one value or one per feature) that is no Linear's -> :meth:`_SeqLower.affine`, a
+      ``ReduceMean`` over time after the last recurrent layer -> ``rc.nn.MaskedMean``, the last step of
+      per-step layers after it -> ``LastStep()``; SiLU, HardSwish, Elu, LeakyRelu refused by name;
     * ``Add(x, f(x))``, ``f`` the activations / Linears / residuals right after ``x`` (each op
       reading the latest value): ``rc.nn.Residual(f)``;
     * attention pooling over time after the last recurrent layer (``Softmax`` over the time axis of
@@ -1452,7 +1573,7 @@ def lower_sequence_graph(g):
     lw.at[data_in] = 0
     for n in g.input_names[1:]:     # the other inputs: initial states (L*D, B, H), or rows of one
         lw.val[n] = {"k": "gstate", "name": n, "rows": None}
-    for s in g.steps:
+    for s in fuse_steps(g):
         lw.node(s)
     layers = lw.layers()
     state_in, state_out = _check_states(lw, g)
