@@ -137,6 +137,54 @@ def test_onnx_reduce_mean_over_time_against_onnxruntime():
     np.testing.assert_allclose(rc.compile(model).run(X), want, rtol=0, atol=1e-5)
 
 
+def test_onnx_mean_over_padded_outputs_is_not_the_masked_mean():
+    """``pad_packed_sequence`` then ``.mean(1)`` averages the padding zeros too (the sum over T
+    steps / T): with the lengths as ONNX ``sequence_lens`` that is not rnncore's masked mean (the
+    sum over the valid steps / length). The chain import refuses it naming both; the whole-graph
+    import runs it as onnxruntime does."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    import io
+    import warnings
+
+    from torch.nn.utils import rnn as rnn_utils
+
+    from rnncore.io.onnx_import import onnx_run
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.fc = torch.nn.GRU(4, 5, batch_first=True), torch.nn.Linear(5, 2)
+
+        def forward(self, x, lens):
+            y, _ = self.gru(rnn_utils.pack_padded_sequence(x, lens, batch_first=True))
+            y, _ = rnn_utils.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+            return self.fc(y.mean(1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    X, lens = randn32((3, 6, 4), seed=2), np.array([6, 4, 2], np.int64)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.as_tensor(X), torch.as_tensor(lens)), f, dynamo=False, opset_version=17,
+                          input_names=["x", "lens"], output_names=["y"],
+                          dynamic_axes={"x": {0: "b", 1: "t"}, "lens": {0: "b"}})
+    data = f.getvalue()
+    want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": X, "lens": lens})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(want, net(torch.as_tensor(X), torch.as_tensor(lens)).numpy(), atol=1e-6)
+    masked = [X[b, :n] for b, n in enumerate(lens)]        # what the masked mean would give differs
+    assert not np.allclose(want[1:], [net.fc(net.gru(torch.as_tensor(m)[None])[0].mean(1)).detach().numpy()[0]
+                                      for m in masked[1:]], atol=1e-3)
+    with pytest.raises(ValueError, match=r"sequence_lens .*ReduceMean averages over time: ONNX divides "
+                                         r"the sum of every step, the zeros past a sequence's length "
+                                         r"included, by T"):
+        rc.io.from_onnx(data, graph=False)
+    g = rc.io.from_onnx(data)
+    np.testing.assert_allclose(onnx_run(g, {"x": X, "lens": lens})["y"], want, rtol=0, atol=1e-5)
+
+
 # -- q8: the NumPy q8 spec, bit for bit on every ISA ---------------------------------------------
 def _q8_reference(e, X, lengths):
     qm = qmodel_from_rnc(read_rnc(e.data))

@@ -324,11 +324,20 @@ def from_onnx(path_or_model, *, dtype: str = "float64", strip_final_activation: 
 def _check_padding_stays_zero(imp, pipe) -> None:
     """Past a ``sequence_lens`` length the recurrent nodes write zeros, and so does rnncore; a
     per-step layer after the last of them that maps zeros to something else (a Linear's bias, a
-    softmax / sigmoid) writes that there in ONNX, and zeros in rnncore: refused."""
+    softmax / sigmoid) writes that there in ONNX, and zeros in rnncore: refused. So is a mean over
+    time after them: ONNX's ``ReduceMean`` divides the sum, padding zeros included, by ``T``,
+    rnncore's masked mean by each sequence's length."""
     kinds = [imp.layers[i]["kind"] for i in pipe]
     last_rnn = max(k for k, kind in enumerate(kinds) if kind == "rnn")
     for i in pipe[last_rnn + 1:]:
         layer = imp.layers[i]
+        if layer["kind"] == "pool" and layer["pool"] == "mean":
+            raise _Refused(
+                f"from_onnx: the recurrent nodes read sequence_lens {imp.lengths!r}, and after them "
+                "ReduceMean averages over time: ONNX divides the sum of every step, the zeros past a "
+                "sequence's length included, by T, rnncore's masked mean by the length (expected the "
+                "final state or the last valid step after a node with sequence_lens; for the mean over "
+                "the valid steps import the model without sequence_lens and pass lengths= to run)")
         if layer["kind"] == "pool":
             return
         bias = layer.get("bias") if layer["kind"] == "linear" else None
