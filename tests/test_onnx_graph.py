@@ -278,3 +278,66 @@ def test_silero_lowering_refuses_q4_and_names_what_it_cannot_follow(silero):
     with pytest.raises(ValueError, match=r"the data input '/stft/Sqrt_output_0' is declared None; expected "
                                          r"frames \(N, L\)"):
         rc.compile(sub)
+
+
+class _HeadAct(torch.nn.Module):
+    """GRU -> an element-wise op of torch that exports to an op the whole-graph import runs in NumPy
+    (``Clip``, ``Softplus``, ``Selu``, ``Reciprocal``, ``ReduceMax``; softsign as ``Abs``, ``Add``,
+    ``Div``) -> Linear."""
+
+    FORMS = {"hardtanh": torch.nn.Hardtanh(-0.3, 0.2), "relu6": lambda y: torch.nn.functional.relu6(4 * y),
+             "clip_min": lambda y: torch.clamp(y, min=-0.1), "softplus": torch.nn.Softplus(),
+             "softsign": torch.nn.Softsign(), "selu": torch.nn.SELU(), "reciprocal": lambda y: 1 / (y + 3),
+             "amax_time": lambda y: y.amax(0, keepdim=True) - y}
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        torch.manual_seed(len(form))
+        self.form, self.rnn, self.out = form, torch.nn.GRU(4, 6), torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(self.FORMS[self.form](self.rnn(x)[0]))
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize(("form", "opset"), [(f, o) for f in sorted(_HeadAct.FORMS) for o in (10, 11, 17)
+                                             if (f, o) != ("clip_min", 10)])   # one bound: opset 11 on
+def test_elementwise_ops_after_a_recurrent_node_against_onnxruntime(form, opset):
+    """The whole-graph import runs them as onnxruntime does (opset 10's ``Clip`` takes its bounds as
+    attributes, opset 11's as inputs); ``rc.compile`` refuses them naming the node (no C per-step
+    layer)."""
+    net = _HeadAct(form).eval()
+    blob = torch_onnx_export("test_onnx_graph:_HeadAct", (form,), (5, 2, 4), {0: "T", 1: "b"},
+                             dynamo=False, opset=opset)
+    ops = {n.op_type for n in onnx.load_from_string(blob).graph.node}
+    want_op = {"hardtanh": "Clip", "relu6": "Clip", "clip_min": "Clip", "softplus": "Softplus",
+               "softsign": "Abs", "selu": "Selu", "reciprocal": "Reciprocal", "amax_time": "ReduceMax"}
+    assert want_op[form] in ops, ops
+    g = from_onnx(blob)
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    for T, B in ((5, 2), (9, 3)):
+        x = np.random.default_rng(T).standard_normal((T, B, 4)).astype(np.float32)
+        ref = sess.run(None, {"x": x})[0]
+        np.testing.assert_allclose(g(x), ref, rtol=0, atol=1e-5)
+        with torch.no_grad():
+            np.testing.assert_allclose(g(x), net(torch.as_tensor(x)).numpy(), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match=r"rc.compile\(OnnxGraph\): node '[^']+' \("):
+        rc.compile(g)
+
+
+def test_softsign_node_against_onnxruntime():
+    """``Softsign`` as a node (torch writes ``x / (1 + |x|)`` as three): after a GRU node."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    W, R = (numpy_helper.from_array(rng.standard_normal((1, 9, k)).astype(np.float32) * 0.5, n)
+            for n, k in (("W", 4), ("R", 3)))
+    nodes = [helper.make_node("GRU", ["x", "W", "R"], ["y"], hidden_size=3),
+             helper.make_node("Softsign", ["y"], ["s"], name="the_softsign")]
+    vis = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", 2, 4]),
+          helper.make_tensor_value_info("s", TensorProto.FLOAT, None)]
+    graph = helper.make_graph(nodes, "g", vis[:1], vis[1:], [W, R])
+    blob = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    x = rng.standard_normal((6, 2, 4)).astype(np.float32)
+    want = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(from_onnx(blob)(x), want, rtol=0, atol=1e-6)

@@ -663,8 +663,8 @@ def _size(b, node, a, x):
 
 
 def _reduce(fn):
-    """``ReduceMean`` / ``ReduceSum`` (``fn``: ``np.mean`` / ``np.sum``): axes from input 1 (opsets
-    >= 13 for ReduceSum, >= 18 for ReduceMean) or the attribute; none given: every axis
+    """``ReduceMean`` / ``ReduceSum`` / ``ReduceMax`` / ``ReduceMin`` (``fn``: ``np.mean`` ...): axes
+    from input 1 (opsets >= 13 for ReduceSum, >= 18 for the others) or the attribute; none given: every axis
     (``noop_with_empty_axes`` 1: the identity)."""
     def run(b, node, a, x):
         axes = x[1] if len(x) > 1 and x[1] is not None else a.get("axes")
@@ -703,6 +703,33 @@ def _elu(b, node, a, x):
     return [np.where(y > 0, y, float(a.get("alpha", 1.0)) * np.expm1(np.minimum(y, 0)))]
 
 
+def _clip(b, node, a, x):
+    """``Clip``: bounds from inputs 1 and 2 (opset >= 11; either may be absent) or the ``min`` /
+    ``max`` attributes (opsets 6-10); an absent bound does not clip."""
+    y = np.asarray(x[0])
+    if b.opset >= 11:
+        lo = x[1] if len(x) > 1 and x[1] is not None else None
+        hi = x[2] if len(x) > 2 and x[2] is not None else None
+    else:
+        lo, hi = a.get("min"), a.get("max")
+    if lo is not None:
+        y = np.maximum(y, np.asarray(lo, y.dtype))
+    if hi is not None:
+        y = np.minimum(y, np.asarray(hi, y.dtype))
+    return [y]
+
+
+def _softplus(v):                   # log(1 + exp(v)), no overflow
+    return np.logaddexp(0, v).astype(v.dtype, copy=False)
+
+
+def _selu(b, node, a, x):
+    y = np.asarray(x[0])
+    al = float(a.get("alpha", 1.67326319217681884765625))
+    ga = float(a.get("gamma", 1.05070102214813232421875))
+    return [(ga * np.where(y > 0, y, al * np.expm1(np.minimum(y, 0)))).astype(y.dtype, copy=False)]
+
+
 def _where(b, node, a, x):
     return [np.where(np.asarray(x[0]).astype(bool), x[1], x[2])]
 
@@ -735,7 +762,9 @@ _PURE: dict = {
     "And": _binary(np.logical_and), "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
     "Sqrt": _unary(np.sqrt), "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Exp": _unary(np.exp),
     "Log": _unary(np.log), "Not": _unary(np.logical_not), "Erf": _unary(_erf_np),
-    "HardSwish": _hard_swish, "Elu": _elu,
+    "HardSwish": _hard_swish, "Elu": _elu, "Selu": _selu, "Clip": _clip, "Softplus": _unary(_softplus),
+    "Softsign": _unary(lambda v: v / (1 + np.abs(v))), "Reciprocal": _unary(np.reciprocal),
+    "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min),
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True), "LeakyRelu": _leaky,
     "Size": _size, "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
     "Split": _split,
