@@ -132,6 +132,48 @@ def test_unsorted_packing_imports_and_runs(case):
             _close(a, r)
 
 
+def _dynamic_export(m, opset, names):
+    """``m`` exported with its batch and time axes dynamic."""
+    x = np.zeros((B, T, 5) if m.batch_first else (T, B, 5), np.float32)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (torch.as_tensor(x), torch.as_tensor(LENGTHS[0])), f, dynamo=False,
+                          opset_version=opset, input_names=["x", "lengths"], output_names=names,
+                          dynamic_axes={"x": {0: "b", 1: "T"} if m.batch_first else {0: "T", 1: "b"},
+                                        "lengths": {0: "b"}})
+    return f.getvalue()
+
+
+@pytest.mark.parametrize("case", ["gru_bf", "lstm_tm", "lstm_bidir_l2_bf_hn_head"])
+def test_unsorted_packing_with_a_dynamic_batch(case):
+    """Exported with the batch (and time) axes dynamic, the inverse permutation is computed from the
+    indices' shape (``ScatterElements(ConstantOfShape(Shape(I)), I, Range(0, ReduceProd(Shape(I)),
+    1))``) instead of constants: it imports, and runs batches other than the export's."""
+    kind, layers, bidir, batch_first, pool, opset = CASES[case]
+    m = _Packed(kind, layers, bidir, batch_first, pool).eval()
+    g = np.random.default_rng(22)
+    n_out = 1 if pool else 2 + (kind == "LSTM")
+    names = ["y", "h_n", "c_n"][:n_out]
+    data = _dynamic_export(m, opset, names)
+    ops = {n.op_type for n in onnx.load_from_string(data).graph.node}
+    assert {"TopK", "ScatterElements", "Range", "ConstantOfShape"} <= ops, ops
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    model = from_onnx(onnx.load_from_string(data), dtype="float32")
+    eng = rc.compile(model, precision="f32")
+    for lengths in (np.array([2, 4, 1]), np.array([3, 6, 6, 1, 5, 2, 4])):      # batches 3 and 7
+        x = g.standard_normal((len(lengths), T, 5)).astype(np.float32)
+        xin = x if batch_first else x.transpose(1, 0, 2).copy()
+        ref = sess.run(names, {"x": xin, "lengths": lengths})
+        ours = onnx_run(model, {"x": xin, "lengths": lengths})
+        for name, r in zip(names, ref, strict=True):
+            _close(ours[name], r)
+        if pool == "h_n":
+            _close(eng.run(x, lengths=lengths), ref[0])
+        else:
+            _close(eng.run(x, lengths=lengths), ref[0] if batch_first else ref[0].transpose(1, 0, 2))
+
+
 def test_unsorted_packing_with_a_head_on_every_step_is_the_graphs():
     """A Linear on every step after pad_packed_sequence writes its bias past a length (ONNX and
     PyTorch alike): imported as the whole graph (as with enforce_sorted=True), with the sort
@@ -221,6 +263,23 @@ def test_unsorted_packing_with_an_initial_state(kind):
         _close(y, ref[0])
         for a, r in zip(flat_state(st), ref[1:], strict=True):
             _close(a, r)
+
+
+@pytest.mark.parametrize("what", ["delta", "start", "limit"])
+def test_dynamic_batch_inverse_not_an_arange_is_refused(what):
+    """The dynamic-batch inverse's ``Range`` must be ``Range(0, n, 1)`` with ``n`` the indices'
+    size: another step, start or limit is not the inverse permutation, refused naming the scatter."""
+    model = onnx.load_from_string(_dynamic_export(_Packed("GRU", 1, False, True, None).eval(), 17,
+                                                  ["y", "h_n"]))
+    rng = _node(model, "Range")
+    if what == "limit":
+        rng.input[1] = rng.input[2]                 # Range(0, 1, 1)
+    else:
+        src = next(n for n in model.graph.node if rng.input[{"start": 0, "delta": 2}[what]] in n.output)
+        src.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array(2, np.int64)))
+    with pytest.raises(ValueError, match=r"node '/ScatterElements' \(ScatterElements\): expected "
+                                         r"ScatterElements\(zeros\(n\), indices, arange"):
+        from_onnx(model)
 
 
 def _gru_export():

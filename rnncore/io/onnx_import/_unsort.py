@@ -179,7 +179,13 @@ def _one_sort(model, topk) -> None:
             _refuse(n, f"reads the sorted lengths {values!r}: expected only recurrent nodes' sequence_lens")
     idx, others = _int_casts_forward(G, indices)
     forward, inverse_nodes = [], []
+    shapes = [n for n in others if n.op_type == "Shape" and n.input[0] in idx
+              and _attr(n, "start") is None and _attr(n, "end") is None]     # (n,): the batch size
+    size_of = {n.output[0] for n in shapes}
+    shape_ids = {id(n) for n in shapes}
     for n in others:
+        if id(n) in shape_ids:
+            continue
         if n.op_type == "Gather" and n.input[1] in idx and n.input[0] not in idx:
             if _attr(n, "axis", 0) < 0:
                 _refuse(n, f"expected the batch's axis as a nonnegative number, received {_attr(n, 'axis')}")
@@ -187,8 +193,10 @@ def _one_sort(model, topk) -> None:
         elif n.op_type == "ScatterElements" and n.input[1] in idx and n.input[0] not in idx \
                 and n.input[2] not in idx:
             data, upd = G.const(n.input[0]), G.const(n.input[2])
-            if (data is None or upd is None or data.ndim != 1 or upd.shape != data.shape
-                    or not np.array_equal(upd, np.arange(data.size)) or _attr(n, "axis", 0) != 0
+            constant = (data is not None and upd is not None and data.ndim == 1 and upd.shape == data.shape
+                        and np.array_equal(upd, np.arange(data.size)))
+            dynamic = _fill_of(G, n.input[0], size_of) and _arange_of(G, n.input[2], size_of)
+            if (not (constant or dynamic) or _attr(n, "axis", 0) != 0
                     or _attr(n, "reduction", b"none") not in (b"none", "none")):
                 _refuse(n, "expected ScatterElements(zeros(n), indices, arange(n), axis=0): the inverse "
                            "of the sort's permutation")
@@ -259,8 +267,38 @@ def _one_sort(model, topk) -> None:
     # rewrite: the Gathers become Identity, the sorted lengths the lengths
     for n in forward + backward:
         n.CopyFrom(helper.make_node("Identity", [n.input[0]], [n.output[0]], name=n.name))
+    for n in shapes:                # the batch size: the lengths' shape is the indices'
+        n.input[0] = topk.input[0]
     topk.CopyFrom(helper.make_node("Identity", [topk.input[0]], [values], name=topk.name))
     _prune(model.graph)
+
+
+def _fill_of(G: _Graph, name: str, size_of: set) -> bool:
+    """``name`` is ``ConstantOfShape(Shape(indices))``: a vector of the batch's size (its values do
+    not matter: the scatter of a permutation writes every element)."""
+    n = G.producer.get(name)
+    return n is not None and n.op_type == "ConstantOfShape" and n.input[0] in size_of
+
+
+def _arange_of(G: _Graph, name: str, size_of: set) -> bool:
+    """``name`` is ``Range(0, n, 1)`` with ``n`` the batch size read from ``Shape(indices)``
+    (``ReduceProd`` of it, or its element 0 / -1, through integer casts / ``Squeeze``)."""
+    n = G.producer.get(name)
+    if n is None or n.op_type != "Range" or len(n.input) != 3:
+        return False
+    start, delta = G.const(n.input[0]), G.const(n.input[2])
+    if start is None or delta is None or start.size != 1 or delta.size != 1 \
+            or int(start.reshape(-1)[0]) != 0 or int(delta.reshape(-1)[0]) != 1:
+        return False
+    limit = n.input[1]
+    while (p := G.producer.get(limit)) is not None and p.op_type in ("Cast", "Identity", "Squeeze"):
+        limit = p.input[0]
+    if p is None:
+        return False
+    if p.op_type == "ReduceProd":
+        return p.input[0] in size_of
+    k = G.const(p.input[1]) if p.op_type == "Gather" and len(p.input) > 1 else None
+    return k is not None and k.size == 1 and int(k.reshape(-1)[0]) in (0, -1) and p.input[0] in size_of
 
 
 def _recurrent(G: _Graph, n, tag: dict, sorted_lens: set) -> None:
@@ -294,11 +332,13 @@ def _recurrent(G: _Graph, n, tag: dict, sorted_lens: set) -> None:
 
 def _prune(g) -> None:
     """Drop the nodes no graph output needs any more (the sort's K, casts of its indices, the
-    ScatterElements), keeping every other node."""
+    ScatterElements and, in a dynamic-batch export, the ConstantOfShape / Range / ReduceProd of the
+    indices' shape it read), keeping every other node."""
     while True:
         used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
         dead = [k for k, n in enumerate(g.node) if not any(o in used for o in n.output if o)
-                and n.op_type in ("Shape", "Gather", "Cast", "Constant", "ScatterElements", "Identity")]
+                and n.op_type in ("Shape", "Gather", "Cast", "Constant", "ScatterElements", "Identity",
+                                  "ConstantOfShape", "Range", "ReduceProd", "Squeeze")]
         if not dead:
             return
         for k in reversed(dead):
