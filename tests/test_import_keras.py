@@ -308,7 +308,8 @@ def test_leakyrelu_elu_layers_and_activation_elu_import_and_compile():
     keras.utils.set_random_seed(11)
     x = np.random.default_rng(12).standard_normal((3, 6, 4)).astype(np.float32) * 2
     model = keras.Sequential([keras.Input((None, 4)), L.Dense(6), L.LeakyReLU(),
-                              L.GRU(5, return_sequences=True), L.ELU(alpha=0.7), L.Dense(4, activation="elu"), L.LeakyReLU(negative_slope=0.1),
+                              L.GRU(5, return_sequences=True), L.ELU(alpha=0.7), L.Dense(4, activation="elu"),
+                              L.LeakyReLU(negative_slope=0.1),
                               L.Dense(3), L.Activation("elu")])
     ref = keras.ops.convert_to_numpy(model(x))
     ours = from_keras(model)
