@@ -4,6 +4,8 @@ equals the whole-sequence run bit for bit, the state saves and restores, the fil
 writes the same bytes; and Silero VAD v6 in q8 on a real recording (pyannote-audio's sample.wav)
 against onnxruntime's decisions."""
 
+import ctypes
+import ctypes.util
 import pathlib
 import sys
 
@@ -14,6 +16,7 @@ from _helpers import assert_stream_restores, c_equals_q8_reference, stream_steps
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, read_rnc, write_rnc
 from rnncore.nn import (
+    ELU,
     GRU,
     LSTM,
     BatchNorm1d,
@@ -21,11 +24,13 @@ from rnncore.nn import (
     HardSigmoid,
     LastStep,
     LayerNorm,
+    LeakyReLU,
     Linear,
     Magnitude,
     ReLU,
     Sequential,
 )
+from rnncore.quant import front
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -68,6 +73,64 @@ def test_q8_front_records_equal_the_numpy_reference_bit_for_bit_on_every_isa(cel
     # the q8 model is the f32 one, quantised: close to the f32 engine (not equal)
     y32 = rc.compile(model).run(X, lengths)
     assert 0 < np.abs(ref - y32).max() < 0.1 * np.abs(y32).max()
+
+
+def test_q8_leakyrelu_elu_records_equal_the_numpy_reference_and_read_back():
+    # rc.nn.LeakyReLU / ELU as pointwise records (the cell activations' code, kernels/cells_variant.c):
+    # bit for bit with the NumPy q8 spec on every ISA path, and the f32 engine within 1e-6 of the layers
+    m = Sequential(FrameConv1d(2, 4, 3, frame_length=5, stride=2, seed=0), LeakyReLU(0.2),
+                   GRU(8, 10, seed=1), ELU(0.7), Linear(10, 3, seed=2), ELU())
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3, 6, 10)).astype(np.float32) * 2
+    lengths = np.array([6, 3, 1])
+    e = rc.compile(m, precision="q8")
+    assert e.describe().count("pointwise") == 3
+    # elu calls the C library's expf (docs/q8-contract.md): the spec takes libm's, as the cell elu's test
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    libm.expf.restype, libm.expf.argtypes = ctypes.c_float, [ctypes.c_float]
+
+    class _NpWithLibmExpf:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def exp(x):
+            x = np.asarray(x)
+            if x.dtype != np.float32:
+                return np.exp(x)
+            return np.asarray([libm.expf(float(v)) for v in x.reshape(-1)], np.float32).reshape(x.shape)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(front, "np", _NpWithLibmExpf())
+        ref = c_equals_q8_reference(e, X, lengths)
+    assert (ref < 0).any() and (ref > 0).any()
+    y32 = rc.compile(m).run(X, lengths)
+    want = m.forward(X.astype(np.float64), lengths=lengths)
+    np.testing.assert_allclose(y32, want, rtol=0, atol=1e-6)
+    assert 0 < np.abs(ref - y32).max() < 0.1 * np.abs(y32).max()
+    d = read_rnc(e.data)
+    kinds = [(r["kind"], r["alpha"]) for r in d["front"] + d["post"] if r["kind"] in ("leaky_relu", "elu")]
+    assert kinds == [("leaky_relu", np.float32(0.2)), ("elu", np.float32(0.7)), ("elu", 1.0)], kinds
+    np.testing.assert_array_equal(write_rnc(d), e.data)
+
+
+def test_pointwise_alpha_beta_refusals_for_leakyrelu_and_elu():
+    m = Sequential(FrameConv1d(2, 4, 3, frame_length=5, stride=2, seed=0), LeakyReLU(0.2), GRU(8, 10, seed=1))
+    data = rc.compile(m).data
+    pos = data.find(np.float32(0.2).tobytes())
+    assert pos > 0 and data.count(np.float32(0.2).tobytes()) == 1
+    bad = bytearray(data)
+    bad[pos + 4:pos + 8] = np.float32(0.5).tobytes()   # beta: unused by leakyrelu, must be 0
+    with pytest.raises(ValueError, match="beta"):
+        rc.Engine(fix_crc(bad))
+    bad = bytearray(data)
+    bad[pos:pos + 4] = np.float32(np.inf).tobytes()    # alpha: must be finite
+    with pytest.raises(ValueError, match="alpha"):
+        rc.Engine(fix_crc(bad))
+    with pytest.raises(ValueError, match="negative_slope"):
+        LeakyReLU(float("nan"))
+    with pytest.raises(ValueError, match="alpha"):
+        ELU(float("inf"))
 
 
 def test_q8_front_streaming_equals_the_run_and_the_state_restores():

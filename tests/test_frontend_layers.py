@@ -15,7 +15,18 @@ from rnncore.gradcheck import check_module
 from rnncore.nn import GRU, LSTM, Linear, Sequential
 from rnncore.nn.conv import AvgPool1d, Conv1d, FrameConv1d, Magnitude, MaxPool1d
 from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
-from rnncore.nn.pointwise import GELU, HardSigmoid, LogSoftmax, ReLU, Residual, Sigmoid, Softmax, Tanh
+from rnncore.nn.pointwise import (
+    ELU,
+    GELU,
+    HardSigmoid,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Residual,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 
 RNG = np.random.default_rng(16)
 CONV_CASES = [  # (padding, stride, dilation, groups)
@@ -292,6 +303,10 @@ ACTS = [
     (GELU(), torch.nn.GELU()),
     (GELU("tanh"), torch.nn.GELU(approximate="tanh")),
     (HardSigmoid(0.2, 0.5), lambda t: torch.clamp(0.2 * t + 0.5, 0, 1)),
+    (LeakyReLU(), torch.nn.LeakyReLU()),
+    (LeakyReLU(0.3), torch.nn.LeakyReLU(0.3)),
+    (ELU(), torch.nn.ELU()),
+    (ELU(0.7), torch.nn.ELU(0.7)),
     (Softmax(), torch.nn.Softmax(dim=-1)),
     (LogSoftmax(), torch.nn.LogSoftmax(dim=-1)),
 ]

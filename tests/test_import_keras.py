@@ -300,3 +300,22 @@ def test_missing_keras_backend_gets_a_hint(tmp_path):
     code = f"import rnncore as rc; rc.io.from_keras({str(path)!r})"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "set KERAS_BACKEND=torch" in r.stderr, r.stderr[-2000:]
+
+
+def test_leakyrelu_elu_layers_and_activation_elu_import_and_compile():
+    """Keras' LeakyReLU (negative_slope 0.3 default) / ELU layers and Activation("elu") / Dense(elu)
+    import as rc.nn.LeakyReLU / ELU and compile, within 1e-5 of Keras."""
+    keras.utils.set_random_seed(11)
+    x = np.random.default_rng(12).standard_normal((3, 6, 4)).astype(np.float32) * 2
+    model = keras.Sequential([keras.Input((None, 4)), L.Dense(6), L.LeakyReLU(),
+                              L.GRU(5, return_sequences=True), L.ELU(alpha=0.7), L.Dense(4, activation="elu"),
+                              L.LeakyReLU(negative_slope=0.1),
+                              L.Dense(3), L.Activation("elu")])
+    ref = keras.ops.convert_to_numpy(model(x))
+    ours = from_keras(model)
+    acts = [(type(m).__name__, m.alpha) for m in ours if type(m).__name__ in ("LeakyReLU", "ELU")]
+    assert acts == [("LeakyReLU", pytest.approx(0.3)), ("ELU", 0.7), ("ELU", 1.0),
+                    ("LeakyReLU", pytest.approx(0.1)), ("ELU", 1.0)]
+    assert (ref < 0).any()
+    np.testing.assert_allclose(ours.forward(x.astype(np.float64)), ref, **TOL)
+    np.testing.assert_allclose(rc.compile(ours, "f32").run(x), ref, rtol=0, atol=1e-5)

@@ -199,3 +199,20 @@ def test_what_the_chain_cannot_express_is_refused_by_name():
         from_torch(Unknown())
     with pytest.raises(ValueError, match="track_running_stats"):
         from_torch(nn.Sequential(nn.Conv1d(2, 3, 1), nn.BatchNorm1d(3, track_running_stats=False)))
+
+
+def test_leakyrelu_and_elu_import_and_compile_within_1e5_of_torch():
+    # nn.LeakyReLU / nn.ELU with their own parameters become rc.nn.LeakyReLU / ELU per-step records
+    import rnncore as rc
+
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Linear(4, 6), nn.LeakyReLU(0.2), nn.GRU(6, 5, batch_first=True), TakeOutput(),
+                        nn.ELU(0.7), nn.Linear(5, 3), nn.ELU()).eval()
+    model = _check(net, "BTF", "BTF", 4)
+    acts = [m for m in model if type(m).__name__ in ("LeakyReLU", "ELU")]
+    assert [(type(m).__name__, m.alpha) for m in acts] == [("LeakyReLU", 0.2), ("ELU", 0.7), ("ELU", 1.0)]
+    x = RNG.standard_normal((3, 9, 4)).astype(np.float32) * 2
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    assert (ref < 0).any()
+    np.testing.assert_allclose(rc.compile(model).run(x), ref, rtol=0, atol=1e-5)

@@ -7,8 +7,8 @@ PyTorch's exporters write ``nn.LayerNorm`` as ``LayerNormalization`` (opset >= 1
 ``Erf`` or ``Tanh`` arithmetic (or the opset-20 ``Gelu`` op), ``nn.BatchNorm1d`` (eval) as
 ``BatchNormalization`` of ``(N, C, T)`` between two ``Transpose``, ``nn.Dropout`` (eval) as nothing
 or ``Identity``. The lowering (rnncore/io/onnx_import/_lower.py, _fuse.py) turns them into
-``rc.nn.LayerNorm`` / ``GELU`` / ``BatchNorm1d`` / ``HardSigmoid`` per-step layers; ``nn.SiLU``,
-``nn.Hardswish``, ``nn.LeakyReLU`` and ``nn.ELU`` import (the ``OnnxGraph`` runs them in NumPy) and
+``rc.nn.LayerNorm`` / ``GELU`` / ``BatchNorm1d`` / ``HardSigmoid`` / ``LeakyReLU`` / ``ELU`` per-step
+layers; ``nn.SiLU`` and ``nn.Hardswish`` import (the ``OnnxGraph`` runs them in NumPy) and
 ``rc.compile`` refuses them naming the node.
 
 Checked, f32: the imported model and the compiled engine within 1e-5 of onnxruntime running the same
@@ -122,8 +122,8 @@ MODELS = {
     "silu": (lambda: Net([], [nn.SiLU()]), r"x \* sigmoid\(x\) \(SiLU\)(, the nodes Sigmoid '[^']*' -> "
                                             r"Mul '[^']*')?: the C engine has no per-step layer for it"),
     "hardswish": (lambda: Net([], [nn.Hardswish()]), r"HardSwish, x \* clip\(x/6 \+ 1/2, 0, 1\)"),
-    "leakyrelu": (lambda: Net([], [nn.LeakyReLU(0.1)]), r"a LeakyReLU: the C engine has no per-step layer"),
-    "elu": (lambda: Net([], [nn.ELU()]), r"an ELU: the C engine has no per-step layer"),
+    "leakyrelu": (lambda: Net([nn.LeakyReLU(0.1)], [nn.LeakyReLU(0.1)], two=True), None),
+    "elu": (lambda: Net([nn.ELU(0.7)], [nn.ELU()], two=True), None),
 }
 
 

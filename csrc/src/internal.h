@@ -126,6 +126,9 @@ typedef struct rnc_cell_variant {
     rnc_quantize_fn quantize;
 } rnc_cell_variant;
 void rnc__cell_variant(const rnc_cell_args *a, const rnc_cell_variant *v);
+/* x[0..n) = act(x) in place for one RNC_CELLACT_* code with its alpha, beta (the cell options' and a
+ * pointwise record's leakyrelu and elu: one formula) */
+void rnc__cellact_vec(uint8_t code, float al, float be, float *x, uint32_t n);
 
 /* The log_mel record's power spectrum by a real FFT (kernels/f32_fft_generic.c): p[k] = |X[k]|^power
  * for k <= m of the DFT X of the n = 2m samples window[i] x[i]; tw: rnc__fft_twiddles' table;

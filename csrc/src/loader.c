@@ -1171,9 +1171,11 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         if (n != c->feat) return fail(c, FIELD(rec_pointwise, features), MSG_EXPECT, n, c->feat, 0, NULL);
         if (act >= RNC_FILE_PW_KINDS)
             return fail(c, FIELD(rec_pointwise, activation), MSG_RANGE, act, 0, RNC_FILE_PW_KINDS - 1, NULL);
-        if (act == RNC_PW_HARDSIGMOID) {
+        if (act == RNC_PW_HARDSIGMOID || act == RNC_PW_LEAKYRELU || act == RNC_PW_ELU) {
             if (!finite_f(al)) return fail(c, FIELD(rec_pointwise, alpha), MSG_OPT_PARAM, f32_bits(al), 0, 0, NULL);
-            if (!finite_f(be)) return fail(c, FIELD(rec_pointwise, beta), MSG_OPT_PARAM, f32_bits(be), 0, 0, NULL);
+            if (act == RNC_PW_HARDSIGMOID ? !finite_f(be) : f32_bits(be) != 0)
+                return fail(c, FIELD(rec_pointwise, beta), act == RNC_PW_HARDSIGMOID ? MSG_OPT_PARAM : MSG_OPT_UNUSED,
+                            f32_bits(be), 0, 0, NULL);
         } else {
             if (f32_bits(al)) return fail(c, FIELD(rec_pointwise, alpha), MSG_OPT_UNUSED, f32_bits(al), 0, 0, NULL);
             if (f32_bits(be)) return fail(c, FIELD(rec_pointwise, beta), MSG_OPT_UNUSED, f32_bits(be), 0, 0, NULL);

@@ -1097,6 +1097,11 @@ static void pointwise_row(const rnc_front_op *F, const float *x, float *y)
     case RNC_PW_GELU:
         for (i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
         break;
+    case RNC_PW_LEAKYRELU:
+    case RNC_PW_ELU:
+        if (y != x) memmove(y, x, (size_t)n * sizeof *y);
+        rnc__cellact_vec(F->act == RNC_PW_ELU ? RNC_CELLACT_ELU : RNC_CELLACT_LEAKYRELU, F->alpha, 0.0f, y, n);
+        break;
     default: /* RNC_PW_GELU_TANH */
         for (i = 0; i < n; ++i) {
             const float u = 0.79788456080286536f * (x[i] + 0.044715f * x[i] * x[i] * x[i]);

@@ -342,7 +342,9 @@
 #define RNC_PW_HARDSIGMOID 3u   /* min(max(alpha x + beta, 0), 1) */
 #define RNC_PW_GELU 4u          /* x/2 (1 + erf(x / sqrt 2)) */
 #define RNC_PW_GELU_TANH 5u     /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-#define RNC_FILE_PW_KINDS 6u
+#define RNC_PW_LEAKYRELU 6u     /* x >= 0 ? x : alpha x (RNC_CELLACT_LEAKYRELU's code) */
+#define RNC_PW_ELU 7u           /* x >= 0 ? x : alpha (exp(x) - 1) (RNC_CELLACT_ELU's code) */
+#define RNC_FILE_PW_KINDS 8u
 /* fconvq8: the tail of a frame_conv record in a q8 file. scale present: f32 [groups *
  * round16(C_out/groups)] per-row weight scales, and the record's weight holds `groups` packed q8
  * matrices of round16(C_out/groups) rows x round4(C_in/groups * k) inputs (int8, -127..127, zero

@@ -288,6 +288,7 @@ ACTIVATIONS = {
     "relu": ("ReLU", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
     "hardsigmoid": ("HardSigmoid", {}),     # PyTorch's and Keras 3's: relu6(x + 3) / 6
     "gelu": ("GELU", {}), "gelu_tanh": ("GELU", {"approximate": "tanh"}),
+    "elu": ("ELU", {}),                     # Keras' elu: alpha 1
     "softmax": ("Softmax", {}), "log_softmax": ("LogSoftmax", {}),    # over the features (last axis)
 }
 

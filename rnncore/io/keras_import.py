@@ -306,7 +306,7 @@ def _load(model_or_path, max_bytes: int = MAX_MODEL_BYTES):
 
 # Keras activation name -> rnncore.io._build.ACTIVATIONS name (a per-step layer)
 _ACT_LAYER = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "hard_sigmoid": "hardsigmoid",
-              "gelu": "gelu", "softmax": "softmax", "log_softmax": "log_softmax"}
+              "gelu": "gelu", "softmax": "softmax", "log_softmax": "log_softmax", "elu": "elu"}
 _FRONT = ("Conv1D", "MaxPooling1D", "AveragePooling1D")   # layers over time
 
 
@@ -673,7 +673,8 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
     unpadded = None        # the layer after a mask whose Keras outputs trailing lengths cannot place
     seq = True                      # is the running value still a sequence?
     features = _input_features(model)
-    per_step = ("Dense", "Activation", "Softmax", "ReLU", "BatchNormalization", "LayerNormalization")
+    per_step = ("Dense", "Activation", "Softmax", "ReLU", "BatchNormalization", "LayerNormalization",
+                "LeakyReLU", "ELU")
     wiring = _wiring(model) if kind not in _MODE else None
     point: dict = {}   # functional: layer name -> the number of descriptions before its output
     cur = prev = None  # functional: the (layer, output index) the chain's value is
@@ -786,6 +787,11 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                 stripped = act
             elif act != "linear":
                 descr.append(_act_module(layer, act))
+        elif k in ("LeakyReLU", "ELU"):    # Keras' negative_slope (0.3) / alpha (1.0)
+            from rnncore.nn import pointwise
+
+            descr.append({"kind": "module", "module": pointwise.LeakyReLU(float(layer.negative_slope))
+                          if k == "LeakyReLU" else pointwise.ELU(float(layer.alpha))})
         elif k in ("Activation", "Softmax", "ReLU"):
             act = "softmax" if k == "Softmax" else "relu" if k == "ReLU" else _act_name(layer.activation)
             if k == "ReLU" and (layer.max_value is not None or float(layer.negative_slope) != 0

@@ -85,7 +85,8 @@ RECORD_KINDS["mul_halves"] = _C["REC_MUL_HALVES"]
 _MEL_LOGS = {None: _C["MEL_LOG_NONE"], "log": _C["MEL_LOG"], "db": _C["MEL_LOG_DB"]}
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
 POINTWISE = {"relu": _C["PW_RELU"], "sigmoid": _C["PW_SIGMOID"], "tanh": _C["PW_TANH"],
-             "hardsigmoid": _C["PW_HARDSIGMOID"], "gelu": _C["PW_GELU"], "gelu_tanh": _C["PW_GELU_TANH"]}
+             "hardsigmoid": _C["PW_HARDSIGMOID"], "gelu": _C["PW_GELU"], "gelu_tanh": _C["PW_GELU_TANH"],
+             "leakyrelu": _C["PW_LEAKYRELU"], "elu": _C["PW_ELU"]}
 _POINTWISE_NAMES = {v: k for k, v in POINTWISE.items()}
 
 PRECISIONS = {"f32": 0, "q8": 1, "q4": 2}
@@ -395,6 +396,7 @@ def _scale_field(v: Any, precision: str, name: str) -> float:
 def _pointwise_code(r: dict) -> tuple[int, float, float]:
     """A pointwise record description (``rc.nn`` activations' ``record()``) -> (code, alpha, beta)."""
     kind = str(r.get("kind", "")).lower().replace("hard_sigmoid", "hardsigmoid")
+    kind = kind.replace("leaky_relu", "leakyrelu")
     if kind == "gelu" and r.get("approximate", "none") == "tanh":
         kind = "gelu_tanh"
     if kind not in POINTWISE:
@@ -402,6 +404,11 @@ def _pointwise_code(r: dict) -> tuple[int, float, float]:
                          f"(frame_conv1d, conv1d, magnitude, {', '.join(POINTWISE)})")
     if kind == "hardsigmoid":
         return POINTWISE[kind], float(r.get("alpha", 1.0 / 6.0)), float(r.get("beta", 0.5))
+    if kind in ("leakyrelu", "elu"):
+        alpha = float(r.get("alpha", 0.01 if kind == "leakyrelu" else 1.0))
+        if not np.isfinite(np.float32(alpha)):
+            raise ValueError(f"per-step record {kind}: alpha must be a finite float32, got {alpha!r}")
+        return POINTWISE[kind], alpha, 0.0
     return POINTWISE[kind], 0.0, 0.0
 
 
@@ -2030,11 +2037,13 @@ class _Loader:
                 raise self.fail("features", "EXPECT", n, self.feat)
             if act >= _C["FILE_PW_KINDS"]:
                 raise self.fail("activation", "RANGE", act, 0, _C["FILE_PW_KINDS"] - 1)
-            if act == _C["PW_HARDSIGMOID"]:
+            if act in (_C["PW_HARDSIGMOID"], _C["PW_LEAKYRELU"], _C["PW_ELU"]):
                 if not math.isfinite(_f32(al)):
                     raise self.fail("alpha", "OPT_PARAM", al)
-                if not math.isfinite(_f32(be)):
+                if act == _C["PW_HARDSIGMOID"] and not math.isfinite(_f32(be)):
                     raise self.fail("beta", "OPT_PARAM", be)
+                if act != _C["PW_HARDSIGMOID"] and be:
+                    raise self.fail("beta", "OPT_UNUSED", be)
             else:
                 if al:
                     raise self.fail("alpha", "OPT_UNUSED", al)
@@ -2494,6 +2503,10 @@ def _step_description(r: dict) -> dict:
             return {"kind": "gelu", "approximate": "none"}
         if a == "hardsigmoid":   # rc.nn.HardSigmoid's record() kind
             return {"kind": "hard_sigmoid", "alpha": r["alpha"], "beta": r["beta"]}
+        if a == "leakyrelu":     # rc.nn.LeakyReLU's record() kind
+            return {"kind": "leaky_relu", "alpha": r["alpha"]}
+        if a == "elu":
+            return {"kind": "elu", "alpha": r["alpha"]}
         return {"kind": a}
     if r["kind"] == "residual":   # y = x + the input of the record `span` records before
         return {"kind": "residual", "features": r["in"], "span": r["span"]}

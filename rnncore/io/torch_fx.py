@@ -44,7 +44,7 @@ _FRONT = {"Conv1d", "ConstantPad1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d", "L
           "Tanh", "Hardsigmoid", "GELU", "Softmax", "LogSoftmax"}
 _ACT_MODULES = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Hardsigmoid": "hardsigmoid"}
 _SUPPORTED = ("nn.RNN/GRU/LSTM, nn.Linear, nn.Embedding, nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, "
-              "nn.BatchNorm1d, nn.LayerNorm, nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU, "
+              "nn.BatchNorm1d, nn.LayerNorm, nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU/LeakyReLU/ELU, "
               "nn.Softmax/LogSoftmax (over the features), nn.Dropout/Identity, "
               "nn.ConstantPad1d / F.pad (zeros, before a Conv1d)")
 
@@ -500,6 +500,12 @@ class _Tracer:
             return self.time_pad(node, x, tuple(m.padding), float(m.value) == 0.0)
         if kind in ("Softmax", "LogSoftmax"):
             return self.softmax(node, x, m.dim, log=kind == "LogSoftmax")
+        if kind in ("LeakyReLU", "ELU"):
+            from rnncore.nn import pointwise
+
+            self.add(pointwise.LeakyReLU(float(m.negative_slope)) if kind == "LeakyReLU"
+                     else pointwise.ELU(float(m.alpha)))
+            return x
         if kind in _ACT_MODULES or kind == "GELU":
             self.add(_build.activation(_ACT_MODULES.get(kind) or
                                        ("gelu_tanh" if m.approximate == "tanh" else "gelu")))

@@ -18,8 +18,10 @@ from rnncore.nn.module import Module
 from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
 from rnncore.nn.optim import SGD, Adam, AdamW, clip_grad_norm_
 from rnncore.nn.pointwise import (
+    ELU,
     GELU,
     HardSigmoid,
+    LeakyReLU,
     LogSoftmax,
     MulHalves,
     ReLU,
@@ -37,7 +39,8 @@ __all__ += ["CrossEntropy", "BCEWithLogits", "MSE", "MAE", "CTC"]
 __all__ += ["SGD", "Adam", "AdamW", "clip_grad_norm_", "CSVLogger"]
 __all__ += ["LayerNormGRU", "LayerNormLSTM"]
 __all__ += ["Conv1d", "FrameConv1d", "Magnitude", "MaxPool1d", "AvgPool1d"]
-__all__ += ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "LogSoftmax", "Residual"]
+__all__ += ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "LeakyReLU", "ELU", "GELU", "Softmax", "LogSoftmax",
+            "Residual"]
 __all__ += ["MulHalves"]
 __all__ += ["LogAffine", "SmoothedMeanSubtract", "FrameConcat", "FrameResidual"]
 __all__ += ["ChunkPositions", "ChunkMean"]

@@ -10,6 +10,8 @@ ReLU          ``max(a, 0)``                               ``[a > 0]``
 Sigmoid       ``1 / (1 + exp(-a))``                       ``y (1 - y)``
 Tanh          ``tanh(a)``                                 ``1 - y^2``
 HardSigmoid   ``clip(alpha a + beta, 0, 1)``              ``alpha [0 < alpha a + beta < 1]``
+LeakyReLU     ``a >= 0 ? a : alpha a``                    ``a > 0 ? 1 : alpha``
+ELU           ``a >= 0 ? a : alpha (exp(a) - 1)``         ``a > 0 ? 1 : alpha exp(a)``
 GELU          ``a Phi(a)``, ``Phi`` the normal CDF        ``Phi(a) + a phi(a)``
 GELU tanh     ``a/2 (1 + tanh(u))``,                      ``(1 + t)/2 + a/2 (1 - t^2) du/da``,
               ``u = sqrt(2/pi) (a + 0.044715 a^3)``       ``t = tanh(u)``
@@ -149,6 +151,62 @@ class HardSigmoid(_Activation):
     def _df(self, x, y):
         a = x * x.dtype.type(self.alpha) + x.dtype.type(self.beta)
         return ((a > 0) & (a < 1)).astype(x.dtype) * x.dtype.type(self.alpha)
+
+
+class LeakyReLU(_Activation):
+    """``y = x`` for ``x >= 0``, else ``alpha x``; ``dx = dy`` for ``x > 0``, else ``dy alpha``
+    (PyTorch's choice at 0).
+
+    PyTorch's ``nn.LeakyReLU(negative_slope=0.01)`` and ONNX's ``LeakyRelu`` (``alpha``).
+    """
+
+    kind = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.alpha = float(negative_slope)
+        if not math.isfinite(self.alpha):
+            raise ValueError(f"negative_slope: expected a finite number, got {negative_slope!r}")
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.alpha}"
+
+    def record(self) -> dict:
+        return {"kind": self.kind, "alpha": self.alpha}
+
+    def _f(self, x):
+        return np.where(x >= 0, x, x * x.dtype.type(self.alpha))
+
+    def _df(self, x, y):
+        return np.where(x > 0, x.dtype.type(1), x.dtype.type(self.alpha))
+
+
+class ELU(_Activation):
+    """``y = x`` for ``x >= 0``, else ``alpha (exp(x) - 1)``; ``dx = dy`` for ``x > 0``, else
+    ``dy alpha exp(x)`` (PyTorch's choice at 0).
+
+    PyTorch's ``nn.ELU(alpha=1.0)`` and ONNX's ``Elu``.
+    """
+
+    kind = "elu"
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+        if not math.isfinite(self.alpha):
+            raise ValueError(f"alpha: expected a finite number, got {alpha!r}")
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+    def record(self) -> dict:
+        return {"kind": self.kind, "alpha": self.alpha}
+
+    def _f(self, x):
+        return np.where(x >= 0, x, x.dtype.type(self.alpha) * np.expm1(np.minimum(x, 0)))
+
+    def _df(self, x, y):
+        return np.where(x > 0, x.dtype.type(1), x.dtype.type(self.alpha) * np.exp(np.minimum(x, 0)))
 
 
 class GELU(_Activation):

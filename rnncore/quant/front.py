@@ -31,7 +31,8 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
 * ``magnitude``: ``y[i] = sqrt(x[i]*x[i] + x[M+i]*x[M+i])``;
 * ``mul_halves``: ``y[i] = x[i] * x[M+i]`` (``rc.nn.MulHalves``);
 * ``pointwise``: relu ``x > 0 ? x : 0``, hardsigmoid ``min(max(alpha x + beta, 0), 1)``,
-  sigmoid ``1 / (1 + exp(-x))``, tanh, gelu ``0.5 x (1 + erf(x / sqrt 2))``, gelu tanh;
+  sigmoid ``1 / (1 + exp(-x))``, tanh, gelu ``0.5 x (1 + erf(x / sqrt 2))``, gelu tanh,
+  leakyrelu ``x >= 0 ? x : alpha x``, elu ``x >= 0 ? x : alpha (exp(x) - 1)``;
 * ``layer_norm``: ``s`` the left-to-right float32 sum of ``x``, ``mean = s / n``, ``v`` the
   left-to-right sum of ``(x - mean)^2``, ``r = 1 / sqrt(v / n + eps)``,
   ``y = ((x - mean) * r) * w + b``;
@@ -50,8 +51,8 @@ The records over time (conv_time, pool_time) give PyTorch's output length
 flush at the end of the input, is :class:`RecordStream` (the same bits).
 
 Every operation is one float32 operation, rounded (the C core: ``-ffp-contract=off``), so the C
-rows equal these bit for bit, with one exception: sigmoid, tanh and the gelus call the C
-library's ``expf``/``tanhf``/``erff``, whose last bit may differ from NumPy's (relu, hardsigmoid,
+rows equal these bit for bit, with one exception: sigmoid, tanh, elu and the gelus call the C
+library's ``expf``/``tanhf``/``erff``, whose last bit may differ from NumPy's (relu, leakyrelu, hardsigmoid,
 magnitude, mul_halves, layer_norm, scale_shift, pooling, the convolution and log_mel, whose log is the C
 core's own polynomial, are exact).
 """
@@ -601,6 +602,10 @@ def pointwise(name: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0) -
     if name == "gelu_tanh":
         u = _GELU_C * (x + _GELU_K * x * x * x)
         return half * x * (one + np.tanh(u))
+    if name in ("leakyrelu", "leaky_relu"):   # the cell activations' code (kernels/cells_variant.c)
+        return np.where(x >= 0, x, F32(alpha) * x).astype(F32)
+    if name == "elu":
+        return np.where(x >= 0, x, F32(alpha) * (np.exp(np.minimum(x, F32(0))) - one)).astype(F32)
     raise ValueError(f"pointwise: unknown activation {name!r}")
 
 
@@ -791,6 +796,10 @@ def float_step_records(records: list, x: np.ndarray, lengths=None, skip: list | 
             y = np.tanh(y)
         elif kind in ("hardsigmoid", "hard_sigmoid"):
             y = np.clip(float(rec.get("alpha", 1 / 6)) * y + float(rec.get("beta", 0.5)), 0, 1)
+        elif kind in ("leaky_relu", "leakyrelu"):
+            y = np.where(y >= 0, y, float(rec.get("alpha", 0.01)) * y)
+        elif kind == "elu":
+            y = np.where(y >= 0, y, float(rec.get("alpha", 1.0)) * np.expm1(np.minimum(y, 0)))
         elif kind == "gelu":
             if rec.get("approximate", "none") == "tanh":
                 y = 0.5 * y * (1 + np.tanh(math.sqrt(2 / math.pi) * (y + 0.044715 * y ** 3)))

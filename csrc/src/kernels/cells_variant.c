@@ -70,7 +70,6 @@ static float clipf(const rnc_cell_variant *v, float x)
  * vectorises), the same float32 operations as act(clipf(x)) element by element. */
 static void act_vec(const rnc_cell_variant *v, uint32_t k, float *x, uint32_t n)
 {
-    const float al = v->alpha[k], be = v->beta[k];
     uint32_t i;
     if (v->flags & RNC_CELLOPT_CLIP) {
         const float lo = -v->clip, hi = v->clip;
@@ -79,7 +78,14 @@ static void act_vec(const rnc_cell_variant *v, uint32_t k, float *x, uint32_t n)
             x[i] = t < hi ? t : hi;
         }
     }
-    switch (v->act[k]) {
+    rnc__cellact_vec(v->act[k], v->alpha[k], v->beta[k], x, n);
+}
+
+/* x[0..n) = act(x) in place for one RNC_CELLACT_* code (also a pointwise record's leakyrelu and elu) */
+void rnc__cellact_vec(uint8_t code, float al, float be, float *x, uint32_t n)
+{
+    uint32_t i;
+    switch (code) {
     case RNC_CELLACT_SIGMOID: for (i = 0; i < n; ++i) x[i] = rnc_sigmoidf(x[i]); break;
     case RNC_CELLACT_TANH: for (i = 0; i < n; ++i) x[i] = rnc_tanhf(x[i]); break;
     case RNC_CELLACT_RELU: for (i = 0; i < n; ++i) x[i] = rnc_reluf(x[i]); break;
@@ -94,7 +100,7 @@ static void act_vec(const rnc_cell_variant *v, uint32_t k, float *x, uint32_t n)
     case RNC_CELLACT_LEAKYRELU: for (i = 0; i < n; ++i) x[i] = x[i] >= 0.0f ? x[i] : al * x[i]; break;
     case RNC_CELLACT_THRESHOLDEDRELU: for (i = 0; i < n; ++i) x[i] = x[i] > al ? x[i] : 0.0f; break;
     case RNC_CELLACT_SCALEDTANH: for (i = 0; i < n; ++i) x[i] = al * rnc_tanhf(be * x[i]); break;
-    default: for (i = 0; i < n; ++i) x[i] = act(v->act[k], al, be, x[i]); break; /* exp / log1p */
+    default: for (i = 0; i < n; ++i) x[i] = act(code, al, be, x[i]); break; /* exp / log1p */
     }
 }
 

@@ -762,10 +762,10 @@ _PURE: dict = {
     "And": _binary(np.logical_and), "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
     "Sqrt": _unary(np.sqrt), "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Exp": _unary(np.exp),
     "Log": _unary(np.log), "Not": _unary(np.logical_not), "Erf": _unary(_erf_np),
-    "HardSwish": _hard_swish, "Elu": _elu, "Selu": _selu, "Clip": _clip, "Softplus": _unary(_softplus),
+    "HardSwish": _hard_swish, "Selu": _selu, "Clip": _clip, "Softplus": _unary(_softplus),
     "Softsign": _unary(lambda v: v / (1 + np.abs(v))), "Reciprocal": _unary(np.reciprocal),
     "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min),
-    "Softmax": _softmax(False), "LogSoftmax": _softmax(True), "LeakyRelu": _leaky,
+    "Softmax": _softmax(False), "LogSoftmax": _softmax(True),
     "Size": _size, "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
     "Split": _split,
 }
@@ -789,6 +789,10 @@ def _act_layer(cls_name: str):
             m = pointwise.GELU(approximate=approx)
         elif cls_name == "HardSigmoid":
             m = pointwise.HardSigmoid(alpha=float(a.get("alpha", 0.2)), beta=float(a.get("beta", 0.5)))
+        elif cls_name == "LeakyReLU":
+            m = pointwise.LeakyReLU(float(a.get("alpha", 0.01)))
+        elif cls_name == "ELU":
+            m = pointwise.ELU(float(a.get("alpha", 1.0)))
         else:
             m = getattr(pointwise, cls_name)()
         return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
@@ -1067,6 +1071,7 @@ def _recurrent(b, node, a):
 _LAYERS: dict = {
     "Relu": _act_layer("ReLU"), "Sigmoid": _act_layer("Sigmoid"), "Tanh": _act_layer("Tanh"),
     "HardSigmoid": _act_layer("HardSigmoid"), "Gelu": _act_layer("GELU"), "Conv": _conv, "MatMul": _matmul,
+    "LeakyRelu": _act_layer("LeakyReLU"), "Elu": _act_layer("ELU"),
     "Gemm": _gemm,
     "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
     "RNN": _recurrent, "GRU": _recurrent, "LSTM": _recurrent,
@@ -1078,7 +1083,7 @@ _SHAPE_ARGS = {"Reshape", "Slice", "Pad", "Expand", "ConstantOfShape", "Range", 
 _SHAPE_ARG0 = {"ConstantOfShape", "Range"}     # ... or the first
 # constant folding of these needs no layer: fold with NumPy
 _FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_np), "Tanh": _unary(np.tanh),
-         "HardSigmoid": _hard_sigmoid_np, "MatMul": _matmul_np}
+         "HardSigmoid": _hard_sigmoid_np, "MatMul": _matmul_np, "LeakyRelu": _leaky, "Elu": _elu}
 
 
 def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, constants=None,

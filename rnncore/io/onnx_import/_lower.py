@@ -42,11 +42,11 @@ import numpy as np
 from rnncore.io.onnx_import._fuse import fuse_steps
 from rnncore.io.onnx_import._values import _Refused
 
-_ACTS = ("Relu", "Sigmoid", "Tanh", "HardSigmoid")
+_ACTS = ("Relu", "Sigmoid", "Tanh", "HardSigmoid", "LeakyRelu", "Elu")
 _SEQ_ACTS = _ACTS + ("Gelu",)       # Gelu: the op (opset 20) or its decomposition (_fuse.py)
 #: element-wise functions the sequence lowering names when it refuses them
 _NO_ENGINE = {"SiLU": "x * sigmoid(x) (SiLU)", "HardSwish": "HardSwish, x * clip(x/6 + 1/2, 0, 1)",
-              "Elu": "an ELU", "LeakyRelu": "a LeakyReLU", "Erf": "an Erf outside a GELU"}
+              "Erf": "an Erf outside a GELU"}
 _BIG = 2 ** 62
 
 
@@ -1099,7 +1099,8 @@ class _SeqLower:
         elif op in _NO_ENGINE:
             nodes = f", the nodes {a['nodes']}" if a.get("nodes") else ""
             self.refuse(f"is {_NO_ENGINE[op]}{nodes}: the C engine has no per-step layer for it (its "
-                        "per-step activations: Relu, Sigmoid, Tanh, HardSigmoid, Gelu (erf or tanh form), "
+                        "per-step activations: Relu, Sigmoid, Tanh, HardSigmoid, LeakyRelu, Elu, "
+                        "Gelu (erf or tanh form), "
                         "Softmax last)",
                         "run the model as the imported OnnxGraph (NumPy), or export it with one of those")
         elif op in _SEQ_ACTS:
