@@ -162,7 +162,7 @@ def test_softmax_over_time_is_refused():
      "Bidirectional 'bi': backward_layer 'gru\\w*' has activation 'relu'; expected the forward layer's "
      "'tanh'"),
     # Dense(relu) and Conv1D are imported since issue 16 (tests/test_import_keras_hybrid.py)
-    (lambda: [L.GRU(4), L.Dense(3, activation="elu")], "activation 'elu'"),
+    (lambda: [L.GRU(4), L.Dense(3, activation="selu")], "activation 'selu'"),   # elu: imported (per-step ELU)
     (lambda: [L.UpSampling1D(2), L.GRU(3)], "UpSampling1D"),
     (lambda: [L.GRU(4, activation="gelu")], "has activation='gelu'; expected one of"),
 ])
