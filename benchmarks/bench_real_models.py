@@ -6,7 +6,7 @@ difference to onnxruntime on the inputs below, and the time of one model call (p
 min of ``--repeat``; onnxruntime with one thread). Wheels are unpacked, never installed::
 
     pip download --no-deps -d /tmp/wheels openwakeword==0.4.0 silero-vad==5.1.2 \\
-        faster-whisper==1.0.3 faster-whisper==1.1.0
+        faster-whisper==1.0.3 faster-whisper==1.1.0 whisperx==3.3.1
     for w in /tmp/wheels/*.whl; do unzip -q -o "$w" -d /tmp/wheels/x; done
     python benchmarks/bench_real_models.py --root /tmp/wheels/x
 
@@ -232,6 +232,58 @@ def decoder(root, rel: str, label: str) -> None:
               f"{np.abs(np.concatenate([h, c]) - st).max():.2g} (max |state| {np.abs(st).max():.3g})")
 
 
+def pyannet(root, repeat: int) -> None:
+    """pyannote's PyanNet speaker segmentation (whisperx 3.3.1's ``pytorch_model.bin``): the module
+    rebuilt in PyTorch (tests/test_pyannet.py), exported to ONNX (opset 17), imported by
+    ``from_onnx``; one 5 s window (80,000 samples -> 293 frames) of synthetic speech."""
+    import io
+
+    import onnxruntime as ort
+    import torch
+    from test_onnx_graph import _speech_like
+
+    import rnncore as rc
+
+    label = "pytorch_model.bin (whisperx 3.3.1, pyannote PyanNet)"
+    path = _find(root, "whisperx/assets/pytorch_model.bin")
+    if path is None or importlib.util.find_spec("asteroid_filterbanks") is None:
+        print(f"{label}: {'not found' if path is None else 'asteroid-filterbanks not installed'}, skipped")
+        return
+    from test_pyannet import PyanNet, checkpoint
+
+    net = PyanNet()
+    net.load_state_dict(checkpoint(path.read_bytes())["state_dict"])
+    net.eval()
+    x = _speech_like(5.0, seed=3)[None, None, :80000]
+    f = io.BytesIO()
+    torch.onnx.export(net, (torch.from_numpy(x),), f, input_names=["waveforms"], output_names=["scores"],
+                      opset_version=17, dynamo=False)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(f.getvalue(), opts, providers=["CPUExecutionProvider"])
+    (want,) = sess.run(None, {"waveforms": x})
+    with torch.no_grad():
+        ref64 = net.double()(torch.from_numpy(x).double()).numpy()
+        net.float()
+    g32, g64 = rc.io.from_onnx(f.getvalue(), dtype="float32"), rc.io.from_onnx(f.getvalue())
+    print(f"{label}: one window (1, 1, 80000) -> (1, 293, 3)")
+    print(f"  onnxruntime float32  max |p - torch float64| = {np.abs(want - ref64).max():.2g}")
+    print(f"  NumPy graph float64  max |p - torch float64| = {np.abs(g64(x) - ref64).max():.2g}")
+    print(f"  NumPy graph float32  max |p - ort| = {np.abs(g32(x) - want).max():.2g}, "
+          f"max |p - torch float64| = {np.abs(g32(x) - ref64).max():.2g}")
+    try:
+        rc.compile(g32)
+        print("  rc.compile: compiled")
+    except ValueError as e:
+        print(f"  rc.compile: refused: {str(e)[:160]}")
+    torch.set_num_threads(1)
+    xt = torch.from_numpy(x)
+    for name, fn in (("onnxruntime (1 thread)", lambda: sess.run(None, {"waveforms": x})),
+                     ("torch (1 thread)", lambda: net(xt)), ("NumPy graph float32", lambda: g32(x))):
+        with torch.no_grad():
+            print(f"  one window, {name}: {_cpu_min(fn, repeat) * 1e3:.1f} ms CPU (min of {repeat})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=pathlib.Path, nargs="*", default=[],
@@ -247,6 +299,7 @@ def main() -> None:
            a.repeat)
     decoder(a.root, "faster_whisper/assets/silero_decoder_v5.onnx",
             "silero_decoder_v5.onnx (faster-whisper 1.1.0)")
+    pyannet(a.root, max(1, a.repeat // 20))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ import torch
 from rnncore.gradcheck import check_module
 from rnncore.nn import GRU, LSTM, Linear, Sequential
 from rnncore.nn.conv import AvgPool1d, Conv1d, FrameConv1d, Magnitude, MaxPool1d
-from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
+from rnncore.nn.norm import BatchNorm1d, InstanceNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
 from rnncore.nn.pointwise import (
     ELU,
     GELU,
+    Abs,
     HardSigmoid,
     LeakyReLU,
     LogSoftmax,
@@ -387,6 +388,91 @@ def test_layernorm_matches_torch_and_gradcheck():
     for mm in (m, LayerNorm(6, elementwise_affine=False), LayerNorm(6, bias=False)):
         rep = check_module(mm, x)
         assert rep.ok, rep
+
+
+# -- InstanceNorm1d: each sequence's feature over its own steps -----------------------------------
+IRNG = np.random.default_rng(29)   # its own stream: the tests above and below keep their draws
+
+
+def _inorm(n, affine=True):
+    m = InstanceNorm1d(n, affine=affine)
+    if affine:
+        m.params["weight"][...] = IRNG.standard_normal(n)
+        m.params["bias"][...] = IRNG.standard_normal(n)
+    return m
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_instancenorm_matches_torch_and_gradcheck(affine):
+    m = _inorm(4, affine)
+    tm = torch.nn.InstanceNorm1d(4, affine=affine).double()
+    if affine:
+        tm.load_state_dict({k: t64(v) for k, v in m.state_dict().items()})
+    x = IRNG.standard_normal((3, 9, 4)) * 2.5 + IRNG.standard_normal(4) * 3
+    xt = t64(x, grad=True)
+    ref = to_torch_layout(tm(to_torch_layout(xt)))
+    dy = IRNG.standard_normal(x.shape)
+    (ref * t64(dy)).sum().backward()
+    np.testing.assert_allclose(m.forward(x, train=True), ref.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(m.backward(dy), xt.grad.numpy(), rtol=0, atol=1e-11)
+    if affine:
+        np.testing.assert_allclose(m.grads["weight"], tm.weight.grad.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(m.grads["bias"], tm.bias.grad.numpy(), rtol=1e-12)
+    # the same in inference (no running statistics: PyTorch's default) and in float32
+    np.testing.assert_allclose(m.forward(x), ref.detach().numpy(), rtol=0, atol=1e-12)
+    m32 = InstanceNorm1d(4, affine=affine, dtype="float32")
+    for k, v in m.params.items():
+        m32.params[k][...] = v
+    y32 = m32.forward(x.astype(np.float32))
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, ref.detach().numpy(), rtol=0, atol=2e-5)
+    rep = check_module(_inorm(4, affine), x)
+    assert rep.ok, rep
+
+
+def test_instancenorm_lengths_use_the_valid_steps_only():
+    m = _inorm(3)
+    x = IRNG.standard_normal((3, 6, 3)) * 2 + 1
+    lengths = np.array([6, 2, 4])
+    y = m.forward(x, lengths=lengths)
+    tm = torch.nn.InstanceNorm1d(3, affine=True).double()
+    tm.load_state_dict({k: t64(v) for k, v in m.state_dict().items()})
+    for b, n in enumerate(lengths):   # each sequence alone, through PyTorch
+        alone = to_torch_layout(tm(to_torch_layout(t64(x[b : b + 1, :n])))).detach().numpy()
+        np.testing.assert_allclose(y[b : b + 1, :n], alone, rtol=0, atol=1e-12)
+        assert np.all(y[b, n:] == 0)
+    x2 = x.copy()
+    x2[1, 2:] = 1e6   # the padding does not reach the statistics
+    np.testing.assert_array_equal(m.forward(x2, lengths=lengths), y)
+    rep = check_module(_inorm(3), x, lengths=lengths)
+    assert rep.ok, rep
+    with pytest.raises(ValueError, match=r"lengths: expected every length in 1\.\.6"):
+        m.forward(x, lengths=np.array([6, 0, 4]))
+
+
+def test_instancenorm_refuses_streaming_and_bad_input():
+    with pytest.raises(TypeError, match=r"modules\[1\]: InstanceNorm1d needs the whole sequence"):
+        Sequential(Conv1d(2, 3, 3), InstanceNorm1d(3)).stream_state(1)
+    with pytest.raises(ValueError, match=r"x: expected shape \(batch, time, 3\), got \(2, 5, 4\)"):
+        InstanceNorm1d(3).forward(np.zeros((2, 5, 4)))
+    with pytest.raises(ValueError, match="track_running_stats: .*expected False"):
+        InstanceNorm1d(3, track_running_stats=True)
+    assert InstanceNorm1d(3, affine=True).record()["kind"] == "instance_norm"
+    assert Abs().record()["kind"] == "abs"
+
+
+def test_abs_matches_torch_and_gradcheck():
+    x = IRNG.uniform(-3, 3, (2, 5, 4))
+    x[0, 0, 0] = 0.0
+    xt = t64(x, grad=True)
+    dy = IRNG.standard_normal(x.shape)
+    (torch.abs(xt) * t64(dy)).sum().backward()
+    m = Abs()
+    np.testing.assert_array_equal(m.forward(x, train=True), np.abs(x))
+    np.testing.assert_array_equal(m.backward(dy), xt.grad.numpy())   # 0 at 0, as PyTorch
+    xs = np.where(np.abs(x) < 1e-3, 0.5, x)
+    rep = check_module(Abs(), xs)
+    assert rep.ok, rep
 
 
 def _bn(n):

@@ -42,9 +42,11 @@ from rnncore.nn.module import Module
 
 _FRONT = {"Conv1d", "ConstantPad1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d", "LayerNorm", "ReLU", "Sigmoid",
           "Tanh", "Hardsigmoid", "GELU", "Softmax", "LogSoftmax"}
+_FRONT |= {"InstanceNorm1d"}
 _ACT_MODULES = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Hardsigmoid": "hardsigmoid"}
 _SUPPORTED = ("nn.RNN/GRU/LSTM, nn.Linear, nn.Embedding, nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, "
-              "nn.BatchNorm1d, nn.LayerNorm, nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU/LeakyReLU/ELU, "
+              "nn.BatchNorm1d, nn.LayerNorm, nn.InstanceNorm1d, "
+              "nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU/LeakyReLU/ELU, torch.abs, F.leaky_relu, "
               "nn.Softmax/LogSoftmax (over the features), nn.Dropout/Identity, "
               "nn.ConstantPad1d / F.pad (zeros, before a Conv1d)")
 
@@ -255,12 +257,16 @@ class _Tracer:
     def run(self):
         import torch.fx as fx
 
+        tracer = _path_tracer()
         try:
-            gm = fx.symbolic_trace(self.root)
+            gm = fx.GraphModule(self.root, tracer.trace(self.root))
         except Exception as e:  # noqa: BLE001 - fx's TraceError, control flow on tensors, ...
             raise ValueError(
-                f"from_torch: {type(self.root).__name__}.forward cannot be traced by torch.fx "
-                f"({type(e).__name__}: {e}); write it as a plain chain of layers and transposes") from e
+                f"from_torch: {type(self.root).__name__}.forward cannot be traced by torch.fx"
+                f"{tracer.where(e)} ({type(e).__name__}: {e}); write it as a plain chain of layers and "
+                "transposes, or export it to ONNX and import that with from_onnx (the graph import "
+                "evaluates sub-graphs of parameters only, such as a filterbank computed from its "
+                "parameters, once)") from e
         vals: dict = {}
         data_node = None
         self.attn, self.attn_why, inner = {}, {}, set()
@@ -373,6 +379,17 @@ class _Tracer:
             if extra:
                 self.refuse(node, f"arguments {sorted(extra)}")
             self.add(_build.activation(act))
+            return x
+        if name in ("abs", "leaky_relu"):
+            from rnncore.nn import pointwise
+
+            if not isinstance(x, _Data):
+                self.refuse(node, f"{name} of something other than the data")
+            extra = set(kw) - {"negative_slope", "inplace"}
+            if extra or (name == "abs" and (kw or len(args) > 1)):
+                self.refuse(node, f"arguments {sorted(set(kw)) or args[1:]}")
+            slope = args[1] if len(args) > 1 else kw.get("negative_slope", 0.01)
+            self.add(pointwise.Abs() if name == "abs" else pointwise.LeakyReLU(float(slope)))
             return x
         if name in ("softmax", "log_softmax"):
             extra = set(kw) - {"dim", "dtype", "_stacklevel"}
@@ -555,6 +572,19 @@ class _Tracer:
                                        None if m.weight is None else _np(m.weight),
                                        None if m.bias is None else _np(m.bias), m.eps, self.dtype))
             return x
+        if kind == "InstanceNorm1d":
+            from rnncore.nn.norm import InstanceNorm1d
+
+            if m.track_running_stats:
+                self.refuse(node, "track_running_stats=True normalises with running statistics in eval mode; "
+                                  "rnncore's InstanceNorm1d uses each sequence's own (PyTorch's default)")
+            self.need(node, x, "BFT")
+            layer = InstanceNorm1d(m.num_features, eps=m.eps, affine=m.affine, dtype=self.dtype)
+            if m.affine:
+                layer.params["weight"] = _np(m.weight).astype(self.dtype)
+                layer.params["bias"] = _np(m.bias).astype(self.dtype)
+            self.add(layer)
+            return x
         if kind == "LayerNorm":
             if len(m.normalized_shape) != 1:
                 self.refuse(node, f"normalized_shape={tuple(m.normalized_shape)}: rnncore normalises the "
@@ -610,6 +640,47 @@ class _Tracer:
         return int(first.in_channels)
 
 
+def _path_tracer():
+    """A ``torch.fx.Tracer`` that remembers the submodule whose ``forward`` tracing failed in, so a
+    refusal names it (``'sincnet.conv1d.0' (Encoder)``) and the source line that broke it
+    (``where(error)``); torch is imported here, when from_torch runs."""
+    import torch.fx as fx
+
+    class Tracer(fx.Tracer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list = []
+            self.failed: list | None = None
+
+        def call_module(self, m, forward, args, kwargs):
+            self.stack.append(f"{self.path_of_module(m) or '?'!r} ({type(m).__name__})")
+            try:
+                return super().call_module(m, forward, args, kwargs)
+            except Exception:
+                if self.failed is None:
+                    self.failed = list(self.stack)
+                raise
+            finally:
+                self.stack.pop()
+
+        def where(self, e: BaseException) -> str:
+            import os
+            import traceback
+
+            at = ""
+            if self.failed:
+                at = f" inside the submodule {self.failed[-1]}"
+            frames = [f for f in traceback.extract_tb(e.__traceback__) if f"{os.sep}torch{os.sep}"
+                      not in f.filename and not f.filename.endswith("torch_fx.py")]
+            if frames:
+                f = frames[-1]
+                line = (f.line or "").strip()
+                at += f", at {os.path.basename(f.filename)}:{f.lineno} in {f.name} ({line!r})"
+            return at
+
+    return Tracer()
+
+
 def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy()
 
@@ -622,6 +693,19 @@ def _in_size(m) -> int | None:
         fn = m.fn
         return _in_size(next(iter(fn)) if type(fn).__name__ == "Sequential" else fn)
     return None
+
+
+def _min_steps(modules: list, out_steps: int) -> int:
+    """The input steps that give ``out_steps`` output steps through the layers over time (a strided
+    Conv1d / pooling needs a window's samples per output): back through each ``L_in = (L_out - 1)
+    stride + dilation (k - 1) + 1 - padding``, at least ``out_steps``."""
+    n = out_steps
+    for m in reversed(modules):
+        k = getattr(m, "kernel_size", None)
+        if isinstance(k, int) and hasattr(m, "stride") and hasattr(m, "pad_left"):
+            n = (n - 1) * m.stride + m.dilation * (k - 1) + 1 - m.pad_left - m.pad_right
+            n = max(n, 1)
+    return max(n, out_steps)
 
 
 def from_torch_fx(module, dtype: str, seed: int):
@@ -643,16 +727,16 @@ def from_torch_fx(module, dtype: str, seed: int):
     model.torch_layout = (in_lab, out_lab)
     # run both on a random batch: the chain read from the trace must be the module's function
     g = np.random.default_rng(seed)
-    sizes = {"B": 3, "T": 24}
+    sizes = {"B": 3, "T": _min_steps(tr.modules, 24)}
     first = next(m for m in tr.modules)
     if tr.integer:
-        x = g.integers(0, first.params["weight"].shape[0], (3, 24))
+        x = g.integers(0, first.params["weight"].shape[0], (3, sizes["T"]))
         xt = torch.as_tensor(x if in_lab == "BT" else x.T)
     else:
         sizes["F"] = _in_size(first)
         if sizes["F"] is None:
             raise ValueError(f"from_torch: {type(module).__name__}: cannot tell the input's feature size")
-        x = g.standard_normal((3, 24, sizes["F"]))
+        x = g.standard_normal((3, sizes["T"], sizes["F"]))
         p = next(module.parameters(), None)
         perm = ["BTF".index(c) for c in in_lab]
         xt = torch.as_tensor(x.transpose(perm), dtype=p.dtype if p is not None else torch.float32)

@@ -15,11 +15,12 @@ from rnncore.nn.lncells import LayerNormGRU, LayerNormLSTM
 from rnncore.nn.losses import CTC, MAE, MSE, BCEWithLogits, CrossEntropy
 from rnncore.nn.melspec import LogMelSpectrogram
 from rnncore.nn.module import Module
-from rnncore.nn.norm import BatchNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
+from rnncore.nn.norm import BatchNorm1d, InstanceNorm1d, LayerNorm, fold_batchnorm, fold_batchnorms
 from rnncore.nn.optim import SGD, Adam, AdamW, clip_grad_norm_
 from rnncore.nn.pointwise import (
     ELU,
     GELU,
+    Abs,
     HardSigmoid,
     LeakyReLU,
     LogSoftmax,
@@ -46,4 +47,5 @@ __all__ += ["LogAffine", "SmoothedMeanSubtract", "FrameConcat", "FrameResidual"]
 __all__ += ["ChunkPositions", "ChunkMean"]
 __all__ += ["LayerNorm", "BatchNorm1d", "fold_batchnorm", "fold_batchnorms"]
 __all__ += ["LogMelSpectrogram"]
+__all__ += ["InstanceNorm1d", "Abs"]
 __all__ += ["BlockPruning", "block_mask"]

@@ -1,8 +1,9 @@
-"""LayerNorm and BatchNorm1d with hand-written backward, and BatchNorm folding.
+"""LayerNorm, BatchNorm1d and InstanceNorm1d with hand-written backward, and BatchNorm folding.
 
 LayerNorm normalises each step's feature vector (per step: streams frame by frame);
 BatchNorm1d normalises each feature over the batch and time (training) or with its running
-statistics (inference, then also per step). Equations: ``docs/layers.md``.
+statistics (inference, then also per step); InstanceNorm1d normalises each sequence's feature
+over that sequence's steps (a whole-sequence layer: it cannot stream). Equations: ``docs/layers.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rnncore.nn.module import Module, check_int, resolve_dtype
 __all__ = [
     "LayerNorm",
     "BatchNorm1d",
+    "InstanceNorm1d",
     "layer_norm",
     "layer_norm_backward",
     "fold_batchnorm",
@@ -272,6 +274,111 @@ class BatchNorm1d(Module):
             self.grads["bias"] += np.sum(dy, axis=axes)
         g = dy if "weight" not in self.params else dy * self.params["weight"]
         return w * rstd * (g - np.sum(g, axis=axes) / n - x_hat * (np.sum(g * x_hat, axis=axes) / n))
+
+
+class InstanceNorm1d(Module):
+    """Instance normalisation over time, PyTorch's ``nn.InstanceNorm1d`` on ``(B, T, C)``.
+
+    Each sequence ``b`` and feature ``c`` is normalised over that sequence's ``n_b`` valid steps
+    (``n_b = T``, or ``lengths[b]``):
+
+    ``mu[b, c] = (1/n_b) sum_t x[b, t, c]``, ``var[b, c] = (1/n_b) sum_t (x[b, t, c] - mu[b, c])^2``
+    (biased), ``x_hat = (x - mu) / sqrt(var + eps)``, ``y = x_hat * gamma + beta`` (``affine``).
+
+    Backward, with ``g = dy gamma`` and means over the same valid steps:
+    ``dx = rstd (g - mean_t(g) - x_hat mean_t(g x_hat))``, ``dgamma = sum_{b,t} dy x_hat``,
+    ``dbeta = sum_{b,t} dy``.
+
+    With ``lengths`` (or ``mask``) the statistics use the valid steps only, and the outputs past
+    each length are 0. PyTorch's default ``track_running_stats=False`` (the statistics always
+    come from the input, in training and inference); running statistics are not supported.
+
+    A whole-sequence layer: a step's output depends on every step of its sequence, so a
+    :class:`~rnncore.nn.Sequential` holding it refuses ``stream``, naming it.
+
+    Parameters
+    ----------
+    num_features : ``C``
+    eps : added to the variance (PyTorch's 1e-5)
+    affine : learn ``gamma`` (``weight``, init 1) and ``beta`` (``bias``, init 0); PyTorch's
+        default is False
+    dtype : "float64" or "float32"
+
+    Notes
+    -----
+    Shapes: ``x (B, T, C) -> y (B, T, C)``.
+    """
+
+    takes_lengths = True
+    keeps_time = True
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        dtype: str = "float64",
+    ) -> None:
+        super().__init__()
+        self.num_features = check_int("num_features", num_features, 1)
+        self.eps = float(eps)
+        if not self.eps > 0:
+            raise ValueError(f"eps: expected a positive number, got {eps!r}")
+        if track_running_stats:
+            raise ValueError("track_running_stats: InstanceNorm1d normalises with each sequence's own "
+                             "statistics; expected False (PyTorch's default), got True")
+        self.dtype = resolve_dtype(dtype)
+        if affine:
+            self.params["weight"] = np.ones(self.num_features, self.dtype)
+            self.params["bias"] = np.zeros(self.num_features, self.dtype)
+        self.zero_grad()
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={'weight' in self.params}"
+
+    def record(self) -> dict:
+        t = dict(self.params)   # {} or weight, bias
+        return {"kind": "instance_norm", "features": self.num_features, "eps": self.eps, "tensors": t}
+
+    def forward(
+        self, x: np.ndarray, lengths: Any = None, train: bool = False, *, mask: Any = None
+    ) -> np.ndarray:
+        """``x (B, T, C) -> y (B, T, C)``; see the class docstring."""
+        x = _float_input("x", x, self.dtype)
+        if x.ndim != 3 or x.shape[2] != self.num_features:
+            raise ValueError(f"x: expected shape (batch, time, {self.num_features}), got {x.shape}")
+        lengths = _resolve_lengths(lengths, mask, x.shape[0], x.shape[1])
+        if lengths is None:
+            if x.shape[1] == 0:
+                raise ValueError("x: 0 time steps; InstanceNorm1d needs at least one step per sequence")
+            w = np.ones((x.shape[0], x.shape[1], 1), self.dtype)
+        else:   # every length in 1..T (_resolve_lengths)
+            w = mask_from_lengths(lengths, x.shape[1])[:, :, None].astype(self.dtype)
+        n = np.sum(w, axis=1, keepdims=True)                          # (B, 1, 1)
+        mu = np.sum(w * x, axis=1, keepdims=True) / n                 # (B, 1, C)
+        d = (x - mu) * w
+        var = np.sum(d * d, axis=1, keepdims=True) / n
+        rstd = 1.0 / np.sqrt(var + self.dtype.type(self.eps))
+        x_hat = d * rstd                                              # 0 past each length
+        y = x_hat
+        if "weight" in self.params:
+            y = x_hat * self.params["weight"] + self.params["bias"] * w
+        self._cache = (x_hat, rstd, w, n) if train else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, "InstanceNorm1d")
+        x_hat, rstd, w, n = self._cache
+        dy = _check_dy(dy, x_hat.shape, self.dtype, "InstanceNorm1d") * w
+        if "weight" in self.params:
+            self.grads["weight"] += np.sum(dy * x_hat, axis=(0, 1))
+            self.grads["bias"] += np.sum(dy, axis=(0, 1))
+        g = dy if "weight" not in self.params else dy * self.params["weight"]
+        mg = np.sum(g, axis=1, keepdims=True) / n
+        mgx = np.sum(g * x_hat, axis=1, keepdims=True) / n
+        return w * rstd * (g - mg - x_hat * mgx)
 
 
 # -- folding -----------------------------------------------------------------------------------

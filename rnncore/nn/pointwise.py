@@ -7,6 +7,7 @@ the input's dtype. Equations (``a`` the input, ``y`` the output, ``dy`` the inco
 layer         forward                                     ``dx = dy * ...``
 ============  ==========================================  ==========================================
 ReLU          ``max(a, 0)``                               ``[a > 0]``
+Abs           ``|a|``                                     ``sign(a)`` (0 at 0, as PyTorch)
 Sigmoid       ``1 / (1 + exp(-a))``                       ``y (1 - y)``
 Tanh          ``tanh(a)``                                 ``1 - y^2``
 HardSigmoid   ``clip(alpha a + beta, 0, 1)``              ``alpha [0 < alpha a + beta < 1]``
@@ -42,8 +43,8 @@ from rnncore.nn.functional import sigmoid
 from rnncore.nn.layers import _check_dy, _need
 from rnncore.nn.module import Module
 
-__all__ = ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "LogSoftmax", "MulHalves", "Residual",
-           "erf"]
+__all__ = ["Abs", "ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "LogSoftmax", "MulHalves",
+           "Residual", "erf"]
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -98,6 +99,18 @@ class ReLU(_Activation):
 
     def _df(self, x, y):
         return (x > 0).astype(x.dtype)
+
+
+class Abs(_Activation):
+    """``y = |x|``; ``dx = dy sign(x)`` (0 at ``x = 0``, as PyTorch's ``torch.abs``)."""
+
+    kind = "abs"
+
+    def _f(self, x):
+        return np.abs(x)
+
+    def _df(self, x, y):
+        return np.sign(x)
 
 
 class Sigmoid(_Activation):

@@ -762,6 +762,7 @@ _PURE: dict = {
     "And": _binary(np.logical_and), "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
     "Sqrt": _unary(np.sqrt), "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Exp": _unary(np.exp),
     "Log": _unary(np.log), "Not": _unary(np.logical_not), "Erf": _unary(_erf_np),
+    "Sin": _unary(np.sin), "Cos": _unary(np.cos),
     "HardSwish": _hard_swish, "Selu": _selu, "Clip": _clip, "Softplus": _unary(_softplus),
     "Softsign": _unary(lambda v: v / (1 + np.abs(v))), "Reciprocal": _unary(np.reciprocal),
     "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min),
@@ -892,6 +893,24 @@ def _batch_norm(b, node, a):
         X = np.asarray(x[0]).astype(b.dt, copy=False)      # (N, C, ...): channels on axis 1
         Xl = np.moveaxis(X, 1, -1)
         return [np.moveaxis(m.forward(Xl.reshape(-1, 1, Xl.shape[-1])).reshape(Xl.shape), -1, 1)]
+    return _with_module(run, m)
+
+
+def _instance_norm(b, node, a):
+    from rnncore.nn.norm import InstanceNorm1d
+
+    sc, bi = (b.const(node, node.input[k], n) for k, n in ((1, "scale"), (2, "B")))
+    if sc.ndim != 1 or bi.shape != sc.shape:
+        b.refuse(node, f"scale {sc.shape} and B {bi.shape}: expected two vectors of the channels")
+    m = InstanceNorm1d(sc.shape[0], eps=float(a.get("epsilon", 1e-5)), affine=True, dtype=b.dt.name)
+    m.params["weight"], m.params["bias"] = sc.astype(b.dt), bi.astype(b.dt)
+
+    def run(x):
+        X = np.asarray(x[0]).astype(b.dt, copy=False)      # (N, C, L): channels on axis 1, time last
+        if X.ndim != 3 or X.shape[1] != sc.shape[0]:
+            raise ValueError(f"input: expected (N, {sc.shape[0]}, L) for InstanceNormalization "
+                             f"{node.name!r}, got shape {X.shape}")
+        return [m.forward(X.transpose(0, 2, 1)).transpose(0, 2, 1)]
     return _with_module(run, m)
 
 
@@ -1072,6 +1091,7 @@ _LAYERS: dict = {
     "Relu": _act_layer("ReLU"), "Sigmoid": _act_layer("Sigmoid"), "Tanh": _act_layer("Tanh"),
     "HardSigmoid": _act_layer("HardSigmoid"), "Gelu": _act_layer("GELU"), "Conv": _conv, "MatMul": _matmul,
     "LeakyRelu": _act_layer("LeakyReLU"), "Elu": _act_layer("ELU"),
+    "InstanceNormalization": _instance_norm,
     "Gemm": _gemm,
     "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
     "RNN": _recurrent, "GRU": _recurrent, "LSTM": _recurrent,

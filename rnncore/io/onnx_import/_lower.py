@@ -1096,6 +1096,10 @@ class _SeqLower:
             out = self.norm_layer(s, op)
         elif op == "ReduceMean":
             out = self.mean_over_time(s, a)
+        elif op == "InstanceNormalization":
+            self.refuse("normalises each channel over the whole sequence (torch's nn.InstanceNorm1d): the C "
+                        "engine has no record for it (each step's output needs the sequence's last step)",
+                        "run the model as the imported OnnxGraph (NumPy)")
         elif op in _NO_ENGINE:
             nodes = f", the nodes {a['nodes']}" if a.get("nodes") else ""
             self.refuse(f"is {_NO_ENGINE[op]}{nodes}: the C engine has no per-step layer for it (its "
