@@ -683,8 +683,9 @@ def _hard_sigmoid_np(b, node, a, x):
 
 
 def _leaky(b, node, a, x):
-    y = np.asarray(x[0])
-    return [np.where(y >= 0, y, float(a.get("alpha", 0.01)) * y)]
+    from rnncore.nn.pointwise import LeakyReLU
+
+    return [LeakyReLU(float(a.get("alpha", 0.01))).forward(np.asarray(x[0]))]
 
 
 def _erf_np(v):
@@ -699,8 +700,9 @@ def _hard_swish(b, node, a, x):     # x * HardSigmoid(x) with alpha 1/6, beta 1/
 
 
 def _elu(b, node, a, x):
-    y = np.asarray(x[0])
-    return [np.where(y > 0, y, float(a.get("alpha", 1.0)) * np.expm1(np.minimum(y, 0)))]
+    from rnncore.nn.pointwise import ELU
+
+    return [ELU(float(a.get("alpha", 1.0))).forward(np.asarray(x[0]))]
 
 
 def _clip(b, node, a, x):
