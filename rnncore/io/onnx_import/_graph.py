@@ -748,6 +748,13 @@ def _matmul_np(b, node, a, x):
     return [np.matmul(x[0], x[1])]
 
 
+def _einsum(b, node, a, x):
+    """``Einsum``: ONNX's equation language is NumPy's (letters, ``...``, ``->``); ONNX's type
+    inference has checked the terms against the inputs' ranks."""
+    eq = a["equation"]
+    return [np.einsum(eq.decode() if isinstance(eq, bytes) else eq, *x)]
+
+
 def _sigmoid_np(v):
     return 0.5 * (1.0 + np.tanh(0.5 * v))     # = 1 / (1 + exp(-v)), no overflow
 
@@ -769,7 +776,7 @@ _PURE: dict = {
     "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min),
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True),
     "Size": _size, "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
-    "Split": _split,
+    "Split": _split, "Einsum": _einsum,
 }
 
 
