@@ -1563,6 +1563,9 @@ def lower_sequence_graph(g):
       crnn.pytorch's ``BidirectionalLSTM`` stack), consecutive Linears are multiplied out; any other
       (before the first recurrent layer, after the last or after its last step) is an
       ``rc.nn.Linear`` of the chain, a per-step record when compiled, the last one the head;
+    * ``Einsum`` of the data by a constant, ``...i,ih->...h`` or the grouped ``...gi,gih->...gh``
+      (DeepFilterNet's grouped linear): a per-step Linear, block diagonal for groups
+      (:meth:`_SeqLower.einsum_linear`);
     * before the first recurrent layer, ``Conv`` / ``MaxPool`` / ``AveragePool`` over the time axis
       of ``(N, C, L)`` data (the ``Transpose`` from ``(B, T, F)`` / ``(T, B, F)`` and back are data
       movement): a ``Conv`` padded by ``[begin, end]`` each in ``0..d(k-1)`` (its ``pads``, plus a
