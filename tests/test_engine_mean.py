@@ -185,6 +185,112 @@ def test_onnx_mean_over_padded_outputs_is_not_the_masked_mean():
     np.testing.assert_allclose(onnx_run(g, {"x": X, "lens": lens})["y"], want, rtol=0, atol=1e-5)
 
 
+
+class _SumOverLengths:
+    """``pack_padded_sequence -> rnn -> pad_packed_sequence -> out.sum(1) / <divisor> -> Linear``:
+    ``divisor`` is how the mean over the valid steps is written (or a wrong divisor)."""
+
+    @staticmethod
+    def make(cell: str, divisor: str, bidirectional: bool = False):
+        import torch
+        from torch.nn.utils import rnn as rnn_utils
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = getattr(torch.nn, cell)(4, 5, batch_first=True, bidirectional=bidirectional)
+                self.fc = torch.nn.Linear(10 if bidirectional else 5, 2)
+
+            def forward(self, x, lens):
+                packed = rnn_utils.pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+                y, _ = self.rnn(packed)
+                y, _ = rnn_utils.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+                total = y.sum(1)
+                d = {"lens[:, None]": lambda: lens[:, None],
+                     "lens.float().unsqueeze(-1)": lambda: lens.float().unsqueeze(-1),
+                     "lens (not a column)": lambda: lens.float(),
+                     "T": lambda: x.shape[1],
+                     "lens + 1": lambda: (lens + 1)[:, None]}[divisor]()
+                return self.fc(total / d)
+
+        torch.manual_seed(3)
+        return Net().eval()
+
+    @staticmethod
+    def export(net, X, lens) -> bytes:
+        import io
+        import warnings
+
+        import torch
+
+        f = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.as_tensor(X), torch.as_tensor(lens)), f, dynamo=False,
+                              opset_version=17, input_names=["x", "lens"], output_names=["y"],
+                              dynamic_axes={"x": {0: "b", 1: "t"}, "lens": {0: "b"}})
+        return f.getvalue()
+
+
+@pytest.mark.parametrize("cell,divisor,bidirectional", [("GRU", "lens[:, None]", False),
+                                                        ("LSTM", "lens.float().unsqueeze(-1)", False),
+                                                        ("GRU", "lens[:, None]", True)])
+def test_onnx_sum_over_time_divided_by_the_lengths_is_the_masked_mean(cell, divisor, bidirectional):
+    """``out.sum(1) / lengths[:, None]`` after nodes that read the lengths as ``sequence_lens``
+    (zeros past each length) is the mean over each sequence's valid steps: it imports as
+    ``MaskedMean`` and compiles; the engine, given the same lengths, equals onnxruntime and
+    PyTorch."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    from rnncore.io.onnx_import import onnx_run
+
+    net = _SumOverLengths.make(cell, divisor, bidirectional)
+    X, lens = randn32((4, 7, 4), seed=5), np.array([7, 3, 1, 5], np.int64)
+    data = _SumOverLengths.export(net, X, lens)
+    ops = [n.op_type for n in onnx.load_from_string(data).graph.node]
+    assert "ReduceSum" in ops and "Div" in ops and "ReduceMean" not in ops
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    model = rc.io.from_onnx(data, dtype="float32", graph=False)
+    assert [type(m).__name__ for m in model][-2:] == ["MaskedMean", "Linear"]
+    e, q = rc.compile(model), rc.compile(model, precision="q8")
+    for n in (lens, np.array([2, 7, 6, 4], np.int64)):
+        want = sess.run(None, {"x": X, "lens": n})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(net(torch.as_tensor(X), torch.as_tensor(n)).numpy(), want, atol=1e-6)
+        assert np.abs(want - sess.run(None, {"x": X, "lens": np.full(4, 7, np.int64)})[0]).max() > 1e-2
+        np.testing.assert_allclose(onnx_run(model, {"x": X, "lens": n})["y"], want, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(e.run(X, n), want, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(q.run(X, n), want, rtol=0, atol=0.05 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("divisor,why", [
+    ("lens (not a column)", r"by the graph input 'lens' \(batch,\), not a column \(batch, 1\): expected the "
+                            r"recurrent nodes' sequence_lens 'lens' as a column"),
+    ("T", r"by the shape value \['T'\]: expected the recurrent nodes' sequence_lens 'lens'"),
+    ("lens + 1", None),       # refused at its Add
+])
+def test_onnx_sum_over_time_divided_by_something_else_is_refused(divisor, why):
+    """Only the lengths the nodes read, as a column, make the sum the masked mean: another divisor
+    is refused by the chain import naming the node; the whole-graph import still runs it as
+    onnxruntime does."""
+    pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+
+    from rnncore.io.onnx_import import onnx_run
+
+    net = _SumOverLengths.make("GRU", divisor)       # 5 features: (5, 5) / (5,) broadcasts
+    X, lens = randn32((5, 6, 4), seed=2), np.array([6, 4, 2, 5, 1], np.int64)
+    data = _SumOverLengths.export(net, X, lens)
+    with pytest.raises(ValueError, match=r"\(Div\): divides the sum over time from '/ReduceSum' " + why
+                       if why else r"\(Add\): a second data input 'lens'"):
+        rc.io.from_onnx(data, graph=False)
+    want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": X, "lens": lens})[0]
+    g = rc.io.from_onnx(data)
+    np.testing.assert_allclose(onnx_run(g, {"x": X, "lens": lens})["y"], want, rtol=0, atol=1e-5)
+
+
 # -- q8: the NumPy q8 spec, bit for bit on every ISA ---------------------------------------------
 def _q8_reference(e, X, lengths):
     qm = qmodel_from_rnc(read_rnc(e.data))

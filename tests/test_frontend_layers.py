@@ -315,18 +315,27 @@ ACTS = [
 
 @pytest.mark.parametrize("ours,theirs", ACTS, ids=lambda a: repr(a)[:24])
 def test_activation_matches_torch_and_gradcheck(ours, theirs):
-    x = RNG.uniform(-5, 5, (3, 4, 5))
+    rng = np.random.default_rng(16)     # its own data: the same whichever cases run before it
+    x = rng.uniform(-5, 5, (3, 4, 5))
     x[0, 0, :3] = [-3.0 + 1e-3, 3.0 - 1e-3, 0.0]
     xt = t64(x, grad=True)
     ref = theirs(xt)
-    dy = RNG.standard_normal(x.shape)
+    dy = rng.standard_normal(x.shape)
     (ref * t64(dy)).sum().backward()
     np.testing.assert_allclose(ours.forward(x, train=True), ref.detach().numpy(), rtol=1e-14, atol=1e-15)
     # torch's hardsigmoid backward multiplies by float32(1/6) = 0.1666666716 even in float64
     # (checked: grad at 0.5 is 0.1666666716337204), so ours (1/6 in float64) agrees to 3e-8 relative;
     # the finite differences below hold ours to 1e-6 of the exact derivative.
     rtol = 1e-7 if isinstance(theirs, torch.nn.Hardsigmoid) else 1e-13
-    np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), rtol=rtol, atol=1e-15)
+    atol = 1e-15
+    if isinstance(theirs, torch.nn.GELU) and theirs.approximate == "tanh":
+        # both compute sech^2(u) as 1 - t^2 with t = tanh(u) rounded: near t = -1 (x < -4) its
+        # absolute error is ~2 eps, whatever the rounding of t, times dy x/2 sqrt(2/pi)(1 + 3 k x^2)
+        # (up to 3e-15 here, on gradients of 1e-5): the bound both of them carry, element by element
+        u1 = np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x**2)
+        atol = 1e-15 + 4 * np.finfo(np.float64).eps * np.abs(dy * x / 2 * u1)
+    np.testing.assert_array_less(np.abs(ours.backward(dy) - xt.grad.numpy()),
+                                 rtol * np.abs(xt.grad.numpy()) + atol + 1e-300)
     if isinstance(theirs, torch.nn.Hardsigmoid):
         inside = (x > -3) & (x < 3)
         np.testing.assert_allclose(ours.backward(dy), dy * inside / 6, rtol=1e-15, atol=0)

@@ -193,3 +193,23 @@ def test_torch_exports_import_and_compile(name, dynamo, opset):
         np.testing.assert_allclose(imp.forward(x), ref, rtol=0, atol=TOL)
         if eng is not None:
             np.testing.assert_allclose(eng.run(x), ref, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("op,alpha", [("LeakyRelu", None), ("LeakyRelu", 0.3), ("Elu", None), ("Elu", 0.7)])
+def test_leaky_relu_and_elu_on_constants_fold_as_onnxruntime(op, alpha):
+    """``LeakyRelu`` / ``Elu`` of an initializer are folded by the graph importer with the
+    ``rc.nn.LeakyReLU`` / ``ELU`` layers' function: ``y = x + act(c)`` equals onnxruntime's."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = np.array([-3.0, -0.5, -1e-3, 0.0, 1e-3, 0.5, 2.0], np.float32)
+    attrs = {} if alpha is None else {"alpha": alpha}
+    g = helper.make_graph(
+        [helper.make_node(op, ["c"], ["a"], **attrs), helper.make_node("Add", ["x", "a"], ["y"])], "fold",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 7])], [numpy_helper.from_array(c, "c")])
+    blob = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    x = np.random.default_rng(3).standard_normal((2, 7)).astype(np.float32)
+    ref = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(ref - x).max() > 0.3        # the activation's value is in the sum
+    got = rc.io.from_onnx(blob, dtype="float32", inputs=["x"], outputs=["y"]).forward(x)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=0)

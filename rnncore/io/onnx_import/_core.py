@@ -24,6 +24,7 @@ from rnncore.io.onnx_import._values import (
     _Input,
     _Refused,
     _Seq,
+    _SumT,
 )
 from rnncore.nn.module import Module
 from rnncore.spec import ModelSpec
@@ -114,6 +115,10 @@ class _Importer:
             return s
         if isinstance(v, _FinalCat | _Final):
             return self.pool_from_final(v, node)
+        if isinstance(v, _SumT):
+            self.refuse(node, f"reads the sum over time from {v.node!r}: expected it divided by the "
+                              "recurrent nodes' sequence_lens as a column (sum(1) / lengths[:, None], the "
+                              "mean over the valid steps)")
         if not isinstance(v, _Seq):
             self.refuse(node, f"expected the model's data here, got {type(v).__name__.strip('_')}")
         return v
@@ -326,12 +331,13 @@ def _check_padding_stays_zero(imp, pipe) -> None:
     per-step layer after the last of them that maps zeros to something else (a Linear's bias, a
     softmax / sigmoid) writes that there in ONNX, and zeros in rnncore: refused. So is a mean over
     time after them: ONNX's ``ReduceMean`` divides the sum, padding zeros included, by ``T``,
-    rnncore's masked mean by each sequence's length."""
+    rnncore's masked mean by each sequence's length (a ``ReduceSum`` divided by the lengths is
+    rnncore's: accepted)."""
     kinds = [imp.layers[i]["kind"] for i in pipe]
     last_rnn = max(k for k, kind in enumerate(kinds) if kind == "rnn")
     for i in pipe[last_rnn + 1:]:
         layer = imp.layers[i]
-        if layer["kind"] == "pool" and layer["pool"] == "mean":
+        if layer["kind"] == "pool" and layer["pool"] == "mean" and layer.get("over") != "lengths":
             raise _Refused(
                 f"from_onnx: the recurrent nodes read sequence_lens {imp.lengths!r}, and after them "
                 "ReduceMean averages over time: ONNX divides the sum of every step, the zeros past a "

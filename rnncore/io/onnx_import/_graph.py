@@ -683,8 +683,9 @@ def _hard_sigmoid_np(b, node, a, x):
 
 
 def _leaky(b, node, a, x):
-    y = np.asarray(x[0])
-    return [np.where(y >= 0, y, float(a.get("alpha", 0.01)) * y)]
+    from rnncore.nn.pointwise import LeakyReLU
+
+    return [LeakyReLU(float(a.get("alpha", 0.01))).forward(np.asarray(x[0]))]
 
 
 def _erf_np(v):
@@ -699,8 +700,9 @@ def _hard_swish(b, node, a, x):     # x * HardSigmoid(x) with alpha 1/6, beta 1/
 
 
 def _elu(b, node, a, x):
-    y = np.asarray(x[0])
-    return [np.where(y > 0, y, float(a.get("alpha", 1.0)) * np.expm1(np.minimum(y, 0)))]
+    from rnncore.nn.pointwise import ELU
+
+    return [ELU(float(a.get("alpha", 1.0))).forward(np.asarray(x[0]))]
 
 
 def _clip(b, node, a, x):
@@ -746,6 +748,13 @@ def _matmul_np(b, node, a, x):
     return [np.matmul(x[0], x[1])]
 
 
+def _einsum(b, node, a, x):
+    """``Einsum``: ONNX's equation language is NumPy's (letters, ``...``, ``->``); ONNX's type
+    inference has checked the terms against the inputs' ranks."""
+    eq = a["equation"]
+    return [np.einsum(eq.decode() if isinstance(eq, bytes) else eq, *x)]
+
+
 def _sigmoid_np(v):
     return 0.5 * (1.0 + np.tanh(0.5 * v))     # = 1 / (1 + exp(-v)), no overflow
 
@@ -768,7 +777,7 @@ _PURE: dict = {
     "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min),
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True),
     "Size": _size, "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
-    "Split": _split,
+    "Split": _split, "Einsum": _einsum,
 }
 
 

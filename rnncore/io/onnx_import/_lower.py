@@ -882,6 +882,43 @@ class _SeqLower:
         self.ops.append(("pool", MaskedMean(), s))
         return {"k": "data", "axes": [ax for k, ax in enumerate(x["axes"]) if k != axes[0] % n]}
 
+    def einsum_linear(self, s, a) -> dict:
+        """``Einsum`` of the data by a constant as a per-step Linear: ``...i,ih->...h`` (a matrix)
+        or the grouped linear ``...gi,gih->...gh`` (DeepFilterNet's): ``Linear(G I, G H)`` whose
+        weight is block diagonal, ``W[g H + h, g I + i] = w[g, i, h]``, on the step's features
+        ``(G, I)`` flattened row-major; the leading letters name the other axes, unchanged."""
+        from rnncore.nn.layers import Linear
+
+        why = ("is an Einsum other than the data's last axes by a constant, '...i,ih->...h' or "
+               "'...gi,gih->...gh' (a grouped linear) with the other axes kept in order")
+        eq = a["equation"].decode() if isinstance(a["equation"], bytes) else a["equation"]
+        eq = eq.replace(" ", "")
+        if len(s.inputs) != 2 or s.inputs[1] not in self.g.consts or "->" not in eq or "..." in eq:
+            self.refuse(why)
+        x = self.get(s.inputs[0], ("data",))
+        w = np.asarray(self.g.consts[s.inputs[1]], np.float64)
+        (t0, t1), t2 = eq.split("->")[0].split(","), eq.split("->")[1]
+        k = len(t1) - 1                   # the data's feature axes the weight reads: i, or g i
+        pre = t0[:-k] if k in (1, 2) else ""
+        ok = k in (1, 2) and len(t0) == len(x["axes"]) and w.ndim == len(t1)
+        ok = ok and len(set(t0 + t1[-1])) == len(t0) + 1
+        ok = ok and t0[-k:] == t1[:-1] and t2 == pre + t0[-k:-1] + t1[-1] and not set(pre) & set(t1)
+        ax = x["axes"]
+        ok = ok and all(d[0] == "f" for d in ax[-k:]) and not any(d[0] == "f" for d in ax[:-k])
+        if not ok or tuple(int(d[1]) for d in ax[-k:]) != w.shape[:-1]:
+            self.refuse(why + f" (equation {eq!r}, data ({', '.join(map(_dim_text, self.dims(x)))}), "
+                              f"weight {w.shape})")
+        G, In, H = (1, *w.shape) if k == 1 else w.shape
+        W = np.zeros((G * H, G * In))
+        for g, block in enumerate(w.reshape(G, In, H)):
+            W[g * H:(g + 1) * H, g * In:(g + 1) * In] = block.T
+        m = Linear(G * In, G * H, bias=False, dtype=self.g.dtype.name)
+        m.params["weight"] = W.astype(self.g.dtype)
+        self.ops.append(("linear", m, s))
+        fid = self.fid()
+        feats = [("f", H, fid)] if k == 1 else [("f", G, fid + (0,)), ("f", H, fid + (1,))]
+        return {"k": "data", "axes": ax[:-k] + feats}
+
     # -- data reshapes ---------------------------------------------------------------------------
     def reshape(self, v: dict, target: list, allowzero: bool) -> list:
         d_in = self.dims(v)
@@ -1051,6 +1088,8 @@ class _SeqLower:
             out = self.time_pad(s, a)
         elif op in ("Conv", "MaxPool", "AveragePool"):
             out = self.time_layer(s, op, a)
+        elif op == "Einsum":
+            out = self.einsum_linear(s, a)
         elif op in ("Gemm", "MatMul"):
             x = self.get(s.inputs[0], ("data",))
             m = getattr(s.fn, "module", None)
@@ -1528,6 +1567,9 @@ def lower_sequence_graph(g):
       crnn.pytorch's ``BidirectionalLSTM`` stack), consecutive Linears are multiplied out; any other
       (before the first recurrent layer, after the last or after its last step) is an
       ``rc.nn.Linear`` of the chain, a per-step record when compiled, the last one the head;
+    * ``Einsum`` of the data by a constant, ``...i,ih->...h`` or the grouped ``...gi,gih->...gh``
+      (DeepFilterNet's grouped linear): a per-step Linear, block diagonal for groups
+      (:meth:`_SeqLower.einsum_linear`);
     * before the first recurrent layer, ``Conv`` / ``MaxPool`` / ``AveragePool`` over the time axis
       of ``(N, C, L)`` data (the ``Transpose`` from ``(B, T, F)`` / ``(T, B, F)`` and back are data
       movement): a ``Conv`` padded by ``[begin, end]`` each in ``0..d(k-1)`` (its ``pads``, plus a

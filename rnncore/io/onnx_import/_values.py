@@ -50,6 +50,22 @@ class _StateIn:
 
 
 @dataclass
+class _Lens:
+    """The graph input ``name`` of the recurrent nodes' ``sequence_lens`` (batch,), cast to a float
+    type, as a column (batch, 1) when ``column``: what ``sum(1) / lengths[:, None]`` divides by."""
+    name: str
+    column: bool = False
+
+
+@dataclass
+class _SumT:
+    """``ReduceSum`` over time (keepdims=0) of the data ``seq``: only divided by the lengths
+    (:class:`_Lens`) is it a layer (the masked mean)."""
+    seq: _Seq
+    node: str
+
+
+@dataclass
 class _Final:
     """Final states: ``entries[i] = (node, direction, 'h' | 'c')`` stacked on axis 'S'."""
     entries: list

@@ -10,7 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 from rnncore.io.onnx_import._registry import register
-from rnncore.io.onnx_import._values import _Final, _FinalCat, _Input, _known, _Seq, _StateIn, _Sym, _Zeros
+from rnncore.io.onnx_import._values import (
+    _Final,
+    _FinalCat,
+    _Input,
+    _known,
+    _Lens,
+    _Seq,
+    _StateIn,
+    _Sym,
+    _Zeros,
+)
 
 
 @register("Transpose")
@@ -63,6 +73,9 @@ def op_unsqueeze(imp, node, ins, a):
         return [_Sym(v.items, scalar=False)]
     if isinstance(v, _FinalCat) and len(v.entries) == 1 and axes == [0]:
         return [_Final(v.entries, ("S", "B", "H"))]
+    lens = _Lens(v.name) if isinstance(v, _Input) and v.integer and len(v.shape) == 1 else v
+    if isinstance(lens, _Lens) and not lens.column and axes in ([1], [-1]):
+        return [_Lens(lens.name, column=True)]     # lengths[:, None]
     imp.refuse(node, "unsqueeze of the model's data")
 
 
@@ -279,6 +292,10 @@ def op_cast(imp, node, ins, a):
         return [v]
     if isinstance(v, _Input) and v.integer and len(v.shape) == 1 and a["to"] in _INT_TYPES:
         return [v]     # torch's Cast of pack_padded_sequence's lengths to int32 for sequence_lens
+    if isinstance(v, _Input) and v.integer and len(v.shape) == 1 and a["to"] in (1, 11, 10):
+        return [_Lens(v.name)]        # lengths.float(): the divisor of a mean over the valid steps
+    if isinstance(v, _Lens):
+        return [v]
     s = imp.data(v, node)
     if a["to"] not in (1, 11, 10):       # float, double, float16
         imp.refuse(node, "cast of the data to a non-float type")

@@ -1,5 +1,6 @@
 """Heads and pooling after the recurrent layers: ``Gemm``, ``MatMul`` + ``Add``, ``ReduceMean``
-over time, a final ``Softmax`` / ``Sigmoid`` (kept as a layer, or dropped with
+over time, ``ReduceSum`` over time divided by the recurrent nodes' ``sequence_lens`` (the masked
+mean), a final ``Softmax`` / ``Sigmoid`` (kept as a layer, or dropped with
 ``strip_final_activation``), and constant arithmetic."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnncore.io.onnx_import._registry import register
-from rnncore.io.onnx_import._values import _known, _Seq
+from rnncore.io.onnx_import._values import _known, _Lens, _Seq, _SumT, _Sym
 
 
 def _linear(imp, node, s, weight, bias):
@@ -97,6 +98,8 @@ def op_mul(imp, node, ins, a):
 
 @register("Div")
 def op_div(imp, node, ins, a):
+    if isinstance(ins[0], _SumT):
+        return [_masked_mean(imp, node, ins[0], ins[1])]
     return _const_binary(imp, node, ins, lambda x, y: x // y if x.dtype.kind in "iu" else x / y)
 
 
@@ -110,3 +113,40 @@ def op_reduce_mean(imp, node, ins, a):
     keep = [i for i in range(3) if i != axes[0] % 3]
     return [_Seq(tuple(s.axes[i] for i in keep), tuple(s.sizes[i] for i in keep),
                  imp.add_layer(s.pipe, {"kind": "pool", "pool": "mean", "bidirectional": False}))]
+
+
+@register("ReduceSum")
+def op_reduce_sum(imp, node, ins, a):
+    """Only as the numerator of the masked mean (``Div`` by the lengths, :func:`_masked_mean`)."""
+    s = imp.data(ins[0], node)
+    axes = imp.axes_arg(node, ins, a)
+    if (axes is None or len(axes) != 1 or imp.lab(s.axes[axes[0] % len(s.axes)]) != "T"
+            or a.get("keepdims", 1) or len(s.axes) != 3):
+        imp.refuse(node, "ReduceSum other than the sum over time (keepdims=0)")
+    keep = [i for i in range(3) if i != axes[0] % 3]
+    return [_SumT(_Seq(tuple(s.axes[i] for i in keep), tuple(s.sizes[i] for i in keep), s.pipe), node.name)]
+
+
+def _masked_mean(imp, node, total, by):
+    """``ReduceSum`` over time of the last recurrent node's output (zeros past each sequence's
+    length: the nodes read ``sequence_lens``) divided by those lengths as a column ``(B, 1)``: the
+    mean over each sequence's valid steps, rnncore's masked mean with the engine's lengths."""
+    if not isinstance(by, _Lens) or imp.lengths is None or by.name != imp.lengths or not by.column:
+        if isinstance(by, _Lens):
+            got = f"the graph input {by.name!r}" + ("" if by.column else " (batch,), not a column (batch, 1)")
+        elif isinstance(by, _Sym):
+            got = f"the shape value {[imp.lab(i) if isinstance(i, str) else i for i in by.items]}"
+        elif isinstance(by, np.ndarray | np.generic):
+            got = f"a constant of shape {np.shape(by)}"
+        else:
+            got = f"a {type(by).__name__.strip('_')} value"
+        want = (f"the recurrent nodes' sequence_lens {imp.lengths!r} as a column (lengths[:, None])"
+                if imp.lengths is not None else "the recurrent nodes' sequence_lens (they read none)")
+        imp.refuse(node, f"divides the sum over time from {total.node!r} by {got}: expected {want}, "
+                         "the mean over each sequence's valid steps")
+    if not any(imp.layers[i]["kind"] == "rnn" for i in total.seq.pipe):
+        imp.refuse(node, f"divides the sum over time from {total.node!r} of data no recurrent node "
+                         "produced by the lengths: expected a recurrent node's output, zero past each length")
+    s = total.seq
+    layer = {"kind": "pool", "pool": "mean", "bidirectional": False, "over": "lengths"}
+    return _Seq(s.axes, s.sizes, imp.add_layer(s.pipe, layer))
