@@ -1,0 +1,163 @@
+"""Issue 17's ``auto`` grid: the engine's default ISA choice against every forced ISA path this CPU
+runs, on GRU/LSTM layers (input = hidden = H) at H = 32..512: one ``Stream.step`` at batch 1 and
+``Engine.run`` of batch 1/4/8/16/64 sequences of T = 100 steps (docs/performance.md, "Issue 17:
+``auto`` against the best ISA").
+
+Every variant of a grid point is its own engine over the same model bytes (``auto``, then one per
+forced ISA; ``--self`` adds a second ``auto`` engine, whose ratio to the first is the noise of the
+run). They are timed interleaved in one process: each round times every variant once, in forward
+order on even rounds and reversed on odd ones; a variant's figure is the minimum over the rounds of
+its process CPU time per call. The table gives each variant's µs per call (a step, or a whole run
+of B × T), the fastest forced ISA, auto ÷ best, and ``<<`` where auto is more than ``--tolerance``
+behind (3 % by default). No figure is asserted anywhere: the machine may be shared.
+
+    python3 benchmarks/bench_auto_grid.py [--cells gru lstm] [--hidden 32 64 128 256 512]
+        [--batch step 1 4 8 16 64] [--precision q8 f32] [--isa avx2 avx512 avx512vnni]
+        [--rounds 7] [--round-ms 30] [--self] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import rnncore as rc
+
+try:
+    from machine import cpu_name
+except ImportError:  # run from the repository root as a module
+    from benchmarks.machine import cpu_name
+
+T = 100
+
+
+def layer(cell: str, h: int, seed: int = 0):
+    """One ``cell`` layer with input = hidden = ``h``."""
+    return (rc.nn.LSTM if cell == "lstm" else rc.nn.GRU)(h, h, seed=seed)
+
+
+def call(eng, h: int, batch: str) -> Callable[[], object]:
+    """One timed call on ``eng``: a batch-1 ``Stream.step`` (``batch == "step"``) or a ``run`` of
+    ``int(batch)`` sequences of T steps."""
+    rng = np.random.default_rng(1)
+    if batch == "step":
+        step = eng.stream(1).step
+        x = rng.standard_normal((1, h)).astype(np.float32)
+        y = np.zeros((1, h), np.float32)
+        return lambda: step(x, out=y)
+    X = rng.standard_normal((int(batch), T, h)).astype(np.float32)
+    return lambda: eng.run(X)
+
+
+def loops(fn: Callable[[], object], round_s: float) -> tuple[Callable[[int], None], int]:
+    """``fn`` as a loop of ``n`` calls, and the ``n`` that takes about ``round_s`` CPU seconds."""
+    def loop(n: int) -> None:
+        for _ in range(n):
+            fn()
+
+    loop(3)  # warm: caches, the run's scratch
+    t0 = time.process_time()
+    loop(3)
+    per = max((time.process_time() - t0) / 3, 1e-7)
+    return loop, max(1, int(round_s / per))
+
+
+def time_interleaved(fns: list[Callable[[], object]], rounds: int, round_s: float) -> list[float]:
+    """Per function, the minimum over ``rounds`` of its process CPU seconds per call; every round
+    times each function once, in forward order on even rounds and reversed on odd ones."""
+    prepared = [loops(f, round_s) for f in fns]
+    n = min(c for _, c in prepared)  # the same count for all: the same work per round
+    best = [float("inf")] * len(fns)
+    for r in range(rounds):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            t0 = time.process_time()
+            prepared[i][0](n)
+            best[i] = min(best[i], (time.process_time() - t0) / n)
+    return best
+
+
+def grid_point(cell: str, h: int, batch: str, precision: str, isas: list[str], self_check: bool,
+               rounds: int, round_s: float) -> dict:
+    """The figures of one grid point: ``us`` maps each variant to µs per call."""
+    model = layer(cell, h)
+    names = ["auto"] + (["auto'"] if self_check else []) + isas
+    engs = []
+    for name in names:
+        e = rc.compile(model, precision)
+        e.set_isa("auto" if name.startswith("auto") else name)
+        engs.append(e)
+    us = time_interleaved([call(e, h, batch) for e in engs], rounds, round_s)
+    res = {"us": {n: t * 1e6 for n, t in zip(names, us, strict=True)}, "auto_isa": engs[0].isa}
+    forced = {n: res["us"][n] for n in isas}
+    res["best"] = min(forced, key=forced.get)
+    res["ratio"] = res["us"]["auto"] / forced[res["best"]]
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", nargs="+", default=["gru", "lstm"], choices=["gru", "lstm"])
+    ap.add_argument("--hidden", type=int, nargs="+", default=[32, 64, 128, 256, 512])
+    ap.add_argument("--batch", nargs="+", default=["step", "1", "4", "8", "16", "64"],
+                    help="'step' (Stream.step, batch 1) and/or run batch sizes (T = 100)")
+    ap.add_argument("--precision", nargs="+", default=["q8"], choices=["q8", "f32"])
+    ap.add_argument("--isa", nargs="+", default=None,
+                    help="forced ISA paths (default: every path this CPU runs but generic)")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    ap.add_argument("--round-ms", type=float, default=30.0,
+                    help="CPU ms per variant per round (at least one call; default 30)")
+    ap.add_argument("--self", dest="self_check", action="store_true",
+                    help="a second auto engine: auto / auto' is the run's noise")
+    ap.add_argument("--tolerance", type=float, default=0.03, help="mark auto / best above 1 + this")
+    ap.add_argument("--quick", action="store_true", help="2 rounds of 2 ms (a smoke run, not figures)")
+    a = ap.parse_args(argv)
+    for b in a.batch:
+        if b != "step" and not (b.isdigit() and int(b) >= 1):
+            ap.error(f"--batch: expected 'step' or a positive integer, got {b!r}")
+    for h in a.hidden:
+        if h < 1:
+            ap.error(f"--hidden: expected positive integers, got {h}")
+    if a.quick:
+        a.rounds, a.round_ms = 2, 2.0
+    avail = rc.isa()["available"]
+    isas = a.isa or [i for i in avail if i != "generic"] or ["generic"]
+    for i in isas:
+        if i not in avail:
+            ap.error(f"--isa: {i!r} is not a path this machine/build runs (available: {avail})")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"CPU {cpu_name()}; {os.cpu_count()} logical CPUs; load average {load}")
+    print(f"auto = {rc.isa()['in_use']}; us per call (step: one batch-1 Stream.step; run B: "
+          f"Engine.run of B x T = {T}); process CPU time, min of {a.rounds} interleaved rounds "
+          f"of ~{a.round_ms:g} ms per variant")
+    names = ["auto"] + (["auto'"] if a.self_check else []) + isas
+    head = f"{'prec':4} {'cell':4} {'H':>4} {'batch':>5} |" + "".join(f" {n:>11}" for n in names)
+    print(head + f" | {'best':>10} {'auto/best':>9}" + (" auto/auto'" if a.self_check else ""))
+    behind, ratios = [], []
+    for prec in a.precision:
+        for cell in a.cells:
+            for h in a.hidden:
+                for b in a.batch:
+                    r = grid_point(cell, h, b, prec, isas, a.self_check, a.rounds, a.round_ms / 1e3)
+                    mark = r["ratio"] > 1 + a.tolerance
+                    ratios.append(r["ratio"])
+                    if mark:
+                        behind.append(f"{prec} {cell} H={h} {b}")
+                    line = (f"{prec:4} {cell:4} {h:4d} {b:>5} |"
+                            + "".join(f" {r['us'][n]:11.3f}" for n in names)
+                            + f" | {r['best']:>10} {r['ratio']:9.3f}")
+                    if a.self_check:
+                        noise = r["us"]["auto"] / r["us"]["auto'"]
+                        line += f" {noise:10.3f}"
+                    print(line + ("  <<" if mark else ""), flush=True)
+    print(f"{len(ratios)} points; auto / best: max {max(ratios):.3f}, median "
+          f"{float(np.median(ratios)):.3f}; more than {a.tolerance:.0%} behind: "
+          + (", ".join(behind) if behind else "none"))
+
+
+if __name__ == "__main__":
+    main()

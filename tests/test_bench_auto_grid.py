@@ -1,0 +1,58 @@
+"""benchmarks/bench_auto_grid.py on its smallest grid with --quick: one row per grid point with a
+column per variant, the best forced ISA is the fastest printed one and auto / best is their ratio,
+and bad arguments are one-line errors naming the argument. No time is asserted (the benchmark
+prints them; docs/performance.md holds the figures)."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+import rnncore as rc
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_auto_grid  # noqa: E402
+
+FORCED = [i for i in rc.isa()["available"] if i != "generic"] or ["generic"]
+
+
+def test_quick_grid_table(capsys: pytest.CaptureFixture[str]) -> None:
+    bench_auto_grid.main(["--quick", "--self", "--cells", "gru", "lstm", "--hidden", "8",
+                          "--batch", "step", "2", "--precision", "q8", "f32"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("CPU ") and "load average" in out[0]
+    head = next(i for i, line in enumerate(out) if line.startswith("prec"))
+    names = out[head].split("|")[1].split()
+    assert names == ["auto", "auto'"] + FORCED
+    rows = out[head + 1:-1]
+    assert len(rows) == 2 * 2 * 2  # precision x cell x batch
+    seen = set()
+    for row in rows:
+        left, figures, right = row.split("|")
+        prec, cell, h, batch = left.split()
+        seen.add((prec, cell, batch))
+        assert h == "8"
+        us = dict(zip(names, map(float, figures.split()), strict=True))
+        best, ratio, noise = right.split()[:3]
+        forced = {n: us[n] for n in FORCED}
+        assert forced[best] == min(forced.values())
+        assert float(ratio) == pytest.approx(us["auto"] / us[best], rel=0.02, abs=0.002)
+        assert float(noise) == pytest.approx(us["auto"] / us["auto'"], rel=0.02, abs=0.002)
+        assert row.endswith("<<") == (float(ratio) > 1.03)
+    assert seen == {(p, c, b) for p in ("q8", "f32") for c in ("gru", "lstm") for b in ("step", "2")}
+    assert out[-1].startswith(f"{len(rows)} points; auto / best: max ")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch", "0"], "--batch: expected 'step' or a positive integer, got '0'"),
+    (["--hidden", "0"], "--hidden: expected positive integers, got 0"),
+    (["--isa", "avx9"], "--isa: 'avx9' is not a path this machine/build runs"),
+])
+def test_bad_arguments_name_the_argument(args: list[str], message: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        bench_auto_grid.main(["--quick", *args])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
