@@ -36,6 +36,7 @@ def test_quick_grid_table(capsys: pytest.CaptureFixture[str]) -> None:
         assert h == "8"
         us = dict(zip(names, map(float, figures.split()), strict=True))
         best, ratio, noise = right.split()[:3]
+        assert not ratio.endswith("r")  # no --recheck: no point timed again
         forced = {n: us[n] for n in FORCED}
         assert forced[best] == min(forced.values())
         assert float(ratio) == pytest.approx(us["auto"] / us[best], rel=0.02, abs=0.002)
@@ -43,6 +44,18 @@ def test_quick_grid_table(capsys: pytest.CaptureFixture[str]) -> None:
         assert row.endswith("<<") == (float(ratio) > 1.03)
     assert seen == {(p, c, b) for p in ("q8", "f32") for c in ("gru", "lstm") for b in ("step", "2")}
     assert out[-1].startswith(f"{len(rows)} points; auto / best: max ")
+
+
+def test_recheck_times_again_the_points_behind(capsys: pytest.CaptureFixture[str]) -> None:
+    # a tolerance of -50 %: every point looks behind, so every point is timed again ("r")
+    bench_auto_grid.main(["--quick", "--recheck", "1", "--tolerance", "-0.5", "--cells", "gru",
+                          "--hidden", "8", "--batch", "step", "1"])
+    out = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(out) if line.startswith("prec"))
+    rows = out[head + 1:-1]
+    assert len(rows) == 2
+    for row in rows:
+        assert row.split("|")[2].split()[1].endswith("r") and row.endswith("<<")
 
 
 @pytest.mark.parametrize("args, message", [
