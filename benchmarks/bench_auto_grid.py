@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     names = ["auto"] + (["auto'"] if a.self_check else []) + isas
     head = f"{'prec':4} {'cell':4} {'H':>4} {'batch':>5} |" + "".join(f" {n:>11}" for n in names)
     print(head + f" | {'best':>10} {'auto/best':>9}" + (" auto/auto'" if a.self_check else ""))
-    behind, ratios = [], []
+    behind, same, ratios, noise = [], [], [], []
     for prec in a.precision:
         for cell in a.cells:
             for h in a.hidden:
@@ -163,18 +163,21 @@ def main(argv: list[str] | None = None) -> None:
                                    a.recheck, a.tolerance)
                     mark = r["ratio"] > 1 + a.tolerance
                     ratios.append(r["ratio"])
-                    if mark:
-                        behind.append(f"{prec} {cell} H={h} {b}")
+                    if mark:  # behind the forced path auto itself runs: the run's noise
+                        (same if r["best"] == r["auto_isa"] else behind).append(f"{prec} {cell} H={h} {b}")
                     line = (f"{prec:4} {cell:4} {h:4d} {b:>5} |"
                             + "".join(f" {r['us'][n]:11.3f}" for n in names)
                             + f" | {r['best']:>10} {r['ratio']:8.3f}{'r' if r['rechecked'] else ' '}")
                     if a.self_check:
-                        noise = r["us"]["auto"] / r["us"]["auto'"]
-                        line += f" {noise:10.3f}"
+                        noise.append(r["us"]["auto"] / r["us"]["auto'"])
+                        line += f" {noise[-1]:10.3f}"
                     print(line + ("  <<" if mark else ""), flush=True)
     print(f"{len(ratios)} points; auto / best: max {max(ratios):.3f}, median "
-          f"{float(np.median(ratios)):.3f}; more than {a.tolerance:.0%} behind: "
-          + (", ".join(behind) if behind else "none"))
+          f"{float(np.median(ratios)):.3f}"
+          + (f"; auto / auto': {min(noise):.3f}-{max(noise):.3f}" if noise else "")
+          + f"; more than {a.tolerance:.0%} behind another path: "
+          + (", ".join(behind) if behind else "none")
+          + f"; behind the path auto runs ({len(same)}, noise): " + (", ".join(same) if same else "none"))
 
 
 if __name__ == "__main__":
