@@ -11,7 +11,10 @@ variant's figure is the minimum over the rounds of its process CPU time per call
 auto looks behind is timed again for ``--recheck`` more rounds (the minimum over all rounds is
 kept; ``r`` after the ratio). The table gives each variant's µs per call (a step, or a whole run
 of B × T), the fastest forced ISA, auto ÷ best, and ``<<`` where auto is more than ``--tolerance``
-behind (3 % by default). No figure is asserted anywhere: the machine may be shared.
+behind (3 % by default). ``auto`` builds the plan of one ISA (``rc.isa()["in_use"]``), so where
+the best forced ISA is that one, auto runs the very same kernel rows and a gap is the run's noise:
+the last line lists those points apart from the ones behind another path. No figure is asserted
+anywhere: the machine may be shared.
 
     python3 benchmarks/bench_auto_grid.py [--cells gru lstm] [--hidden 32 64 128 256 512]
         [--batch step 1 4 8 16 64] [--precision q8 f32] [--isa avx2 avx512 avx512vnni]
