@@ -5,7 +5,8 @@ runs, on GRU/LSTM layers (input = hidden = H) at H = 32..512: one ``Stream.step`
 
 Every variant of a grid point is its own engine over the same model bytes (``auto``, then one per
 forced ISA; ``--self`` adds a second ``auto`` engine, whose ratio to the first is the noise of the
-run). They are timed interleaved in one process: each round times every variant once, in a new
+run; ``--split N`` adds ``auto/N``, each run as calls of at most N sequences, checked to give
+the one call's bits). They are timed interleaved in one process: each round times every variant once, in a new
 random order (so that no two variants are always neighbours when a burst of load comes); a
 variant's figure is the minimum over the rounds of its process CPU time per call. A point where
 auto looks behind is timed again for ``--recheck`` more rounds (the minimum over all rounds is
@@ -18,7 +19,7 @@ anywhere: the machine may be shared.
 
     python3 benchmarks/bench_auto_grid.py [--cells gru lstm] [--hidden 32 64 128 256 512]
         [--batch step 1 4 8 16 64] [--precision q8 f32] [--isa avx2 avx512 avx512vnni]
-        [--rounds 7] [--round-ms 30] [--recheck 0] [--self] [--quick]
+        [--rounds 7] [--round-ms 30] [--recheck 0] [--self] [--split 3] [--quick]
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ def layer(cell: str, h: int, seed: int = 0):
     return (rc.nn.LSTM if cell == "lstm" else rc.nn.GRU)(h, h, seed=seed)
 
 
-def call(eng, h: int, batch: str) -> Callable[[], object]:
+def call(eng, h: int, batch: str, split: int = 0) -> Callable[[], object]:
     """One timed call on ``eng``: a batch-1 ``Stream.step`` (``batch == "step"``) or a ``run`` of
-    ``int(batch)`` sequences of T steps."""
+    ``int(batch)`` sequences of T steps (``split``: as ``run`` calls of at most ``split``
+    sequences, whose outputs must be the one call's bits, else a ``RuntimeError``)."""
     rng = np.random.default_rng(1)
     if batch == "step":
         step = eng.stream(1).step
@@ -55,7 +57,12 @@ def call(eng, h: int, batch: str) -> Callable[[], object]:
         y = np.zeros((1, h), np.float32)
         return lambda: step(x, out=y)
     X = rng.standard_normal((int(batch), T, h)).astype(np.float32)
-    return lambda: eng.run(X)
+    if not split:
+        return lambda: eng.run(X)
+    parts = [X[i:i + split] for i in range(0, len(X), split)]
+    if not np.array_equal(np.concatenate([eng.run(p) for p in parts]), eng.run(X)):
+        raise RuntimeError(f"run in calls of <= {split} sequences differs from one call (batch {batch})")
+    return lambda: [eng.run(p) for p in parts]
 
 
 def loops(fn: Callable[[], object], round_s: float) -> tuple[Callable[[int], None], int]:
@@ -87,19 +94,26 @@ def time_interleaved(fns: list[Callable[[], object]], rounds: int, round_s: floa
     return best
 
 
+def variants(self_check: bool, split: int, isas: list[str]) -> list[str]:
+    """The timed variants' names: auto, auto' (``self_check``), auto/N (``split``), the ISAs."""
+    return ["auto"] + (["auto'"] if self_check else []) + ([f"auto/{split}"] if split else []) + isas
+
+
 def grid_point(cell: str, h: int, batch: str, precision: str, isas: list[str], self_check: bool,
-               rounds: int, round_s: float, recheck: int = 0, tolerance: float = 0.03) -> dict:
+               rounds: int, round_s: float, recheck: int = 0, tolerance: float = 0.03,
+               split: int = 0) -> dict:
     """The figures of one grid point: ``us`` maps each variant to µs per call, ``best`` is the
     fastest forced ISA, ``ratio`` auto ÷ best; ``rechecked``: auto looked more than ``tolerance``
-    behind after ``rounds`` and ``recheck`` more rounds were timed."""
+    behind after ``rounds`` and ``recheck`` more rounds were timed. ``split``: a variant
+    ``auto/N``, the run as calls of at most N sequences (a step: one step, as auto)."""
     model = layer(cell, h)
-    names = ["auto"] + (["auto'"] if self_check else []) + isas
+    names = variants(self_check, split, isas)
     engs = []
     for name in names:
         e = rc.compile(model, precision)
         e.set_isa("auto" if name.startswith("auto") else name)
         engs.append(e)
-    fns = [call(e, h, batch) for e in engs]
+    fns = [call(e, h, batch, split if n.startswith("auto/") else 0) for n, e in zip(names, engs, strict=True)]
     secs = time_interleaved(fns, rounds, round_s)
 
     def summary(secs: list[float]) -> dict:
@@ -132,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="rounds more where auto looks behind (the minimum over all is kept)")
     ap.add_argument("--self", dest="self_check", action="store_true",
                     help="a second auto engine: auto / auto' is the run's noise")
+    ap.add_argument("--split", type=int, default=0,
+                    help="a variant auto/N: each run as calls of at most N sequences (bits checked)")
     ap.add_argument("--tolerance", type=float, default=0.03, help="mark auto / best above 1 + this")
     ap.add_argument("--quick", action="store_true", help="2 rounds of 2 ms (a smoke run, not figures)")
     a = ap.parse_args(argv)
@@ -141,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     for h in a.hidden:
         if h < 1:
             ap.error(f"--hidden: expected positive integers, got {h}")
+    if a.split < 0:
+        ap.error(f"--split: expected a positive number of sequences per call, got {a.split}")
     if a.quick:
         a.rounds, a.round_ms, a.recheck = 2, 2.0, min(a.recheck, 1)
     avail = rc.isa()["available"]
@@ -154,16 +172,17 @@ def main(argv: list[str] | None = None) -> None:
           f"Engine.run of B x T = {T}); process CPU time, min of {a.rounds} interleaved rounds "
           f"of ~{a.round_ms:g} ms per variant (random order)"
           + (f"; {a.recheck} more where auto looks behind (r)" if a.recheck else ""))
-    names = ["auto"] + (["auto'"] if a.self_check else []) + isas
+    names = variants(a.self_check, a.split, isas)
     head = f"{'prec':4} {'cell':4} {'H':>4} {'batch':>5} |" + "".join(f" {n:>11}" for n in names)
-    print(head + f" | {'best':>10} {'auto/best':>9}" + (" auto/auto'" if a.self_check else ""))
+    print(head + f" | {'best':>10} {'auto/best':>9}" + (" auto/auto'" if a.self_check else "")
+          + (f" {'one/split':>9}" if a.split else ""))
     behind, same, ratios, noise = [], [], [], []
     for prec in a.precision:
         for cell in a.cells:
             for h in a.hidden:
                 for b in a.batch:
                     r = grid_point(cell, h, b, prec, isas, a.self_check, a.rounds, a.round_ms / 1e3,
-                                   a.recheck, a.tolerance)
+                                   a.recheck, a.tolerance, a.split)
                     mark = r["ratio"] > 1 + a.tolerance
                     ratios.append(r["ratio"])
                     if mark:  # behind the forced path auto itself runs: the run's noise
@@ -174,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
                     if a.self_check:
                         noise.append(r["us"]["auto"] / r["us"]["auto'"])
                         line += f" {noise[-1]:10.3f}"
+                    if a.split:
+                        line += f" {r['us']['auto'] / r['us'][f'auto/{a.split}']:9.3f}"
                     print(line + ("  <<" if mark else ""), flush=True)
     print(f"{len(ratios)} points; auto / best: max {max(ratios):.3f}, median "
           f"{float(np.median(ratios)):.3f}"

@@ -58,10 +58,25 @@ def test_recheck_times_again_the_points_behind(capsys: pytest.CaptureFixture[str
         assert row.split("|")[2].split()[1].endswith("r") and row.endswith("<<")
 
 
+def test_split_variant(capsys: pytest.CaptureFixture[str]) -> None:
+    # --split 2 at batch 3: run as calls of 2 + 1 sequences (the benchmark checks their bits)
+    bench_auto_grid.main(["--quick", "--split", "2", "--cells", "lstm", "--hidden", "8",
+                          "--batch", "3"])
+    out = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(out) if line.startswith("prec"))
+    names = out[head].split("|")[1].split()
+    assert names == ["auto", "auto/2"] + FORCED
+    left, figures, right = out[head + 1].split("|")
+    us = dict(zip(names, map(float, figures.split()), strict=True))
+    one_split = float(right.split()[2])
+    assert one_split == pytest.approx(us["auto"] / us["auto/2"], rel=0.02, abs=0.002)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--batch", "0"], "--batch: expected 'step' or a positive integer, got '0'"),
     (["--hidden", "0"], "--hidden: expected positive integers, got 0"),
     (["--isa", "avx9"], "--isa: 'avx9' is not a path this machine/build runs"),
+    (["--split", "-1"], "--split: expected a positive number of sequences per call, got -1"),
 ])
 def test_bad_arguments_name_the_argument(args: list[str], message: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:
