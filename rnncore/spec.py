@@ -288,7 +288,8 @@ def _front_width(records: list, width: int) -> int:
 
 #: the rc.nn activations a per-step record runs (their ``record()`` kinds)
 STEP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "gelu", "layer_norm",
-                    "scale_shift", "leaky_relu", "elu")
+                    "scale_shift", "leaky_relu", "elu",
+                    "hardtanh", "silu", "hardswish", "softplus", "softsign")
 #: the per-step records that map a row alone and may stand anywhere a per-step record does (before,
 #: between and after the recurrent layers): the activations and ``mul_halves`` (``rc.nn.MulHalves``,
 #: 2H -> H features)

@@ -126,7 +126,8 @@ def test_group_file_without_its_features_is_an_error(cc, src, group, symbol, tmp
 
 def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     """-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD -DRNC_NO_POST_CONV
-    -DRNC_NO_MEAN -DRNC_NO_ATTN (the dense deploy build that docs/deploy-raspberry-pi.md sizes): the
+    -DRNC_NO_MEAN -DRNC_NO_ATTN -DRNC_NO_PW_EXT (the dense deploy build that docs/deploy-raspberry-pi.md
+    sizes; RNC_NO_PW_EXT: the pointwise kinds from 8, hardtanh .. softsign): the
     kernel table has no block-sparse, q4 or FFT rows, the loader has no fully-integer checks, padding
     over time, frame_conv after the recurrent layers (a per-step Linear there) nor mean or attention
     pooling, and it refuses such files with one line naming
@@ -139,7 +140,7 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     proc = subprocess.run(
         ["make", "-C", str(CSRC), "bench", "lib", f"BUILD={build}",
          "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD "
-         "-DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_ATTN"],
+         "-DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_ATTN -DRNC_NO_PW_EXT"],
         capture_output=True, text=True, timeout=900, env=child_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     bench = build / "rnncore-bench"
@@ -162,6 +163,9 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
                                                  rc.nn.Linear(4, 2))).data,
              "attn": rc.compile(rc.nn.Sequential(rc.nn.GRU(3, 4), rc.nn.AttentionPool(4, 3),
                                                  rc.nn.Linear(4, 2))).data,
+             "relu": rc.compile(rc.nn.Sequential(rc.nn.Linear(3, 4), rc.nn.ReLU(), rc.nn.GRU(4, 4))).data,
+             "hardtanh": rc.compile(rc.nn.Sequential(rc.nn.Linear(3, 4), rc.nn.ReLU6(),
+                                                     rc.nn.GRU(4, 4))).data,
              "int": write_int_rnc(qi.quantize_int_model(rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0)),
                                                         qi.IntCalibration([(-2.0, 2.0)], [(-0.9, 0.95)],
                                                                           [3.0], [4.0])))}
@@ -181,6 +185,10 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
         out["mean"][1][-2000:]
     assert out["attn"][0] != 0 and "record 1 (last_step): size: 48, expected 16" in out["attn"][1], \
         out["attn"][1][-2000:]
+    assert out["relu"][0] == 0, out["relu"][1][-2000:]
+    assert out["hardtanh"][0] != 0 and "activation: 8: a kind from 8 (hardtanh, silu, hardswish, " \
+        "softplus, softsign; built with RNC_NO_PW_EXT), which this build of the C core leaves out" in \
+        out["hardtanh"][1], out["hardtanh"][1][-2000:]
     from export_c_run import exported_outputs
 
     x = np.random.default_rng(3).standard_normal((1, 14, 160))   # 14 hops of 160 samples: 12 frames of 400

@@ -22,13 +22,19 @@ from rnncore.nn import (
     BatchNorm1d,
     FrameConv1d,
     HardSigmoid,
+    Hardswish,
+    Hardtanh,
     LastStep,
     LayerNorm,
     LeakyReLU,
     Linear,
     Magnitude,
     ReLU,
+    ReLU6,
     Sequential,
+    SiLU,
+    Softplus,
+    Softsign,
 )
 from rnncore.quant import front
 
@@ -131,6 +137,105 @@ def test_pointwise_alpha_beta_refusals_for_leakyrelu_and_elu():
         LeakyReLU(float("nan"))
     with pytest.raises(ValueError, match="alpha"):
         ELU(float("inf"))
+
+
+def _libm_f32(name):
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    f = getattr(libm, name)
+    f.restype, f.argtypes = ctypes.c_float, [ctypes.c_float]
+    return f
+
+
+class _NpWithLibm:
+    """numpy with the C library's expf / log1pf on float32 arrays (docs/q8-contract.md's exception)."""
+
+    _fns = {"exp": _libm_f32("expf"), "log1p": _libm_f32("log1pf")}
+
+    def __getattr__(self, name):
+        if name not in self._fns:
+            return getattr(np, name)
+        fn, f = self._fns[name], getattr(np, name)
+
+        def call(x):
+            x = np.asarray(x)
+            if x.dtype != np.float32:
+                return f(x)
+            return np.asarray([fn(float(v)) for v in x.reshape(-1)], np.float32).reshape(x.shape)
+        return call
+
+
+@pytest.mark.parametrize("acts", [
+    (Hardtanh(), ReLU6(), Hardtanh(-np.inf, 0.25)),
+    (SiLU(), Hardswish(), SiLU()),
+    (Softplus(), Softplus(2.0, 1.0), Softsign()),
+], ids=["hardtanh_relu6", "silu_hardswish", "softplus_softsign"])
+def test_q8_pointwise_kinds_8_to_12_equal_the_numpy_reference_and_read_back(acts):
+    # the pointwise kinds 8..12 (hardtanh, silu, hardswish, softplus, softsign): bit for bit with the
+    # NumPy q8 spec on every ISA path (silu and softplus with libm's expf / log1pf, the contract's
+    # exception), the f32 engine within 1e-6 of the layers, and the file reads back to the same bytes
+    m = Sequential(FrameConv1d(2, 4, 3, frame_length=5, stride=2, seed=0), acts[0],
+                   GRU(8, 10, seed=1), acts[1], Linear(10, 3, seed=2), acts[2])
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3, 6, 10)).astype(np.float32) * 3
+    lengths = np.array([6, 3, 1])
+    e = rc.compile(m, precision="q8")
+    assert e.describe().count("pointwise") == 3
+    from rnncore.quant import reference
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(front, "np", _NpWithLibm())
+        mp.setattr(reference, "np", _NpWithLibm())
+        ref = c_equals_q8_reference(e, X, lengths)
+    assert (ref < 0).any() and (ref > 0).any()
+    y32 = rc.compile(m).run(X, lengths)
+    want = m.forward(X.astype(np.float64), lengths=lengths)
+    np.testing.assert_allclose(y32, want, rtol=0, atol=1e-6)
+    assert 0 < np.abs(ref - y32).max() < 0.1 * np.abs(y32).max()
+    d = read_rnc(e.data)
+    got = [(r["kind"], r.get("alpha"), r.get("beta")) for r in d["front"] + d["post"] if r["kind"] not in
+           ("frame_conv1d", "conv1d", "linear")]
+    wanted = [(a.kind, a.record().get("alpha"), a.record().get("beta")) for a in acts]
+    assert [g[0] for g in got] == [w[0] for w in wanted], got
+    for g, w in zip(got, wanted, strict=True):
+        assert (g[1], g[2]) == ((np.float32(w[1]), np.float32(w[2])) if w[1] is not None else (None, None))
+    np.testing.assert_array_equal(write_rnc(d), e.data)
+
+
+def test_pointwise_hardtanh_softplus_parameter_refusals():
+    conv = FrameConv1d(2, 4, 3, frame_length=5, stride=2, seed=0)
+    m = Sequential(conv, Hardtanh(-0.75, 0.625), GRU(8, 10, seed=1))
+    data = rc.compile(m).data
+    pos = data.find(np.float32(-0.75).tobytes() + np.float32(0.625).tobytes())
+    assert pos > 0
+    for at, v, field in ((4, -1.0, "beta"), (0, np.nan, "alpha"), (4, np.nan, "beta"), (0, np.inf, "alpha")):
+        bad = bytearray(data)
+        bad[pos + at:pos + at + 4] = np.float32(v).tobytes()
+        with pytest.raises(ValueError, match=f"{field}: bits 0x[0-9a-f]+: expected hardtanh") as c_err:
+            rc.Engine(fix_crc(bad))
+        with pytest.raises(RncFormatError) as py_err:   # the Python reader: the same verdict
+            read_rnc(bytes(fix_crc(bad)))
+        assert py_err.value.message == "PW_PARAM" and py_err.value.detail in str(c_err.value)
+    bad = bytearray(data)   # an infinite bound is a missing one (ONNX Clip): loads
+    bad[pos:pos + 4] = np.float32(-np.inf).tobytes()
+    rc.Engine(fix_crc(bad))
+    m = Sequential(conv, Softplus(0.75, 0.625), GRU(8, 10, seed=1))
+    data = rc.compile(m).data
+    pos = data.find(np.float32(0.75).tobytes() + np.float32(0.625).tobytes())
+    assert pos > 0
+    for at, v, field in ((0, 0.0, "alpha"), (0, np.inf, "alpha"), (4, np.nan, "beta")):
+        bad = bytearray(data)
+        bad[pos + at:pos + at + 4] = np.float32(v).tobytes()
+        with pytest.raises(ValueError, match=f"{field}: bits 0x[0-9a-f]+: expected softplus") as c_err:
+            rc.Engine(fix_crc(bad))
+        with pytest.raises(RncFormatError) as py_err:
+            read_rnc(bytes(fix_crc(bad)))
+        assert py_err.value.message == "PW_PARAM" and py_err.value.detail in str(c_err.value)
+    with pytest.raises(ValueError, match="min_val <= max_val"):
+        Hardtanh(1.0, -1.0)
+    with pytest.raises(ValueError, match="beta"):
+        Softplus(0.0)
+    with pytest.raises(ValueError, match="threshold"):
+        Softplus(1.0, float("nan"))
 
 
 def test_q8_front_streaming_equals_the_run_and_the_state_restores():

@@ -85,9 +85,13 @@ def test_lengths_zero_past_each_length_and_match_the_numpy_model_within():
 
 @pytest.mark.parametrize("act", [nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.HardSigmoid(),
                                  nn.HardSigmoid(alpha=0.2, beta=0.5), nn.GELU(), nn.GELU("tanh"),
-                                 nn.LeakyReLU(), nn.LeakyReLU(0.3), nn.ELU(), nn.ELU(0.7)],
+                                 nn.LeakyReLU(), nn.LeakyReLU(0.3), nn.ELU(), nn.ELU(0.7),
+                                 nn.Hardtanh(), nn.ReLU6(), nn.Hardtanh(-float("inf"), 0.5), nn.SiLU(),
+                                 nn.Hardswish(), nn.Softplus(), nn.Softplus(2.0, 0.5), nn.Softsign()],
                          ids=["relu", "sigmoid", "tanh", "hardsigmoid_torch", "hardsigmoid_onnx", "gelu",
-                              "gelu_tanh", "leakyrelu", "leakyrelu_0.3", "elu", "elu_0.7"])
+                              "gelu_tanh", "leakyrelu", "leakyrelu_0.3", "elu", "elu_0.7",
+                              "hardtanh", "relu6", "hardtanh_-inf_0.5", "silu", "hardswish", "softplus",
+                              "softplus_2_0.5", "softsign"])
 def test_every_activation_before_and_after_the_recurrent_layer(act):
     m = nn.Sequential(nn.FrameConv1d(2, 3, 2, frame_length=4, seed=1), act,
                       nn.GRU(9, 7, seed=2), act, nn.Linear(7, 2, seed=3))

@@ -20,12 +20,18 @@ from rnncore.nn.pointwise import (
     GELU,
     Abs,
     HardSigmoid,
+    Hardswish,
+    Hardtanh,
     LeakyReLU,
     LogSoftmax,
     ReLU,
+    ReLU6,
     Residual,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softplus,
+    Softsign,
     Tanh,
 )
 
@@ -310,6 +316,14 @@ ACTS = [
     (ELU(0.7), torch.nn.ELU(0.7)),
     (Softmax(), torch.nn.Softmax(dim=-1)),
     (LogSoftmax(), torch.nn.LogSoftmax(dim=-1)),
+    (Hardtanh(), torch.nn.Hardtanh()),
+    (Hardtanh(-2.5, 4.0), torch.nn.Hardtanh(-2.5, 4.0)),
+    (ReLU6(), torch.nn.ReLU6()),
+    (SiLU(), torch.nn.SiLU()),
+    (Hardswish(), torch.nn.Hardswish()),
+    (Softplus(), torch.nn.Softplus()),
+    (Softplus(2.0, 3.0), torch.nn.Softplus(2.0, 3.0)),
+    (Softsign(), torch.nn.Softsign()),
 ]
 
 
@@ -343,6 +357,8 @@ def test_activation_matches_torch_and_gradcheck(ours, theirs):
     xs[np.abs(xs) < 1e-3] = 0.5  # no kink of ReLU inside the finite difference
     xs[np.abs(np.abs(xs) - 3) < 1e-3] = 1.0
     xs[np.abs(np.abs(xs) - 2.5) < 1e-3] = 1.0
+    for kink in (1.0, 1.5, 4.0):   # Hardtanh's bounds, Softplus(2, 3)'s threshold
+        xs[np.abs(np.abs(xs) - kink) < 1e-3] = 0.5
     rep = check_module(ours, xs)
     assert rep.ok, rep
     y32 = ours.forward(x.astype(np.float32))

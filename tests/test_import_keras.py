@@ -319,3 +319,26 @@ def test_leakyrelu_elu_layers_and_activation_elu_import_and_compile():
     assert (ref < 0).any()
     np.testing.assert_allclose(ours.forward(x.astype(np.float64)), ref, **TOL)
     np.testing.assert_allclose(rc.compile(ours, "f32").run(x), ref, rtol=0, atol=1e-5)
+
+
+def test_relu6_hardtanh_silu_hardswish_softplus_softsign_import_and_compile():
+    """Keras' ReLU(max_value=...) layer and the relu6 / hard_tanh / silu (swish) / hard_silu
+    (hard_swish) / softplus / softsign activations (Activation layers and Dense activations) import
+    as rc.nn.Hardtanh / ReLU6 / SiLU / Hardswish / Softplus(threshold=inf) / Softsign and compile,
+    within 1e-5 of Keras."""
+    keras.utils.set_random_seed(13)
+    x = np.random.default_rng(14).standard_normal((3, 6, 4)).astype(np.float32) * 3
+    model = keras.Sequential([keras.Input((None, 4)), L.Dense(6), L.ReLU(max_value=0.5),
+                              L.Dense(6, activation="relu6"), L.Activation("hard_tanh"),
+                              L.GRU(5, return_sequences=True), L.Activation("swish"),
+                              L.Dense(5, activation="hard_silu"), L.Dense(5, activation="softplus"),
+                              L.Dense(4), L.Activation("softsign")])
+    ref = keras.ops.convert_to_numpy(model(x))
+    ours = from_keras(model)
+    acts = [(type(m).__name__, m.record().get("alpha"), m.record().get("beta")) for m in ours
+            if type(m).__name__ in ("Hardtanh", "ReLU6", "SiLU", "Hardswish", "Softplus", "Softsign")]
+    assert acts == [("Hardtanh", 0.0, 0.5), ("ReLU6", 0.0, 6.0), ("Hardtanh", -1.0, 1.0),
+                    ("SiLU", None, None), ("Hardswish", None, None), ("Softplus", 1.0, np.inf),
+                    ("Softsign", None, None)], acts
+    np.testing.assert_allclose(ours.forward(x.astype(np.float64)), ref, **TOL)
+    np.testing.assert_allclose(rc.compile(ours, "f32").run(x), ref, rtol=0, atol=1e-5)

@@ -216,3 +216,42 @@ def test_leakyrelu_and_elu_import_and_compile_within_1e5_of_torch():
         ref = net(torch.from_numpy(x)).numpy()
     assert (ref < 0).any()
     np.testing.assert_allclose(rc.compile(model).run(x), ref, rtol=0, atol=1e-5)
+
+
+class _Funcs(nn.Module):
+    """The element-wise functions as calls: F.hardtanh, torch.clamp (one bound), F.silu, F.softplus,
+    F.softsign, F.hardswish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.rnn, self.b = nn.Linear(4, 6), nn.GRU(6, 5, batch_first=True), nn.Linear(5, 5)
+        self.c = nn.Linear(5, 3)
+
+    def forward(self, x):
+        y = torch.nn.functional.hardtanh(self.a(x), -0.5, 0.75)
+        y = torch.nn.functional.silu(self.rnn(y)[0])
+        y = torch.clamp(self.b(y), min=-0.2)
+        y = torch.nn.functional.softplus(y, beta=2.0, threshold=1.0)
+        return torch.nn.functional.hardswish(self.c(torch.nn.functional.softsign(y)))
+
+
+def test_hardtanh_silu_hardswish_softplus_softsign_import_and_compile_within_1e5_of_torch():
+    # modules and functions become rc.nn.Hardtanh / SiLU / Hardswish / Softplus / Softsign records
+    import rnncore as rc
+
+    torch.manual_seed(7)
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU6(), nn.Hardtanh(-0.5, 0.25), nn.GRU(6, 5, batch_first=True),
+                        TakeOutput(), nn.SiLU(), nn.Linear(5, 5), nn.Hardswish(), nn.Softplus(2.0, 1.0),
+                        nn.Linear(5, 3), nn.Softsign()).eval()
+    model = _check(net, "BTF", "BTF", 4)
+    got = [(type(m).__name__, m.record().get("alpha"), m.record().get("beta")) for m in model
+           if type(m).__name__ in ("Hardtanh", "ReLU6", "SiLU", "Hardswish", "Softplus", "Softsign")]
+    assert got == [("Hardtanh", 0.0, 6.0), ("Hardtanh", -0.5, 0.25), ("SiLU", None, None),
+                   ("Hardswish", None, None), ("Softplus", 2.0, 1.0), ("Softsign", None, None)], got
+    x = RNG.standard_normal((3, 9, 4)).astype(np.float32) * 3
+    for module in (net, _Funcs().eval()):
+        m = model if module is net else from_torch(module)
+        with torch.no_grad():
+            ref = module(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(m.forward(x.astype(np.float64)), ref, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(rc.compile(m).run(x), ref, rtol=0, atol=1e-5)

@@ -304,8 +304,9 @@ class _HeadAct(torch.nn.Module):
                                              if (f, o) != ("clip_min", 10)])   # one bound: opset 11 on
 def test_elementwise_ops_after_a_recurrent_node_against_onnxruntime(form, opset):
     """The whole-graph import runs them as onnxruntime does (opset 10's ``Clip`` takes its bounds as
-    attributes, opset 11's as inputs); ``rc.compile`` refuses them naming the node (no C per-step
-    layer)."""
+    attributes, opset 11's as inputs); ``rc.compile`` compiles ``Clip`` (rc.nn.Hardtanh), ``Softplus``
+    and softsign (rc.nn.Softplus / Softsign pointwise records) within 1e-5 of onnxruntime, and refuses
+    the others naming the node (no C per-step layer)."""
     net = _HeadAct(form).eval()
     blob = torch_onnx_export("test_onnx_graph:_HeadAct", (form,), (5, 2, 4), {0: "T", 1: "b"},
                              dynamo=False, opset=opset)
@@ -321,8 +322,16 @@ def test_elementwise_ops_after_a_recurrent_node_against_onnxruntime(form, opset)
         np.testing.assert_allclose(g(x), ref, rtol=0, atol=1e-5)
         with torch.no_grad():
             np.testing.assert_allclose(g(x), net(torch.as_tensor(x)).numpy(), rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match=r"rc.compile\(OnnxGraph\): node '[^']+' \("):
-        rc.compile(g)
+    if form in ("selu", "reciprocal", "amax_time"):
+        with pytest.raises(ValueError, match=r"rc.compile\(OnnxGraph\): node '[^']+' \("):
+            rc.compile(g)
+        return
+    e = rc.compile(g)
+    assert "pointwise" in e.describe(), e.describe()
+    for T, B in ((5, 2), (9, 3)):
+        x = np.random.default_rng(T).standard_normal((T, B, 4)).astype(np.float32)
+        want = sess.run(None, {"x": x})[0].transpose(1, 0, 2)
+        np.testing.assert_allclose(e.run(x.transpose(1, 0, 2)), want, rtol=0, atol=1e-5)
 
 
 def test_softsign_node_against_onnxruntime():

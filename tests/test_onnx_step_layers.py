@@ -7,9 +7,9 @@ PyTorch's exporters write ``nn.LayerNorm`` as ``LayerNormalization`` (opset >= 1
 ``Erf`` or ``Tanh`` arithmetic (or the opset-20 ``Gelu`` op), ``nn.BatchNorm1d`` (eval) as
 ``BatchNormalization`` of ``(N, C, T)`` between two ``Transpose``, ``nn.Dropout`` (eval) as nothing
 or ``Identity``. The lowering (rnncore/io/onnx_import/_lower.py, _fuse.py) turns them into
-``rc.nn.LayerNorm`` / ``GELU`` / ``BatchNorm1d`` / ``HardSigmoid`` / ``LeakyReLU`` / ``ELU`` per-step
-layers; ``nn.SiLU`` and ``nn.Hardswish`` import (the ``OnnxGraph`` runs them in NumPy) and
-``rc.compile`` refuses them naming the node.
+``rc.nn.LayerNorm`` / ``GELU`` / ``BatchNorm1d`` / ``HardSigmoid`` / ``LeakyReLU`` / ``ELU`` /
+``SiLU`` (``x * Sigmoid(x)``) / ``Hardswish`` / ``Hardtanh`` (``Clip``) / ``Softplus`` / ``Softsign``
+per-step layers.
 
 Checked, f32: the imported model and the compiled engine within 1e-5 of onnxruntime running the same
 bytes (and of PyTorch), for exports by torch.onnx classic (opsets 14, 17) and dynamo (opset 18, and 20 for
@@ -119,9 +119,10 @@ MODELS = {
                                                     lstm=True), None),
     "residual_gelu": (lambda: Net([], [ResidualGelu()]), None),
     "not_gelu": (lambda: Net([], [NotGelu()]), r"an Erf outside a GELU"),
-    "silu": (lambda: Net([], [nn.SiLU()]), r"x \* sigmoid\(x\) \(SiLU\)(, the nodes Sigmoid '[^']*' -> "
-                                            r"Mul '[^']*')?: the C engine has no per-step layer for it"),
-    "hardswish": (lambda: Net([], [nn.Hardswish()]), r"HardSwish, x \* clip\(x/6 \+ 1/2, 0, 1\)"),
+    "silu": (lambda: Net([nn.SiLU()], [nn.SiLU()], two=True), None),
+    "hardswish": (lambda: Net([nn.Hardswish()], [nn.Hardswish()], two=True), None),
+    "hardtanh": (lambda: Net([nn.Hardtanh(-0.5, 0.25)], [nn.ReLU6()], two=True), None),
+    "softplus_softsign": (lambda: Net([nn.Softsign()], [nn.Softplus()], two=True), None),
     "leakyrelu": (lambda: Net([nn.LeakyReLU(0.1)], [nn.LeakyReLU(0.1)], two=True), None),
     "elu": (lambda: Net([nn.ELU(0.7)], [nn.ELU()], two=True), None),
 }
@@ -164,7 +165,9 @@ CASES = [(n, d, o) for n in sorted(MODELS) for d, o in ((False, 14), (False, 17)
 FORMS = {("layernorm", False, 14): "ReduceMean", ("layernorm", False, 17): "LayerNormalization",
          ("gelu", False, 14): "Erf", ("gelu", True, 18): "Erf", ("gelu", True, 20): "Gelu",
          ("gelu_tanh", False, 17): "Tanh", ("gelu_tanh", True, 20): "Gelu",
-         ("batchnorm_nct", False, 17): "BatchNormalization", ("silu", False, 17): "Sigmoid"}
+         ("batchnorm_nct", False, 17): "BatchNormalization", ("silu", False, 17): "Sigmoid",
+         ("hardswish", False, 14): "HardSwish", ("hardtanh", False, 17): "Clip",
+         ("softplus_softsign", False, 17): "Softplus"}
 
 
 @pytest.mark.filterwarnings("ignore")

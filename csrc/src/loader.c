@@ -1169,8 +1169,29 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const uint32_t n = rnc_rec_pointwise_features(r), act = rnc_rec_pointwise_activation(r);
         const float al = rnc_rec_pointwise_alpha(r), be = rnc_rec_pointwise_beta(r);
         if (n != c->feat) return fail(c, FIELD(rec_pointwise, features), MSG_EXPECT, n, c->feat, 0, NULL);
+#if defined(RNC_NO_PW_EXT) /* kinds from 8 left out (model.c has no code for them): one check */
+        if (act >= RNC_PW_HARDTANH)
+            return fail(c, FIELD(rec_pointwise, activation), MSG_LEFT_OUT, act, 0, 0,
+                        "a kind from 8 (hardtanh, silu, hardswish, softplus, softsign; built with RNC_NO_PW_EXT)");
+#else
         if (act >= RNC_FILE_PW_KINDS)
             return fail(c, FIELD(rec_pointwise, activation), MSG_RANGE, act, 0, RNC_FILE_PW_KINDS - 1, NULL);
+        if (act == RNC_PW_HARDTANH) { /* min, max: not NaN (a bound may be infinite), min <= max */
+            if (al != al || al == INFINITY)
+                return fail(c, FIELD(rec_pointwise, alpha), MSG_PW_PARAM, f32_bits(al), 0, 0,
+                            "hardtanh's min_val: not NaN, below +inf");
+            if (!(be >= al))
+                return fail(c, FIELD(rec_pointwise, beta), MSG_PW_PARAM, f32_bits(be), 0, 0,
+                            "hardtanh's max_val: not NaN, >= min_val (alpha)");
+        } else if (act == RNC_PW_SOFTPLUS) { /* beta: finite, nonzero; threshold: not NaN */
+            if (!finite_f(al) || al == 0.0f)
+                return fail(c, FIELD(rec_pointwise, alpha), MSG_PW_PARAM, f32_bits(al), 0, 0,
+                            "softplus' beta: finite and nonzero");
+            if (be != be)
+                return fail(c, FIELD(rec_pointwise, beta), MSG_PW_PARAM, f32_bits(be), 0, 0,
+                            "softplus' threshold: not NaN");
+        } else
+#endif
         if (act == RNC_PW_HARDSIGMOID || act == RNC_PW_LEAKYRELU || act == RNC_PW_ELU) {
             if (!finite_f(al)) return fail(c, FIELD(rec_pointwise, alpha), MSG_OPT_PARAM, f32_bits(al), 0, 0, NULL);
             if (act == RNC_PW_HARDSIGMOID ? !finite_f(be) : f32_bits(be) != 0)

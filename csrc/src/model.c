@@ -1102,6 +1102,40 @@ static void pointwise_row(const rnc_front_op *F, const float *x, float *y)
         if (y != x) memmove(y, x, (size_t)n * sizeof *y);
         rnc__cellact_vec(F->act == RNC_PW_ELU ? RNC_CELLACT_ELU : RNC_CELLACT_LEAKYRELU, F->alpha, 0.0f, y, n);
         break;
+#if !defined(RNC_NO_PW_EXT)
+    case RNC_PW_HARDTANH:
+        for (i = 0; i < n; ++i) {
+            const float t = x[i] < F->alpha ? F->alpha : x[i];
+            y[i] = t > F->beta ? F->beta : t;
+        }
+        break;
+    case RNC_PW_SILU:
+        for (i = 0; i < n; ++i) y[i] = x[i] / (1.0f + expf(-x[i]));
+        break;
+    case RNC_PW_HARDSWISH:
+        for (i = 0; i < n; ++i) {
+            float t = x[i] + 3.0f;
+            t = t < 0.0f ? 0.0f : t;
+            t = t > 6.0f ? 6.0f : t;
+            y[i] = x[i] * t / 6.0f;
+        }
+        break;
+    case RNC_PW_SOFTPLUS: /* alpha: beta, beta: threshold; the cell softplus on alpha x, by blocks */
+        for (i = 0; i < n;) {
+            float t[64];
+            const uint32_t m = n - i < 64u ? n - i : 64u;
+            uint32_t j;
+            for (j = 0; j < m; ++j) t[j] = F->alpha * x[i + j];
+            rnc__cellact_vec(RNC_CELLACT_SOFTPLUS, 0.0f, 0.0f, t, m);
+            for (j = 0; j < m; ++j) y[i + j] = F->alpha * x[i + j] > F->beta ? x[i + j] : t[j] / F->alpha;
+            i += m;
+        }
+        break;
+    case RNC_PW_SOFTSIGN:
+        if (y != x) memmove(y, x, (size_t)n * sizeof *y);
+        rnc__cellact_vec(RNC_CELLACT_SOFTSIGN, 0.0f, 0.0f, y, n);
+        break;
+#endif
     default: /* RNC_PW_GELU_TANH */
         for (i = 0; i < n; ++i) {
             const float u = 0.79788456080286536f * (x[i] + 0.044715f * x[i] * x[i] * x[i]);

@@ -344,7 +344,13 @@
 #define RNC_PW_GELU_TANH 5u     /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
 #define RNC_PW_LEAKYRELU 6u     /* x >= 0 ? x : alpha x (RNC_CELLACT_LEAKYRELU's code) */
 #define RNC_PW_ELU 7u           /* x >= 0 ? x : alpha (exp(x) - 1) (RNC_CELLACT_ELU's code) */
-#define RNC_FILE_PW_KINDS 8u
+/* kinds 8..12: left out of a build with -DRNC_NO_PW_EXT (the dense deploy build) */
+#define RNC_PW_HARDTANH 8u      /* min(max(x, alpha), beta): alpha = min_val, beta = max_val */
+#define RNC_PW_SILU 9u          /* x / (1 + exp(-x)) */
+#define RNC_PW_HARDSWISH 10u    /* x min(max(x + 3, 0), 6) / 6 */
+#define RNC_PW_SOFTPLUS 11u     /* alpha x > beta ? x : softplus(alpha x) / alpha (RNC_CELLACT_SOFTPLUS's code) */
+#define RNC_PW_SOFTSIGN 12u     /* x / (1 + |x|) (RNC_CELLACT_SOFTSIGN's code) */
+#define RNC_FILE_PW_KINDS 13u
 /* fconvq8: the tail of a frame_conv record in a q8 file. scale present: f32 [groups *
  * round16(C_out/groups)] per-row weight scales, and the record's weight holds `groups` packed q8
  * matrices of round16(C_out/groups) rows x round4(C_in/groups * k) inputs (int8, -127..127, zero
@@ -684,6 +690,7 @@
     M(OPT_UNUSED, CORRUPT, "%llu, expected 0 (a slot this cell does not use)")                     \
     M(OPT_PROJ, CORRUPT, "%llu, expected 0, or 1..%llu for an LSTM (proj_size < hidden_size)") \
     M(LEFT_OUT, UNSUPPORTED, "%llu: %s, which this build of the C core leaves out")                \
+    M(PW_PARAM, CORRUPT, "bits 0x%llx: expected %s")                                               \
     M(OPT_LN_FORM, CORRUPT, "0x%llx: layer_norm (0x80) does not combine with %s")                  \
     M(OPT_LN_EPS, CORRUPT, "bits 0x%llx: expected a finite value > 0 (LayerNorm's epsilon)")     \
     M(INT_KIND, UNSUPPORTED, "kind %llu (%s) in an integer file: integer models are recurrent+ [last_step] [linear]") \

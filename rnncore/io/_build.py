@@ -9,6 +9,7 @@ reference covers become ``rc.nn.RNN/GRU/LSTM``; layers that need an ONNX-only op
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -289,6 +290,10 @@ ACTIVATIONS = {
     "hardsigmoid": ("HardSigmoid", {}),     # PyTorch's and Keras 3's: relu6(x + 3) / 6
     "gelu": ("GELU", {}), "gelu_tanh": ("GELU", {"approximate": "tanh"}),
     "elu": ("ELU", {}),                     # Keras' elu: alpha 1
+    "relu6": ("ReLU6", {}), "hardtanh": ("Hardtanh", {}), "silu": ("SiLU", {}),
+    "hardswish": ("Hardswish", {}),
+    "softplus_nothreshold": ("Softplus", {"threshold": math.inf}),   # Keras' / ONNX's: never linear
+    "softsign": ("Softsign", {}),
     "softmax": ("Softmax", {}), "log_softmax": ("LogSoftmax", {}),    # over the features (last axis)
 }
 

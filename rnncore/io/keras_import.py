@@ -306,7 +306,10 @@ def _load(model_or_path, max_bytes: int = MAX_MODEL_BYTES):
 
 # Keras activation name -> rnncore.io._build.ACTIVATIONS name (a per-step layer)
 _ACT_LAYER = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "hard_sigmoid": "hardsigmoid",
-              "gelu": "gelu", "softmax": "softmax", "log_softmax": "log_softmax", "elu": "elu"}
+              "gelu": "gelu", "softmax": "softmax", "log_softmax": "log_softmax", "elu": "elu",
+              "relu6": "relu6", "hard_tanh": "hardtanh", "silu": "silu", "swish": "silu",
+              "hard_silu": "hardswish", "hard_swish": "hardswish", "softplus": "softplus_nothreshold",
+              "softsign": "softsign"}
 _FRONT = ("Conv1D", "MaxPooling1D", "AveragePooling1D")   # layers over time
 
 
@@ -794,10 +797,14 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                           if k == "LeakyReLU" else pointwise.ELU(float(layer.alpha))})
         elif k in ("Activation", "Softmax", "ReLU"):
             act = "softmax" if k == "Softmax" else "relu" if k == "ReLU" else _act_name(layer.activation)
-            if k == "ReLU" and (layer.max_value is not None or float(layer.negative_slope) != 0
-                                or float(layer.threshold) != 0):
-                raise ValueError(f"from_keras: ReLU {layer.name!r} with max_value/negative_slope/threshold; "
-                                 "rnncore's ReLU is max(x, 0)")
+            if k == "ReLU" and (float(layer.negative_slope) != 0 or float(layer.threshold) != 0):
+                raise ValueError(f"from_keras: ReLU {layer.name!r} with negative_slope/threshold; "
+                                 "rnncore's ReLU is max(x, 0), min(max(x, 0), max_value) with max_value")
+            if k == "ReLU" and layer.max_value is not None:   # min(max(x, 0), max_value)
+                from rnncore.nn import pointwise
+
+                descr.append({"kind": "module", "module": pointwise.Hardtanh(0.0, float(layer.max_value))})
+                continue
             if act == "linear":
                 continue
             if (strip_final_activation and last and act in ("softmax", "sigmoid") and descr

@@ -86,7 +86,9 @@ _MEL_LOGS = {None: _C["MEL_LOG_NONE"], "log": _C["MEL_LOG"], "db": _C["MEL_LOG_D
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
 POINTWISE = {"relu": _C["PW_RELU"], "sigmoid": _C["PW_SIGMOID"], "tanh": _C["PW_TANH"],
              "hardsigmoid": _C["PW_HARDSIGMOID"], "gelu": _C["PW_GELU"], "gelu_tanh": _C["PW_GELU_TANH"],
-             "leakyrelu": _C["PW_LEAKYRELU"], "elu": _C["PW_ELU"]}
+             "leakyrelu": _C["PW_LEAKYRELU"], "elu": _C["PW_ELU"],
+             "hardtanh": _C["PW_HARDTANH"], "silu": _C["PW_SILU"], "hardswish": _C["PW_HARDSWISH"],
+             "softplus": _C["PW_SOFTPLUS"], "softsign": _C["PW_SOFTSIGN"]}
 _POINTWISE_NAMES = {v: k for k, v in POINTWISE.items()}
 
 PRECISIONS = {"f32": 0, "q8": 1, "q4": 2}
@@ -409,6 +411,18 @@ def _pointwise_code(r: dict) -> tuple[int, float, float]:
         if not np.isfinite(np.float32(alpha)):
             raise ValueError(f"per-step record {kind}: alpha must be a finite float32, got {alpha!r}")
         return POINTWISE[kind], alpha, 0.0
+    if kind == "hardtanh":    # alpha = min_val, beta = max_val (a bound may be infinite)
+        lo, hi = float(r.get("alpha", -1.0)), float(r.get("beta", 1.0))
+        if math.isnan(lo) or math.isnan(hi) or lo == math.inf or not np.float32(lo) <= np.float32(hi):
+            raise ValueError(f"per-step record hardtanh: expected min_val <= max_val, neither NaN, "
+                             f"got {lo!r}, {hi!r}")
+        return POINTWISE[kind], lo, hi
+    if kind == "softplus":    # alpha = beta, beta = threshold
+        b, t = float(r.get("alpha", 1.0)), float(r.get("beta", 20.0))
+        if not np.isfinite(np.float32(b)) or np.float32(b) == 0 or math.isnan(t):
+            raise ValueError(f"per-step record softplus: expected a finite nonzero float32 beta and a "
+                             f"threshold that is not NaN, got {b!r}, {t!r}")
+        return POINTWISE[kind], b, t
     return POINTWISE[kind], 0.0, 0.0
 
 
@@ -2037,7 +2051,17 @@ class _Loader:
                 raise self.fail("features", "EXPECT", n, self.feat)
             if act >= _C["FILE_PW_KINDS"]:
                 raise self.fail("activation", "RANGE", act, 0, _C["FILE_PW_KINDS"] - 1)
-            if act in (_C["PW_HARDSIGMOID"], _C["PW_LEAKYRELU"], _C["PW_ELU"]):
+            if act == _C["PW_HARDTANH"]:   # min, max: not NaN (a bound may be infinite), min <= max
+                if math.isnan(_f32(al)) or _f32(al) == math.inf:
+                    raise self.fail("alpha", "PW_PARAM", al, "hardtanh's min_val: not NaN, below +inf")
+                if not _f32(be) >= _f32(al):
+                    raise self.fail("beta", "PW_PARAM", be, "hardtanh's max_val: not NaN, >= min_val (alpha)")
+            elif act == _C["PW_SOFTPLUS"]:   # beta: finite, nonzero; threshold: not NaN
+                if not math.isfinite(_f32(al)) or _f32(al) == 0:
+                    raise self.fail("alpha", "PW_PARAM", al, "softplus' beta: finite and nonzero")
+                if math.isnan(_f32(be)):
+                    raise self.fail("beta", "PW_PARAM", be, "softplus' threshold: not NaN")
+            elif act in (_C["PW_HARDSIGMOID"], _C["PW_LEAKYRELU"], _C["PW_ELU"]):
                 if not math.isfinite(_f32(al)):
                     raise self.fail("alpha", "OPT_PARAM", al)
                 if act == _C["PW_HARDSIGMOID"] and not math.isfinite(_f32(be)):
@@ -2507,6 +2531,8 @@ def _step_description(r: dict) -> dict:
             return {"kind": "leaky_relu", "alpha": r["alpha"]}
         if a == "elu":
             return {"kind": "elu", "alpha": r["alpha"]}
+        if a in ("hardtanh", "softplus"):   # hardtanh: min_val, max_val; softplus: beta, threshold
+            return {"kind": a, "alpha": r["alpha"], "beta": r["beta"]}
         return {"kind": a}
     if r["kind"] == "residual":   # y = x + the input of the record `span` records before
         return {"kind": "residual", "features": r["in"], "span": r["span"]}

@@ -14,8 +14,10 @@ of each axis (batch ``B``, time ``T``, features ``F``):
 * ``y, h = rnn(x)`` then ``y`` (the per-step outputs), ``y[:, -1]`` (``rc.nn.LastStep``),
   ``y.mean(1)`` (``rc.nn.MaskedMean``), ``h[-1]`` of a one-direction layer (its last step);
   activations as modules, ``torch.relu(x)`` / ``F.relu`` / ``x.relu()`` (and sigmoid, tanh, gelu,
-  hardsigmoid); ``nn.Softmax`` / ``torch.softmax`` / ``F.softmax`` / ``x.softmax()`` over the
-  features (``rc.nn.Softmax``), and the same of ``log_softmax`` (``rc.nn.LogSoftmax``);
+  hardsigmoid, hardtanh, relu6, silu, hardswish, softplus, softsign; ``torch.clamp`` / ``x.clamp``
+  with constant bounds: ``rc.nn.Hardtanh``); ``nn.Softmax`` / ``torch.softmax`` / ``F.softmax`` /
+  ``x.softmax()`` over the features (``rc.nn.Softmax``), and the same of ``log_softmax``
+  (``rc.nn.LogSoftmax``);
   ``nn.Dropout`` / ``nn.Identity`` / ``.contiguous()`` are skipped;
 * attention pooling over time, ``e = v(tanh(W(y)))``, ``a = softmax(e, time)``, ``(a * y).sum(time)``
   or ``torch.bmm(a.transpose(1, 2), y).squeeze(1)`` (:func:`_match_attention`), is
@@ -34,6 +36,7 @@ run against the module on a random batch.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 
@@ -41,12 +44,20 @@ from rnncore.io import _build
 from rnncore.nn.module import Module
 
 _FRONT = {"Conv1d", "ConstantPad1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d", "LayerNorm", "ReLU", "Sigmoid",
-          "Tanh", "Hardsigmoid", "GELU", "Softmax", "LogSoftmax"}
-_FRONT |= {"InstanceNorm1d"}
+          "Tanh", "Hardsigmoid", "GELU", "Softmax", "LogSoftmax",
+          "LeakyReLU", "ELU", "Hardtanh", "ReLU6", "SiLU", "Hardswish", "Softplus", "Softsign",
+          "InstanceNorm1d"}
 _ACT_MODULES = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Hardsigmoid": "hardsigmoid"}
+#: element-wise functions (F.*, torch.*, x.*) -> (their parameters after the input, PyTorch's defaults)
+_ACT_FUNCTIONS = {"hardtanh": (("min_val", "max_val"), (-1.0, 1.0)), "relu6": ((), ()),
+                  "clamp": (("min", "max"), (None, None)), "clip": (("min", "max"), (None, None)),
+                  "silu": ((), ()), "hardswish": ((), ()), "softsign": ((), ()),
+                  "softplus": (("beta", "threshold"), (1.0, 20.0))}
 _SUPPORTED = ("nn.RNN/GRU/LSTM, nn.Linear, nn.Embedding, nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, "
               "nn.BatchNorm1d, nn.LayerNorm, nn.InstanceNorm1d, "
-              "nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU/LeakyReLU/ELU, torch.abs, F.leaky_relu, "
+              "nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU/LeakyReLU/ELU/Hardtanh/ReLU6/SiLU/Hardswish/"
+              "Softplus/Softsign, "
+              "torch.abs, F.leaky_relu, "
               "nn.Softmax/LogSoftmax (over the features), nn.Dropout/Identity, "
               "nn.ConstantPad1d / F.pad (zeros, before a Conv1d)")
 
@@ -391,6 +402,8 @@ class _Tracer:
             slope = args[1] if len(args) > 1 else kw.get("negative_slope", 0.01)
             self.add(pointwise.Abs() if name == "abs" else pointwise.LeakyReLU(float(slope)))
             return x
+        if name in _ACT_FUNCTIONS:
+            return self.act_function(node, name, x, args[1:], kw)
         if name in ("softmax", "log_softmax"):
             extra = set(kw) - {"dim", "dtype", "_stacklevel"}
             if extra or kw.get("dtype") is not None:
@@ -408,6 +421,40 @@ class _Tracer:
             return _Data(("B", "F"))
         self.refuse(node, "not a layer or operation the importer understands; supported: "
                           f"{_SUPPORTED}, transpose/permute, y[:, -1], y.mean(1), h_n[-1], activations")
+
+    def act_function(self, node, name: str, x, args: tuple, kw: dict):
+        """``F.hardtanh`` / ``F.relu6`` / ``torch.clamp`` (constant bounds), ``F.silu``,
+        ``F.hardswish``, ``F.softplus``, ``F.softsign`` (and their ``x.`` methods) as ``rc.nn`` layers."""
+        from rnncore.nn import pointwise
+
+        names, defaults = _ACT_FUNCTIONS[name]
+        extra = set(kw) - set(names) - {"inplace"}
+        if extra or len(args) > len(names) + 1:
+            self.refuse(node, f"arguments {sorted(extra) or list(args)}")
+        if not isinstance(x, _Data):
+            self.refuse(node, "activation of something other than the data")
+        vals = [args[k] if k < len(args) else kw.get(n, d) for k, (n, d) in enumerate(zip(names, defaults,
+                                                                                         strict=True))]
+        if any(v is not None and (isinstance(v, bool) or not isinstance(v, int | float)) for v in vals):
+            self.refuse(node, f"{dict(zip(names, vals, strict=True))}: the bounds/parameters must be "
+                              "constant numbers")
+        if name in ("clamp", "clip"):
+            if vals == [None, None]:
+                self.refuse(node, "clamp without bounds")
+            lo, hi = (-math.inf if vals[0] is None else vals[0]), (math.inf if vals[1] is None else vals[1])
+            if not lo <= hi:
+                self.refuse(node, f"min={lo} > max={hi}")
+            self.add(pointwise.Hardtanh(lo, hi))
+        elif name in ("hardtanh", "hardtanh_"):
+            self.add(pointwise.Hardtanh(*vals))
+        elif name in ("relu6", "relu6_"):
+            self.add(pointwise.ReLU6())
+        elif name == "softplus":
+            self.add(pointwise.Softplus(*vals))
+        else:
+            self.add({"silu": pointwise.SiLU, "hardswish": pointwise.Hardswish,
+                      "softsign": pointwise.Softsign}[name.rstrip("_")]())
+        return x
 
     def attention(self, node, x, m: _Attention):
         """``(softmax_t(v(tanh(W(x)))) * x).sum(t)``: ``rc.nn.AttentionPool`` (W, v copied; v's bias is
@@ -522,6 +569,13 @@ class _Tracer:
 
             self.add(pointwise.LeakyReLU(float(m.negative_slope)) if kind == "LeakyReLU"
                      else pointwise.ELU(float(m.alpha)))
+            return x
+        if kind in ("Hardtanh", "ReLU6", "SiLU", "Hardswish", "Softplus", "Softsign"):
+            from rnncore.nn import pointwise
+
+            self.add(pointwise.Hardtanh(float(m.min_val), float(m.max_val)) if kind in ("Hardtanh", "ReLU6")
+                     else pointwise.Softplus(float(m.beta), float(m.threshold)) if kind == "Softplus"
+                     else getattr(pointwise, kind)())
             return x
         if kind in _ACT_MODULES or kind == "GELU":
             self.add(_build.activation(_ACT_MODULES.get(kind) or

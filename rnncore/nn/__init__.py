@@ -22,13 +22,19 @@ from rnncore.nn.pointwise import (
     GELU,
     Abs,
     HardSigmoid,
+    Hardswish,
+    Hardtanh,
     LeakyReLU,
     LogSoftmax,
     MulHalves,
     ReLU,
+    ReLU6,
     Residual,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softplus,
+    Softsign,
     Tanh,
 )
 from rnncore.nn.prune import BlockPruning, block_mask
@@ -43,6 +49,7 @@ __all__ += ["Conv1d", "FrameConv1d", "Magnitude", "MaxPool1d", "AvgPool1d"]
 __all__ += ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "LeakyReLU", "ELU", "GELU", "Softmax", "LogSoftmax",
             "Residual"]
 __all__ += ["MulHalves"]
+__all__ += ["Hardtanh", "ReLU6", "SiLU", "Hardswish", "Softplus", "Softsign"]
 __all__ += ["LogAffine", "SmoothedMeanSubtract", "FrameConcat", "FrameResidual"]
 __all__ += ["ChunkPositions", "ChunkMean"]
 __all__ += ["LayerNorm", "BatchNorm1d", "fold_batchnorm", "fold_batchnorms"]

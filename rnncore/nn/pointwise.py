@@ -13,6 +13,11 @@ Tanh          ``tanh(a)``                                 ``1 - y^2``
 HardSigmoid   ``clip(alpha a + beta, 0, 1)``              ``alpha [0 < alpha a + beta < 1]``
 LeakyReLU     ``a >= 0 ? a : alpha a``                    ``a > 0 ? 1 : alpha``
 ELU           ``a >= 0 ? a : alpha (exp(a) - 1)``         ``a > 0 ? 1 : alpha exp(a)``
+Hardtanh      ``min(max(a, lo), hi)``                     ``[lo < a < hi]``
+SiLU          ``a s``, ``s = 1 / (1 + exp(-a))``           ``s (1 + a (1 - s))``
+Hardswish     ``a min(max(a + 3, 0), 6) / 6``             ``a < -3: 0; a <= 3: a/3 + 1/2; else 1``
+Softplus      ``b a > t ? a : log(1 + exp(b a)) / b``     ``b a > t ? 1 : 1 / (1 + exp(-b a))``
+Softsign      ``a / (1 + |a|)``                           ``1 / (1 + |a|)^2``
 GELU          ``a Phi(a)``, ``Phi`` the normal CDF        ``Phi(a) + a phi(a)``
 GELU tanh     ``a/2 (1 + tanh(u))``,                      ``(1 + t)/2 + a/2 (1 - t^2) du/da``,
               ``u = sqrt(2/pi) (a + 0.044715 a^3)``       ``t = tanh(u)``
@@ -26,6 +31,10 @@ step, ``y_i = exp(a_i - m) / sum_k exp(a_k - m)`` (``m = max_j a_j``) and
 ``MulHalves`` multiplies the two halves of the features, ``y = a[..., :H] * a[..., H:]``
 (``(..., 2H) -> (..., H)``; Keras ``Bidirectional(merge_mode="mul")`` on rnncore's
 ``[forward | backward]`` output), with ``dx = [dy * a[..., H:] | dy * a[..., :H]]``.
+
+``Hardtanh(min_val=-1, max_val=1)``, ``ReLU6()`` (``Hardtanh(0, 6)``), ``SiLU()``,
+``Hardswish()``, ``Softplus(beta=1, threshold=20)`` (``b``, ``t`` above) and ``Softsign()`` are
+PyTorch's modules with their names, defaults and derivatives (at the kinks: PyTorch's choices).
 
 ``HardSigmoid()`` is PyTorch's (``alpha = 1/6, beta = 1/2``); ONNX's and Keras 2's
 ``hard_sigmoid`` is ``alpha = 0.2, beta = 0.5``. ``GELU(approximate="none" | "tanh")`` is
@@ -43,8 +52,9 @@ from rnncore.nn.functional import sigmoid
 from rnncore.nn.layers import _check_dy, _need
 from rnncore.nn.module import Module
 
-__all__ = ["Abs", "ReLU", "Sigmoid", "Tanh", "HardSigmoid", "GELU", "Softmax", "LogSoftmax", "MulHalves",
-           "Residual", "erf"]
+__all__ = ["Abs", "ReLU", "Sigmoid", "Tanh", "HardSigmoid", "LeakyReLU", "ELU", "Hardtanh", "ReLU6", "SiLU",
+           "Hardswish", "Softplus", "Softsign", "GELU", "Softmax", "LogSoftmax", "MulHalves", "Residual",
+           "erf"]
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -220,6 +230,131 @@ class ELU(_Activation):
 
     def _df(self, x, y):
         return np.where(x > 0, x.dtype.type(1), x.dtype.type(self.alpha) * np.exp(np.minimum(x, 0)))
+
+
+class Hardtanh(_Activation):
+    """``y = min(max(x, min_val), max_val)``; ``dx = dy`` for ``min_val < x < max_val``, else 0
+    (PyTorch's ``nn.Hardtanh``; ONNX ``Clip``, whose missing bound is an infinite one).
+
+    Parameters
+    ----------
+    min_val, max_val : float
+        The bounds, ``min_val <= max_val``, neither NaN (either may be infinite).
+    """
+
+    kind = "hardtanh"
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0) -> None:
+        super().__init__()
+        self.min_val, self.max_val = float(min_val), float(max_val)
+        if math.isnan(self.min_val) or math.isnan(self.max_val) or not self.min_val <= self.max_val \
+                or self.min_val == math.inf:
+            raise ValueError(f"min_val, max_val: expected min_val <= max_val, neither NaN, got {min_val!r}, "
+                             f"{max_val!r}")
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}"
+
+    def record(self) -> dict:
+        return {"kind": self.kind, "alpha": self.min_val, "beta": self.max_val}
+
+    def _f(self, x):
+        t = np.where(x < self.min_val, x.dtype.type(self.min_val), x)
+        return np.where(t > self.max_val, x.dtype.type(self.max_val), t)
+
+    def _df(self, x, y):
+        return ((x > self.min_val) & (x < self.max_val)).astype(x.dtype)
+
+
+class ReLU6(Hardtanh):
+    """``y = min(max(x, 0), 6)``: PyTorch's ``nn.ReLU6``, ``Hardtanh(0, 6)``."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0, 6.0)
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class SiLU(_Activation):
+    """``y = x s``, ``s = 1 / (1 + exp(-x))``; ``dx = dy s (1 + x (1 - s))`` (PyTorch's
+    ``nn.SiLU``, Keras' ``swish``/``silu``; ONNX ``x * Sigmoid(x)``)."""
+
+    kind = "silu"
+
+    def _f(self, x):
+        return x * sigmoid(x)
+
+    def _df(self, x, y):
+        s = sigmoid(x)
+        return s * (1 + x * (1 - s))
+
+
+class Hardswish(_Activation):
+    """``y = x min(max(x + 3, 0), 6) / 6``; ``dx = dy`` times 0 for ``x < -3``, ``x / 3 + 1/2``
+    for ``-3 <= x <= 3``, 1 above (PyTorch's ``nn.Hardswish`` and its backward; ONNX
+    ``HardSwish``)."""
+
+    kind = "hardswish"
+
+    def _f(self, x):
+        return x * np.clip(x + 3, 0, 6) / 6
+
+    def _df(self, x, y):
+        return np.where(x < -3, x.dtype.type(0), np.where(x <= 3, x / 3 + x.dtype.type(0.5), x.dtype.type(1)))
+
+
+class Softplus(_Activation):
+    """``y = x`` where ``beta x > threshold``, else ``log(1 + exp(beta x)) / beta``; ``dx = dy``
+    there, else ``dy / (1 + exp(-beta x))`` (PyTorch's ``nn.Softplus``; ONNX ``Softplus`` is
+    ``beta = 1``, ``threshold = inf``).
+
+    Parameters
+    ----------
+    beta : float
+        Finite and nonzero.
+    threshold : float
+        Not NaN (``inf``: never linear).
+    """
+
+    kind = "softplus"
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta, self.threshold = float(beta), float(threshold)
+        if not math.isfinite(self.beta) or self.beta == 0:
+            raise ValueError(f"beta: expected a finite nonzero number, got {beta!r}")
+        if math.isnan(self.threshold):
+            raise ValueError(f"threshold: expected a number, got {threshold!r}")
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+    def record(self) -> dict:
+        return {"kind": self.kind, "alpha": self.beta, "beta": self.threshold}
+
+    def _f(self, x):
+        bx = x * x.dtype.type(self.beta)
+        sp = np.maximum(bx, 0) + np.log1p(np.exp(-np.abs(bx)))    # log(1 + exp(bx)), stable
+        return np.where(bx > self.threshold, x, sp / x.dtype.type(self.beta))
+
+    def _df(self, x, y):
+        bx = x * x.dtype.type(self.beta)
+        return np.where(bx > self.threshold, x.dtype.type(1), sigmoid(bx))
+
+
+class Softsign(_Activation):
+    """``y = x / (1 + |x|)``; ``dx = dy / (1 + |x|)^2`` (PyTorch's ``nn.Softsign``, ONNX
+    ``Softsign``)."""
+
+    kind = "softsign"
+
+    def _f(self, x):
+        return x / (1 + np.abs(x))
+
+    def _df(self, x, y):
+        d = 1 + np.abs(x)
+        return 1 / (d * d)
 
 
 class GELU(_Activation):

@@ -32,7 +32,11 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
 * ``mul_halves``: ``y[i] = x[i] * x[M+i]`` (``rc.nn.MulHalves``);
 * ``pointwise``: relu ``x > 0 ? x : 0``, hardsigmoid ``min(max(alpha x + beta, 0), 1)``,
   sigmoid ``1 / (1 + exp(-x))``, tanh, gelu ``0.5 x (1 + erf(x / sqrt 2))``, gelu tanh,
-  leakyrelu ``x >= 0 ? x : alpha x``, elu ``x >= 0 ? x : alpha (exp(x) - 1)``;
+  leakyrelu ``x >= 0 ? x : alpha x``, elu ``x >= 0 ? x : alpha (exp(x) - 1)``,
+  hardtanh ``t = x < alpha ? alpha : x``, ``t > beta ? beta : t``, silu ``x / (1 + exp(-x))``,
+  hardswish ``t = min(max(x + 3, 0), 6)``, ``(x * t) / 6``, softplus ``alpha x > beta ? x :
+  sp(alpha x) / alpha`` (``sp`` the cell softplus ``max(v, 0) + log1p(exp(-|v|))``), softsign
+  ``x / (1 + |x|)``;
 * ``layer_norm``: ``s`` the left-to-right float32 sum of ``x``, ``mean = s / n``, ``v`` the
   left-to-right sum of ``(x - mean)^2``, ``r = 1 / sqrt(v / n + eps)``,
   ``y = ((x - mean) * r) * w + b``;
@@ -51,8 +55,9 @@ The records over time (conv_time, pool_time) give PyTorch's output length
 flush at the end of the input, is :class:`RecordStream` (the same bits).
 
 Every operation is one float32 operation, rounded (the C core: ``-ffp-contract=off``), so the C
-rows equal these bit for bit, with one exception: sigmoid, tanh, elu and the gelus call the C
-library's ``expf``/``tanhf``/``erff``, whose last bit may differ from NumPy's (relu, leakyrelu, hardsigmoid,
+rows equal these bit for bit, with one exception: sigmoid, tanh, elu, silu, softplus and the gelus
+call the C library's ``expf``/``tanhf``/``erff``/``log1pf``, whose last bit may differ from NumPy's
+(relu, leakyrelu, hardsigmoid, hardtanh, hardswish, softsign,
 magnitude, mul_halves, layer_norm, scale_shift, pooling, the convolution and log_mel, whose log is the C
 core's own polynomial, are exact).
 """
@@ -606,6 +611,26 @@ def pointwise(name: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0) -
         return np.where(x >= 0, x, F32(alpha) * x).astype(F32)
     if name == "elu":
         return np.where(x >= 0, x, F32(alpha) * (np.exp(np.minimum(x, F32(0))) - one)).astype(F32)
+    if name == "hardtanh":
+        t = np.where(x < F32(alpha), F32(alpha), x).astype(F32)
+        return np.where(t > F32(beta), F32(beta), t).astype(F32)
+    if name == "silu":
+        return x / (one + np.exp(-x))
+    if name == "hardswish":
+        t = x + F32(3)
+        t = np.where(t < 0, F32(0), t).astype(F32)
+        t = np.where(t > 6, F32(6), t).astype(F32)
+        return x * t / F32(6)
+    if name == "softplus":   # the cell softplus on alpha x (kernels/cells_variant.c, by the cells' spec)
+        from rnncore.quant.reference import variant_activation
+
+        bx = F32(alpha) * x
+        sp = variant_activation("softplus", 0.0, 0.0, bx)
+        return np.where(bx > F32(beta), x, sp / F32(alpha)).astype(F32)
+    if name == "softsign":
+        from rnncore.quant.reference import variant_activation
+
+        return variant_activation("softsign", 0.0, 0.0, x)
     raise ValueError(f"pointwise: unknown activation {name!r}")
 
 
@@ -800,6 +825,17 @@ def float_step_records(records: list, x: np.ndarray, lengths=None, skip: list | 
             y = np.where(y >= 0, y, float(rec.get("alpha", 0.01)) * y)
         elif kind == "elu":
             y = np.where(y >= 0, y, float(rec.get("alpha", 1.0)) * np.expm1(np.minimum(y, 0)))
+        elif kind == "hardtanh":
+            y = np.clip(y, float(rec.get("alpha", -1.0)), float(rec.get("beta", 1.0)))
+        elif kind == "silu":
+            y = y / (1 + np.exp(-y))
+        elif kind == "hardswish":
+            y = y * np.clip(y + 3, 0, 6) / 6
+        elif kind == "softplus":
+            b, t = float(rec.get("alpha", 1.0)), float(rec.get("beta", 20.0))
+            y = np.where(b * y > t, y, np.logaddexp(0, b * y) / b)
+        elif kind == "softsign":
+            y = y / (1 + np.abs(y))
         elif kind == "gelu":
             if rec.get("approximate", "none") == "tanh":
                 y = 0.5 * y * (1 + np.tanh(math.sqrt(2 / math.pi) * (y + 0.044715 * y ** 3)))

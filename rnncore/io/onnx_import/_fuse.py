@@ -16,7 +16,12 @@ output, the sub-graph's input):
 
   * ``Gelu``: ``x/2 (1 + erf(x / sqrt 2))`` -> ``rc.nn.GELU()``;
   * ``Gelu`` (tanh): ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` -> ``rc.nn.GELU("tanh")``;
-  * ``SiLU``: ``x sigmoid(x)``, and ``HardSwish``: ``x clip(x/6 + 1/2, 0, 1)``: refused by name.
+  * ``SiLU``: ``x sigmoid(x)`` -> ``rc.nn.SiLU()``;
+  * ``HardSwish``: ``x clip(x/6 + 1/2, 0, 1)`` (``x HardSigmoid(x)`` below opset 14) ->
+    ``rc.nn.Hardswish()``;
+  * ``Softsign``: ``x / (1 + |x|)`` (PyTorch's ``Abs``, ``Add``, ``Div``) -> ``rc.nn.Softsign()``;
+  * ``Softplus``: ``Where(x > 20, x, Softplus(x))`` (PyTorch's dynamo export of ``nn.Softplus()``)
+    -> ``rc.nn.Softplus(1, 20)``.
 
   Anything else is left as its nodes (the lowering then names the first one it does not follow).
 
@@ -37,8 +42,9 @@ import numpy as np
 from rnncore.io.onnx_import._graph import _Step
 
 _UNARY = {"Erf", "Tanh", "Sigmoid", "Relu", "HardSigmoid", "Exp", "Neg", "Abs", "Sqrt", "Identity",
-          "HardSwish", "Elu", "LeakyRelu"}
-_BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"}
+          "HardSwish", "Elu", "LeakyRelu", "Softplus"}
+_BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Greater"}
+_TERNARY = {"Where"}
 
 
 def _probe() -> np.ndarray:
@@ -55,6 +61,8 @@ def _candidates() -> list:
         ("Gelu", {"approximate": "tanh"}, lambda x: 0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x ** 3)))),
         ("SiLU", {}, lambda x: x / (1.0 + np.exp(-x))),
         ("HardSwish", {}, lambda x: x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)),
+        ("Softsign", {}, lambda x: x / (1.0 + np.abs(x))),
+        ("Softplus", {}, lambda x: np.where(x > 20.0, x, np.logaddexp(0.0, x))),
     ]
 
 
@@ -75,9 +83,10 @@ class _Index:
         s = self.steps[k]
         if s.op in _UNARY:
             return len([i for i in s.inputs if i]) == 1
-        if s.op in _BINARY:
+        if s.op in _BINARY or s.op in _TERNARY:
             ins = [i for i in s.inputs if i]
-            return len(ins) == 2 and all(i not in self.g.consts or self.scalar_const(i) for i in ins)
+            return len(ins) == (2 if s.op in _BINARY else 3) and \
+                all(i not in self.g.consts or self.scalar_const(i) for i in ins)
         return False
 
     def runtime_inputs(self, k: int) -> list:
@@ -265,10 +274,14 @@ def fuse_steps(g) -> list:
         drop.update(ks)
         last = steps[t]
         fn = _fused_fn(ix, ks, src, last.outputs[0])
-        if op == "Gelu":
-            from rnncore.nn.pointwise import GELU
+        from rnncore.nn import pointwise
 
-            fn.module = GELU(approximate=attrs["approximate"])
+        if op == "Gelu":
+            fn.module = pointwise.GELU(approximate=attrs["approximate"])
+        else:   # SiLU, HardSwish, Softsign
+            fn.module = {"SiLU": pointwise.SiLU, "HardSwish": pointwise.Hardswish,
+                         "Softsign": pointwise.Softsign,
+                         "Softplus": lambda: pointwise.Softplus(1.0, 20.0)}[op]()
         nodes = " -> ".join(f"{steps[k].op} {steps[k].name!r}" for k in ks)
         repl[t] = _Step(last.name, op, [src], [last.outputs[0]], fn, {**attrs, "nodes": nodes})
     return [repl.get(k, s) for k, s in enumerate(steps) if k not in drop or k in repl]

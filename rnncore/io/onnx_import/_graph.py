@@ -30,6 +30,7 @@ A node rnncore cannot run is refused with its name, its op type and what to do
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -772,8 +773,7 @@ _PURE: dict = {
     "Sqrt": _unary(np.sqrt), "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Exp": _unary(np.exp),
     "Log": _unary(np.log), "Not": _unary(np.logical_not), "Erf": _unary(_erf_np),
     "Sin": _unary(np.sin), "Cos": _unary(np.cos),
-    "HardSwish": _hard_swish, "Selu": _selu, "Clip": _clip, "Softplus": _unary(_softplus),
-    "Softsign": _unary(lambda v: v / (1 + np.abs(v))), "Reciprocal": _unary(np.reciprocal),
+    "Selu": _selu, "Reciprocal": _unary(np.reciprocal),
     "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min),
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True),
     "Size": _size, "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
@@ -803,6 +803,8 @@ def _act_layer(cls_name: str):
             m = pointwise.LeakyReLU(float(a.get("alpha", 0.01)))
         elif cls_name == "ELU":
             m = pointwise.ELU(float(a.get("alpha", 1.0)))
+        elif cls_name == "Softplus":    # ONNX's: log(exp(x) + 1), never linear
+            m = pointwise.Softplus(1.0, math.inf)
         else:
             m = getattr(pointwise, cls_name)()
         return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
@@ -848,6 +850,28 @@ def _linear_from(b, weight, bias):
     if bias is not None:
         m.params["bias"] = np.asarray(bias, b.dt)
     return m
+
+
+def _clip_layer(b, node, a):
+    """``Clip`` with constant bounds (attributes before opset 11, inputs after; an absent one is
+    infinite): ``rc.nn.Hardtanh``; bounds computed at run time, or min > max: run in NumPy."""
+    if b.opset >= 11:
+        names = [node.input[k] if len(node.input) > k and node.input[k] else None for k in (1, 2)]
+        if any(n is not None and n not in b.known for n in names):
+            return lambda x: _clip(b, node, a, x)
+        bounds = [None if n is None else np.asarray(b.known[n]) for n in names]
+    else:
+        bounds = [a.get("min"), a.get("max")]
+    if any(v is not None and np.size(v) != 1 for v in bounds):
+        return lambda x: _clip(b, node, a, x)
+    lo, hi = (d if v is None else float(np.ravel(v)[0]) for v, d in zip(bounds, (-math.inf, math.inf),
+                                                                        strict=True))
+    if math.isnan(lo) or math.isnan(hi) or not lo <= hi or lo == math.inf:
+        return lambda x: _clip(b, node, a, x)
+    from rnncore.nn import pointwise
+
+    m = pointwise.Hardtanh(lo, hi)
+    return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
 
 
 def _matmul(b, node, a):
@@ -1101,6 +1125,8 @@ _LAYERS: dict = {
     "HardSigmoid": _act_layer("HardSigmoid"), "Gelu": _act_layer("GELU"), "Conv": _conv, "MatMul": _matmul,
     "LeakyRelu": _act_layer("LeakyReLU"), "Elu": _act_layer("ELU"),
     "InstanceNormalization": _instance_norm,
+    "Clip": _clip_layer, "HardSwish": _act_layer("Hardswish"), "Softplus": _act_layer("Softplus"),
+    "Softsign": _act_layer("Softsign"),
     "Gemm": _gemm,
     "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
     "RNN": _recurrent, "GRU": _recurrent, "LSTM": _recurrent,
@@ -1112,7 +1138,9 @@ _SHAPE_ARGS = {"Reshape", "Slice", "Pad", "Expand", "ConstantOfShape", "Range", 
 _SHAPE_ARG0 = {"ConstantOfShape", "Range"}     # ... or the first
 # constant folding of these needs no layer: fold with NumPy
 _FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_np), "Tanh": _unary(np.tanh),
-         "HardSigmoid": _hard_sigmoid_np, "MatMul": _matmul_np, "LeakyRelu": _leaky, "Elu": _elu}
+         "HardSigmoid": _hard_sigmoid_np, "MatMul": _matmul_np, "LeakyRelu": _leaky, "Elu": _elu,
+         "Clip": _clip, "HardSwish": _hard_swish, "Softplus": _unary(_softplus),
+         "Softsign": _unary(lambda v: v / (1 + np.abs(v)))}
 
 
 def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, constants=None,

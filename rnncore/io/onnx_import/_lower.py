@@ -42,11 +42,11 @@ import numpy as np
 from rnncore.io.onnx_import._fuse import fuse_steps
 from rnncore.io.onnx_import._values import _Refused
 
-_ACTS = ("Relu", "Sigmoid", "Tanh", "HardSigmoid", "LeakyRelu", "Elu")
+_ACTS = ("Relu", "Sigmoid", "Tanh", "HardSigmoid", "LeakyRelu", "Elu",
+         "Clip", "HardSwish", "SiLU", "Softplus", "Softsign")   # Clip: constant bounds (rc.nn.Hardtanh)
 _SEQ_ACTS = _ACTS + ("Gelu",)       # Gelu: the op (opset 20) or its decomposition (_fuse.py)
 #: element-wise functions the sequence lowering names when it refuses them
-_NO_ENGINE = {"SiLU": "x * sigmoid(x) (SiLU)", "HardSwish": "HardSwish, x * clip(x/6 + 1/2, 0, 1)",
-              "Erf": "an Erf outside a GELU"}
+_NO_ENGINE = {"Erf": "an Erf outside a GELU"}
 _BIG = 2 ** 62
 
 
@@ -202,7 +202,7 @@ class _Lower:
             f = self.emit_conv(x["src"])
             self.layers.append(Magnitude())
             out = {"k": "frames", "shape": (f["shape"][0] // 2, f["shape"][1]), "pad": None}
-        elif op in _ACTS:
+        elif op in _ACTS and hasattr(s.fn, "module"):   # (a Clip with bounds computed at run time: none)
             x = self.materialize(x)
             if x["k"] == "sq" or x["k"] == "sumsq" or x.get("pad"):
                 self.refuse("applies an activation in the middle of a magnitude or a padding")
@@ -1143,10 +1143,11 @@ class _SeqLower:
             nodes = f", the nodes {a['nodes']}" if a.get("nodes") else ""
             self.refuse(f"is {_NO_ENGINE[op]}{nodes}: the C engine has no per-step layer for it (its "
                         "per-step activations: Relu, Sigmoid, Tanh, HardSigmoid, LeakyRelu, Elu, "
+                        "Clip (constant bounds), HardSwish, x * Sigmoid(x), Softplus, Softsign, "
                         "Gelu (erf or tanh form), "
                         "Softmax last)",
                         "run the model as the imported OnnxGraph (NumPy), or export it with one of those")
-        elif op in _SEQ_ACTS:
+        elif op in _SEQ_ACTS and hasattr(s.fn, "module"):
             x = self.get(s.inputs[0], ("data",))
             self.width[id(s)] = int(np.prod([ax[1] for ax in x["axes"] if ax[0] == "f"]))
             self.ops.append(("act", s.fn.module, s))
@@ -1586,7 +1587,8 @@ def lower_sequence_graph(g):
       axis 1 is the features -> ``rc.nn.BatchNorm1d``, ``Mul`` / ``Div`` / ``Add`` of the data by a
       constant (one value or one per feature) that is no Linear's -> :meth:`_SeqLower.affine`, a
       ``ReduceMean`` over time after the last recurrent layer -> ``rc.nn.MaskedMean``, the last step of
-      per-step layers after it -> ``LastStep()``; SiLU, HardSwish, Elu, LeakyRelu refused by name;
+      per-step layers after it -> ``LastStep()``; Elu, LeakyRelu, Clip (constant bounds), HardSwish,
+      SiLU, Softplus, Softsign -> their ``rc.nn`` layers; an Erf outside a GELU refused by name;
     * ``Add(x, f(x))``, ``f`` the activations / Linears / residuals right after ``x`` (each op
       reading the latest value): ``rc.nn.Residual(f)``;
     * attention pooling over time after the last recurrent layer (``Softmax`` over the time axis of

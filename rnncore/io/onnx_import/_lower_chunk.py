@@ -219,7 +219,7 @@ class _ChunkLower(_Lower):
             return
         if x["k"] != "feat":
             self.refuse("is not an op on the step's features")
-        if op in _ACTS:
+        if op in _ACTS and hasattr(s.fn, "module"):
             if x["tag"] == "c":
                 self.refuse("applies an activation to the cell state c (the engine's per-step output is h)")
             self.latest(x, "features")
