@@ -15,7 +15,8 @@ records + LSTM + head (rnncore/io/onnx_import/_lower_chunk.py); the recording is
 
 Silero VAD v4 (openwakeword 0.4.0's ``silero_vad.onnx``) lowers to the layers of a front-end that
 leaves positions (rnncore/io/onnx_import/_lower_positions.py, rnncore/nn/chunk.py), checked in
-NumPy against onnxruntime; the C engine refuses it naming the node.
+NumPy against onnxruntime; on 512-sample chunks (one position) it compiles to the C engine (f32 and
+q8: tests/test_engine_chunk.py for the records), checked against onnxruntime chunk by chunk.
 """
 
 from __future__ import annotations
@@ -311,8 +312,7 @@ def test_silero_v4_lowers_to_positions_layers_matching_onnxruntime_on_a_recordin
     decision flipped."""
     model, info = lower_graph(_v4())
     assert info == {"data_input": "input", "data_output": "output", "state_inputs": ["h", "c"],
-                    "state_outputs": ["hn", "cn"], "positions": 1, "state_rows": [0, 1],
-                    "c_refused": ("LogAffine", "Log_96")}
+                    "state_outputs": ["hn", "cn"], "positions": 1, "state_rows": [0, 1]}
     assert [type(m).__name__ for m in model] == V4_KINDS
     fr = v4_reference["frames"]
     probs, hn, cn = v4_reference["ort"]
@@ -392,13 +392,47 @@ def test_silero_v4_lowered_backward_matches_finite_differences(chunk):
     assert abs(analytic - fd) < 1e-6 * scale, (analytic, fd, scale)
 
 
+def test_silero_v4_compiles_f32_matching_onnxruntime_chunk_by_chunk(v4_reference):
+    """rc.compile of v4 on 512-sample chunks (f32): engine.run over the recording's 937 chunks
+    within 1e-5 of onnxruntime's probabilities (the state fed back chunk by chunk), the final
+    (h, c) its hn / cn (cn: or 1e-5 relative, its cells reach 113), no decision flipped;
+    stream.step chunk by chunk equals the run bit for bit."""
+    eng = rc.compile(_v4())
+    assert "lstm(64) > lstm(64)" in eng.describe()
+    fr = v4_reference["frames"]
+    probs, hn, cn = v4_reference["ort"]
+    Y, (h, c) = eng.run(fr[None], return_state=True)
+    assert Y.shape == (1, len(fr), 1)
+    err = np.abs(Y[0, :, 0] - probs).max()
+    print(f"v4 f32: max |p - onnxruntime| over {len(fr)} chunks = {err:.2e}")
+    np.testing.assert_allclose(Y[0, :, 0], probs, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(h, hn, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(c, cn, rtol=1e-5, atol=1e-4)
+    assert ((Y[0, :, 0] > 0.5) != (probs > 0.5)).sum() == 0
+    st = eng.stream()
+    got = np.array([st.step(x[None])[0, 0] for x in fr], np.float32)
+    np.testing.assert_array_equal(got, Y[0, :, 0])
+    np.testing.assert_array_equal(np.stack(st.state), np.stack([h, c]))
+
+
+def test_silero_v4_compiled_from_a_state_matches_onnxruntime(v4_reference):
+    """From a nonzero (h, c) of the graph's layout (2, 1, 64) each: 200 chunks within 1e-5."""
+    rng = np.random.default_rng(11)
+    h0, c0 = ((rng.standard_normal((2, 1, 64)) * 0.3).astype(np.float32) for _ in range(2))
+    fr = v4_reference["frames"][300:500]
+    probs, hn, cn = _v4_ort(fr, h0, c0)
+    Y, (h, c) = rc.compile(_v4()).run(fr[None], state=(h0, c0), return_state=True)
+    np.testing.assert_allclose(Y[0, :, 0], probs, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.stack([h, c]), np.stack([hn, cn]), rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("precision", ["f32", "q8"])
-def test_silero_v4_compile_is_refused_naming_the_node(precision):
-    """The C engine has no records for the v4 front-end's layers yet: rc.compile refuses it (f32
-    and q8) naming the node of the first such layer."""
-    with pytest.raises(ValueError, match=r"node 'Log_96' lowers to LogAffine, a layer of a chunk front-end "
-                                         r"that leaves positions .* which the C engine does not compile yet"):
-        rc.compile(_v4(), precision=precision)
+def test_silero_v4_on_chunks_of_three_positions_is_refused_naming_the_layer(precision):
+    """1536-sample chunks leave 3 positions per chunk, which the engine (one step per chunk) does
+    not run: refused by the ChunkPositions module."""
+    with pytest.raises(ValueError, match=r"module '19' \(ChunkPositions\) has positions=3; the C engine "
+                                         r"steps once per chunk"):
+        rc.compile(_v4(1536), precision=precision)
 
 
 def _v4_mutated(edit) -> bytes:

@@ -131,6 +131,9 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_POOL_TIME: return "pool_time";
     case RNC_REC_LOG_MEL: return "log_mel";
     case RNC_REC_RESIDUAL: return "residual";
+#if !defined(RNC_NO_CHUNK)
+    case RNC_REC_CONCAT: return "concat";
+#endif
 #if !defined(RNC_NO_POST_CONV)
     case RNC_REC_MUL_HALVES: return "mul_halves";
 #endif
@@ -953,6 +956,9 @@ static int next_stage(int stage, uint32_t kind)
         if (stage == 2) return 6;
 #endif
         return stage == 5 || stage == 6 || stage == 7 ? stage : -1;
+#if !defined(RNC_NO_CHUNK) /* a build without it does not know kind concat */
+    case RNC_REC_CONCAT: return stage == 5 ? 5 : -1; /* after a front-end record (its source) */
+#endif
     default: return -1; /* a kind this loader does not know */
     }
 }
@@ -1171,10 +1177,16 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         if (n != c->feat) return fail(c, FIELD(rec_pointwise, features), MSG_EXPECT, n, c->feat, 0, NULL);
         if (act >= RNC_FILE_PW_KINDS)
             return fail(c, FIELD(rec_pointwise, activation), MSG_RANGE, act, 0, RNC_FILE_PW_KINDS - 1, NULL);
-        if (act == RNC_PW_HARDSIGMOID || act == RNC_PW_LEAKYRELU || act == RNC_PW_ELU) {
+#if defined(RNC_NO_CHUNK)
+        if (act == RNC_PW_LOG_AFFINE)
+            return fail(c, FIELD(rec_pointwise, activation), MSG_LEFT_OUT, act, 0, 0,
+                        "log_affine (built with RNC_NO_CHUNK)");
+#endif
+        const int two = act == RNC_PW_HARDSIGMOID || act == RNC_PW_LOG_AFFINE; /* alpha and beta */
+        if (two || act == RNC_PW_LEAKYRELU || act == RNC_PW_ELU) {
             if (!finite_f(al)) return fail(c, FIELD(rec_pointwise, alpha), MSG_OPT_PARAM, f32_bits(al), 0, 0, NULL);
-            if (act == RNC_PW_HARDSIGMOID ? !finite_f(be) : f32_bits(be) != 0)
-                return fail(c, FIELD(rec_pointwise, beta), act == RNC_PW_HARDSIGMOID ? MSG_OPT_PARAM : MSG_OPT_UNUSED,
+            if (two ? !finite_f(be) : f32_bits(be) != 0)
+                return fail(c, FIELD(rec_pointwise, beta), two ? MSG_OPT_PARAM : MSG_OPT_UNUSED,
                             f32_bits(be), 0, 0, NULL);
         } else {
             if (f32_bits(al)) return fail(c, FIELD(rec_pointwise, alpha), MSG_OPT_UNUSED, f32_bits(al), 0, 0, NULL);
@@ -1318,6 +1330,28 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         m->res_floats += (size_t)n;
 #endif
         F->out_w = (uint32_t)n;
+#if !defined(RNC_NO_CHUNK)
+    } else if (kind == RNC_REC_CONCAT) {
+        if (size != RNC_SIZE_rec_concat) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_concat, 0, NULL);
+        CHECK_RESERVED(c, rec_concat, r);
+        const uint64_t n = rnc_rec_concat_features(r), span = rnc_rec_concat_span(r);
+        if (n != c->feat) return fail(c, FIELD(rec_concat, features), MSG_EXPECT, n, c->feat, 0, NULL);
+        /* the per-step records of its section right before this one it may span */
+        uint64_t run = 0;
+        while (run < c->part && c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV) ++run;
+        if (span == 0 || span > run) return fail(c, FIELD(rec_concat, span), MSG_RES_SPAN, span, run, 0, NULL);
+        const uint32_t src = m->num_front - (uint32_t)span;
+        for (uint32_t j = src; j < m->num_front; ++j)
+            if (m->front[j].phase || m->front[j].tpad_r) /* steps without an output, or more */
+                return fail(c, FIELD(rec_concat, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
+        const uint64_t w = (uint64_t)m->front[src].in_w + n;
+        if (w > RNC_FILE_MAX_FEATURES)
+            return fail(c, FIELD(rec_concat, features), MSG_RANGE, w, 1, RNC_FILE_MAX_FEATURES, NULL);
+        F->src = src;
+        F->save_off = m->res_floats;
+        m->res_floats += (size_t)m->front[src].in_w;
+        F->out_w = (uint32_t)w;
+#endif
     } else { /* RNC_REC_FRAME_CONV */
         const uint32_t q8 = m->precision == RNC_Q8; /* a q8 file: the fconvq8 tail follows */
         const uint32_t want = RNC_SIZE_rec_frame_conv + (q8 ? RNC_SIZE_fconvq8 : 0);
@@ -1808,6 +1842,9 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_CONV_TIME:
     case RNC_REC_RESIDUAL:
     case RNC_REC_POOL_TIME:
+#if !defined(RNC_NO_CHUNK)
+    case RNC_REC_CONCAT:
+#endif
 #if !defined(RNC_NO_POST_CONV)
     case RNC_REC_MUL_HALVES:
 #endif

@@ -28,11 +28,13 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
       y[o] = float32(acc[o]) * (s_x * s_w[o]) + b[o]
 
 * ``residual``: ``y = x + u`` with ``u`` the input of the record ``span`` records before it;
+* ``concat``: ``y = [u ; x]`` with ``u`` the input of the record ``span`` records before it;
 * ``magnitude``: ``y[i] = sqrt(x[i]*x[i] + x[M+i]*x[M+i])``;
 * ``mul_halves``: ``y[i] = x[i] * x[M+i]`` (``rc.nn.MulHalves``);
 * ``pointwise``: relu ``x > 0 ? x : 0``, hardsigmoid ``min(max(alpha x + beta, 0), 1)``,
   sigmoid ``1 / (1 + exp(-x))``, tanh, gelu ``0.5 x (1 + erf(x / sqrt 2))``, gelu tanh,
-  leakyrelu ``x >= 0 ? x : alpha x``, elu ``x >= 0 ? x : alpha (exp(x) - 1)``;
+  leakyrelu ``x >= 0 ? x : alpha x``, elu ``x >= 0 ? x : alpha (exp(x) - 1)``,
+  log_affine ``rnc_logf(alpha x + beta)`` (the C core's own logf, :func:`rnc_logf`);
 * ``layer_norm``: ``s`` the left-to-right float32 sum of ``x``, ``mean = s / n``, ``v`` the
   left-to-right sum of ``(x - mean)^2``, ``r = 1 / sqrt(v / n + eps)``,
   ``y = ((x - mean) * r) * w + b``;
@@ -53,8 +55,8 @@ flush at the end of the input, is :class:`RecordStream` (the same bits).
 Every operation is one float32 operation, rounded (the C core: ``-ffp-contract=off``), so the C
 rows equal these bit for bit, with one exception: sigmoid, tanh, elu and the gelus call the C
 library's ``expf``/``tanhf``/``erff``, whose last bit may differ from NumPy's (relu, leakyrelu, hardsigmoid,
-magnitude, mul_halves, layer_norm, scale_shift, pooling, the convolution and log_mel, whose log is the C
-core's own polynomial, are exact).
+magnitude, mul_halves, layer_norm, scale_shift, pooling, the convolution, log_mel and log_affine, whose
+log is the C core's own polynomial, are exact).
 """
 
 from __future__ import annotations
@@ -556,6 +558,8 @@ class RecordStream:
                 b["n"] += 1
             elif kind == "residual":
                 y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+            elif kind == "concat":
+                y = np.concatenate([inputs[len(inputs) - 1 - int(rec["span"])], y], axis=-1)
             else:
                 y = step_record(rec, y)
         return y
@@ -606,6 +610,8 @@ def pointwise(name: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0) -
         return np.where(x >= 0, x, F32(alpha) * x).astype(F32)
     if name == "elu":
         return np.where(x >= 0, x, F32(alpha) * (np.exp(np.minimum(x, F32(0))) - one)).astype(F32)
+    if name == "log_affine":   # model.c pointwise_row: rnc_logf(alpha * x + beta)
+        return rnc_logf(F32(alpha) * x + F32(beta))
     raise ValueError(f"pointwise: unknown activation {name!r}")
 
 
@@ -648,6 +654,8 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
         return x * np.asarray(t["scale"], F32) + np.asarray(t["shift"], F32)
     if kind == "gelu" and rec.get("approximate") == "tanh":
         kind = "gelu_tanh"
+    if kind == "log_affine" and "scale" in rec:   # rc.nn.LogAffine's record(): log(scale x + offset)
+        return pointwise(kind, x, rec["scale"], rec["offset"])
     return pointwise(kind, x, rec.get("alpha", 0.0), rec.get("beta", 0.0))
 
 
@@ -686,6 +694,8 @@ def step_records(records: list, x: np.ndarray, lengths=None, skip: list | None =
             y = y.reshape(-1, y.shape[-1])
         elif kind == "residual":
             y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+        elif kind == "concat":
+            y = np.concatenate([inputs[len(inputs) - 1 - int(rec["span"])], y], axis=-1)
         elif kind in ("conv1d", "conv_time"):
             if len(lead) != 2:
                 raise ValueError("step_records: a conv_time record needs whole sequences (B, T, F), "
@@ -725,6 +735,8 @@ def float_step_records(records: list, x: np.ndarray, lengths=None, skip: list | 
         t = rec.get("tensors", rec)
         if kind == "residual":
             y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+        elif kind == "concat":
+            y = np.concatenate([inputs[len(inputs) - 1 - int(rec["span"])], y], axis=-1)
         elif kind in ("conv1d", "conv_time"):
             if len(lead) != 2:
                 raise ValueError(f"a conv1d record needs whole sequences (B, T, F), got {x.shape}")
@@ -800,6 +812,8 @@ def float_step_records(records: list, x: np.ndarray, lengths=None, skip: list | 
             y = np.where(y >= 0, y, float(rec.get("alpha", 0.01)) * y)
         elif kind == "elu":
             y = np.where(y >= 0, y, float(rec.get("alpha", 1.0)) * np.expm1(np.minimum(y, 0)))
+        elif kind == "log_affine":
+            y = np.log(float(rec["scale"]) * y + float(rec["offset"]))
         elif kind == "gelu":
             if rec.get("approximate", "none") == "tanh":
                 y = 0.5 * y * (1 + np.tanh(math.sqrt(2 / math.pi) * (y + 0.044715 * y ** 3)))
