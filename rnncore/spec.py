@@ -261,8 +261,15 @@ class ModelSpec:
 
 def _front_width(records: list, width: int) -> int:
     """The features per step left by the front-end records, from ``width`` features."""
+    widths: list = []   # each record's input width (a concat's span reaches back to one)
     for n, r in enumerate(records):
         kind = r["kind"]
+        widths.append(width)
+        if kind == "concat":   # [the input of the record `span` before ; x]
+            span = r.get("span")
+            if not isinstance(span, (int, np.integer)) or not 1 <= span <= n:
+                raise ValueError(f"front[{n}] (concat): span must be 1..{n}, got {span!r}")
+            width += widths[n - span]
         if kind in ("frame_conv1d", "frame_conv"):
             if r["in_channels"] * r["frame_length"] != width:
                 raise ValueError(f"front[{n}] (frame_conv1d): in_channels*frame_length = "
@@ -289,7 +296,7 @@ def _front_width(records: list, width: int) -> int:
 #: the rc.nn activations a per-step record runs (their ``record()`` kinds)
 STEP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "gelu", "layer_norm",
                     "scale_shift", "leaky_relu", "elu",
-                    "hardtanh", "silu", "hardswish", "softplus", "softsign")
+                    "hardtanh", "silu", "hardswish", "softplus", "softsign", "log_affine")
 #: the per-step records that map a row alone and may stand anywhere a per-step record does (before,
 #: between and after the recurrent layers): the activations and ``mul_halves`` (``rc.nn.MulHalves``,
 #: 2H -> H features)
@@ -367,6 +374,91 @@ def _residual_records(m: object, name: str, front: bool) -> tuple[list, tuple]:
 
     walk(m, name)
     return out, tuple(first)
+
+
+#: the layers of a chunk front-end (rnncore/nn/chunk.py) that lower to front-end records
+_CHUNK_FRONT = ("FrameConcat", "FrameResidual", "SmoothedMeanSubtract")
+
+
+def _chunk_records(m: object, name: str) -> list:
+    """A chunk front-end layer (:mod:`rnncore.nn.chunk`) as front-end records, its equation kept:
+
+    * ``FrameConcat(body)``: body's records then ``{"kind": "concat", "span": len(body's)}``
+      (``y = [x ; body(x)]``);
+    * ``FrameResidual(body)``: body's records then a ``residual`` of that span;
+      ``FrameResidual(body, proj)`` with ``proj`` one FrameConv1d of ``kernel_size`` 1 (stride 1,
+      unpadded, one group, ``W_p (O, C, 1)``, ``b_p``): body's records, a ``concat`` of that span
+      (``[x ; body(x)]``), then a frame_conv1d of ``kernel_size`` 1 with weight ``[W_p | I_O]``
+      and bias ``b_p`` (``W_p x + b_p + body(x)``);
+    * ``SmoothedMeanSubtract(C, L, smoother)``: frame_conv1d ``C -> 1`` of weight ``1/C`` over the
+      ``L`` positions (``m``), the smoother's record (``s``), frame_conv1d ``1 -> 1`` of
+      ``kernel_size = L_s`` and weight ``1/L_s`` (``mu``), frame_conv1d ``1 -> C*L`` of weight
+      ``-1`` over one position (``-mu`` at every value), then a ``residual`` of span 4 (``x - mu``).
+
+    Raises ``ValueError`` naming the module the C core cannot run."""
+    out: list = []
+
+    def conv(ci: int, co: int, k: int, L: int, w: np.ndarray, b: np.ndarray | None = None) -> dict:
+        t = {"weight": np.asarray(w, np.float64).reshape(co, ci, k)}
+        if b is not None:
+            t["bias"] = np.asarray(b, np.float64)
+        return {"kind": "frame_conv1d", "in_channels": ci, "out_channels": co, "kernel_size": k,
+                "frame_length": L, "stride": 1, "dilation": 1, "groups": 1, "pad_left": 0, "pad_right": 0,
+                "padding_mode": "zeros", "tensors": t}
+
+    def walk(mod: object, path: str) -> None:
+        kind = type(mod).__name__
+        sub = dict(mod.children()) if hasattr(mod, "children") else {}
+        if kind == "Sequential":
+            for cname, c in sub.items():
+                walk(c, f"{path}.{cname}")
+            return
+        if kind in ("FrameConcat", "FrameResidual"):
+            n0 = len(out)
+            walk(sub["body"], f"{path}.body")
+            span = len(out) - n0
+            if not span:
+                raise ValueError(f"compile: module {path!r} ({kind}) has an empty body")
+            proj = sub.get("proj")
+            if kind == "FrameConcat" or proj is not None:
+                out.append({"kind": "concat", "span": span})
+            if kind == "FrameResidual" and proj is None:
+                out.append({"kind": "residual", "span": span})
+            elif proj is not None:
+                p = list(dict(proj.children()).values()) if type(proj).__name__ == "Sequential" else [proj]
+                c = p[0] if len(p) == 1 else None
+                if (type(c).__name__ != "FrameConv1d" or c.kernel_size != 1 or c.stride != 1
+                        or c.groups != 1 or c.pad_left or c.pad_right):
+                    where = f"{path}.proj"
+                    raise ValueError(f"compile: module {where!r} ({type(proj).__name__}): the C core runs "
+                                     "a FrameResidual projection that is one FrameConv1d of kernel_size 1 "
+                                     f"(stride 1, unpadded, groups 1), got {proj!r}")
+                ci, co, L = c.in_channels, c.out_channels, c.frame_length
+                w = np.concatenate([_np(c.params["weight"])[:, :, 0], np.eye(co)], axis=1)
+                b = _np(c.params["bias"]) if "bias" in c.params else None
+                out.append(conv(ci + co, co, 1, L, w, b))
+            return
+        if kind == "SmoothedMeanSubtract":
+            C, L, sm = mod.channels, mod.length, sub["smoother"]
+            Ls = sm.out_length
+            rec = sm.record()
+            rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
+            out.extend([conv(C, 1, 1, L, np.full(C, 1.0 / C)), rec, conv(1, 1, Ls, Ls, np.full(Ls, 1.0 / Ls)),
+                        conv(1, C * L, 1, 1, np.full(C * L, -1.0)), {"kind": "residual", "span": 4}])
+            return
+        rec = mod.record() if hasattr(mod, "record") else None
+        rkind = rec.get("kind") if isinstance(rec, dict) else None
+        if rkind not in ("frame_conv1d", "magnitude", *STEP_ROWWISE):
+            raise ValueError(f"compile: module {path!r} ({kind}) inside a chunk front-end layer is not a "
+                             "per-step layer the C core runs (FrameConv1d, Magnitude, activations, "
+                             "LogAffine)")
+        rec = dict(rec)
+        if "tensors" in rec:
+            rec["tensors"] = {k: _np(v) for k, v in rec["tensors"].items()}
+        out.append(rec)
+
+    walk(m, name)
+    return out
 
 
 def _np(v: object) -> np.ndarray:
@@ -520,12 +612,6 @@ def spec_from_model(model: object) -> ModelSpec:
         from rnncore.io.onnx_import._lower import lower_graph
 
         model, info = lower_graph(model)
-        if info.get("c_refused"):
-            layer, node = info["c_refused"]
-            raise ValueError(f"rc.compile(OnnxGraph): node {node!r} lowers to {layer}, a layer of a chunk "
-                             "front-end that leaves positions (rnncore/nn/chunk.py), which the C engine does "
-                             "not compile yet; the lowered model runs in NumPy: "
-                             "rnncore.io.onnx_import._lower.lower_graph(g)[0]")
     if _cell_of(model) is not None:
         spec = ModelSpec(_recurrent_layers(model))
         spec.validate()
@@ -595,6 +681,19 @@ def spec_from_model(model: object) -> ModelSpec:
                                  "its table; put the Residual's per-step layers after the recurrent layer")
             span = _spec_records(spec) - mark.start.records
             (spec.front if stage == 0 else spec.post).append({"kind": "residual", "span": span})
+            continue
+        if kind in ("ChunkPositions", "ChunkMean"):   # P positions per chunk <-> the engine's steps
+            if m.positions != 1:
+                raise ValueError(f"compile: module {name!r} ({kind}) has positions={m.positions}; the C "
+                                 "engine steps once per chunk, so it runs chunk models whose front-end "
+                                 "leaves one position (positions=1: Silero VAD v4 on 512-sample chunks)")
+            continue   # one position: the identity
+        if kind in _CHUNK_FRONT:
+            if stage != 0 or spec.embedding is not None or not spec.front:
+                raise ValueError(f"compile: module {name!r} ({kind}) is a chunk front-end layer; the C core "
+                                 "runs it in the front-end after a layer that gives the input width "
+                                 "(a FrameConv1d)")
+            spec.front.extend(_chunk_records(m, name))
             continue
         if spec.embedding is not None and stage == 0 and rkind in ("frame_conv1d", *STEP_ACTIVATIONS):
             # a per-step layer right after the embedding (Linear, activation, LayerNorm, BatchNorm)

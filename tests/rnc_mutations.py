@@ -255,6 +255,13 @@ def seed_files() -> dict[str, bytes]:
         nn.Linear(4, 2, seed=9)), "q8").data
     out["resid_rnn_f32_v2"] = rc.compile(nn.Sequential(
         nn.Residual(nn.GRU(4, 4, seed=10)), nn.Residual(nn.GRU(4, 4, seed=11)), nn.LastStep())).data
+    # a chunk front-end (rnncore.nn.chunk): log_affine, concat records, q8
+    from rnncore.nn.chunk import FrameConcat, LogAffine
+
+    out["chunk_q8_v2"] = rc.compile(nn.Sequential(
+        nn.FrameConv1d(1, 2, 3, frame_length=4, padding=1, seed=12), nn.ReLU(),
+        FrameConcat(nn.Sequential(LogAffine(4.0, 1.0), nn.FrameConv1d(2, 1, 1, frame_length=4, seed=13))),
+        nn.GRU(12, 3, seed=14)), "q8").data
     return out
 
 

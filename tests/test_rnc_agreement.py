@@ -70,7 +70,7 @@ def test_reader_and_loader_agree_on_every_mutated_file():
     assert not differ, f"{len(differ)} of {total} mutated files disagree, e.g. {differ[:3]}"
     assert total > 20000 and 0.5 * total < refused < total, (total, refused)
     # the mutations reach most checks (the rest: limits no small file reaches, big-endian hosts,
-    # and two per-step checks one edit cannot reach: a 33rd per-step record, and an odd width
+    # and two per-step checks one edit cannot reach: a 65th per-step record, and an odd width
     # before a magnitude -- the record before it then no longer fits its tensors;
     # tests/test_engine_frontend.py reaches the latter; LEFT_OUT exists only in builds without
     # optional kernel groups: tests/test_c_core.py reaches it; INT_S16_BOUND needs a row of

@@ -193,7 +193,7 @@ typedef struct rnc_layer {   /* private: filled by rnc_model_init, read with rnc
 
 /* A per-step record (private; docs/rnc-format.md, "Per-step records"): a front-end layer before
  * the recurrent layers or a pointwise activation after them, applied to every step alone. */
-#define RNC_MAX_FRONT 32u           /* per-step records per model */
+#define RNC_MAX_FRONT 64u           /* per-step records per model */
 typedef struct rnc_front_op {
     uint32_t kind;                /* RNC_REC_FRAME_CONV / _POINTWISE / _MAGNITUDE (rnc_layout.h) */
     uint32_t in_w, out_w;         /* features per step in and out */

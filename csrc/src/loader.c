@@ -131,6 +131,9 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_POOL_TIME: return "pool_time";
     case RNC_REC_LOG_MEL: return "log_mel";
     case RNC_REC_RESIDUAL: return "residual";
+#if !defined(RNC_NO_CHUNK)
+    case RNC_REC_CONCAT: return "concat";
+#endif
 #if !defined(RNC_NO_POST_CONV)
     case RNC_REC_MUL_HALVES: return "mul_halves";
 #endif
@@ -953,6 +956,9 @@ static int next_stage(int stage, uint32_t kind)
         if (stage == 2) return 6;
 #endif
         return stage == 5 || stage == 6 || stage == 7 ? stage : -1;
+#if !defined(RNC_NO_CHUNK) /* a build without it does not know kind concat */
+    case RNC_REC_CONCAT: return stage == 5 ? 5 : -1; /* after a front-end record (its source) */
+#endif
     default: return -1; /* a kind this loader does not know */
     }
 }
@@ -1169,13 +1175,20 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const uint32_t n = rnc_rec_pointwise_features(r), act = rnc_rec_pointwise_activation(r);
         const float al = rnc_rec_pointwise_alpha(r), be = rnc_rec_pointwise_beta(r);
         if (n != c->feat) return fail(c, FIELD(rec_pointwise, features), MSG_EXPECT, n, c->feat, 0, NULL);
-#if defined(RNC_NO_PW_EXT) /* kinds from 8 left out (model.c has no code for them): one check */
-        if (act >= RNC_PW_HARDTANH)
-            return fail(c, FIELD(rec_pointwise, activation), MSG_LEFT_OUT, act, 0, 0,
-                        "a kind from 8 (hardtanh, silu, hardswish, softplus, softsign; built with RNC_NO_PW_EXT)");
-#else
         if (act >= RNC_FILE_PW_KINDS)
             return fail(c, FIELD(rec_pointwise, activation), MSG_RANGE, act, 0, RNC_FILE_PW_KINDS - 1, NULL);
+#if defined(RNC_NO_PW_EXT) /* kinds 8..12 left out (model.c has no code for them): one check */
+        if (act >= RNC_PW_HARDTANH && act <= RNC_PW_SOFTSIGN)
+            return fail(c, FIELD(rec_pointwise, activation), MSG_LEFT_OUT, act, 0, 0,
+                        "a kind from 8 to 12 (hardtanh, silu, hardswish, softplus, softsign; built with RNC_NO_PW_EXT)");
+#endif
+#if defined(RNC_NO_CHUNK)
+        if (act == RNC_PW_LOG_AFFINE)
+            return fail(c, FIELD(rec_pointwise, activation), MSG_LEFT_OUT, act, 0, 0,
+                        "log_affine (built with RNC_NO_CHUNK)");
+#endif
+        const int two = act == RNC_PW_HARDSIGMOID || act == RNC_PW_LOG_AFFINE; /* alpha and beta */
+#if !defined(RNC_NO_PW_EXT)
         if (act == RNC_PW_HARDTANH) { /* min, max: not NaN (a bound may be infinite), min <= max */
             if (al != al || al == INFINITY)
                 return fail(c, FIELD(rec_pointwise, alpha), MSG_PW_PARAM, f32_bits(al), 0, 0,
@@ -1192,10 +1205,10 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
                             "softplus' threshold: not NaN");
         } else
 #endif
-        if (act == RNC_PW_HARDSIGMOID || act == RNC_PW_LEAKYRELU || act == RNC_PW_ELU) {
+        if (two || act == RNC_PW_LEAKYRELU || act == RNC_PW_ELU) {
             if (!finite_f(al)) return fail(c, FIELD(rec_pointwise, alpha), MSG_OPT_PARAM, f32_bits(al), 0, 0, NULL);
-            if (act == RNC_PW_HARDSIGMOID ? !finite_f(be) : f32_bits(be) != 0)
-                return fail(c, FIELD(rec_pointwise, beta), act == RNC_PW_HARDSIGMOID ? MSG_OPT_PARAM : MSG_OPT_UNUSED,
+            if (two ? !finite_f(be) : f32_bits(be) != 0)
+                return fail(c, FIELD(rec_pointwise, beta), two ? MSG_OPT_PARAM : MSG_OPT_UNUSED,
                             f32_bits(be), 0, 0, NULL);
         } else {
             if (f32_bits(al)) return fail(c, FIELD(rec_pointwise, alpha), MSG_OPT_UNUSED, f32_bits(al), 0, 0, NULL);
@@ -1339,6 +1352,28 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         m->res_floats += (size_t)n;
 #endif
         F->out_w = (uint32_t)n;
+#if !defined(RNC_NO_CHUNK)
+    } else if (kind == RNC_REC_CONCAT) {
+        if (size != RNC_SIZE_rec_concat) return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_concat, 0, NULL);
+        CHECK_RESERVED(c, rec_concat, r);
+        const uint64_t n = rnc_rec_concat_features(r), span = rnc_rec_concat_span(r);
+        if (n != c->feat) return fail(c, FIELD(rec_concat, features), MSG_EXPECT, n, c->feat, 0, NULL);
+        /* the per-step records of its section right before this one it may span */
+        uint64_t run = 0;
+        while (run < c->part && c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV) ++run;
+        if (span == 0 || span > run) return fail(c, FIELD(rec_concat, span), MSG_RES_SPAN, span, run, 0, NULL);
+        const uint32_t src = m->num_front - (uint32_t)span;
+        for (uint32_t j = src; j < m->num_front; ++j)
+            if (m->front[j].phase || m->front[j].tpad_r) /* steps without an output, or more */
+                return fail(c, FIELD(rec_concat, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
+        const uint64_t w = (uint64_t)m->front[src].in_w + n;
+        if (w > RNC_FILE_MAX_FEATURES)
+            return fail(c, FIELD(rec_concat, features), MSG_RANGE, w, 1, RNC_FILE_MAX_FEATURES, NULL);
+        F->src = src;
+        F->save_off = m->res_floats;
+        m->res_floats += (size_t)m->front[src].in_w;
+        F->out_w = (uint32_t)w;
+#endif
     } else { /* RNC_REC_FRAME_CONV */
         const uint32_t q8 = m->precision == RNC_Q8; /* a q8 file: the fconvq8 tail follows */
         const uint32_t want = RNC_SIZE_rec_frame_conv + (q8 ? RNC_SIZE_fconvq8 : 0);
@@ -1829,6 +1864,9 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_CONV_TIME:
     case RNC_REC_RESIDUAL:
     case RNC_REC_POOL_TIME:
+#if !defined(RNC_NO_CHUNK)
+    case RNC_REC_CONCAT:
+#endif
 #if !defined(RNC_NO_POST_CONV)
     case RNC_REC_MUL_HALVES:
 #endif

@@ -54,6 +54,13 @@
 #else
 #define IS_MUL_HALVES(k) ((k) == RNC_REC_MUL_HALVES)
 #endif
+/* A concat record (front-end only): a build without it (-DRNC_NO_CHUNK, the dense deploy build;
+ * its loader does not know the kind) never meets one. */
+#if defined(RNC_NO_CHUNK)
+#define IS_CONCAT(k) ((void)(k), 0)
+#else
+#define IS_CONCAT(k) ((k) == RNC_REC_CONCAT)
+#endif
 
 static rnc_status plan_op(rnc_plan_op *p, int op, int prec, int isa, int input, int gru_rb)
 {
@@ -1097,6 +1104,11 @@ static void pointwise_row(const rnc_front_op *F, const float *x, float *y)
     case RNC_PW_GELU:
         for (i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
         break;
+#if !defined(RNC_NO_CHUNK)
+    case RNC_PW_LOG_AFFINE:
+        for (i = 0; i < n; ++i) y[i] = rnc_logf(F->alpha * x[i] + F->beta);
+        break;
+#endif
     case RNC_PW_LEAKYRELU:
     case RNC_PW_ELU:
         if (y != x) memmove(y, x, (size_t)n * sizeof *y);
@@ -1343,12 +1355,16 @@ static int step_rows(const rnc_model *m, uint32_t first, uint32_t n, const float
         /* (a residual across recurrent records may stand in a later run: its copy goes to the
          * row's skip area xs) */
         for (uint32_t j = i + 1; j < (XRES_ON && m->xres_floats ? m->num_front : first + n); ++j)
-            if (m->front[j].kind == RNC_REC_RESIDUAL && m->front[j].src == i)
+            if ((m->front[j].kind == RNC_REC_RESIDUAL || IS_CONCAT(m->front[j].kind)) && m->front[j].src == i)
                 memcpy((XRES_ON && m->front[j].xres ? XS_ROW : save) + m->front[j].save_off, in,
                        sizeof(float) * F->in_w);
         if (F->kind == RNC_REC_RESIDUAL) {
             const float *u = (XRES_ON && F->xres ? XS_ROW : save) + F->save_off;
             for (uint32_t k = 0; k < F->in_w; ++k) dst[k] = in[k] + u[k];
+        } else if (IS_CONCAT(F->kind)) { /* [u ; x] (dst may be in: x moves first) */
+            const uint32_t uw = F->out_w - F->in_w;
+            memmove(dst + uw, in, sizeof(float) * F->in_w);
+            memcpy(dst, save + F->save_off, sizeof(float) * uw);
         } else {
             const int r = front_row(m, F, in, dst, win, scratch, tw, pad && i == first);
             if (r) return r;
@@ -1850,6 +1866,9 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         case RNC_REC_MAGNITUDE:
         case RNC_REC_LOG_MEL:
         case RNC_REC_POOL_TIME:
+#if !defined(RNC_NO_CHUNK)
+        case RNC_REC_CONCAT:
+#endif
             break; /* the front-end, run above */
 #if !defined(RNC_NO_POST_CONV)
         case RNC_REC_FRAME_CONV:
@@ -2256,7 +2275,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         if (((m->stage[i] == RNC_REC_FRAME_CONV || IS_MUL_HALVES(m->stage[i])) && !POST_CONV(m)) ||
             m->stage[i] == RNC_REC_CONV_TIME ||
             m->stage[i] == RNC_REC_MAGNITUDE || m->stage[i] == RNC_REC_LOG_MEL ||
-            m->stage[i] == RNC_REC_POOL_TIME)
+            m->stage[i] == RNC_REC_POOL_TIME || IS_CONCAT(m->stage[i]))
             continue; /* the front-end, above */
         if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
             m->stage[i] == RNC_REC_SCALE_SHIFT || m->stage[i] == RNC_REC_RESIDUAL ||

@@ -55,7 +55,8 @@
     S(timepad, 16)        /* v2: padding over time, after a conv_time / pool_time record (optional) */ \
     S(fconvq16, 8)        /* v2 q8 files: after a frame_conv's fconvq8 tail, its 16 x 16 form (optional) */ \
     S(rec_mul_halves, 8)  /* v2: the product of the two halves of each step's features (kind 14) */ \
-    S(attnpool, 32)       /* v2: after a last_step record with RNC_LAST_STEP_FLAG_ATTN (then 48 bytes) */
+    S(attnpool, 32)       /* v2: after a last_step record with RNC_LAST_STEP_FLAG_ATTN (then 48 bytes) */ \
+    S(rec_concat, 16)     /* v2: [the input of an earlier per-step record ; x] (kind 15) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -332,7 +333,7 @@
     X(rec_frame_conv, padding_mode, 44, U32)                                                      \
     X(rec_frame_conv, weight, 48, REF)                                                            \
     X(rec_frame_conv, bias, 56, REF)
-#define RNC_FILE_MAX_FRONT 32u     /* per-step records (kinds 5..9) per file */
+#define RNC_FILE_MAX_FRONT 64u     /* per-step records (kinds 5..15) per file */
 #define RNC_FILE_MAX_KERNEL 65536u /* frame_conv kernel_size, stride, dilation, padding */
 
 /* pointwise: y = f(x) element by element on `features` values (the running width) */
@@ -350,7 +351,8 @@
 #define RNC_PW_HARDSWISH 10u    /* x min(max(x + 3, 0), 6) / 6 */
 #define RNC_PW_SOFTPLUS 11u     /* alpha x > beta ? x : softplus(alpha x) / alpha (RNC_CELLACT_SOFTPLUS's code) */
 #define RNC_PW_SOFTSIGN 12u     /* x / (1 + |x|) (RNC_CELLACT_SOFTSIGN's code) */
-#define RNC_FILE_PW_KINDS 13u
+#define RNC_PW_LOG_AFFINE 13u   /* rnc_logf(alpha x + beta) (kernels/logf.h); left out with -DRNC_NO_CHUNK */
+#define RNC_FILE_PW_KINDS 14u
 /* fconvq8: the tail of a frame_conv record in a q8 file. scale present: f32 [groups *
  * round16(C_out/groups)] per-row weight scales, and the record's weight holds `groups` packed q8
  * matrices of round16(C_out/groups) rows x round4(C_in/groups * k) inputs (int8, -127..127, zero
@@ -382,6 +384,17 @@
     X(rec_residual, size, 4, U32)                                                                 \
     X(rec_residual, features, 8, U32)                                                             \
     X(rec_residual, span, 12, U32)
+
+/* concat (kind 15): y = [u ; x], u the input of the per-step record `span` records before this one
+ * (span >= 1, within the front-end: those span records are the body of FrameConcat(body)), x this
+ * record's `features` values: u's width + features values out; the span includes no record that
+ * gives no output at some steps. */
+#define RNC_REC_CONCAT 15u
+#define RNC_FIELDS_rec_concat(X)                                                                  \
+    X(rec_concat, kind, 0, U32)                                                                   \
+    X(rec_concat, size, 4, U32)                                                                   \
+    X(rec_concat, features, 8, U32)                                                               \
+    X(rec_concat, span, 12, U32)
 
 #define RNC_FIELDS_rec_pointwise(X)                                                               \
     X(rec_pointwise, kind, 0, U32)                                                                \
@@ -723,7 +736,8 @@
     RNC_FIELDS_rec_log_mel(X) \
     RNC_FIELDS_fconvq8(X) RNC_FIELDS_rec_residual(X) \
     RNC_FIELDS_rec_pool_time(X) \
-    RNC_FIELDS_timepad(X) RNC_FIELDS_fconvq16(X) RNC_FIELDS_rec_mul_halves(X) RNC_FIELDS_attnpool(X)
+    RNC_FIELDS_timepad(X) RNC_FIELDS_fconvq16(X) RNC_FIELDS_rec_mul_halves(X) RNC_FIELDS_attnpool(X) \
+    RNC_FIELDS_rec_concat(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

@@ -76,19 +76,21 @@ RECORD_KINDS = {"embedding": _C["REC_EMBEDDING"], "recurrent": _C["REC_RECURRENT
                 "scale_shift": _C["REC_SCALE_SHIFT"], "conv_time": _C["REC_CONV_TIME"],
                 "residual": _C["REC_RESIDUAL"]}
 _STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift", "conv_time", "log_mel",
-               "residual", "pool_time", "mul_halves")
+               "residual", "pool_time", "mul_halves", "concat")
 RECORD_KINDS["pool_time"] = _C["REC_POOL_TIME"]
 #: pool_time's op field (rnc_layout.h RNC_POOL_*), by the layers' record() kinds
 POOL_OPS = {"max_pool1d": _C["POOL_MAX"], "avg_pool1d": _C["POOL_AVG"]}
 RECORD_KINDS["log_mel"] = _C["REC_LOG_MEL"]
 RECORD_KINDS["mul_halves"] = _C["REC_MUL_HALVES"]
+RECORD_KINDS["concat"] = _C["REC_CONCAT"]
 _MEL_LOGS = {None: _C["MEL_LOG_NONE"], "log": _C["MEL_LOG"], "db": _C["MEL_LOG_DB"]}
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
 POINTWISE = {"relu": _C["PW_RELU"], "sigmoid": _C["PW_SIGMOID"], "tanh": _C["PW_TANH"],
              "hardsigmoid": _C["PW_HARDSIGMOID"], "gelu": _C["PW_GELU"], "gelu_tanh": _C["PW_GELU_TANH"],
              "leakyrelu": _C["PW_LEAKYRELU"], "elu": _C["PW_ELU"],
              "hardtanh": _C["PW_HARDTANH"], "silu": _C["PW_SILU"], "hardswish": _C["PW_HARDSWISH"],
-             "softplus": _C["PW_SOFTPLUS"], "softsign": _C["PW_SOFTSIGN"]}
+             "softplus": _C["PW_SOFTPLUS"], "softsign": _C["PW_SOFTSIGN"],
+             "log_affine": _C["PW_LOG_AFFINE"]}
 _POINTWISE_NAMES = {v: k for k, v in POINTWISE.items()}
 
 PRECISIONS = {"f32": 0, "q8": 1, "q4": 2}
@@ -423,6 +425,12 @@ def _pointwise_code(r: dict) -> tuple[int, float, float]:
             raise ValueError(f"per-step record softplus: expected a finite nonzero float32 beta and a "
                              f"threshold that is not NaN, got {b!r}, {t!r}")
         return POINTWISE[kind], b, t
+    if kind == "log_affine":   # rc.nn.LogAffine: log(scale x + offset)
+        alpha, beta = float(r["scale"]), float(r["offset"])
+        if not (np.isfinite(np.float32(alpha)) and np.isfinite(np.float32(beta))):
+            raise ValueError(f"per-step record log_affine: scale and offset must be finite float32, got "
+                             f"{alpha!r}, {beta!r}")
+        return POINTWISE[kind], alpha, beta
     return POINTWISE[kind], 0.0, 0.0
 
 
@@ -677,6 +685,13 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str,
                 raise ValueError(f"{where}[{n}] (residual): the input of {whose} has {src} "
                                  f"features, f gives {feat}; they must agree")
             out.append({"kind": "residual", "fields": {"features": feat, "span": int(span)}, "tensors": []})
+        elif kind == "concat":   # y = [u ; x], u the input of the record `span` before (front-end only)
+            span = r.get("span")
+            if where != "front" or not isinstance(span, (int, np.integer)) or not 1 <= span <= n:
+                raise ValueError(f"{where}[{n}] (concat): span must be 1..{n} (the front-end records before "
+                                 f"it; concat stands in the front-end only), got {span!r}")
+            out.append({"kind": "concat", "fields": {"features": feat, "span": int(span)}, "tensors": []})
+            feat += widths[before + n - span]
         elif kind in ("max_pool1d", "avg_pool1d"):
             out.append(_plan_pool_time(r, feat, f"{where}[{n}]"))
         elif kind in ("frame_conv1d", "frame_conv"):
@@ -2051,6 +2066,7 @@ class _Loader:
                 raise self.fail("features", "EXPECT", n, self.feat)
             if act >= _C["FILE_PW_KINDS"]:
                 raise self.fail("activation", "RANGE", act, 0, _C["FILE_PW_KINDS"] - 1)
+            two = act in (_C["PW_HARDSIGMOID"], _C["PW_LOG_AFFINE"])   # alpha and beta
             if act == _C["PW_HARDTANH"]:   # min, max: not NaN (a bound may be infinite), min <= max
                 if math.isnan(_f32(al)) or _f32(al) == math.inf:
                     raise self.fail("alpha", "PW_PARAM", al, "hardtanh's min_val: not NaN, below +inf")
@@ -2061,12 +2077,12 @@ class _Loader:
                     raise self.fail("alpha", "PW_PARAM", al, "softplus' beta: finite and nonzero")
                 if math.isnan(_f32(be)):
                     raise self.fail("beta", "PW_PARAM", be, "softplus' threshold: not NaN")
-            elif act in (_C["PW_HARDSIGMOID"], _C["PW_LEAKYRELU"], _C["PW_ELU"]):
+            elif two or act in (_C["PW_LEAKYRELU"], _C["PW_ELU"]):
                 if not math.isfinite(_f32(al)):
                     raise self.fail("alpha", "OPT_PARAM", al)
-                if act == _C["PW_HARDSIGMOID"] and not math.isfinite(_f32(be)):
+                if two and not math.isfinite(_f32(be)):
                     raise self.fail("beta", "OPT_PARAM", be)
-                if act != _C["PW_HARDSIGMOID"] and be:
+                if not two and be:
                     raise self.fail("beta", "OPT_UNUSED", be)
             else:
                 if al:
@@ -2139,6 +2155,22 @@ class _Loader:
                     raise self.fail("span", "RES_STRIDED", span, self.steps[j]["kind"])
             rec["span"] = span
             out = n
+        elif name == "concat":
+            n, span = r["features"], r["span"]
+            if n != self.feat:
+                raise self.fail("features", "EXPECT", n, self.feat)
+            run, kinds = 0, self.part_kind   # the per-step records of its section right before it
+            while run < self.part and kinds[self.part - 1 - run] >= RECORD_KINDS["frame_conv"]:
+                run += 1
+            if not 1 <= span <= run:
+                raise self.fail("span", "RES_SPAN", span, run)
+            for j in range(len(self.steps) - span, len(self.steps)):
+                if self.step_phase[j]:
+                    raise self.fail("span", "RES_STRIDED", span, self.steps[j]["kind"])
+            out = self.steps[len(self.steps) - span]["in"] + n
+            if out > _C["FILE_MAX_FEATURES"]:
+                raise self.fail("features", "RANGE", out, 1, _C["FILE_MAX_FEATURES"])
+            rec["span"] = span
         else:  # frame_conv
             ci, co, k, L = r["in_channels"], r["out_channels"], r["kernel_size"], r["frame_length"]
             stv, dl, g, pl, pr, mode = (r[f] for f in ("stride", "dilation", "groups", "pad_left",
@@ -2459,6 +2491,8 @@ def _next_stage(stage: int, kind: int) -> int:
         return 5 if stage in (0, 5) else 6 if stage in (2, 6) else 7 if stage in (3, 7) else -1
     if kind == k["residual"]:   # after a per-step record of its section (its source), or right
         return 6 if stage == 2 else stage if stage in (5, 6, 7) else -1   # after a recurrent record
+    if kind == k["concat"]:   # after a front-end record (its source)
+        return 5 if stage == 5 else -1
     return -1
 
 
@@ -2533,9 +2567,13 @@ def _step_description(r: dict) -> dict:
             return {"kind": "elu", "alpha": r["alpha"]}
         if a in ("hardtanh", "softplus"):   # hardtanh: min_val, max_val; softplus: beta, threshold
             return {"kind": a, "alpha": r["alpha"], "beta": r["beta"]}
+        if a == "log_affine":    # rc.nn.LogAffine's record()
+            return {"kind": "log_affine", "scale": r["alpha"], "offset": r["beta"]}
         return {"kind": a}
     if r["kind"] == "residual":   # y = x + the input of the record `span` records before
         return {"kind": "residual", "features": r["in"], "span": r["span"]}
+    if r["kind"] == "concat":     # [the input of the record `span` records before ; x]
+        return {"kind": "concat", "features": r["in"], "span": r["span"]}
     if r["kind"] == "pool_time":   # rc.nn.MaxPool1d / AvgPool1d's record() (ceil_mode as right padding)
         d = {f: r[f] for f in ("channels", "kernel_size", "stride", "dilation", "pad_left", "pad_right")}
         d.update(kind=r["op"], ceil_mode=False)

@@ -59,6 +59,10 @@ class LogAffine(Module):
     def extra_repr(self) -> str:
         return f"scale={self.scale!r}, offset={self.offset!r}"
 
+    def record(self) -> dict:
+        """The layer as a per-step record description (a pointwise record, kind log_affine)."""
+        return {"kind": "log_affine", "scale": self.scale, "offset": self.offset}
+
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         x = np.asarray(x)
         u = x * x.dtype.type(self.scale) + x.dtype.type(self.offset)

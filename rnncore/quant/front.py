@@ -28,6 +28,7 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
       y[o] = float32(acc[o]) * (s_x * s_w[o]) + b[o]
 
 * ``residual``: ``y = x + u`` with ``u`` the input of the record ``span`` records before it;
+* ``concat``: ``y = [u ; x]`` with ``u`` the input of the record ``span`` records before it;
 * ``magnitude``: ``y[i] = sqrt(x[i]*x[i] + x[M+i]*x[M+i])``;
 * ``mul_halves``: ``y[i] = x[i] * x[M+i]`` (``rc.nn.MulHalves``);
 * ``pointwise``: relu ``x > 0 ? x : 0``, hardsigmoid ``min(max(alpha x + beta, 0), 1)``,
@@ -36,7 +37,7 @@ A step's row ``x (B, F)`` goes through the records in order; each takes and give
   hardtanh ``t = x < alpha ? alpha : x``, ``t > beta ? beta : t``, silu ``x / (1 + exp(-x))``,
   hardswish ``t = min(max(x + 3, 0), 6)``, ``(x * t) / 6``, softplus ``alpha x > beta ? x :
   sp(alpha x) / alpha`` (``sp`` the cell softplus ``max(v, 0) + log1p(exp(-|v|))``), softsign
-  ``x / (1 + |x|)``;
+  ``x / (1 + |x|)``, log_affine ``rnc_logf(alpha x + beta)`` (the C core's own logf, :func:`rnc_logf`);
 * ``layer_norm``: ``s`` the left-to-right float32 sum of ``x``, ``mean = s / n``, ``v`` the
   left-to-right sum of ``(x - mean)^2``, ``r = 1 / sqrt(v / n + eps)``,
   ``y = ((x - mean) * r) * w + b``;
@@ -58,8 +59,8 @@ Every operation is one float32 operation, rounded (the C core: ``-ffp-contract=o
 rows equal these bit for bit, with one exception: sigmoid, tanh, elu, silu, softplus and the gelus
 call the C library's ``expf``/``tanhf``/``erff``/``log1pf``, whose last bit may differ from NumPy's
 (relu, leakyrelu, hardsigmoid, hardtanh, hardswish, softsign,
-magnitude, mul_halves, layer_norm, scale_shift, pooling, the convolution and log_mel, whose log is the C
-core's own polynomial, are exact).
+magnitude, mul_halves, layer_norm, scale_shift, pooling, the convolution, log_mel and
+log_affine, whose log is the C core's own polynomial, are exact).
 """
 
 from __future__ import annotations
@@ -561,6 +562,8 @@ class RecordStream:
                 b["n"] += 1
             elif kind == "residual":
                 y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+            elif kind == "concat":
+                y = np.concatenate([inputs[len(inputs) - 1 - int(rec["span"])], y], axis=-1)
             else:
                 y = step_record(rec, y)
         return y
@@ -631,6 +634,8 @@ def pointwise(name: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0) -
         from rnncore.quant.reference import variant_activation
 
         return variant_activation("softsign", 0.0, 0.0, x)
+    if name == "log_affine":   # model.c pointwise_row: rnc_logf(alpha * x + beta)
+        return rnc_logf(F32(alpha) * x + F32(beta))
     raise ValueError(f"pointwise: unknown activation {name!r}")
 
 
@@ -673,6 +678,8 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
         return x * np.asarray(t["scale"], F32) + np.asarray(t["shift"], F32)
     if kind == "gelu" and rec.get("approximate") == "tanh":
         kind = "gelu_tanh"
+    if kind == "log_affine" and "scale" in rec:   # rc.nn.LogAffine's record(): log(scale x + offset)
+        return pointwise(kind, x, rec["scale"], rec["offset"])
     return pointwise(kind, x, rec.get("alpha", 0.0), rec.get("beta", 0.0))
 
 
@@ -711,6 +718,8 @@ def step_records(records: list, x: np.ndarray, lengths=None, skip: list | None =
             y = y.reshape(-1, y.shape[-1])
         elif kind == "residual":
             y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+        elif kind == "concat":
+            y = np.concatenate([inputs[len(inputs) - 1 - int(rec["span"])], y], axis=-1)
         elif kind in ("conv1d", "conv_time"):
             if len(lead) != 2:
                 raise ValueError("step_records: a conv_time record needs whole sequences (B, T, F), "
@@ -750,6 +759,8 @@ def float_step_records(records: list, x: np.ndarray, lengths=None, skip: list | 
         t = rec.get("tensors", rec)
         if kind == "residual":
             y = y + inputs[len(inputs) - 1 - int(rec["span"])]
+        elif kind == "concat":
+            y = np.concatenate([inputs[len(inputs) - 1 - int(rec["span"])], y], axis=-1)
         elif kind in ("conv1d", "conv_time"):
             if len(lead) != 2:
                 raise ValueError(f"a conv1d record needs whole sequences (B, T, F), got {x.shape}")
@@ -836,6 +847,8 @@ def float_step_records(records: list, x: np.ndarray, lengths=None, skip: list | 
             y = np.where(b * y > t, y, np.logaddexp(0, b * y) / b)
         elif kind == "softsign":
             y = y / (1 + np.abs(y))
+        elif kind == "log_affine":
+            y = np.log(float(rec["scale"]) * y + float(rec["offset"]))
         elif kind == "gelu":
             if rec.get("approximate", "none") == "tanh":
                 y = 0.5 * y * (1 + np.tanh(math.sqrt(2 / math.pi) * (y + 0.044715 * y ** 3)))

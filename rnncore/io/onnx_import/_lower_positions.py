@@ -48,7 +48,6 @@ class _PosLower:
     def __init__(self, g, shapes: dict) -> None:
         self.g, self.shapes, self.val, self.recs = g, shapes, {}, []
         self.step = None
-        self.c_nodes: list = []      # (layer, node name) of the layers the C engine does not compile
 
     def refuse(self, why: str):
         s = self.step
@@ -71,9 +70,7 @@ class _PosLower:
     def shape(self, name: str) -> tuple:
         return tuple(self.shapes[name])
 
-    def add(self, v: dict, layer, c: bool = False) -> dict:
-        if c:
-            self.c_nodes.append((type(layer).__name__, self.step.name))
+    def add(self, v: dict, layer) -> dict:
         return dict(v, path=v["path"] + (layer,))
 
     def axes_of(self, s, k: int = 1) -> list | None:
@@ -164,7 +161,7 @@ class _PosLower:
                 from rnncore.nn.chunk import SmoothedMeanSubtract
 
                 C, L = x["shape"][1], x["shape"][2]
-                return self.add(dict(x, shape=shp), SmoothedMeanSubtract(C, L, u["conv"]), True)
+                return self.add(dict(x, shape=shp), SmoothedMeanSubtract(C, L, u["conv"]))
             if op == "Add" and u is not None and u["k"] == "fr":
                 return self.residual(x, u, shp)
             self.refuse("adds to a frame something other than a frame made from the same input or minus its "
@@ -199,7 +196,6 @@ class _PosLower:
         if not bu or u.get("pad") or w.get("pad"):
             self.refuse("adds two frames that are not two paths from one frame (a residual block)")
         res = FrameResidual(Sequential(*bu), Sequential(*bw) if bw else None)
-        self.c_nodes.append(("FrameResidual", self.step.name))
         return {"k": "fr", "path": u["path"][:n] + (res,), "shape": shp, "pad": None}
 
     def concat(self, s, ins: list, shp: tuple) -> dict:
@@ -213,7 +209,6 @@ class _PosLower:
         n = self.common(u, w)
         if n != len(u["path"]) or n == len(w["path"]):
             self.refuse("concatenates frames other than a frame and one made from it (in that order)")
-        self.c_nodes.append(("FrameConcat", s.name))
         return {"k": "fr", "path": u["path"] + (FrameConcat(Sequential(*w["path"][n:])),), "shape": shp,
                 "pad": None}
 
@@ -268,7 +263,7 @@ class _PosLower:
         if k == "aff" and op == "Log":
             from rnncore.nn.chunk import LogAffine
 
-            return self.add(dict(x["src"], shape=shp), LogAffine(x["a"], x["b"]), True)
+            return self.add(dict(x["src"], shape=shp), LogAffine(x["a"], x["b"]))
         if k in ("cm", "cmp") and op in ("Slice", "Concat", "Identity", "Reshape", "Squeeze", "Unsqueeze"):
             parts = [v for v in ins if v is not None]
             if any(v["k"] not in ("cm", "cmp") or v["src"] is not x["src"] for v in parts) or any(
@@ -340,7 +335,7 @@ class _PosLower:
             self.refuse(f"transposes a frame of shape {x['shape']} with perm {perm}: expected (1, C, P)")
         C, P = x["shape"][1], x["shape"][2]
         labels = [["b", "f", "p"][k] for k in perm]
-        v = self.add(x, ChunkPositions(C, P), True)
+        v = self.add(x, ChunkPositions(C, P))
         return {"k": "pos", "path": v["path"], "axes": labels, "F": C, "P": P}
 
     def pos_node(self, s, x: dict, ins: list) -> None:
@@ -389,7 +384,7 @@ class _PosLower:
 
             labels = [("1" if lb == "p" else lb) for lb in x["axes"]] if int(a.get("keepdims", 1)) else [
                 lb for lb in x["axes"] if lb != "p"]
-            v = self.add(x, ChunkMean(x["P"]), True)
+            v = self.add(x, ChunkMean(x["P"]))
             self.val[out] = dict(v, k="chunk", axes=labels)
             return
         self.refuse(f"is not an op on per-position values ({x['axes']}) this lowering follows")
@@ -470,8 +465,7 @@ def lower_positions_graph(g):
         returning ``(B, N, F)``; its recurrent layers' state ``[(h, c), ...]`` each ``(1, B, H)``
     info : dict: ``data_input``, ``data_output``, ``state_inputs`` / ``state_outputs`` (the graph's
         ``h``, ``c`` names and their outputs), ``positions`` (``P``), ``state_rows`` (for each
-        recurrent layer in order, its row of the state inputs), ``c_refused`` (the first layer the
-        C engine does not compile and the node it was made at)
+        recurrent layer in order, its row of the state inputs)
 
     Raises
     ------
@@ -523,5 +517,5 @@ def lower_positions_graph(g):
     model = Sequential(*y["path"])
     info = {"data_input": data_in, "data_output": outs[0], "state_inputs": [names["h"], names["c"]],
             "state_outputs": [state_out["h"], state_out["c"]], "positions": y["P"],
-            "state_rows": [r["h"][1] for r in lw.recs], "c_refused": lw.c_nodes[0] if lw.c_nodes else None}
+            "state_rows": [r["h"][1] for r in lw.recs]}
     return model, info
