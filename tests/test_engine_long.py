@@ -75,7 +75,10 @@ def _chunk_lengths(t: int, b: int, rng, zero: bool = True) -> np.ndarray:
     return np.array((picks + [t] * b)[:b])
 
 
-CASES = [(1, 127), (1, 128), (1, 129), (2, 256), (3, 257), (4, 1025), (5, 1639), (64, 129)]
+# batches below 16 take the whole-sequence path (chunks of 128 steps, of 1024 // b steps from 9
+# sequences on: 85 at 12), 16 and more the per-step one (4096 // b steps per chunk)
+CASES = [(1, 127), (1, 128), (1, 129), (2, 256), (3, 257), (4, 1025), (5, 1639), (12, 300), (16, 300),
+         (64, 129)]
 
 
 @pytest.mark.parametrize("precision", ["f32", "q8"])

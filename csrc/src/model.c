@@ -2050,12 +2050,17 @@ typedef struct {
     size_t head_rows; /* rows of (b, t) per head product (>= 1) */
 } rnc_run_work;
 
-/* From this many sequences on, run() projects the inputs step by step inside the cell (run_common) */
-#define RUN_PER_STEP_MIN_BATCH 4u
+/* From this many sequences on, run() projects the inputs step by step inside the cell (run_common):
+ * below it the whole-sequence projection is faster (batches 4-15 measured 0.93-1.42x, mostly
+ * 1.03-1.2x, against the per-step path, GRU/LSTM H 32-512, T = 100, q8 and f32, AMD EPYC Zen 4;
+ * docs/performance.md "run(): the per-step threshold"), from 16 the fused 16-row cells win. */
+#define RUN_PER_STEP_MIN_BATCH 16u
 /* Steps per chunk below RUN_PER_STEP_MIN_BATCH sequences: the input projection of a chunk is one
- * product of RUN_CHUNK_STEPS columns per sequence (enough to amortise each weight load; LSTM
- * H = 1024: 3 x 128 x 4096 floats = 6 MB of projections). */
+ * product of up to RUN_CHUNK_STEPS columns per sequence (enough to amortise each weight load),
+ * and at most RUN_CHUNK_GI_ROWS rows (b, t) of projections per chunk: 128 steps up to 8
+ * sequences, 68 at 15 (LSTM H = 1024: at most 1024 x 4096 floats = 16 MB whatever the batch). */
 #define RUN_CHUNK_STEPS 128u
+#define RUN_CHUNK_GI_ROWS 1024u
 /* Rows (b, t) per chunk from RUN_PER_STEP_MIN_BATCH sequences on (at least one step): only their
  * quantised inputs are kept (q8), and quantising many steps ahead of the cells is measurably
  * faster than a few (B = 64, H = 64: 7% slower with 8 steps per chunk). */
@@ -2073,7 +2078,8 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
     if (!mul_ok(batch, steps, &bt) || bt > 0x7FFFFFFFu) return RNC_E_SIZE;
     const uint64_t op = r16(m->head_out);
     const int per_step = batch >= RUN_PER_STEP_MIN_BATCH;
-    uint64_t chunk = per_step ? RUN_CHUNK_ROWS / batch : RUN_CHUNK_STEPS;
+    uint64_t chunk = (per_step ? RUN_CHUNK_ROWS : RUN_CHUNK_GI_ROWS) / batch;
+    if (!per_step && chunk > RUN_CHUNK_STEPS) chunk = RUN_CHUNK_STEPS;
     if (chunk > steps) chunk = steps;
     if (chunk == 0) chunk = 1;
     const uint64_t rows = batch * chunk; /* <= max(batch, RUN_CHUNK_ROWS) */
@@ -2216,8 +2222,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     size_t BT = B * T, nchunks; /* both set again below for the output steps */
     const size_t C = w.chunk;
     const rnc_quantize_fn quantize = plan_pick(&m->plan.quantize, 1, 0)->fn.quantize;
-    /* Batches of >= 4 sequences project their inputs step by step inside the cell (one GEMM
-     * of B columns per step, like rnc_step): B columns already amortise each weight load,
+    /* Batches of >= RUN_PER_STEP_MIN_BATCH sequences project their inputs step by step inside
+     * the cell (one GEMM of B columns per step, like rnc_step): B columns already amortise each weight load,
      * and the B x (G*Hp) pre-activations stay in cache, where a product over the chunk's
      * B*C columns would write them all and read them back one scattered row at a time
      * (measured 2-3x slower at B=64 on Zen 4). Fewer sequences project a chunk's C steps per
