@@ -1175,9 +1175,16 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         const uint32_t n = rnc_rec_pointwise_features(r), act = rnc_rec_pointwise_activation(r);
         const float al = rnc_rec_pointwise_alpha(r), be = rnc_rec_pointwise_beta(r);
         if (n != c->feat) return fail(c, FIELD(rec_pointwise, features), MSG_EXPECT, n, c->feat, 0, NULL);
+#if defined(RNC_NO_PW_EXT) && defined(RNC_NO_CHUNK) /* the dense build: no code for kinds from 8, one check */
+        if (act >= RNC_PW_HARDTANH)
+            return fail(c, FIELD(rec_pointwise, activation), MSG_LEFT_OUT, act, 0, 0,
+                        "a kind from 8 (hardtanh, silu, hardswish, softplus, softsign: RNC_NO_PW_EXT; "
+                        "log_affine: RNC_NO_CHUNK)");
+        const int two = act == RNC_PW_HARDSIGMOID; /* alpha and beta */
+#else
         if (act >= RNC_FILE_PW_KINDS)
             return fail(c, FIELD(rec_pointwise, activation), MSG_RANGE, act, 0, RNC_FILE_PW_KINDS - 1, NULL);
-#if defined(RNC_NO_PW_EXT) /* kinds 8..12 left out (model.c has no code for them): one check */
+#if defined(RNC_NO_PW_EXT) /* kinds 8..12 left out (model.c has no code for them) */
         if (act >= RNC_PW_HARDTANH && act <= RNC_PW_SOFTSIGN)
             return fail(c, FIELD(rec_pointwise, activation), MSG_LEFT_OUT, act, 0, 0,
                         "a kind from 8 to 12 (hardtanh, silu, hardswish, softplus, softsign; built with RNC_NO_PW_EXT)");
@@ -1188,6 +1195,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
                         "log_affine (built with RNC_NO_CHUNK)");
 #endif
         const int two = act == RNC_PW_HARDSIGMOID || act == RNC_PW_LOG_AFFINE; /* alpha and beta */
+#endif
 #if !defined(RNC_NO_PW_EXT)
         if (act == RNC_PW_HARDTANH) { /* min, max: not NaN (a bound may be infinite), min <= max */
             if (al != al || al == INFINITY)
