@@ -187,7 +187,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
         out["attn"][1][-2000:]
     assert out["relu"][0] == 0, out["relu"][1][-2000:]
     assert out["hardtanh"][0] != 0 and "activation: 8: a kind from 8 (hardtanh, silu, hardswish, " \
-        "softplus, softsign: RNC_NO_PW_EXT; log_affine: RNC_NO_CHUNK), which this build of the C core leaves out" in \
+        "softplus, softsign: RNC_NO_PW_EXT; log_affine: RNC_NO_CHUNK), which this build of the C core " \
+        "leaves out" in \
         out["hardtanh"][1], out["hardtanh"][1][-2000:]
     from export_c_run import exported_outputs
 
