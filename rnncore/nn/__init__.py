@@ -9,6 +9,7 @@ from rnncore.nn.chunk import (
     SmoothedMeanSubtract,
 )
 from rnncore.nn.conv import AvgPool1d, Conv1d, FrameConv1d, Magnitude, MaxPool1d
+from rnncore.nn.conv2d import AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, MaxPool2d
 from rnncore.nn.history import CSVLogger
 from rnncore.nn.layers import AttentionPool, Dropout, Embedding, LastStep, Linear, MaskedMean, Sequential
 from rnncore.nn.lncells import LayerNormGRU, LayerNormLSTM
@@ -46,6 +47,7 @@ __all__ += ["CrossEntropy", "BCEWithLogits", "MSE", "MAE", "CTC"]
 __all__ += ["SGD", "Adam", "AdamW", "clip_grad_norm_", "CSVLogger"]
 __all__ += ["LayerNormGRU", "LayerNormLSTM"]
 __all__ += ["Conv1d", "FrameConv1d", "Magnitude", "MaxPool1d", "AvgPool1d"]
+__all__ += ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d"]
 __all__ += ["ReLU", "Sigmoid", "Tanh", "HardSigmoid", "LeakyReLU", "ELU", "GELU", "Softmax", "LogSoftmax",
             "Residual"]
 __all__ += ["MulHalves"]
