@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: rc.nn layers on (N, C, H, W) (rnncore.nn.conv2d), which the C engine does not run
+_TWO_D = ("Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d")
+
 #: gates per cell type (PyTorch order: GRU r,z,n; LSTM i,f,g,o)
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 HEAD_ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "softmax", "log_softmax")
@@ -142,6 +145,7 @@ class LinearSpec:
         o, f = np.shape(self.weight)
         return (f"LinearSpec(in_features={f}, out_features={o}, bias={self.bias is not None}, "
                 f"activation={self.activation!r})")
+
 
 
 def stack_text(embedding, layers, last_step: bool, head, mean: bool = False, attention=None) -> str:
@@ -638,6 +642,9 @@ def spec_from_model(model: object) -> ModelSpec:
                              "recurrent layer (Keras go_backwards) to compile")
         n_before = len(spec.layers)
         kind = type(m).__name__
+        if kind in _TWO_D:
+            raise ValueError(f"compile: module {name!r} ({kind}) is a 2-D layer on (N, C, H, W); the C "
+                             "engine has no 2-D front-end: run the model with its NumPy forward")
         mark = m if kind == "_ResidualMark" else None
         if mark is not None:
             kind = "Residual"   # a head Linear before either mark is a per-step record (below)

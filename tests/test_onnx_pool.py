@@ -81,10 +81,11 @@ def test_pooling_the_importer_cannot_express_is_refused_by_name():
     for model, what in cases:
         with pytest.raises(ValueError, match=rf"node 'pool' \(MaxPool\).*{what}"):
             from_onnx(model)
-    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2])
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "M"])])
-    with pytest.raises(ValueError, match=r"node 'pool' \(MaxPool\): a 2-D pooling"):
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2, 2])
+    g = helper.make_graph([node], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with pytest.raises(ValueError, match=r"node 'pool' \(MaxPool\): a 3-D pooling"):
         from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
 
 

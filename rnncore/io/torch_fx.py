@@ -59,7 +59,9 @@ _SUPPORTED = ("nn.RNN/GRU/LSTM, nn.Linear, nn.Embedding, nn.Conv1d, nn.MaxPool1d
               "Softplus/Softsign, "
               "torch.abs, F.leaky_relu, "
               "nn.Softmax/LogSoftmax (over the features), nn.Dropout/Identity, "
-              "nn.ConstantPad1d / F.pad (zeros, before a Conv1d)")
+              "nn.ConstantPad1d / F.pad (zeros, before a Conv1d); the 2-D layers (nn.Conv2d, "
+              "nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm2d) convert alone "
+              "(from_torch(module.<name>)), or with the whole model through torch.onnx.export and from_onnx")
 
 
 def needs_fx(module) -> bool:

@@ -148,11 +148,60 @@ def _convert_leaf(m, name: str, dtype: str):
         return _build.embedding(_np(m.weight), m.padding_idx, dtype)
     if kind in _SKIPPED:
         return None
+    if kind in _TWO_D:
+        return _convert_2d(m, kind, name, dtype)
     raise ValueError(
         f"from_torch: unsupported module {name!r} of type {type(m).__module__}.{kind}; supported are "
-        "nn.RNN, nn.GRU, nn.LSTM, their Cell versions, nn.Linear, nn.Embedding "
-        "(nn.Dropout/nn.Identity are skipped)"
+        "nn.RNN, nn.GRU, nn.LSTM, their Cell versions, nn.Linear, nn.Embedding, and alone nn.Conv2d, "
+        "nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm2d (nn.Dropout/nn.Identity are skipped)"
     )
+
+
+_TWO_D = {"Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d"}
+
+
+def _convert_2d(m, kind: str, name: str, dtype: str):
+    """The rc.nn 2-D layer (``(N, C, H, W)``, PyTorch's layout) of one torch 2-D module; what it
+    cannot express (a padding mode other than zeros, ``padding='same'`` of a transposed
+    convolution, ``divisor_override``, ``return_indices``, ``track_running_stats=False``) refused."""
+    from rnncore.nn import conv2d
+
+    def refuse(arg, want, got):
+        raise ValueError(f"from_torch: {name!r} (nn.{kind}) has {arg}={got!r}; rnncore's {kind} takes "
+                         f"{arg}={want!r}")
+
+    if kind in ("Conv2d", "ConvTranspose2d"):
+        if m.padding_mode != "zeros":
+            refuse("padding_mode", "zeros", m.padding_mode)
+        bias = None if m.bias is None else _np(m.bias)
+        if kind == "Conv2d":
+            layer = conv2d.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                                  m.dilation, m.groups, bias is not None, dtype)
+        else:
+            layer = conv2d.ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                                           m.output_padding, m.groups, bias is not None, m.dilation, dtype)
+        layer.params["weight"] = _np(m.weight).astype(dtype)
+        if bias is not None:
+            layer.params["bias"] = bias.astype(dtype)
+        return layer
+    if kind == "MaxPool2d":
+        if m.return_indices:
+            refuse("return_indices", False, True)
+        return conv2d.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, bool(m.ceil_mode), dtype)
+    if kind == "AvgPool2d":
+        if m.divisor_override is not None:
+            refuse("divisor_override", None, m.divisor_override)
+        return conv2d.AvgPool2d(m.kernel_size, m.stride, m.padding, bool(m.ceil_mode),
+                                bool(m.count_include_pad), dtype)
+    if not m.track_running_stats:
+        refuse("track_running_stats", True, False)
+    layer = conv2d.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, dtype)
+    if m.affine:
+        layer.params["weight"], layer.params["bias"] = _np(m.weight).astype(dtype), _np(m.bias).astype(dtype)
+    for k in ("running_mean", "running_var"):
+        layer.buffers[k] = _np(getattr(m, k)).astype(dtype)
+    layer.buffers["num_batches_tracked"] = np.asarray(int(m.num_batches_tracked), np.int64)
+    return layer
 
 
 def _leaves(module, prefix=""):

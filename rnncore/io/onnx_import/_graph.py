@@ -815,8 +815,10 @@ def _conv(b, node, a):
     from rnncore.nn.conv import Conv1d
 
     W = b.const(node, node.input[1], "W")
+    if W.ndim == 4:
+        return _conv2d(b, node, a, W)
     if W.ndim != 3:
-        b.refuse(node, f"a {W.ndim - 2}-D convolution (weight {W.shape}); rnncore has Conv1d only")
+        b.refuse(node, f"a {W.ndim - 2}-D convolution (weight {W.shape}); rnncore has Conv1d and Conv2d")
     if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         b.refuse(node, f"auto_pad={a['auto_pad']!r}", "export with explicit pads")
     O, Cg, k = W.shape
@@ -918,12 +920,18 @@ def _batch_norm(b, node, a):
         b.refuse(node, "training-mode outputs (running mean/var)", "export the model in eval mode")
     sc, bi, mean, var = (b.const(node, node.input[k], n) for k, n in
                          ((1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")))
-    m = BatchNorm1d(sc.shape[0], eps=float(a.get("epsilon", 1e-5)), dtype=b.dt.name)
+    from rnncore.nn.conv2d import BatchNorm2d
+
+    shp = b.shape_of(node.input[0]) or b.inferred.get(node.input[0])
+    cls = BatchNorm2d if shp is not None and len(shp) == 4 else BatchNorm1d   # (N, C, H, W): named so
+    m = cls(sc.shape[0], eps=float(a.get("epsilon", 1e-5)), dtype=b.dt.name)
     m.params["weight"], m.params["bias"] = sc.astype(b.dt), bi.astype(b.dt)
     m.buffers["running_mean"], m.buffers["running_var"] = mean.astype(b.dt), var.astype(b.dt)
 
     def run(x):
         X = np.asarray(x[0]).astype(b.dt, copy=False)      # (N, C, ...): channels on axis 1
+        if isinstance(m, BatchNorm2d):
+            return [m.forward(X)]
         Xl = np.moveaxis(X, 1, -1)
         return [np.moveaxis(m.forward(Xl.reshape(-1, 1, Xl.shape[-1])).reshape(Xl.shape), -1, 1)]
     return _with_module(run, m)
@@ -953,7 +961,8 @@ def pool_options(node, a, refuse) -> dict:
     ``channels``); ``refuse(why)`` for what they cannot express."""
     k = list(a.get("kernel_shape", []))
     if len(k) != 1:
-        refuse(f"a {len(k)}-D pooling (kernel_shape {k}); rnncore pools over time only (1-D, X (N, C, L))")
+        refuse(f"a {len(k)}-D pooling (kernel_shape {k}); rnncore pools 1-D X (N, C, L) and 2-D "
+               "X (N, C, H, W)")
     k = int(k[0])
     stride = int(list(a.get("strides", [1]))[0])
     dilation = int(list(a.get("dilations", [1]))[0])
@@ -987,6 +996,8 @@ def pool_options(node, a, refuse) -> dict:
 def _pool(b, node, a):
     from rnncore.nn.conv import AvgPool1d, MaxPool1d
 
+    if len(list(a.get("kernel_shape", []))) == 2:
+        return _pool2d(b, node, a)
     opts = pool_options(node, a, lambda why: b.refuse(node, why, "see docs/importers.md (pooling)"))
     shp = b.shape_of(node.input[0]) or b.inferred.get(node.input[0])
     if shp is not None and len(shp) != 3:
@@ -1010,6 +1021,168 @@ def _pool(b, node, a):
         mod = module(X.shape[1])
         return [mod.forward(X.astype(b.dt, copy=False).transpose(0, 2, 1)).transpose(0, 2, 1)]
     return _with_module(run, m) if m is not None else run
+
+
+def _auto_pads(node, a, refuse, kernel, stride, dilation, size=None) -> list | None:
+    """ONNX's ``pads`` ``[t, l, b, r]`` of a 2-D ``Conv`` / pooling as ``(top, bottom, left, right)``.
+
+    ``auto_pad`` ``SAME_UPPER`` / ``SAME_LOWER`` (dilation 1, as onnxruntime) pads
+    ``max(0, (ceil(L / s) - 1) s + k - L)`` per axis (the odd one at the end / the beginning): with
+    a stride above 1 it depends on the input size ``size (H, W)``; ``None`` where that size is not
+    known yet (computed at run time)."""
+    auto = a.get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto == "VALID":
+        return [0, 0, 0, 0]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        if tuple(dilation) != (1, 1):
+            refuse(f"auto_pad={auto!r} with dilations {list(dilation)} (onnxruntime refuses it too)")
+        out = []
+        for ax in (0, 1):
+            k, s = kernel[ax], stride[ax]
+            if s == 1:
+                total = k - 1
+            elif size is None or size[ax] is None:
+                return None
+            else:
+                L = int(size[ax])
+                total = max(0, (-(-L // s) - 1) * s + k - L)
+            small, big = total // 2, total - total // 2
+            out += [small, big] if auto == "SAME_UPPER" else [big, small]
+        return out
+    if auto != "NOTSET":
+        refuse(f"auto_pad={auto!r}: expected NOTSET, VALID, SAME_UPPER or SAME_LOWER")
+    pads = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+    if len(pads) != 4 or min(pads) < 0:
+        refuse(f"pads {pads}: expected [top, left, bottom, right] >= 0 of the two spatial axes")
+    return [pads[0], pads[2], pads[1], pads[3]]
+
+
+def _ints2(a, key: str, default: int) -> tuple[int, int]:
+    v = [int(x) for x in a.get(key, [default, default])]
+    if len(v) != 2:
+        raise ValueError(f"{key} {v}: expected two values (H, W)")
+    return v[0], v[1]
+
+
+def _conv2d(b, node, a, W):
+    """A 2-D ``Conv`` (weight ``(M, C/group, kH, kW)``) -> :class:`rnncore.nn.Conv2d` on ``(N, C, H, W)``."""
+    from rnncore.nn.conv2d import Conv2d
+
+    O, Cg, kh, kw = W.shape
+    groups = int(a.get("group", 1))
+    ks = [int(v) for v in a.get("kernel_shape", [kh, kw])]
+    if ks != [kh, kw]:
+        b.refuse(node, f"kernel_shape {ks} differs from the weight's {[kh, kw]}", "fix the model")
+    shp = b.shape_of(node.input[0]) or b.inferred.get(node.input[0])
+    if shp is not None and (len(shp) != 4 or shp[1] not in (None, Cg * groups)):
+        b.refuse(node, f"X {node.input[0]!r} has shape {shp}; W {W.shape} with group={groups} expects "
+                       f"(N, {Cg * groups}, H, W)", "fix the model's shapes")
+    stride, dilation = _ints2(a, "strides", 1), _ints2(a, "dilations", 1)
+    refuse = lambda why: b.refuse(node, why, "export with explicit pads")  # noqa: E731
+    pads = _auto_pads(node, a, refuse, (kh, kw), stride, dilation, None if shp is None else shp[2:])
+    has_b = len(node.input) > 2 and bool(node.input[2])
+    m = Conv2d(Cg * groups, O, (kh, kw), stride=stride, padding=tuple(pads or (0, 0, 0, 0)),
+               dilation=dilation,
+               groups=groups, bias=has_b, dtype=b.dt.name)
+    m.params["weight"] = W.astype(b.dt)
+    if has_b:
+        m.params["bias"] = b.const(node, node.input[2], "B").astype(b.dt)
+
+    def run(x):
+        X = np.asarray(x[0])
+        if X.ndim != 4:
+            raise ValueError(f"X: expected (N, C, H, W) for Conv {node.name!r}, got shape {X.shape}")
+        if pads is None:      # auto_pad SAME_* at a stride: the padding of this input's size
+            m.pads = tuple(_auto_pads(node, a, refuse, (kh, kw), stride, dilation, X.shape[2:]))
+        return [m.forward(X.astype(b.dt, copy=False))]
+    return _with_module(run, m)
+
+
+def _conv_transpose(b, node, a):
+    """A 2-D ``ConvTranspose`` -> :class:`rnncore.nn.ConvTranspose2d` on ``(N, C, H, W)``."""
+    from rnncore.nn.conv2d import ConvTranspose2d
+
+    W = b.const(node, node.input[1], "W")
+    if W.ndim != 4:
+        b.refuse(node, f"a {W.ndim - 2}-D transposed convolution (weight {W.shape}); rnncore has "
+                       "ConvTranspose2d only", "see docs/importers.md")
+    C, Og, kh, kw = W.shape
+    groups = int(a.get("group", 1))
+    if "output_shape" in a:
+        b.refuse(node, f"output_shape {list(a['output_shape'])} (the padding computed from it)",
+                 "export with explicit pads and output_padding")
+    auto = a.get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto not in ("NOTSET", "VALID"):
+        b.refuse(node, f"auto_pad={auto!r}", "export with explicit pads")
+    ks = [int(v) for v in a.get("kernel_shape", [kh, kw])]
+    if ks != [kh, kw]:
+        b.refuse(node, f"kernel_shape {ks} differs from the weight's {[kh, kw]}", "fix the model")
+    shp = b.shape_of(node.input[0]) or b.inferred.get(node.input[0])
+    if shp is not None and (len(shp) != 4 or shp[1] not in (None, C)):
+        b.refuse(node, f"X {node.input[0]!r} has shape {shp}; W {W.shape} expects (N, {C}, H, W)",
+                 "fix the model's shapes")
+    pads = [0, 0, 0, 0] if auto == "VALID" else [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+    if len(pads) != 4 or min(pads) < 0:
+        b.refuse(node, f"pads {pads}: expected [top, left, bottom, right] >= 0", "fix the model")
+    stride, dilation = _ints2(a, "strides", 1), _ints2(a, "dilations", 1)
+    op = _ints2(a, "output_padding", 0)
+    has_b = len(node.input) > 2 and bool(node.input[2])
+    try:
+        m = ConvTranspose2d(C, Og * groups, (kh, kw), stride=stride,
+                            padding=(pads[0], pads[2], pads[1], pads[3]),
+                            output_padding=op, groups=groups, bias=has_b, dilation=dilation, dtype=b.dt.name)
+    except ValueError as e:
+        b.refuse(node, str(e), "fix the model")
+    m.params["weight"] = W.astype(b.dt)
+    if has_b:
+        m.params["bias"] = b.const(node, node.input[2], "B").astype(b.dt)
+
+    def run(x):
+        X = np.asarray(x[0])
+        if X.ndim != 4:
+            raise ValueError(f"X: expected (N, C, H, W) for ConvTranspose {node.name!r}, got shape {X.shape}")
+        return [m.forward(X.astype(b.dt, copy=False))]
+    return _with_module(run, m)
+
+
+def _pool2d(b, node, a):
+    """A 2-D ``MaxPool`` / ``AveragePool`` -> :class:`rnncore.nn.MaxPool2d` / ``AvgPool2d``."""
+    from rnncore.nn.conv2d import AvgPool2d, MaxPool2d
+
+    hint = "see docs/importers.md (pooling)"
+    refuse = lambda why: b.refuse(node, why, hint)  # noqa: E731
+    k = tuple(int(v) for v in a["kernel_shape"])
+    stride, dilation = _ints2(a, "strides", 1), _ints2(a, "dilations", 1)
+    shp = b.shape_of(node.input[0]) or b.inferred.get(node.input[0])
+    if shp is not None and len(shp) != 4:
+        refuse(f"X {node.input[0]!r} has shape {shp}; a 2-D pooling takes (N, C, H, W)")
+    pads = _auto_pads(node, a, refuse, k, stride, dilation, None if shp is None else shp[2:])
+    if pads is None:
+        refuse("auto_pad SAME_* at a stride with an input of unknown size (export with explicit pads)")
+    for p, kk in zip(pads, (k[0], k[0], k[1], k[1]), strict=True):
+        if p > kk // 2:
+            refuse(f"pads {pads} (top, bottom, left, right) larger than kernel_shape // 2 (PyTorch's limit, "
+                   "which rnncore's pooling keeps)")
+    ceil = bool(int(a.get("ceil_mode", 0)))
+    if node.op_type == "MaxPool":
+        if len(node.output) > 1 and node.output[1]:
+            refuse("the Indices output (argmax positions)")
+        if int(a.get("storage_order", 0)):
+            refuse("storage_order=1")
+        m = MaxPool2d(k, stride, tuple(pads), dilation=dilation, ceil_mode=ceil, dtype=b.dt.name)
+    else:
+        m = AvgPool2d(k, stride, tuple(pads), ceil_mode=ceil,
+                      count_include_pad=bool(int(a.get("count_include_pad", 0))), dtype=b.dt.name,
+                      dilation=dilation)
+
+    def run(x):
+        X = np.asarray(x[0])
+        if X.ndim != 4:
+            raise ValueError(f"X: expected (N, C, H, W) for {node.op_type} {node.name!r}, got {X.shape}")
+        return [m.forward(X.astype(b.dt, copy=False))]
+    return _with_module(run, m)
 
 
 class _NodeShim:
@@ -1131,6 +1304,7 @@ _LAYERS: dict = {
     "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
     "RNN": _recurrent, "GRU": _recurrent, "LSTM": _recurrent,
     "MaxPool": _pool, "AveragePool": _pool,
+    "ConvTranspose": _conv_transpose,
 }
 # ops whose output shape a runtime input other than the first gives (its values, not its shape)
 _SHAPE_ARGS = {"Reshape", "Slice", "Pad", "Expand", "ConstantOfShape", "Range", "Split", "ReduceMean",

@@ -291,7 +291,14 @@ def lower_graph(g):
         naming the first node the chain does not admit and why.
     """
     from rnncore.nn.layers import Sequential
+    from rnncore.spec import _TWO_D
 
+    for s in g.steps:    # the 2-D layers (CRNN, DeepFilterNet front-ends) run in NumPy only
+        kind = type(getattr(s.fn, "module", None)).__name__
+        if kind in _TWO_D:
+            raise _Refused(f"rc.compile(OnnxGraph): node {s.name!r} ({s.op}) is a 2-D layer ({kind} on "
+                           "(N, C, H, W)); the C engine has no 2-D front-end: run the graph with the "
+                           "imported graph's NumPy forward (from_onnx(path).forward(x))")
     data_in = g.input_names[0]
     ops = getattr(g, "op_types", None) or {s.op for s in g.steps}
     if len(g.input_names) == 1 and not ops & {"LSTM", "GRU", "RNN", "Loop", "Scan"}:
