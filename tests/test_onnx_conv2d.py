@@ -130,6 +130,62 @@ def test_2d_nodes_refused_by_name():
                                                          auto_pad="SAME_UPPER"), decl=[1, 4, "H", "W"]))
 
 
+class SmallCRNN(torch.nn.Module):
+    """A CRNN as OCR models write it: Conv2d > BatchNorm2d > ReLU > MaxPool2d (ceil) > Conv2d
+    (stride, groups) > AvgPool2d > ConvTranspose2d > the height folded into the features > LSTM >
+    Linear, on (N, 1, 16, W) images."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.cnn = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2, 2, ceil_mode=True), torch.nn.Conv2d(8, 8, (3, 2), (2, 1), (1, 0), groups=2),
+            torch.nn.AvgPool2d((2, 1), padding=(1, 0), count_include_pad=False),
+            torch.nn.ConvTranspose2d(8, 4, (1, 2), (1, 2)))
+        self.rnn = torch.nn.LSTM(4 * 3, 6, bidirectional=True)
+        self.fc = torch.nn.Linear(12, 5)
+        with torch.no_grad():       # running statistics of its own
+            self.cnn[1].running_mean.uniform_(-0.5, 0.5)
+            self.cnn[1].running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        f = self.cnn(x)                                  # (N, 4, 3, W')
+        f = f.flatten(1, 2).permute(2, 0, 1)             # (W', N, 12)
+        return self.fc(self.rnn(f)[0])
+
+
+def make_crnn():
+    return SmallCRNN().eval()
+
+
+@pytest.mark.parametrize("dynamo,opset", [(False, 13), (True, 18)])
+def test_torch_crnn_export_equals_onnxruntime_and_torch(dynamo, opset):
+    """The torch module exported by both exporters, with a dynamic width: the imported graph within
+    1e-5 of onnxruntime and of torch at two widths; rc.compile refuses it naming its first Conv."""
+    from _helpers import torch_onnx_export
+
+    blob = torch_onnx_export("test_onnx_conv2d:make_crnn", (), (1, 1, 16, 21), {3: "W"}, dynamo=dynamo,
+                             opset=opset)
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    g = rc.io.from_onnx(blob, dtype="float32")
+    net = make_crnn()
+    for w in (21, 34):
+        x = RNG.standard_normal((1, 1, 16, w)).astype(np.float32)
+        ref = sess.run(None, {"x": x})[0]
+        with torch.no_grad():
+            theirs = net(torch.tensor(x)).numpy()
+        got = g.forward(x)
+        assert got.shape == ref.shape == theirs.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got, theirs, rtol=0, atol=1e-5)
+    kinds = [type(getattr(s.fn, "module", None)).__name__ for s in g.steps]
+    for k in ("Conv2d", "MaxPool2d", "AvgPool2d", "ConvTranspose2d"):   # (both exporters fold the BN
+        assert k in kinds, (k, kinds)                                    # into the Conv before it)
+    with pytest.raises(ValueError, match=r"rc\.compile\(OnnxGraph\): node '[^']*' \(Conv\) is a 2-D layer"):
+        rc.compile(g)
+
+
 # -- from_torch ---------------------------------------------------------------------------
 @pytest.mark.parametrize("module", [
     torch.nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2),
