@@ -389,7 +389,7 @@ def fold_batchnorm(layer: Module, bn: BatchNorm1d) -> Module:
     """
     from rnncore.nn.conv import Conv1d
 
-    if not isinstance(bn, BatchNorm1d):
+    if type(bn) is not BatchNorm1d:  # (not BatchNorm2d: (N, C, H, W))
         raise TypeError(f"bn: expected a BatchNorm1d, got {type(bn).__name__}")
     if isinstance(layer, Linear):
         out = layer.out_features
@@ -422,7 +422,7 @@ def fold_batchnorms(model: Module) -> Module:
     out: list[Module] = []
     for m in model:
         if (
-            isinstance(m, BatchNorm1d)
+            type(m) is BatchNorm1d
             and out
             and isinstance(out[-1], Linear | Conv1d)
             and getattr(out[-1], "out_features", getattr(out[-1], "out_channels", None)) == m.num_features
