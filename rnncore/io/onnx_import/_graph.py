@@ -13,7 +13,7 @@ those, :class:`OnnxGraph` keeps the graph's own structure:
   when the model runs -- so ``view(T*b, h)`` and ``view(T, b, -1)`` hold for every ``T`` and
   ``b``, not only the export's example sizes;
 * the layers become rnncore layers: ``RNN``/``GRU``/``LSTM`` (every ONNX attribute, through
-  the same conversion as the pipeline importer), 1-D ``Conv`` (:class:`~rnncore.nn.conv.Conv1d`),
+  the same conversion as the pipeline importer), ``Conv`` (1-D: Conv1d; 2-D: :mod:`rnncore.nn.conv2d`),
   ``Gemm`` and ``MatMul`` by a constant (:class:`~rnncore.nn.layers.Linear`),
   ``LayerNormalization`` (:class:`~rnncore.nn.norm.LayerNorm`), ``BatchNormalization``
   (:class:`~rnncore.nn.norm.BatchNorm1d`, inference), ``Relu``/``Sigmoid``/``Tanh``/
