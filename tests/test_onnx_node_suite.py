@@ -1,0 +1,238 @@
+"""ONNX's own backend node tests for every operator of the whole-graph import (``OnnxGraph``).
+
+Every generator of ``onnx.backend.test.case.node`` whose node is an operator of the import's
+tables (``_PURE`` and ``_LAYERS`` in :mod:`rnncore.io.onnx_import._graph`) is regenerated
+(:mod:`onnx_cases.backend`), imported with ``rc.io.from_onnx`` in float64 and float32 and run.
+A case must either give ONNX's expected outputs or be refused naming its node (a ValueError /
+NotImplementedError whose message holds the node's name) -- and the refused cases are the
+reviewed list :data:`REFUSED` (case name -> what the message must say), so that a change either
+way shows up. A case that imports and returns something else is a failure.
+
+Tolerances: float outputs come out in the import's dtype and are compared at the precision of
+the coarser of that dtype and ONNX's expected output (float16: rtol 1e-3 / atol 1e-3; bfloat16:
+8e-3, its rounding step 2**-8; float32: rtol 1e-5 / atol 1e-6; float64 both ways: rtol 1e-9 /
+atol 1e-12); integer and boolean outputs must be equal, of the same dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx_cases.backend import WEIGHT_SLOTS, collect_ops, parameters
+
+from rnncore.io.onnx_import import from_onnx, onnx_run
+from rnncore.io.onnx_import._graph import _LAYERS, _PURE
+
+OPS = sorted(set(_PURE) | set(_LAYERS))
+# layer ops whose inputs after the data are weights (rnncore layers hold their weights)
+_WEIGHTED = {"Conv", "Gemm", "LayerNormalization", "BatchNormalization", "InstanceNormalization", "Clip"}
+
+
+def _initializers(node, k, value) -> bool:
+    if node.op_type in ("RNN", "GRU", "LSTM"):
+        return k in WEIGHT_SLOTS
+    if node.op_type in _WEIGHTED:
+        return k > 0
+    return parameters(node, k, value)
+
+
+CASES, GENERATOR_ERRORS = collect_ops(OPS, initializers=_initializers)
+
+# table operators the installed onnx has no node test for
+NO_CASES: dict = {}
+
+# generators whose values the collector cannot write as a one-node tensor graph: (module.Class.method)
+# -> why. None is of an operator of the tables.
+GENERATOR_FAILURES: dict = {
+    "loop.Loop.export_loop_13": "a sequence-typed output",
+    "loop.Loop.export_loop_16_none": "an optional sequence",
+    "sequence_map.SequenceMap.export_sequence_map_add_2_sequences": "sequence inputs",
+    "sequence_map.SequenceMap.export_sequence_map_identity_2_sequences": "sequence inputs",
+    "sequenceinsert.SequenceInsert.export": "a sequence input",
+    "splittosequence.SplitToSequence.export_with_split_2": "a sequence output",
+    "string_split.StringSplit.export_empty_string_split": "a string output without a type",
+}
+
+# case name -> a piece of the refusal's message (the refusal must also name the node, except the
+# whole-graph refusals of WHOLE_GRAPH)
+REFUSED: dict = {
+    # AveragePool / MaxPool / Conv: 2-D and 3-D (rnncore pools and convolves over time, (N, C, L));
+    # 2-D: other branch (s16 conv2d adds Conv2d / pooling 2-D), 3-D: no rnncore layer
+    'test_averagepool_2d_ceil': 'a 2-D pooling',
+    'test_averagepool_2d_ceil_last_window_starts_on_pad': 'a 2-D pooling',
+    'test_averagepool_2d_default': 'a 2-D pooling',
+    'test_averagepool_2d_dilations': 'a 2-D pooling',
+    'test_averagepool_2d_pads': 'a 2-D pooling',
+    'test_averagepool_2d_pads_count_include_pad': 'a 2-D pooling',
+    'test_averagepool_2d_precomputed_pads': 'a 2-D pooling',
+    'test_averagepool_2d_precomputed_pads_count_include_pad': 'a 2-D pooling',
+    'test_averagepool_2d_precomputed_same_upper': 'a 2-D pooling',
+    'test_averagepool_2d_precomputed_strides': 'a 2-D pooling',
+    'test_averagepool_2d_same_lower': 'a 2-D pooling',
+    'test_averagepool_2d_same_upper': 'a 2-D pooling',
+    'test_averagepool_2d_strides': 'a 2-D pooling',
+    'test_averagepool_3d_default': 'a 3-D pooling',
+    'test_averagepool_3d_dilations_small': 'a 3-D pooling',
+    'test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True': 'a 3-D pooling',
+    'test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False': 'a 3-D pooling',
+    'test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True': 'a 3-D pooling',
+    'test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False': 'a 3-D pooling',
+    # BatchNormalization: training mode (the running mean / var outputs)
+    'test_batchnorm_example_training_mode': 'training-mode outputs',
+    'test_batchnorm_epsilon_training_mode': 'training-mode outputs',
+    # Cast to float8 / float4 / float8e8m0 / int4 / int2 / uint4 / uint2: element types NumPy has not
+    'test_cast_FLOAT_to_FLOAT8E4M3FN': 'Cast to element type 17 (FLOAT8E4M3FN)',
+    'test_cast_FLOAT16_to_FLOAT8E4M3FN': 'Cast to element type 17 (FLOAT8E4M3FN)',
+    'test_cast_FLOAT_to_FLOAT8E4M3FNUZ': 'Cast to element type 18 (FLOAT8E4M3FNUZ)',
+    'test_cast_FLOAT16_to_FLOAT8E4M3FNUZ': 'Cast to element type 18 (FLOAT8E4M3FNUZ)',
+    'test_cast_FLOAT_to_FLOAT8E5M2': 'Cast to element type 19 (FLOAT8E5M2)',
+    'test_cast_FLOAT16_to_FLOAT8E5M2': 'Cast to element type 19 (FLOAT8E5M2)',
+    'test_cast_FLOAT_to_FLOAT8E5M2FNUZ': 'Cast to element type 20 (FLOAT8E5M2FNUZ)',
+    'test_cast_FLOAT16_to_FLOAT8E5M2FNUZ': 'Cast to element type 20 (FLOAT8E5M2FNUZ)',
+    'test_cast_FLOAT_to_UINT4': 'Cast to element type 21 (UINT4)',
+    'test_cast_FLOAT16_to_UINT4': 'Cast to element type 21 (UINT4)',
+    'test_cast_FLOAT_to_INT4': 'Cast to element type 22 (INT4)',
+    'test_cast_FLOAT16_to_INT4': 'Cast to element type 22 (INT4)',
+    'test_cast_FLOAT_to_FLOAT4E2M1': 'Cast to element type 23 (FLOAT4E2M1)',
+    'test_cast_FLOAT16_to_FLOAT4E2M1': 'Cast to element type 23 (FLOAT4E2M1)',
+    'test_cast_FLOAT_to_UINT2': 'Cast to element type 25 (UINT2)',
+    'test_cast_FLOAT16_to_UINT2': 'Cast to element type 25 (UINT2)',
+    'test_cast_FLOAT_to_INT2': 'Cast to element type 26 (INT2)',
+    'test_cast_FLOAT16_to_INT2': 'Cast to element type 26 (INT2)',
+    'test_cast_e8m0_FLOAT_to_FLOAT8E8M0': 'Cast to element type 24 (FLOAT8E8M0)',
+    'test_cast_e8m0_FLOAT16_to_FLOAT8E8M0': 'Cast to element type 24 (FLOAT8E8M0)',
+    'test_cast_no_saturate_FLOAT_to_FLOAT8E4M3FN': 'Cast to element type 17 (FLOAT8E4M3FN)',
+    'test_cast_no_saturate_FLOAT_to_FLOAT8E4M3FNUZ': 'Cast to element type 18 (FLOAT8E4M3FNUZ)',
+    'test_cast_no_saturate_FLOAT_to_FLOAT8E5M2': 'Cast to element type 19 (FLOAT8E5M2)',
+    'test_cast_no_saturate_FLOAT_to_FLOAT8E5M2FNUZ': 'Cast to element type 20 (FLOAT8E5M2FNUZ)',
+    'test_cast_no_saturate_FLOAT16_to_FLOAT8E4M3FN': 'Cast to element type 17 (FLOAT8E4M3FN)',
+    'test_cast_no_saturate_FLOAT16_to_FLOAT8E4M3FNUZ': 'Cast to element type 18 (FLOAT8E4M3FNUZ)',
+    'test_cast_no_saturate_FLOAT16_to_FLOAT8E5M2': 'Cast to element type 19 (FLOAT8E5M2)',
+    'test_cast_no_saturate_FLOAT16_to_FLOAT8E5M2FNUZ': 'Cast to element type 20 (FLOAT8E5M2FNUZ)',
+    # Constant alone: a graph that computes nothing from inputs (whole-graph refusal, no node)
+    'test_constant': 'computes nothing from its inputs',
+    'test_basic_conv_with_padding': 'a 2-D convolution',
+    'test_basic_conv_without_padding': 'a 2-D convolution',
+    'test_conv_with_autopad_same': 'a 2-D convolution',
+    'test_conv_with_strides_padding': 'a 2-D convolution',
+    'test_conv_with_strides_no_padding': 'a 2-D convolution',
+    'test_conv_with_strides_and_asymmetric_padding': 'a 2-D convolution',
+    # Dropout: training_mode true (a random mask)
+    'test_training_dropout': 'training_mode',
+    'test_training_dropout_default': 'training_mode',
+    'test_training_dropout_default_mask': 'training_mode',
+    'test_training_dropout_zero_ratio': 'training_mode',
+    'test_training_dropout_zero_ratio_mask': 'training_mode',
+    'test_training_dropout_mask': 'training_mode',
+    # Identity of an optional: a graph input that is not a tensor (whole-graph refusal)
+    'test_identity_opt': 'must be a tensor of a defined element type',
+    'test_maxpool_2d_ceil': 'a 2-D pooling',
+    'test_maxpool_2d_ceil_output_size_reduce_by_one': 'a 2-D pooling',
+    'test_maxpool_2d_default': 'a 2-D pooling',
+    'test_maxpool_2d_dilations': 'a 2-D pooling',
+    'test_maxpool_2d_pads': 'a 2-D pooling',
+    'test_maxpool_2d_precomputed_pads': 'a 2-D pooling',
+    'test_maxpool_2d_precomputed_same_upper': 'a 2-D pooling',
+    'test_maxpool_2d_precomputed_strides': 'a 2-D pooling',
+    'test_maxpool_2d_same_lower': 'a 2-D pooling',
+    'test_maxpool_2d_same_upper': 'a 2-D pooling',
+    'test_maxpool_2d_strides': 'a 2-D pooling',
+    'test_maxpool_2d_uint8': 'a 2-D pooling',
+    'test_maxpool_3d_default': 'a 3-D pooling',
+    'test_maxpool_3d_dilations': 'a 3-D pooling',
+    'test_maxpool_3d_dilations_use_ref_impl': 'a 3-D pooling',
+    'test_maxpool_3d_dilations_use_ref_impl_large': 'a 3-D pooling',
+    'test_maxpool_with_argmax_2d_precomputed_pads': 'a 2-D pooling',
+    'test_maxpool_with_argmax_2d_precomputed_strides': 'a 2-D pooling',
+}
+WHOLE_GRAPH = {"test_constant", "test_identity_opt"}
+
+PARAMS = [pytest.param(c, dt, id=f"{op}-{c.name}-{dt}") for op in OPS for c in CASES[op]
+          for dt in ("float64", "float32")]
+
+_TOL = {2: (1e-3, 1e-3), 4: (1e-5, 1e-6), 8: (1e-9, 1e-12)}
+
+
+def _tol(expected: np.dtype, dtype: str) -> tuple:
+    if expected.name == "bfloat16":      # 8 significant bits: ONNX rounds its expected values to 2**-8
+        return 8e-3, 8e-3
+    return _TOL[min(expected.itemsize, np.dtype(dtype).itemsize)]
+
+
+def _run(case, dtype):
+    """("ok", outputs) or ("refused", message)."""
+    try:
+        model = from_onnx(case.model, dtype=dtype)
+        out = onnx_run(model, {n: np.asarray(v) for n, v in case.feeds.items()})
+    except (ValueError, NotImplementedError) as e:
+        return "refused", str(e)
+    return "ok", out
+
+
+def test_every_op_has_cases():
+    assert {op for op in OPS if not CASES[op]} == set(NO_CASES)
+
+
+def test_generators_run():
+    assert GENERATOR_ERRORS.keys() == GENERATOR_FAILURES.keys(), GENERATOR_ERRORS
+
+
+def test_refused_list_names_cases():
+    names = {c.name for op in OPS for c in CASES[op]}
+    assert set(REFUSED) <= names, set(REFUSED) - names
+
+
+@pytest.mark.parametrize("case, dtype", PARAMS)
+def test_node_case(case, dtype):
+    kind, got = _run(case, dtype)
+    if kind == "refused":
+        assert case.name in REFUSED, f"{case.name} ({dtype}) refused, not listed: {got}"
+        if case.name not in WHOLE_GRAPH:
+            assert case.node.name in got, f"the refusal does not name the node {case.node.name!r}: {got}"
+        assert REFUSED[case.name] in got, got
+        return
+    assert case.name not in REFUSED, f"{case.name} ({dtype}) is listed as refused but imports and runs"
+    assert list(got) == list(case.expected)
+    for name, want in case.expected.items():
+        want, res = np.asarray(want), np.asarray(got[name])
+        assert res.shape == want.shape, f"{case.name}: {name}: shape {res.shape}, expected {want.shape}"
+        if want.dtype.kind in "fc" or want.dtype.name == "bfloat16":
+            # floats come out in the import's dtype (a Cast to float16 / bfloat16 is not rounded)
+            assert res.dtype == np.dtype(dtype), f"{case.name}: {name}: dtype {res.dtype}, expected {dtype}"
+            rtol, atol = _tol(want.dtype, dtype)
+            want = want.astype(np.float64)
+            np.testing.assert_allclose(res, want, rtol=rtol, atol=atol, equal_nan=True,
+                                       err_msg=f"{case.name}: {name}")
+        else:
+            assert res.dtype == want.dtype, f"{case.name}: {name}: dtype {res.dtype}, expected {want.dtype}"
+            np.testing.assert_array_equal(res, want, err_msg=f"{case.name}: {name}")
+
+
+# -- every input a graph input (shapes, axes, pads, indices, bounds, weights computed at run time) --
+AS_INPUTS, _ = collect_ops(OPS, initializers=lambda node, k, value: False)
+PARAMS_AS_INPUTS = [pytest.param(c, id=f"{op}-{c.name}") for op in OPS for c in AS_INPUTS[op]]
+
+
+@pytest.mark.parametrize("case", PARAMS_AS_INPUTS)
+def test_node_case_parameters_as_inputs(case):
+    """The same cases with no initializer: a layer refuses weights it cannot hold (naming the node);
+    an operation whose shape / axes / pads / indices / bounds now come at run time gives ONNX's
+    result or is refused, never another result."""
+    kind, got = _run(case, "float64")
+    if kind == "refused":
+        listed = REFUSED.get(case.name)
+        assert (listed is not None and listed in got) or "must be a constant" in got, \
+            f"{case.name} refused: {got}"
+        if case.name not in WHOLE_GRAPH:
+            assert case.node.name in got, f"the refusal does not name the node {case.node.name!r}: {got}"
+        return
+    for name, want in case.expected.items():
+        want, res = np.asarray(want), np.asarray(got[name])
+        assert res.shape == want.shape, f"{case.name}: {name}: shape {res.shape}, expected {want.shape}"
+        if want.dtype.kind in "fc" or want.dtype.name == "bfloat16":
+            rtol, atol = _tol(want.dtype, "float64")
+            np.testing.assert_allclose(res, want.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True,
+                                       err_msg=f"{case.name}: {name}")
+        else:
+            assert res.dtype == want.dtype, f"{case.name}: {name}: dtype {res.dtype}, expected {want.dtype}"
+            np.testing.assert_array_equal(res, want, err_msg=f"{case.name}: {name}")
