@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx_cases.backend import WEIGHT_SLOTS, collect_ops, parameters
+from onnx_cases.backend import WEIGHT_SLOTS, collect_ops, parameters, rebuild
 
 from rnncore.io.onnx_import import from_onnx, onnx_run
 from rnncore.io.onnx_import._graph import _LAYERS, _PURE
@@ -209,7 +209,7 @@ def test_node_case(case, dtype):
 
 
 # -- every input a graph input (shapes, axes, pads, indices, bounds, weights computed at run time) --
-AS_INPUTS, _ = collect_ops(OPS, initializers=lambda node, k, value: False)
+AS_INPUTS = {op: [rebuild(c, ()) for c in CASES[op]] for op in OPS}
 PARAMS_AS_INPUTS = [pytest.param(c, id=f"{op}-{c.name}") for op in OPS for c in AS_INPUTS[op]]
 
 
@@ -236,3 +236,26 @@ def test_node_case_parameters_as_inputs(case):
         else:
             assert res.dtype == want.dtype, f"{case.name}: {name}: dtype {res.dtype}, expected {want.dtype}"
             np.testing.assert_array_equal(res, want, err_msg=f"{case.name}: {name}")
+
+
+@pytest.mark.parametrize("c_shape, trans_a", [((3, 1), 0), ((3, 3), 0), ((1, 3), 0), ((3,), 1)])
+def test_gemm_c_of_the_rows_and_trans_a_match_onnxruntime(c_shape, trans_a):
+    """A ``C`` of shape (M, 1) adds one value per row: with M == N it has N values, which the import
+    took for a bias of the N outputs before (a per-column add: a silent wrong result)."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnx_cases.custom import run_onnxruntime
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((4, 3) if trans_a else (3, 4)).astype(np.float32)
+    B = rng.standard_normal((4, 3)).astype(np.float32)
+    C = rng.standard_normal(c_shape).astype(np.float32)
+    node = helper.make_node("Gemm", ["A", "B", "C"], ["Y"], name="gemm", alpha=0.5, beta=2.0, transA=trans_a)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, A.shape)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, (3, 3))],
+                              initializer=[onnx.numpy_helper.from_array(B, "B"),
+                                           onnx.numpy_helper.from_array(C, "C")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    want = run_onnxruntime(model, {"A": A})["Y"]
+    got = onnx_run(from_onnx(model, dtype="float32"), {"A": A})["Y"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -33,6 +33,7 @@ class Case:
     feeds: dict             # graph input name -> array
     expected: dict          # graph output name -> array
     module: str = ""        # the generator module (onnx.backend.test.case.node.<module>)
+    raw: tuple = ()         # what the generator gave expect: (inputs, outputs, kwargs)
 
 
 def parameters(node, k: int, value) -> bool:
@@ -116,7 +117,7 @@ def collect(op: str, seed: int = 0, initializers: Collection[int] | Callable = W
         if not node.name:
             node.name = name
         model, feeds, expected = _model(node, inputs, outputs, name, initializers, kwargs)
-        captured.append(Case(name, node, model, feeds, expected, op))
+        captured.append(Case(name, node, model, feeds, expected, op, (inputs, outputs, kwargs)))
 
     original = mod.expect
     mod.expect = fake_expect
@@ -136,6 +137,13 @@ def collect(op: str, seed: int = 0, initializers: Collection[int] | Callable = W
     finally:
         mod.expect = original
     return captured
+
+
+def rebuild(case: Case, initializers: Collection[int] | Callable) -> Case:
+    """``case`` with another choice of initializers (no generator is run again)."""
+    inputs, outputs, kwargs = case.raw
+    model, feeds, expected = _model(case.node, inputs, outputs, case.name, initializers, kwargs)
+    return Case(case.name, case.node, model, feeds, expected, case.module, case.raw)
 
 
 def modules() -> list[str]:
