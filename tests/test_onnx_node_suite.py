@@ -259,3 +259,33 @@ def test_gemm_c_of_the_rows_and_trans_a_match_onnxruntime(c_shape, trans_a):
     want = run_onnxruntime(model, {"A": A})["Y"]
     got = onnx_run(from_onnx(model, dtype="float32"), {"A": A})["Y"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_norm_over_two_axes_matches_onnxruntime_and_compile_refuses_it():
+    """``LayerNormalization`` with ``axis=1`` of ``(B, 4, 5)`` data normalises each row over 20
+    values: the import gives onnxruntime's result; ``rc.compile`` (whose LayerNorm normalises the
+    last axis) refuses it naming the node, rather than normalise over 5."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnx_cases.custom import run_onnxruntime
+
+    import rnncore as rc
+
+    rng = np.random.default_rng(1)
+    H = 3
+    inits = {"s": rng.standard_normal((4, 5)), "b": rng.standard_normal((4, 5)),
+             "W": rng.standard_normal((1, 4 * H, 5)) * 0.5, "R": rng.standard_normal((1, 4 * H, H)) * 0.5}
+    nodes = [helper.make_node("LayerNormalization", ["x", "s", "b"], ["n"], name="ln", axis=1, epsilon=1e-3),
+             helper.make_node("Transpose", ["n"], ["t"], name="tb", perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["t", "W", "R"], ["y"], name="lstm", hidden_size=H)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ("B", 4, 5))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, (4, 1, "B", H))],
+                              initializer=[onnx.numpy_helper.from_array(v.astype(np.float32), k)
+                                           for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    want = run_onnxruntime(model, {"x": x})["y"]
+    np.testing.assert_allclose(onnx_run(from_onnx(model, dtype="float32"), {"x": x})["y"], want,
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"node 'ln' \(LayerNormalization\) normalises the axes from 1 on"):
+        rc.compile(from_onnx(model))
