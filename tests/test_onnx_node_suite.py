@@ -278,7 +278,8 @@ def test_layer_norm_over_two_axes_matches_onnxruntime_and_compile_refuses_it():
     nodes = [helper.make_node("LayerNormalization", ["x", "s", "b"], ["n"], name="ln", axis=1, epsilon=1e-3),
              helper.make_node("Transpose", ["n"], ["t"], name="tb", perm=[1, 0, 2]),
              helper.make_node("LSTM", ["t", "W", "R"], ["y"], name="lstm", hidden_size=H)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ("B", 4, 5))],
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, ("B", 4, 5))
+    graph = helper.make_graph(nodes, "g", [x_info],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, (4, 1, "B", H))],
                               initializer=[onnx.numpy_helper.from_array(v.astype(np.float32), k)
                                            for k, v in inits.items()])
