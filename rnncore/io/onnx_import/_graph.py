@@ -98,7 +98,7 @@ class OnnxGraph(Module):
                 raise ValueError(f"{n}: the graph was imported with input_shapes {{{n!r}: "
                                  f"{tuple('?' if d is None else d for d in want)}}}, got an array of shape "
                                  f"{v.shape}")
-            vals[n] = v.astype(self.dtype) if v.dtype.kind == "f" else v
+            vals[n] = v.astype(self.dtype) if v.dtype.kind == "f" or v.dtype.name == "bfloat16" else v
         for s in self.steps:
             try:
                 outs = s.fn([vals[i] if i else None for i in s.inputs])
@@ -462,7 +462,10 @@ def _cast(b, node, a, x):
     if to in _FLOAT_TYPES:
         return [np.asarray(x[0]).astype(b.dt)]
     if to not in _INT_TYPES:
-        b.refuse(node, f"Cast to element type {to}")
+        from onnx import TensorProto
+
+        b.refuse(node, f"Cast to element type {to} ({TensorProto.DataType.Name(to)}): expected a float, "
+                       "integer or bool type")
     return [np.asarray(x[0]).astype(_INT_TYPES[to])]
 
 
@@ -597,6 +600,30 @@ def _binary(f):
     return op
 
 
+def _variadic(f):
+    """``Max`` / ``Min`` of one or more inputs, broadcast together (``f``: ``np.maximum`` ...)."""
+    def op(b, node, a, x):
+        vals = [np.asarray(v) for v in x if v is not None]
+        if any(v.dtype.kind == "f" for v in vals):
+            vals = [v.astype(b.dt, copy=False) for v in vals]
+        out = vals[0]
+        for v in vals[1:]:
+            out = f(out, v)
+        return [np.asarray(out)]
+    return op
+
+
+def _pow(b, node, a, x):
+    """``Pow``: the result has the base's element type (an integer base to a float exponent stays
+    an integer, truncated as ONNX's reference casts it)."""
+    p, q = np.asarray(x[0]), np.asarray(x[1])
+    if p.dtype.kind == "f":
+        return [np.power(p.astype(b.dt, copy=False), q.astype(b.dt, copy=False))]
+    if q.dtype.kind == "f":
+        return [np.power(p.astype(b.dt), q.astype(b.dt)).astype(p.dtype)]
+    return [np.power(p, q).astype(p.dtype, copy=False)]
+
+
 def _unary(f):
     return lambda b, node, a, x: [np.asarray(f(np.asarray(x[0])))]
 
@@ -637,7 +664,7 @@ def _pad(b, node, a, x):
         b.refuse(node, f"negative pads {pads} (cropping)")
     if mode == "constant":
         return [np.pad(y, width, mode="constant", constant_values=value)]
-    if mode in ("reflect", "edge"):
+    if mode in ("reflect", "edge", "wrap"):
         return [np.pad(y, width, mode=mode)]
     b.refuse(node, f"mode {mode!r}")
 
@@ -674,7 +701,13 @@ def _reduce(fn):
                 return [x[0]]
             axes = range(np.ndim(x[0]))
         axes = tuple(int(k) % np.ndim(x[0]) for k in np.atleast_1d(axes))
-        return [fn(x[0], axis=axes, keepdims=bool(int(a.get("keepdims", 1))))]
+        v = np.asarray(x[0])
+        extra = {}
+        if fn in (np.max, np.min) and v.size == 0:      # the empty set: -inf / +inf (ONNX)
+            lo, hi = ((-np.inf, np.inf) if v.dtype.kind == "f" else (False, True) if v.dtype.kind == "b"
+                      else (np.iinfo(v.dtype).min, np.iinfo(v.dtype).max))
+            extra["initial"] = lo if fn is np.max else hi
+        return [fn(v, axis=axes, keepdims=bool(int(a.get("keepdims", 1))), **extra)]
     return run
 
 
@@ -741,7 +774,17 @@ def _identity(b, node, a, x):
     return [x[0]]
 
 
-def _dropout(b, node, a, x):        # inference: the identity (and an all-true mask)
+def _dropout(b, node, a, x):
+    """``Dropout`` at inference: the identity (and an all-true mask). ``training_mode`` (input 2,
+    opset >= 12) true drops at random: refused, so is one computed from the inputs."""
+    if len(node.input) > 2 and node.input[2]:
+        tm = b.known.get(node.input[2])
+        if tm is None:
+            b.refuse(node, f"training_mode {node.input[2]!r} is computed from the inputs, expected a "
+                           "constant false", "export the model in eval mode")
+        if np.any(tm):
+            b.refuse(node, "training_mode is true (a random dropout), expected false (inference)",
+                     "export the model in eval mode")
     return [x[0], np.ones(np.shape(x[0]), bool)][:len(node.output)]
 
 
@@ -766,7 +809,7 @@ _PURE: dict = {
     "Transpose": _transpose, "Constant": _constant, "ConstantOfShape": _constant_of_shape,
     "Expand": _expand, "Range": _range, "Pad": _pad, "Where": _where, "Dropout": _dropout,
     "Add": _binary(np.add), "Sub": _binary(np.subtract), "Mul": _binary(np.multiply), "Div": _binary(_div),
-    "Pow": _binary(np.power), "Max": _binary(np.maximum), "Min": _binary(np.minimum),
+    "Pow": _pow, "Max": _variadic(np.maximum), "Min": _variadic(np.minimum),
     "Equal": _binary(np.equal), "Less": _binary(np.less), "Greater": _binary(np.greater),
     "LessOrEqual": _binary(np.less_equal), "GreaterOrEqual": _binary(np.greater_equal),
     "And": _binary(np.logical_and), "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
@@ -873,7 +916,13 @@ def _clip_layer(b, node, a):
     from rnncore.nn import pointwise
 
     m = pointwise.Hardtanh(lo, hi)
-    return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
+
+    def run(x):
+        X = np.asarray(x[0])
+        if X.dtype.kind != "f":           # integer data stays integer (ONNX's Clip keeps the type)
+            return _clip(b, node, a, x)
+        return [m.forward(X.astype(b.dt, copy=False))]
+    return _with_module(run, m)
 
 
 def _matmul(b, node, a):
@@ -884,33 +933,75 @@ def _matmul(b, node, a):
 
 
 def _gemm(b, node, a):
+    """``Gemm``: ``Y = alpha * A' @ B' + beta * C`` with a constant ``B`` (and ``C``): a
+    :class:`~rnncore.nn.layers.Linear` when ``C`` is a bias of the ``N`` outputs (or a scalar) and
+    ``transA`` is 0; with ``transA`` 1 or a ``C`` of shape ``(M, N)`` / ``(M, 1)`` the product is
+    run in NumPy (no layer: ``rc.compile`` refuses it)."""
     B = b.const(node, node.input[1], "B")
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
-    if int(a.get("transA", 0)):
-        b.refuse(node, "transA=1 (the data transposed)", "export without the transpose")
-    Wt = (B if int(a.get("transB", 0)) else B.T) * alpha
-    bias = None
+    trans_a = int(a.get("transA", 0))
+    Wt = (B if int(a.get("transB", 0)) else B.T) * alpha          # (N, K)
+    C = None
     if len(node.input) > 2 and node.input[2]:
-        C = np.asarray(b.const(node, node.input[2], "C")) * beta
-        if C.size not in (1, Wt.shape[0]):
-            b.refuse(node, f"C of shape {C.shape} is not a bias of {Wt.shape[0]} features")
-        bias = np.broadcast_to(C.reshape(-1), (Wt.shape[0],))
-    m = _linear_from(b, Wt, bias)
-    return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
+        C = np.asarray(b.const(node, node.input[2], "C")).astype(b.dt) * beta
+    N = Wt.shape[0]
+    if not trans_a and (C is None or C.size in (1, N) and C.ndim <= 1 or C.shape in ((1, N), (1, 1))):
+        bias = None if C is None else np.broadcast_to(C.reshape(-1), (N,))
+        m = _linear_from(b, Wt, bias)
+        return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
+    W = np.asarray(Wt, b.dt)
+
+    def run(x):
+        A = np.asarray(x[0]).astype(b.dt, copy=False)
+        if A.ndim != 2:
+            raise ValueError(f"A: expected 2 axes, got shape {A.shape}")
+        Y = (A.T if trans_a else A) @ W.T                           # (M, N)
+        return [Y if C is None else Y + C]        # C broadcasts to (M, N) (ValueError if it cannot)
+    return run
 
 
 def _layer_norm(b, node, a):
+    """``LayerNormalization`` over the axes from ``axis`` on: they are flattened into the one
+    axis :class:`~rnncore.nn.norm.LayerNorm` normalises (``Scale`` and ``B`` broadcast to their
+    shape and flattened alike); the optional outputs ``Mean`` and ``InvStdDev`` (shape
+    ``X.shape[:axis] + (1, ...)``) are ``mean`` and ``1 / sqrt(var + epsilon)`` over those axes."""
     from rnncore.nn.norm import LayerNorm
 
-    scale = b.const(node, node.input[1], "Scale")
-    if int(a.get("axis", -1)) != -1 or scale.ndim != 1:
-        b.refuse(node, f"normalises axes from {a.get('axis')} on (rnncore's LayerNorm: the last axis)")
+    scale = np.asarray(b.const(node, node.input[1], "Scale"))
     has_b = len(node.input) > 2 and bool(node.input[2])
-    m = LayerNorm(scale.shape[0], eps=float(a.get("epsilon", 1e-5)), bias=has_b, dtype=b.dt.name)
-    m.params["weight"] = scale.astype(b.dt)
-    if has_b:
-        m.params["bias"] = b.const(node, node.input[2], "B").astype(b.dt)
-    return _with_module(lambda x: [m.forward(np.asarray(x[0]).astype(b.dt, copy=False))], m)
+    bias = np.asarray(b.const(node, node.input[2], "B")) if has_b else None
+    axis, eps = int(a.get("axis", -1)), float(a.get("epsilon", 1e-5))
+    made: dict = {}
+
+    def module(inner: tuple):
+        """The LayerNorm of the flattened axes ``inner`` (one per shape the data has)."""
+        if inner not in made:
+            n = int(np.prod(inner))
+            m = LayerNorm(n, eps=eps, bias=has_b, dtype=b.dt.name)
+            m.params["weight"] = np.broadcast_to(scale, inner).reshape(n).astype(b.dt)
+            if has_b:
+                m.params["bias"] = np.broadcast_to(bias, inner).reshape(n).astype(b.dt)
+            made[inner] = m
+        return made[inner]
+
+    first = module(tuple(scale.shape) if scale.ndim else (1,))
+    n_out = len(node.output)
+
+    def run(x):
+        X = np.asarray(x[0]).astype(b.dt, copy=False)
+        ax = axis + X.ndim if axis < 0 else axis
+        if not 0 <= ax < X.ndim:
+            raise ValueError(f"axis={axis} for X of shape {X.shape}")
+        inner = tuple(X.shape[ax:])
+        Xf = X.reshape(X.shape[:ax] + (-1,))
+        outs = [module(inner).forward(Xf).reshape(X.shape)]
+        if n_out > 1:
+            red = X.shape[:ax] + (1,) * len(inner)
+            mean = Xf.mean(axis=-1, keepdims=True)
+            var = ((Xf - mean) ** 2).mean(axis=-1, keepdims=True)
+            outs += [mean.reshape(red), (1.0 / np.sqrt(var + eps)).reshape(red)]
+        return outs[:n_out]
+    return _with_module(run, first)
 
 
 def _batch_norm(b, node, a):
@@ -947,11 +1038,12 @@ def _instance_norm(b, node, a):
     m.params["weight"], m.params["bias"] = sc.astype(b.dt), bi.astype(b.dt)
 
     def run(x):
-        X = np.asarray(x[0]).astype(b.dt, copy=False)      # (N, C, L): channels on axis 1, time last
-        if X.ndim != 3 or X.shape[1] != sc.shape[0]:
-            raise ValueError(f"input: expected (N, {sc.shape[0]}, L) for InstanceNormalization "
+        X = np.asarray(x[0]).astype(b.dt, copy=False)      # (N, C, D1, ...): channels on axis 1
+        if X.ndim < 3 or X.shape[1] != sc.shape[0]:
+            raise ValueError(f"input: expected (N, {sc.shape[0]}, D1, ...) for InstanceNormalization "
                              f"{node.name!r}, got shape {X.shape}")
-        return [m.forward(X.transpose(0, 2, 1)).transpose(0, 2, 1)]
+        X3 = X.reshape(X.shape[0], X.shape[1], -1)          # the spatial axes as one: (N, C, L)
+        return [m.forward(X3.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(X.shape)]
     return _with_module(run, m)
 
 
@@ -1019,8 +1111,17 @@ def _pool(b, node, a):
         if X.ndim != 3:
             raise ValueError(f"X: expected (N, C, L), got shape {X.shape}")
         mod = module(X.shape[1])
-        return [mod.forward(X.astype(b.dt, copy=False).transpose(0, 2, 1)).transpose(0, 2, 1)]
+        Y = mod.forward(X.astype(b.dt, copy=False).transpose(0, 2, 1)).transpose(0, 2, 1)
+        return [_pooled_dtype(node, X, Y)]
     return _with_module(run, m) if m is not None else run
+
+
+def _pooled_dtype(node, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """ONNX's ``MaxPool`` keeps an int8 / uint8 input's type: the layer's maximum, taken in the
+    import's float dtype, holds those values exactly, so it is cast back."""
+    if node.op_type == "MaxPool" and X.dtype.kind in "iu":
+        return Y.astype(X.dtype)
+    return Y
 
 
 def _auto_pads(node, a, refuse, kernel, stride, dilation, size=None) -> list | None:
@@ -1181,7 +1282,7 @@ def _pool2d(b, node, a):
         X = np.asarray(x[0])
         if X.ndim != 4:
             raise ValueError(f"X: expected (N, C, H, W) for {node.op_type} {node.name!r}, got {X.shape}")
-        return [m.forward(X.astype(b.dt, copy=False))]
+        return [_pooled_dtype(node, X, m.forward(X.astype(b.dt, copy=False)))]
     return _with_module(run, m)
 
 

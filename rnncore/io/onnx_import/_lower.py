@@ -858,6 +858,12 @@ class _SeqLower:
             if m.num_features != F:
                 self.refuse(f"normalises {m.num_features} channels, the data has {F}")
         else:
+            ax, n = int(s.attrs.get("axis", -1)), len(x["axes"])
+            if ax % n != n - 1:
+                self.refuse(f"normalises the axes from {ax} on of data of {n} axes (the engine's LayerNorm: "
+                            "the last axis)")
+            if any(s.outputs[1:]):
+                self.refuse("has the Mean / InvStdDev outputs (the engine's LayerNorm returns Y alone)")
             F = self.features(x, "data")
             m = getattr(s.fn, "module", None)
             if m is None:            # a decomposed LayerNorm (_fuse.py)
