@@ -967,6 +967,47 @@ static const char *const stage_place[8] = {"first", "after an embedding", "after
                                            "after last_step", "after linear", "after a front-end record",
                                            "after a per-step record", "after a per-step record"};
 
+/* The source of a residual or concat record spanning the span records right before it: the run of
+ * per-step records of its section and, across_rnn (a residual's y = x + GRU(x)), across recurrent
+ * records the records before them (not past an embedding or last_step). *src: the front-end record
+ * whose input is saved, or RNC_MAX_FRONT + a layer whose input is (a span starting at a recurrent
+ * record); *steps: the per-step records spanned. width (0: none) is the source's expected width;
+ * no spanned step may be strided or padded on the right (every step gives exactly one output).
+ * Returns MSG_COUNT_, or the refusal: its message, with the arguments span, a[0], a[1], *what. */
+static enum rnc_msg front_span_source(const rnc_ctx *c, const rnc_model *m, uint64_t span, uint64_t width,
+                                      int across_rnn, uint32_t *src, uint64_t *steps, uint64_t a[2],
+                                      const char **what)
+{
+    uint64_t run = 0;
+    while (run < c->part && (c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV ||
+                             (across_rnn && c->part_kind[c->part - 1 - run] == RNC_REC_RECURRENT)))
+        ++run;
+    a[0] = run;
+    if (span == 0 || span > run) return MSG_RES_SPAN;
+    uint64_t s = span;
+    if (across_rnn)
+        for (uint64_t j = c->part - span; j < c->part; ++j) s -= c->part_kind[j] == RNC_REC_RECURRENT;
+    const uint32_t first = m->num_front - (uint32_t)s;
+    *src = first;
+    *steps = s;
+#if XRES_ON
+    const uint32_t layer = c->part_kind[c->part - span] == RNC_REC_RECURRENT; /* the source is a layer */
+    if (layer) *src = RNC_MAX_FRONT + c->part_layer[c->part - span];
+    a[0] = layer ? m->layer[*src - RNC_MAX_FRONT].input_size : m->front[first].in_w;
+#else
+    a[0] = m->front[first].in_w;
+#endif
+    a[1] = width;
+    if (width && a[0] != width) return MSG_RES_WIDTH;
+    a[0] = a[1] = 0;
+    for (uint32_t j = first; j < m->num_front; ++j)
+        if (m->front[j].phase || m->front[j].tpad_r) { /* steps without an output, or more */
+            *what = kind_name(m->front[j].kind);
+            return MSG_RES_STRIDED;
+        }
+    return MSG_COUNT_;
+}
+
 /* A log_mel record (rnc_layout.h): its checks in the order of rnncore/io/rnc.py's load_front. */
 static rnc_status load_log_mel(rnc_ctx *c, rnc_model *m, rnc_front_op *F, const unsigned char *r,
                                uint32_t size)
@@ -1318,29 +1359,14 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         CHECK_RESERVED(c, rec_residual, r);
         const uint64_t n = rnc_rec_residual_features(r), span = rnc_rec_residual_span(r);
         if (n != c->feat) return fail(c, FIELD(rec_residual, features), MSG_EXPECT, n, c->feat, 0, NULL);
-        /* the records right before this one it may span: the per-step records of its section and,
-         * across recurrent records, those before them (not past an embedding or last_step) */
-        uint64_t run = 0;
-        while (run < c->part && (c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV ||
-                                 (XRES_ON && c->part_kind[c->part - 1 - run] == RNC_REC_RECURRENT)))
-            ++run;
-        if (span == 0 || span > run) return fail(c, FIELD(rec_residual, span), MSG_RES_SPAN, span, run, 0, NULL);
-#if XRES_ON
-        uint64_t steps = 0, layers = 0;
-        for (uint64_t j = c->part - span; j < c->part; ++j) { /* the spanned records, source first */
-            if (c->part_kind[j] == RNC_REC_RECURRENT) ++layers;
-            else ++steps;
-        }
-        const uint32_t lsrc = c->part_kind[c->part - span] == RNC_REC_RECURRENT; /* a layer's input */
-        const uint32_t src = lsrc ? RNC_MAX_FRONT + c->part_layer[c->part - span]
-                                  : m->num_front - (uint32_t)steps;
-        const uint64_t src_w = lsrc ? m->layer[src - RNC_MAX_FRONT].input_size : m->front[src].in_w;
-        if (src_w != n) return fail(c, FIELD(rec_residual, span), MSG_RES_WIDTH, span, src_w, n, NULL);
-        for (uint32_t j = m->num_front - (uint32_t)steps; j < m->num_front; ++j)
-            if (m->front[j].phase || m->front[j].tpad_r) /* steps without an output, or more */
-                return fail(c, FIELD(rec_residual, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
+        uint64_t steps = 0, a[2] = {0, 0};
+        uint32_t src = 0;
+        const char *what = NULL;
+        const enum rnc_msg bad = front_span_source(c, m, span, n, XRES_ON, &src, &steps, a, &what);
+        if (bad != MSG_COUNT_) return fail(c, FIELD(rec_residual, span), bad, span, a[0], a[1], what);
         F->src = src;
-        F->xres = layers != 0;
+#if XRES_ON
+        F->xres = span != steps; /* it spans recurrent records */
         if (F->xres) {
             F->save_off = m->xres_floats;
             m->xres_floats += (size_t)n;
@@ -1348,14 +1374,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
             F->save_off = m->res_floats;
             m->res_floats += (size_t)n;
         }
-#else /* the span stays within its section */
-        const uint32_t src = m->num_front - (uint32_t)span;
-        if (m->front[src].in_w != n)
-            return fail(c, FIELD(rec_residual, span), MSG_RES_WIDTH, span, m->front[src].in_w, n, NULL);
-        for (uint32_t j = src; j < m->num_front; ++j)
-            if (m->front[j].phase || m->front[j].tpad_r) /* steps without an output, or more */
-                return fail(c, FIELD(rec_residual, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
-        F->src = src;
+#else
         F->save_off = m->res_floats;
         m->res_floats += (size_t)n;
 #endif
@@ -1366,14 +1385,11 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         CHECK_RESERVED(c, rec_concat, r);
         const uint64_t n = rnc_rec_concat_features(r), span = rnc_rec_concat_span(r);
         if (n != c->feat) return fail(c, FIELD(rec_concat, features), MSG_EXPECT, n, c->feat, 0, NULL);
-        /* the per-step records of its section right before this one it may span */
-        uint64_t run = 0;
-        while (run < c->part && c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV) ++run;
-        if (span == 0 || span > run) return fail(c, FIELD(rec_concat, span), MSG_RES_SPAN, span, run, 0, NULL);
-        const uint32_t src = m->num_front - (uint32_t)span;
-        for (uint32_t j = src; j < m->num_front; ++j)
-            if (m->front[j].phase || m->front[j].tpad_r) /* steps without an output, or more */
-                return fail(c, FIELD(rec_concat, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
+        uint64_t steps = 0, a[2] = {0, 0};
+        uint32_t src = 0;
+        const char *what = NULL;
+        const enum rnc_msg bad = front_span_source(c, m, span, 0, 0, &src, &steps, a, &what);
+        if (bad != MSG_COUNT_) return fail(c, FIELD(rec_concat, span), bad, span, a[0], a[1], what);
         const uint64_t w = (uint64_t)m->front[src].in_w + n;
         if (w > RNC_FILE_MAX_FEATURES)
             return fail(c, FIELD(rec_concat, features), MSG_RANGE, w, 1, RNC_FILE_MAX_FEATURES, NULL);
