@@ -133,6 +133,7 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_RESIDUAL: return "residual";
 #if !defined(RNC_NO_CHUNK)
     case RNC_REC_CONCAT: return "concat";
+    case RNC_REC_POSITIONS: return "positions";
 #endif
 #if !defined(RNC_NO_POST_CONV)
     case RNC_REC_MUL_HALVES: return "mul_halves";
@@ -927,12 +928,13 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
  * (frame_conv, pointwise, layer_norm, scale_shift, mul_halves, residual), after a recurrent layer and before
  * the next one too. Stages: 0 start, 1 after the embedding, 2 after a recurrent layer, 3 after
  * last_step, 4 after the linear head, 5 after a front-end record, 6 after a post record following
- * a recurrent layer, 7 after a post record following last_step. Returns the new stage or -1. */
+ * a recurrent layer, 7 after a post record following last_step, 8 after positions (the front-end's
+ * last record: a recurrent record follows). Returns the new stage or -1. */
 static int next_stage(int stage, uint32_t kind)
 {
     switch (kind) {
     case RNC_REC_EMBEDDING: return stage == 0 ? 1 : -1;
-    case RNC_REC_RECURRENT: return stage <= 2 || stage == 5 || stage == 6 ? 2 : -1;
+    case RNC_REC_RECURRENT: return stage <= 2 || stage == 5 || stage == 6 || (CHUNK_ON && stage == 8) ? 2 : -1;
     case RNC_REC_LAST_STEP: return stage == 2 || stage == 6 ? 3 : -1;
     case RNC_REC_LINEAR: return stage == 2 || stage == 3 || stage == 6 || stage == 7 ? 4 : -1;
     case RNC_REC_CONV_TIME:
@@ -958,18 +960,20 @@ static int next_stage(int stage, uint32_t kind)
         return stage == 5 || stage == 6 || stage == 7 ? stage : -1;
 #if !defined(RNC_NO_CHUNK) /* a build without it does not know kind concat */
     case RNC_REC_CONCAT: return stage == 5 ? 5 : -1; /* after a front-end record (its source) */
+    case RNC_REC_POSITIONS: return stage == 5 ? 8 : -1; /* the front-end's last: a recurrent record next */
 #endif
     default: return -1; /* a kind this loader does not know */
     }
 }
 
-static const char *const stage_place[8] = {"first", "after an embedding", "after a recurrent record",
+static const char *const stage_place[9] = {"first", "after an embedding", "after a recurrent record",
                                            "after last_step", "after linear", "after a front-end record",
-                                           "after a per-step record", "after a per-step record"};
+                                           "after a per-step record", "after a per-step record",
+                                           "after positions"};
 
 /* The source of a residual or concat record spanning the span records right before it: the run of
  * per-step records of its section and, across_rnn (a residual's y = x + GRU(x)), across recurrent
- * records the records before them (not past an embedding or last_step). *src: the front-end record
+ * records the records before them (not past an embedding, last_step or positions). *src: the front-end record
  * whose input is saved, or RNC_MAX_FRONT + a layer whose input is (a span starting at a recurrent
  * record); *steps: the per-step records spanned. width (0: none) is the source's expected width;
  * no spanned step may be strided or padded on the right (every step gives exactly one output).
@@ -978,9 +982,10 @@ static enum rnc_msg front_span_source(const rnc_ctx *c, const rnc_model *m, uint
                                       int across_rnn, uint32_t *src, uint64_t *steps, uint64_t a[2],
                                       const char **what)
 {
-    uint64_t run = 0;
+    uint64_t run = 0; /* not back past a positions record (its steps are not the front-end's) */
     while (run < c->part && (c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV ||
-                             (across_rnn && c->part_kind[c->part - 1 - run] == RNC_REC_RECURRENT)))
+                             (across_rnn && c->part_kind[c->part - 1 - run] == RNC_REC_RECURRENT)) &&
+           !(CHUNK_ON && c->part_kind[c->part - 1 - run] == RNC_REC_POSITIONS))
         ++run;
     a[0] = run;
     if (span == 0 || span > run) return MSG_RES_SPAN;
@@ -1806,6 +1811,9 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         return load_layer(c, m, &s);
     }
     case RNC_REC_LAST_STEP: {
+#if !defined(RNC_NO_CHUNK) /* the output is the mean of each step's positions: nothing to pool */
+        if (m->positions) return fail(c, FIELD(rec, kind), MSG_POS_POOL, m->positions, 0, 0, NULL);
+#endif
 #if defined(RNC_NO_ATTN) /* a 48-byte record (the attention flag's) is refused by its size */
         if (size != RNC_SIZE_rec_last_step)
 #else
@@ -1895,6 +1903,19 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_MUL_HALVES:
 #endif
     case RNC_REC_LOG_MEL: return load_front(c, m, r, size);
+#if !defined(RNC_NO_CHUNK)
+    case RNC_REC_POSITIONS: { /* the front-end's row: P steps of features / P each (no front op) */
+        if (size != RNC_SIZE_rec_positions)
+            return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_positions, 0, NULL);
+        CHECK_RESERVED(c, rec_positions, r);
+        const uint64_t n = rnc_rec_positions_features(r), P = rnc_rec_positions_positions(r);
+        if (n != c->feat) return fail(c, FIELD(rec_positions, features), MSG_EXPECT, n, c->feat, 0, NULL);
+        if (P < 2 || n % P) return fail(c, FIELD(rec_positions, positions), MSG_POSITIONS, P, n, 0, NULL);
+        m->positions = (uint32_t)P;
+        c->feat = n / P;
+        return RNC_OK;
+    }
+#endif
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }
 }
