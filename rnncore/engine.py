@@ -716,7 +716,7 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
         elif name == "last_step":
             place = 2
         elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift", "conv_time",
-                      "log_mel", "residual", "pool_time", "mul_halves", "concat"):
+                      "log_mel", "residual", "pool_time", "mul_halves", "concat", "positions"):
             (out[1][-1] if place == 1 else out[place]).append(name)
     return out
 

@@ -202,6 +202,11 @@ class ModelSpec:
     #: directions concatenated) before layer ``l + 1`` (records that map a step alone, as ``post``);
     #: at most ``len(layers) - 1`` lists, a missing one empty
     mid: list = field(default_factory=list)
+    #: positions per step (``rc.nn.ChunkPositions(C, P)`` after the front-end ... ``ChunkMean(P)``
+    #: last): the front-end's ``C*P`` features are ``P`` steps of ``C`` for the recurrent layers
+    #: (value ``c*P + p``: channel ``c`` at position ``p``), and the output at each step is the mean
+    #: of its ``P`` positions' outputs (the ``positions`` record, docs/rnc-format.md)
+    positions: int = 1
 
     @property
     def input_size(self) -> int:
@@ -243,6 +248,15 @@ class ModelSpec:
             if self.embedding is not None:
                 raise ValueError("front: per-step front-end records cannot follow an embedding")
             prev = _front_width(self.front, self.front_input)
+        if self.positions != 1:
+            if (not self.front or isinstance(self.positions, bool) or not isinstance(self.positions, int)
+                    or self.positions < 2 or prev % self.positions):
+                raise ValueError(f"positions: expected 2 or more dividing the features a front-end leaves "
+                                 f"({prev}), got {self.positions!r}")
+            if self.last_step:
+                raise ValueError("positions: the output is the mean of each step's positions; last_step "
+                                 "pools no such output")
+            prev //= self.positions
         if len(self.mid) > len(self.layers) - 1:
             raise ValueError(f"mid: {len(self.mid)} lists of per-step records, expected at most "
                              f"{len(self.layers) - 1} (one between each two recurrent layers)")
@@ -635,6 +649,7 @@ def spec_from_model(model: object) -> ModelSpec:
     reverse_next = None  # a ReverseTime waiting for its recurrent layer
     head_stage = 0  # the stage (1: per step, 2: after last-step) the head's Linear came at
     folded = 0  # per-step layers folded into the embedding table so far
+    mean_seen = None  # a ChunkMean over P > 1 positions: the last module
     for name, m in _flatten_recurrent_residuals(children):
         if reverse_next is not None and not (type(m).__name__ in ("ExtendedRecurrent",) + _LN_KINDS
                                              or _cell_of(m)):
@@ -689,12 +704,24 @@ def spec_from_model(model: object) -> ModelSpec:
             span = _spec_records(spec) - mark.start.records
             (spec.front if stage == 0 else spec.post).append({"kind": "residual", "span": span})
             continue
-        if kind in ("ChunkPositions", "ChunkMean"):   # P positions per chunk <-> the engine's steps
-            if m.positions != 1:
-                raise ValueError(f"compile: module {name!r} ({kind}) has positions={m.positions}; the C "
-                                 "engine steps once per chunk, so it runs chunk models whose front-end "
-                                 "leaves one position (positions=1: Silero VAD v4 on 512-sample chunks)")
-            continue   # one position: the identity
+        if kind == "ChunkPositions" and m.positions != 1:   # the front-end's row as P steps
+            if stage != 0 or not spec.front or spec.positions != 1:
+                raise ValueError(f"compile: module {name!r} (ChunkPositions) with positions={m.positions} "
+                                 "runs in the C core right after a front-end (once per model), before the "
+                                 "recurrent layers")
+            spec.positions = int(m.positions)
+            continue
+        if kind == "ChunkMean" and m.positions != 1:   # the mean of each step's positions: the output
+            if m.positions != spec.positions:
+                raise ValueError(f"compile: module {name!r} (ChunkMean) averages positions={m.positions}, "
+                                 f"the ChunkPositions before it makes {spec.positions}")
+            mean_seen = name
+            continue
+        if mean_seen is not None:
+            raise ValueError(f"compile: module {name!r} ({kind}) follows ChunkMean {mean_seen!r}; the C "
+                             "core takes the mean over the positions as the model's output (ChunkMean last)")
+        if kind in ("ChunkPositions", "ChunkMean"):   # one position: the identity
+            continue
         if kind in _CHUNK_FRONT:
             if stage != 0 or spec.embedding is not None or not spec.front:
                 raise ValueError(f"compile: module {name!r} ({kind}) is a chunk front-end layer; the C core "
@@ -780,6 +807,10 @@ def spec_from_model(model: object) -> ModelSpec:
     if reverse_next is not None:
         raise ValueError(f"compile: module {reverse_next!r} (ReverseTime) must come right before a "
                          "recurrent layer (Keras go_backwards) to compile")
+    if spec.positions != 1 and mean_seen is None:
+        raise ValueError(f"compile: ChunkPositions makes {spec.positions} positions per step and no "
+                         "ChunkMean follows; the C core's output at a step is the mean over its positions "
+                         "(ChunkMean last)")
     if spec.front and spec.front_input is None:
         raise ValueError("compile: a front-end must start with a layer that gives the input width "
                          "(FrameConv1d, LayerNorm, BatchNorm1d); an activation first needs "
@@ -851,7 +882,7 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
            "last_step_attention": None if spec.last_step_attention is None else {
                k: np.asarray(v, np.float32) for k, v in spec.last_step_attention.items()},
            "front": list(spec.front), "post": list(spec.post), "post_pooled": list(spec.post_pooled),
-           "mid": [list(m) for m in spec.mid]}
+           "mid": [list(m) for m in spec.mid], "positions": spec.positions}
     if head and spec.head is not None:
         w = np.asarray(spec.head.weight, np.float32)
         b = np.zeros(w.shape[0]) if spec.head.bias is None else spec.head.bias
@@ -889,7 +920,7 @@ def spec_from_rnc(d: dict) -> ModelSpec:
                      front=list(d.get("front") or []), post=list(d.get("post") or []),
                      post_pooled=list(d.get("post_pooled") or []),
                      front_input=d["input_size"] if d.get("front") else None,
-                     mid=[list(m) for m in d.get("mid") or []])
+                     mid=[list(m) for m in d.get("mid") or []], positions=int(d.get("positions") or 1))
     spec.validate()
     return spec
 

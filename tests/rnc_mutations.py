@@ -262,6 +262,12 @@ def seed_files() -> dict[str, bytes]:
         nn.FrameConv1d(1, 2, 3, frame_length=4, padding=1, seed=12), nn.ReLU(),
         FrameConcat(nn.Sequential(LogAffine(4.0, 1.0), nn.FrameConv1d(2, 1, 1, frame_length=4, seed=13))),
         nn.GRU(12, 3, seed=14)), "q8").data
+    # a positions record (kind 17): a frame of 2 channels over 4 positions as 4 steps, their mean out
+    from rnncore.nn.chunk import ChunkMean, ChunkPositions
+
+    out["positions_f32_v2"] = rc.compile(nn.Sequential(
+        nn.FrameConv1d(1, 2, 3, frame_length=4, padding=1, seed=15), ChunkPositions(2, 4),
+        nn.GRU(2, 3, seed=16), nn.Linear(3, 1, seed=17), ChunkMean(4))).data
     return out
 
 

@@ -473,13 +473,176 @@ def test_silero_v4_q8_decision_flips(sample_audio):
         assert flips["chosen"] <= n / 500, (flips, n, keep)
 
 
-@pytest.mark.parametrize("precision", ["f32", "q8"])
-def test_silero_v4_on_chunks_of_three_positions_is_refused_naming_the_layer(precision):
-    """1536-sample chunks leave 3 positions per chunk, which the engine (one step per chunk) does
-    not run: refused by the ChunkPositions module."""
-    with pytest.raises(ValueError, match=r"module '19' \(ChunkPositions\) has positions=3; the C engine "
-                                         r"steps once per chunk"):
-        rc.compile(_v4(1536), precision=precision)
+def _v4_chunks(audio, chunk: int) -> np.ndarray:
+    n = len(audio) // chunk
+    return np.ascontiguousarray(np.asarray(audio)[:n * chunk].reshape(n, chunk), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def v4_positions(sample_audio) -> dict:
+    """The recording in 1024- and 1536-sample chunks (2 and 3 positions per chunk) and onnxruntime's
+    probabilities and final (hn, cn) from zero state, chunk by chunk."""
+    z = np.zeros((2, 1, 64), np.float32)
+    out = {}
+    for chunk in (1024, 1536):
+        fr = _v4_chunks(sample_audio, chunk)
+        out[chunk] = {"frames": fr, "ort": _v4_ort(fr, z, z)}
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1024, 1536])
+def test_silero_v4_compiles_f32_at_several_positions_per_chunk_matching_onnxruntime(chunk,
+                                                                                      v4_positions):
+    """rc.compile of v4 on 1024 / 1536-sample chunks (f32): the front-end leaves P = 2 / 3
+    positions per chunk (the positions record), the LSTMs step P times per chunk, the head maps each
+    position and the output is their mean. engine.run over the recording (468 / 312 chunks) within
+    1e-5 of onnxruntime's probabilities (the state fed back chunk by chunk; the 512-sample bound), the
+    final (h, c) its hn / cn (cn: or 1e-5 relative), no decision flipped at 0.5; stream.step chunk by
+    chunk equals the run bit for bit, its state too."""
+    eng = rc.compile(_v4(chunk))
+    assert "lstm(64) > lstm(64)" in eng.describe()
+    fr = v4_positions[chunk]["frames"]
+    probs, hn, cn = v4_positions[chunk]["ort"]
+    assert 0.2 < (probs > 0.5).mean() < 0.9            # speech and pauses
+    Y, (h, c) = eng.run(fr[None], return_state=True)
+    assert Y.shape == (1, len(fr), 1)
+    err = np.abs(Y[0, :, 0] - probs).max()
+    flips = int(((Y[0, :, 0] > 0.5) != (probs > 0.5)).sum())
+    print(f"v4 f32 at {chunk} samples ({chunk // 512} positions): max |p - onnxruntime| over {len(fr)} "
+          f"chunks = {err:.2e}, decision flips {flips}")
+    np.testing.assert_allclose(Y[0, :, 0], probs, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(h, hn, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(c, cn, rtol=1e-5, atol=1e-4)
+    assert flips == 0
+    st = eng.stream()
+    got = np.array([st.step(x[None])[0, 0] for x in fr], np.float32)
+    np.testing.assert_array_equal(got, Y[0, :, 0])
+    np.testing.assert_array_equal(np.stack(st.state), np.stack([h, c]))
+
+
+def test_silero_v4_at_three_positions_from_a_state_and_in_a_batch(v4_positions):
+    """From a nonzero (h, c): 100 chunks of 1536 samples within 1e-5 of onnxruntime; a batch of two
+    streams (the recording, and its second half) is each stream run alone, bit for bit."""
+    rng = np.random.default_rng(12)
+    h0, c0 = ((rng.standard_normal((2, 1, 64)) * 0.3).astype(np.float32) for _ in range(2))
+    fr = v4_positions[1536]["frames"]
+    probs, hn, cn = _v4_ort(fr[100:200], h0, c0)
+    eng = rc.compile(_v4(1536))
+    Y, (h, c) = eng.run(fr[None, 100:200], state=(h0, c0), return_state=True)
+    np.testing.assert_allclose(Y[0, :, 0], probs, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.stack([h, c]), np.stack([hn, cn]), rtol=1e-5, atol=1e-4)
+    X = np.stack([fr[:150], fr[150:300]])
+    Yb = eng.run(X)
+    for b in range(2):
+        np.testing.assert_array_equal(Yb[b], eng.run(X[b:b + 1])[0])
+
+
+@pytest.mark.parametrize("chunk", [1024, 1536])
+def test_silero_v4_q8_at_several_positions_is_the_numpy_spec_bit_for_bit_on_every_isa(chunk, v4_positions):
+    """q8 (every frame_conv int8) at 2 and 3 positions per chunk: the engine equals the NumPy q8 spec
+    of its file (the positions and the mean included) bit for bit on every ISA path of this CPU,
+    stream == run."""
+    from _helpers import c_equals_q8_reference
+
+    fr = v4_positions[chunk]["frames"][:100]
+    e = rc.compile(_v4(chunk), precision="q8")
+    ref = c_equals_q8_reference(e, fr[None])
+    st = e.stream()
+    np.testing.assert_array_equal(np.array([st.step(x[None])[0, 0] for x in fr]), ref[0, :, 0])
+
+
+@pytest.mark.parametrize("chunk", [1024, 1536])
+def test_silero_v4_q8_at_several_positions_decision_flips(chunk, sample_audio):
+    """q8 against onnxruntime's decisions (p > 0.5) at 1024 / 1536 samples on the recording and two
+    variants of it (1404 / 936 chunks), with the frame_convs choose_front_f32 keeps f32 (picked on
+    the first 10 s of the three variants, in chunks of this size; measured [0, 5, 6, 7]): fewer
+    flips than every convolution int8 and at most 1 per 250 chunks (measured 2 of 1404 and 3 of 936,
+    all int8 26 and 24; the 512-sample test's 1 per 500 is not met at 1536: a limit from this
+    measurement, docs/importers.md); f32 flips none."""
+    from bench_vad_q8 import CHOICE_SECONDS
+
+    from rnncore.quant import choose_front_f32
+
+    g = _v4(chunk)
+    n0 = 16000 * CHOICE_SECONDS // chunk
+    vs = variants(sample_audio)
+    keep = choose_front_f32(g, np.stack([_v4_chunks(a, chunk)[:n0] for a in vs.values()])).keep
+    engines = {"f32": rc.compile(g), "chosen": rc.compile(g, precision="q8", front_f32=keep),
+               "int8": rc.compile(g, precision="q8")}
+    z = np.zeros((2, 1, 64), np.float32)
+    n, flips = 0, dict.fromkeys(engines, 0)
+    for a in vs.values():
+        fr = _v4_chunks(a, chunk)
+        p, _, _ = _v4_ort(fr, z, z)
+        n += len(fr)
+        for k, e in engines.items():
+            flips[k] += int(((e.run(fr[None])[0, :, 0] > 0.5) != (p > 0.5)).sum())
+    print(f"v4 q8 at {chunk} samples: {n} chunks, decision flips {flips}, front_f32={keep}")
+    assert n >= 900 and flips["f32"] == 0, (flips, n)
+    assert flips["chosen"] < flips["int8"] and flips["chosen"] <= n / 250, (flips, n, keep)
+
+
+def _positions_model(P: int = 4, mean: bool = True, after=None):
+    from rnncore import nn
+    from rnncore.nn.chunk import ChunkMean, ChunkPositions
+
+    mods = [nn.FrameConv1d(1, 2, 3, frame_length=P, padding=1, seed=1), nn.ReLU(), ChunkPositions(2, P),
+            nn.GRU(2, 3, seed=2), nn.Linear(3, 1, seed=3), nn.Sigmoid()]
+    mods += [ChunkMean(P)] if mean else []
+    mods += after or []
+    return nn.Sequential(*mods)
+
+
+def test_positions_model_matches_its_numpy_forward_f32_and_q8():
+    """A small chunk model with 4 positions (FrameConv1d, ReLU, ChunkPositions, GRU, Linear,
+    Sigmoid, ChunkMean): f32 within 1e-6 of the NumPy layers (float32), run == step; q8 bit for bit
+    with the NumPy q8 spec, with lengths too."""
+    from _helpers import c_equals_q8_reference
+
+    m = _positions_model()
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3, 7, 4)).astype(np.float32)
+    eng = rc.compile(m)
+    np.testing.assert_allclose(eng.run(X), m.forward(X), rtol=0, atol=1e-6)
+    st = eng.stream(3)
+    np.testing.assert_array_equal(np.stack([st.step(X[:, t]) for t in range(7)], 1), eng.run(X))
+    q = rc.compile(m, precision="q8")
+    c_equals_q8_reference(q, X)
+    c_equals_q8_reference(q, X, np.array([7, 3, 0], np.int32))
+
+
+@pytest.mark.parametrize("model, why", [
+    (lambda: _positions_model(mean=False),
+     r"ChunkPositions makes 4 positions per step and no ChunkMean follows"),
+    (lambda: _positions_model(after=[__import__("rnncore").nn.ReLU()]),
+     r"module '7' \(ReLU\) follows ChunkMean '6'"),
+])
+def test_positions_without_their_mean_last_are_refused(model, why):
+    with pytest.raises(ValueError, match=why):
+        rc.compile(model())
+
+
+def test_positions_record_refusals_agree_in_both_loaders():
+    """A positions record that does not divide its features, or a last_step after it: both loaders
+    (the Python reader and the C loader) refuse the file with the same message."""
+    from _helpers import fix_crc, refused_alike
+
+    from rnncore.io.rnc import RECORD_KINDS, read_rnc, write_rnc
+    from rnncore.io.rnc_layout import LAYOUT, v2_records
+    from rnncore.spec import spec_from_rnc, to_rnc_spec
+
+    data = rc.compile(_positions_model()).data
+    pos = next(p for k, p, _ in v2_records(data) if k == RECORD_KINDS["positions"])
+    b = bytearray(data)
+    b[pos + 12:pos + 16] = (3).to_bytes(4, "little")        # 3 positions of 8 features
+    refused_alike(fix_crc(b), "positions: 3, expected 2 or more dividing the 8 features into "
+                              "positions")
+    spec = to_rnc_spec(spec_from_rnc(read_rnc(data)), "f32")
+    assert spec["positions"] == 4 and read_rnc(write_rnc(spec))["positions"] == 4
+    spec["last_step"] = True
+    refused_alike(write_rnc(spec), "a last_step after 4 positions per step: the output is their mean at "
+                                   "every step")
+    assert LAYOUT["rec_positions"].size == 16
 
 
 def _v4_mutated(edit) -> bytes:

@@ -240,7 +240,7 @@ typedef struct rnc_plan_op {
 } rnc_plan_op;
 /* Byte offsets of a step's scratch areas in rnc_state.work (private: model.c) */
 typedef struct rnc_step_work {
-    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, tw, fsave, xsave, total;
+    size_t xin, xq, sx, cell, head, fa, fb, fr, fscr, ints, tw, fsave, xsave, pos, ypos, total;
 } rnc_step_work;
 typedef struct rnc_plan {
     rnc_plan_op gemm[RNC_PRECISION_COUNT]; /* products by columns: heads, f32 and q4 projections */
@@ -292,6 +292,7 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t xres_floats;           /* the same for residuals whose span crosses a recurrent record */
     uint32_t strided;             /* some record has a countdown: steps may give no output */
     uint32_t post_conv;           /* a frame_conv follows a recurrent record (rnc_run: not in place) */
+    uint32_t positions;           /* 0, or a positions record's P: the layers step P times per step */
     size_t flush;                 /* the sum of the records' right pads: most outputs rnc_flush gives */
     size_t lookahead;             /* input steps an output waits for (rnc_model_info) */
     size_t lookahead_stride;      /* loader: the product of the strides of the records so far */

@@ -36,6 +36,14 @@
 #define XRES_ON 1
 #endif
 
+/* The chunk records (concat, positions: Silero VAD v4, docs/rnc-format.md); a build without them
+ * (-DRNC_NO_CHUNK, the dense deploy build) refuses their kinds as unknown. */
+#if defined(RNC_NO_CHUNK)
+#define CHUNK_ON 0
+#else
+#define CHUNK_ON 1
+#endif
+
 #define RNC_Q8_MAX_K 131072u /* 127*127*131072 < 2^31: int32 accumulators cannot overflow */
 
 typedef void (*rnc_gemm_q8_fn)(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,

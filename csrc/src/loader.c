@@ -133,6 +133,7 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_RESIDUAL: return "residual";
 #if !defined(RNC_NO_CHUNK)
     case RNC_REC_CONCAT: return "concat";
+    case RNC_REC_POSITIONS: return "positions";
 #endif
 #if !defined(RNC_NO_POST_CONV)
     case RNC_REC_MUL_HALVES: return "mul_halves";
@@ -927,12 +928,13 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
  * (frame_conv, pointwise, layer_norm, scale_shift, mul_halves, residual), after a recurrent layer and before
  * the next one too. Stages: 0 start, 1 after the embedding, 2 after a recurrent layer, 3 after
  * last_step, 4 after the linear head, 5 after a front-end record, 6 after a post record following
- * a recurrent layer, 7 after a post record following last_step. Returns the new stage or -1. */
+ * a recurrent layer, 7 after a post record following last_step, 8 after positions (the front-end's
+ * last record: a recurrent record follows). Returns the new stage or -1. */
 static int next_stage(int stage, uint32_t kind)
 {
     switch (kind) {
     case RNC_REC_EMBEDDING: return stage == 0 ? 1 : -1;
-    case RNC_REC_RECURRENT: return stage <= 2 || stage == 5 || stage == 6 ? 2 : -1;
+    case RNC_REC_RECURRENT: return stage <= 2 || stage == 5 || stage == 6 || (CHUNK_ON && stage == 8) ? 2 : -1;
     case RNC_REC_LAST_STEP: return stage == 2 || stage == 6 ? 3 : -1;
     case RNC_REC_LINEAR: return stage == 2 || stage == 3 || stage == 6 || stage == 7 ? 4 : -1;
     case RNC_REC_CONV_TIME:
@@ -958,14 +960,58 @@ static int next_stage(int stage, uint32_t kind)
         return stage == 5 || stage == 6 || stage == 7 ? stage : -1;
 #if !defined(RNC_NO_CHUNK) /* a build without it does not know kind concat */
     case RNC_REC_CONCAT: return stage == 5 ? 5 : -1; /* after a front-end record (its source) */
+    case RNC_REC_POSITIONS: return stage == 5 ? 8 : -1; /* the front-end's last: a recurrent record next */
 #endif
     default: return -1; /* a kind this loader does not know */
     }
 }
 
-static const char *const stage_place[8] = {"first", "after an embedding", "after a recurrent record",
+static const char *const stage_place[9] = {"first", "after an embedding", "after a recurrent record",
                                            "after last_step", "after linear", "after a front-end record",
-                                           "after a per-step record", "after a per-step record"};
+                                           "after a per-step record", "after a per-step record",
+                                           "after positions"};
+
+/* The source of a residual or concat record spanning the span records right before it: the run of
+ * per-step records of its section and, across_rnn (a residual's y = x + GRU(x)), across recurrent
+ * records the records before them (not past an embedding, last_step or positions). *src: the front-end record
+ * whose input is saved, or RNC_MAX_FRONT + a layer whose input is (a span starting at a recurrent
+ * record); *steps: the per-step records spanned. width (0: none) is the source's expected width;
+ * no spanned step may be strided or padded on the right (every step gives exactly one output).
+ * Returns MSG_COUNT_, or the refusal: its message, with the arguments span, a[0], a[1], *what. */
+static enum rnc_msg front_span_source(const rnc_ctx *c, const rnc_model *m, uint64_t span, uint64_t width,
+                                      int across_rnn, uint32_t *src, uint64_t *steps, uint64_t a[2],
+                                      const char **what)
+{
+    uint64_t run = 0; /* not back past a positions record (its steps are not the front-end's) */
+    while (run < c->part && (c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV ||
+                             (across_rnn && c->part_kind[c->part - 1 - run] == RNC_REC_RECURRENT)) &&
+           !(CHUNK_ON && c->part_kind[c->part - 1 - run] == RNC_REC_POSITIONS))
+        ++run;
+    a[0] = run;
+    if (span == 0 || span > run) return MSG_RES_SPAN;
+    uint64_t s = span;
+    if (across_rnn)
+        for (uint64_t j = c->part - span; j < c->part; ++j) s -= c->part_kind[j] == RNC_REC_RECURRENT;
+    const uint32_t first = m->num_front - (uint32_t)s;
+    *src = first;
+    *steps = s;
+#if XRES_ON
+    const uint32_t layer = c->part_kind[c->part - span] == RNC_REC_RECURRENT; /* the source is a layer */
+    if (layer) *src = RNC_MAX_FRONT + c->part_layer[c->part - span];
+    a[0] = layer ? m->layer[*src - RNC_MAX_FRONT].input_size : m->front[first].in_w;
+#else
+    a[0] = m->front[first].in_w;
+#endif
+    a[1] = width;
+    if (width && a[0] != width) return MSG_RES_WIDTH;
+    a[0] = a[1] = 0;
+    for (uint32_t j = first; j < m->num_front; ++j)
+        if (m->front[j].phase || m->front[j].tpad_r) { /* steps without an output, or more */
+            *what = kind_name(m->front[j].kind);
+            return MSG_RES_STRIDED;
+        }
+    return MSG_COUNT_;
+}
 
 /* A log_mel record (rnc_layout.h): its checks in the order of rnncore/io/rnc.py's load_front. */
 static rnc_status load_log_mel(rnc_ctx *c, rnc_model *m, rnc_front_op *F, const unsigned char *r,
@@ -1318,29 +1364,14 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         CHECK_RESERVED(c, rec_residual, r);
         const uint64_t n = rnc_rec_residual_features(r), span = rnc_rec_residual_span(r);
         if (n != c->feat) return fail(c, FIELD(rec_residual, features), MSG_EXPECT, n, c->feat, 0, NULL);
-        /* the records right before this one it may span: the per-step records of its section and,
-         * across recurrent records, those before them (not past an embedding or last_step) */
-        uint64_t run = 0;
-        while (run < c->part && (c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV ||
-                                 (XRES_ON && c->part_kind[c->part - 1 - run] == RNC_REC_RECURRENT)))
-            ++run;
-        if (span == 0 || span > run) return fail(c, FIELD(rec_residual, span), MSG_RES_SPAN, span, run, 0, NULL);
-#if XRES_ON
-        uint64_t steps = 0, layers = 0;
-        for (uint64_t j = c->part - span; j < c->part; ++j) { /* the spanned records, source first */
-            if (c->part_kind[j] == RNC_REC_RECURRENT) ++layers;
-            else ++steps;
-        }
-        const uint32_t lsrc = c->part_kind[c->part - span] == RNC_REC_RECURRENT; /* a layer's input */
-        const uint32_t src = lsrc ? RNC_MAX_FRONT + c->part_layer[c->part - span]
-                                  : m->num_front - (uint32_t)steps;
-        const uint64_t src_w = lsrc ? m->layer[src - RNC_MAX_FRONT].input_size : m->front[src].in_w;
-        if (src_w != n) return fail(c, FIELD(rec_residual, span), MSG_RES_WIDTH, span, src_w, n, NULL);
-        for (uint32_t j = m->num_front - (uint32_t)steps; j < m->num_front; ++j)
-            if (m->front[j].phase || m->front[j].tpad_r) /* steps without an output, or more */
-                return fail(c, FIELD(rec_residual, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
+        uint64_t steps = 0, a[2] = {0, 0};
+        uint32_t src = 0;
+        const char *what = NULL;
+        const enum rnc_msg bad = front_span_source(c, m, span, n, XRES_ON, &src, &steps, a, &what);
+        if (bad != MSG_COUNT_) return fail(c, FIELD(rec_residual, span), bad, span, a[0], a[1], what);
         F->src = src;
-        F->xres = layers != 0;
+#if XRES_ON
+        F->xres = span != steps; /* it spans recurrent records */
         if (F->xres) {
             F->save_off = m->xres_floats;
             m->xres_floats += (size_t)n;
@@ -1348,14 +1379,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
             F->save_off = m->res_floats;
             m->res_floats += (size_t)n;
         }
-#else /* the span stays within its section */
-        const uint32_t src = m->num_front - (uint32_t)span;
-        if (m->front[src].in_w != n)
-            return fail(c, FIELD(rec_residual, span), MSG_RES_WIDTH, span, m->front[src].in_w, n, NULL);
-        for (uint32_t j = src; j < m->num_front; ++j)
-            if (m->front[j].phase || m->front[j].tpad_r) /* steps without an output, or more */
-                return fail(c, FIELD(rec_residual, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
-        F->src = src;
+#else
         F->save_off = m->res_floats;
         m->res_floats += (size_t)n;
 #endif
@@ -1366,14 +1390,11 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         CHECK_RESERVED(c, rec_concat, r);
         const uint64_t n = rnc_rec_concat_features(r), span = rnc_rec_concat_span(r);
         if (n != c->feat) return fail(c, FIELD(rec_concat, features), MSG_EXPECT, n, c->feat, 0, NULL);
-        /* the per-step records of its section right before this one it may span */
-        uint64_t run = 0;
-        while (run < c->part && c->part_kind[c->part - 1 - run] >= RNC_REC_FRAME_CONV) ++run;
-        if (span == 0 || span > run) return fail(c, FIELD(rec_concat, span), MSG_RES_SPAN, span, run, 0, NULL);
-        const uint32_t src = m->num_front - (uint32_t)span;
-        for (uint32_t j = src; j < m->num_front; ++j)
-            if (m->front[j].phase || m->front[j].tpad_r) /* steps without an output, or more */
-                return fail(c, FIELD(rec_concat, span), MSG_RES_STRIDED, span, 0, 0, kind_name(m->front[j].kind));
+        uint64_t steps = 0, a[2] = {0, 0};
+        uint32_t src = 0;
+        const char *what = NULL;
+        const enum rnc_msg bad = front_span_source(c, m, span, 0, 0, &src, &steps, a, &what);
+        if (bad != MSG_COUNT_) return fail(c, FIELD(rec_concat, span), bad, span, a[0], a[1], what);
         const uint64_t w = (uint64_t)m->front[src].in_w + n;
         if (w > RNC_FILE_MAX_FEATURES)
             return fail(c, FIELD(rec_concat, features), MSG_RANGE, w, 1, RNC_FILE_MAX_FEATURES, NULL);
@@ -1790,6 +1811,9 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         return load_layer(c, m, &s);
     }
     case RNC_REC_LAST_STEP: {
+#if !defined(RNC_NO_CHUNK) /* the output is the mean of each step's positions: nothing to pool */
+        if (m->positions) return fail(c, FIELD(rec, kind), MSG_POS_POOL, m->positions, 0, 0, NULL);
+#endif
 #if defined(RNC_NO_ATTN) /* a 48-byte record (the attention flag's) is refused by its size */
         if (size != RNC_SIZE_rec_last_step)
 #else
@@ -1879,6 +1903,19 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_MUL_HALVES:
 #endif
     case RNC_REC_LOG_MEL: return load_front(c, m, r, size);
+#if !defined(RNC_NO_CHUNK)
+    case RNC_REC_POSITIONS: { /* the front-end's row: P steps of features / P each (no front op) */
+        if (size != RNC_SIZE_rec_positions)
+            return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_positions, 0, NULL);
+        CHECK_RESERVED(c, rec_positions, r);
+        const uint64_t n = rnc_rec_positions_features(r), P = rnc_rec_positions_positions(r);
+        if (n != c->feat) return fail(c, FIELD(rec_positions, features), MSG_EXPECT, n, c->feat, 0, NULL);
+        if (P < 2 || n % P) return fail(c, FIELD(rec_positions, positions), MSG_POSITIONS, P, n, 0, NULL);
+        m->positions = (uint32_t)P;
+        c->feat = n / P;
+        return RNC_OK;
+    }
+#endif
     default: return RNC_E_UNSUPPORTED; /* next_stage() refused it already */
     }
 }

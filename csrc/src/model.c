@@ -407,6 +407,11 @@ static rnc_status step_work(const rnc_model *m, size_t batch, rnc_step_work *w)
     /* the inputs residuals across recurrent records add, every row (B <= MAX_BATCH: no wrap) */
     w->xsave = (size_t)o; o += RNC_ALIGN_UP(B * m->xres_floats * 4, 64);
 #endif
+#if !defined(RNC_NO_CHUNK)
+    /* a positions record: the front-end's rows by position, each position's outputs */
+    w->pos = (size_t)o;  o += m->positions ? RNC_ALIGN_UP(B * m->front_w * 4, 64) : 0;
+    w->ypos = (size_t)o; o += m->positions ? RNC_ALIGN_UP(B * m->output_size * 4, 64) : 0;
+#endif
     if (o > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
     w->total = (size_t)o;
     return RNC_OK;
@@ -1857,6 +1862,29 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         in_w = pre_w;
         f = npre;
     }
+#if !defined(RNC_NO_CHUNK)
+    /* a positions record: the front-end's rows (C x P values, channel c at position p at c*P + p)
+     * as P steps of C features, by position in pos; the stages below run on each position in
+     * turn (the layers' state carried) into ypos, and y is their mean: the sum in position
+     * order, then one division (rnncore.nn.ChunkMean) */
+    const uint32_t P = m->positions ? m->positions : 1u;
+    float *const y_mean = y, *pos = (float *)(wk + w.pos);
+    const size_t pc = in_w / P;
+    if (P > 1) {
+        for (size_t b = 0; b < B; ++b)
+            for (size_t c = 0; c < pc; ++c)
+                for (uint32_t p = 0; p < P; ++p) pos[(p * B + b) * pc + c] = in[b * in_w + c * P + p];
+        y = (float *)(wk + w.ypos);
+    }
+    for (uint32_t p = 0; p < P; ++p) { /* (the stage loop below, once per position) */
+    if (P > 1) {
+        in = pos + p * B * pc;
+        in_w = pc;
+        l = 0;
+        f = npre;
+        y_written = 0;
+    }
+#endif
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
         switch (m->stage[i]) {
 #if defined(RNC_NO_POST_CONV)
@@ -1976,6 +2004,13 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         }
     }
     if (!y_written) memcpy(y, in, sizeof(float) * B * in_w);
+#if !defined(RNC_NO_CHUNK)
+    if (P > 1)
+        for (size_t k = 0; k < B * m->output_size; ++k) y_mean[k] = p ? y_mean[k] + y[k] : y[k];
+    }
+    if (P > 1)
+        for (size_t k = 0; k < B * m->output_size; ++k) y_mean[k] = y_mean[k] / (float)P;
+#endif
     return RNC_OK;
 }
 
@@ -2046,6 +2081,7 @@ rnc_status rnc_flush(const rnc_model *m, rnc_state *s, float *y, size_t capacity
  * bounded number of rows whatever T is. */
 typedef struct {
     size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, fseq, frow, fscr, fsave, xsave, olen, total;
+    size_t fpos, ypos; /* a positions record: the rows of the B*T*P steps, their outputs */
     size_t chunk;     /* steps per chunk (>= 1) */
     size_t head_rows; /* rows of (b, t) per head product (>= 1) */
 } rnc_run_work;
@@ -2075,6 +2111,10 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
         if (steps > SIZE_MAX - TP_FLUSH(m)) return RNC_E_SIZE;
         steps += TP_FLUSH(m);
     }
+#if !defined(RNC_NO_CHUNK)
+    if (m->positions && !mul_ok(steps, m->positions, &t)) return RNC_E_SIZE;
+    if (m->positions) steps = (size_t)t; /* the layers' steps (bt below bounds t) */
+#endif
     if (!mul_ok(batch, steps, &bt) || bt > 0x7FFFFFFFu) return RNC_E_SIZE;
     const uint64_t op = r16(m->head_out);
     const int per_step = batch >= RUN_PER_STEP_MIN_BATCH;
@@ -2123,7 +2163,11 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
         ADD(fscr, 1, (uint64_t)m->front_scratch * 4);
         ADD(fsave, 1, (uint64_t)m->res_floats * 4);
         ADD(xsave, XRES_ON ? bt : 0, (uint64_t)m->xres_floats * 4); /* every (b, t): a residual across layers */
-        ADD(olen, m->strided || TP_FLUSH(m) ? batch : 0, 4); /* the output steps of each sequence */
+        ADD(olen, m->strided || TP_FLUSH(m) || (CHUNK_ON && m->positions) ? batch : 0, 4); /* output steps */
+#if !defined(RNC_NO_CHUNK)
+        ADD(fpos, m->positions ? bt : 0, (uint64_t)pre_w * 4 / (m->positions ? m->positions : 1));
+        ADD(ypos, m->positions ? bt : 0, (uint64_t)m->output_size * 4);
+#endif
     }
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
@@ -2274,6 +2318,28 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         cur = fseq;
         cur_w = pre_w;
     }
+#if !defined(RNC_NO_CHUNK)
+    /* a positions record: step (b, t)'s row (C x P values, channel c at position p at c*P + p) as
+     * the P steps (b, t*P + p) of C features, the sequences P times as long; the stages below
+     * write the outputs of the B*T*P steps to ypos, and y is each step's mean over its positions
+     * (as rnc_step: the sum in position order, then one division) */
+    const size_t P = m->positions ? m->positions : 1u, T_chunks = T;
+    float *const y_mean = y;
+    if (P > 1) {
+        float *pos = (float *)(base + w.fpos);
+        int32_t *plen = (int32_t *)(base + w.olen);
+        const size_t pc = cur_w / P;
+        for (size_t r = 0; r < B * T; ++r)
+            for (size_t c = 0; c < pc; ++c)
+                for (size_t p = 0; p < P; ++p) pos[(r * P + p) * pc + c] = cur[r * cur_w + c * P + p];
+        for (size_t b = 0; b < B; ++b) plen[b] = (int32_t)(LEN(b) * P); /* <= B*T*P: run_work bounds it */
+        lengths = plen;
+        T *= P;
+        cur = pos;
+        cur_w = pc;
+        y = (float *)(base + w.ypos);
+    }
+#endif
     BT = B * T;
     nchunks = (T + C - 1) / C;
     for (uint32_t i = 0; i < m->num_stages; ++i) { /* the model's layers, in order */
@@ -2508,6 +2574,17 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         cur = out;
         cur_w = DH;
     }
+#if !defined(RNC_NO_CHUNK)
+    if (P > 1) {
+        const size_t O = m->output_size;
+        for (size_t r = 0; r < B * T_chunks; ++r)
+            for (size_t o = 0; o < O; ++o) {
+                float acc = y[r * P * O + o];
+                for (size_t p = 1; p < P; ++p) acc = acc + y[(r * P + p) * O + o];
+                y_mean[r * O + o] = acc / (float)P;
+            }
+    }
+#endif
 #undef LEN
     return RNC_OK;
 }

@@ -56,7 +56,8 @@
     S(fconvq16, 8)        /* v2 q8 files: after a frame_conv's fconvq8 tail, its 16 x 16 form (optional) */ \
     S(rec_mul_halves, 8)  /* v2: the product of the two halves of each step's features (kind 14) */ \
     S(attnpool, 32)       /* v2: after a last_step record with RNC_LAST_STEP_FLAG_ATTN (then 48 bytes) */ \
-    S(rec_concat, 16)     /* v2: [the input of an earlier per-step record ; x] (kind 15) */
+    S(rec_concat, 16)     /* v2: [the input of an earlier per-step record ; x] (kind 15) */ \
+    S(rec_positions, 16)  /* v2: the front-end's row as P steps, the output their mean (kind 17) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
 #define RNC_CRC_START 16u /* the checksum covers bytes [RNC_CRC_START, file_size) */
@@ -396,6 +397,19 @@
     X(rec_concat, features, 8, U32)                                                               \
     X(rec_concat, span, 12, U32)
 
+/* positions (kind 17): the front-end's row of `features` = C x P values (value c*P + p: channel c at
+ * position p) is P steps of C features for the records after it, the last of the front-end (a
+ * recurrent record follows): the recurrent layers step P times per step of the model (their state
+ * carried), the later per-step records and the head map each position, and the model's output at
+ * the step is the mean of the P positions' outputs: summed in position order, then divided by P
+ * (float32). No last_step follows it. rnncore.nn.ChunkPositions(C, P) ... ChunkMean(P). */
+#define RNC_REC_POSITIONS 17u
+#define RNC_FIELDS_rec_positions(X)                                                               \
+    X(rec_positions, kind, 0, U32)                                                                \
+    X(rec_positions, size, 4, U32)                                                                \
+    X(rec_positions, features, 8, U32)                                                            \
+    X(rec_positions, positions, 12, U32)
+
 #define RNC_FIELDS_rec_pointwise(X)                                                               \
     X(rec_pointwise, kind, 0, U32)                                                                \
     X(rec_pointwise, size, 4, U32)                                                                \
@@ -723,7 +737,9 @@
     M(RES_SPAN, CORRUPT, "%llu, expected 1..%llu (the per-step and recurrent records right before this one)") \
     M(RES_WIDTH, CORRUPT, "%llu: the record that many back takes %llu features, this one %llu (they must agree)") \
     M(RES_STRIDED, UNSUPPORTED, "%llu: the records it spans include %s, which gives no output at some steps (a residual adds equal steps)") \
-    M(INT_SCALE_MAX, CORRUPT, "bits 0x%llx: expected a finite value > 0 and at most 2^%llu (%s)")
+    M(INT_SCALE_MAX, CORRUPT, "bits 0x%llx: expected a finite value > 0 and at most 2^%llu (%s)") \
+    M(POSITIONS, CORRUPT, "%llu, expected 2 or more dividing the %llu features into positions") \
+    M(POS_POOL, UNSUPPORTED, "a last_step after %llu positions per step: the output is their mean at every step")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
@@ -737,7 +753,7 @@
     RNC_FIELDS_fconvq8(X) RNC_FIELDS_rec_residual(X) \
     RNC_FIELDS_rec_pool_time(X) \
     RNC_FIELDS_timepad(X) RNC_FIELDS_fconvq16(X) RNC_FIELDS_rec_mul_halves(X) RNC_FIELDS_attnpool(X) \
-    RNC_FIELDS_rec_concat(X)
+    RNC_FIELDS_rec_concat(X) RNC_FIELDS_rec_positions(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

@@ -83,6 +83,7 @@ POOL_OPS = {"max_pool1d": _C["POOL_MAX"], "avg_pool1d": _C["POOL_AVG"]}
 RECORD_KINDS["log_mel"] = _C["REC_LOG_MEL"]
 RECORD_KINDS["mul_halves"] = _C["REC_MUL_HALVES"]
 RECORD_KINDS["concat"] = _C["REC_CONCAT"]
+RECORD_KINDS["positions"] = _C["REC_POSITIONS"]
 _MEL_LOGS = {None: _C["MEL_LOG_NONE"], "log": _C["MEL_LOG"], "db": _C["MEL_LOG_DB"]}
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
 POINTWISE = {"relu": _C["PW_RELU"], "sigmoid": _C["PW_SIGMOID"], "tanh": _C["PW_TANH"],
@@ -825,6 +826,14 @@ def _plan(spec: dict) -> dict[str, Any]:
         raise ValueError("front: per-step front-end records cannot follow an embedding")
     reach: list = []   # the input widths of the records so far (a residual around a layer spans them)
     front, feat = _plan_step_records(spec.get("front"), input_size, precision, "front", reach)
+    P = spec.get("positions") or 1   # the front-end's row as P steps (rnc_layout.h positions)
+    if P != 1:
+        if not isinstance(P, (int, np.integer)) or P < 2 or not front or feat % P:
+            raise ValueError(f"positions: expected 2 or more dividing the {feat} features the front-end "
+                             f"leaves into positions (after a front-end), got {P!r}")
+        front.append({"kind": "positions", "fields": {"features": feat, "positions": int(P)}, "tensors": []})
+        feat //= int(P)
+        reach.clear()   # a residual spans no record before it
     mid_spec = list(spec.get("mid") or [])
     if len(mid_spec) > len(layers) - 1:
         raise ValueError(f"mid: {len(mid_spec)} lists of per-step records, expected at most "
@@ -1416,7 +1425,8 @@ _HEADER = None  # the part: the header (else the v1 descriptor / v2 record numbe
 _ERROR_TEXT = 255  # characters the C loader keeps (RNC_ERROR_TEXT_SIZE - 1)
 _MAX_TENSORS = _C["FILE_MAX_LAYERS"] * 16 + 4 + 3 * _C["FILE_MAX_FRONT"] + 2  # loader.c MAX_TENSORS
 _STAGE_PLACE = ("first", "after an embedding", "after a recurrent record", "after last_step", "after linear",
-                "after a front-end record", "after a per-step record", "after a per-step record")
+                "after a front-end record", "after a per-step record", "after a per-step record",
+                "after positions")
 _KIND_TEXT = {v: k for k, v in RECORD_KINDS.items()}
 
 
@@ -1457,6 +1467,7 @@ class _Loader:
         self.layers: list[dict] = []
         self.last_step: bool | None = None
         self.last_step_mean = False
+        self.positions = 0   # a positions record's P (the layers step P times per step of the model)
         self.last_step_attention: dict | None = None
         self.head: dict | None = None
         self.steps: list[dict] = []   # per-step records: kind, fields, tensors, place
@@ -2135,9 +2146,10 @@ class _Loader:
                 raise self.fail("features", "EXPECT", n, self.feat)
             # the records right before this one it may span: the per-step records of its section
             # and, across recurrent records, those before them (not past an embedding or last_step)
-            run, kinds = 0, self.part_kind
+            run, kinds = 0, self.part_kind   # not back past a positions record
             while run < self.part and (kinds[self.part - 1 - run] >= RECORD_KINDS["frame_conv"]
-                                       or kinds[self.part - 1 - run] == RECORD_KINDS["recurrent"]):
+                                       or kinds[self.part - 1 - run] == RECORD_KINDS["recurrent"]) and (
+                    kinds[self.part - 1 - run] != RECORD_KINDS["positions"]):
                 run += 1
             if not 1 <= span <= run:
                 raise self.fail("span", "RES_SPAN", span, run)
@@ -2355,7 +2367,22 @@ class _Loader:
                 raise self.fail("size", "EXPECT", size, opt_at + opt + ln)
             self.load_layer("cell", r, [pos + d0, pos + d0 + cw.size if ndir == 2 else None], r["w_hh_sums"],
                             pos + d0 + cw.size * ndir if opt else None)
+        elif kind == RECORD_KINDS["positions"]:   # the front-end's row as P steps (no per-step record)
+            st = LAYOUT["rec_positions"]
+            if size != st.size:
+                raise self.fail("size", "EXPECT", size, st.size)
+            self.check_reserved(st, pos)
+            r = self.unpack(st, pos)
+            n, P = r["features"], r["positions"]
+            if n != self.feat:
+                raise self.fail("features", "EXPECT", n, self.feat)
+            if P < 2 or n % P:
+                raise self.fail("positions", "POSITIONS", P, n)
+            self.positions = P
+            self.feat = n // P
         elif kind == RECORD_KINDS["last_step"]:
+            if self.positions:   # the output is each step's mean over its positions: nothing to pool
+                raise self.fail("kind", "POS_POOL", self.positions)
             st, tail = LAYOUT["rec_last_step"], LAYOUT["attnpool"]
             if size < st.size:
                 raise self.fail("size", "EXPECT", size, st.size)
@@ -2478,7 +2505,7 @@ def _next_stage(stage: int, kind: int) -> int:
     if kind == k["embedding"]:
         return 1 if stage == 0 else -1
     if kind == k["recurrent"]:
-        return 2 if stage <= 2 or stage in (5, 6) else -1
+        return 2 if stage <= 2 or stage in (5, 6, 8) else -1
     if kind == k["last_step"]:
         return 3 if stage in (2, 6) else -1
     if kind == k["linear"]:
@@ -2493,6 +2520,8 @@ def _next_stage(stage: int, kind: int) -> int:
         return 6 if stage == 2 else stage if stage in (5, 6, 7) else -1   # after a recurrent record
     if kind == k["concat"]:   # after a front-end record (its source)
         return 5 if stage == 5 else -1
+    if kind == k["positions"]:   # the front-end's last record: a recurrent record follows
+        return 8 if stage == 5 else -1
     return -1
 
 
@@ -2609,7 +2638,8 @@ def _describe(ld: _Loader) -> dict:
                            "last_step": ld.last_step is not None,
                            "last_step_bidirectional": bool(ld.last_step),
                            "last_step_mean": ld.last_step_mean,
-                           "last_step_attention": ld.last_step_attention}
+                           "last_step_attention": ld.last_step_attention,
+                           "positions": ld.positions or 1}
     if ld.embedding is not None:
         num, dim, w = ld.embedding
         out["embedding"] = {"weight": w.reshape(num, dim)}

@@ -148,6 +148,8 @@ class QModel:
     #: with ``last_step``: the pooling is attention over the valid steps (``rc.nn.AttentionPool``):
     #: ``{"weight": (A, F), "bias": (A,), "score": (A,)}`` float32, applied in float
     last_step_attention: dict | None = None
+    #: the front-end's rows as that many steps each, the output their mean (ModelSpec.positions)
+    positions: int = 1
 
     def __repr__(self) -> str:
         head = None if self.head is None else (np.shape(self.head.w.q), self.head.activation)
@@ -716,6 +718,7 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
     bsz, steps = x.shape[:2]
     lengths = np.full(bsz, steps) if lengths is None else np.asarray(lengths)
     reach = None   # the inputs of the records so far: a residual around a recurrent layer adds one
+    pos = 1   # positions per step (after a front-end that runs here)
     if _crosses(model):
         valid = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
         reach = _front_inputs(model, np.where(valid, x, 0).astype(dt), per_step_float, lengths)
@@ -727,6 +730,10 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
         lengths = out_lengths(model.front, lengths)   # a pooling or strided conv: its output steps
         steps = x.shape[1]
         x = np.where((np.arange(steps)[None, :] < lengths[:, None])[..., None], x, 0).astype(dt)
+        pos = getattr(model, "positions", 1)
+        if pos > 1:   # row (b, t): C x P values, channel c at position p at c*P + p -> steps (b, t*P + p)
+            x = x.reshape(bsz, steps, -1, pos).transpose(0, 1, 3, 2).reshape(bsz, steps * pos, -1)
+            lengths, steps = lengths * pos, steps * pos
     state = normalize_state(model, state, bsz, dt)
     final, k = [], 0
     valid = np.arange(steps)[None, :] < lengths[:, None]
@@ -805,12 +812,25 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
             record("head", None, None, pooled, lengths > 0)
         return _head(model, pooled, dt), final
     if model.head is None:
-        return x, final
+        return _position_mean(x, pos, dt), final
     if record is not None:
         record("head", None, None, x, valid)
     y = _head(model, x, dt)
     live = (np.arange(steps)[None, :] < lengths[:, None])[..., None]
-    return np.where(live, y, 0).astype(dt), final
+    return _position_mean(np.where(live, y, 0).astype(dt), pos, dt), final
+
+
+def _position_mean(y: np.ndarray, P: int, dt) -> np.ndarray:
+    """With ``P`` > 1 positions per step: each step's output, the mean of its P positions'
+    ``y (B, T*P, O) -> (B, T, O)``: the sum in position order, then one division, in ``dt``
+    (float32: csrc/src/model.c, rnc_step and rnc_run)."""
+    if P == 1:
+        return y
+    y = y.reshape(y.shape[0], -1, P, y.shape[2])
+    acc = y[:, :, 0]
+    for p in range(1, P):
+        acc = (acc + y[:, :, p]).astype(dt)
+    return (acc / np.dtype(dt).type(P)).astype(dt)
 
 
 def float_forward(spec: ModelSpec, X, lengths=None, state=None, dtype=np.float64):
@@ -909,4 +929,5 @@ def qmodel_from_rnc(d: dict) -> QModel:
                   qhead, bool(d.get("last_step_bidirectional")), list(d.get("front") or []),
                   list(d.get("post") or []), list(d.get("post_pooled") or []),
                   last_step_mean=bool(d.get("last_step_mean")),
-                  last_step_attention=d.get("last_step_attention"), mid=[list(m) for m in d.get("mid") or []])
+                  last_step_attention=d.get("last_step_attention"), mid=[list(m) for m in d.get("mid") or []],
+                  positions=int(d.get("positions") or 1))
