@@ -262,6 +262,11 @@ def seed_files() -> dict[str, bytes]:
         nn.FrameConv1d(1, 2, 3, frame_length=4, padding=1, seed=12), nn.ReLU(),
         FrameConcat(nn.Sequential(LogAffine(4.0, 1.0), nn.FrameConv1d(2, 1, 1, frame_length=4, seed=13))),
         nn.GRU(12, 3, seed=14)), "q8").data
+    # a front-end with instance_norm records (a whole-sequence normalisation: PyanNet's shape), f32
+    out["instance_norm_f32_v2"] = rc.compile(nn.Sequential(
+        nn.InstanceNorm1d(2, affine=True), nn.Conv1d(2, 3, 3, stride=2, seed=15),
+        nn.MaxPool1d(2, 3, stride=2), nn.InstanceNorm1d(3), nn.LeakyReLU(), nn.GRU(3, 4, seed=16),
+        nn.Linear(4, 2, seed=17))).data
     return out
 
 
