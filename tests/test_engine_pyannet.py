@@ -183,3 +183,35 @@ def test_step_and_stream_refuse_the_small_model():
     s = Stream(eng, 1, allow_bidirectional=True)     # past the Python check: rnc_step refuses it
     with pytest.raises(ValueError, match=r"step: the model has an instance_norm record"):
         s.step(np.zeros((1, 3), np.float32))
+
+
+def test_both_loaders_refuse_a_span_over_it_and_padding_past_the_end():
+    """A residual spanning an instance_norm (its source's rows are gone when it runs) and a record
+    over time padded on the right: refused alike by the C loader and the Python reader."""
+    import re
+
+    import rnncore as rc
+    from rnncore.io.rnc import RncFormatError, check_rnc, write_rnc
+    from rnncore.spec import build_rnc
+
+    nn = rc.nn
+    rng = np.random.default_rng(0)
+    gru = {"kind": "gru", "weights": {"weight_ih": rng.standard_normal((12, 3)),
+                                      "weight_hh": rng.standard_normal((12, 4))}}
+    spanned = write_rnc({"precision": "f32", "input_size": 3, "layers": [gru], "front": [
+        {"kind": "tanh"}, {"kind": "instance_norm", "features": 3, "eps": 1e-5},
+        {"kind": "tanh"}, {"kind": "residual", "span": 2}]})
+    padded, _ = build_rnc(nn.Sequential(nn.InstanceNorm1d(3), nn.Conv1d(3, 3, 3, padding=1, seed=2),
+                                        nn.GRU(3, 4, seed=3)))
+    cases = [
+        (spanned, "record 3 (residual): span: 2: the records it spans include instance_norm (kind 16), "
+                  "which normalises the whole sequence between them"),
+        (padded, "per-step record 1 (conv_time) pads (1, 1) steps over time: with instance_norm (kind 16) "
+                 "the records over time take right padding 0 and left padding within their window"),
+    ]
+    for data, want in cases:
+        with pytest.raises(RncFormatError, match=re.escape(want)) as e:
+            check_rnc(data)
+        assert e.value.status == "UNSUPPORTED"
+        with pytest.raises(ValueError, match=re.escape(want)):
+            rc.load(data)

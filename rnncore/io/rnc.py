@@ -2236,7 +2236,7 @@ class _Loader:
         last = max(j for j, x in enumerate(steps) if x["kind"] == "instance_norm")
         if name in ("residual", "concat"):
             span = rec["span"]
-            spanned = self.part_kind[self.part - span:self.part]
+            spanned = [self.part_kind[j] for j in range(self.part - span, self.part)]
             if spanned[0] != RECORD_KINDS["recurrent"]:   # the source is a per-step record
                 src = len(self.steps) - (span - spanned.count(RECORD_KINDS["recurrent"]))
                 if src <= last:
