@@ -220,8 +220,9 @@ def test_both_loaders_refuse_a_span_over_it_and_padding_past_the_end():
 def test_q8_abs_records_equal_the_numpy_reference_and_f32_the_layers():
     """Pointwise abs (14, SincNet's |conv|): in a q8 file bit for bit with the NumPy q8 spec on every
     ISA path of this CPU, in f32 within 1e-6 of the layers (both sides of the recurrent layer)."""
-    import rnncore as rc
     from _helpers import c_equals_q8_reference
+
+    import rnncore as rc
 
     nn = rc.nn
     m = nn.Sequential(nn.Conv1d(2, 4, 3, padding="causal", seed=0), nn.Abs(), nn.GRU(4, 6, seed=1), nn.Abs(),
