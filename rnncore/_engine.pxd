@@ -54,6 +54,7 @@ cdef extern from "rnncore.h" nogil:
         rnc_plan plan
         uint32_t strided
         size_t flush
+        uint32_t seq_norm
 
     ctypedef struct rnc_model_info:
         uint32_t precision

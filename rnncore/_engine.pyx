@@ -432,6 +432,9 @@ cdef class Stream:
             raise ValueError(f"x: contains NaN or Inf ({_status_text(<rnc_status>st)}); the state is unchanged")
         if st == RNC_E_BIDIRECTIONAL:
             raise ValueError("step: the model has a bidirectional or reverse layer; use run() on whole sequences")
+        if st == RNC_E_UNSUPPORTED and self.model.m.seq_norm:
+            raise ValueError("step: the model has an instance_norm record (InstanceNorm1d), which normalises "
+                             "each channel over the whole sequence; use run() on whole sequences")
         if st == RNC_E_NONFINITE:
             self._nonfinite_error("step")
         if st == RNC_E_STATE and self.model.info.last_step_mean and self._mean_full(1):
@@ -600,6 +603,9 @@ cdef class Stream:
                 self._nonfinite_error("flush")
             if st == RNC_E_BIDIRECTIONAL:
                 raise ValueError("flush: the model has a bidirectional or reverse layer; use run() on whole sequences")
+            if st == RNC_E_UNSUPPORTED and self.model.m.seq_norm:
+                raise ValueError("flush: the model has an instance_norm record (InstanceNorm1d); use run() on "
+                                 "whole sequences")
             if st == RNC_E_STATE:
                 raise ValueError("flush: the countdowns or counters of the layers over time in stream.state are "
                                  "not valid; reset() or assign a state taken from a stream")

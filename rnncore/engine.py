@@ -229,6 +229,11 @@ class Engine:
             raise ValueError(f"batch: expected a positive integer, got {batch!r}")
         if batch > _MAX_BATCH:
             raise ValueError(f"batch: at most {_MAX_BATCH} (2**24) streams, got {batch}")
+        front = _step_record_kinds(self.data)[0]
+        if "instance_norm" in front:
+            raise ValueError(f"stream: per-step record {front.index('instance_norm')} of the front-end is an "
+                             "instance_norm (InstanceNorm1d), which normalises each channel over the whole "
+                             "sequence; use engine.run(X)")
         if self.bidirectional:
             raise ValueError("stream: the model has a bidirectional layer, which needs whole "
                              "sequences; use engine.run(X)")
@@ -716,7 +721,8 @@ def _step_record_kinds(data: bytes) -> tuple[list, list, list]:
         elif name == "last_step":
             place = 2
         elif name in ("frame_conv", "magnitude", "pointwise", "layer_norm", "scale_shift", "conv_time",
-                      "log_mel", "residual", "pool_time", "mul_halves", "concat", "positions"):
+                      "log_mel", "residual", "pool_time", "mul_halves", "concat", "instance_norm",
+                      "positions"):
             (out[1][-1] if place == 1 else out[place]).append(name)
     return out
 

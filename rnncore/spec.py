@@ -314,7 +314,7 @@ def _front_width(records: list, width: int) -> int:
 #: the rc.nn activations a per-step record runs (their ``record()`` kinds)
 STEP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "gelu", "layer_norm",
                     "scale_shift", "leaky_relu", "elu",
-                    "hardtanh", "silu", "hardswish", "softplus", "softsign", "log_affine")
+                    "hardtanh", "silu", "hardswish", "softplus", "softsign", "log_affine", "abs")
 #: the per-step records that map a row alone and may stand anywhere a per-step record does (before,
 #: between and after the recurrent layers): the activations and ``mul_halves`` (``rc.nn.MulHalves``,
 #: 2H -> H features)
@@ -744,7 +744,7 @@ def spec_from_model(model: object) -> ModelSpec:
                 spec.front_input = _record_input(first[0], first[1])
             (spec.front if stage == 0 else spec.post if stage == 1 else spec.post_pooled).extend(recs)
         elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "conv1d", "magnitude",
-                                                                 "max_pool1d", "avg_pool1d",
+                                                                 "max_pool1d", "avg_pool1d", "instance_norm",
                                                                  *STEP_ROWWISE) or (
                 rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front):
             if not spec.front:
@@ -970,6 +970,11 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     spec = spec_from_model(model)
+    norms = [n for n, r in enumerate(spec.front) if r.get("kind") == "instance_norm"]
+    if norms and precision != "f32":
+        raise ValueError(f"precision={precision!r}: front-end record {norms[0]} is an instance_norm "
+                         "(InstanceNorm1d over the whole sequence), which the NumPy q8 spec does not define "
+                         "yet; compile the model with precision='f32'")
     cal = None
     if calibration is not None:
         if precision == "f32":

@@ -268,6 +268,11 @@ def seed_files() -> dict[str, bytes]:
     out["positions_f32_v2"] = rc.compile(nn.Sequential(
         nn.FrameConv1d(1, 2, 3, frame_length=4, padding=1, seed=15), ChunkPositions(2, 4),
         nn.GRU(2, 3, seed=16), nn.Linear(3, 1, seed=17), ChunkMean(4))).data
+    # a front-end with instance_norm records (a whole-sequence normalisation: PyanNet's shape), f32
+    out["instance_norm_f32_v2"] = rc.compile(nn.Sequential(
+        nn.InstanceNorm1d(2, affine=True), nn.Conv1d(2, 3, 3, stride=2, seed=15),
+        nn.MaxPool1d(2, 3, stride=2), nn.InstanceNorm1d(3), nn.LeakyReLU(), nn.GRU(3, 4, seed=16),
+        nn.Linear(4, 2, seed=17))).data
     return out
 
 

@@ -166,6 +166,7 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
              "relu": rc.compile(rc.nn.Sequential(rc.nn.Linear(3, 4), rc.nn.ReLU(), rc.nn.GRU(4, 4))).data,
              "hardtanh": rc.compile(rc.nn.Sequential(rc.nn.Linear(3, 4), rc.nn.ReLU6(),
                                                      rc.nn.GRU(4, 4))).data,
+             "instance_norm": rc.compile(rc.nn.Sequential(rc.nn.InstanceNorm1d(3), rc.nn.GRU(3, 4))).data,
              "int": write_int_rnc(qi.quantize_int_model(rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0)),
                                                         qi.IntCalibration([(-2.0, 2.0)], [(-0.9, 0.95)],
                                                                           [3.0], [4.0])))}
@@ -190,6 +191,9 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
         "softplus, softsign: RNC_NO_PW_EXT; log_affine: RNC_NO_CHUNK), which this build of the C core " \
         "leaves out" in \
         out["hardtanh"][1], out["hardtanh"][1][-2000:]
+    # RNC_NO_CHUNK: no instance_norm record (a whole-sequence normalisation, PyanNet's)
+    assert out["instance_norm"][0] != 0 and "record 0: kind: kind 16 (unknown) cannot come first" in \
+        out["instance_norm"][1], out["instance_norm"][1][-2000:]
     from export_c_run import exported_outputs
 
     x = np.random.default_rng(3).standard_normal((1, 14, 160))   # 14 hops of 160 samples: 12 frames of 400

@@ -182,7 +182,7 @@ def _small() -> bytes:
     (2, 8, 5, "<I", "CORRUPT", "record 2 (concat): features: 5, expected 4"),
     (1, 20, float("nan"), "<f", "CORRUPT", "record 1 (pointwise): beta:"),
     (1, 16, float("inf"), "<f", "CORRUPT", "record 1 (pointwise): alpha:"),
-    (1, 12, 14, "<I", "CORRUPT", "record 1 (pointwise): activation: 14, expected 0..13"),
+    (1, 12, 15, "<I", "CORRUPT", "record 1 (pointwise): activation: 15, expected 0..14"),
 ])
 def test_mutated_concat_and_log_affine_records_are_refused_alike(record, at, value, fmt, status, want):
     data = _small()

@@ -290,6 +290,9 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t res_floats;            /* residual records' saved inputs per row (their features) */
     size_t xres_floats;           /* the same for residuals whose span crosses a recurrent record */
+    uint32_t seq_norm;            /* instance_norm records: the last one's front[] index + 1 (0: none;
+                                     rnc_run only, its front-end in parts over whole sequences) */
+    size_t seq_w;                 /* their widest input (floats a step of rnc_run's part buffers) */
     uint32_t strided;             /* some record has a countdown: steps may give no output */
     uint32_t post_conv;           /* a frame_conv follows a recurrent record (rnc_run: not in place) */
     uint32_t positions;           /* 0, or a positions record's P: the layers step P times per step */

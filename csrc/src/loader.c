@@ -133,6 +133,7 @@ static const char *kind_name(uint32_t kind)
     case RNC_REC_RESIDUAL: return "residual";
 #if !defined(RNC_NO_CHUNK)
     case RNC_REC_CONCAT: return "concat";
+    case RNC_REC_INSTANCE_NORM: return "instance_norm";
     case RNC_REC_POSITIONS: return "positions";
 #endif
 #if !defined(RNC_NO_POST_CONV)
@@ -960,6 +961,7 @@ static int next_stage(int stage, uint32_t kind)
         return stage == 5 || stage == 6 || stage == 7 ? stage : -1;
 #if !defined(RNC_NO_CHUNK) /* a build without it does not know kind concat */
     case RNC_REC_CONCAT: return stage == 5 ? 5 : -1; /* after a front-end record (its source) */
+    case RNC_REC_INSTANCE_NORM: return stage == 0 || stage == 5 ? 5 : -1; /* the front-end only */
     case RNC_REC_POSITIONS: return stage == 5 ? 8 : -1; /* the front-end's last: a recurrent record next */
 #endif
     default: return -1; /* a kind this loader does not know */
@@ -1169,6 +1171,25 @@ static rnc_status load_time_window(rnc_ctx *c, const rnc_model *m, const unsigne
     return RNC_OK;
 }
 
+#if !defined(RNC_NO_CHUNK)
+/* A model with an instance_norm record runs its front-end in parts over whole sequences
+ * (model.c seq_front): no residual or concat spans an instance_norm (its source's rows are
+ * gone when it runs), and no record over time pads on the right or beyond its window on the
+ * left (each part gives at most as many steps as it reads; the end of a sequence feeds no pad
+ * steps). F: the record just read (front[num_front]). */
+static rnc_status check_seq_norm(const rnc_ctx *c, const rnc_model *m, const rnc_front_op *F)
+{
+    if ((F->kind == RNC_REC_RESIDUAL || F->kind == RNC_REC_CONCAT) && F->src < m->seq_norm)
+        return fail(c, FIELD(rec_residual, span), MSG_SEQ_NORM_SPAN, m->num_front - F->src, 0, 0, NULL);
+    for (uint32_t j = 0; j <= m->num_front; ++j) {
+        const rnc_front_op *G = &m->front[j];
+        if (G->tpad_r || G->tpad_l > G->win)
+            return fail(c, FIELD(rec, kind), MSG_SEQ_NORM_PAD, j, G->tpad_l, G->tpad_r, kind_name(G->kind));
+    }
+    return RNC_OK;
+}
+#endif
+
 static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, uint32_t size)
 {
     const uint32_t kind = rnc_rec_kind(r);
@@ -1194,6 +1215,23 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         if (c->feat % 2) return fail(c, FIELD(rec, kind), MSG_HALVES_ODD, c->feat, 0, 0, NULL);
         F->out_w = F->in_w / 2;
         m->post_conv |= m->num_layers != 0; /* after a recurrent layer: rows of another width */
+#endif
+#if !defined(RNC_NO_CHUNK)
+    } else if (kind == RNC_REC_INSTANCE_NORM) {
+        if (size != RNC_SIZE_rec_instance_norm)
+            return fail(c, fsize, MSG_EXPECT, size, RNC_SIZE_rec_instance_norm, 0, NULL);
+        CHECK_RESERVED(c, rec_instance_norm, r);
+        const uint32_t n = rnc_rec_instance_norm_features(r);
+        if (n != c->feat) return fail(c, FIELD(rec_instance_norm, features), MSG_EXPECT, n, c->feat, 0, NULL);
+        const float eps = rnc_rec_instance_norm_eps(r);
+        if (!finite_f(eps) || !(eps > 0.0f))
+            return fail(c, FIELD(rec_instance_norm, eps), MSG_NORM_EPS, f32_bits(eps), 0, 0, NULL);
+        F->eps = eps;
+        TRY(get_vector(c, FIELD(rec_instance_norm, weight), rnc_rec_instance_norm_weight(r), n, &F->w));
+        TRY(get_vector(c, FIELD(rec_instance_norm, bias), rnc_rec_instance_norm_bias(r), n, &F->b));
+        F->out_w = n;
+        m->seq_norm = m->num_front + 1; /* the last one's front[] index + 1 */
+        if (n > m->seq_w) m->seq_w = n;
 #endif
     } else if (kind == RNC_REC_LAYER_NORM || kind == RNC_REC_SCALE_SHIFT) {
         const int ln = kind == RNC_REC_LAYER_NORM;
@@ -1239,6 +1277,8 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         if (act == RNC_PW_LOG_AFFINE)
             return fail(c, FIELD(rec_pointwise, activation), MSG_LEFT_OUT, act, 0, 0,
                         "log_affine (built with RNC_NO_CHUNK)");
+        if (act == RNC_PW_ABS)
+            return fail(c, FIELD(rec_pointwise, activation), MSG_LEFT_OUT, act, 0, 0, "abs (built with RNC_NO_CHUNK)");
 #endif
         const int two = act == RNC_PW_HARDSIGMOID || act == RNC_PW_LOG_AFFINE; /* alpha and beta */
 #endif
@@ -1516,6 +1556,9 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
 #endif
         if (need > m->front_scratch) m->front_scratch = (size_t)need;
     }
+#if !defined(RNC_NO_CHUNK)
+    if (m->seq_norm) TRY(check_seq_norm(c, m, F));
+#endif
     if (F->in_w > m->front_w) m->front_w = F->in_w;
     if (F->out_w > m->front_w) m->front_w = F->out_w;
     c->feat = F->out_w;
@@ -1898,6 +1941,7 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
     case RNC_REC_POOL_TIME:
 #if !defined(RNC_NO_CHUNK)
     case RNC_REC_CONCAT:
+    case RNC_REC_INSTANCE_NORM:
 #endif
 #if !defined(RNC_NO_POST_CONV)
     case RNC_REC_MUL_HALVES:
@@ -1911,6 +1955,7 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         const uint64_t n = rnc_rec_positions_features(r), P = rnc_rec_positions_positions(r);
         if (n != c->feat) return fail(c, FIELD(rec_positions, features), MSG_EXPECT, n, c->feat, 0, NULL);
         if (P < 2 || n % P) return fail(c, FIELD(rec_positions, positions), MSG_POSITIONS, P, n, 0, NULL);
+        if (m->seq_norm) return fail(c, FIELD(rec, kind), MSG_POS_SEQ_NORM, P, 0, 0, NULL);
         m->positions = (uint32_t)P;
         c->feat = n / P;
         return RNC_OK;

@@ -61,6 +61,14 @@
 #else
 #define IS_CONCAT(k) ((k) == RNC_REC_CONCAT)
 #endif
+/* instance_norm records (front-end only, rnc_run only): left out with the concat record */
+#if defined(RNC_NO_CHUNK)
+#define IS_SEQ_NORM(k) ((void)(k), 0)
+#define SEQ_NORM(m) ((void)(m), 0u)
+#else
+#define IS_SEQ_NORM(k) ((k) == RNC_REC_INSTANCE_NORM)
+#define SEQ_NORM(m) ((m)->seq_norm)
+#endif
 
 static rnc_status plan_op(rnc_plan_op *p, int op, int prec, int isa, int input, int gru_rb)
 {
@@ -1113,6 +1121,9 @@ static void pointwise_row(const rnc_front_op *F, const float *x, float *y)
     case RNC_PW_LOG_AFFINE:
         for (i = 0; i < n; ++i) y[i] = rnc_logf(F->alpha * x[i] + F->beta);
         break;
+    case RNC_PW_ABS:
+        for (i = 0; i < n; ++i) y[i] = fabsf(x[i]);
+        break;
 #endif
     case RNC_PW_LEAKYRELU:
     case RNC_PW_ELU:
@@ -1818,6 +1829,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     if (((uintptr_t)x | (uintptr_t)ids | (uintptr_t)y) & 3u) return RNC_E_ALIGN; /* ARMv7 VFP faults */
     if (!pad && (ids != NULL) != (m->uses_ids != 0)) return RNC_E_ARG;
     if (m->plan.bidirectional || m->plan.reverse) return RNC_E_BIDIRECTIONAL;
+    if (SEQ_NORM(m)) return RNC_E_UNSUPPORTED; /* instance_norm: whole sequences (rnc_run) */
     const size_t B = s->batch;
     unsigned char *wk = s->work;
     if (ids) TRY(check_ids(m, ids, B));
@@ -2052,6 +2064,7 @@ rnc_status rnc_flush(const rnc_model *m, rnc_state *s, float *y, size_t capacity
     TRY(rnc_flush_out_steps(m, s, &n));
     *out_steps = n;
     if (m->plan.bidirectional || m->plan.reverse) return RNC_E_BIDIRECTIONAL;
+    if (SEQ_NORM(m)) return RNC_E_UNSUPPORTED;
 #if defined(RNC_NO_TIMEPAD) /* no right pads: n = 0, nothing to feed */
     (void)y, (void)capacity;
 #else
@@ -2082,6 +2095,7 @@ rnc_status rnc_flush(const rnc_model *m, rnc_state *s, float *y, size_t capacity
 typedef struct {
     size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, fseq, frow, fscr, fsave, xsave, olen, total;
     size_t fpos, ypos; /* a positions record: the rows of the B*T*P steps, their outputs */
+    size_t fpa, fpb;  /* instance_norm: two buffers of one sequence's steps (seq_w floats each) */
     size_t chunk;     /* steps per chunk (>= 1) */
     size_t head_rows; /* rows of (b, t) per head product (>= 1) */
 } rnc_run_work;
@@ -2103,6 +2117,86 @@ typedef struct {
 #define RUN_CHUNK_ROWS 4096u
 /* Rows (b, t) per head product. */
 #define RUN_HEAD_ROWS 512u
+
+#if !defined(RNC_NO_CHUNK)
+/* instance_norm (rnc_layout.h) over the n rows of x (F->in_w floats each), in place: per channel
+ * the mean and the biased variance of its n values, summed in double in order of the rows. */
+static void instance_norm_rows(const rnc_front_op *F, float *x, size_t n)
+{
+    const size_t C = F->in_w;
+    for (size_t c = 0; c < C; ++c) {
+        double sum = 0.0;
+        for (size_t t = 0; t < n; ++t) sum += (double)x[t * C + c];
+        const float mu = (float)(sum / (double)n);
+        double ss = 0.0;
+        for (size_t t = 0; t < n; ++t) {
+            const float d = x[t * C + c] - mu;
+            ss += (double)d * (double)d;
+        }
+        const float var = (float)(ss / (double)n);
+        const float r = 1.0f / sqrtf(var + F->eps);
+        for (size_t t = 0; t < n; ++t) x[t * C + c] = (x[t * C + c] - mu) * r * F->w[c] + F->b[c];
+    }
+}
+
+typedef struct {
+    float *out;       /* the front-end's output rows of this sequence (pre_w floats each) */
+    size_t cap_out;   /* rows out may take */
+    size_t cap;       /* rows each part buffer may take (the input steps) */
+    uint32_t npre;    /* the front-end's records */
+    float *fr, *fscr; /* step_rows' two rows, a frame_conv's scratch */
+    const float *tw;  /* log_mel's twiddles */
+    float *fsave;     /* the residuals' saved inputs (within a part) */
+    float *win;       /* the stream row's windows (NULL: none) */
+    float *xs;        /* the skip rows of out's rows (a residual across recurrent records), or NULL */
+} seq_front_args;
+
+/* One sequence's front-end when it has instance_norm records: the records between two of them (a
+ * part) run step by step over the whole sequence into a part buffer (bufs[0], bufs[1] in turn),
+ * which the instance_norm then normalises in place; the last part writes a->out. x: the
+ * sequence's *n input rows; *n: its output rows on return. 0, -1 when a row holds NaN/Inf, 1 when
+ * a part would give more than a->cap rows (the loader's padding checks rule it out). */
+static int seq_front(const rnc_model *m, const seq_front_args *a, const float *x, size_t *n, float *bufs[2])
+{
+    const float *in = x;
+    size_t rows = *n, in_w = m->input_size;
+    uint32_t i = 0;
+    int which = 0;
+    for (;;) {
+        uint32_t e = i; /* this part: records i..e-1 (none: the instance_norm reads its input) */
+        while (e < a->npre && !IS_SEQ_NORM(m->front[e].kind)) ++e;
+        const int last = e == a->npre;
+        float *dst = last ? a->out : bufs[which];
+        const size_t dw = e > i ? m->front[e - 1].out_w : in_w;
+        size_t j = 0;
+        if (e > i) {
+            for (size_t t = 0; t < rows; ++t) {
+                if (j >= (last ? a->cap_out : a->cap)) return 1;
+                const int r = step_rows(m, i, e - i, in + t * in_w, dst + j * dw, a->fr, a->fr + m->front_w,
+                                        a->fsave, a->win, a->fscr,
+                                        a->tw XS_ARG(last && a->xs ? a->xs + j * m->xres_floats : NULL));
+                if (r < 0) return -1;
+                j += r == 0;
+            }
+        } else {
+            if (rows > (last ? a->cap_out : a->cap)) return 1;
+            memcpy(dst, in, sizeof(float) * rows * in_w);
+            j = rows;
+        }
+        if (last) {
+            *n = j;
+            return 0;
+        }
+        if (j) instance_norm_rows(&m->front[e], dst, j);
+        if (!rnc__all_finite(dst, j * dw)) return -1;
+        in = dst;
+        rows = j;
+        in_w = dw;
+        which ^= 1;
+        i = e + 1;
+    }
+}
+#endif
 
 static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_run_work *w)
 {
@@ -2168,6 +2262,8 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
         ADD(fpos, m->positions ? bt : 0, (uint64_t)pre_w * 4 / (m->positions ? m->positions : 1));
         ADD(ypos, m->positions ? bt : 0, (uint64_t)m->output_size * 4);
 #endif
+        ADD(fpa, SEQ_NORM(m) ? steps : 0, (uint64_t)m->seq_w * 4); /* seq_front's parts: at most */
+        ADD(fpb, SEQ_NORM(m) ? steps : 0, (uint64_t)m->seq_w * 4); /* `steps` rows each (loader) */
     }
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
@@ -2289,6 +2385,28 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         float *fseq = (float *)(base + w.fseq);
         int32_t *olen = (int32_t *)(base + w.olen);
         for (size_t b = 0; b < B; ++b) {
+#if !defined(RNC_NO_CHUNK)
+            if (SEQ_NORM(m)) { /* in parts over the whole sequence, instance_norm between them */
+                float *fw = s->win ? s->win + b * m->win_floats : NULL;
+                if (fw) front_init_row(m, fw); /* whole sequences: each starts afresh */
+                size_t j = LEN(b);
+                float *bufs[2] = {(float *)(base + w.fpa), (float *)(base + w.fpb)};
+#if XRES_ON
+                float *xs = m->xres_floats ? xsave + b * T_out * m->xres_floats : NULL;
+#else
+                float *xs = NULL;
+#endif
+                const seq_front_args a = {fseq + b * T_out * pre_w, T_out, T, npre, fr, fscr,
+                                          (const float *)(s->work + sw.tw), fsave, fw, xs};
+                const int r = seq_front(m, &a, x + b * T * m->input_size, &j, bufs);
+                if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, LEN(b) ? LEN(b) - 1 : 0);
+                if (r > 0) return RNC_E_SIZE;
+                if (fw) front_init_row(m, fw); /* and ends: the state's windows stay fresh */
+                memset(fseq + (b * T_out + j) * pre_w, 0, sizeof(float) * (T_out - j) * pre_w);
+                if (m->strided) olen[b] = (int32_t)j;
+                continue;
+            }
+#endif
             size_t j = 0; /* output steps of sequence b so far (= t without strided records) */
             for (size_t t = 0; t < LEN(b); ++t) {
                 const int r = step_rows(m, 0, npre, x + (b * T + t) * m->input_size, fseq + (b * T_out + j) * pre_w,
@@ -2347,7 +2465,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         if (((m->stage[i] == RNC_REC_FRAME_CONV || IS_MUL_HALVES(m->stage[i])) && !POST_CONV(m)) ||
             m->stage[i] == RNC_REC_CONV_TIME ||
             m->stage[i] == RNC_REC_MAGNITUDE || m->stage[i] == RNC_REC_LOG_MEL ||
-            m->stage[i] == RNC_REC_POOL_TIME || IS_CONCAT(m->stage[i]))
+            m->stage[i] == RNC_REC_POOL_TIME || IS_CONCAT(m->stage[i]) || IS_SEQ_NORM(m->stage[i]))
             continue; /* the front-end, above */
         if (m->stage[i] == RNC_REC_POINTWISE || m->stage[i] == RNC_REC_LAYER_NORM ||
             m->stage[i] == RNC_REC_SCALE_SHIFT || m->stage[i] == RNC_REC_RESIDUAL ||

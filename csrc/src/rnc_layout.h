@@ -57,6 +57,7 @@
     S(rec_mul_halves, 8)  /* v2: the product of the two halves of each step's features (kind 14) */ \
     S(attnpool, 32)       /* v2: after a last_step record with RNC_LAST_STEP_FLAG_ATTN (then 48 bytes) */ \
     S(rec_concat, 16)     /* v2: [the input of an earlier per-step record ; x] (kind 15) */ \
+    S(rec_instance_norm, 32) /* v2: each channel normalised over a sequence's steps (kind 16) */ \
     S(rec_positions, 16)  /* v2: the front-end's row as P steps, the output their mean (kind 17) */
 
 /* ---- both versions ------------------------------------------------------------------------ */
@@ -334,7 +335,7 @@
     X(rec_frame_conv, padding_mode, 44, U32)                                                      \
     X(rec_frame_conv, weight, 48, REF)                                                            \
     X(rec_frame_conv, bias, 56, REF)
-#define RNC_FILE_MAX_FRONT 64u     /* per-step records (kinds 5..15) per file */
+#define RNC_FILE_MAX_FRONT 64u     /* per-step records (kinds 5..16) per file */
 #define RNC_FILE_MAX_KERNEL 65536u /* frame_conv kernel_size, stride, dilation, padding */
 
 /* pointwise: y = f(x) element by element on `features` values (the running width) */
@@ -353,7 +354,8 @@
 #define RNC_PW_SOFTPLUS 11u     /* alpha x > beta ? x : softplus(alpha x) / alpha (RNC_CELLACT_SOFTPLUS's code) */
 #define RNC_PW_SOFTSIGN 12u     /* x / (1 + |x|) (RNC_CELLACT_SOFTSIGN's code) */
 #define RNC_PW_LOG_AFFINE 13u   /* rnc_logf(alpha x + beta) (kernels/logf.h); left out with -DRNC_NO_CHUNK */
-#define RNC_FILE_PW_KINDS 14u
+#define RNC_PW_ABS 14u          /* |x| (fabsf; rc.nn.Abs, ONNX Abs: SincNet's); left out with -DRNC_NO_CHUNK */
+#define RNC_FILE_PW_KINDS 15u
 /* fconvq8: the tail of a frame_conv record in a q8 file. scale present: f32 [groups *
  * round16(C_out/groups)] per-row weight scales, and the record's weight holds `groups` packed q8
  * matrices of round16(C_out/groups) rows x round4(C_in/groups * k) inputs (int8, -127..127, zero
@@ -396,6 +398,22 @@
     X(rec_concat, size, 4, U32)                                                                   \
     X(rec_concat, features, 8, U32)                                                               \
     X(rec_concat, span, 12, U32)
+
+/* instance_norm (kind 16, front-end only, rnc_run only): each of the `features` channels
+ * normalised over the valid steps of each sequence, PyTorch's InstanceNorm1d:
+ *   mu = (float)(sum_t (double)x_t / n), d_t = x_t - mu, var = (float)(sum_t (double)d_t d_t / n),
+ *   y_t = d_t * (1.0f / sqrtf(var + eps)) * weight + bias (float32; the sums in order of t)
+ * n the sequence's output steps of the records before it; weight, bias: f32 [features] (ones /
+ * zeros without affine). It splits the front-end: the records before it run over the whole
+ * sequence first (a stream cannot run it: rnc_step refuses the model). */
+#define RNC_REC_INSTANCE_NORM 16u
+#define RNC_FIELDS_rec_instance_norm(X)                                                           \
+    X(rec_instance_norm, kind, 0, U32)                                                            \
+    X(rec_instance_norm, size, 4, U32)                                                            \
+    X(rec_instance_norm, features, 8, U32)                                                        \
+    X(rec_instance_norm, eps, 12, F32)                                                            \
+    X(rec_instance_norm, weight, 16, REF)                                                         \
+    X(rec_instance_norm, bias, 24, REF)
 
 /* positions (kind 17): the front-end's row of `features` = C x P values (value c*P + p: channel c at
  * position p) is P steps of C features for the records after it, the last of the front-end (a
@@ -739,7 +757,10 @@
     M(RES_STRIDED, UNSUPPORTED, "%llu: the records it spans include %s, which gives no output at some steps (a residual adds equal steps)") \
     M(INT_SCALE_MAX, CORRUPT, "bits 0x%llx: expected a finite value > 0 and at most 2^%llu (%s)") \
     M(POSITIONS, CORRUPT, "%llu, expected 2 or more dividing the %llu features into positions") \
-    M(POS_POOL, UNSUPPORTED, "a last_step after %llu positions per step: the output is their mean at every step")
+    M(POS_POOL, UNSUPPORTED, "a last_step after %llu positions per step: the output is their mean at every step") \
+    M(SEQ_NORM_SPAN, UNSUPPORTED, "%llu: the records it spans include instance_norm (kind 16), which normalises the whole sequence between them") \
+    M(SEQ_NORM_PAD, UNSUPPORTED, "per-step record %llu (%s) pads (%llu, %llu) steps over time: with instance_norm (kind 16) the records over time take right padding 0 and left padding within their window") \
+    M(POS_SEQ_NORM, UNSUPPORTED, "%llu positions per step after instance_norm (kind 16): a model takes one of the two")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \
@@ -753,7 +774,7 @@
     RNC_FIELDS_fconvq8(X) RNC_FIELDS_rec_residual(X) \
     RNC_FIELDS_rec_pool_time(X) \
     RNC_FIELDS_timepad(X) RNC_FIELDS_fconvq16(X) RNC_FIELDS_rec_mul_halves(X) RNC_FIELDS_attnpool(X) \
-    RNC_FIELDS_rec_concat(X) RNC_FIELDS_rec_positions(X)
+    RNC_FIELDS_rec_concat(X) RNC_FIELDS_rec_positions(X) RNC_FIELDS_rec_instance_norm(X)
 
 /* sizes of the field types (CELLW: an embedded cellw structure) */
 #define RNC_TYPE_SIZE_U32 4u

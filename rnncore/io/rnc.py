@@ -76,13 +76,14 @@ RECORD_KINDS = {"embedding": _C["REC_EMBEDDING"], "recurrent": _C["REC_RECURRENT
                 "scale_shift": _C["REC_SCALE_SHIFT"], "conv_time": _C["REC_CONV_TIME"],
                 "residual": _C["REC_RESIDUAL"]}
 _STEP_KINDS = ("frame_conv", "pointwise", "magnitude", "layer_norm", "scale_shift", "conv_time", "log_mel",
-               "residual", "pool_time", "mul_halves", "concat")
+               "residual", "pool_time", "mul_halves", "concat", "instance_norm")
 RECORD_KINDS["pool_time"] = _C["REC_POOL_TIME"]
 #: pool_time's op field (rnc_layout.h RNC_POOL_*), by the layers' record() kinds
 POOL_OPS = {"max_pool1d": _C["POOL_MAX"], "avg_pool1d": _C["POOL_AVG"]}
 RECORD_KINDS["log_mel"] = _C["REC_LOG_MEL"]
 RECORD_KINDS["mul_halves"] = _C["REC_MUL_HALVES"]
 RECORD_KINDS["concat"] = _C["REC_CONCAT"]
+RECORD_KINDS["instance_norm"] = _C["REC_INSTANCE_NORM"]   # front-end only, rnc_run only
 RECORD_KINDS["positions"] = _C["REC_POSITIONS"]
 _MEL_LOGS = {None: _C["MEL_LOG_NONE"], "log": _C["MEL_LOG"], "db": _C["MEL_LOG_DB"]}
 #: the activations of a pointwise record (rnc_layout.h RNC_PW_*), by the layers' record() kinds
@@ -91,7 +92,7 @@ POINTWISE = {"relu": _C["PW_RELU"], "sigmoid": _C["PW_SIGMOID"], "tanh": _C["PW_
              "leakyrelu": _C["PW_LEAKYRELU"], "elu": _C["PW_ELU"],
              "hardtanh": _C["PW_HARDTANH"], "silu": _C["PW_SILU"], "hardswish": _C["PW_HARDSWISH"],
              "softplus": _C["PW_SOFTPLUS"], "softsign": _C["PW_SOFTSIGN"],
-             "log_affine": _C["PW_LOG_AFFINE"]}
+             "log_affine": _C["PW_LOG_AFFINE"], "abs": _C["PW_ABS"]}
 _POINTWISE_NAMES = {v: k for k, v in POINTWISE.items()}
 
 PRECISIONS = {"f32": 0, "q8": 1, "q4": 2}
@@ -748,10 +749,14 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str,
                 "dilation": dl, "groups": g, "pad_left": pl, "pad_right": pr, "padding_mode": mode},
                 "tensors": tensors, **({"q16": True} if bits == 16 else {})})
             feat = co * lout
-        elif kind in ("layer_norm", "scale_shift"):
+        elif kind in ("layer_norm", "scale_shift", "instance_norm"):
+            if kind == "instance_norm" and where != "front":
+                raise ValueError(f"{where}[{n}] (instance_norm): normalises over the whole sequence; the C "
+                                 "core runs it in the front-end only (before the first recurrent layer)")
             t = r.get("tensors", r)
-            names = ("weight", "bias") if kind == "layer_norm" else ("scale", "shift")
-            ones = np.ones(feat, np.float32) if kind == "layer_norm" else None
+            norm = kind in ("layer_norm", "instance_norm")
+            names = ("weight", "bias") if norm else ("scale", "shift")
+            ones = np.ones(feat, np.float32) if norm else None
             vals = []
             for nm, default in zip(names, (ones, np.zeros(feat, np.float32)), strict=True):
                 v = t.get(nm)
@@ -765,10 +770,10 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str,
                 raise ValueError(f"{where}[{n}] ({kind}): features {r.get('features')}, the previous layer "
                                  f"gives {feat}")
             fields: dict[str, Any] = {"features": feat}
-            if kind == "layer_norm":
+            if norm:
                 eps = float(r.get("eps", 1e-5))
                 if not (math.isfinite(eps) and np.float32(eps) > 0):
-                    raise ValueError(f"{where}[{n}] (layer_norm): eps must be a finite number > 0, got {eps}")
+                    raise ValueError(f"{where}[{n}] ({kind}): eps must be a finite number > 0, got {eps}")
                 fields["eps"] = eps
             out.append({"kind": kind, "fields": fields, "tensors": vals})
         elif kind == "log_mel":
@@ -1304,7 +1309,7 @@ def _pack_step_body(r: dict, blob) -> bytes:
             sc = r["tensors"][2]
             return st.pack(kind=RECORD_KINDS["conv_time"], size=_step_rec_size(r), **vals) + LAYOUT[
                 "fconvq8"].pack(scale=(0, 0) if sc is None else blob.add(sc))
-    elif r["kind"] == "layer_norm":
+    elif r["kind"] in ("layer_norm", "instance_norm"):
         vals["weight"], vals["bias"] = (blob.add(t) for t in r["tensors"])
     elif r["kind"] == "scale_shift":
         vals["scale"], vals["shift"] = (blob.add(t) for t in r["tensors"])
@@ -2056,11 +2061,11 @@ class _Loader:
             if self.feat % 2:
                 raise self.fail("kind", "HALVES_ODD", self.feat)
             out = self.feat // 2
-        elif name in ("layer_norm", "scale_shift"):
+        elif name in ("layer_norm", "scale_shift", "instance_norm"):
             n = r["features"]
             if n != self.feat:
                 raise self.fail("features", "EXPECT", n, self.feat)
-            if name == "layer_norm":
+            if name != "scale_shift":
                 if not (math.isfinite(_f32(r["eps"])) and _f32(r["eps"]) > 0):
                     raise self.fail("eps", "NORM_EPS", r["eps"])
                 rec["eps"] = _f32(r["eps"])
@@ -2229,10 +2234,30 @@ class _Loader:
                        weight=np.concatenate(mats).reshape(co, cg, k), bias=b.copy())
             out = co * lout
         rec["out"] = out
+        if name == "instance_norm" or any(x["kind"] == "instance_norm" for x in self.steps):
+            self.check_seq_norm(name, rec)
         if len(self.step_phase) == len(self.steps):   # a record without a countdown
             self.step_phase.append(0)
         self.steps.append(rec)
         self.feat = out
+
+    def check_seq_norm(self, name: str, rec: dict) -> None:
+        """loader.c check_seq_norm: in a model with instance_norm no residual or concat spans one,
+        and no record over time pads on the right or beyond its window on the left."""
+        steps = self.steps + [rec]
+        last = max(j for j, x in enumerate(steps) if x["kind"] == "instance_norm")
+        if name in ("residual", "concat"):
+            span = rec["span"]
+            spanned = [self.part_kind[j] for j in range(self.part - span, self.part)]
+            if spanned[0] != RECORD_KINDS["recurrent"]:   # the source is a per-step record
+                src = len(self.steps) - (span - spanned.count(RECORD_KINDS["recurrent"]))
+                if src <= last:
+                    raise self.fail("span", "SEQ_NORM_SPAN", len(self.steps) - src)
+        for j, x in enumerate(steps):
+            if x["kind"] in ("conv_time", "pool_time"):
+                P = x["dilation"] * (x["kernel_size"] - 1)
+                if x["pad_right"] or x["pad_left"] > P:
+                    raise self.fail("kind", "SEQ_NORM_PAD", j, x["kind"], x["pad_left"], x["pad_right"])
 
     def conv_weights16(self, r: dict, sref, g: int, cog: int, kk: int, co: int, rec: dict):
         """A 16 x 16 frame_conv's int16 weight, scales and bias (loader.c's order and checks);
@@ -2378,6 +2403,8 @@ class _Loader:
                 raise self.fail("features", "EXPECT", n, self.feat)
             if P < 2 or n % P:
                 raise self.fail("positions", "POSITIONS", P, n)
+            if any(x["kind"] == "instance_norm" for x in self.steps):
+                raise self.fail("kind", "POS_SEQ_NORM", P)
             self.positions = P
             self.feat = n // P
         elif kind == RECORD_KINDS["last_step"]:
@@ -2520,6 +2547,8 @@ def _next_stage(stage: int, kind: int) -> int:
         return 6 if stage == 2 else stage if stage in (5, 6, 7) else -1   # after a recurrent record
     if kind == k["concat"]:   # after a front-end record (its source)
         return 5 if stage == 5 else -1
+    if kind == k["instance_norm"]:   # the front-end only
+        return 5 if stage in (0, 5) else -1
     if kind == k["positions"]:   # the front-end's last record: a recurrent record follows
         return 8 if stage == 5 else -1
     return -1
@@ -2576,8 +2605,8 @@ def _step_description(r: dict) -> dict:
         d.update(kind="log_mel", center=False,
                  tensors={"window": r["window"], "cos": r["cos"], "sin": r["sin"], "fb": r["fb"]})
         return d
-    if r["kind"] == "layer_norm":
-        return {"kind": "layer_norm", "features": r["in"], "eps": r["eps"],
+    if r["kind"] in ("layer_norm", "instance_norm"):
+        return {"kind": r["kind"], "features": r["in"], "eps": r["eps"],
                 "tensors": {"weight": r["weight"], "bias": r["bias"]}}
     if r["kind"] == "scale_shift":
         return {"kind": "scale_shift", "features": r["in"],

@@ -636,6 +636,8 @@ def pointwise(name: str, x: np.ndarray, alpha: float = 0.0, beta: float = 0.0) -
         return variant_activation("softsign", 0.0, 0.0, x)
     if name == "log_affine":   # model.c pointwise_row: rnc_logf(alpha * x + beta)
         return rnc_logf(F32(alpha) * x + F32(beta))
+    if name == "abs":   # fabsf
+        return np.abs(x)
     raise ValueError(f"pointwise: unknown activation {name!r}")
 
 
@@ -849,6 +851,8 @@ def float_step_records(records: list, x: np.ndarray, lengths=None, skip: list | 
             y = y / (1 + np.abs(y))
         elif kind == "log_affine":
             y = np.log(float(rec["scale"]) * y + float(rec["offset"]))
+        elif kind == "abs":
+            y = np.abs(y)
         elif kind == "gelu":
             if rec.get("approximate", "none") == "tanh":
                 y = 0.5 * y * (1 + np.tanh(math.sqrt(2 / math.pi) * (y + 0.044715 * y ** 3)))

@@ -1149,9 +1149,7 @@ class _SeqLower:
         elif op == "ReduceMean":
             out = self.mean_over_time(s, a)
         elif op == "InstanceNormalization":
-            self.refuse("normalises each channel over the whole sequence (torch's nn.InstanceNorm1d): the C "
-                        "engine has no record for it (each step's output needs the sequence's last step)",
-                        "run the model as the imported OnnxGraph (NumPy)")
+            out = self.instance_norm(s)
         elif op in _NO_ENGINE:
             nodes = f", the nodes {a['nodes']}" if a.get("nodes") else ""
             self.refuse(f"is {_NO_ENGINE[op]}{nodes}: the C engine has no per-step layer for it (its "
@@ -1160,10 +1158,12 @@ class _SeqLower:
                         "Gelu (erf or tanh form), "
                         "Softmax last)",
                         "run the model as the imported OnnxGraph (NumPy), or export it with one of those")
-        elif op in _SEQ_ACTS and hasattr(s.fn, "module"):
+        elif (op in _SEQ_ACTS and hasattr(s.fn, "module")) or op == "Abs":
+            from rnncore.nn.pointwise import Abs
+
             x = self.get(s.inputs[0], ("data",))
             self.width[id(s)] = int(np.prod([ax[1] for ax in x["axes"] if ax[0] == "f"]))
-            self.ops.append(("act", s.fn.module, s))
+            self.ops.append(("act", Abs() if op == "Abs" else s.fn.module, s))
             out = x
         elif op in ("Softmax", "LogSoftmax"):
             x = self.get(s.inputs[0], ("data",))
@@ -1374,6 +1374,26 @@ class _SeqLower:
         self.ops.append(("time", layer, s))
         return {"k": "data", "axes": [ax[0], feat, ("s", (self.tsym,))]}
 
+    def instance_norm(self, s) -> dict:
+        """``InstanceNormalization`` of ``(N, C, L)`` data over its time axis: ``rc.nn.InstanceNorm1d``,
+        an instance_norm record of the front-end (each channel over the whole sequence: engine.run
+        only)."""
+        x = self.get(s.inputs[0], ("data",))
+        ax = x["axes"]
+        if len(ax) != 3 or [t[0] for t in ax] != ["s", "f", "s"] or len(ax[0][1]) != 1 \
+                or len(ax[2][1]) != 1 or ax[1][1] is None:
+            self.refuse(f"normalises data of shape ({', '.join(map(_dim_text, self.dims(x)))}): expected "
+                        "(N, C, L) = (batch, features, time), each channel over the time axis",
+                        "transpose the (B, T, F) data to (B, F, T) before it (torch's x.transpose(1, 2))")
+        self.time_axis(ax[2][1][0], "normalises over the batch axis of the data the layers before it ran "
+                       "over in time")
+        m = s.fn.module
+        if m.num_features != int(ax[1][1]):
+            self.refuse(f"normalises {m.num_features} channels, the data has {int(ax[1][1])}",
+                        "fix the model's shapes")
+        self.ops.append(("seqnorm", m, s))
+        return x
+
     def recurrent(self, s, a) -> None:
         x = self.get(s.inputs[0], ("data",))
         layout = int(a.get("layout", 0))
@@ -1474,12 +1494,17 @@ class _SeqLower:
                 f, n = copy.copy(m), self.width[id(s)]    # a front-end activation: its record gives
                 f.record = (lambda m=m, n=n: {**m.record(), "features": n})    # the input width
                 out.append(f)
-            elif k < recs[0] and kind in ("linear", "res", "time"):
-                out.append(m)              # per-step layers and Conv / pooling over time: front-end
+            elif k < recs[0] and kind in ("linear", "res", "time", "seqnorm"):
+                out.append(m)              # per-step layers, Conv / pooling / InstanceNorm over time
             elif k > recs[-1] and kind in ("act", "linear", "res", "pool"):
                 out.append(m)              # per-step layers, LastStep, per-step layers of the last step
             elif kind in ("act", "linear", "res"):
                 out.append(m)              # per-step layers between two recurrent layers (mid records)
+            elif kind == "seqnorm":
+                self.refuse("is an InstanceNormalization (over the whole sequence) after a recurrent layer: "
+                            "the C engine runs it in the front-end only (before the first recurrent layer)",
+                            "import the part before it with from_onnx(path, inputs=[...], outputs=[...]) "
+                            "and run the rest in NumPy")
             elif kind == "time":
                 self.refuse("is a convolution or pooling over time after a recurrent layer: the C engine "
                             "runs them before the first recurrent layer (front-end records)",
@@ -1623,7 +1648,14 @@ def lower_sequence_graph(g):
     data_in = g.input_names[0]
     shape = (getattr(g, "input_shapes", {}) or {}).get(data_in)
     F = shape[2] if shape is not None and len(shape) == 3 else None
-    if F is None:     # an intermediate tensor: the features from the first layer that reads it
+    # channels first, (N, C, L) = (batch, features, time), when a Conv or an InstanceNormalization
+    # reads the input (a waveform (N, 1, L): PyanNet); engine.run takes it as x.transpose(0, 2, 1)
+    first = next((s for s in g.steps if data_in in s.inputs[:1]), None)
+    m = getattr(getattr(first, "fn", None), "module", None)
+    chan = getattr(m, "in_channels", None) or getattr(m, "num_features", None) \
+        if getattr(first, "op", None) in ("Conv", "InstanceNormalization") else None
+    chw = chan is not None and (shape is None or (len(shape) == 3 and shape[1] == chan))
+    if F is None and not chw:     # an intermediate tensor: the features from the first layer that reads it
         first = next((s for s in g.steps if data_in in s.inputs[:1] and hasattr(s.fn, "module")), None)
         m = getattr(getattr(first, "fn", None), "module", None)
         F = getattr(m, "input_size", None) or getattr(m, "in_features", None)
@@ -1631,7 +1663,10 @@ def lower_sequence_graph(g):
             raise _Refused(f"rc.compile(OnnxGraph): the data input {data_in!r} is declared {shape}; expected "
                            "frames (N, L) with the frame length L fixed, or a sequence (T, B, F) / (B, T, F) "
                            "read by a recurrent layer or Linear (which gives F)")
-    lw.val[data_in] = {"k": "data", "axes": [("s", ("X0",)), ("s", ("X1",)), ("f", int(F), lw.fid())]}
+    if chw:
+        lw.val[data_in] = {"k": "data", "axes": [("s", ("X0",)), ("f", int(chan), lw.fid()), ("s", ("X1",))]}
+    else:
+        lw.val[data_in] = {"k": "data", "axes": [("s", ("X0",)), ("s", ("X1",)), ("f", int(F), lw.fid())]}
     lw.at[data_in] = 0
     for n in g.input_names[1:]:     # the other inputs: initial states (L*D, B, H), or rows of one
         lw.val[n] = {"k": "gstate", "name": n, "rows": None}
@@ -1660,6 +1695,7 @@ def lower_sequence_graph(g):
                        "that is)")
     lay = {True: "TBF", False: "BTF"}
     info = {"data_input": data_in, "data_output": outs[0],
-            "input_layout": lay[lw.time == "X0"], "output_layout": lay[ax[0][1] == (lw.tsym,)],
+            "input_layout": "BFT" if chw else lay[lw.time == "X0"],
+            "output_layout": lay[ax[0][1] == (lw.tsym,)],
             "state_inputs": state_in, "state_outputs": state_out}
     return Sequential(*layers), info
