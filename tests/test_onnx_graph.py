@@ -275,8 +275,10 @@ def test_silero_lowering_refuses_q4_and_names_what_it_cannot_follow(silero):
         rc.compile(g, precision="q4")
     sub = from_onnx(silero, inputs=["/stft/Sqrt_output_0", "h", "c"],
                     outputs=["speech_probs", "hn", "cn"])
-    with pytest.raises(ValueError, match=r"the data input '/stft/Sqrt_output_0' is declared None; expected "
-                                         r"frames \(N, L\)"):
+    # its data input (the magnitudes, (N, C, L), read by the encoder's Conv) is taken channels
+    # first, the encoder runs over L; the LSTM then steps over the chunks, another axis
+    with pytest.raises(ValueError, match=r"node '/recurrent/LSTM' \(LSTM\) runs over the batch axis of the "
+                                         r"data the layers before it ran over in time"):
         rc.compile(sub)
 
 
