@@ -183,6 +183,25 @@ def test_pool2d_matches_torch(kh, kw, sh, sw, ph, pw, h, w, ceil, include, dil, 
         _close(m.backward(dy), xt.grad, BWD, type(m).__name__ + " dx")
 
 
+@pytest.mark.parametrize("cls", ["max", "avg"])
+@pytest.mark.parametrize("h, k, s", [(1, 2, 2), (1, 3, 3), (2, 3, 2), (1, 2, 1)])
+def test_pool2d_ceil_mode_on_an_input_shorter_than_one_window_as_torch(cls, h, k, s):
+    """With ceil_mode PyTorch rounds ``(h - k) / s`` up: an input shorter than one window still
+    gives one output when that reaches 0 (h = 1, k = 2, s = 2), its window running past the input;
+    otherwise (h = 1, k = 2, s = 1) both refuse. (Found by hypothesis in CI.)"""
+    x = np.random.default_rng(h + k + s).standard_normal((2, 3, h, 4))
+    m, f = ((MaxPool2d((k, 1), (s, 1), ceil_mode=True), lambda t: F.max_pool2d(t, (k, 1), (s, 1), 0, 1, True))
+            if cls == "max" else
+            (AvgPool2d((k, 1), (s, 1), ceil_mode=True), lambda t: F.avg_pool2d(t, (k, 1), (s, 1), 0, True)))
+    try:
+        yt = f(torch.tensor(x))
+    except RuntimeError:
+        with pytest.raises(ValueError, match="smaller than one window"):
+            m.forward(x)
+        return
+    _close(m.forward(x), yt, FWD, cls)
+
+
 def test_maxpool2d_ties_go_to_the_first_maximum_as_torch():
     x = np.zeros((1, 1, 4, 4))
     x[0, 0, 1, 1] = x[0, 0, 0, 1] = x[0, 0, 1, 0] = 2.0

@@ -25,6 +25,27 @@ from rnncore.nn.layers import _check_dy, _float_input, _need
 from rnncore.nn.module import Module, check_int, resolve_dtype
 from rnncore.nn.norm import BatchNorm1d
 
+
+def pool_output_length(length: int, kernel_size: int, stride: int, dilation: int, pad_begin: int,
+                       pad_end: int, ceil_mode: bool) -> int:
+    """Outputs of a pooling along one axis, PyTorch's ``pooling_output_shape`` (and ONNX's).
+
+    ``n = floor((L + p_b + p_e - span) / s) + 1`` with ``span = d (k - 1) + 1`` (0 if the padded
+    input is shorter than one window: :func:`~rnncore.nn.conv.conv_output_length`); with
+    ``ceil_mode`` ``n = ceil((L + p_b + p_e - span) / s) + 1``, less one if the last window would
+    start in the end padding. So with ``ceil_mode`` an input shorter than one window still gives
+    one output when the rounding reaches it (``L = 1, k = 2, s = 2``: ``ceil(-1 / 2) + 1 = 1``),
+    its window running past the input."""
+    if not ceil_mode:
+        return conv_output_length(length, kernel_size, stride, dilation, pad_begin, pad_end)
+    if length == 0:
+        return 0
+    span = dilation * (kernel_size - 1) + 1
+    n = -(-(length + pad_begin + pad_end - span) // stride) + 1
+    if (n - 1) * stride >= length + pad_begin:
+        n -= 1
+    return max(n, 0)
+
 __all__ = [
     "Conv2d",
     "ConvTranspose2d",
@@ -373,9 +394,9 @@ class _Pool2d(Module):
         """``(H_o, W_o)``: PyTorch's formula, rounded up with ``ceil_mode`` (a last window that would
         start in the bottom/right padding is dropped)."""
         t, b_, left, r = self.pads
-        return (conv_output_length(H, self.kernel_size[0], self.stride[0], self.dilation[0], t, b_,
+        return (pool_output_length(H, self.kernel_size[0], self.stride[0], self.dilation[0], t, b_,
                                    self.ceil_mode),
-                conv_output_length(W, self.kernel_size[1], self.stride[1], self.dilation[1], left, r,
+                pool_output_length(W, self.kernel_size[1], self.stride[1], self.dilation[1], left, r,
                                    self.ceil_mode))
 
     def _cols(self, x: np.ndarray, who: str) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
