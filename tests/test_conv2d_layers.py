@@ -178,6 +178,12 @@ def test_pool2d_matches_torch(kh, kw, sh, sw, ph, pw, h, w, ceil, include, dil, 
         yt = f(xt)
         y = m.forward(x, train=True)
         _close(y, yt, FWD, type(m).__name__)
+        if not np.isfinite(y).all():
+            # a dilated window with no tap in the input (all padding): -inf in both, a constant
+            # (dx 0 here); PyTorch's backward writes that window's gradient past its input plane
+            # (into the next channel's, or out of the tensor: an abort), so it is not compared
+            assert isinstance(m, MaxPool2d) and dil > 1 and (ph or pw)
+            continue
         dy = np.random.default_rng(seed + 1).standard_normal(y.shape)
         yt.backward(torch.tensor(dy))
         _close(m.backward(dy), xt.grad, BWD, type(m).__name__ + " dx")
