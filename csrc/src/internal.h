@@ -198,6 +198,16 @@ extern const rnc_kernel rnc__kernels[];
 extern const size_t rnc__kernel_count;
 int rnc__isa_parent(int isa);                           /* -1 for generic */
 int rnc__find_kernel(int op, int precision, int isa);   /* first row of exactly isa, or -1 */
+/* The path whose rows serve the cells of a layer of `hidden` units when the model's path is isa:
+ * AMX's batch cells only from RNC_AMX_MIN_HIDDEN units on, AVX-512 VNNI's below (measured on Intel
+ * Xeons with AMX, 16 rows and more: the AMX cells lost 13-64 % at H = 32 and up to 24 % at H = 64
+ * against AVX-512 VNNI's fused rows, and won 1.6-2.2x from H = 256; H = 128 is not measured). */
+#if RNC_X86 && !defined(RNC_NO_X86_AMX)
+#define RNC_AMX_MIN_HIDDEN 128u
+int rnc__layer_isa(int isa, uint32_t hidden);
+#else
+#define rnc__layer_isa(isa, hidden) ((void)(hidden), (isa))
+#endif
 /* The row serving `batch` rows (cells) or columns (products) of input mode `input` (RNC_IN_X or
  * RNC_IN_GI), for a GRU of the r*h form when gru_rb, with W_hh's kernel sums available when sums:
  * the first matching row in table order along isa's fallback chain, or -1. */

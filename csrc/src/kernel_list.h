@@ -199,9 +199,10 @@
 #else
 #define RNC_KERNELS_AVXVNNI(X)
 #endif
-/* AMX-INT8 (q8_gemm_amx.c, cells_amx.c): tile products from 16 columns on (sequence projections,
- * heads) and q8 cells whose batch products use tiles (16 rows on); below that, and every f32
- * op, the parent's (avx512vnni). Left out when the compiler lacks -mamx-tile/-mamx-int8. */
+/* AMX-INT8 (q8_gemm_amx.c, cells_amx.c): tile products from 16 columns and 64 inputs on (sequence
+ * projections, heads) and q8 cells whose batch products use tiles (16 rows on, layers of
+ * RNC_AMX_MIN_HIDDEN units and more: rnc__layer_isa); below that, and every f32 op, the parent's
+ * (avx512vnni). Left out when the compiler lacks -mamx-tile/-mamx-int8. */
 #if !defined(RNC_NO_X86_AMX)
 #define RNC_KERNELS_AMX(X)                                                                        \
     X(GEMV, Q8, rnc_q8_gemm_amx, RNC_ISA_AMX, RNC_IN_ANY, 0, 16, 0)                               \

@@ -62,6 +62,13 @@ int rnc__isa_parent(int isa)
     }
 }
 
+#if RNC_X86 && !defined(RNC_NO_X86_AMX)
+int rnc__layer_isa(int isa, uint32_t hidden)
+{
+    return isa == RNC_ISA_AMX && hidden < RNC_AMX_MIN_HIDDEN ? RNC_ISA_AVX512VNNI : isa;
+}
+#endif
+
 int rnc__find_kernel(int op, int precision, int isa)
 {
     for (size_t i = 0; i < rnc__kernel_count; ++i)

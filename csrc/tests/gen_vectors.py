@@ -447,6 +447,11 @@ def main(outdir: str) -> None:
          [4, 0, 3, 1, 2, 4, 4, 3, 2, 1, 0, 4, 3, 2, 1, 4, 2], q8),
         ("lstm_q8_stream_b16", dict(kind="lstm", sizes=[5, 20, 9], precision="q8", head=3,
                                     head_act="softmax"), 16, 3, "stream", None, q8),
+        # the AMX path's cells from 128 hidden units on (rnc__layer_isa), tile edges past K = 70
+        ("gru_q8_run_b17_wide", dict(kind="gru", sizes=[70, 128], precision="q8"), 17, 3, "run",
+         [3, 1, 2, 3, 0, 3, 2, 1, 3, 3, 2, 1, 0, 3, 2, 1, 3], q8),
+        ("lstm_q8_stream_b16_wide", dict(kind="lstm", sizes=[64, 128, 5], precision="q8", head=5,
+                                         head_act="softmax"), 16, 2, "stream", None, q8),
         # cell options (the variant cell, kernels/cells_variant.c); format v2 only
         ("lstm_opts_q8_stream", dict(kind="lstm", sizes=[4, 17, 9], precision="q8", head=3, options=dict(
             peepholes=True, initial=True, clip=0.8,

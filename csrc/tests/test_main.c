@@ -1553,6 +1553,37 @@ static void test_gemm_q16(void)
 }
 #endif
 
+/* The AMX path's cells serve layers of RNC_AMX_MIN_HIDDEN units and more; a narrower layer's batch
+ * rows are AVX-512 VNNI's (rnc__layer_isa). Checked on the plan of each model when AMX is available
+ * (on an AMX CPU, or the emulated build: make test-amx-emulated). */
+static void test_amx_layer_width(const char *dir)
+{
+    int av = 0;
+    rnc_isa_available(RNC_ISA_AMX, &av);
+    if (!av) return;
+    static const struct { const char *file; uint32_t op, want_isa; } cases[] = {
+        {"gru_q8_run_b17.rnc", RNC_OP_GRU_STEP, RNC_ISA_AVX512VNNI},       /* H = 16 */
+        {"gru_q8_run_b17_wide.rnc", RNC_OP_GRU_STEP, RNC_ISA_AMX},         /* H = 128 */
+        {"lstm_q8_stream_b16_wide.rnc", RNC_OP_LSTM_STEP, RNC_ISA_AMX},    /* H = 128 */
+        {"lstm_q8_stream_b16.rnc", RNC_OP_LSTM_STEP, RNC_ISA_AVX512VNNI},  /* H = 20 */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, cases[k].file);
+        blob b = read_file(path);
+        rnc_model m;
+        size_t row = 0;
+        rnc_kernel_desc d = {0};
+        const int ok = b.len && rnc_model_init(&m, b.buf, b.len) == RNC_OK &&
+                       rnc_model_set_isa(&m, RNC_ISA_AMX) == RNC_OK &&
+                       rnc_model_plan_row(&m, 0, cases[k].op, RNC_Q8, 16, RNC_IN_X, 1, &row) == RNC_OK &&
+                       rnc_kernel_info(row, &d) == RNC_OK;
+        CHECK(ok && d.isa == cases[k].want_isa, "amx layer width: %s at 16 rows runs %s (want %s)",
+              cases[k].file, ok ? isa_str((int)d.isa) : "?", isa_str((int)cases[k].want_isa));
+        free(b.buf);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "build/vectors";
@@ -1625,6 +1656,7 @@ int main(int argc, char **argv)
     test_state_after_model_reinit(dir);
     test_run_overlap(dir);
     test_hostile(dir, fuzz);
+    test_amx_layer_width(dir);
 
     printf("%d checks, %d failures\n", g_checks, g_fail);
     return g_fail ? 1 : 0;
