@@ -159,6 +159,21 @@ def test_calibrated_scales_measure_the_rows_after_the_records():
     c_equals_q8_reference(e, x, lengths)
 
 
+def test_rnncore_quantize_writes_the_same_file_as_compile(tmp_path):
+    """``rnncore quantize`` of the f32 file: the bytes of ``rc.compile(m, "q8")``, the spec's bits."""
+    from test_engine_pyannet import _small
+
+    from rnncore.cli import main
+
+    m = _small(1)
+    (tmp_path / "m.rnc").write_bytes(rc.compile(m).data)
+    assert main(["quantize", str(tmp_path / "m.rnc"), "-o", str(tmp_path / "q.rnc")]) == 0
+    data = (tmp_path / "q.rnc").read_bytes()
+    assert data == rc.compile(m, precision="q8").data
+    x = np.random.default_rng(0).normal(0, 1, (2, 50, 3)).astype(F32)
+    c_equals_q8_reference(rc.load(data), x, np.array([50, 21]))
+
+
 # ------------------------------------------------------------------------------------------
 # PyanNet (whisperx's pyannote segmentation model)
 
