@@ -970,11 +970,6 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     spec = spec_from_model(model)
-    norms = [n for n, r in enumerate(spec.front) if r.get("kind") == "instance_norm"]
-    if norms and precision != "f32":
-        raise ValueError(f"precision={precision!r}: front-end record {norms[0]} is an instance_norm "
-                         "(InstanceNorm1d over the whole sequence), which the NumPy q8 spec does not define "
-                         "yet; compile the model with precision='f32'")
     cal = None
     if calibration is not None:
         if precision == "f32":

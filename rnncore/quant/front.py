@@ -462,7 +462,11 @@ def out_lengths(records: list, lengths: np.ndarray) -> np.ndarray:
 
 
 def _padded(records: list) -> bool:
-    """Whether a conv_time / pool_time record of ``records`` is padded (not causal / unpadded)."""
+    """Whether each sequence of a batch must run alone on its own steps (:func:`per_sequence`): a
+    conv_time / pool_time record of ``records`` is padded (not causal / unpadded), or an
+    instance_norm normalises over the sequence's steps."""
+    if any(str(r.get("kind", "")).lower() == "instance_norm" for r in records):
+        return True
     for r in _time_records(records):
         P, _, left, right, _ = time_pads(r)
         conv = str(r.get("kind", "")).lower() in ("conv1d", "conv_time")
@@ -651,6 +655,33 @@ def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.nd
     return (d * r[..., None]) * np.asarray(w, F32) + np.asarray(b, F32)
 
 
+def instance_norm_seq(rec: dict, x: np.ndarray) -> np.ndarray:
+    """model.c ``instance_norm_rows``: each channel of each whole sequence ``x (B, T, C)`` (all ``T``
+    steps valid; :func:`per_sequence` cuts shorter ones) normalised over its steps, float32 rows
+    with the statistics summed in float64 in step order from 0::
+
+        mu  = (float)((x_0 + x_1 + ... + x_(T-1)) / T)          (float64 sum and division)
+        d_t = x_t - mu                                            (float32)
+        var = (float)((d_0 d_0 + d_1 d_1 + ...) / T)             (float64: each product exact)
+        r   = 1.0f / sqrtf(var + eps);  y_t = ((d_t * r) * w + b)    (float32)
+
+    The same in an f32 and a q8 file (docs/q8-contract.md, "instance_norm"). ``T = 0``: nothing."""
+    x = np.asarray(x, F32)
+    B, T, C = x.shape
+    if T == 0:
+        return x.copy()
+    t = rec.get("tensors", rec)
+    w = np.ones(C, F32) if t.get("weight") is None else np.asarray(t["weight"], F32)
+    b = np.zeros(C, F32) if t.get("bias") is None else np.asarray(t["bias"], F32)
+    n = np.float64(T)
+    mu = (np.cumsum(x.astype(np.float64), axis=1)[:, -1] / n).astype(F32)       # (B, C); cumsum: in order
+    d = x - mu[:, None, :]                                                      # (B, T, C) float32
+    dd = d.astype(np.float64) * d.astype(np.float64)
+    var = (np.cumsum(dd, axis=1)[:, -1] / n).astype(F32)                        # (B, C)
+    r = F32(1) / np.sqrt(var + F32(rec["eps"]))
+    return (d * r[:, None, :]) * w + b
+
+
 def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
     """One per-step record, as :func:`rnncore.io.rnc.read_rnc` describes it (``front``, ``post``,
     ``post_pooled``), on rows ``x (B, F)`` in the C core's float32 arithmetic; a q8 frame_conv
@@ -676,6 +707,9 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
         return x[..., :M] * x[..., M:]
     if kind == "layer_norm":
         return layer_norm(x, t["weight"], t["bias"], rec["eps"])
+    if kind == "instance_norm":
+        raise ValueError("step_record: an instance_norm record normalises each channel over the whole "
+                         "sequence; it has no per-step form (step_records on whole sequences (B, T, F))")
     if kind == "scale_shift":
         return x * np.asarray(t["scale"], F32) + np.asarray(t["shift"], F32)
     if kind == "gelu" and rec.get("approximate") == "tanh":
@@ -722,6 +756,11 @@ def step_records(records: list, x: np.ndarray, lengths=None, skip: list | None =
             y = y + inputs[len(inputs) - 1 - int(rec["span"])]
         elif kind == "concat":
             y = np.concatenate([inputs[len(inputs) - 1 - int(rec["span"])], y], axis=-1)
+        elif kind == "instance_norm":
+            if len(lead) != 2:
+                raise ValueError("step_records: an instance_norm record needs whole sequences (B, T, F), "
+                                 f"got {x.shape}")
+            y = instance_norm_seq(rec, y.reshape(*lead, y.shape[-1])).reshape(-1, y.shape[-1])
         elif kind in ("conv1d", "conv_time"):
             if len(lead) != 2:
                 raise ValueError("step_records: a conv_time record needs whole sequences (B, T, F), "
@@ -798,6 +837,17 @@ def float_step_records(records: list, x: np.ndarray, lengths=None, skip: list | 
                     "nclk,ock->nol", cols[:, gi * cg:(gi + 1) * cg], w[gi * cog:(gi + 1) * cog])
             b = t.get("bias")
             y = (out + (0 if b is None else np.asarray(b, np.float64)[:, None])).reshape(y.shape[0], -1)
+        elif kind == "instance_norm":
+            if len(lead) != 2:
+                raise ValueError(f"an instance_norm record needs whole sequences (B, T, F), got {x.shape}")
+            v = y.reshape(*lead, y.shape[-1])
+            if lead[1]:   # each sequence's T steps (lengths: per_sequence cuts them)
+                d = v - v.mean(axis=1, keepdims=True)
+                v = d / np.sqrt((d * d).mean(axis=1, keepdims=True) + float(rec["eps"]))
+                w, b = t.get("weight"), t.get("bias")
+                v = v * (1 if w is None else np.asarray(w, np.float64))
+                v = v + (0 if b is None else np.asarray(b, np.float64))
+            y = v.reshape(-1, y.shape[-1])
         elif kind == "magnitude":
             M = y.shape[-1] // 2
             y = np.sqrt(y[:, :M] ** 2 + y[:, M:] ** 2)
