@@ -208,3 +208,65 @@ def test_a_declared_but_mismatching_output_shape_is_not_trusted():
     g = from_onnx(m.SerializeToString(), dtype="float32")
     x = np.random.default_rng(3).standard_normal((2, 1, 30)).astype(np.float32)
     assert g.forward(x).shape == (2, 13, 3)
+
+
+def _branch(op: str, ins: list):
+    from onnx import helper
+
+    return helper.make_graph([helper.make_node(op, ins, [op + "_y"])], op, [],
+                             [helper.make_tensor_value_info(op + "_y", 1, None)])
+
+
+def _logic_graph() -> bytes:
+    """x (B, 3, T), B and T dynamic: ``Shape`` with start / end, ``Size``, ``Slice``, ``Gather``,
+    ``Equal``, ``Less``, ``Not``, ``And``, ``Or``, ``Where``, ``Cast`` and arithmetic on them; the If
+    on the channel count, ``y = x * scale`` with ``scale`` from the static size, ``z`` an Or of a
+    static and a dynamic test (unknown: kept), ``w`` the element count (dynamic: kept)."""
+    from onnx import TensorProto, helper
+
+    def c(name, v):
+        return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64,
+                                                                                   np.shape(v), np.ravel(v)))
+
+    nodes = [
+        c("one", [1]), c("two", [2]), c("k3", [3]), c("k100", 100), c("zero", [0]),
+        helper.make_node("Shape", ["x"], ["s1"], start=1, end=2),                       # [3]
+        helper.make_node("Equal", ["s1", "k3"], ["is3"]),
+        helper.make_node("Not", ["is3"], ["not3"]),
+        helper.make_node("Not", ["not3"], ["is3b"]),
+        helper.make_node("And", ["is3", "is3b"], ["both"]),
+        helper.make_node("Shape", ["x"], ["s"]),                                        # [B?, 3, T?]
+        helper.make_node("Slice", ["s", "one", "two"], ["s_mid"]),                      # [3]
+        helper.make_node("Mul", ["s_mid", "two"], ["six"]),
+        helper.make_node("Where", ["both", "six", "s_mid"], ["pick"]),                  # [6]
+        helper.make_node("Cast", ["pick"], ["pickf"], to=TensorProto.FLOAT),
+        helper.make_node("Squeeze", ["both", "zero"], ["cond"]),
+        helper.make_node("If", ["cond"], ["y"], then_branch=_branch("Mul", ["x", "pickf"]),
+                         else_branch=_branch("Neg", ["x"])),
+        helper.make_node("Gather", ["s", "two"], ["t1"], axis=0),                       # [T?]
+        helper.make_node("Less", ["t1", "k100"], ["short"]),
+        helper.make_node("Or", ["short", "is3"], ["z"]),       # True whatever T, but not folded: T unknown
+        helper.make_node("Size", ["x"], ["w"]),
+    ]
+    g = helper.make_graph(nodes, "logic", [helper.make_tensor_value_info("x", 1, ["B", 3, "T"])],
+                          [helper.make_tensor_value_info("y", 1, None),
+                           helper.make_tensor_value_info("z", TensorProto.BOOL, None),
+                           helper.make_tensor_value_info("w", TensorProto.INT64, None)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_shape_logic_ops_fold_on_static_sizes_only():
+    blob = _logic_graph()
+    g = from_onnx(blob, dtype="float32")
+    kept = [s.op for s in g.steps]
+    assert "If" not in kept and "Where" not in kept and "Equal" not in kept     # the static logic folded
+    assert {"Less", "Or", "Size"} <= set(kept)                                   # the dynamic logic kept
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(4)
+    for B, T in [(1, 5), (2, 100), (3, 140)]:
+        x = rng.standard_normal((B, 3, T)).astype(np.float32)
+        want = sess.run(None, {"x": x})
+        got = g.forward(x)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1].dtype == want[1].dtype and np.array_equal(got[1], want[1])
+        assert int(got[2]) == int(want[2]) == B * 3 * T
