@@ -246,8 +246,9 @@ class _Builder:
         self.inferred: dict = {}     # tensor name -> shape from ONNX's shape inference (build_graph)
         # tensor name -> shape ONNX's shape inference derives from the graph inputs' declared shapes
         # alone (the exporter's value_info and output shapes dropped): a size there holds in every run
-        # whose inputs have their declared sizes (build_graph)
-        self.derived: dict = {}
+        # whose inputs have their declared sizes (computed when first asked for: pshape)
+        self.derived: dict | None = None
+        self.model = model
         # runtime integer tensor name -> (object array of its values, int where the known sizes decide
         # it and None where a dynamic size does, element type): Shape of a tensor with dynamic axes
         # and what is computed from it
@@ -356,6 +357,8 @@ class _Builder:
             return None
         if name in self.inputs:
             return self.declared.get(name)
+        if self.derived is None:
+            self.derived = _derived_shapes(self.model, self)
         return self.derived.get(name)
 
     @property
@@ -1578,7 +1581,6 @@ def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, consta
                                 for d in v.type.tensor_type.shape.dim)
                   for v in inferred.graph.value_info
                   if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
-    b.derived = _derived_shapes(model, b)
     return b.build()
 
 
