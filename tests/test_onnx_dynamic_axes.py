@@ -25,7 +25,7 @@ import torch
 import rnncore as rc
 from rnncore.io import from_onnx
 
-SIZES = [(2, 37), (3, 90)]          # (batch, length) pairs, neither the export's (1, 20)
+SIZES = [(B, T) for B in (2, 3) for T in (37, 90)]    # (batch, length): not the export's (1, 20)
 
 
 @torch.jit.script_if_tracing
@@ -78,6 +78,15 @@ class ReshapeView(torch.nn.Module):
         y = y.view(B, T, C)
         y, _ = self.gru(y)
         return self.fc(y) * (4.0 / x.size(-1))
+
+
+class ReshapeOnly(ReshapeView):
+    """ReshapeView without the scale by ``x.size(-1)`` (which the lowering does not follow unfolded)."""
+
+    def forward(self, x):
+        y = self.inp(x)
+        y, _ = self.gru(y.reshape(y.shape[0], -1, y.shape[2]))
+        return self.fc(y)
 
 
 class ConvGruLinear(torch.nn.Module):
@@ -270,3 +279,22 @@ def test_shape_logic_ops_fold_on_static_sizes_only():
         np.testing.assert_array_equal(got[0], want[0])
         assert got[1].dtype == want[1].dtype and np.array_equal(got[1], want[1])
         assert int(got[2]) == int(want[2]) == B * 3 * T
+
+
+def test_a_static_batch_is_not_folded_into_the_engine():
+    """An export with the length dynamic and the batch declared 1: the NumPy graph folds on batch 1
+    and refuses another (as onnxruntime does); rc.compile lowers the graph unfolded first (the engine
+    runs any batch), so a batch of two is each sequence's onnxruntime result."""
+    blob = _export(ReshapeOnly, (1, 20, 12), {1: "time"})
+    g = from_onnx(blob, dtype="float32")
+    assert g.folded_shapes == {"x": (1, None, 12)}
+    x = np.random.default_rng(5).standard_normal((2, 37, 12)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"folded for an input of shape \(1, '\?', 12\)"):
+        g.forward(x)
+    want = np.concatenate([_ort(blob, x[b:b + 1]) for b in range(2)])
+    np.testing.assert_allclose(g.forward(x[:1]), want[:1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rc.compile(g).run(x), want, rtol=1e-5, atol=1e-5)
+    from rnncore.io.onnx_import._lower import _lower_graph
+
+    with pytest.raises(ValueError, match=r"\(Reshape\) reshapes \(X0, X1, 8\) to \(1, X0\*X1, 8\)"):
+        _lower_graph(g)           # the folded graph alone: batch 1 written into the Reshape, refused

@@ -80,6 +80,21 @@ class OnnxGraph(Module):
         #: the inputs' known sizes (declared, or ONNX's shape inference) that shape arithmetic was
         #: folded on (an ``If`` on ``Shape(x)[1] == 1``): ``run`` refuses inputs of other sizes
         self.folded_shapes: dict = {}
+        self.unfold_args: tuple = ()     # build_graph's arguments for unfolded()
+        self._unfolded = None
+
+    def unfolded(self) -> OnnxGraph:
+        """The graph imported without folding on its inputs' declared sizes (its shape arithmetic
+        kept at run time, as for a graph whose every size is declared): what ``rc.compile`` lowers
+        first, since the C engine runs any batch and length (the folded graph when that one is
+        refused); ``self`` when nothing was folded so."""
+        if not self.unfold_args:
+            return self
+        if self._unfolded is None:
+            model, dtype, inputs, outputs, constants, shapes = self.unfold_args
+            self._unfolded = build_graph(model, dtype, inputs, outputs, constants, shapes,
+                                         fold_sizes=False)
+        return self._unfolded
 
     def extra_repr(self) -> str:
         return (f"inputs={self.input_names}, outputs={self.output_names}, "
@@ -171,6 +186,7 @@ class _Builder:
                                f"({type(e).__name__}: {e})") from e
         init = set(self.known)
         graph_inputs = [i.name for i in g.input if i.name not in init]
+        self.constants = dict(constants or {})
         for name, value in (constants or {}).items():    # inputs fixed in use (a sample rate)
             v = next((i for i in g.input if i.name == name and name not in init), None)
             if v is None:
@@ -249,6 +265,7 @@ class _Builder:
         # whose inputs have their declared sizes (computed when first asked for: pshape)
         self.derived: dict | None = None
         self.model = model
+        self.fold_sizes = True
         # runtime integer tensor name -> (object array of its values, int where the known sizes decide
         # it and None where a dynamic size does, element type): Shape of a tensor with dynamic axes
         # and what is computed from it
@@ -367,7 +384,8 @@ class _Builder:
         dynamic (an export with ``dynamic_axes``, or ``input_shapes=`` leaving one open). A graph whose
         every axis is declared keeps its shape arithmetic at run time, as before: it runs at other
         sizes (the exporter's example sizes are not taken as the model's)."""
-        return any(self.declared.get(n) is None or None in self.declared[n] for n in self.inputs)
+        return self.fold_sizes and any(self.declared.get(n) is None or None in self.declared[n]
+                                       for n in self.inputs)
 
     def _partial(self, node, fn, a):
         """The values of a kept node's integer outputs where the known sizes decide them:
@@ -540,6 +558,8 @@ class _Builder:
             shapes = {n: self.pshape(n) for n in self.inputs}
             model.folded_shapes = {n: sh for n, sh in shapes.items()
                                    if sh is not None and sh.count(None) < len(sh)}
+            model.unfold_args = (self.model, self.dt.name, self.inputs, self.outputs,
+                                 self.constants, self.fixed or None)
         model.op_types = frozenset(self.kept_ops)
         for k, s in enumerate(self.steps):
             m = getattr(s.fn, "module", None)
@@ -1562,8 +1582,10 @@ _FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_
 
 
 def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, constants=None,
-                input_shapes=None) -> OnnxGraph:
-    """The graph (or the sub-graph from ``inputs`` to ``outputs``) as an :class:`OnnxGraph`.
+                input_shapes=None, fold_sizes: bool = True) -> OnnxGraph:
+    """The graph (or the sub-graph from ``inputs`` to ``outputs``) as an :class:`OnnxGraph`
+    (``fold_sizes=False``: the shape arithmetic on runtime tensors is not folded on their declared
+    sizes, see :meth:`_Builder.pshape`).
 
     The model must pass ONNX's type inference
     (``onnx.shape_inference.infer_shapes(check_type=True)``): a graph onnxruntime refuses for
@@ -1577,6 +1599,7 @@ def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, consta
         raise _Refused(f"from_onnx: the graph's types do not check (onnx.shape_inference: "
                        f"{msg[0] if msg else type(e).__name__})") from e
     b = _Builder(model, dtype, inputs, outputs, constants, input_shapes)
+    b.fold_sizes = fold_sizes
     b.inferred = {v.name: tuple(d.dim_value if d.HasField("dim_value") else None
                                 for d in v.type.tensor_type.shape.dim)
                   for v in inferred.graph.value_info
