@@ -382,8 +382,8 @@ class _Builder:
     def sizes_fold(self) -> bool:
         """Whether the declared sizes are folded on: only in a graph that declares some input axis
         dynamic (an export with ``dynamic_axes``, or ``input_shapes=`` leaving one open). A graph whose
-        every axis is declared keeps its shape arithmetic at run time, as before: it runs at other
-        sizes (the exporter's example sizes are not taken as the model's)."""
+        every axis is declared keeps its shape arithmetic at run time and runs at other sizes (the
+        exporter's example sizes are not taken as the model's)."""
         return self.fold_sizes and any(self.declared.get(n) is None or None in self.declared[n]
                                        for n in self.inputs)
 
