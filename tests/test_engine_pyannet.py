@@ -29,19 +29,39 @@ def _export(dynamic: bool) -> bytes:
 
 @pytest.fixture(scope="module")
 def onnx_bytes() -> bytes:
-    """The reference export: any batch and length (onnxruntime, the NumPy graph)."""
+    """The reference export with dynamic axes (batch, samples): any batch and length (onnxruntime,
+    the NumPy graph, rc.compile)."""
     return _export(True)
 
 
 @pytest.fixture(scope="module")
 def engine():
-    """rc.compile of the fixed-shape export (1, 1, 160000): there the exporter folds asteroid's test
-    of the channel axis (an If on Shape == 1 in the dynamic export, which the lowering refuses by
-    name); the engine itself runs any batch and length."""
+    """rc.compile of the fixed-shape export (1, 1, 160000), where the exporter itself folds asteroid's
+    test of the channel axis; the engine runs any batch and length. The dynamic-axes export (its
+    test an If on Shape(waveforms)[1] == 1, the channel count declared 1) compiles to the same bytes
+    (test_the_dynamic_axes_export_compiles_to_the_same_engine)."""
     import rnncore as rc
     from rnncore.io import from_onnx
 
     return rc.compile(from_onnx(_export(False), dtype="float32"))
+
+
+def test_the_dynamic_axes_export_compiles_to_the_same_engine(engine, onnx_bytes, windows):
+    """The dynamic-axes export (batch and samples dynamic) keeps asteroid's channel test as an If on
+    the waveform's Shape; its condition folds on the declared channel count 1, the If is the Conv
+    of its then-branch, and rc.compile gives the fixed-shape export's engine, byte for byte."""
+    import onnx
+
+    import rnncore as rc
+    from rnncore.io import from_onnx
+
+    assert [n.op_type for n in onnx.load_from_string(onnx_bytes).graph.node].count("If") == 1
+    g = from_onnx(onnx_bytes, dtype="float32")
+    assert "If" not in [s.op for s in g.steps] and g.folded_shapes == {"waveforms": (None, 1, None)}
+    dyn = rc.compile(g)
+    assert dyn.data == engine.data
+    x = windows[:2, :, :48000].transpose(0, 2, 1)
+    assert np.array_equal(dyn.run(x), engine.run(x))
 
 
 @pytest.fixture(scope="module")

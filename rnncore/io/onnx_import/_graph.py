@@ -77,6 +77,24 @@ class OnnxGraph(Module):
         #: the shapes given to ``from_onnx(..., input_shapes=)``: the graph was folded for them and
         #: ``run`` refuses other shapes
         self.fixed_shapes: dict = {}
+        #: the inputs' known sizes (declared, or ONNX's shape inference) that shape arithmetic was
+        #: folded on (an ``If`` on ``Shape(x)[1] == 1``): ``run`` refuses inputs of other sizes
+        self.folded_shapes: dict = {}
+        self.unfold_args: tuple = ()     # build_graph's arguments for unfolded()
+        self._unfolded = None
+
+    def unfolded(self) -> OnnxGraph:
+        """The graph imported without folding on its inputs' declared sizes (its shape arithmetic
+        kept at run time, as for a graph whose every size is declared): what ``rc.compile`` lowers
+        first, since the C engine runs any batch and length (the folded graph when that one is
+        refused); ``self`` when nothing was folded so."""
+        if not self.unfold_args:
+            return self
+        if self._unfolded is None:
+            model, dtype, inputs, outputs, constants, shapes = self.unfold_args
+            self._unfolded = build_graph(model, dtype, inputs, outputs, constants, shapes,
+                                         fold_sizes=False)
+        return self._unfolded
 
     def extra_repr(self) -> str:
         return (f"inputs={self.input_names}, outputs={self.output_names}, "
@@ -98,6 +116,12 @@ class OnnxGraph(Module):
                 raise ValueError(f"{n}: the graph was imported with input_shapes {{{n!r}: "
                                  f"{tuple('?' if d is None else d for d in want)}}}, got an array of shape "
                                  f"{v.shape}")
+            known = self.folded_shapes.get(n)
+            if known is not None and (v.ndim != len(known) or any(
+                    w is not None and w != d for w, d in zip(known, v.shape, strict=True))):
+                raise ValueError(f"{n}: the graph's shape arithmetic was folded for an input of shape "
+                                 f"{tuple('?' if d is None else d for d in known)} (its declared sizes), "
+                                 f"got an array of shape {v.shape}")
             vals[n] = v.astype(self.dtype) if v.dtype.kind == "f" or v.dtype.name == "bfloat16" else v
         for s in self.steps:
             try:
@@ -162,6 +186,7 @@ class _Builder:
                                f"({type(e).__name__}: {e})") from e
         init = set(self.known)
         graph_inputs = [i.name for i in g.input if i.name not in init]
+        self.constants = dict(constants or {})
         for name, value in (constants or {}).items():    # inputs fixed in use (a sample rate)
             v = next((i for i in g.input if i.name == name and name not in init), None)
             if v is None:
@@ -235,6 +260,17 @@ class _Builder:
                 dt = self.dt if et in _FLOAT_TYPES else _INT_TYPES.get(et, np.int64)
                 self.probe[name] = np.zeros(shape, dt)
         self.inferred: dict = {}     # tensor name -> shape from ONNX's shape inference (build_graph)
+        # tensor name -> shape ONNX's shape inference derives from the graph inputs' declared shapes
+        # alone (the exporter's value_info and output shapes dropped): a size there holds in every run
+        # whose inputs have their declared sizes (computed when first asked for: pshape)
+        self.derived: dict | None = None
+        self.model = model
+        self.fold_sizes = True
+        # runtime integer tensor name -> (object array of its values, int where the known sizes decide
+        # it and None where a dynamic size does, element type): Shape of a tensor with dynamic axes
+        # and what is computed from it
+        self.pval: dict = {}
+        self.shape_folds: list = []   # the nodes folded from known sizes of runtime tensors
 
     def _const(self, a):
         a = np.asarray(a)
@@ -298,7 +334,20 @@ class _Builder:
                     if name:
                         self.known[name] = v
                 return
+            try:
+                part = self._partial(node, fn, a)
+            except Exception:  # noqa: BLE001 - the values are not followed; the node runs as it is
+                part = None
+            if part is not None and all(None not in p.reshape(-1).tolist() for p, _ in part):
+                for name, (p, dt) in zip(node.output, part, strict=False):   # every value known: fold
+                    if name:
+                        self.known[name] = np.array(p.tolist(), dt).reshape(p.shape)
+                self.shape_folds.append(node.name or node.op_type)
+                return
             self._keep(node, lambda vals, fn=fn, node=node, a=a: fn(self, node, a, vals))
+            for name, pv in zip(node.output, part or [], strict=False):
+                if name and pv[0].size <= _PVAL_MAX:
+                    self.pval[name] = pv
             return
         maker = _LAYERS.get(node.op_type)
         if maker is None:
@@ -312,6 +361,94 @@ class _Builder:
             self.refuse(node, f"its data input {node.input[0]!r} is a constant, not computed from the "
                               f"graph's inputs {self.inputs}", "fix the model's wiring")
         self._keep(node, maker(self, node, a))
+
+    def pshape(self, name: str):
+        """A runtime tensor's shape as far as every run knows it: an int per axis whose size is the
+        same in every run (a graph input's declared size, ONNX's shape inference from those), None per
+        dynamic axis; None when its rank is unknown."""
+        if name in self.probe:
+            return tuple(np.shape(self.probe[name]))
+        if name in self.pval:
+            return self.pval[name][0].shape
+        if not self.sizes_fold:
+            return None
+        if name in self.inputs:
+            return self.declared.get(name)
+        if self.derived is None:
+            self.derived = _derived_shapes(self.model, self)
+        return self.derived.get(name)
+
+    @property
+    def sizes_fold(self) -> bool:
+        """Whether the declared sizes are folded on: only in a graph that declares some input axis
+        dynamic (an export with ``dynamic_axes``, or ``input_shapes=`` leaving one open). A graph whose
+        every axis is declared keeps its shape arithmetic at run time and runs at other sizes (the
+        exporter's example sizes are not taken as the model's)."""
+        return self.fold_sizes and any(self.declared.get(n) is None or None in self.declared[n]
+                                       for n in self.inputs)
+
+    def _partial(self, node, fn, a):
+        """The values of a kept node's integer outputs where the known sizes decide them:
+        ``[(object array of int | None, element type), ...]`` per output, or None.
+
+        ``Shape`` / ``Size`` read :meth:`pshape`; moving values (``Gather``, ``Slice``, ``Concat``,
+        ``Unsqueeze`` ...) runs the op itself on object arrays (the indices, bounds and axes must be
+        constants); element-wise ops (``Equal``, ``Greater``, ``Not``, ``Where``, ``Add`` ...) compute
+        each element whose operands are all known, the rest stay None. A value is never guessed: a
+        None (a dynamic size) makes every value computed from it None."""
+        op = node.op_type
+        if op in ("Shape", "Size"):
+            s = self.pshape(node.input[0])
+            if s is None:
+                return None
+            if op == "Size":
+                return [(np.array(None if None in s else math.prod(s), object), np.int64)]
+            r = len(s)
+            return [(np.array(list(s), object).reshape(r)[a.get("start", 0):a.get("end", r)], np.int64)]
+        ins = []
+        for i in node.input:
+            if not i:
+                ins.append(None)
+            elif i in self.known:
+                v = np.asarray(self.known[i])
+                if v.size > _PVAL_MAX:
+                    return None
+                ins.append((np.array(v.tolist(), object).reshape(v.shape), v.dtype))
+            elif i in self.pval:
+                ins.append(self.pval[i])
+            else:
+                return None           # the data, or a value nothing is known of
+        if not any(i in self.pval for i in node.input if i):
+            return None
+        if op in _MOVE:
+            if any(i in self.pval for i in node.input[1 if op != "Concat" else len(node.input):] if i):
+                return None           # indices, bounds, axes or a shape known only in part
+            vals = [None if v is None else v[0] for v in ins]
+            if op != "Concat":
+                vals[1:] = [None if i == "" else self.known[i] for i in node.input[1:]]
+            dt = np.result_type(*[v[1] for v in ins if v is not None]) if op == "Concat" else ins[0][1]
+            return [(np.asarray(y, object), dt) for y in fn(self, node, a, vals)]
+        if op == "Cast":
+            to = int(a["to"])
+            if to not in _INT_TYPES and to not in _FLOAT_TYPES:
+                return None
+            dt = self.dt if to in _FLOAT_TYPES else np.dtype(_INT_TYPES[to])
+            p = ins[0][0]
+            out = np.array([None if v is None else np.asarray(v, ins[0][1]).astype(dt).item()
+                            for v in p.reshape(-1).tolist()], object).reshape(p.shape)
+            return [(out, dt)]
+        if op not in _ELEMENTWISE or len(node.output) != 1 or any(v is None for v in ins):
+            return None
+        arrs = np.broadcast_arrays(*[v[0] for v in ins])
+        dts = [v[1] for v in ins]
+        dt = np.asarray(fn(self, node, a, [np.ones((), d) for d in dts])[0]).dtype
+        out = np.empty(arrs[0].shape, object)
+        for k in np.ndindex(out.shape):
+            items = [x[k] for x in arrs]
+            if None not in items:
+                args = [np.asarray(v, d) for v, d in zip(items, dts, strict=True)]
+                out[k] = np.asarray(fn(self, node, a, args)[0]).item()
+        return [(out, dt)]
 
     def _if(self, node) -> None:
         """An ``If`` whose condition is a constant (computed from constants, or from an input given in
@@ -345,6 +482,8 @@ class _Builder:
                 self.runtime.add(dst)
                 if src.name in self.probe:
                     self.probe[dst] = self.probe[src.name]
+                if src.name in self.pval:
+                    self.pval[dst] = self.pval[src.name]
             else:
                 self.refuse(node, f"its branch output {src.name!r} is not computed")
 
@@ -396,6 +535,14 @@ class _Builder:
         if not self.outputs or not self.steps:
             raise _Refused(f"from_onnx: the graph computes nothing from its inputs (inputs {self.inputs}, "
                            f"outputs {self.outputs}, {len(self.steps)} nodes on the data)")
+        if self.shape_folds:
+            # the steps left computing nothing used (a Shape whose every read was folded) are dropped
+            used, live = set(self.outputs), []
+            for s in reversed(self.steps):
+                if any(o in used for o in s.outputs if o):
+                    live.append(s)
+                    used.update(i for i in s.inputs if i)
+            self.steps = live[::-1]
         consts = {}
         for s in self.steps:
             for i in s.inputs:
@@ -407,6 +554,12 @@ class _Builder:
         model = OnnxGraph(self.inputs, self.outputs, self.steps, consts, self.dt)
         model.input_shapes = {n: self.declared.get(n) for n in self.inputs}   # declared (None: unknown)
         model.fixed_shapes = dict(self.fixed)
+        if self.shape_folds:      # folded on the inputs' known sizes: run checks them
+            shapes = {n: self.pshape(n) for n in self.inputs}
+            model.folded_shapes = {n: sh for n, sh in shapes.items()
+                                   if sh is not None and sh.count(None) < len(sh)}
+            model.unfold_args = (self.model, self.dt.name, self.inputs, self.outputs,
+                                 self.constants, self.fixed or None)
         model.op_types = frozenset(self.kept_ops)
         for k, s in enumerate(self.steps):
             m = getattr(s.fn, "module", None)
@@ -454,6 +607,16 @@ def _outer_inputs(node) -> list:
                 out += [i for i in list(n.input) + _outer_inputs(n) if i and i not in made]
             out += [o.name for o in sub.output if o.name not in made]
     return out
+
+
+# ops that move the values of their first input (Concat: of every input) without computing new ones:
+# run on object arrays where a dynamic size is None (Builder._partial)
+_MOVE = {"Identity", "Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Expand",
+         "Transpose"}
+# element-wise ops computed on each element whose operands are known (Builder._partial)
+_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Equal", "Less", "Greater", "LessOrEqual",
+                "GreaterOrEqual", "And", "Or", "Xor", "Not", "Neg", "Abs", "Where"}
+_PVAL_MAX = 64        # the largest integer tensor whose known values are tracked (shape vectors)
 
 
 # each pure op: fn(builder, node, attrs, input arrays) -> list of outputs
@@ -1419,8 +1582,10 @@ _FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_
 
 
 def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, constants=None,
-                input_shapes=None) -> OnnxGraph:
-    """The graph (or the sub-graph from ``inputs`` to ``outputs``) as an :class:`OnnxGraph`.
+                input_shapes=None, fold_sizes: bool = True) -> OnnxGraph:
+    """The graph (or the sub-graph from ``inputs`` to ``outputs``) as an :class:`OnnxGraph`
+    (``fold_sizes=False``: the shape arithmetic on runtime tensors is not folded on their declared
+    sizes, see :meth:`_Builder.pshape`).
 
     The model must pass ONNX's type inference
     (``onnx.shape_inference.infer_shapes(check_type=True)``): a graph onnxruntime refuses for
@@ -1434,8 +1599,60 @@ def build_graph(model, dtype: str = "float64", inputs=None, outputs=None, consta
         raise _Refused(f"from_onnx: the graph's types do not check (onnx.shape_inference: "
                        f"{msg[0] if msg else type(e).__name__})") from e
     b = _Builder(model, dtype, inputs, outputs, constants, input_shapes)
+    b.fold_sizes = fold_sizes
     b.inferred = {v.name: tuple(d.dim_value if d.HasField("dim_value") else None
                                 for d in v.type.tensor_type.shape.dim)
                   for v in inferred.graph.value_info
                   if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
     return b.build()
+
+
+def _derived_shapes(model, b) -> dict:
+    """Tensor name -> shape (None per dynamic axis) that ONNX's shape inference derives from the graph
+    inputs' declared shapes (``input_shapes=`` where given) alone: the exporter's ``value_info`` and
+    output shapes, which onnxruntime does not check, are dropped first; ``If`` branches included."""
+    import onnx
+
+    if any(n not in {v.name for v in model.graph.input} for n in b.inputs):
+        return {}         # a sub-graph from inner tensors: their sizes are the caller's, not derived
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+
+    def clear(g) -> None:
+        del g.value_info[:]
+        for o in g.output:
+            if o.type.HasField("tensor_type"):
+                o.type.tensor_type.ClearField("shape")
+        for n in g.node:
+            for at in n.attribute:
+                for sub in ([at.g] if at.type == onnx.AttributeProto.GRAPH else list(at.graphs)):
+                    clear(sub)
+
+    clear(m.graph)
+    for v in m.graph.input:
+        shp = b.fixed.get(v.name)
+        if shp is not None and v.type.HasField("tensor_type"):
+            dims = v.type.tensor_type.shape.dim
+            del dims[:]
+            for d in shp:
+                dim = dims.add()
+                if d is not None:
+                    dim.dim_value = d
+    try:
+        m = onnx.shape_inference.infer_shapes(m, check_type=True)
+    except Exception:  # noqa: BLE001 - the graph checked above; without it nothing is derived
+        return {}
+    out: dict = {}
+
+    def collect(g) -> None:
+        for v in g.value_info:
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
+                out[v.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                    for d in v.type.tensor_type.shape.dim)
+        for n in g.node:
+            for at in n.attribute:
+                for sub in ([at.g] if at.type == onnx.AttributeProto.GRAPH else list(at.graphs)):
+                    collect(sub)
+
+    collect(m.graph)
+    return out

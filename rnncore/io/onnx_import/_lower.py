@@ -278,6 +278,27 @@ def _run_nodes(lw, steps) -> None:
 def lower_graph(g):
     """The ``rc.nn.Sequential`` of a chain-shaped :class:`OnnxGraph` (module docstring).
 
+    A graph whose shape arithmetic was folded on its inputs' declared sizes (an export with dynamic
+    axes: ``OnnxGraph.folded_shapes``) is lowered as imported without that folding first -- its
+    sequence and batch axes symbolic, as the engine runs any batch and length -- and folded only
+    when that is refused (an ``If`` on a static size: PyanNet's test of the channel axis); when both
+    are refused, the unfolded graph's refusal is raised. Returns and raises as :func:`_lower_graph`.
+    """
+    plain = g.unfolded() if hasattr(g, "unfolded") else g
+    if plain is g:
+        return _lower_graph(g)
+    try:
+        return _lower_graph(plain)
+    except _Refused as first:
+        try:
+            return _lower_graph(g)
+        except _Refused:
+            raise first from None
+
+
+def _lower_graph(g):
+    """The ``rc.nn.Sequential`` of a chain-shaped :class:`OnnxGraph` (module docstring).
+
     Returns
     -------
     model : ``rc.nn.Sequential`` taking ``(1, N, L)`` frames (the graph's ``input (N, L)`` as one
