@@ -2172,35 +2172,43 @@ static uint64_t seq_conv_floats(const rnc_model *m)
 static void seq_conv(const rnc_model *m, const rnc_front_op *F, const float *x, size_t j0, size_t nb, float *y,
                      float *scr)
 {
-    const size_t kk = (size_t)F->cg * F->k, rp = r16(F->cog), P = F->win, C = F->cin;
+    const size_t cg = F->cg, k = F->k, dil = F->dil, cog = F->cog, ow = F->out_w;
+    const size_t kk = cg * k, rp = r16(cog), P = F->win, C = F->cin;
     const size_t t0 = F->phase ? F->skip0 : 0, s = F->phase ? F->stride : 1, t1 = t0 + j0 * s;
     float *col = scr, *prod = scr + SEQ_CONV_COLS * kk;
     const rnc_gemm_f32_fn gemm = plan_pick(&m->plan.gemm[RNC_F32], nb, 0)->fn.gemm_f32;
     for (uint32_t g = 0; g < F->groups; ++g) {
         const float *cols = col;
         size_t ld = kk;
-        if (C == 1 && F->dil == 1 && t1 >= P) { /* the columns are the input's windows */
+        if (C == 1 && dil == 1 && t1 >= P) { /* the columns are the input's windows */
             cols = x + (t1 - P);
             ld = s;
         } else {
             for (size_t i = 0; i < nb; ++i) {
                 const size_t t = t1 + i * s;
-                for (uint32_t c = 0; c < F->cg; ++c) {
-                    const float *xc = x + (size_t)g * F->cg + c;
-                    float *cc = col + i * kk + (size_t)c * F->k;
-                    for (uint32_t j = 0; j < F->k; ++j) {
-                        const size_t q = t + (size_t)j * F->dil; /* < P: a left pad */
-                        cc[j] = q < P ? 0.0f : xc[(q - P) * C];
+                float *cc = col + i * kk;
+                if (t >= P) { /* every tap in the sequence: row by row, the channels contiguous */
+                    const float *xr = x + (t - P) * C + g * cg;
+                    for (size_t j = 0; j < k; ++j, xr += dil * C)
+                        for (size_t c = 0; c < cg; ++c) cc[c * k + j] = xr[c];
+                    continue;
+                }
+                for (size_t c = 0; c < cg; ++c) {
+                    const float *xc = x + g * cg + c;
+                    for (size_t j = 0; j < k; ++j) {
+                        const size_t q = t + j * dil; /* < P: a left pad */
+                        cc[c * k + j] = q < P ? 0.0f : xc[(q - P) * C];
                     }
                 }
             }
         }
-        gemm(F->w + (size_t)g * rp * kk, (int)F->cog, (int)kk, (int)nb, cols, (int)ld, prod, (int)rp);
-        for (size_t i = 0; i < nb; ++i)
-            for (uint32_t o = 0; o < F->cog; ++o) {
-                const size_t oc = (size_t)g * F->cog + o;
-                y[i * F->out_w + oc] = prod[i * rp + o] + F->b[oc];
-            }
+        gemm(F->w + (size_t)g * rp * kk, (int)cog, (int)kk, (int)nb, cols, (int)ld, prod, (int)rp);
+        const float *bias = F->b + g * cog;
+        for (size_t i = 0; i < nb; ++i) {
+            float *yo = y + i * ow + g * cog;
+            const float *po = prod + i * rp;
+            for (size_t o = 0; o < cog; ++o) yo[o] = po[o] + bias[o];
+        }
     }
 }
 
