@@ -1018,6 +1018,18 @@ static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float 
     const size_t P = F->win, C = F->cin;
     float *cnt = win + P * C + F->phase;
     const int skip = window_skip(F, win);
+#if !defined(RNC_NO_CHUNK)
+    if (!skip && !TP_COUNT(F) && F->pool_op == RNC_POOL_MAX) { /* the loop below, the taps outside */
+        for (size_t c = 0; c < C; ++c) y[c] = -INFINITY;
+        for (size_t j = 0; j < F->k; ++j) {
+            const size_t q = j * F->dil;
+            const float *v = q < P ? win + q * C : x;
+            for (size_t c = 0; c < C; ++c) y[c] = v[c] > y[c] ? v[c] : y[c];
+        }
+        window_push(F, x, win);
+        return 0;
+    }
+#endif
     if (!skip) {
         size_t lo = 0, hi = P + 1, n = F->k;
         if (TP_COUNT(F)) {
