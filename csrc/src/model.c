@@ -2109,6 +2109,7 @@ typedef struct {
     size_t fpos, ypos; /* a positions record: the rows of the B*T*P steps, their outputs */
     size_t fpa, fpb;  /* instance_norm: two buffers of one sequence's steps (seq_w floats each) */
     size_t fcs;       /* instance_norm: seq_conv's scratch */
+    size_t fpost;     /* post_rows: two blocks of RUN_POST_ROWS rows (front_w floats each) */
     size_t chunk;     /* steps per chunk (>= 1) */
     size_t head_rows; /* rows of (b, t) per head product (>= 1) */
 } rnc_run_work;
@@ -2345,6 +2346,61 @@ static int seq_front(const rnc_model *m, const seq_front_args *a, const float *x
 }
 #endif
 
+#if !defined(RNC_NO_POST_CONV)
+/* Rows per block of post_rows. */
+#define RUN_POST_ROWS 64u
+
+/* Whether the per-step records f..f+n-1 after the recurrent layers are all f32 frame_convs of one
+ * frame (per-step Linear layers: a 1 x 1 kernel over one sample, no padding) and rowwise records
+ * (pointwise, layer_norm, scale_shift): post_rows runs them. */
+static int post_rows_ok(const rnc_model *m, uint32_t f, uint32_t n)
+{
+    for (uint32_t i = f; i < f + n; ++i) {
+        const rnc_front_op *F = &m->front[i];
+        const int lin = F->kind == RNC_REC_FRAME_CONV && !F->s && !F->q16 && F->k == 1 && F->L == 1 &&
+                        F->lout == 1 && F->pl == 0;
+        if (!lin && F->kind != RNC_REC_POINTWISE && F->kind != RNC_REC_LAYER_NORM && F->kind != RNC_REC_SCALE_SHIFT)
+            return 0;
+    }
+    return 1;
+}
+
+/* The rows (rows of x, w floats each) through records f..f+n-1 (post_rows_ok) into y (rows of the
+ * last record's width), by blocks of RUN_POST_ROWS rows (ping-pong in buf: two blocks of front_w
+ * floats a row): a frame_conv as one product of the plan's f32 GEMM row over the block's rows (its
+ * columns; a column's sums do not depend on how many share the product: frame_conv_row's bits),
+ * then its bias; a rowwise record row by row. */
+static void post_rows(const rnc_model *m, uint32_t f, uint32_t n, const float *x, size_t rows, size_t w, float *y,
+                      float *buf)
+{
+    for (size_t r0 = 0; r0 < rows; r0 += RUN_POST_ROWS) {
+        const size_t nb = rows - r0 < RUN_POST_ROWS ? rows - r0 : RUN_POST_ROWS;
+        const float *in = x + r0 * w;
+        size_t in_w = w;
+        for (uint32_t i = f; i < f + n; ++i) {
+            const rnc_front_op *F = &m->front[i];
+            const size_t ow = F->out_w;
+            float *dst = i + 1 == f + n ? y + r0 * ow : buf + ((i - f) % 2) * RUN_POST_ROWS * m->front_w;
+            if (F->kind == RNC_REC_FRAME_CONV) { /* F->cout x in_w, rows padded to 16 per group */
+                const size_t kk = F->cg, rp = r16(F->cog);
+                for (uint32_t g = 0; g < F->groups; ++g) {
+                    plan_pick(&m->plan.gemm[RNC_F32], nb, 0)->fn.gemm_f32(F->w + g * rp * kk, (int)F->cog, (int)kk,
+                                                                       (int)nb, in + g * kk, (int)in_w,
+                                                                       dst + g * F->cog, (int)ow);
+                    const float *bg = F->b + (size_t)g * F->cog;
+                    for (size_t j = 0; j < nb; ++j)
+                        for (uint32_t o = 0; o < F->cog; ++o) dst[j * ow + g * F->cog + o] += bg[o];
+                }
+            } else {
+                for (size_t j = 0; j < nb; ++j) rowwise(F, in + j * in_w, dst + j * ow);
+            }
+            in = dst;
+            in_w = ow;
+        }
+    }
+}
+#endif
+
 static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_run_work *w)
 {
     uint64_t bt, o = 0, t;
@@ -2411,6 +2467,9 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
 #endif
         ADD(fpa, SEQ_NORM(m) ? steps : 0, (uint64_t)m->seq_w * 4); /* seq_front's parts: at most */
         ADD(fpb, SEQ_NORM(m) ? steps : 0, (uint64_t)m->seq_w * 4); /* `steps` rows each (loader) */
+#if !defined(RNC_NO_POST_CONV)
+        ADD(fpost, POST_CONV(m) ? 2 * RUN_POST_ROWS : 0, (uint64_t)m->front_w * 4); /* post_rows' blocks */
+#endif
 #if !defined(RNC_NO_CHUNK)
         ADD(fcs, SEQ_NORM(m) ? 1 : 0, seq_conv_floats(m) * 4);
 #endif
@@ -2631,6 +2690,18 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                          : POST_CONV(m)            ? (float *)(base + w.fseq)
                                                    : (float *)(uintptr_t)cur;
             const size_t rows = pooled_rows ? B : BT;
+#if !defined(RNC_NO_POST_CONV)
+            if (POST_CONV(m) && post_rows_ok(m, f, n)) { /* every row by blocks; then zeros past the lengths */
+                post_rows(m, f, n, cur, rows, cur_w, dst, (float *)(base + w.fpost));
+                for (size_t r = 0; r < rows && !pooled_rows; ++r)
+                    if (r % T >= LEN(r / T)) memset(dst + r * ow, 0, sizeof(float) * ow);
+                f += n;
+                i += n - 1;
+                cur = dst;
+                cur_w = ow;
+                continue;
+            }
+#endif
             for (size_t r = 0; r < rows; ++r) {
                 if (pooled_rows || r % T < LEN(r / T))
                     (void)step_rows(m, f, n, cur + r * cur_w, dst + r * ow, fr, fr + m->front_w, fsave, NULL,
