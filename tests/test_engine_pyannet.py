@@ -248,7 +248,7 @@ def test_q8_abs_records_equal_the_numpy_reference_and_f32_the_layers():
     (1, 9, 3, 1, 1, "valid", False, True),     # one channel at dilation 1: the input's windows as columns
     (1, 9, 3, 1, 1, (5, 0), False, True),      # ... and left pads (the first columns gathered)
     (1, 7, 2, 1, 1, "causal", False, False),   # a conv_time in the first part: x itself, read only
-    (4, 3, 2, 2, 2, (3, 0), True, True),       # gathered columns: groups, dilation, left pads, LeakyReLU first
+    (4, 3, 2, 2, 2, (3, 0), True, True),       # gathered: groups, dilation, left pads, LeakyReLU first
     (4, 5, 1, 1, 1, "valid", True, True),      # PyanNet's Conv1d(k 5) after LeakyReLU
     (4, 4, 3, 1, 4, "causal", False, True),    # depthwise (4 groups of one channel)
 ])
