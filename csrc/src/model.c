@@ -2175,9 +2175,9 @@ static uint64_t seq_conv_floats(const rnc_model *m)
 }
 
 /* Output steps j0 .. j0+nb-1 (nb <= SEQ_CONV_COLS) of conv_time record F over a whole sequence x
- * (F->cin floats a row, every row the outputs read), as conv_time_row gives them from a fresh window (zeros: the left
- * pads; the countdown at skip0): output j is step t = t0 + j*s (t0 = skip0, s = stride; t = j
- * without a countdown), whose tap j' reads input row t - P + j'*dil (a zero before the sequence).
+ * (F->cin floats a row, every row the outputs read), as conv_time_row gives them from a fresh
+ * window (zeros: the left pads; the countdown at skip0): output j is step t = t0 + j*s (t0 = skip0,
+ * s = stride; t = j without a countdown), whose tap j' reads input row t - P + j'*dil (a zero before the sequence).
  * Per group the block's columns [c][j'] (or, one channel at dilation 1 past the left pads, the
  * input itself: overlapping columns s floats apart) and one product of the plan's f32 GEMM row over
  * them: each column's sums are those of conv_time_row's one-column product (the rows' sums do not
@@ -2253,8 +2253,8 @@ static int seq_part_plain(const rnc_model *m, uint32_t i, uint32_t e, const floa
 
 /* A part whose records are rowwise ones (pointwise, layer_norm, scale_shift: i..c-1), then an f32
  * conv_time (c, seq_conv_ok), then any records (c+1..e-1), over the part's input x (rows of in_w
- * floats): the rowwise records in place over the whole input (xw, x itself when there are any; their output rows are not checked, as step_rows checks
- * only a part's last one), the conv_time by blocks of frame products (seq_conv), each output row
+ * floats): the rowwise records in place over the whole input (xw, x itself when there are any;
+ * their output rows are not checked, as step_rows checks only a part's last one), the conv_time by blocks of frame products (seq_conv), each output row
  * through the records after it step by step (step_rows) into dst (rows of dw floats, at most cap).
  * The same outputs as step_rows over the part. 0 (*n: the output rows), -1 when one holds
  * NaN/Inf, 1 when there would be more than cap. */
