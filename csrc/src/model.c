@@ -2255,9 +2255,10 @@ static int seq_part_plain(const rnc_model *m, uint32_t i, uint32_t e, const floa
  * conv_time (c, seq_conv_ok), then any records (c+1..e-1), over the part's input x (rows of in_w
  * floats): the rowwise records in place over the whole input (xw, x itself when there are any;
  * their output rows are not checked, as step_rows checks only a part's last one), the conv_time
- * by blocks of frame products (seq_conv), each output row through the records after it step by step (step_rows) into dst (rows of dw floats, at most cap).
- * The same outputs as step_rows over the part. 0 (*n: the output rows), -1 when one holds
- * NaN/Inf, 1 when there would be more than cap. */
+ * by blocks of frame products (seq_conv), each output row through the records after it step by
+ * step (step_rows) into dst (rows of dw floats, at most cap). The same outputs as step_rows over
+ * the part. 0 (*n: the output rows), -1 when one holds NaN/Inf, 1 when there would be more than
+ * cap. */
 static int seq_front_part(const rnc_model *m, const seq_front_args *a, uint32_t i, uint32_t c, uint32_t e,
                           const float *x, float *xw, size_t rows, size_t in_w, float *dst, size_t dw, size_t cap,
                           size_t *n)
