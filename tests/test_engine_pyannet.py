@@ -262,3 +262,45 @@ def test_q8_abs_records_equal_the_numpy_reference_and_f32_the_layers():
     y32 = rc.compile(m).run(X, lengths)
     np.testing.assert_allclose(y32, m.forward(X.astype(np.float64), lengths=lengths), rtol=0, atol=1e-6)
     assert 0 < np.abs(ref - y32).max() < 0.1 * np.abs(y32).max()
+
+
+@pytest.mark.parametrize("cin,k,stride,dil,groups,pad,pre,lead", [
+    (1, 9, 3, 1, 1, "valid", False, True),     # one channel at dilation 1: the input's windows as columns
+    (1, 9, 3, 1, 1, (5, 0), False, True),      # ... and left pads (the first columns gathered)
+    (1, 7, 2, 1, 1, "causal", False, False),   # a conv_time in the first part: x itself, read only
+    (4, 3, 2, 2, 2, (3, 0), True, True),       # gathered: groups, dilation, left pads, LeakyReLU first
+    (4, 5, 1, 1, 1, "valid", True, True),      # PyanNet's Conv1d(k 5) after LeakyReLU
+    (4, 4, 3, 1, 4, "causal", False, True),    # depthwise (4 groups of one channel)
+])
+def test_conv_time_parts_run_by_frame_products_match_the_numpy_forward(cin, k, stride, dil, groups, pad, pre,
+                                                                         lead):
+    """A part of the front-end (between instance_norm records) with a conv_time: the conv as frame
+    products over the whole sequence (model.c seq_conv), the rowwise records before it in place,
+    the records after it step by step. Against the NumPy model (float64): float32 within 1e-5,
+    each sequence of a padded batch as the sequence alone, zeros after its frames, for sequences
+    from one frame up."""
+    import rnncore as rc
+
+    nn = rc.nn
+    rng = np.random.default_rng(k + 10 * cin + stride)
+    layers = ([nn.InstanceNorm1d(cin, affine=True)] if lead else []) + ([nn.LeakyReLU()] if pre else []) + [
+        nn.Conv1d(cin, 8, k, stride=stride, padding=pad, dilation=dil, groups=groups, seed=k), nn.Abs(),
+        nn.MaxPool1d(2, 8, stride=2), nn.InstanceNorm1d(8, affine=True), nn.GRU(8, 6, seed=1),
+        nn.Linear(6, 2, seed=2)]
+    m = nn.Sequential(*layers)
+    T = 300
+    x = (rng.normal(0, 1, (3, T, cin)) * 2 + 0.5).astype(np.float32)
+    eng = rc.compile(m)
+    y = eng.run(x)
+    ref = m.forward(x.astype(np.float64))
+    assert y.shape == ref.shape and float(np.abs(y - ref).max()) < 1e-5
+    span = (k - 1) * dil + 1 - (pad[0] if isinstance(pad, tuple) else (k - 1) * dil if pad == "causal" else 0)
+    lengths = np.array([T, 131, span + 3 * stride], np.int32)   # the last: 4 conv frames, 2 pooled
+    xp = x.copy()
+    for b, n in enumerate(lengths):
+        xp[b, n:] = -50.0
+    y = eng.run(xp, lengths)
+    for b, n in enumerate(lengths):
+        r = m.forward(x[b:b + 1, :n].astype(np.float64))[0]
+        assert len(r) >= 1 and float(np.abs(y[b, :len(r)] - r).max()) < 1e-5
+        assert not y[b, len(r):].any()

@@ -147,6 +147,26 @@ def test_f32_gemv_within_float32_summation_bound(kern, r, k, b, scale, seed):
     record(kern["name"], kern["isa"])
 
 
+@pytest.mark.parametrize("kern", [k for k in RUNNABLE if k["op"] == "gemv" and k["precision"] == "f32"],
+                         ids=_ids)
+@HYP
+@given(r=st.integers(1, 80), k=st.integers(1, 300), b=st.integers(1, 9), seed=st.integers(0, 2**31))
+def test_f32_gemv_column_does_not_depend_on_the_column_count(kern, r, k, b, seed):
+    """Each column of a product over b columns is bit for bit that column's product alone: the
+    engine's frame products (a conv_time over a whole sequence, Linear layers over blocks of rows,
+    a batch's recurrent product) give the step path's bits only so."""
+    b += kern["min_batch"] - 1
+    rng = np.random.default_rng(seed)
+    rp = _round_up(r, 16)
+    w = np.zeros((rp, k), F32)
+    w[:r] = rng.standard_normal((r, k))
+    x = rng.standard_normal((b, k)).astype(F32)
+    y = _kernels.f32_gemv(kern["isa"], pack_f32(w), rp, k, x)
+    for j in range(b):
+        np.testing.assert_array_equal(y[j], _kernels.f32_gemv(kern["isa"], pack_f32(w), rp, k, x[j:j + 1])[0])
+    record(kern["name"], kern["isa"])
+
+
 @HYP
 @given(n=st.integers(1, 100), scale=st.sampled_from([0.0, 1e-40, 1e-30, 1e-3, 1.0, 1e6, 1e37]),
        static=st.booleans(),

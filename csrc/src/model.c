@@ -1018,6 +1018,18 @@ static int pool_time_row(const rnc_front_op *F, const float *x, float *y, float 
     const size_t P = F->win, C = F->cin;
     float *cnt = win + P * C + F->phase;
     const int skip = window_skip(F, win);
+#if !defined(RNC_NO_CHUNK)
+    if (!skip && !TP_COUNT(F) && F->pool_op == RNC_POOL_MAX) { /* the loop below, the taps outside */
+        for (size_t c = 0; c < C; ++c) y[c] = -INFINITY;
+        for (size_t j = 0; j < F->k; ++j) {
+            const size_t q = j * F->dil;
+            const float *v = q < P ? win + q * C : x;
+            for (size_t c = 0; c < C; ++c) y[c] = v[c] > y[c] ? v[c] : y[c];
+        }
+        window_push(F, x, win);
+        return 0;
+    }
+#endif
     if (!skip) {
         size_t lo = 0, hi = P + 1, n = F->k;
         if (TP_COUNT(F)) {
@@ -2096,6 +2108,8 @@ typedef struct {
     size_t seq_a, seq_b, emb, xq, sx, gi, head, pooled, active, fseq, frow, fscr, fsave, xsave, olen, total;
     size_t fpos, ypos; /* a positions record: the rows of the B*T*P steps, their outputs */
     size_t fpa, fpb;  /* instance_norm: two buffers of one sequence's steps (seq_w floats each) */
+    size_t fcs;       /* instance_norm: seq_conv's scratch */
+    size_t fpost;     /* post_rows: two blocks of RUN_POST_ROWS rows (front_w floats each) */
     size_t chunk;     /* steps per chunk (>= 1) */
     size_t head_rows; /* rows of (b, t) per head product (>= 1) */
 } rnc_run_work;
@@ -2139,6 +2153,78 @@ static void instance_norm_rows(const rnc_front_op *F, float *x, size_t n)
     }
 }
 
+/* Output steps per product of seq_conv: the columns of one block share each weight load. */
+#define SEQ_CONV_COLS 32u
+
+/* A conv_time record seq_front runs as frame products (seq_conv): f32 weights, no pad counters. */
+static int seq_conv_ok(const rnc_front_op *F)
+{
+    return F->kind == RNC_REC_CONV_TIME && !F->s && !TP_COUNT(F);
+}
+
+/* seq_conv's scratch (floats): one block's columns, its product and its output rows. */
+static uint64_t seq_conv_floats(const rnc_model *m)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < m->num_front; ++i) {
+        const rnc_front_op *F = &m->front[i];
+        const uint64_t need = SEQ_CONV_COLS * ((uint64_t)F->cg * F->k + r16(F->cog) + F->out_w);
+        if (seq_conv_ok(F) && need > n) n = need;
+    }
+    return n;
+}
+
+/* Output steps j0 .. j0+nb-1 (nb <= SEQ_CONV_COLS) of conv_time record F over a whole sequence x
+ * (F->cin floats a row, every row the outputs read), as conv_time_row gives them from a fresh
+ * window (zeros: the left pads; the countdown at skip0): output j is step t = t0 + j*s (t0 = skip0,
+ * s = stride; t = j without a countdown), whose tap j' reads input row t - P + j'*dil (a zero before the sequence).
+ * Per group the block's columns [c][j'] (or, one channel at dilation 1 past the left pads, the
+ * input itself: overlapping columns s floats apart) and one product of the plan's f32 GEMM row over
+ * them: each column's sums are those of conv_time_row's one-column product (the rows' sums do not
+ * depend on the column count), so the outputs are its bits. y: nb rows of F->out_w floats. */
+static void seq_conv(const rnc_model *m, const rnc_front_op *F, const float *x, size_t j0, size_t nb, float *y,
+                     float *scr)
+{
+    const size_t cg = F->cg, k = F->k, dil = F->dil, cog = F->cog, ow = F->out_w;
+    const size_t kk = cg * k, rp = r16(cog), P = F->win, C = F->cin;
+    const size_t t0 = F->phase ? F->skip0 : 0, s = F->phase ? F->stride : 1, t1 = t0 + j0 * s;
+    float *col = scr, *prod = scr + SEQ_CONV_COLS * kk;
+    const rnc_gemm_f32_fn gemm = plan_pick(&m->plan.gemm[RNC_F32], nb, 0)->fn.gemm_f32;
+    for (uint32_t g = 0; g < F->groups; ++g) {
+        const float *cols = col;
+        size_t ld = kk;
+        if (C == 1 && dil == 1 && t1 >= P) { /* the columns are the input's windows */
+            cols = x + (t1 - P);
+            ld = s;
+        } else {
+            for (size_t i = 0; i < nb; ++i) {
+                const size_t t = t1 + i * s;
+                float *cc = col + i * kk;
+                if (t >= P) { /* every tap in the sequence: row by row, the channels contiguous */
+                    const float *xr = x + (t - P) * C + g * cg;
+                    for (size_t j = 0; j < k; ++j, xr += dil * C)
+                        for (size_t c = 0; c < cg; ++c) cc[c * k + j] = xr[c];
+                    continue;
+                }
+                for (size_t c = 0; c < cg; ++c) {
+                    const float *xc = x + g * cg + c;
+                    for (size_t j = 0; j < k; ++j) {
+                        const size_t q = t + j * dil; /* < P: a left pad */
+                        cc[c * k + j] = q < P ? 0.0f : xc[(q - P) * C];
+                    }
+                }
+            }
+        }
+        gemm(F->w + (size_t)g * rp * kk, (int)cog, (int)kk, (int)nb, cols, (int)ld, prod, (int)rp);
+        const float *bias = F->b + g * cog;
+        for (size_t i = 0; i < nb; ++i) {
+            float *yo = y + i * ow + g * cog;
+            const float *po = prod + i * rp;
+            for (size_t o = 0; o < cog; ++o) yo[o] = po[o] + bias[o];
+        }
+    }
+}
+
 typedef struct {
     float *out;       /* the front-end's output rows of this sequence (pre_w floats each) */
     size_t cap_out;   /* rows out may take */
@@ -2149,7 +2235,62 @@ typedef struct {
     float *fsave;     /* the residuals' saved inputs (within a part) */
     float *win;       /* the stream row's windows (NULL: none) */
     float *xs;        /* the skip rows of out's rows (a residual across recurrent records), or NULL */
+    float *cscr;      /* seq_conv's scratch (seq_conv_floats) */
 } seq_front_args;
+
+/* Whether a part (records i..e-1) may run as seq_front_part does: no residual or concat in it nor
+ * reading a row of it, and no skip rows to save (the step path's saves). */
+static int seq_part_plain(const rnc_model *m, uint32_t i, uint32_t e, const float *xs)
+{
+    if (xs) return 0;
+    for (uint32_t j = 0; j < m->num_front; ++j) {
+        const rnc_front_op *G = &m->front[j];
+        if ((G->kind == RNC_REC_RESIDUAL || IS_CONCAT(G->kind)) && ((j >= i && j < e) || (G->src >= i && G->src < e)))
+            return 0;
+    }
+    return 1;
+}
+
+/* A part whose records are rowwise ones (pointwise, layer_norm, scale_shift: i..c-1), then an f32
+ * conv_time (c, seq_conv_ok), then any records (c+1..e-1), over the part's input x (rows of in_w
+ * floats): the rowwise records in place over the whole input (xw, x itself when there are any;
+ * their output rows are not checked, as step_rows checks only a part's last one), the conv_time
+ * by blocks of frame products (seq_conv), each output row through the records after it step by
+ * step (step_rows) into dst (rows of dw floats, at most cap). The same outputs as step_rows over
+ * the part. 0 (*n: the output rows), -1 when one holds NaN/Inf, 1 when there would be more than
+ * cap. */
+static int seq_front_part(const rnc_model *m, const seq_front_args *a, uint32_t i, uint32_t c, uint32_t e,
+                          const float *x, float *xw, size_t rows, size_t in_w, float *dst, size_t dw, size_t cap,
+                          size_t *n)
+{
+    for (uint32_t p = i; p < c; ++p)
+        for (size_t t = 0; t < rows; ++t) rowwise(&m->front[p], xw + t * in_w, xw + t * in_w);
+    const rnc_front_op *F = &m->front[c];
+    const size_t t0 = F->phase ? F->skip0 : 0, s = F->phase ? F->stride : 1;
+    const size_t nout = rows > t0 ? (rows - 1 - t0) / s + 1 : 0;
+    float *blk = a->cscr + SEQ_CONV_COLS * ((size_t)F->cg * F->k + r16(F->cog));
+    size_t j = 0;
+    for (size_t j0 = 0; j0 < nout; j0 += SEQ_CONV_COLS) {
+        const size_t nb = nout - j0 < SEQ_CONV_COLS ? nout - j0 : SEQ_CONV_COLS;
+        if (c + 1 == e) { /* the conv_time is the part's last record: straight into dst */
+            if (j0 + nb > cap) return 1;
+            seq_conv(m, F, x, j0, nb, dst + j0 * dw, a->cscr);
+            if (!rnc__all_finite(dst + j0 * dw, nb * dw)) return -1;
+            j = j0 + nb;
+            continue;
+        }
+        seq_conv(m, F, x, j0, nb, blk, a->cscr);
+        for (size_t b = 0; b < nb; ++b) {
+            if (j >= cap) return 1;
+            const int r = step_rows(m, c + 1, e - c - 1, blk + b * F->out_w, dst + j * dw, a->fr,
+                                    a->fr + m->front_w, a->fsave, a->win, a->fscr, a->tw XS_ARG(NULL));
+            if (r < 0) return -1;
+            j += r == 0;
+        }
+    }
+    *n = j;
+    return 0;
+}
 
 /* One sequence's front-end when it has instance_norm records: the records between two of them (a
  * part) run step by step over the whole sequence into a part buffer (bufs[0], bufs[1] in turn),
@@ -2159,6 +2300,7 @@ typedef struct {
 static int seq_front(const rnc_model *m, const seq_front_args *a, const float *x, size_t *n, float *bufs[2])
 {
     const float *in = x;
+    float *xw = NULL; /* in when it is one of bufs (rowwise records may overwrite it) */
     size_t rows = *n, in_w = m->input_size;
     uint32_t i = 0;
     int which = 0;
@@ -2169,7 +2311,14 @@ static int seq_front(const rnc_model *m, const seq_front_args *a, const float *x
         float *dst = last ? a->out : bufs[which];
         const size_t dw = e > i ? m->front[e - 1].out_w : in_w;
         size_t j = 0;
-        if (e > i) {
+        uint32_t c = i; /* rowwise records before a conv_time: seq_front_part */
+        while (c < e && (m->front[c].kind == RNC_REC_POINTWISE || m->front[c].kind == RNC_REC_LAYER_NORM ||
+                         m->front[c].kind == RNC_REC_SCALE_SHIFT))
+            ++c;
+        if (c < e && seq_conv_ok(&m->front[c]) && (c == i || xw) && seq_part_plain(m, i, e, last ? a->xs : NULL)) {
+            const int r = seq_front_part(m, a, i, c, e, in, xw, rows, in_w, dst, dw, last ? a->cap_out : a->cap, &j);
+            if (r) return r;
+        } else if (e > i) {
             for (size_t t = 0; t < rows; ++t) {
                 if (j >= (last ? a->cap_out : a->cap)) return 1;
                 const int r = step_rows(m, i, e - i, in + t * in_w, dst + j * dw, a->fr, a->fr + m->front_w,
@@ -2189,11 +2338,66 @@ static int seq_front(const rnc_model *m, const seq_front_args *a, const float *x
         }
         if (j) instance_norm_rows(&m->front[e], dst, j);
         if (!rnc__all_finite(dst, j * dw)) return -1;
-        in = dst;
+        in = xw = dst;
         rows = j;
         in_w = dw;
         which ^= 1;
         i = e + 1;
+    }
+}
+#endif
+
+#if !defined(RNC_NO_POST_CONV)
+/* Rows per block of post_rows. */
+#define RUN_POST_ROWS 64u
+
+/* Whether the per-step records f..f+n-1 after the recurrent layers are all f32 frame_convs of one
+ * frame (per-step Linear layers: a 1 x 1 kernel over one sample, no padding) and rowwise records
+ * (pointwise, layer_norm, scale_shift): post_rows runs them. */
+static int post_rows_ok(const rnc_model *m, uint32_t f, uint32_t n)
+{
+    for (uint32_t i = f; i < f + n; ++i) {
+        const rnc_front_op *F = &m->front[i];
+        const int lin = F->kind == RNC_REC_FRAME_CONV && !F->s && !F->q16 && F->k == 1 && F->L == 1 &&
+                        F->lout == 1 && F->pl == 0;
+        if (!lin && F->kind != RNC_REC_POINTWISE && F->kind != RNC_REC_LAYER_NORM && F->kind != RNC_REC_SCALE_SHIFT)
+            return 0;
+    }
+    return 1;
+}
+
+/* The rows (rows of x, w floats each) through records f..f+n-1 (post_rows_ok) into y (rows of the
+ * last record's width), by blocks of RUN_POST_ROWS rows (ping-pong in buf: two blocks of front_w
+ * floats a row): a frame_conv as one product of the plan's f32 GEMM row over the block's rows (its
+ * columns; a column's sums do not depend on how many share the product: frame_conv_row's bits),
+ * then its bias; a rowwise record row by row. */
+static void post_rows(const rnc_model *m, uint32_t f, uint32_t n, const float *x, size_t rows, size_t w, float *y,
+                      float *buf)
+{
+    for (size_t r0 = 0; r0 < rows; r0 += RUN_POST_ROWS) {
+        const size_t nb = rows - r0 < RUN_POST_ROWS ? rows - r0 : RUN_POST_ROWS;
+        const float *in = x + r0 * w;
+        size_t in_w = w;
+        for (uint32_t i = f; i < f + n; ++i) {
+            const rnc_front_op *F = &m->front[i];
+            const size_t ow = F->out_w;
+            float *dst = i + 1 == f + n ? y + r0 * ow : buf + ((i - f) % 2) * RUN_POST_ROWS * m->front_w;
+            if (F->kind == RNC_REC_FRAME_CONV) { /* F->cout x in_w, rows padded to 16 per group */
+                const size_t kk = F->cg, rp = r16(F->cog);
+                for (uint32_t g = 0; g < F->groups; ++g) {
+                    plan_pick(&m->plan.gemm[RNC_F32], nb, 0)->fn.gemm_f32(F->w + g * rp * kk, (int)F->cog, (int)kk,
+                                                                       (int)nb, in + g * kk, (int)in_w,
+                                                                       dst + g * F->cog, (int)ow);
+                    const float *bg = F->b + (size_t)g * F->cog;
+                    for (size_t j = 0; j < nb; ++j)
+                        for (uint32_t o = 0; o < F->cog; ++o) dst[j * ow + g * F->cog + o] += bg[o];
+                }
+            } else {
+                for (size_t j = 0; j < nb; ++j) rowwise(F, in + j * in_w, dst + j * ow);
+            }
+            in = dst;
+            in_w = ow;
+        }
     }
 }
 #endif
@@ -2264,6 +2468,12 @@ static rnc_status run_work(const rnc_model *m, size_t batch, size_t steps, rnc_r
 #endif
         ADD(fpa, SEQ_NORM(m) ? steps : 0, (uint64_t)m->seq_w * 4); /* seq_front's parts: at most */
         ADD(fpb, SEQ_NORM(m) ? steps : 0, (uint64_t)m->seq_w * 4); /* `steps` rows each (loader) */
+#if !defined(RNC_NO_POST_CONV)
+        ADD(fpost, POST_CONV(m) ? 2 * RUN_POST_ROWS : 0, (uint64_t)m->front_w * 4); /* post_rows' blocks */
+#endif
+#if !defined(RNC_NO_CHUNK)
+        ADD(fcs, SEQ_NORM(m) ? 1 : 0, seq_conv_floats(m) * 4);
+#endif
     }
 #undef ADD
     if (o + 64 > (uint64_t)SIZE_MAX / 2) return RNC_E_SIZE;
@@ -2397,7 +2607,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                 float *xs = NULL;
 #endif
                 const seq_front_args a = {fseq + b * T_out * pre_w, T_out, T, npre, fr, fscr,
-                                          (const float *)(s->work + sw.tw), fsave, fw, xs};
+                                          (const float *)(s->work + sw.tw), fsave, fw, xs, (float *)(base + w.fcs)};
                 const int r = seq_front(m, &a, x + b * T * m->input_size, &j, bufs);
                 if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, LEN(b) ? LEN(b) - 1 : 0);
                 if (r > 0) return RNC_E_SIZE;
@@ -2481,6 +2691,18 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                          : POST_CONV(m)            ? (float *)(base + w.fseq)
                                                    : (float *)(uintptr_t)cur;
             const size_t rows = pooled_rows ? B : BT;
+#if !defined(RNC_NO_POST_CONV)
+            if (POST_CONV(m) && post_rows_ok(m, f, n)) { /* every row by blocks; then zeros past the lengths */
+                post_rows(m, f, n, cur, rows, cur_w, dst, (float *)(base + w.fpost));
+                for (size_t r = 0; r < rows && !pooled_rows; ++r)
+                    if (r % T >= LEN(r / T)) memset(dst + r * ow, 0, sizeof(float) * ow);
+                f += n;
+                i += n - 1;
+                cur = dst;
+                cur_w = ow;
+                continue;
+            }
+#endif
             for (size_t r = 0; r < rows; ++r) {
                 if (pooled_rows || r % T < LEN(r / T))
                     (void)step_rows(m, f, n, cur + r * cur_w, dst + r * ow, fr, fr + m->front_w, fsave, NULL,

@@ -109,7 +109,11 @@ RNC_AI void f32_gemm_rowblocks(const float *Wb, size_t bs, int K, int N, const f
     int n = 0;
     for (; n + 4 <= N; n += 4)
         f32_gemm_tile(Wb, bs, K, X + (size_t)n * ldx, ldx, Y + (size_t)n * ldy, ldy, b, R, MB, 4);
-    for (; n < N; ++n) f32_gemm_tile(Wb, bs, K, X + (size_t)n * ldx, ldx, Y + (size_t)n * ldy, ldy, b, R, MB, 1);
+    /* the last 1-3 columns in one tile: each weight load serves all of them (a batch of 3
+     * sequences' recurrent product streamed its weights from L2 once per column) */
+    if (N - n == 3) f32_gemm_tile(Wb, bs, K, X + (size_t)n * ldx, ldx, Y + (size_t)n * ldy, ldy, b, R, MB, 3);
+    else if (N - n == 2) f32_gemm_tile(Wb, bs, K, X + (size_t)n * ldx, ldx, Y + (size_t)n * ldy, ldy, b, R, MB, 2);
+    else if (N - n == 1) f32_gemm_tile(Wb, bs, K, X + (size_t)n * ldx, ldx, Y + (size_t)n * ldy, ldy, b, R, MB, 1);
 }
 
 void rnc_f32_gemm_avx512(const float *Wp, int R, int K, int N, const float *X, int ldx, float *Y,
