@@ -1683,9 +1683,10 @@ def lower_sequence_graph(g):
     ax = None if y is None or y["k"] != "data" else y["axes"]
     batch = "X1" if lw.time == "X0" else "X0"
     pooled = any(op[0] == "pool" for op in lw.ops)
+    lay = {True: "TBF", False: "BTF"}
     if pooled and ax is not None and len(ax) == 2 and ax[0] == ("s", (batch,)) and ax[1][0] == "f":
         info = {"data_input": data_in, "data_output": outs[0],
-                "input_layout": "TBF" if lw.time == "X0" else "BTF",
+                "input_layout": "BFT" if chw else lay[lw.time == "X0"],
                 "output_layout": "BF", "state_inputs": state_in, "state_outputs": state_out}
         return Sequential(*layers), info
     if ax is None or len(ax) != 3 or [a[0] for a in ax] != ["s", "s", "f"] or \
@@ -1693,7 +1694,6 @@ def lower_sequence_graph(g):
         raise _Refused(f"rc.compile(OnnxGraph): the output {outs[0]!r} is not a sequence (T, B, F) or "
                        "(B, T, F) of the data's axes (reshape it back in the graph, or import up to a tensor "
                        "that is)")
-    lay = {True: "TBF", False: "BTF"}
     info = {"data_input": data_in, "data_output": outs[0],
             "input_layout": "BFT" if chw else lay[lw.time == "X0"],
             "output_layout": lay[ax[0][1] == (lw.tsym,)],
