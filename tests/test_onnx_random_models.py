@@ -3,11 +3,13 @@ recurrent layer, a head) exported by ``torch.onnx.export`` and run three ways ag
 
 hypothesis draws an architecture (:func:`architectures`): the input as ``(B, T, F)``, ``(T, B, F)``
 or ``(B, C, T)``; up to three front-end pieces (Conv1d with stride / padding / dilation / groups or a
-causal ``F.pad``, BatchNorm1d in eval, LayerNorm, an activation, MaxPool1d / AvgPool1d, a per-step
-Linear), with the transposes between ``(B, C, T)`` and ``(B, T, C)`` that they need; a GRU / LSTM /
-RNN (1-2 layers, bidirectional or not, batch-first or not); an activation or LayerNorm after it; a
-head (every step, the last step or the mean over time, a Linear, Softmax / LogSoftmax). The module
-is exported (classic exporter, opset 17) with the batch and time axes dynamic, or static at batch 1.
+causal ``F.pad``, BatchNorm1d in eval, LayerNorm, an activation, MaxPool1d / AvgPool1d with padding,
+``ceil_mode``, ``count_include_pad``, a per-step Linear), with the transposes between ``(B, C, T)``
+and ``(B, T, C)`` that they need; a GRU / LSTM / RNN (1-2 layers, bidirectional or not, batch-first
+or not); up to two activations / LayerNorms / per-step Linears after it and a second recurrent
+module; a head (every step, the last step or the mean over time, a Linear, Softmax / LogSoftmax).
+The module is exported (classic exporter, opset 17) with the batch and time axes dynamic, or static
+at batch 1.
 
 The checks (``_check``), all against onnxruntime running the same bytes:
 
@@ -125,7 +127,9 @@ class RandomNet(torch.nn.Module):
                 self.front_layout.append(None)       # either layout: stays where it is
             elif kind == "pool":
                 cls = torch.nn.MaxPool1d if p["max"] else torch.nn.AvgPool1d
-                self.front.append(cls(p["kernel"], stride=p["stride"], padding=p["padding"]))
+                kw = {} if p["max"] else {"count_include_pad": p.get("count_include_pad", True)}
+                self.front.append(cls(p["kernel"], stride=p["stride"], padding=p["padding"],
+                                      ceil_mode=p.get("ceil_mode", False), **kw))
                 self.front_layout.append("BCT")
             elif kind == "linear":
                 self.front.append(torch.nn.Linear(c, p["out"]))
@@ -138,7 +142,19 @@ class RandomNet(torch.nn.Module):
         h = arch["hidden"] * (2 if arch["bidirectional"] else 1)
         self.post = torch.nn.ModuleList()
         for p in arch["post"]:
-            self.post.append(torch.nn.LayerNorm(h) if p == "ln" else _act(p))
+            if p == "ln":
+                self.post.append(torch.nn.LayerNorm(h))
+            elif p.startswith("linear"):             # "linear<out>": a per-step Linear
+                self.post.append(torch.nn.Linear(h, int(p[6:])))
+                h = int(p[6:])
+            else:
+                self.post.append(_act(p))
+        r2 = arch.get("rnn2")                        # a second recurrent module after them (CRNN)
+        self.rnn2 = None
+        if r2 is not None:
+            cell = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}[r2["cell"]]
+            self.rnn2 = cell(h, r2["hidden"], bidirectional=r2["bidirectional"], batch_first=True)
+            h = r2["hidden"] * (2 if r2["bidirectional"] else 1)
         self.fc = torch.nn.Linear(h, arch["head_out"]) if arch["head_out"] else None
 
     def forward(self, x):
@@ -161,6 +177,8 @@ class RandomNet(torch.nn.Module):
             y = y.transpose(0, 1)                 # (B, T, H)
         for m in self.post:
             y = m(y)
+        if self.rnn2 is not None:
+            y, _ = self.rnn2(y)
         if arch["pool"] == "last":
             y = y[:, -1]
         elif arch["pool"] == "mean":
@@ -198,7 +216,8 @@ def architectures(draw) -> dict:
         elif kind == "pool":
             k = draw(st.integers(1, 3))
             p = {"kind": kind, "max": draw(st.booleans()), "kernel": k, "stride": draw(st.integers(1, 2)),
-                 "padding": draw(st.integers(0, k // 2))}
+                 "padding": draw(st.integers(0, k // 2)), "ceil_mode": draw(st.booleans()),
+                 "count_include_pad": draw(st.booleans())}
         elif kind == "linear":
             p = {"kind": kind, "out": draw(st.integers(2, 8))}
             c = p["out"]
@@ -206,7 +225,10 @@ def architectures(draw) -> dict:
             p = {"kind": kind}
         front.append(p)
     cell = draw(st.sampled_from(("gru", "lstm", "rnn")))
-    post = draw(st.lists(st.sampled_from(("ln",) + _ACTS), max_size=1))
+    post = draw(st.lists(st.sampled_from(("ln", "linear3", "linear6") + _ACTS), max_size=2))
+    rnn2 = draw(st.one_of(st.none(), st.fixed_dictionaries({
+        "cell": st.sampled_from(("gru", "lstm", "rnn")), "hidden": st.integers(2, 6),
+        "bidirectional": st.booleans()})))
     pool = draw(st.sampled_from(("steps", "last", "mean")))
     head_out = draw(st.sampled_from((0, 3, 5)))
     return {
@@ -215,7 +237,7 @@ def architectures(draw) -> dict:
         "nonlinearity": draw(st.sampled_from(("tanh", "relu"))) if cell == "rnn" else None,
         "hidden": draw(st.integers(2, 9)), "layers": draw(st.integers(1, 2)),
         "bidirectional": draw(st.booleans()), "batch_first": draw(st.booleans()),
-        "post": post, "pool": pool, "head_out": head_out,
+        "post": post, "rnn2": rnn2, "pool": pool, "head_out": head_out,
         "out_act": draw(st.sampled_from((None, "softmax", "log_softmax"))) if head_out else None,
         "dynamic": draw(st.booleans()), "seed": draw(st.integers(0, 2**16)),
     }
@@ -455,3 +477,22 @@ def test_a_channels_first_graph_pooled_over_time_reports_its_input_as_channels_f
     blob = _export(RandomNet(arch).eval(), arch, 1, 13)
     eng = rc.compile(from_onnx(blob))
     assert eng.graph_io["input_layout"] == "BFT" and eng.graph_io["output_layout"] == "BF"
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("first", [
+    {**_CONV, "causal": True, "dilation": 2},                                # Pad, then Conv
+    {"kind": "bn", "seed": 1},                                               # BatchNormalization
+    {"kind": "pool", "max": True, "kernel": 2, "stride": 2, "padding": 1},   # MaxPool
+    {"kind": "pool", "max": False, "kernel": 3, "stride": 1, "padding": 1, "count_include_pad": False},
+    {"kind": "ln"},                                                          # Transpose, then per step
+], ids=["pad_conv", "batchnorm", "maxpool", "avgpool", "transpose"])
+def test_a_channels_first_input_read_by_other_than_a_conv_compiles(first):
+    """(B, C, T) data read first by a Pad (a causal Conv1d), a BatchNormalization, a pooling or a
+    Transpose were refused ("the data input 'x' is declared (None, C, None)"): channels first was
+    recognised only from a Conv or an InstanceNormalization reading the input."""
+    arch = _arch(input="BCT", front=[first], cell="lstm", bidirectional=True, batch_first=False)
+    assert _check(arch) == "compiled"
+    torch.manual_seed(0)
+    eng = rc.compile(from_onnx(_export(RandomNet(arch).eval(), arch, 2, 13)))
+    assert eng.graph_io["input_layout"] == "BFT"

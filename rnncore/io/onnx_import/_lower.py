@@ -1648,12 +1648,22 @@ def lower_sequence_graph(g):
     data_in = g.input_names[0]
     shape = (getattr(g, "input_shapes", {}) or {}).get(data_in)
     F = shape[2] if shape is not None and len(shape) == 3 else None
-    # channels first, (N, C, L) = (batch, features, time), when a Conv or an InstanceNormalization
-    # reads the input (a waveform (N, 1, L): PyanNet); engine.run takes it as x.transpose(0, 2, 1)
+    # channels first, (N, C, L) = (batch, features, time), when a Conv, an InstanceNormalization or
+    # a BatchNormalization reads the input (a waveform (N, 1, L): PyanNet), or a Pad then a Conv
+    # (torch's F.pad(x, (left, 0)) of a causal Conv1d), or a MaxPool / AveragePool with the channels
+    # declared (ONNX's layout for all of them), or when the input is declared (N, C, ?) with C fixed
+    # and the last axis not; engine.run takes it as x.transpose(0, 2, 1)
     first = next((s for s in g.steps if data_in in s.inputs[:1]), None)
+    if getattr(first, "op", None) == "Pad":
+        first = next((s for s in g.steps if first.outputs[0] in s.inputs[:1] and s.op == "Conv"), None)
     m = getattr(getattr(first, "fn", None), "module", None)
     chan = getattr(m, "in_channels", None) or getattr(m, "num_features", None) \
-        if getattr(first, "op", None) in ("Conv", "InstanceNormalization") else None
+        if getattr(first, "op", None) in ("Conv", "InstanceNormalization", "BatchNormalization") else None
+    if getattr(first, "op", None) in ("MaxPool", "AveragePool") and shape is not None and len(shape) == 3:
+        chan = shape[1]
+    if chan is None and shape is not None and len(shape) == 3 and isinstance(shape[1], int | np.integer) \
+            and shape[2] is None:
+        chan = shape[1]      # the last axis varies: it is no step's features (a Transpose reads the input)
     chw = chan is not None and (shape is None or (len(shape) == 3 and shape[1] == chan))
     if F is None and not chw:     # an intermediate tensor: the features from the first layer that reads it
         first = next((s for s in g.steps if data_in in s.inputs[:1] and hasattr(s.fn, "module")), None)
