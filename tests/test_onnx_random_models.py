@@ -380,7 +380,15 @@ def _check(arch: dict, stats: dict | None = None) -> str:
     sizes = [(B0, T0)] + ([(1, max(9, t_min)), (3, 21)] if arch["dynamic"] else [])
     for B, T in sizes:
         x = rng.standard_normal((B, T, F)).astype(np.float32)
-        want = ref(x)
+        try:
+            want = ref(x)
+        except ort.capi.onnxruntime_pybind11_state.Fail as exc:
+            # no reference: a static export onnxruntime cannot run (a MaxPool1d with ceil_mode and
+            # padding on 13 steps: PyTorch and onnxruntime give 7 steps, the exporter's static
+            # shapes 8 (ONNX's ceil_mode size without PyTorch's rule dropping a window that starts
+            # in the right padding), so the Reshape it wrote from them fails)
+            note(f"onnxruntime cannot run the export: {exc}")
+            assume(False)
         with torch.no_grad():        # onnxruntime is itself checked against the module
             tw = net(torch.as_tensor(_graph_x(arch, x))).numpy()
         assert _err(tw, want) < _TOL_F32, "onnxruntime vs torch"
