@@ -28,7 +28,7 @@ examples (``RNNCORE_FUZZ_SEED`` 2, 3, 4; docs/fuzzing.md) the largest were 5.1e-
 for both (about 20 times that): an error of a wrong lowering (a dropped bias, a transposed weight, a
 reversed direction, a misplaced pad) is of the order of the output itself.
 
-``RNNCORE_FUZZ_EXAMPLES`` sets the number of examples (100 by default: ~50 s in CI), ``RNNCORE_FUZZ_SEED``
+``RNNCORE_FUZZ_EXAMPLES`` sets the number of examples (100 by default: ~30 s here), ``RNNCORE_FUZZ_SEED``
 a seed (``derandomize`` otherwise); ``python3 tests/test_onnx_random_models.py EXAMPLES SEED`` is a
 long run that prints every failure and goes on (:func:`_campaign`).
 """
