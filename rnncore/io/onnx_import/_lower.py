@@ -1669,12 +1669,22 @@ def lower_sequence_graph(g):
     data_in = g.input_names[0]
     shape = (getattr(g, "input_shapes", {}) or {}).get(data_in)
     F = shape[2] if shape is not None and len(shape) == 3 else None
-    # channels first, (N, C, L) = (batch, features, time), when a Conv or an InstanceNormalization
-    # reads the input (a waveform (N, 1, L): PyanNet); engine.run takes it as x.transpose(0, 2, 1)
+    # channels first, (N, C, L) = (batch, features, time), when a Conv, an InstanceNormalization or
+    # a BatchNormalization reads the input (a waveform (N, 1, L): PyanNet), or a Pad then a Conv
+    # (torch's F.pad(x, (left, 0)) of a causal Conv1d), or a MaxPool / AveragePool with the channels
+    # declared (ONNX's layout for all of them), or when the input is declared (N, C, ?) with C fixed
+    # and the last axis not; engine.run takes it as x.transpose(0, 2, 1)
     first = next((s for s in g.steps if data_in in s.inputs[:1]), None)
+    if getattr(first, "op", None) == "Pad":
+        first = next((s for s in g.steps if first.outputs[0] in s.inputs[:1] and s.op == "Conv"), None)
     m = getattr(getattr(first, "fn", None), "module", None)
     chan = getattr(m, "in_channels", None) or getattr(m, "num_features", None) \
-        if getattr(first, "op", None) in ("Conv", "InstanceNormalization") else None
+        if getattr(first, "op", None) in ("Conv", "InstanceNormalization", "BatchNormalization") else None
+    if getattr(first, "op", None) in ("MaxPool", "AveragePool") and shape is not None and len(shape) == 3:
+        chan = shape[1]
+    if chan is None and shape is not None and len(shape) == 3 and isinstance(shape[1], int | np.integer) \
+            and shape[2] is None:
+        chan = shape[1]      # the last axis varies: it is no step's features (a Transpose reads the input)
     chw = chan is not None and (shape is None or (len(shape) == 3 and shape[1] == chan))
     if F is None and not chw:     # an intermediate tensor: the features from the first layer that reads it
         first = next((s for s in g.steps if data_in in s.inputs[:1] and hasattr(s.fn, "module")), None)
@@ -1704,9 +1714,10 @@ def lower_sequence_graph(g):
     ax = None if y is None or y["k"] != "data" else y["axes"]
     batch = "X1" if lw.time == "X0" else "X0"
     pooled = any(op[0] == "pool" for op in lw.ops)
+    lay = {True: "TBF", False: "BTF"}
     if pooled and ax is not None and len(ax) == 2 and ax[0] == ("s", (batch,)) and ax[1][0] == "f":
         info = {"data_input": data_in, "data_output": outs[0],
-                "input_layout": "TBF" if lw.time == "X0" else "BTF",
+                "input_layout": "BFT" if chw else lay[lw.time == "X0"],
                 "output_layout": "BF", "state_inputs": state_in, "state_outputs": state_out}
         return Sequential(*layers), info
     if ax is None or len(ax) != 3 or [a[0] for a in ax] != ["s", "s", "f"] or \
@@ -1714,7 +1725,6 @@ def lower_sequence_graph(g):
         raise _Refused(f"rc.compile(OnnxGraph): the output {outs[0]!r} is not a sequence (T, B, F) or "
                        "(B, T, F) of the data's axes (reshape it back in the graph, or import up to a tensor "
                        "that is)")
-    lay = {True: "TBF", False: "BTF"}
     info = {"data_input": data_in, "data_output": outs[0],
             "input_layout": "BFT" if chw else lay[lw.time == "X0"],
             "output_layout": lay[ax[0][1] == (lw.tsym,)],
