@@ -179,8 +179,9 @@ static rnc_status build_plan(const rnc_model *m, int isa, rnc_plan *p)
         const rnc_layer *L = &m->layer[l];
         const int prec = (int)m->precision, rb = L->kind == RNC_GRU && !L->reset_after;
         const int op = m->precision == RNC_INT8 ? RNC_OP_INT_STEP : layer_op(L);
-        TRY(plan_op(&p->cell_x[l], op, prec, isa, RNC_IN_X, rb));
-        TRY(plan_op(&p->cell_gi[l], op, prec, isa, RNC_IN_GI, rb));
+        const int lisa = rnc__layer_isa(isa, L->hidden_size); /* the cells' path for this width */
+        TRY(plan_op(&p->cell_x[l], op, prec, lisa, RNC_IN_X, rb));
+        TRY(plan_op(&p->cell_gi[l], op, prec, lisa, RNC_IN_GI, rb));
         if (L->dirs == 2) p->bidirectional = 1;
         if (L->opt.flags & RNC_CELLOPT_REVERSE) p->reverse = 1;
         if (L->unbounded) p->unbounded = 1;
