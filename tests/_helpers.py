@@ -154,3 +154,36 @@ def engine_state(template, torch_form):
                 else torch_form[0][i].astype(np.float32) for i in range(len(template))]
     st = tuple(a.astype(np.float32) for a in torch_form)
     return st if len(st) == 2 else st[0]
+
+
+def libm_f32(name: str):
+    """The C library's float function ``name`` (``"expf"``, ``"log1pf"``, ...) on one float32."""
+    import ctypes
+    import ctypes.util
+
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    f = getattr(libm, name)
+    f.restype, f.argtypes = ctypes.c_float, [ctypes.c_float]
+    return f
+
+
+class NpWithLibm:
+    """numpy with the C library's ``<name>f`` for each of ``names`` on float32 arrays: the functions
+    docs/q8-contract.md leaves to the C library (e.g. the pointwise records' sigmoid, tanh, silu,
+    softplus, and the head's softmax / log-softmax), whose last bit may differ from NumPy's; other
+    dtypes and every other attribute are numpy's."""
+
+    def __init__(self, names: tuple[str, ...] = ("exp", "log1p")) -> None:
+        self._fns = {n: libm_f32(n + "f") for n in names}
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name not in self._fns:
+            return getattr(np, name)
+        fn, f = self._fns[name], getattr(np, name)
+
+        def call(x):
+            x = np.asarray(x)
+            if x.dtype != np.float32:
+                return f(x)
+            return np.asarray([fn(float(v)) for v in x.reshape(-1)], np.float32).reshape(x.shape)
+        return call

@@ -4,14 +4,12 @@ equals the whole-sequence run bit for bit, the state saves and restores, the fil
 writes the same bytes; and Silero VAD v6 in q8 on a real recording (pyannote-audio's sample.wav)
 against onnxruntime's decisions."""
 
-import ctypes
-import ctypes.util
 import pathlib
 import sys
 
 import numpy as np
 import pytest
-from _helpers import assert_stream_restores, c_equals_q8_reference, stream_steps
+from _helpers import NpWithLibm, assert_stream_restores, c_equals_q8_reference, stream_steps
 
 import rnncore as rc
 from rnncore.io.rnc import RncFormatError, read_rnc, write_rnc
@@ -92,22 +90,8 @@ def test_q8_leakyrelu_elu_records_equal_the_numpy_reference_and_read_back():
     e = rc.compile(m, precision="q8")
     assert e.describe().count("pointwise") == 3
     # elu calls the C library's expf (docs/q8-contract.md): the spec takes libm's, as the cell elu's test
-    libm = ctypes.CDLL(ctypes.util.find_library("m"))
-    libm.expf.restype, libm.expf.argtypes = ctypes.c_float, [ctypes.c_float]
-
-    class _NpWithLibmExpf:
-        def __getattr__(self, name):
-            return getattr(np, name)
-
-        @staticmethod
-        def exp(x):
-            x = np.asarray(x)
-            if x.dtype != np.float32:
-                return np.exp(x)
-            return np.asarray([libm.expf(float(v)) for v in x.reshape(-1)], np.float32).reshape(x.shape)
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(front, "np", _NpWithLibmExpf())
+        mp.setattr(front, "np", NpWithLibm(("exp",)))
         ref = c_equals_q8_reference(e, X, lengths)
     assert (ref < 0).any() and (ref > 0).any()
     y32 = rc.compile(m).run(X, lengths)
@@ -139,31 +123,6 @@ def test_pointwise_alpha_beta_refusals_for_leakyrelu_and_elu():
         ELU(float("inf"))
 
 
-def _libm_f32(name):
-    libm = ctypes.CDLL(ctypes.util.find_library("m"))
-    f = getattr(libm, name)
-    f.restype, f.argtypes = ctypes.c_float, [ctypes.c_float]
-    return f
-
-
-class _NpWithLibm:
-    """numpy with the C library's expf / log1pf on float32 arrays (docs/q8-contract.md's exception)."""
-
-    _fns = {"exp": _libm_f32("expf"), "log1p": _libm_f32("log1pf")}
-
-    def __getattr__(self, name):
-        if name not in self._fns:
-            return getattr(np, name)
-        fn, f = self._fns[name], getattr(np, name)
-
-        def call(x):
-            x = np.asarray(x)
-            if x.dtype != np.float32:
-                return f(x)
-            return np.asarray([fn(float(v)) for v in x.reshape(-1)], np.float32).reshape(x.shape)
-        return call
-
-
 @pytest.mark.parametrize("acts", [
     (Hardtanh(), ReLU6(), Hardtanh(-np.inf, 0.25)),
     (SiLU(), Hardswish(), SiLU()),
@@ -183,8 +142,8 @@ def test_q8_pointwise_kinds_8_to_12_equal_the_numpy_reference_and_read_back(acts
     from rnncore.quant import reference
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(front, "np", _NpWithLibm())
-        mp.setattr(reference, "np", _NpWithLibm())
+        mp.setattr(front, "np", NpWithLibm())
+        mp.setattr(reference, "np", NpWithLibm())
         ref = c_equals_q8_reference(e, X, lengths)
     assert (ref < 0).any() and (ref > 0).any()
     y32 = rc.compile(m).run(X, lengths)

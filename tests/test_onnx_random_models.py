@@ -35,8 +35,6 @@ long run that prints every failure and goes on (:func:`_campaign`).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import io
 import math
 import os
@@ -58,7 +56,7 @@ from rnncore.io.onnx_import import onnx_run
 from rnncore.quant import front
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _helpers import c_equals_q8_reference, gen_vectors  # noqa: E402
+from _helpers import NpWithLibm, c_equals_q8_reference, gen_vectors, libm_f32  # noqa: E402
 
 _TOL_NUMPY = 1e-4
 _TOL_F32 = 1e-4
@@ -310,37 +308,10 @@ def _runs(net: torch.nn.Module, arch: dict, T: int) -> bool:
     return True
 
 
-def _libm_f32(name: str):
-    libm = ctypes.CDLL(ctypes.util.find_library("m"))
-    f = getattr(libm, name)
-    f.restype, f.argtypes = ctypes.c_float, [ctypes.c_float]
-    return f
-
-
-class _NpWithLibm:
-    """numpy with the C library's expf / logf / log1pf / tanhf on float32 arrays: the functions
-    docs/q8-contract.md leaves to the C library (the pointwise records' sigmoid, tanh, silu, elu,
-    softplus, gelu, and the head's softmax / log-softmax), whose last bit may differ from NumPy's."""
-
-    _fns = {n: _libm_f32(n + "f") for n in ("exp", "log", "log1p", "tanh")}
-
-    def __getattr__(self, name):
-        if name not in self._fns:
-            return getattr(np, name)
-        fn, f = self._fns[name], getattr(np, name)
-
-        def call(x):
-            x = np.asarray(x)
-            if x.dtype != np.float32:
-                return f(x)
-            return np.asarray([fn(float(v)) for v in x.reshape(-1)], np.float32).reshape(x.shape)
-        return call
-
-
 class _MathWithLibmErf:
     """math with the C library's erff (front.py's GELU calls ``math.erf`` on each float32 value)."""
 
-    erf = staticmethod(_libm_f32("erff"))
+    erf = staticmethod(libm_f32("erff"))
 
     def __getattr__(self, name):
         return getattr(math, name)
@@ -350,9 +321,9 @@ def _q8_reference(e8: rc.Engine, x: np.ndarray, lengths) -> np.ndarray:
     """``c_equals_q8_reference`` with the C library's functions in the NumPy q8 spec (front.py's
     records and the head's softmax in reference.py, which gen_vectors runs with its own numpy)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(front, "np", _NpWithLibm())
+        mp.setattr(front, "np", NpWithLibm(("exp", "log", "log1p", "tanh")))
         mp.setattr(front, "math", _MathWithLibmErf())
-        mp.setattr(gen_vectors, "np", _NpWithLibm())
+        mp.setattr(gen_vectors, "np", NpWithLibm(("exp", "log", "log1p", "tanh")))
         return c_equals_q8_reference(e8, x, lengths)
 
 

@@ -111,14 +111,12 @@ class OnnxGraph(Module):
         for n in self.input_names:
             v = np.asarray(feeds[n])
             want = self.fixed_shapes.get(n)
-            if want is not None and (v.ndim != len(want) or any(
-                    w is not None and w != d for w, d in zip(want, v.shape, strict=True))):
+            if not _fits(want, v.shape):
                 raise ValueError(f"{n}: the graph was imported with input_shapes {{{n!r}: "
                                  f"{tuple('?' if d is None else d for d in want)}}}, got an array of shape "
                                  f"{v.shape}")
             known = self.folded_shapes.get(n)
-            if known is not None and (v.ndim != len(known) or any(
-                    w is not None and w != d for w, d in zip(known, v.shape, strict=True))):
+            if not _fits(known, v.shape):
                 raise ValueError(f"{n}: the graph's shape arithmetic was folded for an input of shape "
                                  f"{tuple('?' if d is None else d for d in known)} (its declared sizes), "
                                  f"got an array of shape {v.shape}")
@@ -593,6 +591,12 @@ class _Builder:
         for name, v in zip(step.outputs, outs, strict=False):
             if name:
                 self.probe[name] = np.asarray(v)
+
+
+def _fits(want: tuple | None, shape: tuple) -> bool:
+    """Whether an array of ``shape`` fits the sizes ``want`` (None: any shape; a None size: any)."""
+    return want is None or len(want) == len(shape) and all(
+        w is None or w == d for w, d in zip(want, shape, strict=True))
 
 
 def _outer_inputs(node) -> list:
