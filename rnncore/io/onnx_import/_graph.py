@@ -599,17 +599,21 @@ def _fits(want: tuple | None, shape: tuple) -> bool:
         w is None or w == d for w, d in zip(want, shape, strict=True))
 
 
-def _outer_inputs(node) -> list:
-    """The tensors a node's sub-graphs (``If`` branches) read from the graph around them."""
+def _subgraphs(node) -> list:
+    """A node's sub-graphs (``If`` branches, a ``Loop`` / ``Scan`` body), from its attributes."""
     from onnx import AttributeProto
 
+    return [g for at in node.attribute for g in ([at.g] if at.type == AttributeProto.GRAPH else at.graphs)]
+
+
+def _outer_inputs(node) -> list:
+    """The tensors a node's sub-graphs (``If`` branches) read from the graph around them."""
     out = []
-    for at in node.attribute:
-        for sub in ([at.g] if at.type == AttributeProto.GRAPH else list(at.graphs)):
-            made = {t.name for t in sub.initializer} | {o for n in sub.node for o in n.output}
-            for n in sub.node:
-                out += [i for i in list(n.input) + _outer_inputs(n) if i and i not in made]
-            out += [o.name for o in sub.output if o.name not in made]
+    for sub in _subgraphs(node):
+        made = {t.name for t in sub.initializer} | {o for n in sub.node for o in n.output}
+        for n in sub.node:
+            out += [i for i in list(n.input) + _outer_inputs(n) if i and i not in made]
+        out += [o.name for o in sub.output if o.name not in made]
     return out
 
 
@@ -1627,10 +1631,8 @@ def _derived_shapes(model, b) -> dict:
         for o in g.output:
             if o.type.HasField("tensor_type"):
                 o.type.tensor_type.ClearField("shape")
-        for n in g.node:
-            for at in n.attribute:
-                for sub in ([at.g] if at.type == onnx.AttributeProto.GRAPH else list(at.graphs)):
-                    clear(sub)
+        for sub in (sg for n in g.node for sg in _subgraphs(n)):
+            clear(sub)
 
     clear(m.graph)
     for v in m.graph.input:
@@ -1653,10 +1655,8 @@ def _derived_shapes(model, b) -> dict:
             if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
                 out[v.name] = tuple(d.dim_value if d.HasField("dim_value") else None
                                     for d in v.type.tensor_type.shape.dim)
-        for n in g.node:
-            for at in n.attribute:
-                for sub in ([at.g] if at.type == onnx.AttributeProto.GRAPH else list(at.graphs)):
-                    collect(sub)
+        for sub in (sg for n in g.node for sg in _subgraphs(n)):
+            collect(sub)
 
     collect(m.graph)
     return out
