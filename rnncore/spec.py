@@ -650,6 +650,7 @@ def spec_from_model(model: object) -> ModelSpec:
     head_stage = 0  # the stage (1: per step, 2: after last-step) the head's Linear came at
     folded = 0  # per-step layers folded into the embedding table so far
     mean_seen = None  # a ChunkMean over P > 1 positions: the last module
+    front_first = "the first"  # the module the front-end starts with
     for name, m in _flatten_recurrent_residuals(children):
         if reverse_next is not None and not (type(m).__name__ in ("ExtendedRecurrent",) + _LN_KINDS
                                              or _cell_of(m)):
@@ -748,6 +749,7 @@ def spec_from_model(model: object) -> ModelSpec:
                                                                  *STEP_ROWWISE) or (
                 rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front):
             if not spec.front:
+                front_first = f"{name!r} ({kind})"
                 spec.front_input = (int(m.in_features) if rkind == "frame_conv1d" else
                                     int(m.in_channels) if rkind == "conv1d" else
                                     int(m.channels) if rkind in ("max_pool1d", "avg_pool1d") else
@@ -812,8 +814,9 @@ def spec_from_model(model: object) -> ModelSpec:
                          "ChunkMean follows; the C core's output at a step is the mean over its positions "
                          "(ChunkMean last)")
     if spec.front and spec.front_input is None:
-        raise ValueError("compile: a front-end must start with a layer that gives the input width "
-                         "(FrameConv1d, LayerNorm, BatchNorm1d); an activation first needs "
+        raise ValueError(f"compile: module {front_first} starts the front-end and does not give the "
+                         "input width; a front-end must start with a layer that does (Linear, FrameConv1d, "
+                         "Conv1d, LayerNorm, BatchNorm1d); an activation first needs "
                          "rnncore.spec.ModelSpec(front_input=...)")
     spec.validate()
     return spec

@@ -310,6 +310,7 @@ _ACT_LAYER = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "hard_sigmoi
               "relu6": "relu6", "hard_tanh": "hardtanh", "silu": "silu", "swish": "silu",
               "hard_silu": "hardswish", "hard_swish": "hardswish", "softplus": "softplus_nothreshold",
               "softsign": "softsign"}
+_LAYER_ACTS = sorted([*_ACT_LAYER, "leaky_relu"])   # per-step activations (leaky_relu: its own slope)
 _FRONT = ("Conv1D", "MaxPooling1D", "AveragePooling1D")   # layers over time
 
 
@@ -319,10 +320,14 @@ def _act_name(fn) -> str:
 
 def _act_module(layer, name: str) -> dict:
     """The description of a per-step activation layer, or a refusal naming the layer."""
+    if name == "leaky_relu":     # keras.activations.leaky_relu: negative_slope 0.2
+        from rnncore.nn import pointwise
+
+        return {"kind": "module", "module": pointwise.LeakyReLU(0.2)}
     if name not in _ACT_LAYER:
         raise ValueError(
             f"from_keras: layer {layer.name!r} ({type(layer).__name__}) uses activation {name!r}; supported "
-            f"as a layer: {sorted(_ACT_LAYER)} and 'linear' (a final softmax/sigmoid can be dropped with "
+            f"as a layer: {_LAYER_ACTS} and 'linear' (a final softmax/sigmoid can be dropped with "
             "strip_final_activation=True)")
     return {"kind": "module", "module": _build.activation(_ACT_LAYER[name])}
 
@@ -348,9 +353,13 @@ def _same_padding(layer, k: int, stride: int, dilation: int, pooling: bool):
 
     Keras (TensorFlow) pads ``d(k-1)+1 - 1`` in all at stride 1, the odd one on the right (PyTorch's
     ``"same"``); at a larger stride the total depends on the input length, except for a window of at
-    most 2 steps, which never pads on the left: ``ceil_mode`` without padding."""
+    most 2 steps, which never pads on the left: ``ceil_mode`` without padding. A window of one step
+    never pads at all (``ceil(T / s)`` windows, the last starting at ``s (ceil(T / s) - 1) <= T - 1``):
+    it is ``padding="valid"``."""
     if stride == 1:
         return "same", False
+    if k == 1:
+        return 0, False
     if pooling and k <= 2:
         return 0, True
     raise ValueError(
@@ -780,10 +789,10 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             dense = layer.layer if k == "TimeDistributed" else layer      # Dense acts per step anyway
             act = _act_name(dense.activation)
             strip = strip_final_activation and last and act in ("softmax", "sigmoid")
-            if act not in _ACT_LAYER and act != "linear" and not strip:
+            if act not in _ACT_LAYER and act not in ("linear", "leaky_relu") and not strip:
                 raise ValueError(
                     f"from_keras: Dense {layer.name!r} has activation {act!r}; supported: 'linear', "
-                    f"{sorted(_ACT_LAYER)}")
+                    f"{_LAYER_ACTS}")
             w = dense.get_weights()
             descr.append({"kind": "linear", "weight": w[0].T, "bias": w[1] if dense.use_bias else None})
             if strip:
@@ -811,13 +820,13 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                     and descr[-1]["kind"] == "linear" and stripped is None):
                 _softmax_axis(layer, k, seq)
                 stripped = act
-            elif act in _ACT_LAYER:
+            elif act in _ACT_LAYER or act == "leaky_relu":
                 _softmax_axis(layer, k, seq)
                 descr.append(_act_module(layer, act))
             else:
                 raise ValueError(
                     f"from_keras: {k} {layer.name!r} ({act!r}) is not supported; supported activations: "
-                    f"{sorted(_ACT_LAYER)}")
+                    f"{_LAYER_ACTS}")
         else:
             if k == "TimeDistributed":
                 k = f"TimeDistributed({type(layer.layer).__name__})"

@@ -1,0 +1,427 @@
+"""Differential fuzz of ``rc.io.from_keras`` and ``rc.compile``: random Keras 3 models (torch backend)
+of the layers users write around a recurrent layer, run three ways against Keras itself.
+
+hypothesis draws a Sequential model (:func:`architectures`): the input ``(B, T, F)``, optionally
+masked (``Masking(0.0)`` first, then only per-step layers before the recurrent one); up to three
+front-end pieces (Conv1D with strides / padding "valid" | "same" | "causal" / dilation_rate / groups
+/ use_bias / an activation, BatchNormalization with random moving statistics, LayerNormalization
+with or without center / scale, an Activation, MaxPooling1D / AveragePooling1D with padding
+"valid" | "same", a per-step Dense, Dropout); one or two recurrent layers (GRU / LSTM / SimpleRNN
+with the activation and recurrent_activation Keras accepts, use_bias, unit_forget_bias, reset_after,
+go_backwards, return_sequences, each optionally Bidirectional with merge_mode concat / sum / ave /
+mul); then GlobalAveragePooling1D or not, and up to two Dense layers with activations. Every weight
+is set (``set_weights``) to scaled random values (the moving variance positive), not Keras's
+initialisation: zero biases and orthogonal recurrent kernels hide a dropped or misplaced bias.
+
+The checks (``_check``), all against the Keras model (float32) on the same data:
+
+a. ``from_keras(model, check=False)`` (NumPy, float64) within ``_TOL_NUMPY`` at batch 2 and 3 (with
+   a padded batch and ``keras_lengths`` where the model has a mask: compared on the valid steps);
+b. ``rc.compile(from_keras(model, dtype="float32"))`` within ``_TOL_F32`` at batch 1 and 3 (and on
+   the padded batch with its lengths where the model is masked);
+c. where it compiles, ``precision="q8"`` (when accepted) equals the NumPy q8 reference of its file
+   bit for bit on every ISA path (``_helpers.c_equals_q8_reference``, with the C library's
+   ``expf`` / ``log1pf`` / ... where docs/q8-contract.md leaves them to it) and is within a loose
+   bound of f32;
+d. a refusal (of ``from_keras``, ``rc.compile`` or ``keras_lengths``) is a ValueError /
+   NotImplementedError naming a layer of the model (its name or class) or an rnncore module of the
+   import; any other exception, or a mismatch, fails. ``from_keras`` runs with ``check=False``: its
+   own comparison ("does not reproduce") would turn a wrong import into a refusal.
+
+Limits, from measurement: errors are taken relative to ``max(1, max |Keras|)``; over the campaign of
+docs/fuzzing.md the largest were given there (NumPy float64 and engine f32 against Keras's float32);
+the limits are 1e-4 for both: an error of a wrong import (a dropped bias, a swapped gate, a reversed
+direction, a misplaced pad) is of the order of the output itself.
+
+``RNNCORE_FUZZ_EXAMPLES`` sets the number of examples (25 by default), ``RNNCORE_FUZZ_SEED`` a seed
+(``derandomize`` otherwise); ``python3 tests/test_keras_random_models.py EXAMPLES SEED`` is a long
+run that prints every failure and goes on (:func:`_campaign`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import warnings
+
+os.environ.setdefault("KERAS_BACKEND", "torch")   # before keras is imported
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, assume, given, note, seed, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import rnncore as rc  # noqa: E402
+from rnncore.io.keras_import import from_keras, keras_lengths  # noqa: E402
+from rnncore.quant import front  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _helpers import NpWithLibm, c_equals_q8_reference, gen_vectors, libm_f32  # noqa: E402
+
+L = keras.layers
+_TOL_NUMPY = 1e-4
+_TOL_F32 = 1e-4
+_BOUND = 1e3        # the largest |output| of Keras on standard normal data an example may have
+_EXAMPLES = int(os.environ.get("RNNCORE_FUZZ_EXAMPLES", "25"))
+_SEED = os.environ.get("RNNCORE_FUZZ_SEED")
+
+# activations Keras accepts by name; the importer refuses some of them (a refusal class)
+_CELL_ACTS = ("tanh", "sigmoid", "relu", "linear", "softsign", "softplus", "elu", "hard_sigmoid", "gelu")
+_GATE_ACTS = ("sigmoid", "hard_sigmoid", "tanh", "linear")
+_ACTS = ("linear", "relu", "tanh", "sigmoid", "gelu", "silu", "elu", "softplus", "softsign", "hard_sigmoid",
+         "relu6", "leaky_relu", "hard_silu")
+_HEAD_ACTS = _ACTS + ("softmax",)
+
+
+@st.composite
+def _recurrent(draw, last: bool) -> dict:
+    cell = draw(st.sampled_from(("GRU", "LSTM", "SimpleRNN")))
+    r = {"cell": cell, "units": draw(st.integers(2, 6)), "use_bias": draw(st.booleans()),
+         "activation": draw(st.sampled_from(_CELL_ACTS)) if draw(st.integers(0, 3)) == 0 else "tanh",
+         "go_backwards": draw(st.booleans()),
+         "return_sequences": True if not last else draw(st.booleans()),
+         "bidirectional": draw(st.one_of(st.none(), st.sampled_from(("concat", "sum", "ave", "mul"))))}
+    if cell != "SimpleRNN":
+        r["recurrent_activation"] = (draw(st.sampled_from(_GATE_ACTS)) if draw(st.integers(0, 3)) == 0
+                                     else "sigmoid")
+    if cell == "GRU":
+        r["reset_after"] = draw(st.booleans())
+    if cell == "LSTM":
+        r["unit_forget_bias"] = draw(st.booleans())
+    return r
+
+
+@st.composite
+def architectures(draw) -> dict:
+    features = draw(st.integers(2, 6))
+    masked = draw(st.integers(0, 3)) == 0
+    front = []
+    c = features
+    kinds = ("bn", "ln", "act", "dense", "dropout") + (() if masked else ("conv", "conv", "pool"))
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(kinds))
+        if kind == "conv":
+            groups = draw(st.sampled_from([g for g in (1, 2) if c % g == 0]))
+            stride = draw(st.integers(1, 2))
+            p = {"kind": kind, "filters": groups * draw(st.integers(1, 3)), "kernel": draw(st.integers(1, 4)),
+                 "strides": stride, "dilation": 1 if stride > 1 else draw(st.integers(1, 2)),
+                 "groups": groups,
+                 "padding": draw(st.sampled_from(("valid", "same", "causal"))),
+                 "use_bias": draw(st.booleans()),
+                 "activation": draw(st.sampled_from(_ACTS)) if draw(st.booleans()) else "linear"}
+            c = p["filters"]
+        elif kind == "pool":
+            p = {"kind": kind, "max": draw(st.booleans()), "pool": draw(st.integers(1, 3)),
+                 "strides": draw(st.one_of(st.none(), st.integers(1, 2))),
+                 "padding": draw(st.sampled_from(("valid", "same")))}
+        elif kind == "ln":
+            p = {"kind": kind, "center": draw(st.booleans()), "scale": draw(st.booleans())}
+        elif kind == "bn":
+            p = {"kind": kind, "center": draw(st.booleans()), "scale": draw(st.booleans())}
+        elif kind == "act":
+            p = {"kind": kind, "act": draw(st.sampled_from(_ACTS[1:]))}
+        elif kind == "dense":
+            p = {"kind": kind, "units": draw(st.integers(2, 6)), "act": draw(st.sampled_from(_ACTS)),
+                 "use_bias": draw(st.booleans())}
+            c = p["units"]
+        else:
+            p = {"kind": kind}
+        front.append(p)
+    n = draw(st.integers(1, 2))
+    rnns = [draw(_recurrent(last=i == n - 1)) for i in range(n)]
+    seq = rnns[-1]["return_sequences"]
+    heads = [{"units": draw(st.integers(2, 5)), "act": draw(st.sampled_from(_HEAD_ACTS))}
+             for _ in range(draw(st.integers(0, 2)))]
+    return {"features": features, "masked": masked, "front": front, "rnns": rnns,
+            "mean": seq and draw(st.booleans()), "heads": heads, "seed": draw(st.integers(0, 2**16))}
+
+
+def _rnn_layer(r: dict):
+    cls = {"GRU": L.GRU, "LSTM": L.LSTM, "SimpleRNN": L.SimpleRNN}[r["cell"]]
+    kw = {k: r[k] for k in ("recurrent_activation", "reset_after", "unit_forget_bias") if k in r}
+    def make(go_backwards: bool):
+        return cls(r["units"], activation=r["activation"], use_bias=r["use_bias"], go_backwards=go_backwards,
+                   return_sequences=r["return_sequences"], **kw)
+
+    if not r["bidirectional"]:
+        return make(r["go_backwards"])
+    if r["go_backwards"]:   # the forward layer going backwards needs a backward_layer going forwards
+        return L.Bidirectional(make(True), merge_mode=r["bidirectional"], backward_layer=make(False))
+    return L.Bidirectional(make(False), merge_mode=r["bidirectional"])
+
+
+def build(arch: dict) -> keras.Model:
+    """The Keras model ``arch`` describes, its weights set to scaled random values."""
+    keras.utils.set_random_seed(arch["seed"])
+    layers = [keras.Input((None, arch["features"]))]
+    if arch["masked"]:
+        layers.append(L.Masking(0.0))
+    for p in arch["front"]:
+        kind = p["kind"]
+        if kind == "conv":
+            layers.append(L.Conv1D(p["filters"], p["kernel"], strides=p["strides"], padding=p["padding"],
+                                   dilation_rate=p["dilation"], groups=p["groups"], use_bias=p["use_bias"],
+                                   activation=p["activation"]))
+        elif kind == "pool":
+            cls = L.MaxPooling1D if p["max"] else L.AveragePooling1D
+            layers.append(cls(p["pool"], strides=p["strides"], padding=p["padding"]))
+        elif kind == "ln":
+            layers.append(L.LayerNormalization(center=p["center"], scale=p["scale"]))
+        elif kind == "bn":
+            layers.append(L.BatchNormalization(center=p["center"], scale=p["scale"]))
+        elif kind == "act":
+            layers.append(L.Activation(p["act"]))
+        elif kind == "dense":
+            layers.append(L.Dense(p["units"], activation=p["act"], use_bias=p["use_bias"]))
+        else:
+            layers.append(L.Dropout(0.3))
+    layers += [_rnn_layer(r) for r in arch["rnns"]]
+    if arch["mean"]:
+        layers.append(L.GlobalAveragePooling1D())
+    layers += [L.Dense(h["units"], activation=h["act"]) for h in arch["heads"]]
+    model = keras.Sequential(layers)
+    rng = np.random.default_rng(arch["seed"])
+    for w in model.weights:
+        shape = tuple(w.shape)
+        if "moving_variance" in w.path:
+            v = rng.uniform(0.5, 2.0, shape)
+        elif "moving_mean" in w.path or len(shape) == 1 or "bias" in w.path:
+            v = rng.uniform(-0.5, 0.5, shape)
+        else:   # a kernel: about unit gain for its inputs (the first axes), times a random factor
+            fan_in = int(np.prod(shape[:-1]))
+            v = rng.standard_normal(shape) * rng.uniform(0.5, 1.5) / math.sqrt(fan_in)
+        w.assign(v.astype(np.float32))
+    return model
+
+
+def _err(got: np.ndarray, ref: np.ndarray) -> float:
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    return float(np.abs(got.astype(np.float64) - ref).max() / max(1.0, float(np.abs(ref).max())))
+
+
+def _names_the_model(msg: str, model: keras.Model, ours=None) -> bool:
+    """True when a refusal's message names one of the model's layers (name or class, as Keras spells
+    them) or an rnncore module of the import ``ours``."""
+    words = set()
+    for layer in model.layers:
+        words.update([layer.name, type(layer).__name__])
+        for sub in ("layer", "forward_layer", "backward_layer"):
+            if hasattr(layer, sub):
+                words.update([getattr(layer, sub).name, type(getattr(layer, sub)).__name__])
+    if ours is not None:
+        words.update(type(m).__name__ for m in (ours if hasattr(ours, "__iter__") else [ours]))
+        words.add(type(ours).__name__)
+    if re.search(r"\bfront\[\d+\] \(\w+\)", msg):    # the engine's front-end record i (its kind)
+        return True
+    return any(re.search(r"(?<![\w])" + re.escape(w) + r"(?![\w])", msg) for w in words)
+
+
+class _MathWithLibmErf:
+    """math with the C library's erff (front.py's GELU calls ``math.erf`` on each float32 value)."""
+
+    erf = staticmethod(libm_f32("erff"))
+
+    def __getattr__(self, name):
+        return getattr(math, name)
+
+
+def _q8_reference(e8: rc.Engine, x: np.ndarray, lengths) -> np.ndarray:
+    """``c_equals_q8_reference`` with the C library's functions in the NumPy q8 spec where
+    docs/q8-contract.md leaves them to it (test_onnx_random_models.py does the same)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(front, "np", NpWithLibm(("exp", "log", "log1p", "tanh")))
+        mp.setattr(front, "math", _MathWithLibmErf())
+        mp.setattr(gen_vectors, "np", NpWithLibm(("exp", "log", "log1p", "tanh")))
+        return c_equals_q8_reference(e8, x, lengths)
+
+
+def _keras(model, x: np.ndarray) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), np.float64)
+
+
+def _data(rng, B: int, T: int, F: int, lengths=None) -> np.ndarray:
+    x = rng.standard_normal((B, T, F)).astype(np.float32)
+    if lengths is not None:
+        for b, n in enumerate(lengths):
+            x[b, n:] = 0.0
+    return x
+
+
+def _valid(ref: np.ndarray, lengths) -> tuple:
+    """The entries of an output compared: every step, or the valid steps of a padded sequence output."""
+    if lengths is None or ref.ndim != 3:
+        return (slice(None),)
+    return (np.arange(ref.shape[1])[None, :] < np.asarray(lengths)[:, None],)
+
+
+def _check(arch: dict, stats: dict | None = None) -> str:
+    """Run the checks a-d of the module docstring on ``arch``; return "compiled" or the refusal."""
+    model = build(arch)
+    F = arch["features"]
+    T0 = 13
+    rng = np.random.default_rng(arch["seed"])
+    try:
+        y0 = _keras(model, rng.standard_normal((3, T0, F)).astype(np.float32))
+    except Exception as exc:  # noqa: BLE001 - Keras cannot run the model (a front-end leaves no step)
+        note(f"Keras cannot run it: {exc}")
+        assume(False)
+    # an exploding model (linear / relu recurrences reaching 1e13 or Inf): float32's own rounding
+    # then differs from float64 by more than the limits, whatever the import
+    assume(np.all(np.isfinite(y0)) and np.abs(y0).max() < _BOUND)
+    # a. the NumPy model, float64
+    try:
+        ours = from_keras(model, check=False)
+    except (ValueError, NotImplementedError) as exc:
+        msg = str(exc)
+        assert _names_the_model(msg, model), f"refusal names no layer of the model: {msg}"
+        return f"refused: {msg}"
+    padded = [T0, 4, 9] if arch["masked"] else None
+    runs = [(2, None), (3, padded)] if padded else [(2, None), (3, None)]
+    for B, lengths in runs:
+        x = _data(rng, B, T0, F, lengths)
+        ref = _keras(model, x)
+        if lengths is not None:
+            try:
+                got_lengths = keras_lengths(ours, x)
+            except ValueError as exc:     # go_backwards + return_sequences after the mask
+                assert "keras_lengths: x: sequence" in str(exc) and _names_the_model(str(exc), model), exc
+                note(f"keras_lengths refused: {exc}")
+                continue
+            np.testing.assert_array_equal(got_lengths, lengths)
+        y = ours.forward(x.astype(np.float64), lengths=lengths)
+        y = y[0] if isinstance(y, tuple) else y
+        v = _valid(ref, lengths)
+        e = _err(y[v], ref[v])
+        if stats is not None:
+            stats["numpy"] = max(stats.get("numpy", 0), e)
+        assert e < _TOL_NUMPY, f"NumPy model vs Keras at B={B}, lengths={lengths}: {e:.3g}"
+
+    # b. the f32 engine
+    try:
+        ours32 = from_keras(model, dtype="float32", check=False)
+        eng = rc.compile(ours32)
+    except (ValueError, NotImplementedError) as exc:
+        msg = str(exc)
+        assert _names_the_model(msg, model, ours), f"refusal names no layer / module: {msg}"
+        return f"refused: {msg}"
+    for B, lengths in [(1, None), (3, None)] + ([(3, padded)] if padded else []):
+        x = _data(rng, B, T0, F, lengths)
+        ref = _keras(model, x)
+        if lengths is not None and getattr(ours32, "keras_unpadded", None) is not None:
+            continue      # keras_lengths refuses a padded batch there (checked in a.)
+        got = eng.run(x, lengths)
+        v = _valid(ref, lengths)
+        e = _err(got[v], ref[v])
+        if stats is not None:
+            stats["f32"] = max(stats.get("f32", 0), e)
+        assert e < _TOL_F32, f"engine f32 vs Keras at B={B}, lengths={lengths}: {e:.3g}\n{eng.describe()}"
+
+    # c. q8: the NumPy q8 reference bit for bit, and near f32
+    try:
+        e8 = rc.compile(from_keras(model, dtype="float32", check=False), precision="q8")
+    except (ValueError, NotImplementedError) as exc:
+        note(f"q8 refused: {exc}")
+        return "compiled"
+    lengths = np.array([15, 8, 3]) if padded else None
+    x = _data(rng, 3, 15, F, lengths)
+    q = _q8_reference(e8, x, lengths)
+    y32 = eng.run(x, lengths)
+    assert np.all(np.isfinite(q))
+    scale = max(1.0, float(np.abs(y32).max()))
+    assert np.abs(q - y32).max() < 0.5 * scale, "q8 far from f32"
+    return "compiled"
+
+
+@pytest.mark.filterwarnings("ignore")
+@settings(max_examples=_EXAMPLES, deadline=None, derandomize=_SEED is None, print_blob=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(arch=architectures())
+def test_random_keras_models_match_keras(arch):
+    note(f"architecture: {arch}")
+    _check(arch)
+
+
+if _SEED is not None:
+    test_random_keras_models_match_keras = seed(int(_SEED))(test_random_keras_models_match_keras)
+
+
+def _campaign(examples: int, seed_: int) -> None:
+    """A long local run that goes on past a failure: each failure printed with its architecture and
+    traceback (not shrunk), then the counts, the refusals by kind and the largest errors."""
+    import traceback
+    from collections import Counter
+
+    from hypothesis.errors import UnsatisfiedAssumption
+
+    stats: dict = {}
+    counts: Counter = Counter()
+    refusals: Counter = Counter()
+
+    @seed(seed_)
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(arch=architectures())
+    def run(arch):
+        try:
+            r = _check(arch, stats)
+            counts["compiled" if r == "compiled" else "refused"] += 1
+            if r != "compiled":
+                refusals[re.sub(r"'[^']*'", "'.'", r)[:140]] += 1
+        except UnsatisfiedAssumption:
+            raise
+        except Exception:  # noqa: BLE001 - a mismatch or a crash is a finding: print it and go on
+            counts["failed"] += 1
+            print(f"FAILED {arch}\n{traceback.format_exc()}", flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run()
+    for r, n in refusals.most_common():
+        print(f"{n:5d} {r}")
+    print(dict(counts), {k: f"{v:.2g}" for k, v in stats.items()})
+
+
+if __name__ == "__main__":      # python3 tests/test_keras_random_models.py EXAMPLES SEED
+    _campaign(int(sys.argv[1]), int(sys.argv[2]))
+
+
+# -- what the fuzz found, each as an explicit example ---------------------------------------------
+def _arch(**kw) -> dict:
+    base = {"features": 4, "masked": False, "front": [], "mean": False, "heads": [], "seed": 0,
+            "rnns": [{"cell": "GRU", "units": 3, "use_bias": True, "activation": "tanh",
+                      "go_backwards": False, "return_sequences": True, "bidirectional": None,
+                      "recurrent_activation": "sigmoid", "reset_after": True}]}
+    return {**base, **kw}
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("first", [
+    {"kind": "pool", "max": True, "pool": 1, "strides": 2, "padding": "same"},
+    {"kind": "pool", "max": False, "pool": 1, "strides": 2, "padding": "same"},
+    {"kind": "conv", "filters": 4, "kernel": 1, "strides": 2, "dilation": 1, "groups": 2, "padding": "same",
+     "use_bias": True, "activation": "linear"},
+], ids=["maxpool", "avgpool", "conv"])
+def test_a_one_step_window_with_same_padding_at_a_stride_is_valid_padding(first):
+    """MaxPooling1D / AveragePooling1D(1, strides=2, padding="same") were imported with ceil_mode,
+    which the engine refuses at a stride larger than the window, and Conv1D(kernel_size=1, strides=2,
+    padding="same") was refused; a window of one step never pads (Keras' ceil(T / 2) windows all
+    start inside the input): it is padding="valid". Checked against Keras at odd and even lengths."""
+    arch = _arch(front=[first])
+    assert _check(arch) == "compiled"
+    model = build(arch)
+    eng = rc.compile(from_keras(model, dtype="float32", check=False))
+    for T in (12, 13):
+        x = np.random.default_rng(T).standard_normal((2, T, 4)).astype(np.float32)
+        assert _err(eng.run(x), _keras(model, x)) < _TOL_F32
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_leaky_relu_as_a_dense_or_activation_layer_activation():
+    """``Dense(activation="leaky_relu")`` and ``Activation("leaky_relu")`` (keras.activations.leaky_relu,
+    negative_slope 0.2) were refused although the cells accept it; they import as LeakyReLU(0.2)."""
+    arch = _arch(front=[{"kind": "dense", "units": 3, "act": "leaky_relu", "use_bias": True},
+                        {"kind": "act", "act": "leaky_relu"}],
+                 heads=[{"units": 2, "act": "leaky_relu"}])
+    assert _check(arch) == "compiled"
