@@ -339,6 +339,26 @@ def linear_step_record(m: object) -> dict:
             "frame_length": 1, "tensors": t}
 
 
+def _width_through_activations(spec: ModelSpec) -> int | None:
+    """The input width of a front-end that starts with activations (records that keep the width and
+    do not state it): the input width of the first record after them that states one, or the first
+    recurrent layer's input size when the front-end is activations only; None where a record after
+    them neither keeps nor states it."""
+    for r in spec.front:
+        kind = r["kind"]
+        if kind in ("frame_conv1d", "frame_conv"):
+            return int(r["in_channels"] * r["frame_length"])
+        if kind in ("conv1d", "conv_time"):
+            return int(r["in_channels"])
+        if kind in ("max_pool1d", "avg_pool1d", "pool_time"):
+            return int(r["channels"])
+        if r.get("features") is not None:
+            return int(r["features"])
+        if kind not in STEP_ACTIVATIONS:
+            return None
+    return spec.layers[0].input_size if spec.layers else None
+
+
 def _record_input(m: object, rec: dict) -> int | None:
     """The features per step a front-end layer takes (None: an activation, any width)."""
     rkind = rec.get("kind")
@@ -813,6 +833,8 @@ def spec_from_model(model: object) -> ModelSpec:
         raise ValueError(f"compile: ChunkPositions makes {spec.positions} positions per step and no "
                          "ChunkMean follows; the C core's output at a step is the mean over its positions "
                          "(ChunkMean last)")
+    if spec.front and spec.front_input is None:
+        spec.front_input = _width_through_activations(spec)
     if spec.front and spec.front_input is None:
         raise ValueError(f"compile: module {front_first} starts the front-end and does not give the "
                          "input width; a front-end must start with a layer that does (Linear, FrameConv1d, "

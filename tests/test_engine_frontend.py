@@ -182,7 +182,7 @@ def test_q4_and_misplaced_records_are_refused_naming_what():
         rc.compile(nn.Sequential(nn.GRU(3, 4), nn.Linear(4, 2), nn.Embedding(3, 2)))
     with pytest.raises(ValueError, match=r"module '0' \(ReLU\) starts the front-end and does not give the "
                                          "input width; a front-end must start with a layer that does"):
-        rc.compile(nn.Sequential(nn.ReLU(), nn.GRU(3, 4)))
+        rc.compile(nn.Sequential(nn.ReLU(), nn.MulHalves(), nn.GRU(3, 4)))
     # a q4 file with a per-step record: refused by the C loader and the reader with one line; in a
     # q8 file a frame_conv record carries the 8-byte fconvq8 tail (tests/test_engine_front_q8.py)
     spec = to_rnc_spec(spec_from_model(m), "f32")

@@ -9,7 +9,8 @@ with or without center / scale, an Activation, MaxPooling1D / AveragePooling1D w
 "valid" | "same", a per-step Dense, Dropout); one or two recurrent layers (GRU / LSTM / SimpleRNN
 with the activation and recurrent_activation Keras accepts, use_bias, unit_forget_bias, reset_after,
 go_backwards, return_sequences, each optionally Bidirectional with merge_mode concat / sum / ave /
-mul); then GlobalAveragePooling1D or not, and up to two Dense layers with activations. Every weight
+mul); then GlobalAveragePooling1D / GlobalMaxPooling1D or not, and up to two Dense layers (or
+TimeDistributed(Dense)) with activations. Every weight
 is set (``set_weights``) to scaled random values (the moving variance positive), not Keras's
 initialisation: zero biases and orthogonal recurrent kernels hide a dropped or misplaced bias.
 
@@ -21,8 +22,8 @@ b. ``rc.compile(from_keras(model, dtype="float32"))`` within ``_TOL_F32`` at bat
    the padded batch with its lengths where the model is masked);
 c. where it compiles, ``precision="q8"`` (when accepted) equals the NumPy q8 reference of its file
    bit for bit on every ISA path (``_helpers.c_equals_q8_reference``, with the C library's
-   ``expf`` / ``log1pf`` / ... where docs/q8-contract.md leaves them to it) and is within a loose
-   bound of f32;
+   ``expf`` / ``log1pf`` / ... where docs/q8-contract.md leaves them to it) and, where the cells'
+   activations are bounded (:func:`_bounded`), is within a loose bound of f32;
 d. a refusal (of ``from_keras``, ``rc.compile`` or ``keras_lengths``) is a ValueError /
    NotImplementedError naming a layer of the model (its name or class) or an rnncore module of the
    import; any other exception, or a mismatch, fails. ``from_keras`` runs with ``check=False``: its
@@ -33,9 +34,10 @@ docs/fuzzing.md the largest were given there (NumPy float64 and engine f32 again
 the limits are 1e-4 for both: an error of a wrong import (a dropped bias, a swapped gate, a reversed
 direction, a misplaced pad) is of the order of the output itself.
 
-``RNNCORE_FUZZ_EXAMPLES`` sets the number of examples (25 by default), ``RNNCORE_FUZZ_SEED`` a seed
-(``derandomize`` otherwise); ``python3 tests/test_keras_random_models.py EXAMPLES SEED`` is a long
-run that prints every failure and goes on (:func:`_campaign`).
+``RNNCORE_FUZZ_EXAMPLES`` sets the number of examples (30 by default: ~12 s here, ~22 s with the
+Keras import), ``RNNCORE_FUZZ_SEED`` a seed (``derandomize`` otherwise);
+``python3 tests/test_keras_random_models.py EXAMPLES SEED`` is a long run that prints every failure
+and goes on (:func:`_campaign`).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ L = keras.layers
 _TOL_NUMPY = 1e-4
 _TOL_F32 = 1e-4
 _BOUND = 1e3        # the largest |output| of Keras on standard normal data an example may have
-_EXAMPLES = int(os.environ.get("RNNCORE_FUZZ_EXAMPLES", "25"))
+_EXAMPLES = int(os.environ.get("RNNCORE_FUZZ_EXAMPLES", "30"))
 _SEED = os.environ.get("RNNCORE_FUZZ_SEED")
 
 # activations Keras accepts by name; the importer refuses some of them (a refusal class)
@@ -133,10 +135,12 @@ def architectures(draw) -> dict:
     n = draw(st.integers(1, 2))
     rnns = [draw(_recurrent(last=i == n - 1)) for i in range(n)]
     seq = rnns[-1]["return_sequences"]
-    heads = [{"units": draw(st.integers(2, 5)), "act": draw(st.sampled_from(_HEAD_ACTS))}
+    pool = draw(st.sampled_from((None, None, "mean", "max"))) if seq else None
+    heads = [{"units": draw(st.integers(2, 5)), "act": draw(st.sampled_from(_HEAD_ACTS)),
+              "time_distributed": seq and pool is None and draw(st.booleans())}
              for _ in range(draw(st.integers(0, 2)))]
     return {"features": features, "masked": masked, "front": front, "rnns": rnns,
-            "mean": seq and draw(st.booleans()), "heads": heads, "seed": draw(st.integers(0, 2**16))}
+            "mean": pool, "heads": heads, "seed": draw(st.integers(0, 2**16))}
 
 
 def _rnn_layer(r: dict):
@@ -180,8 +184,10 @@ def build(arch: dict) -> keras.Model:
             layers.append(L.Dropout(0.3))
     layers += [_rnn_layer(r) for r in arch["rnns"]]
     if arch["mean"]:
-        layers.append(L.GlobalAveragePooling1D())
-    layers += [L.Dense(h["units"], activation=h["act"]) for h in arch["heads"]]
+        layers.append(L.GlobalAveragePooling1D() if arch["mean"] == "mean" else L.GlobalMaxPooling1D())
+    for h in arch["heads"]:
+        dense = L.Dense(h["units"], activation=h["act"])
+        layers.append(L.TimeDistributed(dense) if h.get("time_distributed") else dense)
     model = keras.Sequential(layers)
     rng = np.random.default_rng(arch["seed"])
     for w in model.weights:
@@ -283,6 +289,7 @@ def _check(arch: dict, stats: dict | None = None) -> str:
     for B, lengths in runs:
         x = _data(rng, B, T0, F, lengths)
         ref = _keras(model, x)
+        assume(np.all(np.isfinite(ref)))     # Keras's float32 overflowed (see _BOUND)
         if lengths is not None:
             try:
                 got_lengths = keras_lengths(ours, x)
@@ -310,6 +317,7 @@ def _check(arch: dict, stats: dict | None = None) -> str:
     for B, lengths in [(1, None), (3, None)] + ([(3, padded)] if padded else []):
         x = _data(rng, B, T0, F, lengths)
         ref = _keras(model, x)
+        assume(np.all(np.isfinite(ref)))     # Keras's float32 overflowed (see _BOUND)
         if lengths is not None and getattr(ours32, "keras_unpadded", None) is not None:
             continue      # keras_lengths refuses a padded batch there (checked in a.)
         got = eng.run(x, lengths)
@@ -330,9 +338,18 @@ def _check(arch: dict, stats: dict | None = None) -> str:
     q = _q8_reference(e8, x, lengths)
     y32 = eng.run(x, lengths)
     assert np.all(np.isfinite(q))
-    scale = max(1.0, float(np.abs(y32).max()))
-    assert np.abs(q - y32).max() < 0.5 * scale, "q8 far from f32"
+    if _bounded(arch):   # unbounded gates / cells amplify the q8 rounding: its bit-exactness is the check
+        scale = max(1.0, float(np.abs(y32).max()))
+        assert np.abs(q - y32).max() < 0.5 * scale, "q8 far from f32"
     return "compiled"
+
+
+def _bounded(arch: dict) -> bool:
+    """True when every recurrent cell's activations are bounded (a gate of linear / relu activation lets
+    the state grow, and q8's rounding with it: 'q8 far from f32' on an LSTM of linear gates, seed 6)."""
+    bounded = ("tanh", "sigmoid", "hard_sigmoid", "softsign")
+    return all(r["activation"] in bounded and r.get("recurrent_activation", "sigmoid") in bounded
+               for r in arch["rnns"])
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -425,3 +442,15 @@ def test_leaky_relu_as_a_dense_or_activation_layer_activation():
                         {"kind": "act", "act": "leaky_relu"}],
                  heads=[{"units": 2, "act": "leaky_relu"}])
     assert _check(arch) == "compiled"
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_model_starting_with_an_activation_compiles(masked):
+    """``Activation`` first (after ``Masking`` or not) imports as an activation starting the
+    front-end, which ``rc.compile`` refused ("a front-end must start with a layer that gives the input
+    width"); the width is the next record's input or the recurrent layer's: the f32 engine matches
+    Keras (with a padded batch when masked) and q8 is its NumPy q8 spec bit for bit."""
+    for pieces in ([{"kind": "act", "act": "sigmoid"}],
+                   [{"kind": "act", "act": "silu"}, {"kind": "ln", "center": True, "scale": True}]):
+        assert _check(_arch(front=pieces, masked=masked)) == "compiled"
