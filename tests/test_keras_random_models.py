@@ -302,8 +302,8 @@ def _check(arch: dict, stats: dict | None = None) -> str:
         y = y[0] if isinstance(y, tuple) else y
         v = _valid(ref, lengths)
         e = _err(y[v], ref[v])
-        if stats is not None:
-            stats["numpy"] = max(stats.get("numpy", 0), e)
+        if stats is not None and e > stats.get("numpy", 0):
+            stats["numpy"], stats["numpy at"] = e, arch
         assert e < _TOL_NUMPY, f"NumPy model vs Keras at B={B}, lengths={lengths}: {e:.3g}"
 
     # b. the f32 engine
@@ -323,8 +323,8 @@ def _check(arch: dict, stats: dict | None = None) -> str:
         got = eng.run(x, lengths)
         v = _valid(ref, lengths)
         e = _err(got[v], ref[v])
-        if stats is not None:
-            stats["f32"] = max(stats.get("f32", 0), e)
+        if stats is not None and e > stats.get("f32", 0):
+            stats["f32"], stats["f32 at"] = e, arch
         assert e < _TOL_F32, f"engine f32 vs Keras at B={B}, lengths={lengths}: {e:.3g}\n{eng.describe()}"
 
     # c. q8: the NumPy q8 reference bit for bit, and near f32
@@ -335,7 +335,14 @@ def _check(arch: dict, stats: dict | None = None) -> str:
         return "compiled"
     lengths = np.array([15, 8, 3]) if padded else None
     x = _data(rng, 3, 15, F, lengths)
-    q = _q8_reference(e8, x, lengths)
+    try:
+        q = _q8_reference(e8, x, lengths)
+    except ValueError as exc:
+        # an unbounded cell (a linear gate) whose q8 state overflows where f32's did not
+        if _bounded(arch) or "NaN or Inf" not in str(exc):
+            raise
+        note(f"q8 reference overflows: {exc}")
+        return "compiled"
     y32 = eng.run(x, lengths)
     assert np.all(np.isfinite(q))
     if _bounded(arch):   # unbounded gates / cells amplify the q8 rounding: its bit-exactness is the check
@@ -397,7 +404,7 @@ def _campaign(examples: int, seed_: int) -> None:
         run()
     for r, n in refusals.most_common():
         print(f"{n:5d} {r}")
-    print(dict(counts), {k: f"{v:.2g}" for k, v in stats.items()})
+    print(dict(counts), {k: f"{v:.2g}" if isinstance(v, float) else v for k, v in stats.items()})
 
 
 if __name__ == "__main__":      # python3 tests/test_keras_random_models.py EXAMPLES SEED
