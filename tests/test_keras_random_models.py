@@ -461,3 +461,35 @@ def test_a_model_starting_with_an_activation_compiles(masked):
     for pieces in ([{"kind": "act", "act": "sigmoid"}],
                    [{"kind": "act", "act": "silu"}, {"kind": "ln", "center": True, "scale": True}]):
         assert _check(_arch(front=pieces, masked=masked)) == "compiled"
+
+
+def _swapped(**kw):
+    return L.Bidirectional(L.LSTM(3, go_backwards=True, return_sequences=True),
+                           backward_layer=L.LSTM(3, return_sequences=True), **kw)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("after", [
+    lambda: [_swapped(), L.GlobalAveragePooling1D(), L.Dense(2)],
+    lambda: [_swapped(merge_mode="sum"), L.LayerNormalization(), L.Dense(4, activation="tanh"), L.GRU(3)],
+], ids=["mean", "per_step_then_gru"])
+def test_a_swapped_bidirectional_sequence_before_a_mean_or_per_step_layers_compiles(after):
+    """A Bidirectional whose forward layer goes backwards (with a forward backward_layer) and returns
+    its sequence is rnncore's bidirectional output reversed in time; before a mean over time (which
+    the reversal does not change) or before per-step layers and another recurrent layer (which
+    commute with it), ``rc.compile`` refused the reversal ("must come right before a recurrent
+    layer"): it is now dropped before the mean and moved past the per-step layers. The NumPy model
+    and the f32 engine against Keras, q8 against its NumPy q8 spec."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((None, 4))] + after())
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        w.assign((rng.standard_normal(tuple(w.shape)) * 0.5).astype(np.float32) if "variance" not in w.path
+                 else rng.uniform(0.5, 2.0, tuple(w.shape)).astype(np.float32))
+    x = rng.standard_normal((3, 11, 4)).astype(np.float32)
+    ref = _keras(model, x)
+    assert _err(from_keras(model, check=False).forward(x.astype(np.float64)), ref) < _TOL_NUMPY
+    ours = from_keras(model, dtype="float32", check=False)
+    assert "ReverseTime" not in [type(m).__name__ for m in ours][:2]
+    assert _err(rc.compile(ours).run(x), ref) < _TOL_F32
+    _q8_reference(rc.compile(from_keras(model, dtype="float32", check=False), precision="q8"), x, None)

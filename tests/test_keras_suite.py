@@ -126,7 +126,7 @@ CONFIGS = {
         L.GRU(3, return_sequences=True), L.TimeDistributed(L.ReLU()), L.TimeDistributed(L.Dense(2))], True),
 }
 # the NumPy model reproduces Keras; the engine refuses, naming the module
-NO_COMPILE = {"bidir_swapped_directions_seq": r"compile: module '1' \(ReverseTime\) must come right before a "
+NO_COMPILE = {"bidir_swapped_directions_seq": r"compile: module '2' \(ReverseTime\) must come right before a "
                                               r"recurrent layer \(Keras go_backwards\) to compile"}
 
 

@@ -244,6 +244,37 @@ def _merge(layer, mode: str, H: int, dtype) -> dict:
             "merge": layer.name}
 
 
+def _per_step(d: dict) -> bool:
+    """True for a description that maps each step alone: a Linear, an activation, MulHalves, LayerNorm
+    or BatchNorm1d (inference)."""
+    from rnncore.nn.norm import BatchNorm1d, LayerNorm
+    from rnncore.nn.pointwise import MulHalves, _Activation
+
+    return d["kind"] == "linear" or (d["kind"] == "module" and isinstance(
+        d["module"], _Activation | MulHalves | LayerNorm | BatchNorm1d))
+
+
+def _move_reversals(descr: list[dict]) -> list[dict]:
+    """Move each ``ReverseTime`` past the per-step layers after it (they commute with a reversal in
+    time), so that it stands before the next recurrent layer (the engine's ``go_backwards``), and
+    drop it before a mean over time (a reversal does not change the mean). A ``Bidirectional`` whose
+    forward layer goes backwards gives such a reversal after its sequence (``_bidirectional``)."""
+    out = list(descr)
+    i = 0
+    while i < len(out):
+        if out[i]["kind"] == "reverse_time":
+            j = i
+            while j + 1 < len(out) and _per_step(out[j + 1]):
+                out[j], out[j + 1] = out[j + 1], out[j]
+                j += 1
+            if j + 1 < len(out) and out[j + 1]["kind"] == "pool" and out[j + 1]["pool"] == "mean":
+                del out[j]
+                continue
+            i = j
+        i += 1
+    return out
+
+
 def _fold_merges(descr: list[dict]) -> list[dict]:
     """Fold each Bidirectional merge Linear (``_merge``) into what reads it, where that is exact:
     past per-step-commuting layers (``ReverseTime``, the mean over time: it has no bias) into the
@@ -843,7 +874,7 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
         raise ValueError("from_keras: the model has no SimpleRNN/GRU/LSTM layer")
     # go_backwards: Keras returns the outputs in processing order, i.e. ReverseTime + forward layer;
     # with return_sequences=False the last of them is the state after reading x[0].
-    descr = _fold_merges(descr)
+    descr = _fold_merges(_move_reversals(descr))
     modules, _ = _build.build_layers(descr, dtype)
     out = _build.sequential(modules)
     out.keras_mask = mask
