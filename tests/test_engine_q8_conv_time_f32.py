@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 import pytest
-from _helpers import ISAS, gen_vectors
+from _helpers import ISAS, assert_stream_restores, gen_vectors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -161,6 +161,20 @@ def test_front_f32_items_name_frame_convs_and_conv_times():
         rc.compile(m, precision="q8", front_f32="conv_time:0")
     with pytest.raises(ValueError, match=r"front_f32: .*precision='q8', got precision='q4'"):
         rc.compile(m, precision="q4", front_f32=["conv_time:0"])
+
+
+def test_a_float32_conv_time_streams_as_the_whole_sequence_runs():
+    """``run`` takes a float32 conv_time's products over the whole sequence, a stream one step at a
+    time: the same sums, bit for bit, on every ISA path; the state saves and restores."""
+    m = nn.Sequential(nn.Conv1d(3, 5, 4, padding="causal", seed=0), nn.LeakyReLU(), nn.Linear(5, 6, seed=1),
+                      nn.Conv1d(6, 4, 3, padding="causal", seed=2), nn.GRU(4, 8, seed=3),
+                      nn.Linear(8, 2, seed=4))
+    x = np.random.default_rng(1).standard_normal((2, 40, 3)).astype(F32)
+    for keep in (["conv_time:0"], ["conv_time:0", "conv_time:1", 0]):
+        e = rc.compile(m, "q8", front_f32=keep)
+        for isa in ISAS:
+            e.set_isa(isa)
+            assert_stream_restores(e, x, e.run(x), 17, f"{keep} {isa}")
 
 
 def test_cli_quantize_front_f32_conv_time(tmp_path):
