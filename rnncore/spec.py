@@ -1036,7 +1036,7 @@ def _front_f32_index(n: object, convs: dict) -> int:
         if not sep or name not in FRONT_F32_KINDS:
             raise ValueError(f"front_f32: expected an integer (a frame_conv number) or 'frame_conv:N' / "
                              f"'conv_time:N' (the records a q8 file can keep in float32), got {n!r}")
-        if not num.isdigit() or not int(num) < len(convs[name]):
+        if not (num.isascii() and num.isdigit()) or not int(num) < len(convs[name]):
             raise ValueError(f"front_f32: expected {name} numbers in [0, {len(convs[name])}) (the model has "
                              f"{len(convs[name])} {name} records), got {n!r}")
         return convs[name][int(num)]

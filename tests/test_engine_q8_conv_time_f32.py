@@ -146,7 +146,7 @@ def test_front_f32_items_name_frame_convs_and_conv_times():
     with pytest.raises(ValueError, match=r"front_f32: expected conv_time numbers in \[0, 2\) \(the model "
                                          r"has 2 conv_time records\), got 'conv_time:2'"):
         rc.compile(m, precision="q8", front_f32=["conv_time:2"])
-    for bad in ("conv_time:-1", "conv_time:", "conv_time:x"):
+    for bad in ("conv_time:-1", "conv_time:", "conv_time:x", "conv_time:\u00b2"):
         with pytest.raises(ValueError, match="front_f32: expected conv_time numbers in"):
             rc.compile(m, precision="q8", front_f32=[bad])
     with pytest.raises(ValueError, match=r"front_f32: expected frame_conv numbers in \[0, 1\) \(the model "
