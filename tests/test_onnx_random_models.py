@@ -509,3 +509,35 @@ def test_a_channels_first_input_read_by_other_than_a_conv_compiles(first):
     torch.manual_seed(0)
     eng = rc.compile(from_onnx(_export(RandomNet(arch).eval(), arch, 2, 13)))
     assert eng.graph_io["input_layout"] == "BFT"
+
+
+def _pool(max_: bool, kernel: int, stride: int, padding: int, count_include_pad: bool = True) -> dict:
+    return {"kind": "pool", "max": max_, "kernel": kernel, "stride": stride, "padding": padding,
+            "ceil_mode": True, "count_include_pad": count_include_pad}
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("pool, dynamic", [
+    (_pool(True, 3, 2, 1), True), (_pool(True, 3, 2, 1), False), (_pool(True, 2, 3, 0), True),
+    (_pool(False, 3, 2, 1, False), True), (_pool(False, 3, 2, 0, False), False),
+    (_pool(False, 2, 2, 0, True), True), (_pool(False, 3, 3, 0, True), False),
+], ids=["max k3 s2 p1", "max k3 s2 p1 static", "max k2 s3", "avg k3 s2 p1 excl", "avg k3 s2 excl static",
+        "avg k2 s2", "avg k3 s3 static"])
+def test_pooling_with_ceil_mode_at_a_stride_compiles(pool, dynamic):
+    """MaxPool1d / AvgPool1d with ``ceil_mode=True`` at a stride were refused ("has ceil_mode 1 with
+    strides [2]"); the C engine runs them as a pooling with more right padding
+    (``rnncore.nn.conv.ceil_mode_padding``): f32 against onnxruntime (with lengths where dynamic),
+    q8 bit for bit against the NumPy q8 spec (``_check``)."""
+    arch = _arch(input="BCT", features=4, front=[_CONV, pool], dynamic=dynamic)
+    assert _check(arch) == "compiled"
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_an_average_with_ceil_mode_counting_its_pads_is_refused_naming_the_node():
+    """AvgPool1d(ceil_mode=True, count_include_pad=True, padding > 0) at a stride: its last window
+    divides by the steps inside the padded input, which one exclude flag of the C core's pool_time
+    record cannot say; refused naming the node (the NumPy graph runs it)."""
+    arch = _arch(input="BCT", features=4, front=[_pool(False, 3, 2, 1, True)])
+    msg = _check(arch)
+    assert re.search(r"node '/front\.0/AveragePool' \(AveragePool\) has ceil_mode 1 with "
+                     r"count_include_pad 1, pads \[1, 1\] and strides \[2\]", msg), msg

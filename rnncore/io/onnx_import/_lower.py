@@ -371,8 +371,10 @@ def engine_time_padding(op: str, attrs: dict, kernel: int, stride: int, dilation
       (output ``t`` reads inputs ``<= t``), else ``(begin, end)``.
     * ``MaxPool`` / ``AveragePool``: their own ``pads`` / ``auto_pad`` ``[begin, end]``, each in
       ``0..reach`` (a ``Pad`` node before a pooling is refused: its zeros are not the pooling's own
-      padding, -inf for a max, left out of an ``count_include_pad=0`` average), ``ceil_mode`` only
-      where it changes nothing (stride 1); returns ``(begin, end)``.
+      padding, -inf for a max, left out of an ``count_include_pad=0`` average), ``ceil_mode`` as
+      more right padding (:func:`rnncore.nn.conv.ceil_mode_padding`: refused for an average with
+      ``count_include_pad`` 1 and pads, where it counts the pads but not the steps past them);
+      returns ``(begin, end)``, the pooling's own padding.
 
     ``auto_pad`` ``SAME_UPPER`` / ``SAME_LOWER`` at stride 1 is the split ``[reach//2, reach - reach//2]``
     (the odd one at the end / the beginning); at a stride it depends on the input length: refused.
@@ -414,11 +416,19 @@ def engine_time_padding(op: str, attrs: dict, kernel: int, stride: int, dilation
                f"padding=p <= {reach}), or run the graph in NumPy (from_onnx(path).forward)")
     if op == "Conv":
         return "causal" if (begin, end) == (reach, 0) else (begin, end)
-    if int(attrs.get("ceil_mode", 0)) and stride != 1:
-        refuse(f"has ceil_mode 1 with strides [{stride}]: expected ceil_mode 0 (at stride 1 it changes "
-               "nothing); rounding the number of windows up adds a last one that depends on where the "
-               "sequence ends, which a stream does not know",
-               "export with ceil_mode=False, or run the graph in NumPy (from_onnx(path).forward)")
+    if int(attrs.get("ceil_mode", 0)):     # the C core runs it as more right padding
+        from rnncore.nn.conv import ceil_mode_padding
+
+        try:
+            ceil_mode_padding(kernel, stride, dilation, begin, end, op == "AveragePool",
+                              bool(int(attrs.get("count_include_pad", 0))))
+        except ValueError:
+            refuse(f"has ceil_mode 1 with count_include_pad 1, pads [{begin}, {end}] and strides [{stride}]: "
+                   "expected count_include_pad 0, pads [0, 0] or ceil_mode 0 (its last window divides by "
+                   "the steps inside the padded input, not by the kernel size nor by the real steps, "
+                   "which the C engine does not run)",
+                   "export with count_include_pad=False or ceil_mode=False, or run the graph in NumPy "
+                   "(from_onnx(path).forward)")
     return (begin, end)
 
 
@@ -1384,10 +1394,12 @@ class _SeqLower:
                 layer.params["bias"] = np.array(m.params["bias"])
             feat = ("f", m.out_channels, self.fid())
         elif op == "MaxPool":
-            layer = MaxPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name)
+            layer = MaxPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name,
+                              ceil_mode=bool(int(a.get("ceil_mode", 0))))
             feat = ax[1]
         else:
             layer = AvgPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name,
+                              ceil_mode=bool(int(a.get("ceil_mode", 0))),
                               count_include_pad=bool(int(a.get("count_include_pad", 0))))   # ONNX: 0
             feat = ax[1]
         if stride != 1 or layer.pad_left + layer.pad_right != dil * (k - 1):   # a new number of steps
@@ -1635,7 +1647,7 @@ def lower_sequence_graph(g):
       movement): a ``Conv`` padded by ``[begin, end]`` each in ``0..d(k-1)`` (its ``pads``, plus a
       zero ``Pad`` of the time axis before it, torch's ``F.pad(x, (l, r))``; any stride, dilation,
       group) -> ``rc.nn.Conv1d`` (``"causal"`` for ``[d(k-1), 0]``), a pooling with its own pads in
-      that range (``ceil_mode`` at stride 1 only) -> ``rc.nn.MaxPool1d`` / ``AvgPool1d``: conv_time /
+      that range (``ceil_mode`` as more right padding) -> ``rc.nn.MaxPool1d`` / ``AvgPool1d``: conv_time /
       pool_time records. The paddings are decided in one place, :func:`engine_time_padding`; a
       strided layer, or one padded by other than ``d(k-1)`` in all, gives the time axis a new symbol;
     * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid``/``Gelu`` before the first or after the last recurrent
