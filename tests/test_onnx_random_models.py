@@ -541,3 +541,38 @@ def test_an_average_with_ceil_mode_counting_its_pads_is_refused_naming_the_node(
     msg = _check(arch)
     assert re.search(r"node '/front\.0/AveragePool' \(AveragePool\) has ceil_mode 1 with "
                      r"count_include_pad 1, pads \[1, 1\] and strides \[2\]", msg), msg
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("front, cell, pool", [
+    ([], "lstm", "last"), ([{"kind": "act", "act": "tanh"}], "gru", "steps"),
+    ([{"kind": "ln"}], "rnn", "mean"),
+    ([{"kind": "linear", "out": 5}, {"kind": "bn", "seed": 3}], "gru", "steps"),
+], ids=["transpose", "act", "layernorm", "linear_bn"])
+def test_a_static_channels_first_input_read_first_by_a_transpose_compiles(front, cell, pool):
+    """A static export (batch 1, 13 steps) of (B, C, T) data whose first reader is a Transpose (to
+    (B, T, C)) was lowered as (B, T, F) with 13 features ("node '/rnn/GRU' (GRU) reads data of shape
+    (13, X0, X1)"): its declared (1, C, 13) says nothing of which axis is time. lower_sequence_graph
+    now also reads such an input as channels first when the other reading is refused."""
+    arch = _arch(input="BCT", features=4, front=front, cell=cell, pool=pool, bidirectional=True,
+                 batch_first=False, dynamic=False, nonlinearity="relu" if cell == "rnn" else None)
+    assert _check(arch) == "compiled"
+    torch.manual_seed(0)
+    eng = rc.compile(from_onnx(_export(RandomNet(arch).eval(), arch, 1, 13)))
+    assert eng.graph_io["input_layout"] == "BFT"
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("arch", [
+    _arch(front=[{"kind": "ln"}], cell="lstm", bidirectional=True, batch_first=False, pool="last", head_out=0,
+          dynamic=False),
+    _arch(input="TBC", front=[{**_CONV, "stride": 2}], cell="lstm", bidirectional=True, batch_first=False,
+          pool="last", head_out=0),
+    _arch(input="TBC", front=[{**_CONV, "stride": 2}], cell="rnn", nonlinearity="tanh", pool="last",
+          head_out=0, dynamic=False),
+], ids=["static bilstm", "tbf strided conv", "tbf strided conv static"])
+def test_the_last_step_as_the_graph_output_compiles(arch):
+    """y[:, -1] of a recurrent layer as the graph's output (no Linear after it) stayed a part of
+    the recurrent output ("the output 'y' is not a sequence"): it is now LastStep(), as when
+    another node reads it."""
+    assert _check(arch) == "compiled"

@@ -1618,6 +1618,25 @@ def _check_states(lw, g) -> tuple:
 
 
 def lower_sequence_graph(g):
+    """:func:`_lower_sequence_graph`, and for a data input declared with every size fixed (a static
+    export) that is refused as ``(T, B, F)`` / ``(B, T, F)``, the same graph read as channels first
+    ``(N, C, L)``: its declared shape says nothing of which axis is time (``(1, C, 13)`` is both),
+    and a ``Transpose`` reading it first is as much the ``(B, C, T) -> (B, T, C)`` of a
+    channels-first model as the reorder of a ``(B, T, F)`` one. The reading that lowers wins; when
+    both are refused, the first refusal is raised."""
+    try:
+        return _lower_sequence_graph(g)
+    except _Refused as first:
+        shape = (getattr(g, "input_shapes", {}) or {}).get(g.input_names[0])
+        if shape is None or len(shape) != 3 or not all(isinstance(d, int | np.integer) for d in shape):
+            raise
+        try:
+            return _lower_sequence_graph(g, channels_first=True)
+        except _Refused:
+            raise first from None
+
+
+def _lower_sequence_graph(g, channels_first: bool = False):
     """The ``rc.nn.Sequential`` of a sequence-shaped :class:`OnnxGraph`: recurrent tails (CRNN).
 
     The graph's data input is a sequence ``(T, B, F)`` (ONNX recurrent ``layout`` 0, what torch
@@ -1698,6 +1717,10 @@ def lower_sequence_graph(g):
             and shape[2] is None:
         chan = shape[1]      # the last axis varies: it is no step's features (a Transpose reads the input)
     chw = chan is not None and (shape is None or (len(shape) == 3 and shape[1] == chan))
+    if channels_first:       # lower_sequence_graph's second reading of a static input
+        if chw:
+            raise _Refused("rc.compile(OnnxGraph): already read as channels first")
+        chan, chw = shape[1], True
     if F is None and not chw:     # an intermediate tensor: the features from the first layer that reads it
         first = next((s for s in g.steps if data_in in s.inputs[:1] and hasattr(s.fn, "module")), None)
         m = getattr(getattr(first, "fn", None), "module", None)
@@ -1713,8 +1736,13 @@ def lower_sequence_graph(g):
     lw.at[data_in] = 0
     for n in g.input_names[1:]:     # the other inputs: initial states (L*D, B, H), or rows of one
         lw.val[n] = {"k": "gstate", "name": n, "rows": None}
-    for s in fuse_steps(g):
+    steps = fuse_steps(g)
+    for s in steps:
         lw.node(s)
+    for o in g.output_names:     # the output is the last step of the last recurrent layer: LastStep()
+        if lw.val.get(o, {}).get("k") == "part":
+            lw.step = next(s for s in steps if o in s.outputs)
+            lw.resolve(o, lw.val[o])
     layers = lw.layers()
     state_in, state_out = _check_states(lw, g)
     outs = [o for o in g.output_names if o not in state_out]
