@@ -30,7 +30,7 @@ reversed direction, a misplaced pad) is of the order of the output itself.
 
 ``RNNCORE_FUZZ_EXAMPLES`` sets the number of examples (100 by default: ~30 s here), ``RNNCORE_FUZZ_SEED``
 a seed (``derandomize`` otherwise); ``python3 tests/test_onnx_random_models.py EXAMPLES SEED`` is a
-long run that prints every failure and goes on (:func:`_campaign`).
+long run that prints every failure and goes on, then the refusals counted by message (:func:`_campaign`).
 """
 
 from __future__ import annotations
@@ -435,7 +435,8 @@ if _SEED is not None:
 
 def _campaign(examples: int, seed_: int) -> None:
     """A long local run that goes on past a failure: each failure printed with its architecture and
-    traceback (not shrunk), then the counts and the largest errors."""
+    traceback (not shrunk), then the counts, the largest errors and the refusals by message (names
+    in quotes and numbers left out: one line per kind)."""
     import traceback
     from collections import Counter
 
@@ -443,13 +444,17 @@ def _campaign(examples: int, seed_: int) -> None:
 
     stats: dict = {}
     counts: Counter = Counter()
+    refusals: Counter = Counter()
 
     @seed(seed_)
     @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(arch=architectures())
     def run(arch):
         try:
-            counts["compiled" if _check(arch, stats) == "compiled" else "refused"] += 1
+            got = _check(arch, stats)
+            counts["compiled" if got == "compiled" else "refused"] += 1
+            if got != "compiled":
+                refusals[re.sub(r"\d+", "#", re.sub(r"'[^']*'", "'.'", got))[:150]] += 1
         except UnsatisfiedAssumption:
             raise
         except Exception:  # noqa: BLE001 - a mismatch or a crash is a finding: print it and go on
@@ -460,6 +465,8 @@ def _campaign(examples: int, seed_: int) -> None:
         warnings.simplefilter("ignore")
         run()
     print(dict(counts), {k: f"{v:.2g}" for k, v in stats.items()})
+    for msg, n in refusals.most_common():
+        print(f"{n:5d} {msg}")
 
 
 if __name__ == "__main__":      # python3 tests/test_onnx_random_models.py EXAMPLES SEED
