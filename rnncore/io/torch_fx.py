@@ -220,6 +220,7 @@ class _Tracer:
         self.modules: list[Module] = []
         self.input_axes: tuple = ()
         self.integer = False
+        self.unsized: list = []     # poolings that read the input: their channels are the input's
         # the chain's points: every value carries the version of the point it is (``ver``); a layer
         # reads the latest point (``cur``) and makes a new one; ``points[ver]`` = the layers before it
         self.points: dict[int, int] = {0: 0}
@@ -610,13 +611,15 @@ class _Tracer:
 
             opts = {"kernel_size": one(m.kernel_size), "stride": one(m.stride), "padding": one(m.padding),
                     "ceil_mode": bool(m.ceil_mode), "dtype": self.dtype}
+            channels = self._channels(node)
             if kind == "MaxPool1d":
                 if m.return_indices:
                     self.refuse(node, "return_indices=True")
-                layer = MaxPool1d(channels=self._channels(node), dilation=one(m.dilation), **opts)
+                layer = MaxPool1d(channels=channels or 1, dilation=one(m.dilation), **opts)
             else:
-                layer = AvgPool1d(channels=self._channels(node), count_include_pad=bool(m.count_include_pad),
-                                  **opts)
+                layer = AvgPool1d(channels=channels or 1, count_include_pad=bool(m.count_include_pad), **opts)
+            if channels is None:
+                self.unsized.append(layer)
             self.add(layer)
             return x
         if kind == "BatchNorm1d":
@@ -681,19 +684,19 @@ class _Tracer:
             self.refuse(node, f"reads the features on the last axis, but the data is "
                               f"{tuple(self.labels(x.axes))}")
 
-    def _channels(self, node) -> int:
-        """The data's feature count before a pooling: the last sized layer's output, else (a
-        pooling that reads the input) the input size of the module's first convolution."""
+    def _channels(self, node) -> int | None:
+        """The data's feature count before a pooling: the last sized layer's output, or None for a
+        pooling that reads the input (``from_torch_fx`` sets it to the input's feature size, the
+        input size of the first sized layer)."""
         for m in reversed(self.modules):
+            if m in self.unsized:
+                return None
             for attr in ("out_channels", "channels", "num_features", "normalized_shape", "out_features"):
                 if hasattr(m, attr):
                     return int(getattr(m, attr))
             if hasattr(m, "hidden_size"):
                 return int(m.params["weight_hh_l0"].shape[1]) * (2 if m.bidirectional else 1)
-        first = next((c for c in self.root.modules() if hasattr(c, "in_channels")), None)
-        if first is None:
-            self.refuse(node, "the number of channels before the pooling is unknown")
-        return int(first.in_channels)
+        return None
 
 
 def _path_tracer():
@@ -789,9 +792,15 @@ def from_torch_fx(module, dtype: str, seed: int):
         x = g.integers(0, first.params["weight"].shape[0], (3, sizes["T"]))
         xt = torch.as_tensor(x if in_lab == "BT" else x.T)
     else:
-        sizes["F"] = _in_size(first)
+        # the first layer that has an input size (the layers before it, activations and poolings,
+        # keep the feature count)
+        sizes["F"] = next((n for m in tr.modules if m not in tr.unsized and (n := _in_size(m)) is not None),
+                          None)
         if sizes["F"] is None:
-            raise ValueError(f"from_torch: {type(module).__name__}: cannot tell the input's feature size")
+            raise ValueError(f"from_torch: {type(module).__name__}: cannot tell the input's feature size: "
+                             f"none of its layers {[type(m).__name__ for m in tr.modules]} has one")
+        for m in tr.unsized:
+            m.channels = sizes["F"]
         x = g.standard_normal((3, sizes["T"], sizes["F"]))
         p = next(module.parameters(), None)
         perm = ["BTF".index(c) for c in in_lab]

@@ -44,6 +44,7 @@ __all__ = ["from_torch"]
 
 _RECURRENT = {"RNN", "GRU", "LSTM"}
 _SKIPPED = {"Dropout", "Identity"}
+_CONTAINERS = {"ModuleList", "Sequential", "ModuleDict"}
 _CELLS = {"RNNCell": "RNN", "GRUCell": "GRU", "LSTMCell": "LSTM"}
 _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 
@@ -209,6 +210,8 @@ def _leaves(module, prefix=""):
 
     # a parametrized module (weight_norm, ...) holds its parametrizations as children
     children = [] if parametrize.is_parametrized(module) else list(module.named_children())
+    if not children and _kind(module) in _CONTAINERS:
+        return          # an empty nn.ModuleList / Sequential / ModuleDict (an optional stage left out)
     if not children:
         yield prefix or type(module).__name__, module
         return
