@@ -526,3 +526,17 @@ def test_a_module_whose_input_is_read_by_an_activation_or_a_pooling_imports(fron
     arch = _arch(input=input_, front=front, bidirectional=True, batch_first=False)
     _matches_torch(arch)
     assert _check(arch) == "compiled"
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("packed", [False, True])
+def test_h_n_minus_1_of_a_bidirectional_layer_is_refused_naming_the_module(packed):
+    """``Linear(h_n[-1])`` of a bidirectional layer (the backward direction's final state alone) was
+    refused with the Linear's own shape error ("x: expected last dimension 4 (in_features), got shape
+    (3, 5, 8)"): the importer ran its both-directions last-step candidate through the head before
+    comparing. A candidate the head cannot take is dropped now, and the refusal names the module."""
+    arch = _arch(packed=packed, pool="hn", bidirectional=True, cell="lstm")
+    net = (PackedNet if packed else RandomNet)(arch).eval()
+    with pytest.raises(ValueError, match=f"could not tell how {type(net).__name__}.forward combines"):
+        from_torch(net)
+    assert _check(arch).startswith("refused")

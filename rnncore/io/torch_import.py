@@ -306,8 +306,15 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     # a forward(x, lengths) runs with lengths < T (sorted, as enforce_sorted=True needs; the
     # longest T, so that pad_packed_sequence gives T steps back)
     lengths = np.array([T, T - 1, 2]) if lengths_arg else None
-    outputs = {name: (model, model.forward(x, lengths=lengths) if lengths_arg else model.forward(x))
-               for name, model in outputs.items()}
+    runs = {}
+    for name, model in outputs.items():
+        try:
+            runs[name] = (model, model.forward(x, lengths=lengths) if lengths_arg else model.forward(x))
+        except ValueError:
+            # the head does not take this interpretation's width (a Linear on H features after a
+            # bidirectional layer's h_n[-1], tried as both directions' 2H): not the module's function
+            continue
+    outputs = runs
     errors = []
     for batch_first in layouts:
         xt = x_in if batch_first else x_in.transpose(0, 1)
