@@ -332,11 +332,15 @@ def _err(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(got.astype(np.float64) - ref).max() / max(1.0, float(np.abs(ref).max())))
 
 
+_ARGUMENTS = ("ceil_mode", "padding", "stride", "dilation", "groups", "kernel_size", "count_include_pad",
+              "proj_size", "bidirectional", "nonlinearity", "batch_first", "dim")
+
+
 def _names_the_module(msg: str, net: torch.nn.Module) -> bool:
-    """True when a refusal's message names a submodule (``'rnn'``, ``front.0.1``) or a module class
-    (``GRU``, ``Conv1d``) of the net."""
-    words = {n for n, _ in net.named_modules() if n} | {type(m).__name__ for m in net.modules()}
-    return any(re.search(r"(?<![\w.-])" + re.escape(w) + r"(?![\w.-])", msg) for w in words)
+    """True when a refusal's message names a submodule (quoted: ``'rnn'``, ``'front.0.1'``), a module
+    class (``GRU``, ``Conv1d``) of the net, or an argument of one (``ceil_mode``)."""
+    words = {f"'{n}'" for n, _ in net.named_modules() if n} | {type(m).__name__ for m in net.modules()}
+    return any(re.search(r"(?<![\w.-])" + re.escape(w) + r"(?![\w.-])", msg) for w in words | set(_ARGUMENTS))
 
 
 def _refused(exc: BaseException, net: torch.nn.Module, what: str) -> str:
@@ -540,3 +544,22 @@ def test_h_n_minus_1_of_a_bidirectional_layer_is_refused_naming_the_module(packe
     with pytest.raises(ValueError, match=f"could not tell how {type(net).__name__}.forward combines"):
         from_torch(net)
     assert _check(arch).startswith("refused")
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_both_directions_final_states_concatenated_import(cell, layers):
+    """``torch.cat((h_n[-2], h_n[-1]), -1)`` of a bidirectional layer (with a front-end, read with
+    torch.fx) was refused ("indexing -2 of State"): it is the last layer's forward direction at its
+    last step and backward direction at its first, ``rc.nn.LastStep(bidirectional=True)``."""
+    arch = _arch(cell=cell, layers=layers, bidirectional=True, pool="hn_cat", batch_first=False,
+                 front=[{"kind": "ln"}], post=["tanh"])
+    _matches_torch(arch)
+    assert _check(arch) == "compiled"
+    one_way = _arch(cell=cell, layers=2, pool="hn_cat", front=[{"kind": "ln"}])
+    one_way["bidirectional"] = False      # h_n[-2] is then the first layer's state: refused
+    net = RandomNet({**one_way, "bidirectional": True}).eval()
+    net.rnn = _rnn(one_way, 3)
+    with pytest.raises(ValueError, match="indexing -2 of State"):
+        from_torch(net)

@@ -91,6 +91,14 @@ class _State:
         self.rnn, self.part = rnn, part
 
 
+class _Pick:
+    """``h_n[-2]`` / ``h_n[-1]`` of a bidirectional layer (its last layer's forward / backward final
+    state): understood only as ``torch.cat((h_n[-2], h_n[-1]), -1)``."""
+
+    def __init__(self, rnn, idx: int) -> None:
+        self.rnn, self.idx = rnn, idx
+
+
 class _Attention:
     """A matched attention pooling: ``x`` (the pooled node), the projection ``W`` and score ``v``
     modules, ``tdim`` (the time axis of ``x``), the nodes between ``x`` and the pooled output."""
@@ -316,7 +324,14 @@ class _Tracer:
                 if not isinstance(v, _Data) or v.pad:
                     self.refuse(node, "the output is not the data (a tuple, a state or padded data)")
                 return v
+            if self._target(node) in ("cat", "concat", "concatenate") and node.op == "call_function":
+                vals[node] = self.cat_state(node, vals)
+                continue
             node_args = (self.attn[node].x,) if node in self.attn else node.args
+            if any(isinstance(vals.get(a), _Pick) for a in node_args if isinstance(a, fx.Node)):
+                self.refuse(node, "reads h_n[-2] or h_n[-1] of a bidirectional layer (one direction's "
+                                  "final state); understood: torch.cat((h_n[-2], h_n[-1]), -1), both "
+                                  "directions' final states")
             args = [vals.get(a, a) if isinstance(a, fx.Node) else a for a in node_args]
             srcs = [a for a in node_args if isinstance(a, fx.Node)]
             if any(s not in vals for s in srcs):
@@ -495,6 +510,9 @@ class _Tracer:
                 return _State(x.rnn, None)
         if isinstance(x, _State) and x.part is None and type(x.rnn).__name__ == "LSTM" and idx in (0, 1):
             return _State(x.rnn, idx)
+        if isinstance(x, _State) and idx in (-2, -1) and x.rnn.bidirectional and x.part != 1 and not (
+                x.part is None and type(x.rnn).__name__ == "LSTM"):
+            return _Pick(x.rnn, idx)
         if isinstance(x, _State) and idx == -1:
             rnn = x.rnn
             if rnn.bidirectional or x.part == 1 or (x.part is None and type(rnn).__name__ == "LSTM"):
@@ -512,6 +530,28 @@ class _Tracer:
             self.add(_build.pool("last", False))
             return _Data(("B", "F"))
         self.refuse(node, f"indexing {idx!r} of {type(x).__name__.strip('_')}")
+
+    def cat_state(self, node, vals: dict):
+        """``torch.cat((h_n[-2], h_n[-1]), -1)`` of a bidirectional layer: the forward direction's
+        last step and the backward direction's first, ``rc.nn.LastStep(bidirectional=True)``."""
+        import torch.fx as fx
+
+        parts = _fx_arg(node, 0, "tensors")
+        dim = _fx_arg(node, 1, "dim", 0)
+        picks = [vals.get(p) if isinstance(p, fx.Node) else p for p in parts] \
+            if isinstance(parts, tuple | list) else []
+        if len(picks) != 2 or not all(isinstance(p, _Pick) for p in picks) or dim not in (-1, 1) or \
+                picks[0].rnn is not picks[1].rnn or [p.idx for p in picks] != [-2, -1] or \
+                set(node.kwargs) - {"dim", "tensors"}:
+            self.refuse(node, "a concatenation; understood: torch.cat((h_n[-2], h_n[-1]), -1) of a "
+                              "bidirectional layer (both directions' final states)")
+        self.add(_build.pool("last", True))
+        out = _Data(("B", "F"))
+        self.next_ver += 1
+        self.cur = self.next_ver
+        self.points[self.cur] = len(self.modules)
+        out.ver = self.cur
+        return out
 
     def residual(self, node, a, b):
         """``x + f(x)``: the layers between the two points become ``rc.nn.Residual(f)``."""
