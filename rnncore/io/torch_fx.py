@@ -234,6 +234,9 @@ class _Tracer:
         self.points: dict[int, int] = {0: 0}
         self.cur = self.next_ver = 0
 
+    _PICK_ALONE = ("reads h_n[-2] or h_n[-1] of a bidirectional layer (one direction's final state); "
+                   "understood: torch.cat((h_n[-2], h_n[-1]), -1), both directions' final states")
+
     def lab(self, a: str) -> str:
         while a in self.alias:
             a = self.alias[a]
@@ -321,6 +324,8 @@ class _Tracer:
                         self.refuse(node, "several outputs; the imported model returns one tensor")
                     out = out[0]
                 v = vals.get(out)
+                if isinstance(v, _Pick):
+                    self.refuse(node, self._PICK_ALONE)
                 if not isinstance(v, _Data) or v.pad:
                     self.refuse(node, "the output is not the data (a tuple, a state or padded data)")
                 return v
@@ -329,9 +334,7 @@ class _Tracer:
                 continue
             node_args = (self.attn[node].x,) if node in self.attn else node.args
             if any(isinstance(vals.get(a), _Pick) for a in node_args if isinstance(a, fx.Node)):
-                self.refuse(node, "reads h_n[-2] or h_n[-1] of a bidirectional layer (one direction's "
-                                  "final state); understood: torch.cat((h_n[-2], h_n[-1]), -1), both "
-                                  "directions' final states")
+                self.refuse(node, self._PICK_ALONE)
             args = [vals.get(a, a) if isinstance(a, fx.Node) else a for a in node_args]
             srcs = [a for a in node_args if isinstance(a, fx.Node)]
             if any(s not in vals for s in srcs):
