@@ -112,6 +112,8 @@ class RandomNet(torch.nn.Module):
         self.front = torch.nn.ModuleList()
         self.front_layout = []          # "BCT" or "BTC": the layout each piece reads (None: either)
         c = arch["features"]
+        if arch.get("embed"):           # token ids (B, T) -> (B, T, features), registered first
+            self.emb = torch.nn.Embedding(arch["embed"], c, padding_idx=arch.get("padding_idx"))
         for p in arch["front"]:
             kind = p["kind"]
             if kind == "conv":
@@ -213,6 +215,8 @@ class RandomNet(torch.nn.Module):
 
     def forward(self, x):
         arch = self.arch
+        if arch.get("embed"):
+            x = self.emb(x)
         x = self._front(x)
         if not arch["batch_first"]:
             x = x.transpose(0, 1)                 # (T, B, C)
@@ -246,6 +250,8 @@ class PackedNet(RandomNet):
     def forward(self, x, lengths):
         arch = self.arch
         rnn_utils = torch.nn.utils.rnn
+        if arch.get("embed"):
+            x = self.emb(x)
         packed = rnn_utils.pack_padded_sequence(x, lengths, batch_first=arch["batch_first"],
                                                 enforce_sorted=False)
         y, h = self.rnn(packed)
@@ -304,8 +310,11 @@ def architectures(draw) -> dict:
                 "bidirectional": draw(st.booleans())}
     post = [] if packed else draw(st.lists(st.sampled_from(("ln", "linear3", "linear6") + _ACTS), max_size=2))
     head_out = 0 if packed and pool == "steps" else draw(st.sampled_from((0, 3, 5)))
+    embed = draw(st.sampled_from((0, 0, 0, 12)))
     return {
-        "packed": packed, "input": "BTC" if packed else draw(st.sampled_from(("BTC", "TBC", "BCT"))),
+        "embed": embed, "padding_idx": draw(st.sampled_from((None, 0))) if embed else None,
+        "packed": packed,
+        "input": "BTC" if packed or embed else draw(st.sampled_from(("BTC", "TBC", "BCT"))),
         "features": features, "front": front, "cell": cell,
         "nonlinearity": draw(st.sampled_from(("tanh", "relu"))) if cell == "rnn" else None,
         "hidden": hidden, "layers": layers, "bidirectional": bidirectional,
@@ -330,7 +339,7 @@ def _module_x(arch: dict, x_btf: np.ndarray) -> np.ndarray:
 
 def _torch(net: torch.nn.Module, arch: dict, x_btf: np.ndarray, dtype, lengths=None) -> np.ndarray:
     """The module on (B, T, F) data, in ``dtype``; its (batch-first) output as float64."""
-    x = torch.as_tensor(_module_x(arch, x_btf), dtype=dtype)
+    x = torch.as_tensor(_module_x(arch, x_btf), dtype=torch.int64 if arch.get("embed") else dtype)
     with torch.no_grad():
         if arch["packed"]:
             L = np.full(x_btf.shape[0], x_btf.shape[1]) if lengths is None else lengths
@@ -340,10 +349,17 @@ def _torch(net: torch.nn.Module, arch: dict, x_btf: np.ndarray, dtype, lengths=N
     return y.numpy().astype(np.float64)
 
 
+def _inputs(rng: np.random.Generator, arch: dict, B: int, T: int) -> np.ndarray:
+    """Random inputs: (B, T, F) standard normal float32, or (B, T) token ids for an embedding."""
+    if arch.get("embed"):
+        return rng.integers(0, arch["embed"], (B, T))
+    return rng.standard_normal((B, T, arch["features"])).astype(np.float32)
+
+
 def _runs(net: torch.nn.Module, arch: dict, T: int) -> bool:
     """True when the module runs on ``T`` steps (its front-end leaves at least one)."""
     try:
-        _torch(net, arch, np.zeros((1, T, arch["features"])), torch.float32)
+        _torch(net, arch, _inputs(np.random.default_rng(0), arch, 1, T), torch.float32)
     except RuntimeError:
         return False
     return True
@@ -374,7 +390,6 @@ def _refused(exc: BaseException, net: torch.nn.Module, what: str) -> str:
 def _check(arch: dict, stats: dict | None = None) -> str:
     """Run the checks a-d of the module docstring on ``arch``; return "compiled" or the refusal."""
     net = (PackedNet if arch["packed"] else RandomNet)(arch).eval()
-    F = arch["features"]
     T0 = 13
     assume(_runs(net, arch, T0))
     t_min = next(t for t in range(1, T0 + 1) if _runs(net, arch, t))
@@ -391,7 +406,7 @@ def _check(arch: dict, stats: dict | None = None) -> str:
         return _refused(exc, net, "from_torch")
     net64 = net.double()
     for B, T in [(1, T0), (3, max(9, t_min))]:
-        x = rng.standard_normal((B, T, F))
+        x = _inputs(rng, arch, B, T).astype(np.float64 if not arch.get("embed") else np.int64)
         want = _torch(net64, arch, x, torch.float64)
         y = model.forward(x)
         y = y[0] if isinstance(y, tuple) else y
@@ -406,13 +421,13 @@ def _check(arch: dict, stats: dict | None = None) -> str:
     except (ValueError, NotImplementedError) as exc:
         return _refused(exc, net, "rc.compile")
     for B, T in [(1, T0), (3, T0), (3, 21)]:
-        x = rng.standard_normal((B, T, F)).astype(np.float32)
+        x = _inputs(rng, arch, B, T)
         e = _err(eng.run(x), _torch(net, arch, x, torch.float32))
         stat("f32", e)
         assert e < _TOL_F32, f"engine f32 vs torch at B={B}, T={T}: {e:.3g}\n{eng.describe()}"
     T = 17
     lengths = np.array([max(11, t_min), T, max(6, t_min)])
-    x = rng.standard_normal((3, T, F)).astype(np.float32)
+    x = _inputs(rng, arch, 3, T)
     try:
         got = eng.run(x, lengths)
     except (ValueError, NotImplementedError) as exc:
@@ -436,7 +451,7 @@ def _check(arch: dict, stats: dict | None = None) -> str:
     except (ValueError, NotImplementedError) as exc:
         note(f"q8 refused: {exc}")
         return "compiled"
-    x = rng.standard_normal((3, 15, F)).astype(np.float32)
+    x = _inputs(rng, arch, 3, 15)
     L8 = np.array([15, 8, max(3, t_min)])
     q = q8_reference_with_libm(e8, x, L8)
     y32 = eng.run(x, L8)
@@ -585,3 +600,22 @@ def test_both_directions_final_states_concatenated_import(cell, layers):
     net.rnn = _rnn(one_way, 3)
     with pytest.raises(ValueError, match="indexing -2 of State"):
         from_torch(net)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("max_", [True, False])
+def test_a_pooling_after_an_embedding_has_its_features(max_):
+    """``Embedding -> transpose -> MaxPool1d / AvgPool1d``: the pooling's channel count was looked for
+    in the module's first nn.Conv1d (refused without one: "the number of channels before the pooling
+    is unknown"), then, with a pooling reading the input taking the input's, given 1 (the token ids
+    have no feature axis) and the importer's own check raised "x: expected shape (batch, time, 1)". It
+    is the embedding's dimension. (The C core runs no pooling after an embedding: rc.compile refuses
+    it naming the pooling.)"""
+    arch = _arch(embed=12, padding_idx=0, features=6, front=[{**_POOL, "max": max_}, {"kind": "ln"}])
+    net = RandomNet(arch).eval().double()
+    ids = np.random.default_rng(1).integers(0, 12, (2, 11))
+    np.testing.assert_allclose(from_torch(net).forward(ids), _torch(net, arch, ids, torch.float64),
+                               rtol=1e-9, atol=1e-12)
+    got = _check(arch)
+    assert got.startswith("refused: compile: module '1' (MaxPool1d)" if max_ else
+                          "refused: compile: module '1' (AvgPool1d)"), got

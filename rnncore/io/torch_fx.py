@@ -734,6 +734,8 @@ class _Tracer:
         for m in reversed(self.modules):
             if m in self.unsized:
                 return None
+            if type(m).__name__ == "Embedding":    # (vocabulary, features)
+                return int(m.params["weight"].shape[1])
             for attr in ("out_channels", "channels", "num_features", "normalized_shape", "out_features"):
                 if hasattr(m, attr):
                     return int(getattr(m, attr))
