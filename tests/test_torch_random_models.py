@@ -630,3 +630,18 @@ def test_a_pooling_after_an_embedding_has_its_features(max_):
     got = _check(arch)
     assert got.startswith("refused: compile: module '1' (MaxPool1d)" if max_ else
                           "refused: compile: module '1' (AvgPool1d)"), got
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_module_with_large_outputs_is_not_refused_by_the_importers_own_check():
+    """A two-layer bidirectional ReLU RNN with large weights (outputs up to ~3e7) was refused: "the
+    chain read from RandomNet.forward does not reproduce its output on a random batch (difference
+    93.2)". The importer compares its float64 chain with the float32 module element by element
+    (``allclose``, rtol = atol = 1e-4), and the module's rounding, ~1e-7 of the largest output, is in
+    every element, the small ones too. The comparison is relative to the output's scale now (an error
+    of a wrong chain is of the order of the output)."""
+    arch = _arch(input="BCT", features=4, cell="rnn", nonlinearity="relu", hidden=8, layers=2,
+                 bidirectional=True, batch_first=False, bias=False, dropout=0.3, pool="hn_cat", head_out=0,
+                 gain=2.0, seed=46601)
+    _matches_torch(arch)
+    assert _check(arch) == "compiled"
