@@ -747,7 +747,7 @@ def spec_from_model(model: object) -> ModelSpec:
                                                                  "max_pool1d", "avg_pool1d", "instance_norm",
                                                                  *STEP_ROWWISE) or (
                 rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front):
-            if not spec.front:
+            if spec.front_input is None:   # the first sized record (the activations before keep the width)
                 spec.front_input = (int(m.in_features) if rkind == "frame_conv1d" else
                                     int(m.in_channels) if rkind == "conv1d" else
                                     int(m.channels) if rkind in ("max_pool1d", "avg_pool1d") else
@@ -811,6 +811,10 @@ def spec_from_model(model: object) -> ModelSpec:
         raise ValueError(f"compile: ChunkPositions makes {spec.positions} positions per step and no "
                          "ChunkMean follows; the C core's output at a step is the mean over its positions "
                          "(ChunkMean last)")
+    if spec.front and spec.front_input is None and spec.layers and all(
+            r["kind"] in STEP_ACTIVATIONS for r in spec.front):
+        # element-wise records only (an activation reading the input): the first recurrent layer's width
+        spec.front_input = spec.layers[0].input_size
     if spec.front and spec.front_input is None:
         raise ValueError("compile: a front-end must start with a layer that gives the input width "
                          "(FrameConv1d, LayerNorm, BatchNorm1d); an activation first needs "

@@ -36,7 +36,6 @@ long run that prints every failure and goes on, then the refusals counted by mes
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 import sys
@@ -53,10 +52,9 @@ from hypothesis import strategies as st
 import rnncore as rc
 from rnncore.io import from_onnx
 from rnncore.io.onnx_import import onnx_run
-from rnncore.quant import front
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _helpers import NpWithLibm, c_equals_q8_reference, gen_vectors, libm_f32  # noqa: E402
+from _helpers import q8_reference_with_libm  # noqa: E402
 
 _TOL_NUMPY = 1e-4
 _TOL_F32 = 1e-4
@@ -308,25 +306,6 @@ def _runs(net: torch.nn.Module, arch: dict, T: int) -> bool:
     return True
 
 
-class _MathWithLibmErf:
-    """math with the C library's erff (front.py's GELU calls ``math.erf`` on each float32 value)."""
-
-    erf = staticmethod(libm_f32("erff"))
-
-    def __getattr__(self, name):
-        return getattr(math, name)
-
-
-def _q8_reference(e8: rc.Engine, x: np.ndarray, lengths) -> np.ndarray:
-    """``c_equals_q8_reference`` with the C library's functions in the NumPy q8 spec (front.py's
-    records and the head's softmax in reference.py, which gen_vectors runs with its own numpy)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(front, "np", NpWithLibm(("exp", "log", "log1p", "tanh")))
-        mp.setattr(front, "math", _MathWithLibmErf())
-        mp.setattr(gen_vectors, "np", NpWithLibm(("exp", "log", "log1p", "tanh")))
-        return c_equals_q8_reference(e8, x, lengths)
-
-
 def _check(arch: dict, stats: dict | None = None) -> str:
     """Run the checks a, b, c of the module docstring on ``arch``; return "compiled" or the refusal."""
     torch.manual_seed(arch["seed"])
@@ -411,7 +390,7 @@ def _check(arch: dict, stats: dict | None = None) -> str:
         return "compiled"
     x = rng.standard_normal((3, 15, F)).astype(np.float32)
     lengths = np.array([15, 8, 3]) if arch["dynamic"] else None
-    q = _q8_reference(e8, x, lengths)
+    q = q8_reference_with_libm(e8, x, lengths)
     y32 = eng.run(x, lengths)
     assert np.all(np.isfinite(q))
     scale = max(1.0, float(np.abs(y32).max()))
