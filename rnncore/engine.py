@@ -856,9 +856,12 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
         the same zero blocks (``BlockPruning(shared_gates=True)``) is stored gate-shared, faster than
         the per-gate layout on every ISA (docs/rnc-format.md); ``False`` keeps the per-gate layout.
         For pruned models (:class:`rnncore.nn.BlockPruning`).
-    front_f32 : q8 only: None (every frame_conv of the front-end int8: bit-exact, the same on every
-        ISA), or the frame_convs to keep in float32, numbered 0, 1, ... among the frame_convs
-        (those run the ISA's f32 product; docs/q8-contract.md, "A frame_conv kept in float32").
+    front_f32 : q8 only: None (every frame_conv and conv_time of the front-end int8: bit-exact, the
+        same on every ISA), or the convolution records to keep in float32: an integer ``n`` is the
+        n-th frame_conv (0: the first; a Conv1d within each step's frame, or a per-step Linear),
+        ``"conv_time:n"`` the n-th conv_time (a Conv1d over time, as PyanNet's sinc convolution),
+        ``"frame_conv:n"`` the n-th frame_conv; e.g. ``[2, 3]`` or ``["conv_time:0"]`` (those run
+        the ISA's f32 product; docs/q8-contract.md, "A frame_conv or conv_time kept in float32").
         :func:`rnncore.quant.choose_front_f32` measures which on representative inputs.
     front_bits : q8 only: 8 (default) or 16: the frame_convs' weights and input codes. 16 runs
         every frame_conv not kept in float32 with int16 weights (per output channel), int16 codes

@@ -339,26 +339,6 @@ def linear_step_record(m: object) -> dict:
             "frame_length": 1, "tensors": t}
 
 
-def _width_through_activations(spec: ModelSpec) -> int | None:
-    """The input width of a front-end that starts with activations (records that keep the width and
-    do not state it): the input width of the first record after them that states one, or the first
-    recurrent layer's input size when the front-end is activations only; None where a record after
-    them neither keeps nor states it."""
-    for r in spec.front:
-        kind = r["kind"]
-        if kind in ("frame_conv1d", "frame_conv"):
-            return int(r["in_channels"] * r["frame_length"])
-        if kind in ("conv1d", "conv_time"):
-            return int(r["in_channels"])
-        if kind in ("max_pool1d", "avg_pool1d", "pool_time"):
-            return int(r["channels"])
-        if r.get("features") is not None:
-            return int(r["features"])
-        if kind not in STEP_ACTIVATIONS:
-            return None
-    return spec.layers[0].input_size if spec.layers else None
-
-
 def _record_input(m: object, rec: dict) -> int | None:
     """The features per step a front-end layer takes (None: an activation, any width)."""
     rkind = rec.get("kind")
@@ -670,7 +650,6 @@ def spec_from_model(model: object) -> ModelSpec:
     head_stage = 0  # the stage (1: per step, 2: after last-step) the head's Linear came at
     folded = 0  # per-step layers folded into the embedding table so far
     mean_seen = None  # a ChunkMean over P > 1 positions: the last module
-    front_first = "the first"  # the module the front-end starts with
     for name, m in _flatten_recurrent_residuals(children):
         if reverse_next is not None and not (type(m).__name__ in ("ExtendedRecurrent",) + _LN_KINDS
                                              or _cell_of(m)):
@@ -768,8 +747,7 @@ def spec_from_model(model: object) -> ModelSpec:
                                                                  "max_pool1d", "avg_pool1d", "instance_norm",
                                                                  *STEP_ROWWISE) or (
                 rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front):
-            if not spec.front:
-                front_first = f"{name!r} ({kind})"
+            if spec.front_input is None:   # the first sized record (the activations before keep the width)
                 spec.front_input = (int(m.in_features) if rkind == "frame_conv1d" else
                                     int(m.in_channels) if rkind == "conv1d" else
                                     int(m.channels) if rkind in ("max_pool1d", "avg_pool1d") else
@@ -833,12 +811,13 @@ def spec_from_model(model: object) -> ModelSpec:
         raise ValueError(f"compile: ChunkPositions makes {spec.positions} positions per step and no "
                          "ChunkMean follows; the C core's output at a step is the mean over its positions "
                          "(ChunkMean last)")
+    if spec.front and spec.front_input is None and spec.layers and all(
+            r["kind"] in STEP_ACTIVATIONS for r in spec.front):
+        # element-wise records only (an activation reading the input): the first recurrent layer's width
+        spec.front_input = spec.layers[0].input_size
     if spec.front and spec.front_input is None:
-        spec.front_input = _width_through_activations(spec)
-    if spec.front and spec.front_input is None:
-        raise ValueError(f"compile: module {front_first} starts the front-end and does not give the "
-                         "input width; a front-end must start with a layer that does (Linear, FrameConv1d, "
-                         "Conv1d, LayerNorm, BatchNorm1d); an activation first needs "
+        raise ValueError("compile: a front-end must start with a layer that gives the input width "
+                         "(FrameConv1d, LayerNorm, BatchNorm1d); an activation first needs "
                          "rnncore.spec.ModelSpec(front_input=...)")
     spec.validate()
     return spec
@@ -977,9 +956,11 @@ def build_rnc(model: object, precision: str = "f32", calibration: object = None,
     sparse : q8 only: None (dense weights), True or ``{"max_density": d, "block_rows": 8 | 16}``:
         each weight matrix whose share of nonzero blocks is at most d (default 0.5, 16-row blocks)
         is stored block-sparse (docs/rnc-format.md), the others stay dense
-    front_f32 : q8 only: None (every frame_conv int8), or the frame_conv records to keep in
-        float32, numbered 0, 1, ... among the front-end's frame_convs (docs/q8-contract.md, "A
-        frame_conv kept in float32"; :func:`rnncore.quant.choose_front_f32` measures which)
+    front_f32 : q8 only: None (every frame_conv and conv_time int8), or the convolution records of
+        the front-end to keep in float32: an integer ``n`` is the n-th frame_conv (0: the first),
+        ``"conv_time:n"`` the n-th conv_time (a Conv1d over time), ``"frame_conv:n"`` the n-th
+        frame_conv; e.g. ``[2, "conv_time:0"]`` (docs/q8-contract.md, "A frame_conv or conv_time
+        kept in float32"; :func:`rnncore.quant.choose_front_f32` measures which)
     front_bits : q8 only: 8 (default: int8 weights and int8 input codes in the frame_convs) or 16
         (int16 weights and int16 input codes, exact int64 sums: every frame_conv not kept in float32
         by ``front_f32``; docs/q8-contract.md, "A 16-bit product in the frame convolutions")
@@ -1039,21 +1020,50 @@ def _front_bits16(records: list, precision: str) -> list:
             for i, r in enumerate(records)]
 
 
+#: the front-end records ``front_f32`` can keep in float32 inside a q8 file, by the name its items
+#: use (``"conv_time:0"``), and the record kinds of each (a ModelSpec's and read_rnc's)
+FRONT_F32_KINDS = {"frame_conv": ("frame_conv1d", "frame_conv"), "conv_time": ("conv1d", "conv_time")}
+
+
+def front_conv_records(records: list) -> dict:
+    """The front-end's convolution records by ``front_f32`` name: ``{"frame_conv": [i, ...],
+    "conv_time": [i, ...]}``, the indices into ``records`` in order."""
+    return {name: [i for i, r in enumerate(records or []) if str(r.get("kind", "")).lower() in kinds]
+            for name, kinds in FRONT_F32_KINDS.items()}
+
+
+def _front_f32_index(n: object, convs: dict) -> int:
+    """The index into the front-end records of one ``front_f32`` item: an integer ``n`` (the n-th
+    frame_conv) or ``"frame_conv:n"`` / ``"conv_time:n"`` (the n-th record of that kind)."""
+    if isinstance(n, str):
+        name, sep, num = n.partition(":")
+        if not sep or name not in FRONT_F32_KINDS:
+            raise ValueError(f"front_f32: expected an integer (a frame_conv number) or 'frame_conv:N' / "
+                             f"'conv_time:N' (the records a q8 file can keep in float32), got {n!r}")
+        if not (num.isascii() and num.isdigit()) or not int(num) < len(convs[name]):
+            raise ValueError(f"front_f32: expected {name} numbers in [0, {len(convs[name])}) (the model has "
+                             f"{len(convs[name])} {name} records), got {n!r}")
+        return convs[name][int(num)]
+    nf, nt = len(convs["frame_conv"]), len(convs["conv_time"])
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 <= int(n) < nf:
+        alt = f", or 'conv_time:N' ({nt} conv_time records)" if nt else ""
+        raise ValueError(f"front_f32: expected frame_conv numbers in [0, {nf}) (the model has {nf} "
+                         f"frame_conv records){alt}, got {n!r}")
+    return convs["frame_conv"][int(n)]
+
+
 def _front_f32(records: list, which: object, precision: str) -> list:
-    """``records`` with the frame_convs numbered ``which`` (0: the first frame_conv) marked float32."""
-    convs = [i for i, r in enumerate(records)
-             if str(r.get("kind", "")).lower() in ("frame_conv1d", "frame_conv")]
+    """``records`` with the convolution records ``which`` names marked float32: an integer ``n`` the
+    n-th frame_conv (0: the first), ``"conv_time:n"`` the n-th conv_time, ``"frame_conv:n"`` the
+    n-th frame_conv."""
+    convs = front_conv_records(records)
     if precision != "q8":
-        raise ValueError(f"front_f32: a frame_conv kept in float32 inside an int8 file exists only for "
-                         f"precision='q8', got precision={precision!r}")
+        raise ValueError(f"front_f32: a frame_conv or conv_time kept in float32 inside an int8 file exists "
+                         f"only for precision='q8', got precision={precision!r}")
     if isinstance(which, str | bytes) or not hasattr(which, "__iter__"):
-        raise TypeError(f"front_f32: expected None or a sequence of frame_conv numbers, got {which!r}")
-    keep = []
-    for n in which:
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 <= int(n) < len(convs):
-            raise ValueError(f"front_f32: expected frame_conv numbers in [0, {len(convs)}) (the model has "
-                             f"{len(convs)} frame_conv records), got {n!r}")
-        keep.append(convs[int(n)])
+        raise TypeError(f"front_f32: expected None or a sequence of frame_conv numbers (or 'conv_time:N'), "
+                        f"got {which!r}")
+    keep = {_front_f32_index(n, convs) for n in which}
     return [{**r, "precision": "f32"} if i in keep else r for i, r in enumerate(records)]
 
 

@@ -187,3 +187,29 @@ class NpWithLibm:
                 return f(x)
             return np.asarray([fn(float(v)) for v in x.reshape(-1)], np.float32).reshape(x.shape)
         return call
+
+
+class _MathWithLibmErf:
+    """math with the C library's erff (front.py's GELU calls ``math.erf`` on each float32 value)."""
+
+    def __init__(self) -> None:
+        self.erf = libm_f32("erff")
+
+    def __getattr__(self, name):
+        import math
+
+        return getattr(math, name)
+
+
+def q8_reference_with_libm(e8: rc.Engine, x: np.ndarray, lengths=None) -> np.ndarray:
+    """``c_equals_q8_reference`` with the C library's ``expf`` / ``logf`` / ``log1pf`` / ``tanhf`` /
+    ``erff`` in the NumPy q8 spec (front.py's records and the head's softmax in reference.py, which
+    gen_vectors runs with its own numpy), where docs/q8-contract.md leaves them to the C library."""
+    from rnncore.quant import front
+
+    names = ("exp", "log", "log1p", "tanh")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(front, "np", NpWithLibm(names))
+        mp.setattr(front, "math", _MathWithLibmErf())
+        mp.setattr(gen_vectors, "np", NpWithLibm(names))
+        return c_equals_q8_reference(e8, x, lengths)

@@ -347,7 +347,7 @@ def test_choose_front_f32_keeps_the_frame_conv_whose_int8_costs_most():
         choose_front_f32(model, X, budget=0.5)
     with pytest.raises(ValueError, match=r"X: expected \(batch, time, features\)"):
         choose_front_f32(model, X[0])
-    with pytest.raises(ValueError, match="no frame_conv records"):
+    with pytest.raises(ValueError, match="no frame_conv or conv_time records"):
         choose_front_f32(Sequential(GRU(4, 8, seed=0)), X[..., :4])
 
 

@@ -180,9 +180,13 @@ def test_q4_and_misplaced_records_are_refused_naming_what():
                                  nn.GRU(6, 4)))
     with pytest.raises(ValueError, match=r"module '2' \(Embedding\) is not supported at this position"):
         rc.compile(nn.Sequential(nn.GRU(3, 4), nn.Linear(4, 2), nn.Embedding(3, 2)))
-    with pytest.raises(ValueError, match=r"module '0' \(ReLU\) starts the front-end and does not give the "
-                                         "input width; a front-end must start with a layer that does"):
-        rc.compile(nn.Sequential(nn.ReLU(), nn.MulHalves(), nn.GRU(3, 4)))
+    # element-wise layers reading the input keep its width: the recurrent layer's input size
+    relu_first = nn.Sequential(nn.ReLU(), nn.GRU(3, 4))
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(rc.compile(relu_first).run(x), relu_first.forward(x.astype(np.float64)),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="a front-end must start with a layer that gives the input width"):
+        rc.compile(nn.Sequential(nn.MulHalves(), nn.GRU(3, 4)))
     # a q4 file with a per-step record: refused by the C loader and the reader with one line; in a
     # q8 file a frame_conv record carries the 8-byte fconvq8 tail (tests/test_engine_front_q8.py)
     spec = to_rnc_spec(spec_from_model(m), "f32")

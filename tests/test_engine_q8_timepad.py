@@ -117,6 +117,13 @@ POOLS = [
     dict(kind="avg_pool1d", kernel_size=5, stride=2, padding=2, count_include_pad=False),
     dict(kind="avg_pool1d", kernel_size=3, stride=2, padding=0, ceil_mode=True),
     dict(kind="max_pool1d", kernel_size=2, stride=2, padding=0, ceil_mode=True),
+    # ceil_mode with padding or a stride past the window (rnncore.nn.conv.ceil_mode_padding)
+    dict(kind="max_pool1d", kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kind="max_pool1d", kernel_size=3, stride=3, padding=1, dilation=2, ceil_mode=True),
+    dict(kind="max_pool1d", kernel_size=2, stride=3, padding=0, ceil_mode=True),
+    dict(kind="avg_pool1d", kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+    dict(kind="avg_pool1d", kernel_size=2, stride=3, padding=1, ceil_mode=True, count_include_pad=False),
+    dict(kind="avg_pool1d", kernel_size=2, stride=3, padding=0, ceil_mode=True),
 ]
 
 

@@ -284,6 +284,16 @@ PADDED = {
                                                       dict(pads=None, auto_pad="SAME_LOWER")),
     "max k3 s2 d2 pads [1, 1] after conv padding 1": (
         dict(k=3, pad=(0, 0), conv_padding=1, pool=("max", 3, 2, 2), pool_pads=(1, 1)), dict(pads=[1, 1])),
+    # ceil_mode at a stride: the engine's right padding min(end + stride - 1, d(k-1)) (pool_pads)
+    "max k3 s2 pads [1, 1] ceil_mode": (dict(k=3, pool=("max", 3, 2, 1), pool_pads=(1, 2)),
+                                        dict(pads=[1, 1], ceil_mode=1)),
+    "max k2 s3 ceil_mode (stride past the window)": (dict(k=3, pool=("max", 2, 3, 1), pool_pads=(0, 1)),
+                                                     dict(ceil_mode=1)),
+    "avg k3 s2 pads [1, 0] ceil_mode, count_include_pad 0": (
+        dict(k=3, pool=("avg", 3, 2, 1), pool_pads=(1, 1)),
+        dict(pads=[1, 0], ceil_mode=1, count_include_pad=0)),
+    "avg k3 s2 ceil_mode, count_include_pad 1": (
+        dict(k=3, pool=("avg", 3, 2, 1), pool_pads=(0, 1)), dict(ceil_mode=1, count_include_pad=1)),
 }
 
 
@@ -341,10 +351,10 @@ REFUSED = [
     ("too much right pad", dict(k=3, pad=(0, 0), conv_padding=3), None,
      r"\(Conv\) pads the time axis by \[3, 3\] \(attribute pads \[3, 3\]\): expected each of \[begin, end\] "
      r"in 0\.\.2"),
-    ("ceil_mode at stride 2", dict(k=3, pool=("max", 2, 2, 1)), dict(ceil_mode=1),
-     r"\(MaxPool\) has ceil_mode 1 with strides \[2\]: expected ceil_mode 0.*export with ceil_mode=False"),
-    ("ceil_mode at stride 2 with pads", dict(k=3, pool=("avg", 3, 2, 1)), dict(ceil_mode=1, pads=[1, 1]),
-     r"\(AveragePool\) has ceil_mode 1 with strides \[2\]: expected ceil_mode 0"),
+    ("ceil_mode at stride 2, count_include_pad 1 with pads", dict(k=3, pool=("avg", 3, 2, 1)),
+     dict(ceil_mode=1, pads=[1, 1], count_include_pad=1),
+     r"\(AveragePool\) has ceil_mode 1 with count_include_pad 1, pads \[1, 1\] and strides \[2\]: expected "
+     r"count_include_pad 0, pads \[0, 0\] or ceil_mode 0.*export with count_include_pad=False"),
 ]
 
 
@@ -425,8 +435,14 @@ def test_the_padding_check_is_one_function():
         engine_time_padding("MaxPool", {"pads": [0, 3]}, 3, 1, 1, None, refuse)
     with pytest.raises(ValueError, match=re.escape("pools data padded by [1, 0] from Pad node 'p'")):
         engine_time_padding("AveragePool", {}, 3, 1, 1, (1, 0, "p"), refuse)
-    with pytest.raises(ValueError, match=re.escape("has ceil_mode 1 with strides [2]")):
-        engine_time_padding("MaxPool", {"ceil_mode": 1, "pads": [1, 1]}, 3, 2, 1, None, refuse)
+    # ceil_mode: the pooling's own pads (the C core's extra right padding is the pool_time record's)
+    assert engine_time_padding("MaxPool", {"ceil_mode": 1, "pads": [1, 1]}, 3, 2, 1, None, refuse) == (1, 1)
+    assert engine_time_padding("AveragePool", {"ceil_mode": 1, "count_include_pad": 1}, 3, 2, 1, None,
+                               refuse) == (0, 0)
+    with pytest.raises(ValueError, match=re.escape("has ceil_mode 1 with count_include_pad 1, pads [0, 1] "
+                                                   "and strides [2]")):
+        engine_time_padding("AveragePool", {"ceil_mode": 1, "count_include_pad": 1, "pads": [0, 1]}, 3, 2,
+                            1, None, refuse)
     with pytest.raises(ValueError, match=re.escape("has auto_pad 'SAME_UPPER' with strides [2]")):
         engine_time_padding("AveragePool", {"auto_pad": "SAME_UPPER"}, 3, 2, 1, None, refuse)
 
@@ -456,10 +472,12 @@ def _export_pool_only(pool) -> bytes:
 
 def test_the_chain_importer_for_the_engine_runs_padded_pooling_and_refuses_by_node():
     """from_onnx(as_spec=True) / graph=False (rnncore convert): the same check, by node; a padded
-    pooling (within the window's reach) and an unpadded one with ceil_mode at stride 1 give the
-    pool_time record, ceil_mode at a stride is refused."""
+    pooling (within the window's reach) and ceil_mode (at stride 1, at a stride, with pads) give the
+    pool_time record; ceil_mode at a stride of an average counting its pads is refused."""
     x = np.random.default_rng(1).standard_normal((2, 15, 4)).astype(np.float32)
-    for pool in (torch.nn.MaxPool1d(3, 2, padding=1), torch.nn.AvgPool1d(3, 1, ceil_mode=True)):
+    for pool in (torch.nn.MaxPool1d(3, 2, padding=1), torch.nn.AvgPool1d(3, 1, ceil_mode=True),
+                 torch.nn.MaxPool1d(3, 2, padding=1, ceil_mode=True),
+                 torch.nn.AvgPool1d(2, 2, ceil_mode=True)):
         blob = _export_pool_only(pool)
         ref = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
         for kw in ({"as_spec": True}, {"graph": False}):
@@ -470,9 +488,9 @@ def test_the_chain_importer_for_the_engine_runs_padded_pooling_and_refuses_by_no
             st = eng.stream(batch=2)
             outs = [o for o in (st.step(x[:, t]) for t in range(15)) if o is not None]
             np.testing.assert_array_equal(np.concatenate([np.stack(outs, 1), st.flush()], 1), y)
-    blob = _export_pool_only(torch.nn.MaxPool1d(3, 2, ceil_mode=True))
+    blob = _export_pool_only(torch.nn.AvgPool1d(3, 2, padding=1, ceil_mode=True))   # count_include_pad
     assert type(from_onnx(blob)).__name__ == "Sequential"      # the NumPy model runs it
     for kw in ({"as_spec": True}, {"graph": False}):
-        with pytest.raises(ValueError, match=r"node '[^']+' \(MaxPool\): has ceil_mode 1 with strides \[2\]: "
-                                             r"expected ceil_mode 0"):
+        with pytest.raises(ValueError, match=r"node '[^']+' \(AveragePool\): has ceil_mode 1 with "
+                                             r"count_include_pad 1, pads \[1, 1\] and strides \[2\]"):
             from_onnx(blob, **kw)

@@ -5,7 +5,8 @@ precision="q8", calibration=X)`` writes for the model it came from, byte for byt
 weights and, with ``--calibration X.npy`` (representative inputs ``(B, T, F)``, or ``(B, T)``
 token ids), static activation scales measured on ``X`` (:func:`rnncore.quant.calibrate`);
 without it, dynamic per-step scales. ``--state-scale bounded`` is ``state_scale="bounded"``;
-``--front-f32 2 3`` is ``front_f32=[2, 3]`` (those frame_convs kept in float32), ``--front-bits 16``
+``--front-f32 2 3`` is ``front_f32=[2, 3]`` (those frame_convs kept in float32), ``--front-f32
+conv_time:0`` is ``front_f32=["conv_time:0"]`` (the first conv_time kept in float32), ``--front-bits 16``
 is ``front_bits=16`` (16-bit weights and input codes in the other frame_convs).
 
 ``--precision int8 --calibration X.npy`` writes a fully-integer model (precision 3,
@@ -24,12 +25,22 @@ import numpy as np
 from rnncore.cli._common import CLIError, check_output_path, int_calibration, load_npy, read_model_bytes
 
 
+def _front_f32_item(s: str) -> int | str:
+    """One ``--front-f32`` item as ``front_f32`` takes it: ``"2"`` the integer 2 (a frame_conv
+    number), anything else the string (``"conv_time:0"``; build_rnc checks it)."""
+    try:
+        return int(s)
+    except ValueError:
+        return s
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the f32 .rnc file")
-    p.add_argument("--front-f32", type=int, nargs="+", default=None, metavar="N",
-                   help="q8: keep these frame_convs of the front-end (0: the first) in float32, the "
-                        "others int8 (rc.compile's front_f32; rnncore.quant.choose_front_f32 measures "
-                        "which; docs/q8-contract.md)")
+    p.add_argument("--front-f32", type=_front_f32_item, nargs="+", default=None, metavar="N",
+                   help="q8: keep these convolutions of the front-end in float32, the others int8: N "
+                        "the N-th frame_conv (0: the first), conv_time:N the N-th conv_time "
+                        "(rc.compile's front_f32; rnncore.quant.choose_front_f32 measures which; "
+                        "docs/q8-contract.md)")
     p.add_argument("--front-bits", type=int, choices=(8, 16), default=8,
                    help="q8: the frame_convs' weight and input code bits: 8 (default) or 16 (exact "
                         "int64 sums; rc.compile's front_bits; docs/q8-contract.md)")

@@ -551,7 +551,8 @@ def _plan_pool_time(r: dict, feat: int, where: str) -> dict:
     """A pooling over time (``rc.nn.MaxPool1d`` / ``AvgPool1d``'s ``record()``) as a pool_time
     record: padding ``(left, right)`` each at most ``P = dilation*(kernel_size-1)`` (a timepad tail
     when not 0: pad steps take no part in a max, count as zeros in an average or, with
-    ``count_include_pad=False``, are left out of it), ``ceil_mode=False``."""
+    ``count_include_pad=False``, are left out of it); ``ceil_mode=True`` as more right padding
+    (:func:`rnncore.nn.conv.ceil_mode_padding`)."""
     kind = str(r["kind"]).lower()
     ch, k = int(r["channels"]), int(r["kernel_size"])
     st, dl = int(r.get("stride", k)), int(r.get("dilation", 1))
@@ -565,14 +566,14 @@ def _plan_pool_time(r: dict, feat: int, where: str) -> dict:
     _check_time_padding(pl, pr, dl * (k - 1), f"{where} ({kind})",
                         "pooling over time with each side's padding")
     excl = POOL_OPS[kind] == _C["POOL_AVG"] and not r.get("count_include_pad", True)
-    if r.get("ceil_mode", False):
-        # without padding, ceil_mode's last window (cut at the input's end, an average over its real
-        # steps) is the one of stride - 1 more pad steps on the right, when they fit in the window
-        if (pl, pr) != (0, 0) or st > dl * (k - 1) + 1:
-            raise ValueError(f"{where} ({kind}): ceil_mode=True with padding ({pl}, {pr}) and stride {st}; "
-                             "the C core runs ceil_mode=True without padding and with stride <= "
-                             f"dilation*(kernel_size-1)+1 = {dl * (k - 1) + 1} (else ceil_mode=False)")
-        pr, excl = st - 1, POOL_OPS[kind] == _C["POOL_AVG"]
+    if r.get("ceil_mode", False):   # as more right padding (rnncore.nn.conv.ceil_mode_padding)
+        from rnncore.nn.conv import ceil_mode_padding
+
+        try:
+            pr, excl = ceil_mode_padding(k, st, dl, pl, pr, POOL_OPS[kind] == _C["POOL_AVG"],
+                                         bool(r.get("count_include_pad", True)))
+        except ValueError as exc:
+            raise ValueError(f"{where} ({kind}): {exc}") from None
     out = {"kind": "pool_time", "fields": {"channels": ch, "kernel_size": k, "stride": st, "dilation": dl,
                                            "op": POOL_OPS[kind]}, "tensors": []}
     if (pl, pr) != (0, 0):   # the timepad tail

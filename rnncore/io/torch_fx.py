@@ -91,6 +91,14 @@ class _State:
         self.rnn, self.part = rnn, part
 
 
+class _Pick:
+    """``h_n[-2]`` / ``h_n[-1]`` of a bidirectional layer (its last layer's forward / backward final
+    state): understood only as ``torch.cat((h_n[-2], h_n[-1]), -1)``."""
+
+    def __init__(self, rnn, idx: int) -> None:
+        self.rnn, self.idx = rnn, idx
+
+
 class _Attention:
     """A matched attention pooling: ``x`` (the pooled node), the projection ``W`` and score ``v``
     modules, ``tdim`` (the time axis of ``x``), the nodes between ``x`` and the pooled output."""
@@ -220,10 +228,14 @@ class _Tracer:
         self.modules: list[Module] = []
         self.input_axes: tuple = ()
         self.integer = False
+        self.unsized: list = []     # poolings that read the input: their channels are the input's
         # the chain's points: every value carries the version of the point it is (``ver``); a layer
         # reads the latest point (``cur``) and makes a new one; ``points[ver]`` = the layers before it
         self.points: dict[int, int] = {0: 0}
         self.cur = self.next_ver = 0
+
+    _PICK_ALONE = ("reads h_n[-2] or h_n[-1] of a bidirectional layer (one direction's final state); "
+                   "understood: torch.cat((h_n[-2], h_n[-1]), -1), both directions' final states")
 
     def lab(self, a: str) -> str:
         while a in self.alias:
@@ -312,10 +324,17 @@ class _Tracer:
                         self.refuse(node, "several outputs; the imported model returns one tensor")
                     out = out[0]
                 v = vals.get(out)
+                if isinstance(v, _Pick):
+                    self.refuse(node, self._PICK_ALONE)
                 if not isinstance(v, _Data) or v.pad:
                     self.refuse(node, "the output is not the data (a tuple, a state or padded data)")
                 return v
+            if self._target(node) in ("cat", "concat", "concatenate") and node.op == "call_function":
+                vals[node] = self.cat_state(node, vals)
+                continue
             node_args = (self.attn[node].x,) if node in self.attn else node.args
+            if any(isinstance(vals.get(a), _Pick) for a in node_args if isinstance(a, fx.Node)):
+                self.refuse(node, self._PICK_ALONE)
             args = [vals.get(a, a) if isinstance(a, fx.Node) else a for a in node_args]
             srcs = [a for a in node_args if isinstance(a, fx.Node)]
             if any(s not in vals for s in srcs):
@@ -494,6 +513,9 @@ class _Tracer:
                 return _State(x.rnn, None)
         if isinstance(x, _State) and x.part is None and type(x.rnn).__name__ == "LSTM" and idx in (0, 1):
             return _State(x.rnn, idx)
+        if isinstance(x, _State) and idx in (-2, -1) and x.rnn.bidirectional and x.part != 1 and not (
+                x.part is None and type(x.rnn).__name__ == "LSTM"):
+            return _Pick(x.rnn, idx)
         if isinstance(x, _State) and idx == -1:
             rnn = x.rnn
             if rnn.bidirectional or x.part == 1 or (x.part is None and type(rnn).__name__ == "LSTM"):
@@ -511,6 +533,28 @@ class _Tracer:
             self.add(_build.pool("last", False))
             return _Data(("B", "F"))
         self.refuse(node, f"indexing {idx!r} of {type(x).__name__.strip('_')}")
+
+    def cat_state(self, node, vals: dict):
+        """``torch.cat((h_n[-2], h_n[-1]), -1)`` of a bidirectional layer: the forward direction's
+        last step and the backward direction's first, ``rc.nn.LastStep(bidirectional=True)``."""
+        import torch.fx as fx
+
+        parts = _fx_arg(node, 0, "tensors")
+        dim = _fx_arg(node, 1, "dim", 0)
+        picks = [vals.get(p) if isinstance(p, fx.Node) else p for p in parts] \
+            if isinstance(parts, tuple | list) else []
+        if len(picks) != 2 or not all(isinstance(p, _Pick) for p in picks) or dim not in (-1, 1) or \
+                picks[0].rnn is not picks[1].rnn or [p.idx for p in picks] != [-2, -1] or \
+                set(node.kwargs) - {"dim", "tensors"}:
+            self.refuse(node, "a concatenation; understood: torch.cat((h_n[-2], h_n[-1]), -1) of a "
+                              "bidirectional layer (both directions' final states)")
+        self.add(_build.pool("last", True))
+        out = _Data(("B", "F"))
+        self.next_ver += 1
+        self.cur = self.next_ver
+        self.points[self.cur] = len(self.modules)
+        out.ver = self.cur
+        return out
 
     def residual(self, node, a, b):
         """``x + f(x)``: the layers between the two points become ``rc.nn.Residual(f)``."""
@@ -610,13 +654,15 @@ class _Tracer:
 
             opts = {"kernel_size": one(m.kernel_size), "stride": one(m.stride), "padding": one(m.padding),
                     "ceil_mode": bool(m.ceil_mode), "dtype": self.dtype}
+            channels = self._channels(node)
             if kind == "MaxPool1d":
                 if m.return_indices:
                     self.refuse(node, "return_indices=True")
-                layer = MaxPool1d(channels=self._channels(node), dilation=one(m.dilation), **opts)
+                layer = MaxPool1d(channels=channels or 1, dilation=one(m.dilation), **opts)
             else:
-                layer = AvgPool1d(channels=self._channels(node), count_include_pad=bool(m.count_include_pad),
-                                  **opts)
+                layer = AvgPool1d(channels=channels or 1, count_include_pad=bool(m.count_include_pad), **opts)
+            if channels is None:
+                self.unsized.append(layer)
             self.add(layer)
             return x
         if kind == "BatchNorm1d":
@@ -681,19 +727,21 @@ class _Tracer:
             self.refuse(node, f"reads the features on the last axis, but the data is "
                               f"{tuple(self.labels(x.axes))}")
 
-    def _channels(self, node) -> int:
-        """The data's feature count before a pooling: the last sized layer's output, else (a
-        pooling that reads the input) the input size of the module's first convolution."""
+    def _channels(self, node) -> int | None:
+        """The data's feature count before a pooling: the last sized layer's output, or None for a
+        pooling that reads the input (``from_torch_fx`` sets it to the input's feature size, the
+        input size of the first sized layer)."""
         for m in reversed(self.modules):
+            if m in self.unsized:
+                return None
+            if type(m).__name__ == "Embedding":    # (vocabulary, features)
+                return int(m.params["weight"].shape[1])
             for attr in ("out_channels", "channels", "num_features", "normalized_shape", "out_features"):
                 if hasattr(m, attr):
                     return int(getattr(m, attr))
             if hasattr(m, "hidden_size"):
                 return int(m.params["weight_hh_l0"].shape[1]) * (2 if m.bidirectional else 1)
-        first = next((c for c in self.root.modules() if hasattr(c, "in_channels")), None)
-        if first is None:
-            self.refuse(node, "the number of channels before the pooling is unknown")
-        return int(first.in_channels)
+        return None
 
 
 def _path_tracer():
@@ -789,9 +837,15 @@ def from_torch_fx(module, dtype: str, seed: int):
         x = g.integers(0, first.params["weight"].shape[0], (3, sizes["T"]))
         xt = torch.as_tensor(x if in_lab == "BT" else x.T)
     else:
-        sizes["F"] = _in_size(first)
+        # the first layer that has an input size (the layers before it, activations and poolings,
+        # keep the feature count)
+        sizes["F"] = next((n for m in tr.modules if m not in tr.unsized and (n := _in_size(m)) is not None),
+                          None)
         if sizes["F"] is None:
-            raise ValueError(f"from_torch: {type(module).__name__}: cannot tell the input's feature size")
+            raise ValueError(f"from_torch: {type(module).__name__}: cannot tell the input's feature size: "
+                             f"none of its layers {[type(m).__name__ for m in tr.modules]} has one")
+        for m in tr.unsized:
+            m.channels = sizes["F"]
         x = g.standard_normal((3, sizes["T"], sizes["F"]))
         p = next(module.parameters(), None)
         perm = ["BTF".index(c) for c in in_lab]
@@ -809,7 +863,9 @@ def from_torch_fx(module, dtype: str, seed: int):
     y = model.forward(x.astype(dtype) if x.dtype.kind == "f" else x)
     y = y[0] if isinstance(y, tuple) else y
     tol = 1e-4
-    if y.shape != ref.shape or not np.allclose(y, ref, rtol=tol, atol=tol):
+    from rnncore.io.torch_import import _matches
+
+    if not _matches(y, ref, tol):
         diff = np.max(np.abs(y - ref)) if y.shape == ref.shape else f"shape {y.shape} vs {ref.shape}"
         raise ValueError(f"from_torch: the chain read from {type(module).__name__}.forward does not "
                          f"reproduce its output on a random batch (difference {diff})")

@@ -81,6 +81,43 @@ def conv_output_length(
     return n
 
 
+def ceil_mode_padding(
+    kernel_size: int,
+    stride: int,
+    dilation: int,
+    pad_left: int,
+    pad_right: int,
+    average: bool,
+    count_include_pad: bool,
+) -> tuple[int, bool]:
+    """A pooling's ``ceil_mode=True`` as a ``ceil_mode=False`` one with more right padding:
+    ``(right, exclude)``, the right padding ``R`` and whether an average leaves every pad step out
+    of its count (the C core's pool_time record with a timepad tail).
+
+    With ``P = dilation (kernel_size - 1)``, ``s = stride``, ``p_l, p_r`` the padding, PyTorch's /
+    ONNX's ceil_mode keeps the windows ``ceil((L + p_l + p_r - P - 1) / s) + 1`` rounded up that
+    start before the right padding, ``ceil((L + p_l) / s)``: the smaller of the two, which is
+    ``floor((L + p_l + R - P - 1) / s) + 1`` with ``R = min(p_r + s - 1, P)`` for every ``L``
+    (both are that form, with ``p_r + s - 1`` and ``P`` for ``R``). The steps past ``L + p_l + p_r``
+    that the last window reads take no part: a max skips them as it skips padding; an average
+    leaves them out of its count, so ``exclude`` is ``True`` for ``count_include_pad=False`` and
+    for an unpadded one (its only pad steps are those); an average with ``count_include_pad=True``
+    and padding counts its own pad steps but not those, which one ``exclude`` flag cannot say:
+    ValueError unless ``R == p_r`` (ceil_mode then changes nothing).
+    """
+    reach = dilation * (kernel_size - 1)
+    right = min(pad_right + stride - 1, reach)
+    exclude = average and not count_include_pad
+    if average and count_include_pad and right != pad_right:
+        if pad_left or pad_right:
+            raise ValueError(
+                f"ceil_mode=True with count_include_pad=True, padding ({pad_left}, {pad_right}) and stride "
+                f"{stride}: the last window counts the padding but not the steps past it, which the C core "
+                "does not run; expected count_include_pad=False, no padding, or ceil_mode=False")
+        exclude = True
+    return right, exclude
+
+
 def window_index(
     length: int,
     kernel_size: int,

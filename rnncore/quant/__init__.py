@@ -5,7 +5,7 @@
 * :mod:`rnncore.quant.reference`: q8 (and float) steps and sequences of RNN / GRU (both
   forms) / LSTM stacks, bidirectional, with lengths, embedding and linear head;
 * :func:`calibrate`: static activation scales from data; :func:`choose_front_f32`: which
-  frame_convs of a q8 front-end to keep in float32, measured on data.
+  convolutions (frame_conv, conv_time) of a q8 front-end to keep in float32, measured on data.
 
 The fully-integer path (microcontrollers, no float in a step; docs/integer.md) is in
 :mod:`rnncore.quant.integer` (the spec), :mod:`rnncore.quant.fixedpoint` (TFLite's fixed-point

@@ -141,11 +141,13 @@ def _degenerate(X: np.ndarray, lengths, ids: bool) -> list[str]:
 
 @dataclass
 class FrontF32Choice:
-    """Which frame_convs of a q8 model to keep in float32 (:func:`choose_front_f32`).
+    """Which convolutions (frame_conv, conv_time) of a q8 model's front-end to keep in float32
+    (:func:`choose_front_f32`).
 
-    ``keep``: the frame_conv numbers for ``rc.compile(model, "q8", front_f32=keep)``;
-    ``errors``: the mean ``|y_q8 - y_f32|`` of every configuration measured, keyed by the tuple of
-    frame_convs kept in float32; ``floor``: the error with every frame_conv in float32 (what the
+    ``keep``: the items for ``rc.compile(model, "q8", front_f32=keep)`` (an integer: a frame_conv
+    number; ``"conv_time:n"``: the n-th conv_time), in the front-end's order; ``errors``: the mean
+    ``|y_q8 - y_f32|`` of every configuration measured, keyed by the tuple of records kept in
+    float32; ``floor``: the error with every frame_conv and conv_time in float32 (what the
     recurrent layers and the head in int8 cost alone); ``budget``: the factor on ``floor`` allowed.
     """
 
@@ -155,28 +157,28 @@ class FrontF32Choice:
     budget: float
 
     def __str__(self) -> str:
-        lines = [f"q8 error floor (every frame_conv f32): {self.floor:.3g}; budget {self.budget:g} x floor"]
+        lines = [f"q8 error floor (every convolution f32): {self.floor:.3g}; budget {self.budget:g} x floor"]
         for k, e in sorted(self.errors.items(), key=lambda kv: (len(kv[0]), kv[1])):
             ratio = f" ({e / self.floor:.2f} x floor)" if self.floor > 0 else ""
-            lines.append(f"  frame_convs f32 {list(k)}: mean |y_q8 - y_f32| {e:.3g}{ratio}")
+            lines.append(f"  f32 {list(k)}: mean |y_q8 - y_f32| {e:.3g}{ratio}")
         lines.append(f"keep in f32: {self.keep}")
         return "\n".join(lines)
 
 
 def choose_front_f32(model, X: np.ndarray, lengths=None, budget: float = 2.0) -> FrontF32Choice:
-    """The fewest frame_convs to keep in float32 so that a q8 model's output error stays within
-    ``budget`` times what its int8 recurrent layers and head cost alone, measured on ``X``.
+    """The fewest front-end convolutions (frame_conv and conv_time records) to keep in float32 so
+    that a q8 model's output error stays within ``budget`` times what its int8 recurrent layers and
+    head cost alone, measured on ``X``.
 
     The error of a configuration is the mean ``|y_q8 - y_f32|`` of the compiled engines' outputs
     on ``X`` (the valid steps; every sequence's output for a model with one per sequence).
-    ``floor`` is that error with every frame_conv in float32; from every frame_conv int8, the
-    frame_conv whose float32 form lowers the error most is kept, one at a time, until the error
-    is at most ``budget * floor`` (greedy; at most n (n + 1) / 2 compiled engines for n
-    frame_convs).
+    ``floor`` is that error with every convolution in float32; from every convolution int8, the
+    one whose float32 form lowers the error most is kept, one at a time, until the error is at
+    most ``budget * floor`` (greedy; at most n (n + 1) / 2 compiled engines for n convolutions).
 
     Parameters
     ----------
-    model : what ``rc.compile`` takes, with a front-end of frame_conv records
+    model : what ``rc.compile`` takes, with a front-end of frame_conv or conv_time records
     X : (B, T, F) representative inputs, preprocessed as at run time (not the data the model is
         evaluated on afterwards)
     lengths : (B,) valid steps per sequence (None: all T)
@@ -185,10 +187,12 @@ def choose_front_f32(model, X: np.ndarray, lengths=None, budget: float = 2.0) ->
     Returns
     -------
     FrontF32Choice
-        ``keep`` for ``rc.compile(model, "q8", front_f32=keep)``; ``print`` it for the table.
+        ``keep`` for ``rc.compile(model, "q8", front_f32=keep)`` (frame_convs by number,
+        conv_times as ``"conv_time:n"``); ``print`` it for the table.
     """
     from rnncore.engine import compile as rc_compile
     from rnncore.io.rnc import read_rnc
+    from rnncore.spec import front_conv_records
 
     if not budget >= 1.0:
         raise ValueError(f"budget: expected a factor >= 1 on the floor error, got {budget!r}")
@@ -196,9 +200,14 @@ def choose_front_f32(model, X: np.ndarray, lengths=None, budget: float = 2.0) ->
     if X.ndim != 3:
         raise ValueError(f"X: expected (batch, time, features), got shape {X.shape}")
     e32 = rc_compile(model, "f32")
-    n = sum(r["kind"] == "frame_conv1d" for r in read_rnc(e32.data)["front"])
+    convs = front_conv_records(read_rnc(e32.data)["front"])
+    # every convolution as its front_f32 item, in the front-end's order
+    at = {i: k for k, i in enumerate(convs["frame_conv"])}
+    at.update({i: f"conv_time:{k}" for k, i in enumerate(convs["conv_time"])})
+    items = tuple(at[i] for i in sorted(at))
+    n = len(items)
     if n == 0:
-        raise ValueError("model: no frame_conv records in its front-end, nothing to choose")
+        raise ValueError("model: no frame_conv or conv_time records in its front-end, nothing to choose")
     valid = np.ones(X.shape[:2], bool) if lengths is None else \
         np.arange(X.shape[1])[None, :] < np.asarray(lengths)[:, None]
     y32 = e32.run(X, lengths)
@@ -209,13 +218,13 @@ def choose_front_f32(model, X: np.ndarray, lengths=None, budget: float = 2.0) ->
         y = rc_compile(model, "q8", front_f32=list(keep)).run(X, lengths)
         return float(np.abs(y - y32)[valid].mean())
 
-    errors = {tuple(range(n)): err(tuple(range(n))), (): err(())}
-    floor, keep = errors[tuple(range(n))], ()
+    errors = {items: err(items), (): err(())}
+    floor, keep = errors[items], ()
     while errors[keep] > budget * floor and len(keep) < n:
         trial = {}
-        for i in range(n):
+        for i in items:
             if i not in keep:
-                k = tuple(sorted(keep + (i,)))
+                k = tuple(j for j in items if j in keep or j == i)
                 errors[k] = trial[k] = errors[k] if k in errors else err(k)
         keep = min(trial, key=trial.get)
     return FrontF32Choice(list(keep), errors, floor, float(budget))

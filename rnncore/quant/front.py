@@ -155,7 +155,8 @@ def time_pads(rec: dict, conv: bool | None = None) -> tuple[int, int, int, int, 
     ``pad_left`` / ``pad_right``; without them a conv is causal ``(P, 0)`` and a pooling unpadded
     ``(0, 0)``), ``exclude`` an average that leaves the pad steps out of its count
     (``count_include_pad=False``). An ``rc.nn`` pooling record with ``ceil_mode`` is the file's
-    ``(0, stride - 1)`` with ``exclude`` (rnncore.io.rnc._plan_pool_time). ``conv``: whether
+    record with more right padding (rnncore.nn.conv.ceil_mode_padding, as
+    rnncore.io.rnc._plan_pool_time writes it). ``conv``: whether
     ``rec`` is a convolution (None: from its ``kind``)."""
     kind = str(rec.get("kind", "")).lower()
     if conv is None:
@@ -167,7 +168,9 @@ def time_pads(rec: dict, conv: bool | None = None) -> tuple[int, int, int, int, 
     avg = not conv and str(rec.get("op", kind)).lower() in ("avg_pool1d", "avg")
     excl = avg and not rec.get("count_include_pad", True)
     if not conv and rec.get("ceil_mode", False):
-        right, excl = st - 1, avg
+        from rnncore.nn.conv import ceil_mode_padding
+
+        right, excl = ceil_mode_padding(k, st, dl, left, right, avg, bool(rec.get("count_include_pad", True)))
     return P, st, left, right, bool(excl)
 
 

@@ -371,8 +371,10 @@ def engine_time_padding(op: str, attrs: dict, kernel: int, stride: int, dilation
       (output ``t`` reads inputs ``<= t``), else ``(begin, end)``.
     * ``MaxPool`` / ``AveragePool``: their own ``pads`` / ``auto_pad`` ``[begin, end]``, each in
       ``0..reach`` (a ``Pad`` node before a pooling is refused: its zeros are not the pooling's own
-      padding, -inf for a max, left out of an ``count_include_pad=0`` average), ``ceil_mode`` only
-      where it changes nothing (stride 1); returns ``(begin, end)``.
+      padding, -inf for a max, left out of an ``count_include_pad=0`` average), ``ceil_mode`` as
+      more right padding (:func:`rnncore.nn.conv.ceil_mode_padding`: refused for an average with
+      ``count_include_pad`` 1 and pads, where it counts the pads but not the steps past them);
+      returns ``(begin, end)``, the pooling's own padding.
 
     ``auto_pad`` ``SAME_UPPER`` / ``SAME_LOWER`` at stride 1 is the split ``[reach//2, reach - reach//2]``
     (the odd one at the end / the beginning); at a stride it depends on the input length: refused.
@@ -414,11 +416,19 @@ def engine_time_padding(op: str, attrs: dict, kernel: int, stride: int, dilation
                f"padding=p <= {reach}), or run the graph in NumPy (from_onnx(path).forward)")
     if op == "Conv":
         return "causal" if (begin, end) == (reach, 0) else (begin, end)
-    if int(attrs.get("ceil_mode", 0)) and stride != 1:
-        refuse(f"has ceil_mode 1 with strides [{stride}]: expected ceil_mode 0 (at stride 1 it changes "
-               "nothing); rounding the number of windows up adds a last one that depends on where the "
-               "sequence ends, which a stream does not know",
-               "export with ceil_mode=False, or run the graph in NumPy (from_onnx(path).forward)")
+    if int(attrs.get("ceil_mode", 0)):     # the C core runs it as more right padding
+        from rnncore.nn.conv import ceil_mode_padding
+
+        try:
+            ceil_mode_padding(kernel, stride, dilation, begin, end, op == "AveragePool",
+                              bool(int(attrs.get("count_include_pad", 0))))
+        except ValueError:
+            refuse(f"has ceil_mode 1 with count_include_pad 1, pads [{begin}, {end}] and strides [{stride}]: "
+                   "expected count_include_pad 0, pads [0, 0] or ceil_mode 0 (its last window divides by "
+                   "the steps inside the padded input, not by the kernel size nor by the real steps, "
+                   "which the C engine does not run)",
+                   "export with count_include_pad=False or ceil_mode=False, or run the graph in NumPy "
+                   "(from_onnx(path).forward)")
     return (begin, end)
 
 
@@ -1384,10 +1394,12 @@ class _SeqLower:
                 layer.params["bias"] = np.array(m.params["bias"])
             feat = ("f", m.out_channels, self.fid())
         elif op == "MaxPool":
-            layer = MaxPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name)
+            layer = MaxPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name,
+                              ceil_mode=bool(int(a.get("ceil_mode", 0))))
             feat = ax[1]
         else:
             layer = AvgPool1d(k, C, stride=stride, padding=padding, dilation=dil, dtype=self.g.dtype.name,
+                              ceil_mode=bool(int(a.get("ceil_mode", 0))),
                               count_include_pad=bool(int(a.get("count_include_pad", 0))))   # ONNX: 0
             feat = ax[1]
         if stride != 1 or layer.pad_left + layer.pad_right != dil * (k - 1):   # a new number of steps
@@ -1606,6 +1618,25 @@ def _check_states(lw, g) -> tuple:
 
 
 def lower_sequence_graph(g):
+    """:func:`_lower_sequence_graph`, and for a data input declared with every size fixed (a static
+    export) that is refused as ``(T, B, F)`` / ``(B, T, F)``, the same graph read as channels first
+    ``(N, C, L)``: its declared shape says nothing of which axis is time (``(1, C, 13)`` is both),
+    and a ``Transpose`` reading it first is as much the ``(B, C, T) -> (B, T, C)`` of a
+    channels-first model as the reorder of a ``(B, T, F)`` one. The reading that lowers wins; when
+    both are refused, the first refusal is raised."""
+    try:
+        return _lower_sequence_graph(g)
+    except _Refused as first:
+        shape = (getattr(g, "input_shapes", {}) or {}).get(g.input_names[0])
+        if shape is None or len(shape) != 3 or not all(isinstance(d, int | np.integer) for d in shape):
+            raise
+        try:
+            return _lower_sequence_graph(g, channels_first=True)
+        except _Refused:
+            raise first from None
+
+
+def _lower_sequence_graph(g, channels_first: bool = False):
     """The ``rc.nn.Sequential`` of a sequence-shaped :class:`OnnxGraph`: recurrent tails (CRNN).
 
     The graph's data input is a sequence ``(T, B, F)`` (ONNX recurrent ``layout`` 0, what torch
@@ -1635,7 +1666,7 @@ def lower_sequence_graph(g):
       movement): a ``Conv`` padded by ``[begin, end]`` each in ``0..d(k-1)`` (its ``pads``, plus a
       zero ``Pad`` of the time axis before it, torch's ``F.pad(x, (l, r))``; any stride, dilation,
       group) -> ``rc.nn.Conv1d`` (``"causal"`` for ``[d(k-1), 0]``), a pooling with its own pads in
-      that range (``ceil_mode`` at stride 1 only) -> ``rc.nn.MaxPool1d`` / ``AvgPool1d``: conv_time /
+      that range (``ceil_mode`` as more right padding) -> ``rc.nn.MaxPool1d`` / ``AvgPool1d``: conv_time /
       pool_time records. The paddings are decided in one place, :func:`engine_time_padding`; a
       strided layer, or one padded by other than ``d(k-1)`` in all, gives the time axis a new symbol;
     * ``Relu``/``Sigmoid``/``Tanh``/``HardSigmoid``/``Gelu`` before the first or after the last recurrent
@@ -1686,6 +1717,10 @@ def lower_sequence_graph(g):
             and shape[2] is None:
         chan = shape[1]      # the last axis varies: it is no step's features (a Transpose reads the input)
     chw = chan is not None and (shape is None or (len(shape) == 3 and shape[1] == chan))
+    if channels_first:       # lower_sequence_graph's second reading of a static input
+        if chw:
+            raise _Refused("rc.compile(OnnxGraph): already read as channels first")
+        chan, chw = shape[1], True
     if F is None and not chw:     # an intermediate tensor: the features from the first layer that reads it
         first = next((s for s in g.steps if data_in in s.inputs[:1] and hasattr(s.fn, "module")), None)
         m = getattr(getattr(first, "fn", None), "module", None)
@@ -1701,8 +1736,13 @@ def lower_sequence_graph(g):
     lw.at[data_in] = 0
     for n in g.input_names[1:]:     # the other inputs: initial states (L*D, B, H), or rows of one
         lw.val[n] = {"k": "gstate", "name": n, "rows": None}
-    for s in fuse_steps(g):
+    steps = fuse_steps(g)
+    for s in steps:
         lw.node(s)
+    for o in g.output_names:     # the output is the last step of the last recurrent layer: LastStep()
+        if lw.val.get(o, {}).get("k") == "part":
+            lw.step = next(s for s in steps if o in s.outputs)
+            lw.resolve(o, lw.val[o])
     layers = lw.layers()
     state_in, state_out = _check_states(lw, g)
     outs = [o for o in g.output_names if o not in state_out]

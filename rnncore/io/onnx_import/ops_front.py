@@ -32,7 +32,6 @@ def op_pool(imp, node, ins, a):
 
         engine_time_padding(node.op_type, a, opts["kernel_size"], opts["stride"], opts["dilation"], None,
                             lambda why, what: imp.refuse(node, f"{why}; {what}"))
-        opts["ceil_mode"] = False      # at stride 1 (the only one left) it changes nothing
     cls = MaxPool1d if node.op_type == "MaxPool" else AvgPool1d
     layer = {"kind": "module", "module": cls(channels=C, dtype=imp.dtype, **opts)}
     return [_Seq(s.axes, (s.sizes[0], C, None), imp.add_layer(s.pipe, layer))]
