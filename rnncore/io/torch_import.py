@@ -314,6 +314,13 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
         # is LastStep(bidirectional=True); plain last step of the output is LastStep(False)
         candidates.append(("last-output", [_build.pool("last", False)]))
     outputs = {name: _build.sequential(body + pooling + heads) for name, pooling in candidates}
+    if bidir and heads:
+        # Linear(h_n[-1]) / Linear(h_n[-2]): the last layer's backward / forward final state alone,
+        # LastStep(bidirectional=True) then the head reading that half (zero weights on the other)
+        # (a head of another width fails in forward below and is dropped)
+        for name, d in (("backward-final", 1), ("forward-final", 0)):
+            outputs[name] = _build.sequential(body + [_build.pool("last", True),
+                                                      _build.one_direction_linear(heads[0], d)] + heads[1:])
     # a forward(x, lengths) runs with lengths < T (sorted, as enforce_sorted=True needs; the
     # longest T, so that pad_packed_sequence gives T steps back)
     lengths = np.array([T, T - 1, 2]) if lengths_arg else None
