@@ -12,7 +12,10 @@ of each axis (batch ``B``, time ``T``, features ``F``):
   must be ``(B, F, T)`` there; ``nn.Linear``, ``nn.LayerNorm`` need the features last; a recurrent
   layer reads ``(B, T, F)`` (``batch_first=True``) or ``(T, B, F)``;
 * ``y, h = rnn(x)`` then ``y`` (the per-step outputs), ``y[:, -1]`` (``rc.nn.LastStep``),
-  ``y.mean(1)`` (``rc.nn.MaskedMean``), ``h[-1]`` of a one-direction layer (its last step);
+  ``y.mean(1)`` (``rc.nn.MaskedMean``), ``h[-1]`` of a one-direction layer (its last step),
+  ``torch.cat((h[-2], h[-1]), -1)`` of a bidirectional one (``LastStep(bidirectional=True)``), and its
+  ``h[-1]`` / ``h[-2]`` alone when element-wise activations then an ``nn.Linear`` read it (the
+  Linear then reads one half of ``LastStep(bidirectional=True)``: weights ``[0 | W]`` / ``[W | 0]``);
   activations as modules, ``torch.relu(x)`` / ``F.relu`` / ``x.relu()`` (and sigmoid, tanh, gelu,
   hardsigmoid, hardtanh, relu6, silu, hardswish, softplus, softsign; ``torch.clamp`` / ``x.clamp``
   with constant bounds: ``rc.nn.Hardtanh``); ``nn.Softmax`` / ``torch.softmax`` / ``F.softmax`` /

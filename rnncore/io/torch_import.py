@@ -15,7 +15,9 @@ reset-after form). What needs care is everything around them:
   a random batch (and, for a ``forward(x, lengths)`` that packs its input, sorted lengths that
   the imported model then takes as ``lengths=``) and keeps the interpretation — head on
   every step, on the last step (``rc.nn.LastStep``) or on the mean over time
-  (``rc.nn.MaskedMean``) — whose output matches; if none does, it refuses rather than guess.
+  (``rc.nn.MaskedMean``); after a bidirectional layer also on one direction's final state,
+  ``h_n[-1]`` / ``h_n[-2]`` (``LastStep(bidirectional=True)`` then the head with weights
+  ``[0 | W]`` / ``[W | 0]``) — whose output matches; if none does, it refuses rather than guess.
 * a container that also holds front-end layers (``nn.Conv1d``, ``nn.MaxPool1d``/``AvgPool1d``,
   ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules), or whose output none of the three
   interpretations above reproduces (``torch.softmax`` of the head, say), is read from its ``forward`` with
