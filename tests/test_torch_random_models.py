@@ -159,7 +159,7 @@ class RandomNet(torch.nn.Module):
                 c = p["out"]
         self.rnn = _rnn(arch, c)
         h = _out_size(arch)
-        if arch["pool"] in ("hn", "hn_cat"):
+        if arch["pool"] in ("hn", "hn_fwd", "hn_cat"):
             h = h // (2 if arch["bidirectional"] else 1) * (2 if arch["pool"] == "hn_cat" else 1)
         self.post = torch.nn.ModuleList()
         for p in arch["post"]:
@@ -246,6 +246,8 @@ class RandomNet(torch.nn.Module):
             y = y.mean(1)
         elif arch["pool"] == "hn":
             y = h[-1]
+        elif arch["pool"] == "hn_fwd":                # not drawn: the explicit examples below
+            y = h[-2]
         elif arch["pool"] == "hn_cat":
             y = torch.cat((h[-2], h[-1]), -1)
         elif arch["pool"] == "attn":
@@ -272,7 +274,8 @@ class PackedNet(RandomNet):
             y, _ = rnn_utils.pad_packed_sequence(y, batch_first=arch["batch_first"],
                                                  total_length=x.shape[1 if arch["batch_first"] else 0])
             return y if arch["batch_first"] else y.transpose(0, 1)
-        y = h[-1] if arch["pool"] == "hn" else torch.cat((h[-2], h[-1]), -1)
+        y = h[-1] if arch["pool"] == "hn" else h[-2] if arch["pool"] == "hn_fwd" else \
+            torch.cat((h[-2], h[-1]), -1)
         return self._head(y)
 
 
@@ -582,17 +585,59 @@ def test_a_module_whose_input_is_read_by_an_activation_or_a_pooling_imports(fron
 
 
 @pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("packed", [False, True])
-def test_h_n_minus_1_of_a_bidirectional_layer_is_refused_naming_the_module(packed):
-    """``Linear(h_n[-1])`` of a bidirectional layer (the backward direction's final state alone) was
-    refused with the Linear's own shape error ("x: expected last dimension 4 (in_features), got shape
-    (3, 5, 8)"): the importer ran its both-directions last-step candidate through the head before
-    comparing. A candidate the head cannot take is dropped now, and the refusal names the module."""
-    arch = _arch(packed=packed, pool="hn", bidirectional=True, cell="lstm")
-    net = (PackedNet if packed else RandomNet)(arch).eval()
-    with pytest.raises(ValueError, match=f"could not tell how {type(net).__name__}.forward combines"):
-        from_torch(net)
-    assert _check(arch).startswith("refused")
+def test_one_direction_final_state_of_a_bidirectional_layer_into_a_linear_imports(cell, layers, packed):
+    """``fc(h_n[-1])`` of a bidirectional layer (the last layer's backward direction's final state
+    alone, two thirds of the fuzz's refusals) was refused ("could not tell how ... combines", or with
+    torch.fx "reads h_n[-2] or h_n[-1] of a bidirectional layer"). It is ``LastStep(bidirectional=True)``
+    then the Linear with zero weights on the forward half (``[0 | W]``); ``fc(h_n[-2])`` the same with
+    ``[W | 0]``. _check compares the NumPy model (float64), the engine (f32, with lengths: packed
+    sequences for PackedNet) with the module, and the q8 engine bit for bit with the NumPy q8 spec."""
+    for pool in ("hn", "hn_fwd"):
+        arch = _arch(packed=packed, pool=pool, bidirectional=True, cell=cell, layers=layers,
+                     proj=3 if cell == "lstm" and layers == 2 else 0)
+        _matches_torch(arch)
+        assert _check(arch) == "compiled"
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_one_direction_final_state_through_activations_into_a_linear_imports(cell):
+    """``fc(act(h_n[-1]))`` (read with torch.fx): the element-wise activations run on both directions'
+    final states, whose other half stays finite and meets the zero weights of the Linear: exact. A
+    LayerNorm (not element-wise) or no Linear after it (the state itself as the output) is refused."""
+    for post, front in ((["silu", "linear3"], []), (["tanh"], [{"kind": "ln"}]), (["gelu", "elu"], [])):
+        arch = _arch(pool="hn", bidirectional=True, cell=cell, layers=2, post=post, front=front,
+                     batch_first=False)
+        _matches_torch(arch)
+        assert _check(arch) == "compiled"
+    for post, head_out in ((["ln"], 3), (["tanh"], 0)):
+        arch = _arch(pool="hn", bidirectional=True, cell=cell, post=post, head_out=head_out)
+        net = RandomNet(arch).eval()
+        with pytest.raises(ValueError, match=r"reads h_n\[-2\] or h_n\[-1\] of a bidirectional layer"):
+            from_torch(net)
+        assert _check(arch).startswith("refused")
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_h_n_of_an_earlier_layer_stays_refused():
+    """``fc(h_n[0])`` of a two-layer bidirectional GRU is the first layer's forward final state,
+    which the imported model does not keep: refused (the importer's candidates do not match it)."""
+
+    class FirstLayer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            _, h = self.rnn(x)
+            return self.fc(h[0])
+
+    with pytest.raises(ValueError, match="FirstLayer"):
+        from_torch(FirstLayer().eval())
 
 
 @pytest.mark.filterwarnings("ignore")

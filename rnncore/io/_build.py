@@ -119,6 +119,22 @@ def linear(weight: np.ndarray, bias: np.ndarray | None, dtype: str = "float64") 
     return layer
 
 
+def one_direction_linear(head: Module, direction: int) -> Module:
+    """The ``rc.nn.Linear`` ``head`` (``in_features = H``) reading one direction of a bidirectional
+    layer's ``[forward | backward]`` features (``2H``): ``W' = [W | 0]`` (``direction`` 0, forward)
+    or ``[0 | W]`` (1, backward), the same bias.
+
+    After ``LastStep(bidirectional=True)`` this is PyTorch's ``Linear(h_n[-2])`` / ``Linear(h_n[-1])``
+    exactly: the other half's values are finite and multiplied by zeros.
+    """
+    W = np.asarray(head.params["weight"])
+    out_f, H = W.shape
+    wide = np.zeros((out_f, 2 * H), W.dtype)
+    wide[:, direction * H:(direction + 1) * H] = W
+    bias = head.params.get("bias")
+    return linear(wide, None if bias is None else np.asarray(bias), head.dtype.name)
+
+
 def embedding(weight: np.ndarray, padding_idx: int | None = None, dtype: str = "float64") -> Module:
     from rnncore.nn.layers import Embedding
 

@@ -12,7 +12,10 @@ of each axis (batch ``B``, time ``T``, features ``F``):
   must be ``(B, F, T)`` there; ``nn.Linear``, ``nn.LayerNorm`` need the features last; a recurrent
   layer reads ``(B, T, F)`` (``batch_first=True``) or ``(T, B, F)``;
 * ``y, h = rnn(x)`` then ``y`` (the per-step outputs), ``y[:, -1]`` (``rc.nn.LastStep``),
-  ``y.mean(1)`` (``rc.nn.MaskedMean``), ``h[-1]`` of a one-direction layer (its last step);
+  ``y.mean(1)`` (``rc.nn.MaskedMean``), ``h[-1]`` of a one-direction layer (its last step),
+  ``torch.cat((h[-2], h[-1]), -1)`` of a bidirectional one (``LastStep(bidirectional=True)``), and its
+  ``h[-1]`` / ``h[-2]`` alone when element-wise activations then an ``nn.Linear`` read it (the
+  Linear then reads one half of ``LastStep(bidirectional=True)``: weights ``[0 | W]`` / ``[W | 0]``);
   activations as modules, ``torch.relu(x)`` / ``F.relu`` / ``x.relu()`` (and sigmoid, tanh, gelu,
   hardsigmoid, hardtanh, relu6, silu, hardswish, softplus, softsign; ``torch.clamp`` / ``x.clamp``
   with constant bounds: ``rc.nn.Hardtanh``); ``nn.Softmax`` / ``torch.softmax`` / ``F.softmax`` /
@@ -70,7 +73,13 @@ def needs_fx(module) -> bool:
 
 
 class _Data:
-    """The data: its axis labels (``X0..`` until a layer fixes their meaning, then ``B``/``T``/``F``)."""
+    """The data: its axis labels (``X0..`` until a layer fixes their meaning, then ``B``/``T``/``F``).
+
+    ``half`` (0 / 1): the data is ``LastStep(bidirectional=True)``'s ``[forward | backward]`` final
+    states where the module holds only that direction's (``h_n[-2]`` / ``h_n[-1]``), through
+    element-wise layers only; the next ``nn.Linear`` reads that half (zero weights on the other)."""
+
+    half: int | None = None
 
     def __init__(self, axes: tuple, pad: tuple | None = None) -> None:
         self.axes = axes
@@ -234,8 +243,34 @@ class _Tracer:
         self.points: dict[int, int] = {0: 0}
         self.cur = self.next_ver = 0
 
-    _PICK_ALONE = ("reads h_n[-2] or h_n[-1] of a bidirectional layer (one direction's final state); "
-                   "understood: torch.cat((h_n[-2], h_n[-1]), -1), both directions' final states")
+    _PICK_ALONE = ("reads h_n[-2] or h_n[-1] of a bidirectional layer (one direction's final state) "
+                   "other than through element-wise activations / Dropout into an nn.Linear; understood: "
+                   "torch.cat((h_n[-2], h_n[-1]), -1) (both directions' final states), and fc(h_n[-1]), "
+                   "fc(act(h_n[-1])) (the same of h_n[-2])")
+    #: layers that keep one direction's half apart (element-wise, finite on finite values), and nn.Linear
+    _HALF_MODULES = {"ReLU", "Sigmoid", "Tanh", "Hardsigmoid", "GELU", "LeakyReLU", "ELU", "Hardtanh",
+                     "ReLU6", "SiLU", "Hardswish", "Softplus", "Softsign", "Dropout", "Identity", "Linear"}
+    _HALF_FUNCTIONS = {"relu", "sigmoid", "tanh", "hardsigmoid", "gelu", "abs", "leaky_relu", "contiguous",
+                       "dropout", *_ACT_FUNCTIONS}
+
+    def keeps_halves(self, node, gm) -> bool:
+        """Does ``node`` keep the halves of ``[forward | backward]`` features apart (an element-wise
+        layer) or read one half (an ``nn.Linear``)?"""
+        if node.op == "call_module":
+            return type(gm.get_submodule(node.target)).__name__ in self._HALF_MODULES
+        return node.op in ("call_function", "call_method") and self._target(node) in self._HALF_FUNCTIONS
+
+    def final_state(self, pick: _Pick) -> _Data:
+        """``h_n[-2]`` / ``h_n[-1]`` read by an element-wise layer or a Linear: both directions' final
+        states (``LastStep(bidirectional=True)``), of which the next Linear reads one half."""
+        self.add(_build.pool("last", True))
+        out = _Data(("B", "F"))
+        out.half = 0 if pick.idx == -2 else 1
+        self.next_ver += 1
+        self.cur = self.next_ver
+        self.points[self.cur] = len(self.modules)
+        out.ver = self.cur
+        return out
 
     def lab(self, a: str) -> str:
         while a in self.alias:
@@ -324,7 +359,7 @@ class _Tracer:
                         self.refuse(node, "several outputs; the imported model returns one tensor")
                     out = out[0]
                 v = vals.get(out)
-                if isinstance(v, _Pick):
+                if isinstance(v, _Pick) or getattr(v, "half", None) is not None:
                     self.refuse(node, self._PICK_ALONE)
                 if not isinstance(v, _Data) or v.pad:
                     self.refuse(node, "the output is not the data (a tuple, a state or padded data)")
@@ -333,8 +368,14 @@ class _Tracer:
                 vals[node] = self.cat_state(node, vals)
                 continue
             node_args = (self.attn[node].x,) if node in self.attn else node.args
-            if any(isinstance(vals.get(a), _Pick) for a in node_args if isinstance(a, fx.Node)):
-                self.refuse(node, self._PICK_ALONE)
+            picks = [a for a in node_args if isinstance(a, fx.Node) and isinstance(vals.get(a), _Pick)]
+            halves = [a for a in node_args if isinstance(a, fx.Node) and
+                      getattr(vals.get(a), "half", None) is not None]
+            if picks or halves:
+                if len(picks) + len(halves) != 1 or not self.keeps_halves(node, gm):
+                    self.refuse(node, self._PICK_ALONE)
+                if picks:
+                    vals[picks[0]] = self.final_state(vals[picks[0]])
             args = [vals.get(a, a) if isinstance(a, fx.Node) else a for a in node_args]
             srcs = [a for a in node_args if isinstance(a, fx.Node)]
             if any(s not in vals for s in srcs):
@@ -698,6 +739,9 @@ class _Tracer:
             return x
         if kind == "Linear":
             self._features_last(node, x)
+            if x.half is not None:      # one direction's final state: [W | 0] or [0 | W]
+                self.add(_build.one_direction_linear(_convert_leaf(m, node.target, self.dtype), x.half))
+                return _Data(x.axes)
             self.add(_convert_leaf(m, node.target, self.dtype))
             return x
         if kind == "Embedding":

@@ -15,10 +15,15 @@ reset-after form). What needs care is everything around them:
   a random batch (and, for a ``forward(x, lengths)`` that packs its input, sorted lengths that
   the imported model then takes as ``lengths=``) and keeps the interpretation — head on
   every step, on the last step (``rc.nn.LastStep``) or on the mean over time
-  (``rc.nn.MaskedMean``) — whose output matches; if none does, it refuses rather than guess.
+  (``rc.nn.MaskedMean``); after a bidirectional layer also on one direction's final state,
+  ``h_n[-1]`` / ``h_n[-2]`` (``LastStep(bidirectional=True)`` then the head with weights
+  ``[0 | W]`` / ``[W | 0]``), each also followed by a softmax or log_softmax over the features
+  (``torch.softmax(fc(h), -1)``, ``F.log_softmax``, ``nn.Softmax(dim=-1)`` / ``nn.LogSoftmax``:
+  ``rc.nn.Softmax`` / ``rc.nn.LogSoftmax``) — whose output matches; if none does (a softmax over
+  time, say), it refuses rather than guess.
 * a container that also holds front-end layers (``nn.Conv1d``, ``nn.MaxPool1d``/``AvgPool1d``,
-  ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules), or whose output none of the three
-  interpretations above reproduces (``torch.softmax`` of the head, say), is read from its ``forward`` with
+  ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules), or whose output none of the
+  interpretations above reproduces (an activation between the layers, say), is read from its ``forward`` with
   ``torch.fx`` (:mod:`rnncore.io.torch_fx`): a chain of layers, transposes/permutes between
   PyTorch's ``(B, C, T)`` and ``(B, T, F)``, ``y[:, -1]``, ``y.mean(1)``, ``h_n[-1]``, attention
   pooling over time (``rc.nn.AttentionPool``) and activation functions; the imported model reads
@@ -169,6 +174,7 @@ def _convert_leaf(m, name: str, dtype: str):
     )
 
 
+_FINAL = {"Softmax": "softmax", "LogSoftmax": "log_softmax"}
 _TWO_D = {"Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d"}
 
 
@@ -270,6 +276,9 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     import torch
 
     named = list(_leaves(module))
+    # nn.Softmax / nn.LogSoftmax modules: the probe below tries a (log-)softmax over the features after
+    # every interpretation, whether forward calls a module or torch.softmax; over another axis, none matches
+    named = [(n, m) for n, m in named if _kind(m) not in _FINAL]
     converted = [(n, m, _convert_leaf(m, n, dtype)) for n, m in named]
     converted = [(n, m, c) for n, m, c in converted if c is not None]
     kinds = [_kind(m) for _, m, _ in converted]
@@ -313,7 +322,20 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
         # h_n-style concat of the last step of the forward direction and t=0 of the backward one
         # is LastStep(bidirectional=True); plain last step of the output is LastStep(False)
         candidates.append(("last-output", [_build.pool("last", False)]))
-    outputs = {name: _build.sequential(body + pooling + heads) for name, pooling in candidates}
+    chains = {name: body + pooling + heads for name, pooling in candidates}
+    if bidir and heads:
+        # Linear(h_n[-1]) / Linear(h_n[-2]): the last layer's backward / forward final state alone,
+        # LastStep(bidirectional=True) then the head reading that half (zero weights on the other)
+        # (a head of another width fails in forward below and is dropped)
+        for name, d in (("backward-final", 1), ("forward-final", 0)):
+            chains[name] = body + [_build.pool("last", True), _build.one_direction_linear(heads[0], d),
+                                   *heads[1:]]
+    # then softmax / log_softmax of the output over its features (a classifier's torch.softmax(fc(h), -1),
+    # F.log_softmax(..., dim=-1), nn.Softmax(dim=1) of a (B, C) output): rc.nn.Softmax / LogSoftmax
+    for name, chain in list(chains.items()):
+        for f in _FINAL.values():
+            chains[f"{name}+{f}"] = chain + [_build.activation(f)]
+    outputs = {name: _build.sequential(chain) for name, chain in chains.items()}
     # a forward(x, lengths) runs with lengths < T (sorted, as enforce_sorted=True needs; the
     # longest T, so that pad_packed_sequence gives T steps back)
     lengths = np.array([T, T - 1, 2]) if lengths_arg else None
@@ -351,11 +373,11 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
             if isinstance(y, tuple):
                 y = y[0]
             ref = out
-            if not batch_first and name == "sequence" and ref.ndim == 3:
+            if not batch_first and name.startswith("sequence") and ref.ndim == 3:
                 ref = ref.transpose(1, 0, 2)
             if _matches(y, ref, tol):
                 return model
-            if lengths_arg and name == "sequence" and y.shape == ref.shape:
+            if lengths_arg and name.startswith("sequence") and y.shape == ref.shape:
                 valid = (np.arange(T)[None, :] < lengths[:, None])[..., None]
                 if _matches(y * valid, ref * valid, tol):
                     raise ValueError(
@@ -369,7 +391,8 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
         raise ValueError(f"from_torch: {errors[0]}")
     raise ValueError(
         f"from_torch: could not tell how {type(module).__name__}.forward combines {kinds}: none of "
-        "'head on every step', 'last valid step' or 'mean over time' reproduces its output; build the "
+        "'head on every step', 'last valid step' or 'mean over time' (each also followed by a softmax / "
+        "log_softmax over the features) reproduces its output; build the "
         "rnncore model with rc.nn.Sequential and load the converted weights instead"
     )
 
