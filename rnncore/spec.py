@@ -740,7 +740,7 @@ def spec_from_model(model: object) -> ModelSpec:
         elif kind == "Residual" and spec.embedding is None and stage in (0, 1, 2) and not (
                 stage == 2 and spec.head is not None):
             recs, first = _residual_records(m, name, front=stage == 0)
-            if stage == 0 and not spec.front:
+            if stage == 0 and spec.front_input is None:   # activations before keep the width
                 spec.front_input = _record_input(first[0], first[1])
             (spec.front if stage == 0 else spec.post if stage == 1 else spec.post_pooled).extend(recs)
         elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "conv1d", "magnitude",
