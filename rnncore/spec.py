@@ -735,6 +735,13 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.embedding = _fold_into_table(m, spec.embedding)
             folded += 1
             continue
+        if (spec.embedding is not None and stage == 0 and kind == "Residual"
+                and getattr(m, "recurrent", None) is None):
+            # x + f(x), f per step (raises naming the layer otherwise): each token's row alone too
+            _residual_records(m, name, front=False)
+            spec.embedding = _fold_into_table(m, spec.embedding)
+            folded += 1
+            continue
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
         elif kind == "Residual" and spec.embedding is None and stage in (0, 1, 2) and not (

@@ -656,3 +656,17 @@ def test_a_functional_model_of_a_large_output_is_not_refused_by_the_import_check
     assert _err(ours.forward(x), ref) < _TOL_F32
     assert _err(rc.compile(ours).run(x), ref) < _TOL_F32
     assert _check(arch) == "compiled"
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("ln", [False, True])
+def test_a_residual_after_an_embedding_compiles(ln):
+    """``Embedding(mask_zero=True)`` then ``Add()([x, Dense(x)])`` (after a ``LayerNormalization`` or
+    not) maps each token's row alone, as the per-step layers the engine folds into the embedding
+    table do; ``rc.compile`` refused it ("module '1' (Residual) is not supported at this position",
+    the widened fuzz's Embedding inputs). It is folded into the table: the NumPy model and the f32
+    engine on a padded batch against Keras, q8 against its NumPy q8 spec."""
+    arch = _arch(functional=True, embed={"vocab": 7}, masked=True,
+                 front=[{"kind": "res", "ln": ln, "act": "tanh", "use_bias": True, "swap": False,
+                         "conv": False}])
+    assert _check(arch) == "compiled"
