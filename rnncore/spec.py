@@ -616,7 +616,8 @@ def spec_from_model(model: object) -> ModelSpec:
     ``[Embedding [per-step layers] | front-end] + recurrent layer(s) + [per-step layers] +
     [LastStep [per-step layers]] + [Linear [+ activation]]``; a ``Linear`` followed by more layers
     is a per-step record, :func:`linear_step_record`, the last one the head; per-step layers right
-    after the Embedding are folded into its table, :func:`_fold_into_table`).
+    after the Embedding, a per-step ``Residual`` included, are folded into its table,
+    :func:`_fold_into_table`).
 
     Raises ``ValueError`` naming the first module that the C core cannot run.
     """
