@@ -24,10 +24,10 @@ initialisation: zero biases and orthogonal recurrent kernels hide a dropped or m
 The checks (``_check``), all against the Keras model (float32) on the same data:
 
 a. ``from_keras(model, check=False)`` (NumPy, float64) within ``_TOL_NUMPY`` at batch 2 and 3 (with
-   a padded batch and ``keras_lengths`` where the model has a mask: compared on the valid steps;
-   the same batch padded "pre" must be refused by ``keras_lengths``, naming the sequence);
+   a padded batch and ``keras_lengths`` where the model has a mask: compared on the valid steps);
 b. ``rc.compile(from_keras(model, dtype="float32"))`` within ``_TOL_F32`` at batch 1 and 3 (and on
-   the padded batch with its lengths where the model is masked);
+   the padded batch with its lengths where the model is masked; that batch padded "pre" instead must
+   be refused by ``keras_lengths``, naming the sequence and the step);
 c. where it compiles, ``precision="q8"`` (when accepted) equals the NumPy q8 reference of its file
    bit for bit on every ISA path (``_helpers.c_equals_q8_reference``, with the C library's
    ``expf`` / ``log1pf`` / ... where docs/q8-contract.md leaves them to it) and, where the cells'
