@@ -670,3 +670,25 @@ def test_a_residual_after_an_embedding_compiles(ln):
                  front=[{"kind": "res", "ln": ln, "act": "tanh", "use_bias": True, "swap": False,
                          "conv": False}])
     assert _check(arch) == "compiled"
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_import_check_still_refuses_another_model():
+    """The import's check (relative to the output's scale since the fix above) still refuses an
+    imported model that computes something else: the model of the same architecture with other
+    weights, and one whose output is NaN."""
+    from rnncore.io import keras_import
+
+    arch = _arch(functional=True, front=[{"kind": "res", "ln": True, "act": "tanh", "use_bias": True,
+                                          "swap": False, "conv": True}])
+    model, other = build(arch), build({**arch, "seed": 1})
+    wrong = from_keras(other, check=False)
+    with pytest.raises(ValueError, match="does not reproduce"):
+        keras_import._compare(model, wrong, [{"kind": "conv1d"}], 0, "float64", None, 2)
+
+    class NaNs:
+        def forward(self, x):
+            return np.full(wrong.forward(x).shape, np.nan)
+
+    with pytest.raises(ValueError, match="does not reproduce"):
+        keras_import._compare(model, NaNs(), [{"kind": "conv1d"}], 0, "float64", None, 2)
