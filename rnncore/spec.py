@@ -616,7 +616,8 @@ def spec_from_model(model: object) -> ModelSpec:
     ``[Embedding [per-step layers] | front-end] + recurrent layer(s) + [per-step layers] +
     [LastStep [per-step layers]] + [Linear [+ activation]]``; a ``Linear`` followed by more layers
     is a per-step record, :func:`linear_step_record`, the last one the head; per-step layers right
-    after the Embedding are folded into its table, :func:`_fold_into_table`).
+    after the Embedding, a per-step ``Residual`` included, are folded into its table,
+    :func:`_fold_into_table`).
 
     Raises ``ValueError`` naming the first module that the C core cannot run.
     """
@@ -735,12 +736,19 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.embedding = _fold_into_table(m, spec.embedding)
             folded += 1
             continue
+        if (spec.embedding is not None and stage == 0 and kind == "Residual"
+                and getattr(m, "recurrent", None) is None):
+            # x + f(x), f per step (raises naming the layer otherwise): each token's row alone too
+            _residual_records(m, name, front=False)
+            spec.embedding = _fold_into_table(m, spec.embedding)
+            folded += 1
+            continue
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
         elif kind == "Residual" and spec.embedding is None and stage in (0, 1, 2) and not (
                 stage == 2 and spec.head is not None):
             recs, first = _residual_records(m, name, front=stage == 0)
-            if stage == 0 and not spec.front:
+            if stage == 0 and spec.front_input is None:   # activations before keep the width
                 spec.front_input = _record_input(first[0], first[1])
             (spec.front if stage == 0 else spec.post if stage == 1 else spec.post_pooled).extend(recs)
         elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "conv1d", "magnitude",

@@ -933,7 +933,10 @@ def _compare(model, out: Module, descr: list[dict], seed: int, dtype: str, strip
         y = y / y.sum(axis=-1, keepdims=True)
     elif stripped == "sigmoid":
         y = 1 / (1 + np.exp(-y))
-    if y.shape != ref.shape or not np.allclose(y, ref, rtol=1e-4, atol=1e-4):
+    # relative to the output's scale, not to each entry: Keras's float32 rounds each entry at the
+    # scale of the values it is computed from (an entry near 0 of an output of 1e4 is off by ~1e-3)
+    # (written "not <=" so that a NaN fails)
+    if y.shape != ref.shape or not np.max(np.abs(y - ref)) <= 1e-4 * max(1.0, float(np.max(np.abs(ref)))):
         diff = np.max(np.abs(y - ref)) if y.shape == ref.shape else f"shape {y.shape} vs {ref.shape}"
         raise ValueError(
             f"from_keras: the imported model does not reproduce {model.name!r} on a random batch "
