@@ -213,3 +213,44 @@ def q8_reference_with_libm(e8: rc.Engine, x: np.ndarray, lengths=None) -> np.nda
         mp.setattr(front, "math", _MathWithLibmErf())
         mp.setattr(gen_vectors, "np", NpWithLibm(names))
         return c_equals_q8_reference(e8, x, lengths)
+
+
+def fuzz_campaign(check, strategy, examples: int, seed_: int, refusal_key=lambda msg: msg) -> None:
+    """A differential fuzz's long local run that goes on past a failure (``python3
+    tests/test_*_random_models.py EXAMPLES SEED``): ``check(arch, stats)`` on ``examples`` draws of
+    ``strategy`` from ``seed_``, returning ``"compiled"`` or a refusal's message; each failure (a
+    mismatch or a crash) printed with its architecture and traceback (not shrunk), then the
+    refusals by kind (``refusal_key`` of the message, most common first), the counts and the
+    largest errors ``check`` recorded in ``stats``."""
+    import traceback
+    import warnings
+    from collections import Counter
+
+    from hypothesis import HealthCheck, given, seed, settings
+    from hypothesis.errors import UnsatisfiedAssumption
+
+    stats: dict = {}
+    counts: Counter = Counter()
+    refusals: Counter = Counter()
+
+    @seed(seed_)
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(arch=strategy)
+    def run(arch):
+        try:
+            r = check(arch, stats)
+            counts["compiled" if r == "compiled" else "refused"] += 1
+            if r != "compiled":
+                refusals[refusal_key(r)] += 1
+        except UnsatisfiedAssumption:
+            raise
+        except Exception:  # noqa: BLE001 - a mismatch or a crash is a finding: print it and go on
+            counts["failed"] += 1
+            print(f"FAILED {arch}\n{traceback.format_exc()}", flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run()
+    for msg, n in refusals.most_common():
+        print(f"{n:5d} {msg}")
+    print(dict(counts), {k: f"{v:.2g}" if isinstance(v, float) else v for k, v in stats.items()})

@@ -60,7 +60,6 @@ import math
 import os
 import re
 import sys
-import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "torch")   # before keras is imported
 
@@ -72,10 +71,9 @@ from hypothesis import strategies as st  # noqa: E402
 
 import rnncore as rc  # noqa: E402
 from rnncore.io.keras_import import from_keras, keras_lengths  # noqa: E402
-from rnncore.quant import front  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _helpers import NpWithLibm, c_equals_q8_reference, gen_vectors, libm_f32  # noqa: E402
+from _helpers import fuzz_campaign, q8_reference_with_libm  # noqa: E402
 
 L = keras.layers
 _TOL_NUMPY = 1e-4
@@ -309,25 +307,6 @@ def _names_the_model(msg: str, model: keras.Model, ours=None) -> bool:
     return any(re.search(r"(?<![\w])" + re.escape(w) + r"(?![\w])", msg) for w in words)
 
 
-class _MathWithLibmErf:
-    """math with the C library's erff (front.py's GELU calls ``math.erf`` on each float32 value)."""
-
-    erf = staticmethod(libm_f32("erff"))
-
-    def __getattr__(self, name):
-        return getattr(math, name)
-
-
-def _q8_reference(e8: rc.Engine, x: np.ndarray, lengths) -> np.ndarray:
-    """``c_equals_q8_reference`` with the C library's functions in the NumPy q8 spec where
-    docs/q8-contract.md leaves them to it (test_onnx_random_models.py does the same)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(front, "np", NpWithLibm(("exp", "log", "log1p", "tanh")))
-        mp.setattr(front, "math", _MathWithLibmErf())
-        mp.setattr(gen_vectors, "np", NpWithLibm(("exp", "log", "log1p", "tanh")))
-        return c_equals_q8_reference(e8, x, lengths)
-
-
 def _keras(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), np.float64)
 
@@ -452,7 +431,7 @@ def _check(arch: dict, stats: dict | None = None) -> str:
     lengths = np.array([15, 8, 3]) if padded else None
     x = _data(rng, 3, 15, F, lengths, vocab)
     try:
-        q = _q8_reference(e8, x, lengths)
+        q = q8_reference_with_libm(e8, x, lengths)
     except ValueError as exc:
         # an unbounded cell (a linear gate) whose q8 state overflows where f32's did not
         if _bounded(arch) or "NaN or Inf" not in str(exc):
@@ -489,38 +468,9 @@ if _SEED is not None:
 
 
 def _campaign(examples: int, seed_: int) -> None:
-    """A long local run that goes on past a failure: each failure printed with its architecture and
-    traceback (not shrunk), then the counts, the refusals by kind and the largest errors."""
-    import traceback
-    from collections import Counter
-
-    from hypothesis.errors import UnsatisfiedAssumption
-
-    stats: dict = {}
-    counts: Counter = Counter()
-    refusals: Counter = Counter()
-
-    @seed(seed_)
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(arch=architectures())
-    def run(arch):
-        try:
-            r = _check(arch, stats)
-            counts["compiled" if r == "compiled" else "refused"] += 1
-            if r != "compiled":
-                refusals[re.sub(r"'[^']*'", "'.'", r)[:140]] += 1
-        except UnsatisfiedAssumption:
-            raise
-        except Exception:  # noqa: BLE001 - a mismatch or a crash is a finding: print it and go on
-            counts["failed"] += 1
-            print(f"FAILED {arch}\n{traceback.format_exc()}", flush=True)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run()
-    for r, n in refusals.most_common():
-        print(f"{n:5d} {r}")
-    print(dict(counts), {k: f"{v:.2g}" if isinstance(v, float) else v for k, v in stats.items()})
+    """The long local run (:func:`_helpers.fuzz_campaign`), refusals by message with the names in
+    quotes left out."""
+    fuzz_campaign(_check, architectures(), examples, seed_, lambda msg: re.sub(r"'[^']*'", "'.'", msg)[:140])
 
 
 if __name__ == "__main__":      # python3 tests/test_keras_random_models.py EXAMPLES SEED
@@ -608,7 +558,8 @@ def test_a_swapped_bidirectional_sequence_before_a_mean_or_per_step_layers_compi
     ours = from_keras(model, dtype="float32", check=False)
     assert "ReverseTime" not in [type(m).__name__ for m in ours][:2]
     assert _err(rc.compile(ours).run(x), ref) < _TOL_F32
-    _q8_reference(rc.compile(from_keras(model, dtype="float32", check=False), precision="q8"), x, None)
+    q8_reference_with_libm(rc.compile(from_keras(model, dtype="float32", check=False), precision="q8"), x,
+                           None)
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -54,7 +54,7 @@ from rnncore.io import from_onnx
 from rnncore.io.onnx_import import onnx_run
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _helpers import q8_reference_with_libm  # noqa: E402
+from _helpers import fuzz_campaign, q8_reference_with_libm  # noqa: E402
 
 _TOL_NUMPY = 1e-4
 _TOL_F32 = 1e-4
@@ -413,39 +413,10 @@ if _SEED is not None:
 
 
 def _campaign(examples: int, seed_: int) -> None:
-    """A long local run that goes on past a failure: each failure printed with its architecture and
-    traceback (not shrunk), then the counts, the largest errors and the refusals by message (names
-    in quotes and numbers left out: one line per kind)."""
-    import traceback
-    from collections import Counter
-
-    from hypothesis.errors import UnsatisfiedAssumption
-
-    stats: dict = {}
-    counts: Counter = Counter()
-    refusals: Counter = Counter()
-
-    @seed(seed_)
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(arch=architectures())
-    def run(arch):
-        try:
-            got = _check(arch, stats)
-            counts["compiled" if got == "compiled" else "refused"] += 1
-            if got != "compiled":
-                refusals[re.sub(r"\d+", "#", re.sub(r"'[^']*'", "'.'", got))[:150]] += 1
-        except UnsatisfiedAssumption:
-            raise
-        except Exception:  # noqa: BLE001 - a mismatch or a crash is a finding: print it and go on
-            counts["failed"] += 1
-            print(f"FAILED {arch}\n{traceback.format_exc()}", flush=True)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run()
-    print(dict(counts), {k: f"{v:.2g}" for k, v in stats.items()})
-    for msg, n in refusals.most_common():
-        print(f"{n:5d} {msg}")
+    """The long local run (:func:`_helpers.fuzz_campaign`), refusals by message with the names in
+    quotes and the numbers left out (one line per kind)."""
+    fuzz_campaign(_check, architectures(), examples, seed_,
+                  lambda msg: re.sub(r"\d+", "#", re.sub(r"'[^']*'", "'.'", msg))[:150])
 
 
 if __name__ == "__main__":      # python3 tests/test_onnx_random_models.py EXAMPLES SEED

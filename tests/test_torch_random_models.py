@@ -43,7 +43,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -55,7 +54,7 @@ import rnncore as rc
 from rnncore.io import from_torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _helpers import q8_reference_with_libm  # noqa: E402
+from _helpers import fuzz_campaign, q8_reference_with_libm  # noqa: E402
 
 _TOL_NUMPY = 1e-9
 _TOL_F32 = 1e-4
@@ -489,39 +488,9 @@ if _SEED is not None:
 
 
 def _campaign(examples: int, seed_: int) -> None:
-    """A long local run that goes on past a failure: each failure printed with its architecture and
-    traceback (not shrunk), then the counts, the refusals by kind and the largest errors."""
-    import traceback
-    from collections import Counter
-
-    from hypothesis.errors import UnsatisfiedAssumption
-
-    stats: dict = {}
-    counts: Counter = Counter()
-    refusals: Counter = Counter()
-
-    @seed(seed_)
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(arch=architectures())
-    def run(arch):
-        try:
-            r = _check(arch, stats)
-            counts["compiled" if r == "compiled" else "refused"] += 1
-            if r != "compiled":
-                refusals[r[:300]] += 1
-        except UnsatisfiedAssumption:
-            raise
-        except Exception:  # noqa: BLE001 - a mismatch or a crash is a finding: print it and go on
-            counts["failed"] += 1
-            print(f"FAILED {arch}\n{traceback.format_exc()}", flush=True)
-
+    """The long local run (:func:`_helpers.fuzz_campaign`), torch on one thread."""
     torch.set_num_threads(1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run()
-    for r, n in refusals.most_common():
-        print(n, r)
-    print(dict(counts), {k: f"{v:.2g}" for k, v in stats.items()})
+    fuzz_campaign(_check, architectures(), examples, seed_, lambda msg: msg[:300])
 
 
 if __name__ == "__main__":      # python3 tests/test_torch_random_models.py EXAMPLES SEED
