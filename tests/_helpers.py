@@ -215,6 +215,18 @@ def q8_reference_with_libm(e8: rc.Engine, x: np.ndarray, lengths=None) -> np.nda
         return c_equals_q8_reference(e8, x, lengths)
 
 
+def q8_check(e8: rc.Engine, e32: rc.Engine, x: np.ndarray, lengths=None, near: bool = True) -> None:
+    """A differential fuzz's q8 check: ``e8`` equals the NumPy q8 reference of its file bit for bit on
+    every ISA path (:func:`q8_reference_with_libm`), its output is finite and, with ``near``, within
+    half of ``max(1, max |y_f32|)`` of the f32 engine ``e32`` (the q8 error is not the subject of a
+    fuzz, its bit-exactness is: the bound only catches a q8 file of another model)."""
+    q = q8_reference_with_libm(e8, x, lengths)
+    assert np.all(np.isfinite(q))
+    if near:
+        y32 = e32.run(x, lengths)
+        assert np.abs(q - y32).max() < 0.5 * max(1.0, float(np.abs(y32).max())), "q8 far from f32"
+
+
 def fuzz_campaign(check, strategy, examples: int, seed_: int, refusal_key=lambda msg: msg) -> None:
     """A differential fuzz's long local run that goes on past a failure (``python3
     tests/test_*_random_models.py EXAMPLES SEED``): ``check(arch, stats)`` on ``examples`` draws of
