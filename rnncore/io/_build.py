@@ -310,6 +310,7 @@ ACTIVATIONS = {
     "hardswish": ("Hardswish", {}),
     "softplus_nothreshold": ("Softplus", {"threshold": math.inf}),   # Keras' / ONNX's: never linear
     "softsign": ("Softsign", {}),
+    "leaky_relu_keras": ("LeakyReLU", {"negative_slope": 0.2}),    # keras.activations.leaky_relu
     "softmax": ("Softmax", {}), "log_softmax": ("LogSoftmax", {}),    # over the features (last axis)
 }
 

@@ -340,8 +340,7 @@ _ACT_LAYER = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "hard_sigmoi
               "gelu": "gelu", "softmax": "softmax", "log_softmax": "log_softmax", "elu": "elu",
               "relu6": "relu6", "hard_tanh": "hardtanh", "silu": "silu", "swish": "silu",
               "hard_silu": "hardswish", "hard_swish": "hardswish", "softplus": "softplus_nothreshold",
-              "softsign": "softsign"}
-_LAYER_ACTS = sorted([*_ACT_LAYER, "leaky_relu"])   # per-step activations (leaky_relu: its own slope)
+              "softsign": "softsign", "leaky_relu": "leaky_relu_keras"}
 _FRONT = ("Conv1D", "MaxPooling1D", "AveragePooling1D")   # layers over time
 
 
@@ -351,14 +350,10 @@ def _act_name(fn) -> str:
 
 def _act_module(layer, name: str) -> dict:
     """The description of a per-step activation layer, or a refusal naming the layer."""
-    if name == "leaky_relu":     # keras.activations.leaky_relu: negative_slope 0.2
-        from rnncore.nn import pointwise
-
-        return {"kind": "module", "module": pointwise.LeakyReLU(0.2)}
     if name not in _ACT_LAYER:
         raise ValueError(
             f"from_keras: layer {layer.name!r} ({type(layer).__name__}) uses activation {name!r}; supported "
-            f"as a layer: {_LAYER_ACTS} and 'linear' (a final softmax/sigmoid can be dropped with "
+            f"as a layer: {sorted(_ACT_LAYER)} and 'linear' (a final softmax/sigmoid can be dropped with "
             "strip_final_activation=True)")
     return {"kind": "module", "module": _build.activation(_ACT_LAYER[name])}
 
@@ -820,10 +815,10 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             dense = layer.layer if k == "TimeDistributed" else layer      # Dense acts per step anyway
             act = _act_name(dense.activation)
             strip = strip_final_activation and last and act in ("softmax", "sigmoid")
-            if act not in _ACT_LAYER and act not in ("linear", "leaky_relu") and not strip:
+            if act not in _ACT_LAYER and act != "linear" and not strip:
                 raise ValueError(
                     f"from_keras: Dense {layer.name!r} has activation {act!r}; supported: 'linear', "
-                    f"{_LAYER_ACTS}")
+                    f"{sorted(_ACT_LAYER)}")
             w = dense.get_weights()
             descr.append({"kind": "linear", "weight": w[0].T, "bias": w[1] if dense.use_bias else None})
             if strip:
@@ -851,13 +846,13 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                     and descr[-1]["kind"] == "linear" and stripped is None):
                 _softmax_axis(layer, k, seq)
                 stripped = act
-            elif act in _ACT_LAYER or act == "leaky_relu":
+            elif act in _ACT_LAYER:
                 _softmax_axis(layer, k, seq)
                 descr.append(_act_module(layer, act))
             else:
                 raise ValueError(
                     f"from_keras: {k} {layer.name!r} ({act!r}) is not supported; supported activations: "
-                    f"{_LAYER_ACTS}")
+                    f"{sorted(_ACT_LAYER)}")
         else:
             if k == "TimeDistributed":
                 k = f"TimeDistributed({type(layer.layer).__name__})"
