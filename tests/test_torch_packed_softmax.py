@@ -126,3 +126,39 @@ def test_a_softmax_over_the_features_of_every_step_imports_and_over_time_is_refu
 def test_a_softmax_over_the_batch_is_refused():
     with pytest.raises(ValueError, match="could not tell how Classifier.forward combines"):
         from_torch(Classifier(lambda z: torch.softmax(z, 0)).eval())
+
+
+class _MeanClassifier(torch.nn.Module):
+    """A packed GRU, the mean over each sequence's valid steps, a Linear scaled by ``gain``, softmax."""
+
+    def __init__(self, gain: float) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.gru = torch.nn.GRU(3, 8, batch_first=True)
+        self.fc = torch.nn.Linear(8, 4)
+        with torch.no_grad():
+            self.fc.weight.mul_(gain)
+
+    def forward(self, x, lengths):
+        y, _ = pad(self.gru(pack(x, lengths, batch_first=True, enforce_sorted=False))[0], batch_first=True)
+        return torch.softmax(self.fc(y.sum(1) / lengths[:, None].to(y.dtype)), -1)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("gain", [1.0, 3e4])
+def test_a_saturated_softmax_is_not_matched_by_another_pooling(gain):
+    """With a large head (a confident classifier) the softmax is one-hot on the probe's random batch for
+    the last step and the mean over time alike: the probe took 'last' (the first candidate) for this
+    mean-over-time model, 1.0 off PyTorch on other inputs. Now such a tie is refused, naming both; an
+    unsaturated head still imports as the mean, equal to PyTorch."""
+    net = _MeanClassifier(gain).double().eval()
+    if gain > 1:
+        with pytest.raises(ValueError, match="saturated.*'last' and 'mean'"):
+            from_torch(net)
+        return
+    model = from_torch(net)
+    x = np.random.default_rng(5).standard_normal((6, 9, 3))
+    lengths = np.array([9, 7, 5, 3, 2, 8])
+    ref = net(torch.as_tensor(x), torch.as_tensor(lengths)).detach().numpy()
+    y = model.forward(x, lengths=lengths)
+    np.testing.assert_allclose(y[0] if isinstance(y, tuple) else y, ref, rtol=1e-9, atol=1e-12)

@@ -272,6 +272,27 @@ def _forward_lengths_argument(module) -> str | None:
         f"forward({', '.join(p.name for p in positional[:1])}, {', '.join(needed)})): {what}")
 
 
+def _one_softmax_match(name: str, outputs: dict, ref_of, tol: float, module) -> None:
+    """Refuse when another softmax interpretation whose logits differ from ``name``'s also reproduces
+    the module's output: a softmax saturates (a confident head's outputs are one-hot for the last
+    step and for the mean over time alike), so the probe cannot tell them apart."""
+    def out(n: str) -> np.ndarray:
+        y = outputs[n][1]
+        return y[0] if isinstance(y, tuple) else y
+
+    logits = out(name[:-len("+softmax")])
+    for other in outputs:
+        if other == name or not other.endswith("+softmax") or not _matches(out(other), ref_of(other), tol):
+            continue
+        base = other[:-len("+softmax")]
+        if base in outputs and not _matches(out(base), logits, tol):
+            raise ValueError(
+                f"from_torch: {type(module).__name__}.forward ends in a softmax that is saturated on a "
+                f"random batch: both '{name[:-len('+softmax')]}' and '{base}' reproduce its output although "
+                "their logits differ, so the probe cannot tell how it combines the steps; return the logits "
+                "(or log_softmax) from forward to import it, and apply the softmax after")
+
+
 def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     import torch
 
@@ -369,13 +390,18 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
             raise ValueError(
                 f"from_torch: {type(module).__name__}.forward returned {type(out).__name__}, not a tensor")
         out = _np(out).astype(np.float64)
+
+        def ref_of(name: str, out=out, batch_first=batch_first) -> np.ndarray:
+            seq = not batch_first and name.startswith("sequence") and out.ndim == 3
+            return out.transpose(1, 0, 2) if seq else out
+
         for name, (model, y) in outputs.items():
             if isinstance(y, tuple):
                 y = y[0]
-            ref = out
-            if not batch_first and name.startswith("sequence") and ref.ndim == 3:
-                ref = ref.transpose(1, 0, 2)
+            ref = ref_of(name)
             if _matches(y, ref, tol):
+                if name.endswith("+softmax"):
+                    _one_softmax_match(name, outputs, ref_of, tol, module)
                 return model
             if lengths_arg and name.startswith("sequence") and y.shape == ref.shape:
                 valid = (np.arange(T)[None, :] < lengths[:, None])[..., None]
