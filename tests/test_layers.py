@@ -15,6 +15,7 @@ from rnncore.nn.layers import (
     Embedding,
     LastStep,
     Linear,
+    MaskedMax,
     MaskedMean,
     Sequential,
     lengths_from_mask,
@@ -47,7 +48,8 @@ def test_embedding_gradcheck():
 @pytest.mark.parametrize("lengths", [None, LENGTHS])
 def test_pooling_gradcheck(lengths):
     x = RNG.standard_normal((4, 5, 6))
-    for m in (LastStep(), LastStep(bidirectional=True), MaskedMean(), AttentionPool(6, 3, seed=1)):
+    for m in (LastStep(), LastStep(bidirectional=True), MaskedMean(), MaskedMax(),
+              AttentionPool(6, 3, seed=1)):
         rep = check_module(m, x, lengths=lengths)
         assert rep.ok, rep
 
@@ -161,16 +163,19 @@ def _torch_poolings(x, lengths, which, sd=None):
         return x[torch.arange(B), torch.tensor(lengths) - 1]
     if which == "mean":
         return (x * mask[..., None]).sum(1) / torch.tensor(lengths, dtype=x.dtype)[:, None]
+    if which == "max":
+        return x.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
     u = torch.tanh(x @ sd["proj.weight"].T + sd["proj.bias"])
     e = (u @ sd["score.weight"].T)[..., 0].masked_fill(~mask, float("-inf"))
     return (torch.softmax(e, 1)[..., None] * x).sum(1)
 
 
-@pytest.mark.parametrize("which", ["last", "mean", "attention"])
+@pytest.mark.parametrize("which", ["last", "mean", "max", "attention"])
 def test_poolings_match_torch(which):
     x = RNG.standard_normal((4, 5, 6))
     dy = RNG.standard_normal((4, 6))
-    m = {"last": LastStep(), "mean": MaskedMean(), "attention": AttentionPool(6, 3, seed=5)}[which]
+    m = {"last": LastStep(), "mean": MaskedMean(), "max": MaskedMax(),
+         "attention": AttentionPool(6, 3, seed=5)}[which]
     sd = {k: t64(v, True) for k, v in m.state_dict().items()}
     tx = t64(x, True)
     ty = _torch_poolings(tx, LENGTHS, which, sd)
@@ -252,7 +257,8 @@ def test_poolings_match_torch_on_random_lengths(B, T, F, seed):
     rng = np.random.default_rng(seed)
     x, dy = rng.standard_normal((B, T, F)), rng.standard_normal((B, F))
     lengths = rng.integers(1, T + 1, B)
-    blocks = (("last", LastStep()), ("mean", MaskedMean()), ("attention", AttentionPool(F, 3, seed=seed)))
+    blocks = (("last", LastStep()), ("mean", MaskedMean()), ("max", MaskedMax()),
+              ("attention", AttentionPool(F, 3, seed=seed)))
     for which, m in blocks:
         sd = {k: t64(v, True) for k, v in m.state_dict().items()}
         tx = t64(x, True)

@@ -145,13 +145,15 @@ def embedding(weight: np.ndarray, padding_idx: int | None = None, dtype: str = "
 
 
 def pool(kind: str, bidirectional: bool = False) -> Module:
-    from rnncore.nn.layers import LastStep, MaskedMean
+    from rnncore.nn.layers import LastStep, MaskedMax, MaskedMean
 
     if kind == "last":
         return LastStep(bidirectional=bidirectional)
     if kind == "mean":
         return MaskedMean()
-    raise ValueError(f"pool: expected 'last' or 'mean', got {kind!r}")
+    if kind == "max":
+        return MaskedMax()
+    raise ValueError(f"pool: expected 'last', 'mean' or 'max', got {kind!r}")
 
 
 def attention(weight: np.ndarray, bias: np.ndarray | None, score: np.ndarray,

@@ -11,7 +11,16 @@ from rnncore.nn.chunk import (
 from rnncore.nn.conv import AvgPool1d, Conv1d, FrameConv1d, Magnitude, MaxPool1d
 from rnncore.nn.conv2d import AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, MaxPool2d
 from rnncore.nn.history import CSVLogger
-from rnncore.nn.layers import AttentionPool, Dropout, Embedding, LastStep, Linear, MaskedMean, Sequential
+from rnncore.nn.layers import (
+    AttentionPool,
+    Dropout,
+    Embedding,
+    LastStep,
+    Linear,
+    MaskedMax,
+    MaskedMean,
+    Sequential,
+)
 from rnncore.nn.lncells import LayerNormGRU, LayerNormLSTM
 from rnncore.nn.losses import CTC, MAE, MSE, BCEWithLogits, CrossEntropy
 from rnncore.nn.melspec import LogMelSpectrogram
@@ -42,7 +51,8 @@ from rnncore.nn.prune import BlockPruning, block_mask
 from rnncore.nn.recurrent import GRU, LSTM, RNN
 
 __all__ = ["Module", "RNN", "GRU", "LSTM"]
-__all__ += ["Linear", "Embedding", "Dropout", "Sequential", "LastStep", "MaskedMean", "AttentionPool"]
+__all__ += ["Linear", "Embedding", "Dropout", "Sequential"]
+__all__ += ["LastStep", "MaskedMean", "MaskedMax", "AttentionPool"]
 __all__ += ["CrossEntropy", "BCEWithLogits", "MSE", "MAE", "CTC"]
 __all__ += ["SGD", "Adam", "AdamW", "clip_grad_norm_", "CSVLogger"]
 __all__ += ["LayerNormGRU", "LayerNormLSTM"]

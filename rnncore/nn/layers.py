@@ -349,6 +349,37 @@ class MaskedMean(_Pool):
         return w[:, :, None] * dy[:, None, :]
 
 
+class MaskedMax(_Pool):
+    """Maximum over each sequence's valid steps, feature by feature:
+    ``y[b, f] = max_{t < len_b} x[b, t, f]`` (Keras ``GlobalMaxPooling1D``, PyTorch
+    ``x.max(dim=1).values`` / ``torch.amax(x, 1)``, ONNX ``ReduceMax`` over time).
+
+    The gradient of each ``y[b, f]`` goes to the first step that holds the maximum
+    (``np.argmax``'s choice among ties). Shapes: ``x (B, T, F) -> y (B, F)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = None
+
+    def forward(self, x: np.ndarray, lengths=None, train: bool = False, *, mask=None) -> np.ndarray:
+        x, lengths = self._prepare(x, lengths, mask)
+        valid = mask_from_lengths(lengths, x.shape[1])             # (B, T)
+        masked = np.where(valid[:, :, None], x, -np.inf)           # padding never wins
+        arg = np.argmax(masked, axis=1)                            # (B, F): the step of each max
+        self._cache = (x.shape, x.dtype, arg) if train else None
+        return np.take_along_axis(x, arg[:, None, :], axis=1)[:, 0, :]
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, "MaskedMax")
+        shape, dtype, arg = self._cache
+        B, T, F = shape
+        dy = _check_dy(dy, (B, F), dtype, "MaskedMax")
+        dx = np.zeros(shape, dtype)
+        np.put_along_axis(dx, arg[:, None, :], dy[:, None, :], axis=1)   # dy to the argmax step
+        return dx
+
+
 class AttentionPool(_Pool):
     """Additive (Bahdanau-style) attention pooling over the valid steps.
 
