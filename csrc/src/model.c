@@ -294,7 +294,9 @@ rnc_status rnc_model_error(const rnc_model *m, const char **text)
 rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)
 {
     if (!m || !info || m->magic_ok != RNC_MODEL_OK) return RNC_E_ARG;
-    memset(info, 0, sizeof(*info));
+    /* the fields before last_step_max zeroed (the last one is set below: in an -Os build a memset of
+     * the whole struct would be a call, these are a few stores) */
+    memset(info, 0, offsetof(rnc_model_info, last_step_max));
     info->precision = m->precision;
     info->num_layers = m->num_layers;
     info->uses_ids = m->uses_ids;
@@ -315,6 +317,8 @@ rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)
 #if !defined(RNC_NO_MEAN)
     info->last_step_mean = m->last_step_mean;
     info->last_step_max = m->last_step_max;
+#else
+    info->last_step_max = 0;
 #endif
 #if !defined(RNC_NO_ATTN)
     info->last_step_attention = m->attn;
