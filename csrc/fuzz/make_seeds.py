@@ -3,7 +3,7 @@
 Built with the C tests' model builder (tests/gen_vectors.py make_spec) and rnncore's writer, in
 format versions 2 and 1: f32 and q8; RNN tanh and relu, GRU in both reset forms, LSTM; one- and
 two-layer stacks; bidirectional layers; embeddings; heads with every activation; last-step pooling
-(both forms), mean and attention pooling (v2); static q8 scales; a log-mel front-end (record kind 13); q8
+(both forms), mean, attention and max pooling (v2); static q8 scales; a log-mel front-end (record kind 13); q8
 models with every weight matrix stored block-sparse (8- and 16-row blocks); fully-integer models
 (precision 3: GRU both forms and activation families, LSTM with a cell clip, RNN ReLU, a stack,
 the integer head); a front-end of causal Conv1d's over time (conv_time); strided time layers (conv_time with
@@ -45,6 +45,7 @@ CASES = [
     ("rnn_bidir_stack", dict(kind="rnn", sizes=[2, 3, 2], bidirectional=True)),
     ("gru_mean_head", dict(kind="gru", sizes=[3, 5], last_step=True, last_mean=True, head=2)),   # v2 only
     ("lstm_attn_head", dict(kind="lstm", sizes=[3, 5], last_step=True, last_attn=3, head=2)),   # v2 only
+    ("gru_max_head", dict(kind="gru", sizes=[3, 5], last_step=True, last_max=True, head=2)),   # v2 only
 ]
 
 
@@ -60,7 +61,8 @@ def main(outdir: str) -> None:
                 variants.append(("_static", {"scales": (0.03, 0.01)}))
             for suffix, extra in variants:
                 spec = gen_vectors.make_spec(rng, precision=precision, **kw, **extra)
-                for version in (2,) if kw.get("last_mean") or kw.get("last_attn") else (2, 1):
+                v2_only = kw.get("last_mean") or kw.get("last_attn") or kw.get("last_max")
+                for version in (2,) if v2_only else (2, 1):
                     (out / f"{name}_{precision}{suffix}.v{version}.rnc").write_bytes(
                         write_rnc(spec, version=version))
                     n += 1
