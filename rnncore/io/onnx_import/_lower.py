@@ -496,6 +496,7 @@ class _SeqLower:
         self.at = {}              # a data tensor -> the chain's point it is (the ops before it)
         self.op_in = []           # per op: the point its input was (op k reads point k on a chain)
         self.dirax = {}           # a recurrent output's direction-axis id -> (layer, D, H, hidden axis)
+        self.kept = {}            # the size-1 axis id a max over time kept (keepdims=1) -> its step
 
     def refuse(self, why: str, what: str = "import the part the chain covers with from_onnx(path, "
                                             "inputs=[...], outputs=[...]) and run the rest in NumPy"):
@@ -926,6 +927,57 @@ class _SeqLower:
         self.ops.append(("pool", MaskedMean(), s))
         return {"k": "data", "axes": [ax for k, ax in enumerate(x["axes"]) if k != axes[0] % n]}
 
+    def max_over_time(self, s, op: str, a) -> dict:
+        """``ReduceMax`` over the time axis of the last recurrent layer's per-step output, ``(B, T, F)``,
+        ``(T, B, F)`` or channels first ``(B, F, T)``, or ``GlobalMaxPool`` of ``(B, F, T)``:
+        ``rc.nn.MaskedMax``, the maximum over each sequence's valid steps (the engine's lengths: a row
+        of length ``L`` is the graph on its first ``L`` steps). ``keepdims=1`` (``GlobalMaxPool``'s
+        only form) keeps the time axis as a feature axis of size 1 for a ``Squeeze`` / ``Reshape`` /
+        ``Flatten`` to drop; reaching the output so is refused naming the node."""
+        from rnncore.nn.layers import MaskedMax
+
+        x = self.get(s.inputs[0], ("data",))
+        n, shape = len(x["axes"]), ", ".join(map(_dim_text, self.dims(x)))
+        time = ("s", (self.tsym,))
+        if op == "GlobalMaxPool":
+            if n != 3 or x["axes"][2] != time or x["axes"][0][0] != "s" or x["axes"][1][0] != "f" \
+                    or self.nrec == 0:
+                self.refuse(f"pools data of shape ({shape}): expected channels-first (B, F, T) data of a "
+                            "recurrent layer's output, the time axis last (a Transpose before it)")
+            ax, keep = 2, True
+        else:
+            if int(a.get("noop_with_empty_axes", 0)):
+                self.refuse("has noop_with_empty_axes=1: expected the maximum over the time axis alone")
+            if len(s.inputs) > 1 and s.inputs[1] and s.inputs[1] not in self.g.consts:
+                self.refuse(f"takes its axes from the data ({s.inputs[1]!r}), expected a constant")
+            axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] \
+                else _ints(a.get("axes", []))
+            if len(axes) != 1 or n != 3 or not -n <= axes[0] < n or self.tsym is None \
+                    or x["axes"][axes[0] % n] != time or self.nrec == 0:
+                self.refuse(f"takes the maximum over axes {axes} of data ({shape}): expected the time axis "
+                            "alone of a recurrent layer's output, (B, T, F), (T, B, F) or (B, F, T)")
+            ax, keep = axes[0] % n, bool(int(a.get("keepdims", 1)))
+        rest = [d for k, d in enumerate(x["axes"]) if k != ax]
+        if [d[0] for d in rest] != ["s", "f"]:
+            self.refuse(f"takes the maximum over time of data ({shape}) whose other axes are not the batch "
+                        "then the features")
+        self.ops.append(("pool", MaskedMax(), s))
+        if not keep:
+            return {"k": "data", "axes": rest}
+        fid = self.fid()
+        self.kept[fid] = s
+        return {"k": "data", "axes": [d if k != ax else ("f", 1, fid) for k, d in enumerate(x["axes"])]}
+
+    def flatten(self, s, a) -> dict:
+        """``Flatten(axis)``: the data reshaped to ``(prod(d[:axis]), prod(d[axis:]))``."""
+        x = self.get(s.inputs[0], ("data",))
+        d = self.dims(x)
+        k = int(a.get("axis", 1)) % (len(d) + 1)
+        lo, hi = _mono(1), _mono(1)
+        for i, di in enumerate(d):
+            lo, hi = (_mul(lo, di), hi) if i < k else (lo, _mul(hi, di))
+        return {"k": "data", "axes": self.reshape(x, [lo, hi], True)}
+
     def einsum_linear(self, s, a) -> dict:
         """``Einsum`` of the data by a constant as a per-step Linear: ``...i,ih->...h`` (a matrix)
         or the grouped linear ``...gi,gih->...gh`` (DeepFilterNet's): ``Linear(G I, G H)`` whose
@@ -992,6 +1044,8 @@ class _SeqLower:
                "shape written with the export's sizes instead of the data's is refused: export with dynamic "
                "axes)")
         while i < len(axes) or j < len(target):
+            if j >= len(target) and all(a[0] == "f" and a[1] == 1 for a in axes[i:]):
+                break                     # trailing axes of size 1 dropped ((B, F, 1) -> (B, F))
             if i >= len(axes) or j >= len(target):
                 self.refuse(bad)
             gi, gj = [axes[i]], [target[j]]
@@ -1020,10 +1074,11 @@ class _SeqLower:
                     out += [("s", (x,)) for x in gi[0][1]]
             else:
                 if len(gj) == 1:
-                    ids = [a[2] for a in gi]
+                    ids = [a[2] for a in gi if a[1] != 1]     # an axis of size 1 has no order
                     if ids != sorted(ids):
                         self.refuse(bad + " (features merged out of their order)")
-                    out.append(("f", pj[0], gi[0][2]))
+                    ids = [a[2] for a in gi if a[2] not in self.kept] or ids   # not a pooled time axis
+                    out.append(("f", pj[0], gi[0][2] if gi[0][2] not in self.kept else ids[0]))
                 else:
                     if any(t[1] for t in gj):
                         self.refuse(bad)
@@ -1179,6 +1234,10 @@ class _SeqLower:
             out = self.norm_layer(s, op)
         elif op == "ReduceMean":
             out = self.mean_over_time(s, a)
+        elif op in ("ReduceMax", "GlobalMaxPool"):
+            out = self.max_over_time(s, op, a)
+        elif op == "Flatten":
+            out = self.flatten(s, a)
         elif op == "InstanceNormalization":
             out = self.instance_norm(s)
         elif op in _NO_ENGINE:
@@ -1370,6 +1429,13 @@ class _SeqLower:
                         "x.transpose(1, 2) / x.permute(1, 2, 0))")
         t_sym, C = ax[2][1][0], int(ax[1][1])
         what = "convolves" if op == "Conv" else "pools"
+        if op != "Conv" and self.nrec:
+            self.refuse("is a convolution or pooling over time after a recurrent layer: the C engine runs "
+                        "them before the first recurrent layer (front-end records); a MaxPool whose kernel "
+                        "is the whole time axis of the export is torch's adaptive_max_pool1d(y, 1) exported "
+                        "with a fixed time axis",
+                        "export with a dynamic time axis (dynamic_axes: it becomes GlobalMaxPool, the max "
+                        "over time) or write y.max(dim).values / torch.amax")
         self.time_axis(t_sym, f"{what} over the batch axis of the data the layers before it ran over in time")
         pad_node = x["pad"] if x["k"] == "padded" else None
         if pad_node is not None:
@@ -1752,6 +1818,11 @@ def _lower_sequence_graph(g, channels_first: bool = False):
                        "one data output and the recurrent layers' states besides the data input")
     y = lw.val.get(outs[0])
     ax = None if y is None or y["k"] != "data" else y["axes"]
+    kept = next((lw.kept[a[2]] for a in ax or [] if a[0] == "f" and a[2] in lw.kept), None)
+    if kept is not None:
+        lw.step = kept
+        lw.refuse(f"keeps the time axis it pools (keepdims=1) to the output {outs[0]!r}",
+                  "drop it before the output (Squeeze, Flatten, or ReduceMax with keepdims=0)")
     batch = "X1" if lw.time == "X0" else "X0"
     pooled = any(op[0] == "pool" for op in lw.ops)
     lay = {True: "TBF", False: "BTF"}
