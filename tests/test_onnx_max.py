@@ -95,6 +95,18 @@ def test_torch_exports_with_dynamic_axes(kind):
     assert check_against_ort(data) == ["GRU", "MaskedMax", "Linear"]
 
 
+def test_torch_dynamo_export_of_adaptive_max_pool():
+    """The dynamo exporter (opset 18) writes ``adaptive_max_pool1d(y, 1)`` as ``Unsqueeze`` to
+    ``(B, F, 1, T)``, ``ReduceMax`` over the last two axes (keepdims=1) and two ``Squeeze``."""
+    data = torch_onnx_export("test_onnx_max:max_net", ("adaptive",), (2, 7, F_IN), {0: "B", 1: "T"},
+                             dynamo=True, opset=18)
+    import onnx
+
+    ops = [n.op_type for n in onnx.load_from_string(data).graph.node]
+    assert "Unsqueeze" in ops and "ReduceMax" in ops
+    assert check_against_ort(data) == ["GRU", "MaskedMax", "Linear"]
+
+
 @pytest.mark.parametrize("cell,bidirectional", [("LSTM", False), ("GRU", True), ("RNN", True)])
 def test_torch_exports_of_other_cells(cell, bidirectional):
     data = torch_onnx_export("test_onnx_max:max_net", ("max", cell, bidirectional), (2, 7, F_IN),

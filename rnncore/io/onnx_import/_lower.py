@@ -569,6 +569,8 @@ class _SeqLower:
                 self.refuse("gathers with indices that are not a constant")
             out = [v[int(i)] for i in np.atleast_1d(idx)]
             return {"k": "shape", "v": out, "scalar": np.ndim(idx) == 0}
+        if op == "Unsqueeze" and kinds == ["data"]:
+            return self.unsqueeze_data(s, a)
         if op in ("Unsqueeze", "Squeeze"):
             v = self.get(s.inputs[0], ("shape",))
             if op == "Unsqueeze" and v["scalar"]:
@@ -640,6 +642,23 @@ class _SeqLower:
                             "state)", "feed the state as a graph input (the engine's state)")
             return {"k": "zeros", "shape": shape}
         return None
+
+    def unsqueeze_data(self, s, a) -> dict:
+        """``Unsqueeze`` of the data: new feature axes of size 1 (the dynamo exporter's
+        ``adaptive_max_pool1d(y, 1)``: ``(B, F, T) -> (B, F, 1, T)``, a ``ReduceMax`` over the last two
+        axes, two ``Squeeze``)."""
+        x = self.get(s.inputs[0], ("data",))
+        if len(s.inputs) > 1 and s.inputs[1] and s.inputs[1] not in self.g.consts:
+            self.refuse(f"takes its axes from the data ({s.inputs[1]!r}), expected a constant")
+        axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] \
+            else _ints(a.get("axes", []))
+        n = len(x["axes"]) + len(axes)
+        if not axes or len(set(k % n for k in axes)) != len(axes) or not all(-n <= k < n for k in axes):
+            self.refuse(f"unsqueezes the data at axes {axes}: expected distinct axes of the result")
+        out = list(x["axes"])
+        for k in sorted(k % n for k in axes):
+            out.insert(k, ("f", 1, self.fid()))
+        return {"k": "data", "axes": out}
 
     def zeros_node(self, s, op, a) -> dict:
         """``Unsqueeze`` / ``Concat`` of zero tensors (tf2onnx's initial states: ``Expand(0, (B, H))``,
@@ -939,6 +958,7 @@ class _SeqLower:
         x = self.get(s.inputs[0], ("data",))
         n, shape = len(x["axes"]), ", ".join(map(_dim_text, self.dims(x)))
         time = ("s", (self.tsym,))
+        rest = [d for d in x["axes"] if d != time]
         if op == "GlobalMaxPool":
             if n != 3 or x["axes"][2] != time or x["axes"][0][0] != "s" or x["axes"][1][0] != "f" \
                     or self.nrec == 0:
@@ -952,13 +972,17 @@ class _SeqLower:
                 self.refuse(f"takes its axes from the data ({s.inputs[1]!r}), expected a constant")
             axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] \
                 else _ints(a.get("axes", []))
-            if len(axes) != 1 or n != 3 or not -n <= axes[0] < n or self.tsym is None \
-                    or x["axes"][axes[0] % n] != time or self.nrec == 0:
+            red = sorted({k % n for k in axes if -n <= k < n})
+            ones = [k for k in red if x["axes"][k][:2] == ("f", 1)]        # size 1: the same either way
+            if len(red) != len(axes) or len(red) != len(ones) + 1 or self.tsym is None \
+                    or time not in [x["axes"][k] for k in red] or self.nrec == 0:
                 self.refuse(f"takes the maximum over axes {axes} of data ({shape}): expected the time axis "
-                            "alone of a recurrent layer's output, (B, T, F), (T, B, F) or (B, F, T)")
-            ax, keep = axes[0] % n, bool(int(a.get("keepdims", 1)))
-        rest = [d for k, d in enumerate(x["axes"]) if k != ax]
-        if [d[0] for d in rest] != ["s", "f"]:
+                            "alone (and axes of size 1) of a recurrent layer's output, (B, T, F), (T, B, F) "
+                            "or (B, F, T)")
+            ax, keep = next(k for k in red if k not in ones), bool(int(a.get("keepdims", 1)))
+            if not keep:
+                rest = [d for k, d in enumerate(x["axes"]) if k not in red]
+        if [d[0] for d in rest if d[:2] != ("f", 1)] != ["s", "f"]:
             self.refuse(f"takes the maximum over time of data ({shape}) whose other axes are not the batch "
                         "then the features")
         self.ops.append(("pool", MaskedMax(), s))
