@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from _helpers import randn32, torch_onnx_export
+from _helpers import onnx_export_matches_numpy, q8_check, randn32, torch_onnx_export
 
 import rnncore as rc
 from rnncore.io.onnx_import import onnx_run
@@ -359,3 +359,88 @@ def test_the_graph_interpreter_runs_global_max_pool_of_any_rank():
         got = rc.io.from_onnx(data, inputs=["x"], outputs=["y"]).run({"x": X})["y"]
         np.testing.assert_array_equal(got, ort_run(data, {"x": X}))
 
+
+
+# -- rc.compile: the C engine against onnxruntime ---------------------------------------------------------
+@pytest.mark.parametrize("kind", ["max", "amax_cf", "adaptive_flatten", "adaptive_view"])
+@pytest.mark.parametrize("cell,bidirectional", [("GRU", False), ("LSTM", True)])
+def test_compiled_torch_export_matches_onnxruntime_with_per_row_lengths(kind, cell, bidirectional):
+    """f32 at batch 1 and 3 against onnxruntime; with per-row lengths a row of length ``L`` equals
+    onnxruntime on its first ``L`` steps; q8 equals the NumPy q8 spec on every ISA path."""
+    data = torch_onnx_export("test_onnx_max:max_net", (kind, cell, bidirectional), (2, 7, F_IN),
+                             {0: "B", 1: "T"}, dynamo=False, opset=17)
+    eng = rc.compile(rc.io.from_onnx(data))
+    assert "masked_max" in eng.describe()
+    for k, (B, T) in enumerate(((1, 6), (3, 9))):
+        X = randn32((B, T, F_IN), seed=k + 21)
+        np.testing.assert_allclose(eng.run(X), ort_run(data, {"x": X}), rtol=0, atol=1e-5)
+    X, lengths = randn32((3, 10, F_IN), seed=30), np.array([10, 4, 1])
+    got = eng.run(X, lengths)
+    for b, L in enumerate(lengths):
+        np.testing.assert_allclose(got[b:b + 1], ort_run(data, {"x": X[b:b + 1, :L]}), rtol=0, atol=1e-5)
+    q8_check(rc.compile(rc.io.from_onnx(data), precision="q8"), eng, X, lengths)
+
+
+@pytest.mark.parametrize("pool,relu_in", [("global", False), ("reduce_cf", True), ("reduce", True)])
+def test_compiled_hand_built_graph_matches_onnxruntime(pool, relu_in):
+    """Time-major graphs (a Relu before the node makes them an OnnxGraph: rc.compile's lowering)."""
+    data = recurrent_graph(18, pool, cell="LSTM", D=2, relu_in=relu_in, seed=4)
+    model = rc.io.from_onnx(data)
+    eng = rc.compile(model)
+    if relu_in:
+        assert type(model).__name__ == "OnnxGraph" and eng.graph_io["input_layout"] == "TBF"
+    X, lengths = randn32((3, 8, F_IN), seed=31), np.array([8, 3, 1])
+    want = ort_run(data, {"x": X.transpose(1, 0, 2).copy()})
+    np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5)
+    got = eng.run(X, lengths)
+    for b, L in enumerate(lengths):
+        want = ort_run(data, {"x": X[b:b + 1, :L].transpose(1, 0, 2).copy()})
+        np.testing.assert_allclose(got[b:b + 1], want, rtol=0, atol=1e-5)
+    q8_check(rc.compile(model, precision="q8"), eng, X, lengths)
+
+
+# -- to_onnx ----------------------------------------------------------------------------------------------
+def max_model(cell=None, post=False, mlp=False, bidirectional=False, seed=0):
+    nn = rc.nn
+    cell = cell or nn.GRU
+    D = 2 if bidirectional else 1
+    mods = [cell(6, 8, bidirectional=bidirectional, seed=seed)]
+    mods += [nn.Linear(8 * D, 8 * D, seed=seed + 1), nn.ReLU()] if post else []
+    mods += [nn.MaskedMax()]
+    mods += [nn.Linear(8 * D, 8, seed=seed + 2), nn.Tanh()] if mlp else []
+    return nn.Sequential(*mods, nn.Linear(8 if mlp else 8 * D, 3, seed=seed + 3))
+
+
+@pytest.mark.parametrize("cell", ["GRU", "LSTM", "RNN"])
+@pytest.mark.parametrize("post,mlp,bidirectional", [(False, False, False), (True, True, False),
+                                                    (False, False, True)])
+def test_to_onnx_of_masked_max_matches_the_numpy_model(cell, post, mlp, bidirectional):
+    """The module and its f32 .rnc file, with lengths (steps past a length at -inf), by onnxruntime."""
+    onnx_export_matches_numpy(max_model(getattr(rc.nn, cell), post, mlp, bidirectional))
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("post", [False, True])
+def test_to_onnx_round_trip_without_lengths(opset, post):
+    """to_onnx writes ReduceMax over time (axes an attribute at opset 17, an input at 18); from_onnx
+    reads it back (the chain, or with per-step layers the whole graph, which rc.compile lowers) and
+    the model, onnxruntime and the compiled import agree."""
+    m = max_model(rc.nn.LSTM, post=post)
+    m.load_state_dict({k: np.asarray(v, np.float32).astype(np.float64) for k, v in m.state_dict().items()})
+    proto = rc.io.to_onnx(m, None, opset=opset)
+    data = proto.SerializeToString()
+    assert [n.op_type for n in proto.graph.node].count("ReduceMax") == 1
+    back = rc.io.from_onnx(data)
+    X = randn32((3, 7, 6), seed=9)
+    want = m.forward(X.astype(np.float64))
+    if post:
+        assert type(back).__name__ == "OnnxGraph"
+        assert [type(x).__name__ for x in lower_graph(back)[0]] == ["LSTM", "Linear", "ReLU", "MaskedMax",
+                                                                     "Linear"]
+        got = back.run({"x": X})["y"]
+    else:
+        assert [type(x).__name__ for x in back] == ["LSTM", "MaskedMax", "Linear"]
+        got = back.forward(X.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ort_run(data, {"x": X}), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rc.compile(back).run(X), want, rtol=1e-5, atol=1e-5)

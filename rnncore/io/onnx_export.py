@@ -517,7 +517,7 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
             ins = [yb] if opset < 18 else [yb, g.ints("axes_1", 1)]
             out = g.one("ReduceMean", ins, name="mean_pool", keepdims=0, **ax)
         y, y_shape = out, ["batch", F_out]
-    elif spec.last_step and getattr(spec, "last_step_max", False):
+    elif spec.last_step and spec.last_step_max:
         yb = batch_major_y()
         if lengths:   # past a length: -inf never wins; a sequence without a step pools zeros
             yb = g.one("Where", [valid_steps(), yb, g.const("max_masked", np.array(-np.inf, f32))],
