@@ -534,3 +534,18 @@ def test_the_last_step_as_the_graph_output_compiles(arch):
     the recurrent output ("the output 'y' is not a sequence"): it is now LastStep(), as when
     another node reads it."""
     assert _check(arch) == "compiled"
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("arch", [
+    _arch(input="BCT", pool="adaptive_max", dynamic=False),
+    _arch(input="BTC", pool="adaptive_max", dynamic=False, cell="lstm", bidirectional=True),
+], ids=["static bct", "static btc"])
+def test_a_static_adaptive_max_pool_is_refused_naming_its_maxpool(arch):
+    """A static export of adaptive_max_pool1d(y, 1) is a MaxPool over the traced length after the
+    recurrent layer: refused naming it. For a (B, C, T) input read first by a transpose the refusal
+    named the recurrent node ("reads data of shape (13, X0, X1)"), the first of the two readings
+    lower_sequence_graph tries; the reading that followed more of the graph now gives its refusal."""
+    msg = _check(arch)
+    assert re.search(r"node '/MaxPool' \(MaxPool\) is a convolution or pooling over time after a recurrent "
+                     r"layer", msg), msg

@@ -497,14 +497,17 @@ class _SeqLower:
         self.op_in = []           # per op: the point its input was (op k reads point k on a chain)
         self.dirax = {}           # a recurrent output's direction-axis id -> (layer, D, H, hidden axis)
         self.kept = {}            # the size-1 axis id a max over time kept (keepdims=1) -> its step
+        self.nodes_read = 0       # the graph's nodes followed so far
 
     def refuse(self, why: str, what: str = "import the part the chain covers with from_onnx(path, "
                                             "inputs=[...], outputs=[...]) and run the rest in NumPy"):
         s = self.step
-        raise _Refused(f"rc.compile(OnnxGraph): node {s.name!r} ({s.op}) {why}; the C engine compiles "
+        err = _Refused(f"rc.compile(OnnxGraph): node {s.name!r} ({s.op}) {why}; the C engine compiles "
                        "a sequence (T, B, F) or (B, T, F) through causal Conv / unpadded MaxPool, "
                        "AveragePool over time, recurrent layers, per-step Linear layers and activations "
                        f"(rnncore/io/onnx_import/_lower.py); {what}")
+        err.nodes_read = self.nodes_read      # how far the reading got (lower_sequence_graph)
+        raise err
 
     def fid(self) -> tuple:
         self.nid += 1
@@ -1112,6 +1115,7 @@ class _SeqLower:
     # -- the nodes -------------------------------------------------------------------------------
     def node(self, s) -> None:
         self._node(s)
+        self.nodes_read += 1
         while len(self.op_in) < len(self.ops):      # op k reads the point of the node's input
             self.op_in.append(self.at.get(s.inputs[0], -1))
         for o in s.outputs[:1]:
@@ -1713,7 +1717,8 @@ def lower_sequence_graph(g):
     ``(N, C, L)``: its declared shape says nothing of which axis is time (``(1, C, 13)`` is both),
     and a ``Transpose`` reading it first is as much the ``(B, C, T) -> (B, T, C)`` of a
     channels-first model as the reorder of a ``(B, T, F)`` one. The reading that lowers wins; when
-    both are refused, the first refusal is raised."""
+    both are refused, the refusal of the reading that followed more of the graph's nodes is raised
+    (the first on a tie): the other one stopped at the layout it assumed."""
     try:
         return _lower_sequence_graph(g)
     except _Refused as first:
@@ -1722,8 +1727,9 @@ def lower_sequence_graph(g):
             raise
         try:
             return _lower_sequence_graph(g, channels_first=True)
-        except _Refused:
-            raise first from None
+        except _Refused as second:
+            further = getattr(second, "nodes_read", -1) > getattr(first, "nodes_read", -1)
+            raise (second if further else first) from None
 
 
 def _lower_sequence_graph(g, channels_first: bool = False):
@@ -1834,12 +1840,21 @@ def _lower_sequence_graph(g, channels_first: bool = False):
             lw.step = next(s for s in steps if o in s.outputs)
             lw.resolve(o, lw.val[o])
     layers = lw.layers()
-    state_in, state_out = _check_states(lw, g)
+
+    def late(e: _Refused) -> _Refused:     # a refusal after every node was followed
+        e.nodes_read = lw.nodes_read
+        return e
+
+    try:
+        state_in, state_out = _check_states(lw, g)
+    except _Refused as e:
+        raise late(e) from None
     outs = [o for o in g.output_names if o not in state_out]
     extra = [i for i in g.input_names[1:] if i not in state_in]
     if extra or len(outs) != 1:
-        raise _Refused(f"rc.compile(OnnxGraph): outputs {g.output_names} / inputs {g.input_names}: expected "
-                       "one data output and the recurrent layers' states besides the data input")
+        raise late(_Refused(f"rc.compile(OnnxGraph): outputs {g.output_names} / inputs {g.input_names}: "
+                            "expected one data output and the recurrent layers' states besides the data "
+                            "input"))
     y = lw.val.get(outs[0])
     ax = None if y is None or y["k"] != "data" else y["axes"]
     kept = next((lw.kept[a[2]] for a in ax or [] if a[0] == "f" and a[2] in lw.kept), None)
@@ -1857,9 +1872,9 @@ def _lower_sequence_graph(g, channels_first: bool = False):
         return Sequential(*layers), info
     if ax is None or len(ax) != 3 or [a[0] for a in ax] != ["s", "s", "f"] or \
             {ax[0][1], ax[1][1]} != {(batch,), (lw.tsym,)}:
-        raise _Refused(f"rc.compile(OnnxGraph): the output {outs[0]!r} is not a sequence (T, B, F) or "
-                       "(B, T, F) of the data's axes (reshape it back in the graph, or import up to a tensor "
-                       "that is)")
+        raise late(_Refused(f"rc.compile(OnnxGraph): the output {outs[0]!r} is not a sequence (T, B, F) or "
+                            "(B, T, F) of the data's axes (reshape it back in the graph, or import up to a "
+                            "tensor that is)"))
     info = {"data_input": data_in, "data_output": outs[0],
             "input_layout": "BFT" if chw else lay[lw.time == "X0"],
             "output_layout": lay[ax[0][1] == (lw.tsym,)],
