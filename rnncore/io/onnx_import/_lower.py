@@ -1772,9 +1772,11 @@ def _lower_sequence_graph(g, channels_first: bool = False):
       ``LayerNormalization`` (last axis) -> ``rc.nn.LayerNorm``, ``BatchNormalization`` of data whose
       axis 1 is the features -> ``rc.nn.BatchNorm1d``, ``Mul`` / ``Div`` / ``Add`` of the data by a
       constant (one value or one per feature) that is no Linear's -> :meth:`_SeqLower.affine`, a
-      ``ReduceMean`` over time after the last recurrent layer -> ``rc.nn.MaskedMean``, the last step of
-      per-step layers after it -> ``LastStep()``; Elu, LeakyRelu, Clip (constant bounds), HardSwish,
-      SiLU, Softplus, Softsign -> their ``rc.nn`` layers; an Erf outside a GELU refused by name;
+      ``ReduceMean`` over time after the last recurrent layer -> ``rc.nn.MaskedMean``, ``ReduceMax`` over
+      time or ``GlobalMaxPool`` of ``(B, F, T)`` data there -> ``rc.nn.MaskedMax``
+      (:meth:`_SeqLower.max_over_time`; ``Flatten`` / ``Squeeze`` / ``Reshape`` drop a kept axis), the
+      last step of per-step layers after it -> ``LastStep()``; Elu, LeakyRelu, Clip (constant bounds),
+      HardSwish, SiLU, Softplus, Softsign -> their ``rc.nn`` layers; an Erf outside a GELU refused by name;
     * ``Add(x, f(x))``, ``f`` the activations / Linears / residuals right after ``x`` (each op
       reading the latest value): ``rc.nn.Residual(f)``;
     * attention pooling over time after the last recurrent layer (``Softmax`` over the time axis of
