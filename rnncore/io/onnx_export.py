@@ -19,7 +19,9 @@ standard ONNX operators only:
   or ``y[b, lengths[b] - 1]`` with ``Gather`` / ``GatherND`` (``rc.nn.LastStep()`` after a
   bidirectional layer, and any last step taken after per-step layers);
 * mean pooling (``rc.nn.MaskedMean``) is ``ReduceMean`` over time, or with ``lengths`` a
-  ``ReduceSum`` of the valid steps over ``max(lengths, 1)``; attention pooling
+  ``ReduceSum`` of the valid steps over ``max(lengths, 1)``; max pooling (``rc.nn.MaskedMax``) is
+  ``ReduceMax`` over time, with ``lengths`` of the steps past each length set to ``-inf`` (a
+  length of 0 pools zeros); attention pooling
   (``rc.nn.AttentionPool``) is ``e = tanh(x W^T + b) v``, ``Softmax`` over the valid steps and
   the weighted ``ReduceSum`` over time;
 * per-step layers (the spec's ``front``, ``mid``, ``post``, ``post_pooled`` records) act on the
@@ -303,7 +305,8 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     Parameters
     ----------
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, an ``rc.nn.Sequential`` of
-        ``[Embedding] + recurrent layers + [LastStep | MaskedMean | AttentionPool] + [Linear]``
+        ``[Embedding] + recurrent layers + [LastStep | MaskedMean | MaskedMax | AttentionPool]
+        + [Linear]``
         with per-step layers (``Linear``, activations, ``LayerNorm``, ``BatchNorm1d``,
         ``MulHalves``, ``Residual`` of these) before, between and after the recurrent layers
         and after the pooling (``Dropout`` is skipped), a
@@ -513,6 +516,17 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
             ax = {"axes": [1]} if opset < 18 else {}
             ins = [yb] if opset < 18 else [yb, g.ints("axes_1", 1)]
             out = g.one("ReduceMean", ins, name="mean_pool", keepdims=0, **ax)
+        y, y_shape = out, ["batch", F_out]
+    elif spec.last_step and spec.last_step_max:
+        yb = batch_major_y()
+        if lengths:   # past a length: -inf never wins; a sequence without a step pools zeros
+            yb = g.one("Where", [valid_steps(), yb, g.const("max_masked", np.array(-np.inf, f32))],
+                       name="max_valid")
+        ax = {"axes": [1]} if opset < 18 else {}
+        ins = [yb] if opset < 18 else [yb, g.ints("axes_1", 1)]
+        out = g.one("ReduceMax", ins, name="max_pool", keepdims=0, **ax)                     # (B, F)
+        if lengths:
+            out = live_rows(out, zero_f(), 0, 2, "max_pool_live")
         y, y_shape = out, ["batch", F_out]
     elif spec.last_step and spec.last_step_attention is not None:
         # e = v . tanh(W x + b) per step; a = softmax over the valid steps; pooled = sum_t a x_t

@@ -344,6 +344,14 @@ def _check_padding_stays_zero(imp, pipe) -> None:
                 "sequence's length included, by T, rnncore's masked mean by the length (expected the "
                 "final state or the last valid step after a node with sequence_lens; for the mean over "
                 "the valid steps import the model without sequence_lens and pass lengths= to run)")
+        if layer["kind"] == "pool" and layer["pool"] == "max":
+            raise _Refused(
+                f"from_onnx: node {layer['node']!r} (ReduceMax/GlobalMaxPool): the recurrent nodes read "
+                f"sequence_lens {imp.lengths!r}, and the maximum over time takes every step: ONNX's zeros "
+                "past a sequence's length included, where rnncore's masked max takes the valid steps "
+                "(expected the final state or a ReduceSum over time divided by the lengths after a node "
+                "with sequence_lens; for the max over the valid steps import the model without "
+                "sequence_lens and pass lengths= to run)")
         if layer["kind"] == "pool":
             return
         bias = layer.get("bias") if layer["kind"] == "linear" else None
@@ -399,6 +407,11 @@ def _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec, engi
         if isinstance(v, _Seq):
             if v.pipe != pipe:
                 raise _Refused(f"from_onnx: output {name!r} is an intermediate result of the model")
+            kept = next((imp.layers[i] for i in pipe if imp.layers[i].get("pool") == "max"), None)
+            if "T1" in v.axes and kept is not None:
+                raise _Refused(f"from_onnx: node {kept['node']!r} (ReduceMax/GlobalMaxPool) keeps the time "
+                               f"axis (keepdims) to the output {name!r}: expected it squeezed (Squeeze, "
+                               "Flatten) before the output")
             sig.outputs.append((name, "y", tuple(imp.lab(x) for x in v.axes)))
         elif isinstance(v, _Final):
             sig.outputs.append((name, "state", list(v.entries), v.axes))

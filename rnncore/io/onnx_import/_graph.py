@@ -882,6 +882,12 @@ def _reduce(fn):
     return run
 
 
+def _global_max_pool(b, node, a, x):
+    """``GlobalMaxPool``: the maximum over every axis after the channels (2 on), kept as size 1."""
+    v = np.asarray(x[0])
+    return [np.max(v, axis=tuple(range(2, v.ndim)), keepdims=True)]
+
+
 def _hard_sigmoid_np(b, node, a, x):
     al, be = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
     return [np.clip(al * np.asarray(x[0]) + be, 0, 1)]
@@ -988,7 +994,7 @@ _PURE: dict = {
     "Log": _unary(np.log), "Not": _unary(np.logical_not), "Erf": _unary(_erf_np),
     "Sin": _unary(np.sin), "Cos": _unary(np.cos),
     "Selu": _selu, "Reciprocal": _unary(np.reciprocal),
-    "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min),
+    "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min), "GlobalMaxPool": _global_max_pool,
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True),
     "Size": _size, "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
     "Split": _split, "Einsum": _einsum,
@@ -1580,7 +1586,8 @@ _LAYERS: dict = {
 }
 # ops whose output shape a runtime input other than the first gives (its values, not its shape)
 _SHAPE_ARGS = {"Reshape", "Slice", "Pad", "Expand", "ConstantOfShape", "Range", "Split", "ReduceMean",
-               "ReduceSum", "Squeeze", "Unsqueeze", "Tile", "Resize", "TopK", "OneHot"}
+               "ReduceSum", "ReduceMax", "ReduceMin", "Squeeze", "Unsqueeze", "Tile", "Resize", "TopK",
+               "OneHot"}
 _SHAPE_ARG0 = {"ConstantOfShape", "Range"}     # ... or the first
 # constant folding of these needs no layer: fold with NumPy
 _FOLD = {"Relu": _unary(lambda v: np.maximum(v, 0)), "Sigmoid": _unary(_sigmoid_np), "Tanh": _unary(np.tanh),

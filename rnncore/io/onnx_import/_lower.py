@@ -496,14 +496,18 @@ class _SeqLower:
         self.at = {}              # a data tensor -> the chain's point it is (the ops before it)
         self.op_in = []           # per op: the point its input was (op k reads point k on a chain)
         self.dirax = {}           # a recurrent output's direction-axis id -> (layer, D, H, hidden axis)
+        self.kept = {}            # the size-1 axis id a max over time kept (keepdims=1) -> its step
+        self.nodes_read = 0       # the graph's nodes followed so far
 
     def refuse(self, why: str, what: str = "import the part the chain covers with from_onnx(path, "
                                             "inputs=[...], outputs=[...]) and run the rest in NumPy"):
         s = self.step
-        raise _Refused(f"rc.compile(OnnxGraph): node {s.name!r} ({s.op}) {why}; the C engine compiles "
+        err = _Refused(f"rc.compile(OnnxGraph): node {s.name!r} ({s.op}) {why}; the C engine compiles "
                        "a sequence (T, B, F) or (B, T, F) through causal Conv / unpadded MaxPool, "
                        "AveragePool over time, recurrent layers, per-step Linear layers and activations "
                        f"(rnncore/io/onnx_import/_lower.py); {what}")
+        err.nodes_read = self.nodes_read      # how far the reading got (lower_sequence_graph)
+        raise err
 
     def fid(self) -> tuple:
         self.nid += 1
@@ -568,6 +572,8 @@ class _SeqLower:
                 self.refuse("gathers with indices that are not a constant")
             out = [v[int(i)] for i in np.atleast_1d(idx)]
             return {"k": "shape", "v": out, "scalar": np.ndim(idx) == 0}
+        if op == "Unsqueeze" and kinds == ["data"]:
+            return self.unsqueeze_data(s, a)
         if op in ("Unsqueeze", "Squeeze"):
             v = self.get(s.inputs[0], ("shape",))
             if op == "Unsqueeze" and v["scalar"]:
@@ -639,6 +645,23 @@ class _SeqLower:
                             "state)", "feed the state as a graph input (the engine's state)")
             return {"k": "zeros", "shape": shape}
         return None
+
+    def unsqueeze_data(self, s, a) -> dict:
+        """``Unsqueeze`` of the data: new feature axes of size 1 (the dynamo exporter's
+        ``adaptive_max_pool1d(y, 1)``: ``(B, F, T) -> (B, F, 1, T)``, a ``ReduceMax`` over the last two
+        axes, two ``Squeeze``)."""
+        x = self.get(s.inputs[0], ("data",))
+        if len(s.inputs) > 1 and s.inputs[1] and s.inputs[1] not in self.g.consts:
+            self.refuse(f"takes its axes from the data ({s.inputs[1]!r}), expected a constant")
+        axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] \
+            else _ints(a.get("axes", []))
+        n = len(x["axes"]) + len(axes)
+        if not axes or len(set(k % n for k in axes)) != len(axes) or not all(-n <= k < n for k in axes):
+            self.refuse(f"unsqueezes the data at axes {axes}: expected distinct axes of the result")
+        out = list(x["axes"])
+        for k in sorted(k % n for k in axes):
+            out.insert(k, ("f", 1, self.fid()))
+        return {"k": "data", "axes": out}
 
     def zeros_node(self, s, op, a) -> dict:
         """``Unsqueeze`` / ``Concat`` of zero tensors (tf2onnx's initial states: ``Expand(0, (B, H))``,
@@ -926,6 +949,62 @@ class _SeqLower:
         self.ops.append(("pool", MaskedMean(), s))
         return {"k": "data", "axes": [ax for k, ax in enumerate(x["axes"]) if k != axes[0] % n]}
 
+    def max_over_time(self, s, op: str, a) -> dict:
+        """``ReduceMax`` over the time axis of the last recurrent layer's per-step output, ``(B, T, F)``,
+        ``(T, B, F)`` or channels first ``(B, F, T)``, or ``GlobalMaxPool`` of ``(B, F, T)``:
+        ``rc.nn.MaskedMax``, the maximum over each sequence's valid steps (the engine's lengths: a row
+        of length ``L`` is the graph on its first ``L`` steps). ``keepdims=1`` (``GlobalMaxPool``'s
+        only form) keeps the time axis as a feature axis of size 1 for a ``Squeeze`` / ``Reshape`` /
+        ``Flatten`` to drop; reaching the output so is refused naming the node."""
+        from rnncore.nn.layers import MaskedMax
+
+        x = self.get(s.inputs[0], ("data",))
+        n, shape = len(x["axes"]), ", ".join(map(_dim_text, self.dims(x)))
+        time = ("s", (self.tsym,))
+        rest = [d for d in x["axes"] if d != time]
+        if op == "GlobalMaxPool":
+            if n != 3 or x["axes"][2] != time or x["axes"][0][0] != "s" or x["axes"][1][0] != "f" \
+                    or self.nrec == 0:
+                self.refuse(f"pools data of shape ({shape}): expected channels-first (B, F, T) data of a "
+                            "recurrent layer's output, the time axis last (a Transpose before it)")
+            ax, keep = 2, True
+        else:
+            if int(a.get("noop_with_empty_axes", 0)):
+                self.refuse("has noop_with_empty_axes=1: expected the maximum over the time axis alone")
+            if len(s.inputs) > 1 and s.inputs[1] and s.inputs[1] not in self.g.consts:
+                self.refuse(f"takes its axes from the data ({s.inputs[1]!r}), expected a constant")
+            axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] \
+                else _ints(a.get("axes", []))
+            red = sorted({k % n for k in axes if -n <= k < n})
+            ones = [k for k in red if x["axes"][k][:2] == ("f", 1)]        # size 1: the same either way
+            if len(red) != len(axes) or len(red) != len(ones) + 1 or self.tsym is None \
+                    or time not in [x["axes"][k] for k in red] or self.nrec == 0:
+                self.refuse(f"takes the maximum over axes {axes} of data ({shape}): expected the time axis "
+                            "alone (and axes of size 1) of a recurrent layer's output, (B, T, F), (T, B, F) "
+                            "or (B, F, T)")
+            ax, keep = next(k for k in red if k not in ones), bool(int(a.get("keepdims", 1)))
+            if not keep:
+                rest = [d for k, d in enumerate(x["axes"]) if k not in red]
+        if [d[0] for d in rest if d[:2] != ("f", 1)] != ["s", "f"]:
+            self.refuse(f"takes the maximum over time of data ({shape}) whose other axes are not the batch "
+                        "then the features")
+        self.ops.append(("pool", MaskedMax(), s))
+        if not keep:
+            return {"k": "data", "axes": rest}
+        fid = self.fid()
+        self.kept[fid] = s
+        return {"k": "data", "axes": [d if k != ax else ("f", 1, fid) for k, d in enumerate(x["axes"])]}
+
+    def flatten(self, s, a) -> dict:
+        """``Flatten(axis)``: the data reshaped to ``(prod(d[:axis]), prod(d[axis:]))``."""
+        x = self.get(s.inputs[0], ("data",))
+        d = self.dims(x)
+        k = int(a.get("axis", 1)) % (len(d) + 1)
+        lo, hi = _mono(1), _mono(1)
+        for i, di in enumerate(d):
+            lo, hi = (_mul(lo, di), hi) if i < k else (lo, _mul(hi, di))
+        return {"k": "data", "axes": self.reshape(x, [lo, hi], True)}
+
     def einsum_linear(self, s, a) -> dict:
         """``Einsum`` of the data by a constant as a per-step Linear: ``...i,ih->...h`` (a matrix)
         or the grouped linear ``...gi,gih->...gh`` (DeepFilterNet's): ``Linear(G I, G H)`` whose
@@ -992,6 +1071,8 @@ class _SeqLower:
                "shape written with the export's sizes instead of the data's is refused: export with dynamic "
                "axes)")
         while i < len(axes) or j < len(target):
+            if j >= len(target) and all(a[0] == "f" and a[1] == 1 for a in axes[i:]):
+                break                     # trailing axes of size 1 dropped ((B, F, 1) -> (B, F))
             if i >= len(axes) or j >= len(target):
                 self.refuse(bad)
             gi, gj = [axes[i]], [target[j]]
@@ -1020,10 +1101,11 @@ class _SeqLower:
                     out += [("s", (x,)) for x in gi[0][1]]
             else:
                 if len(gj) == 1:
-                    ids = [a[2] for a in gi]
+                    ids = [a[2] for a in gi if a[1] != 1]     # an axis of size 1 has no order
                     if ids != sorted(ids):
                         self.refuse(bad + " (features merged out of their order)")
-                    out.append(("f", pj[0], gi[0][2]))
+                    ids = [a[2] for a in gi if a[2] not in self.kept] or ids   # not a pooled time axis
+                    out.append(("f", pj[0], gi[0][2] if gi[0][2] not in self.kept else ids[0]))
                 else:
                     if any(t[1] for t in gj):
                         self.refuse(bad)
@@ -1033,6 +1115,7 @@ class _SeqLower:
     # -- the nodes -------------------------------------------------------------------------------
     def node(self, s) -> None:
         self._node(s)
+        self.nodes_read += 1
         while len(self.op_in) < len(self.ops):      # op k reads the point of the node's input
             self.op_in.append(self.at.get(s.inputs[0], -1))
         for o in s.outputs[:1]:
@@ -1179,6 +1262,10 @@ class _SeqLower:
             out = self.norm_layer(s, op)
         elif op == "ReduceMean":
             out = self.mean_over_time(s, a)
+        elif op in ("ReduceMax", "GlobalMaxPool"):
+            out = self.max_over_time(s, op, a)
+        elif op == "Flatten":
+            out = self.flatten(s, a)
         elif op == "InstanceNormalization":
             out = self.instance_norm(s)
         elif op in _NO_ENGINE:
@@ -1370,6 +1457,13 @@ class _SeqLower:
                         "x.transpose(1, 2) / x.permute(1, 2, 0))")
         t_sym, C = ax[2][1][0], int(ax[1][1])
         what = "convolves" if op == "Conv" else "pools"
+        if op != "Conv" and self.nrec:
+            self.refuse("is a convolution or pooling over time after a recurrent layer: the C engine runs "
+                        "them before the first recurrent layer (front-end records); a MaxPool whose kernel "
+                        "is the whole time axis of the export is torch's adaptive_max_pool1d(y, 1) exported "
+                        "with a fixed time axis",
+                        "export with a dynamic time axis (dynamic_axes: it becomes GlobalMaxPool, the max "
+                        "over time) or write y.max(dim).values / torch.amax")
         self.time_axis(t_sym, f"{what} over the batch axis of the data the layers before it ran over in time")
         pad_node = x["pad"] if x["k"] == "padded" else None
         if pad_node is not None:
@@ -1623,7 +1717,8 @@ def lower_sequence_graph(g):
     ``(N, C, L)``: its declared shape says nothing of which axis is time (``(1, C, 13)`` is both),
     and a ``Transpose`` reading it first is as much the ``(B, C, T) -> (B, T, C)`` of a
     channels-first model as the reorder of a ``(B, T, F)`` one. The reading that lowers wins; when
-    both are refused, the first refusal is raised."""
+    both are refused, the refusal of the reading that followed more of the graph's nodes is raised
+    (the first on a tie): the other one stopped at the layout it assumed."""
     try:
         return _lower_sequence_graph(g)
     except _Refused as first:
@@ -1632,8 +1727,9 @@ def lower_sequence_graph(g):
             raise
         try:
             return _lower_sequence_graph(g, channels_first=True)
-        except _Refused:
-            raise first from None
+        except _Refused as second:
+            further = getattr(second, "nodes_read", -1) > getattr(first, "nodes_read", -1)
+            raise (second if further else first) from None
 
 
 def _lower_sequence_graph(g, channels_first: bool = False):
@@ -1676,9 +1772,11 @@ def _lower_sequence_graph(g, channels_first: bool = False):
       ``LayerNormalization`` (last axis) -> ``rc.nn.LayerNorm``, ``BatchNormalization`` of data whose
       axis 1 is the features -> ``rc.nn.BatchNorm1d``, ``Mul`` / ``Div`` / ``Add`` of the data by a
       constant (one value or one per feature) that is no Linear's -> :meth:`_SeqLower.affine`, a
-      ``ReduceMean`` over time after the last recurrent layer -> ``rc.nn.MaskedMean``, the last step of
-      per-step layers after it -> ``LastStep()``; Elu, LeakyRelu, Clip (constant bounds), HardSwish,
-      SiLU, Softplus, Softsign -> their ``rc.nn`` layers; an Erf outside a GELU refused by name;
+      ``ReduceMean`` over time after the last recurrent layer -> ``rc.nn.MaskedMean``, ``ReduceMax`` over
+      time or ``GlobalMaxPool`` of ``(B, F, T)`` data there -> ``rc.nn.MaskedMax``
+      (:meth:`_SeqLower.max_over_time`; ``Flatten`` / ``Squeeze`` / ``Reshape`` drop a kept axis), the
+      last step of per-step layers after it -> ``LastStep()``; Elu, LeakyRelu, Clip (constant bounds),
+      HardSwish, SiLU, Softplus, Softsign -> their ``rc.nn`` layers; an Erf outside a GELU refused by name;
     * ``Add(x, f(x))``, ``f`` the activations / Linears / residuals right after ``x`` (each op
       reading the latest value): ``rc.nn.Residual(f)``;
     * attention pooling over time after the last recurrent layer (``Softmax`` over the time axis of
@@ -1744,14 +1842,28 @@ def _lower_sequence_graph(g, channels_first: bool = False):
             lw.step = next(s for s in steps if o in s.outputs)
             lw.resolve(o, lw.val[o])
     layers = lw.layers()
-    state_in, state_out = _check_states(lw, g)
+
+    def late(e: _Refused) -> _Refused:     # a refusal after every node was followed
+        e.nodes_read = lw.nodes_read
+        return e
+
+    try:
+        state_in, state_out = _check_states(lw, g)
+    except _Refused as e:
+        raise late(e) from None
     outs = [o for o in g.output_names if o not in state_out]
     extra = [i for i in g.input_names[1:] if i not in state_in]
     if extra or len(outs) != 1:
-        raise _Refused(f"rc.compile(OnnxGraph): outputs {g.output_names} / inputs {g.input_names}: expected "
-                       "one data output and the recurrent layers' states besides the data input")
+        raise late(_Refused(f"rc.compile(OnnxGraph): outputs {g.output_names} / inputs {g.input_names}: "
+                            "expected one data output and the recurrent layers' states besides the data "
+                            "input"))
     y = lw.val.get(outs[0])
     ax = None if y is None or y["k"] != "data" else y["axes"]
+    kept = next((lw.kept[a[2]] for a in ax or [] if a[0] == "f" and a[2] in lw.kept), None)
+    if kept is not None:
+        lw.step = kept
+        lw.refuse(f"keeps the time axis it pools (keepdims=1) to the output {outs[0]!r}",
+                  "drop it before the output (Squeeze, Flatten, or ReduceMax with keepdims=0)")
     batch = "X1" if lw.time == "X0" else "X0"
     pooled = any(op[0] == "pool" for op in lw.ops)
     lay = {True: "TBF", False: "BTF"}
@@ -1762,9 +1874,9 @@ def _lower_sequence_graph(g, channels_first: bool = False):
         return Sequential(*layers), info
     if ax is None or len(ax) != 3 or [a[0] for a in ax] != ["s", "s", "f"] or \
             {ax[0][1], ax[1][1]} != {(batch,), (lw.tsym,)}:
-        raise _Refused(f"rc.compile(OnnxGraph): the output {outs[0]!r} is not a sequence (T, B, F) or "
-                       "(B, T, F) of the data's axes (reshape it back in the graph, or import up to a tensor "
-                       "that is)")
+        raise late(_Refused(f"rc.compile(OnnxGraph): the output {outs[0]!r} is not a sequence (T, B, F) or "
+                            "(B, T, F) of the data's axes (reshape it back in the graph, or import up to a "
+                            "tensor that is)"))
     info = {"data_input": data_in, "data_output": outs[0],
             "input_layout": "BFT" if chw else lay[lw.time == "X0"],
             "output_layout": lay[ax[0][1] == (lw.tsym,)],

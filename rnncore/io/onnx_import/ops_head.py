@@ -1,6 +1,7 @@
 """Heads and pooling after the recurrent layers: ``Gemm``, ``MatMul`` + ``Add``, ``ReduceMean``
 over time, ``ReduceSum`` over time divided by the recurrent nodes' ``sequence_lens`` (the masked
-mean), a final ``Softmax`` / ``Sigmoid`` (kept as a layer, or dropped with
+mean), ``ReduceMax`` over time and ``GlobalMaxPool`` of channels-first data (the masked max), a
+final ``Softmax`` / ``Sigmoid`` (kept as a layer, or dropped with
 ``strip_final_activation``), and constant arithmetic."""
 
 from __future__ import annotations
@@ -113,6 +114,65 @@ def op_reduce_mean(imp, node, ins, a):
     keep = [i for i in range(3) if i != axes[0] % 3]
     return [_Seq(tuple(s.axes[i] for i in keep), tuple(s.sizes[i] for i in keep),
                  imp.add_layer(s.pipe, {"kind": "pool", "pool": "mean", "bidirectional": False}))]
+
+
+def _max_pool(imp, node, s, axis: int, keep: bool):
+    """``rc.nn.MaskedMax`` over the time axis ``axis`` of ``s``; ``keep`` (keepdims=1): the axis
+    stays as one of size 1 (``'T1'``) until a ``Squeeze`` (or ``Flatten``) drops it."""
+    layer = {"kind": "pool", "pool": "max", "bidirectional": False, "node": node.name or "?"}
+    pipe = imp.add_layer(s.pipe, layer)
+    if keep:
+        return _Seq(tuple("T1" if i == axis else x for i, x in enumerate(s.axes)),
+                    tuple(1 if i == axis else z for i, z in enumerate(s.sizes)), pipe)
+    rest = [i for i in range(len(s.axes)) if i != axis]
+    return _Seq(tuple(s.axes[i] for i in rest), tuple(s.sizes[i] for i in rest), pipe)
+
+
+@register("ReduceMax")
+def op_reduce_max(imp, node, ins, a):
+    """The maximum over time (``axes`` the time axis alone; ``keepdims`` 0, or 1 then a ``Squeeze``):
+    ``rc.nn.MaskedMax``, the maximum over each sequence's valid steps (the engine's lengths)."""
+    s = imp.data(ins[0], node)
+    axes = imp.axes_arg(node, ins, a)
+    labels = tuple(imp.lab(x) for x in s.axes)
+    if int(a.get("noop_with_empty_axes", 0)):
+        imp.refuse(node, "noop_with_empty_axes=1: expected the maximum over the time axis (axes given, "
+                         "noop_with_empty_axes=0)")
+    if axes is None or len(axes) != 1 or len(s.axes) != 3 or not -3 <= axes[0] < 3 \
+            or labels[axes[0] % 3] != "T":
+        imp.refuse(node, f"ReduceMax over axes {axes} of data with axes {labels}: expected the maximum over "
+                         "the time axis 'T' alone of (B, T, F), (T, B, F) or (B, F, T) data")
+    return [_max_pool(imp, node, s, axes[0] % 3, bool(int(a.get("keepdims", 1))))]
+
+
+@register("GlobalMaxPool")
+def op_global_max_pool(imp, node, ins, a):
+    """``GlobalMaxPool`` of channels-first ``(N, C, L)`` data whose last axis is time (torch's
+    ``F.adaptive_max_pool1d(y.transpose(1, 2), 1)`` exported with a dynamic time axis):
+    ``rc.nn.MaskedMax``, the pooled axis kept as one of size 1 until a ``Squeeze``."""
+    s = imp.data(ins[0], node)
+    labels = tuple(imp.lab(x) for x in s.axes)
+    if len(s.axes) != 3 or labels[2] != "T" or labels[1] != "F":
+        imp.refuse(node, f"pools data with axes {labels}: expected channels-first (B, F, T) data, its last "
+                         "axis the time axis (a Transpose of the recurrent output before it)")
+    return [_max_pool(imp, node, s, 2, True)]
+
+
+@register("Flatten")
+def op_flatten(imp, node, ins, a):
+    """Only ``Flatten(axis=1)`` of pooled ``(B, F, 1)`` / ``(B, 1, F)`` data (the time axis a pooling
+    kept, ``'T1'``): ``(B, F)``."""
+    v = ins[0]
+    if isinstance(v, np.ndarray):
+        k = int(a.get("axis", 1)) % (v.ndim or 1)
+        return [v.reshape(int(np.prod(v.shape[:k])), -1)]
+    s = imp.data(v, node)
+    labels = tuple(imp.lab(x) for x in s.axes)
+    if len(s.axes) != 3 or int(a.get("axis", 1)) != 1 or "T1" not in labels or labels[0] != "B":
+        imp.refuse(node, f"flattens data with axes {labels} from axis {int(a.get('axis', 1))}: expected "
+                         "(B, F, 1) or (B, 1, F) data, a pooling's kept time axis, from axis 1")
+    keep = [i for i in range(3) if labels[i] != "T1"]
+    return [_Seq(tuple(s.axes[i] for i in keep), tuple(s.sizes[i] for i in keep), s.pipe)]
 
 
 @register("ReduceSum")
