@@ -188,6 +188,11 @@ cdef class Model:
         return bool(self.info.last_step_mean)
 
     @property
+    def last_step_max(self) -> bool:
+        """The pooling is the maximum over the valid steps (``rnc_model_info.last_step_max``)."""
+        return bool(self.info.last_step_max)
+
+    @property
     def last_step_attention(self) -> bool:
         """The pooling is attention over the valid steps (``rnc_model_info.last_step_attention``)."""
         return bool(self.info.last_step_attention)

@@ -206,7 +206,7 @@ class Engine:
         post = [k for mid in post for k in mid]
         if m.last_step:
             parts.append("attention" if m.last_step_attention else "masked_mean" if m.last_step_mean
-                         else "last_step")
+                         else "masked_max" if m.last_step_max else "last_step")
         parts += pooled
         if m.has_head:
             last = self.layers[-1]
@@ -250,7 +250,7 @@ class Engine:
         X : (B, T, input_size) floats, or (B, T) integer token ids. Every value within the lengths
             must be finite (NaN/Inf there is a ValueError); padding past a length may be anything
         lengths : (B,) ints in [0, T] (None: all T); outputs past a length are zero; a length of 0
-            keeps that sequence's state (with last-step or mean pooling it pools zeros: head(0))
+            keeps that sequence's state (with last-step, mean or max pooling it pools zeros: head(0))
         state : initial state as ``Stream.state`` gives it (None: zeros)
         return_state : also return the final state
         mask : (B, T) bool prefix mask, instead of ``lengths`` (keyword only)
@@ -259,7 +259,9 @@ class Engine:
         -------
         Y : (B, T_out, output_size) float32, or (B, output_size) with last-step pooling (``LastStep``:
             each sequence's last valid step; ``MaskedMean``: the mean over its valid steps, and
-            ``Stream.step`` the mean over the stream's steps since its reset). T_out = T
+            ``Stream.step`` the mean over the stream's steps since its reset; ``MaskedMax``: the
+            maximum over its valid steps, feature by feature, and ``Stream.step`` over the stream's
+            steps since its reset). T_out = T
             unless the model has a strided layer over time (a Conv1d with stride s: ceil(T / s)
             from a reset state; a pooling of kernel k, stride s: floor((T - k) / s) + 1, or 0 when
             T < k, as PyTorch); with ``lengths``, sequence b's outputs are those of its first
@@ -475,6 +477,11 @@ class Stream:
         model has those) holds ``"mean_sum"`` ``(B, F)`` float32, the sum of the pooled features
         over the steps taken, and ``"mean_steps"`` ``(B,)`` int64, their number (at most 2**24).
 
+        A model with max pooling (``rc.nn.MaskedMax``: ``step`` gives the maximum over the steps
+        since the reset) keeps its running maxima: ``"max_value"`` ``(B, F)`` float32, the maximum of
+        each pooled feature over the steps taken, and ``"max_seen"`` ``(B,)`` bool, whether a step
+        was taken (before the first, the pooling gives zeros and ``"max_value"`` is not used).
+
         A model with attention pooling (``rc.nn.AttentionPool``: ``step`` gives the attention over
         the steps since the reset, docs/equations.md "Attention pooling") keeps its online softmax:
         ``"attn_acc"`` ``(B, F)`` float32, the sum of ``exp(e_t - m) x_t`` over the steps taken,
@@ -483,7 +490,7 @@ class Stream:
         """
         rec = self._recurrent_state()
         shapes = _conv_windows(self.engine.data)
-        mean = self.engine._model.last_step_mean
+        mean = self.engine._model.last_step_mean or self.engine._model.last_step_max
         attn = self.engine._model.last_step_attention
         if not shapes and not mean and not attn:
             return rec
@@ -510,9 +517,12 @@ class Stream:
 
     def _pool_state(self, flat: np.ndarray, o: int) -> dict:
         """The pooling's part of the state from ``rnc_state.win`` rows ``flat`` ``(B, n)``, after the
-        windows (from column ``o``): the mean's sums then count, or attention's acc, max, sum."""
+        windows (from column ``o``): the mean's sums then count, the max's maxima then seen flag, or
+        attention's acc, max, sum."""
         if self.engine._model.last_step_mean:
             return {"mean_sum": flat[:, o:-1].copy(), "mean_steps": flat[:, -1].astype(np.int64)}
+        if self.engine._model.last_step_max:
+            return {"max_value": flat[:, o:-1].copy(), "max_seen": flat[:, -1] != 0}
         if self.engine._model.last_step_attention:
             return {"attn_acc": flat[:, o:-2].copy(), "attn_max": flat[:, -2].copy(),
                     "attn_sum": flat[:, -1].copy()}
@@ -541,21 +551,22 @@ class Stream:
     def state(self, value) -> None:
         shapes = _conv_windows(self.engine.data)
         mean = self.engine._model.last_step_mean
+        maxp = self.engine._model.last_step_max
         attn = self.engine._model.last_step_attention
-        pool_keys = ({"mean_sum", "mean_steps"} if mean else {"attn_acc", "attn_max", "attn_sum"} if attn
-                     else set())
+        pool_keys = ({"mean_sum", "mean_steps"} if mean else {"max_value", "max_seen"} if maxp
+                     else {"attn_acc", "attn_max", "attn_sum"} if attn else set())
         nmean = self._s.raw_window().size // self.batch - _fresh_windows(shapes, 1).size if pool_keys else 0
         if isinstance(value, dict):
             if not shapes and not pool_keys:
-                raise ValueError("state: this model has no Conv1d over time nor mean or attention pooling; "
-                                 "give the recurrent state (h, or (h, c)) without a dict")
+                raise ValueError("state: this model has no Conv1d over time nor mean, max or attention "
+                                 "pooling; give the recurrent state (h, or (h, c)) without a dict")
             starts = [st for _p, _c, st, _n in shapes if st is not None]
             npad = sum(1 for *_r, padded in shapes if padded)
             keys = ({"recurrent"} | ({"windows"} if shapes else set()) | ({"countdowns"} if starts else set())
                     | ({"real_steps"} if npad else set()) | pool_keys)
             if set(value) != keys:
                 order = ("recurrent", "windows", "countdowns", "real_steps", "mean_sum", "mean_steps",
-                         "attn_acc", "attn_max", "attn_sum")
+                         "max_value", "max_seen", "attn_acc", "attn_max", "attn_sum")
                 want = " and ".join(repr(k) for k in sorted(keys, key=order.index))
                 raise ValueError(f"state: expected the keys {want}, got {sorted(value)}")
             wins = value["windows"] if shapes else []
@@ -605,6 +616,8 @@ class Stream:
                 raise ValueError("state['windows']: contain NaN or Inf")
             if mean:
                 flat = np.concatenate([flat, self._mean_part(value, nmean - 1)], axis=1)
+            if maxp:
+                flat = np.concatenate([flat, self._max_part(value, nmean - 1)], axis=1)
             if attn:
                 flat = np.concatenate([flat, self._attn_part(value, nmean - 2)], axis=1)
             self._set_recurrent_state(value["recurrent"])
@@ -630,6 +643,23 @@ class Stream:
             raise ValueError(f"state['mean_steps']: expected values in [0, {_MEAN_MAX_STEPS}] (2**24), got "
                              f"[{steps.min()}, {steps.max()}]")
         return np.concatenate([np.asarray(total, np.float32), steps.astype(np.float32)[:, None]], axis=1)
+
+    def _max_part(self, value: dict, width: int) -> np.ndarray:
+        """``state["max_value"]`` and ``state["max_seen"]`` checked, as the ``(B, width + 1)`` floats
+        of ``rnc_state.win`` (the maxima, then the seen flag 0 or 1)."""
+        top = _as_numpy(value["max_value"])
+        _check_state_array("state['max_value']", top, (self.batch, width))
+        seen = _as_numpy(value["max_seen"])
+        if not isinstance(seen, np.ndarray) or not (seen.dtype == np.bool_
+                                                    or np.issubdtype(seen.dtype, np.integer)):
+            raise TypeError(f"state['max_seen']: expected a bool array of shape ({self.batch},), got "
+                            f"{getattr(seen, 'dtype', type(seen).__name__)}")
+        if seen.shape != (self.batch,):
+            raise ValueError(f"state['max_seen']: expected shape ({self.batch},), got {seen.shape}")
+        if seen.size and (seen.min() < 0 or seen.max() > 1):
+            raise ValueError(f"state['max_seen']: expected values in [0, 1] (False, True), got "
+                             f"[{seen.min()}, {seen.max()}]")
+        return np.concatenate([np.asarray(top, np.float32), seen.astype(np.float32)[:, None]], axis=1)
 
     def _attn_part(self, value: dict, width: int) -> np.ndarray:
         """``state["attn_acc"]``, ``["attn_max"]``, ``["attn_sum"]`` checked, as the ``(B, width + 2)``
@@ -826,8 +856,8 @@ def compile(model, precision: str = "f32", calibration=None,  # noqa: A001 - the
     ----------
     model : an ``rc.nn.RNN`` / ``GRU`` / ``LSTM``, or an ``rc.nn.Sequential`` of
         ``[Embedding | front-end] + recurrent layers (per-step layers and residuals between and around
-        them) + [LastStep | MaskedMean | AttentionPool] + [per-step layers] + [Linear]`` (Dropout is
-        skipped; the full list is in the refusal ``compile`` gives for anything else), a
+        them) + [LastStep | MaskedMean | MaskedMax | AttentionPool] + [per-step layers] + [Linear]``
+        (Dropout is skipped; the full list is in the refusal ``compile`` gives for anything else), a
         :class:`~rnncore.quant.ModelSpec`, or an imported ``OnnxGraph`` the lowering follows
         (docs/importers.md, "ONNX: whole graphs" and "Compiling a sequence graph"): a graph whose
         data is ``(T, B, F)`` runs as ``engine.run(x.transpose(1, 0, 2)).transpose(1, 0, 2)``;

@@ -148,7 +148,8 @@ class LinearSpec:
 
 
 
-def stack_text(embedding, layers, last_step: bool, head, mean: bool = False, attention=None) -> str:
+def stack_text(embedding, layers, last_step: bool, head, mean: bool = False, attention=None,
+               maximum: bool = False) -> str:
     """``embedding(VxD) > gru(64) > last_step > linear(64->9) > softmax``: a stack in one line
     (``ModelSpec`` and the quantised reference's ``QModel`` print it); ``head`` is None or
     ``((out, in), activation)``."""
@@ -157,7 +158,7 @@ def stack_text(embedding, layers, last_step: bool, head, mean: bool = False, att
               f"{'+options' if getattr(layer, 'options', None) else ''}" for layer in layers]
     if last_step:
         parts.append(f"attention({np.shape(attention['weight'])[0]})" if attention is not None
-                     else "masked_mean" if mean else "last_step")
+                     else "masked_mean" if mean else "masked_max" if maximum else "last_step")
     if head is not None:
         (o, f), activation = head
         parts.append(f"linear({f}->{o})" + ("" if activation == "none" else f" > {activation}"))
@@ -171,7 +172,8 @@ class ModelSpec:
     ``last_step`` pools ``y[b, lengths[b] - 1]`` (with ``last_step_bidirectional`` the backward
     half at ``t = 0``, like ``rc.nn.LastStep(bidirectional=True)``); with ``last_step_mean`` the
     pooling is instead the mean over each sequence's valid steps, ``rc.nn.MaskedMean``; with
-    ``last_step_attention`` additive attention over them, ``rc.nn.AttentionPool``. Without
+    ``last_step_max`` their maximum, ``rc.nn.MaskedMax``; with ``last_step_attention`` additive
+    attention over them, ``rc.nn.AttentionPool``. Without
     ``last_step`` the head, if any, applies at every step.
     """
 
@@ -182,6 +184,8 @@ class ModelSpec:
     last_step_bidirectional: bool = False
     #: with ``last_step``: pool the mean over the valid steps (``rc.nn.MaskedMean``) instead
     last_step_mean: bool = False
+    #: with ``last_step``: pool the maximum over the valid steps (``rc.nn.MaskedMax``) instead
+    last_step_max: bool = False
     #: with ``last_step``: pool attention over the valid steps (``rc.nn.AttentionPool``) instead:
     #: ``{"weight": (A, F), "bias": (A,), "score": (A,)}`` (``proj.weight``, ``proj.bias``,
     #: ``score.weight[0]``)
@@ -216,7 +220,7 @@ class ModelSpec:
         """``ModelSpec(embedding(VxD) > gru(64) > last_step > linear(64->9))``: the stack, no arrays."""
         head = None if self.head is None else (np.shape(self.head.weight), self.head.activation)
         stack = stack_text(self.embedding, self.layers, self.last_step, head, self.last_step_mean,
-                           self.last_step_attention)
+                           self.last_step_attention, self.last_step_max)
         return f"ModelSpec({stack})"
 
     @property
@@ -235,10 +239,13 @@ class ModelSpec:
         if self.last_step_mean and (not self.last_step or self.last_step_bidirectional):
             raise ValueError("last_step_mean: the mean pooling needs last_step and no "
                              "last_step_bidirectional")
-        if self.last_step_attention is not None and (not self.last_step or self.last_step_bidirectional
-                                                     or self.last_step_mean):
-            raise ValueError("last_step_attention: the attention pooling needs last_step and neither "
+        if self.last_step_max and (not self.last_step or self.last_step_bidirectional or self.last_step_mean):
+            raise ValueError("last_step_max: the max pooling needs last_step and neither "
                              "last_step_bidirectional nor last_step_mean")
+        if self.last_step_attention is not None and (not self.last_step or self.last_step_bidirectional
+                                                     or self.last_step_mean or self.last_step_max):
+            raise ValueError("last_step_attention: the attention pooling needs last_step and none of "
+                             "last_step_bidirectional, last_step_mean, last_step_max")
         if self.embedding is not None and np.shape(self.embedding)[1] != self.layers[0].input_size:
             raise ValueError(
                 f"embedding dim {np.shape(self.embedding)[1]} != first layer input_size "
@@ -561,7 +568,7 @@ def _head_act(kind: str) -> str:
 
 
 # the poolings over time the C core runs (a last_step record)
-_POOLS = ("LastStep", "MaskedMean", "AttentionPool")
+_POOLS = ("LastStep", "MaskedMean", "MaskedMax", "AttentionPool")
 
 
 def _attention_tensors(m: object) -> dict:
@@ -786,6 +793,7 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.last_step = True
             spec.last_step_bidirectional = bool(getattr(m, "bidirectional", False))
             spec.last_step_mean = kind == "MaskedMean"
+            spec.last_step_max = kind == "MaskedMax"
             spec.last_step_attention = _attention_tensors(m) if kind == "AttentionPool" else None
             stage = 2
         elif kind == "Dropout":
@@ -806,9 +814,9 @@ def spec_from_model(model: object) -> ModelSpec:
                              "FrameConv1d, Conv1d (causal), Magnitude, activations] + recurrent layers "
                              "(per step between two of them: "
                              "Linear, activations, LayerNorm, MulHalves, Residual) + [per step: Linear, "
-                             "activations, MulHalves, Residual] + [LastStep | MaskedMean | AttentionPool "
-                             "[Linear, activations, MulHalves, Residual]] + [Linear [activation "
-                             "incl. Softmax, LogSoftmax]]")
+                             "activations, MulHalves, Residual] + [LastStep | MaskedMean | MaskedMax | "
+                             "AttentionPool [Linear, activations, MulHalves, Residual]] + [Linear "
+                             "[activation incl. Softmax, LogSoftmax]]")
         if reverse_next is not None and len(spec.layers) > n_before:
             _fold_reverse_time(spec.layers, n_before, reverse_next)
             reverse_next = None
@@ -891,6 +899,7 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
     out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
            "embedding": emb, "last_step": spec.last_step,
            "last_step_bidirectional": spec.last_step_bidirectional, "last_step_mean": spec.last_step_mean,
+           "last_step_max": spec.last_step_max,
            "last_step_attention": None if spec.last_step_attention is None else {
                k: np.asarray(v, np.float32) for k, v in spec.last_step_attention.items()},
            "front": list(spec.front), "post": list(spec.post), "post_pooled": list(spec.post_pooled),
@@ -928,6 +937,7 @@ def spec_from_rnc(d: dict) -> ModelSpec:
                      last_step=bool(d.get("last_step")),
                      last_step_bidirectional=bool(d.get("last_step_bidirectional")),
                      last_step_mean=bool(d.get("last_step_mean")),
+                     last_step_max=bool(d.get("last_step_max")),
                      last_step_attention=d.get("last_step_attention"), head=lin,
                      front=list(d.get("front") or []), post=list(d.get("post") or []),
                      post_pooled=list(d.get("post_pooled") or []),

@@ -129,8 +129,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     -DRNC_NO_MEAN -DRNC_NO_ATTN -DRNC_NO_PW_EXT (the dense deploy build that docs/deploy-raspberry-pi.md
     sizes; RNC_NO_PW_EXT: the pointwise kinds from 8, hardtanh .. softsign): the
     kernel table has no block-sparse, q4 or FFT rows, the loader has no fully-integer checks, padding
-    over time, frame_conv after the recurrent layers (a per-step Linear there) nor mean or attention
-    pooling, and it refuses such files with one line naming
+    over time, frame_conv after the recurrent layers (a per-step Linear there) nor mean, max or
+    attention pooling, and it refuses such files with one line naming
     what the build leaves out (not a plan without kernels); dense files still run, a
     log-mel model too (its spectrum by the tables' product, equal to the NumPy float64 model within
     the log-mel tests' tolerance)."""
@@ -161,6 +161,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
                                                         rc.nn.Linear(6, 2))).data,
              "mean": rc.compile(rc.nn.Sequential(rc.nn.GRU(3, 4), rc.nn.MaskedMean(),
                                                  rc.nn.Linear(4, 2))).data,
+             "max": rc.compile(rc.nn.Sequential(rc.nn.GRU(3, 4), rc.nn.MaskedMax(),
+                                                rc.nn.Linear(4, 2))).data,
              "attn": rc.compile(rc.nn.Sequential(rc.nn.GRU(3, 4), rc.nn.AttentionPool(4, 3),
                                                  rc.nn.Linear(4, 2))).data,
              "relu": rc.compile(rc.nn.Sequential(rc.nn.Linear(3, 4), rc.nn.ReLU(), rc.nn.GRU(4, 4))).data,
@@ -184,6 +186,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
         out["post_linear"][1], out["post_linear"][1][-2000:]
     assert out["mean"][0] != 0 and "flags: 0x2 has unknown bits (known: 0x1)" in out["mean"][1], \
         out["mean"][1][-2000:]
+    assert out["max"][0] != 0 and "flags: 0x8 has unknown bits (known: 0x1)" in out["max"][1], \
+        out["max"][1][-2000:]
     assert out["attn"][0] != 0 and "record 1 (last_step): size: 48, expected 16" in out["attn"][1], \
         out["attn"][1][-2000:]
     assert out["relu"][0] == 0, out["relu"][1][-2000:]

@@ -253,7 +253,9 @@ def test_the_file_round_trips_and_both_loaders_refuse_the_same_corruptions():
              "flags: 0x5: attention pooling (0x4) with the bidirectional (0x1) or mean (0x2) flag")
     _refused(_edit(e.data, at + 8, "<I", 6),
              "flags: 0x6: attention pooling (0x4) with the bidirectional (0x1) or mean (0x2) flag")
-    _refused(_edit(e.data, at + 8, "<I", 12), "flags: 0xc has unknown bits (known: 0x7)")
+    _refused(_edit(e.data, at + 8, "<I", 12),
+             "flags: 0xc: max pooling (0x8) with the bidirectional (0x1), mean (0x2) or attention (0x4) flag")
+    _refused(_edit(e.data, at + 8, "<I", 20), "flags: 0x14 has unknown bits (known: 0xf)")
     # the record's size follows the flag
     _refused(_edit(e.data, at + 8, "<I", 0), "size: 48, expected 16")
     # the tail's sizes and tensors

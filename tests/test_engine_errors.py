@@ -239,11 +239,14 @@ def test_compile_rejects_what_the_c_core_cannot_run():
     with pytest.raises(ValueError, match="precision"):
         rc.compile(rc.nn.GRU(2, 3), precision="f16")
     assert rc.compile(rc.nn.LSTM(2, 4, proj_size=2)).output_size == 2   # compiles since issue 16
-    # a Linear before the recurrent layers compiles (tests/test_engine_linear_step.py), a mean over
-    # time too (tests/test_engine_mean.py), and attention pooling (tests/test_engine_attention.py);
-    # a pooling after a pooling not
+    # a Linear before the recurrent layers compiles (tests/test_engine_linear_step.py), a mean or a
+    # max over time too (tests/test_engine_mean.py, test_engine_max.py), and attention pooling
+    # (tests/test_engine_attention.py); a pooling after a pooling not
     with pytest.raises(ValueError, match=r"module '2' \(AttentionPool\) is not supported"):
         rc.compile(rc.nn.Sequential(rc.nn.GRU(3, 3), rc.nn.MaskedMean(), rc.nn.AttentionPool(3),
+                                    rc.nn.layers.Linear(3, 2)))
+    with pytest.raises(ValueError, match=r"module '2' \(MaskedMean\) is not supported"):
+        rc.compile(rc.nn.Sequential(rc.nn.GRU(3, 3), rc.nn.MaskedMax(), rc.nn.MaskedMean(),
                                     rc.nn.layers.Linear(3, 2)))
     with pytest.raises(ValueError, match="calibration"):
         rc.compile(rc.nn.GRU(2, 3), precision="f32", calibration=np.zeros((1, 2, 2)))

@@ -252,9 +252,9 @@ def test_lstm_state_forms_are_checked():
 def test_compile_names_the_module_it_cannot_run():
     from rnncore.nn.extended import ExtendedRecurrent, ReverseTime
 
-    # MaskedMean and AttentionPool compile (tests/test_engine_mean.py, test_engine_attention.py);
-    # not a second pooling after one
-    for pool in (rc.nn.AttentionPool(8), rc.nn.MaskedMean(), rc.nn.LastStep()):
+    # MaskedMean, MaskedMax and AttentionPool compile (tests/test_engine_mean.py, test_engine_max.py,
+    # test_engine_attention.py); not a second pooling after one
+    for pool in (rc.nn.AttentionPool(8), rc.nn.MaskedMean(), rc.nn.MaskedMax(), rc.nn.LastStep()):
         with pytest.raises(ValueError, match=rf"module '2' \({type(pool).__name__}\) is not supported"):
             rc.compile(rc.nn.Sequential(rc.nn.GRU(4, 8), rc.nn.LastStep(), pool, rc.nn.Linear(8, 2)))
     # the ONNX-option layers compile (issue 16); ReverseTime only right before one forward layer

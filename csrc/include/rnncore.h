@@ -284,8 +284,10 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     size_t front_w;               /* widest per-step record input or output (floats per row) */
     size_t front_scratch;         /* floats a frame_conv needs per row (windows + products) */
     size_t win_floats;            /* conv_time / pool_time windows per stream row (rnc_state.win),
-                                     then the mean pooling's running sum and count */
+                                     then the mean pooling's running sum and count (or the max
+                                     pooling's running maxima and seen flag) */
     uint32_t last_step_mean;      /* the pooling record is the mean over the valid steps */
+    uint32_t last_step_max;       /* ... or the maximum over them (then mean_w, mean_off are its) */
     size_t mean_w, mean_off;      /* its features; the sum's offset in each win row (count after) */
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t res_floats;            /* residual records' saved inputs per row (their features) */
@@ -331,6 +333,8 @@ typedef struct rnc_model_info {
                                 (and rnc_step the mean over the stream's steps since its reset) */
     uint32_t last_step_attention; /* with last_step: run() pools attention over each sequence's valid
                                 steps (AttentionPool; rnc_step over the stream's steps since its reset) */
+    uint32_t last_step_max;  /* with last_step: run() pools the maximum over each sequence's valid steps
+                                (MaskedMax; rnc_step over the stream's steps since its reset) */
 } rnc_model_info;
 
 typedef struct rnc_layer_info {

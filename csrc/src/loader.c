@@ -1871,13 +1871,26 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         CHECK_RESERVED(c, rec_last_step, r);
         uint32_t known = RNC_LAST_STEP_FLAG_BIDIR; /* a left-out pooling's flag is an unknown bit */
 #if !defined(RNC_NO_MEAN)
-        known |= RNC_LAST_STEP_FLAG_MEAN;
+        known |= RNC_LAST_STEP_FLAG_MEAN | RNC_LAST_STEP_FLAG_MAX;
 #endif
 #if !defined(RNC_NO_ATTN)
         known |= RNC_LAST_STEP_FLAG_ATTN;
 #endif
         if (flags & ~known) return fail(c, FIELD(rec_last_step, flags), MSG_FLAGS, flags, known, 0, NULL);
 #if !defined(RNC_NO_MEAN)
+        if (flags & RNC_LAST_STEP_FLAG_MAX) {
+            if (flags & (RNC_LAST_STEP_FLAG_BIDIR | RNC_LAST_STEP_FLAG_MEAN | RNC_LAST_STEP_FLAG_ATTN))
+                return fail(c, FIELD(rec_last_step, flags), MSG_MAX_FLAGS, flags, 0, 0, NULL);
+            if (m->precision == RNC_FILE_PRECISION_INT)
+                return fail(c, FIELD(rec_last_step, flags), MSG_MAX_INT, flags, 0, 0, NULL);
+            /* the running maxima of c->feat floats and the seen flag (1: a step since the reset),
+             * after the windows of each stream row (rnc_state.win) */
+            m->last_step_max = 1;
+            m->mean_w = (size_t)c->feat;
+            m->mean_off = m->win_floats;
+            m->win_floats += m->mean_w + 1;
+            if (m->mean_w > m->front_w) m->front_w = m->mean_w; /* rnc_step's pooled rows (fa, fb) */
+        }
         if (flags & RNC_LAST_STEP_FLAG_MEAN && !(flags & RNC_LAST_STEP_FLAG_ATTN)) {
             if (flags & RNC_LAST_STEP_FLAG_BIDIR)
                 return fail(c, FIELD(rec_last_step, flags), MSG_MEAN_BIDIR, flags, 0, 0, NULL);

@@ -314,6 +314,7 @@ rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)
     info->flush_steps = TP_FLUSH(m);
 #if !defined(RNC_NO_MEAN)
     info->last_step_mean = m->last_step_mean;
+    info->last_step_max = m->last_step_max;
 #endif
 #if !defined(RNC_NO_ATTN)
     info->last_step_attention = m->attn;
@@ -1647,6 +1648,37 @@ static void mean_step(const rnc_model *m, rnc_state *s, size_t b, const float *v
         out[j] = row[j] / n;
     }
 }
+
+/* The max pooling's running maxima (finite) and seen flags (0: no step since the reset, 1) of
+ * every row: RNC_E_STATE otherwise. */
+static rnc_status check_max(const rnc_model *m, const rnc_state *s)
+{
+    for (size_t b = 0; b < s->batch; ++b) {
+        const float *row = s->win + b * m->win_floats + m->mean_off, seen = row[m->mean_w];
+        if (!(seen == 0.0f || seen == 1.0f) || !rnc__all_finite(row, m->mean_w)) return RNC_E_STATE;
+    }
+    return RNC_OK;
+}
+
+/* One step of the max pooling for row b: v into its running maxima (equations.md, "Max pooling":
+ * the first step's row, then v[j] where v[j] > max[j], so a tie keeps the earlier step's value). */
+static void max_step(const rnc_model *m, rnc_state *s, size_t b, const float *v)
+{
+    float *row = s->win + b * m->win_floats + m->mean_off;
+    const size_t F = m->mean_w;
+    const int first = row[F] == 0.0f;
+    for (size_t j = 0; j < F; ++j)
+        if (first || v[j] > row[j]) row[j] = v[j];
+    row[F] = 1.0f;
+}
+
+/* The pooled row of row b's state: the maxima, or zeros before the first step. */
+static void max_out(const rnc_model *m, const rnc_state *s, size_t b, float *out)
+{
+    const float *row = s->win + b * m->win_floats + m->mean_off;
+    const float seen = row[m->mean_w];
+    for (size_t j = 0; j < m->mean_w; ++j) out[j] = seen > 0.0f ? row[j] : 0.0f;
+}
 #endif
 
 #if !defined(RNC_NO_ATTN)
@@ -1854,6 +1886,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
     if (s->win) TRY(check_countdowns(m, s, 1, pad)); /* countdowns, a padded pool_time's counters */
 #if !defined(RNC_NO_MEAN)
     if (m->last_step_mean) TRY(check_mean(m, s, 1));
+    if (m->last_step_max) TRY(check_max(m, s));
 #endif
 #if !defined(RNC_NO_ATTN)
     if (m->attn) TRY(check_attn(m, s));
@@ -2004,6 +2037,15 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
                 for (size_t b = 0; b < B; ++b) mean_step(m, s, b, in + b * in_w, dst + b * in_w);
                 in = dst;
                 y_written = 0; /* a last layer may have written y: the mean replaces it */
+            }
+            if (m->last_step_max) { /* the max of the steps since the reset, into fa / fb */
+                float *dst = in == fa ? fb : fa; /* in may be a layer's state */
+                for (size_t b = 0; b < B; ++b) {
+                    max_step(m, s, b, in + b * in_w);
+                    max_out(m, s, b, dst + b * in_w);
+                }
+                in = dst;
+                y_written = 0; /* a last layer may have written y: the max replaces it */
             }
 #endif
 #if !defined(RNC_NO_ATTN)
@@ -2513,6 +2555,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
     if (s->win) TRY(check_countdowns(m, s, 0, 0));
 #if !defined(RNC_NO_MEAN)
     if (m->last_step_mean) TRY(check_mean(m, s, T_out));
+    if (m->last_step_max) TRY(check_max(m, s));
 #endif
 #if !defined(RNC_NO_ATTN)
     if (m->attn) TRY(check_attn(m, s));
@@ -2736,6 +2779,15 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
                     }
                     row[cur_w] = n;
                     for (size_t j = 0; j < cur_w; ++j) pr[j] = n > 0.0f ? row[j] / n : 0.0f; /* no step: 0 */
+                }
+                cur = dst;
+                pooled_rows = 1;
+                continue;
+            }
+            if (m->last_step_max) { /* or the max of its valid steps, continuing the stream's */
+                for (size_t b = 0; b < B; ++b) {
+                    for (size_t t = 0; t < LEN(b); ++t) max_step(m, s, b, cur + (b * T + t) * cur_w);
+                    max_out(m, s, b, dst + b * cur_w);
                 }
                 cur = dst;
                 pooled_rows = 1;

@@ -288,6 +288,9 @@
  * width there); weight: f32 [A * F] row-major (row a: W[a, :]); bias, score: f32 [A] (bias: zeros
  * when the model has none). The weights are f32 in f32 and q8 files alike. */
 #define RNC_LAST_STEP_FLAG_ATTN 4u
+/* the pooling is the maximum over each sequence's valid steps, feature by feature (MaskedMax), not
+ * its last step; not with BIDIR, MEAN or ATTN, not in an integer file */
+#define RNC_LAST_STEP_FLAG_MAX 8u
 #define RNC_FIELDS_attnpool(X)                                                                    \
     X(attnpool, attention_size, 0, U32)                                                           \
     X(attnpool, features, 4, U32)                                                                 \
@@ -698,6 +701,8 @@
     M(MEAN_BIDIR, CORRUPT, "0x%llx: mean pooling (0x2) with the bidirectional flag (0x1), which is last-step pooling's") \
     M(MEAN_INT, UNSUPPORTED, "0x%llx: mean pooling (0x2) in an integer file (integer models pool the last step)") \
     M(ATTN_FLAGS, CORRUPT, "0x%llx: attention pooling (0x4) with the bidirectional (0x1) or mean (0x2) flag") \
+    M(MAX_FLAGS, CORRUPT, "0x%llx: max pooling (0x8) with the bidirectional (0x1), mean (0x2) or attention (0x4) flag") \
+    M(MAX_INT, UNSUPPORTED, "0x%llx: max pooling (0x8) in an integer file (integer models pool the last step)") \
     M(ATTN_INT, UNSUPPORTED, "0x%llx: attention pooling (0x4) in an integer file (integer models pool the last step)") \
     M(LAST_BIDIR_ALONE, CORRUPT, "0x%llx: last-step bidirectional (0x8) without last-step (0x4)") \
     M(NONZERO, CORRUPT, "0x%llx, expected 0 without the %s flag")                                  \

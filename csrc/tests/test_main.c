@@ -966,7 +966,7 @@ static void hostile_v2_edits(const char *name, const blob *mb, unsigned char *b)
     ADD(lin + RNC_AT_rec_linear_in_scale, 0x7F800000u, RNC_E_CORRUPT);
     ADD(lin + RNC_AT_rec_linear_bias + RNC_AT_ref_nbytes, 4, RNC_E_CORRUPT);
     if (last) {
-        ADD(last + RNC_AT_rec_last_step_flags, 8, RNC_E_CORRUPT); /* bits 1, 2 (2, 4): mean, attention */
+        ADD(last + RNC_AT_rec_last_step_flags, 16, RNC_E_CORRUPT); /* bits 1, 2, 3: mean, attention, max */
         ADD(last + RNC_AT_rec_last_step_flags + 4, 1, RNC_E_CORRUPT); /* reserved */
     }
     if (emb) {

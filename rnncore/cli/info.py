@@ -196,6 +196,7 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
         "layers": layers,
         "per_step": steps_records,
         "last_step": ("attention" if attn is not None else "mean" if d.get("last_step_mean")
+                      else "max" if d.get("last_step_max")
                       else "bidirectional" if d["last_step_bidirectional"] else True)
                      if d["last_step"] else False,
         "attention_size": None if attn is None else int(attn["weight"].shape[0]),
@@ -259,6 +260,8 @@ def format_text(info: dict) -> str:
                    f"{info['attention_size']} units)")
     elif info["last_step"] == "mean":
         out.append("  last_step: the mean over each sequence's valid steps")
+    elif info["last_step"] == "max":
+        out.append("  last_step: the maximum over each sequence's valid steps (MaskedMax)")
     elif info["last_step"]:
         out.append("  last_step: each sequence's last valid step"
                    + (" (backward half at t=0)" if info["last_step"] == "bidirectional" else ""))

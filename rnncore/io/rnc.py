@@ -20,6 +20,7 @@ A model is described by a plain ``dict`` (the *spec*)::
         "last_step": False,                 # pool y[b, lengths[b]-1] before the head
         "last_step_bidirectional": False,   # ... with the backward half taken at t = 0
         "last_step_mean": False,            # ... or pool the mean over the valid steps (v2 only)
+        "last_step_max": False,             # ... or their maximum, feature by feature (v2 only)
         "head": None | {"weight": (O, D), "bias": (O,), "activation": "none" | "relu" | "sigmoid"
                         | "tanh" | "softmax", "in_scale": None},
     }
@@ -983,12 +984,19 @@ def _plan(spec: dict) -> dict[str, Any]:
     if last_mean and last_bidir:
         raise ValueError("last_step_mean: the mean pools every step of both directions; "
                          "last_step_bidirectional (last-step pooling's) must be False with it")
+    last_max = bool(spec.get("last_step_max", False))
+    if last_max and not last_step:
+        raise ValueError("last_step_max needs last_step")
+    if last_max and (last_bidir or last_mean):
+        raise ValueError("last_step_max: the max pools every step of both directions; "
+                         "last_step_bidirectional and last_step_mean must be False with it")
     attn = _plan_attention(spec.get("last_step_attention"), pool_feat)
-    if attn is not None and (not last_step or last_bidir or last_mean):
-        raise ValueError("last_step_attention needs last_step, and neither last_step_bidirectional nor "
-                         "last_step_mean")
+    if attn is not None and (not last_step or last_bidir or last_mean or last_max):
+        raise ValueError("last_step_attention needs last_step, and none of last_step_bidirectional, "
+                         "last_step_mean, last_step_max")
     return {"precision": precision, "input_size": input_size, "embedding": emb_w, "layers": planned,
             "last_step": last_bidir if last_step else None, "last_step_mean": last_mean,
+            "last_step_max": last_max,
             "last_step_attention": attn, "head": head_plan,
             "front": front, "post": post, "post_pooled": post_pooled, "mid": mid}
 
@@ -1263,6 +1271,7 @@ def _emit_v2(plan: dict) -> bytes:
         records.append(r_last.pack(kind=RECORD_KINDS["last_step"], size=r_last.size + len(tail),
                                    flags=(_C["LAST_STEP_FLAG_BIDIR"] if plan["last_step"] else 0)
                                    | (_C["LAST_STEP_FLAG_MEAN"] if plan["last_step_mean"] else 0)
+                                   | (_C["LAST_STEP_FLAG_MAX"] if plan["last_step_max"] else 0)
                                    | (_C["LAST_STEP_FLAG_ATTN"] if attn is not None else 0)) + tail)
     records += [_pack_step_record(r, blob) for r in plan["post_pooled"]]
     if head:
@@ -1396,6 +1405,9 @@ def write_rnc(spec: Any, version: int = VERSION, *, precision: str | None = None
     if version == _C["V1"] and plan["last_step_mean"]:
         raise ValueError("version: mean pooling (last_step_mean) is written in version 2 files only, "
                          "got version=1")
+    if version == _C["V1"] and plan["last_step_max"]:
+        raise ValueError("version: max pooling (last_step_max) is written in version 2 files only, "
+                         "got version=1")
     if version == _C["V1"] and plan["last_step_attention"] is not None:
         raise ValueError("version: attention pooling (last_step_attention) is written in version 2 files "
                          "only, got version=1")
@@ -1473,6 +1485,7 @@ class _Loader:
         self.layers: list[dict] = []
         self.last_step: bool | None = None
         self.last_step_mean = False
+        self.last_step_max = False
         self.positions = 0   # a positions record's P (the layers step P times per step of the model)
         self.last_step_attention: dict | None = None
         self.head: dict | None = None
@@ -2420,9 +2433,17 @@ class _Loader:
             if size != want:
                 raise self.fail("size", "EXPECT", size, want)
             self.check_reserved(st, pos)
-            known = _C["LAST_STEP_FLAG_BIDIR"] | _C["LAST_STEP_FLAG_MEAN"] | _C["LAST_STEP_FLAG_ATTN"]
+            known = (_C["LAST_STEP_FLAG_BIDIR"] | _C["LAST_STEP_FLAG_MEAN"] | _C["LAST_STEP_FLAG_ATTN"]
+                     | _C["LAST_STEP_FLAG_MAX"])
             if flags & ~known:
                 raise self.fail("flags", "FLAGS", flags, known)
+            if flags & _C["LAST_STEP_FLAG_MAX"]:   # checked first, as the C loader
+                others = _C["LAST_STEP_FLAG_BIDIR"] | _C["LAST_STEP_FLAG_MEAN"] | _C["LAST_STEP_FLAG_ATTN"]
+                if flags & others:
+                    raise self.fail("flags", "MAX_FLAGS", flags)
+                if self.precision == _C_INT:
+                    raise self.fail("flags", "MAX_INT", flags)
+                self.last_step_max = True
             if attn:
                 self.load_attention(flags, pos + st.size)
             elif flags & _C["LAST_STEP_FLAG_MEAN"]:
@@ -2668,6 +2689,7 @@ def _describe(ld: _Loader) -> dict:
                            "last_step": ld.last_step is not None,
                            "last_step_bidirectional": bool(ld.last_step),
                            "last_step_mean": ld.last_step_mean,
+                           "last_step_max": ld.last_step_max,
                            "last_step_attention": ld.last_step_attention,
                            "positions": ld.positions or 1}
     if ld.embedding is not None:

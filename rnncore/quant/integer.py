@@ -478,6 +478,9 @@ def _check_unidirectional(spec: ModelSpec) -> None:
     if spec.last_step_mean:
         raise ValueError("integer model: mean pooling over time (MaskedMean) is not supported; integer "
                          "models pool the last step (LastStep) or none")
+    if spec.last_step_max:
+        raise ValueError("integer model: max pooling over time (MaskedMax) is not supported; integer "
+                         "models pool the last step (LastStep) or none")
     for k, layer in enumerate(spec.layers):
         if layer.num_directions != 1:
             raise ValueError(f"integer model: layer {k} is bidirectional; only unidirectional "
