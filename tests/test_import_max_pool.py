@@ -280,3 +280,57 @@ def test_torch_packed_max_over_zero_padding_is_refused(softmax, seed):
         alone = np.concatenate([net(torch.as_tensor(x[b:b + 1, :n]), torch.as_tensor([n])).numpy()
                                 for b, n in enumerate(lengths)])
     assert np.abs(padded - alone).max() > 1e-6
+
+
+# -- end to end: rc.compile (f32 against the framework, q8 against the NumPy q8 spec) -------------------
+def _engines(model32):
+    from _helpers import q8_check
+
+    e32 = rc.compile(model32)
+    assert "masked_max" in e32.describe()
+    e8 = rc.compile(model32, precision="q8")
+    return e32, e8, q8_check
+
+
+def test_keras_masked_gru_max_compiles(tmp_path):
+    km = _keras([L.Masking(0.0), L.GRU(6, return_sequences=True), L.Dense(6, activation="relu"),
+                 L.GlobalMaxPooling1D(), L.Dense(3)], (None, 5))
+    km.save(tmp_path / "max.keras")
+    model = rc.io.from_keras(str(tmp_path / "max.keras"), dtype="float32")
+    e32, e8, q8_check = _engines(model)
+    x, lengths = _padded(seed=9)
+    want = _kcall(km, x)
+    assert np.abs(want).max() > 0.05
+    np.testing.assert_allclose(e32.run(x, lengths), want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(e32.run(x[:1]), _kcall(km, x[:1]), rtol=0, atol=1e-5)
+    q8_check(e8, e32, x, lengths)
+
+
+@pytest.mark.parametrize("form", ["max_values", "amax", "adaptive"])
+def test_torch_max_compiles(form):
+    torch.manual_seed(7)
+    net = _Net(FORMS[form], True).eval()
+    model = rc.io.from_torch(net, dtype="float32")
+    e32, e8, q8_check = _engines(model)
+    x = np.random.default_rng(10).standard_normal((4, 9, 4)).astype(np.float32)
+    lengths = np.array([9, 3, 1, 6])
+    with torch.no_grad():
+        want = net(torch.as_tensor(x)).numpy()
+        # each sequence alone, cut at its length: the maximum over its valid steps
+        alone = np.concatenate([net(torch.as_tensor(x[b:b + 1, :n])).numpy() for b, n in enumerate(lengths)])
+    np.testing.assert_allclose(e32.run(x), want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(e32.run(x, lengths), alone, rtol=0, atol=1e-5)
+    q8_check(e8, e32, x, lengths)
+
+
+def test_torch_packed_max_compiles():
+    torch.manual_seed(8)
+    net = _Packed(float("-inf"), bidirectional=True).eval()
+    model = rc.io.from_torch(net, dtype="float32")
+    e32, e8, q8_check = _engines(model)
+    x = np.random.default_rng(11).standard_normal((4, 9, 4)).astype(np.float32)
+    lengths = np.array([4, 9, 1, 7])
+    with torch.no_grad():
+        want = net(torch.as_tensor(x), torch.as_tensor(lengths)).numpy()
+    np.testing.assert_allclose(e32.run(x, lengths), want, rtol=0, atol=1e-5)
+    q8_check(e8, e32, x, lengths)
