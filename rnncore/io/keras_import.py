@@ -331,7 +331,8 @@ def _global_max(layer, descr: list[dict], mask) -> None:
                          "expected 'channels_last' (the maximum over time)")
     if mask is None:
         return
-    src = next((d for d in reversed(descr) if not _per_step(d)), None)
+    # the layer that wrote the padded steps: past per-step layers and a swapped Bidirectional's reversal
+    src = next((d for d in reversed(descr) if not _per_step(d) and d["kind"] != "reverse_time"), None)
     why = None
     if src is None:
         why = ("no recurrent layer comes before it: its padded steps hold the padding (the mask_value "
