@@ -235,10 +235,11 @@ class _Packed(torch.nn.Module):
     """``forward(x, lengths)``: packed LSTM, padded back with ``padding_value``, maximum over time, Linear
     [softmax]."""
 
-    def __init__(self, padding_value: float, softmax: bool = False, bidirectional: bool = False) -> None:
+    def __init__(self, padding_value: float, softmax: bool = False, bidirectional: bool = False,
+                 hidden: int = 5, rnn=None) -> None:
         super().__init__()
-        self.rnn = torch.nn.LSTM(4, 5, batch_first=True, bidirectional=bidirectional)
-        self.fc = torch.nn.Linear(10 if bidirectional else 5, 3)
+        self.rnn = rnn or torch.nn.LSTM(4, hidden, batch_first=True, bidirectional=bidirectional)
+        self.fc = torch.nn.Linear(hidden * (2 if bidirectional else 1), 3)
         self.padding_value, self.softmax = padding_value, softmax
 
     def forward(self, x, lengths):
@@ -262,18 +263,20 @@ def test_torch_packed_max_padded_with_minus_inf_imports(bidirectional, softmax):
     np.testing.assert_allclose(model.forward(x, lengths=lengths), want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("hidden", [5, 1])    # 1: the short rows' one maximum is mostly positive
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("softmax", [False, True])
-def test_torch_packed_max_over_zero_padding_is_refused(softmax, seed):
+def test_torch_packed_max_over_zero_padding_is_refused(softmax, seed, hidden):
     torch.manual_seed(seed)
-    net = _Packed(0.0, softmax).double().eval()
+    net = _Packed(0.0, softmax, hidden=hidden).double().eval()
     match = ("takes the maximum over time of a padded batch whose padded steps are zeros" if not softmax else
              "takes the maximum over time of a padded batch whose padded steps are zeros|saturated")
     with pytest.raises(ValueError, match=f"_Packed.forward ({match})"):
         rc.io.from_torch(net)
     # the refusal is needed: with lengths < T, PyTorch's result is max(valid maximum, 0), not the maximum
-    # over the valid steps (the same sequences alone)
-    x = np.random.default_rng(8).standard_normal((4, 9, 4))
+    # over the valid steps (the same sequences alone); inputs of scale 8, as the probe's later draws
+    # (a one-unit layer's outputs are positive on most standard normal inputs)
+    x = np.random.default_rng(8).standard_normal((4, 9, 4)) * 8
     lengths = np.array([9, 2, 1, 3])
     with torch.no_grad():
         padded = net(torch.as_tensor(x), torch.as_tensor(lengths)).numpy()
@@ -334,3 +337,36 @@ def test_torch_packed_max_compiles():
         want = net(torch.as_tensor(x), torch.as_tensor(lengths)).numpy()
     np.testing.assert_allclose(e32.run(x, lengths), want, rtol=0, atol=1e-5)
     q8_check(e8, e32, x, lengths)
+
+
+def test_torch_packed_max_over_zero_padding_of_nonnegative_outputs_imports():
+    """A ReLU RNN's outputs are >= 0, so the padding zeros never exceed a valid maximum: PyTorch's
+    maximum over the zero-padded batch is the maximum over the valid steps, and it imports (no batch
+    of the probe tells the two apart, and none could)."""
+    torch.manual_seed(9)
+    rnn = torch.nn.RNN(4, 5, nonlinearity="relu", batch_first=True)
+    net = _Packed(0.0, rnn=rnn).double().eval()
+    model = rc.io.from_torch(net)
+    x = np.random.default_rng(12).standard_normal((4, 9, 4))
+    lengths = np.array([9, 2, 1, 5])
+    with torch.no_grad():
+        want = net(torch.as_tensor(x), torch.as_tensor(lengths)).numpy()
+    np.testing.assert_allclose(model.forward(x, lengths=lengths), want, rtol=0, atol=1e-12)
+
+
+def test_torch_packed_max_the_probe_cannot_tell_is_refused():
+    """An LSTM whose outputs are positive whatever its input (its cell gate ``g`` a positive constant:
+    ``c`` and ``h = o tanh(c)`` stay positive): the maximum over zero padding and over the valid steps
+    agree on every batch, so the probe cannot tell which ``forward`` computes; refused, saying how to
+    build it."""
+    torch.manual_seed(10)
+    net = _Packed(float("-inf"), hidden=3).double().eval()
+    g = slice(6, 9)      # the rows of g in PyTorch's gate order i, f, g, o
+    with torch.no_grad():
+        net.rnn.weight_ih_l0[g] = 0.0
+        net.rnn.weight_hh_l0[g] = 0.0
+        net.rnn.bias_ih_l0[g] = 1.0
+        net.rnn.bias_hh_l0[g] = 0.0
+    with pytest.raises(ValueError, match=r"_Packed.forward takes a maximum over time, but on 16 random "
+                                         r"batches .*rc.nn.MaskedMax\(\)"):
+        rc.io.from_torch(net)

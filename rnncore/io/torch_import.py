@@ -17,7 +17,8 @@ reset-after form). What needs care is everything around them:
   every step, on the last step (``rc.nn.LastStep``), on the mean over time
   (``rc.nn.MaskedMean``) or on the maximum over time (``rc.nn.MaskedMax``; a maximum over
   ``pad_packed_sequence``'s zero padding, ``max(valid maximum, 0)`` for a short sequence, is
-  refused, naming the module); after a bidirectional layer also on one direction's final state,
+  refused, naming the module, and so is a maximum when no probe batch tells the two apart); after
+  a bidirectional layer also on one direction's final state,
   ``h_n[-1]`` / ``h_n[-2]`` (``LastStep(bidirectional=True)`` then the head with weights
   ``[0 | W]`` / ``[W | 0]``), each also followed by a softmax or log_softmax over the features
   (``torch.softmax(fc(h), -1)``, ``F.log_softmax``, ``nn.Softmax(dim=-1)`` / ``nn.LogSoftmax``:
@@ -378,12 +379,15 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     # a forward(x, lengths) runs with lengths < T (sorted, as enforce_sorted=True needs; the
     # longest T, so that pad_packed_sequence gives T steps back)
     lengths = np.array([T, T - 1, 2]) if lengths_arg else None
-    for _ in range(_PROBE_DRAWS if lengths_arg else 1):
+    told = True     # does the batch tell the maximum over the valid steps from the zero-padded one?
+    for k in range(_PROBE_DRAWS if lengths_arg else 1):
         if _kind(first) == "Embedding":
             x = g.integers(0, first.num_embeddings, (B, T))
             x_in = torch.as_tensor(x)
         else:
-            x = g.standard_normal((B, T, first.input_size)).astype(dtype)
+            # later draws larger (1, 1, 2, 2, 4, ...): saturated gates take either sign, so that a layer
+            # whose outputs are positive on small inputs also gives negative ones (_max_padded)
+            x = (g.standard_normal((B, T, first.input_size)) * 2.0 ** (k // 2)).astype(dtype)
             x_in = torch.as_tensor(x, dtype=p_dtype)
         runs = {}
         for name, model in outputs.items():
@@ -393,8 +397,11 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
                 # the head does not take this interpretation's width (a Linear on H features after a
                 # bidirectional layer's h_n[-1], tried as both directions' 2H): not the module's function
                 continue
-        if not lengths_arg or _max_padded(runs, body, heads, x, lengths, tol):
+        told = not lengths_arg or _max_padded(runs, body, heads, x, lengths, tol)
+        if told:
             break
+    # a ReLU RNN's outputs are >= 0: zero padding never exceeds a valid maximum, the two are one
+    told = told or (_kind(recs[-1]) == "RNN" and getattr(recs[-1], "nonlinearity", "tanh") == "relu")
     outputs = runs
     probe = module
     if p_dtype in (torch.float16, torch.bfloat16):
@@ -431,6 +438,15 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
                 y = y[0]
             ref = ref_of(name)
             if _matches(y, ref, tol):
+                if name.split("+")[0] == "max" and not told:
+                    raise ValueError(
+                        f"from_torch: {type(module).__name__}.forward takes a maximum over time, but on "
+                        f"{_PROBE_DRAWS} random batches its recurrent outputs at the short sequences' "
+                        "steps were positive, so the probe cannot tell the maximum over the valid steps "
+                        "(pad_packed_sequence(..., padding_value=float('-inf'))) from the maximum over "
+                        "zero padding (max(valid maximum, 0)); build it from its parts instead: "
+                        "rc.nn.Sequential(from_torch(<the recurrent layer>), rc.nn.MaskedMax(), "
+                        "from_torch(<the head>)) for the former")
                 if model is None:   # the maximum over pad_packed_sequence's zeros (_max_padded)
                     raise ValueError(
                         f"from_torch: {type(module).__name__}.forward takes the maximum over time of a "
