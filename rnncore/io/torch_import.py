@@ -357,6 +357,14 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     p_dtype = next(module.parameters()).dtype
     first = converted[0][1]
     tol = 1e-9 if p_dtype == torch.float64 and dtype == "float64" else 1e-4
+
+    def probe_of(x_in):
+        """(the module, the batch) the probe runs: float32 copies of a float16 / bfloat16 module and
+        batch (the reference model computes in float32 from the same weights)."""
+        if p_dtype in (torch.float16, torch.bfloat16):
+            return copy.deepcopy(module).float(), (x_in if x_in.dtype == torch.int64 else x_in.float())
+        return module, x_in
+
     candidates = [("sequence", [])] + [(k, [_build.pool(k, bidir)]) for k in ("last", "mean", "max")]
     if bidir:
         # h_n-style concat of the last step of the forward direction and t=0 of the backward one
@@ -379,14 +387,15 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     # a forward(x, lengths) runs with lengths < T (sorted, as enforce_sorted=True needs; the
     # longest T, so that pad_packed_sequence gives T steps back)
     lengths = np.array([T, T - 1, 2]) if lengths_arg else None
-    told = True     # does the batch tell the maximum over the valid steps from the zero-padded one?
+    # a ReLU RNN's outputs are >= 0: zero padding never exceeds a valid maximum, the two are one
+    relu = _kind(recs[-1]) == "RNN" and getattr(recs[-1], "nonlinearity", "tanh") == "relu"
     for k in range(_PROBE_DRAWS if lengths_arg else 1):
         if _kind(first) == "Embedding":
             x = g.integers(0, first.num_embeddings, (B, T))
             x_in = torch.as_tensor(x)
         else:
-            # later draws larger (1, 1, 2, 2, 4, ...): saturated gates take either sign, so that a layer
-            # whose outputs are positive on small inputs also gives negative ones (_max_padded)
+            # a redraw (below) larger (1, 1, 2, 2, 4, ...): saturated gates take either sign, so that a
+            # layer whose outputs are positive on small inputs also gives negative ones (_max_padded)
             x = (g.standard_normal((B, T, first.input_size)) * 2.0 ** (k // 2)).astype(dtype)
             x_in = torch.as_tensor(x, dtype=p_dtype)
         runs = {}
@@ -397,16 +406,33 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
                 # the head does not take this interpretation's width (a Linear on H features after a
                 # bidirectional layer's h_n[-1], tried as both directions' 2H): not the module's function
                 continue
-        told = not lengths_arg or _max_padded(runs, body, heads, x, lengths, tol)
-        if told:
-            break
-    # a ReLU RNN's outputs are >= 0: zero padding never exceeds a valid maximum, the two are one
-    told = told or (_kind(recs[-1]) == "RNN" and getattr(recs[-1], "nonlinearity", "tanh") == "relu")
-    outputs = runs
-    probe = module
-    if p_dtype in (torch.float16, torch.bfloat16):
-        # the reference model computes in float32 from the same weights; so does the probe
-        probe, x_in = copy.deepcopy(module).float(), (x_in if x_in.dtype == torch.int64 else x_in.float())
+        # does the batch tell the maximum over the valid steps from the zero-padded one?
+        told = not lengths_arg or relu or _max_padded(runs, body, heads, x, lengths, tol)
+        # a redraw decides between the two maxima only (its larger inputs saturate the layer, which can
+        # make other interpretations agree by chance)
+        model = _probe_match(module, probe_of(x_in), runs, layouts, lengths_arg, lengths, T, tol, kinds, told,
+                             only_max=k > 0)
+        if model is not None:
+            return model
+        # a maximum that this batch cannot tell from the zero-padded one: another, larger batch
+    raise ValueError(
+        f"from_torch: {type(module).__name__}.forward takes a maximum over time, but on {_PROBE_DRAWS} "
+        "random batches its recurrent outputs at the short sequences' steps were positive, so the probe "
+        "cannot tell the maximum over the valid steps (pad_packed_sequence(..., padding_value="
+        "float('-inf'))) from the maximum over zero padding (max(valid maximum, 0)); build it from its "
+        "parts instead: rc.nn.Sequential(from_torch(<the recurrent layer>), rc.nn.MaskedMax(), "
+        "from_torch(<the head>)) for the former")
+
+
+def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengths, T: int, tol: float,
+                 kinds: list, told: bool, only_max: bool = False):
+    """The interpretation of ``outputs`` (name -> (model, its output on the probe batch)) whose output
+    the module's reproduces (``probe``: the module, the batch), or a refusal; None for a maximum over
+    time that the batch cannot tell from the maximum over zero padding (``told`` False). ``only_max``:
+    the maxima (and their softmax) are the only candidates."""
+    import torch
+
+    module_, x_in = probe
     errors = []
     for batch_first in layouts:
         xt = x_in if batch_first else x_in.transpose(0, 1)
@@ -414,7 +440,7 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
         module.eval()
         try:
             with torch.no_grad():
-                out = probe(xt, torch.as_tensor(lengths)) if lengths_arg else probe(xt)
+                out = module_(xt, torch.as_tensor(lengths)) if lengths_arg else module_(xt)
         except Exception as e:  # noqa: BLE001 - whatever the module's own code raises
             call = f"(x, {lengths_arg}={lengths.tolist()})" if lengths_arg else "(x)"
             errors.append(f"{type(module).__name__}.forward{call} on a random batch x of shape "
@@ -434,19 +460,14 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
             return out.transpose(1, 0, 2) if seq else out
 
         for name, (model, y) in outputs.items():
+            if only_max and name.split("+")[0] not in ("max", "max-padded"):
+                continue
             if isinstance(y, tuple):
                 y = y[0]
             ref = ref_of(name)
             if _matches(y, ref, tol):
-                if name.split("+")[0] == "max" and not told:
-                    raise ValueError(
-                        f"from_torch: {type(module).__name__}.forward takes a maximum over time, but on "
-                        f"{_PROBE_DRAWS} random batches its recurrent outputs at the short sequences' "
-                        "steps were positive, so the probe cannot tell the maximum over the valid steps "
-                        "(pad_packed_sequence(..., padding_value=float('-inf'))) from the maximum over "
-                        "zero padding (max(valid maximum, 0)); build it from its parts instead: "
-                        "rc.nn.Sequential(from_torch(<the recurrent layer>), rc.nn.MaskedMax(), "
-                        "from_torch(<the head>)) for the former")
+                if name.split("+")[0] in ("max", "max-padded") and not told:
+                    return None
                 if model is None:   # the maximum over pad_packed_sequence's zeros (_max_padded)
                     raise ValueError(
                         f"from_torch: {type(module).__name__}.forward takes the maximum over time of a "
