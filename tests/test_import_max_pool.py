@@ -370,3 +370,15 @@ def test_torch_packed_max_the_probe_cannot_tell_is_refused():
     with pytest.raises(ValueError, match=r"_Packed.forward takes a maximum over time, but on 16 random "
                                          r"batches .*rc.nn.MaskedMax\(\)"):
         rc.io.from_torch(net)
+
+
+@pytest.mark.parametrize("cell,seed", [("gru", 12), ("gru", 33), ("lstm", 18)])
+def test_torch_packed_zero_padded_max_that_matches_the_last_step_is_refused(cell, seed):
+    """A one-unit layer's output often rises monotonically, so on the probe's batch the maximum over
+    zero padding equals the last valid step: the probe took 'last' (LastStep, 0.1 to 0.3 off PyTorch on
+    other inputs). An interpretation that a maximum also reproduces is decided on another batch now."""
+    torch.manual_seed(seed)
+    rnn = torch.nn.GRU(4, 1, batch_first=True) if cell == "gru" else None
+    net = _Packed(0.0, hidden=1, rnn=rnn).double().eval()
+    with pytest.raises(ValueError, match="_Packed.forward takes (the|a) maximum over time"):
+        rc.io.from_torch(net)

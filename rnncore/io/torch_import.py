@@ -389,6 +389,7 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     lengths = np.array([T, T - 1, 2]) if lengths_arg else None
     # a ReLU RNN's outputs are >= 0: zero padding never exceeds a valid maximum, the two are one
     relu = _kind(recs[-1]) == "RNN" and getattr(recs[-1], "nonlinearity", "tanh") == "relu"
+    allowed = None      # after a batch that could not decide: the interpretations still in the running
     for k in range(_PROBE_DRAWS if lengths_arg else 1):
         if _kind(first) == "Embedding":
             x = g.integers(0, first.num_embeddings, (B, T))
@@ -408,28 +409,31 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
                 continue
         # does the batch tell the maximum over the valid steps from the zero-padded one?
         told = not lengths_arg or relu or _max_padded(runs, body, heads, x, lengths, tol)
-        # a redraw decides between the two maxima only (its larger inputs saturate the layer, which can
-        # make other interpretations agree by chance)
+        # a redraw decides between the interpretations the batch before could not tell apart only (its
+        # larger inputs saturate the layer, which can make others agree by chance)
         model = _probe_match(module, probe_of(x_in), runs, layouts, lengths_arg, lengths, T, tol, kinds, told,
-                             only_max=k > 0)
-        if model is not None:
+                             allowed)
+        if not isinstance(model, list):
             return model
-        # a maximum that this batch cannot tell from the zero-padded one: another, larger batch
+        allowed = set(model)    # undecided: another, larger batch
     raise ValueError(
         f"from_torch: {type(module).__name__}.forward takes a maximum over time, but on {_PROBE_DRAWS} "
-        "random batches its recurrent outputs at the short sequences' steps were positive, so the probe "
-        "cannot tell the maximum over the valid steps (pad_packed_sequence(..., padding_value="
-        "float('-inf'))) from the maximum over zero padding (max(valid maximum, 0)); build it from its "
-        "parts instead: rc.nn.Sequential(from_torch(<the recurrent layer>), rc.nn.MaskedMax(), "
-        "from_torch(<the head>)) for the former")
+        f"random batches the interpretations {sorted(allowed)} reproduced its output alike (its recurrent "
+        "outputs at the short sequences' steps positive), so the probe cannot tell the maximum over the "
+        "valid steps (pad_packed_sequence(..., padding_value=float('-inf'))) from the maximum over zero "
+        "padding (max(valid maximum, 0)) or another pooling; build it from its parts instead: "
+        "rc.nn.Sequential(from_torch(<the recurrent layer>), rc.nn.MaskedMax(), from_torch(<the head>)) "
+        "for the former")
 
 
 def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengths, T: int, tol: float,
-                 kinds: list, told: bool, only_max: bool = False):
+                 kinds: list, told: bool, allowed: set | None = None):
     """The interpretation of ``outputs`` (name -> (model, its output on the probe batch)) whose output
-    the module's reproduces (``probe``: the module, the batch), or a refusal; None for a maximum over
-    time that the batch cannot tell from the maximum over zero padding (``told`` False). ``only_max``:
-    the maxima (and their softmax) are the only candidates."""
+    the module's reproduces (``probe``: the module, the batch), or a refusal; or the list of the names
+    this batch cannot decide between: a maximum over time it cannot tell from the maximum over zero
+    padding (``told`` False), or an interpretation that a maximum also reproduces (with lengths).
+    ``allowed``: the only candidates (None: all)."""
+    maxima = ("max", "max-padded")
     import torch
 
     module_, x_in = probe
@@ -459,15 +463,27 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
             seq = not batch_first and name.startswith("sequence") and out.ndim == 3
             return out.transpose(1, 0, 2) if seq else out
 
+        def agrees(name: str, ref_of=ref_of) -> bool:
+            y = outputs[name][1]
+            return _matches(y[0] if isinstance(y, tuple) else y, ref_of(name), tol)
+
         for name, (model, y) in outputs.items():
-            if only_max and name.split("+")[0] not in ("max", "max-padded"):
+            if allowed is not None and name not in allowed:
                 continue
             if isinstance(y, tuple):
                 y = y[0]
             ref = ref_of(name)
             if _matches(y, ref, tol):
-                if name.split("+")[0] in ("max", "max-padded") and not told:
-                    return None
+                base, suffix = name.split("+")[0], name[len(name.split("+")[0]):]
+                if base in maxima and not told:
+                    return [f"{b}{suffix}" for b in maxima if f"{b}{suffix}" in outputs]
+                # with lengths, a zero-padded maximum can reproduce the last step (a monotone sequence)
+                # on a batch: decide on another
+                rivals = [f"{b}{suffix}" for b in maxima if lengths_arg and base not in maxima
+                          and f"{b}{suffix}" in outputs and (allowed is None or f"{b}{suffix}" in allowed)
+                          and agrees(f"{b}{suffix}")]
+                if rivals:
+                    return [name] + rivals
                 if model is None:   # the maximum over pad_packed_sequence's zeros (_max_padded)
                     raise ValueError(
                         f"from_torch: {type(module).__name__}.forward takes the maximum over time of a "
