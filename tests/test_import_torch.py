@@ -166,8 +166,10 @@ class _Classifier(torch.nn.Module):
             z = y.mean(dim=0)
         elif self.pool == "h_n":
             z = torch.cat([h[-2], h[-1]], dim=1)
-        else:
+        elif self.pool == "max":
             z = y.max(dim=0).values
+        else:
+            z = y.min(dim=0).values
         return self.fc2(self.fc1(z))
 
 
@@ -188,7 +190,7 @@ def test_container_embedding_gru_linear_per_step():
 
 @pytest.mark.parametrize("pool,bidirectional,expected", [
     ("last", False, "LastStep"), ("mean", False, "MaskedMean"), ("h_n", True, "LastStep"),
-    ("last", True, "LastStep"),
+    ("last", True, "LastStep"), ("max", False, "MaskedMax"), ("max", True, "MaskedMax"),
 ])
 def test_container_pooling_is_identified(pool, bidirectional, expected):
     torch.manual_seed(1)
@@ -201,7 +203,7 @@ def test_container_pooling_is_identified(pool, bidirectional, expected):
 
 
 def test_container_with_unknown_pooling_is_refused():
-    m = _Classifier("max").eval()
+    m = _Classifier("min").eval()
     with pytest.raises(ValueError, match="could not tell how _Classifier.forward"):
         from_torch(m)
 

@@ -531,15 +531,16 @@ def _swapped(**kw):
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("after", [
     lambda: [_swapped(), L.GlobalAveragePooling1D(), L.Dense(2)],
+    lambda: [_swapped(merge_mode="sum"), L.GlobalMaxPooling1D(), L.Dense(2)],
     lambda: [_swapped(merge_mode="sum"), L.LayerNormalization(), L.Dense(4, activation="tanh"), L.GRU(3)],
-], ids=["mean", "per_step_then_gru"])
+], ids=["mean", "max", "per_step_then_gru"])
 def test_a_swapped_bidirectional_sequence_before_a_mean_or_per_step_layers_compiles(after):
     """A Bidirectional whose forward layer goes backwards (with a forward backward_layer) and returns
-    its sequence is rnncore's bidirectional output reversed in time; before a mean over time (which
-    the reversal does not change) or before per-step layers and another recurrent layer (which
-    commute with it), ``rc.compile`` refused the reversal ("must come right before a recurrent
-    layer"): it is now dropped before the mean and moved past the per-step layers. The NumPy model
-    and the f32 engine against Keras, q8 against its NumPy q8 spec."""
+    its sequence is rnncore's bidirectional output reversed in time; before a mean or a maximum over
+    time (which the reversal does not change) or before per-step layers and another recurrent layer
+    (which commute with it), ``rc.compile`` refused the reversal ("must come right before a recurrent
+    layer"): it is now dropped before the mean (and the maximum) and moved past the per-step layers.
+    The NumPy model and the f32 engine against Keras, q8 against its NumPy q8 spec."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((None, 4))] + after())
     rng = np.random.default_rng(0)

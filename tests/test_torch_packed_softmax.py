@@ -129,10 +129,12 @@ def test_a_softmax_over_the_batch_is_refused():
 
 
 class _MeanClassifier(torch.nn.Module):
-    """A packed GRU, the mean over each sequence's valid steps, a Linear scaled by ``gain``, softmax."""
+    """A packed GRU, the mean (or ``pool="max"``: the maximum) over each sequence's valid steps, a Linear
+    scaled by ``gain``, softmax."""
 
-    def __init__(self, gain: float) -> None:
+    def __init__(self, gain: float, pool: str = "mean") -> None:
         super().__init__()
+        self.pool = pool
         torch.manual_seed(0)
         self.gru = torch.nn.GRU(3, 8, batch_first=True)
         self.fc = torch.nn.Linear(8, 4)
@@ -140,19 +142,27 @@ class _MeanClassifier(torch.nn.Module):
             self.fc.weight.mul_(gain)
 
     def forward(self, x, lengths):
+        if self.pool == "max":     # padded with -inf: the maximum over the valid steps
+            packed = self.gru(pack(x, lengths, batch_first=True, enforce_sorted=False))[0]
+            y, _ = pad(packed, batch_first=True, padding_value=float("-inf"))
+            return torch.softmax(self.fc(y.max(1).values), -1)
         y, _ = pad(self.gru(pack(x, lengths, batch_first=True, enforce_sorted=False))[0], batch_first=True)
         return torch.softmax(self.fc(y.sum(1) / lengths[:, None].to(y.dtype)), -1)
 
 
 @pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("pool", ["mean", "max"])
 @pytest.mark.parametrize("gain", [1.0, 3e4])
-def test_a_saturated_softmax_is_not_matched_by_another_pooling(gain):
+def test_a_saturated_softmax_is_not_matched_by_another_pooling(gain, pool):
     """With a large head (a confident classifier) the softmax is one-hot on the probe's random batch for
     the last step and the mean over time alike: the probe took 'last' (the first candidate) for this
     mean-over-time model, 1.0 off PyTorch on other inputs. Now such a tie is refused, naming both; an
-    unsaturated head still imports as the mean, equal to PyTorch."""
-    net = _MeanClassifier(gain).double().eval()
-    if gain > 1:
+    unsaturated head still imports as the mean, equal to PyTorch. The same with the maximum over the
+    valid steps (``padding_value=-inf``) imports, saturated or not."""
+    net = _MeanClassifier(gain, pool).double().eval()
+    # the saturated maximum's one-hot classes differ from the last step's and the mean's on the probe's
+    # batch (only 'max' matches): it imports, equal to PyTorch on other batches
+    if gain > 1 and pool == "mean":
         with pytest.raises(ValueError, match="saturated.*'last' and 'mean'"):
             from_torch(net)
         return

@@ -9,10 +9,13 @@ random statistics, LayerNorm, an activation, MaxPool1d / AvgPool1d with padding,
 C)`` they need; an ``nn.GRU`` / ``nn.LSTM`` (with or without ``proj_size``) / ``nn.RNN`` (tanh or
 relu) with 1-2 layers, bidirectional or not, batch first or not, ``bias=False``, ``dropout`` (the
 module in eval); up to two activations / LayerNorms / per-step Linears after it and (one in four) a
-second recurrent module; a head: every step, ``y[:, -1]``, ``y.mean(1)``, attention pooling,
+second recurrent module; a head: every step, ``y[:, -1]``, ``y.mean(1)``, the maximum over time
+(``y.max(1).values``, ``torch.max(y, 1)[0]``, ``torch.amax(y, 1)`` or
+``F.adaptive_max_pool1d(y.transpose(1, 2), 1).squeeze(-1)``), attention pooling,
 ``h_n[-1]``, or ``h_n`` of both directions concatenated, then a Linear, then Softmax / LogSoftmax.
 One module in five instead is a ``forward(x, lengths)`` that packs its input
-(``pack_padded_sequence``) and returns every step or its final state. Weights are random (not
+(``pack_padded_sequence``) and returns every step, its final state or the maximum over time of
+``pad_packed_sequence(..., padding_value=-inf)``. Weights are random (not
 PyTorch's default init), scaled so that the gates and activations are not all saturated.
 
 The checks (:func:`_check`):
@@ -243,6 +246,11 @@ class RandomNet(torch.nn.Module):
             y = y[:, -1]
         elif arch["pool"] == "mean":
             y = y.mean(1)
+        elif arch["pool"] == "max":                   # its PyTorch spellings (arch["max_form"])
+            form = arch.get("max_form", "values")
+            y = y.max(1).values if form == "values" else torch.max(y, 1)[0] if form == "index" else \
+                torch.amax(y, 1) if form == "amax" else \
+                torch.nn.functional.adaptive_max_pool1d(y.transpose(1, 2), 1).squeeze(-1)
         elif arch["pool"] == "hn":
             y = h[-1]
         elif arch["pool"] == "hn_fwd":                # not drawn: the explicit examples below
@@ -273,6 +281,9 @@ class PackedNet(RandomNet):
             y, _ = rnn_utils.pad_packed_sequence(y, batch_first=arch["batch_first"],
                                                  total_length=x.shape[1 if arch["batch_first"] else 0])
             return y if arch["batch_first"] else y.transpose(0, 1)
+        if arch["pool"] == "max":     # padded with -inf: the maximum over each sequence's valid steps
+            y, _ = rnn_utils.pad_packed_sequence(y, batch_first=True, padding_value=float("-inf"))
+            return self._head(y.max(1).values)
         y = h[-1] if arch["pool"] == "hn" else h[-2] if arch["pool"] == "hn_fwd" else \
             torch.cat((h[-2], h[-1]), -1)
         return self._head(y)
@@ -313,12 +324,13 @@ def architectures(draw) -> dict:
     hidden = draw(st.integers(2, 9))
     layers = draw(st.integers(1, 2))
     bidirectional = draw(st.booleans())
-    pools = ("steps", "hn") + (("hn_cat",) if bidirectional else ())
+    pools = ("steps", "hn", "max") + (("hn_cat",) if bidirectional else ())
     if not packed:
         pools += ("last", "mean", "attn")
     pool = draw(st.sampled_from(pools))
+    max_form = draw(st.sampled_from(("values", "index", "amax", "adaptive"))) if pool == "max" else None
     rnn2 = None
-    if pool in ("steps", "last", "mean", "attn") and not packed and draw(st.integers(0, 3)) == 0:
+    if pool in ("steps", "last", "mean", "max", "attn") and not packed and draw(st.integers(0, 3)) == 0:
         rnn2 = {"cell": draw(st.sampled_from(("gru", "lstm", "rnn"))), "hidden": draw(st.integers(2, 6)),
                 "bidirectional": draw(st.booleans())}
     post = [] if packed else draw(st.lists(st.sampled_from(("ln", "linear3", "linear6") + _ACTS), max_size=2))
@@ -334,7 +346,7 @@ def architectures(draw) -> dict:
         "batch_first": True if packed else draw(st.booleans()), "bias": draw(st.booleans()),
         "dropout": draw(st.sampled_from((0.0, 0.3))) if layers > 1 else 0.0,
         "proj": draw(st.sampled_from((0, 0, 1, hidden - 1))) if cell == "lstm" else 0,
-        "post": post, "rnn2": rnn2, "pool": pool, "head_out": head_out,
+        "post": post, "rnn2": rnn2, "pool": pool, "max_form": max_form, "head_out": head_out,
         "out_act": draw(st.sampled_from((None, "softmax", "log_softmax"))) if head_out else None,
         "gain": draw(st.sampled_from((0.5, 1.0, 2.0))), "seed": draw(st.integers(0, 2**16)),
     }

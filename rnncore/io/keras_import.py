@@ -28,6 +28,8 @@ where one follows — past a
 ``go_backwards`` reversal or ``GlobalAveragePooling1D``, which it commutes with — else a per-step
 ``rc.nn.Linear(2H, H)``; ``"mul"``, ``forward * backward``, is the per-step ``rc.nn.MulHalves``
 on that output; ``None`` in a functional model, below), ``GlobalAveragePooling1D``,
+``GlobalMaxPooling1D`` (``rc.nn.MaskedMax``; after a mask only where Keras's maximum, which reads
+the padded steps too, is the maximum over the valid steps: ``_global_max``),
 ``Dense`` / ``TimeDistributed(Dense)`` (linear or with a relu/sigmoid/tanh/gelu/hard_sigmoid/softmax
 activation, imported as a following activation layer, ``rc.nn.Softmax`` for softmax; a final
 softmax/sigmoid — in the ``Dense`` or as a following ``Activation`` / ``Softmax`` layer — is
@@ -257,7 +259,7 @@ def _per_step(d: dict) -> bool:
 def _move_reversals(descr: list[dict]) -> list[dict]:
     """Move each ``ReverseTime`` past the per-step layers after it (they commute with a reversal in
     time), so that it stands before the next recurrent layer (the engine's ``go_backwards``), and
-    drop it before a mean over time (a reversal does not change the mean). A ``Bidirectional`` whose
+    drop it before a mean or maximum over time (a reversal does not change them). A ``Bidirectional`` whose
     forward layer goes backwards gives such a reversal after its sequence (``_bidirectional``)."""
     out = list(descr)
     i = 0
@@ -267,7 +269,7 @@ def _move_reversals(descr: list[dict]) -> list[dict]:
             while j + 1 < len(out) and _per_step(out[j + 1]):
                 out[j], out[j + 1] = out[j + 1], out[j]
                 j += 1
-            if j + 1 < len(out) and out[j + 1]["kind"] == "pool" and out[j + 1]["pool"] == "mean":
+            if j + 1 < len(out) and out[j + 1]["kind"] == "pool" and out[j + 1]["pool"] in ("mean", "max"):
                 del out[j]
                 continue
             i = j
@@ -306,6 +308,51 @@ def _fold_merges(descr: list[dict]) -> list[dict]:
         else:
             out.append(d)
     return out
+
+
+def _global_max(layer, descr: list[dict], mask) -> None:
+    """Refuse a ``GlobalMaxPooling1D`` that is not ``rc.nn.MaskedMax`` (``y[b, f] = max_{t < len_b}
+    x[b, t, f]``), naming the layer and the reason.
+
+    Keras's layer ignores the mask (``ops.max`` over every step), so after a mask its maximum also
+    reads the padded steps' values. A recurrent layer with ``zero_output_for_mask=False`` (the
+    default; Keras's generic loop, which every backend runs with a mask except TensorFlow's cuDNN
+    kernel on a GPU) writes the previous step's output there: trailing padding repeats the last
+    valid output, and per-step layers after it map that copy to a copy, so the maximum is over the
+    valid steps. Zeros (``zero_output_for_mask=True``, forced by ``Bidirectional``) or any other
+    layer between make it ``max(valid maximum, padding value)``, which lengths cannot say."""
+    if layer.keepdims:
+        raise ValueError(f"from_keras: GlobalMaxPooling1D {layer.name!r} has keepdims=True; rnncore's "
+                         "maximum over time returns (batch, features) (keepdims=False)")
+    fmt = getattr(layer, "data_format", "channels_last")
+    if fmt not in (None, "channels_last"):
+        raise ValueError(f"from_keras: GlobalMaxPooling1D {layer.name!r} has data_format={fmt!r}: it takes "
+                         "the maximum over the last axis, the features of rnncore's (batch, time, features); "
+                         "expected 'channels_last' (the maximum over time)")
+    if mask is None:
+        return
+    # the layer that wrote the padded steps: past per-step layers and a swapped Bidirectional's reversal
+    src = next((d for d in reversed(descr) if not _per_step(d) and d["kind"] != "reverse_time"), None)
+    why = None
+    if src is None:
+        why = ("no recurrent layer comes before it: its padded steps hold the padding (the mask_value "
+               "steps, token 0's embedding) through per-step layers")
+    elif src["kind"] != "rnn":
+        what = src.get("module", src["kind"])
+        why = f"the layer before it over time is {what if isinstance(what, str) else type(what).__name__}"
+    elif src["bidirectional"] or src.get("keras_zero_masked"):
+        why = ("the recurrent layer before it writes zeros at the masked steps (Bidirectional, or "
+               "zero_output_for_mask=True), so Keras's maximum is max(valid maximum, 0)")
+    elif src["go_backwards"]:
+        why = ("the recurrent layer before it has go_backwards=True: its masked steps come first and "
+               "hold its initial state (zeros)")
+    if why is not None:
+        raise ValueError(
+            f"from_keras: GlobalMaxPooling1D {layer.name!r} after a mask: Keras's GlobalMaxPooling1D ignores "
+            f"the mask and takes the maximum over the padded steps too, and here {why}, which rnncore's "
+            "maximum over the valid steps (rc.nn.MaskedMax) is not; expected a unidirectional "
+            "recurrent layer with zero_output_for_mask=False (then only per-step layers) before it, or "
+            "no mask")
 
 
 def _load(model_or_path, max_bytes: int = MAX_MODEL_BYTES):
@@ -750,7 +797,8 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             features = next((f for f in map(_features, reversed(descr)) if f), None) or features
         if not seq and k not in per_step:
             raise ValueError(f"from_keras: layer {layer.name!r} ({k}) after the sequence was pooled (by a "
-                             "return_sequences=False layer or GlobalAveragePooling1D); expected a per-step "
+                             "return_sequences=False layer, GlobalAveragePooling1D or GlobalMaxPooling1D); "
+                             "expected a per-step "
                              f"layer there ({', '.join(per_step)})")
         last = all(type(x).__name__ in _SKIPPED for x in layers[i + 1:])
         if k == "Masking":
@@ -789,6 +837,10 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                 unpadded = unpadded or f"{k} {layer.name!r}"
             if L["go_backwards"]:
                 descr.append({"kind": "reverse_time"})
+            # what Keras writes at a masked step of the sequence: zeros (zero_output_for_mask, forced by
+            # Bidirectional) or the previous step's output (GlobalMaxPooling1D reads it, _global_max)
+            L["keras_zero_masked"] = k == "Bidirectional" or bool(getattr(layer, "zero_output_for_mask",
+                                                                          False))
             descr += Ls
             if L.get("swapped") and L["return_sequences"]:
                 descr.append({"kind": "reverse_time"})
@@ -810,6 +862,10 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             if getattr(layer, "data_format", "channels_last") != "channels_last":
                 raise ValueError(f"from_keras: {layer.name!r} must be channels_last")
             descr.append({"kind": "pool", "pool": "mean", "bidirectional": False})
+            seq = False
+        elif k == "GlobalMaxPooling1D":
+            _global_max(layer, descr, mask)
+            descr.append({"kind": "pool", "pool": "max", "bidirectional": False})
             seq = False
         elif k == "Dense" or (k == "TimeDistributed" and type(layer.layer).__name__ == "Dense"):
             dense = layer.layer if k == "TimeDistributed" else layer      # Dense acts per step anyway
@@ -859,7 +915,8 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             raise ValueError(
                 f"from_keras: unsupported layer {layer.name!r} ({type(layer).__module__}.{k}); supported: "
                 "InputLayer, Masking, Embedding, SimpleRNN, GRU, LSTM, Bidirectional, Conv1D, MaxPooling1D, "
-                "AveragePooling1D, BatchNormalization, LayerNormalization, GlobalAveragePooling1D, Dense, "
+                "AveragePooling1D, BatchNormalization, LayerNormalization, GlobalAveragePooling1D, "
+                "GlobalMaxPooling1D, Dense, "
                 "TimeDistributed(Dense), Activation, ReLU, Softmax, Add (a residual x + f(x) of a "
                 "functional model), Dropout-style layers")
     if wiring is not None and wiring[_OUTPUTS] != [cur]:

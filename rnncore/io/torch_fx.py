@@ -12,7 +12,10 @@ of each axis (batch ``B``, time ``T``, features ``F``):
   must be ``(B, F, T)`` there; ``nn.Linear``, ``nn.LayerNorm`` need the features last; a recurrent
   layer reads ``(B, T, F)`` (``batch_first=True``) or ``(T, B, F)``;
 * ``y, h = rnn(x)`` then ``y`` (the per-step outputs), ``y[:, -1]`` (``rc.nn.LastStep``),
-  ``y.mean(1)`` (``rc.nn.MaskedMean``), ``h[-1]`` of a one-direction layer (its last step),
+  ``y.mean(1)`` (``rc.nn.MaskedMean``), the maximum over time ``y.max(1).values`` / ``y.max(1)[0]``
+  / ``torch.amax(y, 1)``, and ``F.adaptive_max_pool1d(y, 1).squeeze(-1)`` / ``nn.AdaptiveMaxPool1d(1)``
+  then ``.flatten(1)`` of ``(B, F, T)`` data (``rc.nn.MaskedMax``; ``keepdim=True`` and the indices
+  are refused), ``h[-1]`` of a one-direction layer (its last step),
   ``torch.cat((h[-2], h[-1]), -1)`` of a bidirectional one (``LastStep(bidirectional=True)``), and its
   ``h[-1]`` / ``h[-2]`` alone when element-wise activations then an ``nn.Linear`` read it (the
   Linear then reads one half of ``LastStep(bidirectional=True)``: weights ``[0 | W]`` / ``[W | 0]``);
@@ -49,7 +52,7 @@ from rnncore.nn.module import Module
 _FRONT = {"Conv1d", "ConstantPad1d", "MaxPool1d", "AvgPool1d", "BatchNorm1d", "LayerNorm", "ReLU", "Sigmoid",
           "Tanh", "Hardsigmoid", "GELU", "Softmax", "LogSoftmax",
           "LeakyReLU", "ELU", "Hardtanh", "ReLU6", "SiLU", "Hardswish", "Softplus", "Softsign",
-          "InstanceNorm1d"}
+          "InstanceNorm1d", "AdaptiveMaxPool1d"}
 _ACT_MODULES = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Hardsigmoid": "hardsigmoid"}
 #: element-wise functions (F.*, torch.*, x.*) -> (their parameters after the input, PyTorch's defaults)
 _ACT_FUNCTIONS = {"hardtanh": (("min_val", "max_val"), (-1.0, 1.0)), "relu6": ((), ()),
@@ -57,7 +60,7 @@ _ACT_FUNCTIONS = {"hardtanh": (("min_val", "max_val"), (-1.0, 1.0)), "relu6": ((
                   "silu": ((), ()), "hardswish": ((), ()), "softsign": ((), ()),
                   "softplus": (("beta", "threshold"), (1.0, 20.0))}
 _SUPPORTED = ("nn.RNN/GRU/LSTM, nn.Linear, nn.Embedding, nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, "
-              "nn.BatchNorm1d, nn.LayerNorm, nn.InstanceNorm1d, "
+              "nn.BatchNorm1d, nn.LayerNorm, nn.InstanceNorm1d, nn.AdaptiveMaxPool1d(1) (over time), "
               "nn.ReLU/Sigmoid/Tanh/Hardsigmoid/GELU/LeakyReLU/ELU/Hardtanh/ReLU6/SiLU/Hardswish/"
               "Softplus/Softsign, "
               "torch.abs, F.leaky_relu, "
@@ -106,6 +109,17 @@ class _Pick:
 
     def __init__(self, rnn, idx: int) -> None:
         self.rnn, self.idx = rnn, idx
+
+
+class _MaxPair:
+    """``torch.max(y, dim)`` / ``y.max(dim)`` over time: the pair (values, indices), whose values
+    are ``rc.nn.MaskedMax``'s output (added at the ``max`` node); the indices are refused."""
+
+    def __init__(self) -> None:
+        self.axes = ("B", "F")
+
+
+_UNIT = "U"     # the length-1 time axis of adaptive_max_pool1d(x, 1)'s (B, F, 1) output
 
 
 class _Attention:
@@ -380,7 +394,7 @@ class _Tracer:
             srcs = [a for a in node_args if isinstance(a, fx.Node)]
             if any(s not in vals for s in srcs):
                 self.refuse(node, "reads a value the importer does not track")
-            n_data = len([s for s in srcs if isinstance(vals[s], _Data | _RnnOut | _State)])
+            n_data = len([s for s in srcs if isinstance(vals[s], _Data | _RnnOut | _State | _MaxPair)])
             if n_data > 1 and not (self._target(node) in ("add", "iadd") and n_data == 2):
                 self.refuse(node, "combines two values of the data (a concatenation, or a residual "
                                   "other than x + f(x))")
@@ -388,12 +402,12 @@ class _Tracer:
                     node.op == "call_module" and type(gm.get_submodule(node.target)).__name__ == "Conv1d"):
                 self.refuse(node, "reads zero-padded data: the importer folds ConstantPad1d / F.pad over "
                                   "time into the Conv1d right after it only")
-            inputs = [vals[s] for s in srcs if isinstance(vals[s], _Data | _RnnOut | _State)]
+            inputs = [vals[s] for s in srcs if isinstance(vals[s], _Data | _RnnOut | _State | _MaxPair)]
             n_before = len(self.modules)
             v = self.op(node, args, gm)
             if isinstance(v, _Data) and getattr(v, "fresh", False):   # a residual's output: a new point
                 v.fresh = False
-            elif isinstance(v, _Data | _RnnOut | _State):
+            elif isinstance(v, _Data | _RnnOut | _State | _MaxPair):
                 if any(v is i for i in inputs):
                     v = copy.copy(v)
                 if len(self.modules) != n_before:   # a layer: it must read the latest point
@@ -417,8 +431,21 @@ class _Tracer:
         name = self._target(node)
         x = args[0] if args else None
         kw = node.kwargs
+        if name == "getitem" and isinstance(x, _MaxPair):
+            return self.max_part(node, x, args[1])
+        if name == "getattr" and isinstance(x, _MaxPair) and len(args) == 2:
+            return self.max_part(node, x, {"values": 0, "indices": 1}.get(args[1], args[1]))
         if name == "getitem":
             return self.getitem(node, x, args[1])
+        if node.op == "call_function" and self._adaptive_max(node.target):
+            if len(args) > 2 or set(kw) - {"output_size", "return_indices"}:
+                self.refuse(node, f"arguments {list(args[2:]) or sorted(set(kw))}")
+            size = args[1] if len(args) > 1 else kw.get("output_size")
+            return self.adaptive_max(node, x, size, bool(kw.get("return_indices", False)))
+        if name in ("squeeze", "flatten", "view", "reshape") and isinstance(x, _Data) and _UNIT in x.axes:
+            return self.drop_unit(node, name, x, args[1:], kw)
+        if name in ("max", "amax"):
+            return self.max_time(node, name, x, args[1:], kw)
         if name in ("add", "iadd") and len(args) == 2 and all(isinstance(a, _Data) for a in args):
             return self.residual(node, *args)
         if name == "pad":
@@ -482,7 +509,82 @@ class _Tracer:
             self.add(_build.pool("mean"))
             return _Data(("B", "F"))
         self.refuse(node, "not a layer or operation the importer understands; supported: "
-                          f"{_SUPPORTED}, transpose/permute, y[:, -1], y.mean(1), h_n[-1], activations")
+                          f"{_SUPPORTED}, transpose/permute, y[:, -1], y.mean(1), y.max(1).values / "
+                          "torch.amax(y, 1), F.adaptive_max_pool1d(y, 1).squeeze(-1), h_n[-1], activations")
+
+    @staticmethod
+    def _adaptive_max(target) -> bool:
+        import torch.nn.functional as F
+
+        return target is F.adaptive_max_pool1d or target is F.adaptive_max_pool1d_with_indices
+
+    def _time_dim(self, node, x, dims, what: str) -> None:
+        """``dims`` (an int or a one-element tuple) must be the time axis of 3-D data: fix its labels."""
+        dims = dims if isinstance(dims, tuple | list) else (dims,)
+        if not isinstance(x, _Data) or len(x.axes) != 3 or len(dims) != 1 or isinstance(dims[0], bool) \
+                or not isinstance(dims[0], int):
+            self.refuse(node, f"{what} other than over the time axis of (B, T, F) data (one constant dim)")
+        d = int(dims[0]) % 3
+        self.need(node, x, "BTF" if d == 1 else "TBF" if d == 0 else "BFT")
+
+    def max_time(self, node, name: str, x, args: tuple, kw: dict):
+        """``torch.amax(y, 1)`` / ``y.amax(dim=1)`` (the maxima) and ``torch.max(y, 1)`` /
+        ``y.max(dim=1)`` (the pair: ``[0]`` / ``.values`` are the maxima) over the time axis:
+        ``rc.nn.MaskedMax``. ``keepdim=True``, another axis, ``max(y)`` over every element and
+        ``max(a, b)`` (element-wise) are refused."""
+        extra = set(kw) - {"dim", "keepdim"}
+        if extra or len(args) > 2:
+            self.refuse(node, f"{name} with arguments {sorted(extra) or list(args)}; expected "
+                              f"{name}(y, dim) over time")
+        dim = args[0] if args else kw.get("dim")
+        keep = args[1] if len(args) > 1 else kw.get("keepdim", False)
+        if dim is None or (isinstance(dim, tuple | list) and name == "max"):
+            self.refuse(node, f"{name} without a time dim (the maximum of every element, or an element-wise "
+                              "maximum); expected the maximum over the time axis, y.max(1).values")
+        if keep:
+            self.refuse(node, f"{name} with keepdim=True; expected keepdim=False (rnncore's maximum over "
+                              "time returns (B, F))")
+        self._time_dim(node, x, dim, name)
+        self.add(_build.pool("max"))
+        return _MaxPair() if name == "max" else _Data(("B", "F"))
+
+    def max_part(self, node, pair: _MaxPair, idx):
+        """``[0]`` / ``.values`` of ``torch.max(y, dim)``: the maxima; the indices are refused."""
+        if idx == 0:
+            return _Data(pair.axes)
+        if idx == 1:
+            self.refuse(node, "reads the indices of torch.max over time (the argmax steps) as data; "
+                              "rnncore's maximum over time returns the maxima (.values / [0]) only")
+        self.refuse(node, f"indexing {idx!r} of torch.max's (values, indices)")
+
+    def adaptive_max(self, node, x, size, return_indices: bool):
+        """``F.adaptive_max_pool1d(y, 1)`` / ``nn.AdaptiveMaxPool1d(1)`` of ``(B, F, T)`` data: the maximum
+        over time, ``(B, F, 1)`` until ``.squeeze(-1)`` / ``.flatten(1)`` drops the unit axis."""
+        if return_indices:
+            self.refuse(node, "return_indices=True; rnncore's maximum over time returns the maxima only")
+        if (size[0] if isinstance(size, tuple | list) and len(size) == 1 else size) != 1:
+            self.refuse(node, f"output_size={size!r}; expected 1 (the maximum over all the steps)")
+        self.need(node, x, "BFT")
+        self.add(_build.pool("max"))
+        return _Data(("B", "F", _UNIT))
+
+    def drop_unit(self, node, name: str, x, args: tuple, kw: dict):
+        """``.squeeze(-1)`` / ``.squeeze(2)`` / ``.flatten(1)`` of the ``(B, F, 1)`` maximum: ``(B, F)``."""
+        if tuple(self.lab(a) for a in x.axes) != ("B", "F", _UNIT):
+            self.refuse(node, f"{name} of data {tuple(self.labels(x.axes))}")
+        if name == "squeeze":
+            d = args[0] if args else kw.get("dim")
+            ok = d in (-1, 2) and not set(kw) - {"dim"} and len(args) <= 1
+        elif name == "flatten":
+            start = args[0] if args else kw.get("start_dim", 0)
+            end = args[1] if len(args) > 1 else kw.get("end_dim", -1)
+            ok = start in (1, -2) and end in (-1, 2) and not set(kw) - {"start_dim", "end_dim"}
+        else:
+            ok = False
+        if not ok:
+            self.refuse(node, f"{name}{tuple(args)} of the (B, F, 1) maximum over time; expected "
+                              ".squeeze(-1) or .flatten(1)")
+        return _Data(("B", "F"))
 
     def act_function(self, node, name: str, x, args: tuple, kw: dict):
         """``F.hardtanh`` / ``F.relu6`` / ``torch.clamp`` (constant bounds), ``F.silu``,
@@ -651,6 +753,8 @@ class _Tracer:
             return self.time_pad(node, x, tuple(m.padding), float(m.value) == 0.0)
         if kind in ("Softmax", "LogSoftmax"):
             return self.softmax(node, x, m.dim, log=kind == "LogSoftmax")
+        if kind == "AdaptiveMaxPool1d":
+            return self.adaptive_max(node, x, m.output_size, bool(m.return_indices))
         if kind in ("LeakyReLU", "ELU"):
             from rnncore.nn import pointwise
 

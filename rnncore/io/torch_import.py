@@ -14,8 +14,11 @@ reset-after form). What needs care is everything around them:
   Its ``forward`` is Python code that the importer cannot read, so it *runs* the module on
   a random batch (and, for a ``forward(x, lengths)`` that packs its input, sorted lengths that
   the imported model then takes as ``lengths=``) and keeps the interpretation — head on
-  every step, on the last step (``rc.nn.LastStep``) or on the mean over time
-  (``rc.nn.MaskedMean``); after a bidirectional layer also on one direction's final state,
+  every step, on the last step (``rc.nn.LastStep``), on the mean over time
+  (``rc.nn.MaskedMean``) or on the maximum over time (``rc.nn.MaskedMax``; a maximum over
+  ``pad_packed_sequence``'s zero padding, ``max(valid maximum, 0)`` for a short sequence, is
+  refused, naming the module, and so is a maximum when no probe batch tells the two apart); after
+  a bidirectional layer also on one direction's final state,
   ``h_n[-1]`` / ``h_n[-2]`` (``LastStep(bidirectional=True)`` then the head with weights
   ``[0 | W]`` / ``[W | 0]``), each also followed by a softmax or log_softmax over the features
   (``torch.softmax(fc(h), -1)``, ``F.log_softmax``, ``nn.Softmax(dim=-1)`` / ``nn.LogSoftmax``:
@@ -293,6 +296,32 @@ def _one_softmax_match(name: str, outputs: dict, ref_of, tol: float, module) -> 
                 "(or log_softmax) from forward to import it, and apply the softmax after")
 
 
+#: random batches the probe of a forward(x, lengths) draws at most to find one on which the maximum
+#: over the valid steps and the maximum over pad_packed_sequence's zero padding differ (_max_padded)
+_PROBE_DRAWS = 16
+
+
+def _max_padded(runs: dict, body: list, heads: list, x: np.ndarray, lengths: np.ndarray, tol: float) -> bool:
+    """Add to ``runs`` the interpretation "maximum over time of the zero-padded batch" (``"max-padded"``,
+    model None, what ``torch.max(pad_packed_sequence(...)[0], 1)`` computes: the valid steps and zeros),
+    then the heads, and its softmax / log_softmax; return True when its output differs from the
+    maximum over the valid steps (``"max"``) on this batch, so that only one of them can match.
+
+    They are equal when every short sequence's valid maxima are positive (then the zeros never
+    win): a batch on which they agree cannot tell them apart."""
+    if "max" not in runs:
+        return True
+    y = _build.sequential(body).forward(x, lengths=lengths)
+    z = (y[0] if isinstance(y, tuple) else y).max(axis=1)   # rnncore's sequence is zero past the lengths
+    for h in heads:
+        z = h.forward(z)
+    runs["max-padded"] = (None, z)
+    for f in _FINAL.values():
+        runs[f"max-padded+{f}"] = (None, _build.activation(f).forward(z))
+    ref = runs["max"][1]
+    return not _matches(z, ref[0] if isinstance(ref, tuple) else ref, 10 * tol)
+
+
 def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     import torch
 
@@ -327,18 +356,16 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     B, T = 3, 5
     p_dtype = next(module.parameters()).dtype
     first = converted[0][1]
-    if _kind(first) == "Embedding":
-        x = g.integers(0, first.num_embeddings, (B, T))
-        x_in = torch.as_tensor(x)
-    else:
-        x = g.standard_normal((B, T, first.input_size)).astype(dtype)
-        x_in = torch.as_tensor(x, dtype=p_dtype)
-    probe = module
-    if p_dtype in (torch.float16, torch.bfloat16):
-        # the reference model computes in float32 from the same weights; so does the probe
-        probe, x_in = copy.deepcopy(module).float(), (x_in if x_in.dtype == torch.int64 else x_in.float())
     tol = 1e-9 if p_dtype == torch.float64 and dtype == "float64" else 1e-4
-    candidates = [("sequence", [])] + [(k, [_build.pool(k, bidir)]) for k in ("last", "mean")]
+
+    def probe_of(x_in):
+        """(the module, the batch) the probe runs: float32 copies of a float16 / bfloat16 module and
+        batch (the reference model computes in float32 from the same weights)."""
+        if p_dtype in (torch.float16, torch.bfloat16):
+            return copy.deepcopy(module).float(), (x_in if x_in.dtype == torch.int64 else x_in.float())
+        return module, x_in
+
+    candidates = [("sequence", [])] + [(k, [_build.pool(k, bidir)]) for k in ("last", "mean", "max")]
     if bidir:
         # h_n-style concat of the last step of the forward direction and t=0 of the backward one
         # is LastStep(bidirectional=True); plain last step of the output is LastStep(False)
@@ -360,15 +387,56 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     # a forward(x, lengths) runs with lengths < T (sorted, as enforce_sorted=True needs; the
     # longest T, so that pad_packed_sequence gives T steps back)
     lengths = np.array([T, T - 1, 2]) if lengths_arg else None
-    runs = {}
-    for name, model in outputs.items():
-        try:
-            runs[name] = (model, model.forward(x, lengths=lengths) if lengths_arg else model.forward(x))
-        except ValueError:
-            # the head does not take this interpretation's width (a Linear on H features after a
-            # bidirectional layer's h_n[-1], tried as both directions' 2H): not the module's function
-            continue
-    outputs = runs
+    # a ReLU RNN's outputs are >= 0: zero padding never exceeds a valid maximum, the two are one
+    relu = _kind(recs[-1]) == "RNN" and getattr(recs[-1], "nonlinearity", "tanh") == "relu"
+    allowed = None      # after a batch that could not decide: the interpretations still in the running
+    for k in range(_PROBE_DRAWS if lengths_arg else 1):
+        if _kind(first) == "Embedding":
+            x = g.integers(0, first.num_embeddings, (B, T))
+            x_in = torch.as_tensor(x)
+        else:
+            # a redraw (below) larger (1, 1, 2, 2, 4, ...): saturated gates take either sign, so that a
+            # layer whose outputs are positive on small inputs also gives negative ones (_max_padded)
+            x = (g.standard_normal((B, T, first.input_size)) * 2.0 ** (k // 2)).astype(dtype)
+            x_in = torch.as_tensor(x, dtype=p_dtype)
+        runs = {}
+        for name, model in outputs.items():
+            try:
+                runs[name] = (model, model.forward(x, lengths=lengths) if lengths_arg else model.forward(x))
+            except ValueError:
+                # the head does not take this interpretation's width (a Linear on H features after a
+                # bidirectional layer's h_n[-1], tried as both directions' 2H): not the module's function
+                continue
+        # does the batch tell the maximum over the valid steps from the zero-padded one?
+        told = not lengths_arg or relu or _max_padded(runs, body, heads, x, lengths, tol)
+        # a redraw decides between the interpretations the batch before could not tell apart only (its
+        # larger inputs saturate the layer, which can make others agree by chance)
+        model = _probe_match(module, probe_of(x_in), runs, layouts, lengths_arg, lengths, T, tol, kinds, told,
+                             allowed)
+        if not isinstance(model, list):
+            return model
+        allowed = set(model)    # undecided: another, larger batch
+    raise ValueError(
+        f"from_torch: {type(module).__name__}.forward takes a maximum over time, but on {_PROBE_DRAWS} "
+        f"random batches the interpretations {sorted(allowed)} reproduced its output alike (its recurrent "
+        "outputs at the short sequences' steps positive), so the probe cannot tell the maximum over the "
+        "valid steps (pad_packed_sequence(..., padding_value=float('-inf'))) from the maximum over zero "
+        "padding (max(valid maximum, 0)) or another pooling; build it from its parts instead: "
+        "rc.nn.Sequential(from_torch(<the recurrent layer>), rc.nn.MaskedMax(), from_torch(<the head>)) "
+        "for the former")
+
+
+def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengths, T: int, tol: float,
+                 kinds: list, told: bool, allowed: set | None = None):
+    """The interpretation of ``outputs`` (name -> (model, its output on the probe batch)) whose output
+    the module's reproduces (``probe``: the module, the batch), or a refusal; or the list of the names
+    this batch cannot decide between: a maximum over time it cannot tell from the maximum over zero
+    padding (``told`` False), or an interpretation that a maximum also reproduces (with lengths).
+    ``allowed``: the only candidates (None: all)."""
+    maxima = ("max", "max-padded")
+    import torch
+
+    module_, x_in = probe
     errors = []
     for batch_first in layouts:
         xt = x_in if batch_first else x_in.transpose(0, 1)
@@ -376,7 +444,7 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
         module.eval()
         try:
             with torch.no_grad():
-                out = probe(xt, torch.as_tensor(lengths)) if lengths_arg else probe(xt)
+                out = module_(xt, torch.as_tensor(lengths)) if lengths_arg else module_(xt)
         except Exception as e:  # noqa: BLE001 - whatever the module's own code raises
             call = f"(x, {lengths_arg}={lengths.tolist()})" if lengths_arg else "(x)"
             errors.append(f"{type(module).__name__}.forward{call} on a random batch x of shape "
@@ -395,11 +463,34 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
             seq = not batch_first and name.startswith("sequence") and out.ndim == 3
             return out.transpose(1, 0, 2) if seq else out
 
+        def agrees(name: str, ref_of=ref_of) -> bool:
+            y = outputs[name][1]
+            return _matches(y[0] if isinstance(y, tuple) else y, ref_of(name), tol)
+
         for name, (model, y) in outputs.items():
+            if allowed is not None and name not in allowed:
+                continue
             if isinstance(y, tuple):
                 y = y[0]
             ref = ref_of(name)
             if _matches(y, ref, tol):
+                base, suffix = name.split("+")[0], name[len(name.split("+")[0]):]
+                if base in maxima and not told:
+                    return [f"{b}{suffix}" for b in maxima if f"{b}{suffix}" in outputs]
+                # with lengths, a zero-padded maximum can reproduce the last step (a monotone sequence)
+                # on a batch: decide on another
+                rivals = [f"{b}{suffix}" for b in maxima if lengths_arg and base not in maxima
+                          and f"{b}{suffix}" in outputs and (allowed is None or f"{b}{suffix}" in allowed)
+                          and agrees(f"{b}{suffix}")]
+                if rivals:
+                    return [name] + rivals
+                if model is None:   # the maximum over pad_packed_sequence's zeros (_max_padded)
+                    raise ValueError(
+                        f"from_torch: {type(module).__name__}.forward takes the maximum over time of a "
+                        "padded batch whose padded steps are zeros (pad_packed_sequence's default "
+                        "padding_value=0.0): max(valid maximum, 0) for the sequences shorter than the batch, "
+                        "which rnncore's maximum over the valid steps (rc.nn.MaskedMax) is not; pad with "
+                        "padding_value=float('-inf') (then the maximum is over the valid steps) to import it")
                 if name.endswith("+softmax"):
                     _one_softmax_match(name, outputs, ref_of, tol, module)
                 return model
@@ -417,7 +508,8 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
         raise ValueError(f"from_torch: {errors[0]}")
     raise ValueError(
         f"from_torch: could not tell how {type(module).__name__}.forward combines {kinds}: none of "
-        "'head on every step', 'last valid step' or 'mean over time' (each also followed by a softmax / "
+        "'head on every step', 'last valid step', 'mean over time' or 'maximum over time' (each also "
+        "followed by a softmax / "
         "log_softmax over the features) reproduces its output; build the "
         "rnncore model with rc.nn.Sequential and load the converted weights instead"
     )
