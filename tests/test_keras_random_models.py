@@ -311,6 +311,21 @@ def _keras(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), np.float64)
 
 
+def _keras_and_recurrent(model: keras.Model, x: np.ndarray) -> list:
+    """Keras's output on ``x``, then its recurrent layers' outputs (and returned states)."""
+    def flat(y):
+        return [keras.ops.convert_to_numpy(v) for v in (y if isinstance(y, (list, tuple)) else [y])]
+
+    rec = [layer for layer in model.layers if isinstance(layer, (L.RNN, L.Bidirectional))]
+    if isinstance(model, keras.Sequential):
+        outs, y = [], x
+        for layer in model.layers:
+            y = layer(y, training=False)
+            outs += flat(y) if layer in rec else []
+        return flat(y) + outs
+    return flat(keras.Model(model.inputs, [model.output] + [layer.output for layer in rec])(x, training=False))
+
+
 def _data(rng, B: int, T: int, F: int, lengths=None, vocab: int | None = None) -> np.ndarray:
     """A batch ``(B, T, F)`` of standard normal data, or ``(B, T)`` token ids in ``1 .. vocab - 1``
     for an Embedding; padded after ``lengths`` (zeros: Masking(0.0) / Embedding(mask_zero=True))."""
@@ -358,13 +373,15 @@ def _check(arch: dict, stats: dict | None = None) -> str:
     T0 = 13
     rng = np.random.default_rng(arch["seed"])
     try:
-        y0 = _keras(model, _data(rng, 3, T0, F, vocab=vocab))
+        y0 = _keras_and_recurrent(model, _data(rng, 3, T0, F, vocab=vocab))
     except Exception as exc:  # noqa: BLE001 - Keras cannot run the model (a front-end leaves no step)
         note(f"Keras cannot run it: {exc}")
         assume(False)
     # an exploding model (linear / relu recurrences reaching 1e13 or Inf): float32's own rounding
-    # then differs from float64 by more than the limits, whatever the import
-    assume(np.all(np.isfinite(y0)) and np.abs(y0).max() < _BOUND)
+    # then differs from float64 by more than the limits, whatever the import; also where the model's
+    # output is bounded but a recurrent layer's is not (a Dense after an LSTM of linear gates whose h
+    # reaches 6e4: its float32 rounding, 6e-8 of h, is 5e-4 of a hard_sigmoid output)
+    assume(all(np.all(np.isfinite(y)) and np.abs(y).max() < _BOUND for y in y0))
     # a. the NumPy model, float64
     try:
         ours = from_keras(model, check=False)
@@ -638,3 +655,32 @@ def test_the_import_check_still_refuses_another_model():
 
     with pytest.raises(ValueError, match="does not reproduce"):
         keras_import._compare(model, NaNs(), [{"kind": "conv1d"}], 0, "float64", None, 2)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_an_lstm_cell_state_overflowing_to_inf_is_read_as_keras_reads_it():
+    """An LSTM of ``recurrent_activation="linear"`` (seed 1 of the campaign of 200 after the maximum
+    over time) grows its cell state to float32's Inf on ``from_keras``'s check batch (24 steps),
+    where Keras's ``h = o * tanh(c)`` reads ``tanh(inf) = 1``. The NumPy model added a zero peephole
+    term without peepholes, ``0 * c``: NaN from the overflowed step on, and the float32 import was
+    refused, "does not reproduce ... (difference nan)". Against Keras on that batch: the float32 import
+    (its own check), the float64 one and the f32 engine."""
+    arch = {"features": 3, "masked": False, "mean": None, "seed": 65536, "functional": True, "embed": None,
+            "front": [{"kind": "bn", "center": True, "scale": False},
+                      {"kind": "res", "ln": True, "act": "relu6", "use_bias": True, "swap": False, "conv": True}],
+            "rnns": [{"cell": "LSTM", "units": 4, "use_bias": True, "activation": "tanh", "go_backwards": True,
+                      "return_sequences": False, "bidirectional": None, "recurrent_activation": "linear",
+                      "unit_forget_bias": True, "return_state": "h"}],
+            "heads": [{"units": 5, "act": "hard_sigmoid", "time_distributed": False},
+                      {"units": 3, "act": "hard_sigmoid", "time_distributed": False}]}
+    model = build(arch)
+    x = np.random.default_rng(0).standard_normal((2, 24, 3)).astype(np.float32)   # the check's batch
+    lstm = next(layer for layer in model.layers if isinstance(layer, L.LSTM))
+    _, _, c = (keras.ops.convert_to_numpy(v) for v in keras.Model(model.inputs, lstm.output)(x))
+    assert np.isinf(c).any()            # Keras's own float32 cell state overflowed
+    ref = _keras(model, x)
+    assert np.all(np.isfinite(ref))
+    ours = from_keras(model, dtype="float32")       # the import's own check passes
+    assert _err(ours.forward(x), ref) < _TOL_F32
+    assert _err(from_keras(model).forward(x.astype(np.float64)), ref) < _TOL_NUMPY
+    assert _err(rc.compile(ours).run(x), ref) < _TOL_F32

@@ -329,18 +329,20 @@ class ExtendedRecurrent(Module):
             else:
                 f, g, hact = acts
                 a = gx[:, t] + gh
-                ph = p[f"peephole_l{k}{sfx}"] if self.peepholes else np.zeros((3, H), self.dtype)
-                s["ai"] = a[:, :H] + ph[0] * c
+                # no peephole term without peepholes (not a zero one: 0 * a cell state that overflowed
+                # to inf, which a linear gate lets grow and Keras's tanh(c) reads as 1, is NaN)
+                ph = p[f"peephole_l{k}{sfx}"] if self.peepholes else None
+                s["ai"] = a[:, :H] + ph[0] * c if self.peepholes else a[:, :H]
                 i_g = f(cl(s["ai"]))
                 if self.input_forget:
                     f_g = 1 - i_g
                 else:
-                    s["af"] = a[:, H:2 * H] + ph[1] * c
+                    s["af"] = a[:, H:2 * H] + ph[1] * c if self.peepholes else a[:, H:2 * H]
                     f_g = f(cl(s["af"]))
                 s["ag"] = a[:, 2 * H:3 * H]
                 g_g = g(cl(s["ag"]))
                 cn = cells.lstm_state(i_g, f_g, g_g, c)
-                s["ao"] = a[:, 3 * H:] + ph[2] * cn
+                s["ao"] = a[:, 3 * H:] + ph[2] * cn if self.peepholes else a[:, 3 * H:]
                 o_g = f(cl(s["ao"]))
                 hh = o_g * hact(cn)
                 s.update(i=i_g, f=f_g, g=g_g, o=o_g, cn=cn, hh=hh)
