@@ -314,7 +314,9 @@ def _keras(model, x: np.ndarray) -> np.ndarray:
 def _keras_and_recurrent(model: keras.Model, x: np.ndarray) -> list:
     """Keras's output on ``x``, then its recurrent layers' outputs (and returned states)."""
     def flat(y):
-        return [keras.ops.convert_to_numpy(v) for v in (y if isinstance(y, (list, tuple)) else [y])]
+        if isinstance(y, (list, tuple)):
+            return [v for y_ in y for v in flat(y_)]
+        return [keras.ops.convert_to_numpy(y)]
 
     rec = [layer for layer in model.layers if isinstance(layer, (L.RNN, L.Bidirectional))]
     if isinstance(model, keras.Sequential):
@@ -323,7 +325,8 @@ def _keras_and_recurrent(model: keras.Model, x: np.ndarray) -> list:
             y = layer(y, training=False)
             outs += flat(y) if layer in rec else []
         return flat(y) + outs
-    return flat(keras.Model(model.inputs, [model.output] + [layer.output for layer in rec])(x, training=False))
+    with_rec = keras.Model(model.inputs, [model.output] + [layer.output for layer in rec])
+    return flat(with_rec(x, training=False))
 
 
 def _data(rng, B: int, T: int, F: int, lengths=None, vocab: int | None = None) -> np.ndarray:
@@ -667,10 +670,11 @@ def test_an_lstm_cell_state_overflowing_to_inf_is_read_as_keras_reads_it():
     (its own check), the float64 one and the f32 engine."""
     arch = {"features": 3, "masked": False, "mean": None, "seed": 65536, "functional": True, "embed": None,
             "front": [{"kind": "bn", "center": True, "scale": False},
-                      {"kind": "res", "ln": True, "act": "relu6", "use_bias": True, "swap": False, "conv": True}],
-            "rnns": [{"cell": "LSTM", "units": 4, "use_bias": True, "activation": "tanh", "go_backwards": True,
-                      "return_sequences": False, "bidirectional": None, "recurrent_activation": "linear",
-                      "unit_forget_bias": True, "return_state": "h"}],
+                      {"kind": "res", "ln": True, "act": "relu6", "use_bias": True, "swap": False,
+                       "conv": True}],
+            "rnns": [{"cell": "LSTM", "units": 4, "use_bias": True, "activation": "tanh",
+                      "go_backwards": True, "return_sequences": False, "bidirectional": None,
+                      "recurrent_activation": "linear", "unit_forget_bias": True, "return_state": "h"}],
             "heads": [{"units": 5, "act": "hard_sigmoid", "time_distributed": False},
                       {"units": 3, "act": "hard_sigmoid", "time_distributed": False}]}
     model = build(arch)
