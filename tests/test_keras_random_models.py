@@ -45,8 +45,9 @@ Limits, from measurement: errors are taken relative to ``max(1, max |Keras|)``; 
 its size when the input moves by half a float32 ulp, and Keras's float32 by 8.3e-5): an error of a
 wrong import (a dropped bias, a swapped gate, a reversed direction, a misplaced pad) is of the order
 of the output itself. An example whose Keras output on standard
-normal data is non-finite or above ``_BOUND`` (1e3) is rejected: an exploding recurrence (linear or
-relu cells, linear gates; 2e13 on a seed-1 example) makes float32's own rounding exceed the limits.
+normal data (or its recurrent layers' outputs and states: :func:`_keras_and_recurrent`) is non-finite
+or above ``_BOUND`` (1e3) is rejected: an exploding recurrence (linear or relu cells, linear gates;
+2e13 on a seed-1 example) makes float32's own rounding exceed the limits.
 
 ``RNNCORE_FUZZ_EXAMPLES`` sets the number of examples (30 by default: ~12 s here, ~22 s with the
 Keras import), ``RNNCORE_FUZZ_SEED`` a seed (``derandomize`` otherwise);
