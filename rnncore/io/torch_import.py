@@ -23,7 +23,9 @@ reset-after form). What needs care is everything around them:
   ``[0 | W]`` / ``[W | 0]``), each also followed by a softmax or log_softmax over the features
   (``torch.softmax(fc(h), -1)``, ``F.log_softmax``, ``nn.Softmax(dim=-1)`` / ``nn.LogSoftmax``:
   ``rc.nn.Softmax`` / ``rc.nn.LogSoftmax``) — whose output matches; if none does (a softmax over
-  time, say), it refuses rather than guess.
+  time, say), it refuses rather than guess. A softmax saturated on the batch (one-hot: several
+  interpretations match) is decided by the output of the module's last ``nn.Linear``, captured
+  during the probe: the interpretation whose logits it is (else refused).
 * a container that also holds front-end layers (``nn.Conv1d``, ``nn.MaxPool1d``/``AvgPool1d``,
   ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules), or whose output none of the
   interpretations above reproduces (an activation between the layers, say), is read from its ``forward`` with
