@@ -134,7 +134,8 @@ class _MeanClassifier(torch.nn.Module):
     Linear also applied to the last step (an auxiliary head whose output is dropped); ``"aux"``: the
     mean through ``F.linear`` with the Linear's weights, the Linear module itself called once on the
     first step (its output is not the softmax's input); ``"sum"``: the sum over time (which no
-    interpretation is; saturated, the softmax matches the last step's and the mean's)."""
+    interpretation is; saturated, the softmax matches the last step's and the mean's); ``"temperature"``:
+    the mean, the softmax of the Linear's output divided by 2."""
 
     def __init__(self, gain: float, pool: str = "mean") -> None:
         super().__init__()
@@ -162,6 +163,8 @@ class _MeanClassifier(torch.nn.Module):
             self.fc(y[:, 0])
             return torch.softmax(F.linear(y.sum(1) / lengths[:, None].to(y.dtype), self.fc.weight,
                                           self.fc.bias), -1)
+        if self.pool == "temperature":
+            return torch.softmax(self.fc(y.sum(1) / lengths[:, None].to(y.dtype)) / 2.0, -1)
         return torch.softmax(self.fc(y.sum(1) / lengths[:, None].to(y.dtype)), -1)
 
 
@@ -230,3 +233,21 @@ def test_a_saturated_softmax_the_linear_does_not_decide_stays_refused(pool, why)
         y, _ = pad(net.gru(pack(x, lengths, batch_first=True, enforce_sorted=False))[0], batch_first=True)
         last = torch.softmax(net.fc(y[torch.arange(4), lengths - 1]), -1)
         assert (net(x, lengths) - last).abs().max() > 1e-3
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_saturated_softmax_behind_a_temperature_is_refused():
+    """``softmax(fc(mean) / 2)``: saturated, its outputs are one-hot like ``softmax(fc(mean))``'s, and the
+    captured logits are the mean's, so the probe's match alone would import the model without its
+    temperature. The probe runs the module again with the Linear's output scaled down, where the softmax
+    is not saturated, and refuses. Unsaturated (gain 1), PyTorch shows what that import would cost."""
+    net = _MeanClassifier(3e4, "temperature").double().eval()
+    with pytest.raises(ValueError, match="saturated.*something .a temperature, a scale. stands between"):
+        from_torch(net)
+    net = _MeanClassifier(1.0, "temperature").double().eval()
+    x = torch.as_tensor(np.random.default_rng(5).standard_normal((4, 9, 3)))
+    lengths = torch.as_tensor([9, 7, 3, 2])
+    with torch.no_grad():
+        y, _ = pad(net.gru(pack(x, lengths, batch_first=True, enforce_sorted=False))[0], batch_first=True)
+        plain = torch.softmax(net.fc(y.sum(1) / lengths[:, None].double()), -1)
+        assert (net(x, lengths) - plain).abs().max() > 1e-3

@@ -321,6 +321,40 @@ def _one_softmax_match(name: str, outputs: dict, ref_of, tol: float, module, log
         "logits (or log_softmax) from forward to import it, and apply the softmax after")
 
 
+def _softmax_reads_logits(module, probe, args: tuple, linear, logits: np.ndarray, tol: float) -> None:
+    """Refuse unless the module's final softmax reads its last ``nn.Linear``'s output ``logits`` as they
+    are (no temperature, scale or offset between them), checked where the softmax is not saturated.
+
+    A saturated softmax is one-hot for ``softmax(z)`` and ``softmax(z / temperature)`` alike, so the
+    probe's match cannot see a scale after the Linear. ``probe`` (the module, or its float32 copy)
+    runs again on ``args`` with the Linear's output divided by ``K`` (its largest spread of logits
+    over 8, when above 1): the module's output must then be ``softmax(logits / K)``."""
+    import torch
+
+    K = float((logits.max(axis=-1) - logits.min(axis=-1)).max()) / 8.0
+    if not K > 1.0:   # not saturated: the probe's match has seen the softmax's input scale
+        return
+    was_training = probe.training
+    probe.eval()
+    hook = linear.register_forward_hook(lambda m, i, o: o / K)
+    try:
+        with torch.no_grad():
+            out = probe(*args)
+    finally:
+        probe.train(was_training)
+        hook.remove()
+    out = _np(out[0] if isinstance(out, tuple | list) else out).astype(np.float64)
+    z = logits / K
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    if not _matches(out, p / p.sum(axis=-1, keepdims=True), tol):
+        raise ValueError(
+            f"from_torch: {type(module).__name__}.forward ends in a softmax that is saturated on a random "
+            "batch, and with its last nn.Linear's output scaled down (so that the softmax is not saturated) "
+            "its output is not the softmax of that output: something (a temperature, a scale) stands "
+            "between the Linear and the softmax, which the probe cannot read; return the logits (or "
+            "log_softmax) from forward to import it, and apply the softmax after")
+
+
 #: random batches the probe of a forward(x, lengths) draws at most to find one on which the maximum
 #: over the valid steps and the maximum over pad_packed_sequence's zero padding differ (_max_padded)
 _PROBE_DRAWS = 16
@@ -531,6 +565,9 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
                         "padding_value=float('-inf') (then the maximum is over the valid steps) to import it")
                 if name.endswith("+softmax"):
                     model = outputs[_one_softmax_match(name, outputs, ref_of, tol, module, logits)][0]
+                    if logits is not None:
+                        args = (xt, torch.as_tensor(lengths)) if lengths_arg else (xt,)
+                        _softmax_reads_logits(module, module_, args, linears[-1], logits, tol)
                 return model
             if lengths_arg and name.startswith("sequence") and y.shape == ref.shape:
                 valid = (np.arange(T)[None, :] < lengths[:, None])[..., None]
