@@ -129,8 +129,13 @@ def test_a_softmax_over_the_batch_is_refused():
 
 
 class _MeanClassifier(torch.nn.Module):
-    """A packed GRU, the mean (or ``pool="max"``: the maximum) over each sequence's valid steps, a Linear
-    scaled by ``gain``, softmax."""
+    """A packed GRU, the mean (``pool="last"``: the last valid step, ``"max"``: the maximum) over each
+    sequence's valid steps, a Linear scaled by ``gain``, softmax. ``pool="twice"``: the mean, and the
+    Linear also applied to the last step (an auxiliary head whose output is dropped); ``"aux"``: the
+    mean through ``F.linear`` with the Linear's weights, the Linear module itself called once on the
+    first step (its output is not the softmax's input); ``"sum"``: the sum over time (which no
+    interpretation is; saturated, the softmax matches the last step's and the mean's); ``"temperature"``:
+    the mean, the softmax of the Linear's output divided by 2."""
 
     def __init__(self, gain: float, pool: str = "mean") -> None:
         super().__init__()
@@ -146,29 +151,103 @@ class _MeanClassifier(torch.nn.Module):
             packed = self.gru(pack(x, lengths, batch_first=True, enforce_sorted=False))[0]
             y, _ = pad(packed, batch_first=True, padding_value=float("-inf"))
             return torch.softmax(self.fc(y.max(1).values), -1)
+        if self.pool == "last":
+            _, h = self.gru(pack(x, lengths, batch_first=True, enforce_sorted=False))
+            return torch.softmax(self.fc(h[-1]), -1)
         y, _ = pad(self.gru(pack(x, lengths, batch_first=True, enforce_sorted=False))[0], batch_first=True)
+        if self.pool == "sum":
+            return torch.softmax(self.fc(y.sum(1)), -1)
+        if self.pool == "twice":
+            self.fc(y[torch.arange(len(lengths)), lengths - 1])
+        if self.pool == "aux":      # the Linear module on the first step; the softmax's logits computed apart
+            self.fc(y[:, 0])
+            return torch.softmax(F.linear(y.sum(1) / lengths[:, None].to(y.dtype), self.fc.weight,
+                                          self.fc.bias), -1)
+        if self.pool == "temperature":
+            return torch.softmax(self.fc(y.sum(1) / lengths[:, None].to(y.dtype)) / 2.0, -1)
         return torch.softmax(self.fc(y.sum(1) / lengths[:, None].to(y.dtype)), -1)
 
 
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("pool", ["mean", "max"])
-@pytest.mark.parametrize("gain", [1.0, 3e4])
+@pytest.mark.parametrize("pool", ["mean", "last", "max"])
+@pytest.mark.parametrize("gain", [1.0, 3e3, 3e4])
 def test_a_saturated_softmax_is_not_matched_by_another_pooling(gain, pool):
     """With a large head (a confident classifier) the softmax is one-hot on the probe's random batch for
     the last step and the mean over time alike: the probe took 'last' (the first candidate) for this
-    mean-over-time model, 1.0 off PyTorch on other inputs. Now such a tie is refused, naming both; an
-    unsaturated head still imports as the mean, equal to PyTorch. The same with the maximum over the
-    valid steps (``padding_value=-inf``) imports, saturated or not."""
+    mean-over-time model, 1.0 off PyTorch on other inputs, then refused such a tie. Now the output of
+    the module's nn.Linear, captured during the probe, decides which interpretation's logits it is: the
+    model imports, equal to PyTorch on other inputs, saturated or not, for the mean, the last valid step
+    and the maximum over the valid steps (``padding_value=-inf``)."""
     net = _MeanClassifier(gain, pool).double().eval()
-    # the saturated maximum's one-hot classes differ from the last step's and the mean's on the probe's
-    # batch (only 'max' matches): it imports, equal to PyTorch on other batches
-    if gain > 1 and pool == "mean":
-        with pytest.raises(ValueError, match="saturated.*'last' and 'mean'"):
-            from_torch(net)
-        return
     model = from_torch(net)
     x = np.random.default_rng(5).standard_normal((6, 9, 3))
     lengths = np.array([9, 7, 5, 3, 2, 8])
     ref = net(torch.as_tensor(x), torch.as_tensor(lengths)).detach().numpy()
     y = model.forward(x, lengths=lengths)
     np.testing.assert_allclose(y[0] if isinstance(y, tuple) else y, ref, rtol=1e-9, atol=1e-12)
+    # and on a batch where the softmax is not saturated (small inputs, the head divided back by the gain):
+    # the logits themselves are PyTorch's, so the pooling imported is the module's
+    with torch.no_grad():
+        net.fc.weight.div_(gain)
+    model = from_torch(net)  # unsaturated: the probe decides without the captured logits
+    y = model.forward(x, lengths=lengths)
+    ref = net(torch.as_tensor(x), torch.as_tensor(lengths)).detach().numpy()
+    np.testing.assert_allclose(y[0] if isinstance(y, tuple) else y, ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_saturated_softmax_imported_reads_pytorchs_own_logits():
+    """The saturated mean-over-time import's chain without its softmax is PyTorch's logits,
+    ``fc(mean)``, on fresh inputs (not only its one-hot outputs)."""
+    net = _MeanClassifier(3e4).double().eval()
+    model = from_torch(net)
+    assert isinstance(model[-1], rc.nn.Softmax)
+    x = np.random.default_rng(7).standard_normal((5, 8, 3))
+    lengths = np.array([8, 6, 4, 2, 1])
+    y, _ = pad(net.gru(pack(torch.as_tensor(x), torch.as_tensor(lengths), batch_first=True,
+                            enforce_sorted=False))[0], batch_first=True)
+    with torch.no_grad():
+        want = net.fc(y.sum(1) / torch.as_tensor(lengths)[:, None].double()).numpy()
+    got = rc.nn.Sequential(*list(model)[:-1]).forward(x, lengths=lengths)
+    np.testing.assert_allclose(got[0] if isinstance(got, tuple) else got, want, rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("pool,why", [
+    ("twice", "calls its last one more than once"),
+    ("aux", "output is not the softmax's input"),
+    ("sum", "is the logits of none of them"),
+])
+def test_a_saturated_softmax_the_linear_does_not_decide_stays_refused(pool, why):
+    """Saturated, 'last' and 'mean' both reproduce the output; the Linear's output does not decide: it is
+    called twice, it is not the softmax's input, or it is the logits of no interpretation (the sum over
+    time): refused, naming both and why. Unsaturated (gain 1), the same modules show what a guess would
+    cost: PyTorch's output on a fresh batch is not the softmax of its last step's logits."""
+    net = _MeanClassifier(3e4, pool).double().eval()
+    with pytest.raises(ValueError, match=f"saturated.*'last' and 'mean'.*{why}"):
+        from_torch(net)
+    net = _MeanClassifier(1.0, pool).double().eval()
+    x = torch.as_tensor(np.random.default_rng(5).standard_normal((4, 9, 3)))
+    lengths = torch.as_tensor([9, 7, 3, 2])
+    with torch.no_grad():
+        y, _ = pad(net.gru(pack(x, lengths, batch_first=True, enforce_sorted=False))[0], batch_first=True)
+        last = torch.softmax(net.fc(y[torch.arange(4), lengths - 1]), -1)
+        assert (net(x, lengths) - last).abs().max() > 1e-3
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_saturated_softmax_behind_a_temperature_is_refused():
+    """``softmax(fc(mean) / 2)``: saturated, its outputs are one-hot like ``softmax(fc(mean))``'s, and the
+    captured logits are the mean's, so the probe's match alone would import the model without its
+    temperature. The probe runs the module again with the Linear's output scaled down, where the softmax
+    is not saturated, and refuses. Unsaturated (gain 1), PyTorch shows what that import would cost."""
+    net = _MeanClassifier(3e4, "temperature").double().eval()
+    with pytest.raises(ValueError, match="saturated.*something .a temperature, a scale. stands between"):
+        from_torch(net)
+    net = _MeanClassifier(1.0, "temperature").double().eval()
+    x = torch.as_tensor(np.random.default_rng(5).standard_normal((4, 9, 3)))
+    lengths = torch.as_tensor([9, 7, 3, 2])
+    with torch.no_grad():
+        y, _ = pad(net.gru(pack(x, lengths, batch_first=True, enforce_sorted=False))[0], batch_first=True)
+        plain = torch.softmax(net.fc(y.sum(1) / lengths[:, None].double()), -1)
+        assert (net(x, lengths) - plain).abs().max() > 1e-3

@@ -23,7 +23,9 @@ reset-after form). What needs care is everything around them:
   ``[0 | W]`` / ``[W | 0]``), each also followed by a softmax or log_softmax over the features
   (``torch.softmax(fc(h), -1)``, ``F.log_softmax``, ``nn.Softmax(dim=-1)`` / ``nn.LogSoftmax``:
   ``rc.nn.Softmax`` / ``rc.nn.LogSoftmax``) — whose output matches; if none does (a softmax over
-  time, say), it refuses rather than guess.
+  time, say), it refuses rather than guess. A softmax saturated on the batch (one-hot: several
+  interpretations match) is decided by the output of the module's last ``nn.Linear``, captured
+  during the probe: the interpretation whose logits it is (else refused).
 * a container that also holds front-end layers (``nn.Conv1d``, ``nn.MaxPool1d``/``AvgPool1d``,
   ``nn.BatchNorm1d``, ``nn.LayerNorm``, activation modules), or whose output none of the
   interpretations above reproduces (an activation between the layers, say), is read from its ``forward`` with
@@ -275,25 +277,82 @@ def _forward_lengths_argument(module) -> str | None:
         f"forward({', '.join(p.name for p in positional[:1])}, {', '.join(needed)})): {what}")
 
 
-def _one_softmax_match(name: str, outputs: dict, ref_of, tol: float, module) -> None:
-    """Refuse when another softmax interpretation whose logits differ from ``name``'s also reproduces
-    the module's output: a softmax saturates (a confident head's outputs are one-hot for the last
-    step and for the mean over time alike), so the probe cannot tell them apart."""
+def _one_softmax_match(name: str, outputs: dict, ref_of, tol: float, module, logits) -> str:
+    """The softmax interpretation to import when ``name``'s reproduces the module's output: ``name``, or
+    when others whose logits differ from its own reproduce it too (a saturated softmax: a confident
+    head's outputs are one-hot for the last step and for the mean over time alike), the one of them
+    whose logits (its chain without the softmax) are ``logits``, the output of the module's last
+    ``nn.Linear`` captured during the probe call (None: not captured; ``ref_of`` puts it in the
+    interpretation's layout). That output decides only when it is the softmax's input
+    (``softmax(logits)`` reproduces the module's output) and exactly one interpretation's logits are
+    it; otherwise the import is refused, naming the interpretations."""
     def out(n: str) -> np.ndarray:
         y = outputs[n][1]
         return y[0] if isinstance(y, tuple) else y
 
-    logits = out(name[:-len("+softmax")])
-    for other in outputs:
-        if other == name or not other.endswith("+softmax") or not _matches(out(other), ref_of(other), tol):
-            continue
-        base = other[:-len("+softmax")]
-        if base in outputs and not _matches(out(base), logits, tol):
-            raise ValueError(
-                f"from_torch: {type(module).__name__}.forward ends in a softmax that is saturated on a "
-                f"random batch: both '{name[:-len('+softmax')]}' and '{base}' reproduce its output although "
-                "their logits differ, so the probe cannot tell how it combines the steps; return the logits "
-                "(or log_softmax) from forward to import it, and apply the softmax after")
+    def base(n: str) -> str:
+        return n[:-len("+softmax")]
+
+    tied = [name] + [other for other in outputs if other != name and other.endswith("+softmax")
+                     and base(other) in outputs and _matches(out(other), ref_of(other), tol)
+                     and not _matches(out(base(other)), out(base(name)), tol)]
+    if len(tied) == 1:
+        return name
+    decided, inputs = [], 0
+    if logits is not None:
+        for n in tied:
+            z = ref_of(n, logits)
+            # the captured Linear output is the softmax's input: its softmax is the module's output
+            p = np.exp(z - z.max(axis=-1, keepdims=True))
+            if _matches(p / p.sum(axis=-1, keepdims=True), ref_of(n), tol):
+                inputs += 1
+                if _matches(out(base(n)), z, tol) and outputs[n][0] is not None:
+                    decided.append(n)
+    if len(decided) == 1:
+        return decided[0]
+    why = ("it has no nn.Linear leaf or calls its last one more than once" if logits is None else
+           "its last nn.Linear's output is not the softmax's input" if not inputs else
+           f"its last nn.Linear's output (the softmax's input) is the logits of "
+           f"{', '.join(repr(base(n)) for n in decided) or 'none'} of them")
+    raise ValueError(
+        f"from_torch: {type(module).__name__}.forward ends in a softmax that is saturated on a "
+        f"random batch: both '{base(tied[0])}' and '{base(tied[1])}' reproduce its output although "
+        f"their logits differ, and {why}, so the probe cannot tell how it combines the steps; return the "
+        "logits (or log_softmax) from forward to import it, and apply the softmax after")
+
+
+def _softmax_reads_logits(module, probe, args: tuple, linear, logits: np.ndarray, tol: float) -> None:
+    """Refuse unless the module's final softmax reads its last ``nn.Linear``'s output ``logits`` as they
+    are (no temperature, scale or offset between them), checked where the softmax is not saturated.
+
+    A saturated softmax is one-hot for ``softmax(z)`` and ``softmax(z / temperature)`` alike, so the
+    probe's match cannot see a scale after the Linear. ``probe`` (the module, or its float32 copy)
+    runs again on ``args`` with the Linear's output divided by ``K`` (its largest spread of logits
+    over 8, when above 1): the module's output must then be ``softmax(logits / K)``."""
+    import torch
+
+    K = float((logits.max(axis=-1) - logits.min(axis=-1)).max()) / 8.0
+    if not K > 1.0:   # not saturated: the probe's match has seen the softmax's input scale
+        return
+    was_training = probe.training
+    probe.eval()
+    hook = linear.register_forward_hook(lambda m, i, o: o / K)
+    try:
+        with torch.no_grad():
+            out = probe(*args)
+    finally:
+        probe.train(was_training)
+        hook.remove()
+    out = _np(out[0] if isinstance(out, tuple | list) else out).astype(np.float64)
+    z = logits / K
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    if not _matches(out, p / p.sum(axis=-1, keepdims=True), tol):
+        raise ValueError(
+            f"from_torch: {type(module).__name__}.forward ends in a softmax that is saturated on a random "
+            "batch, and with its last nn.Linear's output scaled down (so that the softmax is not saturated) "
+            "its output is not the softmax of that output: something (a temperature, a scale) stands "
+            "between the Linear and the softmax, which the probe cannot read; return the logits (or "
+            "log_softmax) from forward to import it, and apply the softmax after")
 
 
 #: random batches the probe of a forward(x, lengths) draws at most to find one on which the maximum
@@ -437,11 +496,17 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
     import torch
 
     module_, x_in = probe
+    linears = [m for _, m in _leaves(module_) if _kind(m) == "Linear"]
     errors = []
     for batch_first in layouts:
         xt = x_in if batch_first else x_in.transpose(0, 1)
         was_training = module.training
         module.eval()
+        # the input and output of every call of the last nn.Linear leaf: the logits that decide
+        # between the interpretations of a saturated softmax (_one_softmax_match)
+        calls = []
+        hook = (linears[-1].register_forward_hook(lambda m, i, o, calls=calls: calls.append((i, o)))
+                if linears else None)
         try:
             with torch.no_grad():
                 out = module_(xt, torch.as_tensor(lengths)) if lengths_arg else module_(xt)
@@ -452,6 +517,11 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
             continue
         finally:
             module.train(was_training)
+            if hook is not None:
+                hook.remove()
+        # called more than once (an auxiliary head, a Linear applied twice): its output is no logits
+        logits = _np(calls[0][1]).astype(np.float64) if len(calls) == 1 and hasattr(calls[0][1], "detach") \
+            else None
         if isinstance(out, tuple | list):
             out = out[0]
         if not hasattr(out, "detach"):
@@ -459,9 +529,11 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
                 f"from_torch: {type(module).__name__}.forward returned {type(out).__name__}, not a tensor")
         out = _np(out).astype(np.float64)
 
-        def ref_of(name: str, out=out, batch_first=batch_first) -> np.ndarray:
-            seq = not batch_first and name.startswith("sequence") and out.ndim == 3
-            return out.transpose(1, 0, 2) if seq else out
+        def ref_of(name: str, a=None, out=out, batch_first=batch_first) -> np.ndarray:
+            """The module's output (or ``a``, an array in its layout) in interpretation ``name``'s."""
+            a = out if a is None else a
+            seq = not batch_first and name.startswith("sequence") and a.ndim == 3
+            return a.transpose(1, 0, 2) if seq else a
 
         def agrees(name: str, ref_of=ref_of) -> bool:
             y = outputs[name][1]
@@ -492,7 +564,10 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
                         "which rnncore's maximum over the valid steps (rc.nn.MaskedMax) is not; pad with "
                         "padding_value=float('-inf') (then the maximum is over the valid steps) to import it")
                 if name.endswith("+softmax"):
-                    _one_softmax_match(name, outputs, ref_of, tol, module)
+                    model = outputs[_one_softmax_match(name, outputs, ref_of, tol, module, logits)][0]
+                    if logits is not None:
+                        args = (xt, torch.as_tensor(lengths)) if lengths_arg else (xt,)
+                        _softmax_reads_logits(module, module_, args, linears[-1], logits, tol)
                 return model
             if lengths_arg and name.startswith("sequence") and y.shape == ref.shape:
                 valid = (np.arange(T)[None, :] < lengths[:, None])[..., None]
