@@ -502,10 +502,10 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
         xt = x_in if batch_first else x_in.transpose(0, 1)
         was_training = module.training
         module.eval()
-        # the input and output of every call of the last nn.Linear leaf: the logits that decide
-        # between the interpretations of a saturated softmax (_one_softmax_match)
+        # the output of every call of the last nn.Linear leaf: the logits that decide between the
+        # interpretations of a saturated softmax (_one_softmax_match)
         calls = []
-        hook = (linears[-1].register_forward_hook(lambda m, i, o, calls=calls: calls.append((i, o)))
+        hook = (linears[-1].register_forward_hook(lambda m, i, o, calls=calls: calls.append(o))
                 if linears else None)
         try:
             with torch.no_grad():
@@ -520,8 +520,7 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
             if hook is not None:
                 hook.remove()
         # called more than once (an auxiliary head, a Linear applied twice): its output is no logits
-        logits = _np(calls[0][1]).astype(np.float64) if len(calls) == 1 and hasattr(calls[0][1], "detach") \
-            else None
+        logits = _np(calls[0]).astype(np.float64) if len(calls) == 1 and hasattr(calls[0], "detach") else None
         if isinstance(out, tuple | list):
             out = out[0]
         if not hasattr(out, "detach"):
