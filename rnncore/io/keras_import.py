@@ -510,6 +510,16 @@ def _input_features(model) -> int | None:
         return None
 
 
+def _input_steps(model) -> int | None:
+    """The number of steps the model's input is declared with (``Input((T, F))``, the
+    forecasting tutorials), or None when it is free (``Input((None, F))``)."""
+    try:
+        shape = model.inputs[0].shape
+        return int(shape[1]) if len(shape) >= 2 and shape[1] is not None else None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+
 def _np(v) -> np.ndarray:
     import keras
 
@@ -795,6 +805,13 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
             continue
         if descr:   # the newest layer that states its width (a fused activation after a Conv1D does not)
             features = next((f for f in map(_features, reversed(descr)) if f), None) or features
+        if not seq and k == "RepeatVector":
+            raise ValueError(f"from_keras: layer {layer.name!r} (RepeatVector) after the sequence was "
+                             f"pooled repeats the pooled vector as a new sequence of {layer.n} steps (an "
+                             "encoder-decoder, e.g. keras.io's addition_rnn); rnncore's models keep the "
+                             "input's time axis (expected per-step outputs of the input's steps or one "
+                             "pooled vector): import the encoder (the layers before it) and the decoder "
+                             "(an Input((None, F)) model of the layers after it) as two models")
         if not seq and k not in per_step:
             raise ValueError(f"from_keras: layer {layer.name!r} ({k}) after the sequence was pooled (by a "
                              "return_sequences=False layer, GlobalAveragePooling1D or GlobalMaxPooling1D); "
@@ -962,7 +979,9 @@ def _check(model, out: Module, descr: list[dict], seed: int, dtype: str, strippe
 
 def _compare(model, out: Module, descr: list[dict], seed: int, dtype: str, stripped: str | None,
              B: int) -> None:
-    """Compare ``out`` with Keras on a random batch of 24 steps, else of 12, else of 6 steps.
+    """Compare ``out`` with Keras on a random batch of 24 steps, else of 12, else of 6 steps (of the
+    input's declared number of steps, when ``Input((T, F))`` fixes it: a functional model refuses
+    any other).
 
     The difference is taken relative to ``max(1, max |Keras|)`` (Keras's float32 rounds each entry at
     the scale of the values it is computed from: an entry near 0 of an output of 1e4 is off by ~1e-3)
@@ -978,7 +997,8 @@ def _compare(model, out: Module, descr: list[dict], seed: int, dtype: str, strip
     import keras
 
     g = np.random.default_rng(seed)
-    T = 24
+    fixed = _input_steps(model)
+    T = fixed or 24
     first = descr[0]
     if first["kind"] == "embedding":
         x = g.integers(1, first["weight"].shape[0], (B, T))
@@ -1002,14 +1022,14 @@ def _compare(model, out: Module, descr: list[dict], seed: int, dtype: str, strip
         return y
 
     why = []
-    for steps in (24, 12, 6):
+    for steps in (T,) if fixed else (24, 12, 6):
         xt = x[:, :steps]
         for v in _state_variables(model):    # each batch from a zero state (stateful=True)
             v.assign(np.zeros(tuple(v.shape), v.dtype))
         try:
             ref = keras.ops.convert_to_numpy(model(xt))
         except Exception:  # noqa: BLE001 - a shorter batch a strided front-end leaves no step of
-            if steps == 24:
+            if steps == T:
                 raise
             why.append(f"{steps} steps: Keras cannot run it")
             break
