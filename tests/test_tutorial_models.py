@@ -115,7 +115,8 @@ def test_word_language_model(rnn_type):
     net = RNNModel(rnn_type, 20, 8, 8, 2, dropout=0.2, tie_weights=True).double().eval()
     with pytest.raises(ValueError, match=r"RNNModel.forward\(input, hidden\) needs the argument 'hidden' "
                                          r"besides the input.*expected forward\(x\) or "
-                                         r"forward\(x, lengths\)"):
+                                         r"forward\(x, lengths\).*import a module whose forward\(x\) calls "
+                                         r"the same modules without 'hidden'"):
         rc.io.from_torch(net)
     net2 = RNNModelNoState(rnn_type, 20, 8, 8, 2, dropout=0.2, tie_weights=True).double().eval()
     net2.load_state_dict(net.state_dict())
@@ -184,7 +185,9 @@ def test_char_rnn_hand_written_cell_is_refused():
     """The old char-RNN tutorial's cell, stepped by a Python loop outside the module: refused, naming the
     module and its ``hidden`` argument."""
     with pytest.raises(ValueError, match=r"OldCharRNN.forward\(input, hidden\) needs the argument 'hidden' "
-                                         r".*build the rnncore model with rc.nn.Sequential"):
+                                         r".*OldCharRNN holds no nn.RNN/GRU/LSTM or cell module: its forward "
+                                         r"is one step of a hand-written cell.*build the rnncore model with "
+                                         r"rc.nn.Sequential"):
         rc.io.from_torch(OldCharRNN(10, 12, 4))
 
 
@@ -514,3 +517,43 @@ def test_onnx_exports_of_the_tutorial_models(case):
         want = want.transpose(1, 0, 2)              # onnxruntime's (T, B, ntoken)
     _close(model.forward(x_np if x_np.dtype.kind == "i" else x_np.astype(np.float64)), want, 1e-5, "numpy")
     _compiled(model, x_rc, want, lengths)
+
+
+class _FinalState(nn.Module):
+    """A GRU (with a LayerNorm before it: read with torch.fx) whose final state ``hidden`` is indexed by
+    ``pick``, then a Linear."""
+
+    def __init__(self, pick, num_layers: int, bidirectional: bool):
+        super().__init__()
+        self.pick = pick
+        self.norm = nn.LayerNorm(4)
+        self.gru = nn.GRU(4, 5, num_layers, batch_first=True, bidirectional=bidirectional)
+        self.fc = nn.Linear(10 if bidirectional else 5, 3)
+
+    def forward(self, x):
+        _, hidden = self.gru(self.norm(x))
+        return self.fc(self.pick(hidden))
+
+
+@pytest.mark.parametrize("pick,num_layers,bidirectional", [
+    (lambda h: h[1], 2, False),                                   # h_n[L - 1]: the last layer's
+    (lambda h: torch.cat((h[0], h[1]), dim=1), 1, True),          # h_n[0], h_n[1] of one bidirectional layer
+    (lambda h: torch.cat((h[2, :, :], h[3, :, :]), dim=1), 2, True),
+], ids=["last_layer_counted_from_the_front", "bidirectional_0_1", "bidirectional_2_3"])
+def test_final_state_rows_counted_from_the_front(pick, num_layers, bidirectional):
+    """``hidden[k]`` counted from the front (the char-RNN tutorial's ``hidden[0]``) is the row counted
+    from the back that the importer reads (``h_n[-1]``, ``torch.cat((h_n[-2], h_n[-1]), 1)``)."""
+    torch.manual_seed(25)
+    net = _FinalState(pick, num_layers, bidirectional).double().eval()
+    model = rc.io.from_torch(net)
+    x = np.random.default_rng(26).standard_normal((3, 7, 4))
+    with torch.no_grad():
+        want = net(_t(x)).numpy()
+    _close(model.forward(x), want, 1e-9, "numpy")
+
+
+def test_final_state_of_a_first_layer_is_refused():
+    """``hidden[0]`` of a 2-layer network is its first layer's final state: refused, naming the index."""
+    with pytest.raises(ValueError, match=r"_FinalState: node 'getitem\w*' \(call_function getitem\): "
+                                         r"indexing 0 of State"):
+        rc.io.from_torch(_FinalState(lambda h: h[0], 2, False))

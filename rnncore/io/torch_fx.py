@@ -649,16 +649,17 @@ class _Tracer:
         return x
 
     def getitem(self, node, x, idx):
+        written = idx
+        if isinstance(x, _Data | _State) and isinstance(idx, tuple):
+            while len(idx) > 1 and idx[-1] == slice(None):
+                idx = idx[:-1]                # y[:, -1, :] is y[:, -1], h_n[-1, :, :] is h_n[-1]
+            idx = idx[0] if len(idx) == 1 else idx
         if isinstance(x, _State) and not (x.part is None and type(x.rnn).__name__ == "LSTM") and \
                 isinstance(idx, int) and not isinstance(idx, bool):
             # h_n[k] counted from the front: its rows are layers x directions, so for a one-layer
             # network h_n[0] (the tutorials' ``hidden[0]``) is h_n[-1], and h_n[2 L - 2] is h_n[-2]
             rows = x.rnn.num_layers * (2 if x.rnn.bidirectional else 1)
             idx = idx - rows if 0 <= idx < rows else idx
-        if isinstance(x, _Data) and isinstance(idx, tuple):
-            while len(idx) > 1 and idx[-1] == slice(None):
-                idx = idx[:-1]                # y[:, -1, :] is y[:, -1], y[-1, :, :] is y[-1]
-            idx = idx[0] if len(idx) == 1 else idx
         if isinstance(x, _RnnOut):
             if idx == 0:
                 return _Data(x.axes)
@@ -682,10 +683,11 @@ class _Tracer:
             elif idx == -1:
                 self.need(node, x, "TBF")
             else:
-                self.refuse(node, f"indexing {idx!r} of data {tuple(labs)} (only the last step, y[:, -1])")
+                self.refuse(node, f"indexing {written!r} of data {tuple(labs)} (only the last step, "
+                                  "y[:, -1])")
             self.add(_build.pool("last", False))
             return _Data(("B", "F"))
-        self.refuse(node, f"indexing {idx!r} of {type(x).__name__.strip('_')}")
+        self.refuse(node, f"indexing {written!r} of {type(x).__name__.strip('_')}")
 
     def cat_state(self, node, vals: dict):
         """``torch.cat((h_n[-2], h_n[-1]), -1)`` of a bidirectional layer: the forward direction's

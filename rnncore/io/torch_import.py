@@ -269,6 +269,17 @@ def _forward_lengths_argument(module) -> str | None:
     what = (f"import the recurrent layer itself (rc.io.from_torch(module.{recs[0]})) and give run/forward "
             "the state (state=) or the lengths (lengths=)" if len(recs) == 1 else
             "build the rnncore model with rc.nn.Sequential and load the converted weights")
+    if not recs:
+        # the old char-RNN tutorial's i2h(torch.cat((input, hidden), 1)), stepped by the caller's loop
+        what = (f"{cls} holds no nn.RNN/GRU/LSTM or cell module: its forward is one step of a hand-written "
+                "cell, stepped by a loop the importer does not see; " + what)
+    elif any(n not in ("", recs[0]) and not n.startswith(recs[0] + ".") and not list(c.children()) and
+             list(c.parameters()) for n, c in module.named_modules()):
+        # the word_language_model's forward(input, hidden): its embedding and decoder are imported too
+        # by the same modules' forward(x), whose recurrent call gets no state (zeros)
+        what += (f"; or, for the whole chain, import a module whose forward(x) calls the same modules "
+                 f"without {', '.join(repr(n) for n in needed)} (a zero initial state; load_state_dict "
+                 "gives it the trained weights)")
     raise ValueError(
         f"from_torch: {cls}.forward({', '.join(p.name for p in params)}) needs the argument"
         f"{'s' if len(needed) > 1 else ''} {', '.join(repr(n) for n in needed)} besides the input; the "
