@@ -491,13 +491,31 @@ class _WithState(torch.nn.Module):
         return self.model(x, hx)[0]
 
 
+class _WithInput(torch.nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.model = layer
+
+    def forward(self, x, extra):
+        return self.model(x, extra)[0]
+
+
 def test_wrapper_needing_more_than_x_is_refused_with_what_to_do():
-    m = _WithState(_module("gru", True))
-    with pytest.raises(ValueError, match=r"_WithState\.forward\(x, hx\) needs the argument 'hx' "
+    m = _WithInput(_module("gru", True))
+    with pytest.raises(ValueError, match=r"_WithInput\.forward\(x, extra\) needs the argument 'extra' "
                                          r"besides the input.*expected forward\(x\) or forward\(x, "
-                                         r"lengths\), received forward\(x, hx\)\): import the recurrent "
+                                         r"lengths\), received forward\(x, extra\)\): import the recurrent "
                                          r"layer itself \(rc\.io\.from_torch\(module\.model\)\)"):
         from_torch(m)
+    # a second argument named as a state (hx, hidden, h0, state) is run as None: a zero initial state
+    m = _WithState(_module("gru", True)).double()
+    model = from_torch(m)
+    assert model.torch_zero_state == "hx"
+    x = np.random.default_rng(0).standard_normal((3, 6, m.model.input_size))
+    with torch.no_grad():
+        want = m(torch.as_tensor(x), None).numpy()
+    y = model.forward(x)
+    np.testing.assert_allclose(y[0] if isinstance(y, tuple) else y, want, rtol=0, atol=1e-12)
     m = _Packed(_module("gru", True, torch.float32), True, pool="steps").eval()
     with pytest.raises(ValueError, match=r"_Packed\.forward's output past each sequence's length is not "
                                          r"zero .* the valid steps match: expected zeros past the lengths, "

@@ -108,26 +108,43 @@ class RNNModelNoState(RNNModel):
 @pytest.mark.parametrize("rnn_type", ["LSTM", "GRU", "RNN_TANH"])
 def test_word_language_model(rnn_type):
     """pytorch/examples ``word_language_model``: Embedding -> Dropout -> 2-layer LSTM/GRU/RNN_TANH ->
-    Dropout -> Linear decoder with tied weights, ``forward(input, hidden)`` on ``(T, B)`` tokens. The
-    ``hidden`` argument (and the ``view(-1, ntoken)`` of the steps and batch) is refused by name; its
-    trained weights load into the same modules with ``forward(input)``, which imports and compiles."""
+    Dropout -> Linear decoder with tied weights, ``forward(input, hidden)`` on ``(T, B)`` tokens
+    returning ``(log_softmax(decoded.view(-1, ntoken)), hidden)``: imported as ``forward(input,
+    hidden=None)`` (a zero initial state; rnncore's ``state=`` gives another), the ``(T * B, ntoken)``
+    rows read as the steps' outputs (rnncore returns them ``(B, T, ntoken)``)."""
     torch.manual_seed(1)
     net = RNNModel(rnn_type, 20, 8, 8, 2, dropout=0.2, tie_weights=True).double().eval()
-    with pytest.raises(ValueError, match=r"RNNModel.forward\(input, hidden\) needs the argument 'hidden' "
-                                         r"besides the input.*expected forward\(x\) or "
-                                         r"forward\(x, lengths\).*import a module whose forward\(x\) calls "
-                                         r"the same modules without 'hidden'"):
-        rc.io.from_torch(net)
-    net2 = RNNModelNoState(rnn_type, 20, 8, 8, 2, dropout=0.2, tie_weights=True).double().eval()
-    net2.load_state_dict(net.state_dict())
-    assert net2.decoder.weight is net2.encoder.weight
-    model = rc.io.from_torch(net2)
+    assert net.decoder.weight is net.encoder.weight
+    model = rc.io.from_torch(net)
+    assert model.torch_zero_state == "hidden"
     tok = np.random.default_rng(2).integers(0, 20, (4, 7))            # rnncore's (B, T)
     with torch.no_grad():
         want, hidden = net(_t(tok.T), net.init_hidden(4))
         want = want.view(7, 4, 20).transpose(0, 1).numpy()
+        # the next batch of the same streams, from the state the first one left (truncated BPTT)
+        want2 = net(_t(tok.T), hidden)[0].view(7, 4, 20).transpose(0, 1).numpy()
     _close(model.forward(tok), want, 1e-9, "numpy")
+    state = [tuple(a.numpy() for a in hidden) if rnn_type == "LSTM" else hidden.numpy()]
+    _close(model.forward(tok, state=state), want2, 1e-9, "numpy from hidden")
     _compiled(model, tok, want)
+
+
+def test_word_language_model_state_argument_that_is_not_a_state_is_refused():
+    """A second argument named like a state that ``forward`` cannot take as ``None``: refused, saying
+    how it was run."""
+
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(4, 5)
+            self.fc = nn.Linear(5, 2)
+
+        def forward(self, x, state):
+            return self.fc(self.rnn(x)[0] + state)
+
+    with pytest.raises(ValueError, match=r"\(run as TwoInputs.forward\(x, state=None\): a zero initial "
+                                         r"state\)"):
+        rc.io.from_torch(TwoInputs())
 
 
 class CharRNN(nn.Module):

@@ -244,6 +244,48 @@ def _leaves(module, prefix=""):
         yield from _leaves(c, f"{prefix}.{n}" if prefix else n)
 
 
+#: the names of a forward's initial-state argument: forward(input, hidden) of the word_language_model
+_STATE_ARGUMENT = re.compile(r"hidden|hx|h0|h_0|state|init_h|hc", re.IGNORECASE)
+
+
+def _forward_state_argument(module) -> str | None:
+    """The name of ``forward``'s second argument when it is the only other one it needs, is named as
+    an initial state (``hidden``, ``hx``, ``h0``, ``state``, ...: pytorch/examples'
+    ``word_language_model``'s ``forward(input, hidden)``) and the module holds a recurrent module, else
+    None. The importer runs such a forward
+    with that argument ``None`` (a zero initial state for ``nn.RNN/GRU/LSTM``) and compares."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    needed = [p.name for p in positional[1:] if p.default is p.empty]
+    needed += [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    # (a hand-written cell, no recurrent module inside, is refused by _forward_lengths_argument)
+    if len(needed) == 1 and len(positional) >= 2 and positional[1].name == needed[0] and \
+            _STATE_ARGUMENT.search(needed[0]) and not re.search(r"len", needed[0], re.IGNORECASE) and \
+            any(_kind(c) in _RECURRENT | set(_CELLS) for c in module.modules()):
+        return needed[0]
+    return None
+
+
+def _with_zero_state(module, name: str):
+    """A module of ``module``'s class name whose ``forward(x)`` is ``module.forward(x, None)`` (its
+    ``name`` argument None: a zero initial state), holding ``module`` as its only child."""
+    import torch
+
+    def forward(self, x):
+        return self.module(x, None)
+
+    wrapper = type(type(module).__name__, (torch.nn.Module,), {"forward": forward})()
+    wrapper.module = module
+    wrapper.train(module.training)
+    wrapper.zero_state_argument = name
+    return wrapper
+
+
 def _forward_lengths_argument(module) -> str | None:
     """None for a container whose forward takes the input alone; the name of its second argument
     when that is the only other one it needs and is named as lengths (``lengths``, ``seq_lens``,
@@ -542,6 +584,10 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
         def ref_of(name: str, a=None, out=out, batch_first=batch_first) -> np.ndarray:
             """The module's output (or ``a``, an array in its layout) in interpretation ``name``'s."""
             a = out if a is None else a
+            if name.startswith("sequence") and a.ndim == 2 and T > 1 and \
+                    a.shape[0] == T * x_in.shape[0]:
+                # decoded.view(-1, ntoken) (the word_language_model): the steps' rows in the module's order
+                a = a.reshape((-1, T) + a.shape[1:]) if batch_first else a.reshape((T, -1) + a.shape[1:])
             seq = not batch_first and name.startswith("sequence") and a.ndim == 3
             return a.transpose(1, 0, 2) if seq else a
 
@@ -649,6 +695,15 @@ def from_torch(module_or_state_dict, *, mode: str | None = None, nonlinearity: s
         return _build.as_spec(layer, as_spec)
     from rnncore.io.torch_fx import from_torch_fx, needs_fx
 
+    state_arg = _forward_state_argument(m)
+    if state_arg is not None:
+        try:
+            model = from_torch(_with_zero_state(m, state_arg), dtype=dtype, seed=seed)
+        except ValueError as e:
+            raise ValueError(f"{e} (run as {type(m).__name__}.forward(x, {state_arg}=None): a zero initial "
+                             "state)") from None
+        model.torch_zero_state = state_arg
+        return _build.as_spec(model, as_spec)
     lengths_arg = _forward_lengths_argument(m)
     if needs_fx(m) and lengths_arg is None:
         return _build.as_spec(from_torch_fx(m, dtype, seed), as_spec)
