@@ -10,6 +10,7 @@ stays refused.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 
@@ -482,8 +483,6 @@ def test_keras_masking_time_distributed(recurrent):
 
 # -- ONNX (torch.onnx.export, opset 17, dynamic batch and time) ---------------------------------------
 def _export(net, x, name: str, axes: dict, out_axes: dict) -> bytes:
-    import io
-
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -574,3 +573,38 @@ def test_final_state_of_a_first_layer_is_refused():
     with pytest.raises(ValueError, match=r"_FinalState: node 'getitem\w*' \(call_function getitem\): "
                                          r"indexing 0 of State"):
         rc.io.from_torch(_FinalState(lambda h: h[0], 2, False))
+
+
+def test_onnx_word_language_model_exported_with_its_state_inputs():
+    """The word language model exported as written, ``forward(input, hidden)`` with ``(h0, c0)`` inputs
+    and ``(y, hn, cn)`` outputs (``y`` the ``(T * B, ntoken)`` of ``view(-1, ntoken)``): imported as an
+    ``OnnxGraph`` (the chain importer refuses the ``Reshape`` by name), which runs it as onnxruntime
+    does from non-zero states; ``rc.compile`` refuses its token input (the graph lowering compiles float
+    data; the ``forward(input)`` export above compiles)."""
+    torch.manual_seed(27)
+    net = RNNModel("LSTM", 20, 8, 8, 2, 0.2, tie_weights=True).eval()
+    g = np.random.default_rng(28)
+    tok = g.integers(0, 20, (7, 3))
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (_t(tok), net.init_hidden(3)), f, input_names=["tokens", "h0", "c0"],
+                          output_names=["y", "hn", "cn"], dynamo=False, opset_version=17,
+                          dynamic_axes={"tokens": {0: "T", 1: "B"}, "h0": {1: "B"}, "c0": {1: "B"},
+                                        "y": {0: "TB"}, "hn": {1: "B"}, "cn": {1: "B"}})
+    proto = f.getvalue()
+    with pytest.raises(ValueError, match=r"node '/Reshape' \(Reshape\): reshape of data with axes "
+                                         r"\('T', 'B', 'F'\) to \[-1, 20\]"):
+        rc.io.from_onnx(proto, graph=False)
+    graph = rc.io.from_onnx(proto)
+    assert isinstance(graph, OnnxGraph)
+    tok = g.integers(0, 20, (9, 4))            # other sizes than the export's
+    feeds = {"tokens": tok, "h0": (g.standard_normal((2, 4, 8)) * 0.5).astype(np.float32),
+             "c0": (g.standard_normal((2, 4, 8)) * 0.5).astype(np.float32)}
+    ort = pytest.importorskip("onnxruntime")
+    want = ort.InferenceSession(proto, providers=["CPUExecutionProvider"]).run(None, feeds)
+    got = graph.run(feeds)
+    for name, w in zip(["y", "hn", "cn"], want, strict=True):
+        _close(np.asarray(got[name], np.float64), w, 1e-5, name)
+    with pytest.raises(ValueError, match=r"rc.compile\(OnnxGraph\): the data input 'tokens' is declared"):
+        rc.compile(graph)
