@@ -13,7 +13,9 @@ reset-after form). What needs care is everything around them:
   recurrent layers and ``nn.Linear`` heads (``nn.Dropout``/``nn.Identity`` are skipped).
   Its ``forward`` is Python code that the importer cannot read, so it *runs* the module on
   a random batch (and, for a ``forward(x, lengths)`` that packs its input, sorted lengths that
-  the imported model then takes as ``lengths=``) and keeps the interpretation — head on
+  the imported model then takes as ``lengths=``; a ``forward(input, hidden)`` runs with
+  ``hidden=None``, a zero initial state, and a per-step output flattened by ``.view(-1, F)`` is
+  read as the steps' rows) and keeps the interpretation — head on
   every step, on the last step (``rc.nn.LastStep``), on the mean over time
   (``rc.nn.MaskedMean``) or on the maximum over time (``rc.nn.MaskedMax``; a maximum over
   ``pad_packed_sequence``'s zero padding, ``max(valid maximum, 0)`` for a short sequence, is
