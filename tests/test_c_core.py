@@ -140,7 +140,7 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     proc = subprocess.run(
         ["make", "-C", str(CSRC), "bench", "lib", f"BUILD={build}",
          "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD "
-         "-DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_ATTN -DRNC_NO_PW_EXT -DRNC_NO_CHUNK"],
+         "-DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_ATTN -DRNC_NO_PW_EXT -DRNC_NO_CHUNK -DRNC_NO_EMB_FRONT"],
         capture_output=True, text=True, timeout=900, env=child_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     bench = build / "rnncore-bench"

@@ -829,8 +829,10 @@ def _plan(spec: dict) -> dict[str, Any]:
     else:
         first = _norm_weights(layers[0]["weights"])
         input_size = int(spec.get("input_size") or np.shape(first["weight_ih"])[1])
-    if spec.get("front") and emb is not None:
-        raise ValueError("front: per-step front-end records cannot follow an embedding")
+    for n, r in enumerate(spec.get("front") or [] if emb is not None else []):
+        if str(r.get("kind", "")).lower() in ("log_mel", "instance_norm"):   # on input features only
+            raise ValueError(f"front[{n}] ({r.get('kind')}): cannot follow an embedding (the C core runs it "
+                             "on input features only; the other front-end records run on the looked-up rows)")
     reach: list = []   # the input widths of the records so far (a residual around a layer spans them)
     front, feat = _plan_step_records(spec.get("front"), input_size, precision, "front", reach)
     P = spec.get("positions") or 1   # the front-end's row as P steps (rnc_layout.h positions)
@@ -2079,6 +2081,8 @@ class _Loader:
             n = r["features"]
             if n != self.feat:
                 raise self.fail("features", "EXPECT", n, self.feat)
+            if name == "instance_norm" and self.embedding is not None:
+                raise self.fail("kind", "EMB_SEQ_NORM", kind)
             if name != "scale_shift":
                 if not (math.isfinite(_f32(r["eps"])) and _f32(r["eps"]) > 0):
                     raise self.fail("eps", "NORM_EPS", r["eps"])
@@ -2551,6 +2555,8 @@ def _next_stage(stage: int, kind: int) -> int:
     """loader.c next_stage: where a record kind may stand in
     [embedding | front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear]."""
     k = RECORD_KINDS
+    if stage == 1 and kind not in (k["embedding"], k["log_mel"]):   # the front-end on the looked-up rows
+        stage = 0
     if kind == k["embedding"]:
         return 1 if stage == 0 else -1
     if kind == k["recurrent"]:
