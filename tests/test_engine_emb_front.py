@@ -1,11 +1,12 @@
 """A front-end over time after an Embedding: ``Embedding -> Conv1d -> ReLU -> MaxPool1d / AvgPool1d
--> GRU / LSTM`` (Keras's ``imdb_cnn_lstm``; PyTorch ``emb(x).transpose(1, 2) -> Conv1d -> ...``).
+-> GRU / LSTM`` (Keras's ``imdb_cnn_lstm``; PyTorch ``emb(x).transpose(1, 2) -> Conv1d -> ...``;
+its ONNX export ``Gather -> Transpose -> Conv -> Relu -> MaxPool -> ...``).
 The C engine looks each id's row up and runs the front-end on those rows as on input features
 (docs/rnc-format.md).
 
-Against PyTorch and Keras (f32), the NumPy q8 spec bit for bit on every ISA path of this CPU (q8),
-the engine's own run (the stream, step by step, and its saved state), and the loaders' refusals of
-a file whose widths disagree between the embedding and the front-end.
+Against PyTorch, Keras and onnxruntime (f32), the NumPy q8 spec bit for bit on every ISA path of
+this CPU (q8), the engine's own run (the stream, step by step, and its saved state), and the
+loaders' refusals of a file whose widths disagree between the embedding and the front-end.
 """
 
 from __future__ import annotations
@@ -153,6 +154,26 @@ def test_keras_imdb_cnn_lstm_matches_keras(tmp_path):
     np.testing.assert_allclose(eng.run(ids[:1]), want[:1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("cfg", [dict(cell="lstm", pool="avg", last=False),
+                                 dict(cell="gru", pool="max", k=4)])
+def test_onnx_export_matches_onnxruntime(tmp_path, cfg):
+    """``Gather -> Transpose -> Conv -> Relu -> MaxPool / AveragePool -> Transpose -> LSTM / GRU``
+    through rc.io.from_onnx (the Gather of a constant table by the ids: an Embedding)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    torch.manual_seed(6)
+    net = _Net(**cfg).eval()
+    ids = _ids((3, 21), seed=6)
+    f = tmp_path / "emb_front.onnx"
+    torch.onnx.export(net, (torch.as_tensor(ids, dtype=torch.long),), str(f), dynamo=False,
+                      input_names=["ids"], output_names=["y"], opset_version=17,
+                      dynamic_axes={"ids": {0: "b", 1: "t"}, "y": {0: "b", 1: "t"}})
+    sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"ids": ids.astype(np.int64)})[0]
+    eng = rc.compile(rc.io.from_onnx(str(f)))
+    np.testing.assert_allclose(eng.run(ids), want, rtol=1e-5, atol=1e-6)
+
+
 def _causal_net(seed=7, pool="max", cell="gru"):
     """Valid convolution and pooling: each output step reads tokens up to its own (streamable)."""
     torch.manual_seed(seed)
@@ -242,3 +263,39 @@ def test_instance_norm_and_log_mel_after_an_embedding_are_refused_by_name():
     d["front"] = [norm] + d["front"]
     with pytest.raises(ValueError, match=re.escape("front[0] (instance_norm): cannot follow an embedding")):
         write_rnc(d)
+
+
+def test_export_c_of_an_embedding_front_end_model_runs(tmp_path):
+    """``rnncore export-c`` of such a model: its program, stepped and run, prints PyTorch's outputs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from child_env import child_env
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["make", "-C", str(root / "csrc"), "lib"], capture_output=True, text=True, timeout=900,
+                       env=child_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    net = _causal_net(seed=13, pool="avg", cell="lstm")
+    (tmp_path / "m.rnc").write_bytes(rc.compile(rc.io.from_torch(net)).data)
+    src = tmp_path / "m.c"
+    r = subprocess.run([sys.executable, "-m", "rnncore", "export-c", str(tmp_path / "m.rnc"), "-o", str(src)],
+                       capture_output=True, text=True, cwd=root, env=child_env())
+    assert r.returncode == 0, r.stderr
+    exe = tmp_path / "m"
+    r = subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
+                        f"-I{root / 'csrc' / 'include'}", str(src),
+                        str(root / "csrc" / "build" / "librnncore.a"), "-lm", "-o", str(exe)],
+                       capture_output=True, text=True, env=child_env())
+    assert r.returncode == 0, r.stderr
+    ids = _ids((1, 17), seed=14)
+    ids[0].astype("<i4").tofile(tmp_path / "ids.i32")
+    want = _torch(net, ids)[0]
+    assert want.shape == (7, 3)   # 17 -> 15 (conv k3) -> 7 (pool 2)
+    for mode in ([], ["--run"]):
+        r = subprocess.run([str(exe), *mode, str(tmp_path / "ids.i32")], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        got = np.array([[float(v) for v in line.split()] for line in r.stdout.splitlines()], np.float32)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=str(mode))
