@@ -265,6 +265,25 @@ def test_instance_norm_and_log_mel_after_an_embedding_are_refused_by_name():
         write_rnc(d)
 
 
+def test_a_file_with_instance_norm_after_the_embedding_is_refused_alike(monkeypatch):
+    """Such a file, written past the writer's refusal: both loaders refuse it by name (EMB_SEQ_NORM)."""
+    import rnncore.io.rnc as rnc
+
+    torch.manual_seed(12)
+    d = to_rnc_spec(spec_from_model(rc.io.from_torch(_Net(last=False).eval())), "f32")
+    norm = {"kind": "instance_norm", "features": E, "eps": 1e-5,
+            "tensors": {"weight": np.ones(E, np.float32), "bias": np.zeros(E, np.float32)}}
+    d["front"] = [norm] + d["front"]
+    monkeypatch.setattr(rnc, "_check_emb_front", lambda front: None)
+    data = write_rnc(d)
+    want = "record 1 (instance_norm): kind: kind 16 (instance_norm) after an embedding"
+    with pytest.raises(RncFormatError, match=re.escape(want)) as e:
+        check_rnc(data)
+    assert e.value.status == "UNSUPPORTED"
+    with pytest.raises(ValueError, match=re.escape(want)):
+        rc.load(data)
+
+
 def test_export_c_of_an_embedding_front_end_model_runs(tmp_path):
     """``rnncore export-c`` of such a model: its program, stepped and run, prints PyTorch's outputs."""
     import subprocess

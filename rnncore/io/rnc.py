@@ -799,6 +799,15 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str,
     return out, feat
 
 
+def _check_emb_front(front: list) -> None:
+    """The front-end records after an embedding run on the looked-up rows, log_mel and
+    instance_norm excepted (they take input features only): raise naming the first of those."""
+    for n, r in enumerate(front):
+        if str(r.get("kind", "")).lower() in ("log_mel", "instance_norm"):
+            raise ValueError(f"front[{n}] ({r.get('kind')}): cannot follow an embedding (the C core runs it "
+                             "on input features only; the other front-end records run on the looked-up rows)")
+
+
 def _plan(spec: dict) -> dict[str, Any]:
     """Validate ``spec`` and prepare every tensor in its stored form (padded, quantised, packed).
 
@@ -829,10 +838,8 @@ def _plan(spec: dict) -> dict[str, Any]:
     else:
         first = _norm_weights(layers[0]["weights"])
         input_size = int(spec.get("input_size") or np.shape(first["weight_ih"])[1])
-    for n, r in enumerate(spec.get("front") or [] if emb is not None else []):
-        if str(r.get("kind", "")).lower() in ("log_mel", "instance_norm"):   # on input features only
-            raise ValueError(f"front[{n}] ({r.get('kind')}): cannot follow an embedding (the C core runs it "
-                             "on input features only; the other front-end records run on the looked-up rows)")
+    if emb is not None:
+        _check_emb_front(spec.get("front") or [])
     reach: list = []   # the input widths of the records so far (a residual around a layer spans them)
     front, feat = _plan_step_records(spec.get("front"), input_size, precision, "front", reach)
     P = spec.get("positions") or 1   # the front-end's row as P steps (rnc_layout.h positions)
