@@ -191,6 +191,8 @@ def test_q8_equals_the_numpy_q8_spec_on_every_isa_and_streams_with_its_bits(pool
     Y = c_equals_q8_reference(eng, ids)
     # q8 stays close to PyTorch (the q8 error, not a bit-exact claim)
     np.testing.assert_allclose(Y, _torch(net, ids), atol=0.05)
+    # static scales calibrated on the ids (the layers' inputs are the front-end's rows)
+    c_equals_q8_reference(rc.compile(model, precision="q8", calibration=_ids((4, 30), seed=9)), ids, L)
     for isa in rc.isa()["available"]:
         eng.set_isa(isa)
         Y = eng.run(ids)
