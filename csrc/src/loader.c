@@ -924,7 +924,7 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
  * ---------------------------------------------------------------------------------------- */
 
 /* Where record kind `kind` may stand in the sequence the executor runs:
- * [embedding | front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear], the
+ * [embedding] [front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear], the
  * front-end records being every per-step record, the post records those that map a row alone
  * (frame_conv, pointwise, layer_norm, scale_shift, mul_halves, residual), after a recurrent layer and before
  * the next one too. Stages: 0 start, 1 after the embedding, 2 after a recurrent layer, 3 after
@@ -934,7 +934,8 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
 static int next_stage(int stage, uint32_t kind)
 {
     /* after an embedding, the front-end records run on the looked-up rows as on input features
-     * (not log_mel: it takes samples; instance_norm is refused by load_front) */
+     * (not log_mel: it takes samples; instance_norm is refused by load_front); a -DRNC_NO_EMB_FRONT
+     * build keeps the sequence [embedding | front-end*] */
     if (EMB_FRONT_ON && stage == 1 && kind != RNC_REC_EMBEDDING && kind != RNC_REC_LOG_MEL) stage = 0;
     switch (kind) {
     case RNC_REC_EMBEDDING: return stage == 0 ? 1 : -1;

@@ -2560,7 +2560,8 @@ class _Loader:
 
 def _next_stage(stage: int, kind: int) -> int:
     """loader.c next_stage: where a record kind may stand in
-    [embedding | front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear]."""
+    [embedding] [front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear] (after an
+    embedding as first: not log_mel)."""
     k = RECORD_KINDS
     if stage == 1 and kind not in (k["embedding"], k["log_mel"]):   # the front-end on the looked-up rows
         stage = 0
