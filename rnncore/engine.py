@@ -198,7 +198,8 @@ class Engine:
         """The stack in one line, e.g. ``gru(64) > last_step > linear(64->9)`` (``x2``: bidirectional)."""
         m = self._model
         front, post, pooled = _step_record_kinds(self.data)
-        parts = [f"embedding({m.embed_num}x{self.layers[0]['input_size']})"] if m.uses_ids else []
+        dim = _embedding_dim(self.data) if front and m.uses_ids else self.layers[0]["input_size"]
+        parts = [f"embedding({m.embed_num}x{dim})"] if m.uses_ids else []
         parts += front
         for layer, mid in zip(self.layers, post, strict=True):   # post: the records after each layer
             parts.append(f"{layer['kind']}{'x2' if layer['directions'] == 2 else ''}({layer['hidden_size']})")
@@ -729,6 +730,13 @@ class Stream:
                     c[o:o + b * hsz] = np.asarray(e[1], np.float32).reshape(-1)
                 k += 1
         self._s.set_raw_state(h, c)
+
+
+def _embedding_dim(data: bytes) -> int:
+    """The embedding record's dim (record 0 of a valid v2 file that starts with one)."""
+    from rnncore.io.rnc_layout import LAYOUT
+
+    return int(LAYOUT["rec_embedding"].unpack(data, LAYOUT["hdr2"].size)["dim"])
 
 
 def _step_record_kinds(data: bytes) -> tuple[list, list, list]:

@@ -246,14 +246,20 @@ class ModelSpec:
                                                      or self.last_step_mean or self.last_step_max):
             raise ValueError("last_step_attention: the attention pooling needs last_step and none of "
                              "last_step_bidirectional, last_step_mean, last_step_max")
-        if self.embedding is not None and np.shape(self.embedding)[1] != self.layers[0].input_size:
+        if (self.embedding is not None and not self.front
+                and np.shape(self.embedding)[1] != self.layers[0].input_size):
             raise ValueError(
                 f"embedding dim {np.shape(self.embedding)[1]} != first layer input_size "
                 f"{self.layers[0].input_size}")
         prev = None
         if self.front:
-            if self.embedding is not None:
-                raise ValueError("front: per-step front-end records cannot follow an embedding")
+            if self.embedding is not None and self.front_input != np.shape(self.embedding)[1]:
+                raise ValueError(f"front: front_input {self.front_input} after an embedding of dim "
+                                 f"{np.shape(self.embedding)[1]} (the front-end runs on its rows)")
+            if self.embedding is not None and any(r["kind"] in ("log_mel", "instance_norm")
+                                                  for r in self.front):
+                raise ValueError("front: log_mel and instance_norm cannot follow an embedding (the C core "
+                                 "runs them on input features only)")
             prev = _front_width(self.front, self.front_input)
         if self.positions != 1:
             if (not self.front or isinstance(self.positions, bool) or not isinstance(self.positions, int)
@@ -567,6 +573,10 @@ def _head_act(kind: str) -> str:
     return "log_softmax" if kind == "LogSoftmax" else kind.lower()
 
 
+#: the records that start a front-end after an Embedding (over time: a per-step layer right after the
+#: Embedding folds into its table instead, :func:`_fold_into_table`)
+_EMB_FRONT_FIRST = ("conv1d", "max_pool1d", "avg_pool1d")
+
 # the poolings over time the C core runs (a last_step record)
 _POOLS = ("LastStep", "MaskedMean", "MaskedMax", "AttentionPool")
 
@@ -737,13 +747,14 @@ def spec_from_model(model: object) -> ModelSpec:
                                  "(a FrameConv1d)")
             spec.front.extend(_chunk_records(m, name))
             continue
-        if spec.embedding is not None and stage == 0 and rkind in ("frame_conv1d", *STEP_ACTIVATIONS):
+        if spec.embedding is not None and stage == 0 and not spec.front and rkind in ("frame_conv1d",
+                                                                                     *STEP_ACTIVATIONS):
             # a per-step layer right after the embedding (Linear, activation, LayerNorm, BatchNorm)
             # maps each token's row alone: run once over the table here, the engine looks it up
             spec.embedding = _fold_into_table(m, spec.embedding)
             folded += 1
             continue
-        if (spec.embedding is not None and stage == 0 and kind == "Residual"
+        if (spec.embedding is not None and stage == 0 and not spec.front and kind == "Residual"
                 and getattr(m, "recurrent", None) is None):
             # x + f(x), f per step (raises naming the layer otherwise): each token's row alone too
             _residual_records(m, name, front=False)
@@ -752,7 +763,7 @@ def spec_from_model(model: object) -> ModelSpec:
             continue
         if kind == "Embedding" and stage == 0 and spec.embedding is None and not spec.front:
             spec.embedding = _np(m.state_dict()["weight"])
-        elif kind == "Residual" and spec.embedding is None and stage in (0, 1, 2) and not (
+        elif kind == "Residual" and (spec.embedding is None or spec.front) and stage in (0, 1, 2) and not (
                 stage == 2 and spec.head is not None):
             recs, first = _residual_records(m, name, front=stage == 0)
             if stage == 0 and spec.front_input is None:   # activations before keep the width
@@ -761,7 +772,14 @@ def spec_from_model(model: object) -> ModelSpec:
         elif stage == 0 and spec.embedding is None and rkind in ("frame_conv1d", "conv1d", "magnitude",
                                                                  "max_pool1d", "avg_pool1d", "instance_norm",
                                                                  *STEP_ROWWISE) or (
-                rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front):
+                rkind == "log_mel" and stage == 0 and spec.embedding is None and not spec.front) or (
+                stage == 0 and spec.embedding is not None and (spec.front or rkind in _EMB_FRONT_FIRST)
+                and rkind in ("frame_conv1d", "conv1d", "magnitude", "max_pool1d", "avg_pool1d",
+                              *STEP_ROWWISE)):
+            # after an Embedding: a front-end over time (Conv1d, MaxPool1d, AvgPool1d) on the
+            # looked-up rows, the embedding dim its input width, and every per-step record after it
+            if spec.embedding is not None and spec.front_input is None:
+                spec.front_input = int(np.shape(spec.embedding)[1])
             if spec.front_input is None:   # the first sized record (the activations before keep the width)
                 spec.front_input = (int(m.in_features) if rkind == "frame_conv1d" else
                                     int(m.in_channels) if rkind == "conv1d" else
@@ -810,7 +828,8 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.head.activation = _head_act(kind)
         else:
             raise ValueError(f"compile: module {name!r} ({kind}) is not supported at this position; "
-                             "expected [Embedding [Linear, activations, LayerNorm] | front-end: Linear, "
+                             "expected [Embedding [Linear, activations, LayerNorm] [front-end over time: "
+                             "Conv1d, MaxPool1d, AvgPool1d, then per-step layers] | front-end: Linear, "
                              "FrameConv1d, Conv1d (causal), Magnitude, activations] + recurrent layers "
                              "(per step between two of them: "
                              "Linear, activations, LayerNorm, MulHalves, Residual) + [per step: Linear, "

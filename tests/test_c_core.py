@@ -126,8 +126,9 @@ def test_group_file_without_its_features_is_an_error(cc, src, group, symbol, tmp
 
 def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     """-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD -DRNC_NO_POST_CONV
-    -DRNC_NO_MEAN -DRNC_NO_ATTN -DRNC_NO_PW_EXT (the dense deploy build that docs/deploy-raspberry-pi.md
-    sizes; RNC_NO_PW_EXT: the pointwise kinds from 8, hardtanh .. softsign): the
+    -DRNC_NO_MEAN -DRNC_NO_ATTN -DRNC_NO_PW_EXT -DRNC_NO_CHUNK -DRNC_NO_EMB_FRONT (the dense deploy build
+    that docs/deploy-raspberry-pi.md sizes; RNC_NO_PW_EXT: the pointwise kinds from 8, hardtanh ..
+    softsign; RNC_NO_EMB_FRONT: front-end records after an embedding): the
     kernel table has no block-sparse, q4 or FFT rows, the loader has no fully-integer checks, padding
     over time, frame_conv after the recurrent layers (a per-step Linear there) nor mean, max or
     attention pooling, and it refuses such files with one line naming
@@ -140,7 +141,7 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     proc = subprocess.run(
         ["make", "-C", str(CSRC), "bench", "lib", f"BUILD={build}",
          "EXTRA_CFLAGS=-DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD "
-         "-DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_ATTN -DRNC_NO_PW_EXT -DRNC_NO_CHUNK"],
+         "-DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_ATTN -DRNC_NO_PW_EXT -DRNC_NO_CHUNK -DRNC_NO_EMB_FRONT"],
         capture_output=True, text=True, timeout=900, env=child_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     bench = build / "rnncore-bench"
@@ -169,6 +170,8 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
              "hardtanh": rc.compile(rc.nn.Sequential(rc.nn.Linear(3, 4), rc.nn.ReLU6(),
                                                      rc.nn.GRU(4, 4))).data,
              "instance_norm": rc.compile(rc.nn.Sequential(rc.nn.InstanceNorm1d(3), rc.nn.GRU(3, 4))).data,
+             "emb_front": rc.compile(rc.nn.Sequential(rc.nn.Embedding(9, 3), rc.nn.Conv1d(3, 4, 2),
+                                                      rc.nn.GRU(4, 4))).data,
              "int": write_int_rnc(qi.quantize_int_model(rc.nn.Sequential(rc.nn.GRU(3, 4, seed=0)),
                                                         qi.IntCalibration([(-2.0, 2.0)], [(-0.9, 0.95)],
                                                                           [3.0], [4.0])))}
@@ -198,6 +201,9 @@ def test_build_without_sparse_and_q4_refuses_their_files(tmp_path):
     # RNC_NO_CHUNK: no instance_norm record (a whole-sequence normalisation, PyanNet's)
     assert out["instance_norm"][0] != 0 and "record 0: kind: kind 16 (unknown) cannot come first" in \
         out["instance_norm"][1], out["instance_norm"][1][-2000:]
+    # RNC_NO_EMB_FRONT: no front-end record after an embedding (Keras's imdb_cnn_lstm)
+    assert out["emb_front"][0] != 0 and "record 1: kind: kind 10 (conv_time) cannot come after an embedding" \
+        in out["emb_front"][1], out["emb_front"][1][-2000:]
     from export_c_run import exported_outputs
 
     x = np.random.default_rng(3).standard_normal((1, 14, 160))   # 14 hops of 160 samples: 12 frames of 400

@@ -85,7 +85,14 @@ def test_rc_nn_layers_after_an_embedding_f32_and_q8(after):
     c_equals_q8_reference(q, ids, lengths)
 
 
-def test_a_layer_after_an_embedding_that_mixes_steps_is_still_refused():
+def test_a_layer_after_an_embedding_that_mixes_steps_runs_in_the_front_end_not_in_the_table():
+    """A Conv1d mixes steps: it is no fold of the table but a front-end on the looked-up rows
+    (tests/test_engine_emb_front.py); an InstanceNorm1d (whole sequences) stays refused."""
     model = nn.Sequential(nn.Embedding(20, 6, seed=1), nn.Conv1d(6, 6, 3, seed=2), nn.GRU(6, 4, seed=3))
-    with pytest.raises(ValueError, match=r"module '1' \(Conv1d\) is not supported at this position"):
-        rc.compile(model)
+    eng = rc.compile(model)
+    assert eng.describe() == "embedding(20x6) > conv_time > gru(4)"
+    ids = _ids((2, 9), 20, seed=3)
+    np.testing.assert_allclose(eng.run(ids), model.forward(ids), rtol=0, atol=1e-5)
+    norm = nn.Sequential(nn.Embedding(20, 6, seed=1), nn.InstanceNorm1d(6), nn.GRU(6, 4, seed=3))
+    with pytest.raises(ValueError, match=r"module '1' \(InstanceNorm1d\) is not supported at this position"):
+        rc.compile(norm)

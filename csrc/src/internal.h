@@ -44,6 +44,16 @@
 #define CHUNK_ON 1
 #endif
 
+/* Front-end records after an embedding (conv_time, pool_time, per-step records on the looked-up
+ * rows: Keras imdb_cnn_lstm, docs/rnc-format.md); a build without them (-DRNC_NO_EMB_FRONT, the
+ * dense deploy build) refuses such a file as a sequence it does not run ("cannot come after an
+ * embedding"), and its executor gathers the ids for the first recurrent layer only. */
+#if defined(RNC_NO_EMB_FRONT)
+#define EMB_FRONT_ON 0
+#else
+#define EMB_FRONT_ON 1
+#endif
+
 #define RNC_Q8_MAX_K 131072u /* 127*127*131072 < 2^31: int32 accumulators cannot overflow */
 
 typedef void (*rnc_gemm_q8_fn)(const int8_t *Wp, int R, int K, int N, const int8_t *Q, int ldq,

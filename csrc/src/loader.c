@@ -924,7 +924,7 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
  * ---------------------------------------------------------------------------------------- */
 
 /* Where record kind `kind` may stand in the sequence the executor runs:
- * [embedding | front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear], the
+ * [embedding] [front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear], the
  * front-end records being every per-step record, the post records those that map a row alone
  * (frame_conv, pointwise, layer_norm, scale_shift, mul_halves, residual), after a recurrent layer and before
  * the next one too. Stages: 0 start, 1 after the embedding, 2 after a recurrent layer, 3 after
@@ -933,6 +933,10 @@ static rnc_status load_v1(rnc_ctx *c, rnc_model *m, const unsigned char *b, size
  * last record: a recurrent record follows). Returns the new stage or -1. */
 static int next_stage(int stage, uint32_t kind)
 {
+    /* after an embedding, the front-end records run on the looked-up rows as on input features
+     * (not log_mel: it takes samples; instance_norm is refused by load_front); a -DRNC_NO_EMB_FRONT
+     * build keeps the sequence [embedding | front-end*] */
+    if (EMB_FRONT_ON && stage == 1 && kind != RNC_REC_EMBEDDING && kind != RNC_REC_LOG_MEL) stage = 0;
     switch (kind) {
     case RNC_REC_EMBEDDING: return stage == 0 ? 1 : -1;
     case RNC_REC_RECURRENT: return stage <= 2 || stage == 5 || stage == 6 || (CHUNK_ON && stage == 8) ? 2 : -1;
@@ -1223,6 +1227,7 @@ static rnc_status load_front(rnc_ctx *c, rnc_model *m, const unsigned char *r, u
         CHECK_RESERVED(c, rec_instance_norm, r);
         const uint32_t n = rnc_rec_instance_norm_features(r);
         if (n != c->feat) return fail(c, FIELD(rec_instance_norm, features), MSG_EXPECT, n, c->feat, 0, NULL);
+        if (m->embed) return fail(c, FIELD(rec, kind), MSG_EMB_SEQ_NORM, kind, 0, 0, NULL);
         const float eps = rnc_rec_instance_norm_eps(r);
         if (!finite_f(eps) || !(eps > 0.0f))
             return fail(c, FIELD(rec_instance_norm, eps), MSG_NORM_EPS, f32_bits(eps), 0, 0, NULL);

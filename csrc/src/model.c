@@ -721,6 +721,14 @@ static rnc_status check_ids(const rnc_model *m, const int32_t *ids, size_t n)
     return RNC_OK;
 }
 
+/* The front-end's input row: id i's row of the table after an embedding (the records run on the
+ * looked-up rows as on input features; the ids are checked), else x. */
+#if EMB_FRONT_ON
+#define FRONT_IN(m, ids, i, x) ((ids) ? (m)->embed + (size_t)(ids)[i] * (m)->embed_dim : (x))
+#else
+#define FRONT_IN(m, ids, i, x) ((void)(ids), (x))
+#endif
+
 static void gather(const rnc_model *m, const int32_t *ids, size_t n, float *out)
 {
     for (size_t i = 0; i < n; ++i)
@@ -1913,7 +1921,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         float *out = fb;
         int none = 0; /* the countdowns are equal in every row: all rows give an output or none */
         for (size_t b = 0; b < B; ++b) {
-            const int r = step_rows(m, first, npre - first, pad ? NULL : x + b * in_w, out + b * pre_w, fr,
+            const int r = step_rows(m, first, npre - first, pad ? NULL : FRONT_IN(m, ids, b, x + b * in_w), out + b * pre_w, fr,
                                     fr + m->front_w, fsave, s->win ? s->win + b * m->win_floats : NULL, fscr,
                                     (const float *)(wk + w.tw) XS_ARG(xsave + b * m->xres_floats));
             if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, 0);
@@ -1984,6 +1992,7 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
             break;
         }
         case RNC_REC_EMBEDDING:
+            if (EMB_FRONT_ON && npre) break; /* the front-end took the looked-up rows, above */
             gather(m, ids, B, (float *)(wk + w.xin));
             in = (const float *)(wk + w.xin);
             in_w = m->embed_dim;
@@ -2667,7 +2676,8 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
 #endif
             size_t j = 0; /* output steps of sequence b so far (= t without strided records) */
             for (size_t t = 0; t < LEN(b); ++t) {
-                const int r = step_rows(m, 0, npre, x + (b * T + t) * m->input_size, fseq + (b * T_out + j) * pre_w,
+                const int r = step_rows(m, 0, npre, FRONT_IN(m, ids, b * T + t, x + (b * T + t) * m->input_size),
+                                        fseq + (b * T_out + j) * pre_w,
                                         fr, fr + m->front_w, fsave, s->win ? s->win + b * m->win_floats : NULL, fscr,
                                         (const float *)(s->work + sw.tw) XS_ARG(xsave + (b * T_out + j) * m->xres_floats));
                 if (r < 0) return nonfinite(s, m->num_layers + 1, 0, b, t);
@@ -2764,6 +2774,7 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
             continue;
         }
         if (m->stage[i] == RNC_REC_EMBEDDING) {
+            if (EMB_FRONT_ON && npre) continue; /* the front-end took the looked-up rows, above */
             gather_ids = 1;
             cur = NULL;
             cur_w = m->embed_dim;

@@ -765,7 +765,8 @@
     M(POS_POOL, UNSUPPORTED, "a last_step after %llu positions per step: the output is their mean at every step") \
     M(SEQ_NORM_SPAN, UNSUPPORTED, "%llu: the records it spans include instance_norm (kind 16), which normalises the whole sequence between them") \
     M(SEQ_NORM_PAD, UNSUPPORTED, "per-step record %llu (%s) pads (%llu, %llu) steps over time: with instance_norm (kind 16) the records over time take right padding 0 and left padding within their window") \
-    M(POS_SEQ_NORM, UNSUPPORTED, "%llu positions per step after instance_norm (kind 16): a model takes one of the two")
+    M(POS_SEQ_NORM, UNSUPPORTED, "%llu positions per step after instance_norm (kind 16): a model takes one of the two") \
+    M(EMB_SEQ_NORM, UNSUPPORTED, "kind %llu (instance_norm) after an embedding: the C core normalises whole sequences of input features only")
 
 /* ---- generated C view ----------------------------------------------------------------------- */
 #define RNC_LAYOUT_ALL_FIELDS(X)                                                                  \

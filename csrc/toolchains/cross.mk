@@ -63,7 +63,7 @@ $(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_template,$(t),-Os,$(CROSS_BUILD
 # (kernel_list.h), without the fully-integer rows and file checks (export-c --target cortex-m
 # compiles those models; the loader refuses such files naming what the build leaves out) and without
 # log_mel's FFT (the log_mel record runs by its tables' product), nor mean or max pooling over time.
-CROSS_DENSE_FLAGS := -Os -DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD -DRNC_NO_Q16 -DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_RESID_RNN -DRNC_NO_ATTN -DRNC_NO_PW_EXT -DRNC_NO_CHUNK
+CROSS_DENSE_FLAGS := -Os -DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD -DRNC_NO_Q16 -DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_RESID_RNN -DRNC_NO_ATTN -DRNC_NO_PW_EXT -DRNC_NO_CHUNK -DRNC_NO_EMB_FRONT
 $(foreach t,$(CROSS_TARGETS),$(eval $(call CROSS_template,$(t),$(CROSS_DENSE_FLAGS),$(CROSS_BUILD)/$(t)-Os-dense)))
 
 # Programs (static): rnncore-bench and the C tests.
@@ -135,5 +135,5 @@ cross-size: $(foreach t,$(CROSS_TARGETS),$(CROSS_BUILD)/$(t)-Os/librnncore.a $(C
 	@for t in $(CROSS_TARGETS); do \
 	  p=$$( [ $$t = aarch64 ] && echo "$(CROSS_aarch64)" || echo "$(CROSS_armhf)" ); \
 	  echo "== $$t -Os"; $${p}size -t $(CROSS_BUILD)/$$t-Os/librnncore.a | tail -1; \
-	  echo "== $$t -Os -DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD -DRNC_NO_Q16 -DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_RESID_RNN -DRNC_NO_ATTN -DRNC_NO_PW_EXT -DRNC_NO_CHUNK"; $${p}size -t $(CROSS_BUILD)/$$t-Os-dense/librnncore.a | tail -1; \
+	  echo "== $$t -Os -DRNC_NO_SPARSE -DRNC_NO_Q4 -DRNC_NO_INT -DRNC_NO_FFT -DRNC_NO_TIMEPAD -DRNC_NO_Q16 -DRNC_NO_POST_CONV -DRNC_NO_MEAN -DRNC_NO_RESID_RNN -DRNC_NO_ATTN -DRNC_NO_PW_EXT -DRNC_NO_CHUNK -DRNC_NO_EMB_FRONT"; $${p}size -t $(CROSS_BUILD)/$$t-Os-dense/librnncore.a | tail -1; \
 	done

@@ -799,6 +799,15 @@ def _plan_step_records(records: list, feat: int, precision: str, where: str,
     return out, feat
 
 
+def _check_emb_front(front: list) -> None:
+    """The front-end records after an embedding run on the looked-up rows, log_mel and
+    instance_norm excepted (they take input features only): raise naming the first of those."""
+    for n, r in enumerate(front):
+        if str(r.get("kind", "")).lower() in ("log_mel", "instance_norm"):
+            raise ValueError(f"front[{n}] ({r.get('kind')}): cannot follow an embedding (the C core runs it "
+                             "on input features only; the other front-end records run on the looked-up rows)")
+
+
 def _plan(spec: dict) -> dict[str, Any]:
     """Validate ``spec`` and prepare every tensor in its stored form (padded, quantised, packed).
 
@@ -829,8 +838,8 @@ def _plan(spec: dict) -> dict[str, Any]:
     else:
         first = _norm_weights(layers[0]["weights"])
         input_size = int(spec.get("input_size") or np.shape(first["weight_ih"])[1])
-    if spec.get("front") and emb is not None:
-        raise ValueError("front: per-step front-end records cannot follow an embedding")
+    if emb is not None:
+        _check_emb_front(spec.get("front") or [])
     reach: list = []   # the input widths of the records so far (a residual around a layer spans them)
     front, feat = _plan_step_records(spec.get("front"), input_size, precision, "front", reach)
     P = spec.get("positions") or 1   # the front-end's row as P steps (rnc_layout.h positions)
@@ -2079,6 +2088,8 @@ class _Loader:
             n = r["features"]
             if n != self.feat:
                 raise self.fail("features", "EXPECT", n, self.feat)
+            if name == "instance_norm" and self.embedding is not None:
+                raise self.fail("kind", "EMB_SEQ_NORM", kind)
             if name != "scale_shift":
                 if not (math.isfinite(_f32(r["eps"])) and _f32(r["eps"]) > 0):
                     raise self.fail("eps", "NORM_EPS", r["eps"])
@@ -2549,8 +2560,11 @@ class _Loader:
 
 def _next_stage(stage: int, kind: int) -> int:
     """loader.c next_stage: where a record kind may stand in
-    [embedding | front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear]."""
+    [embedding] [front-end*] recurrent (post* recurrent)* post* [last_step post*] [linear] (after an
+    embedding as first: not log_mel)."""
     k = RECORD_KINDS
+    if stage == 1 and kind not in (k["embedding"], k["log_mel"]):   # the front-end on the looked-up rows
+        stage = 0
     if kind == k["embedding"]:
         return 1 if stage == 0 else -1
     if kind == k["recurrent"]:

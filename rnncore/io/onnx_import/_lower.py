@@ -333,8 +333,8 @@ def _lower_graph(g):
         return lower_chunk_graph(g)      # one chunk of batch 1 per call: the chunk is the step
     lw = _Lower(g)
     shape = (getattr(g, "input_shapes", {}) or {}).get(data_in)
-    if shape is None or len(shape) == 3:      # a sequence (T, B, F) / (B, T, F): a recurrent tail
-        return lower_sequence_graph(g)
+    if shape is None or len(shape) == 3 or _embedding_gather(g) is not None:
+        return lower_sequence_graph(g)      # a sequence (T, B, F) / (B, T, F), or (B, T) token ids
     if len(shape) != 2 or not isinstance(shape[1], int | np.integer):
         raise _Refused(f"rc.compile(OnnxGraph): the data input {data_in!r} is declared {shape}; expected "
                        "frames (N, L) with the frame length L fixed")
@@ -1711,6 +1711,17 @@ def _check_states(lw, g) -> tuple:
     return ins, outs
 
 
+def _embedding_gather(g):
+    """The ``Gather`` of a constant ``(V, E)`` table by the data input (token ids): an embedding
+    lookup, the sequence's first layer; None if the data input is not read so."""
+    data_in = g.input_names[0]
+    s = next((s for s in g.steps if data_in in s.inputs), None)
+    if getattr(s, "op", None) == "Gather" and list(s.inputs[1:2]) == [data_in] and s.inputs[0] in g.consts \
+            and np.ndim(g.consts[s.inputs[0]]) == 2 and int(s.attrs.get("axis", 0)) == 0:
+        return s
+    return None
+
+
 def lower_sequence_graph(g):
     """:func:`_lower_sequence_graph`, and for a data input declared with every size fixed (a static
     export) that is refused as ``(T, B, F)`` / ``(B, T, F)``, the same graph read as channels first
@@ -1798,6 +1809,15 @@ def _lower_sequence_graph(g, channels_first: bool = False):
     data_in = g.input_names[0]
     shape = (getattr(g, "input_shapes", {}) or {}).get(data_in)
     F = shape[2] if shape is not None and len(shape) == 3 else None
+    emb = _embedding_gather(g)
+    if emb is not None:     # token ids (B, T): the looked-up rows (B, T, E) are the sequence
+        from rnncore.nn.layers import Embedding
+
+        table = np.asarray(g.consts[emb.inputs[0]])
+        embedding = Embedding(table.shape[0], table.shape[1], dtype=str(table.dtype))
+        embedding.load_state_dict({"weight": table})
+        data_in = emb.outputs[0]
+        shape, F = None, int(table.shape[1])
     # channels first, (N, C, L) = (batch, features, time), when a Conv, an InstanceNormalization or
     # a BatchNormalization reads the input (a waveform (N, 1, L): PyanNet), or a Pad then a Conv
     # (torch's F.pad(x, (left, 0)) of a causal Conv1d), or a MaxPool / AveragePool with the channels
@@ -1834,7 +1854,7 @@ def _lower_sequence_graph(g, channels_first: bool = False):
     lw.at[data_in] = 0
     for n in g.input_names[1:]:     # the other inputs: initial states (L*D, B, H), or rows of one
         lw.val[n] = {"k": "gstate", "name": n, "rows": None}
-    steps = fuse_steps(g)
+    steps = [s for s in fuse_steps(g) if emb is None or s.name != emb.name]
     for s in steps:
         lw.node(s)
     for o in g.output_names:     # the output is the last step of the last recurrent layer: LastStep()
@@ -1842,6 +1862,12 @@ def _lower_sequence_graph(g, channels_first: bool = False):
             lw.step = next(s for s in steps if o in s.outputs)
             lw.resolve(o, lw.val[o])
     layers = lw.layers()
+    if emb is not None:
+        if lw.time != "X1":
+            lw.step = emb
+            lw.refuse("looks token ids up along a time-major axis (T, B); the C engine takes ids (B, T)")
+        layers = [embedding, *layers]
+        data_in = g.input_names[0]
 
     def late(e: _Refused) -> _Refused:     # a refusal after every node was followed
         e.nodes_read = lw.nodes_read
