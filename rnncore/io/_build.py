@@ -159,10 +159,8 @@ def pool(kind: str, bidirectional: bool = False) -> Module:
 def concat_pool(pools: Sequence[Module]) -> Module:
     """``rc.nn.ConcatPool(*pools)``: the poolings' outputs side by side, in order
     (``(B, T, F) -> (B, len(pools) * F)``), like ``torch.cat([y.mean(1), y.max(1).values], 1)``."""
-    try:
-        from rnncore.nn.layers import ConcatPool
-    except ImportError:     # until helper B's layer is merged
-        from rnncore.nn._concat_stub import ConcatPool
+    from rnncore.nn.layers import ConcatPool
+
     return ConcatPool(*pools)
 
 
