@@ -339,9 +339,13 @@ def _match_concat(gm, node, attn: dict):
     found = [_match_pool_part(gm, p, attn) for p in parts]
     if all(isinstance(f, str) for f in found):
         return None
+    import torch.fx as fx
+
+    # a part that is not a pooling is refused at the concatenation too (named in the reason)
+    inner = set().union(*(f[3] if not isinstance(f, str) else {p} if isinstance(p, fx.Node) else set()
+                          for f, p in zip(found, parts, strict=True)))
     if set(node.kwargs) - {"dim", "tensors"} or dim not in (-1, 1):
-        return f"a concatenation of poolings over dim={dim}; expected the features (dim=1 or -1)"
-    inner = set().union(*(f[3] for f in found if not isinstance(f, str)))
+        return f"a concatenation of poolings over dim={dim}; expected the features (dim=1 or -1)", inner
     bad = next((f for f in found if isinstance(f, str)), None)
     if bad is not None:
         return bad, inner
