@@ -314,3 +314,60 @@ def test_onnx_lowering_refusals_name_the_node(kind, match):
     graph = rc.io.from_onnx(data, inputs=["x"], outputs=["y"])
     with pytest.raises(ValueError, match=match):
         rc.compile(graph)
+
+
+# -- rc.compile: f32 against the framework (1e-4 relative), q8 against the NumPy q8 spec ---------------------
+def _rel(got, want) -> float:
+    return float(np.abs(got - want).max() / max(1e-6, float(np.abs(want).max())))
+
+
+@pytest.mark.parametrize("head,cell,bidirectional", [
+    ("fastai_last_max_mean", "LSTM", False), ("kaggle_adaptive", "GRU", True),
+    ("h_last_hstack", "GRU", False)])
+def test_torch_concatenation_compiles(head, cell, bidirectional):
+    from _helpers import q8_check
+
+    fn, kinds = HEADS[head]
+    net = _Net(fn, len(kinds), cell, bidirectional, seed=7).float()
+    model = rc.io.from_torch(net, dtype="float32")
+    e32 = rc.compile(model)
+    assert "concat_pool" in e32.describe()
+    x = np.random.default_rng(10).standard_normal((4, 9, 4)).astype(np.float32)
+    lengths = np.array([9, 3, 1, 6])
+    with torch.no_grad():
+        want = net(torch.as_tensor(x)).numpy()
+        alone = np.concatenate([net(torch.as_tensor(x[b:b + 1, :n])).numpy() for b, n in enumerate(lengths)])
+    assert _rel(e32.run(x), want) < 1e-4
+    assert _rel(e32.run(x, lengths), alone) < 1e-4
+    q8_check(rc.compile(model, precision="q8"), e32, x, lengths)
+
+
+def test_keras_toxic_comment_model_compiles(tmp_path):
+    from _helpers import q8_check
+
+    km = _toxic(True, L.GRU, bidirectional=False)
+    km.save(tmp_path / "toxic.keras")
+    model = rc.io.from_keras(str(tmp_path / "toxic.keras"), dtype="float32")
+    e32 = rc.compile(model)
+    assert "concat_pool" in e32.describe()
+    tok, lengths = _tokens(seed=4)
+    assert _rel(e32.run(tok, lengths), _kcall(km, tok)) < 1e-4
+    q8_check(rc.compile(model, precision="q8"), e32, tok, lengths)
+
+
+@pytest.mark.parametrize("kind,cell,bidirectional", [("last_max_mean", "GRU", True),
+                                                     ("mean_max", "LSTM", False)])
+def test_onnx_concatenation_compiles(kind, cell, bidirectional):
+    from _helpers import q8_check, randn32
+
+    data = _export(kind, cell, bidirectional)
+    eng = rc.compile(rc.io.from_onnx(data))
+    assert "concat_pool" in eng.describe()
+    for k, (B, T) in enumerate(((1, 6), (3, 9))):
+        X = randn32((B, T, 4), seed=k + 21)
+        assert _rel(eng.run(X), _ort(data, X)) < 1e-4
+    X, lengths = randn32((3, 10, 4), seed=30), np.array([10, 4, 1])
+    got = eng.run(X, lengths)
+    for b, n in enumerate(lengths):
+        assert _rel(got[b:b + 1], _ort(data, X[b:b + 1, :n])) < 1e-4
+    q8_check(rc.compile(rc.io.from_onnx(data), precision="q8"), eng, X, lengths)
