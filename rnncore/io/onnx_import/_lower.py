@@ -833,11 +833,16 @@ class _SeqLower:
         if k_rec < 0 or self.ops[k_rec][0] != "rec":
             self.refuse("concatenates data that is not pooled from a recurrent layer's output: expected "
                         f"poolings of the last recurrent layer's output, each {self._CONCAT_FORMS}")
-        lo = k_rec + 1
+        lo = len(self.ops)      # the poolings: the last ops (after per-step layers of the output, if any)
+        while lo > k_rec + 1 and self.ops[lo - 1][0] == "pool":
+            lo -= 1
         pools, used, axes = [], set(), []
         for name in s.inputs:
             v = self.val.get(name, {})
             if v.get("k") == "part":
+                if lo != k_rec + 1:
+                    self.refuse(f"concatenates {name!r}, the last step of the recurrent output, with "
+                                "poolings of per-step layers after it: expected poolings of one tensor")
                 if v["dir"] is not None or v["t"] != "last" or v["layer"] != self.nrec - 1 \
                         or any(x[0] == "f" and x[1] == 1 for x in v["axes"]):
                     self.refuse(f"concatenates {name!r}, a part of a recurrent output other than its last "
@@ -850,8 +855,10 @@ class _SeqLower:
             st, seen = self.producer.get(name), 0
             while st is not None and st.op in ("Squeeze", "Flatten", "Reshape", "Identity") and seen < 4:
                 st, seen = self.producer.get(st.inputs[0]), seen + 1
-            k = next((j for j in range(lo, len(self.ops)) if self.ops[j][2] is st), None)
-            if k is None or self.ops[k][0] != "pool" or type(self.ops[k][1]) not in (MaskedMean, MaskedMax):
+            k = next((j for j in range(k_rec + 1, len(self.ops)) if self.ops[j][2] is st), None)
+            m = self.ops[k][1] if k is not None else None
+            if k is None or self.ops[k][0] != "pool" or type(m) not in (MaskedMean, MaskedMax, LastStep) \
+                    or getattr(m, "bidirectional", False):
                 what = f"{st.name!r} ({st.op})" if st is not None else repr(name)
                 if k is not None and type(self.ops[k][1]).__name__ == "AttentionPool":
                     self.refuse(f"concatenates {what}, an attention pooling: rc.nn.ConcatPool holds "
