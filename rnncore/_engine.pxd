@@ -76,6 +76,7 @@ cdef extern from "rnncore.h" nogil:
         size_t flush_steps
         uint32_t last_step_mean
         uint32_t last_step_attention
+        uint32_t last_step_last
         uint32_t last_step_max
 
     ctypedef struct rnc_layer_info:

@@ -193,6 +193,12 @@ cdef class Model:
         return bool(self.info.last_step_max)
 
     @property
+    def last_step_last(self) -> bool:
+        """With mean and/or max pooling: the last step is a part too, the pooled row is
+        ``[last | mean | max]`` of those present (``rnc_model_info.last_step_last``)."""
+        return bool(self.info.last_step_last)
+
+    @property
     def last_step_attention(self) -> bool:
         """The pooling is attention over the valid steps (``rnc_model_info.last_step_attention``)."""
         return bool(self.info.last_step_attention)

@@ -205,13 +205,19 @@ class Engine:
             parts.append(f"{layer['kind']}{'x2' if layer['directions'] == 2 else ''}({layer['hidden_size']})")
             parts += mid
         post = [k for mid in post for k in mid]
-        if m.last_step:
+        if m.last_step and (m.last_step_last or (m.last_step_mean and m.last_step_max)):
+            parts.append("concat_pool(" + "|".join(k for k, on in (("last", m.last_step_last),
+                                                                   ("mean", m.last_step_mean),
+                                                                   ("max", m.last_step_max)) if on) + ")")
+        elif m.last_step:
             parts.append("attention" if m.last_step_attention else "masked_mean" if m.last_step_mean
                          else "masked_max" if m.last_step_max else "last_step")
         parts += pooled
         if m.has_head:
             last = self.layers[-1]
             width = last["state_size"] * last["directions"]
+            if m.last_step and (m.last_step_mean or m.last_step_max):   # [last | mean | max] present
+                width *= int(m.last_step_last) + int(m.last_step_mean) + int(m.last_step_max)
             if "frame_conv" in post + pooled:   # a per-step Linear changed the width: the file's head
                 from rnncore.io.rnc import read_rnc
 
@@ -483,6 +489,9 @@ class Stream:
         each pooled feature over the steps taken, and ``"max_seen"`` ``(B,)`` bool, whether a step
         was taken (before the first, the pooling gives zeros and ``"max_value"`` is not used).
 
+        A model with both (``rc.nn.ConcatPool`` of ``MaskedMean`` and ``MaskedMax``, with or without
+        ``LastStep``) keeps both, the four keys (the last step is the step itself: no state).
+
         A model with attention pooling (``rc.nn.AttentionPool``: ``step`` gives the attention over
         the steps since the reset, docs/equations.md "Attention pooling") keeps its online softmax:
         ``"attn_acc"`` ``(B, F)`` float32, the sum of ``exp(e_t - m) x_t`` over the steps taken,
@@ -520,10 +529,17 @@ class Stream:
         """The pooling's part of the state from ``rnc_state.win`` rows ``flat`` ``(B, n)``, after the
         windows (from column ``o``): the mean's sums then count, the max's maxima then seen flag, or
         attention's acc, max, sum."""
-        if self.engine._model.last_step_mean:
-            return {"mean_sum": flat[:, o:-1].copy(), "mean_steps": flat[:, -1].astype(np.int64)}
-        if self.engine._model.last_step_max:
-            return {"max_value": flat[:, o:-1].copy(), "max_seen": flat[:, -1] != 0}
+        mean, maxp = self.engine._model.last_step_mean, self.engine._model.last_step_max
+        if mean or maxp:   # [sums, count] then [maxima, seen] of those present, each F + 1 floats
+            width = (flat.shape[1] - o) // (int(mean) + int(maxp)) - 1
+            out = {}
+            if mean:
+                out.update(mean_sum=flat[:, o:o + width].copy(),
+                           mean_steps=flat[:, o + width].astype(np.int64))
+                o += width + 1
+            if maxp:
+                out.update(max_value=flat[:, o:o + width].copy(), max_seen=flat[:, o + width] != 0)
+            return out
         if self.engine._model.last_step_attention:
             return {"attn_acc": flat[:, o:-2].copy(), "attn_max": flat[:, -2].copy(),
                     "attn_sum": flat[:, -1].copy()}
@@ -554,8 +570,9 @@ class Stream:
         mean = self.engine._model.last_step_mean
         maxp = self.engine._model.last_step_max
         attn = self.engine._model.last_step_attention
-        pool_keys = ({"mean_sum", "mean_steps"} if mean else {"max_value", "max_seen"} if maxp
-                     else {"attn_acc", "attn_max", "attn_sum"} if attn else set())
+        pool_keys = (({"mean_sum", "mean_steps"} if mean else set()) | ({"max_value", "max_seen"} if maxp
+                                                                         else set())
+                     | ({"attn_acc", "attn_max", "attn_sum"} if attn else set()))
         nmean = self._s.raw_window().size // self.batch - _fresh_windows(shapes, 1).size if pool_keys else 0
         if isinstance(value, dict):
             if not shapes and not pool_keys:
@@ -615,10 +632,11 @@ class Stream:
             flat = np.concatenate(parts, axis=1) if parts else np.zeros((self.batch, 0), np.float32)
             if not np.all(np.isfinite(flat)):
                 raise ValueError("state['windows']: contain NaN or Inf")
+            width = nmean // (int(mean) + int(maxp)) - 1 if mean or maxp else 0   # each part F + 1 floats
             if mean:
-                flat = np.concatenate([flat, self._mean_part(value, nmean - 1)], axis=1)
+                flat = np.concatenate([flat, self._mean_part(value, width)], axis=1)
             if maxp:
-                flat = np.concatenate([flat, self._max_part(value, nmean - 1)], axis=1)
+                flat = np.concatenate([flat, self._max_part(value, width)], axis=1)
             if attn:
                 flat = np.concatenate([flat, self._attn_part(value, nmean - 2)], axis=1)
             self._set_recurrent_state(value["recurrent"])

@@ -149,14 +149,17 @@ class LinearSpec:
 
 
 def stack_text(embedding, layers, last_step: bool, head, mean: bool = False, attention=None,
-               maximum: bool = False) -> str:
+               maximum: bool = False, last: bool = False) -> str:
     """``embedding(VxD) > gru(64) > last_step > linear(64->9) > softmax``: a stack in one line
     (``ModelSpec`` and the quantised reference's ``QModel`` print it); ``head`` is None or
     ``((out, in), activation)``."""
     parts = [] if embedding is None else [f"embedding({np.shape(embedding)[0]}x{np.shape(embedding)[1]})"]
     parts += [f"{layer.cell}{'x2' if layer.num_directions == 2 else ''}({layer.hidden_size})"
               f"{'+options' if getattr(layer, 'options', None) else ''}" for layer in layers]
-    if last_step:
+    if last_step and (last or (mean and maximum)):
+        parts.append("concat_pool(" + "|".join(p for p, on in (("last", last), ("mean", mean),
+                                                                ("max", maximum)) if on) + ")")
+    elif last_step:
         parts.append(f"attention({np.shape(attention['weight'])[0]})" if attention is not None
                      else "masked_mean" if mean else "masked_max" if maximum else "last_step")
     if head is not None:
@@ -186,6 +189,10 @@ class ModelSpec:
     last_step_mean: bool = False
     #: with ``last_step``: pool the maximum over the valid steps (``rc.nn.MaskedMax``) instead
     last_step_max: bool = False
+    #: with ``last_step_mean`` and/or ``last_step_max``: the last valid step is a part too (with
+    #: ``last_step_bidirectional`` its backward half at t = 0); the pooled row is the parts present in
+    #: the fixed order ``[last | mean | max]`` (``rc.nn.ConcatPool``), each the pooled width
+    last_step_last: bool = False
     #: with ``last_step``: pool attention over the valid steps (``rc.nn.AttentionPool``) instead:
     #: ``{"weight": (A, F), "bias": (A,), "score": (A,)}`` (``proj.weight``, ``proj.bias``,
     #: ``score.weight[0]``)
@@ -220,7 +227,7 @@ class ModelSpec:
         """``ModelSpec(embedding(VxD) > gru(64) > last_step > linear(64->9))``: the stack, no arrays."""
         head = None if self.head is None else (np.shape(self.head.weight), self.head.activation)
         stack = stack_text(self.embedding, self.layers, self.last_step, head, self.last_step_mean,
-                           self.last_step_attention, self.last_step_max)
+                           self.last_step_attention, self.last_step_max, self.last_step_last)
         return f"ModelSpec({stack})"
 
     @property
@@ -231,21 +238,35 @@ class ModelSpec:
     def output_size(self) -> int:
         if self.head is not None:
             return int(np.shape(self.head.weight)[0])
-        return _front_width(self.post_pooled, _front_width(self.post, self.layers[-1].output_size))
+        return _front_width(self.post_pooled, _front_width(self.post, self.layers[-1].output_size)
+                            * self.pooled_parts)
+
+    @property
+    def pooled_parts(self) -> int:
+        """How many pooled rows side by side the pooling gives: ``[last | mean | max]`` of those
+        present with mean and/or max pooling, else 1."""
+        if not self.last_step or not (self.last_step_mean or self.last_step_max):
+            return 1
+        return int(self.last_step_last) + int(self.last_step_mean) + int(self.last_step_max)
 
     def validate(self) -> None:
         if not self.layers:
             raise ValueError("model: at least one recurrent layer is required")
-        if self.last_step_mean and (not self.last_step or self.last_step_bidirectional):
+        bidir_alone = self.last_step_bidirectional and not self.last_step_last
+        if self.last_step_mean and (not self.last_step or bidir_alone):
             raise ValueError("last_step_mean: the mean pooling needs last_step and no "
-                             "last_step_bidirectional")
-        if self.last_step_max and (not self.last_step or self.last_step_bidirectional or self.last_step_mean):
-            raise ValueError("last_step_max: the max pooling needs last_step and neither "
-                             "last_step_bidirectional nor last_step_mean")
+                             "last_step_bidirectional (unless last_step_last)")
+        if self.last_step_max and (not self.last_step or bidir_alone):
+            raise ValueError("last_step_max: the max pooling needs last_step and no "
+                             "last_step_bidirectional (unless last_step_last)")
+        if self.last_step_last and not (self.last_step_mean or self.last_step_max):
+            raise ValueError("last_step_last: the last step as a part of [last | mean | max] needs "
+                             "last_step_mean and/or last_step_max")
         if self.last_step_attention is not None and (not self.last_step or self.last_step_bidirectional
-                                                     or self.last_step_mean or self.last_step_max):
+                                                     or self.last_step_mean or self.last_step_max
+                                                     or self.last_step_last):
             raise ValueError("last_step_attention: the attention pooling needs last_step and none of "
-                             "last_step_bidirectional, last_step_mean, last_step_max")
+                             "last_step_bidirectional, last_step_mean, last_step_max, last_step_last")
         if (self.embedding is not None and not self.front
                 and np.shape(self.embedding)[1] != self.layers[0].input_size):
             raise ValueError(
@@ -280,7 +301,7 @@ class ModelSpec:
             prev = layer.output_size
             if k < len(self.mid) and self.mid[k]:
                 prev = _front_width(self.mid[k], prev)
-        prev = _front_width(self.post_pooled, _front_width(self.post, prev))
+        prev = _front_width(self.post_pooled, _front_width(self.post, prev) * self.pooled_parts)
         if self.head is not None:
             o_f = np.shape(self.head.weight)
             if len(o_f) != 2 or o_f[1] != prev:
@@ -581,6 +602,38 @@ _EMB_FRONT_FIRST = ("conv1d", "max_pool1d", "avg_pool1d")
 _POOLS = ("LastStep", "MaskedMean", "MaskedMax", "AttentionPool")
 
 
+# ConcatPool: the engine's fixed order of the parts (docs/rnc-format.md, RNC_LAST_STEP_FLAG_LAST)
+_CONCAT_ORDER = ("last", "mean", "max")
+_CONCAT_KINDS = {"LastStep": "last", "MaskedMean": "mean", "MaskedMax": "max"}
+# the per-step records that act on each feature alone: they commute with a permutation of the
+# features (a ConcatPool's parts reordered into the engine's order before the next Linear)
+_ELEMENTWISE = ("relu", "sigmoid", "tanh", "hard_sigmoid", "hardsigmoid", "gelu", "leaky_relu", "elu",
+                "hardtanh", "silu", "hardswish", "softplus", "softsign", "abs")
+
+
+def _concat_parts(m: object, name: str) -> list[str]:
+    """A ``ConcatPool``'s parts as ``["max", "mean", ...]`` in its order; refuses what the engine's
+    last_step record cannot compute (attention, a part twice) naming the module."""
+    order = []
+    for i, p in enumerate(m.pools):
+        kind = type(p).__name__
+        if kind not in _CONCAT_KINDS:
+            raise ValueError(f"compile: module {name!r} (ConcatPool) pools[{i}] is {kind}; the engine "
+                             "concatenates LastStep, MaskedMean and MaskedMax only")
+        part = _CONCAT_KINDS[kind]
+        if part in order:
+            raise ValueError(f"compile: module {name!r} (ConcatPool) has {kind} twice "
+                             f"(pools[{order.index(part)}] and pools[{i}]); the engine computes each of "
+                             "[last | mean | max] at most once")
+        order.append(part)
+    return order
+
+
+def _canonical(order: list[str]) -> list[str]:
+    """``order``'s parts in the engine's ``[last | mean | max]`` order."""
+    return [p for p in _CONCAT_ORDER if p in order]
+
+
 def _attention_tensors(m: object) -> dict:
     """An ``rc.nn.AttentionPool``'s ``{"weight": (A, F), "bias": (A,), "score": (A,)}``."""
     w = _np(m.proj.state_dict()["weight"])
@@ -668,6 +721,7 @@ def spec_from_model(model: object) -> ModelSpec:
     head_stage = 0  # the stage (1: per step, 2: after last-step) the head's Linear came at
     folded = 0  # per-step layers folded into the embedding table so far
     mean_seen = None  # a ChunkMean over P > 1 positions: the last module
+    concat_perm = None  # a ConcatPool in a non-canonical order: (name, order, column permutation)
     for name, m in _flatten_recurrent_residuals(children):
         if reverse_next is not None and not (type(m).__name__ in ("ExtendedRecurrent",) + _LN_KINDS
                                              or _cell_of(m)):
@@ -687,6 +741,12 @@ def spec_from_model(model: object) -> ModelSpec:
             rec = linear_step_record(m)
         rkind = rec.get("kind") if isinstance(rec, dict) else None
         recurrent = cell is not None or kind in ("ExtendedRecurrent",) + _LN_KINDS
+        if concat_perm is not None and kind not in ("Linear", "Dropout") and rkind not in _ELEMENTWISE:
+            raise ValueError(f"compile: module {concat_perm[0]!r} (ConcatPool) pools in the order "
+                             f"{concat_perm[1]}; the engine computes [{' | '.join(_CONCAT_ORDER)}] and "
+                             f"permutes the next Linear's input columns, but module {name!r} ({kind}) "
+                             "comes before any Linear (only element-wise activations and Dropout may): "
+                             f"use the order {_canonical(concat_perm[1])}")
         if stage == 3 and (kind in ("Linear", "Residual") or (kind in _POOLS and head_stage == 1) or (
                 recurrent and head_stage == 1) or (
                 rkind in STEP_ROWWISE and not (_head_act(kind) in HEAD_ACTIVATIONS
@@ -814,11 +874,30 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.last_step_max = kind == "MaskedMax"
             spec.last_step_attention = _attention_tensors(m) if kind == "AttentionPool" else None
             stage = 2
+        elif kind == "ConcatPool" and stage == 1:
+            order = _concat_parts(m, name)
+            spec.last_step = True
+            last = m.pools[order.index("last")] if "last" in order else None
+            spec.last_step_bidirectional = last is not None and bool(last.bidirectional)
+            spec.last_step_mean = "mean" in order
+            spec.last_step_max = "max" in order
+            spec.last_step_last = "last" in order and len(order) > 1
+            canon = _canonical(order)
+            if order != canon:
+                cols = [order.index(part) for part in canon]
+                concat_perm = (name, order, cols)
+            stage = 2
         elif kind == "Dropout":
             continue  # identity at inference
         elif kind == "Linear" and stage in (1, 2) and spec.head is None:
             sd = m.state_dict()
-            spec.head = LinearSpec(_np(sd["weight"]), _np(sd["bias"]) if "bias" in sd else None)
+            weight = _np(sd["weight"])
+            if concat_perm is not None:   # the engine's [last | mean | max] order: the columns to match
+                F = weight.shape[1] // len(concat_perm[1])
+                idx = np.concatenate([np.arange(k * F, (k + 1) * F) for k in concat_perm[2]])
+                weight = weight[:, idx]
+                concat_perm = None
+            spec.head = LinearSpec(weight, _np(sd["bias"]) if "bias" in sd else None)
             head_stage, stage = stage, 3
         elif _head_act(kind) in HEAD_ACTIVATIONS and stage == 3 and spec.head.activation == "none":
             dim = getattr(m, "dim", -1)
@@ -839,6 +918,11 @@ def spec_from_model(model: object) -> ModelSpec:
         if reverse_next is not None and len(spec.layers) > n_before:
             _fold_reverse_time(spec.layers, n_before, reverse_next)
             reverse_next = None
+    if concat_perm is not None:
+        raise ValueError(f"compile: module {concat_perm[0]!r} (ConcatPool) pools in the order "
+                         f"{concat_perm[1]} and no Linear follows; the engine gives "
+                         f"[{' | '.join(_CONCAT_ORDER)}]: use the order {_canonical(concat_perm[1])} "
+                         "(or a Linear after it, whose input columns are permuted)")
     if reverse_next is not None:
         raise ValueError(f"compile: module {reverse_next!r} (ReverseTime) must come right before a "
                          "recurrent layer (Keras go_backwards) to compile")
@@ -918,7 +1002,7 @@ def to_rnc_spec(spec: ModelSpec, precision: str, calibration=None, head: bool = 
     out = {"precision": precision, "input_size": spec.input_size, "layers": layers, "head": None,
            "embedding": emb, "last_step": spec.last_step,
            "last_step_bidirectional": spec.last_step_bidirectional, "last_step_mean": spec.last_step_mean,
-           "last_step_max": spec.last_step_max,
+           "last_step_max": spec.last_step_max, "last_step_last": spec.last_step_last,
            "last_step_attention": None if spec.last_step_attention is None else {
                k: np.asarray(v, np.float32) for k, v in spec.last_step_attention.items()},
            "front": list(spec.front), "post": list(spec.post), "post_pooled": list(spec.post_pooled),
@@ -957,6 +1041,7 @@ def spec_from_rnc(d: dict) -> ModelSpec:
                      last_step_bidirectional=bool(d.get("last_step_bidirectional")),
                      last_step_mean=bool(d.get("last_step_mean")),
                      last_step_max=bool(d.get("last_step_max")),
+                     last_step_last=bool(d.get("last_step_last")),
                      last_step_attention=d.get("last_step_attention"), head=lin,
                      front=list(d.get("front") or []), post=list(d.get("post") or []),
                      post_pooled=list(d.get("post_pooled") or []),

@@ -254,8 +254,10 @@ def test_the_file_round_trips_and_both_loaders_refuse_the_same_corruptions():
     _refused(_edit(e.data, at + 8, "<I", 6),
              "flags: 0x6: attention pooling (0x4) with the bidirectional (0x1) or mean (0x2) flag")
     _refused(_edit(e.data, at + 8, "<I", 12),
-             "flags: 0xc: max pooling (0x8) with the bidirectional (0x1), mean (0x2) or attention (0x4) flag")
-    _refused(_edit(e.data, at + 8, "<I", 20), "flags: 0x14 has unknown bits (known: 0xf)")
+             "flags: 0xc: max pooling (0x8) with the attention flag (0x4)")
+    _refused(_edit(e.data, at + 8, "<I", 20), "flags: 0x14: the last-step part (0x10) needs mean (0x2) "
+             "and/or max (0x8) pooling and no attention (0x4)")
+    _refused(_edit(e.data, at + 8, "<I", 0x24), "flags: 0x24 has unknown bits (known: 0x1f)")
     # the record's size follows the flag
     _refused(_edit(e.data, at + 8, "<I", 0), "size: 48, expected 16")
     # the tail's sizes and tensors

@@ -329,18 +329,18 @@ def test_the_file_round_trips_and_both_loaders_refuse_the_same_bad_flags():
     assert not read_rnc(last.data)["last_step_max"] and not last._model.last_step_max
     mean = rc.compile(nn.Sequential(nn.GRU(6, 8, seed=0), nn.MaskedMean(), nn.Linear(8, 3, seed=3)))
     assert struct.unpack_from("<I", mean.data, _last_step_flags_at(mean.data))[0] == 2
-    for flags, want in ((9, "flags: 0x9: max pooling (0x8) with the bidirectional (0x1), mean (0x2) or "
-                            "attention (0x4) flag"),
-                        (10, "flags: 0xa: max pooling (0x8) with the bidirectional (0x1)"),
-                        (0x18, "flags: 0x18 has unknown bits (known: 0xf)")):
+    for flags, want in ((9, "flags: 0x9: max pooling (0x8) with the attention flag (0x4), or with the "
+                            "bidirectional flag (0x1) without the last-step part (0x10)"),
+                        (0xb, "flags: 0xb: mean pooling (0x2) with the bidirectional flag (0x1)"),
+                        (0x28, "flags: 0x28 has unknown bits (known: 0x1f)")):
         _both_refuse(e.data, at, flags, want)
     # with the attention flag the record is 48 bytes: an attention model's file with the max bit too
     attn = rc.compile(nn.Sequential(nn.GRU(6, 8, seed=0), nn.AttentionPool(8, 3, seed=1), nn.Linear(8, 3)))
     _both_refuse(attn.data, _last_step_flags_at(attn.data), 0xc, "flags: 0xc: max pooling (0x8) with the")
     with pytest.raises(ValueError, match=r"max pooling \(last_step_max\) is written in version 2 files only"):
         write_rnc(d, version=1)
-    with pytest.raises(ValueError, match="last_step_max: the max pools every step"):
-        write_rnc({**d, "last_step_mean": True})
+    with pytest.raises(ValueError, match="last_step_last: the last step as a part"):
+        write_rnc({**d, "last_step_last": True, "last_step_max": False})
 
 
 def test_an_integer_file_with_the_max_flag_is_refused_by_both():

@@ -410,8 +410,9 @@ def test_the_file_round_trips_and_both_loaders_refuse_the_same_bad_flags():
     assert struct.unpack_from("<I", last.data, _last_step_flags_at(last.data))[0] == 0
     assert not read_rnc(last.data)["last_step_mean"] and not last._model.last_step_mean
     for flags, want in ((3, "flags: 0x3: mean pooling (0x2) with the bidirectional flag (0x1)"),
-                        (10, "flags: 0xa: max pooling (0x8) with the bidirectional (0x1), mean (0x2)"),
-                        (18, "flags: 0x12 has unknown bits (known: 0xf)")):
+                        (9, "flags: 0x9: max pooling (0x8) with the attention flag (0x4), or with the "
+                            "bidirectional flag (0x1) without the last-step part (0x10)"),
+                        (0x22, "flags: 0x22 has unknown bits (known: 0x1f)")):
         b = bytearray(e.data)
         struct.pack_into("<I", b, at, flags)
         bad = fix_crc(b)

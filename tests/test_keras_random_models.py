@@ -9,7 +9,8 @@ with or without center / scale, an Activation, MaxPooling1D / AveragePooling1D w
 "valid" | "same", a per-step Dense, Dropout); one or two recurrent layers (GRU / LSTM / SimpleRNN
 with the activation and recurrent_activation Keras accepts, use_bias, unit_forget_bias, reset_after,
 go_backwards, return_sequences, each optionally Bidirectional with merge_mode concat / sum / ave /
-mul); then GlobalAveragePooling1D / GlobalMaxPooling1D or not, and up to two Dense layers (or
+mul); then GlobalAveragePooling1D / GlobalMaxPooling1D (in a functional model also both,
+concatenated in either order) or not, and up to two Dense layers (or
 TimeDistributed(Dense)) with activations. One example in four reads token ids through
 ``Embedding(vocab, F, mask_zero=True)`` (then masked as with ``Masking``: padded with token 0); one
 in three is a functional model, which may also hold a residual ``Add()([x, f(x)])`` of per-step
@@ -174,7 +175,9 @@ def architectures(draw) -> dict:
                     r["split"] = "Add"
                 r["swap_inputs"] = r.get("swap_inputs", False)
     seq = rnns[-1]["return_sequences"] and rnns[-1].get("return_state") != "h"
-    pool = draw(st.sampled_from((None, None, "mean", "max"))) if seq else None
+    # a functional model may concatenate both poolings (rc.nn.ConcatPool), in either order
+    pools = (None, None, "mean", "max") + (("mean,max", "max,mean") if functional else ())
+    pool = draw(st.sampled_from(pools)) if seq else None
     heads = [{"units": draw(st.integers(2, 5)), "act": draw(st.sampled_from(_HEAD_ACTS)),
               "time_distributed": seq and pool is None and draw(st.booleans())}
              for _ in range(draw(st.integers(0, 2)))]
@@ -243,8 +246,10 @@ def build(arch: dict) -> keras.Model:
     first = ([L.Embedding(embed["vocab"], F, mask_zero=True)] if embed
              else [L.Masking(0.0)] if arch["masked"] else [])
     tail = []
-    if arch["mean"]:
-        tail.append(L.GlobalAveragePooling1D() if arch["mean"] == "mean" else L.GlobalMaxPooling1D())
+    pools = {"mean": L.GlobalAveragePooling1D, "max": L.GlobalMaxPooling1D}
+    concat = [pools[k]() for k in arch["mean"].split(",")] if arch["mean"] and "," in arch["mean"] else None
+    if arch["mean"] and not concat:
+        tail.append(pools[arch["mean"]]())
     for h in arch["heads"]:
         dense = L.Dense(h["units"], activation=h["act"])
         tail.append(L.TimeDistributed(dense) if h.get("time_distributed") else dense)
@@ -267,6 +272,8 @@ def build(arch: dict) -> keras.Model:
                 x = _per_step(p, x.shape[-1])(x)
         for r in arch["rnns"]:
             x = _apply_rnn(r, x, x.shape[-1])
+        if concat:     # concatenate([GlobalAveragePooling1D()(x), GlobalMaxPooling1D()(x)])
+            x = L.Concatenate()([p(x) for p in concat])
         for layer in tail:
             x = layer(x)
         model = keras.Model(inp, x)

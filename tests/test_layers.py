@@ -11,6 +11,7 @@ from rnncore.gradcheck import check_module
 from rnncore.nn import GRU, CrossEntropy
 from rnncore.nn.layers import (
     AttentionPool,
+    ConcatPool,
     Dropout,
     Embedding,
     LastStep,
@@ -317,3 +318,79 @@ def test_per_step_head_is_zero_past_each_length_and_equals_torch_before():
     assert all(np.all(g == 0) for g in model.all_grads().values())
     rep = check_module(model, x, lengths=lengths)
     assert rep.ok, rep
+
+
+# -- ConcatPool ------------------------------------------------------------------------------
+def _concat_pools():
+    return {"last": LastStep, "bilast": lambda: LastStep(bidirectional=True), "mean": MaskedMean,
+            "max": MaskedMax}
+
+
+def _torch_concat(tx, lengths, parts):
+    out = []
+    for which in parts:
+        if which == "bilast":
+            F = tx.shape[2]
+            last = _torch_poolings(tx, lengths, "last", {})
+            out.append(torch.cat([last[:, : F // 2], tx[:, 0, F // 2:]], 1))
+        else:
+            out.append(_torch_poolings(tx, lengths, which, {}))
+    return torch.cat(out, -1)
+
+
+@pytest.mark.parametrize("parts", [("mean", "max"), ("max", "mean"), ("last", "max", "mean"),
+                                   ("bilast", "mean"), ("max",), ("last", "mean", "max")])
+@pytest.mark.parametrize("lengths", [None, LENGTHS])
+def test_concat_pool_gradcheck_and_torch(parts, lengths):
+    x = RNG.standard_normal((4, 5, 6))
+    dy = RNG.standard_normal((4, 6 * len(parts)))
+    m = ConcatPool(*(_concat_pools()[p]() for p in parts))
+    rep = check_module(m, x, lengths=lengths)
+    assert rep.ok, rep
+    tx = t64(x, True)
+    ty = _torch_concat(tx, np.full(4, 5) if lengths is None else lengths, parts)
+    ty.backward(t64(dy))
+    y = m.forward(x, lengths=lengths, train=True)
+    assert y.shape == (4, 6 * len(parts))
+    np.testing.assert_allclose(y, ty.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(m.backward(dy), tx.grad.numpy(), atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(1, 6), F=st.integers(1, 4), seed=st.integers(0, 2**31 - 1),
+       parts=st.lists(st.sampled_from(["last", "mean", "max"]), min_size=1, max_size=3, unique=True))
+def test_concat_pool_matches_torch_on_random_lengths(B, T, F, seed, parts):
+    rng = np.random.default_rng(seed)
+    x, dy = rng.standard_normal((B, T, F)), rng.standard_normal((B, F * len(parts)))
+    lengths = rng.integers(1, T + 1, B)
+    m = ConcatPool([_concat_pools()[p]() for p in parts])
+    tx = t64(x, True)
+    ty = _torch_concat(tx, lengths, parts)
+    ty.backward(t64(dy))
+    np.testing.assert_allclose(m.forward(x, lengths=lengths, train=True), ty.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(m.backward(dy), tx.grad.numpy(), atol=1e-12)
+    mask = mask_from_lengths(lengths, T)
+    np.testing.assert_array_equal(m.forward(x, mask=mask), m.forward(x, lengths=lengths))
+
+
+def test_concat_pool_float32_and_errors_name_the_argument():
+    x = RNG.standard_normal((2, 3, 4)).astype(np.float32)
+    y = ConcatPool(MaskedMean(), MaskedMax()).forward(x)
+    assert y.dtype == np.float32 and y.shape == (2, 8)
+    with pytest.raises(ValueError, match="pools: expected at least one"):
+        ConcatPool()
+    with pytest.raises(TypeError, match=r"pools\[1\]: expected a LastStep, MaskedMean or MaskedMax, got Lin"):
+        ConcatPool(MaskedMean(), Linear(2, 2))
+    with pytest.raises(TypeError, match=r"pools\[0\]: AttentionPool is not supported inside ConcatPool"):
+        ConcatPool(AttentionPool(4, 2))
+    p = MaskedMax()
+    with pytest.raises(ValueError, match=r"pools\[1\]: the same MaskedMax instance"):
+        ConcatPool(p, p)
+    m = ConcatPool(MaskedMean(), MaskedMax())
+    with pytest.raises(RuntimeError, match="ConcatPool.backward: call forward"):
+        m.backward(np.zeros((2, 8)))
+    m.forward(x, train=True)
+    with pytest.raises(ValueError, match=r"ConcatPool.backward: dy expected shape \(2, 8\)"):
+        m.backward(np.zeros((2, 4), np.float32))
+    seq = Sequential(Linear(4, 4), ConcatPool(LastStep(), MaskedMax()))
+    assert seq.forward(RNG.standard_normal((2, 3, 4)), lengths=np.array([3, 1])).shape == (2, 8)

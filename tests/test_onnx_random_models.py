@@ -8,7 +8,8 @@ causal ``F.pad``, BatchNorm1d in eval, LayerNorm, an activation, MaxPool1d / Avg
 and ``(B, T, C)`` that they need; a GRU / LSTM / RNN (1-2 layers, bidirectional or not, batch-first
 or not); up to two activations / LayerNorms / per-step Linears after it and a second recurrent
 module; a head (every step, the last step, the mean or the maximum over time -- ``y.max(1).values``
-or ``F.adaptive_max_pool1d`` --, a Linear, Softmax / LogSoftmax).
+or ``F.adaptive_max_pool1d`` --, or 2-3 of the last step, the mean and the maximum concatenated --; a
+Linear, Softmax / LogSoftmax).
 The module is exported (classic exporter, opset 17) with the batch and time axes dynamic, or static
 at batch 1.
 
@@ -153,6 +154,8 @@ class RandomNet(torch.nn.Module):
             cell = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}[r2["cell"]]
             self.rnn2 = cell(h, r2["hidden"], bidirectional=r2["bidirectional"], batch_first=True)
             h = r2["hidden"] * (2 if r2["bidirectional"] else 1)
+        if arch.get("concat"):                       # the poolings side by side
+            h *= len(arch["concat"])
         self.fc = torch.nn.Linear(h, arch["head_out"]) if arch["head_out"] else None
 
     def forward(self, x):
@@ -185,6 +188,9 @@ class RandomNet(torch.nn.Module):
             y = y.max(1).values
         elif arch["pool"] == "adaptive_max":      # GlobalMaxPool + Flatten (a static export: MaxPool)
             y = torch.nn.functional.adaptive_max_pool1d(y.transpose(1, 2), 1).flatten(1)
+        elif arch["pool"] == "concat":            # Concat of ReduceMean / ReduceMax / the last-step Gather
+            parts = {"last": lambda: y[:, -1], "mean": lambda: y.mean(1), "max": lambda: y.max(1).values}
+            y = torch.cat([parts[k]() for k in arch["concat"]], 1)
         if self.fc is not None:
             y = self.fc(y)
         if arch["out_act"] == "softmax":
@@ -231,7 +237,9 @@ def architectures(draw) -> dict:
     rnn2 = draw(st.one_of(st.none(), st.fixed_dictionaries({
         "cell": st.sampled_from(("gru", "lstm", "rnn")), "hidden": st.integers(2, 6),
         "bidirectional": st.booleans()})))
-    pool = draw(st.sampled_from(("steps", "last", "mean", "max", "adaptive_max")))
+    pool = draw(st.sampled_from(("steps", "last", "mean", "max", "adaptive_max", "concat")))
+    concat = draw(st.permutations(("last", "mean", "max")))[:draw(st.integers(2, 3))] if pool == "concat" \
+        else None
     head_out = draw(st.sampled_from((0, 3, 5)))
     return {
         "input": draw(st.sampled_from(("BTC", "TBC", "BCT"))),
@@ -239,7 +247,7 @@ def architectures(draw) -> dict:
         "nonlinearity": draw(st.sampled_from(("tanh", "relu"))) if cell == "rnn" else None,
         "hidden": draw(st.integers(2, 9)), "layers": draw(st.integers(1, 2)),
         "bidirectional": draw(st.booleans()), "batch_first": draw(st.booleans()),
-        "post": post, "rnn2": rnn2, "pool": pool, "head_out": head_out,
+        "post": post, "rnn2": rnn2, "pool": pool, "concat": concat, "head_out": head_out,
         "out_act": draw(st.sampled_from((None, "softmax", "log_softmax"))) if head_out else None,
         "dynamic": draw(st.booleans()), "seed": draw(st.integers(0, 2**16)),
     }

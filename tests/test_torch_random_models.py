@@ -12,7 +12,9 @@ module in eval); up to two activations / LayerNorms / per-step Linears after it 
 second recurrent module; a head: every step, ``y[:, -1]``, ``y.mean(1)``, the maximum over time
 (``y.max(1).values``, ``torch.max(y, 1)[0]``, ``torch.amax(y, 1)`` or
 ``F.adaptive_max_pool1d(y.transpose(1, 2), 1).squeeze(-1)``), attention pooling,
-``h_n[-1]``, or ``h_n`` of both directions concatenated, then a Linear, then Softmax / LogSoftmax.
+``h_n[-1]``, or ``h_n`` of both directions concatenated, or 2-3 of a last step (``y[:, -1]``,
+``h_n[-1]`` / ``torch.cat((h_n[-2], h_n[-1]), -1)``), the mean and the maximum concatenated over the
+features (``rc.nn.ConcatPool``), then a Linear, then Softmax / LogSoftmax.
 One module in five instead is a ``forward(x, lengths)`` that packs its input
 (``pack_padded_sequence``) and returns every step, its final state or the maximum over time of
 ``pad_packed_sequence(..., padding_value=-inf)``. Weights are random (not
@@ -163,6 +165,8 @@ class RandomNet(torch.nn.Module):
         h = _out_size(arch)
         if arch["pool"] in ("hn", "hn_fwd", "hn_cat"):
             h = h // (2 if arch["bidirectional"] else 1) * (2 if arch["pool"] == "hn_cat" else 1)
+        if arch["pool"] == "concat":                 # each pooling of the whole output, side by side
+            h *= len(arch["concat"])
         self.post = torch.nn.ModuleList()
         for p in arch["post"]:
             if p == "ln":
@@ -226,6 +230,12 @@ class RandomNet(torch.nn.Module):
             y = torch.log_softmax(y, -1)
         return y
 
+    def _max(self, y):
+        form = self.arch.get("max_form", "values")
+        return y.max(1).values if form == "values" else torch.max(y, 1)[0] if form == "index" else \
+            torch.amax(y, 1) if form == "amax" else \
+            torch.nn.functional.adaptive_max_pool1d(y.transpose(1, 2), 1).squeeze(-1)
+
     def forward(self, x):
         arch = self.arch
         if arch.get("embed"):
@@ -247,10 +257,11 @@ class RandomNet(torch.nn.Module):
         elif arch["pool"] == "mean":
             y = y.mean(1)
         elif arch["pool"] == "max":                   # its PyTorch spellings (arch["max_form"])
-            form = arch.get("max_form", "values")
-            y = y.max(1).values if form == "values" else torch.max(y, 1)[0] if form == "index" else \
-                torch.amax(y, 1) if form == "amax" else \
-                torch.nn.functional.adaptive_max_pool1d(y.transpose(1, 2), 1).squeeze(-1)
+            y = self._max(y)
+        elif arch["pool"] == "concat":                # torch.cat([y.mean(1), y.max(1).values, ...], 1)
+            parts = {"last": lambda: y[:, -1], "mean": lambda: y.mean(1), "max": lambda: self._max(y),
+                     "hn": lambda: h[-1], "hn_cat": lambda: torch.cat((h[-2], h[-1]), -1)}
+            y = torch.cat([parts[k]() for k in arch["concat"]], 1)
         elif arch["pool"] == "hn":
             y = h[-1]
         elif arch["pool"] == "hn_fwd":                # not drawn: the explicit examples below
@@ -326,9 +337,14 @@ def architectures(draw) -> dict:
     bidirectional = draw(st.booleans())
     pools = ("steps", "hn", "max") + (("hn_cat",) if bidirectional else ())
     if not packed:
-        pools += ("last", "mean", "attn")
+        pools += ("last", "mean", "attn", "concat")
     pool = draw(st.sampled_from(pools))
-    max_form = draw(st.sampled_from(("values", "index", "amax", "adaptive"))) if pool == "max" else None
+    concat = None
+    if pool == "concat":     # 2 or 3 of a last step (y[:, -1] or h_n), the mean, the maximum, in any order
+        last = draw(st.sampled_from(("last", "hn_cat" if bidirectional else "hn")))
+        concat = draw(st.permutations((last, "mean", "max")))[:draw(st.integers(2, 3))]
+    max_form = draw(st.sampled_from(("values", "index", "amax", "adaptive"))) \
+        if pool == "max" or "max" in (concat or ()) else None
     rnn2 = None
     if pool in ("steps", "last", "mean", "max", "attn") and not packed and draw(st.integers(0, 3)) == 0:
         rnn2 = {"cell": draw(st.sampled_from(("gru", "lstm", "rnn"))), "hidden": draw(st.integers(2, 6)),
@@ -346,7 +362,8 @@ def architectures(draw) -> dict:
         "batch_first": True if packed else draw(st.booleans()), "bias": draw(st.booleans()),
         "dropout": draw(st.sampled_from((0.0, 0.3))) if layers > 1 else 0.0,
         "proj": draw(st.sampled_from((0, 0, 1, hidden - 1))) if cell == "lstm" else 0,
-        "post": post, "rnn2": rnn2, "pool": pool, "max_form": max_form, "head_out": head_out,
+        "post": post, "rnn2": rnn2, "pool": pool, "concat": concat, "max_form": max_form,
+        "head_out": head_out,
         "out_act": draw(st.sampled_from((None, "softmax", "log_softmax"))) if head_out else None,
         "gain": draw(st.sampled_from((0.5, 1.0, 2.0))), "seed": draw(st.integers(0, 2**16)),
     }
@@ -399,16 +416,20 @@ _ARGUMENTS = ("ceil_mode", "padding", "stride", "dilation", "groups", "kernel_si
               "proj_size", "bidirectional", "nonlinearity", "batch_first", "dim")
 
 
-def _names_the_module(msg: str, net: torch.nn.Module) -> bool:
+def _names_the_module(msg: str, net: torch.nn.Module, ours=None) -> bool:
     """True when a refusal's message names a submodule (quoted: ``'rnn'``, ``'front.0.1'``), a module
-    class (``GRU``, ``Conv1d``) of the net, or an argument of one (``ceil_mode``)."""
+    class (``GRU``, ``Conv1d``) of the net, or an argument of one (``ceil_mode``); for ``rc.compile``
+    also a layer class of the import ``ours`` (``ConcatPool``, a layer the net has no module for), as
+    the Keras fuzz accepts."""
     words = {f"'{n}'" for n, _ in net.named_modules() if n} | {type(m).__name__ for m in net.modules()}
+    if ours is not None:
+        words |= {type(m).__name__ for m in (ours if hasattr(ours, "__iter__") else [ours])}
     return any(re.search(r"(?<![\w.-])" + re.escape(w) + r"(?![\w.-])", msg) for w in words | set(_ARGUMENTS))
 
 
-def _refused(exc: BaseException, net: torch.nn.Module, what: str) -> str:
+def _refused(exc: BaseException, net: torch.nn.Module, what: str, ours=None) -> str:
     msg = str(exc)
-    assert _names_the_module(msg, net), f"{what} refusal names no submodule / class of the net: {msg}"
+    assert _names_the_module(msg, net, ours), f"{what} refusal names no submodule / class of the net: {msg}"
     return f"refused: {msg}"
 
 
@@ -444,7 +465,7 @@ def _check(arch: dict, stats: dict | None = None) -> str:
     try:
         eng = rc.compile(model)
     except (ValueError, NotImplementedError) as exc:
-        return _refused(exc, net, "rc.compile")
+        return _refused(exc, net, "rc.compile", model)
     for B, T in [(1, T0), (3, T0), (3, 21)]:
         x = _inputs(rng, arch, B, T)
         e = _err(eng.run(x), _torch(net, arch, x, torch.float32))

@@ -287,8 +287,10 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
                                      then the mean pooling's running sum and count (or the max
                                      pooling's running maxima and seen flag) */
     uint32_t last_step_mean;      /* the pooling record is the mean over the valid steps */
-    uint32_t last_step_max;       /* ... or the maximum over them (then mean_w, mean_off are its) */
+    uint32_t last_step_max;       /* ... and/or the maximum over them (its row at max_off) */
+    uint32_t last_step_last;      /* with mean and/or max: the last step too, [last | mean | max] */
     size_t mean_w, mean_off;      /* its features; the sum's offset in each win row (count after) */
+    size_t max_off;               /* the max's running maxima in each win row (seen flag after) */
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t res_floats;            /* residual records' saved inputs per row (their features) */
     size_t xres_floats;           /* the same for residuals whose span crosses a recurrent record */
@@ -333,6 +335,8 @@ typedef struct rnc_model_info {
                                 (and rnc_step the mean over the stream's steps since its reset) */
     uint32_t last_step_attention; /* with last_step: run() pools attention over each sequence's valid
                                 steps (AttentionPool; rnc_step over the stream's steps since its reset) */
+    uint32_t last_step_last; /* with last_step_mean and/or last_step_max: the pooled row is [last | mean
+                                | max] of those present (rnncore.nn.ConcatPool), output_size = parts x F */
     uint32_t last_step_max;  /* with last_step: run() pools the maximum over each sequence's valid steps
                                 (MaskedMax; rnc_step over the stream's steps since its reset) */
 } rnc_model_info;

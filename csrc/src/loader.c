@@ -754,6 +754,19 @@ static rnc_status load_layer(rnc_ctx *c, rnc_model *m, const layer_src *s)
     return add_stage(m, RNC_REC_RECURRENT);
 }
 
+#if !defined(RNC_NO_MEAN) || !defined(RNC_NO_ATTN)
+/* A pooling's state row of c->feat floats and `extra` more after the windows of each stream row
+ * (rnc_state.win): its offset there. */
+static size_t reserve_pool_row(const rnc_ctx *c, rnc_model *m, size_t extra)
+{
+    const size_t off = m->win_floats;
+    m->mean_w = (size_t)c->feat;
+    m->win_floats += m->mean_w + extra;
+    if (m->mean_w > m->front_w) m->front_w = m->mean_w; /* rnc_step's pooled rows (fa, fb) */
+    return off;
+}
+#endif
+
 static rnc_status load_last_step(rnc_ctx *c, rnc_model *m, const char *field, uint32_t flags, uint32_t bidir)
 {
     m->last_step = 1;
@@ -1876,38 +1889,38 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
         CHECK_RESERVED(c, rec_last_step, r);
         uint32_t known = RNC_LAST_STEP_FLAG_BIDIR; /* a left-out pooling's flag is an unknown bit */
 #if !defined(RNC_NO_MEAN)
-        known |= RNC_LAST_STEP_FLAG_MEAN | RNC_LAST_STEP_FLAG_MAX;
+        known |= RNC_LAST_STEP_FLAG_MEAN | RNC_LAST_STEP_FLAG_MAX | RNC_LAST_STEP_FLAG_LAST;
 #endif
 #if !defined(RNC_NO_ATTN)
         known |= RNC_LAST_STEP_FLAG_ATTN;
 #endif
         if (flags & ~known) return fail(c, FIELD(rec_last_step, flags), MSG_FLAGS, flags, known, 0, NULL);
 #if !defined(RNC_NO_MEAN)
+        if (flags & RNC_LAST_STEP_FLAG_LAST && (flags & RNC_LAST_STEP_FLAG_ATTN ||
+                                                !(flags & (RNC_LAST_STEP_FLAG_MEAN | RNC_LAST_STEP_FLAG_MAX))))
+            return fail(c, FIELD(rec_last_step, flags), MSG_LAST_FLAGS, flags, 0, 0, NULL);
+        /* BIDIR is the last step's: with mean or max only when the last step is a part (LAST) */
+        const int bidir_alone = (flags & RNC_LAST_STEP_FLAG_BIDIR) && !(flags & RNC_LAST_STEP_FLAG_LAST);
+        if (flags & RNC_LAST_STEP_FLAG_MEAN && !(flags & RNC_LAST_STEP_FLAG_ATTN)) {
+            if (bidir_alone) return fail(c, FIELD(rec_last_step, flags), MSG_MEAN_BIDIR, flags, 0, 0, NULL);
+            if (m->precision == RNC_FILE_PRECISION_INT)
+                return fail(c, FIELD(rec_last_step, flags), MSG_MEAN_INT, flags, 0, 0, NULL);
+            m->last_step_mean = 1; /* the running sum of c->feat floats, then the step count */
+            m->mean_off = reserve_pool_row(c, m, 1);
+        }
         if (flags & RNC_LAST_STEP_FLAG_MAX) {
-            if (flags & (RNC_LAST_STEP_FLAG_BIDIR | RNC_LAST_STEP_FLAG_MEAN | RNC_LAST_STEP_FLAG_ATTN))
+            if (flags & RNC_LAST_STEP_FLAG_ATTN || bidir_alone)
                 return fail(c, FIELD(rec_last_step, flags), MSG_MAX_FLAGS, flags, 0, 0, NULL);
             if (m->precision == RNC_FILE_PRECISION_INT)
                 return fail(c, FIELD(rec_last_step, flags), MSG_MAX_INT, flags, 0, 0, NULL);
-            /* the running maxima of c->feat floats and the seen flag (1: a step since the reset),
-             * after the windows of each stream row (rnc_state.win) */
-            m->last_step_max = 1;
-            m->mean_w = (size_t)c->feat;
-            m->mean_off = m->win_floats;
-            m->win_floats += m->mean_w + 1;
-            if (m->mean_w > m->front_w) m->front_w = m->mean_w; /* rnc_step's pooled rows (fa, fb) */
+            m->last_step_max = 1; /* the running maxima of c->feat floats, then the seen flag (1: a step) */
+            m->max_off = reserve_pool_row(c, m, 1);
         }
-        if (flags & RNC_LAST_STEP_FLAG_MEAN && !(flags & RNC_LAST_STEP_FLAG_ATTN)) {
-            if (flags & RNC_LAST_STEP_FLAG_BIDIR)
-                return fail(c, FIELD(rec_last_step, flags), MSG_MEAN_BIDIR, flags, 0, 0, NULL);
-            if (m->precision == RNC_FILE_PRECISION_INT)
-                return fail(c, FIELD(rec_last_step, flags), MSG_MEAN_INT, flags, 0, 0, NULL);
-            /* the running sum of c->feat floats and the step count, after the windows of each
-             * stream row (rnc_state.win) */
-            m->last_step_mean = 1;
-            m->mean_w = (size_t)c->feat;
-            m->mean_off = m->win_floats;
-            m->win_floats += m->mean_w + 1;
-            if (m->mean_w > m->front_w) m->front_w = m->mean_w; /* rnc_step's pooled rows (fa, fb) */
+        if (m->last_step_mean | m->last_step_max) { /* the parts [last | mean | max] side by side */
+            m->last_step_last = (flags & RNC_LAST_STEP_FLAG_LAST) != 0;
+            c->feat *= m->last_step_last + m->last_step_mean + m->last_step_max;
+            if (c->feat > c->max_feat) c->max_feat = c->feat;
+            if (c->feat > m->front_w) m->front_w = (size_t)c->feat; /* rnc_step's pooled rows (fa, fb) */
         }
 #endif
 #if !defined(RNC_NO_ATTN)
@@ -1924,14 +1937,10 @@ static rnc_status load_record(rnc_ctx *c, rnc_model *m, const unsigned char *r, 
             TRY(get_vector(c, "attnpool.weight", rnc_attnpool_weight(t), (uint64_t)A * F, &m->attn_w));
             TRY(get_vector(c, "attnpool.bias", rnc_attnpool_bias(t), A, &m->attn_b));
             TRY(get_vector(c, "attnpool.score", rnc_attnpool_score(t), A, &m->attn_v));
-            /* the running weighted sum of F floats, the running max and sum of exponentials,
-             * after the windows of each stream row (rnc_state.win) */
+            /* the running weighted sum of F floats, the running max and sum of exponentials */
             m->attn = 1;
             m->attn_a = A;
-            m->mean_w = F;
-            m->mean_off = m->win_floats;
-            m->win_floats += m->mean_w + 2;
-            if (m->mean_w > m->front_w) m->front_w = m->mean_w; /* rnc_step's pooled rows (fa, fb) */
+            m->mean_off = reserve_pool_row(c, m, 2);
         }
 #endif
         return load_last_step(c, m, FIELD(rec_last_step, flags), flags, flags & RNC_LAST_STEP_FLAG_BIDIR);

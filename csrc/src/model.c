@@ -316,6 +316,7 @@ rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)
     info->flush_steps = TP_FLUSH(m);
 #if !defined(RNC_NO_MEAN)
     info->last_step_mean = m->last_step_mean;
+    info->last_step_last = m->last_step_last;
     info->last_step_max = m->last_step_max;
 #else
     info->last_step_max = 0;
@@ -1666,7 +1667,7 @@ static void mean_step(const rnc_model *m, rnc_state *s, size_t b, const float *v
 static rnc_status check_max(const rnc_model *m, const rnc_state *s)
 {
     for (size_t b = 0; b < s->batch; ++b) {
-        const float *row = s->win + b * m->win_floats + m->mean_off, seen = row[m->mean_w];
+        const float *row = s->win + b * m->win_floats + m->max_off, seen = row[m->mean_w];
         if (!(seen == 0.0f || seen == 1.0f) || !rnc__all_finite(row, m->mean_w)) return RNC_E_STATE;
     }
     return RNC_OK;
@@ -1676,7 +1677,7 @@ static rnc_status check_max(const rnc_model *m, const rnc_state *s)
  * the first step's row, then v[j] where v[j] > max[j], so a tie keeps the earlier step's value). */
 static void max_step(const rnc_model *m, rnc_state *s, size_t b, const float *v)
 {
-    float *row = s->win + b * m->win_floats + m->mean_off;
+    float *row = s->win + b * m->win_floats + m->max_off;
     const size_t F = m->mean_w;
     const int first = row[F] == 0.0f;
     for (size_t j = 0; j < F; ++j)
@@ -1687,7 +1688,7 @@ static void max_step(const rnc_model *m, rnc_state *s, size_t b, const float *v)
 /* The pooled row of row b's state: the maxima, or zeros before the first step. */
 static void max_out(const rnc_model *m, const rnc_state *s, size_t b, float *out)
 {
-    const float *row = s->win + b * m->win_floats + m->mean_off;
+    const float *row = s->win + b * m->win_floats + m->max_off;
     const float seen = row[m->mean_w];
     for (size_t j = 0; j < m->mean_w; ++j) out[j] = seen > 0.0f ? row[j] : 0.0f;
 }
@@ -2045,20 +2046,29 @@ static rnc_status step_common(const rnc_model *m, rnc_state *s, const float *x,
         }
         case RNC_REC_LAST_STEP: /* a step is its sequence's last step */
 #if !defined(RNC_NO_MEAN)
-            if (m->last_step_mean) { /* the mean of the steps since the reset, into fa / fb */
+            if (m->last_step_mean | m->last_step_max) { /* [last | mean | max] of those present, of the
+                                                           steps since the reset, into fa / fb */
                 float *dst = in == fa ? fb : fa; /* in may be a layer's state */
-                for (size_t b = 0; b < B; ++b) mean_step(m, s, b, in + b * in_w, dst + b * in_w);
-                in = dst;
-                y_written = 0; /* a last layer may have written y: the mean replaces it */
-            }
-            if (m->last_step_max) { /* the max of the steps since the reset, into fa / fb */
-                float *dst = in == fa ? fb : fa; /* in may be a layer's state */
+                const size_t ow = in_w * (m->last_step_last + m->last_step_mean + m->last_step_max);
                 for (size_t b = 0; b < B; ++b) {
-                    max_step(m, s, b, in + b * in_w);
-                    max_out(m, s, b, dst + b * in_w);
+                    const float *v = in + b * in_w;
+                    float *pr = dst + b * ow;
+                    if (m->last_step_last) { /* the step itself (rnc_step: unidirectional) */
+                        memcpy(pr, v, sizeof(float) * in_w);
+                        pr += in_w;
+                    }
+                    if (m->last_step_mean) {
+                        mean_step(m, s, b, v, pr);
+                        pr += in_w;
+                    }
+                    if (m->last_step_max) {
+                        max_step(m, s, b, v);
+                        max_out(m, s, b, pr);
+                    }
                 }
                 in = dst;
-                y_written = 0; /* a last layer may have written y: the max replaces it */
+                in_w = ow;
+                y_written = 0; /* a last layer may have written y: the pooling replaces it */
             }
 #endif
 #if !defined(RNC_NO_ATTN)
@@ -2783,28 +2793,38 @@ static rnc_status run_common(const rnc_model *m, rnc_state *s, const float *x, c
         if (m->stage[i] == RNC_REC_LAST_STEP) { /* each sequence's last valid step */
             float *dst = last ? y : pooled;
 #if !defined(RNC_NO_MEAN)
-            if (m->last_step_mean) { /* or the mean of its valid steps, continuing the stream's */
-                for (size_t b = 0; b < B; ++b) { /* mean_step's sums and count, one division */
-                    float *pr = dst + b * cur_w, *row = s->win + b * m->win_floats + m->mean_off;
-                    float n = row[cur_w];
-                    for (size_t t = 0; t < LEN(b); ++t) {
-                        const float *v = cur + (b * T + t) * cur_w;
-                        for (size_t j = 0; j < cur_w; ++j) row[j] = row[j] + v[j];
-                        n += 1.0f;
-                    }
-                    row[cur_w] = n;
-                    for (size_t j = 0; j < cur_w; ++j) pr[j] = n > 0.0f ? row[j] / n : 0.0f; /* no step: 0 */
-                }
-                cur = dst;
-                pooled_rows = 1;
-                continue;
-            }
-            if (m->last_step_max) { /* or the max of its valid steps, continuing the stream's */
+            if (m->last_step_mean | m->last_step_max) { /* or [last | mean | max] of those present, of
+                                                           its valid steps, continuing the stream's */
+                const size_t F = cur_w, ow = F * (m->last_step_last + m->last_step_mean + m->last_step_max);
                 for (size_t b = 0; b < B; ++b) {
-                    for (size_t t = 0; t < LEN(b); ++t) max_step(m, s, b, cur + (b * T + t) * cur_w);
-                    max_out(m, s, b, dst + b * cur_w);
+                    float *pr = dst + b * ow;
+                    const size_t len = LEN(b);
+                    if (m->last_step_last) { /* the last valid step, the backward half at t = 0 */
+                        if (len == 0) memset(pr, 0, sizeof(float) * F);
+                        else memcpy(pr, cur + (b * T + len - 1) * F, sizeof(float) * F);
+                        if (len && m->last_step_bidir)
+                            memcpy(pr + F / 2, cur + (b * T) * F + F / 2, sizeof(float) * (F / 2));
+                        pr += F;
+                    }
+                    if (m->last_step_mean) { /* mean_step's sums and count, one division */
+                        float *row = s->win + b * m->win_floats + m->mean_off;
+                        float n = row[F];
+                        for (size_t t = 0; t < len; ++t) {
+                            const float *v = cur + (b * T + t) * F;
+                            for (size_t j = 0; j < F; ++j) row[j] = row[j] + v[j];
+                            n += 1.0f;
+                        }
+                        row[F] = n;
+                        for (size_t j = 0; j < F; ++j) pr[j] = n > 0.0f ? row[j] / n : 0.0f; /* no step: 0 */
+                        pr += F;
+                    }
+                    if (m->last_step_max) {
+                        for (size_t t = 0; t < len; ++t) max_step(m, s, b, cur + (b * T + t) * F);
+                        max_out(m, s, b, pr);
+                    }
                 }
                 cur = dst;
+                cur_w = ow;
                 pooled_rows = 1;
                 continue;
             }

@@ -289,8 +289,13 @@
  * when the model has none). The weights are f32 in f32 and q8 files alike. */
 #define RNC_LAST_STEP_FLAG_ATTN 4u
 /* the pooling is the maximum over each sequence's valid steps, feature by feature (MaskedMax), not
- * its last step; not with BIDIR, MEAN or ATTN, not in an integer file */
+ * its last step; not with ATTN, nor with BIDIR without LAST, not in an integer file. With MEAN too
+ * the pooled row is [mean | max] (rnncore.nn.ConcatPool), see LAST */
 #define RNC_LAST_STEP_FLAG_MAX 8u
+/* with MEAN and/or MAX: the last valid step too (BIDIR: its backward half at t = 0), the pooled
+ * row is the parts in the fixed order [last | mean | max], each of the running width F, so parts x F
+ * wide (rnncore.nn.ConcatPool). Not alone, not with ATTN, not in an integer file */
+#define RNC_LAST_STEP_FLAG_LAST 16u
 #define RNC_FIELDS_attnpool(X)                                                                    \
     X(attnpool, attention_size, 0, U32)                                                           \
     X(attnpool, features, 4, U32)                                                                 \
@@ -698,10 +703,11 @@
     M(RESET_AFTER, CORRUPT, "0x%llx: reset_after (0x1) on a layer that is not a GRU")             \
     M(LAYERS, UNSUPPORTED, "more than %llu recurrent layers")                                      \
     M(LAST_BIDIR, CORRUPT, "0x%llx: bidirectional last-step pooling needs a bidirectional last layer") \
-    M(MEAN_BIDIR, CORRUPT, "0x%llx: mean pooling (0x2) with the bidirectional flag (0x1), which is last-step pooling's") \
+    M(MEAN_BIDIR, CORRUPT, "0x%llx: mean pooling (0x2) with the bidirectional flag (0x1), which is last-step pooling's (then with the last-step part 0x10)") \
     M(MEAN_INT, UNSUPPORTED, "0x%llx: mean pooling (0x2) in an integer file (integer models pool the last step)") \
     M(ATTN_FLAGS, CORRUPT, "0x%llx: attention pooling (0x4) with the bidirectional (0x1) or mean (0x2) flag") \
-    M(MAX_FLAGS, CORRUPT, "0x%llx: max pooling (0x8) with the bidirectional (0x1), mean (0x2) or attention (0x4) flag") \
+    M(MAX_FLAGS, CORRUPT, "0x%llx: max pooling (0x8) with the attention flag (0x4), or with the bidirectional flag (0x1) without the last-step part (0x10)") \
+    M(LAST_FLAGS, CORRUPT, "0x%llx: the last-step part (0x10) needs mean (0x2) and/or max (0x8) pooling and no attention (0x4)") \
     M(MAX_INT, UNSUPPORTED, "0x%llx: max pooling (0x8) in an integer file (integer models pool the last step)") \
     M(ATTN_INT, UNSUPPORTED, "0x%llx: attention pooling (0x4) in an integer file (integer models pool the last step)") \
     M(LAST_BIDIR_ALONE, CORRUPT, "0x%llx: last-step bidirectional (0x8) without last-step (0x4)") \

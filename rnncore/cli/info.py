@@ -195,7 +195,12 @@ def describe(path: str, batches: list[int], steps: int, isa: str | None = None) 
         "output_size": engine.output_size,
         "layers": layers,
         "per_step": steps_records,
-        "last_step": ("attention" if attn is not None else "mean" if d.get("last_step_mean")
+        "last_step": ("attention" if attn is not None else "concat(" + "|".join(
+                          k for k, on in (("last", d.get("last_step_last")),
+                                          ("mean", d.get("last_step_mean")),
+                                          ("max", d.get("last_step_max"))) if on) + ")"
+                      if d.get("last_step_last") or (d.get("last_step_mean") and d.get("last_step_max"))
+                      else "mean" if d.get("last_step_mean")
                       else "max" if d.get("last_step_max")
                       else "bidirectional" if d["last_step_bidirectional"] else True)
                      if d["last_step"] else False,
@@ -258,6 +263,9 @@ def format_text(info: dict) -> str:
     if info["last_step"] == "attention":
         out.append(f"  last_step: attention over each sequence's valid steps (AttentionPool, "
                    f"{info['attention_size']} units)")
+    elif str(info["last_step"]).startswith("concat("):
+        out.append(f"  last_step: the parts {info['last_step'][6:]} side by side, each over the sequence's "
+                   "valid steps (ConcatPool)")
     elif info["last_step"] == "mean":
         out.append("  last_step: the mean over each sequence's valid steps")
     elif info["last_step"] == "max":

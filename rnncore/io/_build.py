@@ -156,6 +156,14 @@ def pool(kind: str, bidirectional: bool = False) -> Module:
     raise ValueError(f"pool: expected 'last', 'mean' or 'max', got {kind!r}")
 
 
+def concat_pool(pools: Sequence[Module]) -> Module:
+    """``rc.nn.ConcatPool(*pools)``: the poolings' outputs side by side, in order
+    (``(B, T, F) -> (B, len(pools) * F)``), like ``torch.cat([y.mean(1), y.max(1).values], 1)``."""
+    from rnncore.nn.layers import ConcatPool
+
+    return ConcatPool(*pools)
+
+
 def attention(weight: np.ndarray, bias: np.ndarray | None, score: np.ndarray,
               dtype: str = "float64") -> Module:
     """``rc.nn.AttentionPool`` with the projection ``weight (A, F)``, ``bias (A,)`` (zeros when None)

@@ -586,6 +586,52 @@ def _wiring(model) -> dict | None:
     return out
 
 
+_GLOBAL_POOLS = {"GlobalAveragePooling1D": "mean", "GlobalMaxPooling1D": "max"}
+
+
+def _plan_concat_pools(wiring: dict, objs: dict) -> dict:
+    """The ``Concatenate`` layers of a functional model that join poolings over time of one tensor,
+    ``concatenate([GlobalAveragePooling1D()(x), GlobalMaxPooling1D()(x)])``: ``{concatenate name:
+    [pooling layers, in order]}`` (imported as ``rc.nn.ConcatPool``). A ``Concatenate`` of poolings
+    of different tensors, of one pooling twice, or of a pooling read elsewhere too is refused,
+    naming it."""
+    readers: dict = {}
+    for name, srcs in wiring.items():
+        for r in srcs:
+            readers.setdefault(r[0], []).append(name)
+    plans = {}
+    for name, srcs in wiring.items():
+        layer = objs.get(name)
+        if type(layer).__name__ != "Concatenate" or not srcs:
+            continue
+        pools = [objs.get(r[0]) for r in srcs]
+        kinds = [_GLOBAL_POOLS.get(type(q).__name__) for q in pools]
+        if not any(kinds):
+            continue
+        where = f"from_keras: Concatenate {name!r} joins {_ref_names(srcs)}"
+        if not all(kinds):
+            bad = next(r[0] for r, kd in zip(srcs, kinds, strict=True) if kd is None)
+            raise ValueError(f"{where}: {bad!r} ({type(objs.get(bad)).__name__}) is not a "
+                             "GlobalAveragePooling1D / GlobalMaxPooling1D; rnncore concatenates poolings "
+                             "over time of one tensor only (rc.nn.ConcatPool)")
+        if layer.axis not in (-1, 1):
+            raise ValueError(f"{where} over axis={layer.axis}; expected the features (axis=-1)")
+        read = {tuple(wiring.get(q.name, [])) for q in pools}
+        if len(read) != 1 or len(next(iter(read))) != 1:
+            raise ValueError(f"{where}, poolings of different tensors "
+                             f"({[_ref_names(wiring.get(q.name, [])) for q in pools]}); rnncore's "
+                             "ConcatPool pools one tensor")
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"{where}: the same pooling twice ({kinds}); rnncore's ConcatPool holds each "
+                             "of mean and max once")
+        for q in pools:
+            if readers.get(q.name, []) != [name]:
+                raise ValueError(f"{where}: {q.name!r} is also read by {readers.get(q.name)}; expected the "
+                                 "poolings read by the Concatenate only")
+        plans[name] = pools
+    return plans
+
+
 _OUTPUTS = "<outputs>"
 _MERGE_LAYERS = {"Concatenate": "concat", "Add": "sum", "Average": "ave", "Multiply": "mul"}
 
@@ -779,12 +825,21 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
         plans = {x.name: p for x in layers if type(x).__name__ in _MODE or type(x).__name__ in
                  ("Bidirectional", "RNN") if (p := _plan_outputs(x, wiring, objs)) is not None}
     absorbed = {p["absorb"] for p in plans.values()}
+    concats = _plan_concat_pools(wiring, objs) if wiring is not None else {}
+    in_concat = {q.name for pools in concats.values() for q in pools}
     for i, layer in enumerate(layers):
         k = type(layer).__name__
         if wiring is not None:   # a functional model: a chain of layers, with Add residuals
             if prev is not None:
                 point[prev] = len(descr)
             srcs = wiring.get(layer.name, [])
+            if layer.name in in_concat:     # a pooling joined by a Concatenate: imported there
+                if srcs != [cur]:
+                    raise ValueError(f"from_keras: layer {layer.name!r} ({k}) reads {_ref_names(srcs)}, not "
+                                     f"the output of the layer before it ({_ref_names([cur])[0]!r})")
+                continue
+            if layer.name in concats:
+                srcs = [cur]
             prev = layer.name
             if layer.name in absorbed:  # the merge of a layer's two directions, imported with it
                 cur = (layer.name, 0)
@@ -875,6 +930,18 @@ def from_keras(model_or_path, *, dtype: str = "float64", strip_final_activation:
                 raise ValueError(f"from_keras: {k} {layer.name!r} after a mask: the lengths of the "
                                  "sequences would not follow the layer over time")
             descr += _front_layer(layer, k, features, dtype)
+        elif layer.name in concats:     # concatenate([GlobalAveragePooling1D()(x), GlobalMaxPooling1D()(x)])
+            pools = []
+            for q in concats[layer.name]:
+                qk = type(q).__name__
+                if qk == "GlobalMaxPooling1D":
+                    _global_max(q, descr, mask)
+                elif getattr(q, "data_format", "channels_last") != "channels_last" or q.keepdims:
+                    raise ValueError(f"from_keras: {q.name!r} must be channels_last with keepdims=False")
+                pools.append(_build.pool(_GLOBAL_POOLS[qk]))
+            descr.append({"kind": "module", "module": _build.concat_pool(pools),
+                          "out": None if features is None else features * len(pools)})
+            seq = False
         elif k == "GlobalAveragePooling1D":
             if getattr(layer, "data_format", "channels_last") != "channels_last":
                 raise ValueError(f"from_keras: {layer.name!r} must be channels_last")

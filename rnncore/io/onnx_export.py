@@ -503,7 +503,7 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
     def zero_f() -> str:
         return g.const("zero_f32", np.array(0, f32))
 
-    if spec.last_step and spec.last_step_mean:
+    def mean_part() -> str:
         yb = batch_major_y()
         if lengths:   # the sum over the valid steps over max(lengths, 1): zeros without a step
             s = g.one("ReduceSum", [g.one("Where", [valid_steps(), yb, zero_f()], name="mean_valid"),
@@ -516,8 +516,9 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
             ax = {"axes": [1]} if opset < 18 else {}
             ins = [yb] if opset < 18 else [yb, g.ints("axes_1", 1)]
             out = g.one("ReduceMean", ins, name="mean_pool", keepdims=0, **ax)
-        y, y_shape = out, ["batch", F_out]
-    elif spec.last_step and spec.last_step_max:
+        return out
+
+    def max_part() -> str:
         yb = batch_major_y()
         if lengths:   # past a length: -inf never wins; a sequence without a step pools zeros
             yb = g.one("Where", [valid_steps(), yb, g.const("max_masked", np.array(-np.inf, f32))],
@@ -527,26 +528,9 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
         out = g.one("ReduceMax", ins, name="max_pool", keepdims=0, **ax)                     # (B, F)
         if lengths:
             out = live_rows(out, zero_f(), 0, 2, "max_pool_live")
-        y, y_shape = out, ["batch", F_out]
-    elif spec.last_step and spec.last_step_attention is not None:
-        # e = v . tanh(W x + b) per step; a = softmax over the valid steps; pooled = sum_t a x_t
-        at = spec.last_step_attention
-        yb = batch_major_y()
-        w_t = np.ascontiguousarray(np.asarray(at["weight"], f32).T)
-        z = g.one("MatMul", [yb, g.const("attention.weight_t", w_t)], name="attention_proj")
-        u = g.one("Tanh", [g.one("Add", [z, g.const("attention.bias", np.asarray(at["bias"], f32))],
-                                 name="attention_proj_bias")], name="attention_tanh")       # (B, T, A)
-        e = g.one("MatMul", [u, g.const("attention.score", np.asarray(at["score"], f32).reshape(-1, 1))],
-                  name="attention_score")                                                   # (B, T, 1)
-        if lengths:   # past a length: no weight and a zero row (a sequence without a step pools zeros)
-            e = g.one("Where", [valid_steps(), e, g.const("attention.masked", np.array(-3e38, f32))],
-                      name="attention_score_valid")
-            yb = g.one("Where", [valid_steps(), yb, zero_f()], name="attention_rows_valid")
-        a = g.one("Softmax", [e], name="attention_weights", axis=1)
-        out = g.one("ReduceSum", [g.one("Mul", [a, yb], name="attention_weighted"), g.ints("axes_1", 1)],
-                    name="attention_pool", keepdims=0)                                      # (B, F)
-        y, y_shape = out, ["batch", F_out]
-    elif spec.last_step:
+        return out
+
+    def last_part() -> str:
         if spec.last_step_bidirectional == (last_D == 2) and not spec.post:
             # the final states are the last step: forward at lengths-1, backward at t = 0
             halves = [g.one("Gather", [Y_h, g.ints(f"direction{d}", d, scalar=True)],
@@ -573,7 +557,33 @@ def to_onnx(model: object, path: str | os.PathLike | None, *, lengths: bool = Fa
                 out = g.one("Concat", [a, b], name="last_step_bidirectional", axis=-1)
             if lengths:
                 out = live_rows(out, zero_f(), 0, 2, "last_step_live")
+        return out
+
+    if spec.last_step and spec.last_step_attention is not None:
+        # e = v . tanh(W x + b) per step; a = softmax over the valid steps; pooled = sum_t a x_t
+        at = spec.last_step_attention
+        yb = batch_major_y()
+        w_t = np.ascontiguousarray(np.asarray(at["weight"], f32).T)
+        z = g.one("MatMul", [yb, g.const("attention.weight_t", w_t)], name="attention_proj")
+        u = g.one("Tanh", [g.one("Add", [z, g.const("attention.bias", np.asarray(at["bias"], f32))],
+                                 name="attention_proj_bias")], name="attention_tanh")       # (B, T, A)
+        e = g.one("MatMul", [u, g.const("attention.score", np.asarray(at["score"], f32).reshape(-1, 1))],
+                  name="attention_score")                                                   # (B, T, 1)
+        if lengths:   # past a length: no weight and a zero row (a sequence without a step pools zeros)
+            e = g.one("Where", [valid_steps(), e, g.const("attention.masked", np.array(-3e38, f32))],
+                      name="attention_score_valid")
+            yb = g.one("Where", [valid_steps(), yb, zero_f()], name="attention_rows_valid")
+        a = g.one("Softmax", [e], name="attention_weights", axis=1)
+        out = g.one("ReduceSum", [g.one("Mul", [a, yb], name="attention_weighted"), g.ints("axes_1", 1)],
+                    name="attention_pool", keepdims=0)                                      # (B, F)
         y, y_shape = out, ["batch", F_out]
+    elif spec.last_step:   # [last | mean | max] of the parts present (ConcatPool), or one alone
+        parts = [f() for f, on in ((last_part, spec.last_step_last or not (spec.last_step_mean
+                                                                           or spec.last_step_max)),
+                                   (mean_part, spec.last_step_mean), (max_part, spec.last_step_max)) if on]
+        y = parts[0] if len(parts) == 1 else g.one("Concat", parts, name="concat_pool", axis=-1)
+        F_out *= len(parts)
+        y_shape = ["batch", F_out]
     else:
         y, y_shape = batch_major_y(), ["batch", "time", F_out]
 

@@ -21,6 +21,8 @@ A model is described by a plain ``dict`` (the *spec*)::
         "last_step_bidirectional": False,   # ... with the backward half taken at t = 0
         "last_step_mean": False,            # ... or pool the mean over the valid steps (v2 only)
         "last_step_max": False,             # ... or their maximum, feature by feature (v2 only)
+        "last_step_last": False,            # with mean and/or max: the last step too, the pooled
+                                            # row [last | mean | max] of those present (ConcatPool)
         "head": None | {"weight": (O, D), "bias": (O,), "activation": "none" | "relu" | "sigmoid"
                         | "tanh" | "softmax", "in_scale": None},
     }
@@ -956,6 +958,12 @@ def _plan(spec: dict) -> dict[str, Any]:
         _check_post_kinds(spec.get(key), key)
     post, feat = _plan_step_records(spec.get("post"), feat, precision, "post", reach)
     pool_feat = feat
+    pooled = [spec.get(k, False) for k in ("last_step_last", "last_step_mean", "last_step_max")]
+    if pooled[0] and not any(pooled[1:]):
+        raise ValueError("last_step_last: the last step as a part of [last | mean | max] needs "
+                         "last_step_mean and/or last_step_max")
+    if any(pooled[1:]):   # the pooled row: the parts [last | mean | max] present, each feat wide
+        feat *= sum(bool(p) for p in pooled)
     post_pooled, feat = _plan_step_records(spec.get("post_pooled"), feat, precision, "post_pooled")
     if post_pooled and not spec.get("last_step", False):
         raise ValueError("post_pooled: activations after last_step need last_step")
@@ -988,24 +996,27 @@ def _plan(spec: dict) -> dict[str, Any]:
     if last_bidir and not layers[-1].get("bidirectional", False):
         raise ValueError("last_step_bidirectional needs a bidirectional last layer")
     last_mean = bool(spec.get("last_step_mean", False))
+    last_max = bool(spec.get("last_step_max", False))
+    last_last = bool(spec.get("last_step_last", False))
     if last_mean and not last_step:
         raise ValueError("last_step_mean needs last_step")
-    if last_mean and last_bidir:
-        raise ValueError("last_step_mean: the mean pools every step of both directions; "
-                         "last_step_bidirectional (last-step pooling's) must be False with it")
-    last_max = bool(spec.get("last_step_max", False))
     if last_max and not last_step:
         raise ValueError("last_step_max needs last_step")
-    if last_max and (last_bidir or last_mean):
+    if last_mean and last_bidir and not last_last:
+        raise ValueError("last_step_mean: the mean pools every step of both directions; "
+                         "last_step_bidirectional (last-step pooling's) must be False with it "
+                         "(unless last_step_last)")
+    if last_max and last_bidir and not last_last:
         raise ValueError("last_step_max: the max pools every step of both directions; "
-                         "last_step_bidirectional and last_step_mean must be False with it")
+                         "last_step_bidirectional (last-step pooling's) must be False with it "
+                         "(unless last_step_last)")
     attn = _plan_attention(spec.get("last_step_attention"), pool_feat)
-    if attn is not None and (not last_step or last_bidir or last_mean or last_max):
+    if attn is not None and (not last_step or last_bidir or last_mean or last_max or last_last):
         raise ValueError("last_step_attention needs last_step, and none of last_step_bidirectional, "
-                         "last_step_mean, last_step_max")
+                         "last_step_mean, last_step_max, last_step_last")
     return {"precision": precision, "input_size": input_size, "embedding": emb_w, "layers": planned,
             "last_step": last_bidir if last_step else None, "last_step_mean": last_mean,
-            "last_step_max": last_max,
+            "last_step_max": last_max, "last_step_last": last_last,
             "last_step_attention": attn, "head": head_plan,
             "front": front, "post": post, "post_pooled": post_pooled, "mid": mid}
 
@@ -1281,6 +1292,7 @@ def _emit_v2(plan: dict) -> bytes:
                                    flags=(_C["LAST_STEP_FLAG_BIDIR"] if plan["last_step"] else 0)
                                    | (_C["LAST_STEP_FLAG_MEAN"] if plan["last_step_mean"] else 0)
                                    | (_C["LAST_STEP_FLAG_MAX"] if plan["last_step_max"] else 0)
+                                   | (_C["LAST_STEP_FLAG_LAST"] if plan["last_step_last"] else 0)
                                    | (_C["LAST_STEP_FLAG_ATTN"] if attn is not None else 0)) + tail)
     records += [_pack_step_record(r, blob) for r in plan["post_pooled"]]
     if head:
@@ -1495,6 +1507,7 @@ class _Loader:
         self.last_step: bool | None = None
         self.last_step_mean = False
         self.last_step_max = False
+        self.last_step_last = False   # with mean and/or max: the last step is a part too
         self.positions = 0   # a positions record's P (the layers step P times per step of the model)
         self.last_step_attention: dict | None = None
         self.head: dict | None = None
@@ -2444,25 +2457,31 @@ class _Loader:
             if size != want:
                 raise self.fail("size", "EXPECT", size, want)
             self.check_reserved(st, pos)
-            known = (_C["LAST_STEP_FLAG_BIDIR"] | _C["LAST_STEP_FLAG_MEAN"] | _C["LAST_STEP_FLAG_ATTN"]
-                     | _C["LAST_STEP_FLAG_MAX"])
+            mean_f, max_f, last_f = (_C["LAST_STEP_FLAG_MEAN"], _C["LAST_STEP_FLAG_MAX"],
+                                     _C["LAST_STEP_FLAG_LAST"])
+            known = _C["LAST_STEP_FLAG_BIDIR"] | mean_f | _C["LAST_STEP_FLAG_ATTN"] | max_f | last_f
             if flags & ~known:
                 raise self.fail("flags", "FLAGS", flags, known)
-            if flags & _C["LAST_STEP_FLAG_MAX"]:   # checked first, as the C loader
-                others = _C["LAST_STEP_FLAG_BIDIR"] | _C["LAST_STEP_FLAG_MEAN"] | _C["LAST_STEP_FLAG_ATTN"]
-                if flags & others:
-                    raise self.fail("flags", "MAX_FLAGS", flags)
-                if self.precision == _C_INT:
-                    raise self.fail("flags", "MAX_INT", flags)
-                self.last_step_max = True
-            if attn:
-                self.load_attention(flags, pos + st.size)
-            elif flags & _C["LAST_STEP_FLAG_MEAN"]:
-                if flags & _C["LAST_STEP_FLAG_BIDIR"]:
+            if flags & last_f and (attn or not flags & (mean_f | max_f)):   # the C loader's order
+                raise self.fail("flags", "LAST_FLAGS", flags)
+            bidir_alone = bool(flags & _C["LAST_STEP_FLAG_BIDIR"]) and not flags & last_f
+            if flags & mean_f and not attn:
+                if bidir_alone:
                     raise self.fail("flags", "MEAN_BIDIR", flags)
                 if self.precision == _C_INT:
                     raise self.fail("flags", "MEAN_INT", flags)
                 self.last_step_mean = True
+            if flags & max_f:
+                if attn or bidir_alone:
+                    raise self.fail("flags", "MAX_FLAGS", flags)
+                if self.precision == _C_INT:
+                    raise self.fail("flags", "MAX_INT", flags)
+                self.last_step_max = True
+            if self.last_step_mean or self.last_step_max:   # the parts [last | mean | max] side by side
+                self.last_step_last = bool(flags & last_f)
+                self.feat *= self.last_step_last + self.last_step_mean + self.last_step_max
+            if attn:
+                self.load_attention(flags, pos + st.size)
             self.load_last_step("flags", flags, bool(flags & _C["LAST_STEP_FLAG_BIDIR"]))
         else:  # linear (the sequence admits nothing else)
             st = LAYOUT["rec_linear"]
@@ -2704,6 +2723,7 @@ def _describe(ld: _Loader) -> dict:
                            "last_step_bidirectional": bool(ld.last_step),
                            "last_step_mean": ld.last_step_mean,
                            "last_step_max": ld.last_step_max,
+                           "last_step_last": ld.last_step_last,
                            "last_step_attention": ld.last_step_attention,
                            "positions": ld.positions or 1}
     if ld.embedding is not None:

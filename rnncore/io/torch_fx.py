@@ -244,6 +244,114 @@ def _match_attention(gm, sm):
             "torch.bmm(a.transpose(1, 2), x).squeeze(1)")
 
 
+_CATS = ("cat", "concat", "concatenate", "hstack")
+
+
+def _dead_except(node, keep) -> bool:
+    """Is ``keep`` the only user of ``node`` that is itself used (``max_pool, _ = torch.max(y, 1)``
+    leaves the indices unused)?"""
+    return all(u is keep or not u.users for u in node.users)
+
+
+def _match_pool_part(gm, p, attn: dict):
+    """One part of a concatenation as a pooling over time: ``(kind, source node, time dim, inner nodes)``
+    (``kind`` "mean", "max", "last" (``y[:, -1]`` / ``h_n[-1]``) or "last2" (``cat(h_n[-2], h_n[-1])``),
+    ``dim`` None for a final state), or the reason it is not one (a str)."""
+    import torch.fx as fx
+
+    if not isinstance(p, fx.Node):
+        return f"{p!r} is not a tensor of the model"
+    if p in attn:
+        return (f"{p.name!r} is an attention pooling; a concatenation holds last-step, mean and max "
+                "poolings only (rc.nn.ConcatPool of LastStep, MaskedMean, MaskedMax)")
+    name = _fx_name(gm, p)
+    if len(p.users) != 1:
+        return f"{p.name!r} is also read outside the concatenation"
+    if name == "mean" and p.op in ("call_function", "call_method"):
+        if set(p.kwargs) - {"dim", "keepdim"} or _fx_arg(p, 2, "keepdim", False) or len(p.args) > 3:
+            return f"{p.name!r}: mean with keepdim=True or other arguments"
+        return "mean", p.args[0], _fx_arg(p, 1, "dim"), {p}
+    if name == "amax" and p.op in ("call_function", "call_method"):
+        if set(p.kwargs) - {"dim", "keepdim"} or _fx_arg(p, 2, "keepdim", False) or len(p.args) > 3:
+            return f"{p.name!r}: amax with keepdim=True or other arguments"
+        return "max", p.args[0], _fx_arg(p, 1, "dim"), {p}
+    if (name == "getitem" and p.args[1] == 0) or (name == "getattr" and p.args[1] == "values"):
+        m = p.args[0]
+        if isinstance(m, fx.Node) and _fx_name(gm, m) == "max" and _dead_except(m, p) \
+                and not set(m.kwargs) - {"dim", "keepdim"} and len(m.args) in (1, 2, 3) \
+                and not _fx_arg(m, 2, "keepdim", False):
+            return "max", m.args[0], _fx_arg(m, 1, "dim"), {p, m}
+    if name in ("squeeze", "flatten") or (name == "getitem" and p.args[1] in (
+            (slice(None), slice(None), 0), (Ellipsis, 0))):
+        if name == "squeeze":
+            ok = _fx_arg(p, 1, "dim") in (-1, 2) and len(p.args) <= 2
+        elif name == "flatten":
+            ok = _fx_arg(p, 1, "start_dim", 0) in (1, -2) and _fx_arg(p, 2, "end_dim", -1) in (-1, 2)
+        else:
+            ok = True
+        q = p.args[0]
+        if ok and isinstance(q, fx.Node) and len(q.users) == 1:
+            kind, qname = None, _fx_name(gm, q)
+            import torch.nn.functional as F
+
+            if q.op == "call_function" and (qname == "adaptive_avg_pool1d"
+                                            or q.target is F.adaptive_max_pool1d):
+                size = _fx_arg(q, 1, "output_size")
+                if not set(q.kwargs) - {"output_size", "return_indices"} and len(q.args) <= 2 \
+                        and not q.kwargs.get("return_indices", False):
+                    kind = "mean" if qname == "adaptive_avg_pool1d" else "max"
+            elif q.op == "call_module" and type(gm.get_submodule(q.target)).__name__ in (
+                    "AdaptiveAvgPool1d", "AdaptiveMaxPool1d"):
+                m = gm.get_submodule(q.target)
+                size = m.output_size
+                kind = "mean" if type(m).__name__ == "AdaptiveAvgPool1d" else (
+                    None if m.return_indices else "max")
+            if kind is not None:
+                size = size[0] if isinstance(size, tuple | list) and len(size) == 1 else size
+                if size != 1:
+                    return f"{q.name!r}: output_size={size!r}; expected 1 (the pooling over all the steps)"
+                return kind, q.args[0], 2, {p, q}
+    if name == "getitem" and (p.args[1] == -1 or p.args[1] == (slice(None), -1)):
+        return "last", p.args[0], 0 if p.args[1] == -1 else 1, {p}
+    if name in ("cat", "concat", "concatenate") and p.op == "call_function":
+        parts = _fx_arg(p, 0, "tensors")
+        if isinstance(parts, tuple | list) and len(parts) == 2 and _fx_arg(p, 1, "dim", 0) in (-1, 1) \
+                and all(isinstance(a, fx.Node) and _fx_name(gm, a) == "getitem" and len(a.users) == 1
+                        for a in parts) \
+                and [a.args[1] for a in parts] == [-2, -1] and parts[0].args[0] is parts[1].args[0]:
+            return "last2", parts[0].args[0], None, {p, *parts}
+    return (f"{p.name!r} ({name}) is not a pooling over time that rnncore concatenates: the mean "
+            "(y.mean(1), F.adaptive_avg_pool1d(y.transpose(1, 2), 1).squeeze(-1)), the maximum "
+            "(y.max(1).values, torch.max(y, 1)[0], torch.amax(y, 1), F.adaptive_max_pool1d), the last "
+            "step (y[:, -1], h_n[-1]) or torch.cat((h_n[-2], h_n[-1]), -1)")
+
+
+def _match_concat(gm, node, attn: dict):
+    """``torch.cat([pool_1(y), pool_2(y), ...], -1)`` of poolings over time: ``(parts, inner)``, or the
+    reason it is not one (a str), or None when no part is a pooling (another concatenation)."""
+    parts = _fx_arg(node, 0, "tensors")
+    dim = _fx_arg(node, 1, "dim", 1 if _fx_name(gm, node) == "hstack" else 0)
+    if not isinstance(parts, tuple | list) or len(parts) < 2:
+        return None
+    if len(parts) == 2 and all(_fx_name(gm, p) == "getitem" for p in parts) \
+            and [p.args[1] for p in parts] == [-2, -1] and parts[0].args[0] is parts[1].args[0]:
+        return None     # torch.cat((h_n[-2], h_n[-1]), -1) alone: Tracer.cat_state
+    found = [_match_pool_part(gm, p, attn) for p in parts]
+    if all(isinstance(f, str) for f in found):
+        return None
+    import torch.fx as fx
+
+    # a part that is not a pooling is refused at the concatenation too (named in the reason)
+    inner = set().union(*(f[3] if not isinstance(f, str) else {p} if isinstance(p, fx.Node) else set()
+                          for f, p in zip(found, parts, strict=True)))
+    if set(node.kwargs) - {"dim", "tensors"} or dim not in (-1, 1):
+        return f"a concatenation of poolings over dim={dim}; expected the features (dim=1 or -1)", inner
+    bad = next((f for f in found if isinstance(f, str)), None)
+    if bad is not None:
+        return bad, inner
+    return [f[:3] + (p,) for f, p in zip(found, parts, strict=True)], inner
+
+
 class _Tracer:
     def __init__(self, module, dtype: str) -> None:
         self.root, self.dtype = module, dtype
@@ -352,6 +460,18 @@ class _Tracer:
                 else:
                     self.attn[found[0]] = found[1]
                     inner |= found[1].inner
+        self.concat, self.concat_why = {}, {}
+        for n in gm.graph.nodes:
+            if n.op == "call_function" and _fx_name(gm, n) in _CATS and n not in inner:
+                found = _match_concat(gm, n, self.attn)
+                if isinstance(found, tuple) and isinstance(found[0], str):
+                    self.concat_why[n] = found[0]       # refused at the concatenation, naming the part
+                    inner |= found[1]
+                elif isinstance(found, str):
+                    self.concat_why[n] = found
+                elif found is not None:
+                    self.concat[n] = found[0]
+                    inner |= found[1]
         live = {n for n in gm.graph.nodes if n.users or n.op == "output"}
         for node in gm.graph.nodes:
             if node not in live or node in inner:
@@ -378,7 +498,12 @@ class _Tracer:
                 if not isinstance(v, _Data) or v.pad:
                     self.refuse(node, "the output is not the data (a tuple, a state or padded data)")
                 return v
-            if self._target(node) in ("cat", "concat", "concatenate") and node.op == "call_function":
+            if node in self.concat:
+                vals[node] = self.concat_pool(node, self.concat[node], vals)
+                continue
+            if node in self.concat_why:
+                self.refuse(node, self.concat_why[node])
+            if self._target(node) in _CATS and node.op == "call_function":
                 vals[node] = self.cat_state(node, vals)
                 continue
             node_args = (self.attn[node].x,) if node in self.attn else node.args
@@ -688,6 +813,51 @@ class _Tracer:
             self.add(_build.pool("last", False))
             return _Data(("B", "F"))
         self.refuse(node, f"indexing {written!r} of {type(x).__name__.strip('_')}")
+
+    def concat_pool(self, node, parts: list, vals: dict):
+        """``torch.cat([pool_1(y), pool_2(y), ...], -1)`` of poolings over time of one tensor ``y`` (the
+        latest point of the chain): ``rc.nn.ConcatPool(pool_1, pool_2, ...)``, in the same order."""
+        pools, seen, vers = [], set(), set()
+        for kind, src, dim, part in parts:
+            v = vals.get(src)
+            if kind in ("mean", "max"):
+                self._time_dim(part, v, dim, kind)
+                pools.append(_build.pool(kind))
+            elif kind == "last" and isinstance(v, _Data):
+                self.need(part, v, "BTF" if dim == 1 else "TBF")
+                pools.append(_build.pool("last", False))
+            elif kind == "last" and isinstance(v, _State):
+                if v.rnn.bidirectional or v.part == 1 or (v.part is None and type(v.rnn).__name__ == "LSTM"):
+                    self.refuse(part, "only h_n[-1] of a one-direction layer is understood in a "
+                                      "concatenation (its last step), or torch.cat((h_n[-2], h_n[-1]), -1) "
+                                      "of a bidirectional one")
+                pools.append(_build.pool("last", False))
+            elif kind == "last2" and isinstance(v, _State) and v.rnn.bidirectional and v.part != 1 and not (
+                    v.part is None and type(v.rnn).__name__ == "LSTM"):
+                pools.append(_build.pool("last", True))
+            else:
+                self.refuse(part, f"a pooling of {type(v).__name__.strip('_') if v is not None else src!r} "
+                                  "in a concatenation; expected the outputs or the final state of the last "
+                                  "recurrent layer")
+            key = (kind, getattr(pools[-1], "bidirectional", False))
+            if key[0] == "last" or key[0] == "last2":
+                key = ("last",)
+            if key in seen:
+                self.refuse(node, f"concatenates the same pooling twice ({part.name!r}: {kind}); "
+                                  "rnncore's ConcatPool holds each of last step, mean and max once")
+            seen.add(key)
+            vers.add(getattr(v, "ver", None))
+        if len(vers) != 1 or vers != {self.cur}:
+            self.refuse(node, "concatenates poolings of different tensors "
+                              f"({', '.join(repr(p[1].name) for p in parts)}); rnncore's ConcatPool pools "
+                              "one tensor, the output of the latest layer")
+        self.add(_build.concat_pool(pools))
+        out = _Data(("B", "F"))
+        self.next_ver += 1
+        self.cur = self.next_ver
+        self.points[self.cur] = len(self.modules)
+        out.ver = self.cur
+        return out
 
     def cat_state(self, node, vals: dict):
         """``torch.cat((h_n[-2], h_n[-1]), -1)`` of a bidirectional layer: the forward direction's

@@ -13,6 +13,7 @@ from rnncore.nn.conv2d import AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, M
 from rnncore.nn.history import CSVLogger
 from rnncore.nn.layers import (
     AttentionPool,
+    ConcatPool,
     Dropout,
     Embedding,
     LastStep,
@@ -52,7 +53,7 @@ from rnncore.nn.recurrent import GRU, LSTM, RNN
 
 __all__ = ["Module", "RNN", "GRU", "LSTM"]
 __all__ += ["Linear", "Embedding", "Dropout", "Sequential"]
-__all__ += ["LastStep", "MaskedMean", "MaskedMax", "AttentionPool"]
+__all__ += ["LastStep", "MaskedMean", "MaskedMax", "AttentionPool", "ConcatPool"]
 __all__ += ["CrossEntropy", "BCEWithLogits", "MSE", "MAE", "CTC"]
 __all__ += ["SGD", "Adam", "AdamW", "clip_grad_norm_", "CSVLogger"]
 __all__ += ["LayerNormGRU", "LayerNormLSTM"]

@@ -435,6 +435,58 @@ class AttentionPool(_Pool):
         return dx
 
 
+class ConcatPool(_Pool):
+    """Concatenation of poolings over time, feature-wise (the classifier head of Kaggle's
+    ``torch.cat([y.mean(1), y.max(1).values], 1)``, fastai's ``masked_concat_pool`` and Keras
+    ``concatenate([GlobalAveragePooling1D()(x), GlobalMaxPooling1D()(x)])``).
+
+    ``y = [p_1(x, lengths) | p_2(x, lengths) | ... | p_K(x, lengths)]`` along the last axis,
+    each ``p_k`` a :class:`LastStep` (bidirectional or not), :class:`MaskedMean` or
+    :class:`MaskedMax`, in the order given. The backward is the sum of each pool's backward
+    on its slice of ``dy``: ``dx = sum_k p_k.backward(dy[:, (k-1) F : k F])``.
+
+    Shapes: ``x (B, T, F) -> y (B, K * F)`` with ``K = len(pools)``.
+    """
+
+    def __init__(self, *pools: _Pool) -> None:
+        super().__init__()
+        if len(pools) == 1 and isinstance(pools[0], list | tuple):
+            pools = tuple(pools[0])
+        if not pools:
+            raise ValueError("pools: expected at least one LastStep, MaskedMean or MaskedMax, got none")
+        for i, p in enumerate(pools):
+            if isinstance(p, AttentionPool):
+                raise TypeError(f"pools[{i}]: AttentionPool is not supported inside ConcatPool "
+                                "(expected LastStep, MaskedMean or MaskedMax)")
+            if not isinstance(p, LastStep | MaskedMean | MaskedMax):
+                raise TypeError(f"pools[{i}]: expected a LastStep, MaskedMean or MaskedMax, "
+                                f"got {type(p).__name__}")
+            if any(p is q for q in pools[:i]):
+                raise ValueError(f"pools[{i}]: the same {type(p).__name__} instance is given twice "
+                                 "(its backward cache would be shared); pass a new instance")
+        self.pools: tuple[_Pool, ...] = tuple(pools)
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return ", ".join(repr(p) for p in self.pools)
+
+    def forward(self, x: np.ndarray, lengths=None, train: bool = False, *, mask=None) -> np.ndarray:
+        x, lengths = self._prepare(x, lengths, mask)
+        parts = [p.forward(x, lengths, train=train) for p in self.pools]   # K x (B, F)
+        y = np.concatenate(parts, axis=-1)                                 # (B, K F)
+        self._cache = (x.shape, y.dtype) if train else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        _need(self._cache, "ConcatPool")
+        (B, _, F), dtype = self._cache
+        dy = _check_dy(dy, (B, len(self.pools) * F), dtype, "ConcatPool")
+        dx = self.pools[0].backward(dy[:, :F])
+        for k, p in enumerate(self.pools[1:], start=1):
+            dx = dx + p.backward(dy[:, k * F:(k + 1) * F])
+        return dx
+
+
 # -- Sequential --------------------------------------------------------------------------
 class Sequential(Module):
     """Chain of modules; ``state_dict`` keys are prefixed by position (``"0.weight_ih_l0"``,

@@ -145,6 +145,8 @@ class QModel:
     last_step_mean: bool = False
     #: with ``last_step``: the pooling is the maximum over the valid steps (``rc.nn.MaskedMax``)
     last_step_max: bool = False
+    #: with mean and/or max: the last step too, the pooled row ``[last | mean | max]`` (ConcatPool)
+    last_step_last: bool = False
     #: the per-step records between recurrent layers: ``mid[l]`` on layer ``l``'s output
     mid: list = field(default_factory=list)
     #: with ``last_step``: the pooling is attention over the valid steps (``rc.nn.AttentionPool``):
@@ -157,7 +159,7 @@ class QModel:
         head = None if self.head is None else (np.shape(self.head.w.q), self.head.activation)
         scales = "static" if any(layer.x_scale is not None for layer in self.layers) else "dynamic"
         stack = stack_text(self.embedding, self.layers, self.last_step, head, self.last_step_mean,
-                           self.last_step_attention, self.last_step_max)
+                           self.last_step_attention, self.last_step_max, self.last_step_last)
         return (f"QModel({stack}, int8 weights, "
                 f"{scales} activation scales)")
 
@@ -212,6 +214,7 @@ def quantize_model(spec: ModelSpec, calibration: Calibration | None = None,
     emb = None if spec.embedding is None else np.asarray(spec.embedding, F32)
     return QModel(layers, emb, spec.last_step, head, spec.last_step_bidirectional,
                   last_step_mean=spec.last_step_mean, last_step_max=spec.last_step_max,
+                  last_step_last=spec.last_step_last,
                   last_step_attention=None if spec.last_step_attention is None else {
                       k: np.asarray(v, F32) for k, v in spec.last_step_attention.items()})
 
@@ -789,40 +792,36 @@ def forward(model, X: np.ndarray, lengths=None, state=None, dtype=np.float64, re
         if record is not None:
             record("head", None, None, pooled, lengths > 0)
         return _head(model, pooled, dt), final
-    if model.last_step and getattr(model, "last_step_mean", False):
-        # the mean over the valid steps (docs/equations.md, "Mean pooling"): the sum in step order
-        # in the model's dtype (float32: what the C core adds), then one division by the count;
-        # a sequence without a step pools zeros
-        acc = np.zeros((bsz, x.shape[2]), dt)
-        for t in range(steps):
-            acc = np.where(valid[:, t, None], acc + x[:, t], acc)
-        count = np.maximum(lengths, 1).astype(dt)[:, None]
-        pooled = np.where((lengths > 0)[:, None], acc / count, 0).astype(dt)
-        pooled = _steps(model, "post_pooled", pooled, per_step_float)
-        if record is not None:
-            record("head", None, None, pooled, lengths > 0)
-        return _head(model, pooled, dt), final
-    if model.last_step and getattr(model, "last_step_max", False):
-        # the maximum over the valid steps (docs/equations.md, "Max pooling"): the first step's row,
-        # then a step's value where it is greater (a tie keeps the earlier step's, as np.argmax and
-        # the C core); a sequence without a step pools zeros
-        acc = np.zeros((bsz, x.shape[2]), dt)
-        for t in range(steps):
-            acc = np.where(valid[:, t, None] & ((t == 0) | (x[:, t] > acc)), x[:, t], acc)
-        pooled = np.where((lengths > 0)[:, None], acc, 0).astype(dt)
-        pooled = _steps(model, "post_pooled", pooled, per_step_float)
-        if record is not None:
-            record("head", None, None, pooled, lengths > 0)
-        return _head(model, pooled, dt), final
     if model.last_step:
-        idx = np.clip(lengths - 1, 0, None)
-        if steps == 0:   # a front-end that left no step: every sequence pools a zero vector
-            x = np.zeros((bsz, 1, x.shape[2]), x.dtype)
-        pooled = x[np.arange(bsz), idx]
-        if model.last_step_bidirectional:
-            half = x.shape[2] // 2
-            pooled[:, half:] = x[:, 0, half:]
-        pooled = np.where((lengths > 0)[:, None], pooled, 0)
+        mean, maxp = getattr(model, "last_step_mean", False), getattr(model, "last_step_max", False)
+        # the parts [last | mean | max] of those present (ConcatPool; one of them alone otherwise)
+        parts = []
+        if getattr(model, "last_step_last", False) or not (mean or maxp):
+            idx = np.clip(lengths - 1, 0, None)
+            xs = x if steps else np.zeros((bsz, 1, x.shape[2]), x.dtype)   # no step: zeros
+            last = xs[np.arange(bsz), idx]
+            if model.last_step_bidirectional:
+                half = x.shape[2] // 2
+                last[:, half:] = xs[:, 0, half:]
+            parts.append(last)
+        if mean:
+            # the mean over the valid steps (docs/equations.md, "Mean pooling"): the sum in step order
+            # in the model's dtype (float32: what the C core adds), then one division by the count
+            acc = np.zeros((bsz, x.shape[2]), dt)
+            for t in range(steps):
+                acc = np.where(valid[:, t, None], acc + x[:, t], acc)
+            count = np.maximum(lengths, 1).astype(dt)[:, None]
+            parts.append(acc / count)
+        if maxp:
+            # the maximum over the valid steps (docs/equations.md, "Max pooling"): the first step's
+            # row, then a step's value where it is greater (a tie keeps the earlier step's, as
+            # np.argmax and the C core)
+            acc = np.zeros((bsz, x.shape[2]), dt)
+            for t in range(steps):
+                acc = np.where(valid[:, t, None] & ((t == 0) | (x[:, t] > acc)), x[:, t], acc)
+            parts.append(acc)
+        pooled = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        pooled = np.where((lengths > 0)[:, None], pooled, 0).astype(dt)   # no step: a zero vector
         pooled = _steps(model, "post_pooled", pooled, per_step_float)
         if record is not None:
             record("head", None, None, pooled, lengths > 0)
@@ -945,5 +944,6 @@ def qmodel_from_rnc(d: dict) -> QModel:
                   qhead, bool(d.get("last_step_bidirectional")), list(d.get("front") or []),
                   list(d.get("post") or []), list(d.get("post_pooled") or []),
                   last_step_mean=bool(d.get("last_step_mean")), last_step_max=bool(d.get("last_step_max")),
+                  last_step_last=bool(d.get("last_step_last")),
                   last_step_attention=d.get("last_step_attention"), mid=[list(m) for m in d.get("mid") or []],
                   positions=int(d.get("positions") or 1))

@@ -498,6 +498,7 @@ class _SeqLower:
         self.dirax = {}           # a recurrent output's direction-axis id -> (layer, D, H, hidden axis)
         self.kept = {}            # the size-1 axis id a max over time kept (keepdims=1) -> its step
         self.nodes_read = 0       # the graph's nodes followed so far
+        self.producer = {}        # a tensor -> the step that wrote it
 
     def refuse(self, why: str, what: str = "import the part the chain covers with from_onnx(path, "
                                             "inputs=[...], outputs=[...]) and run the rest in NumPy"):
@@ -721,7 +722,7 @@ class _SeqLower:
                 self.ops.append(("pool", LastStep(), s))
                 return {"k": "data", "axes": x["axes"][:k] + x["axes"][k + 1:]}
             if part["layer"] not in (None, self.nrec - 1) or not rec_axes or not self.ops \
-                    or self.ops[-1][0] != "rec":
+                    or (self.ops[-1][0] != "rec" and not self.pools_of_last_rec()):
                 self.refuse("takes one time step of data that is not the last recurrent layer's output: "
                             "the C engine pools (LastStep) right after the last recurrent layer")
             axes = x["axes"][:k] + ([] if squeeze else [("f", 1, self.fid())]) + x["axes"][k + 1:]
@@ -740,6 +741,11 @@ class _SeqLower:
         bidirectional layer is refused."""
         from rnncore.nn.layers import LastStep
 
+        if self.pools_of_last_rec():     # y[:, -1] next to y.mean(1) ...: a Concat of them only
+            pooled = [op[2].name for op in self.ops[self.last_rec() + 1:]]
+            self.step = self.producer.get(name, self.step)
+            self.refuse(f"reads the last step of a recurrent output also pooled over time by {pooled}: "
+                        "expected them joined by one Concat over the features (rc.nn.ConcatPool)")
         if v["dir"] is None and v["t"] == "last" and not any(a[0] == "f" and a[1] == 1 for a in v["axes"]):
             self.ops.append(("pool", LastStep(), self.step))
             self.op_in.append(self.at.get(name, -1))
@@ -780,6 +786,8 @@ class _SeqLower:
         (``LastStep(bidirectional=True)``, Keras' ``Bidirectional`` without ``return_sequences``)."""
         from rnncore.nn.layers import LastStep
 
+        if any(self.val.get(i, {}).get("k") == "data" for i in s.inputs):
+            return self.concat_pools(s, a)
         parts = [self.get(i, ("part",)) for i in s.inputs]
         n = len(parts[0]["axes"])
         ax = int(a.get("axis", 0)) % n
@@ -801,6 +809,86 @@ class _SeqLower:
             return out
         self.ops.append(("pool", LastStep(bidirectional=bool(D == 2 and ts[1] == "first")), s))
         return out
+
+    def pools_of_last_rec(self) -> bool:
+        """Are the ops after the last recurrent layer poolings of its output alone (the parts of a
+        concatenation still to come)?"""
+        k = self.last_rec()
+        after = self.ops[k + 1:]
+        return k >= 0 and self.ops[k][0] == "rec" and bool(after) and all(
+            op[0] == "pool" and self.op_in[k + 1 + j] == k + 1 for j, op in enumerate(after))
+
+    _CONCAT_FORMS = ("ReduceMean / ReduceMax over time (keepdims=0, or 1 then Squeeze / Flatten / "
+                     "Reshape), GlobalMaxPool then Squeeze / Flatten, or the last step (Gather of index -1 "
+                     "over time)")
+
+    def concat_pools(self, s, a) -> dict:
+        """``Concat`` over the features of poolings over time of the last recurrent layer's output
+        (``torch.cat([y.mean(1), y.max(1).values, y[:, -1]], 1)`` exported): the poolings, the last
+        ops of the chain, each reading that output, become one ``rc.nn.ConcatPool`` in the Concat's
+        order."""
+        from rnncore.nn.layers import ConcatPool, LastStep, MaskedMax, MaskedMean
+
+        k_rec = self.last_rec()
+        if k_rec < 0 or self.ops[k_rec][0] != "rec":
+            self.refuse("concatenates data that is not pooled from a recurrent layer's output: expected "
+                        f"poolings of the last recurrent layer's output, each {self._CONCAT_FORMS}")
+        lo = len(self.ops)      # the poolings: the last ops (after per-step layers of the output, if any)
+        while lo > k_rec + 1 and self.ops[lo - 1][0] == "pool":
+            lo -= 1
+        pools, used, axes = [], set(), []
+        for name in s.inputs:
+            v = self.val.get(name, {})
+            if v.get("k") == "part":
+                if lo != k_rec + 1:
+                    self.refuse(f"concatenates {name!r}, the last step of the recurrent output, with "
+                                "poolings of per-step layers after it: expected poolings of one tensor")
+                if v["dir"] is not None or v["t"] != "last" or v["layer"] != self.nrec - 1 \
+                        or any(x[0] == "f" and x[1] == 1 for x in v["axes"]):
+                    self.refuse(f"concatenates {name!r}, a part of a recurrent output other than its last "
+                                "step (of every direction)")
+                pools.append(LastStep())
+                axes.append(v["axes"])
+                continue
+            if v.get("k") != "data":
+                self.refuse(f"concatenates {name!r}, a {v.get('k', 'untracked')} value, with pooled data")
+            st, seen = self.producer.get(name), 0
+            while st is not None and st.op in ("Squeeze", "Flatten", "Reshape", "Identity") and seen < 4:
+                st, seen = self.producer.get(st.inputs[0]), seen + 1
+            k = next((j for j in range(k_rec + 1, len(self.ops)) if self.ops[j][2] is st), None)
+            m = self.ops[k][1] if k is not None else None
+            if k is None or self.ops[k][0] != "pool" or type(m) not in (MaskedMean, MaskedMax, LastStep) \
+                    or getattr(m, "bidirectional", False):
+                what = f"{st.name!r} ({st.op})" if st is not None else repr(name)
+                if k is not None and type(self.ops[k][1]).__name__ == "AttentionPool":
+                    self.refuse(f"concatenates {what}, an attention pooling: rc.nn.ConcatPool holds "
+                                "last-step, mean and max poolings only")
+                self.refuse(f"concatenates {what}, which is not a pooling over time of the last recurrent "
+                            f"layer's output; expected {self._CONCAT_FORMS}")
+            if k in used:
+                self.refuse(f"concatenates the output of {st.name!r} twice")
+            used.add(k)
+            pools.append(type(self.ops[k][1])())
+            axes.append(v["axes"])
+        if used != set(range(lo, len(self.ops))) or any(self.op_in[j] != lo for j in used):
+            other = [op[2].name for j, op in enumerate(self.ops[lo:], lo) if j not in used]
+            self.refuse("concatenates poolings of different tensors, or other layers come between "
+                        f"({other or 'a pooling of another point of the chain'}): expected poolings of the "
+                        "last recurrent layer's output only")
+        kinds = [type(p).__name__ for p in pools]
+        if len(set(kinds)) != len(kinds):
+            self.refuse(f"concatenates the same pooling twice ({kinds}): rnncore's ConcatPool holds each of "
+                        "LastStep, MaskedMean and MaskedMax once")
+        n = len(axes[0])
+        if int(a.get("axis", 0)) % n != n - 1 or n != 2 or any(
+                [x[:2] for x in ax] != [x[:2] for x in axes[0]] for ax in axes) \
+                or axes[0][0][0] != "s" or axes[0][1][0] != "f":
+            self.refuse(f"concatenates pooled data along axis {a.get('axis', 0)}: expected (batch, features) "
+                        "values of one shape joined along the features (the last axis)")
+        del self.ops[lo:], self.op_in[lo:]
+        self.ops.append(("pool", ConcatPool(*pools), s))
+        self.op_in.append(lo)
+        return {"k": "data", "axes": [axes[0][0], ("f", len(pools) * axes[0][1][1], self.fid())]}
 
     def merge(self, s, op: str) -> dict:
         """``Add`` / ``Mul`` of the two directions of one bidirectional layer (Keras
@@ -1116,6 +1204,9 @@ class _SeqLower:
     def node(self, s) -> None:
         self._node(s)
         self.nodes_read += 1
+        for o in s.outputs:
+            if o:
+                self.producer[o] = s
         while len(self.op_in) < len(self.ops):      # op k reads the point of the node's input
             self.op_in.append(self.at.get(s.inputs[0], -1))
         for o in s.outputs[:1]:
