@@ -76,8 +76,8 @@ cdef extern from "rnncore.h" nogil:
         size_t flush_steps
         uint32_t last_step_mean
         uint32_t last_step_attention
-        uint32_t last_step_last
         uint32_t last_step_max
+        uint32_t last_step_last
 
     ctypedef struct rnc_layer_info:
         uint32_t kind

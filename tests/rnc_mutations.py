@@ -73,6 +73,8 @@ SEEDS: dict[str, tuple[dict, int]] = {
     # appended last: the seeds before it keep their generators (default_rng(100 + i))
     "lstm_q8_max_head_v2": (dict(kind="lstm", sizes=[3, 4], precision="q8", last_step=True, last_max=True,
                                  head=2), 2),
+    "gru_q8_concat_head_v2": (dict(kind="gru", sizes=[3, 4], precision="q8", last_step=True, last_mean=True,
+                                   last_max=True, last_last=True, head=2), 2),
 }
 
 U32_EDGES = (0, 1, 2, 3, 4, 5, 7, 8, 16, 17, 63, 64, 65, 127, 128, 255, 0x100, 0xFFFF, 0x10000,

@@ -25,6 +25,7 @@ import sys
 import numpy as np
 import pytest
 from _helpers import fix_crc, randn32, record_at
+from export_c_run import exported_outputs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -346,3 +347,14 @@ def test_to_onnx_exports_a_concat_of_the_poolings(order, bidirectional):
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"x": X, "lengths": lengths})[0]
     np.testing.assert_allclose(got, _torch_twin(m, order)(X, lengths.astype(np.int64)), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_export_c_steps_the_running_parts_and_runs_the_pooled_ones(tmp_path, precision):
+    e = rc.compile(concat_model(("max", "last", "mean"), seed=19), precision=precision)
+    X = randn32((6, 6), seed=20)
+    out = exported_outputs(tmp_path, e.data, X, "concat")
+    assert out["run"].shape == (1, 3) and out["step"].shape == (6, 3)
+    want = np.concatenate([e.run(X[None, :t + 1]) for t in range(6)])
+    np.testing.assert_allclose(out["step"], want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out["run"], want[-1:], rtol=0, atol=1e-6)

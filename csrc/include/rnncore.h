@@ -288,9 +288,7 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
                                      pooling's running maxima and seen flag) */
     uint32_t last_step_mean;      /* the pooling record is the mean over the valid steps */
     uint32_t last_step_max;       /* ... and/or the maximum over them (its row at max_off) */
-    uint32_t last_step_last;      /* with mean and/or max: the last step too, [last | mean | max] */
     size_t mean_w, mean_off;      /* its features; the sum's offset in each win row (count after) */
-    size_t max_off;               /* the max's running maxima in each win row (seen flag after) */
     size_t fft_floats;            /* log_mel by FFT: its twiddles in a state's work (rnc_state_init) */
     size_t res_floats;            /* residual records' saved inputs per row (their features) */
     size_t xres_floats;           /* the same for residuals whose span crosses a recurrent record */
@@ -310,6 +308,8 @@ typedef struct rnc_model {   /* caller-owned; fields are private, use the functi
     uint32_t magic_ok;
     uint32_t attn, attn_a;        /* the pooling record is attention (attnpool), of attn_a units, */
     const float *attn_w, *attn_b, *attn_v; /* over mean_w features from mean_off (acc, max, sum) */
+    uint32_t last_step_last;      /* with mean and/or max: the last step too, [last | mean | max] */
+    size_t max_off;               /* the max's running maxima in each win row (seen flag after) */
 } rnc_model;
 
 typedef struct rnc_model_info {
@@ -335,10 +335,10 @@ typedef struct rnc_model_info {
                                 (and rnc_step the mean over the stream's steps since its reset) */
     uint32_t last_step_attention; /* with last_step: run() pools attention over each sequence's valid
                                 steps (AttentionPool; rnc_step over the stream's steps since its reset) */
-    uint32_t last_step_last; /* with last_step_mean and/or last_step_max: the pooled row is [last | mean
-                                | max] of those present (rnncore.nn.ConcatPool), output_size = parts x F */
     uint32_t last_step_max;  /* with last_step: run() pools the maximum over each sequence's valid steps
                                 (MaskedMax; rnc_step over the stream's steps since its reset) */
+    uint32_t last_step_last; /* with last_step_mean and/or last_step_max: the pooled row is [last | mean
+                                | max] of those present (rnncore.nn.ConcatPool), output_size = parts x F */
 } rnc_model_info;
 
 typedef struct rnc_layer_info {

@@ -320,6 +320,7 @@ rnc_status rnc_model_get_info(const rnc_model *m, rnc_model_info *info)
     info->last_step_max = m->last_step_max;
 #else
     info->last_step_max = 0;
+    info->last_step_last = 0;
 #endif
 #if !defined(RNC_NO_ATTN)
     info->last_step_attention = m->attn;

@@ -106,7 +106,7 @@ def float_spec(d: dict) -> ModelSpec:
 def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="tanh", reset_after=True,
               head=None, head_act="none", embedding=None, last_step=False, last_bidir=False,
               scales=None, options=None, bounded=False, front=False, last_mean=False, resid=False,
-              last_attn=None, last_max=False):
+              last_attn=None, last_max=False, last_last=False):
     """bounded: the bounded state scale 1/127 (state_scale="bounded") on every state, every layer
     input but the first (dynamic, or scales[0]) and the head input. front: per-step records before
     the layers (frame_conv with groups and reflect padding, magnitude, relu, layer_norm, a dilated
@@ -120,7 +120,8 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
     the features, Keras Bidirectional merge_mode "mul") before the layers (2 sizes[0] features in),
     between each two of them and after the last. last_mean: with last_step, the mean pooling (format
     version 2); last_attn: with last_step, attention pooling of that many units (format version 2);
-    last_max: with last_step, the max pooling (format version 2).
+    last_max: with last_step, the max pooling (format version 2). last_last: with last_mean and/or
+    last_max, the last step as a part too (the pooled row [last | mean | max], rc.nn.ConcatPool).
     resid: residuals around the recurrent layers (their span crosses the recurrent
     record; every layer as wide as its input): y = x + layer(x) between the layers, and after the
     last relu(layer(x)) plus the input of the record before the last layer (the front-end's last
@@ -254,7 +255,9 @@ def make_spec(rng, kind, sizes, precision, bidirectional=False, nonlinearity="ta
             "input_size": 32 if front == "kws" else 512 if front == "kws512" else 2 * sizes[0]
             if front == "mul" else 16 if front else sizes[0],
             "last_step": last_step, "last_step_bidirectional": last_bidir, "last_step_mean": last_mean,
-            "last_step_max": last_max}
+            "last_step_max": last_max, "last_step_last": last_last}
+    if last_step and (last_mean or last_max):   # the pooled row: [last | mean | max] of those present
+        feat *= int(last_last) + int(last_mean) + int(last_max)
     if last_attn:
         spec["last_step_attention"] = {"weight": (rng.standard_normal((last_attn, feat)) * 0.5).astype(F32),
                                        "bias": (rng.standard_normal(last_attn) * 0.1).astype(F32),
