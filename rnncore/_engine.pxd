@@ -52,6 +52,7 @@ cdef extern from "rnncore.h" nogil:
 
     ctypedef struct rnc_model:
         rnc_plan plan
+        size_t mean_w
         uint32_t strided
         size_t flush
         uint32_t seq_norm

@@ -460,7 +460,10 @@ cdef class Stream:
     def _mean_full(self, size_t steps) -> bool:
         """Some row's mean pooling count plus ``steps`` passes 2**24 (``rnc_step``/``rnc_run``'s
         RNC_E_STATE for it)."""
-        counts = self.raw_window().reshape(self.batch, -1)[:, -1]
+        rows = self.raw_window().reshape(self.batch, -1)
+        # the count ends the mean's row: the last float, or before the max's row (maxima, seen flag)
+        cdef Py_ssize_t at = -(<Py_ssize_t>self.model.m.mean_w + 2) if self.model.info.last_step_max else -1
+        counts = rows[:, at]
         return bool((counts.astype(np.float64) + steps > 16777216.0).any())
 
     def _nonfinite_error(self, str who):

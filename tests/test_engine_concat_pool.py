@@ -235,6 +235,27 @@ def test_step_is_the_run_of_the_steps_so_far_and_the_state_saves_and_restores(pr
         assert all(not fresh[k].any() for k in keys - {"recurrent"})
 
 
+def test_state_assignment_checks_both_parts_and_the_mean_count_limit():
+    e = rc.compile(concat_model(("max", "mean"), seed=12))
+    st_ = e.stream(2)
+    st_.step(randn32((2, 6), seed=13))
+    s = st_.state
+    with pytest.raises(ValueError, match=r"expected the keys 'recurrent' and 'mean_sum' and 'mean_steps' and "
+                                         r"'max_value' and 'max_seen'"):
+        st_.state = {"recurrent": s["recurrent"], "mean_sum": s["mean_sum"], "mean_steps": s["mean_steps"]}
+    with pytest.raises(ValueError, match=r"state\['max_value'\]: expected shape \(2, 8\), got \(2, 7\)"):
+        st_.state = {**s, "max_value": s["max_value"][:, :7]}
+    with pytest.raises(ValueError, match=r"state\['max_seen'\]: expected values in \[0, 1\]"):
+        st_.state = {**s, "max_seen": np.array([0, 2])}
+    # the mean's count sits before the max's row: at 2^24 steps the step is refused and named
+    st_.state = {**s, "mean_steps": np.array([1, 1 << 24])}
+    with pytest.raises(ValueError, match=r"step: the mean pooling has counted 2\*\*24 steps"):
+        st_.step(randn32((2, 6), seed=14))
+    st_.state = s
+    for k in s:
+        np.testing.assert_array_equal(st_.state[k], s[k])
+
+
 # -- compile: what is refused, by name -------------------------------------------------------------
 def test_compile_refuses_what_the_engine_does_not_compute():
     with pytest.raises(ValueError, match=r"module '1' \(ConcatPool\) has MaskedMean twice \(pools\[0\] and "
