@@ -1691,6 +1691,16 @@ class _SeqLower:
         recs = [k for k, op in enumerate(ops) if op[0] in ("rec", "rres")]
         if not recs:
             raise _Refused("rc.compile(OnnxGraph): the graph has no recurrent layer")
+        for k, (kind, m, s) in enumerate(ops):
+            order = [type(p).__name__ for p in getattr(m, "pools", ())] if kind == "pool" else []
+            rank = {"LastStep": 0, "MaskedMean": 1, "MaskedMax": 2}
+            nxt = next((op[0] for op in ops[k + 1:] if op[0] != "act"), None)
+            if order and order != sorted(order, key=rank.get) and nxt != "linear":
+                self.step = s
+                self.refuse(f"concatenates the poolings in the order {order} with no Linear after them: the "
+                            "C engine computes [last | mean | max] and permutes the next Linear's input "
+                            "columns for another order",
+                            "concatenate them in the order LastStep, mean, max, or put a Linear after them")
         out, pending = [], None
         for k, (kind, m, s) in enumerate(ops):
             self.step = s
