@@ -714,6 +714,13 @@ class _SeqLower:
         if A[0] == "s" and A[1] == (self.tsym,) and part["t"] is None and (first or last) and n >= 2:
             rec_axes = [r for r in self.dirax.values() if r[0] == self.nrec - 1]
             after = [op[0] for op in self.ops[self.last_rec() + 1:]] if self.nrec else ["none"]
+            # poolings of this same data already taken (the parts of a Concat to come) may stand after them
+            p0 = len(self.ops)
+            while p0 > self.last_rec() + 1 and self.ops[p0 - 1][0] == "pool":
+                p0 -= 1
+            here = self.at.get(s.inputs[0], -2)
+            if p0 < len(self.ops) and all(self.op_in[j] == here == p0 for j in range(p0, len(self.ops))):
+                after = after[:len(after) - (len(self.ops) - p0)]
             if last and squeeze and x["k"] == "data" and after and set(after) <= {"act", "linear", "res"}:
                 # the last step of per-step layers of the last recurrent layer's output: LastStep()
                 # after them (a per-step function of the last step is the last step of its sequence)
@@ -1691,6 +1698,20 @@ class _SeqLower:
         recs = [k for k, op in enumerate(ops) if op[0] in ("rec", "rres")]
         if not recs:
             raise _Refused("rc.compile(OnnxGraph): the graph has no recurrent layer")
+        for k, (kind, m, s) in enumerate(ops):
+            if kind == "pool" and k and ops[k - 1][0] == "pool":
+                self.step = s
+                self.refuse(f"pools data already pooled by {ops[k - 1][2].name!r} ({ops[k - 1][2].op}), or "
+                            "the same output a second time without a Concat joining the two")
+            order = [type(p).__name__ for p in getattr(m, "pools", ())] if kind == "pool" else []
+            rank = {"LastStep": 0, "MaskedMean": 1, "MaskedMax": 2}
+            nxt = next((op[0] for op in ops[k + 1:] if op[0] != "act"), None)
+            if order and order != sorted(order, key=rank.get) and nxt != "linear":
+                self.step = s
+                self.refuse(f"concatenates the poolings in the order {order} with no Linear after them: the "
+                            "C engine computes [last | mean | max] and permutes the next Linear's input "
+                            "columns for another order",
+                            "concatenate them in the order LastStep, mean, max, or put a Linear after them")
         out, pending = [], None
         for k, (kind, m, s) in enumerate(ops):
             self.step = s
