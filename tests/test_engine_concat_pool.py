@@ -129,6 +129,42 @@ def test_bidirectional_lstm_matches_torch_f32_and_q8_the_spec(order):
         np.testing.assert_array_equal(e.run(X, lengths), ref, err_msg=isa)
 
 
+@pytest.mark.parametrize("order", [("max", "mean"), ("last", "mean", "max")])
+def test_per_step_layers_before_the_pooling(order):
+    """``GRU > Linear > ReLU > ConcatPool > Linear``: the Linear right after the recurrent layer is a
+    per-step record (not the head) once a pooling follows it, as for a single pooling; f32 against
+    PyTorch, q8 against the NumPy q8 spec on every ISA path."""
+    import torch
+
+    H, P = 8, 5
+    pools = [POOLS[p]() for p in order]
+    m = nn.Sequential(nn.GRU(6, H, seed=11), nn.Linear(H, P, seed=12), nn.ReLU(), nn.ConcatPool(*pools),
+                      nn.Linear(len(order) * P, 3, seed=13))
+    e = rc.compile(m)
+    assert e.describe().startswith("gru(8) > frame_conv > pointwise > concat_pool(")
+    X, lengths = randn32((3, 7, 6), seed=14), np.array([7, 2, 5])
+    rnn = torch.nn.GRU(6, H, batch_first=True)
+    rnn.load_state_dict({k: torch.tensor(np.asarray(v, np.float32)) for k, v in m[0].state_dict().items()})
+    lins = []
+    for lin in (m[1], m[4]):
+        t = torch.nn.Linear(lin.in_features, lin.out_features)
+        t.load_state_dict({k: torch.tensor(np.asarray(v, np.float32)) for k, v in lin.state_dict().items()})
+        lins.append(t)
+    with torch.no_grad():
+        x, n = torch.as_tensor(X), torch.as_tensor(lengths)
+        z = torch.relu(lins[0](rnn(x)[0]))
+        mask = (torch.arange(7)[None, :] < n[:, None])[..., None]
+        part = {"last": z[torch.arange(3), n - 1], "mean": (z * mask).sum(1) / n[:, None].to(z.dtype),
+                "max": z.masked_fill(~mask, float("-inf")).max(1).values}
+        want = lins[1](torch.cat([part[p] for p in order], -1)).numpy()
+    np.testing.assert_allclose(e.run(X, lengths), want, rtol=0, atol=1e-5)
+    e8 = rc.compile(m, precision="q8")
+    ref = _q8_reference(e8, X, lengths)
+    for isa in ISAS:
+        e8.set_isa(isa)
+        np.testing.assert_array_equal(e8.run(X, lengths), ref, err_msg=isa)
+
+
 # -- the pooled rows against ConcatPool.forward -----------------------------------------------------
 def _pooled_and_per_step(order, cell, F, seed, bidirectional=False):
     pools = [nn.LastStep(bidirectional=bidirectional) if p == "last" else POOLS[p]() for p in order]
