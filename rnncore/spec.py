@@ -747,7 +747,8 @@ def spec_from_model(model: object) -> ModelSpec:
                              f"permutes the next Linear's input columns, but module {name!r} ({kind}) "
                              "comes before any Linear (only element-wise activations and Dropout may): "
                              f"use the order {_canonical(concat_perm[1])}")
-        if stage == 3 and (kind in ("Linear", "Residual") or (kind in (*_POOLS, "ConcatPool") and head_stage == 1) or (
+        if stage == 3 and (kind in ("Linear", "Residual") or (
+                kind in (*_POOLS, "ConcatPool") and head_stage == 1) or (
                 recurrent and head_stage == 1) or (
                 rkind in STEP_ROWWISE and not (_head_act(kind) in HEAD_ACTIVATIONS
                                                    and spec.head.activation == "none"))):
