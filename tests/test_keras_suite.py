@@ -286,7 +286,7 @@ REFUSED = {
     "after_pooling": (lambda: [L.GRU(4, return_sequences=True), L.GlobalAveragePooling1D(), L.RepeatVector(3),
                                L.GRU(2)],
                       ["layer 'repeat_vector", "(RepeatVector) after the sequence was pooled",
-                       "expected a per-step layer"]),
+                       "as two models"]),
     "time_distributed_flatten": (lambda: [L.TimeDistributed(L.Flatten()), L.GRU(3)],
                                  ["unsupported layer 'time_distributed", "TimeDistributed(Flatten)",
                                   "supported:"]),
