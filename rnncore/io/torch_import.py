@@ -436,6 +436,73 @@ def _max_padded(runs: dict, body: list, heads: list, x: np.ndarray, lengths: np.
     return not _matches(z, ref[0] if isinstance(ref, tuple) else ref, 10 * tol)
 
 
+#: the parts of a concatenation of poolings over time (torch.cat([...], 1) of a packed forward)
+_CONCAT_PARTS = ("last", "mean", "max")
+
+
+def _concat_name(parts) -> str:
+    """The probe's name of a concatenation: ``"cat(mean,max)"``, ``"cat(last-output,max,mean)"``."""
+    return f"cat({','.join(parts)})"
+
+
+def _concat_candidates(width: int, bidir: bool, heads: list) -> list:
+    """The concatenations of poolings the probe of a ``forward(x, lengths)`` tries, as tuples of part
+    names: every ordered choice of 2 or 3 distinct parts of the last step, the mean and the maximum
+    over the valid steps (Kaggle's ``torch.cat([mean, max], 1)``, fastai's ``masked_concat_pool``
+    ``[last, max, mean]``, ``torch.cat([h_n[-2], h_n[-1], mean], 1)``). After a bidirectional layer
+    the last step is either ``h_n``'s (``"last"``: the backward half at ``t = 0``) or the output's at
+    the last valid step (``"last-output"``). With a head, only those of the width its first
+    ``nn.Linear`` reads (``in_features = parts * width``, ``width`` the recurrent output's); without
+    one, 2 and 3 parts (the module's output width decides in the match)."""
+    import itertools
+
+    if heads:
+        n_in = int(np.asarray(heads[0].params["weight"]).shape[1])
+        counts = [n_in // width] if n_in % width == 0 and n_in // width in (2, 3) else []
+    else:
+        counts = [2, 3]
+    lasts = ("last", "last-output") if bidir else ("last",)
+    out = []
+    for k in counts:
+        for order in itertools.permutations(_CONCAT_PARTS, k):
+            for last in lasts if "last" in order else ("last",):
+                out.append(tuple(last if p == "last" else p for p in order))
+    return out
+
+
+def _concat_runs(runs: dict, body: list, heads: list, bidir: bool, concats: dict, x: np.ndarray,
+                 lengths: np.ndarray, relu: bool) -> None:
+    """Add to ``runs`` the outputs of the concatenations ``concats`` (name -> (parts, {"" / "+softmax" /
+    "+log_softmax": model})) on the batch, the recurrent body run once and its poolings shared (a full
+    forward per candidate would cost 12 to 22 recurrent runs per batch), then the heads and the softmax /
+    log_softmax; and for each one with a maximum, its twin ``"...max-padded..."`` (model None): the
+    maximum over ``pad_packed_sequence``'s zero padding instead, ``max(valid maximum, 0)`` for a short
+    sequence (refused by name when it is the one that matches), except after a ReLU RNN (``relu``), whose
+    outputs are >= 0: there the two maxima are one function."""
+    y = _build.sequential(body).forward(x, lengths=lengths)
+    y = y[0] if isinstance(y, tuple) else y           # (B, T, F), zero past the lengths
+    pooled = {"last": _build.pool("last", bidir).forward(y, lengths),
+              "last-output": _build.pool("last", False).forward(y, lengths),
+              "mean": _build.pool("mean").forward(y, lengths),
+              "max": _build.pool("max").forward(y, lengths),
+              "max-padded": y.max(axis=1)}
+    for name, (parts, models) in concats.items():
+        twins = [(name, models, parts)]
+        if "max" in parts and not relu:
+            padded = tuple("max-padded" if p == "max" else p for p in parts)
+            twins.append((_concat_name(padded), {}, padded))
+        for n, ms, ps in twins:
+            z = np.concatenate([pooled[p] for p in ps], axis=-1)     # (B, parts * F)
+            try:
+                for h in heads:
+                    z = h.forward(z)
+            except ValueError:   # a head of another width: not the module's function
+                continue
+            runs[n] = (ms.get(""), z)
+            for f in _FINAL.values():
+                runs[f"{n}+{f}"] = (ms.get(f"+{f}"), _build.activation(f).forward(z))
+
+
 def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     import torch
 
@@ -498,6 +565,17 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
         for f in _FINAL.values():
             chains[f"{name}+{f}"] = chain + [_build.activation(f)]
     outputs = {name: _build.sequential(chain) for name, chain in chains.items()}
+    # concatenations of poolings (torch.cat([...], 1) of a packed forward, then the heads): rc.nn.ConcatPool,
+    # run apart (_concat_runs)
+    concats = {}
+    if lengths_arg:
+        width = (getattr(last, "proj_size", 0) or last.hidden_size) * (2 if bidir else 1)
+        for parts in _concat_candidates(width, bidir, heads):
+            pools = [_build.pool("last", bidir if p == "last" else False) if p.startswith("last")
+                     else _build.pool(p) for p in parts]
+            chain = body + [_build.concat_pool(pools)] + heads
+            concats[_concat_name(parts)] = (parts, {"": _build.sequential(chain), **{
+                f"+{f}": _build.sequential(chain + [_build.activation(f)]) for f in _FINAL.values()}})
     # a forward(x, lengths) runs with lengths < T (sorted, as enforce_sorted=True needs; the
     # longest T, so that pad_packed_sequence gives T steps back)
     lengths = np.array([T, T - 1, 2]) if lengths_arg else None
@@ -523,6 +601,8 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
                 continue
         # does the batch tell the maximum over the valid steps from the zero-padded one?
         told = not lengths_arg or relu or _max_padded(runs, body, heads, x, lengths, tol)
+        if concats:
+            _concat_runs(runs, body, heads, bidir, concats, x, lengths, relu)
         # a redraw decides between the interpretations the batch before could not tell apart only (its
         # larger inputs saturate the layer, which can make others agree by chance)
         model = _probe_match(module, probe_of(x_in), runs, layouts, lengths_arg, lengths, T, tol, kinds, told,
@@ -537,7 +617,9 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
         "valid steps (pad_packed_sequence(..., padding_value=float('-inf'))) from the maximum over zero "
         "padding (max(valid maximum, 0)) or another pooling; build it from its parts instead: "
         "rc.nn.Sequential(from_torch(<the recurrent layer>), rc.nn.MaskedMax(), from_torch(<the head>)) "
-        "for the former")
+        "for the former" + (" (rc.nn.ConcatPool(rc.nn.LastStep(), rc.nn.MaskedMean(), rc.nn.MaskedMax()) "
+                            "in its order for a concatenation)"
+                            if any(n.startswith("cat(") for n in allowed) else ""))
 
 
 def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengths, T: int, tol: float,
@@ -612,8 +694,26 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
                 rivals = [f"{b}{suffix}" for b in maxima if lengths_arg and base not in maxima
                           and f"{b}{suffix}" in outputs and (allowed is None or f"{b}{suffix}" in allowed)
                           and agrees(f"{b}{suffix}")]
+                if lengths_arg and base.startswith("cat("):
+                    # another concatenation that this batch cannot tell from it (the maximum and the last
+                    # step of a one-unit layer, the maximum over the valid steps and over zero padding):
+                    # decide on another batch; a saturated softmax's (other logits) is decided below
+                    rivals += [o for o in outputs if o != name and o.startswith("cat(") and
+                               o[len(o.split("+")[0]):] == suffix and (allowed is None or o in allowed)
+                               and agrees(o) and (suffix != "+softmax" or _matches(
+                                   outputs[o.split("+")[0]][1], outputs[base][1], tol))]
                 if rivals:
                     return [name] + rivals
+                if model is None and base.startswith("cat("):   # its maximum over zero padding (_concat_runs)
+                    raise ValueError(
+                        f"from_torch: {type(module).__name__}.forward concatenates poolings over time, "
+                        f"torch.cat([{', '.join(base[4:-1].split(','))}], 1), whose maximum is over a padded "
+                        "batch whose padded steps are zeros (pad_packed_sequence's default "
+                        "padding_value=0.0): "
+                        "max(valid maximum, 0) for the sequences shorter than the batch, which rnncore's "
+                        "maximum over the valid steps (rc.nn.MaskedMax in rc.nn.ConcatPool) is not; take the "
+                        "maximum of a batch padded with padding_value=float('-inf') (or masked_fill(~mask, "
+                        "float('-inf'))) to import it")
                 if model is None:   # the maximum over pad_packed_sequence's zeros (_max_padded)
                     raise ValueError(
                         f"from_torch: {type(module).__name__}.forward takes the maximum over time of a "
@@ -641,7 +741,8 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
         raise ValueError(f"from_torch: {errors[0]}")
     raise ValueError(
         f"from_torch: could not tell how {type(module).__name__}.forward combines {kinds}: none of "
-        "'head on every step', 'last valid step', 'mean over time' or 'maximum over time' (each also "
+        "'head on every step', 'last valid step', 'mean over time' or 'maximum over time'"
+        f"{', 2 or 3 of them concatenated (torch.cat)' if lengths_arg else ''} (each also "
         "followed by a softmax / "
         "log_softmax over the features) reproduces its output; build the "
         "rnncore model with rc.nn.Sequential and load the converted weights instead"
