@@ -49,7 +49,8 @@ def test_embedding_gradcheck():
 @pytest.mark.parametrize("lengths", [None, LENGTHS])
 def test_pooling_gradcheck(lengths):
     x = RNG.standard_normal((4, 5, 6))
-    for m in (LastStep(), LastStep(bidirectional=True), MaskedMean(), MaskedMax(),
+    for m in (LastStep(), LastStep(bidirectional=True), LastStep(bidirectional=True, direction="forward"),
+              LastStep(bidirectional=True, direction="backward"), MaskedMean(), MaskedMax(),
               AttentionPool(6, 3, seed=1)):
         rep = check_module(m, x, lengths=lengths)
         assert rep.ok, rep

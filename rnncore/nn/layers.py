@@ -286,41 +286,70 @@ class _Pool(Module):
 class LastStep(_Pool):
     """The output at each sequence's last valid step: ``y[b] = x[b, lengths[b] - 1]``.
 
-    With ``bidirectional=True`` the input's features are ``[forward | backward]`` halves and
-    the backward half is taken at ``t = 0``, where the backward direction ends (so both
-    halves have read the whole sequence). Shapes: ``x (B, T, F) -> y (B, F)``.
+    With ``bidirectional=True`` the input's features are ``[forward | backward]`` halves of
+    ``H`` each and the backward half is taken at ``t = 0``, where the backward direction ends
+    (so both halves have read the whole sequence). ``direction`` keeps one of the halves, the
+    final state of one direction (PyTorch ``h_n[-2]`` / ``h_n[-1]`` of a bidirectional layer):
+
+    - ``"both"`` (default): ``y[b] = [x[b, len_b - 1, :H] | x[b, 0, H:]]``, ``(B, 2H)``
+    - ``"forward"``:        ``y[b] = x[b, len_b - 1, :H]``, ``(B, H)``
+    - ``"backward"``:       ``y[b] = x[b, 0, H:]``, ``(B, H)``
+
+    The backward pass puts ``dy`` back at the same positions (zero elsewhere).
+    Shapes: ``x (B, T, F) -> y (B, F)``, or ``(B, F / 2)`` with one direction.
     """
 
-    def __init__(self, bidirectional: bool = False) -> None:
+    def __init__(self, bidirectional: bool = False, direction: str = "both") -> None:
         super().__init__()
+        if not isinstance(direction, str):
+            raise TypeError(f"direction: expected 'both', 'forward' or 'backward', got "
+                            f"{type(direction).__name__}")
+        if direction not in ("both", "forward", "backward"):
+            raise ValueError(f"direction: expected 'both', 'forward' or 'backward', got {direction!r}")
+        if direction != "both" and not bidirectional:
+            raise ValueError(f"direction={direction!r} keeps one half of a bidirectional layer's "
+                             "output: it needs bidirectional=True")
         self.bidirectional = bool(bidirectional)
+        self.direction = direction
         self._cache = None
 
     def extra_repr(self) -> str:
-        return "bidirectional=True" if self.bidirectional else ""
+        if not self.bidirectional:
+            return ""
+        return "bidirectional=True" + ("" if self.direction == "both" else f", direction={self.direction!r}")
 
     def forward(self, x: np.ndarray, lengths=None, train: bool = False, *, mask=None) -> np.ndarray:
         x, lengths = self._prepare(x, lengths, mask)
         B, T, F = x.shape
         rows, last = np.arange(B), lengths - 1
+        if self.bidirectional and F % 2:
+            raise ValueError(f"x: bidirectional pooling needs an even feature size, got {F}")
+        H = F // 2
+        self._cache = (x.shape, x.dtype, last) if train else None
+        if self.direction == "forward":
+            return x[rows, last, :H].copy()          # the forward direction's final state
+        if self.direction == "backward":
+            return x[:, 0, H:].copy()                # the backward direction's final state
         y = x[rows, last].copy()
         if self.bidirectional:
-            if F % 2:
-                raise ValueError(f"x: bidirectional pooling needs an even feature size, got {F}")
-            y[:, F // 2:] = x[:, 0, F // 2:]
-        self._cache = (x.shape, x.dtype, last) if train else None
+            y[:, H:] = x[:, 0, H:]
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         _need(self._cache, "LastStep")
         shape, dtype, last = self._cache
         B, T, F = shape
-        dy = _check_dy(dy, (B, F), dtype, "LastStep")
+        H = F // 2
+        dy = _check_dy(dy, (B, F if self.direction == "both" else H), dtype, "LastStep")
         dx = np.zeros(shape, dtype)
         rows = np.arange(B)
-        if self.bidirectional:
-            dx[rows, last, : F // 2] = dy[:, : F // 2]
-            dx[:, 0, F // 2:] += dy[:, F // 2:]
+        if self.direction == "forward":
+            dx[rows, last, :H] = dy
+        elif self.direction == "backward":
+            dx[:, 0, H:] = dy
+        elif self.bidirectional:
+            dx[rows, last, :H] = dy[:, :H]
+            dx[:, 0, H:] += dy[:, H:]
         else:
             dx[rows, last] = dy
         return dx
@@ -461,6 +490,10 @@ class ConcatPool(_Pool):
             if not isinstance(p, LastStep | MaskedMean | MaskedMax):
                 raise TypeError(f"pools[{i}]: expected a LastStep, MaskedMean or MaskedMax, "
                                 f"got {type(p).__name__}")
+            if isinstance(p, LastStep) and p.direction != "both":
+                raise ValueError(f"pools[{i}]: LastStep(direction={p.direction!r}) pools half the "
+                                 "features; ConcatPool's parts are each the input's width: expected "
+                                 "direction='both'")
             if any(p is q for q in pools[:i]):
                 raise ValueError(f"pools[{i}]: the same {type(p).__name__} instance is given twice "
                                  "(its backward cache would be shared); pass a new instance")
