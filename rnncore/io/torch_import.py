@@ -436,6 +436,31 @@ def _max_padded(runs: dict, body: list, heads: list, x: np.ndarray, lengths: np.
     return not _matches(z, ref[0] if isinstance(ref, tuple) else ref, 10 * tol)
 
 
+def _layer_norm_leaf(m, name: str, dtype: str):
+    """``rc.nn.LayerNorm`` of a torch ``nn.LayerNorm`` over the last axis; another shape refused."""
+    if len(m.normalized_shape) != 1:
+        raise ValueError(f"from_torch: {name!r} (nn.LayerNorm) has normalized_shape="
+                         f"{tuple(m.normalized_shape)}; rnncore normalises the last axis only (expected "
+                         "one size)")
+    return _build.layer_norm(None if m.weight is None else _np(m.weight),
+                             None if m.bias is None else _np(m.bias), m.eps, m.normalized_shape[0], dtype)
+
+
+def _one_direction_pool(direction: str):
+    """``rc.nn.LastStep(bidirectional=True, direction=direction)``: PyTorch's ``h_n[-2]`` ("forward")
+    or ``h_n[-1]`` ("backward") of the last bidirectional layer."""
+    from rnncore.nn.layers import LastStep
+
+    return LastStep(bidirectional=True, direction=direction)
+
+
+def _in_width(head) -> int:
+    """The features the first layer after the pooling reads (``rc.nn.Linear`` or ``rc.nn.LayerNorm``)."""
+    if hasattr(head, "normalized_shape"):
+        return int(head.normalized_shape)
+    return int(np.asarray(head.params["weight"]).shape[1])
+
+
 #: the parts of a concatenation of poolings over time (torch.cat([...], 1) of a packed forward)
 _CONCAT_PARTS = ("last", "mean", "max")
 
@@ -457,7 +482,7 @@ def _concat_candidates(width: int, bidir: bool, heads: list) -> list:
     import itertools
 
     if heads:
-        n_in = int(np.asarray(heads[0].params["weight"]).shape[1])
+        n_in = _in_width(heads[0])
         counts = [n_in // width] if n_in % width == 0 and n_in // width in (2, 3) else []
     else:
         counts = [2, 3]
@@ -510,15 +535,19 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     # nn.Softmax / nn.LogSoftmax modules: the probe below tries a (log-)softmax over the features after
     # every interpretation, whether forward calls a module or torch.softmax; over another axis, none matches
     named = [(n, m) for n, m in named if _kind(m) not in _FINAL]
-    converted = [(n, m, _convert_leaf(m, n, dtype)) for n, m in named]
+    # a packed forward's nn.LayerNorm before its head (fc(norm(h_n[-1]))): on the pooled features
+    converted = [(n, m, _layer_norm_leaf(m, n, dtype) if lengths_arg and _kind(m) == "LayerNorm"
+                  else _convert_leaf(m, n, dtype)) for n, m in named]
     converted = [(n, m, c) for n, m, c in converted if c is not None]
     kinds = [_kind(m) for _, m, _ in converted]
     rec_kinds = _RECURRENT | set(_CELLS)
-    order = "".join("E" if k == "Embedding" else "R" if k in rec_kinds else "L" for k in kinds)
-    if not re.fullmatch(r"E?R+L*", order):
+    order = "".join("E" if k == "Embedding" else "R" if k in rec_kinds else "N" if k == "LayerNorm" else "L"
+                    for k in kinds)
+    if not re.fullmatch(r"E?R+N?L*", order):
         raise ValueError(
             f"from_torch: {type(module).__name__} has leaves {kinds}; the importer handles an optional "
-            "Embedding, then recurrent layers, then Linear heads, in that registration order"
+            "Embedding, then recurrent layers, then "
+            f"{'an optional LayerNorm and ' if lengths_arg else ''}Linear heads, in that registration order"
         )
     recs = [m for _, m, _ in converted if _kind(m) in rec_kinds]
     layouts = {bool(getattr(r, "batch_first", True)) for r in recs if _kind(r) in _RECURRENT}
@@ -530,7 +559,7 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
     last = recs[-1]
     bidir = bool(getattr(last, "bidirectional", False))
     body = [c for _, m, c in converted if _kind(m) in rec_kinds or _kind(m) == "Embedding"]
-    heads = [c for _, m, c in converted if _kind(m) == "Linear"]
+    heads = [c for _, m, c in converted if _kind(m) in ("Linear", "LayerNorm")]
 
     # a random batch, long enough that the interpretations give different numbers
     g = np.random.default_rng(seed)
@@ -552,13 +581,18 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
         # is LastStep(bidirectional=True); plain last step of the output is LastStep(False)
         candidates.append(("last-output", [_build.pool("last", False)]))
     chains = {name: body + pooling + heads for name, pooling in candidates}
-    if bidir and heads:
+    if bidir and heads and _kind(converted[-len(heads)][1]) == "Linear":
         # Linear(h_n[-1]) / Linear(h_n[-2]): the last layer's backward / forward final state alone,
         # LastStep(bidirectional=True) then the head reading that half (zero weights on the other)
         # (a head of another width fails in forward below and is dropped)
         for name, d in (("backward-final", 1), ("forward-final", 0)):
             chains[name] = body + [_build.pool("last", True), _build.one_direction_linear(heads[0], d),
                                    *heads[1:]]
+    elif bidir:
+        # h_n[-1] / h_n[-2] returned, or through a LayerNorm (fc(norm(h_n[-1]))): the final state of one
+        # direction, LastStep(bidirectional=True, direction=...) (H features)
+        for name, d in (("backward-final", "backward"), ("forward-final", "forward")):
+            chains[name] = body + [_one_direction_pool(d), *heads]
     # then softmax / log_softmax of the output over its features (a classifier's torch.softmax(fc(h), -1),
     # F.log_softmax(..., dim=-1), nn.Softmax(dim=1) of a (B, C) output): rc.nn.Softmax / LogSoftmax
     for name, chain in list(chains.items()):
