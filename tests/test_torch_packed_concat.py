@@ -1,0 +1,177 @@
+"""``rc.io.from_torch`` of a ``forward(x, lengths)`` that packs its input (``pack_padded_sequence``, which
+torch.fx cannot trace: the importer runs the module on random batches and keeps the interpretation whose
+output matches) and whose head reads concatenated poolings over time (``rc.nn.ConcatPool``): Kaggle's
+``torch.cat([masked mean, masked max], 1)``, fastai's ``masked_concat_pool`` ``[last, max, mean]``,
+``torch.cat([h_n[-2], h_n[-1], mean], 1)``, each into a Linear (and a softmax); and one direction's final
+state as the output (``return h_n[-1]``, ``h_n[-2]``, ``fc(norm(h_n[-1]))``:
+``rc.nn.LastStep(bidirectional=True, direction=...)``).
+
+Checked against PyTorch on a batch of unsorted lengths: the NumPy model in float64 (1e-9 of
+``max(1, max |y|)``, the fuzz's limit), the f32 engine against the float32 module (1e-5 of the same
+scale: the largest error measured on these modules is 6e-8, AMD EPYC Zen 4), q8 bit for bit against
+the NumPy q8 spec on every ISA path of this CPU (``_helpers.q8_reference_with_libm``). A module the
+probe cannot decide (a maximum that equals the last step on every batch) and a maximum over
+``pad_packed_sequence``'s zero padding inside a concatenation are refused by name."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import rnncore as rc
+from rnncore.io import from_torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _helpers import q8_reference_with_libm  # noqa: E402
+
+pack = torch.nn.utils.rnn.pack_padded_sequence
+pad = torch.nn.utils.rnn.pad_packed_sequence
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+class ConcatNet(torch.nn.Module):
+    """``forward(x, lengths)``: packed ``cell``, the output padded back, the parts ``parts`` of
+    ``"mean"`` (over the valid steps), ``"max"`` (the valid steps' maximum, padding ``padding``: -inf,
+    or 0.0 for pad_packed_sequence's default), ``"last"`` (the output at the last valid step, fastai's) and
+    ``"hn"`` (``h_n[-1]``, or ``torch.cat([h_n[-2], h_n[-1]], 1)`` after a bidirectional layer)
+    concatenated, a Linear, optionally a softmax."""
+
+    def __init__(self, cell: str, layers: int, bidirectional: bool, parts: tuple, softmax: bool = False,
+                 hidden: int = 6, padding: float = float("-inf"), seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.rnn = getattr(torch.nn, cell)(3, hidden, layers, batch_first=True, bidirectional=bidirectional)
+        self.fc = torch.nn.Linear(hidden * (2 if bidirectional else 1) * len(parts), 4)
+        self.parts, self.softmax, self.padding = parts, softmax, padding
+
+    def forward(self, x, lengths):
+        out, h = self.rnn(pack(x, lengths, batch_first=True, enforce_sorted=False))
+        h = h[0] if isinstance(h, tuple) else h
+        y, _ = pad(out, batch_first=True, total_length=x.shape[1])
+        mask = (torch.arange(x.shape[1])[None, :] < lengths[:, None])[..., None]
+        part = {"mean": (y * mask).sum(1) / lengths[:, None].to(y.dtype),
+                "max": (y.masked_fill(~mask, self.padding) if self.padding != 0.0 else y).max(1).values,
+                "last": y[torch.arange(len(lengths)), lengths - 1],
+                "hn": torch.cat([h[-2], h[-1]], 1) if self.rnn.bidirectional else h[-1]}
+        z = self.fc(torch.cat([part[p] for p in self.parts], 1))
+        return torch.softmax(z, -1) if self.softmax else z
+
+
+X = np.random.default_rng(7).standard_normal((5, 8, 3))
+LENGTHS = np.array([3, 8, 5, 1, 6])      # unsorted (enforce_sorted=False)
+
+
+def _torch(net: torch.nn.Module, dtype) -> np.ndarray:
+    with torch.no_grad():
+        return net.to(dtype)(torch.as_tensor(X, dtype=dtype), torch.as_tensor(LENGTHS)).numpy()
+
+
+def _same_as_torch(net: torch.nn.Module, engine: bool = True):
+    """The imported model (float64) equals the float64 module; its f32 engine the float32 module; its q8
+    engine the NumPy q8 spec bit for bit on every ISA path. Returns the model."""
+    net = net.double().eval()
+    model = from_torch(net)
+    want = _torch(net, torch.float64)
+    got = model.forward(X, lengths=LENGTHS)
+    got = got[0] if isinstance(got, tuple) else got
+    assert np.abs(got - want).max() <= 1e-9 * max(1.0, float(np.abs(want).max()))
+    if engine:
+        want = _torch(net, torch.float32)
+        x32 = X.astype(np.float32)
+        got = rc.compile(model).run(x32, LENGTHS)
+        assert np.abs(got - want).max() <= 1e-5 * max(1.0, float(np.abs(want).max()))
+        q = q8_reference_with_libm(rc.compile(model, precision="q8"), x32, LENGTHS)
+        assert np.all(np.isfinite(q))
+        assert np.abs(q - want).max() < 0.5 * max(1.0, float(np.abs(want).max())), "q8 far from f32"
+    return model
+
+
+CASES = [
+    ("GRU", 1, False, ("mean", "max"), False),             # Kaggle
+    ("LSTM", 2, True, ("max", "mean"), True),
+    ("GRU", 2, True, ("last", "max", "mean"), False),      # fastai masked_concat_pool
+    ("LSTM", 1, False, ("last", "max", "mean"), True),
+    ("GRU", 1, True, ("hn", "mean"), False),               # torch.cat([h_n[-2], h_n[-1], mean], 1)
+    ("LSTM", 2, True, ("hn", "mean"), True),
+    ("RNN", 1, True, ("mean", "last"), False),
+]
+
+
+@pytest.mark.parametrize("cell,layers,bidirectional,parts,softmax", CASES,
+                         ids=["-".join([c, str(n), "bi" if b else "uni", *p] + (["softmax"] if s else []))
+                              for c, n, b, p, s in CASES])
+def test_a_packed_concatenation_of_poolings_imports(cell, layers, bidirectional, parts, softmax):
+    model = _same_as_torch(ConcatNet(cell, layers, bidirectional, parts, softmax))
+    pools = [type(p).__name__ for m in model if isinstance(m, rc.nn.ConcatPool) for p in m.pools]
+    assert pools == [{"mean": "MaskedMean", "max": "MaskedMax"}.get(p, "LastStep") for p in parts]
+
+
+def test_a_maximum_over_zero_padding_in_a_concatenation_is_refused_by_name():
+    """``pad_packed_sequence``'s default ``padding_value=0.0``, then ``y.max(1)``: ``max(valid maximum, 0)``
+    for a short sequence, which ``MaskedMax`` is not."""
+    net = ConcatNet("GRU", 1, False, ("mean", "max"), padding=0.0).double().eval()
+    with pytest.raises(ValueError, match=r"ConcatNet\.forward concatenates poolings .*padding_value"):
+        from_torch(net)
+
+
+class Monotone(ConcatNet):
+    """A one-unit ReLU RNN that ignores its input, ``h_t = relu(1 + 0.5 h_{t-1})``: increasing, so that its
+    maximum over the valid steps is its last valid step on every batch; ``cat(mean, max)`` and
+    ``cat(mean, last)`` are one function of the input here, and the probe cannot tell which the module
+    computes."""
+
+    def __init__(self) -> None:
+        super().__init__("RNN", 1, False, ("mean", "max"), hidden=1)
+        self.rnn = torch.nn.RNN(3, 1, batch_first=True, nonlinearity="relu")
+        with torch.no_grad():
+            self.rnn.weight_ih_l0.zero_()
+            self.rnn.weight_hh_l0.fill_(0.5)
+            self.rnn.bias_ih_l0.fill_(1.0)
+            self.rnn.bias_hh_l0.zero_()
+
+
+def test_an_ambiguous_concatenation_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"Monotone\.forward .*'cat\(mean,last\)', 'cat\(mean,max\)'"):
+        from_torch(Monotone().double().eval())
+
+
+class Half(torch.nn.Module):
+    """A packed bidirectional ``cell``'s final state of one direction, ``h_n[which]``, returned, or through
+    ``norm`` (an nn.LayerNorm) and a Linear (and a softmax)."""
+
+    def __init__(self, which: int, cell: str = "GRU", layers: int = 1, norm: bool = False,
+                 softmax: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.rnn = getattr(torch.nn, cell)(3, 5, layers, batch_first=True, bidirectional=True)
+        self.norm = torch.nn.LayerNorm(5) if norm else None
+        self.fc = torch.nn.Linear(5, 4) if norm else None
+        if norm:
+            with torch.no_grad():     # not the identity LayerNorm of PyTorch's init
+                self.norm.weight.uniform_(0.5, 1.5)
+                self.norm.bias.uniform_(-0.5, 0.5)
+        self.which, self.softmax = which, softmax
+
+    def forward(self, x, lengths):
+        _, h = self.rnn(pack(x, lengths, batch_first=True, enforce_sorted=False))
+        z = (h[0] if isinstance(h, tuple) else h)[self.which]
+        if self.norm is not None:
+            z = self.fc(self.norm(z))
+        return torch.softmax(z, -1) if self.softmax else z
+
+
+@pytest.mark.parametrize("which,cell,layers,norm,softmax", [
+    (-1, "GRU", 1, False, False), (-2, "GRU", 2, False, False), (-1, "LSTM", 2, False, False),
+    (-1, "GRU", 1, True, False), (-2, "LSTM", 1, True, True),
+])
+def test_one_directions_final_state_of_a_packed_forward_imports(which, cell, layers, norm, softmax):
+    """``return h_n[-1]`` / ``h_n[-2]`` / ``fc(norm(h_n[-1]))``: ``LastStep(bidirectional=True,
+    direction="backward" / "forward")``, the NumPy model against PyTorch (the engine's half-state record is
+    helper B's)."""
+    model = _same_as_torch(Half(which, cell, layers, norm, softmax), engine=False)
+    last = [m for m in model if isinstance(m, rc.nn.LastStep)]
+    assert [m.direction for m in last] == ["backward" if which == -1 else "forward"]
