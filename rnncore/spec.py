@@ -373,6 +373,23 @@ def linear_step_record(m: object) -> dict:
             "frame_length": 1, "tensors": t}
 
 
+def _half_record(width: int, direction: str, name: str) -> dict:
+    """``LastStep(bidirectional=True, direction=...)`` in the engine: the bidirectional pooling's
+    ``[forward | backward]`` row (``width = 2H``) then a per-step Linear that keeps one half,
+    ``y = S x`` with ``S = [I | 0]`` (forward) or ``[0 | I]`` (backward), ``(H, 2H)``. Exact in f32
+    (each output is one input times 1 plus zeros) and in q8 (each weight row's one nonzero, 1.0, is
+    127 times its scale 1/127), and every engine path (run, stream, q8, export-c, ONNX) runs it as
+    any per-step Linear after the pooling, with no format flag of its own."""
+    if width % 2:
+        raise ValueError(f"compile: module {name!r} (LastStep, direction={direction!r}) pools one half of "
+                         f"a bidirectional output; the features before it are {width}, not even")
+    H = width // 2
+    select = np.zeros((H, width), np.float32)
+    select[:, (0 if direction == "forward" else H) + np.arange(H)] = np.eye(H, dtype=np.float32)
+    return {"kind": "frame_conv1d", "in_channels": width, "out_channels": H, "kernel_size": 1,
+            "frame_length": 1, "tensors": {"weight": select.reshape(H, width, 1)}}
+
+
 def _record_input(m: object, rec: dict) -> int | None:
     """The features per step a front-end layer takes (None: an activation, any width)."""
     rkind = rec.get("kind")
@@ -874,6 +891,9 @@ def spec_from_model(model: object) -> ModelSpec:
             spec.last_step_mean = kind == "MaskedMean"
             spec.last_step_max = kind == "MaskedMax"
             spec.last_step_attention = _attention_tensors(m) if kind == "AttentionPool" else None
+            if getattr(m, "direction", "both") != "both":
+                spec.post_pooled.append(_half_record(_front_width(spec.post, spec.layers[-1].output_size),
+                                                     m.direction, name))
             stage = 2
         elif kind == "ConcatPool" and stage == 1:
             order = _concat_parts(m, name)

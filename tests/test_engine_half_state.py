@@ -70,3 +70,111 @@ def test_layer_refuses_bad_arguments_by_name():
     with pytest.raises(ValueError, match="even feature size, got 5"):
         LastStep(bidirectional=True, direction="forward").forward(np.zeros((1, 2, 5)))
     assert "direction='backward'" in repr(LastStep(bidirectional=True, direction="backward"))
+
+
+# -- the engine: LastStep(bidirectional=True) then a per-step Linear [I | 0] / [0 | I] ------------------
+ISAS = rc.isa()["available"]
+
+
+def _half_model(cell, layers, direction, tail, seed=0, H=5):
+    """``cell x2 > LastStep(direction) > tail`` (tail: "none", "norm", "norm_fc", "fc") in float32, and
+    its PyTorch twin ``f(h_n[-1 or -2])`` (the same weights)."""
+    tm, rnn = _twins(cell, layers, seed, I=6, H=H, dtype=torch.float32)
+    mods = [rnn, LastStep(bidirectional=True, direction=direction)]
+    tmods = []
+    if tail.startswith("norm"):
+        torch.manual_seed(seed + 1)
+        tn = torch.nn.LayerNorm(H)
+        with torch.no_grad():
+            tn.weight.uniform_(0.5, 1.5)
+            tn.bias.uniform_(-0.5, 0.5)
+        n = rc.nn.LayerNorm(H, dtype="float32")
+        n.load_state_dict({k: v.detach().numpy() for k, v in tn.state_dict().items()})
+        mods.append(n)
+        tmods.append(tn)
+    if tail.endswith("fc"):
+        fc = rc.nn.Linear(H, 3, dtype="float32", seed=seed + 2)
+        tf = torch.nn.Linear(H, 3)
+        tf.load_state_dict({k: torch.tensor(v) for k, v in fc.state_dict().items()})
+        mods.append(fc)
+        tmods.append(tf)
+    index = -1 if direction == "backward" else -2
+
+    def twin(X, lengths):
+        with torch.no_grad():
+            y = _h_n(tm, X, lengths)[index]
+            for t in tmods:
+                y = t(y)
+            return y.numpy()
+
+    return rc.nn.Sequential(*mods), twin
+
+
+def _q8_reference(e, X, lengths):
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "csrc" / "tests"))
+    import gen_vectors
+
+    from rnncore.io.rnc import read_rnc
+    from rnncore.quant.reference import qmodel_from_rnc
+    return gen_vectors.q8_reference_forward(qmodel_from_rnc(read_rnc(e.data)), X, lengths)[0]
+
+
+CASES = [("gru", 1, "backward", "none"), ("lstm", 2, "backward", "none"), ("gru", 2, "forward", "none"),
+         ("lstm", 1, "forward", "norm"), ("gru", 2, "backward", "norm_fc"),
+         ("lstm", 2, "backward", "norm_fc"), ("gru", 1, "forward", "norm_fc"), ("lstm", 1, "backward", "fc")]
+
+
+@pytest.mark.parametrize("cell,layers,direction,tail", CASES)
+def test_engine_f32_matches_torch_and_q8_the_spec_on_every_isa(cell, layers, direction, tail):
+    m, twin = _half_model(cell, layers, direction, tail, seed=layers)
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((5, 8, 6)).astype(np.float32)
+    lengths = np.array([8, 3, 1, 6, 5])
+    want = twin(X, lengths)
+    e = rc.compile(m)
+    assert e.output_size == want.shape[1]
+    np.testing.assert_allclose(e.run(X, lengths), want, rtol=0, atol=1e-5)
+    mask = np.arange(8)[None, :] < lengths[:, None]
+    np.testing.assert_array_equal(e.run(X, mask=mask), e.run(X, lengths))
+    e8 = rc.compile(m, precision="q8")
+    ref = _q8_reference(e8, X, lengths)
+    assert np.abs(ref).max() > 0.05
+    for isa in ISAS:
+        e8.set_isa(isa)
+        np.testing.assert_array_equal(e8.run(X, lengths), ref, err_msg=isa)
+
+
+def test_engine_f32_keeps_the_half_exactly():
+    """The selecting Linear adds one input times 1 to zeros: the engine's half is the bidirectional
+    pooling's half bit for bit, in both directions."""
+    m, _ = _half_model("gru", 2, "backward", "none", seed=4)
+    both = rc.compile(rc.nn.Sequential(m[0], LastStep(bidirectional=True)))
+    X, lengths = np.random.default_rng(8).standard_normal((3, 6, 6)).astype(np.float32), np.array([6, 2, 4])
+    full = both.run(X, lengths)
+    H = full.shape[1] // 2
+    for direction, half in (("backward", full[:, H:]), ("forward", full[:, :H])):
+        e = rc.compile(rc.nn.Sequential(m[0], LastStep(bidirectional=True, direction=direction)))
+        np.testing.assert_array_equal(e.run(X, lengths), half)
+
+
+def test_the_stream_is_refused_as_for_every_bidirectional_model():
+    m, _ = _half_model("gru", 1, "backward", "none")
+    with pytest.raises(ValueError, match="stream: the model has a bidirectional layer"):
+        rc.compile(m).stream(1)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_to_onnx_matches_onnxruntime_and_torch(direction):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    m, twin = _half_model("lstm", 2, direction, "norm_fc", seed=9)
+    proto = rc.io.to_onnx(m, None, lengths=True)
+    onnx.checker.check_model(proto, full_check=True)
+    X = np.random.default_rng(10).standard_normal((4, 6, 6)).astype(np.float32)
+    lengths = np.array([6, 1, 4, 3], np.int32)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": X, "lengths": lengths})[0]
+    np.testing.assert_allclose(got, twin(X, lengths.astype(np.int64)), rtol=0, atol=1e-5)
