@@ -70,7 +70,7 @@ def _torch(net: torch.nn.Module, dtype) -> np.ndarray:
         return net.to(dtype)(torch.as_tensor(X, dtype=dtype), torch.as_tensor(LENGTHS)).numpy()
 
 
-def _same_as_torch(net: torch.nn.Module, engine: bool = True):
+def _same_as_torch(net: torch.nn.Module):
     """The imported model (float64) equals the float64 module; its f32 engine the float32 module; its q8
     engine the NumPy q8 spec bit for bit on every ISA path. Returns the model."""
     net = net.double().eval()
@@ -79,14 +79,13 @@ def _same_as_torch(net: torch.nn.Module, engine: bool = True):
     got = model.forward(X, lengths=LENGTHS)
     got = got[0] if isinstance(got, tuple) else got
     assert np.abs(got - want).max() <= 1e-9 * max(1.0, float(np.abs(want).max()))
-    if engine:
-        want = _torch(net, torch.float32)
-        x32 = X.astype(np.float32)
-        got = rc.compile(model).run(x32, LENGTHS)
-        assert np.abs(got - want).max() <= 1e-5 * max(1.0, float(np.abs(want).max()))
-        q = q8_reference_with_libm(rc.compile(model, precision="q8"), x32, LENGTHS)
-        assert np.all(np.isfinite(q))
-        assert np.abs(q - want).max() < 0.5 * max(1.0, float(np.abs(want).max())), "q8 far from f32"
+    want = _torch(net, torch.float32)
+    x32 = X.astype(np.float32)
+    got = rc.compile(model).run(x32, LENGTHS)
+    assert np.abs(got - want).max() <= 1e-5 * max(1.0, float(np.abs(want).max()))
+    q = q8_reference_with_libm(rc.compile(model, precision="q8"), x32, LENGTHS)
+    assert np.all(np.isfinite(q))
+    assert np.abs(q - want).max() < 0.5 * max(1.0, float(np.abs(want).max())), "q8 far from f32"
     return model
 
 
@@ -170,8 +169,7 @@ class Half(torch.nn.Module):
 ])
 def test_one_directions_final_state_of_a_packed_forward_imports(which, cell, layers, norm, softmax):
     """``return h_n[-1]`` / ``h_n[-2]`` / ``fc(norm(h_n[-1]))``: ``LastStep(bidirectional=True,
-    direction="backward" / "forward")``, the NumPy model against PyTorch (the engine's half-state record is
-    helper B's)."""
-    model = _same_as_torch(Half(which, cell, layers, norm, softmax), engine=False)
+    direction="backward" / "forward")``, the NumPy model, the f32 engine and q8 as above."""
+    model = _same_as_torch(Half(which, cell, layers, norm, softmax))
     last = [m for m in model if isinstance(m, rc.nn.LastStep)]
     assert [m.direction for m in last] == ["backward" if which == -1 else "forward"]
