@@ -22,7 +22,12 @@ reset-after form). What needs care is everything around them:
   refused, naming the module, and so is a maximum when no probe batch tells the two apart); after
   a bidirectional layer also on one direction's final state,
   ``h_n[-1]`` / ``h_n[-2]`` (``LastStep(bidirectional=True)`` then the head with weights
-  ``[0 | W]`` / ``[W | 0]``), each also followed by a softmax or log_softmax over the features
+  ``[0 | W]`` / ``[W | 0]``; without a Linear head, or through an ``nn.LayerNorm`` before it, a packed
+  forward's ``LastStep(bidirectional=True, direction=...)``); for a packed ``forward(x, lengths)`` also
+  2 or 3 of the last step, the mean and the maximum concatenated over the features, in any order
+  (``rc.nn.ConcatPool``: Kaggle's ``torch.cat([mean, max], 1)``, fastai's ``masked_concat_pool``;
+  one over ``pad_packed_sequence``'s zero padding refused by name), each also followed by a softmax or
+  log_softmax over the features
   (``torch.softmax(fc(h), -1)``, ``F.log_softmax``, ``nn.Softmax(dim=-1)`` / ``nn.LogSoftmax``:
   ``rc.nn.Softmax`` / ``rc.nn.LogSoftmax``) — whose output matches; if none does (a softmax over
   time, say), it refuses rather than guess. A softmax saturated on the batch (one-hot: several
