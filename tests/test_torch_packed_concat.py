@@ -173,3 +173,22 @@ def test_one_directions_final_state_of_a_packed_forward_imports(which, cell, lay
     model = _same_as_torch(Half(which, cell, layers, norm, softmax))
     last = [m for m in model if isinstance(m, rc.nn.LastStep)]
     assert [m.direction for m in last] == ["backward" if which == -1 else "forward"]
+
+
+@pytest.mark.parametrize("parts,bidirectional", [(("mean", "max"), False), (("last", "max", "mean"), True),
+                                                 (("hn", "mean"), True)])
+def test_a_saturated_softmax_after_a_concatenation_is_decided_by_the_logits(parts, bidirectional):
+    """A confident head (weights x 3e4): the softmax is one-hot on the probe's batch for several orders of
+    the parts alike; the output of the module's Linear, captured by the probe, decides. The imported
+    chain without its softmax is PyTorch's logits (captured here by a hook) on another batch."""
+    net = ConcatNet("GRU", 1, bidirectional, parts, softmax=True).double().eval()
+    with torch.no_grad():
+        net.fc.weight.mul_(3e4)
+    model = from_torch(net)
+    logits = []
+    hook = net.fc.register_forward_hook(lambda m, i, o: logits.append(o.detach().numpy()))
+    _torch(net, torch.float64)
+    hook.remove()
+    got = rc.nn.Sequential(*list(model)[:-1]).forward(X, lengths=LENGTHS)
+    assert isinstance(list(model)[-1], rc.nn.Softmax)
+    assert np.abs(got - logits[0]).max() <= 1e-9 * max(1.0, float(np.abs(logits[0]).max()))
