@@ -468,6 +468,9 @@ def _in_width(head) -> int:
 
 #: the parts of a concatenation of poolings over time (torch.cat([...], 1) of a packed forward)
 _CONCAT_PARTS = ("last", "mean", "max")
+#: the parts as a refusal names them
+_CONCAT_SHOWN = {"last": "last step (h_n)", "last-output": "output at the last valid step", "mean": "mean",
+                 "max": "max", "max-padded": "y.max(1) of the zero-padded output"}
 
 
 def _concat_name(parts) -> str:
@@ -744,9 +747,10 @@ def _probe_match(module, probe, outputs: dict, layouts: list, lengths_arg, lengt
                 if rivals:
                     return [name] + rivals
                 if model is None and base.startswith("cat("):   # its maximum over zero padding (_concat_runs)
+                    shown = ", ".join(_CONCAT_SHOWN[p] for p in base[4:-1].split(","))
                     raise ValueError(
                         f"from_torch: {type(module).__name__}.forward concatenates poolings over time, "
-                        f"torch.cat([{', '.join(base[4:-1].split(','))}], 1), whose maximum is over a padded "
+                        f"torch.cat([{shown}], 1), whose maximum is over a padded "
                         "batch whose padded steps are zeros (pad_packed_sequence's default "
                         "padding_value=0.0): "
                         "max(valid maximum, 0) for the sequences shorter than the batch, which rnncore's "
