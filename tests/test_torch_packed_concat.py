@@ -134,7 +134,8 @@ class Monotone(ConcatNet):
 
 
 def test_an_ambiguous_concatenation_is_refused_by_name():
-    with pytest.raises(ValueError, match=r"Monotone\.forward .*'cat\(mean,last\)', 'cat\(mean,max\)'"):
+    with pytest.raises(ValueError, match=r"Monotone\.forward concatenates poolings over time, but on 16 "
+                                         r"random batches .*'cat\(mean,last\)', 'cat\(mean,max\)'"):
         from_torch(Monotone().double().eval())
 
 

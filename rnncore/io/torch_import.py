@@ -652,6 +652,17 @@ def _container(module, dtype: str, seed: int, lengths_arg: str | None = None):
         if not isinstance(model, list):
             return model
         allowed = set(model)    # undecided: another, larger batch
+    if all(n.startswith("cat(") and "padded" not in n for n in allowed):
+        # concatenations only, whose parts agree on every batch (a one-unit layer's rising output: its
+        # maximum is its last valid step)
+        raise ValueError(
+            f"from_torch: {type(module).__name__}.forward concatenates poolings over time, but on "
+            f"{_PROBE_DRAWS} random batches the interpretations {sorted(allowed)} reproduced its output "
+            "alike (their parts were equal on every batch, as a maximum and the last step are for a layer "
+            "whose outputs rise), so the probe cannot tell which parts it concatenates; build it from its "
+            "parts instead: rc.nn.Sequential(from_torch(<the recurrent layer>), rc.nn.ConcatPool(<its "
+            "poolings in order: rc.nn.LastStep(), rc.nn.MaskedMean(), rc.nn.MaskedMax()>), "
+            "from_torch(<the head>))")
     raise ValueError(
         f"from_torch: {type(module).__name__}.forward takes a maximum over time, but on {_PROBE_DRAWS} "
         f"random batches the interpretations {sorted(allowed)} reproduced its output alike (its recurrent "
