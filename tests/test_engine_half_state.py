@@ -178,3 +178,76 @@ def test_to_onnx_matches_onnxruntime_and_torch(direction):
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"x": X, "lengths": lengths})[0]
     np.testing.assert_allclose(got, twin(X, lengths.astype(np.int64)), rtol=0, atol=1e-5)
+
+
+# -- from_torch (torch.fx: a module with a front-end) ------------------------------------------------
+class _FxNet(torch.nn.Module):
+    """Conv1d front-end (read with torch.fx) > bidirectional GRU/LSTM > ``tail(h_n[idx])``."""
+
+    def __init__(self, cell, layers, idx, tail, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = torch.nn.Conv1d(4, 6, 3, padding=1)
+        self.rnn = getattr(torch.nn, cell.upper())(6, 5, num_layers=layers, batch_first=True,
+                                                   bidirectional=True)
+        self.norm, self.fc = torch.nn.LayerNorm(5), torch.nn.Linear(5, 3)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.uniform_(-0.5, 0.5)
+        self.idx, self.tail, self.lstm = idx, tail, cell == "lstm"
+
+    def forward(self, x):
+        _, h = self.rnn(torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2))
+        if self.lstm:
+            h = h[0]
+        z = h[self.idx]
+        if self.tail == "relu":        # element-wise then the output: both states, then the half
+            return torch.tanh(z)
+        if self.tail == "relu_norm":
+            return self.norm(torch.relu(z))
+        if self.tail == "fc":          # the import that was there before: [0 | W] / [W | 0]
+            return self.fc(z)
+        z = self.norm(z) if self.tail.startswith("norm") else z
+        return self.fc(z) if self.tail.endswith("fc") else z
+
+
+def _leaves(m, prefix=""):
+    kids = list(m.children()) if hasattr(m, "children") else []
+    if not kids:
+        return [(prefix, m)]
+    return [leaf for name, k in kids for leaf in _leaves(k, f"{prefix}.{name}")]
+
+
+FX_CASES = [("gru", 1, -1, "none"), ("lstm", 2, -1, "none"), ("gru", 2, -2, "none"), ("lstm", 1, -1, "norm"),
+            ("gru", 2, -1, "norm_fc"), ("lstm", 2, -2, "norm_fc"), ("gru", 1, -2, "relu"),
+            ("lstm", 1, -1, "relu_norm"), ("gru", 2, -1, "fc")]
+
+
+@pytest.mark.parametrize("cell,layers,idx,tail", FX_CASES)
+def test_from_torch_fx_one_direction_matches_torch(cell, layers, idx, tail):
+    net = _FxNet(cell, layers, idx, tail, seed=layers).eval()
+    model = rc.io.from_torch(net)
+    pools = [m for _, m in _leaves(model) if isinstance(m, LastStep)]
+    assert len(pools) == 1 and pools[0].bidirectional
+    assert pools[0].direction == ("both" if tail in ("relu", "relu_norm", "fc") else
+                                  "backward" if idx == -1 else "forward")
+    x = np.random.default_rng(3).standard_normal((3, 7, 4))
+    with torch.no_grad():
+        want = net.double()(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-9, atol=1e-12)
+    e = rc.compile(model)
+    net = net.float()
+    X, lengths = x.astype(np.float32), np.array([7, 2, 5])
+    with torch.no_grad():   # a row of length n: the module on its first n steps
+        alone = np.concatenate([net(torch.tensor(X[b:b + 1, :n])).numpy() for b, n in enumerate(lengths)])
+    np.testing.assert_allclose(e.run(X, lengths), alone, rtol=0, atol=1e-5)
+
+
+def test_from_torch_fx_two_final_states_together_are_refused_by_name():
+    class Both(_FxNet):
+        def forward(self, x):
+            _, h = self.rnn(self.conv(x.transpose(1, 2)).transpose(1, 2))
+            return h[-1] * h[-2]
+
+    with pytest.raises(ValueError, match=r"node 'mul'.*h_n\[-2\] or h_n\[-1\].*together with another value"):
+        rc.io.from_torch(Both("gru", 1, -1, "none").eval())
