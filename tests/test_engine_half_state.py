@@ -251,3 +251,64 @@ def test_from_torch_fx_two_final_states_together_are_refused_by_name():
 
     with pytest.raises(ValueError, match=r"node 'mul'.*h_n\[-2\] or h_n\[-1\].*together with another value"):
         rc.io.from_torch(Both("gru", 1, -1, "none").eval())
+
+
+# -- ONNX: Gather of one row of Y_h (torch.onnx.export of h_n[-1] / h_n[-2]) ---------------------------
+class OnnxNet(torch.nn.Module):
+    """bidirectional GRU/LSTM (no front-end: the exporter's Y_h, a Concat of them for 2 layers) >
+    ``tail(h_n[idx])``."""
+
+    def __init__(self, cell, layers, idx, tail):
+        super().__init__()
+        torch.manual_seed(layers)
+        self.rnn = getattr(torch.nn, cell.upper())(4, 5, num_layers=layers, batch_first=True,
+                                                   bidirectional=True)
+        self.norm, self.fc = torch.nn.LayerNorm(5), torch.nn.Linear(5, 3)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.uniform_(-0.5, 0.5)
+        self.idx, self.tail, self.lstm = idx, tail, cell == "lstm"
+
+    def forward(self, x):
+        _, h = self.rnn(x)
+        z = (h[0] if self.lstm else h)[self.idx]
+        z = self.norm(z) if "norm" in self.tail else z
+        return self.fc(z) if "fc" in self.tail else z
+
+
+def onnx_net(cell, layers, idx, tail):
+    return OnnxNet(cell, layers, idx, tail).eval()
+
+
+ONNX_CASES = [("gru", 1, -1, "fc"), ("lstm", 2, -2, "norm_fc"), ("gru", 2, -1, "norm"),
+              ("lstm", 1, 0, "norm")]   # h_n[0] of one bidirectional layer: its forward direction
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("cell,layers,idx,tail", ONNX_CASES)
+def test_onnx_final_state_row_compiles_and_matches_onnxruntime(cell, layers, idx, tail):
+    ort = pytest.importorskip("onnxruntime")
+    from _helpers import q8_check, torch_onnx_export
+
+    data = torch_onnx_export("test_engine_half_state:onnx_net", (cell, layers, idx, tail), (2, 7, 4),
+                             {0: "B", 1: "T"}, dynamo=False, opset=17)
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    e = rc.compile(rc.io.from_onnx(data))
+    assert "last_step > frame_conv" in e.describe()
+    X, lengths = np.random.default_rng(11).standard_normal((3, 8, 4)).astype(np.float32), np.array([8, 3, 1])
+    np.testing.assert_allclose(e.run(X), sess.run(None, {"x": X})[0], rtol=0, atol=1e-5)
+    got = e.run(X, lengths)
+    for b, n in enumerate(lengths):      # a row of length n: the graph on its first n steps
+        np.testing.assert_allclose(got[b:b + 1], sess.run(None, {"x": X[b:b + 1, :n]})[0], rtol=0, atol=1e-5)
+    q8_check(rc.compile(rc.io.from_onnx(data), precision="q8"), e, X, lengths)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_onnx_an_earlier_layers_final_state_is_refused_by_name():
+    from _helpers import torch_onnx_export
+
+    data = torch_onnx_export("test_engine_half_state:onnx_net", ("gru", 2, 0, "fc"), (2, 7, 4),
+                             {0: "B", 1: "T"}, dynamo=False, opset=17)
+    with pytest.raises(ValueError, match=r"\(Gather\) reads the final state of recurrent layer 0 "
+                                         r"\(direction 0\)"):
+        rc.compile(rc.io.from_onnx(data))
