@@ -312,3 +312,16 @@ def test_onnx_an_earlier_layers_final_state_is_refused_by_name():
     with pytest.raises(ValueError, match=r"\(Gather\) reads the final state of recurrent layer 0 "
                                          r"\(direction 0\)"):
         rc.compile(rc.io.from_onnx(data))
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_export_c_runs_the_half(tmp_path, precision):
+    """``rnncore export-c``: a bidirectional model runs the whole sequence (``--run`` or not), its
+    output the engine's."""
+    from export_c_run import exported_outputs
+
+    m, _ = _half_model("gru", 2, "backward", "norm_fc", seed=12)
+    e = rc.compile(m, precision=precision)
+    X = np.random.default_rng(13).standard_normal((6, 6)).astype(np.float32)
+    out = exported_outputs(tmp_path, e.data, X, "half")
+    np.testing.assert_allclose(out["run"], e.run(X[None]), rtol=0, atol=1e-6)
