@@ -376,10 +376,11 @@ def linear_step_record(m: object) -> dict:
 def _half_record(width: int, direction: str, name: str) -> dict:
     """``LastStep(bidirectional=True, direction=...)`` in the engine: the bidirectional pooling's
     ``[forward | backward]`` row (``width = 2H``) then a per-step Linear that keeps one half,
-    ``y = S x`` with ``S = [I | 0]`` (forward) or ``[0 | I]`` (backward), ``(H, 2H)``. Exact in f32
-    (each output is one input times 1 plus zeros) and in q8 (each weight row's one nonzero, 1.0, is
-    127 times its scale 1/127), and every engine path (run, stream, q8, export-c, ONNX) runs it as
-    any per-step Linear after the pooling, with no format flag of its own."""
+    ``y = S x`` with ``S = [I | 0]`` (forward) or ``[0 | I]`` (backward), ``(H, 2H)``, kept in float32
+    in a q8 file too: each output is one input times 1 plus zeros, so the half exactly (in q8 no
+    rounding of the pooled row to 8 bits; the NumPy q8 spec takes the columns,
+    rnncore.quant.front.step_record). Every engine path (run, q8, export-c, to_onnx) runs it as any
+    per-step Linear after the pooling, with no format flag of its own."""
     if width % 2:
         raise ValueError(f"compile: module {name!r} (LastStep, direction={direction!r}) pools one half of "
                          f"a bidirectional output; the features before it are {width}, not even")
@@ -387,7 +388,7 @@ def _half_record(width: int, direction: str, name: str) -> dict:
     select = np.zeros((H, width), np.float32)
     select[:, (0 if direction == "forward" else H) + np.arange(H)] = np.eye(H, dtype=np.float32)
     return {"kind": "frame_conv1d", "in_channels": width, "out_channels": H, "kernel_size": 1,
-            "frame_length": 1, "tensors": {"weight": select.reshape(H, width, 1)}}
+            "frame_length": 1, "tensors": {"weight": select.reshape(H, width, 1)}, "precision": "f32"}
 
 
 def _record_input(m: object, rec: dict) -> int | None:

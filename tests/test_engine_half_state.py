@@ -178,3 +178,150 @@ def test_to_onnx_matches_onnxruntime_and_torch(direction):
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"x": X, "lengths": lengths})[0]
     np.testing.assert_allclose(got, twin(X, lengths.astype(np.int64)), rtol=0, atol=1e-5)
+
+
+# -- from_torch (torch.fx: a module with a front-end) ------------------------------------------------
+class _FxNet(torch.nn.Module):
+    """Conv1d front-end (read with torch.fx) > bidirectional GRU/LSTM > ``tail(h_n[idx])``."""
+
+    def __init__(self, cell, layers, idx, tail, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = torch.nn.Conv1d(4, 6, 3, padding=1)
+        self.rnn = getattr(torch.nn, cell.upper())(6, 5, num_layers=layers, batch_first=True,
+                                                   bidirectional=True)
+        self.norm, self.fc = torch.nn.LayerNorm(5), torch.nn.Linear(5, 3)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.uniform_(-0.5, 0.5)
+        self.idx, self.tail, self.lstm = idx, tail, cell == "lstm"
+
+    def forward(self, x):
+        _, h = self.rnn(torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2))
+        if self.lstm:
+            h = h[0]
+        z = h[self.idx]
+        if self.tail == "relu":        # element-wise then the output: both states, then the half
+            return torch.tanh(z)
+        if self.tail == "relu_norm":
+            return self.norm(torch.relu(z))
+        if self.tail == "fc":          # the import that was there before: [0 | W] / [W | 0]
+            return self.fc(z)
+        z = self.norm(z) if self.tail.startswith("norm") else z
+        return self.fc(z) if self.tail.endswith("fc") else z
+
+
+def _leaves(m, prefix=""):
+    kids = list(m.children()) if hasattr(m, "children") else []
+    if not kids:
+        return [(prefix, m)]
+    return [leaf for name, k in kids for leaf in _leaves(k, f"{prefix}.{name}")]
+
+
+FX_CASES = [("gru", 1, -1, "none"), ("lstm", 2, -1, "none"), ("gru", 2, -2, "none"), ("lstm", 1, -1, "norm"),
+            ("gru", 2, -1, "norm_fc"), ("lstm", 2, -2, "norm_fc"), ("gru", 1, -2, "relu"),
+            ("lstm", 1, -1, "relu_norm"), ("gru", 2, -1, "fc")]
+
+
+@pytest.mark.parametrize("cell,layers,idx,tail", FX_CASES)
+def test_from_torch_fx_one_direction_matches_torch(cell, layers, idx, tail):
+    net = _FxNet(cell, layers, idx, tail, seed=layers).eval()
+    model = rc.io.from_torch(net)
+    pools = [m for _, m in _leaves(model) if isinstance(m, LastStep)]
+    assert len(pools) == 1 and pools[0].bidirectional
+    assert pools[0].direction == ("both" if tail in ("relu", "relu_norm", "fc") else
+                                  "backward" if idx == -1 else "forward")
+    x = np.random.default_rng(3).standard_normal((3, 7, 4))
+    with torch.no_grad():
+        want = net.double()(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-9, atol=1e-12)
+    e = rc.compile(model)
+    net = net.float()
+    X, lengths = x.astype(np.float32), np.array([7, 2, 5])
+    with torch.no_grad():   # a row of length n: the module on its first n steps
+        alone = np.concatenate([net(torch.tensor(X[b:b + 1, :n])).numpy() for b, n in enumerate(lengths)])
+    np.testing.assert_allclose(e.run(X, lengths), alone, rtol=0, atol=1e-5)
+
+
+def test_from_torch_fx_two_final_states_together_are_refused_by_name():
+    class Both(_FxNet):
+        def forward(self, x):
+            _, h = self.rnn(self.conv(x.transpose(1, 2)).transpose(1, 2))
+            return h[-1] * h[-2]
+
+    with pytest.raises(ValueError, match=r"node 'mul'.*h_n\[-2\] or h_n\[-1\].*together with another value"):
+        rc.io.from_torch(Both("gru", 1, -1, "none").eval())
+
+
+# -- ONNX: Gather of one row of Y_h (torch.onnx.export of h_n[-1] / h_n[-2]) ---------------------------
+class OnnxNet(torch.nn.Module):
+    """bidirectional GRU/LSTM (no front-end: the exporter's Y_h, a Concat of them for 2 layers) >
+    ``tail(h_n[idx])``."""
+
+    def __init__(self, cell, layers, idx, tail):
+        super().__init__()
+        torch.manual_seed(layers)
+        self.rnn = getattr(torch.nn, cell.upper())(4, 5, num_layers=layers, batch_first=True,
+                                                   bidirectional=True)
+        self.norm, self.fc = torch.nn.LayerNorm(5), torch.nn.Linear(5, 3)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.uniform_(-0.5, 0.5)
+        self.idx, self.tail, self.lstm = idx, tail, cell == "lstm"
+
+    def forward(self, x):
+        _, h = self.rnn(x)
+        z = (h[0] if self.lstm else h)[self.idx]
+        z = self.norm(z) if "norm" in self.tail else z
+        return self.fc(z) if "fc" in self.tail else z
+
+
+def onnx_net(cell, layers, idx, tail):
+    return OnnxNet(cell, layers, idx, tail).eval()
+
+
+ONNX_CASES = [("gru", 1, -1, "fc"), ("lstm", 2, -2, "norm_fc"), ("gru", 2, -1, "norm"),
+              ("lstm", 1, 0, "norm")]   # h_n[0] of one bidirectional layer: its forward direction
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("cell,layers,idx,tail", ONNX_CASES)
+def test_onnx_final_state_row_compiles_and_matches_onnxruntime(cell, layers, idx, tail):
+    ort = pytest.importorskip("onnxruntime")
+    from _helpers import q8_check, torch_onnx_export
+
+    data = torch_onnx_export("test_engine_half_state:onnx_net", (cell, layers, idx, tail), (2, 7, 4),
+                             {0: "B", 1: "T"}, dynamo=False, opset=17)
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    e = rc.compile(rc.io.from_onnx(data))
+    assert "last_step > frame_conv" in e.describe()
+    X, lengths = np.random.default_rng(11).standard_normal((3, 8, 4)).astype(np.float32), np.array([8, 3, 1])
+    np.testing.assert_allclose(e.run(X), sess.run(None, {"x": X})[0], rtol=0, atol=1e-5)
+    got = e.run(X, lengths)
+    for b, n in enumerate(lengths):      # a row of length n: the graph on its first n steps
+        np.testing.assert_allclose(got[b:b + 1], sess.run(None, {"x": X[b:b + 1, :n]})[0], rtol=0, atol=1e-5)
+    q8_check(rc.compile(rc.io.from_onnx(data), precision="q8"), e, X, lengths)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_onnx_an_earlier_layers_final_state_is_refused_by_name():
+    from _helpers import torch_onnx_export
+
+    data = torch_onnx_export("test_engine_half_state:onnx_net", ("gru", 2, 0, "fc"), (2, 7, 4),
+                             {0: "B", 1: "T"}, dynamo=False, opset=17)
+    with pytest.raises(ValueError, match=r"\(Gather\) reads the final state of recurrent layer 0 "
+                                         r"\(direction 0\)"):
+        rc.compile(rc.io.from_onnx(data))
+
+
+@pytest.mark.parametrize("precision", ["f32", "q8"])
+def test_export_c_runs_the_half(tmp_path, precision):
+    """``rnncore export-c``: a bidirectional model runs the whole sequence (``--run`` or not), its
+    output the engine's."""
+    from export_c_run import exported_outputs
+
+    m, _ = _half_model("gru", 2, "backward", "norm_fc", seed=12)
+    e = rc.compile(m, precision=precision)
+    X = np.random.default_rng(13).standard_normal((6, 6)).astype(np.float32)
+    out = exported_outputs(tmp_path, e.data, X, "half")
+    np.testing.assert_allclose(out["run"], e.run(X[None]), rtol=0, atol=1e-6)

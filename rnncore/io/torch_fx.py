@@ -18,7 +18,9 @@ of each axis (batch ``B``, time ``T``, features ``F``):
   are refused), ``h[-1]`` of a one-direction layer (its last step),
   ``torch.cat((h[-2], h[-1]), -1)`` of a bidirectional one (``LastStep(bidirectional=True)``), and its
   ``h[-1]`` / ``h[-2]`` alone when element-wise activations then an ``nn.Linear`` read it (the
-  Linear then reads one half of ``LastStep(bidirectional=True)``: weights ``[0 | W]`` / ``[W | 0]``);
+  Linear then reads one half of ``LastStep(bidirectional=True)``: weights ``[0 | W]`` / ``[W | 0]``),
+  and when anything else reads it (the output, an ``nn.LayerNorm``, ...): one direction's final
+  state, ``LastStep(bidirectional=True, direction="backward")`` (``"forward"`` for ``h[-2]``);
   activations as modules, ``torch.relu(x)`` / ``F.relu`` / ``x.relu()`` (and sigmoid, tanh, gelu,
   hardsigmoid, hardtanh, relu6, silu, hardswish, softplus, softsign; ``torch.clamp`` / ``x.clamp``
   with constant bounds: ``rc.nn.Hardtanh``); ``nn.Softmax`` / ``torch.softmax`` / ``F.softmax`` /
@@ -105,7 +107,9 @@ class _State:
 
 class _Pick:
     """``h_n[-2]`` / ``h_n[-1]`` of a bidirectional layer (its last layer's forward / backward final
-    state): understood only as ``torch.cat((h_n[-2], h_n[-1]), -1)``."""
+    state): ``torch.cat((h_n[-2], h_n[-1]), -1)`` is both directions' (:meth:`_Tracer.cat_state`);
+    read by element-wise layers then a Linear, the Linear reads one half (:meth:`_Tracer.final_state`);
+    read otherwise, one direction's final state (:meth:`_Tracer.one_direction`)."""
 
     def __init__(self, rnn, idx: int) -> None:
         self.rnn, self.idx = rnn, idx
@@ -366,9 +370,8 @@ class _Tracer:
         self.cur = self.next_ver = 0
 
     _PICK_ALONE = ("reads h_n[-2] or h_n[-1] of a bidirectional layer (one direction's final state) "
-                   "other than through element-wise activations / Dropout into an nn.Linear; understood: "
-                   "torch.cat((h_n[-2], h_n[-1]), -1) (both directions' final states), and fc(h_n[-1]), "
-                   "fc(act(h_n[-1])) (the same of h_n[-2])")
+                   "together with another value; understood: torch.cat((h_n[-2], h_n[-1]), -1) (both "
+                   "directions' final states), and h_n[-1] or h_n[-2] read alone")
     #: layers that keep one direction's half apart (element-wise, finite on finite values), and nn.Linear
     _HALF_MODULES = {"ReLU", "Sigmoid", "Tanh", "Hardsigmoid", "GELU", "LeakyReLU", "ELU", "Hardtanh",
                      "ReLU6", "SiLU", "Hardswish", "Softplus", "Softsign", "Dropout", "Identity", "Linear"}
@@ -388,6 +391,29 @@ class _Tracer:
         self.add(_build.pool("last", True))
         out = _Data(("B", "F"))
         out.half = 0 if pick.idx == -2 else 1
+        out.width = 2 * (getattr(pick.rnn, "proj_size", 0) or pick.rnn.hidden_size)
+        return self.new_point(out)
+
+    def one_direction(self, pick: _Pick) -> _Data:
+        """``h_n[-2]`` / ``h_n[-1]`` read alone by the output or a layer other than element-wise ones
+        and a Linear (a LayerNorm, ...): one direction's final state,
+        ``LastStep(bidirectional=True, direction="forward" / "backward")``."""
+        from rnncore.nn.layers import LastStep
+
+        self.add(LastStep(bidirectional=True, direction="forward" if pick.idx == -2 else "backward"))
+        return self.new_point(_Data(("B", "F")))
+
+    def select_half(self, half: _Data) -> _Data:
+        """Element-wise layers' output on both final states (:meth:`final_state`) read by the output or
+        a layer that mixes the features: a Linear ``[I | 0]`` / ``[0 | I]`` keeps the module's half."""
+        H = half.width // 2
+        select = np.zeros((H, 2 * H))
+        select[:, half.half * H + np.arange(H)] = np.eye(H)
+        self.add(_build.linear(select, None, self.dtype))
+        return self.new_point(_Data(half.axes))
+
+    def new_point(self, out):
+        """``out`` is the output of the layer just added: a new point of the chain, the latest."""
         self.next_ver += 1
         self.cur = self.next_ver
         self.points[self.cur] = len(self.modules)
@@ -493,8 +519,10 @@ class _Tracer:
                         self.refuse(node, "several outputs; the imported model returns one tensor")
                     out = out[0]
                 v = vals.get(out)
-                if isinstance(v, _Pick) or getattr(v, "half", None) is not None:
-                    self.refuse(node, self._PICK_ALONE)
+                if isinstance(v, _Pick):
+                    v = self.one_direction(v)
+                elif getattr(v, "half", None) is not None:
+                    v = self.select_half(v)
                 if not isinstance(v, _Data) or v.pad:
                     self.refuse(node, "the output is not the data (a tuple, a state or padded data)")
                 return v
@@ -511,10 +539,14 @@ class _Tracer:
             halves = [a for a in node_args if isinstance(a, fx.Node) and
                       getattr(vals.get(a), "half", None) is not None]
             if picks or halves:
-                if len(picks) + len(halves) != 1 or not self.keeps_halves(node, gm):
+                if len(picks) + len(halves) != 1:
                     self.refuse(node, self._PICK_ALONE)
-                if picks:
+                if picks and self.keeps_halves(node, gm):
                     vals[picks[0]] = self.final_state(vals[picks[0]])
+                elif picks:
+                    vals[picks[0]] = self.one_direction(vals[picks[0]])
+                elif not self.keeps_halves(node, gm):
+                    vals[halves[0]] = self.select_half(vals[halves[0]])
             args = [vals.get(a, a) if isinstance(a, fx.Node) else a for a in node_args]
             srcs = [a for a in node_args if isinstance(a, fx.Node)]
             if any(s not in vals for s in srcs):
@@ -539,10 +571,7 @@ class _Tracer:
                     if inputs and getattr(inputs[0], "ver", 0) != self.cur:
                         self.refuse(node, "reads the data of an earlier point of the chain (a branch "
                                           "that is not a residual x + f(x))")
-                    self.next_ver += 1
-                    self.cur = self.next_ver
-                    self.points[self.cur] = len(self.modules)
-                    v.ver = self.cur
+                    self.new_point(v)
                 elif getattr(v, "ver", None) is None:   # a transpose: the point it reads
                     v.ver = getattr(inputs[0], "ver", self.cur) if inputs else self.cur
             vals[node] = v
@@ -852,12 +881,7 @@ class _Tracer:
                               f"({', '.join(repr(p[1].name) for p in parts)}); rnncore's ConcatPool pools "
                               "one tensor, the output of the latest layer")
         self.add(_build.concat_pool(pools))
-        out = _Data(("B", "F"))
-        self.next_ver += 1
-        self.cur = self.next_ver
-        self.points[self.cur] = len(self.modules)
-        out.ver = self.cur
-        return out
+        return self.new_point(_Data(("B", "F")))
 
     def cat_state(self, node, vals: dict):
         """``torch.cat((h_n[-2], h_n[-1]), -1)`` of a bidirectional layer: the forward direction's
@@ -874,12 +898,7 @@ class _Tracer:
             self.refuse(node, "a concatenation; understood: torch.cat((h_n[-2], h_n[-1]), -1) of a "
                               "bidirectional layer (both directions' final states)")
         self.add(_build.pool("last", True))
-        out = _Data(("B", "F"))
-        self.next_ver += 1
-        self.cur = self.next_ver
-        self.points[self.cur] = len(self.modules)
-        out.ver = self.cur
-        return out
+        return self.new_point(_Data(("B", "F")))
 
     def residual(self, node, a, b):
         """``x + f(x)``: the layers between the two points become ``rc.nn.Residual(f)``."""
@@ -902,11 +921,8 @@ class _Tracer:
         del self.modules[start:]
         self.points = {k: v for k, v in self.points.items() if v <= start and k != hi.ver}
         self.add(res)
-        self.next_ver += 1
-        self.cur = self.next_ver
-        self.points[self.cur] = len(self.modules)
-        out = _Data(hi.axes)
-        out.ver, out.fresh = self.cur, True
+        out = self.new_point(_Data(hi.axes))
+        out.fresh = True
         return out
 
     def time_pad(self, node, x, pads, zeros: bool):

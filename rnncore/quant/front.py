@@ -685,6 +685,25 @@ def instance_norm_seq(rec: dict, x: np.ndarray) -> np.ndarray:
     return (d * r[:, None, :]) * w + b
 
 
+def _selection_columns(t: dict, width: int) -> np.ndarray | None:
+    """The input column each output copies when a float32 frame_conv's weight ``(O, width)`` is a
+    selection (each row one weight 1.0, the rest 0, no bias or a zero one: ``LastStep(direction=...)``'s
+    ``[I | 0]`` / ``[0 | I]``, rnncore.spec._half_record): then every ISA's f32 product row is that
+    input plus exact zeros, in any order of the sums. None for any other weight."""
+    w = t.get("weight")
+    if w is None:
+        return None
+    w = np.asarray(w, F32)
+    if w.size % width or w.size == 0:
+        return None
+    w = w.reshape(-1, width)
+    b = t.get("bias")
+    if (b is not None and np.any(np.asarray(b) != 0)) or np.any((w != 0) & (w != 1)) \
+            or np.any(np.count_nonzero(w, axis=1) != 1):
+        return None
+    return np.argmax(w, axis=1)
+
+
 def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
     """One per-step record, as :func:`rnncore.io.rnc.read_rnc` describes it (``front``, ``post``,
     ``post_pooled``), on rows ``x (B, F)`` in the C core's float32 arithmetic; a q8 frame_conv
@@ -695,8 +714,11 @@ def step_record(rec: dict, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, F32)
     if kind in ("frame_conv1d", "frame_conv"):
         if t.get("qweight") is None:
-            raise ValueError("step_record: a frame_conv kept in float32 has no bit-exact NumPy form "
-                             "(its product is the ISA's f32 GEMM row)")
+            cols = _selection_columns(t, x.shape[-1])
+            if cols is None:
+                raise ValueError("step_record: a frame_conv kept in float32 has no bit-exact NumPy form "
+                                 "(its product is the ISA's f32 GEMM row)")
+            return x[..., cols]
         full = {**rec, "qweight": t["qweight"], "scale": t["scale"], "bias": t["bias"]}
         return frame_conv_q16(full, x) if rec.get("bits") == 16 else frame_conv_q8(full, x)
     if kind == "log_mel":

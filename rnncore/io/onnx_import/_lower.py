@@ -560,7 +560,10 @@ class _SeqLower:
             parts = [self.val[i] for i in s.inputs]
             if int(a.get("axis", 0)) != 0 or len({p["kind"] for p in parts}) != 1:
                 self.refuse("concatenates final states other than one kind's layers along axis 0")
-            return {"k": "state", "kind": parts[0]["kind"], "layers": [n for p in parts for n in p["layers"]]}
+            return {"k": "state", "kind": parts[0]["kind"], "layers": [n for p in parts for n in p["layers"]],
+                    "batch": parts[0].get("batch")}
+        if op == "Gather" and kinds == ["state"]:
+            return self.final_state(s, a)
         if op == "Shape":
             v = self.get(s.inputs[0], ("data", "zeros"))
             d = self.dims(v)
@@ -738,6 +741,30 @@ class _SeqLower:
         self.refuse(f"takes [{lo}:{hi}] of axis {k} of data ({', '.join(map(_dim_text, self.dims(x)))}): "
                     "expected one direction of a recurrent output, or its last (or, for a backward "
                     "direction, first) time step")
+
+    def final_state(self, s, a) -> dict:
+        """``Gather`` of one row of the final hidden states ``Y_h`` (``(D, B, H)``, or the layers' rows
+        concatenated: PyTorch's ``h_n[k]``), read right after the last recurrent layer: its row of a
+        one-direction layer is ``LastStep()``; of a bidirectional one, one direction's final state,
+        ``LastStep(bidirectional=True, direction="forward" (row 0) / "backward" (row 1))``."""
+        from rnncore.nn.layers import LastStep
+
+        v = self.val[s.inputs[0]]
+        idx = self.g.consts.get(s.inputs[1])
+        rows = [(n, d) for n in v["layers"] for d in range(self.ndir[n])]
+        if v["kind"] != "h" or idx is None or np.ndim(idx) != 0 or int(a.get("axis", 0)) != 0 \
+                or not -len(rows) <= int(idx) < len(rows):
+            self.refuse(f"gathers from the final {v['kind']} states other than one row of Y_h (one constant "
+                        "index, axis 0)")
+        layer, d = rows[int(idx)]
+        if layer != self.nrec - 1 or not self.ops or self.ops[-1][0] != "rec" or v.get("batch") is None:
+            self.refuse(f"reads the final state of recurrent layer {layer} (direction {d}): expected the "
+                        "last recurrent layer's, read right after it (the C engine pools right after it)")
+        H = next(r[2] for r in self.dirax.values() if r[0] == layer)
+        self.ops.append(("pool", LastStep() if self.ndir[layer] == 1 else
+                         LastStep(bidirectional=True, direction=("forward", "backward")[d]), s))
+        self.op_in.append(len(self.ops) - 1)      # the point after the recurrent layer
+        return {"k": "data", "axes": [v["batch"], ("f", H, self.fid())]}
 
     def last_rec(self) -> int:
         """The index in ``ops`` of the last recurrent layer (-1: none yet)."""
@@ -1676,7 +1703,8 @@ class _SeqLower:
             self.val[outs[0]] = {"k": "data", "axes": y}
         for o, kind in zip(outs[1:3], "hc", strict=True):
             if o:
-                self.val[o] = {"k": "state", "kind": kind, "layers": [self.nrec - 1]}
+                self.val[o] = {"k": "state", "kind": kind, "layers": [self.nrec - 1],
+                               "batch": sb if layout == 0 else sa}
                 self.states_out.append((o, layout))
 
     # -- the layers ------------------------------------------------------------------------------
