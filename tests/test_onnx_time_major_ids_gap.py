@@ -190,6 +190,40 @@ def test_word_language_model_as_written_merges_the_steps_into_rows(rnn_type, dyn
         q8_check(rc.compile(graph, precision="q8"), eng, feeds["tokens"].T.copy(), np.array([T, 4]))
 
 
+class MergedRows(nn.Module):
+    """Batch-major ids ``(B, T)`` -> Embedding -> GRU(batch_first) -> Linear -> ``reshape(-1, V)`` ->
+    ``log_softmax`` over ``dim``."""
+
+    def __init__(self, dim):
+        super().__init__()
+        torch.manual_seed(1)
+        self.dim = dim
+        self.emb, self.rnn, self.fc = nn.Embedding(V, E), nn.GRU(E, 6, batch_first=True), nn.Linear(6, V)
+
+    def forward(self, ids):
+        return F.log_softmax(self.fc(self.rnn(self.emb(ids))[0]).reshape(-1, V), dim=self.dim)
+
+
+def test_batch_major_rows_merged_and_a_softmax_over_them():
+    """``(B * T, V)`` rows of batch-major ids are ``output_layout == "(BT)F"`` (the engine's output
+    reshaped); a ``LogSoftmax`` over the merged rows (``dim=0``) is no per-step layer: refused naming
+    it (the NumPy graph runs it)."""
+    axes = {"tokens": {0: "B", 1: "T"}, "y": {0: "BT"}}
+    tok = np.random.default_rng(0).integers(0, V, (2, 9))
+    data = export(MergedRows(1).eval(), (torch.zeros((3, 7), dtype=torch.int64),), ["tokens"], ["y"], axes)
+    eng = rc.compile(rc.io.from_onnx(data))
+    assert eng.graph_io["input_layout"] == "BTF" and eng.graph_io["output_layout"] == "(BT)F"
+    np.testing.assert_allclose(eng.run(tok).reshape(-1, V), ort_run(data, {"tokens": tok})[0], rtol=0,
+                               atol=1e-5)
+    data = export(MergedRows(0).eval(), (torch.zeros((3, 7), dtype=torch.int64),), ["tokens"], ["y"], axes)
+    graph = rc.io.from_onnx(data)
+    np.testing.assert_allclose(graph.run({"tokens": tok})["y"], ort_run(data, {"tokens": tok})[0], rtol=0,
+                               atol=2e-6)
+    with pytest.raises(ValueError, match=r"node '/LogSoftmax' \(LogSoftmax\) normalises over axis 0: "
+                                         r"expected the features \(axis 1\)"):
+        rc.compile(graph)
+
+
 # -- GlobalAveragePool ---------------------------------------------------------------------------------------
 F_IN, H, O = 4, 5, 3
 
