@@ -364,11 +364,11 @@ def test_global_average_pool_node_of_any_rank(shape):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
-def gap_graph(lengths: bool, transpose: bool = True, pool=None) -> bytes:
+def gap_graph(lengths: bool, transpose: bool = True, pool=None, opset: int = 17) -> bytes:
     """Hand-built: ``x (T, B, F)`` -> GRU (``sequence_lens`` from the input ``lens`` if ``lengths``) ->
-    Squeeze -> Transpose to ``(B, H, T)`` -> ``GlobalAveragePool`` (named ``avg_time``; or the node
-    ``pool``) -> Flatten -> Gemm. Without ``transpose`` the pool reads ``(T, B, H)`` and its flattened
-    ``(T, B)`` is the output (no Gemm)."""
+    Squeeze -> Transpose to ``(B, H, T)`` -> ``GlobalAveragePool`` (named ``avg_time``; or ``pool``, a
+    node or a list of them, ``yc`` to ``p``) -> Flatten -> Gemm. Without ``transpose`` the pool reads
+    ``(T, B, H)`` and its flattened ``(T, B)`` is the output (no Gemm)."""
     from onnx import TensorProto, helper, numpy_helper
 
     g = np.random.default_rng(4)
@@ -376,13 +376,16 @@ def gap_graph(lengths: bool, transpose: bool = True, pool=None) -> bytes:
                                                                          (1, 6 * H)))
     Wo, bo = g.standard_normal((O, H)).astype(np.float32), g.standard_normal(O).astype(np.float32)
     inits = [numpy_helper.from_array(a, n) for a, n in ((W, "W"), (R, "R"), (Bb, "B"), (Wo, "Wo"), (bo, "bo"),
-                                                          (np.array([1], np.int64), "ax1"))]
+                                                          (np.array([1], np.int64), "ax1"),
+                                                          (np.array([2], np.int64), "ax2"),
+                                                          (np.array([2, 3], np.int64), "ax23"))]
     nodes = [helper.make_node("GRU", ["x", "W", "R", "B", "lens" if lengths else ""], ["Y"], hidden_size=H,
                               name="gru"),
              helper.make_node("Squeeze", ["Y", "ax1"], ["y3"], name="sq"),
              helper.make_node("Transpose", ["y3"], ["yc"], perm=[1, 2, 0] if transpose else [0, 1, 2],
                               name="tr"),
-             pool or helper.make_node("GlobalAveragePool", ["yc"], ["p"], name="avg_time"),
+             *(pool if isinstance(pool, list) else
+               [pool or helper.make_node("GlobalAveragePool", ["yc"], ["p"], name="avg_time")]),
              helper.make_node("Flatten", ["p"], ["f" if transpose else "y"], axis=1, name="flat")]
     if transpose:
         nodes.append(helper.make_node("Gemm", ["f", "Wo", "bo"], ["y"], transB=1, name="head"))
@@ -391,7 +394,7 @@ def gap_graph(lengths: bool, transpose: bool = True, pool=None) -> bytes:
         ins.append(helper.make_tensor_value_info("lens", TensorProto.INT32, ["B"]))
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     gr = helper.make_graph(nodes, "gap_rnn", ins, [out], inits)
-    return helper.make_model(gr, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    return helper.make_model(gr, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
 
 
 def test_global_average_pool_after_sequence_lens_is_refused_by_name():
@@ -409,6 +412,36 @@ def test_global_average_pool_after_sequence_lens_is_refused_by_name():
     np.testing.assert_allclose(model.run({"x": X, "lens": lens})["y"], want, rtol=0, atol=2e-6)
     with pytest.raises(ValueError, match=r"node 'gru' \(GRU\) has sequence_lens"):
         rc.compile(model)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_reduce_mean_over_time_and_an_axis_of_size_1(opset):
+    """The dynamo exporter's form of ``adaptive_avg_pool1d(y, 1)`` (torch 2.13, opset 18), written by
+    hand: ``Unsqueeze`` of ``(B, H, T)`` to ``(B, H, 1, T)``, ``ReduceMean`` over the last two axes
+    (keepdims=1; ``axes`` an attribute before opset 18, an input from 18), then the graph's
+    ``Flatten``: the lowering reads it as ``MaskedMean`` (f32 with per-row lengths, q8)."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Unsqueeze", ["yc", "ax2"], ["u"], name="unsq")]
+    if opset >= 18:
+        nodes.append(helper.make_node("ReduceMean", ["u", "ax23"], ["p"], keepdims=1, name="mean_time"))
+    else:
+        nodes.append(helper.make_node("ReduceMean", ["u"], ["p"], axes=[2, 3], keepdims=1, name="mean_time"))
+    data = gap_graph(lengths=False, pool=nodes, opset=opset)
+    model = rc.io.from_onnx(data)
+    assert isinstance(model, OnnxGraph)
+    eng = rc.compile(model)
+    assert "masked_mean" in eng.describe()
+    X, lengths = randn32((3, 9, F_IN), seed=8), np.array([9, 5, 2])
+    Xt = X.transpose(1, 0, 2).copy()
+    want = ort_run(data, {"x": Xt})[0]
+    np.testing.assert_allclose(model.run({"x": Xt})["y"], want, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(eng.run(X), want, rtol=0, atol=1e-5)
+    got = eng.run(X, lengths)
+    for b, L in enumerate(lengths):
+        want = ort_run(data, {"x": X[b:b + 1, :L].transpose(1, 0, 2).copy()})[0]
+        np.testing.assert_allclose(got[b:b + 1], want, rtol=0, atol=1e-5)
+    q8_check(rc.compile(model, precision="q8"), eng, X, lengths)
 
 
 def test_global_average_pool_of_time_major_data_and_of_other_axes():

@@ -1031,7 +1031,10 @@ class _SeqLower:
 
     def mean_over_time(self, s, a) -> dict:
         """``ReduceMean`` over the time axis (``keepdims=0``) of the last recurrent layer's per-step
-        output: ``rc.nn.MaskedMean`` (its ``lengths`` are the engine's)."""
+        output: ``rc.nn.MaskedMean`` (its ``lengths`` are the engine's). ``keepdims=1``, or the time
+        axis with axes of size 1 (the dynamo exporter's ``adaptive_avg_pool1d(y, 1)``: ``Unsqueeze`` to
+        ``(B, F, 1, T)``, ``ReduceMean`` over the last two axes, ``Squeeze``), is read as
+        :meth:`max_over_time` reads its ``ReduceMax`` twin."""
         from rnncore.nn.layers import MaskedMean
 
         x = self.get(s.inputs[0], ("data",))
@@ -1040,6 +1043,10 @@ class _SeqLower:
         n = len(x["axes"])
         if len(axes) != 1 or int(a.get("keepdims", 1)) or self.tsym is None \
                 or x["axes"][axes[0] % n] != ("s", (self.tsym,)) or n != 3 or self.nrec == 0:
+            try:
+                return self.max_over_time(s, "ReduceMean", a)
+            except _Refused:
+                pass
             self.refuse("is a mean other than over the time axis of a recurrent layer's output (keepdims=0)")
         self.ops.append(("pool", MaskedMean(), s))
         return {"k": "data", "axes": [ax for k, ax in enumerate(x["axes"]) if k != axes[0] % n]}
@@ -1055,6 +1062,8 @@ class _SeqLower:
         steps."""
         from rnncore.nn.layers import MaskedMax, MaskedMean
 
+        mean = op in ("ReduceMean", "GlobalAveragePool")
+        word = "mean" if mean else "maximum"
         x = self.get(s.inputs[0], ("data",))
         n, shape = len(x["axes"]), ", ".join(map(_dim_text, self.dims(x)))
         time = ("s", (self.tsym,))
@@ -1067,7 +1076,7 @@ class _SeqLower:
             ax, keep = 2, True
         else:
             if int(a.get("noop_with_empty_axes", 0)):
-                self.refuse("has noop_with_empty_axes=1: expected the maximum over the time axis alone")
+                self.refuse(f"has noop_with_empty_axes=1: expected the {word} over the time axis alone")
             if len(s.inputs) > 1 and s.inputs[1] and s.inputs[1] not in self.g.consts:
                 self.refuse(f"takes its axes from the data ({s.inputs[1]!r}), expected a constant")
             axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] \
@@ -1076,16 +1085,16 @@ class _SeqLower:
             ones = [k for k in red if x["axes"][k][:2] == ("f", 1)]        # size 1: the same either way
             if len(red) != len(axes) or len(red) != len(ones) + 1 or self.tsym is None \
                     or time not in [x["axes"][k] for k in red] or self.nrec == 0:
-                self.refuse(f"takes the maximum over axes {axes} of data ({shape}): expected the time axis "
+                self.refuse(f"takes the {word} over axes {axes} of data ({shape}): expected the time axis "
                             "alone (and axes of size 1) of a recurrent layer's output, (B, T, F), (T, B, F) "
                             "or (B, F, T)")
             ax, keep = next(k for k in red if k not in ones), bool(int(a.get("keepdims", 1)))
             if not keep:
                 rest = [d for k, d in enumerate(x["axes"]) if k not in red]
         if [d[0] for d in rest if d[:2] != ("f", 1)] != ["s", "f"]:
-            self.refuse(f"takes the maximum over time of data ({shape}) whose other axes are not the batch "
+            self.refuse(f"takes the {word} over time of data ({shape}) whose other axes are not the batch "
                         "then the features")
-        self.ops.append(("pool", MaskedMean() if op == "GlobalAveragePool" else MaskedMax(), s))
+        self.ops.append(("pool", MaskedMean() if mean else MaskedMax(), s))
         if not keep:
             return {"k": "data", "axes": rest}
         fid = self.fid()
