@@ -1908,7 +1908,8 @@ def _lower_sequence_graph(g, channels_first: bool = False):
       ``LayerNormalization`` (last axis) -> ``rc.nn.LayerNorm``, ``BatchNormalization`` of data whose
       axis 1 is the features -> ``rc.nn.BatchNorm1d``, ``Mul`` / ``Div`` / ``Add`` of the data by a
       constant (one value or one per feature) that is no Linear's -> :meth:`_SeqLower.affine`, a
-      ``ReduceMean`` over time after the last recurrent layer -> ``rc.nn.MaskedMean``, ``ReduceMax`` over
+      ``ReduceMean`` over time after the last recurrent layer -> ``rc.nn.MaskedMean`` (as ``ReduceMax``:
+      ``keepdims=1`` or with axes of size 1 too), ``ReduceMax`` over
       time or ``GlobalMaxPool`` of ``(B, F, T)`` data there -> ``rc.nn.MaskedMax`` (``GlobalAveragePool``
       -> ``rc.nn.MaskedMean``)
       (:meth:`_SeqLower.max_over_time`; ``Flatten`` / ``Squeeze`` / ``Reshape`` drop a kept axis), the
