@@ -579,8 +579,9 @@ def test_onnx_word_language_model_exported_with_its_state_inputs():
     """The word language model exported as written, ``forward(input, hidden)`` with ``(h0, c0)`` inputs
     and ``(y, hn, cn)`` outputs (``y`` the ``(T * B, ntoken)`` of ``view(-1, ntoken)``): imported as an
     ``OnnxGraph`` (the chain importer refuses the ``Reshape`` by name), which runs it as onnxruntime
-    does from non-zero states; ``rc.compile`` refuses its time-major token input ``(T, B)`` naming the
-    ``Gather`` (the engine looks ids up ``(B, T)``; the ``forward(input)`` export above compiles)."""
+    does from non-zero states; ``rc.compile`` lowers it: time-major token ids ``(T, B)`` (passed as
+    ``ids.T``), the states as the engine's, the ``(T * B, ntoken)`` output the engine's ``(B, T, ntoken)``
+    read back as ``y.transpose(1, 0, 2).reshape(-1, ntoken)`` (``graph_io["output_layout"] == "(TB)F"``)."""
     torch.manual_seed(27)
     net = RNNModel("LSTM", 20, 8, 8, 2, 0.2, tie_weights=True).eval()
     g = np.random.default_rng(28)
@@ -606,6 +607,9 @@ def test_onnx_word_language_model_exported_with_its_state_inputs():
     got = graph.run(feeds)
     for name, w in zip(["y", "hn", "cn"], want, strict=True):
         _close(np.asarray(got[name], np.float64), w, 1e-5, name)
-    with pytest.raises(ValueError, match=r"rc.compile\(OnnxGraph\): node '/encoder/Gather' \(Gather\) looks "
-                                         r"token ids up along a time-major axis \(T, B\)"):
-        rc.compile(graph)
+    eng = rc.compile(graph)
+    assert eng.graph_io["input_layout"] == "TBF" and eng.graph_io["output_layout"] == "(TB)F"
+    y, (hn, cn) = eng.run(tok.T.astype(np.int32), state=(feeds["h0"], feeds["c0"]), return_state=True)
+    for name, got, w in [("y", y.transpose(1, 0, 2).reshape(-1, 20), want[0]), ("hn", hn, want[1]),
+                         ("cn", cn, want[2])]:
+        _close(np.asarray(got, np.float64), w, 1e-5, "engine " + name)

@@ -337,6 +337,14 @@ def _check_padding_stays_zero(imp, pipe) -> None:
     last_rnn = max(k for k, kind in enumerate(kinds) if kind == "rnn")
     for i in pipe[last_rnn + 1:]:
         layer = imp.layers[i]
+        if layer["kind"] == "pool" and layer.get("op") == "GlobalAveragePool":
+            raise _Refused(
+                f"from_onnx: node {layer['node']!r} (GlobalAveragePool): the recurrent nodes read "
+                f"sequence_lens {imp.lengths!r}, and the mean over time takes every step: ONNX divides "
+                "the sum of every step, the zeros past a sequence's length included, by T, rnncore's "
+                "masked mean by the length (expected the final state or a ReduceSum over time divided by "
+                "the lengths after a node with sequence_lens; for the mean over the valid steps import "
+                "the model without sequence_lens and pass lengths= to run)")
         if layer["kind"] == "pool" and layer["pool"] == "mean" and layer.get("over") != "lengths":
             raise _Refused(
                 f"from_onnx: the recurrent nodes read sequence_lens {imp.lengths!r}, and after them "
@@ -407,9 +415,10 @@ def _from_onnx_pipeline(onnx_model, dtype, strip_final_activation, as_spec, engi
         if isinstance(v, _Seq):
             if v.pipe != pipe:
                 raise _Refused(f"from_onnx: output {name!r} is an intermediate result of the model")
-            kept = next((imp.layers[i] for i in pipe if imp.layers[i].get("pool") == "max"), None)
+            kept = next((imp.layers[i] for i in pipe if "op" in imp.layers[i]), None)
             if "T1" in v.axes and kept is not None:
-                raise _Refused(f"from_onnx: node {kept['node']!r} (ReduceMax/GlobalMaxPool) keeps the time "
+                op = "ReduceMax/GlobalMaxPool" if kept["pool"] == "max" else kept["op"]
+                raise _Refused(f"from_onnx: node {kept['node']!r} ({op}) keeps the time "
                                f"axis (keepdims) to the output {name!r}: expected it squeezed (Squeeze, "
                                "Flatten) before the output")
             sig.outputs.append((name, "y", tuple(imp.lab(x) for x in v.axes)))

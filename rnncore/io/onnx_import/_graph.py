@@ -888,6 +888,12 @@ def _global_max_pool(b, node, a, x):
     return [np.max(v, axis=tuple(range(2, v.ndim)), keepdims=True)]
 
 
+def _global_average_pool(b, node, a, x):
+    """``GlobalAveragePool``: the mean over every axis after the channels (2 on), kept as size 1."""
+    v = np.asarray(x[0])
+    return [np.mean(v, axis=tuple(range(2, v.ndim)), keepdims=True)]
+
+
 def _hard_sigmoid_np(b, node, a, x):
     al, be = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
     return [np.clip(al * np.asarray(x[0]) + be, 0, 1)]
@@ -995,6 +1001,7 @@ _PURE: dict = {
     "Sin": _unary(np.sin), "Cos": _unary(np.cos),
     "Selu": _selu, "Reciprocal": _unary(np.reciprocal),
     "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min), "GlobalMaxPool": _global_max_pool,
+    "GlobalAveragePool": _global_average_pool,
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True),
     "Size": _size, "ReduceMean": _reduce(np.mean), "ReduceSum": _reduce(np.sum),
     "Split": _split, "Einsum": _einsum,

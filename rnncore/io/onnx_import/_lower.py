@@ -853,8 +853,8 @@ class _SeqLower:
             op[0] == "pool" and self.op_in[k + 1 + j] == k + 1 for j, op in enumerate(after))
 
     _CONCAT_FORMS = ("ReduceMean / ReduceMax over time (keepdims=0, or 1 then Squeeze / Flatten / "
-                     "Reshape), GlobalMaxPool then Squeeze / Flatten, or the last step (Gather of index -1 "
-                     "over time)")
+                     "Reshape), GlobalMaxPool / GlobalAveragePool then Squeeze / Flatten, or the last step "
+                     "(Gather of index -1 over time)")
 
     def concat_pools(self, s, a) -> dict:
         """``Concat`` over the features of poolings over time of the last recurrent layer's output
@@ -1058,7 +1058,10 @@ class _SeqLower:
 
     def mean_over_time(self, s, a) -> dict:
         """``ReduceMean`` over the time axis (``keepdims=0``) of the last recurrent layer's per-step
-        output: ``rc.nn.MaskedMean`` (its ``lengths`` are the engine's)."""
+        output: ``rc.nn.MaskedMean`` (its ``lengths`` are the engine's). ``keepdims=1``, or the time
+        axis with axes of size 1 (the dynamo exporter's ``adaptive_avg_pool1d(y, 1)``: ``Unsqueeze`` to
+        ``(B, F, 1, T)``, ``ReduceMean`` over the last two axes, ``Squeeze``), is read as
+        :meth:`max_over_time` reads its ``ReduceMax`` twin."""
         from rnncore.nn.layers import MaskedMean
 
         x = self.get(s.inputs[0], ("data",))
@@ -1067,6 +1070,10 @@ class _SeqLower:
         n = len(x["axes"])
         if len(axes) != 1 or int(a.get("keepdims", 1)) or self.tsym is None \
                 or x["axes"][axes[0] % n] != ("s", (self.tsym,)) or n != 3 or self.nrec == 0:
+            try:
+                return self.max_over_time(s, "ReduceMean", a)
+            except _Refused:
+                pass
             self.refuse("is a mean other than over the time axis of a recurrent layer's output (keepdims=0)")
         self.ops.append(("pool", MaskedMean(), s))
         return {"k": "data", "axes": [ax for k, ax in enumerate(x["axes"]) if k != axes[0] % n]}
@@ -1077,14 +1084,18 @@ class _SeqLower:
         ``rc.nn.MaskedMax``, the maximum over each sequence's valid steps (the engine's lengths: a row
         of length ``L`` is the graph on its first ``L`` steps). ``keepdims=1`` (``GlobalMaxPool``'s
         only form) keeps the time axis as a feature axis of size 1 for a ``Squeeze`` / ``Reshape`` /
-        ``Flatten`` to drop; reaching the output so is refused naming the node."""
-        from rnncore.nn.layers import MaskedMax
+        ``Flatten`` to drop; reaching the output so is refused naming the node. ``GlobalAveragePool``
+        of ``(B, F, T)`` is the same with ``rc.nn.MaskedMean``, the mean over each sequence's valid
+        steps."""
+        from rnncore.nn.layers import MaskedMax, MaskedMean
 
+        mean = op in ("ReduceMean", "GlobalAveragePool")
+        word = "mean" if mean else "maximum"
         x = self.get(s.inputs[0], ("data",))
         n, shape = len(x["axes"]), ", ".join(map(_dim_text, self.dims(x)))
         time = ("s", (self.tsym,))
         rest = [d for d in x["axes"] if d != time]
-        if op == "GlobalMaxPool":
+        if op in ("GlobalMaxPool", "GlobalAveragePool"):
             if n != 3 or x["axes"][2] != time or x["axes"][0][0] != "s" or x["axes"][1][0] != "f" \
                     or self.nrec == 0:
                 self.refuse(f"pools data of shape ({shape}): expected channels-first (B, F, T) data of a "
@@ -1092,7 +1103,7 @@ class _SeqLower:
             ax, keep = 2, True
         else:
             if int(a.get("noop_with_empty_axes", 0)):
-                self.refuse("has noop_with_empty_axes=1: expected the maximum over the time axis alone")
+                self.refuse(f"has noop_with_empty_axes=1: expected the {word} over the time axis alone")
             if len(s.inputs) > 1 and s.inputs[1] and s.inputs[1] not in self.g.consts:
                 self.refuse(f"takes its axes from the data ({s.inputs[1]!r}), expected a constant")
             axes = _ints(self.g.consts[s.inputs[1]]) if len(s.inputs) > 1 and s.inputs[1] \
@@ -1101,16 +1112,16 @@ class _SeqLower:
             ones = [k for k in red if x["axes"][k][:2] == ("f", 1)]        # size 1: the same either way
             if len(red) != len(axes) or len(red) != len(ones) + 1 or self.tsym is None \
                     or time not in [x["axes"][k] for k in red] or self.nrec == 0:
-                self.refuse(f"takes the maximum over axes {axes} of data ({shape}): expected the time axis "
+                self.refuse(f"takes the {word} over axes {axes} of data ({shape}): expected the time axis "
                             "alone (and axes of size 1) of a recurrent layer's output, (B, T, F), (T, B, F) "
                             "or (B, F, T)")
             ax, keep = next(k for k in red if k not in ones), bool(int(a.get("keepdims", 1)))
             if not keep:
                 rest = [d for k, d in enumerate(x["axes"]) if k not in red]
         if [d[0] for d in rest if d[:2] != ("f", 1)] != ["s", "f"]:
-            self.refuse(f"takes the maximum over time of data ({shape}) whose other axes are not the batch "
+            self.refuse(f"takes the {word} over time of data ({shape}) whose other axes are not the batch "
                         "then the features")
-        self.ops.append(("pool", MaskedMax(), s))
+        self.ops.append(("pool", MaskedMean() if mean else MaskedMax(), s))
         if not keep:
             return {"k": "data", "axes": rest}
         fid = self.fid()
@@ -1387,7 +1398,7 @@ class _SeqLower:
             out = self.norm_layer(s, op)
         elif op == "ReduceMean":
             out = self.mean_over_time(s, a)
-        elif op in ("ReduceMax", "GlobalMaxPool"):
+        elif op in ("ReduceMax", "GlobalMaxPool", "GlobalAveragePool"):
             out = self.max_over_time(s, op, a)
         elif op == "Flatten":
             out = self.flatten(s, a)
@@ -1583,12 +1594,14 @@ class _SeqLower:
         t_sym, C = ax[2][1][0], int(ax[1][1])
         what = "convolves" if op == "Conv" else "pools"
         if op != "Conv" and self.nrec:
+            avg = op == "AveragePool"
             self.refuse("is a convolution or pooling over time after a recurrent layer: the C engine runs "
-                        "them before the first recurrent layer (front-end records); a MaxPool whose kernel "
-                        "is the whole time axis of the export is torch's adaptive_max_pool1d(y, 1) exported "
-                        "with a fixed time axis",
-                        "export with a dynamic time axis (dynamic_axes: it becomes GlobalMaxPool, the max "
-                        "over time) or write y.max(dim).values / torch.amax")
+                        f"them before the first recurrent layer (front-end records); a {op} whose kernel "
+                        f"is the whole time axis of the export is torch's adaptive_{'avg' if avg else 'max'}"
+                        "_pool1d(y, 1) exported with a fixed time axis",
+                        "export with a dynamic time axis (dynamic_axes: it becomes "
+                        + ("GlobalAveragePool, the mean over time) or write y.mean(dim)" if avg else
+                           "GlobalMaxPool, the max over time) or write y.max(dim).values / torch.amax"))
         self.time_axis(t_sym, f"{what} over the batch axis of the data the layers before it ran over in time")
         pad_node = x["pad"] if x["k"] == "padded" else None
         if pad_node is not None:
@@ -1923,8 +1936,10 @@ def _lower_sequence_graph(g, channels_first: bool = False):
       ``LayerNormalization`` (last axis) -> ``rc.nn.LayerNorm``, ``BatchNormalization`` of data whose
       axis 1 is the features -> ``rc.nn.BatchNorm1d``, ``Mul`` / ``Div`` / ``Add`` of the data by a
       constant (one value or one per feature) that is no Linear's -> :meth:`_SeqLower.affine`, a
-      ``ReduceMean`` over time after the last recurrent layer -> ``rc.nn.MaskedMean``, ``ReduceMax`` over
-      time or ``GlobalMaxPool`` of ``(B, F, T)`` data there -> ``rc.nn.MaskedMax``
+      ``ReduceMean`` over time after the last recurrent layer -> ``rc.nn.MaskedMean`` (as ``ReduceMax``:
+      ``keepdims=1`` or with axes of size 1 too), ``ReduceMax`` over
+      time or ``GlobalMaxPool`` of ``(B, F, T)`` data there -> ``rc.nn.MaskedMax`` (``GlobalAveragePool``
+      -> ``rc.nn.MaskedMean``)
       (:meth:`_SeqLower.max_over_time`; ``Flatten`` / ``Squeeze`` / ``Reshape`` drop a kept axis), the
       last step of per-step layers after it -> ``LastStep()``; Elu, LeakyRelu, Clip (constant bounds),
       HardSwish, SiLU, Softplus, Softsign -> their ``rc.nn`` layers; an Erf outside a GELU refused by name;
@@ -1939,7 +1954,10 @@ def _lower_sequence_graph(g, channels_first: bool = False):
     model : ``rc.nn.Sequential`` taking ``(B, T, F)``, returning ``(B, T, out)``
     info : dict: ``data_input``, ``data_output``, ``input_layout`` / ``output_layout`` (``"TBF"`` or
         ``"BTF"``: the graph's axes; ``engine.run`` takes and returns ``(B, T, .)``, so a ``"TBF"``
-        graph's data is passed as ``x.transpose(1, 0, 2)`` and its output read back the same way),
+        graph's data is passed as ``x.transpose(1, 0, 2)`` (token ids ``(T, B)``: as ``ids.T``) and its
+        output read back the same way; ``"BFT"``: channels first, ``x.transpose(0, 2, 1)``; ``"BF"``:
+        a pooled output; ``"(TB)F"`` / ``"(BT)F"``: the steps merged into rows, the engine's ``y``
+        read back as ``y.transpose(1, 0, 2).reshape(-1, F)`` / ``y.reshape(-1, F)``),
         ``state_inputs`` / ``state_outputs`` (the recurrent nodes' initial / final state tensors
         that are graph inputs / outputs, in layer order: the engine's state)
     """
@@ -2002,10 +2020,7 @@ def _lower_sequence_graph(g, channels_first: bool = False):
             lw.step = next(s for s in steps if o in s.outputs)
             lw.resolve(o, lw.val[o])
     layers = lw.layers()
-    if emb is not None:
-        if lw.time != "X1":
-            lw.step = emb
-            lw.refuse("looks token ids up along a time-major axis (T, B); the C engine takes ids (B, T)")
+    if emb is not None:     # ids (B, T), or time-major (T, B): the caller passes ids.T (input_layout "TBF")
         layers = [embedding, *layers]
         data_in = g.input_names[0]
 
@@ -2037,6 +2052,15 @@ def _lower_sequence_graph(g, channels_first: bool = False):
         info = {"data_input": data_in, "data_output": outs[0],
                 "input_layout": "BFT" if chw else lay[lw.time == "X0"],
                 "output_layout": "BF", "state_inputs": state_in, "state_outputs": state_out}
+        return Sequential(*layers), info
+    if ax is not None and len(ax) == 2 and ax[1][0] == "f" and ax[0][0] == "s" \
+            and ax[0][1] in ((lw.tsym, batch), (batch, lw.tsym)):
+        # the steps merged into rows (the word language model's decoded.view(-1, ntoken)): (T * B, F)
+        # or (B * T, F), the engine's (B, T, F) output reshaped so
+        info = {"data_input": data_in, "data_output": outs[0],
+                "input_layout": "BFT" if chw else lay[lw.time == "X0"],
+                "output_layout": "(TB)F" if ax[0][1][0] == lw.tsym else "(BT)F",
+                "state_inputs": state_in, "state_outputs": state_out}
         return Sequential(*layers), info
     if ax is None or len(ax) != 3 or [a[0] for a in ax] != ["s", "s", "f"] or \
             {ax[0][1], ax[1][1]} != {(batch,), (lw.tsym,)}:

@@ -1,6 +1,7 @@
 """Heads and pooling after the recurrent layers: ``Gemm``, ``MatMul`` + ``Add``, ``ReduceMean``
 over time, ``ReduceSum`` over time divided by the recurrent nodes' ``sequence_lens`` (the masked
-mean), ``ReduceMax`` over time and ``GlobalMaxPool`` of channels-first data (the masked max), a
+mean; ``GlobalAveragePool`` of channels-first data too), ``ReduceMax`` over time and ``GlobalMaxPool``
+of channels-first data (the masked max), a
 final ``Softmax`` / ``Sigmoid`` (kept as a layer, or dropped with
 ``strip_final_activation``), and constant arithmetic."""
 
@@ -116,10 +117,12 @@ def op_reduce_mean(imp, node, ins, a):
                  imp.add_layer(s.pipe, {"kind": "pool", "pool": "mean", "bidirectional": False}))]
 
 
-def _max_pool(imp, node, s, axis: int, keep: bool):
-    """``rc.nn.MaskedMax`` over the time axis ``axis`` of ``s``; ``keep`` (keepdims=1): the axis
-    stays as one of size 1 (``'T1'``) until a ``Squeeze`` (or ``Flatten``) drops it."""
-    layer = {"kind": "pool", "pool": "max", "bidirectional": False, "node": node.name or "?"}
+def _max_pool(imp, node, s, axis: int, keep: bool, pool: str = "max"):
+    """``rc.nn.MaskedMax`` (``pool`` "mean": ``MaskedMean``) over the time axis ``axis`` of ``s``;
+    ``keep`` (keepdims=1): the axis stays as one of size 1 (``'T1'``) until a ``Squeeze`` (or
+    ``Flatten``) drops it."""
+    layer = {"kind": "pool", "pool": pool, "bidirectional": False, "node": node.name or "?",
+             "op": node.op_type}
     pipe = imp.add_layer(s.pipe, layer)
     if keep:
         return _Seq(tuple("T1" if i == axis else x for i, x in enumerate(s.axes)),
@@ -156,6 +159,21 @@ def op_global_max_pool(imp, node, ins, a):
         imp.refuse(node, f"pools data with axes {labels}: expected channels-first (B, F, T) data, its last "
                          "axis the time axis (a Transpose of the recurrent output before it)")
     return [_max_pool(imp, node, s, 2, True)]
+
+
+@register("GlobalAveragePool")
+def op_global_average_pool(imp, node, ins, a):
+    """``GlobalAveragePool`` of channels-first ``(N, C, L)`` data whose last axis is time (torch's
+    ``F.adaptive_avg_pool1d(y.transpose(1, 2), 1)`` / ``nn.AdaptiveAvgPool1d(1)`` exported with a
+    dynamic time axis): ``rc.nn.MaskedMean``, the pooled axis kept as one of size 1 until a
+    ``Squeeze``. After nodes run with ``sequence_lens`` it is refused naming the node
+    (:func:`~rnncore.io.onnx_import._core._check_padding_stays_zero`)."""
+    s = imp.data(ins[0], node)
+    labels = tuple(imp.lab(x) for x in s.axes)
+    if len(s.axes) != 3 or labels[2] != "T" or labels[1] != "F":
+        imp.refuse(node, f"pools data with axes {labels}: expected channels-first (B, F, T) data, its last "
+                         "axis the time axis (a Transpose of the recurrent output before it)")
+    return [_max_pool(imp, node, s, 2, True, "mean")]
 
 
 @register("Flatten")
