@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import pytest  # noqa: E402
+from _helpers import c_equals_q8_reference  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 import rnncore as rc  # noqa: E402
@@ -186,6 +187,29 @@ def test_keras_models_import(make):
         np.testing.assert_allclose(ours.forward(x.astype(np.float64)), ref, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"padding='same', stride=[23]\) pads by an amount"):
         rc.compile(from_keras(model, dtype="float32", check=False))
+
+
+@pytest.mark.parametrize("s", [2, 3])
+def test_a_window_of_two_steps_compiles(s):
+    """Conv1D(kernel_size=2, strides=s, padding="same") never pads on the left (the total is at most
+    d(k-1) = 1): its record is the fixed padding (0, 1), which the engine runs; f32 against Keras at
+    odd and even T, per-row lengths against the NumPy model, q8 bit for bit against its spec."""
+    model = keras.Sequential([keras.Input((None, 3)), L.Conv1D(5, 2, strides=s, padding="same"),
+                              L.GRU(4, return_sequences=True), L.Dense(2)])
+    ours = from_keras(model, dtype="float32")
+    eng = rc.compile(ours)
+    for T in (5, 6, 7, 12, 13):
+        x = RNG.standard_normal((2, T, 3)).astype(np.float32)
+        ref = keras.ops.convert_to_numpy(model(x))
+        np.testing.assert_allclose(eng.run(x), ref, rtol=1e-5, atol=1e-5)
+    x = RNG.standard_normal((3, 13, 3)).astype(np.float32)
+    lengths = np.array([13, 8, 5])
+    got, want = eng.run(x, lengths), ours.forward(x, lengths=lengths)
+    for b, lb in enumerate(lengths):
+        n = -(-lb // s)
+        np.testing.assert_allclose(got[b, :n], want[b, :n], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got[b, :n], eng.run(x[b:b + 1, :lb])[0], rtol=1e-6, atol=1e-6)
+    c_equals_q8_reference(rc.compile(ours, precision="q8"), x[:, :12], None)
 
 
 def test_keras_average_pooling_under_the_torch_backend_is_refused():
