@@ -144,8 +144,8 @@ def test_conv1d_stream_equals_whole_sequence(dtype, tol, padding, stride, dilati
 
 
 def test_conv1d_refuses():
-    with pytest.raises(ValueError, match="stride=1"):
-        Conv1d(2, 2, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="padding_mode: padding='same' at stride=2 pads with zeros"):
+        Conv1d(2, 2, 3, stride=2, padding="same", padding_mode="reflect")
     with pytest.raises(ValueError, match="groups"):
         Conv1d(3, 2, 3, groups=2)
     with pytest.raises(ValueError, match="right"):

@@ -75,7 +75,8 @@ def test_auto_pad_with_stride_one_matches_onnxruntime(op, auto):
 
 def test_pooling_the_importer_cannot_express_is_refused_by_name():
     cases = [
-        (_pool_model("MaxPool", 13, kernel_shape=[3], strides=[2], auto_pad="SAME_UPPER"), "auto_pad"),
+        (_pool_model("MaxPool", 13, kernel_shape=[3], strides=[2], dilations=[2], auto_pad="SAME_UPPER"),
+         "auto_pad"),
         (_pool_model("MaxPool", 13, kernel_shape=[3], pads=[2, 2]), "pads"),
     ]
     for model, what in cases:

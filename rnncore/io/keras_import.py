@@ -421,24 +421,29 @@ def _channels_last(layer) -> None:
                          "rnncore reads (batch, time, features), Keras' channels_last")
 
 
+def _keras_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
 def _same_padding(layer, k: int, stride: int, dilation: int, pooling: bool):
     """Keras' ``padding="same"`` as rnncore's ``(padding, ceil_mode)``.
 
     Keras (TensorFlow) pads ``d(k-1)+1 - 1`` in all at stride 1, the odd one on the right (PyTorch's
-    ``"same"``); at a larger stride the total depends on the input length, except for a window of at
-    most 2 steps, which never pads on the left: ``ceil_mode`` without padding. A window of one step
-    never pads at all (``ceil(T / s)`` windows, the last starting at ``s (ceil(T / s) - 1) <= T - 1``):
-    it is ``padding="valid"``."""
+    ``"same"``); at a larger stride the total depends on the input length: rnncore's ``"same"`` at
+    a stride is that rule (:func:`rnncore.nn.conv.same_padding`; the NumPy forward, no stream, no
+    C engine record yet), except for the windows that fix it: a window of at most 2 steps never
+    pads on the left (``ceil_mode`` without padding for a pooling), and a window of one step never
+    pads at all (``ceil(T / s)`` windows, the last starting at ``s (ceil(T / s) - 1) <= T - 1``):
+    ``padding="valid"``."""
     if stride == 1:
         return "same", False
     if k == 1:
         return 0, False
     if pooling and k <= 2:
         return 0, True
-    raise ValueError(
-        f"from_keras: {type(layer).__name__} {layer.name!r} has padding='same' with strides={stride}: Keras "
-        "then pads by an amount that depends on the input length, which rnncore's fixed padding cannot "
-        "express (use strides=1, padding='valid'/'causal', or a pool_size of at most 2)")
+    return "same", False
 
 
 def _front_layer(layer, k: str, channels: int | None, dtype: str) -> list[dict]:
@@ -469,6 +474,13 @@ def _front_layer(layer, k: str, channels: int | None, dtype: str) -> list[dict]:
         if k == "MaxPooling1D":
             return [{"kind": "module", "module": MaxPool1d(
                 ks, channels, stride=stride, padding=pad, ceil_mode=ceil, dtype=dtype), "out": channels}]
+        if pad == "same" and stride != 1 and _keras_backend() == "torch":
+            raise ValueError(
+                f"from_keras: AveragePooling1D {layer.name!r} has padding='same' with strides={stride} and "
+                f"pool_size={ks}: Keras' torch backend pads it by repeating the edge steps where the split "
+                "is uneven, where TensorFlow and JAX leave the padding out of the average (rnncore's "
+                "rule); the model computes something else under each backend (load it with "
+                "KERAS_BACKEND=tensorflow or jax, or use padding='valid')")
         # Keras averages over the real inputs of each window (the padding is not counted)
         return [{"kind": "module", "module": AvgPool1d(
             ks, channels, stride=stride, padding=pad, ceil_mode=ceil, count_include_pad=False, dtype=dtype),

@@ -40,6 +40,7 @@ __all__ = [
     "AvgPool1d",
     "window_index",
     "conv_output_length",
+    "same_padding",
 ]
 
 
@@ -79,6 +80,28 @@ def conv_output_length(
         if (n - 1) * stride >= length + pad_left:
             n -= 1
     return n
+
+
+def same_padding(
+    length: int, kernel_size: int, stride: int = 1, dilation: int = 1, lower: bool = False
+) -> tuple[int, int]:
+    """TensorFlow's ``padding="same"`` (ONNX's ``auto_pad="SAME_UPPER"``; ``lower=True``:
+    ``"SAME_LOWER"``) for an input of ``length`` steps: ``(left, right)``.
+
+    With ``P = dilation (kernel_size - 1)`` and ``s = stride``::
+
+        T_out = ceil(L / s)
+        total = max((T_out - 1) s + P + 1 - L, 0)
+        left  = total // 2            (SAME_LOWER: total - total // 2)
+        right = total - left
+
+    At ``s = 1`` the total is ``P`` whatever ``L``: PyTorch's ``padding="same"`` (odd one on the
+    right); at ``s > 1`` it depends on ``L``. :func:`conv_output_length` with it gives ``T_out``.
+    """
+    out = -(-length // stride)
+    total = max((out - 1) * stride + dilation * (kernel_size - 1) + 1 - length, 0)
+    small = total // 2
+    return (total - small, small) if lower else (small, total - small)
 
 
 def ceil_mode_padding(
@@ -153,9 +176,12 @@ def window_index(
 
 
 def _gather(x: np.ndarray, index: np.ndarray, pad_value: float = 0.0) -> np.ndarray:
-    """``x (N, L, C)`` -> ``cols (N, L_out, k, C)``, ``cols[n, l, j] = x_ext[n, index[l, j]]``."""
+    """``x (N, L, C)`` -> ``cols (N, L_out, k, C)``, ``cols[n, l, j] = x_ext[n, index[l, j]]``
+    (``index (N, L_out, k)``, one per row: ``x_ext[n, index[n, l, j]]``)."""
     N, _, C = x.shape
     x_ext = np.concatenate([x, np.full((N, 1, C), pad_value, x.dtype)], axis=1)
+    if index.ndim == 3:
+        return x_ext[np.arange(N)[:, None, None], index]
     return x_ext[:, index]
 
 
@@ -163,8 +189,9 @@ def _scatter(dcols: np.ndarray, index: np.ndarray, length: int) -> np.ndarray:
     """The adjoint of :func:`_gather`: ``dx (N, L, C)`` summing every tap that read an element."""
     N, _, k, C = dcols.shape
     dx_ext = np.zeros((N, length + 1, C), dcols.dtype)
+    rows = np.arange(N)[:, None] if index.ndim == 3 else slice(None)
     for j in range(k):
-        np.add.at(dx_ext, (slice(None), index[:, j]), dcols[:, :, j])
+        np.add.at(dx_ext, (rows, index[..., j]), dcols[:, :, j])
     return dx_ext[:, :length]
 
 
@@ -248,21 +275,20 @@ class _TimeWindow(Module):
     kernel_size: int
     stride: int
     dilation: int
-    pad_left: int
-    pad_right: int
     pad_value = 0.0
     padding_mode = "zeros"
     ceil_mode = False
     channels: int  # input features C
+    same_rule: str | None = None  # "upper" / "lower": TensorFlow's "same" at a stride > 1 (per length)
 
     def _window(self, kernel_size: int, stride: int, dilation: int, padding: object) -> None:
         """Check and set ``kernel_size``, ``stride``, ``dilation``, ``padding`` and the
-        ``(pad_left, pad_right)`` it means."""
+        ``(pad_left, pad_right)`` it means (none fixed for ``"same"`` at a stride > 1)."""
         self.kernel_size = check_int("kernel_size", kernel_size, 1)
         self.stride = check_int("stride", stride, 1)
         self.dilation = check_int("dilation", dilation, 1)
         self.padding = padding
-        self.pad_left, self.pad_right = self._padding(padding)
+        self._pads = self._padding(padding)
 
     def _padding(self, padding: object) -> tuple[int, int]:
         span = self.dilation * (self.kernel_size - 1)
@@ -270,15 +296,65 @@ class _TimeWindow(Module):
             return 0, 0
         if padding == "causal":
             return span, 0
-        if padding == "same":
-            if self.stride != 1:
-                raise ValueError(f"padding: 'same' needs stride=1 (as in PyTorch), got stride={self.stride}")
-            return span // 2, span - span // 2  # PyTorch puts the odd one on the right
+        if padding in ("same", "same_lower"):
+            if self.stride == 1:   # d(k-1) whatever the length: PyTorch puts the odd one on the right
+                return same_padding(1, self.kernel_size, 1, self.dilation, padding == "same_lower")
+            self.same_rule = "upper" if padding == "same" else "lower"
+            return 0, 0   # not used: same_padding(T) at each forward
         if isinstance(padding, str):
             raise ValueError(
-                f"padding: expected 'valid', 'same', 'causal', an int or (left, right), got {padding!r}"
+                "padding: expected 'valid', 'same', 'same_lower', 'causal', an int or (left, right), "
+                f"got {padding!r}"
             )
         return _pair("padding", padding)
+
+    def _fixed_pads(self) -> tuple[int, int]:
+        span = self.dilation * (self.kernel_size - 1)
+        if self.same_rule == "upper" and span <= 1:
+            # a window of at most 2 steps never pads on the left (total <= 1): padding (0, span)
+            # has the same ceil(T / s) windows for every T, reading its pad step only when "same" does
+            return 0, span
+        if self.same_rule is not None:
+            raise ValueError(
+                f"{type(self).__name__}(padding={self.padding!r}, stride={self.stride}) pads by an amount "
+                "that depends on each input's length (TensorFlow's 'same' rule, "
+                "rnncore.nn.conv.same_padding), which this path needs fixed (the C engine, a stream, an "
+                "export): run the model with its NumPy forward"
+            )
+        return self._pads
+
+    @property
+    def pad_left(self) -> int:
+        """The padding before the input (ValueError for ``"same"`` at a stride > 1: it depends on T)."""
+        return self._fixed_pads()[0]
+
+    @pad_left.setter
+    def pad_left(self, value: int) -> None:   # a fixed padding from now on
+        self._pads, self.same_rule = (int(value), self._pads[1]), None
+
+    @property
+    def pad_right(self) -> int:
+        """The padding after the input (ValueError for ``"same"`` at a stride > 1: it depends on T)."""
+        return self._fixed_pads()[1]
+
+    @pad_right.setter
+    def pad_right(self, value: int) -> None:
+        self._pads, self.same_rule = (self._pads[0], int(value)), None
+
+    def pads_for(self, length: int) -> tuple[int, int]:
+        """``(left, right)`` for an input of ``length`` steps (:func:`same_padding` for ``"same"``
+        at a stride > 1, else the fixed padding)."""
+        if self.same_rule is not None:
+            lower = self.same_rule == "lower"
+            return same_padding(length, self.kernel_size, self.stride, self.dilation, lower)
+        return self._pads
+
+    def output_lengths(self, lengths: np.ndarray) -> np.ndarray:
+        """Each sequence's number of outputs: ``ceil(L / s)`` for ``"same"`` at a stride > 1; the
+        other paddings take lengths at stride 1 with ``d(k-1)`` padding only (the same number)."""
+        if self.same_rule is not None:
+            return -(-np.asarray(lengths) // self.stride)
+        return lengths
 
     def _check(self, x: object) -> np.ndarray:
         x = _float_input("x", x, self.dtype)
@@ -289,7 +365,7 @@ class _TimeWindow(Module):
     def _index(self, length: int, whole: bool) -> np.ndarray:
         """The indices of each output's window (:func:`window_index`): over the whole sequence
         with its padding, or over a stream buffer that already holds the left padding."""
-        pl, pr = (self.pad_left, self.pad_right) if whole else (0, 0)
+        pl, pr = self.pads_for(length) if whole else (0, 0)
         idx = window_index(
             length, self.kernel_size, self.stride, self.dilation, pl, pr, self.padding_mode,
             self.ceil_mode and whole,
@@ -304,6 +380,20 @@ class _TimeWindow(Module):
                 f"({pl}, {pr}))"
             )
         return idx
+
+    def _row_index(self, lengths: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """``"same"`` at a stride with per-row lengths: each row's windows as if it ran alone at its
+        length ``L_b`` (its own :func:`same_padding`), ``index (B, ceil(T/s), k)`` into ``x_ext``
+        (the pad slot is ``T``), and ``valid (B, ceil(T/s), 1)``: output ``t < ceil(L_b / s)``."""
+        n_out = -(-length // self.stride)
+        index = np.full((len(lengths), n_out, self.kernel_size), length, np.intp)
+        for b, lb in enumerate(lengths):
+            if lb:
+                pads = self.pads_for(int(lb))
+                idx = window_index(int(lb), self.kernel_size, self.stride, self.dilation, *pads)
+                index[b, : idx.shape[0]] = np.where(idx == lb, length, idx)   # its pad slot -> x's
+        valid = np.arange(n_out)[None, :] < self.output_lengths(lengths)[:, None]
+        return index, valid[:, :, None]
 
     def _mask_input(self, x: np.ndarray, lengths: Any, mask: Any) -> tuple[np.ndarray, Any]:
         """With lengths: set the input past each length to the pad value (what running each
@@ -321,7 +411,8 @@ class _TimeWindow(Module):
             raise ValueError(
                 f"lengths: {type(self).__name__} changes the number of steps (stride={self.stride}, padding="
                 f"({self.pad_left}, {self.pad_right})), so per-sequence lengths cannot follow it; use "
-                "equal-length sequences, or stride 1 with padding 'same' or 'causal'"
+                "equal-length sequences, stride 1 with padding 'same' or 'causal', or padding 'same' "
+                "at any stride (TensorFlow's rule, each sequence padded for its own length)"
             )
         self._check_lengths_supported()
         valid = mask_from_lengths(lengths, x.shape[1])[:, :, None]
@@ -340,6 +431,15 @@ class _TimeWindow(Module):
     ) -> np.ndarray:
         """``x (B, T, C) -> y (B, T_out, F)``; see the class docstring."""
         x = self._check(x)
+        if self.same_rule is not None:   # each row padded for its own length (same_padding)
+            lengths = _resolve_lengths(lengths, mask, x.shape[0], x.shape[1])
+            if lengths is None:
+                idx, valid = self._index(x.shape[1], whole=True), None
+            else:
+                idx, valid = self._row_index(lengths, x.shape[1])
+            y = self._apply(x, idx, train)
+            self._valid = valid if train else None
+            return self._mask_output(y, valid)
         x, valid = self._mask_input(x, lengths, mask)
         y = self._apply(x, self._index(x.shape[1], whole=True), train)
         self._valid = valid if train else None
@@ -352,13 +452,18 @@ class _TimeWindow(Module):
         if self._valid is not None:
             dy = dy * self._valid  # the outputs past each length are constant 0
         dx = self._backward(dy)
-        if self._valid is not None:
+        if self._valid is not None and self.same_rule is None:   # (same_rule: no tap reads past L_b)
             dx *= self._valid
         return dx
 
     # -- streaming ---------------------------------------------------------------------------
     def stream_state(self, batch: int) -> np.ndarray:
         """The initial stream state: the left padding, ``(batch, pad_left, C)`` of the pad value."""
+        if self.same_rule is not None:
+            raise ValueError(
+                f"{type(self).__name__}: streaming needs a fixed padding; padding={self.padding!r} at "
+                f"stride={self.stride} pads by an amount that depends on the whole input's length"
+            )
         if self.padding_mode != "zeros" and self.pad_left:
             raise ValueError(
                 f"{type(self).__name__}: streaming needs padding_mode='zeros' (a reflected left "
@@ -404,9 +509,15 @@ class Conv1d(_TimeWindow):
     ----------
     in_channels, out_channels, kernel_size : ``C_in``, ``C_out``, ``k``
     stride, dilation, groups : ``s``, ``d``, groups (both channel counts divisible by it)
-    padding : ``"valid"`` (none), ``"same"`` (``d(k-1)`` split as PyTorch, stride 1),
-        ``"causal"`` (``d(k-1)`` on the left: output ``t`` sees inputs ``<= t``, streamable),
-        an int (both sides) or ``(left, right)``
+    padding : ``"valid"`` (none), ``"same"``, ``"same_lower"``, ``"causal"`` (``d(k-1)`` on the left:
+        output ``t`` sees inputs ``<= t``, streamable), an int (both sides) or ``(left, right)``.
+        ``"same"`` is TensorFlow's / Keras' rule (ONNX ``auto_pad="SAME_UPPER"``,
+        :func:`same_padding`): ``ceil(T / s)`` outputs, ``total = max((ceil(T/s) - 1) s + d(k-1) + 1
+        - T, 0)`` split ``total // 2`` on the left, the rest on the right; at stride 1 that is
+        ``d(k-1)``, PyTorch's ``"same"``. PyTorch refuses ``"same"`` at a stride > 1; rnncore
+        extends it with TensorFlow's rule, where the padding depends on ``T`` (no stream, and the
+        C engine has no such record yet). ``"same_lower"``: ONNX's ``SAME_LOWER`` (the larger
+        half on the left)
     bias, dtype, seed : as :class:`rnncore.nn.Linear`; initialisation as PyTorch
     padding_mode : ``"zeros"`` or ``"reflect"`` (PyTorch's ``padding_mode``; reflect does not stream)
 
@@ -416,7 +527,9 @@ class Conv1d(_TimeWindow):
     d(k-1) - 1)/s) + 1``; ``weight (C_out, C_in/groups, k)`` and ``bias (C_out,)`` exactly as
     PyTorch's ``state_dict`` (so ``torch.nn.Conv1d(...)(x.transpose(1, 2)).transpose(1, 2)`` is
     the same function). With ``lengths`` (stride 1, 'same'/'causal' padding only) the input
-    past each length is taken as zero and the outputs there are 0.
+    past each length is taken as zero and the outputs there are 0. ``"same"`` at a stride > 1
+    takes ``lengths`` at any stride: each sequence is padded as if it ran alone at its length
+    ``L_b`` (``ceil(L_b / s)`` outputs, :meth:`output_lengths`; the outputs past them are 0).
     """
 
     def __init__(
@@ -440,6 +553,9 @@ class Conv1d(_TimeWindow):
         self.in_channels = self.channels = check_int("in_channels", in_channels, 1)
         self.out_channels = check_int("out_channels", out_channels, 1)
         self._window(kernel_size, stride, dilation, padding)
+        if self.same_rule is not None and padding_mode != "zeros":
+            raise ValueError(f"padding_mode: padding={padding!r} at stride={self.stride} pads with zeros; "
+                             f"expected 'zeros', got {padding_mode!r}")
         self.groups = check_int("groups", groups, 1)
         self.dtype = resolve_dtype(dtype)
         _init_conv(self, self.in_channels, self.out_channels, self.kernel_size, self.groups, bias, seed)
@@ -681,7 +797,10 @@ class _TimePool(_TimeWindow):
         if not isinstance(ceil_mode, bool | np.bool_):
             raise TypeError(f"ceil_mode: expected a bool, got {ceil_mode!r}")
         self.ceil_mode = bool(ceil_mode)
-        if max(self.pad_left, self.pad_right) > self.kernel_size // 2 and padding != "causal":
+        if self.same_rule is not None and self.ceil_mode:
+            raise ValueError(f"ceil_mode: padding={padding!r} at stride={self.stride} already gives ceil(T / "
+                             "stride) outputs; expected ceil_mode=False")
+        if max(self._pads) > self.kernel_size // 2 and padding != "causal":
             raise ValueError(
                 f"padding: expected at most kernel_size // 2 = {self.kernel_size // 2} (as PyTorch), "
                 f"got {padding!r}"
@@ -722,7 +841,10 @@ class MaxPool1d(_TimePool):
     ``x_pad`` pads with ``-inf``: a window that holds no input (``dilation`` over the padding, tiny
     ``T``) gives ``-inf``, as PyTorch (ONNX Runtime gives the lowest float32). Backward: the
     gradient goes to the first maximum of each window (as PyTorch). ``padding``: int (both sides, ``<= k/2``),
-    ``(left, right)`` or ``"causal"`` (``d(k-1)`` on the left, streamable). ``stride`` defaults
+    ``(left, right)``, ``"causal"`` (``d(k-1)`` on the left, streamable), or ``"same"`` /
+    ``"same_lower"``: TensorFlow's rule at any stride (Keras' ``padding="same"``, ONNX's
+    ``SAME_UPPER`` / ``SAME_LOWER``; see :class:`Conv1d`, :func:`same_padding`; with ``lengths``
+    each sequence padded for its own length; not with ``ceil_mode``). ``stride`` defaults
     to ``kernel_size``. ``channels`` is the feature size ``C``. ``dilation`` ``d``; ``ceil_mode``
     rounds the number of outputs up (PyTorch's and ONNX's rule: a last window that would start
     in the right padding is dropped). Shapes: ``x (B, T, C) -> y (B, T_out, C)``.
@@ -768,7 +890,9 @@ class AvgPool1d(_TimePool):
     (Keras' and TFLite's ``"same"``) those inside the input only; a window that holds no input
     (``dilation`` over the padding, tiny ``T``) gives 0, as ONNX Runtime. Backward: ``dx`` receives
     ``dy / n_t`` from every window ``t`` that holds it. Parameters and shapes as
-    :class:`MaxPool1d`; ``dilation`` is ONNX's (PyTorch's AvgPool1d has none).
+    :class:`MaxPool1d`; ``dilation`` is ONNX's (PyTorch's AvgPool1d has none). ``padding="same"``
+    at a stride > 1 (TensorFlow's rule, :func:`same_padding`) needs ``count_include_pad=False``,
+    as Keras and ONNX average it.
     """
 
     kind = "avg_pool1d"
@@ -788,6 +912,11 @@ class AvgPool1d(_TimePool):
         if not isinstance(count_include_pad, bool | np.bool_):
             raise TypeError(f"count_include_pad: expected a bool, got {count_include_pad!r}")
         self.count_include_pad = bool(count_include_pad)
+        if self.same_rule is not None and self.count_include_pad:
+            raise ValueError(
+                f"count_include_pad: padding={padding!r} at stride={self.stride} (TensorFlow's rule) "
+                "averages over the real inputs only, as Keras and ONNX; expected count_include_pad=False"
+            )
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ("" if self.count_include_pad else ", count_include_pad=False")
@@ -815,7 +944,7 @@ class AvgPool1d(_TimePool):
         (A stream buffer holds its left padding and has no right one, so every window of a
         stream lies inside ``[0, length + left + right)``.)"""
         if not self.count_include_pad:
-            return (idx != length).sum(axis=1)  # taps that read the input, not the pad slot
+            return (idx != length).sum(axis=-1)  # taps that read the input, not the pad slot
         taps = np.arange(idx.shape[0])[:, None] * self.stride + np.arange(self.kernel_size) * self.dilation
         return (taps < length + self.pad_left + self.pad_right).sum(axis=1)
 
@@ -826,8 +955,9 @@ class AvgPool1d(_TimePool):
             y = cols.mean(axis=2)
             w = np.full((1, 1, self.kernel_size, 1), 1.0 / self.kernel_size, x.dtype)
         else:   # a window without a real input (n_t = 0: dilation over the padding) gives 0, as ORT
-            y = cols.sum(axis=2) / np.maximum(n, 1)[None, :, None].astype(x.dtype)   # its sum is 0
+            n = n.reshape((-1,) + n.shape[-1:])   # (1 or B, T_out): per-row windows (_row_index) per row
+            y = cols.sum(axis=2) / np.maximum(n, 1)[:, :, None].astype(x.dtype)   # its sum is 0
             inv = np.where(n > 0, 1.0 / np.maximum(n, 1), 0.0).astype(x.dtype)
-            w = np.broadcast_to(inv[None, :, None, None], (1, idx.shape[0], self.kernel_size, 1))
+            w = np.broadcast_to(inv[:, :, None, None], n.shape + (self.kernel_size, 1))
         self._cache = (y.shape, idx, x.shape[1], w) if train else None
         return y

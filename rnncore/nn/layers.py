@@ -592,6 +592,8 @@ class Sequential(Module):
             elif getattr(m, "takes_lengths", False):
                 x = m.forward(x, lengths=lengths, train=train)
                 pooled = pooled or not getattr(m, "keeps_time", False)
+                if lengths is not None and hasattr(m, "output_lengths"):   # a stride with "same" padding
+                    lengths = m.output_lengths(lengths)
             else:
                 x = m.forward(x, train=train)
         self.final_states = finals

@@ -1046,17 +1046,24 @@ def _conv(b, node, a):
         return _conv2d(b, node, a, W)
     if W.ndim != 3:
         b.refuse(node, f"a {W.ndim - 2}-D convolution (weight {W.shape}); rnncore has Conv1d and Conv2d")
-    if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        b.refuse(node, f"auto_pad={a['auto_pad']!r}", "export with explicit pads")
+    auto = a.get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        b.refuse(node, f"auto_pad={auto!r}: expected NOTSET, VALID, SAME_UPPER or SAME_LOWER")
     O, Cg, k = W.shape
     groups = int(a.get("group", 1))
     shp = b.shape_of(node.input[0])
     if shp is not None and (len(shp) != 3 or shp[1] not in (None, Cg * groups)):
         b.refuse(node, f"X {node.input[0]!r} is declared with shape {shp}; W {W.shape} with group={groups} "
                        f"expects (N, {Cg * groups}, L)", "fix the model's shapes")
-    pads = list(a.get("pads", [0, 0]))
-    m = Conv1d(Cg * groups, O, k, stride=int(a.get("strides", [1])[0]), padding=(pads[0], pads[1]),
-               dilation=int(a.get("dilations", [1])[0]), groups=groups, bias=len(node.input) > 2
+    stride, dilation = int(a.get("strides", [1])[0]), int(a.get("dilations", [1])[0])
+    pads = [0, 0] if auto == "VALID" else list(a.get("pads", [0, 0]))
+    padding: object = (pads[0], pads[1])
+    if auto in ("SAME_UPPER", "SAME_LOWER"):   # at stride 1 a fixed split, else per input length
+        padding = _same_at_stride(auto, dilation, lambda why: b.refuse(node, why)) if stride != 1 else (
+            "same" if auto == "SAME_UPPER" else "same_lower")
+    m = Conv1d(Cg * groups, O, k, stride=stride, padding=padding,
+               dilation=dilation, groups=groups, bias=len(node.input) > 2
                and bool(node.input[2]), dtype=b.dt.name)
     m.params["weight"] = W.astype(b.dt)
     if "bias" in m.params:
@@ -1231,6 +1238,15 @@ def _instance_norm(b, node, a):
     return _with_module(run, m)
 
 
+def _same_at_stride(auto: str, dilation: int, refuse) -> str:
+    """1-D ``auto_pad`` ``SAME_UPPER`` / ``SAME_LOWER`` at a stride above 1 as rnncore's padding
+    ``"same"`` / ``"same_lower"`` (:func:`rnncore.nn.conv.same_padding`, per input length)."""
+    if dilation != 1:
+        refuse(f"auto_pad={auto!r} with dilations [{dilation}] at a stride above 1; expected dilations [1] "
+               "(or explicit pads)")
+    return "same" if auto == "SAME_UPPER" else "same_lower"
+
+
 def pool_options(node, a, refuse) -> dict:
     """The options of a 1-D ``MaxPool`` / ``AveragePool`` node as keyword arguments of
     :class:`~rnncore.nn.conv.MaxPool1d` / :class:`~rnncore.nn.conv.AvgPool1d` (without
@@ -1245,22 +1261,30 @@ def pool_options(node, a, refuse) -> dict:
     pads = [int(v) for v in a.get("pads", [0, 0])]
     auto = a.get("auto_pad", "NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        if stride != 1:
-            refuse(f"auto_pad={auto!r} with strides [{stride}]: the padding would depend on the input length "
-                   "(export with explicit pads)")
+    same = None
+    if auto in ("SAME_UPPER", "SAME_LOWER") and stride != 1:   # padded per input length (same_padding)
+        same = _same_at_stride(auto, dilation, refuse)
+        if int(a.get("ceil_mode", 0)):
+            refuse(f"auto_pad={auto!r} with ceil_mode=1 at strides [{stride}]; expected ceil_mode=0 (it "
+                   "already gives ceil(L / stride) outputs)")
+        if node.op_type == "AveragePool" and int(a.get("count_include_pad", 0)):
+            refuse(f"auto_pad={auto!r} with count_include_pad=1 at strides [{stride}]; rnncore averages such "
+                   "a padding over the real inputs only (count_include_pad=0, as tf2onnx writes it)")
+    elif auto in ("SAME_UPPER", "SAME_LOWER"):
         span = dilation * (k - 1)
         pads = [span // 2, span - span // 2] if auto == "SAME_UPPER" else [span - span // 2, span // 2]
     elif auto == "VALID":
         pads = [0, 0]
     elif auto != "NOTSET":
         refuse(f"auto_pad={auto!r}")
+    if same is not None:
+        pads = [0, 0]
     if len(pads) != 2 or min(pads) < 0:
         refuse(f"pads {pads}: expected [begin, end] >= 0 of the one spatial axis")
     if max(pads) > k // 2:
         refuse(f"pads {pads} larger than kernel_shape[0] // 2 = {k // 2} (PyTorch's limit, which rnncore's "
                "pooling keeps)")
-    out = {"kernel_size": k, "stride": stride, "padding": (pads[0], pads[1]), "dilation": dilation,
+    out = {"kernel_size": k, "stride": stride, "padding": same or (pads[0], pads[1]), "dilation": dilation,
            "ceil_mode": bool(int(a.get("ceil_mode", 0)))}
     if node.op_type == "AveragePool":
         out["count_include_pad"] = bool(int(a.get("count_include_pad", 0)))
